@@ -1,0 +1,176 @@
+"""Record kinds and the validated shape of each kind's body."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import MalformedRecord
+
+# Kind codes as they appear in the signed payload; names are for people and JSON.
+KINDS: dict[str, int] = {
+    "key": 0,  # genesis (seq 0) and key rotation: names the signing key
+    "scan": 1,  # an NFC tap at a checkpoint (MBG distribution)
+    "reading": 2,  # a sensor sample: temperature, humidity, crowd
+    "price": 3,  # a market price observation
+    "stock": 4,  # a stock movement of raw ingredients
+    "note": 5,  # a short field note
+    "witness": 6,  # a countersignature of log heads seen from peers
+    "attest": 7,  # a hub's attestation of data that arrived unsigned (legacy clients)
+}
+KIND_NAMES: dict[int, str] = {code: name for name, code in KINDS.items()}
+
+# MBG scan events, in the order a container normally sees them.
+SCAN_EVENTS = (
+    "cooked", "packed", "departed", "arrived", "received", "served",
+    "returned", "damaged", "lost", "sample", "incident",
+)
+CHECKPOINTS = ("kitchen", "kitchen_exit", "school_gate", "return", "market_stall", "phone")
+STOCK_MOVEMENTS = ("receive", "use", "waste", "count")
+
+MAX_TEXT = 512
+MAX_LIST = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    kind: type | tuple[type, ...]
+    required: bool = False
+    choices: tuple[str, ...] | None = None
+    minimum: int | None = None
+    list_of: type | None = None
+
+
+_ID = Field(str)
+_REQ_ID = Field(str, required=True)
+
+SCHEMAS: dict[str, dict[str, Field]] = {
+    "key": {
+        "pubkey": Field(bytes, required=True),  # raw Ed25519 public key, 32 bytes
+        "alg": Field(str),  # "Ed25519" (the only one today)
+        "reason": Field(str),  # "genesis", "rotation", "restore"
+    },
+    "scan": {
+        "event": Field(str, required=True, choices=SCAN_EVENTS),
+        "site": _REQ_ID,  # kitchen or school id where the tap happened
+        "checkpoint": Field(str, choices=CHECKPOINTS),
+        "staff": _ID,  # staff card uid (personal data: may travel by digest)
+        "tags": Field(list, list_of=str),  # container (ompreng) tag uids
+        "parent": _ID,  # crate or vehicle the tags were packed into
+        "batch": _ID,  # cooking batch id
+        "school": _ID,  # destination school for departures
+        "count": Field(int, minimum=0),  # portions counted
+        "temp_cc": Field(int),  # probe temperature in centi-degrees Celsius
+        "cooked_at": Field(int, minimum=0),  # cook-end time (device seconds) for "cooked"
+        "text": _ID,  # incident description
+        "source": Field(str),  # "nfc", "coap", "legacy-http"
+    },
+    "reading": {
+        "site": _REQ_ID,
+        "sensor": _ID,
+        "temp_cc": Field(int),  # centi-degrees Celsius
+        "rh_cp": Field(int, minimum=0),  # relative humidity in centi-percent
+        "crowd": Field(int, minimum=0),  # people counted in the sampling window
+    },
+    "price": {
+        "market": _REQ_ID,
+        "commodity": _REQ_ID,
+        "grade": _ID,
+        "unit": Field(str, required=True),  # "kg", "liter", "butir", ...
+        "price_idr": Field(int, required=True, minimum=1),  # rupiah per unit, integer
+        "reporter": _ID,
+        "region": _ID,
+        "source": Field(str),
+    },
+    "stock": {
+        "site": _REQ_ID,  # kitchen id
+        "item": _REQ_ID,
+        "movement": Field(str, required=True, choices=STOCK_MOVEMENTS),
+        "qty": Field(int, required=True, minimum=0),  # base units (grams, pieces, ml)
+        "unit": Field(str, required=True),
+        "supplier": _ID,
+        "batch": _ID,
+        "reason": _ID,
+    },
+    "note": {
+        "site": _ID,
+        "market": _ID,
+        "commodity": _ID,
+        "text": Field(str, required=True),
+        "author": _ID,
+    },
+    "witness": {
+        # [[device id, seq, record id], ...] of peers' heads this device has verified
+        "heads": Field(list, required=True, list_of=list),
+    },
+    "attest": {
+        "path": Field(str, required=True),  # where it came in: "http:/api/log_scan", "mqtt:pasar/data"
+        "sender": Field(str, required=True),  # who sent it, as the hub could tell
+        "kind": Field(str, required=True),  # the kind the data would have had if signed
+        "data": Field(dict, required=True),  # the data as received, canonicalised
+        "received_at": Field(int, required=True, minimum=0),
+    },
+}
+
+
+def kind_code(name: str) -> int:
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise MalformedRecord(
+            f"unknown record kind: expected one of {sorted(KINDS)}, got {name!r}"
+        ) from None
+
+
+def kind_name(code: int) -> str:
+    try:
+        return KIND_NAMES[code]
+    except KeyError:
+        raise MalformedRecord(
+            f"unknown record kind code: expected one of {sorted(KIND_NAMES)}, got {code}"
+        ) from None
+
+
+def validate_body(kind: str, body: Mapping[str, Any]) -> None:
+    """Check `body` against the shape of `kind`; raise MalformedRecord saying what is wrong."""
+    schema = SCHEMAS.get(kind)
+    if schema is None:
+        raise MalformedRecord(f"unknown record kind: expected one of {sorted(SCHEMAS)}, got {kind!r}")
+    if not isinstance(body, Mapping):
+        raise MalformedRecord(f"{kind} body: expected a map, got {type(body).__name__}")
+    for name in body:
+        if name not in schema:
+            raise MalformedRecord(
+                f"{kind} body: unexpected field {name!r}; allowed fields are {sorted(schema)}"
+            )
+    for name, spec in schema.items():
+        if name not in body:
+            if spec.required:
+                raise MalformedRecord(f"{kind} body: missing required field {name!r}")
+            continue
+        _check_field(kind, name, spec, body[name])
+
+
+def _check_field(kind: str, name: str, spec: Field, value: Any) -> None:
+    where = f"{kind} body field {name!r}"
+    # bool is an int in Python; the body never wants a bool where it wants a number.
+    if isinstance(value, bool) or not isinstance(value, spec.kind):
+        expected = spec.kind.__name__ if isinstance(spec.kind, type) else str(spec.kind)
+        raise MalformedRecord(f"{where}: expected {expected}, got {type(value).__name__}")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise MalformedRecord(f"{where}: text longer than {MAX_TEXT} characters ({len(value)})")
+    if spec.choices is not None and value not in spec.choices:
+        raise MalformedRecord(f"{where}: expected one of {list(spec.choices)}, got {value!r}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise MalformedRecord(f"{where}: expected at least {spec.minimum}, got {value}")
+    if spec.list_of is not None:
+        if len(value) > MAX_LIST:
+            raise MalformedRecord(f"{where}: more than {MAX_LIST} items ({len(value)})")
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, spec.list_of):
+                raise MalformedRecord(
+                    f"{where}: expected a list of {spec.list_of.__name__}, found {type(item).__name__}"
+                )
+    if kind == "key" and name == "pubkey" and len(value) != 32:
+        raise MalformedRecord(f"{where}: expected 32 bytes of Ed25519 public key, got {len(value)}")
