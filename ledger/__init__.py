@@ -1,1 +1,50 @@
-"""ledger"""
+"""Jejak's root of trust: records, chains, Merkle proofs, checkpoints and bundles, as pure functions over bytes."""
+
+from .bodies import KINDS, validate_body
+from .bundle import Bundle, BundleReport, LogExport, compare_bundles, decode_bundle, verify_bundle
+from .chain import (
+    ChainBuilder,
+    ChainState,
+    ForkEvidence,
+    check_signatures,
+    link,
+    verify_chain,
+    verify_records,
+)
+from .checkpoint import (
+    Checkpoint,
+    VerifiedReceipt,
+    decode_checkpoint,
+    make_receipt,
+    sign_checkpoint,
+    verify_checkpoints_consistent,
+    verify_receipt,
+)
+from .cose import Ed25519Signer, Signer
+from .errors import (
+    BadCheckpoint,
+    BadProof,
+    BadSignature,
+    BrokenChain,
+    ForkDetected,
+    LedgerError,
+    LimitExceeded,
+    MalformedRecord,
+    RevokedKey,
+    SyncError,
+    UnknownKey,
+    VerificationError,
+)
+from .merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
+from .record import MAX_RECORD_BYTES, Record, decode_record, device_id_for, encode_record
+
+__all__ = [
+    "KINDS", "MAX_RECORD_BYTES", "BadCheckpoint", "BadProof", "BadSignature", "BrokenChain", "Bundle",
+    "BundleReport", "ChainBuilder", "ChainState", "Checkpoint", "Ed25519Signer", "ForkDetected", "ForkEvidence",
+    "LedgerError", "LimitExceeded", "LogExport", "MalformedRecord", "MerkleTree", "Record", "RevokedKey",
+    "Signer", "SyncError", "UnknownKey", "VerificationError", "VerifiedReceipt", "check_signatures",
+    "compare_bundles", "decode_bundle", "decode_checkpoint", "decode_record", "device_id_for", "encode_record",
+    "leaf_hash", "link", "make_receipt", "sign_checkpoint", "validate_body", "verify_bundle", "verify_chain",
+    "verify_checkpoints_consistent", "verify_consistency", "verify_inclusion", "verify_receipt",
+    "verify_records",
+]

@@ -158,6 +158,10 @@ def _check_field(kind: str, name: str, spec: Field, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, spec.kind):
         expected = spec.kind.__name__ if isinstance(spec.kind, type) else str(spec.kind)
         raise MalformedRecord(f"{where}: expected {expected}, got {type(value).__name__}")
+    _check_value(kind, name, spec, value, where)
+
+
+def _check_value(kind: str, name: str, spec: Field, value: Any, where: str) -> None:
     if isinstance(value, str) and len(value) > MAX_TEXT:
         raise MalformedRecord(f"{where}: text longer than {MAX_TEXT} characters ({len(value)})")
     if spec.choices is not None and value not in spec.choices:

@@ -1,0 +1,220 @@
+"""The Jejak record: a COSE_Sign1 over a deterministic CBOR payload, identified by its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from . import cbor
+from .bodies import kind_code, kind_name, validate_body
+from .cose import ALG_EDDSA, HDR_ALG, HDR_KID, Signer, parse_sign1, sig_structure, verify_signature
+from .errors import MalformedRecord
+
+VERSION = 1
+MAX_RECORD_BYTES = 8192
+DEVICE_ID_BYTES = 16
+ZERO_HASH = bytes(32)
+# Domain separation: a record signature can never be taken for a checkpoint signature or anything else.
+RECORD_AAD = b"jejak/record/v1"
+DEVICE_ID_DOMAIN = b"jejak/device-id/v1"
+_PROTECTED = cbor.encode({HDR_ALG: ALG_EDDSA})
+
+
+def device_id_for(public_key: bytes) -> bytes:
+    """A device's id: the first 16 bytes of SHA-256 over a domain tag and its genesis public key."""
+    return hashlib.sha256(DEVICE_ID_DOMAIN + public_key).digest()[:DEVICE_ID_BYTES]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record:
+    """One signed entry of a device's log. `raw` is the exact COSE_Sign1; `id` is SHA-256(raw)."""
+
+    version: int
+    device_id: bytes
+    seq: int
+    prev: bytes
+    time: int
+    boot: int
+    kind: str
+    body: dict[str, Any] | None
+    body_ref: tuple[bytes, int] | None  # (SHA-256, length) when the body travels beside the record
+    payload: bytes
+    signature: bytes
+    raw: bytes
+    id: bytes = field(repr=False)
+
+    @property
+    def device(self) -> str:
+        return self.device_id.hex()
+
+    @property
+    def detached(self) -> bool:
+        return self.body_ref is not None
+
+    @property
+    def signed_bytes(self) -> bytes:
+        return sig_structure(_PROTECTED, self.payload, RECORD_AAD)
+
+    def verify_signature(self, public_key: bytes) -> None:
+        verify_signature(public_key, self.signature, self.signed_bytes, where=self.where)
+
+    @property
+    def where(self) -> str:
+        return f"device {self.device} seq {self.seq}"
+
+    def with_body(self, body_bytes: bytes) -> Record:
+        """Attach a detached body after checking it against the signed digest and length."""
+        if self.body_ref is None:
+            raise MalformedRecord("record carries its body inline; nothing to attach", where=self.where)
+        digest, length = self.body_ref
+        if len(body_bytes) != length or hashlib.sha256(body_bytes).digest() != digest:
+            raise MalformedRecord(
+                f"detached body does not match the signed digest (expected {length} bytes "
+                f"hashing to {digest.hex()[:16]}..., got {len(body_bytes)} bytes)", where=self.where)
+        body = cbor.decode(body_bytes, what="detached body")
+        if not isinstance(body, dict):
+            raise MalformedRecord("detached body must be a map", where=self.where)
+        validate_body(self.kind, body)
+        return _replace_body(self, body)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id.hex(), "device": self.device, "seq": self.seq, "prev": self.prev.hex(),
+            "time": self.time, "boot": self.boot, "kind": self.kind, "body": _jsonable(self.body),
+            "detached": self.detached,
+        }
+
+
+def _replace_body(record: Record, body: dict[str, Any] | None) -> Record:
+    return Record(version=record.version, device_id=record.device_id, seq=record.seq, prev=record.prev,
+                  time=record.time, boot=record.boot, kind=record.kind, body=body, body_ref=record.body_ref,
+                  payload=record.payload, signature=record.signature, raw=record.raw, id=record.id)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _bstr_head(n: int) -> bytes:
+    if n < 24:
+        return bytes([0x40 | n])
+    if n < 0x100:
+        return bytes([0x58, n])
+    return bytes([0x59]) + n.to_bytes(2, "big")
+
+
+# The envelope of a record has exactly one canonical shape, so it is built and checked as bytes:
+# tag 18, array(4), bstr(a10127), {4: bstr(16) kid}, bstr payload, bstr(64) signature.
+_ENVELOPE_HEAD = bytes([0xD2, 0x84, 0x43]) + _PROTECTED + bytes([0xA1, 0x04, 0x50])
+_SIG_HEAD = bytes([0x58, 0x40])
+
+
+def encode_record(signer: Signer, *, device_id: bytes, seq: int, prev: bytes, time: int, boot: int,
+                  kind: str, body: dict[str, Any], detach: bool = False) -> Record:
+    """Build, sign and encode a record; the result is exactly what `decode_record` would return."""
+    validate_body(kind, body)
+    if len(device_id) != DEVICE_ID_BYTES or len(prev) != 32:
+        raise MalformedRecord("record: device id must be 16 bytes and prev 32 bytes")
+    canon = cbor.canonical(body)
+    body_bytes = cbor2.dumps(canon)
+    ref = (hashlib.sha256(body_bytes).digest(), len(body_bytes))
+    head = cbor.encode([VERSION, device_id, seq, prev, time, boot, kind_code(kind)])
+    # Array of 8 = the 7 fixed fields (array head 0x87 swapped for 0x88) followed by the body item.
+    payload = b"\x88" + head[1:] + (cbor.encode(list(ref)) if detach else body_bytes)
+    signature = signer.sign(sig_structure(_PROTECTED, payload, RECORD_AAD))
+    raw = b"".join((_ENVELOPE_HEAD, device_id, _bstr_head(len(payload)), payload, _SIG_HEAD, signature))
+    if len(raw) > MAX_RECORD_BYTES:
+        raise MalformedRecord(f"record of {len(raw)} bytes exceeds the limit of {MAX_RECORD_BYTES}",
+                              hint="carry large bodies by digest (detach=True) or split them")
+    return Record(version=VERSION, device_id=device_id, seq=seq, prev=prev, time=time, boot=boot, kind=kind,
+                  body=None if detach else canon, body_ref=ref if detach else None,
+                  payload=payload, signature=signature, raw=raw, id=hashlib.sha256(raw).digest())
+
+
+def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(kid, payload, signature) if `raw` has the one canonical envelope shape, else None."""
+    n = len(_ENVELOPE_HEAD)
+    if not raw.startswith(_ENVELOPE_HEAD) or len(raw) < n + 16 + 2 + 66:
+        return None
+    kid = raw[n:n + 16]
+    i = n + 16
+    head = raw[i]
+    if 0x40 <= head < 0x58:
+        length, i = head - 0x40, i + 1
+    elif head == 0x58 and raw[i + 1] >= 24:
+        length, i = raw[i + 1], i + 2
+    elif head == 0x59 and int.from_bytes(raw[i + 1:i + 3], "big") >= 0x100:
+        length, i = int.from_bytes(raw[i + 1:i + 3], "big"), i + 3
+    else:
+        return None
+    payload = raw[i:i + length]
+    i += length
+    if len(payload) != length or raw[i:i + 2] != _SIG_HEAD or len(raw) != i + 66:
+        return None
+    return kid, payload, raw[i + 2:]
+
+
+def decode_record(raw: bytes) -> Record:
+    """Parse a record strictly. The signature is not checked: that needs the device's key (see chain)."""
+    if not isinstance(raw, bytes):
+        raise MalformedRecord(f"record: expected bytes, got {type(raw).__name__}")
+    if len(raw) > MAX_RECORD_BYTES:
+        raise MalformedRecord(f"record of {len(raw)} bytes exceeds the limit of {MAX_RECORD_BYTES}")
+    parts = _split_envelope(raw)
+    if parts is None:
+        # Off the fast path: parse generically to say precisely what is wrong.
+        msg = parse_sign1(raw, what="record")
+        if msg.protected != _PROTECTED:
+            raise MalformedRecord(f"record: protected header must be exactly {_PROTECTED.hex()} (alg EdDSA), "
+                                  f"got {msg.protected.hex()}")
+        if msg.payload is None:
+            raise MalformedRecord("record: payload is detached; records always carry their payload")
+        kid = msg.kid
+        if set(msg.unprotected) != {HDR_KID} or kid is None or len(kid) != DEVICE_ID_BYTES:
+            raise MalformedRecord("record: unprotected header must be exactly {4: 16-byte device id} (kid)")
+        raise MalformedRecord("record: envelope is not in its canonical form")
+    kid, payload, signature = parts
+    p = cbor.decode(payload, what="record payload")
+    if not isinstance(p, list) or len(p) != 8:
+        raise MalformedRecord(f"record payload: expected an array of 8 items, got {type(p).__name__}")
+    version, device_id, seq, prev, time, boot, kind, body_item = p
+    if version != VERSION or isinstance(version, bool):
+        raise MalformedRecord(f"record: unknown format version: expected {VERSION}, got {version!r}",
+                              hint="upgrade the verifier if this device runs a newer format")
+    if not isinstance(device_id, bytes) or len(device_id) != DEVICE_ID_BYTES:
+        raise MalformedRecord(f"record: device id must be {DEVICE_ID_BYTES} bytes, got {device_id!r}")
+    if kid != device_id:
+        raise MalformedRecord("record: kid in the header differs from the device id in the payload")
+    for name, value in (("seq", seq), ("time", time), ("boot", boot), ("kind", kind)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise MalformedRecord(f"record: {name} must be a non-negative integer, got {value!r}")
+    if not isinstance(prev, bytes) or len(prev) != 32:
+        raise MalformedRecord(f"record: prev must be a 32-byte hash, got {prev!r}")
+    if seq == 0 and prev != ZERO_HASH:
+        raise MalformedRecord("record: genesis (seq 0) must have prev = 32 zero bytes")
+    kind_str = kind_name(kind)
+    body: dict[str, Any] | None
+    body_ref: tuple[bytes, int] | None
+    if isinstance(body_item, dict):
+        validate_body(kind_str, body_item)
+        body, body_ref = body_item, None
+    elif (isinstance(body_item, list) and len(body_item) == 2 and isinstance(body_item[0], bytes)
+          and len(body_item[0]) == 32 and isinstance(body_item[1], int) and not isinstance(body_item[1], bool)
+          and 0 < body_item[1] <= MAX_RECORD_BYTES * 8):
+        if kind_str == "key":
+            raise MalformedRecord("record: key records must carry their body inline")
+        body, body_ref = None, (body_item[0], body_item[1])
+    else:
+        raise MalformedRecord("record: body must be a map, or [sha256, length] for a detached body")
+    return Record(version=version, device_id=device_id, seq=seq, prev=prev, time=time, boot=boot,
+                  kind=kind_str, body=body, body_ref=body_ref, payload=payload,
+                  signature=signature, raw=raw, id=hashlib.sha256(raw).digest())

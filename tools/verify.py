@@ -1,0 +1,87 @@
+"""`jejak-verify`: the auditor's offline check of an exported bundle, trusting nothing but the bytes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ledger import BundleReport, LedgerError, compare_bundles, verify_bundle
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="jejak-verify",
+        description="Verify a Jejak audit bundle offline: device chains, signatures, checkpoints, receipts.",
+        epilog="Exit codes: 0 all holds; 2 usage or unreadable file; 11 malformed; 13 bad signature; "
+               "14 broken chain; 15 fork; 16 bad proof; 17 bad checkpoint; 18 unknown key; 19 revoked key.",
+    )
+    p.add_argument("bundle", type=Path, help="bundle file (.jejak) exported by a hub or `jejak export`")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--hub-key", metavar="HEX", help="pin the hub's Ed25519 public key (hex) instead of the "
+                                                     "one the bundle names")
+    p.add_argument("--against", type=Path, metavar="OLDER",
+                   help="also prove that this bundle's log extends an older bundle's log")
+    return p
+
+
+def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
+    lines = []
+    for dev in report.devices:
+        mark = "ok  " if not dev.problems else "FAIL"
+        span = f"seq {dev.first_seq}..{dev.last_seq}" if dev.records else "no verified records"
+        lines.append(f"{mark} device {dev.device}: {dev.records} records ({span}), {dev.receipts} receipts")
+        for problem in dev.problems:
+            lines.append(f"       {problem}")
+    for cp in report.checkpoints:
+        lines.append(f"ok   checkpoint size {cp.tree_size} root {cp.root.hex()[:16]}... time {cp.time}")
+    for fork in report.forks:
+        lines.append(f"FORK device {fork.device_id.hex()} at seq {fork.seq}: evidence verifies")
+    for problem in report.problems:
+        lines.append(f"FAIL {problem}")
+    if consistency is not None:
+        lines.append(f"ok   log grew consistently from size {consistency['from']} to {consistency['to']}")
+    verdict = "VERIFIED" if report.ok else f"FAILED ({len(report.all_problems)} problems)"
+    lines.append(f"{verdict}: {sum(d.records for d in report.devices)} records, "
+                 f"{len(report.checkpoints)} checkpoints, {report.receipts_checked} receipts")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        data = args.bundle.read_bytes()
+        older = args.against.read_bytes() if args.against else None
+        hub_key = bytes.fromhex(args.hub_key) if args.hub_key else None
+    except (OSError, ValueError) as exc:
+        print(f"jejak-verify: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    consistency = None
+    try:
+        report = verify_bundle(data, hub_key=hub_key)
+        if older is not None:
+            old, new = compare_bundles(older, data, hub_key=hub_key)
+            consistency = {"from": old.tree_size, "to": new.tree_size}
+    except LedgerError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": [exc.to_dict()]}, indent=2))
+        else:
+            print(f"FAIL {exc}")
+        return exc.exit_code
+    if args.json:
+        out = report.to_json()
+        if consistency is not None:
+            out["consistency"] = consistency
+        print(json.dumps(out, indent=2))
+    else:
+        print(render(report, consistency))
+    return report.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
