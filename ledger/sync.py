@@ -1,0 +1,215 @@
+"""The log sync protocol as pure functions and a state machine: heads in, fetches and pushes out."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from . import cbor
+from .chain import ChainState, ForkEvidence, link
+from .errors import (
+    BrokenChain,
+    ForkDetected,
+    LedgerError,
+    LimitExceeded,
+    MalformedRecord,
+    RevokedKey,
+    SyncError,
+)
+from .record import ZERO_HASH, Record, decode_record
+
+PROTOCOL = 1
+MSG_HEADS = 1
+MSG_RECORDS = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Head:
+    """How far one log goes: `length` records, the last with id `head`."""
+
+    device_id: bytes
+    length: int
+    head: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.device_id) != 16 or len(self.head) != 32 or self.length < 0:
+            raise MalformedRecord("head: expected a 16-byte device id, a length >= 0 and a 32-byte id")
+
+    @classmethod
+    def of(cls, state: ChainState) -> Head:
+        return cls(device_id=state.device_id, length=state.length, head=state.head)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    records_per_request: int = 512
+    bytes_per_request: int = 256 * 1024
+    max_devices: int = 4096
+
+
+def encode_heads(heads: Iterable[Head]) -> bytes:
+    return cbor.encode([MSG_HEADS, PROTOCOL, [[h.device_id, h.length, h.head] for h in heads]])
+
+
+def decode_heads(data: bytes, limits: Limits = Limits()) -> list[Head]:
+    item = cbor.decode(data, what="heads message")
+    if not isinstance(item, list) or len(item) != 3 or item[0] != MSG_HEADS:
+        raise SyncError("heads message: expected [1, protocol, [[device, length, head], ...]]")
+    if item[1] != PROTOCOL:
+        raise SyncError(f"heads message: expected protocol {PROTOCOL}, got {item[1]!r}",
+                        hint="both sides must run the same sync protocol version")
+    entries = item[2]
+    if not isinstance(entries, list) or len(entries) > limits.max_devices:
+        raise LimitExceeded(f"heads message: at most {limits.max_devices} logs, got "
+                            f"{len(entries) if isinstance(entries, list) else 'no list'}")
+    heads = []
+    for entry in entries:
+        if (not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], bytes)
+                or not isinstance(entry[1], int) or isinstance(entry[1], bool) or not isinstance(entry[2], bytes)):
+            raise SyncError("heads message: each entry must be [device id, length, head id]")
+        heads.append(Head(device_id=entry[0], length=entry[1], head=entry[2]))
+    return heads
+
+
+def encode_records(device_id: bytes, start: int, raws: Sequence[bytes]) -> bytes:
+    return cbor.encode([MSG_RECORDS, device_id, start, list(raws)])
+
+
+def decode_records(data: bytes, limits: Limits = Limits()) -> tuple[bytes, int, list[bytes]]:
+    if len(data) > limits.bytes_per_request + 1024:
+        raise LimitExceeded(f"records message of {len(data)} bytes exceeds {limits.bytes_per_request}")
+    item = cbor.decode(data, what="records message")
+    if (not isinstance(item, list) or len(item) != 4 or item[0] != MSG_RECORDS or not isinstance(item[1], bytes)
+            or not isinstance(item[2], int) or not isinstance(item[3], list)):
+        raise SyncError("records message: expected [2, device id, first seq, [record, ...]]")
+    if len(item[3]) > limits.records_per_request:
+        raise LimitExceeded(f"records message holds {len(item[3])} records; the limit is "
+                            f"{limits.records_per_request} per request")
+    if not all(isinstance(x, bytes) for x in item[3]):
+        raise SyncError("records message: records must be byte strings")
+    return item[1], item[2], item[3]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    """What `accept` made of an offered range."""
+
+    state: ChainState
+    records: list[Record]  # new, verified, in order: store these
+    duplicates: int = 0
+    fork: ForkEvidence | None = None
+    problem: LedgerError | None = None
+
+
+def accept(state: ChainState, head_record: Record | None, raws: Sequence[bytes], *,
+           revoked_from: int | None = None) -> Accepted:
+    """Verify an offered range against what we hold of this log; keep the good prefix.
+
+    Records we already hold are duplicates (resending is always safe). A record at a seq we hold with
+    another id is a fork: its evidence is returned and nothing past it is accepted.
+    """
+    new: list[Record] = []
+    duplicates = 0
+    current = state
+    for raw in raws:
+        try:
+            rec = decode_record(raw)
+            if rec.device_id != state.device_id:
+                raise BrokenChain(f"record of device {rec.device} offered as device {state.device_id.hex()}")
+            if rec.seq < current.length:
+                if rec.seq != current.length - 1 or rec.id == current.head:
+                    duplicates += 1
+                    continue
+                # Another record where we hold our head: the peer shows a second history of this device.
+                rec.verify_signature(current.key if rec.seq else rec.body["pubkey"])  # type: ignore[index]
+                mine = new[-1] if new else head_record
+                if mine is None:
+                    raise ForkDetected(f"another record at seq {rec.seq} than the one we hold", where=rec.where)
+                return Accepted(state=current, records=new, duplicates=duplicates,
+                                fork=ForkEvidence(first=mine, second=rec))
+            if revoked_from is not None and rec.seq >= revoked_from:
+                raise RevokedKey(f"device key revoked from seq {revoked_from}", where=rec.where)
+            nxt, key = link(current, rec)
+            rec.verify_signature(key)
+        except (LedgerError, TypeError, KeyError) as exc:
+            problem = exc if isinstance(exc, LedgerError) else MalformedRecord(f"unusable record: {exc}")
+            return Accepted(state=current, records=new, duplicates=duplicates, problem=problem)
+        new.append(rec)
+        current = nxt
+    return Accepted(state=current, records=new, duplicates=duplicates)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Ask the peer for records [start, end) of a log (start includes one overlap record when possible)."""
+
+    device_id: bytes
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    """Send the peer our records [start, end) of a log."""
+
+    device_id: bytes
+    start: int
+    end: int
+
+
+def plan(local: Mapping[bytes, Head], remote: Iterable[Head], *, limits: Limits = Limits(),
+         push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset()) -> list[Fetch | Push]:
+    """Compare heads and say what to fetch and what to push, chunked to the per-request limit."""
+    actions: list[Fetch | Push] = []
+    seen: set[bytes] = set()
+    step = limits.records_per_request
+    for r in remote:
+        seen.add(r.device_id)
+        if r.device_id in blocked:
+            continue
+        mine = local.get(r.device_id)
+        have = mine.length if mine else 0
+        if pull and r.length > have:
+            # One record of overlap lets the receiver check the peer's history continues ours.
+            start = have - 1 if have else 0
+            for s in range(start, r.length, step):
+                actions.append(Fetch(r.device_id, s, min(s + step, r.length)))
+        elif pull and mine is not None and r.length == have and have and r.head != mine.head:
+            actions.append(Fetch(r.device_id, have - 1, have))  # same length, other head: get the evidence
+        elif push and mine is not None and mine.length > r.length:
+            start = r.length - 1 if r.length else 0
+            for s in range(start, mine.length, step):
+                actions.append(Push(r.device_id, s, min(s + step, mine.length)))
+    if push:
+        for device_id, mine in local.items():
+            if device_id not in seen and device_id not in blocked and mine.length:
+                for s in range(0, mine.length, step):
+                    actions.append(Push(device_id, s, min(s + step, mine.length)))
+    return actions
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential back-off with full jitter, from an injected random source."""
+
+    base: float = 1.0
+    cap: float = 300.0
+    failures: int = 0
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def failed(self) -> float:
+        self.failures += 1
+        return self.delay()
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+    def delay(self) -> float:
+        if not self.failures:
+            return 0.0
+        return self.rng.uniform(0, min(self.cap, self.base * 2 ** min(self.failures, 30)))
+
+
+def empty_head(device_id: bytes) -> Head:
+    return Head(device_id=device_id, length=0, head=ZERO_HASH)
