@@ -1,0 +1,205 @@
+"""The log sync protocol over CoAP: the resources a log holder serves and the session that drives them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiocoap
+import aiocoap.resource as resource
+import cbor2
+from aiocoap.numbers.codes import Code
+
+from ledger import LedgerError
+from ledger.sync import (
+    Fetch,
+    Head,
+    Limits,
+    Push,
+    decode_heads,
+    decode_records,
+    encode_heads,
+    encode_records,
+    plan,
+)
+
+log = logging.getLogger("jejak.sync")
+CBOR = 60
+
+# Stable error codes to CoAP response codes for the sync resources.
+_SYNC_CODES = {
+    "MALFORMED": Code.BAD_REQUEST, "SYNC_PROTOCOL": Code.BAD_REQUEST,
+    "LIMIT_EXCEEDED": Code.REQUEST_ENTITY_TOO_LARGE, "UNKNOWN_DEVICE": Code.FORBIDDEN,
+    "UNKNOWN_KEY": Code.FORBIDDEN, "DEVICE_BLOCKED": Code.FORBIDDEN, "REVOKED_KEY": Code.FORBIDDEN,
+    "INVALID_SIGNATURE": Code.BAD_REQUEST, "BROKEN_CHAIN": Code.CONFLICT, "FORK_DETECTED": Code.CONFLICT,
+    "STORE_FULL": Code.SERVICE_UNAVAILABLE,
+}
+
+
+class LogHolder(Protocol):
+    """What a node that holds logs offers to sync: the hub, or an edge with its replicas."""
+
+    def heads(self) -> list[Head]: ...
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        """Verify and store offered records; return {"accepted", "duplicates", "length", "problem"}."""
+        ...
+
+
+def _error(code: str, message: str) -> aiocoap.Message:
+    return aiocoap.Message(code=_SYNC_CODES.get(code, Code.BAD_REQUEST), content_format=CBOR,
+                           payload=cbor2.dumps({"code": code, "message": message}))
+
+
+def _ok(code: Code, payload: bytes) -> aiocoap.Message:
+    return aiocoap.Message(code=code, content_format=CBOR, payload=payload)
+
+
+class HeadsResource(resource.Resource):
+    """POST our heads, get theirs back."""
+
+    def __init__(self, holder: LogHolder, limits: Limits) -> None:
+        super().__init__()
+        self.holder, self.limits = holder, limits
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            decode_heads(request.payload, self.limits)
+            heads = await asyncio.to_thread(self.holder.heads)
+        except LedgerError as exc:
+            return _error(exc.code, exc.message)
+        return _ok(Code.CONTENT, encode_heads(heads))
+
+
+class RecordsResource(resource.Resource):
+    """GET a range of a log (?d=<device hex>&from=N&to=M); POST records to be verified and stored."""
+
+    def __init__(self, holder: LogHolder, limits: Limits) -> None:
+        super().__init__()
+        self.holder, self.limits = holder, limits
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            query = dict(q.split("=", 1) for q in request.opt.uri_query)
+            device_id = bytes.fromhex(query["d"])
+            start = int(query.get("from", "0"))
+            end = min(int(query.get("to", str(start + self.limits.records_per_request))),
+                      start + self.limits.records_per_request)
+        except (ValueError, KeyError):
+            return _error("SYNC_PROTOCOL", "expected ?d=<device hex>&from=<seq>&to=<seq>")
+        raws = await asyncio.to_thread(self.holder.log_range, device_id, start, end)
+        raws = _fit(raws, self.limits.bytes_per_request)
+        return _ok(Code.CONTENT, encode_records(device_id, start, raws))
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            device_id, _, raws = decode_records(request.payload, self.limits)
+            result = await asyncio.to_thread(self.holder.receive, device_id, raws)
+        except LedgerError as exc:
+            return _error(exc.code, exc.message)
+        except Exception as exc:  # storage errors carry a code too
+            code = getattr(exc, "code", "INTERNAL")
+            if code == "INTERNAL":
+                log.exception("receive failed")
+            return aiocoap.Message(code=_SYNC_CODES.get(code, Code.INTERNAL_SERVER_ERROR), content_format=CBOR,
+                                   payload=cbor2.dumps({"code": code, "message": str(exc)}))
+        return _ok(Code.CHANGED, cbor2.dumps(result))
+
+
+def _fit(raws: list[bytes], budget: int) -> list[bytes]:
+    out, used = [], 0
+    for raw in raws:
+        used += len(raw) + 3
+        if out and used > budget:
+            break
+        out.append(raw)
+    return out
+
+
+def add_sync_resources(site: resource.Site, holder: LogHolder, limits: Limits = Limits()) -> None:
+    site.add_resource(["sync", "heads"], HeadsResource(holder, limits))
+    site.add_resource(["sync", "records"], RecordsResource(holder, limits))
+
+
+class SyncFailed(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class SyncReport:
+    fetched: int = 0
+    pushed: int = 0
+    duplicates: int = 0
+    problems: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+
+
+async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = b"",
+                   timeout: float = 30.0) -> bytes:
+    msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=CBOR if payload else None)
+    response = await asyncio.wait_for(ctx.request(msg).response, timeout)
+    if not response.code.is_successful():
+        try:
+            err = cbor2.loads(response.payload)
+            raise SyncFailed(err.get("code", str(response.code)), err.get("message", ""))
+        except (ValueError, AttributeError, cbor2.CBORDecodeError):
+            raise SyncFailed(str(response.code), response.payload[:200].decode(errors="replace")) from None
+    return response.payload
+
+
+async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits: Limits = Limits(),
+                    push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset()) -> SyncReport:
+    """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push."""
+    report = SyncReport()
+    mine = await asyncio.to_thread(local.heads)
+    out = encode_heads(mine)
+    theirs_raw = await _request(ctx, Code.POST, f"{base}/sync/heads", out)
+    report.bytes_sent += len(out)
+    report.bytes_received += len(theirs_raw)
+    theirs = decode_heads(theirs_raw, limits)
+    for action in plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull,
+                       blocked=blocked):
+        if isinstance(action, Fetch):
+            start = action.start
+            while start < action.end:
+                data = await _request(ctx, Code.GET, f"{base}/sync/records?d={action.device_id.hex()}"
+                                                     f"&from={start}&to={action.end}")
+                report.bytes_received += len(data)
+                device_id, _, raws = decode_records(data, limits)
+                if device_id != action.device_id or not raws:
+                    break
+                result = await asyncio.to_thread(local.receive, action.device_id, raws)
+                report.fetched += result["accepted"]
+                report.duplicates += result["duplicates"]
+                if result.get("problem"):
+                    report.problems.append(f"{action.device_id.hex()}: {result['problem']}")
+                    break
+                start += len(raws)
+        elif isinstance(action, Push):
+            start = action.start
+            while start < action.end:
+                raws = _fit(await asyncio.to_thread(local.log_range, action.device_id, start, action.end),
+                            limits.bytes_per_request)
+                if not raws:
+                    break
+                body = encode_records(action.device_id, start, raws)
+                report.bytes_sent += len(body)
+                try:
+                    ack = cbor2.loads(await _request(ctx, Code.POST, f"{base}/sync/records", body))
+                except SyncFailed as exc:
+                    report.problems.append(f"{action.device_id.hex()}: {exc}")
+                    break
+                report.pushed += ack.get("accepted", 0)
+                report.duplicates += ack.get("duplicates", 0)
+                if ack.get("problem"):
+                    report.problems.append(f"{action.device_id.hex()}: {ack['problem']}")
+                    break
+                start += len(raws)
+    return report

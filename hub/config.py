@@ -1,0 +1,68 @@
+"""The hub's configuration: one TOML file, one frozen dataclass tree."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig:
+    backend: str = "lmdb"  # "lmdb" (embedded) or "postgres"
+    path: str = "var/hub/store"
+    dsn: str = "postgresql://127.0.0.1:5432/test"
+    map_size: int = 1 << 32
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("lmdb", "postgres"):
+            raise ValueError(f"store.backend: expected 'lmdb' or 'postgres', got {self.backend!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubConfig:
+    name: str = "hub"
+    region: str = "demo"
+    data_dir: str = "var/hub"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8470
+    coap_host: str = "127.0.0.1"
+    coap_port: int = 5683
+    checkpoint_interval: float = 10.0
+    auto_approve: bool = False
+    mdns: bool = True
+    operator_tokens: tuple[str, ...] = ()  # SHA-256 hex digests of operator tokens
+    auditor_tokens: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()  # coap:// addresses of regional hubs a national hub pulls from
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_interval <= 0:
+            raise ValueError(f"checkpoint_interval: expected > 0 seconds, got {self.checkpoint_interval}")
+        for port in (self.http_port, self.coap_port):
+            if not 0 <= port < 65536:
+                raise ValueError(f"port: expected 0..65535, got {port}")
+
+
+def _build(cls: Any, data: dict[str, Any]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ValueError(f"unknown setting {key!r} in [{cls.__name__}]; known: {sorted(known)}")
+        default = known[key].default_factory() if callable(known[key].default_factory) else known[key].default
+        if is_dataclass(default):
+            kwargs[key] = _build(type(default), value)
+        elif isinstance(value, list):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load(path: str | Path | None) -> HubConfig:
+    if path is None:
+        return HubConfig()
+    with open(path, "rb") as fh:
+        return _build(HubConfig, tomllib.load(fh))  # type: ignore[no-any-return]

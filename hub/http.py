@@ -1,0 +1,340 @@
+"""The hub's HTTP JSON API (with its OpenAPI description), live events, and the dashboard's static files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ledger import Checkpoint, LedgerError, Record, decode_record
+
+from .service import Hub, HubError, NotEnrolled
+from .store import StoreError
+
+log = logging.getLogger("jejak.hub.http")
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# One place maps typed errors to HTTP statuses; the body always carries the stable code.
+STATUS_BY_CODE = {
+    "MALFORMED": 400, "SYNC_PROTOCOL": 400, "LIMIT_EXCEEDED": 413, "UNKNOWN_DEVICE": 403, "UNKNOWN_KEY": 403,
+    "DEVICE_BLOCKED": 409, "REVOKED_KEY": 403, "INVALID_SIGNATURE": 422, "BROKEN_CHAIN": 409,
+    "FORK_DETECTED": 409, "INVALID_PROOF": 422, "INVALID_CHECKPOINT": 422, "HUB_ERROR": 404,
+    "STORE_FULL": 507, "UNAUTHORIZED": 401, "FORBIDDEN": 403, "BAD_REQUEST": 400,
+}
+
+
+def error_response(code: str, message: str, hint: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if hint:
+        body["error"]["hint"] = hint
+    return web.json_response(body, status=STATUS_BY_CODE.get(code, 400))
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except LedgerError as exc:
+        return error_response(exc.code, exc.message, exc.hint)
+    except StoreError as exc:
+        return error_response(exc.code, exc.message, exc.hint)
+    except (ValueError, KeyError, TypeError) as exc:
+        return error_response("BAD_REQUEST", f"bad request: {exc}")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Events:
+    """Fan-out of live events to Server-Sent Events subscribers; slow subscribers drop old events."""
+
+    def __init__(self) -> None:
+        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def publish(self, event: dict[str, Any]) -> None:
+        if self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._deliver, event)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
+        for q in list(self._queues):
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(event)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self._queues.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+        self._queues.discard(q)
+
+
+class HubApi:
+    """Routes for operators, auditors and the public. Domain views register their own routes."""
+
+    def __init__(self, hub: Hub, *, operator_tokens: tuple[str, ...] = (), auditor_tokens: tuple[str, ...] = (),
+                 extra: list[Callable[[web.Application], None]] | None = None) -> None:
+        self.hub = hub
+        self.operator_tokens = operator_tokens  # sha256 hex digests, never the tokens themselves
+        self.auditor_tokens = auditor_tokens
+        self.events = Events()
+        self.extra = extra or []
+        hub.listeners.on_records.append(self._on_records)
+        hub.listeners.on_checkpoint.append(self._on_checkpoint)
+
+    def _on_records(self, records: list[Record], arrived_at: int) -> None:
+        for rec in records[-50:]:
+            self.events.publish({"type": "record", "record": rec.to_json(), "arrived_at": arrived_at})
+
+    def _on_checkpoint(self, cp: Checkpoint) -> None:
+        self.events.publish({"type": "checkpoint", "checkpoint": cp.to_json()})
+
+    def _role(self, request: web.Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else request.query.get("token", "")
+        if not token:
+            return "public"
+        digest = hash_token(token)
+        if any(hmac.compare_digest(digest, t) for t in self.operator_tokens):
+            return "operator"
+        if any(hmac.compare_digest(digest, t) for t in self.auditor_tokens):
+            return "auditor"
+        return "invalid"
+
+    def require(self, request: web.Request, *roles: str) -> None:
+        role = self._role(request)
+        if role == "invalid":
+            raise web.HTTPUnauthorized(text=json.dumps({"error": {"code": "UNAUTHORIZED",
+                                                                   "message": "token not recognised"}}),
+                                       content_type="application/json")
+        if role not in roles:
+            raise web.HTTPForbidden(text=json.dumps({"error": {"code": "FORBIDDEN", "message":
+                                                               f"needs role {' or '.join(roles)}, have {role}"}}),
+                                    content_type="application/json")
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
+        r = app.router
+        r.add_get("/api/status", self.status)
+        r.add_get("/api/openapi.json", self.openapi)
+        r.add_get("/api/devices", self.devices)
+        r.add_get("/api/devices/{device}", self.device)
+        r.add_get("/api/devices/{device}/records", self.records)
+        r.add_post("/api/enroll", self.enroll)
+        r.add_post("/api/devices/{device}/approve", self.approve)
+        r.add_post("/api/devices/{device}/revoke", self.revoke)
+        r.add_post("/api/devices/{device}/resolve-fork", self.resolve)
+        r.add_get("/api/heads", self.heads)
+        r.add_get("/api/forks", self.forks)
+        r.add_get("/api/checkpoints", self.checkpoints)
+        r.add_get("/api/checkpoints/latest", self.latest)
+        r.add_post("/api/checkpoints", self.sign_now)
+        r.add_get("/api/proofs/inclusion/{record}", self.inclusion)
+        r.add_get("/api/proofs/consistency", self.consistency)
+        r.add_post("/api/ingest/{device}", self.ingest)
+        r.add_get("/api/export", self.export)
+        r.add_get("/api/events", self.stream)
+        for register in self.extra:
+            register(app)
+        if STATIC.is_dir():
+            r.add_get("/", self.index)
+            r.add_static("/static/", STATIC)
+        app.on_startup.append(self._bind)
+        return app
+
+    async def _bind(self, app: web.Application) -> None:
+        self.events.bind(asyncio.get_running_loop())
+
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def status(self, request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(self.hub.status))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_spec(request.app))
+
+    async def devices(self, request: web.Request) -> web.Response:
+        out = []
+        for d in self.hub.store.devices():
+            state = self.hub.store.chain_state(d.device_id)
+            item = d.to_json()
+            item.update({"length": state.length if state else 0, "head": state.head.hex() if state else None,
+                         "last_time": state.time if state else None})
+            out.append(item)
+        return web.json_response({"devices": out})
+
+    def _device_id(self, request: web.Request) -> bytes:
+        try:
+            device_id = bytes.fromhex(request.match_info["device"])
+        except ValueError:
+            raise HubError("device id must be 32 hex characters") from None
+        if len(device_id) != 16:
+            raise HubError("device id must be 32 hex characters")
+        return device_id
+
+    async def device(self, request: web.Request) -> web.Response:
+        device_id = self._device_id(request)
+        d = self.hub.store.get_device(device_id)
+        if d is None:
+            raise NotEnrolled(f"device {device_id.hex()} is not enrolled")
+        state = self.hub.store.chain_state(device_id)
+        item = d.to_json()
+        item["length"] = state.length if state else 0
+        return web.json_response(item)
+
+    async def records(self, request: web.Request) -> web.Response:
+        device_id = self._device_id(request)
+        start = int(request.query.get("from", 0))
+        end = min(int(request.query.get("to", start + 100)), start + 1000)
+        raws = self.hub.store.log_range(device_id, start, end)
+        return web.json_response({"records": [decode_record(r).to_json() for r in raws]})
+
+    async def enroll(self, request: web.Request) -> web.Response:
+        device = await asyncio.to_thread(self.hub.enroll, await request.read())
+        return web.json_response(device.to_json(), status=201)
+
+    async def approve(self, request: web.Request) -> web.Response:
+        self.require(request, "operator")
+        return web.json_response(self.hub.approve(self._device_id(request)).to_json())
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        self.require(request, "operator")
+        from_seq = request.query.get("from")
+        device = self.hub.revoke(self._device_id(request), int(from_seq) if from_seq else None)
+        return web.json_response(device.to_json())
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        self.require(request, "operator")
+        return web.json_response(self.hub.resolve_fork(self._device_id(request)).to_json())
+
+    async def heads(self, request: web.Request) -> web.Response:
+        return web.json_response({"heads": [{"device": h.device_id.hex(), "length": h.length,
+                                             "head": h.head.hex()} for h in self.hub.heads()]})
+
+    async def forks(self, request: web.Request) -> web.Response:
+        from ledger import ForkEvidence
+
+        out = []
+        for device_id, raw in self.hub.store.forks():
+            ev = ForkEvidence.from_cbor(raw)
+            out.append({"device": device_id.hex(), "seq": ev.seq, "first": ev.first.id.hex(),
+                        "second": ev.second.id.hex(), "evidence": raw.hex()})
+        return web.json_response({"forks": out})
+
+    async def checkpoints(self, request: web.Request) -> web.Response:
+        return web.json_response({"checkpoints": [c.to_json() for c in self.hub.checkpoints()[-100:]]})
+
+    async def latest(self, request: web.Request) -> web.Response:
+        cp = self.hub.latest_checkpoint()
+        if cp is None:
+            raise HubError("no checkpoint signed yet")
+        return web.json_response(cp.to_json())
+
+    async def sign_now(self, request: web.Request) -> web.Response:
+        self.require(request, "operator")
+        cp = await asyncio.to_thread(self.hub.checkpoint, force=True)
+        assert cp is not None
+        return web.json_response(cp.to_json(), status=201)
+
+    async def inclusion(self, request: web.Request) -> web.Response:
+        record_id = bytes.fromhex(request.match_info["record"])
+        index, receipt = await asyncio.to_thread(self.hub.receipt, record_id)
+        cp = self.hub.latest_checkpoint()
+        assert cp is not None
+        return web.json_response({"record": record_id.hex(), "index": index, "tree_size": cp.tree_size,
+                                  "root": cp.root.hex(), "receipt": receipt.hex(),
+                                  "path": [p.hex() for p in self.hub.tree.inclusion_proof(index, cp.tree_size)]})
+
+    async def consistency(self, request: web.Request) -> web.Response:
+        first, second = int(request.query["from"]), int(request.query["to"])
+        proof = await asyncio.to_thread(self.hub.consistency, first, second)
+        return web.json_response({"from": first, "to": second, "proof": [p.hex() for p in proof]})
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        """Records pushed over HTTP: body is the CBOR records message of the sync protocol."""
+        from ledger.sync import decode_records
+
+        device_id = self._device_id(request)
+        dev, _, raws = decode_records(await request.read())
+        if dev != device_id:
+            raise HubError("records message names another device than the URL")
+        result = await asyncio.to_thread(self.hub.ingest, device_id, raws)
+        return web.json_response(result.to_json(), status=200 if result.problem is None else 409)
+
+    async def export(self, request: web.Request) -> web.StreamResponse:
+        self.require(request, "operator", "auditor", *(("public",) if not self.auditor_tokens else ()))
+        q = request.query
+        devices = [bytes.fromhex(d) for d in q.getall("device", [])] or None
+        data = await asyncio.to_thread(
+            self.hub.export, devices=devices, site=q.get("site"),
+            since=int(q["since"]) if "since" in q else None, until=int(q["until"]) if "until" in q else None,
+            description=q.get("description", ""))
+        return web.Response(body=data, content_type="application/cbor",
+                            headers={"Content-Disposition": 'attachment; filename="jejak-audit.jejak"'})
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        q = self.events.subscribe()
+        try:
+            await resp.write(b": connected\n\n")
+            while True:
+                try:
+                    event = await asyncio.wait_for(q.get(), timeout=15)
+                except TimeoutError:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.events.unsubscribe(q)
+        return resp
+
+
+def openapi_spec(app: web.Application) -> dict[str, Any]:
+    """OpenAPI 3.1 description generated from the routes actually registered."""
+    paths: dict[str, Any] = {}
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter")
+        if not path or route.method == "HEAD" or path.startswith("/static"):
+            continue
+        doc = (route.handler.__doc__ or route.handler.__name__).strip().splitlines()[0]
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in _path_params(path)]
+        paths.setdefault(path, {})[route.method.lower()] = {
+            "summary": doc, "parameters": params,
+            "responses": {"200": {"description": "OK"}, "4XX": {"description": "error with a stable code",
+                                                                "content": {"application/json": {"schema": {
+                                                                    "$ref": "#/components/schemas/Error"}}}}}}
+    return {"openapi": "3.1.0", "info": {"title": "Jejak hub API", "version": "1"}, "paths": paths,
+            "components": {"schemas": {"Error": {"type": "object", "properties": {"error": {
+                "type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                                                 "hint": {"type": "string"}}, "required": ["code", "message"]}}}}}}
+
+
+def _path_params(path: str) -> list[str]:
+    out, rest = [], path
+    while "{" in rest:
+        start = rest.index("{")
+        end = rest.index("}", start)
+        out.append(rest[start + 1:end])
+        rest = rest[end + 1:]
+    return out

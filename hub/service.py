@@ -1,0 +1,320 @@
+"""The hub's core: enrollment, verified ingest, the global Merkle log, checkpoints, proofs and exports."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger import (
+    BadSignature,
+    Bundle,
+    ChainState,
+    Checkpoint,
+    LedgerError,
+    LogExport,
+    MerkleTree,
+    Record,
+    RevokedKey,
+    Signer,
+    UnknownKey,
+    decode_checkpoint,
+    decode_record,
+    device_id_for,
+    make_receipt,
+    sign_checkpoint,
+)
+from ledger import cbor as lcbor
+from ledger.cose import parse_sign1
+from ledger.sync import Accepted, Head, accept
+
+from .store import DeviceInfo, HubStore
+
+log = logging.getLogger("jejak.hub")
+ENROLL_AAD = b"jejak/enroll/v1"
+
+
+class HubError(LedgerError):
+    code = "HUB_ERROR"
+
+
+class NotEnrolled(UnknownKey):
+    code = "UNKNOWN_DEVICE"
+
+
+class DeviceBlocked(LedgerError):
+    code = "DEVICE_BLOCKED"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestResult:
+    device: str
+    accepted: int
+    duplicates: int
+    length: int
+    size: int
+    problem: dict[str, str] | None = None
+    fork: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device": self.device, "accepted": self.accepted, "duplicates": self.duplicates,
+                "length": self.length, "size": self.size, "problem": self.problem, "fork": self.fork}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrollRequest:
+    """A device's signed request to join: proves it holds the key it names."""
+
+    pubkey: bytes
+    site: str
+    role: str
+    name: str
+    time: int
+    hub: bytes  # the hub id the device means to join (from the provisioning QR code)
+
+    @property
+    def device_id(self) -> bytes:
+        return device_id_for(self.pubkey)
+
+
+def make_enroll_request(signer: Signer, *, site: str, role: str, name: str, time: int, hub_id: bytes) -> bytes:
+    from ledger.cose import ALG_EDDSA, HDR_ALG, HDR_KID, sign1
+
+    payload = lcbor.encode([signer.public_key, site, role, name, time, hub_id])
+    return sign1(signer, headers={HDR_ALG: ALG_EDDSA}, unprotected={HDR_KID: device_id_for(signer.public_key)},
+                 payload=payload, external_aad=ENROLL_AAD)
+
+
+def read_enroll_request(data: bytes) -> EnrollRequest:
+    msg = parse_sign1(data, what="enrollment request")
+    item = lcbor.decode(msg.payload or b"", what="enrollment payload")
+    if (not isinstance(item, list) or len(item) != 6 or not isinstance(item[0], bytes) or len(item[0]) != 32
+            or not all(isinstance(x, str) for x in item[1:4]) or not isinstance(item[4], int)
+            or not isinstance(item[5], bytes)):
+        raise HubError("enrollment request: expected [pubkey, site, role, name, time, hub id]")
+    msg.verify(item[0], ENROLL_AAD, where="enrollment request")
+    return EnrollRequest(pubkey=item[0], site=item[1], role=item[2], name=item[3], time=item[4], hub=item[5])
+
+
+@dataclass(slots=True)
+class Listeners:
+    on_records: list[Callable[[list[Record], int], None]] = field(default_factory=list)
+    on_checkpoint: list[Callable[[Checkpoint], None]] = field(default_factory=list)
+
+
+class Hub:
+    """Single writer of the hub's log. Thread-safe: ingest runs off the event loop."""
+
+    def __init__(self, store: HubStore, signer: Signer, *, clock: Callable[[], int],
+                 auto_approve: bool = False) -> None:
+        self.store = store
+        self.signer = signer
+        self.clock = clock
+        self.auto_approve = auto_approve
+        self.hub_id = device_id_for(signer.public_key)
+        self.listeners = Listeners()
+        self._lock = threading.RLock()
+        self.tree = MerkleTree(store.leaf_hashes())
+        cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
+        self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
+
+    # enrollment ---------------------------------------------------------------------------------------------
+    def enroll(self, request: bytes) -> DeviceInfo:
+        req = read_enroll_request(request)
+        if req.hub != self.hub_id:
+            raise HubError(f"enrollment request is for hub {req.hub.hex()}, this is hub {self.hub_id.hex()}",
+                           hint="provision the device with this hub's QR code")
+        existing = self.store.get_device(req.device_id)
+        if existing is not None:
+            return existing
+        device = DeviceInfo(device_id=req.device_id, pubkey=req.pubkey, site=req.site, role=req.role,
+                            name=req.name, enrolled_at=self.clock(),
+                            status="active" if self.auto_approve else "pending")
+        self.store.put_device(device)
+        log.info("enrollment request from %s (%s at %s): %s", req.device_id.hex(), req.role, req.site,
+                 device.status)
+        return device
+
+    def approve(self, device_id: bytes) -> DeviceInfo:
+        device = self._device(device_id)
+        updated = device.with_status("active")
+        self.store.put_device(updated)
+        return updated
+
+    def revoke(self, device_id: bytes, from_seq: int | None = None) -> DeviceInfo:
+        """Stop accepting the device's records from `from_seq` (default: everything not yet received)."""
+        device = self._device(device_id)
+        state = self.store.chain_state(device_id)
+        start = from_seq if from_seq is not None else (state.length if state else 0)
+        updated = device.with_status("revoked", revoked_from=start)
+        self.store.put_device(updated)
+        return updated
+
+    def resolve_fork(self, device_id: bytes) -> DeviceInfo:
+        """An operator's decision: accept the branch the hub holds and go on merging it."""
+        device = self._device(device_id)
+        updated = device.with_status("active")
+        self.store.put_device(updated)
+        return updated
+
+    def _device(self, device_id: bytes) -> DeviceInfo:
+        device = self.store.get_device(device_id)
+        if device is None:
+            raise NotEnrolled(f"device {device_id.hex()} is not enrolled at this hub",
+                              hint="enroll it with `jejak enroll` and approve the request")
+        return device
+
+    # ingest -------------------------------------------------------------------------------------------------
+    def heads(self) -> list[Head]:
+        heads = []
+        for device in self.store.devices():
+            state = self.store.chain_state(device.device_id)
+            if state is not None:
+                heads.append(Head.of(state))
+        return heads
+
+    def ingest(self, device_id: bytes, raws: Sequence[bytes]) -> IngestResult:
+        """Verify an offered range of one device's log and merge what extends it."""
+        with self._lock:
+            device = self.store.get_device(device_id)
+            if device is None:
+                self.store.bump("refused_unknown", len(raws))
+                raise NotEnrolled(f"device {device_id.hex()} is not enrolled at this hub",
+                                  hint="enroll it with `jejak enroll` and approve the request")
+            if device.status in ("pending", "forked"):
+                self.store.bump(f"refused_{device.status}", len(raws))
+                raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
+                                    hint="an operator must approve the device or resolve the fork")
+            state = self.store.chain_state(device_id) or ChainState.empty(device_id)
+            head_raw = self.store.get_raw(device_id, state.length - 1) if state.length else None
+            head = decode_record(head_raw) if head_raw else None
+            result: Accepted = accept(state, head, raws, revoked_from=device.revoked_from)
+            if result.records and result.records[0].seq == 0:
+                genesis = result.records[0]
+                if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:
+                    self.store.bump("refused_signature", len(raws))
+                    raise BadSignature("genesis key differs from the enrolled key", where=genesis.where)
+            now = self.clock()
+            size = self.store.size()
+            if result.records:
+                size = self.store.append(device_id, result.records, result.state, now)
+                for rec in result.records:
+                    self.tree.append(rec.raw)
+            problem = None
+            if result.fork is not None:
+                self.store.put_fork(device_id, result.fork.to_cbor())
+                self.store.put_device(device.with_status("forked"))
+                self.store.bump("forks")
+                problem = result.fork.error().to_dict()
+            elif result.problem is not None:
+                code = "revoked" if isinstance(result.problem, RevokedKey) else "invalid"
+                self.store.bump(f"refused_{code}", len(raws) - len(result.records) - result.duplicates)
+                problem = result.problem.to_dict()
+            if result.duplicates:
+                self.store.bump("duplicates", result.duplicates)
+        if result.records:
+            for listener in self.listeners.on_records:
+                try:
+                    listener(result.records, now)
+                except Exception:  # a listener must never undo or block an accepted ingest
+                    log.exception("record listener failed")
+        return IngestResult(device=device_id.hex(), accepted=len(result.records), duplicates=result.duplicates,
+                            length=result.state.length, size=size, problem=problem,
+                            fork=result.fork is not None)
+
+    # checkpoints and proofs ---------------------------------------------------------------------------------
+    def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
+        with self._lock:
+            size = len(self.tree)
+            latest = self.latest_checkpoint()
+            if latest is not None and latest.tree_size == size and not force:
+                return None
+            cp = sign_checkpoint(self.signer, tree_size=size, root=self.tree.root(size), time=self.clock())
+            self.store.put_checkpoint(cp.tree_size, cp.time, cp.raw)
+            self._checkpoints.append(cp)
+        for listener in self.listeners.on_checkpoint:
+            try:
+                listener(cp)
+            except Exception:
+                log.exception("checkpoint listener failed")
+        return cp
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        return self._checkpoints[-1] if self._checkpoints else None
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return list(self._checkpoints)
+
+    def checkpoint_of_size(self, size: int) -> Checkpoint | None:
+        for cp in reversed(self._checkpoints):
+            if cp.tree_size == size:
+                return cp
+        return None
+
+    def receipt(self, record_id: bytes, checkpoint: Checkpoint | None = None) -> tuple[int, bytes]:
+        """A COSE Receipt proving the record is in the log under the latest checkpoint that covers it."""
+        index = self.store.locate(record_id)
+        if index is None:
+            raise HubError(f"record {record_id.hex()} is not in this hub's log")
+        cp = checkpoint or self.latest_checkpoint()
+        if cp is None or cp.tree_size <= index:
+            raise HubError(f"record {record_id.hex()[:16]}... is not covered by a checkpoint yet",
+                           hint="wait for the next checkpoint or ask the hub to sign one")
+        return index, make_receipt(cp, index, self.tree.inclusion_proof(index, cp.tree_size))
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        return self.tree.consistency_proof(first, second)
+
+    # export -------------------------------------------------------------------------------------------------
+    def export(self, *, devices: Sequence[bytes] | None = None, site: str | None = None,
+               since: int | None = None, until: int | None = None, description: str = "") -> bytes:
+        """A self-contained audit bundle: key records, records, checkpoints, receipts, consistency proofs."""
+        with self._lock:
+            cp = self.latest_checkpoint() or self.checkpoint(force=True)
+            assert cp is not None
+            chosen = [d for d in self.store.devices()
+                      if (devices is None or d.device_id in devices) and (site is None or d.site == site)]
+            logs, receipts = [], []
+            for device in chosen:
+                state = self.store.chain_state(device.device_id)
+                if state is None:
+                    continue
+                raws = self.store.log_range(device.device_id, 0, state.length)
+                recs = [decode_record(r) for r in raws]
+                keys = [r.raw for r in recs if r.kind == "key"]
+                picked = [r for r in recs if (since is None or r.time >= since) and (until is None or r.time < until)]
+                picked = _contiguous(picked)
+                covered = []
+                for rec in picked:
+                    index = self.store.locate(rec.id)
+                    if index is not None and index < cp.tree_size:
+                        receipts.append((rec.id, make_receipt(cp, index,
+                                                              self.tree.inclusion_proof(index, cp.tree_size))))
+                    covered.append(rec.raw)
+                logs.append(LogExport(device_id=device.device_id, keys=keys, records=covered,
+                                      revoked_from=device.revoked_from))
+            consistency = [(c.tree_size, cp.tree_size, self.tree.consistency_proof(c.tree_size, cp.tree_size))
+                           for c in self._checkpoints if 0 < c.tree_size < cp.tree_size]
+            bundle = Bundle(hub_key=self.signer.public_key, logs=logs, checkpoints=[c.raw for c in self._checkpoints],
+                            receipts=receipts, consistency=consistency,
+                            forks=[ev for _, ev in self.store.forks()], created=self.clock(),
+                            description=description)
+        return bundle.encode()
+
+    def status(self) -> dict[str, Any]:
+        cp = self.latest_checkpoint()
+        return {"hub": self.hub_id.hex(), "pubkey": self.signer.public_key.hex(), "size": len(self.tree),
+                "devices": len(self.store.devices()), "checkpoint": cp.to_json() if cp else None,
+                "counters": self.store.counters(), "forks": len(self.store.forks())}
+
+
+def _contiguous(records: list[Record]) -> list[Record]:
+    """The first contiguous run of `records` (a time window can skip records whose clock was off)."""
+    out: list[Record] = []
+    for rec in records:
+        if out and rec.seq != out[-1].seq + 1:
+            break
+        out.append(rec)
+    return out

@@ -1,0 +1,252 @@
+"""The hub's storage contract and its embedded LMDB implementation."""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import cbor2
+import lmdb
+
+from ledger import ChainState, Record
+from ledger.merkle import leaf_hash
+
+LAYOUT_VERSION = 1
+STATUSES = ("pending", "active", "revoked", "forked")
+
+
+class StoreError(Exception):
+    code = "STORE_ERROR"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class StoreFull(StoreError):
+    code = "STORE_FULL"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceInfo:
+    """A device the hub knows: its genesis key, where it stands and whether its records are accepted."""
+
+    device_id: bytes
+    pubkey: bytes
+    site: str
+    role: str
+    status: str = "pending"
+    revoked_from: int | None = None
+    enrolled_at: int = 0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.device_id) != 16 or len(self.pubkey) != 32:
+            raise ValueError("device: expected a 16-byte id and a 32-byte Ed25519 key")
+        if self.status not in STATUSES:
+            raise ValueError(f"device status: expected one of {STATUSES}, got {self.status!r}")
+
+    def to_cbor(self) -> bytes:
+        return cbor2.dumps([self.device_id, self.pubkey, self.site, self.role, self.status, self.revoked_from,
+                            self.enrolled_at, self.name])
+
+    @classmethod
+    def from_cbor(cls, data: bytes) -> DeviceInfo:
+        d, k, site, role, status, rev, at, name = cbor2.loads(data)
+        return cls(device_id=d, pubkey=k, site=site, role=role, status=status, revoked_from=rev,
+                   enrolled_at=at, name=name)
+
+    def to_json(self) -> dict[str, object]:
+        return {"device": self.device_id.hex(), "pubkey": self.pubkey.hex(), "site": self.site,
+                "role": self.role, "status": self.status, "revoked_from": self.revoked_from,
+                "enrolled_at": self.enrolled_at, "name": self.name}
+
+    def with_status(self, status: str, revoked_from: int | None = None) -> DeviceInfo:
+        return replace(self, status=status, revoked_from=revoked_from)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    """One record's place in the hub's global log."""
+
+    index: int
+    device_id: bytes
+    seq: int
+    arrived_at: int
+    raw: bytes
+
+
+class HubStore(Protocol):
+    """What the hub needs from storage. Implemented by LmdbHubStore and hub.pg.PgHubStore."""
+
+    def put_device(self, device: DeviceInfo) -> None: ...
+    def get_device(self, device_id: bytes) -> DeviceInfo | None: ...
+    def devices(self) -> list[DeviceInfo]: ...
+    def chain_state(self, device_id: bytes) -> ChainState | None: ...
+    def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
+        """Store verified records and the log's new state atomically; return the global size after."""
+        ...
+    def get_raw(self, device_id: bytes, seq: int) -> bytes | None: ...
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
+    def locate(self, record_id: bytes) -> int | None: ...
+    def size(self) -> int: ...
+    def entries(self, start: int, end: int) -> list[Entry]: ...
+    def leaf_hashes(self) -> Iterator[bytes]: ...
+    def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None: ...
+    def checkpoints(self) -> list[bytes]: ...
+    def put_fork(self, device_id: bytes, evidence: bytes) -> None: ...
+    def forks(self) -> list[tuple[bytes, bytes]]: ...
+    def bump(self, counter: str, by: int = 1) -> None: ...
+    def counters(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+_U64 = struct.Struct(">Q")
+
+
+def _seq_key(device_id: bytes, seq: int) -> bytes:
+    return device_id + _U64.pack(seq)
+
+
+class LmdbHubStore:
+    """HubStore on one LMDB environment: durable (fsync per commit), one writer, many readers."""
+
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=True,
+                              metasync=True, writemap=False)
+        names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters")
+        self._db = {n: self._env.open_db(n.encode()) for n in names}
+        with self._env.begin(write=True) as txn:
+            version = txn.get(b"layout", db=self._db["meta"])
+            if version is None:
+                txn.put(b"layout", str(LAYOUT_VERSION).encode(), db=self._db["meta"])
+            elif int(version) != LAYOUT_VERSION:
+                raise StoreError(f"hub store layout {int(version)} is not the supported {LAYOUT_VERSION}",
+                                 hint="run the matching release or migrate the store")
+
+    def _write(self):  # type: ignore[no-untyped-def]
+        return self._env.begin(write=True)
+
+    def put_device(self, device: DeviceInfo) -> None:
+        with self._guard(), self._write() as txn:
+            txn.put(device.device_id, device.to_cbor(), db=self._db["devices"])
+
+    def get_device(self, device_id: bytes) -> DeviceInfo | None:
+        with self._env.begin() as txn:
+            data = txn.get(device_id, db=self._db["devices"])
+        return DeviceInfo.from_cbor(data) if data else None
+
+    def devices(self) -> list[DeviceInfo]:
+        with self._env.begin() as txn:
+            return [DeviceInfo.from_cbor(v) for _, v in txn.cursor(db=self._db["devices"])]
+
+    def chain_state(self, device_id: bytes) -> ChainState | None:
+        with self._env.begin() as txn:
+            data = txn.get(device_id, db=self._db["states"])
+        return ChainState.from_cbor(data) if data else None
+
+    def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
+        with self._guard(), self._write() as txn:
+            size = int(txn.get(b"size", b"0", db=self._db["meta"]))
+            for rec in records:
+                key = _seq_key(device_id, rec.seq)
+                txn.put(key, rec.raw, db=self._db["records"])
+                txn.put(rec.id, _U64.pack(size), db=self._db["ids"])
+                txn.put(_U64.pack(size), cbor2.dumps([key, arrived_at, leaf_hash(rec.raw)]), db=self._db["global"])
+                size += 1
+            txn.put(device_id, state.to_cbor(), db=self._db["states"])
+            txn.put(b"size", str(size).encode(), db=self._db["meta"])
+        return size
+
+    def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
+        with self._env.begin() as txn:
+            data = txn.get(_seq_key(device_id, seq), db=self._db["records"])
+        return bytes(data) if data is not None else None
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        out = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["records"])
+            if cur.set_range(_seq_key(device_id, start)):
+                for key, value in cur:
+                    if key[:16] != device_id or _U64.unpack(key[16:])[0] >= end:
+                        break
+                    out.append(bytes(value))
+        return out
+
+    def locate(self, record_id: bytes) -> int | None:
+        with self._env.begin() as txn:
+            data = txn.get(record_id, db=self._db["ids"])
+        return _U64.unpack(data)[0] if data else None
+
+    def size(self) -> int:
+        with self._env.begin() as txn:
+            return int(txn.get(b"size", b"0", db=self._db["meta"]))
+
+    def entries(self, start: int, end: int) -> list[Entry]:
+        out = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["global"])
+            if cur.set_range(_U64.pack(start)):
+                for key, value in cur:
+                    index = _U64.unpack(key)[0]
+                    if index >= end:
+                        break
+                    seq_key, arrived, _ = cbor2.loads(value)
+                    raw = bytes(txn.get(seq_key, db=self._db["records"]))
+                    out.append(Entry(index=index, device_id=seq_key[:16], seq=_U64.unpack(seq_key[16:])[0],
+                                     arrived_at=arrived, raw=raw))
+        return out
+
+    def leaf_hashes(self) -> Iterator[bytes]:
+        with self._env.begin() as txn:
+            for _, value in txn.cursor(db=self._db["global"]):
+                yield cbor2.loads(value)[2]
+
+    def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:
+        with self._guard(), self._write() as txn:
+            txn.put(_U64.pack(tree_size) + _U64.pack(time), raw, db=self._db["checkpoints"])
+
+    def checkpoints(self) -> list[bytes]:
+        with self._env.begin() as txn:
+            return [bytes(v) for _, v in txn.cursor(db=self._db["checkpoints"])]
+
+    def put_fork(self, device_id: bytes, evidence: bytes) -> None:
+        with self._guard(), self._write() as txn:
+            txn.put(device_id + evidence[-32:], evidence, db=self._db["forks"])
+
+    def forks(self) -> list[tuple[bytes, bytes]]:
+        with self._env.begin() as txn:
+            return [(bytes(k[:16]), bytes(v)) for k, v in txn.cursor(db=self._db["forks"])]
+
+    def bump(self, counter: str, by: int = 1) -> None:
+        with self._guard(), self._write() as txn:
+            key = counter.encode()
+            txn.put(key, str(int(txn.get(key, b"0", db=self._db["counters"])) + by).encode(),
+                    db=self._db["counters"])
+
+    def counters(self) -> dict[str, int]:
+        with self._env.begin() as txn:
+            return {bytes(k).decode(): int(v) for k, v in txn.cursor(db=self._db["counters"])}
+
+    def close(self) -> None:
+        self._env.close()
+
+    def _guard(self):  # type: ignore[no-untyped-def]
+        return _MapFullGuard()
+
+
+class _MapFullGuard:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+        if exc_type is not None and issubclass(exc_type, lmdb.MapFullError):
+            raise StoreFull("hub store is full; nothing was written by the failed transaction",
+                            hint="raise [store] map_size in the hub config and restart") from exc
+        return False
