@@ -1,0 +1,592 @@
+"""Container timelines, per-school delivery reconciliation and food-safety timers over MBG scans."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any, Literal
+
+from .events import ScanEvent, choose_time
+from .plan import Plan, School, local_date, local_midnight
+
+# The order a container normally sees; "lost", "damaged", "sample" and "incident" stand outside it.
+STAGES = ("cooked", "packed", "departed", "arrived", "received", "served", "returned")
+STAGE_INDEX = {name: i for i, name in enumerate(STAGES)}
+
+Severity = Literal["alert", "warning", "info"]
+SEVERITY: dict[str, Severity] = {
+    "late_delivery": "alert", "short_delivery": "alert", "missing_delivery": "alert",
+    "container_lost": "alert", "container_unreturned": "alert", "container_damaged": "info",
+    "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning",
+    "clock_skew": "warning", "late_sync": "info",
+    "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
+    "stock_overdraw": "alert", "stock_count_difference": "warning", "stock_unit_mismatch": "warning",
+}
+
+
+class Timed:
+    """A scan together with the time the analytics chose for it (internal, kept small for scale)."""
+
+    __slots__ = ("basis", "date", "flag", "scan", "school", "skew", "time")
+
+    def __init__(self, scan: ScanEvent, plan: Plan) -> None:
+        choice = choose_time(scan.device_time, scan.arrived_at, plan.clock)
+        self.scan = scan
+        self.time = choice.time
+        self.basis = choice.basis
+        self.skew = choice.skew_s
+        self.flag = choice.flag
+        school = scan.school
+        if school is None and plan.school(scan.site) is not None:
+            school = scan.site
+        self.school = school
+        self.date = local_date(self.time, plan.site_offset(school or scan.site))
+
+    def correct(self, device_time: int) -> int:
+        return device_time if self.basis == "device" else device_time - self.skew
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    """Something a kitchen head, principal or inspector should look at, with the records behind it."""
+
+    code: str
+    subject: str  # school, kitchen, device or stock item the finding is about
+    date: str | None = None
+    detail: str = ""
+    measured: int | None = None
+    limit: int | None = None
+    containers: tuple[str, ...] = ()
+    records: tuple[str, ...] = ()
+
+    @property
+    def severity(self) -> Severity:
+        return SEVERITY.get(self.code, "warning")
+
+    def key(self) -> tuple[str, str]:
+        return (self.code, self.subject)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "severity": self.severity, "subject": self.subject, "date": self.date,
+                "detail": self.detail, "measured": self.measured, "limit": self.limit,
+                "containers": list(self.containers), "records": list(self.records)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FoodSafetyViolation:
+    """A food-safety rule broken for the meals of one delivery; `measured` is the worst container's value."""
+
+    rule: Literal["cook_to_serve", "danger_zone", "hot_holding"]
+    limit: int
+    measured: int
+    unit: Literal["s", "cc"]
+    source: str
+    school: str
+    kitchen: str
+    date: str
+    at: int  # when the limit was crossed (timers) or the offending reading was taken (temperatures)
+    open: bool = False  # the timer is still running: the meals were not served yet
+    containers: tuple[str, ...] = ()
+    records: tuple[str, ...] = ()
+
+    def finding(self) -> Finding:
+        what = {"cook_to_serve": "time from cook-end to serving",
+                "danger_zone": "time in the 5-60 °C danger zone",
+                "hot_holding": "lowest temperature before serving"}[self.rule]
+        return Finding(code=self.rule, subject=self.school, date=self.date,
+                       detail=f"{what}: measured {self.measured} {self.unit}, limit {self.limit} {self.unit}"
+                              f"{' (still open)' if self.open else ''}; source: {self.source}",
+                       measured=self.measured, limit=self.limit, containers=self.containers,
+                       records=self.records)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "limit": self.limit, "measured": self.measured, "unit": self.unit,
+                "source": self.source, "school": self.school, "kitchen": self.kitchen, "date": self.date,
+                "at": self.at, "open": self.open, "containers": list(self.containers),
+                "records": list(self.records)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerStep:
+    event: str
+    time: int
+    basis: str
+    site: str
+    record_id: str
+    device: str
+    school: str | None = None
+    parent: str | None = None
+    batch: str | None = None
+    temp_cc: int | None = None
+    derived: bool = False  # taken from the batch's cook tap or the school's serving tap, not a tap of this tag
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "time": self.time, "basis": self.basis, "site": self.site,
+                "record": self.record_id, "device": self.device, "school": self.school, "parent": self.parent,
+                "batch": self.batch, "temp_cc": self.temp_cc, "derived": self.derived}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerTimeline:
+    """One container's day: cooked -> packed -> departed -> arrived -> received -> served -> returned."""
+
+    tag: str
+    date: str
+    school: str | None
+    steps: tuple[ContainerStep, ...]
+
+    def first(self, event: str) -> ContainerStep | None:
+        return next((s for s in self.steps if s.event == event), None)
+
+    @property
+    def stage(self) -> str | None:
+        """The furthest stage reached, or 'lost' once a lost tap was made."""
+        if any(s.event == "lost" for s in self.steps):
+            return "lost"
+        reached = [STAGE_INDEX[s.event] for s in self.steps if s.event in STAGE_INDEX]
+        return STAGES[max(reached)] if reached else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tag": self.tag, "date": self.date, "school": self.school, "stage": self.stage,
+                "steps": [s.to_dict() for s in self.steps]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """Expected against received portions for one school on one day."""
+
+    school: str
+    school_name: str
+    kitchen: str
+    date: str
+    expected: int
+    departed_portions: int
+    received_portions: int
+    containers_out: int
+    containers_in: int
+    deadline_at: int
+    departed_at: int | None
+    arrived_at: int | None
+    received_at: int | None
+    served_at: int | None
+    statuses: tuple[str, ...]  # on_time, late, short, missing, pending, in_transit
+    late_s: int
+    shortfall: int
+    time_basis: str  # device, arrival or mixed: which clock the times above came from
+
+    @property
+    def status(self) -> str:
+        for s in ("missing", "late", "short", "in_transit", "pending"):
+            if s in self.statuses:
+                return s
+        return "on_time"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"school": self.school, "school_name": self.school_name, "kitchen": self.kitchen,
+                "date": self.date, "status": self.status, "statuses": list(self.statuses),
+                "expected": self.expected, "departed_portions": self.departed_portions,
+                "received_portions": self.received_portions, "shortfall": self.shortfall,
+                "containers_out": self.containers_out, "containers_in": self.containers_in,
+                "deadline_at": self.deadline_at, "departed_at": self.departed_at, "arrived_at": self.arrived_at,
+                "received_at": self.received_at, "served_at": self.served_at, "late_s": self.late_s,
+                "time_basis": self.time_basis}
+
+
+class _Trip:
+    """One container's steps on one day (internal)."""
+
+    __slots__ = ("cooked", "date", "school", "served", "steps", "tag")
+
+    def __init__(self, tag: str, date: str) -> None:
+        self.tag = tag
+        self.date = date
+        self.school: str | None = None
+        self.steps: list[Timed] = []
+        self.cooked: tuple[int, Timed] | None = None  # corrected cook-end time, the cook tap
+        self.served: Timed | None = None  # the school's serving tap, when the tag itself was not tapped
+
+
+@dataclass(slots=True, kw_only=True)
+class Analysis:
+    """Everything derived from one set of scans; rebuilt, never edited, when records arrive."""
+
+    plan: Plan
+    now: int
+    deliveries: dict[tuple[str, str], Delivery] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    violations: list[FoodSafetyViolation] = field(default_factory=list)
+    trips: dict[tuple[str, str], _Trip] = field(default_factory=dict)
+    scans_by_date: dict[str, list[Timed]] = field(default_factory=dict)
+    timed: list[Timed] = field(default_factory=list)
+
+    def timeline(self, tag: str, date: str) -> ContainerTimeline | None:
+        trip = self.trips.get((tag, date))
+        return None if trip is None else _timeline(trip)
+
+    def timelines_of(self, tag: str) -> list[ContainerTimeline]:
+        return [_timeline(t) for (tg, _), t in sorted(self.trips.items()) if tg == tag]
+
+
+def _step(t: Timed, *, event: str | None = None, time: int | None = None, derived: bool = False) -> ContainerStep:
+    s = t.scan
+    return ContainerStep(event=event or s.event, time=t.time if time is None else time, basis=t.basis,
+                         site=s.site, record_id=s.record_id, device=s.device, school=t.school, parent=s.parent,
+                         batch=s.batch, temp_cc=s.temp_cc, derived=derived)
+
+
+def _timeline(trip: _Trip) -> ContainerTimeline:
+    steps = [_step(t) for t in trip.steps]
+    if trip.cooked is not None and not any(t.scan.event == "cooked" for t in trip.steps):
+        steps.append(_step(trip.cooked[1], event="cooked", time=trip.cooked[0], derived=True))
+    if trip.served is not None:
+        steps.append(_step(trip.served, derived=True))
+    steps.sort(key=lambda s: (s.time, STAGE_INDEX.get(s.event, 99)))
+    return ContainerTimeline(tag=trip.tag, date=trip.date, school=trip.school, steps=tuple(steps))
+
+
+def _fmt(t: int, offset: int) -> str:
+    s = (t + offset) % 86_400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+
+def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable[str] = ()) -> Analysis:
+    """Reconcile every delivery seen in `scans` plus every planned delivery on `dates`."""
+    a = Analysis(plan=plan, now=now)
+    timed = sorted((Timed(s, plan) for s in scans), key=lambda t: (t.time, t.scan.device, t.scan.seq))
+    a.timed = timed
+    _clock_findings(a)
+    by_date: dict[str, list[Timed]] = defaultdict(list)
+    for t in timed:
+        by_date[t.date].append(t)
+    a.scans_by_date = by_date
+
+    # Cook taps: by batch, and by kitchen and day for containers whose batch nobody tapped.
+    batches: dict[str, tuple[int, Timed]] = {}
+    cooks_by_kitchen: dict[tuple[str, str], list[tuple[int, Timed]]] = defaultdict(list)
+    unknown_sites: dict[str, list[str]] = defaultdict(list)
+    for t in timed:
+        s = t.scan
+        if plan.school(s.site) is None and plan.kitchen(s.site) is None:
+            unknown_sites[s.site].append(s.record_id)
+        if s.event != "cooked":
+            continue
+        cooked = t.correct(s.cooked_at) if s.cooked_at is not None else t.time
+        if s.batch is not None:
+            batches.setdefault(s.batch, (cooked, t))
+        cooks_by_kitchen[(s.site, t.date)].append((cooked, t))
+    for site, recs in sorted(unknown_sites.items()):
+        a.findings.append(Finding(code="unknown_site", subject=site, detail=f"{len(recs)} scans at a site the plan "
+                                  "does not list", records=tuple(recs[:20])))
+
+    # Trips: every tag tap, grouped by container and day.
+    trips = a.trips
+    dup_seen: dict[tuple[str, str, str, str | None], Timed] = {}
+    dups: dict[tuple[str, str, str], list[tuple[str, Timed]]] = defaultdict(list)
+    for t in timed:
+        s = t.scan
+        if not s.tags or s.event == "cooked":
+            continue
+        for tag in s.tags:
+            key = (tag, t.date)
+            trip = trips.get(key)
+            if trip is None:
+                trip = trips[key] = _Trip(tag, t.date)
+            if t.school is not None and trip.school is None:
+                trip.school = t.school
+            parent = s.parent if s.event == "packed" else None
+            dkey = (tag, t.date, s.event, parent)
+            prev = dup_seen.get(dkey)
+            if prev is not None and prev.scan.record_id != s.record_id:
+                dups[(trip.school or s.site, t.date, s.event)].append((tag, t))
+                continue
+            dup_seen[dkey] = t
+            trip.steps.append(t)
+            if trip.cooked is None and s.batch is not None and s.batch in batches:
+                trip.cooked = batches[s.batch]
+
+    # School-level taps (counts without tags), by school and day.
+    school_taps: dict[tuple[str, str], dict[str, list[Timed]]] = defaultdict(lambda: defaultdict(list))
+    for t in timed:
+        if t.school is None:
+            continue
+        school_taps[(t.school, t.date)][t.scan.event].append(t)
+
+    # Untagged taps read twice: same event, site and count within the duplicate window.
+    for (school, date), events in school_taps.items():
+        for event, taps in events.items():
+            last: dict[tuple[str, int | None], Timed] = {}
+            for t in taps:
+                if t.scan.tags:
+                    continue
+                k = (t.scan.site, t.scan.count)
+                p = last.get(k)
+                if p is not None and t.time - p.time <= plan.duplicate_window_s:
+                    dups[(school, date, event)].append(("", t))
+                else:
+                    last[k] = t
+    dup_records = set()
+    for (subject, date, event), items in sorted(dups.items()):
+        tags = tuple(sorted({tag for tag, _ in items if tag}))
+        recs = tuple(sorted({t.scan.record_id for _, t in items}))
+        dup_records.update(recs)
+        what = f"{len(tags)} containers" if tags else f"{len(recs)} count taps"
+        a.findings.append(Finding(code="duplicate_scan", subject=subject, date=date,
+                                  detail=f"'{event}' tapped again for {what}", containers=tags, records=recs))
+
+    # Fill cook-end from the kitchen's cook taps, and serving from the school's serving tap.
+    for trip in trips.values():
+        if trip.cooked is None and trip.school is not None:
+            school = plan.school(trip.school)
+            if school is not None:
+                out = [t.time for t in trip.steps if t.scan.event in ("packed", "departed")]
+                cutoff = min(out) if out else None
+                cooks = [c for c in cooks_by_kitchen.get((school.kitchen, trip.date), ())
+                         if cutoff is None or c[0] <= cutoff]
+                if cooks:
+                    trip.cooked = max(cooks, key=lambda c: c[0])
+        if trip.school is not None and not any(t.scan.event == "served" for t in trip.steps):
+            arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
+            if arrived:
+                first = min(arrived) - plan.order_tolerance_s
+                for t in school_taps.get((trip.school, trip.date), {}).get("served", ()):
+                    if not t.scan.tags and t.time >= first:
+                        trip.served = t
+                        break
+
+    dates_all = set(by_date) | set(dates)
+    _deliveries(a, school_taps, dup_records, dates_all)
+    _order_and_returns(a)
+    _food_safety(a, school_taps)
+    return a
+
+
+def _clock_findings(a: Analysis) -> None:
+    flagged: dict[tuple[str, str], list[Timed]] = defaultdict(list)
+    for t in a.timed:
+        if t.flag is not None:
+            flagged[(t.flag, t.scan.device)].append(t)
+    for (flag, device), ts in sorted(flagged.items()):
+        worst = max(ts, key=lambda t: abs(t.skew))
+        if flag == "clock_skew":
+            detail = (f"device clock disagrees with arrival by up to {worst.skew} s on {len(ts)} records; "
+                      "arrival time used")
+        else:
+            detail = f"{len(ts)} records arrived up to {-worst.skew} s after they were made; device time used"
+        a.findings.append(Finding(code=flag, subject=device, date=worst.date, detail=detail, measured=worst.skew,
+                                  limit=a.plan.clock.max_skew_s if flag == "late_sync" else None,
+                                  records=tuple(t.scan.record_id for t in ts[:50])))
+
+
+def _portions(taps: list[Timed], ppc: int, dup_records: set[str]) -> tuple[int, set[str]]:
+    tags: set[str] = set()
+    counted = 0
+    any_count = False
+    for t in taps:
+        if t.scan.record_id in dup_records and not t.scan.tags:
+            continue
+        tags.update(t.scan.tags)
+        if t.scan.count is not None:
+            counted += t.scan.count
+            any_count = True
+    return (counted if any_count else len(tags) * ppc), tags
+
+
+def _deliveries(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[Timed]]],
+                dup_records: set[str], dates: set[str]) -> None:
+    plan = a.plan
+    keys = {k for k in school_taps if plan.school(k[0]) is not None}
+    for date in dates:
+        if plan.is_service_day(date):
+            keys.update((s.id, date) for s in plan.schools)
+    for school_id, date in sorted(keys):
+        school = plan.school(school_id)
+        assert school is not None
+        taps = school_taps.get((school_id, date), {})
+        d = _delivery(a, school, date, taps, dup_records)
+        a.deliveries[(school_id, date)] = d
+        off = school.tz_offset_s
+        if "late" in d.statuses:
+            a.findings.append(Finding(code="late_delivery", subject=school_id, date=date,
+                                      detail=f"arrived {_fmt(d.arrived_at or 0, off)}, due {_fmt(d.deadline_at, off)}",
+                                      measured=d.late_s, limit=0,
+                                      records=tuple(t.scan.record_id for t in taps.get("arrived", ())[:5])))
+        if "short" in d.statuses:
+            a.findings.append(Finding(code="short_delivery", subject=school_id, date=date,
+                                      detail=f"received {d.received_portions} of {d.expected} portions",
+                                      measured=d.received_portions, limit=d.expected,
+                                      records=tuple(t.scan.record_id for t in taps.get("received", ())[:5])))
+        if "missing" in d.statuses:
+            a.findings.append(Finding(code="missing_delivery", subject=school_id, date=date,
+                                      detail=f"no arrival recorded by {_fmt(d.deadline_at, off)}",
+                                      measured=0, limit=d.expected))
+
+
+def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]],
+              dup_records: set[str]) -> Delivery:
+    plan = a.plan
+    ppc = plan.portions_per_container
+    expected = school.portions if plan.is_service_day(date) else 0
+    departed = taps.get("departed", [])
+    arrived = taps.get("arrived", [])
+    received = taps.get("received", [])
+    served = taps.get("served", [])
+    out_portions, out_tags = _portions(departed, ppc, dup_records)
+    in_taps = arrived + received
+    _, in_tags = _portions(in_taps, ppc, dup_records)
+    if any(t.scan.count is not None for t in received):
+        received_portions, _ = _portions(received, ppc, dup_records)
+    else:
+        received_portions = len(in_tags) * ppc
+    deadline = school.deadline_at(date)
+    departed_at = min((t.time for t in departed), default=None)
+    arrived_at = min((t.time for t in arrived), default=None)
+    received_at = min((t.time for t in received), default=None)
+    served_at = min((t.time for t in served), default=None)
+    first_in = arrived_at if arrived_at is not None else received_at
+    statuses: list[str] = []
+    late_s = 0
+    if first_in is None:
+        if expected > 0 and a.now > deadline:
+            statuses.append("missing")
+        elif departed:
+            statuses.append("in_transit")
+        elif expected > 0:
+            statuses.append("pending")
+    else:
+        if first_in > deadline:
+            statuses.append("late")
+            late_s = first_in - deadline
+        if received_portions < expected:
+            statuses.append("short")
+        if not statuses:
+            statuses.append("on_time")
+    shortfall = max(expected - received_portions, 0) if first_in is not None or "missing" in statuses else 0
+    bases = {t.basis for ts in taps.values() for t in ts}
+    basis = "mixed" if len(bases) > 1 else (bases.pop() if bases else "device")
+    return Delivery(school=school.id, school_name=school.name, kitchen=school.kitchen, date=date, expected=expected,
+                    departed_portions=out_portions, received_portions=received_portions,
+                    containers_out=len(out_tags), containers_in=len(in_tags), deadline_at=deadline,
+                    departed_at=departed_at, arrived_at=arrived_at, received_at=received_at, served_at=served_at,
+                    statuses=tuple(statuses), late_s=late_s, shortfall=shortfall, time_basis=basis)
+
+
+def _order_and_returns(a: Analysis) -> None:
+    plan = a.plan
+    tol = plan.order_tolerance_s
+    disorder: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    disorder_recs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    lost: dict[tuple[str, str, str], list[_Trip]] = defaultdict(list)
+    for trip in a.trips.values():
+        first: dict[str, Timed] = {}
+        for t in trip.steps:
+            first.setdefault(t.scan.event, t)
+        staged = sorted((STAGE_INDEX[e], t) for e, t in first.items() if e in STAGE_INDEX)
+        subject = trip.school or (trip.steps[0].scan.site if trip.steps else trip.tag)
+        for (_, earlier), (_, later) in pairwise(staged):
+            if later.time < earlier.time - tol:
+                disorder[(subject, trip.date)].append((trip.tag, f"{later.scan.event} before {earlier.scan.event}"))
+                disorder_recs[(subject, trip.date)].update((earlier.scan.record_id, later.scan.record_id))
+        went_out = "departed" in first or "packed" in first
+        if "lost" in first:
+            lost[("container_lost", subject, trip.date)].append(trip)
+        elif "damaged" in first:
+            lost[("container_damaged", subject, trip.date)].append(trip)
+        elif went_out and "returned" not in first:
+            school = plan.school(trip.school) if trip.school else None
+            kitchen = plan.kitchen(school.kitchen) if school else None
+            offset = kitchen.tz_offset_s if kitchen else plan.tz_offset_s
+            due = local_midnight(trip.date, offset) + (kitchen.return_by_s if kitchen else 15 * 3600)
+            if a.now > due:
+                lost[("container_unreturned", subject, trip.date)].append(trip)
+    for (subject, date), items in sorted(disorder.items()):
+        kinds = sorted({k for _, k in items})
+        a.findings.append(Finding(code="out_of_order", subject=subject, date=date,
+                                  detail=f"{len(items)} container steps out of order: {', '.join(kinds)}",
+                                  containers=tuple(sorted({t for t, _ in items})),
+                                  records=tuple(sorted(disorder_recs[(subject, date)]))))
+    for (code, subject, date), ts in sorted(lost.items()):
+        verb = {"container_lost": "reported lost", "container_damaged": "reported damaged",
+                "container_unreturned": "not returned to the kitchen"}[code]
+        a.findings.append(Finding(code=code, subject=subject, date=date, detail=f"{len(ts)} containers {verb}",
+                                  measured=len(ts), containers=tuple(sorted(t.tag for t in ts)),
+                                  records=tuple(sorted({s.scan.record_id for t in ts for s in t.steps}))[:50]))
+
+
+def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[Timed]]]) -> None:
+    plan = a.plan
+    rules = plan.rules
+    # (rule, school, date) -> [(measured, at, open, tag, records)]
+    hits: dict[tuple[str, str, str], list[tuple[int, int, bool, str, tuple[str, ...]]]] = defaultdict(list)
+    for trip in a.trips.values():
+        if trip.school is None or trip.cooked is None:
+            continue
+        cooked_at, cook_tap = trip.cooked
+        own_served = next((t for t in trip.steps if t.scan.event == "served"), None)
+        served = own_served or trip.served
+        served_at = served.time if served is not None else None
+        finished = any(t.scan.event in ("returned", "lost", "damaged") for t in trip.steps)
+        # Timer: cook-end to serving; an unserved meal still on its way keeps the timer open.
+        if served_at is not None:
+            elapsed = served_at - cooked_at
+            if elapsed > rules.cook_to_serve_max_s:
+                hits[("cook_to_serve", trip.school, trip.date)].append(
+                    (elapsed, cooked_at + rules.cook_to_serve_max_s, False, trip.tag,
+                     (cook_tap.scan.record_id, served.scan.record_id)))  # type: ignore[union-attr]
+        elif not finished and a.now - cooked_at > rules.cook_to_serve_max_s:
+            hits[("cook_to_serve", trip.school, trip.date)].append(
+                (a.now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True, trip.tag, (cook_tap.scan.record_id,)))
+        # Temperatures: the container's own probe readings, the cook tap, and the school's count taps.
+        readings: list[tuple[int, int, str]] = []
+        if cook_tap.scan.temp_cc is not None:
+            readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
+        for t in trip.steps:
+            if t.scan.temp_cc is not None and t.scan.event in STAGE_INDEX and t.scan.event != "returned":
+                readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
+        arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
+        if arrived:
+            first_in = min(arrived) - plan.order_tolerance_s
+            for event in ("received", "served"):
+                for t in school_taps.get((trip.school, trip.date), {}).get(event, ()):
+                    if not t.scan.tags and t.scan.temp_cc is not None and t.time >= first_in:
+                        readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
+        end = served_at
+        if end is None:
+            end = a.now if not finished else max((r[0] for r in readings), default=cooked_at)
+        readings = sorted(r for r in readings if cooked_at - plan.order_tolerance_s <= r[0] <= end)
+        if not readings:
+            continue
+        coldest = min(readings, key=lambda r: r[1])
+        if coldest[1] < rules.hot_hold_min_cc:
+            hits[("hot_holding", trip.school, trip.date)].append(
+                (coldest[1], coldest[0], served_at is None, trip.tag, (coldest[2],)))
+        # Hold each reading until the next one (or serving): the probe says nothing in between.
+        in_zone = 0
+        crossed_at = None
+        zone_recs: list[str] = []
+        for i, (when, temp, rid) in enumerate(readings):
+            until = readings[i + 1][0] if i + 1 < len(readings) else end
+            if rules.danger_low_cc <= temp < rules.danger_high_cc and until > when:
+                if crossed_at is None and in_zone + (until - when) > rules.danger_max_s:
+                    crossed_at = when + (rules.danger_max_s - in_zone)
+                in_zone += until - when
+                zone_recs.append(rid)
+        if in_zone > rules.danger_max_s:
+            hits[("danger_zone", trip.school, trip.date)].append(
+                (in_zone, crossed_at or end, served_at is None, trip.tag, tuple(zone_recs)))
+    for (rule, school_id, date), items in sorted(hits.items()):
+        school = plan.school(school_id)
+        worst_fn = min if rule == "hot_holding" else max
+        worst = worst_fn(items, key=lambda i: i[0])
+        limit, unit, source = {
+            "cook_to_serve": (rules.cook_to_serve_max_s, "s", rules.source_cook_to_serve),
+            "danger_zone": (rules.danger_max_s, "s", rules.source_danger_zone),
+            "hot_holding": (rules.hot_hold_min_cc, "cc", rules.source_hot_holding),
+        }[rule]
+        v = FoodSafetyViolation(rule=rule, limit=limit, measured=worst[0], unit=unit, source=source,  # type: ignore[arg-type]
+                                school=school_id, kitchen=school.kitchen if school else "", date=date, at=worst[1],
+                                open=any(i[2] for i in items), containers=tuple(sorted({i[3] for i in items})),
+                                records=tuple(sorted({r for i in items for r in i[4]}))[:50])
+        a.violations.append(v)
+        a.findings.append(v.finding())

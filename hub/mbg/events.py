@@ -1,0 +1,187 @@
+"""MBG inputs (scans and stock movements), the adapter from verified records, and the choice of clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ledger.bodies import CHECKPOINTS, SCAN_EVENTS, STOCK_MOVEMENTS, validate_body
+from ledger.errors import MalformedRecord
+
+from .errors import InputError
+from .plan import ClockPolicy
+
+Basis = Literal["device", "arrival"]
+
+
+def _text(name: str, value: Any, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or value == "":
+        raise InputError(f"{name}: expected a non-empty text, got {value!r}")
+
+
+def _int(name: str, value: Any, *, optional: bool = True, minimum: int | None = None) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise InputError(f"{name}: expected at least {minimum}, got {value}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanEvent:
+    """One NFC tap at a checkpoint, as the hub received it."""
+
+    record_id: str
+    device: str
+    seq: int
+    boot: int = 0
+    device_time: int
+    arrived_at: int
+    event: str
+    site: str
+    checkpoint: str | None = None
+    staff: str | None = None
+    tags: tuple[str, ...] = ()
+    parent: str | None = None
+    batch: str | None = None
+    school: str | None = None
+    count: int | None = None
+    temp_cc: int | None = None
+    cooked_at: int | None = None
+    text: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        _text("scan record_id", self.record_id, optional=False)
+        _text("scan device", self.device, optional=False)
+        _int("scan seq", self.seq, optional=False, minimum=0)
+        _int("scan boot", self.boot, optional=False, minimum=0)
+        _int("scan device_time", self.device_time, optional=False)
+        _int("scan arrived_at", self.arrived_at, optional=False)
+        if self.event not in SCAN_EVENTS:
+            raise InputError(f"scan event: expected one of {list(SCAN_EVENTS)}, got {self.event!r}")
+        _text("scan site", self.site, optional=False)
+        if self.checkpoint is not None and self.checkpoint not in CHECKPOINTS:
+            raise InputError(f"scan checkpoint: expected one of {list(CHECKPOINTS)}, got {self.checkpoint!r}")
+        if not isinstance(self.tags, tuple) or not all(isinstance(t, str) and t for t in self.tags):
+            raise InputError(f"scan tags: expected a tuple of non-empty texts, got {self.tags!r}")
+        for name in ("staff", "parent", "batch", "school", "text", "source"):
+            _text(f"scan {name}", getattr(self, name))
+        _int("scan count", self.count, minimum=0)
+        _int("scan temp_cc", self.temp_cc)
+        _int("scan cooked_at", self.cooked_at, minimum=0)
+
+    def body(self) -> dict[str, Any]:
+        """The record body this scan came from (or would go into)."""
+        out: dict[str, Any] = {"event": self.event, "site": self.site}
+        for name in ("checkpoint", "staff", "parent", "batch", "school", "count", "temp_cc", "cooked_at",
+                     "text", "source"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.tags:
+            out["tags"] = list(self.tags)
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockMovement:
+    """One movement of a raw ingredient at a kitchen: received, used, wasted, or counted."""
+
+    record_id: str
+    device: str
+    seq: int
+    boot: int = 0
+    device_time: int
+    arrived_at: int
+    site: str
+    item: str
+    movement: str
+    qty: int
+    unit: str
+    supplier: str | None = None
+    batch: str | None = None
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        _text("stock record_id", self.record_id, optional=False)
+        _text("stock device", self.device, optional=False)
+        _int("stock seq", self.seq, optional=False, minimum=0)
+        _int("stock boot", self.boot, optional=False, minimum=0)
+        _int("stock device_time", self.device_time, optional=False)
+        _int("stock arrived_at", self.arrived_at, optional=False)
+        _text("stock site", self.site, optional=False)
+        _text("stock item", self.item, optional=False)
+        if self.movement not in STOCK_MOVEMENTS:
+            raise InputError(f"stock movement: expected one of {list(STOCK_MOVEMENTS)}, got {self.movement!r}")
+        _int("stock qty", self.qty, optional=False, minimum=0)
+        _text("stock unit", self.unit, optional=False)
+        for name in ("supplier", "batch", "reason"):
+            _text(f"stock {name}", getattr(self, name))
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"site": self.site, "item": self.item, "movement": self.movement,
+                               "qty": self.qty, "unit": self.unit}
+        for name in ("supplier", "batch", "reason"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | None:
+    """Turn a verified record (kind, body, device, seq, time, boot, id) into an MBG input.
+
+    Returns None for kinds MBG does not read and for records whose body was purged (carried by digest
+    only): a purged tap is a known gap, not an error. Raises InputError for a scan or stock body that
+    does not have the shape ledger.bodies defines.
+    """
+    kind = record.kind
+    if kind not in ("scan", "stock"):
+        return None
+    body = record.body
+    if body is None:
+        return None
+    try:
+        validate_body(kind, body)
+    except MalformedRecord as exc:
+        raise InputError(f"record {record.device}/{record.seq}: {exc.message}") from None
+    rid = record.id.hex() if isinstance(record.id, bytes | bytearray) else str(record.id)
+    common = {"record_id": rid, "device": record.device, "seq": record.seq, "boot": record.boot,
+              "device_time": record.time, "arrived_at": arrived_at}
+    if kind == "scan":
+        return ScanEvent(**common, event=body["event"], site=body["site"],
+                         checkpoint=body.get("checkpoint"), staff=body.get("staff"),
+                         tags=tuple(body.get("tags", ())), parent=body.get("parent"), batch=body.get("batch"),
+                         school=body.get("school"), count=body.get("count"), temp_cc=body.get("temp_cc"),
+                         cooked_at=body.get("cooked_at"), text=body.get("text"), source=body.get("source"))
+    return StockMovement(**common, site=body["site"], item=body["item"], movement=body["movement"],
+                         qty=body["qty"], unit=body["unit"], supplier=body.get("supplier"),
+                         batch=body.get("batch"), reason=body.get("reason"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeChoice:
+    """Which time the analytics used for a record, and why."""
+
+    time: int
+    basis: Basis
+    skew_s: int  # device time minus arrival time
+    flag: Literal["clock_skew", "late_sync"] | None = None
+
+    def correct(self, device_time: int) -> int:
+        """Map another device timestamp of the same record (e.g. cooked_at) onto the chosen clock."""
+        return device_time if self.basis == "device" else device_time - self.skew_s
+
+
+def choose_time(device_time: int, arrived_at: int, policy: ClockPolicy) -> TimeChoice:
+    """Pick device or arrival time per the ClockPolicy and say whether the record is flagged."""
+    skew = device_time - arrived_at
+    if -policy.max_skew_s <= skew <= policy.max_skew_s:
+        return TimeChoice(time=device_time, basis="device", skew_s=skew)
+    if skew < 0 and -skew <= policy.max_sync_delay_s:
+        return TimeChoice(time=device_time, basis="device", skew_s=skew, flag="late_sync")
+    return TimeChoice(time=arrived_at, basis="arrival", skew_s=skew, flag="clock_skew")

@@ -1,0 +1,360 @@
+"""The MBG plan: kitchens, schools, their schedules and the rules the analytics apply, loadable from TOML."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import PlanError
+
+# Indonesia keeps no daylight saving time, so a zone is a fixed offset.
+TIMEZONES: dict[str, int] = {"WIB": 7 * 3600, "WITA": 8 * 3600, "WIT": 9 * 3600}
+WIB = TIMEZONES["WIB"]
+DAY = 86_400
+HOUR = 3_600
+
+# Where each food-safety default comes from; the docs and every violation repeat it.
+SOURCE_COOK_TO_SERVE = (
+    "SPPG kitchen SOP: meals are served within 4 hours of cook-end (the limit kitchens set themselves; "
+    "configurable per plan)"
+)
+SOURCE_DANGER_ZONE = (
+    "WHO, Five Keys to Safer Food Manual (2006), key 4 'Keep food at safe temperatures': do not leave "
+    "cooked food at room temperature for more than 2 hours; microorganisms multiply quickly between "
+    "5 °C and 60 °C"
+)
+SOURCE_HOT_HOLDING = (
+    "WHO, Five Keys to Safer Food Manual (2006), key 4: keep cooked food piping hot (more than 60 °C) "
+    "prior to serving"
+)
+
+
+def _require(cond: bool, message: str, *, hint: str | None = None) -> None:
+    if not cond:
+        raise PlanError(message, hint=hint)
+
+
+def _check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PlanError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise PlanError(f"{name}: expected at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise PlanError(f"{name}: expected at most {maximum}, got {value}")
+
+
+def parse_time_of_day(text: str | int, *, name: str = "time of day") -> int:
+    """'09:00' or '09:00:30' (or seconds after midnight) -> seconds after local midnight."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        _check_int(name, text, minimum=0, maximum=DAY - 1)
+        return text
+    if not isinstance(text, str):
+        raise PlanError(f"{name}: expected 'HH:MM', got {type(text).__name__} {text!r}")
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() and len(p) == 2 for p in parts):
+        raise PlanError(f"{name}: expected 'HH:MM' or 'HH:MM:SS', got {text!r}")
+    h, m = int(parts[0]), int(parts[1])
+    s = int(parts[2]) if len(parts) == 3 else 0
+    if h > 23 or m > 59 or s > 59:
+        raise PlanError(f"{name}: expected a time between 00:00 and 23:59:59, got {text!r}")
+    return h * HOUR + m * 60 + s
+
+
+def parse_timezone(text: str | int, *, name: str = "timezone") -> int:
+    """'WIB', 'WITA', 'WIT' or '+07:00' (or an offset in seconds) -> offset from UTC in seconds."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        _check_int(name, text, minimum=-14 * HOUR, maximum=14 * HOUR)
+        return text
+    if not isinstance(text, str):
+        raise PlanError(f"{name}: expected 'WIB', 'WITA', 'WIT' or '+HH:MM', got {text!r}")
+    if text.upper() in TIMEZONES:
+        return TIMEZONES[text.upper()]
+    if len(text) == 6 and text[0] in "+-" and text[3] == ":" and text[1:3].isdigit() and text[4:].isdigit():
+        offset = int(text[1:3]) * HOUR + int(text[4:]) * 60
+        if offset > 14 * HOUR:
+            raise PlanError(f"{name}: offset beyond ±14:00: {text!r}")
+        return offset if text[0] == "+" else -offset
+    raise PlanError(f"{name}: expected 'WIB', 'WITA', 'WIT' or '+HH:MM', got {text!r}")
+
+
+def format_offset(offset_s: int) -> str:
+    """Offset in seconds -> '+07:00' (EPCIS eventTimeZoneOffset form)."""
+    sign = "-" if offset_s < 0 else "+"
+    minutes = abs(offset_s) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def local_date(time_s: int, offset_s: int) -> str:
+    """ISO date of a Unix time in a fixed-offset zone."""
+    return dt.date.fromordinal(dt.date(1970, 1, 1).toordinal() + (time_s + offset_s) // DAY).isoformat()
+
+
+def local_midnight(date: str, offset_s: int) -> int:
+    """Unix time of 00:00 local on an ISO date."""
+    try:
+        day = dt.date.fromisoformat(date)
+    except (TypeError, ValueError):
+        raise PlanError(f"date: expected an ISO date 'YYYY-MM-DD', got {date!r}") from None
+    return (day.toordinal() - dt.date(1970, 1, 1).toordinal()) * DAY - offset_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Kitchen:
+    """A central kitchen (SPPG)."""
+
+    id: str
+    name: str = ""
+    tz_offset_s: int = WIB
+    # Empty containers are due back at the kitchen by this time of day; later ones count as unreturned.
+    return_by_s: int = 15 * HOUR
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.id, str) and self.id != "", f"kitchen id: expected a non-empty text, got {self.id!r}")
+        _check_int(f"kitchen {self.id} tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
+        _check_int(f"kitchen {self.id} return_by_s", self.return_by_s, minimum=0, maximum=2 * DAY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class School:
+    """A school the kitchen feeds: how many portions a day and by when they must arrive."""
+
+    id: str
+    name: str = ""
+    kitchen: str
+    portions: int
+    deadline_s: int = 9 * HOUR
+    tz_offset_s: int = WIB
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.id, str) and self.id != "", f"school id: expected a non-empty text, got {self.id!r}")
+        _require(isinstance(self.kitchen, str) and self.kitchen != "",
+                 f"school {self.id} kitchen: expected a kitchen id, got {self.kitchen!r}")
+        _check_int(f"school {self.id} portions", self.portions, minimum=0)
+        _check_int(f"school {self.id} deadline_s", self.deadline_s, minimum=0, maximum=DAY - 1)
+        _check_int(f"school {self.id} tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
+
+    def deadline_at(self, date: str) -> int:
+        return local_midnight(date, self.tz_offset_s) + self.deadline_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FoodSafetyRules:
+    """Limits of the food-safety timers; every limit is configurable, every default has a source."""
+
+    cook_to_serve_max_s: int = 4 * HOUR
+    danger_low_cc: int = 500
+    danger_high_cc: int = 6000
+    danger_max_s: int = 2 * HOUR
+    hot_hold_min_cc: int = 6000
+    source_cook_to_serve: str = SOURCE_COOK_TO_SERVE
+    source_danger_zone: str = SOURCE_DANGER_ZONE
+    source_hot_holding: str = SOURCE_HOT_HOLDING
+
+    def __post_init__(self) -> None:
+        _check_int("rules.cook_to_serve_max_s", self.cook_to_serve_max_s, minimum=1)
+        _check_int("rules.danger_max_s", self.danger_max_s, minimum=1)
+        _check_int("rules.danger_low_cc", self.danger_low_cc)
+        _check_int("rules.danger_high_cc", self.danger_high_cc)
+        _check_int("rules.hot_hold_min_cc", self.hot_hold_min_cc)
+        _require(self.danger_low_cc < self.danger_high_cc,
+                 f"rules: expected danger_low_cc < danger_high_cc, got {self.danger_low_cc} >= {self.danger_high_cc}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockPolicy:
+    """When to believe a device's clock.
+
+    A record whose device time is within `max_skew_s` of its arrival at the hub is timed by the device.
+    A record whose device time is behind its arrival by more than that but less than `max_sync_delay_s`
+    is taken as synced late (an uplink outage): device time is still used and the lag is reported.
+    A device time ahead of arrival by more than `max_skew_s` (impossible for a right clock) or behind by
+    more than `max_sync_delay_s` is a wrong clock: the arrival time is used instead and the record flagged.
+    """
+
+    max_skew_s: int = 15 * 60
+    max_sync_delay_s: int = 30 * DAY
+
+    def __post_init__(self) -> None:
+        _check_int("clock.max_skew_s", self.max_skew_s, minimum=0)
+        _check_int("clock.max_sync_delay_s", self.max_sync_delay_s, minimum=self.max_skew_s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plan:
+    """Everything the MBG analytics need to know beyond the records themselves."""
+
+    kitchens: tuple[Kitchen, ...]
+    schools: tuple[School, ...]
+    portions_per_container: int = 10
+    # Monday = 0. MBG serves on school days; a school with no delivery on other days is not "missing".
+    service_weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    closed_dates: tuple[str, ...] = ()
+    tz_offset_s: int = WIB
+    # Two taps of the same thing closer than this are one tap read twice.
+    duplicate_window_s: int = 10 * 60
+    # A container step earlier than the step before it by more than this is out of order.
+    order_tolerance_s: int = 60
+    rules: FoodSafetyRules = field(default_factory=FoodSafetyRules)
+    clock: ClockPolicy = field(default_factory=ClockPolicy)
+    _schools: dict[str, School] = field(init=False, repr=False, compare=False)
+    _kitchens: dict[str, Kitchen] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.kitchens, tuple) and isinstance(self.schools, tuple),
+                 "plan: expected kitchens and schools as tuples")
+        kitchens: dict[str, Kitchen] = {}
+        for k in self.kitchens:
+            _require(isinstance(k, Kitchen), f"plan kitchens: expected Kitchen, got {type(k).__name__}")
+            _require(k.id not in kitchens, f"plan: kitchen id {k.id!r} appears twice")
+            kitchens[k.id] = k
+        schools: dict[str, School] = {}
+        for s in self.schools:
+            _require(isinstance(s, School), f"plan schools: expected School, got {type(s).__name__}")
+            _require(s.id not in schools, f"plan: school id {s.id!r} appears twice")
+            _require(s.id not in kitchens, f"plan: id {s.id!r} names both a school and a kitchen")
+            _require(s.kitchen in kitchens, f"plan: school {s.id!r} names kitchen {s.kitchen!r}, which the plan lacks",
+                     hint="add a [[kitchens]] entry with that id")
+            schools[s.id] = s
+        _check_int("plan.portions_per_container", self.portions_per_container, minimum=1)
+        _check_int("plan.duplicate_window_s", self.duplicate_window_s, minimum=0)
+        _check_int("plan.order_tolerance_s", self.order_tolerance_s, minimum=0)
+        _check_int("plan.tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
+        for d in self.service_weekdays:
+            _check_int("plan.service_weekdays item", d, minimum=0, maximum=6)
+        for d in self.closed_dates:
+            local_midnight(d, 0)
+        object.__setattr__(self, "_schools", schools)
+        object.__setattr__(self, "_kitchens", kitchens)
+
+    def school(self, school_id: str) -> School | None:
+        return self._schools.get(school_id)
+
+    def kitchen(self, kitchen_id: str) -> Kitchen | None:
+        return self._kitchens.get(kitchen_id)
+
+    def schools_of(self, kitchen_id: str) -> tuple[School, ...]:
+        return tuple(s for s in self.schools if s.kitchen == kitchen_id)
+
+    def site_offset(self, site: str) -> int:
+        """Time zone of a school or kitchen id; the plan's default for sites it does not list."""
+        s = self._schools.get(site)
+        if s is not None:
+            return s.tz_offset_s
+        k = self._kitchens.get(site)
+        return k.tz_offset_s if k is not None else self.tz_offset_s
+
+    def is_service_day(self, date: str) -> bool:
+        day = dt.date.fromisoformat(date)
+        return day.weekday() in self.service_weekdays and date not in self.closed_dates
+
+
+def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise PlanError(f"[{name}]: expected a table, got {type(value).__name__}")
+    return value
+
+
+def _known(where: str, table: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise PlanError(f"{where}: unexpected keys {unknown}; allowed keys are {sorted(allowed)}")
+
+
+def plan_from_dict(data: dict[str, Any]) -> Plan:
+    """Build a Plan from the parsed TOML layout documented in `load_plan`."""
+    _known("plan", data, {"defaults", "kitchens", "schools", "rules", "clock"})
+    defaults = _table(data, "defaults")
+    _known("[defaults]", defaults, {"timezone", "portions_per_container", "deadline", "return_by",
+                                    "service_weekdays", "closed_dates", "duplicate_window_s",
+                                    "order_tolerance_s"})
+    tz = parse_timezone(defaults.get("timezone", "WIB"), name="defaults.timezone")
+    deadline = parse_time_of_day(defaults.get("deadline", "09:00"), name="defaults.deadline")
+    return_by = parse_time_of_day(defaults.get("return_by", "15:00"), name="defaults.return_by")
+    kitchens = []
+    for i, k in enumerate(data.get("kitchens", [])):
+        where = f"kitchens[{i}]"
+        if not isinstance(k, dict):
+            raise PlanError(f"{where}: expected a table, got {type(k).__name__}")
+        _known(where, k, {"id", "name", "timezone", "return_by"})
+        kitchens.append(Kitchen(
+            id=k.get("id", ""), name=k.get("name", ""),
+            tz_offset_s=parse_timezone(k.get("timezone", tz), name=f"{where}.timezone"),
+            return_by_s=parse_time_of_day(k.get("return_by", return_by), name=f"{where}.return_by"),
+        ))
+    schools = []
+    for i, s in enumerate(data.get("schools", [])):
+        where = f"schools[{i}]"
+        if not isinstance(s, dict):
+            raise PlanError(f"{where}: expected a table, got {type(s).__name__}")
+        _known(where, s, {"id", "name", "kitchen", "portions", "deadline", "timezone"})
+        if "portions" not in s:
+            raise PlanError(f"{where}: missing required key 'portions' (expected portions per day)")
+        schools.append(School(
+            id=s.get("id", ""), name=s.get("name", ""), kitchen=s.get("kitchen", ""), portions=s["portions"],
+            deadline_s=parse_time_of_day(s.get("deadline", deadline), name=f"{where}.deadline"),
+            tz_offset_s=parse_timezone(s.get("timezone", tz), name=f"{where}.timezone"),
+        ))
+    rules_t = _table(data, "rules")
+    rule_keys = {"cook_to_serve_max_s", "danger_low_cc", "danger_high_cc", "danger_max_s", "hot_hold_min_cc",
+                 "source_cook_to_serve", "source_danger_zone", "source_hot_holding"}
+    _known("[rules]", rules_t, rule_keys)
+    clock_t = _table(data, "clock")
+    _known("[clock]", clock_t, {"max_skew_s", "max_sync_delay_s"})
+    extra: dict[str, Any] = {}
+    for key in ("portions_per_container", "duplicate_window_s", "order_tolerance_s"):
+        if key in defaults:
+            extra[key] = defaults[key]
+    if "service_weekdays" in defaults:
+        extra["service_weekdays"] = tuple(defaults["service_weekdays"])
+    if "closed_dates" in defaults:
+        extra["closed_dates"] = tuple(str(d) for d in defaults["closed_dates"])
+    return Plan(kitchens=tuple(kitchens), schools=tuple(schools), tz_offset_s=tz,
+                rules=FoodSafetyRules(**rules_t), clock=ClockPolicy(**clock_t), **extra)
+
+
+def load_plan(source: str | bytes | Path) -> Plan:
+    """Load a plan from TOML text or a TOML file path.
+
+    Layout::
+
+        [defaults]
+        timezone = "WIB"            # WIB, WITA, WIT or "+07:00"
+        deadline = "09:00"          # default delivery deadline at schools, local time
+        return_by = "15:00"         # empty containers due back at the kitchen
+        portions_per_container = 10
+
+        [[kitchens]]
+        id = "SPPG-001"
+        name = "SPPG Margamukti"
+
+        [[schools]]
+        id = "SDN-001"
+        name = "SDN 1 Margamukti"
+        kitchen = "SPPG-001"
+        portions = 300
+        deadline = "08:30"
+
+        [rules]                     # optional; see FoodSafetyRules
+        cook_to_serve_max_s = 14400
+
+        [clock]                     # optional; see ClockPolicy
+        max_skew_s = 900
+    """
+    if isinstance(source, Path):
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise PlanError(f"plan file {str(source)!r}: cannot read ({exc.strerror})") from None
+    elif isinstance(source, bytes):
+        text = source.decode("utf-8")
+    else:
+        text = source
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(f"plan: expected valid TOML, got a parse error: {exc}") from None
+    return plan_from_dict(data)

@@ -1,0 +1,138 @@
+"""Stock cards per kitchen and item, with stock on hand always derived by replaying movements."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .analysis import Finding
+from .events import StockMovement, choose_time
+from .plan import Plan, local_date
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockLine:
+    """One movement on a stock card and the balance after it."""
+
+    time: int
+    basis: str
+    movement: str
+    qty_in: int
+    qty_out: int
+    balance: int
+    record_id: str
+    counted: int | None = None  # physical count, for movement "count"
+    difference: int | None = None  # count minus book balance before it
+    shortfall: int = 0  # how much a debit exceeded the stock on hand
+    flags: tuple[str, ...] = ()  # overdraw, count_difference, unit_mismatch
+    supplier: str | None = None
+    batch: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time": self.time, "basis": self.basis, "movement": self.movement, "qty_in": self.qty_in,
+                "qty_out": self.qty_out, "balance": self.balance, "record": self.record_id,
+                "counted": self.counted, "difference": self.difference, "shortfall": self.shortfall,
+                "flags": list(self.flags), "supplier": self.supplier, "batch": self.batch, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StockCard:
+    """The history of one item at one kitchen; `on_hand` is the replayed balance, never a stored figure."""
+
+    kitchen: str
+    item: str
+    unit: str
+    lines: tuple[StockLine, ...]
+
+    @property
+    def on_hand(self) -> int:
+        return self.lines[-1].balance if self.lines else 0
+
+    def on_hand_at(self, time: int) -> int:
+        balance = 0
+        for line in self.lines:
+            if line.time > time:
+                break
+            balance = line.balance
+        return balance
+
+    def total(self, movement: str) -> int:
+        return sum(line.qty_in + line.qty_out for line in self.lines if line.movement == movement
+                   and "unit_mismatch" not in line.flags)
+
+    @property
+    def adjustments(self) -> int:
+        return sum(line.difference or 0 for line in self.lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kitchen": self.kitchen, "item": self.item, "unit": self.unit, "on_hand": self.on_hand,
+                "received": self.total("receive"), "used": self.total("use"), "wasted": self.total("waste"),
+                "adjustments": self.adjustments, "lines": [line.to_dict() for line in self.lines]}
+
+
+def replay(kitchen: str, item: str, movements: Iterable[StockMovement], plan: Plan) -> StockCard:
+    """Replay one item's movements at one kitchen in time order into a stock card."""
+    timed = sorted(((choose_time(m.device_time, m.arrived_at, plan.clock), m) for m in movements
+                    if m.site == kitchen and m.item == item),
+                   key=lambda cm: (cm[0].time, cm[1].device, cm[1].seq))
+    unit = timed[0][1].unit if timed else ""
+    balance = 0
+    lines: list[StockLine] = []
+    for choice, m in timed:
+        common = {"time": choice.time, "basis": choice.basis, "movement": m.movement, "record_id": m.record_id,
+                  "supplier": m.supplier, "batch": m.batch, "reason": m.reason}
+        if m.unit != unit:
+            # A quantity in another unit cannot be added without a conversion the record does not carry.
+            lines.append(StockLine(**common, qty_in=0, qty_out=0, balance=balance, flags=("unit_mismatch",)))
+            continue
+        if m.movement == "receive":
+            balance += m.qty
+            lines.append(StockLine(**common, qty_in=m.qty, qty_out=0, balance=balance))
+        elif m.movement in ("use", "waste"):
+            shortfall = max(m.qty - max(balance, 0), 0)
+            balance -= m.qty
+            # The book goes negative rather than clamping: a debit nobody received for must stay visible.
+            lines.append(StockLine(**common, qty_in=0, qty_out=m.qty, balance=balance, shortfall=shortfall,
+                                   flags=("overdraw",) if shortfall else ()))
+        else:
+            difference = m.qty - balance
+            balance = m.qty
+            lines.append(StockLine(**common, qty_in=0, qty_out=0, balance=balance, counted=m.qty,
+                                   difference=difference, flags=("count_difference",) if difference else ()))
+    return StockCard(kitchen=kitchen, item=item, unit=unit, lines=tuple(lines))
+
+
+def stock_cards(movements: Iterable[StockMovement], plan: Plan) -> dict[tuple[str, str], StockCard]:
+    """Every (kitchen, item) stock card."""
+    groups: dict[tuple[str, str], list[StockMovement]] = defaultdict(list)
+    for m in movements:
+        groups[(m.site, m.item)].append(m)
+    return {key: replay(key[0], key[1], ms, plan) for key, ms in sorted(groups.items())}
+
+
+def stock_findings(cards: Iterable[StockCard], plan: Plan) -> list[Finding]:
+    out: list[Finding] = []
+    for card in cards:
+        off = plan.site_offset(card.kitchen)
+        for line in card.lines:
+            date = local_date(line.time, off)
+            subject = f"{card.kitchen}/{card.item}"
+            if "overdraw" in line.flags:
+                out.append(Finding(code="stock_overdraw", subject=subject, date=date,
+                                   detail=f"{line.movement} of {line.qty_out} {card.unit} with only "
+                                          f"{line.qty_out - line.shortfall} on hand",
+                                   measured=line.qty_out, limit=line.qty_out - line.shortfall,
+                                   records=(line.record_id,)))
+            if "count_difference" in line.flags:
+                book = (line.counted or 0) - (line.difference or 0)
+                out.append(Finding(code="stock_count_difference", subject=subject, date=date,
+                                   detail=f"counted {line.counted} {card.unit}, book said {book}",
+                                   measured=line.counted, limit=book, records=(line.record_id,)))
+            if "unit_mismatch" in line.flags:
+                out.append(Finding(code="stock_unit_mismatch", subject=subject, date=date,
+                                   detail=f"movement in another unit than the card's {card.unit!r}; not applied",
+                                   records=(line.record_id,)))
+    return out
