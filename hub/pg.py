@@ -1,0 +1,170 @@
+"""HubStore on PostgreSQL (psycopg 3), for several hub processes or a national store; versioned migrations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+
+import psycopg
+
+from ledger import ChainState, Record
+from ledger.merkle import leaf_hash
+
+from .store import DeviceInfo, Entry, StoreError
+
+# Each step moves the schema one version up; applied in order inside one transaction.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)",
+        "CREATE TABLE devices (device_id bytea PRIMARY KEY, data bytea NOT NULL)",
+        "CREATE TABLE states (device_id bytea PRIMARY KEY, data bytea NOT NULL)",
+        "CREATE TABLE records (device_id bytea NOT NULL, seq bigint NOT NULL, raw bytea NOT NULL, "
+        "PRIMARY KEY (device_id, seq))",
+        "CREATE TABLE global_log (idx bigint PRIMARY KEY, record_id bytea NOT NULL UNIQUE, device_id bytea NOT NULL, "
+        "seq bigint NOT NULL, arrived_at bigint NOT NULL, leaf bytea NOT NULL)",
+        "CREATE TABLE checkpoints (tree_size bigint NOT NULL, time bigint NOT NULL, raw bytea NOT NULL, "
+        "PRIMARY KEY (tree_size, time))",
+        "CREATE TABLE forks (device_id bytea NOT NULL, evidence bytea NOT NULL, PRIMARY KEY (device_id, evidence))",
+        "CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+_LOCK_ID = 0x4A454A414B  # one writer of the global log at a time, across hub processes
+
+
+class PgHubStore:
+    """HubStore on PostgreSQL. Each store lives in its own schema, so tests and tiers can share a database."""
+
+    def __init__(self, dsn: str, *, schema: str = "jejak") -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise StoreError(f"schema name {schema!r}: expected lowercase letters, digits and _")
+        self.schema = schema
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=False)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot reach PostgreSQL at {dsn}: {exc}",
+                             hint="start PostgreSQL or set [store] dsn in the hub config") from None
+        with self._conn.transaction():
+            self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            self._conn.execute(f"SET search_path TO {schema}")
+            self._migrate()
+
+    def _migrate(self) -> None:
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)")
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store schema version {version} is newer than this hub's {SCHEMA_VERSION}",
+                             hint="upgrade the hub before pointing it at this database")
+        for step in MIGRATIONS[version:]:
+            for sql in step:
+                self._conn.execute(sql)
+        self._conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+    @property
+    def schema_version(self) -> int:
+        row = self._query_one("SELECT value FROM meta WHERE key = 'schema_version'")
+        return int(row[0]) if row else 0
+
+    def _query_one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[object, ...] | None:
+        with self._conn.transaction():
+            return self._conn.execute(sql, params).fetchone()
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._conn.transaction():
+            return self._conn.execute(sql, params).fetchall()
+
+    def put_device(self, device: DeviceInfo) -> None:
+        with self._conn.transaction():
+            self._conn.execute("INSERT INTO devices VALUES (%s, %s) ON CONFLICT (device_id) "
+                               "DO UPDATE SET data = excluded.data", (device.device_id, device.to_cbor()))
+
+    def get_device(self, device_id: bytes) -> DeviceInfo | None:
+        row = self._query_one("SELECT data FROM devices WHERE device_id = %s", (device_id,))
+        return DeviceInfo.from_cbor(bytes(row[0])) if row else None  # type: ignore[arg-type]
+
+    def devices(self) -> list[DeviceInfo]:
+        return [DeviceInfo.from_cbor(bytes(r[0])) for r in  # type: ignore[arg-type]
+                self._query("SELECT data FROM devices ORDER BY device_id")]
+
+    def chain_state(self, device_id: bytes) -> ChainState | None:
+        row = self._query_one("SELECT data FROM states WHERE device_id = %s", (device_id,))
+        return ChainState.from_cbor(bytes(row[0])) if row else None  # type: ignore[arg-type]
+
+    def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            row = self._conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM global_log").fetchone()
+            size = int(row[0]) if row else 0  # type: ignore[call-overload]
+            with self._conn.cursor() as cur:
+                cur.executemany("INSERT INTO records VALUES (%s, %s, %s)",
+                                [(device_id, r.seq, r.raw) for r in records])
+                cur.executemany("INSERT INTO global_log VALUES (%s, %s, %s, %s, %s, %s)",
+                                [(size + i, r.id, device_id, r.seq, arrived_at, leaf_hash(r.raw))
+                                 for i, r in enumerate(records)])
+            self._conn.execute("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
+                               "DO UPDATE SET data = excluded.data", (device_id, state.to_cbor()))
+        return size + len(records)
+
+    def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
+        row = self._query_one("SELECT raw FROM records WHERE device_id = %s AND seq = %s", (device_id, seq))
+        return bytes(row[0]) if row else None  # type: ignore[arg-type]
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._query(  # type: ignore[arg-type]
+            "SELECT raw FROM records WHERE device_id = %s AND seq >= %s AND seq < %s ORDER BY seq",
+            (device_id, start, end))]
+
+    def locate(self, record_id: bytes) -> int | None:
+        row = self._query_one("SELECT idx FROM global_log WHERE record_id = %s", (record_id,))
+        return int(row[0]) if row else None  # type: ignore[call-overload]
+
+    def size(self) -> int:
+        row = self._query_one("SELECT coalesce(max(idx) + 1, 0) FROM global_log")
+        return int(row[0]) if row else 0  # type: ignore[call-overload]
+
+    def entries(self, start: int, end: int) -> list[Entry]:
+        rows = self._query("SELECT g.idx, g.device_id, g.seq, g.arrived_at, r.raw FROM global_log g "
+                           "JOIN records r ON r.device_id = g.device_id AND r.seq = g.seq "
+                           "WHERE g.idx >= %s AND g.idx < %s ORDER BY g.idx", (start, end))
+        return [Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw))  # type: ignore[call-overload, arg-type]
+                for i, d, s, a, raw in rows]
+
+    def leaf_hashes(self) -> Iterator[bytes]:
+        for (leaf,) in self._query("SELECT leaf FROM global_log ORDER BY idx"):
+            yield bytes(leaf)  # type: ignore[call-overload]
+
+    def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:
+        with self._conn.transaction():
+            self._conn.execute("INSERT INTO checkpoints VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                               (tree_size, time, raw))
+
+    def checkpoints(self) -> list[bytes]:
+        return [bytes(r[0]) for r in self._query(  # type: ignore[call-overload]
+            "SELECT raw FROM checkpoints ORDER BY tree_size, time")]
+
+    def put_fork(self, device_id: bytes, evidence: bytes) -> None:
+        with self._conn.transaction():
+            self._conn.execute("INSERT INTO forks VALUES (%s, %s) ON CONFLICT DO NOTHING", (device_id, evidence))
+
+    def forks(self) -> list[tuple[bytes, bytes]]:
+        return [(bytes(d), bytes(e)) for d, e in self._query(  # type: ignore[call-overload]
+            "SELECT device_id, evidence FROM forks ORDER BY device_id")]
+
+    def bump(self, counter: str, by: int = 1) -> None:
+        with self._conn.transaction():
+            self._conn.execute("INSERT INTO counters VALUES (%s, %s) ON CONFLICT (name) "
+                               "DO UPDATE SET value = counters.value + excluded.value", (counter, by))
+
+    def counters(self) -> dict[str, int]:
+        return {str(n): int(v) for n, v in self._query("SELECT name, value FROM counters")}  # type: ignore[call-overload]
+
+    def drop(self) -> None:
+        """Remove this store's schema (tests and decommissioning)."""
+        with self._conn.transaction():
+            self._conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+    def close(self) -> None:
+        self._conn.close()

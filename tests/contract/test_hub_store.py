@@ -1,0 +1,157 @@
+"""One contract for every HubStore: LMDB (embedded) and PostgreSQL (127.0.0.1:5432, database test)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from hub.service import Hub
+from hub.store import DeviceInfo, LmdbHubStore
+from ledger import ChainBuilder, ChainState, Ed25519Signer, ForkEvidence, verify_bundle, verify_receipt
+from tests.hub.conftest import Clock, enroll, new_device
+
+PG_DSN = os.environ.get("JEJAK_TEST_PG", "postgresql://127.0.0.1:5432/test")
+
+
+def _pg_store():
+    from hub.pg import PgHubStore
+    from hub.store import StoreError
+
+    try:
+        return PgHubStore(PG_DSN, schema=f"t_{uuid.uuid4().hex[:12]}")
+    except StoreError as exc:  # a missing database is a failure, never a skip
+        pytest.fail(f"PostgreSQL is required for the store contract tests: {exc}")
+
+
+@pytest.fixture(params=["lmdb", "postgres"])
+def make_store(request, tmp_path):
+    opened = []
+
+    def make(name: str = "a"):
+        if request.param == "lmdb":
+            store = LmdbHubStore(tmp_path / name)
+        else:
+            store = opened[0].__class__(PG_DSN, schema=opened[0].schema) if opened else _pg_store()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+    if request.param == "postgres" and opened:
+        cleaner = opened[0].__class__(PG_DSN, schema=opened[0].schema)
+        cleaner.drop()
+        cleaner.close()
+
+
+def test_devices_round_trip(make_store):
+    store = make_store()
+    dev = DeviceInfo(device_id=b"\x01" * 16, pubkey=b"\x02" * 32, site="sppg-01", role="kitchen_exit")
+    assert store.get_device(dev.device_id) is None
+    store.put_device(dev)
+    assert store.get_device(dev.device_id) == dev
+    store.put_device(dev.with_status("revoked", revoked_from=7))
+    got = store.get_device(dev.device_id)
+    assert got.status == "revoked" and got.revoked_from == 7
+    assert [d.device_id for d in store.devices()] == [dev.device_id]
+
+
+def test_append_ranges_and_global_log(make_store):
+    store = make_store()
+    clock = Clock()
+    _, builder = new_device(clock)
+    records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(9)]
+    state = ChainState.empty(records[0].device_id)
+    from ledger import link
+
+    for r in records[:6]:
+        state, _ = link(state, r)
+    assert store.append(records[0].device_id, records[:6], state, 100) == 6
+    assert store.chain_state(records[0].device_id) == state
+    assert store.log_range(records[0].device_id, 2, 5) == [r.raw for r in records[2:5]]
+    assert store.get_raw(records[0].device_id, 5) == records[5].raw
+    assert store.get_raw(records[0].device_id, 6) is None
+    assert store.locate(records[3].id) == 3
+    assert store.locate(b"\x00" * 32) is None
+    entries = store.entries(1, 4)
+    assert [e.seq for e in entries] == [1, 2, 3] and entries[0].arrived_at == 100
+    from ledger.merkle import leaf_hash
+
+    assert list(store.leaf_hashes()) == [leaf_hash(r.raw) for r in records[:6]]
+    assert store.size() == 6
+
+
+def test_checkpoints_forks_counters(make_store):
+    store = make_store()
+    store.put_checkpoint(5, 10, b"cp1")
+    store.put_checkpoint(9, 20, b"cp2")
+    assert store.checkpoints() == [b"cp1", b"cp2"]
+    store.put_fork(b"\x01" * 16, b"evidence-bytes-" + b"\x00" * 32)
+    assert store.forks() == [(b"\x01" * 16, b"evidence-bytes-" + b"\x00" * 32)]
+    store.bump("refused_invalid", 3)
+    store.bump("refused_invalid")
+    assert store.counters()["refused_invalid"] == 4
+
+
+def test_hub_flow_survives_reopen(make_store):
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x42" * 32)
+    store = make_store()
+    hub = Hub(store, hub_key, clock=clock)
+    signer, builder = new_device(clock)
+    device_id = enroll(hub, signer, clock)
+    records = [builder.genesis()] + [builder.append("scan", {"event": "departed", "site": "sppg-01",
+                                                             "tags": [f"tag{i}"]}) for i in range(20)]
+    result = hub.ingest(device_id, [r.raw for r in records])
+    assert result.accepted == 21 and result.problem is None
+    cp = hub.checkpoint()
+    _, receipt = hub.receipt(records[7].id)
+    assert verify_receipt(receipt, records[7].raw, hub_key.public_key).index == 7
+    report = verify_bundle(hub.export(), hub_key=hub_key.public_key)
+    assert report.ok, report.to_json()
+    assert report.receipts_checked == 21
+    store.close()
+    store2 = make_store("a")
+    hub2 = Hub(store2, hub_key, clock=clock)
+    assert hub2.tree.root() == cp.root
+    assert hub2.latest_checkpoint().raw == cp.raw
+
+
+def test_refusals_each_with_their_code(make_store):
+    clock = Clock()
+    hub = Hub(make_store(), Ed25519Signer.from_seed(b"\x43" * 32), clock=clock)
+    signer, builder = new_device(clock)
+    records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(5)]
+    from ledger import LedgerError
+
+    with pytest.raises(LedgerError) as unknown:
+        hub.ingest(records[0].device_id, [r.raw for r in records])
+    assert unknown.value.code == "UNKNOWN_DEVICE"
+    device_id = enroll(hub, signer, clock)
+    forged = bytearray(records[3].raw)
+    forged[-1] ^= 1
+    res = hub.ingest(device_id, [r.raw for r in records[:3]] + [bytes(forged)])
+    assert res.accepted == 3 and res.problem["code"] == "INVALID_SIGNATURE"
+    replay = hub.ingest(device_id, [r.raw for r in records[:3]])
+    assert replay.accepted == 0 and replay.duplicates >= 1 and replay.problem is None
+    gap = hub.ingest(device_id, [records[5].raw])
+    assert gap.problem["code"] == "BROKEN_CHAIN"
+    # A second history from seq 3 on: evidence is kept and the device stops.
+    other = ChainBuilder(signer, clock=clock, boot=1, state=hub.store.chain_state(device_id))
+    evil = other.append("note", {"text": "other history"})
+    good = hub.ingest(device_id, [records[3].raw])
+    assert good.accepted == 1
+    fork = hub.ingest(device_id, [evil.raw])
+    assert fork.fork and fork.problem["code"] == "FORK_DETECTED"
+    evidence = ForkEvidence.from_cbor(hub.store.forks()[0][1])
+    evidence.verify(signer.public_key)
+    with pytest.raises(LedgerError) as blocked:
+        hub.ingest(device_id, [records[4].raw])
+    assert blocked.value.code == "DEVICE_BLOCKED"
+    hub.resolve_fork(device_id)
+    hub.revoke(device_id)
+    after = hub.ingest(device_id, [records[4].raw])
+    assert after.accepted == 0 and after.problem["code"] == "REVOKED_KEY"
+    assert hub.store.size() == 4

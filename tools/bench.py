@@ -1,0 +1,104 @@
+"""`jejak bench`: run every part's benchmark, each figure beside its ceiling, and write JSON and Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+PARTS = (
+    ("ledger", "ledger.bench"),
+    ("firmware", "firmware.bench"),
+    ("edge", "edge.bench"),
+    ("hub", "hub.bench"),
+    ("mbg", "hub.mbg.bench"),
+    ("markets", "hub.markets.bench"),
+)
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    except (OSError, IndexError):
+        pass
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "memory": mem,
+            "python": sys.version.split()[0]}
+
+
+def _flatten(prefix: str, value: Any, out: list[tuple[str, str]]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(value, float):
+        out.append((prefix, f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"))
+    else:
+        out.append((prefix, str(value)))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["# Benchmarks", "", "Written by `jejak bench`" + (" --quick" if results["quick"] else "") +
+             f" on {time.strftime('%Y-%m-%d', time.gmtime(results['started']))}. Each figure stands beside the "
+             "ceiling measured in the same run; machines here are shared, so compare ratios, not absolutes.", "",
+             "## Machine", ""]
+    for k, v in results["machine"].items():
+        lines.append(f"- {k}: {v}")
+    for part, figures in results["parts"].items():
+        lines += ["", f"## {part}", "", "| figure | value |", "| --- | --- |"]
+        rows: list[tuple[str, str]] = []
+        _flatten("", figures, rows)
+        lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="jejak bench", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes, for CI")
+    p.add_argument("--only", action="append", help="run only these parts (repeatable)")
+    p.add_argument("--json", default="benchmarks.json", help="where to write the figures as JSON")
+    p.add_argument("--markdown", default="BENCHMARKS.md", help="where to write the table")
+    args = p.parse_args(argv)
+    results: dict[str, Any] = {"quick": args.quick, "started": int(time.time()), "machine": machine(),
+                               "parts": {}}
+    failed = 0
+    for part, module in PARTS:
+        if args.only and part not in args.only:
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        print(f"bench {part} ...", flush=True)
+        started = time.perf_counter()
+        try:
+            figures = mod.run(quick=args.quick)
+        except Exception:
+            failed += 1
+            figures = {"error": traceback.format_exc(limit=3)}
+        figures["seconds"] = round(time.perf_counter() - started, 2)
+        results["parts"][part] = figures
+    Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    Path(args.markdown).write_text(markdown(results))
+    print(f"wrote {args.json} and {args.markdown}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""`jejak`: one command for the hub, the edge daemon, the demo, enrollment, exports and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ENROLL_SCHEME = "jejak-enroll"
+
+
+def _hub_run(args: argparse.Namespace) -> int:
+    from hub.app import start_hub
+    from hub.config import load
+
+    config = load(args.config)
+
+    async def main() -> None:
+        running = await start_hub(config)
+        print(f"hub {running.hub.hub_id.hex()} http {running.http_url} coap {running.coap_url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await running.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def enroll_uri(hub_url: str, hub_pubkey: bytes) -> str:
+    """What the provisioning QR code carries: where the hub is and which key it must show."""
+    from ledger import device_id_for
+
+    return f"{ENROLL_SCHEME}:?hub={hub_url}&id={device_id_for(hub_pubkey).hex()}&key={hub_pubkey.hex()}"
+
+
+def _enroll_qr(args: argparse.Namespace) -> int:
+    import qrcode
+
+    from hub.app import load_or_create_key
+    from hub.config import load
+
+    config = load(args.config)
+    signer = load_or_create_key(Path(config.data_dir) / "hub.key")
+    url = args.hub_url or f"http://{config.http_host}:{config.http_port}"
+    uri = enroll_uri(url, signer.public_key)
+    qr = qrcode.QRCode(border=1)
+    qr.add_data(uri)
+    qr.make(fit=True)
+    qr.print_ascii(invert=True)
+    print(uri)
+    if args.png:
+        qr.make_image().save(args.png)
+        print(f"QR code written to {args.png}")
+    return 0
+
+
+def _enroll_request(args: argparse.Namespace) -> int:
+    import time
+
+    from hub.service import make_enroll_request
+    from ledger import Ed25519Signer
+
+    params = dict(p.split("=", 1) for p in args.uri.split("?", 1)[1].split("&"))
+    seed = Path(args.key).read_bytes()
+    signer = Ed25519Signer.from_seed(seed)
+    body = make_enroll_request(signer, site=args.site, role=args.role, name=args.name or args.site,
+                               time=int(time.time()), hub_id=bytes.fromhex(params["id"]))
+    req = urllib.request.Request(f"{params['hub']}/api/enroll", data=body, method="POST",
+                                 headers={"Content-Type": "application/cose"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        print(resp.read().decode())
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    query = []
+    if args.site:
+        query.append(f"site={args.site}")
+    for device in args.device or []:
+        query.append(f"device={device}")
+    if args.since is not None:
+        query.append(f"since={args.since}")
+    if args.until is not None:
+        query.append(f"until={args.until}")
+    url = f"{args.hub_url}/api/export" + ("?" + "&".join(query) if query else "")
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as resp:
+        data = resp.read()
+    Path(args.out).write_bytes(data)
+    print(f"wrote {len(data)} bytes to {args.out}; check it with: jejak-verify {args.out}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from tools.verify import main
+
+    return main(args.rest)
+
+
+def _delegate(module: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        mod = importlib.import_module(module)
+        result = mod.main(args.rest)
+        return int(result or 0)
+
+    return run
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from tools.bench import main
+
+    return main(args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jejak", description="Edge-first, tamper-evident tracking for MBG meals "
+                                                         "and market prices.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    hub = sub.add_parser("hub", help="run or manage a hub").add_subparsers(dest="hub_command", required=True)
+    run = hub.add_parser("run", help="run a hub (LMDB store by default)")
+    run.add_argument("--config", help="hub TOML config")
+    run.set_defaults(func=_hub_run)
+
+    enroll = sub.add_parser("enroll", help="provision devices").add_subparsers(dest="enroll_command",
+                                                                                 required=True)
+    qr = enroll.add_parser("qr", help="print the hub's provisioning QR code (terminal and PNG)")
+    qr.add_argument("--config", help="hub TOML config")
+    qr.add_argument("--hub-url", help="address devices use to reach the hub")
+    qr.add_argument("--png", help="also write the QR code as a PNG file")
+    qr.set_defaults(func=_enroll_qr)
+    req = enroll.add_parser("request", help="send a device's signed enrollment request to the hub")
+    req.add_argument("uri", help="the text of the hub's QR code")
+    req.add_argument("--key", required=True, help="device key file (32-byte Ed25519 seed)")
+    req.add_argument("--site", required=True)
+    req.add_argument("--role", required=True)
+    req.add_argument("--name")
+    req.set_defaults(func=_enroll_request)
+
+    exp = sub.add_parser("export", help="download an audit bundle from a hub")
+    exp.add_argument("--hub-url", default="http://127.0.0.1:8470")
+    exp.add_argument("--out", default="audit.jejak")
+    exp.add_argument("--site")
+    exp.add_argument("--device", action="append")
+    exp.add_argument("--since", type=int)
+    exp.add_argument("--until", type=int)
+    exp.add_argument("--token", help="auditor or operator token")
+    exp.set_defaults(func=_export)
+
+    for name, module, text in (("demo", "hub.demo", "a local hub with simulated devices and its dashboard"),
+                               ("edge", "edge.cli", "run or inspect the edge daemon"),
+                               ("example", "tools.example", "write the example audit bundles")):
+        d = sub.add_parser(name, help=text, add_help=False)
+        d.add_argument("rest", nargs=argparse.REMAINDER)
+        d.set_defaults(func=_delegate(module))
+    v = sub.add_parser("verify", help="same as jejak-verify", add_help=False)
+    v.add_argument("rest", nargs=argparse.REMAINDER)
+    v.set_defaults(func=_verify)
+    b = sub.add_parser("bench", help="run every benchmark; write BENCHMARKS.md and JSON", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    b.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format='{"t":"%(asctime)s","level":"%(levelname)s","log":"%(name)s","msg":"%(message)s"}')
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        code = getattr(exc, "code", None)
+        if code is None:
+            raise
+        print(json.dumps({"error": {"code": code, "message": str(exc)}}), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
