@@ -1,0 +1,12 @@
+"""The hub benchmark runs in its quick form and reports every figure beside its ceiling."""
+
+from hub.bench import run
+
+
+def test_quick_bench_reports_figures():
+    figures = run(quick=True)
+    assert figures["raw_verify_per_s"] > 0
+    assert figures["ingest_lmdb_per_s"] > 0
+    assert 0 < figures["ingest_lmdb_vs_raw_verify"] < 2
+    assert isinstance(figures["ingest_postgres_per_s"], float), figures["ingest_postgres_per_s"]
+    assert figures["proofs"]["inclusion_verify_per_s"] > 0
