@@ -1,0 +1,143 @@
+"""Reconciliation details on hand-made scans: statuses against the clock, timers, duplicates, order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hub.mbg import FoodSafetyRules, Plan, ScanEvent, analyze
+from tests.mbg.conftest import DATE, MIDNIGHT, H, M
+
+Scan = Callable[..., ScanEvent]
+TAGS = ["T1", "T2"]
+
+
+def _delivery(scan: Scan, *, cooked: int = 5 * H + 30 * M, arrive: int = 7 * H + 30 * M, serve: int = 8 * H + 30 * M,
+              temps: tuple[int, int, int] = (8000, 7000, 6500), returned: bool = True) -> list[ScanEvent]:
+    out = [
+        scan("cooked", cooked + 60, batch="B1", cooked_at=MIDNIGHT + cooked, count=20, temp_cc=9000),
+        scan("packed", cooked + 20 * M, tags=TAGS, parent="TRK1", batch="B1", school="S1"),
+        scan("departed", arrive - 30 * M, tags=TAGS, parent="TRK1", school="S1", temp_cc=temps[0],
+             checkpoint="kitchen_exit"),
+        scan("arrived", arrive, site="S1", tags=TAGS, temp_cc=temps[1], checkpoint="school_gate"),
+        scan("received", arrive + 5 * M, site="S1", count=20),
+        scan("served", serve, site="S1", count=20, temp_cc=temps[2]),
+    ]
+    if returned:
+        out.append(scan("returned", 13 * H, tags=TAGS, school="S1", checkpoint="return"))
+    return out
+
+
+def _codes(a) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return {f.key() for f in a.findings}
+
+
+def test_a_clean_delivery_has_a_full_timeline_and_no_findings(plan: Plan, scan: Scan) -> None:
+    a = analyze(plan, _delivery(scan), now=MIDNIGHT + 20 * H)
+    d = a.deliveries[("S1", DATE)]
+    assert d.statuses == ("on_time",) and d.received_portions == 20 and d.containers_out == 2
+    t = a.timeline("T1", DATE)
+    assert t is not None and [s.event for s in t.steps] == ["cooked", "packed", "departed", "arrived", "served",
+                                                             "returned"]
+    assert [s.derived for s in t.steps] == [True, False, False, False, True, False]
+    assert t.stage == "returned"
+    # S2 got nothing all day: the plan expected it, so it is missing.
+    assert _codes(a) == {("missing_delivery", "S2")}
+
+
+def test_status_follows_the_clock_pending_then_in_transit_then_missing(plan: Plan, scan: Scan) -> None:
+    scans = _delivery(scan)[:3]  # cooked, packed, departed
+    early = analyze(plan, scans, now=MIDNIGHT + 7 * H)
+    assert early.deliveries[("S1", DATE)].statuses == ("in_transit",)
+    assert early.deliveries[("S2", DATE)].statuses == ("pending",)
+    late = analyze(plan, scans, now=MIDNIGHT + 9 * H + 1)
+    assert late.deliveries[("S1", DATE)].statuses == ("missing",)
+    assert ("missing_delivery", "S1") in _codes(late)
+
+
+def test_danger_zone_counts_time_between_readings(plan: Plan, scan: Scan) -> None:
+    # Probe says 45 °C on arrival at 07:30 and the meal is served at 09:45: 2 h 15 min in the zone.
+    scans = _delivery(scan, cooked=6 * H, arrive=7 * H + 30 * M, serve=9 * H + 45 * M, temps=(7500, 4500, 4400))
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    rules = {v.rule: v for v in a.violations}
+    assert set(rules) == {"danger_zone", "hot_holding"}
+    dz = rules["danger_zone"]
+    assert dz.measured == 2 * H + 15 * M and dz.limit == 2 * H
+    assert dz.at == MIDNIGHT + 9 * H + 30 * M  # two hours after the first reading in the zone
+    assert dz.containers == ("T1", "T2") and "WHO" in dz.source
+
+
+def test_chilled_food_is_not_in_the_danger_zone(plan: Plan, scan: Scan) -> None:
+    scans = _delivery(scan, cooked=6 * H + 30 * M, serve=10 * H, temps=(400, 300, 300))
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    assert {v.rule for v in a.violations} == {"hot_holding"}
+
+
+def test_an_unserved_meal_keeps_its_timer_open(plan: Plan, scan: Scan) -> None:
+    scans = _delivery(scan)[:5]  # not served yet
+    before = analyze(plan, scans, now=MIDNIGHT + 9 * H)
+    assert before.violations == []
+    after = analyze(plan, scans, now=MIDNIGHT + 10 * H)
+    [v] = [v for v in after.violations if v.rule == "cook_to_serve"]
+    assert v.open and v.measured == 10 * H - (5 * H + 30 * M)
+
+
+def test_rules_are_configurable(scan: Scan, plan: Plan) -> None:
+    strict = Plan(kitchens=plan.kitchens, schools=plan.schools,
+                  rules=FoodSafetyRules(cook_to_serve_max_s=2 * H))
+    a = analyze(strict, _delivery(scan), now=MIDNIGHT + 20 * H)
+    [v] = a.violations
+    assert v.rule == "cook_to_serve" and v.limit == 2 * H and v.measured == 3 * H
+
+
+def test_duplicate_count_taps_count_once(plan: Plan, scan: Scan) -> None:
+    scans = [*_delivery(scan), scan("received", 7 * H + 36 * M, site="S1", count=20, device="phone-2")]
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    assert a.deliveries[("S1", DATE)].received_portions == 20
+    [dup] = [f for f in a.findings if f.code == "duplicate_scan"]
+    assert dup.subject == "S1" and len(dup.records) == 1
+
+
+def test_two_different_counts_are_two_partial_deliveries(plan: Plan, scan: Scan) -> None:
+    scans = _delivery(scan)
+    scans[4] = scan("received", 7 * H + 35 * M, site="S1", count=12)
+    scans.append(scan("received", 7 * H + 50 * M, site="S1", count=8))
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    assert a.deliveries[("S1", DATE)].received_portions == 20
+    assert not [f for f in a.findings if f.code == "duplicate_scan"]
+
+
+def test_out_of_order_steps_are_reported_per_delivery(plan: Plan, scan: Scan) -> None:
+    scans = _delivery(scan)
+    scans.append(scan("returned", 7 * H, tags=["T1"], school="S1", checkpoint="return"))  # back before it arrived?
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    [f] = [f for f in a.findings if f.code == "out_of_order"]
+    assert f.subject == "S1" and f.containers == ("T1",) and "returned before" in f.detail
+
+
+def test_explicit_lost_tap_replaces_unreturned(plan: Plan, scan: Scan) -> None:
+    scans = [*_delivery(scan, returned=False), scan("returned", 13 * H, tags=["T2"], school="S1"),
+             scan("lost", 16 * H, tags=["T1"], school="S1")]
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    lost = {f.code: f.containers for f in a.findings if f.code.startswith("container_")}
+    assert lost == {"container_lost": ("T1",)}
+    timeline = a.timeline("T1", DATE)
+    assert timeline is not None and timeline.stage == "lost"
+
+
+def test_unreturned_waits_for_the_kitchens_return_time(plan: Plan, scan: Scan) -> None:
+    scans = _delivery(scan, returned=False)
+    assert not [f for f in analyze(plan, scans, now=MIDNIGHT + 14 * H).findings if f.code == "container_unreturned"]
+    [f] = [f for f in analyze(plan, scans, now=MIDNIGHT + 16 * H).findings if f.code == "container_unreturned"]
+    assert f.containers == ("T1", "T2") and f.measured == 2
+
+
+def test_scans_at_unknown_sites_are_reported(plan: Plan, scan: Scan) -> None:
+    a = analyze(plan, [scan("arrived", 8 * H, site="NOWHERE", tags=["X"])], now=MIDNIGHT + 10 * H)
+    assert ("unknown_site", "NOWHERE") in _codes(a)
+
+
+def test_order_of_input_does_not_change_the_answer(plan: Plan, scan: Scan) -> None:
+    scans = _delivery(scan, temps=(7500, 4500, 4400), serve=10 * H)
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    b = analyze(plan, list(reversed(scans)), now=MIDNIGHT + 20 * H)
+    assert a.findings == b.findings and a.deliveries == b.deliveries

@@ -1,0 +1,103 @@
+"""Loading the MBG plan from TOML and refusing plans that cannot be used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hub.mbg import PlanError, load_plan
+from hub.mbg.plan import format_offset, local_date, local_midnight, parse_time_of_day, parse_timezone
+
+PLAN = """
+[defaults]
+timezone = "WIB"
+deadline = "09:00"
+return_by = "15:30"
+
+[[kitchens]]
+id = "SPPG-001"
+name = "SPPG Margamukti"
+
+[[kitchens]]
+id = "SPPG-002"
+timezone = "WITA"
+
+[[schools]]
+id = "SDN-001"
+name = "SDN 1 Margamukti"
+kitchen = "SPPG-001"
+portions = 300
+deadline = "08:30"
+
+[[schools]]
+id = "SDN-002"
+kitchen = "SPPG-002"
+portions = 250
+
+[rules]
+cook_to_serve_max_s = 10800
+
+[clock]
+max_skew_s = 600
+"""
+
+
+def test_load_plan_reads_schools_kitchens_rules_and_clock(tmp_path: Path) -> None:
+    path = tmp_path / "plan.toml"
+    path.write_text(PLAN)
+    plan = load_plan(path)
+    s1 = plan.school("SDN-001")
+    assert s1 is not None and s1.portions == 300 and s1.deadline_s == 8 * 3600 + 30 * 60 and s1.tz_offset_s == 7 * 3600
+    s2 = plan.school("SDN-002")
+    assert s2 is not None and s2.deadline_s == 9 * 3600 and s2.tz_offset_s == 7 * 3600
+    k2 = plan.kitchen("SPPG-002")
+    assert k2 is not None and k2.tz_offset_s == 8 * 3600 and k2.return_by_s == 15 * 3600 + 30 * 60
+    assert plan.rules.cook_to_serve_max_s == 10800 and plan.rules.danger_max_s == 2 * 3600
+    assert plan.clock.max_skew_s == 600
+    assert [s.id for s in plan.schools_of("SPPG-001")] == ["SDN-001"]
+    assert load_plan(PLAN) == plan
+
+
+def test_plan_refuses_a_school_of_an_unknown_kitchen() -> None:
+    text = PLAN.replace('kitchen = "SPPG-002"', 'kitchen = "SPPG-999"')
+    with pytest.raises(PlanError, match="SPPG-999") as exc:
+        load_plan(text)
+    assert exc.value.code == "MBG_PLAN" and exc.value.hint is not None
+
+
+@pytest.mark.parametrize("bad, match", [
+    ('deadline = "25:00"', "23:59"),
+    ('deadline = "9am"', "HH:MM"),
+    ('portions = -1', "at least 0"),
+    ('timezone = "CET"', "WIB"),
+    ('colour = "red"', "unexpected keys"),
+])
+def test_plan_errors_say_expected_and_found(bad: str, match: str) -> None:
+    text = PLAN.replace('portions = 250', f'portions = 250\n{bad}' if not bad.startswith("portions") else bad)
+    with pytest.raises(PlanError, match=match):
+        load_plan(text)
+
+
+def test_plan_refuses_bad_toml_and_duplicate_ids() -> None:
+    with pytest.raises(PlanError, match="TOML"):
+        load_plan("[[schools]\n")
+    with pytest.raises(PlanError, match="twice"):
+        load_plan(PLAN.replace('id = "SDN-002"', 'id = "SDN-001"'))
+
+
+def test_time_helpers_round_trip() -> None:
+    assert parse_time_of_day("07:05:09") == 7 * 3600 + 5 * 60 + 9
+    assert parse_timezone("+08:00") == parse_timezone("WITA") == 8 * 3600
+    assert parse_timezone("-03:30") == -(3 * 3600 + 30 * 60)
+    assert format_offset(9 * 3600) == "+09:00" and format_offset(-3 * 3600 - 1800) == "-03:30"
+    midnight = local_midnight("2026-01-12", 7 * 3600)
+    assert local_date(midnight, 7 * 3600) == "2026-01-12"
+    assert local_date(midnight - 1, 7 * 3600) == "2026-01-11"
+
+
+def test_service_days() -> None:
+    plan = load_plan(PLAN.replace("[defaults]", '[defaults]\nclosed_dates = ["2026-01-13"]'))
+    assert plan.is_service_day("2026-01-12")
+    assert not plan.is_service_day("2026-01-13")  # closed
+    assert not plan.is_service_day("2026-01-18")  # a Sunday

@@ -1,0 +1,104 @@
+"""MbgView: incremental ingest and the queries the hub's API, dashboard and CLI expose."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hub.mbg import MbgView, NotFound, simulate
+from hub.mbg.plan import local_midnight
+from hub.mbg.sim import SimDay
+
+
+def _view(day: SimDay, upto: int | None = None) -> MbgView:
+    view = MbgView(day.plan)
+    for r in day.records:
+        if upto is None or r.arrived_at <= upto:
+            view.ingest(r, r.arrived_at)
+    return view
+
+
+def test_ingest_is_idempotent() -> None:
+    day = simulate("normal", seed=1)
+    view = _view(day)
+    before = view.summary(day.now)
+    assert not any(view.ingest(r, r.arrived_at + 999) for r in day.records)
+    assert view.summary(day.now) == before
+    assert len(view.scans) + len(view.movements) == len(day.records)
+
+
+def test_summary_has_seed_one_totals_and_todays_deliveries() -> None:
+    day = simulate("late_truck", seed=1, kitchens=2, schools_per_kitchen=3)
+    view = _view(day)
+    s = view.summary(day.now)
+    scans = [r for r in day.records if r.kind == "scan"]
+    assert s["date"] == day.date
+    assert s["total_scans_today"] == len(scans) == sum(s["scans_today"].values())
+    assert s["scans_today"]["departed"] == sum(1 for r in scans if r.body["event"] == "departed")
+    assert s["legacy_status_today"] == {"makanan_keluar": s["scans_today"]["departed"],
+                                        "makanan_diterima": s["scans_today"]["received"]}
+    assert s["devices"] == len(day.devices) == s["devices_today"]
+    assert s["last_sync"] == max(r.arrived_at for r in day.records)
+    assert s["deliveries"]["expected"] == len(day.plan.schools)
+    assert s["deliveries"]["late"] == 1 and s["deliveries"]["on_time"] == len(day.plan.schools) - 1
+    assert s["alerts"] == 1
+    json.dumps(s)  # the API serves it as JSON
+
+
+def test_deliveries_during_the_morning_show_progress() -> None:
+    day = simulate("normal", seed=2, kitchens=1, schools_per_kitchen=3)
+    six = local_midnight(day.date, day.plan.tz_offset_s) + 6 * 3600
+    view = _view(day, upto=six)
+    [k] = view.deliveries_by_kitchen(six, day.date).values()
+    counts = k["counts"]
+    # At 06:00 no truck has reached a school yet, and no deadline has passed.
+    assert counts["missing"] == counts["late"] == counts["on_time"] == 0
+    assert counts["in_transit"] + counts["pending"] == 3
+    full = _view(day).deliveries_by_kitchen(day.now, day.date)
+    assert next(iter(full.values()))["counts"]["on_time"] == 3
+
+
+def test_lists_container_history_and_not_found() -> None:
+    day = simulate("lost_container", seed=1)
+    view = _view(day)
+    assert [d.school for d in view.late(day.now, day.date)] == []
+    assert view.short(day.now, day.date) == [] and view.missing(day.now, day.date) == []
+    [row] = view.lost(day.now, day.date)
+    history = view.container(row["tag"], day.now)
+    assert history[0].to_dict()["steps"][0]["event"] == "cooked"
+    with pytest.raises(NotFound) as exc:
+        view.container("NO-SUCH-TAG", day.now)
+    assert exc.value.code == "MBG_NOT_FOUND"
+
+
+def test_stock_queries() -> None:
+    day = simulate("stock_overdraw", seed=1)
+    view = _view(day)
+    kitchen = day.plan.kitchens[0].id
+    rows = {r["item"]: r for r in view.stock_on_hand(kitchen)}
+    assert rows["beras"]["on_hand"] == -5000 and rows["beras"]["flags"] == ["overdraw"]
+    card = view.stock_card(kitchen, "ayam")
+    summary = card.to_dict()
+    assert card.on_hand == summary["received"] - summary["used"] >= 0 and summary["adjustments"] == 0
+    with pytest.raises(NotFound):
+        view.stock_card(kitchen, "emas")
+
+
+def test_violations_and_findings_serialise() -> None:
+    day = simulate("temperature_drop", seed=1)
+    view = _view(day)
+    [v] = view.violations(day.now, day.date)
+    assert v.to_dict()["rule"] == "hot_holding"
+    findings = [f.to_dict() for f in view.findings(day.now, day.date)]
+    assert [f["severity"] for f in findings] == ["alert"]
+    json.dumps(findings)
+
+
+def test_epcis_document_of_a_day() -> None:
+    day = simulate("normal", seed=1)
+    view = _view(day)
+    doc = view.epcis_document(day.now, day.date)
+    assert doc["type"] == "EPCISDocument"
+    assert len(doc["epcisBody"]["eventList"]) == sum(1 for r in day.records if r.kind == "scan")
+    assert view.epcis_document(day.now, "2020-01-01")["epcisBody"]["eventList"] == []
