@@ -24,11 +24,15 @@ class MbgView:
     `ingest` is idempotent (a record id seen before is ignored) and never raises for bad input from
     outside: a malformed scan or stock body is counted in `rejected` with its reason. Derived state
     (deliveries, findings, stock) is rebuilt lazily after new records arrive, so nothing derived is ever
-    stored as truth.
+    stored as truth. `now` is rounded down to `granularity_s`, so dashboard polls within the same minute
+    share one reconciliation instead of each paying for a new one.
     """
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, *, granularity_s: int = 60) -> None:
+        if isinstance(granularity_s, bool) or not isinstance(granularity_s, int) or granularity_s < 1:
+            raise InputError(f"granularity_s: expected a whole number of seconds >= 1, got {granularity_s!r}")
         self.plan = plan
+        self.granularity_s = granularity_s
         self.scans: list[ScanEvent] = []
         self.movements: list[StockMovement] = []
         self.rejected: list[dict[str, str]] = []
@@ -68,6 +72,7 @@ class MbgView:
     # --- derivation ----------------------------------------------------------------------------------
 
     def analysis(self, now: int, dates: tuple[str, ...] = ()) -> Analysis:
+        now -= now % self.granularity_s
         key = (now, dates)
         a = self._cache.get(key)
         if a is None:

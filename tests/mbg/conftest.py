@@ -9,12 +9,7 @@ from typing import Any
 import pytest
 
 from hub.mbg import Kitchen, Plan, ScanEvent, School, StockMovement
-from hub.mbg.plan import local_midnight
-
-DATE = "2026-01-12"  # a Monday
-MIDNIGHT = local_midnight(DATE, 7 * 3600)
-H = 3600
-M = 60
+from tests.mbg.common import MIDNIGHT, H
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hub.mbg import FoodSafetyRules, Plan, ScanEvent, analyze
-from tests.mbg.conftest import DATE, MIDNIGHT, H, M
+from tests.mbg.common import DATE, MIDNIGHT, H, M
 
 Scan = Callable[..., ScanEvent]
 TAGS = ["T1", "T2"]

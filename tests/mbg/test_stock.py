@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from hub.mbg import MbgView, Plan, StockMovement, replay, stock_cards
 from hub.mbg.stock import stock_findings
-from tests.mbg.conftest import MIDNIGHT, H
+from tests.mbg.common import MIDNIGHT, H
 
 Move = Callable[..., StockMovement]
 
