@@ -58,26 +58,60 @@ def _expect(cond: bool, what: str) -> None:
         raise MalformedRecord(f"bundle: {what}")
 
 
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _is_bytes_list(x: object) -> bool:
+    return isinstance(x, list) and all(isinstance(b, bytes) for b in x)
+
+
+def _is_pair(x: object, first: type, second: type) -> bool:
+    return isinstance(x, list) and len(x) == 2 and isinstance(x[0], first) and isinstance(x[1], second)
+
+
 def decode_bundle(data: bytes) -> Bundle:
     _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
     item = cbor.decode(data, what="bundle")
     _expect(isinstance(item, dict), "expected a map")
     _expect(item.get("format") == FORMAT, f"expected format {FORMAT!r}, got {item.get('format')!r}")
-    try:
-        logs = []
-        for entry in item["logs"]:
-            bodies = {int(s): bytes(b) for s, b in entry["bodies"]}
-            _expect(all(isinstance(x, bytes) for x in entry["keys"] + entry["records"]), "records are bytes")
-            logs.append(LogExport(device_id=entry["device"], keys=list(entry["keys"]),
-                                  records=list(entry["records"]), bodies=bodies,
-                                  revoked_from=entry.get("revoked_from")))
-        return Bundle(hub_key=item.get("hub_key"), logs=logs, checkpoints=list(item["checkpoints"]),
-                      receipts=[(a, b) for a, b in item["receipts"]],
-                      consistency=[(a, b, list(p)) for a, b, p in item["consistency"]],
-                      forks=list(item["forks"]), created=item["created"],
-                      description=item.get("description", ""))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MalformedRecord(f"bundle: missing or mistyped field ({exc})") from None
+    # Every field is type-checked here, so that the verifier downstream only ever sees well-typed values.
+    for name in ("logs", "checkpoints", "receipts", "consistency", "forks", "created"):
+        _expect(name in item, f"missing field {name!r}")
+    hub_key = item.get("hub_key")
+    _expect(hub_key is None or (isinstance(hub_key, bytes) and len(hub_key) == 32),
+            "hub_key must be nil or a 32-byte Ed25519 public key")
+    _expect(isinstance(item["logs"], list), "logs must be an array")
+    logs = []
+    for entry in item["logs"]:
+        _expect(isinstance(entry, dict), "each log must be a map")
+        device = entry.get("device")
+        _expect(isinstance(device, bytes) and len(device) == 16, "log device must be a 16-byte id")
+        _expect(_is_bytes_list(entry.get("keys")) and _is_bytes_list(entry.get("records")),
+                "log keys and records must be arrays of byte strings")
+        raw_bodies = entry.get("bodies", [])
+        _expect(isinstance(raw_bodies, list) and all(_is_pair(x, int, bytes) and _is_int(x[0])
+                                                     for x in raw_bodies),
+                "log bodies must be an array of [seq, bytes]")
+        revoked = entry.get("revoked_from")
+        _expect(revoked is None or _is_int(revoked), "revoked_from must be nil or a seq")
+        logs.append(LogExport(device_id=device, keys=list(entry["keys"]), records=list(entry["records"]),
+                              bodies={s: b for s, b in raw_bodies}, revoked_from=revoked))
+    _expect(_is_bytes_list(item["checkpoints"]) and _is_bytes_list(item["forks"]),
+            "checkpoints and forks must be arrays of byte strings")
+    _expect(isinstance(item["receipts"], list) and all(_is_pair(x, bytes, bytes) for x in item["receipts"]),
+            "receipts must be an array of [record id, receipt]")
+    consistency = item["consistency"]
+    _expect(isinstance(consistency, list) and all(
+        isinstance(x, list) and len(x) == 3 and _is_int(x[0]) and _is_int(x[1]) and _is_bytes_list(x[2])
+        for x in consistency), "consistency must be an array of [first, second, [hashes]]")
+    _expect(_is_int(item["created"]), "created must be a non-negative integer")
+    description = item.get("description", "")
+    _expect(isinstance(description, str), "description must be text")
+    return Bundle(hub_key=hub_key, logs=logs, checkpoints=list(item["checkpoints"]),
+                  receipts=[(a, b) for a, b in item["receipts"]],
+                  consistency=[(a, b, list(p)) for a, b, p in consistency],
+                  forks=list(item["forks"]), created=item["created"], description=description)
 
 
 @dataclass(slots=True, kw_only=True)

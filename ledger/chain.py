@@ -42,6 +42,11 @@ class ChainState:
         if not isinstance(item, list) or len(item) != 6:
             raise MalformedRecord("chain state: expected an array of 6 items")
         d, n, h, k, b, t = item
+        if not (isinstance(d, bytes) and len(d) == 16 and isinstance(h, bytes) and len(h) == 32
+                and isinstance(k, bytes) and len(k) in (0, 32)
+                and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in (n, b, t))):
+            raise MalformedRecord("chain state: expected [16-byte device id, length, 32-byte head, "
+                                  "key (0 or 32 bytes), boot, time] with non-negative integers")
         return cls(device_id=d, length=n, head=h, key=k, boot=b, time=t)
 
 
