@@ -147,6 +147,18 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
                                                        transports=["udp6"])
     running = RunningHub(hub=hub, api=api, http_port=http_port, coap_port=coap_port, coap=coap, runner=runner)
     running.tasks.append(asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval)))
+    if config.mdns:
+        from edge.discovery import Discovery
+
+        host = config.coap_host if config.coap_host not in ("0.0.0.0", "::") else None
+        discovery = Discovery(role="hub", device_id=hub.hub_id, port=coap_port,
+                              addresses=[host or "127.0.0.1"], heads=hub.heads,
+                              interfaces=[host] if host else None)
+        try:
+            await discovery.start()
+            running.closers.append(discovery.close)
+        except OSError as exc:  # no multicast here: devices reach the hub by its configured address
+            log.warning("mDNS announcement failed (%s); the hub is reachable by address only", exc)
     log.info("hub %s: http %s coap %s", hub.hub_id.hex(), running.http_url, running.coap_url)
     return running
 
