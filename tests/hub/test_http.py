@@ -1,0 +1,86 @@
+"""The hub's HTTP API on a real server: enrollment, roles, proofs, exports, errors with stable codes."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from hub.app import start_hub
+from hub.config import HubConfig
+from hub.http import hash_token
+from hub.service import make_enroll_request
+from ledger import verify_bundle, verify_receipt
+from ledger.sync import encode_records
+
+from .conftest import new_device
+
+OPERATOR = "operator-secret"
+
+
+async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
+    running = await start_hub(HubConfig(data_dir=str(tmp_path), http_port=0, coap_port=0, mdns=False,
+                                        operator_tokens=(hash_token(OPERATOR),)), hub=hub)
+    signer, builder = new_device(clock)
+    records = [builder.genesis()] + [builder.append("price", {"market": "pasar-minggu", "commodity": "beras",
+                                                              "unit": "kg", "price_idr": 14500 + i})
+                                     for i in range(10)]
+    try:
+        async with aiohttp.ClientSession(running.http_url) as http:
+            req = make_enroll_request(signer, site="pasar-minggu", role="market_stall", name="stall 1",
+                                      time=clock(), hub_id=hub.hub_id)
+            async with http.post("/api/enroll", data=req) as resp:
+                assert resp.status == 201
+                device = await resp.json()
+            assert device["status"] == "pending"
+            body = encode_records(records[0].device_id, 0, [r.raw for r in records])
+            async with http.post(f"/api/ingest/{device['device']}", data=body) as resp:
+                assert resp.status == 409
+                assert (await resp.json())["error"]["code"] == "DEVICE_BLOCKED"
+            async with http.post(f"/api/devices/{device['device']}/approve") as resp:
+                assert resp.status == 403
+                assert (await resp.json())["error"]["code"] == "FORBIDDEN"
+            async with http.post(f"/api/devices/{device['device']}/approve",
+                                 headers={"Authorization": "Bearer wrong"}) as resp:
+                assert resp.status == 401
+            async with http.post(f"/api/devices/{device['device']}/approve",
+                                 headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
+                assert resp.status == 200 and (await resp.json())["status"] == "active"
+            async with http.post(f"/api/ingest/{device['device']}", data=body) as resp:
+                result = await resp.json()
+                assert resp.status == 200 and result["accepted"] == len(records)
+            async with http.post("/api/checkpoints", headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
+                assert resp.status == 201
+                cp = await resp.json()
+            assert cp["tree_size"] == len(records)
+            async with http.get(f"/api/proofs/inclusion/{records[4].id.hex()}") as resp:
+                proof = await resp.json()
+            got = verify_receipt(bytes.fromhex(proof["receipt"]), records[4].raw, hub.signer.public_key)
+            assert got.index == 4 and got.tree_size == len(records)
+            async with http.get("/api/export") as resp:
+                bundle = await resp.read()
+            report = verify_bundle(bundle, hub_key=hub.signer.public_key)
+            assert report.ok and report.receipts_checked == len(records)
+            async with http.get("/api/proofs/inclusion/" + "00" * 32) as resp:
+                assert resp.status == 404
+                assert (await resp.json())["error"]["code"] == "HUB_ERROR"
+            async with http.post("/api/enroll", data=b"\xff\x00garbage") as resp:
+                assert resp.status == 400
+                assert (await resp.json())["error"]["code"] == "MALFORMED"
+            async with http.get("/api/openapi.json") as resp:
+                spec = await resp.json()
+            assert "/api/proofs/inclusion/{record}" in spec["paths"]
+            assert "post" in spec["paths"]["/api/enroll"]
+    finally:
+        await running.close()
+
+
+def test_enroll_qr_writes_png_with_hub_fingerprint(tmp_path, capsys):
+    from tools.cli import main
+
+    config = tmp_path / "hub.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n')
+    png = tmp_path / "qr.png"
+    assert main(["enroll", "qr", "--config", str(config), "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "jejak-enroll:?hub=http://127.0.0.1:8470&id=" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert oct((tmp_path / "hub.key").stat().st_mode & 0o777) == "0o600"
