@@ -1,0 +1,1 @@
+"""Market price intelligence: validation against manipulation, impact, forecasts and early warning."""

@@ -1,0 +1,71 @@
+"""Typed errors of the market analytics, each with a stable code that the hub's JSON answers carry."""
+
+from __future__ import annotations
+
+
+class MarketError(Exception):
+    """Base of every error hub.markets raises. `code` is stable; `hint` says what to do, where known."""
+
+    code = "MARKET_ERROR"
+    http_status = 400
+
+    def __init__(self, message: str, *, hint: str | None = None, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.where = where
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.where is not None:
+            out["where"] = self.where
+        if self.hint is not None:
+            out["hint"] = self.hint
+        return out
+
+    def __str__(self) -> str:
+        text = f"{self.code}: {self.message}"
+        if self.where is not None:
+            text += f" (at {self.where})"
+        return text
+
+
+class BadObservation(MarketError):
+    """An observation, reading or note whose fields do not hold (wrong type, negative price, ...)."""
+
+    code = "BAD_OBSERVATION"
+
+
+class BadSeries(MarketError):
+    """A series too short or too broken for the analysis asked of it."""
+
+    code = "BAD_SERIES"
+    http_status = 422
+
+
+class BadInputFile(MarketError):
+    """A CSV or data file that does not have the columns or values its format promises."""
+
+    code = "BAD_INPUT_FILE"
+    http_status = 422
+
+
+class NotFound(MarketError):
+    """A market, commodity, series or quarantined observation that the service does not know."""
+
+    code = "NOT_FOUND"
+    http_status = 404
+
+
+class DecisionConflict(MarketError):
+    """An operator decision that does not apply to the quarantined value's current state."""
+
+    code = "DECISION_CONFLICT"
+    http_status = 409
+
+
+class WebhookFailed(MarketError):
+    """A webhook delivery that failed after its retries."""
+
+    code = "WEBHOOK_FAILED"
+    http_status = 502
