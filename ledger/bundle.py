@@ -139,7 +139,9 @@ class BundleReport:
 
     @property
     def all_problems(self) -> list[LedgerError]:
-        return self.problems + [p for d in self.devices for p in d.problems]
+        # Device problems first: a bad record is the cause, its orphaned receipt only a consequence, and the
+        # exit code must name the cause.
+        return [p for d in self.devices for p in d.problems] + self.problems
 
     @property
     def ok(self) -> bool:

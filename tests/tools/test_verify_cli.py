@@ -1,0 +1,236 @@
+"""`jejak-verify` on the shipped example bundle: it verifies, and every kind of tampering gets its exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+import ledger
+from ledger import cbor
+from tools import example
+from tools import verify as jejak_verify
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "docs" / "examples" / example.NEWER
+OLDER = ROOT / "docs" / "examples" / example.OLDER
+HUB = example.example_signer("hub-jawa-barat")
+
+
+def run(*args: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = jejak_verify.main(list(args))
+    return code, out.getvalue()
+
+
+def bundle_map() -> dict[str, Any]:
+    item = cbor.decode(EXAMPLE.read_bytes())
+    assert isinstance(item, dict)
+    return item
+
+
+def write(tmp_path: Path, item: dict[str, Any] | bytes, name: str = "tampered.jejak") -> str:
+    path = tmp_path / name
+    path.write_bytes(item if isinstance(item, bytes) else cbor.encode(item))
+    return str(path)
+
+
+def test_committed_examples_are_what_the_generator_makes() -> None:
+    newer, older = example.build()
+    assert EXAMPLE.read_bytes() == newer
+    assert OLDER.read_bytes() == older
+
+
+def test_example_main_writes_both_bundles(tmp_path: Path) -> None:
+    lines: list[str] = []
+    assert example.main(["--dir", str(tmp_path)], out=lines.append) == 0
+    assert (tmp_path / example.NEWER).read_bytes() == EXAMPLE.read_bytes()
+    assert (tmp_path / example.OLDER).read_bytes() == OLDER.read_bytes()
+    assert any("jejak-verify" in line for line in lines)
+
+
+def test_example_content() -> None:
+    bundle = ledger.decode_bundle(EXAMPLE.read_bytes())
+    assert len(bundle.logs) == 3
+    kinds = {ledger.decode_record(r).kind for log in bundle.logs for r in log.records}
+    assert {"key", "scan", "reading", "price", "stock", "note"} <= kinds
+    assert any(len(log.keys) == 2 for log in bundle.logs)  # one key rotation
+    assert any(log.bodies for log in bundle.logs)  # one detached body
+    assert len(bundle.checkpoints) == 3 and len(bundle.consistency) == 2
+    assert len(bundle.receipts) == sum(len(log.records) for log in bundle.logs)
+
+
+def test_example_verifies_human_output_via_console_script() -> None:
+    out = subprocess.run([str(Path(sys.executable).with_name("jejak-verify")), str(EXAMPLE)],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("ok   device") == 3
+    assert "VERIFIED: 17 records, 3 checkpoints, 17 receipts" in out.stdout
+
+
+def test_example_verifies_json_output() -> None:
+    code, out = run(str(EXAMPLE), "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["ok"] is True
+    assert [d["ok"] for d in report["devices"]] == [True, True, True]
+    assert [c["tree_size"] for c in report["checkpoints"]] == [8, 13, 17]
+    assert report["receipts_checked"] == 17
+    assert report["problems"] == []
+
+
+def test_pinned_hub_key(tmp_path: Path) -> None:
+    assert run(str(EXAMPLE), "--hub-key", HUB.public_key.hex())[0] == 0
+    other = example.example_signer("another hub").public_key.hex()
+    code, out = run(str(EXAMPLE), "--hub-key", other, "--json")
+    assert code == ledger.BadCheckpoint.exit_code
+    assert json.loads(out)["ok"] is False
+
+
+def _log(item: dict[str, Any], index: int = 2) -> dict[str, Any]:
+    log: dict[str, Any] = item["logs"][index]
+    return log
+
+
+def test_bit_flip_in_a_record_signature(tmp_path: Path) -> None:
+    item = bundle_map()
+    raw = bytearray(_log(item)["records"][2])
+    raw[-3] ^= 0x04
+    _log(item)["records"][2] = bytes(raw)
+    code, out = run(write(tmp_path, item), "--json")
+    assert code == ledger.BadSignature.exit_code == 13
+    report = json.loads(out)
+    bad = [d for d in report["devices"] if not d["ok"]]
+    assert len(bad) == 1 and bad[0]["problems"][0]["code"] == "INVALID_SIGNATURE"
+    assert "seq 2" in bad[0]["problems"][0]["where"]
+
+
+def test_bit_flip_in_a_record_payload(tmp_path: Path) -> None:
+    item = bundle_map()
+    raw = bytearray(_log(item)["records"][1])
+    raw[40] ^= 0x01  # inside the payload: either no longer canonical, or no longer what was signed
+    _log(item)["records"][1] = bytes(raw)
+    code, _ = run(write(tmp_path, item))
+    assert code in (ledger.MalformedRecord.exit_code, ledger.BadSignature.exit_code)
+
+
+def test_deleted_record(tmp_path: Path) -> None:
+    item = bundle_map()
+    del _log(item)["records"][2]
+    code, out = run(write(tmp_path, item))
+    assert code == ledger.BrokenChain.exit_code == 14
+    assert "expected seq 2, got 3" in out
+
+
+def test_reordered_records(tmp_path: Path) -> None:
+    item = bundle_map()
+    recs = _log(item)["records"]
+    recs[2], recs[3] = recs[3], recs[2]
+    code, out = run(write(tmp_path, item), "--json")
+    assert code == ledger.BrokenChain.exit_code
+    assert "BROKEN_CHAIN" in out
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    data = EXAMPLE.read_bytes()
+    code, out = run(write(tmp_path, data[: len(data) // 2]))
+    assert code == ledger.MalformedRecord.exit_code == 11
+    assert "MALFORMED" in out
+
+
+def test_truncated_log_is_caught_by_the_receipts(tmp_path: Path) -> None:
+    item = bundle_map()
+    _log(item)["records"] = _log(item)["records"][:-2]
+    code, out = run(write(tmp_path, item), "--json")
+    assert code != 0
+    problems = json.loads(out)["problems"]
+    assert any("receipt" in p["message"] for p in problems)
+
+
+def test_rewritten_checkpoint(tmp_path: Path) -> None:
+    item = bundle_map()
+    tagged = cbor2.loads(item["checkpoints"][1])
+    parts = list(tagged.value)
+    parts[2] = bytes(32)  # a different root under the old signature
+    item["checkpoints"][1] = cbor2.dumps(cbor2.CBORTag(18, parts))
+    code, out = run(write(tmp_path, item))
+    assert code == ledger.BadCheckpoint.exit_code == 17
+    assert "INVALID_CHECKPOINT" in out
+
+
+def test_inconsistent_checkpoint_pair(tmp_path: Path) -> None:
+    """The hub signs a checkpoint over a log whose leaf 3 it rewrote: both signatures hold, the pair does not."""
+    item = bundle_map()
+    leaves = [ledger.leaf_hash(r) for r in _all_leaves()]
+    leaves[3] = ledger.leaf_hash(b"a record the hub swapped in")
+    tree = ledger.MerkleTree(leaves)
+    forged = ledger.sign_checkpoint(HUB, tree_size=17, root=tree.root(), time=1_763_890_000)
+    item["checkpoints"][2] = forged.raw
+    item["consistency"] = [[a, b, tree.consistency_proof(a, b)] for a, b, _ in item["consistency"]]
+    code, out = run(write(tmp_path, item), "--json")
+    assert code == ledger.BadCheckpoint.exit_code
+    assert any("inconsistent" in p["message"] for p in json.loads(out)["problems"])
+
+
+def _all_leaves() -> list[bytes]:
+    hub, _ = example._story()
+    return [r.raw for r in hub.leaves]
+
+
+def test_forged_receipt(tmp_path: Path) -> None:
+    item = bundle_map()
+    rid, receipt = item["receipts"][5]
+    tagged = cbor2.loads(receipt)
+    protected, unprotected, payload, sig = tagged.value
+    size, index, path = cbor2.loads(unprotected[396][-1][0])
+    path = list(path)
+    path[0] = bytes(31) + b"\x01"
+    unprotected = {396: {-1: [cbor.encode([size, index, path])]}}
+    item["receipts"][5] = [rid, cbor.encode([protected, unprotected, payload, sig], tag=18)]
+    code, out = run(write(tmp_path, item), "--json")
+    assert code == ledger.BadProof.exit_code == 16
+    assert "INVALID_PROOF" in out
+
+
+def test_every_tamper_class_has_a_distinct_meaning() -> None:
+    codes = {c.exit_code for c in (ledger.MalformedRecord, ledger.BadSignature, ledger.BrokenChain,
+                                   ledger.ForkDetected, ledger.BadProof, ledger.BadCheckpoint,
+                                   ledger.UnknownKey, ledger.RevokedKey)}
+    assert len(codes) == 8 and 0 not in codes and 2 not in codes
+
+
+def test_against_older_bundle() -> None:
+    code, out = run(str(EXAMPLE), "--against", str(OLDER))
+    assert code == 0
+    assert "log grew consistently from size 13 to 17" in out
+    code, out = run(str(EXAMPLE), "--against", str(OLDER), "--json")
+    assert json.loads(out)["consistency"] == {"from": 13, "to": 17}
+
+
+def test_against_a_rewritten_log_fails(tmp_path: Path) -> None:
+    """The older bundle the auditor kept shows a different history than the hub's newer bundle extends."""
+    older = cbor.decode(OLDER.read_bytes())
+    assert isinstance(older, dict)
+    leaves = [ledger.leaf_hash(r) for r in _all_leaves()[:13]]
+    leaves[0] = ledger.leaf_hash(b"the history the auditor saw")
+    rewritten = ledger.sign_checkpoint(HUB, tree_size=13, root=ledger.MerkleTree(leaves).root(), time=1_763_877_600)
+    older["checkpoints"][-1] = rewritten.raw
+    code, out = run(str(EXAMPLE), "--against", write(tmp_path, older, "older.jejak"))
+    assert code == ledger.BadCheckpoint.exit_code
+    assert "inconsistent" in out
+
+
+@pytest.mark.parametrize("args", [["/nonexistent.jejak"], [str(EXAMPLE), "--hub-key", "zz"]])
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert run(*args)[0] == jejak_verify.EXIT_USAGE
+    assert "jejak-verify" in err.getvalue()
