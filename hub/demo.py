@@ -1,0 +1,366 @@
+"""`jejak demo`: a local hub, simulated kitchens, schools and markets signing and pushing a day over CoAP."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import math
+import random
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiocoap
+from aiohttp import web
+
+from coap_server.sync import sync_once
+from ledger import ChainBuilder, ChainState, Ed25519Signer, Record
+from ledger.sync import Head
+
+from .app import RunningHub, free_udp_port, start_hub
+from .config import HubConfig
+from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
+from .mbg import Kitchen, Plan, School, simulate
+from .mbg.plan import HOUR, WIB, local_midnight
+from .service import make_enroll_request
+from .views import Views
+
+MARKER = ".jejak-demo"
+# One fault per kitchen, so the first screen already shows what the hub catches.
+KITCHENS = (
+    ("SPPG-0001", "SPPG Cibinong 1", "late_truck"),
+    ("SPPG-0002", "SPPG Bekasi Timur", "short_delivery"),
+    ("SPPG-0003", "SPPG Depok Sukmajaya", "missing_delivery"),
+    ("SPPG-0004", "SPPG Bogor Tanah Sareal", "temperature_drop"),
+    ("SPPG-0005", "SPPG Tangerang Cipondoh", "normal"),
+)
+SCHOOL_NAMES = ("SDN", "SMPN", "SDN")
+MARKETS = ("pasar-kramat-jati", "pasar-senen", "pasar-kosambi", "pasar-johar", "pasar-keputran",
+           "pasar-petisah", "pasar-badung", "pasar-terong")
+COMMODITIES = ("beras-medium", "cabai-merah", "bawang-merah", "telur-ayam", "minyak-goreng")
+HISTORY_DAYS = 45
+DAY_START, DAY_END = 4 * HOUR, 17 * HOUR
+
+
+class SimClock:
+    """Simulated time: runs `speed` times faster than the wall clock until the day's end, then at 1x."""
+
+    def __init__(self, start: int, end: int, speed: float, wall: Callable[[], float] = time.monotonic) -> None:
+        self.start, self.end, self.speed, self.wall = start, end, speed, wall
+        self.t0 = wall()
+
+    def __call__(self) -> int:
+        sim = self.start + (self.wall() - self.t0) * self.speed
+        if sim <= self.end:
+            return int(sim)
+        over = (sim - self.end) / self.speed  # wall seconds since the simulated day closed
+        return int(self.end + over)
+
+    def finish_day(self) -> None:
+        """Jump to the end of the day (for --once)."""
+        self.t0 = self.wall() - (self.end - self.start) / self.speed
+
+
+@dataclass
+class Tap:
+    at: int  # simulated time when the device makes the record
+    kind: str
+    body: dict[str, Any]
+    device_time: int  # what the device's clock says
+
+
+@dataclass
+class SimDevice:
+    """A simulated edge device: its key, its log, and the records it will make as the day goes on."""
+
+    site: str
+    role: str
+    name: str
+    signer: Ed25519Signer
+    taps: list[Tap] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
+    _time: int = 0
+    builder: ChainBuilder | None = None
+
+    @property
+    def device_id(self) -> bytes:
+        return self.builder.device_id if self.builder else b""
+
+    def begin(self, now: int) -> None:
+        self._time = now
+        self.builder = ChainBuilder(self.signer, clock=lambda: self._time, boot=1)
+        self.records.append(self.builder.genesis())
+        self.taps.sort(key=lambda t: t.at)  # stable: equal moments keep their order
+
+    def due(self, now: int) -> int:
+        """Sign every tap whose moment has come; return how many."""
+        assert self.builder is not None
+        n = 0
+        while self.taps and self.taps[0].at <= now:
+            tap = self.taps.pop(0)
+            self._time = tap.device_time
+            self.records.append(self.builder.append(tap.kind, tap.body))
+            n += 1
+        return n
+
+    # the sync session's view of this device's log
+    def heads(self) -> list[Head]:
+        state = ChainState(device_id=self.device_id, length=len(self.records), head=self.records[-1].id)
+        return [Head.of(state)]
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        return [r.raw for r in self.records[start:end]]
+
+    def receive(self, device_id: bytes, raws: Any) -> dict[str, Any]:
+        return {"accepted": 0, "duplicates": 0}
+
+
+def demo_date(now: float) -> str:
+    """Today in WIB, stepped back to the last school day (MBG serves Monday to Saturday)."""
+    day = dt.datetime.fromtimestamp(now, dt.UTC).astimezone(dt.timezone(dt.timedelta(seconds=WIB))).date()
+    while day.weekday() == 6:
+        day -= dt.timedelta(days=1)
+    return day.isoformat()
+
+
+def _seed(name: str) -> bytes:
+    return hashlib.sha256(b"jejak-demo-device:" + name.encode()).digest()
+
+
+def _rename(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, list):
+        return [_rename(v, old, new) for v in value]
+    return value
+
+
+def build_mbg(date: str) -> tuple[Plan, dict[str, SimDevice]]:
+    """Kitchens and schools for the day, each kitchen with its own fault, as signing devices with taps."""
+    kitchens, schools = [], []
+    devices: dict[str, SimDevice] = {}
+    for i, (kid, kname, scenario) in enumerate(KITCHENS):
+        day = simulate(scenario, seed=i + 1, kitchens=1, schools_per_kitchen=3, meals_per_kitchen=900, date=date)
+        kitchens.append(Kitchen(id=kid, name=kname, tz_offset_s=WIB))
+        for s in day.plan.schools:
+            sid = s.id.replace("SPPG-0001", kid)
+            n = int(sid[-2:])
+            schools.append(School(id=sid, name=f"{SCHOOL_NAMES[n - 1]} {kname.split(' ', 1)[1]} {n:02d}",
+                                  kitchen=kid, portions=s.portions, deadline_s=s.deadline_s, tz_offset_s=WIB))
+        for rec in day.records:
+            site = day.devices[rec.device]
+            new_site = site.replace("SPPG-0001", kid)
+            body = {k: _rename(v, "SPPG-0001", kid) for k, v in rec.body.items()}
+            if "tags" in body:  # tags are per kitchen in the simulator; keep them unique across kitchens
+                body["tags"] = [hashlib.sha256(f"{kid}/{t}".encode()).hexdigest()[:14].upper() for t in body["tags"]]
+            if new_site not in devices:
+                role = "kitchen_exit" if new_site == kid else "school_gate"
+                devices[new_site] = SimDevice(site=new_site, role=role, name=f"{role} {new_site}",
+                                              signer=Ed25519Signer.from_seed(_seed(new_site)))
+            devices[new_site].taps.append(Tap(at=rec.time, kind=rec.kind, body=body, device_time=rec.time))
+    return Plan(kitchens=tuple(kitchens), schools=tuple(schools), portions_per_container=10), devices
+
+
+def build_markets(date: str, seed: int = 7) -> dict[str, SimDevice]:
+    """Market devices with 45 days of history (sent at start, as a backlog) and today's prices and sensors."""
+    midnight = local_midnight(date, WIB)
+    rng = random.Random(seed)
+    devices: dict[str, SimDevice] = {}
+    national = {c: [0.0] for c in COMMODITIES}
+    for c in COMMODITIES:
+        com = COMMODITIES_BY_ID[c]
+        for _ in range(HISTORY_DAYS):
+            national[c].append(national[c][-1] + rng.gauss(0, com.daily_vol))
+    offsets = {(m, c): rng.gauss(0, 0.04) for m in MARKETS for c in COMMODITIES}
+    for m in MARKETS:
+        market = MARKETS_BY_ID[m]
+        dev = devices[m] = SimDevice(site=m, role="market", name=market.name,
+                                     signer=Ed25519Signer.from_seed(_seed(m)))
+        java = market.admin1 in ("DKI Jakarta", "Jawa Barat", "Jawa Tengah", "Jawa Timur")
+        for back in range(HISTORY_DAYS, -1, -1):
+            day0 = midnight - back * 86400
+            at = 0 if back else None  # history is a backlog sent when the device comes online
+            for c in COMMODITIES:
+                com = COMMODITIES_BY_ID[c]
+                level = national[c][HISTORY_DAYS - back] + offsets[(m, c)]
+                if c == "cabai-merah" and java and back < 8:
+                    level += 0.05 * (8 - back)  # a chili spike across Java: the ALPS alert of the day
+                price = com.base_idr * math.exp(level + rng.gauss(0, com.noise))
+                if m == "pasar-senen" and c == "telur-ayam" and back == 0:
+                    price *= 2.3  # one reporter's manipulated egg price: quarantined with reasons
+                if m == "pasar-johar" and c == "bawang-merah" and back == 20:
+                    price *= 0.4
+                price_idr = max(com.tick_idr, round(price / com.tick_idr) * com.tick_idr)
+                t = day0 + 6 * HOUR + rng.randint(0, 3 * HOUR)
+                dev.taps.append(Tap(at=at if at is not None else t, kind="price", device_time=t, body={
+                    "market": m, "commodity": c, "unit": com.unit, "price_idr": price_idr,
+                    "region": market.admin2, "source": "demo"}))
+            hours = range(6, 16) if back == 0 else (9,)
+            for h in hours:
+                t = day0 + h * HOUR + rng.randint(0, 600)
+                crowd = int(max(0, rng.gauss(120 + 80 * math.sin((h - 6) / 10 * math.pi), 20)))
+                if m == "pasar-keputran" and back == 0:
+                    crowd *= 3  # a crowded day at Keputran: the impact dots show crowd as dominant
+                dev.taps.append(Tap(at=0 if back else t, kind="reading", device_time=t, body={
+                    "site": m, "sensor": "bme280", "temp_cc": int(rng.gauss(2900 + 150 * (h - 9), 60)),
+                    "rh_cp": int(min(9900, max(3000, rng.gauss(7800 - 300 * (h - 9), 300)))), "crowd": crowd}))
+    return devices
+
+
+class Demo:
+    """The running demo: the hub, the devices, the clock; `run_day()` drives the day over real CoAP."""
+
+    def __init__(self, running: RunningHub, views: Views, clock: SimClock, devices: dict[str, SimDevice],
+                 date: str) -> None:
+        self.running, self.views, self.clock, self.devices, self.date = running, views, clock, devices, date
+        self.pushed = 0
+        self.problems: list[str] = []
+        self.day_done = False
+
+    def status(self) -> dict[str, Any]:
+        return {"date": self.date, "sim_time": self.clock(), "day_done": self.day_done, "pushed": self.pushed,
+                "devices": len(self.devices), "remaining": sum(len(d.taps) for d in self.devices.values()),
+                "problems": self.problems[-20:]}
+
+    async def run_day(self, tick: float = 0.25) -> None:
+        # Each device has its own UDP endpoint, as real devices do (and aiocoap assembles blockwise
+        # uploads per remote endpoint, so devices must not share one).
+        contexts = {site: await aiocoap.Context.create_client_context() for site in self.devices}
+        try:
+            while True:
+                now = self.clock()
+                busy = [d for d in self.devices.values() if d.due(now) or self._unsent(d)]
+                if busy:
+                    reports = await asyncio.gather(*(sync_once(contexts[d.site], self.running.coap_url, d, pull=False)
+                                                     for d in busy), return_exceptions=True)
+                    for rep in reports:
+                        if isinstance(rep, BaseException):
+                            self.problems.append(repr(rep))
+                        else:
+                            self.pushed += rep.pushed
+                            self.problems.extend(rep.problems)
+                if not any(d.taps for d in self.devices.values()) and not any(map(self._unsent, self.devices.values())):
+                    break
+                await asyncio.sleep(tick)
+        finally:
+            for ctx in contexts.values():
+                await ctx.shutdown()
+        await asyncio.to_thread(self.running.hub.checkpoint)
+        self.day_done = True
+
+    def _unsent(self, d: SimDevice) -> bool:
+        state = self.running.hub.store.chain_state(d.device_id)
+        return (state.length if state else 0) < len(d.records)
+
+
+async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None = None,
+                     coap_port: int = 0, fresh: bool = True) -> Demo:
+    """Start a hub on `port` with enrolled simulated devices; call `run_day()` on the result to play the day."""
+    path = Path(data_dir)
+    if fresh and path.exists():
+        if not (path / MARKER).exists() and any(path.iterdir()):
+            raise SystemExit(f"{path} holds data that the demo did not write; choose another --data-dir")
+        shutil.rmtree(path)  # simulated devices restart their logs, so the hub must too
+    path.mkdir(parents=True, exist_ok=True)
+    (path / MARKER).write_text("data written by `jejak demo`; removed on the next run\n")
+    date = date or demo_date(time.time())
+    midnight = local_midnight(date, WIB)
+    clock = SimClock(midnight + DAY_START, midnight + DAY_END, speed)
+    plan, devices = build_mbg(date)
+    devices.update(build_markets(date))
+    config = HubConfig(name="demo", data_dir=str(path), http_port=port, coap_port=coap_port or free_udp_port(),
+                       auto_approve=True, mdns=False, checkpoint_interval=2.0)
+    views_box: list[Views] = []
+
+    def routes(app: web.Application) -> None:
+        views_box[0].register(app)
+        app.router.add_get("/api/demo", demo_status)
+
+    async def demo_status(request: web.Request) -> web.Response:
+        """The demo's progress: simulated time, records pushed, whether the day is done"""
+        return web.json_response(demo.status())
+
+    from .app import load_or_create_key, open_store
+    from .service import Hub
+
+    hub = Hub(open_store(config), load_or_create_key(path / "hub.key"), clock=clock, auto_approve=True)
+    views_box.append(Views(hub, plan=plan, clock=clock))
+    running = await start_hub(config, clock=clock, extra_routes=[routes], hub=hub)
+    views = views_box[0]
+    views.events = running.api.events
+    views.start()
+    running.closers.append(views.close)
+    now = clock()
+    for d in devices.values():
+        d.begin(now)
+        req = make_enroll_request(d.signer, site=d.site, role=d.role, name=d.name, time=now, hub_id=hub.hub_id)
+        await asyncio.to_thread(hub.enroll, req)
+    demo = Demo(running, views, clock, devices, date)
+    return demo
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jejak demo", description=(
+        "Start a local hub with simulated kitchens, schools and markets that sign their records and push "
+        "them over CoAP, play one MBG school day at an accelerated pace, and serve the dashboard."))
+    p.add_argument("--port", type=int, default=8470, help="HTTP port of the dashboard (default 8470; 0 = any free)")
+    p.add_argument("--coap-port", type=int, default=0, help="CoAP port of the hub (default: any free port)")
+    p.add_argument("--data-dir", default="var/demo", help="where the demo hub keeps its LMDB store (wiped each run)")
+    p.add_argument("--speed", type=float, default=400.0,
+                   help="simulated seconds per real second until the day ends (default 400: a day in ~2 min)")
+    p.add_argument("--date", help="the simulated school day, YYYY-MM-DD (default: today in WIB)")
+    p.add_argument("--duration", type=float, help="stop after this many real seconds (default: run until Ctrl-C)")
+    p.add_argument("--once", action="store_true", help="play the whole day at once, print a summary and exit")
+    return p
+
+
+async def _amain(args: argparse.Namespace) -> int:
+    demo = await start_demo(data_dir=args.data_dir, port=args.port, speed=args.speed, date=args.date,
+                            coap_port=args.coap_port)
+    running = demo.running
+    print(f"Jejak demo: dashboard at {running.http_url}/  (hub {running.hub.hub_id.hex()}, "
+          f"CoAP {running.coap_url}, {len(demo.devices)} simulated devices, day {demo.date})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    if args.once:
+        demo.clock.finish_day()
+    day = asyncio.create_task(demo.run_day())
+    try:
+        if args.once:
+            await day
+        else:
+            waiter = asyncio.create_task(stop.wait())
+            await asyncio.wait([waiter], timeout=args.duration)
+            waiter.cancel()
+        summary = await asyncio.to_thread(demo.views.summary)
+        print(json.dumps({"demo": demo.status(), "summary": summary}, default=str), flush=True)
+    finally:
+        day.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await day
+        await running.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return asyncio.run(_amain(args))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
