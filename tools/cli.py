@@ -174,7 +174,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "rest"):
+            p.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.rest = extra + args.rest
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='{"t":"%(asctime)s","level":"%(levelname)s","log":"%(name)s","msg":"%(message)s"}')
     try:
