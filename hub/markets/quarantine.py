@@ -1,0 +1,125 @@
+"""Quarantined observations kept and shown, and the operator's decisions on them with an audit trail."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .errors import DecisionConflict, NotFound
+from .model import PriceObservation
+from .validate import Verdict
+
+PENDING, RELEASED, CONFIRMED = "pending", "released", "confirmed"
+ACTIONS = {"release": RELEASED, "confirm": CONFIRMED, "reopen": PENDING}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """An operator's decision: release (the value is genuine and counts), confirm (it is bad and stays
+    out), or reopen (undo either, for a second look)."""
+
+    observation_id: str
+    action: str
+    by: str
+    why: str
+    at: int  # hub time, Unix seconds
+    state_before: str
+    state_after: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"observation": self.observation_id, "action": self.action, "by": self.by, "why": self.why,
+                "at": self.at, "from": self.state_before, "to": self.state_after}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineEntry:
+    observation: PriceObservation
+    verdict: Verdict
+    quarantined_at: int
+    state: str = PENDING
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"observation": self.observation.to_dict(), "verdict": self.verdict.to_dict(),
+                "quarantined_at": self.quarantined_at, "state": self.state}
+
+
+class QuarantineStore(Protocol):
+    """Where quarantined values and decisions live. The hub persists it; tests use the memory one."""
+
+    def put(self, entry: QuarantineEntry) -> None: ...
+    def get(self, observation_id: str) -> QuarantineEntry: ...
+    def set_state(self, observation_id: str, state: str, decision: Decision) -> QuarantineEntry: ...
+    def entries(self, state: str | None = None) -> list[QuarantineEntry]: ...
+    def decisions(self, observation_id: str | None = None) -> list[Decision]: ...
+
+
+class MemoryQuarantineStore:
+    def __init__(self) -> None:
+        self._entries: dict[str, QuarantineEntry] = {}
+        self._decisions: list[Decision] = []
+
+    def put(self, entry: QuarantineEntry) -> None:
+        # The same record arriving twice (sync is idempotent) keeps its first entry and its decisions.
+        self._entries.setdefault(entry.observation.id, entry)
+
+    def get(self, observation_id: str) -> QuarantineEntry:
+        try:
+            return self._entries[observation_id]
+        except KeyError:
+            raise NotFound(f"quarantined observation {observation_id!r}: not in quarantine",
+                           hint="list GET quarantine for the ids held") from None
+
+    def set_state(self, observation_id: str, state: str, decision: Decision) -> QuarantineEntry:
+        old = self.get(observation_id)
+        new = QuarantineEntry(observation=old.observation, verdict=old.verdict,
+                              quarantined_at=old.quarantined_at, state=state)
+        self._entries[observation_id] = new
+        self._decisions.append(decision)
+        return new
+
+    def entries(self, state: str | None = None) -> list[QuarantineEntry]:
+        return [e for e in self._entries.values() if state is None or e.state == state]
+
+    def decisions(self, observation_id: str | None = None) -> list[Decision]:
+        return [d for d in self._decisions if observation_id is None or d.observation_id == observation_id]
+
+
+class Quarantine:
+    """Quarantine workflow over a store: hold, decide with who/when/why, list the audit trail."""
+
+    def __init__(self, store: QuarantineStore | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store: QuarantineStore = store if store is not None else MemoryQuarantineStore()
+        self.clock = clock
+
+    def hold(self, observation: PriceObservation, verdict: Verdict) -> QuarantineEntry:
+        entry = QuarantineEntry(observation=observation, verdict=verdict, quarantined_at=int(self.clock()))
+        self.store.put(entry)
+        return self.store.get(observation.id)
+
+    def decide(self, observation_id: str, action: str, *, by: str, why: str) -> Decision:
+        if action not in ACTIONS:
+            raise DecisionConflict(f"action: expected one of {sorted(ACTIONS)}, got {action!r}")
+        if not by.strip() or not why.strip():
+            raise DecisionConflict("decision: expected who decided (by) and why, got an empty value",
+                                   hint="an audit trail needs both the operator and the reason")
+        entry = self.store.get(observation_id)
+        target = ACTIONS[action]
+        if action == "reopen" and entry.state == PENDING:
+            raise DecisionConflict(f"reopen {observation_id}: expected a released or confirmed value, "
+                                   f"found it pending")
+        if action != "reopen" and entry.state != PENDING:
+            raise DecisionConflict(f"{action} {observation_id}: expected a pending value, found it "
+                                   f"{entry.state}", hint="reopen it first to change the decision")
+        decision = Decision(observation_id=observation_id, action=action, by=by, why=why,
+                            at=int(self.clock()), state_before=entry.state, state_after=target)
+        self.store.set_state(observation_id, target, decision)
+        return decision
+
+    def pending(self) -> list[QuarantineEntry]:
+        return self.store.entries(PENDING)
+
+    def audit(self, observation_id: str | None = None) -> list[Decision]:
+        return self.store.decisions(observation_id)
