@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rest = extra + args.rest
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='{"t":"%(asctime)s","level":"%(levelname)s","log":"%(name)s","msg":"%(message)s"}')
+    for noisy in ("coap-server", "coap"):  # aiocoap logs every block-wise step at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
