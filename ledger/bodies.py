@@ -153,28 +153,33 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
 
 
 def _check_field(kind: str, name: str, spec: Field, value: Any) -> None:
-    where = f"{kind} body field {name!r}"
     # bool is an int in Python; the body never wants a bool where it wants a number.
     if isinstance(value, bool) or not isinstance(value, spec.kind):
         expected = spec.kind.__name__ if isinstance(spec.kind, type) else str(spec.kind)
-        raise MalformedRecord(f"{where}: expected {expected}, got {type(value).__name__}")
-    _check_value(kind, name, spec, value, where)
+        raise MalformedRecord(f"{_where(kind, name)}: expected {expected}, got {type(value).__name__}")
+    _check_value(kind, name, spec, value)
 
 
-def _check_value(kind: str, name: str, spec: Field, value: Any, where: str) -> None:
+def _where(kind: str, name: str) -> str:
+    # Built only when there is an error to report: validation runs for every record verified.
+    return f"{kind} body field {name!r}"
+
+
+def _check_value(kind: str, name: str, spec: Field, value: Any) -> None:
     if isinstance(value, str) and len(value) > MAX_TEXT:
-        raise MalformedRecord(f"{where}: text longer than {MAX_TEXT} characters ({len(value)})")
+        raise MalformedRecord(f"{_where(kind, name)}: text longer than {MAX_TEXT} characters ({len(value)})")
     if spec.choices is not None and value not in spec.choices:
-        raise MalformedRecord(f"{where}: expected one of {list(spec.choices)}, got {value!r}")
+        raise MalformedRecord(f"{_where(kind, name)}: expected one of {list(spec.choices)}, got {value!r}")
     if spec.minimum is not None and value < spec.minimum:
-        raise MalformedRecord(f"{where}: expected at least {spec.minimum}, got {value}")
+        raise MalformedRecord(f"{_where(kind, name)}: expected at least {spec.minimum}, got {value}")
     if spec.list_of is not None:
         if len(value) > MAX_LIST:
-            raise MalformedRecord(f"{where}: more than {MAX_LIST} items ({len(value)})")
+            raise MalformedRecord(f"{_where(kind, name)}: more than {MAX_LIST} items ({len(value)})")
         for item in value:
             if isinstance(item, bool) or not isinstance(item, spec.list_of):
                 raise MalformedRecord(
-                    f"{where}: expected a list of {spec.list_of.__name__}, found {type(item).__name__}"
+                    f"{_where(kind, name)}: expected a list of {spec.list_of.__name__}, "
+                    f"found {type(item).__name__}"
                 )
     if kind == "key" and name == "pubkey" and len(value) != 32:
-        raise MalformedRecord(f"{where}: expected 32 bytes of Ed25519 public key, got {len(value)}")
+        raise MalformedRecord(f"{_where(kind, name)}: expected 32 bytes of Ed25519 public key, got {len(value)}")

@@ -38,7 +38,10 @@ def _canonical(value: Any, depth: int, allow_tag: int | None) -> Any:
         return [_canonical(v, depth + 1, None) for v in value]
     if isinstance(value, Mapping):
         keys = list(value)
-        if all(type(k) is str for k in keys):
+        if all(type(k) is str and k.isascii() for k in keys):
+            # ASCII: encoded length is the character count, and bytewise order is code point order.
+            order = sorted(sorted(keys), key=len)
+        elif all(type(k) is str for k in keys):
             order = sorted(keys, key=_text_key)
         else:
             for k in keys:
@@ -56,6 +59,32 @@ def _canonical(value: Any, depth: int, allow_tag: int | None) -> Any:
     raise MalformedRecord(f"CBOR item of a type signed data may not hold: {type(value).__name__}")
 
 
+_SCALARS = (str, bytes, bool, type(None))
+
+
+def _flat_in_order(value: Any) -> bool:
+    """True for the common shape of a record body, already in canonical order: then `_canonical` would
+    return an equal value and the re-encoding check alone decides. A map of ASCII text keys in
+    deterministic order, whose values are scalars or arrays of scalars."""
+    if type(value) is not dict:
+        return False
+    keys = list(value)
+    if not all(type(k) is str and k.isascii() for k in keys) or keys != sorted(sorted(keys), key=len):
+        return False
+    for v in value.values():
+        t = type(v)
+        if t is int:
+            if not _INT_MIN <= v <= _INT_MAX:
+                return False
+        elif t is list:
+            for x in v:
+                if type(x) not in _SCALARS and not (type(x) is int and _INT_MIN <= x <= _INT_MAX):
+                    return False
+        elif t not in _SCALARS:
+            return False
+    return True
+
+
 def canonical(value: Any) -> Any:
     """A copy of `value` with maps in deterministic key order, as `decode` would return it."""
     return _canonical(value, 0, None)
@@ -68,18 +97,22 @@ def encode(value: Any, *, tag: int | None = None) -> bytes:
     return cbor2.dumps(_canonical(value, 0, tag))
 
 
-def decode(data: bytes, *, what: str = "CBOR item", tag: int | None = None) -> Any:
-    """Decode exactly one deterministic CBOR item; anything else raises MalformedRecord."""
+def decode(data: bytes, *, what: str = "CBOR item", tag: int | None = None, depth: int = 0) -> Any:
+    """Decode exactly one deterministic CBOR item; anything else raises MalformedRecord.
+
+    `depth` is how deep the item sits inside an enclosing item, so that nesting limits stay the same
+    whether an item is decoded alone or as part of its container.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedRecord(f"{what}: expected bytes, got {type(data).__name__}")
     data = bytes(data)
     if not data:
         raise MalformedRecord(f"{what}: empty input")
     try:
-        value = cbor2.loads(data, allow_indefinite=False, max_depth=MAX_DEPTH + 2)
+        value = cbor2.loads(data, allow_indefinite=False, max_depth=MAX_DEPTH + 2 - depth)
     except Exception as exc:  # cbor2 raises several types; all of them mean the same thing to us
         raise MalformedRecord(f"{what}: not well-formed CBOR ({exc})") from None
-    canonical = _canonical(value, 0, tag)
+    canonical = value if _flat_in_order(value) else _canonical(value, depth, tag)
     # Re-encoding and comparing catches trailing bytes, non-shortest heads, unsorted or duplicate keys
     # (cbor2 keeps only the last of duplicates, so the re-encoding is shorter).
     if cbor2.dumps(canonical) != data:

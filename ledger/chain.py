@@ -56,29 +56,28 @@ def link(state: ChainState, record: Record) -> tuple[ChainState, bytes]:
     Returns the next state and the public key the record's signature must verify with, so that callers can
     check signatures in a batch or in parallel (see `check_signatures`).
     """
-    where = record.where
     if record.device_id != state.device_id:
         raise BrokenChain(f"record belongs to device {record.device}, expected {state.device_id.hex()}",
-                          where=where)
+                          where=record.where)
     if record.seq != state.length:
         if record.seq < state.length:
-            raise BrokenChain(f"seq {record.seq} already present: expected seq {state.length}", where=where,
+            raise BrokenChain(f"seq {record.seq} already present: expected seq {state.length}", where=record.where,
                               hint="compare with the stored record at that seq: same id is a replay, "
                                    "a different id is a fork")
-        raise BrokenChain(f"gap in the log: expected seq {state.length}, got {record.seq}", where=where,
+        raise BrokenChain(f"gap in the log: expected seq {state.length}, got {record.seq}", where=record.where,
                           hint="fetch the missing range first")
     if record.prev != state.head:
         raise BrokenChain(f"prev link does not match: expected {state.head.hex()}, got {record.prev.hex()}",
-                          where=where)
+                          where=record.where)
     if record.seq > 0 and record.boot < state.boot:
         raise BrokenChain(f"boot counter went backwards: expected >= {state.boot}, got {record.boot}",
-                          where=where)
+                          where=record.where)
     if record.seq == 0:
         if record.kind != "key" or record.body is None:
-            raise BrokenChain(f"genesis must be a key record, got {record.kind}", where=where)
+            raise BrokenChain(f"genesis must be a key record, got {record.kind}", where=record.where)
         key = record.body["pubkey"]
         if device_id_for(key) != record.device_id:
-            raise BadSignature("genesis key does not derive this device id", where=where)
+            raise BadSignature("genesis key does not derive this device id", where=record.where)
     else:
         key = state.key
     next_key = key

@@ -11,7 +11,7 @@ import cbor2
 from . import cbor
 from .bodies import kind_code, kind_name, validate_body
 from .cose import ALG_EDDSA, HDR_ALG, HDR_KID, Signer, parse_sign1, sig_structure, verify_signature
-from .errors import MalformedRecord
+from .errors import BadSignature, MalformedRecord
 
 VERSION = 1
 MAX_RECORD_BYTES = 8192
@@ -21,6 +21,8 @@ ZERO_HASH = bytes(32)
 RECORD_AAD = b"jejak/record/v1"
 DEVICE_ID_DOMAIN = b"jejak/device-id/v1"
 _PROTECTED = cbor.encode({HDR_ALG: ALG_EDDSA})
+# ["Signature1", protected, external_aad, payload] up to the payload's byte-string head.
+_SIG_PREFIX = sig_structure(_PROTECTED, b"", RECORD_AAD)[:-1]
 
 
 def device_id_for(public_key: bytes) -> bytes:
@@ -56,10 +58,15 @@ class Record:
 
     @property
     def signed_bytes(self) -> bytes:
-        return sig_structure(_PROTECTED, self.payload, RECORD_AAD)
+        # Sig_structure (RFC 9052 §4.4) assembled from its constant prefix: same bytes as sig_structure().
+        return _SIG_PREFIX + _bstr_head(len(self.payload)) + self.payload
 
     def verify_signature(self, public_key: bytes) -> None:
-        verify_signature(public_key, self.signature, self.signed_bytes, where=self.where)
+        try:
+            verify_signature(public_key, self.signature, self.signed_bytes)
+        except BadSignature as exc:
+            exc.where = self.where  # computed only on failure: the hot path stays lean
+            raise
 
     @property
     def where(self) -> str:
@@ -163,6 +170,60 @@ def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     return kid, payload, raw[i + 2:]
 
 
+# Shortest-form heads of unsigned integers: (argument bytes, smallest value that needs them).
+_UINT_HEADS = {0x18: (1, 24), 0x19: (2, 0x100), 0x1A: (4, 0x10000), 0x1B: (8, 0x100000000)}
+_PAYLOAD_HEAD = bytes([0x88, VERSION, 0x40 | DEVICE_ID_BYTES])
+_PREV_HEAD = bytes([0x58, 32])
+
+
+def _uint(b: bytes, i: int) -> tuple[int, int] | None:
+    """The shortest-form unsigned integer at b[i] and the index after it, or None for anything else."""
+    if i >= len(b):
+        return None
+    head = b[i]
+    if head < 24:
+        return head, i + 1
+    spec = _UINT_HEADS.get(head)
+    if spec is None:
+        return None
+    n, least = spec
+    end = i + 1 + n
+    value = int.from_bytes(b[i + 1:end], "big")
+    if end > len(b) or value < least:
+        return None
+    return value, end
+
+
+def _split_payload(payload: bytes, kid: bytes) -> tuple[int, bytes, int, int, int, bytes] | None:
+    """(seq, prev, time, boot, kind, body bytes) if the 7 fixed fields are canonical and typed, else None.
+
+    The fast path reads the fixed fields as bytes; whatever it does not accept goes through the generic
+    decoder, which accepts exactly the same records and says precisely what is wrong with the others.
+    """
+    if not payload.startswith(_PAYLOAD_HEAD) or payload[3:3 + DEVICE_ID_BYTES] != kid:
+        return None
+    r = _uint(payload, 3 + DEVICE_ID_BYTES)
+    if r is None:
+        return None
+    seq, i = r
+    if payload[i:i + 2] != _PREV_HEAD or len(payload) < i + 34:
+        return None
+    prev = payload[i + 2:i + 34]
+    r = _uint(payload, i + 34)
+    if r is None:
+        return None
+    time, i = r
+    r = _uint(payload, i)
+    if r is None:
+        return None
+    boot, i = r
+    r = _uint(payload, i)
+    if r is None:
+        return None
+    kind, i = r
+    return seq, prev, time, boot, kind, payload[i:]
+
+
 def decode_record(raw: bytes) -> Record:
     """Parse a record strictly. The signature is not checked: that needs the device's key (see chain)."""
     if not isinstance(raw, bytes):
@@ -183,6 +244,11 @@ def decode_record(raw: bytes) -> Record:
             raise MalformedRecord("record: unprotected header must be exactly {4: 16-byte device id} (kid)")
         raise MalformedRecord("record: envelope is not in its canonical form")
     kid, payload, signature = parts
+    fast = _split_payload(payload, kid)
+    if fast is not None:
+        seq, prev, time, boot, kind, body_bytes = fast
+        return _finish(kid, seq, prev, time, boot, kind,
+                       cbor.decode(body_bytes, what="record payload", depth=1), payload, signature, raw)
     p = cbor.decode(payload, what="record payload")
     if not isinstance(p, list) or len(p) != 8:
         raise MalformedRecord(f"record payload: expected an array of 8 items, got {type(p).__name__}")
@@ -199,6 +265,12 @@ def decode_record(raw: bytes) -> Record:
             raise MalformedRecord(f"record: {name} must be a non-negative integer, got {value!r}")
     if not isinstance(prev, bytes) or len(prev) != 32:
         raise MalformedRecord(f"record: prev must be a 32-byte hash, got {prev!r}")
+    return _finish(device_id, seq, prev, time, boot, kind, body_item, payload, signature, raw)
+
+
+def _finish(device_id: bytes, seq: int, prev: bytes, time: int, boot: int, kind: int, body_item: Any,
+            payload: bytes, signature: bytes, raw: bytes) -> Record:
+    """The checks every record gets once its fixed fields have the right types."""
     if seq == 0 and prev != ZERO_HASH:
         raise MalformedRecord("record: genesis (seq 0) must have prev = 32 zero bytes")
     kind_str = kind_name(kind)
@@ -215,6 +287,6 @@ def decode_record(raw: bytes) -> Record:
         body, body_ref = None, (body_item[0], body_item[1])
     else:
         raise MalformedRecord("record: body must be a map, or [sha256, length] for a detached body")
-    return Record(version=version, device_id=device_id, seq=seq, prev=prev, time=time, boot=boot,
+    return Record(version=VERSION, device_id=device_id, seq=seq, prev=prev, time=time, boot=boot,
                   kind=kind_str, body=body, body_ref=body_ref, payload=payload,
                   signature=signature, raw=raw, id=hashlib.sha256(raw).digest())

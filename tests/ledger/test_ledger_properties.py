@@ -385,3 +385,30 @@ def _flip(h: bytes, bit: int) -> bytes:
     b = bytearray(h)
     b[bit // 8] ^= 1 << (bit % 8)
     return bytes(b)
+
+
+# --- the decoders' fast paths accept exactly what the generic paths accept --------------------------------
+
+
+def _outcome(fn: Any, data: bytes) -> Any:
+    try:
+        return fn(data)
+    except MalformedRecord:
+        return "MALFORMED"
+
+
+@pytest.mark.parametrize("base", [RAWS[0], RAWS[1], RAWS[3], FORK.raw], ids=["key", "reading", "detached", "note"])
+def test_fast_paths_agree_with_generic_paths(base: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import record as record_mod
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(mutations(base))
+    def run(data: bytes) -> None:
+        fast = _outcome(ledger.decode_record, data)
+        with monkeypatch.context() as m:
+            m.setattr(record_mod, "_split_payload", lambda payload, kid: None)
+            m.setattr(cbor, "_flat_in_order", lambda value: False)
+            slow = _outcome(ledger.decode_record, data)
+        assert fast == slow
+
+    run()
