@@ -1,0 +1,363 @@
+"""The CoAP resources a Jejak edge serves: submit observations, list logs, read ranges, observe heads, status.
+
+Resource tree (CBOR, content-format 60, unless noted):
+
+    POST /submit                     {"kind", "body"} or [{"kind", "body"}, ...] -> 2.01 {id, seq}
+    GET  /logs                       [{device, length, head, time, boot, own, forked}, ...]
+    GET  /log/<device hex | own>     {device, length, head, time, boot} (observable: notifies on new records)
+    GET  /log/<device>/records?from=N&to=M   [2, device, N, [raw record, ...]] (block-wise when large)
+    GET  /status                     the node's status map
+    GET  /metrics                    Prometheus text (content-format 0)
+    POST /sim/tap                    {"uid"} -> feedback list (only when the simulated reader is on)
+    GET  /.well-known/core           CoRE link format
+
+`build_site` returns the aiocoap Site; more resources (the sync protocol's /sync/...) are added to it with
+`site.add_resource(path, resource)` before the server context starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiocoap
+import aiocoap.resource as resource
+import cbor2
+from aiocoap import interfaces
+from aiocoap.numbers.codes import Code
+
+from ledger import KINDS, ChainState, LedgerError
+from ledger.sync import encode_records
+
+from .errors import CBOR, RequestError, TooLarge, error_response
+
+TEXT = 0
+SUBMITTABLE = ("scan", "reading", "price", "stock", "note")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submitted:
+    """The answer to one submitted observation: the stored record's id and seq."""
+
+    id: bytes
+    seq: int
+    duplicate: bool = False
+
+    def to_cbor_map(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "seq": self.seq}
+        if self.duplicate:
+            out["duplicate"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerLimits:
+    max_submit_bytes: int = 16 * 1024
+    max_submit_items: int = 256
+    range_records: int = 512
+    range_bytes: int = 256 * 1024
+
+
+class Backend(Protocol):
+    """What the resources need from the node behind them (the edge daemon implements it)."""
+
+    async def submit(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Submitted]:
+        """Append the observations durably (one commit) and answer only after it."""
+        ...
+
+    def own_device(self) -> bytes | None: ...
+    def state(self, device_id: bytes) -> ChainState | None: ...
+    def logs(self) -> list[dict[str, Any]]: ...
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
+    def status(self) -> dict[str, Any]: ...
+    def metrics(self) -> str: ...
+
+
+def _cbor(payload: Any, code: Code = Code.CONTENT) -> aiocoap.Message:
+    return aiocoap.Message(code=code, content_format=CBOR, payload=cbor2.dumps(payload))
+
+
+def _query(request: aiocoap.Message) -> dict[str, str]:
+    out = {}
+    for item in request.opt.uri_query:
+        key, _, value = item.partition("=")
+        out[key] = value
+    return out
+
+
+def _int_param(query: dict[str, str], name: str, default: int) -> int:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or len(text) > 19:
+        raise RequestError(f"query {name}: expected a non-negative integer, got {text[:40]!r}")
+    return int(text)
+
+
+def decode_cbor(payload: bytes, what: str) -> Any:
+    """Exactly one well-formed CBOR item, else BAD_CBOR (deterministic encoding is not required here)."""
+    if not payload:
+        raise RequestError(f"{what}: empty payload; expected a CBOR item", code="BAD_CBOR")
+    stream = io.BytesIO(payload)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except Exception as exc:  # cbor2 raises several types for bad input; all mean the same here
+        raise RequestError(f"{what}: not well-formed CBOR ({exc})", code="BAD_CBOR") from None
+    if stream.tell() != len(payload):
+        raise RequestError(f"{what}: {len(payload) - stream.tell()} bytes after the CBOR item",
+                           code="BAD_CBOR")
+    return item
+
+
+def parse_submission(payload: bytes, limits: ServerLimits) -> tuple[list[tuple[str, dict[str, Any]]], bool]:
+    """Observations in a submission, and whether it was a batch (an array) rather than one map."""
+    item = decode_cbor(payload, "submission")
+    batch = isinstance(item, list)
+    items = item if batch else [item]
+    if batch and not 1 <= len(items) <= limits.max_submit_items:
+        raise RequestError(f"submission: expected 1 to {limits.max_submit_items} observations, got {len(items)}",
+                           code="TOO_LARGE" if items else "BAD_REQUEST")
+    out = []
+    for n, obs in enumerate(items):
+        where = f"submission[{n}]" if batch else "submission"
+        if not isinstance(obs, dict):
+            raise RequestError(f"{where}: expected a map {{\"kind\", \"body\"}}, got {type(obs).__name__}")
+        extra = sorted(map(str, set(obs) - {"kind", "body"}))
+        if extra:
+            raise RequestError(f"{where}: unexpected keys {extra}; expected exactly \"kind\" and \"body\"")
+        kind, body = obs.get("kind"), obs.get("body")
+        if not isinstance(kind, str):
+            raise RequestError(f"{where}: \"kind\" must be text, one of {list(SUBMITTABLE)}; got "
+                               f"{type(kind).__name__}")
+        if kind not in SUBMITTABLE:
+            why = "is made by the device itself" if kind in KINDS else "is unknown"
+            raise RequestError(f"{where}: kind {kind[:40]!r} {why}; expected one of {list(SUBMITTABLE)}",
+                               code="UNKNOWN_KIND")
+        if not isinstance(body, dict):
+            raise RequestError(f"{where}: \"body\" must be a map, got {type(body).__name__}")
+        out.append((kind, body))
+    return out, batch
+
+
+def _check_format(request: aiocoap.Message) -> None:
+    fmt = request.opt.content_format
+    if fmt is not None and int(fmt) != CBOR:
+        raise RequestError(f"content-format {int(fmt)} is not accepted; expected {CBOR} (application/cbor)",
+                           code="UNSUPPORTED_FORMAT")
+
+
+class _Guarded(resource.Resource):
+    """Renders every typed error through coap_server.errors, so no handler maps codes itself."""
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            return await super().render(request)
+        except (RequestError, LedgerError) as exc:
+            return error_response(exc)
+        except aiocoap.error.RenderableError:
+            raise
+        except Exception as exc:
+            return error_response(exc)
+
+
+class SubmitResource(_Guarded):
+    """POST observations; 2.01 only after the records holding them are durably committed."""
+
+    ct = str(CBOR)
+    rt = "jejak.submit"
+
+    def __init__(self, backend: Backend, limits: ServerLimits) -> None:
+        super().__init__()
+        self.backend, self.limits = backend, limits
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        # Refuse an oversize body at its first block that goes past the limit, before it is spooled.
+        request = pipe.request
+        block1 = request.opt.block1
+        offset = block1.block_number * block1.size if block1 is not None else 0
+        declared = request.opt.size1 or 0
+        if offset + len(request.payload) > self.limits.max_submit_bytes or declared > self.limits.max_submit_bytes:
+            pipe.add_response(error_response(TooLarge(
+                f"submission of {max(declared, offset + len(request.payload))} bytes or more exceeds the limit "
+                f"of {self.limits.max_submit_bytes}", limit=self.limits.max_submit_bytes)), is_last=True)
+            return
+        await super().render_to_pipe(pipe)
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        _check_format(request)
+        items, batch = parse_submission(request.payload, self.limits)
+        results = await self.backend.submit(items)
+        body = [r.to_cbor_map() for r in results] if batch else results[0].to_cbor_map()
+        return _cbor(body, Code.CREATED)
+
+
+class LogsResource(_Guarded):
+    ct = str(CBOR)
+    rt = "jejak.logs"
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        return _cbor(await asyncio.to_thread(self.backend.logs))
+
+
+class StatusResource(_Guarded):
+    ct = str(CBOR)
+    rt = "jejak.status"
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        return _cbor(self.backend.status())
+
+
+class MetricsResource(_Guarded):
+    ct = str(TEXT)
+    rt = "jejak.metrics"
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__()
+        self.backend = backend
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        return aiocoap.Message(code=Code.CONTENT, content_format=TEXT, payload=self.backend.metrics().encode())
+
+
+def head_map(state: ChainState) -> dict[str, Any]:
+    return {"device": state.device_id, "length": state.length, "head": state.head, "time": state.time,
+            "boot": state.boot}
+
+
+class LogSite(_Guarded, resource.PathCapable, interfaces.ObservableResource):
+    """/log/<device>: the head of one log (observable), and /log/<device>/records: a range of it."""
+
+    def __init__(self, backend: Backend, limits: ServerLimits) -> None:
+        super().__init__()
+        self.backend, self.limits = backend, limits
+        self._observers: dict[bytes, set[Any]] = {}
+
+    def _device(self, request: aiocoap.Message) -> tuple[bytes, tuple[str, ...]]:
+        path = tuple(request.opt.uri_path)
+        if not path or not path[0]:
+            raise RequestError("expected /log/<device id in hex> or /log/own", code="NOT_FOUND")
+        name = path[0]
+        if name == "own":
+            own = self.backend.own_device()
+            if own is None:
+                raise RequestError("this node has no own log", code="NOT_FOUND")
+            return own, path[1:]
+        try:
+            device_id = bytes.fromhex(name)
+        except ValueError:
+            device_id = b""
+        if len(device_id) != 16:
+            raise RequestError(f"device id: expected 32 hex digits, got {name[:40]!r}", code="NOT_FOUND")
+        return device_id, path[1:]
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        device_id, rest = self._device(request)
+        state = self.backend.state(device_id)
+        if state is None:
+            raise RequestError(f"no log of device {device_id.hex()} here", code="NOT_FOUND")
+        if rest == ():
+            return _cbor(head_map(state))
+        if rest != ("records",):
+            raise RequestError(f"no resource /log/{device_id.hex()}/{'/'.join(rest)[:60]}; expected "
+                               f"/log/<device>/records", code="NOT_FOUND")
+        query = _query(request)
+        start = _int_param(query, "from", 0)
+        end = _int_param(query, "to", start + self.limits.range_records)
+        end = min(end, start + self.limits.range_records, state.length)
+        raws = await asyncio.to_thread(self.backend.log_range, device_id, start, end) if end > start else []
+        out, used = [], 0
+        for raw in raws:  # records travel whole and unchanged: cut the range, never a record
+            used += len(raw) + 3
+            if out and used > self.limits.range_bytes:
+                break
+            out.append(raw)
+        return aiocoap.Message(code=Code.CONTENT, content_format=CBOR,
+                               payload=encode_records(device_id, start, out))
+
+    async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
+        try:
+            device_id, rest = self._device(request)
+        except RequestError:
+            return
+        if rest:
+            return
+        watchers = self._observers.setdefault(device_id, set())
+        watchers.add(serverobservation)
+
+        def cancel() -> None:
+            watchers.discard(serverobservation)
+            if not watchers:
+                self._observers.pop(device_id, None)
+
+        serverobservation.accept(cancel)
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        await interfaces.ObservableResource._render_to_pipe(self, pipe)
+
+    def notify(self, device_id: bytes) -> None:
+        """A log grew: observers of its head get a notification (several commits may fold into one)."""
+        for watcher in list(self._observers.get(device_id, ())):
+            watcher.trigger()
+
+    @property
+    def observer_count(self) -> int:
+        return sum(len(s) for s in self._observers.values())
+
+    def get_resources_as_linkheader(self) -> Any:
+        from aiocoap.util.linkformat import Link, LinkFormat
+
+        links = []
+        own = self.backend.own_device()
+        if own is not None:
+            links.append(Link(f"/{own.hex()}", ct=str(CBOR), rt="jejak.head", obs=None))
+            links.append(Link(f"/{own.hex()}/records", ct=str(CBOR), rt="jejak.range"))
+        return LinkFormat(links)
+
+
+class TapResource(_Guarded):
+    """POST {"uid": "04a1b2..."}: a tap on the simulated reader, answered with the feedback it caused."""
+
+    ct = str(CBOR)
+    rt = "jejak.sim.tap"
+
+    def __init__(self, tap: Any) -> None:
+        super().__init__()
+        self.tap = tap
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        _check_format(request)
+        if len(request.payload) > 256:
+            raise TooLarge(f"tap of {len(request.payload)} bytes; expected a small map", limit=256)
+        item = decode_cbor(request.payload, "tap")
+        if not isinstance(item, dict) or not isinstance(item.get("uid"), str) or set(item) - {"uid"}:
+            raise RequestError("tap: expected {\"uid\": \"<hex uid>\"}")
+        feedback = await self.tap(item["uid"])
+        return _cbor(feedback, Code.CHANGED)
+
+
+def build_site(backend: Backend, limits: ServerLimits = ServerLimits(), *, tap: Any = None) -> tuple[
+        resource.Site, LogSite]:
+    """The edge's CoAP site and its log resource (call `.notify(device_id)` on it when a log grows)."""
+    site = resource.Site()
+    site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader,
+                                                                    impl_info=None))
+    site.add_resource(["submit"], SubmitResource(backend, limits))
+    site.add_resource(["logs"], LogsResource(backend))
+    logs = LogSite(backend, limits)
+    site.add_resource(["log"], logs)
+    site.add_resource(["status"], StatusResource(backend))
+    site.add_resource(["metrics"], MetricsResource(backend))
+    if tap is not None:
+        site.add_resource(["sim", "tap"], TapResource(tap))
+    return site, logs

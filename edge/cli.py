@@ -1,0 +1,127 @@
+"""`jejak edge ...`: run the edge daemon, show its status, print its device id."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from .errors import EdgeError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from . import config as cfg
+    from .daemon import run
+
+    config = cfg.load(args.config)
+    changes: dict[str, Any] = {}
+    if args.data_dir:
+        changes["data_dir"] = args.data_dir
+    if args.port is not None:
+        changes["coap"] = cfg.CoapConfig(host=config.coap.host, port=args.port)
+    if args.tap_interval_ms is not None:
+        changes["sim"] = cfg.SimConfig(enabled=config.sim.enabled, seed=config.sim.seed,
+                                       tap_interval_ms=args.tap_interval_ms, containers=config.sim.containers)
+    if changes:
+        config = cfg.replace(config, **changes)
+    return run(config)
+
+
+def _status(args: argparse.Namespace) -> int:
+    """Ask a running daemon over CoAP, or read the store directly (read-only) when no --url is given."""
+    if args.url:
+        from coap_server.client import EdgeClient
+
+        async def ask() -> dict[str, Any]:
+            async with EdgeClient(args.url, timeout=10) as client:
+                return await client.status()
+
+        print(json.dumps(asyncio.run(ask()), indent=2, default=str))
+        return 0
+    from . import config as cfg
+    from .store import LmdbLogStore
+
+    config = cfg.load(args.config)
+    store = LmdbLogStore(config.data_path / "store", map_size=config.limits.map_size, readonly=True)
+    try:
+        own = store.own_device()
+        out = {"device": own.hex() if own else None, "store": store.usage(),
+               "logs": [{**info.to_cbor_map(), "device": info.device_id.hex(), "head": info.head.hex()}
+                        for info in store.logs()],
+               "forked": sorted(d.hex() for d in store.blocked())}
+    finally:
+        store.close()
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Verify every log in the store from genesis (signatures and links)."""
+    from ledger import verify_chain
+
+    from . import config as cfg
+    from .store import LmdbLogStore
+
+    config = cfg.load(args.config)
+    store = LmdbLogStore(config.data_path / "store", map_size=config.limits.map_size, readonly=True)
+    try:
+        for info in store.logs():
+            raws = store.log_range(info.device_id, 0, info.length)
+            state = verify_chain(raws)
+            print(json.dumps({"device": info.device_id.hex(), "verified": state.length}))
+    finally:
+        store.close()
+    return 0
+
+
+def _id(args: argparse.Namespace) -> int:
+    from . import config as cfg
+    from .keys import load_or_create
+
+    config = cfg.load(args.config)
+    key = load_or_create(config.data_path / "device.key")
+    print(json.dumps({"device": key.device_id.hex(), "pubkey": key.public_key.hex(),
+                      "key_file": str(config.data_path / "device.key")}))
+    return 0
+
+
+def add_arguments(subparsers: Any) -> None:
+    """Register `edge run|status|verify|id` on a `jejak` sub-parsers object."""
+    edge = subparsers.add_parser("edge", help="run or inspect the edge daemon")
+    sub = edge.add_subparsers(dest="edge_command", required=True)
+    run = sub.add_parser("run", help="run the edge daemon (simulated reader and sensors by default)")
+    run.add_argument("--config", help="edge TOML config (defaults work on a laptop)")
+    run.add_argument("--data-dir", help="override data_dir")
+    run.add_argument("--port", type=int, help="override coap.port (0 = any free port)")
+    run.add_argument("--tap-interval-ms", type=int, help="simulated reader: tap every N ms (0 = off)")
+    run.set_defaults(func=_run)
+    status = sub.add_parser("status", help="status of a running daemon (--url) or of its store")
+    status.add_argument("--config")
+    status.add_argument("--url", help="coap://host:port of a running daemon")
+    status.set_defaults(func=_status)
+    verify = sub.add_parser("verify", help="verify every log in the store from genesis")
+    verify.add_argument("--config")
+    verify.set_defaults(func=_verify)
+    ident = sub.add_parser("id", help="print this device's id and public key (creates the key if needed)")
+    ident.add_argument("--config")
+    ident.set_defaults(func=_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m edge.cli run ...`; also what `jejak edge ...` delegates to."""
+    parser = argparse.ArgumentParser(prog="jejak")
+    add_arguments(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["edge", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args))
+    except EdgeError as exc:
+        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

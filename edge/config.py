@@ -1,0 +1,241 @@
+"""The edge daemon's configuration: one TOML file read into one frozen dataclass tree, with laptop defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+ROLES = ("kitchen", "kitchen_exit", "school_gate", "return", "market_stall")
+LOG_FORMATS = ("json", "text")
+SENSOR_KINDS = ("probe", "climate", "crowd")
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "jejak", "edge")
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _port(name: str, value: int) -> None:
+    _need(isinstance(value, int) and 0 <= value <= 65535, f"{name}: expected a port 0..65535 (0 = any free "
+                                                          f"port), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointConfig:
+    """What this reader is: its role decides the scan event (see firmware.tap.ROLES)."""
+
+    role: str = "kitchen_exit"
+    event: str | None = None
+    school: str | None = None
+    parent: str | None = None
+    staff: tuple[str, ...] = ("5a000001",)
+    staff_prefixes: tuple[str, ...] = ()
+    parent_prefixes: tuple[str, ...] = ()
+    container_prefixes: tuple[str, ...] = ()
+    dup_window_s: int = 30
+    session_timeout_s: int = 120
+    batch_linger_ms: int = 0
+    portions_per_tag: int = 1
+
+    def __post_init__(self) -> None:
+        _need(self.role in ROLES, f"checkpoint.role: expected one of {list(ROLES)}, got {self.role!r}")
+        for name in ("dup_window_s", "session_timeout_s", "batch_linger_ms", "portions_per_tag"):
+            value = getattr(self, name)
+            _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                  f"checkpoint.{name}: expected an integer >= 0, got {value!r}")
+        _need(self.session_timeout_s >= 1, "checkpoint.session_timeout_s: expected at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CoapConfig:
+    host: str = "::"
+    port: int = 5683
+
+    def __post_init__(self) -> None:
+        _port("coap.port", self.port)
+        _need(isinstance(self.host, str) and bool(self.host), "coap.host: expected an address, got nothing")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    """Optional tiny HTTP endpoint for /metrics (Prometheus) and /status; off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+    def __post_init__(self) -> None:
+        _port("http.port", self.port)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubConfig:
+    address: str = ""  # coap://host:port of the hub, for sites without multicast discovery
+
+    def __post_init__(self) -> None:
+        _need(not self.address or self.address.startswith(("coap://", "coap+tcp://")),
+              f"hub.address: expected coap://host:port or empty, got {self.address!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    map_size: int = 1 << 30  # LMDB map: the most the store may ever hold
+    max_submit_bytes: int = 16 * 1024  # one CoAP submission, after block-wise assembly
+    max_submit_items: int = 256  # observations in one batched submission
+    max_pending: int = 20000  # appends waiting for their commit before BUSY
+    max_batch: int = 4096  # records signed and committed together
+    range_records: int = 512  # records in one range response
+    range_bytes: int = 256 * 1024  # bytes in one range response (block-wise on the wire)
+    duplicate_window_s: int = 2  # identical submissions within this time are one
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                  f"limits.{f.name}: expected an integer >= 0, got {value!r}")
+        _need(self.map_size >= 64 * 1024, f"limits.map_size: expected at least 65536 bytes, got {self.map_size}")
+        for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
+                     "range_bytes"):
+            _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SimConfig:
+    """The simulated NFC reader: deterministic from `seed`; taps every `tap_interval_ms` (0 = only taps
+    sent to the CoAP /sim/tap resource)."""
+
+    enabled: bool = True
+    seed: int = 1
+    tap_interval_ms: int = 0
+    containers: int = 200
+
+    def __post_init__(self) -> None:
+        _need(isinstance(self.tap_interval_ms, int) and self.tap_interval_ms >= 0,
+              f"sim.tap_interval_ms: expected an integer >= 0, got {self.tap_interval_ms!r}")
+        _need(isinstance(self.containers, int) and self.containers >= 1,
+              f"sim.containers: expected an integer >= 1, got {self.containers!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SensorConfig:
+    name: str
+    kind: str = "probe"  # probe: temp_cc; climate: temp_cc + rh_cp; crowd: crowd
+    driver: str = "sim"
+    interval_s: int = 300
+
+    def __post_init__(self) -> None:
+        _need(isinstance(self.name, str) and bool(self.name), "sensors[].name: expected a non-empty name")
+        _need(self.kind in SENSOR_KINDS, f"sensors[{self.name}].kind: expected one of {list(SENSOR_KINDS)}, "
+                                         f"got {self.kind!r}")
+        _need(self.driver == "sim", f"sensors[{self.name}].driver: only 'sim' is built into the edge today, "
+                                    f"got {self.driver!r}")
+        _need(isinstance(self.interval_s, int) and self.interval_s >= 1,
+              f"sensors[{self.name}].interval_s: expected an integer >= 1, got {self.interval_s!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogConfig:
+    level: str = "INFO"
+    format: str = "json"
+
+    def __post_init__(self) -> None:
+        _need(self.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+              f"log.level: expected DEBUG, INFO, WARNING or ERROR, got {self.level!r}")
+        _need(self.format in LOG_FORMATS, f"log.format: expected one of {list(LOG_FORMATS)}, got {self.format!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeConfig:
+    site: str = "dapur-demo"
+    name: str = ""
+    data_dir: str = field(default_factory=_default_data_dir)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    coap: CoapConfig = field(default_factory=CoapConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    hub: HubConfig = field(default_factory=HubConfig)
+    limits: Limits = field(default_factory=Limits)
+    sim: SimConfig = field(default_factory=SimConfig)
+    sensors: tuple[SensorConfig, ...] = (SensorConfig(name="probe-1", kind="probe", interval_s=300),)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        _need(isinstance(self.site, str) and 0 < len(self.site) <= 128,
+              f"site: expected a site id of 1 to 128 characters, got {self.site!r}")
+        names = [s.name for s in self.sensors]
+        _need(len(names) == len(set(names)), f"sensors: names must be unique, got {names}")
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+
+_SECTIONS: dict[str, type] = {"checkpoint": CheckpointConfig, "coap": CoapConfig, "http": HttpConfig,
+                              "hub": HubConfig, "limits": Limits, "sim": SimConfig, "log": LogConfig}
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def from_dict(data: dict[str, Any]) -> EdgeConfig:
+    """Build the config tree from parsed TOML; unknown keys are refused, missing ones take defaults."""
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _SECTIONS:
+            kwargs[key] = _build(_SECTIONS[key], value, key)
+        elif key == "sensors":
+            if not isinstance(value, list):
+                raise ConfigError("sensors: expected an array of tables ([[sensors]])")
+            kwargs[key] = tuple(_build(SensorConfig, s, f"sensors[{i}]") for i, s in enumerate(value))
+        elif key in ("site", "name", "data_dir"):
+            _need(isinstance(value, str), f"{key}: expected a string, got {type(value).__name__}")
+            kwargs[key] = value
+        else:
+            raise ConfigError(f"unknown key {key!r}; expected some of "
+                              f"{sorted([*_SECTIONS, 'sensors', 'site', 'name', 'data_dir'])}")
+    return EdgeConfig(**kwargs)
+
+
+def load(path: str | os.PathLike[str] | None = None) -> EdgeConfig:
+    """Read the TOML config at `path`, or return the defaults when there is none."""
+    if path is None:
+        return EdgeConfig()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist",
+                          hint="run without --config for the laptop defaults") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return from_dict(data)
+
+
+def replace(config: EdgeConfig, **changes: Any) -> EdgeConfig:
+    """A copy with top-level fields or whole sections replaced (tests, command-line overrides)."""
+    return dataclasses.replace(config, **changes)

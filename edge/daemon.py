@@ -1,0 +1,338 @@
+"""The edge daemon: keys, store, group commit, inputs and the CoAP server, supervised, with clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import aiocoap
+import cbor2
+
+from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
+from ledger import ChainState, Record
+from ledger.cbor import canonical
+
+from . import keys as keyfile
+from .config import EdgeConfig
+from .errors import EdgeError
+from .inputs import SimReader, SimSensor, TapInput, make_machine, run_sensor, run_sim_reader, run_ticker
+from .metrics import Metrics, prometheus, resident_bytes, setup_logging
+from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
+
+log = logging.getLogger("jejak.edge")
+
+
+class ShuttingDown(EdgeError):
+    code = "SHUTTING_DOWN"
+
+
+class Supervisor:
+    """Runs named tasks; a task that crashes is restarted after an exponential back-off."""
+
+    def __init__(self, metrics: Metrics, *, base: float = 0.5, cap: float = 30.0) -> None:
+        self.metrics = metrics
+        self.base, self.cap = base, cap
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+
+    def spawn(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        self.tasks[name] = asyncio.create_task(self._guard(name, factory), name=name)
+
+    async def _guard(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
+        delay = self.base
+        while True:
+            started = time.monotonic()
+            try:
+                await factory()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.counters.restarts[name] += 1
+                log.exception("task %s crashed; restarting in %.1f s", name, delay)
+            if time.monotonic() - started > 60:
+                delay = self.base  # it ran well for a while: start the back-off over
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.cap)
+
+    async def stop(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        for task in self.tasks.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+
+
+def free_udp_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class EdgeDaemon:
+    """One running edge node. `await start()`, then `await close()` (also what SIGTERM does)."""
+
+    def __init__(self, config: EdgeConfig, *, clock: Callable[[], int] | None = None) -> None:
+        self.config = config
+        self.clock = clock or (lambda: int(time.time()))
+        self.counters = Metrics()
+        self.supervisor = Supervisor(self.counters)
+        self.store: LmdbLogStore | None = None
+        self.commit: GroupCommit | None = None
+        self.tap: TapInput | None = None
+        self.key: keyfile.DeviceKey | None = None
+        self.boot = 0
+        self.coap: aiocoap.Context | None = None
+        self.coap_port = 0
+        self.site: Any = None
+        self.logs_resource: LogSite | None = None
+        self._http: Any = None
+        self.http_port = 0
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inflight: dict[bytes, asyncio.Future[Submitted]] = {}
+        self._recent: dict[bytes, tuple[float, Submitted]] = {}
+        self.stopped = asyncio.Event()
+
+    # -- life cycle ------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._loop = asyncio.get_running_loop()
+        data = cfg.data_path
+        data.mkdir(parents=True, exist_ok=True)
+        self.key = keyfile.load_or_create(data / "device.key")
+        self.store = LmdbLogStore(data / "store", map_size=cfg.limits.map_size)
+        own = self.store.state(self.key.device_id)
+        self.boot = keyfile.next_boot(data / "boot", at_least=(own.boot + 1) if own else 0)
+        self.commit = GroupCommit(self.store, self.key, clock=self.clock, boot=self.boot,
+                                  max_batch=cfg.limits.max_batch, max_pending=cfg.limits.max_pending)
+        state = await self.commit.start()
+        self.store.add_listener(self._grew)
+
+        self.tap = TapInput(make_machine(cfg.site, cfg.checkpoint), self._append_tap, self.counters)
+        limits = ServerLimits(max_submit_bytes=cfg.limits.max_submit_bytes,
+                              max_submit_items=cfg.limits.max_submit_items,
+                              range_records=cfg.limits.range_records, range_bytes=cfg.limits.range_bytes)
+        self.site, self.logs_resource = build_site(self, limits,
+                                                   tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None)
+        self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
+        # udp6 only: aiocoap's default would also listen on TCP 5683 (DESIGN.md pitfalls).
+        self.coap = await aiocoap.Context.create_server_context(self.site, bind=(cfg.coap.host, self.coap_port),
+                                                                transports=["udp6"])
+        if cfg.http.enabled:
+            await self._start_http()
+
+        if self.tap is not None:
+            tap = self.tap
+            self.supervisor.spawn("tap-ticker", lambda: run_ticker(tap))
+            if cfg.sim.enabled and cfg.sim.tap_interval_ms:
+                reader = SimReader(seed=cfg.sim.seed, staff=cfg.checkpoint.staff[0] if cfg.checkpoint.staff
+                                   else "5a000001", containers=cfg.sim.containers)
+                self.supervisor.spawn("sim-reader", lambda: run_sim_reader(tap, reader, cfg.sim.tap_interval_ms))
+        for sensor_cfg in cfg.sensors:
+            sensor = SimSensor(sensor_cfg, cfg.sim.seed)
+            self.supervisor.spawn(f"sensor-{sensor_cfg.name}",
+                                  lambda s=sensor: run_sensor(s, cfg.site, self._append, self.counters, self.tap))
+        log.info("ready", extra={"fields": {
+            "device": self.key.device_id.hex(), "coap_port": self.coap_port, "http_port": self.http_port,
+            "seq": state.length, "boot": self.boot, "site": cfg.site, "role": cfg.checkpoint.role}})
+
+    async def close(self) -> None:
+        """Stop inputs, answer what is queued (it is committed first), then close the server and store."""
+        if self._closing:
+            await self.stopped.wait()
+            return
+        self._closing = True
+        await self.supervisor.stop()
+        if self.tap is not None:
+            with contextlib.suppress(Exception):
+                await self.tap.close()
+        if self.commit is not None:
+            await self.commit.close()
+        if self.coap is not None:
+            await self.coap.shutdown()
+        if self._http is not None:
+            await self._http.cleanup()
+        if self.store is not None:
+            self.store.close()
+        log.info("stopped", extra={"fields": {"records": dict(self.counters.records)}})
+        self.stopped.set()
+
+    async def _start_http(self) -> None:
+        from aiohttp import web
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(text=self.metrics_text(), content_type="text/plain")
+
+        async def status(_: web.Request) -> web.Response:
+            return web.json_response(self.status())
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/status", status)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.http.host, self.config.http.port)
+        await site.start()
+        self._http = runner
+        self.http_port = runner.addresses[0][1]
+
+    # -- appends ---------------------------------------------------------------------------------------
+
+    def _grew(self, device_id: bytes, state: ChainState) -> None:
+        """Store listener (writer thread): wake the observers of that log's head on the event loop."""
+        loop, logs = self._loop, self.logs_resource
+        if loop is not None and logs is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(logs.notify, device_id)
+
+    async def _append(self, kind: str, body: dict[str, Any]) -> Record:
+        if self._closing or self.commit is None:
+            raise ShuttingDown("the daemon is shutting down; nothing new is accepted")
+        return await self.commit.append(kind, body)
+
+    async def _append_tap(self, kind: str, body: dict[str, Any]) -> Record:
+        if self.commit is None:
+            raise ShuttingDown("the daemon is not running")
+        return await self.commit.append(kind, body)
+
+    async def submit(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Submitted]:
+        """CoAP submissions: one commit for the request; identical ones within the window fold."""
+        if self._closing or self.commit is None:
+            raise ShuttingDown("the daemon is shutting down; nothing new is accepted")
+        now = time.monotonic()
+        window = self.config.limits.duplicate_window_s
+        self._forget(now, window)
+        digests = [hashlib.sha256(cbor2.dumps(canonical([k, b]))).digest() for k, b in items]
+        answers: list[Submitted | None] = [None] * len(items)
+        waits: list[tuple[int, asyncio.Future[Submitted]]] = []
+        fresh: list[int] = []
+        for i, digest in enumerate(digests):
+            seen = self._recent.get(digest) if window else None
+            if seen is not None:
+                answers[i] = Submitted(id=seen[1].id, seq=seen[1].seq, duplicate=True)
+            elif digest in self._inflight:
+                waits.append((i, self._inflight[digest]))
+            else:
+                fresh.append(i)
+                if window:
+                    self._inflight[digest] = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        try:
+            records = await self.commit.append_many([(items[i][0], items[i][1], False) for i in fresh]) \
+                if fresh else []
+        except BaseException as exc:
+            for i in fresh:
+                fut = self._inflight.pop(digests[i], None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
+                    fut.exception()  # retrieved here, so an unwaited one is not reported as lost
+            self.counters.error(getattr(exc, "code", "INTERNAL"))
+            raise
+        self.counters.records["coap"] += len(records)
+        if records:
+            self.counters.ack_latency.observe(time.perf_counter() - started)
+        for i, record in zip(fresh, records, strict=True):
+            answer = Submitted(id=record.id, seq=record.seq)
+            answers[i] = answer
+            fut = self._inflight.pop(digests[i], None)
+            if fut is not None:
+                fut.set_result(answer)
+                self._recent[digests[i]] = (now, answer)
+        for i, fut in waits:
+            first = await fut
+            answers[i] = Submitted(id=first.id, seq=first.seq, duplicate=True)
+        folded = len(items) - len(fresh)
+        self.counters.duplicates += folded
+        return [a for a in answers if a is not None]
+
+    def _forget(self, now: float, window: int) -> None:
+        if len(self._recent) > 4096 or (self._recent and len(self._recent) % 64 == 0):
+            for digest in [d for d, (t, _) in self._recent.items() if now - t >= window]:
+                del self._recent[digest]
+        if len(self._recent) > 65536:
+            self._recent.clear()
+
+    # -- the Backend the CoAP resources read -------------------------------------------------------
+
+    def own_device(self) -> bytes | None:
+        return self.key.device_id if self.key else None
+
+    def state(self, device_id: bytes) -> ChainState | None:
+        assert self.store is not None
+        return self.store.state(device_id)
+
+    def logs(self) -> list[dict[str, Any]]:
+        assert self.store is not None
+        return [info.to_cbor_map() for info in self.store.logs()]
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        assert self.store is not None
+        return self.store.log_range(device_id, start, end)
+
+    def status(self) -> dict[str, Any]:
+        assert self.store is not None and self.key is not None and self.commit is not None
+        own = self.store.state(self.key.device_id)
+        usage = self.store.usage()
+        return {
+            "device": self.key.device_id.hex(), "site": self.config.site, "name": self.config.name,
+            "role": self.config.checkpoint.role, "boot": self.boot, "layout": LAYOUT_VERSION,
+            "uptime_s": int(time.monotonic() - self.counters.started),
+            "own": {"length": own.length if own else 0, "head": own.head.hex() if own else ""},
+            "logs": len(self.store.heads()), "forked": sorted(d.hex() for d in self.store.blocked()),
+            "store": usage, "pending": self.commit.pending, "commit": dict(self.commit.stats),
+            "last_error": self.commit.last_error, "records": dict(self.counters.records),
+            "errors": dict(self.counters.errors), "duplicates": self.counters.duplicates,
+            "taps": dict(getattr(self.tap.machine, "stats", {})) if self.tap else {},
+            "observers": self.logs_resource.observer_count if self.logs_resource else 0,
+            "restarts": dict(self.counters.restarts), "rss_bytes": resident_bytes(),
+            "coap_port": self.coap_port, "closing": self._closing,
+        }
+
+    def metrics_text(self) -> str:
+        assert self.store is not None and self.commit is not None and self.key is not None
+        usage = self.store.usage()
+        own = self.store.state(self.key.device_id)
+        return prometheus(self.counters, {
+            "log_length": own.length if own else 0, "logs": len(self.store.heads()),
+            "forked_logs": len(self.store.blocked()), "pending": self.commit.pending,
+            "commits": self.commit.stats["commits"], "store_used_bytes": usage["used_bytes"],
+            "store_map_bytes": usage["map_size"], "resident_bytes": resident_bytes(),
+            "coap_observers": self.logs_resource.observer_count if self.logs_resource else 0,
+            "boot": self.boot, "uptime_seconds": int(time.monotonic() - self.counters.started),
+        })
+
+    def metrics(self) -> str:  # the name the CoAP Backend protocol uses
+        return self.metrics_text()
+
+
+async def serve(config: EdgeConfig) -> int:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    daemon = EdgeDaemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.start()
+    except EdgeError:
+        await daemon.close()
+        raise
+    await stop.wait()
+    log.info("signal received: shutting down")
+    await daemon.close()
+    return 0
+
+
+def run(config: EdgeConfig) -> int:
+    setup_logging(config.log.level, config.log.format)
+    return asyncio.run(serve(config))

@@ -1,0 +1,83 @@
+"""Typed errors of the edge daemon, each with a stable code that CoAP diagnostics, logs and exit codes use."""
+
+from __future__ import annotations
+
+
+class EdgeError(Exception):
+    """Base of every error the edge raises on purpose. `code` is stable; `hint` says what to do."""
+
+    code = "EDGE_ERROR"
+    exit_code = 30
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"code": self.code, "message": self.message}
+        if self.hint is not None:
+            out["hint"] = self.hint
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" + (f" ({self.hint})" if self.hint else "")
+
+
+class ConfigError(EdgeError):
+    code = "CONFIG"
+    exit_code = 31
+
+
+class KeyFileError(EdgeError):
+    """The device key file is missing, unreadable, malformed or readable by others."""
+
+    code = "KEY_FILE"
+    exit_code = 32
+
+
+class StoreError(EdgeError):
+    code = "STORE_ERROR"
+    exit_code = 33
+
+
+class StoreLayoutError(StoreError):
+    """The data directory was written by a layout this release does not know."""
+
+    code = "STORE_LAYOUT"
+    exit_code = 34
+
+
+class StoreFull(StoreError):
+    """LMDB's map is full. Nothing was written by the failed commit; what was acknowledged stays."""
+
+    code = "STORE_FULL"
+    exit_code = 35
+
+
+class StoreBusy(StoreError):
+    """Too many appends are waiting for their commit: back-pressure, try again shortly."""
+
+    code = "BUSY"
+    exit_code = 36
+
+
+class StaleHead(StoreError):
+    """Own records were built on a head that is no longer the stored one (records of this device
+    arrived from a peer meanwhile); the writer rebuilds on the stored head and signs again."""
+
+    code = "STALE_HEAD"
+
+
+class DeviceBlocked(StoreError):
+    """A device whose log forked: nothing more of it is stored until an operator acts."""
+
+    code = "DEVICE_BLOCKED"
+    exit_code = 37
+
+
+class WrongDevice(StoreError):
+    """The data directory belongs to another device key than the one loaded."""
+
+    code = "WRONG_DEVICE"
+    exit_code = 38

@@ -1,0 +1,265 @@
+"""The daemon's inputs: NFC taps through the firmware tap state machine, and sensor readings, each stored
+before it is acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ledger import LedgerError, Record
+
+from .config import CheckpointConfig, SensorConfig
+from .metrics import Metrics
+
+log = logging.getLogger("jejak.edge.tap")
+
+Append = Callable[[str, dict[str, Any]], Awaitable[Record]]
+
+try:
+    from firmware import actions as fw_actions
+    from firmware import tap as fw_tap
+
+    HAVE_FIRMWARE = True
+except ImportError:  # pragma: no cover - the edge still runs on a plain simulated input
+    fw_actions = fw_tap = None
+    HAVE_FIRMWARE = False
+
+
+class _PlainAction:
+    __slots__ = ("body", "kind", "ref", "tags")
+
+    def __init__(self, kind: str, body: dict[str, Any], ref: int, tags: tuple[str, ...]) -> None:
+        self.kind, self.body, self.ref, self.tags = kind, body, ref, tags
+
+
+class _PlainFeedback:
+    __slots__ = ("count", "reason", "ref", "status", "uid")
+
+    def __init__(self, status: str, reason: str, uid: str | None = None, count: int = 0,
+                 ref: int | None = None) -> None:
+        self.status, self.reason, self.uid, self.count, self.ref = status, reason, uid, count, ref
+
+
+class PlainTapMachine:
+    """The smallest tap machine: every tag is a container, one record per tap, repeats within the window
+    fold. Used only when the firmware package is not available."""
+
+    def __init__(self, site: str, checkpoint: CheckpointConfig) -> None:
+        self.site = site
+        self.role = checkpoint.role
+        self.event = {"kitchen": "packed", "kitchen_exit": "departed", "school_gate": "arrived",
+                      "return": "returned", "market_stall": "received"}[checkpoint.role]
+        self.window_ms = checkpoint.dup_window_s * 1000
+        self._seen: dict[str, int] = {}
+        self._pending: dict[int, str] = {}
+        self._ref = 0
+        self.stats = {"taps": 0, "accepted": 0, "duplicate": 0, "refused": 0, "errors": 0}
+
+    def tap(self, uid: str, now_ms: int, wall_s: int | None = None) -> list[Any]:
+        self.stats["taps"] += 1
+        norm = "".join(ch for ch in uid.lower() if ch not in ":- ")
+        if not norm or any(ch not in "0123456789abcdef" for ch in norm) or len(norm) % 2 or len(norm) < 4:
+            self.stats["refused"] += 1
+            return [_PlainFeedback("refused", "bad_uid", None)]
+        seen = self._seen.get(norm)
+        if seen is not None and now_ms - seen < self.window_ms:
+            self.stats["duplicate"] += 1
+            return [_PlainFeedback("duplicate", "within_window", norm)]
+        self._seen[norm] = now_ms
+        self._ref += 1
+        self._pending[self._ref] = norm
+        body = {"event": self.event, "site": self.site, "checkpoint": self.role, "tags": [norm], "source": "nfc"}
+        return [_PlainAction("scan", body, self._ref, (norm,))]
+
+    def tick(self, now_ms: int) -> list[Any]:
+        for uid in [u for u, t in self._seen.items() if now_ms - t >= self.window_ms]:
+            del self._seen[uid]
+        return []
+
+    def confirm(self, ref: int) -> list[Any]:
+        uid = self._pending.pop(ref, None)
+        if uid is None:
+            return []
+        self.stats["accepted"] += 1
+        return [_PlainFeedback("accepted", "recorded", uid, 1, ref)]
+
+    def fail(self, ref: int, reason: str = "store_failed") -> list[Any]:
+        uid = self._pending.pop(ref, None)
+        if uid is None:
+            return []
+        self._seen.pop(uid, None)
+        self.stats["errors"] += 1
+        return [_PlainFeedback("error", reason, uid, 1, ref)]
+
+    def note_temperature(self, temp_cc: int, now_ms: int) -> None:
+        pass
+
+    def close(self, now_ms: int, reason: str = "shutdown") -> list[Any]:
+        return []
+
+
+def make_machine(site: str, checkpoint: CheckpointConfig) -> Any:
+    """The firmware's tap state machine for this checkpoint (or the plain one without firmware)."""
+    if not HAVE_FIRMWARE:
+        return PlainTapMachine(site, checkpoint)
+    config = fw_tap.TapConfig(
+        site, checkpoint.role, event=checkpoint.event, school=checkpoint.school, parent=checkpoint.parent,
+        staff=checkpoint.staff, staff_prefixes=checkpoint.staff_prefixes,
+        parent_prefixes=checkpoint.parent_prefixes, container_prefixes=checkpoint.container_prefixes,
+        dup_window_ms=checkpoint.dup_window_s * 1000, session_timeout_ms=checkpoint.session_timeout_s * 1000,
+        batch_linger_ms=checkpoint.batch_linger_ms, portions_per_tag=checkpoint.portions_per_tag)
+    return fw_tap.TapMachine(config)
+
+
+def _is_record(action: Any) -> bool:
+    if HAVE_FIRMWARE and isinstance(action, fw_actions.Record):
+        return True
+    return isinstance(action, _PlainAction)
+
+
+class TapInput:
+    """Feeds taps to the tap machine; stores each record it asks for, then shows the machine's feedback.
+
+    Feedback "accepted" is shown (and logged) only after the record's commit returned: that line in the
+    log is the acknowledgement, as the beep is at a real reader.
+    """
+
+    def __init__(self, machine: Any, append: Append, metrics: Metrics, *,
+                 ticks_ms: Callable[[], int] | None = None, wall: Callable[[], int] | None = None,
+                 indicator: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.machine = machine
+        self._append = append
+        self.metrics = metrics
+        self._ticks_ms = ticks_ms or (lambda: int(time.monotonic() * 1000))
+        self._wall = wall or (lambda: int(time.time()))
+        self._indicator = indicator or self._log_feedback
+        self._lock = asyncio.Lock()  # the machine is not reentrant; taps arrive from the reader and CoAP
+
+    @staticmethod
+    def _log_feedback(fb: dict[str, Any]) -> None:
+        log.info("feedback", extra={"fields": {"feedback": fb}})
+
+    async def tap(self, uid: str) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        async with self._lock:
+            actions = self.machine.tap(uid, self._ticks_ms(), self._wall())
+            return await self._handle(actions, started)
+
+    async def tick(self) -> list[dict[str, Any]]:
+        async with self._lock:
+            return await self._handle(self.machine.tick(self._ticks_ms()), time.perf_counter())
+
+    async def close(self) -> list[dict[str, Any]]:
+        async with self._lock:
+            return await self._handle(self.machine.close(self._ticks_ms()), time.perf_counter())
+
+    def note_temperature(self, temp_cc: int) -> None:
+        self.machine.note_temperature(temp_cc, self._ticks_ms())
+
+    async def _handle(self, actions: list[Any], started: float) -> list[dict[str, Any]]:
+        shown: list[dict[str, Any]] = []
+        for action in actions:
+            if _is_record(action):
+                try:
+                    record = await self._append(action.kind, action.body)
+                except (LedgerError, Exception) as exc:
+                    code = getattr(exc, "code", "INTERNAL")
+                    self.metrics.error(code)
+                    log.warning("tap record not stored: %s", exc)
+                    for fb in self.machine.fail(action.ref, code.lower()):
+                        shown.append(self._show(fb))
+                    continue
+                self.metrics.records["nfc"] += 1
+                self.metrics.ack_latency.observe(time.perf_counter() - started)
+                for fb in self.machine.confirm(action.ref):
+                    shown.append(self._show(fb, record))
+            else:
+                shown.append(self._show(action))
+        return shown
+
+    def _show(self, fb: Any, record: Record | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": fb.status, "reason": fb.reason}
+        if fb.uid is not None:
+            out["uid"] = fb.uid
+        if fb.count:
+            out["count"] = fb.count
+        if record is not None:
+            out["id"] = record.id.hex()
+            out["seq"] = record.seq
+        self.metrics.feedback[fb.status] += 1
+        if fb.status == "duplicate":
+            self.metrics.duplicates += 1
+        self._indicator(out)
+        return out
+
+
+class SimReader:
+    """A simulated NFC reader: a staff card, then container tags, deterministic from a seed."""
+
+    def __init__(self, *, seed: int, staff: str, containers: int) -> None:
+        self._rng = random.Random(seed)
+        self.staff = staff
+        self._uids = [f"04{self._rng.getrandbits(48):012x}" for _ in range(containers)]
+        self._started = False
+
+    def next_uid(self) -> str:
+        if not self._started:
+            self._started = True
+            return self.staff
+        return self._rng.choice(self._uids)
+
+
+async def run_sim_reader(tap: TapInput, reader: SimReader, interval_ms: int) -> None:
+    while True:
+        await tap.tap(reader.next_uid())
+        await asyncio.sleep(interval_ms / 1000)
+
+
+async def run_ticker(tap: TapInput, every_s: float = 0.25) -> None:
+    """Time passes for the tap machine: sessions time out, batches are written."""
+    while True:
+        await asyncio.sleep(every_s)
+        await tap.tick()
+
+
+class SimSensor:
+    """A simulated sensor with a slow random walk, deterministic from its name and a seed."""
+
+    def __init__(self, config: SensorConfig, seed: int) -> None:
+        self.config = config
+        self._rng = random.Random(f"{seed}:{config.name}")
+        self._temp = 6500 if config.kind == "probe" else 2900  # hot food held at 65 °C; a market at 29 °C
+        self._rh = 7000
+
+    def read(self) -> dict[str, int]:
+        rng = self._rng
+        self._temp += rng.randint(-40, 40)
+        self._rh = min(10000, max(0, self._rh + rng.randint(-100, 100)))
+        if self.config.kind == "probe":
+            return {"temp_cc": self._temp}
+        if self.config.kind == "climate":
+            return {"temp_cc": self._temp, "rh_cp": self._rh}
+        return {"crowd": rng.randint(0, 60)}
+
+
+async def run_sensor(sensor: SimSensor, site: str, append: Append, metrics: Metrics,
+                     tap: TapInput | None) -> None:
+    """Sample on the sensor's interval; each sample becomes a stored "reading" record."""
+    while True:
+        await asyncio.sleep(sensor.config.interval_s)
+        values = sensor.read()
+        started = time.perf_counter()
+        try:
+            await append("reading", {"site": site, "sensor": sensor.config.name, **values})
+        except Exception as exc:
+            metrics.error(getattr(exc, "code", "INTERNAL"))
+            log.warning("reading not stored: %s", exc)
+            continue
+        metrics.records["sensor"] += 1
+        metrics.ack_latency.observe(time.perf_counter() - started)
+        if tap is not None and "temp_cc" in values and sensor.config.kind == "probe":
+            tap.note_temperature(values["temp_cc"])

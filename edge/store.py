@@ -1,0 +1,552 @@
+"""The edge's durable log store: its own log and verified replicas of peers' logs, in LMDB, with group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import lmdb
+
+from ledger import (
+    ChainBuilder,
+    ChainState,
+    ForkEvidence,
+    LedgerError,
+    MalformedRecord,
+    Record,
+    Signer,
+    decode_record,
+    link,
+    validate_body,
+)
+from ledger.sync import Head
+
+from .errors import DeviceBlocked, StaleHead, StoreBusy, StoreError, StoreFull, StoreLayoutError, WrongDevice
+
+log = logging.getLogger("jejak.edge.store")
+
+LAYOUT_VERSION = 1
+_U64 = struct.Struct(">Q")
+_DBS = ("meta", "records", "ids", "heads", "keys", "forks", "cursors")
+
+
+def _seq_key(device_id: bytes, seq: int) -> bytes:
+    return device_id + _U64.pack(seq)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogInfo:
+    """One log the store holds, as the read API lists it."""
+
+    device_id: bytes
+    length: int
+    head: bytes
+    time: int
+    boot: int
+    own: bool
+    forked: bool
+
+    def to_cbor_map(self) -> dict[str, Any]:
+        return {"device": self.device_id, "length": self.length, "head": self.head, "time": self.time,
+                "boot": self.boot, "own": self.own, "forked": self.forked}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Received:
+    """What `receive` made of records offered for a peer's log."""
+
+    accepted: int
+    duplicates: int
+    length: int
+    problem: str | None = None
+    fork: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "length": self.length,
+                "problem": self.problem, "fork": self.fork}
+
+
+class LogStore(Protocol):
+    """What the edge needs from storage. Writes are synchronous and durable when they return.
+
+    It is also a `coap_server.sync.LogHolder` (heads, log_range, receive), so sync resources can serve it.
+    """
+
+    def own_device(self) -> bytes | None: ...
+    def claim(self, device_id: bytes) -> None: ...
+    def state(self, device_id: bytes) -> ChainState | None: ...
+    def heads(self) -> list[Head]: ...
+    def logs(self) -> list[LogInfo]: ...
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
+    def get(self, device_id: bytes, seq: int) -> bytes | None: ...
+    def locate(self, record_id: bytes) -> tuple[bytes, int] | None: ...
+    def append_own(self, records: Sequence[Record]) -> ChainState: ...
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]: ...
+    def forks(self) -> list[ForkEvidence]: ...
+    def blocked(self) -> frozenset[bytes]: ...
+    def cursor(self, peer: str, device_id: bytes) -> int: ...
+    def set_cursor(self, peer: str, device_id: bytes, seq: int) -> None: ...
+    def usage(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
+
+
+Listener = Callable[[bytes, ChainState], None]
+
+
+class LmdbLogStore:
+    """LogStore on one LMDB environment: fsync'd commits, one writer at a time, readers never blocked.
+
+    Every write is one LMDB transaction: it commits whole or not at all, so a kill or a full map can
+    never leave half a batch or a head that disagrees with the records.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 30, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if not readonly:
+            self.path.mkdir(parents=True, exist_ok=True)
+        elif not (self.path / "data.mdb").exists():
+            raise StoreError(f"no store at {self.path}: expected {self.path / 'data.mdb'}",
+                             hint="start the daemon once, or point --config at the right data dir")
+        self.map_size = map_size
+        self._readonly = readonly
+        self._env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS) + 1, subdir=True,
+                              sync=True, metasync=True, writemap=False, readahead=False, readonly=readonly,
+                              lock=True)
+        if readonly:
+            self._db = {n: self._env.open_db(n.encode(), create=False) for n in _DBS}
+        else:
+            self._db = {n: self._env.open_db(n.encode()) for n in _DBS}
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+        self._blocked: set[bytes] = set()
+        with self._env.begin(write=not readonly) as txn:
+            version = txn.get(b"layout", db=self._db["meta"])
+            if version is None and not readonly:
+                txn.put(b"layout", str(LAYOUT_VERSION).encode(), db=self._db["meta"])
+            elif version is not None and version != str(LAYOUT_VERSION).encode():
+                self._env.close()
+                raise StoreLayoutError(
+                    f"store at {self.path} has layout {version.decode(errors='replace')!r}; this release "
+                    f"reads layout {LAYOUT_VERSION!r} only",
+                    hint="run the release that wrote it, or migrate the data dir; nothing was changed")
+            own = txn.get(b"own", db=self._db["meta"])
+            self._own = bytes(own) if own else None
+            for key, _ in txn.cursor(db=self._db["forks"]):
+                self._blocked.add(bytes(key[:16]))
+
+    # -- identity ------------------------------------------------------------------------------------
+
+    def own_device(self) -> bytes | None:
+        return self._own
+
+    def claim(self, device_id: bytes) -> None:
+        """Bind the store to this device's key; a data dir never silently changes owner."""
+        if self._own is not None:
+            if self._own != device_id:
+                raise WrongDevice(f"data dir {self.path} belongs to device {self._own.hex()}, the key loaded is "
+                                  f"device {device_id.hex()}",
+                                  hint="use that device's key file, or another data dir for a new device")
+            return
+        with self._write() as txn:
+            txn.put(b"own", device_id, db=self._db["meta"])
+        self._own = device_id
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(device_id, new_state)` after each commit that extends a log (from the writer's
+        thread)."""
+        self._listeners.append(listener)
+
+    # -- reads ---------------------------------------------------------------------------------------
+
+    def state(self, device_id: bytes) -> ChainState | None:
+        with self._env.begin() as txn:
+            data = txn.get(device_id, db=self._db["heads"])
+        return ChainState.from_cbor(bytes(data)) if data else None
+
+    def _states(self) -> Iterator[ChainState]:
+        with self._env.begin() as txn:
+            for _, value in txn.cursor(db=self._db["heads"]):
+                yield ChainState.from_cbor(bytes(value))
+
+    def heads(self) -> list[Head]:
+        return [Head.of(s) for s in self._states()]
+
+    def logs(self) -> list[LogInfo]:
+        blocked = self.blocked()
+        return [LogInfo(device_id=s.device_id, length=s.length, head=s.head, time=s.time, boot=s.boot,
+                        own=s.device_id == self._own, forked=s.device_id in blocked) for s in self._states()]
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        if len(device_id) != 16 or start < 0 or end <= start:
+            return []
+        out: list[bytes] = []
+        last = _seq_key(device_id, end)
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["records"])
+            if not cur.set_key(_seq_key(device_id, start)):
+                return out
+            for key, value in cur:
+                if key >= last:
+                    break
+                out.append(bytes(value))
+        return out
+
+    def get(self, device_id: bytes, seq: int) -> bytes | None:
+        with self._env.begin() as txn:
+            data = txn.get(_seq_key(device_id, seq), db=self._db["records"])
+        return bytes(data) if data is not None else None
+
+    def locate(self, record_id: bytes) -> tuple[bytes, int] | None:
+        with self._env.begin() as txn:
+            data = txn.get(record_id, db=self._db["ids"])
+        if data is None:
+            return None
+        return bytes(data[:16]), _U64.unpack(data[16:24])[0]
+
+    def forks(self) -> list[ForkEvidence]:
+        with self._env.begin() as txn:
+            return [ForkEvidence.from_cbor(bytes(v)) for _, v in txn.cursor(db=self._db["forks"])]
+
+    def blocked(self) -> frozenset[bytes]:
+        return frozenset(self._blocked)
+
+    def cursor(self, peer: str, device_id: bytes) -> int:
+        """How far the sync with `peer` has confirmed `device_id`'s log (0 when never)."""
+        with self._env.begin() as txn:
+            data = txn.get(peer.encode() + b"\x00" + device_id, db=self._db["cursors"])
+        return _U64.unpack(data)[0] if data else 0
+
+    def set_cursor(self, peer: str, device_id: bytes, seq: int) -> None:
+        with self._write() as txn:
+            txn.put(peer.encode() + b"\x00" + device_id, _U64.pack(seq), db=self._db["cursors"])
+
+    def usage(self) -> dict[str, int]:
+        info = self._env.info()
+        stat = self._env.stat()
+        used = (info["last_pgno"] + 1) * stat["psize"]
+        with self._env.begin() as txn:
+            records = txn.stat(self._db["records"])["entries"]
+        return {"map_size": info["map_size"], "used_bytes": used, "records": records}
+
+    # -- writes --------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[lmdb.Transaction]:
+        if self._readonly:
+            raise StoreError("store opened read-only")
+        with self._lock:
+            txn = self._env.begin(write=True)
+            try:
+                yield txn
+                txn.commit()
+            except lmdb.MapFullError:
+                txn.abort()
+                raise StoreFull(f"the store's map of {self.map_size} bytes is full at {self.path}; nothing of "
+                                "this write was stored",
+                                hint="raise limits.map_size in the config and restart; acknowledged records "
+                                     "are safe") from None
+            except BaseException:
+                txn.abort()
+                raise
+
+    def _put(self, txn: lmdb.Transaction, record: Record) -> None:
+        where = _seq_key(record.device_id, record.seq)
+        txn.put(where, record.raw, db=self._db["records"], overwrite=False)
+        txn.put(record.id, where, db=self._db["ids"])
+        if record.kind == "key" and record.body is not None:
+            txn.put(where, record.body["pubkey"], db=self._db["keys"])
+
+    def append_own(self, records: Sequence[Record]) -> ChainState:
+        """Store records this device signed, in one durable commit. They must extend the stored head."""
+        if not records:
+            raise StoreError("append_own: nothing to append")
+        device_id = records[0].device_id
+        if self._own is not None and device_id != self._own:
+            raise WrongDevice(f"append_own: records of device {device_id.hex()}, this store is "
+                              f"{self._own.hex()}")
+        with self._write() as txn:
+            data = txn.get(device_id, db=self._db["heads"])
+            state = ChainState.from_cbor(bytes(data)) if data else ChainState.empty(device_id)
+            first = records[0]
+            if first.seq != state.length or first.prev != state.head:
+                raise StaleHead(f"own records start at seq {first.seq}; the stored log has length "
+                                f"{state.length}")
+            for record in records:
+                # Our own records are checked for linkage only: the signer that made them is ours.
+                state, _ = link(state, record)
+                self._put(txn, record)
+            txn.put(device_id, state.to_cbor(), db=self._db["heads"])
+        self._notify(device_id, state)
+        return state
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        """Verify and store records offered for `device_id`'s log (sync's LogHolder contract)."""
+        return self.receive_records(device_id, raws).to_json()
+
+    def receive_records(self, device_id: bytes, raws: Sequence[bytes]) -> Received:
+        """Verify offered records against the stored log and keep the good prefix, durably.
+
+        A record we hold (same id) is a duplicate: resending is always safe. A validly signed record at a
+        seq we hold with another id is a fork: both are kept as evidence and the device is blocked.
+        """
+        if len(device_id) != 16:
+            raise MalformedRecord(f"device id: expected 16 bytes, got {len(device_id)}")
+        if device_id in self._blocked:
+            raise DeviceBlocked(f"device {device_id.hex()} forked; its log is frozen",
+                                hint="an operator must look at the fork evidence")
+        accepted = duplicates = 0
+        problem: str | None = None
+        fork: ForkEvidence | None = None
+        with self._write() as txn:
+            data = txn.get(device_id, db=self._db["heads"])
+            start_state = ChainState.from_cbor(bytes(data)) if data else ChainState.empty(device_id)
+            state = start_state
+            for raw in raws:
+                try:
+                    record = decode_record(raw)
+                    if record.device_id != device_id:
+                        raise MalformedRecord(f"record of device {record.device} offered as device "
+                                              f"{device_id.hex()}", where=record.where)
+                    if record.seq < state.length:
+                        held = txn.get(_seq_key(device_id, record.seq), db=self._db["records"])
+                        if held is not None and hashlib.sha256(held).digest() == record.id:
+                            duplicates += 1
+                            continue
+                        # Only a validly signed second record is evidence; anything else is just bad input.
+                        record.verify_signature(self._key_at(txn, device_id, record))
+                        fork = ForkEvidence(first=decode_record(bytes(held)) if held else record, second=record)
+                        break
+                    state, key = link(state, record)
+                    record.verify_signature(key)
+                except LedgerError as exc:
+                    problem = str(exc)
+                    break
+                self._put(txn, record)
+                accepted += 1
+            if fork is not None:
+                txn.put(_seq_key(device_id, fork.seq), fork.to_cbor(), db=self._db["forks"])
+                problem = str(fork.error())
+            if state != start_state:
+                txn.put(device_id, state.to_cbor(), db=self._db["heads"])
+        if fork is not None:
+            self._blocked.add(device_id)
+            log.warning("fork of device %s at seq %d: log frozen", device_id.hex(), fork.seq)
+        if accepted:
+            self._notify(device_id, state)
+        return Received(accepted=accepted, duplicates=duplicates, length=state.length, problem=problem,
+                        fork=fork is not None)
+
+    def _key_at(self, txn: lmdb.Transaction, device_id: bytes, record: Record) -> bytes:
+        """The key that signs `record`: named by the last key record before it (genesis names itself)."""
+        if record.seq == 0:
+            if record.body is None or record.kind != "key":
+                raise MalformedRecord("genesis must be a key record", where=record.where)
+            return bytes(record.body["pubkey"])
+        cur = txn.cursor(db=self._db["keys"])
+        found = cur.prev() if cur.set_range(_seq_key(device_id, record.seq)) else cur.last()
+        if not found or cur.key()[:16] != device_id:
+            raise MalformedRecord("no key known for this device", where=record.where)
+        return bytes(cur.value())
+
+    def _notify(self, device_id: bytes, state: ChainState) -> None:
+        for listener in self._listeners:
+            try:
+                listener(device_id, state)
+            except Exception:
+                log.exception("store listener failed")
+
+    def close(self) -> None:
+        with self._lock:
+            self._env.close()
+
+
+@dataclass(slots=True)
+class _Job:
+    items: list[tuple[str, dict[str, Any], bool]]
+    future: asyncio.Future[list[Record]]
+    queued: float
+
+
+class GroupCommit:
+    """The asyncio front of the own log: many appends, one signed batch, one fsync'd commit.
+
+    Callers `await append(...)` and get their Record only after the commit that holds it is durable. While
+    one commit runs in the writer thread the next batch gathers, so the commit rate follows the load.
+    """
+
+    def __init__(self, store: LmdbLogStore, signer: Signer, *, clock: Callable[[], int], boot: int,
+                 max_batch: int = 4096, max_pending: int = 20000) -> None:
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._boot = boot
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self._jobs: list[_Job] = []
+        self._pending = 0
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jejak-commit")
+        self._builder: ChainBuilder | None = None
+        self._closing = False
+        self.stats = {"records": 0, "commits": 0, "failed": 0, "refused_busy": 0, "commit_us_total": 0}
+        self.last_error: str | None = None
+
+    @property
+    def device_id(self) -> bytes:
+        from ledger import device_id_for
+
+        return device_id_for(self._signer.public_key)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def start(self) -> ChainState:
+        """Write genesis if the log is new; then accept appends. Returns the own log's state."""
+        loop = asyncio.get_running_loop()
+        state = await loop.run_in_executor(self._executor, self._ensure_genesis)
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="group-commit")
+        return state
+
+    def _ensure_genesis(self) -> ChainState:
+        device_id = self.device_id
+        self._store.claim(device_id)
+        state = self._store.state(device_id)
+        if state is None or state.length == 0:
+            builder = ChainBuilder(self._signer, clock=self._clock, boot=self._boot)
+            state = self._store.append_own([builder.genesis()])
+        self._builder = ChainBuilder(self._signer, clock=self._clock, boot=max(self._boot, state.boot),
+                                     state=state)
+        return state
+
+    async def append(self, kind: str, body: dict[str, Any], *, detach: bool = False) -> Record:
+        return (await self.append_many([(kind, body, detach)]))[0]
+
+    async def append_many(self, items: Sequence[tuple[str, dict[str, Any], bool]]) -> list[Record]:
+        """Append items as consecutive records of one commit; all are stored or none is."""
+        if self._task is None or self._wake is None or self._closing:
+            raise StoreError("the log writer is not running", hint="start() it first; it stops at close()")
+        if not items:
+            return []
+        for kind, body, _ in items:
+            if kind == "key":
+                raise MalformedRecord("key records are made by the device itself, not submitted")
+            validate_body(kind, body)  # refuse bad input here, before it can take a batch down with it
+        if self._pending + len(items) > self.max_pending:
+            self.stats["refused_busy"] += 1
+            raise StoreBusy(f"{self._pending} records are waiting for their commit; the limit is "
+                            f"{self.max_pending}", hint="retry in a moment")
+        future: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
+        self._jobs.append(_Job(items=list(items), future=future, queued=time.perf_counter()))
+        self._pending += len(items)
+        self._wake.set()
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._jobs:
+                batch: list[_Job] = []
+                count = 0
+                while self._jobs and (not batch or count + len(self._jobs[0].items) <= self.max_batch):
+                    job = self._jobs.pop(0)
+                    batch.append(job)
+                    count += len(job.items)
+                try:
+                    results = await loop.run_in_executor(self._executor, self._commit, batch)
+                except BaseException as exc:  # the thread could not even run: fail the batch, keep going
+                    results = [exc] * len(batch)
+                    if isinstance(exc, asyncio.CancelledError):
+                        raise
+                finally:
+                    self._pending -= count
+                for job, result in zip(batch, results, strict=True):
+                    if job.future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        job.future.set_exception(result)
+                    else:
+                        job.future.set_result(result)
+
+    def _commit(self, batch: list[_Job]) -> list[list[Record] | BaseException]:
+        """Sign every job of the batch on the stored head and commit them together (writer thread)."""
+        started = time.perf_counter()
+        for _attempt in range(3):
+            builder = self._builder
+            assert builder is not None
+            stored = self._store.state(builder.device_id)
+            if stored is not None and stored != builder.state:
+                builder = self._rebuild(stored)
+            base = builder.state
+            results: list[list[Record] | BaseException] = []
+            records: list[Record] = []
+            for job in batch:
+                before = builder.state
+                try:
+                    made = [builder.append(kind, body, detach=detach) for kind, body, detach in job.items]
+                except (LedgerError, ValueError, TypeError) as exc:
+                    builder = self._rebuild(before)  # drop what this job signed; the others stand
+                    results.append(exc if isinstance(exc, LedgerError) else MalformedRecord(str(exc)))
+                    continue
+                records.extend(made)
+                results.append(made)
+            if not records:
+                return results
+            try:
+                self._store.append_own(records)
+            except StaleHead:
+                self._rebuild(self._store.state(builder.device_id) or base)
+                continue
+            except StoreError as exc:
+                self._rebuild(base)
+                self.stats["failed"] += len(records)
+                self.last_error = str(exc)
+                return [exc if not isinstance(r, BaseException) else r for r in results]
+            except Exception as exc:
+                self._rebuild(base)
+                self.stats["failed"] += len(records)
+                self.last_error = repr(exc)
+                log.exception("commit failed")
+                wrapped = StoreError(f"commit failed: {exc!r}")
+                return [wrapped if not isinstance(r, BaseException) else r for r in results]
+            self.stats["records"] += len(records)
+            self.stats["commits"] += 1
+            self.stats["commit_us_total"] += int((time.perf_counter() - started) * 1e6)
+            self.last_error = None
+            return results
+        err = StoreError("own log keeps changing under the writer; giving up on this batch")
+        return [err] * len(batch)
+
+    def _rebuild(self, state: ChainState) -> ChainBuilder:
+        self._builder = ChainBuilder(self._signer, clock=self._clock, boot=max(self._boot, state.boot),
+                                     state=state)
+        return self._builder
+
+    async def close(self) -> None:
+        """Finish every append already queued (they are durable and answered), then stop."""
+        self._closing = True
+        if self._task is not None and self._wake is not None:
+            while self._jobs or self._pending:
+                self._wake.set()
+                await asyncio.sleep(0.005)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._executor.shutdown(wait=True)
