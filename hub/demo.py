@@ -227,7 +227,7 @@ class Demo:
         self.day_done = False
 
     def status(self) -> dict[str, Any]:
-        return {"date": self.date, "sim_time": self.clock(), "day_done": self.day_done, "pushed": self.pushed,
+        return {"date": self.date, "sim_time": self.clock(), "coap": self.running.coap_url, "day_done": self.day_done, "pushed": self.pushed,
                 "devices": len(self.devices), "remaining": sum(len(d.taps) for d in self.devices.values()),
                 "problems": self.problems[-20:]}
 

@@ -1,0 +1,97 @@
+"""Start a demo hub in its own process and a headless Chromium driven by Selenium, for the dashboard tests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DemoProcess:
+    """`python -m hub.demo` on a free port, waited on until its simulated day is done."""
+
+    def __init__(self, data_dir: Path, *, speed: float = 20000, duration: float = 300) -> None:
+        self.port = free_tcp_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.demo", "--port", str(self.port), "--data-dir", str(data_dir),
+             "--speed", str(speed), "--duration", str(duration)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def wait_day_done(self, timeout: float = 40) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"demo exited with {self.proc.returncode}: {self.proc.stdout.read() if self.proc.stdout else ''}")
+            try:
+                last = self.get("/api/demo")
+                if last["day_done"]:
+                    return last  # type: ignore[no-any-return]
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"demo day not done after {timeout} s; last status {last}")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+def browser(width: int = 1400, height: int = 1000) -> tuple[webdriver.Chrome, Callable[[], None]]:
+    """A fresh headless Chromium with its own profile; returns the driver and its clean-up."""
+    profile = tempfile.mkdtemp(prefix="jejak-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+    def close() -> None:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+    return driver, close
+
+
+def digits(text: str) -> int:
+    only = "".join(ch for ch in text if ch.isdigit())
+    if not only:
+        raise ValueError(f"expected a number, got {text!r}")
+    return int(only)
+
