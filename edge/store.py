@@ -327,12 +327,13 @@ class LmdbLogStore:
                         record.verify_signature(self._key_at(txn, device_id, record))
                         fork = ForkEvidence(first=decode_record(bytes(held)) if held else record, second=record)
                         break
-                    state, key = link(state, record)
+                    nxt, key = link(state, record)
                     record.verify_signature(key)
                 except LedgerError as exc:
                     problem = str(exc)
                     break
                 self._put(txn, record)
+                state = nxt
                 accepted += 1
             if fork is not None:
                 txn.put(_seq_key(device_id, fork.seq), fork.to_cbor(), db=self._db["forks"])

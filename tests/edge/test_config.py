@@ -1,0 +1,58 @@
+"""Configuration: one TOML file into one frozen tree; defaults alone make a laptop daemon; clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edge.config import EdgeConfig, load
+from edge.errors import ConfigError
+
+
+def test_defaults_work_without_a_file():
+    config = load(None)
+    assert config.sim.enabled and config.coap.port == 5683 and config.checkpoint.role == "kitchen_exit"
+    assert config.limits.map_size >= 1 << 20
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.site = "x"  # type: ignore[misc]
+
+
+def test_toml_file_read_into_sections(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text(
+        'site = "sd-negeri-3"\n'
+        f'data_dir = "{tmp_path / "data"}"\n'
+        '[checkpoint]\nrole = "school_gate"\nstaff = ["a1b2c3d4"]\ndup_window_s = 10\n'
+        '[coap]\nhost = "127.0.0.1"\nport = 0\n'
+        '[limits]\nmap_size = 1048576\n'
+        '[[sensors]]\nname = "probe-a"\nkind = "probe"\ninterval_s = 30\n'
+        '[[sensors]]\nname = "room"\nkind = "climate"\n')
+    config = load(path)
+    assert isinstance(config, EdgeConfig)
+    assert config.site == "sd-negeri-3" and config.checkpoint.role == "school_gate"
+    assert config.checkpoint.staff == ("a1b2c3d4",) and config.checkpoint.dup_window_s == 10
+    assert config.coap.port == 0 and config.limits.map_size == 1 << 20
+    assert [s.name for s in config.sensors] == ["probe-a", "room"]
+    assert config.sensors[1].interval_s == 300
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[checkpoint]\nrole = "garage"\n', "checkpoint.role: expected one of"),
+    ('[coap]\nport = 70000\n', "coap.port: expected a port"),
+    ('[limits]\nmap_size = 10\n', "limits.map_size: expected at least"),
+    ('colour = "blue"\n', "unknown key 'colour'"),
+    ('[coap]\nhots = "x"\n', "coap: unknown keys ['hots']"),
+    ('[[sensors]]\nname = "a"\nkind = "sonar"\n', "sensors[a].kind"),
+    ('site = [\n', "not valid TOML"),
+])
+def test_bad_config_says_what_is_wrong(tmp_path, text, message):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load(path)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(tmp_path / "nope.toml")
