@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import uuid
@@ -13,6 +14,7 @@ from ledger.merkle import leaf_hash
 
 from .service import Hub, make_enroll_request
 from .store import LmdbHubStore
+from .verify import ParallelVerifier
 
 
 def _raw_verify_rate(n: int) -> float:
@@ -34,8 +36,10 @@ def _records(n: int, seed: int) -> tuple[Ed25519Signer, list[bytes]]:
     return signer, raws
 
 
-def _ingest_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], chunk: int = 512) -> float:
-    hub = Hub(store, Ed25519Signer.from_seed(b"\x77" * 32), clock=lambda: 1_763_900_000)
+def _ingest_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], chunk: int = 512,
+                 check: Any = None) -> float:
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x77" * 32), clock=lambda: 1_763_900_000,
+              **({"check": check} if check is not None else {}))
     req = make_enroll_request(signer, site="sppg-01", role="kitchen_exit", name="bench", time=0, hub_id=hub.hub_id)
     hub.approve(hub.enroll(req).device_id)
     device_id = hub.store.devices()[0].device_id
@@ -76,10 +80,20 @@ def run(quick: bool = False) -> dict[str, Any]:
         store = LmdbHubStore(tmp + "/hub")
         lmdb_rate = _ingest_rate(store, signer, raws)
         store.close()
+        verifier = ParallelVerifier()
+        try:
+            store = LmdbHubStore(tmp + "/hub-parallel")
+            parallel_rate = _ingest_rate(store, signer, raws, chunk=4096, check=verifier)
+            store.close()
+        finally:
+            verifier.close()
     out: dict[str, Any] = {
         "raw_verify_per_s": raw_rate,
         "ingest_lmdb_per_s": lmdb_rate,
         "ingest_lmdb_vs_raw_verify": lmdb_rate / raw_rate,
+        "cores": os.cpu_count(),
+        "ingest_lmdb_all_cores_per_s": parallel_rate,
+        "all_cores_speedup": parallel_rate / lmdb_rate,
         "records": n,
     }
     try:

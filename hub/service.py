@@ -20,6 +20,7 @@ from ledger import (
     RevokedKey,
     Signer,
     UnknownKey,
+    check_signatures,
     decode_checkpoint,
     decode_record,
     device_id_for,
@@ -28,7 +29,7 @@ from ledger import (
 )
 from ledger import cbor as lcbor
 from ledger.cose import parse_sign1
-from ledger.sync import Accepted, Head, accept
+from ledger.sync import Accepted, Head, SignatureCheck, accept
 
 from .store import DeviceInfo, HubStore
 
@@ -108,8 +109,9 @@ class Hub:
     """Single writer of the hub's log. Thread-safe: ingest runs off the event loop."""
 
     def __init__(self, store: HubStore, signer: Signer, *, clock: Callable[[], int],
-                 auto_approve: bool = False) -> None:
+                 auto_approve: bool = False, check: SignatureCheck = check_signatures) -> None:
         self.store = store
+        self.check = check
         self.signer = signer
         self.clock = clock
         self.auto_approve = auto_approve
@@ -190,7 +192,7 @@ class Hub:
             state = self.store.chain_state(device_id) or ChainState.empty(device_id)
             head_raw = self.store.get_raw(device_id, state.length - 1) if state.length else None
             head = decode_record(head_raw) if head_raw else None
-            result: Accepted = accept(state, head, raws, revoked_from=device.revoked_from)
+            result: Accepted = accept(state, head, raws, revoked_from=device.revoked_from, check=self.check)
             if result.records and result.records[0].seq == 0:
                 genesis = result.records[0]
                 if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:
