@@ -147,6 +147,10 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
                                                        transports=["udp6"])
     running = RunningHub(hub=hub, api=api, http_port=http_port, coap_port=coap_port, coap=coap, runner=runner)
     running.tasks.append(asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval)))
+    if config.upstream:
+        from .tiers import pull_loop
+
+        running.tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval)))
     if config.mdns:
         from edge.discovery import Discovery
 

@@ -20,7 +20,7 @@ def test_pool_keeps_good_prefix_and_names_the_forgery(tmp_path, clock):
         raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(599)]
         forged = bytearray(raws[400])
         forged[-5] ^= 0x10
-        result = hub.ingest(device_id, raws[:400] + [bytes(forged)] + raws[401:])
+        result = hub.ingest(device_id, [*raws[:400], bytes(forged), *raws[401:]])
         assert result.accepted == 400
         assert result.problem["code"] == "INVALID_SIGNATURE"
         assert "seq 400" in result.problem["where"]

@@ -1,0 +1,75 @@
+"""Hub tiers: a national hub pulls regional hubs' logs with the same sync protocol and verifies them again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiocoap
+
+from coap_server.sync import SyncReport, sync_once
+from ledger import LedgerError, decode_record
+from ledger.sync import Head
+
+from .service import Hub
+from .store import DeviceInfo
+
+log = logging.getLogger("jejak.tiers")
+
+
+class UpstreamHolder:
+    """The national hub as seen by a pull from one regional hub.
+
+    Logs are self-certifying (the genesis record names the key the device id derives from), so a device first
+    seen through a regional hub is registered from its genesis; every record is still verified here.
+    """
+
+    def __init__(self, hub: Hub, upstream: str) -> None:
+        self.hub = hub
+        self.upstream = upstream
+
+    def heads(self) -> list[Head]:
+        return self.hub.heads()
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        return self.hub.store.log_range(device_id, start, end)
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        if self.hub.store.get_device(device_id) is None and raws:
+            try:
+                genesis = decode_record(raws[0])
+            except LedgerError as exc:
+                return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
+            if genesis.seq != 0 or genesis.kind != "key" or genesis.body is None:
+                return {"accepted": 0, "duplicates": 0, "length": 0,
+                        "problem": {"code": "UNKNOWN_DEVICE", "message": "first record of a new log must be genesis"}}
+            self.hub.store.put_device(DeviceInfo(
+                device_id=device_id, pubkey=genesis.body["pubkey"], site=f"via {self.upstream}", role="relayed",
+                status="active", enrolled_at=self.hub.clock(), name=""))
+        try:
+            return self.hub.ingest(device_id, raws).to_json()
+        except LedgerError as exc:
+            return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
+
+
+async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context) -> SyncReport:
+    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream), push=False, pull=True)
+
+
+async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float) -> None:
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        while True:
+            for upstream in upstreams:
+                try:
+                    report = await pull_once(hub, upstream, ctx)
+                    if report.fetched or report.problems:
+                        log.info("pulled %d records from %s; problems: %s", report.fetched, upstream,
+                                 report.problems)
+                except Exception as exc:  # an unreachable region must not stop the others
+                    log.warning("pull from %s failed: %s", upstream, exc)
+            await asyncio.sleep(interval)
+    finally:
+        await ctx.shutdown()
