@@ -54,7 +54,7 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.counters.restarts[name] += 1
+                self.metrics.restarts[name] += 1
                 log.exception("task %s crashed; restarting in %.1f s", name, delay)
             if time.monotonic() - started > 60:
                 delay = self.base  # it ran well for a while: start the back-off over
@@ -218,7 +218,7 @@ class EdgeDaemon:
         fresh: list[int] = []
         for i, digest in enumerate(digests):
             seen = self._recent.get(digest) if window else None
-            if seen is not None:
+            if seen is not None and now - seen[0] < window:
                 answers[i] = Submitted(id=seen[1].id, seq=seen[1].seq, duplicate=True)
             elif digest in self._inflight:
                 waits.append((i, self._inflight[digest]))

@@ -42,3 +42,74 @@ def peer_log(seed: int, n: int) -> tuple[Ed25519Signer, list]:
     builder = ChainBuilder(signer, clock=lambda: 1_763_900_000, boot=1)
     return signer, [builder.genesis()] + [builder.append("note", {"text": f"peer {seed} note {i}"})
                                           for i in range(n)]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(path: Path, data_dir: Path, port: int, extra: str = "") -> Path:
+    path.write_text(f'site = "sppg-test"\ndata_dir = "{data_dir}"\nsensors = []\n'
+                    f'[coap]\nhost = "127.0.0.1"\nport = {port}\n{extra}')
+    return path
+
+
+class DaemonProcess:
+    """`jejak edge run` in a subprocess; its JSON-lines log goes to a file (it survives a SIGKILL)."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        import subprocess
+        import sys
+
+        self.log_path = log
+        self._fh = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        repo = Path(__file__).resolve().parents[2]
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
+                                     cwd=repo, stdout=self._fh, stderr=self._fh)
+
+    def wait_ready(self, timeout: float = 20.0, after: int = 0) -> dict:
+        import json
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in read_log(self.log_path)[after:]:
+                if entry.get("msg") == "ready":
+                    return entry
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}: "
+                                     f"{self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        raise AssertionError("daemon did not become ready: " + json.dumps(read_log(self.log_path)[-5:]))
+
+    def kill(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._fh.close()
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        import signal
+
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._fh.close()
+        return code
+
+
+def read_log(path: Path) -> list[dict]:
+    import json
+
+    out = []
+    for line in path.read_bytes().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by SIGKILL, or a traceback
+    return out

@@ -1,0 +1,165 @@
+"""The daemon: graceful SIGTERM, supervised restarts, map full under load, HTTP metrics, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from coap_server.client import EdgeClient
+from coap_server.errors import CoapError
+from edge.cli import main as edge_main
+from edge.config import HttpConfig, Limits
+from edge.daemon import Supervisor
+from edge.metrics import Metrics
+from ledger import verify_chain
+
+from .common import DaemonProcess, edge_config, free_port, read_log, running, write_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+async def test_sigterm_flushes_and_restart_resumes(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path / "edge.toml", tmp_path / "data", port)
+    proc = DaemonProcess(config, tmp_path / "run1.log")
+    ready = await asyncio.to_thread(proc.wait_ready)
+    async with EdgeClient(f"coap://127.0.0.1:{port}", timeout=5) as client:
+        answers = await asyncio.gather(*(client.submit("note", {"text": f"n{i}"}) for i in range(30)))
+    assert await asyncio.to_thread(proc.terminate) == 0
+    log = read_log(tmp_path / "run1.log")
+    assert any(e.get("msg") == "stopped" for e in log)
+    assert ready["boot"] == 1
+
+    proc = DaemonProcess(config, tmp_path / "run2.log")
+    ready2 = await asyncio.to_thread(proc.wait_ready)
+    assert ready2["device"] == ready["device"] and ready2["boot"] == 2 and ready2["seq"] == 31
+    async with EdgeClient(f"coap://127.0.0.1:{port}", timeout=5) as client:
+        nxt = await client.submit("note", {"text": "after restart"})
+        raws = await client.range(bytes.fromhex(ready["device"]), 0, 100)
+    assert await asyncio.to_thread(proc.terminate) == 0
+    assert nxt.seq == 31 and verify_chain(raws).length == 32
+    assert {a.id for a in answers} <= {__import__("hashlib").sha256(r).digest() for r in raws}
+
+
+async def test_supervisor_restarts_a_crashed_task_with_backoff():
+    metrics = Metrics()
+    sup = Supervisor(metrics, base=0.01, cap=0.05)
+    runs = []
+
+    async def flaky():
+        runs.append(1)
+        if len(runs) < 4:
+            raise RuntimeError("driver fell over")
+        await asyncio.sleep(3600)
+
+    sup.spawn("flaky", flaky)
+    for _ in range(200):
+        if len(runs) >= 4:
+            break
+        await asyncio.sleep(0.01)
+    assert len(runs) == 4 and metrics.restarts["flaky"] == 3
+    await sup.stop()
+    assert not sup.tasks
+
+
+async def test_map_full_refuses_clearly_and_keeps_serving_reads(tmp_path):
+    config = edge_config(tmp_path, limits=Limits(map_size=256 * 1024))
+    acked = []
+    async with running(config) as (daemon, client):
+        refused = None
+        for i in range(400):
+            try:
+                acked.extend(await client.submit_many(
+                    [("note", {"text": f"{i}.{j} " + "m" * 300}) for j in range(10)]))
+            except CoapError as exc:
+                refused = exc
+                break
+        assert refused is not None and refused.code == "STORE_FULL" and refused.coap_code.startswith("5.03")
+        assert "map_size" in refused.hint
+        for i in range(2000):  # smaller records may still fit: fill the last pages too
+            try:
+                acked.append(await client.submit("note", {"text": f"small {i}"}))
+            except CoapError as exc:
+                assert exc.code == "STORE_FULL"
+                break
+        # A tap is refused at the reader with the same reason, and reads keep working.
+        await client.tap("5a000001")
+        fb = await client.tap("04aaaaaaaaaaaa")
+        assert fb[-1]["status"] == "error" and fb[-1]["reason"] == "store_full"
+        status = await client.status()
+        assert "STORE_FULL" in status["last_error"] and status["errors"]["STORE_FULL"] >= 2
+        raws = await client.range(daemon.key.device_id, 0, len(acked) + 1)
+        assert len(raws) == len(acked) + 1
+    bigger = edge_config(tmp_path, limits=Limits(map_size=4 << 20))
+    async with running(bigger) as (daemon, client):
+        raws = await client.range(daemon.key.device_id, 0, 10**6)
+        assert verify_chain(raws).length == len(acked) + 1
+        assert all(raws[a.seq] and __import__("hashlib").sha256(raws[a.seq]).digest() == a.id for a in acked)
+        assert (await client.submit("note", {"text": "room again"})).seq == len(acked) + 1
+
+
+async def test_http_metrics_endpoint(tmp_path):
+    config = edge_config(tmp_path, http=HttpConfig(enabled=True, host="127.0.0.1", port=0))
+    async with running(config) as (daemon, client):
+        await client.submit("note", {"text": "m"})
+        url = f"http://127.0.0.1:{daemon.http_port}"
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url + "/metrics", timeout=5).read().decode())
+        assert "# TYPE jejak_edge_records_total counter" in text
+        assert 'jejak_edge_records_total{source="coap"} 1' in text
+        status = json.loads(await asyncio.to_thread(
+            lambda: urllib.request.urlopen(url + "/status", timeout=5).read()))
+        assert status["own"]["length"] == 2
+
+
+async def test_refuses_to_start_with_an_exposed_key(tmp_path):
+    port = free_port()
+    config = write_config(tmp_path / "edge.toml", tmp_path / "data", port)
+    (tmp_path / "data").mkdir()
+    key = tmp_path / "data" / "device.key"
+    key.write_bytes(b"\x01" * 32)
+    key.chmod(0o644)
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "edge.cli", "run", "--config",
+                                                   str(config)], cwd=REPO, capture_output=True, timeout=30)
+    assert out.returncode == 32
+    err = json.loads(out.stderr.decode().strip().splitlines()[-1])["error"]
+    assert err["code"] == "KEY_FILE" and "0644" in err["message"] and "chmod 600" in err["hint"]
+    assert b"\x01" * 4 not in out.stderr and "01010101" not in out.stderr.decode()
+
+
+def test_cli_status_id_and_verify_read_the_store(tmp_path, capsys):
+    config = edge_config(tmp_path / "d")
+
+    async def fill():
+        async with running(config) as (_, client):
+            await client.submit("note", {"text": "cli"})
+
+    asyncio.run(fill())
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "d"}"\n')
+    assert edge_main(["id", "--config", str(cfg)]) == 0
+    ident = json.loads(capsys.readouterr().out)
+    assert edge_main(["status", "--config", str(cfg)]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["device"] == ident["device"] and status["logs"][0]["length"] == 2
+    assert edge_main(["verify", "--config", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"device": ident["device"], "verified": 2}
+
+
+def test_cli_reports_config_errors(tmp_path, capsys):
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text('[checkpoint]\nrole = "garage"\n')
+    assert edge_main(["run", "--config", str(cfg)]) == 31
+    assert "checkpoint.role" in json.loads(capsys.readouterr().err)["error"]["message"]
+
+
+@pytest.mark.parametrize("argv", [["run", "--help"], ["status", "--help"]])
+def test_cli_help(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        edge_main(argv)
+    assert info.value.code == 0 and "--config" in capsys.readouterr().out
