@@ -4,7 +4,7 @@ verdict that quarantines a value when independent evidence disagrees with it."""
 from __future__ import annotations
 
 import math
-import warnings
+import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,22 +197,36 @@ def _pct(v: float) -> str:
     return f"{100 * v:+.1f} %"
 
 
+def _sorted_quantile(a: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Quantile q of each row of `a` (sorted ascending, NaN last, n valid values), interpolated linearly
+    as numpy's default; NaN for rows without values."""
+    pos = q * np.maximum(n - 1, 0)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.ceil(pos).astype(np.int64)
+    rows = np.arange(a.shape[0])
+    out = a[rows, lo] + (pos - lo) * (a[rows, hi] - a[rows, lo])
+    return np.where(n > 0, out, np.nan)
+
+
 def robust_stats(history: np.ndarray, floor_rel: float) -> dict[str, np.ndarray]:
     """Median, MAD, mean absolute deviation, mean, sd and quartiles of each row of `history` (NaN = no
     value), and the floor of every scale (floor_rel times the median)."""
-    full = not np.isnan(history).any()
-    med_f, pct_f = (np.median, np.percentile) if full else (np.nanmedian, np.nanpercentile)
-    mean_f, std_f = (np.mean, np.std) if full else (np.nanmean, np.nanstd)
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = med_f(history, axis=1)
-        dev = np.abs(history - med[:, None])
-        mad = med_f(dev, axis=1)
-        meanad = mean_f(dev, axis=1)
-        mean = mean_f(history, axis=1)
-        n = np.sum(~np.isnan(history), axis=1)
-        sd = std_f(history, axis=1) * np.sqrt(n / np.maximum(n - 1, 1))
-        q1, q3 = pct_f(history, [25, 75], axis=1)
+    # Sorting rows (NaN sort last) and indexing is many times faster than nanmedian on short rows.
+    a = np.sort(history, axis=1)
+    n = np.sum(~np.isnan(a), axis=1)
+    med = _sorted_quantile(a, n, 0.5)
+    dev = np.sort(np.abs(history - med[:, None]), axis=1)
+    mad = _sorted_quantile(dev, n, 0.5)
+    q1 = _sorted_quantile(a, n, 0.25)
+    q3 = _sorted_quantile(a, n, 0.75)
+    with np.errstate(all="ignore"):
+        cnt = np.maximum(n, 1)
+        meanad = np.nansum(dev, axis=1) / cnt
+        mean = np.nansum(a, axis=1) / cnt
+        sd = np.sqrt(np.nansum((a - mean[:, None]) ** 2, axis=1) / np.maximum(n - 1, 1))
+    empty = n == 0
+    for arr in (meanad, mean, sd):
+        arr[empty] = np.nan
     return {"median": med, "mad": mad, "meanad": meanad, "mean": mean, "sd": sd, "q1": q1, "q3": q3,
             "n": n, "floor": floor_rel * med}
 
@@ -260,6 +274,11 @@ class Validator:
         self._latest: dict[int, dict[str, tuple[int, float]]] = {}  # series -> reporter -> (time, price)
         self._km: dict[tuple[str, str], float] = {}
         self._ceiling_cache: dict[tuple[int, int], tuple[float, str, str]] = {}
+        self._base_cache: dict[int, float] = {}
+        self._jump_lim_l: list[float] = []
+        self._rep_tol_l: list[float] = []
+        self._jump_lim = np.zeros(0)
+        self._rep_tol = np.zeros(0)
 
     # -- series registry --------------------------------------------------------------------------------
 
@@ -270,6 +289,11 @@ class Validator:
         s = self._keys[key] = len(self._meta)
         market, commodity, grade, unit = key
         self._meta.append((market, region, commodity, grade, unit))
+        cfg = self.config
+        self._jump_lim_l.append(cfg.max_jump.get(commodity, cfg.jump_default))
+        self._rep_tol_l.append(cfg.reporters_tol.get(commodity, cfg.reporters_tol_default))
+        self._jump_lim = np.array(self._jump_lim_l)
+        self._rep_tol = np.array(self._rep_tol_l)
         self._groups.setdefault((region, commodity, grade, unit), []).append(s)
         if s >= len(self._hist):
             grow = len(self._hist)
@@ -283,7 +307,14 @@ class Validator:
         _, region, commodity, grade, unit = self._meta[s]
         return (region, commodity, grade, unit)
 
+    def _base_median(self, s: int) -> float:
+        b = self._base_cache.get(s)
+        if b is None:
+            b = self._base_cache[s] = float(self._baselines(np.array([s]))[0][0])
+        return b
+
     def _commit(self, s: int, day: int, value: float) -> None:
+        self._base_cache.pop(s, None)
         self._hist[s, self._pos[s] % self.config.window] = value
         self._pos[s] += 1
         self._last[s] = value
@@ -373,8 +404,7 @@ class Validator:
             sc = np.where(enough, hs[name], np.nan)
             score[:, _C[name]] = sc
             fired[:, _C[name]] = enough & (sc > lim)
-        commodity = [self._meta[i][2] for i in s]
-        jump_lim = np.array([cfg.max_jump.get(c, cfg.jump_default) for c in commodity])
+        jump_lim = self._jump_lim[s]
         last = self._last[s]
         recent = (day - self._last_day[s]) <= 7  # a jump is measured against a recent price only
         with np.errstate(all="ignore"):
@@ -382,7 +412,7 @@ class Validator:
         jump_ok = recent & ~np.isnan(last)
         score[:, _C["jump"]] = np.where(jump_ok, jump, np.nan)
         fired[:, _C["jump"]] = jump_ok & (jump > np.log1p(jump_lim))
-        rep_tol = np.array([cfg.reporters_tol.get(c, cfg.reporters_tol_default) for c in commodity])
+        rep_tol = self._rep_tol[s]
         with np.errstate(all="ignore"):
             rep = np.abs(x / rep_ref - 1)
         rep_ok = rep_n >= 1
@@ -394,15 +424,12 @@ class Validator:
         near_ok = (near_n >= 1) & enough
         score[:, _C["nearby"]] = np.where(near_ok, near, np.nan)
         fired[:, _C["nearby"]] = near_ok & (near > cfg.nearby_tol)
-        ceil = np.empty(n)
-        ckind: list[str] = []
-        csource: list[str] = []
-        for i in range(n):
-            v, k, src = self._ceiling(int(s[i]), int(day[i]))
-            ceil[i] = v
-            ckind.append(k)
-            csource.append(src)
-        enforce = np.array([k in cfg.ceiling_kinds for k in ckind], bool)
+        # Ceilings depend on series and day only: look each pair up once.
+        pairs, inv = np.unique(np.stack([s, day]), axis=1, return_inverse=True)
+        found = [self._ceiling(int(a), int(b)) for a, b in pairs.T]
+        inv = inv.ravel()
+        ceil = np.array([f[0] for f in found])[inv]
+        enforce = np.array([f[1] in cfg.ceiling_kinds for f in found], bool)[inv]
         with np.errstate(all="ignore"):
             over = x / ceil - 1
         score[:, _C["ceiling"]] = over
@@ -429,7 +456,7 @@ class Validator:
         return {"score": score, "fired": fired, "quarantined": quarantined, "hs": hs, "st": st,
                 "base": base, "last": last, "jump_lim": jump_lim, "rep_ref": rep_ref, "rep_n": rep_n,
                 "rep_tol": rep_tol, "near_ref": near_ref, "near_n": near_n, "own": own, "ceil": ceil,
-                "ckind": ckind, "csource": csource, "age": age, "hist": hist, "near_ok": near_ok,
+                "ceiling_found": found, "ceiling_of": inv, "age": age, "hist": hist, "near_ok": near_ok,
                 "rep_ok": rep_ok, "near_diverged": near_diverged}
 
     def _explain(self, ctx: dict[str, Any], i: int, x: float, obs_id: str) -> Verdict:
@@ -501,14 +528,15 @@ class Validator:
                 f" while the median of {nn} nearby market{'s' if nn != 1 else ''} moved "
                 f"{_pct(math.expm1(ref))} (difference {abs(own - ref):.3f} in log terms, limit "
                 f"{cfg.nearby_tol:g})")
-        ceil, kind = float(ctx["ceil"][i]), ctx["ckind"][i]
+        _, kind, csource = ctx["ceiling_found"][ctx["ceiling_of"][i]]
+        ceil = float(ctx["ceil"][i])
         if math.isnan(ceil):
             add("ceiling", None, "no ceiling or reference price for this commodity, grade and region")
         else:
             label = "ceiling (HET)" if kind == "HET" else f"reference price ({kind}), not a ceiling"
             add("ceiling", 0.0,
                 f"{_rp(x)} is {_pct(x / ceil - 1)} against the {label} {_rp(ceil)} "
-                f"[{ctx['csource'][i]}]")
+                f"[{csource}]")
         age = float(ctx["age"][i])
         add("stale", float(cfg.max_age_s),
             f"observed {age / 3600:.1f} h before it reached the hub (limit {cfg.max_age_s / 3600:g} h)")
@@ -556,14 +584,14 @@ class Validator:
         rep_ref = _peer_ref(x, others)
         group = self._groups[(obs.region, *obs.series[1:])]
         changes = []
-        cand = [t for t in group if t != s and self._near(s, t)]
-        if cand:
-            bases, _ = self._baselines(np.array(cand))
-            for t, b in zip(cand, bases, strict=True):
-                lvl = self._level(t, obs.time, day)
-                if lvl is not None and not math.isnan(b):
-                    changes.append(math.log(lvl / b))
-        near_ref = float(np.median(changes)) if changes else math.nan
+        for t in group:
+            if t == s or not self._near(s, t):
+                continue
+            b = self._base_median(t)
+            lvl = self._level(t, obs.time, day)
+            if lvl is not None and not math.isnan(b):
+                changes.append(math.log(lvl / b))
+        near_ref = float(statistics.median(changes)) if changes else math.nan
         sa = np.array([s])
         base, st = self._baselines(sa)
         ctx = self._assess(sa, np.array([x]), np.array([obs.time]), np.array([obs.arrived_at]),
@@ -593,7 +621,7 @@ class Validator:
         cfg = self.config
         recent = [p for tm, p in self._latest.get(t, {}).values() if abs(tm - time) <= cfg.peer_window_s]
         if recent:
-            return float(np.median(recent))
+            return float(statistics.median(recent))
         if day - self._last_day[t] <= 1 and not math.isnan(self._last[t]):
             return float(self._last[t])
         return None
@@ -661,7 +689,7 @@ class Validator:
             vals = [change[t] for t in self._groups[self._group_key(u)]
                     if t != u and t in change and self._near(u, t)]
             if vals:
-                ref[k] = float(np.median(vals))
+                ref[k] = statistics.median(vals)
                 cnt[k] = len(vals)
         return ref, cnt
 
@@ -673,7 +701,7 @@ def _peer_ref(x: float, others: list[float]) -> float:
         return math.nan
     if len(others) == 1:
         return others[0]
-    return float(np.median([x, *others]))
+    return float(statistics.median([x, *others]))
 
 
 def _group_refs(s: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,

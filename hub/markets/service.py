@@ -1,0 +1,330 @@
+"""The market service the hub's HTTP API calls: ingest records, live prices, history, impact, forecasts,
+alerts, quarantine decisions, and a stream of price updates with their impact."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .calendar import date_of
+from .catalog import MARKETS_BY_ID, Market
+from .ceilings import CeilingTable
+from .errors import BadSeries, NotFound
+from .forecast import forecast as run_forecast
+from .impact import ImpactConfig, ImpactInputs
+from .impact import impact as run_impact
+from .macro import MacroInputs
+from .model import WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
+from .quarantine import RELEASED, Quarantine, QuarantineStore
+from .sentiment import Lexicon
+from .validate import ValidationConfig, Validator, Verdict
+from .warning import Alert, AlertTracker, alps, ifpa
+from .webhooks import Delivery, Subscriber, WebhookSender
+
+SeriesKey = tuple[str, str, str, str]  # market, commodity, grade, unit
+StreamCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketConfig:
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    impact: ImpactConfig = field(default_factory=ImpactConfig)
+    horizon: int = 7
+    backtest_origins: int = 3
+    window_days: int = 400  # days of history the analyses look at
+    tz_offset_s: int = WIB_OFFSET_S
+
+
+class MarketService:
+    """One per hub. Pure analytics over what it is given: no I/O except `notify`, which sends webhooks."""
+
+    def __init__(self, config: MarketConfig | None = None, *, ceilings: CeilingTable | None = None,
+                 macro: MacroInputs | None = None, markets: Mapping[str, Market] | None = None,
+                 quarantine_store: QuarantineStore | None = None, clock: Callable[[], float] = time.time,
+                 lexicon: Lexicon | None = None) -> None:
+        self.config = config or MarketConfig()
+        self.markets = dict(MARKETS_BY_ID if markets is None else markets)
+        self.ceilings = ceilings if ceilings is not None else CeilingTable.load()
+        self.macro = macro if macro is not None else MacroInputs.load()
+        self.validator = Validator(self.config.validation, ceilings=self.ceilings, markets=self.markets)
+        self.quarantine = Quarantine(quarantine_store, clock=clock)
+        self.lexicon = lexicon or Lexicon.load()
+        self.tracker = AlertTracker()
+        self.clock = clock
+        self._prices: dict[SeriesKey, dict[int, list[tuple[str, int, int]]]] = defaultdict(dict)
+        self._region: dict[str, str] = {}
+        self._latest: dict[SeriesKey, PriceObservation] = {}
+        self._readings: dict[str, dict[int, list[tuple[float, float, float]]]] = defaultdict(dict)
+        self._notes: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(dict)
+        self._note_supply: dict[tuple[str, str], set[int]] = defaultdict(set)
+        self._mbg: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+        self._supply: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+        self._listeners: list[StreamCallback] = []
+
+    # -- input ---------------------------------------------------------------------------------------------
+
+    def ingest(self, record: Any, arrived_at: int) -> dict[str, Any] | None:
+        """Take a verified record with its arrival time; returns what it became, or None if markets do
+        not use its kind."""
+        item = from_record(record, arrived_at)
+        if isinstance(item, PriceObservation):
+            return self.add_observation(item).to_dict()
+        if isinstance(item, SensorReading):
+            self.add_reading(item)
+            return {"reading": item.id}
+        if isinstance(item, FieldNote):
+            return {"note": item.id, "sentiment": self.add_note(item)}
+        return None
+
+    def add_observation(self, obs: PriceObservation) -> Verdict:
+        verdict = self.validator.check(obs)
+        self._region[obs.market] = obs.region
+        if verdict.quarantined:
+            self.quarantine.hold(obs, verdict)
+        else:
+            self._store(obs)
+        if self._listeners:
+            self._emit(obs, verdict)
+        return verdict
+
+    def _store(self, obs: PriceObservation) -> None:
+        day = day_of(obs.time, self.config.tz_offset_s)
+        self._prices[obs.series].setdefault(day, []).append((obs.id, obs.price_idr, obs.time))
+        last = self._latest.get(obs.series)
+        if last is None or obs.time >= last.time:
+            self._latest[obs.series] = obs
+
+    def add_reading(self, r: SensorReading) -> None:
+        day = day_of(r.time, self.config.tz_offset_s)
+        nan = math.nan
+        self._readings[r.site].setdefault(day, []).append((
+            r.temp_cc / 100 if r.temp_cc is not None else nan, r.rh_cp / 100 if r.rh_cp is not None else nan,
+            float(r.crowd) if r.crowd is not None else nan))
+
+    def add_note(self, note: FieldNote) -> dict[str, Any]:
+        s = self.lexicon.score(note.text)
+        day = day_of(note.time, self.config.tz_offset_s)
+        key = (note.market, note.commodity)
+        self._notes[key].setdefault(day, []).append(s.score)
+        if s.supply_signal:
+            self._note_supply[key].add(day)
+        return s.to_dict()
+
+    def set_mbg_demand(self, region: str, commodity: str, day: int, kg: float) -> None:
+        """MBG kitchens' demand for a commodity in a region on a day (the hub derives it from stock records)."""
+        self._mbg[(region, commodity)][day] = float(kg)
+
+    def set_supply_disruption(self, region: str, commodity: str, day: int, severity: float) -> None:
+        """A reported supply disruption (0 none .. 1 severe), e.g. from a regional agency bulletin."""
+        self._supply[(region, commodity)][day] = min(1.0, max(0.0, float(severity)))
+
+    def subscribe(self, callback: StreamCallback) -> Callable[[], None]:
+        """Call `callback` with every price update and its impact; returns a function that unsubscribes."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback)
+
+    def _emit(self, obs: PriceObservation, verdict: Verdict) -> None:
+        try:
+            imp: dict[str, Any] | None = self._impact(obs.series).to_dict()
+        except (BadSeries, ValueError):
+            imp = None
+        update = {"type": "price", "observation": obs.to_dict(), "verdict": verdict.status,
+                  "summary": verdict.summary, "impact": imp}
+        for cb in list(self._listeners):
+            cb(update)
+
+    # -- quarantine ----------------------------------------------------------------------------------------
+
+    def quarantined(self, state: str | None = "pending") -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.quarantine.store.entries(state)]
+
+    def decide(self, observation_id: str, action: str, *, by: str, why: str) -> dict[str, Any]:
+        """Release (counts as a real price from now on), confirm (stays out) or reopen a quarantined value."""
+        decision = self.quarantine.decide(observation_id, action, by=by, why=why)
+        entry = self.quarantine.store.get(observation_id)
+        if decision.state_after == RELEASED:
+            self._store(entry.observation)
+            self.validator.admit(entry.observation)
+        elif decision.state_before == RELEASED:
+            day = day_of(entry.observation.time, self.config.tz_offset_s)
+            kept = [x for x in self._prices[entry.observation.series].get(day, []) if x[0] != observation_id]
+            self._prices[entry.observation.series][day] = kept
+        return decision.to_dict()
+
+    def audit(self, observation_id: str | None = None) -> list[dict[str, Any]]:
+        return [d.to_dict() for d in self.quarantine.audit(observation_id)]
+
+    # -- queries -------------------------------------------------------------------------------------------
+
+    def _find(self, commodity: str, market: str | None, grade: str | None = None) -> list[SeriesKey]:
+        keys = [k for k in self._prices if k[1] == commodity and (market is None or k[0] == market)
+                and (grade is None or k[2] == grade)]
+        if not keys:
+            where = f" at {market}" if market else ""
+            raise NotFound(f"series: no accepted prices for {commodity!r}{where}",
+                           hint="check the commodity id (e.g. 'cabai-merah') and market id")
+        return sorted(keys)
+
+    def _daily(self, key: SeriesKey, last_day: int | None = None) -> tuple[int, np.ndarray]:
+        days = self._prices[key]
+        if not days:
+            raise NotFound(f"series {key}: no accepted prices")
+        hi = max(d for d, v in days.items() if v) if last_day is None else last_day
+        lo = max(min(days), hi - self.config.window_days + 1)
+        arr = np.full(hi - lo + 1, np.nan)
+        for d, v in days.items():
+            if lo <= d <= hi and v:
+                arr[d - lo] = float(np.median([p for _, p, _ in v]))
+        return lo, arr
+
+    def live_prices(self, commodity: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
+        """Latest accepted daily price of every series (filtered by commodity and market)."""
+        out = []
+        for key, days in sorted(self._prices.items()):
+            if (commodity and key[1] != commodity) or (market and key[0] != market) or not days:
+                continue
+            day = max(d for d, v in days.items() if v) if any(days.values()) else None
+            if day is None:
+                continue
+            vals = [p for _, p, _ in days[day]]
+            m = self.markets.get(key[0])
+            out.append({"market": key[0], "region": self._region.get(key[0], ""), "commodity": key[1],
+                        "grade": key[2], "unit": key[3], "day": day, "date": date_of(day).isoformat(),
+                        "price_idr": round(float(np.median(vals))), "reports": len(vals),
+                        "latitude": m.latitude if m else None, "longitude": m.longitude if m else None})
+        return out
+
+    def history(self, commodity: str, market: str | None = None, *, since_day: int | None = None,
+                until_day: int | None = None) -> list[dict[str, Any]]:
+        out = []
+        for key in self._find(commodity, market):
+            for day in sorted(self._prices[key]):
+                v = self._prices[key][day]
+                if not v or (since_day is not None and day < since_day) or (until_day is not None and day > until_day):
+                    continue
+                prices = [p for _, p, _ in v]
+                out.append({"market": key[0], "commodity": key[1], "grade": key[2], "unit": key[3], "day": day,
+                            "date": date_of(day).isoformat(), "price_idr": round(float(np.median(prices))),
+                            "min_idr": min(prices), "max_idr": max(prices), "reports": len(prices)})
+        return out
+
+    def _impact_inputs(self, key: SeriesKey, last_day: int | None = None) -> ImpactInputs:
+        market, commodity = key[0], key[1]
+        region = self._region.get(market, "")
+        lo, price = self._daily(key, last_day)
+        n = len(price)
+
+        def daily(src: Mapping[int, float]) -> np.ndarray | None:
+            if not src:
+                return None
+            return np.array([src.get(lo + i, math.nan) for i in range(n)])
+
+        rd = self._readings.get(market, {})
+        temp = rh = crowd = None
+        if rd:
+            means = {d: np.nanmean(np.array(v), axis=0) for d, v in rd.items() if lo <= d < lo + n}
+            temp = daily({d: m[0] for d, m in means.items()})
+            rh = daily({d: m[1] for d, m in means.items()})
+            crowd = daily({d: m[2] for d, m in means.items()})
+        notes: dict[int, list[float]] = defaultdict(list)
+        supply_days: set[int] = set()
+        for k in ((market, commodity), (market, "")):
+            for d, v in self._notes.get(k, {}).items():
+                notes[d].extend(v)
+            supply_days |= self._note_supply.get(k, set())
+        supply_src = dict(self._supply.get((region, commodity), {}))
+        for d in supply_days:
+            supply_src[d] = max(supply_src.get(d, 0.0), 0.5)
+        supply = daily(supply_src)
+        if supply is not None:
+            supply = np.nan_to_num(supply)
+        days = range(lo, lo + n)
+        m = self.macro
+        return ImpactInputs(
+            commodity=commodity, first_day=lo, price=price, temp_c=temp, rh_pct=rh, crowd=crowd,
+            supply=supply, mbg_kg=daily(self._mbg.get((region, commodity), {})),
+            sentiment=daily({d: float(np.mean(v)) for d, v in notes.items()}),
+            inflation_pct=np.array([m.inflation.at(d) for d in days]) if m.inflation else None,
+            fuel_idr=np.array([m.fuel.at(d) for d in days]) if m.fuel else None,
+            usd_idr=np.array([m.fx.at(d) for d in days]) if m.fx else None,
+            label=f"{commodity} at {market}",
+        )
+
+    def _impact(self, key: SeriesKey) -> Any:
+        inp = self._impact_inputs(key)
+        return run_impact(inp, config=self.config.impact)
+
+    def impact(self, commodity: str, market: str, *, grade: str | None = None) -> dict[str, Any]:
+        key = self._find(commodity, market, grade)[0]
+        try:
+            out = self._impact(key).to_dict()
+        except ValueError as e:
+            raise BadSeries(str(e), hint="impact needs 35 days of prices") from None
+        out.update({"market": market, "commodity": commodity, "grade": key[2], "unit": key[3]})
+        return out
+
+    def forecast(self, commodity: str, market: str, *, grade: str | None = None) -> dict[str, Any]:
+        key = self._find(commodity, market, grade)[0]
+        lo, price = self._daily(key)
+        fc = run_forecast(price, first_day=lo, horizon=self.config.horizon, origins=self.config.backtest_origins)
+        out = fc.to_dict()
+        for p in out["points"]:
+            p["date"] = date_of(p["day"]).isoformat()
+        out.update({"market": market, "commodity": commodity, "grade": key[2], "unit": key[3]})
+        return out
+
+    def early_warning(self) -> list[Alert]:
+        """Compute ALPS (and IFPA where three years of months exist) for every series; returns the alerts
+        raised now, i.e. the series whose band worsened since the last run."""
+        raised = []
+        for key in sorted(self._prices):
+            try:
+                lo, price = self._daily(key)
+                res = alps(price, first_day=lo, period="week")
+            except (BadSeries, NotFound):
+                continue
+            last_day = lo + len(price) - 1
+            region = self._region.get(key[0], "")
+            a = self.tracker.update(market=key[0], commodity=key[1], region=region, indicator="ALPS",
+                                    band=res.band, value=res.value, day=last_day, price_idr=round(res.price))
+            if a is not None:
+                raised.append(a)
+            monthly = self._monthly(lo, price)
+            if monthly is not None:
+                try:
+                    r2 = ifpa(monthly)
+                except BadSeries:
+                    continue
+                a = self.tracker.update(market=key[0], commodity=key[1], region=region, indicator="IFPA",
+                                        band=r2.cls, value=r2.value, day=last_day, price_idr=round(res.price))
+                if a is not None:
+                    raised.append(a)
+        return raised
+
+    @staticmethod
+    def _monthly(lo: int, price: np.ndarray) -> np.ndarray | None:
+        first = date_of(lo)
+        months: dict[tuple[int, int], list[float]] = defaultdict(list)
+        for i, p in enumerate(price):
+            if not math.isnan(p):
+                d = date_of(lo + i)
+                months[(d.year, d.month)].append(p)
+        if len(months) < 37:
+            return None
+        keys = [(y, m) for y in range(first.year, max(months)[0] + 1) for m in range(1, 13)
+                if (y, m) <= max(months)]
+        return np.array([np.mean(months[k]) if months.get(k) else np.nan for k in keys])
+
+    def live_alerts(self) -> list[dict[str, Any]]:
+        return [a.to_dict() for a in self.tracker.live_alerts()]
+
+    async def notify(self, sender: WebhookSender, subscribers: Sequence[Subscriber],
+                     alerts: Sequence[Alert]) -> list[Delivery]:
+        """Push alerts to the subscribers that want them; the deliveries are also kept in sender.log."""
+        return await sender.broadcast(subscribers, alerts)

@@ -1,0 +1,235 @@
+"""Early warning: WFP's Alert for Price Spikes (ALPS) bands, FAO's Indicator of Food Price Anomalies
+(IFPA), and alerts raised when a series' band worsens."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .calendar import date_of, holiday_share
+from .errors import BadSeries
+
+# ALPS bands by the gap to the seasonal trend in residual standard deviations (WFP, 2014).
+ALPS_BANDS = ("normal", "stress", "alert", "crisis")
+ALPS_EDGES = (0.25, 1.0, 2.0)
+# IFPA classes (FAO, SDG indicator 2.c.1): >= 1 abnormally high, 0.5..1 moderately high, else normal
+# (and, mirrored, moderately and abnormally low).
+IFPA_CLASSES = ("abnormally low", "moderately low", "normal", "moderately high", "abnormally high")
+IFPA_ALPHA = 0.4  # weight of the quarterly growth rate; 0.6 goes to the annual one
+
+
+def _rp(v: float) -> str:
+    return "Rp " + f"{v:,.0f}".replace(",", ".")
+
+
+def alps_band(value: float) -> str:
+    if math.isnan(value):
+        return "normal"
+    for band, edge in zip(ALPS_BANDS, ALPS_EDGES, strict=False):
+        if value < edge:
+            return band
+    return "crisis"
+
+
+def ifpa_class(value: float) -> str:
+    if math.isnan(value):
+        return "normal"
+    if value >= 1:
+        return "abnormally high"
+    if value >= 0.5:
+        return "moderately high"
+    if value > -0.5:
+        return "normal"
+    if value > -1:
+        return "moderately low"
+    return "abnormally low"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlpsResult:
+    value: float  # (price - seasonal trend) / residual sd
+    band: str
+    price: float  # the period mean that was judged
+    trend: float  # what the seasonal trend expected
+    sigma: float
+    periods: int  # how many periods the trend was fitted on
+    period: str  # "week" or "month"
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"indicator": "ALPS", "value": round(self.value, 3), "band": self.band,
+                "price_idr": round(self.price), "trend_idr": round(self.trend), "sigma_idr": round(self.sigma),
+                "periods": self.periods, "period": self.period, "explanation": self.explanation}
+
+
+def alps(values: np.ndarray, *, first_day: int, period: str = "week") -> AlpsResult:
+    """ALPS of the latest period of a daily price series (NaN = no price that day).
+
+    Days are averaged into weeks (or calendar months, WFP's own choice when years of data exist). The
+    seasonal trend is a least-squares fit of those averages on a linear time trend, the share of Ramadan
+    and Lebaran days in the period, and month-of-year dummies once two years are available; it is fitted on
+    every period before the latest one, so the latest is judged out of sample. ALPS is the latest average's
+    gap to the trend, in standard deviations of the fit's residuals."""
+    v = np.asarray(values, dtype=float)
+    days = first_day + np.arange(len(v))
+    if period == "week":
+        n = len(v) // 7
+        start = len(v) - 7 * n  # align weeks so the last one ends on the last day
+        blocks = v[start:].reshape(n, 7)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(blocks, axis=1)
+        pdays = [(int(days[start + 7 * k]), int(days[start + 7 * k + 6])) for k in range(n)]
+    elif period == "month":
+        months: dict[tuple[int, int], list[int]] = {}
+        for i, d in enumerate(days):
+            dt = date_of(int(d))
+            months.setdefault((dt.year, dt.month), []).append(i)
+        keys = sorted(months)
+        means = np.array([np.nanmean(v[months[k]]) if np.any(~np.isnan(v[months[k]])) else np.nan for k in keys])
+        pdays = [(int(days[months[k][0]]), int(days[months[k][-1]])) for k in keys]
+    else:
+        raise BadSeries(f"period: expected 'week' or 'month', got {period!r}")
+    ok = ~np.isnan(means)
+    means, pdays = means[ok], [p for p, o in zip(pdays, ok, strict=True) if o]
+    m = len(means)
+    span_years = (pdays[-1][1] - pdays[0][0]) / 365.25 if m else 0
+    cols = [np.ones(m), np.arange(m, dtype=float),
+            np.array([holiday_share("ramadan", a, b) + holiday_share("lebaran", a, b) for a, b in pdays])]
+    if span_years >= 2:
+        month_of = np.array([date_of((a + b) // 2).month for a, b in pdays])
+        cols += [(month_of == k).astype(float) for k in range(2, 13)]
+    X = np.stack(cols, axis=1)
+    need = X.shape[1] + 4
+    if m - 1 < need:
+        raise BadSeries(f"ALPS: expected at least {need + 1} {period}s of prices, got {m}",
+                        hint="ALPS needs a history to define the seasonal trend")
+    Xf, yf = X[:-1], means[:-1]
+    coef, *_ = np.linalg.lstsq(Xf, yf, rcond=None)
+    resid = yf - Xf @ coef
+    sigma = float(np.sqrt(resid @ resid / max(len(yf) - X.shape[1], 1)))
+    trend = float(X[-1] @ coef)
+    sigma = max(sigma, 1e-9 * abs(trend) + 1e-12)
+    value = (float(means[-1]) - trend) / sigma
+    band = alps_band(value)
+    terms = "linear trend and Ramadan/Lebaran share" + (" and month dummies" if span_years >= 2 else "")
+    expl = (f"{period} mean {_rp(means[-1])} against a seasonal trend of {_rp(trend)} ({terms}, fitted on "
+            f"{m - 1} earlier {period}s); gap {value:+.2f} residual sd of {_rp(sigma)} -> {band} "
+            f"(normal < 0.25 <= stress < 1 <= alert < 2 <= crisis)")
+    return AlpsResult(value=value, band=band, price=float(means[-1]), trend=trend, sigma=sigma, periods=m - 1,
+                      period=period, explanation=expl)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IfpaResult:
+    value: float
+    cls: str
+    cqgr: float
+    cagr: float
+    years: int  # how many earlier years the month's mean and sd came from
+    explanation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"indicator": "IFPA", "value": round(self.value, 3), "class": self.cls,
+                "cqgr": round(self.cqgr, 5), "cagr": round(self.cagr, 5), "years": self.years,
+                "explanation": self.explanation}
+
+
+def ifpa(monthly: np.ndarray) -> IfpaResult:
+    """FAO's IFPA for the last month of a monthly price series that starts in January of its first year
+    (NaN = missing month).
+
+    CQGR = (P_t / P_{t-3})^(1/3) - 1 and CAGR = (P_t / P_{t-12})^(1/12) - 1. For the same calendar month of
+    every earlier year, their weighted mean and standard deviation are taken, with weights that grow with
+    the year (1, 2, 3, ...) so recent years count more. IFPA = 0.4 * (CQGR - mean) / sd + 0.6 * (CAGR -
+    mean) / sd. The current year is left out of its own mean and sd."""
+    p = np.asarray(monthly, dtype=float)
+    t = len(p) - 1
+    if t < 12 + 12 * 2:
+        raise BadSeries(f"IFPA: expected at least 37 months (three of the same month with annual growth), "
+                        f"got {len(p)}")
+    with np.errstate(all="ignore"):
+        cq = np.full(len(p), np.nan)
+        ca = np.full(len(p), np.nan)
+        cq[3:] = (p[3:] / p[:-3]) ** (1 / 3) - 1
+        ca[12:] = (p[12:] / p[:-12]) ** (1 / 12) - 1
+    same = np.arange(t % 12, t, 12)
+    hist = same[~np.isnan(cq[same]) & ~np.isnan(ca[same])]
+    if len(hist) < 2 or math.isnan(cq[t]) or math.isnan(ca[t]):
+        raise BadSeries(f"IFPA: expected growth rates for this month in at least two earlier years, got {len(hist)}")
+    w = np.arange(1, len(hist) + 1, dtype=float)
+
+    def z(x: np.ndarray, now: float) -> float:
+        mean = float(np.average(x[hist], weights=w))
+        sd = float(np.sqrt(np.average((x[hist] - mean) ** 2, weights=w)))
+        return (now - mean) / max(sd, 1e-9)
+
+    value = IFPA_ALPHA * z(cq, float(cq[t])) + (1 - IFPA_ALPHA) * z(ca, float(ca[t]))
+    cls = ifpa_class(value)
+    expl = (f"quarterly growth {100 * cq[t]:+.2f} %/month and annual growth {100 * ca[t]:+.3f} %/month "
+            f"against their weighted means over {len(hist)} earlier years of this month; "
+            f"IFPA = 0.4 zQ + 0.6 zA = {value:+.2f} -> {cls}")
+    return IfpaResult(value=value, cls=cls, cqgr=float(cq[t]), cagr=float(ca[t]), years=len(hist), explanation=expl)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    id: str
+    series: str  # e.g. "pasar-senen/cabai-merah"
+    market: str
+    commodity: str
+    region: str
+    indicator: str  # "ALPS" or "IFPA"
+    previous: str
+    band: str
+    value: float
+    day: int
+    price_idr: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "series": self.series, "market": self.market, "commodity": self.commodity,
+                "region": self.region, "indicator": self.indicator, "previous": self.previous,
+                "band": self.band, "value": round(self.value, 3), "day": self.day,
+                "date": date_of(self.day).isoformat(), "price_idr": self.price_idr, "message": self.message}
+
+
+def _severity(indicator: str, band: str) -> int:
+    if indicator == "ALPS":
+        return ALPS_BANDS.index(band)
+    return max(0, IFPA_CLASSES.index(band) - 2)
+
+
+class AlertTracker:
+    """Remembers each series' last band and raises an alert when it worsens (and only then: a series that
+    stays in "alert" does not page anyone again, one that eases and worsens again does)."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, str], str] = {}
+        self.live: dict[tuple[str, str], Alert] = {}
+
+    def update(self, *, market: str, commodity: str, region: str, indicator: str, band: str, value: float,
+               day: int, price_idr: int) -> Alert | None:
+        key = (f"{market}/{commodity}", indicator)
+        prev = self._last.get(key, ALPS_BANDS[0] if indicator == "ALPS" else "normal")
+        self._last[key] = band
+        if _severity(indicator, band) == 0:
+            self.live.pop(key, None)
+        if _severity(indicator, band) <= _severity(indicator, prev):
+            return None
+        aid = hashlib.sha256(f"{key}|{day}|{band}".encode()).hexdigest()[:16]
+        msg = (f"{commodity} at {market} ({region}): {indicator} {prev} -> {band} "
+               f"({value:+.2f}) on {date_of(day).isoformat()}, price {_rp(price_idr)}")
+        alert = Alert(id=aid, series=key[0], market=market, commodity=commodity, region=region,
+                      indicator=indicator, previous=prev, band=band, value=value, day=day, price_idr=price_idr,
+                      message=msg)
+        self.live[key] = alert
+        return alert
+
+    def live_alerts(self) -> list[Alert]:
+        return sorted(self.live.values(), key=lambda a: (-_severity(a.indicator, a.band), a.series))

@@ -1,0 +1,189 @@
+"""Alert delivery to subscribers over webhooks (generic JSON, Telegram sendMessage, WhatsApp Cloud API),
+with retries, back-off and a record of what was sent."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .errors import BadObservation
+from .warning import ALPS_BANDS, Alert, _severity
+
+KINDS = ("json", "telegram", "whatsapp")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscriber:
+    """Who gets alerts and how. `url` is the endpoint for "json", the Bot API base for "telegram"
+    (https://api.telegram.org) and the Graph API base with version for "whatsapp"
+    (https://graph.facebook.com/v21.0)."""
+
+    id: str
+    kind: str
+    url: str
+    token: str = ""  # bot token, WhatsApp access token, or a bearer token for "json"
+    chat_id: str = ""  # telegram
+    phone_number_id: str = ""  # whatsapp: the sending business number's id
+    to: str = ""  # whatsapp: recipient in international format without "+"
+    commodities: tuple[str, ...] = ()  # empty: every commodity
+    regions: tuple[str, ...] = ()  # empty: every region
+    min_band: str = "stress"  # ALPS band from which to notify (IFPA "moderately high" counts as stress)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BadObservation(f"subscriber kind: expected one of {list(KINDS)}, got {self.kind!r}")
+        if not self.url.startswith(("http://", "https://")):
+            raise BadObservation(f"subscriber url: expected http:// or https://, got {self.url!r}")
+        if self.kind == "telegram" and not (self.token and self.chat_id):
+            raise BadObservation("telegram subscriber: expected token and chat_id")
+        if self.kind == "whatsapp" and not (self.token and self.phone_number_id and self.to):
+            raise BadObservation("whatsapp subscriber: expected token, phone_number_id and to")
+        if self.min_band not in ALPS_BANDS:
+            raise BadObservation(f"min_band: expected one of {list(ALPS_BANDS)}, got {self.min_band!r}")
+
+    def wants(self, alert: Alert) -> bool:
+        if self.commodities and alert.commodity not in self.commodities:
+            return False
+        if self.regions and alert.region not in self.regions:
+            return False
+        return _severity(alert.indicator, alert.band) >= ALPS_BANDS.index(self.min_band)
+
+
+def alert_text(alert: Alert) -> str:
+    return f"Jejak early warning [{alert.band.upper()}]\n{alert.message}"
+
+
+def build_request(sub: Subscriber, alert: Alert) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """URL, headers and JSON body of the request that tells `sub` about `alert`."""
+    headers = {"Content-Type": "application/json"}
+    base = sub.url.rstrip("/")
+    if sub.kind == "telegram":
+        return (f"{base}/bot{sub.token}/sendMessage", headers,
+                {"chat_id": sub.chat_id, "text": alert_text(alert), "disable_web_page_preview": True})
+    if sub.kind == "whatsapp":
+        headers["Authorization"] = f"Bearer {sub.token}"
+        return (f"{base}/{sub.phone_number_id}/messages", headers,
+                {"messaging_product": "whatsapp", "recipient_type": "individual", "to": sub.to,
+                 "type": "text", "text": {"preview_url": False, "body": alert_text(alert)}})
+    if sub.token:
+        headers["Authorization"] = f"Bearer {sub.token}"
+    return sub.url, headers, {"type": "jejak.market.alert", "alert": alert.to_dict(), "text": alert_text(alert)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Delivery:
+    """What was sent to whom, how often, and how it ended. Secrets are left out of `url`."""
+
+    alert_id: str
+    subscriber: str
+    kind: str
+    url: str
+    body_sha256: str
+    body: dict[str, Any]
+    attempts: int
+    statuses: tuple[int | str, ...]  # HTTP status per attempt, or the error's name
+    ok: bool
+    started_at: float
+    finished_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alert": self.alert_id, "subscriber": self.subscriber, "kind": self.kind, "url": self.url,
+                "body_sha256": self.body_sha256, "attempts": self.attempts, "statuses": list(self.statuses),
+                "ok": self.ok, "started_at": self.started_at, "finished_at": self.finished_at}
+
+
+class WebhookSender:
+    """Sends alerts with up to `max_attempts` tries. Connection errors, timeouts, 429 and 5xx are retried
+    after an exponential back-off with jitter (or the server's Retry-After); other 4xx are not, because
+    sending the same request again cannot fix it."""
+
+    def __init__(self, *, session: aiohttp.ClientSession | None = None, max_attempts: int = 4,
+                 backoff_s: float = 0.5, max_backoff_s: float = 30.0, timeout_s: float = 10.0,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        if max_attempts < 1:
+            raise BadObservation(f"max_attempts: expected at least 1, got {max_attempts}")
+        self._session = session
+        self._own_session = session is None
+        self.max_attempts = max_attempts
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.sleep = sleep
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.log: list[Delivery] = []
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._own_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> WebhookSender:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after is not None:
+            try:
+                return min(float(retry_after), self.max_backoff_s)
+            except ValueError:
+                pass
+        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * (0.5 + self.rng.random())
+
+    async def send(self, sub: Subscriber, alert: Alert) -> Delivery:
+        url, headers, body = build_request(sub, alert)
+        data = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
+        shown = url.replace(sub.token, "***") if sub.token else url
+        session = await self._get_session()
+        started = self.clock()
+        statuses: list[int | str] = []
+        ok = False
+        for attempt in range(1, self.max_attempts + 1):
+            retry_after = None
+            try:
+                async with session.post(url, data=data, headers=headers, timeout=self.timeout) as resp:
+                    await resp.read()
+                    statuses.append(resp.status)
+                    if 200 <= resp.status < 300:
+                        ok = True
+                        break
+                    if resp.status != 429 and resp.status < 500:
+                        break
+                    retry_after = resp.headers.get("Retry-After")
+            except (aiohttp.ClientError, TimeoutError) as e:
+                statuses.append(type(e).__name__)
+            if attempt < self.max_attempts:
+                await self.sleep(self._delay(attempt, retry_after))
+        delivery = Delivery(alert_id=alert.id, subscriber=sub.id, kind=sub.kind, url=shown,
+                            body_sha256=hashlib.sha256(data).hexdigest(), body=body, attempts=len(statuses),
+                            statuses=tuple(statuses), ok=ok, started_at=started, finished_at=self.clock())
+        self.log.append(delivery)
+        return delivery
+
+    async def broadcast(self, subscribers: Sequence[Subscriber], alerts: Sequence[Alert], *,
+                        concurrency: int = 8) -> list[Delivery]:
+        """Send every alert to every subscriber that wants it, a few at a time."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(sub: Subscriber, alert: Alert) -> Delivery:
+            async with gate:
+                return await self.send(sub, alert)
+
+        jobs = [one(s, a) for a in alerts for s in subscribers if s.wants(a)]
+        return list(await asyncio.gather(*jobs))
