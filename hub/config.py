@@ -35,6 +35,7 @@ class HubConfig:
     operator_tokens: tuple[str, ...] = ()  # SHA-256 hex digests of operator tokens
     auditor_tokens: tuple[str, ...] = ()
     upstream: tuple[str, ...] = ()  # coap:// addresses of regional hubs a national hub pulls from
+    mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)
     store: StoreConfig = field(default_factory=StoreConfig)
 
     def __post_init__(self) -> None:

@@ -17,13 +17,25 @@ ENROLL_SCHEME = "jejak-enroll"
 
 
 def _hub_run(args: argparse.Namespace) -> int:
-    from hub.app import start_hub
+    import time
+
+    from hub.app import load_or_create_key, open_store, start_hub
     from hub.config import load
+    from hub.mbg import Plan, load_plan
+    from hub.service import Hub
+    from hub.views import Views
 
     config = load(args.config)
 
     async def main() -> None:
-        running = await start_hub(config)
+        hub = Hub(open_store(config), load_or_create_key(Path(config.data_dir) / "hub.key"),
+                  clock=lambda: int(time.time()), auto_approve=config.auto_approve)
+        plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
+        views = Views(hub, plan=plan)
+        running = await start_hub(config, extra_routes=[views.register], hub=hub)
+        views.events = running.api.events
+        views.start()
+        running.closers.append(views.close)
         print(f"hub {running.hub.hub_id.hex()} http {running.http_url} coap {running.coap_url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
