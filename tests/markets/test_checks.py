@@ -1,0 +1,167 @@
+"""Each validation check fires for its reason and stays quiet otherwise; the verdict follows the
+independent evidence."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from hub.markets.calendar import day_number
+from hub.markets.ceilings import CeilingTable
+from hub.markets.model import DAY_S, WIB_OFFSET_S, PriceObservation
+from hub.markets.validate import CHECKS, ObservationBatch, ValidationConfig, Validator
+
+DAY = day_number("2024-06-03")
+T0 = DAY * DAY_S - WIB_OFFSET_S + 8 * 3600
+_ids = itertools.count()
+
+
+def obs(price: int, *, reporter: str = "r3", market: str = "pasar-senen", commodity: str = "cabai-merah",
+        grade: str = "", t: int = T0, arrived: int | None = None, region: str = "DKI Jakarta") -> PriceObservation:
+    return PriceObservation(id=f"o{next(_ids)}", market=market, region=region, commodity=commodity, grade=grade,
+                            unit="kg", price_idr=price, time=t, arrived_at=t + 60 if arrived is None else arrived,
+                            reporter=reporter)
+
+
+def history(level: float, n: int = 28, sd: float = 0.01, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return list(level * np.exp(rng.normal(0, sd, n)))
+
+
+def validator(*, ceilings: CeilingTable | None = None, config: ValidationConfig | None = None,
+              markets: dict[str, float] | None = None, commodity: str = "cabai-merah", grade: str = "") -> Validator:
+    """A validator whose series (market -> level) have 28 days of accepted history up to yesterday."""
+    v = Validator(config, ceilings=ceilings)
+    for k, (m, level) in enumerate((markets or {}).items()):
+        v.seed_history((m, commodity, grade, "kg"), "DKI Jakarta", history(level, seed=k), DAY - 1)
+    return v
+
+
+def test_quiet_on_an_ordinary_price() -> None:
+    v = validator(markets={"pasar-senen": 40_000, "pasar-kramat-jati": 40_000})
+    v.check(obs(40_000, reporter="r1"))
+    v.check(obs(40_400, reporter="r2"))
+    v.check(obs(40_200, reporter="k1", market="pasar-kramat-jati"))
+    verdict = v.check(obs(40_600))
+    assert verdict.status == "accepted"
+    assert verdict.fired == ()
+    assert all(c.reason for c in verdict.checks)
+    assert [c.name for c in verdict.checks] == list(CHECKS)
+
+
+def test_history_checks_fire_and_quarantine_when_no_peer_can_confirm() -> None:
+    v = validator(markets={"pasar-senen": 40_000})
+    verdict = v.check(obs(60_000))
+    for name in ("hampel", "modified_z", "zscore", "iqr", "jump"):
+        assert verdict.check(name).fired, name
+    assert verdict.quarantined
+    assert "no peer can confirm" in verdict.summary
+    assert "scaled MADs from the 28-day median" in verdict.check("hampel").reason
+
+
+def test_history_checks_quiet_without_enough_history() -> None:
+    v = Validator()
+    v.seed_history(("pasar-senen", "cabai-merah", "", "kg"), "DKI Jakarta", [40_000] * 3, DAY - 1)
+    verdict = v.check(obs(90_000))
+    assert not verdict.check("hampel").fired and "only 3 accepted days" in verdict.check("hampel").reason
+
+
+def test_mad_zero_guard_on_sticky_prices() -> None:
+    key = ("pasar-senen", "beras-medium", "medium", "kg")
+    v = Validator()
+    v.seed_history(key, "DKI Jakarta", [12_000] * 28, DAY - 1)
+    small = v.check(obs(12_100, commodity="beras-medium", grade="medium"))
+    assert not small.check("hampel").fired and not small.check("modified_z").fired
+    assert "MAD is 0" in small.check("hampel").reason and "MAD is 0" in small.check("modified_z").reason
+    big = v.check(obs(14_000, commodity="beras-medium", grade="medium", reporter="r9"))
+    assert big.check("hampel").fired and big.check("modified_z").fired
+    # Without the floor, one hundred rupiah on a sticky price would be an outlier: the guard is what
+    # keeps it quiet.
+    bare = Validator(ValidationConfig(scale_floor=1e-9))
+    bare.seed_history(key, "DKI Jakarta", [12_000] * 28, DAY - 1)
+    assert bare.check(obs(12_100, commodity="beras-medium", grade="medium")).check("hampel").fired
+
+
+def test_modified_z_uses_mean_absolute_deviation_when_mad_is_zero() -> None:
+    key = ("pasar-senen", "cabai-merah", "", "kg")
+    v = Validator(ValidationConfig(scale_floor=1e-9))
+    v.seed_history(key, "DKI Jakarta", [40_000] * 20 + [48_000] * 8, DAY - 1)
+    res = v.check(obs(44_000)).check("modified_z")
+    meanad = 8 * 8000 / 28
+    assert res.score == pytest.approx(4000 / (1.253314 * meanad))
+    assert "mean absolute deviation" in res.reason
+
+
+def test_jump_rule() -> None:
+    v = validator(markets={"pasar-senen": 40_000})
+    assert v.check(obs(61_000)).check("jump").fired  # +52 % in a day; chilli's limit is 35 %
+    v2 = validator(markets={"pasar-senen": 40_000})
+    assert not v2.check(obs(46_000)).check("jump").fired
+
+
+def test_reporters_disagree() -> None:
+    v = validator(markets={"pasar-senen": 40_000, "pasar-kramat-jati": 40_000})
+    v.check(obs(40_000, reporter="r1"))
+    v.check(obs(40_400, reporter="r2"))
+    bad = v.check(obs(52_000, reporter="r3"))
+    assert bad.check("reporters").fired and bad.quarantined
+    assert "other reporters at this market disagree" in bad.summary
+    good = v.check(obs(41_000, reporter="r4"))
+    assert not good.check("reporters").fired and not good.quarantined
+
+
+def test_nearby_markets_catch_a_market_moving_alone() -> None:
+    # Every reporter at one market inflates together: the reporters agree, the nearby market does not.
+    v = validator(markets={"pasar-senen": 40_000, "pasar-kramat-jati": 40_000})
+    v.check(obs(40_100, reporter="k1", market="pasar-kramat-jati"))
+    v.check(obs(52_000, reporter="r1"))
+    v.check(obs(52_500, reporter="r2"))
+    colluding = v.check(obs(52_200, reporter="r3"))
+    assert not colluding.check("reporters").fired
+    assert colluding.check("nearby").fired and colluding.quarantined
+    assert "nearby markets did not" in colluding.summary
+
+
+def test_a_real_regional_move_is_accepted() -> None:
+    v = validator(markets={"pasar-senen": 40_000, "pasar-kramat-jati": 40_000})
+    v.check(obs(52_300, reporter="k1", market="pasar-kramat-jati"))
+    v.check(obs(52_000, reporter="r1"))
+    v.check(obs(52_500, reporter="r2"))
+    moved = v.check(obs(52_200, reporter="r3"))
+    assert moved.check("hampel").fired  # unusual against its own history...
+    assert not moved.check("nearby").fired  # ...but the neighbours moved with it
+    assert moved.status == "accepted" and "moved the same way" in moved.summary
+
+
+def test_ceiling_het_quarantines_and_hap_is_only_reported(ceilings: CeilingTable) -> None:
+    v = validator(ceilings=ceilings)
+    over = v.check(obs(13_500, commodity="beras-medium", grade="medium"))
+    assert over.check("ceiling").fired and over.quarantined
+    assert "HET" in over.check("ceiling").reason and "Badan Pangan" in over.check("ceiling").reason
+    under = v.check(obs(12_000, commodity="beras-medium", grade="medium", reporter="r8"))
+    assert not under.check("ceiling").fired
+    hap = v.check(obs(60_000, commodity="cabai-merah", reporter="r7"))
+    assert not hap.check("ceiling").fired and "not a ceiling" in hap.check("ceiling").reason
+
+
+def test_stale_and_future_times() -> None:
+    v = validator(markets={"pasar-senen": 40_000})
+    stale = v.check(obs(40_000, t=T0 - 4 * DAY_S, arrived=T0))
+    assert stale.check("stale").fired and stale.quarantined
+    late = v.check(obs(40_000, reporter="r5", t=T0 - DAY_S, arrived=T0))
+    assert not late.check("stale").fired
+    future = v.check(obs(40_000, reporter="r6", t=T0 + 3600, arrived=T0))
+    assert future.check("future").fired and future.quarantined
+    assert not late.check("future").fired
+
+
+def test_batch_and_streaming_agree_on_the_checks() -> None:
+    rows = [obs(40_000, reporter="r1"), obs(40_400, reporter="r2"), obs(70_000, reporter="r3"),
+            obs(40_100, reporter="k1", market="pasar-kramat-jati"),
+            obs(40_300, reporter="k2", market="pasar-kramat-jati")]
+    res = validator(markets={"pasar-senen": 40_000, "pasar-kramat-jati": 40_000}).validate_batch(
+        ObservationBatch.from_observations(rows))
+    assert res.quarantined.tolist() == [False, False, True, False, False]
+    assert res.fired_by("reporters").tolist() == [False, False, True, False, False]
