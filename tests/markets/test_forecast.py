@@ -1,0 +1,69 @@
+"""Forecasts: each model, intervals, backtest choice never worse than seasonal naive, and cross-checks
+against statsmodels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from statsmodels.tsa.ar_model import AutoReg
+from statsmodels.tsa.holtwinters import SimpleExpSmoothing
+
+from hub.markets.errors import BadSeries
+from hub.markets.forecast import MODELS, ar_fit, fill_gaps, forecast, forecast_many, ses_filter
+
+
+def _series(n: int = 200, seed: int = 0, weekly: float = 0.03) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    walk = np.cumsum(rng.normal(0, 0.01, n))
+    week = weekly * np.where(np.arange(n) % 7 >= 5, 1.0, -0.4)
+    return 30_000 * np.exp(walk + week + rng.normal(0, 0.005, n))
+
+
+def test_forecast_has_seven_days_with_nested_intervals() -> None:
+    f = forecast(_series(), first_day=19_000)
+    assert len(f.point) == 7 and f.first_day == 19_200
+    for lo95, lo80, p, hi80, hi95 in zip(f.lo95, f.lo80, f.point, f.hi80, f.hi95, strict=True):
+        assert lo95 < lo80 < p < hi80 < hi95
+    d = f.to_dict()
+    assert d["model"] in MODELS and set(d["backtest"]) == set(MODELS) and d["confidence"] in ("high", "medium", "low")
+
+
+def test_choice_is_never_worse_than_seasonal_naive_on_the_backtest() -> None:
+    Y = np.stack([_series(seed=s, weekly=w) for s, w in zip(range(12), [0.0, 0.05] * 6, strict=True)])
+    for f in forecast_many(Y):
+        assert f.backtest[f.model].mase <= f.backtest["snaive"].mase
+        assert f.backtest[f.model].mase == min(s.mase for s in f.backtest.values())
+
+
+def test_weekly_pattern_is_forecast() -> None:
+    y = 20_000 * np.exp(0.05 * np.where(np.arange(210) % 7 >= 5, 1.0, 0.0))
+    f = forecast(y)
+    weekend = [p for i, p in enumerate(f.point) if (210 + i) % 7 >= 5]
+    weekday = [p for i, p in enumerate(f.point) if (210 + i) % 7 < 5]
+    assert min(weekend) > max(weekday)
+
+
+def test_short_or_bad_series_are_refused() -> None:
+    with pytest.raises(BadSeries, match="expected at least 42 days"):
+        forecast(_series(30))
+    with pytest.raises(BadSeries, match="positive"):
+        forecast(np.r_[_series(100), -1.0])
+
+
+def test_gaps_are_filled_forward() -> None:
+    assert fill_gaps(np.array([np.nan, 2.0, np.nan, 4.0])).tolist() == [[2.0, 2.0, 2.0, 4.0]]
+
+
+def test_ses_matches_statsmodels() -> None:
+    z = np.log(_series(120))
+    lvl, _ = ses_filter(z[None, :], np.array([0.3]))
+    sm = SimpleExpSmoothing(z, initialization_method="known", initial_level=z[0]).fit(
+        smoothing_level=0.3, optimized=False)
+    assert lvl[0, 0] == pytest.approx(sm.forecast(1)[0], rel=1e-10)
+
+
+def test_ar_on_differences_matches_statsmodels_autoreg() -> None:
+    d = np.diff(np.log(_series(150, seed=4)))
+    coef, _, _ = ar_fit(d[None, :], 2)
+    sm = AutoReg(d, lags=2, trend="c").fit()
+    assert coef[0] == pytest.approx(sm.params, rel=1e-6, abs=1e-10)

@@ -1,0 +1,77 @@
+"""Early warning: ALPS bands, FAO's IFPA, and alerts only when a band worsens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hub.markets.calendar import day_number
+from hub.markets.errors import BadSeries
+from hub.markets.warning import AlertTracker, alps, alps_band, ifpa, ifpa_class
+
+FIRST = day_number("2024-05-06")
+
+
+@pytest.mark.parametrize(("value", "band"), [(-3.0, "normal"), (0.2499, "normal"), (0.25, "stress"),
+                                             (0.99, "stress"), (1.0, "alert"), (1.99, "alert"), (2.0, "crisis")])
+def test_alps_band_edges(value: float, band: str) -> None:
+    assert alps_band(value) == band
+
+
+@pytest.mark.parametrize(("value", "cls"), [(1.0, "abnormally high"), (0.5, "moderately high"),
+                                            (0.49, "normal"), (-0.6, "moderately low"), (-1.0, "abnormally low")])
+def test_ifpa_classes(value: float, cls: str) -> None:
+    assert ifpa_class(value) == cls
+
+
+def _daily(n: int = 280, seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 20_000 * (1 + 0.0004 * np.arange(n)) * np.exp(rng.normal(0, 0.01, n))
+
+
+def test_alps_band_follows_the_gap_to_the_trend() -> None:
+    base = _daily()
+    ref = alps(base, first_day=FIRST)
+    # The trend and sigma are fitted on the earlier weeks only, so moving the last week moves ALPS alone.
+    for target, band in ((0.1, "normal"), (0.6, "stress"), (1.5, "alert"), (2.5, "crisis")):
+        v = base.copy()
+        v[-7:] += (target - ref.value) * ref.sigma
+        got = alps(v, first_day=FIRST)
+        assert got.value == pytest.approx(target, abs=1e-6)
+        assert got.band == band
+        assert got.sigma == pytest.approx(ref.sigma) and got.trend == pytest.approx(ref.trend)
+    assert ref.periods == 39 and "residual sd" in ref.explanation
+
+
+def test_alps_needs_history() -> None:
+    with pytest.raises(BadSeries, match="ALPS: expected at least"):
+        alps(_daily(30), first_day=FIRST)
+
+
+def test_ifpa_flags_an_abnormal_month() -> None:
+    rng = np.random.default_rng(0)
+    monthly = 10_000 * np.exp(np.cumsum(rng.normal(0.003, 0.01, 48)))
+    normal = ifpa(monthly)
+    spiked = monthly.copy()
+    spiked[-1] *= 1.25
+    high = ifpa(spiked)
+    assert high.value > normal.value and high.cls == "abnormally high"
+    assert high.years == 2 and "0.4 zQ + 0.6 zA" in high.explanation
+    with pytest.raises(BadSeries):
+        ifpa(monthly[:30])
+
+
+def test_alerts_only_when_the_band_worsens() -> None:
+    t = AlertTracker()
+    kw = {"market": "pasar-senen", "commodity": "cabai-merah", "region": "DKI Jakarta", "indicator": "ALPS",
+          "value": 1.0, "price_idr": 50_000}
+    assert t.update(band="normal", day=1, **kw) is None
+    a = t.update(band="alert", day=2, **kw)
+    assert a is not None and (a.previous, a.band) == ("normal", "alert")
+    assert t.update(band="alert", day=3, **kw) is None  # still in alert: no new page
+    assert t.update(band="stress", day=4, **kw) is None  # easing is not an alert
+    b = t.update(band="crisis", day=5, **kw)
+    assert b is not None and b.previous == "stress" and b.id != a.id
+    assert [x.band for x in t.live_alerts()] == ["crisis"]
+    t.update(band="normal", day=6, **kw)
+    assert t.live_alerts() == []
