@@ -1,13 +1,10 @@
-"""Fixtures for hub tests: real LMDB stores in temporary directories, real servers on loopback."""
+"""Helpers for hub tests: simulated devices with deterministic keys, enrollment in one call."""
 
 from __future__ import annotations
 
 import itertools
 
-import pytest
-
 from hub.service import Hub, make_enroll_request
-from hub.store import LmdbHubStore
 from ledger import ChainBuilder, Ed25519Signer
 
 
@@ -20,11 +17,6 @@ class Clock:
 
     def advance(self, seconds: int) -> None:
         self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 _seeds = itertools.count(1)
@@ -42,11 +34,3 @@ def enroll(hub: Hub, signer: Ed25519Signer, clock: Clock, *, site: str = "sppg-0
     if approve:
         hub.approve(device.device_id)
     return device.device_id
-
-
-@pytest.fixture
-def hub(tmp_path, clock) -> Hub:
-    store = LmdbHubStore(tmp_path / "hub")
-    h = Hub(store, Ed25519Signer.from_seed(b"\x99" * 32), clock=clock)
-    yield h
-    store.close()

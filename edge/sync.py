@@ -1,0 +1,124 @@
+"""The edge's sync agent: push to the hub, replicate peers, on discovery, on new records and on an interval."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiocoap
+
+from coap_server.sync import LogHolder, SyncReport, sync_once
+from ledger.sync import Backoff, Limits
+
+log = logging.getLogger("jejak.edge.sync")
+
+
+@dataclass(slots=True)
+class Target:
+    """A node this edge syncs with, and how that has gone."""
+
+    url: str
+    role: str  # "hub" or "edge"
+    backoff: Backoff
+    next_try: float = 0.0
+    last_ok: float | None = None
+    last_error: str | None = None
+    pushed: int = 0
+    fetched: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "role": self.role, "last_ok": self.last_ok, "last_error": self.last_error,
+                "pushed": self.pushed, "fetched": self.fetched, "failures": self.backoff.failures,
+                "problems": self.problems[-5:]}
+
+
+class SyncAgent:
+    """Runs anti-entropy rounds with the hub (push: the edge initiates, so NAT is no obstacle) and with peers
+    (push and pull, so each keeps verified replicas of the others). Idempotent: a round can always be re-run."""
+
+    def __init__(self, holder: LogHolder, *, hubs: Sequence[str] = (), peers: Sequence[str] = (),
+                 interval: float = 30.0, limits: Limits = Limits(), blocked: Callable[[], frozenset[bytes]] | None = None,
+                 rng: random.Random | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.holder = holder
+        self.interval = interval
+        self.limits = limits
+        self.blocked = blocked or frozenset
+        self.rng = rng or random.Random()
+        self.monotonic = monotonic
+        self.targets: dict[str, Target] = {}
+        self._wake = asyncio.Event()
+        self.rounds = 0
+        for url in hubs:
+            self.add(url, "hub")
+        for url in peers:
+            self.add(url, "edge")
+
+    def add(self, url: str, role: str) -> None:
+        if url not in self.targets:
+            self.targets[url] = Target(url=url, role=role, backoff=Backoff(base=0.5, cap=60.0, rng=self.rng))
+        self.targets[url].next_try = 0.0
+        self.trigger()
+
+    def remove(self, url: str) -> None:
+        self.targets.pop(url, None)
+
+    def trigger(self) -> None:
+        """Ask for a round soon: a peer appeared, or a new record was stored."""
+        self._wake.set()
+
+    async def round(self, ctx: aiocoap.Context) -> dict[str, SyncReport]:
+        """One pass over every target whose back-off allows it; hubs first."""
+        reports: dict[str, SyncReport] = {}
+        now = self.monotonic()
+        for target in sorted(self.targets.values(), key=lambda t: t.role != "hub"):
+            if target.next_try > now:
+                continue
+            try:
+                report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
+                                         push=True, pull=target.role != "hub", blocked=self.blocked())
+            except Exception as exc:  # unreachable or refusing: back off, keep the others going
+                delay = target.backoff.failed()
+                target.next_try = now + delay
+                target.last_error = f"{type(exc).__name__}: {exc}"
+                log.info("sync with %s failed (%s); next try in %.1fs", target.url, target.last_error, delay)
+                continue
+            target.backoff.succeeded()
+            target.last_ok = time.time()
+            target.last_error = None
+            target.pushed += report.pushed
+            target.fetched += report.fetched
+            target.problems += report.problems
+            reports[target.url] = report
+        self.rounds += 1
+        return reports
+
+    async def run(self) -> None:
+        ctx = await aiocoap.Context.create_client_context()
+        requests = 0
+        try:
+            while True:
+                self._wake.clear()
+                await self.round(ctx)
+                requests += 1
+                if requests >= 2000:  # aiocoap runs out of message ids at 65,536 per context
+                    await ctx.shutdown()
+                    ctx = await aiocoap.Context.create_client_context()
+                    requests = 0
+                pending = [t.next_try - self.monotonic() for t in self.targets.values()]
+                wait = min([self.interval] + [p for p in pending if p > 0])
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.05))
+                    await asyncio.sleep(0.05)  # gather a burst of new records into one round
+                except TimeoutError:
+                    pass
+        finally:
+            await ctx.shutdown()
+
+    def status(self) -> list[dict[str, Any]]:
+        return [t.to_json() for t in self.targets.values()]

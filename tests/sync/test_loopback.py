@@ -1,0 +1,115 @@
+"""Several edges and a hub on loopback: every record reaches the hub through any neighbour, exactly once."""
+
+from __future__ import annotations
+
+import aiocoap
+import aiocoap.resource as resource
+import pytest
+
+from coap_server.sync import add_sync_resources
+from edge.store import LmdbLogStore
+from edge.sync import SyncAgent
+from hub.app import free_udp_port, start_hub
+from hub.config import HubConfig
+from ledger import ChainBuilder, ChainState, verify_records
+from ledger.record import decode_record
+from tests.hub.conftest import enroll, new_device
+
+
+class Edge:
+    """An edge's store served over real CoAP, with its own signed log."""
+
+    def __init__(self, path, clock, records: int) -> None:
+        self.signer, self.builder = new_device(clock)
+        self.store = LmdbLogStore(path)
+        self.store.claim(self.builder.device_id)
+        recs = [self.builder.genesis()] + [self.builder.append("scan", {"event": "departed", "site": "sppg-01",
+                                                                         "tags": [f"t{i}"]})
+                                            for i in range(records - 1)]
+        self.store.append_own(recs)
+        self.records = recs
+        self.port = free_udp_port()
+        self.ctx: aiocoap.Context | None = None
+
+    @property
+    def url(self) -> str:
+        return f"coap://127.0.0.1:{self.port}"
+
+    async def serve(self) -> None:
+        site = resource.Site()
+        add_sync_resources(site, self.store)
+        self.ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", self.port),
+                                                              transports=["udp6"])
+
+    async def close(self) -> None:
+        if self.ctx is not None:
+            await self.ctx.shutdown()
+        self.store.close()
+
+
+@pytest.fixture
+async def net(tmp_path, hub, clock):
+    edges = [Edge(tmp_path / name, clock, n) for name, n in (("a", 300), ("b", 200), ("c", 100))]
+    for e in edges:
+        enroll(hub, e.signer, clock)
+        await e.serve()
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
+                              hub=hub)
+    ctx = await aiocoap.Context.create_client_context()
+    yield edges, running, ctx
+    await ctx.shutdown()
+    await running.close()
+    for e in edges:
+        await e.close()
+
+
+async def test_records_reach_hub_through_a_neighbour_once(net, hub):
+    (a, b, c), running, ctx = net
+    # A has no uplink; B and C reach the hub; B and A are neighbours, as are B and C.
+    agents = {
+        "a": SyncAgent(a.store, peers=[b.url]),
+        "b": SyncAgent(b.store, hubs=[running.coap_url], peers=[a.url, c.url]),
+        "c": SyncAgent(c.store, hubs=[running.coap_url], peers=[b.url]),
+    }
+    for _ in range(2):
+        for agent in agents.values():
+            await agent.round(ctx)
+    total = sum(len(e.records) for e in (a, b, c))
+    assert hub.store.size() == total, "every record exactly once in the hub's log"
+    for e in (a, b, c):
+        state = hub.store.chain_state(e.builder.device_id)
+        assert state.length == len(e.records)
+        assert state.head == e.records[-1].id
+    # B holds verified replicas of A and C: A's log survives A's loss.
+    for e in (a, c):
+        replica = b.store.log_range(e.builder.device_id, 0, 10_000)
+        verify_records(ChainState.empty(e.builder.device_id), [decode_record(r) for r in replica])
+        assert len(replica) == len(e.records)
+    # Nothing left to do: another round moves nothing.
+    again = await agents["b"].round(ctx)
+    assert all(r.pushed == 0 and r.fetched == 0 for r in again.values())
+
+
+async def test_forged_and_forked_logs_are_refused_and_reported(net, hub, clock):
+    (a, b, _), running, ctx = net
+    # A tampered copy of A's log, offered by a peer: B keeps only the good prefix and reports why.
+    forged = bytearray(a.records[50].raw)
+    forged[-3] ^= 0x40
+    offered = [r.raw for r in a.records[:50]] + [bytes(forged)] + [r.raw for r in a.records[51:]]
+    got = b.store.receive(a.builder.device_id, offered)
+    assert got["accepted"] == 50
+    assert "INVALID_SIGNATURE" in got["problem"]
+    # A second history of A (same key, same seq, other content) is kept as evidence and blocks A.
+    other = ChainBuilder(a.signer, clock=clock, boot=1, state=b.store.state(a.builder.device_id))
+    fork_rec = other.append("note", {"text": "a second history"})
+    b.store.receive(a.builder.device_id, [a.records[50].raw])
+    res = b.store.receive(a.builder.device_id, [fork_rec.raw])
+    assert res["fork"] is True
+    evidence = b.store.forks()[0]
+    evidence.verify(a.signer.public_key)
+    assert a.builder.device_id in b.store.blocked()
+    # A blocked device is not replicated further.
+    agent = SyncAgent(b.store, hubs=[running.coap_url], blocked=b.store.blocked)
+    await agent.round(ctx)
+    assert hub.store.chain_state(a.builder.device_id) is None
+    assert hub.store.chain_state(b.builder.device_id).length == len(b.records)
