@@ -179,12 +179,19 @@ class EdgeDaemon:
         app = web.Application()
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/status", status)
+        self._mount_bridges(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.http.host, self.config.http.port)
         await site.start()
         self._http = runner
         self.http_port = runner.addresses[0][1]
+
+    def _mount_bridges(self, app: Any) -> None:
+        """Seed 1's POST /api/log_scan and the phone check-in page (edge/legacy.py) on the HTTP endpoint."""
+        from .legacy import mount
+
+        mount(app, self)
 
     # -- appends ---------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import os
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -387,14 +388,15 @@ class GroupCommit:
     """
 
     def __init__(self, store: LmdbLogStore, signer: Signer, *, clock: Callable[[], int], boot: int,
-                 max_batch: int = 4096, max_pending: int = 20000) -> None:
+                 max_batch: int = 4096, max_pending: int = 20000, inline_sign: int = 64) -> None:
         self._store = store
+        self.inline_sign = inline_sign
         self._signer = signer
         self._clock = clock
         self._boot = boot
         self.max_batch = max_batch
         self.max_pending = max_pending
-        self._jobs: list[_Job] = []
+        self._jobs: deque[_Job] = deque()
         self._pending = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -434,7 +436,21 @@ class GroupCommit:
         return state
 
     async def append(self, kind: str, body: dict[str, Any], *, detach: bool = False) -> Record:
-        return (await self.append_many([(kind, body, detach)]))[0]
+        """Append one record; returns it once the commit holding it is durable."""
+        if self._wake is None or self._closing:
+            raise StoreError("the log writer is not running", hint="start() it first; it stops at close()")
+        if kind == "key":
+            raise MalformedRecord("key records are made by the device itself, not submitted")
+        validate_body(kind, body)
+        if self._pending >= self.max_pending:
+            self.stats["refused_busy"] += 1
+            raise StoreBusy(f"{self._pending} records are waiting for their commit; the limit is "
+                            f"{self.max_pending}", hint="retry in a moment")
+        future: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
+        self._jobs.append(_Job(items=[(kind, body, detach)], future=future, queued=0.0))
+        self._pending += 1
+        self._wake.set()
+        return (await future)[0]
 
     async def append_many(self, items: Sequence[tuple[str, dict[str, Any], bool]]) -> list[Record]:
         """Append items as consecutive records of one commit; all are stored or none is."""
@@ -454,7 +470,7 @@ class GroupCommit:
         self._jobs.append(_Job(items=list(items), future=future, queued=time.perf_counter()))
         self._pending += len(items)
         self._wake.set()
-        return await asyncio.shield(future)
+        return await future
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -466,11 +482,21 @@ class GroupCommit:
                 batch: list[_Job] = []
                 count = 0
                 while self._jobs and (not batch or count + len(self._jobs[0].items) <= self.max_batch):
-                    job = self._jobs.pop(0)
+                    job = self._jobs.popleft()
                     batch.append(job)
                     count += len(job.items)
                 try:
-                    results = await loop.run_in_executor(self._executor, self._commit, batch)
+                    if count <= self.inline_sign:
+                        # Small batches are signed here: a signing thread would fight the event loop for
+                        # the GIL on every socket call. Only the LMDB commit (fsync, GIL released) moves.
+                        results, records, base = self._prepare(batch)
+                        try:
+                            results = await loop.run_in_executor(self._executor, self._store_batch, results,
+                                                                 records, base)
+                        except StaleHead:  # a peer extended our own log meanwhile: sign again on it
+                            results = await loop.run_in_executor(self._executor, self._commit, batch)
+                    else:
+                        results = await loop.run_in_executor(self._executor, self._commit, batch)
                 except BaseException as exc:  # the thread could not even run: fail the batch, keep going
                     results = [exc] * len(batch)
                     if isinstance(exc, asyncio.CancelledError):
@@ -485,52 +511,65 @@ class GroupCommit:
                     else:
                         job.future.set_result(result)
 
-    def _commit(self, batch: list[_Job]) -> list[list[Record] | BaseException]:
-        """Sign every job of the batch on the stored head and commit them together (writer thread)."""
-        started = time.perf_counter()
-        for _attempt in range(3):
-            builder = self._builder
-            assert builder is not None
-            stored = self._store.state(builder.device_id)
-            if stored is not None and stored != builder.state:
-                builder = self._rebuild(stored)
-            base = builder.state
-            results: list[list[Record] | BaseException] = []
-            records: list[Record] = []
-            for job in batch:
-                before = builder.state
-                try:
-                    made = [builder.append(kind, body, detach=detach) for kind, body, detach in job.items]
-                except (LedgerError, ValueError, TypeError) as exc:
-                    builder = self._rebuild(before)  # drop what this job signed; the others stand
-                    results.append(exc if isinstance(exc, LedgerError) else MalformedRecord(str(exc)))
-                    continue
-                records.extend(made)
-                results.append(made)
-            if not records:
-                return results
+    def _prepare(self, batch: list[_Job]) -> tuple[list[list[Record] | BaseException], list[Record],
+                                                    ChainState]:
+        """Sign every job of the batch on the stored head; a job that cannot be signed fails alone."""
+        builder = self._builder
+        assert builder is not None
+        stored = self._store.state(builder.device_id)
+        if stored is not None and stored != builder.state:
+            builder = self._rebuild(stored)
+        base = builder.state
+        results: list[list[Record] | BaseException] = []
+        records: list[Record] = []
+        for job in batch:
+            before = builder.state
             try:
-                self._store.append_own(records)
-            except StaleHead:
-                self._rebuild(self._store.state(builder.device_id) or base)
+                made = [builder.append(kind, body, detach=detach) for kind, body, detach in job.items]
+            except (LedgerError, ValueError, TypeError) as exc:
+                builder = self._rebuild(before)  # drop what this job signed; the others stand
+                results.append(exc if isinstance(exc, LedgerError) else MalformedRecord(str(exc)))
                 continue
-            except StoreError as exc:
-                self._rebuild(base)
-                self.stats["failed"] += len(records)
-                self.last_error = str(exc)
-                return [exc if not isinstance(r, BaseException) else r for r in results]
-            except Exception as exc:
-                self._rebuild(base)
-                self.stats["failed"] += len(records)
-                self.last_error = repr(exc)
-                log.exception("commit failed")
-                wrapped = StoreError(f"commit failed: {exc!r}")
-                return [wrapped if not isinstance(r, BaseException) else r for r in results]
-            self.stats["records"] += len(records)
-            self.stats["commits"] += 1
-            self.stats["commit_us_total"] += int((time.perf_counter() - started) * 1e6)
-            self.last_error = None
+            records.extend(made)
+            results.append(made)
+        return results, records, base
+
+    def _store_batch(self, results: list[list[Record] | BaseException], records: list[Record],
+                     base: ChainState) -> list[list[Record] | BaseException]:
+        """Commit signed records (writer thread); on a stale head sign the whole batch again."""
+        if not records:
             return results
+        started = time.perf_counter()
+        try:
+            self._store.append_own(records)
+        except StaleHead:
+            raise
+        except StoreError as exc:
+            self._rebuild(base)
+            self.stats["failed"] += len(records)
+            self.last_error = str(exc)
+            return [exc if not isinstance(r, BaseException) else r for r in results]
+        except Exception as exc:
+            self._rebuild(base)
+            self.stats["failed"] += len(records)
+            self.last_error = repr(exc)
+            log.exception("commit failed")
+            wrapped = StoreError(f"commit failed: {exc!r}")
+            return [wrapped if not isinstance(r, BaseException) else r for r in results]
+        self.stats["records"] += len(records)
+        self.stats["commits"] += 1
+        self.stats["commit_us_total"] += int((time.perf_counter() - started) * 1e6)
+        self.last_error = None
+        return results
+
+    def _commit(self, batch: list[_Job]) -> list[list[Record] | BaseException]:
+        """Sign and commit a batch in the writer thread, signing again if the stored head moved."""
+        for _attempt in range(3):
+            results, records, base = self._prepare(batch)
+            try:
+                return self._store_batch(results, records, base)
+            except StaleHead:
+                self._rebuild(self._store.state(base.device_id) or base)
         err = StoreError("own log keeps changing under the writer; giving up on this batch")
         return [err] * len(batch)
 

@@ -1,0 +1,303 @@
+"""Seed 1's gateway API on the edge (`POST /api/log_scan`) and the phone check-in page that posts to it.
+
+Seed 1 (an Android app and a Flask gateway on a Raspberry Pi) posts one NFC scan as JSON:
+
+    POST /api/log_scan  {"nfc_tag_id": "NFC_TAG_ALPHA", "status_scan": "makanan_keluar"}
+    201 {"message": "Scan berhasil dicatat di gateway lokal"}        (seed 1's own answer, plus id and seq)
+    400 {"error": "Data tidak lengkap. ..."}                          (seed 1's error shape)
+
+Here every accepted scan becomes a signed record of this edge (kind "scan", body source "legacy-http", or
+"checkin-page" for the page below), appended durably before the 201. Input is checked as strictly as the
+CoAP path checks its observations: unknown keys, unknown statuses and malformed tag ids are refused with
+400 and nothing is stored.
+
+The check-in page (`GET /checkin`) is one self-contained HTML file (no CDN): Web NFC where the browser has
+it, a typed or scanner-wedge code otherwise, and a queue on the phone for the moments the edge is out of
+reach (sent again when the connection returns).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from ledger import LedgerError
+from ledger.bodies import CHECKPOINTS, SCAN_EVENTS, validate_body
+
+log = logging.getLogger("jejak.edge.legacy")
+
+# Seed 1 logs two statuses ('makanan_keluar' at the kitchen, 'makanan_diterima' at the school). The others
+# are the same words for the other steps of a container's day, so staff can use the page for all of them.
+LEGACY_STATUS: dict[str, str] = {
+    "makanan_dimasak": "cooked",
+    "makanan_dikemas": "packed",
+    "makanan_keluar": "departed",
+    "makanan_tiba": "arrived",
+    "makanan_diterima": "received",
+    "makanan_disajikan": "served",
+    "ompreng_kembali": "returned",
+    "ompreng_rusak": "damaged",
+    "ompreng_hilang": "lost",
+}
+# Seed 1's checkpoint for each status when the edge's own role does not say it better.
+_CHECKPOINT_FOR = {"cooked": "kitchen", "packed": "kitchen", "departed": "kitchen_exit",
+                   "arrived": "school_gate", "received": "school_gate", "served": "school_gate",
+                   "returned": "return", "damaged": "return", "lost": "return"}
+TAG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
+ALLOWED_KEYS = ("nfc_tag_id", "status_scan")
+MAX_BODY_BYTES = 4096
+SOURCE_HEADER = "X-Jejak-Source"
+SOURCES = {"legacy-http", "checkin-page"}
+
+
+class LegacyInputError(ValueError):
+    """Seed-1 input that Jejak refuses; `message` is what goes into seed 1's {"error": ...}."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def scan_event(status: Any) -> str:
+    """Map a seed-1 status (or a Jejak scan event name) to the scan event it means."""
+    if not isinstance(status, str):
+        raise LegacyInputError(f'"status_scan" harus teks / must be text, got {type(status).__name__}')
+    if status in LEGACY_STATUS:
+        return LEGACY_STATUS[status]
+    if status in SCAN_EVENTS:
+        return status
+    raise LegacyInputError(f'"status_scan" tidak dikenal / unknown: expected one of '
+                           f"{sorted(LEGACY_STATUS)} (or {list(SCAN_EVENTS)}), got {status[:60]!r}")
+
+
+def check_tag(tag: Any, name: str = "nfc_tag_id") -> str:
+    if not isinstance(tag, str):
+        raise LegacyInputError(f'"{name}" harus teks / must be text, got {type(tag).__name__}')
+    if not TAG_ID.fullmatch(tag):
+        raise LegacyInputError(f'"{name}": expected 1 to 128 letters, digits or _ . : - (starting with a '
+                               f"letter or digit), got {tag[:60]!r}")
+    return tag
+
+
+def parse_log_scan(data: Any) -> tuple[str, str]:
+    """(tag, scan event) from a seed-1 `/api/log_scan` JSON value; LegacyInputError says what is wrong."""
+    if not isinstance(data, dict) or "nfc_tag_id" not in data or "status_scan" not in data:
+        raise LegacyInputError('Data tidak lengkap. Butuh "nfc_tag_id" dan "status_scan".')
+    extra = sorted(set(data) - set(ALLOWED_KEYS))
+    if extra:
+        raise LegacyInputError(f"unexpected keys {extra[:5]}; expected exactly {list(ALLOWED_KEYS)}")
+    return check_tag(data["nfc_tag_id"]), scan_event(data["status_scan"])
+
+
+def scan_body(*, tag: str, event: str, site: str, role: str | None, source: str) -> dict[str, Any]:
+    """The "scan" record body for one legacy scan at this edge."""
+    checkpoint = role if role in CHECKPOINTS else _CHECKPOINT_FOR.get(event)
+    if source == "checkin-page":
+        checkpoint = "phone"
+    body: dict[str, Any] = {"event": event, "site": site, "tags": [tag], "source": source}
+    if checkpoint is not None:
+        body["checkpoint"] = checkpoint
+    validate_body("scan", body)
+    return body
+
+
+class Submitter(Protocol):
+    """What the endpoint needs from the daemon: durable appends of observations (EdgeDaemon.submit)."""
+
+    async def submit(self, items: Sequence[tuple[str, dict[str, Any]]]) -> Sequence[Any]: ...
+
+
+def mount(app: Any, daemon: Any) -> None:
+    """Add `POST /api/log_scan`, `GET /checkin` and the page's service worker to an aiohttp app.
+
+    `daemon` is the running EdgeDaemon: its `submit` appends durably, its `config` names site and role.
+    """
+    from aiohttp import web
+
+    site = daemon.config.site
+    role = daemon.config.checkpoint.role
+    submit: Callable[[Sequence[tuple[str, dict[str, Any]]]], Awaitable[Sequence[Any]]] = daemon.submit
+
+    def error(message: str, status: int = 400) -> web.Response:
+        return web.json_response({"error": message}, status=status)
+
+    async def log_scan(request: web.Request) -> web.Response:
+        """Seed 1's scan logging: one scan in, one signed record of this edge out."""
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+        if request.content_type != "application/json":
+            return error(f"Content-Type harus application/json / must be application/json, got "
+                         f"{request.content_type!r}")
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return error(f"JSON tidak valid / not valid JSON: {exc}")
+        source = request.headers.get(SOURCE_HEADER, "legacy-http")
+        if source not in SOURCES:
+            return error(f"{SOURCE_HEADER}: expected one of {sorted(SOURCES)}, got {source[:40]!r}")
+        try:
+            tag, event = parse_log_scan(data)
+            body = scan_body(tag=tag, event=event, site=site, role=role, source=source)
+        except LegacyInputError as exc:
+            return error(exc.message)
+        except LedgerError as exc:
+            return error(exc.message)
+        try:
+            (stored,) = await submit([("scan", body)])
+        except LedgerError as exc:
+            return error(exc.message)
+        except Exception as exc:  # shutting down, store busy or full: the scan was not recorded
+            log.warning("legacy scan not recorded: %s", exc)
+            return error(f"scan tidak tercatat / not recorded: {getattr(exc, 'message', exc)}", 503)
+        return web.json_response({"message": "Scan berhasil dicatat di gateway lokal", "id": stored.id.hex(),
+                                  "seq": stored.seq, "event": event, "duplicate": stored.duplicate},
+                                 status=201)
+
+    async def checkin(_: web.Request) -> web.Response:
+        """The phone check-in page"""
+        return web.Response(text=CHECKIN_HTML.replace("__SITE__", _html(site)), content_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+    async def worker(_: web.Request) -> web.Response:
+        return web.Response(text=SERVICE_WORKER, content_type="application/javascript",
+                            headers={"Service-Worker-Allowed": "/checkin", "Cache-Control": "no-cache"})
+
+    app.router.add_post("/api/log_scan", log_scan)
+    app.router.add_get("/checkin", checkin)
+    app.router.add_get("/checkin/sw.js", worker)
+
+
+def _html(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;"))
+
+
+# Service workers run only in a secure context (https, or localhost); on a plain-http LAN the page still
+# works, and its own queue keeps scans that could not be sent.
+SERVICE_WORKER = """
+const CACHE = 'jejak-checkin-v1';
+self.addEventListener('install', e => { e.waitUntil(caches.open(CACHE).then(c => c.add('/checkin'))); });
+self.addEventListener('fetch', e => {
+  const url = new URL(e.request.url);
+  if (e.request.method === 'GET' && url.pathname === '/checkin') {
+    e.respondWith(fetch(e.request).then(r => { const copy = r.clone();
+      caches.open(CACHE).then(c => c.put('/checkin', copy)); return r; })
+      .catch(() => caches.match('/checkin')));
+  }
+});
+"""
+
+CHECKIN_HTML = """<!doctype html>
+<html lang="id"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Jejak check-in</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:0;padding:1rem;background:#f5f5f0;color:#222;max-width:32rem}
+h1{font-size:1.3rem;margin:.2rem 0}.site{color:#555;margin-bottom:1rem}
+label{display:block;margin:.8rem 0 .3rem;font-weight:600}
+input,select,button{font-size:1.2rem;width:100%;box-sizing:border-box;padding:.7rem;border-radius:.4rem;
+border:1px solid #999}
+button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{background:#24527a}
+#feedback{margin-top:1rem;padding:1rem;border-radius:.4rem;font-size:1.1rem;display:none}
+#feedback.ok{display:block;background:#d8f0df;color:#0d4a25}
+#feedback.err{display:block;background:#f7d9d6;color:#7a1b12}
+#feedback.wait{display:block;background:#fff2cc;color:#5c4400}
+#queue{margin-top:.6rem;color:#5c4400}
+</style></head><body>
+<h1>Jejak &middot; check-in MBG</h1>
+<div class="site">Lokasi / site: <b id="site">__SITE__</b></div>
+<form id="form" autocomplete="off">
+<button type="button" class="nfc" id="nfc" hidden>Tempelkan kartu NFC / Tap NFC tag</button>
+<label for="tag">Kode ompreng / container code</label>
+<input id="tag" name="nfc_tag_id" required maxlength="128" pattern="[A-Za-z0-9][A-Za-z0-9_.:\\-]{0,127}"
+ placeholder="NFC_TAG_ALPHA" autofocus>
+<label for="status">Status</label>
+<select id="status" name="status_scan">
+<option value="makanan_keluar">Makanan keluar (dapur)</option>
+<option value="makanan_tiba">Makanan tiba (sekolah)</option>
+<option value="makanan_diterima">Makanan diterima (sekolah)</option>
+<option value="makanan_disajikan">Makanan disajikan</option>
+<option value="ompreng_kembali">Ompreng kembali</option>
+<option value="makanan_dimasak">Makanan dimasak</option>
+<option value="makanan_dikemas">Makanan dikemas</option>
+</select>
+<button type="submit" id="send">Catat / Record</button>
+</form>
+<div id="feedback" role="status" aria-live="polite"></div>
+<div id="queue"></div>
+<script>
+(function () {
+  const KEY = 'jejak-checkin-queue';
+  const form = document.getElementById('form'), tag = document.getElementById('tag');
+  const status = document.getElementById('status'), fb = document.getElementById('feedback');
+  const qdiv = document.getElementById('queue');
+  function show(kind, text) { fb.className = kind; fb.textContent = text; }
+  function queue() { try { return JSON.parse(localStorage.getItem(KEY) || '[]'); } catch (e) { return []; } }
+  function save(q) { localStorage.setItem(KEY, JSON.stringify(q));
+    qdiv.textContent = q.length ? q.length + ' scan menunggu dikirim / waiting to be sent' : ''; }
+  async function post(item) {
+    const r = await fetch('/api/log_scan', {method: 'POST',
+      headers: {'Content-Type': 'application/json', 'X-Jejak-Source': 'checkin-page'},
+      body: JSON.stringify(item)});
+    let body = {}; try { body = await r.json(); } catch (e) {}
+    return {status: r.status, body: body};
+  }
+  async function send(item) {
+    try {
+      const res = await post(item);
+      if (res.status === 201) {
+        show('ok', 'Tercatat / Recorded: ' + item.nfc_tag_id + ' \\u2192 ' + res.body.event +
+             ' (#' + res.body.seq + ')');
+        return true;
+      }
+      if (res.status >= 500) { throw new Error(res.body.error || ('HTTP ' + res.status)); }
+      show('err', 'Ditolak / Refused: ' + (res.body.error || ('HTTP ' + res.status)));
+      return true;  // refused input is not retried: it would be refused again
+    } catch (e) {
+      const q = queue(); q.push(item); save(q);
+      show('wait', 'Belum terkirim, disimpan di ponsel / Not sent yet, kept on this phone: ' + item.nfc_tag_id);
+      return false;
+    }
+  }
+  async function flush() {
+    let q = queue();
+    while (q.length) {
+      const item = q[0];
+      try { const res = await post(item); if (res.status >= 500) break; } catch (e) { break; }
+      q = queue(); q.shift(); save(q);
+    }
+  }
+  form.addEventListener('submit', async function (ev) {
+    ev.preventDefault();
+    const code = tag.value.trim();
+    if (!code) { show('err', 'Kode kosong / Code is empty'); return; }
+    await send({nfc_tag_id: code, status_scan: status.value});
+    tag.value = ''; tag.focus();
+  });
+  if ('NDEFReader' in window) {
+    const btn = document.getElementById('nfc'); btn.hidden = false;
+    btn.addEventListener('click', async function () {
+      try {
+        const reader = new NDEFReader(); await reader.scan();
+        show('wait', 'Tempelkan kartu / Tap the tag now');
+        reader.onreading = function (e) {
+          const code = (e.serialNumber || '').replace(/:/g, '').toUpperCase();
+          if (code) { send({nfc_tag_id: code, status_scan: status.value}); }
+        };
+      } catch (e) { show('err', 'NFC: ' + e.message); }
+    });
+  }
+  if ('serviceWorker' in navigator && window.isSecureContext) {
+    navigator.serviceWorker.register('/checkin/sw.js', {scope: '/checkin'}).catch(function () {});
+  }
+  window.addEventListener('online', flush);
+  setInterval(flush, 15000);
+  save(queue()); flush();
+})();
+</script></body></html>
+"""
