@@ -1,1 +1,24 @@
 """Market price intelligence: validation against manipulation, impact, forecasts and early warning."""
+
+from .ceilings import Ceiling, CeilingTable
+from .errors import BadInputFile, BadObservation, BadSeries, DecisionConflict, MarketError, NotFound
+from .forecast import Forecast, forecast, forecast_many
+from .impact import Impact, ImpactInputs, impact
+from .macro import MacroInputs, MacroSeries
+from .model import FieldNote, PriceObservation, SensorReading, from_record
+from .quarantine import Decision, MemoryQuarantineStore, Quarantine, QuarantineStore
+from .sentiment import Lexicon, Sentiment, sentiment
+from .service import MarketConfig, MarketService
+from .validate import CheckResult, ObservationBatch, ValidationConfig, Validator, Verdict
+from .warning import Alert, AlertTracker, alps, ifpa
+from .webhooks import Delivery, Subscriber, WebhookSender
+
+__all__ = [
+    "Alert", "AlertTracker", "BadInputFile", "BadObservation", "BadSeries", "Ceiling", "CeilingTable",
+    "CheckResult", "Decision", "DecisionConflict", "Delivery", "FieldNote", "Forecast", "Impact",
+    "ImpactInputs", "Lexicon", "MacroInputs", "MacroSeries", "MarketConfig", "MarketError", "MarketService",
+    "MemoryQuarantineStore", "NotFound", "ObservationBatch", "PriceObservation", "Quarantine",
+    "QuarantineStore", "SensorReading", "Sentiment", "Subscriber", "ValidationConfig", "Validator", "Verdict",
+    "WebhookSender", "alps", "forecast", "forecast_many", "from_record", "ifpa", "impact",
+    "sentiment",
+]

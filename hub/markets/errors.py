@@ -62,10 +62,3 @@ class DecisionConflict(MarketError):
 
     code = "DECISION_CONFLICT"
     http_status = 409
-
-
-class WebhookFailed(MarketError):
-    """A webhook delivery that failed after its retries."""
-
-    code = "WEBHOOK_FAILED"
-    http_status = 502
