@@ -1,0 +1,65 @@
+"""Bridges for the clients people already have: seed 1's gateways, seed 2's market devices (HTTP and MQTT).
+
+Data that arrives unsigned is never stored as if a device had signed it: the hub signs an "attest" record
+in its own log saying what it received, where (path), when (received_at) and from whom (sender), and the
+analytics, the public API and exports carry it marked as attested.
+
+Use::
+
+    bridges = Bridges(hub, BridgeConfig(...), views=views)
+    await start_bridges(bridges)                       # attestation log, listener, MQTT if enabled
+    running = await start_hub(cfg, hub=hub, extra_routes=[views.register, BridgeRoutes(bridges).register])
+    ...
+    stop_bridges(bridges)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .attest import Attestation, Attestor
+from .config import BridgeConfig, MqttConfig
+from .feed import ATTESTED, derive, trust_of
+from .mqtt import MqttBridge
+from .payloads import BridgeInputError
+from .routes import BridgeRoutes
+from .service import Bridges
+
+log = logging.getLogger("jejak.hub.bridges")
+
+
+def mqtt_handler(bridges: Bridges) -> MqttBridge:
+    """The MQTT subscription that turns each `pasar/data` payload into an attest record."""
+    cfg = bridges.config.mqtt
+
+    def handle(topic: str, payload: bytes) -> None:
+        path = f"mqtt:{topic}"
+        try:
+            # MQTT 3.1.1 does not tell a subscriber who published: the broker authenticated the publisher
+            # (per-device credentials), the payload names the device, and the hub checks it is registered.
+            bridges.ingest_market(payload, path=path, device=None,
+                                  sender=f"broker {cfg.host}:{cfg.port} topic {topic}, device named in payload")
+        except BridgeInputError as exc:
+            bridges.refused[path] += 1
+            log.warning("MQTT payload on %s refused: %s", topic, exc.message)
+
+    return MqttBridge(cfg, handle, client_id=f"jejak-hub-{bridges.hub.hub_id.hex()[:12]}")
+
+
+async def start_bridges(bridges: Bridges) -> None:
+    await asyncio.to_thread(bridges.start)
+    if bridges.config.mqtt.enabled:
+        client = mqtt_handler(bridges)
+        await client.start()
+        bridges.mqtt = client
+
+
+def stop_bridges(bridges: Bridges) -> None:
+    if bridges.mqtt is not None:
+        bridges.mqtt.close()
+        bridges.mqtt = None
+
+
+__all__ = ["ATTESTED", "Attestation", "Attestor", "BridgeConfig", "BridgeInputError", "BridgeRoutes", "Bridges",
+           "MqttBridge", "MqttConfig", "derive", "mqtt_handler", "start_bridges", "stop_bridges", "trust_of"]

@@ -1,0 +1,86 @@
+"""Configuration of the hub's bridges for legacy clients: one frozen dataclass tree, validated on creation."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+# Seed 2's device client reports these commodity names; they map onto the market catalogue's ids.
+SEED2_COMMODITIES: dict[str, str] = {
+    "cabai": "cabai-merah", "cabai_rawit": "cabai-rawit", "bawang": "bawang-merah", "bawang_putih": "bawang-putih",
+    "beras": "beras-medium", "beras_premium": "beras-premium", "telur": "telur-ayam", "ayam": "daging-ayam",
+    "minyak": "minyak-goreng", "gula": "gula-pasir",
+}
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttConfig:
+    """The hub's own MQTT session to the broker that seed-2 devices publish to.
+
+    Per-device credentials live in the broker (password file and ACL: each device user may publish to the
+    topic); the hub connects with its own `username`/`password` or TLS client certificate and only reads.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic: str = "pasar/data"
+    client_id: str = ""  # empty: "jejak-hub-<hub id prefix>"
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    tls_ca: str = ""  # CA file that signed the broker's certificate
+    tls_cert: str = ""  # client certificate, for brokers that require one
+    tls_key: str = ""
+    tls_insecure: bool = False  # skip the host name check (test brokers on an IP address)
+    keepalive: int = 30
+    clean_session: bool = False  # False: the broker keeps QoS 1 messages for the hub while it is away
+    qos: int = 1
+    require_token: bool = False  # also demand a "token" field in each payload (seed 2 does not send one)
+
+    def __post_init__(self) -> None:
+        _need(0 < self.port < 65536, f"mqtt.port: expected 1..65535, got {self.port}")
+        _need(bool(self.topic) and "#" not in self.topic and "+" not in self.topic,
+              f"mqtt.topic: expected one topic without wildcards, got {self.topic!r}")
+        _need(self.qos in (0, 1, 2), f"mqtt.qos: expected 0, 1 or 2, got {self.qos}")
+        if self.tls_cert or self.tls_key:
+            _need(bool(self.tls_cert and self.tls_key), "mqtt.tls_cert and mqtt.tls_key go together")
+        for name in ("tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self, name)
+            _need(not path or os.path.exists(path), f"mqtt.{name}: file {path!r} does not exist")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BridgeConfig:
+    state_dir: str = "var/hub/bridges"  # legacy device registrations (token digests, never tokens)
+    auto_approve: bool = True  # seed-2 registrations may send at once; False: an operator approves each
+    market_aliases: dict[str, str] = field(default_factory=dict)  # seed-2 market_id -> catalogue market id
+    commodity_aliases: dict[str, str] = field(default_factory=lambda: dict(SEED2_COMMODITIES))
+    gateway_sites: dict[str, str] = field(default_factory=dict)  # seed-1 gateway_id -> site id
+    gateway_tokens: tuple[str, ...] = ()  # SHA-256 hex of tokens seed-1 gateways must send; empty: open
+    max_batch: int = 1000  # scans in one seed-1 gateway sync
+    max_payload_bytes: int = 16 * 1024
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+
+    def __post_init__(self) -> None:
+        _need(1 <= self.max_batch <= 10000, f"max_batch: expected 1..10000, got {self.max_batch}")
+        _need(256 <= self.max_payload_bytes <= 1 << 20,
+              f"max_payload_bytes: expected 256..1048576, got {self.max_payload_bytes}")
+        for digest in self.gateway_tokens:
+            _need(len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
+                  "gateway_tokens: expected SHA-256 hex digests (64 lowercase hex characters), not tokens")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BridgeConfig:
+        """From a parsed TOML table ([bridges] with an optional [bridges.mqtt])."""
+        data = dict(data)
+        mqtt = MqttConfig(**data.pop("mqtt", {}))
+        if "gateway_tokens" in data:
+            data["gateway_tokens"] = tuple(data["gateway_tokens"])
+        return cls(mqtt=mqtt, **data)

@@ -1,0 +1,61 @@
+"""What the analytics read from attested data: the inputs an "attest" record stands for, marked as attested."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import Record
+
+from ..markets.catalog import COMMODITIES_BY_ID
+
+ATTESTED = "attested:"  # prefix of the `source` of every input derived from an attestation
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DerivedInput:
+    """Looks like a verified record to the MBG and market adapters, but is derived from an attestation:
+    its id is the attest record's id plus a suffix, its device is the hub, its source says "attested:"."""
+
+    kind: str
+    body: dict[str, Any]
+    id: str
+    device: str
+    seq: int
+    time: int
+    boot: int
+
+
+def trust_of(source: str | None) -> str:
+    return "attested" if source and source.startswith(ATTESTED) else "signed"
+
+
+def derive(record: Record) -> list[DerivedInput]:
+    """The scans, prices and readings one attest record carries (empty for anything else)."""
+    if record.kind != "attest" or record.body is None:
+        return []
+    b = record.body
+    data, kind, source = b["data"], b["kind"], ATTESTED + b["path"]
+    rid, dev = record.id.hex(), record.device
+    common = {"device": dev, "seq": record.seq, "boot": record.boot}
+    out: list[DerivedInput] = []
+    if kind == "scan":
+        body = {"event": data["event"], "site": data["site"], "tags": [data["nfc_tag_id"]], "source": source}
+        # MBG's clock policy compares the claimed time with the arrival time and flags skew itself.
+        out.append(DerivedInput(kind="scan", body=body, id=rid, time=data["time"], **common))
+    elif kind == "price":
+        reporter = data.get("device_id") or b["sender"][:120]
+        for commodity, price in data["prices"].items():
+            body = {"market": data["market"], "commodity": commodity, "unit": COMMODITIES_BY_ID[commodity].unit,
+                    "price_idr": price, "reporter": reporter, "source": source}
+            if data.get("region"):
+                body["region"] = data["region"]
+            # Prices use the hub's receiving time: the only time the hub can vouch for.
+            out.append(DerivedInput(kind="price", body=body, id=f"{rid}:{commodity}", time=b["received_at"],
+                                    **common))
+        sensed = {k: data[k] for k in ("temp_cc", "rh_cp", "crowd") if k in data}
+        if sensed:
+            body = {"site": data["market"], "sensor": reporter, **sensed}
+            out.append(DerivedInput(kind="reading", body=body, id=f"{rid}:reading", time=b["received_at"],
+                                    **common))
+    return out

@@ -1,0 +1,206 @@
+"""The bridges' core: legacy registrations, attested ingest of seed-1 and seed-2 data, and the analytics feed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ledger import Record, decode_record
+
+from ..service import Hub
+from ..views import InterimMarkets
+from .attest import Attestation, Attestor, digest
+from .config import BridgeConfig
+from .feed import DerivedInput, derive, trust_of
+from .payloads import BridgeInputError, parse_gateway_batch, parse_market_data, resolve_market
+from .registry import LegacyDevice, Registry
+
+log = logging.getLogger("jejak.hub.bridges")
+
+PATH_INGEST = "http:/ingest"
+PATH_GATEWAY = "http:/api/sync_gateway_data"
+
+
+class Unauthorized(BridgeInputError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 401)
+
+
+class Forbidden(BridgeInputError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 403)
+
+
+class Bridges:
+    """One per hub. Unsigned data becomes "attest" records of the hub's own log; nothing else is stored.
+
+    `views` is hub.views.Views when the hub serves the dashboard: attested inputs then reach the same MBG
+    and market analytics as signed ones, marked by their source. Without views the bridges keep their own
+    market analytics for the public API.
+    """
+
+    def __init__(self, hub: Hub, config: BridgeConfig, *, views: Any = None) -> None:
+        self.hub = hub
+        self.config = config
+        self.views = views
+        self.attestor = Attestor(hub)
+        self.registry = Registry(config.state_dir)
+        self._own_markets = InterimMarkets() if views is None else None
+        self._own_lock = threading.RLock()
+        self.attested: Counter[str] = Counter()  # attest records by path
+        self.refused: Counter[str] = Counter()  # refused inputs by path
+        self.mqtt: Any = None
+
+    # --- life cycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the attestation log, count what it holds, and listen for new records (blocking: LMDB)."""
+        self.attestor.start()
+        state = self.hub.store.chain_state(self.hub.hub_id)
+        length = state.length if state else 0
+        for start in range(0, length, 1000):
+            for raw in self.hub.store.log_range(self.hub.hub_id, start, min(length, start + 1000)):
+                rec = decode_record(raw)
+                if rec.kind == "attest" and rec.body is not None:
+                    self.attested[rec.body["path"]] += 1
+        self.hub.listeners.on_records.append(self._on_records)
+
+    # --- analytics feed ------------------------------------------------------------------------------
+    @property
+    def markets(self) -> InterimMarkets:
+        return self.views.markets if self.views is not None else self._own_markets  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def analytics(self) -> Iterator[None]:
+        """Hold the lock of whichever analytics the bridges read and feed."""
+        lock = getattr(self.views, "_lock", None) if self.views is not None else self._own_lock
+        with lock if lock is not None else contextlib.nullcontext():
+            yield
+
+    def _on_records(self, records: list[Record], arrived_at: int) -> None:
+        derived: list[DerivedInput] = []
+        signed: list[Record] = []
+        for rec in records:
+            if rec.kind == "attest" and rec.device_id == self.hub.hub_id and rec.body is not None:
+                self.attested[rec.body["path"]] += 1
+                derived.extend(derive(rec))
+            elif self.views is None and rec.kind in ("price", "reading"):
+                signed.append(rec)
+        if not derived and not signed:
+            return
+        with self.analytics():
+            for item in [*signed, *derived]:
+                if item.kind == "scan":
+                    if self.views is not None:
+                        self.views.mbg.ingest(item, arrived_at)
+                else:
+                    self.markets.ingest(item, arrived_at)
+        dirty = getattr(self.views, "_dirty", None)
+        if dirty is not None:
+            dirty.set()  # let the views' worker derive alerts from the new inputs
+
+    # --- seed 2: registration and tokens -------------------------------------------------------------
+    def register(self, value: Any) -> tuple[LegacyDevice, str]:
+        if not isinstance(value, dict):
+            raise BridgeInputError("expected a JSON object {market_id, device_id, role}")
+        extra = sorted(set(value) - {"market_id", "device_id", "role"})
+        if extra:
+            raise BridgeInputError(f"unexpected keys {extra[:5]}; expected market_id, device_id and role")
+        for name in ("market_id", "device_id"):
+            if name not in value:
+                raise BridgeInputError(f"field required: {name}")
+        from .payloads import ident
+
+        device_id = ident(value["device_id"], "device_id")
+        market = resolve_market(value["market_id"], self.config.market_aliases)
+        role = value.get("role", "operator")
+        if role not in ("operator", "sensor", "reporter"):
+            raise BridgeInputError(f"role: expected operator, sensor or reporter, got {str(role)[:40]!r}")
+        try:
+            return self.registry.register(device_id=device_id, market_id=value["market_id"], market=market,
+                                          role=role, now=self.hub.clock(),
+                                          status="active" if self.config.auto_approve else "pending")
+        except KeyError:
+            raise BridgeInputError("Device already registered") from None
+
+    def device_for(self, authorization: str | None) -> LegacyDevice:
+        """The device a bearer token belongs to; Unauthorized or Forbidden otherwise."""
+        if not authorization or not authorization.startswith("Bearer ") or len(authorization) < 8:
+            raise Unauthorized("Not authenticated: send Authorization: Bearer <token> from /api/auth/device/register")
+        device = self.registry.by_token(authorization[7:].strip())
+        if device is None:
+            raise Unauthorized("Invalid token")
+        if device.status != "active":
+            raise Forbidden(f"device {device.device_id} is {device.status}; an operator must approve it")
+        return device
+
+    # --- seed 2: MarketDataStream --------------------------------------------------------------------
+    def ingest_market(self, raw: bytes, *, path: str, sender: str, device: LegacyDevice | None) -> Record:
+        """One MarketDataStream payload -> one attest record. `device` is the token's device (HTTP); for MQTT
+        it is None and the payload's device_id must name a registered, active device."""
+        if len(raw) > self.config.max_payload_bytes:
+            raise BridgeInputError(f"payload of {len(raw)} bytes; at most {self.config.max_payload_bytes}", 413)
+        try:
+            value = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BridgeInputError("Invalid JSON payload") from None
+        md = parse_market_data(value, markets=self.config.market_aliases,
+                               commodities=self.config.commodity_aliases, allow_token=device is None)
+        if device is None:
+            if md.device_id is None:
+                raise Forbidden("payload has no device_id: the hub cannot say who sent it")
+            device = self.registry.get(md.device_id)
+            if device is None:
+                raise Forbidden(f"device {md.device_id} is not registered at this hub")
+            if device.status != "active":
+                raise Forbidden(f"device {md.device_id} is {device.status}")
+            wants_token = md.token is not None or self.config.mqtt.require_token
+            if wants_token and (md.token is None or self.registry.by_token(md.token) != device):
+                raise Unauthorized("Invalid token")
+        elif md.device_id is not None and md.device_id != device.device_id:
+            raise Forbidden(f"payload device_id {md.device_id} is not the token's device {device.device_id}")
+        if md.market != device.market:
+            raise Forbidden(f"device {device.device_id} is registered at market {device.market_id}, "
+                            f"not {md.data['market_id']}")
+        data = {**md.data, "device_id": device.device_id, "raw_sha256": digest(raw)}
+        (record,) = self.attestor.attest([Attestation(path=path, sender=sender, kind="price", data=data,
+                                                      received_at=self.hub.clock())])
+        return record
+
+    # --- seed 1: gateway batches ---------------------------------------------------------------------
+    def sync_gateway(self, raw: bytes, *, sender: str) -> list[Record]:
+        try:
+            value = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BridgeInputError("Data harus berupa list/array (JSON tidak valid / not valid JSON)") from None
+        items = parse_gateway_batch(value, max_items=self.config.max_batch, sites=self.config.gateway_sites)
+        now = self.hub.clock()
+        batch = digest(raw)
+        return self.attestor.attest([
+            Attestation(path=PATH_GATEWAY, sender=sender, kind="scan",
+                        data={**item, "batch_sha256": batch, "batch_index": n}, received_at=now)
+            for n, item in enumerate(items)])
+
+    # --- queries -------------------------------------------------------------------------------------
+    def observations(self, commodity: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
+        """Every price observation the analytics hold, each with its trust ("signed" or "attested")."""
+        with self.analytics():
+            rows = self.markets.checked()
+        return [{**o, "trust": trust_of(o.get("source"))} for o in rows
+                if (commodity is None or o["commodity"] == commodity) and (market is None or o["market"] == market)]
+
+    def status(self) -> dict[str, Any]:
+        state = self.hub.store.chain_state(self.hub.hub_id)
+        return {"attestor": self.hub.hub_id.hex(), "attestation_log_length": state.length if state else 0,
+                "attested": dict(self.attested), "refused": dict(self.refused),
+                "legacy_devices": [d.to_json() for d in self.registry.devices()],
+                "mqtt": dict(self.mqtt.stats) if self.mqtt is not None else None}
+
+
+def trust_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    counts = Counter(r["trust"] for r in rows)
+    return {"signed": counts.get("signed", 0), "attested": counts.get("attested", 0)}

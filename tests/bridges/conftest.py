@@ -1,0 +1,138 @@
+"""Fixtures: a real edge daemon with its HTTP endpoint, and a real hub with views and bridges on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from edge.config import HttpConfig
+from hub.app import open_store, start_hub
+from hub.bridges import BridgeConfig, BridgeRoutes, Bridges, MqttConfig, start_bridges, stop_bridges
+from hub.config import HubConfig
+from hub.http import hash_token
+from hub.mbg import Plan
+from hub.mbg.plan import Kitchen, School
+from hub.service import Hub, make_enroll_request
+from hub.views import Views
+from ledger import ChainBuilder, Ed25519Signer, decode_record
+
+from ..edge.common import edge_config, running
+
+OPERATOR = "operator-secret-for-tests"
+MARKET = "pasar-minggu"  # a catalogue market the seed-2 device registers at
+SIGNED_MARKET = "pasar-senen"  # where a Jejak-signing device reports
+
+
+@pytest.fixture
+async def edge(tmp_path):
+    config = edge_config(tmp_path / "edge", http=HttpConfig(enabled=True, host="127.0.0.1", port=0))
+    async with running(config) as (daemon, _client):
+        yield daemon
+
+
+def own_records(daemon) -> list:
+    own = daemon.store.state(daemon.key.device_id)
+    return [decode_record(r) for r in daemon.store.log_range(daemon.key.device_id, 0, own.length)]
+
+
+@dataclass
+class HubEnv:
+    hub: Hub
+    views: Views
+    bridges: Bridges
+    running: object
+    topic: str
+    session: aiohttp.ClientSession
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return self.running.http_url  # type: ignore[attr-defined]
+
+    def attest_length(self) -> int:
+        state = self.hub.store.chain_state(self.hub.hub_id)
+        return state.length if state else 0
+
+    def attested(self) -> list:
+        return [decode_record(r) for r in self.hub.store.log_range(self.hub.hub_id, 0, self.attest_length())
+                if decode_record(r).kind == "attest"]
+
+    async def post(self, path: str, **kw):
+        async with self.session.post(self.url + path, **kw) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def get(self, path: str, **kw):
+        async with self.session.get(self.url + path, **kw) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+def unique_topic() -> str:
+    """A topic of this test run only: parallel runs on the shared broker never see each other's messages."""
+    return f"jejak-test-{uuid.uuid4().hex[:12]}/pasar/data"
+
+
+async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str | None = None) -> HubEnv:
+    topic = topic or unique_topic()
+    config = HubConfig(name="bridges-test", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                       auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),))
+    hub = Hub(open_store(config), Ed25519Signer.generate(), clock=lambda: int(time.time()), auto_approve=True)
+    plan = Plan(kitchens=(Kitchen(id="sppg-test"),), schools=(School(id="sd-1", kitchen="sppg-test", portions=100),))
+    views = Views(hub, plan=plan)
+    mqtt = mqtt or MqttConfig(enabled=True, topic=topic, clean_session=True,
+                              client_id=f"jejak-hub-test-{uuid.uuid4().hex[:8]}")
+    bridges = Bridges(hub, BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt), views=views)
+    await start_bridges(bridges)
+    routes = BridgeRoutes(bridges, operator_tokens=config.operator_tokens)
+    run = await start_hub(config, hub=hub, extra_routes=[views.register, routes.register])
+    views.events = run.api.events
+    session = aiohttp.ClientSession()
+    return HubEnv(hub=hub, views=views, bridges=bridges, running=run, topic=topic, session=session)
+
+
+async def close_hub(env: HubEnv) -> None:
+    await env.session.close()
+    stop_bridges(env.bridges)
+    await env.running.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def hubenv(tmp_path):
+    env = await make_hub(tmp_path)
+    try:
+        yield env
+    finally:
+        await close_hub(env)
+
+
+def signed_price_device(hub: Hub, *, days: int, commodity: str = "cabai-merah", market: str = SIGNED_MARKET):
+    """A Jejak device that signs its own price records, one a day for `days` days, ingested by the hub."""
+    signer = Ed25519Signer.generate()
+    now = int(time.time())
+    t = [now - days * 86400]
+    builder = ChainBuilder(signer, clock=lambda: t[0], boot=1)
+    hub.enroll(make_enroll_request(signer, site=market, role="market_stall", name="signed reporter",
+                                   time=now, hub_id=hub.hub_id))
+    records = [builder.genesis()]
+    for day in range(days):
+        t[0] = now - (days - day) * 86400
+        records.append(builder.append("price", {"market": market, "commodity": commodity, "unit": "kg",
+                                                "price_idr": 40000 + 250 * day}))
+    result = hub.ingest(builder.device_id, [r.raw for r in records])
+    assert result.accepted == len(records), result
+    return builder.device_id, records
+
+
+async def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(step)
+    raise TimeoutError(f"condition not met within {timeout} s")
