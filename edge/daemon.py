@@ -16,15 +16,18 @@ import aiocoap
 import cbor2
 
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
+from coap_server.sync import add_sync_resources
 from ledger import ChainState, Record
 from ledger.cbor import canonical
 
 from . import keys as keyfile
 from .config import EdgeConfig
+from .discovery import Discovery, Peer
 from .errors import EdgeError
 from .inputs import SimReader, SimSensor, TapInput, make_machine, run_sensor, run_sim_reader, run_ticker
 from .metrics import Metrics, prometheus, resident_bytes, setup_logging
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
+from .sync import SyncAgent
 
 log = logging.getLogger("jejak.edge")
 
@@ -101,6 +104,8 @@ class EdgeDaemon:
         self._inflight: dict[bytes, asyncio.Future[Submitted]] = {}
         self._recent: dict[bytes, tuple[float, Submitted]] = {}
         self.stopped = asyncio.Event()
+        self.sync: SyncAgent | None = None
+        self.discovery: Discovery | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -124,6 +129,7 @@ class EdgeDaemon:
                               range_records=cfg.limits.range_records, range_bytes=cfg.limits.range_bytes)
         self.site, self.logs_resource = build_site(self, limits,
                                                    tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None)
+        add_sync_resources(self.site, self.store)
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
         # udp6 only: aiocoap's default would also listen on TCP 5683 (DESIGN.md pitfalls).
         self.coap = await aiocoap.Context.create_server_context(self.site, bind=(cfg.coap.host, self.coap_port),
@@ -142,9 +148,38 @@ class EdgeDaemon:
             sensor = SimSensor(sensor_cfg, cfg.sim.seed)
             self.supervisor.spawn(f"sensor-{sensor_cfg.name}",
                                   lambda s=sensor: run_sensor(s, cfg.site, self._append, self.counters, self.tap))
+        await self._start_sync()
         log.info("ready", extra={"fields": {
             "device": self.key.device_id.hex(), "coap_port": self.coap_port, "http_port": self.http_port,
             "seq": state.length, "boot": self.boot, "site": cfg.site, "role": cfg.checkpoint.role}})
+
+    async def _start_sync(self) -> None:
+        """Replicate with peers and push to the hub: configured addresses, and whatever mDNS finds."""
+        cfg, store = self.config.sync, self.store
+        assert store is not None and self.key is not None
+        self.sync = SyncAgent(store, hubs=[self.config.hub.address] if self.config.hub.address else [],
+                              peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked)
+        agent = self.sync
+        self.supervisor.spawn("sync", agent.run)
+        if not cfg.mdns:
+            return
+        host = self.config.coap.host
+        announce = cfg.announce or (host if host not in ("::", "0.0.0.0", "") and ":" not in host else "127.0.0.1")
+
+        def seen(change: str, peer: Peer) -> None:
+            if change == "removed":
+                agent.remove(peer.coap_url)
+            else:
+                agent.add(peer.coap_url, "hub" if peer.role == "hub" else "edge")
+
+        self.discovery = Discovery(role="edge", device_id=self.key.device_id, port=self.coap_port,
+                                   addresses=[announce], heads=store.heads, on_change=seen,
+                                   interfaces=list(cfg.interfaces) or None)
+        try:
+            await self.discovery.start()
+        except OSError as exc:  # no multicast on this network: configured peers and hub still work
+            log.warning("mDNS unavailable (%s); syncing with configured addresses only", exc)
+            self.discovery = None
 
     async def close(self) -> None:
         """Stop inputs, answer what is queued (it is committed first), then close the server and store."""
@@ -152,6 +187,9 @@ class EdgeDaemon:
             await self.stopped.wait()
             return
         self._closing = True
+        if self.discovery is not None:
+            with contextlib.suppress(Exception):
+                await self.discovery.close()
         await self.supervisor.stop()
         if self.tap is not None:
             with contextlib.suppress(Exception):
@@ -201,6 +239,8 @@ class EdgeDaemon:
         if loop is not None and logs is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(logs.notify, device_id)
+                if self.sync is not None:
+                    loop.call_soon_threadsafe(self.sync.trigger)
 
     async def _append(self, kind: str, body: dict[str, Any]) -> Record:
         if self._closing or self.commit is None:
@@ -303,6 +343,8 @@ class EdgeDaemon:
             "observers": self.logs_resource.observer_count if self.logs_resource else 0,
             "restarts": dict(self.counters.restarts), "rss_bytes": resident_bytes(),
             "coap_port": self.coap_port, "closing": self._closing,
+            "sync": self.sync.status() if self.sync else [],
+            "peers": sorted(p.coap_url for p in self.discovery.peers.values()) if self.discovery else [],
         }
 
     def metrics_text(self) -> str:
