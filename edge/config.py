@@ -89,6 +89,22 @@ class HubConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SyncConfig:
+    """Replication with peers and the uplink to the hub."""
+
+    mdns: bool = True  # announce on and browse the LAN for `_jejak._udp.local.`
+    peers: tuple[str, ...] = ()  # coap://host:port of neighbours, where multicast is blocked
+    interval_s: float = 30.0  # a round at least this often, besides discovery and new records
+    announce: str = ""  # IPv4 address to announce; default: the CoAP bind address, or 127.0.0.1
+    interfaces: tuple[str, ...] = ()  # IPv4 addresses of the interfaces mDNS uses; default: all
+
+    def __post_init__(self) -> None:
+        _need(self.interval_s > 0, f"sync.interval_s: expected > 0, got {self.interval_s}")
+        for peer in self.peers:
+            _need(peer.startswith("coap://"), f"sync.peers: expected coap://host:port, got {peer!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
     map_size: int = 1 << 30  # LMDB map: the most the store may ever hold
     max_submit_bytes: int = 16 * 1024  # one CoAP submission, after block-wise assembly
@@ -164,6 +180,7 @@ class EdgeConfig:
     coap: CoapConfig = field(default_factory=CoapConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     hub: HubConfig = field(default_factory=HubConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     limits: Limits = field(default_factory=Limits)
     sim: SimConfig = field(default_factory=SimConfig)
     sensors: tuple[SensorConfig, ...] = (SensorConfig(name="probe-1", kind="probe", interval_s=300),)
@@ -181,7 +198,7 @@ class EdgeConfig:
 
 
 _SECTIONS: dict[str, type] = {"checkpoint": CheckpointConfig, "coap": CoapConfig, "http": HttpConfig,
-                              "hub": HubConfig, "limits": Limits, "sim": SimConfig, "log": LogConfig}
+                              "hub": HubConfig, "sync": SyncConfig, "limits": Limits, "sim": SimConfig, "log": LogConfig}
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

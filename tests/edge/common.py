@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from coap_server.client import EdgeClient
-from edge.config import CoapConfig, EdgeConfig, Limits, SimConfig
+from edge.config import CoapConfig, EdgeConfig, Limits, SimConfig, SyncConfig
 from edge.daemon import EdgeDaemon
 from ledger import ChainBuilder, Ed25519Signer
 
@@ -15,7 +15,8 @@ from ledger import ChainBuilder, Ed25519Signer
 def edge_config(data_dir: Path, **changes: object) -> EdgeConfig:
     """Loopback, any free port, simulated reader driven only by /sim/tap, no sensors."""
     base: dict[str, object] = {"data_dir": str(data_dir), "coap": CoapConfig(host="127.0.0.1", port=0),
-                               "sim": SimConfig(tap_interval_ms=0), "sensors": (), "site": "sppg-test"}
+                               "sim": SimConfig(tap_interval_ms=0), "sensors": (), "site": "sppg-test",
+                               "sync": SyncConfig(mdns=False)}
     base.update(changes)
     return EdgeConfig(**base)  # type: ignore[arg-type]
 
