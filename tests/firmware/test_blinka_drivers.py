@@ -9,9 +9,8 @@ adafruit_dht decodes a fake pulse train. Expected values come from Bosch's integ
 import struct
 from collections import deque
 
+import adafruit_bme280  # noqa: F401  (the hw extra, installed by scripts/setup)
 import pytest
-
-pytest.importorskip("adafruit_bme280", reason="the hw extra: pip install -e '.[hw]'")
 
 from firmware import drivers, hal
 from firmware.drivers.blinka import Bme280Sensor, Dht22Sensor, Pn532I2cReader
@@ -272,7 +271,7 @@ class FakePulseIn:
 
 @pytest.fixture
 def pulses(monkeypatch):
-    adafruit_dht = pytest.importorskip("adafruit_dht")
+    import adafruit_dht
     monkeypatch.setattr(adafruit_dht, "PulseIn", FakePulseIn, raising=False)
     monkeypatch.setattr(adafruit_dht.time, "sleep", lambda s: None)
     return FakePulseIn

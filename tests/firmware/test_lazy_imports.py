@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 HARDWARE = ("nfc", "board", "busio", "digitalio", "microcontroller", "pulseio", "adafruit_", "usb", "usb1",
             "serial", "ndef", "RPi", "gpiod")
@@ -42,7 +40,6 @@ def test_firmware_and_simulator_load_no_hardware_library():
 
 def test_the_check_sees_a_hardware_import():
     """The test above would notice: opening the nfcpy driver does load nfc."""
-    pytest.importorskip("nfc", reason="nfcpy is in the hw extra: pip install -e '.[hw]'")
     loaded = _modules("import json, sys\n"
                       "from firmware.drivers.nfcpy_reader import NfcpyReader\n"
                       "r = NfcpyReader('udp:127.0.0.1:9')\n"

@@ -9,12 +9,11 @@ import socket
 import threading
 import time
 
+import nfc  # the hw extra, installed by scripts/setup
 import pytest
 
-nfc = pytest.importorskip("nfc", reason="nfcpy is in the hw extra: pip install -e '.[hw]'")
-
-from firmware import drivers, hal  # noqa: E402
-from firmware.drivers.nfcpy_reader import NfcpyReader, uid_of  # noqa: E402
+from firmware import drivers, hal
+from firmware.drivers.nfcpy_reader import NfcpyReader, uid_of
 
 IDM = "02fe001122334455"
 NTAG_UID = "04a1b2c3d4e580"
