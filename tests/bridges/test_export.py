@@ -1,0 +1,70 @@
+"""Exports carry attested data as what it is: "attest" records in the hub's own log, signed by the hub key
+named in the bundle, beside device logs signed by the devices; `ledger.verify_bundle` checks both."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ledger import decode_bundle, decode_record, device_id_for, verify_bundle
+
+from .conftest import signed_price_device
+from .test_hub_seed2 import bearer, payload, register
+
+
+async def test_export_tells_attested_from_device_signed_records(hubenv):
+    device_id, signed = signed_price_device(hubenv.hub, days=3)
+    reg = await register(hubenv)
+    code, ingested = await hubenv.post("/ingest", json=payload(), headers=bearer(reg["token"]))
+    assert code == 200
+    scan = {"nfc_tag_id": "NFC_TAG_ALPHA", "timestamp": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            "status_scan": "makanan_keluar", "gateway_id": "GW-1"}
+    code, synced = await hubenv.post("/api/sync_gateway_data", json=[scan])
+    assert code == 201
+
+    async with hubenv.session.get(hubenv.url + "/api/export") as resp:
+        assert resp.status == 200
+        data = await resp.read()
+    report = verify_bundle(data)
+    assert report.ok, report.to_json()
+    assert report.receipts_checked > 0
+
+    bundle = decode_bundle(data)
+    logs = {log.device_id: log for log in bundle.logs}
+    hub_log = logs[device_id_for(bundle.hub_key)]  # the attestation log is the hub key's own log
+    assert hub_log.device_id == hubenv.hub.hub_id
+    hub_records = [decode_record(r) for r in hub_log.records]
+    assert {r.kind for r in hub_records} == {"key", "attest"}
+    attested_ids = {r.id.hex() for r in hub_records if r.kind == "attest"}
+    assert ingested["record"] in attested_ids and set(synced["records"]) <= attested_ids
+    by_path = {r.body["path"] for r in hub_records if r.kind == "attest"}
+    assert by_path == {"http:/ingest", "http:/api/sync_gateway_data"}
+
+    device_records = [decode_record(r) for r in logs[device_id].records]
+    assert [r.kind for r in device_records] == ["key", "price", "price", "price"]
+    assert [r.id for r in device_records] == [r.id for r in signed]
+    # No device log holds an attest record, and the hub's log holds no observation as if signed by it.
+    for dev, log in logs.items():
+        kinds = {decode_record(r).kind for r in log.records}
+        if dev != hub_log.device_id:
+            assert "attest" not in kinds
+    reports = {d.device: d for d in report.devices}
+    assert not reports[hubenv.hub.hub_id.hex()].problems and not reports[device_id.hex()].problems
+
+
+async def test_tampered_attestation_fails_verification(hubenv):
+    reg = await register(hubenv)
+    code, _ = await hubenv.post("/ingest", json=payload(), headers=bearer(reg["token"]))
+    assert code == 200
+    async with hubenv.session.get(hubenv.url + "/api/export") as resp:
+        data = await resp.read()
+    # Change the attested price inside the attest record (CBOR 15000 -> 16000, same length): the hub's
+    # signature over it no longer holds.
+    hub_log = next(log for log in decode_bundle(data).logs if log.device_id == hubenv.hub.hub_id)
+    raw = hub_log.records[-1]
+    assert decode_record(raw).kind == "attest" and b"\x19\x3a\x98" in raw
+    tampered = data.replace(raw, raw.replace(b"\x19\x3a\x98", b"\x19\x3e\x80", 1))
+    assert tampered != data and len(tampered) == len(data)
+    report = verify_bundle(tampered)
+    assert not report.ok
+    problems = [p for d in report.devices for p in d.problems]
+    assert problems and any(hubenv.hub.hub_id.hex() in (p.where or "") for p in problems)

@@ -1,0 +1,84 @@
+"""Seed 1's gateway sync on the hub: a batch becomes hub-attested scans that MBG reads as attested; a bad
+batch gets seed 1's 400 {"error"} and nothing is stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from ledger import verify_chain
+
+NOW = datetime.now(UTC).replace(tzinfo=None)
+
+
+def batch(*tags: str, status: str = "makanan_diterima") -> list[dict]:
+    # What seed 1's gateway sends: naive UTC isoformat timestamps and its own gateway id.
+    return [{"nfc_tag_id": t, "timestamp": NOW.isoformat(), "status_scan": status,
+             "gateway_id": "RASPBERRY_PI_SEKOLAH_A"} for t in tags]
+
+
+async def test_gateway_batch_becomes_attested_scans(hubenv):
+    before = hubenv.attest_length()
+    code, answer = await hubenv.post("/api/sync_gateway_data", json=batch("NFC_TAG_ALPHA", "NFC_TAG_BETA"))
+    assert code == 201, answer
+    assert answer["message"] == "Berhasil menerima 2 data"
+    assert answer["trust"] == "attested" and answer["attested_by"] == hubenv.hub.hub_id.hex()
+    attested = hubenv.attested()
+    assert hubenv.attest_length() == before + 2
+    last = attested[-2:]
+    assert [r.id.hex() for r in last] == answer["records"]
+    for rec, tag in zip(last, ("NFC_TAG_ALPHA", "NFC_TAG_BETA"), strict=True):
+        assert rec.kind == "attest" and rec.device_id == hubenv.hub.hub_id
+        body = rec.body
+        assert body["path"] == "http:/api/sync_gateway_data" and body["kind"] == "scan"
+        assert "127.0.0.1" in body["sender"]
+        assert body["data"]["nfc_tag_id"] == tag and body["data"]["event"] == "received"
+        assert body["data"]["gateway_id"] == "RASPBERRY_PI_SEKOLAH_A"
+        assert abs(body["received_at"] - int(datetime.now(UTC).timestamp())) < 60
+    # The hub's attestation log is a chain signed with the hub's key, verifiable from genesis.
+    raws = hubenv.hub.store.log_range(hubenv.hub.hub_id, 0, hubenv.attest_length())
+    verify_chain(raws)
+    # MBG reads them as scans, marked as attested rather than as a device's own.
+    scans = [s for s in hubenv.views.mbg.scans if s.tags[0] in ("NFC_TAG_ALPHA", "NFC_TAG_BETA")]
+    assert len(scans) == 2
+    assert {s.source for s in scans} == {"attested:http:/api/sync_gateway_data"}
+    assert {s.event for s in scans} == {"received"}
+    code, summary = await hubenv.get("/api/dashboard/summary")
+    assert code == 200 and summary["scans_today"]["received"] >= 2
+    code, status = await hubenv.get("/api/bridges/status")
+    assert status["attested"]["http:/api/sync_gateway_data"] == 2
+
+
+BAD_BATCHES = [
+    ({"nfc_tag_id": "A"}, "list/array"),
+    ([{"nfc_tag_id": "A", "status_scan": "makanan_keluar", "gateway_id": "G"}], "tidak lengkap"),
+    ([*batch("NFC_TAG_OK"), {**batch("X")[0], "status_scan": "makan_siang"}], "item 1"),
+    ([*batch("NFC_TAG_OK"), {**batch("X")[0], "timestamp": "kemarin"}], "ISO 8601"),
+    ([*batch("NFC_TAG_OK"), {**batch("X")[0], "extra": 1}], "unexpected"),
+]
+
+
+@pytest.mark.parametrize(("payload", "says"), BAD_BATCHES)
+async def test_bad_batch_refused_whole_with_seed1_error(hubenv, payload, says):
+    before = hubenv.attest_length()
+    code, answer = await hubenv.post("/api/sync_gateway_data", json=payload)
+    assert code == 400
+    assert set(answer) == {"error"} and says in answer["error"]
+    assert hubenv.attest_length() == before
+
+
+async def test_malformed_json_batch_refused(hubenv):
+    before = hubenv.attest_length()
+    code, answer = await hubenv.post("/api/sync_gateway_data", data=b"[{", headers={"Content-Type": "application/json"})
+    assert code == 400 and "error" in answer
+    assert hubenv.attest_length() == before
+
+
+async def test_empty_batch_is_accepted_and_stores_nothing(hubenv):
+    before = hubenv.attest_length()
+    code, answer = await hubenv.post("/api/sync_gateway_data", data=json.dumps([]),
+                                     headers={"Content-Type": "application/json"})
+    assert code == 201 and answer["message"] == "Berhasil menerima 0 data"
+    assert hubenv.attest_length() == before
