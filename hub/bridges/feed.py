@@ -37,7 +37,7 @@ def derive(record: Record) -> list[DerivedInput]:
     b = record.body
     data, kind, source = b["data"], b["kind"], ATTESTED + b["path"]
     rid, dev = record.id.hex(), record.device
-    common = {"device": dev, "seq": record.seq, "boot": record.boot}
+    common: dict[str, Any] = {"device": dev, "seq": record.seq, "boot": record.boot}
     out: list[DerivedInput] = []
     if kind == "scan":
         body = {"event": data["event"], "site": data["site"], "tags": [data["nfc_tag_id"]], "source": source}

@@ -116,7 +116,7 @@ class MarketData:
 
 def resolve_market(market_id: Any, aliases: Mapping[str, str]) -> str:
     ident(market_id, "market_id")
-    market = aliases.get(market_id, market_id)
+    market = str(aliases.get(market_id, market_id))
     if market not in MARKETS_BY_ID:
         raise BridgeInputError(f"market_id: unknown market {market_id!r}; expected one of "
                                f"{sorted(MARKETS_BY_ID)[:6]}... or a configured alias")
@@ -125,7 +125,7 @@ def resolve_market(market_id: Any, aliases: Mapping[str, str]) -> str:
 
 def resolve_commodity(name: Any, aliases: Mapping[str, str]) -> str:
     ident(name, "commodity")
-    commodity = aliases.get(name, name)
+    commodity = str(aliases.get(name, name))
     if commodity not in COMMODITIES_BY_ID:
         raise BridgeInputError(f"commodity: unknown commodity {name!r}; expected one of "
                                f"{sorted(set(aliases) | set(COMMODITIES_BY_ID))}")

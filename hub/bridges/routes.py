@@ -97,7 +97,7 @@ class BridgeRoutes:
         r.add_get("/api/forecast/{commodity}", seed2(self.forecast))
         r.add_get("/api/bridges/status", self.status)
         r.add_post("/api/bridges/devices/{device_id}/approve", seed2(self.approve))
-        if self.b.views is None:  # with views, hub.views serves the dashboard summary itself
+        if self.b.own_views:  # with the dashboard's views, hub.views serves the dashboard summary itself
             r.add_get("/api/dashboard/summary", self.summary)
 
     def _operator(self, request: web.Request) -> bool:
@@ -132,7 +132,7 @@ class BridgeRoutes:
     async def summary(self, request: web.Request) -> web.Response:
         """Seed 1's dashboard summary, counting what was attested and what devices signed"""
         with self.b.analytics():
-            scans = list(self.b.views.mbg.scans) if self.b.views is not None else []
+            scans = list(self.b.views.mbg.scans)
         return web.json_response({"total_scans_received": len(scans),
                                   "active_gateways": len({s.site for s in scans}),
                                   "attested": dict(self.b.attested)})
@@ -233,22 +233,17 @@ class BridgeRoutes:
         market = self._market(_query(request, "market_id", required=False))
 
         def run() -> dict[str, Any]:
-            with self.b.analytics():
-                out = (self.b.views.impact(commodity, market) if self.b.views is not None else
-                       {"impact": self.b.markets.impact(commodity, market)})
+            out = self.b.views.impact(commodity, market)
             out["inputs"] = trust_counts(self.b.observations(commodity, market))
             return out
         return web.json_response(await asyncio.to_thread(run))
 
     async def alerts_live(self, request: web.Request) -> web.Response:
         """Seed 2 public API: live alerts"""
-        alerts = self.b.views.alerts() if self.b.views is not None else {"alerts": []}
-        return web.json_response(alerts)
+        return web.json_response(await asyncio.to_thread(self.b.views.alerts))
 
     def _forecast(self, commodity: str, market: str | None) -> dict[str, Any]:
-        with self.b.analytics():
-            out = (self.b.views.forecast(commodity, market) if self.b.views is not None
-                   else self.b.markets.forecast(commodity, market))
+        out = self.b.views.forecast(commodity, market)
         out["inputs"] = trust_counts(self.b.observations(commodity, market))
         return dict(out)
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ledger import Record, decode_record
 
+from ..mbg import Plan
 from ..service import Hub
-from ..views import InterimMarkets
+from ..views import HubMarkets, Views
 from .attest import Attestation, Attestor, digest
 from .config import BridgeConfig
 from .feed import DerivedInput, derive, trust_of
@@ -44,14 +44,15 @@ class Bridges:
     market analytics for the public API.
     """
 
-    def __init__(self, hub: Hub, config: BridgeConfig, *, views: Any = None) -> None:
+    def __init__(self, hub: Hub, config: BridgeConfig, *, views: Views | None = None) -> None:
         self.hub = hub
         self.config = config
-        self.views = views
+        # Without the dashboard's views, the bridges keep views of their own (no MBG plan) for the public
+        # API; they are fed by the same hub listener as the dashboard's would be.
+        self.own_views = views is None
+        self.views = views if views is not None else Views(hub, plan=Plan(kitchens=(), schools=()))
         self.attestor = Attestor(hub)
         self.registry = Registry(config.state_dir)
-        self._own_markets = InterimMarkets() if views is None else None
-        self._own_lock = threading.RLock()
         self.attested: Counter[str] = Counter()  # attest records by path
         self.refused: Counter[str] = Counter()  # refused inputs by path
         self.mqtt: Any = None
@@ -71,37 +72,31 @@ class Bridges:
 
     # --- analytics feed ------------------------------------------------------------------------------
     @property
-    def markets(self) -> InterimMarkets:
-        return self.views.markets if self.views is not None else self._own_markets  # type: ignore[no-any-return]
+    def markets(self) -> HubMarkets:
+        return self.views.markets
 
     @contextlib.contextmanager
     def analytics(self) -> Iterator[None]:
-        """Hold the lock of whichever analytics the bridges read and feed."""
-        lock = getattr(self.views, "_lock", None) if self.views is not None else self._own_lock
-        with lock if lock is not None else contextlib.nullcontext():
+        """Hold the views' lock while reading or feeding their analytics."""
+        with self.views._lock:
             yield
 
     def _on_records(self, records: list[Record], arrived_at: int) -> None:
+        """Hub listener: the inputs each new attest record stands for go to MBG and markets, as attested."""
         derived: list[DerivedInput] = []
-        signed: list[Record] = []
         for rec in records:
             if rec.kind == "attest" and rec.device_id == self.hub.hub_id and rec.body is not None:
                 self.attested[rec.body["path"]] += 1
                 derived.extend(derive(rec))
-            elif self.views is None and rec.kind in ("price", "reading"):
-                signed.append(rec)
-        if not derived and not signed:
+        if not derived:
             return
         with self.analytics():
-            for item in [*signed, *derived]:
+            for item in derived:
                 if item.kind == "scan":
-                    if self.views is not None:
-                        self.views.mbg.ingest(item, arrived_at)
+                    self.views.mbg.ingest(item, arrived_at)
                 else:
                     self.markets.ingest(item, arrived_at)
-        dirty = getattr(self.views, "_dirty", None)
-        if dirty is not None:
-            dirty.set()  # let the views' worker derive alerts from the new inputs
+        self.views._dirty.set()  # let the views' worker derive alerts from the new inputs
 
     # --- seed 2: registration and tokens -------------------------------------------------------------
     def register(self, value: Any) -> tuple[LegacyDevice, str]:

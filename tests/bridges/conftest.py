@@ -41,6 +41,16 @@ def own_records(daemon) -> list:
     return [decode_record(r) for r in daemon.store.log_range(daemon.key.device_id, 0, own.length)]
 
 
+class SettableClock:
+    """The hub's clock: real time unless a test sets it (to ingest a past day as it happened)."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+
+    def __call__(self) -> int:
+        return self.at if self.at is not None else int(time.time())
+
+
 @dataclass
 class HubEnv:
     hub: Hub
@@ -49,7 +59,7 @@ class HubEnv:
     running: object
     topic: str
     session: aiohttp.ClientSession
-    extra: dict = field(default_factory=dict)
+    clock: SettableClock = field(default_factory=SettableClock)
 
     @property
     def url(self) -> str:
@@ -81,7 +91,8 @@ async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str
     topic = topic or unique_topic()
     config = HubConfig(name="bridges-test", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
                        auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),))
-    hub = Hub(open_store(config), Ed25519Signer.generate(), clock=lambda: int(time.time()), auto_approve=True)
+    clock = SettableClock()
+    hub = Hub(open_store(config), Ed25519Signer.generate(), clock=clock, auto_approve=True)
     plan = Plan(kitchens=(Kitchen(id="sppg-test"),), schools=(School(id="sd-1", kitchen="sppg-test", portions=100),))
     views = Views(hub, plan=plan)
     mqtt = mqtt or MqttConfig(enabled=True, topic=topic, clean_session=True,
@@ -92,7 +103,7 @@ async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str
     run = await start_hub(config, hub=hub, extra_routes=[views.register, routes.register])
     views.events = run.api.events
     session = aiohttp.ClientSession()
-    return HubEnv(hub=hub, views=views, bridges=bridges, running=run, topic=topic, session=session)
+    return HubEnv(hub=hub, views=views, bridges=bridges, running=run, topic=topic, session=session, clock=clock)
 
 
 async def close_hub(env: HubEnv) -> None:
@@ -110,8 +121,10 @@ async def hubenv(tmp_path):
         await close_hub(env)
 
 
-def signed_price_device(hub: Hub, *, days: int, commodity: str = "cabai-merah", market: str = SIGNED_MARKET):
-    """A Jejak device that signs its own price records, one a day for `days` days, ingested by the hub."""
+def signed_price_device(env: HubEnv, *, days: int, commodity: str = "cabai-merah", market: str = SIGNED_MARKET):
+    """A Jejak device that signs its own price records, one a day for `days` days, each reaching the hub
+    the day it was made (the hub's clock set to that day), as a device with an uplink would."""
+    hub = env.hub
     signer = Ed25519Signer.generate()
     now = int(time.time())
     t = [now - days * 86400]
@@ -119,12 +132,19 @@ def signed_price_device(hub: Hub, *, days: int, commodity: str = "cabai-merah", 
     hub.enroll(make_enroll_request(signer, site=market, role="market_stall", name="signed reporter",
                                    time=now, hub_id=hub.hub_id))
     records = [builder.genesis()]
-    for day in range(days):
-        t[0] = now - (days - day) * 86400
-        records.append(builder.append("price", {"market": market, "commodity": commodity, "unit": "kg",
-                                                "price_idr": 40000 + 250 * day}))
-    result = hub.ingest(builder.device_id, [r.raw for r in records])
-    assert result.accepted == len(records), result
+    try:
+        for day in range(days):
+            t[0] = now - (days - day) * 86400
+            env.clock.at = t[0] + 600
+            batch = [builder.append("price", {"market": market, "commodity": commodity, "unit": "kg",
+                                              "price_idr": 40000 + 250 * day})]
+            if day == 0:
+                batch.insert(0, records[0])
+            result = hub.ingest(builder.device_id, [r.raw for r in batch])
+            assert result.accepted == len(batch), result
+            records.extend(batch[-1:])
+    finally:
+        env.clock.at = None
     return builder.device_id, records
 
 

@@ -12,7 +12,7 @@ from .test_hub_seed2 import bearer, payload, register
 
 
 async def test_export_tells_attested_from_device_signed_records(hubenv):
-    device_id, signed = signed_price_device(hubenv.hub, days=3)
+    device_id, signed = signed_price_device(hubenv, days=3)
     reg = await register(hubenv)
     code, ingested = await hubenv.post("/ingest", json=payload(), headers=bearer(reg["token"]))
     assert code == 200

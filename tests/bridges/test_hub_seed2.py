@@ -72,7 +72,7 @@ async def test_register_token_ingest_is_attested_and_public(hubenv):
 
 
 async def test_attested_and_signed_prices_are_told_apart_in_the_api(hubenv):
-    signed_price_device(hubenv.hub, days=10)
+    signed_price_device(hubenv, days=60)
     reg = await register(hubenv)
     code, _ = await hubenv.post("/ingest", json=payload(), headers=bearer(reg["token"]))
     assert code == 200
@@ -84,11 +84,11 @@ async def test_attested_and_signed_prices_are_told_apart_in_the_api(hubenv):
     # Forecasts and impact are reachable (unlike in seed 2) and say how much of their input was attested.
     code, fc = await hubenv.get("/api/forecast/cabai", params={"market_id": SIGNED_MARKET})
     assert code == 200, fc
-    assert len(fc["forecast"]) == 7 and fc["inputs"] == {"signed": 10, "attested": 0}
+    assert len(fc["forecast"]) == 7 and fc["inputs"] == {"signed": 60, "attested": 0}
     code, conf = await hubenv.get("/api/forecast/confidence", params={"commodity": "cabai"})
     assert code == 200, conf
     assert 0.0 <= conf["confidence"] <= 1.0
-    assert conf["inputs"] == {"signed": 10, "attested": 1} and conf["attested_share"] == round(1 / 11, 3)
+    assert conf["inputs"] == {"signed": 60, "attested": 1} and conf["attested_share"] == round(1 / 61, 3)
     code, imp = await hubenv.get("/api/public/impact", params={"commodity": "cabai", "market_id": MARKET})
     assert code == 200 and imp["inputs"] == {"signed": 0, "attested": 1} and "weights" in imp
     code, alerts = await hubenv.get("/api/public/alerts/live")
@@ -100,9 +100,9 @@ async def test_attested_and_signed_prices_are_told_apart_in_the_api(hubenv):
     assert dev["role"] == "hub-attestor"
 
 
-async def test_forecast_without_enough_days_answers_seed2_detail(hubenv):
+async def test_forecast_without_prices_answers_seed2_detail(hubenv):
     code, answer = await hubenv.get("/api/forecast/telur")
-    assert code == 400 and "detail" in answer and "at least 8 days" in answer["detail"]
+    assert code == 404 and "no accepted prices" in answer["detail"]
     code, answer = await hubenv.get("/api/forecast/durian")
     assert code == 404 and "unknown commodity" in answer["detail"]
     code, answer = await hubenv.get("/api/public/commodity/price/live")
