@@ -55,6 +55,13 @@ class StoreFull(StoreError):
     exit_code = 35
 
 
+class StoreCorrupt(StoreError):
+    """The LMDB file is damaged or truncated. Nothing is written to it; the log comes back from replicas."""
+
+    code = "STORE_CORRUPT"
+    exit_code = 39
+
+
 class StoreBusy(StoreError):
     """Too many appends are waiting for their commit: back-pressure, try again shortly."""
 

@@ -33,7 +33,16 @@ from ledger import (
 )
 from ledger.sync import Head
 
-from .errors import DeviceBlocked, StaleHead, StoreBusy, StoreError, StoreFull, StoreLayoutError, WrongDevice
+from .errors import (
+    DeviceBlocked,
+    StaleHead,
+    StoreBusy,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreLayoutError,
+    WrongDevice,
+)
 
 log = logging.getLogger("jejak.edge.store")
 
@@ -105,6 +114,29 @@ class LogStore(Protocol):
 Listener = Callable[[bytes, ChainState], None]
 
 
+def _open_env(path: Path, *, map_size: int, max_dbs: int, readonly: bool) -> lmdb.Environment:
+    """Open the environment, refusing a damaged or truncated file with STORE_CORRUPT: a truncated file would
+    otherwise be mapped and crash the process (SIGBUS) on the first read past its end."""
+    hint = (f"stop the daemon, move the store aside (mv {path} {path}.corrupt) and restore the log from a "
+            "peer or the hub: python -m edge.restore --config EDGE.toml --from coap://HUB:5683")
+    data = path / "data.mdb"
+    try:
+        env = lmdb.open(str(path), map_size=map_size, max_dbs=max_dbs, subdir=True, sync=True, metasync=True,
+                        writemap=False, readahead=False, readonly=readonly, lock=True)
+    except lmdb.Error as exc:
+        if not data.exists() or isinstance(exc, lmdb.DiskError | lmdb.LockError | lmdb.ReadonlyError):
+            raise
+        raise StoreCorrupt(f"store at {path} cannot be opened: {exc}", hint=hint) from None
+    info, stat = env.info(), env.stat()
+    needed = (info["last_pgno"] + 1) * stat["psize"]
+    size = data.stat().st_size if data.exists() else 0
+    if size < needed:
+        env.close()
+        raise StoreCorrupt(f"store file {data} is truncated: expected at least {needed} bytes, found {size}",
+                           hint=hint)
+    return env
+
+
 class LmdbLogStore:
     """LogStore on one LMDB environment: fsync'd commits, one writer at a time, readers never blocked.
 
@@ -121,9 +153,7 @@ class LmdbLogStore:
                              hint="start the daemon once, or point --config at the right data dir")
         self.map_size = map_size
         self._readonly = readonly
-        self._env = lmdb.open(str(self.path), map_size=map_size, max_dbs=len(_DBS) + 1, subdir=True,
-                              sync=True, metasync=True, writemap=False, readahead=False, readonly=readonly,
-                              lock=True)
+        self._env = _open_env(self.path, map_size=map_size, max_dbs=len(_DBS) + 1, readonly=readonly)
         if readonly:
             self._db = {n: self._env.open_db(n.encode(), create=False) for n in _DBS}
         else:

@@ -1,0 +1,143 @@
+"""Check an edge store end to end, and restore a lost or corrupt one from peers' and the hub's replicas.
+
+After a restore the device must learn its own head before it appends, or its next record forks its own
+log. So the restore runs before the daemon starts: it fetches the device's log from every source given,
+verifies it (signatures and links, as any replica), keeps the longest, and only then is the daemon
+started, which continues that chain instead of writing a new genesis.
+
+    python -m edge.restore --config edge.toml --check
+    python -m edge.restore --config edge.toml --from coap://hub:5683 --from coap://peer:5683
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ledger import ChainState, LedgerError, verify_chain
+
+from .errors import EdgeError, StoreCorrupt, StoreError
+from .store import LmdbLogStore
+
+
+def check_store(path: Path) -> dict[str, Any]:
+    """Read every log in the store and verify it: ids, links, signatures. Raises StoreCorrupt."""
+    store = LmdbLogStore(path, readonly=True)
+    try:
+        logs = {}
+        for head in store.heads():
+            raws = store.log_range(head.device_id, 0, head.length)
+            try:
+                state = verify_chain(raws)
+            except LedgerError as exc:
+                raise StoreCorrupt(f"log of device {head.device_id.hex()} in {path} does not verify: {exc}",
+                                   hint="move the store aside and restore it with --from") from None
+            if state.length != head.length or state.head != head.head:
+                raise StoreCorrupt(f"log of device {head.device_id.hex()} in {path}: stored head says "
+                                   f"{head.length} records, the records give {state.length}")
+            for seq, raw in enumerate(raws):
+                if store.locate(hashlib.sha256(raw).digest()) != (head.device_id, seq):
+                    raise StoreCorrupt(f"record index of device {head.device_id.hex()} seq {seq} is wrong")
+            logs[head.device_id.hex()] = head.length
+        return {"ok": True, "logs": logs, "own": (store.own_device() or b"").hex()}
+    finally:
+        store.close()
+
+
+async def fetch_log(base: str, device_id: bytes, *, timeout: float = 30.0) -> list[bytes]:
+    """A device's whole log as the node at `base` (edge or hub) holds it, by GET /sync/records ranges."""
+    import aiocoap
+
+    from ledger.sync import Limits, decode_records
+
+    out: list[bytes] = []
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        while True:
+            msg = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/sync/records?d={device_id.hex()}"
+                                                        f"&from={len(out)}&to={len(out) + 4096}")
+            response = await asyncio.wait_for(ctx.request(msg).response, timeout)
+            if not response.code.is_successful():
+                raise StoreError(f"{base} answered {response.code} for the log of {device_id.hex()}")
+            got_device, start, raws = decode_records(response.payload, Limits())
+            if got_device != device_id or start != len(out) or not raws:
+                return out
+            out += raws
+    finally:
+        await ctx.shutdown()
+
+
+async def restore_own_log(store: LmdbLogStore, device_id: bytes, sources: Sequence[str]) -> dict[str, Any]:
+    """Fill an empty store with this device's own log from the longest verified copy among `sources`.
+
+    Every copy is verified as a replica is (signatures from the genesis key, links); a source that is down
+    or serves a bad copy is skipped. The store is claimed for the device only after the log is in.
+    """
+    if store.state(device_id) is not None:
+        raise StoreError(f"store at {store.path} already holds this device's log; restore only into an empty "
+                         "store", hint="move the old store aside first")
+    tried: dict[str, Any] = {}
+    best: list[bytes] = []
+    for base in sources:
+        try:
+            raws = await fetch_log(base, device_id)
+            verify_chain(raws) if raws else None
+        except Exception as exc:  # unreachable or serving a bad copy: try the others
+            tried[base] = f"{type(exc).__name__}: {exc}"
+            continue
+        tried[base] = len(raws)
+        if len(raws) > len(best):
+            best = raws
+    if not best:
+        raise StoreError(f"no source had the log of device {device_id.hex()}: {tried}",
+                         hint="start the daemon only when a peer or the hub can be reached, or it forks itself")
+    got = store.receive_records(device_id, best)
+    if got.problem:
+        raise StoreError(f"restored log refused: {got.problem}")
+    store.claim(device_id)
+    state: ChainState | None = store.state(device_id)
+    return {"device": device_id.hex(), "restored": got.accepted, "length": state.length if state else 0,
+            "sources": tried}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import config as cfg
+    from . import keys
+
+    p = argparse.ArgumentParser(prog="python -m edge.restore", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True)
+    p.add_argument("--check", action="store_true", help="verify the store and exit")
+    p.add_argument("--from", dest="sources", action="append", default=[], help="coap://host:port (repeatable)")
+    args = p.parse_args(argv)
+    try:
+        config = cfg.load(args.config)
+        path = config.data_path / "store"
+        if args.check:
+            print(json.dumps(check_store(path)))
+            return 0
+        key = keys.load_or_create(config.data_path / "device.key")
+        if not args.sources:
+            raise StoreError("nothing to restore from", hint="give --from coap://host:port (a peer or the hub)")
+        if (path / "data.mdb").exists():
+            raise StoreError(f"{path} exists; restore only into an empty store",
+                             hint=f"move it aside first: mv {path} {path}.corrupt")
+        store = LmdbLogStore(path, map_size=config.limits.map_size)
+        try:
+            print(json.dumps(asyncio.run(restore_own_log(store, key.device_id, args.sources))))
+        finally:
+            store.close()
+        return 0
+    except EdgeError as exc:
+        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
