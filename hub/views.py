@@ -3,226 +3,115 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import math
-import statistics
 import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from ledger import Record
 
+from .markets import MarketService, Subscriber, WebhookSender
 from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
-from .markets.errors import MarketError
-from .markets.model import DAY_S, WIB_OFFSET_S, PriceObservation, SensorReading, day_of
-from .markets.model import from_record as market_input
+from .markets.errors import MarketError, NotFound
+from .markets.model import DAY_S, WIB_OFFSET_S, PriceObservation, day_of
+from .markets.validate import Verdict
+from .markets.warning import ALPS_BANDS
 from .mbg import MbgError, MbgView, Plan
 from .service import Hub
 
 log = logging.getLogger("jejak.hub.views")
 
-# WFP ALPS bands: normal < 0.25 <= stress < 1 <= alert < 2 <= crisis.
-ALPS_BANDS = ((0.25, "normal"), (1.0, "stress"), (2.0, "alert"), (math.inf, "crisis"))
-# Impact weights: what moves a market's price risk today, and how much each counts. Shown in every tooltip.
-IMPACT_WEIGHTS = {"price_change": 0.5, "crowd": 0.2, "temperature": 0.15, "humidity": 0.15}
+# Kitchen stock items (as MBG stock records name them) and the market commodity their demand moves.
+ITEM_COMMODITIES = {"beras": "beras-medium", "ayam": "daging-ayam", "telur": "telur-ayam", "cabai": "cabai-merah",
+                    "bawang": "bawang-merah", "minyak": "minyak-goreng", "gula": "gula-pasir"}
+BACKLOG_S = 2 * DAY_S  # prices that arrive later than this after they were taken are not streamed live
+IMPACT_DAYS = 7  # days of impact shown per series on the price chart
 
 
 class Publisher(Protocol):
     def publish(self, event: dict[str, Any]) -> None: ...
 
 
-def alps_band(value: float) -> str:
-    for limit, name in ALPS_BANDS:
-        if value < limit:
-            return name
-    return "crisis"
+class Operators(Protocol):
+    def require(self, request: web.Request, *roles: str) -> None: ...
 
 
-class InterimMarkets:
-    """Market analytics for the dashboard until hub.markets offers its service facade.
+class HubMarkets(MarketService):
+    """The hub's MarketService, fed from its record listener: keeps each observation's verdict so the
+    dashboard and the public API can show accepted and quarantined values side by side."""
 
-    Keeps the verified price observations and sensor readings and derives, on demand: quarantine with
-    reasons (Hampel over the series' last 14 days, cross-market disagreement, a ceiling), an impact score
-    per observation day with its factors and weights, a 7-day damped-trend forecast with intervals, and
-    ALPS bands per market and commodity.
-    """
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.observed: dict[str, tuple[PriceObservation, Verdict]] = {}
 
-    def __init__(self) -> None:
-        self.prices: list[PriceObservation] = []
-        self.readings: list[SensorReading] = []
-        self._ids: set[str] = set()
-
-    def ingest(self, record: Any, arrived_at: int) -> bool:
+    def ingest(self, record: Any, arrived_at: int) -> dict[str, Any] | None:
+        """Like MarketService.ingest, but a body that does not hold is logged and dropped (a listener must
+        not fail the hub's ingest) and an observation seen before is not counted twice."""
+        rid = record.id.hex() if isinstance(record.id, bytes | bytearray) else str(record.id)
+        if record.kind == "price" and rid in self.observed:
+            return None
         try:
-            item = market_input(record, arrived_at)
-        except (MarketError, KeyError):
-            return False
-        if item is None or item.id in self._ids:
-            return False
-        self._ids.add(item.id)
-        if isinstance(item, PriceObservation):
-            self.prices.append(item)
-            return True
-        if isinstance(item, SensorReading):
-            self.readings.append(item)
-            return True
-        return False
+            return super().ingest(record, arrived_at)
+        except (MarketError, KeyError, TypeError, ValueError) as exc:
+            log.warning("market input %s dropped: %s", rid[:16], exc)
+            return None
 
-    # --- validation ------------------------------------------------------------------------------------
+    def add_observation(self, obs: PriceObservation) -> Verdict:
+        if obs.arrived_at - obs.time > BACKLOG_S and self._listeners:
+            # A device's backlog of old prices is history, not a live update: no impact per value on the stream.
+            listeners, self._listeners = self._listeners, []
+            try:
+                verdict = super().add_observation(obs)
+            finally:
+                self._listeners = listeners
+        else:
+            verdict = super().add_observation(obs)
+        self.observed[obs.id] = (obs, verdict)
+        return verdict
+
     def checked(self) -> list[dict[str, Any]]:
-        """Every observation with `quarantined` and its `reasons`, in time order."""
-        by_series: dict[tuple[str, str], list[PriceObservation]] = defaultdict(list)
-        by_day: dict[tuple[str, int], list[int]] = defaultdict(list)
-        for p in sorted(self.prices, key=lambda p: (p.time, p.id)):
-            by_series[(p.market, p.commodity)].append(p)
-            by_day[(p.commodity, day_of(p.time))].append(p.price_idr)
+        """Every observation with its day, whether it is out of the analyses now, and the reasons why."""
+        states = {e.observation.id: e.state for e in self.quarantine.store.entries(None)}
         out = []
-        for (_market, commodity), obs in by_series.items():
-            accepted: list[tuple[int, int]] = []  # (day, price)
-            for p in obs:
-                day = day_of(p.time)
-                reasons = []
-                others = by_day[(commodity, day)]
-                cm = statistics.median(others) if len(others) >= 3 else None
-                window = [price for d, price in accepted if day - 14 <= d < day]
-                if len(window) >= 5:
-                    med = statistics.median(window)
-                    mad = max(statistics.median(abs(x - med) for x in window) * 1.4826, 0.02 * med)
-                    k = abs(p.price_idr - med) / mad
-                    # A move that other markets make the same day is the market moving, not a bad report.
-                    if k > 3.5 and (cm is None or abs(p.price_idr - cm) / cm > 0.1):
-                        reasons.append(f"hampel: {k:.1f} MADs from the 14-day median {round(med)} IDR")
-                if cm is not None:
-                    rel = (p.price_idr - cm) / cm
-                    if abs(rel) > 0.5:
-                        reasons.append(f"cross_market: {rel:+.0%} against the median of {len(others)} markets "
-                                       f"({round(cm)} IDR)")
-                com = COMMODITIES_BY_ID.get(commodity)
-                if com is not None and p.price_idr > 3 * com.base_idr:
-                    reasons.append(f"ceiling: above 3x the reference price {com.base_idr} IDR")
-                if not reasons:
-                    accepted.append((day, p.price_idr))
-                out.append({**p.to_dict(), "day": day, "quarantined": bool(reasons), "reasons": reasons})
+        for obs, verdict in self.observed.values():
+            state = states.get(obs.id)
+            out.append({**obs.to_dict(), "day": day_of(obs.time, self.config.tz_offset_s),
+                        "quarantined": state is not None and state != "released", "state": state or "accepted",
+                        "reasons": [f"{c.name}: {c.reason}" for c in verdict.checks if c.fired]})
         out.sort(key=lambda o: (o["time"], o["id"]))
         return out
 
-    def _daily(self, checked: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, float]]:
-        days: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-        for o in checked:
-            if not o["quarantined"]:
-                days[(o["market"], o["commodity"])][o["day"]].append(o["price_idr"])
-        return {k: {d: statistics.median(v) for d, v in sorted(ds.items())} for k, ds in days.items()}
 
-    # --- impact ----------------------------------------------------------------------------------------
-    def _impact(self, market: str, commodity: str, day: int, price: float,
-                series: dict[int, float], env: dict[tuple[str, int], dict[str, float]],
-                crowd_norm: dict[str, float]) -> dict[str, Any]:
-        before = [v for d, v in series.items() if day - 7 <= d < day]
-        change = abs(price - statistics.median(before)) / statistics.median(before) if before else 0.0
-        e = env.get((market, day), {})
-        factors = {
-            "price_change": min(1.0, change / 0.2),
-            "crowd": min(1.0, e["crowd"] / (2 * crowd_norm[market])) if "crowd" in e and crowd_norm.get(market)
-            else 0.0,
-            "temperature": min(1.0, max(0.0, (e["temp"] - 28.0) / 8.0)) if "temp" in e else 0.0,
-            "humidity": min(1.0, max(0.0, (e["rh"] - 70.0) / 25.0)) if "rh" in e else 0.0,
-        }
-        contrib = {k: IMPACT_WEIGHTS[k] * v for k, v in factors.items()}
-        dominant = max(contrib, key=lambda k: contrib[k])
-        return {"market": market, "commodity": commodity, "day": day, "score": round(sum(contrib.values()), 3),
-                "dominant": dominant, "weights": IMPACT_WEIGHTS, "factors": {k: round(v, 3) for k, v in factors.items()}}
-
-    def _env(self) -> tuple[dict[tuple[str, int], dict[str, float]], dict[str, float]]:
-        acc: dict[tuple[str, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        crowds: dict[str, list[int]] = defaultdict(list)
-        for r in self.readings:
-            a = acc[(r.site, day_of(r.time))]
-            if r.temp_cc is not None:
-                a["temp"].append(r.temp_cc / 100)
-            if r.rh_cp is not None:
-                a["rh"].append(r.rh_cp / 100)
-            if r.crowd is not None:
-                a["crowd"].append(r.crowd)
-                crowds[r.site].append(r.crowd)
-        env = {k: {n: statistics.fmean(v) for n, v in d.items()} for k, d in acc.items()}
-        return env, {m: statistics.median(c) for m, c in crowds.items() if c}
-
-    def impact(self, commodity: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
-        daily = self._daily(self.checked())
-        env, crowd_norm = self._env()
-        out = []
-        for (m, c), series in daily.items():
-            if (commodity and c != commodity) or (market and m != market):
-                continue
-            for day, price in series.items():
-                out.append(self._impact(m, c, day, price, series, env, crowd_norm))
-        return out
-
-    # --- forecast and ALPS -----------------------------------------------------------------------------
-    def forecast(self, commodity: str, market: str | None = None, horizon: int = 7) -> dict[str, Any]:
-        daily = self._daily(self.checked())
-        pooled: dict[int, list[float]] = defaultdict(list)
-        for (m, c), series in daily.items():
-            if c == commodity and (market is None or m == market):
-                for d, v in series.items():
-                    pooled[d].append(v)
-        if len(pooled) < 8:
-            raise MarketError(f"forecast for {commodity}: expected at least 8 days of accepted prices, "
-                              f"got {len(pooled)}", hint="wait for more days of prices")
-        days = sorted(pooled)
-        hist = [(d, statistics.median(pooled[d])) for d in days][-28:]
-        xs = [d for d, _ in hist]
-        ys = [v for _, v in hist]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        sxx = sum((x - mx) ** 2 for x in xs) or 1.0
-        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-        resid = [y - (my + slope * (x - mx)) for x, y in hist]
-        sd = statistics.pstdev(resid) or 0.005 * my
-        level = statistics.fmean(ys[-7:]) + slope * 3
-        naive = [abs(ys[i] - ys[i - 7]) for i in range(7, len(ys))]
-        last = xs[-1]
-        points = []
-        for h in range(1, horizon + 1):
-            mean = level + slope * h * 0.9 ** h
-            half = 1.96 * sd * math.sqrt(h)
-            points.append({"day": last + h, "mean": round(mean), "low": round(mean - half), "high": round(mean + half)})
-        return {"commodity": commodity, "market": market, "model": "damped linear trend over 28 days",
-                "history": [{"day": d, "price": round(v)} for d, v in hist], "forecast": points,
-                "interval": "95% (normal residuals, widening with sqrt(h))",
-                "baseline_mae_seasonal_naive": round(statistics.fmean(naive)) if naive else None}
-
-    def alps(self) -> list[dict[str, Any]]:
-        """ALPS per market and commodity: (mean of the last 7 days - baseline mean) / baseline sd."""
-        out = []
-        for (m, c), series in self._daily(self.checked()).items():
-            days = sorted(series)
-            if len(days) < 21:
-                continue
-            last = days[-1]
-            recent = [series[d] for d in days if d > last - 7]
-            base = [series[d] for d in days if last - 37 < d <= last - 7]
-            if len(base) < 10:
-                continue
-            sd = statistics.pstdev(base) or 1.0
-            value = (statistics.fmean(recent) - statistics.fmean(base)) / max(sd, 0.01 * statistics.fmean(base))
-            out.append({"market": m, "commodity": c, "alps": round(value, 2), "band": alps_band(value),
-                        "day": last, "price": round(recent[-1])})
-        return out
+# hub.bridges imports the market analytics under this name.
+InterimMarkets = HubMarkets
 
 
 class Views:
-    """The hub's domain views and their routes; `on_records` is the hub listener that feeds them."""
+    """The hub's domain views and their routes; `on_records` is the hub listener that feeds them.
+
+    `kitchen_regions` names the market region (as price records name it) of each MBG kitchen, so the
+    kitchens' stock "use" records become MBG demand for the impact analysis. `subscribers` are the webhooks
+    (generic JSON, Telegram, WhatsApp) that get ALPS alerts when a series' band worsens.
+    """
 
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
-                 events: Publisher | None = None) -> None:
+                 events: Publisher | None = None, markets: HubMarkets | None = None,
+                 kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
+                 sender: WebhookSender | None = None) -> None:
         self.hub = hub
         self.clock = clock or hub.clock
         self.events = events
+        self.api: Operators | None = None
         self.mbg = MbgView(plan)
-        self.markets = InterimMarkets()
+        self.markets = markets or HubMarkets(clock=lambda: self.clock())
+        self.kitchen_regions = dict(kitchen_regions or {})
+        self.subscribers = tuple(subscribers)
+        self.sender = sender
+        self.mbg_demand: dict[tuple[str, str, int], float] = defaultdict(float)  # (region, commodity, day) -> kg
         self.last_arrival: dict[str, int] = {}
         self.last_time: dict[str, int] = {}
         self.records_by_kind: dict[str, int] = defaultdict(int)
@@ -232,7 +121,15 @@ class Views:
         self._seen_alerts: set[str] = set()
         self._alerts: list[dict[str, Any]] = []
         self._worker: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._sends: set[asyncio.Future[Any]] = set()
         hub.listeners.on_records.append(self.on_records)
+
+    def attach(self, api: Any) -> None:
+        """Publish on the hub API's live events and check operator tokens with its `require`."""
+        self.api = api
+        self.events = api.events
 
     # --- feeding ---------------------------------------------------------------------------------------
     def on_records(self, records: list[Record], arrived_at: int) -> None:
@@ -243,20 +140,45 @@ class Views:
                 self.last_arrival[rec.device] = arrived_at
                 self.last_time[rec.device] = max(self.last_time.get(rec.device, rec.time), rec.time)
                 if rec.kind in ("scan", "stock"):
-                    self.mbg.ingest(rec, arrived_at)
+                    if self.mbg.ingest(rec, arrived_at) and rec.kind == "stock":
+                        self._demand(rec)
                 elif rec.kind in ("price", "reading", "note"):
                     self.markets.ingest(rec, arrived_at)
         self._dirty.set()
 
+    def _demand(self, rec: Record) -> None:
+        """A kitchen's "use" of an item is MBG demand for the matching commodity in the kitchen's region."""
+        body = rec.body or {}
+        if body.get("movement") != "use":
+            return
+        region = self.kitchen_regions.get(body.get("site", ""))
+        item = str(body.get("item", ""))
+        commodity = item if item in COMMODITIES_BY_ID else ITEM_COMMODITIES.get(item.split("-")[0])
+        scale = {"g": 0.001, "kg": 1.0}.get(body.get("unit", ""))
+        if region is None or commodity is None or scale is None:
+            return
+        key = (region, commodity, day_of(rec.time))
+        self.mbg_demand[key] += body["qty"] * scale
+        self.markets.set_mbg_demand(region, commodity, key[2], self.mbg_demand[key])
+
     def start(self) -> None:
-        """Start the worker that derives alerts after records arrive and publishes the new ones."""
+        """Start the worker that derives alerts after records arrive, and stream price updates."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self.markets.subscribe(self._price_update)
         if self._worker is None:
             self._worker = threading.Thread(target=self._run, name="jejak-views", daemon=True)
             self._worker.start()
 
+    def _price_update(self, update: dict[str, Any]) -> None:
+        if self.events is not None:
+            self.events.publish(update)
+
     def close(self) -> None:
         self._stop.set()
         self._dirty.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self._worker is not None:
             self._worker.join(timeout=5)
 
@@ -273,9 +195,12 @@ class Views:
                 log.exception("deriving alerts failed")
 
     def refresh_alerts(self) -> list[dict[str, Any]]:
-        """Recompute the alerts; publish and return the ones not seen before."""
+        """Run the early warning and the MBG rules; publish and return the alerts not seen before, and send
+        the ALPS/IFPA ones that worsened to the webhook subscribers."""
+        with self._lock:
+            raised = self.markets.early_warning()
         fresh = []
-        for alert in self.current_alerts():
+        for alert in self.current_alerts(raised):
             if alert["id"] not in self._seen_alerts:
                 self._seen_alerts.add(alert["id"])
                 self._alerts.append(alert)
@@ -283,28 +208,34 @@ class Views:
         if self.events is not None:
             for alert in fresh:
                 self.events.publish({"type": "alert", "alert": alert})
+        if raised and self.subscribers and self.sender is not None and self._loop is not None:
+            fut = asyncio.run_coroutine_threadsafe(
+                self.markets.notify(self.sender, self.subscribers, raised), self._loop)
+            self._sends.add(fut)
+            fut.add_done_callback(self._sends.discard)
         return fresh
 
-    def current_alerts(self) -> list[dict[str, Any]]:
+    def current_alerts(self, raised: Sequence[Any] = ()) -> list[dict[str, Any]]:
         now = self.clock()
         with self._lock:
             findings = [f for f in self.mbg.findings(now, self.mbg.today(now)) if f.severity == "alert"]
-            alps = self.markets.alps()
-            quarantined = [o for o in self.markets.checked() if o["quarantined"]]
+            quarantined = self.markets.quarantined("pending")
         out = []
         for f in findings:
             out.append({"id": f"mbg/{f.code}/{f.subject}/{f.date}", "domain": "mbg", "code": f.code,
                         "subject": f.subject, "severity": f.severity, "text": f.detail, "time": now})
-        for a in alps:
-            if a["band"] in ("alert", "crisis"):
-                out.append({"id": f"alps/{a['market']}/{a['commodity']}/{a['day']}/{a['band']}", "domain": "markets",
-                            "code": f"alps_{a['band']}", "subject": f"{a['market']}/{a['commodity']}",
-                            "severity": "alert", "text": f"ALPS {a['alps']} ({a['band']})", "time": now})
-        for o in quarantined:
-            if o["day"] >= day_of(now) - 1:
+        for a in raised:
+            out.append({"id": f"{a.indicator.lower()}/{a.id}", "domain": "markets",
+                        "code": f"{a.indicator.lower()}_{a.band.replace(' ', '_')}", "subject": a.series,
+                        "severity": "alert" if a.band in ("alert", "crisis", "abnormally high") else "warning",
+                        "text": a.message, "time": now, "band": a.band, "previous": a.previous})
+        for e in quarantined:
+            o = e["observation"]
+            if day_of(o["time"]) >= day_of(now) - 1:
+                fired = [c["reason"] for c in e["verdict"]["checks"] if c["fired"]]
                 out.append({"id": f"quarantine/{o['id']}", "domain": "markets", "code": "quarantined",
                             "subject": f"{o['market']}/{o['commodity']}", "severity": "warning",
-                            "text": f"{o['price_idr']} IDR quarantined: {'; '.join(o['reasons'])}", "time": now})
+                            "text": f"{o['price_idr']} IDR quarantined: {'; '.join(fired)}", "time": now})
         return out
 
     # --- queries ---------------------------------------------------------------------------------------
@@ -382,22 +313,23 @@ class Views:
         now = self.clock()
         with self._lock:
             out = self.mbg.summary(now)
-            alps = self.markets.alps()
-            checked = self.markets.checked()
+            bands = self.markets.bands()
+            observed = len(self.markets.observed)
+            held = len(self.markets.quarantined("pending"))
         status = self.hub.status()
         out.update({"now": now, "chain": {"size": status["size"], "devices": status["devices"],
                                           "forks": status["forks"], "checkpoint": status["checkpoint"]},
-                    "markets": {"observations": len(checked),
-                                "quarantined": sum(1 for o in checked if o["quarantined"]),
-                                "alps": {band: sum(1 for a in alps if a["band"] == band)
-                                         for _, band in ALPS_BANDS}},
+                    "markets": {"observations": observed, "quarantined": held,
+                                "alps": {band: sum(1 for a in bands if a["band"] == band) for band in ALPS_BANDS}},
                     "live_alerts": len(self._alerts)})
         return out
 
+    # --- markets ---------------------------------------------------------------------------------------
     def prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
+        """Every observation of the commodity (accepted and quarantined, with reasons) and the impact of
+        the last days of each series, for the price chart."""
         with self._lock:
             checked = self.markets.checked()
-            impact = self.markets.impact(commodity, market)
         rows = [o for o in checked if (not commodity or o["commodity"] == commodity)
                 and (not market or o["market"] == market)]
         series: dict[str, dict[str, Any]] = {}
@@ -406,6 +338,7 @@ class Views:
                 "market": o["market"], "commodity": o["commodity"], "unit": o["unit"], "points": []})
             s["points"].append({"id": o["id"], "time": o["time"], "day": o["day"], "price_idr": o["price_idr"],
                                 "quarantined": o["quarantined"], "reasons": o["reasons"]})
+        impact = self._impact_rows(commodity, market) if commodity else []
         return {"commodities": sorted({o["commodity"] for o in checked}),
                 "markets": sorted({o["market"] for o in checked}),
                 "names": {c: COMMODITIES_BY_ID[c].name for c in {o["commodity"] for o in checked}
@@ -413,33 +346,125 @@ class Views:
                 "series": list(series.values()), "impact": impact,
                 "quarantined": [o for o in rows if o["quarantined"]]}
 
-    def impact(self, commodity: str | None, market: str | None) -> dict[str, Any]:
+    def _series_markets(self, commodity: str, market: str | None) -> list[str]:
+        return sorted({p["market"] for p in self.markets.live_prices(commodity, market)})
+
+    def _impact_rows(self, commodity: str, market: str | None, days: int = IMPACT_DAYS) -> list[dict[str, Any]]:
+        out = []
         with self._lock:
-            return {"weights": IMPACT_WEIGHTS, "impact": self.markets.impact(commodity, market)}
+            for m in self._series_markets(commodity, market):
+                last = max(h["day"] for h in self.markets.history(commodity, m))
+                for day in range(last - days + 1, last + 1):
+                    try:
+                        out.append(self.markets.impact(commodity, m, day=day))
+                    except (MarketError, ValueError):
+                        continue  # too little history before this day
+        return out
+
+    def impact(self, commodity: str | None, market: str | None) -> dict[str, Any]:
+        """Impact of the latest price change of each series of the commodity: score, factors with their
+        weights, dominant factor, and how it was computed."""
+        if not commodity:
+            raise NotFound("impact: name a commodity", hint="add ?commodity=cabai-merah")
+        with self._lock:
+            markets = self._series_markets(commodity, market)
+            rows, missing = [], []
+            for m in markets:
+                try:
+                    rows.append(self.markets.impact(commodity, m))
+                except (MarketError, ValueError) as exc:
+                    missing.append({"market": m, "reason": str(exc)})
+        return {"commodity": commodity, "market": market, "impact": rows, "not_computed": missing,
+                "weights": {f"{r['market']}/{r['commodity']}": r["weights"] for r in rows},
+                "dominant": {f"{r['market']}/{r['commodity']}": r["dominant"] for r in rows}}
 
     def forecast(self, commodity: str, market: str | None) -> dict[str, Any]:
+        """7-day forecast with 80 % and 95 % intervals; without a market, the first market whose series is
+        long enough (named in the answer)."""
         with self._lock:
-            return self.markets.forecast(commodity, market)
+            markets = [market] if market else self._series_markets(commodity, None)
+            if not markets:
+                raise NotFound(f"forecast: no accepted prices for {commodity!r}",
+                               hint="check the commodity id (e.g. 'cabai-merah')")
+            error: MarketError | None = None
+            for m in markets:
+                try:
+                    out = self.markets.forecast(commodity, m)
+                except MarketError as exc:
+                    error = error or exc
+                    continue
+                history = self.markets.history(commodity, m)[-28:]
+                break
+            else:
+                assert error is not None
+                raise error
+        out["forecast"] = [{"day": p["day"], "date": p["date"], "mean": p["price_idr"], "low": p["lo95"],
+                            "high": p["hi95"], "low80": p["lo80"], "high80": p["hi80"]} for p in out["points"]]
+        out["history"] = [{"day": h["day"], "price": h["price_idr"]} for h in history]
+        out["interval"] = "95 % (shaded), 80 % in the points; from the chosen model's residuals"
+        return out
+
+    def live_prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
+        with self._lock:
+            return {"prices": self.markets.live_prices(commodity, market)}
+
+    def history(self, commodity: str, market: str | None, since: str | None, until: str | None) -> dict[str, Any]:
+        def day(text: str | None, name: str) -> int | None:
+            if text is None:
+                return None
+            if not text.lstrip("-").isdigit():
+                raise NotFound(f"{name}: expected a day number, got {text[:20]!r}")
+            return int(text)
+        with self._lock:
+            return {"commodity": commodity, "market": market,
+                    "history": self.markets.history(commodity, market, since_day=day(since, "since_day"),
+                                                    until_day=day(until, "until_day"))}
 
     def alerts(self) -> dict[str, Any]:
-        return {"alerts": list(reversed(self._alerts[-200:]))}
+        with self._lock:
+            live = self.markets.live_alerts()
+        return {"alerts": list(reversed(self._alerts[-200:])), "live": live}
 
     def market_map(self) -> dict[str, Any]:
         with self._lock:
-            alps = self.markets.alps()
-            seen = {o.market for o in self.markets.prices}
-        order = {band: i for i, (_, band) in enumerate(ALPS_BANDS)}
+            bands = self.markets.bands()
+            seen = {p["market"] for p in self.markets.live_prices()}
+        order = {band: i for i, band in enumerate(ALPS_BANDS)}
         markets = []
         for mid in sorted(seen):
             m = MARKETS_BY_ID.get(mid)
             if m is None:
                 continue
-            mine = [a for a in alps if a["market"] == mid]
+            mine = [a for a in bands if a["market"] == mid]
             worst = max(mine, key=lambda a: (order[a["band"]], a["alps"]), default=None)
             markets.append({"id": mid, "name": m.name, "province": m.admin1, "city": m.admin2,
                             "lat": m.latitude, "lon": m.longitude, "alps": mine,
                             "band": worst["band"] if worst else "normal", "worst": worst})
-        return {"markets": markets, "bands": [b for _, b in ALPS_BANDS]}
+        return {"markets": markets, "bands": list(ALPS_BANDS)}
+
+    def quarantine(self, state: str | None) -> dict[str, Any]:
+        if state not in (None, "all", "pending", "released", "confirmed"):
+            raise NotFound(f"state: expected pending, released, confirmed or all, got {state[:20]!r}")
+        with self._lock:
+            return {"state": state or "pending",
+                    "entries": self.markets.quarantined(None if state == "all" else state or "pending")}
+
+    def decide(self, observation_id: str, action: str, by: str, why: str) -> dict[str, Any]:
+        with self._lock:
+            decision = self.markets.decide(observation_id, action, by=by, why=why)
+            audit = self.markets.audit(observation_id)
+        self._dirty.set()
+        return {"decision": decision, "audit": audit}
+
+    def audit(self, observation_id: str | None) -> dict[str, Any]:
+        with self._lock:
+            return {"audit": self.markets.audit(observation_id)}
+
+    def webhooks(self) -> dict[str, Any]:
+        log_ = list(self.sender.log) if self.sender is not None else []
+        return {"subscribers": [{"id": s.id, "kind": s.kind, "commodities": list(s.commodities),
+                                 "regions": list(s.regions), "min_band": s.min_band} for s in self.subscribers],
+                "deliveries": [d.to_dict() for d in reversed(log_[-500:])]}
 
     # --- routes ----------------------------------------------------------------------------------------
     def register(self, app: web.Application) -> None:
@@ -452,11 +477,60 @@ class Views:
         r.add_get("/api/mbg/violations", self._h(lambda q, m: self.violations()))
         r.add_get("/api/mbg/stock", self._h(lambda q, m: self.stock()))
         r.add_get("/api/markets/prices", self._h(lambda q, m: self.prices(q.get("commodity"), q.get("market"))))
+        r.add_get("/api/markets/live", self._h(lambda q, m: self.live_prices(q.get("commodity"), q.get("market"))))
+        r.add_get("/api/markets/history/{commodity}", self._h(lambda q, m: self.history(
+            m["commodity"], q.get("market"), q.get("since_day"), q.get("until_day"))))
         r.add_get("/api/markets/impact", self._h(lambda q, m: self.impact(q.get("commodity"), q.get("market"))))
         r.add_get("/api/markets/forecast/{commodity}",
                   self._h(lambda q, m: self.forecast(m["commodity"], q.get("market"))))
         r.add_get("/api/markets/alerts", self._h(lambda q, m: self.alerts()))
         r.add_get("/api/markets/map", self._h(lambda q, m: self.market_map()))
+        r.add_get("/api/markets/quarantine", self._h(lambda q, m: self.quarantine(q.get("state"))))
+        r.add_get("/api/markets/quarantine/audit", self._h(lambda q, m: self.audit(q.get("id"))))
+        r.add_post("/api/markets/quarantine/{id}/decide", self.decide_route)
+        r.add_get("/api/markets/webhooks", self.webhooks_route)
+        app.on_startup.append(self._bind)
+        app.on_cleanup.append(self._cleanup)
+
+    async def _bind(self, app: web.Application) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def _cleanup(self, app: web.Application) -> None:
+        for fut in list(self._sends):
+            fut.cancel()
+        if self.sender is not None:
+            await self.sender.close()
+
+    def _operator(self, request: web.Request) -> None:
+        if self.api is None:
+            raise web.HTTPForbidden(text=json.dumps({"error": {
+                "code": "FORBIDDEN", "message": "operator routes need the hub API attached (Views.attach)"}}),
+                content_type="application/json")
+        self.api.require(request, "operator")
+
+    async def decide_route(self, request: web.Request) -> web.Response:
+        """Operator: release, confirm or reopen a quarantined price; the decision joins its audit trail"""
+        self._operator(request)
+        try:
+            value = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            value = None
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip()
+                                                  for k in ("action", "by", "why")):
+            return web.json_response({"error": {"code": "BAD_REQUEST", "message":
+                                                "expected JSON {action: release|confirm|reopen, by, why}"}},
+                                     status=400)
+        try:
+            body = await asyncio.to_thread(self.decide, request.match_info["id"], value["action"],
+                                           value["by"][:200], value["why"][:2000])
+        except MarketError as exc:
+            return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+        return web.json_response(body)
+
+    async def webhooks_route(self, request: web.Request) -> web.Response:
+        """Operator: the webhook subscribers and the record of every alert delivery (attempts, statuses)"""
+        self._operator(request)
+        return web.json_response(self.webhooks())
 
     def _h(self, fn: Callable[[Any, Any], dict[str, Any]]) -> Callable[[web.Request], Any]:
         async def handler(request: web.Request) -> web.Response:
@@ -479,4 +553,4 @@ def register(app: web.Application, hub: Hub, events: Publisher | None, *, plan: 
     return views
 
 
-__all__ = ["ALPS_BANDS", "DAY_S", "IMPACT_WEIGHTS", "WIB_OFFSET_S", "InterimMarkets", "Views", "alps_band", "register"]
+__all__ = ["DAY_S", "ITEM_COMMODITIES", "WIB_OFFSET_S", "HubMarkets", "InterimMarkets", "Views", "register"]

@@ -256,14 +256,20 @@ class MarketService:
             label=f"{commodity} at {market}",
         )
 
-    def _impact(self, key: SeriesKey) -> Any:
+    def _impact(self, key: SeriesKey, day: int | None = None) -> Any:
         inp = self._impact_inputs(key)
-        return run_impact(inp, config=self.config.impact)
+        at = None if day is None else day - inp.first_day
+        if at is not None and not 0 <= at < len(inp.price):
+            raise ValueError(f"impact: day {day} is outside the series' days {inp.first_day}.."
+                             f"{inp.first_day + len(inp.price) - 1}")
+        return run_impact(inp, at=at, config=self.config.impact)
 
-    def impact(self, commodity: str, market: str, *, grade: str | None = None) -> dict[str, Any]:
+    def impact(self, commodity: str, market: str, *, grade: str | None = None,
+               day: int | None = None) -> dict[str, Any]:
+        """Impact of the price change on `day` (default: the series' last day with a price)."""
         key = self._find(commodity, market, grade)[0]
         try:
-            out = self._impact(key).to_dict()
+            out = self._impact(key, day).to_dict()
         except ValueError as e:
             raise BadSeries(str(e), hint="impact needs 35 days of prices") from None
         out.update({"market": market, "commodity": commodity, "grade": key[2], "unit": key[3]})
@@ -306,6 +312,20 @@ class MarketService:
                 if a is not None:
                     raised.append(a)
         return raised
+
+    def bands(self) -> list[dict[str, Any]]:
+        """Current ALPS value and band of every series with enough weeks (read only: raises no alert)."""
+        out = []
+        for key in sorted(self._prices):
+            try:
+                lo, price = self._daily(key)
+                res = alps(price, first_day=lo, period="week")
+            except (BadSeries, NotFound):
+                continue
+            out.append({"market": key[0], "commodity": key[1], "grade": key[2], "unit": key[3],
+                        "region": self._region.get(key[0], ""), "alps": round(res.value, 3), "band": res.band,
+                        "day": lo + len(price) - 1, "price_idr": round(res.price)})
+        return out
 
     @staticmethod
     def _monthly(lo: int, price: np.ndarray) -> np.ndarray | None:

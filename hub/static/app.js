@@ -197,12 +197,14 @@ function priceChart(series, impact) {
     const c = COLORS[i % COLORS.length];
     const ok = s.points.filter((p) => !p.quarantined);
     out += `<polyline fill="none" stroke="${c}" stroke-width="1.6" points="${ok.map((p) => `${x(p.day).toFixed(1)},${y(p.price_idr).toFixed(1)}`).join(" ")}"/>`;
+    const drawn = new Set();  // one impact dot per series and day, however many reports the day has
     for (const p of ok) {
       const im = imp.get(`${s.market}/${s.commodity}/${p.day}`);
-      if (!im) continue;
-      const w = Object.entries(im.weights).map(([k, v]) => `${k} ${v}`).join(", ");
-      const tip = `${s.market} · ${dayDate(p.day)}\n${t("price")}: Rp ${num(p.price_idr)}\n${t("impact")}: ${im.score}\n${t("dominant")}: ${im.dominant}\n${t("weights")}: ${w}`;
-      out += `<circle class="impact" cx="${x(p.day).toFixed(1)}" cy="${y(p.price_idr).toFixed(1)}" r="${(2 + im.score * 9).toFixed(1)}" fill="${c}" fill-opacity="${(0.25 + im.score * 0.6).toFixed(2)}" data-tip="${esc(tip)}" data-score="${im.score}" data-dominant="${esc(im.dominant)}"><title>${esc(tip)}</title></circle>`;
+      if (!im || drawn.has(p.day)) continue;
+      drawn.add(p.day);
+      const w = Object.entries(im.weights).filter(([, v]) => v >= 0.005).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", "), sc = im.score / 100;
+      const tip = `${s.market} · ${dayDate(p.day)}\n${t("price")}: Rp ${num(p.price_idr)}\n${t("impact")}: ${im.score}/100 (${im.change_pct > 0 ? "+" : ""}${im.change_pct} %)\n${t("dominant")}: ${im.dominant}\n${t("weights")}: ${w}`;
+      out += `<circle class="impact" cx="${x(p.day).toFixed(1)}" cy="${y(p.price_idr).toFixed(1)}" r="${(2 + sc * 9).toFixed(1)}" fill="${c}" fill-opacity="${(0.25 + sc * 0.6).toFixed(2)}" data-tip="${esc(tip)}" data-score="${im.score}" data-dominant="${esc(im.dominant)}"><title>${esc(tip)}</title></circle>`;
     }
     for (const p of s.points.filter((q) => q.quarantined)) {
       const cx = x(p.day), cy = yOf(p.price_idr), tip = `${s.market} · Rp ${num(p.price_idr)}\n${p.reasons.join("\n")}`;
@@ -273,7 +275,7 @@ async function viewMarkets() {
   </div>
   <div class="grid2">
     <div class="panel"><h2>${t("alps")} · ${esc(name(STATE.commodity))}</h2>${table([{ h: "market", f: (a) => esc(a.name) },
-      { h: "alps", num: true, f: (a) => a.alps.toFixed(2) }, { h: "band", f: (a) => band(a.band) }, { h: "price", num: true, f: (a) => num(a.price) }],
+      { h: "alps", num: true, f: (a) => a.alps.toFixed(2) }, { h: "band", f: (a) => band(a.band) }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
       alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"' })}</div>
     <div class="panel"><h2>${t("quarantined")}</h2>${table([{ h: "market", f: (o) => esc(o.market) }, { h: "time", f: (o) => when(o.time) },
       { h: "price", num: true, f: (o) => num(o.price_idr) }, { h: "reasons", cls: "muted", f: (o) => o.reasons.map(esc).join("<br>") }],

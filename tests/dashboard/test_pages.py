@@ -94,9 +94,13 @@ def test_markets_page_marks_quarantine_impact_forecast_and_alps_map(demo, driver
     assert len(marks) == len(prices["quarantined"])
     dots = driver.find_elements(By.CSS_SELECTOR, "[data-testid=price-chart] circle.impact")
     assert len(dots) == len(prices["impact"])
+    # Each impact dot carries the hub's score and dominant factor, and its tooltip the factor weights.
+    shown = sorted((int(d.get_attribute("data-score")), d.get_attribute("data-dominant")) for d in dots)
+    assert shown == sorted((i["score"], i["dominant"]) for i in prices["impact"])
+    last = prices["impact"][-1]
     tip = dots[-1].get_attribute("data-tip")
-    assert "dominant" in tip or "dominan" in tip
-    assert "price_change 0.5" in tip
+    assert ("dominant" in tip or "dominan" in tip) and last["dominant"] in tip
+    assert f"{max(last['weights'], key=last['weights'].get)} " in tip
     forecast = demo.get(f"/api/markets/forecast/{commodity}")
     means = [int(c.get_attribute("data-mean"))
              for c in driver.find_elements(By.CSS_SELECTOR, "[data-testid=forecast-chart] circle")]
@@ -105,9 +109,15 @@ def test_markets_page_marks_quarantine_impact_forecast_and_alps_map(demo, driver
         marker = driver.find_element(By.CSS_SELECTOR, f"[data-testid=map] g[data-market='{market['id']}']")
         assert marker.get_attribute("data-band") == market["band"]
     assert driver.find_elements(By.CSS_SELECTOR, "[data-testid=map] path.land")
-    # The manipulated egg price is quarantined with its reasons, on the egg chart.
-    Select(driver.find_element(By.ID, "commodity")).select_by_value("telur-ayam")
-    WebDriverWait(driver, 10).until(lambda d: "cross_market" in text_of(d, "[data-testid=quarantined]"))
+    # Quarantined prices are listed with the validator's reasons, on the chart of their commodity.
+    held = demo.get("/api/markets/prices")["quarantined"]
+    assert held, "the generated reports include manipulated prices"
+    Select(driver.find_element(By.ID, "commodity")).select_by_value(held[0]["commodity"])
+    reason = held[0]["reasons"][0].split(":")[0]
+    WebDriverWait(driver, 10).until(lambda d: reason in text_of(d, "[data-testid=quarantined]"))
+    alerts = demo.get("/api/markets/alerts")
+    assert any(a["code"].startswith("alps_") for a in alerts["alerts"]), "the generated shocks raise ALPS alerts"
+    assert any(m["band"] != "normal" for m in demo.get("/api/markets/map")["markets"])
     driver.save_screenshot(str(tmp_path / "markets.png"))
     assert no_js_errors(driver) == []
 
