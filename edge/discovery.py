@@ -111,6 +111,9 @@ class Discovery:
             return
         props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
         addresses = info.parsed_addresses(IPVersion.V4Only)
+        if not all(a.startswith("127.") for a in self.addresses):
+            # A loopback address heard on a real interface belongs to another host's own loopback.
+            addresses = [a for a in addresses if not a.startswith("127.")]
         if not addresses or props.get("proto") != PROTOCOL_VERSION:
             log.info("ignoring %s: no address or another protocol (%s)", name, props.get("proto"))
             return

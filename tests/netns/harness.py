@@ -1,0 +1,140 @@
+"""Test hosts in network namespaces on one bridge: start them, cut and heal links, block routes, tear down."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUBNET = "10.77"
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True)
+
+
+def available() -> str | None:
+    """None if this machine lets us make namespaces, else why not."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "iproute2 (ip) is not installed"
+    probe = f"jkprobe{os.getpid() % 100000}"
+    result = sh("ip", "netns", "add", probe, check=False)
+    if result.returncode != 0:
+        return f"ip netns add refused: {result.stderr.strip()}"
+    sh("ip", "netns", "del", probe, check=False)
+    return None
+
+
+@dataclass
+class Host:
+    name: str
+    ns: str
+    ip: str
+    port_name: str  # the bridge-side veth, in the switch namespace
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+class Lan:
+    """A bridge in its own namespace, a leg for the test process, and one namespace per host."""
+
+    def __init__(self, tag: str | None = None) -> None:
+        self.tag = tag or f"{os.getpid() % 10000}"
+        self.switch = f"jk{self.tag}sw"
+        self.hosts: dict[str, Host] = {}
+        self._n = 0
+        self._root_leg = f"jk{self.tag}r"
+        sh("ip", "netns", "add", self.switch)
+        sh("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.switch, "link", "set", "br0", "up")
+        # The test process gets an address on the LAN too, to watch the hosts without joining a namespace.
+        sh("ip", "link", "add", self._root_leg, "type", "veth", "peer", "name", f"{self._root_leg}p")
+        sh("ip", "link", "set", f"{self._root_leg}p", "netns", self.switch)
+        sh("ip", "-n", self.switch, "link", "set", f"{self._root_leg}p", "master", "br0", "up")
+        sh("ip", "addr", "add", f"{SUBNET}.0.254/24", "dev", self._root_leg)
+        sh("ip", "link", "set", self._root_leg, "up")
+
+    def add(self, name: str) -> Host:
+        self._n += 1
+        ns = f"jk{self.tag}{name}"
+        ip = f"{SUBNET}.0.{self._n}"
+        a, b = f"jk{self.tag}{self._n}a", f"jk{self.tag}{self._n}b"
+        sh("ip", "netns", "add", ns)
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        sh("ip", "link", "set", b, "netns", ns)
+        sh("ip", "-n", ns, "link", "set", b, "name", "eth0")
+        sh("ip", "link", "set", a, "netns", self.switch)
+        sh("ip", "-n", self.switch, "link", "set", a, "master", "br0", "up")
+        sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        sh("ip", "-n", ns, "link", "set", "eth0", "up", "multicast", "on")
+        sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        host = Host(name=name, ns=ns, ip=ip, port_name=a)
+        self.hosts[name] = host
+        return host
+
+    def run(self, host: Host, argv: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+        out = open(log, "ab")  # noqa: SIM115 - the process owns it until it exits
+        proc = subprocess.Popen(["ip", "netns", "exec", host.ns, *argv], stdout=out, stderr=subprocess.STDOUT)
+        host.procs.append(proc)
+        return proc
+
+    def exec(self, host: Host, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return sh("ip", "netns", "exec", host.ns, *argv)
+
+    def cut(self, host: Host) -> None:
+        sh("ip", "-n", self.switch, "link", "set", host.port_name, "down")
+
+    def heal(self, host: Host) -> None:
+        sh("ip", "-n", self.switch, "link", "set", host.port_name, "up")
+
+    def block(self, host: Host, target: Host) -> None:
+        """`host` can no longer reach `target` (its uplink is down); the rest of the LAN still works."""
+        sh("ip", "-n", host.ns, "route", "add", "blackhole", f"{target.ip}/32")
+
+    def unblock(self, host: Host, target: Host) -> None:
+        sh("ip", "-n", host.ns, "route", "del", "blackhole", f"{target.ip}/32", check=False)
+
+    def kill(self, host: Host, sig: int = signal.SIGKILL) -> None:
+        for proc in host.procs:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        host.procs.clear()
+
+    def close(self) -> None:
+        for host in self.hosts.values():
+            self.kill(host, signal.SIGTERM)
+        for host in self.hosts.values():
+            sh("ip", "netns", "del", host.ns, check=False)
+        sh("ip", "link", "del", self._root_leg, check=False)
+        sh("ip", "netns", "del", self.switch, check=False)
+
+
+def python() -> str:
+    return sys.executable
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.25):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # the host may still be starting
+            last = exc
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

@@ -1,0 +1,188 @@
+"""A hub and three edges, each in its own network namespace on one bridge, with real multicast.
+
+Scenarios in order on one LAN: discovery from a cold start (no addresses configured), a link cut while an
+edge records and then healed, an edge whose uplink is down reaching the hub through a neighbour, and an edge
+destroyed for good after a neighbour replicated it. After each, every record is at the hub exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import urllib.request
+
+import aiocoap
+import cbor2
+import pytest
+
+from ledger import verify_bundle
+
+from .harness import Lan, available, python, wait_until
+
+EDGES = ("a", "b", "c")
+
+
+def _coap_logs(ip: str, *, own: bool = False) -> dict[str, int]:
+    async def ask() -> dict[str, int]:
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            msg = aiocoap.Message(code=aiocoap.GET, uri=f"coap://{ip}:5683/logs")
+            resp = await asyncio.wait_for(ctx.request(msg).response, 5)
+            return {entry["device"].hex(): entry["length"] for entry in cbor2.loads(resp.payload)
+                    if entry["own"] or not own}
+        finally:
+            await ctx.shutdown()
+
+    return asyncio.run(ask())
+
+
+def _hub_heads(ip: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"http://{ip}:8470/api/heads", timeout=5) as resp:
+        return {h["device"]: h["length"] for h in json.loads(resp.read())["heads"]}
+
+
+def _hub_status(ip: str) -> dict:
+    with urllib.request.urlopen(f"http://{ip}:8470/api/status", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.fixture
+def lan(tmp_path):
+    why = available()
+    if why is not None:
+        pytest.fail(f"these tests need network namespaces: {why}")
+    net = Lan()
+    try:
+        yield net
+    finally:
+        net.close()
+
+
+def _start_hub(lan: Lan, tmp_path):
+    hub = lan.add("hub")
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_host = "{hub.ip}"\ncoap_host = "{hub.ip}"\n'
+                   'auto_approve = true\nmdns = true\ncheckpoint_interval = 1.0\n')
+    lan.run(hub, [python(), "-m", "tools.cli", "hub", "run", "--config", str(cfg)], tmp_path / "hub.log")
+    wait_until(lambda: _hub_status(hub.ip), 30, "the hub to answer")
+    return hub
+
+
+def _start_edge(lan: Lan, tmp_path, name: str, hub_ip: str, *, enroll: bool = True):
+    host = lan.hosts.get(name) or lan.add(name)
+    data = tmp_path / name
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(f'site = "site-{name}"\ndata_dir = "{data}"\nsensors = []\n'
+                   f'[coap]\nhost = "{host.ip}"\nport = 5683\n'
+                   f'[sim]\ntap_interval_ms = 100\n'
+                   f'[sync]\nmdns = true\ninterfaces = ["{host.ip}"]\nannounce = "{host.ip}"\ninterval_s = 1.0\n')
+    if enroll:
+        ident = lan.exec(host, [python(), "-m", "tools.cli", "edge", "id", "--config", str(cfg)])
+        assert ident.returncode == 0, ident.stderr
+        status = _hub_status(hub_ip)
+        uri = f"jejak-enroll:?hub=http://{hub_ip}:8470&id={status['hub']}&key={status['pubkey']}"
+        done = lan.exec(host, [python(), "-m", "tools.cli", "enroll", "request", uri, "--key",
+                               str(data / "device.key"), "--site", f"site-{name}", "--role", "kitchen_exit"])
+        assert done.returncode == 0, done.stderr
+    lan.run(host, [python(), "-m", "tools.cli", "edge", "run", "--config", str(cfg)], tmp_path / f"{name}.log")
+    wait_until(lambda: _coap_logs(host.ip), 30, f"edge {name} to answer")
+    return host
+
+
+def _own_length(ip: str) -> tuple[str, int]:
+    """The log this edge signs (the others it holds are replicas)."""
+    (device, length), = _coap_logs(ip, own=True).items()
+    return device, length
+
+
+def _caught_up(hub_ip: str, device: str, length: int) -> bool:
+    return _hub_heads(hub_ip).get(device, 0) >= length
+
+
+def test_lan_discovery_partition_relay_and_loss(lan, tmp_path):
+    started = time.monotonic()
+    hub = _start_hub(lan, tmp_path)
+    edges = {name: _start_edge(lan, tmp_path, name, hub.ip) for name in EDGES}
+    ids = {}
+    for name, host in edges.items():
+        ids[name] = wait_until(lambda h=host: _own_length(h.ip)[0], 20, "an own log")
+
+    # 1. Cold start: nobody was told where the hub is; mDNS finds it and records flow.
+    for name in EDGES:
+        wait_until(lambda n=name: _hub_heads(hub.ip).get(ids[n], 0) > 5, 60, f"records of {name} at the hub")
+
+    # 2. A's link is cut while it records, then healed: everything reaches the hub.
+    a = edges["a"]
+    lan.cut(a)
+    time.sleep(3)
+    lan.heal(a)
+    healed = time.monotonic()
+    length_a = _own_length(a.ip)[1]
+    wait_until(lambda: _caught_up(hub.ip, ids["a"], length_a), 60, "A to catch up after the heal")
+    convergence = time.monotonic() - healed
+
+    # 3. B's uplink to the hub is down; its records reach the hub through A or C.
+    b = edges["b"]
+    lan.block(b, hub)
+    time.sleep(2)
+    length_b = _own_length(b.ip)[1]
+    wait_until(lambda: _caught_up(hub.ip, ids["b"], length_b), 60, "B's records relayed by a neighbour")
+
+    # 4. C records without an uplink, a neighbour replicates it, then C is destroyed for good.
+    c = edges["c"]
+    lan.block(c, hub)
+    time.sleep(2)
+    length_c = wait_until(lambda: min(_coap_logs(a.ip).get(ids["c"], 0), _coap_logs(b.ip).get(ids["c"], 0))
+                          or None, 30, "neighbours to replicate C")
+    lan.kill(c)
+    shutil.rmtree(tmp_path / "c")
+    wait_until(lambda: _caught_up(hub.ip, ids["c"], length_c), 60, "C's records after C is gone")
+
+    # Exactly once: the hub's log holds each device's chain once, and an export verifies offline.
+    heads = _hub_heads(hub.ip)
+    status = _hub_status(hub.ip)
+    assert status["size"] == sum(heads.values()), (status["size"], heads)
+    with urllib.request.urlopen(f"http://{hub.ip}:8470/api/export", timeout=30) as resp:
+        report = verify_bundle(resp.read())
+    assert report.ok, report.to_json()["problems"]
+    assert {d.device for d in report.devices} >= set(ids.values())
+    print(f"convergence after heal: {convergence:.1f}s; whole scenario {time.monotonic() - started:.0f}s")
+
+
+def _edge_status(ip: str) -> dict:
+    async def ask() -> dict:
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            resp = await asyncio.wait_for(ctx.request(aiocoap.Message(code=aiocoap.GET,
+                                                                      uri=f"coap://{ip}:5683/status")).response, 5)
+            return cbor2.loads(resp.payload)
+        finally:
+            await ctx.shutdown()
+
+    return asyncio.run(ask())
+
+
+def test_forged_and_forked_logs_from_a_peer_are_refused_and_reported(lan, tmp_path):
+    hub = _start_hub(lan, tmp_path)
+    a = _start_edge(lan, tmp_path, "a", hub.ip)
+    b = _start_edge(lan, tmp_path, "b", hub.ip)
+    device_a = wait_until(lambda: _own_length(a.ip)[0], 20, "A's own log")
+    wait_until(lambda: _coap_logs(b.ip).get(device_a, 0) > 20, 60, "B to replicate A")
+    # A forger copies A's log, flips a bit in one record and announces itself on the LAN.
+    forger = lan.add("forger")
+    lan.run(forger, [python(), "-m", "tests.netns.evil_peer", "--victim", f"coap://{a.ip}:5683",
+                     "--ip", forger.ip, "--mode", "forge"], tmp_path / "forger.log")
+    wait_until(lambda: any("INVALID_SIGNATURE" in p for t in _edge_status(b.ip)["sync"] for p in t["problems"]),
+               60, "B to refuse the forged log and report it")
+    assert device_a not in _edge_status(b.ip)["forked"]
+    # A device that equivocates: its key signs a second history, offered by another node.
+    lan.kill(a)
+    twin = lan.add("twin")
+    lan.run(twin, [python(), "-m", "tests.netns.evil_peer", "--victim", f"coap://{b.ip}:5683", "--ip", twin.ip,
+                   "--mode", "fork", "--key", str(tmp_path / "a" / "device.key")], tmp_path / "twin.log")
+    wait_until(lambda: device_a in _edge_status(b.ip)["forked"], 60, "B to catch A's fork and freeze A's log")
+    length_at_hub = _hub_heads(hub.ip)[device_a]
+    time.sleep(3)
+    assert _hub_heads(hub.ip)[device_a] == length_at_hub, "a frozen log is not replicated further"
