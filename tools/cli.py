@@ -19,8 +19,12 @@ ENROLL_SCHEME = "jejak-enroll"
 def _hub_run(args: argparse.Namespace) -> int:
     import time
 
+    from aiohttp import web
+
     from hub.app import load_or_create_key, open_store, start_hub
+    from hub.bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
     from hub.config import load
+    from hub.markets.webhooks import Subscriber, WebhookSender
     from hub.mbg import Plan, load_plan
     from hub.service import Hub
     from hub.views import Views
@@ -31,11 +35,22 @@ def _hub_run(args: argparse.Namespace) -> int:
         hub = Hub(open_store(config), load_or_create_key(Path(config.data_dir) / "hub.key"),
                   clock=lambda: int(time.time()), auto_approve=config.auto_approve)
         plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
-        views = Views(hub, plan=plan)
-        running = await start_hub(config, extra_routes=[views.register], hub=hub)
-        views.events = running.api.events
+        hooks: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in w.items()}
+                                       for w in config.webhooks]
+        subscribers = tuple(Subscriber(**hook) for hook in hooks)
+        views = Views(hub, plan=plan, subscribers=subscribers,
+                      sender=WebhookSender() if subscribers else None)
+        bridges = Bridges(hub, config.bridges, views=views)
+        await start_bridges(bridges)
+
+        def routes(app: web.Application) -> None:
+            views.register(app)
+            BridgeRoutes(bridges, operator_tokens=config.operator_tokens).register(app)
+
+        running = await start_hub(config, extra_routes=[routes], hub=hub)
+        views.attach(running.api)
         views.start()
-        running.closers.append(views.close)
+        running.closers += [views.close, lambda: stop_bridges(bridges)]
         print(f"hub {running.hub.hub_id.hex()} http {running.http_url} coap {running.coap_url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
