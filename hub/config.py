@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from .bridges.config import BridgeConfig
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreConfig:
@@ -18,6 +20,14 @@ class StoreConfig:
     def __post_init__(self) -> None:
         if self.backend not in ("lmdb", "postgres"):
             raise ValueError(f"store.backend: expected 'lmdb' or 'postgres', got {self.backend!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityConfig:
+    """[security]: OSCORE on the CoAP sync resources (hub/security.py, SECURITY.md)."""
+
+    oscore: bool = False  # refuse unprotected sync requests (4.01 OSCORE_REQUIRED)
+    read: tuple[str, ...] = ("*:*",)  # "<peer>:<log>" rules for pulling logs from this hub
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,7 +46,10 @@ class HubConfig:
     auditor_tokens: tuple[str, ...] = ()
     upstream: tuple[str, ...] = ()  # coap:// addresses of regional hubs a national hub pulls from
     mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)
+    bridges: BridgeConfig = field(default_factory=BridgeConfig)  # legacy clients (seed 1 and 2, MQTT)
+    webhooks: tuple[dict[str, Any], ...] = ()  # [[webhooks]] alert subscribers: id, kind, url, token, ...
     store: StoreConfig = field(default_factory=StoreConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
         if self.checkpoint_interval <= 0:
