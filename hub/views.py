@@ -304,6 +304,21 @@ class Views:
             return {"date": date, "violations": [v.to_dict() for v in self.mbg.violations(now, date)],
                     "findings": [f.to_dict() for f in self.mbg.findings(now, date)]}
 
+    def exceptions(self, kind: str, date: str | None) -> dict[str, Any]:
+        """Today's (or `date`'s) late, short or missing deliveries, or lost containers."""
+        now = self.clock()
+        if kind not in ("late", "short", "missing", "lost"):
+            raise NotFound(f"no such list {kind!r}: expected late, short, missing or lost")
+        with self._lock:
+            date = date or self.mbg.today(now)
+            rows = getattr(self.mbg, kind)(now, date)
+        return {"date": date, kind: [r if isinstance(r, dict) else r.to_dict() for r in rows]}
+
+    def epcis(self, date: str | None) -> dict[str, Any]:
+        now = self.clock()
+        with self._lock:
+            return self.mbg.epcis_document(now, date or self.mbg.today(now))
+
     def stock(self) -> dict[str, Any]:
         with self._lock:
             return {"on_hand": self.mbg.stock_on_hand(),
@@ -476,6 +491,9 @@ class Views:
         r.add_get("/api/mbg/containers/{tag}", self._h(lambda q, m: self.container(m["tag"])))
         r.add_get("/api/mbg/violations", self._h(lambda q, m: self.violations()))
         r.add_get("/api/mbg/stock", self._h(lambda q, m: self.stock()))
+        r.add_get("/api/mbg/epcis", self._h(lambda q, m: self.epcis(q.get("date"))))
+        r.add_get("/api/mbg/{kind:late|short|missing|lost}",
+                  self._h(lambda q, m: self.exceptions(m["kind"], q.get("date"))))
         r.add_get("/api/markets/prices", self._h(lambda q, m: self.prices(q.get("commodity"), q.get("market"))))
         r.add_get("/api/markets/live", self._h(lambda q, m: self.live_prices(q.get("commodity"), q.get("market"))))
         r.add_get("/api/markets/history/{commodity}", self._h(lambda q, m: self.history(

@@ -187,7 +187,8 @@ def parser() -> argparse.ArgumentParser:
 
     for name, module, text in (("demo", "hub.demo", "a local hub with simulated devices and its dashboard"),
                                ("edge", "edge.cli", "run or inspect the edge daemon"),
-                               ("example", "tools.example", "write the example audit bundles")):
+                               ("example", "tools.example", "write the example audit bundles"),
+                               ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub")):
         d = sub.add_parser(name, help=text, add_help=False)
         d.add_argument("rest", nargs=argparse.REMAINDER)
         d.set_defaults(func=_delegate(module))
