@@ -200,11 +200,19 @@ class Views:
         with self._lock:
             raised = self.markets.early_warning()
         fresh = []
-        for alert in self.current_alerts(raised):
+        current = self.current_alerts(raised)
+        for alert in current:
             if alert["id"] not in self._seen_alerts:
                 self._seen_alerts.add(alert["id"])
                 self._alerts.append(alert)
                 fresh.append(alert)
+        # A finding or a held price that no longer holds (the containers came back, an operator released the
+        # price) is resolved; early-warning alerts are events and stay as raised.
+        holding = {a["id"] for a in current}
+        for alert in self._alerts:
+            if ("resolved_at" not in alert and alert["id"] not in holding
+                    and (alert["domain"] == "mbg" or alert["code"] == "quarantined")):
+                alert["resolved_at"] = self.clock()
         if self.events is not None:
             for alert in fresh:
                 self.events.publish({"type": "alert", "alert": alert})
@@ -336,7 +344,7 @@ class Views:
                                           "forks": status["forks"], "checkpoint": status["checkpoint"]},
                     "markets": {"observations": observed, "quarantined": held,
                                 "alps": {band: sum(1 for a in bands if a["band"] == band) for band in ALPS_BANDS}},
-                    "live_alerts": len(self._alerts)})
+                    "live_alerts": sum(1 for a in self._alerts if "resolved_at" not in a)})
         return out
 
     # --- markets ---------------------------------------------------------------------------------------
@@ -438,7 +446,8 @@ class Views:
     def alerts(self) -> dict[str, Any]:
         with self._lock:
             live = self.markets.live_alerts()
-        return {"alerts": list(reversed(self._alerts[-200:])), "live": live}
+        return {"alerts": [a for a in reversed(self._alerts[-200:]) if "resolved_at" not in a],
+                "resolved": [a for a in reversed(self._alerts[-200:]) if "resolved_at" in a], "live": live}
 
     def market_map(self) -> dict[str, Any]:
         with self._lock:
