@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             figures = mod.run(quick=args.quick)
+            if not isinstance(figures, dict):  # a part that reports a list of rows
+                figures = {"results": figures}
         except Exception:
             failed += 1
             figures = {"error": traceback.format_exc(limit=3)}

@@ -1,0 +1,147 @@
+"""`jejak soak`: a simulated region (hundreds of devices) pushes to one hub over CoAP at an accelerated pace.
+
+The hub runs as its own process (`jejak hub run`); this process plays the devices. Every second it samples
+the hub's resident memory, open file descriptors and threads, and its own asyncio tasks and client
+contexts. After the warm-up memory must stay flat (beyond what the records themselves need) and no
+descriptor, thread or task may leak. aiocoap runs out of message ids at 65,536 requests per client context,
+so contexts are renewed well before that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RENEW_AFTER = 2000
+
+
+def _proc(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"]),
+            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+
+
+async def soak(root: Path, *, minutes: float, devices: int, rate: float) -> dict[str, Any]:
+    import aiocoap
+    import cbor2
+
+    from ledger import ChainBuilder, Ed25519Signer
+    from ledger.sync import encode_records
+    from tools.faults import HubProc
+
+    hub = HubProc(root / "hub")
+    hub.start()
+    await asyncio.to_thread(hub.wait_up)
+    assert hub.proc is not None
+    builders = []
+    for i in range(devices):
+        signer = Ed25519Signer.from_seed((5000 + i).to_bytes(32, "big"))
+        hub.enroll(signer, f"dev{i}")
+        builders.append(ChainBuilder(signer, clock=lambda: int(time.time()), boot=1))
+    pushed = [0]
+    requests = [0]
+    failures = [0]
+    samples: list[dict[str, Any]] = []
+    duration = minutes * 60
+    stop = asyncio.Event()
+
+    async def device_loop(group: list[int]) -> None:
+        ctx = await aiocoap.Context.create_client_context()
+        used = 0
+        state: dict[int, list[bytes]] = {i: [builders[i].genesis().raw] for i in group}
+        sent = dict.fromkeys(group, 0)
+        try:
+            while not stop.is_set():
+                tick = time.monotonic()
+                for i in group:
+                    state[i].append(builders[i].append("scan", {
+                        "event": "departed", "site": f"sppg-{i % 40:02d}", "checkpoint": "kitchen_exit",
+                        "staff": "5a000001", "tags": [f"e004{i:04x}{len(state[i]):08x}"]}).raw)
+                    body = encode_records(builders[i].device_id, sent[i], state[i])
+                    msg = aiocoap.Message(code=aiocoap.POST, uri=f"{hub.coap}/sync/records", payload=body)
+                    try:
+                        resp = await asyncio.wait_for(ctx.request(msg).response, 10)
+                        ack = cbor2.loads(resp.payload) if resp.code.is_successful() else {}
+                    except Exception:
+                        ack = {}
+                    used += 1
+                    requests[0] += 1
+                    if "length" in ack:
+                        done = int(ack["length"]) - sent[i]
+                        pushed[0] += done
+                        del state[i][:done]  # the hub holds these; keep only what it has not acked
+                        sent[i] = int(ack["length"])
+                    else:
+                        failures[0] += 1
+                    if used >= RENEW_AFTER:
+                        await ctx.shutdown()
+                        ctx = await aiocoap.Context.create_client_context()
+                        used = 0
+                await asyncio.sleep(max(0.0, 1.0 / rate - (time.monotonic() - tick)))
+        finally:
+            await ctx.shutdown()
+
+    groups = [list(range(g, devices, 16)) for g in range(min(16, devices))]
+    tasks = [asyncio.create_task(device_loop(g)) for g in groups]
+    started = time.monotonic()
+    try:
+        while time.monotonic() - started < duration:
+            await asyncio.sleep(1.0)
+            sample = {"t": round(time.monotonic() - started, 1), **_proc(hub.proc.pid),
+                      "tasks": len(asyncio.all_tasks()), "records": pushed[0], "requests": requests[0]}
+            samples.append(sample)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        hub.stop()
+    return summarise(samples, devices=devices, failures=failures[0], minutes=minutes)
+
+
+def summarise(samples: list[dict[str, Any]], *, devices: int, failures: int, minutes: float) -> dict[str, Any]:
+    if len(samples) < 4:
+        raise ValueError("soak too short: fewer than 4 samples")
+    warm = samples[max(1, len(samples) // 5)]
+    last = samples[-1]
+    span_min = max((last["t"] - warm["t"]) / 60, 1e-9)
+    records_after = max(last["records"] - warm["records"], 1)
+    return {
+        "minutes": minutes, "devices": devices, "records": last["records"], "requests": last["requests"],
+        "records_per_s": round(last["records"] / last["t"], 1), "failed_requests": failures,
+        "rss_mb_after_warmup": round(warm["rss_kb"] / 1024, 1), "rss_mb_end": round(last["rss_kb"] / 1024, 1),
+        "rss_growth_mb_per_min": round((last["rss_kb"] - warm["rss_kb"]) / 1024 / span_min, 2),
+        "rss_growth_bytes_per_record": round((last["rss_kb"] - warm["rss_kb"]) * 1024 / records_after, 1),
+        "fds_after_warmup": warm["fds"], "fds_end": last["fds"], "fds_max": max(s["fds"] for s in samples),
+        "threads_after_warmup": warm["threads"], "threads_end": last["threads"],
+        "client_tasks_after_warmup": warm["tasks"], "client_tasks_end": last["tasks"],
+        "samples": [{k: s[k] for k in ("t", "rss_kb", "fds", "threads", "tasks", "records")}
+                    for s in samples[:: max(1, len(samples) // 30)]],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="jejak soak", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--devices", type=int, default=300)
+    p.add_argument("--rate", type=float, default=2.0, help="records per device per second (accelerated)")
+    p.add_argument("--json", default="soak.json")
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="jejak-soak-") as tmp:
+        result = asyncio.run(soak(Path(tmp), minutes=args.minutes, devices=args.devices, rate=args.rate))
+    Path(args.json).write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    leaked = result["fds_end"] > result["fds_after_warmup"] + 8 or \
+        result["client_tasks_end"] > result["client_tasks_after_warmup"] + 8
+    return 1 if leaked else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
