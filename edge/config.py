@@ -97,9 +97,11 @@ class SyncConfig:
     interval_s: float = 30.0  # a round at least this often, besides discovery and new records
     announce: str = ""  # IPv4 address to announce; default: the CoAP bind address, or 127.0.0.1
     interfaces: tuple[str, ...] = ()  # IPv4 addresses of the interfaces mDNS uses; default: all
+    replica_records: int = 2_000_000  # most records kept of any one peer's log
 
     def __post_init__(self) -> None:
         _need(self.interval_s > 0, f"sync.interval_s: expected > 0, got {self.interval_s}")
+        _need(self.replica_records > 0, f"sync.replica_records: expected > 0, got {self.replica_records}")
         for peer in self.peers:
             _need(peer.startswith("coap://"), f"sync.peers: expected coap://host:port, got {peer!r}")
 

@@ -27,7 +27,7 @@ from .errors import EdgeError
 from .inputs import SimReader, SimSensor, TapInput, make_machine, run_sensor, run_sim_reader, run_ticker
 from .metrics import Metrics, prometheus, resident_bytes, setup_logging
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
-from .sync import SyncAgent
+from .sync import ReplicaQuota, SyncAgent
 
 log = logging.getLogger("jejak.edge")
 
@@ -105,6 +105,7 @@ class EdgeDaemon:
         self._recent: dict[bytes, tuple[float, Submitted]] = {}
         self.stopped = asyncio.Event()
         self.sync: SyncAgent | None = None
+        self.holder: ReplicaQuota | None = None
         self.discovery: Discovery | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -129,7 +130,9 @@ class EdgeDaemon:
                               range_records=cfg.limits.range_records, range_bytes=cfg.limits.range_bytes)
         self.site, self.logs_resource = build_site(self, limits,
                                                    tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None)
-        add_sync_resources(self.site, self.store)
+        # Peers push to us and pull from us through the same quota the sync agent uses.
+        self.holder = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id)
+        add_sync_resources(self.site, self.holder)
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
         # udp6 only: aiocoap's default would also listen on TCP 5683 (DESIGN.md pitfalls).
         self.coap = await aiocoap.Context.create_server_context(self.site, bind=(cfg.coap.host, self.coap_port),
@@ -157,7 +160,7 @@ class EdgeDaemon:
         """Replicate with peers and push to the hub: configured addresses, and whatever mDNS finds."""
         cfg, store = self.config.sync, self.store
         assert store is not None and self.key is not None
-        self.sync = SyncAgent(store, hubs=[self.config.hub.address] if self.config.hub.address else [],
+        self.sync = SyncAgent(self.holder, hubs=[self.config.hub.address] if self.config.hub.address else [],
                               peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked)
         agent = self.sync
         self.supervisor.spawn("sync", agent.run)

@@ -18,6 +18,39 @@ from ledger.sync import Backoff, Limits
 log = logging.getLogger("jejak.edge.sync")
 
 
+class ReplicaQuota:
+    """The store as sync sees it, with a ceiling on how much of each peer's log this edge keeps.
+
+    A full replica is refused with LIMIT_EXCEEDED (and the prefix that fits is kept), so one chatty or hostile
+    peer cannot fill the SD card that also holds this device's own log.
+    """
+
+    def __init__(self, store: Any, *, max_records: int, own: bytes | None) -> None:
+        self.store = store
+        self.max_records = max_records
+        self.own = own
+
+    def heads(self) -> Any:
+        return self.store.heads()
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        return self.store.log_range(device_id, start, end)  # type: ignore[no-any-return]
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        if device_id == self.own:
+            return self.store.receive(device_id, raws)  # type: ignore[no-any-return]
+        state = self.store.state(device_id)
+        held = state.length if state else 0
+        room = self.max_records - held
+        if room < len(raws):
+            result = self.store.receive(device_id, raws[:max(room, 0)]) if room > 0 else {
+                "accepted": 0, "duplicates": 0, "length": held}
+            result["problem"] = (f"LIMIT_EXCEEDED: replica of {device_id.hex()} is at its quota of "
+                                 f"{self.max_records} records; raise [sync] replica_records to keep more")
+            return result
+        return self.store.receive(device_id, raws)  # type: ignore[no-any-return]
+
+
 @dataclass(slots=True)
 class Target:
     """A node this edge syncs with, and how that has gone."""

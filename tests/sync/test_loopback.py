@@ -8,7 +8,7 @@ import pytest
 
 from coap_server.sync import add_sync_resources
 from edge.store import LmdbLogStore
-from edge.sync import SyncAgent
+from edge.sync import ReplicaQuota, SyncAgent
 from hub.app import free_udp_port, start_hub
 from hub.config import HubConfig
 from ledger import ChainBuilder, ChainState, verify_records
@@ -113,3 +113,19 @@ async def test_forged_and_forked_logs_are_refused_and_reported(net, hub, clock):
     await agent.round(ctx)
     assert hub.store.chain_state(a.builder.device_id) is None
     assert hub.store.chain_state(b.builder.device_id).length == len(b.records)
+
+
+async def test_replica_quota_keeps_the_prefix_and_says_why(net, hub):
+    (a, b, _), _, _ = net
+    quota = ReplicaQuota(b.store, max_records=120, own=b.builder.device_id)
+    first = quota.receive(a.builder.device_id, [r.raw for r in a.records[:100]])
+    assert first["accepted"] == 100 and not first.get("problem")
+    second = quota.receive(a.builder.device_id, [r.raw for r in a.records[100:200]])
+    assert second["accepted"] == 20
+    assert second["problem"].startswith("LIMIT_EXCEEDED")
+    assert b.store.state(a.builder.device_id).length == 120
+    full = quota.receive(a.builder.device_id, [r.raw for r in a.records[120:130]])
+    assert full["accepted"] == 0 and "quota of 120" in full["problem"]
+    # The device's own log is never limited by the replica quota.
+    own = quota.receive(b.builder.device_id, [r.raw for r in b.records])
+    assert own["problem"] is None
