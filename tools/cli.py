@@ -188,7 +188,9 @@ def parser() -> argparse.ArgumentParser:
     for name, module, text in (("demo", "hub.demo", "a local hub with simulated devices and its dashboard"),
                                ("edge", "edge.cli", "run or inspect the edge daemon"),
                                ("example", "tools.example", "write the example audit bundles"),
-                               ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub")):
+                               ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub"),
+                               ("faults", "tools.faults", "inject faults into real edges and hubs; count losses"),
+                               ("soak", "tools.soak", "a simulated region against one hub; watch memory, fds, tasks")):
         d = sub.add_parser(name, help=text, add_help=False)
         d.add_argument("rest", nargs=argparse.REMAINDER)
         d.set_defaults(func=_delegate(module))
