@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -120,6 +122,8 @@ class Views:
         self._stop = threading.Event()
         self._seen_alerts: set[str] = set()
         self._alerts: list[dict[str, Any]] = []
+        self._pending: deque[Callable[[], None]] = deque()
+        self._last_derive_s = 0.0
         self._worker: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -133,18 +137,43 @@ class Views:
 
     # --- feeding ---------------------------------------------------------------------------------------
     def on_records(self, records: list[Record], arrived_at: int) -> None:
-        """Hub listener (runs on the ingest thread): record the inputs; derivation waits for the worker."""
-        with self._lock:
-            for rec in records:
-                self.records_by_kind[rec.kind] += 1
-                self.last_arrival[rec.device] = arrived_at
-                self.last_time[rec.device] = max(self.last_time.get(rec.device, rec.time), rec.time)
-                if rec.kind in ("scan", "stock"):
-                    if self.mbg.ingest(rec, arrived_at) and rec.kind == "stock":
-                        self._demand(rec)
-                elif rec.kind in ("price", "reading", "note"):
-                    self.markets.ingest(rec, arrived_at)
+        """Hub listener (runs on the ingest thread): queue the records and return at once.
+
+        Ingest must never wait for an analysis that is running; the queue is folded in by the worker, and by any
+        query before it answers, so answers are never staler than the records accepted.
+        """
+        self.defer(lambda: self._take(records, arrived_at))
+
+    def defer(self, work: Callable[[], None]) -> None:
+        """Queue work on the views (feeding inputs) to run under their lock before the next derivation or
+        query, without making the caller wait for one in progress."""
+        self._pending.append(work)
+        if self._lock.acquire(blocking=False):  # nobody is deriving: fold it in now
+            try:
+                while self._pending:
+                    self._pending.popleft()()
+            finally:
+                self._lock.release()
         self._dirty.set()
+
+    @contextlib.contextmanager
+    def fresh(self) -> Iterator[None]:
+        """Hold the views' lock with every queued input folded in."""
+        with self._lock:
+            while self._pending:
+                self._pending.popleft()()
+            yield
+
+    def _take(self, records: list[Record], arrived_at: int) -> None:
+        for rec in records:
+            self.records_by_kind[rec.kind] += 1
+            self.last_arrival[rec.device] = arrived_at
+            self.last_time[rec.device] = max(self.last_time.get(rec.device, rec.time), rec.time)
+            if rec.kind in ("scan", "stock"):
+                if self.mbg.ingest(rec, arrived_at) and rec.kind == "stock":
+                    self._demand(rec)
+            elif rec.kind in ("price", "reading", "note"):
+                self.markets.ingest(rec, arrived_at)
 
     def _demand(self, rec: Record) -> None:
         """A kitchen's "use" of an item is MBG demand for the matching commodity in the kitchen's region."""
@@ -187,17 +216,21 @@ class Views:
             self._dirty.wait()
             if self._stop.is_set():
                 return
-            self._stop.wait(0.3)  # let a burst of pushes land before deriving
+            # Let a burst of pushes land first, and keep derivation to about a third of one core however
+            # large the day grows: ingest shares the interpreter with this thread.
+            self._stop.wait(max(0.3, 2 * self._last_derive_s))
             self._dirty.clear()
+            started = time.perf_counter()
             try:
                 self.refresh_alerts()
             except Exception:
                 log.exception("deriving alerts failed")
+            self._last_derive_s = time.perf_counter() - started
 
     def refresh_alerts(self) -> list[dict[str, Any]]:
         """Run the early warning and the MBG rules; publish and return the alerts not seen before, and send
         the ALPS/IFPA ones that worsened to the webhook subscribers."""
-        with self._lock:
+        with self.fresh():
             raised = self.markets.early_warning()
         fresh = []
         current = self.current_alerts(raised)
@@ -225,7 +258,7 @@ class Views:
 
     def current_alerts(self, raised: Sequence[Any] = ()) -> list[dict[str, Any]]:
         now = self.clock()
-        with self._lock:
+        with self.fresh():
             findings = [f for f in self.mbg.findings(now, self.mbg.today(now)) if f.severity == "alert"]
             quarantined = self.markets.quarantined("pending")
         out = []
@@ -251,7 +284,7 @@ class Views:
         store = self.hub.store
         now = self.clock()
         devices = []
-        with self._lock:
+        with self.fresh():
             arrivals = dict(self.last_arrival)
             times = dict(self.last_time)
         for d in store.devices():
@@ -274,7 +307,7 @@ class Views:
 
     def deliveries(self) -> dict[str, Any]:
         now = self.clock()
-        with self._lock:
+        with self.fresh():
             date = self.mbg.today(now)
             per_kitchen = self.mbg.deliveries_by_kitchen(now, date)
         totals: dict[str, int] = defaultdict(int)
@@ -288,7 +321,7 @@ class Views:
 
     def containers(self) -> dict[str, Any]:
         now = self.clock()
-        with self._lock:
+        with self.fresh():
             date = self.mbg.today(now)
             a = self.mbg.analysis(now, (date,))
             rows = []
@@ -302,12 +335,12 @@ class Views:
 
     def container(self, tag: str) -> dict[str, Any]:
         now = self.clock()
-        with self._lock:
+        with self.fresh():
             return {"tag": tag, "timelines": [t.to_dict() for t in self.mbg.container(tag, now)]}
 
     def violations(self) -> dict[str, Any]:
         now = self.clock()
-        with self._lock:
+        with self.fresh():
             date = self.mbg.today(now)
             return {"date": date, "violations": [v.to_dict() for v in self.mbg.violations(now, date)],
                     "findings": [f.to_dict() for f in self.mbg.findings(now, date)]}
@@ -317,24 +350,24 @@ class Views:
         now = self.clock()
         if kind not in ("late", "short", "missing", "lost"):
             raise NotFound(f"no such list {kind!r}: expected late, short, missing or lost")
-        with self._lock:
+        with self.fresh():
             date = date or self.mbg.today(now)
             rows = getattr(self.mbg, kind)(now, date)
         return {"date": date, kind: [r if isinstance(r, dict) else r.to_dict() for r in rows]}
 
     def epcis(self, date: str | None) -> dict[str, Any]:
         now = self.clock()
-        with self._lock:
+        with self.fresh():
             return self.mbg.epcis_document(now, date or self.mbg.today(now))
 
     def stock(self) -> dict[str, Any]:
-        with self._lock:
+        with self.fresh():
             return {"on_hand": self.mbg.stock_on_hand(),
                     "cards": [c.to_dict() for c in self.mbg.cards().values()]}
 
     def summary(self) -> dict[str, Any]:
         now = self.clock()
-        with self._lock:
+        with self.fresh():
             out = self.mbg.summary(now)
             bands = self.markets.bands()
             observed = len(self.markets.observed)
@@ -351,7 +384,7 @@ class Views:
     def prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
         """Every observation of the commodity (accepted and quarantined, with reasons) and the impact of
         the last days of each series, for the price chart."""
-        with self._lock:
+        with self.fresh():
             checked = self.markets.checked()
         rows = [o for o in checked if (not commodity or o["commodity"] == commodity)
                 and (not market or o["market"] == market)]
@@ -374,7 +407,7 @@ class Views:
 
     def _impact_rows(self, commodity: str, market: str | None, days: int = IMPACT_DAYS) -> list[dict[str, Any]]:
         out = []
-        with self._lock:
+        with self.fresh():
             for m in self._series_markets(commodity, market):
                 last = max(h["day"] for h in self.markets.history(commodity, m))
                 for day in range(last - days + 1, last + 1):
@@ -389,7 +422,7 @@ class Views:
         weights, dominant factor, and how it was computed."""
         if not commodity:
             raise NotFound("impact: name a commodity", hint="add ?commodity=cabai-merah")
-        with self._lock:
+        with self.fresh():
             markets = self._series_markets(commodity, market)
             rows, missing = [], []
             for m in markets:
@@ -404,7 +437,7 @@ class Views:
     def forecast(self, commodity: str, market: str | None) -> dict[str, Any]:
         """7-day forecast with 80 % and 95 % intervals; without a market, the first market whose series is
         long enough (named in the answer)."""
-        with self._lock:
+        with self.fresh():
             markets = [market] if market else self._series_markets(commodity, None)
             if not markets:
                 raise NotFound(f"forecast: no accepted prices for {commodity!r}",
@@ -428,7 +461,7 @@ class Views:
         return out
 
     def live_prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
-        with self._lock:
+        with self.fresh():
             return {"prices": self.markets.live_prices(commodity, market)}
 
     def history(self, commodity: str, market: str | None, since: str | None, until: str | None) -> dict[str, Any]:
@@ -438,19 +471,19 @@ class Views:
             if not text.lstrip("-").isdigit():
                 raise NotFound(f"{name}: expected a day number, got {text[:20]!r}")
             return int(text)
-        with self._lock:
+        with self.fresh():
             return {"commodity": commodity, "market": market,
                     "history": self.markets.history(commodity, market, since_day=day(since, "since_day"),
                                                     until_day=day(until, "until_day"))}
 
     def alerts(self) -> dict[str, Any]:
-        with self._lock:
+        with self.fresh():
             live = self.markets.live_alerts()
         return {"alerts": [a for a in reversed(self._alerts[-200:]) if "resolved_at" not in a],
                 "resolved": [a for a in reversed(self._alerts[-200:]) if "resolved_at" in a], "live": live}
 
     def market_map(self) -> dict[str, Any]:
-        with self._lock:
+        with self.fresh():
             bands = self.markets.bands()
             seen = {p["market"] for p in self.markets.live_prices()}
         order = {band: i for i, band in enumerate(ALPS_BANDS)}
@@ -469,19 +502,19 @@ class Views:
     def quarantine(self, state: str | None) -> dict[str, Any]:
         if state not in (None, "all", "pending", "released", "confirmed"):
             raise NotFound(f"state: expected pending, released, confirmed or all, got {state[:20]!r}")
-        with self._lock:
+        with self.fresh():
             return {"state": state or "pending",
                     "entries": self.markets.quarantined(None if state == "all" else state or "pending")}
 
     def decide(self, observation_id: str, action: str, by: str, why: str) -> dict[str, Any]:
-        with self._lock:
+        with self.fresh():
             decision = self.markets.decide(observation_id, action, by=by, why=why)
             audit = self.markets.audit(observation_id)
         self._dirty.set()
         return {"decision": decision, "audit": audit}
 
     def audit(self, observation_id: str | None) -> dict[str, Any]:
-        with self._lock:
+        with self.fresh():
             return {"audit": self.markets.audit(observation_id)}
 
     def webhooks(self) -> dict[str, Any]:

@@ -78,8 +78,8 @@ class Bridges:
 
     @contextlib.contextmanager
     def analytics(self) -> Iterator[None]:
-        """Hold the views' lock while reading or feeding their analytics."""
-        with self.views._lock:
+        """Hold the views' lock, with every queued input folded in, while reading their analytics."""
+        with self.views.fresh():
             yield
 
     def _on_records(self, records: list[Record], arrived_at: int) -> None:
@@ -91,13 +91,15 @@ class Bridges:
                 derived.extend(derive(rec))
         if not derived:
             return
-        with self.analytics():
+
+        def feed() -> None:
             for item in derived:
                 if item.kind == "scan":
                     self.views.mbg.ingest(item, arrived_at)
                 else:
                     self.markets.ingest(item, arrived_at)
-        self.views._dirty.set()  # let the views' worker derive alerts from the new inputs
+
+        self.views.defer(feed)  # ingest never waits for an analysis in progress
 
     # --- seed 2: registration and tokens -------------------------------------------------------------
     def register(self, value: Any) -> tuple[LegacyDevice, str]:
