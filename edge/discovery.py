@@ -40,11 +40,12 @@ class Peer:
     heads: str
     host: str
     port: int
+    tcp: bool = False  # also serves CoAP over TCP, which carries bulk sync without block-wise transfer
 
     @property
     def coap_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"coap://{host}:{self.port}"
+        return f"coap{'+tcp' if self.tcp else ''}://{host}:{self.port}"
 
 
 class Discovery:
@@ -53,8 +54,9 @@ class Discovery:
     def __init__(self, *, role: str, device_id: bytes, port: int, addresses: Sequence[str],
                  heads: Callable[[], Sequence[Head]] = list,
                  on_change: Callable[[str, Peer], None] | None = None,
-                 interfaces: Sequence[str] | None = None) -> None:
+                 interfaces: Sequence[str] | None = None, tcp: bool = False) -> None:
         self.role = role
+        self.tcp = tcp
         self.device_id = device_id
         self.port = port
         self.addresses = list(addresses)
@@ -72,8 +74,11 @@ class Discovery:
         return f"{self.role}-{self.device_id.hex()[:12]}.{SERVICE}"
 
     def _properties(self) -> dict[str, str]:
-        return {"role": self.role, "id": self.device_id.hex(), "proto": PROTOCOL_VERSION,
-                "heads": heads_summary(list(self._heads()))}
+        props = {"role": self.role, "id": self.device_id.hex(), "proto": PROTOCOL_VERSION,
+                 "heads": heads_summary(list(self._heads()))}
+        if self.tcp:
+            props["tcp"] = "1"
+        return props
 
     async def start(self) -> None:
         kwargs = {"interfaces": self.interfaces} if self.interfaces else {}
@@ -119,7 +124,7 @@ class Discovery:
             return
         peer = Peer(name=name, role=props.get("role", "?"), device=props.get("id", ""),
                     protocol=props.get("proto", ""), heads=props.get("heads", ""), host=addresses[0],
-                    port=info.port or 0)
+                    port=info.port or 0, tcp=props.get("tcp") == "1")
         change = "updated" if name in self.peers else "added"
         self.peers[name] = peer
         if self.on_change:

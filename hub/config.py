@@ -39,6 +39,7 @@ class HubConfig:
     http_port: int = 8470
     coap_host: str = "127.0.0.1"
     coap_port: int = 5683
+    coap_tcp: bool = True  # also serve CoAP over TCP (RFC 8323) on the same port: bulk sync without block-wise
     checkpoint_interval: float = 10.0
     auto_approve: bool = False
     mdns: bool = True
