@@ -1,0 +1,81 @@
+"""The hub's CoAP resources besides sync: the latest checkpoint, inclusion receipts and consistency proofs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiocoap
+import aiocoap.resource as resource
+import cbor2
+from aiocoap.numbers.codes import Code
+
+from ledger import LedgerError
+
+from .service import Hub, HubError
+
+CBOR = 60
+
+
+def _query(request: aiocoap.Message) -> dict[str, str]:
+    return dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
+
+
+def _error(code: Code, stable: str, message: str) -> aiocoap.Message:
+    return aiocoap.Message(code=code, content_format=CBOR, payload=cbor2.dumps({"code": stable, "message": message}))
+
+
+class CheckpointResource(resource.Resource):
+    """GET: the latest signed checkpoint, as its COSE_Sign1 bytes."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        cp = self.hub.latest_checkpoint()
+        if cp is None:
+            return _error(Code.NOT_FOUND, "HUB_ERROR", "no checkpoint signed yet")
+        return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=cp.raw)
+
+
+class InclusionResource(resource.Resource):
+    """GET ?r=<record id hex>: a COSE Receipt that the record is in the log under the latest checkpoint."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            record_id = bytes.fromhex(_query(request)["r"])
+            _, receipt = await asyncio.to_thread(self.hub.receipt, record_id)
+        except (KeyError, ValueError):
+            return _error(Code.BAD_REQUEST, "MALFORMED", "expected ?r=<record id as 64 hex characters>")
+        except HubError as exc:
+            return _error(Code.NOT_FOUND, exc.code, exc.message)
+        return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=receipt)
+
+
+class ConsistencyResource(resource.Resource):
+    """GET ?from=M&to=N: the RFC 9162 consistency proof between tree sizes M and N, as a CBOR array."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            q = _query(request)
+            first, second = int(q["from"]), int(q["to"])
+            proof = await asyncio.to_thread(self.hub.consistency, first, second)
+        except (KeyError, ValueError):
+            return _error(Code.BAD_REQUEST, "MALFORMED", "expected ?from=<size>&to=<size>")
+        except LedgerError as exc:
+            return _error(Code.BAD_REQUEST, exc.code, exc.message)
+        return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=cbor2.dumps([first, second, proof]))
+
+
+def add_proof_resources(site: resource.Site, hub: Hub) -> None:
+    site.add_resource(["checkpoint"], CheckpointResource(hub))
+    site.add_resource(["proofs", "inclusion"], InclusionResource(hub))
+    site.add_resource(["proofs", "consistency"], ConsistencyResource(hub))
