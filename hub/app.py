@@ -22,6 +22,7 @@ from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
 from ledger.sync import Head
 
+from .coap import add_proof_resources
 from .config import HubConfig
 from .http import HubApi
 from .service import Hub
@@ -98,6 +99,10 @@ class RunningHub:
     def coap_url(self) -> str:
         return f"coap://127.0.0.1:{self.coap_port}"
 
+    @property
+    def coap_tcp_url(self) -> str:
+        return f"coap+tcp://127.0.0.1:{self.coap_port}"
+
     async def close(self) -> None:
         for task in self.tasks:
             task.cancel()
@@ -143,8 +148,10 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     site = resource.Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
     add_sync_resources(site, HubHolder(hub))
+    add_proof_resources(site, hub)
     coap = await aiocoap.Context.create_server_context(site, bind=(config.coap_host, coap_port),
-                                                       transports=["udp6"])
+                                                       transports=["udp6", "tcpserver"] if config.coap_tcp
+                                                       else ["udp6"])
     running = RunningHub(hub=hub, api=api, http_port=http_port, coap_port=coap_port, coap=coap, runner=runner)
     running.tasks.append(asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval)))
     if config.upstream:
@@ -155,7 +162,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         from edge.discovery import Discovery
 
         host = config.coap_host if config.coap_host not in ("0.0.0.0", "::") else None
-        discovery = Discovery(role="hub", device_id=hub.hub_id, port=coap_port,
+        discovery = Discovery(role="hub", device_id=hub.hub_id, port=coap_port, tcp=config.coap_tcp,
                               addresses=[host or "127.0.0.1"], heads=hub.heads,
                               interfaces=[host] if host else None)
         try:
