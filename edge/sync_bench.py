@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import ChainBuilder, Ed25519Signer, device_id_for
+from ledger.bench import raw_verify_rate
 
 from .store import LmdbLogStore
 
@@ -266,7 +267,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     n = 10_000 if quick else 100_000
     root = Path(tempfile.mkdtemp(prefix="jejak-sync-bench-"))
     try:
-        raw = _verify_rate(5_000 if quick else 20_000)
+        raw = raw_verify_rate(5_000 if quick else 20_000)
         catch = asyncio.run(_catch_up(root / "catch", n))
         catch_tcp = asyncio.run(_catch_up_tcp(root / "catch-tcp", n))
         heal = asyncio.run(_heal(root / "heal", 500 if quick else 5_000))
@@ -279,19 +280,6 @@ def run(quick: bool = False) -> dict[str, Any]:
     catch_tcp["over_raw_verify"] = catch_tcp["records_per_s"] / raw
     catch_tcp["goal_over_raw_verify"] = 0.5
     return {"catch_up_udp": catch, "catch_up_tcp": catch_tcp, "heal": heal}
-
-
-def _verify_rate(n: int) -> float:
-    """Ed25519 verifications per second on one core, as the hub's checker does them (the ceiling)."""
-    from ledger.cose import sig_structure, verify_signature
-
-    signer = Ed25519Signer.from_seed(b"\x01" * 32)
-    msg = sig_structure(b"\xa1\x01\x27", b"x" * 160, b"jejak/record/v1")
-    sig = signer.sign(msg)
-    started = time.perf_counter()
-    for _ in range(n):
-        verify_signature(signer.public_key, sig, msg)
-    return n / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -9,22 +9,12 @@ import uuid
 from typing import Any
 
 from ledger import ChainBuilder, Ed25519Signer, MerkleTree, verify_consistency, verify_inclusion
-from ledger.cose import sig_structure, verify_signature
+from ledger.bench import raw_verify_rate
 from ledger.merkle import leaf_hash
 
 from .service import Hub, make_enroll_request
 from .store import LmdbHubStore
 from .verify import ParallelVerifier
-
-
-def _raw_verify_rate(n: int) -> float:
-    signer = Ed25519Signer.from_seed(b"\x01" * 32)
-    msg = sig_structure(b"\xa1\x01\x27", b"x" * 160, b"jejak/record/v1")
-    sig = signer.sign(msg)
-    started = time.perf_counter()
-    for _ in range(n):
-        verify_signature(signer.public_key, sig, msg)
-    return n / (time.perf_counter() - started)
 
 
 def _records(n: int, seed: int) -> tuple[Ed25519Signer, list[bytes]]:
@@ -74,7 +64,7 @@ def _proofs(n: int) -> dict[str, float]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     n = 3000 if quick else 50_000
-    raw_rate = _raw_verify_rate(2000 if quick else 20_000)
+    raw_rate = raw_verify_rate(2000 if quick else 20_000)
     signer, raws = _records(n, 5)
     with tempfile.TemporaryDirectory() as tmp:
         store = LmdbHubStore(tmp + "/hub")
