@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,9 +61,11 @@ def _ok(code: Code, payload: bytes) -> aiocoap.Message:
 class HeadsResource(resource.Resource):
     """POST our heads, get theirs back."""
 
-    def __init__(self, holder: LogHolder, limits: Limits) -> None:
+    def __init__(self, holder: LogHolder, limits: Limits,
+                 visible: Callable[[aiocoap.Message, list[Head]], list[Head]] | None = None) -> None:
         super().__init__()
         self.holder, self.limits = holder, limits
+        self.visible = visible  # security hook: only the heads of logs the asking peer may read
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
@@ -71,6 +73,8 @@ class HeadsResource(resource.Resource):
             heads = await asyncio.to_thread(self.holder.heads)
         except LedgerError as exc:
             return _error(exc.code, exc.message)
+        if self.visible is not None:
+            heads = self.visible(request, heads)
         return _ok(Code.CONTENT, encode_heads(heads))
 
 
@@ -119,8 +123,9 @@ def _fit(raws: list[bytes], budget: int) -> list[bytes]:
     return out
 
 
-def add_sync_resources(site: resource.Site, holder: LogHolder, limits: Limits = Limits()) -> None:
-    site.add_resource(["sync", "heads"], HeadsResource(holder, limits))
+def add_sync_resources(site: resource.Site, holder: LogHolder, limits: Limits = Limits(), *,
+                       visible: Callable[[aiocoap.Message, list[Head]], list[Head]] | None = None) -> None:
+    site.add_resource(["sync", "heads"], HeadsResource(holder, limits, visible))
     site.add_resource(["sync", "records"], RecordsResource(holder, limits))
 
 

@@ -163,6 +163,27 @@ class SensorConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecurityConfig:
+    """[security]: OSCORE and who may do what (edge/security.py, SECURITY.md)."""
+
+    oscore: bool = False  # refuse unprotected sync, read and submit requests (4.01 OSCORE_REQUIRED)
+    hub_key: str = ""  # hub public key hex, if not pinned by `jejak enroll` (data_dir/hub.pin wins)
+    peer_keys: tuple[str, ...] = ()  # "<pubkey hex>" or "coap://host:port <pubkey hex>" of peers
+    phone_keys: tuple[str, ...] = ()  # Ed25519 public keys (hex) of phones allowed to hold a context
+    submitters: tuple[str, ...] = ()  # device ids (hex) allowed to POST /submit when oscore is on
+    read: tuple[str, ...] = ("*:*",)  # "<peer id|*>:<log id|*|self|own>" rules for reading logs
+    revocations_interval_s: float = 300.0  # how often the hub's signed revocation list is fetched
+
+    def __post_init__(self) -> None:
+        for entry in (*self.peer_keys, *self.phone_keys, *self.submitters):
+            hexpart = entry.rpartition(" ")[2]
+            _need(all(c in "0123456789abcdefABCDEF" for c in hexpart) and len(hexpart) in (32, 64),
+                  f"security: expected hex keys or device ids, got {entry[:80]!r}")
+        for rule in self.read:
+            _need(":" in rule, f"security.read: expected \"<peer>:<log>\", got {rule!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LogConfig:
     level: str = "INFO"
     format: str = "json"
@@ -187,6 +208,7 @@ class EdgeConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     sensors: tuple[SensorConfig, ...] = (SensorConfig(name="probe-1", kind="probe", interval_s=300),)
     log: LogConfig = field(default_factory=LogConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
         _need(isinstance(self.site, str) and 0 < len(self.site) <= 128,
@@ -200,7 +222,8 @@ class EdgeConfig:
 
 
 _SECTIONS: dict[str, type] = {"checkpoint": CheckpointConfig, "coap": CoapConfig, "http": HttpConfig,
-                              "hub": HubConfig, "sync": SyncConfig, "limits": Limits, "sim": SimConfig, "log": LogConfig}
+                              "hub": HubConfig, "sync": SyncConfig, "limits": Limits, "sim": SimConfig, "log": LogConfig,
+                              "security": SecurityConfig}
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -26,6 +26,7 @@ from .discovery import Discovery, Peer
 from .errors import EdgeError
 from .inputs import SimReader, SimSensor, TapInput, make_machine, run_sensor, run_sim_reader, run_ticker
 from .metrics import Metrics, prometheus, resident_bytes, setup_logging
+from .security import EdgeSecurity
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
 
@@ -107,6 +108,7 @@ class EdgeDaemon:
         self.sync: SyncAgent | None = None
         self.holder: ReplicaQuota | None = None
         self.discovery: Discovery | None = None
+        self.security: EdgeSecurity | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------
 
@@ -132,10 +134,14 @@ class EdgeDaemon:
                                                    tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None)
         # Peers push to us and pull from us through the same quota the sync agent uses.
         self.holder = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id)
-        add_sync_resources(self.site, self.holder)
+        # Security hook (edge/security.py): revocations, OSCORE contexts and the access policy.
+        self.security = EdgeSecurity(cfg, self.key)
+        self.holder = self.security.holder(self.holder)  # type: ignore[assignment]
+        add_sync_resources(self.site, self.holder, visible=self.security.policy.visible)
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
         # udp6 only: aiocoap's default would also listen on TCP 5683 (DESIGN.md pitfalls).
-        self.coap = await aiocoap.Context.create_server_context(self.site, bind=(cfg.coap.host, self.coap_port),
+        self.coap = await aiocoap.Context.create_server_context(self.security.wrap(self.site),
+                                                                bind=(cfg.coap.host, self.coap_port),
                                                                 transports=["udp6"])
         if cfg.http.enabled:
             await self._start_http()
@@ -160,19 +166,21 @@ class EdgeDaemon:
         """Replicate with peers and push to the hub: configured addresses, and whatever mDNS finds."""
         cfg, store = self.config.sync, self.store
         assert store is not None and self.key is not None
-        self.sync = SyncAgent(self.holder, hubs=[self.config.hub.address] if self.config.hub.address else [],
+        assert self.security is not None
+        self.sync = self.security.agent(self.holder, hubs=[self.config.hub.address] if self.config.hub.address else [],
                               peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked)
         agent = self.sync
         self.supervisor.spawn("sync", agent.run)
         if not cfg.mdns:
             return
         host = self.config.coap.host
+        security = self.security
         announce = cfg.announce or (host if host not in ("::", "0.0.0.0", "") and ":" not in host else "127.0.0.1")
 
         def seen(change: str, peer: Peer) -> None:
             if change == "removed":
                 agent.remove(peer.coap_url)
-            else:
+            elif security.admit(peer.role, peer.device, peer.coap_url):  # an announcement proves nothing
                 agent.add(peer.coap_url, "hub" if peer.role == "hub" else "edge")
 
         self.discovery = Discovery(role="edge", device_id=self.key.device_id, port=self.coap_port,
@@ -203,6 +211,8 @@ class EdgeDaemon:
             await self.coap.shutdown()
         if self._http is not None:
             await self._http.cleanup()
+        if self.security is not None:
+            self.security.close()  # writes OSCORE sequence numbers and replay windows back
         if self.store is not None:
             self.store.close()
         log.info("stopped", extra={"fields": {"records": dict(self.counters.records)}})
@@ -259,6 +269,8 @@ class EdgeDaemon:
         """CoAP submissions: one commit for the request; identical ones within the window fold."""
         if self._closing or self.commit is None:
             raise ShuttingDown("the daemon is shutting down; nothing new is accepted")
+        if self.security is not None:
+            self.security.policy.check_items(items)  # submitted scans name allowed staff cards
         now = time.monotonic()
         window = self.config.limits.duplicate_window_s
         self._forget(now, window)
@@ -348,6 +360,7 @@ class EdgeDaemon:
             "coap_port": self.coap_port, "closing": self._closing,
             "sync": self.sync.status() if self.sync else [],
             "peers": sorted(p.coap_url for p in self.discovery.peers.values()) if self.discovery else [],
+            "security": self.security.status() if self.security else {},
         }
 
     def metrics_text(self) -> str:

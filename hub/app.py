@@ -90,6 +90,7 @@ class RunningHub:
     runner: web.AppRunner
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    security: Any = None  # hub.security.HubSecurity
 
     @property
     def http_url(self) -> str:
@@ -116,6 +117,8 @@ class RunningHub:
                     await result
         await self.coap.shutdown()
         await self.runner.cleanup()
+        if self.security is not None:
+            self.security.close()
         await asyncio.to_thread(self.hub.checkpoint)
         self.hub.store.close()
 
@@ -137,8 +140,12 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         signer = load_or_create_key(Path(config.data_dir) / "hub.key")
         hub = Hub(open_store(config), signer, clock=clock or (lambda: int(time.time())),
                   auto_approve=config.auto_approve)
+    from .security import HubSecurity
+
+    security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
+                           read=config.security.read)
     api = HubApi(hub, operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens,
-                 extra=extra_routes)
+                 extra=[*(extra_routes or []), security.register])
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     http_site = web.TCPSite(runner, config.http_host, config.http_port)
@@ -147,12 +154,13 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     coap_port = config.coap_port or free_udp_port(config.coap_host)
     site = resource.Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
-    add_sync_resources(site, HubHolder(hub))
+    add_sync_resources(site, HubHolder(hub), visible=security.policy.visible)
     add_proof_resources(site, hub)
-    coap = await aiocoap.Context.create_server_context(site, bind=(config.coap_host, coap_port),
+    coap = await aiocoap.Context.create_server_context(security.wrap(site), bind=(config.coap_host, coap_port),
                                                        transports=["udp6", "tcpserver"] if config.coap_tcp
                                                        else ["udp6"])
     running = RunningHub(hub=hub, api=api, http_port=http_port, coap_port=coap_port, coap=coap, runner=runner)
+    running.security = security
     running.tasks.append(asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval)))
     if config.upstream:
         from .tiers import pull_loop

@@ -1,0 +1,376 @@
+"""OSCORE for the log protocol: pairwise contexts from enrolled Ed25519 keys, and who may read, push and submit.
+
+Contexts are not negotiated with EDHOC: both ends already hold Ed25519 keys whose public halves the other
+end learnt at enrollment (the hub's from the QR code, the device's from its signed request), so the OSCORE
+master secret is derived from a static X25519 agreement between those keys (RFC 7748 birational map of the
+Ed25519 keys), bound by HKDF (RFC 5869) to the enrollment transcript. Only the two key holders can compute
+it. The derived contexts live in aiocoap `FilesystemSecurityContext` directories, which persist the sender
+sequence number and the replay window, so a restart neither reuses a nonce nor accepts an old message.
+
+aiocoap serves unprotected requests next to protected ones: `SecureSite` sits between aiocoap's
+`OscoreSiteWrapper` and the real site and refuses what the `AccessPolicy` does not allow, with a stable code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiocoap
+import cbor2
+from aiocoap import interfaces
+from aiocoap.numbers.codes import Code
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from ledger import device_id_for
+
+from . import errors
+
+log = logging.getLogger("jejak.security")
+
+CBOR = 60
+OSCORE_INFO = b"jejak/oscore/v1"
+ID_BYTES = 7  # the longest sender id AES-CCM-16-64-128 allows (13-byte nonce - 6)
+SECRET_BYTES = 16
+SALT_BYTES = 8
+_P = 2**255 - 19
+
+# Stable codes of this module, added to the one CoAP mapping (coap_server.errors.CODES).
+SECURITY_CODES = {
+    "OSCORE_REQUIRED": Code.UNAUTHORIZED,
+    "NOT_AUTHORIZED": Code.FORBIDDEN,
+    "STAFF_NOT_ALLOWED": Code.FORBIDDEN,
+    "UNTRUSTED_HUB": Code.FORBIDDEN,
+    "BAD_KEY": Code.BAD_REQUEST,
+}
+for _code, _coap in SECURITY_CODES.items():
+    errors.CODES.setdefault(_code, _coap)
+
+
+class SecurityError(errors.RequestError):
+    """A request refused for who sent it, not for what it says."""
+
+    code = "NOT_AUTHORIZED"
+
+
+# -- key agreement -----------------------------------------------------------------------------------------
+
+def x25519_private(seed: bytes) -> X25519PrivateKey:
+    """The X25519 key of an Ed25519 seed: the clamped half of SHA-512(seed) is the scalar of both."""
+    if len(seed) != 32:
+        raise SecurityError(f"expected a 32-byte Ed25519 seed, got {len(seed)} bytes", code="BAD_KEY")
+    return X25519PrivateKey.from_private_bytes(hashlib.sha512(seed).digest()[:32])
+
+
+def x25519_public(ed25519_public: bytes) -> X25519PublicKey:
+    """The Montgomery u of an Edwards point: u = (1 + y) / (1 - y) mod p."""
+    if len(ed25519_public) != 32:
+        raise SecurityError(f"expected a 32-byte Ed25519 public key, got {len(ed25519_public)} bytes",
+                            code="BAD_KEY")
+    y = int.from_bytes(ed25519_public, "little") & ((1 << 255) - 1)
+    if y >= _P or y == 1:
+        raise SecurityError("Ed25519 public key is not a usable point", code="BAD_KEY")
+    u = (1 + y) * pow(1 - y, _P - 2, _P) % _P
+    return X25519PublicKey.from_public_bytes(u.to_bytes(32, "little"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PairKeys:
+    """The OSCORE parameters one end of a pair uses (the other end has sender and recipient swapped)."""
+
+    secret: bytes = field(repr=False)
+    salt: bytes = field(repr=False)
+    sender_id: bytes
+    recipient_id: bytes
+    peer: bytes  # the other end's device (or hub) id
+
+    def __post_init__(self) -> None:
+        if self.sender_id == self.recipient_id:
+            raise SecurityError("sender and recipient ids collide; the pair cannot share one context",
+                                code="BAD_KEY")
+
+
+def oscore_id(device_id: bytes) -> bytes:
+    return device_id[:ID_BYTES]
+
+
+def derive_pair(my_seed: bytes, my_public: bytes, peer_public: bytes, *, transcript: bytes) -> PairKeys:
+    """Master secret and salt for the pair (me, peer), bound to `transcript` (the enrollment request, or the
+    peering statement); both ends compute the same values, nobody else can."""
+    try:
+        shared = x25519_private(my_seed).exchange(x25519_public(peer_public))
+    except ValueError:  # an all-zero result: a small-order point chosen to force a known secret
+        raise SecurityError("peer key gives a degenerate X25519 agreement", code="BAD_KEY") from None
+    lo, hi = sorted((my_public, peer_public))
+    okm = HKDF(algorithm=hashes.SHA256(), length=SECRET_BYTES + SALT_BYTES,
+               salt=hashlib.sha256(transcript).digest(), info=OSCORE_INFO + lo + hi).derive(shared)
+    me, peer = device_id_for(my_public), device_id_for(peer_public)
+    return PairKeys(secret=okm[:SECRET_BYTES], salt=okm[SECRET_BYTES:], sender_id=oscore_id(me),
+                    recipient_id=oscore_id(peer), peer=peer)
+
+
+def peering_transcript(a: bytes, b: bytes) -> bytes:
+    """What a peer pair's context is bound to: both public keys, in order."""
+    lo, hi = sorted((a, b))
+    return b"jejak/peer/v1" + lo + hi
+
+
+# -- contexts on disk --------------------------------------------------------------------------------------
+
+def write_context(directory: Path, keys: PairKeys) -> None:
+    """Create (or keep) the context directory. An unchanged secret keeps its sequence numbers and replay
+    window; a new secret starts them over, since nothing protected with the old one can be replayed then."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    secret = {"secret_hex": keys.secret.hex(), "salt_hex": keys.salt.hex(),
+              "sender-id_hex": keys.sender_id.hex(), "recipient-id_hex": keys.recipient_id.hex(),
+              "peer_hex": keys.peer.hex()}
+    path = directory / "secret.json"
+    if path.exists():
+        check_private(path)
+        if json.loads(path.read_text()) == secret:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            (directory / "sequence.json").unlink()
+    tmp = directory / "secret.json.new"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(secret, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def check_private(path: Path) -> None:
+    mode = stat.S_IMODE(path.lstat().st_mode)
+    if not stat.S_ISREG(path.lstat().st_mode) or mode & 0o077:
+        raise SecurityError(f"OSCORE secret {path}: expected a regular file with mode 0600, found {mode:04o}",
+                            code="BAD_KEY", hint=f"run: chmod 600 {path}, and re-enroll if others read it")
+
+
+def open_context(directory: Path, claim: str) -> Any:
+    """Load a context directory (locks it: one process at a time) and name who holds its other end."""
+    from aiocoap.oscore import FilesystemSecurityContext
+
+    check_private(directory / "secret.json")
+    ctx = FilesystemSecurityContext(str(directory))  # ignores our own `peer_hex` key
+    ctx.authenticated_claims = [claim]
+    return ctx
+
+
+def close_context(ctx: Any) -> None:
+    """Write the sequence number and replay window back and release the lock (clean shutdown)."""
+    if getattr(ctx, "lockfile", None) is not None:
+        ctx._destroy()
+
+
+# -- who is asking -----------------------------------------------------------------------------------------
+
+def claims(request: aiocoap.Message) -> list[str]:
+    """What the transport proved about the sender: the claim of its OSCORE context, or nothing."""
+    try:
+        return list(request.remote.authenticated_claims or ())
+    except (AttributeError, NotImplementedError):
+        return []
+
+
+def claimed_device(request: aiocoap.Message) -> bytes | None:
+    """The device (or hub) id an OSCORE-protected request came from; None for an unprotected one."""
+    for claim in claims(request):
+        kind, _, hexid = claim.partition(":")
+        if kind in ("device", "hub", "peer", "phone"):
+            with contextlib.suppress(ValueError):
+                return bytes.fromhex(hexid)
+    return None
+
+
+def claimed_role(request: aiocoap.Message) -> str | None:
+    for claim in claims(request):
+        kind, _, _ = claim.partition(":")
+        if kind in ("device", "hub", "peer", "phone"):
+            return kind
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessPolicy:
+    """Who may do what over CoAP.
+
+    read rules are "<peer>:<log>" strings: peer is a device id in hex or "*" (any authenticated peer); log is
+    a device id in hex, "*" (every log held), "self" (the asking peer's own log) or "own" (this node's own
+    log). Submitters are the device ids of phones and microcontrollers allowed to POST observations; staff
+    is the allow-list of staff card uids a submitted scan may name (empty: any).
+    """
+
+    require_oscore: bool = False
+    read: tuple[str, ...] = ("*:*",)
+    submitters: frozenset[bytes] = frozenset()
+    staff: frozenset[str] = frozenset()
+    own: bytes | None = None
+    refused: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def peer(self, request: aiocoap.Message, action: str) -> bytes | None:
+        who = claimed_device(request)
+        if who is None and self.require_oscore:
+            self._refuse("OSCORE_REQUIRED")
+            raise SecurityError(f"{action} needs an OSCORE-protected request from an enrolled peer; this one "
+                                f"was not protected", code="OSCORE_REQUIRED",
+                                hint="enroll the device with the hub's QR code so it holds a security context")
+        return who
+
+    def may_read(self, who: bytes | None, device_id: bytes) -> bool:
+        if who is None:
+            return not self.require_oscore
+        for rule in self.read:
+            peer, _, target = rule.partition(":")
+            if peer not in ("*", who.hex()):
+                continue
+            if target == "*" or target == device_id.hex() or (target == "self" and device_id == who) or \
+                    (target == "own" and self.own is not None and device_id == self.own):
+                return True
+        return False
+
+    def check_read(self, request: aiocoap.Message, device_id: bytes) -> None:
+        who = self.peer(request, "reading a log")
+        if not self.may_read(who, device_id):
+            self._refuse("NOT_AUTHORIZED")
+            raise SecurityError(f"peer {who.hex() if who else 'unauthenticated'} may not read the log of "
+                                f"{device_id.hex()}", hint="the read rules in [security] decide this")
+
+    def visible(self, request: aiocoap.Message, heads: Sequence[Any]) -> list[Any]:
+        who = claimed_device(request)
+        return [h for h in heads if self.may_read(who, h.device_id)]
+
+    def check_push(self, request: aiocoap.Message) -> None:
+        self.peer(request, "offering records")
+
+    def check_submit(self, request: aiocoap.Message) -> None:
+        who = self.peer(request, "submitting observations")
+        if self.require_oscore and self.submitters and (who is None or who not in self.submitters):
+            self._refuse("NOT_AUTHORIZED")
+            raise SecurityError(f"{who.hex() if who else 'an unauthenticated client'} is not an allowed "
+                                f"phone or device for submissions here",
+                                hint="add its device id to [security] submitters")
+
+    def check_items(self, items: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """A submitted scan must name an allowed staff card (the NFC reader checks its own taps)."""
+        if not self.staff:
+            return
+        for kind, body in items:
+            staff = body.get("staff") if kind == "scan" else None
+            if kind == "scan" and (not isinstance(staff, str) or staff.lower() not in self.staff):
+                self._refuse("STAFF_NOT_ALLOWED")
+                raise SecurityError("scan names a staff card that is not on this checkpoint's allow-list",
+                                    code="STAFF_NOT_ALLOWED", hint="add the card to checkpoint.staff")
+
+    def _refuse(self, code: str) -> None:
+        self.refused[code] = self.refused.get(code, 0) + 1
+
+
+def security_response(exc: SecurityError) -> aiocoap.Message:
+    body = {"code": exc.code, "message": exc.message}
+    if exc.hint:
+        body["hint"] = exc.hint
+    return aiocoap.Message(code=SECURITY_CODES.get(exc.code, Code.FORBIDDEN), content_format=CBOR,
+                           payload=cbor2.dumps(body))
+
+
+def _device_from_path(path: Sequence[str], query: Sequence[str]) -> bytes | None:
+    if path[:2] == ("sync", "records"):
+        for item in query:
+            key, _, value = item.partition("=")
+            if key == "d":
+                with contextlib.suppress(ValueError):
+                    return bytes.fromhex(value)
+        return b""
+    if path[:1] == ("log",) and len(path) > 1:
+        with contextlib.suppress(ValueError):
+            return bytes.fromhex(path[1]) if path[1] != "own" else None
+        return b""
+    return None
+
+
+class SecureSite(interfaces.Resource):
+    """Checks the AccessPolicy before the inner site renders; put aiocoap's OscoreSiteWrapper around it."""
+
+    PUBLIC = ((".well-known", "core"), ("security", "revocations"))
+
+    def __init__(self, inner: Any, policy: AccessPolicy) -> None:
+        self.inner, self.policy = inner, policy
+
+    def get_resources_as_linkheader(self) -> Any:
+        return self.inner.get_resources_as_linkheader()
+
+    async def render(self, request: aiocoap.Message) -> aiocoap.Message:
+        raise RuntimeError("SecureSite is used through render_to_pipe")
+
+    async def needs_blockwise_assembly(self, request: aiocoap.Message) -> bool:
+        return False
+
+    def check(self, request: aiocoap.Message) -> None:
+        path = tuple(request.opt.uri_path)
+        if path in self.PUBLIC:
+            return
+        if path[:1] == ("submit",) or path[:2] == ("sim", "tap"):
+            self.policy.check_submit(request)
+        elif path[:2] == ("sync", "records") and request.code == Code.POST:
+            self.policy.check_push(request)
+        elif path[:2] == ("sync", "records") or path[:1] == ("log",):
+            device = _device_from_path(path, request.opt.uri_query)
+            if device is None and path[:1] == ("log",) and len(path) > 1 and path[1] == "own":
+                device = self.policy.own
+            if device:
+                self.policy.check_read(request, device)
+            else:
+                self.policy.peer(request, "reading a log")
+        else:
+            self.policy.peer(request, "this resource")
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        try:
+            self.check(pipe.request)
+        except SecurityError as exc:
+            log.warning("refused %s /%s: %s", pipe.request.code, "/".join(pipe.request.opt.uri_path),
+                        exc.code)
+            pipe.add_response(security_response(exc), is_last=True)
+            return
+        await self.inner.render_to_pipe(pipe)
+
+
+def secure_site(site: Any, policy: AccessPolicy, credentials: Any) -> Any:
+    """The site to serve: OSCORE unprotection outside, the policy inside, then the resources."""
+    from aiocoap.oscore_sitewrapper import OscoreSiteWrapper
+
+    return OscoreSiteWrapper(SecureSite(site, policy), credentials)
+
+
+def credentials_map() -> Any:
+    from aiocoap.credentials import CredentialsMap
+
+    return CredentialsMap()
+
+
+def install(credentials: Any, entries: dict[str, Any]) -> None:
+    """Client credentials: URI pattern (coap://host:port/*) -> context; idempotent."""
+    for pattern, ctx in entries.items():
+        if credentials.get(pattern) is not ctx:
+            credentials[pattern] = ctx
+
+
+def report_refusals(policy: AccessPolicy) -> dict[str, int]:
+    return dict(policy.refused)
+
+
+HeadsFilter = Callable[[aiocoap.Message, Sequence[Any]], list[Any]]

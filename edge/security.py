@@ -1,0 +1,353 @@
+"""The edge's side of transport security: enrollment with a pinned hub key, OSCORE contexts for the hub and
+peers, admission of discovered nodes, and the hub's signed revocation list applied to received records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiocoap
+import cbor2
+from aiocoap.numbers.codes import Code
+
+from coap_server.security import (
+    AccessPolicy,
+    SecurityError,
+    close_context,
+    credentials_map,
+    derive_pair,
+    install,
+    open_context,
+    peering_transcript,
+    secure_site,
+    write_context,
+)
+from coap_server.sync import LogHolder
+from ledger import Checkpoint, LedgerError, decode_checkpoint, decode_record, device_id_for
+from ledger.sync import Head
+
+from .config import EdgeConfig
+from .sync import SyncAgent
+
+log = logging.getLogger("jejak.edge.security")
+ENROLL_SCHEME = "jejak-enroll"
+
+
+class UntrustedHub(SecurityError):
+    code = "UNTRUSTED_HUB"
+
+
+# -- enrollment ------------------------------------------------------------------------------------------
+
+def parse_enroll_uri(uri: str) -> tuple[str, bytes, bytes]:
+    """(hub URL, hub id, hub public key) from the QR code's text; the id must be the key's."""
+    parts = urlsplit(uri)
+    params = {k: v[0] for k, v in parse_qs(parts.query).items()}
+    if parts.scheme != ENROLL_SCHEME or not {"hub", "id", "key"} <= set(params):
+        raise UntrustedHub(f"expected {ENROLL_SCHEME}:?hub=<url>&id=<hub id>&key=<hub key>, got another text")
+    try:
+        hub_id, key = bytes.fromhex(params["id"]), bytes.fromhex(params["key"])
+    except ValueError:
+        raise UntrustedHub("QR code: id and key must be hex") from None
+    if len(key) != 32 or device_id_for(key) != hub_id:
+        raise UntrustedHub("QR code: the hub id is not the id of the hub key it carries",
+                           hint="the code was altered; get it again from the hub operator")
+    return params["hub"], hub_id, key
+
+
+def pin_path(data: Path) -> Path:
+    return data / "hub.pin"
+
+
+def load_pin(data: Path) -> dict[str, str] | None:
+    path = pin_path(data)
+    if not path.exists():
+        return None
+    pin = json.loads(path.read_text())
+    key = bytes.fromhex(pin["key"])
+    if device_id_for(key).hex() != pin["id"]:
+        raise UntrustedHub(f"{path}: pinned hub id does not match the pinned key", hint="enroll again")
+    return dict(pin)
+
+
+def enroll(uri: str, key: Any, data: Path, *, site: str, role: str, name: str,
+           post: Any = None, now: int | None = None) -> dict[str, Any]:
+    """Send the signed enrollment request to the hub named by the QR code, check the hub's grant against the
+    key the QR code carries, pin that key and derive the device's OSCORE context with the hub."""
+    from hub.security import read_grant
+    from hub.service import make_enroll_request
+
+    url, hub_id, hub_key = parse_enroll_uri(uri)
+    request = make_enroll_request(key, site=site, role=role, name=name, time=now or int(time.time()),
+                                  hub_id=hub_id)
+    raw = (post or _post)(f"{url}/api/enroll/grant", request)
+    try:
+        grant = read_grant(raw, hub_key)
+    except (LedgerError, ValueError) as exc:
+        raise UntrustedHub(f"the answer to the enrollment is not signed by the hub in the QR code ({exc})",
+                           hint="another host may be answering for the hub; check the network") from None
+    if grant.device_id != key.device_id or grant.request_digest != _sha256(request):
+        raise UntrustedHub("the hub's grant is for another request", hint="enroll again")
+    keys = derive_pair(key.seed(), key.public_key, hub_key, transcript=request)
+    write_context(data / "oscore" / "hub", keys)
+    tmp = pin_path(data).with_suffix(".new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"id": hub_id.hex(), "key": hub_key.hex(), "url": url}, fh)
+    os.replace(tmp, pin_path(data))
+    return {"device": key.device_id.hex(), "hub": hub_id.hex(), "status": grant.status}
+
+
+def _sha256(data: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(data).digest()
+
+
+def _post(url: str, body: bytes) -> bytes:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/cose"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return bytes(resp.read())
+
+
+def verify_hub_checkpoint(raw: bytes, pin: dict[str, str]) -> Checkpoint:
+    """A checkpoint is believed only if the pinned hub key signed it."""
+    try:
+        cp = decode_checkpoint(raw)
+        cp.verify(bytes.fromhex(pin["key"]))
+    except LedgerError as exc:
+        raise UntrustedHub(f"checkpoint is not signed by the pinned hub ({exc.code})") from None
+    return cp
+
+
+# -- revocations -----------------------------------------------------------------------------------------
+
+class Revocations:
+    """The newest revocation list the pinned hub signed: device -> first refused seq. Kept on disk."""
+
+    def __init__(self, path: Path, hub_key: bytes | None) -> None:
+        self.path, self.hub_key = path, hub_key
+        self.time = -1
+        self.points: dict[bytes, int] = {}
+        if path.exists() and hub_key is not None:
+            with contextlib.suppress(LedgerError, ValueError):
+                self.apply(path.read_bytes(), persist=False)
+
+    def apply(self, raw: bytes, *, persist: bool = True) -> bool:
+        """Verify and adopt a list; an older one than held is ignored. Raises UntrustedHub if not genuine."""
+        from hub.security import read_revocations
+
+        if self.hub_key is None:
+            raise UntrustedHub("no hub key is pinned; a revocation list cannot be checked", hint="enroll first")
+        try:
+            when, points = read_revocations(raw, self.hub_key)
+        except (LedgerError, ValueError) as exc:
+            raise UntrustedHub(f"revocation list not signed by the pinned hub ({exc})") from None
+        if when < self.time:
+            return False
+        self.time, self.points = when, points
+        if persist:
+            tmp = self.path.with_suffix(".new")
+            tmp.write_bytes(raw)
+            os.replace(tmp, self.path)
+        return True
+
+
+class GuardedHolder:
+    """The store as a sync peer, minus the records of revoked devices from their revocation point."""
+
+    def __init__(self, store: LogHolder, revocations: Revocations) -> None:
+        self.store, self.revocations = store, revocations
+        self.refused = 0
+
+    def heads(self) -> list[Head]:
+        return self.store.heads()
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        return self.store.log_range(device_id, start, end)
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        point = self.revocations.points.get(device_id)
+        if point is not None and raws:
+            keep = []
+            for raw in raws:
+                try:
+                    seq = decode_record(raw).seq
+                except LedgerError:
+                    keep.append(raw)  # the store refuses it with its own code
+                    continue
+                if seq >= point:
+                    break
+                keep.append(raw)
+            if len(keep) < len(raws):
+                self.refused += len(raws) - len(keep)
+                log.warning("refused %d records of revoked device %s (revoked from seq %d)",
+                            len(raws) - len(keep), device_id.hex(), point)
+                result = self.store.receive(device_id, keep) if keep else {
+                    "accepted": 0, "duplicates": 0, "length": _length(self.store, device_id)}
+                result["problem"] = result.get("problem") or \
+                    f"REVOKED_KEY: device {device_id.hex()} is revoked from seq {point} by the hub"
+                return result
+        return self.store.receive(device_id, raws)
+
+
+def _length(store: Any, device_id: bytes) -> int:
+    state = store.state(device_id) if hasattr(store, "state") else None
+    return state.length if state else 0
+
+
+# -- the node's security -----------------------------------------------------------------------------------
+
+class EdgeSecurity:
+    """Contexts, policy, admission and revocations for one edge daemon."""
+
+    def __init__(self, config: EdgeConfig, key: Any) -> None:
+        sec = config.security
+        self.config, self.key = config, key
+        data = config.data_path
+        self.pin = load_pin(data)
+        self.require = sec.oscore
+        self.hub_key = bytes.fromhex(self.pin["key"]) if self.pin else (bytes.fromhex(sec.hub_key)
+                                                                        if sec.hub_key else None)
+        self.hub_id = device_id_for(self.hub_key) if self.hub_key else None
+        self.revocations = Revocations(data / "revocations.cose", self.hub_key)
+        self.credentials = credentials_map()
+        self.hub_ctx: Any = None
+        self.peer_ctx: dict[bytes, Any] = {}  # peer device id -> context
+        self.peer_urls: dict[str, bytes] = {}  # url -> peer device id
+        self.refused: dict[str, int] = {}
+        staff = frozenset(s.lower() for s in config.checkpoint.staff) if sec.oscore else frozenset()
+        self.policy = AccessPolicy(require_oscore=sec.oscore, read=sec.read, own=key.device_id, staff=staff,
+                                   submitters=frozenset(bytes.fromhex(s) for s in sec.submitters))
+        if (data / "oscore" / "hub" / "secret.json").exists():
+            self.hub_ctx = open_context(data / "oscore" / "hub", f"hub:{self.hub_id.hex() if self.hub_id else ''}")
+            self.credentials[":hub"] = self.hub_ctx
+        for entry in sec.peer_keys:
+            url, _, pub = entry.rpartition(" ")
+            self._peer(bytes.fromhex(pub), url or None)
+        for entry in sec.phone_keys:
+            self._peer(bytes.fromhex(entry), None, kind="phone")
+
+    def _peer(self, pub: bytes, url: str | None, kind: str = "peer") -> None:
+        peer = device_id_for(pub)
+        keys = derive_pair(self.key.seed(), self.key.public_key, pub,
+                           transcript=peering_transcript(self.key.public_key, pub))
+        where = self.config.data_path / "oscore" / f"{kind}-{peer.hex()}"
+        write_context(where, keys)
+        ctx = open_context(where, f"{kind}:{peer.hex()}")
+        self.peer_ctx[peer] = ctx
+        self.credentials[f":{kind}-{peer.hex()}"] = ctx
+        if url:
+            self.peer_urls[url] = peer
+
+    # -- serving ------------------------------------------------------------------------------------------
+    def holder(self, store: LogHolder) -> GuardedHolder:
+        return GuardedHolder(store, self.revocations)
+
+    def wrap(self, site: Any) -> Any:
+        return secure_site(site, self.policy, self.credentials)
+
+    # -- discovery and syncing ------------------------------------------------------------------------------
+    def admit(self, role: str, device_hex: str, url: str) -> bool:
+        """Whether a node announced on the LAN becomes a sync target. An announcement proves nothing, so a
+        hub must be the pinned one and, with OSCORE on, a peer must be one we hold a context for."""
+        try:
+            device = bytes.fromhex(device_hex)
+        except ValueError:
+            device = b""
+        if role == "hub":
+            if self.hub_id is not None and device != self.hub_id:
+                self._refuse("UNTRUSTED_HUB", f"announced hub {device_hex[:32]} at {url} is not the pinned hub "
+                                              f"{self.hub_id.hex()}")
+                return False
+            if self.require and self.hub_ctx is None:
+                self._refuse("UNTRUSTED_HUB", f"hub at {url}: no security context with it (not enrolled)")
+                return False
+            return True
+        if self.require and device not in self.peer_ctx:
+            self._refuse("UNTRUSTED_PEER", f"peer {device_hex[:32]} at {url}: not in [security] peer_keys")
+            return False
+        if device in self.peer_ctx:
+            self.peer_urls[url] = device
+        return True
+
+    def _refuse(self, code: str, message: str) -> None:
+        self.refused[code] = self.refused.get(code, 0) + 1
+        log.warning("%s: %s", code, message)
+
+    def client_entries(self, targets: dict[str, str]) -> dict[str, Any]:
+        """URL pattern -> context for each sync target (url -> role) we can protect requests to."""
+        out = {}
+        for url, role in targets.items():
+            ctx = self.hub_ctx if role == "hub" else self.peer_ctx.get(self.peer_urls.get(url, b""))
+            if ctx is not None:
+                out[f"{url}/*"] = ctx
+        return out
+
+    def can_protect(self, url: str, role: str) -> bool:
+        return bool(self.client_entries({url: role}))
+
+    def agent(self, holder: LogHolder, **kwargs: Any) -> SecureSyncAgent:
+        return SecureSyncAgent(self, holder, **kwargs)
+
+    async def fetch_revocations(self, ctx: aiocoap.Context, hub_url: str) -> bool:
+        msg = aiocoap.Message(code=Code.GET, uri=f"{hub_url}/security/revocations")
+        response = await asyncio.wait_for(ctx.request(msg).response, 30)
+        if not response.code.is_successful():
+            return False
+        return self.revocations.apply(response.payload)
+
+    def status(self) -> dict[str, Any]:
+        return {"oscore_required": self.require, "hub_pinned": self.hub_id.hex() if self.hub_id else None,
+                "hub_context": self.hub_ctx is not None, "peers": sorted(p.hex() for p in self.peer_ctx),
+                "revoked": {d.hex(): s for d, s in self.revocations.points.items()},
+                "refused": {**self.refused, **self.policy.refused}}
+
+    def close(self) -> None:
+        for ctx in [self.hub_ctx, *self.peer_ctx.values()]:
+            if ctx is not None:
+                close_context(ctx)
+        self.credentials.clear()
+
+
+class SecureSyncAgent(SyncAgent):
+    """The sync agent with OSCORE credentials for its targets; with OSCORE required, targets it cannot protect
+    requests to are skipped. Hub rounds also fetch the hub's signed revocation list."""
+
+    def __init__(self, security: EdgeSecurity, holder: LogHolder, **kwargs: Any) -> None:
+        super().__init__(holder, **kwargs)
+        self.security = security
+        self.revocations_every = security.config.security.revocations_interval_s
+        self._revocations_at = -1e18
+
+    async def round(self, ctx: aiocoap.Context) -> dict[str, Any]:
+        sec = self.security
+        install(ctx.client_credentials, sec.client_entries({t.url: t.role for t in self.targets.values()}))
+        if sec.require:
+            for target in list(self.targets.values()):
+                if not sec.can_protect(target.url, target.role):
+                    target.next_try = self.monotonic() + self.interval
+                    target.last_error = "OSCORE_REQUIRED: no security context for this target"
+        now = self.monotonic()
+        if sec.hub_key is not None and now - self._revocations_at >= self.revocations_every:
+            for target in self.targets.values():
+                if target.role == "hub" and sec.can_protect(target.url, "hub"):
+                    try:
+                        await sec.fetch_revocations(ctx, target.url)
+                        self._revocations_at = now
+                    except Exception as exc:  # unreachable or refusing: the next round retries
+                        log.info("revocation list from %s: %s", target.url, type(exc).__name__)
+        return await super().round(ctx)
+
+
+def refusal_body(exc: SecurityError) -> bytes:
+    return cbor2.dumps({"code": exc.code, "message": exc.message})
