@@ -1,0 +1,87 @@
+"""OSCORE on the wire: an enrolled edge pushes to the hub over contexts derived at enrollment; unprotected
+requests are refused with OSCORE_REQUIRED; peers read only what the policy allows."""
+
+from __future__ import annotations
+
+import aiocoap
+import cbor2
+
+from ledger.sync import encode_heads, encode_records
+
+from .common import coap, edge, edge_config, enroll_edge, secure_hub, wait_for
+
+
+async def test_enrolled_edge_pushes_over_oscore_and_plain_requests_are_refused(tmp_path):
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        assert (tmp_path / "edge" / "oscore" / "hub" / "secret.json").stat().st_mode & 0o777 == 0o600
+        async with edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon:
+            await daemon.submit([("note", {"text": "over oscore"})])
+            assert await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None
+                                  and s.length == 2), daemon.status()["sync"]
+            ctx = await aiocoap.Context.create_client_context()
+            try:
+                # An unprotected push to the hub: refused before anything is verified or stored.
+                raws = daemon.store.log_range(key.device_id, 0, 2)
+                code, body = await coap(ctx, aiocoap.POST, f"{hub.coap_url}/sync/records",
+                                        encode_records(key.device_id, 0, raws))
+                assert (code, body["code"]) == ("UNAUTHORIZED", "OSCORE_REQUIRED")
+                code, body = await coap(ctx, aiocoap.POST, f"{hub.coap_url}/sync/heads", encode_heads([]))
+                assert body["code"] == "OSCORE_REQUIRED"
+                # The edge's own resources refuse unprotected reads and submissions too.
+                edge_url = f"coap://127.0.0.1:{daemon.coap_port}"
+                code, body = await coap(ctx, aiocoap.POST, f"{edge_url}/submit",
+                                        cbor2.dumps({"kind": "note", "body": {"text": "spoof"}}))
+                assert (code, body["code"]) == ("UNAUTHORIZED", "OSCORE_REQUIRED")
+                code, body = await coap(ctx, aiocoap.GET,
+                                        f"{edge_url}/sync/records?d={key.device_id.hex()}&from=0&to=5")
+                assert body["code"] == "OSCORE_REQUIRED"
+                code, _ = await coap(ctx, aiocoap.GET, f"{edge_url}/.well-known/core")
+                assert code == "CONTENT"
+            finally:
+                await ctx.shutdown()
+            assert daemon.store.state(key.device_id).length == 2  # the spoofed submission stored nothing
+            assert hub.security.policy.refused["OSCORE_REQUIRED"] >= 2
+            assert daemon.security.policy.refused["OSCORE_REQUIRED"] >= 2
+
+
+async def test_peers_read_by_policy_over_their_pair_context(tmp_path):
+    from edge import keys as keyfile
+
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    a_key = keyfile.load_or_create(a_dir / "device.key")
+    b_key = keyfile.load_or_create(b_dir / "device.key")
+    # A lets B read only B's own log and A's own log; B lets A read everything.
+    a_cfg = edge_config(a_dir, peer_keys=(b_key.public_key.hex(),), read=("*:self", "*:own"))
+    async with edge(a_cfg) as a:
+        await a.submit([("note", {"text": "a1"})])
+        a_url = f"coap://127.0.0.1:{a.coap_port}"
+        b_cfg = edge_config(b_dir, peers=(a_url,), peer_keys=(f"{a_url} {a_key.public_key.hex()}",))
+        async with edge(b_cfg) as b:
+            assert await wait_for(lambda: (s := b.store.state(a_key.device_id)) is not None and s.length == 2)
+            # A third device's log on A: B may not see it.
+            from tests.edge.common import peer_log
+
+            _, recs = peer_log(77, 1)
+            third = recs[0].device_id
+            a.holder.receive(third, [r.raw for r in recs])
+            ctx = await aiocoap.Context.create_client_context()
+            ctx.client_credentials[f"{a_url}/*"] = b.security.peer_ctx[a_key.device_id]
+            try:
+                code, body = await coap(ctx, aiocoap.GET, f"{a_url}/sync/records?d={third.hex()}&from=0&to=2")
+                assert (code, body["code"]) == ("FORBIDDEN", "NOT_AUTHORIZED")
+                code, _ = await coap(ctx, aiocoap.GET,
+                                     f"{a_url}/sync/records?d={a_key.device_id.hex()}&from=0&to=2")
+                assert code == "CONTENT"
+                from ledger.sync import decode_heads
+
+                msg = aiocoap.Message(code=aiocoap.POST, uri=f"{a_url}/sync/heads", payload=encode_heads([]),
+                                      content_format=60)
+                resp = await ctx.request(msg).response
+                seen = {h.device_id for h in decode_heads(resp.payload)}
+                assert a_key.device_id in seen and third not in seen
+            finally:
+                await ctx.shutdown()
+            assert b.store.state(third) is None
