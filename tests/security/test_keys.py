@@ -1,0 +1,69 @@
+"""Key files are private and checked at start (edge device key, hub key, OSCORE secrets); secrets stay out of
+repr, status and error messages."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from coap_server.security import SecurityError, open_context
+from edge import keys as keyfile
+from edge.errors import KeyFileError
+from hub.app import KeyFileError as HubKeyFileError
+from hub.app import load_or_create_key
+
+from .common import edge, edge_config, enroll_edge, secure_hub
+
+
+def test_edge_key_file_open_to_others_or_truncated_is_refused(tmp_path):
+    path = tmp_path / "device.key"
+    key = keyfile.load_or_create(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileError, match="expected mode 0600, found 0644"):
+        keyfile.load_or_create(path)
+    os.chmod(path, 0o600)
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(KeyFileError, match="expected 32 bytes"):
+        keyfile.load_or_create(path)
+    assert key.seed().hex() not in repr(key)
+
+
+def test_hub_key_file_open_to_others_or_tampered_is_refused(tmp_path):
+    path = tmp_path / "hub.key"
+    signer = load_or_create_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    os.chmod(path, 0o640)
+    with pytest.raises(HubKeyFileError, match="expected 0600"):
+        load_or_create_key(path)
+    os.chmod(path, 0o600)
+    path.write_bytes(signer.seed() + b"x")
+    with pytest.raises(HubKeyFileError, match="expected 32 bytes"):
+        load_or_create_key(path)
+
+
+async def test_oscore_secret_open_to_others_refused_and_secrets_not_in_status(tmp_path):
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        async with edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon:
+            status = repr(daemon.status())
+        secret = (tmp_path / "edge" / "oscore" / "hub" / "secret.json").read_text()
+        master = secret.split('"secret_hex": "')[1][:32]
+        assert master not in status and key.seed().hex() not in status
+        os.chmod(tmp_path / "edge" / "oscore" / "hub" / "secret.json", 0o644)
+        with pytest.raises(SecurityError) as info:
+            open_context(tmp_path / "edge" / "oscore" / "hub", "hub:x")
+        assert info.value.code == "BAD_KEY" and master not in str(info.value)
+        with pytest.raises(SecurityError):
+            async with edge(edge_config(tmp_path / "edge", hub=hub.coap_url)):
+                pass
+
+
+async def test_submitted_scan_with_unknown_staff_card_refused(tmp_path):
+    (tmp_path / "edge").mkdir()
+    async with edge(edge_config(tmp_path / "edge")) as daemon:
+        with pytest.raises(SecurityError) as info:
+            await daemon.submit([("scan", {"staff": "deadbeef", "event": "departed"})])
+        assert info.value.code == "STAFF_NOT_ALLOWED"
+        assert daemon.store.state(daemon.key.device_id).length == 1  # the genesis only
