@@ -47,6 +47,7 @@ class HubConfig:
     auditor_tokens: tuple[str, ...] = ()
     upstream: tuple[str, ...] = ()  # coap:// addresses of regional hubs a national hub pulls from
     mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)
+    mbg_keep_days: int = 8  # days of scans the MBG analytics hold in memory (the store keeps everything)
     bridges: BridgeConfig = field(default_factory=BridgeConfig)  # legacy clients (seed 1 and 2, MQTT)
     webhooks: tuple[dict[str, Any], ...] = ()  # [[webhooks]] alert subscribers: id, kind, url, token, ...
     store: StoreConfig = field(default_factory=StoreConfig)

@@ -103,7 +103,7 @@ class Views:
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
                  events: Publisher | None = None, markets: HubMarkets | None = None,
                  kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
-                 sender: WebhookSender | None = None) -> None:
+                 sender: WebhookSender | None = None, keep_days: int = 8) -> None:
         self.hub = hub
         self.clock = clock or hub.clock
         self.events = events
@@ -124,6 +124,8 @@ class Views:
         self._alerts: list[dict[str, Any]] = []
         self._pending: deque[Callable[[], None]] = deque()
         self._last_derive_s = 0.0
+        self._pruned_at = 0
+        self.keep_days = keep_days
         self._worker: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -226,6 +228,10 @@ class Views:
             except Exception:
                 log.exception("deriving alerts failed")
             self._last_derive_s = time.perf_counter() - started
+            if self.clock() - self._pruned_at >= 3600:
+                with self.fresh():
+                    self._pruned_at = self.clock()
+                    self.mbg.prune(self._pruned_at, self.keep_days)
 
     def refresh_alerts(self) -> list[dict[str, Any]]:
         """Run the early warning and the MBG rules; publish and return the alerts not seen before, and send

@@ -38,7 +38,7 @@ def _hub_run(args: argparse.Namespace) -> int:
         hooks: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in w.items()}
                                        for w in config.webhooks]
         subscribers = tuple(Subscriber(**hook) for hook in hooks)
-        views = Views(hub, plan=plan, subscribers=subscribers,
+        views = Views(hub, plan=plan, subscribers=subscribers, keep_days=config.mbg_keep_days,
                       sender=WebhookSender() if subscribers else None)
         bridges = Bridges(hub, config.bridges, views=views)
         await start_bridges(bridges)
@@ -93,6 +93,16 @@ def _enroll_qr(args: argparse.Namespace) -> int:
 
 def _enroll_request(args: argparse.Namespace) -> int:
     import time
+
+    if args.data_dir:  # secure enrollment: pin the hub key from the QR code, derive the OSCORE context
+        from edge.keys import load_or_create
+        from edge.security import enroll
+
+        data = Path(args.data_dir)
+        device = load_or_create(Path(args.key))
+        print(json.dumps(enroll(args.uri, device, data, site=args.site, role=args.role,
+                                name=args.name or args.site)))
+        return 0
 
     from hub.service import make_enroll_request
     from ledger import Ed25519Signer
@@ -173,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     req.add_argument("--site", required=True)
     req.add_argument("--role", required=True)
     req.add_argument("--name")
+    req.add_argument("--data-dir", help="edge data directory: check the hub's signed grant against the QR "
+                                        "code's key, pin it and set up OSCORE with the hub there")
     req.set_defaults(func=_enroll_request)
 
     exp = sub.add_parser("export", help="download an audit bundle from a hub")

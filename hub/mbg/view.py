@@ -69,6 +69,21 @@ class MbgView:
         self._cache.clear()
         return True
 
+    def prune(self, now: int, keep_days: int) -> int:
+        """Forget scans that reached the hub more than `keep_days` days before `now`; return how many.
+
+        The hub's store keeps every record; the analytics only hold the recent days in memory, so a hub that
+        runs for months does not grow without bound. Stock movements are all kept: stock on hand is derived
+        by replaying every movement.
+        """
+        cutoff = now - keep_days * 86400
+        old = [s for s in self.scans if s.arrived_at < cutoff]
+        if old:
+            self.scans = [s for s in self.scans if s.arrived_at >= cutoff]
+            self._ids.difference_update(s.record_id for s in old)
+            self._cache.clear()
+        return len(old)
+
     # --- derivation ----------------------------------------------------------------------------------
 
     def analysis(self, now: int, dates: tuple[str, ...] = ()) -> Analysis:

@@ -102,3 +102,19 @@ def test_epcis_document_of_a_day() -> None:
     assert doc["type"] == "EPCISDocument"
     assert len(doc["epcisBody"]["eventList"]) == sum(1 for r in day.records if r.kind == "scan")
     assert view.epcis_document(day.now, "2020-01-01")["epcisBody"]["eventList"] == []
+
+
+def test_prune_forgets_old_scans_but_keeps_stock() -> None:
+    day = simulate("normal", seed=3, kitchens=1, schools_per_kitchen=2)
+    view = MbgView(day.plan)
+    for rec in day.records:
+        view.ingest(rec, rec.arrived_at)
+    scans, movements = len(view.scans), len(view.movements)
+    assert scans and movements
+    latest = max(s.arrived_at for s in view.scans)
+    assert view.prune(latest, keep_days=1) == 0
+    assert view.prune(latest + 3 * 86400, keep_days=1) == scans
+    assert view.scans == [] and len(view.movements) == movements
+    # A pruned record is no longer remembered, so the store could replay it for an older report.
+    first_scan = next(r for r in day.records if r.kind == "scan")
+    assert view.ingest(first_scan, first_scan.arrived_at) is True
