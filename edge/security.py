@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,10 +112,25 @@ def _sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+class EnrollRefused(SecurityError):
+    code = "ENROLL_REFUSED"
+
+
 def _post(url: str, body: bytes) -> bytes:
+    import urllib.error
+
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/cose"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return bytes(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())["error"]
+            why = f"{err['code']}: {err['message']}"
+        except (ValueError, KeyError, TypeError):
+            why = f"HTTP {exc.code}"
+        raise EnrollRefused(f"the hub refused the enrollment ({why})",
+                            hint="check that the QR code is this hub's current one") from None
 
 
 def verify_hub_checkpoint(raw: bytes, pin: dict[str, str]) -> Checkpoint:

@@ -1,0 +1,65 @@
+"""`jejak enroll request --data-dir` pins the hub key from the QR code and refuses a hub that cannot prove it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from coap_server.security import SecurityError
+from edge.security import enroll, load_pin
+from ledger import Ed25519Signer
+from tools.cli import enroll_uri, main
+
+from .common import qr_text, secure_hub
+
+
+async def test_cli_enrolls_and_pins_the_hub(tmp_path, capsys):
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = tmp_path / "edge" / "device.key"
+        code = await asyncio.to_thread(main, ["enroll", "request", qr_text(hub), "--key", str(key), "--site",
+                                              "sppg-01", "--role", "kitchen_exit", "--data-dir", str(tmp_path / "edge")])
+        assert code == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["hub"] == hub.hub.hub_id.hex() and out["status"] == "active"
+        assert load_pin(tmp_path / "edge")["key"] == hub.hub.signer.public_key.hex()
+        assert (tmp_path / "hub" / "oscore" / out["device"] / "secret.json").exists()
+
+
+async def test_qr_code_of_another_hub_key_is_refused_nothing_pinned(tmp_path):
+    async with secure_hub(tmp_path / "hub") as hub:
+        # An attacker's QR code: the real hub's address, the attacker's key. The real hub's grant does not verify.
+        impostor = Ed25519Signer.generate()
+        uri = enroll_uri(hub.http_url, impostor.public_key)
+        from edge import keys as keyfile
+
+        (tmp_path / "edge").mkdir()
+        key = keyfile.load_or_create(tmp_path / "edge" / "device.key")
+        with pytest.raises(SecurityError) as info:
+            await asyncio.to_thread(enroll, uri, key, tmp_path / "edge", site="s", role="kitchen_exit", name="s")
+        assert info.value.code == "ENROLL_REFUSED" and "HUB_ERROR" in info.value.message
+        assert load_pin(tmp_path / "edge") is None
+        assert not (tmp_path / "edge" / "oscore").exists()
+
+
+def test_a_host_answering_for_the_hub_cannot_forge_the_grant(tmp_path):
+    from edge import keys as keyfile
+    from edge.security import UntrustedHub
+    from hub.security import make_grant
+    from hub.service import Hub
+    from hub.store import LmdbHubStore
+
+    real = Ed25519Signer.generate()
+    fake_hub = Hub(LmdbHubStore(tmp_path / "fake", map_size=1 << 24), Ed25519Signer.generate(), clock=lambda: 1,
+                   auto_approve=True)
+    key = keyfile.load_or_create(tmp_path / "edge" / "device.key")
+
+    def fake_answer(url: str, request: bytes) -> bytes:  # a LAN host impersonating the hub's address
+        return make_grant(fake_hub, request, "active")
+
+    with pytest.raises(UntrustedHub, match="not signed by the hub in the QR code"):
+        enroll(enroll_uri("http://192.0.2.1:8470", real.public_key), key, tmp_path / "edge", site="s",
+               role="kitchen_exit", name="s", post=fake_answer)
+    assert load_pin(tmp_path / "edge") is None
+    fake_hub.store.close()
