@@ -37,8 +37,11 @@ class KeyFileError(Exception):
 
 def load_or_create_key(path: Path) -> Ed25519Signer:
     """The hub's signing key: created on first start with mode 0600; refused if others can read it."""
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
+    if path.exists() or path.is_symlink():
+        info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(f"key file {path}: expected a regular file, found a symlink or another kind of file")
+        mode = stat.S_IMODE(info.st_mode)
         if mode & 0o077:
             raise KeyFileError(f"key file {path} is readable by others (mode {oct(mode)}, expected 0600); "
                                f"run: chmod 600 {path}")

@@ -67,3 +67,10 @@ async def test_submitted_scan_with_unknown_staff_card_refused(tmp_path):
             await daemon.submit([("scan", {"staff": "deadbeef", "event": "departed"})])
         assert info.value.code == "STAFF_NOT_ALLOWED"
         assert daemon.store.state(daemon.key.device_id).length == 1  # the genesis only
+
+
+def test_hub_key_behind_a_symlink_is_refused(tmp_path):
+    load_or_create_key(tmp_path / "real.key")
+    (tmp_path / "hub.key").symlink_to(tmp_path / "real.key")
+    with pytest.raises(HubKeyFileError, match="regular file"):
+        load_or_create_key(tmp_path / "hub.key")
