@@ -89,6 +89,8 @@ class RecordsResource(resource.Resource):
         try:
             query = dict(q.split("=", 1) for q in request.opt.uri_query)
             device_id = bytes.fromhex(query["d"])
+            if len(device_id) != 16:
+                raise ValueError("device id")
             start = int(query.get("from", "0"))
             end = min(int(query.get("to", str(start + self.limits.records_per_request))),
                       start + self.limits.records_per_request)
