@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 
-class LedgerError(Exception):
-    """Base of every error the ledger raises. `code` is stable; `hint` says what to do, where known."""
+class CodedError(Exception):
+    """An error with a stable `code` for JSON and exit codes, a message saying expected vs found, and a
+    `hint` where there is a fix. Each package derives its own small hierarchy from it."""
 
-    code = "LEDGER_ERROR"
-    exit_code = 10
+    code = "ERROR"
+    exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None, where: str | None = None) -> None:
         super().__init__(message)
@@ -28,6 +29,13 @@ class LedgerError(Exception):
         if self.where is not None:
             text += f" (at {self.where})"
         return text
+
+
+class LedgerError(CodedError):
+    """Base of every error the ledger raises."""
+
+    code = "LEDGER_ERROR"
+    exit_code = 10
 
 
 class MalformedRecord(LedgerError):

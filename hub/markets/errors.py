@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
+from ledger.errors import CodedError
 
-class MarketError(Exception):
+
+class MarketError(CodedError):
     """Base of every error hub.markets raises. `code` is stable; `hint` says what to do, where known."""
 
     code = "MARKET_ERROR"
     http_status = 400
-
-    def __init__(self, message: str, *, hint: str | None = None, where: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.where = where
-
-    def to_dict(self) -> dict[str, str]:
-        out = {"code": self.code, "message": self.message}
-        if self.where is not None:
-            out["where"] = self.where
-        if self.hint is not None:
-            out["hint"] = self.hint
-        return out
-
-    def __str__(self) -> str:
-        text = f"{self.code}: {self.message}"
-        if self.where is not None:
-            text += f" (at {self.where})"
-        return text
 
 
 class BadObservation(MarketError):

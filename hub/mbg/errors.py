@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
+from ledger.errors import CodedError
 
-class MbgError(Exception):
+
+class MbgError(CodedError):
     """Base of every error the MBG analytics raise. `code` is stable; `hint` says what to do, where known."""
 
     code = "MBG_ERROR"
     exit_code = 40
-
-    def __init__(self, message: str, *, hint: str | None = None, where: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.where = where
-
-    def to_dict(self) -> dict[str, str]:
-        out = {"code": self.code, "message": self.message}
-        if self.where is not None:
-            out["where"] = self.where
-        if self.hint is not None:
-            out["hint"] = self.hint
-        return out
-
-    def __str__(self) -> str:
-        text = f"{self.code}: {self.message}"
-        if self.where is not None:
-            text += f" (at {self.where})"
-        return text
 
 
 class PlanError(MbgError):
