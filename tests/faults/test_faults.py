@@ -79,4 +79,7 @@ def test_soak_memory_fds_tasks(tmp_path):
     assert result["records"] > 3000 and result["failed_requests"] == 0
     assert result["fds_end"] <= result["fds_after_warmup"] + 4, "file descriptors leak"
     assert result["threads_end"] <= result["threads_after_warmup"] + 2, "threads leak"
-    assert result["client_tasks_end"] <= result["client_tasks_after_warmup"] + 16, "asyncio tasks leak"
+    # Tasks come and go with the client contexts renewed during the run: a leak raises the floor, so the
+    # fewest tasks among the last samples must be back near the count after warm-up.
+    floor = min(s["tasks"] for s in result["samples"][-5:])
+    assert floor <= result["client_tasks_after_warmup"] + 16, "asyncio tasks leak"
