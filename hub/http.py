@@ -13,7 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger import Checkpoint, LedgerError, Record, decode_record
+from ledger import Checkpoint, ForkEvidence, LedgerError, Record, decode_record
+from ledger.sync import decode_records
 
 from .service import Hub, HubError, NotEnrolled
 from .store import StoreError
@@ -228,8 +229,6 @@ class HubApi:
                                              "head": h.head.hex()} for h in self.hub.heads()]})
 
     async def forks(self, request: web.Request) -> web.Response:
-        from ledger import ForkEvidence
-
         out = []
         for device_id, raw in self.hub.store.forks():
             ev = ForkEvidence.from_cbor(raw)
@@ -268,8 +267,6 @@ class HubApi:
 
     async def ingest(self, request: web.Request) -> web.Response:
         """Records pushed over HTTP: body is the CBOR records message of the sync protocol."""
-        from ledger.sync import decode_records
-
         device_id = self._device_id(request)
         dev, _, raws = decode_records(await request.read())
         if dev != device_id:

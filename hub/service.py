@@ -28,7 +28,7 @@ from ledger import (
     sign_checkpoint,
 )
 from ledger import cbor as lcbor
-from ledger.cose import parse_sign1
+from ledger.cose import ALG_EDDSA, HDR_ALG, HDR_KID, parse_sign1, sign1
 from ledger.sync import Accepted, Head, SignatureCheck, accept
 
 from .store import DeviceInfo, HubStore
@@ -81,8 +81,6 @@ class EnrollRequest:
 
 
 def make_enroll_request(signer: Signer, *, site: str, role: str, name: str, time: int, hub_id: bytes) -> bytes:
-    from ledger.cose import ALG_EDDSA, HDR_ALG, HDR_KID, sign1
-
     payload = lcbor.encode([signer.public_key, site, role, name, time, hub_id])
     return sign1(signer, headers={HDR_ALG: ALG_EDDSA}, unprotected={HDR_KID: device_id_for(signer.public_key)},
                  payload=payload, external_aad=ENROLL_AAD)
