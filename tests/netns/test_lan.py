@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import signal
 import time
 import urllib.request
 
@@ -140,7 +141,11 @@ def test_lan_discovery_partition_relay_and_loss(lan, tmp_path):
     shutil.rmtree(tmp_path / "c")
     wait_until(lambda: _caught_up(hub.ip, ids["c"], length_c), 60, "C's records after C is gone")
 
-    # Exactly once: the hub's log holds each device's chain once, and an export verifies offline.
+    # Exactly once: the hub's log holds each device's chain once, and an export verifies offline. The edges
+    # stop first, so that the log and the heads are read at rest.
+    for name in ("a", "b"):
+        lan.kill(edges[name], signal.SIGTERM)
+    time.sleep(1.5)
     heads = _hub_heads(hub.ip)
     status = _hub_status(hub.ip)
     assert status["size"] == sum(heads.values()), (status["size"], heads)
