@@ -154,14 +154,21 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     http_site = web.TCPSite(runner, config.http_host, config.http_port)
     await http_site.start()
     http_port = runner.addresses[0][1]
-    coap_port = config.coap_port or free_udp_port(config.coap_host)
     site = resource.Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
     add_sync_resources(site, HubHolder(hub), visible=security.policy.visible)
     add_proof_resources(site, hub)
-    coap = await aiocoap.Context.create_server_context(security.wrap(site), bind=(config.coap_host, coap_port),
-                                                       transports=["udp6", "tcpserver"] if config.coap_tcp
-                                                       else ["udp6"])
+    transports = ["udp6", "tcpserver"] if config.coap_tcp else ["udp6"]
+    for attempt in range(5):
+        coap_port = config.coap_port or free_coap_port(config.coap_host)
+        try:
+            coap = await aiocoap.Context.create_server_context(security.wrap(site), bind=(config.coap_host, coap_port),
+                                                               transports=transports)
+            break
+        except OSError:
+            # A port picked here can be taken between the check and the bind; a configured one is an error.
+            if config.coap_port or attempt == 4:
+                raise
     running = RunningHub(hub=hub, api=api, http_port=http_port, coap_port=coap_port, coap=coap, runner=runner)
     running.security = security
     running.tasks.append(asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval)))
@@ -185,7 +192,16 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     return running
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def free_coap_port(host: str = "127.0.0.1") -> int:
+    """A port free on `host` for CoAP over UDP and over TCP alike (the hub serves both on one port)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue  # taken for TCP (an outgoing connection's port, say): try another
+                return port
+    raise OSError(f"no port free for both UDP and TCP on {host}")

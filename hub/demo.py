@@ -24,7 +24,7 @@ from coap_server.sync import sync_once
 from ledger import ChainBuilder, ChainState, Ed25519Signer, Record
 from ledger.sync import Head
 
-from .app import RunningHub, free_udp_port, start_hub
+from .app import RunningHub, free_coap_port, start_hub
 from .bridges import BridgeConfig, BridgeRoutes, Bridges, MqttConfig, start_bridges
 from .config import HubConfig
 from .markets import MarketConfig, Subscriber, ValidationConfig, WebhookSender
@@ -268,7 +268,7 @@ async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None
     clock = SimClock(midnight + DAY_START, midnight + DAY_END, speed)
     plan, devices = build_mbg(date)
     devices.update(build_markets(date))
-    config = HubConfig(name="demo", data_dir=str(path), http_port=port, coap_port=coap_port or free_udp_port(),
+    config = HubConfig(name="demo", data_dir=str(path), http_port=port, coap_port=coap_port or free_coap_port(),
                        auto_approve=True, mdns=False, checkpoint_interval=2.0)
     views_box: list[Views] = []
     bridges_box: list[Bridges] = []

@@ -15,7 +15,7 @@ import urllib.request
 import aiocoap
 import cbor2
 
-from hub.app import free_udp_port
+from hub.app import free_coap_port
 from hub.service import make_enroll_request
 from ledger import ChainState, decode_checkpoint, decode_record, verify_checkpoints_consistent, verify_records
 from ledger.sync import encode_records
@@ -49,7 +49,7 @@ async def _wait_up(url: str, proc: subprocess.Popen) -> None:
 
 
 async def test_sigkill_under_load(tmp_path):
-    http, coap = _free_tcp(), free_udp_port()
+    http, coap = _free_tcp(), free_coap_port()
     config = tmp_path / "hub.toml"
     config.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_port = {http}\ncoap_port = {coap}\n'
                       'auto_approve = true\nmdns = false\ncheckpoint_interval = 0.2\n')

@@ -15,7 +15,7 @@ import aiocoap
 
 from edge.config import SyncConfig
 from edge.security import UntrustedHub, verify_hub_checkpoint
-from hub.app import free_udp_port
+from hub.app import free_coap_port
 from ledger import ChainBuilder, Ed25519Signer, sign_checkpoint
 from ledger.sync import encode_heads
 
@@ -49,7 +49,7 @@ async def main() -> dict[str, Any]:
         hub_url, coap_port = hub.http_url, hub.coap_port
         key = await enroll_edge(tmp / "edge", hub)
         # 1. Spoofed mDNS: one fake hub claims the pinned hub's id, one another id.
-        fake_port, other_port = free_udp_port(), free_udp_port()
+        fake_port, other_port = free_coap_port(), free_coap_port()
         fake = attacker("fake-hub", hub.hub.hub_id.hex(), str(fake_port))
         other = attacker("fake-hub", "ab" * 16, str(other_port))
         for proc in (fake, other):

@@ -9,7 +9,7 @@ import pytest
 from coap_server.sync import add_sync_resources
 from edge.store import LmdbLogStore
 from edge.sync import ReplicaQuota, SyncAgent
-from hub.app import free_udp_port, start_hub
+from hub.app import free_coap_port, start_hub
 from hub.config import HubConfig
 from ledger import ChainBuilder, ChainState, verify_records
 from ledger.record import decode_record
@@ -28,7 +28,7 @@ class Edge:
                                             for i in range(records - 1)]
         self.store.append_own(recs)
         self.records = recs
-        self.port = free_udp_port()
+        self.port = free_coap_port()
         self.ctx: aiocoap.Context | None = None
 
     @property
