@@ -69,7 +69,44 @@ def scenario(seed, sessions=3, tags=(5, 20), staff=None, start_ms=1000, hold_ms=
     return script
 
 
-class SimNfcReader(hal.NfcReader):
+class _Faults:
+    """Fault injection shared by the simulated drivers: fail(n) raises on the next n uses, stick() until restart.
+
+    The driver calls _check(what) before each use."""
+
+    opened = False
+    restarts = 0
+    _fail = 0
+    _stuck = False
+
+    def open(self):
+        self.opened = True
+
+    def close(self):
+        self.opened = False
+
+    def restart(self):
+        self.restarts += 1
+        self._stuck = False
+        self._fail = 0
+        self.close()
+        self.open()
+
+    def fail(self, n=1):
+        self._fail += n
+
+    def stick(self):
+        self._stuck = True
+
+    def _check(self, what):
+        if self._stuck:
+            raise hal.DriverError("simulated %s stuck" % what)
+        if self._fail:
+            self._fail -= 1
+            raise hal.DriverError("simulated %s failure" % what)
+
+
+class SimNfcReader(_Faults, hal.NfcReader):
     """Reports each scripted uid on every poll while it is "on the antenna" (at_ms <= now < at_ms+hold).
 
     script: [(at_ms, uid, hold_ms), ...] or [(at_ms, uid), ...]; clock: a hal.Clock.
@@ -99,31 +136,8 @@ class SimNfcReader(hal.NfcReader):
         self.script.append((at_ms, uid, hold_ms))
         self.script.sort(key=lambda e: e[0])
 
-    def open(self):
-        self.opened = True
-
-    def close(self):
-        self.opened = False
-
-    def restart(self):
-        self.restarts += 1
-        self._stuck = False
-        self._fail = 0
-        self.close()
-        self.open()
-
-    def fail(self, n=1):
-        self._fail += n
-
-    def stick(self):
-        self._stuck = True
-
     def poll(self):
-        if self._stuck:
-            raise hal.DriverError("simulated reader stuck")
-        if self._fail:
-            self._fail -= 1
-            raise hal.DriverError("simulated reader failure")
+        self._check("reader")
         if not self.opened:
             raise hal.DriverError("simulated reader is not open")
         self.polls += 1
@@ -147,7 +161,7 @@ class SimNfcReader(hal.NfcReader):
         return self._present is None or self.clock.ticks_ms() >= self._present[1]
 
 
-class SimSensor(hal.Sensor):
+class SimSensor(_Faults, hal.Sensor):
     """A deterministic sensor: a bounded random walk from a seed, or scripted values.
 
     fields: which of "temp_cc", "rh_cp", "crowd" it reports. script: a list of dicts returned in turn
@@ -170,31 +184,8 @@ class SimSensor(hal.Sensor):
         self._fail = 0
         self._stuck = False
 
-    def open(self):
-        self.opened = True
-
-    def close(self):
-        self.opened = False
-
-    def restart(self):
-        self.restarts += 1
-        self._stuck = False
-        self._fail = 0
-        self.close()
-        self.open()
-
-    def fail(self, n=1):
-        self._fail += n
-
-    def stick(self):
-        self._stuck = True
-
     def read(self):
-        if self._stuck:
-            raise hal.DriverError("simulated sensor %s stuck" % self.name)
-        if self._fail:
-            self._fail -= 1
-            raise hal.DriverError("simulated sensor %s failure" % self.name)
+        self._check("sensor " + self.name)
         self.reads += 1
         if self.script is not None:
             index = min(self.reads - 1, len(self.script) - 1)
