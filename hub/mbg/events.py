@@ -30,6 +30,16 @@ def _int(name: str, value: Any, *, optional: bool = True, minimum: int | None = 
         raise InputError(f"{name}: expected at least {minimum}, got {value}")
 
 
+
+def _check_origin(kind: str, item: ScanEvent | StockMovement) -> None:
+    """The fields every MBG input carries about the record it came from."""
+    _text(f"{kind} record_id", item.record_id, optional=False)
+    _text(f"{kind} device", item.device, optional=False)
+    _int(f"{kind} seq", item.seq, optional=False, minimum=0)
+    _int(f"{kind} boot", item.boot, optional=False, minimum=0)
+    _int(f"{kind} device_time", item.device_time, optional=False)
+    _int(f"{kind} arrived_at", item.arrived_at, optional=False)
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanEvent:
     """One NFC tap at a checkpoint, as the hub received it."""
@@ -55,12 +65,7 @@ class ScanEvent:
     source: str | None = None
 
     def __post_init__(self) -> None:
-        _text("scan record_id", self.record_id, optional=False)
-        _text("scan device", self.device, optional=False)
-        _int("scan seq", self.seq, optional=False, minimum=0)
-        _int("scan boot", self.boot, optional=False, minimum=0)
-        _int("scan device_time", self.device_time, optional=False)
-        _int("scan arrived_at", self.arrived_at, optional=False)
+        _check_origin("scan", self)
         if self.event not in SCAN_EVENTS:
             raise InputError(f"scan event: expected one of {list(SCAN_EVENTS)}, got {self.event!r}")
         _text("scan site", self.site, optional=False)
@@ -107,12 +112,7 @@ class StockMovement:
     reason: str | None = None
 
     def __post_init__(self) -> None:
-        _text("stock record_id", self.record_id, optional=False)
-        _text("stock device", self.device, optional=False)
-        _int("stock seq", self.seq, optional=False, minimum=0)
-        _int("stock boot", self.boot, optional=False, minimum=0)
-        _int("stock device_time", self.device_time, optional=False)
-        _int("stock arrived_at", self.arrived_at, optional=False)
+        _check_origin("stock", self)
         _text("stock site", self.site, optional=False)
         _text("stock item", self.item, optional=False)
         if self.movement not in STOCK_MOVEMENTS:
