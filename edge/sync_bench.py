@@ -170,54 +170,40 @@ async def _relay(target: tuple[str, int], counter: _Counter) -> tuple[_Relay, in
     return _Relay(transport, front, port), port
 
 
-async def _catch_up_tcp(root: Path, n: int) -> dict[str, Any]:
-    """The same catch-up over CoAP over TCP (RFC 8323), which the hub also serves: no block-wise transfer."""
+async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
+    """One edge pushes `n` records to a fresh hub. Over UDP the datagrams go through a counting relay (bytes on
+    the wire); over CoAP over TCP (RFC 8323), which the hub also serves, straight to the hub."""
     import aiocoap
 
     from coap_server.sync import sync_once
 
-    signer, store, _ = _edge(root / "edge", 2, n)
-    hub = _Hub(root)
-    ctx = await aiocoap.Context.create_client_context()
-    try:
-        hub.enroll(signer)
-        started = time.perf_counter()
-        report = await sync_once(ctx, f"coap+tcp://127.0.0.1:{hub.coap}", store, pull=False)
-        seconds = time.perf_counter() - started
-        held = hub.lengths().get(device_id_for(signer.public_key).hex(), 0)
-        if held != n:
-            raise RuntimeError(f"catch-up over TCP left the hub with {held} of {n} records: {report.problems}")
-    finally:
-        await ctx.shutdown()
-        hub.stop()
-        store.close()
-    return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds,
-            "bytes_sent_per_record": report.bytes_sent / n}
-
-
-async def _catch_up(root: Path, n: int) -> dict[str, Any]:
-    import aiocoap
-
-    from coap_server.sync import sync_once
-
-    signer, store, stored = _edge(root / "edge", 1, n)
+    signer, store, stored = _edge(root / "edge", 2 if tcp else 1, n)
     hub = _Hub(root)
     counter = _Counter()
-    relay, port = await _relay(("127.0.0.1", hub.coap), counter)
+    relay = None
+    if tcp:
+        url = f"coap+tcp://127.0.0.1:{hub.coap}"
+    else:
+        relay, port = await _relay(("127.0.0.1", hub.coap), counter)
+        url = f"coap://127.0.0.1:{port}"
     ctx = await aiocoap.Context.create_client_context()
     try:
         hub.enroll(signer)
         started = time.perf_counter()
-        report = await sync_once(ctx, f"coap://127.0.0.1:{port}", store, pull=False)
+        report = await sync_once(ctx, url, store, pull=False)
         seconds = time.perf_counter() - started
         held = hub.lengths().get(device_id_for(signer.public_key).hex(), 0)
         if held != n:
             raise RuntimeError(f"catch-up left the hub with {held} of {n} records: {report.problems}")
     finally:
         await ctx.shutdown()
-        relay.close()
+        if relay is not None:
+            relay.close()
         hub.stop()
         store.close()
+    if tcp:
+        return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds,
+                "bytes_sent_per_record": report.bytes_sent / n}
     wire = counter.bytes + UDP_IP_HEADERS * counter.datagrams
     return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds,
             "stored_bytes_per_record": stored / n, "coap_bytes_per_record": counter.bytes / n,
@@ -269,7 +255,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     try:
         raw = raw_verify_rate(5_000 if quick else 20_000)
         catch = asyncio.run(_catch_up(root / "catch", n))
-        catch_tcp = asyncio.run(_catch_up_tcp(root / "catch-tcp", n))
+        catch_tcp = asyncio.run(_catch_up(root / "catch-tcp", n, tcp=True))
         heal = asyncio.run(_heal(root / "heal", 500 if quick else 5_000))
     finally:
         shutil.rmtree(root, ignore_errors=True)
