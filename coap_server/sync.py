@@ -111,7 +111,7 @@ class RecordsResource(resource.Resource):
             if code == "INTERNAL":
                 log.exception("receive failed")
             return aiocoap.Message(code=_SYNC_CODES.get(code, Code.INTERNAL_SERVER_ERROR), content_format=CBOR,
-                                   payload=cbor2.dumps({"code": code, "message": str(exc)}))
+                                   payload=cbor2.dumps({"code": code, "message": getattr(exc, "message", str(exc))}))
         return _ok(Code.CHANGED, cbor2.dumps(result))
 
 

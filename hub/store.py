@@ -12,19 +12,15 @@ import cbor2
 import lmdb
 
 from ledger import ChainState, Record
+from ledger.errors import CodedError
 from ledger.merkle import leaf_hash
 
 LAYOUT_VERSION = 1
 STATUSES = ("pending", "active", "revoked", "forked")
 
 
-class StoreError(Exception):
+class StoreError(CodedError):
     code = "STORE_ERROR"
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 class StoreFull(StoreError):
