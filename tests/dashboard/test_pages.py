@@ -7,6 +7,7 @@ import json
 import urllib.request
 
 import aiocoap
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.select import Select
@@ -26,6 +27,12 @@ def load(driver, demo, route, ready):
 
 
 def text_of(driver, css):
+    # Live updates re-render the page: an element found just before a re-render is gone when read.
+    for _ in range(10):
+        try:
+            return driver.find_element(By.CSS_SELECTOR, css).text
+        except StaleElementReferenceException:
+            continue
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
