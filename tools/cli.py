@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,12 @@ ENROLL_SCHEME = "jejak-enroll"
 def _hub_run(args: argparse.Namespace) -> int:
     import time
 
+    return serve_hub(args.config, clock=lambda: int(time.time()))
+
+
+def serve_hub(config_path: str, *, clock: Callable[[], int]) -> int:
+    """Run the hub with its views and bridges until SIGINT or SIGTERM. `clock` is the hub's time:
+    wall time for a real hub, an accelerated one for a soak run."""
     from aiohttp import web
 
     from hub.app import load_or_create_key, open_store, start_hub
@@ -29,11 +36,11 @@ def _hub_run(args: argparse.Namespace) -> int:
     from hub.service import Hub
     from hub.views import Views
 
-    config = load(args.config)
+    config = load(config_path)
 
     async def main() -> None:
         hub = Hub(open_store(config), load_or_create_key(Path(config.data_dir) / "hub.key"),
-                  clock=lambda: int(time.time()), auto_approve=config.auto_approve)
+                  clock=clock, auto_approve=config.auto_approve)
         plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
         hooks: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in w.items()}
                                        for w in config.webhooks]

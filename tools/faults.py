@@ -146,7 +146,8 @@ class HubProc(Proc):
     """`jejak hub run` with its own data dir, auto-approving enrollment, no mDNS."""
 
     def __init__(self, root: Path, *, host: str = "127.0.0.1", netns: str | None = None,
-                 map_size: int | None = None, http_host: str | None = None) -> None:
+                 map_size: int | None = None, http_host: str | None = None,
+                 command: Sequence[str] = ("-m", "tools.cli", "hub", "run")) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -158,7 +159,7 @@ class HubProc(Proc):
         config.write_text(f'data_dir = "{root / "data"}"\nhttp_host = "{self.http_host}"\n'
                           f'http_port = {self.http_port}\ncoap_host = "{host}"\ncoap_port = {self.coap_port}\n'
                           f'auto_approve = true\nmdns = false\ncheckpoint_interval = 0.5\n{store}')
-        super().__init__(["-m", "tools.cli", "hub", "run", "--config", str(config)], root / "hub.log", netns)
+        super().__init__([*command, "--config", str(config)], root / "hub.log", netns)
 
     @property
     def url(self) -> str:
@@ -984,14 +985,18 @@ SIZES: dict[str, dict[str, Any]] = {
 SCENARIOS = ("kill", "partition", "netem", "disk_full", "corrupt_store", "clock")
 
 
-async def run_scenario(name: str, root: Path, size: str = "reduced", seed: int = 9) -> Outcome:
+NETEM_LOSS = 3.0  # percent each way; `--loss` runs the netem scenario at another figure
+
+
+async def run_scenario(name: str, root: Path, size: str = "reduced", seed: int = 9,
+                       loss: float = NETEM_LOSS) -> Outcome:
     s = SIZES[size]
     if name == "kill":
         return await kill_under_load(root, cycles=s["kill_cycles"], seed=seed)
     if name == "partition":
         return await partitions(root, cycles=s["partition_cycles"], seed=seed)
     if name == "netem":
-        return await partitions(root, cycles=s["netem_cycles"], loss=3.0, delay_ms=40, load_s=s["netem_load_s"],
+        return await partitions(root, cycles=s["netem_cycles"], loss=loss, delay_ms=40, load_s=s["netem_load_s"],
                                 seed=seed)
     if name == "disk_full":
         return await disk_full(root)
@@ -1034,6 +1039,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=9)
     p.add_argument("--json", default="faults.json", help="where to write the outcomes")
     p.add_argument("--workdir", help="keep data dirs and logs here (default: a temporary dir, removed)")
+    p.add_argument("--loss", type=_percent, default=NETEM_LOSS,
+                   help=f"percent of datagrams the netem scenario drops each way (default {NETEM_LOSS:g})")
     args = p.parse_args(argv)
     outcomes: list[Outcome] = []
     failed: dict[str, str] = {}
@@ -1041,12 +1048,14 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only or SCENARIOS:
             print(f"faults: {name} ...", flush=True)
             try:
-                outcome = asyncio.run(run_scenario(name, root / name, args.size, args.seed))
+                outcome = asyncio.run(run_scenario(name, root / name, args.size, args.seed, args.loss))
             except FaultError as exc:
                 failed[name] = str(exc)
                 print(f"faults: {name} could not run: {exc}", file=sys.stderr)
                 continue
             outcome.command = f"jejak faults --size {args.size} --only {name} --seed {args.seed}"
+            if name == "netem" and args.loss != NETEM_LOSS:
+                outcome.command += f" --loss {args.loss:g}"
             outcomes.append(outcome)
             print(f"faults: {name}: {outcome.cycles} cycles, {outcome.acknowledged} acknowledged, "
                   f"{outcome.lost} lost, {outcome.duplicated} duplicated, {outcome.seconds} s", flush=True)
@@ -1058,11 +1067,21 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad or failed else 0
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage from 0 up to (not including) 100, got {text}")
+    return value
+
+
 def _impair_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="jejak faults impair", description=impair.__doc__)
     p.add_argument("--listen", required=True, help="host:port")
     p.add_argument("--to", required=True, help="host:port")
-    p.add_argument("--loss", type=float, default=0.0, help="percent of datagrams dropped, each way")
+    p.add_argument("--loss", type=_percent, default=0.0, help="percent of datagrams dropped, each way")
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--jitter-ms", type=int, default=0)
     args = p.parse_args(argv)

@@ -1,10 +1,12 @@
 """`jejak soak`: a simulated region (hundreds of devices) pushes to one hub over CoAP at an accelerated pace.
 
-The hub runs as its own process (`jejak hub run`); this process plays the devices. Every second it samples
-the hub's resident memory, open file descriptors and threads, and its own asyncio tasks and client
-contexts. After the warm-up memory must stay flat (beyond what the records themselves need) and no
-descriptor, thread or task may leak. aiocoap runs out of message ids at 65,536 requests per client context,
-so contexts are renewed well before that.
+The hub runs as its own process (`jejak hub run`'s code) and this process plays the devices. Both run on one
+accelerated clock (`--scale` simulated seconds per real second; a day a minute by default), so an hour's
+soak covers weeks: the hub's day boundaries, checkpoints and the analytics' window of `mbg_keep_days` all
+pass many times. Every second it samples the hub's resident memory, open file descriptors and threads, and
+its own asyncio tasks. After the warm-up (the CoAP deduplication window and the analytics' window filled)
+memory must stay flat and no descriptor, thread or task may leak. aiocoap runs out of message ids at 65,536
+requests per client context, so contexts are renewed well before that.
 """
 
 from __future__ import annotations
@@ -20,6 +22,20 @@ from pathlib import Path
 from typing import Any
 
 RENEW_AFTER = 2000
+EXCHANGE_LIFETIME_S = 247  # RFC 7252: how long a CoAP server remembers an exchange for deduplication
+KEEP_DAYS = 8  # the hub's default mbg_keep_days
+
+
+class SimClock:
+    """Simulated time in whole seconds: from the real time `epoch` on, `scale` seconds pass per real second.
+    The hub's process and the devices' share `epoch` and `scale`, so they agree on the time."""
+
+    def __init__(self, epoch: float, scale: float) -> None:
+        self.epoch = epoch
+        self.scale = scale
+
+    def __call__(self) -> int:
+        return int(self.epoch + (time.time() - self.epoch) * self.scale)
 
 
 def _proc(pid: int) -> dict[str, int]:
@@ -29,7 +45,7 @@ def _proc(pid: int) -> dict[str, int]:
             "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
-async def soak(root: Path, *, minutes: float, devices: int, rate: float) -> dict[str, Any]:
+async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: float = 1440.0) -> dict[str, Any]:
     import aiocoap
     import cbor2
 
@@ -37,7 +53,9 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float) -> dict
     from ledger.sync import encode_records
     from tools.faults import HubProc
 
-    hub = HubProc(root / "hub")
+    clock = SimClock(time.time(), scale)
+    hub = HubProc(root / "hub", command=("-m", "tools.soak", "--serve-hub", "--epoch", repr(clock.epoch),
+                                         "--scale", repr(scale)))
     hub.start()
     await asyncio.to_thread(hub.wait_up)
     assert hub.proc is not None
@@ -45,7 +63,7 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float) -> dict
     for i in range(devices):
         signer = Ed25519Signer.from_seed((5000 + i).to_bytes(32, "big"))
         hub.enroll(signer, f"dev{i}")
-        builders.append(ChainBuilder(signer, clock=lambda: int(time.time()), boot=1))
+        builders.append(ChainBuilder(signer, clock=clock, boot=1))
     pushed = [0]
     requests = [0]
     failures = [0]
@@ -102,22 +120,44 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float) -> dict
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         hub.stop()
-    return summarise(samples, devices=devices, failures=failures[0], minutes=minutes)
+    return summarise(samples, devices=devices, failures=failures[0], minutes=minutes, scale=scale)
 
 
-def summarise(samples: list[dict[str, Any]], *, devices: int, failures: int, minutes: float) -> dict[str, Any]:
+def warmup_s(duration_s: float, scale: float) -> float:
+    """When the hub's steady state begins: the CoAP deduplication window and the analytics' window of
+    days must have filled once. At least a fifth of the run, at most half of it."""
+    return min(max(duration_s / 5, EXCHANGE_LIFETIME_S, KEEP_DAYS * 86400 / scale), duration_s / 2)
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of y over x."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    var = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+
+
+def summarise(samples: list[dict[str, Any]], *, devices: int, failures: int, minutes: float,
+              scale: float = 1.0) -> dict[str, Any]:
     if len(samples) < 4:
         raise ValueError("soak too short: fewer than 4 samples")
-    warm = samples[max(1, len(samples) // 5)]
+    warm_at = warmup_s(samples[-1]["t"], scale)
+    steady = [s for s in samples if s["t"] >= warm_at]
+    warm = steady[0]
     last = samples[-1]
     span_min = max((last["t"] - warm["t"]) / 60, 1e-9)
     records_after = max(last["records"] - warm["records"], 1)
+    rss_per_min = slope([(s["t"] / 60, s["rss_kb"] / 1024) for s in steady])
     return {
-        "minutes": minutes, "devices": devices, "records": last["records"], "requests": last["requests"],
+        "minutes": minutes, "devices": devices, "scale": scale,
+        "simulated_days": round(last["t"] * scale / 86400, 1), "warmup_s": round(warm["t"], 1),
+        "records": last["records"], "requests": last["requests"],
         "records_per_s": round(last["records"] / last["t"], 1), "failed_requests": failures,
         "rss_mb_after_warmup": round(warm["rss_kb"] / 1024, 1), "rss_mb_end": round(last["rss_kb"] / 1024, 1),
-        "rss_growth_mb_per_min": round((last["rss_kb"] - warm["rss_kb"]) / 1024 / span_min, 2),
-        "rss_growth_bytes_per_record": round((last["rss_kb"] - warm["rss_kb"]) * 1024 / records_after, 1),
+        "rss_mb_max": round(max(s["rss_kb"] for s in samples) / 1024, 1),
+        "rss_growth_mb_per_min": round(rss_per_min, 2),
+        "rss_growth_bytes_per_record": round(rss_per_min * span_min * 1024 * 1024 / records_after, 1),
         "fds_after_warmup": warm["fds"], "fds_end": last["fds"], "fds_max": max(s["fds"] for s in samples),
         "threads_after_warmup": warm["threads"], "threads_end": last["threads"],
         "client_tasks_after_warmup": warm["tasks"], "client_tasks_end": last["tasks"],
@@ -132,10 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--devices", type=int, default=300)
     p.add_argument("--rate", type=float, default=2.0, help="records per device per second (accelerated)")
+    p.add_argument("--scale", type=float, default=1440.0,
+                   help="simulated seconds per real second (1440: a day a minute)")
     p.add_argument("--json", default="soak.json")
+    p.add_argument("--serve-hub", action="store_true", help=argparse.SUPPRESS)  # the hub process of a soak
+    p.add_argument("--epoch", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--config", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.serve_hub:
+        from tools.cli import serve_hub
+
+        return serve_hub(args.config, clock=SimClock(args.epoch, args.scale))
     with tempfile.TemporaryDirectory(prefix="jejak-soak-") as tmp:
-        result = asyncio.run(soak(Path(tmp), minutes=args.minutes, devices=args.devices, rate=args.rate))
+        result = asyncio.run(soak(Path(tmp), minutes=args.minutes, devices=args.devices, rate=args.rate,
+                                  scale=args.scale))
     Path(args.json).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     leaked = result["fds_end"] > result["fds_after_warmup"] + 8 or \
