@@ -132,8 +132,10 @@ class PgHubStore:
         return [Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw))  # type: ignore[call-overload, arg-type]
                 for i, d, s, a, raw in rows]
 
-    def leaf_hashes(self) -> Iterator[bytes]:
-        for (leaf,) in self._query("SELECT leaf FROM global_log ORDER BY idx"):
+    def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        rows = self._query("SELECT leaf FROM global_log WHERE idx >= %s AND (%s::bigint IS NULL OR idx < %s) "
+                           "ORDER BY idx", (start, end, end))
+        for (leaf,) in rows:
             yield bytes(leaf)  # type: ignore[call-overload]
 
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:

@@ -103,6 +103,12 @@ class Listeners:
     on_checkpoint: list[Callable[[Checkpoint], None]] = field(default_factory=list)
 
 
+def log_tree(store: HubStore) -> MerkleTree:
+    """The hub's Merkle tree over its store: whole tiles of leaves stay in the store, not in memory (a byte
+    per record instead of 64), and a proof of an old record reads its tile's 64 leaf hashes back."""
+    return MerkleTree(store.leaf_hashes(), read_leaves=lambda start, end: list(store.leaf_hashes(start, end)))
+
+
 class Hub:
     """Single writer of the hub's log. Thread-safe: ingest runs off the event loop."""
 
@@ -116,7 +122,7 @@ class Hub:
         self.hub_id = device_id_for(signer.public_key)
         self.listeners = Listeners()
         self._lock = threading.RLock()
-        self.tree = MerkleTree(store.leaf_hashes())
+        self.tree = log_tree(store)
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
         self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
 

@@ -91,7 +91,9 @@ class HubStore(Protocol):
     def locate(self, record_id: bytes) -> int | None: ...
     def size(self) -> int: ...
     def entries(self, start: int, end: int) -> list[Entry]: ...
-    def leaf_hashes(self) -> Iterator[bytes]: ...
+    def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """The Merkle leaf hashes of the global log from `start` up to `end` (the whole log by default)."""
+        ...
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None: ...
     def checkpoints(self) -> list[bytes]: ...
     def put_fork(self, device_id: bytes, evidence: bytes) -> None: ...
@@ -199,9 +201,14 @@ class LmdbHubStore:
                                      arrived_at=arrived, raw=raw))
         return out
 
-    def leaf_hashes(self) -> Iterator[bytes]:
+    def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with self._env.begin() as txn:
-            for _, value in txn.cursor(db=self._db["global"]):
+            cur = txn.cursor(db=self._db["global"])
+            if not cur.set_range(_U64.pack(start)):
+                return
+            for key, value in cur:
+                if end is not None and _U64.unpack(key)[0] >= end:
+                    break
                 yield cbor2.loads(value)[2]
 
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from .errors import BadProof
+from .errors import BadProof, VerificationError
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -25,24 +25,45 @@ def _split(n: int) -> int:
 
 
 class MerkleTree:
-    """An append-only RFC 9162 tree that keeps every complete subtree, so proofs cost O(log n) hashes.
+    """An append-only RFC 9162 tree that keeps its complete subtrees, so proofs cost O(log n) hashes.
 
-    Level h holds the hashes of the complete, aligned subtrees of 2**h leaves, packed into one bytearray.
+    Level h holds the hashes of the complete, aligned subtrees of 2**h leaves, packed into one bytearray. A
+    log's store already holds every leaf hash, so with `read_leaves(start, end)` the tree keeps in memory
+    only the subtrees of at least 2**`tile_height` leaves and the rightmost, incomplete tile: at the default
+    height, 64 bytes per leaf become one. A proof that needs a smaller subtree reads that tile's leaf hashes
+    back, rehashes the tile and checks it against the tile's root held in memory, so a store that changed
+    under the tree is caught instead of yielding a wrong proof.
     """
 
-    __slots__ = ("_levels",)
+    __slots__ = ("_height", "_levels", "_read", "_size", "_tiles")
 
-    def __init__(self, leaf_hashes: Iterable[bytes] = ()) -> None:
-        self._levels: list[bytearray] = [bytearray()]
+    TILE_CACHE = 8
+
+    def __init__(self, leaf_hashes: Iterable[bytes] = (), *,
+                 read_leaves: Callable[[int, int], Sequence[bytes]] | None = None, tile_height: int = 6) -> None:
+        if not 1 <= tile_height <= 16:
+            raise ValueError(f"tile_height: expected 1 to 16, got {tile_height}")
+        # Per level: the index of the first node held, and the nodes from there on. Replaced as one tuple,
+        # never emptied in place, so a reader in another thread sees a consistent pair.
+        self._levels: list[tuple[int, bytearray]] = [(0, bytearray())]
+        self._size = 0
+        self._read = read_leaves
+        self._height = tile_height
+        self._tiles: dict[int, list[list[bytes]]] = {}
         for h in leaf_hashes:
             self.append_hash(h)
 
     def __len__(self) -> int:
-        return len(self._levels[0]) // HASH_SIZE
+        return self._size
 
     @property
     def size(self) -> int:
-        return len(self)
+        return self._size
+
+    @property
+    def held(self) -> int:
+        """How many hashes the tree keeps in memory."""
+        return sum(len(nodes) for _, nodes in self._levels) // HASH_SIZE
 
     def append(self, data: bytes) -> int:
         return self.append_hash(leaf_hash(data))
@@ -51,25 +72,58 @@ class MerkleTree:
         """Add a leaf hash; return its index."""
         if len(h) != HASH_SIZE:
             raise ValueError(f"leaf hash: expected {HASH_SIZE} bytes, got {len(h)}")
-        index = len(self)
-        self._levels[0] += h
-        level, i = 0, index
+        index = self._size
+        self._push(0, h)
+        level, i, node = 0, index, h
         while i & 1:
-            nodes = self._levels[level]
-            left = bytes(nodes[(i - 1) * HASH_SIZE:i * HASH_SIZE])
-            right = bytes(nodes[i * HASH_SIZE:(i + 1) * HASH_SIZE])
+            node = node_hash(self._node(level, i - 1), node)
             level += 1
-            if len(self._levels) == level:
-                self._levels.append(bytearray())
-            self._levels[level] += node_hash(left, right)
             i >>= 1
+            self._push(level, node)
+        self._size = index + 1
+        if self._read is not None and self._size % (1 << self._height) == 0:
+            for low in range(self._height):  # the tile is complete: its root stays, the rest is in the store
+                self._levels[low] = (self._size >> low, bytearray())
         return index
 
+    def _push(self, level: int, h: bytes) -> None:
+        if len(self._levels) == level:
+            self._levels.append((0, bytearray()))
+        self._levels[level][1].extend(h)
+
     def leaf(self, index: int) -> bytes:
-        return bytes(self._levels[0][index * HASH_SIZE:(index + 1) * HASH_SIZE])
+        return self._node(0, index)
 
     def _node(self, level: int, index: int) -> bytes:
-        return bytes(self._levels[level][index * HASH_SIZE:(index + 1) * HASH_SIZE])
+        first, nodes = self._levels[level]
+        if index >= first:
+            at = (index - first) * HASH_SIZE
+            return bytes(nodes[at:at + HASH_SIZE])
+        return self._tile(index >> (self._height - level))[level][index % (1 << (self._height - level))]
+
+    def _tile(self, tile: int) -> list[list[bytes]]:
+        """The levels below `tile_height` of a complete tile, rehashed from the store's leaf hashes."""
+        cached = self._tiles.get(tile)
+        if cached is not None:
+            return cached
+        assert self._read is not None
+        width = 1 << self._height
+        leaves = list(self._read(tile * width, (tile + 1) * width))
+        if len(leaves) != width or any(len(x) != HASH_SIZE for x in leaves):
+            raise VerificationError(f"the store returned {len(leaves)} leaf hashes for tile {tile} of the log, "
+                                    f"expected {width} of {HASH_SIZE} bytes")
+        levels = [leaves]
+        while len(levels[-1]) > 1:
+            below = levels[-1]
+            levels.append([node_hash(below[j], below[j + 1]) for j in range(0, len(below), 2)])
+        if levels[-1][0] != self._node(self._height, tile):
+            raise VerificationError(f"leaf hashes {tile * width} to {(tile + 1) * width - 1} in the store do not "
+                                    "hash to the tree's root of that tile: the store changed under the log",
+                                    hint="restore the hub's store from a backup or rebuild it from the devices")
+        if len(self._tiles) >= self.TILE_CACHE:
+            self._tiles.clear()
+        self._tiles[tile] = levels
+        return levels
 
     def _mth(self, start: int, end: int) -> bytes:
         """Hash of leaves [start, end), per RFC 9162 §2.1.1."""
@@ -128,7 +182,7 @@ class MerkleTree:
             out.append(self._mth(start, start + k))
 
     def _check_size(self, size: int) -> None:
-        if not 0 <= size <= len(self):
+        if not 0 <= size <= self._size:
             raise BadProof(f"tree size {size} is larger than the tree ({len(self)} leaves)")
 
 

@@ -80,6 +80,9 @@ def test_append_ranges_and_global_log(make_store):
     from ledger.merkle import leaf_hash
 
     assert list(store.leaf_hashes()) == [leaf_hash(r.raw) for r in records[:6]]
+    assert list(store.leaf_hashes(2, 5)) == [leaf_hash(r.raw) for r in records[2:5]]
+    assert list(store.leaf_hashes(4)) == [leaf_hash(r.raw) for r in records[4:6]]
+    assert list(store.leaf_hashes(7, 9)) == []
     assert store.size() == 6
 
 
@@ -155,3 +158,24 @@ def test_refusals_each_with_their_code(make_store):
     after = hub.ingest(device_id, [records[4].raw])
     assert after.accepted == 0 and after.problem["code"] == "REVOKED_KEY"
     assert hub.store.size() == 4
+
+
+def test_receipts_for_old_records_rehash_their_tile_from_the_store(make_store):
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x42" * 32)
+    store = make_store()
+    hub = Hub(store, hub_key, clock=clock)
+    signer, builder = new_device(clock)
+    device_id = enroll(hub, signer, clock)
+    records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(599)]
+    assert hub.ingest(device_id, [r.raw for r in records]).accepted == 600
+    hub.checkpoint()
+    assert hub.tree.held < 600 // 2, "whole tiles are left to the store"
+    for index in (0, 3, 255, 256, 300, 599):
+        _, receipt = hub.receipt(records[index].id)
+        assert verify_receipt(receipt, records[index].raw, hub_key.public_key).index == index
+    store.close()
+    reopened = Hub(make_store("a"), hub_key, clock=clock)
+    assert reopened.tree.held == hub.tree.held
+    _, receipt = reopened.receipt(records[17].id)
+    assert verify_receipt(receipt, records[17].raw, hub_key.public_key).index == 17
