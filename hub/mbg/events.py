@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -150,17 +151,25 @@ def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | Non
     except MalformedRecord as exc:
         raise InputError(f"record {record.device}/{record.seq}: {exc.message}") from None
     rid = record.id.hex() if isinstance(record.id, bytes | bytearray) else str(record.id)
-    common = {"record_id": rid, "device": record.device, "seq": record.seq, "boot": record.boot,
+    common = {"record_id": rid, "device": _shared(record.device), "seq": record.seq, "boot": record.boot,
               "device_time": record.time, "arrived_at": arrived_at}
     if kind == "scan":
-        return ScanEvent(**common, event=body["event"], site=body["site"],
-                         checkpoint=body.get("checkpoint"), staff=body.get("staff"),
-                         tags=tuple(body.get("tags", ())), parent=body.get("parent"), batch=body.get("batch"),
-                         school=body.get("school"), count=body.get("count"), temp_cc=body.get("temp_cc"),
-                         cooked_at=body.get("cooked_at"), text=body.get("text"), source=body.get("source"))
-    return StockMovement(**common, site=body["site"], item=body["item"], movement=body["movement"],
-                         qty=body["qty"], unit=body["unit"], supplier=body.get("supplier"),
-                         batch=body.get("batch"), reason=body.get("reason"))
+        return ScanEvent(**common, event=_shared(body["event"]), site=_shared(body["site"]),
+                         checkpoint=_shared(body.get("checkpoint")), staff=_shared(body.get("staff")),
+                         tags=tuple(_shared(t) for t in body.get("tags", ())), parent=_shared(body.get("parent")),
+                         batch=_shared(body.get("batch")), school=_shared(body.get("school")),
+                         count=body.get("count"), temp_cc=body.get("temp_cc"), cooked_at=body.get("cooked_at"),
+                         text=body.get("text"), source=_shared(body.get("source")))
+    return StockMovement(**common, site=_shared(body["site"]), item=_shared(body["item"]),
+                         movement=_shared(body["movement"]), qty=body["qty"], unit=_shared(body["unit"]),
+                         supplier=_shared(body.get("supplier")), batch=_shared(body.get("batch")),
+                         reason=body.get("reason"))
+
+
+def _shared(value: Any) -> Any:
+    """One copy of a text that many inputs repeat (sites, devices, staff cards, container tags): the
+    analytics hold days of scans, and each decoded record would otherwise bring its own copies."""
+    return sys.intern(value) if type(value) is str else value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
