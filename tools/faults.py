@@ -146,7 +146,7 @@ class HubProc(Proc):
     """`jejak hub run` with its own data dir, auto-approving enrollment, no mDNS."""
 
     def __init__(self, root: Path, *, host: str = "127.0.0.1", netns: str | None = None,
-                 map_size: int | None = None, http_host: str | None = None,
+                 map_size: int | None = None, http_host: str | None = None, checkpoint_interval: float = 0.5,
                  command: Sequence[str] = ("-m", "tools.cli", "hub", "run")) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,7 @@ class HubProc(Proc):
         config = root / "hub.toml"
         config.write_text(f'data_dir = "{root / "data"}"\nhttp_host = "{self.http_host}"\n'
                           f'http_port = {self.http_port}\ncoap_host = "{host}"\ncoap_port = {self.coap_port}\n'
-                          f'auto_approve = true\nmdns = false\ncheckpoint_interval = 0.5\n{store}')
+                          f'auto_approve = true\nmdns = false\ncheckpoint_interval = {checkpoint_interval}\n{store}')
         super().__init__([*command, "--config", str(config)], root / "hub.log", netns)
 
     @property
@@ -609,11 +609,17 @@ class _Front(asyncio.DatagramProtocol):
         if back is not None:
             relay.later(lambda: back.sendto(data))
 
+    def close(self) -> None:
+        for relay in self.relays.values():
+            if relay.back is not None:
+                relay.back.close()
+        if self.transport is not None:
+            self.transport.close()
 
-async def impair(listen: tuple[str, int], target: tuple[str, int], *, loss: float, delay_ms: int,
-                 jitter_ms: int, seed: int = 5) -> None:
-    """A UDP relay that drops `loss` % of datagrams each way and delays the rest: netem in user space, for
-    kernels built without the netem qdisc."""
+
+async def start_impairment(listen: tuple[str, int], target: tuple[str, int], *, loss: float, delay_ms: int,
+                           jitter_ms: int, seed: int = 5) -> _Front:
+    """A UDP relay that drops `loss` % of datagrams each way and delays the rest, until `close()`."""
     rng = random.Random(seed)
 
     def shape() -> float | None:
@@ -622,7 +628,15 @@ async def impair(listen: tuple[str, int], target: tuple[str, int], *, loss: floa
         return max(0.0, rng.uniform(delay_ms - jitter_ms, delay_ms + jitter_ms)) / 1000
 
     loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(lambda: _Front(target, shape), local_addr=listen)
+    _, front = await loop.create_datagram_endpoint(lambda: _Front(target, shape), local_addr=listen)
+    return front
+
+
+async def impair(listen: tuple[str, int], target: tuple[str, int], *, loss: float, delay_ms: int,
+                 jitter_ms: int, seed: int = 5) -> None:
+    """A UDP relay that drops `loss` % of datagrams each way and delays the rest: netem in user space, for
+    kernels built without the netem qdisc."""
+    await start_impairment(listen, target, loss=loss, delay_ms=delay_ms, jitter_ms=jitter_ms, seed=seed)
     await asyncio.Event().wait()
 
 

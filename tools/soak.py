@@ -54,8 +54,8 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
     from tools.faults import HubProc
 
     clock = SimClock(time.time(), scale)
-    hub = HubProc(root / "hub", command=("-m", "tools.soak", "--serve-hub", "--epoch", repr(clock.epoch),
-                                         "--scale", repr(scale)))
+    serve = ("-m", "tools.soak", "--serve-hub", "--epoch", repr(clock.epoch), "--scale", repr(scale))
+    hub = HubProc(root / "hub", checkpoint_interval=10.0, command=serve)  # the default interval
     hub.start()
     await asyncio.to_thread(hub.wait_up)
     assert hub.proc is not None
