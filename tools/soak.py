@@ -41,7 +41,10 @@ class SimClock:
 def _proc(pid: int) -> dict[str, int]:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"rss_kb": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"]),
+    # RssAnon is the process's own memory; RssFile is mostly the LMDB store's pages mapped in, which grows
+    # with the store and which the kernel takes back under memory pressure.
+    return {"rss_kb": int(fields["VmRSS"].split()[0]), "anon_kb": int(fields["RssAnon"].split()[0]),
+            "file_kb": int(fields["RssFile"].split()[0]), "threads": int(fields["Threads"]),
             "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
@@ -148,20 +151,23 @@ def summarise(samples: list[dict[str, Any]], *, devices: int, failures: int, min
     last = samples[-1]
     span_min = max((last["t"] - warm["t"]) / 60, 1e-9)
     records_after = max(last["records"] - warm["records"], 1)
-    rss_per_min = slope([(s["t"] / 60, s["rss_kb"] / 1024) for s in steady])
+
+    def growth(key: str) -> dict[str, float]:
+        per_min = slope([(s["t"] / 60, s[key] / 1024) for s in steady])
+        return {"after_warmup": round(warm[key] / 1024, 1), "end": round(last[key] / 1024, 1),
+                "max": round(max(s[key] for s in samples) / 1024, 1), "growth_mb_per_min": round(per_min, 2),
+                "growth_bytes_per_record": round(per_min * span_min * 1024 * 1024 / records_after, 1)}
+
     return {
         "minutes": minutes, "devices": devices, "scale": scale,
         "simulated_days": round(last["t"] * scale / 86400, 1), "warmup_s": round(warm["t"], 1),
         "records": last["records"], "requests": last["requests"],
         "records_per_s": round(last["records"] / last["t"], 1), "failed_requests": failures,
-        "rss_mb_after_warmup": round(warm["rss_kb"] / 1024, 1), "rss_mb_end": round(last["rss_kb"] / 1024, 1),
-        "rss_mb_max": round(max(s["rss_kb"] for s in samples) / 1024, 1),
-        "rss_growth_mb_per_min": round(rss_per_min, 2),
-        "rss_growth_bytes_per_record": round(rss_per_min * span_min * 1024 * 1024 / records_after, 1),
+        "rss_mb": growth("rss_kb"), "heap_mb": growth("anon_kb"), "mapped_files_mb": growth("file_kb"),
         "fds_after_warmup": warm["fds"], "fds_end": last["fds"], "fds_max": max(s["fds"] for s in samples),
         "threads_after_warmup": warm["threads"], "threads_end": last["threads"],
         "client_tasks_after_warmup": warm["tasks"], "client_tasks_end": last["tasks"],
-        "samples": [{k: s[k] for k in ("t", "rss_kb", "fds", "threads", "tasks", "records")}
+        "samples": [{k: s[k] for k in ("t", "rss_kb", "anon_kb", "file_kb", "fds", "threads", "tasks", "records")}
                     for s in samples[:: max(1, len(samples) // 30)]],
     }
 
