@@ -58,6 +58,9 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # it failed while being stopped (in a finally, say): a restart would undo the stop
                 self.metrics.restarts[name] += 1
                 log.exception("task %s crashed; restarting in %.1f s", name, delay)
             if time.monotonic() - started > 60:
@@ -65,13 +68,28 @@ class Supervisor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.cap)
 
-    async def stop(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
-        for task in self.tasks.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def stop(self, *, grace: float = 5.0, attempts: int = 3) -> None:
+        """Cancel every task and wait for them to end, at most `grace` seconds per cancel.
+
+        A task still running after its grace is cancelled again: code can drop a cancel (asyncio.wait_for on
+        Python 3.11 does when what it awaits completes in the same step), and one dropped cancel must not hold
+        the shutdown forever. asyncio.wait, unlike awaiting the task, never takes the caller's own cancel for
+        the task's.
+        """
+        tasks = list(self.tasks.values())
         self.tasks.clear()
+        pending = {task for task in tasks if not task.done()}
+        for _ in range(attempts):
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=grace)
+        if pending:
+            log.error("tasks still running after %d cancels: %s", attempts, sorted(t.get_name() for t in pending))
+        for task in tasks:
+            if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
+                log.error("task %s failed while stopping", task.get_name(), exc_info=exc)
 
 
 def free_udp_port(host: str) -> int:
@@ -198,25 +216,27 @@ class EdgeDaemon:
             await self.stopped.wait()
             return
         self._closing = True
-        if self.discovery is not None:
-            with contextlib.suppress(Exception):
-                await self.discovery.close()
-        await self.supervisor.stop()
-        if self.tap is not None:
-            with contextlib.suppress(Exception):
-                await self.tap.close()
-        if self.commit is not None:
-            await self.commit.close()
-        if self.coap is not None:
-            await self.coap.shutdown()
-        if self._http is not None:
-            await self._http.cleanup()
-        if self.security is not None:
-            self.security.close()  # writes OSCORE sequence numbers and replay windows back
-        if self.store is not None:
-            self.store.close()
-        log.info("stopped", extra={"fields": {"records": dict(self.counters.records)}})
-        self.stopped.set()
+        try:
+            if self.discovery is not None:
+                with contextlib.suppress(Exception):
+                    await self.discovery.close()
+            await self.supervisor.stop()
+            if self.tap is not None:
+                with contextlib.suppress(Exception):
+                    await self.tap.close()
+            if self.commit is not None:
+                await self.commit.close()
+            if self.coap is not None:
+                await self.coap.shutdown()
+            if self._http is not None:
+                await self._http.cleanup()
+            if self.security is not None:
+                self.security.close()  # writes OSCORE sequence numbers and replay windows back
+            if self.store is not None:
+                self.store.close()
+            log.info("stopped", extra={"fields": {"records": dict(self.counters.records)}})
+        finally:
+            self.stopped.set()  # a second close() waits for this one, and must not wait forever if it failed
 
     async def _start_http(self) -> None:
         from aiohttp import web

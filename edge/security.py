@@ -315,7 +315,8 @@ class EdgeSecurity:
 
     async def fetch_revocations(self, ctx: aiocoap.Context, hub_url: str) -> bool:
         msg = aiocoap.Message(code=Code.GET, uri=f"{hub_url}/security/revocations")
-        response = await asyncio.wait_for(ctx.request(msg).response, 30)
+        async with asyncio.timeout(30):  # not wait_for, which can drop a cancel on 3.11 (coap_server.sync)
+            response = await ctx.request(msg).response
         if not response.code.is_successful():
             return False
         return self.revocations.apply(response.payload)

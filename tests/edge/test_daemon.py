@@ -69,6 +69,55 @@ async def test_supervisor_restarts_a_crashed_task_with_backoff():
     assert not sup.tasks
 
 
+async def test_supervisor_stop_is_bounded_when_a_task_drops_a_cancel():
+    metrics = Metrics()
+    sup = Supervisor(metrics)
+    cancels = []
+
+    async def deaf():
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:  # as asyncio.wait_for on Python 3.11 can, the first time
+                cancels.append(1)
+                if len(cancels) > 1:
+                    raise
+
+    sup.spawn("deaf", deaf)
+    await asyncio.sleep(0.01)
+    task = sup.tasks["deaf"]
+    try:
+        stopping = asyncio.create_task(sup.stop(grace=0.2))
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert done and task.cancelled() and len(cancels) == 2
+    finally:
+        while not task.done():  # after a failure above: it takes two cancels
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
+
+
+async def test_supervisor_does_not_restart_a_task_that_fails_while_stopping():
+    metrics = Metrics()
+    sup = Supervisor(metrics, base=0.01, cap=0.05)
+    runs = []
+
+    async def untidy():
+        runs.append(1)
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            if len(runs) == 1:  # only the first run, so a restart (the fault) can still be stopped
+                raise RuntimeError("cleanup fell over")
+
+    sup.spawn("untidy", untidy)
+    await asyncio.sleep(0.01)
+    task = sup.tasks["untidy"]
+    stopping = asyncio.create_task(sup.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=10)
+    assert done and len(runs) == 1 and metrics.restarts["untidy"] == 0
+    assert isinstance(task.exception(), RuntimeError)
+
+
 async def test_map_full_refuses_clearly_and_keeps_serving_reads(tmp_path):
     config = edge_config(tmp_path, limits=Limits(map_size=256 * 1024))
     acked = []

@@ -3,12 +3,16 @@ requests are refused with OSCORE_REQUIRED; peers read only what the policy allow
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import aiocoap
 import cbor2
 
+from edge.daemon import EdgeDaemon
 from ledger.sync import encode_heads, encode_records
 
-from .common import coap, edge, edge_config, enroll_edge, secure_hub, wait_for
+from .common import NOW, coap, edge, edge_config, enroll_edge, secure_hub, wait_for
 
 
 async def test_enrolled_edge_pushes_over_oscore_and_plain_requests_are_refused(tmp_path):
@@ -85,3 +89,29 @@ async def test_peers_read_by_policy_over_their_pair_context(tmp_path):
             finally:
                 await ctx.shutdown()
             assert b.store.state(third) is None
+
+
+async def test_edge_closes_while_its_oscore_request_to_a_silent_hub_is_unanswered(tmp_path):
+    """The hub's address answers nothing: the sync round sits in its OSCORE request when the edge closes. The
+    close returns, and no OSCORE request task of aiocoap is left waiting for an answer."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        await enroll_edge(tmp_path / "edge", hub)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.settimeout(10)
+        config = edge_config(tmp_path / "edge", hub=f"coap://127.0.0.1:{silent.getsockname()[1]}")
+        daemon = EdgeDaemon(config, clock=lambda: NOW)
+        await daemon.start()
+        closing = None
+        try:
+            await asyncio.to_thread(silent.recvfrom, 2048)  # the edge's first request: it stays unanswered
+            closing = asyncio.create_task(daemon.close())
+            done, _ = await asyncio.wait({closing}, timeout=10)
+            assert done, f"close did not return within 10 s; sync: {daemon.status()['sync']}"
+            closing.result()
+        finally:
+            if closing is None:
+                await daemon.close()
+    await asyncio.sleep(0.1)
+    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("OSCORE request")]
+    assert not left, left
