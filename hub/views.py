@@ -228,10 +228,16 @@ class Views:
             except Exception:
                 log.exception("deriving alerts failed")
             self._last_derive_s = time.perf_counter() - started
-            if self.clock() - self._pruned_at >= 3600:
-                with self.fresh():
-                    self._pruned_at = self.clock()
-                    self.mbg.prune(self._pruned_at, self.keep_days)
+            self.prune()
+
+    def prune(self) -> int:
+        """At most once an hour of the hub's clock, forget the scans that arrived more than `keep_days`
+        ago (the store keeps them): what the views hold follows the window, not the hub's age."""
+        if self.clock() - self._pruned_at < 3600:
+            return 0
+        with self.fresh():
+            self._pruned_at = self.clock()
+            return self.mbg.prune(self._pruned_at, self.keep_days)
 
     def refresh_alerts(self) -> list[dict[str, Any]]:
         """Run the early warning and the MBG rules; publish and return the alerts not seen before, and send
