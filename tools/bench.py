@@ -73,9 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", action="append", help="run only these parts (repeatable)")
     p.add_argument("--json", default="benchmarks.json", help="where to write the figures as JSON")
     p.add_argument("--markdown", default="BENCHMARKS.md", help="where to write the table")
+    p.add_argument("--update", action="store_true",
+                   help="keep the other parts' figures from the JSON file and replace only the parts run")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"quick": args.quick, "started": int(time.time()), "machine": machine(),
                                "parts": {}}
+    if args.update and Path(args.json).exists():
+        results["parts"] = json.loads(Path(args.json).read_text())["parts"]
     failed = 0
     for part, module in PARTS:
         if args.only and part not in args.only:

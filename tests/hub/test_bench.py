@@ -10,3 +10,6 @@ def test_quick_bench_reports_figures():
     assert 0 < figures["ingest_lmdb_vs_raw_verify"] < 2
     assert isinstance(figures["ingest_postgres_per_s"], float), figures["ingest_postgres_per_s"]
     assert figures["proofs"]["inclusion_verify_per_s"] > 0
+    tiles = figures["store_proofs"]
+    assert tiles["random_inclusion_tiles_from_lmdb_per_s"] > 0
+    assert tiles["tree_bytes_per_leaf_tiled"] < tiles["tree_bytes_per_leaf_in_memory"] / 16

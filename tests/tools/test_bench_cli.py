@@ -1,0 +1,16 @@
+"""`jejak bench --update` replaces the parts it runs and keeps the others' figures."""
+
+import json
+
+from tools.bench import main
+
+
+def test_update_keeps_the_other_parts(tmp_path):
+    out, md = tmp_path / "b.json", tmp_path / "B.md"
+    out.write_text(json.dumps({"parts": {"ledger": {"raw_verify_per_s": 12345.0}}}))
+    assert main(["--quick", "--only", "markets", "--update", "--json", str(out), "--markdown", str(md)]) == 0
+    parts = json.loads(out.read_text())["parts"]
+    assert parts["ledger"] == {"raw_verify_per_s": 12345.0}
+    assert "seconds" in parts["markets"] and "error" not in parts["markets"]
+    table = md.read_text()
+    assert "## ledger" in table and "## markets" in table and "12,345" in table
