@@ -558,6 +558,23 @@ class Lan:
         self.created.clear()
 
 
+class _Shape:
+    """Drops `loss` % of datagrams and delays the rest, from a seeded random source; counts both."""
+
+    def __init__(self, *, loss: float, delay_ms: int, jitter_ms: int, seed: int) -> None:
+        self.loss, self.delay_ms, self.jitter_ms = loss, delay_ms, jitter_ms
+        self.rng = random.Random(seed)
+        self.dropped = self.passed = 0
+
+    def __call__(self) -> float | None:
+        """Seconds to hold a datagram, or None to drop it."""
+        if self.rng.random() * 100 < self.loss:
+            self.dropped += 1
+            return None
+        self.passed += 1
+        return max(0.0, self.rng.uniform(self.delay_ms - self.jitter_ms, self.delay_ms + self.jitter_ms)) / 1000
+
+
 class _Relay:
     """One client's path through the impairment: datagrams both ways, each dropped or delayed."""
 
@@ -582,7 +599,7 @@ class _Back(asyncio.DatagramProtocol):
 
 
 class _Front(asyncio.DatagramProtocol):
-    def __init__(self, target: tuple[str, int], shape: Callable[[], float | None]) -> None:
+    def __init__(self, target: tuple[str, int], shape: _Shape) -> None:
         self.target, self.shape = target, shape
         self.relays: dict[tuple[str, int], _Relay] = {}
         self.transport: asyncio.DatagramTransport | None = None
@@ -619,14 +636,9 @@ class _Front(asyncio.DatagramProtocol):
 
 async def start_impairment(listen: tuple[str, int], target: tuple[str, int], *, loss: float, delay_ms: int,
                            jitter_ms: int, seed: int = 5) -> _Front:
-    """A UDP relay that drops `loss` % of datagrams each way and delays the rest, until `close()`."""
-    rng = random.Random(seed)
-
-    def shape() -> float | None:
-        if rng.random() * 100 < loss:
-            return None
-        return max(0.0, rng.uniform(delay_ms - jitter_ms, delay_ms + jitter_ms)) / 1000
-
+    """A UDP relay that drops `loss` % of datagrams each way and delays the rest, until `close()`; its `shape`
+    counts what it dropped and passed."""
+    shape = _Shape(loss=loss, delay_ms=delay_ms, jitter_ms=jitter_ms, seed=seed)
     loop = asyncio.get_running_loop()
     _, front = await loop.create_datagram_endpoint(lambda: _Front(target, shape), local_addr=listen)
     return front
