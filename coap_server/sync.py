@@ -19,6 +19,7 @@ from ledger.sync import (
     Head,
     Limits,
     Push,
+    RequestSize,
     decode_heads,
     decode_records,
     encode_heads,
@@ -161,10 +162,32 @@ async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = 
     return response.payload
 
 
+async def _sized(ctx: aiocoap.Context, size: RequestSize, code: Code, uri: str, payload: bytes = b"") -> bytes:
+    """A records request whose outcome sizes the next: a refusal says nothing about the link, so only a
+    request lost in transit (timed out, the transport gave up) or answered counts."""
+    loop = asyncio.get_running_loop()
+    sent = loop.time()
+    try:
+        data = await _request(ctx, code, uri, payload, timeout=size.timeout)
+    except SyncFailed:
+        raise
+    except Exception:
+        size.failed()
+        raise
+    size.succeeded(loop.time() - sent)
+    return data
+
+
 async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits: Limits = Limits(),
-                    push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset()) -> SyncReport:
-    """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push."""
+                    push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset(),
+                    size: RequestSize | None = None) -> SyncReport:
+    """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push.
+
+    Records requests carry what `size` allows; pass the same `size` to every round with a peer so that it
+    follows the link (halved when a request is lost, grown back when they finish quickly)."""
     report = SyncReport()
+    if size is None:
+        size = RequestSize(limits)
     mine = await asyncio.to_thread(local.heads)
     out = encode_heads(mine)
     theirs_raw = await _request(ctx, Code.POST, f"{base}/sync/heads", out)
@@ -176,8 +199,8 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
         if isinstance(action, Fetch):
             start = action.start
             while start < action.end:
-                data = await _request(ctx, Code.GET, f"{base}/sync/records?d={action.device_id.hex()}"
-                                                     f"&from={start}&to={action.end}")
+                data = await _sized(ctx, size, Code.GET, f"{base}/sync/records?d={action.device_id.hex()}"
+                                                         f"&from={start}&to={min(action.end, start + size.records)}")
                 report.bytes_received += len(data)
                 device_id, _, raws = decode_records(data, limits)
                 if device_id != action.device_id or not raws:
@@ -192,14 +215,14 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
         elif isinstance(action, Push):
             start = action.start
             while start < action.end:
-                raws = _fit(await asyncio.to_thread(local.log_range, action.device_id, start, action.end),
-                            limits.bytes_per_request)
+                end = min(action.end, start + size.records)
+                raws = _fit(await asyncio.to_thread(local.log_range, action.device_id, start, end), size.bytes)
                 if not raws:
                     break
                 body = encode_records(action.device_id, start, raws)
                 report.bytes_sent += len(body)
                 try:
-                    ack = cbor2.loads(await _request(ctx, Code.POST, f"{base}/sync/records", body))
+                    ack = cbor2.loads(await _sized(ctx, size, Code.POST, f"{base}/sync/records", body))
                 except SyncFailed as exc:
                     report.problems.append(f"{action.device_id.hex()}: {exc}")
                     break

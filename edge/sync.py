@@ -13,7 +13,7 @@ from typing import Any
 import aiocoap
 
 from coap_server.sync import LogHolder, SyncReport, sync_once
-from ledger.sync import Backoff, Limits
+from ledger.sync import Backoff, Limits, RequestSize
 
 log = logging.getLogger("jejak.edge.sync")
 
@@ -58,6 +58,7 @@ class Target:
     url: str
     role: str  # "hub" or "edge"
     backoff: Backoff
+    size: RequestSize  # how much one records request to it carries: follows the link across rounds
     next_try: float = 0.0
     last_ok: float | None = None
     last_error: str | None = None
@@ -68,6 +69,7 @@ class Target:
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "role": self.role, "last_ok": self.last_ok, "last_error": self.last_error,
                 "pushed": self.pushed, "fetched": self.fetched, "failures": self.backoff.failures,
+                "request_records": self.size.records, "request_bytes": self.size.bytes,
                 "problems": self.problems[-5:]}
 
 
@@ -77,10 +79,12 @@ class SyncAgent:
 
     def __init__(self, holder: LogHolder, *, hubs: Sequence[str] = (), peers: Sequence[str] = (),
                  interval: float = 30.0, limits: Limits = Limits(), blocked: Callable[[], frozenset[bytes]] | None = None,
-                 rng: random.Random | None = None, monotonic: Callable[[], float] = time.monotonic) -> None:
+                 rng: random.Random | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 request_timeout: float = 30.0) -> None:
         self.holder = holder
         self.interval = interval
         self.limits = limits
+        self.request_timeout = request_timeout
         self.blocked = blocked or frozenset
         self.rng = rng or random.Random()
         self.monotonic = monotonic
@@ -94,7 +98,8 @@ class SyncAgent:
 
     def add(self, url: str, role: str) -> None:
         if url not in self.targets:
-            self.targets[url] = Target(url=url, role=role, backoff=Backoff(base=0.5, cap=60.0, rng=self.rng))
+            self.targets[url] = Target(url=url, role=role, backoff=Backoff(base=0.5, cap=60.0, rng=self.rng),
+                                       size=RequestSize(self.limits, timeout=self.request_timeout))
         self.targets[url].next_try = 0.0
         self.trigger()
 
@@ -114,12 +119,14 @@ class SyncAgent:
                 continue
             try:
                 report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
-                                         push=True, pull=target.role != "hub", blocked=self.blocked())
+                                         push=True, pull=target.role != "hub", blocked=self.blocked(),
+                                         size=target.size)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
                 delay = target.backoff.failed()
                 target.next_try = now + delay
                 target.last_error = f"{type(exc).__name__}: {exc}"
-                log.info("sync with %s failed (%s); next try in %.1fs", target.url, target.last_error, delay)
+                log.info("sync with %s failed (%s); next try in %.1fs, with up to %d records a request",
+                         target.url, target.last_error, delay, target.size.records)
                 continue
             target.backoff.succeeded()
             target.last_ok = time.time()

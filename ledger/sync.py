@@ -237,5 +237,60 @@ class Backoff:
         return self.rng.uniform(0, min(self.cap, self.base * 2 ** min(self.failures, 30)))
 
 
+@dataclass(slots=True)
+class RequestSize:
+    """How much one records request to a peer carries, fitted to the link between `floor_*` and `limits`.
+
+    Each accepted request is acknowledged and stays done, so requests small enough to finish within `timeout`
+    always make progress; on a lossy link a large one can time out every time and so make none. The first
+    request carries the floor. One answered within a quarter of the timeout doubles the next (twice the size
+    should still finish within half); one that failed in transit, or took over half the timeout, halves it.
+    """
+
+    limits: Limits = field(default_factory=Limits)
+    timeout: float = 30.0  # for one request of any size: the room that a smaller request gains
+    floor_records: int = 4
+    floor_bytes: int = 4096
+    halvings: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.floor_records <= self.limits.records_per_request:
+            raise SyncError(f"request size: expected 1 <= floor_records <= {self.limits.records_per_request}, "
+                            f"got {self.floor_records}")
+        if not 1 <= self.floor_bytes <= self.limits.bytes_per_request:
+            raise SyncError(f"request size: expected 1 <= floor_bytes <= {self.limits.bytes_per_request}, "
+                            f"got {self.floor_bytes}")
+        if not self.timeout > 0:
+            raise SyncError(f"request size: expected a timeout > 0 seconds, got {self.timeout}")
+        self.halvings = self._deepest()
+
+    @property
+    def records(self) -> int:
+        return max(self.floor_records, self.limits.records_per_request >> self.halvings)
+
+    @property
+    def bytes(self) -> int:
+        return max(self.floor_bytes, self.limits.bytes_per_request >> self.halvings)
+
+    def failed(self) -> None:
+        """A request timed out or the transport gave up on it."""
+        self.halvings = min(self.halvings + 1, self._deepest())
+
+    def succeeded(self, elapsed: float) -> None:
+        """A request was answered `elapsed` seconds after it was sent."""
+        if elapsed > self.timeout / 2:
+            self.failed()
+        elif elapsed <= self.timeout / 4:
+            self.halvings = max(self.halvings - 1, 0)
+
+    def _deepest(self) -> int:
+        """Halvings that bring both records and bytes down to their floors."""
+        deepest = 0
+        while (self.limits.records_per_request >> deepest > self.floor_records
+               or self.limits.bytes_per_request >> deepest > self.floor_bytes):
+            deepest += 1
+        return deepest
+
+
 def empty_head(device_id: bytes) -> Head:
     return Head(device_id=device_id, length=0, head=ZERO_HASH)
