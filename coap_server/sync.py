@@ -152,7 +152,10 @@ class SyncReport:
 async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = b"",
                    timeout: float = 30.0) -> bytes:
     msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=CBOR if payload else None)
-    response = await asyncio.wait_for(ctx.request(msg).response, timeout)
+    # Not wait_for: on Python 3.11 it drops a cancel that lands as the response arrives (CPython gh-86296),
+    # and a sync loop told to stop would carry on.
+    async with asyncio.timeout(timeout):
+        response = await ctx.request(msg).response
     if not response.code.is_successful():
         try:
             err = cbor2.loads(response.payload)

@@ -147,16 +147,20 @@ class SyncAgent:
                 await self.round(ctx)
                 requests += 1
                 if requests >= 2000:  # aiocoap runs out of message ids at 65,536 per context
-                    await ctx.shutdown()
-                    ctx = await aiocoap.Context.create_client_context()
+                    # The new one first: a cancel meanwhile leaves the finally below one live context to shut.
+                    old, ctx = ctx, await aiocoap.Context.create_client_context()
+                    await old.shutdown()
                     requests = 0
                 pending = [t.next_try - self.monotonic() for t in self.targets.values()]
                 wait = min([self.interval] + [p for p in pending if p > 0])
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that lands as the event
+                # is set, and the daemon's close then waits for this loop forever.
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.05))
-                    await asyncio.sleep(0.05)  # gather a burst of new records into one round
+                    async with asyncio.timeout(max(wait, 0.05)):
+                        await self._wake.wait()
                 except TimeoutError:
-                    pass
+                    continue
+                await asyncio.sleep(0.05)  # gather a burst of new records into one round
         finally:
             await ctx.shutdown()
 

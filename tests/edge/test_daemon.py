@@ -18,6 +18,8 @@ from edge.cli import main as edge_main
 from edge.config import HttpConfig, Limits
 from edge.daemon import Supervisor
 from edge.metrics import Metrics
+from edge.store import LmdbLogStore
+from edge.sync import ReplicaQuota, SyncAgent
 from ledger import verify_chain
 
 from .common import DaemonProcess, edge_config, free_port, read_log, running, write_config
@@ -116,6 +118,30 @@ async def test_supervisor_does_not_restart_a_task_that_fails_while_stopping():
     done, _ = await asyncio.wait({stopping}, timeout=10)
     assert done and len(runs) == 1 and metrics.restarts["untidy"] == 0
     assert isinstance(task.exception(), RuntimeError)
+
+
+async def test_sync_loop_stops_when_cancelled_as_it_is_woken(tmp_path):
+    """trigger() and a cancel in the same loop steps: Python 3.11's wait_for kept the wake-up and dropped the
+    cancel, so the loop ran on and the daemon's close waited for it forever."""
+    store = LmdbLogStore(tmp_path / "store")
+    try:
+        for steps in range(6):
+            agent = SyncAgent(ReplicaQuota(store, max_records=100, own=None), interval=3600)
+            task = asyncio.create_task(agent.run())
+            while agent.rounds < 1:  # no targets: the round is empty, then it waits to be woken
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)
+            agent.trigger()
+            for _ in range(steps):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            while not task.done():  # after a failed trial: stop it before the store closes
+                task.cancel()
+                await asyncio.wait({task}, timeout=1)
+            assert done, f"the sync loop ran on after a cancel {steps} loop steps after trigger()"
+    finally:
+        store.close()
 
 
 async def test_map_full_refuses_clearly_and_keeps_serving_reads(tmp_path):

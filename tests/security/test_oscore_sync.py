@@ -91,6 +91,42 @@ async def test_peers_read_by_policy_over_their_pair_context(tmp_path):
             assert b.store.state(third) is None
 
 
+async def test_sync_loop_stops_when_cancelled_as_the_hub_answers(tmp_path):
+    """Closing an edge while the hub's OSCORE answer to a sync request is on its way stops the sync loop at
+    the first cancel. Python 3.11's wait_for drops a cancel that arrives in the same step as what it awaits
+    (CPython gh-86296); the loop then carried on and the daemon's close waited for it forever. Each trial
+    cancels one loop step later than the last, so some trial lands in that step."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        await enroll_edge(tmp_path / "edge", hub)
+        loop = asyncio.get_running_loop()
+        asked = asyncio.Event()
+        heads = hub.hub.heads
+
+        def watched_heads():  # type: ignore[no-untyped-def]
+            loop.call_soon_threadsafe(asked.set)  # the hub's sync resource calls this in a worker thread
+            return heads()
+
+        hub.hub.heads = watched_heads  # type: ignore[method-assign]
+        for steps in range(16):
+            asked.clear()
+            daemon = EdgeDaemon(edge_config(tmp_path / "edge", hub=hub.coap_url), clock=lambda: NOW)
+            await daemon.start()
+            sync = daemon.supervisor.tasks["sync"]
+            try:
+                await asyncio.wait_for(asked.wait(), 10)  # the hub is answering the edge's POST /sync/heads
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                sync.cancel()  # what the daemon's close does first
+                done, _ = await asyncio.wait({sync}, timeout=10)
+                assert done, f"the sync loop ran on after a cancel {steps} loop steps after the hub took the " \
+                             f"request; sync: {daemon.status()['sync']}"
+            finally:
+                while not sync.done():  # after a failed trial: stop it, so the close below can finish
+                    sync.cancel()
+                    await asyncio.wait({sync}, timeout=1)
+                await asyncio.wait_for(daemon.close(), 10)
+
+
 async def test_edge_closes_while_its_oscore_request_to_a_silent_hub_is_unanswered(tmp_path):
     """The hub's address answers nothing: the sync round sits in its OSCORE request when the edge closes. The
     close returns, and no OSCORE request task of aiocoap is left waiting for an answer."""
