@@ -94,7 +94,8 @@ class EdgeClient:
         ctx.used += 1
         ctx.inflight += 1
         try:
-            response = await asyncio.wait_for(ctx.context.request(msg).response, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                response = await ctx.context.request(msg).response
         finally:
             ctx.inflight -= 1
         if not response.code.is_successful():
@@ -146,7 +147,8 @@ class EdgeClient:
         ctx.inflight += 1
         req = ctx.context.request(msg)
         try:
-            first = await asyncio.wait_for(req.response, self.timeout)
+            async with asyncio.timeout(self.timeout):
+                first = await req.response
             if not first.code.is_successful():
                 raise CoapError.from_response(first)
             yield dict(cbor2.loads(first.payload))

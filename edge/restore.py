@@ -62,7 +62,8 @@ async def fetch_log(base: str, device_id: bytes, *, timeout: float = 30.0) -> li
         while True:
             msg = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/sync/records?d={device_id.hex()}"
                                                         f"&from={len(out)}&to={len(out) + 4096}")
-            response = await asyncio.wait_for(ctx.request(msg).response, timeout)
+            async with asyncio.timeout(timeout):
+                response = await ctx.request(msg).response
             if not response.code.is_successful():
                 raise StoreError(f"{base} answered {response.code} for the log of {device_id.hex()}")
             got_device, start, raws = decode_records(response.payload, Limits())

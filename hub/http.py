@@ -293,7 +293,8 @@ class HubApi:
             await resp.write(b": connected\n\n")
             while True:
                 try:
-                    event = await asyncio.wait_for(q.get(), timeout=15)
+                    async with asyncio.timeout(15):
+                        event = await q.get()
                 except TimeoutError:
                     await resp.write(b": keep-alive\n\n")
                     continue

@@ -89,7 +89,8 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
                     body = encode_records(builders[i].device_id, sent[i], state[i])
                     msg = aiocoap.Message(code=aiocoap.POST, uri=f"{hub.coap}/sync/records", payload=body)
                     try:
-                        resp = await asyncio.wait_for(ctx.request(msg).response, 10)
+                        async with asyncio.timeout(10):
+                            resp = await ctx.request(msg).response
                         ack = cbor2.loads(resp.payload) if resp.code.is_successful() else {}
                     except Exception:
                         ack = {}

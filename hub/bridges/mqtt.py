@@ -50,7 +50,8 @@ class MqttBridge:
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive)
         self.client.loop_start()
         try:
-            await asyncio.wait_for(asyncio.shield(self._subscribed), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._subscribed)
         except TimeoutError:
             self.close()
             raise ConnectionError(f"MQTT broker {self.config.host}:{self.config.port} did not accept the "
