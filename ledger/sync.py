@@ -254,12 +254,15 @@ class RequestSize:
     halvings: int = field(init=False)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.floor_records <= self.limits.records_per_request:
-            raise SyncError(f"request size: expected 1 <= floor_records <= {self.limits.records_per_request}, "
-                            f"got {self.floor_records}")
-        if not 1 <= self.floor_bytes <= self.limits.bytes_per_request:
-            raise SyncError(f"request size: expected 1 <= floor_bytes <= {self.limits.bytes_per_request}, "
-                            f"got {self.floor_bytes}")
+        if min(self.floor_records, self.limits.records_per_request) < 1:
+            raise SyncError(f"request size: expected at least 1 record as floor and limit, got "
+                            f"{self.floor_records} and {self.limits.records_per_request}")
+        if min(self.floor_bytes, self.limits.bytes_per_request) < 1:
+            raise SyncError(f"request size: expected at least 1 byte as floor and limit, got "
+                            f"{self.floor_bytes} and {self.limits.bytes_per_request}")
+        # Limits below a floor win: where requests may carry only 2 records, they carry 2.
+        self.floor_records = min(self.floor_records, self.limits.records_per_request)
+        self.floor_bytes = min(self.floor_bytes, self.limits.bytes_per_request)
         if not self.timeout > 0:
             raise SyncError(f"request size: expected a timeout > 0 seconds, got {self.timeout}")
         self.halvings = self._deepest()

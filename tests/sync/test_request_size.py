@@ -83,11 +83,17 @@ def test_limits_at_the_floor_leave_nothing_to_adapt():
     assert sizes(size) == (4, 4096)
 
 
+def test_limits_below_the_floors_win():
+    size = RequestSize(Limits(records_per_request=2, bytes_per_request=1024))
+    assert sizes(size) == (2, 1024)
+    size.failed()
+    assert sizes(size) == (2, 1024)
+
+
 @pytest.mark.parametrize(("kwargs", "says"), [
-    ({"floor_records": 0}, "expected 1 <= floor_records <= 512, got 0"),
-    ({"floor_records": 513}, "expected 1 <= floor_records <= 512, got 513"),
-    ({"floor_bytes": 0}, "expected 1 <= floor_bytes <= 262144, got 0"),
-    ({"limits": Limits(bytes_per_request=1024)}, "expected 1 <= floor_bytes <= 1024, got 4096"),
+    ({"floor_records": 0}, "expected at least 1 record as floor and limit, got 0 and 512"),
+    ({"limits": Limits(records_per_request=0)}, "expected at least 1 record as floor and limit, got 4 and 0"),
+    ({"floor_bytes": -1}, "expected at least 1 byte as floor and limit, got -1 and 262144"),
     ({"timeout": 0.0}, "expected a timeout > 0 seconds, got 0.0"),
     ({"timeout": float("nan")}, "expected a timeout > 0 seconds, got nan"),
 ])
@@ -105,11 +111,9 @@ def test_impossible_settings_are_refused_with_a_sync_error(kwargs, says):
 )
 def test_any_history_stays_between_floor_and_limits(records, size_bytes, floor_records, floor_bytes, events):
     limits = Limits(records_per_request=records, bytes_per_request=size_bytes)
-    if floor_records > records or floor_bytes > size_bytes:
-        with pytest.raises(SyncError):
-            RequestSize(limits, floor_records=floor_records, floor_bytes=floor_bytes)
-        return
     size = RequestSize(limits, floor_records=floor_records, floor_bytes=floor_bytes)
+    floor_records, floor_bytes = min(floor_records, records), min(floor_bytes, size_bytes)
+    assert sizes(size) == (floor_records, floor_bytes), "a new size starts at its floors"
     for event in events:
         before = sizes(size)
         if event is None:
