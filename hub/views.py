@@ -232,12 +232,28 @@ class Views:
 
     def prune(self) -> int:
         """At most once an hour of the hub's clock, forget the scans that arrived more than `keep_days`
-        ago (the store keeps them): what the views hold follows the window, not the hub's age."""
+        ago (the store keeps them) and the alerts over by then: what the views hold follows the window, not
+        the hub's age."""
         if self.clock() - self._pruned_at < 3600:
             return 0
         with self.fresh():
             self._pruned_at = self.clock()
+            self._prune_alerts(self._pruned_at - self.keep_days * 86400)
             return self.mbg.prune(self._pruned_at, self.keep_days)
+
+    def _prune_alerts(self, cutoff: int) -> None:
+        """Forget alerts resolved before `cutoff`, and early warnings (events, never resolved) raised before
+        it. Open ones stay however old. A forgotten MBG finding cannot come back: its id names its date, and
+        only today's findings are derived."""
+        def stale(alert: dict[str, Any]) -> bool:
+            if "resolved_at" in alert:
+                return int(alert["resolved_at"]) < cutoff
+            return alert["domain"] == "markets" and alert["code"] != "quarantined" and int(alert["time"]) < cutoff
+
+        gone = [a for a in self._alerts if stale(a)]
+        if gone:
+            self._alerts = [a for a in self._alerts if not stale(a)]
+            self._seen_alerts.difference_update(a["id"] for a in gone)
 
     def refresh_alerts(self) -> list[dict[str, Any]]:
         """Run the early warning and the MBG rules; publish and return the alerts not seen before, and send

@@ -8,7 +8,7 @@ import gc
 import tracemalloc
 from pathlib import Path
 
-from hub.mbg import Plan
+from hub.mbg import Kitchen, Plan, School
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.views import Views
@@ -30,7 +30,9 @@ def _hub_heap(snapshot: tracemalloc.Snapshot) -> int:
 def test_heap_stays_flat_as_days_pass(tmp_path):
     clock = Clock()
     hub = Hub(LmdbHubStore(tmp_path / "hub"), Ed25519Signer.from_seed(b"\x42" * 32), clock=clock)
-    views = Views(hub, plan=Plan(kitchens=(), schools=()), keep_days=KEEP_DAYS)
+    # A school the devices never deliver to: a missing-delivery alert every service day, resolved the next.
+    plan = Plan(kitchens=(Kitchen(id="sppg-00"),), schools=(School(id="sd-01", kitchen="sppg-00", portions=60),))
+    views = Views(hub, plan=plan, keep_days=KEEP_DAYS)
     days = KEEP_DAYS + 2 + 7
     hours: list[list[tuple[bytes, bytes]]] = [[] for _ in range(days * PER_DAY)]
     for i in range(DEVICES):
@@ -50,6 +52,8 @@ def test_heap_stays_flat_as_days_pass(tmp_path):
                 assert hub.ingest(device_id, [raw]).accepted == 1
             clock.advance(3600)
             views.prune()
+            if clock() % 86400 < 3600 * 4:  # the derivation the worker runs after records arrive
+                views.refresh_alerts()
         with views.fresh():
             hub.checkpoint()
 
@@ -59,6 +63,7 @@ def test_heap_stays_flat_as_days_pass(tmp_path):
         gc.collect()
         settled = _hub_heap(tracemalloc.take_snapshot())
         held = len(views.mbg.scans)
+        alerts = views.alerts()
         run_days(7)
         gc.collect()
         later = _hub_heap(tracemalloc.take_snapshot())
@@ -67,6 +72,8 @@ def test_heap_stays_flat_as_days_pass(tmp_path):
     records_since = 7 * PER_DAY * DEVICES
     assert 0 < held <= (KEEP_DAYS + 1) * PER_DAY * DEVICES, "scans beyond the window are held"
     assert len(views.mbg.scans) == held, "the window holds the same number of days of scans"
+    assert alerts["alerts"] and alerts["resolved"], "the plan raises and resolves alerts"
+    assert len(views.alerts()["resolved"]) == len(alerts["resolved"]) <= KEEP_DAYS + 1, "old alerts are kept"
     assert hub.tree.held < 2 * 64 + hub.tree.size // 32, "the Merkle tree keeps whole tiles in the store"
     # A kept scan costs hundreds of bytes: a heap growing with the log would show 1,680 of them here.
     assert (later - settled) / records_since < 16, f"heap grew {later - settled} bytes over {records_since} records"
