@@ -65,8 +65,13 @@ class Events:
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
+    @property
+    def watched(self) -> bool:
+        """Whether anyone subscribes: events are only built for a dashboard that is open."""
+        return bool(self._queues)
+
     def publish(self, event: dict[str, Any]) -> None:
-        if self._loop is None:
+        if self._loop is None or not self._queues:
             return
         self._loop.call_soon_threadsafe(self._deliver, event)
 
@@ -99,6 +104,8 @@ class HubApi:
         hub.listeners.on_checkpoint.append(self._on_checkpoint)
 
     def _on_records(self, records: list[Record], arrived_at: int) -> None:
+        if not self.events.watched:
+            return
         for rec in records[-50:]:
             self.events.publish({"type": "record", "record": rec.to_json(), "arrived_at": arrived_at})
 
