@@ -196,14 +196,14 @@ def verify_log(log: LogExport, report: DeviceReport) -> dict[bytes, Record]:
     """Verify one exported range; record problems in `report`; return the records that verified, by id."""
     good: dict[bytes, Record] = {}
     try:
-        if device_id_for(decode_record(log.keys[0]).body["pubkey"]) != log.device_id:  # type: ignore[index]
+        genesis = decode_record(log.keys[0]) if log.keys else None
+        if genesis is None or genesis.kind != "key" or genesis.body is None:
+            raise UnknownKey(f"no usable genesis key for device {log.device_id.hex()}")
+        if device_id_for(genesis.body["pubkey"]) != log.device_id:
             raise UnknownKey("genesis key does not derive the device id")
         schedule = _key_schedule(log.device_id, log.keys)
     except LedgerError as exc:
         report.problems.append(exc)
-        return good
-    except (IndexError, TypeError):
-        report.problems.append(UnknownKey(f"no usable genesis key for device {log.device_id.hex()}"))
         return good
     prev: Record | None = None
     for raw in log.records:

@@ -190,7 +190,9 @@ class ForkEvidence:
         """Check both signatures. For seq 0 the key comes from the genesis bodies themselves."""
         for record in (self.first, self.second):
             key = public_key
-            if record.seq == 0 and record.body is not None:
+            if record.seq == 0:
+                if record.kind != "key" or record.body is None:
+                    raise BrokenChain(f"genesis must be a key record, got {record.kind}", where=record.where)
                 key = record.body["pubkey"]
                 if device_id_for(key) != record.device_id:
                     raise BadSignature("genesis key does not derive this device id", where=record.where)

@@ -54,9 +54,10 @@ def encode_heads(heads: Iterable[Head]) -> bytes:
 
 def decode_heads(data: bytes, limits: Limits = Limits()) -> list[Head]:
     item = cbor.decode(data, what="heads message")
-    if not isinstance(item, list) or len(item) != 3 or item[0] != MSG_HEADS:
+    # `type(...) is int`: True == 1 in Python, and [1, true, []] is not a heads message.
+    if not isinstance(item, list) or len(item) != 3 or type(item[0]) is not int or item[0] != MSG_HEADS:
         raise SyncError("heads message: expected [1, protocol, [[device, length, head], ...]]")
-    if item[1] != PROTOCOL:
+    if type(item[1]) is not int or item[1] != PROTOCOL:
         raise SyncError(f"heads message: expected protocol {PROTOCOL}, got {item[1]!r}",
                         hint="both sides must run the same sync protocol version")
     entries = item[2]
@@ -186,7 +187,12 @@ class Push:
 
 def plan(local: Mapping[bytes, Head], remote: Iterable[Head], *, limits: Limits = Limits(),
          push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset()) -> list[Fetch | Push]:
-    """Compare heads and say what to fetch and what to push, chunked to the per-request limit."""
+    """Compare heads and say what to fetch and what to push.
+
+    Pushes are chunked to the per-request limit. A fetch is one range per log, which the caller asks for
+    request by request until the peer has no more: the peer's length is only its word until its records
+    arrive, and chunking a claimed 2**64 records up front would take the node's memory and time.
+    """
     actions: list[Fetch | Push] = []
     seen: set[bytes] = set()
     step = limits.records_per_request
@@ -198,9 +204,7 @@ def plan(local: Mapping[bytes, Head], remote: Iterable[Head], *, limits: Limits 
         have = mine.length if mine else 0
         if pull and r.length > have:
             # One record of overlap lets the receiver check the peer's history continues ours.
-            start = have - 1 if have else 0
-            for s in range(start, r.length, step):
-                actions.append(Fetch(r.device_id, s, min(s + step, r.length)))
+            actions.append(Fetch(r.device_id, have - 1 if have else 0, r.length))
         elif pull and mine is not None and r.length == have and have and r.head != mine.head:
             actions.append(Fetch(r.device_id, have - 1, have))  # same length, other head: get the evidence
         elif push and mine is not None and mine.length > r.length:

@@ -1,4 +1,5 @@
-"""Regression tests for ledger bugs found by the property tests; each failed before its fix."""
+"""Regression tests for ledger bugs found by the property tests and the fuzz targets (tools/fuzz.py); each
+failed before its fix."""
 
 from __future__ import annotations
 
@@ -53,3 +54,54 @@ def test_bundle_fields_of_the_wrong_type_are_malformed(path: tuple[object, ...],
 
 def test_unmodified_bundle_map_still_verifies() -> None:
     assert ledger.verify_bundle(cbor.encode(_bundle_map())).ok
+
+
+def _genesis_note(text: str, *, detach: bool = False) -> ledger.Record:
+    signer = ledger.Ed25519Signer.from_seed(bytes(range(32)))
+    return ledger.encode_record(signer, device_id=ledger.device_id_for(signer.public_key), seq=0, prev=bytes(32),
+                                time=1, boot=1, kind="note", body={"text": text}, detach=detach)
+
+
+def test_fork_evidence_of_two_non_key_genesis_records_is_a_typed_error() -> None:
+    # Before the fix: KeyError 'pubkey' from ForkEvidence.verify, and so from verify_bundle.
+    raw = cbor.encode([_genesis_note("a").raw, _genesis_note("b").raw])
+    evidence = ledger.ForkEvidence.from_cbor(raw)
+    for key in (None, bytes(32)):
+        with pytest.raises(ledger.BrokenChain):
+            evidence.verify(key)
+    bundle = ledger.Bundle(hub_key=None, logs=[], checkpoints=[], receipts=[], consistency=[], forks=[raw],
+                           created=1).encode()
+    report = ledger.verify_bundle(bundle)
+    assert [p.code for p in report.all_problems] == ["BROKEN_CHAIN"]
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_bundle_whose_key_list_starts_with_a_non_key_record_is_unknown_key(detach: bool) -> None:
+    # Before the fix: KeyError 'pubkey' escaped verify_bundle (the detached case was caught as a TypeError).
+    rec = _genesis_note("a", detach=detach)
+    bundle = ledger.Bundle(hub_key=None, logs=[ledger.LogExport(device_id=rec.device_id, keys=[rec.raw],
+                                                                 records=[rec.raw])],
+                           checkpoints=[], receipts=[], consistency=[], forks=[], created=1).encode()
+    report = ledger.verify_bundle(bundle)
+    assert [p.code for p in report.all_problems] == ["UNKNOWN_KEY"]
+
+
+@pytest.mark.parametrize("item", [[True, 1, []], [1, True, []]])
+def test_heads_message_with_true_for_an_integer_is_refused(item: list[object]) -> None:
+    # Before the fix: [1, true, []] was accepted (True == 1 in Python), a heads message no node encodes.
+    from ledger.sync import decode_heads
+
+    with pytest.raises(ledger.SyncError):
+        decode_heads(cbor.encode(item))
+
+
+def test_plan_of_a_peer_claiming_a_huge_log_is_one_fetch() -> None:
+    # Before the fix: plan() chunked the peer's claimed length up front, 512 records per Fetch, so a heads
+    # answer claiming 2**64 - 1 records took all memory (found reading plan while writing the sync_heads target).
+    from ledger.sync import Fetch, Head, decode_heads, encode_heads, plan
+
+    dev = bytes(range(16))
+    claim = decode_heads(encode_heads([Head(device_id=dev, length=2**64 - 1, head=bytes(32))]))
+    assert plan({}, claim) == [Fetch(dev, 0, 2**64 - 1)]
+    mine = {dev: Head(device_id=dev, length=10, head=bytes(range(32)))}
+    assert plan(mine, claim) == [Fetch(dev, 9, 2**64 - 1)]  # one record of overlap
