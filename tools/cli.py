@@ -209,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
                                ("example", "tools.example", "write the example audit bundles"),
                                ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub"),
                                ("faults", "tools.faults", "inject faults into real edges and hubs; count losses"),
+                               ("fuzz", "tools.fuzz", "coverage-guided fuzzing (atheris) of the ledger's decoders"),
                                ("soak", "tools.soak", "a simulated region against one hub; watch memory, fds, tasks")):
         d = sub.add_parser(name, help=text, add_help=False)
         d.add_argument("rest", nargs=argparse.REMAINDER)
