@@ -325,7 +325,8 @@ async def _push_until(hub: HubProc, device_id: bytes, raws: Sequence[bytes], ack
             msg = aiocoap.Message(code=aiocoap.POST, uri=f"{hub.coap}/sync/records",
                                   payload=encode_records(device_id, start, list(raws[start:start + chunk])))
             try:
-                resp = await asyncio.wait_for(ctx.request(msg).response, 3)
+                async with asyncio.timeout(3):
+                    resp = await ctx.request(msg).response
             except Exception:
                 await asyncio.sleep(0.05)
                 continue
@@ -803,8 +804,9 @@ async def disk_full(root: Path) -> Outcome:
     try:
         while hub_acked[0] < len(raws):
             body = encode_records(device_id, hub_acked[0], raws[hub_acked[0]:hub_acked[0] + 50])
-            resp = await asyncio.wait_for(ctx.request(aiocoap.Message(code=aiocoap.POST, uri=f"{hub.coap}/sync/"
-                                                                      "records", payload=body)).response, 10)
+            async with asyncio.timeout(10):
+                resp = await ctx.request(aiocoap.Message(code=aiocoap.POST, uri=f"{hub.coap}/sync/records",
+                                                         payload=body)).response
             if not resp.code.is_successful():
                 err = cbor2.loads(resp.payload)
                 hub_refusal = f"{resp.code} {err.get('code')}: {err.get('message')}"
