@@ -11,7 +11,7 @@ import aiocoap
 
 from coap_server.sync import SyncReport, sync_once
 from ledger import LedgerError, decode_record
-from ledger.sync import Head
+from ledger.sync import Head, RequestSize
 
 from .service import Hub
 from .store import DeviceInfo
@@ -54,17 +54,19 @@ class UpstreamHolder:
             return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
 
 
-async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context) -> SyncReport:
-    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream), push=False, pull=True)
+async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: RequestSize | None = None) -> SyncReport:
+    """One pull round from `upstream`; pass the same `size` every round so requests follow that link."""
+    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream), push=False, pull=True, size=size)
 
 
 async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float) -> None:
     ctx = await aiocoap.Context.create_client_context()
+    sizes = {upstream: RequestSize() for upstream in upstreams}
     try:
         while True:
             for upstream in upstreams:
                 try:
-                    report = await pull_once(hub, upstream, ctx)
+                    report = await pull_once(hub, upstream, ctx, sizes[upstream])
                     if report.fetched or report.problems:
                         log.info("pulled %d records from %s; problems: %s", report.fetched, upstream,
                                  report.problems)

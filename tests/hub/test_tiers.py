@@ -10,6 +10,7 @@ from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.tiers import UpstreamHolder, pull_once
 from ledger import Ed25519Signer, verify_bundle
+from ledger.sync import RequestSize
 
 from .conftest import enroll, new_device
 
@@ -25,8 +26,10 @@ async def test_national_pulls_and_reverifies(tmp_path, hub, clock):
     national = Hub(national_store, Ed25519Signer.from_seed(b"\x61" * 32), clock=clock)
     ctx = await aiocoap.Context.create_client_context()
     try:
-        report = await pull_once(national, regional.coap_url, ctx)
+        size = RequestSize()
+        report = await pull_once(national, regional.coap_url, ctx, size)
         assert report.fetched == len(raws) and not report.problems
+        assert size.records > size.floor_records, "quick answers grew the requests, for the next round too"
         again = await pull_once(national, regional.coap_url, ctx)
         assert again.fetched == 0
         assert national_store.chain_state(device_id).length == len(raws)
