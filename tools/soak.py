@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import json
 import os
 import sys
@@ -21,9 +22,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aiocoap.numbers.constants import TransportTuning
+
+from hub.config import HubConfig
+
 RENEW_AFTER = 2000
-EXCHANGE_LIFETIME_S = 247  # RFC 7252: how long a CoAP server remembers an exchange for deduplication
-KEEP_DAYS = 8  # the hub's default mbg_keep_days
+EXCHANGE_LIFETIME_S: float = TransportTuning().EXCHANGE_LIFETIME  # how long the hub's CoAP server dedups an exchange
+KEEP_DAYS = HubConfig().mbg_keep_days  # the analytics' window of the soak's hub (the default)
 
 
 class SimClock:
@@ -143,15 +148,14 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def records_at(samples: list[dict[str, Any]], t: float) -> float:
-    """Records acknowledged by time `t`, interpolated between samples."""
-    before = [s for s in samples if s["t"] <= t]
-    after = [s for s in samples if s["t"] > t]
-    if not before:
+    """Records acknowledged by time `t`, interpolated between samples (which are in time order)."""
+    i = bisect.bisect_right(samples, t, key=lambda s: s["t"])
+    if i == 0:
         return 0.0
-    a = before[-1]
-    if not after:
+    a = samples[i - 1]
+    if i == len(samples):
         return float(a["records"])
-    b = after[0]
+    b = samples[i]
     return float(a["records"] + (t - a["t"]) / (b["t"] - a["t"]) * (b["records"] - a["records"]))
 
 

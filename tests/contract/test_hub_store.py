@@ -98,13 +98,18 @@ def test_checkpoints_forks_counters(make_store):
     assert store.counters()["refused_invalid"] == 4
 
 
-def test_hub_flow_survives_reopen(make_store):
+def _hub_with_device(make_store):
+    """A hub on a fresh store with one enrolled device: (clock, hub key, store, hub, builder, device id)."""
     clock = Clock()
     hub_key = Ed25519Signer.from_seed(b"\x42" * 32)
     store = make_store()
     hub = Hub(store, hub_key, clock=clock)
     signer, builder = new_device(clock)
-    device_id = enroll(hub, signer, clock)
+    return clock, hub_key, store, hub, builder, enroll(hub, signer, clock)
+
+
+def test_hub_flow_survives_reopen(make_store):
+    clock, hub_key, store, hub, builder, device_id = _hub_with_device(make_store)
     records = [builder.genesis()] + [builder.append("scan", {"event": "departed", "site": "sppg-01",
                                                              "tags": [f"tag{i}"]}) for i in range(20)]
     result = hub.ingest(device_id, [r.raw for r in records])
@@ -161,12 +166,7 @@ def test_refusals_each_with_their_code(make_store):
 
 
 def test_receipts_for_old_records_rehash_their_tile_from_the_store(make_store):
-    clock = Clock()
-    hub_key = Ed25519Signer.from_seed(b"\x42" * 32)
-    store = make_store()
-    hub = Hub(store, hub_key, clock=clock)
-    signer, builder = new_device(clock)
-    device_id = enroll(hub, signer, clock)
+    clock, hub_key, store, hub, builder, device_id = _hub_with_device(make_store)
     records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(599)]
     assert hub.ingest(device_id, [r.raw for r in records]).accepted == 600
     hub.checkpoint()
