@@ -17,7 +17,7 @@ PARTS = (
     ("ledger", "ledger.bench"),
     ("firmware", "firmware.bench"),
     ("edge", "edge.bench"),
-    ("sync", "edge.sync_bench"),
+    ("sync", "tools.sync_bench"),
     ("hub", "hub.bench"),
     ("mbg", "hub.mbg.bench"),
     ("markets", "hub.markets.bench"),

@@ -21,10 +21,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiocoap
+
+from coap_server.sync import sync_once
+from edge.store import LmdbLogStore
+from edge.sync import SyncAgent
+from hub.service import make_enroll_request
 from ledger import ChainBuilder, Ed25519Signer, device_id_for
 from ledger.bench import raw_verify_rate
-
-from .store import LmdbLogStore
 
 UDP_IP_HEADERS = 28  # IPv4 (20) + UDP (8) per datagram; on the wire besides the CoAP message
 
@@ -108,10 +112,6 @@ class _Hub:
             return json.loads(resp.read())
 
     def enroll(self, signer: Ed25519Signer) -> None:
-        from hub.service import (
-            make_enroll_request,  # the bench drives a hub; the edge itself never imports it
-        )
-
         hub_id = bytes.fromhex(self.get("/api/status")["hub"])
         self.get("/api/enroll", make_enroll_request(signer, site="bench", role="kitchen_exit", name="bench",
                                                     time=0, hub_id=hub_id))
@@ -173,10 +173,6 @@ async def _relay(target: tuple[str, int], counter: _Counter) -> tuple[_Relay, in
 async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
     """One edge pushes `n` records to a fresh hub. Over UDP the datagrams go through a counting relay (bytes on
     the wire); over CoAP over TCP (RFC 8323), which the hub also serves, straight to the hub."""
-    import aiocoap
-
-    from coap_server.sync import sync_once
-
     signer, store, stored = _edge(root / "edge", 2 if tcp else 1, n)
     hub = _Hub(root)
     counter = _Counter()
@@ -212,8 +208,6 @@ async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
 
 
 async def _heal(root: Path, per_edge: int) -> dict[str, Any]:
-    from .sync import SyncAgent
-
     hub = _Hub(root)
     counter = _Counter()
     counter.open = False  # partitioned: the relay drops everything until the heal
