@@ -251,40 +251,72 @@ def _fmt(t: int, offset: int) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
 
+# Taps without container tags, by (school, day) and event: counts, temperatures and serving.
+_SchoolTaps = dict[tuple[str, str], dict[str, list[Timed]]]
+# Taps read again, by (school or site, day, event): (container tag or "" for a count tap, the repeat).
+_Repeats = dict[tuple[str, str, str], list[tuple[str, Timed]]]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Cooks:
+    """Cook taps with their corrected cook-end: by batch, and by kitchen and day for untagged batches."""
+
+    by_batch: dict[str, tuple[int, Timed]] = field(default_factory=dict)
+    by_kitchen: dict[tuple[str, str], list[tuple[int, Timed]]] = field(default_factory=lambda: defaultdict(list))
+
+
 def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable[str] = ()) -> Analysis:
     """Reconcile every delivery seen in `scans` plus every planned delivery on `dates`."""
     a = Analysis(plan=plan, now=now)
-    timed = sorted((Timed(s, plan) for s in scans), key=lambda t: (t.time, t.scan.device, t.scan.seq))
-    a.timed = timed
+    a.timed = sorted((Timed(s, plan) for s in scans), key=lambda t: (t.time, t.scan.device, t.scan.seq))
     _clock_findings(a)
     by_date: dict[str, list[Timed]] = defaultdict(list)
-    for t in timed:
+    for t in a.timed:
         by_date[t.date].append(t)
     a.scans_by_date = by_date
+    _unknown_sites(a)
+    cooks = _cooks(a)
+    repeats: _Repeats = defaultdict(list)
+    _build_trips(a, cooks, repeats)
+    school_taps = _school_taps(a)
+    _repeated_count_taps(a, school_taps, repeats)
+    dup_records = _duplicate_findings(a, repeats)
+    _fill_cook_and_serve(a, cooks, school_taps)
+    _deliveries(a, school_taps, dup_records, set(by_date) | set(dates))
+    _order_and_returns(a)
+    _food_safety(a, school_taps)
+    return a
 
-    # Cook taps: by batch, and by kitchen and day for containers whose batch nobody tapped.
-    batches: dict[str, tuple[int, Timed]] = {}
-    cooks_by_kitchen: dict[tuple[str, str], list[tuple[int, Timed]]] = defaultdict(list)
-    unknown_sites: dict[str, list[str]] = defaultdict(list)
-    for t in timed:
+
+def _unknown_sites(a: Analysis) -> None:
+    unknown: dict[str, list[str]] = defaultdict(list)
+    for t in a.timed:
         s = t.scan
-        if plan.school(s.site) is None and plan.kitchen(s.site) is None:
-            unknown_sites[s.site].append(s.record_id)
+        if a.plan.school(s.site) is None and a.plan.kitchen(s.site) is None:
+            unknown[s.site].append(s.record_id)
+    for site, recs in sorted(unknown.items()):
+        a.findings.append(Finding(code="unknown_site", subject=site, detail=f"{len(recs)} scans at a site the plan "
+                                  "does not list", records=tuple(recs[:20])))
+
+
+def _cooks(a: Analysis) -> _Cooks:
+    cooks = _Cooks()
+    for t in a.timed:
+        s = t.scan
         if s.event != "cooked":
             continue
         cooked = t.correct(s.cooked_at) if s.cooked_at is not None else t.time
         if s.batch is not None:
-            batches.setdefault(s.batch, (cooked, t))
-        cooks_by_kitchen[(s.site, t.date)].append((cooked, t))
-    for site, recs in sorted(unknown_sites.items()):
-        a.findings.append(Finding(code="unknown_site", subject=site, detail=f"{len(recs)} scans at a site the plan "
-                                  "does not list", records=tuple(recs[:20])))
+            cooks.by_batch.setdefault(s.batch, (cooked, t))
+        cooks.by_kitchen[(s.site, t.date)].append((cooked, t))
+    return cooks
 
-    # Trips: every tag tap, grouped by container and day.
+
+def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
+    """Every tag tap, grouped by container and day; a second tap of the same step goes to `repeats`."""
     trips = a.trips
-    dup_seen: dict[tuple[str, str, str, str | None], Timed] = {}
-    dups: dict[tuple[str, str, str], list[tuple[str, Timed]]] = defaultdict(list)
-    for t in timed:
+    seen: dict[tuple[str, str, str, str | None], Timed] = {}
+    for t in a.timed:
         s = t.scan
         if not s.tags or s.event == "cooked":
             continue
@@ -297,23 +329,26 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
                 trip.school = t.school
             parent = s.parent if s.event == "packed" else None
             dkey = (tag, t.date, s.event, parent)
-            prev = dup_seen.get(dkey)
+            prev = seen.get(dkey)
             if prev is not None and prev.scan.record_id != s.record_id:
-                dups[(trip.school or s.site, t.date, s.event)].append((tag, t))
+                repeats[(trip.school or s.site, t.date, s.event)].append((tag, t))
                 continue
-            dup_seen[dkey] = t
+            seen[dkey] = t
             trip.steps.append(t)
-            if trip.cooked is None and s.batch is not None and s.batch in batches:
-                trip.cooked = batches[s.batch]
+            if trip.cooked is None and s.batch is not None and s.batch in cooks.by_batch:
+                trip.cooked = cooks.by_batch[s.batch]
 
-    # School-level taps (counts without tags), by school and day.
-    school_taps: dict[tuple[str, str], dict[str, list[Timed]]] = defaultdict(lambda: defaultdict(list))
-    for t in timed:
-        if t.school is None:
-            continue
-        school_taps[(t.school, t.date)][t.scan.event].append(t)
 
-    # Untagged taps read twice: same event, site and count within the duplicate window.
+def _school_taps(a: Analysis) -> _SchoolTaps:
+    out: _SchoolTaps = defaultdict(lambda: defaultdict(list))
+    for t in a.timed:
+        if t.school is not None:
+            out[(t.school, t.date)][t.scan.event].append(t)
+    return out
+
+
+def _repeated_count_taps(a: Analysis, school_taps: _SchoolTaps, repeats: _Repeats) -> None:
+    """Untagged taps read twice: same event, site and count within the duplicate window."""
     for (school, date), events in school_taps.items():
         for event, taps in events.items():
             last: dict[tuple[str, int | None], Timed] = {}
@@ -322,30 +357,38 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
                     continue
                 k = (t.scan.site, t.scan.count)
                 p = last.get(k)
-                if p is not None and t.time - p.time <= plan.duplicate_window_s:
-                    dups[(school, date, event)].append(("", t))
+                if p is not None and t.time - p.time <= a.plan.duplicate_window_s:
+                    repeats[(school, date, event)].append(("", t))
                 else:
                     last[k] = t
-    dup_records = set()
-    for (subject, date, event), items in sorted(dups.items()):
+
+
+def _duplicate_findings(a: Analysis, repeats: _Repeats) -> set[str]:
+    """One duplicate_scan finding per school, day and event; returns the ids of the repeated records."""
+    dup_records: set[str] = set()
+    for (subject, date, event), items in sorted(repeats.items()):
         tags = tuple(sorted({tag for tag, _ in items if tag}))
         recs = tuple(sorted({t.scan.record_id for _, t in items}))
         dup_records.update(recs)
         what = f"{len(tags)} containers" if tags else f"{len(recs)} count taps"
         a.findings.append(Finding(code="duplicate_scan", subject=subject, date=date,
                                   detail=f"'{event}' tapped again for {what}", containers=tags, records=recs))
+    return dup_records
 
-    # Fill cook-end from the kitchen's cook taps, and serving from the school's serving tap.
-    for trip in trips.values():
+
+def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -> None:
+    """Cook-end from the kitchen's cook taps and serving from the school's serving tap, where the tag has none."""
+    plan = a.plan
+    for trip in a.trips.values():
         if trip.cooked is None and trip.school is not None:
             school = plan.school(trip.school)
             if school is not None:
                 out = [t.time for t in trip.steps if t.scan.event in ("packed", "departed")]
                 cutoff = min(out) if out else None
-                cooks = [c for c in cooks_by_kitchen.get((school.kitchen, trip.date), ())
-                         if cutoff is None or c[0] <= cutoff]
-                if cooks:
-                    trip.cooked = max(cooks, key=lambda c: c[0])
+                candidates = [c for c in cooks.by_kitchen.get((school.kitchen, trip.date), ())
+                              if cutoff is None or c[0] <= cutoff]
+                if candidates:
+                    trip.cooked = max(candidates, key=lambda c: c[0])
         if trip.school is not None and not any(t.scan.event == "served" for t in trip.steps):
             arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
             if arrived:
@@ -354,12 +397,6 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
                     if not t.scan.tags and t.time >= first:
                         trip.served = t
                         break
-
-    dates_all = set(by_date) | set(dates)
-    _deliveries(a, school_taps, dup_records, dates_all)
-    _order_and_returns(a)
-    _food_safety(a, school_taps)
-    return a
 
 
 def _clock_findings(a: Analysis) -> None:

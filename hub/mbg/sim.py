@@ -101,6 +101,38 @@ class _Device:
         self.pending.append((true_time, kind, body, lag))
 
 
+class _Day:
+    """The day being built: each site's device with its pending taps, and the findings the fault must cause."""
+
+    def __init__(self, scenario: str, plan: Plan, date: str) -> None:
+        self.scenario = scenario
+        self.plan = plan
+        self.date = date
+        self.midnight = local_midnight(date, WIB)
+        self.target_kitchen = plan.kitchens[0]
+        self.target = plan.schools_of(self.target_kitchen.id)[0]
+        self.devices: dict[str, _Device] = {}
+        self.expected: set[tuple[str, str]] = set()
+
+    def device(self, site: str) -> _Device:
+        d = self.devices.get(site)
+        if d is None:
+            year_off = self.scenario == "clock_year_off" and site == self.target_kitchen.id
+            d = self.devices[site] = _Device(site, clock_error=-365 * DAY if year_off else 0)
+        return d
+
+    def fault(self, kitchen: Kitchen, school: School | None = None) -> str:
+        """The scenario where the fault lands (the first kitchen, and its first school), else 'normal'."""
+        if kitchen is not self.target_kitchen or (school is not None and school is not self.target):
+            return "normal"
+        return self.scenario
+
+
+def _lag(rng: random.Random) -> int:
+    """Seconds between a tap and its record reaching the hub."""
+    return rng.randint(5, 90)
+
+
 def simulate(scenario: str = "normal", *, seed: int = 1, kitchens: int = 1, schools_per_kitchen: int = 3,
              meals_per_kitchen: int = 900, date: str = "2026-01-12", portions_per_container: int = 10) -> SimDay:
     """Simulate one MBG day. The scenario's fault lands on the first school of the first kitchen."""
@@ -108,147 +140,153 @@ def simulate(scenario: str = "normal", *, seed: int = 1, kitchens: int = 1, scho
         raise InputError(f"scenario: expected one of {list(SCENARIOS)}, got {scenario!r}")
     plan = make_plan(kitchens=kitchens, schools_per_kitchen=schools_per_kitchen,
                      meals_per_kitchen=meals_per_kitchen, portions_per_container=portions_per_container)
-    midnight = local_midnight(date, WIB)
-    ppc = portions_per_container
-    target_kitchen = plan.kitchens[0]
-    target = plan.schools_of(target_kitchen.id)[0]
-    devices: dict[str, _Device] = {}
-    expected: set[tuple[str, str]] = set()
-
-    def dev(site: str) -> _Device:
-        d = devices.get(site)
-        if d is None:
-            err = -365 * DAY if (scenario == "clock_year_off" and site == target_kitchen.id) else 0
-            d = devices[site] = _Device(site, clock_error=err)
-        return d
-
+    day = _Day(scenario, plan, date)
     for kitchen in plan.kitchens:
         rng = random.Random(f"{seed}/{date}/{kitchen.id}/{scenario}")
-        kd = dev(kitchen.id)
         schools = plan.schools_of(kitchen.id)
-        meals = sum(s.portions for s in schools)
-        def lag(rng: random.Random = rng) -> int:
-            return rng.randint(5, 90)
-
-        # Raw ingredients arrive before dawn; the book starts empty so the day's card is self-contained.
-        for item, grams in INGREDIENTS:
-            need = grams * meals
-            overdraw = kitchen is target_kitchen and scenario == "stock_overdraw" and item == "beras"
-            receive = need - 5000 if overdraw else need + rng.randint(0, 20) * 1000
-            if overdraw:
-                expected.add(("stock_overdraw", f"{kitchen.id}/{item}"))
-            kd.tap(midnight + 4 * HOUR + rng.randint(0, 30 * MIN), "stock",
-                   {"site": kitchen.id, "item": item, "movement": "receive", "qty": receive, "unit": "g",
-                    "supplier": f"SUP-{rng.randint(1, 9)}"}, lag())
-            kd.tap(midnight + 5 * HOUR + rng.randint(0, 10 * MIN), "stock",
-                   {"site": kitchen.id, "item": item, "movement": "use", "qty": need, "unit": "g",
-                    "reason": "masak"}, lag())
-            if not overdraw:
-                # A count can never be negative, so after an overdraw the kitchen skips the evening count.
-                kd.tap(midnight + 16 * HOUR + rng.randint(0, 30 * MIN), "stock",
-                       {"site": kitchen.id, "item": item, "movement": "count", "qty": receive - need, "unit": "g"},
-                       lag())
-
+        _stock_taps(day, kitchen, sum(s.portions for s in schools), rng)
         next_container = 0
         for i, school in enumerate(schools):
-            sd = dev(school.id)
-            is_target = kitchen is target_kitchen and school is target
-            batch = f"{kitchen.id}-{date}-B{i + 1:02d}"
-            truck = f"{kitchen.id}-TRK{i % 3 + 1}"
-            n = -(-school.portions // ppc)
-            tags = [container_tag(kitchen.id, next_container + j) for j in range(n)]
-            next_container += n
-            cook_end = midnight + 5 * HOUR + 30 * MIN + i * 4 * MIN + rng.randint(0, 5 * MIN)
-            if is_target and scenario == "late_truck":
-                cook_end = midnight + 6 * HOUR + 50 * MIN
-            kd.tap(cook_end + rng.randint(60, 180), "scan",
-                   {"event": "cooked", "site": kitchen.id, "checkpoint": "kitchen", "batch": batch,
-                    "count": school.portions, "temp_cc": rng.randint(8500, 9500), "cooked_at": cook_end,
-                    "staff": f"STAFF-{kitchen.id}-1", "source": "nfc"}, lag())
-            if is_target and scenario == "missing_delivery":
-                expected.add(("missing_delivery", school.id))
-                continue
-            sent_tags = tags
-            portions = school.portions
-            if is_target and scenario == "short_delivery":
-                short_by = min(19, n - 1)
-                sent_tags = tags[: n - short_by]
-                portions = school.portions - short_by * ppc
-                expected.add(("short_delivery", school.id))
-            packed = cook_end + rng.randint(15 * MIN, 25 * MIN)
-            kd.tap(packed, "scan", {"event": "packed", "site": kitchen.id, "checkpoint": "kitchen",
-                                    "tags": list(sent_tags), "parent": truck, "batch": batch, "school": school.id,
-                                    "count": portions, "temp_cc": rng.randint(8000, 8800), "source": "nfc"}, lag())
-            departed = packed + rng.randint(5 * MIN, 15 * MIN)
-            travel = rng.randint(20 * MIN, 45 * MIN)
-            arrived = departed + travel
-            if is_target and scenario == "late_truck":
-                arrived = school.deadline_at(date) + 40 * MIN + rng.randint(0, 5 * MIN)
-                expected.add(("late_delivery", school.id))
-            depart_tap = departed
-            if is_target and scenario == "out_of_order":
-                # The driver left before anyone tapped; the kitchen taps "departed" after the school's gate tap.
-                depart_tap = arrived + 10 * MIN
-                expected.add(("out_of_order", school.id))
-            kd.tap(depart_tap, "scan", {"event": "departed", "site": kitchen.id, "checkpoint": "kitchen_exit",
-                                        "tags": list(sent_tags), "parent": truck, "school": school.id,
-                                        "count": portions, "temp_cc": rng.randint(7600, 8200), "source": "nfc"},
-                   lag())
-            arrive_temp = rng.randint(7000, 7600)
-            serve_temp = rng.randint(6300, 6900)
-            if is_target and scenario == "temperature_drop":
-                arrive_temp, serve_temp = 4800, 4500
-                expected.add(("hot_holding", school.id))
-            sd.tap(arrived, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
-                                     "tags": list(sent_tags), "parent": truck, "temp_cc": arrive_temp,
-                                     "staff": f"STAFF-{school.id}-1", "source": "nfc"}, lag())
-            if is_target and scenario == "duplicate_scan":
-                sd.tap(arrived + 90, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
-                                              "tags": list(sent_tags), "parent": truck, "temp_cc": arrive_temp,
-                                              "staff": f"STAFF-{school.id}-2", "source": "nfc"}, lag())
-                expected.add(("duplicate_scan", school.id))
-            received = arrived + rng.randint(3 * MIN, 8 * MIN)
-            sd.tap(received, "scan", {"event": "received", "site": school.id, "checkpoint": "school_gate",
-                                      "count": portions, "staff": f"STAFF-{school.id}-1", "source": "nfc"}, lag())
-            served = received + rng.randint(20 * MIN, 50 * MIN)
-            if is_target and scenario == "late_truck":
-                served = received + 10 * MIN
-            if is_target and scenario == "served_late":
-                served = cook_end + 4 * HOUR + 30 * MIN
-                serve_temp = 6100
-                expected.add(("cook_to_serve", school.id))
-            sd.tap(served, "scan", {"event": "served", "site": school.id, "count": portions, "temp_cc": serve_temp,
-                                    "staff": f"STAFF-{school.id}-1", "source": "nfc"}, lag())
-            back = list(sent_tags)
-            if is_target and scenario == "lost_container":
-                back = back[1:]
-                expected.add(("container_unreturned", school.id))
-            kd.tap(midnight + 12 * HOUR + 30 * MIN + rng.randint(0, 90 * MIN), "scan",
-                   {"event": "returned", "site": kitchen.id, "checkpoint": "return", "tags": back,
-                    "school": school.id, "source": "nfc"}, lag())
-
+            next_container += _delivery_taps(day, kitchen, school, i, next_container, rng)
     if scenario == "clock_year_off":
-        expected.add(("clock_skew", device_id(target_kitchen.id).hex()))
+        day.expected.add(("clock_skew", device_id(day.target_kitchen.id).hex()))
     if scenario == "outage":
-        expected.add(("late_sync", device_id(target.id).hex()))
-    outage_until = midnight + 3 * DAY + 10 * HOUR
+        day.expected.add(("late_sync", device_id(day.target.id).hex()))
+    records = _sign(day)
+    now = max(day.midnight + 20 * HOUR, max(r.arrived_at for r in records) + 60)
+    return SimDay(scenario=scenario, seed=seed, date=date, plan=plan, records=tuple(records),
+                  expected=frozenset(day.expected), now=now,
+                  devices={d.id.hex(): site for site, d in day.devices.items()}, target=day.target.id)
 
+
+def _stock_taps(day: _Day, kitchen: Kitchen, meals: int, rng: random.Random) -> None:
+    """Raw ingredients arrive before dawn; the book starts empty so the day's card is self-contained."""
+    kd = day.device(kitchen.id)
+    midnight = day.midnight
+    for item, grams in INGREDIENTS:
+        need = grams * meals
+        overdraw = day.fault(kitchen) == "stock_overdraw" and item == "beras"
+        receive = need - 5000 if overdraw else need + rng.randint(0, 20) * 1000
+        if overdraw:
+            day.expected.add(("stock_overdraw", f"{kitchen.id}/{item}"))
+        kd.tap(midnight + 4 * HOUR + rng.randint(0, 30 * MIN), "stock",
+               {"site": kitchen.id, "item": item, "movement": "receive", "qty": receive, "unit": "g",
+                "supplier": f"SUP-{rng.randint(1, 9)}"}, _lag(rng))
+        kd.tap(midnight + 5 * HOUR + rng.randint(0, 10 * MIN), "stock",
+               {"site": kitchen.id, "item": item, "movement": "use", "qty": need, "unit": "g",
+                "reason": "masak"}, _lag(rng))
+        if not overdraw:
+            # A count can never be negative, so after an overdraw the kitchen skips the evening count.
+            kd.tap(midnight + 16 * HOUR + rng.randint(0, 30 * MIN), "stock",
+                   {"site": kitchen.id, "item": item, "movement": "count", "qty": receive - need, "unit": "g"},
+                   _lag(rng))
+
+
+def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_container: int,
+                   rng: random.Random) -> int:
+    """One school's delivery from cooking to the empty containers' return; returns how many containers it used."""
+    kd, sd = day.device(kitchen.id), day.device(school.id)
+    fault = day.fault(kitchen, school)
+    ppc = day.plan.portions_per_container
+    midnight = day.midnight
+    batch = f"{kitchen.id}-{day.date}-B{i + 1:02d}"
+    truck = f"{kitchen.id}-TRK{i % 3 + 1}"
+    n = -(-school.portions // ppc)
+    tags = [container_tag(kitchen.id, first_container + j) for j in range(n)]
+
+    # Cooking.
+    cook_end = midnight + 5 * HOUR + 30 * MIN + i * 4 * MIN + rng.randint(0, 5 * MIN)
+    if fault == "late_truck":
+        cook_end = midnight + 6 * HOUR + 50 * MIN
+    kd.tap(cook_end + rng.randint(60, 180), "scan",
+           {"event": "cooked", "site": kitchen.id, "checkpoint": "kitchen", "batch": batch,
+            "count": school.portions, "temp_cc": rng.randint(8500, 9500), "cooked_at": cook_end,
+            "staff": f"STAFF-{kitchen.id}-1", "source": "nfc"}, _lag(rng))
+    if fault == "missing_delivery":
+        day.expected.add(("missing_delivery", school.id))
+        return n
+
+    # Packing and the truck leaving the kitchen.
+    sent_tags = tags
+    portions = school.portions
+    if fault == "short_delivery":
+        short_by = min(19, n - 1)
+        sent_tags = tags[: n - short_by]
+        portions = school.portions - short_by * ppc
+        day.expected.add(("short_delivery", school.id))
+    packed = cook_end + rng.randint(15 * MIN, 25 * MIN)
+    kd.tap(packed, "scan", {"event": "packed", "site": kitchen.id, "checkpoint": "kitchen",
+                            "tags": list(sent_tags), "parent": truck, "batch": batch, "school": school.id,
+                            "count": portions, "temp_cc": rng.randint(8000, 8800), "source": "nfc"}, _lag(rng))
+    departed = packed + rng.randint(5 * MIN, 15 * MIN)
+    travel = rng.randint(20 * MIN, 45 * MIN)
+    arrived = departed + travel
+    if fault == "late_truck":
+        arrived = school.deadline_at(day.date) + 40 * MIN + rng.randint(0, 5 * MIN)
+        day.expected.add(("late_delivery", school.id))
+    depart_tap = departed
+    if fault == "out_of_order":
+        # The driver left before anyone tapped; the kitchen taps "departed" after the school's gate tap.
+        depart_tap = arrived + 10 * MIN
+        day.expected.add(("out_of_order", school.id))
+    kd.tap(depart_tap, "scan", {"event": "departed", "site": kitchen.id, "checkpoint": "kitchen_exit",
+                                "tags": list(sent_tags), "parent": truck, "school": school.id,
+                                "count": portions, "temp_cc": rng.randint(7600, 8200), "source": "nfc"}, _lag(rng))
+
+    # Arrival, receipt and serving at the school.
+    arrive_temp = rng.randint(7000, 7600)
+    serve_temp = rng.randint(6300, 6900)
+    if fault == "temperature_drop":
+        arrive_temp, serve_temp = 4800, 4500
+        day.expected.add(("hot_holding", school.id))
+    sd.tap(arrived, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
+                             "tags": list(sent_tags), "parent": truck, "temp_cc": arrive_temp,
+                             "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
+    if fault == "duplicate_scan":
+        sd.tap(arrived + 90, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
+                                      "tags": list(sent_tags), "parent": truck, "temp_cc": arrive_temp,
+                                      "staff": f"STAFF-{school.id}-2", "source": "nfc"}, _lag(rng))
+        day.expected.add(("duplicate_scan", school.id))
+    received = arrived + rng.randint(3 * MIN, 8 * MIN)
+    sd.tap(received, "scan", {"event": "received", "site": school.id, "checkpoint": "school_gate",
+                              "count": portions, "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
+    served = received + rng.randint(20 * MIN, 50 * MIN)
+    if fault == "late_truck":
+        served = received + 10 * MIN
+    if fault == "served_late":
+        served = cook_end + 4 * HOUR + 30 * MIN
+        serve_temp = 6100
+        day.expected.add(("cook_to_serve", school.id))
+    sd.tap(served, "scan", {"event": "served", "site": school.id, "count": portions, "temp_cc": serve_temp,
+                            "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
+
+    # The empty containers come back to the kitchen.
+    back = list(sent_tags)
+    if fault == "lost_container":
+        back = back[1:]
+        day.expected.add(("container_unreturned", school.id))
+    kd.tap(midnight + 12 * HOUR + 30 * MIN + rng.randint(0, 90 * MIN), "scan",
+           {"event": "returned", "site": kitchen.id, "checkpoint": "return", "tags": back,
+            "school": school.id, "source": "nfc"}, _lag(rng))
+    return n
+
+
+def _sign(day: _Day) -> list[SimRecord]:
+    """Each device's taps in its own order as records with its clock's error, sorted by arrival at the hub."""
+    outage_until = day.midnight + 3 * DAY + 10 * HOUR
     records: list[SimRecord] = []
-    for site, d in devices.items():
+    for site, d in day.devices.items():
         d.pending.sort(key=lambda p: p[0])
         for seq, (true_time, kind, body, lag_s) in enumerate(d.pending, start=1):
             device_time = true_time + d.clock_error
             if "cooked_at" in body:
                 body = {**body, "cooked_at": body["cooked_at"] + d.clock_error}
             arrived_at = true_time + lag_s
-            if scenario == "outage" and site == target.id:
+            if day.scenario == "outage" and site == day.target.id:
                 # The uplink came back three days later and the device sent its backlog in one go.
                 arrived_at = outage_until + seq
             rid = hashlib.sha256(d.id + seq.to_bytes(8, "big") + repr(sorted(body.items())).encode()).digest()
             records.append(SimRecord(kind=kind, body=body, device_id=d.id, seq=seq, time=device_time, boot=1,
                                      arrived_at=arrived_at, id=rid))
     records.sort(key=lambda r: (r.arrived_at, r.device_id, r.seq))
-    now = max(midnight + 20 * HOUR, max(r.arrived_at for r in records) + 60)
-    return SimDay(scenario=scenario, seed=seed, date=date, plan=plan, records=tuple(records),
-                  expected=frozenset(expected), now=now,
-                  devices={d.id.hex(): site for site, d in devices.items()}, target=target.id)
+    return records
