@@ -11,29 +11,29 @@ from typing import Any
 
 import numpy as np
 
+from .calendar import date_of
 from .catalog import COMMODITIES, MARKETS_BY_ID, Market, haversine_km
 from .ceilings import CeilingTable
+from .checks import (
+    ALL_CHECKS,
+    MAD_TO_SD,
+    MEANAD_TO_SD,
+    MODZ_K,
+    Evidence,
+    HistoryScores,
+    PeerReport,
+    RobustStats,
+)
 from .errors import BadObservation
 from .model import WIB_OFFSET_S, PriceObservation, day_of
 
 # Stable check names, in the order results list them, and the kind of evidence each one is.
-CHECKS: tuple[str, ...] = (
-    "hampel", "modified_z", "zscore", "iqr", "jump", "reporters", "nearby", "ceiling", "stale", "future",
-)
-FAMILY: dict[str, str] = {
-    "hampel": "history", "modified_z": "history", "zscore": "history", "iqr": "history", "jump": "history",
-    "reporters": "reporters", "nearby": "nearby", "ceiling": "rule", "stale": "rule", "future": "rule",
-}
+CHECKS: tuple[str, ...] = tuple(c.name for c in ALL_CHECKS)
+FAMILY: dict[str, str] = {c.name: c.family for c in ALL_CHECKS}
 _C = {name: i for i, name in enumerate(CHECKS)}
 
 ACCEPTED = "accepted"
 QUARANTINED = "quarantined"
-
-# 1.4826 * MAD estimates the standard deviation of normal data; 0.6745 is its inverse used by the
-# modified z-score; 1.253314 * mean absolute deviation is the fallback when MAD is 0.
-MAD_TO_SD = 1.4826
-MODZ_K = 0.6745
-MEANAD_TO_SD = 1.253314
 
 
 def _default_jumps() -> dict[str, float]:
@@ -189,14 +189,6 @@ class BatchResult:
         return self.fired[:, _C[name]]
 
 
-def _rp(v: float) -> str:
-    return "Rp " + f"{v:,.0f}".replace(",", ".")
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:+.1f} %"
-
-
 def _sorted_quantile(a: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
     """Quantile q of each row of `a` (sorted ascending, NaN last, n valid values), interpolated linearly
     as numpy's default; NaN for rows without values."""
@@ -208,7 +200,7 @@ def _sorted_quantile(a: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
     return np.where(n > 0, out, np.nan)
 
 
-def robust_stats(history: np.ndarray, floor_rel: float) -> dict[str, np.ndarray]:
+def robust_stats(history: np.ndarray, floor_rel: float) -> RobustStats:
     """Median, MAD, mean absolute deviation, mean, sd and quartiles of each row of `history` (NaN = no
     value), and the floor of every scale (floor_rel times the median)."""
     # Sorting rows (NaN sort last) and indexing is many times faster than nanmedian on short rows.
@@ -227,27 +219,39 @@ def robust_stats(history: np.ndarray, floor_rel: float) -> dict[str, np.ndarray]
     empty = n == 0
     for arr in (meanad, mean, sd):
         arr[empty] = np.nan
-    return {"median": med, "mad": mad, "meanad": meanad, "mean": mean, "sd": sd, "q1": q1, "q3": q3,
-            "n": n, "floor": floor_rel * med}
+    return RobustStats(median=med, mad=mad, meanad=meanad, mean=mean, sd=sd, q1=q1, q3=q3, n=n,
+                       floor=floor_rel * med)
 
 
-def history_scores(x: np.ndarray, st: Mapping[str, np.ndarray], cfg: ValidationConfig) -> dict[str, np.ndarray]:
+def history_scores(x: np.ndarray, st: RobustStats) -> HistoryScores:
     """The four history statistics of values `x` against their rows' statistics `st`."""
-    med, floor = st["median"], st["floor"]
+    med, floor = st.median, st.floor
     with np.errstate(all="ignore"):
-        hampel_scale = np.maximum(MAD_TO_SD * st["mad"], floor)
+        hampel_scale = np.maximum(MAD_TO_SD * st.mad, floor)
         hampel = np.abs(x - med) / hampel_scale
         # Iglewicz-Hoaglin on MAD; where MAD = 0 (a sticky price) the mean absolute deviation stands in,
         # and where both are 0 the floor does, so one rupiah of change is not an infinite score.
-        modz_scale = np.where(st["mad"] > 0, st["mad"] / MODZ_K,
-                              np.where(st["meanad"] > 0, MEANAD_TO_SD * st["meanad"], 0.0))
+        modz_scale = np.where(st.mad > 0, st.mad / MODZ_K,
+                              np.where(st.meanad > 0, MEANAD_TO_SD * st.meanad, 0.0))
         modz_scale = np.maximum(modz_scale, floor)
         modz = np.abs(x - med) / modz_scale
-        z = np.abs(x - st["mean"]) / np.maximum(st["sd"], floor)
-        iqr = np.maximum(st["q3"] - st["q1"], 1.349 * floor)
-        iqr_score = np.maximum(st["q1"] - x, x - st["q3"]) / iqr
-    return {"hampel": hampel, "hampel_scale": hampel_scale, "modified_z": modz, "modz_scale": modz_scale,
-            "zscore": z, "iqr": iqr_score, "iqr_width": iqr}
+        z = np.abs(x - st.mean) / np.maximum(st.sd, floor)
+        iqr = np.maximum(st.q3 - st.q1, 1.349 * floor)
+        iqr_score = np.maximum(st.q1 - x, x - st.q3) / iqr
+    return HistoryScores(hampel=hampel, hampel_scale=hampel_scale, modified_z=modz, modz_scale=modz_scale,
+                         zscore=z, iqr=iqr_score, iqr_width=iqr)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assessment:
+    """Every check's score and flag for a set of rows, the evidence behind them, and the verdict."""
+
+    evidence: Evidence
+    score: np.ndarray  # (n, len(CHECKS)); NaN where a check could not run
+    fired: np.ndarray  # bool (n, len(CHECKS))
+    hist: np.ndarray  # bool: a deciding history check fired
+    near_diverged: np.ndarray  # bool: moved away from its baseline while nearby markets did not
+    quarantined: np.ndarray  # bool
 
 
 class Validator:
@@ -273,7 +277,7 @@ class Validator:
         self._pending: dict[int, tuple[int, list[float]]] = {}
         self._latest: dict[int, dict[str, tuple[int, float]]] = {}  # series -> reporter -> (time, price)
         self._km: dict[tuple[str, str], float] = {}
-        self._ceiling_cache: dict[tuple[int, int], tuple[float, str, str]] = {}
+        self._ceiling_cache: dict[tuple[int, int], tuple[float, str, str, str]] = {}
         self._base_cache: dict[int, float] = {}
         self._jump_lim_l: list[float] = []
         self._rep_tol_l: list[float] = []
@@ -366,206 +370,107 @@ class Validator:
             self._km[(a, b)] = self._km[(b, a)] = km
         return km <= lim
 
-    def _ceiling(self, s: int, day: int) -> tuple[float, str, str]:
+    def _ceiling(self, s: int, day: int) -> tuple[float, str, str, str]:
         hit = self._ceiling_cache.get((s, day))
         if hit is None:
-            hit = (math.nan, "", "")
+            hit = (math.nan, "", "", "")
             if self.ceilings is not None:
                 _, region, commodity, grade, unit = self._meta[s]
                 c = self.ceilings.lookup(commodity, grade, unit, region, day)
                 if c is not None:
-                    hit = (float(c.ceiling_idr), c.kind, c.source)
+                    hit = (float(c.ceiling_idr), c.kind, c.source, date_of(c.valid_from).isoformat())
             if len(self._ceiling_cache) > 200_000:
                 self._ceiling_cache.clear()
             self._ceiling_cache[(s, day)] = hit
         return hit
 
-    def _baselines(self, s: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _baselines(self, s: np.ndarray) -> tuple[np.ndarray, RobustStats]:
         cfg = self.config
         st = robust_stats(self._hist[s], cfg.scale_floor)
-        enough = st["n"] >= cfg.min_history
-        base = np.where(enough, st["median"], np.nan)
+        enough = st.n >= cfg.min_history
+        base = np.where(enough, st.median, np.nan)
         return base, st
 
     def _assess(self, s: np.ndarray, x: np.ndarray, t: np.ndarray, arr: np.ndarray, day: np.ndarray,
                 rep_ref: np.ndarray, rep_n: np.ndarray, near_ref: np.ndarray, near_n: np.ndarray,
-                base: np.ndarray, st: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Every check for rows (series s, price x, ...) given their peers; returns scores, fired flags,
-        the verdict and the context that explains them."""
+                base: np.ndarray, st: RobustStats,
+                peers: tuple[tuple[PeerReport, ...], ...] | None = None) -> Assessment:
+        """Every check for rows (series s, price x, ...) given their peers, and the verdict."""
         cfg = self.config
-        n = len(x)
-        enough = ~np.isnan(base)
-        hs = history_scores(x, st, cfg)
-        score = np.full((n, len(CHECKS)), np.nan)
-        fired = np.zeros((n, len(CHECKS)), bool)
-        limits = {"hampel": cfg.hampel_k, "modified_z": cfg.modz_limit, "zscore": cfg.z_limit,
-                  "iqr": cfg.iqr_k}
-        for name, lim in limits.items():
-            sc = np.where(enough, hs[name], np.nan)
-            score[:, _C[name]] = sc
-            fired[:, _C[name]] = enough & (sc > lim)
-        jump_lim = self._jump_lim[s]
-        last = self._last[s]
-        recent = (day - self._last_day[s]) <= 7  # a jump is measured against a recent price only
-        with np.errstate(all="ignore"):
-            jump = np.abs(np.log(x / last))
-        jump_ok = recent & ~np.isnan(last)
-        score[:, _C["jump"]] = np.where(jump_ok, jump, np.nan)
-        fired[:, _C["jump"]] = jump_ok & (jump > np.log1p(jump_lim))
-        rep_tol = self._rep_tol[s]
-        with np.errstate(all="ignore"):
-            rep = np.abs(x / rep_ref - 1)
-        rep_ok = rep_n >= 1
-        score[:, _C["reporters"]] = np.where(rep_ok, rep, np.nan)
-        fired[:, _C["reporters"]] = rep_ok & (rep > rep_tol)
-        with np.errstate(all="ignore"):
-            own = np.log(x / base)
-            near = np.abs(own - near_ref)
-        near_ok = (near_n >= 1) & enough
-        score[:, _C["nearby"]] = np.where(near_ok, near, np.nan)
-        fired[:, _C["nearby"]] = near_ok & (near > cfg.nearby_tol)
         # Ceilings depend on series and day only: look each pair up once.
         pairs, inv = np.unique(np.stack([s, day]), axis=1, return_inverse=True)
         found = [self._ceiling(int(a), int(b)) for a, b in pairs.T]
-        inv = inv.ravel()
-        ceil = np.array([f[0] for f in found])[inv]
-        enforce = np.array([f[1] in cfg.ceiling_kinds for f in found], bool)[inv]
-        with np.errstate(all="ignore"):
-            over = x / ceil - 1
-        score[:, _C["ceiling"]] = over
-        fired[:, _C["ceiling"]] = enforce & (over > 0)
-        age = (arr - t).astype(np.float64)
-        score[:, _C["stale"]] = age
-        fired[:, _C["stale"]] = age > cfg.max_age_s
-        score[:, _C["future"]] = -age
-        fired[:, _C["future"]] = -age > cfg.max_skew_s
+        of = inv.ravel().tolist()
+        ev = Evidence(
+            config=cfg, x=x, time=t, arrived=arr, day=day, stats=st, scores=history_scores(x, st), base=base,
+            last=self._last[s], last_recent=(day - self._last_day[s]) <= 7, jump_lim=self._jump_lim[s],
+            rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near_ref,
+            near_n=near_n, ceiling=np.array([found[k][0] for k in of], np.float64),
+            ceiling_kind=tuple(found[k][1] for k in of), ceiling_source=tuple(found[k][2] for k in of),
+            ceiling_from=tuple(found[k][3] for k in of))
+        n = len(x)
+        score = np.full((n, len(CHECKS)), np.nan)
+        fired = np.zeros((n, len(CHECKS)), bool)
+        for k, check in enumerate(ALL_CHECKS):
+            score[:, k], fired[:, k] = check.score(ev)
+        return self._decide(ev, score, fired)
 
+    def _decide(self, ev: Evidence, score: np.ndarray, fired: np.ndarray) -> Assessment:
+        """Independent evidence decides. A value is quarantined when it breaks a rule, when the other
+        reporters at its market disagree with it, when it moved away from its own baseline while the
+        nearby markets did not move with it (they cannot all be in on it), or when it is unusual against
+        its own history and no peer at all can vouch for it. A history outlier that its peers moved with is
+        a real market move; a compliance finding never quarantines."""
+        n = len(ev.x)
         hist = np.zeros(n, bool)
-        for name in cfg.history_checks:
+        for name in self.config.history_checks:
             hist |= fired[:, _C[name]]
-        rule = fired[:, _C["ceiling"]] | fired[:, _C["stale"]] | fired[:, _C["future"]]
-        rep_fired = fired[:, _C["reporters"]]
-        # Independent evidence decides. A value is quarantined when the other reporters at its market
-        # disagree with it, or when it moved away from its own baseline while the nearby markets did not
-        # move with it (they cannot all be in on it), or when it is unusual against its own history and no
-        # peer at all can vouch for it. A history outlier that its peers moved with is a real market move.
-        own_abs = np.abs(np.where(near_ok, own, 0.0))
-        near_diverged = fired[:, _C["nearby"]] & (own_abs > np.abs(np.nan_to_num(near_ref)))
-        alone = hist & ~near_ok & ~rep_ok
+        rule = np.zeros(n, bool)
+        rep_fired = np.zeros(n, bool)
+        for k, check in enumerate(ALL_CHECKS):
+            if check.family == "rule":
+                rule |= fired[:, k]
+            elif check.family == "reporters":
+                rep_fired |= fired[:, k]
+        near_ok = ev.near_ok
+        own_abs = np.abs(np.where(near_ok, ev.own, 0.0))
+        near_diverged = fired[:, _C["nearby"]] & (own_abs > np.abs(np.nan_to_num(ev.near_ref)))
+        alone = hist & ~near_ok & ~ev.rep_ok
         quarantined = rule | rep_fired | near_diverged | alone
-        return {"score": score, "fired": fired, "quarantined": quarantined, "hs": hs, "st": st,
-                "base": base, "last": last, "jump_lim": jump_lim, "rep_ref": rep_ref, "rep_n": rep_n,
-                "rep_tol": rep_tol, "near_ref": near_ref, "near_n": near_n, "own": own, "ceil": ceil,
-                "ceiling_found": found, "ceiling_of": inv, "age": age, "hist": hist, "near_ok": near_ok,
-                "rep_ok": rep_ok, "near_diverged": near_diverged}
+        return Assessment(evidence=ev, score=score, fired=fired, hist=hist, near_diverged=near_diverged,
+                          quarantined=quarantined)
 
-    def _explain(self, ctx: dict[str, Any], i: int, x: float, obs_id: str) -> Verdict:
-        cfg = self.config
-        st, hs = ctx["st"], ctx["hs"]
-        score, fired = ctx["score"][i], ctx["fired"][i]
-        med = float(st["median"][i])
-        results: list[CheckResult] = []
-
-        def add(name: str, limit: float | None, reason: str) -> None:
-            sc = float(score[_C[name]])
-            results.append(CheckResult(name=name, family=FAMILY[name], fired=bool(fired[_C[name]]),
+    def _explain(self, a: Assessment, i: int, obs_id: str) -> Verdict:
+        results = []
+        for k, check in enumerate(ALL_CHECKS):
+            sc = float(a.score[i, k])
+            limit, reason = check.explain(a.evidence, i, sc)
+            results.append(CheckResult(name=check.name, family=check.family, fired=bool(a.fired[i, k]),
                                        score=None if math.isnan(sc) else sc, limit=limit, reason=reason))
-
-        n_hist = int(st["n"][i])
-        if math.isnan(ctx["base"][i]):
-            short = f"only {n_hist} accepted days of history; at least {cfg.min_history} needed"
-            for name, lim in (("hampel", cfg.hampel_k), ("modified_z", cfg.modz_limit),
-                              ("zscore", cfg.z_limit), ("iqr", cfg.iqr_k)):
-                add(name, lim, short)
-        else:
-            floor = float(st["floor"][i])
-            mad = float(st["mad"][i])
-            guard = (f"; MAD is 0 (sticky price), so the scale is the floor of {cfg.scale_floor:.0%} "
-                     f"of the median ({_rp(floor)})") if mad == 0 else ""
-            add("hampel", cfg.hampel_k,
-                f"{_rp(x)} is {score[_C['hampel']]:.1f} scaled MADs from the {n_hist}-day median "
-                f"{_rp(med)} (scale {_rp(float(hs['hampel_scale'][i]))}, limit {cfg.hampel_k:g}){guard}")
-            alt = ""
-            if mad == 0:
-                alt = (f"; MAD is 0, so 1.2533 x mean absolute deviation stands in, floored at "
-                       f"{_rp(floor)}")
-            add("modified_z", cfg.modz_limit,
-                f"modified z-score {score[_C['modified_z']]:.1f} against median {_rp(med)} "
-                f"(scale {_rp(float(hs['modz_scale'][i]))}, limit {cfg.modz_limit:g}){alt}")
-            add("zscore", cfg.z_limit,
-                f"z-score {score[_C['zscore']]:.1f} against mean {_rp(float(st['mean'][i]))} and sd "
-                f"{_rp(float(st['sd'][i]))} (floored at {_rp(floor)}; limit {cfg.z_limit:g}); mean and "
-                f"sd are pulled by outliers, so this check is shown but does not decide")
-            add("iqr", cfg.iqr_k,
-                f"{_rp(x)} lies {max(score[_C['iqr']], 0):.2f} IQRs outside the quartiles "
-                f"{_rp(float(st['q1'][i]))}..{_rp(float(st['q3'][i]))} (limit {cfg.iqr_k:g}); shown, "
-                f"does not decide")
-        last = float(ctx["last"][i])
-        if math.isnan(score[_C["jump"]]):
-            add("jump", None, "no accepted price in the last 7 days to compare with")
-        else:
-            add("jump", float(ctx["jump_lim"][i]),
-                f"{_pct(x / last - 1)} against the last accepted daily price {_rp(last)} "
-                f"(limit {float(ctx['jump_lim'][i]):.0%} for this commodity)")
-        rn = int(ctx["rep_n"][i])
-        if rn < 1:
-            add("reporters", None, "no other reporter at this market reported within the peer window")
-        else:
-            add("reporters", float(ctx["rep_tol"][i]),
-                f"{_pct(x / float(ctx['rep_ref'][i]) - 1)} from {_rp(float(ctx['rep_ref'][i]))}, the "
-                f"{'median of all' if rn >= 2 else 'price of the one other'} reporter"
-                f"{'s' if rn >= 2 else ''} here ({rn} other{'s' if rn != 1 else ''}; "
-                f"limit {float(ctx['rep_tol'][i]):.0%})")
-        nn = int(ctx["near_n"][i])
-        if not ctx["near_ok"][i]:
-            why = ("no nearby market in the region reported" if nn < 1
-                   else "this series has too little history for a baseline")
-            add("nearby", cfg.nearby_tol, why)
-        else:
-            own, ref = float(ctx["own"][i]), float(ctx["near_ref"][i])
-            add("nearby", cfg.nearby_tol,
-                f"this market is {_pct(math.expm1(own))} against its own baseline {_rp(float(ctx['base'][i]))}"
-                f" while the median of {nn} nearby market{'s' if nn != 1 else ''} moved "
-                f"{_pct(math.expm1(ref))} (difference {abs(own - ref):.3f} in log terms, limit "
-                f"{cfg.nearby_tol:g})")
-        _, kind, csource = ctx["ceiling_found"][ctx["ceiling_of"][i]]
-        ceil = float(ctx["ceil"][i])
-        if math.isnan(ceil):
-            add("ceiling", None, "no ceiling or reference price for this commodity, grade and region")
-        else:
-            label = "ceiling (HET)" if kind == "HET" else f"reference price ({kind}), not a ceiling"
-            add("ceiling", 0.0,
-                f"{_rp(x)} is {_pct(x / ceil - 1)} against the {label} {_rp(ceil)} "
-                f"[{csource}]")
-        age = float(ctx["age"][i])
-        add("stale", float(cfg.max_age_s),
-            f"observed {age / 3600:.1f} h before it reached the hub (limit {cfg.max_age_s / 3600:g} h)")
-        add("future", float(cfg.max_skew_s),
-            f"device time is {-age:.0f} s after arrival (limit {cfg.max_skew_s} s); a device clock "
-            f"ahead of the hub")
-        status = QUARANTINED if ctx["quarantined"][i] else ACCEPTED
+        status = QUARANTINED if a.quarantined[i] else ACCEPTED
         return Verdict(observation_id=obs_id, status=status, checks=tuple(results),
-                       summary=self._summary(ctx, i, status))
+                       summary=self._summary(a, i, status))
 
-    def _summary(self, ctx: dict[str, Any], i: int, status: str) -> str:
-        fired = [c for c in CHECKS if ctx["fired"][i][_C[c]]]
+    def _summary(self, a: Assessment, i: int, status: str) -> str:
+        fired = [c for c in CHECKS if a.fired[i, _C[c]]]
         if not fired:
             return "accepted: no check fired"
         rule = [c for c in fired if FAMILY[c] == "rule"]
+        ev = a.evidence
         if status == ACCEPTED:
-            if ctx["hist"][i]:
-                who = "nearby markets" if ctx["near_ok"][i] else "the other reporters here"
+            if a.hist[i]:
+                who = "nearby markets" if ev.near_ok[i] else "the other reporters here"
                 return (f"accepted: unusual against its own history ({', '.join(fired)}) but {who} "
                         f"moved the same way")
             return f"accepted: only {', '.join(fired)} fired, which alone does not quarantine"
         parts = []
         if rule:
             parts.append(f"rule broken ({', '.join(rule)})")
-        if ctx["fired"][i][_C["reporters"]]:
+        if any(a.fired[i, k] for k, c in enumerate(ALL_CHECKS) if c.family == "reporters"):
             parts.append("other reporters at this market disagree")
-        if ctx["near_diverged"][i]:
+        if a.near_diverged[i]:
             parts.append("it moved away from its own baseline while nearby markets did not")
-        if ctx["hist"][i] and not ctx["near_ok"][i] and not ctx["rep_ok"][i]:
+        if a.hist[i] and not ev.near_ok[i] and not ev.rep_ok[i]:
             parts.append("unusual against its history and no peer can confirm it")
         return "quarantined: " + "; ".join(parts)
 
@@ -594,11 +499,13 @@ class Validator:
         near_ref = float(statistics.median(changes)) if changes else math.nan
         sa = np.array([s])
         base, st = self._baselines(sa)
-        ctx = self._assess(sa, np.array([x]), np.array([obs.time]), np.array([obs.arrived_at]),
-                           np.array([day]), np.array([rep_ref]), np.array([len(others)]),
-                           np.array([near_ref]), np.array([len(changes)]), base, st)
+        peers = tuple(PeerReport(reporter=r, price=p, time=tm) for r, (tm, p) in reps.items()
+                      if r != obs.reporter and abs(tm - obs.time) <= cfg.peer_window_s)
+        a = self._assess(sa, np.array([x]), np.array([obs.time]), np.array([obs.arrived_at]),
+                         np.array([day]), np.array([rep_ref]), np.array([len(others)]),
+                         np.array([near_ref]), np.array([len(changes)]), base, st, (peers,))
         reps[obs.reporter] = (obs.time, x)
-        verdict = self._explain(ctx, 0, x, obs.id)
+        verdict = self._explain(a, 0, obs.id)
         if not verdict.quarantined:
             self.admit(obs)
         return verdict
@@ -655,12 +562,12 @@ class Validator:
             base, st = self._baselines(s)
             near_ref_u, near_n_u = self._nearby_refs(useries, gmed, day)
             near_ref, near_n = near_ref_u[gidx], near_n_u[gidx]
-            ctx = self._assess(s, x, batch.time[rows], batch.arrived[rows], np.full(len(rows), day),
-                               rep_ref, rep_n, near_ref, near_n, base, st)
-            fired[rows] = ctx["fired"]
-            score[rows] = ctx["score"]
-            quarantined[rows] = ctx["quarantined"]
-            ok = ~ctx["quarantined"]
+            a = self._assess(s, x, batch.time[rows], batch.arrived[rows], np.full(len(rows), day),
+                             rep_ref, rep_n, near_ref, near_n, base, st)
+            fired[rows] = a.fired
+            score[rows] = a.score
+            quarantined[rows] = a.quarantined
+            ok = ~a.quarantined
             if ok.any():
                 _, _, acc_med, _, acc_series = _group_refs(s[ok], x[ok])
                 for u, m in zip(acc_series, acc_med, strict=True):

@@ -165,3 +165,16 @@ def test_batch_and_streaming_agree_on_the_checks() -> None:
         ObservationBatch.from_observations(rows))
     assert res.quarantined.tolist() == [False, False, True, False, False]
     assert res.fired_by("reporters").tolist() == [False, False, True, False, False]
+
+
+def test_every_check_is_one_object_that_scores_and_explains() -> None:
+    from hub.markets.checks import ALL_CHECKS, FAMILIES
+
+    assert [c.name for c in ALL_CHECKS] == list(CHECKS)
+    assert len(set(CHECKS)) == len(CHECKS)
+    assert all(c.family in FAMILIES for c in ALL_CHECKS)
+    v = validator(markets={"pasar-senen": 40_000})
+    v.check(obs(40_000, reporter="r1"))
+    verdict = v.check(obs(52_000, reporter="r2"))
+    # The reporters check names what the peer actually reported.
+    assert "r1 Rp 40.000" in verdict.check("reporters").reason

@@ -1,0 +1,349 @@
+"""The validation checks as objects: each one scores a day's rows and explains one row, so a new check is
+one new class added to ALL_CHECKS."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .validate import ValidationConfig
+
+# 1.4826 * MAD estimates the standard deviation of normal data; 0.6745 is its inverse used by the
+# modified z-score; 1.253314 * mean absolute deviation is the fallback when MAD is 0.
+MAD_TO_SD = 1.4826
+MODZ_K = 0.6745
+MEANAD_TO_SD = 1.253314
+
+# What kind of evidence a check is. "history" checks vouch only together with a peer; "reporters" and
+# "nearby" are peers; a "rule" broken quarantines by itself; a "compliance" finding is reported and never
+# quarantines (a price above a legal ceiling is a real price that breaks the law, not bad data).
+FAMILIES = ("history", "reporters", "nearby", "rule", "compliance")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RobustStats:
+    """Per row: median, MAD, mean absolute deviation, mean, sd, quartiles and count of the history, and
+    the floor of every scale (a fraction of the median)."""
+
+    median: np.ndarray
+    mad: np.ndarray
+    meanad: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    q1: np.ndarray
+    q3: np.ndarray
+    n: np.ndarray
+    floor: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryScores:
+    """The four history statistics of each row and the scales they were measured in."""
+
+    hampel: np.ndarray
+    hampel_scale: np.ndarray
+    modified_z: np.ndarray
+    modz_scale: np.ndarray
+    zscore: np.ndarray
+    iqr: np.ndarray
+    iqr_width: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerReport:
+    """What one other reporter at the same market reported, as an explanation names it."""
+
+    reporter: str
+    price: float
+    time: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evidence:
+    """Everything the checks look at for a set of rows (one value per row unless said otherwise)."""
+
+    config: ValidationConfig
+    x: np.ndarray  # price
+    time: np.ndarray  # observation time
+    arrived: np.ndarray  # hub arrival time
+    day: np.ndarray
+    stats: RobustStats
+    scores: HistoryScores
+    base: np.ndarray  # the series' baseline (NaN without enough history)
+    last: np.ndarray  # the series' last accepted daily price
+    last_recent: np.ndarray  # bool: that price is at most 7 days old
+    jump_lim: np.ndarray
+    rep_ref: np.ndarray  # the other reporters' reference price
+    rep_n: np.ndarray  # how many other reporters
+    rep_tol: np.ndarray
+    peers: tuple[tuple[PeerReport, ...], ...] | None  # per row, the other reporters' reports (streaming)
+    near_ref: np.ndarray  # median log change of nearby markets
+    near_n: np.ndarray
+    ceiling: np.ndarray  # ceiling or reference price, NaN where none
+    ceiling_kind: tuple[str, ...]  # per row, "HET", "HAP" or ""
+    ceiling_source: tuple[str, ...]
+    ceiling_from: tuple[str, ...]  # per row, the date the ceiling took effect
+
+    @property
+    def enough(self) -> np.ndarray:
+        out: np.ndarray = ~np.isnan(self.base)
+        return out
+
+    @property
+    def own(self) -> np.ndarray:
+        """Each row's log change against its own baseline."""
+        with np.errstate(all="ignore"):
+            out: np.ndarray = np.log(self.x / self.base)
+        return out
+
+    @property
+    def near_ok(self) -> np.ndarray:
+        out: np.ndarray = (self.near_n >= 1) & self.enough
+        return out
+
+    @property
+    def rep_ok(self) -> np.ndarray:
+        out: np.ndarray = self.rep_n >= 1
+        return out
+
+    @property
+    def age(self) -> np.ndarray:
+        out: np.ndarray = (self.arrived - self.time).astype(np.float64)
+        return out
+
+
+def rp(v: float) -> str:
+    return "Rp " + f"{v:,.0f}".replace(",", ".")
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:+.1f} %"
+
+
+class Check:
+    """One check: `score` gives each row's statistic (NaN where the check cannot run) and whether it
+    fired; `explain` gives the limit shown and the reason for one row."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        raise NotImplementedError
+
+
+class _HistoryCheck(Check):
+    family = "history"
+
+    def limit(self, cfg: ValidationConfig) -> float:
+        raise NotImplementedError
+
+    def statistic(self, ev: Evidence) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        enough = ev.enough
+        sc = np.where(enough, self.statistic(ev), np.nan)
+        return sc, enough & (sc > self.limit(ev.config))
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        cfg = ev.config
+        if math.isnan(ev.base[i]):
+            return self.limit(cfg), (f"only {int(ev.stats.n[i])} accepted days of history; at least "
+                                     f"{cfg.min_history} needed")
+        return self.limit(cfg), self.reason(ev, i, score)
+
+    def reason(self, ev: Evidence, i: int, score: float) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def sticky(ev: Evidence, i: int) -> bool:
+        return float(ev.stats.mad[i]) == 0
+
+
+class Hampel(_HistoryCheck):
+    name = "hampel"
+
+    def limit(self, cfg: ValidationConfig) -> float:
+        return cfg.hampel_k
+
+    def statistic(self, ev: Evidence) -> np.ndarray:
+        return ev.scores.hampel
+
+    def reason(self, ev: Evidence, i: int, score: float) -> str:
+        cfg, st = ev.config, ev.stats
+        floor = float(st.floor[i])
+        guard = (f"; MAD is 0 (sticky price), so the scale is the floor of {cfg.scale_floor:.0%} "
+                 f"of the median ({rp(floor)})") if self.sticky(ev, i) else ""
+        return (f"{rp(float(ev.x[i]))} is {score:.1f} scaled MADs from the {int(st.n[i])}-day median "
+                f"{rp(float(st.median[i]))} (scale {rp(float(ev.scores.hampel_scale[i]))}, limit "
+                f"{cfg.hampel_k:g}){guard}")
+
+
+class ModifiedZ(_HistoryCheck):
+    name = "modified_z"
+
+    def limit(self, cfg: ValidationConfig) -> float:
+        return cfg.modz_limit
+
+    def statistic(self, ev: Evidence) -> np.ndarray:
+        return ev.scores.modified_z
+
+    def reason(self, ev: Evidence, i: int, score: float) -> str:
+        cfg = ev.config
+        alt = (f"; MAD is 0, so 1.2533 x mean absolute deviation stands in, floored at "
+               f"{rp(float(ev.stats.floor[i]))}") if self.sticky(ev, i) else ""
+        return (f"modified z-score {score:.1f} against median {rp(float(ev.stats.median[i]))} "
+                f"(scale {rp(float(ev.scores.modz_scale[i]))}, limit {cfg.modz_limit:g}){alt}")
+
+
+class ZScore(_HistoryCheck):
+    name = "zscore"
+
+    def limit(self, cfg: ValidationConfig) -> float:
+        return cfg.z_limit
+
+    def statistic(self, ev: Evidence) -> np.ndarray:
+        return ev.scores.zscore
+
+    def reason(self, ev: Evidence, i: int, score: float) -> str:
+        st = ev.stats
+        return (f"z-score {score:.1f} against mean {rp(float(st.mean[i]))} and sd {rp(float(st.sd[i]))} "
+                f"(floored at {rp(float(st.floor[i]))}; limit {ev.config.z_limit:g}); mean and sd are "
+                f"pulled by outliers, so this check is shown but does not decide")
+
+
+class Iqr(_HistoryCheck):
+    name = "iqr"
+
+    def limit(self, cfg: ValidationConfig) -> float:
+        return cfg.iqr_k
+
+    def statistic(self, ev: Evidence) -> np.ndarray:
+        return ev.scores.iqr
+
+    def reason(self, ev: Evidence, i: int, score: float) -> str:
+        st = ev.stats
+        return (f"{rp(float(ev.x[i]))} lies {max(score, 0):.2f} IQRs outside the quartiles "
+                f"{rp(float(st.q1[i]))}..{rp(float(st.q3[i]))} (limit {ev.config.iqr_k:g}); shown, "
+                f"does not decide")
+
+
+class Jump(_HistoryCheck):
+    name = "jump"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(all="ignore"):
+            jump = np.abs(np.log(ev.x / ev.last))
+        ok = ev.last_recent & ~np.isnan(ev.last)
+        return np.where(ok, jump, np.nan), ok & (jump > np.log1p(ev.jump_lim))
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        if math.isnan(score):
+            return None, "no accepted price in the last 7 days to compare with"
+        last, lim = float(ev.last[i]), float(ev.jump_lim[i])
+        return lim, (f"{pct(float(ev.x[i]) / last - 1)} against the last accepted daily price {rp(last)} "
+                     f"(limit {lim:.0%} for this commodity)")
+
+
+class Reporters(Check):
+    name = "reporters"
+    family = "reporters"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(all="ignore"):
+            rep = np.abs(ev.x / ev.rep_ref - 1)
+        ok = ev.rep_ok
+        return np.where(ok, rep, np.nan), ok & (rep > ev.rep_tol)
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        rn = int(ev.rep_n[i])
+        if rn < 1:
+            return None, "no other reporter at this market reported within the peer window"
+        ref, tol, x = float(ev.rep_ref[i]), float(ev.rep_tol[i]), float(ev.x[i])
+        said = ""
+        if ev.peers is not None and ev.peers[i]:
+            said = "; they reported " + ", ".join(f"{p.reporter} {rp(p.price)}" for p in ev.peers[i])
+        return tol, (f"{pct(x / ref - 1)} from {rp(ref)}, the "
+                     f"{'median of all' if rn >= 2 else 'price of the one other'} reporter"
+                     f"{'s' if rn >= 2 else ''} here ({rn} other{'s' if rn != 1 else ''}; "
+                     f"limit {tol:.0%}){said}")
+
+
+class Nearby(Check):
+    name = "nearby"
+    family = "nearby"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        near = np.abs(ev.own - ev.near_ref)
+        ok = ev.near_ok
+        return np.where(ok, near, np.nan), ok & (near > ev.config.nearby_tol)
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        cfg, nn = ev.config, int(ev.near_n[i])
+        if not ev.near_ok[i]:
+            return cfg.nearby_tol, ("no nearby market in the region reported" if nn < 1
+                                    else "this series has too little history for a baseline")
+        own, ref = float(ev.own[i]), float(ev.near_ref[i])
+        return cfg.nearby_tol, (
+            f"this market is {pct(math.expm1(own))} against its own baseline {rp(float(ev.base[i]))} while "
+            f"the median of {nn} nearby market{'s' if nn != 1 else ''} moved {pct(math.expm1(ref))} "
+            f"(difference {abs(own - ref):.3f} in log terms, limit {cfg.nearby_tol:g})")
+
+
+class Ceiling(Check):
+    name = "ceiling"
+    family = "rule"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        enforce = np.array([k in ev.config.ceiling_kinds for k in ev.ceiling_kind], bool)
+        with np.errstate(all="ignore"):
+            over = ev.x / ev.ceiling - 1
+        return over, enforce & (over > 0)
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        ceil = float(ev.ceiling[i])
+        if math.isnan(ceil):
+            return None, "no ceiling or reference price for this commodity, grade and region"
+        kind = ev.ceiling_kind[i]
+        label = "ceiling (HET)" if kind == "HET" else f"reference price ({kind}), not a ceiling"
+        x = float(ev.x[i])
+        return 0.0, f"{rp(x)} is {pct(x / ceil - 1)} against the {label} {rp(ceil)} [{ev.ceiling_source[i]}]"
+
+
+class Stale(Check):
+    name = "stale"
+    family = "rule"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        age = ev.age
+        return age, age > ev.config.max_age_s
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        lim = ev.config.max_age_s
+        return float(lim), f"observed {score / 3600:.1f} h before it reached the hub (limit {lim / 3600:g} h)"
+
+
+class Future(Check):
+    name = "future"
+    family = "rule"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        ahead = -ev.age
+        return ahead, ahead > ev.config.max_skew_s
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        lim = ev.config.max_skew_s
+        return float(lim), (f"device time is {score:.0f} s after arrival (limit {lim} s); a device clock "
+                            f"ahead of the hub")
+
+
+ALL_CHECKS: tuple[Check, ...] = (
+    Hampel(), ModifiedZ(), ZScore(), Iqr(), Jump(), Reporters(), Nearby(), Ceiling(), Stale(), Future(),
+)
