@@ -166,9 +166,15 @@ def _bench(args: argparse.Namespace) -> int:
     return main(args.rest)
 
 
+# Fault injection, fuzzing and soak need the test vectors and test helpers, so they are not installed.
+HARNESS = ("Fault injection, fuzzing and the soak run from a source checkout, not from this command: "
+           "python -m tests.harness.faults, python -m tests.harness.fuzz, python -m tests.harness.soak "
+           "(RELIABILITY.md).")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jejak", description="Edge-first, tamper-evident tracking for MBG meals "
-                                                         "and market prices.")
+                                                         "and market prices.", epilog=HARNESS)
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -207,10 +213,7 @@ def parser() -> argparse.ArgumentParser:
     for name, module, text in (("demo", "hub.demo", "a local hub with simulated devices and its dashboard"),
                                ("edge", "edge.cli", "run or inspect the edge daemon"),
                                ("example", "tools.example", "write the example audit bundles"),
-                               ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub"),
-                               ("faults", "tools.faults", "inject faults into real edges and hubs; count losses"),
-                               ("fuzz", "tools.fuzz", "coverage-guided fuzzing (atheris) of the ledger's decoders"),
-                               ("soak", "tools.soak", "a simulated region against one hub; watch memory, fds, tasks")):
+                               ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub")):
         d = sub.add_parser(name, help=text, add_help=False)
         d.add_argument("rest", nargs=argparse.REMAINDER)
         d.set_defaults(func=_delegate(module))

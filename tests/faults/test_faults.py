@@ -1,5 +1,5 @@
 """The fault-injection suite at reduced size: real daemons killed, partitioned, starved of disk, corrupted and
-mis-clocked; nothing acknowledged is lost or duplicated. `jejak faults` runs the same scenarios full size."""
+mis-clocked; nothing acknowledged is lost or duplicated. `python -m tests.harness.faults` runs the same scenarios full size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tools.faults import Lan, run_scenario
+from tests.harness.faults import Lan, run_scenario
 
 SEED = int(os.environ.get("JEJAK_FAULTS_SEED", "9"))
 
@@ -72,7 +72,7 @@ async def test_clock_years_off_and_jumps(tmp_path):
 
 
 def test_soak_memory_fds_tasks(tmp_path):
-    from tools.soak import soak
+    from tests.harness.soak import soak
 
     result = asyncio.run(soak(tmp_path, minutes=0.5, devices=200, rate=2.0))
     print({k: v for k, v in result.items() if k != "samples"})

@@ -1,9 +1,9 @@
 """The fuzz target around tests/fuzz/broken_decoder.py. It is reachable only by naming it
-(`tests.fuzz.broken_target:TARGET`), never through `jejak fuzz --target all`."""
+(`tests.fuzz.broken_target:TARGET`), never through `python -m tests.harness.fuzz --target all`."""
 
 from __future__ import annotations
 
-from tools.fuzz import Target, TestOne
+from tests.harness.fuzz import Target, TestOne
 
 
 def _build() -> TestOne:

@@ -1,6 +1,6 @@
-"""Coverage-guided fuzzing (atheris) of the ledger's decoders, at test size, through the `jejak fuzz` runner:
+"""Coverage-guided fuzzing (atheris) of the ledger's decoders, at test size, through the `python -m tests.harness.fuzz` runner:
 every target runs in its own subprocess, finds no crash and tries inputs; a deliberately broken target is
-reported as a crash with its input saved. `jejak fuzz --seconds 300` runs them for real."""
+reported as a crash with its input saved. `python -m tests.harness.fuzz --seconds 300` runs them for real."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tools import fuzz
+from tests.harness import fuzz
 
 # A few thousand inputs each; the bundle targets verify signatures per input and get fewer.
 RUNS = {name: 2000 for name in fuzz.TARGETS} | {"bundle": 1000, "bundle_compare": 1200}
@@ -55,7 +55,7 @@ def test_cli_runs_targets_and_writes_json(tmp_path: Path, capsys: pytest.Capture
     assert [o["target"] for o in result["outcomes"]] == ["chain_state", "sync_heads"]
     for o in result["outcomes"]:
         assert o["ok"] and o["inputs"] >= 500 and o["coverage"] > 0 and o["crashes"] == []
-        assert o["command"] == f"jejak fuzz --target {o['target']} --runs 500 --seed 3"
+        assert o["command"] == f"python -m tests.harness.fuzz --target {o['target']} --runs 500 --seed 3"
     assert "| chain_state |" in capsys.readouterr().out
 
 

@@ -1,4 +1,4 @@
-"""Regression tests for ledger bugs found by the property tests and the fuzz targets (tools/fuzz.py); each
+"""Regression tests for ledger bugs found by the property tests and the fuzz targets (tests/harness/fuzz.py); each
 failed before its fix."""
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from edge.sync import SyncAgent
 from hub.app import free_coap_port, start_hub
 from hub.config import HubConfig
 from ledger.sync import Head, Limits
+from tests.harness.faults import start_impairment
 from tests.hub.conftest import enroll, new_device
-from tools.faults import start_impairment
 
 BODY = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
         "school": "sd-01"}

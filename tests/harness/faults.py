@@ -1,4 +1,4 @@
-"""`jejak faults`: inject faults into real edge and hub processes and count what was acknowledged and lost.
+"""Inject faults into real edge and hub processes and count what was acknowledged and lost.
 
 Each scenario starts real daemons (`jejak hub run`, `jejak edge run`), puts them under load, breaks
 something (SIGKILL, a network partition, packet loss and delay, a full disk, a corrupted store, a wrong
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOW = 1_763_900_000
 
 
@@ -671,7 +671,7 @@ async def partitions(root: Path, *, cycles: int, edges: int = 3, loss: float = 0
             else:  # this kernel has no sch_netem: impair every edge-hub datagram in user space instead
                 shaped_by = "user-space relay (no netem in this kernel)"
                 hub_url = f"coap://{lan.addr('hub')}:5700"
-                relay = Proc(["-m", "tools.faults", "impair", "--listen", f"{lan.addr('hub')}:5700",
+                relay = Proc(["-m", "tests.harness.faults", "impair", "--listen", f"{lan.addr('hub')}:5700",
                               "--to", f"{lan.addr('hub')}:5683", "--loss", str(loss), "--delay-ms",
                               str(delay_ms), "--jitter-ms", str(delay_ms // 4)], root / "relay.log",
                              lan.ns("hub"))
@@ -1060,7 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["impair"]:
         return _impair_main(argv[1:])
-    p = argparse.ArgumentParser(prog="jejak faults", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tests.harness.faults", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(SIZES), default="full", help="full (default) or reduced (the tests)")
     p.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios (repeatable)")
@@ -1081,7 +1081,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed[name] = str(exc)
                 print(f"faults: {name} could not run: {exc}", file=sys.stderr)
                 continue
-            outcome.command = f"jejak faults --size {args.size} --only {name} --seed {args.seed}"
+            outcome.command = f"python -m tests.harness.faults --size {args.size} --only {name} --seed {args.seed}"
             if name == "netem" and args.loss != NETEM_LOSS:
                 outcome.command += f" --loss {args.loss:g}"
             outcomes.append(outcome)
@@ -1106,7 +1106,7 @@ def _percent(text: str) -> float:
 
 
 def _impair_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="jejak faults impair", description=impair.__doc__)
+    p = argparse.ArgumentParser(prog="python -m tests.harness.faults impair", description=impair.__doc__)
     p.add_argument("--listen", required=True, help="host:port")
     p.add_argument("--to", required=True, help="host:port")
     p.add_argument("--loss", type=_percent, default=0.0, help="percent of datagrams dropped, each way")

@@ -1,4 +1,4 @@
-"""`jejak fuzz`: coverage-guided fuzzing of the ledger's decoders with atheris (libFuzzer, in-process).
+"""Coverage-guided fuzzing of the ledger's decoders with atheris (libFuzzer, in-process).
 
 Each target feeds libFuzzer's bytes to one entry point that reads untrusted bytes. The contract is the same
 for all: any input gives a result or a typed error (a `ledger.errors.CodedError` subclass, mostly
@@ -7,15 +7,15 @@ memory blow-up is a crash. The ledger is imported under `atheris.instrument_impo
 branches and comparisons (cbor2's C decoder is not instrumented: its inputs reach it all the same).
 
 libFuzzer exits the process on the first crash, so every target runs in its own subprocess
-(`python -m tools.fuzz --run-one NAME`, one at a time); this process reads its report: inputs tried,
+(`python -m tests.harness.fuzz --run-one NAME`, one at a time); this process reads its report: inputs tried,
 coverage (libFuzzer's `cov`: instrumented edges of the ledger's bytecode), corpus size, and the crashing
 input that libFuzzer wrote to the artifacts directory. Seeds: every byte string of tests/vectors (the .cbor
 files and the hex in the JSON vectors), the bundles in docs/examples, and sync messages, chain states and
 bodies built from the records among them.
 
-    jejak fuzz                                  every target, 20,000 inputs each
-    jejak fuzz --target record --seconds 300    one target for five minutes
-    jejak fuzz --target record --replay FILE    run one saved input (a crash) again
+    python -m tests.harness.fuzz                                every target, 20,000 inputs each
+    python -m tests.harness.fuzz --target record --seconds 300  one target for five minutes
+    python -m tests.harness.fuzz --target record --replay FILE  run one saved input (a crash) again
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TestOne = Callable[[bytes], None]
 DEFAULT_RUNS = 20_000
 INPUT_TIMEOUT = 25  # seconds one input may take before libFuzzer calls it a hang
@@ -654,7 +654,7 @@ def resolve(ref: str) -> Target:
         target = getattr(importlib.import_module(module), attr)
         if isinstance(target, Target):
             return target
-    raise SystemExit(f"jejak fuzz: unknown target {ref!r}; targets: {', '.join(TARGETS)}")
+    raise SystemExit(f"python -m tests.harness.fuzz: unknown target {ref!r}; targets: {', '.join(TARGETS)}")
 
 
 # --- the fuzzing subprocess ---------------------------------------------------------------------------------
@@ -668,7 +668,7 @@ def run_one(ref: str, *, runs: int | None, seconds: float | None, seed: int, art
     target = resolve(ref)
     early = [m for m in target.instrument if m in sys.modules]
     if early:  # a module imported before the hook would run uninstrumented: no coverage feedback
-        raise SystemExit(f"jejak fuzz: {', '.join(early)} imported before instrumentation")
+        raise SystemExit(f"python -m tests.harness.fuzz: {', '.join(early)} imported before instrumentation")
     with atheris.instrument_imports(include=list(target.instrument)):
         for module in target.instrument:
             importlib.import_module(module)
@@ -779,7 +779,7 @@ def run_target(ref: str, *, runs: int | None = None, seconds: float | None = Non
     artifacts = artifacts.resolve()
     artifacts.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"jejak-fuzz-{target.name}-"))
-    cmd = [python, "-m", "tools.fuzz", "--run-one", ref, "--seed", str(seed), "--artifacts", str(artifacts),
+    cmd = [python, "-m", "tests.harness.fuzz", "--run-one", ref, "--seed", str(seed), "--artifacts", str(artifacts),
            "--work", str(work)]
     if runs is not None:
         cmd += ["--runs", str(runs)]
@@ -848,14 +848,14 @@ def run_all(refs: Iterable[str], *, runs: int | None, seconds: float | None, see
         o = run_target(ref, runs=runs, seconds=seconds, seed=seed, artifacts=artifacts, timeout=timeout,
                        corpus_dir=corpus_root / name if corpus_root else None)
         size = f"--seconds {seconds:g}" if seconds is not None else f"--runs {runs if runs is not None else DEFAULT_RUNS}"
-        o.command = f"jejak fuzz --target {ref} {size} --seed {seed}"
+        o.command = f"python -m tests.harness.fuzz --target {ref} {size} --seed {seed}"
         echo(_line(o))
         outcomes.append(o)
     return outcomes
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="jejak fuzz", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tests.harness.fuzz", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", action="append", metavar="NAME|all",
                    help=f"target to run (repeatable; default all): {', '.join(TARGETS)}")
@@ -898,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as tools.fuzz, not __main__: targets defined elsewhere build on tools.fuzz.Target.
-    from tools import fuzz
+    # Run as tests.harness.fuzz, not __main__: targets defined elsewhere build on tests.harness.fuzz.Target.
+    from tests.harness import fuzz
 
     sys.exit(fuzz.main())

@@ -1,4 +1,4 @@
-"""`jejak soak`: a simulated region (hundreds of devices) pushes to one hub over CoAP at an accelerated pace.
+"""A simulated region (hundreds of devices) pushes to one hub over CoAP at an accelerated pace.
 
 The hub runs as its own process (`jejak hub run`'s code) and this process plays the devices. Both run on one
 accelerated clock (`--scale` simulated seconds per real second; a day a minute by default), so an hour's
@@ -59,10 +59,10 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
 
     from ledger import ChainBuilder, Ed25519Signer
     from ledger.sync import encode_records
-    from tools.faults import HubProc
+    from tests.harness.faults import HubProc
 
     clock = SimClock(time.time(), scale)
-    serve = ("-m", "tools.soak", "--serve-hub", "--epoch", repr(clock.epoch), "--scale", repr(scale))
+    serve = ("-m", "tests.harness.soak", "--serve-hub", "--epoch", repr(clock.epoch), "--scale", repr(scale))
     hub = HubProc(root / "hub", checkpoint_interval=10.0, command=serve)  # the default interval
     hub.start()
     await asyncio.to_thread(hub.wait_up)
@@ -203,7 +203,7 @@ def summarise(samples: list[dict[str, Any]], *, devices: int, failures: int, min
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="jejak soak", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m tests.harness.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=60.0)
     p.add_argument("--devices", type=int, default=300)

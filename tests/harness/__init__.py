@@ -1,0 +1,1 @@
+"""Development harness run from a source checkout: fault injection, fuzzing, soak; never installed."""
