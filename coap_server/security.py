@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,14 +196,6 @@ def claimed_device(request: aiocoap.Message) -> bytes | None:
     return None
 
 
-def claimed_role(request: aiocoap.Message) -> str | None:
-    for claim in claims(request):
-        kind, _, _ = claim.partition(":")
-        if kind in ("device", "hub", "peer", "phone"):
-            return kind
-    return None
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccessPolicy:
     """Who may do what over CoAP.
@@ -367,10 +359,3 @@ def install(credentials: Any, entries: dict[str, Any]) -> None:
     for pattern, ctx in entries.items():
         if credentials.get(pattern) is not ctx:
             credentials[pattern] = ctx
-
-
-def report_refusals(policy: AccessPolicy) -> dict[str, int]:
-    return dict(policy.refused)
-
-
-HeadsFilter = Callable[[aiocoap.Message, Sequence[Any]], list[Any]]

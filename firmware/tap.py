@@ -40,7 +40,6 @@ R_STAFF_CARD = "staff_card"  # session opened or closed by the staff card
 R_STAFF_CHANGED = "staff_changed"  # another staff card took over the session
 R_TIMEOUT = "timeout"  # session closed after session_timeout_ms without a tap
 R_SHUTDOWN = "shutdown"
-R_EVENT_CHANGED = "event_changed"
 R_QUEUED = "queued"
 
 MAX_TAGS = 256  # ledger.bodies.MAX_LIST

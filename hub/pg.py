@@ -63,11 +63,6 @@ class PgHubStore:
         self._conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
-    @property
-    def schema_version(self) -> int:
-        row = self._query_one("SELECT value FROM meta WHERE key = 'schema_version'")
-        return int(row[0]) if row else 0
-
     def _query_one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[object, ...] | None:
         with self._conn.transaction():
             return self._conn.execute(sql, params).fetchone()

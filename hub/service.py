@@ -253,12 +253,6 @@ class Hub:
     def checkpoints(self) -> list[Checkpoint]:
         return list(self._checkpoints)
 
-    def checkpoint_of_size(self, size: int) -> Checkpoint | None:
-        for cp in reversed(self._checkpoints):
-            if cp.tree_size == size:
-                return cp
-        return None
-
     def receipt(self, record_id: bytes, checkpoint: Checkpoint | None = None) -> tuple[int, bytes]:
         """A COSE Receipt proving the record is in the log under the latest checkpoint that covers it."""
         index = self.store.locate(record_id)

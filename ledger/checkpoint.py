@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -149,7 +148,3 @@ def verify_checkpoints_consistent(older: Checkpoint, newer: Checkpoint, proof: S
         raise BadCheckpoint(f"checkpoints of size {older.tree_size} and {newer.tree_size} are inconsistent: "
                             f"{exc.message}", hint="the hub rewrote its log; keep both checkpoints as evidence"
                             ) from None
-
-
-def checkpoint_digest(cp: Checkpoint) -> bytes:
-    return hashlib.sha256(cp.raw).digest()

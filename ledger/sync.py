@@ -17,7 +17,7 @@ from .errors import (
     RevokedKey,
     SyncError,
 )
-from .record import ZERO_HASH, Record, decode_record
+from .record import Record, decode_record
 
 PROTOCOL = 1
 MSG_HEADS = 1
@@ -297,7 +297,3 @@ class RequestSize:
                or self.limits.bytes_per_request >> deepest > self.floor_bytes):
             deepest += 1
         return deepest
-
-
-def empty_head(device_id: bytes) -> Head:
-    return Head(device_id=device_id, length=0, head=ZERO_HASH)
