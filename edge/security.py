@@ -32,6 +32,7 @@ from coap_server.security import (
 )
 from coap_server.sync import LogHolder
 from ledger import Checkpoint, LedgerError, decode_checkpoint, decode_record, device_id_for
+from ledger.enroll import make_enroll_request, read_grant, read_revocations
 from ledger.sync import Head
 
 from .config import EdgeConfig
@@ -82,9 +83,6 @@ def enroll(uri: str, key: Any, data: Path, *, site: str, role: str, name: str,
            post: Any = None, now: int | None = None) -> dict[str, Any]:
     """Send the signed enrollment request to the hub named by the QR code, check the hub's grant against the
     key the QR code carries, pin that key and derive the device's OSCORE context with the hub."""
-    from hub.security import read_grant
-    from hub.service import make_enroll_request
-
     url, hub_id, hub_key = parse_enroll_uri(uri)
     request = make_enroll_request(key, site=site, role=role, name=name, time=now or int(time.time()),
                                   hub_id=hub_id)
@@ -158,17 +156,15 @@ class Revocations:
 
     def apply(self, raw: bytes, *, persist: bool = True) -> bool:
         """Verify and adopt a list; an older one than held is ignored. Raises UntrustedHub if not genuine."""
-        from hub.security import read_revocations
-
         if self.hub_key is None:
             raise UntrustedHub("no hub key is pinned; a revocation list cannot be checked", hint="enroll first")
         try:
-            when, points = read_revocations(raw, self.hub_key)
+            revocations = read_revocations(raw, self.hub_key)
         except (LedgerError, ValueError) as exc:
             raise UntrustedHub(f"revocation list not signed by the pinned hub ({exc})") from None
-        if when < self.time:
+        if revocations.time < self.time:
             return False
-        self.time, self.points = when, points
+        self.time, self.points = revocations.time, revocations.points
         if persist:
             tmp = self.path.with_suffix(".new")
             tmp.write_bytes(raw)

@@ -10,9 +10,10 @@ from typing import Any
 
 from ledger import ChainBuilder, Ed25519Signer, MerkleTree, verify_consistency, verify_inclusion
 from ledger.bench import raw_verify_rate
+from ledger.enroll import make_enroll_request
 from ledger.merkle import leaf_hash
 
-from .service import Hub, log_tree, make_enroll_request
+from .service import Hub, log_tree
 from .store import LmdbHubStore
 from .verify import ParallelVerifier
 

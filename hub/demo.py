@@ -22,6 +22,7 @@ from aiohttp import web
 
 from coap_server.sync import sync_once
 from ledger import ChainBuilder, ChainState, Ed25519Signer, Record
+from ledger.enroll import make_enroll_request
 from ledger.sync import Head
 
 from .app import RunningHub, free_coap_port, start_hub
@@ -32,7 +33,6 @@ from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .markets.synth import SynthConfig, generate
 from .mbg import Kitchen, Plan, School, simulate
 from .mbg.plan import HOUR, WIB, local_midnight
-from .service import make_enroll_request
 from .views import HubMarkets, Views
 
 MARKER = ".jejak-demo"

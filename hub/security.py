@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,70 +21,18 @@ from coap_server.security import (
     secure_site,
     write_context,
 )
-from ledger import cbor as lcbor
-from ledger import device_id_for
-from ledger.cose import ALG_EDDSA, HDR_ALG, HDR_KID, parse_sign1, sign1
+from ledger import enroll
 
-from .service import Hub, HubError, read_enroll_request
+from .service import Hub, HubError
 
 log = logging.getLogger("jejak.hub.security")
-GRANT_AAD = b"jejak/enroll-grant/v1"
-REVOCATIONS_AAD = b"jejak/revocations/v1"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Grant:
-    """The hub's signed answer to an enrollment: who it is, whom it enrolled, and what it was asked."""
-
-    hub_id: bytes
-    device_id: bytes
-    request_digest: bytes
-    status: str
-
-
-def make_grant(hub: Hub, request: bytes, status: str) -> bytes:
-    device = read_enroll_request(request).device_id
-    payload = lcbor.encode([hub.hub_id, device, hashlib.sha256(request).digest(), status])
-    return sign1(hub.signer, headers={HDR_ALG: ALG_EDDSA}, unprotected={HDR_KID: hub.hub_id}, payload=payload,
-                 external_aad=GRANT_AAD)
-
-
-def read_grant(raw: bytes, hub_key: bytes) -> Grant:
-    """Verify a grant against the hub key pinned from the QR code; anything else raises."""
-    msg = parse_sign1(raw, what="enrollment grant")
-    msg.verify(hub_key, GRANT_AAD, where="enrollment grant")
-    item = lcbor.decode(msg.payload or b"", what="enrollment grant")
-    if not (isinstance(item, list) and len(item) == 4 and all(isinstance(x, bytes) for x in item[:3])
-            and isinstance(item[3], str)):
-        raise HubError("enrollment grant: expected [hub id, device id, request digest, status]")
-    if item[0] != device_id_for(hub_key):
-        raise HubError("enrollment grant names another hub than the pinned key")
-    return Grant(hub_id=item[0], device_id=item[1], request_digest=item[2], status=item[3])
 
 
 def make_revocations(hub: Hub) -> bytes:
-    revoked = sorted([d.device_id, d.revoked_from] for d in hub.store.devices()
-                     if d.status == "revoked" and d.revoked_from is not None)
-    payload = lcbor.encode([hub.hub_id, hub.clock(), revoked])
-    return sign1(hub.signer, headers={HDR_ALG: ALG_EDDSA}, unprotected={HDR_KID: hub.hub_id}, payload=payload,
-                 external_aad=REVOCATIONS_AAD)
-
-
-def read_revocations(raw: bytes, hub_key: bytes) -> tuple[int, dict[bytes, int]]:
-    """(time, device -> first refused seq) from a revocation list signed by the pinned hub key."""
-    msg = parse_sign1(raw, what="revocation list")
-    msg.verify(hub_key, REVOCATIONS_AAD, where="revocation list")
-    item = lcbor.decode(msg.payload or b"", what="revocation list")
-    if not (isinstance(item, list) and len(item) == 3 and item[0] == device_id_for(hub_key)
-            and isinstance(item[1], int) and isinstance(item[2], list)):
-        raise HubError("revocation list: expected [hub id of the pinned key, time, [[device, from seq], ...]]")
-    out: dict[bytes, int] = {}
-    for entry in item[2]:
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], bytes)
-                and len(entry[0]) == 16 and isinstance(entry[1], int) and entry[1] >= 0):
-            raise HubError("revocation list: an entry is not [16-byte device id, seq]")
-        out[entry[0]] = entry[1]
-    return item[1], out
+    """The hub's current revocation list, signed."""
+    revoked = [(d.device_id, d.revoked_from) for d in hub.store.devices()
+               if d.status == "revoked" and d.revoked_from is not None]
+    return enroll.make_revocations(hub.signer, time=hub.clock(), revoked=revoked)
 
 
 class RevocationsResource(resource.Resource):
@@ -126,7 +72,7 @@ class HubSecurity:
     def grant(self, request: bytes) -> bytes:
         """Enroll (signed request, as POST /api/enroll does), derive the device's OSCORE context, answer with a
         grant the device checks against the hub key from its QR code."""
-        req = read_enroll_request(request)
+        req = enroll.read_enroll_request(request)
         device = self.hub.enroll(request)
         if device.pubkey != req.pubkey:  # an enrolled device id always keeps its key
             raise HubError("device id is enrolled with another key")
@@ -138,7 +84,7 @@ class HubSecurity:
         write_context(self.dir / device.device_id.hex(), keys)
         self._load(device.device_id)
         log.info("enrollment grant for %s (%s)", device.device_id.hex(), device.status)
-        return make_grant(self.hub, request, device.status)
+        return enroll.make_grant(self.hub.signer, request, device.status)
 
     def wrap(self, site: resource.Site) -> Any:
         site.add_resource(["security", "revocations"], RevocationsResource(self))

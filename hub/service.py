@@ -27,14 +27,12 @@ from ledger import (
     make_receipt,
     sign_checkpoint,
 )
-from ledger import cbor as lcbor
-from ledger.cose import ALG_EDDSA, HDR_ALG, HDR_KID, parse_sign1, sign1
+from ledger.enroll import read_enroll_request
 from ledger.sync import Accepted, Head, SignatureCheck, accept
 
 from .store import DeviceInfo, HubStore
 
 log = logging.getLogger("jejak.hub")
-ENROLL_AAD = b"jejak/enroll/v1"
 
 
 class HubError(LedgerError):
@@ -62,39 +60,6 @@ class IngestResult:
     def to_json(self) -> dict[str, Any]:
         return {"device": self.device, "accepted": self.accepted, "duplicates": self.duplicates,
                 "length": self.length, "size": self.size, "problem": self.problem, "fork": self.fork}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EnrollRequest:
-    """A device's signed request to join: proves it holds the key it names."""
-
-    pubkey: bytes
-    site: str
-    role: str
-    name: str
-    time: int
-    hub: bytes  # the hub id the device means to join (from the provisioning QR code)
-
-    @property
-    def device_id(self) -> bytes:
-        return device_id_for(self.pubkey)
-
-
-def make_enroll_request(signer: Signer, *, site: str, role: str, name: str, time: int, hub_id: bytes) -> bytes:
-    payload = lcbor.encode([signer.public_key, site, role, name, time, hub_id])
-    return sign1(signer, headers={HDR_ALG: ALG_EDDSA}, unprotected={HDR_KID: device_id_for(signer.public_key)},
-                 payload=payload, external_aad=ENROLL_AAD)
-
-
-def read_enroll_request(data: bytes) -> EnrollRequest:
-    msg = parse_sign1(data, what="enrollment request")
-    item = lcbor.decode(msg.payload or b"", what="enrollment payload")
-    if (not isinstance(item, list) or len(item) != 6 or not isinstance(item[0], bytes) or len(item[0]) != 32
-            or not all(isinstance(x, str) for x in item[1:4]) or not isinstance(item[4], int)
-            or not isinstance(item[5], bytes)):
-        raise HubError("enrollment request: expected [pubkey, site, role, name, time, hub id]")
-    msg.verify(item[0], ENROLL_AAD, where="enrollment request")
-    return EnrollRequest(pubkey=item[0], site=item[1], role=item[2], name=item[3], time=item[4], hub=item[5])
 
 
 @dataclass(slots=True)

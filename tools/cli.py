@@ -111,8 +111,8 @@ def _enroll_request(args: argparse.Namespace) -> int:
                                 name=args.name or args.site)))
         return 0
 
-    from hub.service import make_enroll_request
     from ledger import Ed25519Signer
+    from ledger.enroll import make_enroll_request
 
     params = dict(p.split("=", 1) for p in args.uri.split("?", 1)[1].split("&"))
     seed = Path(args.key).read_bytes()

@@ -26,9 +26,9 @@ import aiocoap
 from coap_server.sync import sync_once
 from edge.store import LmdbLogStore
 from edge.sync import SyncAgent
-from hub.service import make_enroll_request
 from ledger import ChainBuilder, Ed25519Signer, device_id_for
 from ledger.bench import raw_verify_rate
+from ledger.enroll import make_enroll_request
 
 UDP_IP_HEADERS = 28  # IPv4 (20) + UDP (8) per datagram; on the wire besides the CoAP message
 

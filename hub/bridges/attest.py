@@ -17,8 +17,9 @@ from typing import Any
 
 from ledger import ChainBuilder, Record
 from ledger.bodies import KINDS
+from ledger.enroll import make_enroll_request
 
-from ..service import Hub, HubError, make_enroll_request
+from ..service import Hub, HubError
 
 log = logging.getLogger("jejak.hub.bridges")
 

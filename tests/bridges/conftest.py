@@ -18,9 +18,10 @@ from hub.config import HubConfig
 from hub.http import hash_token
 from hub.mbg import Plan
 from hub.mbg.plan import Kitchen, School
-from hub.service import Hub, make_enroll_request
+from hub.service import Hub
 from hub.views import Views
 from ledger import ChainBuilder, Ed25519Signer, decode_record
+from ledger.enroll import make_enroll_request
 
 from ..edge.common import edge_config, running
 

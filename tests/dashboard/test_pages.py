@@ -14,8 +14,8 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 from coap_server.sync import sync_once
-from hub.service import make_enroll_request
 from ledger import ChainBuilder, ChainState, Ed25519Signer, decode_bundle, verify_bundle
+from ledger.enroll import make_enroll_request
 from ledger.sync import Head
 
 from .harness import digits

@@ -189,7 +189,7 @@ class HubProc(Proc):
         return int(http_json(f"{self.url}/api/status")["size"])
 
     def enroll(self, signer: Any, name: str) -> None:
-        from hub.service import make_enroll_request
+        from ledger.enroll import make_enroll_request
 
         hub_id = bytes.fromhex(http_json(f"{self.url}/api/status")["hub"])
         req = make_enroll_request(signer, site="sppg-faults", role="kitchen_exit", name=name, time=NOW,
@@ -952,7 +952,7 @@ async def clocks(root: Path) -> Outcome:
     running = await start_hub(HubConfig(data_dir=str(root / "hubdata"), http_port=0, coap_port=0, mdns=False),
                               hub=hub)
     signer = Ed25519Signer.from_seed(b"\x43" * 32)
-    from hub.service import make_enroll_request
+    from ledger.enroll import make_enroll_request
 
     hub.enroll(make_enroll_request(signer, site="sppg-01", role="kitchen_exit", name="clock", time=NOW,
                                    hub_id=hub.hub_id))

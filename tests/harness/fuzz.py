@@ -602,7 +602,7 @@ def _merkle_proofs() -> TestOne:
 
 
 def _enroll_request() -> TestOne:
-    from hub.service import read_enroll_request
+    from ledger.enroll import read_enroll_request
     from ledger.errors import CodedError
 
     def run(data: bytes) -> None:
@@ -640,8 +640,8 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            seeds=_sync_seeds, max_len=32768),
     Target("merkle_proofs", "verify_inclusion/verify_consistency: BadProof or the honest proof, nothing else",
            _merkle_proofs, seeds=_proof_seeds, max_len=512),
-    Target("enroll_request", "hub.service.read_enroll_request (the hub's /api/enroll body)", _enroll_request,
-           instrument=("ledger", "hub.service")),
+    Target("enroll_request", "ledger.enroll.read_enroll_request (the hub's /api/enroll body)", _enroll_request,
+           instrument=("ledger",)),
 )}
 
 

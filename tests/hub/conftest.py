@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 
-from hub.service import Hub, make_enroll_request
+from hub.service import Hub
 from ledger import ChainBuilder, Ed25519Signer
+from ledger.enroll import make_enroll_request
 
 
 class Clock:

@@ -7,8 +7,8 @@ import aiohttp
 from hub.app import start_hub
 from hub.config import HubConfig
 from hub.http import hash_token
-from hub.service import make_enroll_request
 from ledger import verify_bundle, verify_receipt
+from ledger.enroll import make_enroll_request
 from ledger.sync import encode_records
 
 from .conftest import new_device

@@ -16,8 +16,8 @@ import aiocoap
 import cbor2
 
 from hub.app import free_coap_port
-from hub.service import make_enroll_request
 from ledger import ChainState, decode_checkpoint, decode_record, verify_checkpoints_consistent, verify_records
+from ledger.enroll import make_enroll_request
 from ledger.sync import encode_records
 
 from .conftest import Clock, new_device

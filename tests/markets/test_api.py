@@ -22,9 +22,10 @@ from hub.markets.model import day_of
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
 from hub.mbg.plan import Kitchen
-from hub.service import Hub, make_enroll_request
+from hub.service import Hub
 from hub.views import HubMarkets, Views
 from ledger import ChainBuilder, Ed25519Signer
+from ledger.enroll import make_enroll_request
 
 OPERATOR = "market-operator-token"
 MARKETS = ("pasar-senen", "pasar-kosambi", "pasar-johar")

@@ -58,9 +58,9 @@ def replay(host: str, port: int, datagrams: list[str]) -> None:
 
 
 def enroll(url: str, victim: str, hub_id: str) -> None:
-    from hub.service import make_enroll_request
     from ledger import Ed25519Signer
     from ledger.cose import parse_sign1
+    from ledger.enroll import make_enroll_request
 
     mine = Ed25519Signer.generate()
     real = make_enroll_request(mine, site="x", role="kitchen_exit", name="x", time=0, hub_id=bytes.fromhex(hub_id))

@@ -86,7 +86,7 @@ async def main() -> dict[str, Any]:
             d = Ed25519Signer.from_seed(b"\x42" * 32)
             builder = ChainBuilder(d, clock=lambda: NOW, boot=1)
             d_recs = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(4)]
-            from hub.service import make_enroll_request
+            from ledger.enroll import make_enroll_request
 
             hub.hub.enroll(make_enroll_request(d, site="s", role="kitchen_exit", name="d", time=NOW,
                                                hub_id=hub.hub.hub_id))

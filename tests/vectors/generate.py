@@ -27,6 +27,7 @@ from ledger import (
     LogExport,
     MerkleTree,
     Record,
+    device_id_for,
     encode_record,
     leaf_hash,
     link,
@@ -35,6 +36,14 @@ from ledger import (
 )
 from ledger import cbor as jcbor
 from ledger.cose import sig_structure
+from ledger.enroll import (
+    ENROLL_AAD,
+    GRANT_AAD,
+    REVOCATIONS_AAD,
+    make_enroll_request,
+    make_grant,
+    make_revocations,
+)
 from ledger.record import RECORD_AAD
 
 HERE = Path(__file__).resolve().parent
@@ -212,7 +221,39 @@ def valid_files(w: World) -> dict[str, bytes]:
     files["valid/checkpoint-5.cbor"] = cp_small.raw
     files[f"valid/checkpoint-{len(leaves)}.cbor"] = cp_big.raw
     files["valid/receipt-0.cbor"] = bytes.fromhex(receipts[0]["receipt"])
+    files.update(enrollment_files(w))
     return files
+
+
+def enrollment_files(w: World) -> dict[str, bytes]:
+    """The kitchen device's enrollment request, the hub's grant for it, and a hub revocation list."""
+    request = make_enroll_request(w.kitchen, site="sppg-bdg-01", role="kitchen_exit", name="pintu keluar 1",
+                                  time=T0 - 600, hub_id=device_id_for(w.hub.public_key))
+    grant = make_grant(w.hub, request, "active")
+    revoked = [(w.basic[0].device_id, 3), (w.rotation[0].device_id, 0)]
+    revocations = make_revocations(w.hub, time=T0 + 7200, revoked=revoked)
+    return {
+        "valid/enroll-request.cbor": request,
+        "valid/enroll-grant.cbor": grant,
+        "valid/revocations.cbor": revocations,
+        "valid/enrollment.json": _dump({
+            "description": "Signed enrollment messages (docs/FORMAT.md §6.1): a device's request "
+                           "(verifies with the pubkey it carries), the hub's grant for it and a revocation "
+                           "list (both verify with the hub key). Each is also a raw .cbor file.",
+            "hub_public_key": w.hub.public_key.hex(),
+            "request": {"file": "enroll-request.cbor", "cose": request.hex(), "external_aad": ENROLL_AAD.hex(),
+                        "pubkey": w.kitchen.public_key.hex(), "site": "sppg-bdg-01", "role": "kitchen_exit",
+                        "name": "pintu keluar 1", "time": T0 - 600,
+                        "hub": device_id_for(w.hub.public_key).hex()},
+            "grant": {"file": "enroll-grant.cbor", "cose": grant.hex(), "external_aad": GRANT_AAD.hex(),
+                      "hub_id": device_id_for(w.hub.public_key).hex(),
+                      "device_id": w.basic[0].device_id.hex(),
+                      "request_digest": hashlib.sha256(request).hexdigest(), "status": "active"},
+            "revocations": {"file": "revocations.cbor", "cose": revocations.hex(),
+                            "external_aad": REVOCATIONS_AAD.hex(), "time": T0 + 7200,
+                            "points": {d.hex(): seq for d, seq in sorted(revoked)}},
+        }),
+    }
 
 
 def invalid_files(w: World) -> dict[str, bytes]:
