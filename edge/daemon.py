@@ -15,6 +15,7 @@ from typing import Any
 import aiocoap
 import cbor2
 
+from coap_server.discovery import Discovery, Peer
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
 from coap_server.sync import add_sync_resources
 from ledger import ChainState, Record
@@ -22,7 +23,6 @@ from ledger.cbor import canonical
 
 from . import keys as keyfile
 from .config import EdgeConfig
-from .discovery import Discovery, Peer
 from .errors import EdgeError
 from .inputs import SimReader, SimSensor, TapInput, make_machine, run_sensor, run_sim_reader, run_ticker
 from .metrics import Metrics, prometheus, resident_bytes, setup_logging

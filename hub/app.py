@@ -177,7 +177,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
 
         running.tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval)))
     if config.mdns:
-        from edge.discovery import Discovery
+        from coap_server.discovery import Discovery
 
         host = config.coap_host if config.coap_host not in ("0.0.0.0", "::") else None
         discovery = Discovery(role="hub", device_id=hub.hub_id, port=coap_port, tcp=config.coap_tcp,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from edge.discovery import Discovery, heads_summary
+from coap_server.discovery import Discovery, heads_summary
 from ledger.sync import Head
 
 

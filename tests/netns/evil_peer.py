@@ -9,8 +9,8 @@ from pathlib import Path
 import aiocoap
 import aiocoap.resource as resource
 
+from coap_server.discovery import Discovery
 from coap_server.sync import add_sync_resources, encode_heads
-from edge.discovery import Discovery
 from ledger import ChainBuilder, ChainState, Ed25519Signer, decode_record, link
 from ledger.sync import Head, decode_records
 

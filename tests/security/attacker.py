@@ -18,7 +18,7 @@ import aiocoap
 
 
 async def fake_hub(claimed: str, port: int) -> None:
-    from edge.discovery import Discovery
+    from coap_server.discovery import Discovery
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", port))
