@@ -1,4 +1,4 @@
-"""The signed messages of enrollment that edge and hub exchange: the device's request, the hub's grant, the hub's revocation list."""
+"""The signed enrollment messages edge and hub exchange: request, grant and revocation list."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from edge.legacy import LegacyInputError, check_tag, scan_event
+from ledger.legacy import LegacyInputError, check_tag, scan_event
 
 from ..markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 

@@ -13,8 +13,8 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from edge.legacy import LEGACY_STATUS
 from ledger import verify_chain
+from ledger.legacy import LEGACY_STATUS
 
 from ..dashboard.harness import browser
 from .conftest import own_records
