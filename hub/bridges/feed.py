@@ -10,6 +10,20 @@ from ledger import Record
 from ..markets.catalog import COMMODITIES_BY_ID
 
 ATTESTED = "attested:"  # prefix of the `source` of every input derived from an attestation
+# How far a device's own observation time may lie from the hub's arrival time and still be honoured: back
+# by the validator's staleness limit (an uplink down for a weekend), ahead by a clock's usual drift. Older
+# history comes in through `jejak markets import`, not as live data.
+MAX_BACKDATE_S = 3 * 86400
+MAX_AHEAD_S = 600
+LATE_S = 6 * 3600  # observed this long before arrival: flagged as late in what the hub answers
+
+
+def observed_at(claimed: int | None, received_at: int) -> int:
+    """The time a price is filed under: the device's claimed observation time when within the allowance,
+    else the arrival time (the only time the hub can vouch for)."""
+    if claimed is None or not received_at - MAX_BACKDATE_S <= claimed <= received_at + MAX_AHEAD_S:
+        return received_at
+    return claimed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,17 +59,18 @@ def derive(record: Record) -> list[DerivedInput]:
         out.append(DerivedInput(kind="scan", body=body, id=rid, time=data["time"], **common))
     elif kind == "price":
         reporter = data.get("device_id") or b["sender"][:120]
+        at = observed_at(data.get("claimed_time"), b["received_at"])
         for commodity, price in data["prices"].items():
-            body = {"market": data["market"], "commodity": commodity, "unit": COMMODITIES_BY_ID[commodity].unit,
-                    "price_idr": price, "reporter": reporter, "source": source}
+            c = COMMODITIES_BY_ID[commodity]
+            body = {"market": data["market"], "commodity": commodity, "unit": c.unit, "price_idr": price,
+                    "reporter": reporter, "source": source}
+            if c.grade:
+                body["grade"] = c.grade  # the grade decides which ceiling applies
             if data.get("region"):
                 body["region"] = data["region"]
-            # Prices use the hub's receiving time: the only time the hub can vouch for.
-            out.append(DerivedInput(kind="price", body=body, id=f"{rid}:{commodity}", time=b["received_at"],
-                                    **common))
+            out.append(DerivedInput(kind="price", body=body, id=f"{rid}:{commodity}", time=at, **common))
         sensed = {k: data[k] for k in ("temp_cc", "rh_cp", "crowd") if k in data}
         if sensed:
             body = {"site": data["market"], "sensor": reporter, **sensed}
-            out.append(DerivedInput(kind="reading", body=body, id=f"{rid}:reading", time=b["received_at"],
-                                    **common))
+            out.append(DerivedInput(kind="reading", body=body, id=f"{rid}:reading", time=at, **common))
     return out

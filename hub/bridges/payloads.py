@@ -16,7 +16,7 @@ from typing import Any
 
 from ledger.legacy import LegacyInputError, check_tag, scan_event
 
-from ..markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
+from ..markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID, find_commodity
 
 IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}")
 MAX_PRICES = 64
@@ -124,12 +124,20 @@ def resolve_market(market_id: Any, aliases: Mapping[str, str]) -> str:
 
 
 def resolve_commodity(name: Any, aliases: Mapping[str, str]) -> str:
-    ident(name, "commodity")
-    commodity = str(aliases.get(name, name))
-    if commodity not in COMMODITIES_BY_ID:
-        raise BridgeInputError(f"commodity: unknown commodity {name!r}; expected one of "
-                               f"{sorted(set(aliases) | set(COMMODITIES_BY_ID))}")
-    return commodity
+    """The catalogue id of a commodity as a device names it: a configured alias (seed 2's "cabai"), a
+    catalogue id, or the name as the national panel writes it, in any case and spacing."""
+    if not isinstance(name, str) or not 0 < len(name) <= 64 or not name.isprintable():
+        shown = name[:60] if isinstance(name, str) else type(name).__name__
+        raise BridgeInputError(f"commodity: expected a name of 1 to 64 printable characters, got {shown!r}")
+    alias = aliases.get(name)
+    if alias is not None and alias in COMMODITIES_BY_ID:
+        return alias
+    c = find_commodity(name)
+    if c is None:
+        raise BridgeInputError(f"commodity: unknown commodity {name!r}; expected a name from the national "
+                               f"panel's list (e.g. 'Cabai Merah Keriting', 'Beras Medium'), a catalogue id "
+                               f"or one of {sorted(aliases)[:6]}...")
+    return c.id
 
 
 def parse_market_data(value: Any, *, markets: Mapping[str, str], commodities: Mapping[str, str],
@@ -167,14 +175,24 @@ def parse_market_data(value: Any, *, markets: Mapping[str, str], commodities: Ma
         raise BridgeInputError(f"prices: expected an object of 1 to {MAX_PRICES} commodity: price pairs")
     resolved: dict[str, int] = {}
     names: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    # One price that does not hold is refused with its reason; the payload's other prices still count.
     for name, price in prices.items():
-        commodity = resolve_commodity(name, commodities)
-        if commodity in resolved:
-            raise BridgeInputError(f"prices: {name!r} and {names[commodity]!r} are the same commodity {commodity}")
-        resolved[commodity] = whole(price, f"prices.{name} (rupiah)", low=1, high=MAX_PRICE_IDR)
+        try:
+            commodity = resolve_commodity(name, commodities)
+            if commodity in resolved:
+                raise BridgeInputError(f"{name!r} and {names[commodity]!r} are the same commodity {commodity}")
+            resolved[commodity] = whole(price, f"prices.{name} (rupiah)", low=1, high=MAX_PRICE_IDR)
+        except BridgeInputError as exc:
+            refused[str(name)[:64]] = exc.message[:300]
+            continue
         names[commodity] = name
+    if not resolved:
+        raise BridgeInputError(f"prices: no price could be taken: {refused}")
     data["prices"] = resolved
     data["names"] = names
+    if refused:
+        data["refused"] = refused
     token = value.get("token")
     if token is not None and not isinstance(token, str):
         raise BridgeInputError("token: expected text")

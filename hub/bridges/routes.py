@@ -21,7 +21,7 @@ from aiohttp import web
 from ..http import hash_token
 from ..markets.catalog import MARKETS_BY_ID
 from ..markets.errors import MarketError
-from .feed import trust_of
+from .feed import LATE_S, observed_at, trust_of
 from .payloads import BridgeInputError, resolve_commodity, resolve_market
 from .service import PATH_INGEST, Bridges, trust_counts
 
@@ -182,10 +182,14 @@ class BridgeRoutes:
         except BridgeInputError:
             self.b.refused[PATH_INGEST] += 1
             raise
-        data = record.body["data"] if record.body else {}
+        body = record.body or {}
+        data = body.get("data", {})
+        received = int(body.get("received_at", 0))
+        at = observed_at(data.get("claimed_time"), received)
         return web.json_response({"status": "ok", "processed": len(data.get("prices", {})),
-                                  "record": record.id.hex(), "seq": record.seq, "trust": "attested",
-                                  "attested_by": self.b.hub.hub_id.hex()})
+                                  "refused": data.get("refused", {}), "observed_at": at,
+                                  "late": received - at > LATE_S, "record": record.id.hex(), "seq": record.seq,
+                                  "trust": "attested", "attested_by": self.b.hub.hub_id.hex()})
 
     # --- seed 2: public API ---------------------------------------------------------------------------
     def _commodity(self, name: str) -> str:

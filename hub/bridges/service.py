@@ -16,7 +16,7 @@ from ..service import Hub
 from ..views import Views
 from .attest import Attestation, Attestor, digest
 from .config import BridgeConfig
-from .feed import DerivedInput, derive, trust_of
+from .feed import MAX_AHEAD_S, MAX_BACKDATE_S, DerivedInput, derive, trust_of
 from .payloads import BridgeInputError, parse_gateway_batch, parse_market_data, resolve_market
 from .registry import LegacyDevice, Registry
 
@@ -164,9 +164,16 @@ class Bridges:
         if md.market != device.market:
             raise Forbidden(f"device {device.device_id} is registered at market {device.market_id}, "
                             f"not {md.data['market_id']}")
+        now = self.hub.clock()
+        claimed = md.data.get("claimed_time")
+        if claimed is not None and not now - MAX_BACKDATE_S <= claimed <= now + MAX_AHEAD_S:
+            raise BridgeInputError(
+                f"timestamp: {md.data['timestamp']} is {(now - claimed) / 3600:+.1f} h from the hub's arrival "
+                f"time; live data may be at most {MAX_BACKDATE_S // 3600} h old and {MAX_AHEAD_S} s ahead (send "
+                f"history with `jejak markets import`, or fix the device clock)", 422)
         data = {**md.data, "device_id": device.device_id, "raw_sha256": digest(raw)}
         (record,) = self.attestor.attest([Attestation(path=path, sender=sender, kind="price", data=data,
-                                                      received_at=self.hub.clock())])
+                                                      received_at=now)])
         return record
 
     # --- seed 1: gateway batches ---------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Markets (real pasar rakyat with their coordinates) and commodities that the generator, loaders and
-checks share."""
+"""Markets (real pasar rakyat with their coordinates) and the commodity catalogue (the national food
+agency's consumer list, names as its panel writes them) that the bridges, loaders, checks and generator
+share."""
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 
@@ -32,6 +34,7 @@ class Commodity:
     max_jump: float  # largest plausible one-day move, for the sudden-jump rule
     ramadan_lift: float  # typical rise over Ramadan and Lebaran
     weekly: float  # amplitude of the weekly market-day pattern
+    aliases: tuple[str, ...] = ()  # other spellings of this same item (never of a different item)
 
 
 # Coordinates are the markets' approximate positions (good to a few hundred metres) for the map.
@@ -72,41 +75,140 @@ MARKETS: tuple[Market, ...] = (
            admin2="Kota Makassar", latitude=-5.1720, longitude=119.4290),
 )
 
+# Badan Pangan Nasional's consumer list (Panel Harga Pangan, tingkat konsumen), one entry per item as the
+# panel writes it. Items that differ in grade or packaging are distinct entries (Cabai Merah Besar is not
+# Keriting, Minyak Goreng Curah is not Minyakita): they are priced and regulated differently.
 COMMODITIES: tuple[Commodity, ...] = (
-    Commodity(id="beras-medium", name="Beras Medium", wfp_name="Rice (medium quality)",
-              category="cereals and tubers", unit="kg", grade="medium", base_idr=12_300, daily_vol=0.002,
-              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0),
     Commodity(id="beras-premium", name="Beras Premium", wfp_name="Rice (premium quality)",
               category="cereals and tubers", unit="kg", grade="premium", base_idr=14_300, daily_vol=0.002,
               noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0),
-    Commodity(id="cabai-merah", name="Cabai Merah Keriting", wfp_name="Chili (red)",
-              category="vegetables and fruits", unit="kg", grade="", base_idr=42_000, daily_vol=0.025,
-              noise=0.02, tick_idr=1000, max_jump=0.35, ramadan_lift=0.15, weekly=0.01),
-    Commodity(id="cabai-rawit", name="Cabai Rawit Merah", wfp_name="Chili (bird's eye)",
-              category="vegetables and fruits", unit="kg", grade="", base_idr=48_000, daily_vol=0.025,
-              noise=0.02, tick_idr=1000, max_jump=0.35, ramadan_lift=0.15, weekly=0.01),
+    Commodity(id="beras-medium", name="Beras Medium", wfp_name="Rice (medium quality)",
+              category="cereals and tubers", unit="kg", grade="medium", base_idr=12_300, daily_vol=0.002,
+              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0, aliases=("Beras",)),
+    Commodity(id="beras-sphp", name="Beras SPHP", wfp_name="Rice (SPHP stabilisation)",
+              category="cereals and tubers", unit="kg", grade="sphp", base_idr=12_500, daily_vol=0.001,
+              noise=0.004, tick_idr=100, max_jump=0.10, ramadan_lift=0.0, weekly=0.0),
+    Commodity(id="jagung-peternak", name="Jagung Tk Peternak", wfp_name="Maize (feed)",
+              category="cereals and tubers", unit="kg", grade="", base_idr=6_200, daily_vol=0.004,
+              noise=0.01, tick_idr=100, max_jump=0.15, ramadan_lift=0.0, weekly=0.0,
+              aliases=("Jagung Tingkat Peternak", "Jagung Pipilan Kering")),
+    Commodity(id="kedelai-impor", name="Kedelai Biji Kering (Impor)", wfp_name="Soybeans (imported)",
+              category="pulses and nuts", unit="kg", grade="", base_idr=11_000, daily_vol=0.003,
+              noise=0.008, tick_idr=100, max_jump=0.12, ramadan_lift=0.01, weekly=0.0,
+              aliases=("Kedelai Biji Kering Impor", "Kedelai Impor")),
     Commodity(id="bawang-merah", name="Bawang Merah", wfp_name="Shallots",
               category="vegetables and fruits", unit="kg", grade="", base_idr=36_000, daily_vol=0.015,
               noise=0.015, tick_idr=500, max_jump=0.25, ramadan_lift=0.10, weekly=0.005),
     Commodity(id="bawang-putih", name="Bawang Putih Bonggol", wfp_name="Garlic",
               category="vegetables and fruits", unit="kg", grade="", base_idr=38_000, daily_vol=0.008,
-              noise=0.012, tick_idr=500, max_jump=0.20, ramadan_lift=0.05, weekly=0.0),
-    Commodity(id="telur-ayam", name="Telur Ayam Ras", wfp_name="Eggs",
-              category="meat, fish and eggs", unit="kg", grade="", base_idr=27_500, daily_vol=0.006,
-              noise=0.01, tick_idr=500, max_jump=0.15, ramadan_lift=0.06, weekly=0.003),
+              noise=0.012, tick_idr=500, max_jump=0.20, ramadan_lift=0.05, weekly=0.0, aliases=("Bawang Putih",)),
+    Commodity(id="cabai-merah", name="Cabai Merah Keriting", wfp_name="Chili (red)",
+              category="vegetables and fruits", unit="kg", grade="", base_idr=42_000, daily_vol=0.025,
+              noise=0.02, tick_idr=1000, max_jump=0.35, ramadan_lift=0.15, weekly=0.01),
+    Commodity(id="cabai-merah-besar", name="Cabai Merah Besar", wfp_name="Chili (red, large)",
+              category="vegetables and fruits", unit="kg", grade="", base_idr=45_000, daily_vol=0.025,
+              noise=0.02, tick_idr=1000, max_jump=0.35, ramadan_lift=0.15, weekly=0.01),
+    Commodity(id="cabai-rawit", name="Cabai Rawit Merah", wfp_name="Chili (bird's eye)",
+              category="vegetables and fruits", unit="kg", grade="", base_idr=48_000, daily_vol=0.025,
+              noise=0.02, tick_idr=1000, max_jump=0.35, ramadan_lift=0.15, weekly=0.01),
+    Commodity(id="daging-sapi", name="Daging Sapi Murni", wfp_name="Meat (beef)",
+              category="meat, fish and eggs", unit="kg", grade="", base_idr=135_000, daily_vol=0.002,
+              noise=0.01, tick_idr=1000, max_jump=0.10, ramadan_lift=0.06, weekly=0.0, aliases=("Daging Sapi",)),
     Commodity(id="daging-ayam", name="Daging Ayam Ras", wfp_name="Meat (chicken)",
               category="meat, fish and eggs", unit="kg", grade="", base_idr=35_000, daily_vol=0.007,
-              noise=0.012, tick_idr=500, max_jump=0.15, ramadan_lift=0.10, weekly=0.004),
-    Commodity(id="minyak-goreng", name="Minyak Goreng Kemasan Sederhana", wfp_name="Oil (cooking)",
-              category="oil and fats", unit="liter", grade="minyakita", base_idr=15_200, daily_vol=0.002,
-              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0),
+              noise=0.012, tick_idr=500, max_jump=0.15, ramadan_lift=0.10, weekly=0.004,
+              aliases=("Daging Ayam Ras Segar",)),
+    Commodity(id="daging-kerbau-beku", name="Daging Kerbau Beku (Impor Luar Negeri)",
+              wfp_name="Meat (buffalo, frozen, imported)", category="meat, fish and eggs", unit="kg", grade="",
+              base_idr=100_000, daily_vol=0.002, noise=0.01, tick_idr=1000, max_jump=0.10, ramadan_lift=0.03,
+              weekly=0.0, aliases=("Daging Kerbau Beku Impor Luar Negeri", "Daging Kerbau Beku")),
+    Commodity(id="daging-kerbau-segar", name="Daging Kerbau Segar (Lokal)",
+              wfp_name="Meat (buffalo, fresh, local)", category="meat, fish and eggs", unit="kg", grade="",
+              base_idr=140_000, daily_vol=0.002, noise=0.01, tick_idr=1000, max_jump=0.10, ramadan_lift=0.05,
+              weekly=0.0, aliases=("Daging Kerbau Segar Lokal", "Daging Kerbau Segar")),
+    Commodity(id="telur-ayam", name="Telur Ayam Ras", wfp_name="Eggs",
+              category="meat, fish and eggs", unit="kg", grade="", base_idr=27_500, daily_vol=0.006,
+              noise=0.01, tick_idr=500, max_jump=0.15, ramadan_lift=0.06, weekly=0.003,
+              aliases=("Telur Ayam Ras Segar",)),
     Commodity(id="gula-pasir", name="Gula Konsumsi", wfp_name="Sugar", category="miscellaneous food",
               unit="kg", grade="", base_idr=17_000, daily_vol=0.002, noise=0.006, tick_idr=100,
-              max_jump=0.10, ramadan_lift=0.03, weekly=0.0),
+              max_jump=0.10, ramadan_lift=0.03, weekly=0.0, aliases=("Gula Pasir", "Gula Konsumsi (GKP)")),
+    Commodity(id="minyak-goreng-kemasan", name="Minyak Goreng Kemasan", wfp_name="Oil (cooking, packaged)",
+              category="oil and fats", unit="liter", grade="kemasan", base_idr=20_500, daily_vol=0.002,
+              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0,
+              aliases=("Minyak Goreng Kemasan Premium",)),
+    Commodity(id="minyak-goreng-curah", name="Minyak Goreng Curah", wfp_name="Oil (cooking, bulk)",
+              category="oil and fats", unit="liter", grade="curah", base_idr=17_500, daily_vol=0.003,
+              noise=0.008, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0),
+    Commodity(id="minyak-goreng", name="Minyakita", wfp_name="Oil (cooking)",
+              category="oil and fats", unit="liter", grade="minyakita", base_idr=15_200, daily_vol=0.002,
+              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0,
+              aliases=("Minyak Goreng Kemasan Sederhana", "MinyaKita")),
+    Commodity(id="tepung-terigu-curah", name="Tepung Terigu (Curah)", wfp_name="Wheat flour (bulk)",
+              category="cereals and tubers", unit="kg", grade="curah", base_idr=10_000, daily_vol=0.002,
+              noise=0.008, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0,
+              aliases=("Tepung Terigu Curah",)),
+    Commodity(id="tepung-terigu-kemasan", name="Tepung Terigu Kemasan", wfp_name="Wheat flour (packaged)",
+              category="cereals and tubers", unit="kg", grade="kemasan", base_idr=13_000, daily_vol=0.002,
+              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0,
+              aliases=("Tepung Terigu (Kemasan)",)),
+    Commodity(id="ikan-kembung", name="Ikan Kembung", wfp_name="Fish (mackerel)",
+              category="meat, fish and eggs", unit="kg", grade="", base_idr=40_000, daily_vol=0.008,
+              noise=0.02, tick_idr=1000, max_jump=0.20, ramadan_lift=0.05, weekly=0.005),
+    Commodity(id="ikan-tongkol", name="Ikan Tongkol", wfp_name="Fish (tuna, little)",
+              category="meat, fish and eggs", unit="kg", grade="", base_idr=35_000, daily_vol=0.008,
+              noise=0.02, tick_idr=1000, max_jump=0.20, ramadan_lift=0.05, weekly=0.005),
+    Commodity(id="ikan-bandeng", name="Ikan Bandeng", wfp_name="Fish (milkfish)",
+              category="meat, fish and eggs", unit="kg", grade="", base_idr=35_000, daily_vol=0.008,
+              noise=0.02, tick_idr=1000, max_jump=0.20, ramadan_lift=0.05, weekly=0.005),
+    Commodity(id="garam-konsumsi", name="Garam Konsumsi", wfp_name="Salt", category="miscellaneous food",
+              unit="kg", grade="", base_idr=11_000, daily_vol=0.001, noise=0.008, tick_idr=100,
+              max_jump=0.10, ramadan_lift=0.0, weekly=0.0, aliases=("Garam Halus", "Garam")),
 )
 
 MARKETS_BY_ID = {m.id: m for m in MARKETS}
 COMMODITIES_BY_ID = {c.id: c for c in COMMODITIES}
+
+# The commodities the generator and the demo use by default: the ten the project has always simulated.
+CORE_COMMODITIES = tuple(COMMODITIES_BY_ID[c] for c in (
+    "beras-medium", "beras-premium", "cabai-merah", "cabai-rawit", "bawang-merah", "bawang-putih", "telur-ayam",
+    "daging-ayam", "minyak-goreng", "gula-pasir"))
+
+
+def name_key(text: str) -> str:
+    """A commodity name as the catalogue matches it: case, spacing, brackets and hyphens do not count
+    ("Cabai  merah keriting", "cabai-merah-keriting" and "CABAI MERAH KERITING" are one key)."""
+    return re.sub(r"[\s()\-_.]+", "", text.casefold())
+
+
+def _name_index() -> dict[str, Commodity]:
+    index: dict[str, Commodity] = {}
+    for c in COMMODITIES:
+        for text in (c.id, c.name, *c.aliases):
+            key = name_key(text)
+            other = index.setdefault(key, c)
+            # Two items under one key would merge their prices: refuse the catalogue instead.
+            if other is not c:
+                raise ValueError(f"commodity catalogue: {text!r} of {c.id} also names {other.id}")
+    return index
+
+
+_BY_KEY = _name_index()
+
+
+def find_commodity(name: str) -> Commodity | None:
+    """The catalogue item a name, id or alias stands for; None if the catalogue does not know it."""
+    return _BY_KEY.get(name_key(name))
+
+
+_UNITS = {"kg": "kg", "kilogram": "kg", "l": "liter", "lt": "liter", "ltr": "liter", "liter": "liter",
+          "litre": "liter", "butir": "butir"}
+
+
+def unit_of(text: str) -> str | None:
+    """The catalogue unit a unit column means: "Rp./Kg", "Rp/kg", "Rp./Liter", "kg", "L"; None if unknown."""
+    t = re.sub(r"^\s*rp\.?\s*/\s*", "", text.casefold()).strip().strip(".")
+    return _UNITS.get(t)
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .calendar import day_number
-from .catalog import COMMODITIES
+from .catalog import COMMODITIES, find_commodity
 from .errors import BadInputFile
 from .model import DAY_S, WIB_OFFSET_S, PriceObservation
 
@@ -19,11 +19,10 @@ WFP_REQUIRED = ("date", "admin1", "admin2", "market", "commodity", "unit", "pric
 
 _BY_WFP = {c.wfp_name.lower(): c for c in COMMODITIES}
 _BY_NAME = {c.name.lower(): c for c in COMMODITIES}
+# WFP's and older exports' short names for catalogue items (never a name of another catalogue item).
 _ALIASES = {
-    "minyakita": "minyak-goreng", "minyak goreng curah": "minyak-goreng", "gula pasir": "gula-pasir",
-    "telur ayam": "telur-ayam", "cabai merah": "cabai-merah", "cabai merah besar": "cabai-merah",
-    "cabai rawit": "cabai-rawit", "bawang putih": "bawang-putih", "beras premium": "beras-premium",
-    "beras medium": "beras-medium", "daging ayam": "daging-ayam",
+    "telur ayam": "telur-ayam", "cabai merah": "cabai-merah", "cabai rawit": "cabai-rawit",
+    "daging ayam": "daging-ayam",
 }
 _UNITS = {"kg": "kg", "l": "liter", "litre": "liter", "liter": "liter", "unit": "butir", "butir": "butir"}
 
@@ -36,7 +35,7 @@ def commodity_id(name: str) -> tuple[str, str]:
     """Jejak's (commodity id, grade) for a WFP or Panel Harga commodity name; unknown names are slugged."""
     key = name.strip().lower()
     base = re.sub(r"\s*-\s*(retail|wholesale)$", "", key)
-    c = _BY_WFP.get(base) or _BY_NAME.get(base)
+    c = _BY_WFP.get(base) or _BY_NAME.get(base) or find_commodity(base)
     if c is not None:
         return c.id, c.grade
     alias = _ALIASES.get(base)
@@ -250,7 +249,8 @@ def panel_observations(rows: list[PanelPrice], *, source: str = "panel-harga") -
     out = []
     for r in rows:
         cid, grade = commodity_id(r.commodity)
-        unit = "liter" if cid == "minyak-goreng" else "kg"
+        c = find_commodity(cid)
+        unit = c.unit if c is not None else "kg"
         place = slug(r.city or r.province or "nasional")
         t = _noon(r.day)
         out.append(PriceObservation(

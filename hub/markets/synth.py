@@ -14,7 +14,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from .calendar import HOLIDAYS, date_of, day_number
-from .catalog import COMMODITIES, MARKETS, Commodity, Market
+from .catalog import CORE_COMMODITIES, MARKETS, Commodity, Market
 from .ceilings import CeilingTable
 from .model import DAY_S, WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading
 from .validate import ObservationBatch
@@ -36,7 +36,7 @@ class SynthConfig:
     start: str = "2024-01-01"
     days: int = 365
     markets: tuple[Market, ...] = MARKETS
-    commodities: tuple[Commodity, ...] = COMMODITIES
+    commodities: tuple[Commodity, ...] = CORE_COMMODITIES
     reporters: tuple[int, int] = (3, 4)  # reporters per market, inclusive range
     manipulation_rate: float = 0.01  # share of reports that are manipulated
     shocks_per_year: float = 3.0  # genuine regional supply shocks per region and commodity
@@ -451,5 +451,5 @@ def _field_notes(rng: np.random.Generator, cfg: SynthConfig, days: _Days, shocks
 
 def scaled_config(n_observations: int, *, seed: int = 7) -> SynthConfig:
     """A config whose data set holds about n_observations reports (more days, same markets)."""
-    per_day = len(MARKETS) * len(COMMODITIES) * 3.5
+    per_day = len(MARKETS) * len(CORE_COMMODITIES) * 3.5
     return SynthConfig(seed=seed, days=max(30, round(n_observations / per_day)))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from .conftest import MARKET, OPERATOR, SIGNED_MARKET, signed_price_device
+from .conftest import MARKET, OPERATOR, SIGNED_MARKET, signed_price_device, wait_for
 
 
 def payload(**changes) -> dict:
@@ -182,3 +182,31 @@ async def test_pending_device_is_refused_until_an_operator_approves(hubenv):
     assert code == 200 and dev["status"] == "active"
     code, _ = await hubenv.post("/ingest", json=payload(device_id="DEV-PENDING"), headers=bearer(reg["token"]))
     assert code == 200 and hubenv.attest_length() == before + 1
+
+
+async def test_panel_names_are_taken_and_an_unknown_one_refuses_only_its_price(hubenv):
+    reg = await register(hubenv)
+    prices = {"Cabai Merah Keriting": 41000, "cabai  merah BESAR": 45000, "Minyak Goreng Curah": 17500,
+              "Minyakita": 15700, "Daging Kerbau Beku (Impor Luar Negeri)": 98000, "Durian Montong": 60000}
+    code, answer = await hubenv.post("/ingest", json=payload(prices=prices), headers=bearer(reg["token"]))
+    assert code == 200, answer
+    assert answer["processed"] == 5 and list(answer["refused"]) == ["Durian Montong"]
+    assert "unknown commodity" in answer["refused"]["Durian Montong"]
+    data = hubenv.attested()[-1].body["data"]
+    # Keriting and Besar, bulk oil and Minyakita stay distinct items.
+    assert data["prices"] == {"cabai-merah": 41000, "cabai-merah-besar": 45000, "minyak-goreng-curah": 17500,
+                              "minyak-goreng": 15700, "daging-kerbau-beku": 98000}
+
+
+async def test_observation_time_is_honoured_within_the_allowance(hubenv):
+    reg = await register(hubenv)
+    now = hubenv.hub.clock()
+    day_ago = datetime.fromtimestamp(now - 86400 - 3600, UTC).isoformat()
+    code, answer = await hubenv.post("/ingest", json=payload(timestamp=day_ago), headers=bearer(reg["token"]))
+    assert code == 200, answer
+    assert answer["observed_at"] == now - 86400 - 3600 and answer["late"] is True
+    rows = await wait_for(lambda: [o for o in hubenv.bridges.observations("beras-medium") if o["market"] == MARKET])
+    assert rows[0]["time"] == now - 86400 - 3600 and rows[0]["grade"] == "medium"
+    week_ago = datetime.fromtimestamp(now - 7 * 86400, UTC).isoformat()
+    code, answer = await hubenv.post("/ingest", json=payload(timestamp=week_ago), headers=bearer(reg["token"]))
+    assert code == 422 and "jejak markets import" in answer["detail"]
