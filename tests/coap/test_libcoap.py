@@ -10,6 +10,7 @@ import pytest
 
 from ledger import decode_record, verify_chain
 from ledger.sync import Limits, decode_records
+from tests.wait import wait_for
 
 from ..edge.common import edge_config, running
 
@@ -73,7 +74,7 @@ async def test_observe_head_notified_after_a_tap(tmp_path, coap_client):
         watcher = asyncio.create_task(_run(coap_client, "-s", "4", "-B", "6", "-v", "6",
                                            "-o", str(tmp_path / "heads.cbor"),
                                            f"coap://127.0.0.1:{daemon.coap_port}/log/own"))
-        await asyncio.sleep(1.0)
+        await wait_for(lambda: daemon.logs_resource.observer_count == 1, what="coap-client to register its observation")
         await client.tap("5a000001")  # staff card opens the session
         feedback = await client.tap("04c0ffee000001")
         assert feedback[-1]["status"] == "accepted"

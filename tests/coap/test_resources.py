@@ -13,6 +13,7 @@ from coap_server.client import EdgeClient
 from coap_server.errors import CoapError
 from edge.config import Limits
 from ledger import decode_record, verify_chain
+from tests.wait import wait_for
 
 from ..edge.common import edge_config, peer_log, running
 
@@ -78,9 +79,9 @@ async def test_observe_head_notifies_on_new_records(tmp_path):
                     return
 
         watcher = asyncio.create_task(watch())
-        await asyncio.sleep(0.2)
+        await wait_for(lambda: seen, what="the head as the observation starts")
         first = await client.submit("note", {"text": "one"})
-        await asyncio.sleep(0.1)
+        await wait_for(lambda: len(seen) == 2, what="a notification of the first record")
         second = await client.submit("note", {"text": "two"})
         await asyncio.wait_for(watcher, 10)
         assert seen[0]["length"] == 1

@@ -1,6 +1,8 @@
 """Every record the firmware hands out passes ledger.bodies.validate_body; random tap streams keep the
 machine's promises."""
 
+import asyncio
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,26 +48,41 @@ def test_validate_body_would_catch_a_wrong_body():
 
 
 def test_reading_bodies_validate():
+    """Plausible values become a reading body the ledger accepts; an implausible one is dropped, not sent."""
     s = SensorSchedule("PASAR-01")
     s.add("room", 1000, 0)
-    for t, values in enumerate([{"temp_cc": -3999, "rh_cp": 0, "crowd": 0}, {"temp_cc": 2900},
-                                {"rh_cp": 10000}, {"crowd": 5, "temp_cc": 150000}]):
+    readings = [{"temp_cc": -3999, "rh_cp": 0, "crowd": 0}, {"temp_cc": 2900}, {"rh_cp": 10000},
+                {"crowd": 5, "temp_cc": 150000}]
+    bodies = []
+    for t, values in enumerate(readings):
         s.tick(t * 1000)
         for rec in s.result("room", values, t * 1000 + 1):
             validate_body(rec.kind, rec.body)
+            assert rec.kind == "reading"
+            bodies.append(rec.body)
+    room = {"site": "PASAR-01", "sensor": "room"}
+    assert bodies == [{**room, "temp_cc": -3999, "rh_cp": 0, "crowd": 0}, {**room, "temp_cc": 2900},
+                      {**room, "rh_cp": 10000}, {**room, "crowd": 5}]
+    assert s.stats["readings"] == 4 and s.stats["invalid"] == 1
 
 
 def test_simulated_device_records_validate():
     rt, records = runtime.simulated(seed=4, sessions=1, tags=(3, 4))
+    script = list(rt.reader.script)
     runtime.start(_until_done(rt))
-    assert records
     for kind, body in records:
         validate_body(kind, body)
+    # Every container tapped after the staff card is recorded once, a tag read twice in a row only once.
+    first_staff = next(i for i, (_, uid, _) in enumerate(script) if uid.startswith("5a"))
+    tapped = [uid for _, uid, _ in script[first_staff:] if not uid.startswith("5a")]
+    scans = [body for kind, body in records if kind == "scan"]
+    assert sorted(t for body in scans for t in body["tags"]) == sorted(set(tapped))
+    assert len(tapped) > len(set(tapped))  # the script did repeat a tag, so the line above means something
+    assert {(b["event"], b["staff"], b["count"]) for b in scans} == {("departed", script[first_staff][1], 1)}
+    assert any(kind == "reading" and body["sensor"] == "probe" for kind, body in records)
 
 
 async def _until_done(rt):
-    import asyncio
-
     task = asyncio.create_task(rt.run())
     while not rt.reader.done() or rt._inflight:
         await asyncio.sleep(0.02)

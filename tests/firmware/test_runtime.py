@@ -7,6 +7,7 @@ import time
 from firmware import bench, drivers, hal, runtime, sim
 from firmware.schedule import SensorSchedule, Watchdog
 from firmware.tap import TapConfig, TapMachine
+from tests.wait import wait_for
 
 
 class BlockingReader(hal.NfcReader):
@@ -49,8 +50,7 @@ async def test_blocking_reader_runs_off_the_loop_and_a_hung_poll_is_restarted():
     rt = runtime.Runtime(clock, sink, tap=machine, reader=reader, watchdog=Watchdog(300), offload=_offload,
                          poll_ms=5, tick_ms=20, nfc_timeout_ms=300, arrival_gap_ms=20)
     task = asyncio.create_task(rt.run())
-    while not stored:
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: stored, what="the first record")
     reader.hang.set()
     ticks = 0
     started = time.monotonic()
@@ -90,10 +90,9 @@ async def test_a_driver_that_raises_anything_does_not_stop_the_loop():
     rt = runtime.Runtime(clock, sink, schedule=schedule, sensors={"broken": Broken(), "room": room},
                          tick_ms=10, log=lambda event, fields: logged.append(event))
     task = asyncio.create_task(rt.run())
-    await asyncio.sleep(0.2)
+    await wait_for(lambda: rt.stats["sample_errors"] >= 3 and room.reads >= 3, what="three rounds of samples")
     rt.stop()
     await task
-    assert rt.stats["sample_errors"] >= 3 and room.reads >= 3
     assert "sample_failed" in logged
 
 
@@ -111,7 +110,7 @@ async def test_slow_sink_keeps_many_records_in_flight():
     machine = TapMachine(TapConfig("SD-01", "school_gate", staff_prefixes=("5a",)))
     rt = runtime.Runtime(clock, sink, tap=machine, indicator=sim.SimIndicator())
     task = asyncio.create_task(rt.run())
-    await asyncio.sleep(0)
+    await wait_for(lambda: rt.running, what="the runtime to start")
     rt.tap("5a000001")
     for i in range(20):
         rt.tap(f"04{i:012x}")

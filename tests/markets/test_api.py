@@ -26,6 +26,7 @@ from hub.service import Hub
 from hub.views import HubMarkets, Views
 from ledger import ChainBuilder, Ed25519Signer
 from ledger.enroll import make_enroll_request
+from tests.wait import wait_for
 
 OPERATOR = "market-operator-token"
 MARKETS = ("pasar-senen", "pasar-kosambi", "pasar-johar")
@@ -152,23 +153,13 @@ async def test_public_paths_answer_from_signed_price_records(env):
     assert code == 200 and 0 < conf["confidence"] < 1 and conf["attested_share"] == 0
 
     # The early warning has run on the worker; every live alert names a series of these records.
-    await wait_for(lambda: env.views.markets.tracker._last)
+    await wait_for(lambda: env.views.markets.tracker._last, timeout=20)
     code, alerts = await env.get("/api/public/alerts/live")
     assert code == 200 and isinstance(alerts["alerts"], list)
     assert {a["series"].split("/")[0] for a in alerts["live"]} <= set(MARKETS)
     code, bands = await env.get("/api/markets/map")
     assert {m["id"] for m in bands["markets"]} == set(MARKETS)
     assert all(len(m["alps"]) == len(COMMODITIES) for m in bands["markets"])
-
-
-async def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"condition not met within {timeout} s")
 
 
 async def test_quarantine_decision_needs_the_operator_token_and_leaves_an_audit_entry(env):
@@ -224,7 +215,7 @@ async def test_price_updates_stream_with_their_impact(env):
                     return
 
     task = asyncio.create_task(listen())
-    await asyncio.sleep(0.3)
+    await wait_for(lambda: env.running.api.events.watched, what="the event stream to be subscribed")
     rid = env.devices["pasar-senen"].sign("price", int(time.time()) - 30, {
         "market": "pasar-senen", "commodity": "cabai-merah", "unit": "kg", "price_idr": 52_000,
         "reporter": "rep-live", "region": "DKI Jakarta"})
@@ -299,13 +290,13 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
     try:
         synth_history(env, seed=11, shocks=24.0)
         await env.push()
-        await wait_for(lambda: env.views.sender.log)
+        await wait_for(lambda: env.views.sender.log, timeout=20)
         code, _ = await env.get("/api/markets/webhooks")
         assert code == 403
         code, hooks = await env.get("/api/markets/webhooks", headers={"Authorization": f"Bearer {OPERATOR}"})
         assert code == 200 and hooks["subscribers"][0]["id"] == "ops"
         assert hooks["deliveries"] and all(d["ok"] and d["subscriber"] == "ops" for d in hooks["deliveries"])
-        await wait_for(lambda: len(received) >= len(hooks["deliveries"]))
+        await wait_for(lambda: len(received) >= len(hooks["deliveries"]), timeout=20)
         # What the subscriber got is what the record says was sent: one body per delivery, each an alert that
         # the early warning raised and the views published.
         published = {a["id"].split("/", 1)[1] for a in env.views.alerts()["alerts"] if "/" in a["id"]}
