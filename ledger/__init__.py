@@ -1,4 +1,10 @@
-"""Jejak's root of trust: records, chains, Merkle proofs, checkpoints and bundles, as pure functions over bytes."""
+"""Jejak's root of trust: records, chains, Merkle proofs, checkpoints and bundles, as pure functions over bytes.
+
+Also every signed message edge and hub exchange (enrollment request, grant, revocation list) and the one
+chain-acceptance path both call. May import: the standard library, cbor2 and cryptography (pynacl when
+present); no files, sockets, clocks, threads, asyncio or storage, and nothing of firmware, edge, coap_server,
+hub or tools (tests/test_layering.py checks it; ledger.bench, the benchmark driver, alone reads the clock).
+"""
 
 from .bodies import KINDS, validate_body
 from .bundle import Bundle, BundleReport, LogExport, compare_bundles, decode_bundle, verify_bundle
