@@ -1,4 +1,5 @@
-"""Government price ceilings (HET) and reference prices (HAP) as a configurable table with sources."""
+"""Government price ceilings (HET) and reference prices (HAP) as a configurable table with their regulations:
+compliance findings, never reasons to quarantine a price."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .calendar import day_number
+from .calendar import date_of, day_number
 from .errors import BadInputFile
 
 KINDS = ("HET", "HAP")
@@ -24,8 +25,9 @@ class Ceiling:
     regions: tuple[str, ...]  # provinces (admin1); ("*",) for all
     valid_from: int  # local day number
     valid_to: int | None
-    source: str
+    source: str  # the regulation that sets the value
     note: str = ""
+    url: str = ""  # where the regulation or its announcement can be read
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -43,7 +45,8 @@ class Ceiling:
 
     def to_dict(self) -> dict[str, Any]:
         return {"commodity": self.commodity, "grade": self.grade, "unit": self.unit,
-                "ceiling_idr": self.ceiling_idr, "kind": self.kind, "source": self.source}
+                "ceiling_idr": self.ceiling_idr, "kind": self.kind, "source": self.source,
+                "valid_from": date_of(self.valid_from).isoformat(), "url": self.url}
 
 
 class CeilingTable:
@@ -80,7 +83,7 @@ class CeilingTable:
                     ceiling_idr=raw["ceiling_idr"], kind=raw["kind"], regions=regions,
                     valid_from=day_number(raw.get("valid_from", "1970-01-01")),
                     valid_to=day_number(raw["valid_to"]) if raw.get("valid_to") else None,
-                    source=raw.get("source", ""), note=raw.get("note", ""),
+                    source=raw.get("source", ""), note=raw.get("note", ""), url=raw.get("url", ""),
                 ))
             except KeyError as e:
                 raise BadInputFile(f"{where} entry {i}: missing field {e.args[0]!r}", where=where) from None

@@ -298,8 +298,11 @@ class Nearby(Check):
 
 
 class Ceiling(Check):
+    """A price above a legal ceiling is real (traders do charge it) and breaks a regulation: a compliance
+    finding to report, never evidence that the price is wrong."""
+
     name = "ceiling"
-    family = "rule"
+    family = "compliance"
 
     def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
         enforce = np.array([k in ev.config.ceiling_kinds for k in ev.ceiling_kind], bool)
@@ -314,7 +317,10 @@ class Ceiling(Check):
         kind = ev.ceiling_kind[i]
         label = "ceiling (HET)" if kind == "HET" else f"reference price ({kind}), not a ceiling"
         x = float(ev.x[i])
-        return 0.0, f"{rp(x)} is {pct(x / ceil - 1)} against the {label} {rp(ceil)} [{ev.ceiling_source[i]}]"
+        finding = ("; a compliance finding, not a reason to quarantine" if x > ceil and kind in
+                   ev.config.ceiling_kinds else "")
+        return 0.0, (f"{rp(x)} is {pct(x / ceil - 1)} against the {label} {rp(ceil)} in force since "
+                     f"{ev.ceiling_from[i]} [{ev.ceiling_source[i]}]{finding}")
 
 
 class Stale(Check):

@@ -66,7 +66,7 @@ class ValidationConfig:
     max_age_s: int = 3 * 86400  # older than this on arrival is stale
     max_skew_s: int = 600  # device time this far past arrival is in the future
     history_checks: tuple[str, ...] = ("hampel", "modified_z", "jump")
-    ceiling_kinds: tuple[str, ...] = ("HET",)
+    ceiling_kinds: tuple[str, ...] = ("HET",)  # kinds whose excess is a compliance finding
     tz_offset_s: int = WIB_OFFSET_S
 
     def __post_init__(self) -> None:
@@ -457,6 +457,9 @@ class Validator:
             return "accepted: no check fired"
         rule = [c for c in fired if FAMILY[c] == "rule"]
         ev = a.evidence
+        compliance = [c for c in fired if FAMILY[c] == "compliance"]
+        if status == ACCEPTED and compliance and len(compliance) == len(fired):
+            return f"accepted; compliance finding ({', '.join(compliance)}): above the legal ceiling"
         if status == ACCEPTED:
             if a.hist[i]:
                 who = "nearby markets" if ev.near_ok[i] else "the other reporters here"

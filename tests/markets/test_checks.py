@@ -135,11 +135,18 @@ def test_a_real_regional_move_is_accepted() -> None:
     assert moved.status == "accepted" and "moved the same way" in moved.summary
 
 
-def test_ceiling_het_quarantines_and_hap_is_only_reported(ceilings: CeilingTable) -> None:
+def test_ceiling_is_a_compliance_finding_never_a_quarantine(ceilings: CeilingTable) -> None:
     v = validator(ceilings=ceilings)
     over = v.check(obs(13_500, commodity="beras-medium", grade="medium"))
-    assert over.check("ceiling").fired and over.quarantined
-    assert "HET" in over.check("ceiling").reason and "Badan Pangan" in over.check("ceiling").reason
+    assert over.check("ceiling").fired and not over.quarantined
+    assert over.check("ceiling").family == "compliance" and "compliance finding" in over.summary
+    reason = over.check("ceiling").reason
+    assert "HET" in reason and "Badan Pangan" in reason and "in force since 2024-03-01" in reason
+    # From 22 August 2025 the medium-rice HET in zone 1 is Rp 13.500 (Kepbadan 299/2025).
+    later = DAY + 500
+    t = later * DAY_S - WIB_OFFSET_S + 8 * 3600
+    now = v.check(obs(13_500, commodity="beras-medium", grade="medium", t=t, reporter="r9"))
+    assert not now.check("ceiling").fired and "299 Tahun 2025" in now.check("ceiling").reason
     under = v.check(obs(12_000, commodity="beras-medium", grade="medium", reporter="r8"))
     assert not under.check("ceiling").fired
     hap = v.check(obs(60_000, commodity="cabai-merah", reporter="r7"))
