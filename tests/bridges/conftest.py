@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -147,13 +146,3 @@ def signed_price_device(env: HubEnv, *, days: int, commodity: str = "cabai-merah
     finally:
         env.clock.at = None
     return builder.device_id, records
-
-
-async def wait_for(predicate, timeout: float = 10.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(step)
-    raise TimeoutError(f"condition not met within {timeout} s")

@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from .conftest import MARKET, OPERATOR, SIGNED_MARKET, signed_price_device, wait_for
+from tests.wait import wait_for
+
+from .conftest import MARKET, OPERATOR, SIGNED_MARKET, signed_price_device
 
 
 def payload(**changes) -> dict:

@@ -9,7 +9,6 @@ import getpass
 import json
 import socket
 import subprocess
-import time
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -21,8 +20,9 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.bridges import MqttConfig
+from tests.wait import wait_for, wait_until
 
-from .conftest import MARKET, close_hub, make_hub, wait_for
+from .conftest import MARKET, close_hub, make_hub
 from .test_hub_seed2 import payload, register
 
 
@@ -114,6 +114,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 @pytest.fixture
 def tls_broker(tmp_path):
     """Mosquitto with only a TLS listener, a password per user (the hub's and one device's) and an ACL."""
@@ -134,12 +139,7 @@ def tls_broker(tmp_path):
     log = open(tmp_path / "mosquitto.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(["mosquitto", "-c", str(conf), "-v"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
+        wait_until(lambda: _accepts(port), what="mosquitto to listen")
         yield {"port": port, "ca": ca, "users": users}
     finally:
         proc.terminate()
@@ -165,15 +165,13 @@ async def test_mqtt_over_tls_with_per_device_credentials(tmp_path, tls_broker):
             c.connect("127.0.0.1", tls_broker["port"], keepalive=30)
             c.loop_start()
             try:
-                deadline = time.monotonic() + 10
-                while not result and time.monotonic() < deadline:
-                    time.sleep(0.02)
-                if result and result[0] == 0:
+                wait_until(lambda: result, what="the broker's CONNACK")
+                if result[0] == 0:
                     c.publish("pasar/data", json.dumps(payload(device_id="DEV-TLS")), qos=1).wait_for_publish(10)
             finally:
                 c.disconnect()
                 c.loop_stop()
-            return result[0] if result else -1
+            return result[0]
 
         assert await asyncio.to_thread(device_publish, "wrong-password") != 0
         assert await asyncio.to_thread(device_publish, tls_broker["users"]["DEV-TLS"]) == 0

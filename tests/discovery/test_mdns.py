@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from coap_server.discovery import Discovery, heads_summary
 from ledger.sync import Head
-
-
-async def _wait(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+from tests.wait import wait_for
 
 
 async def test_edge_finds_hub_and_sees_it_leave():
@@ -26,7 +16,7 @@ async def test_edge_finds_hub_and_sees_it_leave():
     await hub.start()
     await edge.start()
     try:
-        assert await _wait(lambda: edge.hubs()), "edge never saw the hub"
+        await wait_for(lambda: edge.hubs(), what="the edge to see the hub")
         found = edge.hubs()[0]
         assert found.device == (b"\x01" * 16).hex()
         assert found.coap_url == "coap://127.0.0.1:5683"
@@ -34,7 +24,7 @@ async def test_edge_finds_hub_and_sees_it_leave():
     finally:
         await hub.close()
     try:
-        assert await _wait(lambda: not edge.hubs()), "edge never noticed the hub left"
+        await wait_for(lambda: not edge.hubs(), what="the edge to notice the hub left")
         assert ("removed", "hub") in events
     finally:
         await edge.close()

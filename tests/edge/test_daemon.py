@@ -21,6 +21,7 @@ from edge.metrics import Metrics
 from edge.store import LmdbLogStore
 from edge.sync import ReplicaQuota, SyncAgent
 from ledger import verify_chain
+from tests.wait import wait_for
 
 from .common import DaemonProcess, edge_config, free_port, read_log, running, write_config
 
@@ -62,10 +63,7 @@ async def test_supervisor_restarts_a_crashed_task_with_backoff():
         await asyncio.sleep(3600)
 
     sup.spawn("flaky", flaky)
-    for _ in range(200):
-        if len(runs) >= 4:
-            break
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: len(runs) >= 4, what="three restarts")
     assert len(runs) == 4 and metrics.restarts["flaky"] == 3
     await sup.stop()
     assert not sup.tasks
@@ -75,8 +73,10 @@ async def test_supervisor_stop_is_bounded_when_a_task_drops_a_cancel():
     metrics = Metrics()
     sup = Supervisor(metrics)
     cancels = []
+    started = []
 
     async def deaf():
+        started.append(1)
         while True:
             try:
                 await asyncio.sleep(3600)
@@ -86,7 +86,7 @@ async def test_supervisor_stop_is_bounded_when_a_task_drops_a_cancel():
                     raise
 
     sup.spawn("deaf", deaf)
-    await asyncio.sleep(0.01)
+    await wait_for(lambda: started, what="the task to start")
     task = sup.tasks["deaf"]
     try:
         stopping = asyncio.create_task(sup.stop(grace=0.2))
@@ -112,7 +112,7 @@ async def test_supervisor_does_not_restart_a_task_that_fails_while_stopping():
                 raise RuntimeError("cleanup fell over")
 
     sup.spawn("untidy", untidy)
-    await asyncio.sleep(0.01)
+    await wait_for(lambda: runs, what="the task to start")
     task = sup.tasks["untidy"]
     stopping = asyncio.create_task(sup.stop())
     done, _ = await asyncio.wait({stopping}, timeout=10)

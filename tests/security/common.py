@@ -62,15 +62,6 @@ async def edge(config: EdgeConfig) -> AsyncIterator[EdgeDaemon]:
         await daemon.close()
 
 
-async def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
-
-
 async def coap(ctx: aiocoap.Context, code: aiocoap.Code, uri: str, payload: bytes = b"") -> tuple[str, dict]:
     """(CoAP code name, CBOR body) of one request."""
     msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=60 if payload else None)

@@ -18,8 +18,9 @@ from edge.security import UntrustedHub, verify_hub_checkpoint
 from hub.app import free_coap_port
 from ledger import ChainBuilder, Ed25519Signer, sign_checkpoint
 from ledger.sync import encode_heads
+from tests.wait import wait_for
 
-from .common import NOW, edge, edge_config, enroll_edge, secure_hub, wait_for
+from .common import NOW, edge, edge_config, enroll_edge, secure_hub
 
 PY = sys.executable
 

@@ -11,8 +11,9 @@ import cbor2
 
 from edge.daemon import EdgeDaemon
 from ledger.sync import encode_heads, encode_records
+from tests.wait import wait_for
 
-from .common import NOW, coap, edge, edge_config, enroll_edge, secure_hub, wait_for
+from .common import NOW, coap, edge, edge_config, enroll_edge, secure_hub
 
 
 async def test_enrolled_edge_pushes_over_oscore_and_plain_requests_are_refused(tmp_path):
@@ -148,6 +149,5 @@ async def test_edge_closes_while_its_oscore_request_to_a_silent_hub_is_unanswere
         finally:
             if closing is None:
                 await daemon.close()
-    await asyncio.sleep(0.1)
-    left = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("OSCORE request")]
-    assert not left, left
+    await wait_for(lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("OSCORE request")],
+                   what="the OSCORE request tasks to end")
