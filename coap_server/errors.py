@@ -1,4 +1,8 @@
-"""The one place where typed errors become CoAP 4.xx/5.xx responses with a CBOR diagnostic {code, message}."""
+"""The one place where typed errors become CoAP 4.xx/5.xx responses with a CBOR diagnostic {code, message}.
+
+Every error class declares its own CoAP code (ledger.errors.CodedError); this module only renders it, so a
+resource never picks a response code for an error itself.
+"""
 
 from __future__ import annotations
 
@@ -8,88 +12,95 @@ import aiocoap
 import cbor2
 from aiocoap.numbers.codes import Code
 
+from ledger.errors import CodedError
+
 log = logging.getLogger("jejak.coap")
 
 CBOR = 60  # application/cbor
 
-# Stable error code -> CoAP response code. Codes come from ledger.errors, edge.errors and this module.
-CODES: dict[str, Code] = {
-    # the request itself is wrong
-    "BAD_CBOR": Code.BAD_REQUEST,
-    "BAD_REQUEST": Code.BAD_REQUEST,
-    "MALFORMED": Code.BAD_REQUEST,
-    "SYNC_PROTOCOL": Code.BAD_REQUEST,
-    "INVALID_SIGNATURE": Code.BAD_REQUEST,
-    "UNKNOWN_KIND": Code.UNPROCESSABLE_ENTITY,
-    "UNSUPPORTED_FORMAT": Code.UNSUPPORTED_CONTENT_FORMAT,
-    "NOT_ACCEPTABLE": Code.NOT_ACCEPTABLE,
-    "TOO_LARGE": Code.REQUEST_ENTITY_TOO_LARGE,
-    "LIMIT_EXCEEDED": Code.REQUEST_ENTITY_TOO_LARGE,
-    "NOT_FOUND": Code.NOT_FOUND,
-    "METHOD_NOT_ALLOWED": Code.METHOD_NOT_ALLOWED,
-    # the request is fine but the log cannot take it
-    "BROKEN_CHAIN": Code.CONFLICT,
-    "FORK_DETECTED": Code.CONFLICT,
-    "DEVICE_BLOCKED": Code.FORBIDDEN,
-    "UNKNOWN_KEY": Code.FORBIDDEN,
-    "UNKNOWN_DEVICE": Code.FORBIDDEN,
-    "REVOKED_KEY": Code.FORBIDDEN,
-    "WRONG_DEVICE": Code.FORBIDDEN,
-    # this node cannot take anything right now: retry later (Max-Age says when)
-    "BUSY": Code.SERVICE_UNAVAILABLE,
-    "STORE_FULL": Code.SERVICE_UNAVAILABLE,
-    "SHUTTING_DOWN": Code.SERVICE_UNAVAILABLE,
-    "STORE_ERROR": Code.INTERNAL_SERVER_ERROR,
-    "INTERNAL": Code.INTERNAL_SERVER_ERROR,
-}
-RETRY_AFTER_S = {"BUSY": 1, "STORE_FULL": 60, "SHUTTING_DOWN": 5}
 
-
-class RequestError(Exception):
-    """A request this server refuses; `code` is one of CODES."""
+class RequestError(CodedError):
+    """A request this server refuses for what it says; subclasses name the reason."""
 
     code = "BAD_REQUEST"
+    coap = "4.00"
+    http = 400
 
-    def __init__(self, message: str, *, code: str | None = None, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
-        self.hint = hint
 
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
+class BadCbor(RequestError):
+    """A payload that is empty, not well-formed CBOR, or has bytes after its item."""
+
+    code = "BAD_CBOR"
+    coap = "4.00"
+    http = 400
+
+
+class UnknownKind(RequestError):
+    """An observation of a kind nobody may submit (unknown, or made by the device itself)."""
+
+    code = "UNKNOWN_KIND"
+    coap = "4.22"
+    http = 422
+
+
+class UnsupportedFormat(RequestError):
+    """A Content-Format other than application/cbor."""
+
+    code = "UNSUPPORTED_FORMAT"
+    coap = "4.15"
+    http = 415
+
+
+class NotFound(RequestError):
+    """A path or log this node does not have."""
+
+    code = "NOT_FOUND"
+    coap = "4.04"
+    http = 404
 
 
 class TooLarge(RequestError):
-    code = "TOO_LARGE"
+    """A request over a size limit; `limit` (bytes) goes into Size1 when the limit is in bytes."""
 
-    def __init__(self, message: str, *, limit: int) -> None:
-        super().__init__(message)
+    code = "TOO_LARGE"
+    coap = "4.13"
+    http = 413
+
+    def __init__(self, message: str, *, limit: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.limit = limit
 
 
-def diagnostic(exc: BaseException) -> tuple[str, str, str | None]:
-    """(code, message, hint) of any exception; unknown exceptions are INTERNAL and logged."""
-    code = getattr(exc, "code", None)
-    if not isinstance(code, str) or code not in CODES:
-        log.error("internal error answering a request: %r", exc)
-        return "INTERNAL", "internal error; the server log has the details", None
-    message = getattr(exc, "message", None) or str(exc)
-    return code, message, getattr(exc, "hint", None)
+class Internal(CodedError):
+    """What any unexpected exception is answered with; the details go to the server log, not the peer."""
+
+    code = "INTERNAL"
+    coap = "5.00"
+    http = 500
+
+
+def coap_code(text: str) -> Code:
+    """aiocoap's Code of a "class.detail" text as the error classes declare it ("4.04" -> NOT_FOUND)."""
+    klass, _, detail = text.partition(".")
+    return Code((int(klass) << 5) | int(detail))
+
+
+def coded(exc: BaseException) -> CodedError:
+    """The typed error to answer with: `exc` itself, or INTERNAL (logged) for anything untyped."""
+    if isinstance(exc, CodedError):
+        return exc
+    log.error("internal error answering a request: %r", exc)
+    return Internal("internal error; the server log has the details")
 
 
 def error_response(exc: BaseException) -> aiocoap.Message:
-    """The CoAP response for an error: the mapped code and a CBOR body {code, message[, hint]}."""
-    code, message, hint = diagnostic(exc)
-    body = {"code": code, "message": message}
-    if hint:
-        body["hint"] = hint
-    response = aiocoap.Message(code=CODES[code], content_format=CBOR, payload=cbor2.dumps(body))
-    if code in RETRY_AFTER_S:
-        response.opt.max_age = RETRY_AFTER_S[code]
-    if isinstance(exc, TooLarge):
-        response.opt.size1 = exc.limit
+    """The CoAP response for an error: its declared code and a CBOR body {code, message[, where, hint]}."""
+    err = coded(exc)
+    response = aiocoap.Message(code=coap_code(err.coap), content_format=CBOR, payload=cbor2.dumps(err.to_dict()))
+    if err.retry_after_s is not None:
+        response.opt.max_age = err.retry_after_s
+    if isinstance(err, TooLarge) and err.limit is not None:
+        response.opt.size1 = err.limit
     return response
 
 

@@ -29,10 +29,19 @@ import cbor2
 from aiocoap import interfaces
 from aiocoap.numbers.codes import Code
 
-from ledger import KINDS, ChainState, LedgerError
+from ledger import KINDS, ChainState
 from ledger.sync import encode_records
 
-from .errors import CBOR, RequestError, TooLarge, error_response
+from .errors import (
+    CBOR,
+    BadCbor,
+    NotFound,
+    RequestError,
+    TooLarge,
+    UnknownKind,
+    UnsupportedFormat,
+    error_response,
+)
 
 TEXT = 0
 SUBMITTABLE = ("scan", "reading", "price", "stock", "note")
@@ -100,15 +109,14 @@ def _int_param(query: dict[str, str], name: str, default: int) -> int:
 def decode_cbor(payload: bytes, what: str) -> Any:
     """Exactly one well-formed CBOR item, else BAD_CBOR (deterministic encoding is not required here)."""
     if not payload:
-        raise RequestError(f"{what}: empty payload; expected a CBOR item", code="BAD_CBOR")
+        raise BadCbor(f"{what}: empty payload; expected a CBOR item")
     stream = io.BytesIO(payload)
     try:
         item = cbor2.CBORDecoder(stream).decode()
     except Exception as exc:  # cbor2 raises several types for bad input; all mean the same here
-        raise RequestError(f"{what}: not well-formed CBOR ({exc})", code="BAD_CBOR") from None
+        raise BadCbor(f"{what}: not well-formed CBOR ({exc})") from None
     if stream.tell() != len(payload):
-        raise RequestError(f"{what}: {len(payload) - stream.tell()} bytes after the CBOR item",
-                           code="BAD_CBOR")
+        raise BadCbor(f"{what}: {len(payload) - stream.tell()} bytes after the CBOR item")
     return item
 
 
@@ -118,8 +126,8 @@ def parse_submission(payload: bytes, limits: ServerLimits) -> tuple[list[tuple[s
     batch = isinstance(item, list)
     items = item if batch else [item]
     if batch and not 1 <= len(items) <= limits.max_submit_items:
-        raise RequestError(f"submission: expected 1 to {limits.max_submit_items} observations, got {len(items)}",
-                           code="TOO_LARGE" if items else "BAD_REQUEST")
+        refusal = TooLarge if items else RequestError
+        raise refusal(f"submission: expected 1 to {limits.max_submit_items} observations, got {len(items)}")
     out = []
     for n, obs in enumerate(items):
         where = f"submission[{n}]" if batch else "submission"
@@ -134,8 +142,7 @@ def parse_submission(payload: bytes, limits: ServerLimits) -> tuple[list[tuple[s
                                f"{type(kind).__name__}")
         if kind not in SUBMITTABLE:
             why = "is made by the device itself" if kind in KINDS else "is unknown"
-            raise RequestError(f"{where}: kind {kind[:40]!r} {why}; expected one of {list(SUBMITTABLE)}",
-                               code="UNKNOWN_KIND")
+            raise UnknownKind(f"{where}: kind {kind[:40]!r} {why}; expected one of {list(SUBMITTABLE)}")
         if not isinstance(body, dict):
             raise RequestError(f"{where}: \"body\" must be a map, got {type(body).__name__}")
         out.append((kind, body))
@@ -145,8 +152,7 @@ def parse_submission(payload: bytes, limits: ServerLimits) -> tuple[list[tuple[s
 def _check_format(request: aiocoap.Message) -> None:
     fmt = request.opt.content_format
     if fmt is not None and int(fmt) != CBOR:
-        raise RequestError(f"content-format {int(fmt)} is not accepted; expected {CBOR} (application/cbor)",
-                           code="UNSUPPORTED_FORMAT")
+        raise UnsupportedFormat(f"content-format {int(fmt)} is not accepted; expected {CBOR} (application/cbor)")
 
 
 class _Guarded(resource.Resource):
@@ -155,11 +161,9 @@ class _Guarded(resource.Resource):
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
             return await super().render(request)
-        except (RequestError, LedgerError) as exc:
-            return error_response(exc)
         except aiocoap.error.RenderableError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # typed errors answer as they declare; anything else is INTERNAL
             return error_response(exc)
 
 
@@ -246,31 +250,31 @@ class LogSite(_Guarded, resource.PathCapable, interfaces.ObservableResource):
     def _device(self, request: aiocoap.Message) -> tuple[bytes, tuple[str, ...]]:
         path = tuple(request.opt.uri_path)
         if not path or not path[0]:
-            raise RequestError("expected /log/<device id in hex> or /log/own", code="NOT_FOUND")
+            raise NotFound("expected /log/<device id in hex> or /log/own")
         name = path[0]
         if name == "own":
             own = self.backend.own_device()
             if own is None:
-                raise RequestError("this node has no own log", code="NOT_FOUND")
+                raise NotFound("this node has no own log")
             return own, path[1:]
         try:
             device_id = bytes.fromhex(name)
         except ValueError:
             device_id = b""
         if len(device_id) != 16:
-            raise RequestError(f"device id: expected 32 hex digits, got {name[:40]!r}", code="NOT_FOUND")
+            raise NotFound(f"device id: expected 32 hex digits, got {name[:40]!r}")
         return device_id, path[1:]
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         device_id, rest = self._device(request)
         state = self.backend.state(device_id)
         if state is None:
-            raise RequestError(f"no log of device {device_id.hex()} here", code="NOT_FOUND")
+            raise NotFound(f"no log of device {device_id.hex()} here")
         if rest == ():
             return _cbor(head_map(state))
         if rest != ("records",):
-            raise RequestError(f"no resource /log/{device_id.hex()}/{'/'.join(rest)[:60]}; expected "
-                               f"/log/<device>/records", code="NOT_FOUND")
+            raise NotFound(f"no resource /log/{device_id.hex()}/{'/'.join(rest)[:60]}; expected "
+                               f"/log/<device>/records")
         query = _query(request)
         start = _int_param(query, "from", 0)
         end = _int_param(query, "to", start + self.limits.range_records)

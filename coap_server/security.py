@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import aiocoap
-import cbor2
 from aiocoap import interfaces
 from aiocoap.numbers.codes import Code
 from cryptography.hazmat.primitives import hashes
@@ -45,22 +44,36 @@ SECRET_BYTES = 16
 SALT_BYTES = 8
 _P = 2**255 - 19
 
-# Stable codes of this module, added to the one CoAP mapping (coap_server.errors.CODES).
-SECURITY_CODES = {
-    "OSCORE_REQUIRED": Code.UNAUTHORIZED,
-    "NOT_AUTHORIZED": Code.FORBIDDEN,
-    "STAFF_NOT_ALLOWED": Code.FORBIDDEN,
-    "UNTRUSTED_HUB": Code.FORBIDDEN,
-    "BAD_KEY": Code.BAD_REQUEST,
-}
-for _code, _coap in SECURITY_CODES.items():
-    errors.CODES.setdefault(_code, _coap)
-
-
 class SecurityError(errors.RequestError):
     """A request refused for who sent it, not for what it says."""
 
     code = "NOT_AUTHORIZED"
+    coap = "4.03"
+    http = 403
+
+
+class BadKey(SecurityError):
+    """A key or secret that cannot be used: wrong length, not a point, colliding ids, readable by others."""
+
+    code = "BAD_KEY"
+    coap = "4.00"
+    http = 400
+
+
+class OscoreRequired(SecurityError):
+    """An unprotected request where this node serves OSCORE-protected ones only."""
+
+    code = "OSCORE_REQUIRED"
+    coap = "4.01"
+    http = 401
+
+
+class StaffNotAllowed(SecurityError):
+    """A scan naming a staff card that is not on the checkpoint's allow-list."""
+
+    code = "STAFF_NOT_ALLOWED"
+    coap = "4.03"
+    http = 403
 
 
 # -- key agreement -----------------------------------------------------------------------------------------
@@ -68,18 +81,17 @@ class SecurityError(errors.RequestError):
 def x25519_private(seed: bytes) -> X25519PrivateKey:
     """The X25519 key of an Ed25519 seed: the clamped half of SHA-512(seed) is the scalar of both."""
     if len(seed) != 32:
-        raise SecurityError(f"expected a 32-byte Ed25519 seed, got {len(seed)} bytes", code="BAD_KEY")
+        raise BadKey(f"expected a 32-byte Ed25519 seed, got {len(seed)} bytes")
     return X25519PrivateKey.from_private_bytes(hashlib.sha512(seed).digest()[:32])
 
 
 def x25519_public(ed25519_public: bytes) -> X25519PublicKey:
     """The Montgomery u of an Edwards point: u = (1 + y) / (1 - y) mod p."""
     if len(ed25519_public) != 32:
-        raise SecurityError(f"expected a 32-byte Ed25519 public key, got {len(ed25519_public)} bytes",
-                            code="BAD_KEY")
+        raise BadKey(f"expected a 32-byte Ed25519 public key, got {len(ed25519_public)} bytes")
     y = int.from_bytes(ed25519_public, "little") & ((1 << 255) - 1)
     if y >= _P or y == 1:
-        raise SecurityError("Ed25519 public key is not a usable point", code="BAD_KEY")
+        raise BadKey("Ed25519 public key is not a usable point")
     u = (1 + y) * pow(1 - y, _P - 2, _P) % _P
     return X25519PublicKey.from_public_bytes(u.to_bytes(32, "little"))
 
@@ -96,8 +108,7 @@ class PairKeys:
 
     def __post_init__(self) -> None:
         if self.sender_id == self.recipient_id:
-            raise SecurityError("sender and recipient ids collide; the pair cannot share one context",
-                                code="BAD_KEY")
+            raise BadKey("sender and recipient ids collide; the pair cannot share one context")
 
 
 def oscore_id(device_id: bytes) -> bytes:
@@ -110,7 +121,7 @@ def derive_pair(my_seed: bytes, my_public: bytes, peer_public: bytes, *, transcr
     try:
         shared = x25519_private(my_seed).exchange(x25519_public(peer_public))
     except ValueError:  # an all-zero result: a small-order point chosen to force a known secret
-        raise SecurityError("peer key gives a degenerate X25519 agreement", code="BAD_KEY") from None
+        raise BadKey("peer key gives a degenerate X25519 agreement") from None
     lo, hi = sorted((my_public, peer_public))
     okm = HKDF(algorithm=hashes.SHA256(), length=SECRET_BYTES + SALT_BYTES,
                salt=hashlib.sha256(transcript).digest(), info=OSCORE_INFO + lo + hi).derive(shared)
@@ -156,8 +167,7 @@ def write_context(directory: Path, keys: PairKeys) -> None:
 def check_private(path: Path) -> None:
     mode = stat.S_IMODE(path.lstat().st_mode)
     if not stat.S_ISREG(path.lstat().st_mode) or mode & 0o077:
-        raise SecurityError(f"OSCORE secret {path}: expected a regular file with mode 0600, found {mode:04o}",
-                            code="BAD_KEY", hint=f"run: chmod 600 {path}, and re-enroll if others read it")
+        raise BadKey(f"OSCORE secret {path}: expected a regular file with mode 0600, found {mode:04o}", hint=f"run: chmod 600 {path}, and re-enroll if others read it")
 
 
 def open_context(directory: Path, claim: str) -> Any:
@@ -217,8 +227,8 @@ class AccessPolicy:
         who = claimed_device(request)
         if who is None and self.require_oscore:
             self._refuse("OSCORE_REQUIRED")
-            raise SecurityError(f"{action} needs an OSCORE-protected request from an enrolled peer; this one "
-                                f"was not protected", code="OSCORE_REQUIRED",
+            raise OscoreRequired(f"{action} needs an OSCORE-protected request from an enrolled peer; this one "
+                                f"was not protected",
                                 hint="enroll the device with the hub's QR code so it holds a security context")
         return who
 
@@ -264,19 +274,10 @@ class AccessPolicy:
             staff = body.get("staff") if kind == "scan" else None
             if kind == "scan" and (not isinstance(staff, str) or staff.lower() not in self.staff):
                 self._refuse("STAFF_NOT_ALLOWED")
-                raise SecurityError("scan names a staff card that is not on this checkpoint's allow-list",
-                                    code="STAFF_NOT_ALLOWED", hint="add the card to checkpoint.staff")
+                raise StaffNotAllowed("scan names a staff card that is not on this checkpoint's allow-list", hint="add the card to checkpoint.staff")
 
     def _refuse(self, code: str) -> None:
         self.refused[code] = self.refused.get(code, 0) + 1
-
-
-def security_response(exc: SecurityError) -> aiocoap.Message:
-    body = {"code": exc.code, "message": exc.message}
-    if exc.hint:
-        body["hint"] = exc.hint
-    return aiocoap.Message(code=SECURITY_CODES.get(exc.code, Code.FORBIDDEN), content_format=CBOR,
-                           payload=cbor2.dumps(body))
 
 
 def _device_from_path(path: Sequence[str], query: Sequence[str]) -> bytes | None:
@@ -336,7 +337,7 @@ class SecureSite(interfaces.Resource):
         except SecurityError as exc:
             log.warning("refused %s /%s: %s", pipe.request.code, "/".join(pipe.request.opt.uri_path),
                         exc.code)
-            pipe.add_response(security_response(exc), is_last=True)
+            pipe.add_response(errors.error_response(exc), is_last=True)
             return
         await self.inner.render_to_pipe(pipe)
 

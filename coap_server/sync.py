@@ -13,7 +13,7 @@ import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
 
-from ledger import LedgerError
+from ledger import LedgerError, SyncError
 from ledger.sync import (
     Fetch,
     Head,
@@ -27,17 +27,10 @@ from ledger.sync import (
     plan,
 )
 
+from .errors import error_response
+
 log = logging.getLogger("jejak.sync")
 CBOR = 60
-
-# Stable error codes to CoAP response codes for the sync resources.
-_SYNC_CODES = {
-    "MALFORMED": Code.BAD_REQUEST, "SYNC_PROTOCOL": Code.BAD_REQUEST,
-    "LIMIT_EXCEEDED": Code.REQUEST_ENTITY_TOO_LARGE, "UNKNOWN_DEVICE": Code.FORBIDDEN,
-    "UNKNOWN_KEY": Code.FORBIDDEN, "DEVICE_BLOCKED": Code.FORBIDDEN, "REVOKED_KEY": Code.FORBIDDEN,
-    "INVALID_SIGNATURE": Code.BAD_REQUEST, "BROKEN_CHAIN": Code.CONFLICT, "FORK_DETECTED": Code.CONFLICT,
-    "STORE_FULL": Code.SERVICE_UNAVAILABLE,
-}
 
 
 class LogHolder(Protocol):
@@ -48,11 +41,6 @@ class LogHolder(Protocol):
     def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
         """Verify and store offered records; return {"accepted", "duplicates", "length", "problem"}."""
         ...
-
-
-def _error(code: str, message: str) -> aiocoap.Message:
-    return aiocoap.Message(code=_SYNC_CODES.get(code, Code.BAD_REQUEST), content_format=CBOR,
-                           payload=cbor2.dumps({"code": code, "message": message}))
 
 
 def _ok(code: Code, payload: bytes) -> aiocoap.Message:
@@ -73,7 +61,7 @@ class HeadsResource(resource.Resource):
             decode_heads(request.payload, self.limits)
             heads = await asyncio.to_thread(self.holder.heads)
         except LedgerError as exc:
-            return _error(exc.code, exc.message)
+            return error_response(exc)
         if self.visible is not None:
             heads = self.visible(request, heads)
         return _ok(Code.CONTENT, encode_heads(heads))
@@ -96,7 +84,7 @@ class RecordsResource(resource.Resource):
             end = min(int(query.get("to", str(start + self.limits.records_per_request))),
                       start + self.limits.records_per_request)
         except (ValueError, KeyError):
-            return _error("SYNC_PROTOCOL", "expected ?d=<device hex>&from=<seq>&to=<seq>")
+            return error_response(SyncError("expected ?d=<device hex>&from=<seq>&to=<seq>"))
         raws = await asyncio.to_thread(self.holder.log_range, device_id, start, end)
         raws = _fit(raws, self.limits.bytes_per_request)
         return _ok(Code.CONTENT, encode_records(device_id, start, raws))
@@ -105,14 +93,8 @@ class RecordsResource(resource.Resource):
         try:
             device_id, _, raws = decode_records(request.payload, self.limits)
             result = await asyncio.to_thread(self.holder.receive, device_id, raws)
-        except LedgerError as exc:
-            return _error(exc.code, exc.message)
-        except Exception as exc:  # storage errors carry a code too
-            code = getattr(exc, "code", "INTERNAL")
-            if code == "INTERNAL":
-                log.exception("receive failed")
-            return aiocoap.Message(code=_SYNC_CODES.get(code, Code.INTERNAL_SERVER_ERROR), content_format=CBOR,
-                                   payload=cbor2.dumps({"code": code, "message": getattr(exc, "message", str(exc))}))
+        except Exception as exc:  # ledger and storage errors answer as they declare; anything else is INTERNAL
+            return error_response(exc)
         return _ok(Code.CHANGED, cbor2.dumps(result))
 
 

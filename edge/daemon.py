@@ -34,7 +34,12 @@ log = logging.getLogger("jejak.edge")
 
 
 class ShuttingDown(EdgeError):
+    """The daemon is stopping and takes nothing more; the client retries against it after restart."""
+
     code = "SHUTTING_DOWN"
+    coap = "5.03"
+    http = 503
+    retry_after_s = 5
 
 
 class Supervisor:

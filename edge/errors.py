@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
+from ledger.errors import CodedError
 
-class EdgeError(Exception):
+
+class EdgeError(CodedError):
     """Base of every error the edge raises on purpose. `code` is stable; `hint` says what to do."""
 
     code = "EDGE_ERROR"
+    coap = "5.00"
+    http = 500
     exit_code = 30
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def to_dict(self) -> dict[str, str]:
-        out = {"code": self.code, "message": self.message}
-        if self.hint is not None:
-            out["hint"] = self.hint
-        return out
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" + (f" ({self.hint})" if self.hint else "")
@@ -26,6 +19,8 @@ class EdgeError(Exception):
 
 class ConfigError(EdgeError):
     code = "CONFIG"
+    coap = "5.00"
+    http = 500
     exit_code = 31
 
 
@@ -33,11 +28,15 @@ class KeyFileError(EdgeError):
     """The device key file is missing, unreadable, malformed or readable by others."""
 
     code = "KEY_FILE"
+    coap = "5.00"
+    http = 500
     exit_code = 32
 
 
 class StoreError(EdgeError):
     code = "STORE_ERROR"
+    coap = "5.00"
+    http = 500
     exit_code = 33
 
 
@@ -45,6 +44,8 @@ class StoreLayoutError(StoreError):
     """The data directory was written by a layout this release does not know."""
 
     code = "STORE_LAYOUT"
+    coap = "5.00"
+    http = 500
     exit_code = 34
 
 
@@ -52,6 +53,9 @@ class StoreFull(StoreError):
     """LMDB's map is full. Nothing was written by the failed commit; what was acknowledged stays."""
 
     code = "STORE_FULL"
+    coap = "5.03"
+    http = 507
+    retry_after_s = 60
     exit_code = 35
 
 
@@ -59,6 +63,8 @@ class StoreCorrupt(StoreError):
     """The LMDB file is damaged or truncated. Nothing is written to it; the log comes back from replicas."""
 
     code = "STORE_CORRUPT"
+    coap = "5.00"
+    http = 500
     exit_code = 39
 
 
@@ -66,6 +72,9 @@ class StoreBusy(StoreError):
     """Too many appends are waiting for their commit: back-pressure, try again shortly."""
 
     code = "BUSY"
+    coap = "5.03"
+    http = 503
+    retry_after_s = 1
     exit_code = 36
 
 
@@ -74,12 +83,16 @@ class StaleHead(StoreError):
     arrived from a peer meanwhile); the writer rebuilds on the stored head and signs again."""
 
     code = "STALE_HEAD"
+    coap = "5.00"
+    http = 500
 
 
 class DeviceBlocked(StoreError):
     """A device whose log forked: nothing more of it is stored until an operator acts."""
 
     code = "DEVICE_BLOCKED"
+    coap = "4.09"
+    http = 409
     exit_code = 37
 
 
@@ -87,4 +100,6 @@ class WrongDevice(StoreError):
     """The data directory belongs to another device key than the one loaded."""
 
     code = "WRONG_DEVICE"
+    coap = "4.03"
+    http = 403
     exit_code = 38

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiocoap
-import cbor2
 from aiocoap.numbers.codes import Code
 
 from coap_server.security import (
@@ -43,7 +42,11 @@ ENROLL_SCHEME = "jejak-enroll"
 
 
 class UntrustedHub(SecurityError):
+    """A hub whose key, grant or checkpoint does not match the one pinned at enrollment."""
+
     code = "UNTRUSTED_HUB"
+    coap = "4.03"
+    http = 403
 
 
 # -- enrollment ------------------------------------------------------------------------------------------
@@ -111,7 +114,11 @@ def _sha256(data: bytes) -> bytes:
 
 
 class EnrollRefused(SecurityError):
+    """The hub refused the enrollment request (its own code is in the message)."""
+
     code = "ENROLL_REFUSED"
+    coap = "4.03"
+    http = 403
 
 
 def _post(url: str, body: bytes) -> bytes:
@@ -358,7 +365,3 @@ class SecureSyncAgent(SyncAgent):
                     except Exception as exc:  # unreachable or refusing: the next round retries
                         log.info("revocation list from %s: %s", target.url, type(exc).__name__)
         return await super().round(ctx)
-
-
-def refusal_body(exc: SecurityError) -> bytes:
-    return cbor2.dumps({"code": exc.code, "message": exc.message})

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
+from ledger.errors import CodedError
 from ledger.sync import Head
 
 from .coap import add_proof_resources
@@ -31,8 +32,13 @@ from .store import HubStore, LmdbHubStore
 log = logging.getLogger("jejak.hub")
 
 
-class KeyFileError(Exception):
+class KeyFileError(CodedError):
+    """The hub's key file is not a regular file, is readable by others, or does not hold a key."""
+
     code = "KEY_FILE"
+    coap = "5.00"
+    http = 500
+    exit_code = 32
 
 
 def load_or_create_key(path: Path) -> Ed25519Signer:

@@ -9,19 +9,15 @@ import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
 
-from ledger import LedgerError
+from coap_server.errors import RequestError, error_response
 
-from .service import Hub, HubError
+from .service import Hub, NotFound
 
 CBOR = 60
 
 
 def _query(request: aiocoap.Message) -> dict[str, str]:
     return dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
-
-
-def _error(code: Code, stable: str, message: str) -> aiocoap.Message:
-    return aiocoap.Message(code=code, content_format=CBOR, payload=cbor2.dumps({"code": stable, "message": message}))
 
 
 class CheckpointResource(resource.Resource):
@@ -34,7 +30,7 @@ class CheckpointResource(resource.Resource):
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         cp = self.hub.latest_checkpoint()
         if cp is None:
-            return _error(Code.NOT_FOUND, "HUB_ERROR", "no checkpoint signed yet")
+            return error_response(NotFound("no checkpoint signed yet"))
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=cp.raw)
 
 
@@ -48,11 +44,12 @@ class InclusionResource(resource.Resource):
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
             record_id = bytes.fromhex(_query(request)["r"])
-            _, receipt = await asyncio.to_thread(self.hub.receipt, record_id)
         except (KeyError, ValueError):
-            return _error(Code.BAD_REQUEST, "MALFORMED", "expected ?r=<record id as 64 hex characters>")
-        except HubError as exc:
-            return _error(Code.NOT_FOUND, exc.code, exc.message)
+            return error_response(RequestError("expected ?r=<record id as 64 hex characters>"))
+        try:
+            _, receipt = await asyncio.to_thread(self.hub.receipt, record_id)
+        except Exception as exc:  # typed errors answer as they declare
+            return error_response(exc)
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=receipt)
 
 
@@ -67,11 +64,12 @@ class ConsistencyResource(resource.Resource):
         try:
             q = _query(request)
             first, second = int(q["from"]), int(q["to"])
-            proof = await asyncio.to_thread(self.hub.consistency, first, second)
         except (KeyError, ValueError):
-            return _error(Code.BAD_REQUEST, "MALFORMED", "expected ?from=<size>&to=<size>")
-        except LedgerError as exc:
-            return _error(Code.BAD_REQUEST, exc.code, exc.message)
+            return error_response(RequestError("expected ?from=<size>&to=<size>"))
+        try:
+            proof = await asyncio.to_thread(self.hub.consistency, first, second)
+        except Exception as exc:  # typed errors answer as they declare
+            return error_response(exc)
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=cbor2.dumps([first, second, proof]))
 
 

@@ -13,42 +13,82 @@ from typing import Any
 
 from aiohttp import web
 
-from ledger import Checkpoint, ForkEvidence, LedgerError, Record, decode_record
+from ledger import Checkpoint, ForkEvidence, Record, decode_record
+from ledger.errors import CodedError
 from ledger.sync import decode_records
 
-from .service import Hub, HubError, NotEnrolled
-from .store import StoreError
+from .service import Hub, HubError, NotEnrolled, NotFound
 
 log = logging.getLogger("jejak.hub.http")
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# One place maps typed errors to HTTP statuses; the body always carries the stable code.
-STATUS_BY_CODE = {
-    "MALFORMED": 400, "SYNC_PROTOCOL": 400, "LIMIT_EXCEEDED": 413, "UNKNOWN_DEVICE": 403, "UNKNOWN_KEY": 403,
-    "DEVICE_BLOCKED": 409, "REVOKED_KEY": 403, "INVALID_SIGNATURE": 422, "BROKEN_CHAIN": 409,
-    "FORK_DETECTED": 409, "INVALID_PROOF": 422, "INVALID_CHECKPOINT": 422, "HUB_ERROR": 404,
-    "STORE_FULL": 507, "UNAUTHORIZED": 401, "FORBIDDEN": 403, "BAD_REQUEST": 400,
-}
+class Unauthorized(CodedError):
+    """A bearer token that no operator or auditor holds."""
+
+    code = "UNAUTHORIZED"
+    coap = "4.01"
+    http = 401
 
 
-def error_response(code: str, message: str, hint: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if hint:
-        body["error"]["hint"] = hint
-    return web.json_response(body, status=STATUS_BY_CODE.get(code, 400))
+class Forbidden(CodedError):
+    """A route that needs another role than the caller's."""
+
+    code = "FORBIDDEN"
+    coap = "4.03"
+    http = 403
+
+
+class BadRequest(CodedError):
+    """A query or body the route cannot read (bad number, missing field, not JSON)."""
+
+    code = "BAD_REQUEST"
+    coap = "4.00"
+    http = 400
+
+
+class Internal(CodedError):
+    """What any unexpected exception is answered with; the details go to the hub's log, not the client."""
+
+    code = "INTERNAL"
+    coap = "5.00"
+    http = 500
+
+
+def coded(exc: BaseException) -> CodedError:
+    """The typed error to answer with: `exc` itself; BAD_REQUEST for a route's own parsing; INTERNAL else."""
+    if isinstance(exc, CodedError):
+        return exc
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return BadRequest(f"bad request: {exc}")
+    log.error("internal error answering a request: %r", exc)
+    return Internal("internal error; the hub's log has the details")
+
+
+def error_response(exc: BaseException, *, body: dict[str, Any] | None = None) -> web.Response:
+    """The one HTTP rendering of an error: its declared status and {"error": {code, message[, where, hint]}}.
+
+    `body` replaces the JSON body where a route must answer in a legacy system's own shape (the bridges);
+    the status and headers still come from the error's class."""
+    err = coded(exc)
+    if body is None:
+        body = {"error": err.to_dict()}
+    headers = {}
+    if err.retry_after_s is not None:
+        headers["Retry-After"] = str(err.retry_after_s)
+    if err.http == 401:  # RFC 9110 §15.5.2: a 401 names the scheme the client should use
+        headers["WWW-Authenticate"] = "Bearer"
+    return web.json_response(body, status=err.http, headers=headers)
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except LedgerError as exc:
-        return error_response(exc.code, exc.message, exc.hint)
-    except StoreError as exc:
-        return error_response(exc.code, exc.message, exc.hint)
-    except (ValueError, KeyError, TypeError) as exc:
-        return error_response("BAD_REQUEST", f"bad request: {exc}")
+    except web.HTTPException:
+        raise
+    except Exception as exc:  # typed errors answer as they declare; see coded() for the rest
+        return error_response(exc)
 
 
 def hash_token(token: str) -> str:
@@ -127,13 +167,9 @@ class HubApi:
     def require(self, request: web.Request, *roles: str) -> None:
         role = self._role(request)
         if role == "invalid":
-            raise web.HTTPUnauthorized(text=json.dumps({"error": {"code": "UNAUTHORIZED",
-                                                                   "message": "token not recognised"}}),
-                                       content_type="application/json")
+            raise Unauthorized("token not recognised")
         if role not in roles:
-            raise web.HTTPForbidden(text=json.dumps({"error": {"code": "FORBIDDEN", "message":
-                                                               f"needs role {' or '.join(roles)}, have {role}"}}),
-                                    content_type="application/json")
+            raise Forbidden(f"needs role {' or '.join(roles)}, have {role}")
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
@@ -249,7 +285,7 @@ class HubApi:
     async def latest(self, request: web.Request) -> web.Response:
         cp = self.hub.latest_checkpoint()
         if cp is None:
-            raise HubError("no checkpoint signed yet")
+            raise NotFound("no checkpoint signed yet")
         return web.json_response(cp.to_json())
 
     async def sign_now(self, request: web.Request) -> web.Response:

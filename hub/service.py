@@ -36,15 +36,36 @@ log = logging.getLogger("jejak.hub")
 
 
 class HubError(LedgerError):
+    """A request the hub refuses: an enrollment for another hub, a bad device id, a message that names
+    another device than its URL."""
+
     code = "HUB_ERROR"
+    coap = "4.00"
+    http = 400
+
+
+class NotFound(HubError):
+    """A record, proof or checkpoint the hub does not have (yet)."""
+
+    code = "NOT_FOUND"
+    coap = "4.04"
+    http = 404
 
 
 class NotEnrolled(UnknownKey):
+    """Records or a query for a device that is not enrolled at this hub."""
+
     code = "UNKNOWN_DEVICE"
+    coap = "4.03"
+    http = 403
 
 
 class DeviceBlocked(LedgerError):
+    """A device whose records are held back (pending approval, or its log forked) until an operator acts."""
+
     code = "DEVICE_BLOCKED"
+    coap = "4.09"
+    http = 409
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,10 +243,10 @@ class Hub:
         """A COSE Receipt proving the record is in the log under the latest checkpoint that covers it."""
         index = self.store.locate(record_id)
         if index is None:
-            raise HubError(f"record {record_id.hex()} is not in this hub's log")
+            raise NotFound(f"record {record_id.hex()} is not in this hub's log")
         cp = checkpoint or self.latest_checkpoint()
         if cp is None or cp.tree_size <= index:
-            raise HubError(f"record {record_id.hex()[:16]}... is not covered by a checkpoint yet",
+            raise NotFound(f"record {record_id.hex()[:16]}... is not covered by a checkpoint yet",
                            hint="wait for the next checkpoint or ask the hub to sign one")
         return index, make_receipt(cp, index, self.tree.inclusion_proof(index, cp.tree_size))
 

@@ -20,11 +20,22 @@ STATUSES = ("pending", "active", "revoked", "forked")
 
 
 class StoreError(CodedError):
+    """The hub's store failed; what it had acknowledged stays."""
+
     code = "STORE_ERROR"
+    coap = "5.00"
+    http = 500
+    exit_code = 33
 
 
 class StoreFull(StoreError):
+    """The store has no room for more; nothing of the failed write was kept."""
+
     code = "STORE_FULL"
+    coap = "5.03"
+    http = 507
+    exit_code = 35
+    retry_after_s = 60
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from ledger import Record
 
+from .http import BadRequest, Forbidden, error_response
 from .markets import MarketService, Subscriber, WebhookSender
 from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .markets.errors import MarketError, NotFound
@@ -591,9 +592,7 @@ class Views:
 
     def _operator(self, request: web.Request) -> None:
         if self.api is None:
-            raise web.HTTPForbidden(text=json.dumps({"error": {
-                "code": "FORBIDDEN", "message": "operator routes need the hub API attached (Views.attach)"}}),
-                content_type="application/json")
+            raise Forbidden("operator routes need the hub API attached (Views.attach)")
         self.api.require(request, "operator")
 
     async def decide_route(self, request: web.Request) -> web.Response:
@@ -605,14 +604,12 @@ class Views:
             value = None
         if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip()
                                                   for k in ("action", "by", "why")):
-            return web.json_response({"error": {"code": "BAD_REQUEST", "message":
-                                                "expected JSON {action: release|confirm|reopen, by, why}"}},
-                                     status=400)
+            return error_response(BadRequest("expected JSON {action: release|confirm|reopen, by, why}"))
         try:
             body = await asyncio.to_thread(self.decide, request.match_info["id"], value["action"],
                                            value["by"][:200], value["why"][:2000])
         except MarketError as exc:
-            return web.json_response({"error": exc.to_dict()}, status=exc.http_status)
+            return error_response(exc)
         return web.json_response(body)
 
     async def webhooks_route(self, request: web.Request) -> web.Response:
@@ -625,8 +622,7 @@ class Views:
             try:
                 body = await asyncio.to_thread(fn, request.query, request.match_info)
             except (MbgError, MarketError) as exc:
-                status = 404 if exc.code.endswith("NOT_FOUND") else getattr(exc, "http_status", 400)
-                return web.json_response({"error": exc.to_dict()}, status=status)
+                return error_response(exc)
             return web.json_response(body)
         handler.__doc__ = "Domain view for the dashboard"
         return handler

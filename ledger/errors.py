@@ -1,14 +1,24 @@
-"""Typed errors of the ledger, each with a stable code that JSON output and exit codes use."""
+"""Typed errors of the ledger and the coded-error base every package's errors derive from."""
 
 from __future__ import annotations
 
 
 class CodedError(Exception):
     """An error with a stable `code` for JSON and exit codes, a message saying expected vs found, and a
-    `hint` where there is a fix. Each package derives its own small hierarchy from it."""
+    `hint` where there is a fix. Each package derives its own small hierarchy from it.
+
+    Each class declares, once, how it answers on every transport: `coap` (the CoAP response code as
+    "class.detail" text, so this module stays free of aiocoap), `http` (the HTTP status), `exit_code` (what a
+    command exits with) and `retry_after_s` (how long a client should wait before trying again, if it
+    should). The shells render these (coap_server.errors, hub.http); docs/ERRORS.md lists them all, and a
+    test holds the two together. One code means one thing everywhere: classes sharing a code declare the
+    same answers."""
 
     code = "ERROR"
+    coap = "5.00"
+    http = 500
     exit_code = 1
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, *, hint: str | None = None, where: str | None = None) -> None:
         super().__init__(message)
@@ -35,6 +45,8 @@ class LedgerError(CodedError):
     """Base of every error the ledger raises."""
 
     code = "LEDGER_ERROR"
+    coap = "4.00"
+    http = 400
     exit_code = 10
 
 
@@ -42,6 +54,8 @@ class MalformedRecord(LedgerError):
     """Bytes from outside that are not a well-formed, canonical Jejak structure."""
 
     code = "MALFORMED"
+    coap = "4.00"
+    http = 400
     exit_code = 11
 
 
@@ -49,11 +63,15 @@ class VerificationError(LedgerError):
     """A well-formed structure that does not verify."""
 
     code = "VERIFICATION_FAILED"
+    coap = "4.22"
+    http = 422
     exit_code = 12
 
 
 class BadSignature(VerificationError):
     code = "INVALID_SIGNATURE"
+    coap = "4.22"
+    http = 422
     exit_code = 13
 
 
@@ -61,6 +79,8 @@ class BrokenChain(VerificationError):
     """Sequence gap, wrong `prev` link, wrong device, or a record out of order."""
 
     code = "BROKEN_CHAIN"
+    coap = "4.09"
+    http = 409
     exit_code = 14
 
 
@@ -68,6 +88,8 @@ class ForkDetected(VerificationError):
     """Two validly signed records with one device and one sequence number and different ids."""
 
     code = "FORK_DETECTED"
+    coap = "4.09"
+    http = 409
     exit_code = 15
 
     def __init__(self, message: str, *, evidence: object = None, hint: str | None = None,
@@ -80,6 +102,8 @@ class BadProof(VerificationError):
     """An inclusion or consistency proof that does not lead to the claimed root."""
 
     code = "INVALID_PROOF"
+    coap = "4.22"
+    http = 422
     exit_code = 16
 
 
@@ -87,6 +111,8 @@ class BadCheckpoint(VerificationError):
     """A checkpoint whose signature, size or root does not hold, or two checkpoints that disagree."""
 
     code = "INVALID_CHECKPOINT"
+    coap = "4.22"
+    http = 422
     exit_code = 17
 
 
@@ -94,6 +120,8 @@ class UnknownKey(VerificationError):
     """A record signed by a key nobody enrolled or announced."""
 
     code = "UNKNOWN_KEY"
+    coap = "4.03"
+    http = 403
     exit_code = 18
 
 
@@ -101,6 +129,8 @@ class RevokedKey(VerificationError):
     """A record signed after its key was revoked or rotated away."""
 
     code = "REVOKED_KEY"
+    coap = "4.03"
+    http = 403
     exit_code = 19
 
 
@@ -108,9 +138,13 @@ class SyncError(LedgerError):
     """The sync protocol saw a message it cannot act on."""
 
     code = "SYNC_PROTOCOL"
+    coap = "4.00"
+    http = 400
     exit_code = 20
 
 
 class LimitExceeded(SyncError):
     code = "LIMIT_EXCEEDED"
+    coap = "4.13"
+    http = 413
     exit_code = 21

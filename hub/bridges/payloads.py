@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger.errors import CodedError
 from ledger.legacy import LegacyInputError, check_tag, scan_event
 
 from ..markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID, find_commodity
@@ -25,13 +26,36 @@ SEED2_KEYS = ("timestamp", "market_id", "device_id", "region", "temperature", "h
 SEED1_KEYS = ("nfc_tag_id", "timestamp", "status_scan", "gateway_id")
 
 
-class BridgeInputError(ValueError):
-    """Input a bridge refuses; `status` is the HTTP status the legacy system used for it."""
+class BridgeInputError(CodedError, ValueError):
+    """Input a bridge refuses; each subclass declares the HTTP status the legacy system used for it."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+    code = "BRIDGE_INPUT"
+    coap = "4.00"
+    http = 400
+
+
+class BadQuery(BridgeInputError):
+    """A missing or out-of-range query parameter (seed 2's FastAPI answered these with 422)."""
+
+    code = "BAD_QUERY"
+    coap = "4.22"
+    http = 422
+
+
+class PayloadTooLarge(BridgeInputError):
+    """A body or batch over the bridge's limit."""
+
+    code = "TOO_LARGE"
+    coap = "4.13"
+    http = 413
+
+
+class UnknownName(BridgeInputError):
+    """A device, market or commodity the bridge does not know."""
+
+    code = "NOT_FOUND"
+    coap = "4.04"
+    http = 404
 
 
 def ident(value: Any, name: str) -> str:
@@ -80,7 +104,7 @@ def parse_gateway_batch(data: Any, *, max_items: int, sites: Mapping[str, str]) 
     if not isinstance(data, list):
         raise BridgeInputError("Data harus berupa list/array")
     if len(data) > max_items:
-        raise BridgeInputError(f"batch of {len(data)} scans; at most {max_items} per request", 413)
+        raise PayloadTooLarge(f"batch of {len(data)} scans; at most {max_items} per request")
     out = []
     for n, item in enumerate(data):
         where = f"item {n}"

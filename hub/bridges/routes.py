@@ -18,12 +18,19 @@ from typing import Any
 
 from aiohttp import web
 
-from ..http import hash_token
+from ..http import error_response, hash_token
 from ..markets.catalog import MARKETS_BY_ID
 from ..markets.errors import MarketError
 from .feed import LATE_S, observed_at, trust_of
-from .payloads import BridgeInputError, resolve_commodity, resolve_market
-from .service import PATH_INGEST, Bridges, trust_counts
+from .payloads import (
+    BadQuery,
+    BridgeInputError,
+    PayloadTooLarge,
+    UnknownName,
+    resolve_commodity,
+    resolve_market,
+)
+from .service import PATH_INGEST, Bridges, Forbidden, Unauthorized, trust_counts
 
 log = logging.getLogger("jejak.hub.bridges")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,7 +41,7 @@ def seed1(fn: Handler) -> Handler:
         try:
             return await fn(request)
         except BridgeInputError as exc:
-            return web.json_response({"error": exc.message}, status=exc.status)
+            return error_response(exc, body={"error": exc.message})
     handler.__doc__ = fn.__doc__
     return handler
 
@@ -44,11 +51,9 @@ def seed2(fn: Handler) -> Handler:
         try:
             return await fn(request)
         except BridgeInputError as exc:
-            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-            return web.json_response({"detail": exc.message}, status=exc.status, headers=headers)
+            return error_response(exc, body={"detail": exc.message})
         except MarketError as exc:
-            status = 404 if exc.code.endswith("NOT_FOUND") else getattr(exc, "http_status", 404)
-            return web.json_response({"detail": exc.message, "code": exc.code}, status=status)
+            return error_response(exc, body={"detail": exc.message, "code": exc.code})
     handler.__doc__ = fn.__doc__
     return handler
 
@@ -67,14 +72,14 @@ def qr_data_url(payload: dict[str, Any]) -> str:
 def _query(request: web.Request, name: str, *, required: bool = True) -> str | None:
     value = request.query.get(name)
     if required and not value:
-        raise BridgeInputError(f"query parameter required: {name}", 422)
+        raise BadQuery(f"query parameter required: {name}")
     return value or None
 
 
 def _limit(request: web.Request, default: int, high: int) -> int:
     text = request.query.get("limit", str(default))
     if not text.isdigit() or not 1 <= int(text) <= high:
-        raise BridgeInputError(f"limit: expected 1 to {high}, got {text[:20]!r}", 422)
+        raise BadQuery(f"limit: expected 1 to {high}, got {text[:20]!r}")
     return int(text)
 
 
@@ -117,7 +122,7 @@ class BridgeRoutes:
             digest = hash_token(auth[7:].strip()) if auth.startswith("Bearer ") else ""
             if not any(hmac.compare_digest(digest, t) for t in tokens):
                 self.b.refused["http:/api/sync_gateway_data"] += 1
-                raise BridgeInputError("token gateway tidak dikenal / gateway token not recognised", 401)
+                raise Unauthorized("token gateway tidak dikenal / gateway token not recognised")
             sender += f" with gateway token sha256:{digest[:16]}"
         raw = await request.read()
         try:
@@ -154,20 +159,20 @@ class BridgeRoutes:
             raise BridgeInputError("field required: device_id")
         device = self.b.registry.get(value["device_id"])
         if device is None:
-            raise BridgeInputError("Device not found", 404)
+            raise UnknownName("Device not found")
         if not self._operator(request):
             current = self.b.device_for(request.headers.get("Authorization"))
             if current.device_id != device.device_id:
-                raise BridgeInputError("a device may only renew its own token", 403)
+                raise Forbidden("a device may only renew its own token")
         return web.json_response({"token": await asyncio.to_thread(self.b.registry.new_token, device.device_id)})
 
     async def approve(self, request: web.Request) -> web.Response:
         """Approve a pending legacy device (operator)"""
         if not self._operator(request):
-            raise BridgeInputError("needs an operator token", 401)
+            raise Unauthorized("needs an operator token")
         device_id = request.match_info["device_id"]
         if self.b.registry.get(device_id) is None:
-            raise BridgeInputError("Device not found", 404)
+            raise UnknownName("Device not found")
         device = await asyncio.to_thread(self.b.registry.set_status, device_id, "active")
         return web.json_response(device.to_json())
 
@@ -196,7 +201,7 @@ class BridgeRoutes:
         try:
             return resolve_commodity(name, self.b.config.commodity_aliases)
         except BridgeInputError as exc:
-            raise BridgeInputError(exc.message, 404) from None
+            raise UnknownName(exc.message) from None
 
     def _market(self, name: str | None) -> str | None:
         if name is None:
@@ -204,7 +209,7 @@ class BridgeRoutes:
         try:
             return resolve_market(name, self.b.config.market_aliases)
         except BridgeInputError as exc:
-            raise BridgeInputError(exc.message, 404) from None
+            raise UnknownName(exc.message) from None
 
     async def price_live(self, request: web.Request) -> web.Response:
         """Seed 2 public API: the latest accepted price per market of a commodity, with its trust"""
@@ -290,7 +295,7 @@ def _public(o: dict[str, Any]) -> dict[str, Any]:
 async def _json(request: web.Request) -> Any:
     raw = await request.read()
     if len(raw) > 16 * 1024:
-        raise BridgeInputError("body too large", 413)
+        raise PayloadTooLarge("body too large")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -17,7 +17,13 @@ from ..views import Views
 from .attest import Attestation, Attestor, digest
 from .config import BridgeConfig
 from .feed import MAX_AHEAD_S, MAX_BACKDATE_S, DerivedInput, derive, trust_of
-from .payloads import BridgeInputError, parse_gateway_batch, parse_market_data, resolve_market
+from .payloads import (
+    BridgeInputError,
+    PayloadTooLarge,
+    parse_gateway_batch,
+    parse_market_data,
+    resolve_market,
+)
 from .registry import LegacyDevice, Registry
 
 log = logging.getLogger("jejak.hub.bridges")
@@ -27,13 +33,19 @@ PATH_GATEWAY = "http:/api/sync_gateway_data"
 
 
 class Unauthorized(BridgeInputError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 401)
+    """A missing or unknown bearer token."""
+
+    code = "UNAUTHORIZED"
+    coap = "4.01"
+    http = 401
 
 
 class Forbidden(BridgeInputError):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, 403)
+    """A token that is valid but may not do this (another device, another market)."""
+
+    code = "FORBIDDEN"
+    coap = "4.03"
+    http = 403
 
 
 class Bridges:
@@ -141,7 +153,7 @@ class Bridges:
         """One MarketDataStream payload -> one attest record. `device` is the token's device (HTTP); for MQTT
         it is None and the payload's device_id must name a registered, active device."""
         if len(raw) > self.config.max_payload_bytes:
-            raise BridgeInputError(f"payload of {len(raw)} bytes; at most {self.config.max_payload_bytes}", 413)
+            raise PayloadTooLarge(f"payload of {len(raw)} bytes; at most {self.config.max_payload_bytes}")
         try:
             value = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):

@@ -9,38 +9,45 @@ class MarketError(CodedError):
     """Base of every error hub.markets raises. `code` is stable; `hint` says what to do, where known."""
 
     code = "MARKET_ERROR"
-    http_status = 400
+    coap = "4.00"
+    http = 400
 
 
 class BadObservation(MarketError):
     """An observation, reading or note whose fields do not hold (wrong type, negative price, ...)."""
 
     code = "BAD_OBSERVATION"
+    coap = "4.00"
+    http = 400
 
 
 class BadSeries(MarketError):
     """A series too short or too broken for the analysis asked of it."""
 
     code = "BAD_SERIES"
-    http_status = 422
+    coap = "4.22"
+    http = 422
 
 
 class BadInputFile(MarketError):
     """A CSV or data file that does not have the columns or values its format promises."""
 
     code = "BAD_INPUT_FILE"
-    http_status = 422
+    coap = "4.22"
+    http = 422
 
 
 class NotFound(MarketError):
     """A market, commodity, series or quarantined observation that the service does not know."""
 
     code = "NOT_FOUND"
-    http_status = 404
+    coap = "4.04"
+    http = 404
 
 
 class DecisionConflict(MarketError):
     """An operator decision that does not apply to the quarantined value's current state."""
 
     code = "DECISION_CONFLICT"
-    http_status = 409
+    coap = "4.09"
+    http = 409

@@ -9,6 +9,8 @@ class MbgError(CodedError):
     """Base of every error the MBG analytics raise. `code` is stable; `hint` says what to do, where known."""
 
     code = "MBG_ERROR"
+    coap = "4.00"
+    http = 400
     exit_code = 40
 
 
@@ -16,6 +18,8 @@ class PlanError(MbgError):
     """A plan (schools, kitchens, rules) that is not usable: bad TOML, unknown kitchen, bad time of day."""
 
     code = "MBG_PLAN"
+    coap = "4.00"
+    http = 400
     exit_code = 41
 
 
@@ -23,6 +27,8 @@ class InputError(MbgError):
     """A record or event that MBG analytics cannot use (wrong kind, malformed body, bad field)."""
 
     code = "MBG_INPUT"
+    coap = "4.00"
+    http = 400
     exit_code = 42
 
 
@@ -30,4 +36,6 @@ class NotFound(MbgError):
     """A query for a school, kitchen, container or stock item that the hub has never seen."""
 
     code = "MBG_NOT_FOUND"
+    coap = "4.04"
+    http = 404
     exit_code = 43

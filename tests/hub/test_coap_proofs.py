@@ -38,7 +38,7 @@ async def test_receipts_and_consistency_over_coap(tmp_path, hub, clock):
         assert (first, second) == (older.tree_size, newer.tree_size)
         verify_checkpoints_consistent(older, newer, proof, hub.signer.public_key)
         missing = await get("/proofs/inclusion?r=" + "00" * 32)
-        assert str(missing.code).startswith("4.04") and cbor2.loads(missing.payload)["code"] == "HUB_ERROR"
+        assert str(missing.code).startswith("4.04") and cbor2.loads(missing.payload)["code"] == "NOT_FOUND"
         bad = await get("/proofs/consistency?from=x")
         assert str(bad.code).startswith("4.00")
         # libcoap's client fetches the same receipt bytes.

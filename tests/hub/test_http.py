@@ -61,7 +61,7 @@ async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
             assert report.ok and report.receipts_checked == len(records)
             async with http.get("/api/proofs/inclusion/" + "00" * 32) as resp:
                 assert resp.status == 404
-                assert (await resp.json())["error"]["code"] == "HUB_ERROR"
+                assert (await resp.json())["error"]["code"] == "NOT_FOUND"
             async with http.post("/api/enroll", data=b"\xff\x00garbage") as resp:
                 assert resp.status == 400
                 assert (await resp.json())["error"]["code"] == "MALFORMED"
