@@ -42,6 +42,14 @@ class BadQuery(BridgeInputError):
     http = 422
 
 
+class OutsideLiveWindow(BridgeInputError):
+    """A live price whose observation time is too old or too far ahead of the hub's clock."""
+
+    code = "OUTSIDE_LIVE_WINDOW"
+    coap = "4.22"
+    http = 422
+
+
 class PayloadTooLarge(BridgeInputError):
     """A body or batch over the bridge's limit."""
 

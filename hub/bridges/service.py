@@ -19,6 +19,7 @@ from .config import BridgeConfig
 from .feed import MAX_AHEAD_S, MAX_BACKDATE_S, DerivedInput, derive, trust_of
 from .payloads import (
     BridgeInputError,
+    OutsideLiveWindow,
     PayloadTooLarge,
     parse_gateway_batch,
     parse_market_data,
@@ -179,10 +180,10 @@ class Bridges:
         now = self.hub.clock()
         claimed = md.data.get("claimed_time")
         if claimed is not None and not now - MAX_BACKDATE_S <= claimed <= now + MAX_AHEAD_S:
-            raise BridgeInputError(
+            raise OutsideLiveWindow(
                 f"timestamp: {md.data['timestamp']} is {(now - claimed) / 3600:+.1f} h from the hub's arrival "
                 f"time; live data may be at most {MAX_BACKDATE_S // 3600} h old and {MAX_AHEAD_S} s ahead (send "
-                f"history with `jejak markets import`, or fix the device clock)", 422)
+                f"history with `jejak markets import`, or fix the device clock)")
         data = {**md.data, "device_id": device.device_id, "raw_sha256": digest(raw)}
         (record,) = self.attestor.attest([Attestation(path=path, sender=sender, kind="price", data=data,
                                                       received_at=now)])
