@@ -14,6 +14,7 @@ import pytest
 
 from firmware import drivers, hal
 from firmware.drivers.nfcpy_reader import NfcpyReader, uid_of
+from tests.wait import wait_until
 
 IDM = "02fe001122334455"
 NTAG_UID = "04a1b2c3d4e580"
@@ -23,6 +24,12 @@ def _free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _udp_bound(port):
+    """Whether some socket on this host is bound to UDP `port` (read from the kernel, binding nothing)."""
+    with open("/proc/net/udp") as f:
+        return any(line.split()[1].endswith(f":{port:04X}") for line in list(f)[1:])
 
 
 class Emulator:
@@ -39,7 +46,8 @@ class Emulator:
 
     def __enter__(self):
         self.thread.start()
-        time.sleep(0.2)
+        # nfcpy binds the port only while the tag listens: a reader's frame sent before that is lost.
+        wait_until(lambda: _udp_bound(self.port), what="the emulated tag to listen")
         return self
 
     def __exit__(self, *exc):
