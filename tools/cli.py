@@ -213,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
     for name, module, text in (("demo", "hub.demo", "a local hub with simulated devices and its dashboard"),
                                ("edge", "edge.cli", "run or inspect the edge daemon"),
                                ("example", "tools.example", "write the example audit bundles"),
-                               ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub")):
+                               ("mbg", "tools.mbg", "MBG deliveries, exceptions, containers and stock from a hub"),
+                               ("markets", "tools.markets", "import price history (agency export, PIHPS) into a hub")):
         d = sub.add_parser(name, help=text, add_help=False)
         d.add_argument("rest", nargs=argparse.REMAINDER)
         d.set_defaults(func=_delegate(module))

@@ -68,6 +68,9 @@ class CeilingTable:
                 best = e
         return best
 
+    def entries(self, commodity: str, grade: str, unit: str) -> tuple[Ceiling, ...]:
+        return tuple(self._by_key.get((commodity, grade, unit), ()))
+
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_key.values())
 

@@ -19,11 +19,12 @@ from .errors import BadSeries, NotFound
 from .forecast import forecast as run_forecast
 from .impact import ImpactConfig, ImpactInputs
 from .impact import impact as run_impact
+from .importer import ImportRows
 from .macro import MacroInputs
 from .model import WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
 from .quarantine import RELEASED, Quarantine, QuarantineStore
 from .sentiment import Lexicon
-from .validate import ValidationConfig, Validator, Verdict
+from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
 from .webhooks import Delivery, Subscriber, WebhookSender
 
@@ -66,6 +67,7 @@ class MarketService:
         self._mbg: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         self._supply: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         self._listeners: list[StreamCallback] = []
+        self._imported: set[str] = set()  # ids of imported rows, so a second import adds nothing
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -92,6 +94,56 @@ class MarketService:
         if self._listeners:
             self._emit(obs, verdict)
         return verdict
+
+    def import_rows(self, rows: ImportRows, *, progress: Callable[[int], None] | None = None,
+                    chunk: int = 200_000) -> dict[str, Any]:
+        """Backfill history from an imported file: rows this service already holds are skipped (importing
+        a file twice changes nothing), the others are validated day by day and stored under their
+        observation day; quarantined rows are held with their explanation. Returns the import's report."""
+        known = self._imported
+        fresh = [k for k, rid in enumerate(rows.ids) if rid not in known]
+        skipped = len(rows) - len(fresh)
+        batch = rows.batch()
+        if skipped:
+            keep = np.array(fresh, np.int64)
+            batch = ObservationBatch(
+                series=batch.series, regions=batch.regions, reporters=batch.reporters,
+                series_idx=batch.series_idx[keep], reporter_idx=batch.reporter_idx[keep], price=batch.price[keep],
+                time=batch.time[keep], arrived=batch.arrived[keep],
+                ids=tuple(rows.ids[k] for k in fresh))
+        result = self.validator.validate_batch(batch, explain_quarantined=True)
+        ids = batch.ids or ()
+        known.update(ids)
+        for m, market in enumerate(k[0] for k in batch.series):
+            self._region.setdefault(market, batch.regions[m])
+        for k, verdict in result.verdicts.items():
+            market, commodity, grade, unit = batch.series[int(batch.series_idx[k])]
+            self.quarantine.hold(PriceObservation(
+                id=ids[k], market=market, commodity=commodity, grade=grade, unit=unit,
+                price_idr=int(batch.price[k]), time=int(batch.time[k]), arrived_at=int(batch.arrived[k]),
+                region=batch.regions[int(batch.series_idx[k])],
+                reporter=batch.reporters[int(batch.reporter_idx[k])], source=rows.layout), verdict)
+        # Accepted rows join their series' days in bulk: sorted by series and day, one extend per day.
+        ok = np.flatnonzero(~result.quarantined)
+        day = (batch.time[ok] + self.config.tz_offset_s) // 86400
+        order = np.lexsort((day, batch.series_idx[ok]))
+        rows_ok = ok[order]
+        sidx, dsorted = batch.series_idx[rows_ok], day[order]
+        cuts = np.flatnonzero((np.diff(sidx) != 0) | (np.diff(dsorted) != 0)) + 1
+        entries = list(zip([ids[k] for k in rows_ok.tolist()], batch.price[rows_ok].astype(np.int64).tolist(),
+                           batch.time[rows_ok].tolist(), strict=True))
+        starts = [0, *cuts.tolist()]
+        ends = [*cuts.tolist(), len(rows_ok)]
+        s_at, d_at = sidx[starts].tolist() if len(rows_ok) else [], dsorted[starts].tolist() if len(rows_ok) else []
+        for g, (a, b) in enumerate(zip(starts, ends, strict=True)):
+            if a == b:
+                continue
+            self._prices[batch.series[s_at[g]]].setdefault(d_at[g], []).extend(entries[a:b])
+            if progress is not None and g % 10_000 == 0 and g:
+                progress(b)
+        held = len(result.verdicts)
+        return {**rows.report(), "already_imported": skipped, "stored": len(batch) - held,
+                "quarantined": held}
 
     def _store(self, obs: PriceObservation) -> None:
         day = day_of(obs.time, self.config.tz_offset_s)

@@ -3,6 +3,7 @@ verdict that quarantines a value when independent evidence disagrees with it."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -184,6 +185,7 @@ class BatchResult:
     fired: np.ndarray  # bool (n, len(CHECKS))
     score: np.ndarray  # float32 (n, len(CHECKS)); NaN where a check could not run
     quarantined: np.ndarray  # bool (n,)
+    verdicts: dict[int, Verdict] = field(default_factory=dict)  # row -> verdict, for the rows explained
 
     def fired_by(self, name: str) -> np.ndarray:
         return self.fired[:, _C[name]]
@@ -277,7 +279,8 @@ class Validator:
         self._pending: dict[int, tuple[int, list[float]]] = {}
         self._latest: dict[int, dict[str, tuple[int, float]]] = {}  # series -> reporter -> (time, price)
         self._km: dict[tuple[str, str], float] = {}
-        self._ceiling_cache: dict[tuple[int, int], tuple[float, str, str, str]] = {}
+        self._near_cache: dict[int, tuple[int, list[int]]] = {}
+        self._ceiling_runs: dict[int, tuple[list[int], list[tuple[float, str, str, str] | None]]] = {}
         self._base_cache: dict[int, float] = {}
         self._jump_lim_l: list[float] = []
         self._rep_tol_l: list[float] = []
@@ -307,6 +310,14 @@ class Validator:
             self._last_day = np.concatenate([self._last_day, np.full(grow, -(10**9), np.int64)])
         return s
 
+    def _neighbours(self, s: int) -> list[int]:
+        """The other series of s's group (same region, commodity, grade, unit) at nearby markets."""
+        group = self._groups[self._group_key(s)]
+        hit = self._near_cache.get(s)
+        if hit is None or hit[0] != len(group):
+            hit = self._near_cache[s] = (len(group), [t for t in group if t != s and self._near(s, t)])
+        return hit[1]
+
     def _group_key(self, s: int) -> tuple[str, str, str, str]:
         _, region, commodity, grade, unit = self._meta[s]
         return (region, commodity, grade, unit)
@@ -322,6 +333,15 @@ class Validator:
         self._hist[s, self._pos[s] % self.config.window] = value
         self._pos[s] += 1
         self._last[s] = value
+        self._last_day[s] = day
+
+    def _commit_many(self, s: np.ndarray, day: int, values: np.ndarray) -> None:
+        """_commit for distinct series s at once."""
+        for u in s.tolist():
+            self._base_cache.pop(u, None)
+        self._hist[s, self._pos[s] % self.config.window] = values
+        self._pos[s] += 1
+        self._last[s] = values
         self._last_day[s] = day
 
     def _commit_pending(self, s: int, before_day: int) -> None:
@@ -371,17 +391,25 @@ class Validator:
         return km <= lim
 
     def _ceiling(self, s: int, day: int) -> tuple[float, str, str, str]:
-        hit = self._ceiling_cache.get((s, day))
+        """The ceiling in force for series s on a day. The answer changes only where an entry starts or
+        ends, so it is looked up once per such run of days."""
+        none = (math.nan, "", "", "")
+        if self.ceilings is None:
+            return none
+        runs = self._ceiling_runs.get(s)
+        if runs is None:
+            _, region, commodity, grade, unit = self._meta[s]
+            cuts = sorted({e.valid_from for e in self.ceilings.entries(commodity, grade, unit)}
+                          | {e.valid_to + 1 for e in self.ceilings.entries(commodity, grade, unit)
+                             if e.valid_to is not None})
+            runs = self._ceiling_runs[s] = ([-(10**9), *cuts], [None] * (len(cuts) + 1))
+        k = bisect.bisect_right(runs[0], day) - 1
+        hit = runs[1][k]
         if hit is None:
-            hit = (math.nan, "", "", "")
-            if self.ceilings is not None:
-                _, region, commodity, grade, unit = self._meta[s]
-                c = self.ceilings.lookup(commodity, grade, unit, region, day)
-                if c is not None:
-                    hit = (float(c.ceiling_idr), c.kind, c.source, date_of(c.valid_from).isoformat())
-            if len(self._ceiling_cache) > 200_000:
-                self._ceiling_cache.clear()
-            self._ceiling_cache[(s, day)] = hit
+            _, region, commodity, grade, unit = self._meta[s]
+            c = self.ceilings.lookup(commodity, grade, unit, region, day)
+            hit = runs[1][k] = none if c is None else (
+                float(c.ceiling_idr), c.kind, c.source, date_of(c.valid_from).isoformat())
         return hit
 
     def _baselines(self, s: np.ndarray) -> tuple[np.ndarray, RobustStats]:
@@ -401,11 +429,12 @@ class Validator:
         pairs, inv = np.unique(np.stack([s, day]), axis=1, return_inverse=True)
         found = [self._ceiling(int(a), int(b)) for a, b in pairs.T]
         of = inv.ravel().tolist()
+        ceiling = np.array([f[0] for f in found], np.float64)[inv.ravel()]
         ev = Evidence(
             config=cfg, x=x, time=t, arrived=arr, day=day, stats=st, scores=history_scores(x, st), base=base,
             last=self._last[s], last_recent=(day - self._last_day[s]) <= 7, jump_lim=self._jump_lim[s],
             rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near_ref,
-            near_n=near_n, ceiling=np.array([found[k][0] for k in of], np.float64),
+            near_n=near_n, ceiling=ceiling,
             ceiling_kind=tuple(found[k][1] for k in of), ceiling_source=tuple(found[k][2] for k in of),
             ceiling_from=tuple(found[k][3] for k in of))
         n = len(x)
@@ -538,10 +567,12 @@ class Validator:
 
     # -- batch --------------------------------------------------------------------------------------------
 
-    def validate_batch(self, batch: ObservationBatch) -> BatchResult:
+    def validate_batch(self, batch: ObservationBatch, *, explain_quarantined: bool = False) -> BatchResult:
         """Validate many observations day by day: each day's reports are judged against the history before
-        that day and against each other, then that day's accepted medians join the history."""
+        that day and against each other, then that day's accepted medians join the history. With
+        `explain_quarantined`, every quarantined row also gets its full Verdict."""
         cfg = self.config
+        verdicts: dict[int, Verdict] = {}
         n = len(batch)
         fired = np.zeros((n, len(CHECKS)), bool)
         score = np.full((n, len(CHECKS)), np.nan, np.float32)
@@ -559,8 +590,9 @@ class Validator:
             day = int(day_all[rows[0]])
             s = s_all[rows]
             x = batch.price[rows]
-            for u in np.unique(s):
-                self._commit_pending(int(u), day)
+            if self._pending:
+                for u in np.unique(s).tolist():
+                    self._commit_pending(u, day)
             rep_ref, rep_n, gmed, gidx, useries = _group_refs(s, x)
             base, st = self._baselines(s)
             near_ref_u, near_n_u = self._nearby_refs(useries, gmed, day)
@@ -570,17 +602,20 @@ class Validator:
             fired[rows] = a.fired
             score[rows] = a.score
             quarantined[rows] = a.quarantined
+            if explain_quarantined:
+                for k in np.flatnonzero(a.quarantined).tolist():
+                    row = int(rows[k])
+                    verdicts[row] = self._explain(a, k, batch.ids[row] if batch.ids else str(row))
             ok = ~a.quarantined
             if ok.any():
                 _, _, acc_med, _, acc_series = _group_refs(s[ok], x[ok])
-                for u, m in zip(acc_series, acc_med, strict=True):
-                    self._commit(int(u), day, float(m))
-        return BatchResult(fired=fired, score=score, quarantined=quarantined)
+                self._commit_many(acc_series, day, acc_med)
+        return BatchResult(fired=fired, score=score, quarantined=quarantined, verdicts=verdicts)
 
     def _nearby_refs(self, useries: np.ndarray, gmed: np.ndarray, day: int) -> tuple[np.ndarray, np.ndarray]:
         """For each series present today, the median log change (level today against its own baseline)
         of the other nearby series of its group."""
-        members = sorted({t for u in useries for t in self._groups[self._group_key(int(u))]})
+        members = sorted({t for u in useries.tolist() for t in self._neighbours(u)} | set(useries.tolist()))
         mbase, _ = self._baselines(np.array(members, np.int64))
         base_of = dict(zip(members, mbase.tolist(), strict=True))
         today = dict(zip(useries.tolist(), gmed.tolist(), strict=True))
@@ -596,10 +631,9 @@ class Validator:
         ref = np.full(len(useries), np.nan)
         cnt = np.zeros(len(useries), np.int64)
         for k, u in enumerate(useries.tolist()):
-            vals = [change[t] for t in self._groups[self._group_key(u)]
-                    if t != u and t in change and self._near(u, t)]
+            vals = [change[t] for t in self._neighbours(u) if t in change]
             if vals:
-                ref[k] = statistics.median(vals)
+                ref[k] = vals[0] if len(vals) == 1 else statistics.median(vals)
                 cnt[k] = len(vals)
         return ref, cnt
 
