@@ -17,6 +17,14 @@ def _logging(rt, log):
     rt._enqueue = enqueue
 
 
+async def _until(condition, limit_ms=5000):
+    waited = 0
+    while not condition():
+        assert waited < limit_ms, "timed out"
+        await runtime.sleep_ms(1)
+        waited += 1
+
+
 async def _run_until(rt, condition, limit_ms=5000):
     task = asyncio.create_task(rt.run())
     waited = 0
@@ -80,7 +88,7 @@ async def acheck_store_failure_shows_error_and_tag_can_be_retapped():
     indicator = sim.SimIndicator()
     rt = runtime.Runtime(clock, sink, tap=machine, indicator=indicator)
     task = asyncio.create_task(rt.run())
-    await runtime.sleep_ms(5)
+    await _until(lambda: rt.running)
     rt.tap("5a000001")
     rt.tap("04aabbccddeeff")
     await rt.idle()
