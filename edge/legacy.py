@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from ledger import LedgerError
 from ledger.legacy import LegacyInputError, parse_log_scan, scan_body
@@ -31,12 +31,6 @@ log = logging.getLogger("jejak.edge.legacy")
 MAX_BODY_BYTES = 4096
 SOURCE_HEADER = "X-Jejak-Source"
 SOURCES = {"legacy-http", "checkin-page"}
-
-
-class Submitter(Protocol):
-    """What the endpoint needs from the daemon: durable appends of observations (EdgeDaemon.submit)."""
-
-    async def submit(self, items: Sequence[tuple[str, dict[str, Any]]]) -> Sequence[Any]: ...
 
 
 def mount(app: Any, daemon: Any) -> None:
