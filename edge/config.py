@@ -14,6 +14,11 @@ from .errors import ConfigError
 ROLES = ("kitchen", "kitchen_exit", "school_gate", "return", "market_stall")
 LOG_FORMATS = ("json", "text")
 SENSOR_KINDS = ("probe", "climate", "crowd")
+READER_DRIVERS = ("sim", "nfcpy", "pn532_i2c", "pn532_spi", "pn532_uart")
+SENSOR_DRIVERS = ("sim", "bme280", "sht31", "dht22")
+FEEDBACK_DRIVERS = ("log", "gpio")
+# The chips' own default I2C addresses, used when a sensor's i2c_address is 0.
+DEFAULT_I2C = {"bme280": 0x77, "sht31": 0x44}
 
 
 def _default_data_dir() -> str:
@@ -145,21 +150,104 @@ class SimConfig:
               f"sim.containers: expected an integer >= 1, got {self.containers!r}")
 
 
+def _pin_name(where: str, value: str, *, empty: bool = True) -> None:
+    _need(isinstance(value, str) and (empty or bool(value)),
+          f"{where}: expected a board pin name like \"D17\" (BCM GPIO 17){' or empty' if empty else ''}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReaderConfig:
+    """[reader]: the NFC reader the daemon opens (firmware/drivers). A missing one is reported and looked for
+    again every retry_s; CoAP and phone input go on meanwhile."""
+
+    driver: str = "sim"  # sim | nfcpy | pn532_i2c | pn532_spi | pn532_uart
+    path: str = "usb"  # nfcpy: "usb", "usb:072f:2200", "tty:USB0:pn532", "tty:AMA0:pn532"
+    i2c_address: int = 0x24  # pn532_i2c
+    spi_cs: str = "D8"  # pn532_spi: chip-select pin (D8 = CE0, D7 = CE1)
+    uart: str = "/dev/serial0"  # pn532_uart: serial device
+    baudrate: int = 115200  # pn532_uart
+    poll_ms: int = 100  # how long one poll waits for a card
+    gap_ms: int = 400  # a card lifted for longer than this and presented again is a new tap
+    retry_s: float = 2.0  # how often a missing or unplugged reader is looked for again
+
+    def __post_init__(self) -> None:
+        _need(self.driver in READER_DRIVERS, f"reader.driver: expected one of {list(READER_DRIVERS)}, "
+                                             f"got {self.driver!r}")
+        _need(isinstance(self.i2c_address, int) and 0x03 <= self.i2c_address <= 0x77,
+              f"reader.i2c_address: expected an I2C address 0x03..0x77, got {self.i2c_address!r}")
+        _pin_name("reader.spi_cs", self.spi_cs, empty=False)
+        for name in ("baudrate", "poll_ms", "gap_ms"):
+            value = getattr(self, name)
+            _need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                  f"reader.{name}: expected an integer >= 1, got {value!r}")
+        _need(isinstance(self.retry_s, (int, float)) and self.retry_s > 0,
+              f"reader.retry_s: expected seconds > 0, got {self.retry_s!r}")
+
+    def bus(self) -> str:
+        """Where the reader is, in the words a technician checks the wiring with."""
+        return {"sim": "simulated", "nfcpy": f"nfcpy {self.path}", "pn532_i2c": f"I2C 0x{self.i2c_address:02x}",
+                "pn532_spi": f"SPI CS {self.spi_cs}", "pn532_uart": f"UART {self.uart}"}[self.driver]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SensorConfig:
+    """[[sensor]]: one sensor, sampled every interval_s; each sample becomes a "reading" record."""
+
     name: str
-    kind: str = "probe"  # probe: temp_cc; climate: temp_cc + rh_cp; crowd: crowd
-    driver: str = "sim"
+    kind: str = "probe"  # probe: temp_cc; climate: temp_cc + rh_cp; crowd: crowd (sim only)
+    driver: str = "sim"  # sim | bme280 | sht31 | dht22
     interval_s: int = 300
+    i2c_address: int = 0  # bme280, sht31: 0 = the chip's default (0x77, 0x44)
+    pin: str = "D4"  # dht22: data pin
 
     def __post_init__(self) -> None:
         _need(isinstance(self.name, str) and bool(self.name), "sensors[].name: expected a non-empty name")
         _need(self.kind in SENSOR_KINDS, f"sensors[{self.name}].kind: expected one of {list(SENSOR_KINDS)}, "
                                          f"got {self.kind!r}")
-        _need(self.driver == "sim", f"sensors[{self.name}].driver: only 'sim' is built into the edge today, "
-                                    f"got {self.driver!r}")
+        _need(self.driver in SENSOR_DRIVERS, f"sensors[{self.name}].driver: expected one of "
+                                             f"{list(SENSOR_DRIVERS)}, got {self.driver!r}")
+        _need(self.driver == "sim" or self.kind != "crowd",
+              f"sensors[{self.name}]: a {self.driver} measures temperature and humidity, not kind \"crowd\"")
         _need(isinstance(self.interval_s, int) and self.interval_s >= 1,
               f"sensors[{self.name}].interval_s: expected an integer >= 1, got {self.interval_s!r}")
+        _need(isinstance(self.i2c_address, int) and (self.i2c_address == 0 or 0x03 <= self.i2c_address <= 0x77),
+              f"sensors[{self.name}].i2c_address: expected 0 or an I2C address 0x03..0x77, got {self.i2c_address!r}")
+        _pin_name(f"sensors[{self.name}].pin", self.pin, empty=False)
+
+    @property
+    def address(self) -> int:
+        return self.i2c_address or DEFAULT_I2C.get(self.driver, 0)
+
+    def bus(self) -> str:
+        if self.driver == "dht22":
+            return f"GPIO {self.pin}"
+        return "simulated" if self.driver == "sim" else f"I2C 0x{self.address:02x}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedbackConfig:
+    """[feedback]: how the person at the reader learns what became of a tap (patterns in firmware/hal.py)."""
+
+    driver: str = "log"  # log: the log line only; gpio: LEDs and a buzzer on GPIO pins (and the log line)
+    green: str = "D17"
+    amber: str = ""  # empty: amber lights red and green together (an RGB or two-colour LED)
+    red: str = "D22"
+    buzzer: str = "D18"  # empty: no buzzer
+    offline_after_s: int = 600  # a stored tap shows "offline" when the hub was not reached for this long (0 = never)
+
+    def __post_init__(self) -> None:
+        _need(self.driver in FEEDBACK_DRIVERS, f"feedback.driver: expected one of {list(FEEDBACK_DRIVERS)}, "
+                                               f"got {self.driver!r}")
+        for name in ("green", "amber", "red", "buzzer"):
+            _pin_name(f"feedback.{name}", getattr(self, name))
+        _need(isinstance(self.offline_after_s, int) and self.offline_after_s >= 0,
+              f"feedback.offline_after_s: expected an integer >= 0, got {self.offline_after_s!r}")
+
+    def leds(self) -> dict[str, str]:
+        return {colour: pin for colour in ("green", "amber", "red") if (pin := getattr(self, colour))}
+
+    def bus(self) -> str:
+        return "GPIO " + ", ".join(f"{k} {v}" for k, v in {**self.leds(), "buzzer": self.buzzer}.items() if v)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,6 +294,8 @@ class EdgeConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     limits: Limits = field(default_factory=Limits)
     sim: SimConfig = field(default_factory=SimConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     sensors: tuple[SensorConfig, ...] = (SensorConfig(name="probe-1", kind="probe", interval_s=300),)
     log: LogConfig = field(default_factory=LogConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -223,7 +313,7 @@ class EdgeConfig:
 
 _SECTIONS: dict[str, type] = {"checkpoint": CheckpointConfig, "coap": CoapConfig, "http": HttpConfig,
                               "hub": HubConfig, "sync": SyncConfig, "limits": Limits, "sim": SimConfig, "log": LogConfig,
-                              "security": SecurityConfig}
+                              "security": SecurityConfig, "reader": ReaderConfig, "feedback": FeedbackConfig}
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
@@ -250,16 +340,18 @@ def from_dict(data: dict[str, Any]) -> EdgeConfig:
     for key, value in data.items():
         if key in _SECTIONS:
             kwargs[key] = _build(_SECTIONS[key], value, key)
-        elif key == "sensors":
+        elif key in ("sensor", "sensors"):  # [[sensor]] reads better in a file; [[sensors]] is the field's name
             if not isinstance(value, list):
-                raise ConfigError("sensors: expected an array of tables ([[sensors]])")
-            kwargs[key] = tuple(_build(SensorConfig, s, f"sensors[{i}]") for i, s in enumerate(value))
+                raise ConfigError(f"{key}: expected an array of tables ([[sensor]])")
+            if "sensors" in kwargs:
+                raise ConfigError("sensor: give the sensors as [[sensor]] or as [[sensors]], not both")
+            kwargs["sensors"] = tuple(_build(SensorConfig, s, f"sensors[{i}]") for i, s in enumerate(value))
         elif key in ("site", "name", "data_dir"):
             _need(isinstance(value, str), f"{key}: expected a string, got {type(value).__name__}")
             kwargs[key] = value
         else:
             raise ConfigError(f"unknown key {key!r}; expected some of "
-                              f"{sorted([*_SECTIONS, 'sensors', 'site', 'name', 'data_dir'])}")
+                              f"{sorted([*_SECTIONS, 'sensor', 'sensors', 'site', 'name', 'data_dir'])}")
     return EdgeConfig(**kwargs)
 
 

@@ -18,13 +18,24 @@ import cbor2
 from coap_server.discovery import Discovery, Peer
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
 from coap_server.sync import add_sync_resources
+from firmware import hal
 from ledger import ChainState, Record
 from ledger.cbor import canonical
 
 from . import keys as keyfile
 from .config import EdgeConfig
 from .errors import EdgeError
-from .inputs import SimReader, SimSensor, TapInput, make_machine, run_sensor, run_sim_reader, run_ticker
+from .hardware import Buses, FeedbackPlayer, ReaderLoop, SensorLoop, not_answering, open_indicator
+from .inputs import (
+    SimReader,
+    SimSensor,
+    TapInput,
+    make_machine,
+    run_sensor,
+    run_sim_reader,
+    run_ticker,
+    store_reading,
+)
 from .metrics import Metrics, prometheus, resident_bytes, setup_logging
 from .security import EdgeSecurity
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
@@ -107,9 +118,14 @@ def free_udp_port(host: str) -> int:
 class EdgeDaemon:
     """One running edge node. `await start()`, then `await close()` (also what SIGTERM does)."""
 
-    def __init__(self, config: EdgeConfig, *, clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, config: EdgeConfig, *, clock: Callable[[], int] | None = None,
+                 buses: Buses | None = None) -> None:
         self.config = config
         self.clock = clock or (lambda: int(time.time()))
+        self.buses = buses or Buses()  # the board's own I2C/SPI/UART and pins, or fakes in tests
+        self.feedback: FeedbackPlayer | None = None
+        self.reader: ReaderLoop | None = None
+        self.sensors: dict[str, SensorLoop] = {}
         self.counters = Metrics()
         self.supervisor = Supervisor(self.counters)
         self.store: LmdbLogStore | None = None
@@ -149,7 +165,9 @@ class EdgeDaemon:
         state = await self.commit.start()
         self.store.add_listener(self._grew)
 
-        self.tap = TapInput(make_machine(cfg.site, cfg.checkpoint), self._append_tap, self.counters)
+        self.feedback = FeedbackPlayer(self._open_indicator(), offline=self._offline)
+        self.tap = TapInput(make_machine(cfg.site, cfg.checkpoint), self._append_tap, self.counters,
+                            indicator=self._indicate)
         limits = ServerLimits(max_submit_bytes=cfg.limits.max_submit_bytes,
                               max_submit_items=cfg.limits.max_submit_items,
                               range_records=cfg.limits.range_records, range_bytes=cfg.limits.range_bytes)
@@ -176,10 +194,21 @@ class EdgeDaemon:
                 reader = SimReader(seed=cfg.sim.seed, staff=cfg.checkpoint.staff[0] if cfg.checkpoint.staff
                                    else "5a000001", containers=cfg.sim.containers)
                 self.supervisor.spawn("sim-reader", lambda: run_sim_reader(tap, reader, cfg.sim.tap_interval_ms))
+            if cfg.reader.driver != "sim":
+                self.reader = ReaderLoop(cfg.reader, self.buses, tap.tap, fault=self._fault)
+                self.supervisor.spawn("reader", self.reader.run)
         for sensor_cfg in cfg.sensors:
-            sensor = SimSensor(sensor_cfg, cfg.sim.seed)
-            self.supervisor.spawn(f"sensor-{sensor_cfg.name}",
-                                  lambda s=sensor: run_sensor(s, cfg.site, self._append, self.counters, self.tap))
+            if sensor_cfg.driver == "sim":
+                sensor = SimSensor(sensor_cfg, cfg.sim.seed)
+                self.supervisor.spawn(f"sensor-{sensor_cfg.name}",
+                                      lambda s=sensor: run_sensor(s, cfg.site, self._append, self.counters, self.tap))
+                continue
+
+            async def store(values: dict[str, int], sc: Any = sensor_cfg) -> None:
+                await store_reading(sc, values, cfg.site, self._append, self.counters, self.tap)
+
+            loop = self.sensors[sensor_cfg.name] = SensorLoop(sensor_cfg, self.buses, store, fault=self._fault)
+            self.supervisor.spawn(f"sensor-{sensor_cfg.name}", loop.run)
         await self._start_sync()
         log.info("ready", extra={"fields": {
             "device": self.key.device_id.hex(), "coap_port": self.coap_port, "http_port": self.http_port,
@@ -229,6 +258,8 @@ class EdgeDaemon:
             if self.tap is not None:
                 with contextlib.suppress(Exception):
                     await self.tap.close()
+            if self.feedback is not None:
+                self.feedback.close()
             if self.commit is not None:
                 await self.commit.close()
             if self.coap is not None:
@@ -268,6 +299,38 @@ class EdgeDaemon:
         from .legacy import mount
 
         mount(app, self)
+
+    # -- feedback at the reader -----------------------------------------------------------------------
+
+    def _open_indicator(self) -> hal.Indicator | None:
+        fb = self.config.feedback
+        if fb.driver == "log":
+            return None
+        try:
+            return open_indicator(fb, self.buses)
+        except hal.DriverError as exc:
+            log.error(not_answering("LEDs and buzzer", fb.driver, fb.bus(), exc) + "; feedback goes to the log only")
+            return None
+
+    def _offline(self) -> bool:
+        after = self.config.feedback.offline_after_s
+        if not after or self.sync is None:
+            return False
+        unreached = self.sync.hub_unreached_s(time.time())
+        return unreached is not None and unreached > after
+
+    def _indicate(self, shown: dict[str, Any]) -> None:
+        """A tap's outcome, after its record is durable: beep and light, and the log line."""
+        if self.feedback is not None:
+            shown["status"] = self.feedback.status_for(shown["status"])
+            self.feedback.show(shown["status"], shown.get("reason", ""))
+        log.info("feedback", extra={"fields": {"feedback": shown}})
+
+    def _fault(self, reason: str) -> None:
+        """A device stopped answering: the person at the reader hears it, the log already says what to check."""
+        self.counters.error(reason.upper())
+        if self.feedback is not None:
+            self.feedback.show(hal.FAULT, reason)
 
     # -- appends ---------------------------------------------------------------------------------------
 
@@ -379,7 +442,12 @@ class EdgeDaemon:
             "store": usage, "pending": self.commit.pending, "commit": dict(self.commit.stats),
             "last_error": self.commit.last_error, "records": dict(self.counters.records),
             "errors": dict(self.counters.errors), "duplicates": self.counters.duplicates,
-            "taps": dict(getattr(self.tap.machine, "stats", {})) if self.tap else {},
+            "taps": dict(self.tap.machine.stats) if self.tap else {},
+            "reader": {"driver": self.config.reader.driver, "bus": self.config.reader.bus(),
+                       "connected": self.reader.connected.is_set() if self.reader else None,
+                       "opened": self.reader.opened if self.reader else 0, "lost": self.reader.lost if self.reader else 0},
+            "sensors": {name: {"failures": loop.failures} for name, loop in self.sensors.items()},
+            "feedback": self.feedback.shown[-8:] if self.feedback else [],
             "observers": self.logs_resource.observer_count if self.logs_resource else 0,
             "restarts": dict(self.counters.restarts), "rss_bytes": resident_bytes(),
             "coap_port": self.coap_port, "closing": self._closing,

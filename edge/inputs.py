@@ -10,6 +10,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from firmware import actions as fw_actions
+from firmware import tap as fw_tap
 from ledger import LedgerError, Record
 
 from .config import CheckpointConfig, SensorConfig
@@ -19,93 +21,10 @@ log = logging.getLogger("jejak.edge.tap")
 
 Append = Callable[[str, dict[str, Any]], Awaitable[Record]]
 
-try:
-    from firmware import actions as fw_actions
-    from firmware import tap as fw_tap
-
-    HAVE_FIRMWARE = True
-except ImportError:  # pragma: no cover - the edge still runs on a plain simulated input
-    fw_actions = fw_tap = None
-    HAVE_FIRMWARE = False
 
 
-class _PlainAction:
-    __slots__ = ("body", "kind", "ref", "tags")
-
-    def __init__(self, kind: str, body: dict[str, Any], ref: int, tags: tuple[str, ...]) -> None:
-        self.kind, self.body, self.ref, self.tags = kind, body, ref, tags
-
-
-class _PlainFeedback:
-    __slots__ = ("count", "reason", "ref", "status", "uid")
-
-    def __init__(self, status: str, reason: str, uid: str | None = None, count: int = 0,
-                 ref: int | None = None) -> None:
-        self.status, self.reason, self.uid, self.count, self.ref = status, reason, uid, count, ref
-
-
-class PlainTapMachine:
-    """The smallest tap machine: every tag is a container, one record per tap, repeats within the window
-    fold. Used only when the firmware package is not available."""
-
-    def __init__(self, site: str, checkpoint: CheckpointConfig) -> None:
-        self.site = site
-        self.role = checkpoint.role
-        self.event = {"kitchen": "packed", "kitchen_exit": "departed", "school_gate": "arrived",
-                      "return": "returned", "market_stall": "received"}[checkpoint.role]
-        self.window_ms = checkpoint.dup_window_s * 1000
-        self._seen: dict[str, int] = {}
-        self._pending: dict[int, str] = {}
-        self._ref = 0
-        self.stats = {"taps": 0, "accepted": 0, "duplicate": 0, "refused": 0, "errors": 0}
-
-    def tap(self, uid: str, now_ms: int, wall_s: int | None = None) -> list[Any]:
-        self.stats["taps"] += 1
-        norm = "".join(ch for ch in uid.lower() if ch not in ":- ")
-        if not norm or any(ch not in "0123456789abcdef" for ch in norm) or len(norm) % 2 or len(norm) < 4:
-            self.stats["refused"] += 1
-            return [_PlainFeedback("refused", "bad_uid", None)]
-        seen = self._seen.get(norm)
-        if seen is not None and now_ms - seen < self.window_ms:
-            self.stats["duplicate"] += 1
-            return [_PlainFeedback("duplicate", "within_window", norm)]
-        self._seen[norm] = now_ms
-        self._ref += 1
-        self._pending[self._ref] = norm
-        body = {"event": self.event, "site": self.site, "checkpoint": self.role, "tags": [norm], "source": "nfc"}
-        return [_PlainAction("scan", body, self._ref, (norm,))]
-
-    def tick(self, now_ms: int) -> list[Any]:
-        for uid in [u for u, t in self._seen.items() if now_ms - t >= self.window_ms]:
-            del self._seen[uid]
-        return []
-
-    def confirm(self, ref: int) -> list[Any]:
-        uid = self._pending.pop(ref, None)
-        if uid is None:
-            return []
-        self.stats["accepted"] += 1
-        return [_PlainFeedback("accepted", "recorded", uid, 1, ref)]
-
-    def fail(self, ref: int, reason: str = "store_failed") -> list[Any]:
-        uid = self._pending.pop(ref, None)
-        if uid is None:
-            return []
-        self._seen.pop(uid, None)
-        self.stats["errors"] += 1
-        return [_PlainFeedback("error", reason, uid, 1, ref)]
-
-    def note_temperature(self, temp_cc: int, now_ms: int) -> None:
-        pass
-
-    def close(self, now_ms: int, reason: str = "shutdown") -> list[Any]:
-        return []
-
-
-def make_machine(site: str, checkpoint: CheckpointConfig) -> Any:
-    """The firmware's tap state machine for this checkpoint (or the plain one without firmware)."""
-    if not HAVE_FIRMWARE:
-        return PlainTapMachine(site, checkpoint)
+def make_machine(site: str, checkpoint: CheckpointConfig) -> fw_tap.TapMachine:
+    """The firmware's tap state machine for this checkpoint."""
     config = fw_tap.TapConfig(
         site, checkpoint.role, event=checkpoint.event, school=checkpoint.school, parent=checkpoint.parent,
         staff=checkpoint.staff, staff_prefixes=checkpoint.staff_prefixes,
@@ -115,12 +34,6 @@ def make_machine(site: str, checkpoint: CheckpointConfig) -> Any:
     return fw_tap.TapMachine(config)
 
 
-def _is_record(action: Any) -> bool:
-    if HAVE_FIRMWARE and isinstance(action, fw_actions.Record):
-        return True
-    return isinstance(action, _PlainAction)
-
-
 class TapInput:
     """Feeds taps to the tap machine; stores each record it asks for, then shows the machine's feedback.
 
@@ -128,7 +41,7 @@ class TapInput:
     log is the acknowledgement, as the beep is at a real reader.
     """
 
-    def __init__(self, machine: Any, append: Append, metrics: Metrics, *,
+    def __init__(self, machine: fw_tap.TapMachine, append: Append, metrics: Metrics, *,
                  ticks_ms: Callable[[], int] | None = None, wall: Callable[[], int] | None = None,
                  indicator: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.machine = machine
@@ -163,7 +76,7 @@ class TapInput:
     async def _handle(self, actions: list[Any], started: float) -> list[dict[str, Any]]:
         shown: list[dict[str, Any]] = []
         for action in actions:
-            if _is_record(action):
+            if isinstance(action, fw_actions.Record):
                 try:
                     record = await self._append(action.kind, action.body)
                 except (LedgerError, Exception) as exc:
@@ -171,17 +84,17 @@ class TapInput:
                     self.metrics.error(code)
                     log.warning("tap record not stored: %s", exc)
                     for fb in self.machine.fail(action.ref, code.lower()):
-                        shown.append(self._show(fb))
+                        shown.append(self._show(fb, started))
                     continue
                 self.metrics.records["nfc"] += 1
                 self.metrics.ack_latency.observe(time.perf_counter() - started)
                 for fb in self.machine.confirm(action.ref):
-                    shown.append(self._show(fb, record))
+                    shown.append(self._show(fb, started, record))
             else:
-                shown.append(self._show(action))
+                shown.append(self._show(action, started))
         return shown
 
-    def _show(self, fb: Any, record: Record | None = None) -> dict[str, Any]:
+    def _show(self, fb: fw_actions.Feedback, started: float, record: Record | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"status": fb.status, "reason": fb.reason}
         if fb.uid is not None:
             out["uid"] = fb.uid
@@ -190,10 +103,11 @@ class TapInput:
         if record is not None:
             out["id"] = record.id.hex()
             out["seq"] = record.seq
-        self.metrics.feedback[fb.status] += 1
+        self._indicator(out)  # may restyle the status (a stored tap while the hub is out of reach is "offline")
+        self.metrics.feedback_latency.observe(time.perf_counter() - started)
+        self.metrics.feedback[out["status"]] += 1
         if fb.status == "duplicate":
             self.metrics.duplicates += 1
-        self._indicator(out)
         return out
 
 
@@ -246,20 +160,25 @@ class SimSensor:
         return {"crowd": rng.randint(0, 60)}
 
 
+async def store_reading(config: SensorConfig, values: dict[str, int], site: str, append: Append, metrics: Metrics,
+                        tap: TapInput | None) -> None:
+    """One sample becomes a stored "reading" record; a probe's temperature goes on the following scans."""
+    started = time.perf_counter()
+    try:
+        await append("reading", {"site": site, "sensor": config.name, **values})
+    except Exception as exc:
+        metrics.error(getattr(exc, "code", "INTERNAL"))
+        log.warning("reading not stored: %s", exc)
+        return
+    metrics.records["sensor"] += 1
+    metrics.ack_latency.observe(time.perf_counter() - started)
+    if tap is not None and "temp_cc" in values and config.kind == "probe":
+        tap.note_temperature(values["temp_cc"])
+
+
 async def run_sensor(sensor: SimSensor, site: str, append: Append, metrics: Metrics,
                      tap: TapInput | None) -> None:
-    """Sample on the sensor's interval; each sample becomes a stored "reading" record."""
+    """Sample a simulated sensor on its interval."""
     while True:
         await asyncio.sleep(sensor.config.interval_s)
-        values = sensor.read()
-        started = time.perf_counter()
-        try:
-            await append("reading", {"site": site, "sensor": sensor.config.name, **values})
-        except Exception as exc:
-            metrics.error(getattr(exc, "code", "INTERNAL"))
-            log.warning("reading not stored: %s", exc)
-            continue
-        metrics.records["sensor"] += 1
-        metrics.ack_latency.observe(time.perf_counter() - started)
-        if tap is not None and "temp_cc" in values and sensor.config.kind == "probe":
-            tap.note_temperature(values["temp_cc"])
+        await store_reading(sensor.config, sensor.read(), site, append, metrics, tap)

@@ -39,6 +39,7 @@ class Metrics:
         self.restarts: dict[str, int] = defaultdict(int)  # by supervised task
         self.duplicates = 0
         self.ack_latency = Histogram()
+        self.feedback_latency = Histogram()  # from a tap to its first beep or light, the commit included
 
     def error(self, code: str) -> None:
         self.errors[code] += 1
@@ -82,13 +83,16 @@ def prometheus(metrics: Metrics, gauges: dict[str, float | int]) -> str:
         lines.append(f"jejak_edge_task_restarts_total{_labels(task=task)} {n}")
     family("jejak_edge_duplicates_total", "counter", "Submissions folded into an earlier identical one.")
     lines.append(f"jejak_edge_duplicates_total {metrics.duplicates}")
-    h = metrics.ack_latency
-    family("jejak_edge_ack_latency_seconds", "histogram", "Input to acknowledgement (durable commit) time.")
-    for bound, n in zip(h.buckets, h.counts, strict=True):
-        lines.append(f'jejak_edge_ack_latency_seconds_bucket{{le="{bound}"}} {n}')
-    lines.append(f'jejak_edge_ack_latency_seconds_bucket{{le="+Inf"}} {h.total}')
-    lines.append(f"jejak_edge_ack_latency_seconds_sum {h.sum:.6f}")
-    lines.append(f"jejak_edge_ack_latency_seconds_count {h.total}")
+    for metric, h, text in (("ack_latency", metrics.ack_latency, "Input to acknowledgement (durable commit) time."),
+                            ("feedback_latency", metrics.feedback_latency,
+                             "Tap to its first beep or light at the reader, the commit included.")):
+        name = f"jejak_edge_{metric}_seconds"
+        family(name, "histogram", text)
+        for bound, n in zip(h.buckets, h.counts, strict=True):
+            lines.append(f'{name}_bucket{{le="{bound}"}} {n}')
+        lines.append(f'{name}_bucket{{le="+Inf"}} {h.total}')
+        lines.append(f"{name}_sum {h.sum:.6f}")
+        lines.append(f"{name}_count {h.total}")
     for name, value in sorted(gauges.items()):
         family(f"jejak_edge_{name}", "gauge", name.replace("_", " ") + ".")
         lines.append(f"jejak_edge_{name} {value}")

@@ -89,6 +89,7 @@ class SyncAgent:
         self.rng = rng or random.Random()
         self.monotonic = monotonic
         self.targets: dict[str, Target] = {}
+        self.started = time.time()
         self._wake = asyncio.Event()
         self.rounds = 0
         for url in hubs:
@@ -163,6 +164,15 @@ class SyncAgent:
                 await asyncio.sleep(0.05)  # gather a burst of new records into one round
         finally:
             await ctx.shutdown()
+
+    def hub_unreached_s(self, now: float) -> float | None:
+        """Seconds since any hub last took a round (or since the agent started, if none ever did); None when
+        this edge knows no hub, so a standalone edge is never called offline."""
+        hubs = [t for t in self.targets.values() if t.role == "hub"]
+        if not hubs:
+            return None
+        last = max((t.last_ok for t in hubs if t.last_ok is not None), default=self.started)
+        return max(0.0, now - last)
 
     def status(self) -> list[dict[str, Any]]:
         return [t.to_json() for t in self.targets.values()]

@@ -20,8 +20,12 @@ OPENED = "open"  # a staff session started
 CLOSED = "closed"  # a staff session ended
 PARENT_SET = "parent"  # a crate or vehicle tag was noted for the following taps
 SEEN = "seen"  # batch mode: the tap is queued, "accepted" follows when its batch is stored
+OFFLINE = "offline"  # stored durably, but the hub has not been reached for a while: tell the supervisor
+FAULT = "fault"  # a reader, sensor or the store is not working: call for help
 
-# Indicator patterns: steps of (led colour or None, buzzer on, milliseconds).
+# Indicator patterns: steps of (led colour or None, buzzer on, milliseconds). A person tells them apart by
+# ear alone (beeps: one short, two short, one long, one short then silence, three short, two long) and by
+# colour alone (green, amber, red, green turning amber, red blinking fast, red blinking slow).
 PATTERNS = {
     ACCEPTED: (("green", True, 80), ("green", False, 320)),
     DUPLICATE: (("amber", True, 60), ("amber", False, 60), ("amber", True, 60), ("amber", False, 220)),
@@ -32,6 +36,9 @@ PATTERNS = {
     CLOSED: (("amber", True, 120), (None, False, 40), ("amber", True, 40), (None, False, 100)),
     PARENT_SET: (("amber", True, 40), ("amber", False, 260)),
     SEEN: (("green", False, 60),),
+    OFFLINE: (("green", True, 80), ("green", False, 170), ("amber", False, 250), (None, False, 150),
+              ("amber", False, 250)),
+    FAULT: (("red", True, 400), (None, False, 200), ("red", True, 400), (None, False, 200)),
 }
 
 HEX_DIGITS = "0123456789abcdef"

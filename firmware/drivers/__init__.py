@@ -6,8 +6,8 @@ package, or choosing the simulator, loads no hardware library.
 
 from firmware import hal
 
-READERS = ("auto", "sim", "nfcpy", "pn532_i2c")
-SENSORS = ("sim", "bme280", "dht22")
+READERS = ("auto", "sim", "nfcpy", "pn532_i2c", "pn532_spi", "pn532_uart")
+SENSORS = ("sim", "bme280", "sht31", "dht22")
 INDICATORS = ("sim", "gpio")
 
 
@@ -37,10 +37,18 @@ def open_reader(kind="auto", clock=None, log=None, **options):
         from firmware.drivers.nfcpy_reader import NfcpyReader
 
         reader = NfcpyReader(**options)
-    else:
+    elif kind == "pn532_i2c":
         from firmware.drivers.blinka import Pn532I2cReader
 
         reader = Pn532I2cReader(**options)
+    elif kind == "pn532_spi":
+        from firmware.drivers.blinka import Pn532SpiReader
+
+        reader = Pn532SpiReader(**options)
+    else:
+        from firmware.drivers.blinka import Pn532UartReader
+
+        reader = Pn532UartReader(**options)
     reader.open()
     return reader
 
@@ -57,6 +65,10 @@ def open_sensor(kind, name, **options):
         from firmware.drivers.blinka import Bme280Sensor
 
         sensor = Bme280Sensor(name, **options)
+    elif kind == "sht31":
+        from firmware.drivers.blinka import Sht31Sensor
+
+        sensor = Sht31Sensor(name, **options)
     else:
         from firmware.drivers.blinka import Dht22Sensor
 

@@ -1,9 +1,12 @@
-"""Adafruit-Blinka drivers: PN532 over I2C, BME280 over I2C, DHT22 on a GPIO pin, LEDs and buzzer on GPIO.
+"""Adafruit-Blinka drivers: PN532 over I2C, SPI or UART, BME280 and SHT31 over I2C, DHT22 on a GPIO pin, LEDs
+and a buzzer on GPIO.
 
-Blinka (board, busio, digitalio) and the CircuitPython libraries are imported in open(), never at module
-import. Each constructor takes the bus or pin object so tests can hand in a fake bus and run the real
-Adafruit library code against it.
+Blinka (board, busio, digitalio), pyserial and the CircuitPython libraries are imported in open(), never at
+module import. Each constructor takes the bus or pin object (or a maker of output pins) so tests can hand in
+fakes and run the real Adafruit library code against them.
 """
+
+import time
 
 from firmware import hal
 
@@ -20,6 +23,40 @@ def _i2c_bus(i2c):
         raise hal.DriverError("no I2C bus (Adafruit-Blinka): %s" % error)
 
 
+def _spi_bus(spi):
+    if spi is not None:
+        return spi
+    try:
+        import board
+        import busio
+
+        return busio.SPI(board.SCK, MOSI=board.MOSI, MISO=board.MISO)
+    except Exception as error:
+        raise hal.DriverError("no SPI bus (Adafruit-Blinka): %s" % error)
+
+
+def _output(pin, make=None, value=False):
+    """A digital output on `pin` (a board pin name like "D17", or a pin object). `make` builds it instead of
+    digitalio (tests hand in fakes); either way the result has .value and .deinit()."""
+    if make is not None:
+        out = make(pin)
+        out.value = value
+        return out
+    try:
+        import digitalio
+    except Exception as error:
+        raise hal.DriverError("digitalio (Adafruit-Blinka) is not usable: %s" % error)
+    try:
+        out = digitalio.DigitalInOut(_pin(pin))
+        out.direction = digitalio.Direction.OUTPUT
+        out.value = value
+    except hal.DriverError:
+        raise
+    except Exception as error:
+        raise hal.DriverError("GPIO pin %r: %s" % (pin, error))
+    return out
+
+
 def _pin(pin):
     if not isinstance(pin, str):
         return pin
@@ -31,33 +68,34 @@ def _pin(pin):
         raise hal.DriverError("no GPIO pin %r (Adafruit-Blinka): %s" % (pin, error))
 
 
-class Pn532I2cReader(hal.NfcReader):
-    """A PN532 on I2C through adafruit_pn532 (nfcpy drives a PN532 only over UART or USB).
-
-    poll() asks for one ISO 14443-A target and waits up to timeout_s for it.
-    """
+class _Pn532Reader(hal.NfcReader):
+    """A PN532 through adafruit_pn532; subclasses say which bus. poll() asks for one ISO 14443-A target and
+    waits up to timeout_s for it."""
 
     name = "nfc"
+    bus = "?"
 
-    def __init__(self, i2c=None, address=0x24, timeout_s=0.1):
-        self.i2c = i2c
-        self.address = address
+    def __init__(self, timeout_s=0.1, check_s=1.0):
         self.timeout_s = timeout_s
+        self.check_s = check_s  # how often an idle reader is asked for its firmware version
         self._dev = None
+        self._checked = 0.0
+
+    def _connect(self):
+        raise NotImplementedError
 
     def open(self):
         try:
-            from adafruit_pn532.i2c import PN532_I2C
+            dev = self._connect()
+            dev.SAM_configuration()
+        except hal.DriverError:
+            raise
         except ImportError as error:
             raise hal.DriverError(
                 "adafruit-circuitpython-pn532 is not installed (pip install adafruit-circuitpython-pn532): %s"
                 % error)
-        bus = _i2c_bus(self.i2c)
-        try:
-            dev = PN532_I2C(bus, address=self.address)
-            dev.SAM_configuration()
         except Exception as error:  # ValueError (no device at address), RuntimeError (no answer)
-            raise hal.DriverError("PN532 on I2C 0x%02x did not answer: %s" % (self.address, error))
+            raise hal.DriverError("PN532 on %s did not answer: %s" % (self.bus, error))
         self._dev = dev
 
     def firmware_version(self):
@@ -69,14 +107,88 @@ class Pn532I2cReader(hal.NfcReader):
             raise hal.DriverError("PN532 reader is not open")
         try:
             uid = dev.read_passive_target(timeout=self.timeout_s)
+            if not uid:
+                # adafruit_pn532 reads a bus error as "busy", so an unplugged PN532 looks like an empty field:
+                # an idle reader proves now and then that it still answers.
+                now = time.monotonic()
+                if now - self._checked >= self.check_s:
+                    self._checked = now
+                    dev.firmware_version  # noqa: B018 - RuntimeError when the PN532 does not answer
+                return None
         except Exception as error:
-            raise hal.DriverError("PN532 on I2C 0x%02x failed: %s" % (self.address, error))
-        if not uid:
-            return None
+            raise hal.DriverError("PN532 on %s failed: %s" % (self.bus, error))
         return hal.normalize_uid(bytes(uid))
 
     def close(self):
         self._dev = None
+
+
+class Pn532I2cReader(_Pn532Reader):
+    """A PN532 on I2C (nfcpy drives a PN532 only over UART or USB)."""
+
+    def __init__(self, i2c=None, address=0x24, timeout_s=0.1):
+        _Pn532Reader.__init__(self, timeout_s)
+        self.i2c = i2c
+        self.address = address
+        self.bus = "I2C 0x%02x" % address
+
+    def _connect(self):
+        from adafruit_pn532.i2c import PN532_I2C
+
+        return PN532_I2C(_i2c_bus(self.i2c), address=self.address)
+
+
+class Pn532SpiReader(_Pn532Reader):
+    """A PN532 on SPI; cs is the chip-select pin ("D8" is CE0 on a Pi)."""
+
+    def __init__(self, spi=None, cs="D8", make_output=None, timeout_s=0.1):
+        _Pn532Reader.__init__(self, timeout_s)
+        self.spi = spi
+        self.cs = cs
+        self.make_output = make_output
+        self.bus = "SPI cs %s" % (cs,)
+
+    def _connect(self):
+        from adafruit_pn532.spi import PN532_SPI
+
+        return PN532_SPI(_spi_bus(self.spi), _output(self.cs, self.make_output, True))
+
+
+class Pn532UartReader(_Pn532Reader):
+    """A PN532 on a serial port (the Pi's /dev/serial0 pins, or a USB-serial adapter) through pyserial."""
+
+    def __init__(self, uart=None, device="/dev/serial0", baudrate=115200, timeout_s=0.1):
+        _Pn532Reader.__init__(self, timeout_s)
+        self.uart = uart
+        self.device = device
+        self.baudrate = baudrate
+        self.bus = "UART %s" % device
+        self._port = None
+
+    def _connect(self):
+        from adafruit_pn532.uart import PN532_UART
+
+        uart = self.uart
+        if uart is None:
+            try:
+                import serial
+            except ImportError as error:
+                raise hal.DriverError("pyserial is not installed (pip install pyserial): %s" % error)
+            try:
+                uart = self._port = serial.Serial(self.device, self.baudrate, timeout=0.1)
+            except Exception as error:
+                raise hal.DriverError("serial port %s: %s" % (self.device, error))
+        return PN532_UART(uart)
+
+    def close(self):
+        _Pn532Reader.close(self)
+        port = self._port
+        self._port = None
+        if port is not None:
+            try:
+                port.close()
+            except Exception:
+                pass
 
 
 class Bme280Sensor(hal.Sensor):
@@ -109,6 +221,41 @@ class Bme280Sensor(hal.Sensor):
             humidity = dev.relative_humidity
         except Exception as error:
             raise hal.DriverError("BME280 %s read failed: %s" % (self.name, error))
+        return {"temp_cc": hal.centi(temperature), "rh_cp": hal.centi(humidity)}
+
+    def close(self):
+        self._dev = None
+
+
+class Sht31Sensor(hal.Sensor):
+    """Temperature and humidity from a Sensirion SHT31 through adafruit_sht31d."""
+
+    def __init__(self, name, i2c=None, address=0x44):
+        self.name = name
+        self.i2c = i2c
+        self.address = address
+        self._dev = None
+
+    def open(self):
+        try:
+            import adafruit_sht31d
+        except ImportError as error:
+            raise hal.DriverError("adafruit-circuitpython-sht31d is not installed: %s" % error)
+        bus = _i2c_bus(self.i2c)
+        try:
+            self._dev = adafruit_sht31d.SHT31D(bus, address=self.address)
+        except Exception as error:
+            raise hal.DriverError("SHT31 on I2C 0x%02x: %s" % (self.address, error))
+
+    def read(self):
+        dev = self._dev
+        if dev is None:
+            raise hal.DriverError("SHT31 %s is not open" % self.name)
+        try:
+            temperature = dev.temperature
+            humidity = dev.relative_humidity
+        except Exception as error:
+            raise hal.DriverError("SHT31 %s read failed: %s" % (self.name, error))
         return {"temp_cc": hal.centi(temperature), "rh_cp": hal.centi(humidity)}
 
     def close(self):
@@ -167,39 +314,39 @@ class Dht22Sensor(hal.Sensor):
                 pass
 
 
-class GpioIndicator(hal.Indicator):
-    """LEDs and a buzzer on GPIO pins through digitalio. leds: {"green": "D17", ...}; buzzer: pin name."""
+# Colours an LED without its own pin shows by mixing: amber on a red-green or RGB LED.
+MIXES = {"amber": ("red", "green")}
 
-    def __init__(self, leds=None, buzzer="D18"):
+
+class GpioIndicator(hal.Indicator):
+    """LEDs and a buzzer on GPIO pins. leds: {"green": "D17", "amber": "D27", "red": "D22"}; without an amber
+    pin amber lights red and green together (an RGB or two-colour LED). buzzer: pin name or None.
+    make_output builds an output from a pin (tests); default digitalio."""
+
+    def __init__(self, leds=None, buzzer="D18", make_output=None):
         self.leds = dict(leds) if leds else {"green": "D17", "amber": "D27", "red": "D22"}
         self.buzzer = buzzer
+        self.make_output = make_output
         self._outputs = {}
 
     def open(self):
-        try:
-            import digitalio
-        except Exception as error:
-            raise hal.DriverError("digitalio (Adafruit-Blinka) is not usable: %s" % error)
         pins = dict(self.leds)
         if self.buzzer is not None:
             pins["buzzer"] = self.buzzer
         try:
             for name, pin in pins.items():
-                out = digitalio.DigitalInOut(_pin(pin))
-                out.direction = digitalio.Direction.OUTPUT
-                out.value = False
-                self._outputs[name] = out
+                self._outputs[name] = _output(pin, self.make_output)
         except hal.DriverError:
+            self.close()
             raise
-        except Exception as error:
-            raise hal.DriverError("indicator pins %r: %s" % (pins, error))
 
     def show(self, led, buzz):
+        lit = MIXES.get(led, ()) if led not in self._outputs else (led,)
         for name, out in self._outputs.items():
             if name == "buzzer":
                 out.value = bool(buzz)
             else:
-                out.value = name == led
+                out.value = name in lit
 
     def close(self):
         for out in self._outputs.values():

@@ -145,7 +145,7 @@ def test_driver_factories_refuse_unknown_kinds():
     with pytest.raises(ValueError, match="reader"):
         drivers.open_reader("acr999")
     with pytest.raises(ValueError, match="sensor"):
-        drivers.open_sensor("sht31", "room")
+        drivers.open_sensor("ds18b20", "room")
     with pytest.raises(ValueError, match="indicator"):
         drivers.open_indicator("laser")
 
