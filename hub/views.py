@@ -76,6 +76,9 @@ class HubMarkets(MarketService):
         self.observed[obs.id] = (obs, verdict)
         return verdict
 
+    def on_verdict(self, obs: PriceObservation, verdict: Verdict) -> None:
+        self.observed[obs.id] = (obs, verdict)
+
     def checked(self) -> list[dict[str, Any]]:
         """Every observation with its day, whether it is out of the analyses now, and the reasons why."""
         states = {e.observation.id: e.state for e in self.quarantine.store.entries(None)}
@@ -83,7 +86,7 @@ class HubMarkets(MarketService):
         for obs, verdict in self.observed.values():
             state = states.get(obs.id)
             out.append({**obs.to_dict(), "day": day_of(obs.time, self.config.tz_offset_s),
-                        "quarantined": state is not None and state != "released", "state": state or "accepted",
+                        "quarantined": state is not None and state not in ("released", "cleared"), "state": state or "accepted",
                         "reasons": [f"{c.name}: {c.reason}" for c in verdict.checks if c.fired]})
         out.sort(key=lambda o: (o["time"], o["id"]))
         return out

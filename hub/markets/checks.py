@@ -67,6 +67,7 @@ class Evidence:
     """Everything the checks look at for a set of rows (one value per row unless said otherwise)."""
 
     config: ValidationConfig
+    series: np.ndarray  # the validator's series index of each row
     x: np.ndarray  # price
     time: np.ndarray  # observation time
     arrived: np.ndarray  # hub arrival time

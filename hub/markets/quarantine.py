@@ -11,7 +11,10 @@ from .errors import DecisionConflict, NotFound
 from .model import PriceObservation
 from .validate import Verdict
 
-PENDING, RELEASED, CONFIRMED = "pending", "released", "confirmed"
+# "cleared": the validator itself let the value out on a second look (the day's other reporters came in
+# and agreed with it); like "released", it counts as a real price.
+PENDING, RELEASED, CONFIRMED, CLEARED = "pending", "released", "confirmed", "cleared"
+VALIDATOR = "validator"
 ACTIONS = {"release": RELEASED, "confirm": CONFIRMED, "reopen": PENDING}
 
 
@@ -50,7 +53,8 @@ class QuarantineStore(Protocol):
 
     def put(self, entry: QuarantineEntry) -> None: ...
     def get(self, observation_id: str) -> QuarantineEntry: ...
-    def set_state(self, observation_id: str, state: str, decision: Decision) -> QuarantineEntry: ...
+    def set_state(self, observation_id: str, state: str, decision: Decision,
+                  verdict: Verdict | None = None) -> QuarantineEntry: ...
     def entries(self, state: str | None = None) -> list[QuarantineEntry]: ...
     def decisions(self, observation_id: str | None = None) -> list[Decision]: ...
 
@@ -71,9 +75,10 @@ class MemoryQuarantineStore:
             raise NotFound(f"quarantined observation {observation_id!r}: not in quarantine",
                            hint="list GET quarantine for the ids held") from None
 
-    def set_state(self, observation_id: str, state: str, decision: Decision) -> QuarantineEntry:
+    def set_state(self, observation_id: str, state: str, decision: Decision,
+                  verdict: Verdict | None = None) -> QuarantineEntry:
         old = self.get(observation_id)
-        new = QuarantineEntry(observation=old.observation, verdict=old.verdict,
+        new = QuarantineEntry(observation=old.observation, verdict=verdict or old.verdict,
                               quarantined_at=old.quarantined_at, state=state)
         self._entries[observation_id] = new
         self._decisions.append(decision)
@@ -117,6 +122,34 @@ class Quarantine:
                             at=int(self.clock()), state_before=entry.state, state_after=target)
         self.store.set_state(observation_id, target, decision)
         return decision
+
+    def state_of(self, observation_id: str) -> str | None:
+        try:
+            return self.store.get(observation_id).state
+        except NotFound:
+            return None
+
+    def revise(self, observation_id: str, verdict: Verdict) -> bool:
+        """The validator's new verdict on a value it held: cleared if it is now accepted, held again if it
+        was cleared and is now quarantined, its explanation updated otherwise. Operator decisions stand.
+        True when the value's state changed."""
+        try:
+            entry = self.store.get(observation_id)
+        except NotFound:
+            return False
+        if entry.state in (RELEASED, CONFIRMED):
+            return False
+        target = PENDING if verdict.quarantined else CLEARED
+        if target == entry.state:
+            if entry.verdict != verdict:
+                self.store.set_state(observation_id, target, Decision(
+                    observation_id=observation_id, action="revise", by=VALIDATOR, why=verdict.summary,
+                    at=int(self.clock()), state_before=entry.state, state_after=target), verdict)
+            return False
+        self.store.set_state(observation_id, target, Decision(
+            observation_id=observation_id, action="clear" if target == CLEARED else "hold", by=VALIDATOR,
+            why=verdict.summary, at=int(self.clock()), state_before=entry.state, state_after=target), verdict)
+        return True
 
     def pending(self) -> list[QuarantineEntry]:
         return self.store.entries(PENDING)

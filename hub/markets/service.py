@@ -22,7 +22,7 @@ from .impact import impact as run_impact
 from .importer import ImportRows
 from .macro import MacroInputs
 from .model import WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
-from .quarantine import RELEASED, Quarantine, QuarantineStore
+from .quarantine import CONFIRMED, RELEASED, Quarantine, QuarantineStore
 from .sentiment import Lexicon
 from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
@@ -68,6 +68,7 @@ class MarketService:
         self._supply: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         self._listeners: list[StreamCallback] = []
         self._imported: set[str] = set()  # ids of imported rows, so a second import adds nothing
+        self._verdicts: dict[str, Verdict] = {}  # each live observation's latest verdict
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -85,15 +86,54 @@ class MarketService:
         return None
 
     def add_observation(self, obs: PriceObservation) -> Verdict:
-        verdict = self.validator.check(obs)
+        """Validate and file one observation; verdicts of the same day that it changes are applied too."""
         self._region[obs.market] = obs.region
-        if verdict.quarantined:
-            self.quarantine.hold(obs, verdict)
-        else:
-            self._store(obs)
+        (first, verdict), *revised = self.validator.observe(obs)
+        self._apply(first, verdict, None)
+        for o, v in revised:
+            self._apply(o, v, self._verdicts.get(o.id))
         if self._listeners:
             self._emit(obs, verdict)
         return verdict
+
+    def settle(self, now: int | None = None) -> int:
+        """Make final the days whose cut-off has passed (the hub calls it on a timer); returns how many
+        verdicts became final."""
+        revised = self.validator.settle(int(self.clock()) if now is None else now)
+        for o, v in revised:
+            self._apply(o, v, self._verdicts.get(o.id))
+        return len(revised)
+
+    def _apply(self, obs: PriceObservation, verdict: Verdict, before: Verdict | None) -> None:
+        """File an observation by its (new) verdict: accepted ones count in the prices, quarantined ones
+        are held; a value the validator clears or holds on second look moves, with the reason recorded."""
+        self._verdicts[obs.id] = verdict
+        self.on_verdict(obs, verdict)
+        if before is None:
+            if verdict.quarantined:
+                self.quarantine.hold(obs, verdict)
+            else:
+                self._store(obs)
+            return
+        if before.quarantined == verdict.quarantined:
+            self.quarantine.revise(obs.id, verdict)
+            return
+        if verdict.quarantined:
+            if self.quarantine.state_of(obs.id) in (RELEASED, CONFIRMED):
+                return  # an operator's decision stands
+            self._unstore(obs)
+            self.quarantine.hold(obs, verdict)
+            self.quarantine.revise(obs.id, verdict)
+        elif self.quarantine.revise(obs.id, verdict):
+            self._store(obs)
+
+    def on_verdict(self, obs: PriceObservation, verdict: Verdict) -> None:
+        """Called with every verdict an observation gets, first and revised (the hub keeps them)."""
+
+    def _unstore(self, obs: PriceObservation) -> None:
+        day = day_of(obs.time, self.config.tz_offset_s)
+        kept = [x for x in self._prices[obs.series].get(day, []) if x[0] != obs.id]
+        self._prices[obs.series][day] = kept
 
     def import_rows(self, rows: ImportRows, *, progress: Callable[[int], None] | None = None,
                     chunk: int = 200_000) -> dict[str, Any]:
@@ -204,9 +244,7 @@ class MarketService:
             self._store(entry.observation)
             self.validator.admit(entry.observation)
         elif decision.state_before == RELEASED:
-            day = day_of(entry.observation.time, self.config.tz_offset_s)
-            kept = [x for x in self._prices[entry.observation.series].get(day, []) if x[0] != observation_id]
-            self._prices[entry.observation.series][day] = kept
+            self._unstore(entry.observation)
         return decision.to_dict()
 
     def audit(self, observation_id: str | None = None) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from .checks import (
     RobustStats,
 )
 from .errors import BadObservation
-from .model import WIB_OFFSET_S, PriceObservation, day_of
+from .model import DAY_S, WIB_OFFSET_S, PriceObservation, day_of
 
 # Stable check names, in the order results list them, and the kind of evidence each one is.
 CHECKS: tuple[str, ...] = tuple(c.name for c in ALL_CHECKS)
@@ -63,7 +63,8 @@ class ValidationConfig:
     reporters_tol: Mapping[str, float] = field(default_factory=_default_reporter_tol)
     nearby_tol: float = 0.15  # difference of log changes against the series' own baseline
     nearby_km: float | None = 150.0  # None: every market of the region counts as nearby
-    peer_window_s: int = 86400  # how old a peer's report may be (streaming)
+    settle_after_s: int = 4 * 3600  # a day's verdicts are final this long after the local day ends
+    expect_days: int = 14  # reporters seen for a series this many days back are expected every day
     max_age_s: int = 3 * 86400  # older than this on arrival is stale
     max_skew_s: int = 600  # device time this far past arrival is in the future
     history_checks: tuple[str, ...] = ("hampel", "modified_z", "jump")
@@ -105,6 +106,7 @@ class Verdict:
     status: str  # ACCEPTED or QUARANTINED
     checks: tuple[CheckResult, ...]
     summary: str
+    provisional: bool = False  # the day's other reporters may still change it
 
     @property
     def quarantined(self) -> bool:
@@ -122,7 +124,8 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return {"observation": self.observation_id, "status": self.status, "summary": self.summary,
-                "fired": list(self.fired), "checks": [c.to_dict() for c in self.checks]}
+                "provisional": self.provisional, "fired": list(self.fired),
+                "checks": [c.to_dict() for c in self.checks]}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,6 +256,7 @@ class Assessment:
     fired: np.ndarray  # bool (n, len(CHECKS))
     hist: np.ndarray  # bool: a deciding history check fired
     near_diverged: np.ndarray  # bool: moved away from its baseline while nearby markets did not
+    rep_decides: np.ndarray  # bool: the other reporters' disagreement quarantines it
     quarantined: np.ndarray  # bool
 
 
@@ -277,7 +281,8 @@ class Validator:
         self._last = np.full(cap, np.nan)
         self._last_day = np.full(cap, -(10**9), np.int64)
         self._pending: dict[int, tuple[int, list[float]]] = {}
-        self._latest: dict[int, dict[str, tuple[int, float]]] = {}  # series -> reporter -> (time, price)
+        self._days: dict[tuple[int, int], _Day] = {}  # (series, day) -> that day's reports and verdicts
+        self._reporters: dict[int, dict[str, int]] = {}  # series -> reporter -> last day reported
         self._km: dict[tuple[str, str], float] = {}
         self._near_cache: dict[int, tuple[int, list[int]]] = {}
         self._ceiling_runs: dict[int, tuple[list[int], list[tuple[float, str, str, str] | None]]] = {}
@@ -431,7 +436,7 @@ class Validator:
         of = inv.ravel().tolist()
         ceiling = np.array([f[0] for f in found], np.float64)[inv.ravel()]
         ev = Evidence(
-            config=cfg, x=x, time=t, arrived=arr, day=day, stats=st, scores=history_scores(x, st), base=base,
+            config=cfg, series=s, x=x, time=t, arrived=arr, day=day, stats=st, scores=history_scores(x, st), base=base,
             last=self._last[s], last_recent=(day - self._last_day[s]) <= 7, jump_lim=self._jump_lim[s],
             rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near_ref,
             near_n=near_n, ceiling=ceiling,
@@ -461,15 +466,22 @@ class Validator:
                 rule |= fired[:, k]
             elif check.family == "reporters":
                 rep_fired |= fired[:, k]
+        one = ev.rep_n == 1
+        if (rep_fired & one).any():
+            # With one other reporter, a disagreement says only that one of the two is wrong: the one whose
+            # price is also unusual against the series' history is; the other stands.
+            by_series = np.bincount(ev.series, weights=hist.astype(np.float64))
+            other_unusual = by_series[ev.series] - hist > 0
+            rep_fired = rep_fired & ~(one & ~hist & other_unusual)
         near_ok = ev.near_ok
         own_abs = np.abs(np.where(near_ok, ev.own, 0.0))
         near_diverged = fired[:, _C["nearby"]] & (own_abs > np.abs(np.nan_to_num(ev.near_ref)))
         alone = hist & ~near_ok & ~ev.rep_ok
         quarantined = rule | rep_fired | near_diverged | alone
         return Assessment(evidence=ev, score=score, fired=fired, hist=hist, near_diverged=near_diverged,
-                          quarantined=quarantined)
+                          rep_decides=rep_fired, quarantined=quarantined)
 
-    def _explain(self, a: Assessment, i: int, obs_id: str) -> Verdict:
+    def _explain(self, a: Assessment, i: int, obs_id: str, *, provisional: bool = False) -> Verdict:
         results = []
         for k, check in enumerate(ALL_CHECKS):
             sc = float(a.score[i, k])
@@ -477,8 +489,11 @@ class Validator:
             results.append(CheckResult(name=check.name, family=check.family, fired=bool(a.fired[i, k]),
                                        score=None if math.isnan(sc) else sc, limit=limit, reason=reason))
         status = QUARANTINED if a.quarantined[i] else ACCEPTED
-        return Verdict(observation_id=obs_id, status=status, checks=tuple(results),
-                       summary=self._summary(a, i, status))
+        summary = self._summary(a, i, status)
+        if provisional:
+            summary += "; provisional until the other reporters here report today or the day's cut-off"
+        return Verdict(observation_id=obs_id, status=status, checks=tuple(results), summary=summary,
+                       provisional=provisional)
 
     def _summary(self, a: Assessment, i: int, status: str) -> str:
         fired = [c for c in CHECKS if a.fired[i, _C[c]]]
@@ -498,7 +513,7 @@ class Validator:
         parts = []
         if rule:
             parts.append(f"rule broken ({', '.join(rule)})")
-        if any(a.fired[i, k] for k, c in enumerate(ALL_CHECKS) if c.family == "reporters"):
+        if a.rep_decides[i]:
             parts.append("other reporters at this market disagree")
         if a.near_diverged[i]:
             parts.append("it moved away from its own baseline while nearby markets did not")
@@ -509,42 +524,128 @@ class Validator:
     # -- streaming ----------------------------------------------------------------------------------------
 
     def check(self, obs: PriceObservation) -> Verdict:
-        """Validate one observation as it arrives, against what the validator has seen so far."""
+        """Validate one observation as it arrives; its verdict may be provisional (see `observe`)."""
+        return self.observe(obs)[0][1]
+
+    def observe(self, obs: PriceObservation) -> list[tuple[PriceObservation, Verdict]]:
+        """Take one observation as it arrives: its verdict first, then every verdict this changed.
+
+        A day's verdicts for a series do not depend on the order its reporters arrived in: the day's
+        reports are judged together, each against the others of the same day, and judged again as each
+        report comes in. They stay provisional until every reporter seen for the series lately has reported
+        that day, or the cut-off (`settle_after_s` after the local day ends) has passed; then they are
+        final and the day's accepted median joins the history."""
         cfg = self.config
         s = self._series(obs.series, obs.region)
         day = day_of(obs.time, cfg.tz_offset_s)
+        out = self.settle(obs.arrived_at)
         self._commit_pending(s, day)
-        x = float(obs.price_idr)
-        reps = self._latest.setdefault(s, {})
-        others = [p for r, (tm, p) in reps.items()
-                  if r != obs.reporter and abs(tm - obs.time) <= cfg.peer_window_s]
-        rep_ref = _peer_ref(x, others)
-        group = self._groups[(obs.region, *obs.series[1:])]
-        changes = []
-        for t in group:
-            if t == s or not self._near(s, t):
-                continue
-            b = self._base_median(t)
-            lvl = self._level(t, obs.time, day)
-            if lvl is not None and not math.isnan(b):
-                changes.append(math.log(lvl / b))
-        near_ref = float(statistics.median(changes)) if changes else math.nan
-        sa = np.array([s])
+        d = self._days.get((s, day))
+        if d is None:
+            d = self._days[(s, day)] = _Day()
+        elif obs.id in d.verdicts:
+            return [(obs, d.verdicts[obs.id]), *out]  # the same record again: sync is idempotent
+        d.reports.append(obs)
+        seen = self._reporters.setdefault(s, {})
+        seen[obs.reporter] = max(day, seen.get(obs.reporter, day))
+        done = d.settled or self._complete(s, day, d)
+        verdicts = self._judge(s, day, d, provisional=not done)
+        if d.settled:
+            # A late report for a day already final is judged against that day; the others stand.
+            d.verdicts[obs.id] = verdicts[obs.id]
+            return [(obs, verdicts[obs.id]), *out]
+        changed = [(o, verdicts[o.id]) for o in d.reports
+                   if o.id != obs.id and _differs(d.verdicts.get(o.id), verdicts[o.id])]
+        d.verdicts.update(verdicts)
+        if done:
+            self._settle_day(s, day, d)
+        return [(obs, verdicts[obs.id]), *changed, *out]
+
+    def settle(self, now: int) -> list[tuple[PriceObservation, Verdict]]:
+        """Make final every open day whose cut-off has passed by hub time `now`; returns the verdicts that
+        became final (the hub calls it on a timer as well as on every arrival)."""
+        cfg = self.config
+        out: list[tuple[PriceObservation, Verdict]] = []
+        due = [key for key, d in self._days.items()
+               if not d.settled and now >= (key[1] + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s]
+        for s, day in sorted(due, key=lambda k: k[1]):
+            d = self._days[(s, day)]
+            verdicts = self._judge(s, day, d, provisional=False)
+            out.extend((o, verdicts[o.id]) for o in d.reports)
+            d.verdicts.update(verdicts)
+            self._settle_day(s, day, d)
+        if due:
+            oldest = max(k[1] for k in due) - 7
+            for key in [k for k, d in self._days.items() if d.settled and k[1] < oldest]:
+                del self._days[key]
+        return out
+
+    def _complete(self, s: int, day: int, d: _Day) -> bool:
+        """Every reporter seen for this series in the last `expect_days` days has reported this day."""
+        lately = {r for r, last in self._reporters.get(s, {}).items() if last >= day - self.config.expect_days}
+        return lately <= {o.reporter for o in d.reports}
+
+    def _settle_day(self, s: int, day: int, d: _Day) -> None:
+        d.settled = True
+        accepted = [float(o.price_idr) for o in d.reports if not d.verdicts[o.id].quarantined]
+        if not accepted:
+            return
+        self._commit_pending(s, day)
+        pend = self._pending.get(s)
+        if pend is None:
+            self._pending[s] = (day, accepted)
+        elif pend[0] == day:
+            pend[1].extend(accepted)
+        # An older day than the pending one settled late; history moves forward only.
+
+    def _judge(self, s: int, day: int, d: _Day, *, provisional: bool) -> dict[str, Verdict]:
+        """Every report of series s on `day`, each against the other reporters' reports of that day."""
+        latest: dict[str, PriceObservation] = {}
+        for o in d.reports:
+            if o.reporter not in latest or o.time >= latest[o.reporter].time:
+                latest[o.reporter] = o
+        n = len(d.reports)
+        x = np.array([float(o.price_idr) for o in d.reports])
+        rep_ref = np.full(n, np.nan)
+        rep_n = np.zeros(n, np.int64)
+        peers = []
+        for k, o in enumerate(d.reports):
+            others = [p for r, p in latest.items() if r != o.reporter]
+            rep_ref[k] = _peer_ref(float(o.price_idr), [float(p.price_idr) for p in others])
+            rep_n[k] = len(others)
+            peers.append(tuple(PeerReport(reporter=p.reporter, price=float(p.price_idr), time=p.time)
+                               for p in others))
+        near_ref, near_n = self._nearby_now(s, day)
+        sa = np.full(n, s, np.int64)
         base, st = self._baselines(sa)
-        peers = tuple(PeerReport(reporter=r, price=p, time=tm) for r, (tm, p) in reps.items()
-                      if r != obs.reporter and abs(tm - obs.time) <= cfg.peer_window_s)
-        a = self._assess(sa, np.array([x]), np.array([obs.time]), np.array([obs.arrived_at]),
-                         np.array([day]), np.array([rep_ref]), np.array([len(others)]),
-                         np.array([near_ref]), np.array([len(changes)]), base, st, (peers,))
-        reps[obs.reporter] = (obs.time, x)
-        verdict = self._explain(a, 0, obs.id)
-        if not verdict.quarantined:
-            self.admit(obs)
-        return verdict
+        a = self._assess(sa, x, np.array([o.time for o in d.reports], np.int64),
+                         np.array([o.arrived_at for o in d.reports], np.int64), np.full(n, day, np.int64),
+                         rep_ref, rep_n, np.full(n, near_ref), np.full(n, near_n), base, st, tuple(peers))
+        return {o.id: self._explain(a, k, o.id, provisional=provisional) for k, o in enumerate(d.reports)}
+
+    def _nearby_now(self, s: int, day: int) -> tuple[float, int]:
+        """The median log change of the nearby markets' series of s's group against their baselines:
+        their reports of the same day where they have some, else their last daily price if from the day
+        before."""
+        changes = []
+        for t in self._neighbours(s):
+            b = self._base_median(t)
+            if math.isnan(b):
+                continue
+            other = self._days.get((t, day))
+            if other is not None and other.reports:
+                lvl = float(statistics.median([o.price_idr for o in other.reports]))
+            elif day - self._last_day[t] <= 1 and not math.isnan(self._last[t]):
+                lvl = float(self._last[t])
+            else:
+                continue
+            changes.append(math.log(lvl / b))
+        if not changes:
+            return math.nan, 0
+        return float(statistics.median(changes)), len(changes)
 
     def admit(self, obs: PriceObservation) -> None:
-        """Count an observation into its series' history: accepted ones, and quarantined ones that an
-        operator released."""
+        """Count an observation that an operator released into its series' history."""
         s = self._series(obs.series, obs.region)
         day = day_of(obs.time, self.config.tz_offset_s)
         self._commit_pending(s, day)
@@ -553,17 +654,6 @@ class Validator:
             self._pending[s] = (day, [float(obs.price_idr)])
         elif pend[0] == day:
             pend[1].append(float(obs.price_idr))
-        # An older day than the pending one arrived late; history moves forward only.
-
-    def _level(self, t: int, time: int, day: int) -> float | None:
-        """The current price level of series t: its reporters' recent median, else its last daily price."""
-        cfg = self.config
-        recent = [p for tm, p in self._latest.get(t, {}).values() if abs(tm - time) <= cfg.peer_window_s]
-        if recent:
-            return float(statistics.median(recent))
-        if day - self._last_day[t] <= 1 and not math.isnan(self._last[t]):
-            return float(self._last[t])
-        return None
 
     # -- batch --------------------------------------------------------------------------------------------
 
@@ -636,6 +726,19 @@ class Validator:
                 ref[k] = vals[0] if len(vals) == 1 else statistics.median(vals)
                 cnt[k] = len(vals)
         return ref, cnt
+
+
+@dataclass(slots=True)
+class _Day:
+    """One series' reports of one local day and their latest verdicts, while the day is open."""
+
+    reports: list[PriceObservation] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
+    settled: bool = False
+
+
+def _differs(old: Verdict | None, new: Verdict) -> bool:
+    return old is None or old.status != new.status or old.provisional != new.provisional
 
 
 def _peer_ref(x: float, others: list[float]) -> float:

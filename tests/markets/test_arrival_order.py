@@ -1,0 +1,111 @@
+"""A day's verdicts do not depend on which reporter arrived first: they are provisional until the market's
+other reporters have reported or the cut-off passes, a move all reporters share is accepted, and one
+reporter's outlier is quarantined whoever reported first."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from hub.markets.calendar import day_number
+from hub.markets.ceilings import CeilingTable
+from hub.markets.model import DAY_S, WIB_OFFSET_S, PriceObservation
+from hub.markets.service import MarketService
+from hub.markets.validate import ValidationConfig, Validator
+
+DAY = day_number("2024-06-03")
+MORNING = DAY * DAY_S - WIB_OFFSET_S + 7 * 3600
+KEY = ("pasar-senen", "cabai-merah", "", "kg")
+_ids = itertools.count()
+
+
+def obs(price: int, reporter: str, *, hour: float = 0.0, day: int = DAY) -> PriceObservation:
+    t = MORNING + (day - DAY) * DAY_S + int(hour * 3600)
+    return PriceObservation(id=f"a{next(_ids)}", market=KEY[0], region="DKI Jakarta", commodity=KEY[1], unit="kg",
+                            price_idr=price, time=t, arrived_at=t + 30, reporter=reporter)
+
+
+def validator() -> Validator:
+    """Sticky history at Rp 40.000 and three reporters who reported yesterday."""
+    v = Validator(ceilings=CeilingTable.load())
+    v.seed_history(KEY, "DKI Jakarta", [40_000] * 28, DAY - 2)
+    for r in ("r1", "r2", "r3"):
+        v.check(obs(40_000, r, day=DAY - 1))
+    return v
+
+
+def final_statuses(v: Validator, reports: list[PriceObservation]) -> dict[str, str]:
+    latest = {}
+    for o in reports:
+        for seen, verdict in v.observe(o):
+            latest[seen.reporter] = verdict
+    assert all(not verdict.provisional for verdict in latest.values())
+    return {r: verdict.status for r, verdict in latest.items()}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_a_move_all_reporters_share_is_accepted_in_any_order(order) -> None:
+    v = validator()
+    day = [obs(48_000, "r1", hour=0), obs(48_000, "r2", hour=2), obs(49_000, "r3", hour=5)]
+    assert final_statuses(v, [day[k] for k in order]) == {"r1": "accepted", "r2": "accepted", "r3": "accepted"}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_one_reporters_outlier_is_quarantined_whoever_came_first(order) -> None:
+    v = validator()
+    day = [obs(50_000, "r1", hour=0), obs(40_000, "r2", hour=1), obs(40_500, "r3", hour=4)]
+    assert final_statuses(v, [day[k] for k in order]) == {"r1": "quarantined", "r2": "accepted",
+                                                          "r3": "accepted"}
+
+
+def test_with_two_reporters_the_one_unusual_against_history_is_held() -> None:
+    v = Validator()
+    v.seed_history(KEY, "DKI Jakarta", [40_000] * 28, DAY - 2)
+    for r in ("r1", "r2"):
+        v.check(obs(40_000, r, day=DAY - 1))
+    assert final_statuses(v, [obs(50_000, "r1"), obs(40_000, "r2", hour=3)]) == {
+        "r1": "quarantined", "r2": "accepted"}
+
+
+def test_first_report_is_provisional_and_explanations_name_what_peers_reported() -> None:
+    v = validator()
+    first = v.check(obs(48_000, "r1"))
+    assert first.provisional and first.quarantined and "provisional" in first.summary
+    [(_, second), (_, revised)] = v.observe(obs(48_000, "r2", hour=1))
+    assert second.provisional and revised.status == "accepted"
+    (_, third), *_ = v.observe(obs(49_000, "r3", hour=2))
+    assert not third.provisional
+    assert "r1 Rp 48.000" in third.check("reporters").reason and "r2 Rp 48.000" in third.check("reporters").reason
+
+
+def test_the_cut_off_makes_a_day_final_without_the_missing_reporter() -> None:
+    v = validator()
+    v.check(obs(40_000, "r1"))
+    assert v.check(obs(40_100, "r2", hour=1)).provisional
+    cut = (DAY + 1) * DAY_S - WIB_OFFSET_S + ValidationConfig().settle_after_s
+    assert v.settle(cut - 1) == []
+    final = v.settle(cut)
+    assert len(final) == 2 and all(not verdict.provisional and not verdict.quarantined for _, verdict in final)
+    # The day's accepted median joins the history once the next day begins.
+    v.check(obs(40_000, "r1", day=DAY + 1))
+    assert v.history(KEY)[-1] == 40_050
+
+
+def test_the_service_moves_a_value_out_of_quarantine_when_peers_confirm_it() -> None:
+    svc = MarketService()
+    svc.validator.seed_history(KEY, "DKI Jakarta", [40_000] * 28, DAY - 2)
+    for r in ("r1", "r2", "r3"):
+        svc.add_observation(obs(40_000, r, day=DAY - 1))
+    first = obs(48_000, "r1")
+    assert svc.add_observation(first).quarantined
+    assert [e["observation"]["id"] for e in svc.quarantined()] == [first.id]
+    svc.add_observation(obs(48_000, "r2", hour=1))
+    svc.add_observation(obs(48_500, "r3", hour=2))
+    assert svc.quarantined() == []
+    assert svc.quarantined("cleared")[0]["observation"]["id"] == first.id
+    audit = svc.audit(first.id)
+    assert audit[0]["action"] == "clear" and {d["by"] for d in audit} == {"validator"}
+    assert "moved the same way" in audit[0]["why"]
+    today = [h for h in svc.history("cabai-merah", "pasar-senen") if h["day"] == DAY]
+    assert today[0]["reports"] == 3 and today[0]["price_idr"] == 48_000
