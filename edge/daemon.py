@@ -40,6 +40,7 @@ from .metrics import Metrics, prometheus, resident_bytes, setup_logging
 from .security import EdgeSecurity
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
+from .systemd import notify, pet_watchdog, watchdog_interval
 
 log = logging.getLogger("jejak.edge")
 
@@ -210,6 +211,9 @@ class EdgeDaemon:
             loop = self.sensors[sensor_cfg.name] = SensorLoop(sensor_cfg, self.buses, store, fault=self._fault)
             self.supervisor.spawn(f"sensor-{sensor_cfg.name}", loop.run)
         await self._start_sync()
+        if (interval := watchdog_interval()) is not None:
+            self.supervisor.spawn("watchdog", lambda: pet_watchdog(interval, self.healthy))
+        notify("READY=1")
         log.info("ready", extra={"fields": {
             "device": self.key.device_id.hex(), "coap_port": self.coap_port, "http_port": self.http_port,
             "seq": state.length, "boot": self.boot, "site": cfg.site, "role": cfg.checkpoint.role}})
@@ -250,6 +254,7 @@ class EdgeDaemon:
             await self.stopped.wait()
             return
         self._closing = True
+        notify("STOPPING=1")
         try:
             if self.discovery is not None:
                 with contextlib.suppress(Exception):
@@ -299,6 +304,10 @@ class EdgeDaemon:
         from .legacy import mount
 
         mount(app, self)
+
+    async def healthy(self, timeout: float) -> bool:
+        """What the systemd watchdog asks: the loop runs (this answers), and the commit path still commits."""
+        return not self._closing and self.commit is not None and await self.commit.alive(timeout)
 
     # -- feedback at the reader -----------------------------------------------------------------------
 

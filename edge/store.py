@@ -454,6 +454,18 @@ class GroupCommit:
         self._task = asyncio.create_task(self._run(), name="group-commit")
         return state
 
+    async def alive(self, timeout: float) -> bool:
+        """Whether the commit loop runs and its writer thread answers within `timeout` (the watchdog asks: a
+        thread stuck in fsync on a dying SD card must end in a restart, not a daemon that acks nothing)."""
+        if self._task is None or self._task.done():
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
+        except TimeoutError:
+            return False
+        return True
+
     def _ensure_genesis(self) -> ChainState:
         device_id = self.device_id
         self._store.claim(device_id)
@@ -620,3 +632,7 @@ class GroupCommit:
                 await self._task
             self._task = None
         self._executor.shutdown(wait=True)
+
+
+def _nothing() -> None:
+    pass

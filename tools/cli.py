@@ -28,6 +28,7 @@ def serve_hub(config_path: str, *, clock: Callable[[], int]) -> int:
     wall time for a real hub, an accelerated one for a soak run."""
     from aiohttp import web
 
+    from edge import systemd  # sd_notify and the watchdog: stdlib only, shared by both daemons
     from hub.app import load_or_create_key, open_store, start_hub
     from hub.bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
     from hub.config import load
@@ -63,11 +64,23 @@ def serve_hub(config_path: str, *, clock: Callable[[], int]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        petting = None
+        if (interval := systemd.watchdog_interval()) is not None:
+            petting = asyncio.create_task(systemd.pet_watchdog(interval, _loop_answers))
+        systemd.notify("READY=1")
         await stop.wait()
+        systemd.notify("STOPPING=1")
+        if petting is not None:
+            petting.cancel()
         await running.close()
 
     asyncio.run(main())
     return 0
+
+
+async def _loop_answers(timeout: float) -> bool:
+    """The hub's watchdog question: this coroutine running at all proves the event loop is not stuck."""
+    return True
 
 
 def enroll_uri(hub_url: str, hub_pubkey: bytes) -> str:
