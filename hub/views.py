@@ -263,6 +263,7 @@ class Views:
         """Run the early warning and the MBG rules; publish and return the alerts not seen before, and send
         the ALPS/IFPA ones that worsened to the webhook subscribers."""
         with self.fresh():
+            self.markets.settle(int(self.clock()))  # days past their cut-off get final verdicts
             raised = self.markets.early_warning()
         fresh = []
         current = self.current_alerts(raised)

@@ -62,18 +62,22 @@ def evaluate_forecasts(data: SynthData, *, tails: int = 4, horizon: int = 7) -> 
     """Hold out the last `horizon` days at `tails` cut points (the end, then 4 weeks earlier each time),
     choose and fit on what came before, and score the chosen model and seasonal naive."""
     M = daily_medians(data)
-    chosen, naive, models = [], [], []
+    chosen, seasonal, last, models = [], [], [], []
     for k in range(tails):
         cut = M.shape[1] - 28 * k
         r = holdout_mase(M[:, :cut], horizon=horizon)
         chosen.append(r["chosen"])
-        naive.append(r["snaive"])
+        seasonal.append(r["snaive"])
+        last.append(r["naive"])
         models.extend(r["models"].tolist())
-    c, n = np.concatenate(chosen), np.concatenate(naive)
+    c, n, lv = np.concatenate(chosen), np.concatenate(seasonal), np.concatenate(last)
     counts = {m: models.count(m) for m in sorted(set(models))}
     return {"series": M.shape[0], "tails": tails, "horizon": horizon,
-            "mase_chosen": float(np.mean(c)), "mase_snaive": float(np.mean(n)),
-            "relative_to_snaive": float(np.mean(c) / np.mean(n)), "chosen_models": counts,
+            "mase_chosen": float(np.mean(c)), "mase_snaive": float(np.mean(n)), "mase_naive": float(np.mean(lv)),
+            "median_mase_chosen": float(np.median(c)), "median_mase_snaive": float(np.median(n)),
+            "median_mase_naive": float(np.median(lv)),
+            "relative_to_snaive": float(np.mean(c) / np.mean(n)), "relative_to_naive": float(np.mean(c) / np.mean(lv)),
+            "chosen_models": counts,
             "goal": {"mase_below": 1.0, "met": float(np.mean(c)) < 1.0}}
 
 

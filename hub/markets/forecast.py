@@ -1,6 +1,6 @@
-"""Seven-day price forecasts with prediction intervals: seasonal naive, ETS, Theta, ARIMA and their
-combination, chosen per series by a rolling-origin backtest (MASE, sMAPE) and never worse than seasonal
-naive on it. Models run on log prices and on many series at once (numpy), so a thousand series with
+"""Seven-day price forecasts with prediction intervals: the last value, seasonal naive, ETS, Theta, ARIMA
+and their combination, chosen per series by a rolling-origin backtest (MASE, sMAPE), so never worse on it
+than either naive baseline; histories from 14 days get the models their length allows. Models run on log prices and on many series at once (numpy), so a thousand series with
 backtests take seconds, not the hours that one statsmodels fit per series and origin would."""
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ import numpy as np
 
 from .errors import BadSeries
 
-MODELS = ("snaive", "ets", "theta", "arima", "combo")
+MODELS = ("naive", "snaive", "ets", "theta", "arima", "combo")
+BASELINES = ("naive", "snaive")  # always candidates, and shown beside every choice
+MIN_DAYS = 14
+# Days of training each model needs (season 7): a model joins the candidates only when every backtest
+# origin gives it that much.
+_NEEDS = {"naive": 2, "snaive": 8, "ets": 14, "theta": 14, "arima": 12, "combo": 14}
 Z80, Z95 = 1.2815516, 1.9599640
 
 # ETS(A,Ad,A) on log prices: the grid every series is fitted over (alpha, beta, phi, gamma).
@@ -50,11 +55,21 @@ def fill_gaps(values: np.ndarray) -> np.ndarray:
     return v
 
 
+def naive(L: np.ndarray, h: int, m: int) -> _Fc:
+    """The last value repeated: the forecast every other model must beat on sticky prices."""
+    del m
+    n, _T = L.shape
+    e = np.diff(L, axis=1)
+    j = np.arange(1, h + 1)
+    sd = np.sqrt(np.mean(e**2, axis=1))[:, None] * np.sqrt(j)[None, :]
+    return _Fc(np.repeat(L[:, -1:], h, axis=1), sd, ["last value"] * n)
+
+
 def snaive(L: np.ndarray, h: int, m: int) -> _Fc:
     n, T = L.shape
     j = np.arange(h)
     mean = L[:, T - m + (j % m)]
-    e = L[:, m:] - L[:, :-m]
+    e = L[:, m:] - L[:, :-m] if m < T else np.diff(L, axis=1)
     sd = np.sqrt(np.mean(e**2, axis=1))[:, None] * np.sqrt(j // m + 1)[None, :]
     return _Fc(mean, sd, [f"m={m}"] * n)
 
@@ -204,10 +219,26 @@ def _combo(parts: Sequence[_Fc]) -> _Fc:
     return _Fc(mean, sd, ["mean of ets, theta, arima"] * mean.shape[0])
 
 
-def _all_models(L: np.ndarray, h: int, m: int) -> dict[str, _Fc]:
-    out = {"snaive": snaive(L, h, m), "ets": ets(L, h, m), "theta": theta(L, h, m), "arima": arima(L, h, m)}
-    out["combo"] = _combo([out["ets"], out["theta"], out["arima"]])
-    return out
+def _all_models(L: np.ndarray, h: int, m: int, models: Sequence[str] = MODELS) -> dict[str, _Fc]:
+    fit = {"naive": naive, "snaive": snaive, "ets": ets, "theta": theta, "arima": arima}
+    out = {k: f(L, h, m) for k, f in fit.items() if k in models or (k in ("ets", "theta", "arima")
+                                                                       and "combo" in models)}
+    if "combo" in models:
+        out["combo"] = _combo([out["ets"], out["theta"], out["arima"]])
+    return {k: v for k, v in out.items() if k in models}
+
+
+def candidates(train_days: int) -> tuple[str, ...]:
+    """The models a training window of this many days can fit (the two baselines always)."""
+    return tuple(k for k in MODELS if k in BASELINES or _NEEDS[k] <= train_days)
+
+
+def _mase_scale(train: np.ndarray, m: int) -> np.ndarray:
+    """MASE's scale: the in-sample mean absolute error of seasonal naive, or of the last value where the
+    window holds less than two seasons; floored so a price that never moved does not divide by zero."""
+    d = train[:, m:] - train[:, :-m] if train.shape[1] > 2 * m else np.diff(train, axis=1)
+    scale = np.mean(np.abs(d), axis=1)
+    return np.maximum(scale, 1e-3 * np.abs(train).mean(axis=1) + 1e-12)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -243,21 +274,27 @@ class Forecast:
                        for i, (p, a, b, c, d) in enumerate(zip(self.point, self.lo80, self.hi80, self.lo95,
                                                                self.hi95, strict=True))],
             "backtest": {k: v.to_dict() for k, v in self.backtest.items()}, "origins": self.origins,
+            "mase": _round(self.backtest[self.model].mase) if self.model in self.backtest else None,
+            "baselines": {k: _round(self.backtest[k].mase) for k in BASELINES if k in self.backtest},
             "explanation": self.explanation,
         }
 
 
-def _scores(Y: np.ndarray, h: int, m: int, origins: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _round(v: float) -> float | None:
+    return None if math.isnan(v) else round(v, 4)
+
+
+def _scores(Y: np.ndarray, h: int, m: int, origins: int,
+            models: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Rolling-origin backtest: for origins T-h*k (k = origins..1) fit on the data before, forecast h days,
     and score against what happened. Returns per model (MASE, sMAPE, 80 % coverage), each per series."""
     _n, T = Y.shape
-    acc: dict[str, list[list[np.ndarray]]] = {k: [[], [], []] for k in MODELS}
+    acc: dict[str, list[list[np.ndarray]]] = {k: [[], [], []] for k in models}
     for k in range(origins, 0, -1):
         o = T - h * k
         train, actual = Y[:, :o], Y[:, o:o + h]
-        scale = np.mean(np.abs(train[:, m:] - train[:, :-m]), axis=1)
-        scale = np.maximum(scale, 1e-9 * np.abs(train).mean(axis=1) + 1e-12)
-        for name, fc in _all_models(np.log(train), h, m).items():
+        scale = _mase_scale(train, m)
+        for name, fc in _all_models(np.log(train), h, m, models).items():
             f = np.exp(fc.mean)
             acc[name][0].append(np.mean(np.abs(f - actual), axis=1) / scale)
             acc[name][1].append(np.mean(200 * np.abs(f - actual) / (np.abs(f) + np.abs(actual)), axis=1))
@@ -269,32 +306,36 @@ def _scores(Y: np.ndarray, h: int, m: int, origins: int) -> dict[str, tuple[np.n
 def forecast_many(values: np.ndarray, *, first_day: int = 0, horizon: int = 7, season: int = 7,
                   origins: int = 3) -> list[Forecast]:
     """Forecast every row of `values` (series of equal length, daily prices, NaN = no price that day).
-    `first_day` is the day number of column 0; forecasts start the day after the last column."""
+    `first_day` is the day number of column 0; forecasts start the day after the last column. A short
+    history (from 14 days) gets fewer backtest origins and only the models its length allows."""
     Y = fill_gaps(np.asarray(values, dtype=float))
     n, T = Y.shape
     if (Y <= 0).any():
         raise BadSeries("series: expected positive prices, found zero or negative values")
-    need = 3 * season + horizon * origins
-    if need > T:
-        raise BadSeries(f"series: expected at least {need} days for {origins} backtest origins of "
-                        f"{horizon} days with season {season}, got {T}",
-                        hint="lower `origins` or wait for more history")
-    scores = _scores(Y, horizon, season, origins) if origins > 0 else {}
-    final = _all_models(np.log(Y), horizon, season)
+    if T < MIN_DAYS:
+        raise BadSeries(f"series: expected at least {MIN_DAYS} days of prices, got {T}",
+                        hint="forecasts start after two weeks of history")
+    # As many origins as asked for while the earliest leaves two weeks of training (what the fitted models
+    # need); a history too short for that gets one origin and the baselines only.
+    origins = max(1, min(origins, (T - MIN_DAYS) // horizon)) if origins > 0 else 0
+    models = candidates(T - horizon * origins) if origins else BASELINES
+    scores = _scores(Y, horizon, season, origins, models) if origins > 0 else {}
+    final = _all_models(np.log(Y), horizon, season, models)
     out = []
     for i in range(n):
         bt = {k: ModelScore(mase=float(v[0][i]), smape=float(v[1][i]), coverage80=float(v[2][i]))
               for k, v in scores.items()}
-        # Seasonal naive is first in MODELS and wins ties, so the choice is never worse than it.
-        chosen = min(MODELS, key=lambda k: (bt[k].mase, MODELS.index(k))) if bt else "snaive"
+        # The baselines come first in MODELS and win ties, so the choice is never worse than either.
+        chosen = min(bt, key=lambda k: (bt[k].mase, MODELS.index(k))) if bt else "naive"
         fc = final[chosen]
         mu, sd = fc.mean[i], fc.sd[i]
-        mase = bt[chosen].mase if bt else math.nan
-        confidence = ("high" if mase < 0.8 else "medium" if mase < 1.2 else "low") if bt else "low"
-        expl = (f"{chosen} chosen by the lowest mean MASE over {origins} rolling origins of {horizon} days "
-                f"(MASE {mase:.3f} against seasonal naive {bt['snaive'].mase:.3f}; sMAPE "
-                f"{bt[chosen].smape:.2f} %); models run on log prices, so the point forecast is the median "
-                f"and intervals are asymmetric in rupiah" if bt else "no backtest: seasonal naive")
+        confidence = _confidence(bt[chosen], origins) if bt else "low"
+        expl = (f"{chosen} chosen by the lowest mean MASE over {origins} rolling origin"
+                f"{'s' if origins != 1 else ''} of {horizon} days among {', '.join(bt)} (MASE "
+                f"{bt[chosen].mase:.3f}; last value {bt['naive'].mase:.3f}, seasonal naive "
+                f"{bt['snaive'].mase:.3f}; sMAPE {bt[chosen].smape:.2f} %, which sets the confidence); models "
+                f"run on log prices, so the point forecast is the median and intervals are asymmetric in "
+                f"rupiah" if bt else "no backtest: the last value")
         out.append(Forecast(
             model=chosen, parameters=fc.detail[i], first_day=first_day + T,
             point=tuple(np.exp(mu)), lo80=tuple(np.exp(mu - Z80 * sd)), hi80=tuple(np.exp(mu + Z80 * sd)),
@@ -302,6 +343,16 @@ def forecast_many(values: np.ndarray, *, first_day: int = 0, horizon: int = 7, s
             origins=origins, confidence=confidence, explanation=expl,
         ))
     return out
+
+
+def _confidence(score: ModelScore, origins: int) -> str:
+    """From the chosen model's backtest error in percent of the price (sMAPE): what a buyer would call
+    close. One origin is too little evidence for "high"."""
+    if score.smape <= 2.0 and origins >= 2:
+        return "high"
+    if score.smape <= 5.0:
+        return "medium"
+    return "low"
 
 
 def forecast(values: Sequence[float] | np.ndarray, *, first_day: int = 0, horizon: int = 7, season: int = 7,
@@ -317,8 +368,9 @@ def holdout_mase(values: np.ndarray, *, horizon: int = 7, season: int = 7, origi
     Y = fill_gaps(np.asarray(values, dtype=float))
     train, test = Y[:, :-horizon], Y[:, -horizon:]
     fcs = forecast_many(train, horizon=horizon, season=season, origins=origins)
-    scale = np.mean(np.abs(train[:, season:] - train[:, :-season]), axis=1)
+    scale = _mase_scale(train, season)
     chosen = np.array([np.mean(np.abs(np.array(f.point) - t)) for f, t in zip(fcs, test, strict=True)]) / scale
     sn = np.exp(snaive(np.log(train), horizon, season).mean)
-    naive = np.mean(np.abs(sn - test), axis=1) / scale
-    return {"chosen": chosen, "snaive": naive, "models": np.array([f.model for f in fcs])}
+    last = np.exp(naive(np.log(train), horizon, season).mean)
+    return {"chosen": chosen, "snaive": np.mean(np.abs(sn - test), axis=1) / scale,
+            "naive": np.mean(np.abs(last - test), axis=1) / scale, "models": np.array([f.model for f in fcs])}

@@ -28,11 +28,22 @@ def test_forecast_has_seven_days_with_nested_intervals() -> None:
     assert d["model"] in MODELS and set(d["backtest"]) == set(MODELS) and d["confidence"] in ("high", "medium", "low")
 
 
-def test_choice_is_never_worse_than_seasonal_naive_on_the_backtest() -> None:
+def test_choice_is_never_worse_than_either_naive_forecast_on_the_backtest() -> None:
     Y = np.stack([_series(seed=s, weekly=w) for s, w in zip(range(12), [0.0, 0.05] * 6, strict=True)])
     for f in forecast_many(Y):
         assert f.backtest[f.model].mase <= f.backtest["snaive"].mase
+        assert f.backtest[f.model].mase <= f.backtest["naive"].mase
         assert f.backtest[f.model].mase == min(s.mase for s in f.backtest.values())
+        d = f.to_dict()
+        assert d["mase"] == round(f.backtest[f.model].mase, 4) and set(d["baselines"]) == {"naive", "snaive"}
+
+
+def test_sticky_prices_are_forecast_by_the_last_value() -> None:
+    # A price that stays put for days and then steps: nothing beats the last value, and it is chosen.
+    y = np.repeat([12_000.0, 12_500.0, 12_500.0, 13_000.0, 13_000.0, 13_000.0, 12_800.0], 10)
+    f = forecast(y)
+    assert f.model == "naive" and f.point == pytest.approx((12_800.0,) * 7)
+    assert f.confidence == "high" and "last value" in f.explanation
 
 
 def test_weekly_pattern_is_forecast() -> None:
@@ -43,9 +54,16 @@ def test_weekly_pattern_is_forecast() -> None:
     assert min(weekend) > max(weekday)
 
 
-def test_short_or_bad_series_are_refused() -> None:
-    with pytest.raises(BadSeries, match="expected at least 42 days"):
-        forecast(_series(30))
+def test_short_histories_from_two_weeks() -> None:
+    with pytest.raises(BadSeries, match="expected at least 14 days"):
+        forecast(_series(13))
+    f = forecast(_series(14))
+    assert f.origins == 1 and set(f.backtest) == {"naive", "snaive"} and f.confidence != "high"
+    f = forecast(_series(28))
+    assert f.origins == 2 and "ets" in f.backtest and len(f.point) == 7
+
+
+def test_bad_series_are_refused() -> None:
     with pytest.raises(BadSeries, match="positive"):
         forecast(np.r_[_series(100), -1.0])
 
