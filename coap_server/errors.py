@@ -57,6 +57,7 @@ class NotFound(RequestError):
     code = "NOT_FOUND"
     coap = "4.04"
     http = 404
+    exit_code = 51
 
 
 class TooLarge(RequestError):

@@ -50,6 +50,7 @@ class SecurityError(errors.RequestError):
     code = "NOT_AUTHORIZED"
     coap = "4.03"
     http = 403
+    exit_code = 70
 
 
 class BadKey(SecurityError):
@@ -58,6 +59,7 @@ class BadKey(SecurityError):
     code = "BAD_KEY"
     coap = "4.00"
     http = 400
+    exit_code = 71
 
 
 class OscoreRequired(SecurityError):
@@ -66,6 +68,7 @@ class OscoreRequired(SecurityError):
     code = "OSCORE_REQUIRED"
     coap = "4.01"
     http = 401
+    exit_code = 72
 
 
 class StaffNotAllowed(SecurityError):
@@ -74,6 +77,7 @@ class StaffNotAllowed(SecurityError):
     code = "STAFF_NOT_ALLOWED"
     coap = "4.03"
     http = 403
+    exit_code = 73
 
 
 # -- key agreement -----------------------------------------------------------------------------------------

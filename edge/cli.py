@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from .errors import EdgeError
+from ledger.errors import CodedError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(["edge", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args))
-    except EdgeError as exc:
+    except CodedError as exc:  # edge errors, and the security errors enrollment raises
         print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

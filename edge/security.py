@@ -47,6 +47,7 @@ class UntrustedHub(SecurityError):
     code = "UNTRUSTED_HUB"
     coap = "4.03"
     http = 403
+    exit_code = 74
 
 
 # -- enrollment ------------------------------------------------------------------------------------------
@@ -119,6 +120,7 @@ class EnrollRefused(SecurityError):
     code = "ENROLL_REFUSED"
     coap = "4.03"
     http = 403
+    exit_code = 75
 
 
 def _post(url: str, body: bytes) -> bytes:

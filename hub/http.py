@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from coap_server.errors import Internal, RequestError
 from ledger import Checkpoint, ForkEvidence, Record, decode_record
 from ledger.errors import CodedError
 from ledger.sync import decode_records
@@ -39,28 +40,12 @@ class Forbidden(CodedError):
     http = 403
 
 
-class BadRequest(CodedError):
-    """A query or body the route cannot read (bad number, missing field, not JSON)."""
-
-    code = "BAD_REQUEST"
-    coap = "4.00"
-    http = 400
-
-
-class Internal(CodedError):
-    """What any unexpected exception is answered with; the details go to the hub's log, not the client."""
-
-    code = "INTERNAL"
-    coap = "5.00"
-    http = 500
-
-
 def coded(exc: BaseException) -> CodedError:
     """The typed error to answer with: `exc` itself; BAD_REQUEST for a route's own parsing; INTERNAL else."""
     if isinstance(exc, CodedError):
         return exc
     if isinstance(exc, ValueError | KeyError | TypeError):
-        return BadRequest(f"bad request: {exc}")
+        return RequestError(f"bad request: {exc}")
     log.error("internal error answering a request: %r", exc)
     return Internal("internal error; the hub's log has the details")
 

@@ -42,6 +42,7 @@ class HubError(LedgerError):
     code = "HUB_ERROR"
     coap = "4.00"
     http = 400
+    exit_code = 50
 
 
 class NotFound(HubError):
@@ -50,6 +51,7 @@ class NotFound(HubError):
     code = "NOT_FOUND"
     coap = "4.04"
     http = 404
+    exit_code = 51
 
 
 class NotEnrolled(UnknownKey):
@@ -66,6 +68,7 @@ class DeviceBlocked(LedgerError):
     code = "DEVICE_BLOCKED"
     coap = "4.09"
     http = 409
+    exit_code = 37
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

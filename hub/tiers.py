@@ -13,7 +13,7 @@ from coap_server.sync import SyncReport, sync_once
 from ledger import LedgerError, decode_record
 from ledger.sync import Head, RequestSize
 
-from .service import Hub
+from .service import Hub, NotEnrolled
 from .store import DeviceInfo
 
 log = logging.getLogger("jejak.tiers")
@@ -43,8 +43,8 @@ class UpstreamHolder:
             except LedgerError as exc:
                 return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
             if genesis.seq != 0 or genesis.kind != "key" or genesis.body is None:
-                return {"accepted": 0, "duplicates": 0, "length": 0,
-                        "problem": {"code": "UNKNOWN_DEVICE", "message": "first record of a new log must be genesis"}}
+                refusal = NotEnrolled("first record of a new log must be genesis")
+                return {"accepted": 0, "duplicates": 0, "length": 0, "problem": refusal.to_dict()}
             self.hub.store.put_device(DeviceInfo(
                 device_id=device_id, pubkey=genesis.body["pubkey"], site=f"via {self.upstream}", role="relayed",
                 status="active", enrolled_at=self.hub.clock(), name=""))

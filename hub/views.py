@@ -14,9 +14,10 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from coap_server.errors import RequestError
 from ledger import Record
 
-from .http import BadRequest, Forbidden, error_response
+from .http import Forbidden, error_response
 from .markets import MarketService, Subscriber, WebhookSender
 from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .markets.errors import MarketError, NotFound
@@ -608,7 +609,7 @@ class Views:
             value = None
         if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip()
                                                   for k in ("action", "by", "why")):
-            return error_response(BadRequest("expected JSON {action: release|confirm|reopen, by, why}"))
+            return error_response(RequestError("expected JSON {action: release|confirm|reopen, by, why}"))
         try:
             body = await asyncio.to_thread(self.decide, request.match_info["id"], value["action"],
                                            value["by"][:200], value["why"][:2000])

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ledger.errors import CodedError
+
 ENROLL_SCHEME = "jejak-enroll"
 
 
@@ -255,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except CodedError as exc:  # the class declares its exit code (docs/ERRORS.md lists them)
+        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
+        return exc.exit_code
     except Exception as exc:
         code = getattr(exc, "code", None)
         if code is None:

@@ -8,18 +8,37 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ledger import BundleReport, LedgerError, compare_bundles, verify_bundle
+from ledger import (
+    BadCheckpoint,
+    BadProof,
+    BadSignature,
+    BrokenChain,
+    BundleReport,
+    ForkDetected,
+    LedgerError,
+    MalformedRecord,
+    RevokedKey,
+    UnknownKey,
+    compare_bundles,
+    verify_bundle,
+)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+# What a bundle check can fail with; each class declares its own exit code (docs/ERRORS.md).
+REPORTED: tuple[tuple[type[LedgerError], str], ...] = (
+    (MalformedRecord, "malformed"), (BadSignature, "bad signature"), (BrokenChain, "broken chain"),
+    (ForkDetected, "fork"), (BadProof, "bad proof"), (BadCheckpoint, "bad checkpoint"),
+    (UnknownKey, "unknown key"), (RevokedKey, "revoked key"),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="jejak-verify",
         description="Verify a Jejak audit bundle offline: device chains, signatures, checkpoints, receipts.",
-        epilog="Exit codes: 0 all holds; 2 usage or unreadable file; 11 malformed; 13 bad signature; "
-               "14 broken chain; 15 fork; 16 bad proof; 17 bad checkpoint; 18 unknown key; 19 revoked key.",
+        epilog=f"Exit codes: {EXIT_OK} all holds; {EXIT_USAGE} usage or unreadable file; "
+               + "; ".join(f"{error.exit_code} {what}" for error, what in REPORTED) + ".",
     )
     p.add_argument("bundle", type=Path, help="bundle file (.jejak) exported by a hub or `jejak export`")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

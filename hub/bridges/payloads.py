@@ -64,6 +64,7 @@ class UnknownName(BridgeInputError):
     code = "NOT_FOUND"
     coap = "4.04"
     http = 404
+    exit_code = 51
 
 
 def ident(value: Any, name: str) -> str:

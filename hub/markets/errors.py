@@ -11,6 +11,7 @@ class MarketError(CodedError):
     code = "MARKET_ERROR"
     coap = "4.00"
     http = 400
+    exit_code = 60
 
 
 class BadObservation(MarketError):
@@ -19,6 +20,7 @@ class BadObservation(MarketError):
     code = "BAD_OBSERVATION"
     coap = "4.00"
     http = 400
+    exit_code = 61
 
 
 class BadSeries(MarketError):
@@ -27,6 +29,7 @@ class BadSeries(MarketError):
     code = "BAD_SERIES"
     coap = "4.22"
     http = 422
+    exit_code = 62
 
 
 class BadInputFile(MarketError):
@@ -35,6 +38,7 @@ class BadInputFile(MarketError):
     code = "BAD_INPUT_FILE"
     coap = "4.22"
     http = 422
+    exit_code = 63
 
 
 class NotFound(MarketError):
@@ -43,6 +47,7 @@ class NotFound(MarketError):
     code = "NOT_FOUND"
     coap = "4.04"
     http = 404
+    exit_code = 51
 
 
 class DecisionConflict(MarketError):
@@ -51,3 +56,4 @@ class DecisionConflict(MarketError):
     code = "DECISION_CONFLICT"
     coap = "4.09"
     http = 409
+    exit_code = 64
