@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from ledger.errors import CodedError
+
 IMPORT_ROUTE = "/api/markets/import"
 
 
@@ -56,8 +58,12 @@ def _import_hub(args: argparse.Namespace) -> dict[str, Any]:
         raise ImportRefused(f"hub answered {exc.code}: {detail}") from None
 
 
-class ImportRefused(Exception):
+class ImportRefused(CodedError):
+    """The hub answered the import with an error; its status and body are in the message."""
+
     code = "IMPORT_REFUSED"
+    coap = "4.00"
+    http = 400
 
 
 def _import(args: argparse.Namespace) -> int:
