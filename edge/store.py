@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import struct
@@ -27,10 +26,10 @@ from ledger import (
     MalformedRecord,
     Record,
     Signer,
-    decode_record,
     link,
     validate_body,
 )
+from ledger.acceptance import accept
 from ledger.sync import Head
 
 from .errors import (
@@ -325,70 +324,44 @@ class LmdbLogStore:
         """Verify and store records offered for `device_id`'s log (sync's LogHolder contract)."""
         return self.receive_records(device_id, raws).to_json()
 
-    def receive_records(self, device_id: bytes, raws: Sequence[bytes]) -> Received:
-        """Verify offered records against the stored log and keep the good prefix, durably.
+    def receive_records(self, device_id: bytes, raws: Sequence[bytes], *,
+                        revoked_from: int | None = None) -> Received:
+        """Verify offered records against the stored log (ledger's `accept`) and keep the good prefix, durably.
 
         A record we hold (same id) is a duplicate: resending is always safe. A validly signed record at a
-        seq we hold with another id is a fork: both are kept as evidence and the device is blocked.
+        seq we hold with another id is a fork: both are kept as evidence and the device is blocked. Records
+        at or past `revoked_from` are refused with REVOKED_KEY.
         """
         if len(device_id) != 16:
             raise MalformedRecord(f"device id: expected 16 bytes, got {len(device_id)}")
         if device_id in self._blocked:
             raise DeviceBlocked(f"device {device_id.hex()} forked; its log is frozen",
                                 hint="an operator must look at the fork evidence")
-        accepted = duplicates = 0
-        problem: str | None = None
-        fork: ForkEvidence | None = None
         with self._write() as txn:
             data = txn.get(device_id, db=self._db["heads"])
             start_state = ChainState.from_cbor(bytes(data)) if data else ChainState.empty(device_id)
-            state = start_state
-            for raw in raws:
-                try:
-                    record = decode_record(raw)
-                    if record.device_id != device_id:
-                        raise MalformedRecord(f"record of device {record.device} offered as device "
-                                              f"{device_id.hex()}", where=record.where)
-                    if record.seq < state.length:
-                        held = txn.get(_seq_key(device_id, record.seq), db=self._db["records"])
-                        if held is not None and hashlib.sha256(held).digest() == record.id:
-                            duplicates += 1
-                            continue
-                        # Only a validly signed second record is evidence; anything else is just bad input.
-                        record.verify_signature(self._key_at(txn, device_id, record))
-                        fork = ForkEvidence(first=decode_record(bytes(held)) if held else record, second=record)
-                        break
-                    nxt, key = link(state, record)
-                    record.verify_signature(key)
-                except LedgerError as exc:
-                    problem = str(exc)
-                    break
+            result = accept(start_state, raws, held=_HeldLog(self, txn, device_id), revoked_from=revoked_from)
+            for record in result.records:
                 self._put(txn, record)
-                state = nxt
-                accepted += 1
-            if fork is not None:
-                txn.put(_seq_key(device_id, fork.seq), fork.to_cbor(), db=self._db["forks"])
-                problem = str(fork.error())
-            if state != start_state:
-                txn.put(device_id, state.to_cbor(), db=self._db["heads"])
-        if fork is not None:
+            if result.fork is not None:
+                txn.put(_seq_key(device_id, result.fork.seq), result.fork.to_cbor(), db=self._db["forks"])
+            if result.state != start_state:
+                txn.put(device_id, result.state.to_cbor(), db=self._db["heads"])
+        if result.fork is not None:
             self._blocked.add(device_id)
-            log.warning("fork of device %s at seq %d: log frozen", device_id.hex(), fork.seq)
-        if accepted:
-            self._notify(device_id, state)
-        return Received(accepted=accepted, duplicates=duplicates, length=state.length, problem=problem,
-                        fork=fork is not None)
+            log.warning("fork of device %s at seq %d: log frozen", device_id.hex(), result.fork.seq)
+        if result.records:
+            self._notify(device_id, result.state)
+        return Received(accepted=len(result.records), duplicates=result.duplicates, length=result.state.length,
+                        problem=None if result.problem is None else str(result.problem),
+                        fork=result.fork is not None)
 
-    def _key_at(self, txn: lmdb.Transaction, device_id: bytes, record: Record) -> bytes:
-        """The key that signs `record`: named by the last key record before it (genesis names itself)."""
-        if record.seq == 0:
-            if record.body is None or record.kind != "key":
-                raise MalformedRecord("genesis must be a key record", where=record.where)
-            return bytes(record.body["pubkey"])
+    def _key_at(self, txn: lmdb.Transaction, device_id: bytes, seq: int) -> bytes | None:
+        """The key that signs the record at `seq` > 0: named by the last key record before it."""
         cur = txn.cursor(db=self._db["keys"])
-        found = cur.prev() if cur.set_range(_seq_key(device_id, record.seq)) else cur.last()
+        found = cur.prev() if cur.set_range(_seq_key(device_id, seq)) else cur.last()
         if not found or cur.key()[:16] != device_id:
-            raise MalformedRecord("no key known for this device", where=record.where)
+            return None
         return bytes(cur.value())
 
     def _notify(self, device_id: bytes, state: ChainState) -> None:
@@ -401,6 +374,22 @@ class LmdbLogStore:
     def close(self) -> None:
         with self._lock:
             self._env.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldLog:
+    """One replica inside a write transaction, as the acceptance path asks for it."""
+
+    store: LmdbLogStore
+    txn: lmdb.Transaction
+    device_id: bytes
+
+    def raw_at(self, seq: int) -> bytes | None:
+        data = self.txn.get(_seq_key(self.device_id, seq), db=self.store._db["records"])
+        return bytes(data) if data is not None else None
+
+    def key_at(self, seq: int) -> bytes | None:
+        return self.store._key_at(self.txn, self.device_id, seq)
 
 
 @dataclass(slots=True)

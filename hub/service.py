@@ -27,8 +27,9 @@ from ledger import (
     make_receipt,
     sign_checkpoint,
 )
+from ledger.acceptance import Accepted, SignatureCheck, accept
 from ledger.enroll import read_enroll_request
-from ledger.sync import Accepted, Head, SignatureCheck, accept
+from ledger.sync import Head
 
 from .store import DeviceInfo, HubStore
 
@@ -183,9 +184,8 @@ class Hub:
                 raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
                                     hint="an operator must approve the device or resolve the fork")
             state = self.store.chain_state(device_id) or ChainState.empty(device_id)
-            head_raw = self.store.get_raw(device_id, state.length - 1) if state.length else None
-            head = decode_record(head_raw) if head_raw else None
-            result: Accepted = accept(state, head, raws, revoked_from=device.revoked_from, check=self.check)
+            result: Accepted = accept(state, raws, held=_HeldLog(self.store, device_id),
+                                      revoked_from=device.revoked_from, check=self.check)
             if result.records and result.records[0].seq == 0:
                 genesis = result.records[0]
                 if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:
@@ -297,6 +297,28 @@ class Hub:
         return {"hub": self.hub_id.hex(), "pubkey": self.signer.public_key.hex(), "size": len(self.tree),
                 "devices": len(self.store.devices()), "checkpoint": cp.to_json() if cp else None,
                 "counters": self.store.counters(), "forks": len(self.store.forks())}
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldLog:
+    """The hub's copy of one device's log, as the acceptance path asks for it."""
+
+    store: HubStore
+    device_id: bytes
+
+    def raw_at(self, seq: int) -> bytes | None:
+        return self.store.get_raw(self.device_id, seq)
+
+    def key_at(self, seq: int) -> bytes | None:
+        # The hub keeps no index of key records: walk the log up to `seq`. Only a record that lands on a
+        # held seq with another id (a fork candidate) asks, and it freezes the device once proven.
+        key = None
+        for start in range(0, seq, 4096):
+            for raw in self.store.log_range(self.device_id, start, min(start + 4096, seq)):
+                rec = decode_record(raw)
+                if rec.kind == "key" and rec.body is not None:
+                    key = rec.body["pubkey"]
+        return key
 
 
 def _contiguous(records: list[Record]) -> list[Record]:

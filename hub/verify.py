@@ -21,7 +21,7 @@ def _first_bad(triples: list[tuple[bytes, bytes, bytes]]) -> int:
 
 
 class ParallelVerifier:
-    """A `check` for ledger.sync.accept: small batches stay in-process, large ones go to every core."""
+    """A `check` for ledger.acceptance.accept: small batches stay in-process, large ones go to every core."""
 
     def __init__(self, workers: int | None = None, *, min_batch: int = 256) -> None:
         self.workers = workers or os.cpu_count() or 1

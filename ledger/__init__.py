@@ -6,6 +6,7 @@ present); no files, sockets, clocks, threads, asyncio or storage, and nothing of
 hub or tools (tests/test_layering.py checks it; ledger.bench, the benchmark driver, alone reads the clock).
 """
 
+from .acceptance import Accepted, HeldLog, accept
 from .bodies import KINDS, validate_body
 from .bundle import Bundle, BundleReport, LogExport, compare_bundles, decode_bundle, verify_bundle
 from .chain import (
@@ -45,10 +46,10 @@ from .merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from .record import MAX_RECORD_BYTES, Record, decode_record, device_id_for, encode_record
 
 __all__ = [
-    "KINDS", "MAX_RECORD_BYTES", "BadCheckpoint", "BadProof", "BadSignature", "BrokenChain", "Bundle",
+    "KINDS", "MAX_RECORD_BYTES", "Accepted", "BadCheckpoint", "BadProof", "BadSignature", "BrokenChain", "Bundle",
     "BundleReport", "ChainBuilder", "ChainState", "Checkpoint", "Ed25519Signer", "ForkDetected", "ForkEvidence",
-    "LedgerError", "LimitExceeded", "LogExport", "MalformedRecord", "MerkleTree", "Record", "RevokedKey",
-    "Signer", "SyncError", "UnknownKey", "VerificationError", "VerifiedReceipt", "check_signatures",
+    "HeldLog", "LedgerError", "LimitExceeded", "LogExport", "MalformedRecord", "MerkleTree", "Record", "RevokedKey",
+    "Signer", "SyncError", "UnknownKey", "VerificationError", "VerifiedReceipt", "accept", "check_signatures",
     "compare_bundles", "decode_bundle", "decode_checkpoint", "decode_record", "device_id_for", "encode_record",
     "leaf_hash", "link", "make_receipt", "sign_checkpoint", "validate_body", "verify_bundle", "verify_chain",
     "verify_checkpoints_consistent", "verify_consistency", "verify_inclusion", "verify_receipt",

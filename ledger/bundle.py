@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import cbor
+from .acceptance import accept
 from .chain import ChainState, ForkEvidence, link
 from .checkpoint import Checkpoint, decode_checkpoint, verify_checkpoints_consistent, verify_receipt
-from .errors import BadCheckpoint, BrokenChain, LedgerError, MalformedRecord, RevokedKey, UnknownKey
+from .errors import BadCheckpoint, BrokenChain, LedgerError, MalformedRecord, UnknownKey
 from .record import Record, decode_record, device_id_for
 
 FORMAT = "jejak-bundle/1"
@@ -121,6 +122,7 @@ class DeviceReport:
     last_seq: int | None = None
     records: int = 0
     receipts: int = 0
+    duplicates: int = 0  # records repeated in the range (same id): skipped, not a problem
     problems: list[LedgerError] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -193,7 +195,8 @@ def _key_at(schedule: list[tuple[int, bytes]], seq: int) -> bytes:
 
 
 def verify_log(log: LogExport, report: DeviceReport) -> dict[bytes, Record]:
-    """Verify one exported range; record problems in `report`; return the records that verified, by id."""
+    """Verify one exported range by the acceptance path; record the problem that ends its verified prefix in
+    `report`; return the records that verified, by id."""
     good: dict[bytes, Record] = {}
     try:
         genesis = decode_record(log.keys[0]) if log.keys else None
@@ -202,40 +205,44 @@ def verify_log(log: LogExport, report: DeviceReport) -> dict[bytes, Record]:
         if device_id_for(genesis.body["pubkey"]) != log.device_id:
             raise UnknownKey("genesis key does not derive the device id")
         schedule = _key_schedule(log.device_id, log.keys)
+        start = _range_start(log, schedule)
     except LedgerError as exc:
         report.problems.append(exc)
         return good
-    prev: Record | None = None
-    for raw in log.records:
-        try:
-            rec = decode_record(raw)
-            if rec.device_id != log.device_id:
-                raise BrokenChain(f"record of device {rec.device} inside the log of {log.device_id.hex()}",
-                                  where=rec.where)
-            if prev is not None:
-                if rec.seq != prev.seq + 1:
-                    raise BrokenChain(f"expected seq {prev.seq + 1}, got {rec.seq}", where=rec.where)
-                if rec.prev != prev.id:
-                    raise BrokenChain("prev link does not match the previous record's id", where=rec.where)
-                if rec.boot < prev.boot:
-                    raise BrokenChain(f"boot counter went backwards: {prev.boot} -> {rec.boot}", where=rec.where)
-            elif rec.seq == 0 and rec.raw != log.keys[0]:
-                raise BrokenChain("genesis record differs from the genesis in the key list", where=rec.where)
-            if log.revoked_from is not None and rec.seq >= log.revoked_from:
-                raise RevokedKey(f"record signed after revocation at seq {log.revoked_from}", where=rec.where)
-            rec.verify_signature(_key_at(schedule, rec.seq))
-            if rec.detached and rec.seq in log.bodies:
+    result = accept(start, log.records, revoked_from=log.revoked_from)
+    report.duplicates = result.duplicates
+    for rec in result.records:
+        if rec.detached and rec.seq in log.bodies:
+            try:
                 rec = rec.with_body(log.bodies[rec.seq])
-        except LedgerError as exc:
-            report.problems.append(exc)
-            prev = None
-            continue
+            except LedgerError as exc:
+                report.problems.append(exc)
+                return good
         good[rec.id] = rec
         report.records += 1
         report.first_seq = rec.seq if report.first_seq is None else report.first_seq
         report.last_seq = rec.seq
-        prev = rec
+    if result.problem is not None:
+        report.problems.append(result.problem)
     return good
+
+
+def _range_start(log: LogExport, schedule: list[tuple[int, bytes]]) -> ChainState:
+    """The state an exported range extends. A range from genesis starts empty; a later one (a time window)
+    is taken at its word for its first record's prev link and boot, with the key the key list puts in force
+    there: the range proves its own records, not the history before them."""
+    if not log.records:
+        return ChainState.empty(log.device_id)
+    first = decode_record(log.records[0])
+    if first.device_id != log.device_id:
+        raise BrokenChain(f"record of device {first.device} inside the log of {log.device_id.hex()}",
+                          where=first.where)
+    if first.seq == 0:
+        if first.raw != log.keys[0]:
+            raise BrokenChain("genesis record differs from the genesis in the key list", where=first.where)
+        return ChainState.empty(log.device_id)
+    return ChainState(device_id=log.device_id, length=first.seq, head=first.prev,
+                      key=_key_at(schedule, first.seq), boot=first.boot, time=first.time)
 
 
 def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:

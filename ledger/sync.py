@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import cbor
-from .chain import ChainState, ForkEvidence, check_signatures, link
-from .errors import (
-    BrokenChain,
-    ForkDetected,
-    LedgerError,
-    LimitExceeded,
-    MalformedRecord,
-    RevokedKey,
-    SyncError,
-)
-from .record import Record, decode_record
+from .chain import ChainState
+from .errors import LimitExceeded, MalformedRecord, SyncError
 
 PROTOCOL = 1
 MSG_HEADS = 1
@@ -93,78 +84,6 @@ def decode_records(data: bytes, limits: Limits = Limits()) -> tuple[bytes, int, 
     if not all(isinstance(x, bytes) for x in item[3]):
         raise SyncError("records message: records must be byte strings")
     return item[1], item[2], item[3]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Accepted:
-    """What `accept` made of an offered range."""
-
-    state: ChainState
-    records: list[Record]  # new, verified, in order: store these
-    duplicates: int = 0
-    fork: ForkEvidence | None = None
-    problem: LedgerError | None = None
-
-
-SignatureCheck = Callable[[Sequence[tuple[Record, bytes]]], object]
-
-
-def accept(state: ChainState, head_record: Record | None, raws: Sequence[bytes], *,
-           revoked_from: int | None = None, check: SignatureCheck = check_signatures) -> Accepted:
-    """Verify an offered range against what we hold of this log; keep the good prefix.
-
-    Records we already hold are duplicates (resending is always safe); the one record of overlap that a
-    range starts with, to show it continues our head, is not counted. A record at a seq we hold with another
-    id is a fork: its evidence is returned and nothing past it is accepted. Signatures are checked in one
-    batch by `check` (a process pool can spread it over cores); if the batch fails, the records are checked
-    one by one to keep the good prefix.
-    """
-    new: list[Record] = []
-    pairs: list[tuple[Record, bytes]] = []
-    states: list[ChainState] = []
-    duplicates = 0
-    current = state
-    outcome: Accepted | None = None
-    for position, raw in enumerate(raws):
-        try:
-            rec = decode_record(raw)
-            if rec.device_id != state.device_id:
-                raise BrokenChain(f"record of device {rec.device} offered as device {state.device_id.hex()}")
-            if rec.seq < current.length:
-                if rec.seq != current.length - 1 or rec.id == current.head:
-                    if not (position == 0 and rec.id == current.head):
-                        duplicates += 1
-                    continue
-                # Another record where we hold our head: the peer shows a second history of this device.
-                rec.verify_signature(current.key if rec.seq else rec.body["pubkey"])  # type: ignore[index]
-                mine = new[-1] if new else head_record
-                if mine is None:
-                    raise ForkDetected(f"another record at seq {rec.seq} than the one we hold", where=rec.where)
-                outcome = Accepted(state=current, records=new, duplicates=duplicates,
-                                   fork=ForkEvidence(first=mine, second=rec))
-                break
-            if revoked_from is not None and rec.seq >= revoked_from:
-                raise RevokedKey(f"device key revoked from seq {revoked_from}", where=rec.where)
-            current, key = link(current, rec)
-        except (LedgerError, TypeError, KeyError) as exc:
-            problem = exc if isinstance(exc, LedgerError) else MalformedRecord(f"unusable record: {exc}")
-            outcome = Accepted(state=current, records=new, duplicates=duplicates, problem=problem)
-            break
-        new.append(rec)
-        pairs.append((rec, key))
-        states.append(current)
-    try:
-        check(pairs)
-    except LedgerError:
-        for i, (rec, key) in enumerate(pairs):
-            try:
-                rec.verify_signature(key)
-            except LedgerError as exc:
-                return Accepted(state=states[i - 1] if i else state, records=new[:i], duplicates=duplicates,
-                                problem=exc)
-    if outcome is not None:
-        return outcome
-    return Accepted(state=current, records=new, duplicates=duplicates)
 
 
 @dataclass(frozen=True, slots=True)
