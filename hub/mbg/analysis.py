@@ -20,6 +20,7 @@ SEVERITY: dict[str, Severity] = {
     "late_delivery": "alert", "short_delivery": "alert", "missing_delivery": "alert",
     "container_lost": "alert", "container_unreturned": "alert", "container_damaged": "info",
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning",
+    "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
     "clock_skew": "warning", "late_sync": "info",
     "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
     "stock_overdraw": "alert", "stock_count_difference": "warning", "stock_unit_mismatch": "warning",
@@ -29,7 +30,7 @@ SEVERITY: dict[str, Severity] = {
 class Timed:
     """A scan together with the time the analytics chose for it (internal, kept small for scale)."""
 
-    __slots__ = ("basis", "date", "flag", "scan", "school", "skew", "time")
+    __slots__ = ("basis", "counted", "date", "flag", "fresh", "repeat", "scan", "school", "skew", "time")
 
     def __init__(self, scan: ScanEvent, plan: Plan) -> None:
         choice = choose_time(scan.device_time, scan.arrived_at, plan.clock)
@@ -43,9 +44,24 @@ class Timed:
             school = scan.site
         self.school = school
         self.date = local_date(self.time, plan.site_offset(school or scan.site))
+        # Idempotent counting: `fresh` are the tags this tap names for the first time for its event at its site
+        # (a repeat of them counts nothing); `counted` are those of them the site counts (a container bound
+        # for another school is not this school's delivery); `repeat` marks a tap that adds nothing at all.
+        self.fresh: tuple[str, ...] = scan.tags
+        self.counted: tuple[str, ...] = scan.tags
+        self.repeat = False
 
     def correct(self, device_time: int) -> int:
         return device_time if self.basis == "device" else device_time - self.skew
+
+    def portions(self, tags: tuple[str, ...]) -> int | None:
+        """This tap's count for some of its tags: a count is spread evenly over the tags it names."""
+        count = self.scan.count
+        if count is None:
+            return None
+        if not self.scan.tags:
+            return 0 if self.repeat else count
+        return count * len(tags) // len(self.scan.tags)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +76,7 @@ class Finding:
     limit: int | None = None
     containers: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
+    other_school: str | None = None  # the second school a misroute (the destination) or a container at two schools names
 
     @property
     def severity(self) -> Severity:
@@ -71,7 +88,7 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "severity": self.severity, "subject": self.subject, "date": self.date,
                 "detail": self.detail, "measured": self.measured, "limit": self.limit,
-                "containers": list(self.containers), "records": list(self.records)}
+                "containers": list(self.containers), "records": list(self.records), "other_school": self.other_school}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -171,14 +188,14 @@ class Delivery:
     arrived_at: int | None
     received_at: int | None
     served_at: int | None
-    statuses: tuple[str, ...]  # on_time, late, short, missing, pending, in_transit
+    statuses: tuple[str, ...]  # on_time, late, short, receiving (still tapping in), missing, pending, in_transit
     late_s: int
     shortfall: int
     time_basis: str  # device, arrival or mixed: which clock the times above came from
 
     @property
     def status(self) -> str:
-        for s in ("missing", "late", "short", "in_transit", "pending"):
+        for s in ("missing", "late", "short", "receiving", "in_transit", "pending"):
             if s in self.statuses:
                 return s
         return "on_time"
@@ -197,12 +214,13 @@ class Delivery:
 class _Trip:
     """One container's steps on one day (internal)."""
 
-    __slots__ = ("cooked", "date", "school", "served", "steps", "tag")
+    __slots__ = ("bound", "cooked", "date", "school", "served", "steps", "tag")
 
     def __init__(self, tag: str, date: str) -> None:
         self.tag = tag
         self.date = date
         self.school: str | None = None
+        self.bound = False  # the school is the destination a kitchen tap named, not the first school it reached
         self.steps: list[Timed] = []
         self.cooked: tuple[int, Timed] | None = None  # corrected cook-end time, the cook tap
         self.served: Timed | None = None  # the school's serving tap, when the tag itself was not tapped
@@ -251,6 +269,8 @@ def _fmt(t: int, offset: int) -> str:
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
 
+# The events that bring a container in at a school.
+_IN = ("arrived", "received")
 # Taps without container tags, by (school, day) and event: counts, temperatures and serving.
 _SchoolTaps = dict[tuple[str, str], dict[str, list[Timed]]]
 # Taps read again, by (school or site, day, event): (container tag or "" for a count tap, the repeat).
@@ -278,11 +298,12 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
     cooks = _cooks(a)
     repeats: _Repeats = defaultdict(list)
     _build_trips(a, cooks, repeats)
+    _elsewhere(a)
     school_taps = _school_taps(a)
     _repeated_count_taps(a, school_taps, repeats)
-    dup_records = _duplicate_findings(a, repeats)
+    _duplicate_findings(a, repeats)
     _fill_cook_and_serve(a, cooks, school_taps)
-    _deliveries(a, school_taps, dup_records, set(by_date) | set(dates))
+    _deliveries(a, school_taps, set(by_date) | set(dates))
     _order_and_returns(a)
     _food_safety(a, school_taps)
     return a
@@ -313,30 +334,66 @@ def _cooks(a: Analysis) -> _Cooks:
 
 
 def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
-    """Every tag tap, grouped by container and day; a second tap of the same step goes to `repeats`."""
+    """Every tag tap, grouped by container and day; a second tap of the same step at the same site goes to
+    `repeats` and counts nothing."""
     trips = a.trips
-    seen: dict[tuple[str, str, str, str | None], Timed] = {}
+    seen: dict[tuple[str, str, str, str, str | None], Timed] = {}
     for t in a.timed:
         s = t.scan
         if not s.tags or s.event == "cooked":
             continue
+        fresh = []
         for tag in s.tags:
             key = (tag, t.date)
             trip = trips.get(key)
             if trip is None:
                 trip = trips[key] = _Trip(tag, t.date)
-            if t.school is not None and trip.school is None:
+            if s.school is not None and not trip.bound and a.plan.school(s.site) is None:
+                trip.school, trip.bound = s.school, True
+            elif t.school is not None and trip.school is None:
                 trip.school = t.school
             parent = s.parent if s.event == "packed" else None
-            dkey = (tag, t.date, s.event, parent)
+            dkey = (tag, t.date, s.event, s.site, parent)
             prev = seen.get(dkey)
             if prev is not None and prev.scan.record_id != s.record_id:
-                repeats[(trip.school or s.site, t.date, s.event)].append((tag, t))
+                repeats[(t.school or trip.school or s.site, t.date, s.event)].append((tag, t))
                 continue
             seen[dkey] = t
-            trip.steps.append(t)
+            fresh.append(tag)
+            if prev is None:
+                trip.steps.append(t)
             if trip.cooked is None and s.batch is not None and s.batch in cooks.by_batch:
                 trip.cooked = cooks.by_batch[s.batch]
+        if len(fresh) < len(s.tags):
+            t.fresh = t.counted = tuple(fresh)
+            t.repeat = not fresh
+
+
+def _elsewhere(a: Analysis) -> None:
+    """Containers tapped in at a school that is not theirs: not that school's delivery, and a finding.
+
+    A container bound for a school by the kitchen's tap and tapped in elsewhere is misrouted; one that no
+    kitchen tap bound, tapped in at two schools, counts at the first and is reported at both.
+    """
+    found: dict[tuple[str, str, str, str], list[tuple[str, Timed]]] = defaultdict(list)
+    for trip in a.trips.values():
+        if trip.school is None:
+            continue
+        for t in trip.steps:
+            if t.scan.event not in _IN or t.school is None or t.school == trip.school:
+                continue
+            code = "misrouted" if trip.bound else "container_at_two_schools"
+            found[(code, t.school, trip.date, trip.school)].append((trip.tag, t))
+            t.counted = tuple(tag for tag in t.counted if tag != trip.tag)
+    for (code, school, date, other), items in sorted(found.items()):
+        tags = tuple(sorted({tag for tag, _ in items}))
+        name = a.plan.school(other)
+        other_text = f"{other} ({name.name})" if name is not None and name.name else other
+        detail = (f"{len(tags)} containers bound for {other_text} were tapped in here" if code == "misrouted" else
+                  f"{len(tags)} containers already tapped in at {other_text} were tapped in here too")
+        a.findings.append(Finding(code=code, subject=school, date=date, detail=detail, measured=len(tags),
+                                  containers=tags, records=tuple(sorted({t.scan.record_id for _, t in items})),
+                                  other_school=other))
 
 
 def _school_taps(a: Analysis) -> _SchoolTaps:
@@ -358,22 +415,21 @@ def _repeated_count_taps(a: Analysis, school_taps: _SchoolTaps, repeats: _Repeat
                 k = (t.scan.site, t.scan.count)
                 p = last.get(k)
                 if p is not None and t.time - p.time <= a.plan.duplicate_window_s:
+                    t.repeat = True
                     repeats[(school, date, event)].append(("", t))
                 else:
                     last[k] = t
 
 
-def _duplicate_findings(a: Analysis, repeats: _Repeats) -> set[str]:
-    """One duplicate_scan finding per school, day and event; returns the ids of the repeated records."""
-    dup_records: set[str] = set()
+def _duplicate_findings(a: Analysis, repeats: _Repeats) -> None:
+    """One duplicate_scan finding per school, day and event; the repeated taps count nothing."""
     for (subject, date, event), items in sorted(repeats.items()):
         tags = tuple(sorted({tag for tag, _ in items if tag}))
         recs = tuple(sorted({t.scan.record_id for _, t in items}))
-        dup_records.update(recs)
         what = f"{len(tags)} containers" if tags else f"{len(recs)} count taps"
         a.findings.append(Finding(code="duplicate_scan", subject=subject, date=date,
-                                  detail=f"'{event}' tapped again for {what}", containers=tags, records=recs))
-    return dup_records
+                                  detail=f"'{event}' tapped again for {what}; counted once", containers=tags,
+                                  records=recs))
 
 
 def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -> None:
@@ -416,22 +472,26 @@ def _clock_findings(a: Analysis) -> None:
                                   records=tuple(t.scan.record_id for t in ts[:50])))
 
 
-def _portions(taps: list[Timed], ppc: int, dup_records: set[str]) -> tuple[int, set[str]]:
+def _counting(taps: list[Timed]) -> list[Timed]:
+    """The taps that count at their school: not repeats, and not only containers that belong elsewhere."""
+    return [t for t in taps if not t.repeat and (t.counted or not t.scan.tags)]
+
+
+def _portions(taps: list[Timed], ppc: int) -> tuple[int, set[str]]:
+    """Portions and containers that counting taps bring: their counts if any carries one, else containers x ppc."""
     tags: set[str] = set()
     counted = 0
     any_count = False
     for t in taps:
-        if t.scan.record_id in dup_records and not t.scan.tags:
-            continue
-        tags.update(t.scan.tags)
-        if t.scan.count is not None:
-            counted += t.scan.count
+        tags.update(t.counted)
+        portions = t.portions(t.counted)
+        if portions is not None:
+            counted += portions
             any_count = True
     return (counted if any_count else len(tags) * ppc), tags
 
 
-def _deliveries(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[Timed]]],
-                dup_records: set[str], dates: set[str]) -> None:
+def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str]) -> None:
     plan = a.plan
     keys = {k for k in school_taps if plan.school(k[0]) is not None}
     for date in dates:
@@ -441,7 +501,7 @@ def _deliveries(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[T
         school = plan.school(school_id)
         assert school is not None
         taps = school_taps.get((school_id, date), {})
-        d = _delivery(a, school, date, taps, dup_records)
+        d = _delivery(a, school, date, taps)
         a.deliveries[(school_id, date)] = d
         off = school.tz_offset_s
         if "late" in d.statuses:
@@ -458,22 +518,26 @@ def _deliveries(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[T
             a.findings.append(Finding(code="missing_delivery", subject=school_id, date=date,
                                       detail=f"no arrival recorded by {_fmt(d.deadline_at, off)}",
                                       measured=0, limit=d.expected))
+        if d.expected and d.received_portions > d.expected:
+            a.findings.append(Finding(code="over_receipt", subject=school_id, date=date,
+                                      detail=f"received {d.received_portions} of {d.expected} portions "
+                                             f"({d.containers_in} containers in, {d.containers_out} out)",
+                                      measured=d.received_portions, limit=d.expected,
+                                      records=tuple(t.scan.record_id for t in _counting(taps.get("received", []))[-5:])))
 
 
-def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]],
-              dup_records: set[str]) -> Delivery:
+def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]]) -> Delivery:
     plan = a.plan
     ppc = plan.portions_per_container
     expected = school.portions if plan.is_service_day(date) else 0
-    departed = taps.get("departed", [])
-    arrived = taps.get("arrived", [])
-    received = taps.get("received", [])
-    served = taps.get("served", [])
-    out_portions, out_tags = _portions(departed, ppc, dup_records)
-    in_taps = arrived + received
-    _, in_tags = _portions(in_taps, ppc, dup_records)
+    departed = _counting(taps.get("departed", []))
+    arrived = _counting(taps.get("arrived", []))
+    received = _counting(taps.get("received", []))
+    served = _counting(taps.get("served", []))
+    out_portions, out_tags = _portions(departed, ppc)
+    _, in_tags = _portions(arrived + received, ppc)
     if any(t.scan.count is not None for t in received):
-        received_portions, _ = _portions(received, ppc, dup_records)
+        received_portions, _ = _portions(received, ppc)
     else:
         received_portions = len(in_tags) * ppc
     deadline = school.deadline_at(date)
@@ -482,6 +546,7 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
     received_at = min((t.time for t in received), default=None)
     served_at = min((t.time for t in served), default=None)
     first_in = arrived_at if arrived_at is not None else received_at
+    last_in = max((t.time for t in arrived + received), default=None)
     statuses: list[str] = []
     late_s = 0
     if first_in is None:
@@ -496,7 +561,9 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
             statuses.append("late")
             late_s = first_in - deadline
         if received_portions < expected:
-            statuses.append("short")
+            # Containers are still being tapped in: not short until the gate has been quiet for a while.
+            settled = served_at is not None or last_in is None or a.now - last_in >= plan.settle_s
+            statuses.append("short" if settled else "receiving")
         if not statuses:
             statuses.append("on_time")
     shortfall = max(expected - received_portions, 0) if first_in is not None or "missing" in statuses else 0
@@ -564,6 +631,10 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
         served = own_served or trip.served
         served_at = served.time if served is not None else None
         finished = any(t.scan.event in ("returned", "lost", "damaged") for t in trip.steps)
+        if served is None and not finished and school_taps.get((trip.school, trip.date), {}).get("served"):
+            # The school has served, and a container that never reached it was not part of that meal: its food
+            # was eaten by nobody, so its timer stops (its loss is a container finding, not a food-safety one).
+            finished = not any(t.scan.event in _IN and t.school == trip.school for t in trip.steps)
         # Timer: cook-end to serving; an unserved meal still on its way keeps the timer open.
         if served_at is not None:
             elapsed = served_at - cooked_at

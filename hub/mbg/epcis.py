@@ -76,24 +76,30 @@ def _decimal(cc: int) -> float | int:
 
 
 def scan_event(t: Timed, plan: Plan, ids: EpcisIds = EpcisIds()) -> dict[str, Any]:
-    """One scan as an EPCIS 2.0 ObjectEvent or AggregationEvent, eventID included."""
+    """One scan as an EPCIS 2.0 ObjectEvent or AggregationEvent, eventID included.
+
+    The event names the containers the tap observed for the first time at its site (`Timed.fresh`): a
+    container tapped again is one event, as it is one container in the counts.
+    """
     s = t.scan
+    tags = t.fresh
     biz, disp, action = MAPPING[s.event]
     offset = plan.site_offset(s.site)
     ev: dict[str, Any] = {}
-    aggregate = s.event == "packed" and s.parent is not None and bool(s.tags)
+    aggregate = s.event == "packed" and s.parent is not None and bool(tags)
     ev["type"] = "AggregationEvent" if aggregate else "ObjectEvent"
     ev["eventTime"] = iso_time(t.time, offset)
     ev["eventTimeZoneOffset"] = format_offset(offset)
     ev["recordTime"] = iso_time(s.arrived_at)
     if aggregate:
         ev["parentID"] = ids.parent(s.parent)  # type: ignore[arg-type]
-        ev["childEPCs"] = [ids.container(tag) for tag in s.tags]
+        ev["childEPCs"] = [ids.container(tag) for tag in tags]
     else:
-        ev["epcList"] = [ids.container(tag) for tag in s.tags]
-    if s.count is not None:
+        ev["epcList"] = [ids.container(tag) for tag in tags]
+    quantity = t.portions(tags)
+    if quantity is not None:
         epc_class = ids.batch(s.batch) if s.batch else ids.meals(t.school or s.site)
-        ev["childQuantityList" if aggregate else "quantityList"] = [{"epcClass": epc_class, "quantity": s.count}]
+        ev["childQuantityList" if aggregate else "quantityList"] = [{"epcClass": epc_class, "quantity": quantity}]
     ev["action"] = action
     ev["bizStep"] = CBV_BIZSTEP + biz
     if disp is not None:

@@ -197,6 +197,8 @@ class Plan:
     duplicate_window_s: int = 10 * 60
     # A container step earlier than the step before it by more than this is out of order.
     order_tolerance_s: int = 60
+    # A school still tapping containers in is not short yet: a delivery is short only this long after its last tap.
+    settle_s: int = 10 * 60
     rules: FoodSafetyRules = field(default_factory=FoodSafetyRules)
     clock: ClockPolicy = field(default_factory=ClockPolicy)
     _schools: dict[str, School] = field(init=False, repr=False, compare=False)
@@ -221,6 +223,7 @@ class Plan:
         _check_int("plan.portions_per_container", self.portions_per_container, minimum=1)
         _check_int("plan.duplicate_window_s", self.duplicate_window_s, minimum=0)
         _check_int("plan.order_tolerance_s", self.order_tolerance_s, minimum=0)
+        _check_int("plan.settle_s", self.settle_s, minimum=0)
         _check_int("plan.tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
         for d in self.service_weekdays:
             _check_int("plan.service_weekdays item", d, minimum=0, maximum=6)
@@ -270,7 +273,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     defaults = _table(data, "defaults")
     _known("[defaults]", defaults, {"timezone", "portions_per_container", "deadline", "return_by",
                                     "service_weekdays", "closed_dates", "duplicate_window_s",
-                                    "order_tolerance_s"})
+                                    "order_tolerance_s", "settle_s"})
     tz = parse_timezone(defaults.get("timezone", "WIB"), name="defaults.timezone")
     deadline = parse_time_of_day(defaults.get("deadline", "09:00"), name="defaults.deadline")
     return_by = parse_time_of_day(defaults.get("return_by", "15:00"), name="defaults.return_by")
@@ -305,7 +308,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     clock_t = _table(data, "clock")
     _known("[clock]", clock_t, {"max_skew_s", "max_sync_delay_s"})
     extra: dict[str, Any] = {}
-    for key in ("portions_per_container", "duplicate_window_s", "order_tolerance_s"):
+    for key in ("portions_per_container", "duplicate_window_s", "order_tolerance_s", "settle_s"):
         if key in defaults:
             extra[key] = defaults[key]
     if "service_weekdays" in defaults:

@@ -125,7 +125,7 @@ class MbgView:
                 k["counts"][status] += 1
         for k in out.values():
             k["counts"] = {s: k["counts"].get(s, 0)
-                           for s in ("on_time", "late", "short", "missing", "in_transit", "pending")}
+                           for s in ("on_time", "late", "short", "receiving", "missing", "in_transit", "pending")}
         return out
 
     def late(self, now: int, date: str | None = None) -> list[Delivery]:
@@ -175,10 +175,11 @@ class MbgView:
         return card
 
     def epcis_document(self, now: int, date: str | None = None) -> dict[str, Any]:
-        """Scans of `date` (default: all) as an EPCIS 2.0 JSON-LD document."""
+        """Scans of `date` (default: all) as an EPCIS 2.0 JSON-LD document; a tap repeated at the same site adds
+        no event."""
         a = self.analysis(now)
         timed = a.timed if date is None else a.scans_by_date.get(date, [])
-        return epcis.document((epcis.scan_event(t, self.plan) for t in timed), created_at=now)
+        return epcis.document((epcis.scan_event(t, self.plan) for t in timed if not t.repeat), created_at=now)
 
     def summary(self, now: int) -> dict[str, Any]:
         """The dashboard summary (seed 1's /api/dashboard/summary, extended): today's scans per status,
@@ -199,8 +200,8 @@ class MbgView:
             "devices_today": len({t.scan.device for t in todays}),
             "last_sync": max(self._devices.values(), default=None),
             "deliveries": {"expected": sum(1 for d in deliveries if d.expected > 0),
-                           **{s: counts.get(s, 0) for s in ("on_time", "late", "short", "missing", "in_transit",
-                                                            "pending")}},
+                           **{s: counts.get(s, 0) for s in ("on_time", "late", "short", "receiving", "missing",
+                                                            "in_transit", "pending")}},
             "portions": {"expected": sum(d.expected for d in deliveries),
                          "received": sum(d.received_portions for d in deliveries)},
             "food_safety_violations": sum(1 for v in a.violations if v.date == date),
