@@ -24,7 +24,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ledger import LedgerError
-from ledger.legacy import LegacyInputError, parse_log_scan, scan_body
+from ledger.errors import CodedError
+from ledger.legacy import parse_log_scan, scan_body
 
 log = logging.getLogger("jejak.edge.legacy")
 
@@ -47,6 +48,11 @@ def mount(app: Any, daemon: Any) -> None:
     def error(message: str, status: int = 400) -> web.Response:
         return web.json_response({"error": message}, status=status)
 
+    def refusal(exc: CodedError, message: str | None = None) -> web.Response:
+        """A typed error in seed 1's shape, with the status (and retry time) its class declares."""
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+        return web.json_response({"error": message or exc.message}, status=exc.http, headers=headers)
+
     async def log_scan(request: web.Request) -> web.Response:
         """Seed 1's scan logging: one scan in, one signed record of this edge out."""
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -67,17 +73,18 @@ def mount(app: Any, daemon: Any) -> None:
         try:
             tag, event = parse_log_scan(data)
             body = scan_body(tag=tag, event=event, site=site, role=role, source=source)
-        except LegacyInputError as exc:
-            return error(exc.message)
-        except LedgerError as exc:
-            return error(exc.message)
+        except LedgerError as exc:  # LegacyInputError among them
+            return refusal(exc)
         try:
             (stored,) = await submit([("scan", body)])
         except LedgerError as exc:
-            return error(exc.message)
-        except Exception as exc:  # shutting down, store busy or full: the scan was not recorded
+            return refusal(exc)
+        except CodedError as exc:  # shutting down, store busy or full: the scan was not recorded
             log.warning("legacy scan not recorded: %s", exc)
-            return error(f"scan tidak tercatat / not recorded: {getattr(exc, 'message', exc)}", 503)
+            return refusal(exc, f"scan tidak tercatat / not recorded: {exc.message}")
+        except Exception as exc:
+            log.warning("legacy scan not recorded: %s", exc)
+            return error(f"scan tidak tercatat / not recorded: {exc}", 503)
         return web.json_response({"message": "Scan berhasil dicatat di gateway lokal", "id": stored.id.hex(),
                                   "seq": stored.seq, "event": event, "duplicate": stored.duplicate},
                                  status=201)

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from .bodies import CHECKPOINTS, SCAN_EVENTS, validate_body
+from .errors import LedgerError
 
 # Seed 1 logs two statuses ('makanan_keluar' at the kitchen, 'makanan_diterima' at the school). The others
 # are the same words for the other steps of a container's day, so staff can use the page for all of them.
@@ -28,12 +29,12 @@ TAG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 ALLOWED_KEYS = ("nfc_tag_id", "status_scan")
 
 
-class LegacyInputError(ValueError):
+class LegacyInputError(LedgerError, ValueError):
     """Seed-1 input that Jejak refuses; `message` is what goes into seed 1's {"error": ...}."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    code = "LEGACY_INPUT"
+    coap = "4.00"
+    http = 400
 
 
 def scan_event(status: Any) -> str:
