@@ -30,12 +30,12 @@ from coap_server.security import (
     write_context,
 )
 from coap_server.sync import LogHolder
-from ledger import Checkpoint, LedgerError, decode_checkpoint, decode_record, device_id_for
+from ledger import Checkpoint, LedgerError, RevokedKey, decode_checkpoint, device_id_for
 from ledger.enroll import make_enroll_request, read_grant, read_revocations
 from ledger.sync import Head
 
 from .config import EdgeConfig
-from .sync import SyncAgent
+from .sync import ReplicaHolder, SyncAgent
 
 log = logging.getLogger("jejak.edge.security")
 ENROLL_SCHEME = "jejak-enroll"
@@ -184,7 +184,7 @@ class Revocations:
 class GuardedHolder:
     """The store as a sync peer, minus the records of revoked devices from their revocation point."""
 
-    def __init__(self, store: LogHolder, revocations: Revocations) -> None:
+    def __init__(self, store: ReplicaHolder, revocations: Revocations) -> None:
         self.store, self.revocations = store, revocations
         self.refused = 0
 
@@ -195,33 +195,17 @@ class GuardedHolder:
         return self.store.log_range(device_id, start, end)
 
     def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        # The revocation point is one more input of the store's acceptance: the prefix before it is kept.
         point = self.revocations.points.get(device_id)
-        if point is not None and raws:
-            keep = []
-            for raw in raws:
-                try:
-                    seq = decode_record(raw).seq
-                except LedgerError:
-                    keep.append(raw)  # the store refuses it with its own code
-                    continue
-                if seq >= point:
-                    break
-                keep.append(raw)
-            if len(keep) < len(raws):
-                self.refused += len(raws) - len(keep)
-                log.warning("refused %d records of revoked device %s (revoked from seq %d)",
-                            len(raws) - len(keep), device_id.hex(), point)
-                result = self.store.receive(device_id, keep) if keep else {
-                    "accepted": 0, "duplicates": 0, "length": _length(self.store, device_id)}
-                result["problem"] = result.get("problem") or \
-                    f"REVOKED_KEY: device {device_id.hex()} is revoked from seq {point} by the hub"
-                return result
-        return self.store.receive(device_id, raws)
-
-
-def _length(store: Any, device_id: bytes) -> int:
-    state = store.state(device_id) if hasattr(store, "state") else None
-    return state.length if state else 0
+        if point is None:
+            return self.store.receive(device_id, raws)
+        result = self.store.receive(device_id, raws, revoked_from=point)
+        if (result.get("problem") or "").startswith(RevokedKey.code):
+            refused = len(raws) - result["accepted"] - result["duplicates"]
+            self.refused += refused
+            log.warning("refused %d records of revoked device %s (revoked from seq %d by the hub)",
+                        refused, device_id.hex(), point)
+        return result
 
 
 # -- the node's security -----------------------------------------------------------------------------------
@@ -269,7 +253,7 @@ class EdgeSecurity:
             self.peer_urls[url] = peer
 
     # -- serving ------------------------------------------------------------------------------------------
-    def holder(self, store: LogHolder) -> GuardedHolder:
+    def holder(self, store: ReplicaHolder) -> GuardedHolder:
         return GuardedHolder(store, self.revocations)
 
     def wrap(self, site: Any) -> Any:

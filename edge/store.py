@@ -101,7 +101,8 @@ class LogStore(Protocol):
     def get(self, device_id: bytes, seq: int) -> bytes | None: ...
     def locate(self, record_id: bytes) -> tuple[bytes, int] | None: ...
     def append_own(self, records: Sequence[Record]) -> ChainState: ...
-    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]: ...
+    def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None,
+                max_length: int | None = None) -> dict[str, Any]: ...
     def forks(self) -> list[ForkEvidence]: ...
     def blocked(self) -> frozenset[bytes]: ...
     def cursor(self, peer: str, device_id: bytes) -> int: ...
@@ -320,17 +321,19 @@ class LmdbLogStore:
         self._notify(device_id, state)
         return state
 
-    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+    def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None,
+                max_length: int | None = None) -> dict[str, Any]:
         """Verify and store records offered for `device_id`'s log (sync's LogHolder contract)."""
-        return self.receive_records(device_id, raws).to_json()
+        return self.receive_records(device_id, raws, revoked_from=revoked_from, max_length=max_length).to_json()
 
-    def receive_records(self, device_id: bytes, raws: Sequence[bytes], *,
-                        revoked_from: int | None = None) -> Received:
+    def receive_records(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None,
+                        max_length: int | None = None) -> Received:
         """Verify offered records against the stored log (ledger's `accept`) and keep the good prefix, durably.
 
         A record we hold (same id) is a duplicate: resending is always safe. A validly signed record at a
         seq we hold with another id is a fork: both are kept as evidence and the device is blocked. Records
-        at or past `revoked_from` are refused with REVOKED_KEY.
+        at or past `revoked_from` are refused with REVOKED_KEY, and past a quota of `max_length` records with
+        LIMIT_EXCEEDED.
         """
         if len(device_id) != 16:
             raise MalformedRecord(f"device id: expected 16 bytes, got {len(device_id)}")
@@ -340,7 +343,8 @@ class LmdbLogStore:
         with self._write() as txn:
             data = txn.get(device_id, db=self._db["heads"])
             start_state = ChainState.from_cbor(bytes(data)) if data else ChainState.empty(device_id)
-            result = accept(start_state, raws, held=_HeldLog(self, txn, device_id), revoked_from=revoked_from)
+            result = accept(start_state, raws, held=_HeldLog(self, txn, device_id), revoked_from=revoked_from,
+                            max_length=max_length)
             for record in result.records:
                 self._put(txn, record)
             if result.fork is not None:

@@ -8,14 +8,22 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiocoap
 
 from coap_server.sync import LogHolder, SyncReport, sync_once
+from ledger import LimitExceeded
 from ledger.sync import Backoff, Limits, RequestSize
 
 log = logging.getLogger("jejak.edge.sync")
+
+
+class ReplicaHolder(LogHolder, Protocol):
+    """A LogHolder whose `receive` also takes the device's revocation point (see `edge.security`)."""
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes], *,
+                revoked_from: int | None = None) -> dict[str, Any]: ...
 
 
 class ReplicaQuota:
@@ -36,19 +44,14 @@ class ReplicaQuota:
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         return self.store.log_range(device_id, start, end)  # type: ignore[no-any-return]
 
-    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
-        if device_id == self.own:
-            return self.store.receive(device_id, raws)  # type: ignore[no-any-return]
-        state = self.store.state(device_id)
-        held = state.length if state else 0
-        room = self.max_records - held
-        if room < len(raws):
-            result = self.store.receive(device_id, raws[:max(room, 0)]) if room > 0 else {
-                "accepted": 0, "duplicates": 0, "length": held}
-            result["problem"] = (f"LIMIT_EXCEEDED: replica of {device_id.hex()} is at its quota of "
-                                 f"{self.max_records} records; raise [sync] replica_records to keep more")
-            return result
-        return self.store.receive(device_id, raws)  # type: ignore[no-any-return]
+    def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None) -> dict[str, Any]:
+        # The quota is one more input of the store's acceptance: the verified prefix that fits is kept.
+        quota = None if device_id == self.own else self.max_records
+        result: dict[str, Any] = self.store.receive(device_id, raws, revoked_from=revoked_from, max_length=quota)
+        problem = result.get("problem")
+        if quota is not None and problem and problem.startswith(LimitExceeded.code):
+            result["problem"] = f"{problem}; raise [sync] replica_records to keep more of {device_id.hex()}"
+        return result
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ class Accepted:
 
 
 def accept(state: ChainState, raws: Sequence[bytes], *, held: HeldLog | None = None,
-           revoked_from: int | None = None, max_records: int | None = None,
+           revoked_from: int | None = None, max_length: int | None = None,
            check: SignatureCheck = check_signatures) -> Accepted:
     """Verify an offered range against what is held of this log (`state`); keep the good prefix.
 
@@ -51,9 +51,10 @@ def accept(state: ChainState, raws: Sequence[bytes], *, held: HeldLog | None = N
     in force after rotations, the revocation point `revoked_from`). A record at a seq already held with the
     same id is a duplicate (resending is always safe); the one record of overlap that a range starts with,
     to show it continues the head, is not counted. A validly signed record at a held seq with another id is
-    a fork: its evidence is returned and nothing past it is accepted. More than `max_records` offered is
-    LIMIT_EXCEEDED past the limit. Signatures are checked in one batch by `check` (a process pool can spread
-    it over cores); if the batch fails, the records are checked one by one to keep the good prefix.
+    a fork: its evidence is returned and nothing past it is accepted. A holder that keeps at most
+    `max_length` records of this log (a replica quota) refuses the rest with LIMIT_EXCEEDED. Signatures are
+    checked in one batch by `check` (a process pool can spread it over cores); if the batch fails, the
+    records are checked one by one to keep the good prefix.
     """
     start = state.length
     new: list[Record] = []
@@ -64,9 +65,6 @@ def accept(state: ChainState, raws: Sequence[bytes], *, held: HeldLog | None = N
     stop: Accepted | None = None
     for position, raw in enumerate(raws):
         try:
-            if max_records is not None and position >= max_records:
-                raise LimitExceeded(f"{len(raws)} records offered; the limit is {max_records} per offer",
-                                    hint="offer the rest in further requests")
             rec = decode_record(raw)
             if rec.device_id != state.device_id:
                 raise BrokenChain(f"record of device {rec.device} offered as device {state.device_id.hex()}",
@@ -94,6 +92,8 @@ def accept(state: ChainState, raws: Sequence[bytes], *, held: HeldLog | None = N
                 break
             if revoked_from is not None and rec.seq >= revoked_from:
                 raise RevokedKey(f"device key revoked from seq {revoked_from}", where=rec.where)
+            if max_length is not None and rec.seq >= max_length:
+                raise LimitExceeded(f"the log is at its quota of {max_length} records", where=rec.where)
             current, key = link(current, rec)
         except (LedgerError, TypeError, KeyError) as exc:
             problem = exc if isinstance(exc, LedgerError) else MalformedRecord(f"unusable record: {exc}")
