@@ -15,6 +15,7 @@ MIN = 60
 SCENARIOS = (
     "normal", "late_truck", "short_delivery", "lost_container", "served_late", "temperature_drop",
     "clock_year_off", "outage", "duplicate_scan", "out_of_order", "missing_delivery", "stock_overdraw",
+    "misrouted", "over_receipt", "lost_in_transit",
 )
 # Ingredient, grams per portion: what a kitchen receives in the morning and uses when cooking.
 INGREDIENTS = (("beras", 100), ("ayam", 70), ("sayur", 50), ("tempe", 40))
@@ -138,6 +139,9 @@ def simulate(scenario: str = "normal", *, seed: int = 1, kitchens: int = 1, scho
     """Simulate one MBG day. The scenario's fault lands on the first school of the first kitchen."""
     if scenario not in SCENARIOS:
         raise InputError(f"scenario: expected one of {list(SCENARIOS)}, got {scenario!r}")
+    if scenario == "misrouted" and schools_per_kitchen < 2:
+        raise InputError("scenario misrouted: expected at least 2 schools per kitchen (one to drop the container "
+                         f"at by mistake), got {schools_per_kitchen}")
     plan = make_plan(kitchens=kitchens, schools_per_kitchen=schools_per_kitchen,
                      meals_per_kitchen=meals_per_kitchen, portions_per_container=portions_per_container)
     day = _Day(scenario, plan, date)
@@ -191,7 +195,7 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
     midnight = day.midnight
     batch = f"{kitchen.id}-{day.date}-B{i + 1:02d}"
     truck = f"{kitchen.id}-TRK{i % 3 + 1}"
-    n = -(-school.portions // ppc)
+    n = -(-school.portions // ppc) + (1 if fault == "over_receipt" else 0)
     tags = [container_tag(kitchen.id, first_container + j) for j in range(n)]
 
     # Cooking.
@@ -214,6 +218,9 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
         sent_tags = tags[: n - short_by]
         portions = school.portions - short_by * ppc
         day.expected.add(("short_delivery", school.id))
+    if fault == "over_receipt":
+        portions = school.portions + ppc  # the kitchen packed one container more than the plan asks
+        day.expected.add(("over_receipt", school.id))
     packed = cook_end + rng.randint(15 * MIN, 25 * MIN)
     kd.tap(packed, "scan", {"event": "packed", "site": kitchen.id, "checkpoint": "kitchen",
                             "tags": list(sent_tags), "parent": truck, "batch": batch, "school": school.id,
@@ -239,8 +246,20 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
     if fault == "temperature_drop":
         arrive_temp, serve_temp = 4800, 4500
         day.expected.add(("hot_holding", school.id))
+    came, in_portions = sent_tags, portions
+    if fault == "lost_in_transit":
+        # The last container fell off the truck: it never arrives, is never served and never comes back.
+        came, in_portions = sent_tags[:-1], portions - ppc
+        day.expected.update((("short_delivery", school.id), ("container_unreturned", school.id)))
+    if fault == "misrouted":
+        # The truck's first stop was the wrong school, whose gate tapped one of these containers in.
+        other = day.plan.schools_of(kitchen.id)[1]
+        day.device(other.id).tap(arrived - 15 * MIN, "scan", {
+            "event": "arrived", "site": other.id, "checkpoint": "school_gate", "tags": [sent_tags[0]],
+            "parent": truck, "staff": f"STAFF-{other.id}-1", "source": "nfc"}, 30)
+        day.expected.add(("misrouted", other.id))
     sd.tap(arrived, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
-                             "tags": list(sent_tags), "parent": truck, "temp_cc": arrive_temp,
+                             "tags": list(came), "parent": truck, "temp_cc": arrive_temp,
                              "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
     if fault == "duplicate_scan":
         sd.tap(arrived + 90, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
@@ -249,7 +268,7 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
         day.expected.add(("duplicate_scan", school.id))
     received = arrived + rng.randint(3 * MIN, 8 * MIN)
     sd.tap(received, "scan", {"event": "received", "site": school.id, "checkpoint": "school_gate",
-                              "count": portions, "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
+                              "count": in_portions, "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
     served = received + rng.randint(20 * MIN, 50 * MIN)
     if fault == "late_truck":
         served = received + 10 * MIN
@@ -257,11 +276,11 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
         served = cook_end + 4 * HOUR + 30 * MIN
         serve_temp = 6100
         day.expected.add(("cook_to_serve", school.id))
-    sd.tap(served, "scan", {"event": "served", "site": school.id, "count": portions, "temp_cc": serve_temp,
+    sd.tap(served, "scan", {"event": "served", "site": school.id, "count": in_portions, "temp_cc": serve_temp,
                             "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
 
     # The empty containers come back to the kitchen.
-    back = list(sent_tags)
+    back = list(came)
     if fault == "lost_container":
         back = back[1:]
         day.expected.add(("container_unreturned", school.id))

@@ -25,8 +25,8 @@ def test_scenario_produces_exactly_the_expected_findings(scenario: str, seed: in
     assert got == day.expected
     if scenario == "normal":
         assert got == set()
-    else:
-        assert len(day.expected) == 1
+    else:  # one finding per fault; a container lost on the way leaves its school short and it unreturned
+        assert len(day.expected) == (2 if scenario == "lost_in_transit" else 1)
 
 
 def test_normal_day_reconciles_every_delivery_on_time() -> None:
@@ -63,6 +63,47 @@ def test_lost_container_is_listed_by_tag() -> None:
     [timeline] = view.container(row["tag"], day.now)
     assert row["school"] == day.target
     assert timeline.stage == "served" and timeline.first("returned") is None
+
+
+def test_container_lost_on_the_way_is_short_and_unreturned_and_no_food_safety_alarm() -> None:
+    day = simulate("lost_in_transit", seed=2)
+    view = _ingest(day)
+    [short] = view.short(day.now, day.date)
+    assert (short.school, short.received_portions, short.containers_in) == (
+        day.target, short.expected - 10, short.containers_out - 1)
+    [row] = view.lost(day.now, day.date)
+    [timeline] = view.container(row["tag"], day.now)
+    assert timeline.stage == "departed"  # it never reached the school
+    assert view.violations(day.now) == []  # the school served the rest in time; nobody ate the lost meals
+
+
+def test_misrouted_container_counts_only_at_its_own_school() -> None:
+    day = simulate("misrouted", seed=3, kitchens=1, schools_per_kitchen=3)
+    view = _ingest(day)
+    wrong = day.plan.schools[1].id
+    [f] = [f for f in view.findings(day.now) if f.code == "misrouted"]
+    assert (f.subject, f.other_school, len(f.containers)) == (wrong, day.target, 1)
+    by_school = {d.school: d for d in view.deliveries(day.now, day.date)}
+    for d in by_school.values():
+        assert d.status == "on_time" and d.received_portions == d.expected
+        assert d.containers_in == d.containers_out == d.expected // 10
+    [timeline] = view.container(f.containers[0], day.now)
+    assert [s.site for s in timeline.steps if s.event == "arrived"] == [wrong, day.target]
+
+
+def test_over_receipt_names_received_and_expected() -> None:
+    day = simulate("over_receipt", seed=1, kitchens=1, schools_per_kitchen=2, meals_per_kitchen=200)
+    view = _ingest(day)
+    [f] = [f for f in view.findings(day.now) if f.code == "over_receipt"]
+    assert (f.subject, f.measured, f.limit) == (day.target, 110, 100)
+    assert "11 containers in, 11 out" in f.detail
+
+
+def test_misrouted_needs_a_second_school() -> None:
+    from hub.mbg import InputError
+
+    with pytest.raises(InputError, match="at least 2 schools"):
+        simulate("misrouted", schools_per_kitchen=1)
 
 
 def test_year_off_kitchen_clock_uses_arrival_time_and_keeps_the_day_right() -> None:
