@@ -163,7 +163,7 @@ class ReaderConfig:
     driver: str = "sim"  # sim | nfcpy | pn532_i2c | pn532_spi | pn532_uart
     path: str = "usb"  # nfcpy: "usb", "usb:072f:2200", "tty:USB0:pn532", "tty:AMA0:pn532"
     i2c_address: int = 0x24  # pn532_i2c
-    spi_cs: str = "D8"  # pn532_spi: chip-select pin (D8 = CE0, D7 = CE1)
+    spi_cs: str = "D5"  # pn532_spi: chip select on a free GPIO (pin 29); CE0/CE1 belong to the SPI driver
     uart: str = "/dev/serial0"  # pn532_uart: serial device
     baudrate: int = 115200  # pn532_uart
     poll_ms: int = 100  # how long one poll waits for a card

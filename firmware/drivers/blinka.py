@@ -139,9 +139,9 @@ class Pn532I2cReader(_Pn532Reader):
 
 
 class Pn532SpiReader(_Pn532Reader):
-    """A PN532 on SPI; cs is the chip-select pin ("D8" is CE0 on a Pi)."""
+    """A PN532 on SPI; cs is its chip-select pin, a free GPIO (the SPI driver itself owns CE0 and CE1)."""
 
-    def __init__(self, spi=None, cs="D8", make_output=None, timeout_s=0.1):
+    def __init__(self, spi=None, cs="D5", make_output=None, timeout_s=0.1):
         _Pn532Reader.__init__(self, timeout_s)
         self.spi = spi
         self.cs = cs

@@ -304,3 +304,92 @@ def test_blinka_on_this_machine():
         Bme280Sensor("room").open()
     with pytest.raises(hal.DriverError):
         Pn532I2cReader().open()
+
+
+# -- PN532 over UART -------------------------------------------------------------------------------
+
+class FakeUart:
+    """The serial port (pyserial's surface that adafruit_pn532.uart uses) with a PN532 on the far side: the
+    same frames as on I2C, without I2C's status byte, preceded by the wake-up preamble."""
+
+    def __init__(self, chip):
+        self.chip = chip
+        self.rx = bytearray()
+        self.wakeups = 0
+
+    @property
+    def in_waiting(self):
+        return len(self.rx)
+
+    def reset_input_buffer(self):
+        self.rx.clear()
+
+    def write(self, data):
+        data = bytes(data)
+        if data.startswith(b"\x55\x55"):
+            self.wakeups += 1
+            return len(data)
+        self.chip.write(data)
+        while self.chip.out:
+            self.rx += self.chip.out.popleft()
+        return len(data)
+
+    def read(self, n):
+        out = bytes(self.rx[:n])
+        del self.rx[:n]
+        return out
+
+
+def test_pn532_over_uart_reads_uids_through_the_real_library():
+    from firmware.drivers.blinka import Pn532UartReader
+
+    chip = FakePn532()
+    uart = FakeUart(chip)
+    reader = drivers.open_reader("pn532_uart", uart=uart, timeout_s=0.05)
+    assert uart.wakeups >= 1 and 0x14 in chip.commands
+    assert reader.poll() is None
+    chip.card = "04a1b2c3d4e580"
+    assert reader.poll() == "04a1b2c3d4e580"
+    reader.close()
+    with pytest.raises(hal.DriverError, match="/dev/nonexistent-serial"):
+        Pn532UartReader(device="/dev/nonexistent-serial").open()
+
+
+# -- SHT31 -----------------------------------------------------------------------------------------
+
+def sht_crc(data):
+    """Sensirion's CRC-8 (polynomial 0x31, init 0xFF), datasheet 4.12."""
+    crc = 0xFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+class FakeSht31:
+    """The SHT31's I2C side: 16-bit commands in; a single-shot measurement answers six bytes (T, CRC, RH, CRC)."""
+
+    def __init__(self, raw_t=0x6666, raw_rh=0x8000):
+        self.raw_t, self.raw_rh = raw_t, raw_rh
+        self.commands = []
+
+    def write(self, data):
+        if len(data) == 2:
+            self.commands.append(data[0] << 8 | data[1])
+
+    def read(self, n):
+        t, rh = self.raw_t.to_bytes(2, "big"), self.raw_rh.to_bytes(2, "big")
+        return (t + bytes([sht_crc(t)]) + rh + bytes([sht_crc(rh)]))[:n]
+
+
+def test_sht31_reads_through_the_real_library():
+    chip = FakeSht31()
+    sensor = drivers.open_sensor("sht31", "cold-box", i2c=FakeI2C({0x44: chip}))
+    values = sensor.read()
+    # datasheet 4.13: T = -45 + 175 * raw / 65535, RH = 100 * raw / 65535
+    assert values["temp_cc"] == round((-45 + 175 * 0x6666 / 65535) * 100)
+    assert values["rh_cp"] == round(100 * 0x8000 / 65535 * 100)
+    assert 0x30A2 in chip.commands  # the library soft-reset the chip
+    with pytest.raises(hal.DriverError, match="SHT31 on I2C 0x44"):
+        drivers.open_sensor("sht31", "x", i2c=FakeI2C({}))
