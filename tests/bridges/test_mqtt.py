@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.bridges import MqttConfig
+from tests.ports import free_tcp
 from tests.wait import wait_for, wait_until
 
 from .conftest import MARKET, close_hub, make_hub
@@ -108,12 +109,6 @@ def _write_tls(tmp) -> tuple[str, str, str]:
     return tuple(str(p) for p in paths)  # type: ignore[return-value]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -130,7 +125,7 @@ def tls_broker(tmp_path):
                        check=True, capture_output=True, timeout=20)
     acl = tmp_path / "acl"
     acl.write_text("user jejak-hub\ntopic read pasar/data\n\npattern write pasar/data\n")
-    port = _free_port()
+    port = free_tcp()
     conf = tmp_path / "mosquitto.conf"
     # As root, mosquitto would drop to its own user, who cannot read pytest's private tmp directory.
     conf.write_text(f"user {getpass.getuser()}\nper_listener_settings false\nallow_anonymous false\npassword_file {passwd}\n"

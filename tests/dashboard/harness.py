@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,22 +17,18 @@ from typing import Any
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from tests.ports import free_tcp
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class DemoProcess:
     """`python -m hub.demo` on a free port, waited on until its simulated day is done."""
 
     def __init__(self, data_dir: Path, *, speed: float = 20000, duration: float = 300) -> None:
-        self.port = free_tcp_port()
+        self.port = free_tcp()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.demo", "--port", str(self.port), "--data-dir", str(data_dir),

@@ -45,14 +45,6 @@ def peer_log(seed: int, n: int) -> tuple[Ed25519Signer, list]:
                                           for i in range(n)]
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def write_config(path: Path, data_dir: Path, port: int, extra: str = "") -> Path:
     path.write_text(f'site = "sppg-test"\ndata_dir = "{data_dir}"\nsensors = []\n'
                     f'[coap]\nhost = "127.0.0.1"\nport = {port}\n{extra}')

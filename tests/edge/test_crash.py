@@ -11,8 +11,9 @@ import random
 from coap_server.client import EdgeClient
 from edge.store import LmdbLogStore
 from ledger import verify_chain
+from tests.ports import free_udp
 
-from .common import DaemonProcess, free_port, read_log, write_config
+from .common import DaemonProcess, read_log, write_config
 
 CYCLES = int(os.environ.get("JEJAK_CRASH_CYCLES", "10"))
 
@@ -32,7 +33,7 @@ async def _submitter(client: EdgeClient, cycle: int, worker: int, acked: list, s
 async def test_sigkill_loses_nothing_acknowledged(tmp_path):
     seed = int(os.environ.get("JEJAK_CRASH_SEED", "20261123"))
     rng = random.Random(seed)
-    port = free_port()
+    port = free_udp()
     data = tmp_path / "data"
     config = write_config(tmp_path / "edge.toml", data, port, extra="[sim]\ntap_interval_ms = 2\n")
     acked: list[tuple[int, bytes, str]] = []

@@ -21,15 +21,16 @@ from edge.metrics import Metrics
 from edge.store import LmdbLogStore
 from edge.sync import ReplicaQuota, SyncAgent
 from ledger import verify_chain
+from tests.ports import free_udp
 from tests.wait import wait_for
 
-from .common import DaemonProcess, edge_config, free_port, read_log, running, write_config
+from .common import DaemonProcess, edge_config, read_log, running, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 async def test_sigterm_flushes_and_restart_resumes(tmp_path):
-    port = free_port()
+    port = free_udp()
     config = write_config(tmp_path / "edge.toml", tmp_path / "data", port)
     proc = DaemonProcess(config, tmp_path / "run1.log")
     ready = await asyncio.to_thread(proc.wait_ready)
@@ -200,7 +201,7 @@ async def test_http_metrics_endpoint(tmp_path):
 
 
 async def test_refuses_to_start_with_an_exposed_key(tmp_path):
-    port = free_port()
+    port = free_udp()
     config = write_config(tmp_path / "edge.toml", tmp_path / "data", port)
     (tmp_path / "data").mkdir()
     key = tmp_path / "data" / "device.key"

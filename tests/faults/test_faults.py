@@ -1,5 +1,6 @@
 """The fault-injection suite at reduced size: real daemons killed, partitioned, starved of disk, corrupted and
-mis-clocked; nothing acknowledged is lost or duplicated. `python -m tests.harness.faults` runs the same scenarios full size."""
+mis-clocked; nothing acknowledged is lost or duplicated. `python -m tests.harness.faults` runs the same
+scenarios full size."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import os
 
 import pytest
 
-from tests.harness.faults import Lan, run_scenario
+from tests.harness.faults import run_scenario
+from tests.netns.harness import Lan, LanError
 
 SEED = int(os.environ.get("JEJAK_FAULTS_SEED", "9"))
 
@@ -28,13 +30,13 @@ async def test_kill_under_load(tmp_path):
 
 
 def test_namespaces_are_available():
-    lan = Lan(["a", "b"])
     try:
-        lan.up()
-    except Exception as exc:
+        with Lan() as lan:
+            a, b = lan.add("a"), lan.add("b")
+            for host in (a, b):
+                assert f"inet {host.ip}/24" in lan.exec(host, ["ip", "-4", "addr", "show", "dev", "eth0"]).stdout
+    except LanError as exc:
         pytest.fail(f"network namespaces are needed for the partition tests and were refused: {exc}")
-    finally:
-        lan.close()
 
 
 @pytest.mark.netns

@@ -5,7 +5,6 @@ ISO 14443-A uids (NTAG ompreng tags) the udp driver's own listen_tta answers ant
 uid. Both are nfcpy's code on the far side; only the radio is replaced by UDP on loopback.
 """
 
-import socket
 import threading
 import time
 
@@ -14,16 +13,11 @@ import pytest
 
 from firmware import drivers, hal
 from firmware.drivers.nfcpy_reader import NfcpyReader, uid_of
+from tests.ports import free_udp
 from tests.wait import wait_until
 
 IDM = "02fe001122334455"
 NTAG_UID = "04a1b2c3d4e580"
-
-
-def _free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _udp_bound(port):
@@ -37,7 +31,7 @@ class Emulator:
 
     def __init__(self, kind):
         self.kind = kind
-        self.port = _free_udp_port()
+        self.port = free_udp()
         self.stop = threading.Event()
         self.present = threading.Event()
         self.present.set()

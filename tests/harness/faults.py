@@ -13,11 +13,9 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.netns.harness import Lan, LanError
+from tests.ports import free_coap, free_tcp, free_udp
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_763_900_000
@@ -52,18 +53,6 @@ class Outcome:
 
 
 # -- processes ---------------------------------------------------------------------------------------------
-
-
-def free_tcp(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def free_udp(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -153,7 +142,7 @@ class HubProc(Proc):
         self.host = host
         self.http_host = http_host or host
         self.http_port = free_tcp() if netns is None else 8470
-        self.coap_port = free_udp() if netns is None else 5683
+        self.coap_port = free_coap() if netns is None else 5683
         store = f"\n[store]\nmap_size = {map_size}\n" if map_size else ""
         config = root / "hub.toml"
         config.write_text(f'data_dir = "{root / "data"}"\nhttp_host = "{self.http_host}"\n'
@@ -442,123 +431,6 @@ async def kill_under_load(root: Path, *, cycles: int, edges: int = 2, seed: int 
 # -- network namespaces ------------------------------------------------------------------------------------
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise FaultError(f"ip {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}"
-                         + (" -- network namespaces need root (CAP_NET_ADMIN)" if "ermission" in done.stderr
-                            else ""))
-    return done
-
-
-def _tc(netns: str, *args: str) -> None:
-    done = subprocess.run(["ip", "netns", "exec", netns, "tc", *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise FaultError(f"tc {' '.join(args)} in {netns} failed: {done.stderr.strip()}")
-
-
-class Lan:
-    """A LAN of network namespaces: each node's veth plugs into a bridge in a namespace of its own, and a
-    control link gives the caller's namespace an address on it. Names are unique per run; `close()` (or the
-    context manager) removes every namespace and link, also after a failure."""
-
-    def __init__(self, nodes: Sequence[str], rng: random.Random | None = None) -> None:
-        rng = rng or random.Random()
-        self.tag = f"jf{os.getpid() % 10000:04d}{rng.randrange(16 ** 3):03x}"
-        used = _ip("-4", "route", "show").stdout
-        while True:
-            net = f"10.{rng.randrange(100, 200)}.{rng.randrange(0, 256)}"
-            if f"{net}." not in used:
-                break
-        self.net = net
-        self.bridge_ns = f"{self.tag}br"
-        self.nodes = {name: i for i, name in enumerate(nodes)}
-        self.created: list[str] = []
-        self.control = f"{self.tag}c0"
-
-    def ns(self, node: str) -> str:
-        return f"{self.tag}n{self.nodes[node]}"
-
-    def addr(self, node: str) -> str:
-        return f"{self.net}.{self.nodes[node] + 1}"
-
-    def port(self, node: str) -> str:
-        return f"{self.tag}p{self.nodes[node]}"
-
-    def __enter__(self) -> Lan:
-        try:
-            self.up()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def up(self) -> None:
-        br = self.bridge_ns
-        _ip("netns", "add", br)
-        self.created.append(br)
-        _ip("-n", br, "link", "set", "lo", "up")
-        _ip("-n", br, "link", "add", "br0", "type", "bridge")
-        _ip("-n", br, "link", "set", "br0", "up")
-        for node, i in self.nodes.items():
-            ns = self.ns(node)
-            _ip("netns", "add", ns)
-            self.created.append(ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
-            inside, port = f"{self.tag}i{i}", self.port(node)
-            _ip("link", "add", inside, "type", "veth", "peer", "name", port)
-            _ip("link", "set", inside, "netns", ns)
-            _ip("link", "set", port, "netns", br)
-            _ip("-n", ns, "link", "set", inside, "name", "eth0")
-            _ip("-n", ns, "addr", "add", f"{self.addr(node)}/24", "dev", "eth0")
-            _ip("-n", ns, "link", "set", "eth0", "up")
-            _ip("-n", br, "link", "set", port, "master", "br0")
-            _ip("-n", br, "link", "set", port, "up")
-        _ip("link", "add", self.control, "type", "veth", "peer", "name", f"{self.tag}c1")
-        _ip("link", "set", f"{self.tag}c1", "netns", br)
-        _ip("-n", br, "link", "set", f"{self.tag}c1", "master", "br0")
-        _ip("-n", br, "link", "set", f"{self.tag}c1", "up")
-        _ip("addr", "add", f"{self.net}.254/24", "dev", self.control)
-        _ip("link", "set", self.control, "up")
-
-    def cut(self, node: str) -> None:
-        """Unplug the node from the LAN: nothing reaches it, nothing leaves it."""
-        _ip("-n", self.bridge_ns, "link", "set", self.port(node), "down")
-
-    def heal(self, node: str) -> None:
-        _ip("-n", self.bridge_ns, "link", "set", self.port(node), "up")
-
-    def netem(self, node: str, *, loss: float, delay_ms: int, jitter_ms: int) -> bool:
-        """Loss and delay on both directions of the node's link with `tc netem`; False when this kernel has
-        no netem qdisc (then `Impairment` below does the same in user space)."""
-        spec = ["netem", "loss", f"{loss}%", "delay", f"{delay_ms}ms", f"{jitter_ms}ms"]
-        try:
-            _tc(self.ns(node), "qdisc", "replace", "dev", "eth0", "root", *spec)
-        except FaultError as exc:
-            if "unknown" in str(exc):
-                return False
-            raise
-        _tc(self.bridge_ns, "qdisc", "replace", "dev", self.port(node), "root", *spec)
-        return True
-
-    def has_netem(self) -> bool:
-        done = subprocess.run(["ip", "netns", "exec", self.bridge_ns, "tc", "qdisc", "add", "dev", "lo", "root",
-                               "netem", "delay", "1ms"], capture_output=True, text=True)
-        if done.returncode == 0:
-            subprocess.run(["ip", "netns", "exec", self.bridge_ns, "tc", "qdisc", "del", "dev", "lo", "root"],
-                           capture_output=True)
-        return done.returncode == 0
-
-    def close(self) -> None:
-        _ip("link", "del", self.control, check=False)
-        for ns in reversed(self.created):
-            _ip("netns", "del", ns, check=False)
-        self.created.clear()
-
-
 class _Shape:
     """Drops `loss` % of datagrams and delays the rest, from a seeded random source; counts both."""
 
@@ -660,8 +532,9 @@ async def partitions(root: Path, *, cycles: int, edges: int = 3, loss: float = 0
     started = time.monotonic()
     rng = random.Random(seed)
     names = ["hub"] + [f"e{i}" for i in range(edges)]
-    with Lan(names, rng) as lan:
-        hub = HubProc(root / "hub", host=lan.addr("hub"), netns=lan.ns("hub"))
+    with Lan(rng=rng) as lan:
+        hosts = {name: lan.add(name) for name in names}
+        hub = HubProc(root / "hub", host=hosts["hub"].ip, netns=hosts["hub"].ns)
         shaped_by = "none"
         hub_url = hub.coap
         relay: Proc | None = None
@@ -670,18 +543,18 @@ async def partitions(root: Path, *, cycles: int, edges: int = 3, loss: float = 0
                 shaped_by = "tc netem"
             else:  # this kernel has no sch_netem: impair every edge-hub datagram in user space instead
                 shaped_by = "user-space relay (no netem in this kernel)"
-                hub_url = f"coap://{lan.addr('hub')}:5700"
-                relay = Proc(["-m", "tests.harness.faults", "impair", "--listen", f"{lan.addr('hub')}:5700",
-                              "--to", f"{lan.addr('hub')}:5683", "--loss", str(loss), "--delay-ms",
+                hub_url = f"coap://{hosts['hub'].ip}:5700"
+                relay = Proc(["-m", "tests.harness.faults", "impair", "--listen", f"{hosts['hub'].ip}:5700",
+                              "--to", f"{hosts['hub'].ip}:5683", "--loss", str(loss), "--delay-ms",
                               str(delay_ms), "--jitter-ms", str(delay_ms // 4)], root / "relay.log",
-                             lan.ns("hub"))
+                             hosts["hub"].ns)
                 relay.start()
         nodes = []
         for i in range(edges):
             me = f"e{i}"
-            peers = [f"coap://{lan.addr(f'e{j}')}:5683" for j in range(edges) if j != i]
-            nodes.append(EdgeProc(root / me, host=lan.addr(me), port=5683, hub=hub_url, peers=peers,
-                                  tap_interval_ms=25, netns=lan.ns(me), seed=i + 1))
+            peers = [f"coap://{hosts[f'e{j}'].ip}:5683" for j in range(edges) if j != i]
+            nodes.append(EdgeProc(root / me, host=hosts[me].ip, port=5683, hub=hub_url, peers=peers,
+                                  tap_interval_ms=25, netns=hosts[me].ns, seed=i + 1))
         procs: list[Proc] = [hub, *nodes] + ([relay] if relay else [])
         heals: list[float] = []
         try:
@@ -694,16 +567,16 @@ async def partitions(root: Path, *, cycles: int, edges: int = 3, loss: float = 0
                 await asyncio.to_thread(e.wait_ready)
             if shaped_by == "tc netem":
                 for name in names:
-                    lan.netem(name, loss=loss, delay_ms=delay_ms, jitter_ms=delay_ms // 4)
+                    lan.netem(hosts[name], loss=loss, delay_ms=delay_ms, jitter_ms=delay_ms // 4)
             if load_s:
                 await asyncio.sleep(load_s)
             for _ in range(cycles):
                 cut = rng.choice([["hub"], [rng.choice(names[1:])], rng.sample(names[1:], 2)])
                 for name in cut:
-                    lan.cut(name)
+                    lan.cut(hosts[name])
                 await asyncio.sleep(rng.uniform(1.0, 3.0))
                 for name in cut:
-                    lan.heal(name)
+                    lan.heal(hosts[name])
                 want = {e.device_id: len(e.own_log()) for e in nodes}
                 healed = time.monotonic()
                 while True:
@@ -1077,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"faults: {name} ...", flush=True)
             try:
                 outcome = asyncio.run(run_scenario(name, root / name, args.size, args.seed, args.loss))
-            except FaultError as exc:
+            except (FaultError, LanError) as exc:
                 failed[name] = str(exc)
                 print(f"faults: {name} could not run: {exc}", file=sys.stderr)
                 continue

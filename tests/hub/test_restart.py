@@ -7,7 +7,6 @@ import hashlib
 import json
 import random
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -15,20 +14,14 @@ import urllib.request
 import aiocoap
 import cbor2
 
-from hub.app import free_coap_port
 from ledger import ChainState, decode_checkpoint, decode_record, verify_checkpoints_consistent, verify_records
 from ledger.enroll import make_enroll_request
 from ledger.sync import encode_records
+from tests.ports import free_coap, free_tcp
 
 from .conftest import Clock, new_device
 
 CYCLES = 4
-
-
-def _free_tcp() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str):
@@ -49,7 +42,7 @@ async def _wait_up(url: str, proc: subprocess.Popen) -> None:
 
 
 async def test_sigkill_under_load(tmp_path):
-    http, coap = _free_tcp(), free_coap_port()
+    http, coap = free_tcp(), free_coap()
     config = tmp_path / "hub.toml"
     config.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_port = {http}\ncoap_port = {coap}\n'
                       'auto_approve = true\nmdns = false\ncheckpoint_interval = 0.2\n')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -12,11 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SUBNET = "10.77"
+
+class LanError(Exception):
+    """The LAN could not be built or changed (no root, no iproute2, a name taken); not a test failure."""
+
+    code = "LAN_SETUP"
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), check=check, capture_output=True, text=True)
+    done = subprocess.run(list(args), capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise LanError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}"
+                       + (" -- network namespaces need root (CAP_NET_ADMIN)" if "ermission" in done.stderr else ""))
+    return done
 
 
 def available() -> str | None:
@@ -43,30 +52,58 @@ class Host:
 
 
 class Lan:
-    """A bridge in its own namespace, a leg for the test process, and one namespace per host."""
+    """A bridge in its own namespace, a leg for the caller's namespace, and one namespace per host.
 
-    def __init__(self, tag: str | None = None) -> None:
-        self.tag = tag or f"{os.getpid() % 10000}"
+    Names and the /24 are unique per LAN, so LANs of concurrent runs do not meet; `close()` (or leaving the
+    `with` block) removes every namespace and link, also after a failure half way through."""
+
+    def __init__(self, tag: str | None = None, rng: random.Random | None = None) -> None:
+        rng = rng or random.Random()
+        # Interface names may have 15 characters: "jk" + tag (7) + a suffix of up to 6 fits.
+        self.tag = tag or f"{os.getpid() % 10000:04d}{rng.randrange(16 ** 3):03x}"
+        used = sh("ip", "-4", "route", "show").stdout
+        while True:
+            net = f"10.{rng.randrange(100, 200)}.{rng.randrange(0, 256)}"
+            if f"{net}." not in used:
+                break
+        self.net = net
         self.switch = f"jk{self.tag}sw"
         self.hosts: dict[str, Host] = {}
         self._n = 0
         self._root_leg = f"jk{self.tag}r"
+        self._created: list[str] = []
+        try:
+            self._up()
+        except BaseException:
+            self.close()
+            raise
+
+    def _up(self) -> None:
         sh("ip", "netns", "add", self.switch)
+        self._created.append(self.switch)
+        sh("ip", "-n", self.switch, "link", "set", "lo", "up")
         sh("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
         sh("ip", "-n", self.switch, "link", "set", "br0", "up")
-        # The test process gets an address on the LAN too, to watch the hosts without joining a namespace.
+        # The caller gets an address on the LAN too, to watch the hosts without joining a namespace.
         sh("ip", "link", "add", self._root_leg, "type", "veth", "peer", "name", f"{self._root_leg}p")
         sh("ip", "link", "set", f"{self._root_leg}p", "netns", self.switch)
         sh("ip", "-n", self.switch, "link", "set", f"{self._root_leg}p", "master", "br0", "up")
-        sh("ip", "addr", "add", f"{SUBNET}.0.254/24", "dev", self._root_leg)
+        sh("ip", "addr", "add", f"{self.net}.254/24", "dev", self._root_leg)
         sh("ip", "link", "set", self._root_leg, "up")
+
+    def __enter__(self) -> Lan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def add(self, name: str) -> Host:
         self._n += 1
         ns = f"jk{self.tag}{name}"
-        ip = f"{SUBNET}.0.{self._n}"
+        ip = f"{self.net}.{self._n}"
         a, b = f"jk{self.tag}{self._n}a", f"jk{self.tag}{self._n}b"
         sh("ip", "netns", "add", ns)
+        self._created.append(ns)
         sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
         sh("ip", "link", "set", b, "netns", ns)
         sh("ip", "-n", ns, "link", "set", b, "name", "eth0")
@@ -90,6 +127,7 @@ class Lan:
         return sh("ip", "netns", "exec", host.ns, *argv)
 
     def cut(self, host: Host) -> None:
+        """Unplug the host from the LAN: nothing reaches it, nothing leaves it."""
         sh("ip", "-n", self.switch, "link", "set", host.port_name, "down")
 
     def heal(self, host: Host) -> None:
@@ -101,6 +139,26 @@ class Lan:
 
     def unblock(self, host: Host, target: Host) -> None:
         sh("ip", "-n", host.ns, "route", "del", "blackhole", f"{target.ip}/32", check=False)
+
+    def netem(self, host: Host, *, loss: float, delay_ms: int, jitter_ms: int) -> bool:
+        """Loss and delay on both directions of the host's link with `tc netem`; False when this kernel has
+        no netem qdisc (the faults harness then shapes datagrams in user space)."""
+        spec = ["netem", "loss", f"{loss}%", "delay", f"{delay_ms}ms", f"{jitter_ms}ms"]
+        try:
+            self.exec(host, ["tc", "qdisc", "replace", "dev", "eth0", "root", *spec])
+        except LanError as exc:
+            if "unknown" in str(exc).lower():
+                return False
+            raise
+        sh("ip", "netns", "exec", self.switch, "tc", "qdisc", "replace", "dev", host.port_name, "root", *spec)
+        return True
+
+    def has_netem(self) -> bool:
+        done = sh("ip", "netns", "exec", self.switch, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
+                  "1ms", check=False)
+        if done.returncode == 0:
+            sh("ip", "netns", "exec", self.switch, "tc", "qdisc", "del", "dev", "lo", "root", check=False)
+        return done.returncode == 0
 
     def kill(self, host: Host, sig: int = signal.SIGKILL) -> None:
         for proc in host.procs:
@@ -116,10 +174,10 @@ class Lan:
     def close(self) -> None:
         for host in self.hosts.values():
             self.kill(host, signal.SIGTERM)
-        for host in self.hosts.values():
-            sh("ip", "netns", "del", host.ns, check=False)
         sh("ip", "link", "del", self._root_leg, check=False)
-        sh("ip", "netns", "del", self.switch, check=False)
+        for ns in reversed(self._created):
+            sh("ip", "netns", "del", ns, check=False)
+        self._created.clear()
 
 
 def python() -> str:

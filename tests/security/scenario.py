@@ -15,9 +15,9 @@ import aiocoap
 
 from edge.config import SyncConfig
 from edge.security import UntrustedHub, verify_hub_checkpoint
-from hub.app import free_coap_port
 from ledger import ChainBuilder, Ed25519Signer, sign_checkpoint
 from ledger.sync import encode_heads
+from tests.ports import free_coap
 from tests.wait import wait_for
 
 from .common import NOW, edge, edge_config, enroll_edge, secure_hub
@@ -50,7 +50,7 @@ async def main() -> dict[str, Any]:
         hub_url, coap_port = hub.http_url, hub.coap_port
         key = await enroll_edge(tmp / "edge", hub)
         # 1. Spoofed mDNS: one fake hub claims the pinned hub's id, one another id.
-        fake_port, other_port = free_coap_port(), free_coap_port()
+        fake_port, other_port = free_coap(), free_coap()
         fake = attacker("fake-hub", hub.hub.hub_id.hex(), str(fake_port))
         other = attacker("fake-hub", "ab" * 16, str(other_port))
         for proc in (fake, other):

@@ -9,11 +9,12 @@ import pytest
 from coap_server.sync import add_sync_resources
 from edge.store import LmdbLogStore
 from edge.sync import ReplicaQuota, SyncAgent
-from hub.app import free_coap_port, start_hub
+from hub.app import start_hub
 from hub.config import HubConfig
 from ledger import ChainBuilder, ChainState, verify_records
 from ledger.record import decode_record
 from tests.hub.conftest import enroll, new_device
+from tests.ports import free_coap
 
 
 class Edge:
@@ -28,7 +29,7 @@ class Edge:
                                             for i in range(records - 1)]
         self.store.append_own(recs)
         self.records = recs
-        self.port = free_coap_port()
+        self.port = free_coap()
         self.ctx: aiocoap.Context | None = None
 
     @property

@@ -15,11 +15,12 @@ import aiocoap.resource as resource
 from coap_server.sync import add_sync_resources
 from edge.store import LmdbLogStore
 from edge.sync import SyncAgent
-from hub.app import free_coap_port, start_hub
+from hub.app import start_hub
 from hub.config import HubConfig
 from ledger.sync import Head, Limits
 from tests.harness.faults import start_impairment
 from tests.hub.conftest import enroll, new_device
+from tests.ports import free_coap
 
 BODY = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
         "school": "sd-01"}
@@ -43,7 +44,7 @@ async def test_sync_under_heavy_loss_completes(tmp_path, hub, clock):
     enroll(hub, signer, clock)
     running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
                               hub=hub)
-    port = free_coap_port()
+    port = free_coap()
     relay = await start_impairment(("127.0.0.1", port), ("127.0.0.1", running.coap_port), loss=10.0,
                                    delay_ms=40, jitter_ms=10, seed=7)
     agent = SyncAgent(store, hubs=[f"coap://127.0.0.1:{port}"], interval=0.5, rng=random.Random(3),
@@ -100,7 +101,7 @@ async def test_first_requests_are_small_and_grow_for_pulls_and_pushes(tmp_path, 
     a = Recording(a_store)
     site = resource.Site()
     add_sync_resources(site, a)
-    port = free_coap_port()
+    port = free_coap()
     server = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
     ctx = await aiocoap.Context.create_client_context()
     try:

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.request
 
 import pytest
 
+from tests.ports import free_tcp
 from tests.wait import wait_until
 from tools.mbg import main
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    port = _free_port()
+    port = free_tcp()
     data = tmp_path_factory.mktemp("demo") / "var"
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "demo", "--port", str(port), "--data-dir",
                              str(data), "--speed", "20000", "--duration", "120"],
