@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ class LanError(Exception):
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(list(args), capture_output=True, text=True)
     if check and done.returncode != 0:
-        raise LanError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}"
-                       + (" -- network namespaces need root (CAP_NET_ADMIN)" if "ermission" in done.stderr else ""))
+        hint = " -- network namespaces need root (CAP_NET_ADMIN)" if "ermission" in done.stderr else ""
+        raise LanError(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}{hint}")
     return done
 
 
@@ -154,8 +153,8 @@ class Lan:
         return True
 
     def has_netem(self) -> bool:
-        done = sh("ip", "netns", "exec", self.switch, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay",
-                  "1ms", check=False)
+        done = sh("ip", "netns", "exec", self.switch, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+                  "delay", "1ms", check=False)
         if done.returncode == 0:
             sh("ip", "netns", "exec", self.switch, "tc", "qdisc", "del", "dev", "lo", "root", check=False)
         return done.returncode == 0
@@ -182,17 +181,3 @@ class Lan:
 
 def python() -> str:
     return sys.executable
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.25):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-            if last:
-                return last
-        except Exception as exc:  # the host may still be starting
-            last = exc
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

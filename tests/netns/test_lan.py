@@ -19,10 +19,17 @@ import cbor2
 import pytest
 
 from ledger import verify_bundle
+from tests.wait import wait_until
 
-from .harness import Lan, available, python, wait_until
+from .harness import Lan, available, python
 
 EDGES = ("a", "b", "c")
+# What a host answers while it is still starting: no answer yet, or one without the data yet.
+STARTING = (OSError, ValueError, KeyError, aiocoap.error.Error)
+
+
+def _wait(predicate, timeout: float, *, what: str):  # type: ignore[no-untyped-def]
+    return wait_until(predicate, timeout, what=what, step=0.25, tolerate=STARTING)
 
 
 def _coap_logs(ip: str, *, own: bool = False) -> dict[str, int]:
@@ -67,7 +74,7 @@ def _start_hub(lan: Lan, tmp_path):
     cfg.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_host = "{hub.ip}"\ncoap_host = "{hub.ip}"\n'
                    'auto_approve = true\nmdns = true\ncheckpoint_interval = 1.0\n')
     lan.run(hub, [python(), "-m", "tools.cli", "hub", "run", "--config", str(cfg)], tmp_path / "hub.log")
-    wait_until(lambda: _hub_status(hub.ip), 30, "the hub to answer")
+    _wait(lambda: _hub_status(hub.ip), 30, what="the hub to answer")
     return hub
 
 
@@ -88,7 +95,7 @@ def _start_edge(lan: Lan, tmp_path, name: str, hub_ip: str, *, enroll: bool = Tr
                                str(data / "device.key"), "--site", f"site-{name}", "--role", "kitchen_exit"])
         assert done.returncode == 0, done.stderr
     lan.run(host, [python(), "-m", "tools.cli", "edge", "run", "--config", str(cfg)], tmp_path / f"{name}.log")
-    wait_until(lambda: _coap_logs(host.ip), 30, f"edge {name} to answer")
+    _wait(lambda: _coap_logs(host.ip), 30, what=f"edge {name} to answer")
     return host
 
 
@@ -101,7 +108,7 @@ def _own_length(ip: str) -> tuple[str, int]:
 def _records_while_blocked(hub_ip: str, edge_ip: str, device: str) -> None:
     """Wait until the edge has signed ten records more than the hub held of its log when the block began."""
     at_block = _hub_heads(hub_ip).get(device, 0)
-    wait_until(lambda: _own_length(edge_ip)[1] >= at_block + 10, 30, "records made while the uplink is down")
+    _wait(lambda: _own_length(edge_ip)[1] >= at_block + 10, 30, what="records made while the uplink is down")
 
 
 def _caught_up(hub_ip: str, device: str, length: int) -> bool:
@@ -114,11 +121,11 @@ def test_lan_discovery_partition_relay_and_loss(lan, tmp_path):
     edges = {name: _start_edge(lan, tmp_path, name, hub.ip) for name in EDGES}
     ids = {}
     for name, host in edges.items():
-        ids[name] = wait_until(lambda h=host: _own_length(h.ip)[0], 20, "an own log")
+        ids[name] = _wait(lambda h=host: _own_length(h.ip)[0], 20, what="an own log")
 
     # 1. Cold start: nobody was told where the hub is; mDNS finds it and records flow.
     for name in EDGES:
-        wait_until(lambda n=name: _hub_heads(hub.ip).get(ids[n], 0) > 5, 60, f"records of {name} at the hub")
+        _wait(lambda n=name: _hub_heads(hub.ip).get(ids[n], 0) > 5, 60, what=f"records of {name} at the hub")
 
     # 2. A's link is cut while it records, then healed: everything reaches the hub.
     a = edges["a"]
@@ -127,7 +134,7 @@ def test_lan_discovery_partition_relay_and_loss(lan, tmp_path):
     lan.heal(a)
     healed = time.monotonic()
     length_a = _own_length(a.ip)[1]
-    wait_until(lambda: _caught_up(hub.ip, ids["a"], length_a), 60, "A to catch up after the heal")
+    _wait(lambda: _caught_up(hub.ip, ids["a"], length_a), 60, what="A to catch up after the heal")
     convergence = time.monotonic() - healed
 
     # 3. B's uplink to the hub is down; its records reach the hub through A or C.
@@ -135,25 +142,25 @@ def test_lan_discovery_partition_relay_and_loss(lan, tmp_path):
     lan.block(b, hub)
     _records_while_blocked(hub.ip, b.ip, ids["b"])
     length_b = _own_length(b.ip)[1]
-    wait_until(lambda: _caught_up(hub.ip, ids["b"], length_b), 60, "B's records relayed by a neighbour")
+    _wait(lambda: _caught_up(hub.ip, ids["b"], length_b), 60, what="B's records relayed by a neighbour")
 
     # 4. C records without an uplink, a neighbour replicates it, then C is destroyed for good.
     c = edges["c"]
     lan.block(c, hub)
     _records_while_blocked(hub.ip, c.ip, ids["c"])
-    length_c = wait_until(lambda: min(_coap_logs(a.ip).get(ids["c"], 0), _coap_logs(b.ip).get(ids["c"], 0))
-                          or None, 30, "neighbours to replicate C")
+    length_c = _wait(lambda: min(_coap_logs(a.ip).get(ids["c"], 0), _coap_logs(b.ip).get(ids["c"], 0))
+                     or None, 30, what="neighbours to replicate C")
     lan.kill(c)
     shutil.rmtree(tmp_path / "c")
-    wait_until(lambda: _caught_up(hub.ip, ids["c"], length_c), 60, "C's records after C is gone")
+    _wait(lambda: _caught_up(hub.ip, ids["c"], length_c), 60, what="C's records after C is gone")
 
     # Exactly once: the hub's log holds each device's chain once, and an export verifies offline. The edges
     # stop first, so that the log and the heads are read at rest.
     for name in ("a", "b"):
         lan.kill(edges[name], signal.SIGTERM)
     # The hub may still be taking a push the edges made as they stopped: read once log and heads agree.
-    wait_until(lambda: _hub_status(hub.ip)["size"] == sum(_hub_heads(hub.ip).values()), 10,
-               "the hub's log size to equal the sum of its heads")
+    _wait(lambda: _hub_status(hub.ip)["size"] == sum(_hub_heads(hub.ip).values()), 10,
+          what="the hub's log size to equal the sum of its heads")
     with urllib.request.urlopen(f"http://{hub.ip}:8470/api/export", timeout=30) as resp:
         report = verify_bundle(resp.read())
     assert report.ok, report.to_json()["problems"]
@@ -183,23 +190,23 @@ def test_forged_and_forked_logs_from_a_peer_are_refused_and_reported(lan, tmp_pa
     hub = _start_hub(lan, tmp_path)
     a = _start_edge(lan, tmp_path, "a", hub.ip)
     b = _start_edge(lan, tmp_path, "b", hub.ip)
-    device_a = wait_until(lambda: _own_length(a.ip)[0], 20, "A's own log")
-    wait_until(lambda: _coap_logs(b.ip).get(device_a, 0) > 20, 60, "B to replicate A")
+    device_a = _wait(lambda: _own_length(a.ip)[0], 20, what="A's own log")
+    _wait(lambda: _coap_logs(b.ip).get(device_a, 0) > 20, 60, what="B to replicate A")
     # A forger copies A's log, flips a bit in one record and announces itself on the LAN.
     forger = lan.add("forger")
     lan.run(forger, [python(), "-m", "tests.netns.evil_peer", "--victim", f"coap://{a.ip}:5683",
                      "--ip", forger.ip, "--mode", "forge"], tmp_path / "forger.log")
-    wait_until(lambda: any("INVALID_SIGNATURE" in p for t in _edge_status(b.ip)["sync"] for p in t["problems"]),
-               60, "B to refuse the forged log and report it")
+    _wait(lambda: any("INVALID_SIGNATURE" in p for t in _edge_status(b.ip)["sync"] for p in t["problems"]),
+          60, what="B to refuse the forged log and report it")
     assert device_a not in _edge_status(b.ip)["forked"]
     # A device that equivocates: its key signs a second history, offered by another node.
     lan.kill(a)
     twin = lan.add("twin")
     lan.run(twin, [python(), "-m", "tests.netns.evil_peer", "--victim", f"coap://{b.ip}:5683", "--ip", twin.ip,
                    "--mode", "fork", "--key", str(tmp_path / "a" / "device.key")], tmp_path / "twin.log")
-    wait_until(lambda: device_a in _edge_status(b.ip)["forked"], 60, "B to catch A's fork and freeze A's log")
+    _wait(lambda: device_a in _edge_status(b.ip)["forked"], 60, what="B to catch A's fork and freeze A's log")
     length_at_hub = _hub_heads(hub.ip)[device_a]
     for _ in range(2):  # two more rounds of B with the hub, each of which could have carried A's log on
         ok = _hub_target(b.ip)["last_ok"]
-        wait_until(lambda ok=ok: _hub_target(b.ip)["last_ok"] != ok, 30, "B to sync with the hub again")
+        _wait(lambda ok=ok: _hub_target(b.ip)["last_ok"] != ok, 30, what="B to sync with the hub again")
     assert _hub_heads(hub.ip)[device_a] == length_at_hub, "a frozen log is not replicated further"
