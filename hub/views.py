@@ -108,8 +108,10 @@ class Views:
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
                  events: Publisher | None = None, markets: HubMarkets | None = None,
                  kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
-                 sender: WebhookSender | None = None, keep_days: int = 8) -> None:
+                 sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0) -> None:
         self.hub = hub
+        # Findings that follow the clock (overdue, unreturned, a timer still open) appear without new records.
+        self.rederive_s = rederive_s
         self.clock = clock or hub.clock
         self.events = events
         self.api: Operators | None = None
@@ -220,7 +222,7 @@ class Views:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._dirty.wait()
+            self._dirty.wait(self.rederive_s)
             if self._stop.is_set():
                 return
             # Let a burst of pushes land first, and keep derivation to about a third of one core however
@@ -275,11 +277,18 @@ class Views:
                 fresh.append(alert)
         # A finding or a held price that no longer holds (the containers came back, an operator released the
         # price) is resolved; early-warning alerts are events and stay as raised.
-        holding = {a["id"] for a in current}
+        holding = {a["id"]: a for a in current}
         for alert in self._alerts:
-            if ("resolved_at" not in alert and alert["id"] not in holding
-                    and (alert["domain"] == "mbg" or alert["code"] == "quarantined")):
+            if "resolved_at" in alert:
+                continue
+            now_alert = holding.get(alert["id"])
+            if now_alert is None and (alert["domain"] == "mbg" or alert["code"] == "quarantined"):
                 alert["resolved_at"] = self.clock()
+            elif now_alert is not None and now_alert["text"] != alert["text"]:
+                # An open alert says what holds now (a timer still running keeps counting), not what held
+                # when it was raised.
+                alert["text"] = now_alert["text"]
+                alert["updated_at"] = now_alert["time"]
         if self.events is not None:
             for alert in fresh:
                 self.events.publish({"type": "alert", "alert": alert})

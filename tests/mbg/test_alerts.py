@@ -1,0 +1,82 @@
+"""The hub's MBG alerts: derived on a timer as well as when records arrive, and saying what holds now."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.mbg import Kitchen, Plan, School
+from hub.service import Hub
+from hub.store import LmdbHubStore
+from hub.views import Views
+from ledger import ChainBuilder, Ed25519Signer
+from tests.hub.conftest import Clock, enroll
+from tests.mbg.common import MIDNIGHT, H, M
+from tests.wait import wait_until
+
+PLAN = Plan(kitchens=(Kitchen(id="K1"),), schools=(School(id="S1", kitchen="K1", portions=20),))
+TAGS = ["04aa000000000001", "04aa000000000002"]
+
+
+@pytest.fixture
+def hub(tmp_path):
+    clock = Clock(MIDNIGHT + 5 * H)
+    store = LmdbHubStore(tmp_path / "hub")
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x42" * 32), clock=clock)
+    yield hub, clock
+    store.close()
+
+
+def _deliver_unserved(hub: Hub, clock: Clock) -> None:
+    """Cooked at 05:30, arrived and received at 07:30; nobody taps "served" and nothing comes back."""
+    devices = {}
+    for site in ("K1", "S1"):
+        signer = Ed25519Signer.from_seed(site.encode().ljust(32, b"."))
+        device_id = enroll(hub, signer, clock, site=site)
+        builder = ChainBuilder(signer, clock=clock, boot=1)
+        hub.ingest(device_id, [builder.genesis().raw])
+        devices[site] = (device_id, builder)
+
+    def tap(site: str, at: int, body: dict) -> None:
+        clock.now = at
+        device_id, builder = devices[site]
+        assert hub.ingest(device_id, [builder.append("scan", {"site": site, **body}).raw]).accepted == 1
+
+    tap("K1", MIDNIGHT + 5 * H + 31 * M, {"event": "cooked", "cooked_at": MIDNIGHT + 5 * H + 30 * M, "count": 20})
+    tap("K1", MIDNIGHT + 6 * H + 50 * M, {"event": "departed", "tags": TAGS, "school": "S1", "count": 20})
+    tap("S1", MIDNIGHT + 7 * H + 30 * M, {"event": "arrived", "tags": TAGS})
+    tap("S1", MIDNIGHT + 7 * H + 35 * M, {"event": "received", "count": 20})
+
+
+def _open(views: Views) -> dict[str, dict]:
+    return {a["code"]: a for a in views.alerts()["alerts"]}
+
+
+def test_an_open_alert_shows_the_current_value(hub) -> None:
+    hub, clock = hub
+    views = Views(hub, plan=PLAN, clock=clock)
+    _deliver_unserved(hub, clock)
+    clock.now = MIDNIGHT + 10 * H
+    views.refresh_alerts()
+    raised = _open(views)["cook_to_serve"]
+    assert "measured 16200 s" in raised["text"] and "still open" in raised["text"]
+    clock.now = MIDNIGHT + 10 * H + 30 * M
+    views.refresh_alerts()
+    now = _open(views)["cook_to_serve"]
+    assert now["id"] == raised["id"] and now["time"] == MIDNIGHT + 10 * H  # the same alert, raised then
+    assert "measured 18000 s" in now["text"] and now["updated_at"] == MIDNIGHT + 10 * H + 30 * M
+
+
+def test_time_based_findings_are_derived_without_new_records(hub) -> None:
+    hub, clock = hub
+    views = Views(hub, plan=PLAN, clock=clock, rederive_s=0.05)
+    _deliver_unserved(hub, clock)
+    views.start()
+    try:
+        wait_until(lambda: views._last_derive_s > 0, what="the derivation after the records arrived")
+        assert _open(views) == {}
+        # Past the kitchen's return time nothing new arrives; the worker's timer still brings the finding.
+        clock.now = MIDNIGHT + 16 * H
+        alert = wait_until(lambda: _open(views).get("container_unreturned"), what="the unreturned alert")
+        assert "2 containers not returned" in alert["text"]
+    finally:
+        views.close()
