@@ -14,7 +14,7 @@ from .errors import ConfigError
 ROLES = ("kitchen", "kitchen_exit", "school_gate", "return", "market_stall")
 LOG_FORMATS = ("json", "text")
 SENSOR_KINDS = ("probe", "climate", "crowd")
-READER_DRIVERS = ("sim", "nfcpy", "pn532_i2c", "pn532_spi", "pn532_uart")
+READER_DRIVERS = ("sim", "nfcpy", "pn532_i2c", "pn532_spi", "pn532_uart", "rc522_spi")
 SENSOR_DRIVERS = ("sim", "bme280", "sht31", "dht22")
 FEEDBACK_DRIVERS = ("log", "gpio")
 # The chips' own default I2C addresses, used when a sensor's i2c_address is 0.
@@ -160,10 +160,10 @@ class ReaderConfig:
     """[reader]: the NFC reader the daemon opens (firmware/drivers). A missing one is reported and looked for
     again every retry_s; CoAP and phone input go on meanwhile."""
 
-    driver: str = "sim"  # sim | nfcpy | pn532_i2c | pn532_spi | pn532_uart
+    driver: str = "sim"  # sim | nfcpy | pn532_i2c | pn532_spi | pn532_uart | rc522_spi
     path: str = "usb"  # nfcpy: "usb", "usb:072f:2200", "tty:USB0:pn532", "tty:AMA0:pn532"
     i2c_address: int = 0x24  # pn532_i2c
-    spi_cs: str = "D5"  # pn532_spi: chip select on a free GPIO (pin 29); CE0/CE1 belong to the SPI driver
+    spi_cs: str = "D5"  # pn532_spi, rc522_spi: chip select on a free GPIO (pin 29); "" = the bus's own CE0
     uart: str = "/dev/serial0"  # pn532_uart: serial device
     baudrate: int = 115200  # pn532_uart
     poll_ms: int = 100  # how long one poll waits for a card
@@ -175,7 +175,7 @@ class ReaderConfig:
                                              f"got {self.driver!r}")
         _need(isinstance(self.i2c_address, int) and 0x03 <= self.i2c_address <= 0x77,
               f"reader.i2c_address: expected an I2C address 0x03..0x77, got {self.i2c_address!r}")
-        _pin_name("reader.spi_cs", self.spi_cs, empty=False)
+        _pin_name("reader.spi_cs", self.spi_cs)
         for name in ("baudrate", "poll_ms", "gap_ms"):
             value = getattr(self, name)
             _need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
@@ -186,7 +186,8 @@ class ReaderConfig:
     def bus(self) -> str:
         """Where the reader is, in the words a technician checks the wiring with."""
         return {"sim": "simulated", "nfcpy": f"nfcpy {self.path}", "pn532_i2c": f"I2C 0x{self.i2c_address:02x}",
-                "pn532_spi": f"SPI CS {self.spi_cs}", "pn532_uart": f"UART {self.uart}"}[self.driver]
+                "pn532_spi": f"SPI CS {self.spi_cs or 'CE0'}", "rc522_spi": f"SPI CS {self.spi_cs or 'CE0'}",
+                "pn532_uart": f"UART {self.uart}"}[self.driver]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,6 +25,8 @@ HINTS = {
                  "`i2cdetect -y 1` show it?",
     "pn532_spi": "is SPI enabled (raspi-config), the PN532's switches set to SPI, MOSI/MISO/SCK on pins 19/21/23 "
                  "and its CS on the configured pin?",
+    "rc522_spi": "is SPI enabled (raspi-config), the RC522 on 3.3 V (never 5 V), MOSI/MISO/SCK on pins 19/21/23 "
+                 "and its SDA (SS) on the configured chip-select pin?",
     "pn532_uart": "is the serial port enabled with the login shell on it disabled (raspi-config), the PN532's "
                   "switches set to UART, and TX/RX crossed (pins 8/10)?",
     "bme280": "is I2C enabled, SDA/SCL on pins 3/5, and does `i2cdetect -y 1` show 0x76 or 0x77?",
@@ -53,8 +55,10 @@ def open_reader(config: ReaderConfig, buses: Buses) -> hal.NfcReader:
         options = {"path": config.path, "interval_s": timeout / 2}
     elif config.driver == "pn532_i2c":
         options = {"i2c": buses.i2c, "address": config.i2c_address, "timeout_s": timeout}
-    elif config.driver == "pn532_spi":
-        options = {"spi": buses.spi, "cs": config.spi_cs, "make_output": buses.make_output, "timeout_s": timeout}
+    elif config.driver in ("pn532_spi", "rc522_spi"):
+        options = {"spi": buses.spi, "cs": config.spi_cs or None, "make_output": buses.make_output}
+        if config.driver == "pn532_spi":
+            options["timeout_s"] = timeout
     elif config.driver == "pn532_uart":
         options = {"uart": buses.uart, "device": config.uart, "baudrate": config.baudrate, "timeout_s": timeout}
     else:

@@ -6,7 +6,7 @@ package, or choosing the simulator, loads no hardware library.
 
 from firmware import hal
 
-READERS = ("auto", "sim", "nfcpy", "pn532_i2c", "pn532_spi", "pn532_uart")
+READERS = ("auto", "sim", "nfcpy", "pn532_i2c", "pn532_spi", "pn532_uart", "rc522_spi")
 SENSORS = ("sim", "bme280", "sht31", "dht22")
 INDICATORS = ("sim", "gpio")
 
@@ -45,10 +45,14 @@ def open_reader(kind="auto", clock=None, log=None, **options):
         from firmware.drivers.blinka import Pn532SpiReader
 
         reader = Pn532SpiReader(**options)
-    else:
+    elif kind == "pn532_uart":
         from firmware.drivers.blinka import Pn532UartReader
 
         reader = Pn532UartReader(**options)
+    else:
+        from firmware.drivers.rc522 import Rc522Reader
+
+        reader = Rc522Reader(**options)
     reader.open()
     return reader
 

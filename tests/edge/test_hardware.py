@@ -26,6 +26,7 @@ from ledger import decode_record
 from tests.edge.common import edge_config, free_port
 from tests.firmware.test_blinka_drivers import FakeBme280, FakeI2C, FakePn532
 from tests.firmware.test_nfcpy_driver import NTAG_UID, Emulator
+from tests.firmware.test_rc522_driver import FakeMfrc522, FakeSpi
 
 STAFF = "5a000001"
 PINS = {"green": "D17", "red": "D22", "buzzer": "D18"}  # amber mixed from red and green, as on an RGB LED
@@ -108,12 +109,12 @@ async def until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "co
 
 
 @contextlib.asynccontextmanager
-async def daemon_with(tmp_path: Path, pins: Pins, i2c: FakeI2C | None = None,
+async def daemon_with(tmp_path: Path, pins: Pins, i2c: FakeI2C | None = None, spi: FakeSpi | None = None,
                       **changes: Any) -> AsyncIterator[EdgeDaemon]:
     config = edge_config(tmp_path / "edge", checkpoint=CheckpointConfig(role="school_gate", staff=(STAFF,),
                                                                         container_prefixes=("04",), dup_window_s=30),
                          **{"feedback": FeedbackConfig(driver="gpio", amber="", **PINS), **changes})
-    daemon = EdgeDaemon(config, clock=lambda: 1_763_900_000, buses=Buses(i2c=i2c, make_output=pins.make))
+    daemon = EdgeDaemon(config, clock=lambda: 1_763_900_000, buses=Buses(i2c=i2c, spi=spi, make_output=pins.make))
     await daemon.start()
     try:
         yield daemon
@@ -196,6 +197,19 @@ async def test_pn532_and_bme280_on_i2c_each_outcome_has_its_pattern(tmp_path: Pa
     assert duplicate["colours"] == ["amber"] and len(duplicate["beeps"]) == 2
     assert refused["colours"] == ["red"] and len(refused["beeps"]) == 1 and refused["beeps"][0] > 0.5
     assert bme.measurements >= 1 and 0x4A in pn532.commands
+
+
+async def test_rc522_on_spi_with_its_chip_select_pin(tmp_path: Path) -> None:
+    pins, chip = Pins(), FakeMfrc522()
+    async with daemon_with(tmp_path, pins, spi=FakeSpi(chip),
+                           reader=ReaderConfig(driver="rc522_spi", spi_cs="D5", poll_ms=20)) as daemon:
+        assert daemon.reader is not None and daemon.tap is not None
+        await until(daemon.reader.connected.is_set, what="the RC522")
+        await daemon.tap.tap(STAFF)
+        accepted = await seen(daemon, pins, hal.ACCEPTED, lambda: setattr(chip, "card", "04a1b2c3d4e580"))
+    assert [s["tags"] for s in scans(tmp_path / "edge")] == [["04a1b2c3d4e580"]]
+    assert accepted["colours"] == ["green"] and len(accepted["beeps"]) == 1
+    assert "D5" in pins.by_pin  # the chip select went through the GPIO pins, not the bus's CE0
 
 
 async def test_unplugged_reader_is_reported_and_used_again_when_replugged(tmp_path: Path, caplog) -> None:

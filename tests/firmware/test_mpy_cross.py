@@ -17,6 +17,7 @@ MICROPYTHON_STDLIB = {"asyncio", "time", "sys", "gc", "micropython", "json", "st
 # Hardware libraries, each allowed only inside its own driver module, and only inside a function.
 HARDWARE = {
     "firmware/drivers/nfcpy_reader.py": {"nfc", "nfc.clf"},
+    "firmware/drivers/rc522.py": {"adafruit_bus_device.spi_device", "firmware.drivers.blinka"},
     "firmware/drivers/blinka.py": {"board", "busio", "digitalio", "adafruit_pn532.i2c", "adafruit_pn532.spi",
                                    "adafruit_pn532.uart", "adafruit_bme280", "adafruit_sht31d", "adafruit_dht",
                                    "serial"},
