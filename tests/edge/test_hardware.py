@@ -23,10 +23,11 @@ from edge.hardware import Buses
 from edge.store import LmdbLogStore
 from firmware import hal
 from ledger import decode_record
-from tests.edge.common import edge_config, free_port
+from tests.edge.common import edge_config
 from tests.firmware.test_blinka_drivers import FakeBme280, FakeI2C, FakePn532
 from tests.firmware.test_nfcpy_driver import NTAG_UID, Emulator
 from tests.firmware.test_rc522_driver import FakeMfrc522, FakeSpi
+from tests.ports import free_udp
 
 STAFF = "5a000001"
 PINS = {"green": "D17", "red": "D22", "buzzer": "D18"}  # amber mixed from red and green, as on an RGB LED
@@ -256,7 +257,7 @@ async def test_missing_devices_at_start_are_one_line_each_and_coap_still_works(t
 
 async def test_stored_while_the_hub_is_out_of_reach_is_told_apart(tmp_path: Path) -> None:
     pins = Pins()
-    hub = HubConfig(address=f"coap://127.0.0.1:{free_port()}")  # nobody listens there
+    hub = HubConfig(address=f"coap://127.0.0.1:{free_udp()}")  # nobody listens there
     async with daemon_with(tmp_path, pins, hub=hub,
                            feedback=FeedbackConfig(driver="gpio", amber="", offline_after_s=1, **PINS)) as daemon:
         assert daemon.tap is not None
