@@ -1,0 +1,183 @@
+// Strict deterministic CBOR (docs/FORMAT.md §2), typed errors and byte helpers for the offline verifier.
+"use strict";
+(function (J) {
+  // Stable codes and exit codes of jejak-verify (FORMAT.md §13).
+  const EXIT = {
+    MALFORMED: 11, VERIFICATION_FAILED: 12, INVALID_SIGNATURE: 13, BROKEN_CHAIN: 14, FORK_DETECTED: 15,
+    INVALID_PROOF: 16, INVALID_CHECKPOINT: 17, UNKNOWN_KEY: 18, REVOKED_KEY: 19,
+  };
+
+  class JejakError extends Error {
+    constructor(code, message) {
+      super(message);
+      if (!(code in EXIT)) throw new Error("unknown code " + code);
+      this.code = code;
+    }
+  }
+  const fail = (code, message) => { throw new JejakError(code, message); };
+  const malformed = (message) => fail("MALFORMED", message);
+
+  // --- bytes -----------------------------------------------------------------------------------------------
+  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const fromHex = (s) => {
+    if (s.length % 2 || /[^0-9a-fA-F]/.test(s)) throw new Error("not hex: " + s.slice(0, 20));
+    const out = new Uint8Array(s.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = parseInt(s.substr(2 * i, 2), 16);
+    return out;
+  };
+  const concat = (...parts) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) { out.set(p, at); at += p.length; }
+    return out;
+  };
+  const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+  const compare = (a, b) => {
+    for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+    return a.length - b.length;
+  };
+  const ascii = (s) => new TextEncoder().encode(s);
+
+  // --- values ----------------------------------------------------------------------------------------------
+  // Integers decode to Number while exact, else BigInt; maps to Map (insertion = canonical order);
+  // byte strings to Uint8Array; a tag to {tag, value}.
+  const isInt = (v) => (typeof v === "number" && Number.isInteger(v)) || typeof v === "bigint";
+  const isUint = (v) => isInt(v) && v >= 0;
+  const isBytes = (v, n) => v instanceof Uint8Array && (n === undefined || v.length === n);
+  const isText = (v) => typeof v === "string";
+  const isMap = (v) => v instanceof Map;
+  const isArray = (v) => Array.isArray(v);
+
+  // --- decoder ---------------------------------------------------------------------------------------------
+  const MAX_DEPTH = 16;
+  const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+  function decode(data, options) {
+    const allowTag18 = !!(options && options.allowTag18);
+    if (!(data instanceof Uint8Array)) malformed("not bytes");
+    let pos = 0;
+
+    const need = (n) => { if (pos + n > data.length) malformed("truncated CBOR"); };
+    const arg = (info) => {
+      // Shortest head (rule 1): a longer argument than the value needs is refused.
+      if (info < 24) return info;
+      if (info === 24) { need(1); const v = data[pos++]; if (v < 24) malformed("integer or length not in shortest form"); return v; }
+      if (info === 25) { need(2); const v = (data[pos] << 8) | data[pos + 1]; pos += 2; if (v < 256) malformed("integer or length not in shortest form"); return v; }
+      if (info === 26) {
+        need(4); const v = ((data[pos] << 24) >>> 0) + (data[pos + 1] << 16) + (data[pos + 2] << 8) + data[pos + 3]; pos += 4;
+        if (v < 65536) malformed("integer or length not in shortest form"); return v;
+      }
+      if (info === 27) {
+        need(8); let v = 0n; for (let i = 0; i < 8; i++) v = (v << 8n) | BigInt(data[pos + i]); pos += 8;
+        if (v < 4294967296n) malformed("integer or length not in shortest form");
+        return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+      }
+      if (info === 31) malformed("indefinite length is not deterministic CBOR");
+      malformed("reserved additional information " + info);
+    };
+    const length = (info) => {
+      const n = arg(info);
+      if (typeof n === "bigint" || n > data.length - pos) malformed("truncated CBOR (length " + n + ")");
+      return n;
+    };
+
+    function item(depth, outer) {
+      need(1);
+      const start = pos;
+      const ib = data[pos++], major = ib >> 5, info = ib & 31;
+      switch (major) {
+        case 0: return arg(info);
+        case 1: { const n = arg(info); return typeof n === "bigint" || n >= Number.MAX_SAFE_INTEGER ? -1n - BigInt(n) : -1 - n; }
+        case 2: { const n = length(info); const v = data.slice(pos, pos + n); pos += n; return v; }
+        case 3: {
+          const n = length(info); const raw = data.subarray(pos, pos + n); pos += n;
+          try { return utf8.decode(raw); } catch (e) { return malformed("text string is not valid UTF-8"); }
+        }
+        case 4: case 5: {
+          // Rule 6: containers nested deeper than MAX_DEPTH are refused (the outermost counts as 1).
+          if (depth + 1 > MAX_DEPTH) malformed("nested deeper than " + MAX_DEPTH);
+          const n = arg(info);
+          if (typeof n === "bigint" || n > data.length - pos) malformed("truncated CBOR (" + n + " items)");
+          if (major === 4) { const out = []; for (let i = 0; i < n; i++) out.push(item(depth + 1, false)); return out; }
+          const out = new Map(); let prevKey = null;
+          for (let i = 0; i < n; i++) {
+            const ks = pos; const k = item(depth + 1, false); const kraw = data.subarray(ks, pos);
+            if (!(isInt(k) || isText(k))) malformed("map key is neither an integer nor a text string");
+            // Rule 3: keys unique and in bytewise order of their (already deterministic) encodings.
+            if (prevKey !== null) {
+              const c = compare(prevKey, kraw);
+              if (c === 0) malformed("duplicate map key");
+              if (c > 0) malformed("map keys not in deterministic order");
+            }
+            prevKey = kraw;
+            out.set(k, item(depth + 1, false));
+          }
+          return out;
+        }
+        case 6: {
+          const t = arg(info);
+          // Rule 5: the only tag is 18 (COSE_Sign1), and only as the outermost item.
+          if (!(allowTag18 && outer && t === 18)) malformed("tag " + t + " is not allowed");
+          return { tag: 18, value: item(depth, false) };
+        }
+        default:
+          if (info === 20) return false;
+          if (info === 21) return true;
+          if (info === 22) return null;
+          if (info >= 25 && info <= 27) malformed("floating-point values are not allowed");
+          void start;
+          malformed("simple value " + (info === 24 ? "(extended)" : info) + " is not allowed");
+      }
+    }
+
+    if (data.length === 0) malformed("no bytes");
+    const value = item(0, true);
+    if (pos !== data.length) malformed("trailing bytes after the CBOR item (" + (data.length - pos) + ")");
+    return value;
+  }
+
+  // --- encoder (only what Sig_structure needs: arrays, byte and text strings, unsigned integers) ------------
+  function head(major, n) {
+    const m = major << 5;
+    if (n < 24) return Uint8Array.of(m | n);
+    if (n < 256) return Uint8Array.of(m | 24, n);
+    if (n < 65536) return Uint8Array.of(m | 25, n >> 8, n & 255);
+    return Uint8Array.of(m | 26, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255);
+  }
+  function encode(v) {
+    if (v instanceof Uint8Array) return concat(head(2, v.length), v);
+    if (typeof v === "string") { const b = ascii(v); return concat(head(3, b.length), b); }
+    if (Array.isArray(v)) return concat(head(4, v.length), ...v.map(encode));
+    if (typeof v === "number" && Number.isInteger(v) && v >= 0 && v < 2 ** 32) return head(0, v);
+    throw new Error("cannot encode " + v);
+  }
+
+  // --- crypto (vendored @noble, see noble.js) ----------------------------------------------------------------
+  const N = globalThis.JejakNoble;
+  const sha256 = (b) => N.sha256(b);
+  // Verdicts are remembered by H(signature || key || message): an auditor often re-checks the same bundle,
+  // and the differential tests check thousands of variants of one, at a few milliseconds per verification.
+  const verdicts = new Map();
+  const ed25519Verify = (sig, msg, pub) => {
+    const memo = hex(sha256(concat(sig, pub, msg)));
+    let ok = verdicts.get(memo);
+    if (ok === undefined) {
+      ok = N.verify(sig, msg, pub);
+      if (verdicts.size > 100000) verdicts.clear();
+      verdicts.set(memo, ok);
+    }
+    return ok;
+  };
+  // RFC 9052 §4.4 Sig_structure for COSE_Sign1.
+  const sigStructure = (protectedBytes, externalAad, payload) =>
+    encode(["Signature1", protectedBytes, externalAad, payload]);
+  // FORMAT.md §6: device_id = H("jejak/device-id/v1" || pubkey)[0:16]; a hub's id the same way.
+  const deviceId = (pubkey) => sha256(concat(ascii("jejak/device-id/v1"), pubkey)).slice(0, 16);
+
+  Object.assign(J, {
+    EXIT, JejakError, fail, malformed,
+    hex, fromHex, concat, equal, compare, ascii,
+    isInt, isUint, isBytes, isText, isMap, isArray,
+    MAX_DEPTH, decode, encode, sha256, ed25519Verify, sigStructure, deviceId,
+  });
+})(globalThis.Jejak = globalThis.Jejak || {});

@@ -1,0 +1,83 @@
+// RFC 9162 Merkle tree hashing and proof verification (FORMAT.md §9) for the offline verifier.
+"use strict";
+(function (J) {
+  const { fail, equal, concat, sha256 } = J;
+
+  const leafHash = (data) => sha256(concat(Uint8Array.of(0), data));
+  const nodeHash = (l, r) => sha256(concat(Uint8Array.of(1), l, r));
+  const badProof = (why) => fail("INVALID_PROOF", why);
+
+  // Sizes and indexes fit in Number for any log this verifier can hold in memory; BigInt values are refused.
+  const checkHashes = (path) => {
+    if (!J.isArray(path) || !path.every((h) => J.isBytes(h, 32))) badProof("proof entries must be 32-byte hashes");
+  };
+  const isNum = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0;
+  const lsb = (n) => n % 2 === 1;
+  const half = (n) => Math.floor(n / 2);
+
+  // RFC 9162 §2.1.3.2: the root an inclusion proof leads to.
+  function rootFromInclusion(leaf, index, size, path) {
+    checkHashes(path);
+    if (!isNum(index) || !isNum(size) || index >= size) badProof("leaf index " + index + " is not below tree size " + size);
+    let fn = index, sn = size - 1, r = leaf;
+    for (const p of path) {
+      if (sn === 0) badProof("inclusion proof has too many entries");
+      if (lsb(fn) || fn === sn) {
+        r = nodeHash(p, r);
+        while (!lsb(fn) && fn !== 0) { fn = half(fn); sn = half(sn); }
+      } else {
+        r = nodeHash(r, p);
+      }
+      fn = half(fn); sn = half(sn);
+    }
+    if (sn !== 0) badProof("inclusion proof has too few entries");
+    return r;
+  }
+
+  function verifyInclusion(leaf, index, size, path, root) {
+    if (!equal(rootFromInclusion(leaf, index, size, path), root)) badProof("inclusion proof does not lead to the root");
+  }
+
+  // RFC 9162 §2.1.4.2.
+  function verifyConsistency(first, second, firstRoot, secondRoot, proof) {
+    checkHashes(proof);
+    if (!isNum(first) || !isNum(second) || first > second) badProof("consistency from size " + first + " to " + second);
+    if (first === second) {
+      if (proof.length !== 0) badProof("consistency proof between equal sizes must be empty");
+      if (!equal(firstRoot, secondRoot)) badProof("equal sizes with different roots");
+      return;
+    }
+    if (first === 0) {
+      if (proof.length !== 0) badProof("consistency proof from size 0 must be empty");
+      return;
+    }
+    if (proof.length === 0) badProof("empty consistency proof");
+    let path = proof;
+    if ((first & (first - 1)) === 0) path = [firstRoot, ...proof];
+    let fn = first - 1, sn = second - 1;
+    while (lsb(fn)) { fn = half(fn); sn = half(sn); }
+    let fr = path[0], sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === 0) badProof("consistency proof has too many entries");
+      if (lsb(fn) || fn === sn) {
+        fr = nodeHash(c, fr); sr = nodeHash(c, sr);
+        while (!lsb(fn) && fn !== 0) { fn = half(fn); sn = half(sn); }
+      } else {
+        sr = nodeHash(sr, c);
+      }
+      fn = half(fn); sn = half(sn);
+    }
+    if (sn !== 0) badProof("consistency proof has too few entries");
+    if (!equal(fr, firstRoot) || !equal(sr, secondRoot)) badProof("consistency proof does not lead to both roots");
+  }
+
+  // MTH over leaf data (RFC 9162 §2.1.1), for the published test data.
+  function rootOf(leaves) {
+    if (leaves.length === 0) return sha256(new Uint8Array(0));
+    if (leaves.length === 1) return leafHash(leaves[0]);
+    let k = 1; while (k * 2 < leaves.length) k *= 2;
+    return nodeHash(rootOf(leaves.slice(0, k)), rootOf(leaves.slice(k)));
+  }
+
+  Object.assign(J, { leafHash, nodeHash, rootFromInclusion, verifyInclusion, verifyConsistency, rootOf });
+})(globalThis.Jejak);

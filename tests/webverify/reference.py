@@ -1,0 +1,42 @@
+"""The Python verifier's answer for a tamper case: `tools.verify.main` run in-process with --json."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools import verify
+
+from .tamper import Case
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    exit: int
+    code: str | None
+    message: str
+
+
+def python_verdict(case: Case, workdir: Path | None = None) -> Verdict:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / "bundle.jejak"
+        path.write_bytes(case.bundle)
+        argv = ["--json", str(path)]
+        if case.against is not None:
+            older = Path(tmp) / "older.jejak"
+            older.write_bytes(case.against)
+            argv += ["--against", str(older)]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            code = verify.main(argv)
+    try:
+        report = json.loads(out.getvalue())
+    except ValueError:
+        return Verdict(exit=code, code=None, message=out.getvalue()[:200])
+    problems = [p for d in report.get("devices", []) for p in d["problems"]] + report.get("problems", [])
+    first = problems[0] if problems else {"code": None, "message": ""}
+    return Verdict(exit=code, code=first["code"], message=first.get("message", ""))

@@ -1,0 +1,300 @@
+"""A seeded tamper set of the example bundles: single-bit flips and structural tamperings, built from FORMAT.md alone."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "docs" / "examples" / "example.jejak"
+OLDER = ROOT / "docs" / "examples" / "example-older.jejak"
+VECTORS = ROOT / "tests" / "vectors"
+FLIPS_PER_BUNDLE = 1000
+SEED = 17
+RECORD_AAD = b"jejak/record/v1"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Case:
+    """One bundle to verify (optionally against an older one); both verifiers must give the same answer."""
+
+    name: str
+    bundle: bytes
+    against: bytes | None = None
+
+
+def encode(value: Any) -> bytes:
+    # cbor2's canonical mode is RFC 7049 length-first key order, which equals RFC 8949 §4.2.1 bytewise order
+    # for the text keys bundles use.
+    return cbor2.dumps(value, canonical=True)
+
+
+def stranger() -> Ed25519PrivateKey:
+    seed = json.loads((VECTORS / "keys.json").read_text())["keys"]["stranger"]["seed"]
+    return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed))
+
+
+def sig_structure(protected: bytes, aad: bytes, payload: bytes) -> bytes:
+    return encode(["Signature1", protected, aad, payload])
+
+
+def resign_record(record: bytes, key: Ed25519PrivateKey, payload: bytes | None = None) -> bytes:
+    """The record with its payload (or a new one) signed by `key`, envelope otherwise unchanged."""
+    cose = cbor2.loads(record)
+    protected, unprotected, old_payload, _ = cose.value
+    payload = old_payload if payload is None else payload
+    sig = key.sign(sig_structure(protected, RECORD_AAD, payload))
+    return encode(cbor2.CBORTag(18, [protected, unprotected, payload, sig]))
+
+
+def payload_of(record: bytes) -> list[Any]:
+    return list(cbor2.loads(cbor2.loads(record).value[2]))
+
+
+def record_id(record: bytes) -> bytes:
+    import hashlib
+    return hashlib.sha256(record).digest()
+
+
+def bit_flips(name: str, data: bytes, count: int, seed: int, against: bytes | None = None) -> Iterator[Case]:
+    rng = random.Random(f"{seed}:{name}")
+    for bit in sorted(rng.sample(range(len(data) * 8), count)):
+        flipped = bytearray(data)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        yield Case(name=f"{name} bit {bit} (byte {bit // 8})", bundle=bytes(flipped), against=against)
+
+
+def older_flips(newer: bytes, older: bytes, count: int, seed: int) -> Iterator[Case]:
+    for case in bit_flips("older", older, count, seed):
+        yield Case(name="against " + case.name, bundle=newer, against=case.bundle)
+
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def edited(base: bytes, name: str, edit: Edit, against: bytes | None = None) -> Case:
+    bundle = cbor2.loads(base)
+    edit(bundle)
+    return Case(name=name, bundle=encode(bundle), against=against)
+
+
+def structural(base: bytes, older: bytes) -> Iterator[Case]:  # noqa: C901 - one list of tamperings
+    b0 = cbor2.loads(base)
+    key = stranger()
+    logs = b0["logs"]
+
+    def log_edit(li: int, fn: Callable[[dict[str, Any]], None]) -> Edit:
+        def edit(b: dict[str, Any]) -> None:
+            fn(b["logs"][li])
+        return edit
+
+    yield Case(name="untouched", bundle=base)
+    yield Case(name="untouched against older", bundle=base, against=older)
+    yield Case(name="older against newer", bundle=older, against=base)
+    yield Case(name="against itself", bundle=base, against=base)
+    for li, log in enumerate(logs):
+        n = len(log["records"])
+        for i in range(n):
+            yield edited(base, f"log {li} drop record {i}", log_edit(li, lambda lg, i=i: lg["records"].pop(i)))
+            yield edited(base, f"log {li} duplicate record {i}",
+                         log_edit(li, lambda lg, i=i: lg["records"].insert(i, lg["records"][i])))
+            yield edited(base, f"log {li} re-sign record {i} with another key",
+                         log_edit(li, lambda lg, i=i: lg["records"].__setitem__(i, resign_record(lg["records"][i], key))))
+            yield edited(base, f"log {li} record {i} untagged",
+                         log_edit(li, lambda lg, i=i: lg["records"].__setitem__(i, lg["records"][i][1:])))
+            yield edited(base, f"log {li} record {i} truncated",
+                         log_edit(li, lambda lg, i=i: lg["records"].__setitem__(i, lg["records"][i][:-1])))
+            yield edited(base, f"log {li} record {i} with a trailing byte",
+                         log_edit(li, lambda lg, i=i: lg["records"].__setitem__(i, lg["records"][i] + b"\0")))
+            # A seq re-encoded with a longer head than it needs, properly re-signed: still not deterministic.
+            yield edited(base, f"log {li} record {i} seq not shortest (re-signed by a stranger)",
+                         log_edit(li, lambda lg, i=i: lg["records"].__setitem__(i, resign_record(
+                             lg["records"][i], key, reencode_seq_long(lg["records"][i])))))
+        for i in range(n - 1):
+            def swap(lg: dict[str, Any], i: int = i) -> None:
+                r = lg["records"]
+                r[i], r[i + 1] = r[i + 1], r[i]
+            yield edited(base, f"log {li} swap records {i} and {i + 1}", log_edit(li, swap))
+        for keep in range(n):
+            yield edited(base, f"log {li} truncated to {keep} records",
+                         log_edit(li, lambda lg, keep=keep: lg.__setitem__("records", lg["records"][:keep])))
+        yield edited(base, f"log {li} append a copy of its head", log_edit(li, lambda lg: lg["records"].append(lg["records"][-1])))
+        yield edited(base, f"log {li} append a stranger's record at the next seq",
+                     log_edit(li, lambda lg: lg["records"].append(next_record(lg["records"][-1], key))))
+        for at in range(0, n + 1):
+            yield edited(base, f"log {li} revoked from {at}", log_edit(li, lambda lg, at=at: lg.__setitem__("revoked_from", at)))
+        for value in (False, -1, "0", b"\0"):
+            yield edited(base, f"log {li} revoked_from = {value!r}", log_edit(li, lambda lg, v=value: lg.__setitem__("revoked_from", v)))
+        for field in ("device", "keys", "records", "bodies", "revoked_from"):
+            yield edited(base, f"log {li} without '{field}'", log_edit(li, lambda lg, f=field: lg.pop(f)))
+            yield edited(base, f"log {li} '{field}' renamed", log_edit(li, lambda lg, f=field: lg.__setitem__(f[:-1] + "X", lg.pop(f))))
+        yield edited(base, f"log {li} with an unknown field", log_edit(li, lambda lg: lg.__setitem__("note", "x")))
+        yield edited(base, f"log {li} body for an inline record",
+                     log_edit(li, lambda lg: lg["bodies"].append([1, encode({"site": "x"})])))
+        yield edited(base, f"log {li} body for a seq out of range",
+                     log_edit(li, lambda lg: lg["bodies"].append([99, encode({"site": "x"})])))
+        if log["bodies"]:
+            yield edited(base, f"log {li} body given twice", log_edit(li, lambda lg: lg["bodies"].append(lg["bodies"][0])))
+            yield edited(base, f"log {li} body erased", log_edit(li, lambda lg: lg.__setitem__("bodies", [])))
+            yield edited(base, f"log {li} body one byte short",
+                         log_edit(li, lambda lg: lg["bodies"].__setitem__(0, [lg["bodies"][0][0], lg["bodies"][0][1][:-1]])))
+        if len(log["keys"]) > 1:
+            yield edited(base, f"log {li} key list without its rotation", log_edit(li, lambda lg: lg["keys"].pop()))
+            yield edited(base, f"log {li} key list starting at the rotation", log_edit(li, lambda lg: lg["keys"].pop(0)))
+            yield edited(base, f"log {li} key list reversed", log_edit(li, lambda lg: lg["keys"].reverse()))
+        yield edited(base, f"log {li} key list empty", log_edit(li, lambda lg: lg.__setitem__("keys", [])))
+        yield edited(base, f"log {li} key list with a scan record",
+                     log_edit(li, lambda lg: lg["keys"].append(lg["records"][1])))
+        yield edited(base, f"log {li} genesis re-signed by a stranger in both places", log_edit(li, resign_genesis_both(key)))
+        yield edited(base, f"log {li} device id of another log",
+                     log_edit(li, lambda lg, li=li: lg.__setitem__("device", logs[(li + 1) % len(logs)]["device"])))
+    yield edited(base, "logs swapped", lambda b: b["logs"].reverse())
+    yield edited(base, "a log dropped", lambda b: b["logs"].pop(0))
+    yield edited(base, "a log given twice", lambda b: b["logs"].append(b["logs"][0]))
+    yield edited(base, "no logs", lambda b: b.__setitem__("logs", []))
+    for field in ("format", "created", "description", "hub_key", "logs", "checkpoints", "receipts", "consistency", "forks"):
+        yield edited(base, f"bundle without '{field}'", lambda b, f=field: b.pop(f))
+    yield edited(base, "bundle with an unknown field", lambda b: b.__setitem__("signature", b""))
+    yield edited(base, "format jejak-bundle/2", lambda b: b.__setitem__("format", "jejak-bundle/2"))
+    yield edited(base, "hub key nil", lambda b: b.__setitem__("hub_key", None))
+    yield edited(base, "hub key of a stranger", lambda b: b.__setitem__("hub_key", public(key)))
+    yield edited(base, "hub key nil and no checkpoints or receipts",
+                 lambda b: b.update(hub_key=None, checkpoints=[], receipts=[], consistency=[]))
+    n_cp = len(b0["checkpoints"])
+    for i in range(n_cp):
+        yield edited(base, f"checkpoint {i} dropped", lambda b, i=i: b["checkpoints"].pop(i))
+        yield edited(base, f"checkpoint {i} re-signed by a stranger",
+                     lambda b, i=i: b["checkpoints"].__setitem__(i, resign_checkpoint(b["checkpoints"][i], key)))
+        yield edited(base, f"checkpoint {i} given twice", lambda b, i=i: b["checkpoints"].append(b["checkpoints"][i]))
+    yield edited(base, "checkpoints reversed", lambda b: b["checkpoints"].reverse())
+    yield edited(base, "no checkpoints", lambda b: b.update(checkpoints=[]))
+    yield edited(base, "no checkpoints, against older", lambda b: b.update(checkpoints=[]), against=older)
+    for i in range(len(b0["consistency"])):
+        yield edited(base, f"consistency {i} dropped", lambda b, i=i: b["consistency"].pop(i))
+        yield edited(base, f"consistency {i} dropped, against older", lambda b, i=i: b["consistency"].pop(i), against=older)
+        yield edited(base, f"consistency {i} proof reversed", lambda b, i=i: b["consistency"][i][2].reverse())
+        yield edited(base, f"consistency {i} proof empty", lambda b, i=i: b["consistency"][i].__setitem__(2, []))
+        yield edited(base, f"consistency {i} proof with an extra entry",
+                     lambda b, i=i: b["consistency"][i][2].append(bytes(32)))
+        yield edited(base, f"consistency {i} proof entry of 31 bytes",
+                     lambda b, i=i: b["consistency"][i][2].__setitem__(0, b["consistency"][i][2][0][:31]))
+        yield edited(base, f"consistency {i} sizes swapped",
+                     lambda b, i=i: b["consistency"].__setitem__(i, [b["consistency"][i][1], b["consistency"][i][0], b["consistency"][i][2]]))
+        yield edited(base, f"consistency {i} to a size with no checkpoint",
+                     lambda b, i=i: b["consistency"][i].__setitem__(1, 99))
+    yield edited(base, "consistency 8..8 empty", lambda b: b["consistency"].append([8, 8, []]))
+    yield edited(base, "no consistency, against itself", lambda b: b.update(consistency=[]), against=base)
+    for i in range(0, len(b0["receipts"]), 4):
+        yield edited(base, f"receipt {i} dropped", lambda b, i=i: b["receipts"].pop(i))
+        yield edited(base, f"receipt {i} for another record",
+                     lambda b, i=i: b["receipts"][i].__setitem__(0, b["receipts"][(i + 1) % len(b["receipts"])][0]))
+        yield edited(base, f"receipt {i} for an unknown record", lambda b, i=i: b["receipts"][i].__setitem__(0, bytes(32)))
+        yield edited(base, f"receipt {i} given twice", lambda b, i=i: b["receipts"].append(b["receipts"][i]))
+        yield edited(base, f"receipt {i} re-signed by a stranger",
+                     lambda b, i=i: b["receipts"][i].__setitem__(1, resign_receipt(b["receipts"][i][1], key)))
+        yield edited(base, f"receipt {i} with its path dropped",
+                     lambda b, i=i: b["receipts"][i].__setitem__(1, edit_receipt_path(b["receipts"][i][1], lambda p: p[:-1])))
+        yield edited(base, f"receipt {i} with an extra path entry",
+                     lambda b, i=i: b["receipts"][i].__setitem__(1, edit_receipt_path(b["receipts"][i][1], lambda p: p + [bytes(32)])))
+    yield edited(base, "no receipts", lambda b: b.update(receipts=[]))
+    yield edited(base, "receipts reversed", lambda b: b["receipts"].reverse())
+    # Fork evidence: a record and the same record re-signed (not a fork: same seq, different id, one bad
+    # signature), a record twice, two records of different seq, and garbage.
+    r1 = logs[0]["records"][1]
+    r2 = logs[0]["records"][2]
+    forged = resign_record(r1, key, reencode_time(r1))
+    for name, ev in (("a record and a stranger's copy", [r1, forged]), ("one record twice", [r1, r1]),
+                     ("two different seqs", [r1, r2]), ("not an array", b"\x01")):
+        yield edited(base, f"fork evidence: {name}",
+                     lambda b, ev=ev: b["forks"].append(ev if isinstance(ev, bytes) else encode(ev)))
+    # Re-encodings of the bundle itself that keep its meaning but are not deterministic.
+    yield Case(name="bundle map keys in insertion order", bundle=cbor2.dumps(dict(reversed(list(b0.items())))))
+    yield Case(name="created with a long head", bundle=reencode_created(base))
+    yield Case(name="bundle with a trailing byte", bundle=base + b"\0")
+    yield Case(name="bundle wrapped in an array", bundle=encode([b0]))
+    for cut in (0, 1, 2, 10, 100, len(base) // 2, len(base) - 65, len(base) - 1):
+        yield Case(name=f"bundle truncated to {cut} bytes", bundle=base[:cut])
+    yield Case(name="older bundle truncated, as --against", bundle=base, against=older[:-1])
+    yield Case(name="older bundle garbage, as --against", bundle=base, against=b"\xff")
+
+
+def public(key: Ed25519PrivateKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def reencode_seq_long(record: bytes) -> bytes:
+    p = payload_of(record)
+    head = encode(p[:2])[1:]  # version, device
+    rest = b"".join(encode(x) for x in p[3:])
+    seq = p[2]
+    return b"\x88" + head + b"\x1a" + seq.to_bytes(4, "big") + rest
+
+
+def reencode_time(record: bytes) -> bytes:
+    p = payload_of(record)
+    p[4] += 1
+    return encode(p)
+
+
+def next_record(head: bytes, key: Ed25519PrivateKey) -> bytes:
+    p = payload_of(head)
+    p[2] += 1
+    p[3] = record_id(head)
+    p[4] += 10
+    p[6] = 5
+    p[7] = {"text": "appended"}
+    return resign_record(head, key, encode(p))
+
+
+def resign_genesis_both(key: Ed25519PrivateKey) -> Callable[[dict[str, Any]], None]:
+    def edit(lg: dict[str, Any]) -> None:
+        forged = resign_record(lg["keys"][0], key)
+        lg["keys"][0] = forged
+        if lg["records"] and payload_of(lg["records"][0])[2] == 0:
+            lg["records"][0] = forged
+    return edit
+
+
+def resign_checkpoint(checkpoint: bytes, key: Ed25519PrivateKey) -> bytes:
+    protected, unprotected, root, _ = cbor2.loads(checkpoint).value
+    sig = key.sign(sig_structure(protected, b"", root))
+    return encode(cbor2.CBORTag(18, [protected, unprotected, root, sig]))
+
+
+def resign_receipt(receipt: bytes, key: Ed25519PrivateKey) -> bytes:
+    protected, unprotected, payload, _ = cbor2.loads(receipt).value
+    sig = key.sign(sig_structure(protected, b"", b"\0" * 32))
+    return encode(cbor2.CBORTag(18, [protected, unprotected, payload, sig]))
+
+
+def edit_receipt_path(receipt: bytes, fn: Callable[[list[bytes]], list[bytes]]) -> bytes:
+    protected, unprotected, payload, sig = cbor2.loads(receipt).value
+    size, index, path = cbor2.loads(unprotected[396][-1][0])
+    unprotected = {396: {-1: [encode([size, index, fn(list(path))])]}}
+    return encode(cbor2.CBORTag(18, [protected, unprotected, payload, sig]))
+
+
+def reencode_created(base: bytes) -> bytes:
+    b = cbor2.loads(base)
+    created = encode(b["created"])
+    long = b"\x1b" + b["created"].to_bytes(8, "big")
+    out = base.replace(b"\x67created" + created, b"\x67created" + long, 1)
+    assert out != base
+    return out
+
+
+def tamper_set(flips: int = FLIPS_PER_BUNDLE, seed: int = SEED) -> list[Case]:
+    base, older = EXAMPLE.read_bytes(), OLDER.read_bytes()
+    cases = list(structural(base, older))
+    cases += bit_flips("example", base, flips, seed, against=older)
+    cases += bit_flips("example-older", older, flips, seed)
+    cases += older_flips(base, older, flips // 4, seed)
+    return cases
