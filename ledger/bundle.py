@@ -16,6 +16,11 @@ from .record import Record, decode_record, device_id_for
 
 FORMAT = "jejak-bundle/1"
 MAX_BUNDLE_BYTES = 1 << 30
+# FORMAT.md §12: every field but `description` is required and no other may appear, so that a bit flip that
+# renames a key (`revoked_from`, `hub_key`, ...) is MALFORMED instead of silently read as a default.
+BUNDLE_FIELDS = frozenset({"format", "created", "description", "hub_key", "logs", "checkpoints", "receipts",
+                           "consistency", "forks"})
+LOG_FIELDS = frozenset({"device", "keys", "records", "bodies", "revoked_from"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +64,13 @@ def _expect(cond: bool, what: str) -> None:
         raise MalformedRecord(f"bundle: {what}")
 
 
+def _expect_fields(item: dict[Any, Any], fields: frozenset[str], *, optional: set[str], what: str) -> None:
+    unknown = sorted(repr(k) for k in item if k not in fields)
+    _expect(not unknown, f"{what} has unknown field(s) {', '.join(unknown)}")
+    missing = sorted(fields - optional - set(item))
+    _expect(not missing, f"{what} lacks field(s) {', '.join(missing)}")
+
+
 def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
@@ -77,24 +89,25 @@ def decode_bundle(data: bytes) -> Bundle:
     _expect(isinstance(item, dict), "expected a map")
     _expect(item.get("format") == FORMAT, f"expected format {FORMAT!r}, got {item.get('format')!r}")
     # Every field is type-checked here, so that the verifier downstream only ever sees well-typed values.
-    for name in ("logs", "checkpoints", "receipts", "consistency", "forks", "created"):
-        _expect(name in item, f"missing field {name!r}")
-    hub_key = item.get("hub_key")
+    _expect_fields(item, BUNDLE_FIELDS, optional={"description"}, what="bundle")
+    hub_key = item["hub_key"]
     _expect(hub_key is None or (isinstance(hub_key, bytes) and len(hub_key) == 32),
             "hub_key must be nil or a 32-byte Ed25519 public key")
     _expect(isinstance(item["logs"], list), "logs must be an array")
     logs = []
     for entry in item["logs"]:
         _expect(isinstance(entry, dict), "each log must be a map")
+        _expect_fields(entry, LOG_FIELDS, optional=set(), what="log")
         device = entry.get("device")
         _expect(isinstance(device, bytes) and len(device) == 16, "log device must be a 16-byte id")
         _expect(_is_bytes_list(entry.get("keys")) and _is_bytes_list(entry.get("records")),
                 "log keys and records must be arrays of byte strings")
-        raw_bodies = entry.get("bodies", [])
+        raw_bodies = entry["bodies"]
         _expect(isinstance(raw_bodies, list) and all(_is_pair(x, int, bytes) and _is_int(x[0])
                                                      for x in raw_bodies),
                 "log bodies must be an array of [seq, bytes]")
-        revoked = entry.get("revoked_from")
+        _expect(len({s for s, _ in raw_bodies}) == len(raw_bodies), "log bodies must name each seq once")
+        revoked = entry["revoked_from"]
         _expect(revoked is None or _is_int(revoked), "revoked_from must be nil or a seq")
         logs.append(LogExport(device_id=device, keys=list(entry["keys"]), records=list(entry["records"]),
                               bodies={s: b for s, b in raw_bodies}, revoked_from=revoked))
@@ -224,6 +237,15 @@ def verify_log(log: LogExport, report: DeviceReport) -> dict[bytes, Record]:
         report.last_seq = rec.seq
     if result.problem is not None:
         report.problems.append(result.problem)
+        return good
+    # A body entry must belong to a detached record of the range: anything else is not what was exported.
+    detached = {rec.seq for rec in result.records if rec.detached}
+    for seq in log.bodies:
+        if seq not in detached:
+            report.problems.append(MalformedRecord(
+                f"bundle: detached body for seq {seq}, which is not a detached record of the range",
+                where=f"device {log.device_id.hex()}"))
+            break
     return good
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "example.jejak"
@@ -59,7 +61,6 @@ def payload_of(record: bytes) -> list[Any]:
 
 
 def record_id(record: bytes) -> bytes:
-    import hashlib
     return hashlib.sha256(record).digest()
 
 
@@ -85,7 +86,7 @@ def edited(base: bytes, name: str, edit: Edit, against: bytes | None = None) -> 
     return Case(name=name, bundle=encode(bundle), against=against)
 
 
-def structural(base: bytes, older: bytes) -> Iterator[Case]:  # noqa: C901 - one list of tamperings
+def structural(base: bytes, older: bytes) -> Iterator[Case]:
     b0 = cbor2.loads(base)
     key = stranger()
     logs = b0["logs"]
@@ -202,7 +203,7 @@ def structural(base: bytes, older: bytes) -> Iterator[Case]:  # noqa: C901 - one
         yield edited(base, f"receipt {i} with its path dropped",
                      lambda b, i=i: b["receipts"][i].__setitem__(1, edit_receipt_path(b["receipts"][i][1], lambda p: p[:-1])))
         yield edited(base, f"receipt {i} with an extra path entry",
-                     lambda b, i=i: b["receipts"][i].__setitem__(1, edit_receipt_path(b["receipts"][i][1], lambda p: p + [bytes(32)])))
+                     lambda b, i=i: b["receipts"][i].__setitem__(1, edit_receipt_path(b["receipts"][i][1], lambda p: [*p, bytes(32)])))
     yield edited(base, "no receipts", lambda b: b.update(receipts=[]))
     yield edited(base, "receipts reversed", lambda b: b["receipts"].reverse())
     # Fork evidence: a record and the same record re-signed (not a fork: same seq, different id, one bad
@@ -226,7 +227,6 @@ def structural(base: bytes, older: bytes) -> Iterator[Case]:  # noqa: C901 - one
 
 
 def public(key: Ed25519PrivateKey) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 

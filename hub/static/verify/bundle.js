@@ -125,28 +125,60 @@
     return key;
   };
 
-  // One record of the range, given the one before it (null for the first record of the range, whose seq,
-  // prev and boot nothing in the bundle can vouch for).
-  function checkRecord(log, schedule, prev, r) {
-    if (!equal(r.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(r.device) + " inside the log of " + hex(log.device));
-    if (prev !== null) {
-      if (r.seq !== prev.seq + 1) fail("BROKEN_CHAIN", "expected seq " + (prev.seq + 1) + ", got " + r.seq);
-      if (!equal(r.prev, prev.id)) fail("BROKEN_CHAIN", "prev link does not match the previous record's id");
-      if (r.boot < prev.boot) fail("BROKEN_CHAIN", "boot counter went backwards: " + prev.boot + " -> " + r.boot);
-    } else if (r.seq === 0 && !equal(r.bytes, log.keys[0])) {
-      fail("BROKEN_CHAIN", "genesis record differs from the genesis in the key list");
+  // The state a range extends. A range from genesis starts empty (its genesis must be the key list's); a
+  // later one is taken at its word for its first record's prev and boot, with the key the key list puts in
+  // force there: the range proves its own records, not the history before them.
+  function rangeStart(log, schedule) {
+    if (log.records.length === 0) return J.initialState(log.device);
+    const first = J.decodeRecord(log.records[0]);
+    if (!equal(first.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(first.device) + " inside the log of " + hex(log.device));
+    if (first.seq === 0) {
+      if (!equal(first.bytes, log.keys[0])) fail("BROKEN_CHAIN", "genesis record differs from the genesis in the key list");
+      return J.initialState(log.device);
     }
-    J.checkRevocation(r, log.revokedFrom);
-    J.checkSignature(r, keyAt(schedule, r.seq));
-    const body = log.bodies.find(([s]) => s === r.seq);
-    if (r.bodyRef && body) J.attachBody(r, body[1]);
+    return { device: log.device, length: first.seq, head: first.prev, key: keyAt(schedule, first.seq), boot: first.boot };
+  }
+
+  // §7 over the range, record by record: the verified prefix and the problem that ended it. A record the
+  // range already holds (same id) is a harmless repeat and skipped; another validly signed record at a seq
+  // the range holds is a fork (FORK_DETECTED).
+  function acceptRange(log, start) {
+    const accepted = [];
+    const keys = [];
+    let state = start;
+    for (const bytes of log.records) {
+      let r = null;
+      const p = attempt(() => {
+        r = J.decodeRecord(bytes);
+        if (!equal(r.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(r.device) + " offered as device " + hex(log.device));
+        if (r.seq < state.length) {
+          if (r.seq === state.length - 1 && equal(r.id, state.head)) { r = null; return; }
+          const mine = r.seq >= start.length ? accepted[r.seq - start.length] : null;
+          if (!mine) fail("BROKEN_CHAIN", "seq " + r.seq + " is below the range's first seq " + start.length);
+          if (equal(mine.id, r.id)) { r = null; return; }
+          const signer = r.seq ? keys[r.seq - start.length] : null;
+          J.checkForkEvidence(J.encode([mine.bytes, r.bytes]), () => signer);
+          fail("FORK_DETECTED", "two different records at seq " + r.seq + ": " + hex(mine.id).slice(0, 16) + "... and " + hex(r.id).slice(0, 16) + "...");
+        }
+        J.checkRevocation(r, log.revokedFrom);
+        const linked = J.link(state, r);
+        J.checkSignature(r, linked.key);
+        const body = log.bodies.find(([s]) => s === r.seq);
+        if (r.bodyRef && body) J.attachBody(r, body[1]);
+        state = linked.state;
+        keys.push(linked.key);
+      }, "device " + hex(log.device) + (r ? " seq " + r.seq : ""));
+      if (p) return { records: accepted, problem: p };
+      if (r) accepted.push(r);
+    }
+    return { records: accepted, problem: null };
   }
 
   // §5: a body entry must belong to a detached record of the range.
-  function checkBodyEntries(log, decoded) {
+  function checkBodyEntries(log, records) {
     for (const [seq] of log.bodies) {
-      const r = decoded.find((x) => x.seq === seq);
-      if (!r) malformed("detached body for seq " + seq + ", which is not in the log's range");
+      const r = records.find((x) => x.seq === seq);
+      if (!r) malformed("detached body for seq " + seq + ", which is not a verified record of the range");
       if (!r.bodyRef) malformed("detached body for seq " + seq + ", whose record carries its body inline");
     }
   }
@@ -154,32 +186,18 @@
   function verifyLog(log, report) {
     const dev = { device: hex(log.device), firstSeq: null, lastSeq: null, records: 0, receipts: 0, problems: [] };
     report.devices.push(dev);
-    const where = (seq) => "device " + dev.device + (seq === undefined ? "" : " seq " + seq);
-    const good = [];
-    let schedule = null;
-    const keyProblem = attempt(() => { schedule = keySchedule(log); }, where());
+    const where = "device " + dev.device;
+    let start = null, schedule = null;
+    const keyProblem = attempt(() => { schedule = keySchedule(log); start = rangeStart(log, schedule); }, where);
     report.step("log.keys", { device: dev.device, n: log.keys.length }, keyProblem);
-    if (keyProblem) { dev.problems.push(keyProblem); return good; }
-
-    // After a failed record the next one starts afresh (prev = null), as in the reference verifier: the
-    // first problem decides the verdict, the rest are listed.
-    let prev = null;
-    const decoded = [];
-    for (const bytes of log.records) {
-      let r = null;
-      const p = attempt(() => {
-        r = J.decodeRecord(bytes);
-        decoded.push(r);
-        checkRecord(log, schedule, prev, r);
-      }, where(r ? r.seq : undefined));
-      if (p) { dev.problems.push(p); prev = null; continue; }
-      good.push(r);
-      prev = r;
-    }
+    if (keyProblem) { dev.problems.push(keyProblem); return []; }
+    const result = acceptRange(log, start);
+    const good = result.records;
     dev.records = good.length;
     if (good.length) { dev.firstSeq = good[0].seq; dev.lastSeq = good[good.length - 1].seq; }
-    report.step("log.records", { device: dev.device, n: log.records.length, first: dev.firstSeq, last: dev.lastSeq, revoked: log.revokedFrom }, dev.problems[0] || null);
-    const bodies = attempt(() => checkBodyEntries(log, decoded), where());
+    report.step("log.records", { device: dev.device, n: log.records.length, first: dev.firstSeq, last: dev.lastSeq, revoked: log.revokedFrom }, result.problem);
+    if (result.problem) { dev.problems.push(result.problem); return good; }
+    const bodies = attempt(() => checkBodyEntries(log, good), where);
     report.step("log.bodies", { device: dev.device, n: log.bodies.length }, bodies);
     if (bodies) dev.problems.push(bodies);
     return good;

@@ -1,0 +1,59 @@
+"""The bundle schema is strict: a renamed, missing or unknown field or a stray body entry is MALFORMED (issue 17)."""
+
+from __future__ import annotations
+
+import cbor2
+import pytest
+
+from ledger.bundle import BUNDLE_FIELDS, LOG_FIELDS, verify_bundle
+from ledger.errors import MalformedRecord
+
+from .tamper import EXAMPLE, edited, encode
+
+BASE = EXAMPLE.read_bytes()
+
+
+def test_example_verifies() -> None:
+    assert verify_bundle(BASE).exit_code == 0
+
+
+def _code(data: bytes) -> str | None:
+    try:
+        problems = verify_bundle(data).all_problems
+    except MalformedRecord as exc:
+        return exc.code
+    return problems[0].code if problems else None
+
+
+@pytest.mark.parametrize("field", sorted(BUNDLE_FIELDS - {"description"}))
+def test_bundle_field_missing_or_renamed(field: str) -> None:
+    assert _code(edited(BASE, "", lambda b: b.pop(field)).bundle) == "MALFORMED"
+    assert _code(edited(BASE, "", lambda b: b.__setitem__(field + "_", b.pop(field))).bundle) == "MALFORMED"
+
+
+def test_description_optional_but_not_renamed() -> None:
+    assert _code(edited(BASE, "", lambda b: b.pop("description")).bundle) is None
+    assert _code(edited(BASE, "", lambda b: b.__setitem__("descriptioN", b.pop("description"))).bundle) == "MALFORMED"
+
+
+@pytest.mark.parametrize("field", sorted(LOG_FIELDS))
+def test_log_field_missing_or_renamed(field: str) -> None:
+    assert _code(edited(BASE, "", lambda b: b["logs"][0].pop(field)).bundle) == "MALFORMED"
+    assert _code(edited(BASE, "", lambda b: b["logs"][0].__setitem__(field[:-1], b["logs"][0].pop(field))).bundle) == "MALFORMED"
+
+
+def test_one_bit_rename_of_revoked_from() -> None:
+    at = BASE.index(b"revoked_from")
+    flipped = bytearray(BASE)
+    flipped[at + 8] ^= 0x10  # "revoked_from" -> "revoked_vrom"
+    assert _code(bytes(flipped)) == "MALFORMED"
+
+
+def test_body_entries_belong_to_detached_records() -> None:
+    b = cbor2.loads(BASE)
+    li = next(i for i, log in enumerate(b["logs"]) if log["bodies"])
+    inline = encode({"site": "x", "event": "served"})
+    assert _code(edited(BASE, "", lambda b: b["logs"][li]["bodies"].append([1, inline])).bundle) == "MALFORMED"
+    assert _code(edited(BASE, "", lambda b: b["logs"][li]["bodies"].append([99, inline])).bundle) == "MALFORMED"
+    assert _code(edited(BASE, "", lambda b: b["logs"][li]["bodies"].append(b["logs"][li]["bodies"][0])).bundle) == "MALFORMED"
+    assert _code(edited(BASE, "", lambda b: b["logs"][li].__setitem__("bodies", [])).bundle) is None
