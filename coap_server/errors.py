@@ -90,7 +90,7 @@ def coded(exc: BaseException) -> CodedError:
     """The typed error to answer with: `exc` itself, or INTERNAL (logged) for anything untyped."""
     if isinstance(exc, CodedError):
         return exc
-    log.error("internal error answering a request: %r", exc)
+    log.error("internal error answering a request: %r", exc, exc_info=exc)
     return Internal("internal error; the server log has the details")
 
 

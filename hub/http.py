@@ -46,7 +46,7 @@ def coded(exc: BaseException) -> CodedError:
         return exc
     if isinstance(exc, ValueError | KeyError | TypeError):
         return RequestError(f"bad request: {exc}")
-    log.error("internal error answering a request: %r", exc)
+    log.error("internal error answering a request: %r", exc, exc_info=exc)
     return Internal("internal error; the hub's log has the details")
 
 
