@@ -4,6 +4,7 @@ factor and a statement of how it was computed."""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -157,11 +158,22 @@ def _features(inp: ImpactInputs, cfg: ImpactConfig) -> tuple[np.ndarray, np.ndar
     have = np.zeros(len(FEATURES), bool)
 
     def diff(series: np.ndarray | None, name: str, *, log: bool = False) -> None:
-        if series is None or np.all(np.isnan(series)):
+        if series is None:
             return
-        s = np.log(np.maximum(series, 0) + 1.0) if log else series.astype(float)
-        rec, base = _window_means(s, r, b)
-        X[:, _F[name]] = np.nan_to_num(rec - base)
+        # Macro series are shared by every series over the same days: their window changes are kept,
+        # with the array itself, so its id cannot be reused while the entry lives.
+        hit = _DIFFS.get((id(series), log, r, b))
+        if hit is None or hit[0] is not series:
+            if np.all(np.isnan(series)):
+                return
+            s = np.log(np.maximum(series, 0) + 1.0) if log else series.astype(float)
+            rec, base = _window_means(s, r, b)
+            hit = (series, np.nan_to_num(rec - base))
+            if name in _SHARED:
+                if len(_DIFFS) > 256:
+                    _DIFFS.clear()
+                _DIFFS[(id(series), log, r, b)] = hit
+        X[:, _F[name]] = hit[1]
         have[_F[name]] = True
 
     diff(inp.temp_c, "temp_c")
@@ -175,40 +187,103 @@ def _features(inp: ImpactInputs, cfg: ImpactConfig) -> tuple[np.ndarray, np.ndar
     diff(inp.inflation_pct, "inflation_pp")
     diff(inp.fuel_idr, "fuel_log", log=True)
     diff(inp.usd_idr, "fx_log", log=True)
-    for name in ("ramadan", "lebaran", "idul_adha", "nataru"):
-        days = inp.first_day + np.arange(n)
-        X[:, _F[name]] = [holiday_share(name, d - r + 1, d) - holiday_share(name, d - r - b + 1, d - r)
-                          for d in days]
+    season = _holiday_features(inp.first_day, n, r, b)
+    for k, name in enumerate(HOLIDAY_FEATURES):
+        X[:, _F[name]] = season[:, k]
         have[_F[name]] = True
     return X, have
 
 
-def impact(inp: ImpactInputs, *, at: int | None = None, config: ImpactConfig | None = None) -> Impact:
+HOLIDAY_FEATURES = ("ramadan", "lebaran", "idul_adha", "nataru")
+_SHARED = ("inflation_pp", "fuel_log", "fx_log")
+_DIFFS: dict[tuple[int, bool, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+@functools.lru_cache(maxsize=64)
+def _holiday_features(first_day: int, n: int, r: int, b: int) -> np.ndarray:
+    """The holiday features of days first_day.. (n days): they depend on the calendar only, so every
+    series over the same days shares them, and a live update does not compute them again."""
+    out = np.empty((n, len(HOLIDAY_FEATURES)))
+    days = first_day + np.arange(n)
+    for k, name in enumerate(HOLIDAY_FEATURES):
+        out[:, k] = [holiday_share(name, d - r + 1, d) - holiday_share(name, d - r - b + 1, d - r) for d in days]
+    out.flags.writeable = False
+    return out
+
+
+def features(inp: ImpactInputs, config: ImpactConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The feature matrix of impact() and which features had data: it depends on the inputs other than
+    the price, so a caller whose prices change more often than those inputs can keep it."""
+    return _features(inp, config or ImpactConfig())
+
+
+@dataclass(frozen=True, slots=True)
+class _Past:
+    y: np.ndarray  # the changes of the days before `at` that have one
+    A: np.ndarray  # Gram matrix of the regression rows (those days and `at`) plus the ridge
+    Xty: np.ndarray  # X'y over the days before `at`
+    lam: np.ndarray
+
+
+def _window_at(logp: np.ndarray, at: int, r: int, b: int) -> tuple[float, float]:
+    """Mean log price over the recent window ending at day index `at` and over the baseline before it."""
+    if at - r - b + 1 < 0:
+        return math.nan, math.nan
+    recent, base = logp[at - r + 1:at + 1], logp[at - r - b + 1:at - r + 1]
+    if np.isnan(recent).all() or np.isnan(base).all():
+        return math.nan, math.nan
+    return float(np.nanmean(recent)), float(np.nanmean(base))
+
+
+def _past(logp: np.ndarray, X: np.ndarray, at: int, cfg: ImpactConfig, prior: np.ndarray) -> _Past:
+    rec, base = _window_means(logp[:at], cfg.recent_days, cfg.baseline_days)
+    y = rec - base
+    rows = np.flatnonzero(~np.isnan(y))
+    Xp = X[rows]
+    Xf = np.vstack([Xp, X[at:at + 1]])
+    var = Xf.var(axis=0) if len(Xf) > 1 else np.zeros(len(FEATURES))
+    lam = cfg.prior_weight_days * var + 1e-9
+    return _Past(y=y[rows], A=Xf.T @ Xf + np.diag(lam), Xty=Xp.T @ y[rows], lam=lam)
+
+
+def impact(inp: ImpactInputs, *, at: int | None = None, config: ImpactConfig | None = None,
+           feature_matrix: tuple[np.ndarray, np.ndarray] | None = None,
+           memo: dict[str, Any] | None = None) -> Impact:
     """Explain the price change at day index `at` (default: the last day) of `inp`.
 
     The change is the log ratio of the mean price over the recent window to the mean over the baseline
     window before it. Each factor's feature is measured between the same two windows. Elasticities come
     from a ridge regression of those changes on the features over every day of the series, shrunk toward
-    prior elasticities worth `prior_weight_days` of data; a contribution is elasticity times feature."""
+    prior elasticities worth `prior_weight_days` of data; a contribution is elasticity times feature.
+
+    `feature_matrix` (from `features`) and `memo` (a dict kept per series by the caller) let a caller that
+    recomputes the same series as its latest price changes pay only for what that price changes."""
     cfg = config or ImpactConfig()
     n = len(inp.price)
     at = n - 1 if at is None else at
     if not 0 <= at < n:
         raise IndexError(f"at: expected 0..{n - 1}, got {at}")
     logp = np.log(np.where(inp.price > 0, inp.price, np.nan))
-    rec, base = _window_means(logp, cfg.recent_days, cfg.baseline_days)
-    y = rec - base
-    X, have = _features(inp, cfg)
-    rows = np.flatnonzero(~np.isnan(y[: at + 1]))
+    X, have = feature_matrix if feature_matrix is not None else _features(inp, cfg)
     prior = prior_elasticities(inp.commodity)
-    if math.isnan(y[at]):
+    rec_at, base_at = _window_at(logp, at, cfg.recent_days, cfg.baseline_days)
+    total = rec_at - base_at
+    if math.isnan(total):
         raise ValueError(f"impact: expected prices in both windows before day index {at}, found gaps; "
                          f"needs {cfg.recent_days + cfg.baseline_days} days of history")
-    Xf, yf = X[rows], y[rows]
-    var = Xf.var(axis=0) if len(rows) > 1 else np.zeros(len(FEATURES))
-    lam = cfg.prior_weight_days * var + 1e-9
-    A = Xf.T @ Xf + np.diag(lam)
-    beta = np.linalg.solve(A, Xf.T @ yf + lam * prior)
+    # Everything before day `at` (the regression's past rows, their Gram matrix and shrinkage) depends on
+    # the prices before `at` and on the features only: a live update of today's price reuses it.
+    key = (id(X), at, logp[:at].tobytes())
+    if memo is not None and memo.get("key") == key:
+        past: _Past = memo["past"]
+    else:
+        past = _past(logp, X, at, cfg, prior)
+        if memo is not None:
+            memo["key"], memo["past"] = key, past
+    yf = np.r_[past.y, total]
+    beta = np.linalg.solve(past.A, past.Xty + X[at] * total + past.lam * prior)
+    n_fit = len(yf)
+    rec_now, base_now = rec_at, base_at
 
     x_now = X[at]
     contrib_f = beta * x_now
@@ -219,7 +294,6 @@ def impact(inp: ImpactInputs, *, at: int | None = None, config: ImpactConfig | N
         if have[k]:
             feats[fac][name] = {"change": round(float(x_now[k]), 5), "elasticity": round(float(beta[k]), 5),
                                 "prior": float(prior[k]), "contribution": round(float(contrib_f[k]), 5)}
-    total = float(y[at])
     unexplained = total - sum(factors_c.values())
     denom = sum(abs(v) for v in factors_c.values()) + abs(unexplained)
     weights = {f: (abs(v) / denom if denom > 0 else 0.0) for f, v in factors_c.items()}
@@ -232,8 +306,8 @@ def impact(inp: ImpactInputs, *, at: int | None = None, config: ImpactConfig | N
     typical = max(1.4826 * float(np.median(np.abs(spread))) if len(yf) else 0.0, 0.01)
     z = abs(total) / typical
     score = round(100 * min(1.0, z / cfg.full_score_sigmas))
-    current = math.exp(rec[at])
-    baseline = math.exp(base[at])
+    current = math.exp(rec_now)
+    baseline = math.exp(base_now)
     change = 100 * math.expm1(total)
     direction = "up" if change > 0.5 else "down" if change < -0.5 else "flat"
 
@@ -245,9 +319,9 @@ def impact(inp: ImpactInputs, *, at: int | None = None, config: ImpactConfig | N
         f"Price{label}: mean of the last {cfg.recent_days} days {_rp(current)} against {_rp(baseline)} "
         f"over the {cfg.baseline_days} days before ({change:+.1f} %). Impact score {score}/100: the change is "
         f"{z:.1f} times the typical {cfg.recent_days}-day change of this series ({100 * typical:.1f} %, "
-        f"1.4826 x MAD over {len(rows)} days); {cfg.full_score_sigmas:g} times or more scores 100. "
+        f"1.4826 x MAD over {n_fit} days); {cfg.full_score_sigmas:g} times or more scores 100. "
         f"Contributions are elasticity x change of each factor between the same windows; elasticities come "
-        f"from a ridge regression over {len(rows)} days of this series shrunk toward prior elasticities "
+        f"from a ridge regression over {n_fit} days of this series shrunk toward prior elasticities "
         f"worth {cfg.prior_weight_days:g} days. "
         + (f"Largest first: {', '.join(parts)}; " if parts else "No factor moved; ")
         + f"unexplained {100 * math.expm1(unexplained):+.1f} %. Weights are each part's share of the sum of "
@@ -259,7 +333,7 @@ def impact(inp: ImpactInputs, *, at: int | None = None, config: ImpactConfig | N
         score=score, direction=direction,
         factors=tuple(FactorContribution(factor=f, contribution=factors_c[f], weight=weights[f],
                                          assessed=assessed[f], features=feats[f]) for f in FACTORS),
-        unexplained=unexplained, unexplained_weight=unexplained_w, dominant=dominant, fit_days=len(rows),
+        unexplained=unexplained, unexplained_weight=unexplained_w, dominant=dominant, fit_days=n_fit,
         statement=statement,
     )
 

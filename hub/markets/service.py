@@ -18,6 +18,7 @@ from .ceilings import CeilingTable
 from .errors import BadSeries, NotFound
 from .forecast import forecast as run_forecast
 from .impact import ImpactConfig, ImpactInputs
+from .impact import features as impact_features
 from .impact import impact as run_impact
 from .importer import ImportRows
 from .macro import MacroInputs
@@ -69,6 +70,12 @@ class MarketService:
         self._listeners: list[StreamCallback] = []
         self._imported: set[str] = set()  # ids of imported rows, so a second import adds nothing
         self._verdicts: dict[str, Verdict] = {}  # each live observation's latest verdict
+        self._medians: dict[SeriesKey, dict[int, float]] = defaultdict(dict)  # day -> median, until it changes
+        self._inputs_version = 0  # counts changes of the non-price inputs of impact
+        self._impacts: dict[SeriesKey, tuple[tuple[Any, ...], Any]] = {}  # the last impact and what it used
+        self._impact_memo: dict[SeriesKey, dict[str, Any]] = {}
+        self._features: dict[SeriesKey, tuple[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]] = {}
+        self._macro_days: dict[tuple[int, int], tuple[np.ndarray | None, ...]] = {}
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -134,6 +141,7 @@ class MarketService:
         day = day_of(obs.time, self.config.tz_offset_s)
         kept = [x for x in self._prices[obs.series].get(day, []) if x[0] != obs.id]
         self._prices[obs.series][day] = kept
+        self._medians[obs.series].pop(day, None)
 
     def import_rows(self, rows: ImportRows, *, progress: Callable[[int], None] | None = None,
                     chunk: int = 200_000) -> dict[str, Any]:
@@ -179,6 +187,7 @@ class MarketService:
             if a == b:
                 continue
             self._prices[batch.series[s_at[g]]].setdefault(d_at[g], []).extend(entries[a:b])
+            self._medians[batch.series[s_at[g]]].pop(d_at[g], None)
             if progress is not None and g % 10_000 == 0 and g:
                 progress(b)
         held = len(result.verdicts)
@@ -188,11 +197,13 @@ class MarketService:
     def _store(self, obs: PriceObservation) -> None:
         day = day_of(obs.time, self.config.tz_offset_s)
         self._prices[obs.series].setdefault(day, []).append((obs.id, obs.price_idr, obs.time))
+        self._medians[obs.series].pop(day, None)
         last = self._latest.get(obs.series)
         if last is None or obs.time >= last.time:
             self._latest[obs.series] = obs
 
     def add_reading(self, r: SensorReading) -> None:
+        self._inputs_version += 1
         day = day_of(r.time, self.config.tz_offset_s)
         nan = math.nan
         self._readings[r.site].setdefault(day, []).append((
@@ -200,6 +211,7 @@ class MarketService:
             float(r.crowd) if r.crowd is not None else nan))
 
     def add_note(self, note: FieldNote) -> dict[str, Any]:
+        self._inputs_version += 1
         s = self.lexicon.score(note.text)
         day = day_of(note.time, self.config.tz_offset_s)
         key = (note.market, note.commodity)
@@ -210,10 +222,12 @@ class MarketService:
 
     def set_mbg_demand(self, region: str, commodity: str, day: int, kg: float) -> None:
         """MBG kitchens' demand for a commodity in a region on a day (the hub derives it from stock records)."""
+        self._inputs_version += 1
         self._mbg[(region, commodity)][day] = float(kg)
 
     def set_supply_disruption(self, region: str, commodity: str, day: int, severity: float) -> None:
         """A reported supply disruption (0 none .. 1 severe), e.g. from a regional agency bulletin."""
+        self._inputs_version += 1
         self._supply[(region, commodity)][day] = min(1.0, max(0.0, float(severity)))
 
     def subscribe(self, callback: StreamCallback) -> Callable[[], None]:
@@ -223,7 +237,7 @@ class MarketService:
 
     def _emit(self, obs: PriceObservation, verdict: Verdict) -> None:
         try:
-            imp: dict[str, Any] | None = self._impact(obs.series).to_dict()
+            imp: dict[str, Any] | None = self._live_impact(obs.series).to_dict()
         except (BadSeries, ValueError):
             imp = None
         update = {"type": "price", "observation": obs.to_dict(), "verdict": verdict.status,
@@ -268,9 +282,14 @@ class MarketService:
         hi = max(d for d, v in days.items() if v) if last_day is None else last_day
         lo = max(min(days), hi - self.config.window_days + 1)
         arr = np.full(hi - lo + 1, np.nan)
+        # Each day's median is kept until that day's prices change: a live update recomputes one day.
+        medians = self._medians[key]
         for d, v in days.items():
             if lo <= d <= hi and v:
-                arr[d - lo] = float(np.median([p for _, p, _ in v]))
+                m = medians.get(d)
+                if m is None:
+                    m = medians[d] = float(np.median([p for _, p, _ in v]))
+                arr[d - lo] = m
         return lo, arr
 
     def live_prices(self, commodity: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
@@ -334,17 +353,36 @@ class MarketService:
         supply = daily(supply_src)
         if supply is not None:
             supply = np.nan_to_num(supply)
-        days = range(lo, lo + n)
-        m = self.macro
+        macro = self._macro_days.get((lo, n))
+        if macro is None:
+            days = range(lo, lo + n)
+            m = self.macro
+            if len(self._macro_days) > 256:
+                self._macro_days.clear()
+            macro = self._macro_days[(lo, n)] = (
+                np.array([m.inflation.at(d) for d in days]) if m.inflation else None,
+                np.array([m.fuel.at(d) for d in days]) if m.fuel else None,
+                np.array([m.fx.at(d) for d in days]) if m.fx else None)
         return ImpactInputs(
             commodity=commodity, first_day=lo, price=price, temp_c=temp, rh_pct=rh, crowd=crowd,
             supply=supply, mbg_kg=daily(self._mbg.get((region, commodity), {})),
             sentiment=daily({d: float(np.mean(v)) for d, v in notes.items()}),
-            inflation_pct=np.array([m.inflation.at(d) for d in days]) if m.inflation else None,
-            fuel_idr=np.array([m.fuel.at(d) for d in days]) if m.fuel else None,
-            usd_idr=np.array([m.fx.at(d) for d in days]) if m.fx else None,
+            inflation_pct=macro[0], fuel_idr=macro[1], usd_idr=macro[2],
             label=f"{commodity} at {market}",
         )
+
+    def _live_impact(self, key: SeriesKey) -> Any:
+        """The impact of the series' latest day, kept between updates: recomputed only when the series'
+        daily prices or the other inputs changed since (a sticky price or a second report of the same
+        price changes nothing)."""
+        lo, price = self._daily(key)
+        stamp = (lo, price.tobytes(), self._inputs_version)
+        hit = self._impacts.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        result = self._impact(key)
+        self._impacts[key] = (stamp, result)
+        return result
 
     def _impact(self, key: SeriesKey, day: int | None = None) -> Any:
         inp = self._impact_inputs(key)
@@ -352,7 +390,13 @@ class MarketService:
         if at is not None and not 0 <= at < len(inp.price):
             raise ValueError(f"impact: day {day} is outside the series' days {inp.first_day}.."
                              f"{inp.first_day + len(inp.price) - 1}")
-        return run_impact(inp, at=at, config=self.config.impact)
+        # The features move with the days and the non-price inputs, not with each price: kept per series.
+        stamp = (inp.first_day, len(inp.price), self._inputs_version)
+        hit = self._features.get(key)
+        if hit is None or hit[0] != stamp:
+            hit = self._features[key] = (stamp, impact_features(inp, self.config.impact))
+        return run_impact(inp, at=at, config=self.config.impact, feature_matrix=hit[1],
+                          memo=self._impact_memo.setdefault(key, {}))
 
     def impact(self, commodity: str, market: str, *, grade: str | None = None,
                day: int | None = None) -> dict[str, Any]:
