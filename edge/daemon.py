@@ -167,8 +167,9 @@ class EdgeDaemon:
         self.store.add_listener(self._grew)
 
         self.feedback = FeedbackPlayer(self._open_indicator(), offline=self._offline)
+        # The daemon's clock also stamps cook-end times, so they agree with the records' own time.
         self.tap = TapInput(make_machine(cfg.site, cfg.checkpoint), self._append_tap, self.counters,
-                            indicator=self._indicate)
+                            indicator=self._indicate, wall=self.clock)
         limits = ServerLimits(max_submit_bytes=cfg.limits.max_submit_bytes,
                               max_submit_items=cfg.limits.max_submit_items,
                               range_records=cfg.limits.range_records, range_bytes=cfg.limits.range_bytes)
