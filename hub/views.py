@@ -93,8 +93,6 @@ class HubMarkets(MarketService):
         return out
 
 
-# hub.bridges imports the market analytics under this name.
-InterimMarkets = HubMarkets
 
 
 class Views:
@@ -651,4 +649,4 @@ def register(app: web.Application, hub: Hub, events: Publisher | None, *, plan: 
     return views
 
 
-__all__ = ["DAY_S", "ITEM_COMMODITIES", "WIB_OFFSET_S", "HubMarkets", "InterimMarkets", "Views", "register"]
+__all__ = ["DAY_S", "ITEM_COMMODITIES", "WIB_OFFSET_S", "HubMarkets", "Views", "register"]
