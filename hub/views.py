@@ -93,8 +93,6 @@ class HubMarkets(MarketService):
         return out
 
 
-
-
 class Views:
     """The hub's domain views and their routes; `on_records` is the hub listener that feeds them.
 
