@@ -329,8 +329,10 @@ function feed(html, cls = "", attrs = "") {
 
 function alertItem(a) {
   const ul = $("#alerts-live");
-  if (ul.querySelector(`[data-alert="${CSS.escape(a.id)}"]`)) return;
-  ul.insertAdjacentHTML("afterbegin", `<li class="${esc(a.severity)}" data-alert="${esc(a.id)}"><b>${esc(a.code)}</b> ${esc(a.subject)}<br>${esc(a.text.slice(0, 120))}</li>`);
+  const html = `<b>${esc(a.code)}</b> ${esc(a.subject)}<br>${esc(a.text.slice(0, 120))}`;
+  const shown = ul.querySelector(`[data-alert="${CSS.escape(a.id)}"]`);
+  if (shown) { shown.innerHTML = html; return; }  // an open alert updated with its current values
+  ul.insertAdjacentHTML("afterbegin", `<li class="${esc(a.severity)}" data-alert="${esc(a.id)}">${html}</li>`);
   while (ul.children.length > 8) ul.lastElementChild.remove();
 }
 

@@ -47,13 +47,22 @@ def _deliver_unserved(hub: Hub, clock: Clock) -> None:
     tap("S1", MIDNIGHT + 7 * H + 35 * M, {"event": "received", "count": 20})
 
 
+class _Events:
+    def __init__(self, out: list[dict]) -> None:
+        self.out = out
+
+    def publish(self, event: dict) -> None:
+        self.out.append(event)
+
+
 def _open(views: Views) -> dict[str, dict]:
     return {a["code"]: a for a in views.alerts()["alerts"]}
 
 
 def test_an_open_alert_shows_the_current_value(hub) -> None:
     hub, clock = hub
-    views = Views(hub, plan=PLAN, clock=clock)
+    published: list[dict] = []
+    views = Views(hub, plan=PLAN, clock=clock, events=_Events(published))
     _deliver_unserved(hub, clock)
     clock.now = MIDNIGHT + 10 * H
     views.refresh_alerts()
@@ -64,6 +73,9 @@ def test_an_open_alert_shows_the_current_value(hub) -> None:
     now = _open(views)["cook_to_serve"]
     assert now["id"] == raised["id"] and now["time"] == MIDNIGHT + 10 * H  # the same alert, raised then
     assert "measured 18000 s" in now["text"] and now["updated_at"] == MIDNIGHT + 10 * H + 30 * M
+    # The live stream carries the update, so an open dashboard shows the current value too.
+    texts = [e["alert"]["text"] for e in published if e["alert"]["id"] == raised["id"]]
+    assert len(texts) == 2 and "measured 16200 s" in texts[0] and "measured 18000 s" in texts[1]
 
 
 def test_time_based_findings_are_derived_without_new_records(hub) -> None:
