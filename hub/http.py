@@ -19,6 +19,7 @@ from ledger.errors import CodedError
 from ledger.sync import decode_records
 
 from .service import Hub, HubError, NotEnrolled, NotFound
+from .webverify import standalone_page
 
 log = logging.getLogger("jejak.hub.http")
 STATIC = Path(__file__).parent / "static"
@@ -182,6 +183,7 @@ class HubApi:
             register(app)
         if STATIC.is_dir():
             r.add_get("/", self.index)
+            r.add_get("/verify", self.verify_page)
             r.add_static("/static/", STATIC)
         app.on_startup.append(self._bind)
         return app
@@ -191,6 +193,11 @@ class HubApi:
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "index.html")
+
+    async def verify_page(self, request: web.Request) -> web.Response:
+        """The offline bundle verifier, as the one file an auditor can save and use without the hub."""
+        page = await asyncio.to_thread(standalone_page)
+        return web.Response(text=page, content_type="text/html")
 
     async def status(self, request: web.Request) -> web.Response:
         return web.json_response(await asyncio.to_thread(self.hub.status))

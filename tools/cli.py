@@ -141,6 +141,10 @@ def _enroll_request(args: argparse.Namespace) -> int:
     return 0
 
 
+# The offline verifier page `jejak export --with-verifier` writes beside the bundle.
+VERIFIER_PAGE = "jejak-verify.html"
+
+
 def _export(args: argparse.Namespace) -> int:
     query = []
     if args.site:
@@ -157,6 +161,12 @@ def _export(args: argparse.Namespace) -> int:
         data = resp.read()
     Path(args.out).write_bytes(data)
     print(f"wrote {len(data)} bytes to {args.out}; check it with: jejak-verify {args.out}")
+    if args.with_verifier:
+        from hub.webverify import standalone_page
+
+        page = Path(args.out).with_name(VERIFIER_PAGE)
+        page.write_text(standalone_page(), encoding="utf-8")
+        print(f"wrote {page}: open it in a browser (offline) and drop {Path(args.out).name} on it")
     return 0
 
 
@@ -223,6 +233,8 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--since", type=int)
     exp.add_argument("--until", type=int)
     exp.add_argument("--token", help="auditor or operator token")
+    exp.add_argument("--with-verifier", action="store_true",
+                     help=f"also write {VERIFIER_PAGE} beside the bundle: jejak-verify as one offline web page")
     exp.set_defaults(func=_export)
 
     for name, module, text in (("demo", "hub.demo", "a local hub with simulated devices and its dashboard"),

@@ -31,6 +31,75 @@
       }
     },
   };
+  // The valid vectors: each returns a list of mismatches (empty when the page agrees).
+  const VALID = {
+    chain: (v) => {
+      const out = [];
+      const state = J.verifyChain(v.records.map((r) => b(r.cose)), null);
+      const e = v.expect;
+      if (state.length !== e.length) out.push("length " + state.length);
+      if (J.hex(state.head) !== e.head) out.push("head " + J.hex(state.head));
+      if (J.hex(state.key) !== e.key) out.push("key " + J.hex(state.key));
+      if (state.boot !== e.boot) out.push("boot " + state.boot);
+      if (J.hex(state.device) !== e.device_id) out.push("device");
+      for (const [seq, body] of Object.entries(v.detached_bodies || {})) {
+        J.attachBody(J.decodeRecord(b(v.records[Number(seq)].cose)), b(body));
+      }
+      return out;
+    },
+    records: (v) => v.records.flatMap((r) => {
+      const d = J.decodeRecord(b(r.cose));
+      const out = [];
+      const same = (name, got, want) => { if (got !== want) out.push("seq " + r.seq + " " + name + ": " + got + " != " + want); };
+      same("id", J.hex(d.id), r.id);
+      same("device", J.hex(d.device), r.device);
+      same("seq", d.seq, r.seq);
+      same("prev", J.hex(d.prev), r.prev);
+      same("time", d.time, r.time);
+      same("boot", d.boot, r.boot);
+      same("kind", d.kind, r.kind);
+      same("payload", J.hex(d.payload), r.payload);
+      same("signature", J.hex(d.signature), r.signature);
+      same("sig_structure", J.hex(J.sigStructure(Uint8Array.of(0xa1, 0x01, 0x27), J.ascii("jejak/record/v1"), d.payload)), r.sig_structure);
+      same("verifies", J.signatureValid(d, b(v.public_key)), true);
+      return out;
+    }),
+    checkpoints: (v) => {
+      const out = [];
+      const key = b(v.hub_public_key);
+      const cps = v.checkpoints.map((c) => {
+        const cp = J.verifyCheckpoint(b(c.cose), key);
+        if (cp.treeSize !== c.tree_size || J.hex(cp.root) !== c.root || cp.time !== c.time || J.hex(cp.hub) !== c.hub) out.push("checkpoint " + c.tree_size);
+        if (J.hex(J.rootOf(v.leaves.slice(0, c.tree_size).map(b))) !== c.root) out.push("root over the leaves " + c.tree_size);
+        return cp;
+      });
+      const bySize = new Map(cps.map((c) => [c.treeSize, c]));
+      const c = v.consistency;
+      J.verifyConsistency(c.first, c.second, bySize.get(c.first).root, bySize.get(c.second).root, c.proof.map(b));
+      for (const r of v.receipts) {
+        const got = J.verifyReceipt(b(r.receipt), b(r.record), key);
+        if (got.index !== r.leaf_index || !bySize.has(got.treeSize) || J.hex(got.root) !== J.hex(bySize.get(got.treeSize).root)) out.push("receipt " + r.leaf_index);
+      }
+      return out;
+    },
+    rfc6962: (v) => {
+      const out = [];
+      const leaves = v.leaves.map(b);
+      if (J.hex(J.rootOf([])) !== v.empty_root) out.push("empty root");
+      v.roots.forEach((root, i) => { if (J.hex(J.rootOf(leaves.slice(0, i + 1))) !== root) out.push("root " + (i + 1)); });
+      for (const p of v.inclusion) {
+        J.verifyInclusion(J.leafHash(leaves[p.index]), p.index, p.size, p.path.map(b), b(v.roots[p.size - 1]));
+      }
+      for (const p of v.consistency) {
+        J.verifyConsistency(p.first, p.second, b(v.roots[p.first - 1]), b(v.roots[p.second - 1]), p.proof.map(b));
+      }
+      return out;
+    },
+  };
+  J.runValid = (kind, vector) => {
+    try { return VALID[kind](vector); } catch (e) { return [String(e.code || "") + " " + e.message]; }
+  };
+
   // -> the code a check fails with, or null when it passes.
   J.runVector = (check, input) => {
     if (!(check in CHECKS)) throw new Error("unknown check " + check);

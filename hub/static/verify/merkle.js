@@ -14,6 +14,7 @@
   const isNum = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0;
   const lsb = (n) => n % 2 === 1;
   const half = (n) => Math.floor(n / 2);
+  const isPowerOfTwo = (n) => { while (n > 1 && n % 2 === 0) n /= 2; return n === 1; };
 
   // RFC 9162 §2.1.3.2: the root an inclusion proof leads to.
   function rootFromInclusion(leaf, index, size, path) {
@@ -53,7 +54,7 @@
     }
     if (proof.length === 0) badProof("empty consistency proof");
     let path = proof;
-    if ((first & (first - 1)) === 0) path = [firstRoot, ...proof];
+    if (isPowerOfTwo(first)) path = [firstRoot, ...proof];
     let fn = first - 1, sn = second - 1;
     while (lsb(fn)) { fn = half(fn); sn = half(sn); }
     let fr = path[0], sr = path[0];

@@ -1,0 +1,82 @@
+"""The web page and `jejak-verify` agree: every vector, and verdict and code on a seeded tamper set of the examples."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+
+from .reference import python_verdict
+from .tamper import FLIPS_PER_BUNDLE, VECTORS, Case, tamper_set
+
+BATCH = 150
+VALID = {"valid/chain-basic.json": "chain", "valid/chain-rotation.json": "chain",
+         "valid/chain-detached.json": "chain", "valid/records.json": "records",
+         "valid/checkpoints.json": "checkpoints", "rfc6962-transparency-dev.json": "rfc6962"}
+# §6.1 enrollment messages pass between a device and its hub; a bundle never carries them. keys.json holds
+# the test keys (the tamper set signs with its stranger).
+NOT_APPLICABLE = {"valid/enrollment.json", "keys.json"}
+
+
+def vector_files() -> list[str]:
+    return [f for f in json.loads((VECTORS / "index.json").read_text())["files"] if f.endswith(".json")]
+
+
+def test_every_vector_file_is_covered() -> None:
+    files = set(vector_files()) | {"rfc6962-transparency-dev.json"}
+    invalid = {f for f in files if f.startswith("invalid/")}
+    assert files - invalid - set(VALID) - NOT_APPLICABLE == set()
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_valid_vector(page: webdriver.Chrome, name: str) -> None:
+    vector = json.loads((VECTORS / name).read_text())
+    mismatches = page.execute_script("return Jejak.runValid(arguments[0], arguments[1])", VALID[name], vector)
+    assert mismatches == [], f"{name}: {mismatches}"
+
+
+def test_invalid_vectors(page: webdriver.Chrome) -> None:
+    names = sorted(f for f in vector_files() if f.startswith("invalid/"))
+    vectors = [json.loads((VECTORS / n).read_text()) for n in names]
+    got = page.execute_script("return arguments[0].map((v) => Jejak.runVector(v.check, v.input))", vectors)
+    wrong = [f"{n}: expected {v['code']}, page says {g}" for n, v, g in zip(names, vectors, got, strict=True)
+             if g != v["code"]]
+    assert len(names) >= 60
+    assert wrong == []
+
+
+def page_verdicts(page: webdriver.Chrome, cases: list[Case]) -> list[tuple[int, str | None, str]]:
+    script = """
+      return arguments[0].map(([bundle, against]) => {
+        const r = Jejak.verifyBundle(Jejak.fromHex(bundle), {against: against === null ? null : Jejak.fromHex(against)});
+        const first = Jejak.summary(r).problems[0];
+        return [r.exit, r.code, first ? first.message : ""];
+      });"""
+    out: list[tuple[int, str | None, str]] = []
+    for at in range(0, len(cases), BATCH):
+        batch = [[c.bundle.hex(), None if c.against is None else c.against.hex()] for c in cases[at:at + BATCH]]
+        out += [tuple(r) for r in page.execute_script(script, batch)]  # type: ignore[misc]
+    return out
+
+
+def test_tamper_set_agrees(page: webdriver.Chrome, tmp_path: Path) -> None:
+    cases = tamper_set()
+    assert len(cases) >= 2 * FLIPS_PER_BUNDLE + 300
+    web = page_verdicts(page, cases)
+    disagreements = []
+    codes: Counter[str] = Counter()
+    verified = []
+    for case, (exit_code, code, message) in zip(cases, web, strict=True):
+        py = python_verdict(case, tmp_path)
+        codes[code or "VERIFIED"] += 1
+        if (exit_code, code) != (py.exit, py.code):
+            disagreements.append(f"{case.name}: jejak-verify {py.exit} {py.code} ({py.message}) | "
+                                 f"page {exit_code} {code} ({message})")
+        if exit_code == 0 and case.name.startswith(("example bit", "example-older bit")):
+            verified.append(case.name)
+    print(f"{len(cases)} cases, {len(cases) - len(disagreements)} agree; page codes {dict(codes)}")
+    print(f"single-bit flips that verify in both: {len(verified)}: {verified[:20]}")
+    assert disagreements == [], "\n".join(disagreements[:50])
