@@ -1,4 +1,4 @@
-"""Running a hub: store, key, ingest, checkpoints, CoAP sync, HTTP API and dashboard, discovery."""
+"""The one assembly of a hub: store, key, ingest, read models, bridges, HTTP, CoAP, discovery, tiers, checkpoints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,24 @@ import aiocoap
 import aiocoap.resource as resource
 from aiohttp import web
 
+from coap_server.discovery import Discovery
 from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
 from ledger.errors import CodedError
 from ledger.sync import Head
 
+from .auth import Auth
+from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
 from .coap import add_proof_resources
 from .config import HubConfig
-from .http import HubApi
+from .http import Events, HubApi
+from .markets import Subscriber, WebhookSender
+from .mbg import Plan, load_plan
+from .security import HubSecurity
 from .service import Hub
 from .store import HubStore, LmdbHubStore
+from .tiers import pull_loop
+from .views import HubMarkets, Views
 
 log = logging.getLogger("jejak.hub")
 
@@ -89,17 +97,21 @@ class HubHolder:
         return self.hub.ingest(device_id, raws).to_json()
 
 
-@dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunningHub:
+    """Every part of a running hub, as start_hub built it; `close()` stops them in order."""
+
     hub: Hub
     api: HubApi
+    views: Views
+    bridges: Bridges | None
+    security: HubSecurity
     http_port: int
     coap_port: int
     coap: aiocoap.Context
     runner: web.AppRunner
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    closers: list[Callable[[], Any]] = field(default_factory=list)
-    security: Any = None  # hub.security.HubSecurity
+    tasks: tuple[asyncio.Task[Any], ...]
+    discovery: Discovery | None
 
     @property
     def http_url(self) -> str:
@@ -119,15 +131,15 @@ class RunningHub:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        for closer in self.closers:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                with contextlib.suppress(Exception):
-                    await result
+        if self.discovery is not None:
+            with contextlib.suppress(Exception):
+                await self.discovery.close()
+        self.views.close()
+        if self.bridges is not None:
+            stop_bridges(self.bridges)
         await self.coap.shutdown()
         await self.runner.cleanup()
-        if self.security is not None:
-            self.security.close()
+        self.security.close()
         await asyncio.to_thread(self.hub.checkpoint)
         self.hub.store.close()
 
@@ -141,25 +153,25 @@ async def _checkpoint_loop(hub: Hub, interval: float) -> None:
             log.exception("checkpoint failed")
 
 
-async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None,
-                    extra_routes: list[Callable[[web.Application], None]] | None = None,
-                    hub: Hub | None = None) -> RunningHub:
-    """Start every part of a hub and return a handle; `close()` stops it cleanly."""
-    if hub is None:
-        signer = load_or_create_key(Path(config.data_dir) / "hub.key")
-        hub = Hub(open_store(config), signer, clock=clock or (lambda: int(time.time())),
-                  auto_approve=config.auto_approve)
-    from .security import HubSecurity
+def _wall_clock() -> int:
+    return int(time.time())
 
-    security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
-                           read=config.security.read)
-    api = HubApi(hub, operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens,
-                 extra=[*(extra_routes or []), security.register])
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    http_site = web.TCPSite(runner, config.http_host, config.http_port)
-    await http_site.start()
-    http_port = runner.addresses[0][1]
+
+def build_views(hub: Hub, config: HubConfig, *, events: Events, auth: Auth, plan: Plan | None) -> Views:
+    """The read models the dashboard and the public API answer from, fed by the hub's record listener."""
+    if plan is None:
+        plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
+    hooks: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in hook.items()}
+                                   for hook in config.webhooks]
+    subscribers = tuple(Subscriber(**hook) for hook in hooks)
+    sender = (WebhookSender(max_attempts=config.webhook_attempts, timeout_s=config.webhook_timeout_s)
+              if subscribers else None)
+    return Views(hub, plan=plan, events=events, auth=auth, markets=HubMarkets(config.markets, clock=hub.clock),
+                 kitchen_regions=config.mbg_kitchen_regions, subscribers=subscribers, sender=sender,
+                 keep_days=config.mbg_keep_days)
+
+
+async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity) -> tuple[aiocoap.Context, int]:
     site = resource.Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
     add_sync_resources(site, HubHolder(hub), visible=security.policy.visible)
@@ -170,30 +182,65 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         try:
             coap = await aiocoap.Context.create_server_context(security.wrap(site), bind=(config.coap_host, coap_port),
                                                                transports=transports)
-            break
+            return coap, coap_port
         except OSError:
             # A port picked here can be taken between the check and the bind; a configured one is an error.
             if config.coap_port or attempt == 4:
                 raise
-    running = RunningHub(hub=hub, api=api, http_port=http_port, coap_port=coap_port, coap=coap, runner=runner)
-    running.security = security
-    running.tasks.append(asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval)))
+    raise AssertionError("unreachable")
+
+
+async def _announce(config: HubConfig, hub: Hub, coap_port: int) -> Discovery | None:
+    host = config.coap_host if config.coap_host not in ("0.0.0.0", "::") else None
+    discovery = Discovery(role="hub", device_id=hub.hub_id, port=coap_port, tcp=config.coap_tcp,
+                          addresses=[host or "127.0.0.1"], heads=hub.heads, interfaces=[host] if host else None)
+    try:
+        await discovery.start()
+    except OSError as exc:  # no multicast here: devices reach the hub by its configured address
+        log.warning("mDNS announcement failed (%s); the hub is reachable by address only", exc)
+        return None
+    return discovery
+
+
+async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None, hub: Hub | None = None,
+                    plan: Plan | None = None,
+                    routes: Sequence[Callable[[web.Application], None]] = ()) -> RunningHub:
+    """Build and start the whole hub that `config` describes: store and key, the Hub service, the domain read
+    models (MBG plan, markets, alerts, webhooks), the bridges, the HTTP API and dashboard, CoAP, mDNS, tiers
+    and the checkpoint loop. `close()` on the result stops it cleanly.
+
+    What a caller may inject instead of the config's: `clock` (the hub's time: wall time unless a demo or a
+    soak runs faster), `hub` (a Hub service already open over its store and key), `plan` (the MBG plan, else
+    loaded from `config.mbg_plan`), and `routes` (the caller's own HTTP routes, e.g. the demo's progress).
+    """
+    if hub is None:
+        signer = load_or_create_key(Path(config.data_dir) / "hub.key")
+        hub = Hub(open_store(config), signer, clock=clock or _wall_clock, auto_approve=config.auto_approve)
+    auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
+    events = Events()
+    views = build_views(hub, config, events=events, auth=auth, plan=plan)
+    domain_routes: list[Callable[[web.Application], None]] = [views.register]
+    bridges = None
+    if config.bridges.enabled:
+        bridges = Bridges(hub, config.bridges, views=views,
+                          state_dir=config.bridges.state_dir or str(Path(config.data_dir) / "bridges"))
+        await start_bridges(bridges)
+        domain_routes.append(BridgeRoutes(bridges, auth=auth).register)
+    security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
+                           read=config.security.read)
+    api = HubApi(hub, auth=auth, events=events, routes=[*domain_routes, security.register, *routes])
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.http_host, config.http_port).start()
+    http_port = runner.addresses[0][1]
+    coap, coap_port = await _serve_coap(config, hub, security)
+    tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
     if config.upstream:
-        from .tiers import pull_loop
-
-        running.tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval)))
-    if config.mdns:
-        from coap_server.discovery import Discovery
-
-        host = config.coap_host if config.coap_host not in ("0.0.0.0", "::") else None
-        discovery = Discovery(role="hub", device_id=hub.hub_id, port=coap_port, tcp=config.coap_tcp,
-                              addresses=[host or "127.0.0.1"], heads=hub.heads,
-                              interfaces=[host] if host else None)
-        try:
-            await discovery.start()
-            running.closers.append(discovery.close)
-        except OSError as exc:  # no multicast here: devices reach the hub by its configured address
-            log.warning("mDNS announcement failed (%s); the hub is reachable by address only", exc)
+        tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval)))
+    discovery = await _announce(config, hub, coap_port) if config.mdns else None
+    views.start()
+    running = RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
+                         coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery)
     log.info("hub %s: http %s coap %s", hub.hub_id.hex(), running.http_url, running.coap_url)
     return running
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .bridges.config import BridgeConfig
+from .markets.service import MarketConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,8 +49,13 @@ class HubConfig:
     upstream: tuple[str, ...] = ()  # coap:// addresses of regional hubs a national hub pulls from
     mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)
     mbg_keep_days: int = 8  # days of scans the MBG analytics hold in memory (the store keeps everything)
+    # kitchen id -> market region (as price records name it): the kitchens' stock use is MBG demand there
+    mbg_kitchen_regions: dict[str, str] = field(default_factory=dict)
+    markets: MarketConfig = field(default_factory=MarketConfig)  # validation, impact and forecast settings
     bridges: BridgeConfig = field(default_factory=BridgeConfig)  # legacy clients (seed 1 and 2, MQTT)
     webhooks: tuple[dict[str, Any], ...] = ()  # [[webhooks]] alert subscribers: id, kind, url, token, ...
+    webhook_attempts: int = 4  # tries per alert delivery (retries back off exponentially)
+    webhook_timeout_s: float = 10.0
     store: StoreConfig = field(default_factory=StoreConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 

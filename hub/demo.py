@@ -26,14 +26,13 @@ from ledger.enroll import make_enroll_request
 from ledger.sync import Head
 
 from .app import RunningHub, free_coap_port, start_hub
-from .bridges import BridgeConfig, BridgeRoutes, Bridges, MqttConfig, start_bridges
+from .bridges import BridgeConfig, MqttConfig
 from .config import HubConfig
-from .markets import MarketConfig, Subscriber, ValidationConfig, WebhookSender
+from .markets import MarketConfig, ValidationConfig
 from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .markets.synth import SynthConfig, generate
 from .mbg import Kitchen, Plan, School, simulate
 from .mbg.plan import HOUR, WIB, local_midnight
-from .views import HubMarkets, Views
 
 MARKER = ".jejak-demo"
 # One fault per kitchen, so the first screen already shows what the hub catches.
@@ -210,9 +209,8 @@ async def webhook_inbox(request: web.Request) -> web.Response:
 class Demo:
     """The running demo: the hub, the devices, the clock; `run_day()` drives the day over real CoAP."""
 
-    def __init__(self, running: RunningHub, views: Views, clock: SimClock, devices: dict[str, SimDevice],
-                 date: str) -> None:
-        self.running, self.views, self.clock, self.devices, self.date = running, views, clock, devices, date
+    def __init__(self, running: RunningHub, clock: SimClock, devices: dict[str, SimDevice], date: str) -> None:
+        self.running, self.clock, self.devices, self.date = running, clock, devices, date
         self.pushed = 0
         self.problems: list[str] = []
         self.day_done = False
@@ -253,6 +251,18 @@ class Demo:
         return (state.length if state else 0) < len(d.records)
 
 
+def demo_config(path: Path, *, port: int, coap_port: int) -> HubConfig:
+    """The demo hub: approves the simulated devices, checkpoints often, and sends its ALPS alerts to its own
+    webhook inbox. The market devices come online with their whole history as a backlog; the validator's
+    staleness rule would quarantine all of it, so the demo hub accepts reports as old as that history."""
+    return HubConfig(name="demo", data_dir=str(path), http_port=port, coap_port=coap_port, auto_approve=True,
+                     mdns=False, checkpoint_interval=2.0, mbg_kitchen_regions=dict(KITCHEN_REGIONS),
+                     markets=MarketConfig(validation=ValidationConfig(max_age_s=(HISTORY_DAYS + 2) * 86400)),
+                     webhooks=({"id": "demo-inbox", "kind": "json", "url": f"http://127.0.0.1:{port}/api/demo/webhook"},),
+                     webhook_attempts=2, webhook_timeout_s=5.0,
+                     bridges=BridgeConfig(state_dir=str(path / "bridges"), mqtt=MqttConfig(enabled=False)))
+
+
 async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None = None,
                      coap_port: int = 0, fresh: bool = True) -> Demo:
     """Start a hub on `port` with enrolled simulated devices; call `run_day()` on the result to play the day."""
@@ -268,48 +278,27 @@ async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None
     clock = SimClock(midnight + DAY_START, midnight + DAY_END, speed)
     plan, devices = build_mbg(date)
     devices.update(build_markets(date))
-    config = HubConfig(name="demo", data_dir=str(path), http_port=port, coap_port=coap_port or free_coap_port(),
-                       auto_approve=True, mdns=False, checkpoint_interval=2.0)
-    views_box: list[Views] = []
-    bridges_box: list[Bridges] = []
-
-    def routes(app: web.Application) -> None:
-        views_box[0].register(app)
-        # The bridges serve seed 2's public API (prices, impact, alerts, forecasts) from the same views.
-        BridgeRoutes(bridges_box[0], operator_tokens=config.operator_tokens).register(app)
-        app.router.add_get("/api/demo", demo_status)
-        app.router.add_post("/api/demo/webhook", webhook_inbox)
+    # The webhook inbox's address names the HTTP port, so the demo settles it before the hub starts.
+    config = demo_config(path, port=port or free_coap_port(), coap_port=coap_port or free_coap_port())
+    demos: list[Demo] = []
 
     async def demo_status(request: web.Request) -> web.Response:
         """The demo's progress: simulated time, records pushed, whether the day is done"""
-        return web.json_response(demo.status())
+        return web.json_response(demos[0].status())
 
-    from .app import load_or_create_key, open_store
-    from .service import Hub
+    def routes(app: web.Application) -> None:
+        app.router.add_get("/api/demo", demo_status)
+        app.router.add_post("/api/demo/webhook", webhook_inbox)
 
-    hub = Hub(open_store(config), load_or_create_key(path / "hub.key"), clock=clock, auto_approve=True)
-    # The market devices come online with their whole history as a backlog; the validator's staleness rule
-    # would quarantine all of it, so the demo hub accepts reports as old as that history.
-    markets = HubMarkets(MarketConfig(validation=ValidationConfig(max_age_s=(HISTORY_DAYS + 2) * 86400)),
-                         clock=clock)
-    views_box.append(Views(hub, plan=plan, clock=clock, kitchen_regions=KITCHEN_REGIONS, markets=markets))
-    views = views_box[0]
-    bridges_box.append(Bridges(hub, BridgeConfig(state_dir=str(path / "bridges"), mqtt=MqttConfig(enabled=False)),
-                               views=views))
-    await start_bridges(bridges_box[0])
-    running = await start_hub(config, clock=clock, extra_routes=[routes], hub=hub)
-    views.attach(running.api)
-    views.subscribers = (Subscriber(id="demo-inbox", kind="json", url=f"{running.http_url}/api/demo/webhook"),)
-    views.sender = WebhookSender(max_attempts=2, timeout_s=5.0)
-    views.start()
-    running.closers.append(views.close)
+    running = await start_hub(config, clock=clock, plan=plan, routes=[routes])
+    hub = running.hub
     now = clock()
     for d in devices.values():
         d.begin(now)
         req = make_enroll_request(d.signer, site=d.site, role=d.role, name=d.name, time=now, hub_id=hub.hub_id)
         await asyncio.to_thread(hub.enroll, req)
-    demo = Demo(running, views, clock, devices, date)
-    return demo
+    demos.append(Demo(running, clock, devices, date))
+    return demos[0]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -348,7 +337,7 @@ async def _amain(args: argparse.Namespace) -> int:
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([waiter], timeout=args.duration)
             waiter.cancel()
-        summary = await asyncio.to_thread(demo.views.summary)
+        summary = await asyncio.to_thread(demo.running.views.summary)
         print(json.dumps({"demo": demo.status(), "summary": summary}, default=str), flush=True)
     finally:
         day.cancel()

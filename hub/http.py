@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from ledger import Checkpoint, ForkEvidence, Record, decode_record
 from ledger.errors import CodedError
 from ledger.sync import decode_records
 
+from .auth import Auth
 from .service import Hub, HubError, NotEnrolled, NotFound
 from .webverify import standalone_page
 
@@ -25,20 +24,6 @@ log = logging.getLogger("jejak.hub.http")
 STATIC = Path(__file__).parent / "static"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-class Unauthorized(CodedError):
-    """A bearer token that no operator or auditor holds."""
-
-    code = "UNAUTHORIZED"
-    coap = "4.01"
-    http = 401
-
-
-class Forbidden(CodedError):
-    """A route that needs another role than the caller's."""
-
-    code = "FORBIDDEN"
-    coap = "4.03"
-    http = 403
 
 
 def coded(exc: BaseException) -> CodedError:
@@ -77,10 +62,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc)
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 class Events:
     """Fan-out of live events to Server-Sent Events subscribers; slow subscribers drop old events."""
 
@@ -117,15 +98,14 @@ class Events:
 
 
 class HubApi:
-    """Routes for operators, auditors and the public. Domain views register their own routes."""
+    """Routes for operators, auditors and the public; the domains' route modules come in as `routes`."""
 
-    def __init__(self, hub: Hub, *, operator_tokens: tuple[str, ...] = (), auditor_tokens: tuple[str, ...] = (),
-                 extra: list[Callable[[web.Application], None]] | None = None) -> None:
+    def __init__(self, hub: Hub, *, auth: Auth, events: Events,
+                 routes: Sequence[Callable[[web.Application], None]] = ()) -> None:
         self.hub = hub
-        self.operator_tokens = operator_tokens  # sha256 hex digests, never the tokens themselves
-        self.auditor_tokens = auditor_tokens
-        self.events = Events()
-        self.extra = extra or []
+        self.auth = auth
+        self.events = events
+        self.routes = tuple(routes)
         hub.listeners.on_records.append(self._on_records)
         hub.listeners.on_checkpoint.append(self._on_checkpoint)
 
@@ -138,24 +118,8 @@ class HubApi:
     def _on_checkpoint(self, cp: Checkpoint) -> None:
         self.events.publish({"type": "checkpoint", "checkpoint": cp.to_json()})
 
-    def _role(self, request: web.Request) -> str:
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else request.query.get("token", "")
-        if not token:
-            return "public"
-        digest = hash_token(token)
-        if any(hmac.compare_digest(digest, t) for t in self.operator_tokens):
-            return "operator"
-        if any(hmac.compare_digest(digest, t) for t in self.auditor_tokens):
-            return "auditor"
-        return "invalid"
-
     def require(self, request: web.Request, *roles: str) -> None:
-        role = self._role(request)
-        if role == "invalid":
-            raise Unauthorized("token not recognised")
-        if role not in roles:
-            raise Forbidden(f"needs role {' or '.join(roles)}, have {role}")
+        self.auth.require(request, *roles)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
@@ -179,7 +143,7 @@ class HubApi:
         r.add_post("/api/ingest/{device}", self.ingest)
         r.add_get("/api/export", self.export)
         r.add_get("/api/events", self.stream)
-        for register in self.extra:
+        for register in self.routes:
             register(app)
         if STATIC.is_dir():
             r.add_get("/", self.index)
@@ -310,7 +274,7 @@ class HubApi:
         return web.json_response(result.to_json(), status=200 if result.problem is None else 409)
 
     async def export(self, request: web.Request) -> web.StreamResponse:
-        self.require(request, "operator", "auditor", *(("public",) if not self.auditor_tokens else ()))
+        self.require(request, *self.auth.export_roles())
         q = request.query
         devices = [bytes.fromhex(d) for d in q.getall("device", [])] or None
         data = await asyncio.to_thread(

@@ -17,7 +17,8 @@ from aiohttp import web
 from coap_server.errors import RequestError
 from ledger import Record
 
-from .http import Forbidden, error_response
+from .auth import Auth
+from .http import error_response
 from .markets import MarketService, Subscriber, WebhookSender
 from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .markets.errors import MarketError, NotFound
@@ -38,10 +39,6 @@ IMPACT_DAYS = 7  # days of impact shown per series on the price chart
 
 class Publisher(Protocol):
     def publish(self, event: dict[str, Any]) -> None: ...
-
-
-class Operators(Protocol):
-    def require(self, request: web.Request, *roles: str) -> None: ...
 
 
 class HubMarkets(MarketService):
@@ -102,7 +99,7 @@ class Views:
     """
 
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
-                 events: Publisher | None = None, markets: HubMarkets | None = None,
+                 events: Publisher | None = None, auth: Auth | None = None, markets: HubMarkets | None = None,
                  kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0) -> None:
         self.hub = hub
@@ -110,7 +107,7 @@ class Views:
         self.rederive_s = rederive_s
         self.clock = clock or hub.clock
         self.events = events
-        self.api: Operators | None = None
+        self.auth = auth or Auth()
         self.mbg = MbgView(plan)
         self.markets = markets or HubMarkets(clock=lambda: self.clock())
         self.kitchen_regions = dict(kitchen_regions or {})
@@ -134,11 +131,6 @@ class Views:
         self._unsubscribe: Callable[[], None] | None = None
         self._sends: set[asyncio.Future[Any]] = set()
         hub.listeners.on_records.append(self.on_records)
-
-    def attach(self, api: Any) -> None:
-        """Publish on the hub API's live events and check operator tokens with its `require`."""
-        self.api = api
-        self.events = api.events
 
     # --- feeding ---------------------------------------------------------------------------------------
     def on_records(self, records: list[Record], arrived_at: int) -> None:
@@ -603,9 +595,7 @@ class Views:
             await self.sender.close()
 
     def _operator(self, request: web.Request) -> None:
-        if self.api is None:
-            raise Forbidden("operator routes need the hub API attached (Views.attach)")
-        self.api.require(request, "operator")
+        self.auth.require(request, "operator")
 
     async def decide_route(self, request: web.Request) -> web.Response:
         """Operator: release, confirm or reopen a quarantined price; the decision joins its audit trail"""

@@ -25,42 +25,17 @@ def _hub_run(args: argparse.Namespace) -> int:
     return serve_hub(args.config, clock=lambda: int(time.time()))
 
 
-def serve_hub(config_path: str, *, clock: Callable[[], int]) -> int:
-    """Run the hub with its views and bridges until SIGINT or SIGTERM. `clock` is the hub's time:
-    wall time for a real hub, an accelerated one for a soak run."""
-    from aiohttp import web
-
+def serve_hub(config_path: str | None, *, clock: Callable[[], int]) -> int:
+    """Run the hub that the config describes until SIGINT or SIGTERM. `clock` is the hub's time: wall time
+    for a real hub, an accelerated one for a soak run."""
     from edge import systemd  # sd_notify and the watchdog: stdlib only, shared by both daemons
-    from hub.app import load_or_create_key, open_store, start_hub
-    from hub.bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
+    from hub.app import start_hub
     from hub.config import load
-    from hub.markets.webhooks import Subscriber, WebhookSender
-    from hub.mbg import Plan, load_plan
-    from hub.service import Hub
-    from hub.views import Views
 
     config = load(config_path)
 
     async def main() -> None:
-        hub = Hub(open_store(config), load_or_create_key(Path(config.data_dir) / "hub.key"),
-                  clock=clock, auto_approve=config.auto_approve)
-        plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
-        hooks: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in w.items()}
-                                       for w in config.webhooks]
-        subscribers = tuple(Subscriber(**hook) for hook in hooks)
-        views = Views(hub, plan=plan, subscribers=subscribers, keep_days=config.mbg_keep_days,
-                      sender=WebhookSender() if subscribers else None)
-        bridges = Bridges(hub, config.bridges, views=views)
-        await start_bridges(bridges)
-
-        def routes(app: web.Application) -> None:
-            views.register(app)
-            BridgeRoutes(bridges, operator_tokens=config.operator_tokens).register(app)
-
-        running = await start_hub(config, extra_routes=[routes], hub=hub)
-        views.attach(running.api)
-        views.start()
-        running.closers += [views.close, lambda: stop_bridges(bridges)]
+        running = await start_hub(config, clock=clock)
         print(f"hub {running.hub.hub_id.hex()} http {running.http_url} coap {running.coap_url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -4,11 +4,11 @@ Data that arrives unsigned is never stored as if a device had signed it: the hub
 in its own log saying what it received, where (path), when (received_at) and from whom (sender), and the
 analytics, the public API and exports carry it marked as attested.
 
-Use::
+hub.app.start_hub builds them from the hub config's [bridges] table (`enabled = false` leaves them out)::
 
-    bridges = Bridges(hub, BridgeConfig(...), views=views)
+    bridges = Bridges(hub, config.bridges, views=views, state_dir=...)
     await start_bridges(bridges)                       # attestation log, listener, MQTT if enabled
-    running = await start_hub(cfg, hub=hub, extra_routes=[views.register, BridgeRoutes(bridges).register])
+    BridgeRoutes(bridges, auth=auth).register(app)
     ...
     stop_bridges(bridges)
 """

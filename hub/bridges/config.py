@@ -58,7 +58,8 @@ class MqttConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BridgeConfig:
-    state_dir: str = "var/hub/bridges"  # legacy device registrations (token digests, never tokens)
+    enabled: bool = True  # False: no legacy clients, and no attestation log in the hub's store
+    state_dir: str = ""  # legacy device registrations (token digests, never tokens); empty: <data_dir>/bridges
     auto_approve: bool = True  # seed-2 registrations may send at once; False: an operator approves each
     market_aliases: dict[str, str] = field(default_factory=dict)  # seed-2 market_id -> catalogue market id
     commodity_aliases: dict[str, str] = field(default_factory=lambda: dict(SEED2_COMMODITIES))

@@ -10,7 +10,7 @@ import threading
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..http import hash_token
+from ..auth import hash_token
 
 STATUSES = ("pending", "active", "revoked")
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ..http import error_response, hash_token
+from ..auth import Auth, hash_token
+from ..http import error_response
 from ..markets.catalog import MARKETS_BY_ID
 from ..markets.errors import MarketError
 from .feed import LATE_S, observed_at, trust_of
@@ -84,9 +85,9 @@ def _limit(request: web.Request, default: int, high: int) -> int:
 
 
 class BridgeRoutes:
-    def __init__(self, bridges: Bridges, *, operator_tokens: tuple[str, ...] = ()) -> None:
+    def __init__(self, bridges: Bridges, *, auth: Auth) -> None:
         self.b = bridges
-        self.operator_tokens = operator_tokens
+        self.auth = auth
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -102,15 +103,6 @@ class BridgeRoutes:
         r.add_get("/api/forecast/{commodity}", seed2(self.forecast))
         r.add_get("/api/bridges/status", self.status)
         r.add_post("/api/bridges/devices/{device_id}/approve", seed2(self.approve))
-        if self.b.own_views:  # with the dashboard's views, hub.views serves the dashboard summary itself
-            r.add_get("/api/dashboard/summary", self.summary)
-
-    def _operator(self, request: web.Request) -> bool:
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer "):
-            return False
-        digest = hash_token(auth[7:].strip())
-        return any(hmac.compare_digest(digest, t) for t in self.operator_tokens)
 
     # --- seed 1 ---------------------------------------------------------------------------------------
     async def sync_gateway_data(self, request: web.Request) -> web.Response:
@@ -134,14 +126,6 @@ class BridgeRoutes:
                                   "records": [r.id.hex() for r in records], "trust": "attested",
                                   "attested_by": self.b.hub.hub_id.hex()}, status=201)
 
-    async def summary(self, request: web.Request) -> web.Response:
-        """Seed 1's dashboard summary, counting what was attested and what devices signed"""
-        with self.b.analytics():
-            scans = list(self.b.views.mbg.scans)
-        return web.json_response({"total_scans_received": len(scans),
-                                  "active_gateways": len({s.site for s in scans}),
-                                  "attested": dict(self.b.attested)})
-
     # --- seed 2: devices ------------------------------------------------------------------------------
     async def register_device(self, request: web.Request) -> web.Response:
         """Seed 2: register a market device; answers its token and an onboarding QR code (PNG data URL)"""
@@ -160,7 +144,7 @@ class BridgeRoutes:
         device = self.b.registry.get(value["device_id"])
         if device is None:
             raise UnknownName("Device not found")
-        if not self._operator(request):
+        if not self.auth.is_operator(request):
             current = self.b.device_for(request.headers.get("Authorization"))
             if current.device_id != device.device_id:
                 raise Forbidden("a device may only renew its own token")
@@ -168,7 +152,7 @@ class BridgeRoutes:
 
     async def approve(self, request: web.Request) -> web.Response:
         """Approve a pending legacy device (operator)"""
-        if not self._operator(request):
+        if not self.auth.is_operator(request):
             raise Unauthorized("needs an operator token")
         device_id = request.match_info["device_id"]
         if self.b.registry.get(device_id) is None:

@@ -11,7 +11,6 @@ from typing import Any
 
 from ledger import Record, decode_record
 
-from ..mbg import Plan
 from ..service import Hub
 from ..views import Views
 from .attest import Attestation, Attestor, digest
@@ -52,20 +51,16 @@ class Forbidden(BridgeInputError):
 class Bridges:
     """One per hub. Unsigned data becomes "attest" records of the hub's own log; nothing else is stored.
 
-    `views` is hub.views.Views when the hub serves the dashboard: attested inputs then reach the same MBG
-    and market analytics as signed ones, marked by their source. Without views the bridges keep their own
-    market analytics for the public API.
+    `views` are the hub's read models: attested inputs reach the same MBG and market analytics as signed
+    ones, marked by their source. `state_dir` holds the legacy device registrations.
     """
 
-    def __init__(self, hub: Hub, config: BridgeConfig, *, views: Views | None = None) -> None:
+    def __init__(self, hub: Hub, config: BridgeConfig, *, views: Views, state_dir: str) -> None:
         self.hub = hub
         self.config = config
-        # Without the dashboard's views, the bridges keep views of their own (no MBG plan) for the public
-        # API; they are fed by the same hub listener as the dashboard's would be.
-        self.own_views = views is None
-        self.views = views if views is not None else Views(hub, plan=Plan(kitchens=(), schools=()))
+        self.views = views
         self.attestor = Attestor(hub)
-        self.registry = Registry(config.state_dir)
+        self.registry = Registry(state_dir)
         self.attested: Counter[str] = Counter()  # attest records by path
         self.refused: Counter[str] = Counter()  # refused inputs by path
         self.mqtt: Any = None

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from edge.config import HttpConfig
-from hub.app import open_store, start_hub
-from hub.bridges import BridgeConfig, BridgeRoutes, Bridges, MqttConfig, start_bridges, stop_bridges
+from hub.app import start_hub
+from hub.auth import hash_token
+from hub.bridges import BridgeConfig, Bridges, MqttConfig
 from hub.config import HubConfig
-from hub.http import hash_token
 from hub.mbg import Plan
 from hub.mbg.plan import Kitchen, School
 from hub.service import Hub
@@ -89,26 +89,22 @@ def unique_topic() -> str:
 
 async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str | None = None) -> HubEnv:
     topic = topic or unique_topic()
-    config = HubConfig(name="bridges-test", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
-                       auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),))
-    clock = SettableClock()
-    hub = Hub(open_store(config), Ed25519Signer.generate(), clock=clock, auto_approve=True)
-    plan = Plan(kitchens=(Kitchen(id="sppg-test"),), schools=(School(id="sd-1", kitchen="sppg-test", portions=100),))
-    views = Views(hub, plan=plan)
     mqtt = mqtt or MqttConfig(enabled=True, topic=topic, clean_session=True,
                               client_id=f"jejak-hub-test-{uuid.uuid4().hex[:8]}")
-    bridges = Bridges(hub, BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt), views=views)
-    await start_bridges(bridges)
-    routes = BridgeRoutes(bridges, operator_tokens=config.operator_tokens)
-    run = await start_hub(config, hub=hub, extra_routes=[views.register, routes.register])
-    views.events = run.api.events
+    config = HubConfig(name="bridges-test", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                       auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),),
+                       bridges=BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt))
+    clock = SettableClock()
+    plan = Plan(kitchens=(Kitchen(id="sppg-test"),), schools=(School(id="sd-1", kitchen="sppg-test", portions=100),))
+    run = await start_hub(config, clock=clock, plan=plan)
+    assert run.bridges is not None
     session = aiohttp.ClientSession()
-    return HubEnv(hub=hub, views=views, bridges=bridges, running=run, topic=topic, session=session, clock=clock)
+    return HubEnv(hub=run.hub, views=run.views, bridges=run.bridges, running=run, topic=topic, session=session,
+                  clock=clock)
 
 
 async def close_hub(env: HubEnv) -> None:
     await env.session.close()
-    stop_bridges(env.bridges)
     await env.running.close()  # type: ignore[attr-defined]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 
 from hub.app import start_hub
+from hub.auth import hash_token
 from hub.config import HubConfig
-from hub.http import hash_token
 from ledger import verify_bundle, verify_receipt
 from ledger.enroll import make_enroll_request
 from ledger.sync import encode_records

@@ -12,18 +12,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from hub.app import open_store, start_hub
-from hub.bridges import BridgeConfig, BridgeRoutes, Bridges, MqttConfig, start_bridges
+from hub.app import start_hub
+from hub.auth import hash_token
+from hub.bridges import BridgeConfig, MqttConfig
 from hub.config import HubConfig
-from hub.http import hash_token
-from hub.markets import MarketConfig, Subscriber, ValidationConfig, WebhookSender
+from hub.markets import MarketConfig, ValidationConfig
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.model import day_of
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
 from hub.mbg.plan import Kitchen
 from hub.service import Hub
-from hub.views import HubMarkets, Views
 from ledger import ChainBuilder, Ed25519Signer
 from ledger.enroll import make_enroll_request
 from tests.wait import wait_for
@@ -76,25 +75,18 @@ class Env:
             await asyncio.to_thread(d.push)
 
 
-async def make_env(tmp_path, *, subscribers=(), sender=None, kitchens=()) -> Env:
-    config = HubConfig(name="markets-api", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
-                       auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),))
-    hub = Hub(open_store(config), Ed25519Signer.generate(), clock=lambda: int(time.time()), auto_approve=True)
+async def make_env(tmp_path, *, webhooks=(), kitchens=()) -> Env:
     # The history arrives at once, as a backlog: accept reports as old as the history.
-    markets = HubMarkets(MarketConfig(validation=ValidationConfig(max_age_s=(DAYS + 2) * 86400)))
+    config = HubConfig(name="markets-api", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                       auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),),
+                       markets=MarketConfig(validation=ValidationConfig(max_age_s=(DAYS + 2) * 86400)),
+                       webhooks=tuple(webhooks), webhook_attempts=1,
+                       mbg_kitchen_regions={k: "Jawa Barat" for k in kitchens},
+                       bridges=BridgeConfig(mqtt=MqttConfig(enabled=False)))
     plan = Plan(kitchens=tuple(Kitchen(id=k) for k in kitchens), schools=())
-    views = Views(hub, plan=plan, markets=markets, subscribers=subscribers, sender=sender,
-                  kitchen_regions={k: "Jawa Barat" for k in kitchens})
-    bridges = Bridges(hub, BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=MqttConfig(enabled=False)),
-                      views=views)
-    await start_bridges(bridges)
-    routes = BridgeRoutes(bridges, operator_tokens=config.operator_tokens)
-    running = await start_hub(config, hub=hub, extra_routes=[views.register, routes.register])
-    views.attach(running.api)
-    views.start()
-    running.closers.append(views.close)
-    devices = {m: Device(hub, m) for m in MARKETS}
-    return Env(hub, views, running, aiohttp.ClientSession(), devices)
+    running = await start_hub(config, plan=plan)
+    devices = {m: Device(running.hub, m) for m in MARKETS}
+    return Env(running.hub, running.views, running, aiohttp.ClientSession(), devices)
 
 
 @pytest.fixture
@@ -285,8 +277,8 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
-    sub = Subscriber(id="ops", kind="json", url=f"http://127.0.0.1:{port}/hook", min_band="stress")
-    env = await make_env(tmp_path, subscribers=(sub,), sender=WebhookSender(max_attempts=1))
+    hook = {"id": "ops", "kind": "json", "url": f"http://127.0.0.1:{port}/hook", "min_band": "stress"}
+    env = await make_env(tmp_path, webhooks=(hook,))
     try:
         synth_history(env, seed=11, shocks=24.0)
         await env.push()
