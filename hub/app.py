@@ -26,16 +26,20 @@ from ledger.sync import Head
 
 from .auth import Auth
 from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
+from .chain import ChainRoutes
 from .coap import add_proof_resources
 from .config import HubConfig
 from .http import Events, HubApi
 from .markets import Subscriber, WebhookSender
+from .markets.routes import MarketRoutes
+from .markets.view import HubMarkets
 from .mbg import Plan, load_plan
+from .mbg.routes import MbgRoutes
 from .security import HubSecurity
 from .service import Hub
 from .store import HubStore, LmdbHubStore
 from .tiers import pull_loop
-from .views import HubMarkets, Views
+from .views import Views
 
 log = logging.getLogger("jejak.hub")
 
@@ -134,7 +138,8 @@ class RunningHub:
         if self.discovery is not None:
             with contextlib.suppress(Exception):
                 await self.discovery.close()
-        self.views.close()
+        await asyncio.to_thread(self.views.close)
+        await self.views.alerts.close()
         if self.bridges is not None:
             stop_bridges(self.bridges)
         await self.coap.shutdown()
@@ -157,7 +162,7 @@ def _wall_clock() -> int:
     return int(time.time())
 
 
-def build_views(hub: Hub, config: HubConfig, *, events: Events, auth: Auth, plan: Plan | None) -> Views:
+def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | None) -> Views:
     """The read models the dashboard and the public API answer from, fed by the hub's record listener."""
     if plan is None:
         plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
@@ -166,7 +171,7 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, auth: Auth, plan
     subscribers = tuple(Subscriber(**hook) for hook in hooks)
     sender = (WebhookSender(max_attempts=config.webhook_attempts, timeout_s=config.webhook_timeout_s)
               if subscribers else None)
-    return Views(hub, plan=plan, events=events, auth=auth, markets=HubMarkets(config.markets, clock=hub.clock),
+    return Views(hub, plan=plan, events=events, markets=HubMarkets(config.markets, clock=hub.clock),
                  kitchen_regions=config.mbg_kitchen_regions, subscribers=subscribers, sender=sender,
                  keep_days=config.mbg_keep_days)
 
@@ -218,14 +223,16 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         hub = Hub(open_store(config), signer, clock=clock or _wall_clock, auto_approve=config.auto_approve)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
     events = Events()
-    views = build_views(hub, config, events=events, auth=auth, plan=plan)
-    domain_routes: list[Callable[[web.Application], None]] = [views.register]
+    views = build_views(hub, config, events=events, plan=plan)
+    markets = MarketRoutes(views, auth=auth)
+    domain_routes = [ChainRoutes(views).register, MbgRoutes(views).register, markets.register]
     bridges = None
     if config.bridges.enabled:
         bridges = Bridges(hub, config.bridges, views=views,
                           state_dir=config.bridges.state_dir or str(Path(config.data_dir) / "bridges"))
         await start_bridges(bridges)
-        domain_routes.append(BridgeRoutes(bridges, auth=auth).register)
+        # The bridges serve seed 2's public API (prices, impact, alerts, forecasts) from the same read models.
+        domain_routes.append(BridgeRoutes(bridges, auth=auth, markets=markets).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
                            read=config.security.read)
     api = HubApi(hub, auth=auth, events=events, routes=[*domain_routes, security.register, *routes])

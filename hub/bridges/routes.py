@@ -22,6 +22,7 @@ from ..auth import Auth, hash_token
 from ..http import error_response
 from ..markets.catalog import MARKETS_BY_ID
 from ..markets.errors import MarketError
+from ..markets.routes import MarketRoutes
 from .feed import LATE_S, observed_at, trust_of
 from .payloads import (
     BadQuery,
@@ -85,9 +86,10 @@ def _limit(request: web.Request, default: int, high: int) -> int:
 
 
 class BridgeRoutes:
-    def __init__(self, bridges: Bridges, *, auth: Auth) -> None:
+    def __init__(self, bridges: Bridges, *, auth: Auth, markets: MarketRoutes) -> None:
         self.b = bridges
         self.auth = auth
+        self.markets = markets
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -226,17 +228,17 @@ class BridgeRoutes:
         market = self._market(_query(request, "market_id", required=False))
 
         def run() -> dict[str, Any]:
-            out = self.b.views.impact(commodity, market)
+            out = self.markets.impact(commodity, market)
             out["inputs"] = trust_counts(self.b.observations(commodity, market))
             return out
         return web.json_response(await asyncio.to_thread(run))
 
     async def alerts_live(self, request: web.Request) -> web.Response:
         """Seed 2 public API: live alerts"""
-        return web.json_response(await asyncio.to_thread(self.b.views.alerts))
+        return web.json_response(await asyncio.to_thread(self.b.views.alerts.listing))
 
     def _forecast(self, commodity: str, market: str | None) -> dict[str, Any]:
-        out = self.b.views.forecast(commodity, market)
+        out = self.markets.forecast(commodity, market)
         out["inputs"] = trust_counts(self.b.observations(commodity, market))
         return dict(out)
 

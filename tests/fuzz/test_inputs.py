@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.app import start_hub
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from ledger.sync import encode_heads, encode_records
 
@@ -87,7 +88,7 @@ async def test_coap_inputs_never_crash_or_change_records(tmp_path):
 
 
 async def test_hub_http_and_coap_inputs(tmp_path):
-    running_hub = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+    running_hub = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
                                             auto_approve=True))
     url = running_hub.http_url
     ctx = await aiocoap.Context.create_client_context()

@@ -811,6 +811,7 @@ async def clocks(root: Path) -> Outcome:
     from coap_server.sync import sync_once
     from edge.store import LmdbLogStore
     from hub.app import start_hub
+    from hub.bridges import BridgeConfig
     from hub.config import HubConfig
     from hub.mbg.events import choose_time, from_record
     from hub.mbg.plan import ClockPolicy
@@ -822,7 +823,7 @@ async def clocks(root: Path) -> Outcome:
     hub_now = [NOW]
     hub = Hub(LmdbHubStore(root / "hub"), Ed25519Signer.from_seed(b"\x42" * 32), clock=lambda: hub_now[0],
               auto_approve=True)
-    running = await start_hub(HubConfig(data_dir=str(root / "hubdata"), http_port=0, coap_port=0, mdns=False),
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(root / "hubdata"), http_port=0, coap_port=0, mdns=False),
                               hub=hub)
     signer = Ed25519Signer.from_seed(b"\x43" * 32)
     from ledger.enroll import make_enroll_request

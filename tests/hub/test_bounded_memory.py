@@ -53,7 +53,7 @@ def test_heap_stays_flat_as_days_pass(tmp_path):
             clock.advance(3600)
             views.prune()
             if clock() % 86400 < 3600 * 4:  # the derivation the worker runs after records arrive
-                views.refresh_alerts()
+                views.alerts.refresh()
         with views.fresh():
             hub.checkpoint()
 
@@ -63,7 +63,7 @@ def test_heap_stays_flat_as_days_pass(tmp_path):
         gc.collect()
         settled = _hub_heap(tracemalloc.take_snapshot())
         held = len(views.mbg.scans)
-        alerts = views.alerts()
+        alerts = views.alerts.listing()
         run_days(7)
         gc.collect()
         later = _hub_heap(tracemalloc.take_snapshot())
@@ -73,7 +73,7 @@ def test_heap_stays_flat_as_days_pass(tmp_path):
     assert 0 < held <= (KEEP_DAYS + 1) * PER_DAY * DEVICES, "scans beyond the window are held"
     assert len(views.mbg.scans) == held, "the window holds the same number of days of scans"
     assert alerts["alerts"] and alerts["resolved"], "the plan raises and resolves alerts"
-    assert len(views.alerts()["resolved"]) == len(alerts["resolved"]) <= KEEP_DAYS + 1, "old alerts are kept"
+    assert len(views.alerts.listing()["resolved"]) == len(alerts["resolved"]) <= KEEP_DAYS + 1, "old alerts are kept"
     assert hub.tree.held < 2 * 64 + hub.tree.size // 32, "the Merkle tree keeps whole tiles in the store"
     # A kept scan costs hundreds of bytes: a heap growing with the log would show 1,680 of them here.
     assert (later - settled) / records_since < 16, f"heap grew {later - settled} bytes over {records_since} records"

@@ -9,6 +9,7 @@ import aiocoap
 import cbor2
 
 from hub.app import start_hub
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from ledger import decode_checkpoint, verify_checkpoints_consistent, verify_receipt
 
@@ -23,7 +24,7 @@ async def test_receipts_and_consistency_over_coap(tmp_path, hub, clock):
     older = hub.checkpoint()
     hub.ingest(device_id, [r.raw for r in records[20:]])
     newer = hub.checkpoint()
-    running = await start_hub(HubConfig(data_dir=str(tmp_path), http_port=0, coap_port=0, mdns=False), hub=hub)
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path), http_port=0, coap_port=0, mdns=False), hub=hub)
     ctx = await aiocoap.Context.create_client_context()
     try:
         async def get(path: str) -> aiocoap.Message:

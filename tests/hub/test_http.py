@@ -6,6 +6,7 @@ import aiohttp
 
 from hub.app import start_hub
 from hub.auth import hash_token
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from ledger import verify_bundle, verify_receipt
 from ledger.enroll import make_enroll_request
@@ -17,7 +18,7 @@ OPERATOR = "operator-secret"
 
 
 async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
-    running = await start_hub(HubConfig(data_dir=str(tmp_path), http_port=0, coap_port=0, mdns=False,
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path), http_port=0, coap_port=0, mdns=False,
                                         operator_tokens=(hash_token(OPERATOR),)), hub=hub)
     signer, builder = new_device(clock)
     records = [builder.genesis()] + [builder.append("price", {"market": "pasar-minggu", "commodity": "beras",

@@ -6,6 +6,7 @@ import aiocoap
 
 from coap_server.sync import sync_once
 from hub.app import HubHolder, start_hub
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from ledger import ChainState
 from ledger.sync import Head
@@ -35,7 +36,7 @@ async def test_push_reaches_hub_once_and_verifies(tmp_path, hub, clock):
     signer, builder = new_device(clock)
     device_id = enroll(hub, signer, clock)
     records = [builder.genesis()] + [builder.append("note", {"text": f"n{i}"}) for i in range(1200)]
-    running = await start_hub(HubConfig(data_dir=str(tmp_path), http_port=0, coap_port=0), hub=hub)
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path), http_port=0, coap_port=0), hub=hub)
     ctx = await aiocoap.Context.create_client_context()
     try:
         edge = MemoryHolder(records)
@@ -57,7 +58,7 @@ async def test_push_reaches_hub_once_and_verifies(tmp_path, hub, clock):
 async def test_unknown_device_refused_with_code(tmp_path, hub, clock):
     _, builder = new_device(clock)
     records = [builder.genesis()]
-    running = await start_hub(HubConfig(data_dir=str(tmp_path), http_port=0, coap_port=0), hub=hub)
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path), http_port=0, coap_port=0), hub=hub)
     ctx = await aiocoap.Context.create_client_context()
     try:
         report = await sync_once(ctx, running.coap_url, MemoryHolder(records), pull=False)

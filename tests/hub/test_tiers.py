@@ -5,6 +5,7 @@ from __future__ import annotations
 import aiocoap
 
 from hub.app import start_hub
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import LmdbHubStore
@@ -20,7 +21,7 @@ async def test_national_pulls_and_reverifies(tmp_path, hub, clock):
     device_id = enroll(hub, signer, clock)
     raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(700)]
     assert hub.ingest(device_id, raws).accepted == len(raws)
-    regional = await start_hub(HubConfig(data_dir=str(tmp_path / "r"), http_port=0, coap_port=0, mdns=False),
+    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0, coap_port=0, mdns=False),
                                hub=hub)
     national_store = LmdbHubStore(tmp_path / "national")
     national = Hub(national_store, Ed25519Signer.from_seed(b"\x61" * 32), clock=clock)

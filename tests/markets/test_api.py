@@ -254,7 +254,7 @@ async def test_dominant_factor_follows_the_inputs_crowd_then_mbg_demand(tmp_path
             kitchen.sign("stock", t - 1800, {"site": "SPPG-A", "item": "beras", "movement": "use",
                                              "qty": kg * 1000, "unit": "g"})
         await asyncio.to_thread(kitchen.push)
-        assert env.views.mbg_demand[("Jawa Barat", commodity, day_of(times[-1] - 1800))] == 600
+        assert env.views.demand.kg[("Jawa Barat", commodity, day_of(times[-1] - 1800))] == 600
         code, imp = await env.get("/api/markets/impact", params={"commodity": commodity, "market": market})
         assert imp["impact"][0]["dominant"] == "mbg", imp["impact"][0]["statement"]
         assert imp["impact"][0]["weights"]["mbg"] > imp["impact"][0]["weights"]["crowd"]
@@ -282,7 +282,7 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
     try:
         synth_history(env, seed=11, shocks=24.0)
         await env.push()
-        await wait_for(lambda: env.views.sender.log, timeout=20)
+        await wait_for(lambda: env.views.alerts.sender.log, timeout=20)
         code, _ = await env.get("/api/markets/webhooks")
         assert code == 403
         code, hooks = await env.get("/api/markets/webhooks", headers={"Authorization": f"Bearer {OPERATOR}"})
@@ -291,7 +291,7 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
         await wait_for(lambda: len(received) >= len(hooks["deliveries"]), timeout=20)
         # What the subscriber got is what the record says was sent: one body per delivery, each an alert that
         # the early warning raised and the views published.
-        published = {a["id"].split("/", 1)[1] for a in env.views.alerts()["alerts"] if "/" in a["id"]}
+        published = {a["id"].split("/", 1)[1] for a in env.views.alerts.listing()["alerts"] if "/" in a["id"]}
         assert {d["alert"] for d in hooks["deliveries"]} <= published
         assert len(received) == len(hooks["deliveries"])
         assert all(r["type"] == "jejak.market.alert" and r["alert"]["id"] in published for r in received)

@@ -56,7 +56,7 @@ class _Events:
 
 
 def _open(views: Views) -> dict[str, dict]:
-    return {a["code"]: a for a in views.alerts()["alerts"]}
+    return {a["code"]: a for a in views.alerts.listing()["alerts"]}
 
 
 def test_an_open_alert_shows_the_current_value(hub) -> None:
@@ -65,11 +65,11 @@ def test_an_open_alert_shows_the_current_value(hub) -> None:
     views = Views(hub, plan=PLAN, clock=clock, events=_Events(published))
     _deliver_unserved(hub, clock)
     clock.now = MIDNIGHT + 10 * H
-    views.refresh_alerts()
+    views.alerts.refresh()
     raised = _open(views)["cook_to_serve"]
     assert "measured 16200 s" in raised["text"] and "still open" in raised["text"]
     clock.now = MIDNIGHT + 10 * H + 30 * M
-    views.refresh_alerts()
+    views.alerts.refresh()
     now = _open(views)["cook_to_serve"]
     assert now["id"] == raised["id"] and now["time"] == MIDNIGHT + 10 * H  # the same alert, raised then
     assert "measured 18000 s" in now["text"] and now["updated_at"] == MIDNIGHT + 10 * H + 30 * M

@@ -15,6 +15,7 @@ from edge.config import CoapConfig, EdgeConfig, HubConfig, SecurityConfig, SimCo
 from edge.daemon import EdgeDaemon
 from edge.security import enroll
 from hub.app import RunningHub, start_hub
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig as HubSettings
 from hub.config import SecurityConfig as HubSecurityConfig
 from tools.cli import enroll_uri
@@ -24,7 +25,7 @@ NOW = 1_763_900_000
 
 @contextlib.asynccontextmanager
 async def secure_hub(data: Path, *, oscore: bool = True, auto_approve: bool = True) -> AsyncIterator[RunningHub]:
-    config = HubSettings(data_dir=str(data), http_port=0, coap_port=0, mdns=False, auto_approve=auto_approve,
+    config = HubSettings(bridges=BridgeConfig(enabled=False), data_dir=str(data), http_port=0, coap_port=0, mdns=False, auto_approve=auto_approve,
                          checkpoint_interval=3600, security=HubSecurityConfig(oscore=oscore))
     running = await start_hub(config, clock=lambda: NOW)
     try:

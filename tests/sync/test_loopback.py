@@ -10,6 +10,7 @@ from coap_server.sync import add_sync_resources
 from edge.store import LmdbLogStore
 from edge.sync import ReplicaQuota, SyncAgent
 from hub.app import start_hub
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from ledger import ChainBuilder, ChainState, verify_records
 from ledger.record import decode_record
@@ -54,7 +55,7 @@ async def net(tmp_path, hub, clock):
     for e in edges:
         enroll(hub, e.signer, clock)
         await e.serve()
-    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
                               hub=hub)
     ctx = await aiocoap.Context.create_client_context()
     yield edges, running, ctx

@@ -16,6 +16,7 @@ from coap_server.sync import add_sync_resources
 from edge.store import LmdbLogStore
 from edge.sync import SyncAgent
 from hub.app import start_hub
+from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from ledger.sync import Head, Limits
 from tests.harness.faults import start_impairment
@@ -42,7 +43,7 @@ async def test_sync_under_heavy_loss_completes(tmp_path, hub, clock):
     # sent whole it would time out round after round; smaller requests each finish, and each one stays done.
     signer, builder, store = own_log(tmp_path / "edge", clock, 128)
     enroll(hub, signer, clock)
-    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
                               hub=hub)
     port = free_coap()
     relay = await start_impairment(("127.0.0.1", port), ("127.0.0.1", running.coap_port), loss=10.0,

@@ -1,0 +1,133 @@
+"""Read model of the hub's alerts across domains: MBG findings, early warnings and held prices, as raised,
+resolved and pruned; live events for the dashboard and webhook deliveries to subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .markets import Subscriber, WebhookSender
+from .markets.model import day_of
+
+if TYPE_CHECKING:
+    from .views import Views
+
+
+class Alerts:
+    """`subscribers` are the webhooks (generic JSON, Telegram, WhatsApp) that get ALPS alerts when a series'
+    band worsens; `sender` delivers them from the event loop that `bind` names."""
+
+    def __init__(self, views: Views, *, subscribers: Sequence[Subscriber] = (),
+                 sender: WebhookSender | None = None) -> None:
+        self.views = views
+        self.subscribers = tuple(subscribers)
+        self.sender = sender
+        self._seen: set[str] = set()
+        self._alerts: list[dict[str, Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sends: set[concurrent.futures.Future[Any]] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    async def close(self) -> None:
+        for fut in list(self._sends):
+            fut.cancel()
+        if self.sender is not None:
+            await self.sender.close()
+
+    def refresh(self) -> list[dict[str, Any]]:
+        """Run the early warning and the MBG rules; publish and return the alerts not seen before, and send
+        the ALPS/IFPA ones that worsened to the webhook subscribers."""
+        v = self.views
+        with v.fresh():
+            v.markets.settle(int(v.clock()))  # days past their cut-off get final verdicts
+            raised = v.markets.early_warning()
+        fresh = []
+        current = self.current(raised)
+        for alert in current:
+            if alert["id"] not in self._seen:
+                self._seen.add(alert["id"])
+                self._alerts.append(alert)
+                fresh.append(alert)
+        # A finding or a held price that no longer holds (the containers came back, an operator released the
+        # price) is resolved; early-warning alerts are events and stay as raised.
+        holding = {a["id"]: a for a in current}
+        for alert in self._alerts:
+            if "resolved_at" in alert:
+                continue
+            now_alert = holding.get(alert["id"])
+            if now_alert is None and (alert["domain"] == "mbg" or alert["code"] == "quarantined"):
+                alert["resolved_at"] = v.clock()
+            elif now_alert is not None and now_alert["text"] != alert["text"]:
+                # An open alert says what holds now (a timer still running keeps counting), not what held
+                # when it was raised.
+                alert["text"] = now_alert["text"]
+                alert["updated_at"] = now_alert["time"]
+        if v.events is not None:
+            for alert in fresh:
+                v.events.publish({"type": "alert", "alert": alert})
+        if raised and self.subscribers and self.sender is not None and self._loop is not None:
+            fut = asyncio.run_coroutine_threadsafe(v.markets.notify(self.sender, self.subscribers, raised),
+                                                   self._loop)
+            self._sends.add(fut)
+            fut.add_done_callback(self._sends.discard)
+        return fresh
+
+    def current(self, raised: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        v = self.views
+        now = v.clock()
+        with v.fresh():
+            findings = [f for f in v.mbg.findings(now, v.mbg.today(now)) if f.severity == "alert"]
+            quarantined = v.markets.quarantined("pending")
+        out = []
+        for f in findings:
+            out.append({"id": f"mbg/{f.code}/{f.subject}/{f.date}", "domain": "mbg", "code": f.code,
+                        "subject": f.subject, "severity": f.severity, "text": f.detail, "time": now})
+        for a in raised:
+            out.append({"id": f"{a.indicator.lower()}/{a.id}", "domain": "markets",
+                        "code": f"{a.indicator.lower()}_{a.band.replace(' ', '_')}", "subject": a.series,
+                        "severity": "alert" if a.band in ("alert", "crisis", "abnormally high") else "warning",
+                        "text": a.message, "time": now, "band": a.band, "previous": a.previous})
+        for e in quarantined:
+            o = e["observation"]
+            if day_of(o["time"]) >= day_of(now) - 1:
+                fired = [c["reason"] for c in e["verdict"]["checks"] if c["fired"]]
+                out.append({"id": f"quarantine/{o['id']}", "domain": "markets", "code": "quarantined",
+                            "subject": f"{o['market']}/{o['commodity']}", "severity": "warning",
+                            "text": f"{o['price_idr']} IDR quarantined: {'; '.join(fired)}", "time": now})
+        return out
+
+    def prune(self, cutoff: int) -> None:
+        """Forget alerts resolved before `cutoff`, and early warnings (events, never resolved) raised before
+        it. Open ones stay however old. A forgotten MBG finding cannot come back: its id names its date, and
+        only today's findings are derived."""
+        def stale(alert: dict[str, Any]) -> bool:
+            if "resolved_at" in alert:
+                return int(alert["resolved_at"]) < cutoff
+            return alert["domain"] == "markets" and alert["code"] != "quarantined" and int(alert["time"]) < cutoff
+
+        gone = [a for a in self._alerts if stale(a)]
+        if gone:
+            self._alerts = [a for a in self._alerts if not stale(a)]
+            self._seen.difference_update(a["id"] for a in gone)
+
+    def open_count(self) -> int:
+        return sum(1 for a in self._alerts if "resolved_at" not in a)
+
+    def listing(self) -> dict[str, Any]:
+        """The last 200 alerts, open and resolved, and the early warning's live state."""
+        with self.views.fresh():
+            live = self.views.markets.live_alerts()
+        return {"alerts": [a for a in reversed(self._alerts[-200:]) if "resolved_at" not in a],
+                "resolved": [a for a in reversed(self._alerts[-200:]) if "resolved_at" in a], "live": live}
+
+    def webhooks(self) -> dict[str, Any]:
+        log_ = list(self.sender.log) if self.sender is not None else []
+        return {"subscribers": [{"id": s.id, "kind": s.kind, "commodities": list(s.commodities),
+                                 "regions": list(s.regions), "min_band": s.min_band} for s in self.subscribers],
+                "deliveries": [d.to_dict() for d in reversed(log_[-500:])]}
+
+

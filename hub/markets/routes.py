@@ -1,0 +1,207 @@
+"""HTTP routes of the markets dashboard: prices with their verdicts, impact, forecasts, ALPS map, alerts,
+the quarantine and its operator decisions, webhook deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from coap_server.errors import RequestError
+
+from ..auth import Auth
+from ..http import error_response
+from ..routing import json_route
+from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
+from .errors import MarketError, NotFound
+from .view import HubMarkets
+from .warning import ALPS_BANDS
+
+if TYPE_CHECKING:
+    from ..views import Views
+
+IMPACT_DAYS = 7  # days of impact shown per series on the price chart
+
+
+class MarketRoutes:
+    """Answers from the markets read model (`views.markets`); quarantine decisions and webhook records
+    are for operators (`auth`)."""
+
+    def __init__(self, views: Views, *, auth: Auth) -> None:
+        self.views = views
+        self.auth = auth
+
+    @property
+    def markets(self) -> HubMarkets:
+        return self.views.markets
+
+    def prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
+        """Every observation of the commodity (accepted and quarantined, with reasons) and the impact of
+        the last days of each series, for the price chart."""
+        with self.views.fresh():
+            checked = self.markets.checked()
+        rows = [o for o in checked if (not commodity or o["commodity"] == commodity)
+                and (not market or o["market"] == market)]
+        series: dict[str, dict[str, Any]] = {}
+        for o in rows:
+            s = series.setdefault(f"{o['market']}/{o['commodity']}", {
+                "market": o["market"], "commodity": o["commodity"], "unit": o["unit"], "points": []})
+            s["points"].append({"id": o["id"], "time": o["time"], "day": o["day"], "price_idr": o["price_idr"],
+                                "quarantined": o["quarantined"], "reasons": o["reasons"]})
+        impact = self._impact_rows(commodity, market) if commodity else []
+        return {"commodities": sorted({o["commodity"] for o in checked}),
+                "markets": sorted({o["market"] for o in checked}),
+                "names": {c: COMMODITIES_BY_ID[c].name for c in {o["commodity"] for o in checked}
+                          if c in COMMODITIES_BY_ID},
+                "series": list(series.values()), "impact": impact,
+                "quarantined": [o for o in rows if o["quarantined"]]}
+
+    def _series_markets(self, commodity: str, market: str | None) -> list[str]:
+        return sorted({p["market"] for p in self.markets.live_prices(commodity, market)})
+
+    def _impact_rows(self, commodity: str, market: str | None, days: int = IMPACT_DAYS) -> list[dict[str, Any]]:
+        out = []
+        with self.views.fresh():
+            for m in self._series_markets(commodity, market):
+                last = max(h["day"] for h in self.markets.history(commodity, m))
+                for day in range(last - days + 1, last + 1):
+                    try:
+                        out.append(self.markets.impact(commodity, m, day=day))
+                    except (MarketError, ValueError):
+                        continue  # too little history before this day
+        return out
+
+    def impact(self, commodity: str | None, market: str | None) -> dict[str, Any]:
+        """Impact of the latest price change of each series of the commodity: score, factors with their
+        weights, dominant factor, and how it was computed."""
+        if not commodity:
+            raise NotFound("impact: name a commodity", hint="add ?commodity=cabai-merah")
+        with self.views.fresh():
+            markets = self._series_markets(commodity, market)
+            rows, missing = [], []
+            for m in markets:
+                try:
+                    rows.append(self.markets.impact(commodity, m))
+                except (MarketError, ValueError) as exc:
+                    missing.append({"market": m, "reason": str(exc)})
+        return {"commodity": commodity, "market": market, "impact": rows, "not_computed": missing,
+                "weights": {f"{r['market']}/{r['commodity']}": r["weights"] for r in rows},
+                "dominant": {f"{r['market']}/{r['commodity']}": r["dominant"] for r in rows}}
+
+    def forecast(self, commodity: str, market: str | None) -> dict[str, Any]:
+        """7-day forecast with 80 % and 95 % intervals; without a market, the first market whose series is
+        long enough (named in the answer)."""
+        with self.views.fresh():
+            markets = [market] if market else self._series_markets(commodity, None)
+            if not markets:
+                raise NotFound(f"forecast: no accepted prices for {commodity!r}",
+                               hint="check the commodity id (e.g. 'cabai-merah')")
+            error: MarketError | None = None
+            for m in markets:
+                try:
+                    out = self.markets.forecast(commodity, m)
+                except MarketError as exc:
+                    error = error or exc
+                    continue
+                history = self.markets.history(commodity, m)[-28:]
+                break
+            else:
+                assert error is not None
+                raise error
+        out["forecast"] = [{"day": p["day"], "date": p["date"], "mean": p["price_idr"], "low": p["lo95"],
+                            "high": p["hi95"], "low80": p["lo80"], "high80": p["hi80"]} for p in out["points"]]
+        out["history"] = [{"day": h["day"], "price": h["price_idr"]} for h in history]
+        out["interval"] = "95 % (shaded), 80 % in the points; from the chosen model's residuals"
+        return out
+
+    def live_prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
+        with self.views.fresh():
+            return {"prices": self.markets.live_prices(commodity, market)}
+
+    def history(self, commodity: str, market: str | None, since: str | None, until: str | None) -> dict[str, Any]:
+        def day(text: str | None, name: str) -> int | None:
+            if text is None:
+                return None
+            if not text.lstrip("-").isdigit():
+                raise NotFound(f"{name}: expected a day number, got {text[:20]!r}")
+            return int(text)
+        with self.views.fresh():
+            return {"commodity": commodity, "market": market,
+                    "history": self.markets.history(commodity, market, since_day=day(since, "since_day"),
+                                                    until_day=day(until, "until_day"))}
+
+    def market_map(self) -> dict[str, Any]:
+        with self.views.fresh():
+            bands = self.markets.bands()
+            seen = {p["market"] for p in self.markets.live_prices()}
+        order = {band: i for i, band in enumerate(ALPS_BANDS)}
+        markets = []
+        for mid in sorted(seen):
+            m = MARKETS_BY_ID.get(mid)
+            if m is None:
+                continue
+            mine = [a for a in bands if a["market"] == mid]
+            worst = max(mine, key=lambda a: (order[a["band"]], a["alps"]), default=None)
+            markets.append({"id": mid, "name": m.name, "province": m.admin1, "city": m.admin2,
+                            "lat": m.latitude, "lon": m.longitude, "alps": mine,
+                            "band": worst["band"] if worst else "normal", "worst": worst})
+        return {"markets": markets, "bands": list(ALPS_BANDS)}
+
+    def quarantine(self, state: str | None) -> dict[str, Any]:
+        if state not in (None, "all", "pending", "released", "confirmed"):
+            raise NotFound(f"state: expected pending, released, confirmed or all, got {state[:20]!r}")
+        with self.views.fresh():
+            return {"state": state or "pending",
+                    "entries": self.markets.quarantined(None if state == "all" else state or "pending")}
+
+    def decide(self, observation_id: str, action: str, by: str, why: str) -> dict[str, Any]:
+        with self.views.fresh():
+            decision = self.markets.decide(observation_id, action, by=by, why=why)
+            audit = self.markets.audit(observation_id)
+        self.views.changed()  # a release or a confirmation changes the alerts
+        return {"decision": decision, "audit": audit}
+
+    def audit(self, observation_id: str | None) -> dict[str, Any]:
+        with self.views.fresh():
+            return {"audit": self.markets.audit(observation_id)}
+
+    def register(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/api/markets/prices", json_route(lambda q, m: self.prices(q.get("commodity"), q.get("market"))))
+        r.add_get("/api/markets/live",
+                  json_route(lambda q, m: self.live_prices(q.get("commodity"), q.get("market"))))
+        r.add_get("/api/markets/history/{commodity}", json_route(lambda q, m: self.history(
+            m["commodity"], q.get("market"), q.get("since_day"), q.get("until_day"))))
+        r.add_get("/api/markets/impact", json_route(lambda q, m: self.impact(q.get("commodity"), q.get("market"))))
+        r.add_get("/api/markets/forecast/{commodity}",
+                  json_route(lambda q, m: self.forecast(m["commodity"], q.get("market"))))
+        r.add_get("/api/markets/alerts", json_route(lambda q, m: self.views.alerts.listing()))
+        r.add_get("/api/markets/map", json_route(lambda q, m: self.market_map()))
+        r.add_get("/api/markets/quarantine", json_route(lambda q, m: self.quarantine(q.get("state"))))
+        r.add_get("/api/markets/quarantine/audit", json_route(lambda q, m: self.audit(q.get("id"))))
+        r.add_post("/api/markets/quarantine/{id}/decide", self.decide_route)
+        r.add_get("/api/markets/webhooks", self.webhooks_route)
+
+    async def decide_route(self, request: web.Request) -> web.Response:
+        """Operator: release, confirm or reopen a quarantined price; the decision joins its audit trail"""
+        self.auth.require(request, "operator")
+        try:
+            value = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            value = None
+        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip()
+                                                  for k in ("action", "by", "why")):
+            return error_response(RequestError("expected JSON {action: release|confirm|reopen, by, why}"))
+        try:
+            body = await asyncio.to_thread(self.decide, request.match_info["id"], value["action"],
+                                           value["by"][:200], value["why"][:2000])
+        except MarketError as exc:
+            return error_response(exc)
+        return web.json_response(body)
+
+    async def webhooks_route(self, request: web.Request) -> web.Response:
+        """Operator: the webhook subscribers and the record of every alert delivery (attempts, statuses)"""
+        self.auth.require(request, "operator")
+        return web.json_response(self.views.alerts.webhooks())

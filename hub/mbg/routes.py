@@ -1,0 +1,98 @@
+"""HTTP routes of the MBG dashboard: deliveries, containers, violations, exception lists, stock and EPCIS."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ..markets.errors import NotFound
+from ..routing import json_route
+
+if TYPE_CHECKING:
+    from ..views import Views
+
+
+class MbgRoutes:
+    """Answers from the MBG read model (`views.mbg`), with every queued input folded in first."""
+
+    def __init__(self, views: Views) -> None:
+        self.views = views
+
+    def deliveries(self) -> dict[str, Any]:
+        v = self.views
+        now = v.clock()
+        with v.fresh():
+            date = v.mbg.today(now)
+            per_kitchen = v.mbg.deliveries_by_kitchen(now, date)
+        totals: dict[str, int] = defaultdict(int)
+        kitchens = []
+        for kid, k in sorted(per_kitchen.items()):
+            kitchen = v.mbg.plan.kitchen(kid)
+            kitchens.append({**k, "name": kitchen.name if kitchen else kid})
+            for s, n in k["counts"].items():
+                totals[s] += n
+        return {"date": date, "now": now, "kitchens": kitchens, "totals": dict(totals)}
+
+    def containers(self) -> dict[str, Any]:
+        v = self.views
+        now = v.clock()
+        with v.fresh():
+            date = v.mbg.today(now)
+            a = v.mbg.analysis(now, (date,))
+            rows = []
+            for (tag, d) in sorted(a.trips):
+                if d != date:
+                    continue
+                t = a.timeline(tag, d)
+                if t is not None:
+                    rows.append({"tag": tag, "school": t.school, "stage": t.stage, "steps": len(t.steps)})
+        return {"date": date, "containers": rows}
+
+    def container(self, tag: str) -> dict[str, Any]:
+        v = self.views
+        now = v.clock()
+        with v.fresh():
+            return {"tag": tag, "timelines": [t.to_dict() for t in v.mbg.container(tag, now)]}
+
+    def violations(self) -> dict[str, Any]:
+        v = self.views
+        now = v.clock()
+        with v.fresh():
+            date = v.mbg.today(now)
+            return {"date": date, "violations": [x.to_dict() for x in v.mbg.violations(now, date)],
+                    "findings": [f.to_dict() for f in v.mbg.findings(now, date)]}
+
+    def exceptions(self, kind: str, date: str | None) -> dict[str, Any]:
+        """Today's (or `date`'s) late, short or missing deliveries, or lost containers."""
+        v = self.views
+        now = v.clock()
+        if kind not in ("late", "short", "missing", "lost"):
+            raise NotFound(f"no such list {kind!r}: expected late, short, missing or lost")
+        with v.fresh():
+            date = date or v.mbg.today(now)
+            rows = getattr(v.mbg, kind)(now, date)
+        return {"date": date, kind: [r if isinstance(r, dict) else r.to_dict() for r in rows]}
+
+    def epcis(self, date: str | None) -> dict[str, Any]:
+        v = self.views
+        now = v.clock()
+        with v.fresh():
+            return v.mbg.epcis_document(now, date or v.mbg.today(now))
+
+    def stock(self) -> dict[str, Any]:
+        v = self.views
+        with v.fresh():
+            return {"on_hand": v.mbg.stock_on_hand(), "cards": [c.to_dict() for c in v.mbg.cards().values()]}
+
+    def register(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/api/mbg/deliveries", json_route(lambda q, m: self.deliveries()))
+        r.add_get("/api/mbg/containers", json_route(lambda q, m: self.containers()))
+        r.add_get("/api/mbg/containers/{tag}", json_route(lambda q, m: self.container(m["tag"])))
+        r.add_get("/api/mbg/violations", json_route(lambda q, m: self.violations()))
+        r.add_get("/api/mbg/stock", json_route(lambda q, m: self.stock()))
+        r.add_get("/api/mbg/epcis", json_route(lambda q, m: self.epcis(q.get("date"))))
+        r.add_get("/api/mbg/{kind:late|short|missing|lost}",
+                  json_route(lambda q, m: self.exceptions(m["kind"], q.get("date"))))

@@ -1,0 +1,27 @@
+"""What every domain route module shares: a query run off the event loop, answered as JSON or as its typed error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from .http import error_response
+from .markets.errors import MarketError
+from .mbg import MbgError
+
+Query = Callable[[Any, Any], dict[str, Any]]
+
+
+def json_route(fn: Query, doc: str = "Domain view for the dashboard") -> Callable[[web.Request], Any]:
+    """A GET handler: `fn(query, match_info)` runs in a worker thread (the analytics are CPU work)."""
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            body = await asyncio.to_thread(fn, request.query, request.match_info)
+        except (MbgError, MarketError) as exc:
+            return error_response(exc)
+        return web.json_response(body)
+    handler.__doc__ = doc
+    return handler
