@@ -55,6 +55,7 @@ class Alerts:
         # A finding or a held price that no longer holds (the containers came back, an operator released the
         # price) is resolved; early-warning alerts are events and stay as raised.
         holding = {a["id"]: a for a in current}
+        updated = []
         for alert in self._alerts:
             if "resolved_at" in alert:
                 continue
@@ -66,9 +67,10 @@ class Alerts:
                 # when it was raised.
                 alert["text"] = now_alert["text"]
                 alert["updated_at"] = now_alert["time"]
+                updated.append(alert)
         if v.events is not None:
-            for alert in fresh:
-                v.events.publish({"type": "alert", "alert": alert})
+            for alert in fresh + updated:  # a copy: the stored alert changes as its values do
+                v.events.publish({"type": "alert", "alert": dict(alert)})
         if raised and self.subscribers and self.sender is not None and self._loop is not None:
             fut = asyncio.run_coroutine_threadsafe(v.markets.notify(self.sender, self.subscribers, raised),
                                                    self._loop)
