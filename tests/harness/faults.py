@@ -248,6 +248,16 @@ class EdgeProc(Proc):
         return store_log(self.root / "data" / "store", self.device_id)
 
 
+async def restart_without_taps(edges: Sequence[EdgeProc]) -> None:
+    """Stop each edge, turn its simulated taps off and start it again, so that its own log stops growing."""
+    for e in edges:
+        e.stop()
+        e.write_config(0)
+        e.start()
+    for e in edges:
+        await asyncio.to_thread(e.wait_ready)
+
+
 def store_log(path: Path, device_id: bytes) -> list[bytes]:
     """One log as an LMDB store holds it, read by a second process while the daemon may run."""
     from edge.store import LmdbLogStore
@@ -393,12 +403,7 @@ async def kill_under_load(root: Path, *, cycles: int, edges: int = 2, seed: int 
         # Quiesce: no more taps; every node restarts once more cleanly, then the hub must converge.
         stop = asyncio.Event()
         await _push_until(hub, pusher_id, raws, acked, stop)
-        for e in nodes:
-            e.stop()
-            e.write_config(0)
-            e.start()
-        for e in nodes:
-            await asyncio.to_thread(e.wait_ready)
+        await restart_without_taps(nodes)
         converge = await asyncio.to_thread(wait_converged, hub, nodes, 90.0,
                                            {pusher_id: _head(raws)})
         edge_acked = sum(len(e.acknowledged()) for e in nodes)
@@ -587,12 +592,7 @@ async def partitions(root: Path, *, cycles: int, edges: int = 3, loss: float = 0
                     if time.monotonic() - healed > 90:
                         raise FaultError(f"no convergence 90 s after healing {cut}")
                     await asyncio.sleep(0.05)
-            for e in nodes:
-                e.stop()
-                e.write_config(0)
-                e.start()
-            for e in nodes:
-                await asyncio.to_thread(e.wait_ready)
+            await restart_without_taps(nodes)
             final = await asyncio.to_thread(wait_converged, hub, nodes, 120.0)
             acked = sum(len(e.acknowledged()) for e in nodes)
             lost = sum(len(missing(e.acknowledged(), e.own_log())) for e in nodes)
@@ -744,10 +744,7 @@ async def corrupt_store(root: Path, *, rounds: Sequence[str] = ("overwritten", "
         await asyncio.to_thread(b.wait_ready)
         for how in rounds:
             await asyncio.sleep(1.5)
-            a.stop()
-            a.write_config(0)
-            a.start()
-            await asyncio.to_thread(a.wait_ready)
+            await restart_without_taps([a])
             if await asyncio.to_thread(wait_converged, hub, [a], 60.0) is None:
                 raise FaultError("edge a never synced before the damage")
             a.stop()
@@ -776,10 +773,7 @@ async def corrupt_store(root: Path, *, rounds: Sequence[str] = ("overwritten", "
             a.start()
             await asyncio.to_thread(a.wait_ready)
             await asyncio.sleep(1.0)
-            a.stop()
-            a.write_config(0)
-            a.start()
-            await asyncio.to_thread(a.wait_ready)
+            await restart_without_taps([a])
             converged = await asyncio.to_thread(wait_converged, hub, [a], 60.0)
             forks = http_json(f"{hub.url}/api/forks")
             forked = len(forks.get("forks", forks)) if isinstance(forks, dict) else len(forks)
