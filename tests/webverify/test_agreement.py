@@ -5,10 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from selenium import webdriver
 
+from ledger import cbor
+from ledger.errors import LedgerError
+from ledger.record import decode_record
+
+from .probes import cbor_probes, record_probes
 from .reference import python_verdict
 from .tamper import FLIPS_PER_BUNDLE, VECTORS, Case, tamper_set
 
@@ -80,3 +86,25 @@ def test_tamper_set_agrees(page: webdriver.Chrome, tmp_path: Path) -> None:
     print(f"{len(cases)} cases, {len(cases) - len(disagreements)} agree; page codes {dict(codes)}")
     print(f"single-bit flips that verify in both: {len(verified)}: {verified[:20]}")
     assert disagreements == [], "\n".join(disagreements[:50])
+
+
+def _python_code(decode: Any, data: bytes) -> str | None:
+    try:
+        decode(data)
+    except LedgerError as exc:
+        return exc.code
+    return None
+
+
+@pytest.mark.parametrize(("kind", "probes", "decode", "js"), [
+    ("record", record_probes, decode_record, "Jejak.decodeRecord"),
+    ("cbor", cbor_probes, lambda b: cbor.decode(b, what="probe"), "Jejak.decode"),
+])
+def test_decoder_probes_agree(page: webdriver.Chrome, kind: str, probes: Any, decode: Any, js: str) -> None:
+    items = probes()
+    got = page.execute_script(f"""return arguments[0].map((h) => {{
+        try {{ {js}(Jejak.fromHex(h)); return null; }} catch (e) {{ return e.code || String(e); }} }})""",
+                              [b.hex() for b in items.values()])
+    wrong = [f"{kind} {name}: jejak-verify {py}, page {web}" for (name, data), web in zip(items.items(), got, strict=True)
+             if (py := _python_code(decode, data)) != web]
+    assert wrong == []

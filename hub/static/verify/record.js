@@ -59,7 +59,8 @@
     int: isInt,
     text: (v) => isText(v) && codePoints(v) <= MAX_TEXT,
     bytes: isBytes,
-    texts: (v) => isArray(v) && v.length <= MAX_ITEMS && v.every((x) => isText(x) && codePoints(x) <= MAX_TEXT),
+    // The 512-character limit is on text fields; the items of an array of text are bounded by the record's size.
+    texts: (v) => isArray(v) && v.length <= MAX_ITEMS && v.every(isText),
     arrays: (v) => isArray(v) && v.length <= MAX_ITEMS && v.every(isArray),
     map: isMap,
   };
