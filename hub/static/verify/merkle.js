@@ -42,14 +42,12 @@
   // RFC 9162 §2.1.4.2.
   function verifyConsistency(first, second, firstRoot, secondRoot, proof) {
     checkHashes(proof);
-    if (!isNum(first) || !isNum(second) || first > second) badProof("consistency from size " + first + " to " + second);
+    // RFC 9162 §2.1.4.2 defines proofs for 0 < first <= second (a log of size 0 is consistent with any log,
+    // which §10 handles for checkpoints; as a bare proof it is refused).
+    if (!isNum(first) || !isNum(second) || first === 0 || first > second) badProof("consistency proof needs 0 < first <= second, got " + first + " and " + second);
     if (first === second) {
       if (proof.length !== 0) badProof("consistency proof between equal sizes must be empty");
       if (!equal(firstRoot, secondRoot)) badProof("equal sizes with different roots");
-      return;
-    }
-    if (first === 0) {
-      if (proof.length !== 0) badProof("consistency proof from size 0 must be empty");
       return;
     }
     if (proof.length === 0) badProof("empty consistency proof");
