@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
-from ledger.errors import CodedError
+from ledger.failures import failure
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -90,6 +91,7 @@ def _id(args: argparse.Namespace) -> int:
 def add_arguments(subparsers: Any) -> None:
     """Register `edge run|status|verify|id` on a `jejak` sub-parsers object."""
     edge = subparsers.add_parser("edge", help="run or inspect the edge daemon")
+    edge.add_argument("-v", "--verbose", action="store_true", help="show the traceback of a failure")
     sub = edge.add_subparsers(dest="edge_command", required=True)
     run = sub.add_parser("run", help="run the edge daemon (simulated reader and sensors by default)")
     run.add_argument("--config", help="edge TOML config (defaults work on a laptop)")
@@ -116,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(["edge", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args))
-    except CodedError as exc:  # edge errors, and the security errors enrollment raises
-        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         return 130
-
+    except Exception as exc:  # edge errors, the security errors enrollment raises, ports, permissions
+        if isinstance(exc, BrokenPipeError):  # stdout's reader is gone: the last flush must not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code, text = failure(exc, verbose=args.verbose)
+        print(text, file=sys.stderr)
+        return code
 
 if __name__ == "__main__":
     sys.exit(main())

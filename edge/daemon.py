@@ -16,6 +16,7 @@ import aiocoap
 import cbor2
 
 from coap_server.discovery import Discovery, Peer
+from coap_server.ports import TCP, UDP, claim, serve_coap, start_http_site
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
 from coap_server.sync import add_sync_resources
 from firmware import hal
@@ -156,6 +157,10 @@ class EdgeDaemon:
         cfg = self.config
         self._loop = asyncio.get_running_loop()
         data = cfg.data_path
+        # Ports first, before the store opens: a second daemon on the same ports stops here, touching nothing.
+        claim(cfg.coap.host, cfg.coap.port, [UDP], setting="coap.port")
+        if cfg.http.enabled:
+            claim(cfg.http.host, cfg.http.port, [TCP], setting="http.port")
         data.mkdir(parents=True, exist_ok=True)
         self.key = keyfile.load_or_create(data / "device.key")
         self.store = LmdbLogStore(data / "store", map_size=cfg.limits.map_size)
@@ -183,9 +188,8 @@ class EdgeDaemon:
         add_sync_resources(self.site, self.holder, visible=self.security.policy.visible)
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
         # udp6 only: aiocoap's default would also listen on TCP 5683 (DESIGN.md pitfalls).
-        self.coap = await aiocoap.Context.create_server_context(self.security.wrap(self.site),
-                                                                bind=(cfg.coap.host, self.coap_port),
-                                                                transports=["udp6"])
+        self.coap = await serve_coap(self.security.wrap(self.site), host=cfg.coap.host, port=self.coap_port,
+                                     tcp=False, setting="coap.port")
         if cfg.http.enabled:
             await self._start_http()
 
@@ -296,7 +300,7 @@ class EdgeDaemon:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.config.http.host, self.config.http.port)
-        await site.start()
+        await start_http_site(site, host=self.config.http.host, port=self.config.http.port, setting="http.port")
         self._http = runner
         self.http_port = runner.addresses[0][1]
 

@@ -19,6 +19,7 @@ import aiocoap.resource as resource
 from aiohttp import web
 
 from coap_server.discovery import Discovery
+from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
 from ledger.errors import CodedError
@@ -28,7 +29,7 @@ from .auth import Auth
 from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
 from .chain import ChainRoutes
 from .coap import add_proof_resources
-from .config import HubConfig
+from .config import ConfigError, HubConfig
 from .http import Events, HubApi
 from .markets import Subscriber, WebhookSender
 from .markets.routes import MarketRoutes
@@ -79,7 +80,12 @@ def load_or_create_key(path: Path) -> Ed25519Signer:
 
 def open_store(config: HubConfig) -> HubStore:
     if config.store.backend == "postgres":
-        from .pg import PgHubStore
+        try:
+            from .pg import PgHubStore
+        except ImportError as exc:  # psycopg is the [pg] extra
+            raise ConfigError(f"store.backend = 'postgres' needs psycopg, which is not installed ({exc})",
+                              where="store.backend",
+                              hint="pip install 'jejak[pg]', or set backend = \"lmdb\"") from None
 
         return PgHubStore(config.store.dsn, schema=config.name.replace("-", "_"))
     return LmdbHubStore(Path(config.data_dir) / "store", map_size=config.store.map_size)
@@ -181,14 +187,13 @@ async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity) -> tup
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
     add_sync_resources(site, HubHolder(hub), visible=security.policy.visible)
     add_proof_resources(site, hub)
-    transports = ["udp6", "tcpserver"] if config.coap_tcp else ["udp6"]
     for attempt in range(5):
         coap_port = config.coap_port or free_coap_port(config.coap_host)
         try:
-            coap = await aiocoap.Context.create_server_context(security.wrap(site), bind=(config.coap_host, coap_port),
-                                                               transports=transports)
+            coap = await serve_coap(security.wrap(site), host=config.coap_host, port=coap_port,
+                                    tcp=config.coap_tcp, setting="coap_port")
             return coap, coap_port
-        except OSError:
+        except PortInUse:
             # A port picked here can be taken between the check and the bind; a configured one is an error.
             if config.coap_port or attempt == 4:
                 raise
@@ -218,6 +223,9 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     soak runs faster), `hub` (a Hub service already open over its store and key), `plan` (the MBG plan, else
     loaded from `config.mbg_plan`), and `routes` (the caller's own HTTP routes, e.g. the demo's progress).
     """
+    # Every port first, before the store opens: a second hub on the same ports stops here, touching nothing.
+    claim(config.http_host, config.http_port, [TCP], setting="http_port")
+    claim(config.coap_host, config.coap_port, [UDP, TCP] if config.coap_tcp else [UDP], setting="coap_port")
     if hub is None:
         signer = load_or_create_key(Path(config.data_dir) / "hub.key")
         hub = Hub(open_store(config), signer, clock=clock or _wall_clock, auto_approve=config.auto_approve)
@@ -238,7 +246,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     api = HubApi(hub, auth=auth, events=events, routes=[*domain_routes, security.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, config.http_host, config.http_port).start()
+    await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
+                          port=config.http_port, setting="http_port")
     http_port = runner.addresses[0][1]
     coap, coap_port = await _serve_coap(config, hub, security)
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]

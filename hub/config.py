@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.errors import CodedError
+
 from .bridges.config import BridgeConfig
 from .markets.service import MarketConfig
+
+
+class ConfigError(CodedError):
+    """The hub's TOML configuration is unreadable or wrong: an unknown key, a bad value, a backend it lacks."""
+
+    code = "CONFIG"
+    coap = "5.00"
+    http = 500
+    exit_code = 31
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,7 +32,8 @@ class StoreConfig:
 
     def __post_init__(self) -> None:
         if self.backend not in ("lmdb", "postgres"):
-            raise ValueError(f"store.backend: expected 'lmdb' or 'postgres', got {self.backend!r}")
+            raise ConfigError(f"store.backend: expected 'lmdb' or 'postgres', got {self.backend!r}",
+                              where="store.backend", hint="set backend = \"lmdb\" (embedded) or \"postgres\"")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,15 +80,19 @@ class HubConfig:
                 raise ValueError(f"port: expected 0..65535, got {port}")
 
 
-def _build(cls: Any, data: dict[str, Any]) -> Any:
+def _build(cls: Any, data: dict[str, Any], section: str = "") -> Any:
     known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
-            raise ValueError(f"unknown setting {key!r} in [{cls.__name__}]; known: {sorted(known)}")
+            close = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"unknown setting {key!r}" + (f" in [{section}]" if section else ""),
+                              where=f"{section}.{key}" if section else key,
+                              hint=(f"did you mean {close[0]!r}? " if close else "")
+                              + f"known settings: {', '.join(sorted(known))}")
         default = known[key].default_factory() if callable(known[key].default_factory) else known[key].default
         if is_dataclass(default):
-            kwargs[key] = _build(type(default), value)
+            kwargs[key] = _build(type(default), value, f"{section}.{key}" if section else key)
         elif isinstance(value, list):
             kwargs[key] = tuple(value)
         else:
@@ -86,5 +103,14 @@ def _build(cls: Any, data: dict[str, Any]) -> Any:
 def load(path: str | Path | None) -> HubConfig:
     if path is None:
         return HubConfig()
-    with open(path, "rb") as fh:
-        return _build(HubConfig, tomllib.load(fh))  # type: ignore[no-any-return]
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the TOML syntax at that line") from None
+    try:
+        return _build(HubConfig, data)  # type: ignore[no-any-return]
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc.message}", where=exc.where, hint=exc.hint) from None
+    except (ValueError, TypeError) as exc:  # a value the settings' own checks refuse
+        raise ConfigError(f"{path}: {exc}", hint="see the settings in docs/DEPLOY.md") from None

@@ -9,12 +9,16 @@ import json
 import logging
 import signal
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ledger.errors import CodedError
+from ledger.failures import Unreachable
+
+from .stop import stop, version
 
 ENROLL_SCHEME = "jejak-enroll"
 
@@ -111,9 +115,37 @@ def _enroll_request(args: argparse.Namespace) -> int:
                                time=int(time.time()), hub_id=bytes.fromhex(params["id"]))
     req = urllib.request.Request(f"{params['hub']}/api/enroll", data=body, method="POST",
                                  headers={"Content-Type": "application/cose"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with _open(req, timeout=30) as resp:
         print(resp.read().decode())
     return 0
+
+
+class HubRefused(CodedError):
+    """The hub answered a command's request with an error; its code and message are in this one's message."""
+
+    code = "HUB_REFUSED"
+    coap = "5.00"
+    http = 502
+    exit_code = 85
+
+
+def _open(req: urllib.request.Request, *, timeout: float) -> Any:
+    """urlopen with the hub's failures as coded errors: no answer is UNREACHABLE, an error answer HUB_REFUSED."""
+    try:
+        return urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        try:
+            answer = json.loads(body)["error"]
+            said, hint = f"{answer['code']}: {answer['message']}", answer.get("hint")
+        except (ValueError, KeyError, TypeError):
+            said, hint = body[:200], None
+        raise HubRefused(f"{req.full_url} answered {exc.code}: {said}",
+                         hint=hint or "check the token (--token) and the request") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unreachable(f"no answer from {req.full_url}: {reason}",
+                          hint="check that the hub runs and --hub-url points at its HTTP port") from None
 
 
 # The offline verifier page `jejak export --with-verifier` writes beside the bundle.
@@ -132,7 +164,7 @@ def _export(args: argparse.Namespace) -> int:
         query.append(f"until={args.until}")
     url = f"{args.hub_url}/api/export" + ("?" + "&".join(query) if query else "")
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=120) as resp:
+    with _open(urllib.request.Request(url, headers=headers), timeout=120) as resp:
         data = resp.read()
     Path(args.out).write_bytes(data)
     print(f"wrote {len(data)} bytes to {args.out}; check it with: jejak-verify {args.out}")
@@ -154,7 +186,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _delegate(module: str) -> Any:
     def run(args: argparse.Namespace) -> int:
         mod = importlib.import_module(module)
-        result = mod.main(args.rest)
+        result = mod.main((["-v"] if args.verbose and module == "edge.cli" else []) + args.rest)
         return int(result or 0)
 
     return run
@@ -175,7 +207,8 @@ HARNESS = ("Fault injection, fuzzing and the soak run from a source checkout, no
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jejak", description="Edge-first, tamper-evident tracking for MBG meals "
                                                          "and market prices.", epilog=HARNESS)
-    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more, and show the traceback of a failure")
+    p.add_argument("--version", action="version", version=f"jejak {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     hub = sub.add_parser("hub", help="run or manage a hub").add_subparsers(dest="hub_command", required=True)
@@ -244,16 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except CodedError as exc:  # the class declares its exit code (docs/ERRORS.md lists them)
-        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:
-        code = getattr(exc, "code", None)
-        if code is None:
-            raise
-        print(json.dumps({"error": {"code": code, "message": str(exc)}}), file=sys.stderr)
-        return 1
-
+    except Exception as exc:  # one line with a code and a hint; the class declares the exit code (docs/ERRORS.md)
+        return stop(exc, verbose=args.verbose)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,9 @@ from ledger import (
     compare_bundles,
     verify_bundle,
 )
+from ledger.failures import UsageError
+
+from .stop import stop, version
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -42,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("bundle", type=Path, help="bundle file (.jejak) exported by a hub or `jejak export`")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of an unexpected failure")
+    p.add_argument("--version", action="version", version=f"jejak-verify {version()}")
     p.add_argument("--hub-key", metavar="HEX", help="pin the hub's Ed25519 public key (hex) instead of the "
                                                      "one the bundle names")
     p.add_argument("--against", type=Path, metavar="OLDER",
@@ -74,12 +79,21 @@ def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        return _check(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line with a code and a hint (docs/ERRORS.md), `| head` included
+        return stop(exc, verbose=args.verbose)
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
         data = args.bundle.read_bytes()
         older = args.against.read_bytes() if args.against else None
         hub_key = bytes.fromhex(args.hub_key) if args.hub_key else None
     except (OSError, ValueError) as exc:
-        print(f"jejak-verify: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"cannot read the arguments: {exc}",
+                         hint="give a bundle file that exists and is readable, and --hub-key as hex") from exc
     consistency = None
     try:
         report = verify_bundle(data, hub_key=hub_key)
@@ -100,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(render(report, consistency))
     return report.exit_code
-
 
 if __name__ == "__main__":
     sys.exit(main())

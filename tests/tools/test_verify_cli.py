@@ -233,4 +233,4 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         assert run(*args)[0] == jejak_verify.EXIT_USAGE
-    assert "jejak-verify" in err.getvalue()
+    assert json.loads(err.getvalue())["error"]["code"] == "USAGE"

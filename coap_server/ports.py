@@ -1,0 +1,76 @@
+"""Servers own their ports: edge and hub bind CoAP (UDP, TCP) and HTTP exclusively, and a taken port stops the start.
+
+aiocoap binds its server sockets with SO_REUSEPORT wherever the platform has it, so a second hub on the same
+port starts without a word and the kernel hands it part of the first hub's traffic. `serve_coap` turns that off
+(aiocoap's only switch is the AIOCOAP_REUSE_PORT environment variable, read at each bind) and checks every port
+first, so the second server fails with PORT_IN_USE naming the port and the setting to change.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import aiocoap
+
+from ledger.failures import PortInUse, port_in_use
+
+UDP, TCP = "UDP", "TCP"
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def claim(host: str, port: int, transports: Sequence[str], *, setting: str) -> None:
+    """Raise PortInUse unless `port` on `host` is free for every transport in `transports` ("UDP", "TCP").
+
+    A probe bind with the options the real server uses: none for UDP (a socket holding the port with or
+    without SO_REUSEPORT refuses it), SO_REUSEADDR for TCP (as asyncio's listeners do, so a closed
+    connection's TIME_WAIT after a restart is not mistaken for a server)."""
+    if port == 0:
+        return
+    for transport in transports:
+        kind = socket.SOCK_DGRAM if transport == UDP else socket.SOCK_STREAM
+        with socket.socket(_family(host), kind) as probe:
+            if transport == TCP:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+                if transport == TCP:
+                    probe.listen(1)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise port_in_use(setting, host, port, transport) from None
+                raise
+
+
+async def serve_coap(site: Any, *, host: str, port: int, tcp: bool, setting: str) -> aiocoap.Context:
+    """A CoAP server context for `site` on `host:port`, UDP (and TCP if `tcp`), owning the port alone."""
+    transports = [UDP, TCP] if tcp else [UDP]
+    claim(host, port, transports, setting=setting)
+    # Read by aiocoap at every server bind (udp6 and tcpserver); client sockets never ask for it.
+    os.environ["AIOCOAP_REUSE_PORT"] = "0"
+    try:
+        return await aiocoap.Context.create_server_context(
+            site, bind=(host, port), transports=["udp6", "tcpserver"] if tcp else ["udp6"])
+    except OSError as exc:  # taken between the check and the bind
+        if exc.errno == errno.EADDRINUSE:
+            raise port_in_use(setting, host, port, f"{UDP} or {TCP}" if tcp else UDP) from None
+        raise
+
+
+async def start_http_site(site: Any, *, host: str, port: int, setting: str) -> None:
+    """Start an aiohttp TCPSite, turning a taken port into PortInUse (aiohttp never shares a listening port)."""
+    try:
+        await site.start()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise port_in_use(setting, host, port, TCP) from None
+        raise
+
+
+__all__ = ["TCP", "UDP", "PortInUse", "claim", "serve_coap", "start_http_site"]
