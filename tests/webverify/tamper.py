@@ -291,9 +291,36 @@ def reencode_created(base: bytes) -> bytes:
     return out
 
 
+def revoked(base: bytes, log: int = 0, at: int = 3) -> bytes:
+    """The bundle with one log revoked from seq `at` and cut there (with its receipts), so that it verifies."""
+    b = cbor2.loads(base)
+    kept = b["logs"][log]["records"][:at]
+    dropped = {record_id(r) for r in b["logs"][log]["records"][at:]}
+    b["logs"][log].update(records=kept, revoked_from=at)
+    b["receipts"] = [r for r in b["receipts"] if r[0] not in dropped]
+    return encode(b)
+
+
+def revocation_flips(base: bytes) -> Iterator[Case]:
+    """Every single-bit change of a revocation: the `revoked_from` key and its value, in a bundle that has one."""
+    data = revoked(base)
+    yield Case(name="revoked from 3 and cut there", bundle=data)
+    yield Case(name="revocation dropped (set to nil)",
+               bundle=edited(data, "", lambda b: b["logs"][0].__setitem__("revoked_from", None)).bundle)
+    yield Case(name="revocation moved past the range",
+               bundle=edited(data, "", lambda b: b["logs"][0].__setitem__("revoked_from", 99)).bundle)
+    at = data.index(b"lrevoked_from")
+    for byte in range(at, at + 14):
+        for bit in range(8):
+            flipped = bytearray(data)
+            flipped[byte] ^= 1 << bit
+            yield Case(name=f"revocation bit {bit} of byte {byte}", bundle=bytes(flipped))
+
+
 def tamper_set(flips: int = FLIPS_PER_BUNDLE, seed: int = SEED) -> list[Case]:
     base, older = EXAMPLE.read_bytes(), OLDER.read_bytes()
     cases = list(structural(base, older))
+    cases += revocation_flips(base)
     cases += bit_flips("example", base, flips, seed, against=older)
     cases += bit_flips("example-older", older, flips, seed)
     cases += older_flips(base, older, flips // 4, seed)
