@@ -85,7 +85,10 @@ class RecordsResource(resource.Resource):
                       start + self.limits.records_per_request)
         except (ValueError, KeyError):
             return error_response(SyncError("expected ?d=<device hex>&from=<seq>&to=<seq>"))
-        raws = await asyncio.to_thread(self.holder.log_range, device_id, start, end)
+        try:
+            raws = await asyncio.to_thread(self.holder.log_range, device_id, start, end)
+        except Exception as exc:  # a damaged record, a store error: answered as the error declares
+            return error_response(exc)
         raws = _fit(raws, self.limits.bytes_per_request)
         return _ok(Code.CONTENT, encode_records(device_id, start, raws))
 

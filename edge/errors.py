@@ -68,6 +68,17 @@ class StoreCorrupt(StoreError):
     exit_code = 39
 
 
+class DamagedRecord(StoreError):
+    """A stored record whose bytes no longer hash to its id: it is never served to a peer or the hub, and
+    comes back from a peer or the hub that holds it."""
+
+    code = "RECORD_DAMAGED"
+    coap = "5.03"
+    http = 503
+    exit_code = 52
+    retry_after_s = 300
+
+
 class StoreBusy(StoreError):
     """Too many appends are waiting for their commit: back-pressure, try again shortly."""
 

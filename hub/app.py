@@ -31,6 +31,7 @@ from .chain import ChainRoutes
 from .coap import add_proof_resources
 from .config import ConfigError, HubConfig
 from .http import Events, HubApi
+from .integrity import StoreCheck, check_store
 from .markets import Subscriber, WebhookSender
 from .markets.routes import MarketRoutes
 from .markets.view import HubMarkets
@@ -122,6 +123,7 @@ class RunningHub:
     runner: web.AppRunner
     tasks: tuple[asyncio.Task[Any], ...]
     discovery: Discovery | None
+    store_check: StoreCheck
 
     @property
     def http_url(self) -> str:
@@ -229,6 +231,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     if hub is None:
         signer = load_or_create_key(Path(config.data_dir) / "hub.key")
         hub = Hub(open_store(config), signer, clock=clock or _wall_clock, auto_approve=config.auto_approve)
+    # Before anything reads or serves it: a damaged record is noted for restore and never served.
+    store_check = await asyncio.to_thread(check_store, hub)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
     events = Events()
     views = build_views(hub, config, events=events, plan=plan)
@@ -256,7 +260,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     discovery = await _announce(config, hub, coap_port) if config.mdns else None
     views.start()
     running = RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
-                         coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery)
+                         coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery,
+                         store_check=store_check)
     log.info("hub %s: http %s coap %s", hub.hub_id.hex(), running.http_url, running.coap_url)
     return running
 

@@ -171,11 +171,13 @@ class HubApi:
 
     async def devices(self, request: web.Request) -> web.Response:
         out = []
+        damaged = self.hub.store.damaged()
         for d in self.hub.store.devices():
             state = self.hub.store.chain_state(d.device_id)
             item = d.to_json()
             item.update({"length": state.length if state else 0, "head": state.head.hex() if state else None,
-                         "last_time": state.time if state else None})
+                         "last_time": state.time if state else None,
+                         "damaged": damaged.get(d.device_id, [])})  # seqs awaiting restore from an edge or peer
             out.append(item)
         return web.json_response({"devices": out})
 
@@ -196,6 +198,7 @@ class HubApi:
         state = self.hub.store.chain_state(device_id)
         item = d.to_json()
         item["length"] = state.length if state else 0
+        item["damaged"] = self.hub.store.damaged().get(device_id, [])
         return web.json_response(item)
 
     async def records(self, request: web.Request) -> web.Response:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import psycopg
 
 from ledger import ChainState, Record
 from ledger.merkle import leaf_hash
 
-from .store import DeviceInfo, Entry, StoreError
+from .store import DeviceInfo, Entry, StoreError, intact_prefix, refuse_damaged
 
 # Each step moves the schema one version up; applied in order inside one transaction.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -26,6 +28,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "PRIMARY KEY (tree_size, time))",
         "CREATE TABLE forks (device_id bytea NOT NULL, evidence bytea NOT NULL, PRIMARY KEY (device_id, evidence))",
         "CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL)",
+    ),
+    (
+        # Every read of record bytes checks them against the id the global log holds for (device, seq).
+        "CREATE INDEX global_log_device_seq ON global_log (device_id, seq)",
+        "CREATE TABLE damaged (device_id bytea NOT NULL, seq bigint NOT NULL, PRIMARY KEY (device_id, seq))",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -63,11 +70,11 @@ class PgHubStore:
         self._conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
 
-    def _query_one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[object, ...] | None:
+    def _query_one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
         with self._conn.transaction():
             return self._conn.execute(sql, params).fetchone()
 
-    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         with self._conn.transaction():
             return self._conn.execute(sql, params).fetchall()
 
@@ -78,21 +85,21 @@ class PgHubStore:
 
     def get_device(self, device_id: bytes) -> DeviceInfo | None:
         row = self._query_one("SELECT data FROM devices WHERE device_id = %s", (device_id,))
-        return DeviceInfo.from_cbor(bytes(row[0])) if row else None  # type: ignore[arg-type]
+        return DeviceInfo.from_cbor(bytes(row[0])) if row else None
 
     def devices(self) -> list[DeviceInfo]:
-        return [DeviceInfo.from_cbor(bytes(r[0])) for r in  # type: ignore[arg-type]
+        return [DeviceInfo.from_cbor(bytes(r[0])) for r in
                 self._query("SELECT data FROM devices ORDER BY device_id")]
 
     def chain_state(self, device_id: bytes) -> ChainState | None:
         row = self._query_one("SELECT data FROM states WHERE device_id = %s", (device_id,))
-        return ChainState.from_cbor(bytes(row[0])) if row else None  # type: ignore[arg-type]
+        return ChainState.from_cbor(bytes(row[0])) if row else None
 
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             row = self._conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM global_log").fetchone()
-            size = int(row[0]) if row else 0  # type: ignore[call-overload]
+            size = int(row[0]) if row else 0
             with self._conn.cursor() as cur:
                 cur.executemany("INSERT INTO records VALUES (%s, %s, %s)",
                                 [(device_id, r.seq, r.raw) for r in records])
@@ -104,34 +111,81 @@ class PgHubStore:
         return size + len(records)
 
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
-        row = self._query_one("SELECT raw FROM records WHERE device_id = %s AND seq = %s", (device_id, seq))
-        return bytes(row[0]) if row else None  # type: ignore[arg-type]
+        row = self._query_one("SELECT r.raw, g.record_id FROM records r LEFT JOIN global_log g "
+                              "ON g.device_id = r.device_id AND g.seq = r.seq "
+                              "WHERE r.device_id = %s AND r.seq = %s", (device_id, seq))
+        if row is None:
+            return None
+        raw = bytes(row[0])
+        if row[1] is None or hashlib.sha256(raw).digest() != bytes(row[1]):
+            raise refuse_damaged(self, device_id, seq)
+        return raw
 
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
-        return [bytes(r[0]) for r in self._query(  # type: ignore[arg-type]
-            "SELECT raw FROM records WHERE device_id = %s AND seq >= %s AND seq < %s ORDER BY seq",
-            (device_id, start, end))]
+        rows = self._query("SELECT r.seq, r.raw, g.record_id FROM records r LEFT JOIN global_log g "
+                           "ON g.device_id = r.device_id AND g.seq = r.seq "
+                           "WHERE r.device_id = %s AND r.seq >= %s AND r.seq < %s ORDER BY r.seq",
+                           (device_id, start, end))
+        out = [bytes(raw) for _, raw, _ in rows]
+        intact_prefix(self, [(device_id, int(seq), rid is not None and hashlib.sha256(raw).digest() == bytes(rid))
+                             for (seq, _, rid), raw in zip(rows, out, strict=True)], out)
+        return out
 
     def locate(self, record_id: bytes) -> int | None:
         row = self._query_one("SELECT idx FROM global_log WHERE record_id = %s", (record_id,))
-        return int(row[0]) if row else None  # type: ignore[call-overload]
+        return int(row[0]) if row else None
 
     def size(self) -> int:
         row = self._query_one("SELECT coalesce(max(idx) + 1, 0) FROM global_log")
-        return int(row[0]) if row else 0  # type: ignore[call-overload]
+        return int(row[0]) if row else 0
 
     def entries(self, start: int, end: int) -> list[Entry]:
-        rows = self._query("SELECT g.idx, g.device_id, g.seq, g.arrived_at, r.raw FROM global_log g "
-                           "JOIN records r ON r.device_id = g.device_id AND r.seq = g.seq "
+        rows = self._query("SELECT g.idx, g.device_id, g.seq, g.arrived_at, r.raw, g.record_id FROM global_log g "
+                           "LEFT JOIN records r ON r.device_id = g.device_id AND r.seq = g.seq "
                            "WHERE g.idx >= %s AND g.idx < %s ORDER BY g.idx", (start, end))
-        return [Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw))  # type: ignore[call-overload, arg-type]
-                for i, d, s, a, raw in rows]
+        out = [Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw or b""))
+               for i, d, s, a, raw, _ in rows]
+        intact_prefix(self, [(e.device_id, e.seq, hashlib.sha256(e.raw).digest() == bytes(r[5]))
+                             for e, r in zip(out, rows, strict=True)], out)
+        return out
+
+    def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
+        rows = self._query("SELECT g.device_id, g.seq, g.record_id, g.leaf, r.raw FROM global_log g "
+                           "LEFT JOIN records r ON r.device_id = g.device_id AND r.seq = g.seq "
+                           "WHERE g.idx >= %s AND g.idx < %s ORDER BY g.idx", (start, end))
+        found = []
+        for device_id, seq, record_id, leaf, raw in rows:
+            data = bytes(raw or b"")
+            if hashlib.sha256(data).digest() != bytes(record_id) or leaf_hash(data) != bytes(leaf):
+                found.append((bytes(device_id), int(seq)))
+        return found
+
+    def mark_damaged(self, device_id: bytes, seq: int) -> bool:
+        with self._conn.transaction():
+            cur = self._conn.execute("INSERT INTO damaged VALUES (%s, %s) ON CONFLICT DO NOTHING", (device_id, seq))
+            return cur.rowcount == 1
+
+    def damaged(self) -> dict[bytes, list[int]]:
+        out: dict[bytes, list[int]] = {}
+        for device_id, seq in self._query("SELECT device_id, seq FROM damaged ORDER BY device_id, seq"):
+            out.setdefault(bytes(device_id), []).append(int(seq))
+        return out
+
+    def repair(self, device_id: bytes, seq: int, raw: bytes) -> bool:
+        with self._conn.transaction():
+            row = self._conn.execute("SELECT record_id, leaf FROM global_log WHERE device_id = %s AND seq = %s",
+                                     (device_id, seq)).fetchone()
+            if row is None or hashlib.sha256(raw).digest() != bytes(row[0]) or leaf_hash(raw) != bytes(row[1]):
+                return False
+            self._conn.execute("UPDATE records SET raw = %s WHERE device_id = %s AND seq = %s", (raw, device_id, seq))
+            self._conn.execute("DELETE FROM damaged WHERE device_id = %s AND seq = %s", (device_id, seq))
+        return True
 
     def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         rows = self._query("SELECT leaf FROM global_log WHERE idx >= %s AND (%s::bigint IS NULL OR idx < %s) "
                            "ORDER BY idx", (start, end, end))
         for (leaf,) in rows:
-            yield bytes(leaf)  # type: ignore[call-overload]
+            yield bytes(leaf)
 
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:
         with self._conn.transaction():
@@ -139,7 +193,7 @@ class PgHubStore:
                                (tree_size, time, raw))
 
     def checkpoints(self) -> list[bytes]:
-        return [bytes(r[0]) for r in self._query(  # type: ignore[call-overload]
+        return [bytes(r[0]) for r in self._query(
             "SELECT raw FROM checkpoints ORDER BY tree_size, time")]
 
     def put_fork(self, device_id: bytes, evidence: bytes) -> None:
@@ -147,7 +201,7 @@ class PgHubStore:
             self._conn.execute("INSERT INTO forks VALUES (%s, %s) ON CONFLICT DO NOTHING", (device_id, evidence))
 
     def forks(self) -> list[tuple[bytes, bytes]]:
-        return [(bytes(d), bytes(e)) for d, e in self._query(  # type: ignore[call-overload]
+        return [(bytes(d), bytes(e)) for d, e in self._query(
             "SELECT device_id, evidence FROM forks ORDER BY device_id")]
 
     def bump(self, counter: str, by: int = 1) -> None:
@@ -156,7 +210,7 @@ class PgHubStore:
                                "DO UPDATE SET value = counters.value + excluded.value", (counter, by))
 
     def counters(self) -> dict[str, int]:
-        return {str(n): int(v) for n, v in self._query("SELECT name, value FROM counters")}  # type: ignore[call-overload]
+        return {str(n): int(v) for n, v in self._query("SELECT name, value FROM counters")}
 
     def drop(self) -> None:
         """Remove this store's schema (tests and decommissioning)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from ledger.acceptance import Accepted, SignatureCheck, accept
 from ledger.enroll import read_enroll_request
 from ledger.sync import Head
 
-from .store import DeviceInfo, HubStore
+from .store import DamagedRecord, DeviceInfo, HubStore, refuse_damaged
 
 log = logging.getLogger("jejak.hub")
 
@@ -164,12 +165,42 @@ class Hub:
 
     # ingest -------------------------------------------------------------------------------------------------
     def heads(self) -> list[Head]:
+        """How far each log goes, as far as the hub can serve it: a log with a damaged record shows the head
+        before it, so the edges and peers that hold more push the rest again and the good copy comes back."""
+        damaged = self.store.damaged()
         heads = []
         for device in self.store.devices():
             state = self.store.chain_state(device.device_id)
-            if state is not None:
-                heads.append(Head.of(state))
+            if state is None:
+                continue
+            first = damaged.get(device.device_id)
+            heads.append(Head.of(state) if not first else self._intact_head(device.device_id, first[0]))
         return heads
+
+    def _intact_head(self, device_id: bytes, length: int) -> Head:
+        while length:
+            try:
+                raw = self.store.get_raw(device_id, length - 1)
+            except DamagedRecord:
+                length -= 1
+                continue
+            if raw is not None:
+                return Head(device_id=device_id, length=length, head=hashlib.sha256(raw).digest())
+            length -= 1
+        return Head.of(ChainState.empty(device_id))
+
+    def _restore(self, device_id: bytes, damaged: list[int], raws: Sequence[bytes]) -> None:
+        """Put back every damaged record of which `raws` holds the good copy (the bytes of the id we hold)."""
+        wanted = set(damaged)
+        for raw in raws:
+            try:
+                rec = decode_record(raw)
+            except LedgerError:
+                continue
+            if rec.device_id == device_id and rec.seq in wanted and self.store.repair(device_id, rec.seq, raw):
+                self.store.bump("restored")
+                log.warning("record restored: device %s seq %d is intact again from a good copy", device_id.hex(),
+                            rec.seq)
 
     def ingest(self, device_id: bytes, raws: Sequence[bytes]) -> IngestResult:
         """Verify an offered range of one device's log and merge what extends it."""
@@ -183,6 +214,9 @@ class Hub:
                 self.store.bump(f"refused_{device.status}", len(raws))
                 raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
                                     hint="an operator must approve the device or resolve the fork")
+            damaged = self.store.damaged().get(device_id)
+            if damaged:
+                self._restore(device_id, damaged, raws)
             state = self.store.chain_state(device_id) or ChainState.empty(device_id)
             result: Accepted = accept(state, raws, held=_HeldLog(self.store, device_id),
                                       revoked_from=device.revoked_from, check=self.check)
@@ -247,6 +281,7 @@ class Hub:
         index = self.store.locate(record_id)
         if index is None:
             raise NotFound(f"record {record_id.hex()} is not in this hub's log")
+        self.store.entries(index, index + 1)  # a damaged record gets no proof either: DamagedRecord
         cp = checkpoint or self.latest_checkpoint()
         if cp is None or cp.tree_size <= index:
             raise NotFound(f"record {record_id.hex()[:16]}... is not covered by a checkpoint yet",
@@ -271,6 +306,8 @@ class Hub:
                 if state is None:
                     continue
                 raws = self.store.log_range(device.device_id, 0, state.length)
+                if len(raws) < state.length:  # an audit bundle never leaves out a damaged record silently
+                    raise refuse_damaged(self.store, device.device_id, len(raws))
                 recs = [decode_record(r) for r in raws]
                 keys = [r.raw for r in recs if r.kind == "key"]
                 picked = [r for r in recs if (since is None or r.time >= since) and (until is None or r.time < until)]
@@ -296,7 +333,8 @@ class Hub:
         cp = self.latest_checkpoint()
         return {"hub": self.hub_id.hex(), "pubkey": self.signer.public_key.hex(), "size": len(self.tree),
                 "devices": len(self.store.devices()), "checkpoint": cp.to_json() if cp else None,
-                "counters": self.store.counters(), "forks": len(self.store.forks())}
+                "counters": self.store.counters(), "forks": len(self.store.forks()),
+                "damaged": {d.hex(): seqs for d, seqs in self.store.damaged().items()}}
 
 
 @dataclass(frozen=True, slots=True)

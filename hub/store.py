@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import cbor2
 import lmdb
@@ -14,6 +16,8 @@ import lmdb
 from ledger import ChainState, Record
 from ledger.errors import CodedError
 from ledger.merkle import leaf_hash
+
+log = logging.getLogger("jejak.hub.store")
 
 LAYOUT_VERSION = 1
 STATUSES = ("pending", "active", "revoked", "forked")
@@ -36,6 +40,21 @@ class StoreFull(StoreError):
     http = 507
     exit_code = 35
     retry_after_s = 60
+
+
+class DamagedRecord(StoreError):
+    """A stored record whose bytes no longer hash to its id: it is not served, and its device waits for a good
+    copy from an edge or a peer."""
+
+    code = "RECORD_DAMAGED"
+    coap = "5.03"
+    http = 503
+    exit_code = 52
+    retry_after_s = 300
+
+
+RESTORE_HINT = ("the hub takes the good copy back from the device's edge at its next sync (or from a peer hub); "
+                "`jejak hub verify --config HUB.toml` checks the whole store")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -97,11 +116,31 @@ class HubStore(Protocol):
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
         """Store verified records and the log's new state atomically; return the global size after."""
         ...
-    def get_raw(self, device_id: bytes, seq: int) -> bytes | None: ...
-    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
+    def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
+        """The record at `seq`; raises DamagedRecord if its bytes no longer hash to its id."""
+        ...
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        """Records `start` up to `end` of one log, as far as they are intact: a damaged record ends the range
+        (DamagedRecord if it is the first)."""
+        ...
     def locate(self, record_id: bytes) -> int | None: ...
     def size(self) -> int: ...
-    def entries(self, start: int, end: int) -> list[Entry]: ...
+    def entries(self, start: int, end: int) -> list[Entry]:
+        """Global log entries `start` up to `end`, as far as their records are intact (like `log_range`)."""
+        ...
+    def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
+        """(device, seq) of each record at global index `start` up to `end` whose bytes no longer hash to
+        its leaf and its id: the store check's scan, which neither raises nor marks."""
+        ...
+    def mark_damaged(self, device_id: bytes, seq: int) -> bool:
+        """Note a damaged record until a good copy replaces it; True if it was not noted before."""
+        ...
+    def damaged(self) -> dict[bytes, list[int]]:
+        """The damaged records awaiting restore: device -> sorted seqs."""
+        ...
+    def repair(self, device_id: bytes, seq: int, raw: bytes) -> bool:
+        """Put `raw` back at `seq` if it is the record the log holds there (its id and leaf); True if it was."""
+        ...
     def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The Merkle leaf hashes of the global log from `start` up to `end` (the whole log by default)."""
         ...
@@ -121,6 +160,27 @@ def _seq_key(device_id: bytes, seq: int) -> bytes:
     return device_id + _U64.pack(seq)
 
 
+def refuse_damaged(store: HubStore, device_id: bytes, seq: int) -> DamagedRecord:
+    """Note a damaged record for restore, say so loudly once, and return the error that refuses to serve it."""
+    if store.mark_damaged(device_id, seq):
+        log.error("RECORD DAMAGED: device %s seq %d: the stored bytes no longer hash to the record's id; it is "
+                  "not served and the device is marked for restore: %s", device_id.hex(), seq, RESTORE_HINT)
+    return DamagedRecord(f"the hub's copy of device {device_id.hex()} seq {seq} is damaged (its bytes no longer "
+                         "hash to its id); it is not served", hint=RESTORE_HINT)
+
+
+def intact_prefix(store: HubStore, rows: Iterable[tuple[bytes, int, bool]], served: list[Any]) -> None:
+    """Stop `served` at the first damaged row of `rows` (device, seq, intact), noting it for restore; a read
+    that would start with a damaged record is refused, so a reader never takes it for the end of the log."""
+    for i, (device_id, seq, intact) in enumerate(rows):
+        if not intact:
+            error = refuse_damaged(store, device_id, seq)
+            if not i:
+                raise error
+            del served[i:]
+            return
+
+
 class LmdbHubStore:
     """HubStore on one LMDB environment: durable (fsync per commit), one writer, many readers."""
 
@@ -128,7 +188,8 @@ class LmdbHubStore:
         os.makedirs(path, exist_ok=True)
         self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=True,
                               metasync=True, writemap=False)
-        names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters")
+        names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters",
+                 "damaged")
         self._db = {n: self._env.open_db(n.encode()) for n in names}
         with self._env.begin(write=True) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
@@ -172,13 +233,27 @@ class LmdbHubStore:
             txn.put(b"size", str(size).encode(), db=self._db["meta"])
         return size
 
+    def _intact(self, txn: lmdb.Transaction, key: bytes, raw: bytes) -> bool:
+        """Whether `raw` is still the record stored at `key`: its hash is an id the log holds, at this key."""
+        index = txn.get(hashlib.sha256(raw).digest(), db=self._db["ids"])
+        entry = txn.get(index, db=self._db["global"]) if index is not None else None
+        return entry is not None and bytes(cbor2.loads(entry)[0]) == key
+
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
+        key = _seq_key(device_id, seq)
         with self._env.begin() as txn:
-            data = txn.get(_seq_key(device_id, seq), db=self._db["records"])
-        return bytes(data) if data is not None else None
+            data = txn.get(key, db=self._db["records"])
+            if data is None:
+                return None
+            raw = bytes(data)
+            intact = self._intact(txn, key, raw)
+        if not intact:
+            raise refuse_damaged(self, device_id, seq)
+        return raw
 
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
-        out = []
+        out: list[bytes] = []
+        rows = []
         with self._env.begin() as txn:
             cur = txn.cursor(db=self._db["records"])
             if cur.set_range(_seq_key(device_id, start)):
@@ -186,6 +261,10 @@ class LmdbHubStore:
                     if key[:16] != device_id or _U64.unpack(key[16:])[0] >= end:
                         break
                     out.append(bytes(value))
+                    rows.append((device_id, _U64.unpack(key[16:])[0], self._intact(txn, bytes(key), out[-1])))
+                    if not rows[-1][2]:
+                        break
+        intact_prefix(self, rows, out)
         return out
 
     def locate(self, record_id: bytes) -> int | None:
@@ -198,7 +277,8 @@ class LmdbHubStore:
             return int(txn.get(b"size", b"0", db=self._db["meta"]))
 
     def entries(self, start: int, end: int) -> list[Entry]:
-        out = []
+        out: list[Entry] = []
+        rows = []
         with self._env.begin() as txn:
             cur = txn.cursor(db=self._db["global"])
             if cur.set_range(_U64.pack(start)):
@@ -206,11 +286,55 @@ class LmdbHubStore:
                     index = _U64.unpack(key)[0]
                     if index >= end:
                         break
-                    seq_key, arrived, _ = cbor2.loads(value)
-                    raw = bytes(txn.get(seq_key, db=self._db["records"]))
+                    seq_key, arrived, leaf = cbor2.loads(value)
+                    data = txn.get(seq_key, db=self._db["records"])
+                    raw = bytes(data) if data is not None else b""
                     out.append(Entry(index=index, device_id=seq_key[:16], seq=_U64.unpack(seq_key[16:])[0],
                                      arrived_at=arrived, raw=raw))
+                    rows.append((out[-1].device_id, out[-1].seq, leaf_hash(raw) == leaf))
+                    if not rows[-1][2]:
+                        break
+        intact_prefix(self, rows, out)
         return out
+
+    def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
+        found = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["global"])
+            if cur.set_range(_U64.pack(start)):
+                for key, value in cur:
+                    if _U64.unpack(key)[0] >= end:
+                        break
+                    seq_key, _, leaf = cbor2.loads(value)
+                    data = txn.get(seq_key, db=self._db["records"])
+                    raw = bytes(data) if data is not None else b""
+                    if leaf_hash(raw) != leaf or txn.get(hashlib.sha256(raw).digest(), db=self._db["ids"]) != key:
+                        found.append((bytes(seq_key[:16]), _U64.unpack(seq_key[16:])[0]))
+        return found
+
+    def mark_damaged(self, device_id: bytes, seq: int) -> bool:
+        key = _seq_key(device_id, seq)
+        with self._env.begin() as txn:
+            if txn.get(key, db=self._db["damaged"]) is not None:
+                return False
+        with self._guard(), self._write() as txn:
+            return bool(txn.put(key, b"", db=self._db["damaged"], overwrite=False))
+
+    def damaged(self) -> dict[bytes, list[int]]:
+        out: dict[bytes, list[int]] = {}
+        with self._env.begin() as txn:
+            for key, _ in txn.cursor(db=self._db["damaged"]):
+                out.setdefault(bytes(key[:16]), []).append(_U64.unpack(key[16:])[0])
+        return out
+
+    def repair(self, device_id: bytes, seq: int, raw: bytes) -> bool:
+        key = _seq_key(device_id, seq)
+        with self._guard(), self._write() as txn:
+            if txn.get(key, db=self._db["records"]) is None or not self._intact(txn, key, raw):
+                return False
+            txn.put(key, raw, db=self._db["records"])
+            txn.delete(key, db=self._db["damaged"])
+        return True
 
     def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         with self._env.begin() as txn:

@@ -30,6 +30,7 @@ class ChainView:
         `arrivals` and `times` are copies taken under the lock (the store is read outside it)."""
         store = hub.store
         devices = []
+        damaged = store.damaged()
         for d in store.devices():
             state = store.chain_state(d.device_id)
             dev = d.device_id.hex()
@@ -38,7 +39,8 @@ class ChainView:
             item.update({"length": state.length if state else 0, "head": state.head.hex() if state else None,
                          "last_time": times.get(dev), "last_seen": arrived,
                          "sync_lag_s": (arrived - times[dev]) if arrived is not None and dev in times else None,
-                         "idle_s": (now - arrived) if arrived is not None else None})
+                         "idle_s": (now - arrived) if arrived is not None else None,
+                         "damaged": damaged.get(d.device_id, [])})  # seqs awaiting restore
             devices.append(item)
         status = hub.status()
         counters = status["counters"]

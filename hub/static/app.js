@@ -8,7 +8,7 @@ const I18N = {
     "feed.title": "Live", "chain.title": "Chain health", "records": "Records in log", "devices": "Devices",
     "forks": "Forks", "refused": "Refused records", "duplicates": "Duplicates", "checkpoint": "Latest checkpoint",
     "tree_size": "tree size", "root": "root", "signed": "signed", "download": "Download audit bundle",
-    "device": "Device", "site": "Site", "role": "Role", "status": "Status", "length": "Length", "head": "Head",
+    "device": "Device", "site": "Site", "role": "Role", "status": "Status", "restore": "damaged, awaiting restore", "length": "Length", "head": "Head",
     "last_seen": "Last seen", "sync_lag": "Sync lag", "no_forks": "No forks: every device shows one history.",
     "fork_seq": "Seq", "mbg.title": "MBG deliveries today", "on_time": "On time", "late": "Late", "short": "Short",
     "missing": "Missing", "in_transit": "In transit", "receiving": "Receiving", "pending": "Pending", "portions": "Portions received / expected",
@@ -31,7 +31,7 @@ const I18N = {
     "live.off": "terputus", "feed.title": "Langsung", "chain.title": "Kesehatan rantai", "records": "Catatan di log",
     "devices": "Perangkat", "forks": "Percabangan", "refused": "Catatan ditolak", "duplicates": "Duplikat",
     "checkpoint": "Checkpoint terakhir", "tree_size": "ukuran pohon", "root": "akar", "signed": "ditandatangani",
-    "download": "Unduh bundel audit", "device": "Perangkat", "site": "Lokasi", "role": "Peran", "status": "Status",
+    "download": "Unduh bundel audit", "device": "Perangkat", "site": "Lokasi", "role": "Peran", "status": "Status", "restore": "rusak, menunggu pemulihan",
     "length": "Panjang", "head": "Kepala", "last_seen": "Terakhir terlihat", "sync_lag": "Jeda sinkron",
     "no_forks": "Tidak ada percabangan: setiap perangkat menunjukkan satu riwayat.", "fork_seq": "Urutan",
     "mbg.title": "Pengiriman MBG hari ini", "on_time": "Tepat waktu", "late": "Terlambat", "short": "Kurang",
@@ -104,7 +104,8 @@ async function viewChain() {
   <div class="panel"><h2>${t("devices")}</h2>${table([
     { h: "device", f: (d) => `${esc(d.name)}<br><span class="mono muted">${esc(d.device.slice(0, 12))}</span>` },
     { h: "site", f: (d) => esc(d.site) }, { h: "role", f: (d) => esc(d.role) },
-    { h: "status", f: (d) => badge(d.status, d.status) },
+    { h: "status", f: (d) => badge(d.status, d.status)
+      + (d.damaged && d.damaged.length ? ` ${badge("damaged", t("restore"))} <span class="mono" data-testid="damaged-${esc(d.device)}">${d.damaged.map(num).join(", ")}</span>` : "") },
     { h: "length", num: true, f: (d) => `<span data-testid="len-${esc(d.device)}">${num(d.length)}</span>` },
     { h: "head", f: (d) => `<span class="mono">${short(d.head)}</span>` },
     { h: "last_seen", f: (d) => hhmm(d.last_seen) }, { h: "sync_lag", num: true, f: (d) => dur(d.sync_lag_s) },
