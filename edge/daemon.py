@@ -16,6 +16,7 @@ import aiocoap
 import cbor2
 
 from coap_server.discovery import Discovery, Peer
+from coap_server.logs import setup_logging
 from coap_server.ports import TCP, UDP, claim, serve_coap, start_http_site
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
 from coap_server.sync import add_sync_resources
@@ -37,7 +38,7 @@ from .inputs import (
     run_ticker,
     store_reading,
 )
-from .metrics import Metrics, prometheus, resident_bytes, setup_logging
+from .metrics import Metrics, prometheus, resident_bytes
 from .security import EdgeSecurity
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
@@ -506,5 +507,5 @@ async def serve(config: EdgeConfig) -> int:
 
 
 def run(config: EdgeConfig) -> int:
-    setup_logging(config.log.level, config.log.format)
+    setup_logging("edge", level=config.log.level, fmt=config.log.format)
     return asyncio.run(serve(config))

@@ -1,14 +1,10 @@
-"""Counters, a latency histogram, Prometheus text exposition and JSON-lines logging for the edge daemon."""
+"""Counters, a latency histogram and Prometheus text exposition for the edge daemon."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-import sys
 import time
 from collections import defaultdict
-from typing import Any, TextIO
 
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -97,29 +93,3 @@ def prometheus(metrics: Metrics, gauges: dict[str, float | int]) -> str:
         family(f"jejak_edge_{name}", "gauge", name.replace("_", " ") + ".")
         lines.append(f"jejak_edge_{name} {value}")
     return "\n".join(lines) + "\n"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the record's `fields` if any."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"t": round(record.created, 3), "level": record.levelname, "log": record.name,
-                               "msg": record.getMessage()}
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            out.update(fields)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
-
-
-def setup_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("jejak")
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    root.propagate = False

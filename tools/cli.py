@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import logging
 import signal
 import sys
 import urllib.error
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coap_server.logs import setup_logging
 from ledger.errors import CodedError
 from ledger.failures import Unreachable
 
@@ -300,10 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "rest"):
             p.error(f"unrecognized arguments: {' '.join(extra)}")
         args.rest = extra + args.rest
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format='{"t":"%(asctime)s","level":"%(levelname)s","log":"%(name)s","msg":"%(message)s"}')
-    for noisy in ("coap-server", "coap"):  # aiocoap logs every block-wise step at INFO
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging("hub" if args.command in ("hub", "demo") else "jejak", level="DEBUG" if args.verbose else "INFO")
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
