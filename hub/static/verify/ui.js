@@ -37,7 +37,7 @@
       const li = document.createElement("li");
       li.className = s.ok ? "ok" : "fail";
       li.dataset.step = s.key;
-      li.textContent = (s.ok ? "✔ " : "✘ ") + say(s.key, s.vars);
+      li.textContent = (s.ok ? "✔ " : "✘ " + say("notso") + " ") + say(s.key, s.vars);
       if (s.problem) {
         const why = document.createElement("div");
         why.className = "why";
