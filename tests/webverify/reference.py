@@ -30,6 +30,8 @@ def python_verdict(case: Case, workdir: Path | None = None) -> Verdict:
             older = Path(tmp) / "older.jejak"
             older.write_bytes(case.against)
             argv += ["--against", str(older)]
+        if case.hub_key is not None:
+            argv += ["--hub-key", case.hub_key.hex()]
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             code = verify.main(argv)

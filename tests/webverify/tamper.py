@@ -30,6 +30,7 @@ class Case:
     name: str
     bundle: bytes
     against: bytes | None = None
+    hub_key: bytes | None = None  # pinned, as `--hub-key`
 
 
 def encode(value: Any) -> bytes:
@@ -223,6 +224,14 @@ def structural(base: bytes, older: bytes) -> Iterator[Case]:
     for cut in (0, 1, 2, 10, 100, len(base) // 2, len(base) - 65, len(base) - 1):
         yield Case(name=f"bundle truncated to {cut} bytes", bundle=base[:cut])
     yield Case(name="older bundle truncated, as --against", bundle=base, against=older[:-1])
+    hub_key = b0["hub_key"]
+    yield Case(name="hub key pinned", bundle=base, hub_key=hub_key)
+    yield Case(name="hub key pinned, against older", bundle=base, against=older, hub_key=hub_key)
+    yield Case(name="stranger's key pinned", bundle=base, hub_key=public(key))
+    yield Case(name="stranger's key pinned, against older", bundle=base, against=older, hub_key=public(key))
+    no_key = edited(base, "", lambda b: b.__setitem__("hub_key", None)).bundle
+    yield Case(name="hub key pinned, bundle names none", bundle=no_key, hub_key=hub_key)
+    yield Case(name="stranger's key pinned, bundle names none", bundle=no_key, hub_key=public(key))
     yield Case(name="older bundle garbage, as --against", bundle=base, against=b"\xff")
 
 

@@ -56,14 +56,16 @@ def test_invalid_vectors(page: webdriver.Chrome) -> None:
 
 def page_verdicts(page: webdriver.Chrome, cases: list[Case]) -> list[tuple[int, str | None, str]]:
     script = """
-      return arguments[0].map(([bundle, against]) => {
-        const r = Jejak.verifyBundle(Jejak.fromHex(bundle), {against: against === null ? null : Jejak.fromHex(against)});
+      const bytes = (h) => (h === null ? null : Jejak.fromHex(h));
+      return arguments[0].map(([bundle, against, hubKey]) => {
+        const r = Jejak.verifyBundle(Jejak.fromHex(bundle), {against: bytes(against), hubKey: bytes(hubKey)});
         const first = Jejak.summary(r).problems[0];
         return [r.exit, r.code, first ? first.message : ""];
       });"""
     out: list[tuple[int, str | None, str]] = []
     for at in range(0, len(cases), BATCH):
-        batch = [[c.bundle.hex(), None if c.against is None else c.against.hex()] for c in cases[at:at + BATCH]]
+        batch = [[c.bundle.hex(), None if c.against is None else c.against.hex(),
+                  None if c.hub_key is None else c.hub_key.hex()] for c in cases[at:at + BATCH]]
         out += [tuple(r) for r in page.execute_script(script, batch)]  # type: ignore[misc]
     return out
 
