@@ -155,17 +155,20 @@ async def seen(daemon: EdgeDaemon, pins: Pins, status: str, act: Callable[[], An
 
 async def test_a_tap_on_nfcpys_emulated_reader_is_stored_then_beeps_green(tmp_path: Path) -> None:
     pins = Pins()
-    with Emulator("type_a") as emu:
-        emu.present.clear()  # the tag is presented once the staff session is open
-        reader = ReaderConfig(driver="nfcpy", path=f"udp:127.0.0.1:{emu.port}", poll_ms=100)
-        async with daemon_with(tmp_path, pins, reader=reader) as daemon:
-            assert daemon.reader is not None and daemon.tap is not None
-            await until(daemon.reader.connected.is_set, what="the nfcpy reader")
-            await daemon.tap.tap(STAFF)  # the staff card, here from the phone page
-            accepted = await seen(daemon, pins, hal.ACCEPTED, emu.present.set)
-            emu.present.clear()
-            shown = daemon.feedback.shown if daemon.feedback else []
-            assert shown.count(hal.ACCEPTED) == 1, shown  # the tag lay on the antenna: one tap, not one per poll
+    emu = Emulator("type_a")  # its tag comes into the field once the staff session is open
+    reader = ReaderConfig(driver="nfcpy", path=f"udp:127.0.0.1:{emu.port}", poll_ms=100)
+    async with daemon_with(tmp_path, pins, reader=reader) as daemon:
+        assert daemon.reader is not None and daemon.tap is not None
+        await until(daemon.reader.connected.is_set, what="the nfcpy reader")
+        await daemon.tap.tap(STAFF)  # the staff card, here from the phone page
+        with contextlib.ExitStack() as field:
+            accepted = await seen(daemon, pins, hal.ACCEPTED, lambda: field.enter_context(emu))
+            polls = daemon.reader.polls
+            await until(lambda: daemon.reader is not None and daemon.reader.polls > polls + 10,
+                        what="ten more polls with the tag still on the antenna")
+        shown = daemon.feedback.shown if daemon.feedback else []
+        assert shown.count(hal.ACCEPTED) == 1, shown  # the tag lay on the antenna: one tap, not one per poll
+        assert hal.REFUSED not in shown and daemon.reader.lost == 0
     assert [s["tags"] for s in scans(tmp_path / "edge")] == [[NTAG_UID]]
     assert accepted == {"colours": ["green"], "beeps": [pytest.approx(0.08, abs=0.05)]}
 
