@@ -38,7 +38,7 @@ from .inputs import (
     run_ticker,
     store_reading,
 )
-from .metrics import Metrics, prometheus, resident_bytes
+from .metrics import EdgeState, Metrics, prometheus, resident_bytes
 from .security import EdgeSecurity
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
@@ -475,14 +475,11 @@ class EdgeDaemon:
         assert self.store is not None and self.commit is not None and self.key is not None
         usage = self.store.usage()
         own = self.store.state(self.key.device_id)
-        return prometheus(self.counters, {
-            "log_length": own.length if own else 0, "logs": len(self.store.heads()),
-            "forked_logs": len(self.store.blocked()), "pending": self.commit.pending,
-            "commits": self.commit.stats["commits"], "store_used_bytes": usage["used_bytes"],
-            "store_map_bytes": usage["map_size"], "resident_bytes": resident_bytes(),
-            "coap_observers": self.logs_resource.observer_count if self.logs_resource else 0,
-            "boot": self.boot, "uptime_seconds": int(time.monotonic() - self.counters.started),
-        })
+        return prometheus(self.counters, EdgeState(
+            log_length=own.length if own else 0, logs=len(self.store.heads()), forked_logs=len(self.store.blocked()),
+            pending=self.commit.pending, commits=self.commit.stats["commits"], store_used_bytes=usage["used_bytes"],
+            store_map_bytes=usage["map_size"], boot=self.boot,
+            coap_observers=self.logs_resource.observer_count if self.logs_resource else 0))
 
     def metrics(self) -> str:  # the name the CoAP Backend protocol uses
         return self.metrics_text()

@@ -5,6 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -50,46 +58,65 @@ def resident_bytes() -> int:
         return 0
 
 
-def _labels(**labels: str) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    return "{" + inner + "}"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeState:
+    """What the daemon reads from its store and commit path at each scrape, beside the counters."""
+
+    log_length: int  # own log
+    logs: int  # own and replicas
+    forked_logs: int
+    pending: int  # appends waiting for their group commit
+    commits: int  # group commits since start
+    store_used_bytes: int
+    store_map_bytes: int
+    coap_observers: int
+    boot: int
 
 
-def prometheus(metrics: Metrics, gauges: dict[str, float | int]) -> str:
-    """The Prometheus text format (version 0.0.4) of the counters and the given gauges."""
-    lines: list[str] = []
+class _EdgeCollector(Collector):
+    def __init__(self, metrics: Metrics, state: EdgeState) -> None:
+        self.metrics, self.state = metrics, state
 
-    def family(name: str, kind: str, help_text: str) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
+    def describe(self) -> list[Metric]:
+        return []
 
-    family("jejak_edge_records_total", "counter", "Records appended durably, by input source.")
-    for source, n in sorted(metrics.records.items()):
-        lines.append(f"jejak_edge_records_total{_labels(source=source)} {n}")
-    family("jejak_edge_errors_total", "counter", "Refused or failed inputs, by stable error code.")
-    for code, n in sorted(metrics.errors.items()):
-        lines.append(f"jejak_edge_errors_total{_labels(code=code)} {n}")
-    family("jejak_edge_feedback_total", "counter", "Indicator feedback shown at the reader, by status.")
-    for status, n in sorted(metrics.feedback.items()):
-        lines.append(f"jejak_edge_feedback_total{_labels(status=status)} {n}")
-    family("jejak_edge_task_restarts_total", "counter", "Supervised task restarts after a crash.")
-    for task, n in sorted(metrics.restarts.items()):
-        lines.append(f"jejak_edge_task_restarts_total{_labels(task=task)} {n}")
-    family("jejak_edge_duplicates_total", "counter", "Submissions folded into an earlier identical one.")
-    lines.append(f"jejak_edge_duplicates_total {metrics.duplicates}")
-    for metric, h, text in (("ack_latency", metrics.ack_latency, "Input to acknowledgement (durable commit) time."),
-                            ("feedback_latency", metrics.feedback_latency,
-                             "Tap to its first beep or light at the reader, the commit included.")):
-        name = f"jejak_edge_{metric}_seconds"
-        family(name, "histogram", text)
-        for bound, n in zip(h.buckets, h.counts, strict=True):
-            lines.append(f'{name}_bucket{{le="{bound}"}} {n}')
-        lines.append(f'{name}_bucket{{le="+Inf"}} {h.total}')
-        lines.append(f"{name}_sum {h.sum:.6f}")
-        lines.append(f"{name}_count {h.total}")
-    for name, value in sorted(gauges.items()):
-        family(f"jejak_edge_{name}", "gauge", name.replace("_", " ") + ".")
-        lines.append(f"jejak_edge_{name} {value}")
-    return "\n".join(lines) + "\n"
+    def collect(self) -> Iterator[Metric]:
+        m, s = self.metrics, self.state
+        for name, by, label, text in (
+                ("records", m.records, "source", "Records appended durably, by input source (nfc, coap, sensor)."),
+                ("errors", m.errors, "code", "Refused or failed inputs, by stable error code (docs/ERRORS.md)."),
+                ("feedback", m.feedback, "status", "Indicator feedback shown at the reader, by status."),
+                ("task_restarts", m.restarts, "task", "Supervised task restarts after a crash, by task.")):
+            family = CounterMetricFamily(f"jejak_edge_{name}", text, labels=[label])
+            for key, n in sorted(by.items()):
+                family.add_metric([key], n)
+            yield family
+        yield CounterMetricFamily("jejak_edge_duplicates", "Submissions folded into an earlier identical one.",
+                                  value=m.duplicates)
+        yield CounterMetricFamily("jejak_edge_commits", "Group commits of the store since the daemon started.",
+                                  value=s.commits)
+        for name, h, text in (("ack_latency", m.ack_latency, "Input to acknowledgement (durable commit) time."),
+                              ("feedback_latency", m.feedback_latency,
+                               "Tap to its first beep or light at the reader, the commit included.")):
+            buckets = [(str(bound), n) for bound, n in zip(h.buckets, h.counts, strict=True)] + [("+Inf", h.total)]
+            yield HistogramMetricFamily(f"jejak_edge_{name}_seconds", text, buckets=buckets, sum_value=h.sum)
+        for name, value, text in (
+                ("log_length", s.log_length, "Records in this device's own log."),
+                ("logs", s.logs, "Logs this node holds: its own and its peers' replicas."),
+                ("forked_logs", s.forked_logs, "Logs held back because they forked; an operator must act."),
+                ("pending_appends", s.pending, "Appends waiting for their group commit (back-pressure above "
+                                               "limits.max_pending)."),
+                ("store_used_bytes", s.store_used_bytes, "Bytes the LMDB store uses."),
+                ("store_map_bytes", s.store_map_bytes, "The LMDB map size (limits.map_size): the store's ceiling."),
+                ("coap_observers", s.coap_observers, "CoAP clients observing a log on this node."),
+                ("boot", s.boot, "This device's boot counter (records carry it).")):
+            yield GaugeMetricFamily(f"jejak_edge_{name}", text, value=value)
+
+
+def prometheus(metrics: Metrics, state: EdgeState) -> str:
+    """The Prometheus text format of the counters, the state and the process (CPU, memory, open files)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    registry.register(_EdgeCollector(metrics, state))
+    return generate_latest(registry).decode()

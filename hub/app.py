@@ -22,6 +22,7 @@ from coap_server.discovery import Discovery
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
+from ledger.chain import check_signatures
 from ledger.errors import CodedError
 from ledger.sync import Head
 
@@ -37,6 +38,7 @@ from .markets.routes import MarketRoutes
 from .markets.view import HubMarkets
 from .mbg import Plan, load_plan
 from .mbg.routes import MbgRoutes
+from .metrics import HubMetrics
 from .security import HubSecurity
 from .service import Hub
 from .store import HubStore, LmdbHubStore
@@ -93,10 +95,11 @@ def open_store(config: HubConfig) -> HubStore:
 
 
 class HubHolder:
-    """The hub as a sync peer: its heads, its logs, and verified ingest of what it is offered."""
+    """The hub as a sync peer: its heads, its logs, and verified ingest of what it is offered (timed)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, metrics: HubMetrics | None = None) -> None:
         self.hub = hub
+        self.metrics = metrics or HubMetrics()
 
     def heads(self) -> list[Head]:
         return self.hub.heads()
@@ -105,7 +108,8 @@ class HubHolder:
         return self.hub.store.log_range(device_id, start, end)
 
     def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
-        return self.hub.ingest(device_id, raws).to_json()
+        result: dict[str, Any] = self.metrics.ingest(lambda: self.hub.ingest(device_id, raws).to_json())
+        return result
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,10 +188,11 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
                  keep_days=config.mbg_keep_days)
 
 
-async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity) -> tuple[aiocoap.Context, int]:
+async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity,
+                      metrics: HubMetrics) -> tuple[aiocoap.Context, int]:
     site = resource.Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
-    add_sync_resources(site, HubHolder(hub), visible=security.policy.visible)
+    add_sync_resources(site, HubHolder(hub, metrics), visible=security.policy.visible)
     add_proof_resources(site, hub)
     for attempt in range(5):
         coap_port = config.coap_port or free_coap_port(config.coap_host)
@@ -228,14 +233,18 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     # Every port first, before the store opens: a second hub on the same ports stops here, touching nothing.
     claim(config.http_host, config.http_port, [TCP], setting="http_port")
     claim(config.coap_host, config.coap_port, [UDP, TCP] if config.coap_tcp else [UDP], setting="coap_port")
+    metrics = HubMetrics()
     if hub is None:
         signer = load_or_create_key(Path(config.data_dir) / "hub.key")
-        hub = Hub(open_store(config), signer, clock=clock or _wall_clock, auto_approve=config.auto_approve)
+        hub = Hub(open_store(config), signer, clock=clock or _wall_clock, auto_approve=config.auto_approve,
+                  check=metrics.timed_check(check_signatures))
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
     events = Events()
     views = build_views(hub, config, events=events, plan=plan)
+    metrics.watch(hub, store_path=Path(config.data_dir) / "store" if config.store.backend == "lmdb" else None,
+                  derive_seconds=lambda: views.derive_seconds)
     markets = MarketRoutes(views, auth=auth)
     domain_routes = [ChainRoutes(views).register, MbgRoutes(views).register, markets.register]
     bridges = None
@@ -247,13 +256,13 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         domain_routes.append(BridgeRoutes(bridges, auth=auth, markets=markets).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
                            read=config.security.read)
-    api = HubApi(hub, auth=auth, events=events, routes=[*domain_routes, security.register, *routes])
+    api = HubApi(hub, auth=auth, events=events, routes=[*domain_routes, security.register, metrics.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
                           port=config.http_port, setting="http_port")
     http_port = runner.addresses[0][1]
-    coap, coap_port = await _serve_coap(config, hub, security)
+    coap, coap_port = await _serve_coap(config, hub, security, metrics)
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
     if config.upstream:
         tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval)))

@@ -144,6 +144,11 @@ class Views:
             self._last_derive_s = time.perf_counter() - started
             self.prune()
 
+    @property
+    def derive_seconds(self) -> float:
+        """How long the last derivation of the alerts took (the hub's /metrics shows it)."""
+        return self._last_derive_s
+
     def prune(self) -> int:
         """At most once an hour of the hub's clock, forget the scans that arrived more than `keep_days`
         ago (the store keeps them) and the alerts over by then: what the read models hold follows the

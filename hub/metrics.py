@@ -1,0 +1,148 @@
+"""The hub's Prometheus metrics (`GET /metrics`): ingest, verification, refusals, checkpoints, device lag, store, analytics.
+
+Timings are observed as they happen (histograms); everything the store already counts or holds (records,
+refusals by code, forks, checkpoints, devices) is read from it at scrape time, so a restart neither resets nor
+double-counts them. Process metrics (CPU, memory, open files) come from prometheus_client's own collectors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from ledger import Record
+
+from .service import Hub
+
+SignatureCheck = Callable[[Iterable[tuple[Record, bytes]]], int]
+_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class HubMetrics:
+    """One hub's registry. Build it before the Hub (its `timed_check` wraps the signature check), then
+    `watch(hub, ...)` once the hub and its read models exist."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.ingest_seconds = Histogram("jejak_hub_ingest_seconds", "Time to verify and merge one offered range "
+                                        "of a device's log, by outcome code (ok or the refusal's code).",
+                                        ["code"], buckets=_SECONDS, registry=self.registry)
+        self.verify_seconds = Histogram("jejak_hub_verify_seconds", "Time to check the signatures of one offered "
+                                        "range of records.", buckets=_SECONDS, registry=self.registry)
+
+    def timed_check(self, check: SignatureCheck) -> SignatureCheck:
+        """The hub's signature check, timed into jejak_hub_verify_seconds."""
+        def timed(pairs: Iterable[tuple[Record, bytes]]) -> int:
+            with self.verify_seconds.time():
+                return check(pairs)
+        return timed
+
+    def ingest(self, work: Callable[[], Any]) -> Any:
+        """Run one ingest, timing it under its outcome: `ok`, or the code of the error it raised."""
+        started = time.perf_counter()
+        code = "ok"
+        try:
+            return work()
+        except Exception as exc:
+            code = getattr(exc, "code", "INTERNAL")
+            raise
+        finally:
+            self.ingest_seconds.labels(code=code).observe(time.perf_counter() - started)
+
+    def watch(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float]) -> None:
+        """Read `hub` at every scrape, and follow its arrivals for the per-device lag."""
+        self.registry.register(_HubCollector(hub, store_path=store_path, derive_seconds=derive_seconds))
+
+    def register(self, app: web.Application) -> None:
+        """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app."""
+        async def metrics(_: web.Request) -> web.Response:
+            body = generate_latest(self.registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app.router.add_get("/metrics", metrics)
+
+
+class _HubCollector(Collector):
+    """What the hub's store and read models hold, read when Prometheus scrapes."""
+
+    def __init__(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float]) -> None:
+        self.hub = hub
+        self.store_path = store_path
+        self.derive_seconds = derive_seconds
+        self._lock = threading.Lock()
+        self._arrived: dict[bytes, tuple[int, int]] = {}  # device -> (arrival time, newest record's device time)
+        hub.listeners.on_records.append(self._on_records)
+
+    def _on_records(self, records: list[Record], arrived_at: int) -> None:
+        if not records:
+            return
+        newest = max(records, key=lambda r: r.seq)
+        with self._lock:
+            self._arrived[newest.device_id] = (arrived_at, newest.time)
+
+    def describe(self) -> list[Metric]:
+        return []  # read at scrape time; nothing to check at registration
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        counters = hub.store.counters()
+        yield CounterMetricFamily("jejak_hub_records", "Records accepted into the hub's log (its size).",
+                                  value=len(hub.tree))
+        refused = CounterMetricFamily("jejak_hub_refused_records", "Records the hub refused, by cause: unknown "
+                                      "(device not enrolled), pending (awaits approval), forked, invalid, revoked, "
+                                      "signature.", labels=["cause"])
+        for name, value in sorted(counters.items()):
+            if name.startswith("refused_"):
+                refused.add_metric([name.removeprefix("refused_")], value)
+        yield refused
+        yield CounterMetricFamily("jejak_hub_duplicate_records", "Records offered again that the hub already had.",
+                                  value=counters.get("duplicates", 0))
+        yield CounterMetricFamily("jejak_hub_forks", "Forks detected (two records with one device and sequence "
+                                  "number).", value=counters.get("forks", 0))
+        checkpoints = hub.checkpoints()
+        yield CounterMetricFamily("jejak_hub_checkpoints", "Checkpoints the hub has signed.", value=len(checkpoints))
+        latest = checkpoints[-1] if checkpoints else None
+        yield GaugeMetricFamily("jejak_hub_checkpoint_tree_size", "Log size the latest checkpoint covers.",
+                                value=latest.tree_size if latest else 0)
+        yield GaugeMetricFamily("jejak_hub_checkpoint_timestamp_seconds", "Hub time of the latest checkpoint "
+                                "(Unix seconds; 0 before the first).", value=latest.time if latest else 0)
+        devices = GaugeMetricFamily("jejak_hub_devices", "Devices the hub knows, by status.", labels=["status"])
+        by_status: dict[str, int] = {}
+        for device in hub.store.devices():
+            by_status[device.status] = by_status.get(device.status, 0) + 1
+        for status, n in sorted(by_status.items()):
+            devices.add_metric([status], n)
+        yield devices
+        with self._lock:
+            arrived = dict(self._arrived)
+        lag = GaugeMetricFamily("jejak_hub_device_lag_seconds", "Per device: how long after its device time the "
+                                "newest record arrived (uplink delay, or a device clock that is off).",
+                                labels=["device"])
+        last = GaugeMetricFamily("jejak_hub_device_last_arrival_timestamp_seconds", "Per device: hub time its "
+                                 "newest records arrived (Unix seconds).", labels=["device"])
+        for device_id, (at, device_time) in sorted(arrived.items()):
+            lag.add_metric([device_id.hex()], at - device_time)
+            last.add_metric([device_id.hex()], at)
+        yield lag
+        yield last
+        yield GaugeMetricFamily("jejak_hub_store_bytes", "Bytes the hub's embedded store takes on disk (0 for "
+                                "PostgreSQL: ask the database).", value=self._store_bytes())
+        yield GaugeMetricFamily("jejak_hub_analytics_derive_seconds", "How long the last derivation of the "
+                                "analytics' alerts took (MBG, markets).", value=self.derive_seconds())
+
+    def _store_bytes(self) -> int:
+        if self.store_path is None or not self.store_path.is_dir():
+            return 0
+        return sum(f.stat().st_size for f in self.store_path.iterdir() if f.is_file())
