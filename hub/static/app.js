@@ -4,7 +4,7 @@
 const WIB = 7 * 3600;
 const I18N = {
   en: {
-    "nav.chain": "Chain health", "nav.mbg": "MBG", "nav.markets": "Markets", "live.on": "live", "live.off": "offline",
+    "nav.chain": "Chain health", "nav.mbg": "MBG", "nav.markets": "Markets", "nav.verify": "Verify a bundle", "live.on": "live", "live.off": "offline",
     "feed.title": "Live", "chain.title": "Chain health", "records": "Records in log", "devices": "Devices",
     "forks": "Forks", "refused": "Refused records", "duplicates": "Duplicates", "checkpoint": "Latest checkpoint",
     "tree_size": "tree size", "root": "root", "signed": "signed", "download": "Download audit bundle",
@@ -27,7 +27,7 @@ const I18N = {
     "detail": "Detail", "model": "model", "days": "day",
   },
   id: {
-    "nav.chain": "Kesehatan rantai", "nav.mbg": "MBG", "nav.markets": "Pasar", "live.on": "langsung",
+    "nav.chain": "Kesehatan rantai", "nav.mbg": "MBG", "nav.markets": "Pasar", "nav.verify": "Periksa bundel", "live.on": "langsung",
     "live.off": "terputus", "feed.title": "Langsung", "chain.title": "Kesehatan rantai", "records": "Catatan di log",
     "devices": "Perangkat", "forks": "Percabangan", "refused": "Catatan ditolak", "duplicates": "Duplikat",
     "checkpoint": "Checkpoint terakhir", "tree_size": "ukuran pohon", "root": "akar", "signed": "ditandatangani",

@@ -76,10 +76,13 @@ async def test_hub_serves_verify_and_export_writes_it(tmp_path: Path, hub, clock
     out = tmp_path / "audit" / "audit.jejak"
     out.parent.mkdir()
     try:
-        async with aiohttp.ClientSession(running.http_url) as http, http.get("/verify") as resp:
-            assert resp.status == 200
-            assert resp.content_type == "text/html"
-            served = await resp.text()
+        async with aiohttp.ClientSession(running.http_url) as http:
+            async with http.get("/verify") as resp:
+                assert resp.status == 200
+                assert resp.content_type == "text/html"
+                served = await resp.text()
+            async with http.get("/") as resp:
+                assert 'href="/verify"' in await resp.text(), "the dashboard links to the verifier"
         assert served == standalone_page()
         code = await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(out),
                                                   "--with-verifier"])
