@@ -256,7 +256,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         domain_routes.append(BridgeRoutes(bridges, auth=auth, markets=markets).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
                            read=config.security.read)
-    api = HubApi(hub, auth=auth, events=events, routes=[*domain_routes, security.register, metrics.register, *routes])
+    api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",
+                 routes=[*domain_routes, security.register, metrics.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from .webverify import standalone_page
 
 log = logging.getLogger("jejak.hub.http")
 STATIC = Path(__file__).parent / "static"
+EXPORT_KEEP_S = 24 * 3600  # how long an exported bundle stays resumable
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -100,10 +105,11 @@ class Events:
 class HubApi:
     """Routes for operators, auditors and the public; the domains' route modules come in as `routes`."""
 
-    def __init__(self, hub: Hub, *, auth: Auth, events: Events,
+    def __init__(self, hub: Hub, *, auth: Auth, events: Events, exports: Path,
                  routes: Sequence[Callable[[web.Application], None]] = ()) -> None:
         self.hub = hub
         self.auth = auth
+        self.exports = exports  # exported bundles, kept a day so a cut download resumes (Range) on the same bytes
         self.events = events
         self.routes = tuple(routes)
         hub.listeners.on_records.append(self._on_records)
@@ -142,6 +148,7 @@ class HubApi:
         r.add_get("/api/proofs/consistency", self.consistency)
         r.add_post("/api/ingest/{device}", self.ingest)
         r.add_get("/api/export", self.export)
+        r.add_get("/api/export/files/{name}", self.export_file)
         r.add_get("/api/events", self.stream)
         for register in self.routes:
             register(app)
@@ -277,6 +284,8 @@ class HubApi:
         return web.json_response(result.to_json(), status=200 if result.problem is None else 409)
 
     async def export(self, request: web.Request) -> web.StreamResponse:
+        """The bundle is written to a file once and served from it: sent in chunks with its length, and a
+        client cut off resumes with a Range request on `/api/export/files/{name}` (X-Jejak-Export)."""
         self.require(request, *self.auth.export_roles())
         q = request.query
         devices = [bytes.fromhex(d) for d in q.getall("device", [])] or None
@@ -284,8 +293,38 @@ class HubApi:
             self.hub.export, devices=devices, site=q.get("site"),
             since=int(q["since"]) if "since" in q else None, until=int(q["until"]) if "until" in q else None,
             description=q.get("description", ""))
-        return web.Response(body=data, content_type="application/cbor",
-                            headers={"Content-Disposition": 'attachment; filename="jejak-audit.jejak"'})
+        name = await asyncio.to_thread(self._keep_export, data)
+        del data
+        return self._export_file(name)
+
+    async def export_file(self, request: web.Request) -> web.StreamResponse:
+        self.require(request, *self.auth.export_roles())
+        name = request.match_info["name"]
+        if not re.fullmatch(r"[0-9a-f]{64}", name) or not (self.exports / f"{name}.jejak").is_file():
+            raise NotFound(f"export {name[:16]}... is not kept here (exports are kept {EXPORT_KEEP_S // 3600} h)",
+                           hint="start the export again")
+        return self._export_file(name)
+
+    def _export_file(self, name: str) -> web.StreamResponse:
+        return web.FileResponse(self.exports / f"{name}.jejak", chunk_size=1 << 16, headers={
+            "Content-Type": "application/cbor", "X-Jejak-Export": name,
+            "Content-Disposition": 'attachment; filename="jejak-audit.jejak"'})
+
+    def _keep_export(self, data: bytes) -> str:
+        """Write `data` under its SHA-256 (once), forget exports older than EXPORT_KEEP_S; return the name."""
+        self.exports.mkdir(parents=True, exist_ok=True)
+        now = time.time()
+        for old in self.exports.glob("*.jejak"):
+            with contextlib.suppress(OSError):
+                if now - old.stat().st_mtime > EXPORT_KEEP_S:
+                    old.unlink()
+        name = hashlib.sha256(data).hexdigest()
+        path = self.exports / f"{name}.jejak"
+        if not path.exists():
+            part = path.with_suffix(".part")
+            part.write_bytes(data)
+            part.replace(path)
+        return name
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

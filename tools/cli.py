@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import importlib
 import json
 import signal
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -24,7 +26,6 @@ ENROLL_SCHEME = "jejak-enroll"
 
 
 def _hub_run(args: argparse.Namespace) -> int:
-    import time
 
     return serve_hub(args.config, clock=lambda: int(time.time()))
 
@@ -120,7 +121,6 @@ def _enroll_qr(args: argparse.Namespace) -> int:
 
 
 def _enroll_request(args: argparse.Namespace) -> int:
-    import time
 
     if args.data_dir:  # secure enrollment: pin the hub key from the QR code, derive the OSCORE context
         from edge.keys import load_or_create
@@ -191,17 +191,82 @@ def _export(args: argparse.Namespace) -> int:
         query.append(f"until={args.until}")
     url = f"{args.hub_url}/api/export" + ("?" + "&".join(query) if query else "")
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
-    with _open(urllib.request.Request(url, headers=headers), timeout=120) as resp:
-        data = resp.read()
-    Path(args.out).write_bytes(data)
-    print(f"wrote {len(data)} bytes to {args.out}; check it with: jejak-verify {args.out}")
+    out = Path(args.out)
+    size = download(url, out, headers=headers, resume_url=f"{args.hub_url}/api/export/files/{{name}}")
+    print(f"wrote {size} bytes to {out}; check it with: jejak-verify {out}")
     if args.with_verifier:
         from hub.webverify import standalone_page
 
-        page = Path(args.out).with_name(VERIFIER_PAGE)
+        page = out.with_name(VERIFIER_PAGE)
         page.write_text(standalone_page(), encoding="utf-8")
-        print(f"wrote {page}: open it in a browser (offline) and drop {Path(args.out).name} on it")
+        print(f"wrote {page}: open it in a browser (offline) and drop {out.name} on it")
     return 0
+
+
+CHUNK = 1 << 16
+
+
+def download(url: str, out: Path, *, headers: dict[str, str], resume_url: str) -> int:
+    """Stream an export to `out` in chunks (memory stays at one chunk), with progress on stderr.
+
+    The bytes go to `out.part` and the hub's name for the export (X-Jejak-Export) to `out.part.id`; after a
+    cut, the same command asks for the rest of that same export (`Range`) instead of starting again."""
+    part, ident = out.with_name(out.name + ".part"), out.with_name(out.name + ".part.id")
+    resp = None
+    if part.exists() and ident.exists():
+        have = part.stat().st_size
+        request = urllib.request.Request(resume_url.format(name=ident.read_text().strip()),
+                                         headers={**headers, "Range": f"bytes={have}-"})
+        try:
+            resp = _open(request, timeout=120)
+        except HubRefused:  # the hub no longer keeps it: start again
+            resp = None
+        else:
+            if resp.status == 206:
+                print(f"export: resuming at byte {have}", file=sys.stderr, flush=True)
+            else:
+                have = 0
+    if resp is None:
+        have = 0
+        resp = _open(urllib.request.Request(url, headers=headers), timeout=120)
+        ident.write_text(resp.headers.get("X-Jejak-Export", ""))
+    with resp:
+        total = have + int(resp.headers.get("Content-Length", 0))
+        progress = Progress(total)
+        done = have
+        with open(part, "ab" if have else "wb") as fh:
+            try:
+                while chunk := resp.read(CHUNK):
+                    fh.write(chunk)
+                    done += len(chunk)
+                    progress.show(done)
+            except (OSError, http.client.HTTPException) as exc:
+                fh.flush()
+                raise Unreachable(f"the download stopped at byte {done} of {total}: {exc}",
+                                  hint="run the same command again: it resumes where it stopped") from None
+    if total and done != total:
+        raise Unreachable(f"the download stopped at byte {done} of {total}",
+                          hint="run the same command again: it resumes where it stopped")
+    progress.show(done, final=True)
+    part.replace(out)
+    ident.unlink(missing_ok=True)
+    return done
+
+
+class Progress:
+    """Download progress on stderr: at most one line a second, and the last."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.shown = 0.0
+
+    def show(self, done: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.shown < 1.0:
+            return
+        self.shown = now
+        share = f" ({100 * done // self.total}%)" if self.total else ""
+        print(f"export: {done / 1e6:.1f} of {self.total / 1e6:.1f} MB{share}", file=sys.stderr, flush=True)
 
 
 def _verify(args: argparse.Namespace) -> int:
