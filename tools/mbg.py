@@ -1,84 +1,367 @@
-"""`jejak mbg`: what left the kitchens and reached the schools, asked of a running hub."""
+"""`jejak mbg`: what left the kitchens and reached the schools, asked of a running hub, in plain words."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import hub
+from ledger.errors import CodedError
+
+from .cli import _open as open_url
+from .stop import stop
+
+HUB_URL = "http://127.0.0.1:8470"
+# The words the dashboard uses too (statuses, findings, events), so both say the same thing.
+WORDS_FILE = Path(hub.__file__).parent / "static" / "words.json"
+
 QUERIES = {
-    "summary": ("/api/dashboard/summary", "the day at a glance (seed 1's dashboard summary)"),
-    "deliveries": ("/api/mbg/deliveries", "today's deliveries per kitchen and school"),
-    "late": ("/api/mbg/late", "late deliveries"),
-    "short": ("/api/mbg/short", "deliveries with fewer portions than expected"),
-    "missing": ("/api/mbg/missing", "deliveries that never arrived"),
-    "lost": ("/api/mbg/lost", "containers lost or not returned"),
-    "violations": ("/api/mbg/violations", "food-safety violations and other findings"),
-    "stock": ("/api/mbg/stock", "stock on hand and stock cards per kitchen"),
-    "epcis": ("/api/mbg/epcis", "the day's scans as GS1 EPCIS 2.0 JSON-LD"),
+    "summary": ("/api/dashboard/summary", "the day at a glance"),
+    "deliveries": ("/api/mbg/deliveries", "the day's deliveries: one line per school under its kitchen"),
+    "late": ("/api/mbg/late", "deliveries that arrived after their due time"),
+    "short": ("/api/mbg/short", "deliveries with fewer portions than planned"),
+    "missing": ("/api/mbg/missing", "deliveries not arrived after their due time (missing, or truck overdue)"),
+    "lost": ("/api/mbg/lost", "containers lost or not back at the kitchen"),
+    "violations": ("/api/mbg/violations", "food-safety violations and every other finding"),
+    "stock": ("/api/mbg/stock", "stock on hand per kitchen"),
+    "epcis": ("/api/mbg/epcis", "the day's scans as GS1 EPCIS 2.0 JSON-LD (always JSON)"),
+}
+
+EXAMPLES = """examples:
+  jejak mbg deliveries --hub-url http://hub.local:8470
+  jejak mbg late --date 2026-03-02
+  jejak mbg violations --lang en
+  jejak mbg container 04A1B2C3D4E5F6
+  jejak mbg short --json | jq '.short[].shortfall'
+
+exit codes: 0 answered; 2 usage; 82 the hub did not answer (UNREACHABLE); 85 the hub refused the query
+(HUB_REFUSED: a bad --date, an unknown container); docs/ERRORS.md lists every code.
+--lang defaults to the locale (LC_ALL, LC_MESSAGES, LANG): Indonesian for id_*, else English."""
+
+# The command's own words; statuses, findings and events come from WORDS_FILE.
+TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "deliveries_on": "Deliveries on {date}", "kitchen": "Kitchen", "school": "School", "status": "Status",
+        "arrived": "Arrived", "due": "Due", "late_by": "Late by", "portions": "Portions", "received": "Received",
+        "expected": "Planned", "short_by": "Short by", "left": "Left kitchen", "container": "Container",
+        "reason": "Reason", "time": "Time", "step": "Step", "where": "Where", "device": "Device", "temp": "Temp",
+        "kind": "Finding", "subject": "About", "what": "What", "item": "Item", "on_hand": "On hand", "flags": "Flags",
+        "none": "Nothing to report on {date}.", "no_plan": "The hub has no MBG plan, so it expects no deliveries.",
+        "no_plan_hint": "hint: name the plan in hub.toml (mbg_plan = \"mbg.toml\") and restart the hub "
+                        "(hub/mbg/README.md)",
+        "total": "Total", "portions_line": "portions {received} of {expected} received", "violations": "Food safety",
+        "findings": "Findings", "scans": "taps today", "devices": "devices", "alerts": "act-now findings",
+        "summary_on": "MBG on {date}", "deliveries": "deliveries", "open": "still open", "unknown": "–",
+        "history": "History of container {tag}", "day": "day",
+    },
+    "id": {
+        "deliveries_on": "Pengiriman {date}", "kitchen": "Dapur", "school": "Sekolah", "status": "Status",
+        "arrived": "Tiba", "due": "Batas", "late_by": "Terlambat", "portions": "Porsi", "received": "Diterima",
+        "expected": "Rencana", "short_by": "Kurang", "left": "Berangkat", "container": "Ompreng",
+        "reason": "Alasan", "time": "Waktu", "step": "Langkah", "where": "Lokasi", "device": "Perangkat",
+        "temp": "Suhu", "kind": "Temuan", "subject": "Tentang", "what": "Keterangan", "item": "Bahan",
+        "on_hand": "Stok", "flags": "Tanda", "none": "Tidak ada yang perlu dilaporkan pada {date}.",
+        "no_plan": "Hub belum punya rencana MBG, jadi tidak ada pengiriman yang diharapkan.",
+        "no_plan_hint": "petunjuk: sebutkan rencana di hub.toml (mbg_plan = \"mbg.toml\") lalu jalankan ulang hub "
+                        "(hub/mbg/README.md)",
+        "total": "Jumlah", "portions_line": "porsi {received} dari {expected} diterima",
+        "violations": "Keamanan pangan", "findings": "Temuan", "scans": "tap hari ini", "devices": "perangkat",
+        "alerts": "temuan yang harus segera ditindak", "summary_on": "MBG {date}", "deliveries": "pengiriman",
+        "open": "masih berjalan", "unknown": "–", "history": "Riwayat ompreng {tag}", "day": "hari",
+    },
 }
 
 
-def fetch(hub_url: str, path: str, params: dict[str, str]) -> Any:
-    query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
+def locale_lang(env: dict[str, str] | None = None) -> str:
+    """'id' when the locale is Indonesian (id_ID.UTF-8, id), else 'en'."""
+    env = dict(os.environ) if env is None else env
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = env.get(name, "")
+        if value:
+            return "id" if value.lower().startswith(("id_", "id.", "in_")) or value.lower() == "id" else "en"
+    return "en"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Speaker:
+    """Turns the hub's ids, seconds and centi-degrees into names, times of day, minutes and °C in one language."""
+
+    lang: str
+    names: dict[str, Any]
+    words: dict[str, str]
+
+    def __call__(self, key: str, **values: Any) -> str:
+        text = TEXT[self.lang].get(key) or self.words.get(key) or key
+        return text.format(**values) if values else text
+
+    def clock(self, t: int | None) -> str:
+        """A Unix time as the plan's local time of day (HH:MM)."""
+        if t is None:
+            return "–"
+        s = (t + int(self.names.get("tz_offset_s", 7 * 3600))) % 86_400
+        return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+    def minutes(self, seconds: int | None) -> str:
+        if seconds is None:
+            return "–"
+        seconds = abs(seconds)
+        if seconds >= 5400:
+            h, m = divmod(round(seconds / 60), 60)
+            return f"{h} {self('unit.h')} {m} {self('unit.min')}"
+        return f"{round(seconds / 60)} {self('unit.min')}"
+
+    @staticmethod
+    def celsius(cc: int | None) -> str:
+        return "–" if cc is None else f"{cc / 100:.1f} °C"
+
+    def school(self, sid: str | None) -> str:
+        if not sid:
+            return "–"
+        s = self.names.get("schools", {}).get(sid)
+        return f"{s['name']} ({sid})" if s and s.get("name") else sid
+
+    def kitchen(self, kid: str | None) -> str:
+        if not kid:
+            return "–"
+        k = self.names.get("kitchens", {}).get(kid)
+        return f"{k['name']} ({kid})" if k and k.get("name") else kid
+
+    def device(self, hex_id: str | None) -> str:
+        if not hex_id:
+            return "–"
+        d = self.names.get("devices", {}).get(hex_id)
+        if d and d.get("name"):
+            return f"{d['name']} ({d['site']})" if d.get("site") else str(d["name"])
+        return f"{d['site']} {hex_id[:8]}" if d else hex_id[:8]
+
+    def subject(self, code: str, subject: str) -> str:
+        """A finding's subject: a school, a kitchen, a device, a site or 'kitchen/item'."""
+        if code in ("clock_skew", "late_sync"):
+            return self.device(subject)
+        if subject in self.names.get("schools", {}):
+            return self.school(subject)
+        if subject in self.names.get("kitchens", {}):
+            return self.kitchen(subject)
+        if "/" in subject:
+            kitchen, item = subject.split("/", 1)
+            return f"{self.kitchen(kitchen)}: {item}"
+        return subject
+
+    def status(self, delivery: dict[str, Any]) -> str:
+        return self(f"status.{delivery['status']}")
+
+    def finding(self, f: dict[str, Any], deliveries: dict[str, dict[str, Any]]) -> str:
+        """What a finding says, from its code and values (the hub's English detail when nothing fits)."""
+        code = f["code"]
+        d = deliveries.get(f["subject"], {})
+        measured, limit = f.get("measured"), f.get("limit")
+        values: dict[str, Any] = {
+            "n": len(f.get("containers") or []) or measured or len(f.get("records") or []),
+            "other": self.school(f.get("other_school")), "arrived": self.clock(d.get("arrived_at")),
+            "due": self.clock(d.get("deadline_at")), "departed": self.clock(d.get("departed_at")),
+            "late": self.minutes(measured), "received": d.get("received_portions", measured),
+            "expected": d.get("expected", limit), "short": d.get("shortfall", "–"),
+            "skew": self.minutes(measured), "lag": self.minutes(measured), "measured": measured, "limit": limit}
+        key = f"say.{code}"
+        if code in ("cook_to_serve", "danger_zone"):
+            values.update(measured=self.minutes(measured), limit=self.minutes(limit))
+            if code == "cook_to_serve" and "still open" in f.get("detail", ""):
+                key = "say.cook_to_serve_open"
+        elif code == "hot_holding":
+            values.update(measured=self.celsius(measured), limit=self.celsius(limit))
+        elif code == "duplicate_scan":
+            values["n"] = len(f.get("containers") or []) or len(f.get("records") or [])
+        if code in ("late_delivery", "short_delivery", "missing_delivery", "overdue_delivery") and not d:
+            return str(f.get("detail", ""))
+        if key not in self.words:
+            return str(f.get("detail", ""))
+        return self.words[key].format(**values)
+
+
+def load_words(lang: str) -> dict[str, str]:
+    words: dict[str, dict[str, str]] = json.loads(WORDS_FILE.read_text(encoding="utf-8"))
+    return words[lang]
+
+
+def fetch(hub_url: str, path: str, params: dict[str, str] | None = None) -> Any:
+    query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v})
     url = f"{hub_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
-    with urllib.request.urlopen(url, timeout=30) as resp:
+    with open_url(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=30) as resp:
         return json.loads(resp.read())
 
 
-def _rows(data: Any) -> list[dict[str, Any]]:
-    if isinstance(data, dict):
-        for value in data.values():
-            if isinstance(value, list) and value and isinstance(value[0], dict):
-                return value
-    return []
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    """Columns padded to their widest cell, two spaces apart."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return out
 
 
-def render(name: str, data: Any) -> str:
+def _fold(findings: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Findings one per row, except that data-quality notices (not to act on now) of one kind are folded into
+    one row when there are more than three of them: twenty 'synced late' lines would bury the few that matter."""
+    out: list[list[dict[str, Any]]] = []
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for f in findings:
+        if f["severity"] == "alert":
+            out.append([f])
+        else:
+            kinds.setdefault(f["code"], []).append(f)
+    for group in kinds.values():
+        out.extend([group] if len(group) > 3 else [[f] for f in group])
+    return out
+
+
+def _by_school(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["school"]: r for r in rows}
+
+
+def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = None) -> str:
+    """The hub's answer to query `name` as lines for people."""
+    date = data.get("date", "") if isinstance(data, dict) else ""
+    if name == "summary":
+        d, p = data["deliveries"], data["portions"]
+        counts = ", ".join(f"{say(f'status.{s}')} {n}" for s, n in d.items() if s != "expected" and n)
+        return "\n".join([
+            say("summary_on", date=date),
+            f"  {d['expected']} {say('deliveries')}: {counts or '–'}",
+            f"  {say('portions_line', received=p['received'], expected=p['expected'])}",
+            f"  {data['total_scans_today']} {say('scans')}, {data['devices_today']} {say('devices')}",
+            f"  {say('violations')}: {data['food_safety_violations']}; {say('alerts')}: {data['alerts']}"])
     if name == "deliveries":
-        lines = [f"deliveries on {data['date']}: " + ", ".join(f"{k} {v}" for k, v in sorted(data["totals"].items()))]
+        lines = [say("deliveries_on", date=date) + ": " + ", ".join(
+            f"{say(f'status.{s}')} {n}" for s, n in data["totals"].items() if n)]
         for kitchen in data["kitchens"]:
-            counts = ", ".join(f"{k} {v}" for k, v in sorted(kitchen["counts"].items()) if v)
-            lines.append(f"  {kitchen['name']}: {counts}")
+            lines.append("")
+            lines.append(say.kitchen(kitchen["kitchen"]))
+            rows = []
+            for d in sorted(kitchen["schools"], key=lambda d: d["school"]):
+                when = (say.clock(d["arrived_at"] or d["received_at"]) if d["arrived_at"] or d["received_at"]
+                        else f"{say('left')} {say.clock(d['departed_at'])}" if d["departed_at"] else "–")
+                rows.append([say.school(d["school"]), say.status(d) + (
+                    f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""), when, say.clock(d["deadline_at"]),
+                    f"{d['received_portions']}/{d['expected']}", str(d["shortfall"] or "")])
+            lines += ["  " + x for x in _table([say("school"), say("status"), say("arrived"), say("due"),
+                                                f"{say('portions')} {say('received')}/{say('expected')}",
+                                                say("short_by")], rows)]
         return "\n".join(lines)
-    rows = _rows(data)
-    if not rows:
-        return json.dumps(data, indent=2, ensure_ascii=False)
-    keys = [k for k in rows[0] if not isinstance(rows[0][k], (dict, list))][:7]
-    lines = ["  ".join(keys)]
-    lines += ["  ".join(str(row.get(k, "")) for k in keys) for row in rows]
-    return "\n".join(lines)
+    if name in ("late", "short", "missing"):
+        rows_in = data[name]
+        if not rows_in:
+            return say("none", date=date)
+        if name == "late":
+            head = [say("school"), say("kitchen"), say("arrived"), say("due"), say("late_by"), say("portions")]
+            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.clock(d["arrived_at"] or d["received_at"]),
+                     say.clock(d["deadline_at"]), say.minutes(d["late_s"]),
+                     f"{d['received_portions']}/{d['expected']}"] for d in rows_in]
+        elif name == "short":
+            head = [say("school"), say("kitchen"), say("received"), say("expected"), say("short_by"), say("arrived")]
+            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), str(d["received_portions"]),
+                     str(d["expected"]), str(d["shortfall"]), say.clock(d["received_at"] or d["arrived_at"])]
+                    for d in rows_in]
+        else:
+            head = [say("school"), say("kitchen"), say("status"), say("left"), say("due"), say("expected")]
+            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.status(d), say.clock(d["departed_at"]),
+                     say.clock(d["deadline_at"]), str(d["expected"])] for d in rows_in]
+        return "\n".join([f"{say(f'status.{name}')} — {date}", *_table(head, rows)])
+    if name == "lost":
+        if not data["lost"]:
+            return say("none", date=date)
+        rows = [[r["tag"], say.school(r["school"]), say(f"finding.{r['reason']}")] for r in data["lost"]]
+        return "\n".join(_table([say("container"), say("school"), say("reason")], rows))
+    if name == "violations":
+        deliveries = _by_school([s for k in (extra or {}).get("kitchens", []) for s in k["schools"]])
+        lines = [f"{say('violations')} — {date}"]
+        vrows = [[say.school(v["school"]), say(f"finding.{v['rule']}"),
+                  say.finding({"code": v["rule"], "subject": v["school"], "measured": v["measured"],
+                               "limit": v["limit"], "detail": " still open" if v["open"] else ""}, deliveries),
+                  ", ".join(v["containers"][:3])] for v in data["violations"]]
+        lines += _table([say("school"), say("kind"), say("what"), say("container")], vrows) if vrows else [
+            "  " + say("none", date=date)]
+        lines += ["", f"{say('findings')} — {date}"]
+        order = {"alert": 0, "warning": 1, "info": 2}
+        frows = []
+        for group in _fold(sorted(data["findings"], key=lambda f: (order.get(f["severity"], 3), f["code"],
+                                                                    f["subject"]))):
+            f = max(group, key=lambda f: abs(f.get("measured") or 0))
+            subjects = [say.subject(g["code"], g["subject"]) for g in group]
+            about = subjects[0] if len(group) == 1 else f"{len(group)}×: {subjects[0]}, … (+{len(group) - 1})"
+            frows.append([say(f"severity.{f['severity']}"), say(f"finding.{f['code']}"), about,
+                          say.finding(f, deliveries)])
+        lines += _table(["!", say("kind"), say("subject"), say("what")], frows) if frows else [
+            "  " + say("none", date=date)]
+        return "\n".join(lines)
+    if name == "stock":
+        rows = [[say.kitchen(c["kitchen"]), c["item"], f"{c['on_hand']} {c['unit']}", ", ".join(c["flags"])]
+                for c in data["on_hand"]]
+        return "\n".join(_table([say("kitchen"), say("item"), say("on_hand"), say("flags")], rows)) if rows else \
+            say("none", date="")
+    if name == "container":
+        lines = [say("history", tag=data["tag"])]
+        for tl in data["timelines"]:
+            lines.append(f"  {tl['date']} → {say.school(tl['school'])}")
+            rows = [[say.clock(s["time"]), say(f"event.{s['event']}"), say.school(s["site"]) if s["site"] in
+                     say.names.get("schools", {}) else say.kitchen(s["site"]), say.device(s["device"]),
+                     say.celsius(s["temp_cc"])] for s in tl["steps"]]
+            lines += ["    " + x for x in _table([say("time"), say("step"), say("where"), say("device"),
+                                                  say("temp")], rows)]
+        return "\n".join(lines)
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def parser() -> argparse.ArgumentParser:
+    # The common options are accepted before or after the query: each subcommand repeats them with no default
+    # of its own, so a value given after the query wins over the top-level default.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--hub-url", default=argparse.SUPPRESS, help=f"the hub's HTTP address (default {HUB_URL})")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the hub's JSON as it is")
+    common.add_argument("--lang", choices=("id", "en"), default=argparse.SUPPRESS,
+                        help="Indonesian or English (default: from the locale)")
+    common.add_argument("--date", default=argparse.SUPPRESS, help="YYYY-MM-DD (default: today at the hub)")
+    p = argparse.ArgumentParser(prog="jejak mbg", description=__doc__, epilog=EXAMPLES, parents=[common],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="query", required=True, metavar="QUERY")
+    for name, (_, text) in QUERIES.items():
+        sub.add_parser(name, help=text, description=text, parents=[common], epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    container = sub.add_parser("container", help="one container's history, step by step", parents=[common])
+    container.add_argument("tag", help="the container's NFC tag id")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="jejak mbg", description=__doc__)
-    p.add_argument("--hub-url", default="http://127.0.0.1:8470")
-    p.add_argument("--json", action="store_true", help="print the hub's JSON as it is")
-    sub = p.add_subparsers(dest="query", required=True)
-    for name, (_, text) in QUERIES.items():
-        q = sub.add_parser(name, help=text)
-        if name not in ("summary", "deliveries", "stock", "violations"):
-            q.add_argument("--date", help="YYYY-MM-DD (default: today at the hub)")
-    container = sub.add_parser("container", help="one container's history")
-    container.add_argument("tag", help="the container's NFC tag id")
-    args = p.parse_args(argv)
-    if args.query == "container":
-        path, params = f"/api/mbg/containers/{urllib.parse.quote(args.tag)}", {}
-    else:
-        path, params = QUERIES[args.query][0], {"date": getattr(args, "date", None) or ""}
+    args = parser().parse_args(argv)
+    hub_url = getattr(args, "hub_url", HUB_URL)
+    lang = getattr(args, "lang", None) or locale_lang()
+    as_json = getattr(args, "json", False)
+    date = getattr(args, "date", None) or ""
     try:
-        data = fetch(args.hub_url, path, params)
-    except urllib.error.HTTPError as exc:
-        print(exc.read().decode(errors="replace"), file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"jejak mbg: cannot reach the hub at {args.hub_url}: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else render(args.query, data))
+        if args.query == "container":
+            data = fetch(hub_url, f"/api/mbg/containers/{urllib.parse.quote(args.tag)}")
+        else:
+            data = fetch(hub_url, QUERIES[args.query][0], {"date": date})
+        if as_json or args.query == "epcis":
+            print(json.dumps(data, indent=2, ensure_ascii=False))
+            return 0
+        names = fetch(hub_url, "/api/mbg/names")
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        if not names.get("planned") and args.query not in ("container", "stock"):
+            print(say("no_plan"))
+            print(say("no_plan_hint"), file=sys.stderr)
+            return 0
+        extra = fetch(hub_url, "/api/mbg/deliveries", {"date": data.get("date", "")}) \
+            if args.query == "violations" else None
+        print(render(args.query, data, say, extra))
+    except CodedError as exc:
+        return stop(exc, verbose=False)
     return 0
 
 

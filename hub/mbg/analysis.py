@@ -17,7 +17,7 @@ STAGE_INDEX = {name: i for i, name in enumerate(STAGES)}
 
 Severity = Literal["alert", "warning", "info"]
 SEVERITY: dict[str, Severity] = {
-    "late_delivery": "alert", "short_delivery": "alert", "missing_delivery": "alert",
+    "late_delivery": "alert", "short_delivery": "alert", "missing_delivery": "alert", "overdue_delivery": "alert",
     "container_lost": "alert", "container_unreturned": "alert", "container_damaged": "info",
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
@@ -188,14 +188,16 @@ class Delivery:
     arrived_at: int | None
     received_at: int | None
     served_at: int | None
-    statuses: tuple[str, ...]  # on_time, late, short, receiving (still tapping in), missing, pending, in_transit
+    # on_time, late, short, receiving (still tapping in), missing, overdue (on the road past its due time),
+    # pending, in_transit
+    statuses: tuple[str, ...]
     late_s: int
     shortfall: int
     time_basis: str  # device, arrival or mixed: which clock the times above came from
 
     @property
     def status(self) -> str:
-        for s in ("missing", "late", "short", "receiving", "in_transit", "pending"):
+        for s in ("missing", "overdue", "late", "short", "receiving", "in_transit", "pending"):
             if s in self.statuses:
                 return s
         return "on_time"
@@ -514,6 +516,11 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str]) -> None:
                                       detail=f"received {d.received_portions} of {d.expected} portions",
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in taps.get("received", ())[:5])))
+        if "overdue" in d.statuses:
+            a.findings.append(Finding(code="overdue_delivery", subject=school_id, date=date,
+                                      detail=f"left the kitchen {_fmt(d.departed_at or 0, off)}, not arrived by "
+                                             f"{_fmt(d.deadline_at, off)}", measured=a.now - d.deadline_at, limit=0,
+                                      records=tuple(t.scan.record_id for t in taps.get("departed", ())[:5])))
         if "missing" in d.statuses:
             a.findings.append(Finding(code="missing_delivery", subject=school_id, date=date,
                                       detail=f"no arrival recorded by {_fmt(d.deadline_at, off)}",
@@ -550,7 +557,13 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
     statuses: list[str] = []
     late_s = 0
     if first_in is None:
-        if expected > 0 and a.now > deadline:
+        kitchen = plan.kitchen(school.kitchen)
+        day_over = local_midnight(date, school.tz_offset_s) + (kitchen.return_by_s if kitchen else 15 * 3600)
+        if expected > 0 and a.now > deadline and departed and a.now <= day_over:
+            # The truck left and is past its due time: late and still on the road, not yet missing; it is
+            # missing once the day's containers are due back at the kitchen.
+            statuses.append("overdue")
+        elif expected > 0 and a.now > deadline:
             statuses.append("missing")
         elif departed:
             statuses.append("in_transit")
@@ -566,7 +579,8 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
             statuses.append("short" if settled else "receiving")
         if not statuses:
             statuses.append("on_time")
-    shortfall = max(expected - received_portions, 0) if first_in is not None or "missing" in statuses else 0
+    shortfall = (max(expected - received_portions, 0)
+                 if first_in is not None or "missing" in statuses or "overdue" in statuses else 0)
     bases = {t.basis for ts in taps.values() for t in ts}
     basis = "mixed" if len(bases) > 1 else (bases.pop() if bases else "device")
     return Delivery(school=school.id, school_name=school.name, kitchen=school.kitchen, date=date, expected=expected,

@@ -9,9 +9,21 @@ from aiohttp import web
 
 from ..markets.errors import NotFound
 from ..routing import json_route
+from .errors import InputError, PlanError
+from .plan import local_midnight
 
 if TYPE_CHECKING:
     from ..views import Views
+
+
+def _date(text: str | None) -> str | None:
+    """A `date` query parameter, checked: an ISO date or nothing."""
+    if text:
+        try:
+            local_midnight(text, 0)
+        except PlanError:
+            raise InputError(f"date: expected YYYY-MM-DD, got {text!r}", hint="e.g. ?date=2026-03-02") from None
+    return text or None
 
 
 class MbgRoutes:
@@ -20,11 +32,11 @@ class MbgRoutes:
     def __init__(self, views: Views) -> None:
         self.views = views
 
-    def deliveries(self) -> dict[str, Any]:
+    def deliveries(self, date: str | None = None) -> dict[str, Any]:
         v = self.views
         now = v.clock()
         with v.fresh():
-            date = v.mbg.today(now)
+            date = _date(date) or v.mbg.today(now)
             per_kitchen = v.mbg.deliveries_by_kitchen(now, date)
         totals: dict[str, int] = defaultdict(int)
         kitchens = []
@@ -56,11 +68,11 @@ class MbgRoutes:
         with v.fresh():
             return {"tag": tag, "timelines": [t.to_dict() for t in v.mbg.container(tag, now)]}
 
-    def violations(self) -> dict[str, Any]:
+    def violations(self, date: str | None = None) -> dict[str, Any]:
         v = self.views
         now = v.clock()
         with v.fresh():
-            date = v.mbg.today(now)
+            date = _date(date) or v.mbg.today(now)
             return {"date": date, "violations": [x.to_dict() for x in v.mbg.violations(now, date)],
                     "findings": [f.to_dict() for f in v.mbg.findings(now, date)]}
 
@@ -71,7 +83,7 @@ class MbgRoutes:
         if kind not in ("late", "short", "missing", "lost"):
             raise NotFound(f"no such list {kind!r}: expected late, short, missing or lost")
         with v.fresh():
-            date = date or v.mbg.today(now)
+            date = _date(date) or v.mbg.today(now)
             rows = getattr(v.mbg, kind)(now, date)
         return {"date": date, kind: [r if isinstance(r, dict) else r.to_dict() for r in rows]}
 
@@ -79,19 +91,32 @@ class MbgRoutes:
         v = self.views
         now = v.clock()
         with v.fresh():
-            return v.mbg.epcis_document(now, date or v.mbg.today(now))
+            return v.mbg.epcis_document(now, _date(date) or v.mbg.today(now))
 
     def stock(self) -> dict[str, Any]:
         v = self.views
         with v.fresh():
             return {"on_hand": v.mbg.stock_on_hand(), "cards": [c.to_dict() for c in v.mbg.cards().values()]}
 
+    def names(self) -> dict[str, Any]:
+        """What people call the plan's kitchens and schools and the enrolled devices, for answers in plain words."""
+        v = self.views
+        plan = v.mbg.plan
+        devices = {d.device_id.hex(): {"name": d.name or "", "site": d.site, "role": d.role}
+                   for d in v.hub.store.devices()}
+        return {"planned": bool(plan.kitchens or plan.schools), "tz_offset_s": plan.tz_offset_s,
+                "kitchens": {k.id: {"name": k.name} for k in plan.kitchens},
+                "schools": {s.id: {"name": s.name, "kitchen": s.kitchen, "portions": s.portions,
+                                   "deadline_s": s.deadline_s} for s in plan.schools},
+                "devices": devices, "now": v.clock(), "today": v.mbg.today(v.clock())}
+
     def register(self, app: web.Application) -> None:
         r = app.router
-        r.add_get("/api/mbg/deliveries", json_route(lambda q, m: self.deliveries()))
+        r.add_get("/api/mbg/deliveries", json_route(lambda q, m: self.deliveries(q.get("date"))))
         r.add_get("/api/mbg/containers", json_route(lambda q, m: self.containers()))
         r.add_get("/api/mbg/containers/{tag}", json_route(lambda q, m: self.container(m["tag"])))
-        r.add_get("/api/mbg/violations", json_route(lambda q, m: self.violations()))
+        r.add_get("/api/mbg/violations", json_route(lambda q, m: self.violations(q.get("date"))))
+        r.add_get("/api/mbg/names", json_route(lambda q, m: self.names()))
         r.add_get("/api/mbg/stock", json_route(lambda q, m: self.stock()))
         r.add_get("/api/mbg/epcis", json_route(lambda q, m: self.epcis(q.get("date"))))
         r.add_get("/api/mbg/{kind:late|short|missing|lost}",

@@ -14,6 +14,7 @@ from .events import ScanEvent, StockMovement, from_record
 from .plan import Plan, local_date
 from .stock import StockCard, stock_cards, stock_findings
 
+STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending")
 # What seed 1 called the two statuses it logged, for dashboards that still read them.
 LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 
@@ -125,7 +126,7 @@ class MbgView:
                 k["counts"][status] += 1
         for k in out.values():
             k["counts"] = {s: k["counts"].get(s, 0)
-                           for s in ("on_time", "late", "short", "receiving", "missing", "in_transit", "pending")}
+                           for s in STATUSES}
         return out
 
     def late(self, now: int, date: str | None = None) -> list[Delivery]:
@@ -135,7 +136,8 @@ class MbgView:
         return [d for d in self.deliveries(now, date) if "short" in d.statuses]
 
     def missing(self, now: int, date: str | None = None) -> list[Delivery]:
-        return [d for d in self.deliveries(now, date) if "missing" in d.statuses]
+        """Deliveries that have not arrived after their due time: missing, or overdue while the truck is out."""
+        return [d for d in self.deliveries(now, date) if "missing" in d.statuses or "overdue" in d.statuses]
 
     def lost(self, now: int, date: str | None = None) -> list[dict[str, Any]]:
         """Containers reported lost or not back at the kitchen after its return time, one row per container."""
@@ -200,8 +202,7 @@ class MbgView:
             "devices_today": len({t.scan.device for t in todays}),
             "last_sync": max(self._devices.values(), default=None),
             "deliveries": {"expected": sum(1 for d in deliveries if d.expected > 0),
-                           **{s: counts.get(s, 0) for s in ("on_time", "late", "short", "receiving", "missing",
-                                                            "in_transit", "pending")}},
+                           **{s: counts.get(s, 0) for s in STATUSES}},
             "portions": {"expected": sum(d.expected for d in deliveries),
                          "received": sum(d.received_portions for d in deliveries)},
             "food_safety_violations": sum(1 for v in a.violations if v.date == date),

@@ -44,12 +44,18 @@ def test_a_clean_delivery_has_a_full_timeline_and_no_findings(plan: Plan, scan: 
     assert _codes(a) == {("missing_delivery", "S2")}
 
 
-def test_status_follows_the_clock_pending_then_in_transit_then_missing(plan: Plan, scan: Scan) -> None:
+def test_status_follows_the_clock_pending_then_in_transit_then_overdue_then_missing(plan: Plan, scan: Scan) -> None:
     scans = _delivery(scan)[:3]  # cooked, packed, departed
     early = analyze(plan, scans, now=MIDNIGHT + 7 * H)
     assert early.deliveries[("S1", DATE)].statuses == ("in_transit",)
     assert early.deliveries[("S2", DATE)].statuses == ("pending",)
-    late = analyze(plan, scans, now=MIDNIGHT + 9 * H + 1)
+    # Past its due time with the truck still out: overdue (late and on the road), not yet missing.
+    overdue = analyze(plan, scans, now=MIDNIGHT + 9 * H + 1)
+    assert overdue.deliveries[("S1", DATE)].statuses == ("overdue",)
+    assert ("overdue_delivery", "S1") in _codes(overdue) and ("missing_delivery", "S1") not in _codes(overdue)
+    assert overdue.deliveries[("S1", DATE)].shortfall == overdue.deliveries[("S1", DATE)].expected
+    # Once the containers are due back at the kitchen and none arrived, the delivery is missing.
+    late = analyze(plan, scans, now=MIDNIGHT + 15 * H + 1)
     assert late.deliveries[("S1", DATE)].statuses == ("missing",)
     assert ("missing_delivery", "S1") in _codes(late)
 

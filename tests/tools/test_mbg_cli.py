@@ -1,8 +1,9 @@
-"""`jejak mbg` against a running demo hub: the CLI shows what the API says."""
+"""`jejak mbg` against running hubs (the demo's, and one without a plan): plain words for what the API says."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -11,7 +12,7 @@ import pytest
 
 from tests.ports import free_tcp
 from tests.wait import wait_until
-from tools.mbg import main
+from tools.mbg import Speaker, load_words, locale_lang, main, render
 
 
 @pytest.fixture(scope="module")
@@ -19,13 +20,33 @@ def demo(tmp_path_factory):
     port = free_tcp()
     data = tmp_path_factory.mktemp("demo") / "var"
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "demo", "--port", str(port), "--data-dir",
-                             str(data), "--speed", "20000", "--duration", "120"],
+                             str(data), "--speed", "20000", "--duration", "300"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         # Every answer folds in the records accepted before it, so once the day is pushed the API is current.
-        wait_until(lambda: _api(url, "/api/demo").get("day_done"), 90, what="the demo day to finish",
+        wait_until(lambda: _api(url, "/api/demo").get("day_done"), 120, what="the demo day to finish",
                    step=0.5, tolerate=(OSError,))
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def planless(tmp_path_factory):
+    """A hub run from a config that names no MBG plan."""
+    port = free_tcp()
+    tmp = tmp_path_factory.mktemp("planless")
+    config = tmp / "hub.toml"
+    config.write_text(f'data_dir = "{tmp / "var"}"\nhttp_port = {port}\ncoap_port = 0\nmdns = false\n'
+                      "[bridges]\nenabled = false\n")
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "hub", "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _api(url, "/api/mbg/names") is not None, 60, what="the hub to answer", step=0.3,
+                   tolerate=(OSError,))
         yield url
     finally:
         proc.terminate()
@@ -37,27 +58,134 @@ def _api(url: str, path: str):
         return json.loads(resp.read())
 
 
-def test_deliveries_and_exceptions_match_the_api(demo, capsys):
-    assert main(["--hub-url", demo, "deliveries"]) == 0
-    out = capsys.readouterr().out
-    totals = _api(demo, "/api/mbg/deliveries")["totals"]
-    assert totals.get("late", 0) >= 1 and f"late {totals['late']}" in out
-    assert main(["--hub-url", demo, "--json", "late"]) == 0
-    late = json.loads(capsys.readouterr().out)
-    assert len(late["late"]) == totals["late"]
-    assert main(["--hub-url", demo, "--json", "short"]) == 0
-    assert len(json.loads(capsys.readouterr().out)["short"]) == totals.get("short", 0)
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_container_history_and_unknown_list(demo, capsys):
+def _hhmm(t: int, offset: int = 7 * 3600) -> str:
+    s = (t + offset) % 86400
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+
+def test_options_are_accepted_anywhere_on_the_line(demo, capsys):
+    # The README's form (options after the query) and the older one (before it) give the same answer.
+    after = _run(capsys, "deliveries", "--hub-url", demo, "--lang", "en")
+    before = _run(capsys, "--hub-url", demo, "--lang", "en", "deliveries")
+    assert after[0] == before[0] == 0
+    assert after[1] == before[1] and "Deliveries on" in after[1]
+    code, out, _ = _run(capsys, "--lang", "id", "late", "--json", "--hub-url", demo)
+    assert code == 0 and "late" in json.loads(out)
+
+
+def test_deliveries_name_every_kitchen_and_school_with_times_and_portions(demo, capsys):
+    names = _api(demo, "/api/mbg/names")
+    api = _api(demo, "/api/mbg/deliveries")
+    code, out, _ = _run(capsys, "deliveries", "--hub-url", demo, "--lang", "en")
+    assert code == 0
+    for kid, k in names["kitchens"].items():
+        assert f"{k['name']} ({kid})" in out
+    lines = out.splitlines()
+    for kitchen in api["kitchens"]:
+        for d in kitchen["schools"]:
+            name = names["schools"][d["school"]]["name"]
+            line = next(x for x in lines if f"{name} ({d['school']})" in x)
+            assert f"{d['received_portions']}/{d['expected']}" in line
+            assert _hhmm(d["deadline_at"]) in line
+            if d["arrived_at"]:
+                assert _hhmm(d["arrived_at"]) in line
+    # No codes or seconds: statuses in words, never the API's ids.
+    assert "on_time" not in out and "on time" in out
+
+
+def test_late_and_short_show_arrival_minutes_and_portions(demo, capsys):
+    late = _api(demo, "/api/mbg/late")["late"]
+    short = _api(demo, "/api/mbg/short")["short"]
+    assert late and short, "the demo day has a late and a short delivery"
+    code, out, _ = _run(capsys, "late", "--hub-url", demo, "--lang", "en")
+    assert code == 0
+    for d in late:
+        line = next(x for x in out.splitlines() if d["school"] in x)
+        assert _hhmm(d["arrived_at"]) in line and f"{round(d['late_s'] / 60)} min" in line
+        assert f"{d['received_portions']}/{d['expected']}" in line
+    code, out, _ = _run(capsys, "short", "--hub-url", demo, "--lang", "en")
+    for d in short:
+        line = next(x for x in out.splitlines() if d["school"] in x)
+        cells = re.split(r"\s{2,}", line.strip())
+        assert [str(d["received_portions"]), str(d["expected"]), str(d["shortfall"])] == cells[2:5]
+
+
+def test_violations_list_every_finding_kind_in_both_languages(demo, capsys):
+    api = _api(demo, "/api/mbg/violations")
+    codes = {f["code"] for f in api["findings"]}
+    assert {"late_delivery", "short_delivery", "missing_delivery", "late_sync"} <= codes
+    for lang in ("en", "id"):
+        words = load_words(lang)
+        code, out, _ = _run(capsys, "violations", "--lang", lang, "--hub-url", demo)
+        assert code == 0
+        for c in codes:
+            assert words[f"finding.{c}"] in out, (lang, c)
+        # Devices by name, never by their 32-hex id.
+        assert not re.search(r"\b[0-9a-f]{32}\b", out)
+    # Data-quality notices are folded into one line per kind; the act-now findings come first.
+    code, out, _ = _run(capsys, "violations", "--lang", "en", "--hub-url", demo)
+    findings = out.split("Findings")[1].splitlines()[2:]
+    assert sum("records synced late" in x for x in findings) == 1
+    first_note = next(i for i, x in enumerate(findings) if x.startswith(("note", "check")))
+    assert all(x.startswith("act now") for x in findings[:first_note])
+    assert "°C" in out and "cc" not in out.split()
+
+
+def test_indonesian_is_the_default_under_an_indonesian_locale(demo, capsys, monkeypatch):
+    assert locale_lang({"LANG": "id_ID.UTF-8"}) == "id" and locale_lang({"LANG": "en_US.UTF-8"}) == "en"
+    assert locale_lang({"LC_ALL": "C", "LANG": "id_ID.UTF-8"}) == "en"
+    monkeypatch.setenv("LC_ALL", "id_ID.UTF-8")
+    code, out, _ = _run(capsys, "deliveries", "--hub-url", demo)
+    assert code == 0 and "Pengiriman" in out and "tepat waktu" in out and "on time" not in out
+
+
+def test_date_is_passed_on_and_checked(demo, capsys):
+    day = _api(demo, "/api/mbg/deliveries")["date"]
+    code, out, _ = _run(capsys, "late", "--date", day, "--hub-url", demo, "--lang", "en")
+    assert code == 0 and day in out
+    code, out, _ = _run(capsys, "deliveries", "--date", "2020-01-06", "--hub-url", demo, "--lang", "en")
+    assert code == 0 and "2020-01-06" in out
+    code, _, err = _run(capsys, "late", "--date", "2026-13-01", "--hub-url", demo)
+    assert code == 85 and json.loads(err)["error"]["code"] == "HUB_REFUSED"
+
+
+def test_container_history_in_times_of_day_and_degrees(demo, capsys):
     tag = _api(demo, "/api/mbg/containers")["containers"][0]["tag"]
-    assert main(["--hub-url", demo, "--json", "container", tag]) == 0
-    assert tag in capsys.readouterr().out
-    assert main(["--hub-url", "http://127.0.0.1:9", "summary"]) == 2
-    assert "cannot reach the hub" in capsys.readouterr().err
+    history = _api(demo, f"/api/mbg/containers/{tag}")["timelines"][0]
+    code, out, _ = _run(capsys, "container", tag, "--hub-url", demo, "--lang", "en")
+    assert code == 0 and tag in out
+    for step in history["steps"]:
+        assert _hhmm(step["time"]) in out
+        if step["temp_cc"] is not None:
+            assert f"{step['temp_cc'] / 100:.1f} °C" in out
+    code, _, err = _run(capsys, "--hub-url", "http://127.0.0.1:9", "summary")
+    assert code == 82 and json.loads(err)["error"]["code"] == "UNREACHABLE"
 
 
 def test_epcis_export_is_served(demo, capsys):
-    assert main(["--hub-url", demo, "--json", "epcis"]) == 0
+    assert main(["--hub-url", demo, "epcis"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["type"] == "EPCISDocument" and doc["epcisBody"]["eventList"]
+
+
+def test_a_hub_without_a_plan_says_so_with_a_hint(planless, capsys):
+    code, out, err = _run(capsys, "deliveries", "--hub-url", planless, "--lang", "en")
+    assert code == 0 and "no MBG plan" in out and "mbg_plan" in err
+
+
+def test_an_overdue_truck_is_not_called_missing():
+    say = Speaker(lang="en", names={"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}},
+                                    "kitchens": {"K1": {"name": "SPPG Satu"}}}, words=load_words("en"))
+    midnight = 1_767_200_400  # 00:00 WIB
+    row = {"school": "S1", "kitchen": "K1", "status": "overdue", "departed_at": midnight + 7 * 3600 + 50 * 60,
+           "deadline_at": midnight + 9 * 3600, "expected": 100}
+    out = render("missing", {"date": "2026-01-01", "missing": [row]}, say)
+    line = out.splitlines()[-1]
+    assert "SD Satu (S1)" in line and "overdue, truck on the road" in line and "07:50" in line
+    assert "missing" not in line
