@@ -88,14 +88,6 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
-    from hub.markets.evaluate import evaluate
-
-    report = evaluate(seed=args.seed, days=args.days)
-    print(json.dumps(report, indent=1))
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jejak markets", description=__doc__.split("\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,10 +105,6 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--json", action="store_true", help="print the report as JSON")
     imp.add_argument("--quiet", action="store_true", help="no progress lines")
     imp.set_defaults(func=_import)
-    ev = sub.add_parser("evaluate", help="recall, false alarms and forecast MASE on generated data")
-    ev.add_argument("--seed", type=int, default=7)
-    ev.add_argument("--days", type=int, default=365)
-    ev.set_defaults(func=_evaluate)
     return p
 
 

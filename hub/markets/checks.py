@@ -82,7 +82,7 @@ class Evidence:
     rep_n: np.ndarray  # how many other reporters
     rep_tol: np.ndarray
     peers: tuple[tuple[PeerReport, ...], ...] | None  # per row, the other reporters' reports (streaming)
-    near_ref: np.ndarray  # median log change of nearby markets
+    near_ref: np.ndarray  # median log change of nearby markets since their last accepted daily price
     near_n: np.ndarray
     ceiling: np.ndarray  # ceiling or reference price, NaN where none
     ceiling_kind: tuple[str, ...]  # per row, "HET", "HAP" or ""
@@ -96,14 +96,14 @@ class Evidence:
 
     @property
     def own(self) -> np.ndarray:
-        """Each row's log change against its own baseline."""
+        """Each row's log change since its series' last accepted daily price (NaN without a recent one)."""
         with np.errstate(all="ignore"):
-            out: np.ndarray = np.log(self.x / self.base)
+            out: np.ndarray = np.where(self.last_recent, np.log(self.x / self.last), np.nan)
         return out
 
     @property
     def near_ok(self) -> np.ndarray:
-        out: np.ndarray = (self.near_n >= 1) & self.enough
+        out: np.ndarray = (self.near_n >= 1) & ~np.isnan(self.own)
         return out
 
     @property
@@ -282,20 +282,24 @@ class Nearby(Check):
     family = "nearby"
 
     def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
-        near = np.abs(ev.own - ev.near_ref)
+        # Day-over-day moves are compared, not levels against a 28-day baseline: a market that stepped
+        # up last week has a baseline that lags for weeks, which would look like moving alone every day.
+        with np.errstate(all="ignore"):
+            near = np.abs(ev.own - ev.near_ref)
         ok = ev.near_ok
         return np.where(ok, near, np.nan), ok & (near > ev.config.nearby_tol)
 
     def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
         cfg, nn = ev.config, int(ev.near_n[i])
         if not ev.near_ok[i]:
-            return cfg.nearby_tol, ("no nearby market in the region reported" if nn < 1
-                                    else "this series has too little history for a baseline")
+            return cfg.nearby_tol, ("no nearby market in the region reported today" if nn < 1
+                                    else "this series has no accepted price of the last 7 days")
         own, ref = float(ev.own[i]), float(ev.near_ref[i])
         return cfg.nearby_tol, (
-            f"this market is {pct(math.expm1(own))} against its own baseline {rp(float(ev.base[i]))} while "
-            f"the median of {nn} nearby market{'s' if nn != 1 else ''} moved {pct(math.expm1(ref))} "
-            f"(difference {abs(own - ref):.3f} in log terms, limit {cfg.nearby_tol:g})")
+            f"this market moved {pct(math.expm1(own))} since its last accepted daily price "
+            f"{rp(float(ev.last[i]))} while the median of {nn} nearby market{'s' if nn != 1 else ''} moved "
+            f"{pct(math.expm1(ref))} since theirs (difference {abs(own - ref):.3f} in log terms, limit "
+            f"{cfg.nearby_tol:g})")
 
 
 class Ceiling(Check):

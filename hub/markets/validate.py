@@ -61,7 +61,7 @@ class ValidationConfig:
     max_jump: Mapping[str, float] = field(default_factory=_default_jumps)
     reporters_tol_default: float = 0.12
     reporters_tol: Mapping[str, float] = field(default_factory=_default_reporter_tol)
-    nearby_tol: float = 0.15  # difference of log changes against the series' own baseline
+    nearby_tol: float = 0.15  # difference of day-over-day log changes between a market and its neighbours
     nearby_km: float | None = 150.0  # None: every market of the region counts as nearby
     settle_after_s: int = 4 * 3600  # a day's verdicts are final this long after the local day ends
     expect_days: int = 14  # reporters seen for a series this many days back are expected every day
@@ -285,6 +285,7 @@ class Validator:
         self._reporters: dict[int, dict[str, int]] = {}  # series -> reporter -> last day reported
         self._km: dict[tuple[str, str], float] = {}
         self._near_cache: dict[int, tuple[int, list[int]]] = {}
+        self._recent: dict[int, dict[int, float]] = {}  # series -> day -> accepted daily price (a week)
         self._ceiling_runs: dict[int, tuple[list[int], list[tuple[float, str, str, str] | None]]] = {}
         self._base_cache: dict[int, float] = {}
         self._jump_lim_l: list[float] = []
@@ -339,6 +340,15 @@ class Validator:
         self._pos[s] += 1
         self._last[s] = value
         self._last_day[s] = day
+        self._remember(s, day, value)
+
+    def _remember(self, s: int, day: int, value: float) -> None:
+        """Keep a week of accepted daily prices by day, so neighbours' moves are measured over the same
+        days as this series' own."""
+        recent = self._recent.setdefault(s, {})
+        recent[day] = value
+        if len(recent) > 8:
+            del recent[min(recent)]
 
     def _commit_many(self, s: np.ndarray, day: int, values: np.ndarray) -> None:
         """_commit for distinct series s at once."""
@@ -348,6 +358,8 @@ class Validator:
         self._pos[s] += 1
         self._last[s] = values
         self._last_day[s] = day
+        for u, v in zip(s.tolist(), values.tolist(), strict=True):
+            self._remember(u, day, v)
 
     def _commit_pending(self, s: int, before_day: int) -> None:
         pend = self._pending.get(s)
@@ -451,10 +463,10 @@ class Validator:
 
     def _decide(self, ev: Evidence, score: np.ndarray, fired: np.ndarray) -> Assessment:
         """Independent evidence decides. A value is quarantined when it breaks a rule, when the other
-        reporters at its market disagree with it, when it moved away from its own baseline while the
-        nearby markets did not move with it (they cannot all be in on it), or when it is unusual against
-        its own history and no peer at all can vouch for it. A history outlier that its peers moved with is
-        a real market move; a compliance finding never quarantines."""
+        reporters at its market disagree with it, when it is unusual against its history and moved away
+        from its last price while the nearby markets did not move with it (they cannot all be in on it),
+        or when it is unusual against its own history and no peer at all can vouch for it. A history
+        outlier that its peers moved with is a real market move; a compliance finding never quarantines."""
         n = len(ev.x)
         hist = np.zeros(n, bool)
         for name in self.config.history_checks:
@@ -475,7 +487,12 @@ class Validator:
             rep_fired = rep_fired & ~(one & ~hist & other_unusual)
         near_ok = ev.near_ok
         own_abs = np.abs(np.where(near_ok, ev.own, 0.0))
-        near_diverged = fired[:, _C["nearby"]] & (own_abs > np.abs(np.nan_to_num(ev.near_ref)))
+        # Moving back toward its own baseline (the end of a spike) is not moving away alone, and a price
+        # that is ordinary against its own history is a market's own step, not a market moving alone.
+        with np.errstate(all="ignore"):
+            away = ~(np.abs(np.log(ev.x / ev.base)) < np.abs(np.log(ev.last / ev.base)))
+        near_diverged = (fired[:, _C["nearby"]] & (own_abs > np.abs(np.nan_to_num(ev.near_ref))) & away
+                         & hist)
         alone = hist & ~near_ok & ~ev.rep_ok
         quarantined = rule | rep_fired | near_diverged | alone
         return Assessment(evidence=ev, score=score, fired=fired, hist=hist, near_diverged=near_diverged,
@@ -516,7 +533,7 @@ class Validator:
         if a.rep_decides[i]:
             parts.append("other reporters at this market disagree")
         if a.near_diverged[i]:
-            parts.append("it moved away from its own baseline while nearby markets did not")
+            parts.append("it moved away from its last price while nearby markets did not")
         if a.hist[i] and not ev.near_ok[i] and not ev.rep_ok[i]:
             parts.append("unusual against its history and no peer can confirm it")
         return "quarantined: " + "; ".join(parts)
@@ -624,22 +641,19 @@ class Validator:
         return {o.id: self._explain(a, k, o.id, provisional=provisional) for k, o in enumerate(d.reports)}
 
     def _nearby_now(self, s: int, day: int) -> tuple[float, int]:
-        """The median log change of the nearby markets' series of s's group against their baselines:
-        their reports of the same day where they have some, else their last daily price if from the day
-        before."""
+        """The median log change of the nearby markets' series of s's group from their reports of the same
+        day against their accepted price of the day s last had one (the same span as s's own move). A
+        neighbour that has not reported today does not count: a move that came today would make this
+        market look as if it moved alone."""
         changes = []
+        ref_day = int(self._last_day[s])
         for t in self._neighbours(s):
-            b = self._base_median(t)
-            if math.isnan(b):
-                continue
             other = self._days.get((t, day))
-            if other is not None and other.reports:
-                lvl = float(statistics.median([o.price_idr for o in other.reports]))
-            elif day - self._last_day[t] <= 1 and not math.isnan(self._last[t]):
-                lvl = float(self._last[t])
-            else:
+            then = self._recent.get(t, {}).get(ref_day)
+            if other is None or not other.reports or then is None:
                 continue
-            changes.append(math.log(lvl / b))
+            lvl = float(statistics.median([o.price_idr for o in other.reports]))
+            changes.append(math.log(lvl / then))
         if not changes:
             return math.nan, 0
         return float(statistics.median(changes)), len(changes)
@@ -703,25 +717,18 @@ class Validator:
         return BatchResult(fired=fired, score=score, quarantined=quarantined, verdicts=verdicts)
 
     def _nearby_refs(self, useries: np.ndarray, gmed: np.ndarray, day: int) -> tuple[np.ndarray, np.ndarray]:
-        """For each series present today, the median log change (level today against its own baseline)
-        of the other nearby series of its group."""
-        members = sorted({t for u in useries.tolist() for t in self._neighbours(u)} | set(useries.tolist()))
-        mbase, _ = self._baselines(np.array(members, np.int64))
-        base_of = dict(zip(members, mbase.tolist(), strict=True))
+        """For each series present today, the median log change of the other nearby series of its group
+        that reported today, from their accepted price on the day this series last had one."""
         today = dict(zip(useries.tolist(), gmed.tolist(), strict=True))
-        change: dict[int, float] = {}
-        for t in members:
-            b = base_of[t]
-            if math.isnan(b):
-                continue
-            if t in today:
-                change[t] = math.log(today[t] / b)
-            elif day - self._last_day[t] <= 1:
-                change[t] = math.log(self._last[t] / b)
         ref = np.full(len(useries), np.nan)
         cnt = np.zeros(len(useries), np.int64)
         for k, u in enumerate(useries.tolist()):
-            vals = [change[t] for t in self._neighbours(u) if t in change]
+            ref_day = int(self._last_day[u])
+            vals = []
+            for t in self._neighbours(u):
+                then = self._recent.get(t, {}).get(ref_day)
+                if t in today and then is not None:
+                    vals.append(math.log(today[t] / then))
             if vals:
                 ref[k] = vals[0] if len(vals) == 1 else statistics.median(vals)
                 cnt[k] = len(vals)

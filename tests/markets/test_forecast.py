@@ -9,7 +9,15 @@ from statsmodels.tsa.ar_model import AutoReg
 from statsmodels.tsa.holtwinters import SimpleExpSmoothing
 
 from hub.markets.errors import BadSeries
-from hub.markets.forecast import MODELS, ar_fit, fill_gaps, forecast, forecast_many, ses_filter
+from hub.markets.forecast import (
+    MODELS,
+    SELECTION_MARGIN,
+    ar_fit,
+    fill_gaps,
+    forecast,
+    forecast_many,
+    ses_filter,
+)
 
 
 def _series(n: int = 200, seed: int = 0, weekly: float = 0.03) -> np.ndarray:
@@ -31,9 +39,10 @@ def test_forecast_has_seven_days_with_nested_intervals() -> None:
 def test_choice_is_never_worse_than_either_naive_forecast_on_the_backtest() -> None:
     Y = np.stack([_series(seed=s, weekly=w) for s, w in zip(range(12), [0.0, 0.05] * 6, strict=True)])
     for f in forecast_many(Y):
-        assert f.backtest[f.model].mase <= f.backtest["snaive"].mase
         assert f.backtest[f.model].mase <= f.backtest["naive"].mase
-        assert f.backtest[f.model].mase == min(s.mase for s in f.backtest.values())
+        assert f.backtest[f.model].mase <= f.backtest["snaive"].mase / SELECTION_MARGIN
+        best = min(s.mase for s in f.backtest.values())
+        assert f.backtest[f.model].mase == best or f.model == "naive"
         d = f.to_dict()
         assert d["mase"] == round(f.backtest[f.model].mase, 4) and set(d["baselines"]) == {"naive", "snaive"}
 

@@ -52,11 +52,14 @@ def ingest(obs: list[PriceObservation], *, live: bool) -> tuple[float, MarketSer
 
 def test_a_live_subscriber_costs_at_most_half_again() -> None:
     obs = observations()
-    # Best of two runs each, measured in the same process: the ratio is what is asserted.
-    without = min(ingest(obs, live=False)[0] for _ in range(2))
-    runs = [ingest(obs, live=True) for _ in range(2)]
-    with_live = min(r[0] for r in runs)
-    updates = runs[0][2]
+    # Best of three runs each, interleaved in the same process so both see the same machine load: the
+    # ratio is what is asserted.
+    plain, live = [], []
+    for _ in range(3):
+        plain.append(ingest(obs, live=False)[0])
+        live.append(ingest(obs, live=True))
+    without, with_live = min(plain), min(r[0] for r in live)
+    updates = live[0][2]
     assert len(updates) == 2000 and sum(1 for u in updates if u["impact"]) >= 500
     assert with_live <= 1.5 * without, (with_live, without)
 
