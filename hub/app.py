@@ -245,7 +245,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     views = build_views(hub, config, events=events, plan=plan)
     metrics.watch(hub, store_path=Path(config.data_dir) / "store" if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds)
-    markets = MarketRoutes(views, auth=auth)
+    markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports")
+    await asyncio.to_thread(markets.replay_imports)
     domain_routes = [ChainRoutes(views).register, MbgRoutes(views).register, markets.register]
     bridges = None
     if config.bridges.enabled:

@@ -4,7 +4,12 @@ the quarantine and its operator decisions, webhook deliveries."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
+import os
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -15,7 +20,8 @@ from ..auth import Auth
 from ..http import error_response
 from ..routing import json_route
 from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
-from .errors import MarketError, NotFound
+from .errors import BadInputFile, MarketError, NotFound
+from .importer import ImportDefaults, read_import
 from .view import HubMarkets
 from .warning import ALPS_BANDS
 
@@ -23,15 +29,41 @@ if TYPE_CHECKING:
     from ..views import Views
 
 IMPACT_DAYS = 7  # days of impact shown per series on the price chart
+MAX_IMPORT_BYTES = 1 << 30  # an agency export of several million rows
+log = logging.getLogger("jejak.hub.markets")
 
 
 class MarketRoutes:
     """Answers from the markets read model (`views.markets`); quarantine decisions and webhook records
     are for operators (`auth`)."""
 
-    def __init__(self, views: Views, *, auth: Auth) -> None:
+    def __init__(self, views: Views, *, auth: Auth, imports: Path | None = None) -> None:
         self.views = views
         self.auth = auth
+        # Imported files are kept here under their SHA-256, with the defaults they were read with, and
+        # imported again when the hub starts: the market analytics are rebuilt from what the hub holds.
+        self.imports = imports
+
+    def replay_imports(self) -> int:
+        """Import again every file kept from earlier imports (blocking; the hub calls it at start).
+        Returns the rows taken."""
+        if self.imports is None or not self.imports.is_dir():
+            return 0
+        taken = 0
+        for meta in sorted(self.imports.glob("*.json")):
+            try:
+                kept = json.loads(meta.read_text("utf-8"))
+                taken += int(self.import_file(meta.with_suffix(".csv"), ImportDefaults(**kept["defaults"]))["taken"])
+            except (OSError, ValueError, KeyError, TypeError, MarketError) as exc:
+                log.warning("kept import %s not replayed: %s", meta.name, exc)
+        return taken
+
+    def import_file(self, path: Path, defaults: ImportDefaults) -> dict[str, Any]:
+        rows = read_import(path, defaults)
+        with self.views.fresh():
+            report = self.markets.import_rows(rows)
+        self.views.changed()
+        return report
 
     @property
     def markets(self) -> HubMarkets:
@@ -150,8 +182,8 @@ class MarketRoutes:
         return {"markets": markets, "bands": list(ALPS_BANDS)}
 
     def quarantine(self, state: str | None) -> dict[str, Any]:
-        if state not in (None, "all", "pending", "released", "confirmed"):
-            raise NotFound(f"state: expected pending, released, confirmed or all, got {state[:20]!r}")
+        if state not in (None, "all", "pending", "released", "confirmed", "cleared"):
+            raise NotFound(f"state: expected pending, released, confirmed, cleared or all, got {state[:20]!r}")
         with self.views.fresh():
             return {"state": state or "pending",
                     "entries": self.markets.quarantined(None if state == "all" else state or "pending")}
@@ -182,6 +214,7 @@ class MarketRoutes:
         r.add_get("/api/markets/quarantine", json_route(lambda q, m: self.quarantine(q.get("state"))))
         r.add_get("/api/markets/quarantine/audit", json_route(lambda q, m: self.audit(q.get("id"))))
         r.add_post("/api/markets/quarantine/{id}/decide", self.decide_route)
+        r.add_post("/api/markets/import", self.import_route)
         r.add_get("/api/markets/webhooks", self.webhooks_route)
 
     async def decide_route(self, request: web.Request) -> web.Response:
@@ -200,6 +233,42 @@ class MarketRoutes:
         except MarketError as exc:
             return error_response(exc)
         return web.json_response(body)
+
+    async def import_route(self, request: web.Request) -> web.Response:
+        """Operator: backfill price history from a CSV body (the agency's export, a PIHPS table or the long
+        layout); ?market=&region=&reporter=&source= fill in what the file leaves out. Idempotent: the same
+        rows again add nothing. Answers the import's report, refused rows with line and reason."""
+        self.auth.require(request, "operator")
+        q = request.query
+        defaults = ImportDefaults(market=q.get("market", "")[:64], region=q.get("region", "")[:64],
+                                  reporter=q.get("reporter", "")[:64], source=q.get("source", "import")[:64])
+        spool = self.imports if self.imports is not None else Path(tempfile.gettempdir())
+        spool.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=spool, suffix=".upload")
+        digest, size = hashlib.sha256(), 0
+        try:
+            # Streamed to disk: an export of a million rows is far larger than a JSON request may be.
+            with os.fdopen(fd, "wb") as fh:
+                async for chunk in request.content.iter_chunked(1 << 20):
+                    size += len(chunk)
+                    if size > MAX_IMPORT_BYTES:
+                        return error_response(BadInputFile(f"import: more than {MAX_IMPORT_BYTES} bytes",
+                                                           hint="split the file by year"))
+                    digest.update(chunk)
+                    fh.write(chunk)
+            report = await asyncio.to_thread(self.import_file, Path(name), defaults)
+            if self.imports is not None and report["taken"]:
+                kept = self.imports / f"{digest.hexdigest()}.csv"
+                os.replace(name, kept)
+                kept.with_suffix(".json").write_text(json.dumps({"defaults": {
+                    "market": defaults.market, "region": defaults.region, "reporter": defaults.reporter,
+                    "source": defaults.source}, "bytes": size}), "utf-8")
+        except MarketError as exc:
+            return error_response(exc)
+        finally:
+            if os.path.exists(name):
+                os.unlink(name)
+        return web.json_response({**report, "sha256": digest.hexdigest(), "bytes": size})
 
     async def webhooks_route(self, request: web.Request) -> web.Response:
         """Operator: the webhook subscribers and the record of every alert delivery (attempts, statuses)"""

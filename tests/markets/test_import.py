@@ -3,6 +3,7 @@ columns, backfilled by observation date, refused rows reported one by one, and a
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
@@ -70,3 +71,52 @@ def test_command_checks_a_file_and_reports_refused_rows(tmp_path: Path, capsys) 
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == 8 and report["refused"] == 2 and report["refused_rows"][0]["line"] == 6
     assert markets_main(["import", str(tmp_path / "missing.csv"), "--check"]) == 1
+
+
+async def test_operator_bulk_route_imports_keeps_the_file_and_replays_it_after_a_restart(tmp_path) -> None:
+    import aiohttp
+
+    from hub.app import start_hub
+    from hub.auth import hash_token
+    from hub.config import HubConfig
+
+    config = HubConfig(name="import", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                       checkpoint_interval=3600, operator_tokens=(hash_token("op-token"),))
+    body = AGENCY.encode()
+    running = await start_hub(config)
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"{running.http_url}/api/markets/import?source=agency"
+            async with session.post(url, data=body) as resp:
+                assert resp.status in (401, 403)
+            headers = {"Authorization": "Bearer op-token"}
+            async with session.post(url, data=body, headers=headers) as resp:
+                report = await resp.json()
+                assert resp.status == 200, report
+            assert report["taken"] == 5 and report["refused"] == 2 and report["layout"] == "agency"
+            assert [r["line"] for r in report["refused_rows"]] == [6, 7]
+            async with session.post(url, data=body, headers=headers) as resp:
+                again = await resp.json()
+            assert again["already_imported"] == 5 and again["stored"] == 0
+            async with session.get(f"{running.http_url}/api/markets/history/cabai-merah",
+                                   params={"market": "pasar-senen"}) as resp:
+                hist = await resp.json()
+            assert [h["price_idr"] for h in hist["history"]] == [41000, 42000]
+        # The command sends a file the same way.
+        pihps = tmp_path / "pihps.csv"
+        pihps.write_text(PIHPS, encoding="utf-8")
+        code = await asyncio.to_thread(markets_main, ["import", str(pihps), "--hub-url", running.http_url,
+                                                       "--token", "op-token", "--market", "pasar-kosambi",
+                                                       "--quiet"])
+        assert code == 0
+        assert len(running.views.markets.history("bawang-merah", "pasar-kosambi")) == 2
+    finally:
+        await running.close()
+    kept = sorted((tmp_path / "hub" / "imports").glob("*.csv"))
+    assert len(kept) == 2 and body in [k.read_bytes() for k in kept]
+    running = await start_hub(config)
+    try:
+        prices = running.views.markets.history("cabai-merah", "pasar-senen")
+        assert [h["price_idr"] for h in prices] == [41000, 42000]
+    finally:
+        await running.close()
