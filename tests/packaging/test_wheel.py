@@ -76,7 +76,8 @@ def _json_line(line: str) -> dict[str, object]:
 def test_wheel_holds_the_package_data(wheel_install: Install) -> None:
     names = set(zipfile.ZipFile(wheel_install.wheel).namelist())
     for path in ("hub/static/index.html", "hub/static/app.js", "hub/static/app.css", "hub/static/indonesia.geojson",
-                 "hub/markets/data/ceilings.json", "hub/markets/data/lexicon_id.json",
+                 "hub/static/verify.html", "hub/static/verify/noble.js", "hub/static/verify/bundle.js",
+                 "hub/static/verify/LICENSE-noble.txt", "hub/markets/data/ceilings.json", "hub/markets/data/lexicon_id.json",
                  "hub/markets/data/macro_fx.csv", "firmware/README.md"):
         assert path in names, f"{path} missing from {wheel_install.wheel.name}"
     assert not any(n.startswith("tests/") for n in names), "the test tree must not be installed"
@@ -118,6 +119,8 @@ def test_hub_runs_from_the_wheel_with_its_dashboard(wheel_install: Install, tmp_
             assert b"<html" in resp.read().lower()
         with urllib.request.urlopen(url + "/static/app.js", timeout=10) as resp:
             assert resp.status == 200 and len(resp.read()) > 1000
+        with urllib.request.urlopen(url + "/verify", timeout=10) as resp:
+            assert resp.status == 200 and b"JejakNoble" in resp.read()
     finally:
         assert hub.stop() == 0
 
