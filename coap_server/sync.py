@@ -118,10 +118,13 @@ def add_sync_resources(site: resource.Site, holder: LogHolder, limits: Limits = 
 
 
 class SyncFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """The other side refused a sync request; `code` and `hint` are from its error body."""
+
+    def __init__(self, code: str, message: str, hint: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.hint = hint
 
 
 @dataclass(slots=True)
@@ -130,6 +133,7 @@ class SyncReport:
     pushed: int = 0
     duplicates: int = 0
     problems: list[str] = field(default_factory=list)
+    refused: list[SyncFailed] = field(default_factory=list)  # what the other side refused, with its code and hint
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -144,7 +148,7 @@ async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = 
     if not response.code.is_successful():
         try:
             err = cbor2.loads(response.payload)
-            raise SyncFailed(err.get("code", str(response.code)), err.get("message", ""))
+            raise SyncFailed(err.get("code", str(response.code)), err.get("message", ""), err.get("hint"))
         except (ValueError, AttributeError, cbor2.CBORDecodeError):
             raise SyncFailed(str(response.code), response.payload[:200].decode(errors="replace")) from None
     return response.payload
@@ -213,6 +217,7 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
                     ack = cbor2.loads(await _sized(ctx, size, Code.POST, f"{base}/sync/records", body))
                 except SyncFailed as exc:
                     report.problems.append(f"{action.device_id.hex()}: {exc}")
+                    report.refused.append(exc)
                     break
                 report.pushed += ack.get("accepted", 0)
                 report.duplicates += ack.get("duplicates", 0)

@@ -68,12 +68,25 @@ class Target:
     pushed: int = 0
     fetched: int = 0
     problems: list[str] = field(default_factory=list)
+    refusing: set[str] = field(default_factory=set)  # codes it refuses us with, each logged once until it stops
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "role": self.role, "last_ok": self.last_ok, "last_error": self.last_error,
                 "pushed": self.pushed, "fetched": self.fetched, "failures": self.backoff.failures,
                 "request_records": self.size.records, "request_bytes": self.size.bytes,
                 "problems": self.problems[-5:]}
+
+
+# What the operator of an edge does when its hub refuses it, by the hub's code (docs/ERRORS.md).
+REFUSAL_FIXES = {
+    "UNKNOWN_DEVICE": "enroll this edge with the hub's QR text: jejak enroll request 'jejak-enroll:?hub=...' "
+                      "--config <edge.toml>; then the hub's operator approves it: jejak devices approve <device id>",
+    "DEVICE_BLOCKED": "the hub holds this device's records until its operator acts: jejak devices approve "
+                      "<device id> (pending), or resolves the fork (forked)",
+    "REVOKED_KEY": "this device's key was revoked at the hub; enroll a new key",
+    "OSCORE_REQUIRED": "the hub serves only OSCORE-protected sync: enroll with --data-dir so the edge pins the "
+                       "hub and sets up OSCORE",
+}
 
 
 class SyncAgent:
@@ -138,9 +151,25 @@ class SyncAgent:
             target.pushed += report.pushed
             target.fetched += report.fetched
             target.problems += report.problems
+            self._log_refusals(target, report)
             reports[target.url] = report
         self.rounds += 1
         return reports
+
+    def _log_refusals(self, target: Target, report: SyncReport) -> None:
+        """Say once per cause why a node refuses this edge's records, with the fix; say again only after it
+        stopped refusing and started again (an edge that pushes for hours in silence is what this prevents)."""
+        codes = {exc.code for exc in report.refused}
+        for exc in report.refused:
+            if exc.code in target.refusing:
+                continue
+            target.refusing.add(exc.code)
+            fix = REFUSAL_FIXES.get(exc.code) or exc.hint or "see docs/ERRORS.md for this code"
+            log.warning("%s %s refuses this device's records: %s: %s; fix: %s", target.role, target.url, exc.code,
+                        exc.message, fix, extra={"fields": {"peer": target.url, "code": exc.code, "fix": fix}})
+        for code in target.refusing - codes:
+            log.info("%s %s accepts this device's records again (was %s)", target.role, target.url, code)
+        target.refusing &= codes
 
     async def run(self) -> None:
         ctx = await aiocoap.Context.create_client_context()

@@ -100,6 +100,9 @@ def log_tree(store: HubStore) -> MerkleTree:
     return MerkleTree(store.leaf_hashes(), read_leaves=lambda start, end: list(store.leaf_hashes(start, end)))
 
 
+KNOCK_LOG_S = 600  # a refused device is logged at most this often (hub time), per cause
+
+
 class Hub:
     """Single writer of the hub's log. Thread-safe: ingest runs off the event loop."""
 
@@ -113,6 +116,7 @@ class Hub:
         self.hub_id = device_id_for(signer.public_key)
         self.listeners = Listeners()
         self._lock = threading.RLock()
+        self._knocks: dict[tuple[bytes, str], int] = {}  # refused device and cause -> hub time last logged
         self.tree = log_tree(store)
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
         self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
@@ -202,16 +206,31 @@ class Hub:
                 log.warning("record restored: device %s seq %d is intact again from a good copy", device_id.hex(),
                             rec.seq)
 
+    def _knocked(self, device_id: bytes, why: str, fix: str) -> None:
+        """Log a device whose records are refused, at most once per device and cause every KNOCK_LOG_S of hub
+        time: the operator learns of it without a line per push."""
+        key = (device_id, why)
+        now = self.clock()
+        if now - self._knocks.get(key, now - KNOCK_LOG_S) < KNOCK_LOG_S:
+            return
+        self._knocks[key] = now
+        log.warning("device %s %s and keeps sending records; they are refused; to accept them: %s",
+                    device_id.hex(), why, fix, extra={"fields": {"device": device_id.hex(), "fix": fix}})
+
     def ingest(self, device_id: bytes, raws: Sequence[bytes]) -> IngestResult:
         """Verify an offered range of one device's log and merge what extends it."""
         with self._lock:
             device = self.store.get_device(device_id)
             if device is None:
                 self.store.bump("refused_unknown", len(raws))
+                self._knocked(device_id, "is not enrolled", "it enrolls with the QR text of `jejak enroll qr`, then "
+                              f"approve it: jejak devices approve {device_id.hex()}")
                 raise NotEnrolled(f"device {device_id.hex()} is not enrolled at this hub",
                                   hint="enroll it with `jejak enroll` and approve the request")
             if device.status in ("pending", "forked"):
                 self.store.bump(f"refused_{device.status}", len(raws))
+                self._knocked(device_id, f"is {device.status}", f"jejak devices approve {device_id.hex()}"
+                              if device.status == "pending" else "resolve the fork (POST /api/devices/<id>/resolve-fork)")
                 raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
                                     hint="an operator must approve the device or resolve the fork")
             damaged = self.store.damaged().get(device_id)

@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import importlib
 import json
+import os
 import signal
 import sys
 import time
@@ -17,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from coap_server.logs import setup_logging
-from ledger.errors import CodedError
-from ledger.failures import Unreachable
+from ledger.failures import Unreachable, UsageError
 
+from .hubclient import HubRefused, call, operator_token
+from .hubclient import open_url as _open
 from .stop import stop, version
 
 ENROLL_SCHEME = "jejak-enroll"
@@ -121,24 +123,41 @@ def _enroll_qr(args: argparse.Namespace) -> int:
 
 
 def _enroll_request(args: argparse.Namespace) -> int:
+    """Send this device's signed enrollment request. With --config, the edge's own config says the site, role,
+    name, key and data dir, so the operator repeats none of them."""
+    import time
 
-    if args.data_dir:  # secure enrollment: pin the hub key from the QR code, derive the OSCORE context
+    site, role, name, key, data_dir = args.site, args.role, args.name, args.key, args.data_dir
+    if args.config:
+        from edge import config as edge_config
+
+        edge = edge_config.load(args.config)
+        site, role = site or edge.site, role or edge.checkpoint.role
+        name = name or edge.name or edge.site
+        key = key or str(edge.data_path / "device.key")
+        data_dir = data_dir or str(edge.data_path)
+    missing = [flag for flag, value in (("--site", site), ("--role", role), ("--key", key)) if not value]
+    if missing:
+        raise UsageError(f"enroll request needs {', '.join(missing)}",
+                         hint="give --config <edge.toml> (the edge's config has them all), or the flags")
+    if data_dir:  # secure enrollment: pin the hub key from the QR code, derive the OSCORE context
         from edge.keys import load_or_create
         from edge.security import enroll
 
-        data = Path(args.data_dir)
-        device = load_or_create(Path(args.key))
-        print(json.dumps(enroll(args.uri, device, data, site=args.site, role=args.role,
-                                name=args.name or args.site)))
+        device = load_or_create(Path(key))
+        answer = enroll(args.uri, device, Path(data_dir), site=site, role=role, name=name or site)
+        print(json.dumps(answer))
+        if answer.get("status") == "pending":
+            print(f"enrollment sent; the hub's operator approves it with: jejak devices approve {answer['device']}",
+                  file=sys.stderr)
         return 0
 
     from ledger import Ed25519Signer
     from ledger.enroll import make_enroll_request
 
     params = dict(p.split("=", 1) for p in args.uri.split("?", 1)[1].split("&"))
-    seed = Path(args.key).read_bytes()
-    signer = Ed25519Signer.from_seed(seed)
-    body = make_enroll_request(signer, site=args.site, role=args.role, name=args.name or args.site,
+    signer = Ed25519Signer.from_seed(Path(key).read_bytes())
+    body = make_enroll_request(signer, site=site, role=role, name=name or site,
                                time=int(time.time()), hub_id=bytes.fromhex(params["id"]))
     req = urllib.request.Request(f"{params['hub']}/api/enroll", data=body, method="POST",
                                  headers={"Content-Type": "application/cose"})
@@ -147,32 +166,30 @@ def _enroll_request(args: argparse.Namespace) -> int:
     return 0
 
 
-class HubRefused(CodedError):
-    """The hub answered a command's request with an error; its code and message are in this one's message."""
-
-    code = "HUB_REFUSED"
-    coap = "5.00"
-    http = 502
-    exit_code = 85
-
-
-def _open(req: urllib.request.Request, *, timeout: float) -> Any:
-    """urlopen with the hub's failures as coded errors: no answer is UNREACHABLE, an error answer HUB_REFUSED."""
-    try:
-        return urllib.request.urlopen(req, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")
-        try:
-            answer = json.loads(body)["error"]
-            said, hint = f"{answer['code']}: {answer['message']}", answer.get("hint")
-        except (ValueError, KeyError, TypeError):
-            said, hint = body[:200], None
-        raise HubRefused(f"{req.full_url} answered {exc.code}: {said}",
-                         hint=hint or "check the token (--token) and the request") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Unreachable(f"no answer from {req.full_url}: {reason}",
-                          hint="check that the hub runs and --hub-url points at its HTTP port") from None
+def _devices(args: argparse.Namespace) -> int:
+    """`jejak devices list|approve|revoke`: the operator's side of enrollment, over the hub's HTTP API."""
+    token = operator_token(args.token_file)
+    base = f"{args.hub_url}/api/devices"
+    if args.devices_command == "list":
+        listing = call("GET", base, token=token)["devices"]
+        if args.json:
+            print(json.dumps(listing, indent=2))
+            return 0
+        for d in listing:
+            print(f"{d['device']}  {d['status']:<8} {d['site']:<20} {d['role']:<14} {d.get('length', 0):>8} records"
+                  f"  {d.get('name', '')}")
+        pending = [d["device"] for d in listing if d["status"] == "pending"]
+        if pending:
+            print(f"{len(pending)} pending; approve with: jejak devices approve <device>", file=sys.stderr)
+        return 0
+    device = args.device
+    if args.devices_command == "approve":
+        answer = call("POST", f"{base}/{device}/approve", token=token)
+    else:
+        answer = call("POST", f"{base}/{device}/revoke" + (f"?from={args.from_seq}" if args.from_seq is not None
+                                                           else ""), token=token)
+    print(json.dumps(answer))
+    return 0
 
 
 # The offline verifier page `jejak export --with-verifier` writes beside the bundle.
@@ -321,13 +338,31 @@ def parser() -> argparse.ArgumentParser:
     qr.set_defaults(func=_enroll_qr)
     req = enroll.add_parser("request", help="send a device's signed enrollment request to the hub")
     req.add_argument("uri", help="the text of the hub's QR code")
-    req.add_argument("--key", required=True, help="device key file (32-byte Ed25519 seed)")
-    req.add_argument("--site", required=True)
-    req.add_argument("--role", required=True)
+    req.add_argument("--config", help="the edge's TOML config: site, role, name, key and data dir come from it")
+    req.add_argument("--key", help="device key file (32-byte Ed25519 seed); default from --config")
+    req.add_argument("--site", help="default from --config")
+    req.add_argument("--role", help="default from --config ([checkpoint] role)")
     req.add_argument("--name")
     req.add_argument("--data-dir", help="edge data directory: check the hub's signed grant against the QR "
                                         "code's key, pin it and set up OSCORE with the hub there")
     req.set_defaults(func=_enroll_request)
+
+    dev = sub.add_parser("devices", help="list, approve or revoke devices at a hub (operator token from "
+                                         "--token-file, $JEJAK_TOKEN_FILE or $JEJAK_TOKEN)")
+    dev_sub = dev.add_subparsers(dest="devices_command", required=True)
+    for verb, text in (("list", "every device the hub knows, pending ones included"),
+                       ("approve", "accept a pending device's records"),
+                       ("revoke", "stop accepting a device's records (from --from SEQ on, else from now)")):
+        one = dev_sub.add_parser(verb, help=text)
+        one.add_argument("--hub-url", default=os.environ.get("JEJAK_HUB_URL", "http://127.0.0.1:8470"))
+        one.add_argument("--token-file", help="file holding the operator token (kept off the command line)")
+        if verb == "list":
+            one.add_argument("--json", action="store_true")
+        else:
+            one.add_argument("device", help="device id (hex), as `jejak devices list` shows it")
+        if verb == "revoke":
+            one.add_argument("--from", dest="from_seq", type=int, help="first sequence number no longer accepted")
+        one.set_defaults(func=_devices)
 
     exp = sub.add_parser("export", help="download an audit bundle from a hub")
     exp.add_argument("--hub-url", default="http://127.0.0.1:8470")

@@ -15,7 +15,7 @@ from typing import Any
 import hub
 from ledger.errors import CodedError
 
-from .cli import _open as open_url
+from .hubclient import open_url
 from .stop import stop
 
 HUB_URL = "http://127.0.0.1:8470"

@@ -1,0 +1,91 @@
+"""Enrollment as an operator does it: the edge's config says who it is, `jejak devices` approves and revokes,
+and until then both sides say why the records are refused, once, with the fix."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import aiocoap
+import pytest
+
+from coap_server.sync import sync_once
+from edge.sync import SyncAgent
+from hub.app import start_hub
+from hub.auth import hash_token
+from hub.config import HubConfig
+from tests.hub.conftest import new_device
+from tests.hub.test_sync_coap import MemoryHolder
+from tools import cli
+
+TOKEN = "operator-secret-token"
+
+
+async def jejak(*args: str) -> int:
+    return await asyncio.to_thread(cli.main, list(args))
+
+
+async def test_enroll_from_the_edge_config_then_approve_and_revoke(tmp_path: Path, hub, capsys, monkeypatch) -> None:
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                                        operator_tokens=(hash_token(TOKEN),)), hub=hub)
+    try:
+        edge = tmp_path / "edge.toml"
+        edge.write_text(f'site = "sppg-cibinong-1"\nname = "gate reader"\ndata_dir = "{tmp_path / "edge"}"\n'
+                        '[checkpoint]\nrole = "school_gate"\n')
+        uri = cli.enroll_uri(running.http_url, hub.signer.public_key)
+        assert await jejak("enroll", "request", uri, "--config", str(edge)) == 0
+        answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        device = answer["device"]
+        known = hub.store.get_device(bytes.fromhex(device))
+        assert known is not None and (known.site, known.role, known.name) == ("sppg-cibinong-1", "school_gate",
+                                                                             "gate reader")
+        # The token never on argv: without one the command says where to put it.
+        monkeypatch.delenv("JEJAK_TOKEN", raising=False)
+        assert await jejak("devices", "list", "--hub-url", running.http_url) == 2
+        assert '"USAGE"' in capsys.readouterr().err
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN + "\n")
+        assert await jejak("devices", "list", "--hub-url", running.http_url, "--token-file", str(token_file)) == 0
+        listing = capsys.readouterr()
+        assert device in listing.out and "pending" in listing.out and "approve with" in listing.err
+        monkeypatch.setenv("JEJAK_TOKEN", TOKEN)
+        assert await jejak("devices", "approve", device, "--hub-url", running.http_url) == 0
+        assert hub.store.get_device(bytes.fromhex(device)).status == "active"
+        assert await jejak("devices", "revoke", device, "--hub-url", running.http_url) == 0
+        assert hub.store.get_device(bytes.fromhex(device)).status == "revoked"
+        monkeypatch.setenv("JEJAK_TOKEN", "wrong")
+        assert await jejak("devices", "approve", device, "--hub-url", running.http_url) == 85
+        assert "UNAUTHORIZED" in capsys.readouterr().err
+    finally:
+        await running.close()
+
+
+async def test_refusals_are_logged_once_with_the_fix_on_both_sides(tmp_path: Path, hub, clock, caplog) -> None:
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
+                              hub=hub)
+    _, builder = new_device(clock)
+    holder = MemoryHolder([builder.genesis(), builder.append("note", {"text": "n"})])
+    agent = SyncAgent(holder, hubs=[running.coap_url], monotonic=lambda: 0.0)
+    ctx = await aiocoap.Context.create_client_context()
+    caplog.set_level(logging.INFO, logger="jejak")
+    try:
+        for _ in range(3):
+            await agent.round(ctx)
+        edge_lines = [r for r in caplog.records if "refuses this device's records" in r.getMessage()]
+        assert len(edge_lines) == 1, [r.getMessage() for r in edge_lines]
+        assert "UNKNOWN_DEVICE" in edge_lines[0].getMessage() and "jejak enroll request" in edge_lines[0].getMessage()
+        hub_lines = [r for r in caplog.records if "keeps sending records" in r.getMessage()]
+        assert len(hub_lines) == 1 and "jejak devices approve" in hub_lines[0].getMessage()
+        assert agent.targets[running.coap_url].to_json()["problems"]  # `edge status` still lists them
+        report = await sync_once(ctx, running.coap_url, holder, pull=False)
+        assert report.refused and report.refused[0].code == "UNKNOWN_DEVICE"
+    finally:
+        await ctx.shutdown()
+        await running.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_token_env(monkeypatch):
+    monkeypatch.delenv("JEJAK_TOKEN_FILE", raising=False)

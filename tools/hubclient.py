@@ -1,0 +1,74 @@
+"""The HTTP calls a command makes to a hub, with its failures as coded errors and the operator's token kept off argv."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from ledger.errors import CodedError
+from ledger.failures import Unreachable, UsageError
+
+TOKEN_ENV = "JEJAK_TOKEN"
+TOKEN_FILE_ENV = "JEJAK_TOKEN_FILE"
+
+
+class HubRefused(CodedError):
+    """The hub answered a command's request with an error; its code and message are in this one's message."""
+
+    code = "HUB_REFUSED"
+    coap = "5.00"
+    http = 502
+    exit_code = 85
+
+
+def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
+    """urlopen with the hub's failures as coded errors: no answer is UNREACHABLE, an error answer HUB_REFUSED."""
+    try:
+        return urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        try:
+            answer = json.loads(body)["error"]
+            said, hint = f"{answer['code']}: {answer['message']}", answer.get("hint")
+        except (ValueError, KeyError, TypeError):
+            said, hint = body[:200], None
+        raise HubRefused(f"{req.full_url} answered {exc.code}: {said}",
+                         hint=hint or "check the token (--token) and the request") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise Unreachable(f"no answer from {req.full_url}: {reason}",
+                          hint="check that the hub runs and --hub-url points at its HTTP port") from None
+
+
+
+def operator_token(token_file: str | None) -> str:
+    """The operator's token: from --token-file, else $JEJAK_TOKEN_FILE, else $JEJAK_TOKEN. Never from argv,
+    where every user of the machine can read it in the process list."""
+    path = token_file or os.environ.get(TOKEN_FILE_ENV)
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read the token file {path}: {exc.strerror}",
+                             hint="give a readable file holding the operator token") from None
+        if token:
+            return token
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise UsageError("no operator token", hint=f"put it in a file readable only by you and pass --token-file, "
+                                                   f"or set {TOKEN_FILE_ENV} or {TOKEN_ENV}")
+    return token
+
+
+def call(method: str, url: str, *, token: str | None = None, body: bytes | None = None,
+         content_type: str | None = None, timeout: float = 30) -> Any:
+    """One JSON request to a hub; its answer decoded."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if content_type:
+        headers["Content-Type"] = content_type
+    with open_url(urllib.request.Request(url, data=body, method=method, headers=headers), timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")
