@@ -191,8 +191,11 @@ class Pn532UartReader(_Pn532Reader):
                 pass
 
 
-class Bme280Sensor(hal.Sensor):
-    """Temperature and humidity from a Bosch BME280 through adafruit_bme280."""
+class _I2cClimateSensor(hal.Sensor):
+    """Temperature and relative humidity from a chip on I2C; subclasses say which chip and library."""
+
+    chip = "?"
+    package = "?"
 
     def __init__(self, name, i2c=None, address=0x77):
         self.name = name
@@ -200,66 +203,58 @@ class Bme280Sensor(hal.Sensor):
         self.address = address
         self._dev = None
 
+    def _connect(self, bus):
+        raise NotImplementedError
+
     def open(self):
-        try:
-            from adafruit_bme280 import basic
-        except ImportError as error:
-            raise hal.DriverError(
-                "adafruit-circuitpython-bme280 is not installed: %s" % error)
         bus = _i2c_bus(self.i2c)
         try:
-            self._dev = basic.Adafruit_BME280_I2C(bus, self.address)
+            self._dev = self._connect(bus)
+        except ImportError as error:
+            raise hal.DriverError("%s is not installed: %s" % (self.package, error))
         except Exception as error:  # ValueError: no device; RuntimeError: wrong chip id
-            raise hal.DriverError("BME280 on I2C 0x%02x: %s" % (self.address, error))
+            raise hal.DriverError("%s on I2C 0x%02x: %s" % (self.chip, self.address, error))
 
     def read(self):
         dev = self._dev
         if dev is None:
-            raise hal.DriverError("BME280 %s is not open" % self.name)
+            raise hal.DriverError("%s %s is not open" % (self.chip, self.name))
         try:
             temperature = dev.temperature
             humidity = dev.relative_humidity
         except Exception as error:
-            raise hal.DriverError("BME280 %s read failed: %s" % (self.name, error))
+            raise hal.DriverError("%s %s read failed: %s" % (self.chip, self.name, error))
         return {"temp_cc": hal.centi(temperature), "rh_cp": hal.centi(humidity)}
 
     def close(self):
         self._dev = None
 
 
-class Sht31Sensor(hal.Sensor):
-    """Temperature and humidity from a Sensirion SHT31 through adafruit_sht31d."""
+class Bme280Sensor(_I2cClimateSensor):
+    """A Bosch BME280 through adafruit_bme280."""
+
+    chip = "BME280"
+    package = "adafruit-circuitpython-bme280"
+
+    def _connect(self, bus):
+        from adafruit_bme280 import basic
+
+        return basic.Adafruit_BME280_I2C(bus, self.address)
+
+
+class Sht31Sensor(_I2cClimateSensor):
+    """A Sensirion SHT31 through adafruit_sht31d."""
+
+    chip = "SHT31"
+    package = "adafruit-circuitpython-sht31d"
 
     def __init__(self, name, i2c=None, address=0x44):
-        self.name = name
-        self.i2c = i2c
-        self.address = address
-        self._dev = None
+        _I2cClimateSensor.__init__(self, name, i2c, address)
 
-    def open(self):
-        try:
-            import adafruit_sht31d
-        except ImportError as error:
-            raise hal.DriverError("adafruit-circuitpython-sht31d is not installed: %s" % error)
-        bus = _i2c_bus(self.i2c)
-        try:
-            self._dev = adafruit_sht31d.SHT31D(bus, address=self.address)
-        except Exception as error:
-            raise hal.DriverError("SHT31 on I2C 0x%02x: %s" % (self.address, error))
+    def _connect(self, bus):
+        import adafruit_sht31d
 
-    def read(self):
-        dev = self._dev
-        if dev is None:
-            raise hal.DriverError("SHT31 %s is not open" % self.name)
-        try:
-            temperature = dev.temperature
-            humidity = dev.relative_humidity
-        except Exception as error:
-            raise hal.DriverError("SHT31 %s read failed: %s" % (self.name, error))
-        return {"temp_cc": hal.centi(temperature), "rh_cp": hal.centi(humidity)}
-
-    def close(self):
-        self._dev = None
+        return adafruit_sht31d.SHT31D(bus, address=self.address)
 
 
 class Dht22Sensor(hal.Sensor):
