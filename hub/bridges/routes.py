@@ -275,7 +275,7 @@ def _public(o: dict[str, Any]) -> dict[str, Any]:
             "unit": o["unit"], "price_idr": o["price_idr"], "time": o["time"], "day": o["day"],
             "region": o.get("region", ""), "reporter": o.get("reporter", ""), "source": o.get("source", ""),
             "trust": trust_of(o.get("source")), "record": o["id"], "quarantined": o["quarantined"],
-            "reasons": o["reasons"]}
+            "provisional": o.get("provisional", False), "reasons": o["reasons"]}
 
 
 async def _json(request: web.Request) -> Any:

@@ -68,7 +68,7 @@ class HubMarkets(MarketService):
             state = states.get(obs.id)
             out.append({**obs.to_dict(), "day": day_of(obs.time, self.config.tz_offset_s),
                         "quarantined": state is not None and state not in ("released", "cleared"),
-                        "state": state or "accepted",
+                        "state": state or "accepted", "provisional": verdict.provisional,
                         "reasons": [f"{c.name}: {c.reason}" for c in verdict.checks if c.fired]})
         out.sort(key=lambda o: (o["time"], o["id"]))
         return out
