@@ -68,6 +68,17 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+BY_HAND = "## Measured by hand"
+
+
+def by_hand(path: Path) -> str:
+    """The section of BENCHMARKS.md that no benchmark writes (fresh-clone demo time, export memory): kept as
+    it is when the tables above it are written again, since its figures come from the commands it lists."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find("\n" + BY_HAND)
+    return text[at:] if at >= 0 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="jejak bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes, for CI")
@@ -108,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["seconds"] = round(time.perf_counter() - started, 2)
         results["parts"][part] = figures
     Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-    Path(args.markdown).write_text(markdown(results))
+    Path(args.markdown).write_text(markdown(results) + by_hand(Path(args.markdown)))
     print(f"wrote {args.json} and {args.markdown}")
     return 1 if failed else 0
 
