@@ -8,7 +8,6 @@ import logging
 import os
 import socket
 import stat
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from ledger.sync import Head
 from .auth import Auth
 from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
 from .chain import ChainRoutes
+from .clock import HubClock, parse_clock
 from .coap import add_proof_resources
 from .config import ConfigError, HubConfig
 from .http import Events, HubApi
@@ -170,10 +170,6 @@ async def _checkpoint_loop(hub: Hub, interval: float) -> None:
             log.exception("checkpoint failed")
 
 
-def _wall_clock() -> int:
-    return int(time.time())
-
-
 def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | None) -> Views:
     """The read models the dashboard and the public API answer from, fed by the hub's record listener."""
     if plan is None:
@@ -226,8 +222,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     models (MBG plan, markets, alerts, webhooks), the bridges, the HTTP API and dashboard, CoAP, mDNS, tiers
     and the checkpoint loop. `close()` on the result stops it cleanly.
 
-    What a caller may inject instead of the config's: `clock` (the hub's time: wall time unless a demo or a
-    soak runs faster), `hub` (a Hub service already open over its store and key), `plan` (the MBG plan, else
+    What a caller may inject instead of the config's: `clock` (the hub's time, else `config.clock`: wall time,
+    or a past instant for replay and backfill, hub/clock.py), `hub` (a Hub service already open over its store and key), `plan` (the MBG plan, else
     loaded from `config.mbg_plan`), and `routes` (the caller's own HTTP routes, e.g. the demo's progress).
     """
     # Every port first, before the store opens: a second hub on the same ports stops here, touching nothing.
@@ -236,7 +232,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     metrics = HubMetrics()
     if hub is None:
         signer = load_or_create_key(Path(config.data_dir) / "hub.key")
-        hub = Hub(open_store(config), signer, clock=clock or _wall_clock, auto_approve=config.auto_approve,
+        hub = Hub(open_store(config), signer, clock=clock or HubClock(parse_clock(config.clock)), auto_approve=config.auto_approve,
                   check=metrics.timed_check(check_signatures))
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)

@@ -11,6 +11,7 @@ from typing import Any
 from ledger.errors import CodedError
 
 from .bridges.config import BridgeConfig
+from .clock import parse_clock
 from .markets.service import MarketConfig
 
 
@@ -60,6 +61,8 @@ class HubConfig:
     operator_tokens: tuple[str, ...] = ()  # SHA-256 hex digests of operator tokens
     auditor_tokens: tuple[str, ...] = ()
     upstream: tuple[str, ...] = ()  # coap:// addresses of regional hubs a national hub pulls from
+    # The hub's time: "wall", or "<ISO instant> [xSPEED] [records]" to replay or backfill a past day (hub/clock.py)
+    clock: str = "wall"
     mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)
     mbg_keep_days: int = 8  # days of scans the MBG analytics hold in memory (the store keeps everything)
     # kitchen id -> market region (as price records name it): the kitchens' stock use is MBG demand there
@@ -73,6 +76,7 @@ class HubConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
+        parse_clock(self.clock)  # a bad clock stops the hub at start, not at its first record
         if self.checkpoint_interval <= 0:
             raise ValueError(f"checkpoint_interval: expected > 0 seconds, got {self.checkpoint_interval}")
         for port in (self.http_port, self.coap_port):

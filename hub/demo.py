@@ -12,7 +12,6 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,13 @@ from ledger.sync import Head
 
 from .app import RunningHub, free_coap_port, start_hub
 from .bridges import BridgeConfig, MqttConfig
+from .clock import CLOCK_HELP, ClockSpec, HubClock, clock_setting, parse_clock
 from .config import HubConfig
 from .markets import MarketConfig, ValidationConfig
 from .markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .markets.synth import SynthConfig, generate
 from .mbg import Kitchen, Plan, School, simulate
-from .mbg.plan import HOUR, WIB, local_midnight
+from .mbg.plan import HOUR, WIB, local_date, local_midnight
 
 MARKER = ".jejak-demo"
 # One fault per kitchen, so the first screen already shows what the hub catches.
@@ -53,25 +53,6 @@ SHOCKS_PER_YEAR = 12.0  # regional supply shocks, so the demo's ALPS map is not 
 KITCHEN_REGIONS = {"SPPG-0001": "Jawa Barat", "SPPG-0002": "Jawa Barat", "SPPG-0003": "Jawa Barat",
                    "SPPG-0004": "Jawa Barat", "SPPG-0005": "Banten"}
 DAY_START, DAY_END = 4 * HOUR, 17 * HOUR
-
-
-class SimClock:
-    """Simulated time: runs `speed` times faster than the wall clock until the day's end, then at 1x."""
-
-    def __init__(self, start: int, end: int, speed: float, wall: Callable[[], float] = time.monotonic) -> None:
-        self.start, self.end, self.speed, self.wall = start, end, speed, wall
-        self.t0 = wall()
-
-    def __call__(self) -> int:
-        sim = self.start + (self.wall() - self.t0) * self.speed
-        if sim <= self.end:
-            return int(sim)
-        over = (sim - self.end) / self.speed  # wall seconds since the simulated day closed
-        return int(self.end + over)
-
-    def finish_day(self) -> None:
-        """Jump to the end of the day (for --once)."""
-        self.t0 = self.wall() - (self.end - self.start) / self.speed
 
 
 @dataclass
@@ -209,7 +190,7 @@ async def webhook_inbox(request: web.Request) -> web.Response:
 class Demo:
     """The running demo: the hub, the devices, the clock; `run_day()` drives the day over real CoAP."""
 
-    def __init__(self, running: RunningHub, clock: SimClock, devices: dict[str, SimDevice], date: str) -> None:
+    def __init__(self, running: RunningHub, clock: HubClock, devices: dict[str, SimDevice], date: str) -> None:
         self.running, self.clock, self.devices, self.date = running, clock, devices, date
         self.pushed = 0
         self.problems: list[str] = []
@@ -264,8 +245,12 @@ def demo_config(path: Path, *, port: int, coap_port: int) -> HubConfig:
 
 
 async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None = None,
-                     coap_port: int = 0, fresh: bool = True) -> Demo:
-    """Start a hub on `port` with enrolled simulated devices; call `run_day()` on the result to play the day."""
+                     coap_port: int = 0, fresh: bool = True, clock: str | None = None) -> Demo:
+    """Start a hub on `port` with enrolled simulated devices; call `run_day()` on the result to play the day.
+
+    The hub's clock plays the day from 04:00 WIB of `date` at `speed`, then runs at 1x from 17:00; `clock`
+    (hub/clock.py's setting) starts it elsewhere instead, e.g. "2026-03-02T09:30+07:00 x60" (its day is the
+    demo's day)."""
     path = Path(data_dir)
     if fresh and path.exists():
         if not (path / MARKER).exists() and any(path.iterdir()):
@@ -273,9 +258,14 @@ async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None
         shutil.rmtree(path)  # simulated devices restart their logs, so the hub must too
     path.mkdir(parents=True, exist_ok=True)
     (path / MARKER).write_text("data written by `jejak demo`; removed on the next run\n")
+    spec = parse_clock(clock) if clock else None
+    if spec is not None and spec.start is not None:
+        date = local_date(spec.start, WIB)
     date = date or demo_date(time.time())
     midnight = local_midnight(date, WIB)
-    clock = SimClock(midnight + DAY_START, midnight + DAY_END, speed)
+    if spec is None or spec.start is None:
+        spec = ClockSpec(start=midnight + DAY_START, speed=speed)
+    hub_clock = HubClock(spec, slow_after=midnight + DAY_END)
     plan, devices = build_mbg(date)
     devices.update(build_markets(date))
     # The webhook inbox's address names the HTTP port, so the demo settles it before the hub starts.
@@ -290,14 +280,14 @@ async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None
         app.router.add_get("/api/demo", demo_status)
         app.router.add_post("/api/demo/webhook", webhook_inbox)
 
-    running = await start_hub(config, clock=clock, plan=plan, routes=[routes])
+    running = await start_hub(config, clock=hub_clock, plan=plan, routes=[routes])
     hub = running.hub
-    now = clock()
+    now = hub_clock()
     for d in devices.values():
         d.begin(now)
         req = make_enroll_request(d.signer, site=d.site, role=d.role, name=d.name, time=now, hub_id=hub.hub_id)
         await asyncio.to_thread(hub.enroll, req)
-    demos.append(Demo(running, clock, devices, date))
+    demos.append(Demo(running, hub_clock, devices, date))
     return demos[0]
 
 
@@ -311,6 +301,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=400.0,
                    help="simulated seconds per real second until the day ends (default 400: a day in ~2 min)")
     p.add_argument("--date", help="the simulated school day, YYYY-MM-DD (default: today in WIB)")
+    p.add_argument("--clock", type=clock_setting,
+                   help="start the hub's clock here instead (its day is the demo's day): " + CLOCK_HELP)
     p.add_argument("--duration", type=float, help="stop after this many real seconds (default: run until Ctrl-C)")
     p.add_argument("--once", action="store_true", help="play the whole day at once, print a summary and exit")
     return p
@@ -318,7 +310,7 @@ def parser() -> argparse.ArgumentParser:
 
 async def _amain(args: argparse.Namespace) -> int:
     demo = await start_demo(data_dir=args.data_dir, port=args.port, speed=args.speed, date=args.date,
-                            coap_port=args.coap_port)
+                            coap_port=args.coap_port, clock=args.clock)
     running = demo.running
     print(f"Jejak demo: dashboard at {running.http_url}/  (hub {running.hub.hub_id.hex()}, "
           f"CoAP {running.coap_url}, {len(demo.devices)} simulated devices, day {demo.date})", flush=True)
@@ -328,7 +320,7 @@ async def _amain(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     if args.once:
-        demo.clock.finish_day()
+        demo.clock.skip_to(local_midnight(demo.date, WIB) + DAY_END)
     day = asyncio.create_task(demo.run_day())
     try:
         if args.once:

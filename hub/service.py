@@ -32,6 +32,7 @@ from ledger.acceptance import Accepted, SignatureCheck, accept
 from ledger.enroll import read_enroll_request
 from ledger.sync import Head
 
+from .clock import HubClock
 from .store import DamagedRecord, DeviceInfo, HubStore, refuse_damaged
 
 log = logging.getLogger("jejak.hub")
@@ -217,6 +218,23 @@ class Hub:
         log.warning("device %s %s and keeps sending records; they are refused; to accept them: %s",
                     device_id.hex(), why, fix, extra={"fields": {"device": device_id.hex(), "fix": fix}})
 
+    def _arrivals(self, records: list[Record]) -> list[tuple[list[Record], int]]:
+        """When the listeners are told each accepted record arrived: all now, or, with a clock that follows
+        records (a past day backfilled), each at its own time, so a day pushed in one go is not a late sync."""
+        if not records:
+            return []
+        if not (isinstance(self.clock, HubClock) and self.clock.spec.follow_records):
+            return [(records, self.clock())]
+        out: list[tuple[list[Record], int]] = []
+        for rec in records:
+            self.clock.saw(rec.time)
+            at = self.clock()
+            if out and out[-1][1] == at:
+                out[-1][0].append(rec)
+            else:
+                out.append(([rec], at))
+        return out
+
     def ingest(self, device_id: bytes, raws: Sequence[bytes]) -> IngestResult:
         """Verify an offered range of one device's log and merge what extends it."""
         with self._lock:
@@ -244,6 +262,7 @@ class Hub:
                 if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:
                     self.store.bump("refused_signature", len(raws))
                     raise BadSignature("genesis key differs from the enrolled key", where=genesis.where)
+            arrivals = self._arrivals(result.records)
             now = self.clock()
             size = self.store.size()
             if result.records:
@@ -262,10 +281,10 @@ class Hub:
                 problem = result.problem.to_dict()
             if result.duplicates:
                 self.store.bump("duplicates", result.duplicates)
-        if result.records:
+        for records, arrived_at in arrivals:
             for listener in self.listeners.on_records:
                 try:
-                    listener(result.records, now)
+                    listener(records, arrived_at)
                 except Exception:  # a listener must never undo or block an accepted ingest
                     log.exception("record listener failed")
         return IngestResult(device=device_id.hex(), accepted=len(result.records), duplicates=result.duplicates,

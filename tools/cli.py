@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import http.client
 import importlib
 import json
@@ -28,18 +29,20 @@ ENROLL_SCHEME = "jejak-enroll"
 
 
 def _hub_run(args: argparse.Namespace) -> int:
+    return serve_hub(args.config, clock_setting=args.clock)
 
-    return serve_hub(args.config, clock=lambda: int(time.time()))
 
-
-def serve_hub(config_path: str | None, *, clock: Callable[[], int]) -> int:
-    """Run the hub that the config describes until SIGINT or SIGTERM. `clock` is the hub's time: wall time
-    for a real hub, an accelerated one for a soak run."""
+def serve_hub(config_path: str | None, *, clock: Callable[[], int] | None = None,
+              clock_setting: str | None = None) -> int:
+    """Run the hub that the config describes until SIGINT or SIGTERM. Its time is `clock` if given (a soak
+    run's), else `clock_setting` (--clock) or the config's `clock`: wall time, or a past day replayed."""
     from edge import systemd  # sd_notify and the watchdog: stdlib only, shared by both daemons
     from hub.app import start_hub
     from hub.config import load
 
     config = load(config_path)
+    if clock_setting:
+        config = dataclasses.replace(config, clock=clock_setting)
 
     async def main() -> None:
         running = await start_hub(config, clock=clock)
@@ -92,6 +95,12 @@ def _hub_verify(args: argparse.Namespace) -> int:
         for device_id, seq in result.damaged:
             print(f"damaged: device {device_id.hex()} seq {seq}")
     return 0 if result.ok else DamagedRecord.exit_code
+
+
+def _clock_setting(text: str) -> str:
+    from hub.clock import clock_setting
+
+    return clock_setting(text)
 
 
 def enroll_uri(hub_url: str, hub_pubkey: bytes) -> str:
@@ -324,6 +333,8 @@ def parser() -> argparse.ArgumentParser:
     hub = sub.add_parser("hub", help="run or manage a hub").add_subparsers(dest="hub_command", required=True)
     run = hub.add_parser("run", help="run a hub (LMDB store by default)")
     run.add_argument("--config", help="hub TOML config")
+    run.add_argument("--clock", type=_clock_setting, help="the hub's time instead of the config's `clock`: "
+                     "'wall', or '<ISO instant> [xSPEED] [records]' to replay or backfill a past day")
     run.set_defaults(func=_hub_run)
     verify = hub.add_parser("verify", help="check every stored record and checkpoint; exit 52 if damaged")
     verify.add_argument("--config", help="hub TOML config")

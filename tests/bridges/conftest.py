@@ -14,6 +14,7 @@ from edge.config import HttpConfig
 from hub.app import start_hub
 from hub.auth import hash_token
 from hub.bridges import BridgeConfig, Bridges, MqttConfig
+from hub.clock import HubClock
 from hub.config import HubConfig
 from hub.mbg import Plan
 from hub.mbg.plan import Kitchen, School
@@ -41,16 +42,6 @@ def own_records(daemon) -> list:
     return [decode_record(r) for r in daemon.store.log_range(daemon.key.device_id, 0, own.length)]
 
 
-class SettableClock:
-    """The hub's clock: real time unless a test sets it (to ingest a past day as it happened)."""
-
-    def __init__(self) -> None:
-        self.at: int | None = None
-
-    def __call__(self) -> int:
-        return self.at if self.at is not None else int(time.time())
-
-
 @dataclass
 class HubEnv:
     hub: Hub
@@ -59,7 +50,7 @@ class HubEnv:
     running: object
     topic: str
     session: aiohttp.ClientSession
-    clock: SettableClock = field(default_factory=SettableClock)
+    clock: HubClock = field(default_factory=HubClock)
 
     @property
     def url(self) -> str:
@@ -94,7 +85,7 @@ async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str
     config = HubConfig(name="bridges-test", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
                        auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),),
                        bridges=BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt))
-    clock = SettableClock()
+    clock = HubClock()  # wall time unless a test sets it (to ingest a past day as it happened)
     plan = Plan(kitchens=(Kitchen(id="sppg-test"),), schools=(School(id="sd-1", kitchen="sppg-test", portions=100),))
     run = await start_hub(config, clock=clock, plan=plan)
     assert run.bridges is not None
@@ -131,7 +122,7 @@ def signed_price_device(env: HubEnv, *, days: int, commodity: str = "cabai-merah
     try:
         for day in range(days):
             t[0] = now - (days - day) * 86400
-            env.clock.at = t[0] + 600
+            env.clock.set(t[0] + 600)
             batch = [builder.append("price", {"market": market, "commodity": commodity, "unit": "kg",
                                               "price_idr": 40000 + 250 * day})]
             if day == 0:
@@ -140,5 +131,5 @@ def signed_price_device(env: HubEnv, *, days: int, commodity: str = "cabai-merah
             assert result.accepted == len(batch), result
             records.extend(batch[-1:])
     finally:
-        env.clock.at = None
+        env.clock.set(None)
     return builder.device_id, records

@@ -14,13 +14,15 @@ from tests.ports import free_tcp
 from tests.wait import wait_until
 from tools.mbg import Speaker, load_words, locale_lang, main, render
 
+DAY = "2026-03-02"  # a Monday: the demo's hub clock is set to it, whatever day the tests run
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     port = free_tcp()
     data = tmp_path_factory.mktemp("demo") / "var"
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "demo", "--port", str(port), "--data-dir",
-                             str(data), "--speed", "20000", "--duration", "300"],
+                             str(data), "--clock", f"{DAY}T04:00+07:00 x20000", "--duration", "300"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -147,6 +149,7 @@ def test_indonesian_is_the_default_under_an_indonesian_locale(demo, capsys, monk
 
 def test_date_is_passed_on_and_checked(demo, capsys):
     day = _api(demo, "/api/mbg/deliveries")["date"]
+    assert day == DAY  # the hub's clock, not the machine's, says which day it is
     code, out, _ = _run(capsys, "late", "--date", day, "--hub-url", demo, "--lang", "en")
     assert code == 0 and day in out
     code, out, _ = _run(capsys, "deliveries", "--date", "2020-01-06", "--hub-url", demo, "--lang", "en")

@@ -1,0 +1,118 @@
+"""The hub's time: wall time, or a clock set to a past instant (and a pace) for replaying and backfilling days."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_STEP_S = 86_400
+CLOCK_HELP = ("'wall' (default), or '<ISO instant> [xSPEED] [records]': start at that instant (e.g. "
+              "2026-03-02T05:30+07:00) and run SPEED times as fast as the wall clock (default x1); with 'records' "
+              "the clock stands still unless a SPEED is given and moves forward to each accepted record's own "
+              "time, so a past day pushed in bulk is judged as it happened")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockSpec:
+    """What a `clock` setting says. `start` None is wall time."""
+
+    start: int | None = None
+    speed: float = 1.0
+    follow_records: bool = False
+
+    @property
+    def wall(self) -> bool:
+        return self.start is None and not self.follow_records
+
+
+def parse_clock(text: str) -> ClockSpec:
+    """'wall' | '<ISO 8601 instant with offset> [xSPEED] [records]' -> ClockSpec."""
+    words = text.split()
+    if not words or words == ["wall"]:
+        return ClockSpec()
+    try:
+        instant = dt.datetime.fromisoformat(words[0])
+    except ValueError:
+        raise ValueError(f"clock: expected 'wall' or an ISO instant first, got {words[0]!r}: {CLOCK_HELP}") from None
+    if instant.tzinfo is None:
+        raise ValueError(f"clock: {words[0]!r} has no UTC offset; add one, e.g. +07:00 for WIB")
+    speed: float | None = None
+    follow = False
+    for word in words[1:]:
+        if word == "records" and not follow:
+            follow = True
+        elif word.startswith("x") and speed is None:
+            try:
+                speed = float(word[1:])
+            except ValueError:
+                speed = -1.0
+            if not speed >= 0:
+                raise ValueError(f"clock: expected a speed like x60, got {word!r}: {CLOCK_HELP}")
+        else:
+            raise ValueError(f"clock: unexpected {word!r}: {CLOCK_HELP}")
+    if speed is None:
+        speed = 0.0 if follow else 1.0
+    return ClockSpec(start=int(instant.timestamp()), speed=speed, follow_records=follow)
+
+
+class HubClock:
+    """A callable giving the hub's time in whole Unix seconds.
+
+    Wall time by default. With a start it runs from that instant at `speed` times the wall clock, and at 1x
+    again after `slow_after` (the demo plays its school day fast, then lets the evening pass in real time).
+    With `follow_records` it never stands behind the newest record time the hub accepted (`saw`). `set(t)`
+    pins it at `t` (tests; `set(None)` lets it run again). Monotonic in between: never goes back on its own.
+    """
+
+    def __init__(self, spec: ClockSpec | None = None, *, slow_after: int | None = None,
+                 wall: Callable[[], float] = time.time, ticks: Callable[[], float] = time.monotonic) -> None:
+        self.spec = spec or ClockSpec()
+        self.slow_after = slow_after
+        self._wall, self._ticks = wall, ticks
+        self._t0 = ticks()
+        self._newest = self.spec.start or 0
+        self._pinned: int | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        if self._pinned is not None:
+            return self._pinned
+        start = self.spec.start
+        if start is None:
+            now = int(self._wall())
+        else:
+            sim = start + (self._ticks() - self._t0) * self.spec.speed
+            if self.slow_after is not None and sim > self.slow_after and self.spec.speed > 0:
+                sim = self.slow_after + (sim - self.slow_after) / self.spec.speed
+            now = int(sim)
+        return max(now, self._newest) if self.spec.follow_records else now
+
+    def saw(self, record_time: int) -> None:
+        """A record made at `record_time` was accepted: a clock that follows records moves up to it. A time more
+        than a day ahead of the clock is a device's wrong clock, not time passing, and moves nothing."""
+        if self.spec.follow_records and record_time > self._newest and record_time - self() <= MAX_STEP_S:
+            with self._lock:
+                self._newest = max(self._newest, record_time)
+
+    def set(self, t: int | None) -> None:
+        """Pin the clock at `t` (None: run again from where its spec says)."""
+        self._pinned = t
+
+    def skip_to(self, t: int) -> None:
+        """Run on from `t` at the same pace (the demo's --once jumps to the end of its day)."""
+        if self.spec.start is None or self.spec.speed <= 0:
+            raise ValueError("clock: only a clock started at an instant with a speed can skip ahead")
+        self._t0 = self._ticks() - (t - self.spec.start) / self.spec.speed
+
+
+def clock_setting(text: str) -> str:
+    """An argparse type for --clock: the text, checked now so a bad one is a usage error naming the form."""
+    try:
+        parse_clock(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
