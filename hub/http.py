@@ -8,7 +8,9 @@ import hashlib
 import json
 import logging
 import re
+import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -68,38 +70,67 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 class Events:
-    """Fan-out of live events to Server-Sent Events subscribers; slow subscribers drop old events."""
+    """Fan-out of live events to Server-Sent Events subscribers; slow subscribers drop old events.
 
-    def __init__(self) -> None:
-        self._queues: set[asyncio.Queue[dict[str, Any]]] = set()
+    Every event gets an id `<boot>-<n>` and the last `keep` events are kept, so a dashboard that lost its
+    connection asks for what it missed (`Last-Event-ID`) and gets it replayed; an id from another boot of the
+    hub, or older than what is kept, gets a `resync` event instead (the page reloads its data). Events are
+    built while someone watches and for `linger_s` after the last one left, the time a dropped connection
+    takes to come back.
+    """
+
+    def __init__(self, *, keep: int = 1000, linger_s: float = 300.0) -> None:
+        self._queues: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.boot = secrets.token_hex(4)
+        self._n = 0
+        self._ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=keep)
+        self._linger_s = linger_s
+        self._left_at: float | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
     @property
     def watched(self) -> bool:
-        """Whether anyone subscribes: events are only built for a dashboard that is open."""
-        return bool(self._queues)
+        """Whether anyone subscribes (or did a moment ago): events are only built for a dashboard that is open."""
+        if self._queues:
+            return True
+        return self._left_at is not None and time.monotonic() - self._left_at < self._linger_s
 
     def publish(self, event: dict[str, Any]) -> None:
-        if self._loop is None or not self._queues:
+        if self._loop is None or not self.watched:
             return
         self._loop.call_soon_threadsafe(self._deliver, event)
 
     def _deliver(self, event: dict[str, Any]) -> None:
+        self._n += 1
+        self._ring.append((self._n, event))
+        item = (f"{self.boot}-{self._n}", event)
         for q in list(self._queues):
             if q.full():
                 q.get_nowait()
-            q.put_nowait(event)
+            q.put_nowait(item)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+    def subscribe(self, last_id: str | None = None) -> asyncio.Queue[tuple[str, dict[str, Any]]]:
+        """A queue of (id, event); with `last_id` (Last-Event-ID) it starts with the events after that one."""
+        q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=1000)
+        if last_id:
+            boot, _, n = last_id.partition("-")
+            first = self._ring[0][0] if self._ring else self._n + 1
+            if boot != self.boot or not n.isdigit() or int(n) + 1 < first:
+                q.put_nowait((f"{self.boot}-{self._n}", {"type": "resync", "reason": "missed events are gone"}))
+            else:
+                for i, event in self._ring:
+                    if i > int(n) and not q.full():
+                        q.put_nowait((f"{self.boot}-{i}", event))
         self._queues.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
         self._queues.discard(q)
+        if not self._queues:
+            self._left_at = time.monotonic()
 
 
 class HubApi:
@@ -329,17 +360,17 @@ class HubApi:
     async def stream(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        q = self.events.subscribe()
+        q = self.events.subscribe(request.headers.get("Last-Event-ID") or request.query.get("last_id"))
         try:
-            await resp.write(b": connected\n\n")
+            await resp.write(b"retry: 2000\n: connected\n\n")
             while True:
                 try:
                     async with asyncio.timeout(15):
-                        event = await q.get()
+                        event_id, event = await q.get()
                 except TimeoutError:
                     await resp.write(b": keep-alive\n\n")
                     continue
-                await resp.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+                await resp.write(f"id: {event_id}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

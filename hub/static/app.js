@@ -356,6 +356,9 @@ function connect() {
     if (STATE.route === "chain") refreshSoon();
   });
   es.addEventListener("alert", (ev) => { alertItem(JSON.parse(ev.data).alert); });
+  // The browser reconnects with the last event id it saw and the hub replays what was missed; when it cannot
+  // (the hub restarted, or too much was missed) it says so, and the page reloads its data instead.
+  es.addEventListener("resync", () => { STATE.records = 0; refreshSoon(); });
 }
 
 async function tick() {
