@@ -165,6 +165,8 @@ class EdgeDaemon:
         data.mkdir(parents=True, exist_ok=True)
         self.key = keyfile.load_or_create(data / "device.key")
         self.store = LmdbLogStore(data / "store", map_size=cfg.limits.map_size)
+        # Damage at rest is found before a peer or the hub asks; a damaged record is never served to them.
+        await asyncio.to_thread(self.store.check)
         own = self.store.state(self.key.device_id)
         self.boot = keyfile.next_boot(data / "boot", at_least=(own.boot + 1) if own else 0)
         self.commit = GroupCommit(self.store, self.key, clock=self.clock, boot=self.boot,
@@ -454,6 +456,7 @@ class EdgeDaemon:
             "uptime_s": int(time.monotonic() - self.counters.started),
             "own": {"length": own.length if own else 0, "head": own.head.hex() if own else ""},
             "logs": len(self.store.heads()), "forked": sorted(d.hex() for d in self.store.blocked()),
+            "damaged": {d.hex(): seqs for d, seqs in self.store.damaged().items()},  # awaiting a good copy
             "store": usage, "pending": self.commit.pending, "commit": dict(self.commit.stats),
             "last_error": self.commit.last_error, "records": dict(self.counters.records),
             "errors": dict(self.counters.errors), "duplicates": self.counters.duplicates,

@@ -50,13 +50,24 @@ class StoreLayoutError(StoreError):
 
 
 class StoreFull(StoreError):
-    """LMDB's map is full. Nothing was written by the failed commit; what was acknowledged stays."""
+    """LMDB's map or the file system under it is full. Nothing was written by the failed commit; what was
+    acknowledged stays."""
 
     code = "STORE_FULL"
     coap = "5.03"
     http = 507
     retry_after_s = 60
     exit_code = 35
+
+
+class StorageFailing(StoreError):
+    """The storage device refused a write while its file system had room: a failing SD card, not a full one.
+    Nothing of that write was stored."""
+
+    code = "STORE_FAILING"
+    coap = "5.00"
+    http = 500
+    exit_code = 53
 
 
 class StoreCorrupt(StoreError):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hashlib
 import logging
 import os
+import random
 import struct
 import threading
 import time
@@ -33,8 +36,10 @@ from ledger.acceptance import accept
 from ledger.sync import Head
 
 from .errors import (
+    DamagedRecord,
     DeviceBlocked,
     StaleHead,
+    StorageFailing,
     StoreBusy,
     StoreCorrupt,
     StoreError,
@@ -48,6 +53,10 @@ log = logging.getLogger("jejak.edge.store")
 LAYOUT_VERSION = 1
 _U64 = struct.Struct(">Q")
 _DBS = ("meta", "records", "ids", "heads", "keys", "forks", "cursors")
+# A write that fails with less than this free on the file system failed for room, not for a bad card: LMDB
+# turns the short write of a full file system into EIO, so the errno alone cannot tell them apart.
+NO_ROOM = 4 << 20
+_WRITE_ERRNOS = (errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _seq_key(device_id: bytes, seq: int) -> bytes:
@@ -137,6 +146,28 @@ def _open_env(path: Path, *, map_size: int, max_dbs: int, readonly: bool) -> lmd
     return env
 
 
+def write_failure(path: Path, exc: lmdb.Error) -> StoreError | None:
+    """What a failed LMDB write means for the node: a full file system (STORE_FULL, free space and it goes on)
+    or a failing card (STORE_FAILING, replace it). None for an error that is neither."""
+    code = getattr(exc, "code", None)
+    if not isinstance(exc, lmdb.DiskError) and code not in _WRITE_ERRNOS:
+        return None
+    try:
+        stat = os.statvfs(path)
+        free: int | None = stat.f_bavail * stat.f_frsize
+    except OSError:
+        free = None
+    if isinstance(exc, lmdb.DiskError) or code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < NO_ROOM):
+        return StoreFull(f"the file system holding {path} is full ({free} bytes free); nothing of this write was "
+                         "stored",
+                         hint=f"free space on the file system of {path} (old journals: journalctl --vacuum-size=50M) "
+                              "or move data_dir to a bigger card; acknowledged records are safe")
+    return StorageFailing(f"the storage under {path} refused a write ({exc}) with {free} bytes free: the SD card "
+                          "is failing, not full; nothing of this write was stored",
+                          hint="check `dmesg` for I/O errors, replace the card and restore the log from peers or "
+                               "the hub (python -m edge.restore --config EDGE.toml --from coap://HUB:5683)")
+
+
 class LmdbLogStore:
     """LogStore on one LMDB environment: fsync'd commits, one writer at a time, readers never blocked.
 
@@ -161,6 +192,7 @@ class LmdbLogStore:
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
         self._blocked: set[bytes] = set()
+        self._damaged: set[tuple[bytes, int]] = set()  # (device, seq) never served until a good copy returns
         with self._env.begin(write=not readonly) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
             if version is None and not readonly:
@@ -211,7 +243,77 @@ class LmdbLogStore:
                 yield ChainState.from_cbor(bytes(value))
 
     def heads(self) -> list[Head]:
-        return [Head.of(s) for s in self._states()]
+        """How far each log goes, as far as it can be served: a log with a damaged record shows the head
+        before it, so a peer or the hub that holds more offers the rest again and the good copy comes back."""
+        damaged = self.damaged()
+        return [Head.of(s) if s.device_id not in damaged else self._intact_head(s.device_id, damaged[s.device_id][0])
+                for s in self._states()]
+
+    def _intact_head(self, device_id: bytes, length: int) -> Head:
+        with self._env.begin() as txn:
+            while length:
+                key = _seq_key(device_id, length - 1)
+                data = txn.get(key, db=self._db["records"])
+                if data is not None and self._intact(txn, key, bytes(data)):
+                    return Head(device_id=device_id, length=length, head=hashlib.sha256(bytes(data)).digest())
+                length -= 1
+        return Head.of(ChainState.empty(device_id))
+
+    def damaged(self) -> dict[bytes, list[int]]:
+        """Damaged records found since the store opened, awaiting a good copy: device -> sorted seqs."""
+        out: dict[bytes, list[int]] = {}
+        for device_id, seq in sorted(self._damaged):
+            out.setdefault(device_id, []).append(seq)
+        return out
+
+    def _intact(self, txn: lmdb.Transaction, key: bytes, raw: bytes) -> bool:
+        """Whether `raw` is still the record stored at `key`: its hash is an id the store holds, at this key."""
+        return txn.get(hashlib.sha256(raw).digest(), db=self._db["ids"]) == key
+
+    def _refuse(self, device_id: bytes, seq: int) -> DamagedRecord:
+        if (device_id, seq) not in self._damaged:
+            self._damaged.add((device_id, seq))
+            log.error("RECORD DAMAGED: device %s seq %d in %s: the stored bytes no longer hash to the record's id; "
+                      "it is not served to peers or the hub and comes back from the first peer or hub that "
+                      "offers it (`python -m edge.restore --config EDGE.toml --check` checks the whole store)",
+                      device_id.hex(), seq, self.path)
+        return DamagedRecord(f"this edge's copy of device {device_id.hex()} seq {seq} is damaged (its bytes no "
+                             "longer hash to its id); it is not served",
+                             hint="a peer or the hub that holds the record restores it at the next sync")
+
+    def check(self, *, budget: int = 1 << 16, rng: random.Random | None = None) -> list[tuple[bytes, int]]:
+        """Hash stored records against their ids and note the damaged ones (the start-up pass): every record
+        of a store of at most `budget` records, else each log's last 64 records and random runs of 64 of the
+        rest. Reads check every record they serve anyway; this finds damage before a peer asks."""
+        states = [s for s in self._states() if s.length]
+        total = sum(s.length for s in states)
+        ranges: list[tuple[bytes, int, int]] = []
+        for s in states:
+            if total <= budget:
+                ranges.append((s.device_id, 0, s.length))
+                continue
+            tail = max(0, s.length - 64)
+            ranges.append((s.device_id, tail, s.length))
+            runs = min(max(budget * s.length // total // 64 - 1, 1), tail // 64)
+            for run in sorted((rng or random.Random()).sample(range(tail // 64), runs)):
+                ranges.append((s.device_id, run * 64, run * 64 + 64))
+        found = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["records"])
+            for device_id, start, end in ranges:
+                last = _seq_key(device_id, end)
+                if not cur.set_range(_seq_key(device_id, start)):
+                    continue
+                for key, value in cur:
+                    if key >= last:
+                        break
+                    if not self._intact(txn, bytes(key), bytes(value)):
+                        found.append((device_id, _U64.unpack(key[16:])[0]))
+        for device_id, seq in found:
+            self._refuse(device_id, seq)
+        log.log(logging.ERROR if found else logging.INFO, "store check: %d damaged of %d records checked in %d logs",
+                len(found), sum(end - start for _, start, end in ranges), len(states))
+        return found
 
     def logs(self) -> list[LogInfo]:
         blocked = self.blocked()
@@ -223,6 +325,7 @@ class LmdbLogStore:
             return []
         out: list[bytes] = []
         last = _seq_key(device_id, end)
+        damaged = None
         with self._env.begin() as txn:
             cur = txn.cursor(db=self._db["records"])
             if not cur.set_key(_seq_key(device_id, start)):
@@ -230,13 +333,28 @@ class LmdbLogStore:
             for key, value in cur:
                 if key >= last:
                     break
-                out.append(bytes(value))
+                raw = bytes(value)
+                if not self._intact(txn, bytes(key), raw):  # never served: the range ends before it
+                    damaged = _U64.unpack(key[16:])[0]
+                    break
+                out.append(raw)
+        if damaged is not None:
+            error = self._refuse(device_id, damaged)
+            if not out:
+                raise error
         return out
 
     def get(self, device_id: bytes, seq: int) -> bytes | None:
+        key = _seq_key(device_id, seq)
         with self._env.begin() as txn:
-            data = txn.get(_seq_key(device_id, seq), db=self._db["records"])
-        return bytes(data) if data is not None else None
+            data = txn.get(key, db=self._db["records"])
+            if data is None:
+                return None
+            raw = bytes(data)
+            intact = self._intact(txn, key, raw)
+        if not intact:
+            raise self._refuse(device_id, seq)
+        return raw
 
     def locate(self, record_id: bytes) -> tuple[bytes, int] | None:
         with self._env.begin() as txn:
@@ -287,6 +405,13 @@ class LmdbLogStore:
                                 "this write was stored",
                                 hint="raise limits.map_size in the config and restart; acknowledged records "
                                      "are safe") from None
+            except lmdb.Error as exc:
+                txn.abort()
+                failure = write_failure(self.path, exc)
+                if failure is None:
+                    raise
+                log.error("%s (%s)", failure, failure.hint)
+                raise failure from exc
             except BaseException:
                 txn.abort()
                 raise
@@ -343,6 +468,7 @@ class LmdbLogStore:
         with self._write() as txn:
             data = txn.get(device_id, db=self._db["heads"])
             start_state = ChainState.from_cbor(bytes(data)) if data else ChainState.empty(device_id)
+            restored = self._restore(txn, device_id, raws)
             result = accept(start_state, raws, held=_HeldLog(self, txn, device_id), revoked_from=revoked_from,
                             max_length=max_length)
             for record in result.records:
@@ -351,6 +477,9 @@ class LmdbLogStore:
                 txn.put(_seq_key(device_id, result.fork.seq), result.fork.to_cbor(), db=self._db["forks"])
             if result.state != start_state:
                 txn.put(device_id, result.state.to_cbor(), db=self._db["heads"])
+        for seq in restored:
+            self._damaged.discard((device_id, seq))
+            log.warning("record restored: device %s seq %d is intact again from a good copy", device_id.hex(), seq)
         if result.fork is not None:
             self._blocked.add(device_id)
             log.warning("fork of device %s at seq %d: log frozen", device_id.hex(), result.fork.seq)
@@ -359,6 +488,20 @@ class LmdbLogStore:
         return Received(accepted=len(result.records), duplicates=result.duplicates, length=result.state.length,
                         problem=None if result.problem is None else str(result.problem),
                         fork=result.fork is not None)
+
+    def _restore(self, txn: lmdb.Transaction, device_id: bytes, raws: Sequence[bytes]) -> list[int]:
+        """Put back each offered record whose id the store holds for this log but whose stored bytes differ
+        (damaged at rest); return their seqs. A record we do not hold costs one index lookup."""
+        restored = []
+        for raw in raws:
+            where = txn.get(hashlib.sha256(raw).digest(), db=self._db["ids"])
+            if where is None or where[:16] != device_id:
+                continue
+            stored = txn.get(where, db=self._db["records"])
+            if stored is not None and bytes(stored) != raw:
+                txn.put(where, raw, db=self._db["records"])
+                restored.append(_U64.unpack(where[16:24])[0])
+        return restored
 
     def _key_at(self, txn: lmdb.Transaction, device_id: bytes, seq: int) -> bytes | None:
         """The key that signs the record at `seq` > 0: named by the last key record before it."""

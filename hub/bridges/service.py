@@ -12,6 +12,7 @@ from typing import Any
 from ledger import Record, decode_record
 
 from ..service import Hub
+from ..store import DamagedRecord
 from ..views import Views
 from .attest import Attestation, Attestor, digest
 from .config import BridgeConfig
@@ -71,8 +72,17 @@ class Bridges:
         self.attestor.start()
         state = self.hub.store.chain_state(self.hub.hub_id)
         length = state.length if state else 0
-        for start in range(0, length, 1000):
-            for raw in self.hub.store.log_range(self.hub.hub_id, start, min(length, start + 1000)):
+        start = 0
+        while start < length:
+            try:
+                raws = self.hub.store.log_range(self.hub.hub_id, start, min(length, start + 1000))
+            except DamagedRecord:  # noted for restore by the store; the count goes on past it
+                start += 1
+                continue
+            if not raws:
+                break
+            start += len(raws)
+            for raw in raws:
                 rec = decode_record(raw)
                 if rec.kind == "attest" and rec.body is not None:
                     self.attested[rec.body["path"]] += 1
