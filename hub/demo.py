@@ -305,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
                    help="start the hub's clock here instead (its day is the demo's day): " + CLOCK_HELP)
     p.add_argument("--duration", type=float, help="stop after this many real seconds (default: run until Ctrl-C)")
     p.add_argument("--once", action="store_true", help="play the whole day at once, print a summary and exit")
+    p.add_argument("--progress-s", type=float, default=10.0, help="seconds between progress lines (default 10)")
     return p
 
 
@@ -322,6 +323,7 @@ async def _amain(args: argparse.Namespace) -> int:
     if args.once:
         demo.clock.skip_to(local_midnight(demo.date, WIB) + DAY_END)
     day = asyncio.create_task(demo.run_day())
+    progress = asyncio.create_task(report_progress(demo, every=args.progress_s))
     try:
         if args.once:
             await day
@@ -332,11 +334,32 @@ async def _amain(args: argparse.Namespace) -> int:
         summary = await asyncio.to_thread(demo.running.views.summary)
         print(json.dumps({"demo": demo.status(), "summary": summary}, default=str), flush=True)
     finally:
-        day.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await day
+        for task in (progress, day):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await running.close()
     return 0
+
+
+def _clock_text(t: int) -> str:
+    return dt.datetime.fromtimestamp(t, dt.timezone(dt.timedelta(seconds=WIB))).strftime("%H:%M")
+
+
+async def report_progress(demo: Demo, *, every: float) -> None:
+    """One line every `every` seconds while the day plays (simulated time, records in, taps to come), and one
+    when it is done, so a person watching the terminal knows the demo is alive and when to look."""
+    started = time.monotonic()
+    while not demo.day_done:
+        await asyncio.sleep(every)
+        if demo.day_done:
+            break
+        st = demo.status()
+        print(f"demo: {_clock_text(st['sim_time'])} WIB, {st['pushed']} records at the hub, "
+              f"{st['remaining']} taps still to come", flush=True)
+    st = demo.status()
+    print(f"demo: the day is done ({st['pushed']} records at the hub after {time.monotonic() - started:.0f} s); "
+          f"the dashboard stays up at {demo.running.http_url}/ until Ctrl-C", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
