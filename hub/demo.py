@@ -323,10 +323,11 @@ async def _amain(args: argparse.Namespace) -> int:
     if args.once:
         demo.clock.skip_to(local_midnight(demo.date, WIB) + DAY_END)
     day = asyncio.create_task(demo.run_day())
-    progress = asyncio.create_task(report_progress(demo, every=args.progress_s))
+    progress = asyncio.create_task(report_progress(demo, day, every=args.progress_s, staying=not args.once))
     try:
         if args.once:
             await day
+            await progress
         else:
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([waiter], timeout=args.duration)
@@ -346,20 +347,17 @@ def _clock_text(t: int) -> str:
     return dt.datetime.fromtimestamp(t, dt.timezone(dt.timedelta(seconds=WIB))).strftime("%H:%M")
 
 
-async def report_progress(demo: Demo, *, every: float) -> None:
+async def report_progress(demo: Demo, day: asyncio.Task[None], *, every: float, staying: bool) -> None:
     """One line every `every` seconds while the day plays (simulated time, records in, taps to come), and one
     when it is done, so a person watching the terminal knows the demo is alive and when to look."""
     started = time.monotonic()
-    while not demo.day_done:
-        await asyncio.sleep(every)
-        if demo.day_done:
-            break
+    while not (await asyncio.wait([day], timeout=every))[0]:
         st = demo.status()
         print(f"demo: {_clock_text(st['sim_time'])} WIB, {st['pushed']} records at the hub, "
               f"{st['remaining']} taps still to come", flush=True)
     st = demo.status()
-    print(f"demo: the day is done ({st['pushed']} records at the hub after {time.monotonic() - started:.0f} s); "
-          f"the dashboard stays up at {demo.running.http_url}/ until Ctrl-C", flush=True)
+    print(f"demo: the day is done ({st['pushed']} records at the hub after {time.monotonic() - started:.0f} s)"
+          + (f"; the dashboard stays up at {demo.running.http_url}/ until Ctrl-C" if staying else ""), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
