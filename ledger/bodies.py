@@ -87,6 +87,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "reporter": _ID,
         "region": _ID,
         "source": Field(str),
+        "observed_at": Field(int, minimum=0),  # when the price was taken (device seconds), if before the record
     },
     "stock": {
         "site": _REQ_ID,  # kitchen id

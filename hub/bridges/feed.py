@@ -8,22 +8,9 @@ from typing import Any
 from ledger import Record
 
 from ..markets.catalog import COMMODITIES_BY_ID
+from ..markets.model import observed_at
 
 ATTESTED = "attested:"  # prefix of the `source` of every input derived from an attestation
-# How far a device's own observation time may lie from the hub's arrival time and still be honoured: back
-# by the validator's staleness limit (an uplink down for a weekend), ahead by a clock's usual drift. Older
-# history comes in through `jejak markets import`, not as live data.
-MAX_BACKDATE_S = 3 * 86400
-MAX_AHEAD_S = 600
-LATE_S = 6 * 3600  # observed this long before arrival: flagged as late in what the hub answers
-
-
-def observed_at(claimed: int | None, received_at: int) -> int:
-    """The time a price is filed under: the device's claimed observation time when within the allowance,
-    else the arrival time (the only time the hub can vouch for)."""
-    if claimed is None or not received_at - MAX_BACKDATE_S <= claimed <= received_at + MAX_AHEAD_S:
-        return received_at
-    return claimed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

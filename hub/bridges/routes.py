@@ -22,8 +22,9 @@ from ..auth import Auth, hash_token
 from ..http import error_response
 from ..markets.catalog import MARKETS_BY_ID
 from ..markets.errors import MarketError
+from ..markets.model import LATE_S, observed_at
 from ..markets.routes import MarketRoutes
-from .feed import LATE_S, observed_at, trust_of
+from .feed import trust_of
 from .payloads import (
     BadQuery,
     BridgeInputError,

@@ -11,12 +11,13 @@ from typing import Any
 
 from ledger import Record, decode_record
 
+from ..markets.model import MAX_AHEAD_S, MAX_BACKDATE_S
 from ..service import Hub
 from ..store import DamagedRecord
 from ..views import Views
 from .attest import Attestation, Attestor, digest
 from .config import BridgeConfig
-from .feed import MAX_AHEAD_S, MAX_BACKDATE_S, DerivedInput, derive, trust_of
+from .feed import DerivedInput, derive, trust_of
 from .payloads import (
     BridgeInputError,
     OutsideLiveWindow,

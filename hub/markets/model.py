@@ -14,6 +14,22 @@ WIB_OFFSET_S = 7 * 3600
 DAY_S = 86400
 
 
+# How far a reported observation time may lie before the time the hub can vouch for (a device's record time,
+# or the arrival of unsigned data) and still be honoured: the validator's staleness limit (an uplink down for
+# a weekend); ahead, a clock's usual drift. Older history comes in through `jejak markets import`.
+MAX_BACKDATE_S = 3 * DAY_S
+MAX_AHEAD_S = 600
+LATE_S = 6 * 3600  # observed this long before arrival: flagged as late in what the hub answers
+
+
+def observed_at(claimed: int | None, vouched: int) -> int:
+    """The time a price is filed under: the claimed observation time when within the allowance around the
+    time the hub can vouch for, else that time."""
+    if claimed is None or not vouched - MAX_BACKDATE_S <= claimed <= vouched + MAX_AHEAD_S:
+        return vouched
+    return claimed
+
+
 def day_of(t: int, tz_offset_s: int = WIB_OFFSET_S) -> int:
     """Day number (days since 1970-01-01 in local time) of Unix time `t`."""
     return (t + tz_offset_s) // DAY_S
@@ -167,7 +183,10 @@ def from_record(record: Any, arrived_at: int) -> MarketInput | None:
     if record.kind == "price":
         return PriceObservation(
             id=rid, market=body["market"], commodity=body["commodity"], grade=body.get("grade", ""),
-            unit=body["unit"], price_idr=body["price_idr"], time=record.time, arrived_at=arrived_at,
+            unit=body["unit"], price_idr=body["price_idr"], arrived_at=arrived_at,
+            # A phone posting a backlog over CoAP names when each price was taken; the record's time is
+            # when the edge signed it.
+            time=observed_at(body.get("observed_at"), record.time),
             region=body.get("region", ""), reporter=body.get("reporter") or device, device=device,
             source=body.get("source", ""),
         )

@@ -68,3 +68,16 @@ def test_generated_bodies_pass_the_ledger_schema(synth) -> None:
     for note in synth.notes[:50]:
         validate_body("note", note.to_body())
     assert n > 2000
+
+
+def test_a_signed_price_keeps_its_observation_time_within_the_allowance(chain: ChainBuilder) -> None:
+    # A phone posts yesterday's prices over CoAP: the edge signs them now, the body says when they were taken.
+    body = {"market": "pasar-senen", "commodity": "cabai-merah", "unit": "kg", "price_idr": 45_000}
+    rec = chain.append("price", {**body, "observed_at": 1_717_200_000 - 86_400})
+    validate_body("price", rec.body)
+    assert from_record(rec, 1_717_200_060).time == 1_717_200_000 - 86_400
+    # Outside the allowance (a week back, or after the record was signed) the record's own time counts.
+    old = chain.append("price", {**body, "observed_at": 1_717_200_000 - 7 * 86_400})
+    assert from_record(old, 1_717_200_060).time == old.time
+    ahead = chain.append("price", {**body, "observed_at": 1_717_200_000 + 3600})
+    assert from_record(ahead, 1_717_200_060).time == ahead.time

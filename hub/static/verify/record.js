@@ -36,7 +36,7 @@
     price: {
       market: ["text", true], commodity: ["text", true], grade: ["text", false], unit: ["text", true],
       price_idr: ["int", true, atLeast(1)], reporter: ["text", false], region: ["text", false],
-      source: ["text", false],
+      source: ["text", false], observed_at: ["int", false, atLeast(0)],
     },
     stock: {
       site: ["text", true], item: ["text", true], movement: ["text", true, oneOf("receive", "use", "waste", "count")],
