@@ -1,4 +1,9 @@
-"""Market price intelligence: validation against manipulation, impact, forecasts and early warning."""
+"""Market price intelligence: validation against manipulation, impact, forecasts and early warning.
+
+A new validation check is one class in `checks.py` (it scores a day's rows and explains one row) added to
+`ALL_CHECKS`; its family says how it counts in the verdict. Commodities are in `catalog.py`, ceilings with
+their regulations in `data/ceilings.json`, bulk imports in `importer.py`, HTTP routes in `routes.py`.
+"""
 
 from .ceilings import Ceiling, CeilingTable
 from .errors import BadInputFile, BadObservation, BadSeries, DecisionConflict, MarketError, NotFound
