@@ -298,17 +298,23 @@ class LmdbLogStore:
             for run in sorted((rng or random.Random()).sample(range(tail // 64), runs)):
                 ranges.append((s.device_id, run * 64, run * 64 + 64))
         found = []
-        with self._env.begin() as txn:
-            cur = txn.cursor(db=self._db["records"])
-            for device_id, start, end in ranges:
-                last = _seq_key(device_id, end)
-                if not cur.set_range(_seq_key(device_id, start)):
-                    continue
-                for key, value in cur:
-                    if key >= last:
-                        break
-                    if not self._intact(txn, bytes(key), bytes(value)):
-                        found.append((device_id, _U64.unpack(key[16:])[0]))
+        try:
+            with self._env.begin() as txn:
+                cur = txn.cursor(db=self._db["records"])
+                for device_id, start, end in ranges:
+                    last = _seq_key(device_id, end)
+                    if not cur.set_range(_seq_key(device_id, start)):
+                        continue
+                    for key, value in cur:
+                        if key >= last:
+                            break
+                        if not self._intact(txn, bytes(key), bytes(value)):
+                            found.append((device_id, _U64.unpack(key[16:])[0]))
+        except lmdb.Error as exc:  # the B-tree itself is damaged, not only a record: the file must go
+            raise StoreCorrupt(f"store at {self.path} cannot be read through: {exc}",
+                               hint=f"stop the daemon, move the store aside (mv {self.path} {self.path}.corrupt) "
+                                    "and restore the log: python -m edge.restore --config EDGE.toml "
+                                    "--from coap://HUB:5683") from None
         for device_id, seq in found:
             self._refuse(device_id, seq)
         log.log(logging.ERROR if found else logging.INFO, "store check: %d damaged of %d records checked in %d logs",
