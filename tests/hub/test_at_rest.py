@@ -24,6 +24,11 @@ from edge.store import LmdbLogStore
 from hub.app import start_hub
 from hub.auth import hash_token
 from hub.config import HubConfig, StoreConfig
+from hub.integrity import check_store
+from hub.service import Hub
+from hub.store import LmdbHubStore
+from hub.tiers import pull_once
+from ledger import Ed25519Signer
 from ledger.sync import Limits, decode_records
 from tests.contract.test_hub_store import PG_DSN
 from tests.dashboard.harness import browser
@@ -202,3 +207,34 @@ def test_hub_verify_command_checks_everything(tmp_path):
     assert damaged.returncode == 52, damaged.stderr
     assert json.loads(damaged.stdout)["damaged"] == [{"device": device_id.hex(), "seq": DAMAGED_SEQ}]
     assert "RECORD DAMAGED" in damaged.stderr
+
+
+async def test_a_national_hub_takes_a_damaged_record_back_from_its_regional_hub(tmp_path):
+    clock = Clock()
+    signer, builder = new_device(clock)
+    records = [builder.genesis()] + [builder.append("note", {"text": f"r{i}"}) for i in range(99)]
+    regional = await start_hub(_config(tmp_path / "regional", "lmdb", "regional"), clock=clock)
+    ctx = await aiocoap.Context.create_client_context()
+    national_dir = tmp_path / "n" / "store"
+    try:
+        device_id = enroll(regional.hub, signer, clock)
+        regional.hub.ingest(device_id, [r.raw for r in records])
+        national = Hub(LmdbHubStore(national_dir), Ed25519Signer.from_seed(b"\x07" * 32), clock=clock)
+        assert (await pull_once(national, regional.coap_url, ctx)).fetched >= 100
+        national.checkpoint(force=True)
+        national.store.close()
+        _change_one_byte(HubConfig(data_dir=str(tmp_path / "n")), records[DAMAGED_SEQ].raw, device_id)
+
+        national = Hub(LmdbHubStore(national_dir), Ed25519Signer.from_seed(b"\x07" * 32), clock=clock)
+        try:
+            assert check_store(national).damaged == ((device_id, DAMAGED_SEQ),)
+            report = await pull_once(national, regional.coap_url, ctx)
+            assert not report.problems, report.problems
+            assert national.store.damaged() == {}
+            assert national.store.log_range(device_id, 0, 100) == [r.raw for r in records]
+            assert check_store(national, full=True).ok
+        finally:
+            national.store.close()
+    finally:
+        await ctx.shutdown()
+        await regional.close()
