@@ -56,3 +56,32 @@ def test_bad_config_says_what_is_wrong(tmp_path, text, message):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "nope.toml")
+
+
+def test_hardware_sections(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text('[reader]\ndriver = "rc522_spi"\nspi_cs = ""\n'
+                    '[[sensor]]\nname = "air"\nkind = "climate"\ndriver = "sht31"\n'
+                    '[[sensor]]\nname = "room"\nkind = "climate"\ndriver = "dht22"\npin = "D4"\n'
+                    '[feedback]\ndriver = "gpio"\namber = ""\nbuzzer = ""\noffline_after_s = 0\n')
+    config = load(path)
+    assert config.reader.bus() == "SPI CS CE0"
+    assert [(s.driver, s.bus()) for s in config.sensors] == [("sht31", "I2C 0x44"), ("dht22", "GPIO D4")]
+    assert config.feedback.leds() == {"green": "D17", "red": "D22"} and config.feedback.bus() == \
+        "GPIO green D17, red D22"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('[reader]\ndriver = "acr999"\n', "reader.driver: expected one of"),
+    ('[reader]\ni2c_address = 0x99\n', "reader.i2c_address"),
+    ('[[sensor]]\nname = "x"\nkind = "crowd"\ndriver = "bme280"\n', "not kind \"crowd\""),
+    ('[[sensor]]\nname = "x"\ndriver = "ds18b20"\n', "sensors[x].driver: expected one of"),
+    ('[[sensor]]\nname = "x"\n[[sensors]]\nname = "y"\n', "not both"),
+    ('[feedback]\ndriver = "neopixel"\n', "feedback.driver"),
+    ('[feedback]\ngreen = 17\n', "board pin name"),
+])
+def test_hardware_sections_refuse_clearly(tmp_path, text, expected):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
+        load(path)
