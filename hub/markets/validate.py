@@ -523,9 +523,8 @@ class Validator:
             return f"accepted; compliance finding ({', '.join(compliance)}): above the legal ceiling"
         if status == ACCEPTED:
             if a.hist[i]:
-                who = "nearby markets" if ev.near_ok[i] else "the other reporters here"
-                return (f"accepted: unusual against its own history ({', '.join(fired)}) but {who} "
-                        f"moved the same way")
+                return (f"accepted: unusual against its own history ({', '.join(fired)}) but "
+                        + "; ".join(self._vouchers(a, i)))
             return f"accepted: only {', '.join(fired)} fired, which alone does not quarantine"
         parts = []
         if rule:
@@ -537,6 +536,26 @@ class Validator:
         if a.hist[i] and not ev.near_ok[i] and not ev.rep_ok[i]:
             parts.append("unusual against its history and no peer can confirm it")
         return "quarantined: " + "; ".join(parts)
+
+    @staticmethod
+    def _vouchers(a: Assessment, i: int) -> list[str]:
+        """What the peers actually reported that lets an unusual price stand, in the summary's words."""
+        ev, out = a.evidence, []
+        x = float(ev.x[i])
+        if ev.rep_ok[i] and not a.rep_decides[i]:
+            n = int(ev.rep_n[i])
+            if ev.peers is not None and ev.peers[i]:
+                said = ", ".join(f"{p.reporter} Rp {p.price:,.0f}".replace(",", ".") for p in ev.peers[i])
+            else:
+                said = f"{n} price{'s' if n != 1 else ''}"
+            out.append(f"the other reporter{'s' if n != 1 else ''} here reported {said}, "
+                       f"{_pct_of(x, float(ev.rep_ref[i]))} of it")
+        if ev.near_ok[i] and not a.fired[i, _C["nearby"]]:
+            out.append(f"nearby markets moved {100 * math.expm1(float(ev.near_ref[i])):+.1f} % the same day, "
+                       f"this market {100 * math.expm1(float(ev.own[i])):+.1f} %")
+        elif ev.near_ok[i] and not a.near_diverged[i]:
+            out.append("it moved back toward its usual level or stays ordinary against its history")
+        return out or ["no check that decides fired"]
 
     # -- streaming ----------------------------------------------------------------------------------------
 
@@ -733,6 +752,11 @@ class Validator:
                 ref[k] = vals[0] if len(vals) == 1 else statistics.median(vals)
                 cnt[k] = len(vals)
         return ref, cnt
+
+
+def _pct_of(x: float, ref: float) -> str:
+    """How far `ref` is from x, in words: "within 1.2 %"."""
+    return f"within {100 * abs(ref / x - 1):.1f} %"
 
 
 @dataclass(slots=True)

@@ -106,6 +106,6 @@ def test_the_service_moves_a_value_out_of_quarantine_when_peers_confirm_it() -> 
     assert svc.quarantined("cleared")[0]["observation"]["id"] == first.id
     audit = svc.audit(first.id)
     assert audit[0]["action"] == "clear" and {d["by"] for d in audit} == {"validator"}
-    assert "moved the same way" in audit[0]["why"]
+    assert "the other reporter here reported r2 Rp 48.000" in audit[0]["why"]
     today = [h for h in svc.history("cabai-merah", "pasar-senen") if h["day"] == DAY]
     assert today[0]["reports"] == 3 and today[0]["price_idr"] == 48_000
