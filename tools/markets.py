@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,24 @@ def _import_hub(args: argparse.Namespace) -> dict[str, Any]:
     query = {k: v for k, v in (("market", args.market), ("region", args.region), ("reporter", args.reporter),
                                ("source", args.source)) if v}
     url = args.hub_url.rstrip("/") + IMPORT_ROUTE + "?" + urllib.parse.urlencode(query)
-    data = Path(args.file).read_bytes()
-    if not args.quiet:
-        print(f"sending {len(data):,} bytes to {args.hub_url}", file=sys.stderr)
-    headers = {"Content-Type": "text/csv", **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
-    req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    size = Path(args.file).stat().st_size
+
+    def chunks() -> Iterator[bytes]:
+        # Streamed from disk with progress: an export of a million rows is about 120 MB.
+        sent, shown = 0, 0
+        with open(args.file, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                sent += len(chunk)
+                if not args.quiet and (sent - shown >= size // 10 or sent == size):
+                    shown = sent
+                    print(f"  sent {sent:,} of {size:,} bytes", file=sys.stderr, flush=True)
+                yield chunk
+        if not args.quiet:
+            print("  the hub is importing...", file=sys.stderr, flush=True)
+
+    headers = {"Content-Type": "text/csv", "Content-Length": str(size),
+               **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
+    req = urllib.request.Request(url, data=chunks(), headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=600) as resp:
             out: dict[str, Any] = json.loads(resp.read())
