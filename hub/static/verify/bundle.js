@@ -1,4 +1,4 @@
-// Bundles (FORMAT.md §12): the schema in one place, then one function per check, in the order §12 gives.
+// Bundles (FORMAT.md §12): the schema in one place, then one function per check, in the order §12.1 gives.
 "use strict";
 (function (J) {
   const { fail, malformed, JejakError, isBytes, isMap, isArray, isUint, isText, equal, hex } = J;
@@ -41,7 +41,10 @@
     return true;
   }
 
+  const MAX_BUNDLE = 2 ** 30;
+
   function parseBundle(data) {
+    if (data.length > MAX_BUNDLE) malformed("bundle larger than " + MAX_BUNDLE + " bytes");
     const b = J.decode(data);
     if (!isMap(b)) malformed("bundle is not a map");
     const ok = checkFields(b, BUNDLE_SCHEMA, "bundle");
@@ -361,5 +364,4 @@
   });
 
   Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, parseBundle, Report, verifyBundle, summary, keyAt, keySchedule });
-  void isText;
 })(globalThis.Jejak);

@@ -83,7 +83,6 @@
 
     function item(depth, outer) {
       need(1);
-      const start = pos;
       const ib = data[pos++], major = ib >> 5, info = ib & 31;
       switch (major) {
         case 0: return arg(info);
@@ -125,7 +124,6 @@
           if (info === 21) return true;
           if (info === 22) return null;
           if (info >= 25 && info <= 27) malformed("floating-point values are not allowed");
-          void start;
           malformed("simple value " + (info === 24 ? "(extended)" : info) + " is not allowed");
       }
     }

@@ -1,7 +1,7 @@
 // Records (FORMAT.md §3), kinds and bodies (§4) and detached bodies (§5) for the offline verifier.
 "use strict";
 (function (J) {
-  const { malformed, isInt, isUint, isBytes, isText, isMap, isArray, equal, concat, ascii } = J;
+  const { malformed, isInt, isUint, isBytes, isText, isMap, isArray, equal, ascii } = J;
 
   const MAX_RECORD = 8192;
   const MAX_DETACHED = 65536;
@@ -140,5 +140,4 @@
     J.ed25519Verify(record.signature, J.sigStructure(PROTECTED, RECORD_AAD, record.payload), pubkey);
 
   Object.assign(J, { KINDS, SCHEMAS, decodeRecord, attachBody, checkBody, signatureValid });
-  void concat;
 })(globalThis.Jejak);
