@@ -65,6 +65,7 @@ class ValidationConfig:
     nearby_km: float | None = 150.0  # None: every market of the region counts as nearby
     settle_after_s: int = 4 * 3600  # a day's verdicts are final this long after the local day ends
     expect_days: int = 14  # reporters seen for a series this many days back are expected every day
+    backlog_window_s: int = 2 * 3600  # a day first heard of late stays open this long for other backlogs
     max_age_s: int = 3 * 86400  # older than this on arrival is stale
     max_skew_s: int = 600  # device time this far past arrival is in the future
     history_checks: tuple[str, ...] = ("hampel", "modified_z", "jump")
@@ -578,7 +579,7 @@ class Validator:
         self._commit_pending(s, day)
         d = self._days.get((s, day))
         if d is None:
-            d = self._days[(s, day)] = _Day()
+            d = self._days[(s, day)] = _Day(first_arrival=obs.arrived_at)
         elif obs.id in d.verdicts:
             return [(obs, d.verdicts[obs.id]), *out]  # the same record again: sync is idempotent
         d.reports.append(obs)
@@ -600,10 +601,8 @@ class Validator:
     def settle(self, now: int) -> list[tuple[PriceObservation, Verdict]]:
         """Make final every open day whose cut-off has passed by hub time `now`; returns the verdicts that
         became final (the hub calls it on a timer as well as on every arrival)."""
-        cfg = self.config
         out: list[tuple[PriceObservation, Verdict]] = []
-        due = [key for key, d in self._days.items()
-               if not d.settled and now >= (key[1] + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s]
+        due = [key for key, d in self._days.items() if not d.settled and now >= self._cutoff(key[1], d)]
         for s, day in sorted(due, key=lambda k: k[1]):
             d = self._days[(s, day)]
             verdicts = self._judge(s, day, d, provisional=False)
@@ -615,6 +614,14 @@ class Validator:
             for key in [k for k, d in self._days.items() if d.settled and k[1] < oldest]:
                 del self._days[key]
         return out
+
+    def _cutoff(self, day: int, d: _Day) -> int:
+        """Hub time after which a day's verdicts are final whoever has not reported: `settle_after_s`
+        after the local day ends, and for a day whose reports come in later (devices sending a backlog
+        after an outage), `backlog_window_s` after its first report arrived, so the devices' backlogs are
+        judged together whichever came first."""
+        cfg = self.config
+        return max((day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s, d.first_arrival + cfg.backlog_window_s)
 
     def _complete(self, s: int, day: int, d: _Day) -> bool:
         """Every reporter seen for this series in the last `expect_days` days has reported this day."""
@@ -763,6 +770,7 @@ def _pct_of(x: float, ref: float) -> str:
 class _Day:
     """One series' reports of one local day and their latest verdicts, while the day is open."""
 
+    first_arrival: int = 0  # hub time the day's first report arrived
     reports: list[PriceObservation] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     settled: bool = False

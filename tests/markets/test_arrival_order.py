@@ -109,3 +109,22 @@ def test_the_service_moves_a_value_out_of_quarantine_when_peers_confirm_it() -> 
     assert "the other reporter here reported r2 Rp 48.000" in audit[0]["why"]
     today = [h for h in svc.history("cabai-merah", "pasar-senen") if h["day"] == DAY]
     assert today[0]["reports"] == 3 and today[0]["price_idr"] == 48_000
+
+
+def test_backlogs_sent_after_an_outage_are_judged_together() -> None:
+    v = validator()
+    later = MORNING + 2 * DAY_S  # the uplink came back two days later; each device sends its backlog in turn
+
+    def backlog(price: int, reporter: str, minute: int) -> PriceObservation:
+        o = obs(price, reporter)
+        return PriceObservation(id=f"b{next(_ids)}", market=o.market, region=o.region, commodity=o.commodity,
+                                unit="kg", price_idr=price, time=o.time, arrived_at=later + 60 * minute,
+                                reporter=reporter)
+
+    latest = {}
+    # A move all three shared: the first backlog alone would look like an outlier with no peer.
+    for o in (backlog(48_000, "r1", 0), backlog(48_000, "r2", 20), backlog(48_500, "r3", 40)):
+        for seen, verdict in v.observe(o):
+            latest[seen.reporter] = verdict
+    assert {r: x.status for r, x in latest.items()} == {"r1": "accepted", "r2": "accepted", "r3": "accepted"}
+    assert all(not x.provisional for x in latest.values())
