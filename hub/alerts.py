@@ -78,6 +78,21 @@ class Alerts:
             fut.add_done_callback(self._sends.discard)
         return fresh
 
+    def trigger(self, *, text: str, level: str, subject: str, by: str) -> dict[str, Any]:
+        """An alert an operator raises by hand: kept and listed like the derived ones, pushed live at once."""
+        v = self.views
+        now = int(v.clock())
+        severity = {"critical": "alert", "warning": "warning"}.get(level, "info")
+        alert_id = f"operator/{now}/{len(self._alerts)}"
+        alert: dict[str, Any] = {"id": alert_id, "domain": "operator", "code": "operator_alert",
+                 "subject": subject, "severity": severity, "level": level, "text": text, "time": now, "by": by}
+        with v.fresh():
+            self._seen.add(alert_id)
+            self._alerts.append(alert)
+        if v.events is not None:
+            v.events.publish({"type": "alert", "alert": dict(alert)})
+        return alert
+
     def current(self, raised: Sequence[Any] = ()) -> list[dict[str, Any]]:
         v = self.views
         now = v.clock()
@@ -109,7 +124,9 @@ class Alerts:
         def stale(alert: dict[str, Any]) -> bool:
             if "resolved_at" in alert:
                 return int(alert["resolved_at"]) < cutoff
-            return alert["domain"] == "markets" and alert["code"] != "quarantined" and int(alert["time"]) < cutoff
+            # Early warnings and operators' alerts are events: they go with their time.
+            event = alert["domain"] == "operator" or (alert["domain"] == "markets" and alert["code"] != "quarantined")
+            return event and int(alert["time"]) < cutoff
 
         gone = [a for a in self._alerts if stale(a)]
         if gone:

@@ -27,6 +27,7 @@ from ledger.sync import Head
 
 from .auth import Auth
 from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
+from .bridges.seedapi import SeedApi
 from .chain import ChainRoutes
 from .clock import HubClock, parse_clock
 from .coap import add_proof_resources
@@ -251,6 +252,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         await start_bridges(bridges)
         # The bridges serve seed 2's public API (prices, impact, alerts, forecasts) from the same read models.
         domain_routes.append(BridgeRoutes(bridges, auth=auth, markets=markets).register)
+        # Seed 2's WebSockets carry the dashboard's live events: one event source, two transports.
+        domain_routes.append(SeedApi(bridges, auth=auth, events=events).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
                            read=config.security.read)
     api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",

@@ -32,7 +32,6 @@ EXPORT_KEEP_S = 24 * 3600  # how long an exported bundle stays resumable
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-
 def coded(exc: BaseException) -> CodedError:
     """The typed error to answer with: `exc` itself; BAD_REQUEST for a route's own parsing; INTERNAL else."""
     if isinstance(exc, CodedError):
@@ -81,6 +80,7 @@ class Events:
 
     def __init__(self, *, keep: int = 1000, linger_s: float = 300.0) -> None:
         self._queues: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
+        self._strict: dict[asyncio.Queue[tuple[str, dict[str, Any]]], Callable[[int], None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.boot = secrets.token_hex(4)
         self._n = 0
@@ -109,12 +109,31 @@ class Events:
         item = (f"{self.boot}-{self._n}", event)
         for q in list(self._queues):
             if q.full():
+                cut = self._strict.get(q)
+                if cut is not None:
+                    # A strict subscriber that fell `maxsize` events behind is cut off rather than kept: the
+                    # hub holds no backlog for it and its transport is closed by `cut`.
+                    self.unsubscribe(q)
+                    cut(q.qsize())
+                    continue
                 q.get_nowait()
             q.put_nowait(item)
 
-    def subscribe(self, last_id: str | None = None) -> asyncio.Queue[tuple[str, dict[str, Any]]]:
-        """A queue of (id, event); with `last_id` (Last-Event-ID) it starts with the events after that one."""
-        q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=1000)
+    @property
+    def subscribers(self) -> int:
+        return len(self._queues)
+
+    def subscribe(self, last_id: str | None = None, *, maxsize: int = 1000,
+                  on_overflow: Callable[[int], None] | None = None) -> asyncio.Queue[tuple[str, dict[str, Any]]]:
+        """A queue of (id, event); with `last_id` (Last-Event-ID) it starts with the events after that one.
+
+        A subscriber that falls `maxsize` events behind loses its oldest ones (the dashboard reloads what it
+        missed), or, with `on_overflow`, is unsubscribed and `on_overflow(events behind)` is called on the
+        event loop (WebSocket clients, which cannot ask for what they missed). Delivery never waits for a
+        subscriber either way."""
+        q: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=maxsize)
+        if on_overflow is not None:
+            self._strict[q] = on_overflow
         if last_id:
             boot, _, n = last_id.partition("-")
             first = self._ring[0][0] if self._ring else self._n + 1
@@ -129,6 +148,7 @@ class Events:
 
     def unsubscribe(self, q: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
         self._queues.discard(q)
+        self._strict.pop(q, None)
         if not self._queues:
             self._left_at = time.monotonic()
 

@@ -67,12 +67,20 @@ class BridgeConfig:
     gateway_tokens: tuple[str, ...] = ()  # SHA-256 hex of tokens seed-1 gateways must send; empty: open
     max_batch: int = 1000  # scans in one seed-1 gateway sync
     max_payload_bytes: int = 16 * 1024
+    ws_max_subscribers: int = 200  # live WebSocket subscribers (/ws/prices, /api/alerts/ws) at once
+    ws_queue: int = 256  # events a subscriber may be behind before it is closed (1013) as too slow
+    ws_max_frame_bytes: int = 4096  # a larger frame from a subscriber closes it (1009)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     def __post_init__(self) -> None:
         _need(1 <= self.max_batch <= 10000, f"max_batch: expected 1..10000, got {self.max_batch}")
         _need(256 <= self.max_payload_bytes <= 1 << 20,
               f"max_payload_bytes: expected 256..1048576, got {self.max_payload_bytes}")
+        _need(1 <= self.ws_max_subscribers <= 10000,
+              f"ws_max_subscribers: expected 1..10000, got {self.ws_max_subscribers}")
+        _need(8 <= self.ws_queue <= 100_000, f"ws_queue: expected 8..100000, got {self.ws_queue}")
+        _need(64 <= self.ws_max_frame_bytes <= 1 << 20,
+              f"ws_max_frame_bytes: expected 64..1048576, got {self.ws_max_frame_bytes}")
         for digest in self.gateway_tokens:
             _need(len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
                   "gateway_tokens: expected SHA-256 hex digests (64 lowercase hex characters), not tokens")

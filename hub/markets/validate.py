@@ -564,6 +564,16 @@ class Validator:
         """Validate one observation as it arrives; its verdict may be provisional (see `observe`)."""
         return self.observe(obs)[0][1]
 
+    def preview(self, obs: PriceObservation) -> Verdict:
+        """The verdict `obs` would get if it arrived now, judged with the day's reports so far, without
+        keeping it: no report, reporter, pending day or verdict changes (a series seen for the first time is
+        registered, empty). Always provisional: the day's other reporters may still change it."""
+        s = self._series(obs.series, obs.region)
+        day = day_of(obs.time, self.config.tz_offset_s)
+        d = self._days.get((s, day))
+        scratch = _Day(reports=[o for o in (d.reports if d is not None else []) if o.id != obs.id] + [obs])
+        return self._judge(s, day, scratch, provisional=True)[obs.id]
+
     def observe(self, obs: PriceObservation) -> list[tuple[PriceObservation, Verdict]]:
         """Take one observation as it arrives: its verdict first, then every verdict this changed.
 

@@ -6,6 +6,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -78,13 +79,14 @@ def unique_topic() -> str:
     return f"jejak-test-{uuid.uuid4().hex[:12]}/pasar/data"
 
 
-async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str | None = None) -> HubEnv:
+async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str | None = None,
+                   **bridge_options: Any) -> HubEnv:
     topic = topic or unique_topic()
     mqtt = mqtt or MqttConfig(enabled=True, topic=topic, clean_session=True,
                               client_id=f"jejak-hub-test-{uuid.uuid4().hex[:8]}")
     config = HubConfig(name="bridges-test", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
                        auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),),
-                       bridges=BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt))
+                       bridges=BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt, **bridge_options))
     clock = HubClock()  # wall time unless a test sets it (to ingest a past day as it happened)
     plan = Plan(kitchens=(Kitchen(id="sppg-test"),), schools=(School(id="sd-1", kitchen="sppg-test", portions=100),))
     run = await start_hub(config, clock=clock, plan=plan)
