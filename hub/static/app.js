@@ -2,6 +2,9 @@
 "use strict";
 
 const WIB = 7 * 3600;
+// Every visible word in both languages. Statuses, findings and container steps come from words.json, which
+// `jejak mbg` speaks too; t() records any key the current language lacks (window.__i18nMissing, checked by
+// the browser tests), so an untranslated string fails a test instead of leaking into a page.
 const I18N = {
   en: {
     "nav.chain": "Chain health", "nav.mbg": "MBG", "nav.markets": "Markets", "nav.verify": "Verify a bundle", "live.on": "live", "live.off": "offline",
@@ -10,63 +13,180 @@ const I18N = {
     "tree_size": "tree size", "root": "root", "signed": "signed", "download": "Download audit bundle",
     "device": "Device", "site": "Site", "role": "Role", "status": "Status", "restore": "damaged, awaiting restore", "length": "Length", "head": "Head",
     "last_seen": "Last seen", "sync_lag": "Sync lag", "no_forks": "No forks: every device shows one history.",
-    "fork_seq": "Seq", "mbg.title": "MBG deliveries today", "on_time": "On time", "late": "Late", "short": "Short",
-    "missing": "Missing", "in_transit": "In transit", "receiving": "Receiving", "pending": "Pending", "portions": "Portions received / expected",
-    "school": "School", "expected": "Expected", "received": "Received", "shortfall": "Short by", "arrived": "Arrived",
-    "deadline": "Deadline", "late_by": "Late by", "containers": "Container timelines", "container": "Container",
-    "violations": "Food-safety violations", "rule": "Rule", "measured": "Measured", "limit": "Limit",
+    "fork_seq": "Seq", "mbg.title": "MBG deliveries", "on_time": "On time", "late": "Late", "short": "Short",
+    "missing": "Missing", "portions": "Portions received / planned",
+    "school": "School", "expected": "Planned", "received": "Received", "shortfall": "Short by", "arrived": "Arrived",
+    "deadline": "Due", "late_by": "Late by", "containers": "Container history", "container": "Container",
+    "violations": "Food safety", "rule": "Rule", "measured": "Measured", "limit": "Limit",
     "source": "Source", "findings": "Findings", "no_violations": "No food-safety violation today.",
     "stock": "Stock on hand", "item": "Item", "on_hand": "On hand", "flags": "Flags", "stock_card": "Stock card",
     "movement": "Movement", "in": "In", "out": "Out", "balance": "Balance", "time": "Time", "kitchen": "Kitchen",
     "markets.title": "Market prices", "commodity": "Commodity", "market": "Market", "all_markets": "All markets",
-    "prices": "Prices (IDR)", "quarantined": "Quarantined observations", "reasons": "Reasons", "price": "Price",
-    "impact": "Impact score", "dominant": "dominant", "weights": "weights", "forecast": "7-day forecast",
-    "interval": "interval", "map": "ALPS early warning by market", "alerts": "Alerts", "no_alerts": "No alerts yet.",
-    "alps": "ALPS", "band": "Band", "observations": "Observations", "scans_today": "Scans today",
-    "select": "Select a row to see its history.", "none": "Nothing yet.", "code": "Code", "subject": "Subject",
-    "detail": "Detail", "model": "model", "days": "day",
+    "prices": "Prices (Rp)", "quarantined": "Prices held for checking", "reasons": "Why", "price": "Price",
+    "impact": "Impact score", "dominant": "main cause", "weights": "causes", "forecast": "7-day forecast",
+    "map": "Price early warning by market", "alerts": "Alerts", "no_alerts": "No alerts yet.",
+    "alps": "Early warning", "band": "Level", "observations": "Reports", "scans_today": "Taps today",
+    "select": "Select a row to see its history.", "none": "Nothing yet.", "subject": "About",
+    "detail": "What", "kind": "Finding", "day": "day", "language": "ID: switch the language to Indonesian",
+    "switch_to": "ID", "hub_time": "Hub time (WIB)", "page": "Page {n} of {of}", "prev": "Previous", "next": "Next",
+    "data_notices": "{n} data-quality notices (not urgent)", "more_alerts": "{n} more", "held_prices":
+    "{n} prices held for checking", "held": "held for checking", "checkpoint_event": "checkpoint",
+    "forecast_note": "Line: expected price. Shaded: the range 95 of 100 days should fall in.",
+    "confidence": "Confidence", "confidence.low": "low", "confidence.medium": "medium", "confidence.high": "high",
+    "map_hint": "Zoom with + and −, drag to move; a number is a group of markets, select it to zoom in.",
+    "group_of": "{n} markets", "main": "Dashboard", "timeline_of": "History of container", "stage": "Stage",
+    "derived": "(from the kitchen's or school's tap)", "source_sop": "kitchen SOP", "source_who": "WHO Five Keys",
+    "kind.scan": "tap", "kind.price": "price", "kind.stock": "stock", "kind.reading": "sensor reading",
+    "kind.note": "note", "kind.key": "key", "movement.receive": "received", "movement.use": "used",
+    "movement.waste": "wasted", "movement.count": "counted", "group.food": "Food safety", "group.delivery": "Deliveries",
+    "group.container": "Containers", "group.stock": "Stock", "group.data": "Data quality",
+    "reason.hampel": "far from the usual price of the last days", "reason.modified_z": "far from the middle price",
+    "reason.zscore": "far from the average price (shown only)", "reason.iqr": "outside the usual price range (shown only)",
+    "reason.jump": "sudden jump from the last price", "reason.reporters": "differs from other reporters here",
+    "reason.nearby": "moved unlike nearby markets", "reason.ceiling": "above the price ceiling (HET)",
+    "reason.stale": "reported long after it was seen", "reason.future": "device clock ahead of the hub",
+    "reason.other": "other check",
+    "factor.weather": "weather", "factor.crowd": "crowds", "factor.season": "season and holidays",
+    "factor.supply": "supply", "factor.mbg": "MBG kitchens' buying", "factor.notes": "reporters' notes",
+    "factor.macro": "inflation, fuel, exchange rate", "factor.unexplained": "unexplained",
+    "band.normal": "normal", "band.stress": "watch", "band.alert": "alert", "band.crisis": "crisis",
+    "alps_alert": "price alert", "alps_crisis": "price crisis", "alps_stress": "price watch",
+    "dev.active": "active", "dev.pending": "waiting for approval", "dev.forked": "two histories", "dev.revoked": "revoked",
+    "role.kitchen": "kitchen", "role.kitchen_exit": "kitchen exit", "role.school_gate": "school gate",
+    "role.return": "container return", "role.market": "market", "role.hub-attestor": "hub", "role.phone": "phone",
+    "role.market_stall": "market stall",
   },
   id: {
     "nav.chain": "Kesehatan rantai", "nav.mbg": "MBG", "nav.markets": "Pasar", "nav.verify": "Periksa bundel", "live.on": "langsung",
     "live.off": "terputus", "feed.title": "Langsung", "chain.title": "Kesehatan rantai", "records": "Catatan di log",
     "devices": "Perangkat", "forks": "Percabangan", "refused": "Catatan ditolak", "duplicates": "Duplikat",
     "checkpoint": "Checkpoint terakhir", "tree_size": "ukuran pohon", "root": "akar", "signed": "ditandatangani",
-    "download": "Unduh bundel audit", "device": "Perangkat", "site": "Lokasi", "role": "Peran", "status": "Status", "restore": "rusak, menunggu pemulihan",
-    "length": "Panjang", "head": "Kepala", "last_seen": "Terakhir terlihat", "sync_lag": "Jeda sinkron",
+    "download": "Unduh bundel audit", "device": "Perangkat", "site": "Lokasi", "role": "Peran", "status": "Status",
+    "restore": "rusak, menunggu pemulihan", "length": "Panjang", "head": "Ujung", "last_seen": "Terakhir terlihat", "sync_lag": "Jeda sinkron",
     "no_forks": "Tidak ada percabangan: setiap perangkat menunjukkan satu riwayat.", "fork_seq": "Urutan",
-    "mbg.title": "Pengiriman MBG hari ini", "on_time": "Tepat waktu", "late": "Terlambat", "short": "Kurang",
-    "missing": "Tidak datang", "in_transit": "Dalam perjalanan", "receiving": "Sedang diterima", "pending": "Menunggu",
-    "portions": "Porsi diterima / direncanakan", "school": "Sekolah", "expected": "Rencana", "received": "Diterima",
-    "shortfall": "Kurang", "arrived": "Tiba", "deadline": "Batas", "late_by": "Terlambat", "containers": "Riwayat ompreng",
-    "container": "Ompreng", "violations": "Pelanggaran keamanan pangan", "rule": "Aturan", "measured": "Terukur",
-    "limit": "Batas", "source": "Sumber", "findings": "Temuan", "no_violations": "Tidak ada pelanggaran hari ini.",
+    "mbg.title": "Pengiriman MBG", "on_time": "Tepat waktu", "late": "Terlambat", "short": "Kurang",
+    "missing": "Tidak datang", "portions": "Porsi diterima / direncanakan", "school": "Sekolah", "expected": "Rencana",
+    "received": "Diterima", "shortfall": "Kurang", "arrived": "Tiba", "deadline": "Batas", "late_by": "Terlambat",
+    "containers": "Riwayat ompreng", "container": "Ompreng", "violations": "Keamanan pangan", "rule": "Aturan",
+    "measured": "Terukur", "limit": "Batas", "source": "Sumber", "findings": "Temuan",
+    "no_violations": "Tidak ada pelanggaran keamanan pangan hari ini.",
     "stock": "Stok bahan", "item": "Bahan", "on_hand": "Stok", "flags": "Tanda", "stock_card": "Kartu stok",
     "movement": "Mutasi", "in": "Masuk", "out": "Keluar", "balance": "Saldo", "time": "Waktu", "kitchen": "Dapur",
     "markets.title": "Harga pasar", "commodity": "Komoditas", "market": "Pasar", "all_markets": "Semua pasar",
-    "prices": "Harga (Rp)", "quarantined": "Observasi dikarantina", "reasons": "Alasan", "price": "Harga",
-    "impact": "Skor dampak", "dominant": "dominan", "weights": "bobot", "forecast": "Prakiraan 7 hari",
-    "interval": "selang", "map": "Peringatan dini ALPS per pasar", "alerts": "Peringatan",
-    "no_alerts": "Belum ada peringatan.", "alps": "ALPS", "band": "Tingkat", "observations": "Observasi",
-    "scans_today": "Tap hari ini", "select": "Pilih baris untuk melihat riwayatnya.", "none": "Belum ada.",
-    "code": "Kode", "subject": "Subjek", "detail": "Rincian", "model": "model", "days": "hari",
+    "prices": "Harga (Rp)", "quarantined": "Harga yang ditahan untuk diperiksa", "reasons": "Alasan", "price": "Harga",
+    "impact": "Skor dampak", "dominant": "penyebab utama", "weights": "penyebab", "forecast": "Prakiraan 7 hari",
+    "map": "Peringatan dini harga per pasar", "alerts": "Peringatan", "no_alerts": "Belum ada peringatan.",
+    "alps": "Peringatan dini", "band": "Tingkat", "observations": "Laporan", "scans_today": "Tap hari ini",
+    "select": "Pilih baris untuk melihat riwayatnya.", "none": "Belum ada.", "subject": "Tentang",
+    "detail": "Keterangan", "kind": "Temuan", "day": "hari", "language": "EN: ganti bahasa ke bahasa Inggris",
+    "switch_to": "EN", "hub_time": "Waktu hub (WIB)", "page": "Halaman {n} dari {of}", "prev": "Sebelumnya",
+    "next": "Berikutnya", "data_notices": "{n} catatan mutu data (tidak mendesak)", "more_alerts": "{n} lagi",
+    "held_prices": "{n} harga ditahan untuk diperiksa", "held": "ditahan untuk diperiksa",
+    "checkpoint_event": "checkpoint",
+    "forecast_note": "Garis: perkiraan harga. Arsiran: rentang tempat 95 dari 100 hari seharusnya berada.",
+    "confidence": "Keyakinan", "confidence.low": "rendah", "confidence.medium": "sedang", "confidence.high": "tinggi",
+    "map_hint": "Perbesar dengan + dan −, geser untuk berpindah; angka adalah kelompok pasar, pilih untuk memperbesar.",
+    "group_of": "{n} pasar", "main": "Dasbor", "timeline_of": "Riwayat ompreng", "stage": "Tahap",
+    "derived": "(dari tap dapur atau sekolah)", "source_sop": "SOP dapur", "source_who": "WHO Lima Kunci",
+    "kind.scan": "tap", "kind.price": "harga", "kind.stock": "stok", "kind.reading": "bacaan sensor",
+    "kind.note": "catatan", "kind.key": "kunci", "movement.receive": "masuk", "movement.use": "dipakai",
+    "movement.waste": "terbuang", "movement.count": "dihitung", "group.food": "Keamanan pangan", "group.delivery": "Pengiriman",
+    "group.container": "Ompreng", "group.stock": "Stok", "group.data": "Mutu data",
+    "reason.hampel": "jauh dari harga biasa beberapa hari terakhir", "reason.modified_z": "jauh dari harga tengah",
+    "reason.zscore": "jauh dari harga rata-rata (hanya info)", "reason.iqr": "di luar rentang harga biasa (hanya info)",
+    "reason.jump": "lonjakan mendadak dari harga terakhir", "reason.reporters": "berbeda dari pelapor lain di pasar ini",
+    "reason.nearby": "bergerak tidak seperti pasar terdekat", "reason.ceiling": "di atas harga eceran tertinggi (HET)",
+    "reason.stale": "dilaporkan lama setelah dilihat", "reason.future": "jam perangkat lebih cepat dari hub",
+    "reason.other": "pemeriksaan lain",
+    "factor.weather": "cuaca", "factor.crowd": "keramaian", "factor.season": "musim dan hari raya",
+    "factor.supply": "pasokan", "factor.mbg": "belanja dapur MBG", "factor.notes": "catatan pelapor",
+    "factor.macro": "inflasi, BBM, kurs", "factor.unexplained": "tidak terjelaskan",
+    "band.normal": "normal", "band.stress": "waspada", "band.alert": "siaga", "band.crisis": "krisis",
+    "alps_alert": "harga siaga", "alps_crisis": "harga krisis", "alps_stress": "harga waspada",
+    "dev.active": "aktif", "dev.pending": "menunggu persetujuan", "dev.forked": "dua riwayat", "dev.revoked": "dicabut",
+    "role.kitchen": "dapur", "role.kitchen_exit": "pintu keluar dapur", "role.school_gate": "gerbang sekolah",
+    "role.return": "pengembalian ompreng", "role.market": "pasar", "role.hub-attestor": "hub", "role.phone": "ponsel",
+    "role.market_stall": "lapak pasar",
   },
 };
-const BAND_LABEL = { en: { normal: "normal", stress: "stress", alert: "alert", crisis: "crisis" },
-  id: { normal: "normal", stress: "waspada", alert: "siaga", crisis: "krisis" } };
-const STATE = { lang: localStorage.getItem("jejak.lang") || "id", route: "chain", data: {}, commodity: null,
-  market: "", tag: null, card: null, records: 0, outline: null };
+const STATE = { lang: localStorage.getItem("jejak.lang") || "id", route: "chain", data: {}, commodity: null, deliveries: null,
+  market: "", tag: null, card: null, records: 0, outline: null, names: null, findings: new Map(), qpage: 0 };
+const MISSING = new Set();
+window.__i18nMissing = MISSING;
 
-const t = (k) => (I18N[STATE.lang][k] ?? I18N.en[k] ?? k);
+function t(k, vars) {
+  let s = I18N[STATE.lang][k];
+  if (s == null) { MISSING.add(`${STATE.lang}:${k}`); s = I18N.en[k] ?? k; }
+  return vars ? s.replace(/\{(\w+)\}/g, (_, n) => String(vars[n] ?? "")) : s;
+}
+// Data the hub names (roles, factors, check names): a word when one exists, the hub's own id otherwise.
+const tOr = (k, fallback) => (I18N[STATE.lang][k] ?? fallback);
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const num = (v) => (v == null ? "–" : Number(v).toLocaleString(STATE.lang === "id" ? "id-ID" : "en-US"));
 const hhmm = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(11, 16));
 const when = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(0, 16).replace("T", " ") + " WIB");
-const dur = (s) => (s == null ? "–" : s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+const mins = (s) => (s == null ? "–" : Math.abs(s) < 5400 ? `${Math.round(Math.abs(s) / 60)} ${t("unit.min")}`
+  : `${Math.floor(Math.round(Math.abs(s) / 60) / 60)} ${t("unit.h")} ${Math.round(Math.abs(s) / 60) % 60} ${t("unit.min")}`);
+const dur = (s) => (s == null ? "–" : s < 90 ? `${Math.round(s)} ${t("unit.s")}` : mins(s));
+const celsius = (cc) => (cc == null ? "–" : `${(cc / 100).toFixed(1)} °C`);
 const dayDate = (d) => new Date(d * 86400 * 1000).toISOString().slice(5, 10);
 const short = (h) => (h ? `${h.slice(0, 10)}…` : "–");
 const badge = (cls, text) => `<span class="badge ${esc(cls)}">${esc(text)}</span>`;
-const band = (b) => badge(b, BAND_LABEL[STATE.lang][b] || b);
+const band = (b) => badge(b, t(`band.${b}`));
+
+// Names people use for the plan's kitchens and schools and the enrolled devices.
+function schoolName(id) { const s = STATE.names?.schools?.[id]; return s && s.name ? s.name : (id || "–"); }
+function kitchenName(id) { const k = STATE.names?.kitchens?.[id]; return k && k.name ? k.name : (id || "–"); }
+function deviceName(hex) { const d = STATE.names?.devices?.[hex]; return d ? (d.name || `${d.site} ${hex.slice(0, 6)}`) : (hex || "").slice(0, 8); }
+function siteName(id) { return STATE.names?.schools?.[id] ? schoolName(id) : kitchenName(id); }
+function subjectName(code, subject) {
+  if (code === "clock_skew" || code === "late_sync") return deviceName(subject);
+  if (STATE.names?.schools?.[subject] || STATE.names?.kitchens?.[subject]) return siteName(subject);
+  if (subject.includes("/")) { const [k, item] = subject.split("/"); return `${kitchenName(k)}: ${item}`; }
+  return subject;
+}
+
+// Findings in order of what to act on first: food safety, then deliveries that did not come, then the rest;
+// data-quality notices last and folded.
+const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
+  missing_delivery: "delivery", overdue_delivery: "delivery", late_delivery: "delivery", short_delivery: "delivery",
+  over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery",
+  container_lost: "container", container_unreturned: "container", container_damaged: "container",
+  stock_overdraw: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",
+  late_sync: "data", clock_skew: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data" };
+const RANK = { cook_to_serve: 0, danger_zone: 0, hot_holding: 0, missing_delivery: 1, overdue_delivery: 1 };
+function findingRank(f) {
+  if (RANK[f.code] != null) return RANK[f.code];
+  if (GROUP[f.code] === "data") return 9;
+  return { alert: 2, warning: 5, info: 8 }[f.severity] ?? 6;
+}
+function alertRank(a) {
+  if (a.domain === "mbg") return findingRank(a);
+  if (a.code === "alps_crisis") return 3;
+  if (a.code === "alps_alert") return 4;
+  if (a.code === "quarantined") return 10;
+  return a.severity === "alert" ? 5 : 7;
+}
+const bySeverity = (rank) => (x, y) => rank(x) - rank(y) || String(x.code).localeCompare(String(y.code));
+
+// A finding in words, from its code and values (the same sentences `jejak mbg` prints).
+function findingText(f) {
+  const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
+  const n = (f.containers || []).length || f.measured || (f.records || []).length;
+  const v = { n, other: schoolName(f.other_school), arrived: hhmm(d.arrived_at), due: hhmm(d.deadline_at),
+    departed: hhmm(d.departed_at), late: mins(f.measured), received: d.received_portions ?? f.measured,
+    expected: d.expected ?? f.limit, short: d.shortfall ?? "–", skew: mins(f.measured), lag: mins(f.measured),
+    measured: f.measured, limit: f.limit };
+  let key = `say.${f.code}`;
+  if (f.code === "cook_to_serve" || f.code === "danger_zone") {
+    Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });
+    if (f.code === "cook_to_serve" && f.open) key = "say.cook_to_serve_open";
+  } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
+  else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
+  if (I18N[STATE.lang][key] == null) return STATE.lang === "en" ? (f.detail || "") : "";
+  return t(key, v);
+}
 
 async function api(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
@@ -77,12 +197,29 @@ async function api(path) {
 
 function table(cols, rows, opts = {}) {
   if (!rows.length) return `<p class="empty">${esc(opts.empty || t("none"))}</p>`;
-  const head = cols.map((c) => `<th class="${c.num ? "num" : ""}">${esc(t(c.h))}</th>`).join("");
+  const head = cols.map((c) => `<th scope="col" class="${c.num ? "num" : ""}">${esc(t(c.h))}</th>`).join("");
   const body = rows.map((r, i) => `<tr ${opts.rowAttr ? opts.rowAttr(r, i) : ""}>${cols.map((c) =>
     `<td class="${c.num ? "num" : ""} ${c.cls || ""}">${c.f(r)}</td>`).join("")}</tr>`).join("");
-  return `<table ${opts.attr || ""}><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
+  // A wide table scrolls inside its own region, which the keyboard can reach too.
+  return `<div class="scroll" tabindex="0" role="region" aria-label="${esc(opts.label || t(cols[0].h))}"><table ${opts.attr || ""}><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
 }
 const card = (label, value, cls = "", id = "") => `<div class="card ${cls}" ${id ? `data-testid="${id}"` : ""}><div class="n">${value}</div><div class="l">${esc(label)}</div></div>`;
+
+// Long lists come a page at a time.
+const PAGE = 20;
+function pager(name, page, total) {
+  const pages = Math.max(1, Math.ceil(total / PAGE));
+  if (pages <= 1) return "";
+  return `<nav class="pager" aria-label="${esc(t("page", { n: page + 1, of: pages }))}" data-testid="pager-${name}">
+    <button type="button" class="btn" data-page="${name}" data-to="${page - 1}" ${page <= 0 ? "disabled" : ""}>${t("prev")}</button>
+    <span>${t("page", { n: page + 1, of: pages })}</span>
+    <button type="button" class="btn" data-page="${name}" data-to="${page + 1}" ${page >= pages - 1 ? "disabled" : ""}>${t("next")}</button></nav>`;
+}
+
+async function names() {
+  try { STATE.names = await api("/api/mbg/names"); } catch (e) { STATE.names = STATE.names || { schools: {}, kitchens: {}, devices: {} }; }
+  return STATE.names;
+}
 
 // ---- chain health ------------------------------------------------------------------------------------
 async function viewChain() {
@@ -103,43 +240,68 @@ async function viewChain() {
     <a class="btn" id="export" href="/api/export" download="jejak-audit.jejak">${t("download")}</a></div>
   <div class="panel"><h2>${t("devices")}</h2>${table([
     { h: "device", f: (d) => `${esc(d.name)}<br><span class="mono muted">${esc(d.device.slice(0, 12))}</span>` },
-    { h: "site", f: (d) => esc(d.site) }, { h: "role", f: (d) => esc(d.role) },
-    { h: "status", f: (d) => badge(d.status, d.status)
+    { h: "site", f: (d) => esc(d.site) }, { h: "role", f: (d) => esc(tOr(`role.${d.role}`, d.role)) },
+    { h: "status", f: (d) => badge(d.status, tOr(`dev.${d.status}`, d.status))
       + (d.damaged && d.damaged.length ? ` ${badge("damaged", t("restore"))} <span class="mono" data-testid="damaged-${esc(d.device)}">${d.damaged.map(num).join(", ")}</span>` : "") },
     { h: "length", num: true, f: (d) => `<span data-testid="len-${esc(d.device)}">${num(d.length)}</span>` },
     { h: "head", f: (d) => `<span class="mono">${short(d.head)}</span>` },
     { h: "last_seen", f: (d) => hhmm(d.last_seen) }, { h: "sync_lag", num: true, f: (d) => dur(d.sync_lag_s) },
   ], devices, { attr: 'data-testid="devices"' })}</div>
   <div class="panel"><h2>${t("forks")} / ${t("refused")}</h2>
-    ${forks.forks.length ? table([{ h: "device", f: (f) => `<span class="mono">${esc(f.device)}</span>` },
+    ${forks.forks.length ? table([{ h: "device", f: (f) => esc(deviceName(f.device)) },
       { h: "fork_seq", num: true, f: (f) => f.seq }, { h: "head", f: (f) => `<span class="mono">${short(f.first)} / ${short(f.second)}</span>` }], forks.forks)
       : `<p class="empty">${t("no_forks")}</p>`}
-    <p>${Object.entries(h.refused).map(([k, v]) => `${esc(k)}: <b>${num(v)}</b>`).join(" · ") || ""}</p></div>`;
+    <p>${Object.entries(h.refused).map(([k, v]) => `<span class="mono">${esc(k)}</span>: <b>${num(v)}</b>`).join(" · ") || ""}</p></div>`;
 }
 
 // ---- MBG ---------------------------------------------------------------------------------------------
+function findingsPanel(findings) {
+  const sorted = [...findings].sort(bySeverity(findingRank));
+  const urgent = sorted.filter((f) => GROUP[f.code] !== "data");
+  const notices = sorted.filter((f) => GROUP[f.code] === "data");
+  const cols = [{ h: "kind", f: (f) => `${badge(f.severity, t(`finding.${f.code}`))}` },
+    { h: "subject", f: (f) => esc(subjectName(f.code, f.subject)) },
+    { h: "detail", cls: "wrap", f: (f) => esc(findingText(f)) }];
+  const row = (f) => `data-code="${esc(f.code)}" data-subject="${esc(f.subject)}"`;
+  // Twenty "synced late" lines would bury the three that matter: notices are one folded line per kind.
+  const kinds = [...new Set(notices.map((f) => f.code))];
+  const folded = kinds.map((code) => {
+    const of = notices.filter((f) => f.code === code);
+    const worst = of.reduce((w, f) => (Math.abs(f.measured || 0) > Math.abs(w.measured || 0) ? f : w), of[0]);
+    return { ...worst, count: of.length, all: of };
+  });
+  return `${table(cols, urgent, { attr: 'data-testid="findings"', rowAttr: row, label: t("findings") })}
+    ${notices.length ? `<details class="notices" data-testid="notices"><summary>${esc(t("data_notices", { n: notices.length }))}</summary>
+      ${table([{ h: "kind", f: (g) => `${badge("info", t(`finding.${g.code}`))} ×${g.count}` },
+        { h: "subject", cls: "wrap", f: (g) => esc(g.all.map((f) => subjectName(f.code, f.subject)).join(", ")) },
+        { h: "detail", cls: "wrap", f: (g) => esc(findingText(g)) }], folded, { label: t("group.data") })}</details>` : ""}`;
+}
+
 async function viewMbg() {
   const [del, sum, viol, stock, cont] = await Promise.all([api("/api/mbg/deliveries"), api("/api/dashboard/summary"),
-    api("/api/mbg/violations"), api("/api/mbg/stock"), api("/api/mbg/containers")]);
+    api("/api/mbg/violations"), api("/api/mbg/stock"), api("/api/mbg/containers"), names()]);
   STATE.data.mbg = { del, sum, viol, stock, cont };
+  STATE.deliveries = del;
+  STATE.findings = new Map(viol.findings.map((f) => [`mbg/${f.code}/${f.subject}/${f.date}`, f]));
   const tot = del.totals;
   const kitchens = del.kitchens.map((k) => `<div class="panel" data-testid="kitchen-${esc(k.kitchen)}">
     <h3>${esc(k.name)} <span class="muted mono">${esc(k.kitchen)}</span></h3>
     <div class="row">${["on_time", "late", "short", "missing"].map((s) => `${badge(s, t(s))} <b data-testid="k-${esc(k.kitchen)}-${s}">${k.counts[s]}</b>`).join(" ")}</div>
-    ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map((x) => badge(x, t(x))).join(" ") },
+    ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map((x) => badge(x, t(`status.${x}`))).join(" ") },
       { h: "expected", num: true, f: (s) => num(s.expected) }, { h: "received", num: true, f: (s) => num(s.received_portions) },
       { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: (s) => hhmm(s.arrived_at) },
-      { h: "deadline", f: (s) => hhmm(s.deadline_at) }, { h: "late_by", num: true, f: (s) => (s.late_s ? dur(s.late_s) : "–") }], k.schools)}</div>`).join("");
+      { h: "deadline", f: (s) => hhmm(s.deadline_at) }, { h: "late_by", num: true, f: (s) => (s.late_s ? mins(s.late_s) : "–") }], k.schools, { label: k.name })}</div>`).join("");
   const tags = cont.containers;
   if (!STATE.tag || !tags.some((c) => c.tag === STATE.tag)) STATE.tag = tags.length ? tags[0].tag : null;
   let timeline = `<p class="empty">${t("none")}</p>`;
   if (STATE.tag) {
     const tl = await api(`/api/mbg/containers/${encodeURIComponent(STATE.tag)}`);
-    timeline = tl.timelines.map((x) => `<p class="muted">${esc(x.date)} · ${esc(x.school || "")} · ${badge(x.stage, x.stage)}</p>
-      <ol class="timeline" data-testid="timeline">${x.steps.map((s) => `<li class="${s.derived ? "derived" : ""}"><b>${esc(s.event)}</b>${hhmm(s.time)}<br><small>${esc(s.site)}${s.temp_cc != null ? ` · ${(s.temp_cc / 100).toFixed(1)} °C` : ""}</small></li>`).join("")}</ol>`).join("");
+    timeline = tl.timelines.map((x) => `<p class="muted">${esc(x.date)} · ${esc(schoolName(x.school))} · ${x.stage ? badge(x.stage, t(`event.${x.stage}`)) : ""}</p>
+      <ol class="timeline" data-testid="timeline">${x.steps.map((s) => `<li class="${s.derived ? "derived" : ""}" ${s.derived ? `title="${esc(t("derived"))}"` : ""}><b>${esc(t(`event.${s.event}`))}</b>${hhmm(s.time)}<br><small>${esc(siteName(s.site))}${s.temp_cc != null ? ` · ${celsius(s.temp_cc)}` : ""}</small></li>`).join("")}</ol>`).join("");
   }
   const cards = stock.cards;
   const sel = cards.find((c) => `${c.kitchen}/${c.item}` === STATE.card) || cards[0];
+  const source = (v) => (v.source.startsWith("WHO") ? t("source_who") : t("source_sop"));
   return `<h1>${t("mbg.title")} <span class="muted">${esc(del.date)}</span></h1>
   <div class="cards">
     ${card(t("on_time"), num(tot.on_time || 0), "ok", "mbg-on_time")}${card(t("late"), num(tot.late || 0), "late", "mbg-late")}
@@ -147,38 +309,41 @@ async function viewMbg() {
     ${card(t("portions"), `${num(sum.portions.received)} / ${num(sum.portions.expected)}`, "", "mbg-portions")}
     ${card(t("scans_today"), num(sum.total_scans_today), "", "mbg-scans")}
   </div>
+  <div class="panel" data-testid="violations"><h2>${t("violations")}</h2>
+    ${table([{ h: "rule", f: (v) => badge("alert", t(`finding.${v.rule}`)) }, { h: "school", f: (v) => `${esc(schoolName(v.school))} <span class="muted mono">${esc(v.school)}</span>` },
+      { h: "measured", num: true, f: (v) => (v.unit === "cc" ? celsius(v.measured) : mins(v.measured)) },
+      { h: "limit", num: true, f: (v) => (v.unit === "cc" ? celsius(v.limit) : mins(v.limit)) },
+      { h: "source", cls: "muted", f: (v) => `<span title="${esc(STATE.lang === "en" ? v.source : source(v))}">${esc(source(v))}</span>` }],
+      [...viol.violations].sort((a, b) => a.rule.localeCompare(b.rule)), { empty: t("no_violations"), label: t("violations") })}
+    <h3>${t("findings")} (${viol.findings.length})</h3>
+    ${findingsPanel(viol.findings)}</div>
   <h2>${t("kitchen")}</h2>${kitchens || `<p class="empty">${t("none")}</p>`}
   <div class="grid2">
     <div class="panel"><h2>${t("containers")}</h2>
-      <select id="tag" aria-label="${t("container")}">${tags.map((c) => `<option value="${esc(c.tag)}" ${c.tag === STATE.tag ? "selected" : ""}>${esc(c.tag)} · ${esc(c.school || "")} · ${esc(c.stage || "")}</option>`).join("")}</select>
+      <label>${t("container")} <select id="tag">${tags.map((c) => `<option value="${esc(c.tag)}" ${c.tag === STATE.tag ? "selected" : ""}>${esc(c.tag)} · ${esc(schoolName(c.school))} · ${esc(c.stage ? t(`event.${c.stage}`) : "")}</option>`).join("")}</select></label>
       ${timeline}</div>
-    <div class="panel" data-testid="violations"><h2>${t("violations")}</h2>
-      ${table([{ h: "rule", f: (v) => badge("alert", v.rule) }, { h: "school", f: (v) => esc(v.school) },
-        { h: "measured", num: true, f: (v) => (v.unit === "cc" ? `${(v.measured / 100).toFixed(1)} °C` : dur(v.measured)) },
-        { h: "limit", num: true, f: (v) => (v.unit === "cc" ? `${(v.limit / 100).toFixed(1)} °C` : dur(v.limit)) },
-        { h: "source", cls: "muted", f: (v) => `<span title="${esc(v.source)}">${esc(v.source.slice(0, 40))}…</span>` }], viol.violations, { empty: t("no_violations") })}
-      <h3>${t("findings")} (${viol.findings.length})</h3>
-      ${table([{ h: "code", f: (f) => badge(f.severity, f.code) }, { h: "subject", f: (f) => esc(f.subject) },
-        { h: "detail", cls: "muted", f: (f) => esc(f.detail.slice(0, 90)) }], viol.findings)}</div>
+    <div class="panel"><h2>${t("stock")}</h2>${table([{ h: "kitchen", f: (s) => esc(kitchenName(s.kitchen)) }, { h: "item", f: (s) => esc(s.item) },
+      { h: "on_hand", num: true, f: (s) => `${num(s.on_hand)} ${esc(s.unit)}` }, { h: "flags", f: (s) => s.flags.map((f) => badge("alert", t(`finding.stock_${f}`))).join(" ") }],
+      stock.on_hand, { attr: 'data-testid="stock"', label: t("stock"), rowAttr: (s) => `tabindex="0" class="click ${sel && sel.kitchen === s.kitchen && sel.item === s.item ? "sel" : ""}" data-card="${esc(s.kitchen)}/${esc(s.item)}"` })}</div>
   </div>
-  <div class="grid2">
-    <div class="panel"><h2>${t("stock")}</h2>${table([{ h: "kitchen", f: (s) => esc(s.kitchen) }, { h: "item", f: (s) => esc(s.item) },
-      { h: "on_hand", num: true, f: (s) => `${num(s.on_hand)} ${esc(s.unit)}` }, { h: "flags", f: (s) => s.flags.map((f) => badge("alert", f)).join(" ") }],
-      stock.on_hand, { attr: 'data-testid="stock"', rowAttr: (s) => `class="click ${sel && sel.kitchen === s.kitchen && sel.item === s.item ? "sel" : ""}" data-card="${esc(s.kitchen)}/${esc(s.item)}"` })}</div>
-    <div class="panel"><h2>${t("stock_card")} ${sel ? `<span class="muted">${esc(sel.kitchen)} / ${esc(sel.item)}</span>` : ""}</h2>
-      ${sel ? table([{ h: "time", f: (l) => hhmm(l.time) }, { h: "movement", f: (l) => esc(l.movement) },
-        { h: "in", num: true, f: (l) => (l.qty_in ? num(l.qty_in) : "") }, { h: "out", num: true, f: (l) => (l.qty_out ? num(l.qty_out) : "") },
-        { h: "balance", num: true, f: (l) => num(l.balance) }, { h: "flags", f: (l) => l.flags.map((f) => badge("alert", f)).join(" ") }], sel.lines) : ""}</div>
-  </div>`;
+  <div class="panel"><h2>${t("stock_card")} ${sel ? `<span class="muted">${esc(kitchenName(sel.kitchen))} / ${esc(sel.item)}</span>` : ""}</h2>
+    ${sel ? table([{ h: "time", f: (l) => hhmm(l.time) }, { h: "movement", f: (l) => esc(tOr(`movement.${l.movement}`, l.movement)) },
+      { h: "in", num: true, f: (l) => (l.qty_in ? num(l.qty_in) : "") }, { h: "out", num: true, f: (l) => (l.qty_out ? num(l.qty_out) : "") },
+      { h: "balance", num: true, f: (l) => num(l.balance) }, { h: "flags", f: (l) => l.flags.map((f) => badge("alert", t(`finding.stock_${f}`))).join(" ") }], sel.lines, { label: t("stock_card") }) : ""}</div>`;
 }
 
 // ---- markets -----------------------------------------------------------------------------------------
-const COLORS = ["#0b6e4f", "#2b6cb0", "#b7791f", "#805ad5", "#c05621", "#2c7a7b", "#b83280", "#4a5568"];
+const COLORS = ["#0b6e4f", "#2b6cb0", "#9c5d00", "#805ad5", "#c05621", "#2c7a7b", "#b83280", "#4a5568"];
+const BAND_COLOR = { normal: "#2f9e44", stress: "#f0b429", alert: "#e8590c", crisis: "#b02a37" };
+const BAND_RANK = { normal: 0, stress: 1, alert: 2, crisis: 3 };
 
 function scale(d0, d1, r0, r1) { const k = d1 === d0 ? 0 : (r1 - r0) / (d1 - d0); return (v) => r0 + (v - d0) * k; }
+// Charts are drawn at about the width they are shown at, so their text stays readable on a phone.
+const chartWidth = () => Math.round(Math.min(760, Math.max(320, ($("#view")?.clientWidth || 760) - 40)));
+const factor = (k) => tOr(`factor.${k}`, k);
 
 function priceChart(series, impact) {
-  const W = 760, H = 300, L = 62, R = 12, T = 12, B = 26;
+  const W = chartWidth(), H = W < 500 ? 260 : 300, L = 58, R = 10, T = 12, B = 26;
   const pts = series.flatMap((s) => s.points);
   if (!pts.length) return `<p class="empty">${t("none")}</p>`;
   const days = pts.map((p) => p.day), prices = pts.filter((p) => !p.quarantined).map((p) => p.price_idr);
@@ -186,13 +351,13 @@ function priceChart(series, impact) {
   const x = scale(Math.min(...days), Math.max(...days), L, W - R), y = scale(lo - pad, hi + pad, H - B, T);
   const yOf = (p) => y(Math.min(Math.max(p, lo - pad), hi + pad));
   const imp = new Map(impact.map((i) => [`${i.market}/${i.commodity}/${i.day}`, i]));
-  let out = `<svg class="chart" viewBox="0 0 ${W} ${H}" data-testid="price-chart" role="img">`;
+  let out = `<svg class="chart" viewBox="0 0 ${W} ${H}" data-testid="price-chart" role="img" aria-label="${esc(t("prices"))}">`;
   for (let i = 0; i <= 4; i++) {
     const v = lo - pad + ((hi - lo + 2 * pad) * i) / 4;
     out += `<line class="grid" x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}"/><text x="${L - 4}" y="${y(v) + 4}" text-anchor="end">${num(Math.round(v / 100) * 100)}</text>`;
   }
-  const d0 = Math.min(...days), d1 = Math.max(...days);
-  for (let d = d0; d <= d1; d += Math.max(1, Math.round((d1 - d0) / 6))) out += `<text x="${x(d)}" y="${H - 8}" text-anchor="middle">${dayDate(d)}</text>`;
+  const d0 = Math.min(...days), d1 = Math.max(...days), ticks = W < 500 ? 3 : 6;
+  for (let d = d0; d <= d1; d += Math.max(1, Math.round((d1 - d0) / ticks))) out += `<text x="${x(d)}" y="${H - 8}" text-anchor="middle">${dayDate(d)}</text>`;
   out += `<line class="axis" x1="${L}" x2="${L}" y1="${T}" y2="${H - B}"/><line class="axis" x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}"/>`;
   series.forEach((s, i) => {
     const c = COLORS[i % COLORS.length];
@@ -203,26 +368,31 @@ function priceChart(series, impact) {
       const im = imp.get(`${s.market}/${s.commodity}/${p.day}`);
       if (!im || drawn.has(p.day)) continue;
       drawn.add(p.day);
-      const w = Object.entries(im.weights).filter(([, v]) => v >= 0.005).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", "), sc = im.score / 100;
-      const tip = `${s.market} · ${dayDate(p.day)}\n${t("price")}: Rp ${num(p.price_idr)}\n${t("impact")}: ${im.score}/100 (${im.change_pct > 0 ? "+" : ""}${im.change_pct} %)\n${t("dominant")}: ${im.dominant}\n${t("weights")}: ${w}`;
-      out += `<circle class="impact" cx="${x(p.day).toFixed(1)}" cy="${y(p.price_idr).toFixed(1)}" r="${(2 + sc * 9).toFixed(1)}" fill="${c}" fill-opacity="${(0.25 + sc * 0.6).toFixed(2)}" data-tip="${esc(tip)}" data-score="${im.score}" data-dominant="${esc(im.dominant)}"><title>${esc(tip)}</title></circle>`;
+      const w = Object.entries(im.weights).filter(([, v]) => v >= 0.005).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${factor(k)} ${Math.round(v * 100)} %`).join(", "), sc = im.score / 100;
+      const tip = `${s.market} · ${dayDate(p.day)}\n${t("price")}: Rp ${num(p.price_idr)}\n${t("impact")}: ${im.score}/100 (${im.change_pct > 0 ? "+" : ""}${num(im.change_pct)} %)\n${t("dominant")}: ${factor(im.dominant)}\n${t("weights")}: ${w}`;
+      out += `<circle class="impact" cx="${x(p.day).toFixed(1)}" cy="${y(p.price_idr).toFixed(1)}" r="${(2 + sc * 9).toFixed(1)}" fill="${c}" fill-opacity="${(0.25 + sc * 0.6).toFixed(2)}" data-tip="${esc(tip)}" data-market="${esc(s.market)}" data-day="${p.day}" data-score="${im.score}" data-dominant="${esc(im.dominant)}"><title>${esc(tip)}</title></circle>`;
     }
     for (const p of s.points.filter((q) => q.quarantined)) {
-      const cx = x(p.day), cy = yOf(p.price_idr), tip = `${s.market} · Rp ${num(p.price_idr)}\n${p.reasons.join("\n")}`;
+      const cx = x(p.day), cy = yOf(p.price_idr), tip = `${s.market} · Rp ${num(p.price_idr)}\n${reasonWords(p.reasons).join("\n")}`;
       out += `<g class="quarantine" data-tip="${esc(tip)}" data-id="${esc(p.id)}"><title>${esc(tip)}</title><line class="q" x1="${cx - 5}" x2="${cx + 5}" y1="${cy - 5}" y2="${cy + 5}"/><line class="q" x1="${cx - 5}" x2="${cx + 5}" y1="${cy + 5}" y2="${cy - 5}"/></g>`;
     }
   });
   out += "</svg>";
   const legend = series.map((s, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(s.market)}</span>`).join("");
-  return out + `<div class="legend">${legend}<span><svg width="12" height="12"><line class="q" x1="1" y1="1" x2="11" y2="11"/><line class="q" x1="1" y1="11" x2="11" y2="1"/></svg> ${t("quarantined")}</span><span>● ${t("impact")}</span></div>`;
+  return out + `<div class="legend">${legend}<span><svg width="12" height="12" aria-hidden="true"><line class="q" x1="1" y1="1" x2="11" y2="11"/><line class="q" x1="1" y1="11" x2="11" y2="1"/></svg> ${t("quarantined")}</span><span>● ${t("impact")}</span></div>`;
+}
+
+// The validator's checks in plain words (its own text, with the statistics, stays in the English tooltip).
+function reasonWords(reasons) {
+  return [...new Set(reasons.map((r) => { const k = r.split(":")[0].trim(); return I18N[STATE.lang][`reason.${k}`] ?? t("reason.other"); }))];
 }
 
 function forecastChart(f) {
-  const W = 760, H = 240, L = 62, R = 12, T = 12, B = 26;
+  const W = chartWidth(), H = W < 500 ? 220 : 240, L = 58, R = 10, T = 12, B = 26;
   const all = [...f.history.map((h) => h.price), ...f.forecast.flatMap((p) => [p.low, p.high])];
   const days = [...f.history.map((h) => h.day), ...f.forecast.map((p) => p.day)];
   const x = scale(Math.min(...days), Math.max(...days), L, W - R), y = scale(Math.min(...all), Math.max(...all), H - B, T);
-  let out = `<svg class="chart" viewBox="0 0 ${W} ${H}" data-testid="forecast-chart">`;
+  let out = `<svg class="chart" viewBox="0 0 ${W} ${H}" data-testid="forecast-chart" role="img" aria-label="${esc(t("forecast"))}">`;
   for (let i = 0; i <= 3; i++) { const v = Math.min(...all) + ((Math.max(...all) - Math.min(...all)) * i) / 3; out += `<line class="grid" x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}"/><text x="${L - 4}" y="${y(v) + 4}" text-anchor="end">${num(Math.round(v / 100) * 100)}</text>`; }
   const last = f.history[f.history.length - 1];
   const upper = [[last.day, last.price], ...f.forecast.map((p) => [p.day, p.high])], lower = [[last.day, last.price], ...f.forecast.map((p) => [p.day, p.low])].reverse();
@@ -231,25 +401,84 @@ function forecastChart(f) {
   out += `<polyline fill="none" stroke="#2b6cb0" stroke-width="1.8" stroke-dasharray="5 3" points="${[[last.day, last.price], ...f.forecast.map((p) => [p.day, p.mean])].map(([d, v]) => `${x(d).toFixed(1)},${y(v).toFixed(1)}`).join(" ")}"/>`;
   for (const p of f.forecast) out += `<circle cx="${x(p.day)}" cy="${y(p.mean)}" r="2.5" fill="#2b6cb0" data-mean="${p.mean}"><title>${dayDate(p.day)}: Rp ${num(p.mean)} (${num(p.low)}–${num(p.high)})</title></circle>`;
   for (const d of [days[0], last.day, days[days.length - 1]]) out += `<text x="${x(d)}" y="${H - 8}" text-anchor="middle">${dayDate(d)}</text>`;
-  return out + `</svg><p class="muted">${t("model")}: ${esc(f.model)} · ${t("interval")}: ${esc(f.interval)}</p>`;
+  const conf = f.confidence ? ` · ${t("confidence")}: ${esc(tOr(`confidence.${f.confidence}`, f.confidence))}` : "";
+  return out + `</svg><p class="muted">${t("forecast_note")}${conf}</p>`;
 }
 
-function mapChart(m) {
-  const W = 760, H = 300, lon = scale(94, 142, 0, W), lat = scale(7, -11.5, 0, H);
-  let out = `<svg class="chart" viewBox="0 0 ${W} ${H}" data-testid="map">`;
-  if (STATE.outline) {
-    for (const f of STATE.outline.features) {
-      const polys = f.geometry.type === "Polygon" ? [f.geometry.coordinates] : f.geometry.coordinates;
-      out += `<path class="land" d="${polys.map((p) => p.map((r) => `M${r.map(([a, b]) => `${lon(a).toFixed(1)},${lat(b).toFixed(1)}`).join("L")}Z`).join("")).join("")}"/>`;
+// A real map: Leaflet over the bundled province shapes (no tiles from the internet), markers grouped when
+// they would overlap at the current zoom.
+const MAP = { map: null, layer: null, view: null, markets: [] };
+
+function mapPanel(m) {
+  return `<div id="leaflet" class="map" data-testid="map" aria-label="${esc(t("map"))}"></div>
+    <p class="muted small">${t("map_hint")}</p>
+    <div class="legend">${m.bands.map((b) => `<span><i style="background:${BAND_COLOR[b]}"></i>${esc(t(`band.${b}`))}</span>`).join("")}</div>`;
+}
+
+function marketTip(mk) {
+  return `${mk.name} (${mk.city})\n${mk.alps.map((a) => `${a.commodity}: ${t(`band.${a.band}`)}`).join("\n")}`;
+}
+
+function drawMarkers() {
+  const { map, layer, markets } = MAP;
+  layer.clearLayers();
+  const groups = [];
+  for (const mk of markets) {
+    const p = map.latLngToLayerPoint([mk.lat, mk.lon]);
+    const g = groups.find((x) => x.p.distanceTo(p) < 36);  // a group icon is 32 px wide
+    if (g) g.items.push(mk); else groups.push({ p, items: [mk] });
+  }
+  for (const g of groups) {
+    const worst = g.items.reduce((w, mk) => (BAND_RANK[mk.band] > BAND_RANK[w] ? mk.band : w), "normal");
+    if (g.items.length === 1) {
+      const mk = g.items[0];
+      const c = L.circleMarker([mk.lat, mk.lon], { radius: 8, color: "#ffffff", weight: 2, fillColor: BAND_COLOR[mk.band], fillOpacity: 1, className: "mk" }).addTo(layer);
+      c.bindTooltip(esc(marketTip(mk)).replace(/\n/g, "<br>"));
+      const el = c.getElement();
+      el.setAttribute("data-market", mk.id); el.setAttribute("data-band", mk.band);
+      el.setAttribute("role", "img"); el.setAttribute("aria-label", marketTip(mk).replace(/\n/g, "; "));
+    } else {
+      const lat = g.items.reduce((a, mk) => a + mk.lat, 0) / g.items.length, lon = g.items.reduce((a, mk) => a + mk.lon, 0) / g.items.length;
+      const label = `${t("group_of", { n: g.items.length })}: ${g.items.map((mk) => mk.name).join(", ")}`;
+      const icon = L.divIcon({ className: `cluster ${worst}`, html: `<span>${g.items.length}</span>`, iconSize: [32, 32] });
+      const mkr = L.marker([lat, lon], { icon, title: label, alt: label, keyboard: true }).addTo(layer);
+      mkr.on("click keypress", () => map.fitBounds(L.latLngBounds(g.items.map((mk) => [mk.lat, mk.lon])).pad(0.6), { maxZoom: map.getZoom() + 3 }));
+      const el = mkr.getElement();
+      el.setAttribute("data-markets", g.items.map((mk) => mk.id).join(" ")); el.setAttribute("data-band", worst);
+      el.setAttribute("aria-label", label);
     }
   }
-  for (const mk of m.markets) {
-    const w = mk.worst, tip = `${mk.name} (${mk.city})\n${mk.alps.map((a) => `${a.commodity}: ${a.alps} ${a.band}`).join("\n")}`;
-    out += `<g class="mk" data-market="${esc(mk.id)}" data-band="${esc(mk.band)}" data-tip="${esc(tip)}"><title>${esc(tip)}</title><circle cx="${lon(mk.lon).toFixed(1)}" cy="${lat(mk.lat).toFixed(1)}" r="7" fill="var(--${mk.band})" stroke="#fff" stroke-width="1.5"/></g>`;
-    if (w) out += `<text x="${(lon(mk.lon) + 9).toFixed(1)}" y="${(lat(mk.lat) + 4).toFixed(1)}">${esc(mk.name.replace(/^Pasar (Induk )?/, ""))}</text>`;
+}
+
+function drawMap(m) {
+  const el = $("#leaflet");
+  if (!el || !window.L) return;
+  if (MAP.map) { MAP.map.remove(); MAP.map = null; }
+  const map = L.map(el, { attributionControl: false, zoomSnap: 0.5, minZoom: 3.5, maxZoom: 12, worldCopyJump: false });
+  if (MAP.view) map.setView(MAP.view.center, MAP.view.zoom); else map.fitBounds([[-11, 95], [6, 141]]);
+  if (STATE.outline) L.geoJSON(STATE.outline, { interactive: false, style: { className: "land", color: "#6f8a7d", weight: 0.8, fillColor: "#e3ebe6", fillOpacity: 1 } }).addTo(map);
+  MAP.map = map; MAP.layer = L.layerGroup().addTo(map); MAP.markets = m.markets;
+  map.on("zoomend", drawMarkers);
+  map.on("moveend", () => { MAP.view = { center: map.getCenter(), zoom: map.getZoom() }; });
+  drawMarkers();
+}
+
+function alertLine(a) {
+  if (a.domain === "mbg") {
+    const f = STATE.findings.get(a.id);
+    return { what: t(`finding.${a.code}`), about: subjectName(a.code, a.subject), text: f ? findingText(f) : (STATE.lang === "en" ? a.text : "") };
   }
-  out += "</svg>";
-  return out + `<div class="legend">${m.bands.map((b) => `<span><i style="background:var(--${b})"></i>${esc(BAND_LABEL[STATE.lang][b])}</span>`).join("")}</div>`;
+  if (a.code === "quarantined") return { what: t("held"), about: a.subject, text: `Rp ${num(parseInt(a.text, 10))}` };
+  return { what: tOr(a.code, a.code), about: a.subject, text: STATE.lang === "en" ? a.text : "" };
+}
+
+function alertsPanel(alerts) {
+  const sorted = [...alerts].sort(bySeverity(alertRank));
+  const main = sorted.filter((a) => a.code !== "quarantined"), held = sorted.filter((a) => a.code === "quarantined");
+  const cols = [{ h: "kind", f: (a) => badge(a.severity, alertLine(a).what) }, { h: "subject", f: (a) => esc(alertLine(a).about) },
+    { h: "detail", cls: "muted wrap", f: (a) => esc(alertLine(a).text.slice(0, 160)) }];
+  return `${table(cols, main.slice(0, 30), { empty: held.length ? t("none") : t("no_alerts"), attr: 'data-testid="alerts"', label: t("alerts"), rowAttr: (a) => `data-code="${esc(a.code)}"` })}
+    ${held.length ? `<details class="notices" data-testid="held-alerts"><summary>${esc(t("held_prices", { n: held.length }))}</summary>${table(cols, held, { label: t("quarantined") })}</details>` : ""}`;
 }
 
 async function viewMarkets() {
@@ -263,6 +492,9 @@ async function viewMarkets() {
   STATE.data.markets = { p, m, alerts, fc };
   const name = (c) => all.names[c] || c;
   const alps = m.markets.flatMap((mk) => mk.alps.map((a) => ({ ...a, name: mk.name }))).filter((a) => a.commodity === STATE.commodity);
+  const held = p.quarantined, pages = Math.max(1, Math.ceil(held.length / PAGE));
+  STATE.qpage = Math.min(STATE.qpage, pages - 1);
+  const shown = held.slice(STATE.qpage * PAGE, (STATE.qpage + 1) * PAGE);
   return `<h1>${t("markets.title")}</h1>
   <div class="row">
     <label>${t("commodity")} <select id="commodity">${all.commodities.map((c) => `<option value="${esc(c)}" ${c === STATE.commodity ? "selected" : ""}>${esc(name(c))}</option>`).join("")}</select></label>
@@ -270,20 +502,19 @@ async function viewMarkets() {
     <span class="muted">${t("observations")}: <b data-testid="obs-count">${num(p.series.reduce((a, s) => a + s.points.length, 0))}</b></span>
   </div>
   <div class="panel"><h2>${t("prices")} · ${esc(name(STATE.commodity))}</h2>${priceChart(p.series, p.impact)}</div>
+  <div class="panel"><h2>${t("alerts")}</h2>${alertsPanel(alerts.alerts)}</div>
   <div class="grid2">
     <div class="panel"><h2>${t("forecast")}</h2>${fc && !fc.error ? forecastChart(fc) : `<p class="empty">${esc(fc ? fc.error : t("none"))}</p>`}</div>
-    <div class="panel"><h2>${t("map")}</h2>${mapChart(m)}</div>
+    <div class="panel"><h2>${t("map")}</h2>${mapPanel(m)}</div>
   </div>
   <div class="grid2">
     <div class="panel"><h2>${t("alps")} · ${esc(name(STATE.commodity))}</h2>${table([{ h: "market", f: (a) => esc(a.name) },
-      { h: "alps", num: true, f: (a) => a.alps.toFixed(2) }, { h: "band", f: (a) => band(a.band) }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
-      alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"' })}</div>
-    <div class="panel"><h2>${t("quarantined")}</h2>${table([{ h: "market", f: (o) => esc(o.market) }, { h: "time", f: (o) => when(o.time) },
-      { h: "price", num: true, f: (o) => num(o.price_idr) }, { h: "reasons", cls: "muted", f: (o) => o.reasons.map(esc).join("<br>") }],
-      p.quarantined, { attr: 'data-testid="quarantined"' })}</div>
-  </div>
-  <div class="panel"><h2>${t("alerts")}</h2>${table([{ h: "code", f: (a) => badge(a.severity, a.code) }, { h: "subject", f: (a) => esc(a.subject) },
-    { h: "detail", cls: "muted", f: (a) => esc(a.text.slice(0, 100)) }], alerts.alerts.slice(0, 30), { empty: t("no_alerts"), attr: 'data-testid="alerts"' })}</div>`;
+      { h: "band", f: (a) => band(a.band) }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
+      alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"', label: t("alps") })}</div>
+    <div class="panel"><h2>${t("quarantined")} <span class="muted">(${num(held.length)})</span></h2>${table([{ h: "market", f: (o) => esc(o.market) }, { h: "time", f: (o) => when(o.time) },
+      { h: "price", num: true, f: (o) => num(o.price_idr) }, { h: "reasons", cls: "muted wrap", f: (o) => `<span title="${esc(STATE.lang === "en" ? o.reasons.join("\n") : reasonWords(o.reasons).join("\n"))}">${reasonWords(o.reasons).map(esc).join("<br>")}</span>` }],
+      shown, { attr: 'data-testid="quarantined"', label: t("quarantined") })}${pager("quarantined", STATE.qpage, held.length)}</div>
+  </div>`;
 }
 
 // ---- shell: routing, language, live events ---------------------------------------------------------
@@ -295,13 +526,21 @@ async function render() {
   rendering = (async () => {
     const route = (location.hash.replace(/^#\/?/, "") || "chain").split("/")[0];
     STATE.route = VIEWS[route] ? route : "chain";
-    document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("active", a.dataset.route === STATE.route));
+    document.querySelectorAll("nav a").forEach((a) => {
+      a.classList.toggle("active", a.dataset.route === STATE.route);
+      if (a.dataset.route === STATE.route) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
+    });
     const view = $("#view");
     try {
       const html = await VIEWS[STATE.route]();
       const y = window.scrollY;
+      const open = [...view.querySelectorAll("details[open]")].map((d) => d.dataset.testid);
+      if (MAP.map && STATE.route !== "markets") { MAP.map.remove(); MAP.map = null; }
       view.innerHTML = html;
+      open.forEach((id) => { const d = view.querySelector(`details[data-testid="${id}"]`); if (d) d.open = true; });
+      if (STATE.route === "markets") drawMap(STATE.data.markets.m);
       view.dataset.route = STATE.route;
+      view.dataset.lang = STATE.lang;
       view.dataset.rendered = String(Date.now());
       window.scrollTo(0, y);
     } catch (e) {
@@ -316,7 +555,10 @@ async function render() {
 function translate() {
   document.documentElement.lang = STATE.lang;
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
-  $("#lang").textContent = STATE.lang === "id" ? "EN" : "ID";
+  document.querySelectorAll("[data-i18n-label]").forEach((el) => { el.setAttribute("aria-label", t(el.dataset.i18nLabel)); });
+  document.querySelectorAll("[data-i18n-title]").forEach((el) => { el.title = t(el.dataset.i18nTitle); });
+  $("#lang").textContent = t("switch_to");
+  drawAlerts();
 }
 
 let pending = null;
@@ -328,13 +570,20 @@ function feed(html, cls = "", attrs = "") {
   while (ul.children.length > 60) ul.lastElementChild.remove();
 }
 
-function alertItem(a) {
+// The live alerts: the most urgent first, held prices as one folded line.
+const ALERTS = new Map();
+function drawAlerts() {
   const ul = $("#alerts-live");
-  const html = `<b>${esc(a.code)}</b> ${esc(a.subject)}<br>${esc(a.text.slice(0, 120))}`;
-  const shown = ul.querySelector(`[data-alert="${CSS.escape(a.id)}"]`);
-  if (shown) { shown.innerHTML = html; return; }  // an open alert updated with its current values
-  ul.insertAdjacentHTML("afterbegin", `<li class="${esc(a.severity)}" data-alert="${esc(a.id)}">${html}</li>`);
-  while (ul.children.length > 8) ul.lastElementChild.remove();
+  const open = [...ALERTS.values()].sort(bySeverity(alertRank));
+  const main = open.filter((a) => a.code !== "quarantined"), held = open.filter((a) => a.code === "quarantined");
+  const li = (a) => { const l = alertLine(a); return `<li class="${esc(a.severity)}" data-alert="${esc(a.id)}"><b>${esc(l.what)}</b> ${esc(l.about)}<br>${esc(l.text.slice(0, 120))}</li>`; };
+  ul.innerHTML = main.slice(0, 6).map(li).join("")
+    + (main.length > 6 ? `<li class="more">${esc(t("more_alerts", { n: main.length - 6 }))}</li>` : "")
+    + (held.length ? `<li class="warning folded" data-alert="held"><details><summary>${esc(t("held_prices", { n: held.length }))}</summary><ul class="plain">${held.slice(0, 20).map((a) => `<li>${esc(a.subject)} · ${esc(alertLine(a).text)}</li>`).join("")}</ul></details></li>` : "");
+}
+function alertItem(a) {
+  if (a.resolved_at) ALERTS.delete(a.id); else ALERTS.set(a.id, a);  // an open alert is shown with its current values
+  drawAlerts();
 }
 
 function connect() {
@@ -345,20 +594,32 @@ function connect() {
   es.addEventListener("record", (ev) => {
     const e = JSON.parse(ev.data), r = e.record, b = r.body || {};
     STATE.records += 1;
-    const what = r.kind === "scan" ? `${b.event} @ ${b.site}` : r.kind === "price" ? `${b.commodity} Rp ${num(b.price_idr)} @ ${b.market}`
-      : r.kind === "stock" ? `${b.movement} ${b.item} @ ${b.site}` : r.kind === "reading" ? `${b.site}` : r.kind;
-    feed(`<b>${esc(r.kind)}</b> ${esc(what)} <span class="mono">${esc(r.id.slice(0, 8))}</span> · ${hhmm(e.arrived_at)}`, "", `data-record="${esc(r.id)}"`);
+    const what = r.kind === "scan" ? `${t(`event.${b.event}`)} · ${siteName(b.site)}` : r.kind === "price" ? `${b.commodity} Rp ${num(b.price_idr)} · ${b.market}`
+      : r.kind === "stock" ? `${tOr(`movement.${b.movement}`, b.movement)} ${b.item} · ${siteName(b.site)}` : r.kind === "reading" ? `${b.site}` : "";
+    feed(`<b>${esc(tOr(`kind.${r.kind}`, r.kind))}</b> ${esc(what)} <span class="mono">${esc(r.id.slice(0, 8))}</span> · ${hhmm(e.arrived_at)}`, "", `data-record="${esc(r.id)}"`);
     refreshSoon();
   });
   es.addEventListener("checkpoint", (ev) => {
     const cp = JSON.parse(ev.data).checkpoint;
-    feed(`<b>checkpoint</b> ${t("tree_size")} ${num(cp.tree_size)} <span class="mono">${esc(cp.root.slice(0, 8))}</span>`, "cp");
+    feed(`<b>${t("checkpoint_event")}</b> ${t("tree_size")} ${num(cp.tree_size)} <span class="mono">${esc(cp.root.slice(0, 8))}</span>`, "cp");
     if (STATE.route === "chain") refreshSoon();
   });
   es.addEventListener("alert", (ev) => { alertItem(JSON.parse(ev.data).alert); });
   // The browser reconnects with the last event id it saw and the hub replays what was missed; when it cannot
   // (the hub restarted, or too much was missed) it says so, and the page reloads its data instead.
-  es.addEventListener("resync", () => { STATE.records = 0; refreshSoon(); });
+  es.addEventListener("resync", () => { STATE.records = 0; loadAlerts(); refreshSoon(); });
+}
+
+async function loadAlerts() {
+  try {
+    const [alerts, viol, del] = await Promise.all([api("/api/markets/alerts"), api("/api/mbg/violations"),
+      api("/api/mbg/deliveries")]);
+    STATE.deliveries = del;
+    STATE.findings = new Map(viol.findings.map((f) => [`mbg/${f.code}/${f.subject}/${f.date}`, f]));
+    ALERTS.clear();
+    alerts.alerts.forEach((a) => ALERTS.set(a.id, a));
+    drawAlerts();
+  } catch (e) { /* no alerts yet */ }
 }
 
 async function tick() {
@@ -370,13 +631,20 @@ async function tick() {
 
 document.addEventListener("change", (ev) => {
   const el = ev.target;
-  if (el.id === "commodity") { STATE.commodity = el.value; render(); }
-  if (el.id === "market") { STATE.market = el.value; render(); }
+  if (el.id === "commodity") { STATE.commodity = el.value; STATE.qpage = 0; render(); }
+  if (el.id === "market") { STATE.market = el.value; STATE.qpage = 0; render(); }
   if (el.id === "tag") { STATE.tag = el.value; render(); }
 });
+function pickCard(row) { STATE.card = row.dataset.card; render(); }
 document.addEventListener("click", (ev) => {
   const row = ev.target.closest("tr[data-card]");
-  if (row) { STATE.card = row.dataset.card; render(); }
+  if (row) pickCard(row);
+  const pg = ev.target.closest("button[data-page]");
+  if (pg && !pg.disabled) { STATE.qpage = Number(pg.dataset.to); render(); }
+});
+document.addEventListener("keydown", (ev) => {
+  const row = ev.target.closest && ev.target.closest("tr[data-card]");
+  if (row && (ev.key === "Enter" || ev.key === " ")) { ev.preventDefault(); pickCard(row); }
 });
 const tip = () => $("#tip");
 document.addEventListener("mouseover", (ev) => {
@@ -394,9 +662,14 @@ $("#lang").addEventListener("click", () => {
 window.addEventListener("hashchange", render);
 
 (async function boot() {
+  try {
+    const words = await fetch("/static/words.json").then((r) => r.json());
+    for (const lang of Object.keys(I18N)) I18N[lang] = { ...words[lang], ...I18N[lang] };
+  } catch (e) { /* the page still works with its own words */ }
   translate();
   connect();
   tick(); setInterval(tick, 5000);
-  try { (await api("/api/markets/alerts")).alerts.slice(0, 8).reverse().forEach(alertItem); } catch (e) { /* no alerts yet */ }
+  await names();
+  await loadAlerts();
   await render();
 })();

@@ -22,17 +22,18 @@ from tests.ports import free_tcp
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
+DAY = "2026-03-02"  # a Monday: the demo hub's clock is set to it, so every run shows the same day
 
 
 class DemoProcess:
-    """`python -m hub.demo` on a free port, waited on until its simulated day is done."""
+    """`python -m hub.demo` on a free port with its clock set to DAY, waited on until the simulated day is done."""
 
     def __init__(self, data_dir: Path, *, speed: float = 20000, duration: float = 300) -> None:
         self.port = free_tcp()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.demo", "--port", str(self.port), "--data-dir", str(data_dir),
-             "--speed", str(speed), "--duration", str(duration)],
+             "--clock", f"{DAY}T04:00+07:00 x{speed:g}", "--duration", str(duration)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def get(self, path: str) -> Any:

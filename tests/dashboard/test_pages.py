@@ -9,6 +9,7 @@ import urllib.request
 import aiocoap
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
@@ -91,42 +92,116 @@ def test_mbg_page_shows_todays_deliveries_violations_and_stock(demo, driver, tmp
     assert no_js_errors(driver) == []
 
 
+def rendered_markets(driver):
+    """The markets page's chart marks together with the data the page drew them from, read in one step once no
+    render is under way: live records re-render the page, so comparing with a separate API call races."""
+    snap = driver.execute_script(
+        "if (rendering) return null;"
+        "const p = STATE.data.markets && STATE.data.markets.p; if (!p) return null;"
+        "const dots = [...document.querySelectorAll('[data-testid=price-chart] circle.impact')].map((d) => ({"
+        " market: d.dataset.market, day: Number(d.dataset.day), score: Number(d.dataset.score),"
+        " dominant: d.dataset.dominant, tip: d.dataset.tip}));"
+        "const marks = document.querySelectorAll('[data-testid=price-chart] g.quarantine').length;"
+        "return {p: p, dots: dots, marks: marks, obs: document.querySelector('[data-testid=obs-count]').textContent};")
+    return snap or False
+
+
 def test_markets_page_marks_quarantine_impact_forecast_and_alps_map(demo, driver, tmp_path):
     load(driver, demo, "markets", "[data-testid=price-chart]")
+    snap = WebDriverWait(driver, 15).until(rendered_markets)
+    prices = snap["p"]
+    assert digits(snap["obs"]) == sum(len(s["points"]) for s in prices["series"])
+    assert snap["marks"] == sum(1 for s in prices["series"] for p in s["points"] if p["quarantined"])
+    # One impact dot per series and day that has an accepted price, carrying the hub's score and main cause.
+    accepted = {(s["market"], p["day"]) for s in prices["series"] for p in s["points"] if not p["quarantined"]}
+    expected = {(i["market"], i["day"]): (i["score"], i["dominant"]) for i in prices["impact"]
+                if (i["market"], i["day"]) in accepted}
+    shown = {(d["market"], d["day"]): (d["score"], d["dominant"]) for d in snap["dots"]}
+    assert shown == expected and len(snap["dots"]) == len(expected)
+    assert expected, "the demo's prices have impact scores"
+    last = snap["dots"][-1]
+    words = driver.execute_script("return I18N[STATE.lang]")
+    assert words["dominant"] in last["tip"] and words[f"factor.{last['dominant']}"] in last["tip"]
     commodity = driver.find_element(By.ID, "commodity").get_attribute("value")
-    prices = demo.get(f"/api/markets/prices?commodity={commodity}")
-    n_obs = sum(len(s["points"]) for s in prices["series"])
-    assert digits(text_of(driver, "[data-testid=obs-count]")) == n_obs
-    marks = driver.find_elements(By.CSS_SELECTOR, "[data-testid=price-chart] g.quarantine")
-    assert len(marks) == len(prices["quarantined"])
-    dots = driver.find_elements(By.CSS_SELECTOR, "[data-testid=price-chart] circle.impact")
-    assert len(dots) == len(prices["impact"])
-    # Each impact dot carries the hub's score and dominant factor, and its tooltip the factor weights.
-    shown = sorted((int(d.get_attribute("data-score")), d.get_attribute("data-dominant")) for d in dots)
-    assert shown == sorted((i["score"], i["dominant"]) for i in prices["impact"])
-    last = prices["impact"][-1]
-    tip = dots[-1].get_attribute("data-tip")
-    assert ("dominant" in tip or "dominan" in tip) and last["dominant"] in tip
-    assert f"{max(last['weights'], key=last['weights'].get)} " in tip
     forecast = demo.get(f"/api/markets/forecast/{commodity}")
     means = [int(c.get_attribute("data-mean"))
              for c in driver.find_elements(By.CSS_SELECTOR, "[data-testid=forecast-chart] circle")]
     assert means == [p["mean"] for p in forecast["forecast"]]
-    for market in demo.get("/api/markets/map")["markets"]:
-        marker = driver.find_element(By.CSS_SELECTOR, f"[data-testid=map] g[data-market='{market['id']}']")
-        assert marker.get_attribute("data-band") == market["band"]
+    # The map: Leaflet over the bundled province shapes; every market is a marker or in a group of markers.
     assert driver.find_elements(By.CSS_SELECTOR, "[data-testid=map] path.land")
-    # Quarantined prices are listed with the validator's reasons, on the chart of their commodity.
-    held = demo.get("/api/markets/prices")["quarantined"]
-    assert held, "the generated reports include manipulated prices"
-    Select(driver.find_element(By.ID, "commodity")).select_by_value(held[0]["commodity"])
-    reason = held[0]["reasons"][0].split(":")[0]
-    WebDriverWait(driver, 10).until(lambda d: reason in text_of(d, "[data-testid=quarantined]"))
+    assert driver.find_elements(By.CSS_SELECTOR, "[data-testid=map] .leaflet-control-zoom-in")
+    for market in demo.get("/api/markets/map")["markets"]:
+        own = driver.find_elements(By.CSS_SELECTOR, f"[data-testid=map] [data-market='{market['id']}']")
+        groups = [g for g in driver.find_elements(By.CSS_SELECTOR, "[data-testid=map] [data-markets]")
+                  if market["id"] in g.get_attribute("data-markets").split()]
+        assert len(own) + len(groups) == 1, market["id"]
+        if own:
+            assert own[0].get_attribute("data-band") == market["band"]
+    # Zooming in splits the groups: at the closest zoom every market has its own marker.
+    driver.execute_script("MAP.map.setView([-6.2, 106.8], 11, {animate: false})")
+    WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=map] [data-market]"))
+    # Nothing is fetched from outside the hub: no tiles, no CDN.
+    hosts = driver.execute_script("return [...new Set(performance.getEntriesByType('resource').map((e) => new URL(e.name).host))]")
+    assert hosts == [demo.url.split("//")[1]] or set(hosts) <= {demo.url.split("//")[1]}
+    # Held prices are listed a page at a time, with the validator's checks in plain words.
+    held = demo.get(f"/api/markets/prices?commodity={commodity}")["quarantined"]
+    if not held:
+        held_any = demo.get("/api/markets/prices")["quarantined"]
+        assert held_any, "the generated reports include manipulated prices"
+        Select(driver.find_element(By.ID, "commodity")).select_by_value(held_any[0]["commodity"])
+        held = demo.get(f"/api/markets/prices?commodity={held_any[0]['commodity']}")["quarantined"]
+    check = held[0]["reasons"][0].split(":")[0]
+    WebDriverWait(driver, 10).until(lambda d: words.get(f"reason.{check}", "") in text_of(d, "[data-testid=quarantined]"))
+    rows = driver.find_elements(By.CSS_SELECTOR, "[data-testid=quarantined] tbody tr")
+    assert len(rows) == min(20, len(held))
     alerts = demo.get("/api/markets/alerts")
     assert any(a["code"].startswith("alps_") for a in alerts["alerts"]), "the generated shocks raise ALPS alerts"
     assert any(m["band"] != "normal" for m in demo.get("/api/markets/map")["markets"])
     driver.save_screenshot(str(tmp_path / "markets.png"))
     assert no_js_errors(driver) == []
+
+
+def test_long_lists_come_a_page_at_a_time(demo, driver):
+    load(driver, demo, "markets", "[data-testid=price-chart]")
+    counts = {c: len(demo.get(f"/api/markets/prices?commodity={c}")["quarantined"])
+              for c in demo.get("/api/markets/prices")["commodities"]}
+    commodity = max(counts, key=counts.get)
+    assert counts[commodity] > 20, "the demo holds more than a page of prices for one commodity"
+    Select(driver.find_element(By.ID, "commodity")).select_by_value(commodity)
+    WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=pager-quarantined]"))
+    rows = "return [...document.querySelectorAll('[data-testid=quarantined] tbody tr')].map((r) => r.textContent)"
+    first = driver.execute_script(rows)
+    assert len(first) == 20
+    for _ in range(10):  # a live record may re-render the page between finding the button and pressing it
+        try:
+            driver.find_elements(By.CSS_SELECTOR, "[data-testid=pager-quarantined] button")[1].send_keys(Keys.ENTER)
+            break
+        except StaleElementReferenceException:
+            continue
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(rows) != first)
+    assert len(driver.execute_script(rows)) == min(20, counts[commodity] - 20)
+    assert "2" in text_of(driver, "[data-testid=pager-quarantined] span")
+    assert driver.execute_script("return document.body.scrollHeight") < 6000
+
+
+def test_findings_most_urgent_first_and_notices_folded_by_device_name(demo, driver):
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    api = demo.get("/api/mbg/violations")["findings"]
+    codes = [r.get_attribute("data-code") for r in driver.find_elements(By.CSS_SELECTOR, "[data-testid=findings] tbody tr")]
+    food = {"cook_to_serve", "danger_zone", "hot_holding"}
+    assert codes and codes[0] in food
+    ranks = [0 if c in food else 1 if c in ("missing_delivery", "overdue_delivery") else 2 for c in codes]
+    assert ranks == sorted(ranks)
+    notices = [f for f in api if f["code"] in ("late_sync", "clock_skew", "duplicate_scan", "out_of_order")]
+    assert notices and not set(codes) & {f["code"] for f in notices}
+    folded = driver.find_element(By.CSS_SELECTOR, "[data-testid=notices]")
+    assert folded.get_attribute("open") is None
+    folded.find_element(By.TAG_NAME, "summary").click()
+    text = folded.text
+    names = demo.get("/api/mbg/names")["devices"]
+    for f in notices:
+        if f["code"] == "late_sync":
+            assert names[f["subject"]]["name"] in text and f["subject"] not in text
 
 
 class OneDevice:
