@@ -29,10 +29,9 @@ log = logging.getLogger("jejak.hub.security")
 
 
 def make_revocations(hub: Hub) -> bytes:
-    """The hub's current revocation list, signed."""
-    revoked = [(d.device_id, d.revoked_from) for d in hub.store.devices()
-               if d.status == "revoked" and d.revoked_from is not None]
-    return enroll.make_revocations(hub.signer, time=hub.clock(), revoked=revoked)
+    """The hub's current revocation list, signed: derived from the decisions in its own log, the same entries
+    an auditor derives revocation points from (ledger.authority)."""
+    return enroll.make_revocations(hub.signer, time=hub.clock(), revoked=hub.authority.revocations())
 
 
 class RevocationsResource(resource.Resource):

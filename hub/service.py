@@ -29,6 +29,7 @@ from ledger import (
     sign_checkpoint,
 )
 from ledger.acceptance import Accepted, SignatureCheck, accept
+from ledger.authority import Authority, AuthorityWriter, Decision
 from ledger.enroll import read_enroll_request
 from ledger.sync import Head
 
@@ -121,6 +122,64 @@ class Hub:
         self.tree = log_tree(store)
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
         self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
+        self._own = self._open_own_log()
+
+    # the hub's own log --------------------------------------------------------------------------------------
+    def _open_own_log(self) -> AuthorityWriter:
+        """The hub's own log (device id = hub id): its decisions about devices and its attestations, leaves
+        of its tree like every record, so checkpoints and receipts cover them (FORMAT.md §6.2)."""
+        state = self.store.chain_state(self.hub_id)
+        length = state.length if state else 0
+        records = [decode_record(raw) for start in range(0, length, 4096)
+                   for raw in self.store.log_range(self.hub_id, start, min(length, start + 4096))]
+        # Each start is a new boot of this log: boot counters never go backwards.
+        own = AuthorityWriter(self.signer, clock=self.clock, records=records, boot=state.boot + 1 if state else 0)
+        if not records:
+            self._append_own(own, [own.genesis()])
+        return own
+
+    @property
+    def authority(self) -> Authority:
+        """What the hub's own log says about devices: the one source of revocation points."""
+        return self._own.authority
+
+    def own_log(self) -> list[Record]:
+        return list(self._own.authority.records)
+
+    def append_own(self, kind: str, bodies: Sequence[dict[str, Any]]) -> list[Record]:
+        """Sign records of the hub's own log (attestations) and merge them into the tree in one commit."""
+        with self._lock:
+            try:
+                records = [self._own.append(kind, body) for body in bodies]
+                self._append_own(self._own, records)
+            except Exception:
+                self._own = self._open_own_log()  # the writer ran ahead of the store: back to what it holds
+                raise
+        self._notify(records, self.clock())
+        return records
+
+    def _decide(self, decision: Decision) -> Record:
+        with self._lock:
+            try:
+                record = self._own.decide(decision)
+                self._append_own(self._own, [record])
+            except Exception:
+                self._own = self._open_own_log()
+                raise
+        self._notify([record], self.clock())
+        return record
+
+    def _append_own(self, own: AuthorityWriter, records: list[Record]) -> None:
+        self.store.append(self.hub_id, records, own.state, self.clock())
+        for rec in records:
+            self.tree.append(rec.raw)
+
+    def _notify(self, records: list[Record], now: int) -> None:
+        for listener in self.listeners.on_records:
+            try:
+                listener(records, now)
+            except Exception:  # a listener must never undo or block an accepted ingest
+                log.exception("record listener failed")
 
     # enrollment ---------------------------------------------------------------------------------------------
     def enroll(self, request: bytes) -> DeviceInfo:
@@ -134,30 +193,53 @@ class Hub:
         device = DeviceInfo(device_id=req.device_id, pubkey=req.pubkey, site=req.site, role=req.role,
                             name=req.name, enrolled_at=self.clock(),
                             status="active" if self.auto_approve else "pending")
+        if device.status == "active":
+            self._approve(device)
         self.store.put_device(device)
         log.info("enrollment request from %s (%s at %s): %s", req.device_id.hex(), req.role, req.site,
                  device.status)
         return device
 
+    def _approve(self, device: DeviceInfo) -> None:
+        """Sign the approval into the hub's own log, once per device: what an auditor checks a log against."""
+        standing = self.authority.devices.get(device.device_id)
+        if standing is None or standing.key is None:
+            state = self.store.chain_state(device.device_id)
+            self._decide(Decision(action="approve", device_id=device.device_id, from_seq=state.length if state else 0,
+                                  key=device.pubkey, site=device.site, role=device.role))
+
     def approve(self, device_id: bytes) -> DeviceInfo:
+        """Admit an enrolled device. A revoked or withdrawn device stays refused from its revocation point (its
+        key is not trusted again: enroll a new key to re-admit the place)."""
         device = self._device(device_id)
-        updated = device.with_status("active")
+        self._approve(device)
+        point = self.authority.revoked_from(device_id)
+        updated = device.with_status("active" if point is None else "revoked", revoked_from=point)
         self.store.put_device(updated)
         return updated
 
     def revoke(self, device_id: bytes, from_seq: int | None = None) -> DeviceInfo:
         """Stop accepting the device's records from `from_seq` (default: everything not yet received)."""
+        return self._withdraw("revoke", device_id, from_seq)
+
+    def withdraw(self, device_id: bytes, from_seq: int | None = None) -> DeviceInfo:
+        """Withdraw the device's approval from `from_seq` on (default: everything not yet received)."""
+        return self._withdraw("withdraw", device_id, from_seq)
+
+    def _withdraw(self, action: str, device_id: bytes, from_seq: int | None) -> DeviceInfo:
         device = self._device(device_id)
         state = self.store.chain_state(device_id)
         start = from_seq if from_seq is not None else (state.length if state else 0)
-        updated = device.with_status("revoked", revoked_from=start)
+        self._decide(Decision(action=action, device_id=device_id, from_seq=start))
+        updated = device.with_status("revoked", revoked_from=self.authority.revoked_from(device_id))
         self.store.put_device(updated)
         return updated
 
     def resolve_fork(self, device_id: bytes) -> DeviceInfo:
         """An operator's decision: accept the branch the hub holds and go on merging it."""
         device = self._device(device_id)
-        updated = device.with_status("active")
+        point = self.authority.revoked_from(device_id)
+        updated = device.with_status("active" if point is None else "revoked", revoked_from=point)
         self.store.put_device(updated)
         return updated
 
@@ -256,7 +338,7 @@ class Hub:
                 self._restore(device_id, damaged, raws)
             state = self.store.chain_state(device_id) or ChainState.empty(device_id)
             result: Accepted = accept(state, raws, held=_HeldLog(self.store, device_id),
-                                      revoked_from=device.revoked_from, check=self.check)
+                                      revoked_from=self.authority.revoked_from(device_id), check=self.check)
             if result.records and result.records[0].seq == 0:
                 genesis = result.records[0]
                 if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:
@@ -269,6 +351,10 @@ class Hub:
                 size = self.store.append(device_id, result.records, result.state, now)
                 for rec in result.records:
                     self.tree.append(rec.raw)
+            for rec in result.records:
+                if rec.kind == "key" and rec.seq > 0 and rec.body is not None:
+                    self._decide(Decision(action="rotate", device_id=device_id, from_seq=rec.seq,
+                                          key=rec.body["pubkey"]))
             problem = None
             if result.fork is not None:
                 self.store.put_fork(device_id, result.fork.to_cbor())
@@ -282,11 +368,7 @@ class Hub:
             if result.duplicates:
                 self.store.bump("duplicates", result.duplicates)
         for records, arrived_at in arrivals:
-            for listener in self.listeners.on_records:
-                try:
-                    listener(records, arrived_at)
-                except Exception:  # a listener must never undo or block an accepted ingest
-                    log.exception("record listener failed")
+            self._notify(records, arrived_at)
         return IngestResult(device=device_id.hex(), accepted=len(result.records), duplicates=result.duplicates,
                             length=result.state.length, size=size, problem=problem,
                             fork=result.fork is not None)
@@ -298,7 +380,8 @@ class Hub:
             latest = self.latest_checkpoint()
             if latest is not None and latest.tree_size == size and not force:
                 return None
-            cp = sign_checkpoint(self.signer, tree_size=size, root=self.tree.root(size), time=self.clock())
+            cp = sign_checkpoint(self.signer, tree_size=size, root=self.tree.root(size), time=self.clock(),
+                                 authority=self.authority.head)
             self.store.put_checkpoint(cp.tree_size, cp.time, cp.raw)
             self._checkpoints.append(cp)
         for listener in self.listeners.on_checkpoint:
@@ -332,13 +415,18 @@ class Hub:
     # export -------------------------------------------------------------------------------------------------
     def export(self, *, devices: Sequence[bytes] | None = None, site: str | None = None,
                since: int | None = None, until: int | None = None, description: str = "") -> bytes:
-        """A self-contained audit bundle: key records, records, checkpoints, receipts, consistency proofs."""
+        """A self-contained audit bundle (FORMAT.md §12): the hub's own log, key records, records, checkpoints,
+        a receipt for every record and consistency proofs. Signs a checkpoint first if the log grew, so that
+        everything exported is covered."""
         with self._lock:
-            cp = self.latest_checkpoint() or self.checkpoint(force=True)
+            cp = self.checkpoint() or self.latest_checkpoint()
             assert cp is not None
             chosen = [d for d in self.store.devices()
-                      if (devices is None or d.device_id in devices) and (site is None or d.site == site)]
-            logs, receipts = [], []
+                      if (devices is None or d.device_id in devices) and (site is None or d.site == site)
+                      and d.device_id != self.hub_id]
+            own = self.own_log()
+            receipts = [(rec.id, self._receipt_at(cp, rec.id)) for rec in own]
+            logs = []
             for device in chosen:
                 state = self.store.chain_state(device.device_id)
                 if state is None:
@@ -350,22 +438,22 @@ class Hub:
                 keys = [r.raw for r in recs if r.kind == "key"]
                 picked = [r for r in recs if (since is None or r.time >= since) and (until is None or r.time < until)]
                 picked = _contiguous(picked)
-                covered = []
-                for rec in picked:
-                    index = self.store.locate(rec.id)
-                    if index is not None and index < cp.tree_size:
-                        receipts.append((rec.id, make_receipt(cp, index,
-                                                              self.tree.inclusion_proof(index, cp.tree_size))))
-                    covered.append(rec.raw)
-                logs.append(LogExport(device_id=device.device_id, keys=keys, records=covered,
-                                      revoked_from=device.revoked_from))
+                keys = [k for k in keys if not picked or decode_record(k).seq <= picked[-1].seq]
+                receipts.extend((rec.id, self._receipt_at(cp, rec.id)) for rec in picked)
+                logs.append(LogExport(device_id=device.device_id, keys=keys, records=[r.raw for r in picked]))
             consistency = [(c.tree_size, cp.tree_size, self.tree.consistency_proof(c.tree_size, cp.tree_size))
                            for c in self._checkpoints if 0 < c.tree_size < cp.tree_size]
-            bundle = Bundle(hub_key=self.signer.public_key, logs=logs, checkpoints=[c.raw for c in self._checkpoints],
+            bundle = Bundle(hub_key=self.signer.public_key, hub_log=[r.raw for r in own], logs=logs,
+                            checkpoints=[c.raw for c in self._checkpoints],
                             receipts=receipts, consistency=consistency,
                             forks=[ev for _, ev in self.store.forks()], created=self.clock(),
-                            description=description)
+                            description=description).sealed(self.signer)
         return bundle.encode()
+
+    def _receipt_at(self, cp: Checkpoint, record_id: bytes) -> bytes:
+        index = self.store.locate(record_id)
+        assert index is not None and index < cp.tree_size  # exported under the lock, after a checkpoint
+        return make_receipt(cp, index, self.tree.inclusion_proof(index, cp.tree_size))
 
     def status(self) -> dict[str, Any]:
         cp = self.latest_checkpoint()

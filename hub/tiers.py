@@ -48,6 +48,8 @@ class UpstreamHolder:
             self.hub.store.put_device(DeviceInfo(
                 device_id=device_id, pubkey=genesis.body["pubkey"], site=f"via {self.upstream}", role="relayed",
                 status="active", enrolled_at=self.hub.clock(), name=""))
+            # The relay's own decision, signed into its log like any approval: a bundle it exports verifies.
+            self.hub.approve(device_id)
         try:
             return self.hub.ingest(device_id, raws).to_json()
         except LedgerError as exc:

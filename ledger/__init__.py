@@ -8,7 +8,15 @@ hub or tools (tests/test_layering.py checks it; ledger.bench, the benchmark driv
 
 from .acceptance import Accepted, HeldLog, accept
 from .bodies import KINDS, validate_body
-from .bundle import Bundle, BundleReport, LogExport, compare_bundles, decode_bundle, verify_bundle
+from .bundle import (
+    Bundle,
+    BundleReport,
+    BundleWriter,
+    LogExport,
+    compare_bundles,
+    decode_bundle,
+    verify_bundle,
+)
 from .chain import (
     ChainBuilder,
     ChainState,
@@ -47,7 +55,7 @@ from .record import MAX_RECORD_BYTES, Record, decode_record, device_id_for, enco
 
 __all__ = [
     "KINDS", "MAX_RECORD_BYTES", "Accepted", "BadCheckpoint", "BadProof", "BadSignature", "BrokenChain", "Bundle",
-    "BundleReport", "ChainBuilder", "ChainState", "Checkpoint", "Ed25519Signer", "ForkDetected", "ForkEvidence",
+    "BundleReport", "BundleWriter", "ChainBuilder", "ChainState", "Checkpoint", "Ed25519Signer", "ForkDetected", "ForkEvidence",
     "HeldLog", "LedgerError", "LimitExceeded", "LogExport", "MalformedRecord", "MerkleTree", "Record", "RevokedKey",
     "Signer", "SyncError", "UnknownKey", "VerificationError", "VerifiedReceipt", "accept", "check_signatures",
     "compare_bundles", "decode_bundle", "decode_checkpoint", "decode_record", "device_id_for", "encode_record",

@@ -18,6 +18,7 @@ KINDS: dict[str, int] = {
     "note": 5,  # a short field note
     "witness": 6,  # a countersignature of log heads seen from peers
     "attest": 7,  # a hub's attestation of data that arrived unsigned (legacy clients)
+    "authority": 8,  # a hub's decision about a device, in the hub's own log (ledger.authority)
 }
 KIND_NAMES: dict[int, str] = {code: name for name, code in KINDS.items()}
 
@@ -28,6 +29,14 @@ SCAN_EVENTS = (
 )
 CHECKPOINTS = ("kitchen", "kitchen_exit", "school_gate", "return", "market_stall", "phone")
 STOCK_MOVEMENTS = ("receive", "use", "waste", "count")
+# What a hub decides about a device: admit it with its genesis key, withdraw that approval or revoke its key
+# from a seq on, or accept a key rotation the device signed.
+AUTHORITY_ACTIONS = ("approve", "withdraw", "revoke", "rotate")
+# Per action, the optional fields that must appear (the rest of them must not): one meaning per entry.
+AUTHORITY_FIELDS: dict[str, frozenset[str]] = {
+    "approve": frozenset({"key", "site", "role"}), "withdraw": frozenset(), "revoke": frozenset(),
+    "rotate": frozenset({"key"}),
+}
 
 MAX_TEXT = 512
 MAX_LIST = 256
@@ -117,6 +126,14 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "data": Field(dict, required=True),  # the data as received, canonicalised
         "received_at": Field(int, required=True, minimum=0),
     },
+    "authority": {
+        "action": Field(str, required=True, choices=AUTHORITY_ACTIONS),
+        "device": Field(bytes, required=True),  # the 16-byte id of the device decided about
+        "from_seq": Field(int, required=True, minimum=0),  # the first seq the decision applies to
+        "key": Field(bytes),  # approve: the device's genesis key; rotate: the key it rotated to (32 bytes)
+        "site": _ID,  # approve: where the device works
+        "role": _ID,  # approve: what it is (edge, phone, ...)
+    },
 }
 
 
@@ -160,6 +177,12 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
     missing = _REQUIRED[kind].difference(body)
     if missing:
         raise MalformedRecord(f"{kind} body: missing required field {sorted(missing)[0]!r}")
+    if kind == "authority":
+        wanted = AUTHORITY_FIELDS[body["action"]]
+        present = set(body) - _REQUIRED[kind]
+        if present != wanted:
+            raise MalformedRecord(f"authority body: action {body['action']!r} takes the fields "
+                                  f"{sorted(_REQUIRED[kind] | wanted)}, got {sorted(body)}")
 
 
 def _check_field(kind: str, name: str, spec: Field, value: Any) -> None:
@@ -194,5 +217,18 @@ def _check_value(kind: str, name: str, spec: Field, value: Any) -> None:
                     f"{_where(kind, name)}: expected a list of {spec.list_of.__name__}, "
                     f"found {type(item).__name__}"
                 )
-    if kind == "key" and name == "pubkey" and len(value) != 32:
+            # The text limit holds inside arrays too (`tags`): FORMAT.md §4.
+            if isinstance(item, str) and len(item) > MAX_TEXT:
+                raise MalformedRecord(f"{_where(kind, name)}: an item is longer than {MAX_TEXT} characters")
+            if kind == "witness" and not _is_head(item):
+                raise MalformedRecord(f"{_where(kind, name)}: each head must be [16-byte device id, seq, "
+                                      "32-byte record id]")
+    if ((kind, name) in (("key", "pubkey"), ("authority", "key"))) and len(value) != 32:
         raise MalformedRecord(f"{_where(kind, name)}: expected 32 bytes of Ed25519 public key, got {len(value)}")
+    if (kind, name) == ("authority", "device") and len(value) != 16:
+        raise MalformedRecord(f"{_where(kind, name)}: expected a 16-byte device id, got {len(value)} bytes")
+
+
+def _is_head(item: Any) -> bool:
+    return (len(item) == 3 and isinstance(item[0], bytes) and len(item[0]) == 16 and type(item[1]) is int
+            and item[1] >= 0 and isinstance(item[2], bytes) and len(item[2]) == 32)

@@ -20,8 +20,11 @@ VDP_INCLUSION = -1
 HDR_CWT_CLAIMS = 15
 CWT_ISS = 1
 CWT_IAT = 6
-# Private-use label (RFC 9052 §11: below -65536) carrying the tree size under the signature.
+# Private-use labels (RFC 9052 §11: below -65536) carrying the tree size and the head of the hub's authority
+# log (ledger.authority) under the signature, so that a bundle cannot drop the hub's latest decisions.
 HDR_TREE_SIZE = -65537
+HDR_AUTHORITY = -65538
+_LABELS = frozenset({HDR_ALG, HDR_KID, HDR_CWT_CLAIMS, HDR_VDS, HDR_TREE_SIZE})
 # Checkpoints sign with an empty external AAD so that receipts verify with off-the-shelf COSE Receipt tools;
 # they cannot be confused with records, whose protected header is exactly {1: -8}.
 CHECKPOINT_AAD = b""
@@ -38,6 +41,7 @@ class Checkpoint:
     protected: bytes
     signature: bytes
     raw: bytes
+    authority: tuple[int, bytes] | None = None  # (length, head id) of the hub's authority log
 
     def verify(self, hub_key: bytes) -> None:
         if device_id_for(hub_key) != self.hub_id:
@@ -50,44 +54,78 @@ class Checkpoint:
                                 where=f"checkpoint size {self.tree_size}") from None
 
     def to_json(self) -> dict[str, Any]:
-        return {"hub": self.hub_id.hex(), "tree_size": self.tree_size, "root": self.root.hex(),
-                "time": self.time, "cose": self.raw.hex()}
+        out: dict[str, Any] = {"hub": self.hub_id.hex(), "tree_size": self.tree_size, "root": self.root.hex(),
+                               "time": self.time, "cose": self.raw.hex()}
+        if self.authority is not None:
+            out["authority"] = {"length": self.authority[0], "head": self.authority[1].hex()}
+        return out
 
 
 def _signed(protected: bytes, root: bytes) -> bytes:
     return sig_structure(protected, root, CHECKPOINT_AAD)
 
 
-def sign_checkpoint(signer: Signer, *, tree_size: int, root: bytes, time: int) -> Checkpoint:
+def sign_checkpoint(signer: Signer, *, tree_size: int, root: bytes, time: int,
+                    authority: tuple[int, bytes] | None = None) -> Checkpoint:
     hub_id = device_id_for(signer.public_key)
-    headers = {HDR_ALG: ALG_EDDSA, HDR_KID: hub_id, HDR_VDS: VDS_RFC9162_SHA256,
-               HDR_CWT_CLAIMS: {CWT_ISS: hub_id.hex(), CWT_IAT: time}, HDR_TREE_SIZE: tree_size}
+    headers: dict[int, Any] = {HDR_ALG: ALG_EDDSA, HDR_KID: hub_id, HDR_VDS: VDS_RFC9162_SHA256,
+                               HDR_CWT_CLAIMS: {CWT_ISS: hub_id.hex(), CWT_IAT: time}, HDR_TREE_SIZE: tree_size}
+    if authority is not None:
+        headers[HDR_AUTHORITY] = [authority[0], authority[1]]
     raw = sign1(signer, headers=headers, unprotected={}, payload=root, external_aad=CHECKPOINT_AAD)
     return decode_checkpoint(raw)
 
 
-def _read_headers(headers: dict[int, Any], what: str) -> tuple[bytes, int, int]:
-    hub_id = headers.get(HDR_KID)
-    size = headers.get(HDR_TREE_SIZE)
-    claims = headers.get(HDR_CWT_CLAIMS)
-    if headers.get(HDR_VDS) != VDS_RFC9162_SHA256:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Header:
+    hub_id: bytes
+    size: int
+    time: int
+    authority: tuple[int, bytes] | None
+
+
+def _uint(x: object) -> bool:
+    return type(x) is int and x >= 0
+
+
+def _read_headers(headers: dict[int, Any], what: str) -> _Header:
+    """FORMAT.md §10: exactly these labels, each of exactly its type; anything else is MALFORMED."""
+    labels = set(headers)
+    if not labels >= _LABELS or labels - _LABELS - {HDR_AUTHORITY}:
+        raise MalformedRecord(f"{what}: protected header labels must be {sorted(_LABELS)} and optionally "
+                              f"{HDR_AUTHORITY}, got {sorted(labels, key=str)}")
+    hub_id = headers[HDR_KID]
+    size = headers[HDR_TREE_SIZE]
+    claims = headers[HDR_CWT_CLAIMS]
+    if headers[HDR_VDS] != VDS_RFC9162_SHA256 or type(headers[HDR_VDS]) is not int:
         raise MalformedRecord(f"{what}: expected verifiable data structure 1 (RFC9162_SHA256)")
     if not isinstance(hub_id, bytes) or len(hub_id) != 16:
         raise MalformedRecord(f"{what}: kid must be the hub's 16-byte id")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if not _uint(size):
         raise MalformedRecord(f"{what}: tree size must be a non-negative integer, got {size!r}")
-    if not isinstance(claims, dict) or not isinstance(claims.get(CWT_IAT), int):
-        raise MalformedRecord(f"{what}: CWT claims must carry iat")
-    return hub_id, size, claims[CWT_IAT]
+    if not (isinstance(claims, dict) and set(claims) == {CWT_ISS, CWT_IAT} and _uint(claims[CWT_IAT])
+            and claims[CWT_ISS] == hub_id.hex()):
+        raise MalformedRecord(f"{what}: CWT claims must be exactly iss (the kid in lowercase hex) and iat")
+    authority = headers.get(HDR_AUTHORITY)
+    if authority is not None:
+        if not (isinstance(authority, list) and len(authority) == 2 and _uint(authority[0])
+                and isinstance(authority[1], bytes) and len(authority[1]) == 32):
+            raise MalformedRecord(f"{what}: authority head must be [length, 32-byte record id]")
+        authority = (authority[0], authority[1])
+    elif HDR_AUTHORITY in headers:
+        raise MalformedRecord(f"{what}: authority head must be [length, 32-byte record id], got nil")
+    return _Header(hub_id=hub_id, size=size, time=claims[CWT_IAT], authority=authority)
 
 
 def decode_checkpoint(raw: bytes) -> Checkpoint:
     msg = parse_sign1(raw, what="checkpoint")
-    hub_id, size, time = _read_headers(msg.headers, "checkpoint")
+    head = _read_headers(msg.headers, "checkpoint")
+    if msg.unprotected:
+        raise MalformedRecord("checkpoint: unprotected header must be empty")
     if msg.payload is None or len(msg.payload) != 32:
         raise MalformedRecord("checkpoint: payload must be the 32-byte tree root")
-    return Checkpoint(hub_id=hub_id, tree_size=size, root=msg.payload, time=time, protected=msg.protected,
-                      signature=msg.signature, raw=raw)
+    return Checkpoint(hub_id=head.hub_id, tree_size=head.size, root=msg.payload, time=head.time,
+                      protected=msg.protected, signature=msg.signature, raw=raw, authority=head.authority)
 
 
 def make_receipt(checkpoint: Checkpoint, index: int, path: Sequence[bytes]) -> bytes:
@@ -104,20 +142,25 @@ class VerifiedReceipt:
     index: int
     root: bytes
     time: int
+    protected: bytes
+    authority: tuple[int, bytes] | None = None
 
 
 def verify_receipt(receipt: bytes, leaf: bytes, hub_key: bytes) -> VerifiedReceipt:
     """Check that `leaf` (a record's raw bytes) is in the hub's log under a signed root."""
     msg = parse_sign1(receipt, what="receipt")
-    hub_id, size, time = _read_headers(msg.headers, "receipt")
+    head = _read_headers(msg.headers, "receipt")
+    hub_id, size = head.hub_id, head.size
     if msg.payload is not None:
         raise MalformedRecord("receipt: payload must be detached (nil)")
     vdp = msg.unprotected.get(HDR_VDP)
-    if not isinstance(vdp, dict) or not isinstance(vdp.get(VDP_INCLUSION), list) or not vdp[VDP_INCLUSION]:
-        raise MalformedRecord("receipt: unprotected header must carry an inclusion proof (396 / -1)")
+    if (set(msg.unprotected) != {HDR_VDP} or not isinstance(vdp, dict) or set(vdp) != {VDP_INCLUSION}
+            or not isinstance(vdp[VDP_INCLUSION], list) or len(vdp[VDP_INCLUSION]) != 1
+            or not isinstance(vdp[VDP_INCLUSION][0], bytes)):
+        raise MalformedRecord("receipt: unprotected header must be exactly {396: {-1: [one inclusion proof]}}")
     proof = cbor.decode(vdp[VDP_INCLUSION][0], what="inclusion proof")
-    if (not isinstance(proof, list) or len(proof) != 3 or not isinstance(proof[0], int)
-            or not isinstance(proof[1], int) or not isinstance(proof[2], list)
+    if (not isinstance(proof, list) or len(proof) != 3 or not _uint(proof[0])
+            or not _uint(proof[1]) or not isinstance(proof[2], list)
             or not all(isinstance(p, bytes) for p in proof[2])):
         raise MalformedRecord("inclusion proof: expected [tree_size, leaf_index, [hashes]]")
     if proof[0] != size:
@@ -130,21 +173,22 @@ def verify_receipt(receipt: bytes, leaf: bytes, hub_key: bytes) -> VerifiedRecei
     except Exception:
         raise BadProof("receipt signature does not verify over the root the proof leads to: "
                        "the record is not in the signed log") from None
-    return VerifiedReceipt(hub_id=hub_id, tree_size=size, index=proof[1], root=root, time=time)
+    return VerifiedReceipt(hub_id=hub_id, tree_size=size, index=proof[1], root=root, time=head.time,
+                           protected=msg.protected, authority=head.authority)
 
 
 def verify_checkpoints_consistent(older: Checkpoint, newer: Checkpoint, proof: Sequence[bytes],
                                   hub_key: bytes) -> None:
-    """Both checkpoints are genuine and the newer log extends the older one (no rewritten history)."""
+    """Both checkpoints are genuine and the newer log extends the older one (no rewritten history).
+
+    Two signed checkpoints of one size with different roots are INVALID_CHECKPOINT (the hub equivocated, no
+    proof needed); a consistency proof that does not lead from one root to the other is INVALID_PROOF, like
+    every failed proof (FORMAT.md §9, §10)."""
     older.verify(hub_key)
     newer.verify(hub_key)
     if older.tree_size > newer.tree_size:
         older, newer = newer, older
-    if older.tree_size == 0:
-        return
-    try:
-        verify_consistency(older.tree_size, newer.tree_size, older.root, newer.root, proof)
-    except BadProof as exc:
-        raise BadCheckpoint(f"checkpoints of size {older.tree_size} and {newer.tree_size} are inconsistent: "
-                            f"{exc.message}", hint="the hub rewrote its log; keep both checkpoints as evidence"
-                            ) from None
+    if older.tree_size == newer.tree_size and older.root != newer.root:
+        raise BadCheckpoint(f"two checkpoints of size {older.tree_size} with different roots: the hub forked "
+                            "its log", hint="keep both checkpoints as evidence")
+    verify_consistency(older.tree_size, newer.tree_size, older.root, newer.root, proof)

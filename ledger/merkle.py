@@ -161,9 +161,11 @@ class MerkleTree:
     def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
         second = len(self) if second is None else second
         self._check_size(second)
-        if not 0 < first <= second:
-            raise BadProof(f"consistency proof needs 0 < first <= second, got {first} and {second}")
+        if not 0 <= first <= second:
+            raise BadProof(f"consistency proof needs 0 <= first <= second, got {first} and {second}")
         proof: list[bytes] = []
+        if first == 0:
+            return proof
         self._subproof(first, 0, second, True, proof)
         return proof
 
@@ -223,11 +225,18 @@ def verify_inclusion(leaf: bytes, index: int, size: int, path: Sequence[bytes], 
 
 def verify_consistency(first: int, second: int, first_root: bytes, second_root: bytes,
                        proof: Sequence[bytes]) -> None:
-    """Check that the tree of size `second` extends the tree of size `first` (RFC 9162 §2.1.4.2)."""
-    if not 0 < first <= second:
-        raise BadProof(f"consistency proof needs 0 < first <= second, got {first} and {second}")
+    """Check that the tree of size `second` extends the tree of size `first` (RFC 9162 §2.1.4.2).
+
+    From size 0 (FORMAT.md §9, which RFC 9162 leaves open): the empty tree is a prefix of every tree, so the
+    proof is empty and the first root is MTH({})."""
+    if not 0 <= first <= second:
+        raise BadProof(f"consistency proof needs 0 <= first <= second, got {first} and {second}")
     if any(len(p) != HASH_SIZE for p in proof):
         raise BadProof(f"consistency proof: entries must be {HASH_SIZE} bytes")
+    if first == 0:
+        if proof or first_root != EMPTY_ROOT:
+            raise BadProof("a consistency proof from size 0 is empty and starts from the empty tree's root")
+        return
     if first == second:
         if proof:
             raise BadProof(f"consistency proof between equal sizes must be empty, got {len(proof)} entries")

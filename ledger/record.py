@@ -81,7 +81,7 @@ class Record:
             raise MalformedRecord(
                 f"detached body does not match the signed digest (expected {length} bytes "
                 f"hashing to {digest.hex()[:16]}..., got {len(body_bytes)} bytes)", where=self.where)
-        body = cbor.decode(body_bytes, what="detached body")
+        body = cbor.decode(body_bytes, what="detached body", depth=1)  # nested as if inline (FORMAT.md §2)
         if not isinstance(body, dict):
             raise MalformedRecord("detached body must be a map", where=self.where)
         validate_body(self.kind, body)

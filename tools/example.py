@@ -10,18 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ledger import (
-    Bundle,
-    ChainBuilder,
-    Ed25519Signer,
-    LogExport,
-    MerkleTree,
-    Record,
-    cbor,
-    make_receipt,
-    sign_checkpoint,
-)
-from ledger.checkpoint import Checkpoint
+from ledger import BundleWriter, ChainBuilder, Ed25519Signer, Record, cbor
+from ledger.authority import Decision
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "docs" / "examples"
 NEWER = "example.jejak"
@@ -53,18 +43,15 @@ class _Device:
 
 @dataclass
 class _Hub:
-    signer: Ed25519Signer
-    tree: MerkleTree = field(default_factory=MerkleTree)
-    leaves: list[Record] = field(default_factory=list)
-    checkpoints: list[Checkpoint] = field(default_factory=list)
+    clock: _Clock
+    writer: BundleWriter
 
-    def accept(self, record: Record) -> None:
-        self.tree.append(record.raw)
-        self.leaves.append(record)
+    def accept(self, record: Record, at: int, site: str = "") -> None:
+        self.clock.now = at  # the hub signs its decisions (approval, accepted rotation) on arrival
+        self.writer.accept(record, site=site, role="edge")
 
     def checkpoint(self, time: int) -> None:
-        self.checkpoints.append(sign_checkpoint(self.signer, tree_size=len(self.tree), root=self.tree.root(),
-                                                time=time))
+        self.writer.checkpoint(time)
 
 
 def _device(name: str, start: int, boot: int) -> _Device:
@@ -79,23 +66,25 @@ def _add(hub: _Hub, dev: _Device, at: int, kind: str, body: dict[str, Any], *, d
     if detach:
         dev.bodies[rec.seq] = cbor.encode(body)
     dev.records.append(rec)
-    hub.accept(rec)
+    hub.accept(rec, at)
 
 
-def _genesis(hub: _Hub, dev: _Device) -> None:
+def _genesis(hub: _Hub, dev: _Device, site: str) -> None:
     rec = dev.builder.genesis()
     dev.records.append(rec)
-    hub.accept(rec)
+    hub.accept(rec, dev.clock.now, site)
 
 
 def _story() -> tuple[_Hub, list[_Device]]:
     """One morning: meals leave a kitchen, arrive at a school; a market stall reports prices."""
-    hub = _Hub(signer=example_signer("hub-jawa-barat"))
+    hub_clock = _Clock(T0 - 600)
+    hub = _Hub(clock=hub_clock, writer=BundleWriter(example_signer("hub-jawa-barat"), clock=hub_clock))
     kitchen = _device("sppg-bandung-01/kitchen-exit", T0, boot=4)
     gate = _device("sdn-cibeunying-2/school-gate", T0 + 60, boot=11)
     stall = _device("pasar-kosambi/stall-17", T0 + 120, boot=2)
-    for dev in (kitchen, gate, stall):
-        _genesis(hub, dev)
+    _genesis(hub, kitchen, "sppg-bandung-01")
+    _genesis(hub, gate, "sdn-cibeunying-2")
+    _genesis(hub, stall, "pasar-kosambi")
     tags = [f"04a1b2c3d4{i:04x}" for i in range(6)]
     _add(hub, kitchen, T0 + 300, "stock", {"site": "sppg-bandung-01", "item": "beras", "movement": "use",
                                            "qty": 96_000, "unit": "g", "batch": "B-1123-1"})
@@ -120,7 +109,7 @@ def _story() -> tuple[_Hub, list[_Device]]:
     stall.clock.now = T0 + 5000
     rotation = stall.builder.rotate(example_signer("pasar-kosambi/stall-17/2026"))
     stall.records.append(rotation)
-    hub.accept(rotation)
+    hub.accept(rotation, T0 + 5000)
     _add(hub, stall, T0 + 5100, "price", {"market": "pasar-kosambi", "commodity": "beras", "grade": "medium",
                                           "unit": "kg", "price_idr": 13_600, "reporter": "stall-17"})
     hub.checkpoint(T0 + 7200)
@@ -131,34 +120,26 @@ def _story() -> tuple[_Hub, list[_Device]]:
                                           "qty": 12_500, "unit": "g"})
     _add(hub, gate, T0 + 12_600, "scan", {"event": "returned", "site": "sdn-cibeunying-2", "checkpoint": "return",
                                           "tags": tags[:5], "count": 5})
+    # The school reports its gate reader stolen after the last return: whatever it signs from now on is refused.
+    hub.clock.now = T0 + 13_000
+    hub.writer.decide(Decision(action="revoke", device_id=gate.builder.device_id,
+                               from_seq=gate.builder.state.length))
     hub.checkpoint(T0 + 14_400)
     return hub, [kitchen, gate, stall]
 
 
 def _bundle(hub: _Hub, devices: Sequence[_Device], upto: int, description: str) -> bytes:
     """A bundle of the hub's log as of checkpoint `upto` (an index into its checkpoints)."""
-    cps = hub.checkpoints[:upto + 1]
-    last = cps[-1]
-    included = {r.id for r in hub.leaves[:last.tree_size]}
-    logs = []
-    for dev in devices:
-        recs = [r for r in dev.records if r.id in included]
-        keys = [r.raw for r in recs if r.kind == "key"]
-        logs.append(LogExport(device_id=dev.builder.device_id, keys=keys, records=[r.raw for r in recs],
-                              bodies={s: b for s, b in dev.bodies.items() if s <= recs[-1].seq}))
-    receipts = [(r.id, make_receipt(last, i, hub.tree.inclusion_proof(i, last.tree_size)))
-                for i, r in enumerate(hub.leaves[:last.tree_size])]
-    consistency = [(a.tree_size, last.tree_size, hub.tree.consistency_proof(a.tree_size, last.tree_size))
-                   for a in cps[:-1]]
-    return Bundle(hub_key=hub.signer.public_key, logs=logs, checkpoints=[c.raw for c in cps], receipts=receipts,
-                  consistency=consistency, forks=[], created=last.time + 60, description=description).encode()
+    created = hub.writer.checkpoints[upto].time + 60
+    return hub.writer.bundle(upto=upto, created=created, description=description,
+                             bodies={dev.builder.device_id: dev.bodies for dev in devices}).encode()
 
 
 def build() -> tuple[bytes, bytes]:
     """(newer, older) example bundles, byte-identical on every run."""
     hub, devices = _story()
     newer = _bundle(hub, devices, 2, "Example: one morning of MBG deliveries in Bandung and prices at "
-                                     "Pasar Kosambi (three devices, one key rotation, three checkpoints)")
+                                     "Pasar Kosambi (three devices, one key rotation, one revocation, three checkpoints)")
     older = _bundle(hub, devices, 1, "Example, as exported at the second checkpoint")
     return newer, older
 

@@ -55,11 +55,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
-    lines = []
+    lines = [f"{'ok  ' if report.hub_log else 'FAIL'} hub log: {report.hub_log} records, "
+             f"{report.decisions} decisions"]
     for dev in report.devices:
         mark = "ok  " if not dev.problems else "FAIL"
         span = f"seq {dev.first_seq}..{dev.last_seq}" if dev.records else "no verified records"
-        lines.append(f"{mark} device {dev.device}: {dev.records} records ({span}), {dev.receipts} receipts")
+        revoked = f", revoked from seq {dev.revoked_from}" if dev.revoked_from is not None else ""
+        lines.append(f"{mark} device {dev.device}: {dev.records} records ({span}), {dev.receipts} receipts"
+                     f"{revoked}")
         for problem in dev.problems:
             lines.append(f"       {problem}")
     for cp in report.checkpoints:

@@ -95,9 +95,9 @@ async def test_attested_and_signed_prices_are_told_apart_in_the_api(hubenv):
     assert code == 200 and imp["inputs"] == {"signed": 0, "attested": 1} and "weights" in imp
     code, alerts = await hubenv.get("/api/public/alerts/live")
     assert code == 200 and isinstance(alerts["alerts"], list)
-    # The records API says which log holds what: the hub's own log holds only key and attest records.
+    # The records API says which log holds what: the hub's own log holds its key, attestations and decisions.
     code, recs = await hubenv.get(f"/api/devices/{hubenv.hub.hub_id.hex()}/records")
-    assert {r["kind"] for r in recs["records"]} == {"key", "attest"}
+    assert {r["kind"] for r in recs["records"]} == {"key", "attest", "authority"}
     code, dev = await hubenv.get(f"/api/devices/{hubenv.hub.hub_id.hex()}")
     assert dev["role"] == "hub-attestor"
 

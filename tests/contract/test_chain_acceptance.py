@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from edge.store import LmdbLogStore
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from ledger import (
-    Bundle,
+    BundleWriter,
     ChainBuilder,
     ChainState,
     Ed25519Signer,
@@ -23,6 +24,7 @@ from ledger import (
     encode_record,
     verify_bundle,
 )
+from ledger.authority import Decision
 from ledger.enroll import make_enroll_request
 
 NOW = 1_763_900_000
@@ -193,7 +195,8 @@ def _hub(case: Case, tmp: Path) -> Verdict:
         if case.revoked_from is not None:
             hub.revoke(device_id, from_seq=case.revoked_from)
         outs = [hub.ingest(device_id, raws) for raws in (case.before, case.offered) if raws]
-        assert len(hub.tree) == sum(o.accepted for o in outs)
+        # The hub's own log (its genesis and decisions) shares the tree with the devices' records.
+        assert len(hub.tree) == sum(o.accepted for o in outs) + len(hub.own_log())
     finally:
         hub.store.close()
     problem = outs[-1].problem
@@ -210,9 +213,15 @@ def _bundle(case: Case, _tmp: Path) -> Verdict:
     for rec in records:  # the key list an exporter would write: genesis and rotations, each once
         if rec.kind == "key" and rec.raw not in keys:
             keys.append(rec.raw)
-    log = LogExport(device_id=records[0].device_id, keys=keys, records=raws, revoked_from=case.revoked_from)
-    report = verify_bundle(Bundle(hub_key=None, logs=[log], checkpoints=[], receipts=[], consistency=[],
-                                  forks=[], created=NOW).encode())
+    # The hub's bundle of what it accepted, with its own log deciding approval, rotations and revocation.
+    hub_key = Ed25519Signer.from_seed(b"\x77" * 32)
+    writer = BundleWriter(hub_key, clock=lambda: NOW)
+    writer.accept(*{r.id: r for r in records}.values())  # each record once, as leaves
+    if case.revoked_from is not None:
+        writer.decide(Decision(action="revoke", device_id=records[0].device_id, from_seq=case.revoked_from))
+    writer.checkpoint(NOW)
+    log = LogExport(device_id=records[0].device_id, keys=keys, records=raws)
+    report = verify_bundle(dataclasses.replace(writer.bundle(created=NOW), logs=[log]).sealed(hub_key).encode())
     [device] = report.devices
     problems = report.all_problems
     return Verdict(code=problems[0].code if problems else "OK", accepted=device.records,

@@ -112,14 +112,15 @@ def test_hub_flow_survives_reopen(make_store):
     clock, hub_key, store, hub, builder, device_id = _hub_with_device(make_store)
     records = [builder.genesis()] + [builder.append("scan", {"event": "departed", "site": "sppg-01",
                                                              "tags": [f"tag{i}"]}) for i in range(20)]
+    base = len(hub.own_log())  # the hub's genesis and its approval come first in the tree
     result = hub.ingest(device_id, [r.raw for r in records])
     assert result.accepted == 21 and result.problem is None
     cp = hub.checkpoint()
     _, receipt = hub.receipt(records[7].id)
-    assert verify_receipt(receipt, records[7].raw, hub_key.public_key).index == 7
+    assert verify_receipt(receipt, records[7].raw, hub_key.public_key).index == base + 7
     report = verify_bundle(hub.export(), hub_key=hub_key.public_key)
     assert report.ok, report.to_json()
-    assert report.receipts_checked == 21
+    assert report.receipts_checked == 21 + base
     store.close()
     store2 = make_store("a")
     hub2 = Hub(store2, hub_key, clock=clock)
@@ -162,20 +163,22 @@ def test_refusals_each_with_their_code(make_store):
     hub.revoke(device_id)
     after = hub.ingest(device_id, [records[4].raw])
     assert after.accepted == 0 and after.problem["code"] == "REVOKED_KEY"
-    assert hub.store.size() == 4
+    # Four records, and the hub's own log: genesis, approval, revocation.
+    assert hub.store.size() == 4 + 3 and len(hub.own_log()) == 3
 
 
 def test_receipts_for_old_records_rehash_their_tile_from_the_store(make_store):
     clock, hub_key, store, hub, builder, device_id = _hub_with_device(make_store)
+    base = len(hub.own_log())
     records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(599)]
     assert hub.ingest(device_id, [r.raw for r in records]).accepted == 600
     hub.checkpoint()
     assert hub.tree.held < 600 // 2, "whole tiles are left to the store"
     for index in (0, 3, 255, 256, 300, 599):
         _, receipt = hub.receipt(records[index].id)
-        assert verify_receipt(receipt, records[index].raw, hub_key.public_key).index == index
+        assert verify_receipt(receipt, records[index].raw, hub_key.public_key).index == base + index
     store.close()
     reopened = Hub(make_store("a"), hub_key, clock=clock)
     assert reopened.tree.held == hub.tree.held
     _, receipt = reopened.receipt(records[17].id)
-    assert verify_receipt(receipt, records[17].raw, hub_key.public_key).index == 17
+    assert verify_receipt(receipt, records[17].raw, hub_key.public_key).index == base + 17

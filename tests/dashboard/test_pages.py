@@ -60,7 +60,12 @@ def test_chain_health_page_shows_log_devices_and_checkpoint(demo, driver, tmp_pa
         data = resp.read()
     report = verify_bundle(data, hub_key=bytes.fromhex(demo.get("/api/status")["pubkey"]))
     assert report.ok, report.all_problems()[:3]
-    assert len(decode_bundle(data).logs) == len(health["devices"])
+    # Every device's log, the hub's own log (its decisions and attestations) apart in hub_log.
+    hub_id = demo.get("/api/status")["hub"]
+    bundle = decode_bundle(data)
+    assert sorted(log.device_id.hex() for log in bundle.logs) == sorted(
+        d["device"] for d in health["devices"] if d["device"] != hub_id)
+    assert bundle.hub_log
     driver.save_screenshot(str(tmp_path / "chain.png"))
     assert (tmp_path / "chain.png").stat().st_size > 10_000
     assert no_js_errors(driver) == []

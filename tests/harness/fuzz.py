@@ -202,14 +202,16 @@ def _sync_seeds() -> list[bytes]:
 
 def _bundle_seeds() -> list[bytes]:
     """The example bundles, and small ones (a log or two, fork evidence) that verify a hundred times faster."""
-    from ledger import Bundle, ForkEvidence, LedgerError, LogExport, decode_record
+    import dataclasses
+
+    from ledger import BundleWriter, Ed25519Signer, ForkEvidence, LedgerError, decode_record
 
     out = list(seed_pool())
-    logs = []
+    chains = []
     for chain in corpus().chains:
         genesis = decode_record(chain[0])
         if genesis.seq == 0 and genesis.kind == "key":
-            logs.append(LogExport(device_id=genesis.device_id, keys=chain[:1], records=chain[:3]))
+            chains.append([decode_record(raw) for raw in chain[:3]])
     forks = []
     for blob in seed_pool():
         try:
@@ -217,11 +219,18 @@ def _bundle_seeds() -> list[bytes]:
         except LedgerError:
             continue
         forks.append(blob)
-    for i, log in enumerate(logs):
-        out.append(Bundle(hub_key=None, logs=[log], checkpoints=[], receipts=[], consistency=[],
-                          forks=forks[i % len(forks):][:1] if forks else [], created=1).encode())
-    out.append(Bundle(hub_key=None, logs=logs[:2], checkpoints=[], receipts=[], consistency=[], forks=forks,
-                      created=1).encode())
+    hub = Ed25519Signer.from_seed(b"\x5e" * 32)
+    for i, chain in enumerate(chains):
+        writer = BundleWriter(hub, clock=lambda: 1)
+        writer.accept(*chain)
+        writer.checkpoint(2)
+        evidence = forks[i % len(forks):][:1] if forks else []
+        out.append(dataclasses.replace(writer.bundle(created=3), forks=evidence).sealed(hub).encode())
+    writer = BundleWriter(hub, clock=lambda: 1)
+    for chain in chains[:2]:
+        writer.accept(*chain)
+    writer.checkpoint(2)
+    out.append(dataclasses.replace(writer.bundle(created=3), forks=forks).sealed(hub).encode())
     return out
 
 

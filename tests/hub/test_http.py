@@ -51,15 +51,16 @@ async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
             async with http.post("/api/checkpoints", headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
                 assert resp.status == 201
                 cp = await resp.json()
-            assert cp["tree_size"] == len(records)
+            own = len(hub.own_log())  # the hub's genesis and its approval of the device are leaves too
+            assert own == 2 and cp["tree_size"] == len(records) + own
             async with http.get(f"/api/proofs/inclusion/{records[4].id.hex()}") as resp:
                 proof = await resp.json()
             got = verify_receipt(bytes.fromhex(proof["receipt"]), records[4].raw, hub.signer.public_key)
-            assert got.index == 4 and got.tree_size == len(records)
+            assert got.index == own + 4 and got.tree_size == len(records) + own
             async with http.get("/api/export") as resp:
                 bundle = await resp.read()
             report = verify_bundle(bundle, hub_key=hub.signer.public_key)
-            assert report.ok and report.receipts_checked == len(records)
+            assert report.ok and report.receipts_checked == len(records) + own
             async with http.get("/api/proofs/inclusion/" + "00" * 32) as resp:
                 assert resp.status == 404
                 assert (await resp.json())["error"]["code"] == "NOT_FOUND"

@@ -46,8 +46,9 @@ async def test_push_reaches_hub_once_and_verifies(tmp_path, hub, clock):
         again = await sync_once(ctx, running.coap_url, edge, pull=False)
         assert again.pushed == 0
         assert hub.store.chain_state(device_id).length == len(records)
-        assert hub.store.size() == len(records)
-        assert len(hub.tree) == len(records)
+        own = len(hub.own_log())  # the hub's genesis and its approval share the tree
+        assert hub.store.size() == len(records) + own
+        assert len(hub.tree) == len(records) + own
         # The holder view of the hub serves the same bytes back.
         assert HubHolder(hub).log_range(device_id, 5, 8) == [r.raw for r in records[5:8]]
     finally:
@@ -64,7 +65,7 @@ async def test_unknown_device_refused_with_code(tmp_path, hub, clock):
         report = await sync_once(ctx, running.coap_url, MemoryHolder(records), pull=False)
         assert report.pushed == 0
         assert any("UNKNOWN_DEVICE" in p for p in report.problems)
-        assert hub.store.size() == 0
+        assert hub.store.size() == len(hub.own_log()) == 1  # only the hub's own genesis
     finally:
         await ctx.shutdown()
         await running.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import itertools
 import json
@@ -154,19 +155,16 @@ def only_malformed(fn: Any, data: bytes) -> Any:
 
 
 def _bundle(raws: list[bytes], *, receipts: bool = True) -> bytes:
-    tree = ledger.MerkleTree(ledger.leaf_hash(x) for x in RAWS)
-    small = ledger.sign_checkpoint(HUB, tree_size=3, root=tree.root(3), time=1_700_000_100)
-    cp = ledger.sign_checkpoint(HUB, tree_size=len(RAWS), root=tree.root(), time=1_700_000_200)
-    recs = [ledger.decode_record(x) for x in RAWS]
-    return ledger.Bundle(
-        hub_key=HUB.public_key,
-        logs=[ledger.LogExport(device_id=CHAIN[0].device_id, keys=[RAWS[0]], records=raws,
-                               bodies={3: cbor.encode({"site": "sppg-1", "temp_cc": 603, "crowd": 3})})],
-        checkpoints=[small.raw, cp.raw],
-        receipts=[(r.id, ledger.make_receipt(cp, i, tree.inclusion_proof(i))) for i, r in enumerate(recs)]
-        if receipts else [],
-        consistency=[(3, len(RAWS), tree.consistency_proof(3))], forks=[], created=1_700_000_300,
-    ).encode()
+    """The hub's bundle of CHAIN (checkpoints after seq 2 and at the end), with its log replaced by `raws`."""
+    writer = ledger.BundleWriter(HUB, clock=lambda: 1_700_000_000)
+    writer.accept(*CHAIN[:3])
+    writer.checkpoint(1_700_000_100)
+    writer.accept(*CHAIN[3:])
+    writer.checkpoint(1_700_000_200)
+    body = {3: cbor.encode({"site": "sppg-1", "temp_cc": 603, "crowd": 3})}
+    bundle = writer.bundle(created=1_700_000_300, bodies={CHAIN[0].device_id: body})
+    log = dataclasses.replace(bundle.logs[0], records=raws)
+    return dataclasses.replace(bundle, logs=[log], receipts=bundle.receipts if receipts else []).sealed(HUB).encode()
 
 
 BUNDLE = _bundle(RAWS)
@@ -176,7 +174,7 @@ CHECKPOINT = decode_checkpoint(ledger.decode_bundle(BUNDLE).checkpoints[1])
 def test_base_bundle_verifies() -> None:
     report = ledger.verify_bundle(BUNDLE)
     assert report.ok, [str(p) for p in report.all_problems]
-    assert report.receipts_checked == len(RAWS)
+    assert report.receipts_checked == len(RAWS) + report.hub_log
 
 
 DECODERS = {

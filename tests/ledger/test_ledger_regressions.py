@@ -3,6 +3,8 @@ failed before its fix."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import ledger
@@ -18,14 +20,21 @@ def test_chain_state_from_cbor_with_wrong_types_is_malformed() -> None:
             ledger.ChainState.from_cbor(cbor.encode(item))
 
 
+HUB = ledger.Ed25519Signer.from_seed(bytes(range(7, 39)))
+
+
+def _bundle_of(*records: ledger.Record, forks: tuple[bytes, ...] = ()) -> bytes:
+    """A hub's bundle of `records` (one device), the hub's own log and a checkpoint included."""
+    writer = ledger.BundleWriter(HUB, clock=lambda: 1)
+    writer.accept(*records)
+    writer.checkpoint(2)
+    return dataclasses.replace(writer.bundle(created=3), forks=list(forks)).sealed(HUB).encode()
+
+
 def _bundle_map() -> dict[str, object]:
     signer = ledger.Ed25519Signer.from_seed(bytes(32))
     b = ledger.ChainBuilder(signer, clock=lambda: 1, boot=0)
-    g = b.genesis()
-    bundle = ledger.Bundle(hub_key=None, logs=[ledger.LogExport(device_id=g.device_id, keys=[g.raw],
-                                                                 records=[g.raw])],
-                           checkpoints=[], receipts=[], consistency=[], forks=[], created=1)
-    item = cbor.decode(bundle.encode())
+    item = cbor.decode(_bundle_of(b.genesis()))
     assert isinstance(item, dict)
     return item
 
@@ -69,9 +78,7 @@ def test_fork_evidence_of_two_non_key_genesis_records_is_a_typed_error() -> None
     for key in (None, bytes(32)):
         with pytest.raises(ledger.BrokenChain):
             evidence.verify(key)
-    bundle = ledger.Bundle(hub_key=None, logs=[], checkpoints=[], receipts=[], consistency=[], forks=[raw],
-                           created=1).encode()
-    report = ledger.verify_bundle(bundle)
+    report = ledger.verify_bundle(_bundle_of(forks=(raw,)))
     assert [p.code for p in report.all_problems] == ["BROKEN_CHAIN"]
 
 
@@ -79,10 +86,7 @@ def test_fork_evidence_of_two_non_key_genesis_records_is_a_typed_error() -> None
 def test_bundle_whose_key_list_starts_with_a_non_key_record_is_unknown_key(detach: bool) -> None:
     # Before the fix: KeyError 'pubkey' escaped verify_bundle (the detached case was caught as a TypeError).
     rec = _genesis_note("a", detach=detach)
-    bundle = ledger.Bundle(hub_key=None, logs=[ledger.LogExport(device_id=rec.device_id, keys=[rec.raw],
-                                                                 records=[rec.raw])],
-                           checkpoints=[], receipts=[], consistency=[], forks=[], created=1).encode()
-    report = ledger.verify_bundle(bundle)
+    report = ledger.verify_bundle(_bundle_of(rec))
     assert [p.code for p in report.all_problems] == ["UNKNOWN_KEY"]
 
 

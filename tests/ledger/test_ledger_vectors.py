@@ -118,6 +118,33 @@ def test_checkpoints_receipts_and_consistency_verify() -> None:
         assert (got.index, got.tree_size, got.root) == (entry["leaf_index"], cps[1].tree_size, cps[1].root)
 
 
+def test_valid_bundles_verify_and_give_what_they_expect() -> None:
+    doc = load(VECTORS / "valid" / "bundle.json")
+    newer = (VECTORS / "valid" / doc["file"]).read_bytes()
+    older = (VECTORS / "valid" / doc["older_file"]).read_bytes()
+    expect = doc["expect"]
+    report = ledger.verify_bundle(newer, hub_key=h(doc["hub_public_key"]))
+    assert report.ok, [str(p) for p in report.all_problems]
+    assert (report.hub_log, report.decisions) == (expect["hub_log"], expect["decisions"])
+    assert [c.tree_size for c in report.checkpoints] == expect["checkpoints"]
+    assert report.receipts_checked == expect["receipts"]
+    assert [{"device": d.device, "records": d.records, "revoked_from": d.revoked_from}
+            for d in report.devices] == expect["devices"]
+    assert ledger.verify_bundle(older).ok
+    old, new = ledger.compare_bundles(older, newer)
+    assert {"from": old.tree_size, "to": new.tree_size} == expect["against"]
+    ledger.compare_bundles(newer, newer)  # equal sizes: no proof entry needed
+    own = [ledger.decode_record(h(r["cose"])) for r in doc["hub_log"]]
+    assert [r.raw for r in own] == ledger.decode_bundle(newer).hub_log
+
+
+def test_records_at_the_limits_decode() -> None:
+    doc = load(VECTORS / "valid" / "limits.json")
+    for raw in doc["records"].values():
+        ledger.decode_record(h(raw))
+    cbor.decode(h(doc["cbor_depth_16"]))
+
+
 def _inp(vec: dict[str, Any], name: str) -> bytes:
     return h(vec["input"][name])
 
@@ -145,9 +172,19 @@ def _run_records(v: dict[str, Any]) -> None:
 
 
 def _run_bundle(v: dict[str, Any]) -> None:
-    report = ledger.verify_bundle(_inp(v, "bundle"))
+    pinned = v["input"].get("hub_key")
+    report = ledger.verify_bundle(_inp(v, "bundle"), hub_key=h(pinned) if pinned else None)
     assert not report.ok
     raise report.all_problems[0]
+
+
+def _run_against(v: dict[str, Any]) -> None:
+    """`jejak-verify NEWER --against OLDER`: the newer bundle verifies on its own, then the comparison."""
+    newer = _inp(v, "newer")
+    report = ledger.verify_bundle(newer)
+    if not report.ok:
+        raise report.all_problems[0]
+    ledger.compare_bundles(_inp(v, "older"), newer)
 
 
 def _run_fork(v: dict[str, Any]) -> None:
@@ -185,6 +222,7 @@ def _run_checkpoint_pair(v: dict[str, Any]) -> None:
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "decode_record": _run_decode_record, "cbor_decode": _run_cbor, "attach_body": _run_attach,
     "verify_chain": _run_chain, "verify_records": _run_records, "verify_bundle": _run_bundle,
+    "verify_against": _run_against,
     "fork_evidence": _run_fork, "inclusion": _run_inclusion, "receipt": _run_receipt,
     "consistency_proof": _run_consistency, "checkpoint": _run_checkpoint, "checkpoint_pair": _run_checkpoint_pair,
 }
@@ -197,6 +235,8 @@ def test_invalid_vector_gets_its_error_code(path: Path) -> None:
     if raw_file.exists():
         assert raw_file.read_bytes().hex() in (vec["input"].get("record"), vec["input"].get("evidence"),
                                                 vec["input"].get("checkpoint"))
+    # Each failure has one code, and the file's name starts with it (FORMAT.md §13).
+    assert path.stem.startswith(vec["code"].lower().replace("_", "-")), path.stem
     with pytest.raises(LedgerError) as info:
         CHECKS[vec["check"]](vec)
     assert info.value.code == vec["code"], f"{path.name}: {info.value}"
@@ -227,3 +267,12 @@ def test_malformed_record_vectors_are_signed_so_only_their_defect_is_wrong() -> 
         msg.verify(key, RECORD_AAD)
         signed += 1
     assert signed >= 10
+
+
+def test_readme_documents_every_file_and_check() -> None:
+    readme = (VECTORS / "README.md").read_text()
+    others = [VECTORS / "keys.json", VECTORS / "index.json", VECTORS / "rfc6962-transparency-dev.json"]
+    for path in [*sorted(VECTORS.glob("valid/*.json")), *others]:
+        assert f"`{path.relative_to(VECTORS)}`" in readme, path.name
+    for check in CHECKS:
+        assert f"| `{check}` |" in readme, check

@@ -76,6 +76,7 @@ async def main() -> dict[str, Any]:
                 report["fake_checkpoint"] = exc.code
             real = hub.hub.checkpoint(force=True)
             report["real_checkpoint"] = verify_hub_checkpoint(real.raw, daemon.security.pin).tree_size
+            report["hub_own_log"] = len(hub.hub.own_log())  # its genesis and decisions share the tree
             # 3. Replayed OSCORE: the attacker sends a captured request twice, then again after a hub restart.
             captured = protected_heads(daemon.security.hub_ctx, 4001)
             # The same bytes again are folded by CoAP's message deduplication (cached answer, not run twice);

@@ -65,7 +65,9 @@ def test_example_content() -> None:
     assert any(len(log.keys) == 2 for log in bundle.logs)  # one key rotation
     assert any(log.bodies for log in bundle.logs)  # one detached body
     assert len(bundle.checkpoints) == 3 and len(bundle.consistency) == 2
-    assert len(bundle.receipts) == sum(len(log.records) for log in bundle.logs)
+    assert len(bundle.receipts) == sum(len(log.records) for log in bundle.logs) + len(bundle.hub_log)
+    decisions = [ledger.decode_record(r).body for r in bundle.hub_log[1:]]
+    assert [d["action"] for d in decisions if d] == ["approve", "approve", "approve", "rotate", "revoke"]
 
 
 def test_example_verifies_human_output_via_console_script() -> None:
@@ -73,7 +75,9 @@ def test_example_verifies_human_output_via_console_script() -> None:
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("ok   device") == 3
-    assert "VERIFIED: 17 records, 3 checkpoints, 17 receipts" in out.stdout
+    assert "ok   hub log: 6 records, 5 decisions" in out.stdout
+    assert "revoked from seq 6" in out.stdout
+    assert "VERIFIED: 17 records, 3 checkpoints, 23 receipts" in out.stdout
 
 
 def test_example_verifies_json_output() -> None:
@@ -82,8 +86,8 @@ def test_example_verifies_json_output() -> None:
     report = json.loads(out)
     assert report["ok"] is True
     assert [d["ok"] for d in report["devices"]] == [True, True, True]
-    assert [c["tree_size"] for c in report["checkpoints"]] == [8, 13, 17]
-    assert report["receipts_checked"] == 17
+    assert [c["tree_size"] for c in report["checkpoints"]] == [12, 18, 23]
+    assert report["receipts_checked"] == 23
     assert report["problems"] == []
 
 
@@ -172,17 +176,19 @@ def test_inconsistent_checkpoint_pair(tmp_path: Path) -> None:
     leaves = [ledger.leaf_hash(r) for r in _all_leaves()]
     leaves[3] = ledger.leaf_hash(b"a record the hub swapped in")
     tree = ledger.MerkleTree(leaves)
-    forged = ledger.sign_checkpoint(HUB, tree_size=17, root=tree.root(), time=1_763_890_000)
+    head = ledger.decode_checkpoint(item["checkpoints"][2]).authority
+    forged = ledger.sign_checkpoint(HUB, tree_size=23, root=tree.root(), time=1_763_890_000, authority=head)
     item["checkpoints"][2] = forged.raw
     item["consistency"] = [[a, b, tree.consistency_proof(a, b)] for a, b, _ in item["consistency"]]
     code, out = run(write(tmp_path, item), "--json")
-    assert code == ledger.BadCheckpoint.exit_code
-    assert any("inconsistent" in p["message"] for p in json.loads(out)["problems"])
+    # FORMAT.md §10: a consistency proof between two signed checkpoints that fails is INVALID_PROOF.
+    assert code == ledger.BadProof.exit_code
+    assert any("consistency" in p["message"] for p in json.loads(out)["problems"])
 
 
 def _all_leaves() -> list[bytes]:
     hub, _ = example._story()
-    return [r.raw for r in hub.leaves]
+    return [r.raw for r in hub.writer.leaves]
 
 
 def test_forged_receipt(tmp_path: Path) -> None:
@@ -210,22 +216,25 @@ def test_every_tamper_class_has_a_distinct_meaning() -> None:
 def test_against_older_bundle() -> None:
     code, out = run(str(EXAMPLE), "--against", str(OLDER))
     assert code == 0
-    assert "log grew consistently from size 13 to 17" in out
+    assert "log grew consistently from size 18 to 23" in out
     code, out = run(str(EXAMPLE), "--against", str(OLDER), "--json")
-    assert json.loads(out)["consistency"] == {"from": 13, "to": 17}
+    assert json.loads(out)["consistency"] == {"from": 18, "to": 23}
 
 
 def test_against_a_rewritten_log_fails(tmp_path: Path) -> None:
     """The older bundle the auditor kept shows a different history than the hub's newer bundle extends."""
     older = cbor.decode(OLDER.read_bytes())
     assert isinstance(older, dict)
-    leaves = [ledger.leaf_hash(r) for r in _all_leaves()[:13]]
+    leaves = [ledger.leaf_hash(r) for r in _all_leaves()[:18]]
     leaves[0] = ledger.leaf_hash(b"the history the auditor saw")
-    rewritten = ledger.sign_checkpoint(HUB, tree_size=13, root=ledger.MerkleTree(leaves).root(), time=1_763_877_600)
+    head = ledger.decode_checkpoint(older["checkpoints"][-1]).authority
+    rewritten = ledger.sign_checkpoint(HUB, tree_size=18, root=ledger.MerkleTree(leaves).root(), time=1_763_877_600,
+                                       authority=head)
     older["checkpoints"][-1] = rewritten.raw
     code, out = run(str(EXAMPLE), "--against", write(tmp_path, older, "older.jejak"))
-    assert code == ledger.BadCheckpoint.exit_code
-    assert "inconsistent" in out
+    # The older bundle must verify on its own first (FORMAT.md §12.4): its own proofs no longer lead there.
+    assert code == ledger.BadProof.exit_code
+    assert "INVALID_PROOF" in out or "consistency" in out
 
 
 @pytest.mark.parametrize("args", [["/nonexistent.jejak"], [str(EXAMPLE), "--hub-key", "zz"]])

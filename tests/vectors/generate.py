@@ -8,6 +8,8 @@ new behaviour gets new files.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -19,14 +21,14 @@ from typing import Any
 import cbor2
 
 from ledger import (
-    Bundle,
+    BundleWriter,
     ChainBuilder,
     ChainState,
     Ed25519Signer,
     ForkEvidence,
-    LogExport,
     MerkleTree,
     Record,
+    decode_record,
     device_id_for,
     encode_record,
     leaf_hash,
@@ -35,7 +37,8 @@ from ledger import (
     sign_checkpoint,
 )
 from ledger import cbor as jcbor
-from ledger.cose import sig_structure
+from ledger.authority import Decision
+from ledger.cose import sig_structure, sign1
 from ledger.enroll import (
     ENROLL_AAD,
     GRANT_AAD,
@@ -416,21 +419,6 @@ def invalid_files(w: World) -> dict[str, bytes]:
         "the operator revoked the device key from seq 3; seq 3 and later are refused", None,
         records=[r.hex() for r in raws], revoked_from=3)
 
-    # -- UNKNOWN_KEY -----------------------------------------------------------------------------------------
-    rot_dev = w.rotation[0].device_id
-    bundle = Bundle(hub_key=None, logs=[LogExport(device_id=rot_dev, keys=[w.rotation[2].raw],
-                                                  records=[r.raw for r in w.rotation[3:]])],
-                    checkpoints=[], receipts=[], consistency=[], forks=[], created=T0, description="no genesis")
-    vec("unknown-key-no-genesis", "UNKNOWN_KEY", "verify_bundle",
-        "a bundle whose key list starts at a rotation: nothing says who the device is", None,
-        bundle=bundle.encode().hex())
-    no_hub = Bundle(hub_key=None, logs=[LogExport(device_id=dev, keys=[raws[0]], records=raws)],
-                    checkpoints=[sign_checkpoint(w.hub, tree_size=5, root=MerkleTree(
-                        leaf_hash(x) for x in raws).root(), time=T0 + 3600).raw],
-                    receipts=[], consistency=[], forks=[], created=T0, description="no hub key")
-    vec("unknown-key-no-hub-key", "UNKNOWN_KEY", "verify_bundle",
-        "a bundle with a checkpoint but no hub key to check it with", None, bundle=no_hub.encode().hex())
-
     # -- FORK_DETECTED ---------------------------------------------------------------------------------------
     branch = ChainBuilder(k, clock=clock(T0 + 5000), boot=2, state=state_after(w.basic[:2]))
     fork_rec = branch.append("note", {"text": "a second history after a restore from backup"})
@@ -483,10 +471,484 @@ def invalid_files(w: World) -> dict[str, bytes]:
     tree2 = MerkleTree(leaf_hash(x) for x in rewritten_log)
     small = sign_checkpoint(w.hub, tree_size=3, root=tree.root(3), time=T0 + 3600)
     big = sign_checkpoint(w.hub, tree_size=5, root=tree2.root(), time=T0 + 7200)
-    vec("invalid-checkpoint-inconsistent", "INVALID_CHECKPOINT", "checkpoint_pair",
+    vec("invalid-proof-checkpoint-pair-inconsistent", "INVALID_PROOF", "checkpoint_pair",
         "two genuine checkpoints of one hub, the second over a log whose leaf 1 was rewritten; the "
-        "consistency proof is the one the rewritten tree gives", None, older=small.raw.hex(), newer=big.raw.hex(),
+        "consistency proof is the one the rewritten tree gives (a failed consistency proof is INVALID_PROOF, "
+        "whatever it links)", None, older=small.raw.hex(), newer=big.raw.hex(),
         proof=[x.hex() for x in tree2.consistency_proof(3)], hub_key=w.hub.public_key.hex())
+    invalid_bundle_files(w, vec)
+    checkpoint_shape_files(w, vec)
+    files.update(limit_files(w, vec))
+    return files
+
+
+# -- bundles (FORMAT.md §12) ----------------------------------------------------------------------------------
+
+ED25519_L = 2**252 + 27742317777372353535851937790883648493
+
+
+def _s_plus_l(signature: bytes) -> bytes:
+    """The same signature with S replaced by S + L: equal modulo L, refused as non-canonical (§1)."""
+    s = int.from_bytes(signature[32:], "little") + ED25519_L
+    return signature[:32] + s.to_bytes(32, "little")
+
+
+def _with_signature(raw: bytes, signature: bytes) -> bytes:
+    tagged = cbor2.loads(raw)
+    parts = list(tagged.value)
+    parts[3] = signature
+    return jcbor.encode(parts, tag=18)
+
+
+def _checkpoint_with(hub: Ed25519Signer, headers: dict[int, Any], root: bytes,
+                     unprotected: dict[int, Any] | None = None) -> bytes:
+    return sign1(hub, headers=headers, unprotected=unprotected or {}, payload=root, external_aad=b"")
+
+
+class BundleWorld:
+    """A hub's bundles over the three valid chains: the hub's own log approves each device, accepts the
+    stall's rotation and revokes the stall from seq 5 (past its records); two checkpoints."""
+
+    def __init__(self, w: World, *, revoke_stall_from: int = 5, withdraw_gate_from: int | None = None,
+                 approve_key: bytes | None = None, rotations: bool = True) -> None:
+        self.w = w
+        self.writer = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
+        kitchen = w.basic[0]
+        if approve_key is not None:
+            self.writer.decide(Decision(action="approve", device_id=kitchen.device_id, from_seq=0, key=approve_key,
+                                        site="sppg-bdg-01", role="edge"))
+        self.writer.accept(*w.basic, site="sppg-bdg-01")
+        self.writer.checkpoint(T0 + 3600)
+        self.writer.accept(*w.rotation[:2], site="pasar-kosambi")
+        self.writer.accept(w.rotation[2], decide=rotations)
+        self.writer.accept(*w.rotation[3:], *w.detached, site="sdn-cibeunying-2")
+        if withdraw_gate_from is not None:
+            self.writer.decide(Decision(action="withdraw", device_id=w.detached[0].device_id,
+                                        from_seq=withdraw_gate_from))
+        self.writer.decide(Decision(action="revoke", device_id=w.rotation[0].device_id, from_seq=revoke_stall_from))
+        self.writer.checkpoint(T0 + 7200)
+        body = {w.detached[0].device_id: {1: jcbor.encode(w.detached_body)}}
+        self.newer = self.writer.bundle(created=T0 + 7260, description="test vector bundle", bodies=body)
+        self.older = self.writer.bundle(upto=0, created=T0 + 3660, description="test vector bundle, older")
+
+    def map(self) -> dict[str, Any]:
+        item = jcbor.decode(self.newer.encode())
+        assert isinstance(item, dict)
+        return copy.deepcopy(item)
+
+
+def bundle_files(w: World) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    bw = BundleWorld(w)
+    hub_id = device_id_for(w.hub.public_key)
+    newer, older = bw.newer.encode(), bw.older.encode()
+    files["valid/bundle.cbor"] = newer
+    files["valid/bundle-older.cbor"] = older
+    own = [decode_record(r) for r in bw.newer.hub_log]
+    files["valid/bundle.json"] = _dump({
+        "description": "A bundle (docs/FORMAT.md §12) over the three valid chains, and the same hub's older "
+                       "bundle as of its first checkpoint. verify_bundle accepts each; the newer verifies "
+                       "against the older (§12.4) and against itself (equal sizes need no proof). 'expect' "
+                       "holds what a verifier must derive; 'hub_log' lists the hub's own log with each "
+                       "decision's body.",
+        "file": "bundle.cbor", "older_file": "bundle-older.cbor",
+        "hub_public_key": w.hub.public_key.hex(), "hub_id": hub_id.hex(),
+        "hub_log": [dict(_record_json(r)) for r in own],
+        "expect": {
+            "hub_log": len(own), "decisions": sum(r.kind == "authority" for r in own),
+            "checkpoints": [c.tree_size for c in bw.writer.checkpoints],
+            "receipts": len(bw.newer.receipts),
+            "devices": [{"device": log.device_id.hex(), "records": len(log.records),
+                         "revoked_from": bw.writer.own.authority.revoked_from(log.device_id)}
+                        for log in bw.newer.logs],
+            "against": {"from": bw.writer.checkpoints[0].tree_size, "to": bw.writer.checkpoints[1].tree_size},
+        },
+    })
+    return files
+
+
+def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
+    """Negative bundle vectors: each changes one thing of the valid bundle (re-signing where the change must
+    get past a signature to reach the check under test)."""
+    bw = BundleWorld(w)
+    hub_id = device_id_for(w.hub.public_key)
+    log_of = {log["device"]: i for i, log in enumerate(bw.map()["logs"])}
+    kitchen, stall, gate = (log_of[w.basic[0].device_id], log_of[w.rotation[0].device_id],
+                            log_of[w.detached[0].device_id])
+
+    def bundle(name: str, code: str, desc: str, item: dict[str, Any] | bytes, **extra: Any) -> None:
+        data = item if isinstance(item, bytes) else jcbor.encode(item)
+        vec(name, code, "verify_bundle", desc, None, bundle=data.hex(), **extra)
+
+    def changed(fn: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        item = bw.map()
+        fn(item)
+        return item
+
+    def receipt_index(item: dict[str, Any], record: bytes) -> int:
+        rid = hashlib.sha256(record).digest()
+        return next(i for i, (r, _) in enumerate(item["receipts"]) if r == rid)
+
+    # -- MALFORMED: the schema (§12.1) ----------------------------------------------------------------------
+    schema: list[tuple[str, str, Callable[[dict[str, Any]], None]]] = [
+        ("format-1", "format \"jejak-bundle/1\" (the format before hub logs)",
+         lambda m: m.__setitem__("format", "jejak-bundle/1")),
+        ("missing-hub-log", "the hub_log field deleted", lambda m: m.pop("hub_log")),
+        ("missing-logs", "the logs field deleted", lambda m: m.pop("logs")),
+        ("missing-seal", "the seal field deleted", lambda m: m.pop("seal")),
+        ("seal-with-payload", "a seal that carries its payload instead of leaving it detached",
+         lambda m: m.__setitem__("seal", _with_payload(m["seal"]))),
+        ("unknown-field", "an unknown top-level field \"revocations\"", lambda m: m.__setitem__("revocations", [])),
+        ("log-unknown-field", "a log carrying \"revoked_from\", a field of format 1 that format 2 derives",
+         lambda m: m["logs"][stall].__setitem__("revoked_from", None)),
+        ("log-missing-field", "a log without its bodies field", lambda m: m["logs"][kitchen].pop("bodies")),
+        ("hub-key-nil", "hub_key nil", lambda m: m.__setitem__("hub_key", None)),
+        ("hub-key-length", "hub_key of 31 bytes", lambda m: m.__setitem__("hub_key", m["hub_key"][:31])),
+        ("created-text", "created as text", lambda m: m.__setitem__("created", "2025-11-23")),
+        ("created-bool", "created as true (not an integer)", lambda m: m.__setitem__("created", True)),
+        ("description-int", "description as an integer", lambda m: m.__setitem__("description", 5)),
+        ("log-device-length", "a log device id of 15 bytes",
+         lambda m: m["logs"][kitchen].__setitem__("device", m["logs"][kitchen]["device"][:15])),
+        ("receipt-id-length", "a receipt whose record id has 31 bytes",
+         lambda m: m["receipts"][0].__setitem__(0, m["receipts"][0][0][:31])),
+        ("receipt-shape", "a receipt entry of three items",
+         lambda m: m["receipts"][0].append(b"")),
+        ("consistency-shape", "a consistency entry of two items",
+         lambda m: m["consistency"][0].pop()),
+        ("consistency-size-negative", "a consistency entry whose first size is -1",
+         lambda m: m["consistency"][0].__setitem__(0, -1)),
+        ("no-checkpoint", "an empty checkpoints array", lambda m: m.__setitem__("checkpoints", [])),
+        ("hub-log-empty", "an empty hub_log array", lambda m: m.__setitem__("hub_log", [])),
+        ("forks-not-bytes", "forks holding an integer", lambda m: m.__setitem__("forks", [1])),
+        ("body-twice", "the detached body of seq 1 given twice",
+         lambda m: m["logs"][gate]["bodies"].append(list(m["logs"][gate]["bodies"][0]))),
+        ("body-seq-negative", "a bodies entry for seq -1",
+         lambda m: m["logs"][gate]["bodies"].__setitem__(0, [-1, m["logs"][gate]["bodies"][0][1]])),
+    ]
+    for name, desc, fn in schema:
+        bundle(f"malformed-bundle-{name}", "MALFORMED", f"a bundle with {desc}", changed(fn))
+    body = jcbor.encode(w.detached_body)
+    bundle("malformed-bundle-body-inline-record", "MALFORMED",
+           "a bodies entry for seq 0, a record that carries its body inline",
+           changed(lambda m: m["logs"][gate]["bodies"].insert(0, [0, body])))
+    bundle("malformed-bundle-body-not-in-range", "MALFORMED", "a bodies entry for seq 9, not in the log's range",
+           changed(lambda m: m["logs"][gate]["bodies"].append([9, body])))
+    bundle("malformed-bundle-body-wrong-length", "MALFORMED",
+           "the detached body of seq 1 with one byte appended: not the signed length",
+           changed(lambda m: m["logs"][gate]["bodies"][0].__setitem__(1, body + b"\x00")))
+    bundle("malformed-bundle-receipt-unknown-record", "MALFORMED",
+           "a receipt naming a record id the bundle does not hold",
+           changed(lambda m: m["receipts"].append([hashlib.sha256(b"elsewhere").digest(), m["receipts"][0][1]])))
+    bundle("malformed-bundle-receipt-twice", "MALFORMED", "a second receipt for the same record",
+           changed(lambda m: m["receipts"].append(list(m["receipts"][-1]))))
+    bundle("malformed-bundle-hub-log-in-logs", "MALFORMED", "the hub's own log given again as a device log",
+           changed(lambda m: m["logs"].append({"device": hub_id, "keys": m["hub_log"][:1],
+                                               "records": m["hub_log"], "bodies": []})))
+    last = bw.writer.checkpoints[-1]
+    plain = sign_checkpoint(w.hub, tree_size=last.tree_size, root=last.root, time=last.time).raw
+    bundle("malformed-bundle-checkpoint-without-hub-log-head", "MALFORMED",
+           "the largest checkpoint re-signed without label -65538 (the head of the hub's log)",
+           changed(lambda m: m["checkpoints"].__setitem__(-1, plain)))
+    forked = bw.w.basic[2].raw
+    bundle("malformed-bundle-fork-same-record", "MALFORMED", "fork evidence holding one record twice",
+           changed(lambda m: m["forks"].append(jcbor.encode([forked, forked]))))
+
+    bundle("invalid-signature-bundle-description", "INVALID_SIGNATURE",
+           "the description changed by one letter: the hub's seal no longer verifies",
+           changed(lambda m: m.__setitem__("description", m["description"].replace("test", "Test"))))
+    bundle("invalid-signature-bundle-created", "INVALID_SIGNATURE", "the export time moved one second later",
+           changed(lambda m: m.__setitem__("created", m["created"] + 1)))
+
+    # -- hub key, checkpoints and consistency (§12.3 steps 2-4) ---------------------------------------------
+    bundle("invalid-checkpoint-bundle-pinned-key", "INVALID_CHECKPOINT",
+           "the valid bundle checked with another hub key pinned (jejak-verify --hub-key)", bw.newer.encode(),
+           hub_key=w.stranger.public_key.hex())
+    first = bw.writer.checkpoints[0]
+    same_size = sign_checkpoint(w.hub, tree_size=first.tree_size, root=hashlib.sha256(b"other").digest(),
+                                time=first.time + 1, authority=first.authority)
+    bundle("invalid-checkpoint-bundle-same-size", "INVALID_CHECKPOINT",
+           "a second genuine checkpoint of the first checkpoint's size with another root",
+           changed(lambda m: m["checkpoints"].append(same_size.raw)))
+    bundle("invalid-checkpoint-bundle-consistency-unknown-size", "INVALID_CHECKPOINT",
+           "a consistency entry from size 3, which no checkpoint of the bundle has",
+           changed(lambda m: m["consistency"].append([3, last.tree_size, bw.writer.tree.consistency_proof(3)])))
+    bundle("invalid-proof-bundle-consistency-extra-entry", "INVALID_PROOF",
+           "a consistency proof with one entry too many", changed(lambda m: m["consistency"][0][2].append(bytes(32))))
+    bundle("invalid-proof-bundle-consistency-short-entry", "INVALID_PROOF",
+           "a consistency proof whose first entry has 31 bytes",
+           changed(lambda m: m["consistency"][0][2].__setitem__(0, m["consistency"][0][2][0][:31])))
+    bundle("invalid-proof-bundle-consistency-missing-entry", "INVALID_PROOF",
+           "a consistency proof with its last entry dropped", changed(lambda m: m["consistency"][0][2].pop()))
+    bundle("invalid-checkpoint-bundle-signature-s-not-canonical", "INVALID_CHECKPOINT",
+           "the largest checkpoint with S + L in place of S (same value mod L, non-canonical)",
+           changed(lambda m: m["checkpoints"].__setitem__(-1, _with_signature(last.raw, _s_plus_l(last.signature)))))
+
+    # -- the hub's own log (§12.3 step 5) ---------------------------------------------------------------------
+    own = bw.newer.hub_log
+
+    def drop_own(i: int) -> Callable[[dict[str, Any]], None]:
+        def fn(m: dict[str, Any]) -> None:
+            m["receipts"].pop(receipt_index(m, own[i]))
+            m["hub_log"].pop(i)
+        return fn
+
+    bundle("broken-chain-bundle-decision-dropped", "BROKEN_CHAIN",
+           "the approval of the stall (seq 2 of the hub's log) and its receipt dropped", changed(drop_own(2)))
+    bundle("broken-chain-bundle-decision-truncated", "BROKEN_CHAIN",
+           "the hub's last decision (the stall's revocation) and its receipt dropped: the log ends before the "
+           "head the largest checkpoint names", changed(drop_own(len(own) - 1)))
+    bundle("broken-chain-bundle-decisions-swapped", "BROKEN_CHAIN",
+           "two decisions of the hub's log swapped (a back-dated revocation)",
+           changed(lambda m: m["hub_log"].__setitem__(slice(3, 5), [m["hub_log"][4], m["hub_log"][3]])))
+    revocation = decode_record(own[-1])
+    assert revocation.body is not None and revocation.body["action"] == "revoke"
+    later = dict(revocation.body, from_seq=revocation.body["from_seq"] + 1)
+    resigned = encode_record(w.hub, device_id=hub_id, seq=revocation.seq, prev=revocation.prev,
+                             time=revocation.time, boot=revocation.boot, kind="authority", body=later)
+    altered = _with_signature(resigned.raw, revocation.signature)
+    bundle("invalid-signature-bundle-decision-altered", "INVALID_SIGNATURE",
+           "the revocation's from_seq changed from 5 to 6, the hub's signature kept",
+           changed(lambda m: m["hub_log"].__setitem__(-1, altered)))
+    stranger = encode_record(w.stranger, device_id=hub_id, seq=revocation.seq, prev=revocation.prev,
+                             time=revocation.time, boot=revocation.boot, kind="authority", body=later)
+    bundle("invalid-signature-bundle-decision-other-key", "INVALID_SIGNATURE",
+           "the revocation re-signed with another key than the hub's",
+           changed(lambda m: m["hub_log"].__setitem__(-1, stranger.raw)))
+    bundle("revoked-key-bundle", "REVOKED_KEY",
+           "the hub revoked the stall from seq 3: its records 3 and 4 are refused",
+           BundleWorld(w, revoke_stall_from=3).newer.encode())
+    bundle("revoked-key-bundle-withdrawn", "REVOKED_KEY",
+           "the hub withdrew the school gate's approval from seq 1: its records 1 and 2 are refused",
+           BundleWorld(w, withdraw_gate_from=1).newer.encode())
+    bundle("unknown-key-bundle-approval-other-key", "UNKNOWN_KEY",
+           "the hub's approval of the kitchen names another genesis key than its key list's",
+           BundleWorld(w, approve_key=w.stranger.public_key).newer.encode())
+    bundle("unknown-key-bundle-rotation-not-accepted", "UNKNOWN_KEY",
+           "the stall's key rotation at seq 2, with no rotate decision in the hub's log",
+           BundleWorld(w, rotations=False).newer.encode())
+    no_approval = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
+    no_approval.accept(*w.basic, decide=False)
+    no_approval.checkpoint(T0 + 3600)
+    bundle("unknown-key-bundle-no-approval", "UNKNOWN_KEY", "a device the hub's log never approved",
+           no_approval.bundle(created=T0 + 3660).encode())
+
+    # -- device logs and their key lists (§12.3 step 6) ------------------------------------------------------
+    rot = w.rotation
+    bundle("unknown-key-no-genesis", "UNKNOWN_KEY",
+           "a key list that starts at the rotation (seq 2): nothing says who the device is",
+           changed(lambda m: m["logs"][stall].__setitem__("keys", [rot[2].raw])))
+    bundle("broken-chain-bundle-key-list-missing-rotation", "BROKEN_CHAIN",
+           "a key list without the rotation record the range holds and the hub accepted",
+           changed(lambda m: m["logs"][stall].__setitem__("keys", [rot[0].raw])))
+    bundle("broken-chain-bundle-key-list-not-a-key-record", "BROKEN_CHAIN",
+           "a key list holding a price record after the genesis",
+           changed(lambda m: m["logs"][stall].__setitem__("keys", [rot[0].raw, rot[1].raw, rot[2].raw])))
+    bundle("broken-chain-bundle-key-list-out-of-order", "BROKEN_CHAIN", "a key list holding the genesis twice",
+           changed(lambda m: m["logs"][stall].__setitem__("keys", [rot[0].raw, rot[2].raw, rot[0].raw])))
+    bundle("broken-chain-bundle-key-list-other-device", "BROKEN_CHAIN",
+           "the stall's key list followed by the kitchen's genesis",
+           changed(lambda m: m["logs"][stall]["keys"].append(w.basic[0].raw)))
+    restore = encode_record(w.kitchen, device_id=w.basic[0].device_id, seq=0, prev=bytes(32), time=T0 + 9999, boot=1,
+                            kind="key", body={"pubkey": w.kitchen.public_key, "alg": "Ed25519", "reason": "restore"})
+    bundle("broken-chain-bundle-genesis-differs", "BROKEN_CHAIN",
+           "a range whose seq 0 is another genesis than the key list's",
+           changed(lambda m: m["logs"][kitchen]["records"].__setitem__(0, restore.raw)))
+    bad_genesis = encode_record(w.stranger, device_id=w.basic[0].device_id, seq=0, prev=bytes(32), time=T0, boot=1,
+                                kind="key", body={"pubkey": w.stranger.public_key})
+    bundle("invalid-signature-bundle-genesis-key", "INVALID_SIGNATURE",
+           "a key list whose genesis names a key that does not derive the device id",
+           changed(lambda m: m["logs"][kitchen]["keys"].__setitem__(0, bad_genesis.raw)))
+
+    # -- forks (§12.3 step 7) -----------------------------------------------------------------------------------
+    branch = ChainBuilder(w.kitchen, clock=clock(T0 + 5000), boot=2, state=state_after(w.basic[:2]))
+    fork_rec = branch.append("note", {"text": "a second history after a restore from backup"})
+    evidence = ForkEvidence(first=w.basic[2], second=fork_rec).to_cbor()
+    bundle("fork-detected-bundle", "FORK_DETECTED", "a bundle carrying valid fork evidence of the kitchen at seq 2",
+           changed(lambda m: m["forks"].append(evidence)))
+    other_dev = ChainBuilder(w.stranger, clock=clock(T0), boot=0)
+    og = other_dev.genesis()
+    o1 = other_dev.append("note", {"text": "a"})
+    o1b = encode_record(w.stranger, device_id=og.device_id, seq=1, prev=og.id, time=T0 + 1, boot=0, kind="note",
+                        body={"text": "b"})
+    bundle("unknown-key-bundle-fork-no-log", "UNKNOWN_KEY",
+           "fork evidence at seq 1 of a device the bundle has no key list for",
+           changed(lambda m: m["forks"].append(jcbor.encode([o1.raw, o1b.raw]))))
+    bad_sig = _with_signature(fork_rec.raw, fork_rec.signature[:-1] + bytes([fork_rec.signature[-1] ^ 1]))
+    bundle("invalid-signature-bundle-fork", "INVALID_SIGNATURE",
+           "fork evidence whose second record's signature was altered",
+           changed(lambda m: m["forks"].append(jcbor.encode([w.basic[2].raw, bad_sig]))))
+
+    # -- receipts (§12.3 step 8) ----------------------------------------------------------------------------------
+    bundle("invalid-proof-bundle-record-without-receipt", "INVALID_PROOF",
+           "the receipt of the kitchen's seq 3 dropped",
+           changed(lambda m: m["receipts"].pop(receipt_index(m, w.basic[3].raw))))
+    leaf = bw.writer.leaves.index(w.basic[3])
+    path = bw.writer.tree.inclusion_proof(leaf, last.tree_size)
+    other_cp = sign_checkpoint(w.hub, tree_size=last.tree_size, root=last.root, time=last.time + 1,
+                               authority=last.authority)
+    bundle("invalid-proof-bundle-receipt-other-checkpoint", "INVALID_PROOF",
+           "a genuine receipt under a checkpoint the bundle does not hold (same size and root, other iat)",
+           changed(lambda m: m["receipts"].__setitem__(receipt_index(m, w.basic[3].raw),
+                                                        [w.basic[3].id, make_receipt(other_cp, leaf, path)])))
+    wrong_size = jcbor.encode([last.protected, {396: {-1: [jcbor.encode([last.tree_size - 1, leaf, path])]}}, None,
+                               last.signature], tag=18)
+    bundle("invalid-proof-bundle-receipt-wrong-size", "INVALID_PROOF",
+           "a receipt whose inclusion proof names another tree size than its header",
+           changed(lambda m: m["receipts"].__setitem__(receipt_index(m, w.basic[3].raw), [w.basic[3].id, wrong_size])))
+    stranger_cp = sign_checkpoint(w.stranger, tree_size=last.tree_size, root=last.root, time=last.time,
+                                  authority=last.authority)
+    bundle("invalid-checkpoint-bundle-receipt-other-hub", "INVALID_CHECKPOINT",
+           "a receipt signed by another hub",
+           changed(lambda m: m["receipts"].__setitem__(receipt_index(m, w.basic[3].raw),
+                                                        [w.basic[3].id, make_receipt(stranger_cp, leaf, path)])))
+
+    # -- --against (§12.4) ------------------------------------------------------------------------------------------
+    def against(name: str, code: str, desc: str, newer: bytes, older: bytes) -> None:
+        vec(name, code, "verify_against", desc, None, newer=newer.hex(), older=older.hex())
+
+    newer, older = bw.newer.encode(), bw.older.encode()
+    against("invalid-proof-against-no-proof", "INVALID_PROOF",
+            "a newer bundle without the consistency proof from the older bundle's largest checkpoint",
+            dataclasses.replace(bw.newer, consistency=[]).sealed(w.hub).encode(), older)
+    against("invalid-checkpoint-against-swapped", "INVALID_CHECKPOINT",
+            "the older bundle given as the newer: its log is smaller than the one it should extend", older, newer)
+    strange = BundleWriter(w.stranger, clock=clock(T0 + 3000, 13))
+    strange.accept(*w.basic)
+    strange.checkpoint(T0 + 3600)
+    against("invalid-checkpoint-against-other-hub", "INVALID_CHECKPOINT",
+            "an older bundle of another hub", newer, strange.bundle(created=T0 + 3660).encode())
+    against("invalid-proof-against-older-does-not-verify", "INVALID_PROOF",
+            "an older bundle whose own record receipt was dropped: the older bundle must verify on its own",
+            newer, jcbor.encode(_drop_receipt(older, w.basic[3].raw)))
+
+
+def _with_payload(seal: bytes) -> bytes:
+    parts = list(cbor2.loads(seal).value)
+    parts[2] = b""
+    return jcbor.encode(parts, tag=18)
+
+
+def _drop_receipt(data: bytes, record: bytes) -> dict[str, Any]:
+    item = jcbor.decode(data)
+    rid = hashlib.sha256(record).digest()
+    item["receipts"] = [r for r in item["receipts"] if r[0] != rid]
+    return item
+
+
+def checkpoint_shape_files(w: World, vec: Callable[..., None]) -> None:
+    """Checkpoints and receipts whose shape §10 and §11 refuse, each properly signed."""
+    hub_id = device_id_for(w.hub.public_key)
+    root = hashlib.sha256(b"a root").digest()
+    good = {1: -8, 4: hub_id, 15: {1: hub_id.hex(), 6: T0}, 395: 1, -65537: 5}
+    cases: list[tuple[str, str, dict[int, Any], dict[int, Any] | None]] = [
+        ("extra-label", "an extra protected label 99", {**good, 99: 0}, None),
+        ("alg", "alg -7 (ES256) instead of -8", {**good, 1: -7}, None),
+        ("iss", "iss that is not the kid in lowercase hex", {**good, 15: {1: hub_id.hex().upper(), 6: T0}}, None),
+        ("extra-claim", "a CWT claim besides iss and iat", {**good, 15: {1: hub_id.hex(), 2: "x", 6: T0}}, None),
+        ("no-iat", "CWT claims without iat", {**good, 15: {1: hub_id.hex()}}, None),
+        ("vds", "verifiable data structure 2", {**good, 395: 2}, None),
+        ("size-negative", "tree size -1", {**good, -65537: -1}, None),
+        ("hub-log-head-shape", "a hub log head that is not [length, 32-byte id]",
+         {**good, -65538: [1, bytes(31)]}, None),
+        ("unprotected", "a non-empty unprotected header", good, {4: hub_id}),
+    ]
+    for name, desc, headers, unprotected in cases:
+        raw = _checkpoint_with(w.hub, headers, root, unprotected)
+        vec(f"malformed-checkpoint-{name}", "MALFORMED", "checkpoint", f"a checkpoint with {desc}", raw,
+            checkpoint=raw.hex(), hub_key=w.hub.public_key.hex())
+    leaves = [r.raw for r in w.basic]
+    tree = MerkleTree(leaf_hash(x) for x in leaves)
+    cp = sign_checkpoint(w.hub, tree_size=len(leaves), root=tree.root(), time=T0 + 3600)
+    proof = jcbor.encode([cp.tree_size, 2, tree.inclusion_proof(2)])
+    for name, desc, unprotected in [
+        ("two-proofs", "two inclusion proofs", {396: {-1: [proof, proof]}}),
+        ("extra-label", "an extra unprotected label", {4: hub_id, 396: {-1: [proof]}}),
+        ("consistency-proofs", "a consistency-proof entry (-2) besides the inclusion proof",
+         {396: {-1: [proof], -2: [proof]}}),
+    ]:
+        raw = jcbor.encode([cp.protected, unprotected, None, cp.signature], tag=18)
+        vec(f"malformed-receipt-{name}", "MALFORMED", "receipt", f"a receipt with {desc}", None,
+            receipt=raw.hex(), leaf=leaves[2].hex(), hub_key=w.hub.public_key.hex())
+    raw = make_receipt(cp, 7, tree.inclusion_proof(2))
+    vec("invalid-proof-receipt-index-past-size", "INVALID_PROOF", "receipt",
+        "a receipt whose leaf index (7) is not below its tree size (5)", None,
+        receipt=raw.hex(), leaf=leaves[2].hex(), hub_key=w.hub.public_key.hex())
+    vec("invalid-checkpoint-signature-s-not-canonical", "INVALID_CHECKPOINT", "checkpoint",
+        "a genuine checkpoint with S + L in place of S", None,
+        checkpoint=_with_signature(cp.raw, _s_plus_l(cp.signature)).hex(), hub_key=w.hub.public_key.hex())
+    path = tree.inclusion_proof(2)
+    vec("invalid-proof-inclusion-extra-entry", "INVALID_PROOF", "inclusion",
+        "a correct inclusion path with one more entry", None, leaf=leaf_hash(leaves[2]).hex(), index=2,
+        size=len(leaves), path=[x.hex() for x in [*path, bytes(32)]], root=tree.root().hex())
+    vec("invalid-proof-inclusion-short-entry", "INVALID_PROOF", "inclusion",
+        "an inclusion path whose first entry has 31 bytes", None, leaf=leaf_hash(leaves[2]).hex(), index=2,
+        size=len(leaves), path=[x.hex() for x in [path[0][:31], *path[1:]]], root=tree.root().hex())
+    vec("invalid-proof-consistency-from-zero", "INVALID_PROOF", "consistency_proof",
+        "a proof from size 0 that is not empty (from size 0 the proof is empty, from the empty root)", None,
+        first=0, second=5, first_root=hashlib.sha256(b"").hexdigest(), second_root=tree.root().hex(),
+        proof=[tree.root(1).hex()])
+    same = sign_checkpoint(w.hub, tree_size=5, root=root, time=T0 + 7200)
+    vec("invalid-checkpoint-same-size", "INVALID_CHECKPOINT", "checkpoint_pair",
+        "two genuine checkpoints of size 5 with different roots", None, older=cp.raw.hex(), newer=same.raw.hex(),
+        proof=[], hub_key=w.hub.public_key.hex())
+
+
+def limit_files(w: World, vec: Callable[..., None]) -> dict[str, bytes]:
+    """§2.6 and §4 limits: records just at each limit (valid/limits.json) and just past it (invalid/)."""
+    k = w.kitchen
+    dev = w.basic[0].device_id
+    g = w.basic[0]
+
+    def rec(kind: str, body: dict[str, Any], *, detach: bool = False) -> Record:
+        return encode_record(k, device_id=dev, seq=1, prev=g.id, time=T0 + 37, boot=1, kind=kind, body=body,
+                             detach=detach)
+
+    head = [dev, 3, bytes(32)]
+    at_limit = {
+        "text-512": rec("note", {"text": "a" * 512}),
+        "tags-256": rec("scan", {"event": "packed", "site": "s", "tags": [f"{i:02x}" for i in range(256)]}),
+        "tag-512": rec("scan", {"event": "packed", "site": "s", "tags": ["b" * 512]}),
+        "witness-heads": rec("witness", {"heads": [head]}),
+    }
+    nested: Any = 0
+    for _ in range(16):
+        nested = [nested]
+    files = {"valid/limits.json": _dump({
+        "description": "Items just at the limits of docs/FORMAT.md §2.6 and §4: decode_record accepts each "
+                       "record, cbor_decode accepts 'cbor_depth_16' (16 nested arrays). The invalid/ vectors "
+                       "named malformed-limit-* go one past each.",
+        "records": {name: r.raw.hex() for name, r in at_limit.items()},
+        "cbor_depth_16": jcbor.encode(nested).hex(),
+    })}
+    # encode_record refuses what decode refuses: the records past a limit are signed by hand.
+    def forged(kind: str, body: dict[str, Any]) -> bytes:
+        payload = jcbor.encode([1, dev, 1, g.id, T0 + 37, 1, _kind_code(kind), body])
+        return signed_envelope(k, dev, payload)
+
+    cases = [
+        ("text-513", "a note whose text has 513 characters (§4)", forged("note", {"text": "a" * 513})),
+        ("text-513-multibyte", "a note of 513 code points, each two UTF-8 bytes (the limit counts characters)",
+         forged("note", {"text": "é" * 513})),
+        ("tags-257", "a scan with 257 tags (§4)",
+         forged("scan", {"event": "packed", "site": "s", "tags": [f"{i:02x}" for i in range(257)]})),
+        ("tag-513", "a scan whose one tag has 513 characters (§4: the limit holds inside arrays)",
+         forged("scan", {"event": "packed", "site": "s", "tags": ["b" * 513]})),
+        ("witness-head-types", "a witness head whose seq is text",
+         forged("witness", {"heads": [[dev, "3", bytes(32)]]})),
+        ("witness-head-length", "a witness head of two items", forged("witness", {"heads": [[dev, 3]]})),
+        ("attest-data-not-map", "an attest record whose data is an array",
+         forged("attest", {"path": "p", "sender": "s", "kind": "price", "data": [], "received_at": 0})),
+        ("authority-extra-field", "a revoke decision carrying a key (only approve and rotate carry one)",
+         forged("authority", {"action": "revoke", "device": dev, "from_seq": 1, "key": bytes(32)})),
+        ("authority-device-length", "a decision naming a 15-byte device",
+         forged("authority", {"action": "revoke", "device": dev[:15], "from_seq": 1})),
+        ("detached-length-65537", "a detached reference of 65,537 bytes (§5)",
+         signed_envelope(k, dev, jcbor.encode([1, dev, 1, g.id, T0 + 37, 1, 5, [bytes(32), 65537]]))),
+    ]
+    for name, desc, raw in cases:
+        vec(f"malformed-limit-{name}", "MALFORMED", "decode_record", desc, raw, record=raw.hex())
+    vec("malformed-limit-cbor-depth-17", "MALFORMED", "cbor_decode", "17 nested arrays (§2.6)", None,
+        data="81" * 17 + "00")
     return files
 
 
@@ -502,6 +964,7 @@ def build() -> dict[str, bytes]:
     """Every vector file, by path relative to this directory."""
     w = World()
     files = valid_files(w)
+    files.update(bundle_files(w))
     files.update(invalid_files(w))
     files.update(rfc6962_files())
     index = sorted(name for name in files if name.endswith(".json"))

@@ -32,7 +32,8 @@ def test_bundle_field_missing_or_renamed(field: str) -> None:
 
 
 def test_description_optional_but_not_renamed() -> None:
-    assert _code(edited(BASE, "", lambda b: b.pop("description")).bundle) is None
+    # Optional in the schema, but the hub's seal covers the bundle as exported (FORMAT.md §12.3 step 9).
+    assert _code(edited(BASE, "", lambda b: b.pop("description")).bundle) == "INVALID_SIGNATURE"
     assert _code(edited(BASE, "", lambda b: b.__setitem__("descriptioN", b.pop("description"))).bundle) == "MALFORMED"
 
 
@@ -42,10 +43,10 @@ def test_log_field_missing_or_renamed(field: str) -> None:
     assert _code(edited(BASE, "", lambda b: b["logs"][0].__setitem__(field[:-1], b["logs"][0].pop(field))).bundle) == "MALFORMED"
 
 
-def test_one_bit_rename_of_revoked_from() -> None:
-    at = BASE.index(b"revoked_from")
+def test_one_bit_rename_of_hub_log() -> None:
+    at = BASE.index(b"hub_log")
     flipped = bytearray(BASE)
-    flipped[at + 8] ^= 0x10  # "revoked_from" -> "revoked_vrom"
+    flipped[at + 4] ^= 0x02  # "hub_log" -> "hub_nog"
     assert _code(bytes(flipped)) == "MALFORMED"
 
 
@@ -56,4 +57,5 @@ def test_body_entries_belong_to_detached_records() -> None:
     assert _code(edited(BASE, "", lambda b: b["logs"][li]["bodies"].append([1, inline])).bundle) == "MALFORMED"
     assert _code(edited(BASE, "", lambda b: b["logs"][li]["bodies"].append([99, inline])).bundle) == "MALFORMED"
     assert _code(edited(BASE, "", lambda b: b["logs"][li]["bodies"].append(b["logs"][li]["bodies"][0])).bundle) == "MALFORMED"
-    assert _code(edited(BASE, "", lambda b: b["logs"][li].__setitem__("bodies", [])).bundle) is None
+    # Dropping a body is a change the hub's seal shows: the hub exports without it when it erases one.
+    assert _code(edited(BASE, "", lambda b: b["logs"][li].__setitem__("bodies", [])).bundle) == "INVALID_SIGNATURE"
