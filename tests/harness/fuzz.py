@@ -204,10 +204,10 @@ def _bundle_seeds() -> list[bytes]:
     """The example bundles, and small ones (a log or two, fork evidence) that verify a hundred times faster."""
     import dataclasses
 
-    from ledger import BundleWriter, Ed25519Signer, ForkEvidence, LedgerError, decode_record
+    from ledger import BundleWriter, Ed25519Signer, ForkEvidence, LedgerError, Record, decode_record
 
     out = list(seed_pool())
-    chains = []
+    chains: list[list[Record]] = []
     for chain in corpus().chains:
         genesis = decode_record(chain[0])
         if genesis.seq == 0 and genesis.kind == "key":
@@ -220,15 +220,15 @@ def _bundle_seeds() -> list[bytes]:
             continue
         forks.append(blob)
     hub = Ed25519Signer.from_seed(b"\x5e" * 32)
-    for i, chain in enumerate(chains):
+    for i, records in enumerate(chains):
         writer = BundleWriter(hub, clock=lambda: 1)
-        writer.accept(*chain)
+        writer.accept(*records)
         writer.checkpoint(2)
         evidence = forks[i % len(forks):][:1] if forks else []
         out.append(dataclasses.replace(writer.bundle(created=3), forks=evidence).sealed(hub).encode())
     writer = BundleWriter(hub, clock=lambda: 1)
-    for chain in chains[:2]:
-        writer.accept(*chain)
+    for records in chains[:2]:
+        writer.accept(*records)
     writer.checkpoint(2)
     out.append(dataclasses.replace(writer.bundle(created=3), forks=forks).sealed(hub).encode())
     return out

@@ -1,0 +1,61 @@
+"""The hub's decisions live in its own signed log: the edges' revocation list, its ingest and an auditor's
+bundle check all read the revocation point from the same entries, also after a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hub.security import make_revocations
+from hub.service import Hub
+from hub.store import LmdbHubStore
+from ledger import Ed25519Signer, decode_bundle, decode_record, verify_bundle
+from ledger.enroll import read_revocations
+
+from .conftest import Clock, enroll, new_device
+
+HUB_KEY = Ed25519Signer.from_seed(b"\x51" * 32)
+
+
+def test_decisions_revocation_list_ingest_and_bundle_agree(tmp_path: Path) -> None:
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=clock)
+    signer, builder = new_device(clock)
+    device_id = enroll(hub, signer, clock)
+    records = [builder.genesis(), builder.append("note", {"text": "a"})]
+    records.append(builder.rotate(Ed25519Signer.from_seed(b"\x52" * 32)))
+    records += [builder.append("note", {"text": str(i)}) for i in range(4)]
+    assert hub.ingest(device_id, [r.raw for r in records[:5]]).accepted == 5
+    hub.revoke(device_id, from_seq=5)
+    refused = hub.ingest(device_id, [r.raw for r in records[4:]])
+    assert refused.accepted == 0 and refused.problem is not None and refused.problem["code"] == "REVOKED_KEY"
+
+    actions = [(r.body["action"], r.body["from_seq"]) for r in hub.own_log()[1:] if r.body is not None]
+    assert actions == [("approve", 0), ("rotate", 2), ("revoke", 5)]
+    # The edges' list, the hub's own view and what an auditor derives from a bundle: one revocation point.
+    points = read_revocations(make_revocations(hub), HUB_KEY.public_key).points
+    assert points == {device_id: 5} == dict(hub.authority.revocations())
+    data = hub.export()
+    report = verify_bundle(data, hub_key=HUB_KEY.public_key)
+    assert report.ok, [str(p) for p in report.all_problems]
+    assert [(d.device, d.records, d.revoked_from) for d in report.devices] == [(device_id.hex(), 5, 5)]
+    assert report.decisions == 3 and report.hub_log == 4
+    # Every checkpoint names the head of the hub's log it covers.
+    cp = hub.latest_checkpoint()
+    assert cp is not None and cp.authority == (4, hub.own_log()[-1].id)
+    assert decode_bundle(data).hub_log == [r.raw for r in hub.own_log()]
+
+    # A restart rebuilds the same standing from the stored log and goes on with a new boot.
+    hub.store.close()
+    again = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=clock)
+    try:
+        assert dict(again.authority.revocations()) == {device_id: 5}
+        withdrawn = again.withdraw(device_id, from_seq=3)
+        assert withdrawn.revoked_from == 3  # the smaller point stands: a revocation is never lifted
+        last = decode_record(again.own_log()[-1].raw)
+        assert last.boot == again.own_log()[-2].boot + 1 and last.body is not None
+        assert last.body["action"] == "withdraw"
+        assert again.approve(device_id).status == "revoked"
+        report = verify_bundle(again.export(), hub_key=HUB_KEY.public_key)
+        assert [p.code for p in report.all_problems] == ["REVOKED_KEY"]  # seq 3 and 4 were exported
+    finally:
+        again.store.close()
