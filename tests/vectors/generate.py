@@ -910,14 +910,17 @@ def limit_files(w: World, vec: Callable[..., None]) -> dict[str, bytes]:
         "tag-512": rec("scan", {"event": "packed", "site": "s", "tags": ["b" * 512]}),
         "witness-heads": rec("witness", {"heads": [head]}),
     }
+    at_limit_raw = {"detached-65536": signed_envelope(k, dev, jcbor.encode([1, dev, 1, g.id, T0 + 37, 1, 5,
+                                                                            [bytes(32), 65536]]))}
     nested: Any = 0
     for _ in range(16):
         nested = [nested]
     files = {"valid/limits.json": _dump({
-        "description": "Items just at the limits of docs/FORMAT.md §2.6 and §4: decode_record accepts each "
+        "description": "Items just at the limits of docs/FORMAT.md §2.6, §4 and §5: decode_record accepts each "
                        "record, cbor_decode accepts 'cbor_depth_16' (16 nested arrays). The invalid/ vectors "
                        "named malformed-limit-* go one past each.",
-        "records": {name: r.raw.hex() for name, r in at_limit.items()},
+        "records": {**{name: r.raw.hex() for name, r in at_limit.items()},
+                    **{name: raw.hex() for name, raw in at_limit_raw.items()}},
         "cbor_depth_16": jcbor.encode(nested).hex(),
     })}
     # encode_record refuses what decode refuses: the records past a limit are signed by hand.
@@ -942,6 +945,18 @@ def limit_files(w: World, vec: Callable[..., None]) -> dict[str, bytes]:
          forged("authority", {"action": "revoke", "device": dev, "from_seq": 1, "key": bytes(32)})),
         ("authority-device-length", "a decision naming a 15-byte device",
          forged("authority", {"action": "revoke", "device": dev[:15], "from_seq": 1})),
+        ("price-idr-0", "a price of 0 rupiah (price_idr >= 1)",
+         forged("price", {"market": "m", "commodity": "c", "unit": "kg", "price_idr": 0})),
+        ("count-negative", "a scan counting -1 portions (count >= 0)",
+         forged("scan", {"event": "served", "site": "s", "count": -1})),
+        ("event-not-listed", "a scan whose event is not one of the listed events",
+         forged("scan", {"event": "eaten", "site": "s"})),
+        ("pubkey-31", "a key record naming a 31-byte key (exactly 32 bytes)",
+         signed_envelope(k, dev, jcbor.encode([1, dev, 1, g.id, T0 + 37, 1, 0, {"pubkey": bytes(31)}]))),
+        ("authority-action-not-listed", "a decision whose action is not one of approve, withdraw, revoke, rotate",
+         forged("authority", {"action": "pardon", "device": dev, "from_seq": 1})),
+        ("authority-approve-without-key", "an approve decision without the genesis key it admits",
+         forged("authority", {"action": "approve", "device": dev, "from_seq": 0, "site": "s", "role": "r"})),
         ("detached-length-65537", "a detached reference of 65,537 bytes (§5)",
          signed_envelope(k, dev, jcbor.encode([1, dev, 1, g.id, T0 + 37, 1, 5, [bytes(32), 65537]]))),
     ]
