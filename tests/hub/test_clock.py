@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 
 import aiohttp
 import pytest
@@ -14,6 +16,8 @@ from hub.config import HubConfig
 from ledger import ChainBuilder, Ed25519Signer
 from ledger.enroll import make_enroll_request
 from tests.mbg.common import DATE, MIDNIGHT, H, M
+from tests.ports import free_tcp
+from tests.wait import wait_until
 
 PLAN = """
 [defaults]
@@ -136,6 +140,31 @@ async def test_a_past_day_backfilled_in_bulk_is_judged_by_its_own_times(tmp_path
         assert [f["code"] for f in found["findings"]] == [] and found["violations"] == []
     finally:
         await running.close()
+
+
+def test_hub_run_with_a_clock_set_to_a_past_day_answers_for_that_day(tmp_path):
+    (tmp_path / "mbg.toml").write_text(PLAN)
+    port = free_tcp()
+    (tmp_path / "hub.toml").write_text(f'data_dir = "{tmp_path / "var"}"\nhttp_port = {port}\ncoap_port = 0\n'
+                                       f'mdns = false\nmbg_plan = "{tmp_path / "mbg.toml"}"\n[bridges]\nenabled = false\n')
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "hub", "run", "--config", str(tmp_path / "hub.toml"),
+                             "--clock", f"{DATE}T10:00+07:00 records"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        names = wait_until(lambda: _get(f"http://127.0.0.1:{port}/api/mbg/names"), 60, what="the hub to answer",
+                         tolerate=(OSError,))
+        assert (names["today"], names["now"]) == (DATE, MIDNIGHT + 10 * H)  # it stands still until records come
+        deliveries = _get(f"http://127.0.0.1:{port}/api/mbg/deliveries")
+        # 10:00 on that day with nothing received: the school's 09:00 delivery is missing.
+        assert deliveries["date"] == DATE and deliveries["totals"]["missing"] == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
 
 
 def test_hub_run_refuses_a_bad_clock_as_a_usage_error(tmp_path):
