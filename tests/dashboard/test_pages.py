@@ -199,10 +199,17 @@ def test_findings_most_urgent_first_and_notices_folded_by_device_name(demo, driv
     assert ranks == sorted(ranks)
     notices = [f for f in api if f["code"] in ("late_sync", "clock_skew", "duplicate_scan", "out_of_order")]
     assert notices and not set(codes) & {f["code"] for f in notices}
-    folded = driver.find_element(By.CSS_SELECTOR, "[data-testid=notices]")
-    assert folded.get_attribute("open") is None
-    folded.find_element(By.TAG_NAME, "summary").click()
-    text = folded.text
+    assert driver.execute_script("return document.querySelector('[data-testid=notices]').open") is False
+    # Opened by keyboard; a live re-render keeps it open.
+    for _ in range(10):
+        try:
+            driver.find_element(By.CSS_SELECTOR, "[data-testid=notices] summary").send_keys(Keys.ENTER)
+            break
+        except StaleElementReferenceException:
+            continue
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "return document.querySelector('[data-testid=notices]').open"))
+    text = text_of(driver, "[data-testid=notices]")
     names = demo.get("/api/mbg/names")["devices"]
     for f in notices:
         if f["code"] == "late_sync":
