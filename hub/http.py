@@ -17,11 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
-from coap_server.errors import Internal, RequestError
+from coap_server.errors import Internal, RequestError, TooLarge
+from coap_server.errors import NotFound as RouteNotFound
 from ledger import Checkpoint, ForkEvidence, Record, decode_record
 from ledger.errors import CodedError
 from ledger.sync import decode_records
 
+from . import apidoc
 from .auth import Auth
 from .service import Hub, HubError, NotEnrolled, NotFound
 from .webverify import standalone_page
@@ -62,10 +64,25 @@ def error_response(exc: BaseException, *, body: dict[str, Any] | None = None) ->
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise  # redirects, and the bridges' own legacy bodies
+        return _http_error(request, exc)
     except Exception as exc:  # typed errors answer as they declare; see coded() for the rest
         return error_response(exc)
+
+
+def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own refusals (no such route, wrong method, body too large) in the one error body."""
+    if exc.status == 404:
+        return error_response(RouteNotFound(f"no route {request.method} {request.path}",
+                                            hint="GET /api/openapi.json lists every route"))
+    if exc.status == 413:
+        return error_response(TooLarge(f"request body over the hub's limit: {exc.text}"))
+    code = "METHOD_NOT_ALLOWED" if exc.status == 405 else "BAD_REQUEST"
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return web.json_response({"error": {"code": code, "message": exc.text or exc.reason}}, status=exc.status,
+                             headers=headers)
 
 
 class Events:
@@ -399,25 +416,55 @@ class HubApi:
 
 
 def openapi_spec(app: web.Application) -> dict[str, Any]:
-    """OpenAPI 3.1 description generated from the routes actually registered."""
+    """OpenAPI 3.1 of the routes actually registered, each described by its typed entry in hub/apidoc.py."""
     paths: dict[str, Any] = {}
     for route in app.router.routes():
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter")
         if not path or route.method == "HEAD" or path.startswith("/static"):
             continue
-        doc = (route.handler.__doc__ or route.handler.__name__).strip().splitlines()[0]
-        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for p in _path_params(path)]
-        paths.setdefault(path, {})[route.method.lower()] = {
-            "summary": doc, "parameters": params,
-            "responses": {"200": {"description": "OK"}, "4XX": {"description": "error with a stable code",
-                                                                "content": {"application/json": {"schema": {
-                                                                    "$ref": "#/components/schemas/Error"}}}}}}
-    return {"openapi": "3.1.0", "info": {"title": "Jejak hub API", "version": "1"}, "paths": paths,
-            "components": {"schemas": {"Error": {"type": "object", "properties": {"error": {
-                "type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"},
-                                                 "hint": {"type": "string"}}, "required": ["code", "message"]}}}}}}
+        doc = apidoc.ROUTES.get((route.method, path))
+        paths.setdefault(path, {})[route.method.lower()] = (
+            _operation(doc) if doc is not None else _undocumented(route.handler, path))
+    return {"openapi": "3.1.0",
+            "info": {"title": "Jejak hub API", "version": "1",
+                     "description": "Errors answer {\"error\": {code, message, where?, hint?}} with the status the "
+                                    "code declares (docs/ERRORS.md); the seed 1 and seed 2 bridges answer in their "
+                                    "legacy shapes."},
+            "paths": paths,
+            "components": {"schemas": {"Error": apidoc.schema_of(apidoc.Error)},
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description":
+                                                          "an operator's or auditor's token (the hub keeps only "
+                                                          "its SHA-256), or a seed 2 device token"}}}}
+
+
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "public": [], "operator": [{"bearer": []}], "auditor": [{"bearer": []}], "seed2": [{"bearer": []}],
+    "export": [{}, {"bearer": []}], "device": [{}, {"bearer": []}]}
+
+
+def _operation(doc: apidoc.Route) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(doc.status): {"description": doc.summary, "content": {
+        doc.media: {"schema": apidoc.answer_schema(doc)}}}}
+    if doc.errors != "none":
+        body = {"application/json": {"schema": apidoc.ERROR_BODIES[doc.errors]}}
+        responses["4XX"] = {"description": "refused: the code says why (docs/ERRORS.md)", "content": body}
+        responses["5XX"] = {"description": "not now (SHUTTING_DOWN, STORE_FULL) or a failure the log explains",
+                            "content": body}
+    op: dict[str, Any] = {"summary": doc.summary, "parameters": [p.to_openapi() for p in doc.params],
+                          "responses": responses, "security": _SECURITY[doc.auth]}
+    if doc.body is not None:
+        media, schema = doc.body
+        op["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+    return op
+
+
+def _undocumented(handler: Any, path: str) -> dict[str, Any]:
+    """A route a caller added (the demo's): its docstring and path parameters, no typed answer."""
+    doc = (handler.__doc__ or handler.__name__).strip().splitlines()[0]
+    params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in _path_params(path)]
+    return {"summary": doc, "parameters": params, "responses": {"200": {"description": "OK"}},
+            "x-jejak-undocumented": True}
 
 
 def _path_params(path: str) -> list[str]:

@@ -15,7 +15,7 @@ from .mbg import MbgError
 Query = Callable[[Any, Any], dict[str, Any]]
 
 
-def json_route(fn: Query, doc: str = "Domain view for the dashboard") -> Callable[[web.Request], Any]:
+def json_route(fn: Query, doc: str = "") -> Callable[[web.Request], Any]:
     """A GET handler: `fn(query, match_info)` runs in a worker thread (the analytics are CPU work)."""
     async def handler(request: web.Request) -> web.Response:
         try:
@@ -23,5 +23,5 @@ def json_route(fn: Query, doc: str = "Domain view for the dashboard") -> Callabl
         except (MbgError, MarketError) as exc:
             return error_response(exc)
         return web.json_response(body)
-    handler.__doc__ = doc
+    handler.__doc__ = doc or None  # hub/apidoc.py describes the route for /api/openapi.json
     return handler

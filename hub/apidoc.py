@@ -1,0 +1,374 @@
+"""The hub's HTTP API as typed models: every route's parameters, body, answer, errors and who may call it.
+
+`openapi_spec` (hub/http.py) builds /api/openapi.json from this table and the routes actually registered, so
+the document cannot list a route the hub does not serve, and a route without an entry here fails
+tests/hub/test_openapi.py. Answers are TypedDicts turned into JSON Schema by `schema_of`; the conformance test
+(tests/hub/test_api_conformance.py, schemathesis) holds the running hub to them.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict, Union
+
+HEX16 = r"^[0-9a-f]{32}$"  # a device id
+HEX32 = r"^[0-9a-f]{64}$"  # a record id, a hash
+
+
+# --- answers ---------------------------------------------------------------------------------------------
+class ErrorDetail(TypedDict):
+    code: str
+    message: str
+    where: NotRequired[str]
+    hint: NotRequired[str]
+
+
+class Error(TypedDict):
+    """Every error of the JSON API: {"error": {code, message[, where, hint]}} (docs/ERRORS.md)."""
+
+    error: ErrorDetail
+
+
+class CheckpointJson(TypedDict):
+    hub: str
+    tree_size: int
+    root: str
+    time: int
+    cose: str
+
+
+class DeviceJson(TypedDict):
+    device: str
+    pubkey: str
+    site: str
+    role: str
+    status: Literal["pending", "active", "revoked", "forked"]
+    revoked_from: int | None
+    enrolled_at: int
+    name: str
+    length: NotRequired[int]
+    head: NotRequired[str | None]
+    last_time: NotRequired[int | None]
+    damaged: NotRequired[list[int]]
+
+
+class Devices(TypedDict):
+    devices: list[DeviceJson]
+
+
+class RecordJson(TypedDict):
+    id: str
+    device: str
+    seq: int
+    prev: str
+    time: int
+    boot: int
+    kind: str
+    body: dict[str, Any] | None
+    detached: bool
+
+
+class Records(TypedDict):
+    records: list[RecordJson]
+
+
+class HeadJson(TypedDict):
+    device: str
+    length: int
+    head: str
+
+
+class Heads(TypedDict):
+    heads: list[HeadJson]
+
+
+class Forks(TypedDict):
+    forks: list[dict[str, Any]]
+
+
+class Checkpoints(TypedDict):
+    checkpoints: list[CheckpointJson]
+
+
+class Status(TypedDict):
+    hub: str
+    pubkey: str
+    size: int
+    devices: int
+    checkpoint: CheckpointJson | None
+    counters: dict[str, int]
+    forks: int
+    damaged: dict[str, list[int]]
+
+
+class InclusionProof(TypedDict):
+    record: str
+    index: int
+    tree_size: int
+    root: str
+    receipt: str
+    path: list[str]
+
+
+class ConsistencyProof(TypedDict):
+    to: int
+    proof: list[str]
+
+
+class IngestResult(TypedDict):
+    device: str
+    accepted: int
+    duplicates: int
+    length: int
+    size: int
+    problem: ErrorDetail | None
+    fork: bool
+
+
+class Ok(TypedDict):
+    ok: bool
+
+
+# `from` is a keyword: the consistency proof's first size is added to its schema by hand below.
+ANY_OBJECT: dict[str, Any] = {"type": "object"}
+
+
+def schema_of(tp: Any) -> dict[str, Any]:
+    """JSON Schema of a TypedDict (nested), list, dict, literal, optional or plain type."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return {}
+    if tp is type(None):
+        return {"type": "null"}
+    if tp is bool:
+        return {"type": "boolean"}
+    if tp is int:
+        return {"type": "integer"}
+    if tp is float:
+        return {"type": "number"}
+    if tp is str:
+        return {"type": "string"}
+    if origin is Literal:
+        return {"enum": list(typing.get_args(tp))}
+    if origin in (Union, types.UnionType):
+        return {"anyOf": [schema_of(a) for a in typing.get_args(tp)]}
+    if origin is list:
+        return {"type": "array", "items": schema_of(typing.get_args(tp)[0])}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": schema_of(typing.get_args(tp)[1])}
+    if typing.is_typeddict(tp):
+        hints = typing.get_type_hints(tp, include_extras=True)
+        props, required = {}, []
+        for name, hint in hints.items():
+            if typing.get_origin(hint) is NotRequired:
+                hint = typing.get_args(hint)[0]
+            else:
+                required.append(name)
+            props[name] = schema_of(hint)
+        out: dict[str, Any] = {"type": "object", "properties": props, "required": sorted(required)}
+        if tp.__doc__ and not tp.__doc__.startswith(tp.__name__ + "("):
+            out["description"] = tp.__doc__.strip().splitlines()[0]
+        return out
+    raise TypeError(f"no JSON Schema for {tp!r}")
+
+
+# --- routes ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Param:
+    name: str
+    where: Literal["query", "path"] = "query"
+    type: Literal["string", "integer"] = "string"
+    required: bool = False
+    description: str = ""
+    pattern: str | None = None
+    enum: tuple[str, ...] = ()
+    minimum: int | None = None
+
+    def to_openapi(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.type}
+        if self.pattern:
+            schema["pattern"] = self.pattern
+        if self.enum:
+            schema["enum"] = list(self.enum)
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        return {"name": self.name, "in": self.where, "required": self.required or self.where == "path",
+                "description": self.description, "schema": schema}
+
+
+Auth = Literal["public", "operator", "auditor", "export", "device", "seed2"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    summary: str
+    params: tuple[Param, ...] = ()
+    answer: Any = None  # a TypedDict, a JSON Schema dict, or None: a JSON object
+    media: str = "application/json"
+    status: int = 200
+    body: tuple[str, dict[str, Any]] | None = None  # (media type, schema)
+    auth: Auth = "public"
+    errors: Literal["api", "seed1", "seed2", "none"] = "api"
+
+    def answer_schema(self) -> dict[str, Any]:
+        if self.answer is None:
+            return dict(ANY_OBJECT)
+        return dict(self.answer) if isinstance(self.answer, dict) else schema_of(self.answer)
+
+
+DEVICE = Param(name="device", where="path", description="device id (32 hex digits)", pattern=HEX16)
+DATE = Param(name="date", description="the day, YYYY-MM-DD (default: the hub's today)",
+             pattern=r"^\d{4}-\d{2}-\d{2}$")
+COMMODITY_Q = Param(name="commodity", description="commodity id, e.g. beras-medium")
+MARKET_Q = Param(name="market", description="market id, e.g. pasar-senen")
+CBOR = "application/cbor"
+COSE = "application/cose"
+BYTES: dict[str, Any] = {"type": "string", "format": "binary"}
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/api/status"): Route(summary="The hub's identity, log size, latest checkpoint and counters",
+                                  answer=Status),
+    ("GET", "/api/openapi.json"): Route(summary="This document", answer=ANY_OBJECT),
+    ("GET", "/api/devices"): Route(summary="Every device the hub knows, with its log's length and head",
+                                   answer=Devices),
+    ("GET", "/api/devices/{device}"): Route(summary="One device", params=(DEVICE,), answer=DeviceJson),
+    ("GET", "/api/devices/{device}/records"): Route(
+        summary="A range of one device's records, decoded", answer=Records,
+        params=(DEVICE, Param(name="from", type="integer", minimum=0, description="first seq (default 0)"),
+                Param(name="to", type="integer", minimum=0, description="end seq, exclusive (at most 1000 more)"))),
+    ("POST", "/api/enroll"): Route(summary="A device's signed enrollment request (COSE); answers the pending device",
+                                   body=(COSE, BYTES), answer=DeviceJson, status=201),
+    ("POST", "/api/devices/{device}/approve"): Route(summary="Accept a pending device's records", params=(DEVICE,),
+                                                     answer=DeviceJson, auth="operator"),
+    ("POST", "/api/devices/{device}/revoke"): Route(
+        summary="Refuse a device's records from a sequence number on", answer=DeviceJson, auth="operator",
+        params=(DEVICE, Param(name="from", type="integer", minimum=0, description="first refused seq (default: "
+                                                                                    "after its head)"))),
+    ("POST", "/api/devices/{device}/resolve-fork"): Route(summary="Release a forked device after an operator's "
+                                                                  "review", params=(DEVICE,), answer=DeviceJson,
+                                                          auth="operator"),
+    ("GET", "/api/heads"): Route(summary="Each device log's length and head record id", answer=Heads),
+    ("GET", "/api/forks"): Route(summary="Fork evidence: two validly signed records for one seq", answer=Forks),
+    ("GET", "/api/checkpoints"): Route(summary="Every checkpoint the hub signed", answer=Checkpoints),
+    ("POST", "/api/checkpoints"): Route(summary="Sign a checkpoint now", answer=CheckpointJson, status=201,
+                                        auth="operator"),
+    ("GET", "/api/checkpoints/latest"): Route(summary="The latest signed checkpoint", answer=CheckpointJson),
+    ("GET", "/api/proofs/inclusion/{record}"): Route(
+        summary="Inclusion proof and COSE receipt of a record under the latest checkpoint", answer=InclusionProof,
+        params=(Param(name="record", where="path", pattern=HEX32, description="record id (64 hex digits)"),)),
+    ("GET", "/api/proofs/consistency"): Route(
+        summary="Consistency proof between two log sizes", answer="consistency",
+        params=(Param(name="from", type="integer", required=True, minimum=0, description="older tree size"),
+                Param(name="to", type="integer", required=True, minimum=0, description="newer tree size"))),
+    ("POST", "/api/ingest/{device}"): Route(summary="Records pushed over HTTP (the sync protocol's CBOR records "
+                                                    "message)", params=(DEVICE,), body=(CBOR, BYTES),
+                                            answer=IngestResult),
+    ("GET", "/api/export"): Route(
+        summary="An audit bundle (CBOR) for jejak-verify; resumable from /api/export/files/{name}", media=CBOR,
+        answer=BYTES, auth="export",
+        params=(Param(name="site", description="only this site's devices"),
+                Param(name="device", description="only these devices (repeat)", pattern=HEX16),
+                Param(name="since", type="integer", minimum=0, description="records from this device time"),
+                Param(name="until", type="integer", minimum=0, description="records before this device time"),
+                Param(name="description", description="text carried in the bundle"))),
+    ("GET", "/api/export/files/{name}"): Route(
+        summary="A kept export, by the name in X-Jejak-Export; honours Range to resume", media=CBOR, answer=BYTES,
+        auth="export", params=(Param(name="name", where="path", pattern=HEX32, description="SHA-256 of the bundle"),)),
+    ("GET", "/api/events"): Route(summary="Live records, checkpoints and alerts as server-sent events",
+                                  media="text/event-stream", answer={"type": "string"},
+                                  params=(Param(name="last_id", description="resume after this event id"),)),
+    ("GET", "/api/chain/health"): Route(summary="Chain health: log size, checkpoint age, forks, refusals, devices"),
+    ("GET", "/api/dashboard/summary"): Route(summary="The dashboard's front page: today's MBG summary, chain, "
+                                                     "markets and open alerts"),
+    ("GET", "/api/mbg/deliveries"): Route(summary="MBG deliveries of a day per school: planned, sent, received",
+                                          params=(DATE,)),
+    ("GET", "/api/mbg/containers"): Route(summary="Every MBG container (ompreng) and where it was last seen"),
+    ("GET", "/api/mbg/containers/{tag}"): Route(summary="One container's timeline from cooking to return",
+                                                params=(Param(name="tag", where="path", description="NFC tag id"),)),
+    ("GET", "/api/mbg/violations"): Route(summary="Food-safety violations of a day (time since cooking, "
+                                                  "temperature)", params=(DATE,)),
+    ("GET", "/api/mbg/names"): Route(summary="Names of kitchens, schools and devices from the plan"),
+    ("GET", "/api/mbg/stock"): Route(summary="Stock on hand per kitchen, derived from movements"),
+    ("GET", "/api/mbg/epcis"): Route(summary="A day's MBG events as a GS1 EPCIS 2.0 JSON-LD document",
+                                     params=(DATE,)),
+    ("GET", "/api/mbg/{kind}"): Route(summary="MBG exceptions of a day: late, short, missing, lost, ...",
+                                      params=(Param(name="kind", where="path", description="exception kind",
+                                                    enum=("late", "short", "missing", "lost", "spoiled",
+                                                          "late_sync", "clock")), DATE)),
+    ("GET", "/api/markets/prices"): Route(summary="Latest accepted prices", params=(COMMODITY_Q, MARKET_Q)),
+    ("GET", "/api/markets/live"): Route(summary="Live prices with their trust", params=(COMMODITY_Q, MARKET_Q)),
+    ("GET", "/api/markets/history/{commodity}"): Route(
+        summary="Price history of a commodity",
+        params=(Param(name="commodity", where="path", description="commodity id"), MARKET_Q)),
+    ("GET", "/api/markets/impact"): Route(summary="Impact scores with their factors and weights",
+                                          params=(COMMODITY_Q, MARKET_Q)),
+    ("GET", "/api/markets/forecast/{commodity}"): Route(
+        summary="7-day forecast of a commodity with intervals",
+        params=(Param(name="commodity", where="path", description="commodity id"), MARKET_Q)),
+    ("GET", "/api/markets/alerts"): Route(summary="Market alerts (ALPS bands, manipulation, shocks)"),
+    ("GET", "/api/markets/map"): Route(summary="ALPS band per market and commodity, for the map"),
+    ("GET", "/api/markets/quarantine"): Route(
+        summary="Quarantined prices and why",
+        params=(Param(name="state", description="pending, released or confirmed"),)),
+    ("GET", "/api/markets/quarantine/audit"): Route(summary="The audit trail of quarantine decisions",
+                                                    params=(Param(name="id", description="one quarantined value"),)),
+    ("POST", "/api/markets/quarantine/{id}/decide"): Route(
+        summary="Release, confirm or reopen a quarantined price", auth="operator",
+        params=(Param(name="id", where="path", description="quarantined value id"),),
+        body=("application/json", ANY_OBJECT)),
+    ("POST", "/api/markets/import"): Route(summary="Backfill price history from a CSV body", auth="operator",
+                                           body=("text/csv", {"type": "string"}),
+                                           params=(Param(name="format", description="agency, pihps or jejak"),)),
+    ("GET", "/api/markets/webhooks"): Route(summary="Webhook subscribers and every alert delivery", auth="operator"),
+    ("POST", "/api/sync_gateway_data"): Route(summary="Seed 1: a gateway's batch of scans, attested by the hub",
+                                              body=("application/json", ANY_OBJECT), errors="seed1", auth="device"),
+    ("POST", "/api/auth/device/register"): Route(summary="Seed 2: register a market device; answers its token and "
+                                                         "an onboarding QR code", body=("application/json",
+                                                                                        ANY_OBJECT),
+                                                 errors="seed2", auth="operator"),
+    ("POST", "/api/auth/token"): Route(summary="Seed 2: a new token for a registered device",
+                                       body=("application/json", ANY_OBJECT), errors="seed2", auth="seed2"),
+    ("POST", "/ingest"): Route(summary="Seed 2: one MarketDataStream payload, attested by the hub",
+                               body=("application/json", ANY_OBJECT), errors="seed2", auth="seed2"),
+    ("GET", "/api/public/commodity/price/live"): Route(summary="Seed 2 public API: latest price per market of a "
+                                                               "commodity", params=(COMMODITY_Q,), errors="seed2"),
+    ("GET", "/api/public/commodity/price/history"): Route(summary="Seed 2 public API: price history of a commodity "
+                                                                  "at a market", params=(COMMODITY_Q, MARKET_Q),
+                                                          errors="seed2"),
+    ("GET", "/api/public/impact"): Route(summary="Seed 2 public API: impact scores", errors="seed2",
+                                         params=(COMMODITY_Q, MARKET_Q)),
+    ("GET", "/api/public/alerts/live"): Route(summary="Seed 2 public API: live alerts", errors="seed2"),
+    ("GET", "/api/forecast/confidence"): Route(summary="Seed 2: how far to trust the forecast", errors="seed2",
+                                               params=(COMMODITY_Q, MARKET_Q)),
+    ("GET", "/api/forecast/{commodity}"): Route(summary="Seed 2: 7-day forecast of a commodity", errors="seed2",
+                                                params=(Param(name="commodity", where="path"), MARKET_Q)),
+    ("GET", "/api/bridges/status"): Route(summary="The bridges: attestation log, inputs by path, legacy devices"),
+    ("POST", "/api/bridges/devices/{device_id}/approve"): Route(
+        summary="Approve a pending legacy device", auth="operator", errors="seed2",
+        params=(Param(name="device_id", where="path", description="legacy device id"),)),
+    ("POST", "/api/enroll/grant"): Route(summary="Enroll by signed request; answers a COSE grant signed by the hub",
+                                         body=(COSE, BYTES), media=COSE, answer=BYTES),
+    ("GET", "/api/revocations"): Route(summary="The signed revocation list", media=COSE, answer=BYTES),
+    ("GET", "/metrics"): Route(summary="Prometheus metrics of the hub", media="text/plain",
+                               answer={"type": "string"}, errors="none"),
+    ("GET", "/"): Route(summary="The dashboard", media="text/html", answer={"type": "string"}, errors="none"),
+    ("GET", "/verify"): Route(summary="The offline bundle verifier as one web page", media="text/html",
+                              answer={"type": "string"}, errors="none"),
+}
+
+CONSISTENCY = schema_of(ConsistencyProof)
+CONSISTENCY["properties"]["from"] = {"type": "integer"}
+CONSISTENCY["required"] = sorted([*CONSISTENCY["required"], "from"])
+
+
+def answer_schema(route: Route) -> dict[str, Any]:
+    return CONSISTENCY if route.answer == "consistency" else route.answer_schema()
+
+
+ERROR_BODIES: dict[str, dict[str, Any]] = {
+    "api": {"$ref": "#/components/schemas/Error"},
+    "seed1": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+    "seed2": {"type": "object", "properties": {"detail": {}, "code": {"type": "string"}}, "required": ["detail"]},
+}
