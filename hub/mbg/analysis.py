@@ -469,7 +469,9 @@ def _clock_findings(a: Analysis) -> None:
                       "arrival time used")
         else:
             detail = f"{len(ts)} records arrived up to {-worst.skew} s after they were made; device time used"
-        a.findings.append(Finding(code=flag, subject=device, date=worst.date, detail=detail, measured=worst.skew,
+        # late_sync measures the delay (arrived N s after it was made); clock_skew the signed disagreement.
+        measured = -worst.skew if flag == "late_sync" else worst.skew
+        a.findings.append(Finding(code=flag, subject=device, date=worst.date, detail=detail, measured=measured,
                                   limit=a.plan.clock.max_skew_s if flag == "late_sync" else None,
                                   records=tuple(t.scan.record_id for t in ts[:50])))
 

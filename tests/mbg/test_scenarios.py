@@ -123,7 +123,7 @@ def test_outage_records_keep_their_device_time() -> None:
     view = _ingest(day)
     [finding] = [f for f in view.findings(day.now) if f.code == "late_sync"]
     assert finding.subject == next(d for d, s in day.devices.items() if s == day.target)
-    assert -finding.measured >= 2 * 86400  # type: ignore[operator]
+    assert finding.measured >= 2 * 86400  # the delay: arrived that many seconds after it was made
     [d] = view.deliveries(day.now, day.date, school=day.target)
     assert d.status == "on_time" and d.time_basis == "device"
 
