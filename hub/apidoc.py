@@ -344,6 +344,25 @@ ROUTES: dict[tuple[str, str], Route] = {
                                                params=(COMMODITY_Q, MARKET_Q)),
     ("GET", "/api/forecast/{commodity}"): Route(summary="Seed 2: 7-day forecast of a commodity", errors="seed2",
                                                 params=(Param(name="commodity", where="path"), MARKET_Q)),
+    ("POST", "/api/validation/price/check"): Route(
+        summary="Seed 2: would this price be an outlier, flagged or quarantined (nothing stored)",
+        body=("application/json", ANY_OBJECT), errors="seed2"),
+    ("GET", "/ws/prices"): Route(summary="Seed 2: live price updates over a WebSocket (device token)", status=101,
+                                 media="text/plain", answer={"type": "string"}, errors="none", auth="seed2"),
+    ("GET", "/api/alerts/ws"): Route(summary="Seed 2: alerts as they are raised, over a WebSocket (device token)",
+                                     status=101, media="text/plain", answer={"type": "string"}, errors="none",
+                                     auth="seed2"),
+    ("POST", "/api/alerts/trigger"): Route(summary="Seed 2: raise an alert by hand", auth="operator",
+                                           body=("application/json", ANY_OBJECT), errors="seed2"),
+    ("POST", "/api/blockchain/append"): Route(summary="Seed 2: append an entry to the ledger as a record the hub "
+                                                      "signs and marks attested", auth="seed2",
+                                              body=("application/json", ANY_OBJECT), errors="seed2"),
+    ("GET", "/api/blockchain/integrity/check"): Route(summary="Seed 2: verify the ledger: every record against its "
+                                                              "id and leaf, every checkpoint's root", errors="seed2"),
+    ("GET", "/dashboard/map"): Route(summary="Seed 2: the map of markets", media="text/html",
+                                     answer={"type": "string"}, errors="none"),
+    ("GET", "/dashboard/map/"): Route(summary="Seed 2: the map of markets", media="text/html",
+                                      answer={"type": "string"}, errors="none"),
     ("GET", "/api/bridges/status"): Route(summary="The bridges: attestation log, inputs by path, legacy devices"),
     ("POST", "/api/bridges/devices/{device_id}/approve"): Route(
         summary="Approve a pending legacy device", auth="operator", errors="seed2",
