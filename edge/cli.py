@@ -36,8 +36,16 @@ def _status(args: argparse.Namespace) -> int:
         from coap_server.client import EdgeClient
 
         async def ask() -> dict[str, Any]:
-            async with EdgeClient(args.url, timeout=10) as client:
-                return await client.status()
+            import aiocoap.error
+
+            from ledger.failures import Unreachable
+
+            try:
+                async with EdgeClient(args.url, timeout=10) as client:
+                    return await client.status()
+            except (aiocoap.error.NetworkError, aiocoap.error.ResolutionError, TimeoutError) as exc:
+                raise Unreachable(f"no answer from {args.url}: {exc or type(exc).__name__}",
+                                  hint="check that the edge daemon runs and --url names its CoAP port") from None
 
         print(json.dumps(asyncio.run(ask()), indent=2, default=str))
         return 0

@@ -89,6 +89,9 @@ def as_coded(exc: BaseException) -> CodedError:
     """The coded error a command reports for `exc`: itself if it is one, else the class of its cause."""
     if isinstance(exc, CodedError):
         return exc
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, OSError) and isinstance(reason, OSError):  # urllib's URLError wraps the socket's error
+        return as_coded(reason)
     if isinstance(exc, BrokenPipeError):
         return OutputClosed("the reader of this command's output closed it",
                             hint="nothing is wrong with the data; pipe into a reader that takes everything")

@@ -163,3 +163,19 @@ def test_traceback_only_with_verbose(tmp_path: Path) -> None:
 def test_version(tmp_path: Path) -> None:
     proc = jejak("--version", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("jejak ")
+
+
+def test_edge_status_of_a_daemon_that_is_not_running(tmp_path: Path) -> None:
+    port = free_coap()
+    error = one_line(jejak("edge", "status", "--url", f"coap://127.0.0.1:{port}", cwd=tmp_path), "UNREACHABLE", 82)
+    assert f"127.0.0.1:{port}" in error["message"]
+
+
+def test_demo_on_a_taken_port(tmp_path: Path) -> None:
+    port = free_tcp()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        error = one_line(jejak("demo", "--port", str(port), "--data-dir", str(tmp_path / "demo"), cwd=tmp_path),
+                         "PORT_IN_USE", 80)
+    assert f"TCP port {port}" in error["message"]
