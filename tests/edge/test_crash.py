@@ -12,6 +12,7 @@ from coap_server.client import EdgeClient
 from edge.store import LmdbLogStore
 from ledger import verify_chain
 from tests.ports import free_udp
+from tests.wait import wait_for
 
 from .common import DaemonProcess, read_log, write_config
 
@@ -51,8 +52,13 @@ async def test_sigkill_loses_nothing_acknowledged(tmp_path):
         stop = asyncio.Event()
         client = EdgeClient(f"coap://127.0.0.1:{port}", timeout=2)
         async with client:
+            before = len(acked)
             workers = [asyncio.create_task(_submitter(client, cycle, w, acked, stop)) for w in range(4)]
-            await asyncio.sleep(rng.uniform(0.1, 0.8))
+            # Kill at a random moment after this boot acknowledged something: on a busy machine the first
+            # acknowledgement can take longer than the whole random window, and a cycle without any would
+            # test nothing.
+            await wait_for(lambda b=before: len(acked) > b, timeout=60, what="a first acknowledged POST this boot")
+            await asyncio.sleep(rng.uniform(0.0, 0.7))
             proc.kill()  # SIGKILL: no flush, no goodbye
             stop.set()
             for w in workers:
