@@ -186,8 +186,13 @@ class LmdbHubStore:
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32) -> None:
         os.makedirs(path, exist_ok=True)
-        self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=True,
-                              metasync=True, writemap=False)
+        try:
+            self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=True,
+                                  metasync=True, writemap=False)
+        except lmdb.Error as exc:  # a damaged or foreign file, a lock another process holds, no permission
+            raise StoreError(f"cannot open the hub's LMDB store at {path}: {exc}",
+                             hint="check the files' owner and that no other process holds them; a damaged "
+                                  "store is restored from a backup (docs/DEPLOY.md)") from None
         names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters",
                  "damaged")
         self._db = {n: self._env.open_db(n.encode()) for n in names}

@@ -179,3 +179,11 @@ def test_demo_on_a_taken_port(tmp_path: Path) -> None:
         error = one_line(jejak("demo", "--port", str(port), "--data-dir", str(tmp_path / "demo"), cwd=tmp_path),
                          "PORT_IN_USE", 80)
     assert f"TCP port {port}" in error["message"]
+
+
+def test_hub_store_that_is_not_an_lmdb_file(tmp_path: Path) -> None:
+    store = tmp_path / "hub" / "store"
+    store.mkdir(parents=True)
+    (store / "data.mdb").write_bytes(b"\x00not lmdb\x00" * 2000)
+    error = one_line(jejak("hub", "run", "--config", str(hub_config(tmp_path, "")), cwd=tmp_path), "STORE_ERROR", 33)
+    assert "not an LMDB file" in error["message"]
