@@ -199,9 +199,9 @@ function table(cols, rows, opts = {}) {
   if (!rows.length) return `<p class="empty">${esc(opts.empty || t("none"))}</p>`;
   const head = cols.map((c) => `<th scope="col" class="${c.num ? "num" : ""}">${esc(t(c.h))}</th>`).join("");
   const body = rows.map((r, i) => `<tr ${opts.rowAttr ? opts.rowAttr(r, i) : ""}>${cols.map((c) =>
-    `<td class="${c.num ? "num" : ""} ${c.cls || ""}">${c.f(r)}</td>`).join("")}</tr>`).join("");
+    `<td class="${c.num ? "num" : ""} ${c.cls || ""}" data-h="${esc(t(c.h))}">${c.f(r)}</td>`).join("")}</tr>`).join("");
   // A wide table scrolls inside its own region, which the keyboard can reach too.
-  return `<div class="scroll" tabindex="0" role="region" aria-label="${esc(opts.label || t(cols[0].h))}"><table ${opts.attr || ""}><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
+  return `<div class="scroll" tabindex="0" role="region" aria-label="${esc(opts.label || t(cols[0].h))}"><table class="${opts.stack ? "stack" : ""}" ${opts.attr || ""}><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
 }
 const card = (label, value, cls = "", id = "") => `<div class="card ${cls}" ${id ? `data-testid="${id}"` : ""}><div class="n">${value}</div><div class="l">${esc(label)}</div></div>`;
 
@@ -270,11 +270,11 @@ function findingsPanel(findings) {
     const worst = of.reduce((w, f) => (Math.abs(f.measured || 0) > Math.abs(w.measured || 0) ? f : w), of[0]);
     return { ...worst, count: of.length, all: of };
   });
-  return `${table(cols, urgent, { attr: 'data-testid="findings"', rowAttr: row, label: t("findings") })}
+  return `${table(cols, urgent, { attr: 'data-testid="findings"', rowAttr: row, label: t("findings"), stack: true })}
     ${notices.length ? `<details class="notices" data-testid="notices"><summary>${esc(t("data_notices", { n: notices.length }))}</summary>
       ${table([{ h: "kind", f: (g) => `${badge("info", t(`finding.${g.code}`))} ×${g.count}` },
         { h: "subject", cls: "wrap", f: (g) => esc(g.all.map((f) => subjectName(f.code, f.subject)).join(", ")) },
-        { h: "detail", cls: "wrap", f: (g) => esc(findingText(g)) }], folded, { label: t("group.data") })}</details>` : ""}`;
+        { h: "detail", cls: "wrap", f: (g) => esc(findingText(g)) }], folded, { label: t("group.data"), stack: true })}</details>` : ""}`;
 }
 
 async function viewMbg() {
@@ -314,7 +314,7 @@ async function viewMbg() {
       { h: "measured", num: true, f: (v) => (v.unit === "cc" ? celsius(v.measured) : mins(v.measured)) },
       { h: "limit", num: true, f: (v) => (v.unit === "cc" ? celsius(v.limit) : mins(v.limit)) },
       { h: "source", cls: "muted", f: (v) => `<span title="${esc(STATE.lang === "en" ? v.source : source(v))}">${esc(source(v))}</span>` }],
-      [...viol.violations].sort((a, b) => a.rule.localeCompare(b.rule)), { empty: t("no_violations"), label: t("violations") })}
+      [...viol.violations].sort((a, b) => a.rule.localeCompare(b.rule)), { empty: t("no_violations"), label: t("violations"), stack: true })}
     <h3>${t("findings")} (${viol.findings.length})</h3>
     ${findingsPanel(viol.findings)}</div>
   <h2>${t("kitchen")}</h2>${kitchens || `<p class="empty">${t("none")}</p>`}
@@ -477,8 +477,8 @@ function alertsPanel(alerts) {
   const main = sorted.filter((a) => a.code !== "quarantined"), held = sorted.filter((a) => a.code === "quarantined");
   const cols = [{ h: "kind", f: (a) => badge(a.severity, alertLine(a).what) }, { h: "subject", f: (a) => esc(alertLine(a).about) },
     { h: "detail", cls: "muted wrap", f: (a) => esc(alertLine(a).text.slice(0, 160)) }];
-  return `${table(cols, main.slice(0, 30), { empty: held.length ? t("none") : t("no_alerts"), attr: 'data-testid="alerts"', label: t("alerts"), rowAttr: (a) => `data-code="${esc(a.code)}"` })}
-    ${held.length ? `<details class="notices" data-testid="held-alerts"><summary>${esc(t("held_prices", { n: held.length }))}</summary>${table(cols, held, { label: t("quarantined") })}</details>` : ""}`;
+  return `${table(cols, main.slice(0, 30), { empty: held.length ? t("none") : t("no_alerts"), attr: 'data-testid="alerts"', label: t("alerts"), rowAttr: (a) => `data-code="${esc(a.code)}"`, stack: true })}
+    ${held.length ? `<details class="notices" data-testid="held-alerts"><summary>${esc(t("held_prices", { n: held.length }))}</summary>${table(cols, held, { label: t("quarantined"), stack: true })}</details>` : ""}`;
 }
 
 async function viewMarkets() {
