@@ -177,6 +177,10 @@ class HubProc(Proc):
     def size(self) -> int:
         return int(http_json(f"{self.url}/api/status")["size"])
 
+    def own_log(self) -> int:
+        """Records of the hub's own log (its genesis and decisions), leaves of its tree but not among heads."""
+        return int(http_json(f"{self.url}/api/status")["own_log"])
+
     def enroll(self, signer: Any, name: str) -> None:
         from ledger.enroll import make_enroll_request
 
@@ -302,8 +306,9 @@ def _head(raws: Sequence[bytes]) -> tuple[int, bytes]:
 
 
 def duplicated(hub: HubProc) -> int:
-    """Records the hub's Merkle log holds more than once: its size beyond the sum of the logs' lengths."""
-    return hub.size() - sum(length for length, _ in hub.heads().values())
+    """Records the hub's Merkle log holds more than once: its size beyond the sum of the logs' lengths and
+    its own log's."""
+    return hub.size() - hub.own_log() - sum(length for length, _ in hub.heads().values())
 
 
 # -- kill -9 under load ------------------------------------------------------------------------------------
