@@ -177,9 +177,11 @@ class HubProc(Proc):
     def size(self) -> int:
         return int(http_json(f"{self.url}/api/status")["size"])
 
-    def own_log(self) -> int:
-        """Records of the hub's own log (its genesis and decisions), leaves of its tree but not among heads."""
-        return int(http_json(f"{self.url}/api/status")["own_log"])
+    def own_log(self) -> tuple[bytes, int]:
+        """The hub's id and how many records its own log (genesis, decisions, attestations) holds: leaves of
+        its tree, among the heads only when the hub lists itself as a device (bridges)."""
+        status = http_json(f"{self.url}/api/status")
+        return bytes.fromhex(status["hub"]), int(status["own_log"])
 
     def enroll(self, signer: Any, name: str) -> None:
         from ledger.enroll import make_enroll_request
@@ -308,7 +310,9 @@ def _head(raws: Sequence[bytes]) -> tuple[int, bytes]:
 def duplicated(hub: HubProc) -> int:
     """Records the hub's Merkle log holds more than once: its size beyond the sum of the logs' lengths and
     its own log's."""
-    return hub.size() - hub.own_log() - sum(length for length, _ in hub.heads().values())
+    hub_id, own = hub.own_log()
+    heads = hub.heads()
+    return hub.size() - (0 if hub_id in heads else own) - sum(length for length, _ in heads.values())
 
 
 # -- kill -9 under load ------------------------------------------------------------------------------------
