@@ -108,7 +108,7 @@ class BadProof(VerificationError):
 
 
 class BadCheckpoint(VerificationError):
-    """A checkpoint whose signature, size or root does not hold, or two checkpoints that disagree."""
+    """A checkpoint whose signature or hub does not hold, or two of one size with different roots."""
 
     code = "INVALID_CHECKPOINT"
     coap = "4.22"
@@ -117,7 +117,7 @@ class BadCheckpoint(VerificationError):
 
 
 class UnknownKey(VerificationError):
-    """A record signed by a key nobody enrolled or announced."""
+    """A record signed by a key nobody enrolled or announced (in a bundle: that the hub's own log never approved)."""
 
     code = "UNKNOWN_KEY"
     coap = "4.03"
@@ -126,7 +126,7 @@ class UnknownKey(VerificationError):
 
 
 class RevokedKey(VerificationError):
-    """A record signed after its key was revoked or rotated away."""
+    """A record at or past its device's revocation point (the hub's withdraw or revoke decision)."""
 
     code = "REVOKED_KEY"
     coap = "4.03"
