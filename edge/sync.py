@@ -160,6 +160,8 @@ class SyncAgent:
         """Say once per cause why a node refuses this edge's records, with the fix; say again only after it
         stopped refusing and started again (an edge that pushes for hours in silence is what this prevents)."""
         codes = {exc.code for exc in report.refused}
+        if report.refused:  # the round ran, but what it carried was refused: `edge status` says so too
+            target.last_error = "; ".join(sorted({f"{exc.code}: {exc.message}" for exc in report.refused}))
         for exc in report.refused:
             if exc.code in target.refusing:
                 continue

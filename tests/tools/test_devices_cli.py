@@ -78,7 +78,8 @@ async def test_refusals_are_logged_once_with_the_fix_on_both_sides(tmp_path: Pat
         assert "UNKNOWN_DEVICE" in edge_lines[0].getMessage() and "jejak enroll request" in edge_lines[0].getMessage()
         hub_lines = [r for r in caplog.records if "keeps sending records" in r.getMessage()]
         assert len(hub_lines) == 1 and "jejak devices approve" in hub_lines[0].getMessage()
-        assert agent.targets[running.coap_url].to_json()["problems"]  # `edge status` still lists them
+        shown = agent.targets[running.coap_url].to_json()  # what `edge status` lists
+        assert shown["problems"] and "UNKNOWN_DEVICE" in shown["last_error"]
         report = await sync_once(ctx, running.coap_url, holder, pull=False)
         assert report.refused and report.refused[0].code == "UNKNOWN_DEVICE"
     finally:
