@@ -420,7 +420,11 @@ class Hub:
         everything exported is covered."""
         with self._lock:
             cp = self.checkpoint() or self.latest_checkpoint()
+            if cp is None or cp.authority is None:  # a store from before checkpoints named the hub log's head
+                cp = self.checkpoint(force=True)
             assert cp is not None
+            # Only checkpoints that name the head of the hub's own log go in a bundle (FORMAT.md §12.1).
+            signed = [c for c in self._checkpoints if c.authority is not None]
             chosen = [d for d in self.store.devices()
                       if (devices is None or d.device_id in devices) and (site is None or d.site == site)
                       and d.device_id != self.hub_id]
@@ -442,9 +446,9 @@ class Hub:
                 receipts.extend((rec.id, self._receipt_at(cp, rec.id)) for rec in picked)
                 logs.append(LogExport(device_id=device.device_id, keys=keys, records=[r.raw for r in picked]))
             consistency = [(c.tree_size, cp.tree_size, self.tree.consistency_proof(c.tree_size, cp.tree_size))
-                           for c in self._checkpoints if 0 < c.tree_size < cp.tree_size]
+                           for c in signed if 0 < c.tree_size < cp.tree_size]
             bundle = Bundle(hub_key=self.signer.public_key, hub_log=[r.raw for r in own], logs=logs,
-                            checkpoints=[c.raw for c in self._checkpoints],
+                            checkpoints=[c.raw for c in signed],
                             receipts=receipts, consistency=consistency,
                             forks=[ev for _, ev in self.store.forks()], created=self.clock(),
                             description=description).sealed(self.signer)

@@ -8,7 +8,7 @@ from pathlib import Path
 from hub.security import make_revocations
 from hub.service import Hub
 from hub.store import LmdbHubStore
-from ledger import Ed25519Signer, decode_bundle, decode_record, verify_bundle
+from ledger import Ed25519Signer, decode_bundle, decode_record, sign_checkpoint, verify_bundle
 from ledger.enroll import read_revocations
 
 from .conftest import Clock, enroll, new_device
@@ -59,3 +59,24 @@ def test_decisions_revocation_list_ingest_and_bundle_agree(tmp_path: Path) -> No
         assert [p.code for p in report.all_problems] == ["REVOKED_KEY"]  # seq 3 and 4 were exported
     finally:
         again.store.close()
+
+
+def test_a_store_with_checkpoints_from_before_the_hub_log_still_exports_a_bundle_that_verifies(tmp_path: Path) -> None:
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=clock)
+    signer, builder = new_device(clock)
+    device_id = enroll(hub, signer, clock)
+    assert hub.ingest(device_id, [builder.genesis().raw, builder.append("note", {"text": "a"}).raw]).accepted
+    # A checkpoint as hubs signed them before label -65538: kept in the store, left out of bundles.
+    old = sign_checkpoint(HUB_KEY, tree_size=len(hub.tree), root=hub.tree.root(), time=clock())
+    hub.store.put_checkpoint(old.tree_size, old.time, old.raw)
+    hub.store.close()
+    reopened = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=clock)
+    try:
+        assert reopened.latest_checkpoint() == old
+        data = reopened.export()
+        report = verify_bundle(data, hub_key=HUB_KEY.public_key)
+        assert report.ok, [str(p) for p in report.all_problems]
+        assert old.raw not in decode_bundle(data).checkpoints
+    finally:
+        reopened.store.close()
