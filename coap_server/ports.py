@@ -16,6 +16,7 @@ from typing import Any
 
 import aiocoap
 
+from coap_server.exchanges import DedupBudget, bounded_context
 from ledger.failures import PortInUse, port_in_use
 
 UDP, TCP = "UDP", "TCP"
@@ -48,14 +49,16 @@ def claim(host: str, port: int, transports: Sequence[str], *, setting: str) -> N
                 raise
 
 
-async def serve_coap(site: Any, *, host: str, port: int, tcp: bool, setting: str) -> aiocoap.Context:
-    """A CoAP server context for `site` on `host:port`, UDP (and TCP if `tcp`), owning the port alone."""
+async def serve_coap(site: Any, *, host: str, port: int, tcp: bool, setting: str,
+                     budget: DedupBudget = DedupBudget()) -> aiocoap.Context:
+    """A CoAP server context for `site` on `host:port`, UDP (and TCP if `tcp`), owning the port alone, whose
+    deduplication state keeps to `budget` (coap_server/exchanges.py) at any request rate."""
     transports = [UDP, TCP] if tcp else [UDP]
     claim(host, port, transports, setting=setting)
     # Read by aiocoap at every server bind (udp6 and tcpserver); client sockets never ask for it.
     os.environ["AIOCOAP_REUSE_PORT"] = "0"
     try:
-        return await aiocoap.Context.create_server_context(
+        return await bounded_context(budget).create_server_context(
             site, bind=(host, port), transports=["udp6", "tcpserver"] if tcp else ["udp6"])
     except OSError as exc:  # taken between the check and the bind
         if exc.errno == errno.EADDRINUSE:

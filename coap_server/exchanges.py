@@ -1,0 +1,149 @@
+"""A CoAP server context whose deduplication state has a fixed size, whatever the request rate.
+
+aiocoap remembers every incoming request's (remote, message id) and the response it got for
+EXCHANGE_LIFETIME (247 s), with a timer and the whole response `Message` each, so the edge's memory grew
+with request rate × 247 s (49 → 155 MB over 72,000 requests). `BoundedContext` keeps the same protection
+with a budget: an entry is a few bytes of key, an expiry time and the response's encoded bytes, kept in
+arrival order (one lifetime for all, so the oldest expires first and no timers are needed), for a lifetime
+sized to a LAN, and at most `DedupBudget.entries` of them. When the table is full a new request is refused
+with 5.03 and Max-Age saying when the oldest entry frees its place, so nothing is forgotten early.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import aiocoap
+from aiocoap.message import Direction
+from aiocoap.messagemanager import MessageManager
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import ACK, CON, NON
+from aiocoap.tokenmanager import TokenManager
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DedupBudget:
+    """How long and how many incoming message ids a server remembers.
+
+    Why deduplication exists: a client that hears no ACK sends the same CON again with the same message id
+    (up to MAX_RETRANSMIT times within MAX_TRANSMIT_SPAN, 45 s with RFC 7252's defaults), and a server
+    that forgot the id would run the request twice (a tap appended twice). Such a retransmission arrives at
+    the latest MAX_TRANSMIT_SPAN + MAX_LATENCY after the first copy; RFC 7252 budgets 100 s of latency for
+    the Internet, a LAN needs a few seconds, so `lifetime_s` = 45 + 5 s covers every retransmission of a
+    client using the default transmission parameters. Message-id reuse is safe too: a client may reuse an id
+    only after its own EXCHANGE_LIFETIME (247 s by default), which is longer than ours, so a reused id is
+    always a new request here. Raising `lifetime_s` is the fix for a link with more latency."""
+
+    lifetime_s: float = 50.0
+    entries: int = 30_000  # 600 requests/s for a whole lifetime; about 330 bytes each with a small answer
+
+    def __post_init__(self) -> None:
+        if not self.lifetime_s > 0:
+            raise ValueError(f"lifetime_s: expected > 0, got {self.lifetime_s}")
+        if self.entries < 1:
+            raise ValueError(f"entries: expected at least 1, got {self.entries}")
+
+
+class BoundedMessageManager(MessageManager):
+    """aiocoap's message layer with `DedupBudget`'s table in place of its timer-per-message dictionary."""
+
+    budget = DedupBudget()
+    generation_s = 1.0  # ids arriving within one such span expire together
+
+    def __init__(self, token_manager: Any) -> None:
+        super().__init__(token_manager)
+        # (host, port << 16 | mid) -> encoded response, or None until there is one. A remote's equality is
+        # its host and port (aiocoap's UDP6EndpointAddress), so holding those instead of the remote object
+        # (with the datagram's ancillary data) keeps an entry to a small tuple and the response bytes.
+        self._seen: dict[tuple[Any, int], bytes | None] = {}
+        # (expires_at, keys that arrived in one generation), oldest first: one lifetime for all, so expiry
+        # is dropping whole generations from the front instead of a timer per message.
+        self._generations: deque[tuple[float, list[tuple[Any, int]]]] = deque()
+        self.refused = 0
+
+    @property
+    def held(self) -> int:
+        """How many incoming message ids are remembered now."""
+        return len(self._seen)
+
+    @staticmethod
+    def _key(remote: Any, mid: int) -> tuple[Any, int]:
+        sockaddr = getattr(remote, "sockaddr", None)
+        if sockaddr is None:  # another transport's remote: it is its own key
+            return (remote, mid)
+        return (sys.intern(sockaddr[0]), sockaddr[1] << 16 | mid)
+
+    def _deduplicate_message(self, message: Any) -> bool:
+        key = self._key(message.remote, message.mid)
+        if key in self._seen:
+            raw = self._seen[key]
+            if message.mtype is CON and raw is not None:
+                again = aiocoap.Message.decode(raw, message.remote)
+                again.direction = Direction.OUTGOING
+                self._send_via_transport(again)
+            return True
+        now = self.loop.time()
+        generations = self._generations
+        while generations and generations[0][0] <= now:
+            for old in generations.popleft()[1]:
+                del self._seen[old]
+        if len(self._seen) >= self.budget.entries:
+            # Not remembered, so not run: a retransmission of this request gets the same refusal.
+            self._refuse(message, math.ceil(generations[0][0] - now))
+            return True
+        self._seen[key] = None
+        expires = now + self.budget.lifetime_s
+        if not generations or generations[-1][0] < expires - self.generation_s:
+            # The generation's expiry is its first member's + one generation: nobody leaves early.
+            generations.append((expires + self.generation_s, []))
+        generations[-1][1].append(key)
+        return False
+
+    def _refuse(self, request: Any, retry_after: int) -> None:
+        self.refused += 1
+        if request.mtype is CON:
+            answer = aiocoap.Message(mtype=ACK, mid=request.mid, code=Code.SERVICE_UNAVAILABLE,
+                                     max_age=max(1, retry_after))
+        elif request.mtype is NON:
+            answer = aiocoap.Message(mtype=NON, mid=self._next_message_id(), code=Code.SERVICE_UNAVAILABLE,
+                                     max_age=max(1, retry_after))
+        else:
+            return
+        answer.token = request.token
+        answer.remote = request.remote.as_response_address()
+        self._send_via_transport(answer)
+
+    def _store_response_for_duplicates(self, message: Any) -> None:
+        key = self._key(message.remote, message.mid)
+        if key in self._seen:
+            self._seen[key] = message.encode()
+
+
+class BoundedContext(aiocoap.Context):
+    """`aiocoap.Context` whose UDP transports use `BoundedMessageManager` (`create_server_context` as usual)."""
+
+    message_manager: type[BoundedMessageManager] = BoundedMessageManager
+
+    async def _append_tokenmanaged_messagemanaged_transport(self, message_interface_constructor: Any) -> None:
+        tman = TokenManager(self)
+        mman = self.message_manager(tman)
+        transport = await message_interface_constructor(mman)
+        mman.message_interface = transport
+        tman.token_interface = mman
+        self.request_interfaces.append(tman)
+
+    def message_managers(self) -> list[BoundedMessageManager]:
+        """The bounded message layers of this context (one per UDP transport)."""
+        return [ri.token_interface for ri in self.request_interfaces
+                if isinstance(getattr(ri, "token_interface", None), BoundedMessageManager)]
+
+
+def bounded_context(budget: DedupBudget) -> type[BoundedContext]:
+    """A context class whose message layers keep to `budget` (the budget is fixed when the class is made,
+    before any transport exists, rather than set on a built context)."""
+    manager = type("BudgetedMessageManager", (BoundedMessageManager,), {"budget": budget})
+    return type("BudgetedContext", (BoundedContext,), {"message_manager": manager})

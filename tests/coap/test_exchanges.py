@@ -1,0 +1,117 @@
+"""The CoAP server's deduplication state keeps to its budget at any request rate and still runs a retransmitted
+request once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiocoap
+import aiocoap.resource as resource
+from aiocoap.numbers.codes import Code
+
+from coap_server.exchanges import BoundedContext, DedupBudget
+from coap_server.ports import serve_coap
+from tests.ports import free_coap
+from tests.wait import wait_for
+
+
+class Counting(resource.Resource):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.calls += 1
+        return aiocoap.Message(code=Code.CREATED, payload=b"n=%d" % self.calls)
+
+
+async def _serve(budget: DedupBudget) -> tuple[aiocoap.Context, Counting, int]:
+    counting = Counting()
+    site = resource.Site()
+    site.add_resource(["t"], counting)
+    port = free_coap()
+    ctx = await serve_coap(site, host="127.0.0.1", port=port, tcp=False, setting="test", budget=budget)
+    return ctx, counting, port
+
+
+def _held(ctx: aiocoap.Context) -> int:
+    assert isinstance(ctx, BoundedContext)
+    return sum(m.held for m in ctx.message_managers())
+
+
+async def test_held_ids_stay_under_the_cap_and_the_rest_are_told_when_to_retry() -> None:
+    ctx, counting, port = await _serve(DedupBudget(lifetime_s=60, entries=50))
+    client = await aiocoap.Context.create_client_context()
+    try:
+        codes = []
+        for _ in range(150):  # aiocoap alone would hold all 150 for 247 s
+            msg = aiocoap.Message(code=Code.POST, uri=f"coap://127.0.0.1:{port}/t", payload=b"x")
+            answer = await asyncio.wait_for(client.request(msg).response, 10)
+            codes.append(answer.code)
+            if answer.code == Code.SERVICE_UNAVAILABLE:
+                assert 1 <= answer.opt.max_age <= 62  # when the oldest remembered id frees its place
+        assert _held(ctx) == 50
+        assert codes.count(Code.CREATED) == 50 == counting.calls
+        assert codes.count(Code.SERVICE_UNAVAILABLE) == 100
+    finally:
+        await client.shutdown()
+        await ctx.shutdown()
+
+
+async def test_ids_expire_after_the_lifetime_and_make_room() -> None:
+    ctx, counting, port = await _serve(DedupBudget(lifetime_s=0.3, entries=5))
+    client = await aiocoap.Context.create_client_context()
+    try:
+        async def post() -> aiocoap.Message:
+            msg = aiocoap.Message(code=Code.POST, uri=f"coap://127.0.0.1:{port}/t", payload=b"x")
+            return await asyncio.wait_for(client.request(msg).response, 10)
+
+        for _ in range(5):
+            assert (await post()).code == Code.CREATED
+        assert (await post()).code == Code.SERVICE_UNAVAILABLE
+        answers: list[aiocoap.Message] = []
+
+        async def retry() -> bool:
+            answers.append(await post())
+            return answers[-1].code == Code.CREATED
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await retry():
+            assert asyncio.get_running_loop().time() < deadline, "the table never made room"
+        assert counting.calls == 6
+        assert _held(ctx) <= 5
+    finally:
+        await client.shutdown()
+        await ctx.shutdown()
+
+
+async def test_a_retransmitted_request_runs_once_and_gets_the_same_answer() -> None:
+    ctx, counting, port = await _serve(DedupBudget(lifetime_s=60, entries=50))
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        # CON POST, message id 4242, token 01 02, Uri-Path "t", payload "tap" (RFC 7252 §3).
+        raw = bytes([0x42, 0x02]) + (4242).to_bytes(2, "big") + b"\x01\x02" + b"\xb1t" + b"\xfftap"
+        answers = []
+        for _ in range(3):  # the first copy and two retransmissions, as a client hearing no ACK sends them
+            await loop.sock_sendto(sock, raw, ("127.0.0.1", port))
+            answers.append(await asyncio.wait_for(loop.sock_recv(sock, 2048), 10))
+        assert counting.calls == 1
+        assert answers[0] == answers[1] == answers[2]
+        decoded = aiocoap.Message.decode(answers[0])
+        assert decoded.mid == 4242 and decoded.code == Code.CREATED and decoded.payload == b"n=1"
+        # The same id from another port is another client's request.
+        other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        other.setblocking(False)
+        try:
+            await loop.sock_sendto(other, raw, ("127.0.0.1", port))
+            again = aiocoap.Message.decode(await asyncio.wait_for(loop.sock_recv(other, 2048), 10))
+        finally:
+            other.close()
+        assert again.payload == b"n=2"
+        await wait_for(lambda: _held(ctx) == 2, what="two remembered ids")
+    finally:
+        sock.close()
+        await ctx.shutdown()
