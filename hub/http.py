@@ -445,7 +445,7 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
 
 def _operation(doc: apidoc.Route) -> dict[str, Any]:
     responses: dict[str, Any] = {str(doc.status): {"description": doc.summary, "content": {
-        doc.media: {"schema": apidoc.answer_schema(doc)}}}}
+        doc.media: {"schema": doc.answer_schema()}}}}
     if doc.errors != "none":
         body = {"application/json": {"schema": apidoc.ERROR_BODIES[doc.errors]}}
         responses["4XX"] = {"description": "refused: the code says why (docs/ERRORS.md)", "content": body}
