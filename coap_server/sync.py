@@ -13,7 +13,7 @@ import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
 
-from ledger import LedgerError, SyncError
+from ledger import LedgerError, LimitExceeded, SyncError
 from ledger.sync import (
     Fetch,
     Head,
@@ -21,9 +21,16 @@ from ledger.sync import (
     Push,
     RequestSize,
     decode_heads,
+    decode_heads_page,
+    decode_ranges,
+    decode_ranges_request,
     decode_records,
     encode_heads,
+    encode_heads_page,
+    encode_ranges,
+    encode_ranges_request,
     encode_records,
+    page_of,
     plan,
 )
 
@@ -47,8 +54,16 @@ def _ok(code: Code, payload: bytes) -> aiocoap.Message:
     return aiocoap.Message(code=code, content_format=CBOR, payload=payload)
 
 
+Visible = Callable[[aiocoap.Message, list[Head]], list[Head]]
+
+
+def _query(request: aiocoap.Message) -> dict[str, str]:
+    return dict(q.split("=", 1) if "=" in q else (q, "") for q in request.opt.uri_query)
+
+
 class HeadsResource(resource.Resource):
-    """POST our heads, get theirs back."""
+    """POST our heads, get theirs back: all at once, or with ?after=<device hex> (empty for the first) a page
+    of `limits.max_devices` in device id order, so a node may hold any number of logs."""
 
     def __init__(self, holder: LogHolder, limits: Limits,
                  visible: Callable[[aiocoap.Message, list[Head]], list[Head]] | None = None) -> None:
@@ -58,13 +73,20 @@ class HeadsResource(resource.Resource):
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
+            after = _query(request).get("after")
+            start = bytes.fromhex(after) if after is not None else None
             decode_heads(request.payload, self.limits)
             heads = await asyncio.to_thread(self.holder.heads)
+        except ValueError:
+            return error_response(SyncError("expected ?after=<device hex>, empty for the first page"))
         except LedgerError as exc:
             return error_response(exc)
         if self.visible is not None:
             heads = self.visible(request, heads)
-        return _ok(Code.CONTENT, encode_heads(heads))
+        if start is None:  # a peer that does not page
+            return _ok(Code.CONTENT, encode_heads(heads))
+        page, more = page_of(heads, start, self.limits.max_devices)
+        return _ok(Code.CONTENT, encode_heads_page(page, more))
 
 
 class RecordsResource(resource.Resource):
@@ -101,6 +123,43 @@ class RecordsResource(resource.Resource):
         return _ok(Code.CHANGED, cbor2.dumps(result))
 
 
+class RangesResource(resource.Resource):
+    """POST many logs' ranges, get back as much of them, in order, as one records request may carry."""
+
+    def __init__(self, holder: LogHolder, limits: Limits, visible: Visible | None = None) -> None:
+        super().__init__()
+        self.holder, self.limits, self.visible = holder, limits, visible
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            wanted = decode_ranges_request(request.payload, self.limits)
+        except LedgerError as exc:
+            return error_response(exc)
+        if self.visible is not None:  # the same read policy as the heads: logs it may not read are left out
+            allowed = {h.device_id for h in self.visible(request, [Head(device_id=f.device_id, length=0,
+                                                                         head=bytes(32)) for f in wanted])}
+            wanted = [f for f in wanted if f.device_id in allowed]
+        try:
+            served = await asyncio.to_thread(self._serve, wanted)
+        except Exception as exc:  # a damaged record, a store error: answered as the error declares
+            return error_response(exc)
+        return _ok(Code.CONTENT, encode_ranges(served))
+
+    def _serve(self, wanted: list[Fetch]) -> list[tuple[bytes, int, list[bytes]]]:
+        served: list[tuple[bytes, int, list[bytes]]] = []
+        records, budget = self.limits.records_per_request, self.limits.bytes_per_request
+        for f in wanted:
+            if records <= 0:
+                break  # the rest is left out, and asked for again
+            raws = _fit(self.holder.log_range(f.device_id, f.start, min(f.end, f.start + records)), budget)
+            if served and raws and len(raws[0]) + 3 > budget:
+                break  # only the first log may go over: a record larger than the budget must still pass
+            served.append((f.device_id, f.start, raws))
+            records -= len(raws)
+            budget -= sum(len(r) + 3 for r in raws) + 24
+        return served
+
+
 def _fit(raws: list[bytes], budget: int) -> list[bytes]:
     out, used = [], 0
     for raw in raws:
@@ -112,9 +171,10 @@ def _fit(raws: list[bytes], budget: int) -> list[bytes]:
 
 
 def add_sync_resources(site: resource.Site, holder: LogHolder, limits: Limits = Limits(), *,
-                       visible: Callable[[aiocoap.Message, list[Head]], list[Head]] | None = None) -> None:
+                       visible: Visible | None = None) -> None:
     site.add_resource(["sync", "heads"], HeadsResource(holder, limits, visible))
     site.add_resource(["sync", "records"], RecordsResource(holder, limits))
+    site.add_resource(["sync", "ranges"], RangesResource(holder, limits, visible))
 
 
 class SyncFailed(Exception):
@@ -181,13 +241,12 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
     if size is None:
         size = RequestSize(limits)
     mine = await asyncio.to_thread(local.heads)
-    out = encode_heads(mine)
-    theirs_raw = await _request(ctx, Code.POST, f"{base}/sync/heads", out)
-    report.bytes_sent += len(out)
-    report.bytes_received += len(theirs_raw)
-    theirs = decode_heads(theirs_raw, limits)
-    for action in plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull,
-                       blocked=blocked):
+    theirs = await remote_heads(ctx, base, limits, report)
+    actions = plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull, blocked=blocked)
+    fetches = [a for a in actions if isinstance(a, Fetch)]
+    if len(fetches) > 1:
+        fetches = await _fetch_many(ctx, base, local, fetches, size, limits, report)
+    for action in [*fetches, *(a for a in actions if isinstance(a, Push))]:
         if isinstance(action, Fetch):
             start = action.start
             while start < action.end:
@@ -197,11 +256,7 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
                 device_id, _, raws = decode_records(data, limits)
                 if device_id != action.device_id or not raws:
                     break
-                result = await asyncio.to_thread(local.receive, action.device_id, raws)
-                report.fetched += result["accepted"]
-                report.duplicates += result["duplicates"]
-                if result.get("problem"):
-                    report.problems.append(f"{action.device_id.hex()}: {result['problem']}")
+                if not await _receive(local, action.device_id, raws, report):
                     break
                 start += len(raws)
         elif isinstance(action, Push):
@@ -226,3 +281,67 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
                     break
                 start += len(raws)
     return report
+
+
+async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(),
+                       report: SyncReport | None = None) -> list[Head]:
+    """The peer's heads, a page at a time (a peer that does not page answers with all of them at once)."""
+    heads: list[Head] = []
+    after = b""
+    body = encode_heads([])  # the peer answers with its own heads whatever ours are: spare the bytes
+    while True:
+        data = await _request(ctx, Code.POST, f"{base}/sync/heads?after={after.hex()}", body)
+        if report is not None:
+            report.bytes_sent += len(body)
+            report.bytes_received += len(data)
+        page, more = decode_heads_page(data, after, limits)
+        heads.extend(page)
+        if len(heads) > limits.max_logs:
+            raise LimitExceeded(f"the peer offers more than {limits.max_logs} logs")
+        if more is None:
+            return heads
+        after = more
+
+
+async def _receive(local: LogHolder, device_id: bytes, raws: Sequence[bytes], report: SyncReport) -> bool:
+    """Hand fetched records to `local`; False when it refused them (the rest of that log is not asked for)."""
+    result = await asyncio.to_thread(local.receive, device_id, raws)
+    report.fetched += result["accepted"]
+    report.duplicates += result["duplicates"]
+    if result.get("problem"):
+        report.problems.append(f"{device_id.hex()}: {result['problem']}")
+        return False
+    return True
+
+
+async def _fetch_many(ctx: aiocoap.Context, base: str, local: LogHolder, fetches: list[Fetch],
+                      size: RequestSize, limits: Limits, report: SyncReport) -> list[Fetch]:
+    """Fetch the start of many logs' ranges, as many logs a request as `size` allows records; return what is
+    left to fetch a log at a time (the rest of long ranges, logs the answer left out, all of them from a peer
+    without /sync/ranges)."""
+    left: list[Fetch] = []
+    at = 0
+    while at < len(fetches):
+        chunk: list[tuple[Fetch, Fetch]] = []
+        asked = 0  # as many records in all as one request of `size` carries
+        while at < len(fetches) and (not chunk or asked < size.records):
+            f = fetches[at]
+            take = min(f.end - f.start, size.records - asked) if chunk else min(f.end - f.start, size.records)
+            chunk.append((f, Fetch(f.device_id, f.start, f.start + take)))
+            asked += take
+            at += 1
+        body = encode_ranges_request([c for _, c in chunk])
+        try:
+            data = await _sized(ctx, size, Code.POST, f"{base}/sync/ranges", body)
+        except SyncFailed:  # an older peer, or one that refuses: each log on its own, as before
+            return left + fetches[at - len(chunk):]
+        report.bytes_sent += len(body)
+        report.bytes_received += len(data)
+        served = {device_id: (start, raws) for device_id, start, raws in decode_ranges(data, limits)}
+        for f, _ in chunk:
+            start, raws = served.get(f.device_id, (-1, []))
+            if start != f.start:
+                left.append(f)
+            elif raws and await _receive(local, f.device_id, raws, report) and f.start + len(raws) < f.end:
+                left.append(Fetch(f.device_id, f.start + len(raws), f.end))
+    return left

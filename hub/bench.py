@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from typing import Any
+
+import cbor2
 
 from ledger import ChainBuilder, Ed25519Signer, MerkleTree, verify_consistency, verify_inclusion
 from ledger.bench import raw_verify_rate
@@ -14,7 +18,7 @@ from ledger.enroll import make_enroll_request
 from ledger.merkle import leaf_hash
 
 from .service import Hub, log_tree
-from .store import LmdbHubStore
+from .store import _U64, LmdbHubStore
 from .verify import ParallelVerifier
 
 
@@ -82,6 +86,50 @@ def _store_proofs(store: LmdbHubStore) -> dict[str, float]:
             "tree_bytes_per_leaf_in_memory": full.held * 32 / n, "tree_bytes_per_leaf_tiled": tiled.held * 32 / n}
 
 
+def _write_leaves(store: LmdbHubStore, n: int) -> bytes:
+    """`n` leaves written straight into the store's global log (no records behind them: start-up reads only
+    the log) with the tile roots the hub would have kept as they closed."""
+    tree = MerkleTree(read_leaves=lambda start, end: [])
+    env, db = store._env, store._db  # a bench fills its own store faster than ingest
+    step = 100_000
+    for first in range(0, n, step):
+        with env.begin(write=True) as txn:
+            for i in range(first, min(n, first + step)):
+                h = leaf_hash(i.to_bytes(8, "big"))
+                txn.put(_U64.pack(i), cbor2.dumps([i.to_bytes(24, "big"), 0, h]), db=db["global"], append=True)
+                tree.append_hash(h)
+            txn.put(b"size", str(min(n, first + step)).encode(), db=db["meta"])
+    store.put_tiles(0, [tree.tile_root(i) for i in range(tree.tiles)])
+    return tree.root()
+
+
+_START = """
+import resource, sys, time
+from hub.service import Hub
+from hub.store import LmdbHubStore
+from ledger import Ed25519Signer
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+started = time.perf_counter()
+hub = Hub(LmdbHubStore(sys.argv[1]), Ed25519Signer.from_seed(b"\\x77" * 32), clock=lambda: 0)
+elapsed = time.perf_counter() - started
+print(len(hub.tree), elapsed, hub.tree.root().hex(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def restart(n: int) -> dict[str, Any]:
+    """`Hub()` start-up on a store of `n` leaves, in a fresh process: seconds and the memory it added."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LmdbHubStore(tmp + "/hub", map_size=max(1 << 32, n * 400), durable=False)
+        root = _write_leaves(store, n)
+        store.close()
+        out = subprocess.run([sys.executable, "-c", _START, tmp + "/hub"], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    leaves, elapsed, started_root, rss_kib = out.stdout.split()
+    if started_root != root.hex():
+        raise AssertionError(f"the restarted tree's root {started_root} is not the written tree's {root.hex()}")
+    return {"leaves": int(leaves), "start_s": float(elapsed), "start_added_rss_mib": int(rss_kib) / 1024}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n = 3000 if quick else 50_000
     raw_rate = raw_verify_rate(2000 if quick else 20_000)
@@ -121,4 +169,5 @@ def run(quick: bool = False) -> dict[str, Any]:
         out["ingest_postgres_per_s"] = f"not measured: {exc}"
     out["proofs"] = _proofs(100_000 if quick else 1_000_000)
     out["store_proofs"] = store_proofs
+    out["restart"] = restart(100_000 if quick else 1_000_000)
     return out

@@ -34,8 +34,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX global_log_device_seq ON global_log (device_id, seq)",
         "CREATE TABLE damaged (device_id bytea NOT NULL, seq bigint NOT NULL, PRIMARY KEY (device_id, seq))",
     ),
+    (
+        # The roots of the log's whole 64-leaf tiles: a restart reads these instead of every leaf.
+        "CREATE TABLE tiles (idx bigint PRIMARY KEY, root bytea NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+_PAGE = 50_000  # rows per query of a long scan
 _LOCK_ID = 0x4A454A414B  # one writer of the global log at a time, across hub processes
 
 
@@ -187,10 +192,36 @@ class PgHubStore:
         return True
 
     def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
-        rows = self._query("SELECT leaf FROM global_log WHERE idx >= %s AND (%s::bigint IS NULL OR idx < %s) "
-                           "ORDER BY idx", (start, end, end))
-        for (leaf,) in rows:
-            yield bytes(leaf)
+        # A page at a time, each its own short query: a long scan neither holds every row in memory at once
+        # nor keeps a transaction open on the connection that ingest shares.
+        while end is None or start < end:
+            stop = start + _PAGE if end is None else min(end, start + _PAGE)
+            rows = self._query("SELECT idx, leaf FROM global_log WHERE idx >= %s AND idx < %s ORDER BY idx",
+                               (start, stop))
+            for idx, leaf in rows:
+                if idx != start:
+                    return
+                start += 1
+                yield bytes(leaf)
+            if start < stop:
+                return
+
+    def put_tiles(self, first: int, roots: Sequence[bytes]) -> None:
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.executemany("INSERT INTO tiles (idx, root) VALUES (%s, %s) ON CONFLICT (idx) DO UPDATE "
+                            "SET root = excluded.root", list(enumerate(roots, first)))
+
+    def tiles(self) -> Iterator[bytes]:
+        start = 0
+        while True:
+            rows = self._query("SELECT idx, root FROM tiles WHERE idx >= %s ORDER BY idx LIMIT %s", (start, _PAGE))
+            for idx, root in rows:
+                if idx != start:
+                    return
+                start += 1
+                yield bytes(root)
+            if len(rows) < _PAGE:
+                return
 
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:
         with self._conn.transaction():

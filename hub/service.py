@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -98,8 +99,29 @@ class Listeners:
 
 def log_tree(store: HubStore) -> MerkleTree:
     """The hub's Merkle tree over its store: whole tiles of leaves stay in the store, not in memory (a byte
-    per record instead of 64), and a proof of an old record reads its tile's 64 leaf hashes back."""
-    return MerkleTree(store.leaf_hashes(), read_leaves=lambda start, end: list(store.leaf_hashes(start, end)))
+    per record instead of 64), and a proof of an old record reads its tile's 64 leaf hashes back.
+
+    Start-up reads the kept tile roots (one hash per 64 leaves) and only the leaves after the last of them,
+    so it costs the same with ten million leaves as with ten thousand; tiles not kept yet (a store from
+    before they were, a crash between a commit and its tiles) are kept now."""
+    size = store.size()
+    roots = list(itertools.islice(store.tiles(), size >> TILE_HEIGHT))  # a store restored to fewer leaves
+    tree = MerkleTree.resume(roots, read_leaves=lambda start, end: list(store.leaf_hashes(start, end)),
+                             tile_height=TILE_HEIGHT)
+    for h in store.leaf_hashes(len(tree)):
+        tree.append_hash(h)
+    keep_tiles(store, tree, len(roots))
+    return tree
+
+
+def keep_tiles(store: HubStore, tree: MerkleTree, kept: int) -> int:
+    """Keep the roots of the tiles the tree closed since `kept`; return how many tiles are kept now."""
+    if tree.tiles > kept:
+        store.put_tiles(kept, [tree.tile_root(i) for i in range(kept, tree.tiles)])
+    return tree.tiles
+
+
+TILE_HEIGHT = 6
 
 
 KNOCK_LOG_S = 600  # a refused device is logged at most this often (hub time), per cause
@@ -120,6 +142,7 @@ class Hub:
         self._lock = threading.RLock()
         self._knocks: dict[tuple[bytes, str], int] = {}  # refused device and cause -> hub time last logged
         self.tree = log_tree(store)
+        self._kept_tiles = self.tree.tiles
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
         self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
         self._own = self._open_own_log()
@@ -173,6 +196,7 @@ class Hub:
         self.store.append(self.hub_id, records, own.state, self.clock())
         for rec in records:
             self.tree.append(rec.raw)
+        self._kept_tiles = keep_tiles(self.store, self.tree, self._kept_tiles)
 
     def _notify(self, records: list[Record], now: int) -> None:
         for listener in self.listeners.on_records:
@@ -351,6 +375,7 @@ class Hub:
                 size = self.store.append(device_id, result.records, result.state, now)
                 for rec in result.records:
                     self.tree.append(rec.raw)
+                self._kept_tiles = keep_tiles(self.store, self.tree, self._kept_tiles)
             for rec in result.records:
                 if rec.kind == "key" and rec.seq > 0 and rec.body is not None:
                     self._decide(Decision(action="rotate", device_id=device_id, from_seq=rec.seq,

@@ -144,6 +144,12 @@ class HubStore(Protocol):
     def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """The Merkle leaf hashes of the global log from `start` up to `end` (the whole log by default)."""
         ...
+    def put_tiles(self, first: int, roots: Sequence[bytes]) -> None:
+        """Keep the roots of the log's whole tiles first, first+1, ... (64 leaves each), for a quick restart."""
+        ...
+    def tiles(self) -> Iterator[bytes]:
+        """The tile roots kept, in order from tile 0 (stopping at the first one missing)."""
+        ...
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None: ...
     def checkpoints(self) -> list[bytes]: ...
     def put_fork(self, device_id: bytes, evidence: bytes) -> None: ...
@@ -184,17 +190,19 @@ def intact_prefix(store: HubStore, rows: Iterable[tuple[bytes, int, bool]], serv
 class LmdbHubStore:
     """HubStore on one LMDB environment: durable (fsync per commit), one writer, many readers."""
 
-    def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32, durable: bool = True) -> None:
         os.makedirs(path, exist_ok=True)
+        # durable=False (bulk loads, tests): commits skip fsync, so a power cut can lose the last commits but
+        # never damages the store (LMDB without a write map keeps its integrity either way).
         try:
-            self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=True,
-                                  metasync=True, writemap=False)
+            self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=durable,
+                                  metasync=durable, writemap=False)
         except lmdb.Error as exc:  # a damaged or foreign file, a lock another process holds, no permission
             raise StoreError(f"cannot open the hub's LMDB store at {path}: {exc}",
                              hint="check the files' owner and that no other process holds them; a damaged "
                                   "store is restored from a backup (docs/DEPLOY.md)") from None
         names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters",
-                 "damaged")
+                 "damaged", "tiles")
         self._db = {n: self._env.open_db(n.encode()) for n in names}
         with self._env.begin(write=True) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
@@ -350,6 +358,18 @@ class LmdbHubStore:
                 if end is not None and _U64.unpack(key)[0] >= end:
                     break
                 yield cbor2.loads(value)[2]
+
+    def put_tiles(self, first: int, roots: Sequence[bytes]) -> None:
+        with self._guard(), self._write() as txn:
+            for i, root in enumerate(roots, first):
+                txn.put(_U64.pack(i), root, db=self._db["tiles"])
+
+    def tiles(self) -> Iterator[bytes]:
+        with self._env.begin() as txn:
+            for i, (key, root) in enumerate(txn.cursor(db=self._db["tiles"])):
+                if _U64.unpack(key)[0] != i:
+                    return
+                yield bytes(root)
 
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:
         with self._guard(), self._write() as txn:

@@ -53,6 +53,31 @@ class MerkleTree:
         for h in leaf_hashes:
             self.append_hash(h)
 
+    @classmethod
+    def resume(cls, tile_roots: Sequence[bytes], *, read_leaves: Callable[[int, int], Sequence[bytes]],
+               tile_height: int = 6) -> MerkleTree:
+        """The tree of the first len(tile_roots) whole tiles, from their roots alone: a log restarts by
+        reading one hash per tile instead of every leaf (append the leaves after the last tile)."""
+        tree = cls(read_leaves=read_leaves, tile_height=tile_height)
+        size = len(tile_roots) << tile_height
+        tree._levels = [(size >> low, bytearray()) for low in range(tile_height)] + [(0, bytearray())]
+        for index, root in enumerate(tile_roots):
+            if len(root) != HASH_SIZE:
+                raise ValueError(f"tile root: expected {HASH_SIZE} bytes, got {len(root)}")
+            tree._carry(tile_height, index, root)
+        tree._size = size
+        return tree
+
+    @property
+    def tiles(self) -> int:
+        """How many whole tiles the tree holds (their roots are what `resume` needs)."""
+        return self._size >> self._height
+
+    def tile_root(self, tile: int) -> bytes:
+        if not 0 <= tile < self.tiles:
+            raise ValueError(f"tile {tile}: the tree holds {self.tiles} whole tiles")
+        return self._node(self._height, tile)
+
     def __len__(self) -> int:
         return self._size
 
@@ -73,18 +98,21 @@ class MerkleTree:
         if len(h) != HASH_SIZE:
             raise ValueError(f"leaf hash: expected {HASH_SIZE} bytes, got {len(h)}")
         index = self._size
-        self._push(0, h)
-        level, i, node = 0, index, h
-        while i & 1:
-            node = node_hash(self._node(level, i - 1), node)
-            level += 1
-            i >>= 1
-            self._push(level, node)
+        self._carry(0, index, h)
         self._size = index + 1
         if self._read is not None and self._size % (1 << self._height) == 0:
             for low in range(self._height):  # the tile is complete: its root stays, the rest is in the store
                 self._levels[low] = (self._size >> low, bytearray())
         return index
+
+    def _carry(self, level: int, i: int, node: bytes) -> None:
+        """Add node `i` of `level` and every complete subtree it closes above it."""
+        self._push(level, node)
+        while i & 1:
+            node = node_hash(self._node(level, i - 1), node)
+            level += 1
+            i >>= 1
+            self._push(level, node)
 
     def _push(self, level: int, h: bytes) -> None:
         if len(self._levels) == level:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from .errors import LimitExceeded, MalformedRecord, SyncError
 PROTOCOL = 1
 MSG_HEADS = 1
 MSG_RECORDS = 2
+MSG_RANGES = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,9 +36,13 @@ class Head:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
+    """What one message may carry. `max_devices` bounds one heads message (a page); a node holds any number
+    of logs, sent a page at a time, up to `max_logs` (a bound on what a lying peer can make us hold)."""
+
     records_per_request: int = 512
     bytes_per_request: int = 256 * 1024
     max_devices: int = 4096
+    max_logs: int = 1 << 24
 
 
 def encode_heads(heads: Iterable[Head]) -> bytes:
@@ -44,24 +50,65 @@ def encode_heads(heads: Iterable[Head]) -> bytes:
 
 
 def decode_heads(data: bytes, limits: Limits = Limits()) -> list[Head]:
+    heads, _, paged = _decode_heads(data, limits)
+    if paged:
+        raise SyncError("heads message: expected [1, protocol, [[device, length, head], ...]], got a page")
+    return heads
+
+
+def encode_heads_page(heads: Sequence[Head], more: bytes | None) -> bytes:
+    """One page of heads, in device id order; `more` is the device id to ask after for the next page."""
+    return cbor.encode([MSG_HEADS, PROTOCOL, [[h.device_id, h.length, h.head] for h in heads], more])
+
+
+def decode_heads_page(data: bytes, after: bytes, limits: Limits = Limits()) -> tuple[list[Head], bytes | None]:
+    """A page of heads asked for after device id `after` (b"" for the first): its heads and where the next
+    page starts, or None at the end. A whole heads message (a peer that does not page) is the last page."""
+    heads, more, paged = _decode_heads(data, limits)
+    if paged:
+        last = after
+        for h in heads:
+            if h.device_id <= last:
+                raise SyncError("heads page: device ids must rise and follow the one asked after")
+            last = h.device_id
+        if more is not None and (not heads or more != heads[-1].device_id):
+            raise SyncError("heads page: the next page must start after this page's last device id")
+    return heads, more
+
+
+def page_of(heads: Sequence[Head], after: bytes, size: int) -> tuple[list[Head], bytes | None]:
+    """The page of `heads` after device id `after`: at most `size`, in device id order, and where the next
+    page starts (None when this one reaches the end)."""
+    ordered = sorted(heads, key=lambda h: h.device_id)
+    at = bisect.bisect_right([h.device_id for h in ordered], after)
+    page = ordered[at:at + size]
+    return page, (page[-1].device_id if at + size < len(ordered) else None)
+
+
+def _decode_heads(data: bytes, limits: Limits) -> tuple[list[Head], bytes | None, bool]:
     item = cbor.decode(data, what="heads message")
     # `type(...) is int`: True == 1 in Python, and [1, true, []] is not a heads message.
-    if not isinstance(item, list) or len(item) != 3 or type(item[0]) is not int or item[0] != MSG_HEADS:
+    if (not isinstance(item, list) or len(item) not in (3, 4) or type(item[0]) is not int
+            or item[0] != MSG_HEADS):
         raise SyncError("heads message: expected [1, protocol, [[device, length, head], ...]]")
     if type(item[1]) is not int or item[1] != PROTOCOL:
         raise SyncError(f"heads message: expected protocol {PROTOCOL}, got {item[1]!r}",
                         hint="both sides must run the same sync protocol version")
+    more = item[3] if len(item) == 4 else None
+    if more is not None and (not isinstance(more, bytes) or len(more) != 16):
+        raise SyncError("heads page: the next page must be named by a 16-byte device id or null")
     entries = item[2]
     if not isinstance(entries, list) or len(entries) > limits.max_devices:
         raise LimitExceeded(f"heads message: at most {limits.max_devices} logs, got "
-                            f"{len(entries) if isinstance(entries, list) else 'no list'}")
+                            f"{len(entries) if isinstance(entries, list) else 'no list'}",
+                            hint="ask for the heads a page at a time (?after=)")
     heads = []
     for entry in entries:
         if (not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], bytes)
                 or not isinstance(entry[1], int) or isinstance(entry[1], bool) or not isinstance(entry[2], bytes)):
             raise SyncError("heads message: each entry must be [device id, length, head id]")
         heads.append(Head(device_id=entry[0], length=entry[1], head=entry[2]))
-    return heads
+    return heads, more, len(item) == 4
 
 
 def encode_records(device_id: bytes, start: int, raws: Sequence[bytes]) -> bytes:
@@ -84,6 +131,54 @@ def decode_records(data: bytes, limits: Limits = Limits()) -> tuple[bytes, int, 
     if not all(isinstance(x, bytes) for x in item[3]):
         raise SyncError("records message: records must be byte strings")
     return item[1], item[2], item[3]
+
+
+def encode_ranges_request(fetches: Sequence[Fetch]) -> bytes:
+    """Ask for the start of many logs' ranges in one request (a round where most logs grew a little)."""
+    return cbor.encode([MSG_RANGES, [[f.device_id, f.start, f.end] for f in fetches]])
+
+
+def decode_ranges_request(data: bytes, limits: Limits = Limits()) -> list[Fetch]:
+    item = cbor.decode(data, what="ranges request")
+    if not isinstance(item, list) or len(item) != 2 or type(item[0]) is not int or item[0] != MSG_RANGES \
+            or not isinstance(item[1], list):
+        raise SyncError("ranges request: expected [3, [[device id, from, to], ...]]")
+    if len(item[1]) > limits.records_per_request:
+        raise LimitExceeded(f"ranges request names {len(item[1])} logs; the limit is "
+                            f"{limits.records_per_request} per request")
+    out = []
+    for entry in item[1]:
+        if (not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], bytes) or len(entry[0]) != 16
+                or any(type(x) is not int or x < 0 for x in entry[1:]) or entry[2] < entry[1]):
+            raise SyncError("ranges request: each entry must be [16-byte device id, from >= 0, to >= from]")
+        out.append(Fetch(entry[0], entry[1], entry[2]))
+    return out
+
+
+def encode_ranges(served: Sequence[tuple[bytes, int, Sequence[bytes]]]) -> bytes:
+    return cbor.encode([MSG_RANGES, [[device_id, start, list(raws)] for device_id, start, raws in served]])
+
+
+def decode_ranges(data: bytes, limits: Limits = Limits()) -> list[tuple[bytes, int, list[bytes]]]:
+    """The answer to a ranges request: per log served, its first seq and records (logs left out were not
+    served: the answer was full, or the asker may not read them)."""
+    if len(data) > limits.bytes_per_request + 16 * 1024:
+        raise LimitExceeded(f"ranges message of {len(data)} bytes exceeds {limits.bytes_per_request}")
+    item = cbor.decode(data, what="ranges message")
+    if not isinstance(item, list) or len(item) != 2 or type(item[0]) is not int or item[0] != MSG_RANGES \
+            or not isinstance(item[1], list):
+        raise SyncError("ranges message: expected [3, [[device id, first seq, [record, ...]], ...]]")
+    out, count = [], 0
+    for entry in item[1]:
+        if (not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], bytes) or len(entry[0]) != 16
+                or type(entry[1]) is not int or entry[1] < 0 or not isinstance(entry[2], list)
+                or not all(isinstance(x, bytes) for x in entry[2])):
+            raise SyncError("ranges message: each entry must be [16-byte device id, first seq, [record, ...]]")
+        count += len(entry[2])
+        out.append((entry[0], entry[1], entry[2]))
+    if count > limits.records_per_request:
+        raise LimitExceeded(f"ranges message holds {count} records; the limit is {limits.records_per_request}")
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -182,3 +182,41 @@ def test_receipts_for_old_records_rehash_their_tile_from_the_store(make_store):
     assert reopened.tree.held == hub.tree.held
     _, receipt = reopened.receipt(records[17].id)
     assert verify_receipt(receipt, records[17].raw, hub_key.public_key).index == base + 17
+
+
+def test_restart_reads_tile_roots_not_leaves(make_store):
+    clock, hub_key, store, hub, builder, device_id = _hub_with_device(make_store)
+    records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(149)]
+    hub.ingest(device_id, [r.raw for r in records[:100]])
+    hub.ingest(device_id, [r.raw for r in records[100:]])
+    tiles = store.size() // 64
+    assert tiles >= 2 and len(list(store.tiles())) == tiles, "each whole tile's root is kept as it closes"
+    root, proof = hub.tree.root(), hub.tree.inclusion_proof(3)
+    store.close()
+
+    reads: list[tuple[int, int | None]] = []
+    store2 = make_store("a")
+    leaf_hashes = store2.leaf_hashes
+
+    def counted(start: int = 0, end: int | None = None):
+        reads.append((start, end))
+        return leaf_hashes(start, end)
+
+    store2.leaf_hashes = counted
+    hub2 = Hub(store2, hub_key, clock=clock)
+    assert hub2.tree.root() == root
+    assert reads == [(tiles * 64, None)], "start-up reads only the leaves after the last whole tile"
+    assert hub2.tree.inclusion_proof(3) == proof, "an old tile is rehashed from the store and checked"
+    more = builder.append("note", {"text": "after restart"})
+    assert hub2.ingest(device_id, [more.raw]).accepted == 1
+    assert hub2.tree.root() != root
+
+
+def test_a_store_without_tiles_keeps_them_on_start(make_store):
+    clock, hub_key, store, _, builder, device_id = _hub_with_device(make_store)
+    records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(199)]
+    store.append(device_id, records, builder.state, clock())  # as an older release wrote it: no tiles
+    assert list(store.tiles()) == []
+    hub2 = Hub(store, hub_key, clock=clock)
+    assert len(list(store.tiles())) == store.size() // 64 == 3
+    assert Hub(store, hub_key, clock=clock).tree.root() == hub2.tree.root()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import aiocoap
+import time
 
+import aiocoap
+import pytest
+
+from coap_server.sync import remote_heads
 from hub.app import start_hub
 from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from hub.service import Hub
-from hub.store import LmdbHubStore
-from hub.tiers import UpstreamHolder, pull_once
-from ledger import Ed25519Signer, verify_bundle
-from ledger.sync import RequestSize
+from hub.store import DeviceInfo, LmdbHubStore
+from hub.tiers import UpstreamHolder, pull_all, pull_once
+from ledger import ChainBuilder, Ed25519Signer, verify_bundle
+from ledger.sync import Limits, RequestSize
 
 from .conftest import enroll, new_device
 
@@ -61,3 +65,48 @@ def test_relayed_forgery_is_refused(tmp_path, clock):
         assert store.size() == 3 + 2 and len(national.own_log()) == 2
     finally:
         store.close()
+
+
+@pytest.mark.timeout(900)  # about 17 MB over CoAP in 1 KiB blocks, both hubs on one core: minutes, not seconds
+async def test_national_pulls_a_region_of_50000_devices_in_pages(tmp_path, clock):
+    """More logs than one heads message may carry (4,096) come a page at a time, and the many short logs of a
+    round in a few ranges requests; two regions are pulled at once."""
+    count = 50_000
+    regional_store = LmdbHubStore(tmp_path / "regional", durable=False)
+    second_store = LmdbHubStore(tmp_path / "second", durable=False)
+    for i in range(count):  # reduced records: a genesis each, written straight into the store
+        signer = Ed25519Signer.from_seed((1 << 40 | i).to_bytes(32, "big"))
+        builder = ChainBuilder(signer, clock=clock, boot=1)
+        genesis = builder.genesis()
+        store = regional_store if i < count - 10 else second_store
+        store.put_device(DeviceInfo(device_id=builder.device_id, pubkey=signer.public_key, site="sppg",
+                                    role="kitchen_exit", status="active", enrolled_at=clock(), name=""))
+        store.append(builder.device_id, [genesis], builder.state, clock())
+    config = dict(bridges=BridgeConfig(enabled=False), http_port=0, coap_port=0, mdns=False)
+    regions = [await start_hub(HubConfig(data_dir=str(tmp_path / f"r{n}"), **config),
+                               hub=Hub(store, Ed25519Signer.from_seed(bytes([0x70 + n]) * 32), clock=clock))
+               for n, store in enumerate((regional_store, second_store))]
+    national_store = LmdbHubStore(tmp_path / "national", durable=False)
+    national = Hub(national_store, Ed25519Signer.from_seed(b"\x63" * 32), clock=clock)
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        urls = [r.coap_url for r in regions]
+        started = time.monotonic()
+        heads = await remote_heads(ctx, urls[0])
+        paged = time.monotonic()
+        assert len(heads) == count - 10 > Limits().max_devices
+        reports = await pull_all(national, urls, ctx, {})
+        print(f"heads of {len(heads)} logs in {paged - started:.1f} s; pulled {count} logs in "
+              f"{time.monotonic() - paged:.1f} s")
+        assert [r.fetched for r in reports.values()] == [count - 10, 10]
+        assert not any(r.problems for r in reports.values())
+        assert national_store.size() == count
+        assert {h.device_id: h.head for h in national.heads()} == {
+            h.device_id: h.head for h in [*heads, *await remote_heads(ctx, urls[1])]}
+        assert sum(r.fetched for r in (await pull_all(national, urls, ctx, {})).values()) == 0
+    finally:
+        await ctx.shutdown()
+        for r in regions:
+            await r.close()
+        for s in (national_store, regional_store, second_store):
+            s.close()
