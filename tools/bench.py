@@ -22,6 +22,7 @@ PARTS = (
     ("hub", "hub.bench"),
     ("mbg", "hub.mbg.bench"),
     ("markets", "hub.markets.bench"),
+    ("websockets", "hub.bridges.bench"),
 )
 
 

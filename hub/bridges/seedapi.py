@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -100,6 +101,7 @@ class SeedApi:
         self.market_names = _names(bridges.config.market_aliases)
         self._integrity = asyncio.Lock()
         self._sockets: set[web.WebSocketResponse] = set()
+        self._texts: OrderedDict[tuple[str, str], str | None] = OrderedDict()  # (event id, view) -> message
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -199,13 +201,13 @@ class SeedApi:
             if any(o.get(k) != v for k, v in want.items()):
                 return None
             return self.price_update(event)
-        return await self._stream(request, shape)
+        return await self._stream(request, f"prices?{sorted(want.items())}", shape)
 
     async def ws_alerts(self, request: web.Request) -> web.StreamResponse:
         """Seed 2: alerts as they are raised (WebSocket; device token)"""
         def shape(event: dict[str, Any]) -> dict[str, Any] | None:
             return alert_message(event["alert"]) if event.get("type") == "alert" else None
-        return await self._stream(request, shape)
+        return await self._stream(request, "alerts", shape)
 
     def price_update(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Seed 2's `price_update` (its device payload's names plus the impact fields), Jejak's event beside."""
@@ -219,14 +221,18 @@ class SeedApi:
                           "impact": event.get("impact"),
                           "trust": "attested" if str(o.get("source", "")).startswith("attested:") else "signed"}}
 
-    async def _stream(self, request: web.Request,
+    async def _stream(self, request: web.Request, view: str,
                       shape: Callable[[dict[str, Any]], dict[str, Any] | None]) -> web.StreamResponse:
+        """Serve `shape(event)` of every live event (None: not for this route) to one subscriber; `view` names
+        the route and its filter, so subscribers of the same view share one encoding of each message."""
         cfg = self.b.config
         who = self._subscriber(request)
         if self.events.subscribers >= cfg.ws_max_subscribers:
             raise TooManySubscribers(f"{self.events.subscribers} live subscribers, at most "
                                      f"{cfg.ws_max_subscribers}; try again later")
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=cfg.ws_max_frame_bytes)
+        # No per-message deflate: it compresses each message once per subscriber, in the event loop; without
+        # it one encoding of a message serves them all (_encoded).
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=cfg.ws_max_frame_bytes, compress=False)
         await ws.prepare(request)
         behind = asyncio.get_running_loop().create_future()
 
@@ -235,7 +241,7 @@ class SeedApi:
                 behind.set_result(missed)
         q = self.events.subscribe(maxsize=cfg.ws_queue, on_overflow=overflow)
         self._sockets.add(ws)
-        pump = asyncio.create_task(self._pump(ws, q, shape))
+        pump = asyncio.create_task(self._pump(ws, q, view, shape))
         reader = asyncio.create_task(self._read(ws))
         log.info("WebSocket %s: %s subscribed", request.path, who)
         try:
@@ -262,14 +268,28 @@ class SeedApi:
                     await ws.close()
         return ws
 
-    async def _pump(self, ws: web.WebSocketResponse, q: asyncio.Queue[tuple[str, dict[str, Any]]],
+    async def _pump(self, ws: web.WebSocketResponse, q: asyncio.Queue[tuple[str, dict[str, Any]]], view: str,
                     shape: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
         with contextlib.suppress(ConnectionResetError):
             while not ws.closed:
-                _, event = await q.get()
-                message = shape(event)
-                if message is not None:
-                    await ws.send_str(json.dumps(message))
+                event_id, event = await q.get()
+                text = self._encoded(event_id, event, view, shape)
+                if text is not None:
+                    await ws.send_str(text)
+
+    def _encoded(self, event_id: str, event: dict[str, Any], view: str,
+                 shape: Callable[[dict[str, Any]], dict[str, Any] | None]) -> str | None:
+        """The message for an event, shaped and encoded once for all the subscribers of one route and
+        filter (a hundred phones cost one json.dumps per event, not a hundred)."""
+        key = (event_id, view)
+        if key in self._texts:
+            return self._texts[key]
+        message = shape(event)
+        text = None if message is None else json.dumps(message)
+        self._texts[key] = text
+        while len(self._texts) > 4096:
+            self._texts.popitem(last=False)
+        return text
 
     async def _read(self, ws: web.WebSocketResponse) -> None:
         """What a subscriber may send: "ping" or {"type": "ping"} (answered "pong"); anything else closes."""

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from hub.bridges import MqttConfig
+from hub.bridges.bench import _hub_round
 from hub.bridges.seedapi import PATH_APPEND
 from tests.wait import wait_for
 
@@ -34,14 +35,15 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def receive_json(ws: aiohttp.ClientWebSocketResponse, want: str) -> dict:
-    """The next message of type `want` (others, such as price updates of other commodities, are skipped)."""
+async def receive_json(ws: aiohttp.ClientWebSocketResponse, want: str, **match: object) -> dict:
+    """The next message of type `want` with the `match` fields (others, such as price updates of other
+    commodities or alerts the hub derived meanwhile, are skipped)."""
     async with asyncio.timeout(20):
         while True:
             msg = await ws.receive()
             assert msg.type == aiohttp.WSMsgType.TEXT, (msg.type, msg.data, msg.extra)
             value = json.loads(msg.data)
-            if value["type"] == want:
+            if value["type"] == want and all(value.get(k) == v for k, v in match.items()):
                 return value
 
 
@@ -93,9 +95,7 @@ async def test_seed_client_flow_then_a_tampered_store_fails_the_integrity_check(
             await wait_for(lambda: events.subscribers == 2, what="both WebSockets to subscribe")
             code, answer = await env.post("/ingest", json=sample_payload(), headers=bearer(token))
             assert code == 200 and answer["processed"] == 3, answer
-            update = await receive_json(prices, "price_update")
-            while update["commodity"] != "cabai":
-                update = await receive_json(prices, "price_update")
+            update = await receive_json(prices, "price_update", commodity="cabai")
             assert update["market_id"] == SEED_MARKET and update["price"] == 15000
             assert update["region"] == "JAKARTA" and update["jejak"]["trust"] == "attested"
             assert 0 <= update["impact_score"] <= 100 and update["dominant_factor"]
@@ -127,9 +127,9 @@ async def test_seed_client_flow_then_a_tampered_store_fails_the_integrity_check(
             assert code == 403, answer
             code, answer = await env.post("/api/alerts/trigger", json=body, headers=bearer(OPERATOR))
             assert code == 201 and answer["status"] == "triggered", answer
-            pushed = await receive_json(alerts, "alert")
+            pushed = await receive_json(alerts, "alert", id=answer["id"])
             assert pushed["message"] == body["message"] and pushed["level"] == "critical"
-            assert pushed["id"] == answer["id"] and pushed["subject"] == f"{MARKET}/cabai-merah"
+            assert pushed["subject"] == f"{MARKET}/cabai-merah"
             code, live = await env.get("/api/public/alerts/live")
             assert answer["id"] in [a["id"] for a in live["alerts"]]
 
@@ -274,6 +274,12 @@ async def test_a_stalled_subscriber_is_dropped_and_the_others_get_every_event(se
             # The hub still ingests and the reader still hears it.
             code, answer = await env.post("/api/alerts/trigger", json={"message": "after"}, headers=bearer(OPERATOR))
             assert code == 201, answer
-            assert (await receive_json(reader, "alert"))["message"] == "after"
+            assert (await receive_json(reader, "alert", id=answer["id"]))["message"] == "after"
     finally:
         stalled.close()
+
+
+async def test_fanout_bench_round_delivers_every_update_to_every_subscriber():
+    figures = await _hub_round(10, 5)
+    assert figures["updates_delivered"] == figures["updates_expected"] == 50
+    assert figures["subscribers_dropped"] == 0 and figures["ingest_per_s"] > 0

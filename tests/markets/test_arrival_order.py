@@ -128,3 +128,18 @@ def test_backlogs_sent_after_an_outage_are_judged_together() -> None:
             latest[seen.reporter] = verdict
     assert {r: x.status for r, x in latest.items()} == {"r1": "accepted", "r2": "accepted", "r3": "accepted"}
     assert all(not x.provisional for x in latest.values())
+
+
+def test_preview_gives_the_verdict_observe_would_and_keeps_nothing() -> None:
+    v = validator()
+    v.observe(obs(40_000, "r2", hour=1))
+    before = {k: (list(d.reports), dict(d.verdicts), d.settled) for k, d in v._days.items()}
+    pending, reporters = dict(v._pending), {s: dict(r) for s, r in v._reporters.items()}
+    outlier = obs(50_000, "r1", hour=2)
+    preview = v.preview(outlier)
+    assert preview.status == "quarantined" and preview.provisional and "reporters" in preview.fired
+    assert {k: (list(d.reports), dict(d.verdicts), d.settled) for k, d in v._days.items()} == before
+    assert v._pending == pending and v._reporters == reporters
+    # Asked again, or then observed, it gets the same verdict: the preview left nothing behind.
+    assert v.preview(outlier).status == "quarantined"
+    assert v.observe(outlier)[0][1].status == preview.status
