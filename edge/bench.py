@@ -227,6 +227,47 @@ async def _run(quick: bool) -> dict[str, Any]:
     }
 
 
+async def _submitters(root: Path, n: int, submitters: int) -> dict[str, float]:
+    """`submitters` concurrent writers, each appending one record at a time until `n` are durable."""
+    key = DeviceKey(os.urandom(32))
+    store = LmdbLogStore(root / "submitters", map_size=1 << 30)
+    gc = GroupCommit(store, key, clock=lambda: _CLOCK, boot=1)
+    await gc.start()
+    body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "tags": ["04a1b2c3d4e5f6"],
+            "staff": "5a000001", "count": 1, "source": "nfc"}
+    left = n
+
+    async def writer() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await gc.append("scan", body)
+
+    commits = gc.stats["commits"]
+    cpu, t = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(writer() for _ in range(submitters)))
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
+    commits = gc.stats["commits"] - commits
+    await gc.close()
+    store.close()
+    return {"durable_appends_per_s": n / elapsed, "submitters": submitters,
+            "records_per_commit": n / max(1, commits), "cpu_us_per_record": cpu / n * 1e6}
+
+
+async def _storage(quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="jejak-edge-storage-") as tmp:
+        root = Path(tmp)
+        appends = await _submitters(root, 3000 if quick else 30000, 256)
+        taps = await _tap_latency(root, 200, 2.0 if quick else 10.0)
+    return {**appends, **taps}
+
+
+def storage(quick: bool) -> dict[str, Any]:
+    """Durable appends with concurrent submitters and tap-to-ack latency at 200 taps/s, in this process (run
+    it with tools/slow_storage.py's shim preloaded to give fsync an SD card's latency)."""
+    return asyncio.run(_storage(quick))
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Measure and return the figures (see _run); the caller writes them out."""
     return asyncio.run(_run(quick))
@@ -236,5 +277,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--load"]:
         port, seconds, concurrency = int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
         print(json.dumps({"rate": asyncio.run(_drive(port, seconds, concurrency))}))
+    elif sys.argv[1:2] == ["--storage"]:
+        print(json.dumps(storage("--quick" in sys.argv)))
     else:
         print(json.dumps(run("--quick" in sys.argv), indent=2))

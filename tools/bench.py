@@ -7,11 +7,15 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from tools.slow_storage import NoCompiler, build
 
 OWN_PACKAGES = {"ledger", "firmware", "edge", "coap_server", "hub", "tools"}
 PARTS = (
@@ -80,6 +84,31 @@ def by_hand(path: Path) -> str:
     return text[at:] if at >= 0 else ""
 
 
+def slow_storage(delays_ms: list[float], *, quick: bool) -> dict[str, Any]:
+    """edge.bench's storage figures in one process per fsync delay (the shim is preloaded at process start),
+    with no delay first as the same-run reference; synced writes counted by the shim."""
+    with tempfile.TemporaryDirectory(prefix="jejak-slow-storage-") as tmp:
+        try:
+            shim = build(Path(tmp))
+        except NoCompiler as exc:
+            print(f"bench slow-storage: skipped, {exc}", flush=True)
+            return {"skipped": str(exc)}
+        figures: dict[str, Any] = {}
+        for delay in [0.0, *delays_ms]:
+            counted = Path(tmp) / f"syncs-{delay}"
+            done = subprocess.run([sys.executable, "-m", "edge.bench", "--storage"] + (["--quick"] if quick else []),
+                                  env=shim.environ(delay, counted), capture_output=True, text=True)
+            if done.returncode != 0:
+                figures[f"fsync_{delay:g}ms"] = {"error": done.stderr.strip()[-500:]}
+                continue
+            row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+            if counted.exists():
+                row["synced_writes"] = int(counted.read_text())
+            figures[f"fsync_{delay:g}ms"] = row
+        figures["goals"] = {"fsync_5ms": {"tap_to_ack_p99_ms": 50, "durable_appends_per_s": 5000}}
+        return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="jejak bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes, for CI")
@@ -88,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", default="BENCHMARKS.md", help="where to write the table")
     p.add_argument("--update", action="store_true",
                    help="keep the other parts' figures from the JSON file and replace only the parts run")
+    p.add_argument("--fsync-delay-ms", metavar="MS[,MS...]",
+                   help="also run the edge's append and tap parts with every fsync delayed this long, as on an SD "
+                        "card (e.g. 2,5,10); needs a C compiler for the shim, else that part says so and is skipped")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"quick": args.quick, "started": int(time.time()), "machine": machine(),
                                "parts": {}}
@@ -119,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             figures = {"error": traceback.format_exc(limit=3)}
         figures["seconds"] = round(time.perf_counter() - started, 2)
         results["parts"][part] = figures
+    if args.fsync_delay_ms:
+        print("bench slow-storage ...", flush=True)
+        started = time.perf_counter()
+        results["parts"]["slow-storage"] = slow_storage(
+            [float(ms) for ms in args.fsync_delay_ms.split(",")], quick=args.quick)
+        results["parts"]["slow-storage"]["seconds"] = round(time.perf_counter() - started, 2)
     Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     Path(args.markdown).write_text(markdown(results) + by_hand(Path(args.markdown)))
     print(f"wrote {args.json} and {args.markdown}")

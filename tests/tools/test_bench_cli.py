@@ -26,3 +26,33 @@ def test_a_part_whose_extra_is_not_installed_is_skipped(tmp_path, monkeypatch):
     parts = json.loads(out.read_text())["parts"]
     assert parts["extra"] == {"skipped": "needs jejak_not_installed_extra: pip install 'jejak[hub]'"}
     assert "error" not in parts["firmware"] and parts["firmware"]["seconds"] >= 0
+
+
+def test_slow_storage_delays_every_synced_write_and_counts_them(tmp_path):
+    # The shim is what the storage figures rest on: a child with it preloaded takes at least the delay per
+    # fsync (a lower bound, so a loaded machine cannot fail it) and reports how many it made.
+    import subprocess
+    import sys
+
+    from tools.slow_storage import build
+
+    shim = build(tmp_path)
+    counted = tmp_path / "count"
+    code = ("import os, time, tempfile\n"
+            "fd = os.open(tempfile.mktemp(), os.O_CREAT | os.O_WRONLY)\n"
+            "t = time.perf_counter()\n"
+            "for _ in range(10): os.write(fd, b'x'); os.fsync(fd); os.fdatasync(fd)\n"
+            "print(time.perf_counter() - t)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=shim.environ(20, counted), capture_output=True,
+                          text=True, check=True)
+    assert float(done.stdout) >= 20 * 0.020
+    assert int(counted.read_text()) == 20
+
+
+def test_slow_storage_without_a_compiler_is_skipped_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang here
+    out, md = tmp_path / "b.json", tmp_path / "B.md"
+    assert main(["--quick", "--only", "none", "--fsync-delay-ms", "5", "--json", str(out),
+                 "--markdown", str(md)]) == 0
+    skipped = json.loads(out.read_text())["parts"]["slow-storage"]["skipped"]
+    assert "no C compiler" in skipped and "apt install gcc" in skipped
