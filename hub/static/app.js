@@ -134,6 +134,9 @@ const dayDate = (d) => new Date(d * 86400 * 1000).toISOString().slice(5, 10);
 const short = (h) => (h ? `${h.slice(0, 10)}…` : "–");
 const badge = (cls, text) => `<span class="badge ${esc(cls)}">${esc(text)}</span>`;
 const band = (b) => badge(b, t(`band.${b}`));
+// "pasar-petisah/cabai-merah" as people write it: "Pasar Petisah · Cabai Merah".
+const titled = (id) => String(id).split("-").map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join(" ");
+const marketSubject = (subject) => subject.split("/").map(titled).join(" · ");
 
 // Names people use for the plan's kitchens and schools and the enrolled devices.
 function schoolName(id) { const s = STATE.names?.schools?.[id]; return s && s.name ? s.name : (id || "–"); }
@@ -369,16 +372,16 @@ function priceChart(series, impact) {
       if (!im || drawn.has(p.day)) continue;
       drawn.add(p.day);
       const w = Object.entries(im.weights).filter(([, v]) => v >= 0.005).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${factor(k)} ${Math.round(v * 100)} %`).join(", "), sc = im.score / 100;
-      const tip = `${s.market} · ${dayDate(p.day)}\n${t("price")}: Rp ${num(p.price_idr)}\n${t("impact")}: ${im.score}/100 (${im.change_pct > 0 ? "+" : ""}${num(im.change_pct)} %)\n${t("dominant")}: ${factor(im.dominant)}\n${t("weights")}: ${w}`;
+      const tip = `${titled(s.market)} · ${dayDate(p.day)}\n${t("price")}: Rp ${num(p.price_idr)}\n${t("impact")}: ${im.score}/100 (${im.change_pct > 0 ? "+" : ""}${num(im.change_pct)} %)\n${t("dominant")}: ${factor(im.dominant)}\n${t("weights")}: ${w}`;
       out += `<circle class="impact" cx="${x(p.day).toFixed(1)}" cy="${y(p.price_idr).toFixed(1)}" r="${(2 + sc * 9).toFixed(1)}" fill="${c}" fill-opacity="${(0.25 + sc * 0.6).toFixed(2)}" data-tip="${esc(tip)}" data-market="${esc(s.market)}" data-day="${p.day}" data-score="${im.score}" data-dominant="${esc(im.dominant)}"><title>${esc(tip)}</title></circle>`;
     }
     for (const p of s.points.filter((q) => q.quarantined)) {
-      const cx = x(p.day), cy = yOf(p.price_idr), tip = `${s.market} · Rp ${num(p.price_idr)}\n${reasonWords(p.reasons).join("\n")}`;
+      const cx = x(p.day), cy = yOf(p.price_idr), tip = `${titled(s.market)} · Rp ${num(p.price_idr)}\n${reasonWords(p.reasons).join("\n")}`;
       out += `<g class="quarantine" data-tip="${esc(tip)}" data-id="${esc(p.id)}"><title>${esc(tip)}</title><line class="q" x1="${cx - 5}" x2="${cx + 5}" y1="${cy - 5}" y2="${cy + 5}"/><line class="q" x1="${cx - 5}" x2="${cx + 5}" y1="${cy + 5}" y2="${cy - 5}"/></g>`;
     }
   });
   out += "</svg>";
-  const legend = series.map((s, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(s.market)}</span>`).join("");
+  const legend = series.map((s, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(titled(s.market))}</span>`).join("");
   return out + `<div class="legend">${legend}<span><svg width="12" height="12" aria-hidden="true"><line class="q" x1="1" y1="1" x2="11" y2="11"/><line class="q" x1="1" y1="11" x2="11" y2="1"/></svg> ${t("quarantined")}</span><span>● ${t("impact")}</span></div>`;
 }
 
@@ -468,8 +471,8 @@ function alertLine(a) {
     const f = STATE.findings.get(a.id);
     return { what: t(`finding.${a.code}`), about: subjectName(a.code, a.subject), text: f ? findingText(f) : (STATE.lang === "en" ? a.text : "") };
   }
-  if (a.code === "quarantined") return { what: t("held"), about: a.subject, text: `Rp ${num(parseInt(a.text, 10))}` };
-  return { what: tOr(a.code, a.code), about: a.subject, text: STATE.lang === "en" ? a.text : "" };
+  if (a.code === "quarantined") return { what: t("held"), about: marketSubject(a.subject), text: `Rp ${num(parseInt(a.text, 10))}` };
+  return { what: tOr(a.code, a.code), about: marketSubject(a.subject), text: STATE.lang === "en" ? a.text : "" };
 }
 
 function alertsPanel(alerts) {
@@ -498,7 +501,7 @@ async function viewMarkets() {
   return `<h1>${t("markets.title")}</h1>
   <div class="row">
     <label>${t("commodity")} <select id="commodity">${all.commodities.map((c) => `<option value="${esc(c)}" ${c === STATE.commodity ? "selected" : ""}>${esc(name(c))}</option>`).join("")}</select></label>
-    <label>${t("market")} <select id="market"><option value="">${t("all_markets")}</option>${all.markets.map((c) => `<option value="${esc(c)}" ${c === STATE.market ? "selected" : ""}>${esc(c)}</option>`).join("")}</select></label>
+    <label>${t("market")} <select id="market"><option value="">${t("all_markets")}</option>${all.markets.map((c) => `<option value="${esc(c)}" ${c === STATE.market ? "selected" : ""}>${esc(titled(c))}</option>`).join("")}</select></label>
     <span class="muted">${t("observations")}: <b data-testid="obs-count">${num(p.series.reduce((a, s) => a + s.points.length, 0))}</b></span>
   </div>
   <div class="panel"><h2>${t("prices")} · ${esc(name(STATE.commodity))}</h2>${priceChart(p.series, p.impact)}</div>
@@ -511,7 +514,7 @@ async function viewMarkets() {
     <div class="panel"><h2>${t("alps")} · ${esc(name(STATE.commodity))}</h2>${table([{ h: "market", f: (a) => esc(a.name) },
       { h: "band", f: (a) => band(a.band) }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
       alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"', label: t("alps") })}</div>
-    <div class="panel"><h2>${t("quarantined")} <span class="muted">(${num(held.length)})</span></h2>${table([{ h: "market", f: (o) => esc(o.market) }, { h: "time", f: (o) => when(o.time) },
+    <div class="panel"><h2>${t("quarantined")} <span class="muted">(${num(held.length)})</span></h2>${table([{ h: "market", f: (o) => esc(titled(o.market)) }, { h: "time", f: (o) => when(o.time) },
       { h: "price", num: true, f: (o) => num(o.price_idr) }, { h: "reasons", cls: "muted wrap", f: (o) => `<span title="${esc(STATE.lang === "en" ? o.reasons.join("\n") : reasonWords(o.reasons).join("\n"))}">${reasonWords(o.reasons).map(esc).join("<br>")}</span>` }],
       shown, { attr: 'data-testid="quarantined"', label: t("quarantined") })}${pager("quarantined", STATE.qpage, held.length)}</div>
   </div>`;
@@ -579,7 +582,7 @@ function drawAlerts() {
   const li = (a) => { const l = alertLine(a); return `<li class="${esc(a.severity)}" data-alert="${esc(a.id)}"><b>${esc(l.what)}</b> ${esc(l.about)}<br>${esc(l.text.slice(0, 120))}</li>`; };
   ul.innerHTML = main.slice(0, 6).map(li).join("")
     + (main.length > 6 ? `<li class="more">${esc(t("more_alerts", { n: main.length - 6 }))}</li>` : "")
-    + (held.length ? `<li class="warning folded" data-alert="held"><details><summary>${esc(t("held_prices", { n: held.length }))}</summary><ul class="plain">${held.slice(0, 20).map((a) => `<li>${esc(a.subject)} · ${esc(alertLine(a).text)}</li>`).join("")}</ul></details></li>` : "");
+    + (held.length ? `<li class="warning folded" data-alert="held"><details><summary>${esc(t("held_prices", { n: held.length }))}</summary><ul class="plain">${held.slice(0, 20).map((a) => `<li>${esc(alertLine(a).about)} · ${esc(alertLine(a).text)}</li>`).join("")}</ul></details></li>` : "");
 }
 function alertItem(a) {
   if (a.resolved_at) ALERTS.delete(a.id); else ALERTS.set(a.id, a);  // an open alert is shown with its current values
