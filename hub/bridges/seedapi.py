@@ -99,7 +99,7 @@ class SeedApi:
         self.events = events
         self.commodity_names = _names(bridges.config.commodity_aliases)
         self.market_names = _names(bridges.config.market_aliases)
-        self._integrity = asyncio.Lock()
+        self._integrity: asyncio.Future[StoreCheck] | None = None
         self._sockets: set[web.WebSocketResponse] = set()
         self._texts: OrderedDict[tuple[str, str], str | None] = OrderedDict()  # (event id, view) -> message
 
@@ -296,7 +296,7 @@ class SeedApi:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 text = msg.data.strip()
-                if text == "ping" or text == '{"type": "ping"}' or _is_ping(text):
+                if text == "ping" or _is_ping(text):
                     await ws.send_str(json.dumps({"type": "pong"}))
                     continue
                 await ws.close(code=CLOSE_BAD_INPUT, message=b'expected "ping" or {"type": "ping"}')
@@ -375,8 +375,10 @@ class SeedApi:
 
     async def integrity_check(self, request: web.Request) -> web.Response:
         """Seed 2: verify the ledger: every stored record against its id and leaf, every checkpoint's root"""
-        async with self._integrity:  # one full pass at a time; callers meanwhile wait for it
-            result = await asyncio.to_thread(check_store, self.b.hub, full=True)
+        # One full pass at a time: callers that ask while it runs share its result.
+        if self._integrity is None or self._integrity.done():
+            self._integrity = asyncio.ensure_future(asyncio.to_thread(check_store, self.b.hub, full=True))
+        result = await asyncio.shield(self._integrity)
         return web.json_response(integrity_answer(result))
 
     # --- dashboard -----------------------------------------------------------------------------------
