@@ -254,7 +254,6 @@ def download(url: str, out: Path, *, headers: dict[str, str], resume_url: str) -
                 have = 0
     if resp is None:
         have = 0
-        print("export: the hub is building the bundle", file=sys.stderr, flush=True)
         resp = _open(urllib.request.Request(url, headers=headers), timeout=120)
         ident.write_text(resp.headers.get("X-Jejak-Export", ""))
     with resp:
