@@ -341,8 +341,10 @@ class Hub:
                 out.append(([rec], at))
         return out
 
-    def ingest(self, device_id: bytes, raws: Sequence[bytes]) -> IngestResult:
-        """Verify an offered range of one device's log and merge what extends it."""
+    def ingest(self, device_id: bytes, raws: Sequence[bytes], *,
+               check: SignatureCheck | None = None) -> IngestResult:
+        """Verify an offered range of one device's log and merge what extends it (`check`: signatures
+        checked ahead, see hub/verify.py:CrossLogVerifier)."""
         with self._lock:
             device = self.store.get_device(device_id)
             if device is None:
@@ -362,7 +364,7 @@ class Hub:
                 self._restore(device_id, damaged, raws)
             state = self.store.chain_state(device_id) or ChainState.empty(device_id)
             result: Accepted = accept(state, raws, held=_HeldLog(self.store, device_id),
-                                      revoked_from=self.authority.revoked_from(device_id), check=self.check)
+                                      revoked_from=self.authority.revoked_from(device_id), check=check or self.check)
             if result.records and result.records[0].seq == 0:
                 genesis = result.records[0]
                 if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:

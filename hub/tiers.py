@@ -11,10 +11,12 @@ import aiocoap
 
 from coap_server.sync import SyncReport, sync_once
 from ledger import LedgerError, decode_record
+from ledger.acceptance import SignatureCheck
 from ledger.sync import Head, RequestSize
 
 from .service import Hub, NotEnrolled
 from .store import DeviceInfo
+from .verify import CrossLogVerifier
 
 log = logging.getLogger("jejak.tiers")
 
@@ -26,9 +28,10 @@ class UpstreamHolder:
     seen through a regional hub is registered from its genesis; every record is still verified here.
     """
 
-    def __init__(self, hub: Hub, upstream: str) -> None:
+    def __init__(self, hub: Hub, upstream: str, verifier: CrossLogVerifier | None = None) -> None:
         self.hub = hub
         self.upstream = upstream
+        self.verifier = verifier
 
     def heads(self) -> list[Head]:
         return self.hub.heads()
@@ -36,7 +39,24 @@ class UpstreamHolder:
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         return self.hub.store.log_range(device_id, start, end)
 
-    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+    def receive_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[dict[str, Any]]:
+        """Many logs' ranges of one pull request: their signatures checked on every core first (when the hub
+        has a CrossLogVerifier), then each log merged in order by the hub's one writer."""
+        check = None
+        if self.verifier is not None:
+            decoded = []
+            for device_id, raws in items:
+                try:
+                    decoded.append((device_id, [decode_record(raw) for raw in raws]))
+                except LedgerError:
+                    continue  # refused with its code by receive below
+            keys = {device_id: state.key for device_id, _ in decoded
+                    if (state := self.hub.store.chain_state(device_id)) is not None}
+            check = self.verifier.ahead(decoded, keys)
+        return [self.receive(device_id, raws, check=check) for device_id, raws in items]
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes], *,
+                check: SignatureCheck | None = None) -> dict[str, Any]:
         if self.hub.store.get_device(device_id) is None and raws:
             try:
                 genesis = decode_record(raws[0])
@@ -51,24 +71,26 @@ class UpstreamHolder:
             # The relay's own decision, signed into its log like any approval: a bundle it exports verifies.
             self.hub.approve(device_id)
         try:
-            return self.hub.ingest(device_id, raws).to_json()
+            return self.hub.ingest(device_id, raws, check=check).to_json()
         except LedgerError as exc:
             return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
 
 
-async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: RequestSize | None = None) -> SyncReport:
+async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: RequestSize | None = None,
+                    verifier: CrossLogVerifier | None = None) -> SyncReport:
     """One pull round from `upstream`; pass the same `size` every round so requests follow that link."""
-    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream), push=False, pull=True, size=size)
+    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream, verifier), push=False, pull=True,
+                           size=size)
 
 
-async def pull_all(hub: Hub, upstreams: Sequence[str], ctx: aiocoap.Context,
-                   sizes: dict[str, RequestSize]) -> dict[str, SyncReport | Exception]:
+async def pull_all(hub: Hub, upstreams: Sequence[str], ctx: aiocoap.Context, sizes: dict[str, RequestSize],
+                   verifier: CrossLogVerifier | None = None) -> dict[str, SyncReport | Exception]:
     """One pull round from every upstream at once: the regions' links and verification overlap, and a slow or
     unreachable region holds up none of the others."""
 
     async def one(upstream: str) -> SyncReport | Exception:
         try:
-            report = await pull_once(hub, upstream, ctx, sizes.setdefault(upstream, RequestSize()))
+            report = await pull_once(hub, upstream, ctx, sizes.setdefault(upstream, RequestSize()), verifier)
         except Exception as exc:  # an unreachable region must not stop the others
             log.warning("pull from %s failed: %s", upstream, exc)
             return exc
@@ -83,9 +105,11 @@ async def pull_all(hub: Hub, upstreams: Sequence[str], ctx: aiocoap.Context,
 async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float) -> None:
     ctx = await aiocoap.Context.create_client_context()
     sizes = {upstream: RequestSize() for upstream in upstreams}
+    verifier = CrossLogVerifier()
     try:
         while True:
-            await pull_all(hub, upstreams, ctx, sizes)
+            await pull_all(hub, upstreams, ctx, sizes, verifier)
             await asyncio.sleep(interval)
     finally:
+        verifier.close()
         await ctx.shutdown()

@@ -13,3 +13,5 @@ def test_quick_bench_reports_figures():
     tiles = figures["store_proofs"]
     assert tiles["random_inclusion_tiles_from_lmdb_per_s"] > 0
     assert tiles["tree_bytes_per_leaf_tiled"] < tiles["tree_bytes_per_leaf_in_memory"] / 16
+    assert figures["restart"]["leaves"] == 100_000 and figures["restart"]["start_s"] > 0
+    assert figures["cross_log"]["ingest_all_cores_per_s"] > 0 and figures["cross_log"]["all_cores_vs_one"] > 0

@@ -14,6 +14,7 @@ from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from hub.tiers import UpstreamHolder, pull_all, pull_once
+from hub.verify import CrossLogVerifier
 from ledger import ChainBuilder, Ed25519Signer, verify_bundle
 from ledger.sync import Limits, RequestSize
 
@@ -110,3 +111,27 @@ async def test_national_pulls_a_region_of_50000_devices_in_pages(tmp_path, clock
             await r.close()
         for s in (national_store, regional_store, second_store):
             s.close()
+
+
+def test_many_logs_verified_on_every_core_then_merged_in_order(tmp_path, clock):
+    logs = []
+    for _ in range(40):
+        _signer, builder = new_device(clock)
+        logs.append((builder.device_id, [builder.genesis().raw]
+                     + [builder.append("note", {"text": str(i)}).raw for i in range(4)]))
+    forged = bytearray(logs[7][1][2])
+    forged[-1] ^= 1
+    logs[7] = (logs[7][0], [*logs[7][1][:2], bytes(forged), *logs[7][1][3:]])
+    store = LmdbHubStore(tmp_path / "national")
+    verifier = CrossLogVerifier(workers=2)
+    try:
+        holder = UpstreamHolder(Hub(store, Ed25519Signer.from_seed(b"\x64" * 32), clock=clock), "coap://r",
+                                verifier)
+        results = holder.receive_many(logs)
+        assert [r["accepted"] for r in results] == [5] * 7 + [2] + [5] * 32
+        assert results[7]["problem"]["code"] == "INVALID_SIGNATURE", "a forgery checked ahead is still refused"
+        more = holder.receive_many([(logs[0][0], logs[0][1])])
+        assert more[0]["duplicates"] == 5 and more[0]["accepted"] == 0
+    finally:
+        verifier.close()
+        store.close()
