@@ -173,6 +173,22 @@ def resolve_commodity(name: Any, aliases: Mapping[str, str]) -> str:
     return c.id
 
 
+def known_market(market_id: Any, aliases: Mapping[str, str]) -> str:
+    """resolve_market for a name a client looks up: a market the hub does not know is NOT_FOUND (404)."""
+    try:
+        return resolve_market(market_id, aliases)
+    except BridgeInputError as exc:
+        raise (UnknownName if isinstance(market_id, str) else BridgeInputError)(exc.message) from None
+
+
+def known_commodity(name: Any, aliases: Mapping[str, str]) -> str:
+    """resolve_commodity for a name a client looks up: a commodity the hub does not know is NOT_FOUND (404)."""
+    try:
+        return resolve_commodity(name, aliases)
+    except BridgeInputError as exc:
+        raise (UnknownName if isinstance(name, str) else BridgeInputError)(exc.message) from None
+
+
 def parse_market_data(value: Any, *, markets: Mapping[str, str], commodities: Mapping[str, str],
                       allow_token: bool = False) -> MarketData:
     """Seed 2's MarketDataStream payload (as /ingest and MQTT carry it)."""

@@ -30,8 +30,8 @@ from .payloads import (
     BridgeInputError,
     PayloadTooLarge,
     UnknownName,
-    resolve_commodity,
-    resolve_market,
+    known_commodity,
+    known_market,
 )
 from .service import PATH_INGEST, Bridges, Forbidden, Unauthorized, trust_counts
 
@@ -185,18 +185,10 @@ class BridgeRoutes:
 
     # --- seed 2: public API ---------------------------------------------------------------------------
     def _commodity(self, name: str) -> str:
-        try:
-            return resolve_commodity(name, self.b.config.commodity_aliases)
-        except BridgeInputError as exc:
-            raise UnknownName(exc.message) from None
+        return known_commodity(name, self.b.config.commodity_aliases)
 
     def _market(self, name: str | None) -> str | None:
-        if name is None:
-            return None
-        try:
-            return resolve_market(name, self.b.config.market_aliases)
-        except BridgeInputError as exc:
-            raise UnknownName(exc.message) from None
+        return None if name is None else known_market(name, self.b.config.market_aliases)
 
     async def price_live(self, request: web.Request) -> web.Response:
         """Seed 2 public API: the latest accepted price per market of a commodity, with its trust"""

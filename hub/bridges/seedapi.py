@@ -30,12 +30,11 @@ from .attest import Attestation, digest
 from .payloads import (
     BridgeInputError,
     PayloadTooLarge,
-    UnknownName,
     ident,
+    known_commodity,
+    known_market,
     number,
     parse_time,
-    resolve_commodity,
-    resolve_market,
 )
 from .routes import _json, seed2
 from .service import Bridges, Forbidden, Unauthorized
@@ -116,17 +115,10 @@ class SeedApi:
         app.on_shutdown.append(self._close_sockets)
 
     def _commodity(self, name: Any) -> str:
-        """A commodity as seed 2's clients name it; one the hub does not know is 404, as on the public API."""
-        try:
-            return resolve_commodity(name, self.b.config.commodity_aliases)
-        except BridgeInputError as exc:
-            raise (UnknownName if isinstance(name, str) else BridgeInputError)(exc.message) from None
+        return known_commodity(name, self.b.config.commodity_aliases)
 
     def _market(self, name: Any) -> str:
-        try:
-            return resolve_market(name, self.b.config.market_aliases)
-        except BridgeInputError as exc:
-            raise (UnknownName if isinstance(name, str) else BridgeInputError)(exc.message) from None
+        return known_market(name, self.b.config.market_aliases)
 
     # --- validation ----------------------------------------------------------------------------------
     def _observation(self, value: Any) -> PriceObservation:
