@@ -120,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fsync-delay-ms", metavar="MS[,MS...]",
                    help="also run the edge's append and tap parts with every fsync delayed this long, as on an SD "
                         "card (e.g. 2,5,10); needs a C compiler for the shim, else that part says so and is skipped")
+    p.add_argument("--peers", action="store_true",
+                   help="also run Hypercore 11 (npm) beside Jejak's TCP catch-up and print the ratio")
+    p.add_argument("--instructions", action="store_true",
+                   help="also count CPU instructions per record (valgrind callgrind) for a tap made durable and a "
+                        "record ingested at the hub: stable on a loaded machine, scalable to a Pi's cores")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"quick": args.quick, "started": int(time.time()), "machine": machine(),
                                "parts": {}}
@@ -157,6 +162,30 @@ def main(argv: list[str] | None = None) -> int:
         results["parts"]["slow-storage"] = slow_storage(
             [float(ms) for ms in args.fsync_delay_ms.split(",")], quick=args.quick)
         results["parts"]["slow-storage"]["seconds"] = round(time.perf_counter() - started, 2)
+    if args.peers:
+        print("bench peers ...", flush=True)
+        started = time.perf_counter()
+        try:
+            # Imported like the parts above: it needs the hub's extra, which an edge install may lack.
+            results["parts"]["peers"] = importlib.import_module("tools.peers_bench").run(quick=args.quick)
+        except Exception:
+            failed += 1
+            results["parts"]["peers"] = {"error": traceback.format_exc(limit=3)}
+        results["parts"]["peers"]["seconds"] = round(time.perf_counter() - started, 2)
+        if "jejak_over_hypercore" in results["parts"]["peers"]:
+            print(f"Jejak TCP catch-up / Hypercore replicate-and-verify: "
+                  f"{results['parts']['peers']['jejak_over_hypercore']:.2f}", flush=True)
+    if args.instructions:
+        print("bench instructions ...", flush=True)
+        started = time.perf_counter()
+        try:
+            # Imported like the parts above: it needs the hub's extra, which an edge install may lack.
+            counted = importlib.import_module("tools.instructions")
+            results["parts"]["instructions"] = counted.measure(100 if args.quick else 200)
+        except Exception:
+            failed += 1
+            results["parts"]["instructions"] = {"error": traceback.format_exc(limit=3)}
+        results["parts"]["instructions"]["seconds"] = round(time.perf_counter() - started, 2)
     Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     Path(args.markdown).write_text(markdown(results) + by_hand(Path(args.markdown)))
     print(f"wrote {args.json} and {args.markdown}")

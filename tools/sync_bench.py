@@ -199,12 +199,17 @@ async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
         store.close()
     if tcp:
         return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds,
-                "bytes_sent_per_record": report.bytes_sent / n}
+                "bytes_sent_per_record": report.bytes_sent / n, "stored_bytes_per_record": stored / n}
     wire = counter.bytes + UDP_IP_HEADERS * counter.datagrams
     return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds,
             "stored_bytes_per_record": stored / n, "coap_bytes_per_record": counter.bytes / n,
             "wire_bytes_per_record": wire / n, "wire_over_stored": wire / stored,
             "datagrams": counter.datagrams, "goal_wire_over_stored": 1.2}
+
+
+async def catch_up_tcp(root: Path, n: int) -> dict[str, Any]:
+    """One edge pushing `n` records to a fresh hub over CoAP over TCP (tools/peers_bench.py compares it)."""
+    return await _catch_up(root, n, tcp=True)
 
 
 async def _heal(root: Path, per_edge: int) -> dict[str, Any]:
