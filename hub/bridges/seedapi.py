@@ -159,7 +159,8 @@ class SeedApi:
         sources = {name: checks[name].to_dict() | {"ok": not checks[name].fired}
                    for name in ("reporters", "nearby", "ceiling") if name in checks}
         return web.json_response({
-            "market_id": request_name(obs.market, self.market_names), "commodity": obs.commodity,
+            "market_id": request_name(obs.market, self.market_names),
+            "commodity": request_name(obs.commodity, self.commodity_names),
             "price": obs.price_idr, "outlier": outlier, "flagged": bool(verdict.fired),
             "quarantined": verdict.quarantined, "flags": _seed_flags(verdict), "sources": sources,
             "stored": False, "jejak": verdict.to_dict()})
