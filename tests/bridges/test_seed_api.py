@@ -188,6 +188,8 @@ async def test_bad_input_is_4xx_or_a_close_code_never_5xx(seedenv):
         assert code == status and "detail" in answer, (body, code, answer)
     code, answer = await env.post(check, data=b"{not json")
     assert code == 400, answer
+    async with env.session.get(f"{env.url}/ws/prices?token={token}") as resp:  # not a WebSocket upgrade
+        assert resp.status == 400
     async with env.session.get(env.url + "/dashboard/map/", allow_redirects=False) as resp:
         assert resp.status == 302 and resp.headers["Location"] == "/#markets/map"
 
