@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also run Hypercore 11 (npm) beside Jejak's TCP catch-up and print the ratio")
     p.add_argument("--instructions", action="store_true",
                    help="also count CPU instructions per record (valgrind callgrind) for a tap made durable and a "
-                        "record ingested at the hub: stable on a loaded machine, scalable to a Pi's cores")
+                        "record synced (both sides) and a record ingested at the hub: stable on a loaded machine")
     args = p.parse_args(argv)
     results: dict[str, Any] = {"quick": args.quick, "started": int(time.time()), "machine": machine(),
                                "parts": {}}

@@ -1,5 +1,5 @@
-"""CPU instructions per record for a tap made durable and a record ingested at the hub, counted by valgrind's
-callgrind: unlike rates, instruction counts hold still on a shared, loaded machine and scale to a Pi's cores.
+"""CPU instructions per record for a tap made durable, a record synced (both sides) and a record ingested at
+the hub, counted by valgrind's callgrind: unlike rates, instruction counts hold still on a shared, loaded machine and scale to a Pi's cores.
 
 Each path runs twice under callgrind, with n and 2n records; the difference divided by n is the cost of one
 record, with interpreter start-up, imports and set-up cancelled out. Records for the hub are made beforehand,
@@ -20,18 +20,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import aiocoap
+import aiocoap.resource as resource
 import cbor2
 
+from coap_server.ports import serve_coap
+from coap_server.sync import add_sync_resources
 from edge.config import EdgeConfig
+from edge.daemon import free_udp_port
 from edge.inputs import TapInput, make_machine
 from edge.keys import DeviceKey
 from edge.metrics import Metrics
 from edge.store import GroupCommit, LmdbLogStore
+from edge.sync import SyncAgent
 from hub.bench import _records
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from ledger import Ed25519Signer
 from ledger.enroll import make_enroll_request
+from tools.sync_bench import _edge
 
 # A Raspberry Pi 4 core (Cortex-A72, 1.5 GHz) retires about 1-1.5 instructions per cycle on interpreter code.
 PI4_INSTRUCTIONS_PER_S = 1.5e9 * 1.2
@@ -63,6 +70,34 @@ def _ingest(root: Path, raws_file: Path, n: int) -> None:
             raise RuntimeError(result.problem)
 
 
+async def _sync(root: Path, n: int) -> None:
+    """Edge B pulls edge A's log over CoAP on loopback, both in this process: A reads and serves each range, B
+    verifies and stores each record, so the count is a synced record's cost on both sides."""
+    source = LmdbLogStore(root / "a")
+    device = source.own_device()
+    assert device is not None
+    port = free_udp_port("127.0.0.1")
+    site = resource.Site()
+    add_sync_resources(site, source)
+    server = await serve_coap(site, host="127.0.0.1", port=port, tcp=False, setting="bench")
+    target = LmdbLogStore(root / "b")
+    agent = SyncAgent(target, peers=[f"coap://127.0.0.1:{port}"])
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        for _ in range(50):
+            await agent.round(ctx)
+            state = target.state(device)
+            if state is not None and state.length >= n:
+                break
+        else:
+            raise RuntimeError(f"sync left {target.state(device)} of {n} records")
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+        target.close()
+        source.close()
+
+
 def _count(args: list[str], root: Path) -> int:
     out = root / f"callgrind.{len(list(root.glob('callgrind.*')))}"
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-m",
@@ -82,11 +117,13 @@ def measure(n: int = 200) -> dict[str, Any]:
         root = Path(tmp)
         raws_file = root / "raws.cbor"
         raws_file.write_bytes(cbor2.dumps(_records(2 * n, 5)[1]))
-        for path in ("tap", "ingest"):
+        for path in ("tap", "sync", "ingest"):
             counts = []
             for size in (n, 2 * n):
                 work = root / f"{path}-{size}"
                 work.mkdir()
+                if path == "sync":  # A's signed log is made here, outside the count
+                    _edge(work / "a", 7, size)[1].close()
                 counts.append(_count(["--path", path, "--n", str(size), "--root", str(work),
                                       "--raws", str(raws_file)], root))
             per = (counts[1] - counts[0]) / n
@@ -99,7 +136,7 @@ def measure(n: int = 200) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.instructions", description=__doc__)
-    p.add_argument("--path", choices=("tap", "ingest"))
+    p.add_argument("--path", choices=("tap", "sync", "ingest"))
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--root")
     p.add_argument("--raws")
@@ -108,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.n), indent=2))
     elif args.path == "tap":
         asyncio.run(_taps(Path(args.root), args.n))
+    elif args.path == "sync":
+        asyncio.run(_sync(Path(args.root), args.n))
     else:
         _ingest(Path(args.root), Path(args.raws), args.n)
     return 0
