@@ -121,6 +121,10 @@ class Limits:
     range_records: int = 512  # records in one range response
     range_bytes: int = 256 * 1024  # bytes in one range response (block-wise on the wire)
     duplicate_window_s: int = 2  # identical submissions within this time are one
+    # CoAP message ids remembered against retransmissions (coap_server/exchanges.py): long enough for a
+    # client's last retransmission on a LAN; raise it for a slower link. When full, requests get 5.03.
+    coap_dedup_lifetime_s: int = 50
+    coap_dedup_entries: int = 30_000
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -129,7 +133,7 @@ class Limits:
                   f"limits.{f.name}: expected an integer >= 0, got {value!r}")
         _need(self.map_size >= 64 * 1024, f"limits.map_size: expected at least 65536 bytes, got {self.map_size}")
         for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
-                     "range_bytes"):
+                     "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries"):
             _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
 
 

@@ -16,6 +16,7 @@ import aiocoap
 import cbor2
 
 from coap_server.discovery import Discovery, Peer
+from coap_server.exchanges import DedupBudget
 from coap_server.logs import setup_logging
 from coap_server.ports import TCP, UDP, claim, serve_coap, start_http_site
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
@@ -192,7 +193,9 @@ class EdgeDaemon:
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
         # udp6 only: aiocoap's default would also listen on TCP 5683 (DESIGN.md pitfalls).
         self.coap = await serve_coap(self.security.wrap(self.site), host=cfg.coap.host, port=self.coap_port,
-                                     tcp=False, setting="coap.port")
+                                     tcp=False, setting="coap.port",
+                                     budget=DedupBudget(lifetime_s=cfg.limits.coap_dedup_lifetime_s,
+                                                        entries=cfg.limits.coap_dedup_entries))
         if cfg.http.enabled:
             await self._start_http()
 

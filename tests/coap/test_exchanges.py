@@ -12,6 +12,7 @@ from aiocoap.numbers.codes import Code
 
 from coap_server.exchanges import BoundedContext, DedupBudget
 from coap_server.ports import serve_coap
+from tests.edge.common import edge_config, running, small_limits
 from tests.ports import free_coap
 from tests.wait import wait_for
 
@@ -115,3 +116,18 @@ async def test_a_retransmitted_request_runs_once_and_gets_the_same_answer() -> N
     finally:
         sock.close()
         await ctx.shutdown()
+
+
+async def test_the_edge_daemon_keeps_to_its_configured_budget(tmp_path) -> None:
+    config = edge_config(tmp_path, limits=small_limits(coap_dedup_entries=20, coap_dedup_lifetime_s=60))
+    async with running(config) as (daemon, _):
+        client = await aiocoap.Context.create_client_context()
+        try:
+            codes = []
+            for _ in range(40):
+                msg = aiocoap.Message(code=Code.GET, uri=f"coap://127.0.0.1:{daemon.coap_port}/.well-known/core")
+                codes.append((await asyncio.wait_for(client.request(msg).response, 10)).code)
+        finally:
+            await client.shutdown()
+        assert _held(daemon.coap) == 20
+        assert Code.SERVICE_UNAVAILABLE in codes and codes[:19].count(Code.CONTENT) == 19
