@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from edge.config import CheckpointConfig, FeedbackConfig, HubConfig, ReaderConfig, SensorConfig
 from edge.daemon import EdgeDaemon
 from edge.hardware import Buses
@@ -101,7 +99,12 @@ class Pins:
         return {"colours": colours, "beeps": beeps}
 
 
-async def until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
+# A beep lasts at least its pattern's length; a busy machine only stretches it. The accepted beep (80 ms) must
+# still be told apart from the refused one (600 ms).
+SHORT_BEEP, LONG_BEEP = 0.075, 0.5
+
+
+async def until(cond: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -170,7 +173,8 @@ async def test_a_tap_on_nfcpys_emulated_reader_is_stored_then_beeps_green(tmp_pa
         assert shown.count(hal.ACCEPTED) == 1, shown  # the tag lay on the antenna: one tap, not one per poll
         assert hal.REFUSED not in shown and daemon.reader.lost == 0
     assert [s["tags"] for s in scans(tmp_path / "edge")] == [[NTAG_UID]]
-    assert accepted == {"colours": ["green"], "beeps": [pytest.approx(0.08, abs=0.05)]}
+    assert accepted["colours"] == ["green"] and len(accepted["beeps"]) == 1
+    assert SHORT_BEEP <= accepted["beeps"][0] < LONG_BEEP
 
 
 async def test_pn532_and_bme280_on_i2c_each_outcome_has_its_pattern(tmp_path: Path) -> None:
@@ -197,7 +201,8 @@ async def test_pn532_and_bme280_on_i2c_each_outcome_has_its_pattern(tmp_path: Pa
         await present(None)
         await until(lambda: daemon.counters.records["sensor"] >= 1, what="a BME280 reading")
     assert [s["tags"] for s in scans(tmp_path / "edge")] == [["04a1b2c3d4e580"]]
-    assert accepted == {"colours": ["green"], "beeps": [pytest.approx(0.08, abs=0.05)]}
+    assert accepted["colours"] == ["green"] and len(accepted["beeps"]) == 1
+    assert SHORT_BEEP <= accepted["beeps"][0] < LONG_BEEP
     assert duplicate["colours"] == ["amber"] and len(duplicate["beeps"]) == 2
     assert refused["colours"] == ["red"] and len(refused["beeps"]) == 1 and refused["beeps"][0] > 0.5
     assert bme.measurements >= 1 and 0x4A in pn532.commands
