@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+# A deadline is what an idle machine needs; a busy CI machine (two cores, other work) gets this many times it.
+# Waits end as soon as their condition holds, so patience only makes a real failure take longer to report.
+PATIENCE = float(os.environ.get("JEJAK_TEST_PATIENCE", "3"))
 
 
 def _timed_out(what: str, timeout: float, last: object) -> AssertionError:
@@ -16,7 +21,9 @@ def _timed_out(what: str, timeout: float, last: object) -> AssertionError:
 
 async def wait_for(predicate: Callable[[], T], timeout: float = 10.0, *, what: str = "the condition",
                    step: float = 0.02) -> T:
-    """The first truthy value of `predicate()`, polled on the event loop; fails the test after `timeout` s."""
+    """The first truthy value of `predicate()`, polled on the event loop; fails the test after `timeout` s
+    (times PATIENCE)."""
+    timeout *= PATIENCE
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -30,6 +37,7 @@ async def wait_for(predicate: Callable[[], T], timeout: float = 10.0, *, what: s
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, *, what: str = "the condition",
                step: float = 0.05, tolerate: tuple[type[BaseException], ...] = ()) -> T:
     """The same from a thread without a loop; exceptions of the `tolerate` types count as "not yet"."""
+    timeout *= PATIENCE
     deadline = time.monotonic() + timeout
     last: object = None
     while True:

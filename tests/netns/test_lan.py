@@ -28,12 +28,8 @@ EDGES = ("a", "b", "c")
 STARTING = (OSError, ValueError, KeyError, aiocoap.error.Error)
 
 
-# Each deadline below is what an idle machine needs; a CI machine busy with other work gets three times that.
-PATIENCE = 3
-
-
 def _wait(predicate, timeout: float, *, what: str):  # type: ignore[no-untyped-def]
-    return wait_until(predicate, timeout * PATIENCE, what=what, step=0.25, tolerate=STARTING)
+    return wait_until(predicate, timeout, what=what, step=0.25, tolerate=STARTING)
 
 
 def _coap_logs(ip: str, *, own: bool = False) -> dict[str, int]:
