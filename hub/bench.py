@@ -87,7 +87,7 @@ def _store_proofs(store: LmdbHubStore) -> dict[str, float]:
             "tree_bytes_per_leaf_in_memory": full.held * 32 / n, "tree_bytes_per_leaf_tiled": tiled.held * 32 / n}
 
 
-def _write_leaves(store: LmdbHubStore, n: int) -> bytes:
+def _write_leaves(store: LmdbHubStore, n: int, *, tiles: bool = True) -> bytes:
     """`n` leaves written straight into the store's global log (no records behind them: start-up reads only
     the log) with the tile roots the hub would have kept as they closed."""
     tree = MerkleTree(read_leaves=lambda start, end: [])
@@ -100,36 +100,43 @@ def _write_leaves(store: LmdbHubStore, n: int) -> bytes:
                 txn.put(_U64.pack(i), cbor2.dumps([i.to_bytes(24, "big"), 0, h]), db=db["global"], append=True)
                 tree.append_hash(h)
             txn.put(b"size", str(min(n, first + step)).encode(), db=db["meta"])
-    store.put_tiles(0, [tree.tile_root(i) for i in range(tree.tiles)])
+    if tiles:
+        store.put_tiles(0, [tree.tile_root(i) for i in range(tree.tiles)])
     return tree.root()
 
 
 _START = """
-import resource, sys, time
+import os, sys, time
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from ledger import Ed25519Signer
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+before = rss()
 started = time.perf_counter()
 hub = Hub(LmdbHubStore(sys.argv[1]), Ed25519Signer.from_seed(b"\\x77" * 32), clock=lambda: 0)
 elapsed = time.perf_counter() - started
 n = int(sys.argv[2])  # the hub's own log may add its genesis on a first start: compare the written part
-print(n, elapsed, hub.tree.root(n).hex(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+print(n, elapsed, hub.tree.root(n).hex(), rss() - before, hub.tree.held * 32)
 """
 
 
-def restart(n: int) -> dict[str, Any]:
-    """`Hub()` start-up on a store of `n` leaves, in a fresh process: seconds and the memory it added."""
+def restart(n: int, *, tiles: bool = True) -> dict[str, Any]:
+    """`Hub()` start-up on a store of `n` leaves, in a fresh process: seconds, the resident memory it added
+    (LMDB pages it read count too) and what the tree holds. Without `tiles`, as a store written before tile
+    roots were kept: the first start reads every leaf."""
     with tempfile.TemporaryDirectory() as tmp:
         store = LmdbHubStore(tmp + "/hub", map_size=max(1 << 32, n * 400), durable=False)
-        root = _write_leaves(store, n)
+        root = _write_leaves(store, n, tiles=tiles)
         store.close()
         out = subprocess.run([sys.executable, "-c", _START, tmp + "/hub", str(n)], capture_output=True, text=True,
                              check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    leaves, elapsed, started_root, rss_kib = out.stdout.split()
+    leaves, elapsed, started_root, rss, held = out.stdout.split()
     if started_root != root.hex():
         raise AssertionError(f"the restarted tree's root {started_root} is not the written tree's {root.hex()}")
-    return {"leaves": int(leaves), "start_s": float(elapsed), "start_added_rss_mib": int(rss_kib) / 1024}
+    return {"leaves": int(leaves), "start_s": float(elapsed), "start_added_rss_mib": int(rss) / 2**20,
+            "tree_held_mib": int(held) / 2**20}
 
 
 def cross_log(devices: int, per: int) -> dict[str, Any]:
@@ -207,5 +214,6 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["proofs"] = _proofs(100_000 if quick else 1_000_000)
     out["store_proofs"] = store_proofs
     out["restart"] = restart(100_000 if quick else 1_000_000)
+    out["restart_without_tiles"] = restart(100_000 if quick else 1_000_000, tiles=False)
     out["cross_log"] = cross_log(300 if quick else 3000, 8)
     return out
