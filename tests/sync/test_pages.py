@@ -1,0 +1,110 @@
+"""Heads a page at a time and many logs a ranges request, against new peers and against peers that do not page."""
+
+from __future__ import annotations
+
+import aiocoap
+import aiocoap.resource as resource
+import pytest
+from aiocoap.numbers.codes import Code
+
+from coap_server.sync import HeadsResource, RecordsResource, add_sync_resources, remote_heads, sync_once
+from ledger import ChainState, SyncError
+from ledger.sync import (
+    Head,
+    Limits,
+    decode_heads,
+    decode_heads_page,
+    encode_heads,
+    encode_heads_page,
+    page_of,
+)
+from tests.hub.conftest import Clock, new_device
+from tests.ports import free_coap
+
+
+class Logs:
+    """Many devices' logs held in memory; `receive` keeps what extends a log (the protocol, not the checks)."""
+
+    def __init__(self, logs: dict[bytes, list] | None = None) -> None:
+        self.logs = logs or {}
+
+    def heads(self):
+        return [Head.of(ChainState(device_id=d, length=len(r), head=r[-1].id)) for d, r in self.logs.items() if r]
+
+    def log_range(self, device_id, start, end):
+        return [r.raw for r in self.logs.get(device_id, [])[start:end]]
+
+    def receive(self, device_id, raws):
+        from ledger import decode_record
+
+        held = self.logs.setdefault(device_id, [])
+        accepted = 0
+        for rec in map(decode_record, raws):
+            if rec.seq == len(held):
+                held.append(rec)
+                accepted += 1
+        return {"accepted": accepted, "duplicates": len(raws) - accepted, "length": len(held), "problem": None}
+
+
+def _logs(count: int, length: int) -> dict[bytes, list]:
+    clock = Clock()
+    out = {}
+    for _ in range(count):
+        _signer, builder = new_device(clock)
+        out[builder.device_id] = [builder.genesis()] + [builder.append("note", {"text": str(i)})
+                                                        for i in range(length - 1)]
+    return out
+
+
+class OldHeads(HeadsResource):
+    """A peer from before pages: every head at once, whatever the query."""
+
+    async def render_post(self, request):
+        heads = self.holder.heads()
+        return aiocoap.Message(code=Code.CONTENT, content_format=60, payload=encode_heads(heads))
+
+
+async def _serve(site):
+    port = free_coap()
+    ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
+    return ctx, f"coap://127.0.0.1:{port}"
+
+
+def test_pages_follow_each_other_and_refuse_going_back():
+    heads = [Head(device_id=bytes([i]) * 16, length=1, head=bytes(32)) for i in range(5, 0, -1)]
+    first, more = page_of(heads, b"", 2)
+    assert [h.device_id[0] for h in first] == [1, 2] and more == bytes([2]) * 16
+    last, end = page_of(heads, bytes([4]) * 16, 2)
+    assert [h.device_id[0] for h in last] == [5] and end is None
+    assert decode_heads_page(encode_heads_page(first, more), b"") == (first, more)
+    assert decode_heads_page(encode_heads(heads), b"") == (heads, None), "a peer that does not page"
+    with pytest.raises(SyncError):
+        decode_heads_page(encode_heads_page(first, more), bytes([3]) * 16)  # a page that goes back
+    with pytest.raises(SyncError):
+        decode_heads_page(encode_heads_page(first, bytes([9]) * 16), b"")  # next is not this page's last
+    with pytest.raises(SyncError):
+        decode_heads(encode_heads_page(first, more))
+
+
+async def test_pages_and_ranges_against_a_new_peer_and_an_old_one():
+    served = Logs(_logs(7, 3))
+    new_site, old_site = resource.Site(), resource.Site()
+    add_sync_resources(new_site, served, Limits(max_devices=2))  # 7 logs: 4 pages
+    old_site.add_resource(["sync", "heads"], OldHeads(served, Limits()))
+    old_site.add_resource(["sync", "records"], RecordsResource(served, Limits()))  # and no /sync/ranges
+    (new_ctx, new_url), (old_ctx, old_url) = await _serve(new_site), await _serve(old_site)
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        assert {h.device_id for h in await remote_heads(ctx, new_url)} == set(served.logs)
+        for url in (new_url, old_url):
+            local = Logs()
+            report = await sync_once(ctx, url, local, push=False)
+            assert report.fetched == 21 and not report.problems
+            assert {d: [r.id for r in rs] for d, rs in local.logs.items()} == {
+                d: [r.id for r in rs] for d, rs in served.logs.items()}
+        # A puller that does not page asks without ?after= and gets every head at once, as before.
+        old_ask = aiocoap.Message(code=Code.POST, uri=f"{new_url}/sync/heads", payload=encode_heads([]))
+        assert len(decode_heads((await ctx.request(old_ask).response).payload)) == 7
+    finally:
+        for c in (ctx, new_ctx, old_ctx):
+            await c.shutdown()
