@@ -170,7 +170,10 @@ class SyncAgent:
             log.warning("%s %s refuses this device's records: %s: %s; fix: %s", target.role, target.url, exc.code,
                         exc.message, fix, extra={"fields": {"peer": target.url, "code": exc.code, "fix": fix}})
         for code in target.refusing - codes:
-            log.info("%s %s accepts this device's records again (was %s)", target.role, target.url, code)
+            if codes:  # still refused, for the other cause the warning above names (pending after enrollment)
+                log.info("%s %s no longer refuses this device's records with %s", target.role, target.url, code)
+            else:
+                log.info("%s %s accepts this device's records again (was %s)", target.role, target.url, code)
         target.refusing &= codes
 
     async def run(self) -> None:

@@ -16,7 +16,7 @@ from edge.sync import SyncAgent
 from hub.app import start_hub
 from hub.auth import hash_token
 from hub.config import HubConfig
-from tests.hub.conftest import new_device
+from tests.hub.conftest import enroll, new_device
 from tests.hub.test_sync_coap import MemoryHolder
 from tools import cli
 
@@ -65,7 +65,7 @@ async def test_enroll_from_the_edge_config_then_approve_and_revoke(tmp_path: Pat
 async def test_refusals_are_logged_once_with_the_fix_on_both_sides(tmp_path: Path, hub, clock, caplog) -> None:
     running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
                               hub=hub)
-    _, builder = new_device(clock)
+    signer, builder = new_device(clock)
     holder = MemoryHolder([builder.genesis(), builder.append("note", {"text": "n"})])
     agent = SyncAgent(holder, hubs=[running.coap_url], monotonic=lambda: 0.0)
     ctx = await aiocoap.Context.create_client_context()
@@ -82,6 +82,17 @@ async def test_refusals_are_logged_once_with_the_fix_on_both_sides(tmp_path: Pat
         assert shown["problems"] and "UNKNOWN_DEVICE" in shown["last_error"]
         report = await sync_once(ctx, running.coap_url, holder, pull=False)
         assert report.refused and report.refused[0].code == "UNKNOWN_DEVICE"
+        # Enrolled but not yet approved: refused for another cause, which is not "accepted again".
+        enroll(running.hub, signer, clock, approve=False)
+        caplog.clear()
+        await agent.round(ctx)
+        said = [r.getMessage() for r in caplog.records if r.name == "jejak.edge.sync"]
+        assert any("DEVICE_BLOCKED" in m for m in said) and not any("accepts this device" in m for m in said), said
+        running.hub.approve(builder.device_id)
+        caplog.clear()
+        await agent.round(ctx)
+        said = [r.getMessage() for r in caplog.records if r.name == "jejak.edge.sync"]
+        assert any("accepts this device's records again (was DEVICE_BLOCKED)" in m for m in said), said
     finally:
         await ctx.shutdown()
         await running.close()
