@@ -149,7 +149,10 @@ def build_mbg(date: str) -> tuple[Plan, dict[str, SimDevice]]:
                 body["tags"] = [hashlib.sha256(f"{kid}/{t}".encode()).hexdigest()[:14].upper() for t in body["tags"]]
             if new_site not in devices:
                 role = "kitchen_exit" if new_site == kid else "school_gate"
-                devices[new_site] = SimDevice(site=new_site, role=role, name=f"{role} {new_site}",
+                # Named as staff name a reader (deploy/edge.toml), so answers read "gerbang SDN ..." not a role code.
+                place = kname if new_site == kid else next(s.name for s in schools if s.id == new_site)
+                name = f"pintu keluar {place}" if new_site == kid else f"gerbang {place}"
+                devices[new_site] = SimDevice(site=new_site, role=role, name=name,
                                               signer=Ed25519Signer.from_seed(_seed(new_site)))
             devices[new_site].taps.append(Tap(at=rec.time, kind=rec.kind, body=body, device_time=rec.time))
     return Plan(kitchens=tuple(kitchens), schools=tuple(schools), portions_per_container=10), devices

@@ -60,6 +60,8 @@ TEXT: dict[str, dict[str, str]] = {
         "findings": "Findings", "scans": "taps today", "devices": "devices", "alerts": "act-now findings",
         "summary_on": "MBG on {date}", "deliveries": "deliveries", "open": "still open", "unknown": "–",
         "history": "History of container {tag}", "day": "day",
+        "flag.overdraw": "used more than received", "flag.count_difference": "count differs from the book",
+        "flag.unit_mismatch": "unit differs from the item's",
     },
     "id": {
         "deliveries_on": "Pengiriman {date}", "kitchen": "Dapur", "school": "Sekolah", "status": "Status",
@@ -75,6 +77,8 @@ TEXT: dict[str, dict[str, str]] = {
         "violations": "Keamanan pangan", "findings": "Temuan", "scans": "tap hari ini", "devices": "perangkat",
         "alerts": "temuan yang harus segera ditindak", "summary_on": "MBG {date}", "deliveries": "pengiriman",
         "open": "masih berjalan", "unknown": "–", "history": "Riwayat ompreng {tag}", "day": "hari",
+        "flag.overdraw": "dipakai melebihi yang diterima", "flag.count_difference": "hitungan beda dengan catatan",
+        "flag.unit_mismatch": "satuan beda dengan bahan",
     },
 }
 
@@ -197,6 +201,14 @@ def fetch(hub_url: str, path: str, params: dict[str, str] | None = None) -> Any:
         return json.loads(resp.read())
 
 
+def _quantity(amount: int, unit: str) -> str:
+    """Stock as a kitchen says it: 13000 g is 13 kg (signed data keeps integers in the smallest unit)."""
+    big = {"g": "kg", "ml": "l"}.get(unit)
+    if big and abs(amount) >= 1000:
+        return f"{amount / 1000:.3f}".rstrip("0").rstrip(".") + f" {big}"
+    return f"{amount} {unit}"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     """Columns padded to their widest cell, two spaces apart."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
@@ -265,7 +277,7 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
         elif name == "short":
             head = [say("school"), say("kitchen"), say("received"), say("expected"), say("short_by"), say("arrived")]
             rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), str(d["received_portions"]),
-                     str(d["expected"]), str(d["shortfall"]), say.clock(d["received_at"] or d["arrived_at"])]
+                     str(d["expected"]), str(d["shortfall"]), say.clock(d["arrived_at"] or d["received_at"])]
                     for d in rows_in]
         else:
             head = [say("school"), say("kitchen"), say("status"), say("left"), say("due"), say("expected")]
@@ -300,8 +312,8 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             "  " + say("none", date=date)]
         return "\n".join(lines)
     if name == "stock":
-        rows = [[say.kitchen(c["kitchen"]), c["item"], f"{c['on_hand']} {c['unit']}", ", ".join(c["flags"])]
-                for c in data["on_hand"]]
+        rows = [[say.kitchen(c["kitchen"]), c["item"], _quantity(c["on_hand"], c["unit"]),
+                 ", ".join(say(f"flag.{f}") for f in c["flags"])] for c in data["on_hand"]]
         return "\n".join(_table([say("kitchen"), say("item"), say("on_hand"), say("flags")], rows)) if rows else \
             say("none", date="")
     if name == "container":

@@ -116,6 +116,7 @@ def test_late_and_short_show_arrival_minutes_and_portions(demo, capsys):
         line = next(x for x in out.splitlines() if d["school"] in x)
         cells = re.split(r"\s{2,}", line.strip())
         assert [str(d["received_portions"]), str(d["expected"]), str(d["shortfall"])] == cells[2:5]
+        assert cells[5] == _hhmm(d["arrived_at"]), "the Arrived column holds the arrival, as in `deliveries`"
 
 
 def test_violations_list_every_finding_kind_in_both_languages(demo, capsys):
@@ -192,3 +193,16 @@ def test_an_overdue_truck_is_not_called_missing():
     line = out.splitlines()[-1]
     assert "SD Satu (S1)" in line and "overdue, truck on the road" in line and "07:50" in line
     assert "missing" not in line
+
+
+def test_stock_reads_in_kilograms_with_its_flags_in_words():
+    say = Speaker(lang="id", names={"kitchens": {"K1": {"name": "SPPG Satu"}}}, words=load_words("id"))
+    on_hand = [{"kitchen": "K1", "item": "beras", "unit": "g", "on_hand": 13500, "flags": ["overdraw"]},
+               {"kitchen": "K1", "item": "garam", "unit": "g", "on_hand": 250, "flags": []},
+               {"kitchen": "K1", "item": "telur", "unit": "butir", "on_hand": 1200, "flags": ["count_difference"]}]
+    lines = render("stock", {"on_hand": on_hand}, say).splitlines()
+    beras, garam, telur = (next(x for x in lines if item in x) for item in ("beras", "garam", "telur"))
+    assert "SPPG Satu (K1)" in beras and "13.5 kg" in beras and "dipakai melebihi yang diterima" in beras
+    assert "250 g" in garam
+    assert "1200 butir" in telur and "hitungan beda dengan catatan" in telur
+    assert "overdraw" not in "\n".join(lines) and "count_difference" not in "\n".join(lines)
