@@ -40,12 +40,17 @@ class DedupBudget:
 
     lifetime_s: float = 50.0
     entries: int = 30_000  # 600 requests/s for a whole lifetime; about 330 bytes each with a small answer
+    # One peer (host and port) may hold at most this many, so a client that floods the edge is refused
+    # while the reader, the hub and other phones still get through.
+    per_peer: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.lifetime_s > 0:
             raise ValueError(f"lifetime_s: expected > 0, got {self.lifetime_s}")
         if self.entries < 1:
             raise ValueError(f"entries: expected at least 1, got {self.entries}")
+        if self.per_peer < 1:
+            raise ValueError(f"per_peer: expected at least 1, got {self.per_peer}")
 
 
 class BoundedMessageManager(MessageManager):
@@ -63,6 +68,7 @@ class BoundedMessageManager(MessageManager):
         # (expires_at, keys that arrived in one generation), oldest first: one lifetime for all, so expiry
         # is dropping whole generations from the front instead of a timer per message.
         self._generations: deque[tuple[float, list[tuple[Any, int]]]] = deque()
+        self._per_peer: dict[Any, int] = {}  # (host, port) or remote -> ids it holds
         self.refused = 0
 
     @property
@@ -77,6 +83,11 @@ class BoundedMessageManager(MessageManager):
             return (remote, mid)
         return (sys.intern(sockaddr[0]), sockaddr[1] << 16 | mid)
 
+    @staticmethod
+    def _peer(key: tuple[Any, int]) -> Any:
+        host, rest = key
+        return (host, rest >> 16) if isinstance(host, str) else host
+
     def _deduplicate_message(self, message: Any) -> bool:
         key = self._key(message.remote, message.mid)
         if key in self._seen:
@@ -88,13 +99,21 @@ class BoundedMessageManager(MessageManager):
             return True
         now = self.loop.time()
         generations = self._generations
+        per_peer = self._per_peer
         while generations and generations[0][0] <= now:
             for old in generations.popleft()[1]:
                 del self._seen[old]
-        if len(self._seen) >= self.budget.entries:
-            # Not remembered, so not run: a retransmission of this request gets the same refusal.
+                peer = self._peer(old)
+                per_peer[peer] -= 1
+                if not per_peer[peer]:
+                    del per_peer[peer]
+        peer = self._peer(key)
+        if len(self._seen) >= self.budget.entries or per_peer.get(peer, 0) >= self.budget.per_peer:
+            # Not remembered, so not run: a retransmission of this request gets the same refusal. Max-Age is
+            # when the oldest id expires; a peer over its own share may be refused once more then.
             self._refuse(message, math.ceil(generations[0][0] - now))
             return True
+        per_peer[peer] = per_peer.get(peer, 0) + 1
         self._seen[key] = None
         expires = now + self.budget.lifetime_s
         if not generations or generations[-1][0] < expires - self.generation_s:

@@ -125,6 +125,7 @@ class Limits:
     # client's last retransmission on a LAN; raise it for a slower link. When full, requests get 5.03.
     coap_dedup_lifetime_s: int = 50
     coap_dedup_entries: int = 30_000
+    coap_dedup_per_peer: int = 10_000  # so one flooding client cannot lock the reader and the hub out
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -133,7 +134,7 @@ class Limits:
                   f"limits.{f.name}: expected an integer >= 0, got {value!r}")
         _need(self.map_size >= 64 * 1024, f"limits.map_size: expected at least 65536 bytes, got {self.map_size}")
         for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
-                     "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries"):
+                     "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries", "coap_dedup_per_peer"):
             _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
 
 

@@ -195,7 +195,8 @@ class EdgeDaemon:
         self.coap = await serve_coap(self.security.wrap(self.site), host=cfg.coap.host, port=self.coap_port,
                                      tcp=False, setting="coap.port",
                                      budget=DedupBudget(lifetime_s=cfg.limits.coap_dedup_lifetime_s,
-                                                        entries=cfg.limits.coap_dedup_entries))
+                                                        entries=cfg.limits.coap_dedup_entries,
+                                                        per_peer=cfg.limits.coap_dedup_per_peer))
         if cfg.http.enabled:
             await self._start_http()
 

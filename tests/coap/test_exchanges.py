@@ -60,6 +60,24 @@ async def test_held_ids_stay_under_the_cap_and_the_rest_are_told_when_to_retry()
         await ctx.shutdown()
 
 
+async def test_one_flooding_peer_is_refused_while_others_get_through() -> None:
+    ctx, counting, port = await _serve(DedupBudget(lifetime_s=60, entries=100, per_peer=10))
+    flood, other = await aiocoap.Context.create_client_context(), await aiocoap.Context.create_client_context()
+    try:
+        async def post(client: aiocoap.Context) -> Code:
+            msg = aiocoap.Message(code=Code.POST, uri=f"coap://127.0.0.1:{port}/t", payload=b"x")
+            return (await asyncio.wait_for(client.request(msg).response, 10)).code
+
+        flooded = [await post(flood) for _ in range(20)]
+        assert flooded.count(Code.CREATED) == 10 and flooded.count(Code.SERVICE_UNAVAILABLE) == 10
+        assert [await post(other) for _ in range(5)] == [Code.CREATED] * 5
+        assert counting.calls == 15
+    finally:
+        await flood.shutdown()
+        await other.shutdown()
+        await ctx.shutdown()
+
+
 async def test_ids_expire_after_the_lifetime_and_make_room() -> None:
     ctx, counting, port = await _serve(DedupBudget(lifetime_s=0.3, entries=5))
     client = await aiocoap.Context.create_client_context()
