@@ -21,7 +21,7 @@ from typing import Any
 from coap_server.logs import setup_logging
 from ledger.failures import Unreachable, UsageError
 
-from .hubclient import HubRefused, call, operator_token
+from .hubclient import HubRefused, bearer_token, call, operator_token
 from .hubclient import open_url as _open
 from .stop import stop, version
 
@@ -216,7 +216,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.until is not None:
         query.append(f"until={args.until}")
     url = f"{args.hub_url}/api/export" + ("?" + "&".join(query) if query else "")
-    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    token = bearer_token(args.token_file, args.token)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     out = Path(args.out)
     size = download(url, out, headers=headers, resume_url=f"{args.hub_url}/api/export/files/{{name}}")
     print(f"wrote {size} bytes to {out}; check it with: jejak-verify {out}")
@@ -382,7 +383,9 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--device", action="append")
     exp.add_argument("--since", type=int)
     exp.add_argument("--until", type=int)
-    exp.add_argument("--token", help="auditor or operator token")
+    exp.add_argument("--token-file", help="file holding the auditor or operator token (else $JEJAK_TOKEN_FILE or "
+                                          "$JEJAK_TOKEN; none needed while the hub has no auditor tokens)")
+    exp.add_argument("--token", help=argparse.SUPPRESS)  # on the command line every user can read it: --token-file
     exp.add_argument("--with-verifier", action="store_true",
                      help=f"also write {VERIFIER_PAGE} beside the bundle: jejak-verify as one offline web page")
     exp.set_defaults(func=_export)

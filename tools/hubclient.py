@@ -37,7 +37,7 @@ def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
         except (ValueError, KeyError, TypeError):
             said, hint = body[:200], None
         raise HubRefused(f"{req.full_url} answered {exc.code}: {said}",
-                         hint=hint or "check the token (--token) and the request") from None
+                         hint=hint or f"check the token (--token-file, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}) and the request") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise Unreachable(f"no answer from {req.full_url}: {reason}",
@@ -45,19 +45,27 @@ def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
 
 
 
-def operator_token(token_file: str | None) -> str:
-    """The operator's token: from --token-file, else $JEJAK_TOKEN_FILE, else $JEJAK_TOKEN. Never from argv,
-    where every user of the machine can read it in the process list."""
+def bearer_token(token_file: str | None, token: str | None = None) -> str | None:
+    """The token a command sends: --token (kept for scripts), else --token-file, else $JEJAK_TOKEN_FILE, else
+    $JEJAK_TOKEN; None when there is none (a hub without auditor tokens exports to anyone)."""
+    if token:
+        return token
     path = token_file or os.environ.get(TOKEN_FILE_ENV)
     if path:
         try:
-            token = Path(path).read_text().strip()
+            text = Path(path).read_text().strip()
         except OSError as exc:
             raise UsageError(f"cannot read the token file {path}: {exc.strerror}",
-                             hint="give a readable file holding the operator token") from None
-        if token:
-            return token
-    token = os.environ.get(TOKEN_ENV, "").strip()
+                             hint="give a readable file holding the token") from None
+        if text:
+            return text
+    return os.environ.get(TOKEN_ENV, "").strip() or None
+
+
+def operator_token(token_file: str | None) -> str:
+    """The operator's token: from --token-file, else $JEJAK_TOKEN_FILE, else $JEJAK_TOKEN. Never from argv,
+    where every user of the machine can read it in the process list."""
+    token = bearer_token(token_file)
     if not token:
         raise UsageError("no operator token", hint=f"put it in a file readable only by you and pass --token-file, "
                                                    f"or set {TOKEN_FILE_ENV} or {TOKEN_ENV}")

@@ -19,6 +19,8 @@ from typing import Any
 
 from ledger.errors import CodedError
 
+from .hubclient import bearer_token
+
 IMPORT_ROUTE = "/api/markets/import"
 
 
@@ -60,8 +62,9 @@ def _import_hub(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet:
             print("  the hub is importing...", file=sys.stderr, flush=True)
 
+    token = bearer_token(args.token_file, args.token)
     headers = {"Content-Type": "text/csv", "Content-Length": str(size),
-               **({"Authorization": f"Bearer {args.token}"} if args.token else {})}
+               **({"Authorization": f"Bearer {token}"} if token else {})}
     req = urllib.request.Request(url, data=chunks(), headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=600) as resp:
@@ -110,7 +113,8 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="CSV: the agency's export (Timestamp, ID, Komoditas, Satuan, Harga, ...), "
                                   "a PIHPS table (Komoditas + one column per date) or the long layout")
     imp.add_argument("--hub-url", default="http://127.0.0.1:8470")
-    imp.add_argument("--token", help="operator token")
+    imp.add_argument("--token-file", help="file holding the operator token (else $JEJAK_TOKEN_FILE or $JEJAK_TOKEN)")
+    imp.add_argument("--token", help=argparse.SUPPRESS)  # on the command line every user can read it: --token-file
     imp.add_argument("--market", help="market id the prices stand for, if the file has no market column")
     imp.add_argument("--region", help="province, if the file has none")
     imp.add_argument("--reporter", help="reporter, if the file has no reporter column")

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 
 from hub.app import start_hub
+from hub.auth import hash_token
 from hub.config import HubConfig
 from tests.hub.conftest import enroll, new_device
 from tools import cli
@@ -45,5 +46,27 @@ async def test_export_streams_and_resumes_after_a_cut(tmp_path: Path, hub, clock
         gone.with_name("gone.jejak.part.id").write_text("0" * 64)
         assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(gone)]) == 0
         assert gone.read_bytes()[:4] == full[:4] and len(gone.read_bytes()) > 100_000
+    finally:
+        await running.close()
+
+
+async def test_export_reads_the_auditor_token_from_a_file_never_argv(tmp_path: Path, hub, monkeypatch,
+                                                                     capsys) -> None:
+    monkeypatch.delenv("JEJAK_TOKEN", raising=False)
+    monkeypatch.delenv("JEJAK_TOKEN_FILE", raising=False)
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                                        auditor_tokens=(hash_token("audit-me"),)), hub=hub)
+    token_file = tmp_path / "token"
+    token_file.write_text("audit-me\n")
+    try:
+        out = str(tmp_path / "a.jejak")
+        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", out]) == 85
+        assert "--token-file" in capsys.readouterr().err  # the refusal says where the token goes
+        argv = ["export", "--hub-url", running.http_url, "--out", out, "--token-file", str(token_file)]
+        assert await asyncio.to_thread(cli.main, argv) == 0
+        monkeypatch.setenv("JEJAK_TOKEN_FILE", str(token_file))
+        out2 = str(tmp_path / "b.jejak")
+        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", out2]) == 0
+        assert Path(out2).stat().st_size > 0
     finally:
         await running.close()
