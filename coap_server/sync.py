@@ -41,7 +41,9 @@ CBOR = 60
 
 
 class LogHolder(Protocol):
-    """What a node that holds logs offers to sync: the hub, or an edge with its replicas."""
+    """What a node that holds logs offers to sync: the hub, or an edge with its replicas. A holder of many
+    logs may also offer `heads_page(after, limit) -> (heads, next)` (one page read, not all) and
+    `receive_many([(device id, raws), ...])` (many logs' ranges in one call)."""
 
     def heads(self) -> list[Head]: ...
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
@@ -72,11 +74,16 @@ class HeadsResource(resource.Resource):
         self.visible = visible  # security hook: only the heads of logs the asking peer may read
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        paged = getattr(self.holder, "heads_page", None)  # a holder that reads one page of its logs
         try:
             after = _query(request).get("after")
             start = bytes.fromhex(after) if after is not None else None
             decode_heads(request.payload, self.limits)
-            heads = await asyncio.to_thread(self.holder.heads)
+            if start is not None and paged is not None:
+                page, more = await asyncio.to_thread(paged, start, self.limits.max_devices)
+                heads = page
+            else:
+                heads = await asyncio.to_thread(self.holder.heads)
         except ValueError:
             return error_response(SyncError("expected ?after=<device hex>, empty for the first page"))
         except LedgerError as exc:
@@ -85,7 +92,10 @@ class HeadsResource(resource.Resource):
             heads = self.visible(request, heads)
         if start is None:  # a peer that does not page
             return _ok(Code.CONTENT, encode_heads(heads))
-        page, more = page_of(heads, start, self.limits.max_devices)
+        if paged is None:
+            page, more = page_of(heads, start, self.limits.max_devices)
+        else:
+            page = heads  # filtered: `more` still follows the logs read, so the next page moves on
         return _ok(Code.CONTENT, encode_heads_page(page, more))
 
 

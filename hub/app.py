@@ -105,6 +105,9 @@ class HubHolder:
     def heads(self) -> list[Head]:
         return self.hub.heads()
 
+    def heads_page(self, after: bytes, limit: int) -> tuple[list[Head], bytes | None]:
+        return self.hub.heads_page(after, limit)
+
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         return self.hub.store.log_range(device_id, start, end)
 

@@ -103,6 +103,10 @@ class PgHubStore:
         row = self._query_one("SELECT data FROM states WHERE device_id = %s", (device_id,))
         return ChainState.from_cbor(bytes(row[0])) if row else None
 
+    def states_after(self, after: bytes, limit: int) -> list[ChainState]:
+        rows = self._query("SELECT data FROM states WHERE device_id > %s ORDER BY device_id LIMIT %s", (after, limit))
+        return [ChainState.from_cbor(bytes(r[0])) for r in rows]
+
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))

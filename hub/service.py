@@ -288,6 +288,19 @@ class Hub:
             heads.append(Head.of(state) if not first else self._intact_head(device.device_id, first[0]))
         return heads
 
+    def heads_page(self, after: bytes, limit: int) -> tuple[list[Head], bytes | None]:
+        """The heads of up to `limit` logs after device id `after`, as `heads` says them, and the device id to
+        ask after for the next page (None at the end): a page reads its own logs only, not all of them."""
+        states = self.store.states_after(after, limit)
+        damaged = self.store.damaged()
+        heads = []
+        for state in states:
+            if self.store.get_device(state.device_id) is None:
+                continue  # the hub's own log and any log without a device are not offered, as in `heads`
+            first = damaged.get(state.device_id)
+            heads.append(Head.of(state) if not first else self._intact_head(state.device_id, first[0]))
+        return heads, states[-1].device_id if len(states) == limit else None
+
     def _intact_head(self, device_id: bytes, length: int) -> Head:
         while length:
             try:

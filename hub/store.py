@@ -113,6 +113,9 @@ class HubStore(Protocol):
     def get_device(self, device_id: bytes) -> DeviceInfo | None: ...
     def devices(self) -> list[DeviceInfo]: ...
     def chain_state(self, device_id: bytes) -> ChainState | None: ...
+    def states_after(self, after: bytes, limit: int) -> list[ChainState]:
+        """Up to `limit` logs' states in device id order, after device id `after` (b"": from the first)."""
+        ...
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
         """Store verified records and the log's new state atomically; return the global size after."""
         ...
@@ -232,6 +235,19 @@ class LmdbHubStore:
         with self._env.begin() as txn:
             data = txn.get(device_id, db=self._db["states"])
         return ChainState.from_cbor(data) if data else None
+
+    def states_after(self, after: bytes, limit: int) -> list[ChainState]:
+        out: list[ChainState] = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["states"])
+            if not cur.set_range(after):
+                return out
+            for key, value in cur:
+                if len(out) >= limit:
+                    break
+                if bytes(key) > after:
+                    out.append(ChainState.from_cbor(value))
+        return out
 
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
         with self._guard(), self._write() as txn:

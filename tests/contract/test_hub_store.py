@@ -220,3 +220,22 @@ def test_a_store_without_tiles_keeps_them_on_start(make_store):
     hub2 = Hub(store, hub_key, clock=clock)
     assert len(list(store.tiles())) == store.size() // 64 == 3
     assert Hub(store, hub_key, clock=clock).tree.root() == hub2.tree.root()
+
+
+def test_heads_a_page_at_a_time_read_only_that_page(make_store):
+    clock, _, store, hub, _, _ = _hub_with_device(make_store)
+    for _ in range(6):
+        signer, builder = new_device(clock)
+        hub.ingest(enroll(hub, signer, clock), [builder.genesis().raw])
+    states = store.states_after(b"", 100)
+    assert [s.device_id for s in states] == sorted(s.device_id for s in states)
+    assert store.states_after(states[2].device_id, 2) == states[3:5]
+    pages, after = [], b""
+    while True:
+        page, more = hub.heads_page(after, 2)
+        pages.extend(page)
+        if more is None:
+            break
+        after = more
+    assert sorted(pages, key=lambda h: h.device_id) == sorted(hub.heads(), key=lambda h: h.device_id)
+    assert len(pages) == 6, "the hub's own log is not offered, as in heads()"

@@ -101,13 +101,13 @@ async def test_sync_loop_stops_when_cancelled_as_the_hub_answers(tmp_path):
         await enroll_edge(tmp_path / "edge", hub)
         loop = asyncio.get_running_loop()
         asked = asyncio.Event()
-        heads = hub.hub.heads
+        heads_page = hub.hub.heads_page
 
-        def watched_heads():  # type: ignore[no-untyped-def]
+        def watched_heads(after, limit):  # type: ignore[no-untyped-def]
             loop.call_soon_threadsafe(asked.set)  # the hub's sync resource calls this in a worker thread
-            return heads()
+            return heads_page(after, limit)
 
-        hub.hub.heads = watched_heads  # type: ignore[method-assign]
+        hub.hub.heads_page = watched_heads  # type: ignore[method-assign]
         for steps in range(16):
             asked.clear()
             daemon = EdgeDaemon(edge_config(tmp_path / "edge", hub=hub.coap_url), clock=lambda: NOW)

@@ -81,7 +81,7 @@ def test_pages_follow_each_other_and_refuse_going_back():
     with pytest.raises(SyncError):
         decode_heads_page(encode_heads_page(first, more), bytes([3]) * 16)  # a page that goes back
     with pytest.raises(SyncError):
-        decode_heads_page(encode_heads_page(first, bytes([9]) * 16), b"")  # next is not this page's last
+        decode_heads_page(encode_heads_page(first, bytes([1]) * 16), b"")  # next goes back into the page
     with pytest.raises(SyncError):
         decode_heads(encode_heads_page(first, more))
 
