@@ -331,35 +331,48 @@ async def _fetch_many(ctx: aiocoap.Context, base: str, local: LogHolder, fetches
                       size: RequestSize, limits: Limits, report: SyncReport) -> list[Fetch]:
     """Fetch the start of many logs' ranges, as many logs a request as `size` allows records; return what is
     left to fetch a log at a time (the rest of long ranges, logs the answer left out, all of them from a peer
-    without /sync/ranges)."""
+    without /sync/ranges). The next request is on the wire while `local` takes in the last answer."""
     left: list[Fetch] = []
+    taking: asyncio.Task[None] | None = None
     at = 0
-    while at < len(fetches):
-        chunk: list[tuple[Fetch, Fetch]] = []
-        asked = 0  # as many records in all as one request of `size` carries
-        while at < len(fetches) and (not chunk or asked < size.records):
-            f = fetches[at]
-            take = min(f.end - f.start, size.records - asked) if chunk else min(f.end - f.start, size.records)
-            chunk.append((f, Fetch(f.device_id, f.start, f.start + take)))
-            asked += take
-            at += 1
-        body = encode_ranges_request([c for _, c in chunk])
-        try:
-            data = await _sized(ctx, size, Code.POST, f"{base}/sync/ranges", body)
-        except SyncFailed:  # an older peer, or one that refuses: each log on its own, as before
-            return left + fetches[at - len(chunk):]
-        report.bytes_sent += len(body)
-        report.bytes_received += len(data)
-        served = {device_id: (start, raws) for device_id, start, raws in decode_ranges(data, limits)}
-        wanted = [(f, served[f.device_id][1]) for f, _ in chunk
-                  if served.get(f.device_id, (-1, []))[0] == f.start and served[f.device_id][1]]
-        left.extend(f for f, _ in chunk if served.get(f.device_id, (-1, []))[0] != f.start)
-        many = getattr(local, "receive_many", None)  # a holder that verifies many logs at once
-        if many is not None:
-            results = await asyncio.to_thread(many, [(f.device_id, raws) for f, raws in wanted])
-        else:
-            results = [await asyncio.to_thread(local.receive, f.device_id, raws) for f, raws in wanted]
-        for (f, raws), result in zip(wanted, results, strict=True):
-            if _count(f.device_id, result, report) and f.start + len(raws) < f.end:
-                left.append(Fetch(f.device_id, f.start + len(raws), f.end))
+    try:
+        while at < len(fetches):
+            chunk: list[tuple[Fetch, Fetch]] = []
+            asked = 0  # as many records in all as one request of `size` carries
+            while at < len(fetches) and (not chunk or asked < size.records):
+                f = fetches[at]
+                take = min(f.end - f.start, size.records - asked) if chunk else min(f.end - f.start, size.records)
+                chunk.append((f, Fetch(f.device_id, f.start, f.start + take)))
+                asked += take
+                at += 1
+            body = encode_ranges_request([c for _, c in chunk])
+            try:
+                data = await _sized(ctx, size, Code.POST, f"{base}/sync/ranges", body)
+            except SyncFailed:  # an older peer, or one that refuses: each log on its own, as before
+                left.extend(fetches[at - len(chunk):])
+                return left
+            report.bytes_sent += len(body)
+            report.bytes_received += len(data)
+            served = {device_id: (start, raws) for device_id, start, raws in decode_ranges(data, limits)}
+            wanted = [(f, served[f.device_id][1]) for f, _ in chunk
+                      if served.get(f.device_id, (-1, []))[0] == f.start and served[f.device_id][1]]
+            left.extend(f for f, _ in chunk if served.get(f.device_id, (-1, []))[0] != f.start)
+            if taking is not None:
+                await taking
+            taking = asyncio.create_task(_take(local, wanted, left, report))
+    finally:
+        if taking is not None:
+            await taking  # a thread cannot be stopped half-way: what it took in is counted
     return left
+
+
+async def _take(local: LogHolder, wanted: list[tuple[Fetch, list[bytes]]], left: list[Fetch],
+                report: SyncReport) -> None:
+    many = getattr(local, "receive_many", None)  # a holder that verifies many logs at once
+    if many is not None:
+        results = await asyncio.to_thread(many, [(f.device_id, raws) for f, raws in wanted])
+    else:
+        results = [await asyncio.to_thread(local.receive, f.device_id, raws) for f, raws in wanted]
+    for (f, raws), result in zip(wanted, results, strict=True):
+        if _count(f.device_id, result, report) and f.start + len(raws) < f.end:
+            left.append(Fetch(f.device_id, f.start + len(raws), f.end))
