@@ -286,12 +286,13 @@ class Progress:
     def __init__(self, total: int) -> None:
         self.total = total
         self.shown = 0.0
+        self.said: int | None = None  # the figure last shown: the last line is not said twice
 
     def show(self, done: int, *, final: bool = False) -> None:
         now = time.monotonic()
-        if not final and now - self.shown < 1.0:
+        if (not final and now - self.shown < 1.0) or done == self.said:
             return
-        self.shown = now
+        self.shown, self.said = now, done
         share = f" ({100 * done // self.total}%)" if self.total else ""
         print(f"export: {done / 1e6:.1f} of {self.total / 1e6:.1f} MB{share}", file=sys.stderr, flush=True)
 
@@ -366,7 +367,8 @@ def parser() -> argparse.ArgumentParser:
                        ("approve", "accept a pending device's records"),
                        ("revoke", "stop accepting a device's records (from --from SEQ on, else from now)")):
         one = dev_sub.add_parser(verb, help=text)
-        one.add_argument("--hub-url", default=os.environ.get("JEJAK_HUB_URL", "http://127.0.0.1:8470"))
+        one.add_argument("--hub-url", default=os.environ.get("JEJAK_HUB_URL", "http://127.0.0.1:8470"),
+                         help="the hub's HTTP address (default $JEJAK_HUB_URL, else http://127.0.0.1:8470)")
         one.add_argument("--token-file", help="file holding the operator token (kept off the command line)")
         if verb == "list":
             one.add_argument("--json", action="store_true")
@@ -377,12 +379,12 @@ def parser() -> argparse.ArgumentParser:
         one.set_defaults(func=_devices)
 
     exp = sub.add_parser("export", help="download an audit bundle from a hub")
-    exp.add_argument("--hub-url", default="http://127.0.0.1:8470")
-    exp.add_argument("--out", default="audit.jejak")
-    exp.add_argument("--site")
-    exp.add_argument("--device", action="append")
-    exp.add_argument("--since", type=int)
-    exp.add_argument("--until", type=int)
+    exp.add_argument("--hub-url", default="http://127.0.0.1:8470", help="the hub's HTTP address (default %(default)s)")
+    exp.add_argument("--out", default="audit.jejak", help="the bundle file to write (default %(default)s)")
+    exp.add_argument("--site", help="only this site's devices")
+    exp.add_argument("--device", action="append", help="only this device (hex id; repeat for more)")
+    exp.add_argument("--since", type=int, metavar="UNIX_TIME", help="records from this device time on")
+    exp.add_argument("--until", type=int, metavar="UNIX_TIME", help="records before this device time")
     exp.add_argument("--token-file", help="file holding the auditor or operator token (else $JEJAK_TOKEN_FILE or "
                                           "$JEJAK_TOKEN; none needed while the hub has no auditor tokens)")
     exp.add_argument("--token", help=argparse.SUPPRESS)  # on the command line every user can read it: --token-file

@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="backfill price history from a file, by observation date")
     imp.add_argument("file", help="CSV: the agency's export (Timestamp, ID, Komoditas, Satuan, Harga, ...), "
                                   "a PIHPS table (Komoditas + one column per date) or the long layout")
-    imp.add_argument("--hub-url", default="http://127.0.0.1:8470")
+    imp.add_argument("--hub-url", default="http://127.0.0.1:8470", help="the hub's HTTP address (default %(default)s)")
     imp.add_argument("--token-file", help="file holding the operator token (else $JEJAK_TOKEN_FILE or $JEJAK_TOKEN)")
     imp.add_argument("--token", help=argparse.SUPPRESS)  # on the command line every user can read it: --token-file
     imp.add_argument("--market", help="market id the prices stand for, if the file has no market column")

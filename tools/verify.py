@@ -54,14 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
-    lines = [f"{'ok  ' if report.hub_log else 'FAIL'} hub log: {report.hub_log} records, "
-             f"{report.decisions} decisions"]
+    lines = [f"{'ok  ' if report.hub_log else 'FAIL'} hub log: {_count(report.hub_log, 'record')}, "
+             f"{_count(report.decisions, 'decision')}"]
     for dev in report.devices:
         mark = "ok  " if not dev.problems else "FAIL"
         span = f"seq {dev.first_seq}..{dev.last_seq}" if dev.records else "no verified records"
         revoked = f", revoked from seq {dev.revoked_from}" if dev.revoked_from is not None else ""
-        lines.append(f"{mark} device {dev.device}: {dev.records} records ({span}), {dev.receipts} receipts"
+        lines.append(f"{mark} device {dev.device}: {_count(dev.records, 'record')} ({span}), "
+                     f"{_count(dev.receipts, 'receipt')}"
                      f"{revoked}")
         for problem in dev.problems:
             lines.append(f"       {problem}")
@@ -74,8 +79,8 @@ def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
     if consistency is not None:
         lines.append(f"ok   log grew consistently from size {consistency['from']} to {consistency['to']}")
     verdict = "VERIFIED" if report.ok else f"FAILED ({len(report.all_problems)} problems)"
-    lines.append(f"{verdict}: {sum(d.records for d in report.devices)} records, "
-                 f"{len(report.checkpoints)} checkpoints, {report.receipts_checked} receipts")
+    lines.append(f"{verdict}: {_count(sum(d.records for d in report.devices), 'record')}, "
+                 f"{_count(len(report.checkpoints), 'checkpoint')}, {_count(report.receipts_checked, 'receipt')}")
     return "\n".join(lines)
 
 
