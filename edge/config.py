@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -328,7 +329,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; expected some of {sorted(known)}")
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        raise ConfigError(f"{where}: unknown keys {unknown}", where=f"{where}.{unknown[0]}",
+                          hint=(f"did you mean {close[0]!r}? " if close else "") + f"known keys: {', '.join(sorted(known))}")
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, list):
@@ -356,8 +359,10 @@ def from_dict(data: dict[str, Any]) -> EdgeConfig:
             _need(isinstance(value, str), f"{key}: expected a string, got {type(value).__name__}")
             kwargs[key] = value
         else:
-            raise ConfigError(f"unknown key {key!r}; expected some of "
-                              f"{sorted([*_SECTIONS, 'sensor', 'sensors', 'site', 'name', 'data_dir'])}")
+            known_top = sorted([*_SECTIONS, "sensor", "sensors", "site", "name", "data_dir"])
+            close = difflib.get_close_matches(key, known_top, n=1)
+            raise ConfigError(f"unknown key {key!r}", where=key,
+                              hint=(f"did you mean {close[0]!r}? " if close else "") + f"known keys: {', '.join(known_top)}")
     return EdgeConfig(**kwargs)
 
 
@@ -373,7 +378,10 @@ def load(path: str | os.PathLike[str] | None = None) -> EdgeConfig:
                           hint="run without --config for the laptop defaults") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return from_dict(data)
+    try:
+        return from_dict(data)
+    except ConfigError as exc:  # name the file: an edge may have several configs (tests, a second reader)
+        raise ConfigError(f"{path}: {exc.message}", where=exc.where, hint=exc.hint) from None
 
 
 def replace(config: EdgeConfig, **changes: Any) -> EdgeConfig:

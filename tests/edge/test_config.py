@@ -53,6 +53,15 @@ def test_bad_config_says_what_is_wrong(tmp_path, text, message):
         load(path)
 
 
+def test_a_typo_names_the_file_the_key_and_the_key_meant(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_text('[reader]\npoll_mss = 50\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert str(path) in caught.value.message and caught.value.where == "reader.poll_mss"
+    assert caught.value.hint and caught.value.hint.startswith("did you mean 'poll_ms'?")
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load(tmp_path / "nope.toml")
