@@ -283,6 +283,7 @@ class Validator:
         self._last_day = np.full(cap, -(10**9), np.int64)
         self._pending: dict[int, tuple[int, list[float]]] = {}
         self._days: dict[tuple[int, int], _Day] = {}  # (series, day) -> that day's reports and verdicts
+        self.judged = 0  # reports judged by the streaming path so far: the work arrivals cost
         self._reporters: dict[int, dict[str, int]] = {}  # series -> reporter -> last day reported
         self._km: dict[tuple[str, str], float] = {}
         self._near_cache: dict[int, tuple[int, list[int]]] = {}
@@ -440,7 +441,7 @@ class Validator:
     def _assess(self, s: np.ndarray, x: np.ndarray, t: np.ndarray, arr: np.ndarray, day: np.ndarray,
                 rep_ref: np.ndarray, rep_n: np.ndarray, near_ref: np.ndarray, near_n: np.ndarray,
                 base: np.ndarray, st: RobustStats,
-                peers: tuple[tuple[PeerReport, ...], ...] | None = None) -> Assessment:
+                peers: tuple[tuple[PeerReport, ...], ...] | None = None, hist_outside: int = 0) -> Assessment:
         """Every check for rows (series s, price x, ...) given their peers, and the verdict."""
         cfg = self.config
         # Ceilings depend on series and day only: look each pair up once.
@@ -460,14 +461,16 @@ class Validator:
         fired = np.zeros((n, len(CHECKS)), bool)
         for k, check in enumerate(ALL_CHECKS):
             score[:, k], fired[:, k] = check.score(ev)
-        return self._decide(ev, score, fired)
+        return self._decide(ev, score, fired, hist_outside)
 
-    def _decide(self, ev: Evidence, score: np.ndarray, fired: np.ndarray) -> Assessment:
+    def _decide(self, ev: Evidence, score: np.ndarray, fired: np.ndarray, hist_outside: int = 0) -> Assessment:
         """Independent evidence decides. A value is quarantined when it breaks a rule, when the other
         reporters at its market disagree with it, when it is unusual against its history and moved away
         from its last price while the nearby markets did not move with it (they cannot all be in on it),
         or when it is unusual against its own history and no peer at all can vouch for it. A history
-        outlier that its peers moved with is a real market move; a compliance finding never quarantines."""
+        outlier that its peers moved with is a real market move; a compliance finding never quarantines.
+        `hist_outside` counts the unusual reports of the same series and day that are not among these rows
+        (one day judged in part)."""
         n = len(ev.x)
         hist = np.zeros(n, bool)
         for name in self.config.history_checks:
@@ -484,7 +487,7 @@ class Validator:
             # With one other reporter, a disagreement says only that one of the two is wrong: the one whose
             # price is also unusual against the series' history is; the other stands.
             by_series = np.bincount(ev.series, weights=hist.astype(np.float64))
-            other_unusual = by_series[ev.series] - hist > 0
+            other_unusual = by_series[ev.series] + hist_outside - hist > 0
             rep_fired = rep_fired & ~(one & ~hist & other_unusual)
         near_ok = ev.near_ok
         own_abs = np.abs(np.where(near_ok, ev.own, 0.0))
@@ -571,17 +574,25 @@ class Validator:
         s = self._series(obs.series, obs.region)
         day = day_of(obs.time, self.config.tz_offset_s)
         d = self._days.get((s, day))
-        scratch = _Day(reports=[o for o in (d.reports if d is not None else []) if o.id != obs.id] + [obs])
-        return self._judge(s, day, scratch, provisional=True)[obs.id]
+        scratch = _Day()
+        for o in [o for o in (d.reports if d is not None else []) if o.id != obs.id] + [obs]:
+            scratch.add(o)
+        return self._judge(s, day, scratch, scratch.reports, provisional=True)[obs.id]
 
     def observe(self, obs: PriceObservation) -> list[tuple[PriceObservation, Verdict]]:
         """Take one observation as it arrives: its verdict first, then every verdict this changed.
 
         A day's verdicts for a series do not depend on the order its reporters arrived in: the day's
-        reports are judged together, each against the others of the same day, and judged again as each
-        report comes in. They stay provisional until every reporter seen for the series lately has reported
-        that day, or the cut-off (`settle_after_s` after the local day ends) has passed; then they are
-        final and the day's accepted median joins the history."""
+        reports are judged together, each against the others of the same day (each reporter's latest
+        report is theirs), and judged again as reports come in. They stay provisional until every reporter
+        seen for the series lately has reported that day, or the cut-off (`settle_after_s` after the local
+        day ends) has passed; then they are final and the day's accepted median joins the history.
+
+        One arrival judges only the reports whose verdict it can change, so its cost does not grow with
+        the day's reports: the new one, and each reporter's latest when the new one replaces its
+        reporter's latest or the nearby markets' move changed. A reporter's earlier reports keep their
+        provisional verdicts until the day is judged whole again: when it closes, when its series' history
+        moves, or when its first unusual price makes which of two disagreeing reporters is wrong a question."""
         cfg = self.config
         s = self._series(obs.series, obs.region)
         day = day_of(obs.time, cfg.tz_offset_s)
@@ -592,16 +603,31 @@ class Validator:
             d = self._days[(s, day)] = _Day(first_arrival=obs.arrived_at)
         elif obs.id in d.verdicts:
             return [(obs, d.verdicts[obs.id]), *out]  # the same record again: sync is idempotent
-        d.reports.append(obs)
+        replaced = d.add(obs)
         seen = self._reporters.setdefault(s, {})
         seen[obs.reporter] = max(day, seen.get(obs.reporter, day))
-        done = d.settled or self._complete(s, day, d)
-        verdicts = self._judge(s, day, d, provisional=not done)
+        near = self._nearby_now(s, day)
+        whole = d.judged_at != int(self._pos[s])  # the history moved: every report's history checks change
         if d.settled:
             # A late report for a day already final is judged against that day; the others stand.
-            d.verdicts[obs.id] = verdicts[obs.id]
-            return [(obs, verdicts[obs.id]), *out]
-        changed = [(o, verdicts[o.id]) for o in d.reports
+            verdict = self._judge(s, day, d, d.reports if whole else [obs], near=near, provisional=False)[obs.id]
+            d.verdicts[obs.id] = verdict
+            return [(obs, verdict), *out]
+        done = self._complete(s, day, d)
+        if done or whole:
+            rows = d.reports
+        elif replaced or not _same_near(near, d.near):
+            rows = [obs, *(o for o in d.latest.values() if o is not obs)]
+        else:
+            rows = [obs]
+        unusual_before = d.unusual
+        verdicts = self._judge(s, day, d, rows, near=near, provisional=not done)
+        if not unusual_before and d.unusual and rows is not d.reports:
+            # With one other reporter, the first unusual price of the day decides which of two disagreeing
+            # reporters is wrong, for every report of the day.
+            rows = d.reports
+            verdicts = self._judge(s, day, d, rows, near=near, provisional=not done)
+        changed = [(o, verdicts[o.id]) for o in rows
                    if o.id != obs.id and _differs(d.verdicts.get(o.id), verdicts[o.id])]
         d.verdicts.update(verdicts)
         if done:
@@ -615,7 +641,7 @@ class Validator:
         due = [key for key, d in self._days.items() if not d.settled and now >= self._cutoff(key[1], d)]
         for s, day in sorted(due, key=lambda k: k[1]):
             d = self._days[(s, day)]
-            verdicts = self._judge(s, day, d, provisional=False)
+            verdicts = self._judge(s, day, d, d.reports, provisional=False)
             out.extend((o, verdicts[o.id]) for o in d.reports)
             d.verdicts.update(verdicts)
             self._settle_day(s, day, d)
@@ -635,8 +661,8 @@ class Validator:
 
     def _complete(self, s: int, day: int, d: _Day) -> bool:
         """Every reporter seen for this series in the last `expect_days` days has reported this day."""
-        lately = {r for r, last in self._reporters.get(s, {}).items() if last >= day - self.config.expect_days}
-        return lately <= {o.reporter for o in d.reports}
+        since = day - self.config.expect_days
+        return all(r in d.latest for r, last in self._reporters.get(s, {}).items() if last >= since)
 
     def _settle_day(self, s: int, day: int, d: _Day) -> None:
         d.settled = True
@@ -651,30 +677,38 @@ class Validator:
             pend[1].extend(accepted)
         # An older day than the pending one settled late; history moves forward only.
 
-    def _judge(self, s: int, day: int, d: _Day, *, provisional: bool) -> dict[str, Verdict]:
-        """Every report of series s on `day`, each against the other reporters' reports of that day."""
-        latest: dict[str, PriceObservation] = {}
-        for o in d.reports:
-            if o.reporter not in latest or o.time >= latest[o.reporter].time:
-                latest[o.reporter] = o
-        n = len(d.reports)
-        x = np.array([float(o.price_idr) for o in d.reports])
+    def _judge(self, s: int, day: int, d: _Day, rows: Sequence[PriceObservation], *,
+               near: tuple[float, int] | None = None, provisional: bool) -> dict[str, Verdict]:
+        """Reports `rows` of series s on `day` (all of the day's, or some of them when the others' flags
+        were judged against the same history), each against the other reporters' latest reports of that
+        day."""
+        whole = len(rows) == len(d.reports)
+        outside = 0 if whole else d.unusual - sum(d.hist.get(o.id, False) for o in rows)
+        n = len(rows)
+        x = np.array([float(o.price_idr) for o in rows])
         rep_ref = np.full(n, np.nan)
         rep_n = np.zeros(n, np.int64)
         peers = []
-        for k, o in enumerate(d.reports):
-            others = [p for r, p in latest.items() if r != o.reporter]
+        for k, o in enumerate(rows):
+            others = [p for r, p in d.latest.items() if r != o.reporter]
             rep_ref[k] = _peer_ref(float(o.price_idr), [float(p.price_idr) for p in others])
             rep_n[k] = len(others)
             peers.append(tuple(PeerReport(reporter=p.reporter, price=float(p.price_idr), time=p.time)
                                for p in others))
-        near_ref, near_n = self._nearby_now(s, day)
+        near_ref, near_n = self._nearby_now(s, day) if near is None else near
         sa = np.full(n, s, np.int64)
         base, st = self._baselines(sa)
-        a = self._assess(sa, x, np.array([o.time for o in d.reports], np.int64),
-                         np.array([o.arrived_at for o in d.reports], np.int64), np.full(n, day, np.int64),
-                         rep_ref, rep_n, np.full(n, near_ref), np.full(n, near_n), base, st, tuple(peers))
-        return {o.id: self._explain(a, k, o.id, provisional=provisional) for k, o in enumerate(d.reports)}
+        a = self._assess(sa, x, np.array([o.time for o in rows], np.int64),
+                         np.array([o.arrived_at for o in rows], np.int64), np.full(n, day, np.int64),
+                         rep_ref, rep_n, np.full(n, near_ref), np.full(n, near_n), base, st, tuple(peers),
+                         hist_outside=outside)
+        for k, o in enumerate(rows):
+            d.hist[o.id] = bool(a.hist[k])
+        d.unusual = outside + int(a.hist.sum())
+        d.judged_at = int(self._pos[s])
+        d.near = (near_ref, near_n)
+        self.judged += n
+        return {o.id: self._explain(a, k, o.id, provisional=provisional) for k, o in enumerate(rows)}
 
     def _nearby_now(self, s: int, day: int) -> tuple[float, int]:
         """The median log change of the nearby markets' series of s's group from their reports of the same
@@ -686,10 +720,9 @@ class Validator:
         for t in self._neighbours(s):
             other = self._days.get((t, day))
             then = self._recent.get(t, {}).get(ref_day)
-            if other is None or not other.reports or then is None:
+            if other is None or not other.prices or then is None:
                 continue
-            lvl = float(statistics.median([o.price_idr for o in other.reports]))
-            changes.append(math.log(lvl / then))
+            changes.append(math.log(_median_sorted(other.prices) / then))
         if not changes:
             return math.nan, 0
         return float(statistics.median(changes)), len(changes)
@@ -778,12 +811,39 @@ def _pct_of(x: float, ref: float) -> str:
 
 @dataclass(slots=True)
 class _Day:
-    """One series' reports of one local day and their latest verdicts, while the day is open."""
+    """One series' reports of one local day and their latest verdicts, while the day is open, with the
+    running summaries one arrival needs (so its cost does not grow with the day's reports)."""
 
     first_arrival: int = 0  # hub time the day's first report arrived
     reports: list[PriceObservation] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     settled: bool = False
+    latest: dict[str, PriceObservation] = field(default_factory=dict)  # reporter -> latest by device time
+    prices: list[int] = field(default_factory=list)  # every report's price, sorted: the day's median
+    hist: dict[str, bool] = field(default_factory=dict)  # report -> a deciding history check fired
+    unusual: int = 0  # reports whose history check fired
+    judged_at: int = -1  # the series' history position the flags were judged against
+    near: tuple[float, int] | None = None  # the nearby markets' move the verdicts were judged with
+
+    def add(self, obs: PriceObservation) -> bool:
+        """Take one report; True when it is now its reporter's latest (what the others are judged by)."""
+        self.reports.append(obs)
+        bisect.insort(self.prices, obs.price_idr)
+        prev = self.latest.get(obs.reporter)
+        if prev is None or obs.time >= prev.time:
+            self.latest[obs.reporter] = obs
+            return True
+        return False
+
+
+def _median_sorted(xs: list[int]) -> float:
+    """The median of a sorted list, as statistics.median computes it."""
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def _same_near(a: tuple[float, int], b: tuple[float, int] | None) -> bool:
+    return b is not None and a[1] == b[1] and (a[1] == 0 or a[0] == b[0])
 
 
 def _differs(old: Verdict | None, new: Verdict) -> bool:
