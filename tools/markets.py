@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import CodedError
+from ledger.failures import Unreachable, failure
 
 from .hubclient import bearer_token
 
@@ -72,7 +73,17 @@ def _import_hub(args: argparse.Namespace) -> dict[str, Any]:
             return out
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:500]
-        raise ImportRefused(f"hub answered {exc.code}: {detail}") from None
+        try:  # the hub's own error: say its code and message, and pass on its hint
+            answer = json.loads(detail)["error"]
+            detail, hint = f"{answer['code']}: {answer['message']}", answer.get("hint")
+        except (ValueError, KeyError, TypeError):
+            hint = None
+        if hint is None and exc.code in (401, 403):
+            hint = "give the operator token: --token-file, $JEJAK_TOKEN_FILE or $JEJAK_TOKEN"
+        raise ImportRefused(f"hub answered {exc.code}: {detail}", hint=hint) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise Unreachable(f"no answer from {url}: {getattr(exc, 'reason', exc)}",
+                          hint="check that the hub runs and --hub-url points at its HTTP port") from None
 
 
 class ImportRefused(CodedError):
@@ -88,10 +99,13 @@ def _import(args: argparse.Namespace) -> int:
 
     try:
         report = _import_local(args) if args.check else _import_hub(args)
-    except (MarketError, ImportRefused, OSError) as exc:
-        code = getattr(exc, "code", "IMPORT_FAILED")
-        print(json.dumps({"error": {"code": code, "message": str(exc)}}), file=sys.stderr)
+    except (MarketError, ImportRefused) as exc:
+        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
         return 1
+    except OSError as exc:  # the file itself: missing (NO_SUCH_FILE), unreadable (NO_PERMISSION), as every command
+        code, line = failure(exc, verbose=False)
+        print(line, file=sys.stderr)
+        return code
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -70,7 +70,9 @@ def test_command_checks_a_file_and_reports_refused_rows(tmp_path: Path, capsys) 
     assert markets_main(["import", str(path), "--check", "--json", "--quiet"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rows"] == 8 and report["refused"] == 2 and report["refused_rows"][0]["line"] == 6
-    assert markets_main(["import", str(tmp_path / "missing.csv"), "--check"]) == 1
+    capsys.readouterr()
+    assert markets_main(["import", str(tmp_path / "missing.csv"), "--check"]) == 84
+    assert '"code": "NO_SUCH_FILE"' in capsys.readouterr().err
 
 
 async def test_operator_bulk_route_imports_keeps_the_file_and_replays_it_after_a_restart(tmp_path) -> None:
