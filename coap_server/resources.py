@@ -42,6 +42,7 @@ from .errors import (
     UnsupportedFormat,
     error_response,
 )
+from .params import check_body_size, coap_query, seq
 
 TEXT = 0
 SUBMITTABLE = ("scan", "reading", "price", "stock", "note")
@@ -89,21 +90,7 @@ def _cbor(payload: Any, code: Code = Code.CONTENT) -> aiocoap.Message:
     return aiocoap.Message(code=code, content_format=CBOR, payload=cbor2.dumps(payload))
 
 
-def _query(request: aiocoap.Message) -> dict[str, str]:
-    out = {}
-    for item in request.opt.uri_query:
-        key, _, value = item.partition("=")
-        out[key] = value
-    return out
-
-
-def _int_param(query: dict[str, str], name: str, default: int) -> int:
-    text = query.get(name)
-    if text is None or text == "":
-        return default
-    if not text.isdigit() or len(text) > 19:
-        raise RequestError(f"query {name}: expected a non-negative integer, got {text[:40]!r}")
-    return int(text)
+LOG_RANGE_QUERY = (seq("from"), seq("to"))
 
 
 def decode_cbor(payload: bytes, what: str) -> Any:
@@ -179,14 +166,10 @@ class SubmitResource(_Guarded):
 
     async def render_to_pipe(self, pipe: Any) -> None:
         # Refuse an oversize body at its first block that goes past the limit, before it is spooled.
-        request = pipe.request
-        block1 = request.opt.block1
-        offset = block1.block_number * block1.size if block1 is not None else 0
-        declared = request.opt.size1 or 0
-        if offset + len(request.payload) > self.limits.max_submit_bytes or declared > self.limits.max_submit_bytes:
-            pipe.add_response(error_response(TooLarge(
-                f"submission of {max(declared, offset + len(request.payload))} bytes or more exceeds the limit "
-                f"of {self.limits.max_submit_bytes}", limit=self.limits.max_submit_bytes)), is_last=True)
+        try:
+            check_body_size(pipe.request, self.limits.max_submit_bytes, "submission")
+        except RequestError as exc:
+            pipe.add_response(error_response(exc), is_last=True)
             return
         await super().render_to_pipe(pipe)
 
@@ -275,9 +258,9 @@ class LogSite(_Guarded, resource.PathCapable, interfaces.ObservableResource):
         if rest != ("records",):
             raise NotFound(f"no resource /log/{device_id.hex()}/{'/'.join(rest)[:60]}; expected "
                                f"/log/<device>/records")
-        query = _query(request)
-        start = _int_param(query, "from", 0)
-        end = _int_param(query, "to", start + self.limits.range_records)
+        query = coap_query(request, *LOG_RANGE_QUERY)
+        start = query.get("from", 0)
+        end = query.get("to", start + self.limits.range_records)
         end = min(end, start + self.limits.range_records, state.length)
         raws = await asyncio.to_thread(self.backend.log_range, device_id, start, end) if end > start else []
         out, used = [], 0

@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,13 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ledger import device_id_for
+from ledger.errors import CodedError
+from ledger.sync import Head
 
 from . import errors
+from .errors import NotFound
+from .params import coap_query
+from .sync import RECORDS_QUERY
 
 log = logging.getLogger("jejak.security")
 
@@ -216,15 +221,19 @@ class AccessPolicy:
 
     read rules are "<peer>:<log>" strings: peer is a device id in hex or "*" (any authenticated peer); log is
     a device id in hex, "*" (every log held), "self" (the asking peer's own log) or "own" (this node's own
-    log). Submitters are the device ids of phones and microcontrollers allowed to POST observations; staff
-    is the allow-list of staff card uids a submitted scan may name (empty: any).
+    log). The default lets a peer read only its own log (to restore it); operators widen it. Submitters are
+    the device ids of phones and microcontrollers allowed to POST observations; staff is the allow-list of
+    staff card uids a submitted scan may name (empty: any). `admitted` says whether a key that holds a
+    context may still use it (the hub: approved and not revoked; an edge: not on the revocation list), so a
+    pending or revoked key is refused even while its context is still loaded.
     """
 
     require_oscore: bool = False
-    read: tuple[str, ...] = ("*:*",)
+    read: tuple[str, ...] = ("*:self",)
     submitters: frozenset[bytes] = frozenset()
     staff: frozenset[str] = frozenset()
     own: bytes | None = None
+    admitted: Callable[[bytes], bool] | None = None
     refused: dict[str, int] = field(default_factory=dict, compare=False)
 
     def peer(self, request: aiocoap.Message, action: str) -> bytes | None:
@@ -234,6 +243,10 @@ class AccessPolicy:
             raise OscoreRequired(f"{action} needs an OSCORE-protected request from an enrolled peer; this one "
                                 f"was not protected",
                                 hint="enroll the device with the hub's QR code so it holds a security context")
+        if who is not None and self.admitted is not None and not self.admitted(who):
+            self._refuse("NOT_AUTHORIZED")
+            raise SecurityError(f"key {who.hex()} is not approved here (pending, revoked or unknown)",
+                                hint="an operator approves the device at the hub")
         return who
 
     def may_read(self, who: bytes | None, device_id: bytes) -> bool:
@@ -255,9 +268,19 @@ class AccessPolicy:
             raise SecurityError(f"peer {who.hex() if who else 'unauthenticated'} may not read the log of "
                                 f"{device_id.hex()}", hint="the read rules in [security] decide this")
 
-    def visible(self, request: aiocoap.Message, heads: Sequence[Any]) -> list[Any]:
+    def visible(self, request: aiocoap.Message, heads: Sequence[Head], theirs: Sequence[Head] = ()) -> list[Head]:
+        """The heads to show the asking peer: logs it may read as they are; logs it holds itself (it sent
+        their heads) no further than it has them, so it neither fetches a log it may not read nor pushes
+        one again from the start; nothing of the others."""
         who = claimed_device(request)
-        return [h for h in heads if self.may_read(who, h.device_id)]
+        held = {h.device_id: h for h in theirs}
+        out = []
+        for h in heads:
+            if self.may_read(who, h.device_id):
+                out.append(h)
+            elif h.device_id in held:
+                out.append(held[h.device_id] if held[h.device_id].length <= h.length else h)
+        return out
 
     def check_push(self, request: aiocoap.Message) -> None:
         self.peer(request, "offering records")
@@ -284,25 +307,36 @@ class AccessPolicy:
         self.refused[code] = self.refused.get(code, 0) + 1
 
 
-def _device_from_path(path: Sequence[str], query: Sequence[str]) -> bytes | None:
-    if path[:2] == ("sync", "records"):
-        for item in query:
-            key, _, value = item.partition("=")
-            if key == "d":
-                with contextlib.suppress(ValueError):
-                    return bytes.fromhex(value)
-        return b""
-    if path[:1] == ("log",) and len(path) > 1:
-        with contextlib.suppress(ValueError):
-            return bytes.fromhex(path[1]) if path[1] != "own" else None
-        return b""
+# The rule of each resource, by path prefix (longest first). A resource with no rule is refused to everyone:
+# adding one to a site without saying who may use it cannot open it by accident.
+PUBLIC, PEER, SUBMIT, SYNC_RECORDS, LOG = "public", "peer", "submit", "sync-records", "log"
+RULES: dict[tuple[str, ...], str] = {
+    (".well-known", "core"): PUBLIC,  # the resource list
+    ("security", "revocations"): PUBLIC,  # signed by the hub; says nothing secret
+    ("submit",): SUBMIT,
+    ("sim", "tap"): SUBMIT,
+    ("sync", "heads"): PEER,  # answers only what the asking peer may read or holds itself
+    ("sync", "records"): SYNC_RECORDS,  # GET: read rules on the parsed ?d=; POST: any admitted peer
+    ("log",): LOG,  # read rules on the device in the path
+    ("logs",): PEER,
+    ("status",): PEER,
+    ("metrics",): PEER,
+    ("checkpoint",): PEER,  # signed by the hub
+    ("proofs", "inclusion"): PEER,
+    ("proofs", "consistency"): PEER,
+}
+
+
+def rule_for(path: Sequence[str]) -> str | None:
+    for n in range(len(path), 0, -1):
+        rule = RULES.get(tuple(path[:n]))
+        if rule is not None:
+            return rule
     return None
 
 
 class SecureSite(interfaces.Resource):
     """Checks the AccessPolicy before the inner site renders; put aiocoap's OscoreSiteWrapper around it."""
-
-    PUBLIC = ((".well-known", "core"), ("security", "revocations"))
 
     def __init__(self, inner: Any, policy: AccessPolicy) -> None:
         self.inner, self.policy = inner, policy
@@ -317,29 +351,45 @@ class SecureSite(interfaces.Resource):
         return False
 
     def check(self, request: aiocoap.Message) -> None:
+        """One decision per request. Where it depends on a parameter, it reads it with the parser the
+        resource itself uses, which refuses a repeated one, so the check and the handler see the same log."""
         path = tuple(request.opt.uri_path)
-        if path in self.PUBLIC:
+        rule = rule_for(path)
+        if rule == PUBLIC:
             return
-        if path[:1] == ("submit",) or path[:2] == ("sim", "tap"):
+        if rule == SUBMIT:
             self.policy.check_submit(request)
-        elif path[:2] == ("sync", "records") and request.code == Code.POST:
+        elif rule == SYNC_RECORDS and request.code == Code.POST:
             self.policy.check_push(request)
-        elif path[:2] == ("sync", "records") or path[:1] == ("log",):
-            device = _device_from_path(path, request.opt.uri_query)
-            if device is None and path[:1] == ("log",) and len(path) > 1 and path[1] == "own":
-                device = self.policy.own
-            if device:
-                self.policy.check_read(request, device)
-            else:
-                self.policy.peer(request, "reading a log")
-        else:
+        elif rule == SYNC_RECORDS:
+            self.policy.peer(request, "reading a log")
+            self.policy.check_read(request, coap_query(request, *RECORDS_QUERY)["d"])
+        elif rule == LOG:
+            self.policy.check_read(request, self._log_device(path))
+        elif rule == PEER:
             self.policy.peer(request, "this resource")
+        else:
+            self.policy._refuse("NOT_AUTHORIZED")
+            raise SecurityError(f"/{'/'.join(path)[:60]} has no access rule; refused to everyone",
+                                hint="add the resource to coap_server.security.RULES")
+
+    def _log_device(self, path: tuple[str, ...]) -> bytes:
+        name = path[1] if len(path) > 1 else ""
+        if name == "own" and self.policy.own is not None:
+            return self.policy.own
+        try:
+            device_id = bytes.fromhex(name)
+        except ValueError:
+            device_id = b""
+        if len(device_id) != 16:
+            raise NotFound(f"device id: expected 32 hex digits or own, got {name[:40]!r}")
+        return device_id
 
     async def render_to_pipe(self, pipe: Any) -> None:
         try:
             self.check(pipe.request)
-        except SecurityError as exc:
-            log.warning("refused %s /%s: %s", pipe.request.code, "/".join(pipe.request.opt.uri_path),
+        except CodedError as exc:
+            log.warning("refused %s /%s: %s", pipe.request.code, "/".join(pipe.request.opt.uri_path)[:80],
                         exc.code)
             pipe.add_response(errors.error_response(exc), is_last=True)
             return

@@ -14,6 +14,7 @@ import cbor2
 from aiocoap.numbers.codes import Code
 
 from ledger import LedgerError, LimitExceeded, SyncError
+from ledger.errors import CodedError
 from ledger.sync import (
     Fetch,
     Head,
@@ -35,9 +36,15 @@ from ledger.sync import (
 )
 
 from .errors import error_response
+from .params import Param, check_body_size, coap_query, device, seq
 
 log = logging.getLogger("jejak.sync")
 CBOR = 60
+# GET /sync/records: the access check (coap_server.security) and the handler read the query with these.
+RECORDS_QUERY = (device("d", required=True), seq("from"), seq("to"))
+HEADS_QUERY = (Param(name="after", kind="text", size=32),)  # a device id in hex, empty for the first page
+# The heads a peer is shown: ours, the asking peer's own, and the request (for who is asking).
+Visible = Callable[[aiocoap.Message, list[Head], list[Head]], list[Head]]
 
 
 class LogHolder(Protocol):
@@ -56,29 +63,29 @@ def _ok(code: Code, payload: bytes) -> aiocoap.Message:
     return aiocoap.Message(code=code, content_format=CBOR, payload=payload)
 
 
-Visible = Callable[[aiocoap.Message, list[Head]], list[Head]]
-
-
-def _query(request: aiocoap.Message) -> dict[str, str]:
-    return dict(q.split("=", 1) if "=" in q else (q, "") for q in request.opt.uri_query)
-
-
 class HeadsResource(resource.Resource):
     """POST our heads, get theirs back: all at once, or with ?after=<device hex> (empty for the first) a page
     of `limits.max_devices` in device id order, so a node may hold any number of logs."""
 
-    def __init__(self, holder: LogHolder, limits: Limits,
-                 visible: Callable[[aiocoap.Message, list[Head]], list[Head]] | None = None) -> None:
+    def __init__(self, holder: LogHolder, limits: Limits, visible: Visible | None = None) -> None:
         super().__init__()
         self.holder, self.limits = holder, limits
-        self.visible = visible  # security hook: only the heads of logs the asking peer may read
+        self.visible = visible  # security hook: only what the asking peer may read or already holds
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        try:
+            check_body_size(pipe.request, self.limits.max_devices * 64 + 64, "heads message")
+        except CodedError as exc:
+            pipe.add_response(error_response(exc), is_last=True)
+            return
+        await super().render_to_pipe(pipe)
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         paged = getattr(self.holder, "heads_page", None)  # a holder that reads one page of its logs
         try:
-            after = _query(request).get("after")
+            after = coap_query(request, *HEADS_QUERY).get("after")
             start = bytes.fromhex(after) if after is not None else None
-            decode_heads(request.payload, self.limits)
+            theirs = decode_heads(request.payload, self.limits)
             if start is not None and paged is not None:
                 page, more = await asyncio.to_thread(paged, start, self.limits.max_devices)
                 heads = page
@@ -86,10 +93,10 @@ class HeadsResource(resource.Resource):
                 heads = await asyncio.to_thread(self.holder.heads)
         except ValueError:
             return error_response(SyncError("expected ?after=<device hex>, empty for the first page"))
-        except LedgerError as exc:
+        except CodedError as exc:
             return error_response(exc)
         if self.visible is not None:
-            heads = self.visible(request, heads)
+            heads = self.visible(request, heads, theirs)
         if start is None:  # a peer that does not page
             return _ok(Code.CONTENT, encode_heads(heads))
         if paged is None:
@@ -106,17 +113,23 @@ class RecordsResource(resource.Resource):
         super().__init__()
         self.holder, self.limits = holder, limits
 
+    async def render_to_pipe(self, pipe: Any) -> None:
+        # A push past the limit is refused at its first block over it, before aiocoap spools the rest.
+        try:
+            if pipe.request.code == Code.POST:
+                check_body_size(pipe.request, self.limits.bytes_per_request + 1024, "records message")
+        except CodedError as exc:
+            pipe.add_response(error_response(exc), is_last=True)
+            return
+        await super().render_to_pipe(pipe)
+
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
-            query = dict(q.split("=", 1) for q in request.opt.uri_query)
-            device_id = bytes.fromhex(query["d"])
-            if len(device_id) != 16:
-                raise ValueError("device id")
-            start = int(query.get("from", "0"))
-            end = min(int(query.get("to", str(start + self.limits.records_per_request))),
-                      start + self.limits.records_per_request)
-        except (ValueError, KeyError):
-            return error_response(SyncError("expected ?d=<device hex>&from=<seq>&to=<seq>"))
+            query = coap_query(request, *RECORDS_QUERY)
+        except CodedError as exc:
+            return error_response(exc)
+        device_id, start = query["d"], query.get("from", 0)
+        end = min(query.get("to", start + self.limits.records_per_request), start + self.limits.records_per_request)
         try:
             raws = await asyncio.to_thread(self.holder.log_range, device_id, start, end)
         except Exception as exc:  # a damaged record, a store error: answered as the error declares

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from typing import Any
 
@@ -96,6 +97,29 @@ def _id(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pair(args: argparse.Namespace) -> int:
+    """Show the pairing QR code a phone scans once to use this edge's check-in page and seed 1's API."""
+    from . import config as cfg
+    from .pairing import load_or_create_secret, pairing_url
+
+    config = cfg.load(args.config)
+    secret = load_or_create_secret(config.data_path, new=args.new)
+    host = config.http.host if config.http.host not in ("0.0.0.0", "::") else socket.gethostname()
+    url = pairing_url(args.url or f"http://{host}:{config.http.port}", secret)
+    try:
+        import qrcode
+    except ImportError:  # the base install has no qrcode; the text works as well, typed or pasted
+        print("(install qrcode to see a QR code here: pip install qrcode)", file=sys.stderr)
+    else:
+        qr = qrcode.QRCode(border=1)
+        qr.add_data(url)
+        qr.make(fit=True)
+        qr.print_ascii(invert=True)
+    print(url)
+    print(f"pairing code: {secret}")
+    return 0
+
+
 def add_arguments(subparsers: Any) -> None:
     """Register `edge run|status|verify|id` on a `jejak` sub-parsers object."""
     edge = subparsers.add_parser("edge", help="run or inspect the edge daemon")
@@ -114,6 +138,11 @@ def add_arguments(subparsers: Any) -> None:
     verify = sub.add_parser("verify", help="verify every log in the store from genesis")
     verify.add_argument("--config")
     verify.set_defaults(func=_verify)
+    pair = sub.add_parser("pair", help="show the QR code that pairs a phone with this edge's HTTP bridges")
+    pair.add_argument("--config")
+    pair.add_argument("--url", help="the address phones reach this edge's HTTP endpoint at (http://host:port)")
+    pair.add_argument("--new", action="store_true", help="replace the secret: every paired phone must scan again")
+    pair.set_defaults(func=_pair)
     ident = sub.add_parser("id", help="print this device's id and public key (creates the key if needed)")
     ident.add_argument("--config")
     ident.set_defaults(func=_id)

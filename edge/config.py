@@ -266,7 +266,7 @@ class SecurityConfig:
     peer_keys: tuple[str, ...] = ()  # "<pubkey hex>" or "coap://host:port <pubkey hex>" of peers
     phone_keys: tuple[str, ...] = ()  # Ed25519 public keys (hex) of phones allowed to hold a context
     submitters: tuple[str, ...] = ()  # device ids (hex) allowed to POST /submit when oscore is on
-    read: tuple[str, ...] = ("*:*",)  # "<peer id|*>:<log id|*|self|own>" rules for reading logs
+    read: tuple[str, ...] = ("*:self",)  # "<peer id|*>:<log id|*|self|own>" rules; default: a peer reads its own
     revocations_interval_s: float = 300.0  # how often the hub's signed revocation list is fetched
 
     def __post_init__(self) -> None:

@@ -40,6 +40,7 @@ from .inputs import (
     store_reading,
 )
 from .metrics import EdgeState, Metrics, prometheus, resident_bytes
+from .pairing import Pairing, load_or_create_secret, paired
 from .security import EdgeSecurity
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
@@ -142,6 +143,7 @@ class EdgeDaemon:
         self.site: Any = None
         self.logs_resource: LogSite | None = None
         self._http: Any = None
+        self.pairing: Pairing | None = None  # the HTTP bridges' pairing check, when HTTP is on
         self.http_port = 0
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -300,7 +302,8 @@ class EdgeDaemon:
         async def status(_: web.Request) -> web.Response:
             return web.json_response(self.status())
 
-        app = web.Application()
+        self.pairing = Pairing(load_or_create_secret(self.config.data_path))
+        app = web.Application(middlewares=[paired(self.pairing)], client_max_size=64 * 1024)
         app.router.add_get("/metrics", metrics)
         app.router.add_get("/status", status)
         self._mount_bridges(app)

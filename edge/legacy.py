@@ -13,16 +13,18 @@ CoAP path checks its observations: unknown keys, unknown statuses and malformed 
 
 The check-in page (`GET /checkin`) is one self-contained HTML file (no CDN): Web NFC where the browser has
 it, a typed or scanner-wedge code otherwise, and a queue on the phone for the moments the edge is out of
-reach (sent again when the connection returns).
+reach (sent again when the connection returns). Every scan carries the edge's pairing secret
+(edge/pairing.py): the page keeps the one its QR code brought, and a scan refused for pairing (401) or rate
+(429) stays queued on the phone.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from coap_server.params import read_json
 from ledger import LedgerError
 from ledger.errors import CodedError
 from ledger.legacy import parse_log_scan, scan_body
@@ -64,9 +66,9 @@ def mount(app: Any, daemon: Any) -> None:
             return error(f"Content-Type harus application/json / must be application/json, got "
                          f"{request.content_type!r}")
         try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return error(f"JSON tidak valid / not valid JSON: {exc}")
+            data = read_json(raw, max_bytes=MAX_BODY_BYTES)
+        except CodedError as exc:
+            return error(f"JSON tidak valid / not valid JSON: {exc.message}")
         source = request.headers.get(SOURCE_HEADER, "legacy-http")
         if source not in SOURCES:
             return error(f"{SOURCE_HEADER}: expected one of {sorted(SOURCES)}, got {source[:40]!r}")
@@ -141,6 +143,10 @@ button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{backgro
 </style></head><body>
 <h1>Jejak &middot; check-in MBG</h1>
 <div class="site">Lokasi / site: <b id="site">__SITE__</b></div>
+<div id="pairing" hidden>
+<label for="pair">Kode pasangan / pairing code (QR <code>jejak edge pair</code>)</label>
+<input id="pair" autocomplete="off"><button type="button" id="pairsave">Simpan / Save</button>
+</div>
 <form id="form" autocomplete="off">
 <button type="button" class="nfc" id="nfc" hidden>Tempelkan kartu NFC / Tap NFC tag</button>
 <label for="tag">Kode ompreng / container code</label>
@@ -170,9 +176,20 @@ button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{backgro
   function queue() { try { return JSON.parse(localStorage.getItem(KEY) || '[]'); } catch (e) { return []; } }
   function save(q) { localStorage.setItem(KEY, JSON.stringify(q));
     qdiv.textContent = q.length ? q.length + ' scan menunggu dikirim / waiting to be sent' : ''; }
+  const PAIR = 'jejak-checkin-pair';
+  const pairing = document.getElementById('pairing'), pairInput = document.getElementById('pair');
+  // The QR code from `jejak edge pair` opens /checkin#pair=<secret>: the fragment never reaches a server.
+  const fromQr = new URLSearchParams(location.hash.slice(1)).get('pair');
+  if (fromQr) { localStorage.setItem(PAIR, fromQr); history.replaceState(null, '', location.pathname); }
+  function secret() { return localStorage.getItem(PAIR) || ''; }
+  pairing.hidden = !!secret();
+  document.getElementById('pairsave').addEventListener('click', function () {
+    const v = pairInput.value.trim(); if (v) { localStorage.setItem(PAIR, v); pairing.hidden = true; flush(); }
+  });
   async function post(item) {
     const r = await fetch('/api/log_scan', {method: 'POST',
-      headers: {'Content-Type': 'application/json', 'X-Jejak-Source': 'checkin-page'},
+      headers: {'Content-Type': 'application/json', 'X-Jejak-Source': 'checkin-page',
+                'Authorization': 'Bearer ' + secret()},
       body: JSON.stringify(item)});
     let body = {}; try { body = await r.json(); } catch (e) {}
     return {status: r.status, body: body};
@@ -185,7 +202,10 @@ button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{backgro
              ' (#' + res.body.seq + ')');
         return true;
       }
-      if (res.status >= 500) { throw new Error(res.body.error || ('HTTP ' + res.status)); }
+      if (res.status === 401) { pairing.hidden = false; }
+      if (res.status >= 500 || res.status === 401 || res.status === 429) {
+        throw new Error(res.body.error || ('HTTP ' + res.status));  // kept on the phone, sent again later
+      }
       show('err', 'Ditolak / Refused: ' + (res.body.error || ('HTTP ' + res.status)));
       return true;  // refused input is not retried: it would be refused again
     } catch (e) {
@@ -198,7 +218,8 @@ button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{backgro
     let q = queue();
     while (q.length) {
       const item = q[0];
-      try { const res = await post(item); if (res.status >= 500) break; } catch (e) { break; }
+      try { const res = await post(item);
+        if (res.status >= 500 || res.status === 401 || res.status === 429) break; } catch (e) { break; }
       q = queue(); q.shift(); save(q);
     }
   }

@@ -230,7 +230,8 @@ class EdgeSecurity:
         self.refused: dict[str, int] = {}
         staff = frozenset(s.lower() for s in config.checkpoint.staff) if sec.oscore else frozenset()
         self.policy = AccessPolicy(require_oscore=sec.oscore, read=sec.read, own=key.device_id, staff=staff,
-                                   submitters=frozenset(bytes.fromhex(s) for s in sec.submitters))
+                                   submitters=frozenset(bytes.fromhex(s) for s in sec.submitters),
+                                   admitted=self.admitted)
         if (data / "oscore" / "hub" / "secret.json").exists():
             self.hub_ctx = open_context(data / "oscore" / "hub", f"hub:{self.hub_id.hex() if self.hub_id else ''}")
             self.credentials[":hub"] = self.hub_ctx
@@ -240,8 +241,25 @@ class EdgeSecurity:
         for entry in sec.phone_keys:
             self._peer(bytes.fromhex(entry), None, kind="phone")
 
+    def admitted(self, device: bytes) -> bool:
+        """A key the hub revoked uses no context here, whatever seq the revocation starts at."""
+        return device not in self.revocations.points
+
+    def drop_revoked(self) -> None:
+        """Close the contexts of peers and phones the hub's newest revocation list names."""
+        for device in [d for d in self.peer_ctx if d in self.revocations.points]:
+            ctx = self.peer_ctx.pop(device)
+            close_context(ctx)
+            for name in [n for n, c in self.credentials.items() if c is ctx]:
+                del self.credentials[name]
+            self.peer_urls = {u: d for u, d in self.peer_urls.items() if d != device}
+            log.warning("OSCORE context of %s closed: the hub revoked its key", device.hex())
+
     def _peer(self, pub: bytes, url: str | None, kind: str = "peer") -> None:
         peer = device_id_for(pub)
+        if not self.admitted(peer):
+            log.warning("%s %s is revoked by the hub; no context", kind, peer.hex())
+            return
         keys = derive_pair(self.key.seed(), self.key.public_key, pub,
                            transcript=peering_transcript(self.key.public_key, pub))
         where = self.config.data_path / "oscore" / f"{kind}-{peer.hex()}"
@@ -308,7 +326,10 @@ class EdgeSecurity:
             response = await ctx.request(msg).response
         if not response.code.is_successful():
             return False
-        return self.revocations.apply(response.payload)
+        if not self.revocations.apply(response.payload):
+            return False
+        self.drop_revoked()
+        return True
 
     def status(self) -> dict[str, Any]:
         return {"oscore_required": self.require, "hub_pinned": self.hub_id.hex() if self.hub_id else None,

@@ -9,15 +9,16 @@ import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
 
-from coap_server.errors import RequestError, error_response
+from coap_server.errors import error_response
+from coap_server.params import Param, coap_query, seq
 
 from .service import Hub, NotFound
 
 CBOR = 60
 
 
-def _query(request: aiocoap.Message) -> dict[str, str]:
-    return dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
+INCLUSION_QUERY = (Param(name="r", kind="hex", size=32, required=True),)
+CONSISTENCY_QUERY = (seq("from", required=True), seq("to", required=True))
 
 
 class CheckpointResource(resource.Resource):
@@ -43,10 +44,7 @@ class InclusionResource(resource.Resource):
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
-            record_id = bytes.fromhex(_query(request)["r"])
-        except (KeyError, ValueError):
-            return error_response(RequestError("expected ?r=<record id as 64 hex characters>"))
-        try:
+            record_id = coap_query(request, *INCLUSION_QUERY)["r"]
             _, receipt = await asyncio.to_thread(self.hub.receipt, record_id)
         except Exception as exc:  # typed errors answer as they declare
             return error_response(exc)
@@ -62,11 +60,8 @@ class ConsistencyResource(resource.Resource):
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
-            q = _query(request)
-            first, second = int(q["from"]), int(q["to"])
-        except (KeyError, ValueError):
-            return error_response(RequestError("expected ?from=<size>&to=<size>"))
-        try:
+            q = coap_query(request, *CONSISTENCY_QUERY)
+            first, second = q["from"], q["to"]
             proof = await asyncio.to_thread(self.hub.consistency, first, second)
         except Exception as exc:  # typed errors answer as they declare
             return error_response(exc)

@@ -42,7 +42,7 @@ class SecurityConfig:
     """[security]: OSCORE on the CoAP sync resources (hub/security.py, SECURITY.md)."""
 
     oscore: bool = False  # refuse unprotected sync requests (4.01 OSCORE_REQUIRED)
-    read: tuple[str, ...] = ("*:*",)  # "<peer>:<log>" rules for pulling logs from this hub
+    read: tuple[str, ...] = ("*:self",)  # "<peer>:<log>" rules for pulling logs; default: a device its own
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

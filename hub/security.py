@@ -45,21 +45,47 @@ class RevocationsResource(resource.Resource):
         return aiocoap.Message(code=Code.CONTENT, content_format=60, payload=make_revocations(self.security.hub))
 
 
+ADMITTED = ("active", "forked")  # approved keys; a forked device still restores and is read by its rules
+
+
 class HubSecurity:
-    """Enrollment grants and one OSCORE context per enrolled device, kept under <data_dir>/oscore/."""
+    """Enrollment grants and one OSCORE context per approved device, kept under <data_dir>/oscore/.
+
+    A context is derived when the device enrolls (its signed request is the transcript) but loaded only
+    while the device is approved: a pending key's requests find no context, and revocation drops it at once
+    (and deletes it, so re-enrollment with a new key starts over)."""
 
     def __init__(self, hub: Hub, data_dir: Path, *, require_oscore: bool = False,
-                 read: tuple[str, ...] = ("*:*",)) -> None:
+                 read: tuple[str, ...] = ("*:self",)) -> None:
         self.hub = hub
         self.dir = Path(data_dir) / "oscore"
         self.credentials = credentials_map()
         self.contexts: dict[bytes, Any] = {}
-        self.policy = AccessPolicy(require_oscore=require_oscore, read=read)
+        self.policy = AccessPolicy(require_oscore=require_oscore, read=read, admitted=self.admitted)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in sorted(self.dir.iterdir()):
             device = _hex_id(sub.name)
             if device is not None and (sub / "secret.json").exists():
+                self._follow(device)
+        hub.listeners.on_device.append(lambda info: self._follow(info.device_id))
+
+    def admitted(self, device: bytes) -> bool:
+        """Whether a key may use its context now (asked on every request)."""
+        info = self.hub.store.get_device(device)
+        return info is not None and info.status in ADMITTED
+
+    def _follow(self, device: bytes) -> None:
+        """Load, keep or drop the device's context to match its status."""
+        info = self.hub.store.get_device(device)
+        status = info.status if info is not None else "unknown"
+        if status in ADMITTED:
+            if (self.dir / device.hex() / "secret.json").exists():
                 self._load(device)
+        elif status == "pending":
+            self._unload(device)
+        else:
+            self.forget(device)
+            log.warning("OSCORE context of %s removed (%s)", device.hex(), status)
 
     def _load(self, device: bytes) -> None:
         if device in self.contexts:
@@ -68,20 +94,27 @@ class HubSecurity:
         self.contexts[device] = ctx
         self.credentials[f":device-{device.hex()}"] = ctx
 
+    def _unload(self, device: bytes) -> None:
+        ctx = self.contexts.pop(device, None)
+        self.credentials.pop(f":device-{device.hex()}", None)
+        if ctx is not None:
+            close_context(ctx)
+
     def grant(self, request: bytes) -> bytes:
         """Enroll (signed request, as POST /api/enroll does), derive the device's OSCORE context, answer with a
-        grant the device checks against the hub key from its QR code."""
+        grant the device checks against the hub key from its QR code. The context is usable once approved."""
         req = enroll.read_enroll_request(request)
         device = self.hub.enroll(request)
         if device.pubkey != req.pubkey:  # an enrolled device id always keeps its key
             raise HubError("device id is enrolled with another key")
+        if device.status == "revoked":
+            raise HubError(f"device {device.device_id.hex()} is revoked; enroll a new key",
+                           hint="a revoked key is not granted a context again")
         keys = derive_pair(self.hub.signer.seed(), self.hub.signer.public_key, req.pubkey,  # type: ignore[attr-defined]
                            transcript=request)
-        old = self.contexts.pop(device.device_id, None)
-        if old is not None:  # a repeated enrollment: same secret keeps its counters, a new one starts over
-            close_context(old)
+        self._unload(device.device_id)  # a repeated enrollment: same secret keeps its counters, new starts over
         write_context(self.dir / device.device_id.hex(), keys)
-        self._load(device.device_id)
+        self._follow(device.device_id)
         log.info("enrollment grant for %s (%s)", device.device_id.hex(), device.status)
         return enroll.make_grant(self.hub.signer, request, device.status)
 
@@ -112,11 +145,8 @@ class HubSecurity:
         self.credentials.clear()
 
     def forget(self, device: bytes) -> None:
-        """Drop a device's context (after revocation of its key, re-enrollment starts a fresh one)."""
-        ctx = self.contexts.pop(device, None)
-        if ctx is not None:
-            close_context(ctx)
-            self.credentials.pop(f":device-{device.hex()}", None)
+        """Drop a device's context and delete it (after revocation of its key)."""
+        self._unload(device)
         shutil.rmtree(self.dir / device.hex(), ignore_errors=True)
 
 

@@ -95,6 +95,7 @@ class IngestResult:
 class Listeners:
     on_records: list[Callable[[list[Record], int], None]] = field(default_factory=list)
     on_checkpoint: list[Callable[[Checkpoint], None]] = field(default_factory=list)
+    on_device: list[Callable[[DeviceInfo], None]] = field(default_factory=list)  # status changed
 
 
 def log_tree(store: HubStore) -> MerkleTree:
@@ -238,9 +239,14 @@ class Hub:
         device = self._device(device_id)
         self._approve(device)
         point = self.authority.revoked_from(device_id)
-        updated = device.with_status("active" if point is None else "revoked", revoked_from=point)
-        self.store.put_device(updated)
-        return updated
+        return self._set(device.with_status("active" if point is None else "revoked", revoked_from=point))
+
+    def _set(self, device: DeviceInfo) -> DeviceInfo:
+        """Store a device's new standing and tell the listeners (the OSCORE contexts follow it)."""
+        self.store.put_device(device)
+        for listener in self.listeners.on_device:
+            listener(device)
+        return device
 
     def revoke(self, device_id: bytes, from_seq: int | None = None) -> DeviceInfo:
         """Stop accepting the device's records from `from_seq` (default: everything not yet received)."""
@@ -251,21 +257,21 @@ class Hub:
         return self._withdraw("withdraw", device_id, from_seq)
 
     def _withdraw(self, action: str, device_id: bytes, from_seq: int | None) -> DeviceInfo:
+        if from_seq is not None and (type(from_seq) is not int or not 0 <= from_seq < 2**63):
+            # A negative point would be signed into the revocation list, which every edge and jejak-verify
+            # then refuse as malformed: later genuine revocations would never reach them.
+            raise HubError(f"revocation point: expected a seq from 0 to 2**63 - 1, got {from_seq!r}")
         device = self._device(device_id)
         state = self.store.chain_state(device_id)
         start = from_seq if from_seq is not None else (state.length if state else 0)
         self._decide(Decision(action=action, device_id=device_id, from_seq=start))
-        updated = device.with_status("revoked", revoked_from=self.authority.revoked_from(device_id))
-        self.store.put_device(updated)
-        return updated
+        return self._set(device.with_status("revoked", revoked_from=self.authority.revoked_from(device_id)))
 
     def resolve_fork(self, device_id: bytes) -> DeviceInfo:
         """An operator's decision: accept the branch the hub holds and go on merging it."""
         device = self._device(device_id)
         point = self.authority.revoked_from(device_id)
-        updated = device.with_status("active" if point is None else "revoked", revoked_from=point)
-        self.store.put_device(updated)
-        return updated
+        return self._set(device.with_status("active" if point is None else "revoked", revoked_from=point))
 
     def _device(self, device_id: bytes) -> DeviceInfo:
         device = self.store.get_device(device_id)

@@ -123,8 +123,8 @@ def decode_records(data: bytes, limits: Limits = Limits()) -> tuple[bytes, int, 
     if (not isinstance(item, list) or len(item) != 4 or item[0] != MSG_RECORDS or not isinstance(item[1], bytes)
             or not isinstance(item[2], int) or not isinstance(item[3], list)):
         raise SyncError("records message: expected [2, device id, first seq, [record, ...]]")
-    if len(item[1]) != 16 or isinstance(item[2], bool) or item[2] < 0:
-        raise SyncError(f"records message: expected a 16-byte device id and a first seq >= 0, got "
+    if len(item[1]) != 16 or isinstance(item[2], bool) or not 0 <= item[2] < 2**63:
+        raise SyncError(f"records message: expected a 16-byte device id and a first seq from 0 to 2**63 - 1, got "
                         f"{len(item[1])} bytes and {item[2]!r}")
     if len(item[3]) > limits.records_per_request:
         raise LimitExceeded(f"records message holds {len(item[3])} records; the limit is "

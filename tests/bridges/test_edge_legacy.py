@@ -13,6 +13,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from edge.pairing import load_or_create_secret
 from ledger import verify_chain
 from ledger.legacy import LEGACY_STATUS
 
@@ -24,12 +25,17 @@ def url(daemon, path: str = "/api/log_scan") -> str:
     return f"http://127.0.0.1:{daemon.http_port}{path}"
 
 
+def secret(daemon) -> str:
+    """The edge's pairing secret, as `jejak edge pair` shows it and a paired phone sends it."""
+    return load_or_create_secret(daemon.config.data_path)
+
+
 async def test_seed1_curl_example_is_recorded_as_a_signed_scan(edge):
     before = len(own_records(edge))
     # Seed 1 README's curl line, byte for byte apart from the address.
     proc = await asyncio.to_thread(subprocess.run, [
         "curl", "-s", "-w", "\n%{http_code}", "-X", "POST", url(edge), "-H", "Content-Type: application/json",
-        "-d", '{"nfc_tag_id": "NFC_TAG_ALPHA", "status_scan": "makanan_keluar"}'],
+        "-H", f"Authorization: Bearer {secret(edge)}", "-d", '{"nfc_tag_id": "NFC_TAG_ALPHA", "status_scan": "makanan_keluar"}'],
         capture_output=True, text=True, timeout=20)
     body, _, code = proc.stdout.rpartition("\n")
     assert code == "201", proc.stdout
@@ -47,10 +53,12 @@ async def test_seed1_curl_example_is_recorded_as_a_signed_scan(edge):
     assert state.device_id == edge.key.device_id and state.length == len(records)
 
 
-def seed1_client(endpoint: str, tag: str, status: str) -> tuple[int, dict]:
-    """A client written from seed 1's README: JSON {nfc_tag_id, status_scan}, 201 on success."""
+def seed1_client(endpoint: str, tag: str, status: str, pairing: str) -> tuple[int, dict]:
+    """A client written from seed 1's README: JSON {nfc_tag_id, status_scan}, 201 on success; paired once
+    with the edge (its secret in the Authorization header)."""
     req = urllib.request.Request(endpoint, data=json.dumps({"nfc_tag_id": tag, "status_scan": status}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {pairing}"}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -60,15 +68,18 @@ def seed1_client(endpoint: str, tag: str, status: str) -> tuple[int, dict]:
 
 @pytest.mark.parametrize("status", sorted(LEGACY_STATUS))
 async def test_every_seed1_status_maps_to_its_scan_event(edge, status):
-    code, answer = await asyncio.to_thread(seed1_client, url(edge), "OMPRENG-0007", status)
+    code, answer = await asyncio.to_thread(seed1_client, url(edge), "OMPRENG-0007", status,
+                                           secret(edge))
     assert code == 201, answer
     rec = own_records(edge)[-1]
     assert rec.body["event"] == LEGACY_STATUS[status] == answer["event"]
     assert rec.body["tags"] == ["OMPRENG-0007"]
 
 
-def raw_post(endpoint: str, data: bytes, content_type: str = "application/json") -> tuple[int, dict]:
-    req = urllib.request.Request(endpoint, data=data, headers={"Content-Type": content_type}, method="POST")
+def raw_post(endpoint: str, data: bytes, content_type: str = "application/json",
+             pairing: str = "") -> tuple[int, dict]:
+    headers = {"Content-Type": content_type, **({"Authorization": f"Bearer {pairing}"} if pairing else {})}
+    req = urllib.request.Request(endpoint, data=data, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -84,6 +95,7 @@ BAD_INPUTS = [
     (b'{"nfc_tag_id": "bad tag with spaces", "status_scan": "makanan_keluar"}', "application/json", "expected"),
     (b'{"nfc_tag_id": "A", "status_scan": "makanan_keluar", "admin": true}', "application/json", "unexpected"),
     (b'{"nfc_tag_id": "A", "status_scan": ', "application/json", "JSON"),
+    (b'[' * 2000 + b']' * 2000, "application/json", "nested deeper"),
     (b'["NFC_TAG_ALPHA", "makanan_keluar"]', "application/json", "Data tidak lengkap"),
     (b'nfc_tag_id=A&status_scan=makanan_keluar', "application/x-www-form-urlencoded", "application/json"),
 ]
@@ -92,7 +104,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize(("data", "ctype", "says"), BAD_INPUTS)
 async def test_bad_input_gets_seed1_400_and_stores_nothing(edge, data, ctype, says):
     before = len(own_records(edge))
-    code, answer = await asyncio.to_thread(raw_post, url(edge), data, ctype)
+    code, answer = await asyncio.to_thread(raw_post, url(edge), data, ctype, secret(edge))
     assert code == 400
     assert set(answer) == {"error"} and says in answer["error"]
     assert len(own_records(edge)) == before
@@ -104,7 +116,7 @@ async def test_checkin_page_in_headless_chromium_records_a_signed_scan(edge):
     def use_page() -> str:
         driver, close = browser(420, 800)
         try:
-            driver.get(url(edge, "/checkin"))
+            driver.get(url(edge, "/checkin") + f"#pair={secret(edge)}")  # what the pairing QR code opens
             assert "sppg-test" in driver.find_element(By.ID, "site").text
             driver.find_element(By.ID, "tag").send_keys("OMPRENG-PHONE-1")
             Select(driver.find_element(By.ID, "status")).select_by_value("makanan_diterima")
@@ -133,7 +145,7 @@ async def test_checkin_page_keeps_scans_while_the_edge_is_unreachable(edge):
     def use_page() -> tuple[str, str]:
         driver, close = browser(420, 800)
         try:
-            driver.get(url(edge, "/checkin"))
+            driver.get(url(edge, "/checkin") + f"#pair={secret(edge)}")
             driver.set_network_conditions(offline=True, latency=0, download_throughput=0, upload_throughput=0)
             driver.find_element(By.ID, "tag").send_keys("OMPRENG-OFFLINE-1")
             driver.find_element(By.ID, "send").click()
@@ -153,3 +165,57 @@ async def test_checkin_page_keeps_scans_while_the_edge_is_unreachable(edge):
     records = own_records(edge)
     assert len(records) == before + 1
     assert records[-1].body["tags"] == ["OMPRENG-OFFLINE-1"] and records[-1].body["event"] == "departed"
+
+
+async def test_unpaired_requests_get_401_and_store_nothing(edge):
+    before = len(own_records(edge))
+    body = b'{"nfc_tag_id": "NFC_TAG_ALPHA", "status_scan": "makanan_keluar"}'
+    for pairing in ("", "wrong-secret-0123456789"):
+        code, answer = await asyncio.to_thread(raw_post, url(edge), body, "application/json", pairing)
+        assert code == 401 and answer["code"] == "PAIRING_REQUIRED", answer
+    for path in ("/status", "/metrics"):
+        try:
+            await asyncio.to_thread(urllib.request.urlopen, url(edge, path), timeout=5)
+            raise AssertionError(f"{path} answered without the pairing secret")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+    # The page itself is open: it is how a phone gets to enter the secret; it holds no data.
+    with await asyncio.to_thread(urllib.request.urlopen, url(edge, "/checkin"), timeout=5) as resp:
+        assert resp.status == 200
+    assert len(own_records(edge)) == before
+
+
+async def test_guessing_the_pairing_secret_is_slowed_down(edge):
+    body = b'{"nfc_tag_id": "NFC_TAG_ALPHA", "status_scan": "makanan_keluar"}'
+    codes = [(await asyncio.to_thread(raw_post, url(edge), body, "application/json", f"guess-{n:020d}"))[0]
+             for n in range(12)]
+    assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+    # Even the right secret waits now, from that address: the limit is per client, not per guess.
+    code, answer = await asyncio.to_thread(raw_post, url(edge), body, "application/json", secret(edge))
+    assert code == 429 and answer["code"] == "RATE_LIMITED"
+
+
+async def test_unpaired_checkin_page_keeps_the_scan_and_asks_for_the_code(edge):
+    before = len(own_records(edge))
+
+    def use_page() -> tuple[bool, str]:
+        driver, close = browser(420, 800)
+        try:
+            driver.get(url(edge, "/checkin"))
+            assert driver.find_element(By.ID, "pairing").is_displayed()
+            driver.find_element(By.ID, "tag").send_keys("OMPRENG-UNPAIRED")
+            driver.find_element(By.ID, "send").click()
+            WebDriverWait(driver, 15).until(
+                lambda d: "wait" in d.find_element(By.ID, "feedback").get_attribute("class"))
+            queued = driver.execute_script("return localStorage.getItem('jejak-checkin-queue')")
+            driver.find_element(By.ID, "pair").send_keys(secret(edge))  # typed once, from `jejak edge pair`
+            driver.find_element(By.ID, "pairsave").click()
+            WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "queue").text == "")
+            return "OMPRENG-UNPAIRED" in queued, driver.execute_script("return localStorage.getItem('jejak-checkin-pair')")
+        finally:
+            close()
+
+    queued, kept = await asyncio.to_thread(use_page)
+    assert queued and kept == secret(edge)
+    records = own_records(edge)
+    assert len(records) == before + 1 and records[-1].body["tags"] == ["OMPRENG-UNPAIRED"]

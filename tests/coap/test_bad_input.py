@@ -132,7 +132,7 @@ async def test_wrong_method_and_query(tmp_path):
                                   uri=f"coap://127.0.0.1:{daemon.coap_port}/log/{dev}/records?from=-1")
             response = await ctx.request(msg).response
             assert response.code == Code.BAD_REQUEST
-            assert "non-negative integer" in cbor2.loads(response.payload)["message"]
+            assert "expected an integer from 0" in cbor2.loads(response.payload)["message"]
         finally:
             await ctx.shutdown()
         assert (await client.head())["length"] == 1

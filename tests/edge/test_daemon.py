@@ -18,6 +18,7 @@ from edge.cli import main as edge_main
 from edge.config import HttpConfig, Limits
 from edge.daemon import Supervisor
 from edge.metrics import Metrics
+from edge.pairing import load_or_create_secret
 from edge.store import LmdbLogStore
 from edge.sync import ReplicaQuota, SyncAgent
 from ledger import verify_chain
@@ -192,11 +193,16 @@ async def test_http_metrics_endpoint(tmp_path):
     async with running(config) as (daemon, client):
         await client.submit("note", {"text": "m"})
         url = f"http://127.0.0.1:{daemon.http_port}"
-        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url + "/metrics", timeout=5).read().decode())
+        auth = {"Authorization": f"Bearer {load_or_create_secret(daemon.config.data_path)}"}  # jejak edge pair
+
+        def get(path: str) -> bytes:
+            request = urllib.request.Request(url + path, headers=auth)
+            return bytes(urllib.request.urlopen(request, timeout=5).read())
+
+        text = (await asyncio.to_thread(get, "/metrics")).decode()
         assert "# TYPE jejak_edge_records_total counter" in text
         assert 'jejak_edge_records_total{source="coap"} 1' in text
-        status = json.loads(await asyncio.to_thread(
-            lambda: urllib.request.urlopen(url + "/status", timeout=5).read()))
+        status = json.loads(await asyncio.to_thread(get, "/status"))
         assert status["own"]["length"] == 2
 
 
