@@ -1,13 +1,22 @@
-"""Who an HTTP request speaks for (operator, auditor, the public, or an unknown token): one place for every route."""
+"""Who an HTTP request speaks for, and who may call each route: one place for every route of the hub's HTTP API.
+
+Every route has a rule in ACCESS, decided here before its handler runs; a route without one is refused to
+everyone, so a new route is closed until someone says who may call it (and the attacker test, which reads
+the rules from the OpenAPI document, fails until then). Tokens come only in the `Authorization` header: a
+`?token=` ends up in proxy logs and browser history, and is refused. A query parameter named twice is
+refused for every route, so the rule and the handler can never read two different values.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
+from coap_server.params import Param, device, parse, seq, text
 from ledger.errors import CodedError
 
 
@@ -33,15 +42,15 @@ def hash_token(token: str) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Auth:
-    """Bearer tokens (or `?token=` for links the dashboard opens) checked against their SHA-256 digests;
-    the hub never holds the tokens themselves."""
+    """Bearer tokens from the Authorization header, checked against their SHA-256 digests; the hub never holds
+    the tokens themselves."""
 
     operator_tokens: tuple[str, ...] = ()
     auditor_tokens: tuple[str, ...] = ()
 
     def role(self, request: web.Request) -> str:
         auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.startswith("Bearer ") else request.query.get("token", "")
+        token = auth[7:].strip() if auth.startswith("Bearer ") else ""
         if not token:
             return "public"
         digest = hash_token(token)
@@ -64,5 +73,155 @@ class Auth:
         return role
 
     def export_roles(self) -> tuple[str, ...]:
-        """Who may download audit bundles: operators and auditors, and anyone while no auditor token is set."""
-        return ("operator", "auditor", *(("public",) if not self.auditor_tokens else ()))
+        """Who may download audit bundles: operators and auditors, always (a bundle holds record bodies)."""
+        return ("operator", "auditor")
+
+    def check(self, request: web.Request, rule: str) -> None:
+        """Apply a route's rule. The credential-carrying rules (signed, device, gateway) are checked by their
+        handlers, which hold what they are checked against; an unknown token is refused everywhere."""
+        if rule in ROLES:
+            self.require(request, *ROLES[rule])
+        elif rule in (SIGNED, DEVICE, GATEWAY):
+            return
+        else:
+            raise Forbidden(f"{request.method} {_template(request)} has no access rule; refused to everyone",
+                            hint="add the route to hub.auth.ACCESS")
+
+
+# Rules. PUBLIC routes serve aggregates and signed public data, no personal data (no record bodies, staff
+# cards or tokens); READER needs an auditor or operator token; OPERATOR an operator token. SIGNED routes
+# take a body signed by the key it concerns (an enrollment request, a device's own records) and verify it;
+# DEVICE routes take a seed-2 device token, issued at registration and usable once an operator approved the
+# device; GATEWAY takes a seed-1 gateway token from [bridges] gateway_tokens (none configured: refused).
+PUBLIC, READER, OPERATOR, SIGNED, DEVICE, GATEWAY = "public", "reader", "operator", "signed", "device", "gateway"
+ROLES: dict[str, tuple[str, ...]] = {PUBLIC: ("public", "auditor", "operator"), READER: ("auditor", "operator"),
+                                     OPERATOR: ("operator",)}
+
+ACCESS: dict[str, str] = {
+    # the chain (hub/http.py, hub/security.py)
+    "GET /": PUBLIC,
+    "GET /verify": PUBLIC,
+    "GET /static/": PUBLIC,
+    "GET /api/status": PUBLIC,
+    "GET /api/openapi.json": PUBLIC,
+    "GET /api/devices": PUBLIC,
+    "GET /api/devices/{device}": PUBLIC,
+    "GET /api/devices/{device}/records": READER,
+    "POST /api/enroll": SIGNED,
+    "POST /api/enroll/grant": SIGNED,
+    "POST /api/devices/{device}/approve": OPERATOR,
+    "POST /api/devices/{device}/revoke": OPERATOR,
+    "POST /api/devices/{device}/resolve-fork": OPERATOR,
+    "GET /api/heads": PUBLIC,
+    "GET /api/forks": PUBLIC,  # the evidence (two records) only with an auditor or operator token
+    "GET /api/checkpoints": PUBLIC,
+    "GET /api/checkpoints/latest": PUBLIC,
+    "POST /api/checkpoints": OPERATOR,
+    "GET /api/proofs/inclusion/{record}": PUBLIC,
+    "GET /api/proofs/consistency": PUBLIC,
+    "POST /api/ingest/{device}": SIGNED,
+    "GET /api/export": READER,
+    "GET /api/export/files/{name}": READER,
+    "GET /metrics": PUBLIC,  # Prometheus: counts and lags per device, no record contents
+    "GET /api/events": PUBLIC,  # record bodies only with an auditor or operator token
+    "GET /api/revocations": PUBLIC,  # signed by the hub
+    # dashboard read models (hub/chain, hub/mbg, hub/markets): counts, timelines, prices, alerts
+    "GET /api/chain/health": PUBLIC,
+    "GET /api/dashboard/summary": PUBLIC,
+    "GET /api/mbg/deliveries": PUBLIC,
+    "GET /api/mbg/containers": PUBLIC,
+    "GET /api/mbg/containers/{tag}": PUBLIC,
+    "GET /api/mbg/violations": PUBLIC,
+    "GET /api/mbg/stock": PUBLIC,
+    "GET /api/mbg/epcis": READER,
+    "GET /api/mbg/{kind}": PUBLIC,
+    "GET /api/mbg/names": PUBLIC,  # the plan's kitchen and school names, devices' names and sites
+    "GET /api/markets/prices": PUBLIC,
+    "GET /api/markets/live": PUBLIC,
+    "GET /api/markets/history/{commodity}": PUBLIC,
+    "GET /api/markets/impact": PUBLIC,
+    "GET /api/markets/forecast/{commodity}": PUBLIC,
+    "GET /api/markets/alerts": PUBLIC,
+    "GET /api/markets/map": PUBLIC,
+    "GET /api/markets/quarantine": PUBLIC,
+    "GET /api/markets/quarantine/audit": READER,
+    "POST /api/markets/quarantine/{id}/decide": OPERATOR,
+    "GET /api/markets/webhooks": OPERATOR,
+    "POST /api/markets/import": OPERATOR,
+    # bridges (hub/bridges/routes.py)
+    "POST /api/sync_gateway_data": GATEWAY,
+    "POST /api/auth/device/register": PUBLIC,  # a pending registration; its token works once approved
+    "POST /api/auth/token": DEVICE,  # a device's own token, or an operator's
+    "POST /ingest": DEVICE,
+    "GET /api/public/commodity/price/live": PUBLIC,
+    "GET /api/public/commodity/price/history": PUBLIC,
+    "GET /api/public/impact": PUBLIC,
+    "GET /api/public/alerts/live": PUBLIC,
+    "GET /api/forecast/confidence": PUBLIC,
+    "GET /api/forecast/{commodity}": PUBLIC,
+    "GET /api/bridges/status": READER,
+    "POST /api/bridges/devices/{device_id}/approve": OPERATOR,
+    # the demo's own routes (hub/demo.py)
+    "GET /api/demo": PUBLIC,
+    "POST /api/demo/webhook": PUBLIC,  # the demo's stand-in for a subscriber's server
+}
+# Query parameters a route may repeat; every other one is refused when named twice.
+REPEATABLE: dict[str, tuple[str, ...]] = {"GET /api/export": ("device",)}
+
+
+def template_of(resource: Any) -> str | None:
+    """A route's path template ("/api/devices/{device}"), or a static directory's prefix ("/static/")."""
+    if resource is None:
+        return None
+    info = resource.get_info()
+    if "prefix" in info:
+        return str(info["prefix"]).rstrip("/") + "/"
+    path = info.get("path") or info.get("formatter")
+    return str(path) if path else None
+
+
+def _template(request: web.Request) -> str:
+    return template_of(request.match_info.route.resource) or request.path
+
+
+# What the query of each route holds, by type and range: the handlers read their query with these
+# (http_query), and the OpenAPI document describes them, so the fuzz test tries hostile values of each.
+QUERY: dict[str, tuple[Param, ...]] = {
+    "GET /api/devices/{device}/records": (seq("from"), seq("to")),
+    "POST /api/devices/{device}/revoke": (seq("from"),),
+    "GET /api/proofs/consistency": (seq("from", required=True), seq("to", required=True)),
+    "GET /api/export": (device("device", many=True), text("site"), seq("since"), seq("until"),
+                        text("description", 2000)),
+}
+
+
+def rule_of(method: str, template: str) -> str | None:
+    return ACCESS.get(f"{'GET' if method == 'HEAD' else method} {template}")
+
+
+def http_query(request: web.Request, *params: Param) -> dict[str, Any]:
+    """The request's query, read by `params` (HTTP's helper: unknown names are let through, a repeated one or
+    a token is refused). Without `params`, the route's own from QUERY."""
+    return parse(request.query.items(), params or QUERY.get(f"{request.method} {_template(request)}", ()),
+                 strict=False)
+
+
+def access_middleware(auth: Auth) -> Any:
+    """The one access decision per request, before the handler: the route's rule, on a query already checked
+    for repeated names and tokens."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if isinstance(request.match_info.http_exception, web.HTTPException):
+            return await handler(request)  # no route: aiohttp's own 404/405
+        template = _template(request)
+        key = f"{'GET' if request.method == 'HEAD' else request.method} {template}"
+        repeatable = REPEATABLE.get(key, ())
+        parse(request.query.items(), [Param(name=n, kind="text", size=4096, many=True) for n in repeatable],
+              strict=False)
+        rule = rule_of(request.method, template)
+        auth.check(request, rule or "none")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware

@@ -19,16 +19,18 @@ from aiohttp import web
 
 from coap_server.errors import Internal, RequestError, TooLarge
 from coap_server.errors import NotFound as RouteNotFound
+from coap_server.params import Param
 from ledger import Checkpoint, ForkEvidence, Record, decode_record
 from ledger.errors import CodedError
 from ledger.sync import decode_records
 
 from . import apidoc
-from .auth import Auth
+from .auth import Auth, access_middleware, http_query, rule_of, template_of
 from .service import Hub, HubError, NotEnrolled, NotFound
 from .webverify import standalone_page
 
 log = logging.getLogger("jejak.hub.http")
+RECORD_ID = Param(name="record", kind="hex", size=32)
 STATIC = Path(__file__).parent / "static"
 EXPORT_KEEP_S = 24 * 3600  # how long an exported bundle stays resumable
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -196,7 +198,8 @@ class HubApi:
         self.auth.require(request, *roles)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[errors_middleware], client_max_size=4 * 1024 * 1024)
+        app = web.Application(middlewares=[errors_middleware, access_middleware(self.auth)],
+                              client_max_size=4 * 1024 * 1024)
         r = app.router
         r.add_get("/api/status", self.status)
         r.add_get("/api/openapi.json", self.openapi)
@@ -277,9 +280,11 @@ class HubApi:
         return web.json_response(item)
 
     async def records(self, request: web.Request) -> web.Response:
+        """A range of one device's records with their bodies (auditor or operator)"""
         device_id = self._device_id(request)
-        start = int(request.query.get("from", 0))
-        end = min(int(request.query.get("to", start + 100)), start + 1000)
+        q = http_query(request)
+        start = q.get("from", 0)
+        end = min(q.get("to", start + 100), start + 1000)
         raws = self.hub.store.log_range(device_id, start, end)
         return web.json_response({"records": [decode_record(r).to_json() for r in raws]})
 
@@ -293,8 +298,8 @@ class HubApi:
 
     async def revoke(self, request: web.Request) -> web.Response:
         self.require(request, "operator")
-        from_seq = request.query.get("from")
-        device = self.hub.revoke(self._device_id(request), int(from_seq) if from_seq else None)
+        from_seq = http_query(request).get("from")
+        device = self.hub.revoke(self._device_id(request), from_seq)
         return web.json_response(device.to_json())
 
     async def resolve(self, request: web.Request) -> web.Response:
@@ -306,11 +311,16 @@ class HubApi:
                                              "head": h.head.hex()} for h in self.hub.heads()]})
 
     async def forks(self, request: web.Request) -> web.Response:
+        """Forks the hub holds evidence of; the evidence itself (two records) for auditors and operators"""
+        reader = self.auth.role(request) in ("auditor", "operator")
         out = []
         for device_id, raw in self.hub.store.forks():
             ev = ForkEvidence.from_cbor(raw)
-            out.append({"device": device_id.hex(), "seq": ev.seq, "first": ev.first.id.hex(),
-                        "second": ev.second.id.hex(), "evidence": raw.hex()})
+            item = {"device": device_id.hex(), "seq": ev.seq, "first": ev.first.id.hex(),
+                    "second": ev.second.id.hex()}
+            if reader:
+                item["evidence"] = raw.hex()
+            out.append(item)
         return web.json_response({"forks": out})
 
     async def checkpoints(self, request: web.Request) -> web.Response:
@@ -329,7 +339,8 @@ class HubApi:
         return web.json_response(cp.to_json(), status=201)
 
     async def inclusion(self, request: web.Request) -> web.Response:
-        record_id = bytes.fromhex(request.match_info["record"])
+        """An inclusion receipt for a record under the latest checkpoint"""
+        record_id = RECORD_ID.read(request.match_info["record"])
         index, receipt = await asyncio.to_thread(self.hub.receipt, record_id)
         cp = self.hub.latest_checkpoint()
         assert cp is not None
@@ -338,7 +349,8 @@ class HubApi:
                                   "path": [p.hex() for p in self.hub.tree.inclusion_proof(index, cp.tree_size)]})
 
     async def consistency(self, request: web.Request) -> web.Response:
-        first, second = int(request.query["from"]), int(request.query["to"])
+        q = http_query(request)
+        first, second = q["from"], q["to"]
         proof = await asyncio.to_thread(self.hub.consistency, first, second)
         return web.json_response({"from": first, "to": second, "proof": [p.hex() for p in proof]})
 
@@ -355,12 +367,10 @@ class HubApi:
         """The bundle is written to a file once and served from it: sent in chunks with its length, and a
         client cut off resumes with a Range request on `/api/export/files/{name}` (X-Jejak-Export)."""
         self.require(request, *self.auth.export_roles())
-        q = request.query
-        devices = [bytes.fromhex(d) for d in q.getall("device", [])] or None
+        q = http_query(request)
         data = await asyncio.to_thread(
-            self.hub.export, devices=devices, site=q.get("site"),
-            since=int(q["since"]) if "since" in q else None, until=int(q["until"]) if "until" in q else None,
-            description=q.get("description", ""))
+            self.hub.export, devices=q.get("device") or None, site=q.get("site"), since=q.get("since"),
+            until=q.get("until"), description=q.get("description", ""))
         name = await asyncio.to_thread(self._keep_export, data)
         del data
         return self._export_file(name)
@@ -398,6 +408,9 @@ class HubApi:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         q = self.events.subscribe(request.headers.get("Last-Event-ID") or request.query.get("last_id"))
+        # The public dashboard sees that records arrive (device, seq, kind); their bodies (staff cards, tags)
+        # only an auditor or operator does.
+        reader = self.auth.role(request) in ("auditor", "operator")
         try:
             await resp.write(b"retry: 2000\n: connected\n\n")
             while True:
@@ -407,6 +420,8 @@ class HubApi:
                 except TimeoutError:
                     await resp.write(b": keep-alive\n\n")
                     continue
+                if not reader and event.get("type") == "record":
+                    event = {**event, "record": {k: v for k, v in event["record"].items() if k != "body"}}
                 await resp.write(f"id: {event_id}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -416,16 +431,17 @@ class HubApi:
 
 
 def openapi_spec(app: web.Application) -> dict[str, Any]:
-    """OpenAPI 3.1 of the routes actually registered, each described by its typed entry in hub/apidoc.py."""
+    """OpenAPI 3.1 of the routes actually registered, each described by its typed entry in hub/apidoc.py and
+    carrying its access rule as `x-access` (from hub.auth.ACCESS; "none" for a route nobody may call)."""
     paths: dict[str, Any] = {}
     for route in app.router.routes():
-        info = route.resource.get_info() if route.resource else {}
-        path = info.get("path") or info.get("formatter")
+        path = template_of(route.resource)
         if not path or route.method == "HEAD" or path.startswith("/static"):
             continue
         doc = apidoc.ROUTES.get((route.method, path))
-        paths.setdefault(path, {})[route.method.lower()] = (
-            _operation(doc) if doc is not None else _undocumented(route.handler, path))
+        operation = _operation(doc) if doc is not None else _undocumented(route.handler, path)
+        operation["x-access"] = rule_of(route.method, path) or "none"
+        paths.setdefault(path, {})[route.method.lower()] = operation
     return {"openapi": "3.1.0",
             "info": {"title": "Jejak hub API", "version": "1",
                      "description": "Errors answer {\"error\": {code, message, where?, hint?}} with the status the "

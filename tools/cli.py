@@ -217,9 +217,14 @@ def _export(args: argparse.Namespace) -> int:
         query.append(f"until={args.until}")
     url = f"{args.hub_url}/api/export" + ("?" + "&".join(query) if query else "")
     token = bearer_token(args.token_file, args.token)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if not token:  # a bundle holds record bodies: the hub gives one only to an auditor or operator
+        from hub.auth import Unauthorized
+
+        raise Unauthorized("jejak export needs an auditor or operator token",
+                           hint="pass --token-file, or set JEJAK_TOKEN_FILE or JEJAK_TOKEN")
     out = Path(args.out)
-    size = download(url, out, headers=headers, resume_url=f"{args.hub_url}/api/export/files/{{name}}")
+    size = download(url, out, headers={"Authorization": f"Bearer {token}"},
+                    resume_url=f"{args.hub_url}/api/export/files/{{name}}")
     print(f"wrote {size} bytes to {out}; check it with: jejak-verify {out}")
     if args.with_verifier:
         from hub.webverify import standalone_page
@@ -386,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("--since", type=int, metavar="UNIX_TIME", help="records from this device time on")
     exp.add_argument("--until", type=int, metavar="UNIX_TIME", help="records before this device time")
     exp.add_argument("--token-file", help="file holding the auditor or operator token (else $JEJAK_TOKEN_FILE or "
-                                          "$JEJAK_TOKEN; none needed while the hub has no auditor tokens)")
+                                          "$JEJAK_TOKEN; required)")
     exp.add_argument("--token", help=argparse.SUPPRESS)  # on the command line every user can read it: --token-file
     exp.add_argument("--with-verifier", action="store_true",
                      help=f"also write {VERIFIER_PAGE} beside the bundle: jejak-verify as one offline web page")

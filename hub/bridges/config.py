@@ -60,7 +60,7 @@ class MqttConfig:
 class BridgeConfig:
     enabled: bool = True  # False: no legacy clients, and no attestation log in the hub's store
     state_dir: str = ""  # legacy device registrations (token digests, never tokens); empty: <data_dir>/bridges
-    auto_approve: bool = True  # seed-2 registrations may send at once; False: an operator approves each
+    auto_approve: bool = False  # True: seed-2 registrations send at once, no operator approval (demos only)
     market_aliases: dict[str, str] = field(default_factory=dict)  # seed-2 market_id -> catalogue market id
     commodity_aliases: dict[str, str] = field(default_factory=lambda: dict(SEED2_COMMODITIES))
     gateway_sites: dict[str, str] = field(default_factory=dict)  # seed-1 gateway_id -> site id

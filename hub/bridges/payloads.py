@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from coap_server.errors import RequestError, TooLarge
+from coap_server.params import read_json
 from ledger.errors import CodedError
 from ledger.legacy import LegacyInputError, check_tag, scan_event
 
@@ -138,6 +140,16 @@ def parse_gateway_batch(data: Any, *, max_items: int, sites: Mapping[str, str]) 
 
 
 # --- seed 2: MarketDataStream ---------------------------------------------------------------------------
+
+def load_json(raw: bytes, *, limit: int, invalid: str = "Invalid JSON payload") -> Any:
+    """A legacy client's JSON body within a size and nesting limit, refused in the bridges' own errors."""
+    try:
+        return read_json(raw, max_bytes=limit)
+    except TooLarge:
+        raise PayloadTooLarge(f"payload of {len(raw)} bytes; at most {limit}") from None
+    except RequestError as exc:
+        raise BridgeInputError(f"{invalid}: {exc.message}") from None
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketData:

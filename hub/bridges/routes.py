@@ -28,10 +28,10 @@ from .feed import trust_of
 from .payloads import (
     BadQuery,
     BridgeInputError,
-    PayloadTooLarge,
     UnknownName,
     known_commodity,
     known_market,
+    load_json,
 )
 from .service import PATH_INGEST, Bridges, Forbidden, Unauthorized, trust_counts
 
@@ -111,14 +111,15 @@ class BridgeRoutes:
     async def sync_gateway_data(self, request: web.Request) -> web.Response:
         """Seed 1: a gateway's batch of scans, attested by the hub (not signed by any device)"""
         sender = f"gateway from {request.remote}"
-        tokens = self.b.config.gateway_tokens
-        if tokens:
-            auth = request.headers.get("Authorization", "")
-            digest = hash_token(auth[7:].strip()) if auth.startswith("Bearer ") else ""
-            if not any(hmac.compare_digest(digest, t) for t in tokens):
-                self.b.refused["http:/api/sync_gateway_data"] += 1
-                raise Unauthorized("token gateway tidak dikenal / gateway token not recognised")
-            sender += f" with gateway token sha256:{digest[:16]}"
+        # No gateway token configured means no gateway may send: the hub signs what it attests, so an open
+        # route would let anyone on the network put scans into its log.
+        auth = request.headers.get("Authorization", "")
+        digest = hash_token(auth[7:].strip()) if auth.startswith("Bearer ") else ""
+        if not any(hmac.compare_digest(digest, t) for t in self.b.config.gateway_tokens):
+            self.b.refused["http:/api/sync_gateway_data"] += 1
+            raise Unauthorized("token gateway tidak dikenal / gateway token not recognised",
+                               hint="add the SHA-256 of the gateway's token to [bridges] gateway_tokens")
+        sender += f" with gateway token sha256:{digest[:16]}"
         raw = await request.read()
         try:
             records = await asyncio.to_thread(self.b.sync_gateway, raw, sender=sender)
@@ -272,10 +273,4 @@ def _public(o: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _json(request: web.Request) -> Any:
-    raw = await request.read()
-    if len(raw) > 16 * 1024:
-        raise PayloadTooLarge("body too large")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BridgeInputError("Invalid JSON payload") from None
+    return load_json(await request.read(), limit=16 * 1024)

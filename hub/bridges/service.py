@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from .payloads import (
     BridgeInputError,
     OutsideLiveWindow,
     PayloadTooLarge,
+    load_json,
     parse_gateway_batch,
     parse_market_data,
     resolve_market,
@@ -32,6 +32,7 @@ log = logging.getLogger("jejak.hub.bridges")
 
 PATH_INGEST = "http:/ingest"
 PATH_GATEWAY = "http:/api/sync_gateway_data"
+GATEWAY_BATCH_BYTES = 4 * 1024 * 1024  # the HTTP API's body limit; max_batch bounds the scans within
 
 
 class Unauthorized(BridgeInputError):
@@ -66,6 +67,9 @@ class Bridges:
         self.attested: Counter[str] = Counter()  # attest records by path
         self.refused: Counter[str] = Counter()  # refused inputs by path
         self.mqtt: Any = None
+        if config.auto_approve:
+            log.warning("[bridges] auto_approve is ON: any seed-2 registration sends prices at once, with no "
+                        "operator's approval; keep it off outside demos")
 
     # --- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -161,10 +165,7 @@ class Bridges:
         it is None and the payload's device_id must name a registered, active device."""
         if len(raw) > self.config.max_payload_bytes:
             raise PayloadTooLarge(f"payload of {len(raw)} bytes; at most {self.config.max_payload_bytes}")
-        try:
-            value = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise BridgeInputError("Invalid JSON payload") from None
+        value = load_json(raw, limit=self.config.max_payload_bytes)
         md = parse_market_data(value, markets=self.config.market_aliases,
                                commodities=self.config.commodity_aliases, allow_token=device is None)
         if device is None:
@@ -197,10 +198,8 @@ class Bridges:
 
     # --- seed 1: gateway batches ---------------------------------------------------------------------
     def sync_gateway(self, raw: bytes, *, sender: str) -> list[Record]:
-        try:
-            value = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise BridgeInputError("Data harus berupa list/array (JSON tidak valid / not valid JSON)") from None
+        value = load_json(raw, limit=GATEWAY_BATCH_BYTES,
+                          invalid="Data harus berupa list/array (JSON tidak valid / not valid JSON)")
         items = parse_gateway_batch(value, max_items=self.config.max_batch, sites=self.config.gateway_sites)
         now = self.hub.clock()
         batch = digest(raw)

@@ -27,6 +27,7 @@ from ledger.enroll import make_enroll_request
 from ..edge.common import edge_config, running
 
 OPERATOR = "operator-secret-for-tests"
+GATEWAY = "gateway-secret-for-tests"  # seed 1's gateway token: the hub takes no gateway batch without one
 MARKET = "pasar-minggu"  # a catalogue market the seed-2 device registers at
 SIGNED_MARKET = "pasar-senen"  # where a Jejak-signing device reports
 
@@ -66,6 +67,8 @@ class HubEnv:
                 if decode_record(r).kind == "attest"]
 
     async def post(self, path: str, **kw):
+        if path == "/api/sync_gateway_data":  # a configured seed-1 gateway, unless the test sends its own
+            kw["headers"] = {"Authorization": f"Bearer {GATEWAY}", **kw.get("headers", {})}
         async with self.session.post(self.url + path, **kw) as resp:
             return resp.status, await resp.json(content_type=None)
 
@@ -86,7 +89,9 @@ async def make_hub(tmp_path: Path, *, mqtt: MqttConfig | None = None, topic: str
                               client_id=f"jejak-hub-test-{uuid.uuid4().hex[:8]}")
     config = HubConfig(name="bridges-test", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
                        auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),),
-                       bridges=BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt, **bridge_options))
+                       bridges=BridgeConfig(state_dir=str(tmp_path / "bridges"), mqtt=mqtt,
+                                            **{"auto_approve": True, "gateway_tokens": (hash_token(GATEWAY),),
+                                               **bridge_options}))
     clock = HubClock()  # wall time unless a test sets it (to ingest a past day as it happened)
     plan = Plan(kitchens=(Kitchen(id="sppg-test"),), schools=(School(id="sd-1", kitchen="sppg-test", portions=100),))
     run = await start_hub(config, clock=clock, plan=plan)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from ledger import decode_bundle, decode_record, device_id_for, verify_bundle
 
-from .conftest import signed_price_device
+from .conftest import OPERATOR, signed_price_device
 from .test_hub_seed2 import bearer, payload, register
 
 
@@ -21,7 +21,7 @@ async def test_export_tells_attested_from_device_signed_records(hubenv):
     code, synced = await hubenv.post("/api/sync_gateway_data", json=[scan])
     assert code == 201
 
-    async with hubenv.session.get(hubenv.url + "/api/export") as resp:
+    async with hubenv.session.get(hubenv.url + "/api/export", headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
         assert resp.status == 200
         data = await resp.read()
     report = verify_bundle(data)
@@ -53,7 +53,7 @@ async def test_tampered_attestation_fails_verification(hubenv):
     reg = await register(hubenv)
     code, _ = await hubenv.post("/ingest", json=payload(), headers=bearer(reg["token"]))
     assert code == 200
-    async with hubenv.session.get(hubenv.url + "/api/export") as resp:
+    async with hubenv.session.get(hubenv.url + "/api/export", headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
         data = await resp.read()
     # Change the attested price inside the attest record (CBOR 15000 -> 16000, same length): the hub's
     # signature over it no longer holds.

@@ -10,6 +10,8 @@ import pytest
 
 from ledger import verify_chain
 
+from .conftest import OPERATOR
+
 NOW = datetime.now(UTC).replace(tzinfo=None)
 
 
@@ -47,7 +49,7 @@ async def test_gateway_batch_becomes_attested_scans(hubenv):
     assert {s.event for s in scans} == {"received"}
     code, summary = await hubenv.get("/api/dashboard/summary")
     assert code == 200 and summary["scans_today"]["received"] >= 2
-    code, status = await hubenv.get("/api/bridges/status")
+    code, status = await hubenv.get("/api/bridges/status", headers={"Authorization": f"Bearer {OPERATOR}"})
     assert status["attested"]["http:/api/sync_gateway_data"] == 2
 
 

@@ -58,6 +58,8 @@ async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
             got = verify_receipt(bytes.fromhex(proof["receipt"]), records[4].raw, hub.signer.public_key)
             assert got.index == own + 4 and got.tree_size == len(records) + own
             async with http.get("/api/export") as resp:
+                assert resp.status == 403  # a bundle holds record bodies: never public
+            async with http.get("/api/export", headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
                 bundle = await resp.read()
             report = verify_bundle(bundle, hub_key=hub.signer.public_key)
             assert report.ok and report.receipts_checked == len(records) + own

@@ -14,6 +14,7 @@ import urllib.request
 import aiocoap
 import cbor2
 
+from hub.auth import hash_token
 from ledger import ChainState, decode_checkpoint, decode_record, verify_checkpoints_consistent, verify_records
 from ledger.enroll import make_enroll_request
 from ledger.sync import encode_records
@@ -24,8 +25,12 @@ from .conftest import Clock, new_device
 CYCLES = 4
 
 
+AUDITOR = "auditor-token-for-restart"  # record bodies are read with an auditor's token
+
+
 def _get(url: str):
-    with urllib.request.urlopen(url, timeout=5) as resp:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {AUDITOR}"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
         return json.loads(resp.read())
 
 
@@ -45,7 +50,8 @@ async def test_sigkill_under_load(tmp_path):
     http, coap = free_tcp(), free_coap()
     config = tmp_path / "hub.toml"
     config.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_port = {http}\ncoap_port = {coap}\n'
-                      'auto_approve = true\nmdns = false\ncheckpoint_interval = 0.2\n')
+                      'auto_approve = true\nmdns = false\ncheckpoint_interval = 0.2\n'
+                      f'auditor_tokens = ["{hash_token(AUDITOR)}"]\n')
     url = f"http://127.0.0.1:{http}"
     clock = Clock()
     signer, builder = new_device(clock)

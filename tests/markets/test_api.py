@@ -172,12 +172,14 @@ async def test_quarantine_decision_needs_the_operator_token_and_leaves_an_audit_
     assert code == 403, answer
     code, answer = await env.post(decide, json=body, headers={"Authorization": "Bearer not-the-token"})
     assert code == 401, answer
-    code, audit = await env.get("/api/markets/quarantine/audit", params={"id": fake})
+    code, audit = await env.get("/api/markets/quarantine/audit", params={"id": fake},
+                                headers={"Authorization": f"Bearer {OPERATOR}"})
     assert audit["audit"] == []
     code, answer = await env.post(decide, json=body, headers={"Authorization": f"Bearer {OPERATOR}"})
     assert code == 200, answer
     assert answer["decision"]["from"] == "pending" and answer["decision"]["to"] == "released"
-    code, audit = await env.get("/api/markets/quarantine/audit", params={"id": fake})
+    code, audit = await env.get("/api/markets/quarantine/audit", params={"id": fake},
+                                headers={"Authorization": f"Bearer {OPERATOR}"})
     assert [(a["action"], a["by"], a["why"]) for a in audit["audit"]] == [("release", "siti",
                                                                           "checked with the trader")]
     code, prices = await env.get("/api/markets/prices", params={"commodity": "cabai-merah",
@@ -187,7 +189,8 @@ async def test_quarantine_decision_needs_the_operator_token_and_leaves_an_audit_
     # Released twice is a conflict, not a second audit entry.
     code, answer = await env.post(decide, json=body, headers={"Authorization": f"Bearer {OPERATOR}"})
     assert code == 409, answer
-    code, audit = await env.get("/api/markets/quarantine/audit", params={"id": fake})
+    code, audit = await env.get("/api/markets/quarantine/audit", params={"id": fake},
+                                headers={"Authorization": f"Bearer {OPERATOR}"})
     assert len(audit["audit"]) == 1
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiocoap
 import cbor2
@@ -24,9 +25,11 @@ NOW = 1_763_900_000
 
 
 @contextlib.asynccontextmanager
-async def secure_hub(data: Path, *, oscore: bool = True, auto_approve: bool = True) -> AsyncIterator[RunningHub]:
-    config = HubSettings(bridges=BridgeConfig(enabled=False), data_dir=str(data), http_port=0, coap_port=0, mdns=False, auto_approve=auto_approve,
-                         checkpoint_interval=3600, security=HubSecurityConfig(oscore=oscore))
+async def secure_hub(data: Path, *, oscore: bool = True, auto_approve: bool = True,
+                     **settings: Any) -> AsyncIterator[RunningHub]:
+    settings.setdefault("bridges", BridgeConfig(enabled=False))
+    config = HubSettings(data_dir=str(data), http_port=0, coap_port=0, mdns=False, auto_approve=auto_approve,
+                         checkpoint_interval=3600, security=HubSecurityConfig(oscore=oscore), **settings)
     running = await start_hub(config, clock=lambda: NOW)
     try:
         yield running

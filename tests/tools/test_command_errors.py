@@ -129,8 +129,15 @@ def test_data_dir_without_permission(tmp_path: Path) -> None:
 def test_export_with_the_hub_down(tmp_path: Path) -> None:
     port = free_tcp()
     error = one_line(jejak("export", "--hub-url", f"http://127.0.0.1:{port}", "--out", str(tmp_path / "a.jejak"),
-                           cwd=tmp_path), "UNREACHABLE", 82)
+                           "--token", "t", cwd=tmp_path), "UNREACHABLE", 82)
     assert f"127.0.0.1:{port}" in error["message"]
+
+
+def test_export_without_a_token(tmp_path: Path) -> None:
+    port = free_tcp()
+    error = one_line(jejak("export", "--hub-url", f"http://127.0.0.1:{port}", "--out", str(tmp_path / "a.jejak"),
+                           cwd=tmp_path), "UNAUTHORIZED", 1)
+    assert "token" in error["message"] and not (tmp_path / "a.jejak").exists()
 
 
 def test_verify_into_a_closed_pipe(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from hub.app import start_hub
+from hub.auth import hash_token
 from hub.config import HubConfig
 from hub.webverify import standalone_page
 from tests.dashboard.harness import browser
@@ -66,8 +67,8 @@ def test_standalone_page_from_file(tmp_path: Path) -> None:
 
 
 async def test_hub_serves_verify_and_export_writes_it(tmp_path: Path, hub, clock) -> None:
-    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
-                              hub=hub)
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                                        auditor_tokens=(hash_token("auditor-token"),)), hub=hub)
     signer, builder = new_device(clock)
     enroll(hub, signer, clock)
     records = [builder.genesis()] + [builder.append("note", {"text": f"catatan {i}"}) for i in range(3)]
@@ -85,7 +86,7 @@ async def test_hub_serves_verify_and_export_writes_it(tmp_path: Path, hub, clock
                 assert 'href="/verify"' in await resp.text(), "the dashboard links to the verifier"
         assert served == standalone_page()
         code = await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(out),
-                                                  "--with-verifier"])
+                                                  "--token", "auditor-token", "--with-verifier"])
         assert code == 0
     finally:
         await running.close()
