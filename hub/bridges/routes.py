@@ -142,16 +142,16 @@ class BridgeRoutes:
 
     async def token(self, request: web.Request) -> web.Response:
         """Seed 2: a new token for a registered device (needs its current token or an operator's)"""
+        # Who asks comes first: without a credential nothing about the body (or the registry) is answered.
+        current = None if self.auth.is_operator(request) else self.b.device_for(request.headers.get("Authorization"))
         value = await _json(request)
         if not isinstance(value, dict) or not isinstance(value.get("device_id"), str):
             raise BridgeInputError("field required: device_id")
         device = self.b.registry.get(value["device_id"])
         if device is None:
             raise UnknownName("Device not found")
-        if not self.auth.is_operator(request):
-            current = self.b.device_for(request.headers.get("Authorization"))
-            if current.device_id != device.device_id:
-                raise Forbidden("a device may only renew its own token")
+        if current is not None and current.device_id != device.device_id:
+            raise Forbidden("a device may only renew its own token")
         return web.json_response({"token": await asyncio.to_thread(self.b.registry.new_token, device.device_id)})
 
     async def approve(self, request: web.Request) -> web.Response:

@@ -1,0 +1,230 @@
+"""Every route of a running hub and edge, CoAP and HTTP, tried by each attacker SECURITY.md names.
+
+The route lists come from the servers themselves (`/.well-known/core`, the hub's OpenAPI document with each
+route's `x-access` rule, the edge's HTTP router), so a route added without a rule fails here. Attackers: an
+unenrolled process (no context, no token), a pending key, a revoked key, an unknown token, an auditor
+token; the operator is the control that shows each route is reachable at all. Afterwards nothing any of
+them sent is in a store, and no public answer carries a staff card number planted in a record body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiocoap
+import aiohttp
+import cbor2
+from aiocoap.oscore import NotAProtectedMessage
+
+from coap_server.security import PUBLIC, close_context, open_context, rule_for
+from edge.config import HttpConfig
+from edge.pairing import load_or_create_secret
+from hub.auth import hash_token
+from hub.bridges import BridgeConfig
+from ledger import ChainBuilder
+from ledger.sync import encode_heads, encode_records
+from tests.hub.conftest import Clock
+
+from .common import NOW, edge, edge_config, enroll_edge, secure_hub
+
+OPERATOR, AUDITOR, GATEWAY = "op-token-attack-suite", "aud-token-attack-suite", "gw-token-attack-suite"
+STAFF = "STAFF-CARD-0451-PERSONAL"  # a staff card number: personal data no public answer may carry
+CLOSED = {"UNAUTHORIZED", "FORBIDDEN"}  # CoAP 4.01 / 4.03 by aiocoap's names
+
+
+@contextlib.asynccontextmanager
+async def coap_client(data: Path | None, url: str) -> AsyncIterator[aiocoap.Context]:
+    """A CoAP client; with `data`, protecting its requests to `url` with that enrollment's context."""
+    ctx = await aiocoap.Context.create_client_context()
+    sec = open_context(data / "oscore" / "hub", "hub:") if data is not None else None
+    if sec is not None:
+        ctx.client_credentials[f"{url}/*"] = sec
+    try:
+        yield ctx
+    finally:
+        await ctx.shutdown()
+        if sec is not None:
+            close_context(sec)
+
+
+async def coap_code(ctx: aiocoap.Context, method: aiocoap.Code, uri: str, payload: bytes = b"") -> str:
+    msg = aiocoap.Message(code=method, uri=uri, payload=payload, content_format=60 if payload else None)
+    try:
+        response = await asyncio.wait_for(ctx.request(msg).response, 10)
+    except NotAProtectedMessage as exc:  # the server had no context for the key: it answered in the clear
+        response = exc.plain_message
+    return str(response.code.name)
+
+
+async def resources(url: str) -> list[tuple[str, ...]]:
+    """The resource paths a CoAP server lists in /.well-known/core (asked without any credential)."""
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        msg = aiocoap.Message(code=aiocoap.GET, uri=f"{url}/.well-known/core")
+        text = (await asyncio.wait_for(ctx.request(msg).response, 10)).payload.decode()
+    finally:
+        await ctx.shutdown()
+    # Absolute links (aiocoap's implementation note) point elsewhere; the server's own resources are paths.
+    paths = {tuple(p for p in link.split("/") if p) for link in re.findall(r"<([^>]+)>", text) if ":" not in link}
+    return sorted(paths)
+
+
+def body_for(path: tuple[str, ...], device: bytes) -> bytes:
+    if path == ("sync", "heads"):
+        return encode_heads([])
+    if path == ("sync", "records"):
+        return encode_records(device, 0, [])
+    return cbor2.dumps({"kind": "note", "body": {"text": "from an attacker"}})
+
+
+async def try_coap(ctx: aiocoap.Context, url: str, path: tuple[str, ...], device: bytes) -> dict[str, str]:
+    """The answer code of GET and POST on one resource (records GET names a log, as sync does)."""
+    uri = f"{url}/{'/'.join(path)}"
+    get_uri = f"{uri}?d={device.hex()}" if path == ("sync", "records") else uri
+    return {"GET": await coap_code(ctx, aiocoap.GET, get_uri),
+            "POST": await coap_code(ctx, aiocoap.POST, uri, body_for(path, device))}
+
+
+def own_log(key: Any, n: int, *, staff: str = STAFF) -> list[bytes]:
+    chain = ChainBuilder(key, clock=Clock(NOW), boot=1)
+    raws = [chain.genesis().raw]
+    raws += [chain.append("scan", {"event": "departed", "site": "sppg-01", "tags": [f"T{i}"], "staff": staff}).raw
+             for i in range(n - 1)]
+    return raws
+
+
+PATH_VALUES = {"commodity": "beras", "tag": "T1", "kind": "late", "id": "x" * 16, "device_id": "DEV-ATTACK",
+               "name": "0" * 64}
+
+
+def fill(template: str, device: str, record: str) -> str:
+    values = {**PATH_VALUES, "device": device, "record": record}
+    return re.sub(r"\{(\w+)[^}]*\}", lambda m: values[m.group(1)], template)
+
+
+async def test_every_route_refuses_every_attacker(tmp_path):
+    hub_settings = {"operator_tokens": (hash_token(OPERATOR),), "auditor_tokens": (hash_token(AUDITOR),),
+                    "bridges": BridgeConfig(state_dir=str(tmp_path / "bridges"), gateway_tokens=(hash_token(GATEWAY),))}
+    async with secure_hub(tmp_path / "hub", auto_approve=False, **hub_settings) as hub:
+        approved = await enroll_edge(tmp_path / "approved", hub, site="sppg-01")
+        pending = await enroll_edge(tmp_path / "pending", hub, site="sppg-02")
+        revoked = await enroll_edge(tmp_path / "revoked", hub, site="sppg-03")
+        await asyncio.to_thread(hub.hub.approve, approved.device_id)
+        await asyncio.to_thread(hub.hub.approve, revoked.device_id)
+        await asyncio.to_thread(hub.hub.ingest, approved.device_id, own_log(approved, 3))
+        await asyncio.to_thread(hub.hub.ingest, revoked.device_id, own_log(revoked, 2))
+        await asyncio.to_thread(hub.hub.revoke, revoked.device_id, 2)
+        await asyncio.to_thread(hub.hub.checkpoint, force=True)
+        record = hub.hub.store.log_range(approved.device_id, 1, 2)[0]
+        import hashlib
+
+        record_id = hashlib.sha256(record).hexdigest()
+        stored = hub.hub.store.size()
+
+        econfig = dataclasses.replace(edge_config(tmp_path / "approved", hub=hub.coap_url),
+                                      http=HttpConfig(enabled=True, host="127.0.0.1", port=0))
+        async with edge(econfig) as daemon:
+            edge_coap = f"coap://127.0.0.1:{daemon.coap_port}"
+            edge_own = len(daemon.store.log_range(daemon.key.device_id, 0, 10**6))
+            report: list[str] = []
+
+            # -- CoAP, hub and edge: every listed resource, by each attacker ------------------------------
+            for url, who in ((hub.coap_url, "hub"), (edge_coap, "edge")):
+                listed = await resources(url)
+                assert ("sync", "records") in listed and ("sync", "heads") in listed, listed
+                for path in listed:
+                    rule = rule_for(path)
+                    assert rule is not None, f"{who} serves /{'/'.join(path)} without an access rule"
+                    attackers = [("unenrolled", None)]
+                    if who == "hub":
+                        attackers += [("pending", tmp_path / "pending"), ("revoked", tmp_path / "revoked")]
+                    for name, data in attackers:
+                        async with coap_client(data, url) as ctx:
+                            codes = await try_coap(ctx, url, path, approved.device_id)
+                        for method, code in codes.items():
+                            if rule == PUBLIC:
+                                continue
+                            if code not in CLOSED:
+                                report.append(f"CoAP {who} {method} /{'/'.join(path)} by {name}: {code}")
+
+            # -- HTTP, hub: every route of the OpenAPI document --------------------------------------------
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{hub.http_url}/api/openapi.json") as resp:
+                    spec = await resp.json()
+                routes = [(m.upper(), p, op["x-access"]) for p, ops in spec["paths"].items() for m, op in ops.items()]
+                assert len(routes) > 40, routes
+                no_rule = [f"{m} {p}" for m, p, rule in routes if rule == "none"]
+                assert not no_rule, f"routes without an access rule: {no_rule}"
+                tokens = {"no token": None, "unknown token": "not-a-token-anyone-holds", "auditor": AUDITOR}
+                for method, template, rule in routes:
+                    url = hub.http_url + fill(template, approved.device_id.hex(), record_id)
+                    for name, token in tokens.items():
+                        headers = {"Authorization": f"Bearer {token}"} if token else {}
+                        async with http.request(method, url, headers=headers, data=b"{}",
+                                                timeout=aiohttp.ClientTimeout(total=20)) as resp:
+                            status = resp.status
+                            raw = await resp.read() if "event-stream" not in resp.content_type else b""
+                            text = raw.decode(errors="replace")
+                        expected = expect_http(rule, name)
+                        if expected is not None and status not in expected:
+                            report.append(f"HTTP hub {method} {template} ({rule}) by {name}: {status}")
+                        if status >= 500:
+                            report.append(f"HTTP hub {method} {template} by {name}: {status} {text[:120]}")
+                        if rule == "public" and name == "no token" and STAFF in text:
+                            report.append(f"HTTP hub {method} {template} shows a staff card to the public")
+                    # ?token= is never a credential, even the operator's
+                    sep = "&" if "?" in url else "?"
+                    async with http.request(method, f"{url}{sep}token={OPERATOR}", data=b"{}") as resp:
+                        if resp.status != 400:
+                            report.append(f"HTTP hub {method} {template}?token=: {resp.status}, expected 400")
+
+                # -- HTTP, edge: every route its HTTP endpoint serves ------------------------------------------
+                edge_http = f"http://127.0.0.1:{daemon.http_port}"
+                edge_routes = sorted({(r.method, r.resource.canonical) for r in daemon._http.app.router.routes()
+                                      if r.method != "HEAD"})
+                assert ("POST", "/api/log_scan") in edge_routes, edge_routes
+                for method, path in edge_routes:
+                    for name, token in (("no token", None), ("unknown token", "guess-0123456789abcdef")):
+                        headers = {"Authorization": f"Bearer {token}"} if token else {}
+                        body = json.dumps({"nfc_tag_id": "NFC_TAG_ALPHA", "status_scan": "makanan_keluar"})
+                        async with http.request(method, edge_http + path, headers=headers, data=body) as resp:
+                            status = resp.status
+                        open_page = path.startswith("/checkin")
+                        if not open_page and status != 401:
+                            report.append(f"HTTP edge {method} {path} by {name}: {status}, expected 401")
+                        if open_page and method == "GET" and status != 200:
+                            report.append(f"HTTP edge {method} {path}: {status}, the page is open")
+                # the control: the paired phone gets past the pairing check (to the staff allow-list that an
+                # edge with OSCORE on applies to every submitted scan; seed 1's scans name no staff card)
+                secret = load_or_create_secret(daemon.config.data_path)
+                async with http.post(f"{edge_http}/api/log_scan", headers={"Authorization": f"Bearer {secret}"},
+                                     json={"nfc_tag_id": "NFC_TAG_PAIRED", "status_scan": "makanan_keluar"}) as resp:
+                    assert resp.status == 403 and "staff card" in await resp.text()
+
+            assert not report, "\n".join(report)
+            # Nothing an attacker sent is stored, at the hub or at the edge.
+            assert hub.hub.store.size() == stored
+            assert hub.hub.store.chain_state(pending.device_id) is None
+            assert len(daemon.store.log_range(daemon.key.device_id, 0, 10**6)) == edge_own
+
+
+def expect_http(rule: str, who: str) -> set[int] | None:
+    """The statuses SECURITY.md promises for a rule and an attacker (None: any refusal that is not 5xx)."""
+    if rule == "signed":
+        return None  # no token is asked for: the body's signature is the credential, checked by the handler
+    if who == "unknown token":
+        return {401}
+    if rule == "operator":
+        return {403}
+    if rule == "reader":
+        return {403} if who == "no token" else None
+    if rule in ("device", "gateway") and who == "no token":
+        return {401}
+    return None
