@@ -18,12 +18,14 @@ import aiocoap
 import cbor2
 import pytest
 
+from hub.auth import hash_token
 from ledger import verify_bundle
 from tests.wait import wait_until
 
 from .harness import Lan, available, python
 
 EDGES = ("a", "b", "c")
+AUDITOR = "auditor-token-for-the-lan"
 # What a host answers while it is still starting: no answer yet, or one without the data yet.
 STARTING = (OSError, ValueError, KeyError, aiocoap.error.Error)
 
@@ -72,7 +74,8 @@ def _start_hub(lan: Lan, tmp_path):
     hub = lan.add("hub")
     cfg = tmp_path / "hub.toml"
     cfg.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_host = "{hub.ip}"\ncoap_host = "{hub.ip}"\n'
-                   'auto_approve = true\nmdns = true\ncheckpoint_interval = 1.0\n')
+                   'auto_approve = true\nmdns = true\ncheckpoint_interval = 1.0\n'
+                   f'auditor_tokens = ["{hash_token(AUDITOR)}"]\n')
     lan.run(hub, [python(), "-m", "tools.cli", "hub", "run", "--config", str(cfg)], tmp_path / "hub.log")
     _wait(lambda: _hub_status(hub.ip), 30, what="the hub to answer")
     return hub
@@ -166,7 +169,9 @@ def test_lan_discovery_partition_relay_and_loss(lan, tmp_path):
         return bool(status["size"] == sum(heads.values()) + own)
 
     _wait(_sizes_match, 10, what="the hub's log size to equal the sum of its heads and its own log")
-    with urllib.request.urlopen(f"http://{hub.ip}:8470/api/export", timeout=30) as resp:
+    export = urllib.request.Request(f"http://{hub.ip}:8470/api/export",
+                                    headers={"Authorization": f"Bearer {AUDITOR}"})  # bodies: an auditor's
+    with urllib.request.urlopen(export, timeout=30) as resp:
         report = verify_bundle(resp.read())
     assert report.ok, report.to_json()["problems"]
     assert {d.device for d in report.devices} >= set(ids.values())
