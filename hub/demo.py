@@ -8,6 +8,8 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import os
+import secrets
 import shutil
 import signal
 import sys
@@ -25,6 +27,7 @@ from ledger.enroll import make_enroll_request
 from ledger.sync import Head
 
 from .app import RunningHub, free_coap_port, start_hub
+from .auth import hash_token
 from .bridges import BridgeConfig, MqttConfig
 from .clock import CLOCK_HELP, ClockSpec, HubClock, clock_setting, parse_clock
 from .config import HubConfig
@@ -235,11 +238,27 @@ class Demo:
         return (state.length if state else 0) < len(d.records)
 
 
+AUDITOR_TOKEN_FILE = "auditor.token"
+
+
+def demo_auditor_token(path: Path) -> str:
+    """The demo's auditor token (for exports and record bodies), made once per data directory, mode 0600."""
+    file = path / AUDITOR_TOKEN_FILE
+    if not file.exists():
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(24))
+    return file.read_text().strip()
+
+
 def demo_config(path: Path, *, port: int, coap_port: int) -> HubConfig:
     """The demo hub: approves the simulated devices, checkpoints often, and sends its ALPS alerts to its own
     webhook inbox. The market devices come online with their whole history as a backlog; the validator's
-    staleness rule would quarantine all of it, so the demo hub accepts reports as old as that history."""
+    staleness rule would quarantine all of it, so the demo hub accepts reports as old as that history. Its
+    auditor token is in <data_dir>/auditor.token (exports need one)."""
     return HubConfig(name="demo", data_dir=str(path), http_port=port, coap_port=coap_port, auto_approve=True,
+                     auditor_tokens=(hash_token(demo_auditor_token(path)),),
                      mdns=False, checkpoint_interval=2.0, mbg_kitchen_regions=dict(KITCHEN_REGIONS),
                      markets=MarketConfig(validation=ValidationConfig(max_age_s=(HISTORY_DAYS + 2) * 86400)),
                      webhooks=({"id": "demo-inbox", "kind": "json", "url": f"http://127.0.0.1:{port}/api/demo/webhook"},),
@@ -317,7 +336,8 @@ async def _amain(args: argparse.Namespace) -> int:
                             coap_port=args.coap_port, clock=args.clock)
     running = demo.running
     print(f"Jejak demo: dashboard at {running.http_url}/  (hub {running.hub.hub_id.hex()}, "
-          f"CoAP {running.coap_url}, {len(demo.devices)} simulated devices, day {demo.date})", flush=True)
+          f"CoAP {running.coap_url}, {len(demo.devices)} simulated devices, day {demo.date}); auditor token "
+          f"in {Path(args.data_dir) / AUDITOR_TOKEN_FILE}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -30,6 +30,7 @@ class DemoProcess:
 
     def __init__(self, data_dir: Path, *, speed: float = 20000, duration: float = 3600) -> None:
         self.port = free_tcp()
+        self.data_dir = data_dir
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub.demo", "--port", str(self.port), "--data-dir", str(data_dir),

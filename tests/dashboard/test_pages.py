@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.error
 import urllib.request
 
 import aiocoap
+import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -56,7 +58,12 @@ def test_chain_health_page_shows_log_devices_and_checkpoint(demo, driver, tmp_pa
     assert 0 < shown <= health["size"]
     # The download button fetches an audit bundle that verifies offline against this hub's key.
     href = driver.find_element(By.ID, "export").get_attribute("href")
-    with urllib.request.urlopen(href, timeout=30) as resp:
+    with pytest.raises(urllib.error.HTTPError) as refused:  # a bundle holds record bodies: not for the public
+        urllib.request.urlopen(href, timeout=30)
+    assert refused.value.code == 403
+    token = (demo.data_dir / "auditor.token").read_text().strip()  # the demo's auditor
+    with urllib.request.urlopen(urllib.request.Request(href, headers={"Authorization": f"Bearer {token}"}),
+                                timeout=30) as resp:
         data = resp.read()
     report = verify_bundle(data, hub_key=bytes.fromhex(demo.get("/api/status")["pubkey"]))
     assert report.ok, report.all_problems()[:3]

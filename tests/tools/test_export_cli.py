@@ -18,11 +18,12 @@ async def test_export_streams_and_resumes_after_a_cut(tmp_path: Path, hub, clock
     device_id = enroll(hub, signer, clock)
     records = [builder.genesis()] + [builder.append("note", {"text": f"n{i}" * 40}) for i in range(300)]
     hub.ingest(device_id, [r.raw for r in records])
-    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                                        auditor_tokens=(hash_token("auditor"),)),
                               hub=hub)
     try:
         whole = tmp_path / "whole.jejak"
-        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(whole)]) == 0
+        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(whole), "--token", "auditor"]) == 0
         full = whole.read_bytes()
         assert len(full) > 100_000
         err = capsys.readouterr().err
@@ -35,7 +36,7 @@ async def test_export_streams_and_resumes_after_a_cut(tmp_path: Path, hub, clock
         cut.with_name("cut.jejak.part").write_bytes(full[:40_000])
         cut.with_name("cut.jejak.part.id").write_text(name)
         hub.checkpoint(force=True)  # the hub moved on meanwhile; the resumed download is still that export
-        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(cut)]) == 0
+        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(cut), "--token", "auditor"]) == 0
         assert "resuming at byte 40000" in capsys.readouterr().err
         assert cut.read_bytes() == full
         assert not cut.with_name("cut.jejak.part.id").exists()
@@ -44,7 +45,8 @@ async def test_export_streams_and_resumes_after_a_cut(tmp_path: Path, hub, clock
         gone = tmp_path / "gone.jejak"
         gone.with_name("gone.jejak.part").write_bytes(full[:1000])
         gone.with_name("gone.jejak.part.id").write_text("0" * 64)
-        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(gone)]) == 0
+        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", str(gone),
+                                                   "--token", "auditor"]) == 0
         assert gone.read_bytes()[:4] == full[:4] and len(gone.read_bytes()) > 100_000
     finally:
         await running.close()
