@@ -161,6 +161,15 @@ ACCESS: dict[str, str] = {
     "GET /api/forecast/{commodity}": PUBLIC,
     "GET /api/bridges/status": READER,
     "POST /api/bridges/devices/{device_id}/approve": OPERATOR,
+    # the rest of seed 2's API (hub/bridges/seedapi.py)
+    "POST /api/validation/price/check": PUBLIC,  # runs the validator on the body; stores nothing
+    "GET /ws/prices": PUBLIC,  # live prices, as the public price API
+    "GET /api/alerts/ws": PUBLIC,  # live alerts, as the public alerts API
+    "POST /api/alerts/trigger": DEVICE,  # the handler: an operator's token (a device's is 403)
+    "POST /api/blockchain/append": DEVICE,  # an operator's or an approved device's token
+    "GET /api/blockchain/integrity/check": PUBLIC,  # the store check's verdict, no contents
+    "GET /dashboard/map": PUBLIC,
+    "GET /dashboard/map/": PUBLIC,
     # the demo's own routes (hub/demo.py)
     "GET /api/demo": PUBLIC,
     "POST /api/demo/webhook": PUBLIC,  # the demo's stand-in for a subscriber's server

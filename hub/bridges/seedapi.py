@@ -29,10 +29,10 @@ from ..markets.validate import FAMILY, Verdict
 from .attest import Attestation, digest
 from .payloads import (
     BridgeInputError,
-    PayloadTooLarge,
     ident,
     known_commodity,
     known_market,
+    load_json,
     number,
     parse_time,
 )
@@ -349,12 +349,7 @@ class SeedApi:
         """Seed 2: append an entry to the ledger, as a record the hub signs and marks attested"""
         who = self._writer(request)
         raw = await request.read()
-        if len(raw) > self.b.config.max_payload_bytes:
-            raise PayloadTooLarge(f"entry of {len(raw)} bytes; at most {self.b.config.max_payload_bytes}")
-        try:
-            value = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise BridgeInputError("Invalid JSON payload") from None
+        value = load_json(raw, limit=self.b.config.max_payload_bytes)
         if not isinstance(value, dict) or not value:
             raise BridgeInputError(f"expected a non-empty JSON object, got {type(value).__name__}")
         entry = signable(value, "entry")
