@@ -258,7 +258,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         # Seed 2's WebSockets carry the dashboard's live events: one event source, two transports.
         domain_routes.append(SeedApi(bridges, auth=auth, events=events).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
-                           read=config.security.read)
+                           read=config.security.read, peer_hubs=config.security.peer_hubs)
     api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",
                  routes=[*domain_routes, security.register, metrics.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
@@ -269,7 +269,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     coap, coap_port = await _serve_coap(config, hub, security, metrics)
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
     if config.upstream:
-        tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval)))
+        tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval,
+                                                   security.upstream_contexts(config.upstream))))
     discovery = await _announce(config, hub, coap_port) if config.mdns else None
     views.start()
     running = RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,

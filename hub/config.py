@@ -43,6 +43,7 @@ class SecurityConfig:
 
     oscore: bool = False  # refuse unprotected sync requests (4.01 OSCORE_REQUIRED)
     read: tuple[str, ...] = ("*:self",)  # "<peer>:<log>" rules for pulling logs; default: a device its own
+    peer_hubs: tuple[str, ...] = ()  # Ed25519 public keys (hex) of hubs that pull from this one over OSCORE
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,7 +61,7 @@ class HubConfig:
     mdns: bool = True
     operator_tokens: tuple[str, ...] = ()  # SHA-256 hex digests of operator tokens
     auditor_tokens: tuple[str, ...] = ()
-    upstream: tuple[str, ...] = ()  # coap:// addresses of regional hubs a national hub pulls from
+    upstream: tuple[str, ...] = ()  # "coap://host:port <regional hub key hex>" of regional hubs pulled from
     # The hub's time: "wall", or "<ISO instant> [xSPEED] [records]" to replay or backfill a past day (hub/clock.py)
     clock: str = "wall"
     mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)

@@ -18,6 +18,7 @@ from coap_server.security import (
     credentials_map,
     derive_pair,
     open_context,
+    peering_transcript,
     secure_site,
     write_context,
 )
@@ -56,11 +57,12 @@ class HubSecurity:
     (and deletes it, so re-enrollment with a new key starts over)."""
 
     def __init__(self, hub: Hub, data_dir: Path, *, require_oscore: bool = False,
-                 read: tuple[str, ...] = ("*:self",)) -> None:
+                 read: tuple[str, ...] = ("*:self",), peer_hubs: tuple[str, ...] = ()) -> None:
         self.hub = hub
         self.dir = Path(data_dir) / "oscore"
         self.credentials = credentials_map()
         self.contexts: dict[bytes, Any] = {}
+        self.hub_contexts: dict[bytes, Any] = {}  # hubs pulling from this one, and hubs this one pulls from
         self.policy = AccessPolicy(require_oscore=require_oscore, read=read, admitted=self.admitted)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in sorted(self.dir.iterdir()):
@@ -68,9 +70,36 @@ class HubSecurity:
             if device is not None and (sub / "secret.json").exists():
                 self._follow(device)
         hub.listeners.on_device.append(lambda info: self._follow(info.device_id))
+        for key in peer_hubs:  # a national hub that pulls this one's logs: a pair context like two peers'
+            peer = self._hub_context(bytes.fromhex(key), "hub")
+            self.credentials[f":hub-{peer.hex()}"] = self.hub_contexts[peer]
+
+    def _hub_context(self, key: bytes, kind: str) -> bytes:
+        """The pair context with another hub, bound to both hub keys (the peering transcript)."""
+        signer = self.hub.signer
+        keys = derive_pair(signer.seed(), signer.public_key, key,  # type: ignore[attr-defined]
+                           transcript=peering_transcript(signer.public_key, key))
+        where = self.dir / f"{kind}-{keys.peer.hex()}"
+        write_context(where, keys)
+        self.hub_contexts[keys.peer] = open_context(where, f"hub:{keys.peer.hex()}")
+        return keys.peer
+
+    def upstream_contexts(self, upstreams: tuple[str, ...]) -> dict[str, Any]:
+        """Client contexts for the regional hubs a national hub pulls from: url -> context, for the entries
+        that name the regional hub's key ("coap://host:port <key hex>"); a bare address is pulled in the clear."""
+        out = {}
+        for entry in upstreams:
+            url, _, key = entry.partition(" ")
+            if key.strip():
+                out[url] = self.hub_contexts[self._hub_context(bytes.fromhex(key.strip()), "upstream")]
+            else:
+                log.warning("upstream %s names no hub key: pulled without OSCORE", url)
+        return out
 
     def admitted(self, device: bytes) -> bool:
         """Whether a key may use its context now (asked on every request)."""
+        if device in self.hub_contexts:
+            return True
         info = self.hub.store.get_device(device)
         return info is not None and info.status in ADMITTED
 
@@ -139,6 +168,9 @@ class HubSecurity:
         return web.Response(body=make_revocations(self.hub), content_type="application/cose")
 
     def close(self) -> None:
+        for ctx in self.hub_contexts.values():
+            close_context(ctx)
+        self.hub_contexts.clear()
         for ctx in self.contexts.values():
             close_context(ctx)
         self.contexts.clear()

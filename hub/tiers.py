@@ -102,8 +102,14 @@ async def pull_all(hub: Hub, upstreams: Sequence[str], ctx: aiocoap.Context, siz
     return dict(zip(upstreams, results, strict=True))
 
 
-async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float) -> None:
+async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float,
+                    contexts: dict[str, Any] | None = None) -> None:
+    """Pull every upstream each `interval`; `contexts` (url -> OSCORE context) protects the pulls from the
+    regional hubs whose keys the config names, like every other hub link."""
     ctx = await aiocoap.Context.create_client_context()
+    for url, security in (contexts or {}).items():
+        ctx.client_credentials[f"{url}/*"] = security
+    upstreams = [entry.partition(" ")[0] for entry in upstreams]
     sizes = {upstream: RequestSize() for upstream in upstreams}
     verifier = CrossLogVerifier()
     try:

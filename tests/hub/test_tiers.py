@@ -135,3 +135,41 @@ def test_many_logs_verified_on_every_core_then_merged_in_order(tmp_path, clock):
     finally:
         verifier.close()
         store.close()
+
+
+async def test_national_pulls_over_oscore_and_an_unpaired_hub_gets_nothing(tmp_path, hub, clock):
+    """Tier pulls like every other link: the regional hub requires OSCORE and names the national hub's key
+    (peer_hubs) and what it may read; the national hub names the regional hub's key in `upstream`."""
+    from hub.app import load_or_create_key
+    from hub.config import SecurityConfig
+    from ledger import device_id_for
+    from tests.wait import wait_for
+
+    signer, builder = new_device(clock)
+    device_id = enroll(hub, signer, clock)
+    raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(20)]
+    assert hub.ingest(device_id, raws).accepted == len(raws)
+    national_key = load_or_create_key(tmp_path / "n" / "hub.key").public_key
+    stranger_key = load_or_create_key(tmp_path / "s" / "hub.key").public_key
+    national_id = device_id_for(national_key).hex()
+    regional = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0, coap_port=0, mdns=False,
+        security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),), read=("*:self", f"{national_id}:*"))),
+        hub=hub)
+    upstream = (f"{regional.coap_url} {hub.signer.public_key.hex()}",)
+    national = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"),
+                                         http_port=0, coap_port=0, mdns=False, checkpoint_interval=0.2,
+                                         upstream=upstream))
+    stranger = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "s"),
+                                         http_port=0, coap_port=0, mdns=False, checkpoint_interval=0.2,
+                                         upstream=upstream))  # names the regional key; the regional not its
+    try:
+        assert stranger.hub.signer.public_key == stranger_key
+        assert await wait_for(lambda: (s := national.hub.store.chain_state(device_id)) is not None
+                              and s.length == len(raws), timeout=30)
+        assert stranger.hub.store.chain_state(device_id) is None  # no context at the regional hub: 4.01
+        assert regional.security.policy.refused.get("OSCORE_REQUIRED", 0) == 0  # both spoke OSCORE
+    finally:
+        await stranger.close()
+        await national.close()
+        await regional.close()
