@@ -202,3 +202,32 @@ async def test_tcp_message_announcing_100_mb_is_dropped_before_it_is_read(tmp_pa
         assert closed
         grown_kb = rlimit.getrusage(rlimit.RUSAGE_SELF).ru_maxrss - before
         assert grown_kb < 20 * 1024, f"the hub grew by {grown_kb} KB taking an announced 100 MB message"
+
+
+async def test_edge_closes_a_peer_context_when_the_hub_revokes_that_key(tmp_path):
+    from edge.security import EdgeSecurity
+    from ledger import Ed25519Signer
+    from ledger.enroll import make_revocations
+
+    hub_signer = Ed25519Signer.from_seed(b"\x33" * 32)
+    peer_key = keyfile.load_or_create(tmp_path / "peer.key")
+    config = edge_config(tmp_path / "edge", peer_keys=(peer_key.public_key.hex(),),
+                         hub_key=hub_signer.public_key.hex())
+    own = keyfile.load_or_create(tmp_path / "edge" / "device.key")
+    security = EdgeSecurity(config, own)
+    try:
+        assert peer_key.device_id in security.peer_ctx and security.admitted(peer_key.device_id)
+        revoked = make_revocations(hub_signer, time=NOW, revoked=[(peer_key.device_id, 0)])
+        assert security.revocations.apply(revoked)
+        security.drop_revoked()
+        assert peer_key.device_id not in security.peer_ctx
+        assert not security.admitted(peer_key.device_id)
+        assert len(security.credentials) == 0
+    finally:
+        security.close()
+    # After a restart the revoked peer gets no context at all (the list is kept on disk).
+    again = EdgeSecurity(config, own)
+    try:
+        assert peer_key.device_id not in again.peer_ctx
+    finally:
+        again.close()
