@@ -82,7 +82,8 @@ def text(name: str, size: int = 200) -> Param:
     return Param(name=name, kind="text", size=size)
 
 
-def parse(pairs: Iterable[tuple[str, str]], params: Iterable[Param], *, strict: bool = True) -> dict[str, Any]:
+def parse(pairs: Iterable[tuple[str, str]], params: Iterable[Param], *, strict: bool = True,
+          token_allowed: bool = False) -> dict[str, Any]:
     """The values of `params` from (name, value) pairs: checked, converted, absent ones left out.
 
     `strict` refuses names the route does not take (CoAP: a client of ours never sends one); HTTP routes
@@ -92,7 +93,7 @@ def parse(pairs: Iterable[tuple[str, str]], params: Iterable[Param], *, strict: 
     out: dict[str, Any] = {}
     seen: set[str] = set()
     for name, value in pairs:
-        if name == "token":
+        if name == "token" and not token_allowed:
             raise RequestError("a token in the query string is refused (it ends up in proxy logs and browser "
                                "history)", hint="send it as `Authorization: Bearer <token>`")
         param = spec.get(name)

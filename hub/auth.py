@@ -163,8 +163,8 @@ ACCESS: dict[str, str] = {
     "POST /api/bridges/devices/{device_id}/approve": OPERATOR,
     # the rest of seed 2's API (hub/bridges/seedapi.py)
     "POST /api/validation/price/check": PUBLIC,  # runs the validator on the body; stores nothing
-    "GET /ws/prices": PUBLIC,  # live prices, as the public price API
-    "GET /api/alerts/ws": PUBLIC,  # live alerts, as the public alerts API
+    "GET /ws/prices": DEVICE,  # live prices: an approved device's token, or an operator's or auditor's
+    "GET /api/alerts/ws": DEVICE,  # live alerts: the same
     "POST /api/alerts/trigger": DEVICE,  # the handler: an operator's token (a device's is 403)
     "POST /api/blockchain/append": DEVICE,  # an operator's or an approved device's token
     "GET /api/blockchain/integrity/check": PUBLIC,  # the store check's verdict, no contents
@@ -174,6 +174,9 @@ ACCESS: dict[str, str] = {
     "GET /api/demo": PUBLIC,
     "POST /api/demo/webhook": PUBLIC,  # the demo's stand-in for a subscriber's server
 }
+# The one place a token may come in the query: a browser cannot set headers on a WebSocket, and seed 2's
+# clients send `?token=` there (the handler checks it as a device's, auditor's or operator's token).
+TOKEN_IN_QUERY = frozenset({"GET /ws/prices", "GET /api/alerts/ws"})
 # Query parameters a route may repeat; every other one is refused when named twice.
 REPEATABLE: dict[str, tuple[str, ...]] = {"GET /api/export": ("device",)}
 
@@ -227,7 +230,7 @@ def access_middleware(auth: Auth) -> Any:
         key = f"{'GET' if request.method == 'HEAD' else request.method} {template}"
         repeatable = REPEATABLE.get(key, ())
         parse(request.query.items(), [Param(name=n, kind="text", size=4096, many=True) for n in repeatable],
-              strict=False)
+              strict=False, token_allowed=key in TOKEN_IN_QUERY)
         rule = rule_of(request.method, template)
         auth.check(request, rule or "none")
         response: web.StreamResponse = await handler(request)
