@@ -71,7 +71,18 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise  # redirects, and the bridges' own legacy bodies
         return _http_error(request, exc)
     except Exception as exc:  # typed errors answer as they declare; see coded() for the rest
-        return error_response(exc)
+        return error_response(exc, body=_legacy_body(request, exc))
+
+
+def _legacy_body(request: web.Request, exc: BaseException) -> dict[str, Any] | None:
+    """A refusal made before a bridge route's own handler (its access rule, a repeated parameter) in that
+    legacy system's shape, as its clients and its OpenAPI entry expect; None for Jejak's own routes."""
+    template = template_of(request.match_info.route.resource) if request.match_info.route else None
+    doc = apidoc.ROUTES.get((request.method, template or ""))
+    if doc is None or doc.errors not in ("seed1", "seed2"):
+        return None
+    err = coded(exc)
+    return {"error": err.message} if doc.errors == "seed1" else {"detail": err.message, "code": err.code}
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:
