@@ -317,6 +317,7 @@ RULES: dict[tuple[str, ...], str] = {
     ("sim", "tap"): SUBMIT,
     ("sync", "heads"): PEER,  # answers only what the asking peer may read or holds itself
     ("sync", "records"): SYNC_RECORDS,  # GET: read rules on the parsed ?d=; POST: any admitted peer
+    ("sync", "ranges"): PEER,  # the resource serves only the logs the read rules give the peer (visible)
     ("log",): LOG,  # read rules on the device in the path
     ("logs",): PEER,
     ("status",): PEER,

@@ -153,6 +153,14 @@ class RangesResource(resource.Resource):
         super().__init__()
         self.holder, self.limits, self.visible = holder, limits, visible
 
+    async def render_to_pipe(self, pipe: Any) -> None:
+        try:
+            check_body_size(pipe.request, self.limits.max_devices * 64 + 64, "ranges request")
+        except CodedError as exc:
+            pipe.add_response(error_response(exc), is_last=True)
+            return
+        await super().render_to_pipe(pipe)
+
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
             wanted = decode_ranges_request(request.payload, self.limits)
