@@ -60,6 +60,8 @@ class Bundle:
     created: int
     seal: bytes = b""  # the hub's signature over everything else (`sealed`)
     description: str = ""
+    # The seal covers the map as exported: a bundle without the optional description is sealed without it.
+    has_description: bool = True
 
     def encode(self) -> bytes:
         return cbor.encode(self._map() | {"seal": self.seal})
@@ -70,8 +72,9 @@ class Bundle:
         return replace(self, seal=cbor.encode([_SEAL_PROTECTED, {}, None, signature], tag=TAG_SIGN1))
 
     def _map(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT, "created": self.created, "description": self.description,
+        described = {"description": self.description} if self.has_description else {}
+        return described | {
+            "format": FORMAT, "created": self.created,
             "hub_key": self.hub_key, "hub_log": self.hub_log,
             "logs": [{"device": log.device_id, "keys": log.keys, "records": log.records,
                       "bodies": [[s, b] for s, b in sorted(log.bodies.items())]} for log in self.logs],
@@ -166,7 +169,8 @@ def decode_bundle(data: bytes) -> Bundle:
     return Bundle(hub_key=hub_key, hub_log=list(item["hub_log"]), logs=logs,
                   checkpoints=list(item["checkpoints"]), receipts=[(a, b) for a, b in item["receipts"]],
                   consistency=[(a, b, list(p)) for a, b, p in consistency],
-                  forks=list(item["forks"]), created=item["created"], seal=item["seal"], description=description)
+                  forks=list(item["forks"]), created=item["created"], seal=item["seal"], description=description,
+                  has_description="description" in item)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -401,6 +405,9 @@ def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:
         if older_cp is None or newer_cp is None:
             report.add(BadCheckpoint(f"consistency proof {first}->{second} names a checkpoint the bundle "
                                      "does not hold"))
+            continue
+        if first > second:  # FORMAT.md §9: a first size larger than the second is a failed proof
+            report.add(BadProof(f"consistency proof {first}->{second}: the first size is larger than the second"))
             continue
         try:
             verify_checkpoints_consistent(older_cp, newer_cp, proof, key)

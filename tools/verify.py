@@ -105,7 +105,8 @@ def _check(args: argparse.Namespace) -> int:
     consistency = None
     try:
         report = verify_bundle(data, hub_key=hub_key)
-        if older is not None:
+        # FORMAT.md §12.4 step 1: a newer bundle that does not verify is its own verdict.
+        if older is not None and report.ok:
             old, new = compare_bundles(older, data, hub_key=hub_key)
             consistency = {"from": old.tree_size, "to": new.tree_size}
     except LedgerError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cbor2
 import pytest
 
@@ -59,3 +61,15 @@ def test_body_entries_belong_to_detached_records() -> None:
     assert _code(edited(BASE, "", lambda b: b["logs"][li]["bodies"].append(b["logs"][li]["bodies"][0])).bundle) == "MALFORMED"
     # Dropping a body is a change the hub's seal shows: the hub exports without it when it erases one.
     assert _code(edited(BASE, "", lambda b: b["logs"][li].__setitem__("bodies", [])).bundle) == "INVALID_SIGNATURE"
+
+
+def test_seal_covers_the_map_as_it_is() -> None:
+    # A bundle without the optional description, sealed that way, verifies (FORMAT.md §12.3 step 9).
+    assert _code(edited(BASE, "", lambda b: b.pop("description"), resealed=True).bundle) is None
+
+
+def test_consistency_entry_the_wrong_way_round() -> None:
+    def swap(b: dict[str, Any]) -> None:
+        first, second, proof = b["consistency"][0]
+        b["consistency"][0] = [second, first, proof]
+    assert _code(edited(BASE, "", swap, resealed=True).bundle) == "INVALID_PROOF"
