@@ -13,6 +13,9 @@ from tools import verify
 
 from .tamper import Case
 
+EXIT = {"MALFORMED": 11, "VERIFICATION_FAILED": 12, "INVALID_SIGNATURE": 13, "BROKEN_CHAIN": 14, "FORK_DETECTED": 15,
+        "INVALID_PROOF": 16, "INVALID_CHECKPOINT": 17, "UNKNOWN_KEY": 18, "REVOKED_KEY": 19}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verdict:
@@ -39,6 +42,9 @@ def python_verdict(case: Case, workdir: Path | None = None) -> Verdict:
         report = json.loads(out.getvalue())
     except ValueError:
         return Verdict(exit=code, code=None, message=out.getvalue()[:200])
-    problems = [p for d in report.get("devices", []) for p in d["problems"]] + report.get("problems", [])
-    first = problems[0] if problems else {"code": None, "message": ""}
+    # The report groups problems by device; the verdict is the first in the order of the checks, whose exit
+    # code names it (each code has its own, FORMAT.md §13).
+    problems = report.get("problems", []) + [p for d in report.get("devices", []) for p in d["problems"]]
+    codes = [p for p in problems if EXIT.get(p["code"]) == code]
+    first = codes[0] if codes else {"code": None, "message": ""}
     return Verdict(exit=code, code=first["code"], message=first.get("message", ""))

@@ -21,6 +21,8 @@ VECTORS = ROOT / "tests" / "vectors"
 FLIPS_PER_BUNDLE = 1000
 SEED = 17
 RECORD_AAD = b"jejak/record/v1"
+SEAL_AAD = b"jejak/bundle/v1"
+SEAL_PROTECTED = bytes.fromhex("a10127")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +44,18 @@ def encode(value: Any) -> bytes:
 def stranger() -> Ed25519PrivateKey:
     seed = json.loads((VECTORS / "keys.json").read_text())["keys"]["stranger"]["seed"]
     return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(seed))
+
+
+def example_hub() -> Ed25519PrivateKey:
+    """The example hub's key: tools/example.py derives it from a fixed name, so tamperings can be re-signed."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"jejak/example/hub-jawa-barat").digest())
+
+
+def seal(bundle: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
+    """FORMAT.md §12.3 step 9: the hub's signature over the SHA-256 of the bundle without its seal."""
+    digest = hashlib.sha256(encode({k: v for k, v in bundle.items() if k != "seal"})).digest()
+    sig = key.sign(sig_structure(SEAL_PROTECTED, SEAL_AAD, digest))
+    return encode(cbor2.CBORTag(18, [SEAL_PROTECTED, {}, None, sig]))
 
 
 def sig_structure(protected: bytes, aad: bytes, payload: bytes) -> bytes:
@@ -81,10 +95,13 @@ def older_flips(newer: bytes, older: bytes, count: int, seed: int) -> Iterator[C
 Edit = Callable[[dict[str, Any]], None]
 
 
-def edited(base: bytes, name: str, edit: Edit, against: bytes | None = None) -> Case:
+def edited(base: bytes, name: str, edit: Edit, against: bytes | None = None, *, resealed: bool = False) -> Case:
+    """The bundle after `edit`; `resealed`: sealed again by the hub, so only the checks before the seal can see it."""
     bundle = cbor2.loads(base)
     edit(bundle)
-    return Case(name=name, bundle=encode(bundle), against=against)
+    if resealed:
+        bundle["seal"] = seal(bundle, example_hub())
+    return Case(name=name + (" (resealed)" if resealed else ""), bundle=encode(bundle), against=against)
 
 
 def structural(base: bytes, older: bytes) -> Iterator[Case]:
@@ -130,11 +147,7 @@ def structural(base: bytes, older: bytes) -> Iterator[Case]:
         yield edited(base, f"log {li} append a copy of its head", log_edit(li, lambda lg: lg["records"].append(lg["records"][-1])))
         yield edited(base, f"log {li} append a stranger's record at the next seq",
                      log_edit(li, lambda lg: lg["records"].append(next_record(lg["records"][-1], key))))
-        for at in range(0, n + 1):
-            yield edited(base, f"log {li} revoked from {at}", log_edit(li, lambda lg, at=at: lg.__setitem__("revoked_from", at)))
-        for value in (False, -1, "0", b"\0"):
-            yield edited(base, f"log {li} revoked_from = {value!r}", log_edit(li, lambda lg, v=value: lg.__setitem__("revoked_from", v)))
-        for field in ("device", "keys", "records", "bodies", "revoked_from"):
+        for field in ("device", "keys", "records", "bodies"):
             yield edited(base, f"log {li} without '{field}'", log_edit(li, lambda lg, f=field: lg.pop(f)))
             yield edited(base, f"log {li} '{field}' renamed", log_edit(li, lambda lg, f=field: lg.__setitem__(f[:-1] + "X", lg.pop(f))))
         yield edited(base, f"log {li} with an unknown field", log_edit(li, lambda lg: lg.__setitem__("note", "x")))
@@ -161,14 +174,17 @@ def structural(base: bytes, older: bytes) -> Iterator[Case]:
     yield edited(base, "a log dropped", lambda b: b["logs"].pop(0))
     yield edited(base, "a log given twice", lambda b: b["logs"].append(b["logs"][0]))
     yield edited(base, "no logs", lambda b: b.__setitem__("logs", []))
-    for field in ("format", "created", "description", "hub_key", "logs", "checkpoints", "receipts", "consistency", "forks"):
+    for field in ("format", "created", "description", "hub_key", "hub_log", "logs", "checkpoints", "receipts",
+                  "consistency", "forks", "seal"):
         yield edited(base, f"bundle without '{field}'", lambda b, f=field: b.pop(f))
     yield edited(base, "bundle with an unknown field", lambda b: b.__setitem__("signature", b""))
-    yield edited(base, "format jejak-bundle/2", lambda b: b.__setitem__("format", "jejak-bundle/2"))
+    yield edited(base, "format jejak-bundle/1", lambda b: b.__setitem__("format", "jejak-bundle/1"))
+    yield edited(base, "format 1 log field revoked_from", lambda b: b["logs"][0].__setitem__("revoked_from", None))
     yield edited(base, "hub key nil", lambda b: b.__setitem__("hub_key", None))
     yield edited(base, "hub key of a stranger", lambda b: b.__setitem__("hub_key", public(key)))
     yield edited(base, "hub key nil and no checkpoints or receipts",
                  lambda b: b.update(hub_key=None, checkpoints=[], receipts=[], consistency=[]))
+    yield edited(base, "hub log empty", lambda b: b.__setitem__("hub_log", []))
     n_cp = len(b0["checkpoints"])
     for i in range(n_cp):
         yield edited(base, f"checkpoint {i} dropped", lambda b, i=i: b["checkpoints"].pop(i))
@@ -233,6 +249,8 @@ def structural(base: bytes, older: bytes) -> Iterator[Case]:
     yield Case(name="hub key pinned, bundle names none", bundle=no_key, hub_key=hub_key)
     yield Case(name="stranger's key pinned, bundle names none", bundle=no_key, hub_key=public(key))
     yield Case(name="older bundle garbage, as --against", bundle=base, against=b"\xff")
+    yield from hub_log_tamperings(base, older)
+    yield from seal_tamperings(base, older)
 
 
 def public(key: Ed25519PrivateKey) -> bytes:
@@ -300,36 +318,153 @@ def reencode_created(base: bytes) -> bytes:
     return out
 
 
-def revoked(base: bytes, log: int = 0, at: int = 3) -> bytes:
-    """The bundle with one log revoked from seq `at` and cut there (with its receipts), so that it verifies."""
-    b = cbor2.loads(base)
-    kept = b["logs"][log]["records"][:at]
-    dropped = {record_id(r) for r in b["logs"][log]["records"][at:]}
-    b["logs"][log].update(records=kept, revoked_from=at)
-    b["receipts"] = [r for r in b["receipts"] if r[0] not in dropped]
-    return encode(b)
+def resign_hub_record(record: bytes, edit: Callable[[list[Any]], None]) -> bytes:
+    """A record of the hub's own log with its payload edited and signed again by the hub."""
+    p = payload_of(record)
+    edit(p)
+    return resign_record(record, example_hub(), encode(p))
 
 
-def revocation_flips(base: bytes) -> Iterator[Case]:
-    """Every single-bit change of a revocation: the `revoked_from` key and its value, in a bundle that has one."""
-    data = revoked(base)
-    yield Case(name="revoked from 3 and cut there", bundle=data)
-    yield Case(name="revocation dropped (set to nil)",
-               bundle=edited(data, "", lambda b: b["logs"][0].__setitem__("revoked_from", None)).bundle)
-    yield Case(name="revocation moved past the range",
-               bundle=edited(data, "", lambda b: b["logs"][0].__setitem__("revoked_from", 99)).bundle)
-    at = data.index(b"lrevoked_from")
-    for byte in range(at, at + 14):
-        for bit in range(8):
-            flipped = bytearray(data)
-            flipped[byte] ^= 1 << bit
-            yield Case(name=f"revocation bit {bit} of byte {byte}", bundle=bytes(flipped))
+def hub_log_tamperings(base: bytes, older: bytes) -> Iterator[Case]:
+    """Decisions dropped, altered, back-dated, re-signed or added in the hub's own log (FORMAT.md §6.2, §12.3 step 5)."""
+    b0 = cbor2.loads(base)
+    hub_log = b0["hub_log"]
+    key = stranger()
+    n = len(hub_log)
+
+    def hub_edit(fn: Callable[[list[bytes]], Any]) -> Edit:
+        return lambda b: fn(b["hub_log"])
+
+    def body_edit(i: int, fn: Callable[[dict[str, Any]], None]) -> Edit:
+        def edit(b: dict[str, Any]) -> None:
+            def payload(p: list[Any]) -> None:
+                fn(p[7])
+            b["hub_log"][i] = resign_hub_record(b["hub_log"][i], payload)
+        return edit
+
+    for resealed in (False, True):
+        for i in range(n):
+            yield edited(base, f"hub log drop record {i}", hub_edit(lambda h, i=i: h.pop(i)), resealed=resealed)
+            yield edited(base, f"hub log re-sign record {i} with another key",
+                         hub_edit(lambda h, i=i: h.__setitem__(i, resign_record(h[i], key))), resealed=resealed)
+            yield edited(base, f"hub log record {i} truncated", hub_edit(lambda h, i=i: h.__setitem__(i, h[i][:-1])),
+                         resealed=resealed)
+            yield edited(base, f"hub log duplicate record {i}", hub_edit(lambda h, i=i: h.insert(i, h[i])), resealed=resealed)
+        for i in range(n - 1):
+            def swap(h: list[bytes], i: int = i) -> None:
+                h[i], h[i + 1] = h[i + 1], h[i]
+            yield edited(base, f"hub log swap records {i} and {i + 1}", hub_edit(swap), resealed=resealed)
+        for keep in range(1, n):
+            yield edited(base, f"hub log truncated to {keep} records", hub_edit(lambda h, keep=keep: h.__delitem__(slice(keep, None))),
+                         resealed=resealed)
+        for i, raw in enumerate(hub_log):
+            body = payload_of(raw)[7]
+            action = body.get("action")
+            if action is None:
+                continue
+            for at in (0, 1, 3, 5, 99):
+                yield edited(base, f"hub log {action} {i} from seq {at} (re-signed by the hub)",
+                             body_edit(i, lambda bd, at=at: bd.__setitem__("from_seq", at)), resealed=resealed)
+            for other in ("approve", "withdraw", "revoke", "rotate"):
+                if other != action:
+                    yield edited(base, f"hub log {action} {i} turned into {other} (re-signed by the hub)",
+                                 body_edit(i, lambda bd, o=other: bd.__setitem__("action", o)), resealed=resealed)
+            yield edited(base, f"hub log {action} {i} about another device (re-signed by the hub)",
+                         body_edit(i, lambda bd: bd.__setitem__("device", bytes(16))), resealed=resealed)
+            if "key" in body:
+                yield edited(base, f"hub log {action} {i} with a stranger's key (re-signed by the hub)",
+                             body_edit(i, lambda bd: bd.__setitem__("key", public(key))), resealed=resealed)
+                yield edited(base, f"hub log {action} {i} without its key (re-signed by the hub)",
+                             body_edit(i, lambda bd: bd.pop("key")), resealed=resealed)
+        # A decision appended past the head the checkpoints name: a revocation of every device from genesis.
+        for li, log in enumerate(b0["logs"]):
+            def add(h: list[bytes], dev: bytes = log["device"]) -> None:
+                def payload(p: list[Any]) -> None:
+                    p[2] += 1
+                    p[3] = record_id(h[-1])
+                    p[7] = {"action": "revoke", "device": dev, "from_seq": 0}
+                h.append(resign_hub_record(h[-1], payload))
+            yield edited(base, f"hub log appends a revocation of log {li} from seq 0", hub_edit(add), resealed=resealed)
+    yield edited(base, "hub log of the older bundle", lambda b: b.__setitem__("hub_log", cbor2.loads(older)["hub_log"]),
+                 resealed=True)
+    yield edited(older, "older bundle's hub log of the newer bundle", lambda b: b.__setitem__("hub_log", hub_log), resealed=True)
+    yield edited(base, "hub log decision dropped, against older", hub_edit(lambda h: h.pop()), against=older, resealed=True)
+    yield edited(base, "hub log head record re-signed, against older",
+                 hub_edit(lambda h: h.__setitem__(1, resign_hub_record(h[1], lambda p: p.__setitem__(4, p[4] + 1)))),
+                 against=older, resealed=True)
+
+
+def seal_tamperings(base: bytes, older: bytes) -> Iterator[Case]:
+    """The seal itself changed, and changes to what it covers, unsealed and sealed again by the hub."""
+    b0 = cbor2.loads(base)
+    protected, unprotected, payload, sig = cbor2.loads(b0["seal"]).value
+    key = stranger()
+    yield edited(base, "seal sealed again (unchanged)", lambda b: None, resealed=True)
+    yield edited(base, "seal by a stranger", lambda b: b.__setitem__("seal", seal(b, key)))
+    yield edited(base, "seal empty", lambda b: b.__setitem__("seal", b""))
+    yield edited(base, "seal untagged", lambda b: b.__setitem__("seal", encode([protected, unprotected, payload, sig])))
+    yield edited(base, "seal with the digest attached",
+                 lambda b: b.__setitem__("seal", encode(cbor2.CBORTag(18, [protected, unprotected, bytes(32), sig]))))
+    yield edited(base, "seal with a kid",
+                 lambda b: b.__setitem__("seal", encode(cbor2.CBORTag(18, [protected, {4: bytes(16)}, payload, sig]))))
+    yield edited(base, "seal with alg in the unprotected header",
+                 lambda b: b.__setitem__("seal", encode(cbor2.CBORTag(18, [b"", {1: -8}, payload, sig]))))
+    yield edited(base, "seal of a record's signature",
+                 lambda b: b.__setitem__("seal", encode(cbor2.CBORTag(18, [protected, {}, None, cbor2.loads(b["hub_log"][0]).value[3]]))))
+    yield edited(base, "seal signature one byte short",
+                 lambda b: b.__setitem__("seal", encode(cbor2.CBORTag(18, [protected, unprotected, payload, sig[:-1]]))))
+    for resealed in (False, True):
+        yield edited(base, "description changed", lambda b: b.__setitem__("description", "x"), resealed=resealed)
+        yield edited(base, "description dropped", lambda b: b.pop("description"), resealed=resealed)
+        yield edited(base, "created back-dated", lambda b: b.__setitem__("created", b["created"] - 86400), resealed=resealed)
+        yield edited(base, "a log dropped", lambda b: b["logs"].pop(0), resealed=resealed)
+        yield edited(base, "the tail of a log dropped with its receipts", drop_tail(0, 2), resealed=resealed)
+        yield edited(base, "a log and its receipts dropped", drop_log(0), resealed=resealed)
+        for li, log in enumerate(b0["logs"]):
+            if log["bodies"]:
+                yield edited(base, f"log {li} detached body stripped",
+                             lambda b, li=li: b["logs"][li].__setitem__("bodies", []), resealed=resealed)
+        yield edited(base, "largest checkpoint dropped", lambda b: b["checkpoints"].pop(), resealed=resealed)
+        yield edited(base, "consistency dropped", lambda b: b.__setitem__("consistency", []), resealed=resealed)
+        yield edited(base, "fork evidence of one record twice", lambda b: b["forks"].append(
+            encode([b["logs"][0]["records"][1], b["logs"][0]["records"][1]])), resealed=resealed)
+    yield edited(base, "a log dropped, against older", lambda b: b["logs"].pop(0), against=older, resealed=True)
+
+
+def drop_tail(li: int, keep: int) -> Edit:
+    def edit(b: dict[str, Any]) -> None:
+        log = b["logs"][li]
+        gone = {record_id(r) for r in log["records"][keep:]}
+        log["records"] = log["records"][:keep]
+        log["bodies"] = [e for e in log["bodies"] if e[0] < keep]
+        b["receipts"] = [r for r in b["receipts"] if r[0] not in gone]
+    return edit
+
+
+def drop_log(li: int) -> Edit:
+    def edit(b: dict[str, Any]) -> None:
+        gone = {record_id(r) for r in b["logs"][li]["records"]}
+        b["logs"].pop(li)
+        b["receipts"] = [r for r in b["receipts"] if r[0] not in gone]
+    return edit
+
+
+def decision_flips(base: bytes, count: int = 200, seed: int = SEED) -> Iterator[Case]:
+    """Single-bit changes of the hub's revocation decision (the last record of its own log), sealed or not."""
+    b0 = cbor2.loads(base)
+    raw = b0["hub_log"][-1]
+    at = base.index(raw)
+    rng = random.Random(f"{seed}:decision")
+    for bit in sorted(rng.sample(range(len(raw) * 8), min(count, len(raw) * 8))):
+        flipped = bytearray(base)
+        flipped[at + bit // 8] ^= 1 << (bit % 8)
+        yield Case(name=f"revocation decision bit {bit}", bundle=bytes(flipped))
 
 
 def tamper_set(flips: int = FLIPS_PER_BUNDLE, seed: int = SEED) -> list[Case]:
     base, older = EXAMPLE.read_bytes(), OLDER.read_bytes()
     cases = list(structural(base, older))
-    cases += revocation_flips(base)
+    cases += decision_flips(base)
     cases += bit_flips("example", base, flips, seed, against=older)
     cases += bit_flips("example-older", older, flips, seed)
     cases += older_flips(base, older, flips // 4, seed)

@@ -21,7 +21,8 @@ from .tamper import FLIPS_PER_BUNDLE, VECTORS, Case, tamper_set
 BATCH = 150
 VALID = {"valid/chain-basic.json": "chain", "valid/chain-rotation.json": "chain",
          "valid/chain-detached.json": "chain", "valid/records.json": "records",
-         "valid/checkpoints.json": "checkpoints", "rfc6962-transparency-dev.json": "rfc6962"}
+         "valid/checkpoints.json": "checkpoints", "rfc6962-transparency-dev.json": "rfc6962",
+         "valid/bundle.json": "bundle", "valid/limits.json": "limits"}
 # §6.1 enrollment messages pass between a device and its hub; a bundle never carries them. keys.json holds
 # the test keys (the tamper set signs with its stranger).
 NOT_APPLICABLE = {"valid/enrollment.json", "keys.json"}
@@ -40,6 +41,9 @@ def test_every_vector_file_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(VALID))
 def test_valid_vector(page: webdriver.Chrome, name: str) -> None:
     vector = json.loads((VECTORS / name).read_text())
+    if "file" in vector:  # the bundle vector names its CBOR files
+        vector["bundle"] = (VECTORS / "valid" / vector["file"]).read_bytes().hex()
+        vector["older"] = (VECTORS / "valid" / vector["older_file"]).read_bytes().hex()
     mismatches = page.execute_script("return Jejak.runValid(arguments[0], arguments[1])", VALID[name], vector)
     assert mismatches == [], f"{name}: {mismatches}"
 

@@ -50,7 +50,18 @@ def test_standalone_page_from_file(tmp_path: Path) -> None:
         steps = [li.get_attribute("data-step") for li in driver.find_elements(By.CSS_SELECTOR, "#steps li")]
         assert steps[:2] == ["bundle.parse", "bundle.hubkey"]
         assert steps.count("log.records") == 3 and steps.count("checkpoint") == 3 and steps[-1] == "against"
-        assert "Log tumbuh secara konsisten dari ukuran 13 ke 17" in driver.find_element(By.ID, "steps").text
+        listed = driver.find_element(By.ID, "steps").text
+        assert "Log tumbuh secara konsisten dari ukuran 18 ke 23" in listed
+        # The hub's decisions from its own log, each in its own step.
+        assert steps.count("decision.approve") == 3 and steps.count("decision.rotate") == 1
+        assert steps.count("decision.revoke") == 1 and steps[-2] == "seal"
+        assert "Keputusan hub #5: mencabut kunci perangkat da3acae69a9a7e36fd45f480dae089e6" in listed
+        assert "menyetujui perangkat 38e4d4dff6603b0a5f7c6ed4145e5fb9 (lokasi sppg-bandung-01, peran edge" in listed
+        driver.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+        listed = driver.find_element(By.ID, "steps").text
+        assert "Hub decision #5: revokes the key of device da3acae69a9a7e36fd45f480dae089e6; its records from seq 6" in listed
+        assert "Hub decision #4: accepts the key rotation of device 9f19382780d143201e9c8c7107c9c2f0 at seq 3" in listed
+        driver.find_element(By.CSS_SELECTOR, "[data-lang=id]").click()
 
         text, code, exit_code = check_file(driver, flipped)
         assert text.startswith("GAGAL") and code and exit_code not in ("", "0")

@@ -12,6 +12,10 @@
       const r = J.verifyBundle(b(i.bundle), { hubKey: b(i.hub_key), against: b(i.against) });
       if (!r.ok) J.fail(r.code, "bundle");
     },
+    verify_against: (i) => {
+      const r = J.verifyBundle(b(i.newer), { against: b(i.older) });
+      if (!r.ok) J.fail(r.code, "bundle");
+    },
     fork_evidence: (i) => {
       J.checkForkEvidence(b(i.evidence), () => b(i.public_key));
       J.fail("FORK_DETECTED", "valid fork evidence");
@@ -23,12 +27,10 @@
     checkpoint_pair: (i) => {
       const key = b(i.hub_key);
       const older = J.verifyCheckpoint(b(i.older), key), newer = J.verifyCheckpoint(b(i.newer), key);
-      try {
-        J.verifyConsistency(older.treeSize, newer.treeSize, older.root, newer.root, i.proof.map(b));
-      } catch (e) {
-        if (e instanceof J.JejakError) J.fail("INVALID_CHECKPOINT", "two checkpoints that are not consistent: " + e.message);
-        throw e;
-      }
+      // §10: two signed checkpoints of one size with different roots prove on their own that the hub rewrote its log.
+      if (older.treeSize === newer.treeSize && !J.equal(older.root, newer.root)) J.fail("INVALID_CHECKPOINT", "same size, different roots");
+      // §9, §10: a consistency proof between two checkpoints that fails is INVALID_PROOF, like every proof.
+      J.verifyConsistency(older.treeSize, newer.treeSize, older.root, newer.root, i.proof.map(b));
     },
   };
   // The valid vectors: each returns a list of mismatches (empty when the page agrees).
@@ -81,6 +83,33 @@
         if (got.index !== r.leaf_index || !bySize.has(got.treeSize) || J.hex(got.root) !== J.hex(bySize.get(got.treeSize).root)) out.push("receipt " + r.leaf_index);
       }
       return out;
+    },
+    // valid/bundle.json: the bytes of bundle.cbor and bundle-older.cbor are added by the test (bundle, older).
+    bundle: (v) => {
+      const out = [];
+      const r = J.verifyBundle(b(v.bundle), { against: b(v.older) });
+      const e = v.expect;
+      if (!r.ok) out.push("verdict " + r.code + ": " + J.summary(r).problems[0].message);
+      const sizes = r.checkpoints.map((c) => c.treeSize);
+      if (JSON.stringify(sizes) !== JSON.stringify(e.checkpoints)) out.push("checkpoints " + sizes);
+      if (r.decisions.length !== e.decisions) out.push("decisions " + r.decisions.length);
+      const hubLog = r.steps.find((s) => s.key === "hublog");
+      if (!hubLog || hubLog.vars.ok !== e.hub_log) out.push("hub log");
+      if (r.receiptsChecked !== e.receipts) out.push("receipts " + r.receiptsChecked);
+      const devices = r.devices.map((d) => ({ device: d.device, records: d.records, revoked_from: d.revokedFrom }));
+      if (JSON.stringify(devices) !== JSON.stringify(e.devices)) out.push("devices " + JSON.stringify(devices));
+      if (!r.against || r.against.from !== e.against.from || r.against.to !== e.against.to) out.push("against " + JSON.stringify(r.against));
+      if (J.hex(J.deviceId(b(v.hub_public_key))) !== v.hub_id) out.push("hub id");
+      for (const h of v.hub_log) {
+        const d = J.decodeRecord(b(h.cose));
+        if (J.hex(d.id) !== h.id || d.seq !== h.seq || d.kind !== h.kind) out.push("hub log record " + h.seq);
+      }
+      return out;
+    },
+    limits: (v) => {
+      J.decode(b(v.cbor_depth_16));
+      for (const r of Object.values(v.records)) J.decodeRecord(b(r));
+      return [];
     },
     rfc6962: (v) => {
       const out = [];

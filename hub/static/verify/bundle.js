@@ -1,33 +1,34 @@
-// Bundles (FORMAT.md §12): the schema in one place, then one function per check, in the order §12.1 gives.
+// Bundles (FORMAT.md §12, format jejak-bundle/2): the schema, then one function per step of §12.3, in its order.
 "use strict";
 (function (J) {
   const { fail, malformed, JejakError, isBytes, isMap, isArray, isUint, isText, equal, hex } = J;
 
-  // ---- schema ----------------------------------------------------------------------------------------------
+  // ---- 1. schema -------------------------------------------------------------------------------------------
   // Every field: [type check, required]. A missing required field, an unknown field or another type is
   // MALFORMED for the whole bundle.
   const arrayOf = (check) => (v) => isArray(v) && v.every(check);
+  const nonEmpty = (check) => (v) => arrayOf(check)(v) && v.length > 0;
   const tuple = (...checks) => (v) => isArray(v) && v.length === checks.length && checks.every((c, i) => c(v[i]));
   const bytes = (n) => (v) => isBytes(v, n);
-  const orNull = (check) => (v) => v === null || check(v);
   const schemaOf = (fields) => (v) => isMap(v) && checkFields(v, fields, "log") === true;
   const LOG_SCHEMA = {
     device: [bytes(16), true],
     keys: [arrayOf(bytes()), true],
     records: [arrayOf(bytes()), true],
     bodies: [(v) => arrayOf(tuple(isUint, bytes()))(v) && new Set(v.map(([s]) => String(s))).size === v.length, true],
-    revoked_from: [orNull(isUint), true],
   };
   const BUNDLE_SCHEMA = {
-    format: [(v) => v === "jejak-bundle/1", true],
+    format: [(v) => v === "jejak-bundle/2", true],
     created: [isUint, true],
     description: [isText, false],
-    hub_key: [orNull(bytes(32)), true],
+    hub_key: [bytes(32), true],
+    hub_log: [nonEmpty(bytes()), true],
     logs: [arrayOf(schemaOf(LOG_SCHEMA)), true],
-    checkpoints: [arrayOf(bytes()), true],
-    receipts: [arrayOf(tuple(bytes(), bytes())), true],
+    checkpoints: [nonEmpty(bytes()), true],
+    receipts: [arrayOf(tuple(bytes(32), bytes())), true],
     consistency: [arrayOf(tuple(isUint, isUint, arrayOf(bytes()))), true],
     forks: [arrayOf(bytes()), true],
+    seal: [bytes(), true],
   };
 
   function checkFields(map, schema, what) {
@@ -59,31 +60,23 @@
       malformed(ok);
     }
     return {
-      created: b.get("created"), description: b.has("description") ? b.get("description") : "",
-      hubKey: b.get("hub_key"),
-      logs: b.get("logs").map((l) => ({
-        device: l.get("device"), keys: l.get("keys"), records: l.get("records"), bodies: l.get("bodies"),
-        revokedFrom: l.get("revoked_from"),
-      })),
+      map: b, created: b.get("created"), description: b.has("description") ? b.get("description") : "",
+      hubKey: b.get("hub_key"), hubLog: b.get("hub_log"),
+      logs: b.get("logs").map((l) => ({ device: l.get("device"), keys: l.get("keys"), records: l.get("records"), bodies: l.get("bodies") })),
       checkpoints: b.get("checkpoints"), receipts: b.get("receipts"), consistency: b.get("consistency"),
-      forks: b.get("forks"),
+      forks: b.get("forks"), seal: b.get("seal"),
     };
   }
 
   // ---- report ----------------------------------------------------------------------------------------------
-  // Steps carry a message key and values; the page translates them. A problem is {code, message, where}.
+  // Steps carry a message key and values; the page translates them. A problem is {code, message, where}; the
+  // problems are kept in the order of the checks (§12.3), and the first one is the verdict.
   class Report {
-    constructor() { this.steps = []; this.devices = []; this.problems = []; this.checkpoints = []; }
+    constructor() { this.steps = []; this.devices = []; this.problems = []; this.checkpoints = []; this.decisions = []; }
     step(key, vars, problem) { this.steps.push({ key, vars: vars || {}, ok: !problem, problem: problem || null }); }
-    // Devices' problems come before bundle-level ones (FORMAT.md §13): a receipt whose record failed is a
-    // consequence, not the cause.
-    firstProblem() {
-      if (this.againstProblem) return this.againstProblem;
-      for (const d of this.devices) if (d.problems.length) return d.problems[0];
-      return this.problems[0] || null;
-    }
+    add(problem, dev) { if (problem) { this.problems.push(problem); if (dev) dev.problems.push(problem); } return problem; }
     finish() {
-      const first = this.firstProblem();
+      const first = this.againstProblem || this.problems[0] || null;
       this.ok = first === null;
       this.code = first ? first.code : null;
       this.exit = first ? J.EXIT[first.code] : 0;
@@ -97,42 +90,128 @@
   // Runs `fn`; a typed failure becomes a problem (returned), anything else is a bug and propagates.
   const attempt = (fn, where) => { try { fn(); return null; } catch (e) { return asProblem(e, where); } };
 
-  // ---- 1. per log ------------------------------------------------------------------------------------------
-  // The key schedule: [{from, pubkey}] (a key signs from the seq after its key record on), from the key
-  // list, each entry checked as a link of the device's chain (records between key records are skipped).
+  // ---- 3. checkpoints, 4. consistency -----------------------------------------------------------------------
+  function verifyCheckpoints(bundle, hubKey, report) {
+    const good = [];
+    bundle.checkpoints.forEach((bytes, i) => {
+      let cp = null;
+      const p = attempt(() => {
+        const shape = J.parseCheckpoint(bytes);
+        if (shape.head === null) malformed("checkpoint lacks the head of the hub's own log (label -65538)");
+        cp = J.verifyCheckpoint(bytes, hubKey);
+      }, "checkpoint " + i);
+      report.step("checkpoint", { i, size: cp ? cp.treeSize : "?", root: cp ? hex(cp.root).slice(0, 16) : "", time: cp ? cp.time : "", hub: cp ? cp.head.length : "" }, p);
+      if (!report.add(p)) good.push(cp);
+    });
+    const bySize = new Map();
+    for (const cp of good) {
+      const other = bySize.get(cp.treeSize);
+      if (other && !equal(other.root, cp.root)) {
+        const p = { code: "INVALID_CHECKPOINT", message: "two checkpoints of size " + cp.treeSize + " with different roots: the hub rewrote its log", where: "checkpoints" };
+        report.step("checkpoints.split", { size: cp.treeSize }, p);
+        report.add(p);
+      }
+      if (!other) bySize.set(cp.treeSize, cp);
+    }
+    // Sorted by size, then iat: the last one is the largest.
+    report.checkpoints = good.slice().sort((a, b) => (a.treeSize - b.treeSize) || (a.time - b.time));
+    bundle.consistency.forEach(([first, second, proof]) => {
+      const p = attempt(() => {
+        const a = bySize.get(first), b = bySize.get(second);
+        if (!a || !b) fail("INVALID_CHECKPOINT", "consistency entry " + first + "->" + second + " names a size no verified checkpoint has");
+        J.verifyConsistency(first, second, a.root, b.root, proof);
+      }, "consistency " + first + "->" + second);
+      report.step("consistency", { first, second }, p);
+      report.add(p);
+    });
+    return good;
+  }
+
+  // ---- 5. the hub's own log -----------------------------------------------------------------------------------
+  // -> {records: the verified prefix, decisions: their authority bodies in seq order}.
+  function verifyHubLog(bundle, hubKey, checkpoints, report) {
+    const hubId = J.deviceId(hubKey);
+    // A whole log from the empty state, accepted like any offered range (a repeated record is skipped); after
+    // the genesis only decisions and attestations (§6.2).
+    const onlyDecisions = (r) => {
+      if (r.seq > 0 && r.kind !== "authority" && r.kind !== "attest") fail("BROKEN_CHAIN", "seq " + r.seq + " of the hub's own log is a " + r.kind + " record");
+    };
+    const accepted = acceptRange({ device: hubId, records: bundle.hubLog }, J.initialState(hubId), null, onlyDecisions);
+    const records = accepted.records;
+    const problem = accepted.problem ? Object.assign(accepted.problem, { where: "hub log " + accepted.problem.where.replace(/^device \w+ ?/, "") }) : null;
+    report.add(problem);
+    const ids = records.map((r) => r.id);
+    let headProblem = null;
+    for (const cp of problem ? [] : checkpoints) {
+      const { length, id } = cp.head;
+      const want = length === 0 ? J.ZERO32 : ids[length - 1];
+      if (length > ids.length || !equal(want, id)) {
+        headProblem = { code: "BROKEN_CHAIN", message: "checkpoint of size " + cp.treeSize + " names hub log head " + length + " that the bundle's hub log does not hold", where: "hub log" };
+        break;
+      }
+    }
+    const largest = report.checkpoints[report.checkpoints.length - 1];
+    if (!problem && !headProblem && largest && largest.head.length !== ids.length) {
+      headProblem = { code: "BROKEN_CHAIN", message: "the hub log holds " + ids.length + " records, its largest checkpoint names " + largest.head.length, where: "hub log" };
+    }
+    report.add(headProblem);
+    report.step("hublog", { n: bundle.hubLog.length, ok: records.length, id: hex(hubId) }, problem || headProblem);
+    const decisions = records.filter((r) => r.kind === "authority").map((r) => ({
+      seq: r.seq, action: r.body.get("action"), device: r.body.get("device"), fromSeq: r.body.get("from_seq"),
+      key: r.body.get("key") || null, site: r.body.get("site") || "", role: r.body.get("role") || "",
+    }));
+    for (const d of decisions) {
+      report.step("decision." + d.action, { seq: d.seq, device: hex(d.device), from: d.fromSeq, site: d.site, role: d.role, key: d.key ? hex(d.key).slice(0, 16) : "" });
+    }
+    report.decisions = decisions;
+    return { records, decisions };
+  }
+
+  // The standing of a device by the decisions (§6.2).
+  function standing(decisions, device) {
+    const mine = decisions.filter((d) => equal(d.device, device));
+    const approval = mine.find((d) => d.action === "approve") || null;
+    const rotations = mine.filter((d) => d.action === "rotate");
+    const points = mine.filter((d) => d.action === "withdraw" || d.action === "revoke").map((d) => d.fromSeq);
+    return { approval, rotations, revokedFrom: points.length ? Math.min(...points) : null };
+  }
+
+  // ---- 6. device logs ----------------------------------------------------------------------------------------
+  // 6.1 the key list -> [{seq, key, bytes}] (a key signs from the seq after its key record on).
   function keySchedule(log) {
-    if (log.keys.length === 0) fail("UNKNOWN_KEY", "no usable genesis key for device " + hex(log.device));
+    const noGenesis = () => fail("UNKNOWN_KEY", "the key list of device " + hex(log.device) + " does not start with a genesis key record");
+    if (log.keys.length === 0) noGenesis();
     const g = J.decodeRecord(log.keys[0]);
-    if (g.kind !== "key") fail("UNKNOWN_KEY", "no usable genesis key for device " + hex(log.device));
-    if (!equal(J.deviceId(g.body.get("pubkey")), log.device)) fail("UNKNOWN_KEY", "genesis key does not derive the device id");
+    if (g.kind !== "key" || g.seq !== 0) noGenesis();
     const schedule = [];
-    let state = null;
+    let prev = null;
     for (const bytes of log.keys) {
-      const r = J.decodeRecord(bytes);
-      if (r.kind !== "key" || !equal(r.device, log.device)) fail("BROKEN_CHAIN", "key list holds a record that is not a key record of this device");
-      if (r.seq === 0) state = J.initialState(log.device);
-      if (state === null) fail("UNKNOWN_KEY", "key list does not start with the genesis record");
-      if (r.seq !== state.length) state = Object.assign({}, state, { length: r.seq, head: r.prev });
-      const linked = J.link(state, r);
-      J.checkSignature(r, linked.key);
-      state = linked.state;
-      schedule.push({ from: r.seq + 1, pubkey: r.body.get("pubkey") });
+      const r = prev === null ? g : J.decodeRecord(bytes);
+      if (r.kind !== "key" || !equal(r.device, log.device)) fail("BROKEN_CHAIN", "the key list holds a record that is not a key record of this device");
+      if (prev === null) {
+        J.genesisKey(r, "INVALID_SIGNATURE");
+      } else {
+        if (r.seq <= prev.seq) fail("BROKEN_CHAIN", "the key list is not in increasing seq order");
+        if (r.seq === prev.seq + 1 && !equal(r.prev, J.sha256(prev.bytes))) fail("BROKEN_CHAIN", "key record at seq " + r.seq + " does not name seq " + prev.seq + " as prev");
+        if (r.boot < prev.boot) fail("BROKEN_CHAIN", "boot counter went backwards in the key list");
+      }
+      J.checkSignature(r, prev === null ? r.body.get("pubkey") : prev.key);
+      prev = { seq: r.seq, key: r.body.get("pubkey"), bytes, boot: r.boot };
+      schedule.push(prev);
     }
     return schedule;
   }
 
-  // The key a record at `seq` must verify with: the genesis key, or the last one whose schedule began.
+  // The key a record at `seq` > 0 must verify with: the key of the last key record before it.
   const keyAt = (schedule, seq) => {
-    let key = schedule[0].pubkey;
-    for (const k of schedule) if (k.from <= seq) key = k.pubkey;
+    let key = schedule[0].key;
+    for (const k of schedule) if (k.seq < seq) key = k.key;
     return key;
   };
 
-  // The state a range extends. A range from genesis starts empty (its genesis must be the key list's); a
-  // later one is taken at its word for its first record's prev and boot, with the key the key list puts in
-  // force there: the range proves its own records, not the history before them.
+  // 6.2 the state a range extends. A range from genesis starts empty (its genesis must be the key list's);
+  // a later one is taken at its word for its first record's prev and boot, with the key in force there.
   function rangeStart(log, schedule) {
-    if (log.records.length === 0) return J.initialState(log.device);
     const first = J.decodeRecord(log.records[0]);
     if (!equal(first.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(first.device) + " inside the log of " + hex(log.device));
     if (first.seq === 0) {
@@ -142,10 +221,23 @@
     return { device: log.device, length: first.seq, head: first.prev, key: keyAt(schedule, first.seq), boot: first.boot };
   }
 
-  // §7 over the range, record by record: the verified prefix and the problem that ended it. A record the
-  // range already holds (same id) is a harmless repeat and skipped; another validly signed record at a seq
-  // the range holds is a fork (FORK_DETECTED).
-  function acceptRange(log, start) {
+  // 6.3 the hub's decisions admit the device, its key list and the key in force at the range's start.
+  function checkStanding(log, schedule, st, firstSeq) {
+    if (!st.approval) fail("UNKNOWN_KEY", "device " + hex(log.device) + " has no approval in the hub's own log");
+    if (!equal(st.approval.key, schedule[0].key)) fail("UNKNOWN_KEY", "device " + hex(log.device) + " was approved with another key");
+    for (const k of schedule.slice(1)) {
+      if (!st.rotations.some((d) => d.fromSeq === k.seq && equal(d.key, k.key))) fail("UNKNOWN_KEY", "the rotation at seq " + k.seq + " was not accepted by the hub");
+    }
+    for (const d of st.rotations) {
+      if (d.fromSeq < firstSeq && !schedule.some((k) => k.seq === d.fromSeq && equal(k.key, d.key))) {
+        fail("BROKEN_CHAIN", "the key list lacks the rotation at seq " + d.fromSeq + " the hub accepted");
+      }
+    }
+  }
+
+  // 6.4 §7 over the range, record by record: the verified prefix and the problem that ended it. A record the
+  // range already holds (same id) is skipped; another validly signed record at a seq it holds is a fork.
+  function acceptRange(log, start, revokedFrom, check) {
     const accepted = [];
     const keys = [];
     let state = start;
@@ -155,19 +247,20 @@
         r = J.decodeRecord(bytes);
         if (!equal(r.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(r.device) + " offered as device " + hex(log.device));
         if (r.seq < state.length) {
-          if (r.seq === state.length - 1 && equal(r.id, state.head)) { r = null; return; }
           const mine = r.seq >= start.length ? accepted[r.seq - start.length] : null;
-          if (!mine) fail("BROKEN_CHAIN", "seq " + r.seq + " is below the range's first seq " + start.length);
+          if (!mine) {
+            if (r.seq === state.length - 1 && equal(r.id, state.head)) { r = null; return; }
+            fail("BROKEN_CHAIN", "seq " + r.seq + " is below the range's first seq " + start.length);
+          }
           if (equal(mine.id, r.id)) { r = null; return; }
-          const signer = r.seq ? keys[r.seq - start.length] : null;
+          const signer = keys[r.seq - start.length];
           J.checkForkEvidence(J.encode([mine.bytes, r.bytes]), () => signer);
           fail("FORK_DETECTED", "two different records at seq " + r.seq + ": " + hex(mine.id).slice(0, 16) + "... and " + hex(r.id).slice(0, 16) + "...");
         }
-        J.checkRevocation(r, log.revokedFrom);
+        J.checkRevocation(r, revokedFrom);
+        if (check) check(r);
         const linked = J.link(state, r);
         J.checkSignature(r, linked.key);
-        const body = log.bodies.find(([s]) => s === r.seq);
-        if (r.bodyRef && body) J.attachBody(r, body[1]);
         state = linked.state;
         keys.push(linked.key);
       }, "device " + hex(log.device) + (r ? " seq " + r.seq : ""));
@@ -177,155 +270,193 @@
     return { records: accepted, problem: null };
   }
 
-  // §5: a body entry must belong to a detached record of the range.
-  function checkBodyEntries(log, records) {
-    for (const [seq] of log.bodies) {
-      const r = records.find((x) => x.seq === seq);
-      if (!r) malformed("detached body for seq " + seq + ", which is not a verified record of the range");
-      if (!r.bodyRef) malformed("detached body for seq " + seq + ", whose record carries its body inline");
+  // 6.5 key records match the key list, detached bodies match their records: the first failure cuts the prefix.
+  function checkPrefix(log, schedule, records) {
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i];
+      const p = attempt(() => {
+        if (r.kind === "key") {
+          const k = schedule.find((x) => x.seq === r.seq);
+          if (!k || !equal(k.bytes, r.bytes)) fail("BROKEN_CHAIN", "the key list lacks the key record at seq " + r.seq);
+        }
+        const body = log.bodies.find(([s]) => s === r.seq);
+        if (r.bodyRef && body) J.attachBody(r, body[1]);
+      }, "device " + hex(log.device) + " seq " + r.seq);
+      if (p) return { records: records.slice(0, i), problem: p };
     }
+    return { records, problem: null };
   }
 
-  function verifyLog(log, report) {
-    const dev = { device: hex(log.device), firstSeq: null, lastSeq: null, records: 0, receipts: 0, problems: [] };
+  function verifyLog(log, hubId, decisions, report) {
+    const dev = { device: hex(log.device), firstSeq: null, lastSeq: null, records: 0, receipts: 0, revokedFrom: null, problems: [], schedule: null };
     report.devices.push(dev);
     const where = "device " + dev.device;
-    let start = null, schedule = null;
-    const keyProblem = attempt(() => { schedule = keySchedule(log); start = rangeStart(log, schedule); }, where);
+    if (equal(log.device, hubId)) {
+      const p = report.add({ code: "MALFORMED", message: "a log of the hub id: the hub's own log belongs in hub_log", where }, dev);
+      report.step("log.keys", { device: dev.device, n: log.keys.length }, p);
+      return [];
+    }
+    let schedule = null, start = null;
+    const st = standing(decisions, log.device);
+    dev.revokedFrom = st.revokedFrom;
+    const keyProblem = attempt(() => {
+      schedule = keySchedule(log);
+      dev.schedule = schedule;
+      if (log.records.length === 0) return;
+      start = rangeStart(log, schedule);
+      checkStanding(log, schedule, st, start.length);
+    }, where);
     report.step("log.keys", { device: dev.device, n: log.keys.length }, keyProblem);
-    if (keyProblem) { dev.problems.push(keyProblem); return []; }
-    const result = acceptRange(log, start);
-    const good = result.records;
+    if (report.add(keyProblem, dev) || log.records.length === 0) return [];
+    const accepted = acceptRange(log, start, st.revokedFrom);
+    const checked = checkPrefix(log, schedule, accepted.records);
+    const good = checked.records;
     dev.records = good.length;
     if (good.length) { dev.firstSeq = good[0].seq; dev.lastSeq = good[good.length - 1].seq; }
-    report.step("log.records", { device: dev.device, n: log.records.length, first: dev.firstSeq, last: dev.lastSeq, revoked: log.revokedFrom }, result.problem);
-    if (result.problem) { dev.problems.push(result.problem); return good; }
-    const bodies = attempt(() => checkBodyEntries(log, good), where);
+    const p = checked.problem || accepted.problem;
+    report.step("log.records", { device: dev.device, n: log.records.length, first: dev.firstSeq, last: dev.lastSeq, revoked: st.revokedFrom }, p);
+    report.add(checked.problem, dev);
+    report.add(accepted.problem, dev);
+    if (p) return good;
+    const bodies = attempt(() => {
+      for (const [seq] of log.bodies) {
+        const r = good.find((x) => x.seq === seq);
+        if (!r) malformed("detached body for seq " + seq + ", which is not a record of the range");
+        if (!r.bodyRef) malformed("detached body for seq " + seq + ", whose record carries its body inline");
+      }
+    }, where);
     report.step("log.bodies", { device: dev.device, n: log.bodies.length }, bodies);
-    if (bodies) dev.problems.push(bodies);
+    report.add(bodies, dev);
     return good;
   }
 
-  // ---- 2. fork evidence ------------------------------------------------------------------------------------
-  // Valid evidence is listed (report.forks) and does not fail the bundle: the bundle proves the fork.
+  // ---- 7. fork evidence ----------------------------------------------------------------------------------------
   function verifyForks(bundle, report) {
     report.forks = [];
     bundle.forks.forEach((ev, i) => {
       let fork = null;
       const p = attempt(() => {
         fork = J.checkForkEvidence(ev, (device, seq) => {
-          let key = null;
-          for (const log of bundle.logs) if (equal(log.device, device) && seq > 0) key = keyAt(keySchedule(log), seq);
-          return key;
+          const dev = report.devices.find((d) => d.device === hex(device) && d.schedule);
+          return dev ? keyAt(dev.schedule, seq) : null;
         });
+        report.forks.push({ device: hex(fork.device), seq: fork.seq });
+        fail("FORK_DETECTED", "device " + hex(fork.device) + " signed two different records at seq " + fork.seq);
       }, "fork evidence " + i);
       report.step("fork", { i, device: fork ? hex(fork.device) : "", seq: fork ? fork.seq : "" }, p);
-      if (p) report.problems.push(p); else report.forks.push({ device: hex(fork.device), seq: fork.seq });
+      report.add(p);
     });
   }
 
-  // ---- 3. checkpoints and consistency ----------------------------------------------------------------------
-  function verifyCheckpoints(bundle, hubKey, report) {
-    const good = [];
-    bundle.checkpoints.forEach((bytes, i) => {
-      let cp = null;
-      const p = attempt(() => {
-        J.parseCheckpoint(bytes);
-        if (hubKey === null) fail("UNKNOWN_KEY", "bundle has checkpoints but no hub key to check them with");
-        cp = J.verifyCheckpoint(bytes, hubKey);
-      }, "checkpoint " + i);
-      report.step("checkpoint", { i, size: cp ? cp.treeSize : "?", root: cp ? hex(cp.root).slice(0, 16) : "", time: cp ? cp.time : "" }, p);
-      if (p) report.problems.push(p); else good.push(cp);
-    });
-    // Sorted by size, then time (stable); of two of one size the later one stands for that size.
-    good.sort((a, b) => (a.treeSize - b.treeSize) || (a.time - b.time));
-    report.checkpoints = good;
-    const bySize = new Map(good.map((c) => [c.treeSize, c]));
-    for (let i = 1; i < good.length; i++) {
-      const a = good[i - 1], b = good[i];
-      if (a.treeSize === b.treeSize && !equal(a.root, b.root)) {
-        const p = { code: "INVALID_CHECKPOINT", message: "two checkpoints of size " + a.treeSize + " with different roots: the hub forked its log", where: "checkpoints" };
-        report.step("checkpoints.split", { size: a.treeSize }, p);
-        report.problems.push(p);
-      }
-    }
-    bundle.consistency.forEach(([first, second, proof]) => {
-      const p = attempt(() => {
-        const a = bySize.get(first), b = bySize.get(second);
-        if (!a || !b || hubKey === null) fail("INVALID_CHECKPOINT", "consistency proof " + first + "->" + second + " names a missing checkpoint");
-        checkpointsConsistent(a, b, proof, hubKey);
-      }, "consistency " + first + "->" + second);
-      report.step("consistency", { first, second }, p);
-      if (p) report.problems.push(p);
-    });
-    return bySize;
-  }
-
-  // §10: both checkpoints genuine, and the larger log extends the smaller one (order of the pair is free).
-  function checkpointsConsistent(a, b, proof, hubKey) {
-    J.verifyCheckpoint(a.bytes, hubKey);
-    J.verifyCheckpoint(b.bytes, hubKey);
-    const [older, newer] = a.treeSize > b.treeSize ? [b, a] : [a, b];
-    if (older.treeSize === 0) return;
-    try {
-      J.verifyConsistency(older.treeSize, newer.treeSize, older.root, newer.root, proof);
-    } catch (e) {
-      if (e instanceof JejakError && e.code === "INVALID_PROOF") {
-        fail("INVALID_CHECKPOINT", "checkpoints of size " + older.treeSize + " and " + newer.treeSize + " are inconsistent: " + e.message);
-      }
-      throw e;
-    }
-  }
-
-  // ---- 4. receipts -----------------------------------------------------------------------------------------
-  // A receipt's failure is its device's problem (after the device's record problems); a receipt for a
-  // record the bundle does not hold (or that failed) is a bundle problem.
-  function verifyReceipts(bundle, hubKey, bySize, good, report) {
+  // ---- 8. receipts ---------------------------------------------------------------------------------------------
+  // held: record id hex -> {bytes, verified, dev}.
+  function verifyReceipts(bundle, hubKey, checkpoints, held, report) {
     let checked = 0;
-    const before = report.problems.length;
+    const seen = new Set();
+    const problems = [];
     for (const [id, receipt] of bundle.receipts) {
-      const held = good.get(hex(id));
-      if (!held) {
-        report.problems.push({ code: "MALFORMED", message: "receipt for record " + hex(id).slice(0, 16) + "... that the bundle does not hold or that did not verify", where: "receipts" });
+      const h = held.get(hex(id));
+      const where = "receipt for " + hex(id).slice(0, 16) + "...";
+      if (!h || seen.has(hex(id))) {
+        problems.push(report.add({ code: "MALFORMED", message: h ? "a second receipt for one record" : "receipt for a record the bundle does not hold", where }));
         continue;
       }
+      seen.add(hex(id));
+      if (!h.verified) continue;
       const p = attempt(() => {
-        if (hubKey === null) fail("UNKNOWN_KEY", "receipts need the hub key");
-        const got = J.verifyReceipt(receipt, held.r.bytes, hubKey);
-        const cp = bySize.get(got.treeSize);
-        if (cp && !equal(cp.root, got.root)) fail("INVALID_CHECKPOINT", "receipt root differs from the checkpoint of the same size");
-      }, "receipt for device " + held.dev.device + " seq " + held.r.seq);
-      if (p) { held.dev.problems.push(p); continue; }
-      held.dev.receipts += 1;
+        const got = J.verifyReceipt(receipt, h.bytes, hubKey);
+        if (!checkpoints.some((cp) => equal(cp.prot, got.prot) && equal(cp.root, got.root))) {
+          fail("INVALID_PROOF", "the receipt is not under a checkpoint of the bundle");
+        }
+      }, where);
+      if (p) { problems.push(report.add(p, h.dev)); continue; }
+      if (h.dev) h.dev.receipts += 1;
       checked += 1;
     }
+    for (const [idHex, h] of held) {
+      if (h.verified && !seen.has(idHex)) {
+        problems.push(report.add({ code: "INVALID_PROOF", message: "record " + idHex.slice(0, 16) + "... has no receipt: the bundle does not show it in the hub's log", where: h.dev ? "device " + h.dev.device : "hub log" }, h.dev));
+      }
+    }
     report.receiptsChecked = checked;
-    const first = report.devices.map((d) => d.problems.find((x) => x.where.startsWith("receipt"))).find(Boolean) || report.problems[before] || null;
-    report.step("receipts", { n: bundle.receipts.length, ok: checked }, first);
+    report.step("receipts", { n: bundle.receipts.length, ok: checked }, problems[0] || null);
   }
 
-  // ---- --against: the newer bundle proves that its log extends the older one's -----------------------------
-  // Checked after everything else, and its failure is reported first: it is what the auditor asked.
-  function verifyAgainst(bundle, olderBytes, pinned, report) {
+  // ---- 9. seal -------------------------------------------------------------------------------------------------
+  const SEAL_AAD = J.ascii("jejak/bundle/v1");
+  const PROTECTED = Uint8Array.of(0xa1, 0x01, 0x27);
+  function verifySeal(bundle, hubKey) {
+    const c = J.decode(bundle.seal, { allowTag18: true });
+    const v = c && c.tag === 18 ? c.value : null;
+    if (!isArray(v) || v.length !== 4 || !isBytes(v[0]) || !equal(v[0], PROTECTED) || !isMap(v[1]) || v[1].size !== 0 || v[2] !== null || !isBytes(v[3], 64)) {
+      malformed("the seal is not 18([h'a10127', {}, nil, signature])");
+    }
+    const rest = new Map([...bundle.map].filter(([k]) => k !== "seal"));
+    const digest = J.sha256(J.encode(rest));
+    if (!J.ed25519Verify(v[3], J.sigStructure(PROTECTED, SEAL_AAD, digest), hubKey)) {
+      fail("INVALID_SIGNATURE", "the hub's seal does not verify: the bundle was changed after export");
+    }
+  }
+
+  // ---- §12.3 in order ----------------------------------------------------------------------------------------
+  function verifyParsed(bundle, pinned, report) {
+    const hubKey = pinned || bundle.hubKey;
+    const keyProblem = pinned && !equal(pinned, bundle.hubKey)
+      ? { code: "INVALID_CHECKPOINT", message: "bundle names another hub key than the one pinned", where: "hub key" } : null;
+    report.step("bundle.hubkey", { pinned: !!pinned, key: hex(hubKey), id: hex(J.deviceId(hubKey)) }, keyProblem);
+    report.add(keyProblem);
+    const checkpoints = verifyCheckpoints(bundle, hubKey, report);
+    const hub = verifyHubLog(bundle, hubKey, checkpoints, report);
+    const held = new Map();
+    const verifiedHub = new Set(hub.records.map((r) => hex(r.id)));
+    for (const b of bundle.hubLog) { const id = hex(J.sha256(b)); held.set(id, { bytes: b, verified: verifiedHub.has(id), dev: null }); }
+    const hubId = J.deviceId(hubKey);
+    for (const log of bundle.logs) {
+      const good = verifyLog(log, hubId, hub.decisions, report);
+      const dev = report.devices[report.devices.length - 1];
+      const ids = new Set(good.map((r) => hex(r.id)));
+      for (const b of log.records) {
+        const id = hex(J.sha256(b));
+        const h = held.get(id);
+        if (!h) held.set(id, { bytes: b, verified: ids.has(id), dev });
+        else if (ids.has(id)) Object.assign(h, { verified: true, dev });
+      }
+    }
+    verifyForks(bundle, report);
+    verifyReceipts(bundle, hubKey, checkpoints, held, report);
+    const seal = attempt(() => verifySeal(bundle, hubKey), "seal");
+    report.step("seal", {}, seal);
+    report.add(seal);
+    return hubKey;
+  }
+
+  // ---- §12.4 --against: the newer bundle proves that its log extends the older one's -------------------------
+  function verifyAgainst(bundle, report, olderBytes, pinned) {
     const p = attempt(() => {
       const old = parseBundle(olderBytes);
-      const key = pinned || bundle.hubKey || old.hubKey;
-      if (key === null) fail("UNKNOWN_KEY", "comparing bundles needs the hub key");
-      if (old.hubKey && bundle.hubKey && !equal(old.hubKey, bundle.hubKey)) fail("INVALID_CHECKPOINT", "the two bundles come from different hubs");
-      const largest = (list) => list.map(J.parseCheckpoint).reduce((x, y) => (x === null || y.treeSize >= x.treeSize ? y : x), null);
-      const a = largest(old.checkpoints), b = largest(bundle.checkpoints);
-      if (!old.checkpoints.length || !bundle.checkpoints.length) fail("INVALID_CHECKPOINT", "both bundles need at least one checkpoint");
-      report.against = { from: a.treeSize, to: b.treeSize };
-      if (a.treeSize === b.treeSize) { checkpointsConsistent(a, b, [], key); return; }
-      const entry = bundle.consistency.find(([f, s]) => f === a.treeSize && s === b.treeSize);
-      if (!entry) fail("INVALID_CHECKPOINT", "newer bundle carries no consistency proof from size " + a.treeSize + " to " + b.treeSize);
-      checkpointsConsistent(a, b, entry[2], key);
+      const key = pinned || bundle.hubKey;
+      if (!equal(old.hubKey, bundle.hubKey) || (pinned && !equal(pinned, bundle.hubKey))) fail("INVALID_CHECKPOINT", "the two bundles come from different hubs");
+      const oldReport = new Report();
+      verifyParsed(old, key, oldReport);
+      if (oldReport.problems.length) { const q = oldReport.problems[0]; fail(q.code, "older bundle: " + q.message); }
+      const o = oldReport.checkpoints[oldReport.checkpoints.length - 1], n = report.checkpoints[report.checkpoints.length - 1];
+      report.against = { from: o.treeSize, to: n.treeSize };
+      if (o.treeSize > n.treeSize) fail("INVALID_CHECKPOINT", "the older bundle's log is larger: the bundles are given the wrong way round");
+      if (o.treeSize === n.treeSize) {
+        if (!equal(o.root, n.root)) fail("INVALID_CHECKPOINT", "two checkpoints of size " + o.treeSize + " with different roots");
+      } else {
+        const entry = bundle.consistency.find(([f, s]) => f === o.treeSize && s === n.treeSize);
+        if (!entry) fail("INVALID_PROOF", "the newer bundle carries no consistency proof from size " + o.treeSize + " to " + n.treeSize);
+        J.verifyConsistency(o.treeSize, n.treeSize, o.root, n.root, entry[2]);
+      }
+      if (old.hubLog.length > bundle.hubLog.length || !old.hubLog.every((r, i) => equal(r, bundle.hubLog[i]))) {
+        fail("BROKEN_CHAIN", "the older bundle's hub log is not a prefix of the newer one's");
+      }
     }, "against");
     report.step("against", report.against || {}, p);
     report.againstProblem = p;
   }
 
-  // ---- all of it -------------------------------------------------------------------------------------------
   // bundleBytes, options {hubKey: Uint8Array|null, against: Uint8Array|null} -> Report.
   function verifyBundle(bundleBytes, options) {
     const opts = options || {};
@@ -333,34 +464,18 @@
     let bundle = null;
     const p = attempt(() => { bundle = parseBundle(bundleBytes); }, "bundle");
     report.step("bundle.parse", { bytes: bundleBytes.length }, p);
-    if (p) { report.problems.push(p); return report.finish(); }
+    if (report.add(p)) return report.finish();
     report.bundle = { created: bundle.created, description: bundle.description, logs: bundle.logs.length };
     const pinned = opts.hubKey || null;
-    const hubKey = pinned || bundle.hubKey;
-    let keyProblem = null;
-    if (pinned && bundle.hubKey && !equal(pinned, bundle.hubKey)) {
-      keyProblem = { code: "INVALID_CHECKPOINT", message: "bundle names another hub key than the one pinned", where: "hub key" };
-      report.problems.push(keyProblem);
-    }
-    report.step("bundle.hubkey", { pinned: !!pinned, key: hubKey ? hex(hubKey) : "", id: hubKey ? hex(J.deviceId(hubKey)) : "" }, keyProblem);
-
-    const good = new Map();
-    for (const log of bundle.logs) {
-      const records = verifyLog(log, report);
-      const dev = report.devices[report.devices.length - 1];
-      for (const r of records) good.set(hex(r.id), { r, dev });
-    }
-    verifyForks(bundle, report);
-    const bySize = verifyCheckpoints(bundle, hubKey, report);
-    verifyReceipts(bundle, hubKey, bySize, good, report);
-    if (opts.against) verifyAgainst(bundle, opts.against, pinned, report);
+    verifyParsed(bundle, pinned, report);
+    if (opts.against && report.problems.length === 0) verifyAgainst(bundle, report, opts.against, pinned);
     return report.finish();
   }
 
   // The same result as a plain object (what the tests and --json-like output compare).
   const summary = (report) => ({
     ok: report.ok, code: report.code, exit: report.exit,
-    problems: (report.againstProblem ? [report.againstProblem] : []).concat(report.devices.flatMap((d) => d.problems), report.problems),
+    problems: (report.againstProblem ? [report.againstProblem] : []).concat(report.problems),
   });
 
   Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, parseBundle, Report, verifyBundle, summary, keyAt, keySchedule });

@@ -134,19 +134,31 @@
     return value;
   }
 
-  // --- encoder (only what Sig_structure needs: arrays, byte and text strings, unsigned integers) ------------
+  // --- encoder: deterministic CBOR of decoded values (the seal covers the bundle re-encoded without it) --------
   function head(major, n) {
     const m = major << 5;
+    if (typeof n === "bigint") {
+      if (n < 4294967296n) return head(major, Number(n));
+      const out = new Uint8Array(9); out[0] = m | 27;
+      for (let i = 8; i >= 1; i--) { out[i] = Number(n & 255n); n >>= 8n; }
+      return out;
+    }
     if (n < 24) return Uint8Array.of(m | n);
     if (n < 256) return Uint8Array.of(m | 24, n);
     if (n < 65536) return Uint8Array.of(m | 25, n >> 8, n & 255);
-    return Uint8Array.of(m | 26, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255);
+    if (n < 2 ** 32) return Uint8Array.of(m | 26, (n >>> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255);
+    return head(major, BigInt(n));
   }
   function encode(v) {
     if (v instanceof Uint8Array) return concat(head(2, v.length), v);
     if (typeof v === "string") { const b = ascii(v); return concat(head(3, b.length), b); }
     if (Array.isArray(v)) return concat(head(4, v.length), ...v.map(encode));
-    if (typeof v === "number" && Number.isInteger(v) && v >= 0 && v < 2 ** 32) return head(0, v);
+    // Maps keep their decoded (deterministic) key order.
+    if (v instanceof Map) return concat(head(5, v.size), ...[...v].flatMap(([k, x]) => [encode(k), encode(x)]));
+    if (v === false) return Uint8Array.of(0xf4);
+    if (v === true) return Uint8Array.of(0xf5);
+    if (v === null) return Uint8Array.of(0xf6);
+    if (isInt(v)) return v >= 0 ? head(0, v) : head(1, typeof v === "bigint" ? -1n - v : -1 - v);
     throw new Error("cannot encode " + v);
   }
 

@@ -70,7 +70,7 @@
     const shared = a.seq === 0 ? null : keyAt(a.device, a.seq);
     for (const r of [a, b]) {
       const key = r.seq === 0 ? genesisKey(r, "INVALID_SIGNATURE") : shared;
-      if (key === null) malformed("fork evidence past genesis needs the device's public key");
+      if (key === null) fail("UNKNOWN_KEY", "fork evidence past genesis for a device the bundle has no log of");
       if (!J.signatureValid(r, key)) fail("INVALID_SIGNATURE", "fork evidence: a signature does not verify");
     }
     return { device: a.device, seq: a.seq, ids: [a.id, b.id] };

@@ -4,22 +4,33 @@
   const { fail, malformed, isBytes, isMap, isArray, isUint, equal, hex } = J;
   const EMPTY = new Uint8Array(0);
 
-  // The protected header shared by checkpoints and receipts. Labels checked: 1 (alg) = -8, 4 (kid) = 16
-  // bytes, 15 (CWT claims) a map whose 6 (iat) is an integer, 395 = 1, -65537 (tree size) an unsigned
-  // integer. Other labels and claims are allowed: the signature covers them.
+  // §10 step 2: the protected header shared by checkpoints and receipts, exactly: labels 1 = -8, 4 (kid) 16
+  // bytes, 15 = {1: kid as lowercase hex, 6: iat}, 395 = 1, -65537 tree size, and optionally -65538 [n, id],
+  // the head of the hub's own log.
+  const LABELS = new Set([1, 4, 15, 395, -65537, -65538]);
   function parseHeader(prot) {
     if (!isBytes(prot)) malformed("protected header is not a byte string");
-    const h = prot.length ? J.decode(prot) : new Map();
+    const h = J.decode(prot);
     if (!isMap(h)) malformed("protected header is not a map");
+    for (const k of h.keys()) if (!LABELS.has(k)) malformed("protected header has unknown label " + String(k));
+    for (const k of [1, 4, 15, 395, -65537]) if (!h.has(k)) malformed("protected header lacks label " + k);
     if (h.get(1) !== -8) malformed("alg is not EdDSA (-8)");
-    if (h.get(395) !== 1) malformed("verifiable data structure is not RFC9162_SHA256 (1)");
     const kid = h.get(4);
     if (!isBytes(kid, 16)) malformed("kid is not the hub's 16-byte id");
+    const claims = h.get(15);
+    if (!isMap(claims) || claims.size !== 2 || claims.get(1) !== hex(kid) || !isUint(claims.get(6))) {
+      malformed("CWT claims must be exactly {1: kid in hex, 6: iat}");
+    }
+    if (h.get(395) !== 1) malformed("verifiable data structure is not RFC9162_SHA256 (1)");
     const treeSize = h.get(-65537);
     if (!isUint(treeSize)) malformed("tree size is not a non-negative integer");
-    const claims = h.get(15);
-    if (!isMap(claims) || !J.isInt(claims.get(6))) malformed("CWT claims must carry iat");
-    return { kid, time: claims.get(6), treeSize };
+    let head = null;
+    if (h.has(-65538)) {
+      const v = h.get(-65538);
+      if (!isArray(v) || v.length !== 2 || !isUint(v[0]) || !isBytes(v[1], 32)) malformed("hub log head (-65538) is not [n, 32-byte id]");
+      head = { length: v[0], id: v[1] };
+    }
+    return { kid, time: claims.get(6), treeSize, head };
   }
 
   const checkSignature = (prot, payload, signature, hubKey) =>
@@ -44,10 +55,11 @@
 
   // Shape only (MALFORMED); verifyCheckpoint also checks the hub and the signature.
   function parseCheckpoint(bytes) {
-    const [prot, , root, signature] = parseSign1(bytes, "checkpoint");
-    const header = parseHeader(prot);
+    const [prot, unprot, root, signature] = parseSign1(bytes, "checkpoint");
+    if (unprot.size !== 0) malformed("checkpoint unprotected header is not empty");
     if (!isBytes(root, 32)) malformed("checkpoint payload is not a 32-byte root");
-    return { hub: header.kid, treeSize: header.treeSize, root, time: header.time, bytes, prot, signature };
+    const header = parseHeader(prot);
+    return { hub: header.kid, treeSize: header.treeSize, root, time: header.time, head: header.head, bytes, prot, signature };
   }
 
   function verifyCheckpoint(bytes, hubKey) {
@@ -62,13 +74,13 @@
     const [prot, unprot, payload, signature] = parseSign1(bytes, "receipt");
     const header = parseHeader(prot);
     if (payload !== null) malformed("receipt payload is not detached (nil)");
-    // The first inclusion proof under 396 / -1 is the one checked.
+    // Exactly {396: {-1: [proof]}}: one label, one key, one inclusion proof.
     const vdp = unprot.get(396);
-    if (!isMap(vdp) || !isArray(vdp.get(-1)) || vdp.get(-1).length === 0 || !isBytes(vdp.get(-1)[0])) {
-      malformed("receipt: unprotected header must carry an inclusion proof (396 / -1)");
+    if (unprot.size !== 1 || !isMap(vdp) || vdp.size !== 1 || !isArray(vdp.get(-1)) || vdp.get(-1).length !== 1 || !isBytes(vdp.get(-1)[0])) {
+      malformed("receipt: unprotected header must be exactly {396: {-1: [inclusion proof]}}");
     }
     const proof = J.decode(vdp.get(-1)[0]);
-    if (!isArray(proof) || proof.length !== 3 || !J.isInt(proof[0]) || !J.isInt(proof[1]) || !isArray(proof[2]) || !proof[2].every((p) => isBytes(p))) {
+    if (!isArray(proof) || proof.length !== 3 || !isUint(proof[0]) || !isUint(proof[1]) || !isArray(proof[2]) || !proof[2].every((p) => isBytes(p))) {
       malformed("inclusion proof is not [tree_size, leaf_index, [hash, ...]]");
     }
     const [treeSize, index, path] = proof;
@@ -76,7 +88,7 @@
     const root = J.rootFromInclusion(J.leafHash(recordBytes), index, treeSize, path);
     checkKid(header, hubKey);
     if (!checkSignature(prot, root, signature, hubKey)) fail("INVALID_PROOF", "the record is not in the signed log (root signature does not verify)");
-    return { treeSize, index, root, time: header.time };
+    return { treeSize, index, root, time: header.time, prot };
   }
 
   Object.assign(J, { parseHeader, parseCheckpoint, verifyCheckpoint, verifyReceipt });

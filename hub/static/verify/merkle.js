@@ -42,9 +42,13 @@
   // RFC 9162 §2.1.4.2.
   function verifyConsistency(first, second, firstRoot, secondRoot, proof) {
     checkHashes(proof);
-    // RFC 9162 §2.1.4.2 defines proofs for 0 < first <= second (a log of size 0 is consistent with any log,
-    // which §10 handles for checkpoints; as a bare proof it is refused).
-    if (!isNum(first) || !isNum(second) || first === 0 || first > second) badProof("consistency proof needs 0 < first <= second, got " + first + " and " + second);
+    if (!isNum(first) || !isNum(second) || first > second) badProof("consistency proof needs first <= second, got " + first + " and " + second);
+    // §9: the empty tree is a prefix of every tree, with an empty proof.
+    if (first === 0) {
+      if (proof.length !== 0) badProof("consistency proof from size 0 must be empty");
+      if (!equal(firstRoot, sha256(new Uint8Array(0)))) badProof("the root of size 0 is not MTH({})");
+      return;
+    }
     if (first === second) {
       if (proof.length !== 0) badProof("consistency proof between equal sizes must be empty");
       if (!equal(firstRoot, secondRoot)) badProof("equal sizes with different roots");

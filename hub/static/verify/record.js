@@ -9,7 +9,9 @@
   const MAX_ITEMS = 256;
   const PROTECTED = Uint8Array.of(0xa1, 0x01, 0x27); // {1: -8}, alg EdDSA
   const RECORD_AAD = ascii("jejak/record/v1");
-  const KINDS = ["key", "scan", "reading", "price", "stock", "note", "witness", "attest"];
+  const KINDS = ["key", "scan", "reading", "price", "stock", "note", "witness", "attest", "authority"];
+  // §4 authority: the optional fields each action takes, exactly.
+  const AUTHORITY_FIELDS = { approve: ["key", "site", "role"], rotate: ["key"], withdraw: [], revoke: [] };
 
   // §4 body schemas: field -> [type, required, constraint]. Types: int, text, bytes, texts (array of
   // text), arrays (array of arrays), map.
@@ -52,6 +54,11 @@
       path: ["text", true], sender: ["text", true], kind: ["text", true], data: ["map", true],
       received_at: ["int", true, atLeast(0)],
     },
+    authority: {
+      action: ["text", true, oneOf("approve", "withdraw", "revoke", "rotate")], device: ["bytes", true, size(16)],
+      from_seq: ["int", true, atLeast(0)], key: ["bytes", false, size(32)], site: ["text", false],
+      role: ["text", false],
+    },
   };
 
   const codePoints = (s) => { let n = 0; for (const _ of s) n++; return n; };
@@ -59,9 +66,11 @@
     int: isInt,
     text: (v) => isText(v) && codePoints(v) <= MAX_TEXT,
     bytes: isBytes,
-    // The 512-character limit is on text fields; the items of an array of text are bounded by the record's size.
-    texts: (v) => isArray(v) && v.length <= MAX_ITEMS && v.every(isText),
-    arrays: (v) => isArray(v) && v.length <= MAX_ITEMS && v.every(isArray),
+    // The 512-character limit holds for every text item of an array field too.
+    texts: (v) => isArray(v) && v.length <= MAX_ITEMS && v.every((t) => isText(t) && codePoints(t) <= MAX_TEXT),
+    // witness heads: each exactly [device id, seq, record id].
+    arrays: (v) => isArray(v) && v.length <= MAX_ITEMS
+      && v.every((h) => isArray(h) && h.length === 3 && isBytes(h[0], 16) && isUint(h[1]) && isBytes(h[2], 32)),
     map: isMap,
   };
 
@@ -81,6 +90,11 @@
       if (!TYPE_CHECK[type](v)) malformed(kind + " field '" + field + "' is not " + type + " (or too long)");
       const ok = constraint ? constraint(v) : true;
       if (ok !== true) malformed(kind + " field '" + field + "' must be " + ok);
+    }
+    if (kind === "authority") {
+      const want = AUTHORITY_FIELDS[body.get("action")];
+      const have = ["key", "site", "role"].filter((f) => body.has(f));
+      if (have.join() !== want.join()) malformed("authority " + body.get("action") + " takes exactly the optional fields [" + want.join(", ") + "]");
     }
   }
 
