@@ -351,7 +351,9 @@ def load_plan(source: str | bytes | Path) -> Plan:
         try:
             text = source.read_text(encoding="utf-8")
         except OSError as exc:
-            raise PlanError(f"plan file {str(source)!r}: cannot read ({exc.strerror})") from None
+            raise PlanError(f"plan file {str(source)!r}: cannot read ({exc.strerror})",
+                            hint="set mbg_plan in the hub's config to the plan's path (deploy/mbg.toml is an example; "
+                                 "hub/mbg/README.md)") from None
     elif isinstance(source, bytes):
         text = source.decode("utf-8")
     else:
@@ -359,5 +361,6 @@ def load_plan(source: str | bytes | Path) -> Plan:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"plan: expected valid TOML, got a parse error: {exc}") from None
+        raise PlanError(f"plan: expected valid TOML, got a parse error: {exc}",
+                        hint="fix the TOML syntax at that line") from None
     return plan_from_dict(data)

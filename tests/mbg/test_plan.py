@@ -86,6 +86,12 @@ def test_plan_refuses_bad_toml_and_duplicate_ids() -> None:
         load_plan(PLAN.replace('id = "SDN-002"', 'id = "SDN-001"'))
 
 
+def test_a_plan_file_that_is_not_there_says_where_the_path_is_set(tmp_path: Path) -> None:
+    with pytest.raises(PlanError, match="cannot read") as caught:
+        load_plan(tmp_path / "nope.toml")
+    assert caught.value.hint and "mbg_plan" in caught.value.hint
+
+
 def test_time_helpers_round_trip() -> None:
     assert parse_time_of_day("07:05:09") == 7 * 3600 + 5 * 60 + 9
     assert parse_timezone("+08:00") == parse_timezone("WITA") == 8 * 3600
