@@ -15,7 +15,7 @@ from typing import Any
 import hub
 from ledger.errors import CodedError
 
-from .hubclient import open_url
+from .hubclient import HubRefused, open_url
 from .stop import stop
 
 HUB_URL = "http://127.0.0.1:8470"
@@ -197,8 +197,13 @@ def load_words(lang: str) -> dict[str, str]:
 def fetch(hub_url: str, path: str, params: dict[str, str] | None = None) -> Any:
     query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v})
     url = f"{hub_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
-    with open_url(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=30) as resp:
-        return json.loads(resp.read())
+    try:
+        with open_url(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=30) as resp:
+            return json.loads(resp.read())
+    except HubRefused as exc:  # the hub's hint speaks of its query (?date=); this command's user types --date
+        if exc.hint and "?date=" in exc.hint:
+            raise HubRefused(exc.message, hint=exc.hint.replace("?date=", "--date ")) from None
+        raise
 
 
 def _quantity(amount: int, unit: str) -> str:

@@ -157,6 +157,7 @@ def test_date_is_passed_on_and_checked(demo, capsys):
     assert code == 0 and "2020-01-06" in out
     code, _, err = _run(capsys, "late", "--date", "2026-13-01", "--hub-url", demo)
     assert code == 85 and json.loads(err)["error"]["code"] == "HUB_REFUSED"
+    assert "--date 2026-03-02" in json.loads(err)["error"]["hint"]  # in the command's terms, not the query's
 
 
 def test_container_history_in_times_of_day_and_degrees(demo, capsys):
