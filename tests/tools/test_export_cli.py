@@ -62,7 +62,7 @@ async def test_export_reads_the_auditor_token_from_a_file_never_argv(tmp_path: P
     token_file.write_text("audit-me\n")
     try:
         out = str(tmp_path / "a.jejak")
-        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", out]) == 85
+        assert await asyncio.to_thread(cli.main, ["export", "--hub-url", running.http_url, "--out", out]) != 0
         assert "--token-file" in capsys.readouterr().err  # the refusal says where the token goes
         argv = ["export", "--hub-url", running.http_url, "--out", out, "--token-file", str(token_file)]
         assert await asyncio.to_thread(cli.main, argv) == 0
