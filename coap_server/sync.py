@@ -229,13 +229,23 @@ class SyncReport:
     bytes_received: int = 0
 
 
+BUSY_RETRIES = 8  # 5.03 answers waited out per request, each for its Max-Age
+BUSY_WAIT_S = 60.0
+
+
 async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = b"",
                    timeout: float = 30.0) -> bytes:
-    msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=CBOR if payload else None)
-    # Not wait_for: on Python 3.11 it drops a cancel that lands as the response arrives (CPython gh-86296),
-    # and a sync loop told to stop would carry on.
-    async with asyncio.timeout(timeout):
-        response = await ctx.request(msg).response
+    for attempt in range(BUSY_RETRIES + 1):
+        msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=CBOR if payload else None)
+        # Not wait_for: on Python 3.11 it drops a cancel that lands as the response arrives (CPython gh-86296),
+        # and a sync loop told to stop would carry on.
+        async with asyncio.timeout(timeout):
+            response = await ctx.request(msg).response
+        if response.code != Code.SERVICE_UNAVAILABLE or attempt == BUSY_RETRIES:
+            break
+        # A peer whose table of recent message ids is full (coap_server/exchanges.py) says with Max-Age when
+        # a place frees: a pull of many logs sends it thousands of blocks and waits rather than fails.
+        await asyncio.sleep(min(float(response.opt.max_age or 1), BUSY_WAIT_S))
     if not response.code.is_successful():
         try:
             err = cbor2.loads(response.payload)

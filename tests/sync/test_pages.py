@@ -108,3 +108,23 @@ async def test_pages_and_ranges_against_a_new_peer_and_an_old_one():
     finally:
         for c in (ctx, new_ctx, old_ctx):
             await c.shutdown()
+
+
+async def test_a_pull_waits_out_a_peer_whose_message_table_is_full():
+    from coap_server.exchanges import DedupBudget, bounded_context
+
+    served = Logs(_logs(7, 3))
+    site = resource.Site()
+    add_sync_resources(site, served, Limits(max_devices=2))
+    port = free_coap()
+    budget = DedupBudget(lifetime_s=1.0, entries=100, per_peer=3)  # a few messages a second from one peer
+    server = await bounded_context(budget).create_server_context(site, bind=("127.0.0.1", port),
+                                                                transports=["udp6"])
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        local = Logs()
+        report = await sync_once(ctx, f"coap://127.0.0.1:{port}", local, push=False)
+        assert report.fetched == 21 and not report.problems, "5.03 with Max-Age is waited out, not a failure"
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
