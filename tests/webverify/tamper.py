@@ -51,6 +51,11 @@ def example_hub() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"jejak/example/hub-jawa-barat").digest())
 
 
+def example_device(name: str) -> Ed25519PrivateKey:
+    """An example device's key (tools/example.py derives it from the device's name the same way)."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"jejak/example/" + name.encode()).digest())
+
+
 def seal(bundle: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
     """FORMAT.md §12.3 step 9: the hub's signature over the SHA-256 of the bundle without its seal."""
     digest = hashlib.sha256(encode({k: v for k, v in bundle.items() if k != "seal"})).digest()
@@ -251,6 +256,7 @@ def structural(base: bytes, older: bytes) -> Iterator[Case]:
     yield Case(name="older bundle garbage, as --against", bundle=base, against=b"\xff")
     yield from hub_log_tamperings(base, older)
     yield from seal_tamperings(base, older)
+    yield from device_tamperings(base)
 
 
 def public(key: Ed25519PrivateKey) -> bytes:
@@ -385,6 +391,12 @@ def hub_log_tamperings(base: bytes, older: bytes) -> Iterator[Case]:
                     p[7] = {"action": "revoke", "device": dev, "from_seq": 0}
                 h.append(resign_hub_record(h[-1], payload))
             yield edited(base, f"hub log appends a revocation of log {li} from seq 0", hub_edit(add), resealed=resealed)
+    # A hub-log record of a kind a hub's log does not hold (after its genesis), signed by the hub.
+    for kind, body in ((5, {"text": "catatan hub"}), (1, {"event": "served", "site": "x"}), (0, {"pubkey": public(key)})):
+        def other_kind(p: list[Any], kind: int = kind, body: dict[str, Any] = body) -> None:
+            p[6], p[7] = kind, body
+        yield edited(base, f"hub log record {n - 1} made a kind {kind} record (re-signed by the hub)",
+                     hub_edit(lambda h, f=other_kind: h.__setitem__(n - 1, resign_hub_record(h[n - 1], f))), resealed=True)
     yield edited(base, "hub log of the older bundle", lambda b: b.__setitem__("hub_log", cbor2.loads(older)["hub_log"]),
                  resealed=True)
     yield edited(older, "older bundle's hub log of the newer bundle", lambda b: b.__setitem__("hub_log", hub_log), resealed=True)
@@ -429,6 +441,58 @@ def seal_tamperings(base: bytes, older: bytes) -> Iterator[Case]:
         yield edited(base, "fork evidence of one record twice", lambda b: b["forks"].append(
             encode([b["logs"][0]["records"][1], b["logs"][0]["records"][1]])), resealed=resealed)
     yield edited(base, "a log dropped, against older", lambda b: b["logs"].pop(0), against=older, resealed=True)
+    # Two failures in one log: a detached body that does not match (§12.3 step 6.5) before a record signed by a
+    # stranger (step 6.4); the earlier seq is the log's verdict.
+    for li, log in enumerate(b0["logs"]):
+        if log["bodies"]:
+            seq = log["bodies"][0][0]
+            last = len(log["records"]) - 1
+            def both(b: dict[str, Any], li: int = li, last: int = last) -> None:
+                lg = b["logs"][li]
+                lg["bodies"][0] = [lg["bodies"][0][0], lg["bodies"][0][1][:-1]]
+                lg["records"][last] = resign_record(lg["records"][last], key)
+            yield edited(base, f"log {li} body of seq {seq} short and record {last} re-signed by a stranger", both,
+                         resealed=True)
+            # Fork evidence for a device whose key list is broken.
+            def broken_keys(b: dict[str, Any], li: int = li) -> None:
+                lg = b["logs"][li]
+                lg["keys"] = [lg["records"][1]]
+                r1 = lg["records"][1]
+                b["forks"].append(encode([r1, resign_record(r1, key, reencode_time(r1))]))
+            yield edited(base, f"log {li} key list broken and fork evidence for it", broken_keys, resealed=True)
+
+
+def device_tamperings(base: bytes) -> Iterator[Case]:
+    """What only a device's own key can do: forks and records past the hub's revocation point, sealed by the hub."""
+    b0 = cbor2.loads(base)
+    kitchen = example_device("sppg-bandung-01/kitchen-exit")
+    gate = example_device("sdn-cibeunying-2/school-gate")
+    stall = example_device("pasar-kosambi/stall-17")  # its genesis key; it rotated at seq 3
+    li = next(i for i, lg in enumerate(b0["logs"]) if lg["device"] == hashlib.sha256(
+        b"jejak/device-id/v1" + public(kitchen)).digest()[:16])
+    gi = next(i for i, lg in enumerate(b0["logs"]) if lg["device"] == hashlib.sha256(
+        b"jejak/device-id/v1" + public(gate)).digest()[:16])
+    si = next(i for i, lg in enumerate(b0["logs"]) if len(lg["keys"]) > 1)
+    r2 = b0["logs"][li]["records"][2]
+    fork = encode([r2, resign_record(r2, kitchen, reencode_time(r2))])
+    for resealed in (False, True):
+        yield edited(base, "valid fork evidence of the kitchen", lambda b: b["forks"].append(fork), resealed=resealed)
+        yield edited(base, "the kitchen's fork offered inside its log",
+                     lambda b: b["logs"][li]["records"].insert(3, cbor2.loads(fork)[1]), resealed=resealed)
+        yield edited(base, "the gate signs a record past its revocation point",
+                     lambda b: b["logs"][gi]["records"].append(next_record(b["logs"][gi]["records"][-1], gate)),
+                     resealed=resealed)
+        yield edited(base, "the kitchen appends a record without its receipt",
+                     lambda b: b["logs"][li]["records"].append(next_record(b["logs"][li]["records"][-1], kitchen)),
+                     resealed=resealed)
+        yield edited(base, "the stall signs with its rotated-away key",
+                     lambda b: b["logs"][si]["records"].append(next_record(b["logs"][si]["records"][-1], stall)),
+                     resealed=resealed)
+    r4 = b0["logs"][si]["records"][4]
+    yield edited(base, "fork evidence past the stall's rotation, signed with its old key",
+                 lambda b: b["forks"].append(encode([r4, resign_record(r4, stall, reencode_time(r4))])), resealed=True)
+    yield edited(base, "fork evidence of a device the bundle has no log of", lambda b: (b["forks"].append(fork), b["logs"].pop(li)),
+                 resealed=True)
 
 
 def drop_tail(li: int, keep: int) -> Edit:
