@@ -50,18 +50,27 @@ def ingest(obs: list[PriceObservation], *, live: bool) -> tuple[float, MarketSer
     return time.process_time() - t0, svc, updates
 
 
-def test_a_live_subscriber_costs_at_most_half_again() -> None:
+def test_a_live_subscriber_costs_features_once_per_series_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The costly part of impact (the feature matrix) is built once per series and day, not once per price: work
+    is counted, not timed, so a busy machine cannot fail this. The time ratio (1.19-1.40 when measured) is a
+    benchmark figure in BENCHMARKS.md."""
+    from hub.markets import service as market_service
+
+    built = []
+    real = market_service.impact_features
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(market_service, "impact_features", counting)
     obs = observations()
-    # Best of three runs each, interleaved in the same process so both see the same machine load: the
-    # ratio is what is asserted.
-    plain, live = [], []
-    for _ in range(3):
-        plain.append(ingest(obs, live=False)[0])
-        live.append(ingest(obs, live=True))
-    without, with_live = min(plain), min(r[0] for r in live)
-    updates = live[0][2]
+    cpu, _, updates = ingest(obs, live=True)
+    series_days = {(o.market, o.commodity, o.time // 86400) for o in obs}
     assert len(updates) == 2000 and sum(1 for u in updates if u["impact"]) >= 500
-    assert with_live <= 1.5 * without, (with_live, without)
+    assert 0 < len(built) <= len(series_days) < len(obs) / 3, (len(built), len(series_days))
+    without = ingest(obs, live=False)[0]
+    print(f"features built {len(built)} times for {len(series_days)} series-days; 2,000 observations: {cpu:.2f} s CPU with a live subscriber, {without:.2f} s without")
 
 
 def test_kept_parts_give_the_same_impact_as_from_scratch() -> None:
