@@ -7,8 +7,10 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
+import tempfile
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -379,11 +381,9 @@ class HubApi:
         client cut off resumes with a Range request on `/api/export/files/{name}` (X-Jejak-Export)."""
         self.require(request, *self.auth.export_roles())
         q = http_query(request)
-        data = await asyncio.to_thread(
-            self.hub.export, devices=q.get("device") or None, site=q.get("site"), since=q.get("since"),
+        name = await asyncio.to_thread(
+            self._write_export, devices=q.get("device") or None, site=q.get("site"), since=q.get("since"),
             until=q.get("until"), description=q.get("description", ""))
-        name = await asyncio.to_thread(self._keep_export, data)
-        del data
         return self._export_file(name)
 
     async def export_file(self, request: web.Request) -> web.StreamResponse:
@@ -399,20 +399,28 @@ class HubApi:
             "Content-Type": "application/cbor", "X-Jejak-Export": name,
             "Content-Disposition": 'attachment; filename="jejak-audit.jejak"'})
 
-    def _keep_export(self, data: bytes) -> str:
-        """Write `data` under its SHA-256 (once), forget exports older than EXPORT_KEEP_S; return the name."""
+    def _write_export(self, **options: Any) -> str:
+        """Write a bundle to a file named by its SHA-256 (kept once), forget exports older than EXPORT_KEEP_S;
+        return the name. The hub writes the bundle a log at a time, so its memory does not follow its size."""
         self.exports.mkdir(parents=True, exist_ok=True)
         now = time.time()
-        for old in self.exports.glob("*.jejak"):
+        for old in [*self.exports.glob("*.jejak"), *self.exports.glob("*.part")]:
             with contextlib.suppress(OSError):
                 if now - old.stat().st_mtime > EXPORT_KEEP_S:
                     old.unlink()
-        name = hashlib.sha256(data).hexdigest()
-        path = self.exports / f"{name}.jejak"
-        if not path.exists():
-            part = path.with_suffix(".part")
-            part.write_bytes(data)
-            part.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=self.exports, suffix=".part")
+        part = Path(tmp)
+        try:
+            with os.fdopen(fd, "w+b") as out:
+                self.hub.export_to(out, **options)
+                out.seek(0)
+                digest = hashlib.sha256()
+                while chunk := out.read(1 << 20):
+                    digest.update(chunk)
+            name = digest.hexdigest()
+            part.replace(self.exports / f"{name}.jejak")
+        finally:
+            part.unlink(missing_ok=True)
         return name
 
     async def stream(self, request: web.Request) -> web.StreamResponse:

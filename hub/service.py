@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from ledger import (
     BadSignature,
-    Bundle,
+    BundleEncoder,
     ChainState,
     Checkpoint,
     LedgerError,
@@ -461,9 +462,17 @@ class Hub:
     # export -------------------------------------------------------------------------------------------------
     def export(self, *, devices: Sequence[bytes] | None = None, site: str | None = None,
                since: int | None = None, until: int | None = None, description: str = "") -> bytes:
-        """A self-contained audit bundle (FORMAT.md §12): the hub's own log, key records, records, checkpoints,
-        a receipt for every record and consistency proofs. Signs a checkpoint first if the log grew, so that
-        everything exported is covered."""
+        """The audit bundle `export_to` writes, as bytes (for small hubs and tests)."""
+        out = io.BytesIO()
+        self.export_to(out, devices=devices, site=site, since=since, until=until, description=description)
+        return out.getvalue()
+
+    def export_to(self, out: BinaryIO, *, devices: Sequence[bytes] | None = None, site: str | None = None,
+                  since: int | None = None, until: int | None = None, description: str = "") -> None:
+        """Write a self-contained audit bundle (FORMAT.md §12) to the seekable `out`: the hub's own log, key
+        records, records, checkpoints, a receipt for every record and consistency proofs. Signs a checkpoint
+        first if the log grew, so that everything exported is covered. Written a log at a time: the hub holds
+        one log and the exported record ids in memory, never the bundle."""
         with self._lock:
             cp = self.checkpoint() or self.latest_checkpoint()
             if cp is None or cp.authority is None:  # a store from before checkpoints named the hub log's head
@@ -471,34 +480,38 @@ class Hub:
             assert cp is not None
             # Only checkpoints that name the head of the hub's own log go in a bundle (FORMAT.md §12.1).
             signed = [c for c in self._checkpoints if c.authority is not None]
-            chosen = [d for d in self.store.devices()
-                      if (devices is None or d.device_id in devices) and (site is None or d.site == site)
-                      and d.device_id != self.hub_id]
+            held = [(d.device_id, state) for d in self.store.devices()
+                    if (devices is None or d.device_id in devices) and (site is None or d.site == site)
+                    and d.device_id != self.hub_id and (state := self.store.chain_state(d.device_id)) is not None]
             own = self.own_log()
-            receipts = [(rec.id, self._receipt_at(cp, rec.id)) for rec in own]
-            logs = []
-            for device in chosen:
-                state = self.store.chain_state(device.device_id)
-                if state is None:
-                    continue
-                raws = self.store.log_range(device.device_id, 0, state.length)
+            ids = [rec.id for rec in own]  # in receipt order: the hub's own log, then each log's records
+            base = out.tell()
+            encoder = BundleEncoder(description=description)
+            out.write(encoder.start(len(held)))
+            for device_id, state in held:
+                raws = self.store.log_range(device_id, 0, state.length)
                 if len(raws) < state.length:  # an audit bundle never leaves out a damaged record silently
-                    raise refuse_damaged(self.store, device.device_id, len(raws))
+                    raise refuse_damaged(self.store, device_id, len(raws))
                 recs = [decode_record(r) for r in raws]
-                keys = [r.raw for r in recs if r.kind == "key"]
-                picked = [r for r in recs if (since is None or r.time >= since) and (until is None or r.time < until)]
-                picked = _contiguous(picked)
-                keys = [k for k in keys if not picked or decode_record(k).seq <= picked[-1].seq]
-                receipts.extend((rec.id, self._receipt_at(cp, rec.id)) for rec in picked)
-                logs.append(LogExport(device_id=device.device_id, keys=keys, records=[r.raw for r in picked]))
-            consistency = [(c.tree_size, cp.tree_size, self.tree.consistency_proof(c.tree_size, cp.tree_size))
-                           for c in signed if 0 < c.tree_size < cp.tree_size]
-            bundle = Bundle(hub_key=self.signer.public_key, hub_log=[r.raw for r in own], logs=logs,
-                            checkpoints=[c.raw for c in signed],
-                            receipts=receipts, consistency=consistency,
-                            forks=[ev for _, ev in self.store.forks()], created=self.clock(),
-                            description=description).sealed(self.signer)
-        return bundle.encode()
+                picked = _contiguous([r for r in recs if (since is None or r.time >= since)
+                                      and (until is None or r.time < until)])
+                keys = [r.raw for r in recs if r.kind == "key" and (not picked or r.seq <= picked[-1].seq)]
+                ids.extend(rec.id for rec in picked)
+                out.write(encoder.log(LogExport(device_id=device_id, keys=keys, records=[r.raw for r in picked])))
+                del raws, recs, picked
+            out.write(encoder.fields(forks=[ev for _, ev in self.store.forks()], created=self.clock(),
+                                     hub_key=self.signer.public_key, hub_log=[r.raw for r in own]))
+            out.write(encoder.receipts(len(ids)))
+            for record_id in ids:
+                out.write(encoder.receipt(record_id, self._receipt_at(cp, record_id)))
+            out.write(encoder.tail(checkpoints=[c.raw for c in signed], consistency=[
+                (c.tree_size, cp.tree_size, self.tree.consistency_proof(c.tree_size, cp.tree_size))
+                for c in signed if 0 < c.tree_size < cp.tree_size]))
+            seal = encoder.seal(self.signer)
+        end = out.tell()
+        out.seek(base + encoder.seal_at)
+        out.write(seal)
+        out.seek(end)
 
     def _receipt_at(self, cp: Checkpoint, record_id: bytes) -> bytes:
         index = self.store.locate(record_id)

@@ -10,6 +10,7 @@ from .acceptance import Accepted, HeldLog, accept
 from .bodies import KINDS, validate_body
 from .bundle import (
     Bundle,
+    BundleEncoder,
     BundleReport,
     BundleWriter,
     LogExport,
@@ -55,7 +56,7 @@ from .record import MAX_RECORD_BYTES, Record, decode_record, device_id_for, enco
 
 __all__ = [
     "KINDS", "MAX_RECORD_BYTES", "Accepted", "BadCheckpoint", "BadProof", "BadSignature", "BrokenChain", "Bundle",
-    "BundleReport", "BundleWriter", "ChainBuilder", "ChainState", "Checkpoint", "Ed25519Signer", "ForkDetected", "ForkEvidence",
+    "BundleEncoder", "BundleReport", "BundleWriter", "ChainBuilder", "ChainState", "Checkpoint", "Ed25519Signer", "ForkDetected", "ForkEvidence",
     "HeldLog", "LedgerError", "LimitExceeded", "LogExport", "MalformedRecord", "MerkleTree", "Record", "RevokedKey",
     "Signer", "SyncError", "UnknownKey", "VerificationError", "VerifiedReceipt", "accept", "check_signatures",
     "compare_bundles", "decode_bundle", "decode_checkpoint", "decode_record", "device_id_for", "encode_record",

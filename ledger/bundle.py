@@ -85,6 +85,97 @@ class Bundle:
         }
 
 
+class BundleEncoder:
+    """Encodes a bundle a piece at a time, in the order of its deterministic encoding, so that an exporter
+    holds one log in memory rather than the whole bundle: the bytes it returns, concatenated, equal
+    `Bundle.encode()` of the same bundle once the seal is written into its place.
+
+    The seal comes second in key order but signs the SHA-256 of everything else, so `start` writes a
+    placeholder of the seal's fixed size at `seal_at` and `seal(signer)` returns the bytes that replace it.
+    Call, in order: `start`, `logs` and one `log` each, `fields` (forks, format, created, hub_key, hub_log),
+    `receipts` and one `receipt` each, `tail` (checkpoints, consistency, description), then `seal`.
+    """
+
+    # Deterministic map order: length first, then bytes (RFC 8949 §4.2.1).
+    ORDER = ("logs", "seal", "forks", "format", "created", "hub_key", "hub_log", "receipts", "checkpoints",
+             "consistency", "description")
+
+    def __init__(self, *, description: str | None) -> None:
+        self.description = description  # None: sealed without the optional field
+        self._hash = hashlib.sha256()
+        self._written = 0
+        self._step = 0
+        self._left = 0  # items still owed to the array being written
+        self.seal_at = -1
+
+    def _emit(self, data: bytes, *, hashed: bool = True) -> bytes:
+        if hashed:
+            self._hash.update(data)
+        self._written += len(data)
+        return data
+
+    def _expect(self, step: int, what: str) -> None:
+        if self._step != step or self._left:
+            raise ValueError(f"bundle encoder: {what} out of order")
+
+    def start(self, log_count: int) -> bytes:
+        """The map's head and the head of `logs`; the map the seal signs has one entry fewer."""
+        self._expect(0, "start")
+        entries = len(self.ORDER) - (self.description is None)
+        self._hash.update(cbor.map_head(entries - 1))
+        self._written += len(head := cbor.map_head(entries))
+        self._step, self._left = 1, log_count
+        return head + self._emit(cbor.encode("logs") + cbor.array_head(log_count))
+
+    def log(self, log: LogExport) -> bytes:
+        if self._step != 1 or not self._left:
+            raise ValueError("bundle encoder: more logs than announced")
+        self._left -= 1
+        return self._emit(cbor.encode({"device": log.device_id, "keys": log.keys, "records": log.records,
+                                       "bodies": [[s, b] for s, b in sorted(log.bodies.items())]}))
+
+    def fields(self, *, forks: list[bytes], created: int, hub_key: bytes, hub_log: list[bytes]) -> bytes:
+        """The seal's placeholder (not hashed) and the fields between it and the receipts."""
+        self._expect(1, "fields")
+        self.seal_at = self._written + len(SEAL_KEY)
+        out = self._emit(SEAL_KEY + bytes(SEAL_BYTES), hashed=False)
+        values = {"forks": forks, "format": FORMAT, "created": created, "hub_key": hub_key, "hub_log": hub_log}
+        self._step = 2
+        return out + b"".join(self._emit(cbor.encode(k) + cbor.encode(values[k])) for k in self.ORDER[2:7])
+
+    def receipts(self, count: int) -> bytes:
+        self._expect(2, "receipts")
+        self._step, self._left = 3, count
+        return self._emit(cbor.encode("receipts") + cbor.array_head(count))
+
+    def receipt(self, record_id: bytes, receipt: bytes) -> bytes:
+        if self._step != 3 or not self._left:
+            raise ValueError("bundle encoder: more receipts than announced")
+        self._left -= 1
+        return self._emit(cbor.encode([record_id, receipt]))
+
+    def tail(self, *, checkpoints: list[bytes], consistency: list[tuple[int, int, list[bytes]]]) -> bytes:
+        self._expect(3, "checkpoints")
+        self._step = 4
+        values: dict[str, Any] = {"checkpoints": checkpoints, "consistency": [[a, b, p] for a, b, p in consistency]}
+        if self.description is not None:
+            values["description"] = self.description
+        return b"".join(self._emit(cbor.encode(k) + cbor.encode(v)) for k, v in values.items())
+
+    def seal(self, signer: Signer) -> bytes:
+        """The seal field's value, to be written at `seal_at` over the placeholder."""
+        self._expect(4, "seal")
+        signature = signer.sign(sig_structure(_SEAL_PROTECTED, self._hash.digest(), SEAL_AAD))
+        sealed = cbor.encode(cbor.encode([_SEAL_PROTECTED, {}, None, signature], tag=TAG_SIGN1))
+        assert len(sealed) == SEAL_BYTES
+        return sealed
+
+
+SEAL_KEY = cbor.encode("seal")
+# The seal field is a byte string holding the COSE_Sign1, of one size whatever the signature.
+SEAL_BYTES = len(cbor.encode(cbor.encode([_SEAL_PROTECTED, {}, None, bytes(64)], tag=TAG_SIGN1)))
+
+
 def _seal_signed(unsealed: bytes) -> bytes:
     """Sig_structure over the SHA-256 of the bundle's encoding without its seal entry (a detached payload)."""
     return sig_structure(_SEAL_PROTECTED, hashlib.sha256(unsealed).digest(), SEAL_AAD)

@@ -97,6 +97,25 @@ def encode(value: Any, *, tag: int | None = None) -> bytes:
     return cbor2.dumps(_canonical(value, 0, tag))
 
 
+def _head(major: int, n: int) -> bytes:
+    if n < 24:
+        return bytes([major << 5 | n])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * size):
+            return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+    raise MalformedRecord(f"CBOR length out of range: {n}")
+
+
+def array_head(n: int) -> bytes:
+    """The shortest head of an array of `n` items, for an encoder that writes the items one at a time."""
+    return _head(4, n)
+
+
+def map_head(n: int) -> bytes:
+    """The shortest head of a map of `n` entries."""
+    return _head(5, n)
+
+
 def decode(data: bytes, *, what: str = "CBOR item", tag: int | None = None, depth: int = 0) -> Any:
     """Decode exactly one deterministic CBOR item; anything else raises MalformedRecord.
 
