@@ -4,6 +4,7 @@ dropped on it, the verdict and steps in Indonesian and English."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import aiohttp
@@ -52,6 +53,8 @@ def test_standalone_page_from_file(tmp_path: Path) -> None:
         assert steps.count("log.records") == 3 and steps.count("checkpoint") == 3 and steps[-1] == "against"
         listed = driver.find_element(By.ID, "steps").text
         assert "Log tumbuh secara konsisten dari ukuran 18 ke 23" in listed
+        # Checkpoint times read as dates, not as the Unix seconds the hub signs.
+        assert re.search(r"waktu \d{4}-\d\d-\d\d \d\d:\d\d UTC, kepala log hub", listed), listed
         # The hub's decisions from its own log, each in its own step.
         assert steps.count("decision.approve") == 3 and steps.count("decision.rotate") == 1
         assert steps.count("decision.revoke") == 1 and steps[-2] == "seal"

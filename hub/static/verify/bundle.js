@@ -100,7 +100,7 @@
         if (shape.head === null) malformed("checkpoint lacks the head of the hub's own log (label -65538)");
         cp = J.verifyCheckpoint(bytes, hubKey);
       }, "checkpoint " + i);
-      report.step("checkpoint", { i, size: cp ? cp.treeSize : "?", root: cp ? hex(cp.root).slice(0, 16) : "", time: cp ? cp.time : "", hub: cp ? cp.head.length : "" }, p);
+      report.step("checkpoint", { i, size: cp ? cp.treeSize : "?", root: cp ? hex(cp.root).slice(0, 16) : "", time: cp ? utc(cp.time) : "", hub: cp ? cp.head.length : "" }, p);
       if (!report.add(p)) good.push(cp);
     });
     const bySize = new Map();
@@ -455,6 +455,12 @@
     }, "against");
     report.step("against", report.against || {}, p);
     report.againstProblem = p;
+  }
+
+  // A time as people read it (the hub signs Unix seconds), the same in every browser's zone.
+  function utc(seconds) {
+    const d = new Date(Number(seconds) * 1000);
+    return isNaN(d) ? String(seconds) : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
   }
 
   // bundleBytes, options {hubKey: Uint8Array|null, against: Uint8Array|null} -> Report.
