@@ -126,3 +126,17 @@ class CoapError(Exception):
             pass
         return cls(response.code.name, response.payload[:200].decode(errors="replace"),
                    coap_code=str(response.code))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A failed request in words for a log line or `edge status`. aiocoap's transport errors print only their
+    class ("Network error: NetworkError"); the OS error under them and aiocoap's own advice say what happened
+    and what to check."""
+    if isinstance(exc, TimeoutError):
+        return "TimeoutError: no answer in time (the node is down or busy, or a firewall drops CoAP)"
+    if isinstance(exc, aiocoap.error.Error):
+        cause = exc.__cause__
+        what = (cause.strerror or str(cause)) if isinstance(cause, OSError) else str(cause or exc)
+        advice = exc.extra_help() if isinstance(exc, aiocoap.error.HelpfulError) else None
+        return f"{type(exc).__name__}: {what}" + (f"; {advice}" if advice else "")
+    return f"{type(exc).__name__}: {exc}"

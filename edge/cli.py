@@ -39,13 +39,14 @@ def _status(args: argparse.Namespace) -> int:
         async def ask() -> dict[str, Any]:
             import aiocoap.error
 
+            from coap_server.errors import describe_failure
             from ledger.failures import Unreachable
 
             try:
                 async with EdgeClient(args.url, timeout=10) as client:
                     return await client.status()
             except (aiocoap.error.NetworkError, aiocoap.error.ResolutionError, TimeoutError) as exc:
-                raise Unreachable(f"no answer from {args.url}: {exc or type(exc).__name__}",
+                raise Unreachable(f"no answer from {args.url}: {describe_failure(exc)}",
                                   hint="check that the edge daemon runs and --url names its CoAP port") from None
 
         print(json.dumps(asyncio.run(ask()), indent=2, default=str))

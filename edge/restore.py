@@ -90,7 +90,9 @@ async def restore_own_log(store: LmdbLogStore, device_id: bytes, sources: Sequen
             raws = await fetch_log(base, device_id)
             verify_chain(raws) if raws else None
         except Exception as exc:  # unreachable or serving a bad copy: try the others
-            tried[base] = f"{type(exc).__name__}: {exc}"
+            from coap_server.errors import describe_failure
+
+            tried[base] = describe_failure(exc)
             continue
         tried[base] = len(raws)
         if len(raws) > len(best):

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import aiocoap
 
+from coap_server.errors import describe_failure
 from coap_server.sync import LogHolder, SyncReport, sync_once
 from ledger import LimitExceeded
 from ledger.sync import Backoff, Limits, RequestSize
@@ -141,7 +142,7 @@ class SyncAgent:
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
                 delay = target.backoff.failed()
                 target.next_try = now + delay
-                target.last_error = f"{type(exc).__name__}: {exc}"
+                target.last_error = describe_failure(exc)
                 log.info("sync with %s failed (%s); next try in %.1fs, with up to %d records a request",
                          target.url, target.last_error, delay, target.size.records)
                 continue

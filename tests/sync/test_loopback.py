@@ -131,3 +131,20 @@ async def test_replica_quota_keeps_the_prefix_and_says_why(net, hub):
     # The device's own log is never limited by the replica quota.
     own = quota.receive(b.builder.device_id, [r.raw for r in b.records])
     assert own["problem"] is None
+
+
+async def test_an_unreachable_hub_is_reported_with_its_cause(tmp_path, clock):
+    """`edge status` names what failed and what to check, not aiocoap's bare "Network error: NetworkError"."""
+    edge = Edge(tmp_path / "lone", clock, 3)
+    nobody = f"coap://127.0.0.1:{free_coap()}"  # a port nothing listens on
+    agent = SyncAgent(edge.store, hubs=[nobody])
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        assert await agent.round(ctx) == {}
+        [status] = agent.status()
+        assert status["failures"] == 1
+        assert status["last_error"].startswith("NetworkError: Connection refused"), status["last_error"]
+        assert "port is not open" in status["last_error"]
+    finally:
+        await ctx.shutdown()
+        await edge.close()
