@@ -46,6 +46,48 @@ class SecurityConfig:
     peer_hubs: tuple[str, ...] = ()  # Ed25519 public keys (hex) of hubs that pull from this one over OSCORE
 
 
+UPSTREAM_MODES = ("records", "checkpoints")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream:
+    """One regional hub pulled from: an `upstream` entry "coap://host:port [<hub key hex>] [records|checkpoints]".
+
+    The key pins the regional hub (its OSCORE pair context, and the key its checkpoints must be signed with). In
+    "records" mode (the default) every record is pulled and verified again; in "checkpoints" mode only the
+    region's signed checkpoints are followed, each proved consistent with the last one accepted, and records are
+    fetched one at a time with their inclusion proofs (hub/tiers.py, docs/SCALE.md)."""
+
+    url: str
+    key: bytes | None = None
+    mode: str = "records"
+
+
+def parse_upstream(entry: str) -> Upstream:
+    words = entry.split()
+    where = "upstream"
+    if not words or not words[0].startswith(("coap://", "coap+tcp://", "coaps://")):
+        raise ConfigError(f"upstream entry {entry!r}: expected \"coap://host:port [<hub key hex>] [mode]\"",
+                          where=where)
+    url, rest = words[0], words[1:]
+    mode = "records"
+    if rest and rest[-1] in UPSTREAM_MODES:
+        mode = rest.pop()
+    key = None
+    if rest:
+        try:
+            key = bytes.fromhex(rest.pop(0))
+        except ValueError:
+            key = b""
+        if len(key) != 32 or rest:
+            raise ConfigError(f"upstream entry {entry!r}: expected a 64-hex-digit hub key, then optionally one "
+                              f"of {', '.join(UPSTREAM_MODES)}", where=where)
+    if mode == "checkpoints" and key is None:
+        raise ConfigError(f"upstream {url}: following checkpoints needs the regional hub's key to check them "
+                          "with", where=where, hint="add the regional hub's public key (hex) after the address")
+    return Upstream(url=url, key=key, mode=mode)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HubConfig:
     name: str = "hub"
@@ -61,7 +103,8 @@ class HubConfig:
     mdns: bool = True
     operator_tokens: tuple[str, ...] = ()  # SHA-256 hex digests of operator tokens
     auditor_tokens: tuple[str, ...] = ()
-    upstream: tuple[str, ...] = ()  # "coap://host:port <regional hub key hex>" of regional hubs pulled from
+    # "coap://host:port [<regional hub key hex>] [records|checkpoints]" of regional hubs pulled from (Upstream)
+    upstream: tuple[str, ...] = ()
     # The hub's time: "wall", or "<ISO instant> [xSPEED] [records]" to replay or backfill a past day (hub/clock.py)
     clock: str = "wall"
     mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)
@@ -78,6 +121,8 @@ class HubConfig:
 
     def __post_init__(self) -> None:
         parse_clock(self.clock)  # a bad clock stops the hub at start, not at its first record
+        for entry in self.upstream:
+            parse_upstream(entry)
         if self.checkpoint_interval <= 0:
             raise ValueError(f"checkpoint_interval: expected > 0 seconds, got {self.checkpoint_interval}")
         for port in (self.http_port, self.coap_port):

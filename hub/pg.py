@@ -38,6 +38,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # The roots of the log's whole 64-leaf tiles: a restart reads these instead of every leaf.
         "CREATE TABLE tiles (idx bigint PRIMARY KEY, root bytea NOT NULL)",
     ),
+    (
+        # Checkpoints accepted from regional hubs followed by checkpoints, and the split views caught.
+        "CREATE TABLE region_checkpoints (hub_id bytea NOT NULL, tree_size bigint NOT NULL, raw bytea NOT NULL, "
+        "PRIMARY KEY (hub_id, tree_size))",
+        "CREATE TABLE split_views (hub_id bytea NOT NULL, evidence bytea NOT NULL, PRIMARY KEY (hub_id, evidence))",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _PAGE = 50_000  # rows per query of a long scan
@@ -243,6 +249,23 @@ class PgHubStore:
     def forks(self) -> list[tuple[bytes, bytes]]:
         return [(bytes(d), bytes(e)) for d, e in self._query(
             "SELECT device_id, evidence FROM forks ORDER BY device_id")]
+
+    def put_region_checkpoint(self, hub_id: bytes, tree_size: int, raw: bytes) -> None:
+        with self._conn.transaction():
+            self._conn.execute("INSERT INTO region_checkpoints VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                               (hub_id, tree_size, raw))
+
+    def region_checkpoints(self, hub_id: bytes) -> list[bytes]:
+        return [bytes(r[0]) for r in self._query(
+            "SELECT raw FROM region_checkpoints WHERE hub_id = %s ORDER BY tree_size", (hub_id,))]
+
+    def put_split_view(self, hub_id: bytes, evidence: bytes) -> None:
+        with self._conn.transaction():
+            self._conn.execute("INSERT INTO split_views VALUES (%s, %s) ON CONFLICT DO NOTHING", (hub_id, evidence))
+
+    def split_views(self) -> list[tuple[bytes, bytes]]:
+        return [(bytes(h), bytes(e)) for h, e in self._query(
+            "SELECT hub_id, evidence FROM split_views ORDER BY hub_id")]
 
     def bump(self, counter: str, by: int = 1) -> None:
         with self._conn.transaction():

@@ -24,6 +24,7 @@ from coap_server.security import (
 )
 from ledger import enroll
 
+from .config import parse_upstream
 from .service import Hub, HubError
 
 log = logging.getLogger("jejak.hub.security")
@@ -91,12 +92,11 @@ class HubSecurity:
         """Client contexts for the regional hubs a national hub pulls from: url -> context, for the entries
         that name the regional hub's key ("coap://host:port <key hex>"); a bare address is pulled in the clear."""
         out = {}
-        for entry in upstreams:
-            url, _, key = entry.partition(" ")
-            if key.strip():
-                out[url] = self.hub_contexts[self._hub_context(bytes.fromhex(key.strip()), "upstream")]
+        for upstream in map(parse_upstream, upstreams):
+            if upstream.key is not None:
+                out[upstream.url] = self.hub_contexts[self._hub_context(upstream.key, "upstream")]
             else:
-                log.warning("upstream %s names no hub key: pulled without OSCORE", url)
+                log.warning("upstream %s names no hub key: pulled without OSCORE", upstream.url)
         return out
 
     def admitted(self, device: bytes) -> bool:

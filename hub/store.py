@@ -157,6 +157,16 @@ class HubStore(Protocol):
     def checkpoints(self) -> list[bytes]: ...
     def put_fork(self, device_id: bytes, evidence: bytes) -> None: ...
     def forks(self) -> list[tuple[bytes, bytes]]: ...
+    def put_region_checkpoint(self, hub_id: bytes, tree_size: int, raw: bytes) -> None:
+        """Keep a checkpoint accepted from a regional hub followed by its checkpoints (hub/tiers.py)."""
+        ...
+    def region_checkpoints(self, hub_id: bytes) -> list[bytes]:
+        """The checkpoints accepted from that hub, in tree size order."""
+        ...
+    def put_split_view(self, hub_id: bytes, evidence: bytes) -> None: ...
+    def split_views(self) -> list[tuple[bytes, bytes]]:
+        """(hub id, evidence) of every regional hub caught signing two views of its log."""
+        ...
     def bump(self, counter: str, by: int = 1) -> None: ...
     def counters(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -205,7 +215,7 @@ class LmdbHubStore:
                              hint="check the files' owner and that no other process holds them; a damaged "
                                   "store is restored from a backup (docs/DEPLOY.md)") from None
         names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters",
-                 "damaged", "tiles")
+                 "damaged", "tiles", "regions", "splits")
         self._db = {n: self._env.open_db(n.encode()) for n in names}
         with self._env.begin(write=True) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
@@ -402,6 +412,29 @@ class LmdbHubStore:
     def forks(self) -> list[tuple[bytes, bytes]]:
         with self._env.begin() as txn:
             return [(bytes(k[:16]), bytes(v)) for k, v in txn.cursor(db=self._db["forks"])]
+
+    def put_region_checkpoint(self, hub_id: bytes, tree_size: int, raw: bytes) -> None:
+        with self._guard(), self._write() as txn:
+            txn.put(hub_id + _U64.pack(tree_size), raw, db=self._db["regions"])
+
+    def region_checkpoints(self, hub_id: bytes) -> list[bytes]:
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._db["regions"])
+            out = []
+            if cursor.set_range(hub_id):
+                for key, raw in cursor:
+                    if key[:len(hub_id)] != hub_id:
+                        break
+                    out.append(bytes(raw))
+            return out
+
+    def put_split_view(self, hub_id: bytes, evidence: bytes) -> None:
+        with self._guard(), self._write() as txn:
+            txn.put(hub_id + hashlib.sha256(evidence).digest(), evidence, db=self._db["splits"])
+
+    def split_views(self) -> list[tuple[bytes, bytes]]:
+        with self._env.begin() as txn:
+            return [(bytes(k[:-32]), bytes(v)) for k, v in txn.cursor(db=self._db["splits"])]
 
     def bump(self, counter: str, by: int = 1) -> None:
         with self._guard(), self._write() as txn:

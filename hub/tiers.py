@@ -1,19 +1,28 @@
-"""Hub tiers: a national hub pulls regional hubs' logs with the same sync protocol and verifies them again."""
+"""Hub tiers: a national hub pulls regional hubs' logs with the same sync protocol and verifies them again, or
+follows a region by its signed checkpoints and consistency proofs and fetches single records with their proofs."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiocoap
+import cbor2
+from aiocoap.numbers.codes import Code
 
-from coap_server.sync import SyncReport, sync_once
-from ledger import LedgerError, decode_record
+from coap_server.sync import SyncFailed, SyncReport, sync_once
+from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
 from ledger.acceptance import SignatureCheck
-from ledger.sync import Head, RequestSize
+from ledger.errors import BadProof, SplitView
+from ledger.failures import Unreachable
+from ledger.follow import SplitViewEvidence, Step, decode_split_view, follow, proof_needed, receipt_checkpoint
+from ledger.sync import Head, RequestSize, decode_records
 
+from .config import Upstream, parse_upstream
 from .service import Hub, NotEnrolled
 from .store import DeviceInfo
 from .verify import CrossLogVerifier
@@ -102,19 +111,217 @@ async def pull_all(hub: Hub, upstreams: Sequence[str], ctx: aiocoap.Context, siz
     return dict(zip(upstreams, results, strict=True))
 
 
+@dataclass(slots=True)
+class FollowReport:
+    """One round of following a region by its checkpoints."""
+
+    upstream: str
+    step: Step | None = None  # None: the region has signed no checkpoint yet, or the round failed
+    checkpoint: Checkpoint | None = None  # the region's latest accepted checkpoint after the round
+    requests: int = 0
+    bytes_received: int = 0
+    problem: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegionRecord:
+    """A record fetched from a followed region, proved to be in its log under a checkpoint consistent with the
+    ones accepted from it."""
+
+    record: Record
+    index: int  # its place in the region's log
+    checkpoint: Checkpoint  # the region's checkpoint the inclusion proof leads to
+    step: Step  # how that checkpoint stands to the accepted ones
+
+    def to_json(self) -> dict[str, Any]:
+        return {"device": self.record.device_id.hex(), "seq": self.record.seq, "id": self.record.id.hex(),
+                "kind": self.record.kind, "index": self.index, "checkpoint": self.checkpoint.to_json(),
+                "checkpoint_step": self.step.value}
+
+
+@dataclass(slots=True)
+class _Traffic:
+    requests: int = 0
+    bytes_received: int = 0
+
+
+class RegionFollower:
+    """The national hub following one regional hub by its signed checkpoints, not by its records.
+
+    Each round costs one request when the region did not move, two when it did (its latest checkpoint, then the
+    consistency proof from the last one accepted). The accepted checkpoints are kept in the store, so a restart
+    resumes from the last one; a region caught signing two views of its log is kept as evidence and refused
+    until an operator acts."""
+
+    def __init__(self, hub: Hub, upstream: Upstream) -> None:
+        if upstream.key is None:
+            raise ValueError(f"upstream {upstream.url}: following checkpoints needs the regional hub's key")
+        self.hub = hub
+        self.url = upstream.url
+        self.key = upstream.key
+        self.hub_id = device_id_for(upstream.key)
+        self.accepted: list[Checkpoint] = [decode_checkpoint(raw)
+                                           for raw in hub.store.region_checkpoints(self.hub_id)]
+        self._traffic = _Traffic()
+
+    def split_views(self) -> list[SplitViewEvidence]:
+        return [decode_split_view(evidence) for hub_id, evidence in self.hub.store.split_views()
+                if hub_id == self.hub_id]
+
+    @property
+    def latest(self) -> Checkpoint | None:
+        return self.accepted[-1] if self.accepted else None
+
+    async def round(self, ctx: aiocoap.Context) -> FollowReport:
+        """Fetch the region's latest checkpoint and judge it; never raises for what the region answers."""
+        self._traffic = _Traffic()
+        report = FollowReport(upstream=self.url)
+        try:
+            if self.split_views():
+                raise SplitView(f"hub {self.hub_id.hex()} at {self.url} was caught signing two views of its log; "
+                                "it is not followed", hint="see the evidence kept (split_views in the store)")
+            payload = await self._get(ctx, "/checkpoint", missing_ok=True)
+            if payload is not None:
+                report.step = await self._place(ctx, decode_checkpoint(payload))
+        except (LedgerError, SyncFailed) as exc:
+            report.problem = exc.to_dict() if isinstance(exc, LedgerError) else {"code": exc.code,
+                                                                                   "message": exc.message}
+        report.checkpoint = self.latest
+        report.requests, report.bytes_received = self._traffic.requests, self._traffic.bytes_received
+        return report
+
+    async def record(self, ctx: aiocoap.Context, device_id: bytes, seq: int) -> RegionRecord:
+        """Drill down: one record of the region with its inclusion proof, under a checkpoint that the accepted
+        ones are consistent with (a newer one is accepted on the way)."""
+        payload = await self._get(ctx, f"/sync/records?d={device_id.hex()}&from={seq}&to={seq + 1}")
+        assert payload is not None
+        got_device, start, raws = decode_records(payload)
+        if got_device != device_id or start != seq or not raws:
+            raise BadProof(f"the region answered device {got_device.hex()} seq {start} ({len(raws)} records) "
+                           f"for device {device_id.hex()} seq {seq}")
+        raw = raws[0]
+        receipt = await self._get(ctx, f"/proofs/inclusion?r={hashlib.sha256(raw).hexdigest()}")
+        assert receipt is not None
+        return await self.check_included(ctx, raw, receipt, device_id=device_id, seq=seq)
+
+    async def check_included(self, ctx: aiocoap.Context, raw: bytes, receipt: bytes, *, device_id: bytes,
+                             seq: int) -> RegionRecord:
+        """`raw` is the record at (device, seq), and the region's `receipt` proves it in the region's log under a
+        checkpoint consistent with those accepted: INVALID_PROOF if the bytes are not what the log holds."""
+        record = decode_record(raw)
+        if record.device_id != device_id or record.seq != seq:
+            raise BadProof(f"record is device {record.device_id.hex()} seq {record.seq}, expected "
+                           f"{device_id.hex()} seq {seq}")
+        verified, checkpoint = receipt_checkpoint(receipt, raw, self.key)
+        step = await self._place(ctx, checkpoint)
+        return RegionRecord(record=record, index=verified.index, checkpoint=checkpoint, step=step)
+
+    async def _place(self, ctx: aiocoap.Context, checkpoint: Checkpoint) -> Step:
+        """Judge a checkpoint of the region against the accepted ones, fetching the proof that takes."""
+        proof: list[bytes] = []
+        need = proof_needed(self.accepted, checkpoint)
+        if need is not None:
+            checkpoint.verify(self.key)  # before asking the region for anything on its word
+            payload = await self._get(ctx, f"/proofs/consistency?from={need[0]}&to={need[1]}")
+            assert payload is not None
+            first, second, proof = _consistency_answer(payload)
+            if (first, second) != need:
+                raise BadProof(f"asked for the consistency proof from {need[0]} to {need[1]}, got {first} to "
+                               f"{second}")
+        try:
+            step = follow(self.accepted, checkpoint, proof, self.key)
+        except SplitView as exc:
+            evidence = exc.evidence
+            assert isinstance(evidence, SplitViewEvidence)
+            self.hub.store.put_split_view(self.hub_id, evidence.encode())
+            self.hub.store.bump("region_split_views")
+            log.error("SPLIT VIEW: regional hub %s at %s: %s; both signed checkpoints (sizes %d and %d) are kept as "
+                      "evidence and the region is no longer followed", self.hub_id.hex(), self.url, exc.message,
+                      evidence.accepted.tree_size, evidence.offered.tree_size)
+            raise
+        if step in (Step.FIRST, Step.ADVANCED):
+            self.hub.store.put_region_checkpoint(self.hub_id, checkpoint.tree_size, checkpoint.raw)
+            self.accepted.append(checkpoint)
+        return step
+
+    async def _get(self, ctx: aiocoap.Context, path: str, *, missing_ok: bool = False,
+                   timeout: float = 30.0) -> bytes | None:
+        async with asyncio.timeout(timeout):
+            response = await ctx.request(aiocoap.Message(code=Code.GET, uri=self.url + path)).response
+        self._traffic.requests += 1
+        self._traffic.bytes_received += len(response.payload)
+        if response.code == Code.NOT_FOUND and missing_ok:
+            return None
+        if not response.code.is_successful():
+            try:
+                err = cbor2.loads(response.payload)
+                raise SyncFailed(err.get("code", str(response.code)), err.get("message", ""), err.get("hint"))
+            except (ValueError, AttributeError, cbor2.CBORDecodeError):
+                raise SyncFailed(str(response.code), response.payload[:200].decode(errors="replace")) from None
+        return bytes(response.payload)
+
+
+def _consistency_answer(payload: bytes) -> tuple[int, int, list[bytes]]:
+    try:
+        first, second, proof = cbor2.loads(payload)
+    except (ValueError, TypeError, cbor2.CBORDecodeError):
+        raise BadProof("consistency answer: expected [first size, second size, [hashes]]") from None
+    if (type(first) is not int or type(second) is not int or not isinstance(proof, list)
+            or not all(isinstance(p, bytes) for p in proof)):
+        raise BadProof("consistency answer: expected [first size, second size, [hashes]]")
+    return first, second, proof
+
+
+async def follow_all(followers: Sequence[RegionFollower], ctx: aiocoap.Context) -> list[FollowReport]:
+    """One round of every region followed by checkpoints, at once."""
+
+    async def one(follower: RegionFollower) -> FollowReport:
+        try:
+            report = await follower.round(ctx)
+        except Exception as exc:  # an unreachable region must not stop the others
+            log.warning("following %s failed: %s", follower.url, exc)
+            return FollowReport(upstream=follower.url, checkpoint=follower.latest,
+                                problem=Unreachable(f"{follower.url}: {exc}").to_dict())
+        if report.problem is not None:
+            log.warning("following %s: %s", follower.url, report.problem)
+        elif report.step in (Step.FIRST, Step.ADVANCED) and report.checkpoint is not None:
+            log.info("region %s: checkpoint of %d records accepted", follower.url, report.checkpoint.tree_size)
+        return report
+
+    return list(await asyncio.gather(*(one(f) for f in followers)))
+
+
+@dataclass(slots=True)
+class Tiers:
+    """The national hub's upstreams, split by how each is taken: records pulled, or checkpoints followed."""
+
+    pulled: list[str] = field(default_factory=list)
+    followed: list[RegionFollower] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, hub: Hub, entries: Sequence[str]) -> Tiers:
+        tiers = cls()
+        for upstream in map(parse_upstream, entries):
+            if upstream.mode == "checkpoints":
+                tiers.followed.append(RegionFollower(hub, upstream))
+            else:
+                tiers.pulled.append(upstream.url)
+        return tiers
+
+
 async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float,
                     contexts: dict[str, Any] | None = None) -> None:
-    """Pull every upstream each `interval`; `contexts` (url -> OSCORE context) protects the pulls from the
-    regional hubs whose keys the config names, like every other hub link."""
+    """Pull or follow every upstream each `interval`; `contexts` (url -> OSCORE context) protects the links to
+    the regional hubs whose keys the config names, like every other hub link."""
     ctx = await aiocoap.Context.create_client_context()
     for url, security in (contexts or {}).items():
         ctx.client_credentials[f"{url}/*"] = security
-    upstreams = [entry.partition(" ")[0] for entry in upstreams]
-    sizes = {upstream: RequestSize() for upstream in upstreams}
+    tiers = Tiers.of(hub, upstreams)
+    sizes = {upstream: RequestSize() for upstream in tiers.pulled}
     verifier = CrossLogVerifier()
     try:
         while True:
-            await pull_all(hub, upstreams, ctx, sizes, verifier)
+            await asyncio.gather(pull_all(hub, tiers.pulled, ctx, sizes, verifier), follow_all(tiers.followed, ctx))
             await asyncio.sleep(interval)
     finally:
         verifier.close()

@@ -116,6 +116,21 @@ class BadCheckpoint(VerificationError):
     exit_code = 17
 
 
+class SplitView(VerificationError):
+    """A hub signed a checkpoint that does not extend one it signed before (a rewritten history, or two views of
+    its log). The two checkpoints, and the consistency proof the hub offered, are the evidence."""
+
+    code = "SPLIT_VIEW"
+    coap = "4.09"
+    http = 409
+    exit_code = 22
+
+    def __init__(self, message: str, *, evidence: object = None, hint: str | None = None,
+                 where: str | None = None) -> None:
+        super().__init__(message, hint=hint, where=where)
+        self.evidence = evidence
+
+
 class UnknownKey(VerificationError):
     """A record signed by a key nobody enrolled or announced (in a bundle: that the hub's own log never approved)."""
 

@@ -98,6 +98,21 @@ def test_checkpoints_forks_counters(make_store):
     assert store.counters()["refused_invalid"] == 4
 
 
+def test_region_checkpoints_and_split_views(make_store):
+    store = make_store()
+    region, other = b"\x02" * 16, b"\x03" * 16
+    store.put_region_checkpoint(region, 300, b"cp300")
+    store.put_region_checkpoint(region, 12, b"cp12")
+    store.put_region_checkpoint(other, 5, b"other5")
+    store.put_region_checkpoint(region, 12, b"cp12")  # a repeat keeps one
+    assert store.region_checkpoints(region) == [b"cp12", b"cp300"], "in tree size order, one hub only"
+    assert store.region_checkpoints(b"\x04" * 16) == []
+    assert store.split_views() == []
+    store.put_split_view(region, b"evidence")
+    store.put_split_view(region, b"evidence")
+    assert store.split_views() == [(region, b"evidence")]
+
+
 def _hub_with_device(make_store):
     """A hub on a fresh store with one enrolled device: (clock, hub key, store, hub, builder, device id)."""
     clock = Clock()

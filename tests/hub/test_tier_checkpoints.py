@@ -1,0 +1,219 @@
+"""A national hub follows a regional hub by its signed checkpoints over CoAP: consistency proofs each round, a
+rewritten history caught with its evidence, a wrong key refused, a restart resumed, records drilled down into."""
+
+from __future__ import annotations
+
+import aiocoap
+import pytest
+
+from hub.app import start_hub
+from hub.bridges import BridgeConfig
+from hub.config import ConfigError, HubConfig, Upstream, parse_upstream
+from hub.service import Hub
+from hub.store import LmdbHubStore
+from hub.tiers import RegionFollower, Tiers
+from ledger import Ed25519Signer, device_id_for
+from ledger.errors import BadProof
+from ledger.follow import Step, verify_split_view
+
+from .conftest import enroll, new_device
+
+REGION_SEED = b"\x71" * 32
+
+
+def config(path) -> HubConfig:
+    # Checkpoints are signed by the test (hub.checkpoint()), not by the hub's own loop.
+    return HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(path), http_port=0, coap_port=0,
+                     mdns=False, checkpoint_interval=3600)
+
+
+class Region:
+    """A regional hub with one device whose log grows when told to."""
+
+    def __init__(self, path, clock, seed: bytes = REGION_SEED) -> None:
+        self.store = LmdbHubStore(path, durable=False)
+        self.hub = Hub(self.store, Ed25519Signer.from_seed(seed), clock=clock)
+        signer, self.builder = new_device(clock)
+        self.device_id = enroll(self.hub, signer, clock)
+        self.records = [self.builder.genesis()]
+        assert self.hub.ingest(self.device_id, [self.records[0].raw]).accepted == 1
+
+    def grow(self, n: int, text: str = "note") -> None:
+        new = [self.builder.append("note", {"text": f"{text} {len(self.records) + i}"}) for i in range(n)]
+        assert self.hub.ingest(self.device_id, [r.raw for r in new]).accepted == n
+        self.records += new
+        assert self.hub.checkpoint() is not None
+
+
+@pytest.fixture
+async def ctx():
+    context = await aiocoap.Context.create_client_context()
+    yield context
+    await context.shutdown()
+
+
+def national_hub(path, clock) -> Hub:
+    return Hub(LmdbHubStore(path), Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
+
+
+async def test_a_region_is_followed_by_checkpoints_across_rounds_and_a_restart(tmp_path, clock, ctx):
+    region = Region(tmp_path / "region", clock)
+    region.grow(10)
+    served = await start_hub(config(tmp_path / "r"), hub=region.hub)
+    national = national_hub(tmp_path / "national", clock)
+    upstream = Upstream(url=served.coap_url, key=region.hub.signer.public_key, mode="checkpoints")
+    try:
+        follower = RegionFollower(national, upstream)
+        first = await follower.round(ctx)
+        assert first.problem is None and first.step is Step.FIRST and first.requests == 1
+        assert first.checkpoint.raw == region.hub.latest_checkpoint().raw
+        for n in (25, 300):  # two more rounds, each a larger log: one checkpoint and one consistency proof
+            region.grow(n)
+            report = await follower.round(ctx)
+            assert report.problem is None and report.step is Step.ADVANCED and report.requests == 2
+            assert report.checkpoint.tree_size == region.hub.latest_checkpoint().tree_size
+        quiet = await follower.round(ctx)
+        assert quiet.step is Step.UNCHANGED and quiet.requests == 1, "an unchanged region costs one request"
+        sizes = [cp.tree_size for cp in follower.accepted]
+        assert len(sizes) == 3 and sizes == sorted(sizes)
+        assert national.store.chain_state(region.device_id) is None, "no record was pulled"
+
+        # Restart: the chain comes back from the national store and the next proof starts from its last one.
+        national.store.close()
+        national = national_hub(tmp_path / "national", clock)
+        follower = RegionFollower(national, upstream)
+        assert [cp.tree_size for cp in follower.accepted] == sizes
+        region.grow(7)
+        resumed = await follower.round(ctx)
+        assert resumed.step is Step.ADVANCED and resumed.requests == 2
+        assert len(national.store.region_checkpoints(follower.hub_id)) == 4
+
+        # Drill-down: one record with its inclusion proof under an accepted checkpoint.
+        wanted = region.records[17]
+        found = await follower.record(ctx, region.device_id, 17)
+        assert found.record.id == wanted.id and found.step is Step.UNCHANGED
+        assert found.checkpoint.raw == follower.latest.raw
+        assert found.index == region.hub.store.locate(wanted.id)
+        # Tampered bytes (one bit of the signature) do not lead to the signed root.
+        _, receipt = region.hub.receipt(wanted.id)
+        tampered = bytearray(wanted.raw)
+        tampered[-1] ^= 1
+        with pytest.raises(BadProof):
+            await follower.check_included(ctx, bytes(tampered), receipt, device_id=region.device_id, seq=17)
+        # A receipt under a newer checkpoint than the accepted ones is placed first: accepted on the way.
+        region.grow(3)
+        newer = await follower.record(ctx, region.device_id, 40)
+        assert newer.step is Step.ADVANCED and follower.latest.tree_size == newer.checkpoint.tree_size
+        assert national.store.split_views() == []
+    finally:
+        await served.close()
+        national.store.close()
+        region.store.close()
+
+
+@pytest.mark.parametrize("old_size", [False, True], ids=["larger-log", "same-size"])
+async def test_a_region_that_rewrites_its_history_is_caught_with_evidence(tmp_path, clock, ctx, old_size):
+    region = Region(tmp_path / "region", clock)
+    region.grow(20)
+    served = await start_hub(config(tmp_path / "r"), hub=region.hub)
+    national = national_hub(tmp_path / "national", clock)
+    key = region.hub.signer.public_key
+    follower = RegionFollower(national, Upstream(url=served.coap_url, key=key, mode="checkpoints"))
+    try:
+        assert (await follower.round(ctx)).step is Step.FIRST
+        region.grow(5)
+        assert (await follower.round(ctx)).step is Step.ADVANCED
+        accepted = follower.latest
+    finally:
+        await served.close()
+    # The same region key over a log with other records: its own store restored from elsewhere, or a forgery.
+    forged = Region(tmp_path / "forged", clock)
+    forged.grow(20, text="rewritten")
+    forged.grow(5 if old_size else 40, text="rewritten")
+    assert (forged.hub.latest_checkpoint().tree_size == accepted.tree_size) is old_size
+    served = await start_hub(config(tmp_path / "f"), hub=forged.hub)
+    try:
+        follower = RegionFollower(national, Upstream(url=served.coap_url, key=key, mode="checkpoints"))
+        caught = await follower.round(ctx)
+        assert caught.problem["code"] == "SPLIT_VIEW" and caught.step is None
+        assert caught.requests == (1 if old_size else 2)
+        assert follower.latest.raw == accepted.raw, "nothing of the rewritten log was accepted"
+        [(hub_id, kept)] = national.store.split_views()
+        assert hub_id == device_id_for(key)
+        evidence = verify_split_view(kept, key)  # both signed checkpoints, still verifiable offline
+        assert evidence.accepted.raw == accepted.raw
+        assert evidence.offered.raw == forged.hub.latest_checkpoint().raw
+        assert evidence.conclusive is old_size
+        assert national.store.counters()["region_split_views"] == 1
+        again = await follower.round(ctx)
+        assert again.problem["code"] == "SPLIT_VIEW" and again.requests == 0, "refused until an operator acts"
+    finally:
+        await served.close()
+        national.store.close()
+        forged.store.close()
+        region.store.close()
+
+
+async def test_a_checkpoint_under_another_key_is_refused(tmp_path, clock, ctx):
+    region = Region(tmp_path / "region", clock)
+    region.grow(5)
+    served = await start_hub(config(tmp_path / "r"), hub=region.hub)
+    national = national_hub(tmp_path / "national", clock)
+    pinned = Ed25519Signer.from_seed(b"\x73" * 32).public_key
+    try:
+        follower = RegionFollower(national, Upstream(url=served.coap_url, key=pinned, mode="checkpoints"))
+        report = await follower.round(ctx)
+        assert report.problem["code"] == "INVALID_CHECKPOINT" and report.step is None
+        assert follower.accepted == [] and national.store.region_checkpoints(device_id_for(pinned)) == []
+        assert national.store.split_views() == [], "a wrong key is a refusal, not evidence against the region"
+    finally:
+        await served.close()
+        national.store.close()
+        region.store.close()
+
+
+async def test_a_national_hub_configured_to_follow_checkpoints_does_so_over_oscore(tmp_path, clock):
+    """The config's entry "<url> <key> checkpoints": the running national hub follows the region each round,
+    over the OSCORE link the key sets up, and pulls none of its records."""
+    from hub.app import load_or_create_key
+    from hub.config import SecurityConfig
+    from tests.wait import wait_for
+
+    region = Region(tmp_path / "region", clock)
+    region.grow(30)
+    national_key = load_or_create_key(tmp_path / "n" / "hub.key").public_key
+    served = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0, coap_port=0, mdns=False,
+        checkpoint_interval=3600, security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),))),
+        hub=region.hub)
+    region_key = region.hub.signer.public_key
+    national = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"), http_port=0, coap_port=0, mdns=False,
+        checkpoint_interval=0.2, upstream=(f"{served.coap_url} {region_key.hex()} checkpoints",)))
+    try:
+        held = lambda: national.hub.store.region_checkpoints(device_id_for(region_key))  # noqa: E731
+        assert await wait_for(lambda: len(held()) == 1, timeout=30)
+        region.grow(4)
+        assert await wait_for(lambda: len(held()) == 2, timeout=30)
+        assert held()[-1] == region.hub.latest_checkpoint().raw
+        assert national.hub.store.chain_state(region.device_id) is None
+        assert served.security.policy.refused.get("OSCORE_REQUIRED", 0) == 0
+    finally:
+        await national.close()
+        await served.close()
+        region.store.close()
+
+
+def test_upstream_entries_name_their_mode():
+    key = "ab" * 32
+    assert parse_upstream("coap://r:5683") == Upstream(url="coap://r:5683")
+    assert parse_upstream(f"coap://r:5683 {key}") == Upstream(url="coap://r:5683", key=bytes.fromhex(key))
+    assert parse_upstream(f"coap://r:5683 {key} checkpoints").mode == "checkpoints"
+    with pytest.raises(ConfigError, match="needs the regional hub's key"):
+        parse_upstream("coap://r:5683 checkpoints")
+    with pytest.raises(ConfigError, match="64-hex-digit"):
+        parse_upstream("coap://r:5683 abcd checkpoints")
+    with pytest.raises(ConfigError):
+        HubConfig(upstream=(f"coap://r:5683 {key} mirror",))
+    tiers = Tiers.of(None, ("coap://a:1", f"coap://b:2 {key}"))  # type: ignore[arg-type]
+    assert tiers.pulled == ["coap://a:1", "coap://b:2"] and tiers.followed == []

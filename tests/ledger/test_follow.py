@@ -1,0 +1,103 @@
+"""Following a hub by its checkpoints: each step judged from the checkpoints and proofs alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger import Ed25519Signer, MerkleTree, make_receipt, sign_checkpoint
+from ledger.errors import BadCheckpoint, BadProof, SplitView, VerificationError
+from ledger.follow import SplitViewEvidence, Step, follow, proof_needed, receipt_checkpoint, verify_split_view
+
+SIGNER = Ed25519Signer.from_seed(b"\x31" * 32)
+KEY = SIGNER.public_key
+
+
+def tree_of(leaves: list[bytes]) -> MerkleTree:
+    tree = MerkleTree()
+    for leaf in leaves:
+        tree.append(leaf)
+    return tree
+
+
+def checkpoint(tree: MerkleTree, size: int, signer: Ed25519Signer = SIGNER):
+    return sign_checkpoint(signer, tree_size=size, root=tree.root(size), time=size)
+
+
+LEAVES = [f"record {i}".encode() for i in range(40)]
+TREE = tree_of(LEAVES)
+
+
+def test_a_growing_log_is_followed_step_by_step():
+    first, second, third = (checkpoint(TREE, n) for n in (7, 19, 40))
+    accepted = []
+    assert proof_needed(accepted, first) is None
+    assert follow(accepted, first, [], KEY) is Step.FIRST
+    accepted.append(first)
+    assert proof_needed(accepted, second) == (7, 19)
+    assert follow(accepted, second, TREE.consistency_proof(7, 19), KEY) is Step.ADVANCED
+    accepted.append(second)
+    assert follow(accepted, third, TREE.consistency_proof(19, 40), KEY) is Step.ADVANCED
+    accepted.append(third)
+    assert proof_needed(accepted, third) is None
+    assert follow(accepted, third, [], KEY) is Step.UNCHANGED
+    older = checkpoint(TREE, 11)  # one never accepted, that the accepted log extends: a replay
+    assert proof_needed(accepted, older) == (11, 40)
+    assert follow(accepted, older, TREE.consistency_proof(11, 40), KEY) is Step.BEHIND
+
+
+def test_a_rewritten_history_is_a_split_view_with_its_evidence():
+    accepted = [checkpoint(TREE, 7), checkpoint(TREE, 19)]
+    rewritten = tree_of([*LEAVES[:5], b"rewritten", *LEAVES[6:]])
+    bigger = checkpoint(rewritten, 30)
+    proof = rewritten.consistency_proof(19, 30)  # the best the rewriting hub can offer
+    with pytest.raises(SplitView) as caught:
+        follow(accepted, bigger, proof, KEY)
+    evidence = caught.value.evidence
+    assert caught.value.code == "SPLIT_VIEW"
+    assert evidence.accepted.raw == accepted[-1].raw and evidence.offered.raw == bigger.raw
+    assert not evidence.conclusive
+    kept = verify_split_view(evidence.encode(), KEY)
+    assert kept.offered.tree_size == 30 and kept.proof == tuple(proof)
+    # At an old size the two roots are all it takes.
+    same_size = checkpoint(rewritten, 7)
+    assert proof_needed(accepted, same_size) is None
+    with pytest.raises(SplitView) as caught:
+        follow(accepted, same_size, [], KEY)
+    assert caught.value.evidence.conclusive
+    assert verify_split_view(caught.value.evidence.encode(), KEY).accepted.raw == accepted[0].raw
+    with pytest.raises(SplitView):  # an older size not accepted before, that the accepted log does not extend
+        follow(accepted, checkpoint(rewritten, 12), rewritten.consistency_proof(12, 19), KEY)
+
+
+def test_evidence_that_proves_nothing_is_refused():
+    accepted = [checkpoint(TREE, 7)]
+    bigger = checkpoint(TREE, 19)
+    with pytest.raises(SplitView) as caught:  # a proof damaged in transit: caught, but as claimed evidence
+        follow(accepted, bigger, [b"\x00" * 32] * 3, KEY)
+    evidence = caught.value.evidence
+    honest = SplitViewEvidence(accepted=evidence.accepted, offered=evidence.offered,
+                               proof=tuple(TREE.consistency_proof(7, 19)))
+    with pytest.raises(VerificationError, match="show no split view"):
+        verify_split_view(honest.encode(), KEY)
+    with pytest.raises(BadCheckpoint):
+        verify_split_view(evidence.encode(), Ed25519Signer.from_seed(b"\x32" * 32).public_key)
+
+
+def test_a_checkpoint_under_another_key_is_refused():
+    stranger = Ed25519Signer.from_seed(b"\x33" * 32)
+    with pytest.raises(BadCheckpoint):
+        follow([], checkpoint(TREE, 7, stranger), [], KEY)
+    accepted = [checkpoint(TREE, 7)]
+    with pytest.raises(BadCheckpoint):
+        follow(accepted, checkpoint(TREE, 19, stranger), TREE.consistency_proof(7, 19), KEY)
+
+
+def test_a_receipt_gives_its_checkpoint_and_refuses_a_tampered_record():
+    cp = checkpoint(TREE, 40)
+    receipt = make_receipt(cp, 13, TREE.inclusion_proof(13, 40))
+    verified, under = receipt_checkpoint(receipt, LEAVES[13], KEY)
+    assert verified.index == 13 and under.raw == cp.raw, "the receipt's own signed checkpoint, byte for byte"
+    with pytest.raises(BadProof):
+        receipt_checkpoint(receipt, LEAVES[13] + b"!", KEY)
+    with pytest.raises(BadProof):
+        receipt_checkpoint(receipt, LEAVES[14], KEY)
