@@ -112,6 +112,42 @@ class InclusionProof(TypedDict):
     path: list[str]
 
 
+class SplitViewJson(TypedDict):
+    """Two checkpoints a regional hub signed that do not describe one log, and the proof it offered."""
+
+    accepted: CheckpointJson
+    offered: CheckpointJson
+    proof: list[str]
+    conclusive: bool
+
+
+class RegionJson(TypedDict):
+    url: str
+    mode: Literal["checkpoints", "records"]
+    hub: NotRequired[str]
+    checkpoint: NotRequired[CheckpointJson | None]
+    accepted: NotRequired[int]
+    split_views: NotRequired[list[SplitViewJson]]
+
+
+class Regions(TypedDict):
+    regions: list[RegionJson]
+
+
+class RegionRecordJson(TypedDict):
+    """A regional hub's record, its receipt, and the checkpoint that receipt stands on."""
+
+    device: str
+    seq: int
+    id: str
+    kind: str
+    record: str
+    index: int
+    receipt: str
+    checkpoint: CheckpointJson
+    checkpoint_step: Literal["first", "advanced", "unchanged", "behind"]
+
+
 # `from` is a Python keyword, so this model is written in TypedDict's functional form.
 ConsistencyProof = TypedDict("ConsistencyProof", {"from": int, "to": int, "proof": list[str]})
 
@@ -256,6 +292,14 @@ ROUTES: dict[tuple[str, str], Route] = {
         summary="Consistency proof between two log sizes", answer=ConsistencyProof,
         params=(Param(name="from", type="integer", required=True, minimum=0, description="older tree size"),
                 Param(name="to", type="integer", required=True, minimum=0, description="newer tree size"))),
+    ("GET", "/api/regions"): Route(summary="The regional hubs pulled from, and for those followed by their "
+                                          "checkpoints the last accepted and any split view caught",
+                                  answer=Regions),
+    ("GET", "/api/regions/{hub}/records/{device}/{seq}"): Route(
+        summary="One record of a region followed by its checkpoints, fetched with its inclusion proof and checked "
+                "under a checkpoint consistent with the accepted ones", answer=RegionRecordJson,
+        params=(Param(name="hub", where="path", pattern=HEX16, description="the regional hub's id (32 hex digits)"),
+                DEVICE, Param(name="seq", where="path", type="integer", minimum=0, description="the record's seq"))),
     ("POST", "/api/ingest/{device}"): Route(summary="Records pushed over HTTP (the sync protocol's CBOR records "
                                                     "message)", params=(DEVICE,), body=(CBOR, BYTES),
                                             answer=IngestResult),

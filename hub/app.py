@@ -43,7 +43,7 @@ from .metrics import HubMetrics
 from .security import HubSecurity
 from .service import Hub
 from .store import HubStore, LmdbHubStore
-from .tiers import pull_loop
+from .tiers import TierLinks
 from .views import Views
 
 log = logging.getLogger("jejak.hub")
@@ -259,8 +259,9 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         domain_routes.append(SeedApi(bridges, auth=auth, events=events).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
                            read=config.security.read, peer_hubs=config.security.peer_hubs)
+    tiers = TierLinks(hub, config.upstream, security.upstream_contexts(config.upstream))
     api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",
-                 routes=[*domain_routes, security.register, metrics.register, *routes])
+                 routes=[*domain_routes, security.register, metrics.register, tiers.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
@@ -269,8 +270,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     coap, coap_port = await _serve_coap(config, hub, security, metrics)
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
     if config.upstream:
-        tasks.append(asyncio.create_task(pull_loop(hub, config.upstream, config.checkpoint_interval,
-                                                   security.upstream_contexts(config.upstream))))
+        tasks.append(asyncio.create_task(tiers.run(config.checkpoint_interval)))
     discovery = await _announce(config, hub, coap_port) if config.mdns else None
     views.start()
     running = RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,

@@ -119,6 +119,8 @@ ACCESS: dict[str, str] = {
     "POST /api/checkpoints": OPERATOR,
     "GET /api/proofs/inclusion/{record}": PUBLIC,
     "GET /api/proofs/consistency": PUBLIC,
+    "GET /api/regions": PUBLIC,  # regional hubs followed by checkpoints: signed checkpoints and evidence only
+    "GET /api/regions/{hub}/records/{device}/{seq}": READER,  # a record's body, fetched from its region
     "POST /api/ingest/{device}": SIGNED,
     "GET /api/export": READER,
     "GET /api/export/files/{name}": READER,

@@ -7,27 +7,39 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
+import aiocoap.error
 import cbor2
 from aiocoap.numbers.codes import Code
+from aiohttp import web
 
-from coap_server.sync import SyncFailed, SyncReport, sync_once
+from coap_server import params
+from coap_server.sync import SyncReport, sync_once
 from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
 from ledger.acceptance import SignatureCheck
-from ledger.errors import BadProof, SplitView
+from ledger.errors import BadProof, CodedError, SplitView
 from ledger.failures import Unreachable
 from ledger.follow import SplitViewEvidence, Step, decode_split_view, follow, proof_needed, receipt_checkpoint
 from ledger.sync import Head, RequestSize, decode_records
 
 from .config import Upstream, parse_upstream
-from .service import Hub, NotEnrolled
+from .service import Hub, NotEnrolled, NotFound
 from .store import DeviceInfo
 from .verify import CrossLogVerifier
 
 log = logging.getLogger("jejak.tiers")
+
+
+class RegionRefused(CodedError):
+    """A regional hub answered the national hub's request with an error; its code and message are quoted."""
+
+    code = "HUB_REFUSED"
+    coap = "5.00"
+    http = 502
+    exit_code = 85
 
 
 class UpstreamHolder:
@@ -132,10 +144,12 @@ class RegionRecord:
     index: int  # its place in the region's log
     checkpoint: Checkpoint  # the region's checkpoint the inclusion proof leads to
     step: Step  # how that checkpoint stands to the accepted ones
+    receipt: bytes  # the region's COSE Receipt, for anyone to check again with the region's key
 
     def to_json(self) -> dict[str, Any]:
         return {"device": self.record.device_id.hex(), "seq": self.record.seq, "id": self.record.id.hex(),
-                "kind": self.record.kind, "index": self.index, "checkpoint": self.checkpoint.to_json(),
+                "kind": self.record.kind, "record": self.record.raw.hex(), "index": self.index,
+                "receipt": self.receipt.hex(), "checkpoint": self.checkpoint.to_json(),
                 "checkpoint_step": self.step.value}
 
 
@@ -183,9 +197,8 @@ class RegionFollower:
             payload = await self._get(ctx, "/checkpoint", missing_ok=True)
             if payload is not None:
                 report.step = await self._place(ctx, decode_checkpoint(payload))
-        except (LedgerError, SyncFailed) as exc:
-            report.problem = exc.to_dict() if isinstance(exc, LedgerError) else {"code": exc.code,
-                                                                                   "message": exc.message}
+        except CodedError as exc:  # the region's refusals and failed checks alike, by their codes
+            report.problem = exc.to_dict()
         report.checkpoint = self.latest
         report.requests, report.bytes_received = self._traffic.requests, self._traffic.bytes_received
         return report
@@ -204,6 +217,14 @@ class RegionFollower:
         assert receipt is not None
         return await self.check_included(ctx, raw, receipt, device_id=device_id, seq=seq)
 
+    def to_json(self) -> dict[str, Any]:
+        latest = self.latest
+        return {"url": self.url, "hub": self.hub_id.hex(), "mode": "checkpoints",
+                "checkpoint": latest.to_json() if latest is not None else None, "accepted": len(self.accepted),
+                "split_views": [{"accepted": e.accepted.to_json(), "offered": e.offered.to_json(),
+                                 "proof": [p.hex() for p in e.proof], "conclusive": e.conclusive}
+                                for e in self.split_views()]}
+
     async def check_included(self, ctx: aiocoap.Context, raw: bytes, receipt: bytes, *, device_id: bytes,
                              seq: int) -> RegionRecord:
         """`raw` is the record at (device, seq), and the region's `receipt` proves it in the region's log under a
@@ -214,7 +235,8 @@ class RegionFollower:
                            f"{device_id.hex()} seq {seq}")
         verified, checkpoint = receipt_checkpoint(receipt, raw, self.key)
         step = await self._place(ctx, checkpoint)
-        return RegionRecord(record=record, index=verified.index, checkpoint=checkpoint, step=step)
+        return RegionRecord(record=record, index=verified.index, checkpoint=checkpoint, step=step,
+                            receipt=receipt)
 
     async def _place(self, ctx: aiocoap.Context, checkpoint: Checkpoint) -> Step:
         """Judge a checkpoint of the region against the accepted ones, fetching the proof that takes."""
@@ -246,8 +268,12 @@ class RegionFollower:
 
     async def _get(self, ctx: aiocoap.Context, path: str, *, missing_ok: bool = False,
                    timeout: float = 30.0) -> bytes | None:
-        async with asyncio.timeout(timeout):
-            response = await ctx.request(aiocoap.Message(code=Code.GET, uri=self.url + path)).response
+        try:
+            async with asyncio.timeout(timeout):
+                response = await ctx.request(aiocoap.Message(code=Code.GET, uri=self.url + path)).response
+        except (TimeoutError, aiocoap.error.Error, OSError) as exc:
+            raise Unreachable(f"regional hub {self.url} did not answer GET {path.partition('?')[0]}: "
+                              f"{exc or type(exc).__name__}", hint="check that it runs and the upstream address") from None
         self._traffic.requests += 1
         self._traffic.bytes_received += len(response.payload)
         if response.code == Code.NOT_FOUND and missing_ok:
@@ -255,9 +281,11 @@ class RegionFollower:
         if not response.code.is_successful():
             try:
                 err = cbor2.loads(response.payload)
-                raise SyncFailed(err.get("code", str(response.code)), err.get("message", ""), err.get("hint"))
-            except (ValueError, AttributeError, cbor2.CBORDecodeError):
-                raise SyncFailed(str(response.code), response.payload[:200].decode(errors="replace")) from None
+                said, hint = f"{err['code']}: {err['message']}", err.get("hint")
+            except (ValueError, KeyError, TypeError, cbor2.CBORDecodeError):
+                said, hint = response.payload[:200].decode(errors="replace"), None
+            raise RegionRefused(f"regional hub {self.url} answered GET {path.partition('?')[0]} with "
+                                f"{response.code}: {said}", hint=hint)
         return bytes(response.payload)
 
 
@@ -291,38 +319,88 @@ async def follow_all(followers: Sequence[RegionFollower], ctx: aiocoap.Context) 
     return list(await asyncio.gather(*(one(f) for f in followers)))
 
 
-@dataclass(slots=True)
-class Tiers:
-    """The national hub's upstreams, split by how each is taken: records pulled, or checkpoints followed."""
+HUB_PARAM = params.device("hub")
+DEVICE_PARAM = params.device("device")
+SEQ_PARAM = params.seq("seq")
 
-    pulled: list[str] = field(default_factory=list)
-    followed: list[RegionFollower] = field(default_factory=list)
 
-    @classmethod
-    def of(cls, hub: Hub, entries: Sequence[str]) -> Tiers:
-        tiers = cls()
+class TierLinks:
+    """The national hub's links to its regional hubs: one client context for the regions pulled record by record
+    and those followed by their checkpoints, and the HTTP routes that show the followed regions and drill down
+    into one of their records."""
+
+    def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None) -> None:
+        self.hub = hub
+        self.pulled: list[str] = []
+        self.followed: dict[bytes, RegionFollower] = {}
         for upstream in map(parse_upstream, entries):
             if upstream.mode == "checkpoints":
-                tiers.followed.append(RegionFollower(hub, upstream))
+                follower = RegionFollower(hub, upstream)
+                self.followed[follower.hub_id] = follower
             else:
-                tiers.pulled.append(upstream.url)
-        return tiers
+                self.pulled.append(upstream.url)
+        self.contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named
+        self._ctx: aiocoap.Context | None = None
+        self._opening = asyncio.Lock()
+
+    async def context(self) -> aiocoap.Context:
+        async with self._opening:
+            if self._ctx is None:
+                self._ctx = await aiocoap.Context.create_client_context()
+                for url, security in self.contexts.items():
+                    self._ctx.client_credentials[f"{url}/*"] = security
+            return self._ctx
+
+    async def round(self, sizes: dict[str, RequestSize], verifier: CrossLogVerifier | None = None,
+                    ) -> tuple[dict[str, SyncReport | Exception], list[FollowReport]]:
+        ctx = await self.context()
+        pulled, followed = await asyncio.gather(pull_all(self.hub, self.pulled, ctx, sizes, verifier),
+                                                follow_all(list(self.followed.values()), ctx))
+        return pulled, followed
+
+    async def run(self, interval: float) -> None:
+        """Pull or follow every upstream each `interval`, until cancelled."""
+        sizes = {upstream: RequestSize() for upstream in self.pulled}
+        verifier = CrossLogVerifier()
+        try:
+            while True:
+                await self.round(sizes, verifier)
+                await asyncio.sleep(interval)
+        finally:
+            verifier.close()
+            await self.close()
+
+    async def close(self) -> None:
+        if self._ctx is not None:
+            await self._ctx.shutdown()
+            self._ctx = None
+
+    def register(self, app: web.Application) -> None:
+        app.router.add_get("/api/regions", self._http_regions)
+        app.router.add_get("/api/regions/{hub}/records/{device}/{seq}", self._http_record)
+
+    async def _http_regions(self, request: web.Request) -> web.Response:
+        """The regions followed by their checkpoints: the last accepted and any split view caught"""
+        regions = [f.to_json() for f in self.followed.values()]
+        regions += [{"url": url, "mode": "records"} for url in self.pulled]
+        return web.json_response({"regions": regions})
+
+    async def _http_record(self, request: web.Request) -> web.Response:
+        """One record of a followed region, proved to be in its log under a checkpoint consistent with the ones
+        accepted from it"""
+        hub_id = HUB_PARAM.read(request.match_info["hub"])
+        device_id = DEVICE_PARAM.read(request.match_info["device"])
+        at = SEQ_PARAM.read(request.match_info["seq"])
+        follower = self.followed.get(hub_id)
+        if follower is None:
+            raise NotFound(f"no region with hub id {hub_id.hex()} is followed by its checkpoints",
+                           hint="GET /api/regions lists them; the hub's config names them in `upstream`")
+        found = await follower.record(await self.context(), device_id, at)
+        return web.json_response(found.to_json())
 
 
 async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float,
                     contexts: dict[str, Any] | None = None) -> None:
     """Pull or follow every upstream each `interval`; `contexts` (url -> OSCORE context) protects the links to
     the regional hubs whose keys the config names, like every other hub link."""
-    ctx = await aiocoap.Context.create_client_context()
-    for url, security in (contexts or {}).items():
-        ctx.client_credentials[f"{url}/*"] = security
-    tiers = Tiers.of(hub, upstreams)
-    sizes = {upstream: RequestSize() for upstream in tiers.pulled}
-    verifier = CrossLogVerifier()
-    try:
-        while True:
-            await asyncio.gather(pull_all(hub, tiers.pulled, ctx, sizes, verifier), follow_all(tiers.followed, ctx))
-            await asyncio.sleep(interval)
-    finally:
-        verifier.close()
-        await ctx.shutdown()
+    await TierLinks(hub, upstreams, contexts).run(interval)

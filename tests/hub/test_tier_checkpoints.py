@@ -4,15 +4,17 @@ rewritten history caught with its evidence, a wrong key refused, a restart resum
 from __future__ import annotations
 
 import aiocoap
+import aiohttp
 import pytest
 
 from hub.app import start_hub
+from hub.auth import hash_token
 from hub.bridges import BridgeConfig
 from hub.config import ConfigError, HubConfig, Upstream, parse_upstream
 from hub.service import Hub
 from hub.store import LmdbHubStore
-from hub.tiers import RegionFollower, Tiers
-from ledger import Ed25519Signer, device_id_for
+from hub.tiers import RegionFollower, TierLinks
+from ledger import Ed25519Signer, device_id_for, verify_receipt
 from ledger.errors import BadProof
 from ledger.follow import Step, verify_split_view
 
@@ -184,12 +186,15 @@ async def test_a_national_hub_configured_to_follow_checkpoints_does_so_over_osco
     national_key = load_or_create_key(tmp_path / "n" / "hub.key").public_key
     served = await start_hub(HubConfig(
         bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0, coap_port=0, mdns=False,
-        checkpoint_interval=3600, security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),))),
+        checkpoint_interval=3600, security=SecurityConfig(
+            oscore=True, peer_hubs=(national_key.hex(),),
+            read=("*:self", f"{device_id_for(national_key).hex()}:*"))),  # a drill-down reads the region's logs
         hub=region.hub)
     region_key = region.hub.signer.public_key
     national = await start_hub(HubConfig(
         bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"), http_port=0, coap_port=0, mdns=False,
-        checkpoint_interval=0.2, upstream=(f"{served.coap_url} {region_key.hex()} checkpoints",)))
+        checkpoint_interval=0.2, upstream=(f"{served.coap_url} {region_key.hex()} checkpoints",),
+        auditor_tokens=(hash_token("auditor"),)))
     try:
         held = lambda: national.hub.store.region_checkpoints(device_id_for(region_key))  # noqa: E731
         assert await wait_for(lambda: len(held()) == 1, timeout=30)
@@ -198,6 +203,25 @@ async def test_a_national_hub_configured_to_follow_checkpoints_does_so_over_osco
         assert held()[-1] == region.hub.latest_checkpoint().raw
         assert national.hub.store.chain_state(region.device_id) is None
         assert served.security.policy.refused.get("OSCORE_REQUIRED", 0) == 0
+        # The national hub's API: the regions it follows, and a record drilled down into over the same link.
+        hub_hex = device_id_for(region_key).hex()
+        async with aiohttp.ClientSession(national.http_url) as http:
+            async with http.get("/api/regions") as response:
+                [shown] = (await response.json())["regions"]
+            assert shown["hub"] == hub_hex and shown["checkpoint"]["cose"] == held()[-1].hex()
+            assert shown["split_views"] == []
+            path = f"/api/regions/{hub_hex}/records/{region.device_id.hex()}/12"
+            async with http.get(path) as response:
+                assert response.status == 403, "a record's body needs an auditor's or operator's token"
+            async with http.get(path, headers={"Authorization": "Bearer auditor"}) as response:
+                found = await response.json()
+                assert response.status == 200, found
+            assert found["id"] == region.records[12].id.hex() and found["checkpoint_step"] == "unchanged"
+            verified = verify_receipt(bytes.fromhex(found["receipt"]), bytes.fromhex(found["record"]), region_key)
+            assert verified.index == found["index"]
+            async with http.get(f"/api/regions/{'00' * 16}/records/{region.device_id.hex()}/12",
+                                headers={"Authorization": "Bearer auditor"}) as response:
+                assert response.status == 404
     finally:
         await national.close()
         await served.close()
@@ -215,5 +239,5 @@ def test_upstream_entries_name_their_mode():
         parse_upstream("coap://r:5683 abcd checkpoints")
     with pytest.raises(ConfigError):
         HubConfig(upstream=(f"coap://r:5683 {key} mirror",))
-    tiers = Tiers.of(None, ("coap://a:1", f"coap://b:2 {key}"))  # type: ignore[arg-type]
-    assert tiers.pulled == ["coap://a:1", "coap://b:2"] and tiers.followed == []
+    tiers = TierLinks(None, ("coap://a:1", f"coap://b:2 {key}"))  # type: ignore[arg-type]
+    assert tiers.pulled == ["coap://a:1", "coap://b:2"] and tiers.followed == {}

@@ -101,7 +101,7 @@ def own_log(key: Any, n: int, *, staff: str = STAFF) -> list[bytes]:
 
 
 PATH_VALUES = {"commodity": "beras", "tag": "T1", "kind": "late", "id": "x" * 16, "device_id": "DEV-ATTACK",
-               "name": "0" * 64}
+               "name": "0" * 64, "hub": "0" * 32, "seq": "0"}
 
 
 def fill(template: str, device: str, record: str) -> str:
