@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -16,10 +17,11 @@ from ledger import ChainBuilder, Ed25519Signer, MerkleTree, verify_consistency, 
 from ledger.bench import raw_verify_rate
 from ledger.enroll import make_enroll_request
 from ledger.merkle import leaf_hash
+from ledger.sync import RequestSize
 
 from .service import Hub, log_tree
 from .store import _U64, LmdbHubStore
-from .tiers import UpstreamHolder
+from .tiers import RegionFollower, UpstreamHolder, pull_once
 from .verify import CrossLogVerifier, ParallelVerifier
 
 
@@ -174,6 +176,80 @@ def cross_log(devices: int, per: int) -> dict[str, Any]:
             "all_cores_vs_raw_verify_of_cores": rates["all_cores"] / (raw * verifier.workers)}
 
 
+def follow_region(devices: int, per: int, grow: int) -> dict[str, Any]:
+    """A national hub taking one region over real CoAP on loopback, two ways side by side: pulling and
+    re-verifying every record, and following the region's signed checkpoints (hub/tiers.py). Three rounds each:
+    the first (`devices` logs of `per` records), one after every log grew by `grow`, and one with nothing new.
+    Seconds, bytes received and requests per round; stores skip fsync."""
+    return asyncio.run(_follow_region(devices, per, grow))
+
+
+async def _follow_region(devices: int, per: int, grow: int) -> dict[str, Any]:
+    import aiocoap
+
+    from .app import start_hub
+    from .bridges import BridgeConfig
+    from .config import HubConfig, Upstream
+
+    clock = lambda: 1_763_900_000  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp:
+        region = Hub(LmdbHubStore(tmp + "/region", durable=False), Ed25519Signer.from_seed(b"\x79" * 32),
+                     clock=clock)
+        builders = []
+        for d in range(devices):
+            signer = Ed25519Signer.from_seed((1 << 52 | d).to_bytes(32, "big"))
+            req = make_enroll_request(signer, site="sppg-01", role="kitchen_exit", name="bench", time=0,
+                                      hub_id=region.hub_id)
+            region.approve(region.enroll(req).device_id)
+            builder = ChainBuilder(signer, clock=clock, boot=1)
+            region.ingest(builder.device_id, [builder.genesis().raw]
+                          + [builder.append("note", {"text": str(i)}).raw for i in range(per - 1)])
+            builders.append(builder)
+        region.checkpoint()
+        served = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=tmp + "/r", http_port=0,
+                                           coap_port=0, mdns=False, checkpoint_interval=3600), hub=region)
+        ctx = await aiocoap.Context.create_client_context()
+        stores = [LmdbHubStore(tmp + "/pulled", durable=False), LmdbHubStore(tmp + "/followed", durable=False)]
+        pulled = Hub(stores[0], Ed25519Signer.from_seed(b"\x7a" * 32), clock=clock)
+        follower = RegionFollower(Hub(stores[1], Ed25519Signer.from_seed(b"\x7b" * 32), clock=clock),
+                                  Upstream(url=served.coap_url, key=region.signer.public_key, mode="checkpoints"))
+        rounds: dict[str, dict[str, Any]] = {}
+        try:
+            size = RequestSize()
+            for name in ("first", "grown", "unchanged"):
+                if name == "grown":
+                    for builder in builders:
+                        region.ingest(builder.device_id,
+                                      [builder.append("note", {"text": str(i)}).raw for i in range(grow)])
+                    region.checkpoint()
+                started = time.perf_counter()
+                report = await pull_once(pulled, served.coap_url, ctx, size)
+                pull_s = time.perf_counter() - started
+                started = time.perf_counter()
+                followed = await follower.round(ctx)
+                follow_s = time.perf_counter() - started
+                assert not report.problems and followed.problem is None, (report.problems, followed.problem)
+                rounds[name] = {"reverify_s": pull_s, "reverify_bytes_received": report.bytes_received,
+                                "reverify_records": report.fetched, "checkpoints_s": follow_s,
+                                "checkpoints_bytes_received": followed.bytes_received,
+                                "checkpoints_requests": followed.requests}
+            leaves = len(region.tree)
+            before = (follower.traffic.requests, follower.traffic.bytes_received)
+            started = time.perf_counter()
+            found = await follower.record(ctx, builders[-1].device_id, per // 2)
+            rounds["drill_down"] = {"s": time.perf_counter() - started,
+                                    "requests": follower.traffic.requests - before[0],
+                                    "bytes_received": follower.traffic.bytes_received - before[1],
+                                    "receipt_bytes": len(found.receipt)}
+        finally:
+            await ctx.shutdown()
+            await served.close()
+            for store in stores:
+                store.close()
+            region.store.close()
+    return {"logs": devices, "region_leaves": leaves, **rounds}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n = 3000 if quick else 50_000
     raw_rate = raw_verify_rate(2000 if quick else 20_000)
@@ -216,4 +292,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["restart"] = restart(100_000 if quick else 1_000_000)
     out["restart_without_tiles"] = restart(100_000 if quick else 1_000_000, tiles=False)
     out["cross_log"] = cross_log(300 if quick else 3000, 8)
+    out["follow_region"] = follow_region(20 if quick else 200, 50, 5)
     return out

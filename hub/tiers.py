@@ -154,7 +154,9 @@ class RegionRecord:
 
 
 @dataclass(slots=True)
-class _Traffic:
+class Traffic:
+    """Requests and answer bytes (CoAP payloads) since the last round began."""
+
     requests: int = 0
     bytes_received: int = 0
 
@@ -176,7 +178,7 @@ class RegionFollower:
         self.hub_id = device_id_for(upstream.key)
         self.accepted: list[Checkpoint] = [decode_checkpoint(raw)
                                            for raw in hub.store.region_checkpoints(self.hub_id)]
-        self._traffic = _Traffic()
+        self.traffic = Traffic()
 
     def split_views(self) -> list[SplitViewEvidence]:
         return [decode_split_view(evidence) for hub_id, evidence in self.hub.store.split_views()
@@ -188,7 +190,7 @@ class RegionFollower:
 
     async def round(self, ctx: aiocoap.Context) -> FollowReport:
         """Fetch the region's latest checkpoint and judge it; never raises for what the region answers."""
-        self._traffic = _Traffic()
+        self.traffic = Traffic()
         report = FollowReport(upstream=self.url)
         try:
             if self.split_views():
@@ -200,7 +202,7 @@ class RegionFollower:
         except CodedError as exc:  # the region's refusals and failed checks alike, by their codes
             report.problem = exc.to_dict()
         report.checkpoint = self.latest
-        report.requests, report.bytes_received = self._traffic.requests, self._traffic.bytes_received
+        report.requests, report.bytes_received = self.traffic.requests, self.traffic.bytes_received
         return report
 
     async def record(self, ctx: aiocoap.Context, device_id: bytes, seq: int) -> RegionRecord:
@@ -274,8 +276,8 @@ class RegionFollower:
         except (TimeoutError, aiocoap.error.Error, OSError) as exc:
             raise Unreachable(f"regional hub {self.url} did not answer GET {path.partition('?')[0]}: "
                               f"{exc or type(exc).__name__}", hint="check that it runs and the upstream address") from None
-        self._traffic.requests += 1
-        self._traffic.bytes_received += len(response.payload)
+        self.traffic.requests += 1
+        self.traffic.bytes_received += len(response.payload)
         if response.code == Code.NOT_FOUND and missing_ok:
             return None
         if not response.code.is_successful():

@@ -15,3 +15,7 @@ def test_quick_bench_reports_figures():
     assert tiles["tree_bytes_per_leaf_tiled"] < tiles["tree_bytes_per_leaf_in_memory"] / 16
     assert figures["restart"]["leaves"] == 100_000 and figures["restart"]["start_s"] > 0
     assert figures["cross_log"]["ingest_all_cores_per_s"] > 0 and figures["cross_log"]["all_cores_vs_one"] > 0
+    follow = figures["follow_region"]
+    assert follow["first"]["reverify_records"] == 20 * 50 and follow["grown"]["reverify_records"] == 20 * 5
+    assert follow["unchanged"]["checkpoints_requests"] == 1 and follow["grown"]["checkpoints_requests"] == 2
+    assert follow["drill_down"]["requests"] == 2
