@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
+from bisect import insort
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Literal
@@ -30,7 +32,7 @@ SEVERITY: dict[str, Severity] = {
 class Timed:
     """A scan together with the time the analytics chose for it (internal, kept small for scale)."""
 
-    __slots__ = ("basis", "counted", "date", "flag", "fresh", "repeat", "scan", "school", "skew", "time")
+    __slots__ = ("basis", "counted", "date", "flag", "fresh", "repeat", "scan", "school", "skew", "tags", "time")
 
     def __init__(self, scan: ScanEvent, plan: Plan) -> None:
         choice = choose_time(scan.device_time, scan.arrived_at, plan.clock)
@@ -47,9 +49,14 @@ class Timed:
         # Idempotent counting: `fresh` are the tags this tap names for the first time for its event at its site
         # (a repeat of them counts nothing); `counted` are those of them the site counts (a container bound
         # for another school is not this school's delivery); `repeat` marks a tap that adds nothing at all.
-        self.fresh: tuple[str, ...] = scan.tags
-        self.counted: tuple[str, ...] = scan.tags
+        self.tags: tuple[str, ...] = scan.tags
+        self.fresh = self.tags
+        self.counted = self.tags
         self.repeat = False
+
+    def order(self) -> tuple[int, str, int]:
+        """Where the scan sorts: by chosen time, then device and sequence number."""
+        return (self.time, self.scan.device, self.scan.seq)
 
     def correct(self, device_time: int) -> int:
         return device_time if self.basis == "device" else device_time - self.skew
@@ -59,9 +66,9 @@ class Timed:
         count = self.scan.count
         if count is None:
             return None
-        if not self.scan.tags:
+        if not self.tags:
             return 0 if self.repeat else count
-        return count * len(tags) // len(self.scan.tags)
+        return count * len(tags) // len(self.tags)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,13 +247,20 @@ class Analysis:
     trips: dict[tuple[str, str], _Trip] = field(default_factory=dict)
     scans_by_date: dict[str, list[Timed]] = field(default_factory=dict)
     timed: list[Timed] = field(default_factory=list)
+    # Each finding with the group and sort key it was emitted under, so that days reconciled apart merge
+    # into the order one reconciliation of all of them gives.
+    keyed: list[tuple[int, tuple[str, ...], Finding]] = field(default_factory=list)
+    # The answer holds for any `now` in [valid_from, valid_until): no deadline, settle time or open timer
+    # of the day changes it in between.
+    valid_from: int = 0
+    valid_until: int = 0
 
     def timeline(self, tag: str, date: str) -> ContainerTimeline | None:
         trip = self.trips.get((tag, date))
-        return None if trip is None else _timeline(trip)
+        return None if trip is None else timeline_of(trip)
 
     def timelines_of(self, tag: str) -> list[ContainerTimeline]:
-        return [_timeline(t) for (tg, _), t in sorted(self.trips.items()) if tg == tag]
+        return [timeline_of(t) for (tg, _), t in sorted(self.trips.items()) if tg == tag]
 
 
 def _step(t: Timed, *, event: str | None = None, time: int | None = None, derived: bool = False) -> ContainerStep:
@@ -256,7 +270,7 @@ def _step(t: Timed, *, event: str | None = None, time: int | None = None, derive
                          batch=s.batch, temp_cc=s.temp_cc, derived=derived)
 
 
-def _timeline(trip: _Trip) -> ContainerTimeline:
+def timeline_of(trip: _Trip) -> ContainerTimeline:
     steps = [_step(t) for t in trip.steps]
     if trip.cooked is not None and not any(t.scan.event == "cooked" for t in trip.steps):
         steps.append(_step(trip.cooked[1], event="cooked", time=trip.cooked[0], derived=True))
@@ -279,25 +293,65 @@ _SchoolTaps = dict[tuple[str, str], dict[str, list[Timed]]]
 _Repeats = dict[tuple[str, str, str], list[tuple[str, Timed]]]
 
 
+# The groups findings come in, in the order one reconciliation lists them.
+CLOCK, UNKNOWN, ELSEWHERE, DUPLICATE, DELIVERY, ORDER, LOST, SAFETY = range(8)
+
+
+def _emit(a: Analysis, group: int, key: tuple[str, ...], finding: Finding) -> None:
+    a.keyed.append((group, key, finding))
+    a.findings.append(finding)
+
+
+# The first cook tap of a batch (corrected cook-end, the tap), across every day held.
+CookOf = Callable[[str], "tuple[int, Timed] | None"]
+
+
 @dataclass(slots=True, kw_only=True)
 class _Cooks:
-    """Cook taps with their corrected cook-end: by batch, and by kitchen and day for untagged batches."""
+    """Cook taps with their corrected cook-end: by batch (any day), and by kitchen and day for untagged batches."""
 
-    by_batch: dict[str, tuple[int, Timed]] = field(default_factory=dict)
+    by_batch: CookOf
     by_kitchen: dict[tuple[str, str], list[tuple[int, Timed]]] = field(default_factory=lambda: defaultdict(list))
 
 
-def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable[str] = ()) -> Analysis:
-    """Reconcile every delivery seen in `scans` plus every planned delivery on `dates`."""
-    a = Analysis(plan=plan, now=now)
-    a.timed = sorted((Timed(s, plan) for s in scans), key=lambda t: (t.time, t.scan.device, t.scan.seq))
-    _clock_findings(a)
-    by_date: dict[str, list[Timed]] = defaultdict(list)
+def cook_end(t: Timed) -> tuple[int, Timed]:
+    s = t.scan
+    return (t.correct(s.cooked_at) if s.cooked_at is not None else t.time), t
+
+
+@dataclass(slots=True, kw_only=True)
+class DayBase:
+    """One day's scans reconciled into container trips and school taps: all that does not depend on `now`.
+
+    A question about the day settles a base at a time (`settle`); the base itself changes only when the day
+    gets records, or when the first cook tap of a batch it used changes.
+    """
+
+    plan: Plan
+    date: str
+    timed: list[Timed]
+    trips: dict[tuple[str, str], _Trip]
+    school_taps: _SchoolTaps
+    keyed: list[tuple[int, tuple[str, ...], Finding]]
+    batches: set[str]
+
+
+def day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf) -> DayBase:
+    """Reconcile one day's taps (each `Timed` of `date`, used by this base alone) up to the point where `now`
+    matters. `cook_of` finds a batch's first cook tap on any day, as a cook may be tapped the evening before."""
+    a = Analysis(plan=plan, now=0)
+    a.timed = sorted(timed, key=Timed.order)
+    a.scans_by_date = {date: a.timed} if a.timed else {}
+    batches: set[str] = set()
+
+    def by_batch(batch: str) -> tuple[int, Timed] | None:
+        batches.add(batch)
+        return cook_of(batch)
+
+    cooks = _Cooks(by_batch=by_batch)
     for t in a.timed:
-        by_date[t.date].append(t)
-    a.scans_by_date = by_date
-    _unknown_sites(a)
-    cooks = _cooks(a)
+        if t.scan.event == "cooked":
+            cooks.by_kitchen[(t.scan.site, t.date)].append(cook_end(t))
     repeats: _Repeats = defaultdict(list)
     _build_trips(a, cooks, repeats)
     _elsewhere(a)
@@ -305,34 +359,135 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
     _repeated_count_taps(a, school_taps, repeats)
     _duplicate_findings(a, repeats)
     _fill_cook_and_serve(a, cooks, school_taps)
-    _deliveries(a, school_taps, set(by_date) | set(dates))
-    _order_and_returns(a)
-    _food_safety(a, school_taps)
+    return DayBase(plan=plan, date=date, timed=a.timed, trips=a.trips, school_taps=school_taps, keyed=a.keyed,
+                   batches=batches)
+
+
+def settle(base: DayBase, now: int) -> Analysis:
+    """The day's deliveries, container and food-safety findings at `now`, with the span of times it holds for."""
+    a = Analysis(plan=base.plan, now=now, trips=base.trips, timed=base.timed,
+                 scans_by_date={base.date: base.timed} if base.timed else {})
+    for group, key, f in base.keyed:
+        _emit(a, group, key, f)
+    edges: list[int] = []
+    running = _deliveries(a, base.school_taps, {base.date}, edges)
+    running |= _order_and_returns(a, edges)
+    running |= _food_safety(a, base.school_taps)
+    if running:
+        # A measure grows with the clock (an overdue truck, an open food timer): good for this instant only.
+        a.valid_from, a.valid_until = now, now + 1
+    else:
+        a.valid_from = max((e for e in edges if e <= now), default=-(2**62))
+        a.valid_until = min((e for e in edges if e > now), default=2**62)
     return a
 
 
-def _unknown_sites(a: Analysis) -> None:
-    unknown: dict[str, list[str]] = defaultdict(list)
-    for t in a.timed:
-        s = t.scan
-        if a.plan.school(s.site) is None and a.plan.kitchen(s.site) is None:
-            unknown[s.site].append(s.record_id)
-    for site, recs in sorted(unknown.items()):
-        a.findings.append(Finding(code="unknown_site", subject=site, detail=f"{len(recs)} scans at a site the plan "
-                                  "does not list", records=tuple(recs[:20])))
+class Flagged:
+    """Clock findings of one device and flag, summed over days: count, worst record, first records in order."""
+
+    __slots__ = ("count", "first", "worst")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.worst: tuple[int, tuple[int, str, int], int, str] | None = None  # |skew|, order, skew, date
+        self.first: list[tuple[tuple[int, str, int], str]] = []
+
+    def add(self, t: Timed) -> None:
+        self.count += 1
+        order = t.order()
+        w = self.worst
+        if w is None or abs(t.skew) > w[0] or (abs(t.skew) == w[0] and order < w[1]):
+            self.worst = (abs(t.skew), order, t.skew, t.date)
+        if len(self.first) < 50 or order < self.first[-1][0]:
+            insort(self.first, (order, t.scan.record_id))
+            del self.first[50:]
 
 
-def _cooks(a: Analysis) -> _Cooks:
-    cooks = _Cooks()
-    for t in a.timed:
-        s = t.scan
-        if s.event != "cooked":
-            continue
-        cooked = t.correct(s.cooked_at) if s.cooked_at is not None else t.time
-        if s.batch is not None:
-            cooks.by_batch.setdefault(s.batch, (cooked, t))
-        cooks.by_kitchen[(s.site, t.date)].append((cooked, t))
-    return cooks
+class UnknownSite:
+    """Scans at one site the plan does not list: how many, and the first records in order."""
+
+    __slots__ = ("count", "first")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[tuple[tuple[int, str, int], str]] = []
+
+    def add(self, t: Timed) -> None:
+        self.count += 1
+        order = t.order()
+        if len(self.first) < 20 or order < self.first[-1][0]:
+            insort(self.first, (order, t.scan.record_id))
+            del self.first[20:]
+
+
+def is_unknown(plan: Plan, site: str) -> bool:
+    return plan.school(site) is None and plan.kitchen(site) is None
+
+
+def clock_findings(plan: Plan, flagged: dict[tuple[str, str], Flagged]) -> list[Finding]:
+    out = []
+    for (flag, device), fl in sorted(flagged.items()):
+        assert fl.worst is not None
+        _, _, skew, date = fl.worst
+        if flag == "clock_skew":
+            detail = (f"device clock disagrees with arrival by up to {skew} s on {fl.count} records; "
+                      "arrival time used")
+        else:
+            detail = f"{fl.count} records arrived up to {-skew} s after they were made; device time used"
+        # late_sync measures the delay (arrived N s after it was made); clock_skew the signed disagreement.
+        measured = -skew if flag == "late_sync" else skew
+        out.append(Finding(code=flag, subject=device, date=date, detail=detail, measured=measured,
+                           limit=plan.clock.max_skew_s if flag == "late_sync" else None,
+                           records=tuple(r for _, r in fl.first)))
+    return out
+
+
+def unknown_site_findings(unknown: dict[str, UnknownSite]) -> list[Finding]:
+    return [Finding(code="unknown_site", subject=site, detail=f"{u.count} scans at a site the plan does not list",
+                    records=tuple(r for _, r in u.first)) for site, u in sorted(unknown.items())]
+
+
+def merge(plan: Plan, now: int, days: Iterable[Analysis], head: Iterable[Finding] = ()) -> Analysis:
+    """One Analysis of several days settled apart (in date order), as one reconciliation of them all gives.
+
+    `head` are the findings that span days (clocks, unknown sites); they come first."""
+    a = Analysis(plan=plan, now=now)
+    a.findings.extend(head)
+    timed: list[list[Timed]] = []
+    keyed = []
+    for d in days:
+        a.deliveries.update(d.deliveries)
+        a.trips.update(d.trips)
+        a.scans_by_date.update(d.scans_by_date)
+        timed.append(d.timed)
+        keyed.extend(d.keyed)
+        a.violations.extend(d.violations)
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    a.keyed = keyed
+    a.findings.extend(f for _, _, f in keyed)
+    a.violations.sort(key=lambda v: (v.rule, v.school, v.date))
+    a.timed = list(heapq.merge(*timed, key=Timed.order))
+    return a
+
+
+def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable[str] = ()) -> Analysis:
+    """Reconcile every delivery seen in `scans` plus every planned delivery on `dates`."""
+    timed = sorted((Timed(s, plan) for s in scans), key=Timed.order)
+    flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
+    unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
+    first_cook: dict[str, tuple[int, Timed]] = {}
+    by_date: dict[str, list[Timed]] = defaultdict(list)
+    for t in timed:
+        by_date[t.date].append(t)
+        if t.flag is not None:
+            flagged[(t.flag, t.scan.device)].add(t)
+        if is_unknown(plan, t.scan.site):
+            unknown[t.scan.site].add(t)
+        if t.scan.event == "cooked" and t.scan.batch is not None and t.scan.batch not in first_cook:
+            first_cook[t.scan.batch] = cook_end(t)
+    days = [settle(day_base(plan, d, by_date.get(d, ()), first_cook.get), now)
+            for d in sorted(set(by_date) | set(dates))]
+    return merge(plan, now, days, clock_findings(plan, flagged) + unknown_site_findings(unknown))
 
 
 def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
@@ -342,20 +497,23 @@ def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
     seen: dict[tuple[str, str, str, str, str | None], Timed] = {}
     for t in a.timed:
         s = t.scan
-        if not s.tags or s.event == "cooked":
+        if not t.tags or s.event == "cooked":
             continue
+        cooked = cooks.by_batch(s.batch) if s.batch is not None else None
+        date = t.date
+        binds = s.school is not None and a.plan.school(s.site) is None  # a kitchen tap naming the school
+        parent = s.parent if s.event == "packed" else None
         fresh = []
-        for tag in s.tags:
-            key = (tag, t.date)
+        for tag in t.tags:
+            key = (tag, date)
             trip = trips.get(key)
             if trip is None:
-                trip = trips[key] = _Trip(tag, t.date)
-            if s.school is not None and not trip.bound and a.plan.school(s.site) is None:
+                trip = trips[key] = _Trip(tag, date)
+            if binds and not trip.bound:
                 trip.school, trip.bound = s.school, True
             elif t.school is not None and trip.school is None:
                 trip.school = t.school
-            parent = s.parent if s.event == "packed" else None
-            dkey = (tag, t.date, s.event, s.site, parent)
+            dkey = (tag, date, s.event, s.site, parent)
             prev = seen.get(dkey)
             if prev is not None and prev.scan.record_id != s.record_id:
                 repeats[(t.school or trip.school or s.site, t.date, s.event)].append((tag, t))
@@ -364,9 +522,9 @@ def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
             fresh.append(tag)
             if prev is None:
                 trip.steps.append(t)
-            if trip.cooked is None and s.batch is not None and s.batch in cooks.by_batch:
-                trip.cooked = cooks.by_batch[s.batch]
-        if len(fresh) < len(s.tags):
+            if trip.cooked is None:
+                trip.cooked = cooked
+        if len(fresh) < len(t.tags):
             t.fresh = t.counted = tuple(fresh)
             t.repeat = not fresh
 
@@ -393,9 +551,9 @@ def _elsewhere(a: Analysis) -> None:
         other_text = f"{other} ({name.name})" if name is not None and name.name else other
         detail = (f"{len(tags)} containers bound for {other_text} were tapped in here" if code == "misrouted" else
                   f"{len(tags)} containers already tapped in at {other_text} were tapped in here too")
-        a.findings.append(Finding(code=code, subject=school, date=date, detail=detail, measured=len(tags),
-                                  containers=tags, records=tuple(sorted({t.scan.record_id for _, t in items})),
-                                  other_school=other))
+        _emit(a, ELSEWHERE, (code, school, date, other),
+              Finding(code=code, subject=school, date=date, detail=detail, measured=len(tags), containers=tags,
+                      records=tuple(sorted({t.scan.record_id for _, t in items})), other_school=other))
 
 
 def _school_taps(a: Analysis) -> _SchoolTaps:
@@ -412,7 +570,7 @@ def _repeated_count_taps(a: Analysis, school_taps: _SchoolTaps, repeats: _Repeat
         for event, taps in events.items():
             last: dict[tuple[str, int | None], Timed] = {}
             for t in taps:
-                if t.scan.tags:
+                if t.tags:
                     continue
                 k = (t.scan.site, t.scan.count)
                 p = last.get(k)
@@ -429,9 +587,9 @@ def _duplicate_findings(a: Analysis, repeats: _Repeats) -> None:
         tags = tuple(sorted({tag for tag, _ in items if tag}))
         recs = tuple(sorted({t.scan.record_id for _, t in items}))
         what = f"{len(tags)} containers" if tags else f"{len(recs)} count taps"
-        a.findings.append(Finding(code="duplicate_scan", subject=subject, date=date,
-                                  detail=f"'{event}' tapped again for {what}; counted once", containers=tags,
-                                  records=recs))
+        _emit(a, DUPLICATE, (subject, date, event),
+              Finding(code="duplicate_scan", subject=subject, date=date,
+                      detail=f"'{event}' tapped again for {what}; counted once", containers=tags, records=recs))
 
 
 def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -> None:
@@ -452,33 +610,14 @@ def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -
             if arrived:
                 first = min(arrived) - plan.order_tolerance_s
                 for t in school_taps.get((trip.school, trip.date), {}).get("served", ()):
-                    if not t.scan.tags and t.time >= first:
+                    if not t.tags and t.time >= first:
                         trip.served = t
                         break
 
 
-def _clock_findings(a: Analysis) -> None:
-    flagged: dict[tuple[str, str], list[Timed]] = defaultdict(list)
-    for t in a.timed:
-        if t.flag is not None:
-            flagged[(t.flag, t.scan.device)].append(t)
-    for (flag, device), ts in sorted(flagged.items()):
-        worst = max(ts, key=lambda t: abs(t.skew))
-        if flag == "clock_skew":
-            detail = (f"device clock disagrees with arrival by up to {worst.skew} s on {len(ts)} records; "
-                      "arrival time used")
-        else:
-            detail = f"{len(ts)} records arrived up to {-worst.skew} s after they were made; device time used"
-        # late_sync measures the delay (arrived N s after it was made); clock_skew the signed disagreement.
-        measured = -worst.skew if flag == "late_sync" else worst.skew
-        a.findings.append(Finding(code=flag, subject=device, date=worst.date, detail=detail, measured=measured,
-                                  limit=a.plan.clock.max_skew_s if flag == "late_sync" else None,
-                                  records=tuple(t.scan.record_id for t in ts[:50])))
-
-
 def _counting(taps: list[Timed]) -> list[Timed]:
     """The taps that count at their school: not repeats, and not only containers that belong elsewhere."""
-    return [t for t in taps if not t.repeat and (t.counted or not t.scan.tags)]
+    return [t for t in taps if not t.repeat and (t.counted or not t.tags)]
 
 
 def _portions(taps: list[Timed], ppc: int) -> tuple[int, set[str]]:
@@ -495,8 +634,11 @@ def _portions(taps: list[Timed], ppc: int) -> tuple[int, set[str]]:
     return (counted if any_count else len(tags) * ppc), tags
 
 
-def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str]) -> None:
+def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: list[int]) -> bool:
+    """Every delivery of `dates`; True if a figure of them grows with `now`. `edges` get the times at which
+    a status may change."""
     plan = a.plan
+    running = False
     keys = {k for k in school_taps if plan.school(k[0]) is not None}
     for date in dates:
         if plan.is_service_day(date):
@@ -505,37 +647,40 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str]) -> None:
         school = plan.school(school_id)
         assert school is not None
         taps = school_taps.get((school_id, date), {})
-        d = _delivery(a, school, date, taps)
+        d = _delivery(a, school, date, taps, edges)
         a.deliveries[(school_id, date)] = d
         off = school.tz_offset_s
+        key = (school_id, date)
         if "late" in d.statuses:
-            a.findings.append(Finding(code="late_delivery", subject=school_id, date=date,
+            _emit(a, DELIVERY, key, Finding(code="late_delivery", subject=school_id, date=date,
                                       detail=f"arrived {_fmt(d.arrived_at or 0, off)}, due {_fmt(d.deadline_at, off)}",
                                       measured=d.late_s, limit=0,
                                       records=tuple(t.scan.record_id for t in taps.get("arrived", ())[:5])))
         if "short" in d.statuses:
-            a.findings.append(Finding(code="short_delivery", subject=school_id, date=date,
+            _emit(a, DELIVERY, key, Finding(code="short_delivery", subject=school_id, date=date,
                                       detail=f"received {d.received_portions} of {d.expected} portions",
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in taps.get("received", ())[:5])))
         if "overdue" in d.statuses:
-            a.findings.append(Finding(code="overdue_delivery", subject=school_id, date=date,
+            running = True
+            _emit(a, DELIVERY, key, Finding(code="overdue_delivery", subject=school_id, date=date,
                                       detail=f"left the kitchen {_fmt(d.departed_at or 0, off)}, not arrived by "
                                              f"{_fmt(d.deadline_at, off)}", measured=a.now - d.deadline_at, limit=0,
                                       records=tuple(t.scan.record_id for t in taps.get("departed", ())[:5])))
         if "missing" in d.statuses:
-            a.findings.append(Finding(code="missing_delivery", subject=school_id, date=date,
+            _emit(a, DELIVERY, key, Finding(code="missing_delivery", subject=school_id, date=date,
                                       detail=f"no arrival recorded by {_fmt(d.deadline_at, off)}",
                                       measured=0, limit=d.expected))
         if d.expected and d.received_portions > d.expected:
-            a.findings.append(Finding(code="over_receipt", subject=school_id, date=date,
+            _emit(a, DELIVERY, key, Finding(code="over_receipt", subject=school_id, date=date,
                                       detail=f"received {d.received_portions} of {d.expected} portions "
                                              f"({d.containers_in} containers in, {d.containers_out} out)",
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in _counting(taps.get("received", []))[-5:])))
+    return running
 
 
-def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]]) -> Delivery:
+def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]], edges: list[int]) -> Delivery:
     plan = a.plan
     ppc = plan.portions_per_container
     expected = school.portions if plan.is_service_day(date) else 0
@@ -561,6 +706,7 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
     if first_in is None:
         kitchen = plan.kitchen(school.kitchen)
         day_over = local_midnight(date, school.tz_offset_s) + (kitchen.return_by_s if kitchen else 15 * 3600)
+        edges += (deadline + 1, day_over + 1)
         if expected > 0 and a.now > deadline and departed and a.now <= day_over:
             # The truck left and is past its due time: late and still on the road, not yet missing; it is
             # missing once the day's containers are due back at the kitchen.
@@ -578,6 +724,8 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
         if received_portions < expected:
             # Containers are still being tapped in: not short until the gate has been quiet for a while.
             settled = served_at is not None or last_in is None or a.now - last_in >= plan.settle_s
+            if last_in is not None:
+                edges.append(last_in + plan.settle_s)
             statuses.append("short" if settled else "receiving")
         if not statuses:
             statuses.append("on_time")
@@ -592,7 +740,7 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
                     statuses=tuple(statuses), late_s=late_s, shortfall=shortfall, time_basis=basis)
 
 
-def _order_and_returns(a: Analysis) -> None:
+def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     plan = a.plan
     tol = plan.order_tolerance_s
     disorder: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
@@ -618,24 +766,29 @@ def _order_and_returns(a: Analysis) -> None:
             kitchen = plan.kitchen(school.kitchen) if school else None
             offset = kitchen.tz_offset_s if kitchen else plan.tz_offset_s
             due = local_midnight(trip.date, offset) + (kitchen.return_by_s if kitchen else 15 * 3600)
+            edges.append(due + 1)
             if a.now > due:
                 lost[("container_unreturned", subject, trip.date)].append(trip)
     for (subject, date), items in sorted(disorder.items()):
         kinds = sorted({k for _, k in items})
-        a.findings.append(Finding(code="out_of_order", subject=subject, date=date,
+        _emit(a, ORDER, (subject, date), Finding(code="out_of_order", subject=subject, date=date,
                                   detail=f"{len(items)} container steps out of order: {', '.join(kinds)}",
                                   containers=tuple(sorted({t for t, _ in items})),
                                   records=tuple(sorted(disorder_recs[(subject, date)]))))
     for (code, subject, date), ts in sorted(lost.items()):
         verb = {"container_lost": "reported lost", "container_damaged": "reported damaged",
                 "container_unreturned": "not returned to the kitchen"}[code]
-        a.findings.append(Finding(code=code, subject=subject, date=date, detail=f"{len(ts)} containers {verb}",
-                                  measured=len(ts), containers=tuple(sorted(t.tag for t in ts)),
-                                  records=tuple(sorted({s.scan.record_id for t in ts for s in t.steps}))[:50]))
+        _emit(a, LOST, (code, subject, date),
+              Finding(code=code, subject=subject, date=date, detail=f"{len(ts)} containers {verb}",
+                      measured=len(ts), containers=tuple(sorted(t.tag for t in ts)),
+                      records=tuple(sorted({s.scan.record_id for t in ts for s in t.steps}))[:50]))
+    return False
 
 
-def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[Timed]]]) -> None:
+def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[Timed]]]) -> bool:
+    """The food-safety rules over every trip; True if a timer is still running (its figures grow with `now`)."""
     plan = a.plan
+    running = False
     rules = plan.rules
     # (rule, school, date) -> [(measured, at, open, tag, records)]
     hits: dict[tuple[str, str, str], list[tuple[int, int, bool, str, tuple[str, ...]]]] = defaultdict(list)
@@ -651,6 +804,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
             # The school has served, and a container that never reached it was not part of that meal: its food
             # was eaten by nobody, so its timer stops (its loss is a container finding, not a food-safety one).
             finished = not any(t.scan.event in _IN and t.school == trip.school for t in trip.steps)
+        running |= served is None and not finished
         # Timer: cook-end to serving; an unserved meal still on its way keeps the timer open.
         if served_at is not None:
             elapsed = served_at - cooked_at
@@ -673,7 +827,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
             first_in = min(arrived) - plan.order_tolerance_s
             for event in ("received", "served"):
                 for t in school_taps.get((trip.school, trip.date), {}).get(event, ()):
-                    if not t.scan.tags and t.scan.temp_cc is not None and t.time >= first_in:
+                    if not t.tags and t.scan.temp_cc is not None and t.time >= first_in:
                         readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
         end = served_at
         if end is None:
@@ -713,4 +867,5 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
                                 open=any(i[2] for i in items), containers=tuple(sorted({i[3] for i in items})),
                                 records=tuple(sorted({r for i in items for r in i[4]}))[:50])
         a.violations.append(v)
-        a.findings.append(v.finding())
+        _emit(a, SAFETY, (rule, school_id, date), v.finding())
+    return running

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import random
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import InputError
@@ -309,3 +310,23 @@ def _sign(day: _Day) -> list[SimRecord]:
                                      arrived_at=arrived_at, id=rid))
     records.sort(key=lambda r: (r.arrived_at, r.device_id, r.seq))
     return records
+
+
+def simulate_days(days: int, *, first_date: str = "2026-01-12", scenario: str = "normal", seed: int = 1,
+                  **sizes: int) -> list[SimDay]:
+    """`days` consecutive days of the same kitchens. Each device's log runs on across the days (sequence
+    numbers continue), so a record of one day never has the id of another day's."""
+    first = dt.date.fromisoformat(first_date)
+    out: list[SimDay] = []
+    next_seq: dict[bytes, int] = defaultdict(int)
+    for i in range(days):
+        day = simulate(scenario, seed=seed + i, date=(first + dt.timedelta(days=i)).isoformat(), **sizes)
+        records = []
+        for r in day.records:
+            seq = next_seq[r.device_id] + r.seq
+            rid = hashlib.sha256(r.id + seq.to_bytes(8, "big")).digest()
+            records.append(replace(r, seq=seq, id=rid))
+        for r in records:
+            next_seq[r.device_id] = max(next_seq[r.device_id], r.seq)
+        out.append(replace(day, records=tuple(records)))
+    return out

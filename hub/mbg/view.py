@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import heapq
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from ledger.bodies import SCAN_EVENTS
 
 from . import epcis
-from .analysis import Analysis, ContainerTimeline, Delivery, Finding, FoodSafetyViolation, analyze
+from .analysis import (
+    Analysis,
+    ContainerTimeline,
+    DayBase,
+    Delivery,
+    Finding,
+    Flagged,
+    FoodSafetyViolation,
+    Timed,
+    UnknownSite,
+    clock_findings,
+    cook_end,
+    day_base,
+    is_unknown,
+    merge,
+    settle,
+    timeline_of,
+    unknown_site_findings,
+)
 from .errors import InputError, NotFound
 from .events import ScanEvent, StockMovement, from_record
 from .plan import Plan, local_date
@@ -19,14 +39,36 @@ STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_t
 LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 
 
+class _Day:
+    """The scans of one service day, and the day's answer at the last time it was asked for."""
+
+    __slots__ = ("answer", "batches", "scans")
+
+    def __init__(self) -> None:
+        self.scans: list[ScanEvent] = []
+        self.answer: _Answer | None = None
+        self.batches: set[str] = set()  # batches whose first cook tap the day's reconciliation used
+
+
+@dataclass(slots=True, kw_only=True)
+class _Answer:
+    """A day's aggregates: its deliveries and findings settled at a time, and its scans by event and device."""
+
+    settled: Analysis  # without the trips and taps it was derived from
+    scans: int
+    per_event: Counter[str]
+    devices: int
+
+
 class MbgView:
     """Holds the MBG inputs the hub has verified; every answer is derived from them on demand.
 
     `ingest` is idempotent (a record id seen before is ignored) and never raises for bad input from
-    outside: a malformed scan or stock body is counted in `rejected` with its reason. Derived state
-    (deliveries, findings, stock) is rebuilt lazily after new records arrive, so nothing derived is ever
-    stored as truth. `now` is rounded down to `granularity_s`, so dashboard polls within the same minute
-    share one reconciliation instead of each paying for a new one.
+    outside: a malformed scan or stock body is counted in `rejected` with its reason. Scans are held by
+    service day (the local day of the time the analytics chose for them), and each day keeps its own answer:
+    a question about one day reconciles that day's scans only, and a record invalidates only its own day.
+    Answers are derived, never stored as truth. `now` is rounded down to `granularity_s`, and a day's answer
+    is reused for as long as no deadline, settle time or running timer of the day changes it.
     """
 
     def __init__(self, plan: Plan, *, granularity_s: int = 60) -> None:
@@ -34,14 +76,21 @@ class MbgView:
             raise InputError(f"granularity_s: expected a whole number of seconds >= 1, got {granularity_s!r}")
         self.plan = plan
         self.granularity_s = granularity_s
-        self.scans: list[ScanEvent] = []
         self.movements: list[StockMovement] = []
         self.rejected: list[dict[str, str]] = []
         self.ignored = 0  # other kinds and purged bodies
+        self.analysed = 0  # scans put through a day's reconciliation, to show what a question costs
+        self._days: dict[str, _Day] = {}
         self._ids: set[str] = set()
         self._devices: dict[str, int] = {}  # device -> last arrival
-        self._cache: dict[tuple[int, tuple[str, ...]], Analysis] = {}
+        # What spans days, kept as scans arrive: clock findings per device, unknown sites, first cook per batch.
+        self._flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
+        self._unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
+        self._cooks: dict[str, tuple[tuple[int, str, int], tuple[int, Timed]]] = {}
+        self._base: DayBase | None = None  # the last day reconciled, for its next question or drill-down
+        self._whole: tuple[tuple[int, tuple[str, ...]], Analysis] | None = None
         self._cards: dict[tuple[str, str], StockCard] | None = None
+        self._stock_findings: dict[str | None, list[Finding]] | None = None
 
     # --- input ---------------------------------------------------------------------------------------
 
@@ -62,13 +111,43 @@ class MbgView:
             return False
         self._ids.add(item.record_id)
         if isinstance(item, ScanEvent):
-            self.scans.append(item)
+            self._hold(item)
         else:
             self.movements.append(item)
             self._cards = None
+            self._stock_findings = None
         self._devices[item.device] = max(self._devices.get(item.device, item.arrived_at), item.arrived_at)
-        self._cache.clear()
+        self._whole = None
         return True
+
+    def _hold(self, scan: ScanEvent) -> None:
+        t = Timed(scan, self.plan)
+        day = self._days.get(t.date)
+        if day is None:
+            day = self._days[t.date] = _Day()
+        day.scans.append(scan)
+        self._touch(t.date)
+        self._note(t)
+
+    def _note(self, t: Timed) -> None:
+        """Fold one scan into what spans days."""
+        s = t.scan
+        if t.flag is not None:
+            self._flagged[(t.flag, s.device)].add(t)
+        if is_unknown(self.plan, s.site):
+            self._unknown[s.site].add(t)
+        if s.event == "cooked" and s.batch is not None:
+            first = self._cooks.get(s.batch)
+            if first is None or t.order() < first[0]:
+                self._cooks[s.batch] = (t.order(), cook_end(t))
+                for date, day in self._days.items():
+                    if s.batch in day.batches:
+                        self._touch(date)
+
+    def _touch(self, date: str) -> None:
+        self._days[date].answer = None
+        if self._base is not None and self._base.date == date:
+            self._base = None
 
     def prune(self, now: int, keep_days: int) -> int:
         """Forget scans that reached the hub more than `keep_days` days before `now`; return how many.
@@ -78,24 +157,101 @@ class MbgView:
         by replaying every movement.
         """
         cutoff = now - keep_days * 86400
-        old = [s for s in self.scans if s.arrived_at < cutoff]
-        if old:
-            self.scans = [s for s in self.scans if s.arrived_at >= cutoff]
-            self._ids.difference_update(s.record_id for s in old)
-            self._cache.clear()
-        return len(old)
+        gone = 0
+        for date, day in list(self._days.items()):
+            kept = [s for s in day.scans if s.arrived_at >= cutoff]
+            if len(kept) == len(day.scans):
+                continue
+            gone += len(day.scans) - len(kept)
+            self._ids.difference_update(s.record_id for s in day.scans if s.arrived_at < cutoff)
+            self._touch(date)
+            if kept:
+                day.scans = kept
+            else:
+                del self._days[date]
+        if gone:
+            self._whole = None
+            cooks = dict(self._cooks)
+            self._flagged.clear()
+            self._unknown.clear()
+            self._cooks.clear()
+            for day in self._days.values():
+                for s in day.scans:
+                    self._note(Timed(s, self.plan))
+            for batch in cooks.keys() - self._cooks.keys():
+                for date, day in self._days.items():
+                    if batch in day.batches:
+                        self._touch(date)
+        return gone
+
+    @property
+    def scans(self) -> list[ScanEvent]:
+        """Every scan held, day by day."""
+        return [s for _, day in sorted(self._days.items()) for s in day.scans]
 
     # --- derivation ----------------------------------------------------------------------------------
 
+    def _cook_of(self, batch: str) -> tuple[int, Timed] | None:
+        first = self._cooks.get(batch)
+        return None if first is None else first[1]
+
+    def _day_base(self, date: str) -> DayBase:
+        """The day's reconciliation up to where `now` matters; only the day's own scans are read."""
+        base = self._base
+        if base is None or base.date != date:
+            day = self._days.get(date)
+            scans = day.scans if day is not None else []
+            self.analysed += len(scans)
+            base = day_base(self.plan, date, (Timed(s, self.plan) for s in scans), self._cook_of)
+            if day is not None:
+                day.batches = base.batches
+            self._base = base
+        return base
+
+    def _answer(self, now: int, date: str) -> _Answer:
+        """The day's aggregates at `now` (rounded): reused while they hold, else settled from the day's scans."""
+        now -= now % self.granularity_s
+        day = self._days.get(date)
+        if day is not None and day.answer is not None:
+            held = day.answer.settled
+            if held.valid_from <= now < held.valid_until:
+                return day.answer
+        a = settle(self._day_base(date), now)
+        scans = day.scans if day is not None else []
+        answer = _Answer(settled=Analysis(plan=a.plan, now=now, deliveries=a.deliveries, findings=a.findings,
+                                          violations=a.violations, keyed=a.keyed, valid_from=a.valid_from,
+                                          valid_until=a.valid_until),
+                         scans=len(scans), per_event=Counter(s.event for s in scans),
+                         devices=len({s.device for s in scans}))
+        if day is not None:
+            day.answer = answer
+        return answer
+
+    def _spanning(self) -> list[Finding]:
+        """Findings over every day held: device clocks, then unknown sites."""
+        return clock_findings(self.plan, self._flagged) + unknown_site_findings(self._unknown)
+
     def analysis(self, now: int, dates: tuple[str, ...] = ()) -> Analysis:
+        """The full reconciliation (trips, taps, findings) of `dates`, or of every day held, for drill-down."""
         now -= now % self.granularity_s
         key = (now, dates)
-        a = self._cache.get(key)
-        if a is None:
-            a = analyze(self.plan, self.scans, now=now, dates=dates)
-            a.findings.extend(stock_findings(self.cards().values(), self.plan))
-            self._cache[key] = a
+        if self._whole is not None and self._whole[0] == key:
+            return self._whole[1]
+        days = sorted(set(dates) if dates else set(self._days))
+        a = merge(self.plan, now, (settle(self._day_base(d), now) for d in days), self._spanning())
+        a.findings.extend(self.stock_findings())
+        self._whole = (key, a)
         return a
+
+    def stock_findings(self, date: str | None = None) -> list[Finding]:
+        """Findings of the stock cards (of one day, or all)."""
+        if self._stock_findings is None:
+            by_date: dict[str | None, list[Finding]] = defaultdict(list)
+            for f in stock_findings(self.cards().values(), self.plan):
+                by_date[None].append(f)
+                by_date[f.date].append(f)
+            self._stock_findings = dict(by_date)
+        return self._stock_findings.get(date, [])
 
     def today(self, now: int) -> str:
         return local_date(now, self.plan.tz_offset_s)
@@ -111,7 +267,7 @@ class MbgView:
                    school: str | None = None) -> list[Delivery]:
         """Every planned or observed delivery on `date` (default: today), optionally for one kitchen or school."""
         date = date or self.today(now)
-        a = self.analysis(now, (date,))
+        a = self._answer(now, date).settled
         return [d for (s, dd), d in sorted(a.deliveries.items()) if dd == date
                 and (kitchen is None or d.kitchen == kitchen) and (school is None or s == school)]
 
@@ -149,19 +305,29 @@ class MbgView:
 
     def container(self, tag: str, now: int) -> list[ContainerTimeline]:
         """The container's history, one timeline per day it travelled; NotFound if no tap ever named it."""
-        timelines = self.analysis(now).timelines_of(tag)
+        timelines = []
+        for date, day in sorted(self._days.items()):
+            if any(tag in s.tags for s in day.scans):
+                timeline = self._day_base(date).trips.get((tag, date))
+                if timeline is not None:
+                    timelines.append(timeline_of(timeline))
         if not timelines:
             raise NotFound(f"container {tag!r}: no scan names this tag", hint="check the tag uid on the ompreng")
         return timelines
 
     def findings(self, now: int, date: str | None = None) -> list[Finding]:
         """All findings; with `date`, those of that day (device-level clock findings have the day of their worst record)."""
-        a = self.analysis(now, (date,) if date else ())
-        return [f for f in a.findings if date is None or f.date == date]
+        spanning = self._spanning()
+        if date is not None:
+            return ([f for f in spanning if f.date == date] + self._answer(now, date).settled.findings
+                    + self.stock_findings(date))
+        days = [self._answer(now, d).settled for d in sorted(self._days)]
+        return merge(self.plan, now, days, spanning).findings + self.stock_findings()
 
     def violations(self, now: int, date: str | None = None) -> list[FoodSafetyViolation]:
-        a = self.analysis(now, (date,) if date else ())
-        return [v for v in a.violations if date is None or v.date == date]
+        if date is not None:
+            return list(self._answer(now, date).settled.violations)
+        return merge(self.plan, now, (self._answer(now, d).settled for d in sorted(self._days))).violations
 
     def stock_on_hand(self, kitchen: str | None = None) -> list[dict[str, Any]]:
         """Stock on hand per kitchen and item, replayed from the movements."""
@@ -179,33 +345,32 @@ class MbgView:
     def epcis_document(self, now: int, date: str | None = None) -> dict[str, Any]:
         """Scans of `date` (default: all) as an EPCIS 2.0 JSON-LD document; a tap repeated at the same site adds
         no event."""
-        a = self.analysis(now)
-        timed = a.timed if date is None else a.scans_by_date.get(date, [])
+        dates = [date] if date is not None else sorted(self._days)
+        timed = heapq.merge(*(self._day_base(d).timed for d in dates if d in self._days), key=Timed.order)
         return epcis.document((epcis.scan_event(t, self.plan) for t in timed if not t.repeat), created_at=now)
 
     def summary(self, now: int) -> dict[str, Any]:
         """The dashboard summary (seed 1's /api/dashboard/summary, extended): today's scans per status,
         devices, last sync, and today's deliveries and alerts."""
         date = self.today(now)
-        a = self.analysis(now, (date,))
-        todays = a.scans_by_date.get(date, [])
-        per_status = Counter(t.scan.event for t in todays)
-        deliveries = [d for (_, dd), d in a.deliveries.items() if dd == date]
+        answer = self._answer(now, date)
+        per_status = answer.per_event
+        deliveries = [d for (_, dd), d in answer.settled.deliveries.items() if dd == date]
         counts = Counter(s for d in deliveries for s in d.statuses)
-        findings = [f for f in a.findings if f.date == date]
+        findings = self.findings(now, date)
         return {
             "date": date,
-            "total_scans_today": len(todays),
+            "total_scans_today": answer.scans,
             "scans_today": {e: per_status.get(e, 0) for e in SCAN_EVENTS},
             "legacy_status_today": {legacy: per_status.get(e, 0) for e, legacy in LEGACY_STATUS.items()},
             "devices": len(self._devices),
-            "devices_today": len({t.scan.device for t in todays}),
+            "devices_today": answer.devices,
             "last_sync": max(self._devices.values(), default=None),
             "deliveries": {"expected": sum(1 for d in deliveries if d.expected > 0),
                            **{s: counts.get(s, 0) for s in STATUSES}},
             "portions": {"expected": sum(d.expected for d in deliveries),
                          "received": sum(d.received_portions for d in deliveries)},
-            "food_safety_violations": sum(1 for v in a.violations if v.date == date),
+            "food_safety_violations": sum(1 for v in answer.settled.violations if v.date == date),
             "alerts": sum(1 for f in findings if f.severity == "alert"),
             "findings": len(findings),
             "stock_movements": len(self.movements),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
-from hub.mbg import MbgView, NotFound, simulate
+from hub.mbg import MbgView, NotFound, from_record, simulate
 from hub.mbg.plan import local_midnight
-from hub.mbg.sim import SimDay
+from hub.mbg.sim import SimDay, simulate_days
 
 
 def _view(day: SimDay, upto: int | None = None) -> MbgView:
@@ -118,3 +119,48 @@ def test_prune_forgets_old_scans_but_keeps_stock() -> None:
     # A pruned record is no longer remembered, so the store could replay it for an older report.
     first_scan = next(r for r in day.records if r.kind == "scan")
     assert view.ingest(first_scan, first_scan.arrived_at) is True
+
+
+def test_one_day_of_a_window_reconciles_that_day_alone() -> None:
+    sims = simulate_days(8, kitchens=2, schools_per_kitchen=3)
+    asked = sims[4]
+    whole, alone = MbgView(asked.plan), _view(asked)
+    for sim in sims:
+        for r in sim.records:
+            whole.ingest(r, r.arrived_at)
+
+    def answer(view: MbgView) -> tuple[list[dict[str, object]], list[dict[str, object]], int]:
+        before = view.analysed
+        rows = ([d.to_dict() for d in view.deliveries(asked.now, asked.date)],
+                [f.to_dict() for f in view.findings(asked.now, asked.date) if not f.code.startswith("stock_")])
+        return rows[0], rows[1], view.analysed - before
+
+    *alone_rows, alone_cost = answer(alone)
+    *window_rows, window_cost = answer(whole)
+    scans = sum(1 for r in asked.records if r.kind == "scan")
+    assert window_rows == alone_rows and len(window_rows[0]) == len(asked.plan.schools)
+    assert window_cost == alone_cost == scans
+    # The day's answer is kept: asked again, or after records of another day arrive, nothing is reconciled.
+    assert answer(whole)[2] == 0
+    later = sims[6].records[0]
+    whole.ingest_event(replace(from_record(later, later.arrived_at), record_id="f" * 64))
+    assert answer(whole)[2] == 0
+    # A record of the day itself makes the day (and only it) be reconciled again.
+    own = next(r for r in asked.records if r.kind == "scan")
+    whole.ingest_event(replace(from_record(own, own.arrived_at), record_id="e" * 64, seq=10_000))
+    assert answer(whole)[2] == scans + 1
+
+
+def test_a_cook_tapped_the_evening_before_counts_for_the_next_day() -> None:
+    day = simulate("normal", seed=4, kitchens=1, schools_per_kitchen=1)
+    view = _view(day)
+    cook = next(s for s in view.scans if s.event == "cooked")
+    [before] = view.container(next(s for s in view.scans if s.tags).tags[0], day.now)
+    assert before.first("cooked").record_id == cook.record_id
+    # The same batch cooked the evening before: the first cook tap of a batch is the one every day uses.
+    evening = local_midnight(day.date, day.plan.tz_offset_s) - 2 * 3600
+    early = replace(cook, record_id="d" * 64, seq=0, device_time=evening, arrived_at=evening + 30,
+                    cooked_at=evening - 600)
+    assert view.ingest_event(early)
+    [after] = view.container(before.tag, day.now)
+    assert after.first("cooked").record_id == early.record_id and after.date == day.date
