@@ -1,4 +1,4 @@
-"""Benchmark: a simulated province-day of MBG records reconciled on one core, with time and peak memory."""
+"""Benchmark: simulated MBG days reconciled on one core, with time, peak memory and bytes held per record."""
 
 from __future__ import annotations
 
@@ -7,73 +7,159 @@ import time
 import tracemalloc
 from typing import Any
 
-from .sim import simulate
+from .sim import SimRecord, simulate, simulate_days
 from .view import MbgView
 
 FULL_KITCHENS = 500
 QUICK_KITCHENS = 20
 MEALS_PER_KITCHEN = 3000
 SCHOOLS_PER_KITCHEN = 10
+WINDOW_DAYS = 8
+FULL_WINDOW_KITCHENS = 100
+QUICK_WINDOW_KITCHENS = 5
+FIRST_DATE = "2026-01-12"
 # Budgets the issue sets ("reconciled in seconds on one core"), scaled to the number of kitchens run.
 BUDGET_S_PER_KITCHEN = 0.02  # 10 s for 500 kitchens
 BUDGET_MIB_PER_KITCHEN = 2.0  # 1 GiB for 500 kitchens
+# A national day (30,000 kitchens) in under 5 minutes and 2 GB of heap.
+NATIONAL_KITCHENS = 30_000
+NATIONAL_S = 300
+NATIONAL_MIB = 2048
+
+
+def _day(kitchens: int, date: str = FIRST_DATE) -> Any:
+    return simulate("normal", seed=1, kitchens=kitchens, schools_per_kitchen=SCHOOLS_PER_KITCHEN,
+                    meals_per_kitchen=MEALS_PER_KITCHEN, date=date)
+
+
+def _ingest(view: MbgView, records: tuple[SimRecord, ...] | list[SimRecord]) -> None:
+    for r in records:
+        view.ingest(r, r.arrived_at)
 
 
 def _reconcile(day: Any) -> tuple[MbgView, int, int]:
     view = MbgView(day.plan)
-    for r in day.records:
-        view.ingest(r, r.arrived_at)
-    a = view.analysis(day.now, (day.date,))
+    _ingest(view, day.records)
+    findings = view.findings(day.now, day.date)
     cards = view.cards()
-    return view, len(a.findings), len(cards)
+    return view, len(findings), len(cards)
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """Simulate a province-day (500 kitchens x 3,000 meals, containers of 10; quick: 20 kitchens),
-    then ingest and reconcile it: deliveries, container trips, food-safety timers, stock cards."""
-    kitchens = QUICK_KITCHENS if quick else FULL_KITCHENS
+def held_bytes(day: Any) -> int:
+    """Bytes of heap the view holds per record once a day's records are in (before any question)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        view = MbgView(day.plan)
+        _ingest(view, day.records)
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del view
+    return round(held / len(day.records))
+
+
+def day_figures(kitchens: int, *, peak: bool = True) -> dict[str, Any]:
+    """Simulate one day of `kitchens` kitchens, then ingest and reconcile it; the peak heap is taken in a
+    second pass, since tracing slows the first down."""
     t0 = time.perf_counter()
-    day = simulate("normal", seed=1, kitchens=kitchens, schools_per_kitchen=SCHOOLS_PER_KITCHEN,
-                   meals_per_kitchen=MEALS_PER_KITCHEN)
+    day = _day(kitchens)
     simulate_s = time.perf_counter() - t0
-
     gc.collect()
     t1 = time.perf_counter()
     view, findings, cards = _reconcile(day)
     reconcile_s = time.perf_counter() - t1
     a = view.analysis(day.now, (day.date,))
-    containers = len(a.trips)
-    deliveries = len(a.deliveries)
-    tag_steps = sum(len(r.body.get("tags", ())) for r in day.records)
-    del view, a
-    gc.collect()
-
-    # Peak memory of the reconciliation alone, measured in a second pass (tracing slows the first down).
-    tracemalloc.start()
-    _reconcile(day)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-
-    return {
+    out: dict[str, Any] = {
         "kitchens": kitchens,
         "meals": kitchens * MEALS_PER_KITCHEN,
         "records": len(day.records),
-        "containers": containers,
-        "container_steps": tag_steps,
-        "deliveries": deliveries,
+        "containers": len(a.trips),
+        "container_steps": sum(len(r.body.get("tags", ())) for r in day.records),
+        "deliveries": len(a.deliveries),
         "stock_cards": cards,
         "findings": findings,
         "simulate_s": round(simulate_s, 3),
         "reconcile_s": round(reconcile_s, 3),
-        "reconcile_ceiling_s": round(BUDGET_S_PER_KITCHEN * kitchens, 3),
         "records_per_s": round(len(day.records) / reconcile_s) if reconcile_s > 0 else 0,
-        "peak_mib": round(peak / 2**20, 1),
-        "peak_ceiling_mib": round(BUDGET_MIB_PER_KITCHEN * kitchens, 1),
+    }
+    del view, a
+    if peak:
+        out["held_bytes_per_record"] = held_bytes(day)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            _reconcile(day)
+            _, top = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        out["peak_mib"] = round(top / 2**20, 1)
+        out["peak_bytes_per_record"] = round(top / len(day.records))
+    return out
+
+
+def window_figures(kitchens: int, days: int = WINDOW_DAYS) -> dict[str, Any]:
+    """One day of a `days`-day window against the same day held alone, in the same run: time and scans
+    reconciled to answer the day's deliveries and findings."""
+    sims = simulate_days(days, first_date=FIRST_DATE, kitchens=kitchens, schools_per_kitchen=SCHOOLS_PER_KITCHEN,
+                         meals_per_kitchen=MEALS_PER_KITCHEN)
+    asked = sims[days // 2]
+    whole = MbgView(asked.plan)
+    for sim in sims:
+        _ingest(whole, sim.records)
+    alone = MbgView(asked.plan)
+    _ingest(alone, asked.records)
+
+    def ask(view: MbgView) -> tuple[float, int, Any]:
+        before = view.analysed
+        t = time.perf_counter()
+        answer = ([d.to_dict() for d in view.deliveries(asked.now, asked.date)],
+                  # Stock is replayed over every day held (the simulator's book starts empty each day).
+                  [f.to_dict() for f in view.findings(asked.now, asked.date) if not f.code.startswith("stock_")])
+        return time.perf_counter() - t, view.analysed - before, answer
+
+    alone_s, alone_scans, alone_answer = ask(alone)
+    window_s, window_scans, window_answer = ask(whole)
+    again_s, again_scans, _ = ask(whole)
+    return {
+        "kitchens": kitchens,
+        "days": days,
+        "records_held": sum(len(s.records) for s in sims),
+        "day_alone_s": round(alone_s, 3),
+        "day_of_window_s": round(window_s, 3),
+        "window_over_alone": round(window_s / alone_s, 2) if alone_s > 0 else 0,
+        "day_alone_scans_reconciled": alone_scans,
+        "day_of_window_scans_reconciled": window_scans,
+        "same_answer": window_answer == alone_answer,
+        "asked_again_s": round(again_s, 4),
+        "asked_again_scans_reconciled": again_scans,
     }
 
 
-if __name__ == "__main__":
-    import json
-    import sys
+def run(quick: bool, kitchens: list[int] | None = None, window_kitchens: int | None = None) -> dict[str, Any]:
+    """Simulate a province-day (500 kitchens x 3,000 meals, containers of 10; quick: 20 kitchens), then
+    ingest and reconcile it: deliveries, container trips, food-safety timers, stock cards. Then one day of
+    an 8-day window against that day alone, and, with `kitchens`, one day at each of those sizes."""
+    size = QUICK_KITCHENS if quick else FULL_KITCHENS
+    out = day_figures(size)
+    out["reconcile_ceiling_s"] = round(BUDGET_S_PER_KITCHEN * size, 3)
+    out["peak_ceiling_mib"] = round(BUDGET_MIB_PER_KITCHEN * size, 1)
+    out["window"] = window_figures(window_kitchens or (QUICK_WINDOW_KITCHENS if quick else FULL_WINDOW_KITCHENS))
+    if kitchens:
+        out["scaling"] = {str(k): day_figures(k) for k in kitchens}
+        out["national_goal"] = {"kitchens": NATIONAL_KITCHENS, "reconcile_s": NATIONAL_S, "peak_mib": NATIONAL_MIB}
+    return out
 
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
+
+if __name__ == "__main__":
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m hub.mbg.bench", description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--kitchens", type=lambda s: [int(k) for k in s.split(",")], default=None,
+                   help="also reconcile one day at each of these sizes, e.g. 500,2000,8000,30000")
+    p.add_argument("--window-kitchens", type=int, default=None)
+    args = p.parse_args()
+    print(json.dumps(run(args.quick, args.kitchens, args.window_kitchens), indent=2))
