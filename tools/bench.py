@@ -125,7 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instructions", action="store_true",
                    help="also count CPU instructions per record (valgrind callgrind) for a tap made durable and a "
                         "record synced (both sides) and a record ingested at the hub: stable on a loaded machine")
+    p.add_argument("--mbg-kitchens", metavar="N[,N...]",
+                   help="the mbg part also reconciles one simulated day at each of these numbers of kitchens "
+                        "(e.g. 500,2000,8000,30000): time, peak heap and bytes held per record")
+    p.add_argument("--mbg-window-kitchens", metavar="N", type=int,
+                   help="kitchens in the mbg part's 8-day window (default 100; --quick 5)")
     args = p.parse_args(argv)
+    options: dict[str, dict[str, Any]] = {"mbg": {}}
+    if args.mbg_kitchens:
+        options["mbg"]["kitchens"] = [int(k) for k in args.mbg_kitchens.split(",")]
+    if args.mbg_window_kitchens:
+        options["mbg"]["window_kitchens"] = args.mbg_window_kitchens
     results: dict[str, Any] = {"quick": args.quick, "started": int(time.time()), "machine": machine(),
                                "parts": {}}
     if args.update and Path(args.json).exists():
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench {part} ...", flush=True)
         started = time.perf_counter()
         try:
-            figures = mod.run(quick=args.quick)
+            figures = mod.run(quick=args.quick, **options.get(part, {}))
             if not isinstance(figures, dict):  # a part that reports a list of rows
                 figures = {"results": figures}
         except Exception:

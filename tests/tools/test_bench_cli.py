@@ -56,3 +56,14 @@ def test_slow_storage_without_a_compiler_is_skipped_with_the_fix(tmp_path, monke
                  "--markdown", str(md)]) == 0
     skipped = json.loads(out.read_text())["parts"]["slow-storage"]["skipped"]
     assert "no C compiler" in skipped and "apt install gcc" in skipped
+
+
+def test_mbg_sizes_and_window_are_options(tmp_path):
+    out, md = tmp_path / "b.json", tmp_path / "B.md"
+    assert main(["--quick", "--only", "mbg", "--mbg-kitchens", "3,6", "--mbg-window-kitchens", "2",
+                 "--json", str(out), "--markdown", str(md)]) == 0
+    mbg = json.loads(out.read_text())["parts"]["mbg"]
+    assert [mbg["scaling"][k]["records"] for k in ("3", "6")] == [3 * 82, 6 * 82]
+    assert mbg["window"]["kitchens"] == 2 and mbg["window"]["same_answer"] is True
+    assert mbg["window"]["day_of_window_scans_reconciled"] == mbg["window"]["day_alone_scans_reconciled"]
+    assert "| window.day_of_window_s |" in md.read_text()
