@@ -318,6 +318,7 @@ RULES: dict[tuple[str, ...], str] = {
     ("sync", "heads"): PEER,  # answers only what the asking peer may read or holds itself
     ("sync", "records"): SYNC_RECORDS,  # GET: read rules on the parsed ?d=; POST: any admitted peer
     ("sync", "ranges"): PEER,  # the resource serves only the logs the read rules give the peer (visible)
+    ("sync", "summary"): PEER,  # a summary of the heads the read rules give the peer (visible), as sync/heads
     ("log",): LOG,  # read rules on the device in the path
     ("logs",): PEER,
     ("status",): PEER,

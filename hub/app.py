@@ -30,7 +30,7 @@ from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
 from .bridges.seedapi import SeedApi
 from .chain import ChainRoutes
 from .clock import HubClock, parse_clock
-from .coap import add_proof_resources
+from .coap import add_proof_resources, add_summary_resource
 from .config import ConfigError, HubConfig
 from .http import Events, HubApi
 from .integrity import StoreCheck, check_store
@@ -194,6 +194,7 @@ async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity,
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
     add_sync_resources(site, HubHolder(hub, metrics), visible=security.policy.visible)
     add_proof_resources(site, hub)
+    add_summary_resource(site, hub, security.policy.visible)
     for attempt in range(5):
         coap_port = config.coap_port or free_coap_port(config.coap_host)
         try:

@@ -7,7 +7,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiocoap
@@ -23,7 +23,8 @@ from ledger.acceptance import SignatureCheck
 from ledger.errors import BadProof, CodedError, SplitView
 from ledger.failures import Unreachable
 from ledger.follow import SplitViewEvidence, Step, decode_split_view, follow, proof_needed, receipt_checkpoint
-from ledger.sync import Head, RequestSize, decode_records
+from ledger.summary import HeadsSummary, bucket_matches, decode_buckets, decode_root
+from ledger.sync import Fetch, Head, Limits, RequestSize, decode_heads, decode_records, plan
 
 from .config import Upstream, parse_upstream
 from .service import Hub, NotEnrolled, NotFound
@@ -268,27 +269,32 @@ class RegionFollower:
             self.accepted.append(checkpoint)
         return step
 
-    async def _get(self, ctx: aiocoap.Context, path: str, *, missing_ok: bool = False,
-                   timeout: float = 30.0) -> bytes | None:
+    async def _get(self, ctx: aiocoap.Context, path: str, *, missing_ok: bool = False) -> bytes | None:
+        return await _get(ctx, self.url, path, self.traffic, missing_ok=missing_ok)
+
+
+async def _get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic, *, missing_ok: bool = False,
+               timeout: float = 30.0) -> bytes | None:
+    """GET from a regional hub; None for a 4.04 when `missing_ok`, RegionRefused for any other error answer."""
+    try:
+        async with asyncio.timeout(timeout):
+            response = await ctx.request(aiocoap.Message(code=Code.GET, uri=url + path)).response
+    except (TimeoutError, aiocoap.error.Error, OSError) as exc:
+        raise Unreachable(f"regional hub {url} did not answer GET {path.partition('?')[0]}: "
+                          f"{exc or type(exc).__name__}", hint="check that it runs and the upstream address") from None
+    traffic.requests += 1
+    traffic.bytes_received += len(response.payload)
+    if response.code == Code.NOT_FOUND and missing_ok:
+        return None
+    if not response.code.is_successful():
         try:
-            async with asyncio.timeout(timeout):
-                response = await ctx.request(aiocoap.Message(code=Code.GET, uri=self.url + path)).response
-        except (TimeoutError, aiocoap.error.Error, OSError) as exc:
-            raise Unreachable(f"regional hub {self.url} did not answer GET {path.partition('?')[0]}: "
-                              f"{exc or type(exc).__name__}", hint="check that it runs and the upstream address") from None
-        self.traffic.requests += 1
-        self.traffic.bytes_received += len(response.payload)
-        if response.code == Code.NOT_FOUND and missing_ok:
-            return None
-        if not response.code.is_successful():
-            try:
-                err = cbor2.loads(response.payload)
-                said, hint = f"{err['code']}: {err['message']}", err.get("hint")
-            except (ValueError, KeyError, TypeError, cbor2.CBORDecodeError):
-                said, hint = response.payload[:200].decode(errors="replace"), None
-            raise RegionRefused(f"regional hub {self.url} answered GET {path.partition('?')[0]} with "
-                                f"{response.code}: {said}", hint=hint)
-        return bytes(response.payload)
+            err = cbor2.loads(response.payload)
+            said, hint = f"{err['code']}: {err['message']}", err.get("hint")
+        except (ValueError, KeyError, TypeError, cbor2.CBORDecodeError):
+            said, hint = response.payload[:200].decode(errors="replace"), None
+        raise RegionRefused(f"regional hub {url} answered GET {path.partition('?')[0]} with {response.code}: "
+                            f"{said}", hint=hint)
+    return bytes(response.payload)
 
 
 def _consistency_answer(payload: bytes) -> tuple[int, int, list[bytes]]:
@@ -300,6 +306,92 @@ def _consistency_answer(payload: bytes) -> tuple[int, int, list[bytes]]:
             or not all(isinstance(p, bytes) for p in proof)):
         raise BadProof("consistency answer: expected [first size, second size, [hashes]]")
     return first, second, proof
+
+
+SUMMARY_DRILL_MAX = 16  # changed buckets fetched one by one; past this a whole heads exchange costs less
+RECORDS_PER_REQUEST = Limits().records_per_request
+
+
+@dataclass(slots=True)
+class SummaryRound:
+    """One pull round that compared the region's heads summary first."""
+
+    sync: SyncReport = field(default_factory=SyncReport)
+    requests: int = 0  # summary and bucket requests, and the records requests of a drill-down
+    drilled: list[int] = field(default_factory=list)  # buckets whose heads were fetched
+    full: bool = False  # a whole heads exchange instead: the first round, too many buckets, or an older hub
+
+
+class SummaryPuller:
+    """Pull rounds from one regional hub that ask for the Merkle summary of its heads first (ledger/summary.py).
+
+    The same root and count as after the last clean round: nothing moved, one request. Otherwise the 256
+    buckets, and the heads of those that changed, one request each, then their records; the first round, or
+    one where more than SUMMARY_DRILL_MAX buckets changed, is a whole pull (`pull_once`). A hub without the
+    summary (4.04) is pulled whole every round, as before."""
+
+    def __init__(self, hub: Hub, url: str, verifier: CrossLogVerifier | None = None) -> None:
+        self.hub, self.url, self.verifier = hub, url, verifier
+        self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
+        self.traffic = Traffic()
+
+    async def round(self, ctx: aiocoap.Context, size: RequestSize) -> SummaryRound:
+        out = SummaryRound()
+        self.traffic = Traffic()
+        try:
+            data = await _get(ctx, self.url, "/sync/summary", self.traffic, missing_ok=True)
+            if data is not None and self.seen is not None and decode_root(data) == (self.seen.root, self.seen.count):
+                return out
+            summary = None
+            if data is not None:
+                summary = decode_buckets(await _get(ctx, self.url, "/sync/summary?level=1", self.traffic) or b"")
+            changed = summary.changed(self.seen) if summary is not None and self.seen is not None else None
+            if changed is None or len(changed) > SUMMARY_DRILL_MAX:
+                out.full = True
+                out.sync = await pull_once(self.hub, self.url, ctx, size, self.verifier)
+                clean = True
+            else:
+                clean = await self._drill(ctx, summary, changed, out)  # type: ignore[arg-type]
+            if clean and not out.sync.problems:
+                self.seen = summary
+        finally:
+            out.requests += self.traffic.requests
+        return out
+
+    async def _drill(self, ctx: aiocoap.Context, summary: HeadsSummary, changed: list[int],
+                     out: SummaryRound) -> bool:
+        """Fetch the changed buckets' heads, then what they say is missing; False if the region moved on
+        meanwhile (the summary is then not remembered, and the next round looks again)."""
+        remote: list[Head] = []
+        clean = True
+        for bucket in changed:
+            heads = decode_heads(await _get(ctx, self.url, f"/sync/summary?b={bucket}", self.traffic) or b"")
+            clean = bucket_matches(heads, bucket, summary) and clean
+            remote += heads
+            out.drilled.append(bucket)
+        local = {h.device_id: Head.of(state) for h in remote
+                 if (state := self.hub.store.chain_state(h.device_id)) is not None}
+        holder = UpstreamHolder(self.hub, self.url, self.verifier)
+        for action in plan(local, remote, push=False, pull=True):
+            if not isinstance(action, Fetch):
+                continue
+            start = action.start
+            while start < action.end:
+                end = min(action.end, start + RECORDS_PER_REQUEST)
+                data = await _get(ctx, self.url, f"/sync/records?d={action.device_id.hex()}&from={start}&to={end}",
+                                  self.traffic)
+                device_id, _, raws = decode_records(data or b"")
+                if device_id != action.device_id or not raws:
+                    break
+                out.sync.bytes_received += len(data or b"")
+                result = await asyncio.to_thread(holder.receive, device_id, raws)
+                out.sync.fetched += result.get("accepted", 0)
+                out.sync.duplicates += result.get("duplicates", 0)
+                if result.get("problem"):
+                    out.sync.problems.append(f"{device_id.hex()}: {result['problem']}")
+                    break
+                start += len(raws)
+        return clean
 
 
 async def follow_all(followers: Sequence[RegionFollower], ctx: aiocoap.Context) -> list[FollowReport]:
@@ -341,6 +433,8 @@ class TierLinks:
                 self.followed[follower.hub_id] = follower
             else:
                 self.pulled.append(upstream.url)
+        self.verifier = CrossLogVerifier()
+        self.pullers = [SummaryPuller(hub, url, self.verifier) for url in self.pulled]
         self.contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named
         self._ctx: aiocoap.Context | None = None
         self._opening = asyncio.Lock()
@@ -353,23 +447,35 @@ class TierLinks:
                     self._ctx.client_credentials[f"{url}/*"] = security
             return self._ctx
 
-    async def round(self, sizes: dict[str, RequestSize], verifier: CrossLogVerifier | None = None,
-                    ) -> tuple[dict[str, SyncReport | Exception], list[FollowReport]]:
+    async def round(self, sizes: dict[str, RequestSize]) -> tuple[list[SummaryRound | Exception],
+                                                                    list[FollowReport]]:
+        """One round of every upstream at once: a slow or unreachable region holds up none of the others."""
         ctx = await self.context()
-        pulled, followed = await asyncio.gather(pull_all(self.hub, self.pulled, ctx, sizes, verifier),
+
+        async def pull(puller: SummaryPuller) -> SummaryRound | Exception:
+            try:
+                report = await puller.round(ctx, sizes.setdefault(puller.url, RequestSize()))
+            except Exception as exc:  # an unreachable region must not stop the others
+                log.warning("pull from %s failed: %s", puller.url, exc)
+                return exc
+            if report.sync.fetched or report.sync.problems:
+                log.info("pulled %d records from %s (%s); problems: %s", report.sync.fetched, puller.url,
+                         "whole" if report.full else f"{len(report.drilled)} buckets", report.sync.problems)
+            return report
+
+        pulled, followed = await asyncio.gather(asyncio.gather(*(pull(p) for p in self.pullers)),
                                                 follow_all(list(self.followed.values()), ctx))
-        return pulled, followed
+        return list(pulled), followed
 
     async def run(self, interval: float) -> None:
         """Pull or follow every upstream each `interval`, until cancelled."""
-        sizes = {upstream: RequestSize() for upstream in self.pulled}
-        verifier = CrossLogVerifier()
+        sizes = {puller.url: RequestSize() for puller in self.pullers}
         try:
             while True:
-                await self.round(sizes, verifier)
+                await self.round(sizes)
                 await asyncio.sleep(interval)
         finally:
-            verifier.close()
+            self.verifier.close()
             await self.close()
 
     async def close(self) -> None:
