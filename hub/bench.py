@@ -250,6 +250,71 @@ async def _follow_region(devices: int, per: int, grow: int) -> dict[str, Any]:
     return {"logs": devices, "region_leaves": leaves, **rounds}
 
 
+def heads_summary(logs: int) -> dict[str, Any]:
+    """What a pull round costs a puller before any record moves, against a region of `logs` one-record logs
+    over real CoAP on loopback: the whole heads exchange (every page) against the heads summary's root (the
+    region's first answer computes it, later ones come from its cache), its 256 buckets and one bucket's heads."""
+    return asyncio.run(_heads_summary(logs))
+
+
+async def _heads_summary(logs: int) -> dict[str, Any]:
+    import aiocoap
+
+    from coap_server.sync import SyncReport, remote_heads
+    from ledger.summary import decode_buckets
+
+    from .app import start_hub
+    from .bridges import BridgeConfig
+    from .config import HubConfig
+    from .store import DeviceInfo
+    from .tiers import Traffic, region_get
+
+    clock = lambda: 1_763_900_000  # noqa: E731
+    out: dict[str, Any] = {"logs": logs}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LmdbHubStore(tmp + "/region", durable=False, map_size=max(1 << 32, logs * 4096))
+        for i in range(logs):
+            signer = Ed25519Signer.from_seed((1 << 56 | i).to_bytes(32, "big"))
+            builder = ChainBuilder(signer, clock=clock, boot=1)
+            store.put_device(DeviceInfo(device_id=builder.device_id, pubkey=signer.public_key, site="sppg",
+                                        role="kitchen_exit", status="active", enrolled_at=0, name=""))
+            store.append(builder.device_id, [builder.genesis()], builder.state, 0)
+        region = Hub(store, Ed25519Signer.from_seed(b"\x7c" * 32), clock=clock)
+        served = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=tmp + "/r", http_port=0,
+                                           coap_port=0, mdns=False, checkpoint_interval=3600), hub=region)
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            report = SyncReport()
+            started = time.perf_counter()
+            await remote_heads(ctx, served.coap_url, report=report)
+            out["heads_exchange_s"] = time.perf_counter() - started
+            out["heads_exchange_bytes"] = report.bytes_received
+            for name in ("summary_root_first", "summary_root"):
+                traffic = Traffic()
+                started = time.perf_counter()
+                await region_get(ctx, served.coap_url, "/sync/summary", traffic)
+                out[f"{name}_s"] = time.perf_counter() - started
+                out[f"{name}_bytes"] = traffic.bytes_received
+            region.ingest(builder.device_id, [builder.append("note", {"text": "one more"}).raw])
+            traffic = Traffic()
+            started = time.perf_counter()
+            await region_get(ctx, served.coap_url, "/sync/summary", traffic)
+            out["summary_root_after_one_record_s"] = time.perf_counter() - started
+            traffic = Traffic()
+            started = time.perf_counter()
+            summary = decode_buckets(await region_get(ctx, served.coap_url, "/sync/summary?level=1", traffic) or b"")
+            bucket = max(summary.buckets, key=lambda b: summary.buckets[b][1])
+            await region_get(ctx, served.coap_url, f"/sync/summary?b={bucket}", traffic)
+            out["drill_one_bucket_s"] = time.perf_counter() - started
+            out["drill_one_bucket_bytes"] = traffic.bytes_received
+            out["bucket_logs"] = summary.buckets[bucket][1]
+        finally:
+            await ctx.shutdown()
+            await served.close()
+            store.close()
+    return out
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n = 3000 if quick else 50_000
     raw_rate = raw_verify_rate(2000 if quick else 20_000)
@@ -293,4 +358,5 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["restart_without_tiles"] = restart(100_000 if quick else 1_000_000, tiles=False)
     out["cross_log"] = cross_log(300 if quick else 3000, 8)
     out["follow_region"] = follow_region(20 if quick else 200, 50, 5)
+    out["heads_summary"] = heads_summary(500 if quick else 5000)
     return out

@@ -4,6 +4,7 @@ the Merkle summary of its heads that hub-to-hub rounds compare first."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import aiocoap
@@ -78,51 +79,91 @@ class ConsistencyResource(resource.Resource):
 SUMMARY_QUERY = (count("level", 1), count("b", 255))
 
 
+@dataclass(slots=True)
+class _Shown:
+    """The heads summary shown to one peer, as of one state of the hub's log."""
+
+    size: int  # the hub's log size when it was taken
+    damaged: int  # records awaiting restore then (a damaged record moves a head back without growing the log)
+    buckets: dict[int, list[Head]]
+    summary: HeadsSummary
+
+
 class HeadsSummaryResource(resource.Resource):
     """GET: [5, root, number of logs] over the heads the asking peer may read (ledger/summary.py); ?level=1 adds
     the 256 buckets' hashes; ?b=N answers bucket N's heads as a heads message. A peer that finds the root it saw
     last time has nothing to fetch: an unchanged hub costs one small message a round, whatever it holds."""
 
     CACHED_PEERS = 64
+    INCREMENTAL_MAX = 100_000  # log entries read to find the buckets that changed; past this, every log is read
+    PAGE = 512
 
     def __init__(self, hub: Hub, visible: Visible | None = None, limits: Limits = Limits()) -> None:
         super().__init__()
         self.hub, self.visible, self.limits = hub, visible, limits
-        # Per asking peer: (the hub's log size, the heads shown, their summary). Any record or decision the hub
-        # takes grows its log, so an unchanged size means unchanged heads.
-        self._cache: dict[Any, tuple[int, list[Head], HeadsSummary]] = {}
+        # Per asking peer. Every record and decision grows the hub's log, so the entries since the last summary
+        # name the logs that moved, and only their buckets are read again.
+        self._shown: dict[Any, _Shown] = {}
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
             q = coap_query(request, *SUMMARY_QUERY)
-            heads, summary = await asyncio.to_thread(self._summary, request)
+            shown = await asyncio.to_thread(self._summary, request)
             if "b" in q:
-                bucket = [h for h in heads if bucket_of(h.device_id) == q["b"]]
+                bucket = shown.buckets.get(q["b"], [])
                 if len(bucket) > self.limits.max_devices:
                     raise LimitExceeded(f"bucket {q['b']} holds {len(bucket)} logs, more than one heads message "
                                         f"({self.limits.max_devices})", hint="ask for the heads a page at a time")
                 payload = encode_heads(bucket)
             else:
-                payload = encode_buckets(summary) if q.get("level") == 1 else encode_root(summary)
+                payload = encode_buckets(shown.summary) if q.get("level") == 1 else encode_root(shown.summary)
         except Exception as exc:  # typed errors answer as they declare
             return error_response(exc)
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=payload)
 
-    def _summary(self, request: aiocoap.Message) -> tuple[list[Head], HeadsSummary]:
+    def _summary(self, request: aiocoap.Message) -> _Shown:
         who = claimed_device(request)
-        size = len(self.hub.tree)
-        cached = self._cache.get(who)
-        if cached is not None and cached[0] == size:
-            return cached[1], cached[2]
-        heads = self.hub.heads()
-        if self.visible is not None:
-            heads = self.visible(request, heads, [])
-        heads = sorted(heads, key=lambda h: h.device_id)
-        summary = HeadsSummary.of(heads)
-        if len(self._cache) >= self.CACHED_PEERS:
-            self._cache.clear()
-        self._cache[who] = (size, heads, summary)
-        return heads, summary
+        size, damaged = len(self.hub.tree), len(self.hub.store.damaged())
+        shown = self._shown.get(who)
+        if shown is not None and (shown.size, shown.damaged) == (size, damaged):
+            return shown
+        if shown is not None and shown.damaged == damaged and 0 < size - shown.size <= self.INCREMENTAL_MAX:
+            entries = self.hub.store.entries(shown.size, size)
+            if len(entries) == size - shown.size:  # else a damaged record cut the read short: read everything
+                buckets = dict(shown.buckets)
+                for b in {bucket_of(e.device_id) for e in entries}:
+                    heads = self._visible(request, self._bucket(b))
+                    if heads:
+                        buckets[b] = heads
+                    else:
+                        buckets.pop(b, None)
+                return self._keep(who, _Shown(size=size, damaged=damaged, buckets=buckets,
+                                              summary=HeadsSummary.of_buckets(buckets)))
+        grouped: dict[int, list[Head]] = {}
+        for h in sorted(self._visible(request, self.hub.heads()), key=lambda h: h.device_id):
+            grouped.setdefault(bucket_of(h.device_id), []).append(h)
+        return self._keep(who, _Shown(size=size, damaged=damaged, buckets=grouped,
+                                      summary=HeadsSummary.of_buckets(grouped)))
+
+    def _visible(self, request: aiocoap.Message, heads: list[Head]) -> list[Head]:
+        return heads if self.visible is None else self.visible(request, heads, [])
+
+    def _bucket(self, b: int) -> list[Head]:
+        """The heads of the logs whose device id starts with byte `b`, read a page at a time."""
+        after = (bytes([b - 1]) + b"\xff" * 15) if b else b""
+        out: list[Head] = []
+        while True:
+            page, more = self.hub.heads_page(after, self.PAGE)
+            out += [h for h in page if bucket_of(h.device_id) == b]
+            if more is None or bucket_of(more) != b:
+                return out
+            after = more
+
+    def _keep(self, who: Any, shown: _Shown) -> _Shown:
+        if len(self._shown) >= self.CACHED_PEERS and who not in self._shown:
+            self._shown.clear()
+        self._shown[who] = shown
+        return shown
 
 
 def add_summary_resource(site: resource.Site, hub: Hub, visible: Visible | None = None) -> None:

@@ -270,10 +270,10 @@ class RegionFollower:
         return step
 
     async def _get(self, ctx: aiocoap.Context, path: str, *, missing_ok: bool = False) -> bytes | None:
-        return await _get(ctx, self.url, path, self.traffic, missing_ok=missing_ok)
+        return await region_get(ctx, self.url, path, self.traffic, missing_ok=missing_ok)
 
 
-async def _get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic, *, missing_ok: bool = False,
+async def region_get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic, *, missing_ok: bool = False,
                timeout: float = 30.0) -> bytes | None:
     """GET from a regional hub; None for a 4.04 when `missing_ok`, RegionRefused for any other error answer."""
     try:
@@ -281,7 +281,8 @@ async def _get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic, *, m
             response = await ctx.request(aiocoap.Message(code=Code.GET, uri=url + path)).response
     except (TimeoutError, aiocoap.error.Error, OSError) as exc:
         raise Unreachable(f"regional hub {url} did not answer GET {path.partition('?')[0]}: "
-                          f"{exc or type(exc).__name__}", hint="check that it runs and the upstream address") from None
+                          f"{exc or type(exc).__name__}",
+                          hint="check that it runs and the upstream address") from None
     traffic.requests += 1
     traffic.bytes_received += len(response.payload)
     if response.code == Code.NOT_FOUND and missing_ok:
@@ -339,19 +340,21 @@ class SummaryPuller:
         out = SummaryRound()
         self.traffic = Traffic()
         try:
-            data = await _get(ctx, self.url, "/sync/summary", self.traffic, missing_ok=True)
+            data = await region_get(ctx, self.url, "/sync/summary", self.traffic, missing_ok=True)
             if data is not None and self.seen is not None and decode_root(data) == (self.seen.root, self.seen.count):
                 return out
             summary = None
             if data is not None:
-                summary = decode_buckets(await _get(ctx, self.url, "/sync/summary?level=1", self.traffic) or b"")
+                answer = await region_get(ctx, self.url, "/sync/summary?level=1", self.traffic)
+                summary = decode_buckets(answer or b"")
             changed = summary.changed(self.seen) if summary is not None and self.seen is not None else None
             if changed is None or len(changed) > SUMMARY_DRILL_MAX:
                 out.full = True
                 out.sync = await pull_once(self.hub, self.url, ctx, size, self.verifier)
                 clean = True
             else:
-                clean = await self._drill(ctx, summary, changed, out)  # type: ignore[arg-type]
+                assert summary is not None
+                clean = await self._drill(ctx, summary, changed, out)
             if clean and not out.sync.problems:
                 self.seen = summary
         finally:
@@ -365,7 +368,7 @@ class SummaryPuller:
         remote: list[Head] = []
         clean = True
         for bucket in changed:
-            heads = decode_heads(await _get(ctx, self.url, f"/sync/summary?b={bucket}", self.traffic) or b"")
+            heads = decode_heads(await region_get(ctx, self.url, f"/sync/summary?b={bucket}", self.traffic) or b"")
             clean = bucket_matches(heads, bucket, summary) and clean
             remote += heads
             out.drilled.append(bucket)
@@ -378,8 +381,12 @@ class SummaryPuller:
             start = action.start
             while start < action.end:
                 end = min(action.end, start + RECORDS_PER_REQUEST)
-                data = await _get(ctx, self.url, f"/sync/records?d={action.device_id.hex()}&from={start}&to={end}",
-                                  self.traffic)
+                try:
+                    data = await region_get(ctx, self.url, f"/sync/records?d={action.device_id.hex()}"
+                                                           f"&from={start}&to={end}", self.traffic)
+                except RegionRefused as exc:  # one log refused (a read rule, a damaged record): the others go on
+                    out.sync.problems.append(f"{action.device_id.hex()}: {exc}")
+                    break
                 device_id, _, raws = decode_records(data or b"")
                 if device_id != action.device_id or not raws:
                     break

@@ -50,8 +50,13 @@ class HeadsSummary:
         grouped: dict[int, list[Head]] = {}
         for head in sorted(heads, key=lambda h: h.device_id):
             grouped.setdefault(bucket_of(head.device_id), []).append(head)
-        buckets = {b: (bucket_hash(hs), len(hs)) for b, hs in grouped.items()}
-        return cls(root=summary_root(buckets), count=len(heads), buckets=buckets)
+        return cls.of_buckets(grouped)
+
+    @classmethod
+    def of_buckets(cls, grouped: Mapping[int, Sequence[Head]]) -> HeadsSummary:
+        """From heads already grouped by bucket, each bucket in device id order."""
+        buckets = {b: (bucket_hash(hs), len(hs)) for b, hs in grouped.items() if hs}
+        return cls(root=summary_root(buckets), count=sum(c for _, c in buckets.values()), buckets=buckets)
 
     def changed(self, before: HeadsSummary) -> list[int]:
         """The buckets whose logs are not as they were in `before` (new, grown, or gone)."""

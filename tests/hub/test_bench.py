@@ -19,3 +19,6 @@ def test_quick_bench_reports_figures():
     assert follow["first"]["reverify_records"] == 20 * 50 and follow["grown"]["reverify_records"] == 20 * 5
     assert follow["unchanged"]["checkpoints_requests"] == 1 and follow["grown"]["checkpoints_requests"] == 2
     assert follow["drill_down"]["requests"] == 2
+    summary = figures["heads_summary"]
+    assert summary["summary_root_bytes"] < 48 < summary["heads_exchange_bytes"]
+    assert 0 < summary["bucket_logs"] <= summary["logs"]

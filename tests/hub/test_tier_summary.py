@@ -12,7 +12,7 @@ from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from hub.tiers import TierLinks
 from ledger import ChainBuilder, Ed25519Signer
-from ledger.summary import bucket_of
+from ledger.summary import HeadsSummary, bucket_of, decode_root
 from ledger.sync import RequestSize
 
 LOGS = 1500
@@ -64,6 +64,10 @@ async def test_an_unchanged_region_of_many_logs_costs_one_request(tmp_path, cloc
         arrived = await puller.round(ctx, size)
         assert bucket_of(newcomer.device_id) in arrived.drilled and arrived.sync.fetched == 1
         assert national_store.chain_state(newcomer.device_id).length == 1
+
+        # The summary the region kept up to date bucket by bucket is the one all its heads give.
+        answer = await ctx.request(aiocoap.Message(code=aiocoap.GET, uri=served.coap_url + "/sync/summary")).response
+        assert decode_root(answer.payload) == (HeadsSummary.of(region.heads()).root, LOGS + 1)
 
         # Through TierLinks, as the running hub does it: nothing new, one request.
         [again], followed = await links.round({})
