@@ -11,7 +11,10 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict, Union
+from typing import Annotated, Any, Literal, NotRequired, TypedDict, Union
+
+from . import apianswers as a
+from .apianswers import CheckpointJson
 
 HEX16 = r"^[0-9a-f]{32}$"  # a device id
 HEX32 = r"^[0-9a-f]{64}$"  # a record id, a hash
@@ -29,14 +32,6 @@ class Error(TypedDict):
     """Every error of the JSON API: {"error": {code, message[, where, hint]}} (docs/ERRORS.md)."""
 
     error: ErrorDetail
-
-
-class CheckpointJson(TypedDict):
-    hub: str
-    tree_size: int
-    root: str
-    time: int
-    cose: str
 
 
 class DeviceJson(TypedDict):
@@ -84,8 +79,16 @@ class Heads(TypedDict):
     heads: list[HeadJson]
 
 
+class ForkJson(TypedDict):
+    device: str
+    seq: int
+    first: str
+    second: str
+    evidence: NotRequired[str]  # the ForkEvidence CBOR, hex, for an auditor or operator
+
+
 class Forks(TypedDict):
-    forks: list[dict[str, Any]]
+    forks: list[ForkJson]
 
 
 class Checkpoints(TypedDict):
@@ -96,6 +99,7 @@ class Status(TypedDict):
     hub: str
     pubkey: str
     size: int
+    own_log: int
     devices: int
     checkpoint: CheckpointJson | None
     counters: dict[str, int]
@@ -165,6 +169,11 @@ class IngestResult(TypedDict):
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
+def closed(tp: Any) -> dict[str, Any]:
+    """The schema of a request body whose handler refuses any key the TypedDict does not name."""
+    return {**schema_of(tp), "additionalProperties": False}
+
+
 def schema_of(tp: Any) -> dict[str, Any]:
     """JSON Schema of a TypedDict (nested), list, dict, literal, optional or plain type."""
     origin = typing.get_origin(tp)
@@ -180,6 +189,11 @@ def schema_of(tp: Any) -> dict[str, Any]:
         return {"type": "number"}
     if tp is str:
         return {"type": "string"}
+    if origin is Annotated:  # a type with JSON Schema keywords beside it: Annotated[str, {"pattern": ...}]
+        out = schema_of(typing.get_args(tp)[0])
+        for extra in tp.__metadata__:
+            out.update(extra)
+        return out
     if origin is Literal:
         return {"enum": list(typing.get_args(tp))}
     if origin in (Union, types.UnionType):
@@ -253,6 +267,9 @@ DATE = Param(name="date", description="the day, YYYY-MM-DD (default: the hub's t
              pattern=r"^\d{4}-\d{2}-\d{2}$")
 COMMODITY_Q = Param(name="commodity", description="commodity id, e.g. beras-medium")
 MARKET_Q = Param(name="market", description="market id, e.g. pasar-senen")
+# Seed 2's clients name the market `market_id`, and its public API needs the commodity.
+COMMODITY_ID = Param(name="commodity", required=True, description="commodity id or a name seed 2 uses, e.g. cabai")
+MARKET_ID = Param(name="market_id", description="market id or a configured alias, e.g. pasar-senen")
 CBOR = "application/cbor"
 COSE = "application/cose"
 BYTES: dict[str, Any] = {"type": "string", "format": "binary"}
@@ -265,7 +282,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                                    answer=Devices),
     ("GET", "/api/devices/{device}"): Route(summary="One device", params=(DEVICE,), answer=DeviceJson),
     ("GET", "/api/devices/{device}/records"): Route(
-        summary="A range of one device's records, decoded", answer=Records,
+        summary="A range of one device's records, decoded", answer=Records, auth="auditor",
         params=(DEVICE, Param(name="from", type="integer", minimum=0, description="first seq (default 0)"),
                 Param(name="to", type="integer", minimum=0, description="end seq, exclusive (at most 1000 more)"))),
     ("POST", "/api/enroll"): Route(summary="A device's signed enrollment request (COSE); answers the pending device",
@@ -317,93 +334,123 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/events"): Route(summary="Live records, checkpoints and alerts as server-sent events",
                                   media="text/event-stream", answer={"type": "string"},
                                   params=(Param(name="last_id", description="resume after this event id"),)),
-    ("GET", "/api/chain/health"): Route(summary="Chain health: log size, checkpoint age, forks, refusals, devices"),
+    ("GET", "/api/chain/health"): Route(summary="Chain health: log size, checkpoint age, forks, refusals, devices",
+                                        answer=a.ChainHealth),
     ("GET", "/api/dashboard/summary"): Route(summary="The dashboard's front page: today's MBG summary, chain, "
-                                                     "markets and open alerts"),
+                                                     "markets and open alerts", answer=a.Summary),
     ("GET", "/api/mbg/deliveries"): Route(summary="MBG deliveries of a day per school: planned, sent, received",
-                                          params=(DATE,)),
-    ("GET", "/api/mbg/containers"): Route(summary="Every MBG container (ompreng) and where it was last seen"),
+                                          params=(DATE,), answer=a.Deliveries),
+    ("GET", "/api/mbg/containers"): Route(summary="Every MBG container (ompreng) and where it was last seen",
+                                          answer=a.Containers),
     ("GET", "/api/mbg/containers/{tag}"): Route(summary="One container's timeline from cooking to return",
-                                                params=(Param(name="tag", where="path", description="NFC tag id"),)),
+                                                params=(Param(name="tag", where="path", description="NFC tag id"),),
+                                                answer=a.Container),
     ("GET", "/api/mbg/violations"): Route(summary="Food-safety violations of a day (time since cooking, "
-                                                  "temperature)", params=(DATE,)),
-    ("GET", "/api/mbg/names"): Route(summary="Names of kitchens, schools and devices from the plan"),
-    ("GET", "/api/mbg/stock"): Route(summary="Stock on hand per kitchen, derived from movements"),
+                                                  "temperature)", params=(DATE,), answer=a.Violations),
+    ("GET", "/api/mbg/names"): Route(summary="Names of kitchens, schools and devices from the plan", answer=a.Names),
+    ("GET", "/api/mbg/stock"): Route(summary="Stock on hand per kitchen, derived from movements", answer=a.Stock),
     ("GET", "/api/mbg/epcis"): Route(summary="A day's MBG events as a GS1 EPCIS 2.0 JSON-LD document",
-                                     params=(DATE,)),
-    ("GET", "/api/mbg/{kind}"): Route(summary="MBG exceptions of a day: late, short, missing, lost, ...",
+                                     params=(DATE,), answer=a.EpcisDocument),
+    ("GET", "/api/mbg/{kind}"): Route(summary="MBG exceptions of a day: late, short or missing deliveries, lost "
+                                              "containers; the list is under the kind's name",
                                       params=(Param(name="kind", where="path", description="exception kind",
-                                                    enum=("late", "short", "missing", "lost", "spoiled",
-                                                          "late_sync", "clock")), DATE)),
-    ("GET", "/api/markets/prices"): Route(summary="Latest accepted prices", params=(COMMODITY_Q, MARKET_Q)),
-    ("GET", "/api/markets/live"): Route(summary="Live prices with their trust", params=(COMMODITY_Q, MARKET_Q)),
+                                                    enum=("late", "short", "missing", "lost")), DATE),
+                                      answer=a.Exceptions),
+    ("GET", "/api/markets/prices"): Route(summary="Every observation with its verdict, and the impact of each "
+                                                  "series' last days (with a commodity)",
+                                          params=(COMMODITY_Q, MARKET_Q), answer=a.Prices),
+    ("GET", "/api/markets/live"): Route(summary="Latest accepted daily price of every series",
+                                        params=(COMMODITY_Q, MARKET_Q), answer=a.LivePrices),
     ("GET", "/api/markets/history/{commodity}"): Route(
-        summary="Price history of a commodity",
-        params=(Param(name="commodity", where="path", description="commodity id"), MARKET_Q)),
+        summary="Daily price history of a commodity", answer=a.History,
+        params=(Param(name="commodity", where="path", description="commodity id"), MARKET_Q,
+                Param(name="since_day", description="first day number (days since 1970-01-01)"),
+                Param(name="until_day", description="last day number"))),
     ("GET", "/api/markets/impact"): Route(summary="Impact scores with their factors and weights",
-                                          params=(COMMODITY_Q, MARKET_Q)),
+                                          params=(COMMODITY_Q, MARKET_Q), answer=a.Impacts),
     ("GET", "/api/markets/forecast/{commodity}"): Route(
-        summary="7-day forecast of a commodity with intervals",
+        summary="7-day forecast of a commodity with intervals", answer=a.ForecastJson,
         params=(Param(name="commodity", where="path", description="commodity id"), MARKET_Q)),
-    ("GET", "/api/markets/alerts"): Route(summary="Market alerts (ALPS bands, manipulation, shocks)"),
-    ("GET", "/api/markets/map"): Route(summary="ALPS band per market and commodity, for the map"),
+    ("GET", "/api/markets/alerts"): Route(summary="Market alerts (ALPS bands, manipulation, shocks)", answer=a.Alerts),
+    ("GET", "/api/markets/map"): Route(summary="ALPS band per market and commodity, for the map", answer=a.MarketMap),
     ("GET", "/api/markets/quarantine"): Route(
-        summary="Quarantined prices and why",
-        params=(Param(name="state", description="pending, released or confirmed"),)),
-    ("GET", "/api/markets/quarantine/audit"): Route(summary="The audit trail of quarantine decisions",
-                                                    params=(Param(name="id", description="one quarantined value"),)),
+        summary="Quarantined prices and why", answer=a.Quarantine,
+        params=(Param(name="state", description="default pending",
+                      enum=("pending", "released", "confirmed", "cleared", "all")),)),
+    ("GET", "/api/markets/quarantine/audit"): Route(summary="The audit trail of quarantine decisions", answer=a.Audit,
+                                                    params=(Param(name="id", description="one quarantined value"),),
+                                                    auth="auditor"),
     ("POST", "/api/markets/quarantine/{id}/decide"): Route(
-        summary="Release, confirm or reopen a quarantined price", auth="operator",
+        summary="Release, confirm or reopen a quarantined price", auth="operator", answer=a.Decided,
         params=(Param(name="id", where="path", description="quarantined value id"),),
-        body=("application/json", ANY_OBJECT)),
-    ("POST", "/api/markets/import"): Route(summary="Backfill price history from a CSV body", auth="operator",
-                                           body=("text/csv", {"type": "string"}),
-                                           params=(Param(name="format", description="agency, pihps or jejak"),)),
-    ("GET", "/api/markets/webhooks"): Route(summary="Webhook subscribers and every alert delivery", auth="operator"),
+        body=("application/json", schema_of(a.Decide))),
+    ("POST", "/api/markets/import"): Route(
+        summary="Backfill price history from a CSV body", auth="operator", answer=a.ImportReport,
+        body=("text/csv", {"type": "string"}),
+        params=(Param(name="market", description="market of rows that name none"),
+                Param(name="region", description="region of rows that name none"),
+                Param(name="reporter", description="reporter of rows that name none"),
+                Param(name="source", description="source name (default import)"))),
+    ("GET", "/api/markets/webhooks"): Route(summary="Webhook subscribers and every alert delivery", auth="operator",
+                                            answer=a.Webhooks),
     ("POST", "/api/sync_gateway_data"): Route(summary="Seed 1: a gateway's batch of scans, attested by the hub",
-                                              body=("application/json", ANY_OBJECT), errors="seed1", auth="device"),
-    ("POST", "/api/auth/device/register"): Route(summary="Seed 2: register a market device; answers its token and "
-                                                         "an onboarding QR code", body=("application/json",
-                                                                                        ANY_OBJECT),
-                                                 errors="seed2", auth="operator"),
+                                              body=("application/json", {"type": "array",
+                                                                         "items": closed(a.GatewayScan)}),
+                                              answer=a.GatewayAccepted, status=201, errors="seed1", auth="device"),
+    ("POST", "/api/auth/device/register"): Route(summary="Seed 2: register a market device (pending until an "
+                                                         "operator approves it); answers its token and an "
+                                                         "onboarding QR code",
+                                                 body=("application/json", closed(a.Register)),
+                                                 answer=a.Registered, errors="seed2"),
     ("POST", "/api/auth/token"): Route(summary="Seed 2: a new token for a registered device",
-                                       body=("application/json", ANY_OBJECT), errors="seed2", auth="seed2"),
+                                       body=("application/json", schema_of(a.TokenRequest)), answer=a.TokenAnswer,
+                                       errors="seed2", auth="seed2"),
     ("POST", "/ingest"): Route(summary="Seed 2: one MarketDataStream payload, attested by the hub",
-                               body=("application/json", ANY_OBJECT), errors="seed2", auth="seed2"),
-    ("GET", "/api/public/commodity/price/live"): Route(summary="Seed 2 public API: latest price per market of a "
-                                                               "commodity", params=(COMMODITY_Q,), errors="seed2"),
-    ("GET", "/api/public/commodity/price/history"): Route(summary="Seed 2 public API: price history of a commodity "
-                                                                  "at a market", params=(COMMODITY_Q, MARKET_Q),
-                                                          errors="seed2"),
+                               body=("application/json", closed(a.MarketDataStream)), answer=a.Ingested,
+                               errors="seed2", auth="seed2"),
+    ("GET", "/api/public/commodity/price/live"): Route(
+        summary="Seed 2 public API: latest price per market of a commodity", answer=a.PublicLive, errors="seed2",
+        params=(COMMODITY_ID, MARKET_ID, Param(name="region", description="only this region's prices"))),
+    ("GET", "/api/public/commodity/price/history"): Route(
+        summary="Seed 2 public API: price history of a commodity at a market", answer=a.PublicHistory,
+        errors="seed2", params=(COMMODITY_ID, Param(name="market_id", required=True, description=MARKET_ID.description),
+                                Param(name="limit", type="integer", minimum=1, description="last rows (default 200, "
+                                                                                            "at most 2000)"))),
     ("GET", "/api/public/impact"): Route(summary="Seed 2 public API: impact scores", errors="seed2",
-                                         params=(COMMODITY_Q, MARKET_Q)),
-    ("GET", "/api/public/alerts/live"): Route(summary="Seed 2 public API: live alerts", errors="seed2"),
+                                         answer=a.PublicImpact, params=(COMMODITY_ID, MARKET_ID)),
+    ("GET", "/api/public/alerts/live"): Route(summary="Seed 2 public API: live alerts", errors="seed2",
+                                              answer=a.Alerts),
     ("GET", "/api/forecast/confidence"): Route(summary="Seed 2: how far to trust the forecast", errors="seed2",
-                                               params=(COMMODITY_Q, MARKET_Q)),
+                                               answer=a.ForecastConfidence, params=(COMMODITY_ID, MARKET_ID)),
     ("GET", "/api/forecast/{commodity}"): Route(summary="Seed 2: 7-day forecast of a commodity", errors="seed2",
-                                                params=(Param(name="commodity", where="path"), MARKET_Q)),
+                                                answer=a.SeedForecast,
+                                                params=(Param(name="commodity", where="path"), MARKET_ID)),
     ("POST", "/api/validation/price/check"): Route(
         summary="Seed 2: would this price be an outlier, flagged or quarantined (nothing stored)",
-        body=("application/json", ANY_OBJECT), errors="seed2"),
+        body=("application/json", closed(a.PriceCheck)), answer=a.PriceChecked, errors="seed2"),
     ("GET", "/ws/prices"): Route(summary="Seed 2: live price updates over a WebSocket (device token)", status=101,
                                  media="text/plain", answer={"type": "string"}, errors="none", auth="seed2"),
     ("GET", "/api/alerts/ws"): Route(summary="Seed 2: alerts as they are raised, over a WebSocket (device token)",
                                      status=101, media="text/plain", answer={"type": "string"}, errors="none",
                                      auth="seed2"),
     ("POST", "/api/alerts/trigger"): Route(summary="Seed 2: raise an alert by hand", auth="operator",
-                                           body=("application/json", ANY_OBJECT), errors="seed2"),
+                                           body=("application/json", closed(a.AlertTrigger)),
+                                           answer=a.AlertTriggered, status=201, errors="seed2"),
     ("POST", "/api/blockchain/append"): Route(summary="Seed 2: append an entry to the ledger as a record the hub "
                                                       "signs and marks attested", auth="seed2",
-                                              body=("application/json", ANY_OBJECT), errors="seed2"),
+                                              body=("application/json", a.APPEND_BODY), answer=a.Appended,
+                                              errors="seed2"),
     ("GET", "/api/blockchain/integrity/check"): Route(summary="Seed 2: verify the ledger: every record against its "
-                                                              "id and leaf, every checkpoint's root", errors="seed2"),
+                                                              "id and leaf, every checkpoint's root", errors="seed2",
+                                                      answer=a.Integrity),
     ("GET", "/dashboard/map"): Route(summary="Seed 2: the map of markets", media="text/html",
                                      answer={"type": "string"}, errors="none"),
     ("GET", "/dashboard/map/"): Route(summary="Seed 2: the map of markets", media="text/html",
                                       answer={"type": "string"}, errors="none"),
-    ("GET", "/api/bridges/status"): Route(summary="The bridges: attestation log, inputs by path, legacy devices"),
+    ("GET", "/api/bridges/status"): Route(summary="The bridges: attestation log, inputs by path, legacy devices",
+                                          answer=a.BridgesStatus, auth="auditor"),
     ("POST", "/api/bridges/devices/{device_id}/approve"): Route(
-        summary="Approve a pending legacy device", auth="operator", errors="seed2",
+        summary="Approve a pending legacy device", auth="operator", errors="seed2", answer=a.LegacyDeviceJson,
         params=(Param(name="device_id", where="path", description="legacy device id"),)),
     ("POST", "/api/enroll/grant"): Route(summary="Enroll by signed request; answers a COSE grant signed by the hub",
                                          body=(COSE, BYTES), media=COSE, answer=BYTES),
