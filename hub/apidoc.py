@@ -229,6 +229,7 @@ class Param:
     pattern: str | None = None
     enum: tuple[str, ...] = ()
     minimum: int | None = None
+    example: str | None = None  # a value a hub with data answers with data (the conformance test sends it)
 
     def to_openapi(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": self.type}
@@ -238,8 +239,11 @@ class Param:
             schema["enum"] = list(self.enum)
         if self.minimum is not None:
             schema["minimum"] = self.minimum
-        return {"name": self.name, "in": self.where, "required": self.required or self.where == "path",
-                "description": self.description, "schema": schema}
+        out = {"name": self.name, "in": self.where, "required": self.required or self.where == "path",
+               "description": self.description, "schema": schema}
+        if self.example is not None:
+            out["example"] = self.example
+        return out
 
 
 Auth = Literal["public", "operator", "auditor", "export", "device", "seed2"]
@@ -265,11 +269,14 @@ class Route:
 DEVICE = Param(name="device", where="path", description="device id (32 hex digits)", pattern=HEX16)
 DATE = Param(name="date", description="the day, YYYY-MM-DD (default: the hub's today)",
              pattern=r"^\d{4}-\d{2}-\d{2}$")
-COMMODITY_Q = Param(name="commodity", description="commodity id, e.g. beras-medium")
-MARKET_Q = Param(name="market", description="market id, e.g. pasar-senen")
+COMMODITY_Q = Param(name="commodity", description="commodity id, e.g. beras-medium", example="cabai-merah")
+MARKET_Q = Param(name="market", description="market id, e.g. pasar-senen", example="pasar-senen")
 # Seed 2's clients name the market `market_id`, and its public API needs the commodity.
-COMMODITY_ID = Param(name="commodity", required=True, description="commodity id or a name seed 2 uses, e.g. cabai")
-MARKET_ID = Param(name="market_id", description="market id or a configured alias, e.g. pasar-senen")
+COMMODITY_ID = Param(name="commodity", required=True, description="commodity id or a name seed 2 uses, e.g. cabai",
+                     example="cabai")
+MARKET_ID = Param(name="market_id", description="market id or a configured alias, e.g. pasar-senen",
+                  example="pasar-senen")
+COMMODITY_PATH = Param(name="commodity", where="path", description="commodity id", example="cabai-merah")
 CBOR = "application/cbor"
 COSE = "application/cose"
 BYTES: dict[str, Any] = {"type": "string", "format": "binary"}
@@ -354,7 +361,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/mbg/{kind}"): Route(summary="MBG exceptions of a day: late, short or missing deliveries, lost "
                                               "containers; the list is under the kind's name",
                                       params=(Param(name="kind", where="path", description="exception kind",
-                                                    enum=("late", "short", "missing", "lost")), DATE),
+                                                    enum=("late", "short", "missing", "lost"), example="late"),
+                                              DATE),
                                       answer=a.Exceptions),
     ("GET", "/api/markets/prices"): Route(summary="Every observation with its verdict, and the impact of each "
                                                   "series' last days (with a commodity)",
@@ -363,14 +371,14 @@ ROUTES: dict[tuple[str, str], Route] = {
                                         params=(COMMODITY_Q, MARKET_Q), answer=a.LivePrices),
     ("GET", "/api/markets/history/{commodity}"): Route(
         summary="Daily price history of a commodity", answer=a.History,
-        params=(Param(name="commodity", where="path", description="commodity id"), MARKET_Q,
+        params=(COMMODITY_PATH, MARKET_Q,
                 Param(name="since_day", description="first day number (days since 1970-01-01)"),
                 Param(name="until_day", description="last day number"))),
     ("GET", "/api/markets/impact"): Route(summary="Impact scores with their factors and weights",
                                           params=(COMMODITY_Q, MARKET_Q), answer=a.Impacts),
     ("GET", "/api/markets/forecast/{commodity}"): Route(
         summary="7-day forecast of a commodity with intervals", answer=a.ForecastJson,
-        params=(Param(name="commodity", where="path", description="commodity id"), MARKET_Q)),
+        params=(COMMODITY_PATH, MARKET_Q)),
     ("GET", "/api/markets/alerts"): Route(summary="Market alerts (ALPS bands, manipulation, shocks)", answer=a.Alerts),
     ("GET", "/api/markets/map"): Route(summary="ALPS band per market and commodity, for the map", answer=a.MarketMap),
     ("GET", "/api/markets/quarantine"): Route(
@@ -413,7 +421,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         params=(COMMODITY_ID, MARKET_ID, Param(name="region", description="only this region's prices"))),
     ("GET", "/api/public/commodity/price/history"): Route(
         summary="Seed 2 public API: price history of a commodity at a market", answer=a.PublicHistory,
-        errors="seed2", params=(COMMODITY_ID, Param(name="market_id", required=True, description=MARKET_ID.description),
+        errors="seed2", params=(COMMODITY_ID, Param(name="market_id", required=True, description=MARKET_ID.description,
+                                                  example="pasar-senen"),
                                 Param(name="limit", type="integer", minimum=1, description="last rows (default 200, "
                                                                                             "at most 2000)"))),
     ("GET", "/api/public/impact"): Route(summary="Seed 2 public API: impact scores", errors="seed2",
@@ -424,7 +433,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                                                answer=a.ForecastConfidence, params=(COMMODITY_ID, MARKET_ID)),
     ("GET", "/api/forecast/{commodity}"): Route(summary="Seed 2: 7-day forecast of a commodity", errors="seed2",
                                                 answer=a.SeedForecast,
-                                                params=(Param(name="commodity", where="path"), MARKET_ID)),
+                                                params=(COMMODITY_PATH, MARKET_ID)),
     ("POST", "/api/validation/price/check"): Route(
         summary="Seed 2: would this price be an outlier, flagged or quarantined (nothing stored)",
         body=("application/json", closed(a.PriceCheck)), answer=a.PriceChecked, errors="seed2"),
