@@ -190,10 +190,10 @@ def schema_of(tp: Any) -> dict[str, Any]:
     if tp is str:
         return {"type": "string"}
     if origin is Annotated:  # a type with JSON Schema keywords beside it: Annotated[str, {"pattern": ...}]
-        out = schema_of(typing.get_args(tp)[0])
+        annotated = schema_of(typing.get_args(tp)[0])
         for extra in tp.__metadata__:
-            out.update(extra)
-        return out
+            annotated.update(extra)
+        return annotated
     if origin is Literal:
         return {"enum": list(typing.get_args(tp))}
     if origin in (Union, types.UnionType):
