@@ -55,3 +55,15 @@ async def test_missing_parameter_unknown_route_and_wrong_method_answer_one_error
         assert "GET" in headers["Allow"]
     finally:
         await running.close()
+
+
+def test_each_documented_security_agrees_with_the_access_rule_the_hub_enforces() -> None:
+    from hub import auth
+    from hub.apidoc import ROUTES
+
+    # The document's `auth` a route may carry for each rule of hub.auth.ACCESS.
+    allowed = {auth.PUBLIC: {"public"}, auth.SIGNED: {"public"}, auth.READER: {"auditor", "export"},
+               auth.OPERATOR: {"operator"}, auth.DEVICE: {"seed2", "operator"}, auth.GATEWAY: {"device"}}
+    wrong = [f"{m} {p}: documented {r.auth}, enforced {auth.rule_of(m, p)}" for (m, p), r in ROUTES.items()
+             if r.auth not in allowed.get(auth.rule_of(m, p) or "none", set())]
+    assert not wrong, wrong
