@@ -321,7 +321,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                                   answer=Regions),
     ("GET", "/api/regions/{hub}/records/{device}/{seq}"): Route(
         summary="One record of a region followed by its checkpoints, fetched with its inclusion proof and checked "
-                "under a checkpoint consistent with the accepted ones", answer=RegionRecordJson,
+                "under a checkpoint consistent with the accepted ones", answer=RegionRecordJson, auth="auditor",
         params=(Param(name="hub", where="path", pattern=HEX16, description="the regional hub's id (32 hex digits)"),
                 DEVICE, Param(name="seq", where="path", type="integer", minimum=0, description="the record's seq"))),
     ("POST", "/api/ingest/{device}"): Route(summary="Records pushed over HTTP (the sync protocol's CBOR records "
