@@ -13,6 +13,7 @@ import ledger
 from ledger import cbor
 from ledger.checkpoint import decode_checkpoint, verify_checkpoints_consistent, verify_receipt
 from ledger.errors import LedgerError
+from ledger.follow import verify_split_view
 from ledger.merkle import verify_consistency, verify_inclusion
 from tests.vectors import generate
 
@@ -116,6 +117,17 @@ def test_checkpoints_receipts_and_consistency_verify() -> None:
     for entry in doc["receipts"]:
         got = verify_receipt(h(entry["receipt"]), h(entry["record"]), hub)
         assert (got.index, got.tree_size, got.root) == (entry["leaf_index"], cps[1].tree_size, cps[1].root)
+
+
+def test_split_view_evidence_verifies() -> None:
+    doc = load(VECTORS / "valid" / "split-view.json")
+    hub = h(doc["hub_public_key"])
+    accepted = {c["cose"] for c in load(VECTORS / "valid" / "checkpoints.json")["checkpoints"]}
+    assert [e["conclusive"] for e in doc["evidence"]] == [True, False]
+    for entry in doc["evidence"]:
+        evidence = verify_split_view(h(entry["cbor"]), hub)
+        assert evidence.conclusive is entry["conclusive"] and evidence.accepted.raw.hex() in accepted
+        assert evidence.encode() == h(entry["cbor"])
 
 
 def test_valid_bundles_verify_and_give_what_they_expect() -> None:

@@ -24,6 +24,7 @@ from ledger import (
     BundleWriter,
     ChainBuilder,
     ChainState,
+    Checkpoint,
     Ed25519Signer,
     ForkEvidence,
     MerkleTree,
@@ -47,6 +48,7 @@ from ledger.enroll import (
     make_grant,
     make_revocations,
 )
+from ledger.follow import SplitViewEvidence
 from ledger.record import RECORD_AAD
 
 HERE = Path(__file__).resolve().parent
@@ -224,8 +226,31 @@ def valid_files(w: World) -> dict[str, bytes]:
     files["valid/checkpoint-5.cbor"] = cp_small.raw
     files[f"valid/checkpoint-{len(leaves)}.cbor"] = cp_big.raw
     files["valid/receipt-0.cbor"] = bytes.fromhex(receipts[0]["receipt"])
+    files["valid/split-view.json"] = split_view_file(w, leaves, cp_small, cp_big)
     files.update(enrollment_files(w))
     return files
+
+
+def split_view_file(w: World, leaves: list[bytes], accepted_small: Checkpoint, accepted_big: Checkpoint) -> bytes:
+    """§10.1: the same hub key over a log whose leaf 2 was rewritten, against the checkpoints accepted before."""
+    rewritten = MerkleTree(leaf_hash(x) for x in [*leaves[:2], b"rewritten", *leaves[3:]])
+    same_size = sign_checkpoint(w.hub, tree_size=5, root=rewritten.root(5), time=T0 + 9000)
+    larger = [*leaves[:2], b"rewritten", *leaves[3:], b"one more"]
+    larger_tree = MerkleTree(leaf_hash(x) for x in larger)
+    grown = sign_checkpoint(w.hub, tree_size=len(larger), root=larger_tree.root(), time=T0 + 9100)
+    cases = [
+        ("two roots for size 5: conclusive on their own", SplitViewEvidence(
+            accepted=accepted_small, offered=same_size, proof=())),
+        (f"a log of {len(larger)} that does not extend the accepted one of {len(leaves)}, with the consistency "
+         "proof the rewritten log gives", SplitViewEvidence(
+            accepted=accepted_big, offered=grown, proof=tuple(larger_tree.consistency_proof(len(leaves))))),
+    ]
+    return _dump({
+        "description": "Split-view evidence (FORMAT.md §10.1): checkpoints of the hub key in checkpoints.json "
+                       "that do not describe one log. Each must verify as evidence with the hub key.",
+        "hub_public_key": w.hub.public_key.hex(),
+        "evidence": [{"what": what, "cbor": e.encode().hex(), "conclusive": e.conclusive} for what, e in cases],
+    })
 
 
 def enrollment_files(w: World) -> dict[str, bytes]:

@@ -25,7 +25,8 @@ VALID = {"valid/chain-basic.json": "chain", "valid/chain-rotation.json": "chain"
          "valid/bundle.json": "bundle", "valid/limits.json": "limits"}
 # §6.1 enrollment messages pass between a device and its hub; a bundle never carries them. keys.json holds
 # the test keys (the tamper set signs with its stranger).
-NOT_APPLICABLE = {"valid/enrollment.json", "keys.json"}
+# Split-view evidence passes between hubs (a national hub following a region); a bundle never carries it either.
+NOT_APPLICABLE = {"valid/enrollment.json", "keys.json", "valid/split-view.json"}
 
 
 def vector_files() -> list[str]:
