@@ -5,7 +5,10 @@ from __future__ import annotations
 import gc
 import time
 import tracemalloc
+from dataclasses import replace
 from typing import Any
+
+import cbor2
 
 from .sim import SimRecord, simulate, simulate_days
 from .view import MbgView
@@ -46,12 +49,15 @@ def _reconcile(day: Any) -> tuple[MbgView, int, int]:
 
 
 def held_bytes(day: Any) -> int:
-    """Bytes of heap the view holds per record once a day's records are in (before any question)."""
+    """Bytes of heap the view holds per record once a day's records are in (before any question). Each body
+    is decoded from its CBOR as the hub's are, so what the view keeps of it is counted."""
+    wire = [(r, cbor2.dumps(r.body)) for r in day.records]
     gc.collect()
     tracemalloc.start()
     try:
         view = MbgView(day.plan)
-        _ingest(view, day.records)
+        for r, body in wire:
+            view.ingest(replace(r, body=cbor2.loads(body)), r.arrived_at)
         gc.collect()
         held, _ = tracemalloc.get_traced_memory()
     finally:

@@ -156,7 +156,7 @@ def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | Non
     if kind == "scan":
         return ScanEvent(**common, event=_shared(body["event"]), site=_shared(body["site"]),
                          checkpoint=_shared(body.get("checkpoint")), staff=_shared(body.get("staff")),
-                         tags=tuple(_shared(t) for t in body.get("tags", ())), parent=_shared(body.get("parent")),
+                         tags=tuple(body.get("tags", ())), parent=_shared(body.get("parent")),
                          batch=_shared(body.get("batch")), school=_shared(body.get("school")),
                          count=body.get("count"), temp_cc=body.get("temp_cc"), cooked_at=body.get("cooked_at"),
                          text=body.get("text"), source=_shared(body.get("source")))
@@ -167,8 +167,9 @@ def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | Non
 
 
 def _shared(value: Any) -> Any:
-    """One copy of a text that many inputs repeat (sites, devices, staff cards, container tags): the
-    analytics hold days of scans, and each decoded record would otherwise bring its own copies."""
+    """One copy of a text that many inputs repeat (sites, devices, staff cards, batches): the analytics hold
+    days of scans, and each decoded record would otherwise bring its own copies. Container tags are packed
+    where they are held (hub.mbg.held), so they are not kept as texts at all."""
     return sys.intern(value) if type(value) is str else value
 
 

@@ -31,6 +31,7 @@ from .analysis import (
 )
 from .errors import InputError, NotFound
 from .events import ScanEvent, StockMovement, from_record
+from .held import HeldScan, pack_tags, record_key, unpack_tags
 from .plan import Plan, local_date
 from .stock import StockCard, stock_cards, stock_findings
 
@@ -42,10 +43,11 @@ LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 class _Day:
     """The scans of one service day, and the day's answer at the last time it was asked for."""
 
-    __slots__ = ("answer", "batches", "scans")
+    __slots__ = ("answer", "batches", "scans", "shared")
 
     def __init__(self) -> None:
-        self.scans: list[ScanEvent] = []
+        self.scans: list[HeldScan] = []
+        self.shared: dict[Any, Any] = {}  # one copy of each tag list and tap context of the day
         self.answer: _Answer | None = None
         self.batches: set[str] = set()  # batches whose first cook tap the day's reconciliation used
 
@@ -81,12 +83,12 @@ class MbgView:
         self.ignored = 0  # other kinds and purged bodies
         self.analysed = 0  # scans put through a day's reconciliation, to show what a question costs
         self._days: dict[str, _Day] = {}
-        self._ids: set[str] = set()
+        self._ids: set[bytes | str] = set()  # record ids seen, as `held.record_key` gives them
         self._devices: dict[str, int] = {}  # device -> last arrival
         # What spans days, kept as scans arrive: clock findings per device, unknown sites, first cook per batch.
         self._flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
         self._unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
-        self._cooks: dict[str, tuple[tuple[int, str, int], tuple[int, Timed]]] = {}
+        self._cooks: dict[str, tuple[tuple[int, str, int], HeldScan]] = {}
         self._base: DayBase | None = None  # the last day reconciled, for its next question or drill-down
         self._whole: tuple[tuple[int, tuple[str, ...]], Analysis] | None = None
         self._cards: dict[tuple[str, str], StockCard] | None = None
@@ -107,11 +109,12 @@ class MbgView:
         return self.ingest_event(item)
 
     def ingest_event(self, item: ScanEvent | StockMovement) -> bool:
-        if item.record_id in self._ids:
+        key = record_key(item.record_id)
+        if key in self._ids:
             return False
-        self._ids.add(item.record_id)
+        self._ids.add(key)
         if isinstance(item, ScanEvent):
-            self._hold(item)
+            self._hold(item, key)
         else:
             self.movements.append(item)
             self._cards = None
@@ -120,16 +123,17 @@ class MbgView:
         self._whole = None
         return True
 
-    def _hold(self, scan: ScanEvent) -> None:
+    def _hold(self, scan: ScanEvent, key: bytes | str) -> None:
         t = Timed(scan, self.plan)
         day = self._days.get(t.date)
         if day is None:
             day = self._days[t.date] = _Day()
-        day.scans.append(scan)
+        held = HeldScan(scan, day.shared, key)
+        day.scans.append(held)
         self._touch(t.date)
-        self._note(t)
+        self._note(t, held)
 
-    def _note(self, t: Timed) -> None:
+    def _note(self, t: Timed, held: HeldScan) -> None:
         """Fold one scan into what spans days."""
         s = t.scan
         if t.flag is not None:
@@ -139,7 +143,7 @@ class MbgView:
         if s.event == "cooked" and s.batch is not None:
             first = self._cooks.get(s.batch)
             if first is None or t.order() < first[0]:
-                self._cooks[s.batch] = (t.order(), cook_end(t))
+                self._cooks[s.batch] = (t.order(), held)
                 for date, day in self._days.items():
                     if s.batch in day.batches:
                         self._touch(date)
@@ -163,10 +167,14 @@ class MbgView:
             if len(kept) == len(day.scans):
                 continue
             gone += len(day.scans) - len(kept)
-            self._ids.difference_update(s.record_id for s in day.scans if s.arrived_at < cutoff)
+            self._ids.difference_update(s.key for s in day.scans if s.arrived_at < cutoff)
             self._touch(date)
             if kept:
                 day.scans = kept
+                day.shared = {}
+                for s in kept:
+                    s.tags = day.shared.setdefault(s.tags, s.tags)
+                    s.extra = day.shared.setdefault(s.extra, s.extra)
             else:
                 del self._days[date]
         if gone:
@@ -177,7 +185,7 @@ class MbgView:
             self._cooks.clear()
             for day in self._days.values():
                 for s in day.scans:
-                    self._note(Timed(s, self.plan))
+                    self._note(Timed(s.unpack(), self.plan), s)
             for batch in cooks.keys() - self._cooks.keys():
                 for date, day in self._days.items():
                     if batch in day.batches:
@@ -187,13 +195,13 @@ class MbgView:
     @property
     def scans(self) -> list[ScanEvent]:
         """Every scan held, day by day."""
-        return [s for _, day in sorted(self._days.items()) for s in day.scans]
+        return [s.unpack() for _, day in sorted(self._days.items()) for s in day.scans]
 
     # --- derivation ----------------------------------------------------------------------------------
 
     def _cook_of(self, batch: str) -> tuple[int, Timed] | None:
         first = self._cooks.get(batch)
-        return None if first is None else first[1]
+        return None if first is None else cook_end(Timed(first[1].unpack(), self.plan))
 
     def _day_base(self, date: str) -> DayBase:
         """The day's reconciliation up to where `now` matters; only the day's own scans are read."""
@@ -202,7 +210,8 @@ class MbgView:
             day = self._days.get(date)
             scans = day.scans if day is not None else []
             self.analysed += len(scans)
-            base = day_base(self.plan, date, (Timed(s, self.plan) for s in scans), self._cook_of)
+            tag_lists: dict[Any, tuple[str, ...]] = {}
+            base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans), self._cook_of)
             if day is not None:
                 day.batches = base.batches
             self._base = base
@@ -306,8 +315,12 @@ class MbgView:
     def container(self, tag: str, now: int) -> list[ContainerTimeline]:
         """The container's history, one timeline per day it travelled; NotFound if no tap ever named it."""
         timelines = []
+        packed = pack_tags((tag,))
         for date, day in sorted(self._days.items()):
-            if any(tag in s.tags for s in day.scans):
+            # A packed tag list holds the packed tag wherever it names the tag (and rarely where it does not,
+            # which the day's trips then tell).
+            if any(packed in s.tags if type(s.tags) is type(packed) is bytes else tag in unpack_tags(s.tags)
+                   for s in day.scans):
                 timeline = self._day_base(date).trips.get((tag, date))
                 if timeline is not None:
                     timelines.append(timeline_of(timeline))

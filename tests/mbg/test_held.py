@@ -1,0 +1,45 @@
+"""HeldScan: the compact form of a scan in the analytics window gives back the scan that came in."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.mbg.events import ScanEvent
+from hub.mbg.held import HeldScan, pack_tags, record_key, unpack_tags
+
+texts = st.text(min_size=1, max_size=140)
+tags = st.lists(st.one_of(texts, st.binary(min_size=1, max_size=63).map(bytes.hex),
+                          st.binary(min_size=1, max_size=63).map(lambda b: b.hex().upper())), max_size=40)
+optional = st.one_of(st.none(), st.integers(min_value=0, max_value=2**64))
+
+
+@given(tags)
+def test_tags_round_trip(values: list[str]) -> None:
+    assert unpack_tags(pack_tags(tuple(values))) == tuple(values)
+
+
+@given(record_id=st.one_of(texts, st.binary(min_size=32, max_size=32).map(bytes.hex)),
+       device_time=st.integers(min_value=-(2**70), max_value=2**70), lag=st.integers(min_value=-(2**40), max_value=2**40),
+       seq=st.integers(min_value=0, max_value=2**64), count=optional,
+       temp_cc=st.one_of(st.none(), st.integers(min_value=-(2**40), max_value=2**40)), cooked_at=optional,
+       tags=tags, staff=st.one_of(st.none(), texts))
+def test_a_held_scan_unpacks_to_the_scan(record_id: str, device_time: int, lag: int, seq: int, count: int | None,
+                                         temp_cc: int | None, cooked_at: int | None, tags: list[str],
+                                         staff: str | None) -> None:
+    scan = ScanEvent(record_id=record_id, device="dev", seq=seq, boot=2, device_time=device_time,
+                     arrived_at=device_time + lag, event="packed", site="K1", checkpoint="kitchen", staff=staff,
+                     tags=tuple(tags), parent="TRK1", batch="B1", school="S1", count=count, temp_cc=temp_cc,
+                     cooked_at=cooked_at, source="nfc")
+    shared: dict[object, object] = {}
+    held = HeldScan(scan, shared, record_key(scan.record_id))
+    assert held.unpack() == scan and held.record_id == scan.record_id and held.arrived_at == scan.arrived_at
+    assert held.unpack({}) == scan
+    # The same tag list and tap context of another scan of the day are held once.
+    again = HeldScan(scan, shared, record_key(scan.record_id))
+    assert again.tags is held.tags and again.extra is held.extra
+
+
+def test_a_sha256_record_id_is_held_as_its_bytes() -> None:
+    rid = "ab" * 32
+    assert record_key(rid) == bytes.fromhex(rid) and record_key("r1") == "r1" and record_key("AB" * 32) == "AB" * 32
