@@ -512,10 +512,3 @@ class TierLinks:
                            hint="GET /api/regions lists them; the hub's config names them in `upstream`")
         found = await follower.record(await self.context(), device_id, at)
         return web.json_response(found.to_json())
-
-
-async def pull_loop(hub: Hub, upstreams: Sequence[str], interval: float,
-                    contexts: dict[str, Any] | None = None) -> None:
-    """Pull or follow every upstream each `interval`; `contexts` (url -> OSCORE context) protects the links to
-    the regional hubs whose keys the config names, like every other hub link."""
-    await TierLinks(hub, upstreams, contexts).run(interval)
