@@ -375,7 +375,8 @@ class EdgeDaemon:
     async def _append_tap(self, kind: str, body: dict[str, Any]) -> Record:
         if self.commit is None:
             raise ShuttingDown("the daemon is not running")
-        return await self.commit.append(kind, body)
+        # Someone stands at the reader waiting for the beep: the record goes ahead of submitted batches.
+        return await self.commit.append(kind, body, urgent=True)
 
     async def submit(self, items: Sequence[tuple[str, dict[str, Any]]]) -> list[Submitted]:
         """CoAP submissions: one commit for the request; identical ones within the window fold."""

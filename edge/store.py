@@ -30,7 +30,6 @@ from ledger import (
     Record,
     Signer,
     link,
-    validate_body,
 )
 from ledger.acceptance import accept
 from ledger.sync import Head
@@ -109,7 +108,8 @@ class LogStore(Protocol):
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
     def get(self, device_id: bytes, seq: int) -> bytes | None: ...
     def locate(self, record_id: bytes) -> tuple[bytes, int] | None: ...
-    def append_own(self, records: Sequence[Record]) -> ChainState: ...
+    def append_own(self, records: Sequence[Record], *,
+                   staged: Callable[[], None] | None = None) -> ChainState: ...
     def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None,
                 max_length: int | None = None) -> dict[str, Any]: ...
     def forks(self) -> list[ForkEvidence]: ...
@@ -429,8 +429,11 @@ class LmdbLogStore:
         if record.kind == "key" and record.body is not None:
             txn.put(where, record.body["pubkey"], db=self._db["keys"])
 
-    def append_own(self, records: Sequence[Record]) -> ChainState:
-        """Store records this device signed, in one durable commit. They must extend the stored head."""
+    def append_own(self, records: Sequence[Record], *, staged: Callable[[], None] | None = None) -> ChainState:
+        """Store records this device signed, in one durable commit. They must extend the stored head.
+
+        `staged()` is called when every write is done and only the commit (its fsync) is left: the caller may
+        then use the GIL for other work without holding these writes up, since each LMDB put gives it back."""
         if not records:
             raise StoreError("append_own: nothing to append")
         device_id = records[0].device_id
@@ -449,6 +452,8 @@ class LmdbLogStore:
                 state, _ = link(state, record)
                 self._put(txn, record)
             txn.put(device_id, state.to_cbor(), db=self._db["heads"])
+            if staged is not None:
+                staged()
         self._notify(device_id, state)
         return state
 
@@ -549,32 +554,69 @@ class _HeldLog:
 class _Job:
     items: list[tuple[str, dict[str, Any], bool]]
     future: asyncio.Future[list[Record]]
-    queued: float
+    urgent: bool
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Jobs signed together on one head, committed together in one transaction."""
+
+    jobs: list[_Job]
+    results: list[list[Record] | BaseException]  # per job: its records, or why it alone failed
+    records: list[Record]
+    base: ChainState  # the head it was signed on
+    count: int  # items queued, signed or not
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Commit:
+    """A batch handed to the writer thread: `staged` when only its fsync is left, `done` with its outcome."""
+
+    batch: _Batch
+    staged: asyncio.Future[None]
+    done: asyncio.Future[BaseException | None]
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# A batch holding a tap is never cut smaller than signing fills in this long, however fast the storage is.
+MIN_SIGN_BUDGET_S = 0.002
 
 
 class GroupCommit:
     """The asyncio front of the own log: many appends, one signed batch, one fsync'd commit.
 
-    Callers `await append(...)` and get their Record only after the commit that holds it is durable. While
-    one commit runs in the writer thread the next batch gathers, so the commit rate follows the load.
+    Callers `await append(...)` and get their Record only after the commit that holds it is durable. Signing
+    runs on the event loop, the LMDB commit in one writer thread, and the two overlap: while batch N sits in
+    fsync (the GIL released) batch N+1 is signed on N's head, so throughput follows the signing rate and the
+    batch size, not the fsync count. Urgent appends (taps: someone stands at the reader) go to the front of
+    the next batch, and that batch holds no more than can be signed while one commit runs.
     """
 
     def __init__(self, store: LmdbLogStore, signer: Signer, *, clock: Callable[[], int], boot: int,
-                 max_batch: int = 4096, max_pending: int = 20000, inline_sign: int = 64) -> None:
+                 max_batch: int = 4096, max_pending: int = 20000) -> None:
         self._store = store
-        self.inline_sign = inline_sign
         self._signer = signer
         self._clock = clock
         self._boot = boot
         self.max_batch = max_batch
         self.max_pending = max_pending
         self._jobs: deque[_Job] = deque()
+        self._urgent: deque[_Job] = deque()
         self._pending = 0
+        self._pending_urgent = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jejak-commit")
         self._builder: ChainBuilder | None = None
         self._closing = False
+        # Moving averages that size the batches: seconds to sign one record, seconds one commit takes.
+        self._sign_s = 50e-6
+        self._commit_s = 0.0
         self.stats = {"records": 0, "commits": 0, "failed": 0, "refused_busy": 0, "commit_us_total": 0}
         self.last_error: str | None = None
 
@@ -587,6 +629,13 @@ class GroupCommit:
     @property
     def pending(self) -> int:
         return self._pending
+
+    @property
+    def tap_batch(self) -> int:
+        """Records a batch holding an urgent append may have: about what can be signed while one commit runs, so
+        that a tap waits for the batch being signed, the commit in flight and its own, none of them long."""
+        budget = max(self._commit_s, MIN_SIGN_BUDGET_S)
+        return max(32, min(self.max_batch, int(budget / self._sign_s)))
 
     async def start(self) -> ChainState:
         """Write genesis if the log is new; then accept appends. Returns the own log's state."""
@@ -619,143 +668,195 @@ class GroupCommit:
                                      state=state)
         return state
 
-    async def append(self, kind: str, body: dict[str, Any], *, detach: bool = False) -> Record:
-        """Append one record; returns it once the commit holding it is durable."""
-        if self._wake is None or self._closing:
-            raise StoreError("the log writer is not running", hint="start() it first; it stops at close()")
-        if kind == "key":
-            raise MalformedRecord("key records are made by the device itself, not submitted")
-        validate_body(kind, body)
-        if self._pending >= self.max_pending:
-            self.stats["refused_busy"] += 1
-            raise StoreBusy(f"{self._pending} records are waiting for their commit; the limit is "
-                            f"{self.max_pending}", hint="retry in a moment")
-        future: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(items=[(kind, body, detach)], future=future, queued=0.0))
-        self._pending += 1
-        self._wake.set()
-        return (await future)[0]
+    async def append(self, kind: str, body: dict[str, Any], *, detach: bool = False,
+                     urgent: bool = False) -> Record:
+        """Append one record; returns it once the commit holding it is durable. An urgent record (a tap)
+        goes into the next batch ahead of everything not urgent; urgent records keep their order."""
+        return (await self._enqueue([(kind, body, detach)], urgent))[0]
 
     async def append_many(self, items: Sequence[tuple[str, dict[str, Any], bool]]) -> list[Record]:
         """Append items as consecutive records of one commit; all are stored or none is."""
-        if self._task is None or self._wake is None or self._closing:
-            raise StoreError("the log writer is not running", hint="start() it first; it stops at close()")
         if not items:
+            if self._task is None or self._closing:
+                raise StoreError("the log writer is not running", hint="start() it first; it stops at close()")
             return []
-        for kind, body, _ in items:
+        return await self._enqueue(list(items), False)
+
+    def _enqueue(self, items: list[tuple[str, dict[str, Any], bool]], urgent: bool) -> asyncio.Future[list[Record]]:
+        if self._wake is None or self._closing:
+            raise StoreError("the log writer is not running", hint="start() it first; it stops at close()")
+        for kind, _, _ in items:
             if kind == "key":
                 raise MalformedRecord("key records are made by the device itself, not submitted")
-            validate_body(kind, body)  # refuse bad input here, before it can take a batch down with it
-        if self._pending + len(items) > self.max_pending:
+        # Bodies are validated where they are signed: a bad one fails its own job there and nothing else.
+        waiting = self._pending_urgent if urgent else self._pending
+        if waiting + len(items) > self.max_pending:
             self.stats["refused_busy"] += 1
-            raise StoreBusy(f"{self._pending} records are waiting for their commit; the limit is "
+            raise StoreBusy(f"{waiting} records are waiting for their commit; the limit is "
                             f"{self.max_pending}", hint="retry in a moment")
         future: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
-        self._jobs.append(_Job(items=list(items), future=future, queued=time.perf_counter()))
+        (self._urgent if urgent else self._jobs).append(_Job(items=items, future=future, urgent=urgent))
         self._pending += len(items)
+        if urgent:
+            self._pending_urgent += len(items)
         self._wake.set()
-        return await future
+        return future
+
+    def _take(self) -> list[_Job]:
+        """The next batch: urgent jobs first, then the others; as big as it can be (fewer commits, less CPU a
+        record) unless an urgent append is in it."""
+        limit = self.tap_batch if self._urgent else self.max_batch
+        jobs: list[_Job] = []
+        count = 0
+        for queue in (self._urgent, self._jobs):
+            while queue and (not jobs or count + len(queue[0].items) <= limit):
+                job = queue.popleft()
+                jobs.append(job)
+                count += len(job.items)
+        return jobs
+
+    def _take_urgent(self) -> list[_Job]:
+        jobs = list(self._urgent)
+        self._urgent.clear()
+        return jobs
 
     async def _run(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
+        committing: _Commit | None = None
+        ready: _Batch | None = None  # signed, to commit after the one in flight
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._jobs:
-                batch: list[_Job] = []
-                count = 0
-                while self._jobs and (not batch or count + len(self._jobs[0].items) <= self.max_batch):
-                    job = self._jobs.popleft()
-                    batch.append(job)
-                    count += len(job.items)
-                try:
-                    if count <= self.inline_sign:
-                        # Small batches are signed here: a signing thread would fight the event loop for
-                        # the GIL on every socket call. Only the LMDB commit (fsync, GIL released) moves.
-                        results, records, base = self._prepare(batch)
-                        try:
-                            results = await loop.run_in_executor(self._executor, self._store_batch, results,
-                                                                 records, base)
-                        except StaleHead:  # a peer extended our own log meanwhile: sign again on it
-                            results = await loop.run_in_executor(self._executor, self._commit, batch)
-                    else:
-                        results = await loop.run_in_executor(self._executor, self._commit, batch)
-                except BaseException as exc:  # the thread could not even run: fail the batch, keep going
-                    results = [exc] * len(batch)
-                    if isinstance(exc, asyncio.CancelledError):
-                        raise
-                finally:
-                    self._pending -= count
-                for job, result in zip(batch, results, strict=True):
-                    if job.future.done():
+            if committing is None:
+                if ready is None:
+                    self._wake.clear()
+                    if not (self._urgent or self._jobs):
+                        await self._wake.wait()
                         continue
-                    if isinstance(result, BaseException):
-                        job.future.set_exception(result)
-                    else:
-                        job.future.set_result(result)
+                    ready = self._sign(self._take())
+                elif self._urgent:
+                    # Taps that came while this batch waited for the one before it go in with it, signed on
+                    # its end: they wait for one commit, not two.
+                    ready = self._sign(self._take_urgent(), into=ready)
+                committing, ready = self._submit(loop, ready), None
+                # Sign the next batch while this one waits for its fsync, but only once its writes are staged:
+                # each LMDB put gives the GIL back, and signing would make every one of them wait for it.
+                # Meanwhile the waiters answered a moment ago queue their next records.
+                await committing.staged
+                if self._urgent or self._jobs:
+                    ready = self._sign(self._take())
+            batch, done = committing.batch, committing.done
+            committing = None
+            try:
+                error = await done
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # the writer thread could not even run
+                error = exc
+            if error is None:
+                self._answer(batch)
+                continue
+            # Nothing of the batch was stored, and the batch signed after it hangs on its records: sign both
+            # again on the stored head (a peer may have extended our own log: StaleHead), or fail this one.
+            try:
+                stored = self._store.state(batch.base.device_id)
+            except Exception:  # the store cannot even be read: the head the batch was signed on stands
+                stored = None
+            self._rebuild(stored or batch.base)
+            if isinstance(error, StaleHead) and batch.attempts < 2:
+                committing = self._submit(loop, self._sign(batch.jobs, batch.attempts + 1))
+            else:
+                if isinstance(error, StaleHead):
+                    error = StoreError("own log keeps changing under the writer; giving up on this batch")
+                self._fail(batch, error)
+            if ready is not None:
+                ready = self._sign(ready.jobs, ready.attempts)
 
-    def _prepare(self, batch: list[_Job]) -> tuple[list[list[Record] | BaseException], list[Record],
-                                                    ChainState]:
-        """Sign every job of the batch on the stored head; a job that cannot be signed fails alone."""
+    def _submit(self, loop: asyncio.AbstractEventLoop, batch: _Batch) -> _Commit:
+        staged: asyncio.Future[None] = loop.create_future()
+        if not batch.records:  # every job of it failed alone: nothing to commit
+            done: asyncio.Future[BaseException | None] = loop.create_future()
+            done.set_result(None)
+            staged.set_result(None)
+            return _Commit(batch=batch, staged=staged, done=done)
+
+        def signal() -> None:  # writer thread
+            loop.call_soon_threadsafe(_settle, staged)
+
+        done = loop.run_in_executor(self._executor, self._store_batch, batch.records, signal)
+        return _Commit(batch=batch, staged=staged, done=done)
+
+    def _sign(self, jobs: list[_Job], attempts: int = 0, *, into: _Batch | None = None) -> _Batch:
+        """Sign every job on the builder's head (on the event loop), or on the end of `into`, the batch signed
+        last; a job that cannot be signed fails alone."""
         builder = self._builder
         assert builder is not None
-        stored = self._store.state(builder.device_id)
-        if stored is not None and stored != builder.state:
-            builder = self._rebuild(stored)
-        base = builder.state
-        results: list[list[Record] | BaseException] = []
-        records: list[Record] = []
-        for job in batch:
+        base = builder.state if into is None else into.base
+        results: list[list[Record] | BaseException] = [] if into is None else into.results
+        records: list[Record] = [] if into is None else into.records
+        signed = len(records)
+        started = time.thread_time()  # CPU time: other processes on the cores must not shrink the batches
+        for job in jobs:
             before = builder.state
             try:
                 made = [builder.append(kind, body, detach=detach) for kind, body, detach in job.items]
-            except (LedgerError, ValueError, TypeError) as exc:
+            except Exception as exc:
                 builder = self._rebuild(before)  # drop what this job signed; the others stand
-                results.append(exc if isinstance(exc, LedgerError) else MalformedRecord(str(exc)))
+                results.append(_signing_error(exc))
                 continue
             records.extend(made)
             results.append(made)
-        return results, records, base
+        if len(records) > signed:
+            per = max(time.thread_time() - started, 1e-6) / (len(records) - signed)
+            self._sign_s += (per - self._sign_s) * 0.2
+        if into is not None:
+            into.jobs.extend(jobs)
+            into.count += sum(len(j.items) for j in jobs)
+            return into
+        return _Batch(jobs=jobs, results=results, records=records, base=base,
+                      count=sum(len(j.items) for j in jobs), attempts=attempts)
 
-    def _store_batch(self, results: list[list[Record] | BaseException], records: list[Record],
-                     base: ChainState) -> list[list[Record] | BaseException]:
-        """Commit signed records (writer thread); on a stale head sign the whole batch again."""
-        if not records:
-            return results
+    def _store_batch(self, records: list[Record], staged: Callable[[], None]) -> BaseException | None:
+        """Commit signed records in one transaction (writer thread); the error if nothing was stored."""
         started = time.perf_counter()
         try:
-            self._store.append_own(records)
-        except StaleHead:
-            raise
-        except StoreError as exc:
-            self._rebuild(base)
-            self.stats["failed"] += len(records)
+            self._store.append_own(records, staged=staged)
+        except (StaleHead, StoreError) as exc:
             self.last_error = str(exc)
-            return [exc if not isinstance(r, BaseException) else r for r in results]
+            return exc
         except Exception as exc:
-            self._rebuild(base)
-            self.stats["failed"] += len(records)
             self.last_error = repr(exc)
             log.exception("commit failed")
-            wrapped = StoreError(f"commit failed: {exc!r}")
-            return [wrapped if not isinstance(r, BaseException) else r for r in results]
+            return StoreError(f"commit failed: {exc!r}")
+        finally:
+            staged()  # again, harmless: a commit that failed before its writes were staged must not hang the loop
+        took = time.perf_counter() - started
+        self._commit_s += (took - self._commit_s) * 0.2
         self.stats["records"] += len(records)
         self.stats["commits"] += 1
-        self.stats["commit_us_total"] += int((time.perf_counter() - started) * 1e6)
+        self.stats["commit_us_total"] += int(took * 1e6)
         self.last_error = None
-        return results
+        return None
 
-    def _commit(self, batch: list[_Job]) -> list[list[Record] | BaseException]:
-        """Sign and commit a batch in the writer thread, signing again if the stored head moved."""
-        for _attempt in range(3):
-            results, records, base = self._prepare(batch)
-            try:
-                return self._store_batch(results, records, base)
-            except StaleHead:
-                self._rebuild(self._store.state(base.device_id) or base)
-        err = StoreError("own log keeps changing under the writer; giving up on this batch")
-        return [err] * len(batch)
+    def _answer(self, batch: _Batch) -> None:
+        self._settled(batch)
+        for job, result in zip(batch.jobs, batch.results, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)
+
+    def _fail(self, batch: _Batch, error: BaseException) -> None:
+        self._settled(batch)
+        self.stats["failed"] += len(batch.records)
+        for job, result in zip(batch.jobs, batch.results, strict=True):
+            if not job.future.done():
+                job.future.set_exception(result if isinstance(result, BaseException) else error)
+
+    def _settled(self, batch: _Batch) -> None:
+        self._pending -= batch.count
+        self._pending_urgent -= sum(len(j.items) for j in batch.jobs if j.urgent)
 
     def _rebuild(self, state: ChainState) -> ChainBuilder:
         self._builder = ChainBuilder(self._signer, clock=self._clock, boot=max(self._boot, state.boot),
@@ -766,7 +867,7 @@ class GroupCommit:
         """Finish every append already queued (they are durable and answered), then stop."""
         self._closing = True
         if self._task is not None and self._wake is not None:
-            while self._jobs or self._pending:
+            while self._jobs or self._urgent or self._pending:
                 self._wake.set()
                 await asyncio.sleep(0.005)
             self._task.cancel()
@@ -774,6 +875,16 @@ class GroupCommit:
                 await self._task
             self._task = None
         self._executor.shutdown(wait=True)
+
+
+def _signing_error(exc: Exception) -> BaseException:
+    """What the submitter of a job that could not be signed is told: its body was bad, or signing broke."""
+    if isinstance(exc, LedgerError):
+        return exc
+    if isinstance(exc, ValueError | TypeError):
+        return MalformedRecord(str(exc))
+    log.exception("signing failed")
+    return StoreError(f"signing failed: {exc!r}")
 
 
 def _nothing() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
@@ -49,7 +50,8 @@ async def _taps(root: Path, n: int) -> None:
     gc = GroupCommit(store, DeviceKey(b"\x01" * 32), clock=lambda: 1_763_900_000, boot=1)
     await gc.start()
     config = EdgeConfig(site="sppg-01", data_dir=str(root))
-    tap = TapInput(make_machine(config.site, config.checkpoint), gc.append, Metrics(), indicator=lambda fb: None)
+    tap = TapInput(make_machine(config.site, config.checkpoint), functools.partial(gc.append, urgent=True), Metrics(),
+                   indicator=lambda fb: None)
     await tap.tap(config.checkpoint.staff[0])
     for start in range(0, n, 64):  # 64 taps in flight, as a busy kitchen door with a slow card would have
         await asyncio.gather(*(tap.tap(f"04{i:012x}") for i in range(start, min(n, start + 64))))
