@@ -4,6 +4,7 @@ beside its ceiling measured in the same run."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import statistics
@@ -95,7 +96,8 @@ async def _tap_latency(root: Path, rate: int, seconds: float) -> dict[str, float
     gc = GroupCommit(store, key, clock=lambda: _CLOCK, boot=1)
     await gc.start()
     config = EdgeConfig(site="sppg-01", data_dir=str(root))
-    tap = TapInput(make_machine(config.site, config.checkpoint), gc.append, Metrics(), indicator=lambda fb: None)
+    tap = TapInput(make_machine(config.site, config.checkpoint), functools.partial(gc.append, urgent=True),
+                   Metrics(), indicator=lambda fb: None)
     await tap.tap(config.checkpoint.staff[0])
     total = int(rate * seconds)
     period = 1.0 / rate
@@ -227,21 +229,23 @@ async def _run(quick: bool) -> dict[str, Any]:
     }
 
 
+_SCAN = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "tags": ["04a1b2c3d4e5f6"],
+         "staff": "5a000001", "count": 1, "source": "nfc"}
+
+
 async def _submitters(root: Path, n: int, submitters: int) -> dict[str, float]:
     """`submitters` concurrent writers, each appending one record at a time until `n` are durable."""
     key = DeviceKey(os.urandom(32))
     store = LmdbLogStore(root / "submitters", map_size=1 << 30)
     gc = GroupCommit(store, key, clock=lambda: _CLOCK, boot=1)
     await gc.start()
-    body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "tags": ["04a1b2c3d4e5f6"],
-            "staff": "5a000001", "count": 1, "source": "nfc"}
     left = n
 
     async def writer() -> None:
         nonlocal left
         while left > 0:
             left -= 1
-            await gc.append("scan", body)
+            await gc.append("scan", _SCAN)
 
     commits = gc.stats["commits"]
     cpu, t = time.process_time(), time.perf_counter()
@@ -254,17 +258,88 @@ async def _submitters(root: Path, n: int, submitters: int) -> dict[str, float]:
             "records_per_commit": n / max(1, commits), "cpu_us_per_record": cpu / n * 1e6}
 
 
+async def _taps_under_load(root: Path, rate: int, seconds: float, submitters: int) -> dict[str, float]:
+    """Taps at `rate` a second through the tap path while `submitters` concurrent writers keep the group
+    commit full: how long a tap waits behind submitted batches, and what the submitters get meanwhile."""
+    key = DeviceKey(os.urandom(32))
+    store = LmdbLogStore(root / "mixed", map_size=1 << 30)
+    gc = GroupCommit(store, key, clock=lambda: _CLOCK, boot=1)
+    await gc.start()
+    config = EdgeConfig(site="sppg-01", data_dir=str(root))
+    tap = TapInput(make_machine(config.site, config.checkpoint), functools.partial(gc.append, urgent=True),
+                   Metrics(), indicator=lambda fb: None)
+    await tap.tap(config.checkpoint.staff[0])
+    running = True
+    appended = 0
+
+    async def writer() -> None:
+        nonlocal appended
+        while running:
+            await gc.append("scan", _SCAN)
+            appended += 1
+
+    writers = [asyncio.create_task(writer()) for _ in range(submitters)]
+    await asyncio.sleep(0.2)  # the queue is full before the first tap
+    latencies: list[float] = []
+    # Records made durable before a tap's own, counted from the log's length when it came: what a tap waits
+    # behind, in a unit that does not depend on how busy the machine is.
+    ahead: list[int] = []
+    accepted = 0
+
+    async def one(i: int) -> None:
+        nonlocal accepted
+        t, durable = time.perf_counter(), 1 + gc.stats["records"]  # genesis is not counted in stats
+        fb = await tap.tap(f"05{i:012x}")
+        latencies.append(time.perf_counter() - t)
+        if "seq" in fb[-1]:
+            ahead.append(fb[-1]["seq"] - durable)
+        accepted += fb[-1]["status"] == "accepted"
+
+    total = int(rate * seconds)
+    commits, before, cpu = gc.stats["commits"], appended, time.process_time()
+    start = time.perf_counter()
+    taps = []
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        taps.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*taps)
+    elapsed = time.perf_counter() - start
+    records = appended - before + accepted
+    commits = gc.stats["commits"] - commits
+    cpu = time.process_time() - cpu
+    running = False
+    await asyncio.gather(*writers)
+    await gc.close()
+    store.close()
+    latencies.sort()
+    ahead.sort()
+    return {"loaded_taps": total, "loaded_taps_accepted": accepted, "loaded_taps_per_s": total / elapsed,
+            "loaded_durable_appends_per_s": (appended - before) / elapsed,
+            "loaded_records_per_commit": records / max(1, commits),
+            "loaded_cpu_us_per_record": cpu / max(1, records) * 1e6,
+            "loaded_tap_to_ack_p50_ms": statistics.median(latencies) * 1000,
+            "loaded_tap_to_ack_p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+            "loaded_tap_to_ack_max_ms": latencies[-1] * 1000,
+            "loaded_records_ahead_of_tap_p50": ahead[len(ahead) // 2] if ahead else 0,
+            "loaded_records_ahead_of_tap_p99": ahead[min(len(ahead) - 1, int(len(ahead) * 0.99))] if ahead else 0}
+
+
 async def _storage(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="jejak-edge-storage-") as tmp:
         root = Path(tmp)
         appends = await _submitters(root, 3000 if quick else 30000, 256)
         taps = await _tap_latency(root, 200, 2.0 if quick else 10.0)
-    return {**appends, **taps}
+        loaded = await _taps_under_load(root, 200, 2.0 if quick else 10.0, 256)
+    return {**appends, **taps, **loaded}
 
 
 def storage(quick: bool) -> dict[str, Any]:
-    """Durable appends with concurrent submitters and tap-to-ack latency at 200 taps/s, in this process (run
-    it with tools/slow_storage.py's shim preloaded to give fsync an SD card's latency)."""
+    """Durable appends with concurrent submitters, and tap-to-ack latency at 200 taps/s alone and while the
+    submitters keep the group commit full, in this process (run it with tools/slow_storage.py's shim
+    preloaded to give fsync an SD card's latency). The submitters and the tap source are coroutines of this
+    process, as the daemon's CoAP handlers and reader loop are: their CPU is counted in the figures."""
     return asyncio.run(_storage(quick))
 
 
