@@ -583,8 +583,11 @@ def _settle(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-# A batch holding a tap is never cut smaller than signing fills in this long, however fast the storage is.
-MIN_SIGN_BUDGET_S = 0.002
+# A batch is never cut smaller than signing fills in this long, however fast the storage is: each commit costs
+# about half a millisecond of CPU of its own.
+MIN_SIGN_BUDGET_S = 0.004
+# Batches stay small this long after the last tap: taps come in bursts at a door.
+TAP_WINDOW_S = 1.0
 
 
 class GroupCommit:
@@ -594,7 +597,7 @@ class GroupCommit:
     runs on the event loop, the LMDB commit in one writer thread, and the two overlap: while batch N sits in
     fsync (the GIL released) batch N+1 is signed on N's head, so throughput follows the signing rate and the
     batch size, not the fsync count. Urgent appends (taps: someone stands at the reader) go to the front of
-    the next batch, and that batch holds no more than can be signed while one commit runs.
+    the next batch, and while they come batches hold no more than can be signed while one commit runs.
     """
 
     def __init__(self, store: LmdbLogStore, signer: Signer, *, clock: Callable[[], int], boot: int,
@@ -609,6 +612,7 @@ class GroupCommit:
         self._urgent: deque[_Job] = deque()
         self._pending = 0
         self._pending_urgent = 0
+        self._last_urgent = -TAP_WINDOW_S
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jejak-commit")
@@ -631,9 +635,9 @@ class GroupCommit:
         return self._pending
 
     @property
-    def tap_batch(self) -> int:
-        """Records a batch holding an urgent append may have: about what can be signed while one commit runs, so
-        that a tap waits for the batch being signed, the commit in flight and its own, none of them long."""
+    def batch_limit(self) -> int:
+        """Records a batch may hold while taps are coming: about what can be signed while one commit runs, so
+        a tap waits behind at most the commit in flight and its own batch, neither of them long."""
         budget = max(self._commit_s, MIN_SIGN_BUDGET_S)
         return max(32, min(self.max_batch, int(budget / self._sign_s)))
 
@@ -699,13 +703,14 @@ class GroupCommit:
         self._pending += len(items)
         if urgent:
             self._pending_urgent += len(items)
+            self._last_urgent = time.monotonic()
         self._wake.set()
         return future
 
     def _take(self) -> list[_Job]:
         """The next batch: urgent jobs first, then the others; as big as it can be (fewer commits, less CPU a
-        record) unless an urgent append is in it."""
-        limit = self.tap_batch if self._urgent else self.max_batch
+        record) unless taps are coming, when it is cut to what signs while one commit runs."""
+        limit = self.batch_limit if time.monotonic() - self._last_urgent < TAP_WINDOW_S else self.max_batch
         jobs: list[_Job] = []
         count = 0
         for queue in (self._urgent, self._jobs):
