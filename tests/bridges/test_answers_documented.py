@@ -4,29 +4,13 @@ takes fits the documented request schema, and each answer its answer schema with
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-import jsonschema
-
-from hub.apidoc import ROUTES
 from hub.bridges import MqttConfig
+from tests.documented import assert_documented
 
-from ..hub.test_api_conformance import strict
 from .conftest import GATEWAY, MARKET, OPERATOR, close_hub, make_hub
 
 OP = {"Authorization": f"Bearer {OPERATOR}"}
-
-
-def assert_documented(method: str, path: str, status: int, answer: Any, body: Any = None) -> None:
-    route = ROUTES[(method, path)]
-    assert status == route.status, (method, path, status, answer)
-    errors = list(jsonschema.Draft202012Validator(strict(route.answer_schema())).iter_errors(answer))
-    assert not errors, f"{method} {path} answer: " + "; ".join(f"{list(e.absolute_path)}: {e.message[:200]}"
-                                                               for e in errors[:5])
-    if body is not None:
-        assert route.body is not None
-        errors = list(jsonschema.Draft202012Validator(route.body[1]).iter_errors(body))
-        assert not errors, f"{method} {path} body: {[e.message[:200] for e in errors[:5]]}"
 
 
 def price_file(days: int) -> bytes:

@@ -25,6 +25,7 @@ from hub.mbg.plan import Kitchen
 from hub.service import Hub
 from ledger import ChainBuilder, Ed25519Signer
 from ledger.enroll import make_enroll_request
+from tests.documented import assert_documented
 from tests.wait import wait_for
 
 OPERATOR = "market-operator-token"
@@ -292,6 +293,7 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
         code, hooks = await env.get("/api/markets/webhooks", headers={"Authorization": f"Bearer {OPERATOR}"})
         assert code == 200 and hooks["subscribers"][0]["id"] == "ops"
         assert hooks["deliveries"] and all(d["ok"] and d["subscriber"] == "ops" for d in hooks["deliveries"])
+        assert_documented("GET", "/api/markets/webhooks", code, hooks)
         await wait_for(lambda: len(received) >= len(hooks["deliveries"]), timeout=20)
         # What the subscriber got is what the record says was sent: one body per delivery, each an alert that
         # the early warning raised and the views published.
