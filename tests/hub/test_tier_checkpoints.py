@@ -17,6 +17,7 @@ from hub.tiers import RegionFollower, TierLinks
 from ledger import Ed25519Signer, device_id_for, verify_receipt
 from ledger.errors import BadProof
 from ledger.follow import Step, verify_split_view
+from tests.documented import assert_documented
 
 from .conftest import enroll, new_device
 
@@ -207,7 +208,9 @@ async def test_a_national_hub_configured_to_follow_checkpoints_does_so_over_osco
         hub_hex = device_id_for(region_key).hex()
         async with aiohttp.ClientSession(national.http_url) as http:
             async with http.get("/api/regions") as response:
-                [shown] = (await response.json())["regions"]
+                regions = await response.json()
+            assert_documented("GET", "/api/regions", response.status, regions)
+            [shown] = regions["regions"]
             assert shown["hub"] == hub_hex and shown["checkpoint"]["cose"] == held()[-1].hex()
             assert shown["split_views"] == []
             path = f"/api/regions/{hub_hex}/records/{region.device_id.hex()}/12"
@@ -216,6 +219,7 @@ async def test_a_national_hub_configured_to_follow_checkpoints_does_so_over_osco
             async with http.get(path, headers={"Authorization": "Bearer auditor"}) as response:
                 found = await response.json()
                 assert response.status == 200, found
+            assert_documented("GET", "/api/regions/{hub}/records/{device}/{seq}", response.status, found)
             assert found["id"] == region.records[12].id.hex() and found["checkpoint_step"] == "unchanged"
             verified = verify_receipt(bytes.fromhex(found["receipt"]), bytes.fromhex(found["record"]), region_key)
             assert verified.index == found["index"]
