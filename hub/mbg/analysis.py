@@ -6,7 +6,7 @@ import gc
 import heapq
 from bisect import insort
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -383,19 +383,20 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf) ->
                    batches=batches)
 
 
-def settle(base: DayBase, now: int) -> Analysis:
-    """The day's deliveries, container and food-safety findings at `now`, with the span of times it holds for."""
+def settle(base: DayBase, now: int, planned: Collection[str] | None = None) -> Analysis:
+    """The day's deliveries, container and food-safety findings at `now`, with the span of times it holds for.
+    `planned` limits the planned deliveries to those schools (default: every school of the plan)."""
     with _without_cycle_collection():
-        return _settle(base, now)
+        return _settle(base, now, planned)
 
 
-def _settle(base: DayBase, now: int) -> Analysis:
+def _settle(base: DayBase, now: int, planned: Collection[str] | None) -> Analysis:
     a = Analysis(plan=base.plan, now=now, trips=base.trips, timed=base.timed,
                  scans_by_date={base.date: base.timed} if base.timed else {})
     for group, key, f in base.keyed:
         _emit(a, group, key, f)
     edges: list[int] = []
-    running = _deliveries(a, base.school_taps, {base.date}, edges)
+    running = _deliveries(a, base.school_taps, {base.date}, edges, planned)
     running |= _order_and_returns(a, edges)
     running |= _food_safety(a, base.school_taps)
     if running:
@@ -659,15 +660,16 @@ def _portions(taps: list[Timed], ppc: int) -> tuple[int, set[str]]:
     return (counted if any_count else len(tags) * ppc), tags
 
 
-def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: list[int]) -> bool:
-    """Every delivery of `dates`; True if a figure of them grows with `now`. `edges` get the times at which
-    a status may change."""
+def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: list[int],
+                planned: Collection[str] | None = None) -> bool:
+    """Every delivery of `dates` (of the `planned` schools' plans, default all); True if a figure of them grows
+    with `now`. `edges` get the times at which a status may change."""
     plan = a.plan
     running = False
     keys = {k for k in school_taps if plan.school(k[0]) is not None}
     for date in dates:
         if plan.is_service_day(date):
-            keys.update((s.id, date) for s in plan.schools)
+            keys.update((s.id, date) for s in plan.schools if planned is None or s.id in planned)
     for school_id, date in sorted(keys):
         school = plan.school(school_id)
         assert school is not None

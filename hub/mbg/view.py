@@ -33,6 +33,7 @@ from .errors import InputError, NotFound
 from .events import ScanEvent, StockMovement, from_record
 from .held import HeldScan, pack_tags, record_key, unpack_tags
 from .plan import Plan, local_date
+from .shards import shards
 from .stock import StockCard, stock_cards, stock_findings
 
 STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending")
@@ -50,6 +51,12 @@ class _Day:
         self.shared: dict[Any, Any] = {}  # one copy of each tag list and tap context of the day
         self.answer: _Answer | None = None
         self.batches: set[str] = set()  # batches whose first cook tap the day's reconciliation used
+
+
+def _summary(a: Analysis) -> Analysis:
+    """A settled group without the trips and taps it was derived from."""
+    return Analysis(plan=a.plan, now=a.now, deliveries=a.deliveries, findings=a.findings, violations=a.violations,
+                    keyed=a.keyed, valid_from=a.valid_from, valid_until=a.valid_until)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -225,16 +232,36 @@ class MbgView:
             held = day.answer.settled
             if held.valid_from <= now < held.valid_until:
                 return day.answer
-        a = settle(self._day_base(date), now)
+        a = self._settle_by_groups(date, now)
         scans = day.scans if day is not None else []
-        answer = _Answer(settled=Analysis(plan=a.plan, now=now, deliveries=a.deliveries, findings=a.findings,
-                                          violations=a.violations, keyed=a.keyed, valid_from=a.valid_from,
-                                          valid_until=a.valid_until),
+        answer = _Answer(settled=_summary(a),
                          scans=len(scans), per_event=Counter(s.event for s in scans),
                          devices=len({s.device for s in scans}))
         if day is not None:
             day.answer = answer
         return answer
+
+    def _settle_by_groups(self, date: str, now: int) -> Analysis:
+        """The day settled at `now` a group of scans at a time (hub.mbg.shards): the answer one reconciliation of
+        the whole day gives, with the memory of the largest group instead of the whole day's."""
+        day = self._days.get(date)
+        groups, untouched = shards(self.plan, day.scans if day is not None else [])
+        parts = []
+        batches: set[str] = set()
+        for scans, planned in groups:
+            tag_lists: dict[Any, tuple[str, ...]] = {}
+            self.analysed += len(scans)
+            base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans), self._cook_of)
+            batches |= base.batches
+            parts.append(_summary(settle(base, now, planned)))
+        if untouched:
+            parts.append(settle(day_base(self.plan, date, (), self._cook_of), now, untouched))
+        if day is not None:
+            day.batches = batches
+        a = merge(self.plan, now, parts)
+        a.valid_from = max((p.valid_from for p in parts), default=-(2**62))
+        a.valid_until = min((p.valid_until for p in parts), default=2**62)
+        return a
 
     def _spanning(self) -> list[Finding]:
         """Findings over every day held: device clocks, then unknown sites."""
