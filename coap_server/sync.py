@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,7 +16,7 @@ import cbor2
 from aiocoap.numbers.codes import Code
 
 from ledger import LedgerError, LimitExceeded, SyncError
-from ledger.errors import CodedError
+from ledger.errors import BrokenChain, CodedError, OutOfOrder
 from ledger.sync import (
     Fetch,
     Head,
@@ -49,8 +51,9 @@ Visible = Callable[[aiocoap.Message, list[Head], list[Head]], list[Head]]
 
 class LogHolder(Protocol):
     """What a node that holds logs offers to sync: the hub, or an edge with its replicas. A holder of many
-    logs may also offer `heads_page(after, limit) -> (heads, next)` (one page read, not all) and
-    `receive_many([(device id, raws), ...])` (many logs' ranges in one call)."""
+    logs may also offer `heads_page(after, limit) -> (heads, next)` (one page read, not all),
+    `receive_many([(device id, raws), ...])` (many logs' ranges in one call) and `log_length(device id)`
+    (how many records of a log it holds: pushed ranges are then taken in order, see RecordsResource)."""
 
     def heads(self) -> list[Head]: ...
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
@@ -106,12 +109,36 @@ class HeadsResource(resource.Resource):
         return _ok(Code.CONTENT, encode_heads_page(page, more))
 
 
-class RecordsResource(resource.Resource):
-    """GET a range of a log (?d=<device hex>&from=N&to=M); POST records to be verified and stored."""
+ORDER_WAIT_S = 10.0  # how long a pushed range waits for the ranges before it
+ORDER_WAITERS = 16  # pushed ranges of one log held back at once; more are refused OUT_OF_ORDER
 
-    def __init__(self, holder: LogHolder, limits: Limits) -> None:
+
+@dataclass(slots=True)
+class _Order:
+    """The pushed ranges of one log while some are taken in: the length they are measured against."""
+
+    ready: asyncio.Condition = field(default_factory=asyncio.Condition)
+    length: int | None = None  # the holder's length after the last range taken, None before one is read
+    refusals: int = 0  # ranges refused so far: those waiting behind one are refused too
+    users: int = 0
+    waiting: int = 0
+
+
+class RecordsResource(resource.Resource):
+    """GET a range of a log (?d=<device hex>&from=N&to=M); POST records to be verified and stored.
+
+    A pusher keeps several POSTs of one log in flight, and they may arrive, or reach this handler, in
+    another order than sent. A POST whose `start` is past the log's stored length waits (at most
+    `order_wait` seconds) until the ranges before it are stored, then is taken; one whose predecessor was
+    refused, or never came, is answered OUT_OF_ORDER with nothing stored. Needs the holder's `log_length`;
+    without it ranges are taken as they come, as before."""
+
+    def __init__(self, holder: LogHolder, limits: Limits, *, order_wait: float = ORDER_WAIT_S) -> None:
         super().__init__()
         self.holder, self.limits = holder, limits
+        self.order_wait = order_wait
+        self._length: Callable[[bytes], int] | None = getattr(holder, "log_length", None)
+        self._orders: dict[bytes, _Order] = {}
 
     async def render_to_pipe(self, pipe: Any) -> None:
         # A push past the limit is refused at its first block over it, before aiocoap spools the rest.
@@ -139,11 +166,73 @@ class RecordsResource(resource.Resource):
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
-            device_id, _, raws = decode_records(request.payload, self.limits)
-            result = await asyncio.to_thread(self.holder.receive, device_id, raws)
+            device_id, start, raws = decode_records(request.payload, self.limits)
+            if self._length is None:
+                result = await asyncio.to_thread(self.holder.receive, device_id, raws)
+            else:
+                result = await self._in_order(device_id, start, raws, self._length)
         except Exception as exc:  # ledger and storage errors answer as they declare; anything else is INTERNAL
             return error_response(exc)
         return _ok(Code.CHANGED, cbor2.dumps(result))
+
+    async def _in_order(self, device_id: bytes, start: int, raws: Sequence[bytes],
+                        length_of: Callable[[bytes], int]) -> dict[str, Any]:
+        order = self._orders.get(device_id)
+        if order is None:
+            order = self._orders[device_id] = _Order()
+        order.users += 1
+        try:
+            async with order.ready:
+                if order.length is None or start > order.length:
+                    order.length = await asyncio.to_thread(length_of, device_id)  # others may have stored more
+                await self._wait_turn(order, device_id, start, length_of)
+                try:
+                    result = await asyncio.to_thread(self.holder.receive, device_id, raws)
+                except BaseException:
+                    order.refusals += 1
+                    order.length = None  # read again: the store may have taken part of it
+                    order.ready.notify_all()
+                    raise
+                length = result.get("length")
+                order.length = length if type(length) is int else None
+                if result.get("problem"):
+                    order.refusals += 1
+                order.ready.notify_all()
+                return result
+        finally:
+            order.users -= 1
+            if not order.users:
+                del self._orders[device_id]
+
+    async def _wait_turn(self, order: _Order, device_id: bytes, start: int,
+                         length_of: Callable[[bytes], int]) -> None:
+        """Wait, holding `order.ready` on return, until the log reaches `start`."""
+        assert order.length is not None
+        if start <= order.length:
+            return
+        if order.waiting >= ORDER_WAITERS:
+            raise OutOfOrder(f"{order.waiting} ranges of {device_id.hex()} already wait for their predecessors")
+        refusals = order.refusals
+        order.waiting += 1
+        try:
+            async with asyncio.timeout(self.order_wait):
+                while order.length is not None and start > order.length:
+                    if order.refusals != refusals:
+                        raise OutOfOrder(f"range from seq {start} of {device_id.hex()}: the range before it "
+                                         f"was refused; the log holds {order.length} records",
+                                         hint="push again from the receiver's head")
+                    await order.ready.wait()
+        except TimeoutError:
+            raise OutOfOrder(f"range from seq {start} of {device_id.hex()}: the records before it did not arrive "
+                             f"within {self.order_wait:g} s; the log holds {order.length} records",
+                             hint="push again from the receiver's head") from None
+        finally:
+            order.waiting -= 1
+        if order.length is None:  # a failed take left it unknown: read it again
+            order.length = await asyncio.to_thread(length_of, device_id)
+            if start > order.length:
+                raise OutOfOrder(f"range from seq {start} of {device_id.hex()}: the range before it failed; "
+                                 f"the log holds {order.length} records", hint="push again from the receiver's head")
 
 
 class RangesResource(resource.Resource):
@@ -233,10 +322,18 @@ BUSY_RETRIES = 8  # 5.03 answers waited out per request, each for its Max-Age
 BUSY_WAIT_S = 60.0
 
 
+_TAGS = itertools.count()
+
+
 async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = b"",
                    timeout: float = 30.0) -> bytes:
+    # Request-Tag (RFC 9175): a server keeps the blocks of one block-wise request body apart by it, so
+    # several POSTs to one resource may be in flight at once without their blocks being mixed.
+    tag = (next(_TAGS) & 0xFFFFFFFF).to_bytes(4, "big") if payload else None
     for attempt in range(BUSY_RETRIES + 1):
         msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=CBOR if payload else None)
+        if tag is not None:
+            msg.opt.request_tag = [tag]
         # Not wait_for: on Python 3.11 it drops a cancel that lands as the response arrives (CPython gh-86296),
         # and a sync loop told to stop would carry on.
         async with asyncio.timeout(timeout):
@@ -287,41 +384,137 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
     fetches = [a for a in actions if isinstance(a, Fetch)]
     if len(fetches) > 1:
         fetches = await _fetch_many(ctx, base, local, fetches, size, limits, report)
-    for action in [*fetches, *(a for a in actions if isinstance(a, Push))]:
-        if isinstance(action, Fetch):
-            start = action.start
-            while start < action.end:
-                data = await _sized(ctx, size, Code.GET, f"{base}/sync/records?d={action.device_id.hex()}"
-                                                         f"&from={start}&to={min(action.end, start + size.records)}")
-                report.bytes_received += len(data)
-                device_id, _, raws = decode_records(data, limits)
-                if device_id != action.device_id or not raws:
-                    break
-                if not await _receive(local, action.device_id, raws, report):
-                    break
-                start += len(raws)
-        elif isinstance(action, Push):
-            start = action.start
-            while start < action.end:
-                end = min(action.end, start + size.records)
-                raws = _fit(await asyncio.to_thread(local.log_range, action.device_id, start, end), size.bytes)
-                if not raws:
-                    break
-                body = encode_records(action.device_id, start, raws)
-                report.bytes_sent += len(body)
-                try:
-                    ack = cbor2.loads(await _sized(ctx, size, Code.POST, f"{base}/sync/records", body))
-                except SyncFailed as exc:
-                    report.problems.append(f"{action.device_id.hex()}: {exc}")
-                    report.refused.append(exc)
-                    break
-                report.pushed += ack.get("accepted", 0)
-                report.duplicates += ack.get("duplicates", 0)
-                if ack.get("problem"):
-                    report.problems.append(f"{action.device_id.hex()}: {ack['problem']}")
-                    break
-                start += len(raws)
+    for fetch in fetches:
+        await _fetch(ctx, base, local, fetch, size, limits, report)
+    for run in _joined([a for a in actions if isinstance(a, Push)]):
+        await _push(ctx, base, local, run, size, report)
     return report
+
+
+def _joined(pushes: list[Push]) -> list[Push]:
+    """One push per run of adjacent ranges of a log (the plan cuts them to one request each)."""
+    out: list[Push] = []
+    for p in pushes:
+        if out and out[-1].device_id == p.device_id and out[-1].end == p.start:
+            out[-1] = Push(p.device_id, out[-1].start, p.end)
+        else:
+            out.append(p)
+    return out
+
+
+async def _drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    """Stop requests still in flight (the round is failing) and wait until they are gone."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, size: RequestSize,
+                report: SyncReport) -> None:
+    """Send records [start, end) of a log, up to `size.window` requests in flight: the next range is read
+    from the store and sent while the peer verifies and stores the ones before it, which it takes in order.
+
+    The first refusal or problem stops the rest of the log: what is in flight is waited for and counted,
+    and its refusals (OUT_OF_ORDER behind the first) are not reported again. A peer that took a range before
+    its predecessor (a receiver that does not keep order: BROKEN_CHAIN with its length short of the range)
+    is sent the rest one request at a time, from the head it reported."""
+    device = push.device_id
+    uri = f"{base}/sync/records"
+    flight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
+    at = push.start  # next seq to send
+    stored = push.start  # the peer holds at least this much
+    stopped = False  # a refusal or problem: send nothing more of this log
+    reorder = False  # the peer took a range out of order: the rest goes one at a time from its head
+    try:
+        while True:
+            while not stopped and not reorder and at < push.end and len(flight) < size.in_flight:
+                end = min(push.end, at + size.records)
+                raws = _fit(await asyncio.to_thread(local.log_range, device, at, end), size.bytes)
+                if not raws:
+                    stopped = True
+                    break
+                body = encode_records(device, at, raws)
+                report.bytes_sent += len(body)
+                flight.append((at, at + len(raws), asyncio.create_task(_sized(ctx, size, Code.POST, uri, body))))
+                at += len(raws)
+            if not flight:
+                if reorder and not stopped and stored < push.end:
+                    if size.window == 1:  # already one at a time: the peer's word on its head is wrong
+                        report.problems.append(f"{device.hex()}: the peer refused a range that starts at the "
+                                               f"head it reported ({stored})")
+                        return
+                    size.serial()
+                    at, reorder = stored, False
+                    continue
+                return
+            sent_at, sent_to, task = flight.popleft()
+            try:
+                ack = cbor2.loads(await task)
+            except SyncFailed as exc:
+                if exc.code == OutOfOrder.code:
+                    reorder = True  # behind a refusal it says nothing new; else the rest goes one at a time
+                elif not stopped:
+                    report.problems.append(f"{device.hex()}: {exc}")
+                    report.refused.append(exc)
+                    stopped = True
+                continue
+            report.pushed += ack.get("accepted", 0)
+            report.duplicates += ack.get("duplicates", 0)
+            length = ack.get("length")
+            if type(length) is int and length > stored:
+                stored = length
+            problem = ack.get("problem")
+            if not problem:
+                stored = max(stored, sent_to)
+                continue
+            if (isinstance(problem, dict) and problem.get("code") == BrokenChain.code and not ack.get("accepted")
+                    and type(length) is int and length < sent_at):
+                reorder = True  # taken before the range that leads to it: not the records' fault
+            elif not stopped:
+                report.problems.append(f"{device.hex()}: {problem}")
+                stopped = True
+    finally:
+        await _drain([task for _, _, task in flight])
+
+
+async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch, size: RequestSize,
+                 limits: Limits, report: SyncReport) -> None:
+    """Fetch records [start, end) of one log, up to `size.window` requests in flight, taken in by `local` in
+    order while the next answers arrive. The peer's `end` is only its word: an empty answer ends the log. An
+    answer shorter than asked (the peer's own limits) makes the requests after it start at the wrong seq:
+    they are dropped and asked again, a step of what the peer serves."""
+    device = fetch.device_id
+    flight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
+    taking: asyncio.Task[bool] | None = None
+    asked = fetch.start  # next seq to ask for
+    step: int | None = None  # what the peer serves a request, once an answer was shorter than asked
+    try:
+        while True:
+            while asked < fetch.end and len(flight) < size.in_flight:
+                to = min(fetch.end, asked + (size.records if step is None else min(step, size.records)))
+                flight.append((asked, to, asyncio.create_task(_sized(
+                    ctx, size, Code.GET, f"{base}/sync/records?d={device.hex()}&from={asked}&to={to}"))))
+                asked = to
+            if not flight:
+                return
+            first, to, task = flight.popleft()
+            data = await task
+            report.bytes_received += len(data)
+            device_id, start, raws = decode_records(data, limits)
+            if device_id != device or start != first or not raws:
+                return
+            if first + len(raws) < to:
+                step = len(raws)
+                await _drain([t for _, _, t in flight])
+                flight.clear()
+                asked = first + len(raws)
+            if taking is not None and not await taking:
+                return
+            taking = asyncio.create_task(_receive(local, device, raws, report))
+    finally:
+        await _drain([t for _, _, t in flight])
+        if taking is not None:
+            await taking  # a thread cannot be stopped half-way: what it took in is counted
 
 
 async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(),

@@ -194,6 +194,9 @@ class GuardedHolder:
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         return self.store.log_range(device_id, start, end)
 
+    def log_length(self, device_id: bytes) -> int:
+        return self.store.log_length(device_id)
+
     def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
         # The revocation point is one more input of the store's acceptance: the prefix before it is kept.
         point = self.revocations.points.get(device_id)

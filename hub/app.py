@@ -111,6 +111,10 @@ class HubHolder:
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         return self.hub.store.log_range(device_id, start, end)
 
+    def log_length(self, device_id: bytes) -> int:
+        state = self.hub.store.chain_state(device_id)
+        return state.length if state else 0
+
     def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
         result: dict[str, Any] = self.metrics.ingest(lambda: self.hub.ingest(device_id, raws).to_json())
         return result

@@ -61,6 +61,10 @@ class UpstreamHolder:
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         return self.hub.store.log_range(device_id, start, end)
 
+    def log_length(self, device_id: bytes) -> int:
+        state = self.hub.store.chain_state(device_id)
+        return state.length if state else 0
+
     def receive_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[dict[str, Any]]:
         """Many logs' ranges of one pull request: their signatures checked on every core first (when the hub
         has a CrossLogVerifier), then each log merged in order by the hub's one writer."""

@@ -163,3 +163,13 @@ class LimitExceeded(SyncError):
     coap = "4.13"
     http = 413
     exit_code = 21
+
+
+class OutOfOrder(SyncError):
+    """A pushed range that starts past the receiver's log, whose predecessor was refused or did not arrive
+    within the wait: the pusher sends again from the receiver's head, one request at a time."""
+
+    code = "OUT_OF_ORDER"
+    coap = "4.09"
+    http = 409
+    exit_code = 22

@@ -270,6 +270,10 @@ class RequestSize:
     timeout: float = 30.0  # for one request of any size: the room that a smaller request gains
     floor_records: int = 4
     floor_bytes: int = 4096
+    # Requests of one log in flight at once when they carry the most (see `in_flight`): the next range is
+    # read and sent while the peer verifies and stores the last. A peer found to take them out of order (one
+    # from before receivers kept them in order, docs/SCALE.md) is sent one at a time from then on.
+    window: int = 4
     halvings: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -284,6 +288,8 @@ class RequestSize:
         self.floor_bytes = min(self.floor_bytes, self.limits.bytes_per_request)
         if not self.timeout > 0:
             raise SyncError(f"request size: expected a timeout > 0 seconds, got {self.timeout}")
+        if self.window < 1:
+            raise SyncError(f"request size: expected a window of at least 1 request, got {self.window}")
         self.halvings = self._deepest()
 
     @property
@@ -293,6 +299,16 @@ class RequestSize:
     @property
     def bytes(self) -> int:
         return max(self.floor_bytes, self.limits.bytes_per_request >> self.halvings)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests to keep in flight: the window while requests carry the most, fewer while they are cut
+        down, one on a link that halved them twice (more at once would only be lost together)."""
+        return max(1, self.window >> self.halvings)
+
+    def serial(self) -> None:
+        """The peer took a pipelined request before its predecessor: send it one request at a time."""
+        self.window = 1
 
     def failed(self) -> None:
         """A request timed out or the transport gave up on it."""
