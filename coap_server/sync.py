@@ -131,13 +131,16 @@ class RecordsResource(resource.Resource):
     another order than sent. A POST whose `start` is past the log's stored length waits (at most
     `order_wait` seconds) until the ranges before it are stored, then is taken; one whose predecessor was
     refused, or never came, is answered OUT_OF_ORDER with nothing stored. Needs the holder's `log_length`;
-    without it ranges are taken as they come, as before."""
+    without it ranges are taken as they come, as before. A holder with `check_ahead(device id, raws) ->
+    check` has a range's signatures checked while it waits, and gets that back in `receive(..., check=)`."""
 
     def __init__(self, holder: LogHolder, limits: Limits, *, order_wait: float = ORDER_WAIT_S) -> None:
         super().__init__()
         self.holder, self.limits = holder, limits
         self.order_wait = order_wait
         self._length: Callable[[bytes], int] | None = getattr(holder, "log_length", None)
+        # A holder may check a range's signatures while it waits for its turn, and take the check with it.
+        self._ahead: Callable[[bytes, Sequence[bytes]], Any] | None = getattr(holder, "check_ahead", None)
         self._orders: dict[bytes, _Order] = {}
 
     async def render_to_pipe(self, pipe: Any) -> None:
@@ -181,13 +184,18 @@ class RecordsResource(resource.Resource):
         if order is None:
             order = self._orders[device_id] = _Order()
         order.users += 1
+        ahead = None if self._ahead is None else asyncio.ensure_future(asyncio.to_thread(self._ahead, device_id, raws))
         try:
             async with order.ready:
                 if order.length is None or start > order.length:
                     order.length = await asyncio.to_thread(length_of, device_id)  # others may have stored more
                 await self._wait_turn(order, device_id, start, length_of)
                 try:
-                    result = await asyncio.to_thread(self.holder.receive, device_id, raws)
+                    if ahead is None:
+                        result = await asyncio.to_thread(self.holder.receive, device_id, raws)
+                    else:
+                        check = await ahead
+                        result = await asyncio.to_thread(self.holder.receive, device_id, raws, check=check)
                 except BaseException:
                     order.refusals += 1
                     order.length = None  # read again: the store may have taken part of it
@@ -200,6 +208,8 @@ class RecordsResource(resource.Resource):
                 order.ready.notify_all()
                 return result
         finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()  # refused before its turn: the thread finishes on its own, unheard
             order.users -= 1
             if not order.users:
                 del self._orders[device_id]
@@ -467,7 +477,7 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
             if not problem:
                 stored = max(stored, sent_to)
                 continue
-            if (isinstance(problem, dict) and problem.get("code") == BrokenChain.code and not ack.get("accepted")
+            if (_problem_code(problem) == BrokenChain.code and not ack.get("accepted")
                     and type(length) is int and length < sent_at):
                 reorder = True  # taken before the range that leads to it: not the records' fault
             elif not stopped:
@@ -475,6 +485,16 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
                 stopped = True
     finally:
         await _drain([task for _, _, task in flight])
+
+
+def _problem_code(problem: Any) -> str | None:
+    """The code of an ack's problem: a hub says {code, message}, an edge "CODE: message"."""
+    if isinstance(problem, dict):
+        code = problem.get("code")
+        return code if isinstance(code, str) else None
+    if isinstance(problem, str):
+        return problem.partition(":")[0]
+    return None
 
 
 async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch, size: RequestSize,

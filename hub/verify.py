@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from ledger import BadSignature, Record, check_signatures
+from ledger import BadSignature, LedgerError, Record, check_signatures
 from ledger.cose import verify_signature
+from ledger.record import signature_parts
 
 
 def _first_bad(triples: list[tuple[bytes, bytes, bytes]]) -> int:
@@ -104,3 +105,28 @@ class ParallelVerifier:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def checked_ahead(raws: Sequence[bytes], key: bytes) -> Callable[[Iterable[tuple[Record, bytes]]], int]:
+    """Check the signatures of an offered range against `key` (its log's current key) before the range's
+    turn to be merged, and return a `check` for Hub.ingest that skips those. A pushed range waits for the
+    ranges before it; its signatures, checked meanwhile on another thread (the Ed25519 call runs without
+    the GIL), then cost the merge nothing. Records signed with another key (after a rotation) or not
+    checked here are checked by the merge as always: this decides nothing."""
+    done: set[tuple[bytes, bytes]] = set()
+    if len(key) == 32:
+        for raw in raws:
+            parts = signature_parts(raw)
+            if parts is None:
+                continue
+            try:
+                verify_signature(key, *parts)
+            except LedgerError:
+                break  # the merge finds it, with where it is, and stops there
+            done.add(parts)
+
+    def check(pairs: Iterable[tuple[Record, bytes]]) -> int:
+        return check_signatures([(rec, k) for rec, k in pairs
+                                 if k != key or (rec.signature, rec.signed_bytes) not in done])
+
+    return check

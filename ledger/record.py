@@ -170,6 +170,16 @@ def _split_envelope(raw: bytes) -> tuple[bytes, bytes, bytes] | None:
     return kid, payload, raw[i + 2:]
 
 
+def signature_parts(raw: bytes) -> tuple[bytes, bytes] | None:
+    """(signature, signed bytes) of a record in its canonical envelope, without decoding its payload, or None
+    for anything else: for checking signatures ahead of the decode that decides the record."""
+    parts = _split_envelope(raw) if isinstance(raw, bytes) else None
+    if parts is None:
+        return None
+    _, payload, signature = parts
+    return signature, _SIG_PREFIX + _bstr_head(len(payload)) + payload
+
+
 # Shortest-form heads of unsigned integers: (argument bytes, smallest value that needs them).
 _UINT_HEADS = {0x18: (1, 24), 0x19: (2, 0x100), 0x1A: (4, 0x10000), 0x1B: (8, 0x100000000)}
 _PAYLOAD_HEAD = bytes([0x88, VERSION, 0x40 | DEVICE_ID_BYTES])

@@ -1,0 +1,321 @@
+"""Pipelined sync over real CoAP on loopback: several records requests of one log in flight, taken in order."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import aiocoap
+import aiocoap.resource as resource
+import cbor2
+import pytest
+from aiocoap.numbers.codes import Code
+
+from coap_server.ports import serve_coap
+from coap_server.sync import HeadsResource, RecordsResource, sync_once
+from edge.store import LmdbLogStore
+from hub.app import HubHolder
+from ledger import LimitExceeded, verify_chain
+from ledger.record import decode_record
+from ledger.sync import Limits, RequestSize, encode_records
+from tests.hub.conftest import enroll
+from tests.ports import free_coap
+from tests.sync.test_lossy import own_log
+from tests.wait import wait_for
+
+# Requests of 16 records with 4 in flight from the first one (no slow start): a 200-record log is 13 requests.
+SMALL = Limits(records_per_request=16, bytes_per_request=64 * 1024)
+
+
+def full_window() -> RequestSize:
+    return RequestSize(SMALL, floor_records=16, floor_bytes=64 * 1024)
+
+
+class Watched(RecordsResource):
+    """The records resource, counting the POSTs it is answering at once."""
+
+    def __init__(self, holder: Any, limits: Limits = Limits(), **kw: Any) -> None:
+        super().__init__(holder, limits, **kw)
+        self.active = 0
+        self.peak = 0
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            return await super().render_post(request)
+        finally:
+            self.active -= 1
+
+
+class Gathering:
+    """A store whose reads wait (up to a second) for a second read to start: requests in flight together
+    are then seen together."""
+
+    def __init__(self, store: LmdbLogStore) -> None:
+        self.store = store
+        self.cond = threading.Condition()
+        self.active = 0
+        self.peak = 0
+
+    def heads(self) -> Any:
+        return self.store.heads()
+
+    def log_length(self, device_id: bytes) -> int:
+        return self.store.log_length(device_id)
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        with self.cond:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.active > 1, timeout=1.0)
+        try:
+            return self.store.log_range(device_id, start, end)
+        finally:
+            with self.cond:
+                self.active -= 1
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        return self.store.receive(device_id, raws)
+
+
+async def serve(holder: Any, records: RecordsResource | None = None) -> tuple[aiocoap.Context, int, RecordsResource]:
+    """`holder` served over CoAP on UDP and TCP (one port), with `records` as /sync/records."""
+    site = resource.Site()
+    site.add_resource(["sync", "heads"], HeadsResource(holder, Limits()))
+    records = records or Watched(holder)
+    site.add_resource(["sync", "records"], records)
+    port = free_coap()
+    ctx = await serve_coap(site, host="127.0.0.1", port=port, tcp=True, setting="test")
+    return ctx, port, records
+
+
+def url(scheme: str, port: int) -> str:
+    return f"{scheme}://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("scheme", ["coap", "coap+tcp"])
+async def test_pipelined_push_arrives_complete_and_verified(tmp_path, hub, clock, scheme):
+    signer, builder, store = own_log(tmp_path / "edge", clock, 200)
+    enroll(hub, signer, clock)
+    server, port, records = await serve(HubHolder(hub))
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        report = await sync_once(ctx, url(scheme, port), store, pull=False, size=full_window())
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert not report.problems and not report.refused
+    assert (report.pushed, report.duplicates) == (200, 0)
+    if scheme == "coap+tcp":  # over UDP aiocoap has one message to a peer in flight (NSTART 1) whatever we do
+        assert isinstance(records, Watched) and records.peak > 1, "the pusher never had two requests in flight"
+    sent = store.log_range(builder.device_id, 0, 200)
+    held = hub.store.log_range(builder.device_id, 0, 200)
+    assert held == sent
+    assert verify_chain(held).head == store.state(builder.device_id).head
+    store.close()
+
+
+@pytest.mark.parametrize("scheme", ["coap", "coap+tcp"])
+async def test_pipelined_pull_of_one_long_log_arrives_complete_and_verified(tmp_path, clock, scheme):
+    _, a_builder, a_store = own_log(tmp_path / "a", clock, 200)
+    _, _, c_store = own_log(tmp_path / "c", clock, 1)
+    served = Gathering(a_store)
+    server, port, _ = await serve(served)
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        report = await sync_once(ctx, url(scheme, port), c_store, push=False, size=full_window())
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert not report.problems
+    assert report.fetched == 200
+    assert served.peak > 1, "the puller never had two requests in flight"
+    assert c_store.log_range(a_builder.device_id, 0, 200) == a_store.log_range(a_builder.device_id, 0, 200)
+    assert c_store.state(a_builder.device_id) == a_store.state(a_builder.device_id)
+    a_store.close()
+    c_store.close()
+
+
+async def _post(ctx: aiocoap.Context, uri: str, body: bytes) -> aiocoap.Message:
+    return await ctx.request(aiocoap.Message(code=Code.POST, uri=uri, payload=body, content_format=60)).response
+
+
+async def test_a_range_that_arrives_before_its_predecessor_waits_and_is_taken_in_order(tmp_path, hub, clock):
+    signer, builder, store = own_log(tmp_path / "edge", clock, 20)
+    enroll(hub, signer, clock)
+    raws = store.log_range(builder.device_id, 0, 20)
+    server, port, records = await serve(HubHolder(hub))
+    ctx = await aiocoap.Context.create_client_context()
+    uri = f"{url('coap+tcp', port)}/sync/records"
+    try:
+        second = asyncio.ensure_future(_post(ctx, uri, encode_records(builder.device_id, 10, raws[10:])))
+        await wait_for(lambda: (o := records._orders.get(builder.device_id)) is not None and o.waiting == 1,
+                       what="the second range waiting for the first")
+        assert hub.store.chain_state(builder.device_id) is None  # nothing of it taken yet
+        first = await _post(ctx, uri, encode_records(builder.device_id, 0, raws[:10]))
+        later = await second
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert first.code == later.code == Code.CHANGED
+    assert cbor2.loads(first.payload)["accepted"] == 10
+    assert cbor2.loads(later.payload)["accepted"] == 10
+    assert hub.store.log_range(builder.device_id, 0, 20) == raws
+    store.close()
+
+
+async def test_a_range_whose_predecessor_never_comes_is_refused_out_of_order(tmp_path, hub, clock):
+    signer, builder, store = own_log(tmp_path / "edge", clock, 20)
+    enroll(hub, signer, clock)
+    raws = store.log_range(builder.device_id, 0, 20)
+    server, port, _ = await serve(HubHolder(hub), Watched(HubHolder(hub), order_wait=0.3))
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        answer = await _post(ctx, f"{url('coap+tcp', port)}/sync/records",
+                             encode_records(builder.device_id, 10, raws[10:]))
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert answer.code == Code.CONFLICT
+    assert cbor2.loads(answer.payload)["code"] == "OUT_OF_ORDER"
+    assert hub.store.chain_state(builder.device_id) is None
+    store.close()
+
+
+class Forging:
+    """An edge store whose copy of one record has a broken signature (the pusher sends it as it is)."""
+
+    def __init__(self, store: LmdbLogStore, forged_seq: int) -> None:
+        self.store, self.forged_seq = store, forged_seq
+
+    def heads(self) -> Any:
+        return self.store.heads()
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        raws = self.store.log_range(device_id, start, end)
+        if start <= self.forged_seq < start + len(raws):
+            i = self.forged_seq - start
+            raws[i] = raws[i][:-1] + bytes([raws[i][-1] ^ 1])
+        return raws
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        raise AssertionError("only pushes here")
+
+
+async def test_a_forged_record_in_the_middle_of_a_window_stops_it_and_nothing_after_is_stored(tmp_path, hub, clock):
+    signer, builder, store = own_log(tmp_path / "edge", clock, 200)
+    enroll(hub, signer, clock)
+    server, port, records = await serve(HubHolder(hub))
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        # Requests [0,16) [16,32) [32,48) [48,64) go out together; seq 40 is in the third.
+        report = await sync_once(ctx, url("coap+tcp", port), Forging(store, 40), pull=False, size=full_window())
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert report.pushed == 40
+    assert len(report.problems) == 1 and "INVALID_SIGNATURE" in report.problems[0], report.problems
+    assert not report.refused  # the OUT_OF_ORDER answers behind it are not reported again
+    assert hub.store.chain_state(builder.device_id).length == 40
+    assert hub.store.log_range(builder.device_id, 40, 200) == []
+    assert isinstance(records, Watched) and records.peak > 1
+    store.close()
+
+
+class Refusing(HubHolder):
+    """The hub as a sync peer, refusing (as a full store would) the range that starts at `seq`."""
+
+    def __init__(self, hub: Any, seq: int) -> None:
+        super().__init__(hub)
+        self.seq = seq
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes], **kw: Any) -> dict[str, Any]:
+        if raws and decode_record(raws[0]).seq == self.seq:
+            raise LimitExceeded("the store takes no more of this log")
+        return super().receive(device_id, raws, **kw)
+
+
+async def test_a_refused_request_in_the_middle_of_a_window_stops_the_rest_cleanly(tmp_path, hub, clock):
+    signer, builder, store = own_log(tmp_path / "edge", clock, 200)
+    enroll(hub, signer, clock)
+    server, port, _ = await serve(Refusing(hub, 32))
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        report = await sync_once(ctx, url("coap", port), store, pull=False, size=full_window())
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert report.pushed == 32
+    assert [e.code for e in report.refused] == ["LIMIT_EXCEEDED"]
+    assert len(report.problems) == 1
+    assert hub.store.chain_state(builder.device_id).length == 32
+    store.close()
+
+
+class Unordered:
+    """A receiver from before ranges were taken in order (no `log_length`): ranges are taken as they reach
+    its threads, and here the first range of the first window waits until a later one was taken."""
+
+    def __init__(self, store: LmdbLogStore) -> None:
+        self.store = store
+        self.later = threading.Event()
+        self.taken: list[int] = []
+
+    def heads(self) -> Any:
+        return self.store.heads()
+
+    def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        return self.store.log_range(device_id, start, end)
+
+    def receive(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any]:
+        first = decode_record(raws[0]).seq
+        if first == 0:
+            self.later.wait(timeout=10)
+        result = self.store.receive(device_id, raws)
+        self.taken.append(first)
+        if first > 0:
+            self.later.set()
+        return result
+
+
+@pytest.mark.parametrize("scheme", ["coap", "coap+tcp"])
+async def test_a_receiver_that_takes_ranges_out_of_order_gets_the_rest_one_at_a_time(tmp_path, clock, scheme):
+    _, a_builder, a_store = own_log(tmp_path / "a", clock, 200)
+    _, _, b_store = own_log(tmp_path / "b", clock, 1)
+    old = Unordered(b_store)
+    server, port, _ = await serve(old, RecordsResource(old, Limits()))
+    ctx = await aiocoap.Context.create_client_context()
+    size = full_window()
+    try:
+        report = await sync_once(ctx, url(scheme, port), a_store, pull=False, size=size)
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert old.taken[0] > 0, "the old receiver took the first range first; the test did not reorder"
+    assert not report.problems and not report.refused
+    assert report.pushed == 200  # each record counted once, though some ranges were sent twice
+    assert size.window == 1
+    assert b_store.state(a_builder.device_id) == a_store.state(a_builder.device_id)
+    a_store.close()
+    b_store.close()
+
+
+async def test_a_serial_pusher_still_works_against_an_ordering_receiver(tmp_path, hub, clock):
+    signer, builder, store = own_log(tmp_path / "edge", clock, 200)
+    enroll(hub, signer, clock)
+    server, port, records = await serve(HubHolder(hub))
+    ctx = await aiocoap.Context.create_client_context()
+    size = RequestSize(SMALL, floor_records=16, floor_bytes=64 * 1024, window=1)  # one request at a time
+    try:
+        report = await sync_once(ctx, url("coap", port), store, pull=False, size=size)
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert (report.pushed, report.problems) == (200, [])
+    assert isinstance(records, Watched) and records.peak == 1
+    assert hub.store.chain_state(builder.device_id).head == store.state(builder.device_id).head
+    store.close()
