@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ledger import Record
 from ledger.bodies import CHECKPOINTS, SCAN_EVENTS, STOCK_MOVEMENTS, validate_body
 from ledger.errors import MalformedRecord
 
@@ -146,10 +147,11 @@ def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | Non
     body = record.body
     if body is None:
         return None
-    try:
-        validate_body(kind, body)
-    except MalformedRecord as exc:
-        raise InputError(f"record {record.device}/{record.seq}: {exc.message}") from None
+    if not isinstance(record, Record):  # a Record's body passed validate_body when it was decoded or built
+        try:
+            validate_body(kind, body)
+        except MalformedRecord as exc:
+            raise InputError(f"record {record.device}/{record.seq}: {exc.message}") from None
     rid = record.id.hex() if isinstance(record.id, bytes | bytearray) else str(record.id)
     common = {"record_id": rid, "device": _shared(record.device), "seq": record.seq, "boot": record.boot,
               "device_time": record.time, "arrived_at": arrived_at}
