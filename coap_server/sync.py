@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
+import operator
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +113,21 @@ class HeadsResource(resource.Resource):
 
 ORDER_WAIT_S = 10.0  # how long a pushed range waits for the ranges before it
 ORDER_WAITERS = 16  # pushed ranges of one log held back at once; more are refused OUT_OF_ORDER
+COALESCE_RECORDS = 2048  # ranges that wait in a row are stored in one receive (one commit) up to this many
+
+
+@dataclass(slots=True)
+class _Range:
+    """A pushed range waiting for its turn; a range before it may take it along into one store write."""
+
+    start: int
+    raws: Sequence[bytes]
+    ahead: asyncio.Future[Any] | None  # its signatures, being checked meanwhile (the holder's check_ahead)
+    answer: asyncio.Future[dict[str, Any]]  # set when a range before it took it along
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.raws)
 
 
 @dataclass(slots=True)
@@ -122,6 +139,7 @@ class _Order:
     refusals: int = 0  # ranges refused so far: those waiting behind one are refused too
     users: int = 0
     waiting: int = 0
+    queued: dict[int, _Range] = field(default_factory=dict)  # ranges that arrived and wait, by start
 
 
 class RecordsResource(resource.Resource):
@@ -183,42 +201,87 @@ class RecordsResource(resource.Resource):
         order = self._orders.get(device_id)
         if order is None:
             order = self._orders[device_id] = _Order()
+        loop = asyncio.get_running_loop()
+        me = _Range(start, raws, None if self._ahead is None else asyncio.ensure_future(
+            asyncio.to_thread(self._ahead, device_id, raws)), loop.create_future())
         order.users += 1
-        ahead = None if self._ahead is None else asyncio.ensure_future(asyncio.to_thread(self._ahead, device_id, raws))
+        if start not in order.queued:  # seen before the lock, so a range ahead may take it along
+            order.queued[start] = me
         try:
             async with order.ready:
-                if order.length is None or start > order.length:
+                if not me.answer.done() and (order.length is None or start > order.length):
                     order.length = await asyncio.to_thread(length_of, device_id)  # others may have stored more
-                await self._wait_turn(order, device_id, start, length_of)
                 try:
-                    if ahead is None:
-                        result = await asyncio.to_thread(self.holder.receive, device_id, raws)
-                    else:
-                        check = await ahead
-                        result = await asyncio.to_thread(self.holder.receive, device_id, raws, check=check)
-                except BaseException:
-                    order.refusals += 1
-                    order.length = None  # read again: the store may have taken part of it
-                    order.ready.notify_all()
-                    raise
-                length = result.get("length")
-                order.length = length if type(length) is int else None
-                if result.get("problem"):
-                    order.refusals += 1
-                order.ready.notify_all()
-                return result
+                    await self._wait_turn(order, device_id, me, length_of)
+                finally:
+                    if order.queued.get(start) is me:
+                        del order.queued[start]
+                if me.answer.done():
+                    return me.answer.result()
+                return await self._take(order, device_id, me)
         finally:
-            if ahead is not None and not ahead.done():
-                ahead.cancel()  # refused before its turn: the thread finishes on its own, unheard
+            if me.ahead is not None and not me.ahead.done():
+                me.ahead.cancel()  # refused before its turn: the thread finishes on its own, unheard
             order.users -= 1
             if not order.users:
                 del self._orders[device_id]
 
-    async def _wait_turn(self, order: _Order, device_id: bytes, start: int,
+    async def _take(self, order: _Order, device_id: bytes, me: _Range) -> dict[str, Any]:
+        """Store `me` and the ranges that follow it without a gap and wait already, in one receive, and
+        answer each of them as if it had been taken on its own."""
+        before = order.length
+        assert before is not None
+        parts = [me]
+        records = len(me.raws)
+        while (nxt := order.queued.get(parts[-1].end)) is not None and parts[-1].end >= before \
+                and records + len(nxt.raws) <= COALESCE_RECORDS:
+            del order.queued[nxt.start]
+            parts.append(nxt)
+            records += len(nxt.raws)
+        raws = me.raws if len(parts) == 1 else [raw for part in parts for raw in part.raws]
+        try:
+            if self._ahead is None:
+                result = await asyncio.to_thread(self.holder.receive, device_id, raws)
+            else:
+                checks = [await part.ahead for part in parts if part.ahead is not None]
+                check = checks[0] if len(checks) == 1 else functools.reduce(operator.add, checks)
+                result = await asyncio.to_thread(self.holder.receive, device_id, raws, check=check)
+        except BaseException:
+            order.refusals += 1
+            order.length = None  # read again: the store may have taken part of it
+            for part in parts[1:]:
+                part.answer.set_exception(OutOfOrder(
+                    f"range from seq {part.start} of {device_id.hex()}: the range before it failed",
+                    hint="push again from the receiver's head"))
+            order.ready.notify_all()
+            raise
+        length = result.get("length")
+        order.length = length if type(length) is int else None
+        problem = result.get("problem")
+        if problem:
+            order.refusals += 1
+        order.ready.notify_all()
+        if len(parts) == 1:
+            return result
+        after = order.length if order.length is not None else before
+        for part in parts[1:]:
+            if part.start > after:  # behind the problem: nothing of it was stored
+                part.answer.set_exception(OutOfOrder(
+                    f"range from seq {part.start} of {device_id.hex()}: the range before it was refused; the "
+                    f"log holds {after} records", hint="push again from the receiver's head"))
+            else:
+                part.answer.set_result({**result, "accepted": min(part.end, after) - part.start, "duplicates": 0,
+                                        "problem": problem if after < part.end else None})
+        # The first range's share: what it stored of its own, and every duplicate.
+        return {**result, "accepted": max(0, min(me.end, after) - max(me.start, before)),
+                "problem": problem if after < me.end else None}
+
+    async def _wait_turn(self, order: _Order, device_id: bytes, me: _Range,
                          length_of: Callable[[bytes], int]) -> None:
-        """Wait, holding `order.ready` on return, until the log reaches `start`."""
-        assert order.length is not None
-        if start <= order.length:
+        """Wait, holding `order.ready` on return, until the log reaches `me.start` or a range before it
+        took it along (`me.answer`)."""
+        start = me.start
+        if me.answer.done() or (order.length is not None and start <= order.length):
             return
         if order.waiting >= ORDER_WAITERS:
             raise OutOfOrder(f"{order.waiting} ranges of {device_id.hex()} already wait for their predecessors")
@@ -226,18 +289,22 @@ class RecordsResource(resource.Resource):
         order.waiting += 1
         try:
             async with asyncio.timeout(self.order_wait):
-                while order.length is not None and start > order.length:
+                while not me.answer.done() and order.length is not None and start > order.length:
                     if order.refusals != refusals:
                         raise OutOfOrder(f"range from seq {start} of {device_id.hex()}: the range before it "
                                          f"was refused; the log holds {order.length} records",
                                          hint="push again from the receiver's head")
                     await order.ready.wait()
         except TimeoutError:
+            if me.answer.done():  # taken along while its wait ran out: the answer stands
+                return
             raise OutOfOrder(f"range from seq {start} of {device_id.hex()}: the records before it did not arrive "
                              f"within {self.order_wait:g} s; the log holds {order.length} records",
                              hint="push again from the receiver's head") from None
         finally:
             order.waiting -= 1
+        if me.answer.done():
+            return
         if order.length is None:  # a failed take left it unknown: read it again
             order.length = await asyncio.to_thread(length_of, device_id)
             if start > order.length:
@@ -394,10 +461,13 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
     fetches = [a for a in actions if isinstance(a, Fetch)]
     if len(fetches) > 1:
         fetches = await _fetch_many(ctx, base, local, fetches, size, limits, report)
+    # Over UDP aiocoap sends one message to a peer at a time (NSTART = 1): requests in flight would only
+    # interleave their blocks, and a range held back for its turn holds the one message slot meanwhile.
+    pipelined = not base.startswith("coap://")
     for fetch in fetches:
-        await _fetch(ctx, base, local, fetch, size, limits, report)
+        await _fetch(ctx, base, local, fetch, size, limits, report, pipelined)
     for run in _joined([a for a in actions if isinstance(a, Push)]):
-        await _push(ctx, base, local, run, size, report)
+        await _push(ctx, base, local, run, size, report, pipelined)
     return report
 
 
@@ -420,8 +490,9 @@ async def _drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
 
 
 async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, size: RequestSize,
-                report: SyncReport) -> None:
-    """Send records [start, end) of a log, up to `size.window` requests in flight: the next range is read
+                report: SyncReport, pipelined: bool) -> None:
+    """Send records [start, end) of a log, up to `size.in_flight` requests in flight (`pipelined`, over a
+    transport that carries them at once): the next range is read
     from the store and sent while the peer verifies and stores the ones before it, which it takes in order.
 
     The first refusal or problem stops the rest of the log: what is in flight is waited for and counted,
@@ -437,7 +508,7 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
     reorder = False  # the peer took a range out of order: the rest goes one at a time from its head
     try:
         while True:
-            while not stopped and not reorder and at < push.end and len(flight) < size.in_flight:
+            while not stopped and not reorder and at < push.end and len(flight) < (size.in_flight if pipelined else 1):
                 end = min(push.end, at + size.records)
                 raws = _fit(await asyncio.to_thread(local.log_range, device, at, end), size.bytes)
                 if not raws:
@@ -498,8 +569,8 @@ def _problem_code(problem: Any) -> str | None:
 
 
 async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch, size: RequestSize,
-                 limits: Limits, report: SyncReport) -> None:
-    """Fetch records [start, end) of one log, up to `size.window` requests in flight, taken in by `local` in
+                 limits: Limits, report: SyncReport, pipelined: bool) -> None:
+    """Fetch records [start, end) of one log, up to `size.in_flight` requests in flight (`pipelined`), taken in by `local` in
     order while the next answers arrive. The peer's `end` is only its word: an empty answer ends the log. An
     answer shorter than asked (the peer's own limits) makes the requests after it start at the wrong seq:
     they are dropped and asked again, a step of what the peer serves."""
@@ -510,7 +581,7 @@ async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch
     step: int | None = None  # what the peer serves a request, once an answer was shorter than asked
     try:
         while True:
-            while asked < fetch.end and len(flight) < size.in_flight:
+            while asked < fetch.end and len(flight) < (size.in_flight if pipelined else 1):
                 to = min(fetch.end, asked + (size.records if step is None else min(step, size.records)))
                 flight.append((asked, to, asyncio.create_task(_sized(
                     ctx, size, Code.GET, f"{base}/sync/records?d={device.hex()}&from={asked}&to={to}"))))

@@ -21,7 +21,6 @@ from coap_server.discovery import Discovery
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
-from ledger.acceptance import SignatureCheck
 from ledger.chain import check_signatures
 from ledger.errors import CodedError
 from ledger.sync import Head
@@ -45,7 +44,7 @@ from .security import HubSecurity
 from .service import Hub
 from .store import HubStore, LmdbHubStore
 from .tiers import TierLinks
-from .verify import checked_ahead
+from .verify import AheadCheck
 from .views import Views
 
 log = logging.getLogger("jejak.hub")
@@ -117,18 +116,19 @@ class HubHolder:
         state = self.hub.store.chain_state(device_id)
         return state.length if state else 0
 
-    def check_ahead(self, device_id: bytes, raws: Sequence[bytes]) -> SignatureCheck:
+    def check_ahead(self, device_id: bytes, raws: Sequence[bytes]) -> AheadCheck:
         """Signatures of a pushed range checked with the log's key while it waits for its turn."""
         state = self.hub.store.chain_state(device_id)
         key = state.key if state is not None and state.length else b""
         if not key and raws:  # a new log: its genesis names the key (the merge checks it is the enrolled one)
             device = self.hub.store.get_device(device_id)
             key = device.pubkey if device is not None else b""
-        return self.metrics.timed_check(checked_ahead(raws, key))
+        return AheadCheck.of(raws, key)
 
     def receive(self, device_id: bytes, raws: Sequence[bytes], *,
-                check: SignatureCheck | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self.metrics.ingest(lambda: self.hub.ingest(device_id, raws, check=check).to_json())
+                check: AheadCheck | None = None) -> dict[str, Any]:
+        timed = None if check is None else self.metrics.timed_check(check)
+        result: dict[str, Any] = self.metrics.ingest(lambda: self.hub.ingest(device_id, raws, check=timed).to_json())
         return result
 
 

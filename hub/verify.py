@@ -107,26 +107,36 @@ class ParallelVerifier:
             self._pool = None
 
 
-def checked_ahead(raws: Sequence[bytes], key: bytes) -> Callable[[Iterable[tuple[Record, bytes]]], int]:
-    """Check the signatures of an offered range against `key` (its log's current key) before the range's
-    turn to be merged, and return a `check` for Hub.ingest that skips those. A pushed range waits for the
-    ranges before it; its signatures, checked meanwhile on another thread (the Ed25519 call runs without
-    the GIL), then cost the merge nothing. Records signed with another key (after a rotation) or not
-    checked here are checked by the merge as always: this decides nothing."""
-    done: set[tuple[bytes, bytes]] = set()
-    if len(key) == 32:
-        for raw in raws:
-            parts = signature_parts(raw)
-            if parts is None:
-                continue
-            try:
-                verify_signature(key, *parts)
-            except LedgerError:
-                break  # the merge finds it, with where it is, and stops there
-            done.add(parts)
+class AheadCheck:
+    """Signatures of an offered range checked against `key` (its log's current key) before the range's turn
+    to be merged: a `check` for Hub.ingest that skips those. A pushed range waits for the ranges before it;
+    its signatures, checked meanwhile on another thread (the Ed25519 call runs without the GIL), then cost
+    the merge nothing. Records signed with another key (after a rotation) or not checked here are checked by
+    the merge as always: this decides nothing. Checks of ranges merged in one go add up (`a + b`)."""
 
-    def check(pairs: Iterable[tuple[Record, bytes]]) -> int:
+    def __init__(self, key: bytes, done: set[tuple[bytes, bytes]]) -> None:
+        self.key, self.done = key, done
+
+    @classmethod
+    def of(cls, raws: Sequence[bytes], key: bytes) -> AheadCheck:
+        done: set[tuple[bytes, bytes]] = set()
+        if len(key) == 32:
+            for raw in raws:
+                parts = signature_parts(raw)
+                if parts is None:
+                    continue
+                try:
+                    verify_signature(key, *parts)
+                except LedgerError:
+                    break  # the merge finds it, with where it is, and stops there
+                done.add(parts)
+        return cls(key, done)
+
+    def __add__(self, other: AheadCheck) -> AheadCheck:
+        if other.key != self.key:
+            return self
+        return AheadCheck(self.key, self.done | other.done)
+
+    def __call__(self, pairs: Iterable[tuple[Record, bytes]]) -> int:
         return check_signatures([(rec, k) for rec, k in pairs
-                                 if k != key or (rec.signature, rec.signed_bytes) not in done])
-
-    return check
+                                 if k != self.key or (rec.signature, rec.signed_bytes) not in self.done])
