@@ -240,11 +240,15 @@ class RecordsResource(resource.Resource):
             records += len(nxt.raws)
         raws = me.raws if len(parts) == 1 else [raw for part in parts for raw in part.raws]
         try:
-            if self._ahead is None:
+            aheads = [part.ahead for part in parts if part.ahead is not None]
+            if aheads:
+                await asyncio.wait(aheads)
+            # A check that failed or was dropped (its request went away) leaves its records to the merge.
+            checks = [a.result() for a in aheads if not a.cancelled() and a.exception() is None]
+            if not checks:
                 result = await asyncio.to_thread(self.holder.receive, device_id, raws)
             else:
-                checks = [await part.ahead for part in parts if part.ahead is not None]
-                check = checks[0] if len(checks) == 1 else functools.reduce(operator.add, checks)
+                check = functools.reduce(operator.add, checks)
                 result = await asyncio.to_thread(self.holder.receive, device_id, raws, check=check)
         except BaseException:
             order.refusals += 1
