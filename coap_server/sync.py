@@ -407,10 +407,10 @@ _TAGS = itertools.count()
 
 
 async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = b"",
-                   timeout: float = 30.0) -> bytes:
+                   timeout: float = 30.0, *, tagged: bool = False) -> bytes:
     # Request-Tag (RFC 9175): a server keeps the blocks of one block-wise request body apart by it, so
-    # several POSTs to one resource may be in flight at once without their blocks being mixed.
-    tag = (next(_TAGS) & 0xFFFFFFFF).to_bytes(4, "big") if payload else None
+    # several POSTs to one resource may be in flight at once (`tagged`) without their blocks being mixed.
+    tag = (next(_TAGS) & 0xFFFFFFFF).to_bytes(4, "big") if tagged else None
     for attempt in range(BUSY_RETRIES + 1):
         msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=CBOR if payload else None)
         if tag is not None:
@@ -433,13 +433,14 @@ async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = 
     return response.payload
 
 
-async def _sized(ctx: aiocoap.Context, size: RequestSize, code: Code, uri: str, payload: bytes = b"") -> bytes:
+async def _sized(ctx: aiocoap.Context, size: RequestSize, code: Code, uri: str, payload: bytes = b"", *,
+                 tagged: bool = False) -> bytes:
     """A records request whose outcome sizes the next: a refusal says nothing about the link, so only a
     request lost in transit (timed out, the transport gave up) or answered counts."""
     loop = asyncio.get_running_loop()
     sent = loop.time()
     try:
-        data = await _request(ctx, code, uri, payload, timeout=size.timeout)
+        data = await _request(ctx, code, uri, payload, timeout=size.timeout, tagged=tagged)
     except SyncFailed:
         raise
     except Exception:
@@ -495,9 +496,9 @@ async def _drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
 
 async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, size: RequestSize,
                 report: SyncReport, pipelined: bool) -> None:
-    """Send records [start, end) of a log, up to `size.in_flight` requests in flight (`pipelined`, over a
-    transport that carries them at once): the next range is read
-    from the store and sent while the peer verifies and stores the ones before it, which it takes in order.
+    """Send records [start, end) of a log, up to `size.in_flight` requests in flight (when `pipelined`: over
+    a transport that carries them at once): the next range is read from the store and sent while the peer
+    verifies and stores the ones before it, which it takes in order.
 
     The first refusal or problem stops the rest of the log: what is in flight is waited for and counted,
     and its refusals (OUT_OF_ORDER behind the first) are not reported again. A peer that took a range before
@@ -512,7 +513,7 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
     reorder = False  # the peer took a range out of order: the rest goes one at a time from its head
     try:
         while True:
-            while not stopped and not reorder and at < push.end and len(flight) < (size.in_flight if pipelined else 1):
+            while not stopped and not reorder and at < push.end and len(flight) < _depth(size, pipelined):
                 end = min(push.end, at + size.records)
                 raws = _fit(await asyncio.to_thread(local.log_range, device, at, end), size.bytes)
                 if not raws:
@@ -520,7 +521,8 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
                     break
                 body = encode_records(device, at, raws)
                 report.bytes_sent += len(body)
-                flight.append((at, at + len(raws), asyncio.create_task(_sized(ctx, size, Code.POST, uri, body))))
+                flight.append((at, at + len(raws), asyncio.create_task(
+                    _sized(ctx, size, Code.POST, uri, body, tagged=pipelined))))
                 at += len(raws)
             if not flight:
                 if reorder and not stopped and stored < push.end:
@@ -562,6 +564,10 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
         await _drain([task for _, _, task in flight])
 
 
+def _depth(size: RequestSize, pipelined: bool) -> int:
+    return size.in_flight if pipelined else 1
+
+
 def _problem_code(problem: Any) -> str | None:
     """The code of an ack's problem: a hub says {code, message}, an edge "CODE: message"."""
     if isinstance(problem, dict):
@@ -574,10 +580,10 @@ def _problem_code(problem: Any) -> str | None:
 
 async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch, size: RequestSize,
                  limits: Limits, report: SyncReport, pipelined: bool) -> None:
-    """Fetch records [start, end) of one log, up to `size.in_flight` requests in flight (`pipelined`), taken in by `local` in
-    order while the next answers arrive. The peer's `end` is only its word: an empty answer ends the log. An
-    answer shorter than asked (the peer's own limits) makes the requests after it start at the wrong seq:
-    they are dropped and asked again, a step of what the peer serves."""
+    """Fetch records [start, end) of one log, up to `size.in_flight` requests in flight (when `pipelined`),
+    taken in by `local` in order while the next answers arrive. The peer's `end` is only its word: an empty
+    answer ends the log. An answer shorter than asked (the peer's own limits) makes the requests after it
+    start at the wrong seq: they are dropped and asked again, in steps of what the peer serves."""
     device = fetch.device_id
     flight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
     taking: asyncio.Task[bool] | None = None
@@ -585,7 +591,7 @@ async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch
     step: int | None = None  # what the peer serves a request, once an answer was shorter than asked
     try:
         while True:
-            while asked < fetch.end and len(flight) < (size.in_flight if pipelined else 1):
+            while asked < fetch.end and len(flight) < _depth(size, pipelined):
                 to = min(fetch.end, asked + (size.records if step is None else min(step, size.records)))
                 flight.append((asked, to, asyncio.create_task(_sized(
                     ctx, size, Code.GET, f"{base}/sync/records?d={device.hex()}&from={asked}&to={to}"))))
