@@ -92,7 +92,8 @@ def open_store(config: HubConfig) -> HubStore:
                               where="store.backend",
                               hint="pip install 'jejak[pg]', or set backend = \"lmdb\"") from None
 
-        return PgHubStore(config.store.dsn, schema=config.name.replace("-", "_"))
+        return PgHubStore(config.store.dsn, schema=config.name.replace("-", "_"),
+                          partition_leaves=config.store.partition_leaves)
     return LmdbHubStore(Path(config.data_dir) / "store", map_size=config.store.map_size)
 
 

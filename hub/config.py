@@ -30,11 +30,17 @@ class StoreConfig:
     path: str = "var/hub/store"
     dsn: str = "postgresql://127.0.0.1:5432/test"
     map_size: int = 1 << 32
+    # PostgreSQL: log rows per partition, the unit of archive (`jejak hub archive`); about a month of records
+    partition_leaves: int = 1 << 22
 
     def __post_init__(self) -> None:
         if self.backend not in ("lmdb", "postgres"):
             raise ConfigError(f"store.backend: expected 'lmdb' or 'postgres', got {self.backend!r}",
                               where="store.backend", hint="set backend = \"lmdb\" (embedded) or \"postgres\"")
+        if self.partition_leaves <= 0 or self.partition_leaves % 64:
+            raise ConfigError(f"store.partition_leaves: expected a positive multiple of 64, got {self.partition_leaves}",
+                              where="store.partition_leaves",
+                              hint="about a month of records, e.g. 4194304 for a province, 67108864 nationally")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
 import hashlib
+import logging
+import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
 
 from ledger import ChainState, Record
-from ledger.merkle import leaf_hash
+from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
 from .store import DeviceInfo, Entry, StoreError, intact_prefix, refuse_damaged
 
-# Each step moves the schema one version up; applied in order inside one transaction.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
+log = logging.getLogger("jejak.hub.pg")
+
+# Each step moves the schema one version up; applied in order inside one transaction. A step is SQL, or a
+# function of the store for one that depends on what the store holds.
+Step = tuple[str, ...] | Callable[["PgHubStore"], None]
+MIGRATIONS: tuple[Step, ...] = (
     (
         "CREATE TABLE IF NOT EXISTS meta (key text PRIMARY KEY, value text NOT NULL)",
         "CREATE TABLE devices (device_id bytea PRIMARY KEY, data bytea NOT NULL)",
@@ -44,19 +53,97 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "PRIMARY KEY (hub_id, tree_size))",
         "CREATE TABLE split_views (hub_id bytea NOT NULL, evidence bytea NOT NULL, PRIMARY KEY (hub_id, evidence))",
     ),
+    lambda store: store._partition_log(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 _PAGE = 50_000  # rows per query of a long scan
 _LOCK_ID = 0x4A454A414B  # one writer of the global log at a time, across hub processes
+TILE_LEAVES = 64  # the hub tree's tile: partitions and archives start and end on one
+DEFAULT_PARTITION_LEAVES = 1 << 22
+
+# The log's rows, one per record, in arrival order; partitioned by the global index (see _partition_log).
+_LOG_COLUMNS = "idx, seq, arrived_at, device_id, record_id, leaf, raw"
+ENTRIES_SQL = ("SELECT idx, device_id, seq, arrived_at, raw, record_id FROM records "
+               "WHERE idx >= %s AND idx < %s ORDER BY idx")
+LEAVES_SQL = "SELECT idx, leaf FROM records WHERE idx >= %s AND idx < %s ORDER BY idx"
+LOG_RANGE_SQL = ("SELECT seq, raw, record_id FROM records WHERE device_id = %s AND seq >= %s AND seq < %s "
+                 "ORDER BY seq")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Partition:
+    """One partition of the log: global indexes `first` up to `end`, the arrival times it holds (None while
+    it is still filling or empty) and whether its rows went to an archive."""
+
+    name: str
+    first: int
+    end: int
+    first_arrived: int | None = None
+    last_arrived: int | None = None
+    archived: str | None = None  # the archive's file name
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "first": self.first, "end": self.end, "first_arrived": self.first_arrived,
+                "last_arrived": self.last_arrived, "archived": self.archived}
+
+
+def _partition_name(first: int) -> str:
+    return f"records_{first:012d}"
+
+
+ROWS_SUFFIX = ".csv.gz"
+LEAVES_SUFFIX = ".leaves"
+
+
+def read_archive(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
+    """The rows of an archive file: (idx, seq, arrived_at, device_id, record_id, leaf, raw)."""
+    with gzip.open(path, "rt", newline="") as fh:
+        for idx, seq, arrived, device_id, record_id, leaf, raw in csv.reader(fh):
+            # COPY writes bytea in PostgreSQL's hex form, \x followed by the bytes in hex
+            yield (int(idx), int(seq), int(arrived), bytes.fromhex(device_id[2:]), bytes.fromhex(record_id[2:]),
+                   bytes.fromhex(leaf[2:]), bytes.fromhex(raw[2:]))
+
+
+def check_archive(path: str | os.PathLike[str], first: int, end: int, tile_roots: Sequence[bytes]) -> list[bytes]:
+    """Check an archive of log indexes `first` up to `end` against the tile roots the hub keeps for them;
+    return its leaf hashes. Raises StoreError at the first row that is missing or does not hash right."""
+    leaves: list[bytes] = []
+    for idx, seq, _, device_id, record_id, leaf, raw in read_archive(path):
+        if idx != first + len(leaves):
+            raise StoreError(f"archive {path}: expected index {first + len(leaves)}, found {idx}")
+        if hashlib.sha256(raw).digest() != record_id or leaf_hash(raw) != leaf:
+            raise StoreError(f"archive {path}: device {device_id.hex()} seq {seq} at index {idx} does not hash to "
+                             "its id and leaf", hint="the store holds a damaged record: run `jejak hub verify`, "
+                                                     "restore the record, then archive again")
+        leaves.append(leaf)
+    if first + len(leaves) != end:
+        raise StoreError(f"archive {path}: expected indexes {first} to {end - 1}, it ends at {first + len(leaves) - 1}")
+    if len(tile_roots) != (end - first) // TILE_LEAVES:
+        raise StoreError(f"archive {path}: the store keeps {len(tile_roots)} tile roots for it, expected "
+                         f"{(end - first) // TILE_LEAVES}")
+    for i, root in enumerate(tile_roots):
+        if MerkleTree(leaves[i * TILE_LEAVES:(i + 1) * TILE_LEAVES]).root() != root:
+            raise StoreError(f"archive {path}: leaves {first + i * TILE_LEAVES} to {first + (i + 1) * TILE_LEAVES - 1} "
+                             "do not give the tile root the hub keeps")
+    return leaves
 
 
 class PgHubStore:
-    """HubStore on PostgreSQL. Each store lives in its own schema, so tests and tiers can share a database."""
+    """HubStore on PostgreSQL. Each store lives in its own schema, so tests and tiers can share a database.
 
-    def __init__(self, dsn: str, *, schema: str = "jejak") -> None:
+    The log (one row per record: its place in the global log, its device and seq, its bytes, id and leaf) is
+    one table partitioned by the global index, `partition_leaves` rows per partition, made one partition
+    ahead as the log grows; old partitions go to an archive file and out of the database (`archive`)."""
+
+    def __init__(self, dsn: str, *, schema: str = "jejak", partition_leaves: int = DEFAULT_PARTITION_LEAVES) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise StoreError(f"schema name {schema!r}: expected lowercase letters, digits and _")
+        if partition_leaves <= 0 or partition_leaves % TILE_LEAVES:
+            raise StoreError(f"partition_leaves: expected a positive multiple of {TILE_LEAVES}, got {partition_leaves}",
+                             hint="set [store] partition_leaves to about a month of records, e.g. 4194304")
         self.schema = schema
+        self.partition_leaves = partition_leaves
+        self._covered = 0  # the log's partitions reach this index (at least)
         try:
             self._conn = psycopg.connect(dsn, autocommit=False)
         except psycopg.OperationalError as exc:
@@ -79,10 +166,68 @@ class PgHubStore:
             raise StoreError(f"store schema version {version} is newer than this hub's {SCHEMA_VERSION}",
                              hint="upgrade the hub before pointing it at this database")
         for step in MIGRATIONS[version:]:
+            if callable(step):
+                step(self)
+                continue
             for sql in step:
                 self._conn.execute(sql)
         self._conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
                            "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+    def _partition_log(self) -> None:
+        """Migration 5: records and global_log become one table partitioned by the global index.
+
+        The index, not the arrival time, is the partition key: it is what every log read asks for (entries,
+        leaf hashes, tiles, the store check), it only grows, and a partition of whole tiles can be archived
+        and proved from its tile roots. Each partition's arrival times are recorded once it is full, so
+        retention is still asked in dates. One row instead of two saves the second copy of device and seq,
+        a row header and an index (measured in docs/SCALE.md).
+
+        A primary or unique key of a partitioned table must hold the partition key, so only `idx` is unique
+        in PostgreSQL's eyes. (device, seq) stays unique because `append`, the one writer (advisory lock),
+        refuses records that do not continue the device's stored state; a record id is the hash of bytes that
+        sign the device and seq, so distinct (device, seq) means distinct ids. `locate` uses a hash index."""
+        c = self._conn
+        c.execute("CREATE TABLE log (idx bigint NOT NULL, seq bigint NOT NULL, arrived_at bigint NOT NULL, "
+                  "device_id bytea NOT NULL, record_id bytea NOT NULL, leaf bytea NOT NULL, raw bytea NOT NULL, "
+                  "PRIMARY KEY (idx)) PARTITION BY RANGE (idx)")
+        c.execute("CREATE TABLE partitions (first bigint PRIMARY KEY, \"end\" bigint NOT NULL, "
+                  "first_arrived bigint, last_arrived bigint, archived text)")
+        row = c.execute("SELECT coalesce(max(idx) + 1, 0) FROM global_log").fetchone()
+        size = int(row[0]) if row else 0
+        self._cover(size, table="log")
+        # Rows move in index order, so each partition is written in the order a scan reads it. A global log
+        # row without its record's bytes keeps an empty raw: the store check then finds it damaged.
+        c.execute(f"INSERT INTO log ({_LOG_COLUMNS}) SELECT g.idx, g.seq, g.arrived_at, g.device_id, "
+                  "g.record_id, g.leaf, coalesce(r.raw, '') FROM global_log g "
+                  "LEFT JOIN records r ON r.device_id = g.device_id AND r.seq = g.seq ORDER BY g.idx")
+        c.execute("DROP TABLE global_log")
+        c.execute("DROP TABLE records")
+        c.execute("ALTER TABLE log RENAME TO records")
+        c.execute("ALTER INDEX log_pkey RENAME TO records_pkey")
+        # Indexes after the rows: one sorted build each instead of a row-by-row insert.
+        c.execute("CREATE INDEX records_device_seq ON records (device_id, seq)")
+        c.execute("CREATE INDEX records_id ON records USING hash (record_id)")
+
+    def _cover(self, end: int, *, table: str = "records") -> None:
+        """Partitions up to `end` and one whole partition past it, inside the caller's transaction.
+
+        A partition is made ahead, while empty, as its own table and then attached: attaching an empty table
+        checks no rows and takes a lock that neither readers nor the writer wait on, where CREATE TABLE ...
+        PARTITION OF would lock the whole log against every reader for a moment."""
+        if end + self.partition_leaves <= self._covered:
+            return
+        row = self._conn.execute('SELECT coalesce(max("end"), 0) FROM partitions').fetchone()
+        covered = int(row[0]) if row else 0
+        while covered < end + self.partition_leaves:
+            name = _partition_name(covered)
+            self._conn.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
+            self._conn.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} "
+                               f"FOR VALUES FROM ({covered}) TO ({covered + self.partition_leaves})")
+            self._conn.execute('INSERT INTO partitions (first, "end") VALUES (%s, %s)',
+                               (covered, covered + self.partition_leaves))
+            covered += self.partition_leaves
+        self._covered = covered
 
     def _query_one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
         with self._conn.transaction():
@@ -116,66 +261,68 @@ class PgHubStore:
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
         with self._conn.transaction():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            row = self._conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM global_log").fetchone()
+            row = self._conn.execute("SELECT data FROM states WHERE device_id = %s", (device_id,)).fetchone()
+            length = ChainState.from_cbor(bytes(row[0])).length if row else 0
+            # The partitioned log cannot hold a unique index on (device, seq): this check is what keeps it
+            # unique (see _partition_log). A second writer with a stale view of the log stops here.
+            if [r.seq for r in records] != list(range(length, length + len(records))):
+                raise StoreError(f"device {device_id.hex()}: records {[r.seq for r in records][:3]}... do not "
+                                 f"continue its stored log of {length}; nothing was written",
+                                 hint="another hub process wrote to this log: reopen the hub on the store")
+            row = self._conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM records").fetchone()
             size = int(row[0]) if row else 0
+            self._cover(size + len(records))
             with self._conn.cursor() as cur:
-                cur.executemany("INSERT INTO records VALUES (%s, %s, %s)",
-                                [(device_id, r.seq, r.raw) for r in records])
-                cur.executemany("INSERT INTO global_log VALUES (%s, %s, %s, %s, %s, %s)",
-                                [(size + i, r.id, device_id, r.seq, arrived_at, leaf_hash(r.raw))
+                cur.executemany(f"INSERT INTO records ({_LOG_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                                [(size + i, r.seq, arrived_at, device_id, r.id, leaf_hash(r.raw), r.raw)
                                  for i, r in enumerate(records)])
             self._conn.execute("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
                                "DO UPDATE SET data = excluded.data", (device_id, state.to_cbor()))
         return size + len(records)
 
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
-        row = self._query_one("SELECT r.raw, g.record_id FROM records r LEFT JOIN global_log g "
-                              "ON g.device_id = r.device_id AND g.seq = r.seq "
-                              "WHERE r.device_id = %s AND r.seq = %s", (device_id, seq))
+        row = self._query_one("SELECT raw, record_id FROM records WHERE device_id = %s AND seq = %s",
+                              (device_id, seq))
         if row is None:
             return None
         raw = bytes(row[0])
-        if row[1] is None or hashlib.sha256(raw).digest() != bytes(row[1]):
+        if hashlib.sha256(raw).digest() != bytes(row[1]):
             raise refuse_damaged(self, device_id, seq)
         return raw
 
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
-        rows = self._query("SELECT r.seq, r.raw, g.record_id FROM records r LEFT JOIN global_log g "
-                           "ON g.device_id = r.device_id AND g.seq = r.seq "
-                           "WHERE r.device_id = %s AND r.seq >= %s AND r.seq < %s ORDER BY r.seq",
-                           (device_id, start, end))
+        rows = self._query(LOG_RANGE_SQL, (device_id, start, end))
+        # A range reaches only as far as the log is here: records before an archived stretch are no answer
+        # for `start`.
+        gap = next((i for i, row in enumerate(rows) if row[0] != start + i), len(rows))
+        del rows[gap:]
         out = [bytes(raw) for _, raw, _ in rows]
-        intact_prefix(self, [(device_id, int(seq), rid is not None and hashlib.sha256(raw).digest() == bytes(rid))
+        intact_prefix(self, [(device_id, int(seq), hashlib.sha256(raw).digest() == bytes(rid))
                              for (seq, _, rid), raw in zip(rows, out, strict=True)], out)
         return out
 
     def locate(self, record_id: bytes) -> int | None:
-        row = self._query_one("SELECT idx FROM global_log WHERE record_id = %s", (record_id,))
+        row = self._query_one("SELECT idx FROM records WHERE record_id = %s", (record_id,))
         return int(row[0]) if row else None
 
     def size(self) -> int:
-        row = self._query_one("SELECT coalesce(max(idx) + 1, 0) FROM global_log")
+        row = self._query_one("SELECT coalesce(max(idx) + 1, 0) FROM records")
         return int(row[0]) if row else 0
 
     def entries(self, start: int, end: int) -> list[Entry]:
-        rows = self._query("SELECT g.idx, g.device_id, g.seq, g.arrived_at, r.raw, g.record_id FROM global_log g "
-                           "LEFT JOIN records r ON r.device_id = g.device_id AND r.seq = g.seq "
-                           "WHERE g.idx >= %s AND g.idx < %s ORDER BY g.idx", (start, end))
-        out = [Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw or b""))
+        rows = self._query(ENTRIES_SQL, (start, end))
+        out = [Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw))
                for i, d, s, a, raw, _ in rows]
         intact_prefix(self, [(e.device_id, e.seq, hashlib.sha256(e.raw).digest() == bytes(r[5]))
                              for e, r in zip(out, rows, strict=True)], out)
         return out
 
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
-        # A record per row by its primary key: a join would let the planner hash the whole records table for
-        # each of the start-up check's small tiles.
-        rows = self._query("SELECT g.device_id, g.seq, g.record_id, g.leaf, (SELECT r.raw FROM records r "
-                           "WHERE r.device_id = g.device_id AND r.seq = g.seq) FROM global_log g "
-                           "WHERE g.idx >= %s AND g.idx < %s ORDER BY g.idx", (start, end))
+        rows = self._query("SELECT device_id, seq, record_id, leaf, raw FROM records "
+                           "WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end))
         found = []
         for device_id, seq, record_id, leaf, raw in rows:
-            data = bytes(raw or b"")
+            data = bytes(raw)
             if hashlib.sha256(data).digest() != bytes(record_id) or leaf_hash(data) != bytes(leaf):
                 found.append((bytes(device_id), int(seq)))
         return found
@@ -193,7 +340,7 @@ class PgHubStore:
 
     def repair(self, device_id: bytes, seq: int, raw: bytes) -> bool:
         with self._conn.transaction():
-            row = self._conn.execute("SELECT record_id, leaf FROM global_log WHERE device_id = %s AND seq = %s",
+            row = self._conn.execute("SELECT record_id, leaf FROM records WHERE device_id = %s AND seq = %s",
                                      (device_id, seq)).fetchone()
             if row is None or hashlib.sha256(raw).digest() != bytes(row[0]) or leaf_hash(raw) != bytes(row[1]):
                 return False
@@ -203,18 +350,40 @@ class PgHubStore:
 
     def leaf_hashes(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         # A page at a time, each its own short query: a long scan neither holds every row in memory at once
-        # nor keeps a transaction open on the connection that ingest shares.
+        # nor keeps a transaction open on the connection that ingest shares. Leaves of an archived partition
+        # are read from its archive's leaf file (the rows left in the partition are the kept log's only).
         while end is None or start < end:
             stop = start + _PAGE if end is None else min(end, start + _PAGE)
-            rows = self._query("SELECT idx, leaf FROM global_log WHERE idx >= %s AND idx < %s ORDER BY idx",
-                               (start, stop))
+            rows = self._query(LEAVES_SQL, (start, stop))
             for idx, leaf in rows:
                 if idx != start:
-                    return
+                    break
                 start += 1
                 yield bytes(leaf)
-            if start < stop:
+            if start == stop:
+                continue
+            archived = self._archived_leaves(start, stop)
+            if not archived:
                 return
+            start += len(archived)
+            yield from archived
+
+    def _archived_leaves(self, start: int, stop: int) -> list[bytes]:
+        row = self._query_one('SELECT first, "end", archived FROM partitions WHERE first <= %s AND "end" > %s '
+                              "AND archived IS NOT NULL", (start, start))
+        if row is None:
+            return []
+        first, end, stem = int(row[0]), int(row[1]), str(row[2])
+        count = min(stop, end) - start
+        try:
+            with open(stem + LEAVES_SUFFIX, "rb") as fh:
+                fh.seek((start - first) * HASH_SIZE)
+                data = fh.read(count * HASH_SIZE)
+        except OSError as exc:
+            log.error("leaves %d to %d are archived in %s, which cannot be read (%s): proofs that need them fail "
+                      "until the archive is back at that path", first, end - 1, stem, exc)
+            return []
+        return [data[i:i + HASH_SIZE] for i in range(0, len(data) - HASH_SIZE + 1, HASH_SIZE)]
 
     def put_tiles(self, first: int, roots: Sequence[bytes]) -> None:
         with self._conn.transaction(), self._conn.cursor() as cur:
@@ -274,6 +443,82 @@ class PgHubStore:
 
     def counters(self) -> dict[str, int]:
         return {str(n): int(v) for n, v in self._query("SELECT name, value FROM counters")}
+
+    def partitions(self) -> list[Partition]:
+        """The log's partitions in index order. A full partition's arrival times are read once and recorded."""
+        size = self.size()
+        with self._conn.transaction():
+            rows = self._conn.execute('SELECT first, "end", first_arrived, last_arrived, archived FROM partitions '
+                                      "ORDER BY first").fetchall()
+            out = []
+            for first, end, first_arrived, last_arrived, archived in rows:
+                if first_arrived is None and end <= size:
+                    name = _partition_name(first)
+                    first_arrived, last_arrived = self._conn.execute(
+                        f"SELECT min(arrived_at), max(arrived_at) FROM {name}").fetchone() or (None, None)
+                    self._conn.execute("UPDATE partitions SET first_arrived = %s, last_arrived = %s WHERE first = %s",
+                                       (first_arrived, last_arrived, first))
+                out.append(Partition(name=_partition_name(first), first=int(first), end=int(end),
+                                     first_arrived=first_arrived, last_arrived=last_arrived, archived=archived))
+        return out
+
+    def archive(self, before: int, directory: str | os.PathLike[str], *, keep: Collection[bytes] = (),
+                dry_run: bool = False) -> list[Partition]:
+        """Move each full partition whose records all arrived before `before` (hub time) into `directory`,
+        then out of the database; return the partitions archived (or that would be, with `dry_run`).
+
+        Each archive is the partition's rows (records_<first>-<end>.csv.gz, PostgreSQL's COPY CSV: idx, seq,
+        arrived_at, device_id, record_id, leaf, raw) and their leaf hashes (.leaves, 32 bytes each), read
+        back and checked before anything is dropped: every record hashes to its id and leaf, and the leaves
+        give the tile roots the store keeps. The tile roots stay, so the tree, its checkpoints and
+        consistency proofs do not change; proofs that need an archived tile's leaves read the .leaves file.
+        The rows of the logs in `keep` (the hub's own log, which the hub reads whole at start) stay in the
+        database."""
+        size = self.size()
+        kept_tiles = sum(1 for _ in self.tiles())
+        chosen = [p for p in self.partitions()
+                  if p.archived is None and p.end <= size and p.end <= kept_tiles * TILE_LEAVES
+                  and p.last_arrived is not None and p.last_arrived < before]
+        if dry_run or not chosen:
+            return chosen
+        os.makedirs(directory, exist_ok=True)
+        done = []
+        for part in chosen:
+            stem = os.path.abspath(os.path.join(os.fspath(directory), f"records_{part.first}-{part.end}"))
+            with self._conn.transaction(), open(stem + ROWS_SUFFIX + ".part", "wb") as raw_out, \
+                    gzip.GzipFile(fileobj=raw_out, mode="wb", mtime=0) as out, self._conn.cursor() as cur, \
+                    cur.copy(f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") \
+                    as copy:
+                for chunk in copy:
+                    out.write(chunk)
+            roots = [bytes(r[0]) for r in self._query(
+                "SELECT root FROM tiles WHERE idx >= %s AND idx < %s ORDER BY idx",
+                (part.first // TILE_LEAVES, part.end // TILE_LEAVES))]
+            leaves = check_archive(stem + ROWS_SUFFIX + ".part", part.first, part.end, roots)
+            with open(stem + LEAVES_SUFFIX + ".part", "wb") as fh:
+                fh.write(b"".join(leaves))
+                fh.flush()
+                os.fsync(fh.fileno())
+            for suffix in (ROWS_SUFFIX, LEAVES_SUFFIX):
+                os.replace(stem + suffix + ".part", stem + suffix)
+            self._detach(part, stem, keep)
+            done.append(replace(part, archived=stem))
+        return done
+
+    def _detach(self, part: Partition, stem: str, keep: Collection[bytes]) -> None:
+        """Swap an archived partition for one holding only the kept logs' rows, in one transaction."""
+        old = f"{part.name}_archived"
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            self._conn.execute(f"ALTER TABLE records DETACH PARTITION {part.name}")
+            self._conn.execute(f"ALTER TABLE {part.name} RENAME TO {old}")
+            self._conn.execute(f"CREATE TABLE {part.name} (LIKE records INCLUDING DEFAULTS)")
+            self._conn.execute(f"INSERT INTO {part.name} SELECT * FROM {old} WHERE device_id = ANY(%s) ORDER BY idx",
+                               (list(keep),))
+            self._conn.execute(f"ALTER TABLE records ATTACH PARTITION {part.name} "
+                               f"FOR VALUES FROM ({part.first}) TO ({part.end})")
+            self._conn.execute(f"DROP TABLE {old}")
+            self._conn.execute("UPDATE partitions SET archived = %s WHERE first = %s", (stem, part.first))
 
     def drop(self) -> None:
         """Remove this store's schema (tests and decommissioning)."""

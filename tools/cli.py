@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import http.client
 import importlib
 import json
@@ -95,6 +96,46 @@ def _hub_verify(args: argparse.Namespace) -> int:
         for device_id, seq in result.damaged:
             print(f"damaged: device {device_id.hex()} seq {seq}")
     return 0 if result.ok else DamagedRecord.exit_code
+
+
+def _hub_archive(args: argparse.Namespace) -> int:
+    """Write the log partitions whose records all arrived before a date to files, check them against the tile
+    roots the hub keeps, and drop their rows from the PostgreSQL store (the hub's own log stays)."""
+    from hub.app import load_or_create_key, open_store
+    from hub.config import ConfigError, load
+    from hub.pg import PgHubStore
+    from ledger import device_id_for
+
+    config = load(args.config)
+    store = open_store(config)
+    try:
+        if not isinstance(store, PgHubStore):
+            raise ConfigError("jejak hub archive works on the PostgreSQL store; this hub's store is LMDB",
+                              where="store.backend", hint="an LMDB hub keeps everything; back its files up instead")
+        hub_id = device_id_for(load_or_create_key(Path(config.data_dir) / "hub.key").public_key)
+        parts = store.archive(args.before, args.to, keep=[hub_id], dry_run=args.dry_run)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([p.to_json() for p in parts]))
+    else:
+        verb = "would archive" if args.dry_run else "archived"
+        for p in parts:
+            print(f"{verb} {p.name}: log indexes {p.first} to {p.end - 1}, arrived {p.first_arrived} to "
+                  f"{p.last_arrived}{' -> ' + str(p.archived) if p.archived else ''}")
+        if not parts:
+            print("nothing to archive: no full partition whose records all arrived before that date")
+    return 0
+
+
+def _date(text: str) -> int:
+    """A UTC date (YYYY-MM-DD) or a unix time, as a unix time."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(datetime.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=datetime.UTC).timestamp())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD (UTC) or a unix time, got {text!r}") from None
 
 
 def _clock_setting(text: str) -> str:
@@ -346,6 +387,15 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--config", help="hub TOML config")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(func=_hub_verify)
+    archive = hub.add_parser("archive", help="move old log partitions of a PostgreSQL store to files")
+    archive.add_argument("--config", help="hub TOML config")
+    archive.add_argument("--before", type=_date, required=True, metavar="DATE",
+                         help="archive partitions whose records all arrived before this UTC date (YYYY-MM-DD) "
+                              "or unix time")
+    archive.add_argument("--to", required=True, metavar="DIR", help="directory for the archive files")
+    archive.add_argument("--dry-run", action="store_true", help="list what would be archived, change nothing")
+    archive.add_argument("--json", action="store_true", help="print the partitions as JSON")
+    archive.set_defaults(func=_hub_archive)
 
     enroll = sub.add_parser("enroll", help="provision devices").add_subparsers(dest="enroll_command",
                                                                                  required=True)

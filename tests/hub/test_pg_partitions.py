@@ -1,0 +1,339 @@
+"""The PostgreSQL store's partitioned log: partitions made ahead, pruning, migration from the unpartitioned
+schema, archive and retention, restart on an archived store."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from hub.config import ConfigError, StoreConfig
+from hub.pg import ENTRIES_SQL, LEAVES_SQL, MIGRATIONS, PgHubStore, check_archive, read_archive
+from hub.service import Hub
+from hub.store import StoreError
+from ledger import Ed25519Signer, verify_receipt
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from tests.contract.test_hub_store import PG_DSN
+
+from .conftest import Clock, enroll, new_device
+
+LEAVES = 128  # two tiles a partition, so a test crosses several
+
+
+@pytest.fixture
+def schemas():
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"t_{uuid.uuid4().hex[:12]}")
+        return made[-1]
+
+    yield make
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        for name in made:
+            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def _fill(hub: Hub, clock: Clock, *, devices: int, per_device: int, step: int = 60) -> list[tuple[bytes, list]]:
+    """Devices that each send `per_device` records a batch at a time, the clock moving `step` s a batch."""
+    logs = []
+    for _ in range(devices):
+        signer, builder = new_device(clock)
+        logs.append((enroll(hub, signer, clock), builder, []))
+    for i in range(per_device // 10):
+        for device_id, builder, sent in logs:
+            batch = [builder.genesis() if not sent and not j else builder.append("note", {"text": f"{i}.{j}"})
+                     for j in range(10)]
+            sent.extend(batch)
+            assert hub.ingest(device_id, [r.raw for r in batch]).accepted == 10
+        clock.advance(step)
+    return [(device_id, sent) for device_id, _, sent in logs]
+
+
+def _plan_relations(conn: psycopg.Connection, sql: str, params: tuple) -> set[str]:
+    plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()[0]
+    found: set[str] = set()
+
+    def walk(node: dict) -> None:
+        if "Relation Name" in node:
+            found.add(node["Relation Name"])
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return found
+
+
+def test_partitions_are_made_ahead_and_every_read_crosses_them(schemas):
+    schema = schemas()
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x51" * 32)
+    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    logs = _fill(hub, clock, devices=3, per_device=200)
+    store = hub.store
+    size = store.size()
+    assert size == 600 + len(hub.own_log())
+    parts = store.partitions()
+    assert [(p.first, p.end) for p in parts] == [(i * LEAVES, (i + 1) * LEAVES) for i in range(len(parts))]
+    assert parts[-1].first > size - 1 >= parts[-2].first, "one empty partition is always ready ahead"
+    full = [p for p in parts if p.end <= size]
+    assert all(p.first_arrived is not None and p.first_arrived <= p.last_arrived for p in full)
+    assert all(p.last_arrived is None for p in parts if p.end > size), "a filling partition has no span yet"
+    assert [p.first_arrived for p in full] == sorted(p.first_arrived for p in full)
+
+    device_id, sent = logs[1]
+    assert store.log_range(device_id, 0, 200) == [r.raw for r in sent], "one log across every partition"
+    assert store.get_raw(device_id, 199) == sent[199].raw
+    for r in (sent[0], sent[77], sent[199]):
+        index = store.locate(r.id)
+        assert [e.raw for e in store.entries(index, index + 1)] == [r.raw]
+    entries = store.entries(LEAVES - 5, LEAVES + 5)
+    assert [e.index for e in entries] == list(range(LEAVES - 5, LEAVES + 5))
+    assert list(store.leaf_hashes(LEAVES - 1, LEAVES + 1)) == [leaf_hash(e.raw) for e in entries[4:6]]
+    assert len(list(store.leaf_hashes())) == size
+    assert store.damaged_in(0, size) == []
+
+    cp = hub.checkpoint()
+    store.close()
+    again = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    assert again.tree.root() == hub.tree.root() == cp.root
+    _, receipt = again.receipt(sent[150].id)
+    assert verify_receipt(receipt, sent[150].raw, hub_key.public_key).tree_size == cp.tree_size
+    again.store.close()
+
+
+def test_a_read_of_one_partition_is_pruned_to_it(schemas):
+    schema = schemas()
+    clock = Clock()
+    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), Ed25519Signer.from_seed(b"\x52" * 32),
+              clock=clock)
+    _fill(hub, clock, devices=2, per_device=200)
+    hub.store.close()
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute("ANALYZE records")
+        parts = {r[0] for r in conn.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON "
+                                            "c.oid = i.inhrelid WHERE i.inhparent = 'records'::regclass")}
+        assert len(parts) >= 4
+        assert _plan_relations(conn, ENTRIES_SQL, (LEAVES + 10, LEAVES + 74)) == {"records_000000000128"}
+        assert _plan_relations(conn, LEAVES_SQL, (2 * LEAVES, 2 * LEAVES + 64)) == {"records_000000000256"}
+        # A range that spans a boundary reads the two partitions it touches, no more.
+        assert _plan_relations(conn, ENTRIES_SQL, (LEAVES - 1, LEAVES + 1)) == {"records_000000000000",
+                                                                                 "records_000000000128"}
+
+
+def _old_store(schema: str, source: str) -> None:
+    """Write `source`'s store again in schema version 3's shape (records and global_log, unpartitioned)."""
+    with psycopg.connect(PG_DSN, autocommit=False) as conn, conn.transaction():
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        for step in MIGRATIONS[:3]:
+            for sql in step:
+                conn.execute(sql)
+        conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        conn.execute(f"INSERT INTO records SELECT device_id, seq, raw FROM {source}.records ORDER BY device_id, seq")
+        conn.execute(f"INSERT INTO global_log SELECT idx, record_id, device_id, seq, arrived_at, leaf "
+                     f"FROM {source}.records ORDER BY idx")
+        for table in ("devices", "states", "checkpoints", "forks", "counters", "damaged", "tiles"):
+            conn.execute(f"INSERT INTO {table} SELECT * FROM {source}.{table}")
+
+
+def test_a_store_of_the_old_schema_is_partitioned_in_place_and_answers_the_same(schemas):
+    source, old = schemas(), schemas()
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x53" * 32)
+    hub = Hub(PgHubStore(PG_DSN, schema=source, partition_leaves=LEAVES), hub_key, clock=clock)
+    logs = _fill(hub, clock, devices=2, per_device=150)
+    cp = hub.checkpoint()
+    store = hub.store
+    size = store.size()
+    answers = (store.entries(0, size), list(store.leaf_hashes()), list(store.tiles()), store.states_after(b"", 10),
+               [store.log_range(d, 0, 150) for d, _ in logs], [store.locate(r.id) for _, sent in logs for r in sent],
+               store.checkpoints(), store.devices(), store.counters())
+    _old_store(old, source)
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (old,))}
+        assert {"records", "global_log"} <= tables
+
+    migrated = PgHubStore(PG_DSN, schema=old, partition_leaves=LEAVES)
+    assert (migrated.entries(0, size), list(migrated.leaf_hashes()), list(migrated.tiles()),
+            migrated.states_after(b"", 10), [migrated.log_range(d, 0, 150) for d, _ in logs],
+            [migrated.locate(r.id) for _, sent in logs for r in sent], migrated.checkpoints(), migrated.devices(),
+            migrated.counters()) == answers
+    parts = migrated.partitions()
+    assert parts[0].first == 0 and parts[-1].first >= size and len(parts) == size // LEAVES + 2
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (old,))}
+        assert "global_log" not in tables
+        assert conn.execute(f"SELECT value FROM {old}.meta WHERE key = 'schema_version'").fetchone()[0] == "4"
+    restarted = Hub(migrated, hub_key, clock=clock)
+    assert restarted.tree.root() == cp.root and len(restarted.tree) == size
+    signer, builder = new_device(clock)
+    own = len(restarted.own_log())
+    device_id = enroll(restarted, signer, clock)
+    assert restarted.ingest(device_id, [builder.genesis().raw]).accepted == 1
+    assert migrated.size() == size + len(restarted.own_log()) - own + 1
+    migrated.close()
+    store.close()
+
+
+def test_append_refuses_records_that_do_not_continue_the_stored_log(schemas):
+    clock = Clock()
+    hub = Hub(PgHubStore(PG_DSN, schema=schemas(), partition_leaves=LEAVES), Ed25519Signer.from_seed(b"\x54" * 32),
+              clock=clock)
+    signer, builder = new_device(clock)
+    device_id = enroll(hub, signer, clock)
+    records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(4)]
+    assert hub.ingest(device_id, [r.raw for r in records]).accepted == 5
+    size = hub.store.size()
+    with pytest.raises(StoreError) as refused:
+        hub.store.append(device_id, records[3:], builder.state, clock())
+    assert "do not continue its stored log of 5" in str(refused.value)
+    assert hub.store.size() == size and hub.store.log_range(device_id, 0, 9) == [r.raw for r in records]
+    hub.store.close()
+
+
+def _table_bytes(schema: str) -> int:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        return int(conn.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_inherits i JOIN pg_class c "
+                                "ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
+                                (f"{schema}.records",)).fetchone()[0])
+
+
+def test_archive_round_trip_and_restart(schemas, tmp_path):
+    schema = schemas()
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x55" * 32)
+    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    logs = _fill(hub, clock, devices=2, per_device=200)
+    old_cp = hub.checkpoint()  # a checkpoint whose size falls in a partition that goes to the archive
+    cutoff = clock()
+    clock.advance(86_400)
+    more = _fill(hub, clock, devices=1, per_device=200)
+    cp = hub.checkpoint()
+    store = hub.store
+    size = store.size()
+    before_rows = store.entries(0, size)
+    own_before = [r.raw for r in hub.own_log()]
+    bytes_before = _table_bytes(schema)
+
+    planned = store.archive(cutoff, tmp_path / "archive", keep=[hub.hub_id], dry_run=True)
+    assert planned and not (tmp_path / "archive").exists(), "a dry run writes nothing"
+    done = store.archive(cutoff, tmp_path / "archive", keep=[hub.hub_id])
+    assert [(p.first, p.end) for p in done] == [(p.first, p.end) for p in planned]
+    assert all(p.last_arrived < cutoff for p in done) and done[0].first == 0
+    archived_end = done[-1].end
+    assert archived_end <= old_cp.tree_size + LEAVES, "everything that arrived before the date went"
+    assert store.archive(cutoff, tmp_path / "archive", keep=[hub.hub_id]) == [], "archiving again is a no-op"
+
+    # The files hold every archived row and check against the tile roots the store kept.
+    rows = [row for p in done for row in read_archive(p.archived + ".csv.gz")]
+    assert [(r[0], r[3], r[1], r[2], r[6]) for r in rows] == [
+        (e.index, e.device_id, e.seq, e.arrived_at, e.raw) for e in before_rows[:archived_end]]
+    tiles = list(store.tiles())
+    for p in done:
+        leaves = check_archive(p.archived + ".csv.gz", p.first, p.end, tiles[p.first // 64:p.end // 64])
+        assert Path(p.archived + ".leaves").read_bytes() == b"".join(leaves)
+    assert _table_bytes(schema) < bytes_before
+
+    # Only the hub's own log is left in the archived partitions; the rest of the store answers as before.
+    left = store.entries(0, archived_end)
+    assert left and all(e.device_id == hub.hub_id for e in left)
+    assert store.entries(archived_end, size) == before_rows[archived_end:]
+    device_id, sent = more[0]
+    assert store.log_range(device_id, 0, 200) == [r.raw for r in sent]
+    assert store.log_range(logs[0][0], 0, 200) == [], "an archived log's records are not served"
+    assert store.locate(logs[0][1][0].id) is None
+    assert [p.archived for p in store.partitions()][:len(done)] == [p.archived for p in done]
+    store.close()
+
+    # The hub restarts with its tree, own log and proofs; archived tiles' leaves come from the archive.
+    again = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    assert again.tree.root() == cp.root and len(again.tree) == size
+    assert [r.raw for r in again.own_log()] == own_before
+    proof = again.consistency(old_cp.tree_size, cp.tree_size)
+    verify_consistency(old_cp.tree_size, cp.tree_size, old_cp.root, cp.root, proof)
+    archived_row = rows[5]
+    verify_inclusion(archived_row[5], archived_row[0], cp.tree_size,
+                     again.tree.inclusion_proof(archived_row[0], cp.tree_size), cp.root)
+    _, receipt = again.receipt(sent[-1].id)
+    assert verify_receipt(receipt, sent[-1].raw, hub_key.public_key).tree_size == cp.tree_size
+    signer, builder = new_device(clock)
+    new_id = enroll(again, signer, clock)
+    assert again.ingest(new_id, [builder.genesis().raw]).accepted == 1
+    again.store.close()
+
+
+def test_a_damaged_archive_is_refused(schemas, tmp_path):
+    clock = Clock()
+    hub = Hub(PgHubStore(PG_DSN, schema=schemas(), partition_leaves=LEAVES), Ed25519Signer.from_seed(b"\x56" * 32),
+              clock=clock)
+    _fill(hub, clock, devices=1, per_device=300)
+    clock.advance(3600)
+    done = hub.store.archive(clock(), tmp_path, keep=[hub.hub_id])
+    assert done
+    tiles = list(hub.store.tiles())
+    path = done[0].archived + ".csv.gz"
+    good = gzip.decompress(Path(path).read_bytes()).decode().splitlines()
+    lines = list(good)
+    fields = lines[7].split(",")
+    fields[6] = fields[6][:-2] + ("00" if fields[6][-2:] != "00" else "01")  # one byte of a record
+    lines[7] = ",".join(fields)
+    with gzip.open(tmp_path / "bad.csv.gz", "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    with pytest.raises(StoreError, match="does not hash to its id and leaf"):
+        check_archive(tmp_path / "bad.csv.gz", done[0].first, done[0].end, tiles[:LEAVES // 64])
+    with gzip.open(tmp_path / "short.csv.gz", "wt") as fh:
+        fh.write("\n".join(good[:-1]) + "\n")
+    with pytest.raises(StoreError, match="it ends at"):
+        check_archive(tmp_path / "short.csv.gz", done[0].first, done[0].end, tiles[:LEAVES // 64])
+    with pytest.raises(StoreError, match="tile root"):
+        check_archive(path, done[0].first, done[0].end, list(reversed(tiles[:LEAVES // 64])))
+    hub.store.close()
+
+
+def test_jejak_hub_archive_command(schemas, tmp_path, capsys):
+    from tools.cli import main
+
+    schema = schemas()
+    from hub.app import load_or_create_key
+
+    (tmp_path / "hub").mkdir()
+
+    hub_key = load_or_create_key(tmp_path / "hub" / "hub.key")
+    clock = Clock(1_767_225_600 - 86_400)  # 2025-12-31
+    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    _fill(hub, clock, devices=1, per_device=300, step=10)
+    root = hub.tree.root()
+    hub.store.close()
+    toml = tmp_path / "hub.toml"
+    toml.write_text(f'name = "{schema}"\ndata_dir = "{tmp_path / "hub"}"\n'
+                    f'[store]\nbackend = "postgres"\ndsn = "{PG_DSN}"\npartition_leaves = {LEAVES}\n')
+
+    assert main(["hub", "archive", "--config", str(toml), "--before", "2026-01-01", "--to",
+                 str(tmp_path / "out"), "--dry-run", "--json"]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert [p["first"] for p in planned] == [0, 128] and all(p["archived"] is None for p in planned)
+    assert main(["hub", "archive", "--config", str(toml), "--before", "2026-01-01", "--to",
+                 str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "archived records_000000000000: log indexes 0 to 127" in out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "records_0-128.csv.gz", "records_0-128.leaves", "records_128-256.csv.gz", "records_128-256.leaves"]
+    store = PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES)
+    assert Hub(store, hub_key, clock=clock).tree.root() == root
+    store.close()
+    with pytest.raises(SystemExit) as usage:
+        main(["hub", "archive", "--config", str(toml), "--before", "yesterday", "--to", "x"])
+    assert usage.value.code == 2
+
+
+def test_partition_leaves_must_be_whole_tiles():
+    with pytest.raises(ConfigError, match="multiple of 64"):
+        StoreConfig(backend="postgres", partition_leaves=100)
+    with pytest.raises(StoreError, match="multiple of 64"):
+        PgHubStore(PG_DSN, schema="unused", partition_leaves=0)
