@@ -315,6 +315,79 @@ async def _heads_summary(logs: int) -> dict[str, Any]:
     return out
 
 
+PG_TEST_DSN = "postgresql://127.0.0.1:5432/test"
+
+
+def pg_storage(n: int, *, devices: int = 11, batch: int = 16, dsn: str = PG_TEST_DSN) -> dict[str, Any]:
+    """Bytes per record in PostgreSQL (pg_total_relation_size: rows, TOAST and indexes) for `n` MBG scan
+    records of `devices` logs arriving `batch` at a time in turn, as ingest appends them: the partitioned log
+    (schema 4) beside the two tables schema 3 kept (records and global_log), written with the same batches."""
+    import psycopg
+
+    from .pg import MIGRATIONS, PgHubStore
+
+    body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
+            "tags": ["e0040150a1b2c3d4"], "school": "sd-01"}
+    builders = [ChainBuilder(Ed25519Signer.from_seed((900 + d).to_bytes(32, "big")), clock=lambda: 1_763_900_000,
+                             boot=1) for d in range(devices)]
+    new = PgHubStore(dsn, schema=f"bench_{uuid.uuid4().hex[:10]}")
+    old_schema = f"bench_{uuid.uuid4().hex[:10]}"
+    old = psycopg.connect(dsn, autocommit=False)
+    try:
+        with old.transaction():
+            old.execute(f"CREATE SCHEMA {old_schema}")
+            old.execute(f"SET search_path TO {old_schema}")
+            for step in MIGRATIONS[:3]:
+                assert not callable(step)
+                for sql in step:
+                    old.execute(sql)
+        size = 0
+        while size < n:
+            for builder in builders:
+                records = [builder.genesis() if builder.state.length == 0 else builder.append("scan", body)
+                           for _ in range(min(batch, n - size))]
+                if not records:
+                    break
+                device_id = records[0].device_id
+                new.append(device_id, records, builder.state, 1_763_900_000)
+                with old.transaction(), old.cursor() as cur:  # what schema 3's append wrote
+                    cur.executemany("INSERT INTO records VALUES (%s, %s, %s)",
+                                    [(device_id, r.seq, r.raw) for r in records])
+                    cur.executemany("INSERT INTO global_log VALUES (%s, %s, %s, %s, %s, %s)",
+                                    [(size + i, r.id, device_id, r.seq, 1_763_900_000, leaf_hash(r.raw))
+                                     for i, r in enumerate(records)])
+                size += len(records)
+        with old.transaction():
+            def total(sql: str) -> int:
+                return int(old.execute(sql).fetchone()[0] or 0)  # type: ignore[index]
+
+            records_b = total(f"SELECT pg_total_relation_size('{old_schema}.records')")
+            global_b = total(f"SELECT pg_total_relation_size('{old_schema}.global_log')")
+            parts = (f"SELECT {{}}(c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                     f"WHERE i.inhparent = '{new.schema}.records'::regclass")
+            log_b = total(parts.replace("SELECT {}(c.oid)", "SELECT sum(pg_total_relation_size(c.oid))"))
+            heap_b = total(parts.replace("SELECT {}(c.oid)", "SELECT sum(pg_table_size(c.oid))"))
+            sizes = {name: total(f"SELECT sum(pg_relation_size(i.indexrelid)) FROM pg_index i JOIN pg_inherits h "
+                                 f"ON h.inhrelid = i.indexrelid WHERE h.inhparent = '{new.schema}.{name}'::regclass")
+                     for name in ("records_pkey", "records_device_seq", "records_id")}
+            raw_b = total(f"SELECT sum(length(raw)) FROM {new.schema}.records")
+        return {"records": size, "devices": devices, "batch": batch, "raw_bytes_per_record": round(raw_b / size, 1),
+                "schema3_bytes_per_record": round((records_b + global_b) / size, 1),
+                "schema3_records_table": round(records_b / size, 1),
+                "schema3_global_log_table": round(global_b / size, 1),
+                "partitioned_bytes_per_record": round(log_b / size, 1),
+                "partitioned_rows": round(heap_b / size, 1),
+                "partitioned_index_idx": round(sizes["records_pkey"] / size, 1),
+                "partitioned_index_device_seq": round(sizes["records_device_seq"] / size, 1),
+                "partitioned_index_record_id_hash": round(sizes["records_id"] / size, 1)}
+    finally:
+        with old.transaction():
+            old.execute(f"DROP SCHEMA IF EXISTS {old_schema} CASCADE")
+        old.close()
+        new.drop()
+        new.close()
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     n = 3000 if quick else 50_000
     raw_rate = raw_verify_rate(2000 if quick else 20_000)
@@ -352,6 +425,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             pg.close()
     except Exception as exc:  # the figure is missing, and the table says why
         out["ingest_postgres_per_s"] = f"not measured: {exc}"
+    try:
+        out["postgres_storage"] = pg_storage(20_000 if quick else 200_000)
+    except Exception as exc:  # the figure is missing, and the table says why
+        out["postgres_storage"] = f"not measured: {exc}"
     out["proofs"] = _proofs(100_000 if quick else 1_000_000)
     out["store_proofs"] = store_proofs
     out["restart"] = restart(100_000 if quick else 1_000_000)

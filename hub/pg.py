@@ -8,9 +8,10 @@ import hashlib
 import logging
 import os
 import re
+import struct
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, BinaryIO
 
 import psycopg
 
@@ -87,12 +88,20 @@ class Partition:
                 "last_arrived": self.last_arrived, "archived": self.archived}
 
 
+def _sync(fh: BinaryIO) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
 def _partition_name(first: int) -> str:
     return f"records_{first:012d}"
 
 
 ROWS_SUFFIX = ".csv.gz"
 LEAVES_SUFFIX = ".leaves"
+IDS_SUFFIX = ".ids"
+_U64 = struct.Struct(">Q")
+_ID_ENTRY = HASH_SIZE + _U64.size
 
 
 def read_archive(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
@@ -104,28 +113,59 @@ def read_archive(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, int, 
                    bytes.fromhex(leaf[2:]), bytes.fromhex(raw[2:]))
 
 
-def check_archive(path: str | os.PathLike[str], first: int, end: int, tile_roots: Sequence[bytes]) -> list[bytes]:
-    """Check an archive of log indexes `first` up to `end` against the tile roots the hub keeps for them;
-    return its leaf hashes. Raises StoreError at the first row that is missing or does not hash right."""
-    leaves: list[bytes] = []
+def check_archive(path: str | os.PathLike[str], first: int, end: int, tile_roots: Sequence[bytes],
+                  leaves_out: BinaryIO | None = None) -> int:
+    """Check an archive of log indexes `first` up to `end` against the tile roots the hub keeps for them, a
+    tile at a time (memory does not grow with the archive); write its leaf hashes to `leaves_out` if given.
+    Return the fold of its (record id, index) pairs (see `_fold`). Raises StoreError at the first row that is
+    missing or does not hash right."""
+    if len(tile_roots) != (end - first) // TILE_LEAVES:
+        raise StoreError(f"archive {path}: the store keeps {len(tile_roots)} tile roots for it, expected "
+                         f"{(end - first) // TILE_LEAVES}")
+    tile: list[bytes] = []
+    at, fold = first, 0
     for idx, seq, _, device_id, record_id, leaf, raw in read_archive(path):
-        if idx != first + len(leaves):
-            raise StoreError(f"archive {path}: expected index {first + len(leaves)}, found {idx}")
+        if idx != at:
+            raise StoreError(f"archive {path}: expected index {at}, found {idx}")
         if hashlib.sha256(raw).digest() != record_id or leaf_hash(raw) != leaf:
             raise StoreError(f"archive {path}: device {device_id.hex()} seq {seq} at index {idx} does not hash to "
                              "its id and leaf", hint="the store holds a damaged record: run `jejak hub verify`, "
                                                      "restore the record, then archive again")
-        leaves.append(leaf)
-    if first + len(leaves) != end:
-        raise StoreError(f"archive {path}: expected indexes {first} to {end - 1}, it ends at {first + len(leaves) - 1}")
-    if len(tile_roots) != (end - first) // TILE_LEAVES:
-        raise StoreError(f"archive {path}: the store keeps {len(tile_roots)} tile roots for it, expected "
-                         f"{(end - first) // TILE_LEAVES}")
-    for i, root in enumerate(tile_roots):
-        if MerkleTree(leaves[i * TILE_LEAVES:(i + 1) * TILE_LEAVES]).root() != root:
-            raise StoreError(f"archive {path}: leaves {first + i * TILE_LEAVES} to {first + (i + 1) * TILE_LEAVES - 1} "
-                             "do not give the tile root the hub keeps")
-    return leaves
+        fold ^= _fold(record_id, idx)
+        tile.append(leaf)
+        at += 1
+        if len(tile) == TILE_LEAVES:
+            if at > end or MerkleTree(tile).root() != tile_roots[(at - first) // TILE_LEAVES - 1]:
+                raise StoreError(f"archive {path}: leaves {at - TILE_LEAVES} to {at - 1} do not give the tile "
+                                 "root the hub keeps")
+            if leaves_out is not None:
+                leaves_out.write(b"".join(tile))
+            tile.clear()
+    if at != end or tile:
+        raise StoreError(f"archive {path}: expected indexes {first} to {end - 1}, it ends at {at - 1}")
+    return fold
+
+
+def _fold(record_id: bytes, idx: int) -> int:
+    """An order-free digest of a set of (record id, index) pairs: the id file and the rows must give the same."""
+    return int.from_bytes(hashlib.sha256(record_id + _U64.pack(idx)).digest(), "big")
+
+
+def search_ids(path: str | os.PathLike[str], record_id: bytes) -> int | None:
+    """The log index of `record_id` in an archive's id file (40-byte entries, id then index, sorted by id)."""
+    with open(path, "rb") as fh:
+        lo, hi = 0, os.fstat(fh.fileno()).st_size // _ID_ENTRY
+        while lo < hi:
+            mid = (lo + hi) // 2
+            fh.seek(mid * _ID_ENTRY)
+            entry = fh.read(_ID_ENTRY)
+            if entry[:HASH_SIZE] < record_id:
+                lo = mid + 1
+            elif entry[:HASH_SIZE] > record_id:
+                hi = mid
+            else:
+                return int(_U64.unpack(entry[HASH_SIZE:])[0])
+    return None
 
 
 class PgHubStore:
@@ -303,7 +343,19 @@ class PgHubStore:
 
     def locate(self, record_id: bytes) -> int | None:
         row = self._query_one("SELECT idx FROM records WHERE record_id = %s", (record_id,))
-        return int(row[0]) if row else None
+        if row is not None:
+            return int(row[0])
+        # An archived record keeps its place in the tree: its index is in its archive's id file, and a proof
+        # of it reads the archive's leaves (leaf_hashes).
+        for stem, in self._query("SELECT archived FROM partitions WHERE archived IS NOT NULL ORDER BY first"):
+            try:
+                found = search_ids(stem + IDS_SUFFIX, record_id)
+            except OSError as exc:
+                log.error("archive %s cannot be read (%s): its records cannot be located", stem, exc)
+                continue
+            if found is not None:
+                return found
+        return None
 
     def size(self) -> int:
         row = self._query_one("SELECT coalesce(max(idx) + 1, 0) FROM records")
@@ -485,25 +537,47 @@ class PgHubStore:
         done = []
         for part in chosen:
             stem = os.path.abspath(os.path.join(os.fspath(directory), f"records_{part.first}-{part.end}"))
-            with self._conn.transaction(), open(stem + ROWS_SUFFIX + ".part", "wb") as raw_out, \
-                    gzip.GzipFile(fileobj=raw_out, mode="wb", mtime=0) as out, self._conn.cursor() as cur, \
-                    cur.copy(f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") \
-                    as copy:
-                for chunk in copy:
-                    out.write(chunk)
+            self._write_rows(part, stem + ROWS_SUFFIX + ".part")
             roots = [bytes(r[0]) for r in self._query(
                 "SELECT root FROM tiles WHERE idx >= %s AND idx < %s ORDER BY idx",
                 (part.first // TILE_LEAVES, part.end // TILE_LEAVES))]
-            leaves = check_archive(stem + ROWS_SUFFIX + ".part", part.first, part.end, roots)
             with open(stem + LEAVES_SUFFIX + ".part", "wb") as fh:
-                fh.write(b"".join(leaves))
-                fh.flush()
-                os.fsync(fh.fileno())
-            for suffix in (ROWS_SUFFIX, LEAVES_SUFFIX):
+                fold = check_archive(stem + ROWS_SUFFIX + ".part", part.first, part.end, roots, fh)
+                _sync(fh)
+            if self._write_ids(part, stem + IDS_SUFFIX + ".part") != fold:
+                raise StoreError(f"archive {stem}: the id file does not hold the rows' ids and indexes; nothing "
+                                 "was dropped", hint="run the archive again")
+            for suffix in (ROWS_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX):
                 os.replace(stem + suffix + ".part", stem + suffix)
             self._detach(part, stem, keep)
             done.append(replace(part, archived=stem))
         return done
+
+    def _write_rows(self, part: Partition, path: str) -> None:
+        with self._conn.transaction(), open(path, "wb") as fh, self._conn.cursor() as cur:
+            with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as out, cur.copy(
+                    f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") as copy:
+                for chunk in copy:
+                    out.write(chunk)
+            _sync(fh)
+
+    def _write_ids(self, part: Partition, path: str) -> int:
+        """The partition's (record id, index) pairs sorted by id, for `locate` after its rows are gone; PostgreSQL
+        sorts and a server-side cursor streams them, so memory does not grow with the partition."""
+        fold, last = 0, b""
+        with self._conn.transaction(), open(path, "wb") as fh, \
+                self._conn.cursor(name=f"ids_{part.first}") as cur:
+            cur.itersize = 10_000
+            cur.execute(f"SELECT record_id, idx FROM {part.name} ORDER BY record_id")
+            for record_id, idx in cur:
+                rid = bytes(record_id)
+                if rid <= last:
+                    raise StoreError(f"partition {part.name}: record id {rid.hex()} is not after {last.hex()}")
+                fh.write(rid + _U64.pack(idx))
+                fold ^= _fold(rid, int(idx))
+                last = rid
+            _sync(fh)
+        return fold
 
     def _detach(self, part: Partition, stem: str, keep: Collection[bytes]) -> None:
         """Swap an archived partition for one holding only the kept logs' rows, in one transaction."""

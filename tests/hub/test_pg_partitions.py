@@ -4,6 +4,7 @@ schema, archive and retention, restart on an archived store."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import uuid
 from pathlib import Path
@@ -236,8 +237,13 @@ def test_archive_round_trip_and_restart(schemas, tmp_path):
         (e.index, e.device_id, e.seq, e.arrived_at, e.raw) for e in before_rows[:archived_end]]
     tiles = list(store.tiles())
     for p in done:
-        leaves = check_archive(p.archived + ".csv.gz", p.first, p.end, tiles[p.first // 64:p.end // 64])
-        assert Path(p.archived + ".leaves").read_bytes() == b"".join(leaves)
+        leaves = io.BytesIO()
+        check_archive(p.archived + ".csv.gz", p.first, p.end, tiles[p.first // 64:p.end // 64], leaves)
+        assert Path(p.archived + ".leaves").read_bytes() == leaves.getvalue()
+        assert len(leaves.getvalue()) == (p.end - p.first) * 32
+        ids = Path(p.archived + ".ids").read_bytes()
+        assert sorted(ids[i:i + 32] for i in range(0, len(ids), 40)) == [ids[i:i + 32] for i in range(0, len(ids), 40)]
+        assert len(ids) == (p.end - p.first) * 40
     assert _table_bytes(schema) < bytes_before
 
     # Only the hub's own log is left in the archived partitions; the rest of the store answers as before.
@@ -247,7 +253,9 @@ def test_archive_round_trip_and_restart(schemas, tmp_path):
     device_id, sent = more[0]
     assert store.log_range(device_id, 0, 200) == [r.raw for r in sent]
     assert store.log_range(logs[0][0], 0, 200) == [], "an archived log's records are not served"
-    assert store.locate(logs[0][1][0].id) is None
+    assert [store.locate(r.id) for r in logs[0][1][:3]] == [e.index for e in before_rows
+                                                             if e.device_id == logs[0][0]][:3], "from the id file"
+    assert store.locate(b"\x00" * 32) is None
     assert [p.archived for p in store.partitions()][:len(done)] == [p.archived for p in done]
     store.close()
 
@@ -257,9 +265,13 @@ def test_archive_round_trip_and_restart(schemas, tmp_path):
     assert [r.raw for r in again.own_log()] == own_before
     proof = again.consistency(old_cp.tree_size, cp.tree_size)
     verify_consistency(old_cp.tree_size, cp.tree_size, old_cp.root, cp.root, proof)
-    archived_row = rows[5]
+    archived_row = rows[70]
     verify_inclusion(archived_row[5], archived_row[0], cp.tree_size,
                      again.tree.inclusion_proof(archived_row[0], cp.tree_size), cp.root)
+    gone = logs[1][1][4]  # a record whose row went to the archive: its receipt is made from the archive
+    index, receipt = again.receipt(gone.id)
+    assert index < archived_end
+    assert verify_receipt(receipt, gone.raw, hub_key.public_key).tree_size == cp.tree_size
     _, receipt = again.receipt(sent[-1].id)
     assert verify_receipt(receipt, sent[-1].raw, hub_key.public_key).tree_size == cp.tree_size
     signer, builder = new_device(clock)
@@ -307,7 +319,9 @@ def test_jejak_hub_archive_command(schemas, tmp_path, capsys):
     hub_key = load_or_create_key(tmp_path / "hub" / "hub.key")
     clock = Clock(1_767_225_600 - 86_400)  # 2025-12-31
     hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
-    _fill(hub, clock, devices=1, per_device=300, step=10)
+    _fill(hub, clock, devices=1, per_device=100, step=10)
+    assert hub.checkpoint().tree_size < LEAVES, "a checkpoint inside what goes to the archive"
+    _fill(hub, clock, devices=1, per_device=200, step=10)
     root = hub.tree.root()
     hub.store.close()
     toml = tmp_path / "hub.toml"
@@ -323,10 +337,12 @@ def test_jejak_hub_archive_command(schemas, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "archived records_000000000000: log indexes 0 to 127" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "records_0-128.csv.gz", "records_0-128.leaves", "records_128-256.csv.gz", "records_128-256.leaves"]
+        f"records_{r}.{suffix}" for r in ("0-128", "128-256") for suffix in ("csv.gz", "ids", "leaves")]
     store = PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES)
     assert Hub(store, hub_key, clock=clock).tree.root() == root
     store.close()
+    assert main(["hub", "verify", "--config", str(toml)]) == 0, "every checkpoint and leaf checks after archive"
+    assert "roots match" in capsys.readouterr().out
     with pytest.raises(SystemExit) as usage:
         main(["hub", "archive", "--config", str(toml), "--before", "yesterday", "--to", "x"])
     assert usage.value.code == 2
