@@ -318,13 +318,15 @@ async def _heads_summary(logs: int) -> dict[str, Any]:
 PG_TEST_DSN = "postgresql://127.0.0.1:5432/test"
 
 
-def pg_storage(n: int, *, devices: int = 11, batch: int = 16, dsn: str = PG_TEST_DSN) -> dict[str, Any]:
+def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: int = 1 << 16,
+               dsn: str = PG_TEST_DSN) -> dict[str, Any]:
     """Bytes per record in PostgreSQL (pg_total_relation_size: rows, TOAST and indexes) for `n` MBG scan
     records of `devices` logs arriving `batch` at a time in turn, as ingest appends them: the partitioned log
-    (schema 4) beside the two tables schema 3 kept (records and global_log), written with the same batches."""
+    (schema 4) beside the two tables schema 3 kept (records and global_log), written with the same batches.
+    Then the schema 3 store is migrated (timed), and its full partitions archived (timed, file bytes)."""
     import psycopg
 
-    from .pg import MIGRATIONS, PgHubStore
+    from .pg import IDS_SUFFIX, LEAVES_SUFFIX, MIGRATIONS, ROWS_SUFFIX, PgHubStore
 
     body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
             "tags": ["e0040150a1b2c3d4"], "school": "sd-01"}
@@ -371,7 +373,23 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, dsn: str = PG_TEST
                                  f"ON h.inhrelid = i.indexrelid WHERE h.inhparent = '{new.schema}.{name}'::regclass")
                      for name in ("records_pkey", "records_device_seq", "records_id")}
             raw_b = total(f"SELECT sum(length(raw)) FROM {new.schema}.records")
-        return {"records": size, "devices": devices, "batch": batch, "raw_bytes_per_record": round(raw_b / size, 1),
+            old.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        started = time.perf_counter()
+        migrated = PgHubStore(dsn, schema=old_schema, partition_leaves=partition_leaves)
+        migrate_s = time.perf_counter() - started
+        tree = MerkleTree(migrated.leaf_hashes())
+        migrated.put_tiles(0, [tree.tile_root(i) for i in range(tree.tiles)])
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            gone = migrated.archive(1_763_900_001, tmp)
+            archive_s = time.perf_counter() - started
+            archived = sum(p.end - p.first for p in gone)
+            files = {suffix: sum(os.path.getsize(str(p.archived) + suffix) for p in gone)
+                     for suffix in (ROWS_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX)}
+        migrated.close()
+        archive = {"records": archived, "seconds": round(archive_s, 2),
+                   **{f"file{suffix}_bytes_per_record": round(b / max(archived, 1), 1) for suffix, b in files.items()}}
+        return {"schema3_to_4_migration_s": round(migrate_s, 2), "archive": archive,"records": size, "devices": devices, "batch": batch, "raw_bytes_per_record": round(raw_b / size, 1),
                 "schema3_bytes_per_record": round((records_b + global_b) / size, 1),
                 "schema3_records_table": round(records_b / size, 1),
                 "schema3_global_log_table": round(global_b / size, 1),

@@ -184,6 +184,7 @@ class PgHubStore:
         self.schema = schema
         self.partition_leaves = partition_leaves
         self._covered = 0  # the log's partitions reach this index (at least)
+        self._seen = 0  # the log held this many records (at least)
         try:
             self._conn = psycopg.connect(dsn, autocommit=False)
         except psycopg.OperationalError as exc:
@@ -309,8 +310,7 @@ class PgHubStore:
                 raise StoreError(f"device {device_id.hex()}: records {[r.seq for r in records][:3]}... do not "
                                  f"continue its stored log of {length}; nothing was written",
                                  hint="another hub process wrote to this log: reopen the hub on the store")
-            row = self._conn.execute("SELECT coalesce(max(idx) + 1, 0) FROM records").fetchone()
-            size = int(row[0]) if row else 0
+            size = self._size()
             self._cover(size + len(records))
             with self._conn.cursor() as cur:
                 cur.executemany(f"INSERT INTO records ({_LOG_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -358,8 +358,16 @@ class PgHubStore:
         return None
 
     def size(self) -> int:
-        row = self._query_one("SELECT coalesce(max(idx) + 1, 0) FROM records")
-        return int(row[0]) if row else 0
+        with self._conn.transaction():
+            return self._size()
+
+    def _size(self) -> int:
+        # The log only grows, so a size seen before bounds the search to the last partitions instead of
+        # asking every partition's index for its largest index.
+        row = self._conn.execute("SELECT coalesce(max(idx) + 1, %s) FROM records WHERE idx >= %s",
+                                 (self._seen, self._seen)).fetchone()
+        self._seen = int(row[0]) if row else self._seen
+        return self._seen
 
     def entries(self, start: int, end: int) -> list[Entry]:
         rows = self._query(ENTRIES_SQL, (start, end))

@@ -125,6 +125,10 @@ def test_a_read_of_one_partition_is_pruned_to_it(schemas):
         # A range that spans a boundary reads the two partitions it touches, no more.
         assert _plan_relations(conn, ENTRIES_SQL, (LEAVES - 1, LEAVES + 1)) == {"records_000000000000",
                                                                                  "records_000000000128"}
+        # The log's size: from a size seen before, only the partitions from there on.
+        size_sql = "SELECT coalesce(max(idx) + 1, %s) FROM records WHERE idx >= %s"
+        assert _plan_relations(conn, size_sql, (3 * LEAVES + 5, 3 * LEAVES + 5)) == parts - {
+            f"records_{i * LEAVES:012d}" for i in range(3)}
 
 
 def _old_store(schema: str, source: str) -> None:
