@@ -444,7 +444,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     except Exception as exc:  # the figure is missing, and the table says why
         out["ingest_postgres_per_s"] = f"not measured: {exc}"
     try:
-        out["postgres_storage"] = pg_storage(20_000 if quick else 200_000)
+        out["postgres_storage"] = pg_storage(5_000 if quick else 200_000)
     except Exception as exc:  # the figure is missing, and the table says why
         out["postgres_storage"] = f"not measured: {exc}"
     out["proofs"] = _proofs(100_000 if quick else 1_000_000)
