@@ -318,7 +318,7 @@ async def _heads_summary(logs: int) -> dict[str, Any]:
 PG_TEST_DSN = "postgresql://127.0.0.1:5432/test"
 
 
-def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: int = 1 << 16,
+def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: int | None = None,
                dsn: str = PG_TEST_DSN) -> dict[str, Any]:
     """Bytes per record in PostgreSQL (pg_total_relation_size: rows, TOAST and indexes) for `n` MBG scan
     records of `devices` logs arriving `batch` at a time in turn, as ingest appends them: the partitioned log
@@ -375,7 +375,9 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
             raw_b = total(f"SELECT sum(length(raw)) FROM {new.schema}.records")
             old.execute("INSERT INTO meta VALUES ('schema_version', '3')")
         started = time.perf_counter()
-        migrated = PgHubStore(dsn, schema=old_schema, partition_leaves=partition_leaves)
+        # Three partitions' worth of records by default, so the archive has whole ones to take.
+        leaves = partition_leaves or max(64, n // 3 // 64 * 64)
+        migrated = PgHubStore(dsn, schema=old_schema, partition_leaves=leaves)
         migrate_s = time.perf_counter() - started
         tree = MerkleTree(migrated.leaf_hashes())
         migrated.put_tiles(0, [tree.tile_root(i) for i in range(tree.tiles)])
@@ -387,7 +389,7 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
             files = {suffix: sum(os.path.getsize(str(p.archived) + suffix) for p in gone)
                      for suffix in (ROWS_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX)}
         migrated.close()
-        archive = {"records": archived, "seconds": round(archive_s, 2),
+        archive = {"records": archived, "partition_leaves": leaves, "seconds": round(archive_s, 2),
                    **{f"file{suffix}_bytes_per_record": round(b / max(archived, 1), 1) for suffix, b in files.items()}}
         return {"schema3_to_4_migration_s": round(migrate_s, 2), "archive": archive,"records": size, "devices": devices, "batch": batch, "raw_bytes_per_record": round(raw_b / size, 1),
                 "schema3_bytes_per_record": round((records_b + global_b) / size, 1),
