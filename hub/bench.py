@@ -322,11 +322,12 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
                dsn: str = PG_TEST_DSN) -> dict[str, Any]:
     """Bytes per record in PostgreSQL (pg_total_relation_size: rows, TOAST and indexes) for `n` MBG scan
     records of `devices` logs arriving `batch` at a time in turn, as ingest appends them: the partitioned log
-    (schema 4) beside the two tables schema 3 kept (records and global_log), written with the same batches.
-    Then the schema 3 store is migrated (timed), and its full partitions archived (timed, file bytes)."""
+    (schema 5) beside the two tables the schemas before kept (records and global_log), written with the same
+    batches. Then the unpartitioned store is migrated (timed), and its full partitions archived (timed, file
+    bytes)."""
     import psycopg
 
-    from .pg import IDS_SUFFIX, LEAVES_SUFFIX, MIGRATIONS, ROWS_SUFFIX, PgHubStore
+    from .pg import IDS_SUFFIX, LEAVES_SUFFIX, MIGRATIONS, PARTITIONED_VERSION, ROWS_SUFFIX, PgHubStore
 
     body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
             "tags": ["e0040150a1b2c3d4"], "school": "sd-01"}
@@ -339,7 +340,7 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
         with old.transaction():
             old.execute(f"CREATE SCHEMA {old_schema}")
             old.execute(f"SET search_path TO {old_schema}")
-            for step in MIGRATIONS[:3]:
+            for step in MIGRATIONS[:PARTITIONED_VERSION - 1]:
                 assert not callable(step)
                 for sql in step:
                     old.execute(sql)
@@ -352,7 +353,7 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
                     break
                 device_id = records[0].device_id
                 new.append(device_id, records, builder.state, 1_763_900_000)
-                with old.transaction(), old.cursor() as cur:  # what schema 3's append wrote
+                with old.transaction(), old.cursor() as cur:  # what an unpartitioned store's append wrote
                     cur.executemany("INSERT INTO records VALUES (%s, %s, %s)",
                                     [(device_id, r.seq, r.raw) for r in records])
                     cur.executemany("INSERT INTO global_log VALUES (%s, %s, %s, %s, %s, %s)",
@@ -373,7 +374,7 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
                                  f"ON h.inhrelid = i.indexrelid WHERE h.inhparent = '{new.schema}.{name}'::regclass")
                      for name in ("records_pkey", "records_device_seq", "records_id")}
             raw_b = total(f"SELECT sum(length(raw)) FROM {new.schema}.records")
-            old.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+            old.execute("INSERT INTO meta VALUES ('schema_version', %s)", (str(PARTITIONED_VERSION - 1),))
         started = time.perf_counter()
         # Three partitions' worth of records by default, so the archive has whole ones to take.
         leaves = partition_leaves or max(64, n // 3 // 64 * 64)
@@ -391,10 +392,10 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
         migrated.close()
         archive = {"records": archived, "partition_leaves": leaves, "seconds": round(archive_s, 2),
                    **{f"file{suffix}_bytes_per_record": round(b / max(archived, 1), 1) for suffix, b in files.items()}}
-        return {"schema3_to_4_migration_s": round(migrate_s, 2), "archive": archive,"records": size, "devices": devices, "batch": batch, "raw_bytes_per_record": round(raw_b / size, 1),
-                "schema3_bytes_per_record": round((records_b + global_b) / size, 1),
-                "schema3_records_table": round(records_b / size, 1),
-                "schema3_global_log_table": round(global_b / size, 1),
+        return {"migration_to_partitioned_s": round(migrate_s, 2), "archive": archive,"records": size, "devices": devices, "batch": batch, "raw_bytes_per_record": round(raw_b / size, 1),
+                "unpartitioned_bytes_per_record": round((records_b + global_b) / size, 1),
+                "unpartitioned_records_table": round(records_b / size, 1),
+                "unpartitioned_global_log_table": round(global_b / size, 1),
                 "partitioned_bytes_per_record": round(log_b / size, 1),
                 "partitioned_rows": round(heap_b / size, 1),
                 "partitioned_index_idx": round(sizes["records_pkey"] / size, 1),

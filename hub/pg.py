@@ -57,6 +57,7 @@ MIGRATIONS: tuple[Step, ...] = (
     lambda store: store._partition_log(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+PARTITIONED_VERSION = 5  # the first schema whose log is partitioned; the ones before kept records and global_log
 _PAGE = 50_000  # rows per query of a long scan
 _LOCK_ID = 0x4A454A414B  # one writer of the global log at a time, across hub processes
 TILE_LEAVES = 64  # the hub tree's tile: partitions and archives start and end on one

@@ -24,5 +24,5 @@ def test_quick_bench_reports_figures():
     assert 0 < summary["bucket_logs"] <= summary["logs"]
     storage = figures["postgres_storage"]
     assert isinstance(storage, dict), storage
-    assert 0 < storage["partitioned_bytes_per_record"] < storage["schema3_bytes_per_record"]
+    assert 0 < storage["partitioned_bytes_per_record"] < storage["unpartitioned_bytes_per_record"]
     assert storage["archive"]["records"] > 0 and storage["archive"]["file.leaves_bytes_per_record"] == 32.0

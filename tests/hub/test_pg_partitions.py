@@ -13,7 +13,16 @@ import psycopg
 import pytest
 
 from hub.config import ConfigError, StoreConfig
-from hub.pg import ENTRIES_SQL, LEAVES_SQL, MIGRATIONS, PgHubStore, check_archive, read_archive
+from hub.pg import (
+    ENTRIES_SQL,
+    LEAVES_SQL,
+    MIGRATIONS,
+    PARTITIONED_VERSION,
+    SCHEMA_VERSION,
+    PgHubStore,
+    check_archive,
+    read_archive,
+)
 from hub.service import Hub
 from hub.store import StoreError
 from ledger import Ed25519Signer, verify_receipt
@@ -132,18 +141,20 @@ def test_a_read_of_one_partition_is_pruned_to_it(schemas):
 
 
 def _old_store(schema: str, source: str) -> None:
-    """Write `source`'s store again in schema version 3's shape (records and global_log, unpartitioned)."""
+    """Write `source`'s store again in the shape of the schema before partitions (records and global_log)."""
     with psycopg.connect(PG_DSN, autocommit=False) as conn, conn.transaction():
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(f"SET search_path TO {schema}")
-        for step in MIGRATIONS[:3]:
+        for step in MIGRATIONS[:PARTITIONED_VERSION - 1]:
+            assert not callable(step)
             for sql in step:
                 conn.execute(sql)
-        conn.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        conn.execute("INSERT INTO meta VALUES ('schema_version', %s)", (str(PARTITIONED_VERSION - 1),))
         conn.execute(f"INSERT INTO records SELECT device_id, seq, raw FROM {source}.records ORDER BY device_id, seq")
         conn.execute(f"INSERT INTO global_log SELECT idx, record_id, device_id, seq, arrived_at, leaf "
                      f"FROM {source}.records ORDER BY idx")
-        for table in ("devices", "states", "checkpoints", "forks", "counters", "damaged", "tiles"):
+        for table in ("devices", "states", "checkpoints", "forks", "counters", "damaged", "tiles",
+                      "region_checkpoints", "split_views"):
             conn.execute(f"INSERT INTO {table} SELECT * FROM {source}.{table}")
 
 
@@ -174,7 +185,8 @@ def test_a_store_of_the_old_schema_is_partitioned_in_place_and_answers_the_same(
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (old,))}
         assert "global_log" not in tables
-        assert conn.execute(f"SELECT value FROM {old}.meta WHERE key = 'schema_version'").fetchone()[0] == "4"
+        version = conn.execute(f"SELECT value FROM {old}.meta WHERE key = 'schema_version'").fetchone()[0]
+        assert version == str(SCHEMA_VERSION)
     restarted = Hub(migrated, hub_key, clock=clock)
     assert restarted.tree.root() == cp.root and len(restarted.tree) == size
     signer, builder = new_device(clock)
