@@ -44,13 +44,14 @@ LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 class _Day:
     """The scans of one service day, and the day's answer at the last time it was asked for."""
 
-    __slots__ = ("answer", "batches", "scans", "shared")
+    __slots__ = ("answer", "batches", "oldest", "scans", "shared")
 
     def __init__(self) -> None:
         self.scans: list[HeldScan] = []
         self.shared: dict[Any, Any] = {}  # one copy of each tag list and tap context of the day
         self.answer: _Answer | None = None
         self.batches: set[str] = set()  # batches whose first cook tap the day's reconciliation used
+        self.oldest = 2**62  # the earliest arrival of the day's scans: a prune before it leaves the day alone
 
 
 def _summary(a: Analysis) -> Analysis:
@@ -137,6 +138,7 @@ class MbgView:
             day = self._days[t.date] = _Day()
         held = HeldScan(scan, day.shared, key)
         day.scans.append(held)
+        day.oldest = min(day.oldest, scan.arrived_at)
         self._touch(t.date)
         self._note(t, held)
 
@@ -168,36 +170,69 @@ class MbgView:
         by replaying every movement.
         """
         cutoff = now - keep_days * 86400
-        gone = 0
+        removed: list[HeldScan] = []
         for date, day in list(self._days.items()):
-            kept = [s for s in day.scans if s.arrived_at >= cutoff]
-            if len(kept) == len(day.scans):
+            if day.oldest >= cutoff:
                 continue
-            gone += len(day.scans) - len(kept)
-            self._ids.difference_update(s.key for s in day.scans if s.arrived_at < cutoff)
+            kept = []
+            for s in day.scans:
+                (kept if s.arrived_at >= cutoff else removed).append(s)
             self._touch(date)
             if kept:
                 day.scans = kept
+                day.oldest = min(s.arrived_at for s in kept)
                 day.shared = {}
                 for s in kept:
                     s.tags = day.shared.setdefault(s.tags, s.tags)
                     s.extra = day.shared.setdefault(s.extra, s.extra)
             else:
                 del self._days[date]
-        if gone:
+        if removed:
+            self._ids.difference_update(s.key for s in removed)
             self._whole = None
-            cooks = dict(self._cooks)
-            self._flagged.clear()
-            self._unknown.clear()
-            self._cooks.clear()
-            for day in self._days.values():
-                for s in day.scans:
-                    self._note(Timed(s.unpack(), self.plan), s)
-            for batch in cooks.keys() - self._cooks.keys():
-                for date, day in self._days.items():
-                    if batch in day.batches:
-                        self._touch(date)
-        return gone
+            self._forget(removed)
+        return len(removed)
+
+    def _forget(self, removed: list[HeldScan]) -> None:
+        """Take scans out of what spans days: only the device clocks, unknown sites and batches they were part
+        of are counted again, from the scans still held."""
+        flags: set[tuple[str, str]] = set()
+        sites: set[str] = set()
+        batches: set[str] = set()
+        for h in removed:
+            t = Timed(h.unpack(), self.plan)
+            if t.flag is not None:
+                flags.add((t.flag, h.device))
+            if is_unknown(self.plan, h.site):
+                sites.add(h.site)
+            if h.event == "cooked" and h.batch is not None and self._cooks[h.batch][1] is h:
+                batches.add(h.batch)
+        for key in flags:
+            del self._flagged[key]
+        for site in sites:
+            del self._unknown[site]
+        for batch in batches:
+            del self._cooks[batch]
+        if not (flags or sites or batches):
+            return
+        devices = {device for _, device in flags}
+        for day in self._days.values():
+            for h in day.scans:
+                cook = h.event == "cooked" and h.batch in batches
+                if h.device not in devices and h.site not in sites and not cook:
+                    continue
+                t = Timed(h.unpack(), self.plan)
+                if t.flag is not None and (t.flag, h.device) in flags:
+                    self._flagged[(t.flag, h.device)].add(t)
+                if h.site in sites:
+                    self._unknown[h.site].add(t)
+                if cook:
+                    first = self._cooks.get(h.batch)  # type: ignore[arg-type]
+                    if first is None or t.order() < first[0]:
+                        self._cooks[h.batch] = (t.order(), h)  # type: ignore[index]
+        for date, day in self._days.items():
+            if day.batches & batches:
+                self._touch(date)
 
     @property
     def scans(self) -> list[ScanEvent]:

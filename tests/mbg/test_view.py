@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from hub.mbg import MbgView, NotFound, from_record, simulate
+from hub.mbg import MbgView, NotFound, analyze, from_record, simulate
 from hub.mbg.plan import local_midnight
 from hub.mbg.sim import SimDay, simulate_days
 
@@ -164,3 +164,23 @@ def test_a_cook_tapped_the_evening_before_counts_for_the_next_day() -> None:
     assert view.ingest_event(early)
     [after] = view.container(before.tag, day.now)
     assert after.first("cooked").record_id == early.record_id and after.date == day.date
+
+
+def test_prune_counts_what_spans_days_again() -> None:
+    sims = simulate_days(3, scenario="clock_year_off", kitchens=1, schools_per_kitchen=2)
+    view = MbgView(sims[0].plan)
+    for sim in sims:
+        for r in sim.records:
+            view.ingest(r, r.arrived_at)
+    now = sims[-1].now
+
+    def findings_of(v: MbgView) -> list[dict[str, object]]:
+        return [f.to_dict() for f in v.findings(now) if not f.code.startswith("stock_")]
+
+    [skewed] = [f for f in view.findings(now) if f.code == "clock_skew"]
+    assert skewed.measured and len(skewed.records) > 16  # taps of all three days
+    for sim in sims[:2]:
+        assert view.prune(max(r.arrived_at for r in sim.records) + 86400, keep_days=1) > 0
+        assert findings_of(view) == [f.to_dict() for f in analyze(view.plan, view.scans, now=now).findings]
+    [after] = [f for f in view.findings(now) if f.code == "clock_skew"]
+    assert after.records != skewed.records and set(after.records) <= {s.record_id for s in view.scans}
