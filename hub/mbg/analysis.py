@@ -339,7 +339,7 @@ class DayBase:
 
 
 @contextmanager
-def _without_cycle_collection() -> Iterator[None]:
+def without_cycle_collection() -> Iterator[None]:
     """Reconciling makes millions of small objects and no reference cycles; the cycle collector, triggered by
     the allocations, would walk the whole held window again and again for nothing (a third of the time)."""
     was = gc.isenabled()
@@ -352,7 +352,7 @@ def _without_cycle_collection() -> Iterator[None]:
 
 
 def day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf) -> DayBase:
-    with _without_cycle_collection():
+    with without_cycle_collection():
         return _day_base(plan, date, timed, cook_of)
 
 
@@ -386,7 +386,7 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf) ->
 def settle(base: DayBase, now: int, planned: Collection[str] | None = None) -> Analysis:
     """The day's deliveries, container and food-safety findings at `now`, with the span of times it holds for.
     `planned` limits the planned deliveries to those schools (default: every school of the plan)."""
-    with _without_cycle_collection():
+    with without_cycle_collection():
         return _settle(base, now, planned)
 
 

@@ -28,6 +28,7 @@ from .analysis import (
     settle,
     timeline_of,
     unknown_site_findings,
+    without_cycle_collection,
 )
 from .errors import InputError, NotFound
 from .events import ScanEvent, StockMovement, from_record
@@ -283,14 +284,16 @@ class MbgView:
         groups, untouched = shards(self.plan, day.scans if day is not None else [])
         parts = []
         batches: set[str] = set()
-        for scans, planned in groups:
-            tag_lists: dict[Any, tuple[str, ...]] = {}
-            self.analysed += len(scans)
-            base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans), self._cook_of)
-            batches |= base.batches
-            parts.append(_summary(settle(base, now, planned)))
-        if untouched:
-            parts.append(settle(day_base(self.plan, date, (), self._cook_of), now, untouched))
+        with without_cycle_collection():
+            for scans, planned in groups:
+                tag_lists: dict[Any, tuple[str, ...]] = {}
+                self.analysed += len(scans)
+                base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans),
+                                self._cook_of)
+                batches |= base.batches
+                parts.append(_summary(settle(base, now, planned)))
+            if untouched:
+                parts.append(settle(day_base(self.plan, date, (), self._cook_of), now, untouched))
         if day is not None:
             day.batches = batches
         a = merge(self.plan, now, parts)
