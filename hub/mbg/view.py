@@ -99,6 +99,7 @@ class MbgView:
         self._unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
         self._cooks: dict[str, tuple[tuple[int, str, int], HeldScan]] = {}
         self._base: DayBase | None = None  # the last day reconciled, for its next question or drill-down
+        self._unheld: dict[str, _Answer] = {}  # the answer of the last day asked about that holds no scans
         self._whole: tuple[tuple[int, tuple[str, ...]], Analysis] | None = None
         self._cards: dict[tuple[str, str], StockCard] | None = None
         self._stock_findings: dict[str | None, list[Finding]] | None = None
@@ -264,10 +265,11 @@ class MbgView:
         """The day's aggregates at `now` (rounded): reused while they hold, else settled from the day's scans."""
         now -= now % self.granularity_s
         day = self._days.get(date)
-        if day is not None and day.answer is not None:
-            held = day.answer.settled
-            if held.valid_from <= now < held.valid_until:
-                return day.answer
+        # A day with no scans held (early morning, or asked about before any record came) keeps its planned
+        # deliveries too: with every school of a country planned, they are not free to build each minute.
+        kept = day.answer if day is not None else self._unheld.get(date)
+        if kept is not None and kept.settled.valid_from <= now < kept.settled.valid_until:
+            return kept
         a = self._settle_by_groups(date, now)
         scans = day.scans if day is not None else []
         answer = _Answer(settled=_summary(a),
@@ -275,6 +277,8 @@ class MbgView:
                          devices=len({s.device for s in scans}))
         if day is not None:
             day.answer = answer
+        else:
+            self._unheld = {date: answer}
         return answer
 
     def _settle_by_groups(self, date: str, now: int) -> Analysis:
