@@ -142,6 +142,16 @@ _REQUIRED: dict[str, frozenset[str]] = {
 }
 
 
+# Per kind, the text and integer fields that need no more than a type, length, choice or minimum check:
+# (type, choices, minimum).
+_FAST: dict[str, dict[str, tuple[type, frozenset[str] | None, int | None]]] = {
+    kind: {name: (spec.kind, None if spec.choices is None else frozenset(spec.choices), spec.minimum)
+           for name, spec in schema.items() if spec.list_of is None
+           and (spec.kind is str and spec.minimum is None or spec.kind is int and spec.choices is None)}
+    for kind, schema in SCHEMAS.items()
+}
+
+
 def kind_code(name: str) -> int:
     try:
         return KINDS[name]
@@ -165,9 +175,18 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
     schema = SCHEMAS.get(kind)
     if schema is None:
         raise MalformedRecord(f"unknown record kind: expected one of {sorted(SCHEMAS)}, got {kind!r}")
-    if not isinstance(body, Mapping):
+    if type(body) is not dict and not isinstance(body, Mapping):
         raise MalformedRecord(f"{kind} body: expected a map, got {type(body).__name__}")
+    fast = _FAST[kind]
     for name, value in body.items():
+        # The common case first: text or a number of exactly the field's type (what a decoder returns) that
+        # meets its length, choices and minimum; everything else takes the full check below.
+        spec_fast = fast.get(name)
+        if spec_fast is not None:
+            t, choices, minimum = spec_fast
+            if type(value) is t and (len(value) <= MAX_TEXT and (choices is None or value in choices)
+                                     if t is str else minimum is None or value >= minimum):
+                continue
         spec = schema.get(name)
         if spec is None:
             raise MalformedRecord(

@@ -68,10 +68,15 @@ def _flat_in_order(value: Any) -> bool:
     deterministic order, whose values are scalars or arrays of scalars."""
     if type(value) is not dict:
         return False
-    keys = list(value)
-    if not all(type(k) is str and k.isascii() for k in keys) or keys != sorted(sorted(keys), key=len):
-        return False
-    for v in value.values():
+    last_len, last = -1, ""
+    for k, v in value.items():
+        # Deterministic order of ASCII text keys: shorter first, then bytewise (a map's keys are unique).
+        if type(k) is not str or not k.isascii():
+            return False
+        n = len(k)
+        if n < last_len or (n == last_len and k <= last):
+            return False
+        last_len, last = n, k
         t = type(v)
         if t is int:
             if not _INT_MIN <= v <= _INT_MAX:
