@@ -18,7 +18,7 @@ import psycopg
 from ledger import ChainState, Record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
-from .store import DeviceInfo, Entry, StoreError, intact_prefix, refuse_damaged
+from .store import Batch, DeviceInfo, Entry, LogAppend, StoreError, intact_prefix, refuse_damaged
 
 log = logging.getLogger("jejak.hub.pg")
 
@@ -301,25 +301,45 @@ class PgHubStore:
         return [ChainState.from_cbor(bytes(r[0])) for r in rows]
 
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
-        with self._conn.transaction():
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            row = self._conn.execute("SELECT data FROM states WHERE device_id = %s", (device_id,)).fetchone()
-            length = ChainState.from_cbor(bytes(row[0])).length if row else 0
-            # The partitioned log cannot hold a unique index on (device, seq): this check is what keeps it
-            # unique (see _partition_log). A second writer with a stale view of the log stops here.
-            if [r.seq for r in records] != list(range(length, length + len(records))):
-                raise StoreError(f"device {device_id.hex()}: records {[r.seq for r in records][:3]}... do not "
-                                 f"continue its stored log of {length}; nothing was written",
-                                 hint="another hub process wrote to this log: reopen the hub on the store")
+        return self.commit(Batch(appends=[LogAppend.of(device_id, records, state, arrived_at)]))
+
+    def commit(self, batch: Batch) -> int:
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            devices = list(dict.fromkeys(part.device_id for part in batch.appends))
+            rows = cur.execute("SELECT device_id, data FROM states WHERE device_id = ANY(%s)",
+                               (devices,)).fetchall() if devices else []
+            lengths = {bytes(d): ChainState.from_cbor(bytes(data)).length for d, data in rows}
+            for part in batch.appends:
+                # The partitioned log cannot hold a unique index on (device, seq): this check is what keeps
+                # it unique (see _partition_log). A second writer with a stale view of the log stops here.
+                length = lengths.get(part.device_id, 0)
+                seqs = [r.seq for r in part.records]
+                if seqs != list(range(length, length + len(seqs))):
+                    raise StoreError(f"device {part.device_id.hex()}: records {seqs[:3]}... do not continue its "
+                                     f"stored log of {length}; nothing was written",
+                                     hint="another hub process wrote to this log: reopen the hub on the store")
+                lengths[part.device_id] = length + len(seqs)
             size = self._size()
-            self._cover(size + len(records))
-            with self._conn.cursor() as cur:
-                cur.executemany(f"INSERT INTO records ({_LOG_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                                [(size + i, r.seq, arrived_at, device_id, r.id, leaf_hash(r.raw), r.raw)
-                                 for i, r in enumerate(records)])
-            self._conn.execute("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
-                               "DO UPDATE SET data = excluded.data", (device_id, state.to_cbor()))
-        return size + len(records)
+            self._cover(size + sum(len(part.records) for part in batch.appends))
+            # COPY in binary: one statement for a batch's rows, where a row per INSERT cost a round trip.
+            with cur.copy(f"COPY records ({_LOG_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", "int8", "int8", "bytea", "bytea", "bytea", "bytea"])
+                for part in batch.appends:
+                    for rec, leaf in zip(part.records, part.leaves, strict=True):
+                        copy.write_row((size, rec.seq, part.arrived_at, part.device_id, rec.id, leaf, rec.raw))
+                        size += 1
+            if batch.appends:
+                cur.executemany("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
+                                "DO UPDATE SET data = excluded.data",
+                                [(part.device_id, part.state.to_cbor()) for part in batch.appends])
+            if batch.tiles:
+                cur.executemany("INSERT INTO tiles (idx, root) VALUES (%s, %s) ON CONFLICT (idx) DO UPDATE "
+                                "SET root = excluded.root", list(enumerate(batch.tiles, batch.first_tile)))
+            if batch.counters:
+                cur.executemany("INSERT INTO counters VALUES (%s, %s) ON CONFLICT (name) "
+                                "DO UPDATE SET value = counters.value + excluded.value", list(batch.counters.items()))
+        return size
 
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
         row = self._query_one("SELECT raw, record_id FROM records WHERE device_id = %s AND seq = %s",

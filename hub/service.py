@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from ledger import (
     BadSignature,
@@ -27,16 +27,18 @@ from ledger import (
     decode_checkpoint,
     decode_record,
     device_id_for,
+    leaf_hash,
     make_receipt,
     sign_checkpoint,
 )
 from ledger.acceptance import Accepted, SignatureCheck, accept
+from ledger.merkle import node_hash
 from ledger.authority import Authority, AuthorityWriter, Decision
 from ledger.enroll import read_enroll_request
 from ledger.sync import Head
 
 from .clock import HubClock
-from .store import DamagedRecord, DeviceInfo, HubStore, refuse_damaged
+from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
 
 log = logging.getLogger("jejak.hub")
 
@@ -99,6 +101,36 @@ class Listeners:
     on_device: list[Callable[[DeviceInfo], None]] = field(default_factory=list)  # status changed
 
 
+@dataclass(slots=True)
+class _Pending:
+    """What the writer has verified and not committed yet: logs' records in global order with their leaf
+    hashes, each log's state after them, and counter increments. Later ranges of the same call read a log's
+    state and records from here, so one commit can hold many ranges, of one log or of many."""
+
+    appends: list[LogAppend] = field(default_factory=list)
+    states: dict[bytes, ChainState] = field(default_factory=dict)
+    records: dict[bytes, list[Record]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    leaves: int = 0
+
+    def add(self, part: LogAppend) -> None:
+        self.appends.append(part)
+        self.states[part.device_id] = part.state
+        self.records.setdefault(part.device_id, []).extend(part.records)
+        self.leaves += len(part.leaves)
+
+    def bump(self, counter: str, by: int = 1) -> None:
+        if by:
+            self.counters[counter] = self.counters.get(counter, 0) + by
+
+
+class AheadVerifier(Protocol):
+    """Checks signatures of many ranges ahead, on other cores (hub/verify.py:CrossLogVerifier)."""
+
+    def ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
+              keys: dict[bytes, bytes]) -> list[SignatureCheck]: ...
+
+
 def log_tree(store: HubStore) -> MerkleTree:
     """The hub's Merkle tree over its store: whole tiles of leaves stay in the store, not in memory (a byte
     per record instead of 64), and a proof of an old record reads its tile's 64 leaf hashes back.
@@ -123,6 +155,25 @@ def keep_tiles(store: HubStore, tree: MerkleTree, kept: int) -> int:
     return tree.tiles
 
 
+def closing_tiles(tree: MerkleTree, leaves: Sequence[bytes]) -> list[bytes]:
+    """The roots of the whole tiles that appending `leaves` to `tree` closes, computed beside the tree: they go
+    in the same commit as the leaves, before the tree takes them."""
+    width = 1 << TILE_HEIGHT
+    start = tree.tiles * width
+    end = (len(tree) + len(leaves)) // width * width  # the end of the last whole tile after them
+    if end <= start:
+        return []
+    row = [tree.leaf(i) for i in range(start, len(tree))]
+    row.extend(leaves[:end - len(tree)])
+    roots = []
+    for start in range(0, len(row), width):
+        level = row[start:start + width]
+        while len(level) > 1:
+            level = [node_hash(level[j], level[j + 1]) for j in range(0, len(level), 2)]
+        roots.append(level[0])
+    return roots
+
+
 TILE_HEIGHT = 6
 
 
@@ -144,7 +195,7 @@ class Hub:
         self._lock = threading.RLock()
         self._knocks: dict[tuple[bytes, str], int] = {}  # refused device and cause -> hub time last logged
         self.tree = log_tree(store)
-        self._kept_tiles = self.tree.tiles
+        self._pending = _Pending()
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
         self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
         self._own = self._open_own_log()
@@ -195,10 +246,26 @@ class Hub:
         return record
 
     def _append_own(self, own: AuthorityWriter, records: list[Record]) -> None:
-        self.store.append(self.hub_id, records, own.state, self.clock())
-        for rec in records:
-            self.tree.append(rec.raw)
-        self._kept_tiles = keep_tiles(self.store, self.tree, self._kept_tiles)
+        """Commit the hub's own records, after whatever the writer holds verified before them."""
+        self._pending.add(LogAppend.of(self.hub_id, records, own.state, self.clock()))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Commit what the writer holds in one transaction (with the roots of the tiles it closes), then append
+        its leaves to the tree.
+
+        The tree follows the store, never runs ahead of it: a failed commit leaves both as they were, and the
+        pending work is dropped (the senders' resends are safe)."""
+        pending, self._pending = self._pending, _Pending()
+        if not (pending.appends or pending.counters):
+            return
+        leaves = [leaf for part in pending.appends for leaf in part.leaves]
+        tiles = closing_tiles(self.tree, leaves)
+        self.store.commit(Batch(appends=pending.appends, first_tile=self.tree.tiles, tiles=tiles,
+                                counters=pending.counters))
+        append = self.tree.append_hash
+        for leaf in leaves:
+            append(leaf)
 
     def _notify(self, records: list[Record], now: int) -> None:
         for listener in self.listeners.on_records:
@@ -363,62 +430,104 @@ class Hub:
 
     def ingest(self, device_id: bytes, raws: Sequence[bytes], *,
                check: SignatureCheck | None = None) -> IngestResult:
-        """Verify an offered range of one device's log and merge what extends it (`check`: signatures
-        checked ahead, see hub/verify.py:CrossLogVerifier)."""
+        """Verify an offered range of one device's log and merge what extends it, in one commit (`check`:
+        signatures checked ahead, see hub/verify.py:CrossLogVerifier)."""
         with self._lock:
-            device = self.store.get_device(device_id)
-            if device is None:
-                self.store.bump("refused_unknown", len(raws))
-                self._knocked(device_id, "is not enrolled", "it enrolls with the QR text of `jejak enroll qr`, then "
-                              f"approve it: jejak devices approve {device_id.hex()}")
-                raise NotEnrolled(f"device {device_id.hex()} is not enrolled at this hub",
-                                  hint="enroll it with `jejak enroll` and approve the request")
-            if device.status in ("pending", "forked"):
-                self.store.bump(f"refused_{device.status}", len(raws))
-                self._knocked(device_id, f"is {device.status}", f"jejak devices approve {device_id.hex()}"
-                              if device.status == "pending" else "resolve the fork (POST /api/devices/<id>/resolve-fork)")
-                raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
-                                    hint="an operator must approve the device or resolve the fork")
-            damaged = self.store.damaged().get(device_id)
-            if damaged:
-                self._restore(device_id, damaged, raws)
-            state = self.store.chain_state(device_id) or ChainState.empty(device_id)
-            result: Accepted = accept(state, raws, held=_HeldLog(self.store, device_id),
-                                      revoked_from=self.authority.revoked_from(device_id), check=check or self.check)
-            if result.records and result.records[0].seq == 0:
-                genesis = result.records[0]
-                if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:
-                    self.store.bump("refused_signature", len(raws))
-                    raise BadSignature("genesis key differs from the enrolled key", where=genesis.where)
-            arrivals = self._arrivals(result.records)
-            now = self.clock()
-            size = self.store.size()
-            if result.records:
-                size = self.store.append(device_id, result.records, result.state, now)
-                for rec in result.records:
-                    self.tree.append(rec.raw)
-                self._kept_tiles = keep_tiles(self.store, self.tree, self._kept_tiles)
-            for rec in result.records:
-                if rec.kind == "key" and rec.seq > 0 and rec.body is not None:
-                    self._decide(Decision(action="rotate", device_id=device_id, from_seq=rec.seq,
-                                          key=rec.body["pubkey"]))
-            problem = None
-            if result.fork is not None:
-                self.store.put_fork(device_id, result.fork.to_cbor())
-                self.store.put_device(device.with_status("forked"))
-                self.store.bump("forks")
-                problem = result.fork.error().to_dict()
-            elif result.problem is not None:
-                code = "revoked" if isinstance(result.problem, RevokedKey) else "invalid"
-                self.store.bump(f"refused_{code}", len(raws) - len(result.records) - result.duplicates)
-                problem = result.problem.to_dict()
-            if result.duplicates:
-                self.store.bump("duplicates", result.duplicates)
+            try:
+                result, arrivals = self._merge(device_id, raws, check or self.check)
+            finally:
+                self._flush()
         for records, arrived_at in arrivals:
             self._notify(records, arrived_at)
+        return result
+
+    def ingest_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], *,
+                    verifier: AheadVerifier | None = None) -> list[IngestResult | LedgerError]:
+        """Several offered ranges (a pull's logs, a burst of pushes) merged in order by the one writer and
+        committed together: each range's result, or the error that refused it as `ingest` would raise it.
+
+        With `verifier`, every range's signatures go to the other cores first and the writer decodes and links
+        each range while the workers check the next ones (Trillian's sequencer, fed by verifiers)."""
+        checks: list[SignatureCheck | None] = [None] * len(items)
+        if verifier is not None:
+            keys = {device_id: state.key for device_id in {d for d, _ in items}
+                    if (state := self.store.chain_state(device_id)) is not None}
+            checks = list(verifier.ahead(items, keys))
+        out: list[IngestResult | LedgerError] = []
+        told: list[tuple[list[Record], int]] = []
+        with self._lock:
+            try:
+                for (device_id, raws), check in zip(items, checks, strict=True):
+                    try:
+                        result, arrivals = self._merge(device_id, raws, check or self.check)
+                    except LedgerError as exc:
+                        out.append(exc)
+                        continue
+                    out.append(result)
+                    told.extend(arrivals)
+            finally:
+                self._flush()
+        for records, arrived_at in told:
+            self._notify(records, arrived_at)
+        return out
+
+    def _merge(self, device_id: bytes, raws: Sequence[bytes],
+               check: SignatureCheck) -> tuple[IngestResult, list[tuple[list[Record], int]]]:
+        """Verify one range against its log as held (committed and pending) and hold what extends it for the
+        next commit. Runs under the lock."""
+        pending = self._pending
+        device = self.store.get_device(device_id)
+        if device is None:
+            pending.bump("refused_unknown", len(raws))
+            self._knocked(device_id, "is not enrolled", "it enrolls with the QR text of `jejak enroll qr`, then "
+                          f"approve it: jejak devices approve {device_id.hex()}")
+            raise NotEnrolled(f"device {device_id.hex()} is not enrolled at this hub",
+                              hint="enroll it with `jejak enroll` and approve the request")
+        if device.status in ("pending", "forked"):
+            pending.bump(f"refused_{device.status}", len(raws))
+            self._knocked(device_id, f"is {device.status}", f"jejak devices approve {device_id.hex()}"
+                          if device.status == "pending" else "resolve the fork (POST /api/devices/<id>/resolve-fork)")
+            raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
+                                hint="an operator must approve the device or resolve the fork")
+        damaged = self.store.damaged().get(device_id)
+        if damaged:
+            self._flush()
+            pending = self._pending
+            self._restore(device_id, damaged, raws)
+        state = (pending.states.get(device_id) or self.store.chain_state(device_id)
+                 or ChainState.empty(device_id))
+        held = _HeldLog(self.store, device_id, pending.records.get(device_id, ()))
+        result: Accepted = accept(state, raws, held=held, revoked_from=self.authority.revoked_from(device_id),
+                                  check=check)
+        if result.records and result.records[0].seq == 0:
+            genesis = result.records[0]
+            if genesis.body is None or genesis.body.get("pubkey") != device.pubkey:
+                pending.bump("refused_signature", len(raws))
+                raise BadSignature("genesis key differs from the enrolled key", where=genesis.where)
+        arrivals = self._arrivals(result.records)
+        if result.records:
+            pending.add(LogAppend(device_id=device_id, records=result.records, state=result.state,
+                                  leaves=[leaf_hash(rec.raw) for rec in result.records], arrived_at=self.clock()))
+        size = len(self.tree) + pending.leaves
+        for rec in result.records:
+            if rec.kind == "key" and rec.seq > 0 and rec.body is not None:
+                self._decide(Decision(action="rotate", device_id=device_id, from_seq=rec.seq,
+                                      key=rec.body["pubkey"]))
+        problem = None
+        if result.fork is not None:
+            self._flush()  # the evidence names a record the store must hold
+            self.store.put_fork(device_id, result.fork.to_cbor())
+            self.store.put_device(device.with_status("forked"))
+            self._pending.bump("forks")
+            problem = result.fork.error().to_dict()
+        elif result.problem is not None:
+            code = "revoked" if isinstance(result.problem, RevokedKey) else "invalid"
+            self._pending.bump(f"refused_{code}", len(raws) - len(result.records) - result.duplicates)
+            problem = result.problem.to_dict()
+        self._pending.bump("duplicates", result.duplicates)
         return IngestResult(device=device_id.hex(), accepted=len(result.records), duplicates=result.duplicates,
                             length=result.state.length, size=size, problem=problem,
-                            fork=result.fork is not None)
+                            fork=result.fork is not None), arrivals
 
     # checkpoints and proofs ---------------------------------------------------------------------------------
     def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
@@ -529,23 +638,33 @@ class Hub:
 
 @dataclass(frozen=True, slots=True)
 class _HeldLog:
-    """The hub's copy of one device's log, as the acceptance path asks for it."""
+    """The hub's copy of one device's log, as the acceptance path asks for it: what the store holds, then the
+    records verified earlier in the same commit (`pending`, contiguous, after the stored ones)."""
 
     store: HubStore
     device_id: bytes
+    pending: Sequence[Record] = ()
 
     def raw_at(self, seq: int) -> bytes | None:
+        if self.pending and seq >= self.pending[0].seq:
+            return self.pending[seq - self.pending[0].seq].raw
         return self.store.get_raw(self.device_id, seq)
 
     def key_at(self, seq: int) -> bytes | None:
         # The hub keeps no index of key records: walk the log up to `seq`. Only a record that lands on a
         # held seq with another id (a fork candidate) asks, and it freezes the device once proven.
         key = None
-        for start in range(0, seq, 4096):
-            for raw in self.store.log_range(self.device_id, start, min(start + 4096, seq)):
+        stored = min(seq, self.pending[0].seq) if self.pending else seq
+        for start in range(0, stored, 4096):
+            for raw in self.store.log_range(self.device_id, start, min(start + 4096, stored)):
                 rec = decode_record(raw)
                 if rec.kind == "key" and rec.body is not None:
                     key = rec.body["pubkey"]
+        for rec in self.pending:
+            if rec.seq >= seq:
+                break
+            if rec.kind == "key" and rec.body is not None:
+                key = rec.body["pubkey"]
         return key
 
 

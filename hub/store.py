@@ -6,8 +6,8 @@ import hashlib
 import logging
 import os
 import struct
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import cbor2
@@ -106,6 +106,34 @@ class Entry:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogAppend:
+    """One log's verified records for a batched commit, with their Merkle leaf hashes (each record is hashed
+    once, by the hub) and the log's state after them."""
+
+    device_id: bytes
+    records: Sequence[Record]
+    leaves: Sequence[bytes]
+    state: ChainState
+    arrived_at: int
+
+    @classmethod
+    def of(cls, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> LogAppend:
+        return cls(device_id=device_id, records=records, leaves=[leaf_hash(r.raw) for r in records], state=state,
+                   arrived_at=arrived_at)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """Everything one commit of the hub's writer stores at once: logs' new records in global order, the roots
+    of tiles closed since the last commit (from `first_tile` on) and counter increments."""
+
+    appends: Sequence[LogAppend] = ()
+    first_tile: int = 0
+    tiles: Sequence[bytes] = ()
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+
 class HubStore(Protocol):
     """What the hub needs from storage. Implemented by LmdbHubStore and hub.pg.PgHubStore."""
 
@@ -118,6 +146,9 @@ class HubStore(Protocol):
         ...
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
         """Store verified records and the log's new state atomically; return the global size after."""
+        ...
+    def commit(self, batch: Batch) -> int:
+        """Store a whole batch in one transaction (all of it or nothing); return the global size after."""
         ...
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
         """The record at `seq`; raises DamagedRecord if its bytes no longer hash to its id."""
@@ -260,16 +291,34 @@ class LmdbHubStore:
         return out
 
     def append(self, device_id: bytes, records: Sequence[Record], state: ChainState, arrived_at: int) -> int:
+        return self.commit(Batch(appends=[LogAppend.of(device_id, records, state, arrived_at)]))
+
+    def commit(self, batch: Batch) -> int:
+        db = self._db
         with self._guard(), self._write() as txn:
-            size = int(txn.get(b"size", b"0", db=self._db["meta"]))
-            for rec in records:
-                key = _seq_key(device_id, rec.seq)
-                txn.put(key, rec.raw, db=self._db["records"])
-                txn.put(rec.id, _U64.pack(size), db=self._db["ids"])
-                txn.put(_U64.pack(size), cbor2.dumps([key, arrived_at, leaf_hash(rec.raw)]), db=self._db["global"])
-                size += 1
-            txn.put(device_id, state.to_cbor(), db=self._db["states"])
-            txn.put(b"size", str(size).encode(), db=self._db["meta"])
+            size = int(txn.get(b"size", b"0", db=db["meta"]))
+            records, ids, glob = [], [], []
+            for part in batch.appends:
+                arrived = part.arrived_at
+                for rec, leaf in zip(part.records, part.leaves, strict=True):
+                    key = _seq_key(part.device_id, rec.seq)
+                    index = _U64.pack(size)
+                    records.append((key, rec.raw))
+                    ids.append((rec.id, index))
+                    glob.append((index, cbor2.dumps([key, arrived, leaf])))
+                    size += 1
+            # putmulti loops in C; the global log only grows at its end, so its rows go in with append.
+            txn.cursor(db=db["records"]).putmulti(records)
+            txn.cursor(db=db["ids"]).putmulti(ids)
+            txn.cursor(db=db["global"]).putmulti(glob, append=True)
+            for part in batch.appends:
+                txn.put(part.device_id, part.state.to_cbor(), db=db["states"])
+            txn.put(b"size", str(size).encode(), db=db["meta"])
+            for i, root in enumerate(batch.tiles, batch.first_tile):
+                txn.put(_U64.pack(i), root, db=db["tiles"])
+            for counter, by in batch.counters.items():
+                key = counter.encode()
+                txn.put(key, str(int(txn.get(key, b"0", db=db["counters"])) + by).encode(), db=db["counters"])
         return size
 
     def _intact(self, txn: lmdb.Transaction, key: bytes, raw: bytes) -> bool:

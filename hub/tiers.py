@@ -27,7 +27,7 @@ from ledger.summary import HeadsSummary, bucket_matches, decode_buckets, decode_
 from ledger.sync import Fetch, Head, Limits, RequestSize, decode_heads, decode_records, plan
 
 from .config import Upstream, parse_upstream
-from .service import Hub, NotEnrolled, NotFound
+from .service import Hub, IngestResult, NotEnrolled, NotFound
 from .store import DeviceInfo
 from .verify import CrossLogVerifier
 
@@ -66,40 +66,51 @@ class UpstreamHolder:
         return state.length if state else 0
 
     def receive_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[dict[str, Any]]:
-        """Many logs' ranges of one pull request: their signatures checked on every core first (when the hub
-        has a CrossLogVerifier), then each log merged in order by the hub's one writer."""
-        check = None
-        if self.verifier is not None:
-            decoded = []
-            for device_id, raws in items:
-                try:
-                    decoded.append((device_id, [decode_record(raw) for raw in raws]))
-                except LedgerError:
-                    continue  # refused with its code by receive below
-            keys = {device_id: state.key for device_id, _ in decoded
-                    if (state := self.hub.store.chain_state(device_id)) is not None}
-            check = self.verifier.ahead(decoded, keys)
-        return [self.receive(device_id, raws, check=check) for device_id, raws in items]
+        """Many logs' ranges of one pull request, merged by the hub's one writer in one commit; with a
+        CrossLogVerifier their signatures are checked on every core while the writer links them."""
+        out: dict[int, dict[str, Any]] = {}
+        merged = []
+        for i, (device_id, raws) in enumerate(items):
+            refusal = self._register(device_id, raws)
+            if refusal is None:
+                merged.append(i)
+            else:
+                out[i] = refusal
+        results = self.hub.ingest_many([items[i] for i in merged], verifier=self.verifier)
+        for i, result in zip(merged, results, strict=True):
+            out[i] = result.to_json() if isinstance(result, IngestResult) else _refused(result)
+        return [out[i] for i in range(len(items))]
 
     def receive(self, device_id: bytes, raws: Sequence[bytes], *,
                 check: SignatureCheck | None = None) -> dict[str, Any]:
-        if self.hub.store.get_device(device_id) is None and raws:
-            try:
-                genesis = decode_record(raws[0])
-            except LedgerError as exc:
-                return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
-            if genesis.seq != 0 or genesis.kind != "key" or genesis.body is None:
-                refusal = NotEnrolled("first record of a new log must be genesis")
-                return {"accepted": 0, "duplicates": 0, "length": 0, "problem": refusal.to_dict()}
-            self.hub.store.put_device(DeviceInfo(
-                device_id=device_id, pubkey=genesis.body["pubkey"], site=f"via {self.upstream}", role="relayed",
-                status="active", enrolled_at=self.hub.clock(), name=""))
-            # The relay's own decision, signed into its log like any approval: a bundle it exports verifies.
-            self.hub.approve(device_id)
+        refusal = self._register(device_id, raws)
+        if refusal is not None:
+            return refusal
         try:
             return self.hub.ingest(device_id, raws, check=check).to_json()
         except LedgerError as exc:
-            return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
+            return _refused(exc)
+
+    def _register(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any] | None:
+        """Register a log first seen here from its genesis; the refusal if it does not start with one."""
+        if self.hub.store.get_device(device_id) is not None or not raws:
+            return None
+        try:
+            genesis = decode_record(raws[0])
+        except LedgerError as exc:
+            return _refused(exc)
+        if genesis.seq != 0 or genesis.kind != "key" or genesis.body is None:
+            return _refused(NotEnrolled("first record of a new log must be genesis"))
+        self.hub.store.put_device(DeviceInfo(
+            device_id=device_id, pubkey=genesis.body["pubkey"], site=f"via {self.upstream}", role="relayed",
+            status="active", enrolled_at=self.hub.clock(), name=""))
+        # The relay's own decision, signed into its log like any approval: a bundle it exports verifies.
+        self.hub.approve(device_id)
+        return None
+
+
+def _refused(exc: LedgerError) -> dict[str, Any]:
+    return {"accepted": 0, "duplicates": 0, "length": 0, "problem": exc.to_dict()}
 
 
 async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: RequestSize | None = None,

@@ -1,12 +1,13 @@
-"""Signature checks spread over a process pool, for catch-up ranges large enough to pay for it."""
+"""Signature checks spread over worker processes, for ranges large enough to pay for it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 
-from ledger import BadSignature, LedgerError, Record, check_signatures
+from ledger import BadSignature, LedgerError, Record, check_signatures, decode_record
+from ledger.acceptance import SignatureCheck
 from ledger.cose import verify_signature
 from ledger.record import signature_parts
 
@@ -21,62 +22,100 @@ def _first_bad(triples: list[tuple[bytes, bytes, bytes]]) -> int:
     return -1
 
 
-def _verifies(triples: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
-    """Whether each (key, signature, signed bytes) verifies. Runs in a worker process."""
-    out = []
-    for key, signature, signed in triples:
+def _verified(key: bytes, raws: list[bytes]) -> bytes:
+    """A byte per record: 1 if its signature verifies with `key`, else 0. Runs in a worker process, which gets
+    raw bytes and gives back a byte each: little to pickle either way, and no decode (the sequencer does it)."""
+    out = bytearray(len(raws))
+    for i, raw in enumerate(raws):
+        parts = signature_parts(raw)
+        if parts is None:
+            continue
         try:
-            verify_signature(key, signature, signed)
-            out.append(True)
-        except Exception:
-            out.append(False)
-    return out
+            verify_signature(key, *parts)
+        except LedgerError:
+            continue
+        out[i] = 1
+    return bytes(out)
+
+
+class _Ahead:
+    """The `check` for one log's range whose signatures were sent ahead to the workers: it waits for them and
+    checks in-process only what they did not confirm with the key the chain says (a rotation, a bad record)."""
+
+    __slots__ = ("_key", "_parts", "_raws")
+
+    def __init__(self, key: bytes, raws: Sequence[bytes], parts: list[tuple[int, Future[bytes]]]) -> None:
+        self._key = key
+        self._raws = raws
+        self._parts = parts
+
+    def __call__(self, pairs: Sequence[tuple[Record, bytes]]) -> None:
+        ok: set[bytes] = set()
+        for start, future in self._parts:
+            marks = future.result()
+            ok.update(raw for raw, mark in zip(self._raws[start:start + len(marks)], marks, strict=True) if mark)
+        check_signatures([(rec, key) for rec, key in pairs if key != self._key or rec.raw not in ok])
 
 
 class CrossLogVerifier:
     """Signature checks for many logs' ranges at once, spread over worker processes, ahead of ingest.
 
-    A national pull brings many short logs a request; each log alone is too short for ParallelVerifier.
-    `ahead` checks every record's signature against the key its log is expected to be signed with (the held
-    key, or a new log's genesis key) on all cores, and returns a `check` for Hub.ingest that finds those
-    done and checks only the rest itself (a record after a rotation, a guess that was wrong). The single
-    sequencer (Hub.ingest) still decides every record, so a wrong guess costs time, never acceptance.
+    A pull or a burst of pushes brings many ranges; `ahead` sends every record's raw bytes, in chunks, to the
+    workers with the key its log is expected to be signed with (the held key, or a new log's genesis key) and
+    returns at once a `check` per range for Hub.ingest_many, which decodes and links the first range while the
+    workers verify the next ones. The single sequencer still decides every record: a signature not confirmed
+    with the key the chain says (after a rotation, a guess that was wrong) is checked in-process, so a wrong
+    guess costs time, never acceptance.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, chunk: int = 256) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self.chunk = chunk
         self._pool: ProcessPoolExecutor | None = None
 
-    def ahead(self, items: Sequence[tuple[bytes, Sequence[Record]]],
-              keys: dict[bytes, bytes]) -> Callable[[Sequence[tuple[Record, bytes]]], None]:
-        """`items`: (device id, decoded records); `keys`: each held log's current key (new logs: none)."""
-        triples = []
-        for device_id, records in items:
-            key = keys.get(device_id)
-            for rec in records:
-                if rec.seq == 0 and rec.kind == "key" and isinstance(rec.body, dict):
-                    key = rec.body.get("pubkey")
-                if isinstance(key, bytes):
-                    triples.append((key, rec.signature, rec.signed_bytes))
-        if self.workers < 2 or len(triples) < 64:
-            return check_signatures
+    def start(self) -> None:
+        """Start the worker processes now (else at the first range that needs them)."""
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers)
-        size = -(-len(triples) // self.workers)
-        chunks = [triples[i:i + size] for i in range(0, len(triples), size)]
-        done = {t for chunk, oks in zip(chunks, self._pool.map(_verifies, chunks), strict=True)
-                for t, ok in zip(chunk, oks, strict=True) if ok}
+            for future in [self._pool.submit(_verified, bytes(32), []) for _ in range(self.workers)]:
+                future.result()
 
-        def check(pairs: Sequence[tuple[Record, bytes]]) -> None:
-            check_signatures([(rec, key) for rec, key in pairs
-                              if (key, rec.signature, rec.signed_bytes) not in done])
-
-        return check
+    def ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
+              keys: dict[bytes, bytes]) -> list[SignatureCheck]:
+        """`items`: (device id, raw records) as offered; `keys`: each held log's current key (new logs: none)."""
+        if self.workers < 2 or sum(len(raws) for _, raws in items) < 64:
+            return [check_signatures] * len(items)
+        self.start()
+        assert self._pool is not None
+        checks: list[SignatureCheck] = []
+        keys = dict(keys)
+        for device_id, raws in items:
+            key = keys.get(device_id) or _genesis_key(raws)
+            keys[device_id] = key  # a new log's later ranges in the same call
+            if not key or not raws:
+                checks.append(check_signatures)
+                continue
+            parts = [(i, self._pool.submit(_verified, key, list(raws[i:i + self.chunk])))
+                     for i in range(0, len(raws), self.chunk)]
+            checks.append(_Ahead(key, raws, parts))
+        return checks
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
+
+
+def _genesis_key(raws: Sequence[bytes]) -> bytes | None:
+    """The key a new log's genesis names (its first record), if it is one."""
+    try:
+        rec = decode_record(raws[0]) if raws else None
+    except LedgerError:
+        return None
+    if rec is None or rec.seq or rec.kind != "key" or rec.body is None:
+        return None
+    key = rec.body.get("pubkey")
+    return key if isinstance(key, bytes) else None
 
 
 class ParallelVerifier:
