@@ -299,13 +299,16 @@ class LmdbHubStore:
             size = int(txn.get(b"size", b"0", db=db["meta"]))
             records, ids, glob = [], [], []
             for part in batch.appends:
-                arrived = part.arrived_at
+                # Each global entry is the CBOR array [seq key (24 bytes), arrival time, leaf hash (32 bytes)],
+                # assembled from its parts: the same bytes as cbor2.dumps of the list.
+                arrived = cbor2.dumps(part.arrived_at) + b"\x58\x20"
+                device_id = part.device_id
                 for rec, leaf in zip(part.records, part.leaves, strict=True):
-                    key = _seq_key(part.device_id, rec.seq)
+                    key = device_id + _U64.pack(rec.seq)
                     index = _U64.pack(size)
                     records.append((key, rec.raw))
                     ids.append((rec.id, index))
-                    glob.append((index, cbor2.dumps([key, arrived, leaf])))
+                    glob.append((index, b"\x83\x58\x18" + key + arrived + leaf))
                     size += 1
             # putmulti loops in C; the global log only grows at its end, so its rows go in with append.
             txn.cursor(db=db["records"]).putmulti(records)

@@ -118,7 +118,7 @@ def test_refusals_in_a_batch_are_results_and_the_rest_is_merged(tmp_path, clock)
     hub = Hub(LmdbHubStore(tmp_path / "hub"), Ed25519Signer.from_seed(HUB_KEY), clock=clock)
     signer, builder = new_device(clock)
     device_id = enroll(hub, signer, clock)
-    stranger, stranger_log = new_device(clock)
+    _, stranger_log = new_device(clock)
     raws = [builder.genesis().raw, builder.append("note", {"text": "a"}).raw]
     results = hub.ingest_many([(stranger_log.device_id, [stranger_log.genesis().raw]), (device_id, raws)])
     assert isinstance(results[0], LedgerError) and results[0].code == "UNKNOWN_DEVICE"
