@@ -32,9 +32,9 @@ from ledger import (
     sign_checkpoint,
 )
 from ledger.acceptance import Accepted, SignatureCheck, accept
-from ledger.merkle import node_hash
 from ledger.authority import Authority, AuthorityWriter, Decision
 from ledger.enroll import read_enroll_request
+from ledger.merkle import node_hash
 from ledger.sync import Head
 
 from .clock import HubClock

@@ -147,7 +147,7 @@ _REQUIRED: dict[str, frozenset[str]] = {
 _FAST: dict[str, dict[str, tuple[type, frozenset[str] | None, int | None]]] = {
     kind: {name: (spec.kind, None if spec.choices is None else frozenset(spec.choices), spec.minimum)
            for name, spec in schema.items() if spec.list_of is None
-           and (spec.kind is str and spec.minimum is None or spec.kind is int and spec.choices is None)}
+           and ((spec.kind is str and spec.minimum is None) or (spec.kind is int and spec.choices is None))}
     for kind, schema in SCHEMAS.items()
 }
 
@@ -184,8 +184,10 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
         spec_fast = fast.get(name)
         if spec_fast is not None:
             t, choices, minimum = spec_fast
-            if type(value) is t and (len(value) <= MAX_TEXT and (choices is None or value in choices)
-                                     if t is str else minimum is None or value >= minimum):
+            if t is str:
+                if type(value) is str and len(value) <= MAX_TEXT and (choices is None or value in choices):
+                    continue
+            elif type(value) is int and (minimum is None or value >= minimum):
                 continue
         spec = schema.get(name)
         if spec is None:
