@@ -100,6 +100,19 @@ class CrossLogVerifier:
             checks.append(_Ahead(key, raws, parts))
         return checks
 
+    def cpu_seconds(self) -> float:
+        """CPU time the worker processes have used so far (Linux /proc; 0 elsewhere): for the benchmark's
+        account of where a record's time goes."""
+        total = 0.0
+        for pid in list(getattr(self._pool, "_processes", None) or {}):
+            try:
+                with open(f"/proc/{pid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)

@@ -14,6 +14,11 @@ def test_quick_bench_reports_figures():
     assert tiles["random_inclusion_tiles_from_lmdb_per_s"] > 0
     assert tiles["tree_bytes_per_leaf_tiled"] < tiles["tree_bytes_per_leaf_in_memory"] / 16
     assert figures["restart"]["leaves"] == 100_000 and figures["restart"]["start_s"] > 0
+    for store in ("lmdb", "postgres"):
+        cores = figures["ingest_cores"][store]
+        assert isinstance(cores, dict), cores  # a missing store is a failure, not a note
+        assert cores["one_core_per_s"] > 0 and cores["cores_per_s"] > 0
+        assert 0 < cores["cores_vs_raw_verify_of_cores"] and 0 < cores["cores_workers_cpu_us"]
     assert figures["cross_log"]["ingest_all_cores_per_s"] > 0 and figures["cross_log"]["all_cores_vs_one"] > 0
     follow = figures["follow_region"]
     assert follow["first"]["reverify_records"] == 20 * 50 and follow["grown"]["reverify_records"] == 20 * 5
