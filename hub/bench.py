@@ -532,6 +532,28 @@ def run(quick: bool = False) -> dict[str, Any]:
 PG_DSN = "postgresql://127.0.0.1:5432/test"
 
 
+def summary(figures: dict[str, Any]) -> list[str]:
+    """The ingest goals (issues 22 and 24) as `jejak bench --only hub` prints them."""
+    cores = figures.get("ingest_cores", {})
+    lines = []
+    for store in ("lmdb", "postgres"):
+        f = cores.get(store)
+        if not isinstance(f, dict):
+            lines.append(f"ingest {store}: {f}")
+            continue
+        lines.append(
+            f"ingest {store}: 1 core {f['one_core_per_s']:,.0f}/s = {f['one_core_vs_raw_verify']:.2f} of raw verify "
+            f"(goal >= 0.7); {cores['cores']} cores {f['cores_per_s']:,.0f}/s = {f['cores_vs_one_core']:.2f}x 1 core "
+            f"(goal >= 1.7) = {f['cores_vs_raw_verify_of_cores']:.2f} of raw verify of the cores used (goal >= 0.7)")
+        lines.append(
+            f"  CPU per record: raw verify {f['raw_verify_cpu_us']:.1f} us, 1 core {f['one_core_cpu_us']:.1f} us "
+            f"(= {f['one_core_cpu_vs_raw_verify_cpu']:.2f}); {cores['cores']} cores writer "
+            f"{f['cores_writer_cpu_us']:.1f} us + workers {f['cores_workers_cpu_us']:.1f} us: on idle cores at most "
+            f"{f['cores_cpu_bound_vs_one_core']:.2f}x 1 core, {f['cores_cpu_bound_vs_raw_verify_of_cores']:.2f} of "
+            "raw verify of the cores used")
+    return lines
+
+
 def _pg_store() -> Any:
     from .pg import PgHubStore
 

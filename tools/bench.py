@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             figures = {"error": traceback.format_exc(limit=3)}
         figures["seconds"] = round(time.perf_counter() - started, 2)
         results["parts"][part] = figures
+        summary = getattr(mod, "summary", None)  # a part's goals, said as it ends
+        if summary is not None and "error" not in figures:
+            for line in summary(figures):
+                print(f"  {line}", flush=True)
     if args.fsync_delay_ms:
         print("bench slow-storage ...", flush=True)
         started = time.perf_counter()
