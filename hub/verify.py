@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from ledger import BadSignature, LedgerError, Record, check_signatures, decode_record
 from ledger.acceptance import SignatureCheck
@@ -52,7 +53,10 @@ class _Ahead:
     def __call__(self, pairs: Sequence[tuple[Record, bytes]]) -> None:
         ok: set[bytes] = set()
         for start, future in self._parts:
-            marks = future.result()
+            try:
+                marks = future.result()
+            except Exception:  # a worker died: its records are checked here instead
+                continue
             ok.update(raw for raw, mark in zip(self._raws[start:start + len(marks)], marks, strict=True) if mark)
         check_signatures([(rec, key) for rec, key in pairs if key != self._key or rec.raw not in ok])
 
@@ -85,17 +89,25 @@ class CrossLogVerifier:
         """`items`: (device id, raw records) as offered; `keys`: each held log's current key (new logs: none)."""
         if self.workers < 2 or sum(len(raws) for _, raws in items) < 64:
             return [check_signatures] * len(items)
-        self.start()
-        assert self._pool is not None
+        try:
+            self.start()
+            assert self._pool is not None
+            return self._submit(self._pool, items, keys)
+        except BrokenProcessPool:  # a worker was killed: the writer checks this call, a new pool the next
+            self.close()
+            return [check_signatures] * len(items)
+
+    def _submit(self, pool: ProcessPoolExecutor, items: Sequence[tuple[bytes, Sequence[bytes]]],
+                keys: dict[bytes, bytes]) -> list[SignatureCheck]:
         checks: list[SignatureCheck] = []
-        keys = dict(keys)
+        guesses: dict[bytes, bytes | None] = dict(keys)
         for device_id, raws in items:
-            key = keys.get(device_id) or _genesis_key(raws)
-            keys[device_id] = key  # a new log's later ranges in the same call
+            key = guesses.get(device_id) or _genesis_key(raws)
+            guesses[device_id] = key  # a new log's later ranges in the same call
             if not key or not raws:
                 checks.append(check_signatures)
                 continue
-            parts = [(i, self._pool.submit(_verified, key, list(raws[i:i + self.chunk])))
+            parts = [(i, pool.submit(_verified, key, list(raws[i:i + self.chunk])))
                      for i in range(0, len(raws), self.chunk)]
             checks.append(_Ahead(key, raws, parts))
         return checks

@@ -161,3 +161,22 @@ def test_a_failed_commit_leaves_store_and_tree_as_they_were(tmp_path, clock):
     assert store.chain_state(device_id).length == 100
     assert hub.ingest(device_id, raws[100:110]).accepted == 10, "the writer goes on from what it holds"
     assert Hub(store, Ed25519Signer.from_seed(HUB_KEY), clock=clock).tree.root() == hub.tree.root()
+
+
+def test_a_killed_worker_costs_time_not_records(tmp_path, clock):
+    import os
+    import signal
+
+    hub = Hub(LmdbHubStore(tmp_path / "hub"), Ed25519Signer.from_seed(HUB_KEY), clock=clock)
+    logs = _logs(clock, 2, 150)
+    ids = [enroll(hub, signer, clock) for signer, _ in logs]
+    verifier = CrossLogVerifier(workers=2)
+    try:
+        verifier.start()
+        os.kill(next(iter(verifier._pool._processes)), signal.SIGKILL)
+        first = hub.ingest_many([(ids[0], logs[0][1])], verifier=verifier)
+        second = hub.ingest_many([(ids[1], logs[1][1])], verifier=verifier)
+    finally:
+        verifier.close()
+    assert [r.accepted for r in first + second] == [150, 150]
+    assert [r.problem for r in first + second] == [None, None]
