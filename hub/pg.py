@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import hashlib
@@ -9,6 +10,7 @@ import logging
 import os
 import re
 import struct
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
@@ -184,6 +186,9 @@ class PgHubStore:
                              hint="set [store] partition_leaves to about a month of records, e.g. 4194304")
         self.schema = schema
         self.partition_leaves = partition_leaves
+        # One connection, shared by the hub's writer and the threads that serve reads: psycopg nests
+        # transactions per connection, not per thread, so each transaction holds the connection to itself.
+        self._lock = threading.RLock()
         self._covered = 0  # the log's partitions reach this index (at least)
         self._seen = 0  # the log held this many records (at least)
         try:
@@ -191,7 +196,7 @@ class PgHubStore:
         except psycopg.OperationalError as exc:
             raise StoreError(f"cannot reach PostgreSQL at {dsn}: {exc}",
                              hint="start PostgreSQL or set [store] dsn in the hub config") from None
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             self._conn.execute(f"SET search_path TO {schema}")
             # Small indexed reads only: before ANALYZE has seen a big table, its cost guess turns JIT on and
@@ -271,16 +276,21 @@ class PgHubStore:
             covered += self.partition_leaves
         self._covered = covered
 
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._lock, self._conn.transaction():
+            yield
+
     def _query_one(self, sql: str, params: tuple[object, ...] = ()) -> tuple[Any, ...] | None:
-        with self._conn.transaction():
+        with self._tx():
             return self._conn.execute(sql, params).fetchone()
 
     def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._conn.transaction():
+        with self._tx():
             return self._conn.execute(sql, params).fetchall()
 
     def put_device(self, device: DeviceInfo) -> None:
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute("INSERT INTO devices VALUES (%s, %s) ON CONFLICT (device_id) "
                                "DO UPDATE SET data = excluded.data", (device.device_id, device.to_cbor()))
 
@@ -304,7 +314,7 @@ class PgHubStore:
         return self.commit(Batch(appends=[LogAppend.of(device_id, records, state, arrived_at)]))
 
     def commit(self, batch: Batch) -> int:
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with self._tx(), self._conn.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             devices = list(dict.fromkeys(part.device_id for part in batch.appends))
             rows = cur.execute("SELECT device_id, data FROM states WHERE device_id = ANY(%s)",
@@ -379,7 +389,7 @@ class PgHubStore:
         return None
 
     def size(self) -> int:
-        with self._conn.transaction():
+        with self._tx():
             return self._size()
 
     def _size(self) -> int:
@@ -409,7 +419,7 @@ class PgHubStore:
         return found
 
     def mark_damaged(self, device_id: bytes, seq: int) -> bool:
-        with self._conn.transaction():
+        with self._tx():
             cur = self._conn.execute("INSERT INTO damaged VALUES (%s, %s) ON CONFLICT DO NOTHING", (device_id, seq))
             return cur.rowcount == 1
 
@@ -420,7 +430,7 @@ class PgHubStore:
         return out
 
     def repair(self, device_id: bytes, seq: int, raw: bytes) -> bool:
-        with self._conn.transaction():
+        with self._tx():
             row = self._conn.execute("SELECT record_id, leaf FROM records WHERE device_id = %s AND seq = %s",
                                      (device_id, seq)).fetchone()
             if row is None or hashlib.sha256(raw).digest() != bytes(row[0]) or leaf_hash(raw) != bytes(row[1]):
@@ -467,7 +477,7 @@ class PgHubStore:
         return [data[i:i + HASH_SIZE] for i in range(0, len(data) - HASH_SIZE + 1, HASH_SIZE)]
 
     def put_tiles(self, first: int, roots: Sequence[bytes]) -> None:
-        with self._conn.transaction(), self._conn.cursor() as cur:
+        with self._tx(), self._conn.cursor() as cur:
             cur.executemany("INSERT INTO tiles (idx, root) VALUES (%s, %s) ON CONFLICT (idx) DO UPDATE "
                             "SET root = excluded.root", list(enumerate(roots, first)))
 
@@ -484,7 +494,7 @@ class PgHubStore:
                 return
 
     def put_checkpoint(self, tree_size: int, time: int, raw: bytes) -> None:
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute("INSERT INTO checkpoints VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                                (tree_size, time, raw))
 
@@ -493,7 +503,7 @@ class PgHubStore:
             "SELECT raw FROM checkpoints ORDER BY tree_size, time")]
 
     def put_fork(self, device_id: bytes, evidence: bytes) -> None:
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute("INSERT INTO forks VALUES (%s, %s) ON CONFLICT DO NOTHING", (device_id, evidence))
 
     def forks(self) -> list[tuple[bytes, bytes]]:
@@ -501,7 +511,7 @@ class PgHubStore:
             "SELECT device_id, evidence FROM forks ORDER BY device_id")]
 
     def put_region_checkpoint(self, hub_id: bytes, tree_size: int, raw: bytes) -> None:
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute("INSERT INTO region_checkpoints VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                                (hub_id, tree_size, raw))
 
@@ -510,7 +520,7 @@ class PgHubStore:
             "SELECT raw FROM region_checkpoints WHERE hub_id = %s ORDER BY tree_size", (hub_id,))]
 
     def put_split_view(self, hub_id: bytes, evidence: bytes) -> None:
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute("INSERT INTO split_views VALUES (%s, %s) ON CONFLICT DO NOTHING", (hub_id, evidence))
 
     def split_views(self) -> list[tuple[bytes, bytes]]:
@@ -518,7 +528,7 @@ class PgHubStore:
             "SELECT hub_id, evidence FROM split_views ORDER BY hub_id")]
 
     def bump(self, counter: str, by: int = 1) -> None:
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute("INSERT INTO counters VALUES (%s, %s) ON CONFLICT (name) "
                                "DO UPDATE SET value = counters.value + excluded.value", (counter, by))
 
@@ -528,7 +538,7 @@ class PgHubStore:
     def partitions(self) -> list[Partition]:
         """The log's partitions in index order. A full partition's arrival times are read once and recorded."""
         size = self.size()
-        with self._conn.transaction():
+        with self._tx():
             rows = self._conn.execute('SELECT first, "end", first_arrived, last_arrived, archived FROM partitions '
                                       "ORDER BY first").fetchall()
             out = []
@@ -583,7 +593,7 @@ class PgHubStore:
         return done
 
     def _write_rows(self, part: Partition, path: str) -> None:
-        with self._conn.transaction(), open(path, "wb") as fh, self._conn.cursor() as cur:
+        with self._tx(), open(path, "wb") as fh, self._conn.cursor() as cur:
             with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as out, cur.copy(
                     f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") as copy:
                 for chunk in copy:
@@ -594,7 +604,7 @@ class PgHubStore:
         """The partition's (record id, index) pairs sorted by id, for `locate` after its rows are gone; PostgreSQL
         sorts and a server-side cursor streams them, so memory does not grow with the partition."""
         fold, last = 0, b""
-        with self._conn.transaction(), open(path, "wb") as fh, \
+        with self._tx(), open(path, "wb") as fh, \
                 self._conn.cursor(name=f"ids_{part.first}") as cur:
             cur.itersize = 10_000
             cur.execute(f"SELECT record_id, idx FROM {part.name} ORDER BY record_id")
@@ -611,7 +621,7 @@ class PgHubStore:
     def _detach(self, part: Partition, stem: str, keep: Collection[bytes]) -> None:
         """Swap an archived partition for one holding only the kept logs' rows, in one transaction."""
         old = f"{part.name}_archived"
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             self._conn.execute(f"ALTER TABLE records DETACH PARTITION {part.name}")
             self._conn.execute(f"ALTER TABLE {part.name} RENAME TO {old}")
@@ -625,7 +635,7 @@ class PgHubStore:
 
     def drop(self) -> None:
         """Remove this store's schema (tests and decommissioning)."""
-        with self._conn.transaction():
+        with self._tx():
             self._conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
 
     def close(self) -> None:

@@ -254,3 +254,49 @@ def test_heads_a_page_at_a_time_read_only_that_page(make_store):
         after = more
     assert sorted(pages, key=lambda h: h.device_id) == sorted(hub.heads(), key=lambda h: h.device_id)
     assert len(pages) == 6, "the hub's own log is not offered, as in heads()"
+
+
+def test_reads_from_other_threads_while_the_writer_commits(make_store):
+    """The hub serves reads from worker threads (sync, HTTP) while its one writer commits: a store shared so
+    must give every reader a consistent answer and the writer every commit (one PostgreSQL connection nests
+    transactions per connection, not per thread)."""
+    import threading
+
+    from ledger import link
+
+    store = make_store()
+    clock = Clock()
+    _, builder = new_device(clock)
+    records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(399)]
+    device_id = records[0].device_id
+    stop = threading.Event()
+    seen: list[int] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                state = store.chain_state(device_id)
+                length = state.length if state else 0
+                assert len(store.log_range(device_id, 0, length)) == length
+                seen.append(length)
+        except BaseException as exc:  # reported by the test thread
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(4)]
+    for t in readers:
+        t.start()
+    state = ChainState.empty(device_id)
+    try:
+        for start in range(0, 400, 8):
+            batch = records[start:start + 8]
+            for r in batch:
+                state, _ = link(state, r)
+            store.append(device_id, batch, state, 100 + start)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+    assert not errors, errors[0]
+    assert store.chain_state(device_id) == state and store.size() == 400
+    assert seen and max(seen) <= 400
