@@ -669,7 +669,11 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
     keys = {k for k in school_taps if plan.school(k[0]) is not None}
     for date in dates:
         if plan.is_service_day(date):
-            keys.update((s.id, date) for s in plan.schools if planned is None or s.id in planned)
+            # A group names its own schools: going through the whole plan for each would cost kitchens squared.
+            if planned is None:
+                keys.update((s.id, date) for s in plan.schools)
+            else:
+                keys.update((school_id, date) for school_id in planned if plan.school(school_id) is not None)
     for school_id, date in sorted(keys):
         school = plan.school(school_id)
         assert school is not None
