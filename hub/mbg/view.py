@@ -285,10 +285,10 @@ class MbgView:
         """The day settled at `now` a group of scans at a time (hub.mbg.shards): the answer one reconciliation of
         the whole day gives, with the memory of the largest group instead of the whole day's."""
         day = self._days.get(date)
-        groups, untouched = shards(self.plan, day.scans if day is not None else [])
         parts = []
         batches: set[str] = set()
         with without_cycle_collection():
+            groups, untouched = shards(self.plan, day.scans if day is not None else [])
             for scans, planned in groups:
                 tag_lists: dict[Any, tuple[str, ...]] = {}
                 self.analysed += len(scans)
