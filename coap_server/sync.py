@@ -17,7 +17,7 @@ import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
 
-from ledger import LedgerError, LimitExceeded, SyncError
+from ledger import LedgerError, LimitExceeded, SyncError, decode_record
 from ledger.errors import BrokenChain, CodedError, OutOfOrder
 from ledger.sync import (
     Fetch,
@@ -188,7 +188,9 @@ class RecordsResource(resource.Resource):
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
             device_id, start, raws = decode_records(request.payload, self.limits)
-            if self._length is None:
+            # Only a range that opens with its own log's record at `start` waits for its turn: anything else
+            # (empty, junk, another log's record) is refused by the holder at once, not after the wait.
+            if self._length is None or not _opens_at(device_id, start, raws):
                 result = await asyncio.to_thread(self.holder.receive, device_id, raws)
             else:
                 result = await self._in_order(device_id, start, raws, self._length)
@@ -288,6 +290,9 @@ class RecordsResource(resource.Resource):
         start = me.start
         if me.answer.done() or (order.length is not None and start <= order.length):
             return
+        if order.length is not None and start - order.length > ORDER_WAITERS * self.limits.records_per_request:
+            raise OutOfOrder(f"range from seq {start} of {device_id.hex()} is further ahead of the {order.length} "
+                             "records held than any pusher's window", hint="push again from the receiver's head")
         if order.waiting >= ORDER_WAITERS:
             raise OutOfOrder(f"{order.waiting} ranges of {device_id.hex()} already wait for their predecessors")
         refusals = order.refusals
@@ -360,6 +365,16 @@ class RangesResource(resource.Resource):
             records -= len(raws)
             budget -= sum(len(r) + 3 for r in raws) + 24
         return served
+
+
+def _opens_at(device_id: bytes, start: int, raws: Sequence[bytes]) -> bool:
+    if not raws:
+        return False
+    try:
+        first = decode_record(raws[0])
+    except LedgerError:
+        return False
+    return first.device_id == device_id and first.seq == start
 
 
 def _fit(raws: list[bytes], budget: int) -> list[bytes]:

@@ -201,6 +201,38 @@ async def test_a_range_whose_predecessor_never_comes_is_refused_out_of_order(tmp
     store.close()
 
 
+async def test_ranges_that_no_pusher_could_have_sent_in_order_are_answered_at_once(tmp_path, hub, clock):
+    """Only a range that opens with its own log's record at its start, within a pusher's window of the log's
+    length, waits for its turn; junk, an empty range or one far ahead is answered at once (here the wait would
+    be an hour), so nobody can hold a receiver's waiting places with made-up starts."""
+    signer, builder, store = own_log(tmp_path / "edge", clock, 80)
+    enroll(hub, signer, clock)
+    raws = store.log_range(builder.device_id, 0, 80)
+    holder = HubHolder(hub)
+    server, port, _ = await serve(holder, RecordsResource(holder, Limits(records_per_request=4), order_wait=3600))
+    ctx = await aiocoap.Context.create_client_context()
+    uri = f"{url('coap+tcp', port)}/sync/records"
+    try:
+        async with asyncio.timeout(300):
+            far = await _post(ctx, uri, encode_records(builder.device_id, 70, raws[70:74]))  # reach: 16 x 4
+            junk = await _post(ctx, uri, encode_records(builder.device_id, 3, [b"\xa0" * 40]))
+            empty = await _post(ctx, uri, encode_records(builder.device_id, 5, []))
+            other = await _post(ctx, uri, encode_records(builder.device_id, 6, raws[7:9]))  # seq 7 at start 6
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert (far.code, cbor2.loads(far.payload)["code"]) == (Code.CONFLICT, "OUT_OF_ORDER")
+
+    def refusal(answer: aiocoap.Message) -> str:
+        body = cbor2.loads(answer.payload)
+        return body["code"] if not answer.code.is_successful() else (body["problem"] or {}).get("code", "")
+
+    assert refusal(junk) == "MALFORMED" and refusal(other) == "BROKEN_CHAIN"
+    assert empty.code == Code.CHANGED and cbor2.loads(empty.payload)["accepted"] == 0
+    assert hub.store.chain_state(builder.device_id) is None
+    store.close()
+
+
 class Forging:
     """An edge store whose copy of one record has a broken signature (the pusher sends it as it is)."""
 
