@@ -30,3 +30,39 @@ def test_pool_keeps_good_prefix_and_names_the_forgery(tmp_path, clock):
     finally:
         verifier.close()
         store.close()
+
+
+def test_short_logs_packed_into_shared_tasks_keep_each_record_to_its_own_mark():
+    """Many short logs share worker tasks; a record's mark must be its own: a forged record anywhere (first,
+    last, across a task's edge) is refused, and every genuine one passes."""
+    import pytest
+
+    from hub.verify import CrossLogVerifier
+    from ledger import BadSignature, ChainBuilder, decode_record
+
+    verifier = CrossLogVerifier(workers=2, chunk=16)
+    try:
+        items, keys = [], {}
+        for d in range(40):
+            builder = ChainBuilder(Ed25519Signer.from_seed((7 << 40 | d).to_bytes(32, "big")),
+                                   clock=lambda: 1_763_900_000, boot=1)
+            raws = [builder.genesis().raw] + [builder.append("note", {"text": f"{d}-{i}"}).raw for i in range(6)]
+            items.append((builder.device_id, raws))
+        forged_at = {(0, 0), (3, 6), (9, 2), (39, 6)}  # (log, seq), some on a 16-record task's edge
+        for d, seq in forged_at:
+            raw = bytearray(items[d][1][seq])
+            raw[-3] ^= 0x01
+            items[d][1][seq] = bytes(raw)
+        checks = verifier.ahead(items, keys)
+        assert len(checks) == len(items)
+        for d, ((_, raws), check) in enumerate(zip(items, checks, strict=True)):
+            key = decode_record(raws[0]).body["pubkey"]
+            for seq, raw in enumerate(raws):
+                rec = decode_record(raw)
+                if (d, seq) in forged_at:
+                    with pytest.raises(BadSignature):
+                        check([(rec, key)])
+                else:
+                    check([(rec, key)])
+    finally:
+        verifier.close()
