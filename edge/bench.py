@@ -90,15 +90,20 @@ async def _durable_appends(root: Path, n: int, inflight: int) -> dict[str, float
             "one_commit_per_append_per_s": single}
 
 
-async def _tap_latency(root: Path, rate: int, seconds: float) -> dict[str, float]:
-    key = DeviceKey(os.urandom(32))
-    store = LmdbLogStore(root / "taps", map_size=1 << 30)
-    gc = GroupCommit(store, key, clock=lambda: _CLOCK, boot=1)
+async def _tap_rig(root: Path, name: str) -> tuple[LmdbLogStore, GroupCommit, TapInput]:
+    """A store, its group commit and the tap path over it, with the staff card tapped (taps then log)."""
+    store = LmdbLogStore(root / name, map_size=1 << 30)
+    gc = GroupCommit(store, DeviceKey(os.urandom(32)), clock=lambda: _CLOCK, boot=1)
     await gc.start()
     config = EdgeConfig(site="sppg-01", data_dir=str(root))
     tap = TapInput(make_machine(config.site, config.checkpoint), functools.partial(gc.append, urgent=True),
                    Metrics(), indicator=lambda fb: None)
     await tap.tap(config.checkpoint.staff[0])
+    return store, gc, tap
+
+
+async def _tap_latency(root: Path, rate: int, seconds: float) -> dict[str, float]:
+    store, gc, tap = await _tap_rig(root, "taps")
     total = int(rate * seconds)
     period = 1.0 / rate
     latencies: list[float] = []
@@ -261,14 +266,7 @@ async def _submitters(root: Path, n: int, submitters: int) -> dict[str, float]:
 async def _taps_under_load(root: Path, rate: int, seconds: float, submitters: int) -> dict[str, float]:
     """Taps at `rate` a second through the tap path while `submitters` concurrent writers keep the group
     commit full: how long a tap waits behind submitted batches, and what the submitters get meanwhile."""
-    key = DeviceKey(os.urandom(32))
-    store = LmdbLogStore(root / "mixed", map_size=1 << 30)
-    gc = GroupCommit(store, key, clock=lambda: _CLOCK, boot=1)
-    await gc.start()
-    config = EdgeConfig(site="sppg-01", data_dir=str(root))
-    tap = TapInput(make_machine(config.site, config.checkpoint), functools.partial(gc.append, urgent=True),
-                   Metrics(), indicator=lambda fb: None)
-    await tap.tap(config.checkpoint.staff[0])
+    store, gc, tap = await _tap_rig(root, "mixed")
     running = True
     appended = 0
 

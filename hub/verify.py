@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -23,20 +23,22 @@ def _first_bad(triples: list[tuple[bytes, bytes, bytes]]) -> int:
     return -1
 
 
+def _confirmed(key: bytes, raws: Iterable[bytes]) -> Iterator[tuple[bytes, bytes] | None]:
+    """Per record: its signature and signed bytes if the signature verifies with `key`, else None."""
+    for raw in raws:
+        parts = signature_parts(raw)
+        if parts is not None:
+            try:
+                verify_signature(key, *parts)
+            except LedgerError:
+                parts = None
+        yield parts
+
+
 def _verified(key: bytes, raws: list[bytes]) -> bytes:
     """A byte per record: 1 if its signature verifies with `key`, else 0. Runs in a worker process, which gets
     raw bytes and gives back a byte each: little to pickle either way, and no decode (the sequencer does it)."""
-    out = bytearray(len(raws))
-    for i, raw in enumerate(raws):
-        parts = signature_parts(raw)
-        if parts is None:
-            continue
-        try:
-            verify_signature(key, *parts)
-        except LedgerError:
-            continue
-        out[i] = 1
-    return bytes(out)
+    return bytes(parts is not None for parts in _confirmed(key, raws))
 
 
 def _verified_many(jobs: list[tuple[bytes, list[bytes]]]) -> bytes:
@@ -215,13 +217,8 @@ class AheadCheck:
     def of(cls, raws: Sequence[bytes], key: bytes) -> AheadCheck:
         done: set[tuple[bytes, bytes]] = set()
         if len(key) == 32:
-            for raw in raws:
-                parts = signature_parts(raw)
+            for parts in _confirmed(key, raws):
                 if parts is None:
-                    continue
-                try:
-                    verify_signature(key, *parts)
-                except LedgerError:
                     break  # the merge finds it, with where it is, and stops there
                 done.add(parts)
         return cls(key, done)
