@@ -550,9 +550,9 @@ class ForecastPoint(TypedDict):
 
 
 class ModelScore(TypedDict):
-    mase: float
-    smape: float
-    coverage80: float
+    mase: float | None
+    smape: float | None
+    coverage80: float | None
 
 
 class ChartPoint(TypedDict):

@@ -249,7 +249,7 @@ class ModelScore:
     coverage80: float  # share of backtest actuals inside the 80 % interval
 
     def to_dict(self) -> dict[str, float]:
-        return {"mase": round(self.mase, 4), "smape": round(self.smape, 4), "coverage80": round(self.coverage80, 3)}
+        return {"mase": _round(self.mase), "smape": _round(self.smape), "coverage80": _round(self.coverage80, 3)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -281,8 +281,9 @@ class Forecast:
         }
 
 
-def _round(v: float) -> float | None:
-    return None if math.isnan(v) else round(v, 4)
+def _round(v: float, digits: int = 4) -> float | None:
+    """A score for JSON: NaN (a score with nothing to measure) is null."""
+    return None if math.isnan(v) else round(v, digits)
 
 
 def _scores(Y: np.ndarray, h: int, m: int, origins: int,
@@ -299,8 +300,10 @@ def _scores(Y: np.ndarray, h: int, m: int, origins: int,
             f = np.exp(fc.mean)
             acc[name][0].append(np.mean(np.abs(f - actual), axis=1) / scale)
             acc[name][1].append(np.mean(200 * np.abs(f - actual) / (np.abs(f) + np.abs(actual)), axis=1))
-            lo, hi = np.exp(fc.mean - Z80 * fc.sd), np.exp(fc.mean + Z80 * fc.sd)
-            acc[name][2].append(np.mean((actual >= lo) & (actual <= hi), axis=1))
+            # Compared in log terms, where the interval is made: a price that never moved sits on an interval
+            # of zero width, and exp() rounding would put it just outside.
+            la, slack = np.log(actual), Z80 * fc.sd + 1e-9
+            acc[name][2].append(np.mean(np.abs(la - fc.mean) <= slack, axis=1))
     return {k: (np.mean(v[0], axis=0), np.mean(v[1], axis=0), np.mean(v[2], axis=0)) for k, v in acc.items()}
 
 

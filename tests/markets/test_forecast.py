@@ -55,6 +55,14 @@ def test_sticky_prices_are_forecast_by_the_last_value() -> None:
     assert f.confidence == "high" and "last value" in f.explanation
 
 
+def test_a_price_that_never_moved_lies_inside_its_intervals() -> None:
+    # The interval has zero width; every backtest actual is on it, so the 80 % coverage is 1, not 0.
+    f = forecast(np.full(40, 12_000.0))
+    assert f.point == pytest.approx((12_000.0,) * 7)
+    assert {name: s.coverage80 for name, s in f.backtest.items()} == {name: 1.0 for name in f.backtest}
+    assert f.to_dict()["backtest"]["naive"] == {"mase": 0.0, "smape": 0.0, "coverage80": 1.0}
+
+
 def test_weekly_pattern_is_forecast() -> None:
     y = 20_000 * np.exp(0.05 * np.where(np.arange(210) % 7 >= 5, 1.0, 0.0))
     f = forecast(y)
