@@ -123,6 +123,15 @@ class SummaryMarkets(TypedDict):
     alps: AlpsCounts
 
 
+class SummaryRefill(TypedDict):
+    """How far the read models are refilled from the store after a start (log entries of their window)."""
+
+    running: bool
+    done: int
+    total: int
+    damaged: int  # entries skipped because their stored bytes are damaged
+
+
 class Summary(TypedDict):
     """Today's MBG scans, deliveries and findings, the chain, the markets and the open alerts."""
 
@@ -144,6 +153,7 @@ class Summary(TypedDict):
     chain: SummaryChain
     markets: SummaryMarkets
     live_alerts: int
+    refill: SummaryRefill
 
 
 # --- MBG -------------------------------------------------------------------------------------------------

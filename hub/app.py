@@ -36,7 +36,6 @@ from .http import Events, HubApi
 from .integrity import StoreCheck, check_store
 from .markets import Subscriber, WebhookSender
 from .markets.routes import MarketRoutes
-from .markets.view import HubMarkets
 from .mbg import Plan, load_plan
 from .mbg.routes import MbgRoutes
 from .metrics import HubMetrics
@@ -192,7 +191,8 @@ async def _checkpoint_loop(hub: Hub, interval: float) -> None:
 
 
 def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | None) -> Views:
-    """The read models the dashboard and the public API answer from, fed by the hub's record listener."""
+    """The read models the dashboard and the public API answer from, fed by the hub's record listener and, once
+    started, refilled from the store in the background."""
     if plan is None:
         plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
     hooks: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in hook.items()}
@@ -200,9 +200,9 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
     subscribers = tuple(Subscriber(**hook) for hook in hooks)
     sender = (WebhookSender(max_attempts=config.webhook_attempts, timeout_s=config.webhook_timeout_s)
               if subscribers else None)
-    return Views(hub, plan=plan, events=events, markets=HubMarkets(config.markets, clock=hub.clock),
+    return Views(hub, plan=plan, events=events, market_config=config.markets,
                  kitchen_regions=config.mbg_kitchen_regions, subscribers=subscribers, sender=sender,
-                 keep_days=config.mbg_keep_days)
+                 keep_days=config.mbg_keep_days, refill=True)
 
 
 async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity,
@@ -262,7 +262,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     events = Events()
     views = build_views(hub, config, events=events, plan=plan)
     metrics.watch(hub, store_path=Path(config.data_dir) / "store" if config.store.backend == "lmdb" else None,
-                  derive_seconds=lambda: views.derive_seconds)
+                  derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress)
     markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports")
     await asyncio.to_thread(markets.replay_imports)
     domain_routes = [ChainRoutes(views).register, MbgRoutes(views).register, markets.register]
@@ -290,7 +290,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     if config.upstream:
         tasks.append(asyncio.create_task(tiers.run(config.checkpoint_interval)))
     discovery = await _announce(config, hub, coap_port) if config.mdns else None
-    views.start()
+    views.start()  # the refill from the store runs on in its own thread: start-up does not wait for it
     running = RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
                          coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery,
                          store_check=store_check)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -23,6 +23,9 @@ from prometheus_client.registry import Collector
 from ledger import Record
 
 from .service import Hub
+
+if TYPE_CHECKING:
+    from .views import RefillProgress
 
 SignatureCheck = Callable[[Iterable[tuple[Record, bytes]]], int]
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -61,9 +64,11 @@ class HubMetrics:
         finally:
             self.ingest_seconds.labels(code=code).observe(time.perf_counter() - started)
 
-    def watch(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float]) -> None:
+    def watch(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float],
+              refill: Callable[[], RefillProgress] | None = None) -> None:
         """Read `hub` at every scrape, and follow its arrivals for the per-device lag."""
-        self.registry.register(_HubCollector(hub, store_path=store_path, derive_seconds=derive_seconds))
+        self.registry.register(_HubCollector(hub, store_path=store_path, derive_seconds=derive_seconds,
+                                             refill=refill))
 
     def register(self, app: web.Application) -> None:
         """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app."""
@@ -77,10 +82,12 @@ class HubMetrics:
 class _HubCollector(Collector):
     """What the hub's store and read models hold, read when Prometheus scrapes."""
 
-    def __init__(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float]) -> None:
+    def __init__(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float],
+                 refill: Callable[[], RefillProgress] | None) -> None:
         self.hub = hub
         self.store_path = store_path
         self.derive_seconds = derive_seconds
+        self.refill = refill
         self._lock = threading.Lock()
         self._arrived: dict[bytes, tuple[int, int]] = {}  # device -> (arrival time, newest record's device time)
         hub.listeners.on_records.append(self._on_records)
@@ -141,6 +148,16 @@ class _HubCollector(Collector):
                                 "PostgreSQL: ask the database).", value=self._store_bytes())
         yield GaugeMetricFamily("jejak_hub_analytics_derive_seconds", "How long the last derivation of the "
                                 "analytics' alerts took (MBG, markets).", value=self.derive_seconds())
+        if self.refill is not None:
+            progress = self.refill()
+            yield GaugeMetricFamily("jejak_hub_refill_running", "1 while the read models are being refilled from "
+                                    "the store after a start, else 0.", value=int(progress.running))
+            entries = GaugeMetricFamily("jejak_hub_refill_entries", "Log entries of the read models' window "
+                                        "refilled from the store since start: done, total, and damaged (skipped).",
+                                        labels=["state"])
+            for state, n in (("done", progress.done), ("total", progress.total), ("damaged", progress.damaged)):
+                entries.add_metric([state], n)
+            yield entries
 
     def _store_bytes(self) -> int:
         if self.store_path is None or not self.store_path.is_dir():

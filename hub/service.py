@@ -231,7 +231,8 @@ class Hub:
             except Exception:
                 self._own = self._open_own_log()  # the writer ran ahead of the store: back to what it holds
                 raise
-        self._notify(records, self.clock())
+            listeners = list(self.listeners.on_records)
+        self._notify(listeners, records, self.clock())
         return records
 
     def _decide(self, decision: Decision) -> Record:
@@ -242,7 +243,8 @@ class Hub:
             except Exception:
                 self._own = self._open_own_log()
                 raise
-        self._notify([record], self.clock())
+            listeners = list(self.listeners.on_records)
+        self._notify(listeners, [record], self.clock())
         return record
 
     def _append_own(self, own: AuthorityWriter, records: list[Record]) -> None:
@@ -267,8 +269,17 @@ class Hub:
         for leaf in leaves:
             append(leaf)
 
-    def _notify(self, records: list[Record], now: int) -> None:
-        for listener in self.listeners.on_records:
+    def listen(self, listener: Callable[[list[Record], int], None]) -> int:
+        """Tell `listener` every record accepted from now on; return the log's size now. Each record at or
+        above that index is told to it and none below: a commit tells the listeners there were when it was
+        made, after the writer's lock is let go."""
+        with self._lock:
+            self.listeners.on_records.append(listener)
+            return len(self.tree)
+
+    def _notify(self, listeners: Sequence[Callable[[list[Record], int], None]], records: list[Record],
+                now: int) -> None:
+        for listener in listeners:
             try:
                 listener(records, now)
             except Exception:  # a listener must never undo or block an accepted ingest
@@ -437,8 +448,9 @@ class Hub:
                 result, arrivals = self._merge(device_id, raws, check or self.check)
             finally:
                 self._flush()
+            listeners = list(self.listeners.on_records)
         for records, arrived_at in arrivals:
-            self._notify(records, arrived_at)
+            self._notify(listeners, records, arrived_at)
         return result
 
     def ingest_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], *,
@@ -467,8 +479,9 @@ class Hub:
                     told.extend(arrivals)
             finally:
                 self._flush()
+            listeners = list(self.listeners.on_records)
         for records, arrived_at in told:
-            self._notify(records, arrived_at)
+            self._notify(listeners, records, arrived_at)
         return out
 
     def _merge(self, device_id: bytes, raws: Sequence[bytes],

@@ -1,6 +1,6 @@
-"""The hub's read models (chain, MBG, markets, alerts), fed from its record listener behind one lock, and the
-worker that derives alerts as records arrive. Their routes live with each domain (hub/chain, hub/mbg,
-hub/markets)."""
+"""The hub's read models (chain, MBG, markets, alerts), fed from its record listener behind one lock and, on
+start, refilled from the store; and the worker that derives alerts as records arrive. Their routes live with
+each domain (hub/chain, hub/mbg, hub/markets)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,74 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger import Record
+from ledger import Record, decode_record
+from ledger.errors import LedgerError
 
 from .alerts import Alerts
 from .chain import ChainView
-from .markets import Subscriber, WebhookSender
+from .markets import MarketConfig, Subscriber, WebhookSender
 from .markets.view import HubMarkets, KitchenDemand
 from .markets.warning import ALPS_BANDS
 from .mbg import MbgView, Plan
 from .service import Hub
+from .store import DamagedRecord, HubStore
 
 log = logging.getLogger("jejak.hub.views")
 
 
+REFILL_BATCH = 2000  # records read and folded in per hold of the read models' lock
+
+
 class Publisher(Protocol):
     def publish(self, event: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefillProgress:
+    """How far the read models are refilled from the store: `done` of `total` log entries read (the window
+    the read models hold), `damaged` entries skipped because their stored bytes are damaged."""
+
+    running: bool
+    done: int
+    total: int
+    damaged: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"running": self.running, "done": self.done, "total": self.total, "damaged": self.damaged}
+
+
+def first_arrival_at(store: HubStore, cutoff: int, end: int) -> int:
+    """The first index of the global log below `end` whose record arrived at or after `cutoff`, by binary
+    search over arrival times (one entry read per step).
+
+    Under wall time arrival times never decrease along the log and the answer is exact. A clock set back for a
+    replay or backfill can make a later process's arrivals older than an earlier one's: the search then stops at
+    some index where an arrival before `cutoff` is followed by one at or after it, so records before that index
+    that arrived within the window are not refilled, and records after it that arrived before are skipped by
+    the caller. A damaged entry counts as the first intact one after it."""
+    lo, hi = 0, end
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = _arrival(store, mid, hi)
+        if at is None or at >= cutoff:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _arrival(store: HubStore, index: int, end: int) -> int | None:
+    for i in range(index, end):
+        try:
+            found = store.entries(i, i + 1)
+        except DamagedRecord:
+            continue
+        if found:
+            return found[0].arrived_at
+    return None
 
 
 class Views:
@@ -36,12 +87,18 @@ class Views:
     Ingest never waits for an analysis: inputs are queued (`defer`) and folded in under the lock by the worker
     or by any query before it answers (`fresh`), so answers are never staler than the records accepted.
     `kitchen_regions` names the market region of each MBG kitchen (its stock use is market demand there).
+
+    With `refill`, `start()` also refills the MBG, markets and kitchen-demand models from what the store
+    already holds (`refill_from_store`), in a thread of its own; `refilled` is set when that is over.
+    `refill_pause` is called on that thread before each batch (tests hold a refill midway with it).
     """
 
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
-                 events: Publisher | None = None, markets: HubMarkets | None = None,
+                 events: Publisher | None = None, market_config: MarketConfig | None = None,
                  kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
-                 sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0) -> None:
+                 sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0,
+                 refill: bool = False, refill_batch: int = REFILL_BATCH,
+                 refill_pause: Callable[[RefillProgress], None] | None = None) -> None:
         self.hub = hub
         # Findings that follow the clock (overdue, unreturned, a timer still open) appear without new records.
         self.rederive_s = rederive_s
@@ -50,7 +107,8 @@ class Views:
         self.keep_days = keep_days
         self.chain = ChainView()
         self.mbg = MbgView(plan)
-        self.markets = markets or HubMarkets(clock=lambda: self.clock())
+        self._fed_at: int | None = None  # the arrival time of the records being fed, which the markets stamp
+        self.markets = HubMarkets(market_config, clock=self._feed_time)
         self.demand = KitchenDemand(self.markets, kitchen_regions or {})
         self.alerts = Alerts(self, subscribers=subscribers, sender=sender)
         self._lock = threading.RLock()
@@ -61,7 +119,18 @@ class Views:
         self._pruned_at = 0
         self._worker: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        hub.listeners.on_records.append(self.on_records)
+        self.refill_batch = refill_batch
+        self.refill_pause = refill_pause
+        self.refilled = threading.Event()
+        self._refiller: threading.Thread | None = None
+        self._replaying = False  # a refill batch is being folded in: its prices are not live updates
+        self._refill = RefillProgress(running=refill, done=0, total=0, damaged=0)
+        # While a refill runs, the domain inputs of live records wait here, after the refilled ones.
+        self._held: list[tuple[list[Record], int]] | None = [] if refill else None
+        if not refill:
+            self.refilled.set()
+        # Records below this index are refilled; the listener is told every record from it on.
+        self._refill_end = hub.listen(self.on_records)
 
     # --- feeding ---------------------------------------------------------------------------------------
     def on_records(self, records: list[Record], arrived_at: int) -> None:
@@ -94,12 +163,28 @@ class Views:
 
     def _take(self, records: list[Record], arrived_at: int) -> None:
         self.chain.take(records, arrived_at)
-        for rec in records:
-            if rec.kind in ("scan", "stock"):
-                if self.mbg.ingest(rec, arrived_at) and rec.kind == "stock":
-                    self.demand.take(rec)
-            elif rec.kind in ("price", "reading", "note"):
-                self.markets.ingest(rec, arrived_at)
+        if self._held is not None:
+            self._held.append((records, arrived_at))
+        else:
+            self._take_domains(records, arrived_at)
+
+    def _take_domains(self, records: Sequence[Record], arrived_at: int) -> None:
+        """Feed the MBG, markets and kitchen-demand models (live records and refilled ones alike). What the
+        markets stamp while they take them (a price's quarantine) carries the records' arrival time, so a
+        refill stamps as the live path did."""
+        self._fed_at = arrived_at
+        try:
+            for rec in records:
+                if rec.kind in ("scan", "stock"):
+                    if self.mbg.ingest(rec, arrived_at) and rec.kind == "stock":
+                        self.demand.take(rec)
+                elif rec.kind in ("price", "reading", "note"):
+                    self.markets.ingest(rec, arrived_at)
+        finally:
+            self._fed_at = None
+
+    def _feed_time(self) -> int:
+        return self.clock() if self._fed_at is None else self._fed_at
 
     # --- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,15 +197,102 @@ class Views:
         if self._worker is None:
             self._worker = threading.Thread(target=self._run, name="jejak-views", daemon=True)
             self._worker.start()
+        if self._held is not None and self._refiller is None:
+            self._refiller = threading.Thread(target=self.refill_from_store, name="jejak-refill", daemon=True)
+            self._refiller.start()
 
     def _price_update(self, update: dict[str, Any]) -> None:
-        if self.events is not None:
+        if self.events is not None and not self._replaying:
             self.events.publish(update)
+
+    # --- refill ----------------------------------------------------------------------------------------
+    @property
+    def refill_progress(self) -> RefillProgress:
+        return self._refill
+
+    def refill_from_store(self) -> None:
+        """Feed the MBG, markets and kitchen-demand models what the store held when they started listening
+        (the chain view answers from the store itself), then the live records that arrived meanwhile.
+
+        Only the window the models hold is read: scans that arrived within `keep_days` of the hub's clock
+        (older ones the MBG view prunes), and other records within the markets' `window_days` (price history
+        and stock movements are kept whole; their analyses look that far back). The log is read in order, a
+        batch at a time, decoded outside the lock and folded in under it with each entry's own arrival time:
+        every answer given during a refill is that of a prefix of the log. Live records wait until the refill
+        is over and follow it in the order they arrived, so each record is counted once and in log order.
+        A damaged entry is logged, counted and skipped."""
+        try:
+            self._refill_window()
+        except Exception:
+            log.exception("refilling the read models from the store failed; they hold what was refilled and "
+                          "every record accepted since start")
+        finally:
+            with self._lock:
+                held, self._held = self._held or [], None
+                for records, arrived_at in held:
+                    self._take_domains(records, arrived_at)
+                self._refill = RefillProgress(running=False, done=self._refill.done, total=self._refill.total,
+                                              damaged=self._refill.damaged)
+            self.refilled.set()
+            self._dirty.set()
+
+    def _refill_window(self) -> None:
+        store, end = self.hub.store, self._refill_end
+        now = self.clock()
+        scans_from = now - self.keep_days * 86400
+        others_from = now - self.markets.config.window_days * 86400
+        start = first_arrival_at(store, min(scans_from, others_from), end)
+        self._refill = progress = RefillProgress(running=True, done=0, total=end - start, damaged=0)
+        started = time.perf_counter()
+        index = start
+        while index < end and not self._stop.is_set():
+            if self.refill_pause is not None:
+                self.refill_pause(progress)
+            try:
+                entries = store.entries(index, min(end, index + self.refill_batch))
+            except DamagedRecord:
+                log.error("refill: log entry %d is damaged; skipped (the store check notes it for restore)", index)
+                index += 1
+                progress = RefillProgress(running=True, done=index - start, total=progress.total,
+                                          damaged=progress.damaged + 1)
+                self._refill = progress
+                continue
+            runs: list[tuple[list[Record], int]] = []
+            damaged = 0
+            for entry in entries:
+                try:
+                    rec = decode_record(entry.raw)
+                except LedgerError:  # bytes that hash right but do not decode: not a record this hub wrote
+                    log.error("refill: log entry %d does not decode; skipped", entry.index)
+                    damaged += 1
+                    continue
+                if entry.arrived_at < (scans_from if rec.kind == "scan" else others_from):
+                    continue
+                if runs and runs[-1][1] == entry.arrived_at:
+                    runs[-1][0].append(rec)
+                else:
+                    runs.append(([rec], entry.arrived_at))
+            index = entries[-1].index + 1 if entries else min(end, index + self.refill_batch)
+            with self._lock:
+                self._replaying = True
+                try:
+                    for records, arrived_at in runs:
+                        self._take_domains(records, arrived_at)
+                finally:
+                    self._replaying = False
+                progress = RefillProgress(running=True, done=index - start, total=progress.total,
+                                          damaged=progress.damaged + damaged)
+                self._refill = progress
+        elapsed = time.perf_counter() - started
+        log.info("refilled the read models with %d log entries in %.1f s (%d damaged, skipped)", progress.done,
+                 elapsed, progress.damaged)
 
     def close(self) -> None:
         """Stop the worker (the alerts' webhook sender is closed on the event loop: `alerts.close()`)."""
         self._stop.set()
         self._dirty.set()
+        if self._refiller is not None:
+            self._refiller.join(timeout=30)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
@@ -136,6 +308,8 @@ class Views:
             # large the day grows: ingest shares the interpreter with this thread.
             self._stop.wait(max(0.3, 2 * self._last_derive_s))
             self._dirty.clear()
+            if not self.refilled.is_set():
+                continue  # alerts from part of the log would be raised and resolved again; the refill's end wakes us
             started = time.perf_counter()
             try:
                 self.alerts.refresh()
@@ -175,5 +349,5 @@ class Views:
                                           "forks": status["forks"], "checkpoint": status["checkpoint"]},
                     "markets": {"observations": observed, "quarantined": held,
                                 "alps": {band: sum(1 for a in bands if a["band"] == band) for band in ALPS_BANDS}},
-                    "live_alerts": self.alerts.open_count()})
+                    "live_alerts": self.alerts.open_count(), "refill": self._refill.to_json()})
         return out
