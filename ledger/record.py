@@ -234,6 +234,20 @@ def _split_payload(payload: bytes, kid: bytes) -> tuple[int, bytes, int, int, in
     return seq, prev, time, boot, kind, payload[i:]
 
 
+def peek_kind(raw: bytes) -> str | None:
+    """A record's kind read from its fixed fields alone, its body neither decoded nor checked: a reader that
+    wants only some kinds skips the others before paying for `decode_record`. None when the bytes are not in
+    the canonical form that `decode_record` reads fastest (decode them to learn the kind or what is wrong)."""
+    parts = _split_envelope(raw) if isinstance(raw, bytes) else None
+    fast = _split_payload(parts[1], parts[0]) if parts is not None else None
+    if fast is None:
+        return None
+    try:
+        return kind_name(fast[4])
+    except MalformedRecord:
+        return None
+
+
 def decode_record(raw: bytes) -> Record:
     """Parse a record strictly. The signature is not checked: that needs the device's key (see chain)."""
     if not isinstance(raw, bytes):

@@ -15,6 +15,7 @@ from ledger.checkpoint import decode_checkpoint, verify_checkpoints_consistent, 
 from ledger.errors import LedgerError
 from ledger.follow import verify_split_view
 from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.record import peek_kind
 from tests.vectors import generate
 
 VECTORS = Path(generate.__file__).resolve().parent
@@ -279,6 +280,23 @@ def test_malformed_record_vectors_are_signed_so_only_their_defect_is_wrong() -> 
         msg.verify(key, RECORD_AAD)
         signed += 1
     assert signed >= 10
+
+
+def test_a_peeked_kind_is_the_decoded_one_and_bad_bytes_never_raise() -> None:
+    """`peek_kind` reads the fixed fields only: on every valid record it names the kind `decode_record` gives,
+    and on every malformed one it gives a kind or None, never an error (its reader decodes what it keeps)."""
+    doc = load(VECTORS / "valid" / "records.json")
+    for entry in doc["records"]:
+        raw = (VECTORS / "valid" / entry["file"]).read_bytes()
+        assert peek_kind(raw) == ledger.decode_record(raw).kind
+    peeked = 0
+    for path in INVALID:
+        vec = load(path)
+        if vec["check"] == "decode_record":
+            kind = peek_kind(_inp(vec, "record"))
+            assert kind is None or kind in ledger.KINDS
+            peeked += 1
+    assert peeked >= 10 and peek_kind(b"") is None and peek_kind(b"\xd2\x84" * 50) is None
 
 
 def test_readme_documents_every_file_and_check() -> None:
