@@ -20,10 +20,12 @@ from ledger.enroll import make_enroll_request
 from ledger.merkle import leaf_hash
 from ledger.sync import RequestSize
 
+from .mbg.sim import simulate_days
 from .service import Hub, IngestResult, log_tree
-from .store import _U64, LmdbHubStore
+from .store import _U64, Batch, LmdbHubStore, LogAppend
 from .tiers import RegionFollower, UpstreamHolder, pull_once
 from .verify import CrossLogVerifier
+from .views import Views
 
 
 def _records(n: int, seed: int) -> tuple[Ed25519Signer, list[bytes]]:
@@ -213,6 +215,64 @@ def restart(n: int, *, tiles: bool = True) -> dict[str, Any]:
         raise AssertionError(f"the restarted tree's root {started_root} is not the written tree's {root.hex()}")
     return {"leaves": int(leaves), "start_s": float(elapsed), "start_added_rss_mib": int(rss) / 2**20,
             "tree_held_mib": int(held) / 2**20}
+
+
+def refill(n: int, *, store: str = "lmdb", keep_days: int = 8) -> dict[str, Any]:
+    """The read models' refill after a restart: about `n` MBG records of eight simulated days (10 schools and
+    82 records a kitchen-day), signed and written straight into a store with their arrival times, then Views
+    refilled from it as start_hub does. Records per second of the refill (wall and CPU time: a busy machine
+    stretches the first), and how long `Views.start()` took (the refill runs in its own thread: start-up does
+    not wait for it). With a smaller `keep_days` the older days' scans are read and skipped (their kind peeked,
+    not decoded), as a window of price history longer than the scans' makes a refill do."""
+    days = 8
+    sims = simulate_days(days, kitchens=max(1, round(n / (82 * days))), schools_per_kitchen=10,
+                         meals_per_kitchen=3000)
+    builders: dict[bytes, ChainBuilder] = {}
+    device_time = [0]
+    signed = []  # (arrival, device, seq, record, state after it)
+    for sim in sims:
+        for rec in sorted(sim.records, key=lambda r: (r.device_id, r.seq)):
+            builder = builders.get(rec.device_id)
+            if builder is None:
+                signer = Ed25519Signer.from_seed(rec.device_id.ljust(32, b"."))
+                builder = builders[rec.device_id] = ChainBuilder(signer, clock=lambda: device_time[0], boot=1)
+                first = builder.genesis()
+                signed.append((rec.arrived_at, first.device_id, 0, first, builder.state))
+            device_time[0] = rec.time
+            record = builder.append(rec.kind, rec.body)
+            signed.append((rec.arrived_at, record.device_id, record.seq, record, builder.state))
+    # Arrival order, each log's records in sequence order (a later record never arrives before an earlier one).
+    newest: dict[bytes, int] = {}
+    arrivals = []
+    for at, device_id, seq, record, state in signed:
+        newest[device_id] = max(at, newest.get(device_id, at))
+        arrivals.append((newest[device_id], device_id, seq, record, state))
+    arrivals.sort(key=lambda a: (a[0], a[1], a[2]))
+    with tempfile.TemporaryDirectory() as tmp:
+        hub_store: Any = (LmdbHubStore(tmp + "/hub", durable=False) if store == "lmdb" else _pg_store())
+        try:
+            for i in range(0, len(arrivals), 2000):
+                hub_store.commit(Batch(appends=[LogAppend.of(device_id, [record], state, at)
+                                                for at, device_id, _, record, state in arrivals[i:i + 2000]]))
+            hub = Hub(hub_store, Ed25519Signer.from_seed(b"\x78" * 32), clock=lambda: sims[-1].now)
+            started = time.perf_counter()
+            views = Views(hub, plan=sims[-1].plan, refill=True, keep_days=keep_days)
+            views.start()
+            start_s = time.perf_counter() - started
+            views.close()  # stops that refill: the one timed runs on this thread, so its CPU time is its own
+            views = Views(hub, plan=sims[-1].plan, refill=True, keep_days=keep_days)
+            started, cpu = time.perf_counter(), time.thread_time()
+            views.refill_from_store()
+            elapsed, cpu = time.perf_counter() - started, time.thread_time() - cpu
+            progress = views.refill_progress
+            scans = views.mbg.summary(sims[-1].now)["total_scans_today"]
+        finally:
+            if store != "lmdb":
+                hub_store.drop()
+            hub_store.close()
+    return {"store": store, "keep_days": keep_days, "records": progress.done, "refill_s": elapsed,
+            "refill_per_s": progress.done / elapsed, "refill_cpu_s": cpu, "refill_per_cpu_s": progress.done / cpu,
+            "views_start_s": start_s, "scans_last_day": scans}
 
 
 def cross_log(devices: int, per: int) -> dict[str, Any]:
@@ -523,6 +583,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["store_proofs"] = store_proofs
     out["restart"] = restart(100_000 if quick else 1_000_000)
     out["restart_without_tiles"] = restart(100_000 if quick else 1_000_000, tiles=False)
+    out["refill"] = refill(5_000 if quick else 200_000)
     out["cross_log"] = cross_log(300 if quick else 3000, 8)
     out["follow_region"] = follow_region(20 if quick else 200, 50, 5)
     out["heads_summary"] = heads_summary(500 if quick else 5000)
