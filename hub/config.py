@@ -114,7 +114,7 @@ class HubConfig:
     # The hub's time: "wall", or "<ISO instant> [xSPEED] [records]" to replay or backfill a past day (hub/clock.py)
     clock: str = "wall"
     mbg_plan: str = ""  # TOML file of kitchens, schools and schedules (hub/mbg/README.md)
-    mbg_keep_days: int = 8  # days of scans the MBG analytics hold in memory (the store keeps everything)
+    mbg_keep_days: int = 8  # days of scans the MBG analytics hold in memory and refill on start (the store keeps all)
     # kitchen id -> market region (as price records name it): the kitchens' stock use is MBG demand there
     mbg_kitchen_regions: dict[str, str] = field(default_factory=dict)
     markets: MarketConfig = field(default_factory=MarketConfig)  # validation, impact and forecast settings
