@@ -119,19 +119,43 @@ class InclusionProof(TypedDict):
 class SplitViewJson(TypedDict):
     """Two checkpoints a regional hub signed that do not describe one log, and the proof it offered."""
 
+    id: str  # SHA-256 of the evidence as kept: what a resume names as closed
     accepted: CheckpointJson
     offered: CheckpointJson
     proof: list[str]
     conclusive: bool
+    resolved: bool  # an operator's resume closed it; the evidence stays
+
+
+# `from` is a Python keyword, so this model is written in TypedDict's functional form.
+LogStretch = TypedDict("LogStretch", {"from": int, "to": int})
+
+
+class RegionResumeJson(TypedDict):
+    """An operator's decision to follow a region again after a split view, kept for good."""
+
+    hub: str
+    at: int
+    by: str
+    why: str
+    token: str  # the first 16 hex digits of the operator token's SHA-256
+    pinned: CheckpointJson  # the region's checkpoint it is followed from
+    kept: list[CheckpointJson]  # accepted before, and proved to be in the pinned log
+    dropped: list[CheckpointJson]  # accepted before, and not in the pinned log
+    resolves: list[str]  # ids of the split views it closed
+    not_in_view: LogStretch | None  # the region's log indexes accepted before and missing from its view
 
 
 class RegionJson(TypedDict):
     url: str
     mode: Literal["checkpoints", "records"]
     hub: NotRequired[str]
+    state: NotRequired[Literal["followed", "split"]]
     checkpoint: NotRequired[CheckpointJson | None]
     accepted: NotRequired[int]
     split_views: NotRequired[list[SplitViewJson]]
+    resumes: NotRequired[list[RegionResumeJson]]
+    checkpoints: NotRequired[list[CheckpointJson]]  # one region's: every checkpoint accepted since its last resume
 
 
 class Regions(TypedDict):
@@ -267,6 +291,7 @@ class Route:
 
 
 DEVICE = Param(name="device", where="path", description="device id (32 hex digits)", pattern=HEX16)
+REGION_HUB = Param(name="hub", where="path", pattern=HEX16, description="the regional hub's id (32 hex digits)")
 DATE = Param(name="date", description="the day, YYYY-MM-DD (default: the hub's today)",
              pattern=r"^\d{4}-\d{2}-\d{2}$")
 COMMODITY_Q = Param(name="commodity", description="commodity id, e.g. beras-medium", example="cabai-merah")
@@ -319,11 +344,21 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/regions"): Route(summary="The regional hubs pulled from, and for those followed by their "
                                           "checkpoints the last accepted and any split view caught",
                                   answer=Regions),
+    ("GET", "/api/regions/{hub}"): Route(
+        summary="One region followed by its checkpoints: its state, the checkpoints accepted since its last resume, "
+                "every split view caught and every operator's resume", answer=RegionJson, params=(REGION_HUB,)),
+    ("POST", "/api/regions/{hub}/resume"): Route(
+        summary="Follow a region again after a split view, from its current signed checkpoint; answers the "
+                "decision kept, with what its log no longer holds of what was accepted before",
+        answer=RegionResumeJson, auth="operator", params=(REGION_HUB,),
+        body=("application/json", {"type": "object", "required": ["by", "why"], "properties": {
+            "by": {"type": "string", "minLength": 1, "maxLength": 200, "description": "the operator's name"},
+            "why": {"type": "string", "minLength": 1, "maxLength": 2000,
+                    "description": "what was looked at and decided"}}})),
     ("GET", "/api/regions/{hub}/records/{device}/{seq}"): Route(
         summary="One record of a region followed by its checkpoints, fetched with its inclusion proof and checked "
                 "under a checkpoint consistent with the accepted ones", answer=RegionRecordJson, auth="auditor",
-        params=(Param(name="hub", where="path", pattern=HEX16, description="the regional hub's id (32 hex digits)"),
-                DEVICE, Param(name="seq", where="path", type="integer", minimum=0, description="the record's seq"))),
+        params=(REGION_HUB, DEVICE, Param(name="seq", where="path", type="integer", minimum=0, description="the record's seq"))),
     ("POST", "/api/ingest/{device}"): Route(summary="Records pushed over HTTP (the sync protocol's CBOR records "
                                                     "message)", params=(DEVICE,), body=(CBOR, BYTES),
                                             answer=IngestResult),

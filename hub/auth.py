@@ -40,6 +40,18 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _bearer(request: web.Request) -> str:
+    auth = request.headers.get("Authorization", "")
+    return auth[7:].strip() if auth.startswith("Bearer ") else ""
+
+
+def token_digest(request: web.Request) -> str:
+    """The SHA-256 (hex) of the request's bearer token, "" without one: names which token made a decision
+    without keeping the token."""
+    token = _bearer(request)
+    return hash_token(token) if token else ""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Auth:
     """Bearer tokens from the Authorization header, checked against their SHA-256 digests; the hub never holds
@@ -49,8 +61,7 @@ class Auth:
     auditor_tokens: tuple[str, ...] = ()
 
     def role(self, request: web.Request) -> str:
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        token = _bearer(request)
         if not token:
             return "public"
         digest = hash_token(token)
@@ -120,6 +131,8 @@ ACCESS: dict[str, str] = {
     "GET /api/proofs/inclusion/{record}": PUBLIC,
     "GET /api/proofs/consistency": PUBLIC,
     "GET /api/regions": PUBLIC,  # regional hubs followed by checkpoints: signed checkpoints and evidence only
+    "GET /api/regions/{hub}": PUBLIC,  # one region's state: signed checkpoints, evidence and resume decisions
+    "POST /api/regions/{hub}/resume": OPERATOR,  # follow a region again after a split view
     "GET /api/regions/{hub}/records/{device}/{seq}": READER,  # a record's body, fetched from its region
     "POST /api/ingest/{device}": SIGNED,
     "GET /api/export": READER,

@@ -57,6 +57,10 @@ MIGRATIONS: tuple[Step, ...] = (
         "CREATE TABLE split_views (hub_id bytea NOT NULL, evidence bytea NOT NULL, PRIMARY KEY (hub_id, evidence))",
     ),
     lambda store: store._partition_log(),
+    (
+        # Operators' decisions to follow a regional hub again after a split view, kept for good.
+        "CREATE TABLE region_resumes (n bigserial PRIMARY KEY, hub_id bytea NOT NULL, decision bytea NOT NULL)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PARTITIONED_VERSION = 5  # the first schema whose log is partitioned; the ones before kept records and global_log
@@ -526,6 +530,15 @@ class PgHubStore:
     def split_views(self) -> list[tuple[bytes, bytes]]:
         return [(bytes(h), bytes(e)) for h, e in self._query(
             "SELECT hub_id, evidence FROM split_views ORDER BY hub_id")]
+
+    def resume_region(self, hub_id: bytes, tree_size: int, raw: bytes, decision: bytes) -> None:
+        with self._tx():
+            self._conn.execute("DELETE FROM region_checkpoints WHERE hub_id = %s", (hub_id,))
+            self._conn.execute("INSERT INTO region_checkpoints VALUES (%s, %s, %s)", (hub_id, tree_size, raw))
+            self._conn.execute("INSERT INTO region_resumes (hub_id, decision) VALUES (%s, %s)", (hub_id, decision))
+
+    def region_resumes(self) -> list[tuple[bytes, bytes]]:
+        return [(bytes(h), bytes(d)) for h, d in self._query("SELECT hub_id, decision FROM region_resumes ORDER BY n")]
 
     def bump(self, counter: str, by: int = 1) -> None:
         with self._tx():

@@ -198,6 +198,14 @@ class HubStore(Protocol):
     def split_views(self) -> list[tuple[bytes, bytes]]:
         """(hub id, evidence) of every regional hub caught signing two views of its log."""
         ...
+    def resume_region(self, hub_id: bytes, tree_size: int, raw: bytes, decision: bytes) -> None:
+        """An operator's decision to follow a hub again after a split view, in one transaction: the decision is
+        kept for good (it holds the checkpoints accepted before), and the accepted checkpoints become the one
+        re-pinned. The split-view evidence stays."""
+        ...
+    def region_resumes(self) -> list[tuple[bytes, bytes]]:
+        """(hub id, decision) of every resume, oldest first."""
+        ...
     def bump(self, counter: str, by: int = 1) -> None: ...
     def counters(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -246,7 +254,7 @@ class LmdbHubStore:
                              hint="check the files' owner and that no other process holds them; a damaged "
                                   "store is restored from a backup (docs/DEPLOY.md)") from None
         names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters",
-                 "damaged", "tiles", "regions", "splits")
+                 "damaged", "tiles", "regions", "splits", "resumes")
         self._db = {n: self._env.open_db(n.encode()) for n in names}
         with self._env.begin(write=True) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
@@ -487,6 +495,21 @@ class LmdbHubStore:
     def split_views(self) -> list[tuple[bytes, bytes]]:
         with self._env.begin() as txn:
             return [(bytes(k[:-32]), bytes(v)) for k, v in txn.cursor(db=self._db["splits"])]
+
+    def resume_region(self, hub_id: bytes, tree_size: int, raw: bytes, decision: bytes) -> None:
+        with self._guard(), self._write() as txn:
+            regions = self._db["regions"]
+            cursor = txn.cursor(db=regions)
+            while cursor.set_range(hub_id) and cursor.key()[:len(hub_id)] == hub_id:
+                cursor.delete()
+            txn.put(hub_id + _U64.pack(tree_size), raw, db=regions)
+            resumes = txn.cursor(db=self._db["resumes"])
+            n = _U64.unpack(resumes.key())[0] + 1 if resumes.last() else 0
+            txn.put(_U64.pack(n), hub_id + decision, db=self._db["resumes"])
+
+    def region_resumes(self) -> list[tuple[bytes, bytes]]:
+        with self._env.begin() as txn:
+            return [(bytes(v[:16]), bytes(v[16:])) for _, v in txn.cursor(db=self._db["resumes"])]
 
     def bump(self, counter: str, by: int = 1) -> None:
         with self._guard(), self._write() as txn:

@@ -17,17 +17,30 @@ from aiocoap.numbers.codes import Code
 from aiohttp import web
 
 from coap_server import params
+from coap_server.errors import RequestError
 from coap_server.sync import SyncReport, sync_once
 from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
 from ledger.acceptance import SignatureCheck
 from ledger.errors import BadProof, CodedError, SplitView
 from ledger.failures import Unreachable
-from ledger.follow import SplitViewEvidence, Step, decode_split_view, follow, proof_needed, receipt_checkpoint
+from ledger.follow import (
+    Rebase,
+    RegionResume,
+    SplitViewEvidence,
+    Step,
+    decode_resume,
+    decode_split_view,
+    evidence_id,
+    follow,
+    proof_needed,
+    receipt_checkpoint,
+)
 from ledger.summary import HeadsSummary, bucket_matches, decode_buckets, decode_root
 from ledger.sync import Fetch, Head, Limits, RequestSize, decode_heads, decode_records, plan
 
+from .auth import token_digest
 from .config import Upstream, parse_upstream
-from .service import Hub, IngestResult, NotEnrolled, NotFound
+from .service import Hub, HubError, IngestResult, NotEnrolled
 from .store import DeviceInfo
 from .verify import CrossLogVerifier
 
@@ -41,6 +54,24 @@ class RegionRefused(CodedError):
     coap = "5.00"
     http = 502
     exit_code = 85
+
+
+class UnknownRegion(HubError):
+    """A regional hub id that this hub does not follow by its checkpoints."""
+
+    code = "UNKNOWN_REGION"
+    coap = "4.04"
+    http = 404
+    exit_code = 54
+
+
+class NotSplit(HubError):
+    """A resume asked of a region that no open split view stops."""
+
+    code = "NOT_SPLIT"
+    coap = "4.09"
+    http = 409
+    exit_code = 55
 
 
 class UpstreamHolder:
@@ -196,9 +227,19 @@ class RegionFollower:
                                            for raw in hub.store.region_checkpoints(self.hub_id)]
         self.traffic = Traffic()
 
-    def split_views(self) -> list[SplitViewEvidence]:
-        return [decode_split_view(evidence) for hub_id, evidence in self.hub.store.split_views()
+    def split_views(self) -> list[tuple[bytes, SplitViewEvidence]]:
+        """(evidence id, evidence) of every split view caught of this region, resolved or not."""
+        return [(evidence_id(evidence), decode_split_view(evidence)) for hub_id, evidence in self.hub.store.split_views()
                 if hub_id == self.hub_id]
+
+    def resumes(self) -> list[RegionResume]:
+        return [decode_resume(decision) for hub_id, decision in self.hub.store.region_resumes()
+                if hub_id == self.hub_id]
+
+    def open_split_views(self) -> list[bytes]:
+        """The ids of the split views no operator's resume has closed: while there is one, the region is refused."""
+        closed = {e for resume in self.resumes() for e in resume.resolves}
+        return [eid for eid, _ in self.split_views() if eid not in closed]
 
     @property
     def latest(self) -> Checkpoint | None:
@@ -209,9 +250,10 @@ class RegionFollower:
         self.traffic = Traffic()
         report = FollowReport(upstream=self.url)
         try:
-            if self.split_views():
+            if self.open_split_views():
                 raise SplitView(f"hub {self.hub_id.hex()} at {self.url} was caught signing two views of its log; "
-                                "it is not followed", hint="see the evidence kept (split_views in the store)")
+                                "it is not followed", hint="see the evidence (GET /api/regions/<hub>); an operator resumes it with "
+                                "`jejak hub regions resume <hub>`")
             payload = await self._get(ctx, "/checkpoint", missing_ok=True)
             if payload is not None:
                 report.step = await self._place(ctx, decode_checkpoint(payload))
@@ -235,13 +277,51 @@ class RegionFollower:
         assert receipt is not None
         return await self.check_included(ctx, raw, receipt, device_id=device_id, seq=seq)
 
-    def to_json(self) -> dict[str, Any]:
+    async def resume(self, ctx: aiocoap.Context, *, by: str, why: str, token: str) -> RegionResume:
+        """An operator's decision after looking at a split view: follow the region again from its current signed
+        checkpoint. Which of the checkpoints accepted before that log still extends is proved with the region's
+        consistency proofs; the others are recorded as not in its view. The evidence stays; the decision is kept
+        with who made it, when and why."""
+        still_open = self.open_split_views()
+        if not still_open:
+            raise NotSplit(f"region {self.hub_id.hex()} at {self.url} has no open split view; it is followed",
+                           hint="GET /api/regions/<hub> shows its state")
+        payload = await self._get(ctx, "/checkpoint")
+        assert payload is not None
+        rebase = Rebase(self.accepted, decode_checkpoint(payload), self.key)
+        while (need := rebase.wanted()) is not None:
+            rebase.receive([] if need[0] == need[1] else await self._consistency(ctx, *need))
+        decision = RegionResume(hub_id=self.hub_id, at=self.hub.clock(), by=by, why=why, token=token,
+                                pinned=rebase.current, kept=rebase.kept, dropped=rebase.dropped,
+                                resolves=tuple(still_open))
+        self.hub.store.resume_region(self.hub_id, rebase.current.tree_size, rebase.current.raw, decision.encode())
+        self.hub.store.bump("region_resumes")
+        self.accepted = [rebase.current]
+        gap = decision.not_in_view
+        log.warning("REGION RESUMED: regional hub %s at %s is followed again from its checkpoint of %d records, by "
+                    "%s (token %s): %s; %s; the split-view evidence is kept", self.hub_id.hex(), self.url,
+                    rebase.current.tree_size, by, token, why,
+                    "its log holds every checkpoint accepted before" if gap is None else
+                    f"records {gap[0]} to {gap[1] - 1} that accepted checkpoints vouched for are NOT in its view "
+                    f"({len(decision.dropped)} checkpoints)")
+        return decision
+
+    def to_json(self, *, history: bool = False) -> dict[str, Any]:
+        """The region's state; with `history`, every checkpoint accepted since the last resume too."""
         latest = self.latest
-        return {"url": self.url, "hub": self.hub_id.hex(), "mode": "checkpoints",
-                "checkpoint": latest.to_json() if latest is not None else None, "accepted": len(self.accepted),
-                "split_views": [{"accepted": e.accepted.to_json(), "offered": e.offered.to_json(),
-                                 "proof": [p.hex() for p in e.proof], "conclusive": e.conclusive}
-                                for e in self.split_views()]}
+        resumes = self.resumes()
+        closed = {e for resume in resumes for e in resume.resolves}
+        views = [{"id": eid.hex(), "accepted": e.accepted.to_json(), "offered": e.offered.to_json(),
+                  "proof": [p.hex() for p in e.proof], "conclusive": e.conclusive, "resolved": eid in closed}
+                 for eid, e in self.split_views()]
+        out: dict[str, Any] = {
+            "url": self.url, "hub": self.hub_id.hex(), "mode": "checkpoints",
+            "state": "split" if any(not v["resolved"] for v in views) else "followed",
+            "checkpoint": latest.to_json() if latest is not None else None, "accepted": len(self.accepted),
+            "split_views": views, "resumes": [r.to_json() for r in resumes]}
+        if history:
+            out["checkpoints"] = [c.to_json() for c in self.accepted]
+        return out
 
     async def check_included(self, ctx: aiocoap.Context, raw: bytes, receipt: bytes, *, device_id: bytes,
                              seq: int) -> RegionRecord:
@@ -262,12 +342,7 @@ class RegionFollower:
         need = proof_needed(self.accepted, checkpoint)
         if need is not None:
             checkpoint.verify(self.key)  # before asking the region for anything on its word
-            payload = await self._get(ctx, f"/proofs/consistency?from={need[0]}&to={need[1]}")
-            assert payload is not None
-            first, second, proof = _consistency_answer(payload)
-            if (first, second) != need:
-                raise BadProof(f"asked for the consistency proof from {need[0]} to {need[1]}, got {first} to "
-                               f"{second}")
+            proof = await self._consistency(ctx, *need)
         try:
             step = follow(self.accepted, checkpoint, proof, self.key)
         except SplitView as exc:
@@ -283,6 +358,15 @@ class RegionFollower:
             self.hub.store.put_region_checkpoint(self.hub_id, checkpoint.tree_size, checkpoint.raw)
             self.accepted.append(checkpoint)
         return step
+
+    async def _consistency(self, ctx: aiocoap.Context, first: int, second: int) -> list[bytes]:
+        payload = await self._get(ctx, f"/proofs/consistency?from={first}&to={second}")
+        assert payload is not None
+        got_first, got_second, proof = _consistency_answer(payload)
+        if (got_first, got_second) != (first, second):
+            raise BadProof(f"asked for the consistency proof from {first} to {second}, got {got_first} to "
+                           f"{got_second}")
+        return proof
 
     async def _get(self, ctx: aiocoap.Context, path: str, *, missing_ok: bool = False) -> bytes | None:
         return await region_get(ctx, self.url, path, self.traffic, missing_ok=missing_ok)
@@ -507,7 +591,38 @@ class TierLinks:
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/regions", self._http_regions)
+        app.router.add_get("/api/regions/{hub}", self._http_region)
+        app.router.add_post("/api/regions/{hub}/resume", self._http_resume)
         app.router.add_get("/api/regions/{hub}/records/{device}/{seq}", self._http_record)
+
+    def follower(self, hub_hex: str) -> RegionFollower:
+        hub_id = HUB_PARAM.read(hub_hex)
+        follower = self.followed.get(hub_id)
+        if follower is None:
+            raise UnknownRegion(f"no region with hub id {hub_id.hex()} is followed by its checkpoints",
+                                hint="GET /api/regions lists them; the hub's config names them in `upstream`")
+        return follower
+
+    async def _http_region(self, request: web.Request) -> web.Response:
+        """One region followed by its checkpoints: its state, the checkpoints accepted since its last resume, every
+        split view caught (both signed checkpoints, their sizes and times) and every operator's resume"""
+        follower = self.follower(request.match_info["hub"])
+        return web.json_response(await asyncio.to_thread(follower.to_json, history=True))
+
+    async def _http_resume(self, request: web.Request) -> web.Response:
+        """Operator: follow a region again after a split view, from its current signed checkpoint; answers the
+        decision kept, with what the region's log no longer holds of what was accepted before"""
+        follower = self.follower(request.match_info["hub"])
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body[k].strip()
+                                                 for k in ("by", "why")):
+            raise RequestError("expected JSON {by: the operator's name, why: what was looked at and decided}")
+        decision = await follower.resume(await self.context(), by=body["by"].strip()[:200],
+                                         why=body["why"].strip()[:2000], token=token_digest(request)[:16])
+        return web.json_response(decision.to_json())
 
     async def _http_regions(self, request: web.Request) -> web.Response:
         """The regions followed by their checkpoints: the last accepted and any split view caught"""
@@ -521,9 +636,6 @@ class TierLinks:
         hub_id = HUB_PARAM.read(request.match_info["hub"])
         device_id = DEVICE_PARAM.read(request.match_info["device"])
         at = SEQ_PARAM.read(request.match_info["seq"])
-        follower = self.followed.get(hub_id)
-        if follower is None:
-            raise NotFound(f"no region with hub id {hub_id.hex()} is followed by its checkpoints",
-                           hint="GET /api/regions lists them; the hub's config names them in `upstream`")
+        follower = self.follower(hub_id.hex())
         found = await follower.record(await self.context(), device_id, at)
         return web.json_response(found.to_json())

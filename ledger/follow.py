@@ -3,6 +3,8 @@ before, a split view kept as evidence, and one record checked by inclusion inste
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -14,6 +16,7 @@ from .errors import BadProof, MalformedRecord, SplitView, VerificationError
 from .merkle import HASH_SIZE, verify_consistency
 
 EVIDENCE_VERSION = 1
+RESUME_VERSION = 1
 
 
 class Step(Enum):
@@ -54,6 +57,11 @@ def decode_split_view(data: bytes) -> SplitViewEvidence:
         raise MalformedRecord("split-view evidence: checkpoints must be COSE_Sign1 bytes")
     return SplitViewEvidence(accepted=decode_checkpoint(item[1]), offered=decode_checkpoint(item[2]),
                              proof=tuple(item[3]))
+
+
+def evidence_id(evidence: bytes) -> bytes:
+    """The name of one piece of split-view evidence: the SHA-256 of its bytes, as kept."""
+    return hashlib.sha256(evidence).digest()
 
 
 def verify_split_view(data: bytes, hub_key: bytes) -> SplitViewEvidence:
@@ -120,3 +128,109 @@ def receipt_checkpoint(receipt: bytes, leaf: bytes, hub_key: bytes) -> tuple[Ver
     msg = parse_sign1(receipt, what="receipt")
     raw = cbor.encode([msg.protected, {}, verified.root, msg.signature], tag=TAG_SIGN1)
     return verified, decode_checkpoint(raw)
+
+
+class Rebase:
+    """Which of the checkpoints accepted from a hub before a split view its current checkpoint still extends.
+
+    Each accepted checkpoint extends the one before it, so those the current one extends are a prefix of them:
+    a binary search finds where that prefix ends, one consistency proof per step (`wanted`, then `receive`).
+    The ones past it, and any larger than the current log, describe records the hub's current view does not
+    hold."""
+
+    def __init__(self, accepted: Sequence[Checkpoint], current: Checkpoint, hub_key: bytes) -> None:
+        current.verify(hub_key)
+        self.accepted = sorted(accepted, key=lambda c: c.tree_size)
+        self.current = current
+        self._lo = 0  # accepted[:_lo] are extended by the current checkpoint
+        self._hi = bisect.bisect_right([c.tree_size for c in self.accepted], current.tree_size)  # past it: not
+
+    def wanted(self) -> tuple[int, int] | None:
+        """The consistency proof (first size, second size) to ask the hub for next; None once decided. Equal
+        sizes need no request: their proof is empty."""
+        if self._lo >= self._hi:
+            return None
+        return self.accepted[(self._lo + self._hi) // 2].tree_size, self.current.tree_size
+
+    def receive(self, proof: Sequence[bytes]) -> None:
+        """The hub's answer to `wanted`; a proof that does not hold means the accepted checkpoint is not in the
+        current view."""
+        if self._lo >= self._hi:
+            raise ValueError("the rebase is decided; nothing was asked")
+        mid = (self._lo + self._hi) // 2
+        older = self.accepted[mid]
+        try:
+            verify_consistency(older.tree_size, self.current.tree_size, older.root, self.current.root, proof)
+        except BadProof:
+            self._hi = mid
+        else:
+            self._lo = mid + 1
+
+    @property
+    def kept(self) -> tuple[Checkpoint, ...]:
+        """The accepted checkpoints the current one extends (proved)."""
+        return tuple(self.accepted[:self._lo]) if self.wanted() is None else ()
+
+    @property
+    def dropped(self) -> tuple[Checkpoint, ...]:
+        """The accepted checkpoints the current one does not extend."""
+        return tuple(self.accepted[self._lo:]) if self.wanted() is None else tuple(self.accepted)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegionResume:
+    """An operator's decision to follow a hub again after a split view: the hub's checkpoint it is followed
+    from now on, what that log keeps of the checkpoints accepted before and what it does not, the evidence the
+    decision closes (which stays kept), and who decided, when and why."""
+
+    hub_id: bytes
+    at: int  # the deciding hub's time
+    by: str  # the operator's name, as given
+    why: str
+    token: str  # the first hex digits of the operator token's SHA-256: which token made the call
+    pinned: Checkpoint
+    kept: tuple[Checkpoint, ...]
+    dropped: tuple[Checkpoint, ...]
+    resolves: tuple[bytes, ...]  # evidence_id of each split view closed
+
+    def __post_init__(self) -> None:
+        if self.pinned.hub_id != self.hub_id or any(c.hub_id != self.hub_id for c in (*self.kept, *self.dropped)):
+            raise MalformedRecord(f"region resume: every checkpoint must be hub {self.hub_id.hex()}'s")
+        if not self.resolves or any(len(e) != HASH_SIZE for e in self.resolves):
+            raise MalformedRecord("region resume: expected the 32-byte ids of the split views it closes")
+
+    @property
+    def not_in_view(self) -> tuple[int, int] | None:
+        """The stretch of the hub's log (global indexes, from, to) that accepted checkpoints vouched for and
+        the re-pinned view does not hold; None when it holds everything accepted before."""
+        if not self.dropped:
+            return None
+        start = self.kept[-1].tree_size if self.kept else 0
+        return start, max(c.tree_size for c in self.dropped)
+
+    def encode(self) -> bytes:
+        return cbor.encode([RESUME_VERSION, self.hub_id, self.at, self.by, self.why, self.token, self.pinned.raw,
+                            [c.raw for c in self.kept], [c.raw for c in self.dropped], list(self.resolves)])
+
+    def to_json(self) -> dict[str, object]:
+        gap = self.not_in_view
+        return {"hub": self.hub_id.hex(), "at": self.at, "by": self.by, "why": self.why, "token": self.token,
+                "pinned": self.pinned.to_json(), "kept": [c.to_json() for c in self.kept],
+                "dropped": [c.to_json() for c in self.dropped], "resolves": [e.hex() for e in self.resolves],
+                "not_in_view": None if gap is None else {"from": gap[0], "to": gap[1]}}
+
+
+def decode_resume(data: bytes) -> RegionResume:
+    item = cbor.decode(data, what="region resume")
+    shape = (f"region resume: expected [{RESUME_VERSION}, hub id, time, by, why, token, checkpoint, "
+             "[checkpoints], [checkpoints], [evidence ids]]")
+    if not isinstance(item, list) or len(item) != 10 or item[0] != RESUME_VERSION:
+        raise MalformedRecord(shape)
+    _, hub_id, at, by, why, token, pinned, kept, dropped, resolves = item
+    if (not isinstance(hub_id, bytes) or type(at) is not int or not all(isinstance(t, str) for t in (by, why, token))
+            or not isinstance(pinned, bytes) or not all(isinstance(x, list) for x in (kept, dropped, resolves))
+            or not all(isinstance(c, bytes) for c in (*kept, *dropped, *resolves))):
+        raise MalformedRecord(shape)
+    return RegionResume(hub_id=hub_id, at=at, by=by, why=why, token=token, pinned=decode_checkpoint(pinned),
+                        kept=tuple(map(decode_checkpoint, kept)), dropped=tuple(map(decode_checkpoint, dropped)),
+                        resolves=tuple(resolves))

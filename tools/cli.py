@@ -242,6 +242,29 @@ def _devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def _regions(args: argparse.Namespace) -> int:
+    """`jejak hub regions list|show|resume`: the regions a national hub follows by their checkpoints."""
+    base = f"{args.hub_url}/api/regions"
+    if args.regions_command == "list":
+        for r in call("GET", base)["regions"]:
+            size = (r.get("checkpoint") or {}).get("tree_size", "-")
+            print(f"{r.get('hub', '-'):<32}  {r['mode']:<11} {r.get('state', '-'):<8} {size:>10}  {r['url']}")
+        return 0
+    if args.regions_command == "show":
+        print(json.dumps(call("GET", f"{base}/{args.hub}"), indent=2))
+        return 0
+    body = json.dumps({"by": args.by, "why": args.why}).encode()
+    decision = call("POST", f"{base}/{args.hub}/resume", token=operator_token(args.token_file), body=body,
+                    content_type="application/json")
+    print(json.dumps(decision, indent=2))
+    gap = decision["not_in_view"]
+    if gap is not None:
+        print(f"records {gap['from']} to {gap['to'] - 1} of the region's log, vouched for by "
+              f"{len(decision['dropped'])} checkpoints accepted before, are not in its current view",
+              file=sys.stderr)
+    return 0
+
+
 # The offline verifier page `jejak export --with-verifier` writes beside the bundle.
 VERIFIER_PAGE = "jejak-verify.html"
 
@@ -396,6 +419,23 @@ def parser() -> argparse.ArgumentParser:
     archive.add_argument("--dry-run", action="store_true", help="list what would be archived, change nothing")
     archive.add_argument("--json", action="store_true", help="print the partitions as JSON")
     archive.set_defaults(func=_hub_archive)
+    regions = hub.add_parser("regions", help="regional hubs followed by their checkpoints: their state, split "
+                                             "views, and an operator's resume").add_subparsers(
+        dest="regions_command", required=True)
+    for verb, text in (("list", "every region and its state (followed or split)"),
+                       ("show", "one region: its accepted checkpoints, split views and resumes"),
+                       ("resume", "follow a region again after a split view, from its current signed checkpoint "
+                                  "(operator token from --token-file, $JEJAK_TOKEN_FILE or $JEJAK_TOKEN)")):
+        one = regions.add_parser(verb, help=text)
+        one.add_argument("--hub-url", default=os.environ.get("JEJAK_HUB_URL", "http://127.0.0.1:8470"),
+                         help="the national hub's HTTP address (default $JEJAK_HUB_URL, else http://127.0.0.1:8470)")
+        if verb != "list":
+            one.add_argument("hub", help="the regional hub's id (hex), as `jejak hub regions list` shows it")
+        if verb == "resume":
+            one.add_argument("--token-file", help="file holding the operator token (kept off the command line)")
+            one.add_argument("--by", required=True, help="your name, kept with the decision")
+            one.add_argument("--why", required=True, help="what you looked at and decided, kept with the decision")
+        one.set_defaults(func=_regions)
 
     enroll = sub.add_parser("enroll", help="provision devices").add_subparsers(dest="enroll_command",
                                                                                  required=True)

@@ -111,6 +111,14 @@ def test_region_checkpoints_and_split_views(make_store):
     store.put_split_view(region, b"evidence")
     store.put_split_view(region, b"evidence")
     assert store.split_views() == [(region, b"evidence")]
+    assert store.region_resumes() == []
+    store.resume_region(region, 40, b"cp40", b"decision")
+    assert store.region_checkpoints(region) == [b"cp40"], "the re-pinned checkpoint replaces those accepted"
+    assert store.region_checkpoints(other) == [b"other5"]
+    store.resume_region(other, 2, b"other2", b"second")
+    store.resume_region(region, 41, b"cp41", b"third")
+    assert store.region_resumes() == [(region, b"decision"), (other, b"second"), (region, b"third")]
+    assert store.split_views() == [(region, b"evidence")], "the evidence stays"
 
 
 def _hub_with_device(make_store):

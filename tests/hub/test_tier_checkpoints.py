@@ -245,3 +245,118 @@ def test_upstream_entries_name_their_mode():
         HubConfig(upstream=(f"coap://r:5683 {key} mirror",))
     tiers = TierLinks(None, ("coap://a:1", f"coap://b:2 {key}"))  # type: ignore[arg-type]
     assert tiers.pulled == ["coap://a:1", "coap://b:2"] and tiers.followed == {}
+
+
+async def test_an_operator_resumes_a_split_region_and_learns_what_its_view_no_longer_holds(
+        tmp_path, clock, ctx, monkeypatch, capsys):
+    """Two real hubs: the national hub catches the region's rewritten log, shows both signed checkpoints, refuses
+    the region until an operator resumes it (over HTTP, with the CLI), keeps the evidence and the decision, and
+    follows the region from its new checkpoint, across a restart."""
+    import asyncio
+    import json
+
+    from hub.config import SecurityConfig
+    from tests.wait import wait_for
+    from tools.cli import main as cli
+
+    region = Region(tmp_path / "region", clock)
+    region.grow(20)
+    served = await start_hub(config(tmp_path / "r"), hub=region.hub)
+    national = national_hub(tmp_path / "national", clock)
+    key = region.hub.signer.public_key
+    hub_hex = device_id_for(key).hex()
+    try:
+        follower = RegionFollower(national, Upstream(url=served.coap_url, key=key, mode="checkpoints"))
+        assert (await follower.round(ctx)).step is Step.FIRST
+        region.grow(5)
+        assert (await follower.round(ctx)).step is Step.ADVANCED
+        before = list(follower.accepted)
+    finally:
+        await served.close()
+    forged = Region(tmp_path / "forged", clock)  # the same key over another log
+    forged.grow(40, text="rewritten")
+    national_key = national.signer.public_key  # naming the region's key sets up OSCORE with it, as in production
+    served = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "f"), http_port=0, coap_port=0, mdns=False,
+        checkpoint_interval=3600, security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),))),
+        hub=forged.hub)
+    entry = f"{served.coap_url} {key.hex()} checkpoints"
+    running = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"), http_port=0, coap_port=0, mdns=False,
+        checkpoint_interval=0.2, upstream=(entry,), operator_tokens=(hash_token("operator"),),
+        auditor_tokens=(hash_token("auditor"),)), hub=national)
+    try:
+        assert await wait_for(lambda: national.store.split_views(), timeout=30, what="the split view caught")
+        async with aiohttp.ClientSession(running.http_url) as http:
+            async with http.get("/api/regions") as response:
+                [shown] = (await response.json())["regions"]
+            assert shown["state"] == "split" and shown["resumes"] == []
+            [view] = shown["split_views"]
+            assert not view["resolved"]
+            assert view["accepted"]["cose"] == before[-1].raw.hex()
+            assert view["offered"]["cose"] == forged.hub.latest_checkpoint().raw.hex()
+            assert {"tree_size", "time"} <= view["offered"].keys()
+            async with http.get(f"/api/regions/{hub_hex}") as response:
+                one = await response.json()
+            assert_documented("GET", "/api/regions/{hub}", response.status, one)
+            assert [c["cose"] for c in one["checkpoints"]] == [c.raw.hex() for c in before]
+
+            path = f"/api/regions/{hub_hex}/resume"
+            body = {"by": "Ani", "why": "the region restored its store from a backup of another site"}
+            refusals = [(None, body, 403, "FORBIDDEN"), ("stolen", body, 401, "UNAUTHORIZED"),
+                        ("auditor", body, 403, "FORBIDDEN"), ("operator", {"by": "Ani"}, 400, "BAD_REQUEST")]
+            for token, sent, status, code in refusals:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                async with http.post(path, json=sent, headers=headers) as response:
+                    assert response.status == status and (await response.json())["error"]["code"] == code
+            async with http.post(f"/api/regions/{'00' * 16}/resume", json=body,
+                                 headers={"Authorization": "Bearer operator"}) as response:
+                assert response.status == 404 and (await response.json())["error"]["code"] == "UNKNOWN_REGION"
+            assert national.store.region_resumes() == [], "no refused call decided anything"
+
+            monkeypatch.setenv("JEJAK_TOKEN", "operator")
+            capsys.readouterr()
+            assert await asyncio.to_thread(cli, ["hub", "regions", "resume", hub_hex, "--hub-url", running.http_url,
+                                                 "--by", body["by"], "--why", body["why"]]) == 0
+            out = capsys.readouterr()
+            decision = json.loads(out.out)
+            assert_documented("POST", "/api/regions/{hub}/resume", 200, decision)
+            assert decision["by"] == "Ani" and decision["token"] == hash_token("operator")[:16]
+            assert decision["pinned"]["cose"] == forged.hub.latest_checkpoint().raw.hex()
+            # Nothing accepted before is in the rewritten log: reported, with the stretch of the region's log.
+            assert decision["kept"] == [] and [c["cose"] for c in decision["dropped"]] == [c.raw.hex() for c in before]
+            assert decision["not_in_view"] == {"from": 0, "to": before[-1].tree_size}
+            assert "are not in its current view" in out.err
+
+            forged.grow(3, text="rewritten")
+            held = lambda: national.store.region_checkpoints(device_id_for(key))  # noqa: E731
+            assert await wait_for(lambda: len(held()) == 2, timeout=30, what="the resumed region followed")
+            assert held() == [decision_raw := bytes.fromhex(decision["pinned"]["cose"]),
+                              forged.hub.latest_checkpoint().raw]
+            async with http.post(path, json=body, headers={"Authorization": "Bearer operator"}) as response:
+                assert response.status == 409 and (await response.json())["error"]["code"] == "NOT_SPLIT"
+            async with http.get("/api/regions") as response:
+                [shown] = (await response.json())["regions"]
+            assert shown["state"] == "followed" and shown["split_views"][0]["resolved"]
+            assert shown["resumes"] == [decision]
+        [(_, kept)] = national.store.split_views()
+        assert verify_split_view(kept, key).accepted.raw == before[-1].raw, "the evidence outlives the resume"
+        assert national.store.counters()["region_resumes"] == 1
+        assert await asyncio.to_thread(cli, ["hub", "regions", "list", "--hub-url", running.http_url]) == 0
+        assert f"{hub_hex}  checkpoints followed" in capsys.readouterr().out
+    finally:
+        await running.close()
+        await served.close()
+        national.store.close()
+    # A restart: the decision and the re-pinned chain come back from the store.
+    national = national_hub(tmp_path / "national", clock)
+    served = await start_hub(config(tmp_path / "f2"), hub=Hub(LmdbHubStore(tmp_path / "forged"),
+                                                               Ed25519Signer.from_seed(REGION_SEED), clock=clock))
+    try:
+        follower = RegionFollower(national, Upstream(url=served.coap_url, key=key, mode="checkpoints"))
+        assert follower.open_split_views() == [] and follower.accepted[0].raw == decision_raw
+        assert (await follower.round(ctx)).step is Step.UNCHANGED
+    finally:
+        await served.close()
+        national.store.close()
+        region.store.close()

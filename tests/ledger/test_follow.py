@@ -101,3 +101,56 @@ def test_a_receipt_gives_its_checkpoint_and_refuses_a_tampered_record():
         receipt_checkpoint(receipt, LEAVES[13] + b"!", KEY)
     with pytest.raises(BadProof):
         receipt_checkpoint(receipt, LEAVES[14], KEY)
+
+
+@pytest.mark.parametrize(("current_size", "rewritten_at", "kept"), [
+    (40, None, [3, 7, 19, 30]),  # the log went on: everything accepted is still in it
+    (25, None, [3, 7, 19]),  # restored from a backup: the last accepted checkpoint is past its end
+    (40, 10, [3, 7]),  # rewritten from leaf 10 on
+    (40, 0, []),  # another log altogether
+    (19, None, [3, 7, 19]),  # one of the same size: no proof needed for it
+])
+def test_a_rebase_finds_what_the_current_log_still_holds(current_size, rewritten_at, kept):
+    from ledger.follow import Rebase
+
+    accepted = [checkpoint(TREE, n) for n in (3, 7, 19, 30)]
+    leaves = list(LEAVES) if rewritten_at is None else [*LEAVES[:rewritten_at], b"other", *LEAVES[rewritten_at + 1:]]
+    current_tree = tree_of(leaves)
+    rebase = Rebase(accepted, checkpoint(current_tree, current_size), KEY)
+    asked = []
+    while (need := rebase.wanted()) is not None:
+        asked.append(need)
+        rebase.receive([] if need[0] == need[1] else current_tree.consistency_proof(*need))
+    assert [c.tree_size for c in rebase.kept] == kept
+    assert [c.tree_size for c in rebase.dropped] == [n for n in (3, 7, 19, 30) if n not in kept]
+    assert len(asked) <= 3, "a binary search over the accepted checkpoints"
+    with pytest.raises(ValueError):
+        rebase.receive([])
+
+
+def test_a_rebase_of_a_checkpoint_under_another_key_is_refused():
+    from ledger.errors import BadCheckpoint
+    from ledger.follow import Rebase
+
+    other = Ed25519Signer.from_seed(b"\x32" * 32)
+    with pytest.raises(BadCheckpoint):
+        Rebase([checkpoint(TREE, 7)], checkpoint(TREE, 19, other), KEY)
+
+
+def test_a_resume_decision_round_trips_and_names_the_stretch_not_in_view():
+    from ledger import MalformedRecord
+    from ledger.follow import RegionResume, decode_resume, evidence_id
+
+    cps = [checkpoint(TREE, n) for n in (7, 19, 30, 40)]
+    decision = RegionResume(hub_id=cps[0].hub_id, at=5, by="Ani", why="restored", token="ab" * 8, pinned=cps[3],
+                            kept=(cps[0],), dropped=(cps[1], cps[2]), resolves=(evidence_id(b"evidence"),))
+    again = decode_resume(decision.encode())
+    assert again == decision and again.not_in_view == (7, 30)
+    assert again.to_json()["not_in_view"] == {"from": 7, "to": 30}
+    assert RegionResume(hub_id=cps[0].hub_id, at=5, by="", why="", token="", pinned=cps[3], kept=tuple(cps[:3]),
+                        dropped=(), resolves=(b"\x00" * 32,)).not_in_view is None
+    with pytest.raises(MalformedRecord):
+        decode_resume(b"\x80")
+    with pytest.raises(MalformedRecord):
+        RegionResume(hub_id=b"\x01" * 16, at=5, by="", why="", token="", pinned=cps[3], kept=(), dropped=(),
+                     resolves=(b"\x00" * 32,))
