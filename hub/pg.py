@@ -11,16 +11,26 @@ import os
 import re
 import struct
 import threading
+import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 import psycopg
 
-from ledger import ChainState, Record
+from ledger import ChainState, LedgerError, Record, decode_record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
-from .store import Batch, DeviceInfo, Entry, LogAppend, StoreError, intact_prefix, refuse_damaged
+from .store import (
+    ArchiveUnavailable,
+    Batch,
+    DeviceInfo,
+    Entry,
+    LogAppend,
+    StoreError,
+    intact_prefix,
+    refuse_damaged,
+)
 
 log = logging.getLogger("jejak.hub.pg")
 
@@ -107,8 +117,12 @@ def _partition_name(first: int) -> str:
 ROWS_SUFFIX = ".csv.gz"
 LEAVES_SUFFIX = ".leaves"
 IDS_SUFFIX = ".ids"
+TILES_SUFFIX = ".tiles"
+SEQS_SUFFIX = ".seqs"
 _U64 = struct.Struct(">Q")
 _ID_ENTRY = HASH_SIZE + _U64.size
+_DEVICE_SIZE = 16
+_SEQ_ENTRY = struct.Struct(">16sQQ")  # device id, seq, index
 
 
 def read_archive(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
@@ -121,16 +135,16 @@ def read_archive(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, int, 
 
 
 def check_archive(path: str | os.PathLike[str], first: int, end: int, tile_roots: Sequence[bytes],
-                  leaves_out: BinaryIO | None = None) -> int:
+                  leaves_out: BinaryIO | None = None) -> tuple[int, int]:
     """Check an archive of log indexes `first` up to `end` against the tile roots the hub keeps for them, a
     tile at a time (memory does not grow with the archive); write its leaf hashes to `leaves_out` if given.
-    Return the fold of its (record id, index) pairs (see `_fold`). Raises StoreError at the first row that is
-    missing or does not hash right."""
+    Return the folds of its (record id, index) and (device, seq, index) rows (see `_fold`), for the id and seq
+    files to be checked against. Raises StoreError at the first row that is missing or does not hash right."""
     if len(tile_roots) != (end - first) // TILE_LEAVES:
         raise StoreError(f"archive {path}: the store keeps {len(tile_roots)} tile roots for it, expected "
                          f"{(end - first) // TILE_LEAVES}")
     tile: list[bytes] = []
-    at, fold = first, 0
+    at, fold, seq_fold = first, 0, 0
     for idx, seq, _, device_id, record_id, leaf, raw in read_archive(path):
         if idx != at:
             raise StoreError(f"archive {path}: expected index {at}, found {idx}")
@@ -139,6 +153,7 @@ def check_archive(path: str | os.PathLike[str], first: int, end: int, tile_roots
                              "its id and leaf", hint="the store holds a damaged record: run `jejak hub verify`, "
                                                      "restore the record, then archive again")
         fold ^= _fold(record_id, idx)
+        seq_fold ^= _fold(_SEQ_ENTRY.pack(device_id, seq, idx), idx)
         tile.append(leaf)
         at += 1
         if len(tile) == TILE_LEAVES:
@@ -150,7 +165,7 @@ def check_archive(path: str | os.PathLike[str], first: int, end: int, tile_roots
             tile.clear()
     if at != end or tile:
         raise StoreError(f"archive {path}: expected indexes {first} to {end - 1}, it ends at {at - 1}")
-    return fold
+    return fold, seq_fold
 
 
 def _fold(record_id: bytes, idx: int) -> int:
@@ -173,6 +188,57 @@ def search_ids(path: str | os.PathLike[str], record_id: bytes) -> int | None:
             else:
                 return int(_U64.unpack(entry[HASH_SIZE:])[0])
     return None
+
+
+def search_seqs(path: str | os.PathLike[str], device_id: bytes, start: int, end: int) -> list[int]:
+    """The log indexes of `device_id`'s records `start`, `start + 1`, ... (before `end`) in an archive's seq file
+    (32-byte entries: device id, seq, index; sorted by device and seq), as far as they run on without a gap."""
+    want = _SEQ_ENTRY.pack(device_id, start, 0)[:_DEVICE_SIZE + 8]
+    with open(path, "rb") as fh:
+        lo, hi = 0, os.fstat(fh.fileno()).st_size // _SEQ_ENTRY.size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            fh.seek(mid * _SEQ_ENTRY.size)
+            if fh.read(_SEQ_ENTRY.size)[:_DEVICE_SIZE + 8] < want:
+                lo = mid + 1
+            else:
+                hi = mid
+        fh.seek(lo * _SEQ_ENTRY.size)
+        out: list[int] = []
+        while start + len(out) < end:
+            data = fh.read(_SEQ_ENTRY.size * min(4096, end - start - len(out)))
+            for device, seq, idx in _SEQ_ENTRY.iter_unpack(data[:len(data) - len(data) % _SEQ_ENTRY.size]):
+                if device != device_id or seq != start + len(out):
+                    return out
+                out.append(idx)
+            if len(data) < _SEQ_ENTRY.size:
+                break
+    return out
+
+
+def read_tile(path: str | os.PathLike[str], tile: int) -> list[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
+    """The rows of one tile of an archive: the rows file holds a gzip member per tile, and the tiles file the
+    byte offset of each, so one tile is read without the ones before it."""
+    stem = os.fspath(path)
+    with open(stem + TILES_SUFFIX, "rb") as fh:
+        fh.seek(tile * _U64.size)
+        bounds = fh.read(2 * _U64.size)
+    if len(bounds) < _U64.size:
+        raise StoreError(f"archive {stem}: its tiles file has no tile {tile}")
+    start = _U64.unpack(bounds[:_U64.size])[0]
+    with open(stem + ROWS_SUFFIX, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(_U64.unpack(bounds[_U64.size:])[0] - start if len(bounds) == 2 * _U64.size else -1)
+    member = zlib.decompressobj(wbits=31)
+    try:
+        text = member.decompress(data).decode()
+        if not member.eof:
+            raise ValueError("its gzip member is cut short")
+        return [(int(idx), int(seq), int(arrived), bytes.fromhex(device_id[2:]), bytes.fromhex(record_id[2:]),
+                 bytes.fromhex(leaf[2:]), bytes.fromhex(raw[2:]))
+                for idx, seq, arrived, device_id, record_id, leaf, raw in csv.reader(text.splitlines())]
+    except (zlib.error, ValueError) as exc:  # UnicodeDecodeError and a row of the wrong shape are ValueErrors
+        raise StoreError(f"archive {stem}: tile {tile} cannot be read: {exc}") from None
 
 
 class PgHubStore:
@@ -359,7 +425,8 @@ class PgHubStore:
         row = self._query_one("SELECT raw, record_id FROM records WHERE device_id = %s AND seq = %s",
                               (device_id, seq))
         if row is None:
-            return None
+            archived = self._archived_range(device_id, seq, seq + 1)
+            return archived[0] if archived else None
         raw = bytes(row[0])
         if hashlib.sha256(raw).digest() != bytes(row[1]):
             raise refuse_damaged(self, device_id, seq)
@@ -367,14 +434,62 @@ class PgHubStore:
 
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         rows = self._query(LOG_RANGE_SQL, (device_id, start, end))
-        # A range reaches only as far as the log is here: records before an archived stretch are no answer
-        # for `start`.
+        # Records whose rows went to an archive come from its files, checked against the tile roots; the rest
+        # follow from the database. A range reaches only as far as it runs on without a gap.
+        archived: list[bytes] = []
+        if start < end and (not rows or rows[0][0] != start):
+            archived = self._archived_range(device_id, start, int(rows[0][0]) if rows else end)
+            start += len(archived)
         gap = next((i for i, row in enumerate(rows) if row[0] != start + i), len(rows))
         del rows[gap:]
         out = [bytes(raw) for _, raw, _ in rows]
         intact_prefix(self, [(device_id, int(seq), hashlib.sha256(raw).digest() == bytes(rid))
                              for (seq, _, rid), raw in zip(rows, out, strict=True)], out)
+        return archived + out
+
+    def _archived_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
+        """Records `start` up to `end` of one log from the archives (as far as they run on), each tile read
+        checked against the tile root the hub keeps and each record against its device and seq; an archive
+        that cannot be read or does not check is ARCHIVE_UNAVAILABLE, naming its path."""
+        out: list[bytes] = []
+        tiles: dict[int, list[tuple[int, int, int, bytes, bytes, bytes, bytes]]] = {}
+        parts = self._query('SELECT first, archived FROM partitions WHERE archived IS NOT NULL ORDER BY first')
+        for first, stem in parts:
+            if start + len(out) >= end:
+                break
+            try:
+                places = search_seqs(stem + SEQS_SUFFIX, device_id, start + len(out), end)
+                for idx in places:
+                    tile = idx // TILE_LEAVES
+                    if tile not in tiles:
+                        tiles[tile] = self._archived_tile(stem, tile, tile - first // TILE_LEAVES)
+                    raw = tiles[tile][idx % TILE_LEAVES][6]
+                    record = decode_record(raw)
+                    if (record.device_id, record.seq) != (device_id, start + len(out)):
+                        raise StoreError(f"archive {stem}: index {idx} holds device {record.device_id.hex()} seq "
+                                         f"{record.seq}, its seq file says device {device_id.hex()} seq "
+                                         f"{start + len(out)}")
+                    out.append(raw)
+            except (OSError, StoreError, LedgerError) as exc:
+                what = exc.strerror if isinstance(exc, OSError) else getattr(exc, "message", str(exc))
+                log.error("archive %s: records of device %s cannot be served: %s", stem, device_id.hex(), what)
+                raise ArchiveUnavailable(
+                    f"device {device_id.hex()} records from seq {start + len(out)} are archived in {stem}"
+                    f"{ROWS_SUFFIX}, which cannot be served: {what}",
+                    hint="put the archive's files back at that path (their copy from `jejak hub archive --to`)"
+                ) from None
         return out
+
+    def _archived_tile(self, stem: str, tile: int, at: int) -> list[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
+        """Tile `tile` of the log, the `at`-th of the archive `stem`, checked against the tile root the hub keeps
+        (the one its checkpoints cover)."""
+        rows = read_tile(stem, at)
+        root = self._query_one("SELECT root FROM tiles WHERE idx = %s", (tile,))
+        if ([r[0] for r in rows] != list(range(tile * TILE_LEAVES, (tile + 1) * TILE_LEAVES)) or root is None
+                or MerkleTree([leaf_hash(r[6]) for r in rows]).root() != bytes(root[0])):
+            raise StoreError(f"archive {stem}: leaves {tile * TILE_LEAVES} to {(tile + 1) * TILE_LEAVES - 1} do "
+                             "not give the tile root the hub keeps")
+        return rows
 
     def locate(self, record_id: bytes) -> int | None:
         row = self._query_one("SELECT idx FROM records WHERE record_id = %s", (record_id,))
@@ -589,29 +704,61 @@ class PgHubStore:
         done = []
         for part in chosen:
             stem = os.path.abspath(os.path.join(os.fspath(directory), f"records_{part.first}-{part.end}"))
-            self._write_rows(part, stem + ROWS_SUFFIX + ".part")
+            self._write_rows(part, stem + ROWS_SUFFIX + ".part", stem + TILES_SUFFIX + ".part")
             roots = [bytes(r[0]) for r in self._query(
                 "SELECT root FROM tiles WHERE idx >= %s AND idx < %s ORDER BY idx",
                 (part.first // TILE_LEAVES, part.end // TILE_LEAVES))]
             with open(stem + LEAVES_SUFFIX + ".part", "wb") as fh:
-                fold = check_archive(stem + ROWS_SUFFIX + ".part", part.first, part.end, roots, fh)
+                fold, seq_fold = check_archive(stem + ROWS_SUFFIX + ".part", part.first, part.end, roots, fh)
                 _sync(fh)
             if self._write_ids(part, stem + IDS_SUFFIX + ".part") != fold:
                 raise StoreError(f"archive {stem}: the id file does not hold the rows' ids and indexes; nothing "
                                  "was dropped", hint="run the archive again")
-            for suffix in (ROWS_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX):
+            if self._write_seqs(part, stem + SEQS_SUFFIX + ".part") != seq_fold:
+                raise StoreError(f"archive {stem}: the seq file does not hold the rows' devices, seqs and indexes; "
+                                 "nothing was dropped", hint="run the archive again")
+            for suffix in (ROWS_SUFFIX, TILES_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX, SEQS_SUFFIX):
                 os.replace(stem + suffix + ".part", stem + suffix)
             self._detach(part, stem, keep)
             done.append(replace(part, archived=stem))
         return done
 
-    def _write_rows(self, part: Partition, path: str) -> None:
-        with self._tx(), open(path, "wb") as fh, self._conn.cursor() as cur:
-            with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as out, cur.copy(
-                    f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") as copy:
-                for chunk in copy:
-                    out.write(chunk)
+    def _write_rows(self, part: Partition, path: str, tiles_path: str) -> None:
+        """The partition's rows as CSV, one gzip member per tile (still one gzip file to every reader), and the
+        byte offset of each member in `tiles_path`, so a tile is read back on its own."""
+        offsets: list[int] = []
+        with self._tx(), open(path, "wb") as fh, self._conn.cursor() as cur, cur.copy(
+                f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") as copy:
+            rest, lines = b"", []
+            for chunk in copy:
+                # No field holds a line break (integers and hex), so a row is a line.
+                rest, *done = (rest + bytes(chunk)).rsplit(b"\n", 1)[::-1]
+                if done:
+                    lines += done[0].split(b"\n")
+                while len(lines) >= TILE_LEAVES:
+                    offsets.append(fh.tell())
+                    fh.write(gzip.compress(b"\n".join(lines[:TILE_LEAVES]) + b"\n", mtime=0))
+                    del lines[:TILE_LEAVES]
+            if lines or rest:
+                raise StoreError(f"partition {part.name}: {len(lines)} rows past its last whole tile")
             _sync(fh)
+        with open(tiles_path, "wb") as fh:
+            fh.write(b"".join(_U64.pack(o) for o in offsets))
+            _sync(fh)
+
+    def _write_seqs(self, part: Partition, path: str) -> int:
+        """The partition's (device, seq, index) rows sorted by device and seq, for `log_range` after its rows
+        are gone; streamed like the id file."""
+        fold = 0
+        with self._tx(), open(path, "wb") as fh, self._conn.cursor(name=f"seqs_{part.first}") as cur:
+            cur.itersize = 10_000
+            cur.execute(f"SELECT device_id, seq, idx FROM {part.name} ORDER BY device_id, seq")
+            for device_id, seq, idx in cur:
+                entry = _SEQ_ENTRY.pack(bytes(device_id), seq, idx)
+                fh.write(entry)
+                fold ^= _fold(entry, int(idx))
+            _sync(fh)
+        return fold
 
     def _write_ids(self, part: Partition, path: str) -> int:
         """The partition's (record id, index) pairs sorted by id, for `locate` after its rows are gone; PostgreSQL

@@ -53,6 +53,17 @@ class DamagedRecord(StoreError):
     retry_after_s = 300
 
 
+class ArchiveUnavailable(StoreError):
+    """Records asked for are in an archive of the PostgreSQL store's log that cannot be read at its path, or whose
+    rows no longer give the tile roots the hub keeps: they are not served until the archive is back."""
+
+    code = "ARCHIVE_UNAVAILABLE"
+    coap = "5.03"
+    http = 503
+    exit_code = 56
+    retry_after_s = 3600
+
+
 RESTORE_HINT = ("the hub takes the good copy back from the device's edge at its next sync (or from a peer hub); "
                 "`jejak hub verify --config HUB.toml` checks the whole store")
 

@@ -268,7 +268,11 @@ def test_archive_round_trip_and_restart(schemas, tmp_path):
     assert store.entries(archived_end, size) == before_rows[archived_end:]
     device_id, sent = more[0]
     assert store.log_range(device_id, 0, 200) == [r.raw for r in sent]
-    assert store.log_range(logs[0][0], 0, 200) == [], "an archived log's records are not served"
+    # An archived log is served from the archive: whole, in ranges that start inside it, and one record.
+    assert store.log_range(logs[0][0], 0, 200) == [r.raw for r in logs[0][1]]
+    assert store.log_range(logs[1][0], 37, 45) == [r.raw for r in logs[1][1][37:45]]
+    assert store.get_raw(logs[1][0], 3) == logs[1][1][3].raw and store.get_raw(logs[1][0], 200) is None
+    assert store.log_range(logs[0][0], 200, 210) == []
     assert [store.locate(r.id) for r in logs[0][1][:3]] == [e.index for e in before_rows
                                                              if e.device_id == logs[0][0]][:3], "from the id file"
     assert store.locate(b"\x00" * 32) is None
@@ -353,7 +357,7 @@ def test_jejak_hub_archive_command(schemas, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "archived records_000000000000: log indexes 0 to 127" in out
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        f"records_{r}.{suffix}" for r in ("0-128", "128-256") for suffix in ("csv.gz", "ids", "leaves")]
+        f"records_{r}.{suffix}" for r in ("0-128", "128-256") for suffix in ("csv.gz", "ids", "leaves", "seqs", "tiles")]
     store = PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES)
     assert Hub(store, hub_key, clock=clock).tree.root() == root
     store.close()
@@ -369,3 +373,75 @@ def test_partition_leaves_must_be_whole_tiles():
         StoreConfig(backend="postgres", partition_leaves=100)
     with pytest.raises(StoreError, match="multiple of 64"):
         PgHubStore(PG_DSN, schema="unused", partition_leaves=0)
+
+
+async def test_archived_records_are_served_to_a_peer_and_an_audit_export(schemas, tmp_path):
+    """A peer pulling every log over CoAP and an audit bundle get the archived records too, read from the
+    archive and checked against the tile roots the hub signed over."""
+    import aiocoap
+
+    from hub.app import start_hub
+    from hub.bridges import BridgeConfig
+    from hub.config import HubConfig
+    from hub.store import LmdbHubStore
+    from hub.tiers import pull_once
+    from ledger import verify_bundle
+
+    clock = Clock()
+    hub = Hub(PgHubStore(PG_DSN, schema=schemas(), partition_leaves=LEAVES), Ed25519Signer.from_seed(b"\x57" * 32),
+              clock=clock)
+    logs = _fill(hub, clock, devices=3, per_device=100)
+    cutoff = clock()
+    clock.advance(86_400)
+    logs += _fill(hub, clock, devices=1, per_device=50)
+    done = hub.store.archive(cutoff, tmp_path / "archive", keep=[hub.hub_id])
+    assert done and done[-1].end >= 256, "the first three logs are mostly archived"
+    bundle = verify_bundle(hub.export())
+    assert bundle.ok, bundle.ordered[:1]
+    assert {d.device: d.records for d in bundle.devices} == {d.hex(): len(sent) for d, sent in logs}
+    assert sum(d.receipts for d in bundle.devices) == sum(len(sent) for _, sent in logs)
+
+    served = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "h"),
+                                       http_port=0, coap_port=0, mdns=False, checkpoint_interval=3600), hub=hub)
+    peer_store = LmdbHubStore(tmp_path / "peer", durable=False)
+    peer = Hub(peer_store, Ed25519Signer.from_seed(b"\x58" * 32), clock=clock)
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        report = await pull_once(peer, served.coap_url, ctx)
+        assert not report.problems and report.fetched == sum(len(sent) for _, sent in logs)
+        for device_id, sent in logs:
+            assert peer_store.log_range(device_id, 0, len(sent)) == [r.raw for r in sent]
+    finally:
+        await ctx.shutdown()
+        await served.close()
+        peer_store.close()
+
+
+def test_an_archive_that_is_gone_or_altered_is_refused_with_its_path(schemas, tmp_path):
+    from hub.pg import ROWS_SUFFIX, TILES_SUFFIX
+    from hub.store import ArchiveUnavailable
+
+    clock = Clock()
+    hub = Hub(PgHubStore(PG_DSN, schema=schemas(), partition_leaves=LEAVES), Ed25519Signer.from_seed(b"\x59" * 32),
+              clock=clock)
+    [(device_id, sent)] = _fill(hub, clock, devices=1, per_device=300)
+    clock.advance(3600)
+    done = hub.store.archive(clock(), tmp_path / "a", keep=[hub.hub_id])
+    stem = done[0].archived
+    assert hub.store.log_range(device_id, 0, 5) == [r.raw for r in sent[:5]]
+    Path(stem + ROWS_SUFFIX).rename(tmp_path / "moved")
+    with pytest.raises(ArchiveUnavailable, match=stem) as caught:
+        hub.store.log_range(device_id, 0, 5)
+    assert caught.value.code == "ARCHIVE_UNAVAILABLE" and "put the archive's files back" in caught.value.hint
+    (tmp_path / "moved").rename(stem + ROWS_SUFFIX)
+    # One record's bytes changed in the first tile's gzip member: that tile no longer gives its root.
+    data = Path(stem + ROWS_SUFFIX).read_bytes()
+    second = int.from_bytes(Path(stem + TILES_SUFFIX).read_bytes()[8:16], "big")
+    lines = gzip.decompress(data[:second]).decode().splitlines()
+    fields = lines[7].split(",")
+    fields[6] = fields[6][:-2] + ("00" if fields[6][-2:] != "00" else "01")
+    lines[7] = ",".join(fields)
+    Path(stem + ROWS_SUFFIX).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0) + data[second:])
+    with pytest.raises(ArchiveUnavailable, match="tile root"):
+        hub.store.get_raw(device_id, 2)
+    hub.store.close()
