@@ -461,7 +461,16 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
     bytes)."""
     import psycopg
 
-    from .pg import IDS_SUFFIX, LEAVES_SUFFIX, MIGRATIONS, PARTITIONED_VERSION, ROWS_SUFFIX, PgHubStore
+    from .pg import (
+        IDS_SUFFIX,
+        LEAVES_SUFFIX,
+        MIGRATIONS,
+        PARTITIONED_VERSION,
+        ROWS_SUFFIX,
+        SEQS_SUFFIX,
+        TILES_SUFFIX,
+        PgHubStore,
+    )
 
     body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
             "tags": ["e0040150a1b2c3d4"], "school": "sd-01"}
@@ -522,9 +531,16 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
             archive_s = time.perf_counter() - started
             archived = sum(p.end - p.first for p in gone)
             files = {suffix: sum(os.path.getsize(str(p.archived) + suffix) for p in gone)
-                     for suffix in (ROWS_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX)}
+                     for suffix in (ROWS_SUFFIX, TILES_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX, SEQS_SUFFIX)}
+            # One log read back whole from the archive, as a peer's pull or an audit export reads it.
+            device_id = builders[0].device_id
+            started = time.perf_counter()
+            served = migrated.log_range(device_id, 0, builders[0].state.length)
+            serve_s = time.perf_counter() - started
         migrated.close()
         archive = {"records": archived, "partition_leaves": leaves, "seconds": round(archive_s, 2),
+                   "records_per_s": round(archived / max(archive_s, 1e-9)),
+                   "served_records_per_s": round(len(served) / max(serve_s, 1e-9)),
                    **{f"file{suffix}_bytes_per_record": round(b / max(archived, 1), 1) for suffix, b in files.items()}}
         return {"migration_to_partitioned_s": round(migrate_s, 2), "archive": archive,"records": size, "devices": devices, "batch": batch, "raw_bytes_per_record": round(raw_b / size, 1),
                 "unpartitioned_bytes_per_record": round((records_b + global_b) / size, 1),

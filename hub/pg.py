@@ -459,10 +459,13 @@ class PgHubStore:
                 break
             try:
                 places = search_seqs(stem + SEQS_SUFFIX, device_id, start + len(out), end)
+                wanted = sorted({idx // TILE_LEAVES for idx in places})
+                roots = {int(i): bytes(r) for i, r in self._query("SELECT idx, root FROM tiles WHERE idx = ANY(%s)",
+                                                                  (wanted,))} if wanted else {}
                 for idx in places:
                     tile = idx // TILE_LEAVES
                     if tile not in tiles:
-                        tiles[tile] = self._archived_tile(stem, tile, tile - first // TILE_LEAVES)
+                        tiles[tile] = self._archived_tile(stem, tile, tile - first // TILE_LEAVES, roots.get(tile))
                     raw = tiles[tile][idx % TILE_LEAVES][6]
                     record = decode_record(raw)
                     if (record.device_id, record.seq) != (device_id, start + len(out)):
@@ -480,13 +483,14 @@ class PgHubStore:
                 ) from None
         return out
 
-    def _archived_tile(self, stem: str, tile: int, at: int) -> list[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
-        """Tile `tile` of the log, the `at`-th of the archive `stem`, checked against the tile root the hub keeps
-        (the one its checkpoints cover)."""
+    @staticmethod
+    def _archived_tile(stem: str, tile: int, at: int,
+                       root: bytes | None) -> list[tuple[int, int, int, bytes, bytes, bytes, bytes]]:
+        """Tile `tile` of the log, the `at`-th of the archive `stem`, checked against `root`, the tile root the hub
+        keeps (the one its checkpoints cover)."""
         rows = read_tile(stem, at)
-        root = self._query_one("SELECT root FROM tiles WHERE idx = %s", (tile,))
         if ([r[0] for r in rows] != list(range(tile * TILE_LEAVES, (tile + 1) * TILE_LEAVES)) or root is None
-                or MerkleTree([leaf_hash(r[6]) for r in rows]).root() != bytes(root[0])):
+                or MerkleTree([leaf_hash(r[6]) for r in rows]).root() != root):
             raise StoreError(f"archive {stem}: leaves {tile * TILE_LEAVES} to {(tile + 1) * TILE_LEAVES - 1} do "
                              "not give the tile root the hub keeps")
         return rows
@@ -737,7 +741,7 @@ class PgHubStore:
                     lines += done[0].split(b"\n")
                 while len(lines) >= TILE_LEAVES:
                     offsets.append(fh.tell())
-                    fh.write(gzip.compress(b"\n".join(lines[:TILE_LEAVES]) + b"\n", mtime=0))
+                    fh.write(gzip.compress(b"\n".join(lines[:TILE_LEAVES]) + b"\n", compresslevel=6, mtime=0))
                     del lines[:TILE_LEAVES]
             if lines or rest:
                 raise StoreError(f"partition {part.name}: {len(lines)} rows past its last whole tile")
