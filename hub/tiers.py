@@ -226,11 +226,12 @@ class RegionFollower:
         self.accepted: list[Checkpoint] = [decode_checkpoint(raw)
                                            for raw in hub.store.region_checkpoints(self.hub_id)]
         self.traffic = Traffic()
+        self._resuming = asyncio.Lock()  # two operators at once: the second finds the region followed
 
     def split_views(self) -> list[tuple[bytes, SplitViewEvidence]]:
         """(evidence id, evidence) of every split view caught of this region, resolved or not."""
-        return [(evidence_id(evidence), decode_split_view(evidence)) for hub_id, evidence in self.hub.store.split_views()
-                if hub_id == self.hub_id]
+        return [(evidence_id(evidence), decode_split_view(evidence))
+                for hub_id, evidence in self.hub.store.split_views() if hub_id == self.hub_id]
 
     def resumes(self) -> list[RegionResume]:
         return [decode_resume(decision) for hub_id, decision in self.hub.store.region_resumes()
@@ -252,8 +253,8 @@ class RegionFollower:
         try:
             if self.open_split_views():
                 raise SplitView(f"hub {self.hub_id.hex()} at {self.url} was caught signing two views of its log; "
-                                "it is not followed", hint="see the evidence (GET /api/regions/<hub>); an operator resumes it with "
-                                "`jejak hub regions resume <hub>`")
+                                "it is not followed", hint="see the evidence (GET /api/regions/<hub>); an operator "
+                                "resumes it with `jejak hub regions resume <hub>`")
             payload = await self._get(ctx, "/checkpoint", missing_ok=True)
             if payload is not None:
                 report.step = await self._place(ctx, decode_checkpoint(payload))
@@ -282,21 +283,23 @@ class RegionFollower:
         checkpoint. Which of the checkpoints accepted before that log still extends is proved with the region's
         consistency proofs; the others are recorded as not in its view. The evidence stays; the decision is kept
         with who made it, when and why."""
-        still_open = self.open_split_views()
-        if not still_open:
-            raise NotSplit(f"region {self.hub_id.hex()} at {self.url} has no open split view; it is followed",
-                           hint="GET /api/regions/<hub> shows its state")
-        payload = await self._get(ctx, "/checkpoint")
-        assert payload is not None
-        rebase = Rebase(self.accepted, decode_checkpoint(payload), self.key)
-        while (need := rebase.wanted()) is not None:
-            rebase.receive([] if need[0] == need[1] else await self._consistency(ctx, *need))
-        decision = RegionResume(hub_id=self.hub_id, at=self.hub.clock(), by=by, why=why, token=token,
-                                pinned=rebase.current, kept=rebase.kept, dropped=rebase.dropped,
-                                resolves=tuple(still_open))
-        self.hub.store.resume_region(self.hub_id, rebase.current.tree_size, rebase.current.raw, decision.encode())
-        self.hub.store.bump("region_resumes")
-        self.accepted = [rebase.current]
+        async with self._resuming:
+            still_open = self.open_split_views()
+            if not still_open:
+                raise NotSplit(f"region {self.hub_id.hex()} at {self.url} has no open split view; it is followed",
+                               hint="GET /api/regions/<hub> shows its state")
+            payload = await self._get(ctx, "/checkpoint")
+            assert payload is not None
+            rebase = Rebase(self.accepted, decode_checkpoint(payload), self.key)
+            while (need := rebase.wanted()) is not None:
+                rebase.receive([] if need[0] == need[1] else await self._consistency(ctx, *need))
+            decision = RegionResume(hub_id=self.hub_id, at=self.hub.clock(), by=by, why=why, token=token,
+                                    pinned=rebase.current, kept=rebase.kept, dropped=rebase.dropped,
+                                    resolves=tuple(still_open))
+            self.hub.store.resume_region(self.hub_id, rebase.current.tree_size, rebase.current.raw,
+                                         decision.encode())
+            self.hub.store.bump("region_resumes")
+            self.accepted = [rebase.current]
         gap = decision.not_in_view
         log.warning("REGION RESUMED: regional hub %s at %s is followed again from its checkpoint of %d records, by "
                     "%s (token %s): %s; %s; the split-view evidence is kept", self.hub_id.hex(), self.url,
@@ -620,8 +623,10 @@ class TierLinks:
         if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body[k].strip()
                                                  for k in ("by", "why")):
             raise RequestError("expected JSON {by: the operator's name, why: what was looked at and decided}")
-        decision = await follower.resume(await self.context(), by=body["by"].strip()[:200],
-                                         why=body["why"].strip()[:2000], token=token_digest(request)[:16])
+        # One line each in the hub's log and the store: line breaks and runs of spaces become one space.
+        by, why = (" ".join(body[k].split()) for k in ("by", "why"))
+        decision = await follower.resume(await self.context(), by=by[:200], why=why[:2000],
+                                         token=token_digest(request)[:16])
         return web.json_response(decision.to_json())
 
     async def _http_regions(self, request: web.Request) -> web.Response:
