@@ -518,9 +518,12 @@ class Hub:
                 pending.bump("refused_signature", len(raws))
                 raise BadSignature("genesis key differs from the enrolled key", where=genesis.where)
         arrivals = self._arrivals(result.records)
-        if result.records:
-            pending.add(LogAppend(device_id=device_id, records=result.records, state=result.state,
-                                  leaves=[leaf_hash(rec.raw) for rec in result.records], arrived_at=self.clock()))
+        # Stored with the arrival times the listeners are told, so read models refilled from the store after a
+        # restart judge the records as the live ones did. Each part carries the log's state after all of them:
+        # the commit writes the parts in order, so the last state stays.
+        for records, arrived_at in arrivals:
+            pending.add(LogAppend(device_id=device_id, records=records, state=result.state,
+                                  leaves=[leaf_hash(rec.raw) for rec in records], arrived_at=arrived_at))
         size = len(self.tree) + pending.leaves
         for rec in result.records:
             if rec.kind == "key" and rec.seq > 0 and rec.body is not None:

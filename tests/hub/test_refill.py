@@ -18,6 +18,7 @@ import lmdb
 import pytest
 
 from hub.app import start_hub
+from hub.clock import HubClock, parse_clock
 from hub.config import HubConfig, StoreConfig
 from hub.config import SecurityConfig as HubSecurityConfig
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
@@ -343,3 +344,34 @@ def _damage(path: Path, device_id: bytes, seq: int) -> None:
         txn.put(key, bytes(raw), db=records)
     env.close()
 
+
+
+def test_a_backfilled_day_refills_with_the_arrival_times_it_was_judged_by(tmp_path: Path) -> None:
+    """A clock that follows records (a past day pushed in bulk) tells each record's own time to the read
+    models; the store keeps the same times, so the refilled models judge the day as the live ones did."""
+    store = LmdbHubStore(tmp_path / "hub")
+    try:
+        clock = HubClock(parse_clock(f"{DATE}T00:00+07:00 records"))
+        hub = Hub(store, Ed25519Signer.from_seed(b"\x66" * 32), clock=clock)
+        sent = traffic()
+        live = Views(hub, plan=sent.plan)
+        sent.enroll(hub, Clock(clock()))
+        day = [p for p in sent.pushes if p[2] in ("scan", "stock")]
+        for site in dict.fromkeys(p[1] for p in day):  # each device's day in one push, as a backfill sends it
+            device = sent.devices[site]
+            raws = [device.sign(kind, body, t) for _, s, kind, body, t in day if s == site]
+            assert hub.ingest(device.device_id, raws).accepted == len(raws)
+        refilled = Views(hub, plan=sent.plan, refill=True)
+        refilled.refill_from_store()
+        now = clock()
+        for views in (live, refilled):
+            assert views.mbg.summary(now)["total_scans_today"] == sum(1 for p in day if p[2] == "scan")
+
+        def judged(views: Views) -> Any:
+            with views.fresh():
+                return ([d.to_dict() for d in views.mbg.deliveries(now, DATE)],
+                        sorted(f.key() for f in views.mbg.findings(now, DATE)), views.mbg.summary(now))
+
+        assert judged(refilled) == judged(live)
+    finally:
+        store.close()
