@@ -33,6 +33,7 @@ from ledger import ChainBuilder, Ed25519Signer, decode_record
 from tests.contract.test_hub_store import PG_DSN
 
 from .conftest import Clock, enroll
+from .test_metrics import scrape, value
 
 DATE = "2026-01-12"
 MARKETS = ("pasar-kramat-jati", "pasar-senen")
@@ -375,3 +376,54 @@ def test_a_backfilled_day_refills_with_the_arrival_times_it_was_judged_by(tmp_pa
         assert judged(refilled) == judged(live)
     finally:
         store.close()
+
+
+class GatedStore:
+    """A store whose log the refill thread cannot read until `gate` is set; everything else passes through."""
+
+    def __init__(self, inner: HubStore, gate: threading.Event) -> None:
+        self.inner, self.gate = inner, gate
+
+    def entries(self, start: int, end: int) -> Any:
+        if threading.current_thread().name == "jejak-refill":
+            assert self.gate.wait(WAIT_S)
+        return self.inner.entries(start, end)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_start_hub_does_not_wait_for_the_refill_and_shows_its_progress(tmp_path: Path) -> None:
+    key = Ed25519Signer.from_seed(b"\x67" * 32)
+    clock = Clock(local_midnight_minus(days=22))
+    sent = traffic()
+    store = LmdbHubStore(tmp_path / "store")
+    hub = Hub(store, key, clock=clock)
+    sent.enroll(hub, clock)
+    assert sent.push(hub, clock, sent.pushes) == len(sent.pushes)
+    store.close()
+    clock.now = sent.now
+    gate = threading.Event()
+    hub = Hub(GatedStore(LmdbHubStore(tmp_path / "store"), gate), key, clock=clock)  # type: ignore[arg-type]
+    config = HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                       checkpoint_interval=3600, security=HubSecurityConfig(oscore=False))
+    running = await start_hub(config, hub=hub, plan=sent.plan)  # returns though the refill cannot read yet
+    try:
+        summary = await asyncio.to_thread(_get, running.http_url + "/api/dashboard/summary")
+        assert summary["refill"]["running"] and summary["refill"]["done"] == 0
+        assert summary["total_scans_today"] == 0 and not running.views.refilled.is_set()
+        found = await scrape(running.http_url)
+        assert value(found, "jejak_hub_refill_running") == 1
+        gate.set()
+        assert await asyncio.to_thread(running.views.refilled.wait, WAIT_S), "the refill did not end"
+        summary = await asyncio.to_thread(_get, running.http_url + "/api/dashboard/summary")
+        assert not summary["refill"]["running"]
+        assert summary["refill"]["done"] == summary["refill"]["total"] >= len(sent.pushes)
+        assert summary["total_scans_today"] == sum(1 for p in sent.pushes if p[2] == "scan")
+        found = await scrape(running.http_url)
+        assert value(found, "jejak_hub_refill_running") == 0
+        assert value(found, "jejak_hub_refill_entries", state="done") == summary["refill"]["done"]
+        assert value(found, "jejak_hub_refill_entries", state="damaged") == 0
+    finally:
+        gate.set()
+        await running.close()
