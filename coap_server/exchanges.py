@@ -53,6 +53,11 @@ class DedupBudget:
             raise ValueError(f"per_peer: expected at least 1, got {self.per_peer}")
 
 
+# What the table holds for a GET instead of its answer: still running, and answered (run it again if asked).
+_READING = b"reading"
+_READ = b"read"
+
+
 class BoundedMessageManager(MessageManager):
     """aiocoap's message layer with `DedupBudget`'s table in place of its timer-per-message dictionary."""
 
@@ -92,7 +97,13 @@ class BoundedMessageManager(MessageManager):
         key = self._key(message.remote, message.mid)
         if key in self._seen:
             raw = self._seen[key]
-            if message.mtype is CON and raw is not None:
+            if raw is _READ:
+                # A GET changes nothing, so RFC 7252 (4.5) lets a retransmission of it run again once the first
+                # copy is answered: its answer (a status, a range: the largest ones) is not kept. While the
+                # first copy runs, the copy is dropped as any other, so the two never share a token.
+                self._seen[key] = _READING
+                return False
+            if message.mtype is CON and raw is not None and raw is not _READING:
                 again = aiocoap.Message.decode(raw, message.remote)
                 again.direction = Direction.OUTGOING
                 self._send_via_transport(again)
@@ -114,7 +125,7 @@ class BoundedMessageManager(MessageManager):
             self._refuse(message, math.ceil(generations[0][0] - now))
             return True
         per_peer[peer] = per_peer.get(peer, 0) + 1
-        self._seen[key] = None
+        self._seen[key] = _READING if message.code == Code.GET else None
         expires = now + self.budget.lifetime_s
         if not generations or generations[-1][0] < expires - self.generation_s:
             # The generation's expiry is its first member's + one generation: nobody leaves early.
@@ -139,7 +150,7 @@ class BoundedMessageManager(MessageManager):
     def _store_response_for_duplicates(self, message: Any) -> None:
         key = self._key(message.remote, message.mid)
         if key in self._seen:
-            self._seen[key] = message.encode()
+            self._seen[key] = _READ if self._seen[key] is _READING else message.encode()
 
 
 class BoundedContext(aiocoap.Context):

@@ -8,6 +8,7 @@ import socket
 
 import aiocoap
 import aiocoap.resource as resource
+import cbor2
 from aiocoap.numbers.codes import Code
 
 from coap_server.exchanges import BoundedContext, DedupBudget
@@ -25,6 +26,10 @@ class Counting(resource.Resource):
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         self.calls += 1
         return aiocoap.Message(code=Code.CREATED, payload=b"n=%d" % self.calls)
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.calls += 1
+        return aiocoap.Message(code=Code.CONTENT, payload=b"n=%d" % self.calls)
 
 
 async def _serve(budget: DedupBudget) -> tuple[aiocoap.Context, Counting, int]:
@@ -136,16 +141,47 @@ async def test_a_retransmitted_request_runs_once_and_gets_the_same_answer() -> N
         await ctx.shutdown()
 
 
+async def test_an_answered_get_is_run_again_and_its_answer_is_not_kept() -> None:
+    # A GET changes nothing, so a retransmission of it after its answer runs again (RFC 7252 4.5) and the
+    # table keeps no copy of its answer; a POST's retransmission still gets the kept answer, run once.
+    ctx, counting, port = await _serve(DedupBudget(lifetime_s=60, entries=10))
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+
+    raws: list[bytes] = []
+
+    async def send(raw: bytes) -> aiocoap.Message:
+        await loop.sock_sendto(sock, raw, ("127.0.0.1", port))
+        raws.append(await asyncio.wait_for(loop.sock_recv(sock, 2048), 10))
+        return aiocoap.Message.decode(raws[-1])
+
+    try:
+        post = bytes([0x42, 0x02]) + (7).to_bytes(2, "big") + b"\x01\x02" + b"\xb1t"
+        get = bytes([0x42, 0x01]) + (8).to_bytes(2, "big") + b"\x01\x03" + b"\xb1t"
+        answers = [await send(post), await send(get), await send(get), await send(post)]
+        assert [(a.mid, a.code, a.payload) for a in answers] == [
+            (7, Code.CREATED, b"n=1"), (8, Code.CONTENT, b"n=2"), (8, Code.CONTENT, b"n=3"),
+            (7, Code.CREATED, b"n=1")]
+        assert counting.calls == 3 and _held(ctx) == 2
+        kept = [raw for m in ctx.message_managers() for raw in m._seen.values()]
+        assert raws[0] in kept and raws[1] not in kept and raws[2] not in kept
+    finally:
+        sock.close()
+        await ctx.shutdown()
+
+
 async def test_the_edge_daemon_keeps_to_its_configured_budget(tmp_path) -> None:
     config = edge_config(tmp_path, limits=small_limits(coap_dedup_entries=20, coap_dedup_lifetime_s=60))
     async with running(config) as (daemon, _):
         client = await aiocoap.Context.create_client_context()
         try:
             codes = []
-            for _ in range(40):
-                msg = aiocoap.Message(code=Code.GET, uri=f"coap://127.0.0.1:{daemon.coap_port}/.well-known/core")
+            for n in range(40):
+                msg = aiocoap.Message(code=Code.POST, uri=f"coap://127.0.0.1:{daemon.coap_port}/sim/tap",
+                                      content_format=60, payload=cbor2.dumps({"uid": f"04{n:012x}"}))
                 codes.append((await asyncio.wait_for(client.request(msg).response, 10)).code)
         finally:
             await client.shutdown()
         assert _held(daemon.coap) == 20
-        assert Code.SERVICE_UNAVAILABLE in codes and codes[:19].count(Code.CONTENT) == 19
+        assert Code.SERVICE_UNAVAILABLE in codes and codes[:19].count(Code.CHANGED) == 19
