@@ -39,6 +39,7 @@ from .inputs import (
     run_ticker,
     store_reading,
 )
+from .memory import keep_flat, limit_arenas
 from .metrics import EdgeState, Metrics, prometheus, resident_bytes
 from .pairing import Pairing, load_or_create_secret, paired
 from .security import EdgeSecurity
@@ -224,6 +225,8 @@ class EdgeDaemon:
 
             loop = self.sensors[sensor_cfg.name] = SensorLoop(sensor_cfg, self.buses, store, fault=self._fault)
             self.supervisor.spawn(f"sensor-{sensor_cfg.name}", loop.run)
+        store = self.store
+        self.supervisor.spawn("memory", lambda: keep_flat(store))
         await self._start_sync()
         if (interval := watchdog_interval()) is not None:
             self.supervisor.spawn("watchdog", lambda: pet_watchdog(interval, self.healthy))
@@ -516,4 +519,5 @@ async def serve(config: EdgeConfig) -> int:
 
 def run(config: EdgeConfig) -> int:
     setup_logging("edge", level=config.log.level, fmt=config.log.format)
+    limit_arenas()
     return asyncio.run(serve(config))

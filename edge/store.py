@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import errno
 import hashlib
 import logging
 import os
 import random
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -122,6 +124,38 @@ class LogStore(Protocol):
 
 
 Listener = Callable[[bytes, ChainState], None]
+
+
+_MADV_DONTNEED = 4
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _mapped(data: Path) -> tuple[int, int] | None:
+    """Where this process maps `data` (start address, length), from /proc/self/maps; None off Linux."""
+    try:
+        inode = data.stat().st_ino
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[4] == str(inode) and fields[5].endswith("data.mdb"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            return start, end - start
+    return None
+
+
+def _resident_kb(start: int) -> int:
+    """Resident kB of the mapping that begins at `start`, from /proc/self/smaps."""
+    try:
+        smaps = Path("/proc/self/smaps").read_text()
+    except OSError:
+        return 0
+    at = smaps.find(f"\n{start:x}-")
+    rss = smaps.find("\nRss:", at)
+    if at < 0 or rss < 0:
+        return 0
+    return int(smaps[rss + 5:smaps.index("\n", rss + 1)].split()[0])
 
 
 def _open_env(path: Path, *, map_size: int, max_dbs: int, readonly: bool) -> lmdb.Environment:
@@ -533,6 +567,25 @@ class LmdbLogStore:
                 listener(device_id, state)
             except Exception:
                 log.exception("store listener failed")
+
+    def release_pages(self) -> int:
+        """Unmap the store's pages from this process (madvise MADV_DONTNEED on LMDB's read-only map); how
+        many bytes of the map were resident before.
+
+        Without it the process keeps every page of the store it ever read mapped in, and the id index is read
+        at random, so its resident memory grows with the store. The pages stay in the page cache, which the
+        kernel takes back when memory is short; the few that are read again come back on the next read (a
+        minor fault, no I/O while they are cached). The lock keeps the map from being closed meanwhile, so the
+        address range is still LMDB's when it is advised."""
+        with self._lock:
+            region = _mapped(self.path / "data.mdb")
+            if region is None:
+                return 0
+            start, length = region
+            resident = _resident_kb(start) * 1024
+            if _LIBC is not None:
+                _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_DONTNEED)
+            return resident
 
     def close(self) -> None:
         with self._lock:

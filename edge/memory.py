@@ -1,0 +1,48 @@
+"""Keeping the edge's resident memory flat under load: few C heaps, freed memory handed back, the store's
+pages unmapped."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import sys
+from typing import Protocol
+
+_M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
+_LIBC = ctypes.CDLL(None) if sys.platform == "linux" else None
+RELEASE_EVERY_S = 5.0
+
+
+class Releasing(Protocol):
+    def release_pages(self) -> int: ...
+
+
+def limit_arenas(arenas: int = 2) -> None:
+    """Let every thread share `arenas` C heaps. glibc gives each thread that allocates a heap of its own (up to
+    8 a core), and each keeps what was freed in it; the edge's threads (the LMDB writer, the pool behind
+    `asyncio.to_thread`) allocate little, so more heaps only hold more free memory. Call it before any thread
+    starts; a C library without mallopt (musl) is left as it is."""
+    mallopt = getattr(_LIBC, "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, arenas)
+
+
+def trim_heap() -> None:
+    """Hand the C heaps' free pages back to the kernel (glibc's malloc_trim), as a long run of requests leaves
+    them fragmented; no-op elsewhere."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def _release(store: Releasing) -> None:
+    store.release_pages()
+    trim_heap()
+
+
+async def keep_flat(store: Releasing, every_s: float = RELEASE_EVERY_S) -> None:
+    """Every few seconds, unmap the store's pages (`LmdbLogStore.release_pages`) and trim the C heaps, off the
+    event loop."""
+    while True:
+        await asyncio.sleep(every_s)
+        await asyncio.to_thread(_release, store)
