@@ -22,6 +22,7 @@ PARTS = (
     ("ledger", "ledger.bench"),
     ("firmware", "firmware.bench"),
     ("edge", "edge.bench"),
+    ("edge-memory", "edge.memory_bench"),
     ("sync", "tools.sync_bench"),
     ("hub", "hub.bench"),
     ("mbg", "hub.mbg.bench"),
@@ -152,8 +153,16 @@ def main(argv: list[str] | None = None) -> int:
                         "(e.g. 500,2000,8000,30000): time, peak heap and bytes held per record")
     p.add_argument("--mbg-window-kitchens", metavar="N", type=int,
                    help="kitchens in the mbg part's 8-day window (default 100; --quick 5)")
+    p.add_argument("--edge-memory-minutes", metavar="M", type=float,
+                   help="how long the edge-memory part loads a `jejak edge run` process (default 10; --quick 1/3)")
+    p.add_argument("--edge-memory-rate", metavar="R", type=float,
+                   help="requests a second the edge-memory part offers (default 500; --quick 200)")
     args = p.parse_args(argv)
-    options: dict[str, dict[str, Any]] = {"mbg": {}}
+    options: dict[str, dict[str, Any]] = {"mbg": {}, "edge-memory": {}}
+    if args.edge_memory_minutes is not None:
+        options["edge-memory"]["minutes"] = args.edge_memory_minutes
+    if args.edge_memory_rate is not None:
+        options["edge-memory"]["rate"] = args.edge_memory_rate
     if args.mbg_kitchens:
         options["mbg"]["kitchens"] = [int(k) for k in args.mbg_kitchens.split(",")]
     if args.mbg_window_kitchens:
