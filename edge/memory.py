@@ -10,7 +10,7 @@ from typing import Protocol
 
 _M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
 _LIBC = ctypes.CDLL(None) if sys.platform == "linux" else None
-RELEASE_EVERY_S = 5.0
+RELEASE_EVERY_S = 2.0
 
 
 class Releasing(Protocol):
