@@ -415,7 +415,8 @@ def run(quick: bool, minutes: float | None = None, rate: float | None = None) ->
     out["store_dir"] = where or tempfile.gettempdir()
     out["notes"] = ("jejak edge run in its own process; the load from another: 32 sockets, confirmable requests "
                     "pipelined, 5 submissions, 2 taps, a status, a sync heads and a log head in every 10. "
-                    "RssAnon is the edge's own memory; RssFile is the store's pages mapped in (page cache)")
+                    "RssAnon is the edge's own memory, RssFile its libraries; the store's pages mapped in show as "
+                    "RssShmem on tmpfs (RssFile on a disk) and are unmapped every 2 s")
     return out
 
 
@@ -427,7 +428,8 @@ def summary(f: dict[str, Any]) -> list[str]:
             f"MB over the last half ({f['rss_mb_per_min_last_half']:+.2f} MB/min); goal < {GOAL_MB} MB steady",
             f"RssAnon {f['anon_mb_start']:.1f} -> {f['anon_mb_at_1min']:.1f} MB at 1 min, max "
             f"{f['anon_mb_max_last_half']:.1f} MB over the last half ({f['anon_mb_per_min_last_half']:+.2f} MB/min); "
-            f"RssFile max {f['file_mb_max_last_half']:.1f} MB (store {f['store_mb']:.1f} MB)"]
+            f"RssFile max {f['file_mb_max_last_half']:.1f} MB, RssShmem max {f['shmem_mb_max_last_half']:.1f} MB "
+            f"(store {f['store_mb']:.1f} MB in {f['store_dir']})"]
 
 
 if __name__ == "__main__":
