@@ -190,6 +190,15 @@ def search_ids(path: str | os.PathLike[str], record_id: bytes) -> int | None:
     return None
 
 
+def _unavailable(stem: str, what: str, exc: Exception) -> ArchiveUnavailable:
+    """The error for an archive that cannot be served, logged once here."""
+    why = exc.strerror if isinstance(exc, OSError) else getattr(exc, "message", str(exc))
+    log.error("archive %s: %s cannot be served: %s", stem, what, why)
+    return ArchiveUnavailable(f"{what} are archived in {stem}{ROWS_SUFFIX}, which cannot be served: {why}",
+                              hint="put the archive's files back at that path (their copy from `jejak hub archive "
+                                   "--to`)")
+
+
 def search_seqs(path: str | os.PathLike[str], device_id: bytes, start: int, end: int) -> list[int]:
     """The log indexes of `device_id`'s records `start`, `start + 1`, ... (before `end`) in an archive's seq file
     (32-byte entries: device id, seq, index; sorted by device and seq), as far as they run on without a gap."""
@@ -474,13 +483,28 @@ class PgHubStore:
                                          f"{start + len(out)}")
                     out.append(raw)
             except (OSError, StoreError, LedgerError) as exc:
-                what = exc.strerror if isinstance(exc, OSError) else getattr(exc, "message", str(exc))
-                log.error("archive %s: records of device %s cannot be served: %s", stem, device_id.hex(), what)
-                raise ArchiveUnavailable(
-                    f"device {device_id.hex()} records from seq {start + len(out)} are archived in {stem}"
-                    f"{ROWS_SUFFIX}, which cannot be served: {what}",
-                    hint="put the archive's files back at that path (their copy from `jejak hub archive --to`)"
-                ) from None
+                raise _unavailable(stem, f"device {device_id.hex()} records from seq {start + len(out)}",
+                                   exc) from None
+        return out
+
+    def _archived_entries(self, start: int, end: int, held: Collection[int]) -> list[Entry]:
+        """Global log entries `start` up to `end` that are in archives and not in `held` (the indexes the
+        database still holds: the kept logs' rows), a tile at a time, each tile checked against its root."""
+        out: list[Entry] = []
+        parts = self._query('SELECT first, "end", archived FROM partitions WHERE archived IS NOT NULL '
+                            'AND first < %s AND "end" > %s ORDER BY first', (end, start))
+        for first, part_end, stem in parts:
+            wanted = list(range(max(start, first) // TILE_LEAVES, (min(end, part_end) - 1) // TILE_LEAVES + 1))
+            try:
+                roots = {int(i): bytes(r) for i, r in self._query("SELECT idx, root FROM tiles WHERE idx = ANY(%s)",
+                                                                  (wanted,))}
+                for tile in wanted:
+                    rows = self._archived_tile(stem, tile, tile - first // TILE_LEAVES, roots.get(tile))
+                    out += [Entry(index=idx, device_id=device_id, seq=seq, arrived_at=arrived, raw=raw)
+                            for idx, seq, arrived, device_id, _, _, raw in rows
+                            if start <= idx < end and idx not in held]
+            except (OSError, StoreError) as exc:
+                raise _unavailable(stem, f"log entries {start} to {end - 1}", exc) from None
         return out
 
     @staticmethod
@@ -525,10 +549,13 @@ class PgHubStore:
 
     def entries(self, start: int, end: int) -> list[Entry]:
         rows = self._query(ENTRIES_SQL, (start, end))
-        out = [Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw))
-               for i, d, s, a, raw, _ in rows]
-        intact_prefix(self, [(e.device_id, e.seq, hashlib.sha256(e.raw).digest() == bytes(r[5]))
-                             for e, r in zip(out, rows, strict=True)], out)
+        found = [(Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw)),
+                  hashlib.sha256(bytes(raw)).digest() == bytes(rid)) for i, d, s, a, raw, rid in rows]
+        if len(rows) < end - start:  # archived entries come from their archives, checked there
+            found += [(e, True) for e in self._archived_entries(start, end, {e.index for e, _ in found})]
+            found.sort(key=lambda pair: pair[0].index)
+        out = [e for e, _ in found]
+        intact_prefix(self, [(e.device_id, e.seq, intact) for e, intact in found], out)
         return out
 
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:

@@ -262,10 +262,15 @@ def test_archive_round_trip_and_restart(schemas, tmp_path):
         assert len(ids) == (p.end - p.first) * 40
     assert _table_bytes(schema) < bytes_before
 
-    # Only the hub's own log is left in the archived partitions; the rest of the store answers as before.
-    left = store.entries(0, archived_end)
-    assert left and all(e.device_id == hub.hub_id for e in left)
-    assert store.entries(archived_end, size) == before_rows[archived_end:]
+    # Only the hub's own log is left in the archived partitions' rows; the global log still reads whole, the
+    # archived entries from their archives, so a search by arrival time (the read models' refill) still works.
+    with psycopg.connect(PG_DSN) as conn:
+        assert {bytes(d) for d, in conn.execute(f"SELECT DISTINCT device_id FROM {schema}.records WHERE idx < %s",
+                                                (archived_end,))} == {hub.hub_id}
+    assert store.entries(0, size) == before_rows
+    assert store.entries(archived_end - 70, archived_end + 3) == before_rows[archived_end - 70:archived_end + 3]
+    from hub.views import first_arrival_at
+    assert first_arrival_at(store, cutoff + 1, size) == next(e.index for e in before_rows if e.arrived_at > cutoff)
     device_id, sent = more[0]
     assert store.log_range(device_id, 0, 200) == [r.raw for r in sent]
     # An archived log is served from the archive: whole, in ranges that start inside it, and one record.
@@ -444,4 +449,7 @@ def test_an_archive_that_is_gone_or_altered_is_refused_with_its_path(schemas, tm
     Path(stem + ROWS_SUFFIX).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0) + data[second:])
     with pytest.raises(ArchiveUnavailable, match="tile root"):
         hub.store.get_raw(device_id, 2)
+    with pytest.raises(ArchiveUnavailable, match=f"log entries 0 to 9 are archived in {stem}"):
+        hub.store.entries(0, 10)
+    assert hub.store.entries(LEAVES, LEAVES + 5)[0].index == LEAVES, "another archive's tiles still serve"
     hub.store.close()
