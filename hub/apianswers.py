@@ -46,7 +46,8 @@ class DeviceHealth(TypedDict):
 
 
 class ChainHealth(TypedDict):
-    """Each device's log, last record time, last arrival and sync lag; refusals by code."""
+    """The log's size, checkpoint, forks, refusals by code, records by kind and device count; one page of
+    devices (each device's log, last record time, last arrival and sync lag), in device id order."""
 
     now: int
     hub: str
@@ -56,7 +57,10 @@ class ChainHealth(TypedDict):
     refused: dict[str, int]
     refused_total: int
     duplicates: int
+    device_count: int
     devices: list[DeviceHealth]
+    next: Annotated[str | None, {"description": "the device id to pass as `after` for the next page; null on the "
+                                                "last page"}]
     records_by_kind: dict[str, int]
 
 

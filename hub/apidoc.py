@@ -253,6 +253,7 @@ class Param:
     pattern: str | None = None
     enum: tuple[str, ...] = ()
     minimum: int | None = None
+    maximum: int | None = None
     example: str | None = None  # a value a hub with data answers with data (the conformance test sends it)
 
     def to_openapi(self) -> dict[str, Any]:
@@ -263,6 +264,8 @@ class Param:
             schema["enum"] = list(self.enum)
         if self.minimum is not None:
             schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
         out = {"name": self.name, "in": self.where, "required": self.required or self.where == "path",
                "description": self.description, "schema": schema}
         if self.example is not None:
@@ -376,8 +379,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/events"): Route(summary="Live records, checkpoints and alerts as server-sent events",
                                   media="text/event-stream", answer={"type": "string"},
                                   params=(Param(name="last_id", description="resume after this event id"),)),
-    ("GET", "/api/chain/health"): Route(summary="Chain health: log size, checkpoint age, forks, refusals, devices",
-                                        answer=a.ChainHealth),
+    ("GET", "/api/chain/health"): Route(
+        summary="Chain health: log size, checkpoint, forks, refusals, records by kind; a page of devices",
+        answer=a.ChainHealth,
+        params=(Param(name="limit", type="integer", minimum=1, maximum=5000,
+                      description="devices per page (default 500)"),
+                Param(name="after", pattern=HEX16, description="the page after this device id (the answer's "
+                                                               "`next`); default: the first page"))),
     ("GET", "/api/dashboard/summary"): Route(summary="The dashboard's front page: today's MBG summary, chain, "
                                                      "markets and open alerts", answer=a.Summary),
     ("GET", "/api/mbg/deliveries"): Route(summary="MBG deliveries of a day per school: planned, sent, received",

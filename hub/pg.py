@@ -25,9 +25,12 @@ from .store import (
     ArchiveUnavailable,
     Batch,
     DeviceInfo,
+    DeviceStanding,
     Entry,
     LogAppend,
     StoreError,
+    activity_of_log,
+    chain_activity,
     intact_prefix,
     refuse_damaged,
 )
@@ -71,6 +74,7 @@ MIGRATIONS: tuple[Step, ...] = (
         # Operators' decisions to follow a regional hub again after a split view, kept for good.
         "CREATE TABLE region_resumes (n bigserial PRIMARY KEY, hub_id bytea NOT NULL, decision bytea NOT NULL)",
     ),
+    lambda store: store._keep_activity(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 PARTITIONED_VERSION = 5  # the first schema whose log is partitioned; the ones before kept records and global_log
@@ -84,6 +88,13 @@ _LOG_COLUMNS = "idx, seq, arrived_at, device_id, record_id, leaf, raw"
 ENTRIES_SQL = ("SELECT idx, device_id, seq, arrived_at, raw, record_id FROM records "
                "WHERE idx >= %s AND idx < %s ORDER BY idx")
 LEAVES_SQL = "SELECT idx, leaf FROM records WHERE idx >= %s AND idx < %s ORDER BY idx"
+# The chain's health page: a page of devices with their log's state, last arrival, latest record time and
+# damaged records, in one query (keyset paging by device id).
+STANDINGS_SQL = ("SELECT d.data, s.data, a.arrived_at, a.last_time, "
+                 "ARRAY(SELECT x.seq FROM damaged x WHERE x.device_id = d.device_id ORDER BY x.seq) "
+                 "FROM devices d LEFT JOIN states s ON s.device_id = d.device_id "
+                 "LEFT JOIN activity a ON a.device_id = d.device_id "
+                 "WHERE d.device_id > %s ORDER BY d.device_id LIMIT %s")
 LOG_RANGE_SQL = ("SELECT seq, raw, record_id FROM records WHERE device_id = %s AND seq >= %s AND seq < %s "
                  "ORDER BY seq")
 
@@ -335,6 +346,37 @@ class PgHubStore:
         c.execute("CREATE INDEX records_device_seq ON records (device_id, seq)")
         c.execute("CREATE INDEX records_id ON records USING hash (record_id)")
 
+    def _keep_activity(self) -> None:
+        """Migration 6: each device's last arrival and latest record time, and the records by kind, kept with
+        every commit (`_put_activity`). The kind and time are inside each record's signed bytes, which SQL cannot
+        read, so the rows the log holds are counted once here, streamed in log order (about a minute per few
+        million records); records already archived out of the database are not counted."""
+        c = self._conn
+        c.execute("CREATE TABLE activity (device_id bytea PRIMARY KEY, arrived_at bigint NOT NULL, "
+                  "last_time bigint NOT NULL)")
+        c.execute("CREATE TABLE record_kinds (kind text PRIMARY KEY, records bigint NOT NULL)")
+        with c.cursor(name="activity_backfill") as cur:
+            cur.itersize = 10_000
+            cur.execute("SELECT device_id, arrived_at, raw FROM records ORDER BY idx")
+            devices, kinds = activity_of_log((bytes(d), int(a), bytes(raw)) for d, a, raw in cur)
+        with c.cursor() as cur:
+            self._put_activity(cur, devices, kinds)
+
+    @staticmethod
+    def _put_activity(cur: psycopg.Cursor[Any], devices: dict[bytes, tuple[int, int]],
+                      kinds: dict[str, int]) -> None:
+        """Add a commit's figures, a statement each: a device's arrival replaces the one kept, its latest record
+        time only grows; the counts by kind add up."""
+        if devices:
+            cur.execute("INSERT INTO activity SELECT * FROM unnest(%s::bytea[], %s::bigint[], %s::bigint[]) "
+                        "ON CONFLICT (device_id) DO UPDATE SET arrived_at = excluded.arrived_at, "
+                        "last_time = greatest(activity.last_time, excluded.last_time)",
+                        (list(devices), [a for a, _ in devices.values()], [t for _, t in devices.values()]))
+        if kinds:
+            cur.execute("INSERT INTO record_kinds SELECT * FROM unnest(%s::text[], %s::bigint[]) "
+                        "ON CONFLICT (kind) DO UPDATE SET records = record_kinds.records + excluded.records",
+                        (list(kinds), list(kinds.values())))
+
     def _cover(self, end: int, *, table: str = "records") -> None:
         """Partitions up to `end` and one whole partition past it, inside the caller's transaction.
 
@@ -380,6 +422,19 @@ class PgHubStore:
     def devices(self) -> list[DeviceInfo]:
         return [DeviceInfo.from_cbor(bytes(r[0])) for r in
                 self._query("SELECT data FROM devices ORDER BY device_id")]
+
+    def device_count(self) -> int:
+        row = self._query_one("SELECT count(*) FROM devices")
+        return int(row[0]) if row else 0
+
+    def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
+        return [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),
+                               state=ChainState.from_cbor(bytes(state)) if state is not None else None,
+                               arrived_at=arrived, last_time=latest, damaged=tuple(damaged))
+                for device, state, arrived, latest, damaged in self._query(STANDINGS_SQL, (after, limit))]
+
+    def record_kinds(self) -> dict[str, int]:
+        return {str(k): int(n) for k, n in self._query("SELECT kind, records FROM record_kinds")}
 
     def chain_state(self, device_id: bytes) -> ChainState | None:
         row = self._query_one("SELECT data FROM states WHERE device_id = %s", (device_id,))
@@ -428,6 +483,7 @@ class PgHubStore:
             if batch.counters:
                 cur.executemany("INSERT INTO counters VALUES (%s, %s) ON CONFLICT (name) "
                                 "DO UPDATE SET value = counters.value + excluded.value", list(batch.counters.items()))
+            self._put_activity(cur, *chain_activity(batch.appends))
         return size
 
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:

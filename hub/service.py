@@ -647,7 +647,7 @@ class Hub:
         cp = self.latest_checkpoint()
         return {"hub": self.hub_id.hex(), "pubkey": self.signer.public_key.hex(), "size": len(self.tree),
                 "own_log": len(self._own.authority.records),
-                "devices": len(self.store.devices()), "checkpoint": cp.to_json() if cp else None,
+                "devices": self.store.device_count(), "checkpoint": cp.to_json() if cp else None,
                 "counters": self.store.counters(), "forks": len(self.store.forks()),
                 "damaged": {d.hex(): seqs for d, seqs in self.store.damaged().items()}}
 

@@ -6,20 +6,22 @@ import hashlib
 import logging
 import os
 import struct
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 from typing import Any, Protocol
 
 import cbor2
 import lmdb
 
-from ledger import ChainState, Record
-from ledger.errors import CodedError
+from ledger import ChainState, Record, decode_record
+from ledger.errors import CodedError, LedgerError
 from ledger.merkle import leaf_hash
 
 log = logging.getLogger("jejak.hub.store")
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: each device's last arrival and record time, and records by kind (`activity`, `kinds`)
 STATUSES = ("pending", "active", "revoked", "forked")
 
 
@@ -145,12 +147,68 @@ class Batch:
     counters: Mapping[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceStanding:
+    """A device as the chain's health page shows it: what the hub knows of it, its log's state, when its records
+    last arrived and the latest time they carry (None before any), and its damaged records awaiting restore."""
+
+    device: DeviceInfo
+    state: ChainState | None
+    arrived_at: int | None
+    last_time: int | None
+    damaged: tuple[int, ...] = ()
+
+
+_KIND = attrgetter("kind")
+_TIME = attrgetter("time")
+
+
+def chain_activity(appends: Iterable[LogAppend]) -> tuple[dict[bytes, tuple[int, int]], Counter[str]]:
+    """What a commit adds to the chain's figures, from its records as decoded: per device, the arrival time of
+    its last records and the latest record time among them; and the records by kind. Kept in the same commit
+    as the records, so the figures hold across restarts and never count a record twice."""
+    devices: dict[bytes, tuple[int, int]] = {}
+    kinds: Counter[str] = Counter()
+    for part in appends:
+        if not part.records:
+            continue
+        kinds.update(map(_KIND, part.records))
+        latest = max(map(_TIME, part.records))
+        seen = devices.get(part.device_id)
+        devices[part.device_id] = (part.arrived_at, latest if seen is None else max(latest, seen[1]))
+    return devices, kinds
+
+
+def activity_of_log(entries: Iterable[tuple[bytes, int, bytes]]) -> tuple[dict[bytes, tuple[int, int]], Counter[str]]:
+    """The chain's figures recomputed from stored log entries (device, arrival time, record bytes) in log order:
+    a store from before they were kept is brought up to date from the records it holds."""
+    devices: dict[bytes, tuple[int, int]] = {}
+    kinds: Counter[str] = Counter()
+    for device_id, arrived, raw in entries:
+        try:
+            rec = decode_record(raw)
+        except LedgerError:  # a damaged copy: counted once its good copy is restored and the store reopened
+            continue
+        kinds[rec.kind] += 1
+        seen = devices.get(device_id)
+        devices[device_id] = (arrived, rec.time if seen is None else max(rec.time, seen[1]))
+    return devices, kinds
+
+
 class HubStore(Protocol):
     """What the hub needs from storage. Implemented by LmdbHubStore and hub.pg.PgHubStore."""
 
     def put_device(self, device: DeviceInfo) -> None: ...
     def get_device(self, device_id: bytes) -> DeviceInfo | None: ...
     def devices(self) -> list[DeviceInfo]: ...
+    def device_count(self) -> int: ...
+    def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
+        """Up to `limit` devices in device id order after device id `after` (b"": from the first), each with its
+        log's state, last arrival, latest record time and damaged records: one read for a page of them."""
+        ...
+    def record_kinds(self) -> dict[str, int]:
+        """How many records of each kind the log holds (as accepted; archived records stay counted)."""
+        ...
     def chain_state(self, device_id: bytes) -> ChainState | None: ...
     def states_after(self, after: bytes, limit: int) -> list[ChainState]:
         """Up to `limit` logs' states in device id order, after device id `after` (b"": from the first)."""
@@ -223,6 +281,7 @@ class HubStore(Protocol):
 
 
 _U64 = struct.Struct(">Q")
+_PAIR = struct.Struct(">QQ")  # a device's last arrival and latest record time
 
 
 def _seq_key(device_id: bytes, seq: int) -> bytes:
@@ -258,22 +317,37 @@ class LmdbHubStore:
         # durable=False (bulk loads, tests): commits skip fsync, so a power cut can lose the last commits but
         # never damages the store (LMDB without a write map keeps its integrity either way).
         try:
-            self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=durable,
+            self._env = lmdb.open(str(path), map_size=map_size, max_dbs=32, subdir=True, sync=durable,
                                   metasync=durable, writemap=False)
         except lmdb.Error as exc:  # a damaged or foreign file, a lock another process holds, no permission
             raise StoreError(f"cannot open the hub's LMDB store at {path}: {exc}",
                              hint="check the files' owner and that no other process holds them; a damaged "
                                   "store is restored from a backup (docs/DEPLOY.md)") from None
         names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters",
-                 "damaged", "tiles", "regions", "splits", "resumes")
+                 "damaged", "tiles", "regions", "splits", "resumes", "activity", "kinds")
         self._db = {n: self._env.open_db(n.encode()) for n in names}
-        with self._env.begin(write=True) as txn:
+        with self._guard(), self._env.begin(write=True) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
-            if version is None:
-                txn.put(b"layout", str(LAYOUT_VERSION).encode(), db=self._db["meta"])
-            elif int(version) != LAYOUT_VERSION:
+            if version is not None and int(version) == 1:
+                self._backfill_activity(txn)
+            elif version is not None and int(version) != LAYOUT_VERSION:
                 raise StoreError(f"hub store layout {int(version)} is not the supported {LAYOUT_VERSION}",
                                  hint="run the matching release or migrate the store")
+            txn.put(b"layout", str(LAYOUT_VERSION).encode(), db=self._db["meta"])
+
+    def _backfill_activity(self, txn: lmdb.Transaction) -> None:
+        """Layout 1 to 2, at open, in the transaction that marks the store upgraded: the chain's figures from
+        every record the store holds (one pass over the log; a release that does not keep them refuses layout 2,
+        so they can never fall behind)."""
+        records = self._db["records"]
+
+        def entries() -> Iterator[tuple[bytes, int, bytes]]:
+            for _, value in txn.cursor(db=self._db["global"]):
+                seq_key, arrived, _ = cbor2.loads(value)
+                yield bytes(seq_key[:16]), arrived, bytes(txn.get(seq_key, b"", db=records))
+
+        log.info("hub store layout 1 -> 2: counting the chain's figures from the records held")
+        self._put_activity(txn, *activity_of_log(entries()))
 
     def _write(self):  # type: ignore[no-untyped-def]
         return self._env.begin(write=True)
@@ -290,6 +364,42 @@ class LmdbHubStore:
     def devices(self) -> list[DeviceInfo]:
         with self._env.begin() as txn:
             return [DeviceInfo.from_cbor(v) for _, v in txn.cursor(db=self._db["devices"])]
+
+    def device_count(self) -> int:
+        with self._env.begin() as txn:
+            return int(txn.stat(self._db["devices"])["entries"])
+
+    def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
+        out: list[DeviceStanding] = []
+        db = self._db
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=db["devices"])
+            damaged = txn.cursor(db=db["damaged"])
+            if not cur.set_range(after):
+                return out
+            for key, value in cur:
+                if len(out) >= limit:
+                    break
+                device_id = bytes(key)
+                if device_id == after:
+                    continue
+                state = txn.get(device_id, db=db["states"])
+                kept = txn.get(device_id, db=db["activity"])
+                arrived, latest = _PAIR.unpack(kept) if kept is not None else (None, None)
+                seqs = []
+                if damaged.set_range(device_id):
+                    for dkey, _ in damaged:
+                        if dkey[:16] != device_id:
+                            break
+                        seqs.append(_U64.unpack(dkey[16:])[0])
+                out.append(DeviceStanding(device=DeviceInfo.from_cbor(value),
+                                          state=ChainState.from_cbor(state) if state is not None else None,
+                                          arrived_at=arrived, last_time=latest, damaged=tuple(seqs)))
+        return out
+
+    def record_kinds(self) -> dict[str, int]:
+        with self._env.begin() as txn:
+            return {bytes(k).decode(): _U64.unpack(v)[0] for k, v in txn.cursor(db=self._db["kinds"])}
 
     def chain_state(self, device_id: bytes) -> ChainState | None:
         with self._env.begin() as txn:
@@ -341,7 +451,23 @@ class LmdbHubStore:
             for counter, by in batch.counters.items():
                 key = counter.encode()
                 txn.put(key, str(int(txn.get(key, b"0", db=db["counters"])) + by).encode(), db=db["counters"])
+            self._put_activity(txn, *chain_activity(batch.appends))
         return size
+
+    def _put_activity(self, txn: lmdb.Transaction, devices: Mapping[bytes, tuple[int, int]],
+                      kinds: Mapping[str, int]) -> None:
+        """Add a commit's figures: each device's arrival replaces the one kept, its latest record time only
+        grows; the counts by kind add up."""
+        activity, counts = self._db["activity"], self._db["kinds"]
+        for device_id, (arrived, latest) in devices.items():
+            kept = txn.get(device_id, db=activity)
+            if kept is not None:
+                latest = max(latest, _PAIR.unpack(kept)[1])
+            txn.put(device_id, _PAIR.pack(arrived, latest), db=activity)
+        for kind, n in kinds.items():
+            key = kind.encode()
+            kept = txn.get(key, db=counts)
+            txn.put(key, _U64.pack(n + (_U64.unpack(kept)[0] if kept is not None else 0)), db=counts)
 
     def _intact(self, txn: lmdb.Transaction, key: bytes, raw: bytes) -> bool:
         """Whether `raw` is still the record stored at `key`: its hash is an id the log holds, at this key."""

@@ -1,4 +1,4 @@
-"""The hub's read models (chain, MBG, markets, alerts), fed from its record listener behind one lock and, on
+"""The hub's read models (MBG, markets, alerts), fed from its record listener behind one lock and, on
 start, refilled from the store; and the worker that derives alerts as records arrive. Their routes live with
 each domain (hub/chain, hub/mbg, hub/markets)."""
 
@@ -19,7 +19,6 @@ from ledger.errors import LedgerError
 from ledger.record import peek_kind
 
 from .alerts import Alerts
-from .chain import ChainView
 from .markets import MarketConfig, Subscriber, WebhookSender
 from .markets.view import HubMarkets, KitchenDemand
 from .markets.warning import ALPS_BANDS
@@ -108,7 +107,6 @@ class Views:
         self.clock = clock or hub.clock
         self.events = events
         self.keep_days = keep_days
-        self.chain = ChainView()
         self.mbg = MbgView(plan)
         self._fed_at: int | None = None  # the arrival time of the records being fed, which the markets stamp
         self.markets = HubMarkets(market_config, clock=self._feed_time)
@@ -165,7 +163,6 @@ class Views:
             yield
 
     def _take(self, records: list[Record], arrived_at: int) -> None:
-        self.chain.take(records, arrived_at)
         if self._held is not None:
             self._held.append((records, arrived_at))
         else:

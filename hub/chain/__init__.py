@@ -1,6 +1,6 @@
-"""The chain's dashboard side: each device's arrivals and lag (read model) and the chain-health route."""
+"""The chain's dashboard side: each device's log, last arrival and lag from the store, and the chain-health route."""
 
 from .routes import ChainRoutes
-from .view import ChainView
+from .view import chain_health
 
-__all__ = ["ChainRoutes", "ChainView"]
+__all__ = ["ChainRoutes", "chain_health"]

@@ -6,7 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from coap_server.params import parse
+
 from ..routing import json_route
+from .view import DEFAULT_LIMIT, QUERY, chain_health
 
 if TYPE_CHECKING:
     from ..views import Views
@@ -16,15 +19,12 @@ class ChainRoutes:
     def __init__(self, views: Views) -> None:
         self.views = views
 
-    def health(self) -> dict[str, Any]:
-        v = self.views
-        now = v.clock()
-        with v.fresh():
-            arrivals = dict(v.chain.last_arrival)
-            times = dict(v.chain.last_time)
-        return v.chain.health(v.hub, now, arrivals, times)
+    def health(self, query: Any) -> dict[str, Any]:
+        q = parse(query.items(), QUERY, strict=False)  # a bad limit or after: BAD_REQUEST
+        return chain_health(self.views.hub, self.views.clock(), after=q.get("after", b""),
+                            limit=q.get("limit", DEFAULT_LIMIT))
 
     def register(self, app: web.Application) -> None:
         r = app.router
-        r.add_get("/api/chain/health", json_route(lambda q, m: self.health()))
+        r.add_get("/api/chain/health", json_route(lambda q, m: self.health(q)))
         r.add_get("/api/dashboard/summary", json_route(lambda q, m: self.views.summary()))

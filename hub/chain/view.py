@@ -1,51 +1,44 @@
-"""Read model of the chain for the dashboard: when each device's records last arrived, and how late."""
+"""The chain's health for the dashboard, read from the store a page of devices at a time."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
-from ledger import Record
+from coap_server.params import count, device
 
 from ..service import Hub
+from ..store import DeviceStanding
+
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 5000
+# ?limit=N (devices per page) and ?after=<device id>: the page after that device, in device id order.
+QUERY = (count("limit", MAX_LIMIT, lo=1), device("after"))
 
 
-class ChainView:
-    """Fed under the read models' lock with every accepted batch; `health` joins it with the store."""
+def standing_json(standing: DeviceStanding, now: int) -> dict[str, Any]:
+    """One device's row: its log's length and head, last record time, last arrival, sync lag and idle time."""
+    state, arrived, latest = standing.state, standing.arrived_at, standing.last_time
+    item = standing.device.to_json()
+    item.update({"length": state.length if state else 0, "head": state.head.hex() if state else None,
+                 "last_time": latest, "last_seen": arrived,
+                 "sync_lag_s": arrived - latest if arrived is not None and latest is not None else None,
+                 "idle_s": now - arrived if arrived is not None else None,
+                 "damaged": list(standing.damaged)})  # seqs awaiting restore
+    return item
 
-    def __init__(self) -> None:
-        self.last_arrival: dict[str, int] = {}
-        self.last_time: dict[str, int] = {}
-        self.records_by_kind: dict[str, int] = defaultdict(int)
 
-    def take(self, records: Sequence[Record], arrived_at: int) -> None:
-        for rec in records:
-            self.records_by_kind[rec.kind] += 1
-            self.last_arrival[rec.device] = arrived_at
-            self.last_time[rec.device] = max(self.last_time.get(rec.device, rec.time), rec.time)
-
-    def health(self, hub: Hub, now: int, arrivals: dict[str, int], times: dict[str, int]) -> dict[str, Any]:
-        """Each device's log length, head, last record time, last arrival and sync lag; refusals by code.
-        `arrivals` and `times` are copies taken under the lock (the store is read outside it)."""
-        store = hub.store
-        devices = []
-        damaged = store.damaged()
-        for d in store.devices():
-            state = store.chain_state(d.device_id)
-            dev = d.device_id.hex()
-            item = d.to_json()
-            arrived = arrivals.get(dev)
-            item.update({"length": state.length if state else 0, "head": state.head.hex() if state else None,
-                         "last_time": times.get(dev), "last_seen": arrived,
-                         "sync_lag_s": (arrived - times[dev]) if arrived is not None and dev in times else None,
-                         "idle_s": (now - arrived) if arrived is not None else None,
-                         "damaged": damaged.get(d.device_id, [])})  # seqs awaiting restore
-            devices.append(item)
-        status = hub.status()
-        counters = status["counters"]
-        refused = {k[len("refused_"):]: v for k, v in counters.items() if k.startswith("refused_")}
-        return {"now": now, "hub": status["hub"], "size": status["size"], "checkpoint": status["checkpoint"],
-                "forks": status["forks"], "refused": refused, "refused_total": sum(refused.values()),
-                "duplicates": counters.get("duplicates", 0), "devices": devices,
-                "records_by_kind": dict(self.records_by_kind)}
+def chain_health(hub: Hub, now: int, *, after: bytes = b"", limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """The log's size, latest checkpoint, forks and refusals by code, the records by kind and the device count,
+    with one page of devices: up to `limit` after device id `after`, and `next` to ask after for the following
+    page (None on the last). Everything comes from the store, so it is the same after a restart."""
+    store = hub.store
+    page = store.standings(after, limit + 1)
+    devices = [standing_json(s, now) for s in page[:limit]]
+    counters = store.counters()
+    refused = {k[len("refused_"):]: v for k, v in counters.items() if k.startswith("refused_")}
+    cp = hub.latest_checkpoint()
+    return {"now": now, "hub": hub.hub_id.hex(), "size": len(hub.tree), "checkpoint": cp.to_json() if cp else None,
+            "forks": len(store.forks()), "refused": refused, "refused_total": sum(refused.values()),
+            "duplicates": counters.get("duplicates", 0), "device_count": store.device_count(),
+            "records_by_kind": store.record_kinds(), "devices": devices,
+            "next": devices[-1]["device"] if len(page) > limit else None}

@@ -1,0 +1,172 @@
+"""The chain's figures (each device's last arrival and latest record time, records by kind) and the health page's
+device pages, kept by every HubStore in the commit that holds the records: LMDB and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+import lmdb
+import psycopg
+
+from hub.chain import chain_health
+from hub.pg import SCHEMA_VERSION, PgHubStore
+from hub.service import Hub
+from hub.store import DeviceInfo, LmdbHubStore
+from ledger import ChainBuilder, Ed25519Signer, decode_record
+from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
+from tests.hub.conftest import Clock, enroll, new_device
+
+
+def _kinds_in_log(store) -> Counter[str]:
+    return Counter(decode_record(e.raw).kind for e in store.entries(0, store.size()))
+
+
+def _reading(i: int) -> dict:
+    return {"site": "sppg-01", "sensor": "probe-1", "temp_cc": 6400 + i, "rh_cp": 7000}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Filled:
+    a: bytes
+    b: bytes
+    c: bytes
+    a_latest: int  # device a's latest record time
+    a_arrived: int  # when a's last records arrived
+
+
+def _fill(hub: Hub, clock: Clock) -> Filled:
+    """Three devices: one with notes and readings whose clock steps back, one sent later, one with no records."""
+    device_clock = Clock(clock() - 300)
+    signer, _ = new_device(clock)
+    early = ChainBuilder(signer, clock=device_clock, boot=1)
+    a = enroll(hub, signer, clock)
+    first = [early.genesis()] + [early.append("note", {"text": str(i)}) for i in range(3)]
+    device_clock.advance(100)
+    first += [early.append("reading", _reading(i)) for i in range(2)]
+    assert hub.ingest(a, [r.raw for r in first]).accepted == 6
+    clock.advance(40)
+    device_clock.advance(-250)  # the device's clock was set back: its latest record time stays the highest
+    assert hub.ingest(a, [early.append("note", {"text": "late"}).raw]).accepted == 1
+    signer_b, builder_b = new_device(clock)
+    b = enroll(hub, signer_b, clock)
+    clock.advance(600)
+    assert hub.ingest(b, [builder_b.genesis().raw, builder_b.append("note", {"text": "b"}).raw]).accepted == 2
+    signer_c, _ = new_device(clock)
+    c = enroll(hub, signer_c, clock)
+    return Filled(a=a, b=b, c=c, a_latest=max(r.time for r in first), a_arrived=clock() - 600)
+
+
+def test_figures_are_kept_with_the_records_and_the_same_after_reopening(make_store):  # noqa: F811
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x61" * 32)
+    store = make_store()
+    hub = Hub(store, hub_key, clock=clock)
+    ids = _fill(hub, clock)
+    clock.advance(5)
+    health = chain_health(hub, clock())
+    rows = {d["device"]: d for d in health["devices"]}
+    a, b, c = rows[ids.a.hex()], rows[ids.b.hex()], rows[ids.c.hex()]
+    assert a["length"] == 7 and a["last_time"] == ids.a_latest
+    assert a["last_seen"] == ids.a_arrived and a["idle_s"] == 605
+    assert a["sync_lag_s"] == a["last_seen"] - a["last_time"]
+    assert b["length"] == 2 and b["last_seen"] == clock() - 5 and b["idle_s"] == 5
+    assert c["length"] == 0 and c["last_seen"] is c["last_time"] is c["sync_lag_s"] is c["idle_s"] is None
+    assert set(rows) == {ids.a.hex(), ids.b.hex(), ids.c.hex()}, "devices the hub enrolled; its own log is no device"
+    kinds = health["records_by_kind"]
+    assert kinds == dict(_kinds_in_log(store)) and kinds["note"] == 5 and kinds["reading"] == 2
+    assert sum(kinds.values()) == store.size() == health["size"]
+    assert health["device_count"] == len(store.devices()) and health["next"] is None
+
+    store.close()
+    reopened = Hub(make_store("a"), hub_key, clock=clock)
+    assert chain_health(reopened, clock()) == health
+    # and the figures go on from what the store holds, not from zero
+    signer, builder = new_device(clock)
+    d = enroll(reopened, signer, clock)
+    assert reopened.ingest(d, [builder.genesis().raw, builder.append("reading", _reading(9)).raw]).accepted == 2
+    again = chain_health(reopened, clock())["records_by_kind"]
+    assert again == dict(_kinds_in_log(reopened.store)) and again["reading"] == 3
+
+
+def test_pages_follow_device_ids_each_device_once(make_store):  # noqa: F811
+    clock = Clock()
+    store = make_store()
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x62" * 32), clock=clock)
+    for i in range(23):
+        store.put_device(DeviceInfo(device_id=bytes([i * 11 % 256]) + bytes(15), pubkey=bytes([i]) * 32,
+                                    site=f"s{i}", role="school_gate"))
+    everyone = sorted(d.device_id.hex() for d in store.devices())
+    total = len(everyone)
+    for limit in (1, 5, total, total - 1, total + 3):
+        seen, after, pages = [], b"", 0
+        while True:
+            page = chain_health(hub, clock(), after=after, limit=limit)
+            assert len(page["devices"]) <= limit and page["device_count"] == total
+            seen += [d["device"] for d in page["devices"]]
+            pages += 1
+            if page["next"] is None:
+                break
+            assert page["next"] == page["devices"][-1]["device"]
+            after = bytes.fromhex(page["next"])
+        assert seen == everyone, f"limit {limit}: every device once, in id order"
+        assert pages == math.ceil(total / limit), "no empty last page"
+    # `after` need not be a device the store holds: the page starts at the next id
+    between = bytes.fromhex(everyone[3])[:15] + b"\x01"
+    assert [d["device"] for d in chain_health(hub, clock(), after=between, limit=2)["devices"]] == everyone[4:6]
+    assert chain_health(hub, clock(), after=b"\xff" * 16)["devices"] == []
+
+
+def test_an_lmdb_store_of_layout_1_counts_its_records_when_opened(tmp_path):
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x63" * 32)
+    hub = Hub(LmdbHubStore(tmp_path / "s"), hub_key, clock=clock)
+    ids = _fill(hub, clock)
+    health = chain_health(hub, clock())
+    hub.store.close()
+    # What a release before the figures left: layout 1, no figures kept.
+    env = lmdb.open(str(tmp_path / "s"), max_dbs=16)
+    with env.begin(write=True) as txn:
+        for name in (b"activity", b"kinds"):
+            txn.drop(env.open_db(name, txn=txn), delete=True)
+        txn.put(b"layout", b"1", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    upgraded = Hub(LmdbHubStore(tmp_path / "s"), hub_key, clock=clock)
+    assert chain_health(upgraded, clock()) == health
+    assert health["records_by_kind"]["note"] == 5
+    assert [d["last_time"] for d in health["devices"] if d["device"] == ids.a.hex()] == [ids.a_latest]
+    with upgraded.store._env.begin() as txn:
+        assert txn.get(b"layout", db=upgraded.store._db["meta"]) == b"2"
+    upgraded.store.close()
+
+
+def test_a_postgres_store_of_schema_5_counts_its_records_in_place(tmp_path):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x64" * 32)
+    try:
+        hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), hub_key, clock=clock)
+        _fill(hub, clock)
+        for i in range(3):  # records across several partitions
+            signer, builder = new_device(clock)
+            device_id = enroll(hub, signer, clock)
+            recs = [builder.genesis()] + [builder.append("reading", _reading(j)) for j in range(40 + i)]
+            assert hub.ingest(device_id, [r.raw for r in recs]).accepted == len(recs)
+        health = chain_health(hub, clock())
+        hub.store.close()
+        # What the release before the figures left: schema 5, without their tables.
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
+            conn.execute(f"UPDATE {schema}.meta SET value = '5' WHERE key = 'schema_version'")
+        upgraded = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), hub_key, clock=clock)
+        assert chain_health(upgraded, clock()) == health
+        assert health["records_by_kind"]["reading"] == 2 + 40 + 41 + 42
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
+        assert version == str(SCHEMA_VERSION) == "6"
+        upgraded.store.close()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
