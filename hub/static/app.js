@@ -110,7 +110,8 @@ const I18N = {
   },
 };
 const STATE = { lang: localStorage.getItem("jejak.lang") || "id", route: "chain", data: {}, commodity: null, deliveries: null,
-  market: "", tag: null, card: null, records: 0, outline: null, names: null, findings: new Map(), qpage: 0 };
+  market: "", tag: null, card: null, records: 0, outline: null, names: null, findings: new Map(), qpage: 0,
+  devPage: 0, devAfter: [""] };
 const MISSING = new Set();
 window.__i18nMissing = MISSING;
 
@@ -210,8 +211,8 @@ const card = (label, value, cls = "", id = "") => `<div class="card ${cls}" ${id
 
 // Long lists come a page at a time.
 const PAGE = 20;
-function pager(name, page, total) {
-  const pages = Math.max(1, Math.ceil(total / PAGE));
+function pager(name, page, total, size = PAGE) {
+  const pages = Math.max(1, Math.ceil(total / size));
   if (pages <= 1) return "";
   return `<nav class="pager" aria-label="${esc(t("page", { n: page + 1, of: pages }))}" data-testid="pager-${name}">
     <button type="button" class="btn" data-page="${name}" data-to="${page - 1}" ${page <= 0 ? "disabled" : ""}>${t("prev")}</button>
@@ -225,15 +226,20 @@ async function names() {
 }
 
 // ---- chain health ------------------------------------------------------------------------------------
+// The hub answers its devices a page at a time in device id order (a national hub holds tens of thousands);
+// devAfter[n] is the `after` that asks for page n, learnt from the `next` of page n - 1.
+const DEVICE_PAGE = 100;
 async function viewChain() {
-  const [h, forks] = await Promise.all([api("/api/chain/health"), api("/api/forks")]);
+  const page = STATE.devPage, after = STATE.devAfter[page];
+  const [h, forks] = await Promise.all([
+    api(`/api/chain/health?limit=${DEVICE_PAGE}${after ? `&after=${after}` : ""}`), api("/api/forks")]);
   STATE.data.chain = h;
+  if (h.next) STATE.devAfter[page + 1] = h.next;
   const cp = h.checkpoint;
-  const devices = [...h.devices].sort((a, b) => (a.site > b.site ? 1 : -1));
   return `<h1>${t("chain.title")}</h1>
   <div class="cards">
     ${card(t("records"), num(h.size), "", "chain-size")}
-    ${card(t("devices"), num(h.devices.length), "", "chain-devices")}
+    ${card(t("devices"), num(h.device_count), "", "chain-devices")}
     ${card(t("forks"), num(h.forks), h.forks ? "bad" : "ok", "chain-forks")}
     ${card(t("refused"), num(h.refused_total), h.refused_total ? "warn" : "ok", "chain-refused")}
     ${card(t("duplicates"), num(h.duplicates), "", "chain-duplicates")}
@@ -249,7 +255,7 @@ async function viewChain() {
     { h: "length", num: true, f: (d) => `<span data-testid="len-${esc(d.device)}">${num(d.length)}</span>` },
     { h: "head", f: (d) => `<span class="mono">${short(d.head)}</span>` },
     { h: "last_seen", f: (d) => hhmm(d.last_seen) }, { h: "sync_lag", num: true, f: (d) => dur(d.sync_lag_s) },
-  ], devices, { attr: 'data-testid="devices"' })}</div>
+  ], h.devices, { attr: 'data-testid="devices"' })}${pager("devices", page, h.device_count, DEVICE_PAGE)}</div>
   <div class="panel"><h2>${t("forks")} / ${t("refused")}</h2>
     ${forks.forks.length ? table([{ h: "device", f: (f) => esc(deviceName(f.device)) },
       { h: "fork_seq", num: true, f: (f) => f.seq }, { h: "head", f: (f) => `<span class="mono">${short(f.first)} / ${short(f.second)}</span>` }], forks.forks)
@@ -643,7 +649,10 @@ document.addEventListener("click", (ev) => {
   const row = ev.target.closest("tr[data-card]");
   if (row) pickCard(row);
   const pg = ev.target.closest("button[data-page]");
-  if (pg && !pg.disabled) { STATE.qpage = Number(pg.dataset.to); render(); }
+  if (pg && !pg.disabled) {
+    if (pg.dataset.page === "devices") STATE.devPage = Number(pg.dataset.to); else STATE.qpage = Number(pg.dataset.to);
+    render();
+  }
 });
 document.addEventListener("keydown", (ev) => {
   const row = ev.target.closest && ev.target.closest("tr[data-card]");

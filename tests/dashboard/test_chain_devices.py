@@ -1,0 +1,86 @@
+"""The chain page of a hub with more devices than a page: the count of all of them, one page of rows at a time,
+Next and Previous following the hub's `next` cursor (headless Chromium)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from hub.app import start_hub
+from hub.bridges import BridgeConfig
+from hub.config import HubConfig
+from hub.service import Hub
+from hub.store import DeviceInfo, LmdbHubStore
+from ledger import Ed25519Signer
+from tests.hub.conftest import Clock
+
+from .harness import browser, digits
+
+DEVICES = 230
+# Read in one script, so a re-render between reads cannot mix two pages.
+PAGE = """const pager = document.querySelector('[data-testid=pager-devices]');
+return [[...document.querySelectorAll('[data-testid=devices] tbody tr [data-testid^=len-]')].map((e) => e.dataset.testid.slice(4)),
+        pager ? pager.querySelector('span').textContent : '', pager ? !pager.querySelectorAll('button')[1].disabled : false];"""
+
+
+def _press(driver, which: int) -> None:
+    for _ in range(10):  # a re-render may replace the button between finding it and pressing it
+        try:
+            driver.find_elements(By.CSS_SELECTOR, "[data-testid=pager-devices] button")[which].click()
+            return
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError("the pager's button kept going stale")
+
+
+def _walk(url: str) -> list[tuple[list[str], str, bool]]:
+    """Each page the dashboard shows from the first to the last and back one: (devices, pager text, Next on)."""
+    driver, close = browser()
+    try:
+        driver.get(f"{url}/#/chain")
+        shown: list[tuple[list[str], str, bool]] = []
+
+        def page() -> tuple[list[str], str, bool]:
+            rows, text, nxt = driver.execute_script(PAGE)
+            return rows, text, nxt
+
+        WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=pager-devices]"))
+        count = "return document.querySelector('[data-testid=chain-devices] .n').textContent"
+        assert digits(driver.execute_script(count)) == DEVICES
+        shown.append(page())
+        while shown[-1][2]:
+            _press(driver, 1)
+            WebDriverWait(driver, 10).until(lambda d: page()[0] and page()[0] != shown[-1][0])
+            shown.append(page())
+        _press(driver, 0)
+        WebDriverWait(driver, 10).until(lambda d: page()[0] and page()[0] != shown[-1][0])
+        shown.append(page())
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        return shown
+    finally:
+        close()
+
+
+async def test_the_chain_page_shows_a_national_hubs_devices_a_page_at_a_time(tmp_path):
+    clock = Clock()
+    store = LmdbHubStore(tmp_path / "store", durable=False)
+    for i in range(DEVICES):
+        store.put_device(DeviceInfo(device_id=i.to_bytes(2, "big") * 8, pubkey=bytes(32), site=f"sppg-{i:03d}",
+                                    role="kitchen_exit", status="active"))
+    everyone = sorted(d.device_id.hex() for d in store.devices())
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x71" * 32), clock=clock)
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path), http_port=0,
+                                        coap_port=0, mdns=False), hub=hub)
+    try:
+        shown = await asyncio.to_thread(_walk, running.http_url)
+    finally:
+        await running.close()
+    pages = [rows for rows, _, _ in shown[:-1]]
+    assert [len(rows) for rows in pages] == [100, 100, 30]
+    assert [d for rows in pages for d in rows] == everyone, "every device once, in device id order"
+    assert [text for _, text, _ in shown] == ["Halaman 1 dari 3", "Halaman 2 dari 3", "Halaman 3 dari 3",
+                                             "Halaman 2 dari 3"]
+    assert shown[-1][0] == pages[1] and shown[-1][2], "Previous goes back to the page before"
