@@ -635,3 +635,83 @@ def _pg_store() -> Any:
     from .pg import PgHubStore
 
     return PgHubStore(PG_DSN, schema=f"bench_{uuid.uuid4().hex[:10]}")
+
+
+def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict[str, Any]:
+    """The chain's health page (`hub/chain/view.py:chain_health`, what GET /api/chain/health answers before JSON)
+    with `devices` devices in the store, each with a log of one record, its arrival and a few damaged records:
+    milliseconds per page of 500 (the default) and 5,000 (the most) at the first, middle and last page, a walk
+    through every page of 500, and the whole list read the way the page did before (every device, then a point
+    read of each log's state)."""
+    import json
+
+    from ledger import link
+
+    from .chain import chain_health
+    from .store import Batch, ChainState, DeviceInfo, LogAppend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if backend == "lmdb":
+            store: Any = LmdbHubStore(f"{tmp}/hub", durable=False)
+        else:
+            from .pg import PgHubStore
+
+            store = PgHubStore(dsn, schema=f"bench_{uuid.uuid4().hex[:10]}")
+        try:
+            hub = Hub(store, Ed25519Signer.from_seed(b"\x78" * 32), clock=lambda: 1_763_900_000)
+            started = time.perf_counter()
+            infos, appends = [], []
+            for i in range(devices):
+                signer = Ed25519Signer.from_seed((10_000_000 + i).to_bytes(32, "big"))
+                genesis = ChainBuilder(signer, clock=lambda: 1_763_800_000, boot=1).genesis()
+                state, _ = link(ChainState.empty(genesis.device_id), genesis)
+                infos.append(DeviceInfo(device_id=genesis.device_id, pubkey=signer.public_key, site=f"sppg-{i // 11}",
+                                        role="kitchen_exit", status="active", name=f"k{i}"))
+                appends.append(LogAppend.of(genesis.device_id, [genesis], state, 1_763_850_000 + i))
+            if backend == "lmdb":
+                for info in infos:
+                    store.put_device(info)
+            else:  # one statement for the devices: a transaction each would time PostgreSQL's commits, not the page
+                with store._tx(), store._conn.cursor() as cur:
+                    cur.executemany("INSERT INTO devices VALUES (%s, %s)", [(d.device_id, d.to_cbor()) for d in infos])
+            for i in range(0, devices, 1000):
+                store.commit(Batch(appends=appends[i:i + 1000]))
+            for info in infos[::1000]:
+                store.mark_damaged(info.device_id, 0)
+            filled_s = time.perf_counter() - started
+            ids = sorted(d.device_id for d in infos)
+
+            def page_ms(after: bytes, limit: int, runs: int = 5) -> tuple[float, dict[str, Any]]:
+                best = float("inf")
+                for _ in range(runs):
+                    t0 = time.perf_counter()
+                    answer = chain_health(hub, 1_763_900_000, after=after, limit=limit)
+                    best = min(best, time.perf_counter() - t0)
+                return best * 1000, answer
+
+            out: dict[str, Any] = {"backend": backend, "devices": devices, "fill_s": filled_s}
+            for limit in (500, 5000):
+                for where, after in (("first", b""), ("middle", ids[(devices - limit) // 2]), ("last", ids[-limit - 1])):
+                    ms, answer = page_ms(after, limit)
+                    assert len(answer["devices"]) == limit and answer["device_count"] == devices
+                    out[f"page_{limit}_{where}_ms"] = ms
+                out[f"page_{limit}_json_bytes"] = len(json.dumps(answer))
+            t0 = time.perf_counter()
+            after, seen = b"", 0
+            while True:
+                answer = chain_health(hub, 1_763_900_000, after=after, limit=500)
+                seen += len(answer["devices"])
+                if answer["next"] is None:
+                    break
+                after = bytes.fromhex(answer["next"])
+            assert seen == devices
+            out["walk_500_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            listed = [(d, store.chain_state(d.device_id)) for d in store.devices()]
+            assert len(listed) == devices
+            out["before_every_device_s"] = time.perf_counter() - t0
+            return out
+        finally:
+            if backend != "lmdb":
+                store.drop()
+            store.close()

@@ -33,6 +33,7 @@ from .store import (
     chain_activity,
     intact_prefix,
     refuse_damaged,
+    shown_state,
 )
 
 log = logging.getLogger("jejak.hub.pg")
@@ -429,7 +430,7 @@ class PgHubStore:
 
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         return [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),
-                               state=ChainState.from_cbor(bytes(state)) if state is not None else None,
+                               state=shown_state(bytes(state)) if state is not None else None,
                                arrived_at=arrived, last_time=latest, damaged=tuple(damaged))
                 for device, state, arrived, latest, damaged in self._query(STANDINGS_SQL, (after, limit))]
 
