@@ -9,6 +9,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -175,15 +176,12 @@ def chain_activity(appends: Iterable[LogAppend]) -> tuple[dict[bytes, tuple[int,
     its last records and the latest record time among them; and the records by kind. Kept in the same commit
     as the records, so the figures hold across restarts and never count a record twice."""
     devices: dict[bytes, tuple[int, int]] = {}
-    kinds: Counter[str] = Counter()
     for part in appends:
-        if not part.records:
-            continue
-        kinds.update(map(_KIND, part.records))
-        latest = max(map(_TIME, part.records))
-        seen = devices.get(part.device_id)
-        devices[part.device_id] = (part.arrived_at, latest if seen is None else max(latest, seen[1]))
-    return devices, kinds
+        if part.records:
+            latest = max(map(_TIME, part.records))
+            seen = devices.get(part.device_id)
+            devices[part.device_id] = (part.arrived_at, latest if seen is None else max(latest, seen[1]))
+    return devices, Counter(map(_KIND, chain.from_iterable(part.records for part in appends)))
 
 
 def activity_of_log(entries: Iterable[tuple[bytes, int, bytes]]) -> tuple[dict[bytes, tuple[int, int]], Counter[str]]:
