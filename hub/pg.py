@@ -90,12 +90,14 @@ ENTRIES_SQL = ("SELECT idx, device_id, seq, arrived_at, raw, record_id FROM reco
                "WHERE idx >= %s AND idx < %s ORDER BY idx")
 LEAVES_SQL = "SELECT idx, leaf FROM records WHERE idx >= %s AND idx < %s ORDER BY idx"
 # The chain's health page: a page of devices with their log's state, last arrival, latest record time and
-# damaged records, in one query (keyset paging by device id).
+# damaged records, in one query (keyset paging by device id). Each joined table gets the page's lower bound
+# too: a merge join otherwise reads states and activity from their first row up to the page (measured: the last
+# page of 20,000 devices read all 20,000 rows of both, 93 ms against 25 ms for the first).
 STANDINGS_SQL = ("SELECT d.data, s.data, a.arrived_at, a.last_time, "
                  "ARRAY(SELECT x.seq FROM damaged x WHERE x.device_id = d.device_id ORDER BY x.seq) "
-                 "FROM devices d LEFT JOIN states s ON s.device_id = d.device_id "
-                 "LEFT JOIN activity a ON a.device_id = d.device_id "
-                 "WHERE d.device_id > %s ORDER BY d.device_id LIMIT %s")
+                 "FROM devices d LEFT JOIN states s ON s.device_id = d.device_id AND s.device_id > %(after)s "
+                 "LEFT JOIN activity a ON a.device_id = d.device_id AND a.device_id > %(after)s "
+                 "WHERE d.device_id > %(after)s ORDER BY d.device_id LIMIT %(limit)s")
 LOG_RANGE_SQL = ("SELECT seq, raw, record_id FROM records WHERE device_id = %s AND seq >= %s AND seq < %s "
                  "ORDER BY seq")
 
@@ -407,7 +409,7 @@ class PgHubStore:
         with self._tx():
             return self._conn.execute(sql, params).fetchone()
 
-    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, params: tuple[object, ...] | dict[str, object] = ()) -> list[tuple[Any, ...]]:
         with self._tx():
             return self._conn.execute(sql, params).fetchall()
 
@@ -432,7 +434,7 @@ class PgHubStore:
         return [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),
                                state=shown_state(bytes(state)) if state is not None else None,
                                arrived_at=arrived, last_time=latest, damaged=tuple(damaged))
-                for device, state, arrived, latest, damaged in self._query(STANDINGS_SQL, (after, limit))]
+                for device, state, arrived, latest, damaged in self._query(STANDINGS_SQL, {"after": after, "limit": limit})]
 
     def record_kinds(self) -> dict[str, int]:
         return {str(k): int(n) for k, n in self._query("SELECT kind, records FROM record_kinds")}

@@ -12,7 +12,7 @@ import lmdb
 import psycopg
 
 from hub.chain import chain_health
-from hub.pg import SCHEMA_VERSION, PgHubStore
+from hub.pg import SCHEMA_VERSION, STANDINGS_SQL, PgHubStore
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from ledger import ChainBuilder, Ed25519Signer, decode_record
@@ -170,3 +170,32 @@ def test_a_postgres_store_of_schema_5_counts_its_records_in_place(tmp_path):
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_postgres_page_reads_the_rows_of_its_own_devices_only():
+    store = PgHubStore(PG_DSN, schema=f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        hub = Hub(store, Ed25519Signer.from_seed(b"\x65" * 32), clock=Clock())
+        for i in range(60):
+            signer, builder = new_device(Clock())
+            device_id = enroll(hub, signer, Clock())
+            assert hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+        ids = sorted(d.device_id for d in store.devices())
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"SET search_path TO {store.schema}")
+            conn.execute("ANALYZE")
+            plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + STANDINGS_SQL,
+                                {"after": ids[-6], "limit": 6}).fetchone()[0]
+        read: dict[str, int] = {}
+
+        def walk(node: dict) -> None:
+            if "Relation Name" in node:
+                read[node["Relation Name"]] = read.get(node["Relation Name"], 0) + node["Actual Rows"]
+            for child in node.get("Plans", []):
+                walk(child)
+
+        walk(plan[0]["Plan"])
+        assert read["devices"] == read["states"] == read["activity"] == 5, read
+    finally:
+        store.drop()
+        store.close()
