@@ -14,15 +14,25 @@ from typing import Any
 
 import cbor2
 
-from ledger import ChainBuilder, Ed25519Signer, MerkleTree, verify_consistency, verify_inclusion
+from ledger import (
+    ChainBuilder,
+    ChainState,
+    Ed25519Signer,
+    MerkleTree,
+    decode_record,
+    link,
+    verify_consistency,
+    verify_inclusion,
+)
 from ledger.bench import raw_verify_rate
 from ledger.enroll import make_enroll_request
 from ledger.merkle import leaf_hash
 from ledger.sync import RequestSize
 
+from .chain import chain_health
 from .mbg.sim import simulate_days
 from .service import Hub, IngestResult, log_tree
-from .store import _U64, Batch, LmdbHubStore, LogAppend
+from .store import _U64, Batch, DeviceInfo, LmdbHubStore, LogAppend
 from .tiers import RegionFollower, UpstreamHolder, pull_once
 from .verify import CrossLogVerifier
 from .views import Views
@@ -645,11 +655,6 @@ def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict
     read of each log's state)."""
     import json
 
-    from ledger import link
-
-    from .chain import chain_health
-    from .store import Batch, ChainState, DeviceInfo, LogAppend
-
     with tempfile.TemporaryDirectory() as tmp:
         if backend == "lmdb":
             store: Any = LmdbHubStore(f"{tmp}/hub", durable=False)
@@ -711,6 +716,62 @@ def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict
             assert len(listed) == devices
             out["before_every_device_s"] = time.perf_counter() - t0
             return out
+        finally:
+            if backend != "lmdb":
+                store.drop()
+            store.close()
+
+
+def figures_backfill(n: int, backend: str, *, dsn: str = PG_DSN) -> dict[str, Any]:
+    """Seconds for the first open of a store written before the chain's figures were kept (PostgreSQL schema 5,
+    LMDB layout 1), which counts them from the `n` records it holds, against an open of the same store after."""
+    _, raws = _records(n, 6)
+    state = ChainState.empty(decode_record(raws[0]).device_id)
+    appends = []
+    for i in range(0, n, 4096):
+        records = [decode_record(r) for r in raws[i:i + 4096]]
+        for rec in records:
+            state, _ = link(state, rec)
+        appends.append(LogAppend.of(state.device_id, records, state, 1_763_900_000))
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+
+        def open_store() -> Any:
+            if backend == "lmdb":
+                return LmdbHubStore(f"{tmp}/hub", durable=False)
+            from .pg import PgHubStore
+
+            return PgHubStore(dsn, schema=schema)
+
+        store = open_store()
+        try:
+            for part in appends:
+                store.commit(Batch(appends=[part]))
+            store.close()
+            if backend == "lmdb":
+                import lmdb
+
+                env = lmdb.open(f"{tmp}/hub", max_dbs=16)
+                with env.begin(write=True) as txn:
+                    for name in (b"activity", b"kinds"):
+                        txn.drop(env.open_db(name, txn=txn), delete=True)
+                    txn.put(b"layout", b"1", db=env.open_db(b"meta", txn=txn))
+                env.close()
+            else:
+                import psycopg
+
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
+                    conn.execute(f"UPDATE {schema}.meta SET value = '5' WHERE key = 'schema_version'")
+            started = time.perf_counter()
+            store = open_store()
+            upgrade_s = time.perf_counter() - started
+            assert store.record_kinds() == {"key": 1, "scan": n - 1}
+            store.close()
+            started = time.perf_counter()
+            store = open_store()
+            return {"backend": backend, "records": n, "first_open_s": upgrade_s,
+                    "next_open_s": time.perf_counter() - started}
         finally:
             if backend != "lmdb":
                 store.drop()

@@ -16,9 +16,10 @@ from typing import Any, Protocol
 import cbor2
 import lmdb
 
-from ledger import ChainState, Record, decode_record
+from ledger import ChainState, Record
 from ledger.errors import CodedError, LedgerError
 from ledger.merkle import leaf_hash
+from ledger.record import kind_and_time
 
 log = logging.getLogger("jejak.hub.store")
 
@@ -191,12 +192,12 @@ def activity_of_log(entries: Iterable[tuple[bytes, int, bytes]]) -> tuple[dict[b
     kinds: Counter[str] = Counter()
     for device_id, arrived, raw in entries:
         try:
-            rec = decode_record(raw)
-        except LedgerError:  # a damaged copy: counted once its good copy is restored and the store reopened
+            kind, time = kind_and_time(raw)
+        except LedgerError:  # a damaged copy: its kind and time cannot be read, so it is not counted
             continue
-        kinds[rec.kind] += 1
+        kinds[kind] += 1
         seen = devices.get(device_id)
-        devices[device_id] = (arrived, rec.time if seen is None else max(rec.time, seen[1]))
+        devices[device_id] = (arrived, time if seen is None else max(time, seen[1]))
     return devices, kinds
 
 

@@ -234,12 +234,18 @@ def _split_payload(payload: bytes, kid: bytes) -> tuple[int, bytes, int, int, in
     return seq, prev, time, boot, kind, payload[i:]
 
 
+def _fixed_fields(raw: bytes) -> tuple[int, bytes, int, int, int, bytes] | None:
+    """(seq, prev, time, boot, kind code, body bytes) of a record in the canonical form `decode_record` reads
+    fastest, its body neither decoded nor checked; None for any other bytes."""
+    parts = _split_envelope(raw) if isinstance(raw, bytes) else None
+    return _split_payload(parts[1], parts[0]) if parts is not None else None
+
+
 def peek_kind(raw: bytes) -> str | None:
     """A record's kind read from its fixed fields alone, its body neither decoded nor checked: a reader that
     wants only some kinds skips the others before paying for `decode_record`. None when the bytes are not in
     the canonical form that `decode_record` reads fastest (decode them to learn the kind or what is wrong)."""
-    parts = _split_envelope(raw) if isinstance(raw, bytes) else None
-    fast = _split_payload(parts[1], parts[0]) if parts is not None else None
+    fast = _fixed_fields(raw)
     if fast is None:
         return None
     try:
@@ -290,6 +296,17 @@ def decode_record(raw: bytes) -> Record:
     if not isinstance(prev, bytes) or len(prev) != 32:
         raise MalformedRecord(f"record: prev must be a 32-byte hash, got {prev!r}")
     return _finish(device_id, seq, prev, time, boot, kind, body_item, payload, signature, raw)
+
+
+def kind_and_time(raw: bytes) -> tuple[str, int]:
+    """A record's kind and time from its fixed fields, without decoding its body: a hub counting the records it
+    already holds. Bytes off the fast path are decoded in full, so anything that is not a record raises
+    MalformedRecord as `decode_record` does."""
+    fast = _fixed_fields(raw)
+    if fast is None:
+        record = decode_record(raw)
+        return record.kind, record.time
+    return kind_name(fast[4]), fast[2]
 
 
 def _finish(device_id: bytes, seq: int, prev: bytes, time: int, boot: int, kind: int, body_item: Any,

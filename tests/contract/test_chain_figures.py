@@ -176,7 +176,7 @@ def test_a_postgres_page_reads_the_rows_of_its_own_devices_only():
     store = PgHubStore(PG_DSN, schema=f"t_{uuid.uuid4().hex[:12]}")
     try:
         hub = Hub(store, Ed25519Signer.from_seed(b"\x65" * 32), clock=Clock())
-        for i in range(60):
+        for _ in range(60):
             signer, builder = new_device(Clock())
             device_id = enroll(hub, signer, Clock())
             assert hub.ingest(device_id, [builder.genesis().raw]).accepted == 1

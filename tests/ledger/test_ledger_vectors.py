@@ -12,10 +12,10 @@ import pytest
 import ledger
 from ledger import cbor
 from ledger.checkpoint import decode_checkpoint, verify_checkpoints_consistent, verify_receipt
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, MalformedRecord
 from ledger.follow import verify_split_view
 from ledger.merkle import verify_consistency, verify_inclusion
-from ledger.record import peek_kind
+from ledger.record import kind_and_time, peek_kind
 from tests.vectors import generate
 
 VECTORS = Path(generate.__file__).resolve().parent
@@ -62,6 +62,20 @@ def test_single_records_decode_and_verify() -> None:
         assert rec.body is not None
         ledger.validate_body(rec.kind, rec.body)
         assert cbor.encode(cbor.decode(rec.payload)) == rec.payload
+
+
+def test_kind_and_time_read_without_the_body_agree_with_the_full_decode() -> None:
+    doc = load(VECTORS / "valid" / "records.json")
+    raws = [(VECTORS / "valid" / entry["file"]).read_bytes() for entry in doc["records"]]
+    for name in ("chain-basic", "chain-rotation", "chain-detached"):  # detached bodies too
+        raws += [h(r["cose"]) for r in load(VECTORS / "valid" / f"{name}.json")["records"]]
+    assert len({ledger.decode_record(raw).kind for raw in raws}) > 3
+    for raw in raws:
+        rec = ledger.decode_record(raw)
+        assert kind_and_time(raw) == (rec.kind, rec.time)
+    for bad in (b"", b"\xa0", raws[0][:-1], raws[0] + b"\x00"):
+        with pytest.raises(MalformedRecord):
+            kind_and_time(bad)
 
 
 @pytest.mark.parametrize("name", ["chain-basic", "chain-rotation", "chain-detached"])
