@@ -352,8 +352,9 @@ class PgHubStore:
     def _keep_activity(self) -> None:
         """Migration 6: each device's last arrival and latest record time, and the records by kind, kept with
         every commit (`_put_activity`). The kind and time are inside each record's signed bytes, which SQL cannot
-        read, so the rows the log holds are counted once here, streamed in log order (about a minute per few
-        million records); records already archived out of the database are not counted."""
+        read, so the rows the log holds are counted once here, streamed in log order, from each record's fixed
+        fields (about 25 s per million records, docs/SCALE.md); records already archived out of the database are
+        not counted."""
         c = self._conn
         c.execute("CREATE TABLE activity (device_id bytea PRIMARY KEY, arrived_at bigint NOT NULL, "
                   "last_time bigint NOT NULL)")
