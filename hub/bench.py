@@ -723,7 +723,7 @@ def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict
 
 
 def figures_backfill(n: int, backend: str, *, dsn: str = PG_DSN) -> dict[str, Any]:
-    """Seconds for the first open of a store written before the chain's figures were kept (PostgreSQL schema 5,
+    """Seconds for the first open of a store written before the chain's figures were kept (PostgreSQL schema 6,
     LMDB layout 1), which counts them from the `n` records it holds, against an open of the same store after."""
     _, raws = _records(n, 6)
     state = ChainState.empty(decode_record(raws[0]).device_id)
@@ -760,9 +760,12 @@ def figures_backfill(n: int, backend: str, *, dsn: str = PG_DSN) -> dict[str, An
             else:
                 import psycopg
 
+                from .pg import ACTIVITY_VERSION
+
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
-                    conn.execute(f"UPDATE {schema}.meta SET value = '5' WHERE key = 'schema_version'")
+                    conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                                 (str(ACTIVITY_VERSION - 1),))
             started = time.perf_counter()
             store = open_store()
             upgrade_s = time.perf_counter() - started

@@ -78,6 +78,7 @@ MIGRATIONS: tuple[Step, ...] = (
     lambda store: store._keep_activity(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+ACTIVITY_VERSION = 7  # the first schema that keeps the chain's figures (activity, record_kinds)
 PARTITIONED_VERSION = 5  # the first schema whose log is partitioned; the ones before kept records and global_log
 _PAGE = 50_000  # rows per query of a long scan
 _LOCK_ID = 0x4A454A414B  # one writer of the global log at a time, across hub processes
@@ -350,7 +351,7 @@ class PgHubStore:
         c.execute("CREATE INDEX records_id ON records USING hash (record_id)")
 
     def _keep_activity(self) -> None:
-        """Migration 6: each device's last arrival and latest record time, and the records by kind, kept with
+        """Migration 7: each device's last arrival and latest record time, and the records by kind, kept with
         every commit (`_put_activity`). The kind and time are inside each record's signed bytes, which SQL cannot
         read, so the rows the log holds are counted once here, streamed in log order, from each record's fixed
         fields (about 25 s per million records, docs/SCALE.md); records already archived out of the database are

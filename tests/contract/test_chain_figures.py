@@ -12,7 +12,7 @@ import lmdb
 import psycopg
 
 from hub.chain import chain_health
-from hub.pg import SCHEMA_VERSION, STANDINGS_SQL, PgHubStore
+from hub.pg import ACTIVITY_VERSION, SCHEMA_VERSION, STANDINGS_SQL, PgHubStore
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from ledger import ChainBuilder, Ed25519Signer, decode_record
@@ -142,7 +142,7 @@ def test_an_lmdb_store_of_layout_1_counts_its_records_when_opened(tmp_path):
     upgraded.store.close()
 
 
-def test_a_postgres_store_of_schema_5_counts_its_records_in_place(tmp_path):
+def test_a_postgres_store_of_the_schema_before_counts_its_records_in_place(tmp_path):
     schema = f"t_{uuid.uuid4().hex[:12]}"
     clock = Clock()
     hub_key = Ed25519Signer.from_seed(b"\x64" * 32)
@@ -156,16 +156,17 @@ def test_a_postgres_store_of_schema_5_counts_its_records_in_place(tmp_path):
             assert hub.ingest(device_id, [r.raw for r in recs]).accepted == len(recs)
         health = chain_health(hub, clock())
         hub.store.close()
-        # What the release before the figures left: schema 5, without their tables.
+        # What the release before the figures left: the schema before, without their tables.
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
-            conn.execute(f"UPDATE {schema}.meta SET value = '5' WHERE key = 'schema_version'")
+            conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                         (str(ACTIVITY_VERSION - 1),))
         upgraded = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), hub_key, clock=clock)
         assert chain_health(upgraded, clock()) == health
         assert health["records_by_kind"]["reading"] == 2 + 40 + 41 + 42
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
-        assert version == str(SCHEMA_VERSION) == "6"
+        assert version == str(SCHEMA_VERSION) == str(ACTIVITY_VERSION)
         upgraded.store.close()
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
