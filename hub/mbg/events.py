@@ -42,6 +42,13 @@ def _check_origin(kind: str, item: ScanEvent | StockMovement) -> None:
     _int(f"{kind} device_time", item.device_time, optional=False)
     _int(f"{kind} arrived_at", item.arrived_at, optional=False)
 
+_JUST_STR = frozenset({str})
+
+
+def _plain_text(value: Any) -> bool:
+    return value is None or (type(value) is str and value != "")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ScanEvent:
     """One NFC tap at a checkpoint, as the hub received it."""
@@ -67,6 +74,8 @@ class ScanEvent:
     source: str | None = None
 
     def __post_init__(self) -> None:
+        if self._plain():
+            return
         _check_origin("scan", self)
         if self.event not in SCAN_EVENTS:
             raise InputError(f"scan event: expected one of {list(SCAN_EVENTS)}, got {self.event!r}")
@@ -80,6 +89,22 @@ class ScanEvent:
         _int("scan count", self.count, minimum=0)
         _int("scan temp_cc", self.temp_cc)
         _int("scan cooked_at", self.cooked_at, minimum=0)
+
+    def _plain(self) -> bool:
+        """True if every field has exactly the type and range the checks below want: the common case, tested
+        in one expression since every scan taken in passes here. Anything else goes through the checks, which
+        say what is wrong."""
+        return (type(self.record_id) is str and self.record_id != "" and type(self.device) is str
+                and self.device != "" and type(self.seq) is int and self.seq >= 0 and type(self.boot) is int
+                and self.boot >= 0 and type(self.device_time) is int and type(self.arrived_at) is int
+                and self.event in SCAN_EVENTS and type(self.site) is str and self.site != ""
+                and (self.checkpoint is None or self.checkpoint in CHECKPOINTS)
+                and type(self.tags) is tuple and {*map(type, self.tags)} <= _JUST_STR and all(self.tags)
+                and _plain_text(self.staff) and _plain_text(self.parent) and _plain_text(self.batch)
+                and _plain_text(self.school) and _plain_text(self.text) and _plain_text(self.source)
+                and (self.count is None or (type(self.count) is int and self.count >= 0))
+                and (self.temp_cc is None or type(self.temp_cc) is int)
+                and (self.cooked_at is None or (type(self.cooked_at) is int and self.cooked_at >= 0)))
 
     def body(self) -> dict[str, Any]:
         """The record body this scan came from (or would go into)."""
@@ -156,12 +181,12 @@ def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | Non
     common = {"record_id": rid, "device": _shared(record.device), "seq": record.seq, "boot": record.boot,
               "device_time": record.time, "arrived_at": arrived_at}
     if kind == "scan":
+        get = body.get
         return ScanEvent(**common, event=_shared(body["event"]), site=_shared(body["site"]),
-                         checkpoint=_shared(body.get("checkpoint")), staff=_shared(body.get("staff")),
-                         tags=tuple(body.get("tags", ())), parent=_shared(body.get("parent")),
-                         batch=_shared(body.get("batch")), school=_shared(body.get("school")),
-                         count=body.get("count"), temp_cc=body.get("temp_cc"), cooked_at=body.get("cooked_at"),
-                         text=body.get("text"), source=_shared(body.get("source")))
+                         checkpoint=_shared(get("checkpoint")), staff=_shared(get("staff")),
+                         tags=tuple(get("tags", ())), parent=_shared(get("parent")), batch=_shared(get("batch")),
+                         school=_shared(get("school")), count=get("count"), temp_cc=get("temp_cc"),
+                         cooked_at=get("cooked_at"), text=get("text"), source=_shared(get("source")))
     return StockMovement(**common, site=_shared(body["site"]), item=_shared(body["item"]),
                          movement=_shared(body["movement"]), qty=body["qty"], unit=_shared(body["unit"]),
                          supplier=_shared(body.get("supplier")), batch=_shared(body.get("batch")),
@@ -172,7 +197,7 @@ def _shared(value: Any) -> Any:
     """One copy of a text that many inputs repeat (sites, devices, staff cards, batches): the analytics hold
     days of scans, and each decoded record would otherwise bring its own copies. Container tags are packed
     where they are held (hub.mbg.held), so they are not kept as texts at all."""
-    return sys.intern(value) if type(value) is str else value
+    return value if value is None or type(value) is not str else sys.intern(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,9 +216,16 @@ class TimeChoice:
 
 def choose_time(device_time: int, arrived_at: int, policy: ClockPolicy) -> TimeChoice:
     """Pick device or arrival time per the ClockPolicy and say whether the record is flagged."""
+    time, basis, skew, flag = chosen_time(device_time, arrived_at, policy)
+    return TimeChoice(time=time, basis=basis, skew_s=skew, flag=flag)
+
+
+def chosen_time(device_time: int, arrived_at: int,
+                policy: ClockPolicy) -> tuple[int, Basis, int, Literal["clock_skew", "late_sync"] | None]:
+    """choose_time's answer as a plain tuple (time, basis, skew, flag), for the analytics that time every scan."""
     skew = device_time - arrived_at
     if -policy.max_skew_s <= skew <= policy.max_skew_s:
-        return TimeChoice(time=device_time, basis="device", skew_s=skew)
+        return device_time, "device", skew, None
     if skew < 0 and -skew <= policy.max_sync_delay_s:
-        return TimeChoice(time=device_time, basis="device", skew_s=skew, flag="late_sync")
-    return TimeChoice(time=arrived_at, basis="arrival", skew_s=skew, flag="clock_skew")
+        return device_time, "device", skew, "late_sync"
+    return arrived_at, "arrival", skew, "clock_skew"

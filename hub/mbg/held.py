@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import re
 import struct
 from typing import Any
@@ -12,23 +13,43 @@ from .events import ScanEvent
 # to arrival, count, temperature and cook-end (from device time) as 32-bit ones, where None is the lowest.
 _NUMS = struct.Struct("<qiqiii")
 _NONE = -(2**31)
-_RANGES = ((-(2**63), 2**63), (_NONE + 1, 2**31), (0, 2**63), (_NONE + 1, 2**31), (_NONE + 1, 2**31),
-           (_NONE + 1, 2**31))
 _HEX_UPPER = re.compile(r"(?:[0-9A-F]{2}){1,63}")
 _HEX_LOWER = re.compile(r"(?:[0-9a-f]{2}){1,63}")
-_FIELDS = tuple(ScanEvent.__dataclass_fields__)
+# The slots of a ScanEvent in the order `HeldScan.unpack` fills them, each by its own setter: a day's scans are
+# unpacked at every reconciliation, and going through the frozen class's __setattr__ by name costs more.
+_UNPACKED = ("record_id", "device", "seq", "boot", "device_time", "arrived_at", "event", "site", "checkpoint",
+             "staff", "tags", "parent", "batch", "school", "count", "temp_cc", "cooked_at", "text", "source")
+if sorted(_UNPACKED) != sorted(ScanEvent.__dataclass_fields__):
+    raise ImportError("hub.mbg.held: HeldScan.unpack does not fill every field of ScanEvent")
+_PUT = tuple(getattr(ScanEvent, name).__set__ for name in _UNPACKED)
+_Q_LO, _Q_HI, _I_HI = -(2**63), 2**63, 2**31
+# The length byte of an upper-case UID of each even length, as hex, and a text of upper-case hex digits only.
+_UPPER_HEAD = {n: f"{n // 2:02X}" for n in range(2, 127, 2)}
+_HEX_UPPER_TEXT = re.compile(r"[0-9A-F]*")
 
 
 def _pack_nums(values: tuple[int | None, ...]) -> bytes | tuple[int | None, ...]:
     """Six integers as 32 bytes (five Python ints cost about 150), or as they are if one does not fit."""
-    if all(v is None or lo <= v < hi for v, (lo, hi) in zip(values, _RANGES, strict=True)):
-        return _NUMS.pack(*(_NONE if v is None else v for v in values))
+    device_time, lag, seq, count, temp_cc, cooked = values
+    # Written out rather than looped over: this runs for every scan taken in.
+    if (_Q_LO <= device_time < _Q_HI and _NONE < lag < _I_HI and 0 <= seq < _Q_HI  # type: ignore[operator]
+            and (count is None or _NONE < count < _I_HI) and (temp_cc is None or _NONE < temp_cc < _I_HI)
+            and (cooked is None or _NONE < cooked < _I_HI)):
+        return _NUMS.pack(device_time, lag, seq, _NONE if count is None else count,
+                          _NONE if temp_cc is None else temp_cc, _NONE if cooked is None else cooked)
     return values
 
 
 def pack_tags(tags: tuple[str, ...]) -> bytes | tuple[str, ...]:
     """Container tags as one bytes value: an NFC UID (even-length hex) in half its characters, other tags as
     UTF-8, each after a length byte that says which. A tag too long for that stays text."""
+    # The common case in one pass: every tag an upper-case UID, so the whole list is one hex text of length
+    # bytes and tags. Even lengths of 2 to 126 make each tag a whole upper-case UID on its own.
+    heads = list(map(_UPPER_HEAD.get, map(len, tags)))
+    if None not in heads:
+        text = "".join(map(operator.add, heads, tags))
+        if _HEX_UPPER_TEXT.fullmatch(text):
+            return bytes.fromhex(text)
     out = bytearray()
     for tag in tags:
         if _HEX_UPPER.fullmatch(tag):
@@ -46,10 +67,42 @@ def pack_tags(tags: tuple[str, ...]) -> bytes | tuple[str, ...]:
     return bytes(out)
 
 
+def _width(packed: bytes) -> int:
+    """The length of each packed tag (length byte included) if every tag in the list has the same length byte
+    (a delivery's UIDs), else 0."""
+    if not packed:
+        return 0
+    head = packed[0]
+    n = 1 + (head & 63 if head < 128 else head - 128)
+    return n if len(packed) % n == 0 and packed[::n].count(head) == len(packed) // n else 0
+
+
+def tag_chunks(packed: bytes | tuple[str, ...]) -> list[bytes] | tuple[str, ...]:
+    """Each tag of a packed tag list in a form equal for equal tags (the tag's own bytes in the list)."""
+    if type(packed) is tuple:
+        return packed
+    assert isinstance(packed, bytes)
+    n = _width(packed)
+    if n:
+        return [packed[i:i + n] for i in range(0, len(packed), n)]
+    chunks = []
+    i = 0
+    while i < len(packed):
+        head = packed[i]
+        n = 1 + ((head & 63) if head < 128 else head - 128)
+        chunks.append(packed[i:i + n])
+        i += n
+    return chunks
+
+
 def unpack_tags(packed: bytes | tuple[str, ...]) -> tuple[str, ...]:
     if type(packed) is tuple:
         return packed
     assert isinstance(packed, bytes)
+    n = _width(packed)
+    if n and packed[0] < 64:  # upper-case UIDs of one length: one hex text, cut up
+        text = packed.hex().upper()
+        return tuple([text[i + 2:i + 2 * n] for i in range(0, len(text), 2 * n)])
     tags = []
     i = 0
     while i < len(packed):
@@ -129,13 +182,10 @@ class HeldScan:
             if tags is None:
                 tags = tag_lists[self.tags] = unpack_tags(self.tags)
         boot, checkpoint, staff, text, source = self.extra
-        values = {"record_id": self.record_id, "device": self.device, "seq": seq, "boot": boot,
-                  "device_time": device_time, "arrived_at": device_time + lag,  # type: ignore[operator]
-                  "event": self.event, "site": self.site, "checkpoint": checkpoint, "staff": staff,
-                  "tags": tags, "parent": self.parent, "batch": self.batch, "school": self.school,
-                  "count": count, "temp_cc": temp_cc, "text": text, "source": source}
-        values["cooked_at"] = None if cooked is None else device_time + cooked  # type: ignore[operator]
+        values = (self.record_id, self.device, seq, boot, device_time, device_time + lag,  # type: ignore[operator]
+                  self.event, self.site, checkpoint, staff, tags, self.parent, self.batch, self.school, count,
+                  temp_cc, None if cooked is None else device_time + cooked, text, source)  # type: ignore[operator]
         scan = object.__new__(ScanEvent)
-        for name in _FIELDS:
-            object.__setattr__(scan, name, values[name])
+        for put, value in zip(_PUT, values, strict=True):
+            put(scan, value)
         return scan

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,16 @@ def format_offset(offset_s: int) -> str:
 
 def local_date(time_s: int, offset_s: int) -> str:
     """ISO date of a Unix time in a fixed-offset zone."""
-    return dt.date.fromordinal(dt.date(1970, 1, 1).toordinal() + (time_s + offset_s) // DAY).isoformat()
+    return _iso_day((time_s + offset_s) // DAY)
+
+
+@lru_cache(maxsize=4096)
+def _iso_day(day: int) -> str:
+    # Every scan's time is put on a day, and a window holds few: each day's text is made once.
+    return dt.date.fromordinal(_EPOCH_ORDINAL + day).isoformat()
+
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 def local_midnight(date: str, offset_s: int) -> int:

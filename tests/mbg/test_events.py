@@ -19,6 +19,7 @@ from hub.mbg.sim import SimRecord
 from ledger.bodies import validate_body
 from ledger.chain import ChainBuilder
 from ledger.cose import Ed25519Signer
+from ledger.errors import MalformedRecord
 from ledger.record import decode_record
 
 
@@ -90,3 +91,38 @@ def test_choose_time_device_late_sync_and_wrong_clock() -> None:
     assert (ahead.time, ahead.basis, ahead.flag) == (1000, "arrival", "clock_skew")
     # Another timestamp of the same record moves with the chosen clock.
     assert behind.correct(900) == 900 + 365 * 86400 and ok.correct(900) == 900
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize(("tags", "message"), [
+    (["04A1", 7], "expected a list of str, found int"),
+    (["04A1", True], "expected a list of str, found bool"),
+    (["04A1", b"\x04"], "expected a list of str, found bytes"),
+    (["04A1", "x" * 513], "an item is longer than"),
+])
+def test_bad_tag_lists_are_refused_with_what_is_wrong(tags: list[object], message: str) -> None:
+    with pytest.raises(MalformedRecord, match=message):
+        validate_body("scan", {"event": "packed", "site": "K1", "tags": tags})
+
+
+def test_good_tag_lists_pass_the_ledger_schema() -> None:
+    for tags in ([], ["04A1"], ["04A1", _Text("ompreng-2")], ["x" * 512]):
+        validate_body("scan", {"event": "packed", "site": "K1", "tags": tags})
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("tags", ("04A1", ""), "scan tags"), ("tags", ("04A1", 7), "scan tags"), ("tags", ["04A1"], "scan tags"),
+    ("seq", True, "scan seq"), ("seq", -1, "scan seq"), ("record_id", "", "scan record_id"),
+    ("staff", "", "scan staff"), ("count", -1, "scan count"), ("temp_cc", 1.5, "scan temp_cc"),
+    ("cooked_at", False, "scan cooked_at"), ("checkpoint", "roof", "scan checkpoint"),
+    ("event", "teleported", "scan event"), ("site", 3, "scan site"),
+])
+def test_a_scan_with_a_bad_field_is_refused_by_name(field: str, value: object, message: str) -> None:
+    good = {"record_id": "r1", "device": "d1", "seq": 1, "device_time": 100, "arrived_at": 100,
+            "event": "packed", "site": "K1", "tags": ("04A1", _Text("ompreng-2")), "staff": "card-1", "count": 30}
+    assert ScanEvent(**good).tags == ("04A1", "ompreng-2")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=message):
+        ScanEvent(**{**good, field: value})  # type: ignore[arg-type]

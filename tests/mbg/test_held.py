@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.mbg.events import ScanEvent
-from hub.mbg.held import HeldScan, pack_tags, record_key, unpack_tags
+from hub.mbg.held import HeldScan, pack_tags, record_key, tag_chunks, unpack_tags
 
 texts = st.text(min_size=1, max_size=140)
 tags = st.lists(st.one_of(texts, st.binary(min_size=1, max_size=63).map(bytes.hex),
@@ -20,6 +20,23 @@ optional = st.one_of(st.none(), st.integers(min_value=0, max_value=2**64))
 @given(tags)
 def test_tags_round_trip(values: list[str]) -> None:
     assert unpack_tags(pack_tags(tuple(values))) == tuple(values)
+
+
+# A delivery's containers: UIDs of one length and case, the list packed and read in one pass.
+same_uids = st.tuples(st.integers(min_value=1, max_value=63), st.booleans()).flatmap(
+    lambda w: st.lists(st.binary(min_size=w[0], max_size=w[0]).map(
+        lambda b: b.hex().upper() if w[1] else b.hex()), max_size=40))
+
+
+@ROUND_TRIP
+@given(st.one_of(tags, same_uids))
+def test_a_tag_list_packs_as_its_tags_packed_one_by_one(values: list[str]) -> None:
+    alone = [pack_tags((v,)) for v in values]
+    packed = pack_tags(tuple(values))
+    if all(type(p) is bytes for p in alone):
+        assert packed == b"".join(alone)  # type: ignore[arg-type]
+        assert tag_chunks(packed) == alone
+    assert unpack_tags(packed) == tuple(values)
 
 
 @ROUND_TRIP
