@@ -9,10 +9,10 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import pairwise
-from typing import Any, Literal
+from itertools import pairwise, repeat
+from typing import Any, Literal, cast
 
-from .events import ScanEvent, choose_time
+from .events import ScanEvent, chosen_time
 from .plan import Plan, School, local_date, local_midnight
 
 # The order a container normally sees; "lost", "damaged", "sample" and "incident" stand outside it.
@@ -37,12 +37,8 @@ class Timed:
     __slots__ = ("basis", "counted", "date", "flag", "fresh", "repeat", "scan", "school", "skew", "tags", "time")
 
     def __init__(self, scan: ScanEvent, plan: Plan) -> None:
-        choice = choose_time(scan.device_time, scan.arrived_at, plan.clock)
         self.scan = scan
-        self.time = choice.time
-        self.basis = choice.basis
-        self.skew = choice.skew_s
-        self.flag = choice.flag
+        self.time, self.basis, self.skew, self.flag = chosen_time(scan.device_time, scan.arrived_at, plan.clock)
         school = scan.school
         if school is None and plan.school(scan.site) is not None:
             school = scan.site
@@ -520,7 +516,10 @@ def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
     """Every tag tap, grouped by container and day; a second tap of the same step at the same site goes to
     `repeats` and counts nothing."""
     trips = a.trips
-    seen: dict[tuple[str, str, str, str, str | None], Timed] = {}
+    # The trips of each day by tag, and the tap that first made each step by (day, event, site, parent) and
+    # tag: looked up once per tag of every tap, so without building a key for each.
+    by_tag: dict[str, dict[str, _Trip]] = {}
+    seen: dict[tuple[str, str, str, str | None], dict[str, Timed]] = {}
     for t in a.timed:
         s = t.scan
         if not t.tags or s.event == "cooked":
@@ -529,22 +528,48 @@ def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
         date = t.date
         binds = s.school is not None and a.plan.school(s.site) is None  # a kitchen tap naming the school
         parent = s.parent if s.event == "packed" else None
+        day_trips = by_tag.get(date)
+        if day_trips is None:
+            day_trips = by_tag[date] = {}
+        seen_here = seen.get((date, s.event, s.site, parent))
+        if seen_here is None:
+            seen_here = seen[(date, s.event, s.site, parent)] = {}
+        school = t.school
+        record_id = s.record_id
+        tags = t.tags
+        # The lookups of a tap's tags run through map(): a delivery's tap names tens of containers.
+        found = list(map(day_trips.get, tags))
+        if None in found:
+            for i, tag in enumerate(tags):
+                if found[i] is None:
+                    trip = day_trips.get(tag)  # made already if the tap names the tag twice
+                    if trip is None:
+                        trip = day_trips[tag] = trips[(tag, date)] = _Trip(tag, date)
+                    found[i] = trip
+        trips_here = cast(list[_Trip], found)
+        if seen_here.keys().isdisjoint(tags) and len(set(tags)) == len(tags):
+            # The common case: no tag made this step before, so every tag's trip takes the tap as a step.
+            seen_here.update(zip(tags, repeat(t)))
+            for trip in trips_here:
+                if binds and not trip.bound:
+                    trip.school, trip.bound = s.school, True
+                elif school is not None and trip.school is None:
+                    trip.school = school
+                trip.steps.append(t)
+                if trip.cooked is None:
+                    trip.cooked = cooked
+            continue
         fresh = []
-        for tag in t.tags:
-            key = (tag, date)
-            trip = trips.get(key)
-            if trip is None:
-                trip = trips[key] = _Trip(tag, date)
+        for tag, trip in zip(tags, trips_here, strict=True):
             if binds and not trip.bound:
                 trip.school, trip.bound = s.school, True
-            elif t.school is not None and trip.school is None:
-                trip.school = t.school
-            dkey = (tag, date, s.event, s.site, parent)
-            prev = seen.get(dkey)
-            if prev is not None and prev.scan.record_id != s.record_id:
-                repeats[(t.school or trip.school or s.site, t.date, s.event)].append((tag, t))
+            elif school is not None and trip.school is None:
+                trip.school = school
+            prev = seen_here.get(tag)
+            if prev is not None and prev.scan.record_id != record_id:
+                repeats[(school or trip.school or s.site, date, s.event)].append((tag, t))
                 continue
-            seen[dkey] = t
+            seen_here[tag] = t
             fresh.append(tag)
             if prev is None:
                 trip.steps.append(t)
@@ -621,24 +646,45 @@ def _duplicate_findings(a: Analysis, repeats: _Repeats) -> None:
 def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -> None:
     """Cook-end from the kitchen's cook taps and serving from the school's serving tap, where the tag has none."""
     plan = a.plan
+    # The containers of a delivery travel together: trips with the same taps, school and day get the same
+    # cook and serving tap, worked out once.
+    found: dict[tuple[Any, ...], tuple[tuple[int, Timed] | None, Timed | None]] = {}
     for trip in a.trips.values():
-        if trip.cooked is None and trip.school is not None:
-            school = plan.school(trip.school)
-            if school is not None:
-                out = [t.time for t in trip.steps if t.scan.event in ("packed", "departed")]
-                cutoff = min(out) if out else None
-                candidates = [c for c in cooks.by_kitchen.get((school.kitchen, trip.date), ())
-                              if cutoff is None or c[0] <= cutoff]
-                if candidates:
-                    trip.cooked = max(candidates, key=lambda c: c[0])
-        if trip.school is not None and not any(t.scan.event == "served" for t in trip.steps):
-            arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
-            if arrived:
-                first = min(arrived) - plan.order_tolerance_s
-                for t in school_taps.get((trip.school, trip.date), {}).get("served", ()):
-                    if not t.tags and t.time >= first:
-                        trip.served = t
-                        break
+        if trip.school is None:
+            continue
+        shape = (tuple(trip.steps), trip.school, trip.date)
+        both = found.get(shape)
+        if both is None:
+            both = found[shape] = (_kitchen_cook(plan, cooks, trip), _school_serving(plan, school_taps, trip))
+        if trip.cooked is None:
+            trip.cooked = both[0]
+        if both[1] is not None:
+            trip.served = both[1]
+
+
+def _kitchen_cook(plan: Plan, cooks: _Cooks, trip: _Trip) -> tuple[int, Timed] | None:
+    """The last cook tap of the school's kitchen that day before the container went out."""
+    school = plan.school(trip.school)  # type: ignore[arg-type]
+    if school is None:
+        return None
+    out = [t.time for t in trip.steps if t.scan.event in ("packed", "departed")]
+    cutoff = min(out) if out else None
+    candidates = [c for c in cooks.by_kitchen.get((school.kitchen, trip.date), ())
+                  if cutoff is None or c[0] <= cutoff]
+    return max(candidates, key=lambda c: c[0]) if candidates else None
+
+
+def _school_serving(plan: Plan, school_taps: _SchoolTaps, trip: _Trip) -> Timed | None:
+    """The school's serving tap after the container came in, where the container's own tag was not served."""
+    if any(t.scan.event == "served" for t in trip.steps):
+        return None
+    arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
+    if arrived:
+        first = min(arrived) - plan.order_tolerance_s
+        for t in school_taps.get((trip.school, trip.date), {}).get("served", ()):  # type: ignore[arg-type]
+            if not t.tags and t.time >= first:
+                return t
+    return None
 
 
 def _counting(taps: list[Timed]) -> list[Timed]:
@@ -771,35 +817,65 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
                     statuses=tuple(statuses), late_s=late_s, shortfall=shortfall, time_basis=basis)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _TripOrder:
+    """What a trip's taps say about its order and its return, whatever its tag."""
+
+    subject: str
+    disorder: tuple[tuple[str, tuple[str, str]], ...]  # (what came before what, the two records)
+    lost: str | None  # the container finding's code, if any
+    due: int | None  # when the container is due back at the kitchen, if it went out and is not back
+
+
+def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
+    plan = a.plan
+    first: dict[str, Timed] = {}
+    for t in trip.steps:
+        first.setdefault(t.scan.event, t)
+    staged = sorted((STAGE_INDEX[e], t) for e, t in first.items() if e in STAGE_INDEX)
+    subject = trip.school or (trip.steps[0].scan.site if trip.steps else trip.tag)
+    disorder = tuple((f"{later.scan.event} before {earlier.scan.event}", (earlier.scan.record_id, later.scan.record_id))
+                     for (_, earlier), (_, later) in pairwise(staged) if later.time < earlier.time - tol)
+    went_out = "departed" in first or "packed" in first
+    due = None
+    code = None
+    if "lost" in first:
+        code = "container_lost"
+    elif "damaged" in first:
+        code = "container_damaged"
+    elif went_out and "returned" not in first:
+        school = plan.school(trip.school) if trip.school else None
+        kitchen = plan.kitchen(school.kitchen) if school else None
+        offset = kitchen.tz_offset_s if kitchen else plan.tz_offset_s
+        due = local_midnight(trip.date, offset) + (kitchen.return_by_s if kitchen else 15 * 3600)
+        if a.now > due:
+            code = "container_unreturned"
+    return _TripOrder(subject=subject, disorder=disorder, lost=code, due=due)
+
+
 def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     plan = a.plan
     tol = plan.order_tolerance_s
     disorder: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     disorder_recs: dict[tuple[str, str], set[str]] = defaultdict(set)
     lost: dict[tuple[str, str, str], list[_Trip]] = defaultdict(list)
+    # Trips with the same taps, school and day are in or out of order and back or not alike: worked out once.
+    found: dict[tuple[Any, ...], _TripOrder] = {}
     for trip in a.trips.values():
-        first: dict[str, Timed] = {}
-        for t in trip.steps:
-            first.setdefault(t.scan.event, t)
-        staged = sorted((STAGE_INDEX[e], t) for e, t in first.items() if e in STAGE_INDEX)
-        subject = trip.school or (trip.steps[0].scan.site if trip.steps else trip.tag)
-        for (_, earlier), (_, later) in pairwise(staged):
-            if later.time < earlier.time - tol:
-                disorder[(subject, trip.date)].append((trip.tag, f"{later.scan.event} before {earlier.scan.event}"))
-                disorder_recs[(subject, trip.date)].update((earlier.scan.record_id, later.scan.record_id))
-        went_out = "departed" in first or "packed" in first
-        if "lost" in first:
-            lost[("container_lost", subject, trip.date)].append(trip)
-        elif "damaged" in first:
-            lost[("container_damaged", subject, trip.date)].append(trip)
-        elif went_out and "returned" not in first:
-            school = plan.school(trip.school) if trip.school else None
-            kitchen = plan.kitchen(school.kitchen) if school else None
-            offset = kitchen.tz_offset_s if kitchen else plan.tz_offset_s
-            due = local_midnight(trip.date, offset) + (kitchen.return_by_s if kitchen else 15 * 3600)
-            edges.append(due + 1)
-            if a.now > due:
-                lost[("container_unreturned", subject, trip.date)].append(trip)
+        shape = (tuple(trip.steps), trip.school, trip.date)
+        order = found.get(shape) if trip.steps else None
+        if order is None:
+            order = _trip_order(a, trip, tol)
+            if trip.steps:
+                found[shape] = order
+        subject = order.subject
+        for kind, records in order.disorder:
+            disorder[(subject, trip.date)].append((trip.tag, kind))
+            disorder_recs[(subject, trip.date)].update(records)
+        if order.due is not None:
+            edges.append(order.due + 1)
+        if order.lost is not None:
+            lost[(order.lost, subject, trip.date)].append(trip)
     for (subject, date), items in sorted(disorder.items()):
         kinds = sorted({k for _, k in items})
         _emit(a, ORDER, (subject, date), Finding(code="out_of_order", subject=subject, date=date,
@@ -816,6 +892,74 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     return False
 
 
+# A food-safety rule a trip breaks: rule, measured, when, whether still open, the records behind it.
+_Hit = tuple[str, int, int, bool, tuple[str, ...]]
+
+
+def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bool, tuple[_Hit, ...]]:
+    """A trip's food-safety timers and readings: whether a timer still runs, and the rules it breaks."""
+    plan = a.plan
+    rules = plan.rules
+    assert trip.school is not None and trip.cooked is not None
+    hits: list[_Hit] = []
+    cooked_at, cook_tap = trip.cooked
+    own_served = next((t for t in trip.steps if t.scan.event == "served"), None)
+    served = own_served or trip.served
+    served_at = served.time if served is not None else None
+    finished = any(t.scan.event in ("returned", "lost", "damaged") for t in trip.steps)
+    if served is None and not finished and school_taps.get((trip.school, trip.date), {}).get("served"):
+        # The school has served, and a container that never reached it was not part of that meal: its food
+        # was eaten by nobody, so its timer stops (its loss is a container finding, not a food-safety one).
+        finished = not any(t.scan.event in _IN and t.school == trip.school for t in trip.steps)
+    running = served is None and not finished
+    # Timer: cook-end to serving; an unserved meal still on its way keeps the timer open.
+    if served_at is not None:
+        elapsed = served_at - cooked_at
+        if elapsed > rules.cook_to_serve_max_s:
+            hits.append(("cook_to_serve", elapsed, cooked_at + rules.cook_to_serve_max_s, False,
+                         (cook_tap.scan.record_id, served.scan.record_id)))  # type: ignore[union-attr]
+    elif not finished and a.now - cooked_at > rules.cook_to_serve_max_s:
+        hits.append(("cook_to_serve", a.now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True,
+                     (cook_tap.scan.record_id,)))
+    # Temperatures: the container's own probe readings, the cook tap, and the school's count taps.
+    readings: list[tuple[int, int, str]] = []
+    if cook_tap.scan.temp_cc is not None:
+        readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
+    for t in trip.steps:
+        if t.scan.temp_cc is not None and t.scan.event in STAGE_INDEX and t.scan.event != "returned":
+            readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
+    arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
+    if arrived:
+        first_in = min(arrived) - plan.order_tolerance_s
+        for event in ("received", "served"):
+            for t in school_taps.get((trip.school, trip.date), {}).get(event, ()):
+                if not t.tags and t.scan.temp_cc is not None and t.time >= first_in:
+                    readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
+    end = served_at
+    if end is None:
+        end = a.now if not finished else max((r[0] for r in readings), default=cooked_at)
+    readings = sorted(r for r in readings if cooked_at - plan.order_tolerance_s <= r[0] <= end)
+    if not readings:
+        return running, tuple(hits)
+    coldest = min(readings, key=lambda r: r[1])
+    if coldest[1] < rules.hot_hold_min_cc:
+        hits.append(("hot_holding", coldest[1], coldest[0], served_at is None, (coldest[2],)))
+    # Hold each reading until the next one (or serving): the probe says nothing in between.
+    in_zone = 0
+    crossed_at = None
+    zone_recs: list[str] = []
+    for i, (when, temp, rid) in enumerate(readings):
+        until = readings[i + 1][0] if i + 1 < len(readings) else end
+        if rules.danger_low_cc <= temp < rules.danger_high_cc and until > when:
+            if crossed_at is None and in_zone + (until - when) > rules.danger_max_s:
+                crossed_at = when + (rules.danger_max_s - in_zone)
+            in_zone += until - when
+            zone_recs.append(rid)
+    if in_zone > rules.danger_max_s:
+        hits.append(("danger_zone", in_zone, crossed_at or end, served_at is None, tuple(zone_recs)))
+    return running, tuple(hits)
+
+
 def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[Timed]]]) -> bool:
     """The food-safety rules over every trip; True if a timer is still running (its figures grow with `now`)."""
     plan = a.plan
@@ -823,67 +967,19 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
     rules = plan.rules
     # (rule, school, date) -> [(measured, at, open, tag, records)]
     hits: dict[tuple[str, str, str], list[tuple[int, int, bool, str, tuple[str, ...]]]] = defaultdict(list)
+    # The containers of a delivery share their taps, cook and serving tap: their timers and readings are
+    # worked out once.
+    found: dict[tuple[Any, ...], tuple[bool, tuple[_Hit, ...]]] = {}
     for trip in a.trips.values():
         if trip.school is None or trip.cooked is None:
             continue
-        cooked_at, cook_tap = trip.cooked
-        own_served = next((t for t in trip.steps if t.scan.event == "served"), None)
-        served = own_served or trip.served
-        served_at = served.time if served is not None else None
-        finished = any(t.scan.event in ("returned", "lost", "damaged") for t in trip.steps)
-        if served is None and not finished and school_taps.get((trip.school, trip.date), {}).get("served"):
-            # The school has served, and a container that never reached it was not part of that meal: its food
-            # was eaten by nobody, so its timer stops (its loss is a container finding, not a food-safety one).
-            finished = not any(t.scan.event in _IN and t.school == trip.school for t in trip.steps)
-        running |= served is None and not finished
-        # Timer: cook-end to serving; an unserved meal still on its way keeps the timer open.
-        if served_at is not None:
-            elapsed = served_at - cooked_at
-            if elapsed > rules.cook_to_serve_max_s:
-                hits[("cook_to_serve", trip.school, trip.date)].append(
-                    (elapsed, cooked_at + rules.cook_to_serve_max_s, False, trip.tag,
-                     (cook_tap.scan.record_id, served.scan.record_id)))  # type: ignore[union-attr]
-        elif not finished and a.now - cooked_at > rules.cook_to_serve_max_s:
-            hits[("cook_to_serve", trip.school, trip.date)].append(
-                (a.now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True, trip.tag, (cook_tap.scan.record_id,)))
-        # Temperatures: the container's own probe readings, the cook tap, and the school's count taps.
-        readings: list[tuple[int, int, str]] = []
-        if cook_tap.scan.temp_cc is not None:
-            readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
-        for t in trip.steps:
-            if t.scan.temp_cc is not None and t.scan.event in STAGE_INDEX and t.scan.event != "returned":
-                readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
-        arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
-        if arrived:
-            first_in = min(arrived) - plan.order_tolerance_s
-            for event in ("received", "served"):
-                for t in school_taps.get((trip.school, trip.date), {}).get(event, ()):
-                    if not t.tags and t.scan.temp_cc is not None and t.time >= first_in:
-                        readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
-        end = served_at
-        if end is None:
-            end = a.now if not finished else max((r[0] for r in readings), default=cooked_at)
-        readings = sorted(r for r in readings if cooked_at - plan.order_tolerance_s <= r[0] <= end)
-        if not readings:
-            continue
-        coldest = min(readings, key=lambda r: r[1])
-        if coldest[1] < rules.hot_hold_min_cc:
-            hits[("hot_holding", trip.school, trip.date)].append(
-                (coldest[1], coldest[0], served_at is None, trip.tag, (coldest[2],)))
-        # Hold each reading until the next one (or serving): the probe says nothing in between.
-        in_zone = 0
-        crossed_at = None
-        zone_recs: list[str] = []
-        for i, (when, temp, rid) in enumerate(readings):
-            until = readings[i + 1][0] if i + 1 < len(readings) else end
-            if rules.danger_low_cc <= temp < rules.danger_high_cc and until > when:
-                if crossed_at is None and in_zone + (until - when) > rules.danger_max_s:
-                    crossed_at = when + (rules.danger_max_s - in_zone)
-                in_zone += until - when
-                zone_recs.append(rid)
-        if in_zone > rules.danger_max_s:
-            hits[("danger_zone", trip.school, trip.date)].append(
-                (in_zone, crossed_at or end, served_at is None, trip.tag, tuple(zone_recs)))
+        shape = (tuple(trip.steps), trip.school, trip.date, trip.cooked, trip.served)
+        safety = found.get(shape)
+        if safety is None:
+            safety = found[shape] = _trip_safety(a, school_taps, trip)
+        running |= safety[0]
+        for rule, measured, at, still_open, records in safety[1]:
+            hits[(rule, trip.school, trip.date)].append((measured, at, still_open, trip.tag, records))
     for (rule, school_id, date), items in sorted(hits.items()):
         school = plan.school(school_id)
         worst_fn = min if rule == "hot_holding" else max

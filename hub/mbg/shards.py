@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Hashable, Iterable
+from itertools import repeat
 
 import numpy as np
 
-from .held import HeldScan
+from .held import HeldScan, tag_chunks
 from .plan import Plan
-
-
-def _chunks(packed: bytes | tuple[str, ...]) -> Iterable[Hashable]:
-    """Each tag of a packed tag list, in a form equal for equal tags (the tag's own bytes in the list)."""
-    if type(packed) is tuple:
-        yield from packed
-        return
-    assert isinstance(packed, bytes)
-    i = 0
-    while i < len(packed):
-        head = packed[i]
-        n = 1 + ((head & 63) if head < 128 else head - 128)
-        yield packed[i:i + n]
-        i += n
 
 
 def shards(plan: Plan, scans: Iterable[HeldScan]) -> tuple[list[tuple[list[HeldScan], set[str]]], set[str]]:
@@ -77,9 +64,9 @@ def shards(plan: Plan, scans: Iterable[HeldScan]) -> tuple[list[tuple[list[HeldS
     for packed, g in lists.items():
         n = len(owners)
         owners.append(g)
-        for tag in _chunks(packed):
-            hashes.append(hash(tag))
-            index.append(n)
+        chunks = tag_chunks(packed)
+        hashes.extend(map(hash, chunks))
+        index.extend(repeat(n, len(chunks)))
     if len(hashes) > 1:
         h = np.frombuffer(hashes, dtype=np.int64)
         order = np.argsort(h, kind="stable")

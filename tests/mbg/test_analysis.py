@@ -147,3 +147,28 @@ def test_order_of_input_does_not_change_the_answer(plan: Plan, scan: Scan) -> No
     a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
     b = analyze(plan, list(reversed(scans)), now=MIDNIGHT + 20 * H)
     assert a.findings == b.findings and a.deliveries == b.deliveries
+
+
+def test_containers_that_part_ways_are_each_judged_on_their_own_taps(plan: Plan, scan: Scan) -> None:
+    # Three containers leave together; T3 comes in alone after the meal was served, cold, and is not brought
+    # back. Containers that share every tap are reconciled together: T3 must still get its own readings,
+    # serving, order and return.
+    tags = ["T1", "T2", "T3"]
+    scans = [
+        scan("cooked", 5 * H + 31 * M, batch="B1", cooked_at=MIDNIGHT + 5 * H + 30 * M, count=30, temp_cc=9000),
+        scan("packed", 5 * H + 50 * M, tags=tags, parent="TRK1", batch="B1", school="S1"),
+        scan("departed", 7 * H, tags=tags, parent="TRK1", school="S1", temp_cc=8000, checkpoint="kitchen_exit"),
+        scan("arrived", 7 * H + 30 * M, site="S1", tags=["T1", "T2"], temp_cc=7000, checkpoint="school_gate"),
+        scan("served", 8 * H + 30 * M, site="S1", count=20, temp_cc=6500),
+        scan("arrived", 9 * H, site="S1", tags=["T3"], temp_cc=4500, checkpoint="school_gate"),
+        scan("returned", 13 * H, tags=["T1", "T2"], school="S1", checkpoint="return"),
+        scan("returned", 6 * H, tags=["T2"], school="S1", checkpoint="return", device="dev-K2"),
+    ]
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    assert {v.rule: v.containers for v in a.violations} == {"cook_to_serve": ("T3",), "danger_zone": ("T3",),
+                                                            "hot_holding": ("T3",)}
+    by_code = {f.code: f for f in a.findings}
+    assert by_code["container_unreturned"].containers == ("T3",)
+    assert by_code["out_of_order"].containers == ("T2",)
+    served = {tag: [s.derived for s in a.timelines_of(tag)[0].steps if s.event == "served"] for tag in tags}
+    assert served == {"T1": [True], "T2": [True], "T3": []}
