@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .markets import Subscriber, WebhookSender
+from .journal import Journal
+from .markets import Alert, Subscriber, Told, WebhookSender
 from .markets.model import day_of
 
 if TYPE_CHECKING:
@@ -17,17 +19,37 @@ if TYPE_CHECKING:
 
 class Alerts:
     """`subscribers` are the webhooks (generic JSON, Telegram, WhatsApp) that get ALPS alerts when a series'
-    band worsens; `sender` delivers them from the event loop that `bind` names."""
+    band worsens; `sender` delivers them from the event loop that `bind` names.
+
+    With `state_dir`, what survives a restart is kept there: what each subscriber was told (`Told`), so
+    alerts derived again are not sent again, and when each alert was first raised, so it keeps that time."""
 
     def __init__(self, views: Views, *, subscribers: Sequence[Subscriber] = (),
-                 sender: WebhookSender | None = None) -> None:
+                 sender: WebhookSender | None = None, state_dir: Path | None = None) -> None:
         self.views = views
         self.subscribers = tuple(subscribers)
         self.sender = sender
+        self.told = Told(Journal(state_dir / "told.jsonl") if state_dir is not None else None)
+        self._raised_journal = Journal(state_dir / "raised.jsonl") if state_dir is not None else None
+        self._raised_at: dict[str, int] = self._kept_raise_times()
         self._seen: set[str] = set()
         self._alerts: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sends: set[concurrent.futures.Future[Any]] = set()
+
+    def _kept_raise_times(self) -> dict[str, int]:
+        """When each alert still within the kept window was first raised, from earlier runs."""
+        if self._raised_journal is None:
+            return {}
+        lines = self._raised_journal.read()
+        cutoff = int(self.views.clock()) - self.views.keep_days * 86400
+        kept = {}
+        for item in lines:
+            if isinstance(item.get("id"), str) and isinstance(item.get("time"), int) and item["time"] >= cutoff:
+                kept[item["id"]] = item["time"]
+        if len(kept) < len(lines):
+            self._raised_journal.rewrite({"id": k, "time": t} for k, t in kept.items())
+        return kept
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -47,11 +69,21 @@ class Alerts:
             raised = v.markets.early_warning()
         fresh = []
         current = self.current(raised)
+        first_raised = []
         for alert in current:
             if alert["id"] not in self._seen:
                 self._seen.add(alert["id"])
+                # An alert derived again after a restart is the one raised before it, and keeps its time.
+                kept = self._raised_at.get(alert["id"])
+                if kept is None:
+                    self._raised_at[alert["id"]] = int(alert["time"])
+                    first_raised.append({"id": alert["id"], "time": int(alert["time"])})
+                else:
+                    alert["time"] = kept
                 self._alerts.append(alert)
                 fresh.append(alert)
+        if self._raised_journal is not None:
+            self._raised_journal.append(*first_raised)
         # A finding or a held price that no longer holds (the containers came back, an operator released the
         # price) is resolved; early-warning alerts are events and stay as raised.
         holding = {a["id"]: a for a in current}
@@ -71,12 +103,27 @@ class Alerts:
         if v.events is not None:
             for alert in fresh + updated:  # a copy: the stored alert changes as its values do
                 v.events.publish({"type": "alert", "alert": dict(alert)})
-        if raised and self.subscribers and self.sender is not None and self._loop is not None:
-            fut = asyncio.run_coroutine_threadsafe(v.markets.notify(self.sender, self.subscribers, raised),
-                                                   self._loop)
-            self._sends.add(fut)
-            fut.add_done_callback(self._sends.discard)
+        if self.subscribers and self.sender is not None and self._loop is not None:
+            with v.fresh():
+                latest = dict(v.markets.tracker.latest)
+            outbox = self.told.outbox(self.subscribers, raised, latest)
+            if outbox:
+                fut = asyncio.run_coroutine_threadsafe(self._deliver(self.sender, outbox), self._loop)
+                self._sends.add(fut)
+                fut.add_done_callback(self._sends.discard)
         return fresh
+
+    async def _deliver(self, sender: WebhookSender, outbox: list[tuple[Subscriber, Alert, str | None]],
+                       concurrency: int = 8) -> None:
+        """Send each alert to its subscriber, a few at a time, and keep what was told."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(sub: Subscriber, alert: Alert, told_before: str | None) -> None:
+            async with gate:
+                delivery = await sender.send(sub, alert)
+            await asyncio.to_thread(self.told.settle, delivery, alert, told_before)
+
+        await asyncio.gather(*(one(*job) for job in outbox))
 
     def trigger(self, *, text: str, level: str, subject: str, by: str) -> dict[str, Any]:
         """An alert an operator raises by hand: kept and listed like the derived ones, pushed live at once."""
@@ -132,6 +179,8 @@ class Alerts:
         if gone:
             self._alerts = [a for a in self._alerts if not stale(a)]
             self._seen.difference_update(a["id"] for a in gone)
+            for a in gone:
+                self._raised_at.pop(a["id"], None)
 
     def open_count(self) -> int:
         return sum(1 for a in self._alerts if "resolved_at" not in a)

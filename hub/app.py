@@ -34,6 +34,7 @@ from .coap import add_proof_resources, add_summary_resource
 from .config import ConfigError, HubConfig
 from .http import Events, HubApi
 from .integrity import StoreCheck, check_store
+from .journal import Journal
 from .markets import Subscriber, WebhookSender
 from .markets.routes import MarketRoutes
 from .mbg import Plan, load_plan
@@ -202,7 +203,7 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
               if subscribers else None)
     return Views(hub, plan=plan, events=events, market_config=config.markets,
                  kitchen_regions=config.mbg_kitchen_regions, subscribers=subscribers, sender=sender,
-                 keep_days=config.mbg_keep_days, refill=True)
+                 keep_days=config.mbg_keep_days, refill=True, state_dir=Path(config.data_dir) / "alerts")
 
 
 async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity,
@@ -263,7 +264,9 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     views = build_views(hub, config, events=events, plan=plan)
     metrics.watch(hub, store_path=Path(config.data_dir) / "store" if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress)
-    markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports")
+    markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports",
+                           decisions=Journal(Path(config.data_dir) / "quarantine" / "decisions.jsonl"))
+    await asyncio.to_thread(markets.restore_decisions)
     await asyncio.to_thread(markets.replay_imports)
     domain_routes = [ChainRoutes(views).register, MbgRoutes(views).register, markets.register]
     bridges = None

@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from ledger import Record, decode_record
@@ -93,6 +94,7 @@ class Views:
     With `refill`, `start()` also refills the MBG, markets and kitchen-demand models from what the store
     already holds (`refill_from_store`), in a thread of its own; `refilled` is set when that is over.
     `refill_pause` is called on that thread before each batch (tests hold a refill midway with it).
+    `state_dir` keeps what the alerts cannot derive again after a restart (see `Alerts`).
     """
 
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
@@ -100,7 +102,8 @@ class Views:
                  kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0,
                  refill: bool = False, refill_batch: int = REFILL_BATCH,
-                 refill_pause: Callable[[RefillProgress], None] | None = None) -> None:
+                 refill_pause: Callable[[RefillProgress], None] | None = None,
+                 state_dir: Path | None = None) -> None:
         self.hub = hub
         # Findings that follow the clock (overdue, unreturned, a timer still open) appear without new records.
         self.rederive_s = rederive_s
@@ -111,7 +114,7 @@ class Views:
         self._fed_at: int | None = None  # the arrival time of the records being fed, which the markets stamp
         self.markets = HubMarkets(market_config, clock=self._feed_time)
         self.demand = KitchenDemand(self.markets, kitchen_regions or {})
-        self.alerts = Alerts(self, subscribers=subscribers, sender=sender)
+        self.alerts = Alerts(self, subscribers=subscribers, sender=sender, state_dir=state_dir)
         self._lock = threading.RLock()
         self._dirty = threading.Event()
         self._stop = threading.Event()

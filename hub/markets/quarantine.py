@@ -35,6 +35,12 @@ class Decision:
         return {"observation": self.observation_id, "action": self.action, "by": self.by, "why": self.why,
                 "at": self.at, "from": self.state_before, "to": self.state_after}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Decision:
+        """A decision as `to_dict` wrote it (kept across restarts)."""
+        return cls(observation_id=str(d["observation"]), action=str(d["action"]), by=str(d["by"]),
+                   why=str(d["why"]), at=int(d["at"]), state_before=str(d["from"]), state_after=str(d["to"]))
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QuarantineEntry:
@@ -155,4 +161,6 @@ class Quarantine:
         return self.store.entries(PENDING)
 
     def audit(self, observation_id: str | None = None) -> list[Decision]:
-        return self.store.decisions(observation_id)
+        """Decisions in the order of their time (decisions restored after a restart take effect as a refill
+        reaches their observations, not in the order they were made)."""
+        return sorted(self.store.decisions(observation_id), key=lambda d: d.at)

@@ -18,10 +18,12 @@ from coap_server.errors import RequestError
 
 from ..auth import Auth
 from ..http import error_response
+from ..journal import Journal
 from ..routing import json_route
 from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .errors import BadInputFile, MarketError, NotFound
 from .importer import ImportDefaults, read_import
+from .quarantine import Decision
 from .view import HubMarkets
 from .warning import ALPS_BANDS
 
@@ -37,12 +39,32 @@ class MarketRoutes:
     """Answers from the markets read model (`views.markets`); quarantine decisions and webhook records
     are for operators (`auth`)."""
 
-    def __init__(self, views: Views, *, auth: Auth, imports: Path | None = None) -> None:
+    def __init__(self, views: Views, *, auth: Auth, imports: Path | None = None,
+                 decisions: Journal | None = None) -> None:
         self.views = views
         self.auth = auth
         # Imported files are kept here under their SHA-256, with the defaults they were read with, and
         # imported again when the hub starts: the market analytics are rebuilt from what the hub holds.
         self.imports = imports
+        # Operators' quarantine decisions, one line each: the validator's verdicts are derived again from
+        # the records after a restart, an operator's work is not.
+        self.decisions = decisions
+
+    def restore_decisions(self) -> int:
+        """Apply again the decisions kept from earlier runs (blocking; the hub calls it at start, before
+        imports are replayed and the refill runs). Returns how many were kept."""
+        if self.decisions is None:
+            return 0
+        kept = []
+        for item in self.decisions.read():
+            try:
+                kept.append(Decision.from_dict(item))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("kept quarantine decision %r not restored: %s", item, exc)
+        with self.views.fresh():
+            self.markets.restore_decisions(kept)
+        self.views.changed()
+        return len(kept)
 
     def replay_imports(self) -> int:
         """Import again every file kept from earlier imports (blocking; the hub calls it at start).
@@ -191,6 +213,8 @@ class MarketRoutes:
     def decide(self, observation_id: str, action: str, by: str, why: str) -> dict[str, Any]:
         with self.views.fresh():
             decision = self.markets.decide(observation_id, action, by=by, why=why)
+            if self.decisions is not None:  # under the lock: the journal keeps the order they took effect in
+                self.decisions.append(decision)
             audit = self.markets.audit(observation_id)
         self.views.changed()  # a release or a confirmation changes the alerts
         return {"decision": decision, "audit": audit}

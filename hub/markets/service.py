@@ -23,7 +23,7 @@ from .impact import impact as run_impact
 from .importer import ImportRows
 from .macro import MacroInputs
 from .model import WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
-from .quarantine import CONFIRMED, RELEASED, Quarantine, QuarantineStore
+from .quarantine import CONFIRMED, RELEASED, Decision, Quarantine, QuarantineStore
 from .sentiment import Lexicon
 from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
@@ -70,6 +70,7 @@ class MarketService:
         self._listeners: list[StreamCallback] = []
         self._imported: set[str] = set()  # ids of imported rows, so a second import adds nothing
         self._verdicts: dict[str, Verdict] = {}  # each live observation's latest verdict
+        self._kept: dict[str, list[Decision]] = {}  # restored decisions waiting for their observation
         self._medians: dict[SeriesKey, dict[int, float]] = defaultdict(dict)  # day -> median, until it changes
         self._inputs_version = 0  # counts changes of the non-price inputs of impact
         self._impacts: dict[SeriesKey, tuple[tuple[Any, ...], Any]] = {}  # the last impact and what it used
@@ -118,7 +119,7 @@ class MarketService:
         self.on_verdict(obs, verdict)
         if before is None:
             if verdict.quarantined:
-                self.quarantine.hold(obs, verdict)
+                self._hold(obs, verdict)
             else:
                 self._store(obs)
             return
@@ -129,7 +130,7 @@ class MarketService:
             if self.quarantine.state_of(obs.id) in (RELEASED, CONFIRMED):
                 return  # an operator's decision stands
             self._unstore(obs)
-            self.quarantine.hold(obs, verdict)
+            self._hold(obs, verdict)
             self.quarantine.revise(obs.id, verdict)
         elif self.quarantine.revise(obs.id, verdict):
             self._store(obs)
@@ -166,7 +167,7 @@ class MarketService:
             self._region.setdefault(market, batch.regions[m])
         for k, verdict in result.verdicts.items():
             market, commodity, grade, unit = batch.series[int(batch.series_idx[k])]
-            self.quarantine.hold(PriceObservation(
+            self._hold(PriceObservation(
                 id=ids[k], market=market, commodity=commodity, grade=grade, unit=unit,
                 price_idr=int(batch.price[k]), time=int(batch.time[k]), arrived_at=int(batch.arrived[k]),
                 region=batch.regions[int(batch.series_idx[k])],
@@ -253,13 +254,37 @@ class MarketService:
     def decide(self, observation_id: str, action: str, *, by: str, why: str) -> dict[str, Any]:
         """Release (counts as a real price from now on), confirm (stays out) or reopen a quarantined value."""
         decision = self.quarantine.decide(observation_id, action, by=by, why=why)
-        entry = self.quarantine.store.get(observation_id)
-        if decision.state_after == RELEASED:
+        self._enact(decision, decision.state_before)
+        return decision.to_dict()
+
+    def _enact(self, decision: Decision, state_before: str) -> None:
+        entry = self.quarantine.store.get(decision.observation_id)
+        if decision.state_after == RELEASED and state_before != RELEASED:
             self._store(entry.observation)
             self.validator.admit(entry.observation)
-        elif decision.state_before == RELEASED:
+        elif state_before == RELEASED and decision.state_after != RELEASED:
             self._unstore(entry.observation)
-        return decision.to_dict()
+
+    def restore_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Operators' decisions kept from before a restart, oldest first: each takes effect again, with its
+        own operator, reason and time, once its observation is held again (now, if it is held already)."""
+        for d in decisions:
+            if d.observation_id in self._kept or self.quarantine.state_of(d.observation_id) is None:
+                self._kept.setdefault(d.observation_id, []).append(d)
+            else:
+                self._redo(d)
+
+    def _hold(self, obs: PriceObservation, verdict: Verdict) -> None:
+        self.quarantine.hold(obs, verdict)
+        for d in self._kept.pop(obs.id, ()):
+            self._redo(d)
+
+    def _redo(self, decision: Decision) -> None:
+        # The state it is in now, not the one the decision was made from, says what changes: a refill may
+        # have held the value with another verdict, and the operator's decision stands over the validator's.
+        before = self.quarantine.store.get(decision.observation_id).state
+        self.quarantine.store.set_state(decision.observation_id, decision.state_after, decision)
+        self._enact(decision, before)
 
     def audit(self, observation_id: str | None = None) -> list[dict[str, Any]]:
         return [d.to_dict() for d in self.quarantine.audit(observation_id)]

@@ -199,6 +199,12 @@ class Alert:
                 "date": date_of(self.day).isoformat(), "price_idr": self.price_idr, "message": self.message}
 
 
+def alert_message(market: str, commodity: str, region: str, indicator: str, previous: str, band: str,
+                  value: float, day: int, price_idr: int) -> str:
+    return (f"{commodity} at {market} ({region}): {indicator} {previous} -> {band} "
+            f"({value:+.2f}) on {date_of(day).isoformat()}, price {_rp(price_idr)}")
+
+
 def _severity(indicator: str, band: str) -> int:
     if indicator == "ALPS":
         return ALPS_BANDS.index(band)
@@ -212,22 +218,23 @@ class AlertTracker:
     def __init__(self) -> None:
         self._last: dict[tuple[str, str], str] = {}
         self.live: dict[tuple[str, str], Alert] = {}
+        # Each series' indicator as last judged, as an alert from its previous band (raised or not).
+        self.latest: dict[tuple[str, str], Alert] = {}
 
     def update(self, *, market: str, commodity: str, region: str, indicator: str, band: str, value: float,
                day: int, price_idr: int) -> Alert | None:
         key = (f"{market}/{commodity}", indicator)
         prev = self._last.get(key, ALPS_BANDS[0] if indicator == "ALPS" else "normal")
         self._last[key] = band
+        alert = Alert(id=hashlib.sha256(f"{key}|{day}|{band}".encode()).hexdigest()[:16], series=key[0],
+                      market=market, commodity=commodity, region=region, indicator=indicator, previous=prev,
+                      band=band, value=value, day=day, price_idr=price_idr,
+                      message=alert_message(market, commodity, region, indicator, prev, band, value, day, price_idr))
+        self.latest[key] = alert
         if _severity(indicator, band) == 0:
             self.live.pop(key, None)
         if _severity(indicator, band) <= _severity(indicator, prev):
             return None
-        aid = hashlib.sha256(f"{key}|{day}|{band}".encode()).hexdigest()[:16]
-        msg = (f"{commodity} at {market} ({region}): {indicator} {prev} -> {band} "
-               f"({value:+.2f}) on {date_of(day).isoformat()}, price {_rp(price_idr)}")
-        alert = Alert(id=aid, series=key[0], market=market, commodity=commodity, region=region,
-                      indicator=indicator, previous=prev, band=band, value=value, day=day, price_idr=price_idr,
-                      message=msg)
         self.live[key] = alert
         return alert
 

@@ -7,15 +7,17 @@ import asyncio
 import hashlib
 import json
 import random
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
+from ..journal import Journal
 from .errors import BadObservation
-from .warning import ALPS_BANDS, Alert, _severity
+from .warning import ALPS_BANDS, Alert, _severity, alert_message
 
 KINDS = ("json", "telegram", "whatsapp")
 
@@ -187,3 +189,77 @@ class WebhookSender:
 
         jobs = [one(s, a) for a in alerts for s in subscribers if s.wants(a)]
         return list(await asyncio.gather(*jobs))
+
+
+class Told:
+    """What each subscriber was last told about each series' indicator (its band), kept in a journal so a
+    restarted hub, which derives its alerts again, neither sends an alert a subscriber already has nor misses
+    telling it that the band changed since. An alert is told when its band differs from the one told: a
+    worse band when the early warning raises it, a better one (eased, or back to normal) as soon as it is
+    judged, to every subscriber that was told the worse one."""
+
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.journal = journal
+        self._lock = threading.Lock()
+        self._bands: dict[tuple[str, str, str], str] = {}  # (subscriber, series, indicator) -> band
+        lines = journal.read() if journal is not None else []
+        for item in lines:
+            try:
+                self._bands[(str(item["subscriber"]), str(item["series"]), str(item["indicator"]))] = str(item["band"])
+            except KeyError:
+                continue
+        if journal is not None and len(lines) > 2 * len(self._bands) + 64:
+            journal.rewrite(self._line(*k, b) for k, b in self._bands.items())
+
+    @staticmethod
+    def _line(subscriber: str, series: str, indicator: str, band: str) -> dict[str, Any]:
+        return {"subscriber": subscriber, "series": series, "indicator": indicator, "band": band}
+
+    def band(self, subscriber: str, series: str, indicator: str) -> str | None:
+        with self._lock:
+            return self._bands.get((subscriber, series, indicator))
+
+    def outbox(self, subscribers: Sequence[Subscriber], raised: Sequence[Alert],
+               latest: Mapping[tuple[str, str], Alert]) -> list[tuple[Subscriber, Alert, str | None]]:
+        """The alerts to send now, each with the band its subscriber was told before. They count as told at
+        once (a derivation while they are on their way does not send them again); `settle` keeps them, or
+        takes them back if the delivery failed."""
+        out: list[tuple[Subscriber, Alert, str | None]] = []
+        with self._lock:
+            for sub in subscribers:
+                for a in raised:
+                    told = self._bands.get((sub.id, a.series, a.indicator))
+                    if sub.wants(a) and told != a.band:
+                        eased = told is not None and _severity(a.indicator, told) > _severity(a.indicator, a.band)
+                        # Judged afresh after a restart, a series raised from normal may have eased since told.
+                        out.append((sub, _since(a, told) if eased and told is not None else a, told))
+                        self._bands[(sub.id, a.series, a.indicator)] = a.band
+            by_id = {sub.id: sub for sub in subscribers}
+            for (sid, series, indicator), told in list(self._bands.items()):
+                now = latest.get((series, indicator))
+                if sid not in by_id or now is None or _severity(indicator, now.band) >= _severity(indicator, told):
+                    continue
+                out.append((by_id[sid], _since(now, told), told))
+                self._bands[(sid, series, indicator)] = now.band
+        return out
+
+    def settle(self, delivery: Delivery, alert: Alert, told_before: str | None) -> None:
+        """Keep a delivered alert as told (durably); a failed one is told again when it is raised again."""
+        key = (delivery.subscriber, alert.series, alert.indicator)
+        if delivery.ok:
+            if self.journal is not None:
+                self.journal.append(self._line(*key, alert.band))
+            return
+        with self._lock:
+            if self._bands.get(key) == alert.band:
+                if told_before is None:
+                    del self._bands[key]
+                else:
+                    self._bands[key] = told_before
+
+
+def _since(alert: Alert, told: str) -> Alert:
+    """`alert` as a change from the band a subscriber was told."""
+    return replace(alert, previous=told, message=alert_message(
+        alert.market, alert.commodity, alert.region, alert.indicator, told, alert.band, alert.value, alert.day,
+        alert.price_idr))

@@ -76,14 +76,18 @@ class Env:
             await asyncio.to_thread(d.push)
 
 
-async def make_env(tmp_path, *, webhooks=(), kitchens=()) -> Env:
+def hub_config(tmp_path, *, webhooks=(), kitchens=()) -> HubConfig:
     # The history arrives at once, as a backlog: accept reports as old as the history.
-    config = HubConfig(name="markets-api", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
-                       auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),),
-                       markets=MarketConfig(validation=ValidationConfig(max_age_s=(DAYS + 2) * 86400)),
-                       webhooks=tuple(webhooks), webhook_attempts=1,
-                       mbg_kitchen_regions={k: "Jawa Barat" for k in kitchens},
-                       bridges=BridgeConfig(mqtt=MqttConfig(enabled=False)))
+    return HubConfig(name="markets-api", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                     auto_approve=True, checkpoint_interval=3600, operator_tokens=(hash_token(OPERATOR),),
+                     markets=MarketConfig(validation=ValidationConfig(max_age_s=(DAYS + 2) * 86400)),
+                     webhooks=tuple(webhooks), webhook_attempts=1,
+                     mbg_kitchen_regions={k: "Jawa Barat" for k in kitchens},
+                     bridges=BridgeConfig(mqtt=MqttConfig(enabled=False)))
+
+
+async def make_env(tmp_path, *, webhooks=(), kitchens=()) -> Env:
+    config = hub_config(tmp_path, webhooks=webhooks, kitchens=kitchens)
     plan = Plan(kitchens=tuple(Kitchen(id=k) for k in kitchens), schools=())
     running = await start_hub(config, plan=plan)
     devices = {m: Device(running.hub, m) for m in MARKETS}

@@ -1,0 +1,256 @@
+"""What an operator relies on holds through a restart of the hub: quarantine decisions (made before it, or while
+the read models refill), alerts told to webhook subscribers (not told again, and their time kept), and what
+changes after (an eased band is told)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from hub.app import load_or_create_key, open_store, start_hub
+from hub.clock import HubClock, parse_clock
+from hub.journal import Journal
+from hub.markets import AlertTracker, Subscriber, Told, WebhookSender
+from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
+from hub.markets.synth import SynthConfig, generate
+from hub.mbg import Plan
+from hub.service import Hub
+from ledger import decode_record
+from tests.wait import wait_for
+
+from .test_api import COMMODITIES, DAYS, MARKETS, OPERATOR, Device, Env, hub_config, synth_history
+
+AUTH = {"Authorization": f"Bearer {OPERATOR}"}
+WAIT_S = 60  # an upper bound; every wait ends as soon as its condition holds
+
+
+def outlier(env: Env, t: int) -> str:
+    return env.devices["pasar-kosambi"].sign("price", t, {
+        "market": "pasar-kosambi", "commodity": "cabai-merah", "unit": "kg", "price_idr": 400_000,
+        "reporter": "rep-x", "region": "Jawa Barat"})
+
+
+def history_with_outliers(env: Env) -> tuple[str, str]:
+    """DAYS of prices and readings ending now, with a tenfold price in the middle and one a minute ago."""
+    first = dt.date.today() - dt.timedelta(days=DAYS - 1)
+    data = generate(SynthConfig(seed=5, start=first.isoformat(), days=DAYS, reporters=(1, 2),
+                                markets=tuple(MARKETS_BY_ID[m] for m in MARKETS),
+                                commodities=tuple(COMMODITIES_BY_ID[c] for c in COMMODITIES)))
+    now = int(time.time())
+    middle = now - DAYS // 2 * 86400
+    fake_middle = ""
+    for t, body in data.price_bodies():
+        if t >= middle and not fake_middle:
+            fake_middle = outlier(env, middle)
+        if t < now:
+            env.devices[body["market"]].sign("price", t, body)
+    for t, body in data.reading_bodies():
+        if t < now:
+            env.devices[body["site"]].sign("reading", t, body)
+    return fake_middle, outlier(env, now - 60)
+
+
+class HeldAfter:
+    """A store whose refill stops, once it has read the entry of record `rid`, until `go` is set."""
+
+    def __init__(self, inner: Any, rid: str, go: threading.Event) -> None:
+        self.inner, self.rid, self.go = inner, rid, go
+        self.held = False
+
+    def entries(self, start: int, end: int) -> Any:
+        if threading.current_thread().name != "jejak-refill":
+            return self.inner.entries(start, end)
+        if self.held:
+            assert self.go.wait(WAIT_S)
+            return self.inner.entries(start, end)
+        got = self.inner.entries(start, end)
+        if end - start > 1:  # a batch, not the binary search for the window's start
+            ids = [decode_record(e.raw).id.hex() for e in got]
+            if self.rid in ids:
+                self.held = True
+                return got[:ids.index(self.rid) + 1]
+        return got
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def _json(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    async with session.request(method, url, **kw) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def test_quarantine_decisions_hold_through_restarts_also_those_made_during_a_refill(tmp_path) -> None:
+    config = hub_config(tmp_path)
+    plan = Plan(kitchens=(), schools=())
+    session = aiohttp.ClientSession()
+    try:
+        await _decide_across_restarts(tmp_path, config, plan, session)
+    finally:
+        await session.close()
+
+
+async def _decide_across_restarts(tmp_path: Any, config: Any, plan: Plan, session: aiohttp.ClientSession) -> None:
+    running = await start_hub(config, plan=plan)
+    try:
+        env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+        fake_middle, fake_last = history_with_outliers(env)
+        await env.push()
+        code, held = await env.get("/api/markets/quarantine")
+        assert {fake_middle, fake_last} <= {e["observation"]["id"] for e in held["entries"]}, held
+        code, answer = await env.post(f"/api/markets/quarantine/{fake_last}/decide", headers=AUTH,
+                                      json={"action": "release", "by": "siti", "why": "checked with the trader"})
+        assert code == 200 and answer["decision"]["to"] == "released", answer
+        released = answer["decision"]
+    finally:
+        await running.close()
+
+    # Restarted with the refill held once it has fed the middle outlier: an operator confirms it meanwhile.
+    go = threading.Event()
+    hub = Hub(HeldAfter(open_store(config), fake_middle, go), load_or_create_key(tmp_path / "hub" / "hub.key"),
+              clock=HubClock(parse_clock(config.clock)), auto_approve=True)
+    running = await start_hub(config, plan=plan, hub=hub)
+    try:
+        url = running.http_url
+        await wait_for(lambda: running.views.markets.quarantine.state_of(fake_middle) == "pending", WAIT_S,
+                       what="the middle outlier refilled")
+        assert not running.views.refilled.is_set()
+        code, answer = await _json(session, "POST", f"{url}/api/markets/quarantine/{fake_middle}/decide",
+                                   headers=AUTH, json={"action": "confirm", "by": "budi", "why": "a typo"})
+        assert code == 200 and answer["decision"]["to"] == "confirmed", answer
+        confirmed = answer["decision"]
+        assert not running.views.refilled.is_set()
+        go.set()
+        assert await asyncio.to_thread(running.views.refilled.wait, WAIT_S), "the refill did not end"
+        code, audit = await _json(session, "GET", f"{url}/api/markets/quarantine/audit", headers=AUTH)
+        assert [d for d in audit["audit"] if d["by"] != "validator"] == [released, confirmed]
+    finally:
+        go.set()
+        await running.close()
+
+    running = await start_hub(config, plan=plan)
+    try:
+        url = running.http_url
+        assert await asyncio.to_thread(running.views.refilled.wait, WAIT_S), "the refill did not end"
+        code, entries = await _json(session, "GET", f"{url}/api/markets/quarantine?state=all")
+        states = {e["observation"]["id"]: e["state"] for e in entries["entries"]}
+        assert states[fake_last] == "released" and states[fake_middle] == "confirmed"
+        code, audit = await _json(session, "GET", f"{url}/api/markets/quarantine/audit", headers=AUTH)
+        # Each with its own operator, reason and time, in the order they were made.
+        assert [d for d in audit["audit"] if d["by"] != "validator"] == [released, confirmed]
+        code, prices = await _json(session, "GET", f"{url}/api/markets/prices",
+                                   params={"commodity": "cabai-merah", "market": "pasar-kosambi"})
+        points = {p["id"]: p for s in prices["series"] for p in s["points"]}
+        assert points[fake_last]["quarantined"] is False and points[fake_middle]["quarantined"] is True
+        # The released value counts as a price again: a second release is a conflict, as before the restart.
+        code, answer = await _json(session, "POST", f"{url}/api/markets/quarantine/{fake_last}/decide",
+                                   headers=AUTH, json={"action": "release", "by": "siti", "why": "again"})
+        assert code == 409, answer
+    finally:
+        await running.close()
+
+
+async def _receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
+    received: list[dict[str, Any]] = []
+
+    async def inbox(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook", inbox)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook", received
+
+
+async def test_alerts_are_sent_once_across_a_restart_and_keep_their_time(tmp_path) -> None:
+    runner, url, received = await _receiver()
+    config = hub_config(tmp_path, webhooks=({"id": "ops", "kind": "json", "url": url, "min_band": "stress"},))
+    plan = Plan(kitchens=(), schools=())
+    session = aiohttp.ClientSession()
+    try:
+        running = await start_hub(config, plan=plan)
+        try:
+            env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+            synth_history(env, seed=11, shocks=24.0)
+            await env.push()
+            sender = running.views.alerts.sender
+            assert sender is not None
+            await wait_for(lambda: sender.log and not running.views.alerts._sends, 20, what="deliveries")
+            sent = list(sender.log)
+            assert sent and all(d.ok for d in sent)
+            await wait_for(lambda: len(received) == len(sent), 20, what="every delivery received")
+            before = {a["id"]: a["time"] for a in running.views.alerts.listing()["alerts"]
+                      if a["domain"] == "markets" and a["code"] != "quarantined"}
+            assert {f"alps/{d.alert_id}" for d in sent} <= set(before)
+        finally:
+            await running.close()
+        got = list(received)
+
+        # A minute later by the hub's clock: alerts derived again are the same ones, and nobody is told twice.
+        restarted_at = int(time.time()) + 60
+        running = await start_hub(config, plan=plan, clock=lambda: int(time.time()) + 60)
+        try:
+            views = running.views
+            assert await asyncio.to_thread(views.refilled.wait, WAIT_S), "the refill did not end"
+            await wait_for(lambda: views.derive_seconds > 0 and not views.alerts._sends, WAIT_S,
+                           what="the alerts derived after the refill")
+            after = {a["id"]: a["time"] for a in views.alerts.listing()["alerts"]
+                     if a["domain"] == "markets" and a["code"] != "quarantined"}
+            assert set(before) <= set(after)
+            assert {k: after[k] for k in before} == before and max(before.values()) < restarted_at
+            assert views.alerts.sender is not None and views.alerts.sender.log == []
+            assert received == got
+        finally:
+            await running.close()
+    finally:
+        await session.close()
+        await runner.cleanup()
+
+
+def _band(tracker: AlertTracker, band: str, day: int) -> Any:
+    return tracker.update(market="pasar-senen", commodity="cabai-merah", region="DKI Jakarta", indicator="ALPS",
+                          band=band, value={"normal": 0.0, "stress": 0.5, "alert": 1.5, "crisis": 2.5}[band],
+                          day=day, price_idr=90_000)
+
+
+async def test_a_band_told_before_a_restart_is_not_told_again_and_its_easing_is(tmp_path) -> None:
+    runner, url, received = await _receiver()
+    sub = Subscriber(id="ops", kind="json", url=url, min_band="alert")
+    path = tmp_path / "alerts" / "told.jsonl"
+
+    async def tell(told: Told, tracker: AlertTracker, raised: list[Any]) -> list[tuple[str, str]]:
+        async with WebhookSender(max_attempts=1) as sender:
+            out = told.outbox([sub], [a for a in raised if a is not None], tracker.latest)
+            for s, alert, before in out:
+                told.settle(await sender.send(s, alert), alert, before)
+        return [(a.previous, a.band) for _, a, _ in out]
+
+    try:
+        tracker, told = AlertTracker(), Told(Journal(path))
+        assert await tell(told, tracker, [_band(tracker, "crisis", 20_000)]) == [("normal", "crisis")]
+        # The restart: a new tracker judges the series afresh (raised from normal again), the same journal.
+        tracker, told = AlertTracker(), Told(Journal(path))
+        assert await tell(told, tracker, [_band(tracker, "crisis", 20_003)]) == []
+        assert await tell(told, tracker, [_band(tracker, "stress", 20_004)]) == [("crisis", "stress")]
+        assert await tell(told, tracker, [_band(tracker, "normal", 20_005)]) == [("stress", "normal")]
+        # Worse again: told again (a stress alone would not be: below this subscriber's min_band).
+        assert await tell(told, tracker, [_band(tracker, "stress", 20_006)]) == []
+        assert await tell(told, tracker, [_band(tracker, "alert", 20_007)]) == [("stress", "alert")]
+        tracker, told = AlertTracker(), Told(Journal(path))
+        assert await tell(told, tracker, [_band(tracker, "normal", 20_008)]) == [("alert", "normal")]
+        assert await tell(told, tracker, [_band(tracker, "normal", 20_009)]) == []
+        assert [(r["alert"]["previous"], r["alert"]["band"]) for r in received] == [
+            ("normal", "crisis"), ("crisis", "stress"), ("stress", "normal"), ("stress", "alert"),
+            ("alert", "normal")]
+        assert "crisis -> stress" in received[1]["text"]
+    finally:
+        await runner.cleanup()
