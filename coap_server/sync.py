@@ -16,6 +16,7 @@ import aiocoap
 import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
+from aiocoap.oscore import NotAProtectedMessage
 
 from ledger import LedgerError, LimitExceeded, SyncError, decode_record
 from ledger.errors import BrokenChain, CodedError, OutOfOrder
@@ -40,6 +41,7 @@ from ledger.sync import (
 )
 
 from .errors import error_response
+from .lanes import Lanes
 from .params import Param, check_body_size, coap_query, device, seq
 
 log = logging.getLogger("jejak.sync")
@@ -417,6 +419,7 @@ class SyncReport:
 
 BUSY_RETRIES = 8  # 5.03 answers waited out per request, each for its Max-Age
 BUSY_WAIT_S = 60.0
+REPLAY_RETRIES = 3  # OSCORE requests sent again after the peer refused them unread (see _request)
 
 
 _TAGS = itertools.count()
@@ -427,16 +430,27 @@ async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = 
     # Request-Tag (RFC 9175): a server keeps the blocks of one block-wise request body apart by it, so
     # several POSTs to one resource may be in flight at once (`tagged`) without their blocks being mixed.
     tag = (next(_TAGS) & 0xFFFFFFFF).to_bytes(4, "big") if tagged else None
-    for attempt in range(BUSY_RETRIES + 1):
+    busy = replays = 0
+    while True:
         msg = aiocoap.Message(code=code, uri=uri, payload=payload, content_format=CBOR if payload else None)
         if tag is not None:
             msg.opt.request_tag = [tag]
         # Not wait_for: on Python 3.11 it drops a cancel that lands as the response arrives (CPython gh-86296),
         # and a sync loop told to stop would carry on.
-        async with asyncio.timeout(timeout):
-            response = await ctx.request(msg).response
-        if response.code != Code.SERVICE_UNAVAILABLE or attempt == BUSY_RETRIES:
+        try:
+            async with asyncio.timeout(timeout):
+                response = await ctx.request(msg).response
+        except NotAProtectedMessage as exc:
+            # An OSCORE request answered unprotected 4.01 was refused unread: with requests in flight on several
+            # lanes (coap_server/lanes.py), a block retransmitted after a loss can come after the others moved
+            # the peer's replay window (32 sequence numbers) past it. Sent again it gets a new number.
+            if exc.plain_message.code != Code.UNAUTHORIZED or replays == REPLAY_RETRIES:
+                raise
+            replays += 1
+            continue
+        if response.code != Code.SERVICE_UNAVAILABLE or busy == BUSY_RETRIES:
             break
+        busy += 1
         # A peer whose table of recent message ids is full (coap_server/exchanges.py) says with Max-Age when
         # a place frees: a pull of many logs sends it thousands of blocks and waits rather than fails.
         await asyncio.sleep(min(float(response.opt.max_age or 1), BUSY_WAIT_S))
@@ -466,13 +480,45 @@ async def _sized(ctx: aiocoap.Context, size: RequestSize, code: Code, uri: str, 
     return data
 
 
+@dataclass(frozen=True, slots=True)
+class _Wire:
+    """How one round's records requests reach the peer: CoAP over TCP carries them at once on one context
+    (`width` None); over UDP a context carries one at a time (aiocoap's NSTART = 1), so with `lanes` each
+    request in flight takes a lane of its own, and without them they go one by one."""
+
+    ctx: aiocoap.Context
+    lanes: Lanes | None
+    width: int | None
+
+    @classmethod
+    def to(cls, base: str, ctx: aiocoap.Context, lanes: Lanes | None) -> _Wire:
+        if not base.startswith("coap://"):
+            return cls(ctx, None, None)
+        if lanes is None or lanes.width == 1:
+            return cls(ctx, None, 1)
+        return cls(ctx, lanes, lanes.width)
+
+    def depth(self, size: RequestSize) -> int:
+        """Requests of one log to keep in flight."""
+        return size.in_flight if self.width is None else min(size.in_flight, self.width)
+
+    async def send(self, size: RequestSize, code: Code, uri: str, payload: bytes = b"") -> bytes:
+        tagged = self.width != 1 and bool(payload)  # bodies of one log in flight at once: keep their blocks apart
+        if self.lanes is None:
+            return await _sized(self.ctx, size, code, uri, payload, tagged=tagged)
+        async with self.lanes.lane() as ctx:
+            return await _sized(ctx, size, code, uri, payload, tagged=tagged)
+
+
 async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits: Limits = Limits(),
                     push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset(),
-                    size: RequestSize | None = None) -> SyncReport:
+                    size: RequestSize | None = None, lanes: Lanes | None = None) -> SyncReport:
     """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push.
 
     Records requests carry what `size` allows; pass the same `size` to every round with a peer so that it
-    follows the link (halved when a request is lost, grown back when they finish quickly)."""
+    follows the link (halved when a request is lost, grown back when they finish quickly). Over UDP the
+    records requests of one log are in flight at once only on `lanes` opened beside `ctx`
+    (coap_server/lanes.py), one on each; without them they go one at a time."""
     report = SyncReport()
     if size is None:
         size = RequestSize(limits)
@@ -482,13 +528,13 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
     fetches = [a for a in actions if isinstance(a, Fetch)]
     if len(fetches) > 1:
         fetches = await _fetch_many(ctx, base, local, fetches, size, limits, report)
-    # Over UDP aiocoap sends one message to a peer at a time (NSTART = 1): requests in flight would only
-    # interleave their blocks, and a range held back for its turn holds the one message slot meanwhile.
-    pipelined = not base.startswith("coap://")
+    # On one UDP context aiocoap sends a peer one message at a time (NSTART = 1): requests in flight there
+    # would only interleave their blocks, and a range held back for its turn holds the one message slot.
+    wire = _Wire.to(base, ctx, lanes)
     for fetch in fetches:
-        await _fetch(ctx, base, local, fetch, size, limits, report, pipelined)
+        await _fetch(wire, base, local, fetch, size, limits, report)
     for run in _joined([a for a in actions if isinstance(a, Push)]):
-        await _push(ctx, base, local, run, size, report, pipelined)
+        await _push(wire, base, local, run, size, report)
     return report
 
 
@@ -510,16 +556,18 @@ async def _drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, size: RequestSize,
-                report: SyncReport, pipelined: bool) -> None:
-    """Send records [start, end) of a log, up to `size.in_flight` requests in flight (when `pipelined`: over
-    a transport that carries them at once): the next range is read from the store and sent while the peer
-    verifies and stores the ones before it, which it takes in order.
+async def _push(wire: _Wire, base: str, local: LogHolder, push: Push, size: RequestSize,
+                report: SyncReport) -> None:
+    """Send records [start, end) of a log, up to `size.in_flight` requests in flight (as many as `wire`
+    carries at once): the next range is read from the store and sent while the peer verifies and stores the
+    ones before it, which it takes in order.
 
     The first refusal or problem stops the rest of the log: what is in flight is waited for and counted,
-    and its refusals (OUT_OF_ORDER behind the first) are not reported again. A peer that took a range before
-    its predecessor (a receiver that does not keep order: BROKEN_CHAIN with its length short of the range)
-    is sent the rest one request at a time, from the head it reported."""
+    and its refusals (OUT_OF_ORDER behind the first) are not reported again. Ranges refused OUT_OF_ORDER
+    otherwise (their predecessor came later than the peer waits: a block lost and sent again) are sent again
+    from the head the peer reported, as many at once as before; refused again from the same head, or taken
+    before their predecessor (a receiver that does not keep order: BROKEN_CHAIN with its length short of the
+    range), the rest goes one request at a time."""
     device = push.device_id
     uri = f"{base}/sync/records"
     flight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
@@ -527,9 +575,11 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
     stored = push.start  # the peer holds at least this much
     stopped = False  # a refusal or problem: send nothing more of this log
     reorder = False  # the peer took a range out of order: the rest goes one at a time from its head
+    late = False  # ranges refused OUT_OF_ORDER: sent again from the peer's head
+    again_from = -1  # the head the last ranges were sent again from
     try:
         while True:
-            while not stopped and not reorder and at < push.end and len(flight) < _depth(size, pipelined):
+            while not stopped and not reorder and not late and at < push.end and len(flight) < wire.depth(size):
                 end = min(push.end, at + size.records)
                 raws = _fit(await asyncio.to_thread(local.log_range, device, at, end), size.bytes)
                 if not raws:
@@ -537,25 +587,27 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
                     break
                 body = encode_records(device, at, raws)
                 report.bytes_sent += len(body)
-                flight.append((at, at + len(raws), asyncio.create_task(
-                    _sized(ctx, size, Code.POST, uri, body, tagged=pipelined))))
+                flight.append((at, at + len(raws), asyncio.create_task(wire.send(size, Code.POST, uri, body))))
                 at += len(raws)
             if not flight:
-                if reorder and not stopped and stored < push.end:
-                    if size.window == 1:  # already one at a time: the peer's word on its head is wrong
-                        report.problems.append(f"{device.hex()}: the peer refused a range that starts at the "
-                                               f"head it reported ({stored})")
-                        return
-                    size.serial()
-                    at, reorder = stored, False
+                if stopped or stored >= push.end or not (reorder or late):
+                    return
+                if not reorder and stored > again_from:
+                    at, again_from, late = stored, stored, False
                     continue
-                return
+                if size.window == 1:  # already one at a time: the peer's word on its head is wrong
+                    report.problems.append(f"{device.hex()}: the peer refused a range that starts at the "
+                                           f"head it reported ({stored})")
+                    return
+                size.serial()
+                at, reorder, late = stored, False, False
+                continue
             sent_at, sent_to, task = flight.popleft()
             try:
                 ack = cbor2.loads(await task)
             except SyncFailed as exc:
                 if exc.code == OutOfOrder.code:
-                    reorder = True  # behind a refusal it says nothing new; else the rest goes one at a time
+                    late = True  # behind a refusal it says nothing new
                 elif not stopped:
                     report.problems.append(f"{device.hex()}: {exc}")
                     report.refused.append(exc)
@@ -580,10 +632,6 @@ async def _push(ctx: aiocoap.Context, base: str, local: LogHolder, push: Push, s
         await _drain([task for _, _, task in flight])
 
 
-def _depth(size: RequestSize, pipelined: bool) -> int:
-    return size.in_flight if pipelined else 1
-
-
 def _problem_code(problem: Any) -> str | None:
     """The code of an ack's problem: a hub says {code, message}, an edge "CODE: message"."""
     if isinstance(problem, dict):
@@ -594,9 +642,9 @@ def _problem_code(problem: Any) -> str | None:
     return None
 
 
-async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch, size: RequestSize,
-                 limits: Limits, report: SyncReport, pipelined: bool) -> None:
-    """Fetch records [start, end) of one log, up to `size.in_flight` requests in flight (when `pipelined`),
+async def _fetch(wire: _Wire, base: str, local: LogHolder, fetch: Fetch, size: RequestSize,
+                 limits: Limits, report: SyncReport) -> None:
+    """Fetch records [start, end) of one log, up to `size.in_flight` requests in flight (as `wire` allows),
     taken in by `local` in order while the next answers arrive. The peer's `end` is only its word: an empty
     answer ends the log. An answer shorter than asked (the peer's own limits) makes the requests after it
     start at the wrong seq: they are dropped and asked again, in steps of what the peer serves."""
@@ -607,10 +655,10 @@ async def _fetch(ctx: aiocoap.Context, base: str, local: LogHolder, fetch: Fetch
     step: int | None = None  # what the peer serves a request, once an answer was shorter than asked
     try:
         while True:
-            while asked < fetch.end and len(flight) < _depth(size, pipelined):
+            while asked < fetch.end and len(flight) < wire.depth(size):
                 to = min(fetch.end, asked + (size.records if step is None else min(step, size.records)))
-                flight.append((asked, to, asyncio.create_task(_sized(
-                    ctx, size, Code.GET, f"{base}/sync/records?d={device.hex()}&from={asked}&to={to}"))))
+                flight.append((asked, to, asyncio.create_task(wire.send(
+                    size, Code.GET, f"{base}/sync/records?d={device.hex()}&from={asked}&to={to}"))))
                 asked = to
             if not flight:
                 return

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiocoap
 from aiocoap.numbers.codes import Code
 
+from coap_server.lanes import Lanes
 from coap_server.security import (
     AccessPolicy,
     SecurityError,
@@ -357,7 +358,7 @@ class SecureSyncAgent(SyncAgent):
         self.revocations_every = security.config.security.revocations_interval_s
         self._revocations_at = -1e18
 
-    async def round(self, ctx: aiocoap.Context) -> dict[str, Any]:
+    async def round(self, ctx: aiocoap.Context, lanes: Lanes | None = None) -> dict[str, Any]:
         sec = self.security
         install(ctx.client_credentials, sec.client_entries({t.url: t.role for t in self.targets.values()}))
         if sec.require:
@@ -374,4 +375,4 @@ class SecureSyncAgent(SyncAgent):
                         self._revocations_at = now
                     except Exception as exc:  # unreachable or refusing: the next round retries
                         log.info("revocation list from %s: %s", target.url, type(exc).__name__)
-        return await super().round(ctx)
+        return await super().round(ctx, lanes)

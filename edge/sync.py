@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import aiocoap
 
 from coap_server.errors import describe_failure
+from coap_server.lanes import Lanes
 from coap_server.sync import LogHolder, SyncReport, sync_once
 from ledger import LimitExceeded
 from ledger.sync import Backoff, Limits, RequestSize
@@ -132,8 +133,9 @@ class SyncAgent:
         """Ask for a round soon: a peer appeared, or a new record was stored."""
         self._wake.set()
 
-    async def round(self, ctx: aiocoap.Context) -> dict[str, SyncReport]:
-        """One pass over every target whose back-off allows it; hubs first."""
+    async def round(self, ctx: aiocoap.Context, lanes: Lanes | None = None) -> dict[str, SyncReport]:
+        """One pass over every target whose back-off allows it; hubs first. With `lanes` opened beside `ctx`,
+        several records requests to a target over UDP are in flight at once (coap_server/lanes.py)."""
         reports: dict[str, SyncReport] = {}
         now = self.monotonic()
         for target in sorted(self.targets.values(), key=lambda t: t.role != "hub"):
@@ -142,7 +144,7 @@ class SyncAgent:
             try:
                 report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
                                          push=True, pull=target.role != "hub", blocked=self.blocked(),
-                                         size=target.size)
+                                         size=target.size, lanes=lanes)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
                 delay = target.backoff.failed()
                 target.next_try = now + delay
@@ -183,15 +185,21 @@ class SyncAgent:
 
     async def run(self) -> None:
         ctx = await aiocoap.Context.create_client_context()
+        lanes = Lanes(ctx)
         requests = 0
         try:
+            await lanes.open()
             while True:
                 self._wake.clear()
-                await self.round(ctx)
+                await self.round(ctx, lanes)
                 requests += 1
                 if requests >= 2000:  # aiocoap runs out of message ids at 65,536 per context
-                    # The new one first: a cancel meanwhile leaves the finally below one live context to shut.
-                    old, ctx = ctx, await aiocoap.Context.create_client_context()
+                    # The new ones first: a cancel meanwhile leaves the finally below live contexts to shut.
+                    old, old_lanes = ctx, lanes
+                    ctx = await aiocoap.Context.create_client_context()
+                    lanes = Lanes(ctx)
+                    await lanes.open()
+                    await old_lanes.close()
                     await old.shutdown()
                     requests = 0
                 pending = [t.next_try - self.monotonic() for t in self.targets.values()]
@@ -205,6 +213,7 @@ class SyncAgent:
                     continue
                 await asyncio.sleep(0.05)  # gather a burst of new records into one round
         finally:
+            await lanes.close()
             await ctx.shutdown()
 
     def hub_unreached_s(self, now: float) -> float | None:

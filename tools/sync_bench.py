@@ -23,6 +23,7 @@ from typing import Any
 
 import aiocoap
 
+from coap_server.lanes import Lanes
 from coap_server.sync import sync_once
 from edge.store import LmdbLogStore
 from edge.sync import SyncAgent
@@ -172,7 +173,8 @@ async def _relay(target: tuple[str, int], counter: _Counter) -> tuple[_Relay, in
 
 async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
     """One edge pushes `n` records to a fresh hub. Over UDP the datagrams go through a counting relay (bytes on
-    the wire); over CoAP over TCP (RFC 8323), which the hub also serves, straight to the hub."""
+    the wire), with requests in flight on the sync agent's lanes; over CoAP over TCP (RFC 8323), which the hub
+    also serves, straight to the hub."""
     signer, store, stored = _edge(root / "edge", 2 if tcp else 1, n)
     hub = _Hub(root)
     counter = _Counter()
@@ -183,15 +185,18 @@ async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
         relay, port = await _relay(("127.0.0.1", hub.coap), counter)
         url = f"coap://127.0.0.1:{port}"
     ctx = await aiocoap.Context.create_client_context()
+    lanes = Lanes(ctx)
     try:
+        await lanes.open()
         hub.enroll(signer)
         started = time.perf_counter()
-        report = await sync_once(ctx, url, store, pull=False)
+        report = await sync_once(ctx, url, store, pull=False, lanes=lanes)
         seconds = time.perf_counter() - started
         held = hub.lengths().get(device_id_for(signer.public_key).hex(), 0)
         if held != n:
             raise RuntimeError(f"catch-up left the hub with {held} of {n} records: {report.problems}")
     finally:
+        await lanes.close()
         await ctx.shutdown()
         if relay is not None:
             relay.close()

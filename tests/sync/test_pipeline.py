@@ -13,6 +13,7 @@ import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
 
+from coap_server.lanes import Lanes
 from coap_server.ports import serve_coap
 from coap_server.sync import HeadsResource, RecordsResource, sync_once
 from edge.store import LmdbLogStore
@@ -40,14 +41,19 @@ class Watched(RecordsResource):
         super().__init__(holder, limits, **kw)
         self.active = 0
         self.peak = 0
+        self.remotes: set[Any] = set()  # the endpoints (host, port) POSTs came from
+        self.out_of_order = 0  # POSTs answered OUT_OF_ORDER
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.remotes.add(request.remote.hostinfo)
         self.active += 1
         self.peak = max(self.peak, self.active)
         try:
-            return await super().render_post(request)
+            answer = await super().render_post(request)
         finally:
             self.active -= 1
+        self.out_of_order += answer.code == Code.CONFLICT
+        return answer
 
 
 class Gathering:
@@ -104,14 +110,16 @@ async def test_pipelined_push_arrives_complete_and_verified(tmp_path, hub, clock
     server, port, records = await serve(HubHolder(hub))
     ctx = await aiocoap.Context.create_client_context()
     try:
-        report = await sync_once(ctx, url(scheme, port), store, pull=False, size=full_window())
+        async with Lanes(ctx) as lanes:  # over UDP a request in flight on each; over TCP all on `ctx`
+            report = await sync_once(ctx, url(scheme, port), store, pull=False, size=full_window(), lanes=lanes)
     finally:
         await ctx.shutdown()
         await server.shutdown()
     assert not report.problems and not report.refused
     assert (report.pushed, report.duplicates) == (200, 0)
-    if scheme == "coap+tcp":  # over UDP one request at a time: aiocoap sends one message to a peer at once
-        assert isinstance(records, Watched) and records.peak > 1, "the pusher never had two requests in flight"
+    assert isinstance(records, Watched) and records.peak > 1, "the pusher never had two requests in flight"
+    if scheme == "coap":  # each from a port of its own: one context carries one request to a peer at once
+        assert len(records.remotes) > 1, records.remotes
     sent = store.log_range(builder.device_id, 0, 200)
     held = hub.store.log_range(builder.device_id, 0, 200)
     assert held == sent
@@ -127,14 +135,14 @@ async def test_pipelined_pull_of_one_long_log_arrives_complete_and_verified(tmp_
     server, port, _ = await serve(served)
     ctx = await aiocoap.Context.create_client_context()
     try:
-        report = await sync_once(ctx, url(scheme, port), c_store, push=False, size=full_window())
+        async with Lanes(ctx) as lanes:
+            report = await sync_once(ctx, url(scheme, port), c_store, push=False, size=full_window(), lanes=lanes)
     finally:
         await ctx.shutdown()
         await server.shutdown()
     assert not report.problems
     assert report.fetched == 200
-    if scheme == "coap+tcp":  # over UDP one request at a time: aiocoap sends one message to a peer at once
-        assert served.peak > 1, "the puller never had two requests in flight"
+    assert served.peak > 1, "the puller never had two requests in flight"
     assert c_store.log_range(a_builder.device_id, 0, 200) == a_store.log_range(a_builder.device_id, 0, 200)
     assert c_store.state(a_builder.device_id) == a_store.state(a_builder.device_id)
     a_store.close()
@@ -331,7 +339,8 @@ class Unordered:
         return result
 
 
-async def test_a_receiver_that_takes_ranges_out_of_order_gets_the_rest_one_at_a_time(tmp_path, clock):
+@pytest.mark.parametrize("scheme", ["coap", "coap+tcp"])
+async def test_a_receiver_that_takes_ranges_out_of_order_gets_the_rest_one_at_a_time(tmp_path, clock, scheme):
     _, a_builder, a_store = own_log(tmp_path / "a", clock, 200)
     _, _, b_store = own_log(tmp_path / "b", clock, 1)
     old = Unordered(b_store)
@@ -339,7 +348,8 @@ async def test_a_receiver_that_takes_ranges_out_of_order_gets_the_rest_one_at_a_
     ctx = await aiocoap.Context.create_client_context()
     size = full_window()
     try:
-        report = await sync_once(ctx, url("coap+tcp", port), a_store, pull=False, size=size)
+        async with Lanes(ctx) as lanes:
+            report = await sync_once(ctx, url(scheme, port), a_store, pull=False, size=size, lanes=lanes)
     finally:
         await ctx.shutdown()
         await server.shutdown()
