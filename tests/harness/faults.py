@@ -445,6 +445,10 @@ async def kill_under_load(root: Path, *, cycles: int, edges: int = 2, seed: int 
 # -- network namespaces ------------------------------------------------------------------------------------
 
 
+# What a relay does with a datagram (`upstream`: from a client): seconds to hold it, or None to drop it.
+Shape = Callable[[bytes, bool], float | None]
+
+
 class _Shape:
     """Drops `loss` % of datagrams and delays the rest, from a seeded random source; counts both."""
 
@@ -453,8 +457,8 @@ class _Shape:
         self.rng = random.Random(seed)
         self.dropped = self.passed = 0
 
-    def __call__(self) -> float | None:
-        """Seconds to hold a datagram, or None to drop it."""
+    def __call__(self, data: bytes, upstream: bool) -> float | None:
+        """Seconds to hold a datagram (`upstream`: from a client), or None to drop it."""
         if self.rng.random() * 100 < self.loss:
             self.dropped += 1
             return None
@@ -465,15 +469,18 @@ class _Shape:
 class _Relay:
     """One client's path through the impairment: datagrams both ways, each dropped or delayed."""
 
-    def __init__(self, front: asyncio.DatagramTransport, client: tuple[str, int], shape: Callable[[], float | None]
-                 ) -> None:
+    def __init__(self, front: asyncio.DatagramTransport, client: tuple[str, int], shape: Shape) -> None:
         self.front, self.client, self.shape = front, client, shape
         self.back: asyncio.DatagramTransport | None = None
 
-    def later(self, send: Callable[[], None]) -> None:
-        delay = self.shape()
-        if delay is not None:
+    def later(self, send: Callable[[], None], data: bytes, upstream: bool) -> None:
+        delay = self.shape(data, upstream)
+        if delay is None:
+            return
+        if delay:
             asyncio.get_running_loop().call_later(delay, send)
+        else:
+            send()
 
 
 class _Back(asyncio.DatagramProtocol):
@@ -482,11 +489,11 @@ class _Back(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         relay = self.relay
-        relay.later(lambda: relay.front.sendto(data, relay.client))
+        relay.later(lambda: relay.front.sendto(data, relay.client), data, False)
 
 
 class _Front(asyncio.DatagramProtocol):
-    def __init__(self, target: tuple[str, int], shape: _Shape) -> None:
+    def __init__(self, target: tuple[str, int], shape: Shape) -> None:
         self.target, self.shape = target, shape
         self.relays: dict[tuple[str, int], _Relay] = {}
         self.transport: asyncio.DatagramTransport | None = None
@@ -511,7 +518,7 @@ class _Front(asyncio.DatagramProtocol):
     def _forward(self, relay: _Relay, data: bytes) -> None:
         back = relay.back
         if back is not None:
-            relay.later(lambda: back.sendto(data))
+            relay.later(lambda: back.sendto(data), data, True)
 
     def close(self) -> None:
         for relay in self.relays.values():
@@ -521,14 +528,19 @@ class _Front(asyncio.DatagramProtocol):
             self.transport.close()
 
 
+async def start_relay(listen: tuple[str, int], target: tuple[str, int], shape: Shape) -> _Front:
+    """A UDP relay from `listen` to `target` that passes each datagram as `shape` says, until `close()`. Each
+    client gets an endpoint of its own towards the target, so the target sees the clients' ports apart."""
+    loop = asyncio.get_running_loop()
+    _, front = await loop.create_datagram_endpoint(lambda: _Front(target, shape), local_addr=listen)
+    return front
+
+
 async def start_impairment(listen: tuple[str, int], target: tuple[str, int], *, loss: float, delay_ms: int,
                            jitter_ms: int, seed: int = 5) -> _Front:
     """A UDP relay that drops `loss` % of datagrams each way and delays the rest, until `close()`; its `shape`
     counts what it dropped and passed."""
-    shape = _Shape(loss=loss, delay_ms=delay_ms, jitter_ms=jitter_ms, seed=seed)
-    loop = asyncio.get_running_loop()
-    _, front = await loop.create_datagram_endpoint(lambda: _Front(target, shape), local_addr=listen)
-    return front
+    return await start_relay(listen, target, _Shape(loss=loss, delay_ms=delay_ms, jitter_ms=jitter_ms, seed=seed))
 
 
 async def impair(listen: tuple[str, int], target: tuple[str, int], *, loss: float, delay_ms: int,

@@ -3,7 +3,6 @@ together from several ports, blocks lost on the way, OSCORE over every lane, and
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
@@ -19,6 +18,7 @@ from edge.store import LmdbLogStore
 from hub.app import HubHolder
 from ledger import ChainBuilder
 from ledger.sync import Limits, RequestSize, encode_records
+from tests.harness.faults import start_relay
 from tests.hub.conftest import enroll
 from tests.ports import free_coap
 from tests.security.common import NOW, enroll_edge, secure_hub
@@ -28,61 +28,30 @@ from tests.sync.test_pipeline import Watched, full_window, serve, url
 UNAUTHORIZED = 0x81  # the code byte of a 4.01 answer in a CoAP header
 
 
-class Relay(asyncio.DatagramProtocol):
-    """UDP between clients and `target` that drops the clients' datagrams numbered in `drop` (1 is the first
-    any client sent) and counts the answers that are a bare 4.01 (an OSCORE peer refusing what it could not
-    read). Each client endpoint gets an endpoint of its own towards the target, so the peer sees its ports."""
+class Dropping:
+    """A relay's shape: drops the clients' datagrams numbered in `drop` (1 is the first any client sent),
+    passes the rest at once, and counts the answers that are a bare 4.01 (an OSCORE peer refusing what it
+    could not read)."""
 
-    def __init__(self, target: tuple[str, int], drop: set[int]) -> None:
-        self.target, self.drop = target, drop
-        self.sent = 0
-        self.dropped = 0
-        self.refusals = 0
-        self.backs: dict[Any, Any] = {}
-        self.waiting: dict[Any, list[bytes]] = {}
-        self.transport: Any = None
+    def __init__(self, drop: set[int]) -> None:
+        self.drop = drop
+        self.sent = self.dropped = self.refusals = 0
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
+    def __call__(self, data: bytes, upstream: bool) -> float | None:
+        if not upstream:
+            self.refusals += len(data) > 1 and data[1] == UNAUTHORIZED
+            return 0.0
         self.sent += 1
         if self.sent in self.drop:
             self.dropped += 1
-            return
-        if addr in self.backs:
-            self.backs[addr].sendto(data)
-        elif addr in self.waiting:
-            self.waiting[addr].append(data)
-        else:
-            self.waiting[addr] = [data]
-            asyncio.get_running_loop().create_task(self._connect(addr))
-
-    async def _connect(self, addr: Any) -> None:
-        relay = self
-
-        class Back(asyncio.DatagramProtocol):
-            def datagram_received(self, data: bytes, _: Any) -> None:
-                if len(data) > 1 and data[1] == UNAUTHORIZED:
-                    relay.refusals += 1
-                relay.transport.sendto(data, addr)
-
-        back, _ = await asyncio.get_running_loop().create_datagram_endpoint(Back, remote_addr=self.target)
-        self.backs[addr] = back
-        for data in self.waiting.pop(addr):
-            back.sendto(data)
-
-    def close(self) -> None:
-        for back in self.backs.values():
-            back.close()
-        self.transport.close()
+            return None
+        return 0.0
 
 
-async def relay_to(port: int, drop: set[int]) -> tuple[Relay, int]:
+async def relay_to(port: int, drop: set[int]) -> tuple[Any, Dropping, int]:
     listen = free_coap()
-    _, relay = await asyncio.get_running_loop().create_datagram_endpoint(
-        lambda: Relay(("127.0.0.1", port), drop), local_addr=("127.0.0.1", listen))
-    return relay, listen
+    shape = Dropping(drop)
+    return await start_relay(("127.0.0.1", listen), ("127.0.0.1", port), shape), shape, listen
 
 
 async def test_udp_push_on_lanes_is_taken_in_order_though_blocks_are_lost(tmp_path, hub, clock):
@@ -95,7 +64,7 @@ async def test_udp_push_on_lanes_is_taken_in_order_though_blocks_are_lost(tmp_pa
     holder = HubHolder(hub)
     records = Watched(holder, order_wait=1.0)
     server, port, _ = await serve(holder, records)
-    relay, listen = await relay_to(port, {12, 40})
+    relay, lost, listen = await relay_to(port, {12, 40})
     ctx = await aiocoap.Context.create_client_context()
     size = full_window()
     try:
@@ -105,7 +74,7 @@ async def test_udp_push_on_lanes_is_taken_in_order_though_blocks_are_lost(tmp_pa
         await ctx.shutdown()
         relay.close()
         await server.shutdown()
-    assert relay.dropped == 2
+    assert lost.dropped == 2
     assert not report.problems and not report.refused, report
     assert report.pushed == 400
     assert records.peak > 1 and len(records.remotes) > 1, (records.peak, records.remotes)
@@ -119,7 +88,7 @@ async def test_udp_pull_on_lanes_completes_though_blocks_are_lost(tmp_path, cloc
     _, a_builder, a_store = own_log(tmp_path / "a", clock, 300)
     _, _, c_store = own_log(tmp_path / "c", clock, 1)
     server, port, _ = await serve(a_store)
-    relay, listen = await relay_to(port, {9, 30})
+    relay, lost, listen = await relay_to(port, {9, 30})
     ctx = await aiocoap.Context.create_client_context()
     try:
         async with Lanes(ctx) as lanes:
@@ -129,7 +98,7 @@ async def test_udp_pull_on_lanes_completes_though_blocks_are_lost(tmp_path, cloc
         await ctx.shutdown()
         relay.close()
         await server.shutdown()
-    assert relay.dropped == 2 and len(relay.backs) > 1  # requests came from more than one port
+    assert lost.dropped == 2 and len(relay.relays) > 1  # requests came from more than one port
     assert not report.problems and report.fetched == 300
     assert c_store.state(a_builder.device_id) == a_store.state(a_builder.device_id)
     a_store.close()
@@ -154,7 +123,7 @@ async def test_oscore_sync_over_lanes_shares_one_context(tmp_path, drop):
         key = await enroll_edge(tmp_path / "edge", hub)
         store = enrolled_log(tmp_path / "edge" / "store", key, 600)
         security = open_context(tmp_path / "edge" / "oscore" / "hub", "hub")
-        relay, listen = await relay_to(hub.coap_port, drop)
+        relay, lost, listen = await relay_to(hub.coap_port, drop)
         base = url("coap", listen)
         # Requests of 64 records (about 20 blocks): while one lane waits out a lost block, the three others
         # send more blocks than the hub's replay window is wide (32 sequence numbers).
@@ -177,10 +146,10 @@ async def test_oscore_sync_over_lanes_shares_one_context(tmp_path, drop):
     assert not report.problems and not report.refused, report
     assert report.pushed == 600
     assert held == store.log_range(key.device_id, 0, 600)
-    assert len(relay.backs) > 1  # the hub saw the edge on more than one port, under the one context
-    assert relay.dropped == len(drop)
+    assert len(relay.relays) > 1  # the hub saw the edge on more than one port, under the one context
+    assert lost.dropped == len(drop)
     if drop:
-        assert relay.refusals >= 1, "the lost block was not refused by the replay window: nothing was tested"
+        assert lost.refusals >= 1, "the lost block was not refused by the replay window: nothing was tested"
     store.close()
 
 
