@@ -71,8 +71,6 @@ class Lanes:
 
     async def close(self) -> None:
         opened, self.opened = self.opened, []
-        self._free = asyncio.Queue()
-        self._free.put_nowait(self.ctx)
         for lane in opened:
             with contextlib.suppress(Exception):
                 await lane.shutdown()
@@ -84,8 +82,10 @@ class Lanes:
     @contextlib.asynccontextmanager
     async def lane(self) -> AsyncIterator[aiocoap.Context]:
         """A context that carries no other request of ours meanwhile (waits for one to be free)."""
-        ctx = await self._free.get()
+        while (ctx := await self._free.get()) is not self.ctx and ctx not in self.opened:
+            pass  # one that `close` shut: dropped
         try:
             yield ctx
         finally:
-            self._free.put_nowait(ctx)
+            if ctx is self.ctx or ctx in self.opened:
+                self._free.put_nowait(ctx)

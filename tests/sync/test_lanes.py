@@ -171,5 +171,7 @@ async def test_lanes_share_credentials_and_close_the_sockets_they_opened():
             async with lanes.lane() as a, lanes.lane() as b, lanes.lane() as c:
                 assert len({id(a), id(b), id(c)}) == 3  # each request in flight has a context to itself
         assert sockets() == before and lanes.opened == []  # `ctx` is the caller's: still open
+        async with lanes.lane() as only:
+            assert only is ctx  # none of the shut ones is handed out again
     finally:
         await ctx.shutdown()
