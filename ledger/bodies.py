@@ -143,11 +143,13 @@ _REQUIRED: dict[str, frozenset[str]] = {
 
 
 # Per kind, the text and integer fields that need no more than a type, length, choice or minimum check:
-# (type, choices, minimum).
+# (type, choices, minimum); and the lists of text, which need only their length and their items' (type list).
 _FAST: dict[str, dict[str, tuple[type, frozenset[str] | None, int | None]]] = {
     kind: {name: (spec.kind, None if spec.choices is None else frozenset(spec.choices), spec.minimum)
-           for name, spec in schema.items() if spec.list_of is None
-           and ((spec.kind is str and spec.minimum is None) or (spec.kind is int and spec.choices is None))}
+           for name, spec in schema.items()
+           if (spec.list_of is None and ((spec.kind is str and spec.minimum is None)
+                                         or (spec.kind is int and spec.choices is None)))
+           or (spec.kind is list and spec.list_of is str and spec.choices is None and spec.minimum is None)}
     for kind, schema in SCHEMAS.items()
 }
 
@@ -187,7 +189,11 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
             if t is str:
                 if type(value) is str and len(value) <= MAX_TEXT and (choices is None or value in choices):
                     continue
-            elif type(value) is int and (minimum is None or value >= minimum):
+            elif t is int:
+                if type(value) is int and (minimum is None or value >= minimum):
+                    continue
+            elif (type(value) is list and len(value) <= MAX_LIST
+                  and all(type(x) is str and len(x) <= MAX_TEXT for x in value)):  # a list of text (`tags`)
                 continue
         spec = schema.get(name)
         if spec is None:

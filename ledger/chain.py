@@ -83,8 +83,24 @@ def link(state: ChainState, record: Record) -> tuple[ChainState, bytes]:
     next_key = key
     if record.kind == "key" and record.body is not None:
         next_key = record.body["pubkey"]
-    return (ChainState(device_id=state.device_id, length=record.seq + 1, head=record.id, key=next_key,
-                       boot=record.boot, time=record.time), key)
+    return _next_state(state.device_id, record.seq + 1, record.id, next_key, record.boot, record.time), key
+
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _next_state(device_id: bytes, length: int, head: bytes, key: bytes, boot: int, time: int) -> ChainState:
+    """ChainState(...) with its slots set directly, for `link`, which runs for every record verified: the
+    device id is the checked state's and the length is a seq plus one, so __post_init__ has nothing to refuse."""
+    state = _new(ChainState)
+    _set(state, "device_id", device_id)
+    _set(state, "length", length)
+    _set(state, "head", head)
+    _set(state, "key", key)
+    _set(state, "boot", boot)
+    _set(state, "time", time)
+    return state
 
 
 def check_signatures(pairs: Iterable[tuple[Record, bytes]]) -> int:
