@@ -265,8 +265,17 @@ class Hub:
         tiles = closing_tiles(self.tree, leaves)
         self.store.commit(Batch(appends=pending.appends, first_tile=self.tree.tiles, tiles=tiles,
                                 counters=pending.counters))
+        # The tiles the commit closed go into the tree by the roots just kept: each leaf is hashed into its
+        # tile once. The first may have begun before this commit; the tree completes that one leaf by leaf.
         append = self.tree.append_hash
-        for leaf in leaves:
+        width = 1 << TILE_HEIGHT
+        head = min(len(leaves), -len(self.tree) % width) if tiles else len(leaves)
+        for leaf in leaves[:head]:
+            append(leaf)
+        whole = tiles[1:] if head and tiles else tiles
+        if whole:
+            self.tree.append_tiles(whole)
+        for leaf in leaves[head + len(whole) * width:]:
             append(leaf)
 
     def listen(self, listener: Callable[[list[Record], int], None]) -> int:

@@ -127,9 +127,10 @@ def decode(data: bytes, *, what: str = "CBOR item", tag: int | None = None, dept
     `depth` is how deep the item sits inside an enclosing item, so that nesting limits stay the same
     whether an item is decoded alone or as part of its container.
     """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise MalformedRecord(f"{what}: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:  # bytes, the common case, skip the union isinstance and the copy call
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise MalformedRecord(f"{what}: expected bytes, got {type(data).__name__}")
+        data = bytes(data)
     if not data:
         raise MalformedRecord(f"{what}: empty input")
     try:

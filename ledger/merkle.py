@@ -59,14 +59,26 @@ class MerkleTree:
         """The tree of the first len(tile_roots) whole tiles, from their roots alone: a log restarts by
         reading one hash per tile instead of every leaf (append the leaves after the last tile)."""
         tree = cls(read_leaves=read_leaves, tile_height=tile_height)
-        size = len(tile_roots) << tile_height
-        tree._levels = [(size >> low, bytearray()) for low in range(tile_height)] + [(0, bytearray())]
-        for index, root in enumerate(tile_roots):
+        tree.append_tiles(tile_roots)
+        return tree
+
+    def append_tiles(self, roots: Sequence[bytes]) -> None:
+        """Append whole tiles of leaves by their roots alone, at a tile boundary of a tree whose leaves stay in
+        the store: for roots already computed from those leaves (`resume`; a writer that kept them in the same
+        commit), so the tree does not hash each tile again. A root that does not match its leaves fails every
+        proof that reads the tile back."""
+        if self._read is None or self._size % (1 << self._height):
+            raise ValueError("append_tiles: needs a tree with read_leaves, at a tile boundary")
+        for root in roots:
             if len(root) != HASH_SIZE:
                 raise ValueError(f"tile root: expected {HASH_SIZE} bytes, got {len(root)}")
-            tree._carry(tile_height, index, root)
-        tree._size = size
-        return tree
+        while len(self._levels) < self._height:
+            self._levels.append((self._size >> len(self._levels), bytearray()))
+        for root in roots:
+            self._carry(self._height, self._size >> self._height, root)
+            self._size += 1 << self._height
+        for low in range(self._height):  # what a tile's own append leaves: its levels below the root are gone
+            self._levels[low] = (self._size >> low, bytearray())
 
     @property
     def tiles(self) -> int:

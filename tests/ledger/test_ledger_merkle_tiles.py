@@ -86,3 +86,42 @@ def test_a_store_changed_under_the_tree_is_caught(damage):
 def test_tile_height_is_checked():
     with pytest.raises(ValueError):
         MerkleTree(tile_height=0)
+
+
+
+MANY = [leaf_hash(i.to_bytes(4, "big")) for i in range(2500)]  # 6 rounds of at most 6 tiles of 64 leaves, and more
+MANY_FULL = MerkleTree(MANY)
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 6), data=st.data())
+def test_tiles_appended_by_their_roots_give_the_tree_of_their_leaves(height, data):
+    width = 1 << height
+    grown = MerkleTree(read_leaves=lambda start, end: MANY[start:end], tile_height=height)
+    size = 0
+    for _ in range(data.draw(st.integers(1, 6))):  # some leaves one by one, to a tile boundary, then whole tiles
+        size += data.draw(st.integers(0, 2 * width))
+        size += -size % width
+        for h in MANY[len(grown):size]:
+            grown.append_hash(h)
+        tiles = data.draw(st.integers(0, 3))
+        grown.append_tiles([MerkleTree(MANY[start:start + width]).root(width)
+                            for start in range(size, size + tiles * width, width)])
+        size += tiles * width
+        assert len(grown) == size and grown.root(size) == MANY_FULL.root(size)
+    if size:
+        index = data.draw(st.integers(0, size - 1))
+        assert grown.inclusion_proof(index, size) == MANY_FULL.inclusion_proof(index, size)
+    more = data.draw(st.integers(1, width + 1))
+    for h in MANY[size:size + more]:
+        grown.append_hash(h)
+    assert grown.root(size + more) == MANY_FULL.root(size + more)
+
+
+def test_tiles_go_in_by_root_only_at_a_tile_boundary():
+    root = MerkleTree(LEAVES[4:8]).root(4)
+    grown, _ = tiled(3, 2)
+    with pytest.raises(ValueError, match="tile boundary"):
+        grown.append_tiles([root])
+    with pytest.raises(ValueError, match="tile boundary"):
+        MerkleTree(LEAVES[:4], tile_height=2).append_tiles([root])
