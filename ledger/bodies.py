@@ -172,6 +172,9 @@ def kind_name(code: int) -> str:
         ) from None
 
 
+_JUST_STR = frozenset({str})
+
+
 def validate_body(kind: str, body: Mapping[str, Any]) -> None:
     """Check `body` against the shape of `kind`; raise MalformedRecord saying what is wrong."""
     schema = SCHEMAS.get(kind)
@@ -192,8 +195,8 @@ def validate_body(kind: str, body: Mapping[str, Any]) -> None:
             elif t is int:
                 if type(value) is int and (minimum is None or value >= minimum):
                     continue
-            elif (type(value) is list and len(value) <= MAX_LIST
-                  and all(type(x) is str and len(x) <= MAX_TEXT for x in value)):  # a list of text (`tags`)
+            elif (type(value) is list and len(value) <= MAX_LIST and {*map(type, value)} <= _JUST_STR
+                  and max(map(len, value), default=0) <= MAX_TEXT):  # a list of text (`tags`), in C loops
                 continue
         spec = schema.get(name)
         if spec is None:
@@ -228,9 +231,6 @@ def _where(kind: str, name: str) -> str:
     return f"{kind} body field {name!r}"
 
 
-_JUST_STR = frozenset({str})
-
-
 def _check_value(kind: str, name: str, spec: Field, value: Any) -> None:
     if isinstance(value, str) and len(value) > MAX_TEXT:
         raise MalformedRecord(f"{_where(kind, name)}: text longer than {MAX_TEXT} characters ({len(value)})")
@@ -241,11 +241,7 @@ def _check_value(kind: str, name: str, spec: Field, value: Any) -> None:
     if spec.list_of is not None:
         if len(value) > MAX_LIST:
             raise MalformedRecord(f"{_where(kind, name)}: more than {MAX_LIST} items ({len(value)})")
-        # A list of short texts (a delivery's container tags, on every scan) is checked in two passes that
-        # stay out of Python bytecode; anything else item by item, to say which item is wrong.
-        short_texts = spec.list_of is str and (not value or ({*map(type, value)} == _JUST_STR
-                                                             and max(map(len, value)) <= MAX_TEXT))
-        for item in () if short_texts else value:
+        for item in value:
             if isinstance(item, bool) or not isinstance(item, spec.list_of):
                 raise MalformedRecord(
                     f"{_where(kind, name)}: expected a list of {spec.list_of.__name__}, "
