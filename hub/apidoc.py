@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict, Union
 
 from . import apianswers as a
 from .apianswers import CheckpointJson
+from .paging import DEFAULT_LIMIT, MAX_LIMIT
 
 HEX16 = r"^[0-9a-f]{32}$"  # a device id
 HEX32 = r"^[0-9a-f]{64}$"  # a record id, a hash
@@ -50,7 +51,12 @@ class DeviceJson(TypedDict):
 
 
 class Devices(TypedDict):
+    """One page of the devices the hub knows, in device id order, and how many it knows in all."""
+
     devices: list[DeviceJson]
+    device_count: int
+    next: Annotated[str | None, {"description": "the device id to pass as `after` for the next page; null on the "
+                                                "last page"}]
 
 
 class RecordJson(TypedDict):
@@ -305,6 +311,11 @@ COMMODITY_ID = Param(name="commodity", required=True, description="commodity id 
 MARKET_ID = Param(name="market_id", description="market id or a configured alias, e.g. pasar-senen",
                   example="pasar-senen")
 COMMODITY_PATH = Param(name="commodity", where="path", description="commodity id", example="cabai-merah")
+# hub/paging.py: every answer that lists devices pages them the same way.
+DEVICE_PAGE = (Param(name="limit", type="integer", minimum=1, maximum=MAX_LIMIT,
+                     description=f"devices per page (default {DEFAULT_LIMIT})"),
+               Param(name="after", pattern=HEX16, description="the page after this device id (the answer's `next`); "
+                                                              "default: the first page"))
 CBOR = "application/cbor"
 COSE = "application/cose"
 BYTES: dict[str, Any] = {"type": "string", "format": "binary"}
@@ -313,8 +324,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/status"): Route(summary="The hub's identity, log size, latest checkpoint and counters",
                                   answer=Status),
     ("GET", "/api/openapi.json"): Route(summary="This document", answer=ANY_OBJECT),
-    ("GET", "/api/devices"): Route(summary="Every device the hub knows, with its log's length and head",
-                                   answer=Devices),
+    ("GET", "/api/devices"): Route(summary="A page of the devices the hub knows, with their logs' length and head",
+                                   answer=Devices, params=DEVICE_PAGE),
     ("GET", "/api/devices/{device}"): Route(summary="One device", params=(DEVICE,), answer=DeviceJson),
     ("GET", "/api/devices/{device}/records"): Route(
         summary="A range of one device's records, decoded", answer=Records, auth="auditor",
@@ -381,11 +392,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                                   params=(Param(name="last_id", description="resume after this event id"),)),
     ("GET", "/api/chain/health"): Route(
         summary="Chain health: log size, checkpoint, forks, refusals, records by kind; a page of devices",
-        answer=a.ChainHealth,
-        params=(Param(name="limit", type="integer", minimum=1, maximum=5000,
-                      description="devices per page (default 500)"),
-                Param(name="after", pattern=HEX16, description="the page after this device id (the answer's "
-                                                               "`next`); default: the first page"))),
+        answer=a.ChainHealth, params=DEVICE_PAGE),
     ("GET", "/api/dashboard/summary"): Route(summary="The dashboard's front page: today's MBG summary, chain, "
                                                      "markets and open alerts", answer=a.Summary),
     ("GET", "/api/mbg/deliveries"): Route(summary="MBG deliveries of a day per school: planned, sent, received",

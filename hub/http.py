@@ -28,6 +28,7 @@ from ledger.sync import decode_records
 
 from . import apidoc
 from .auth import Auth, access_middleware, http_query, rule_of, template_of
+from .paging import device_page, page_query
 from .service import Hub, HubError, NotEnrolled, NotFound
 from .webverify import standalone_page
 
@@ -261,16 +262,21 @@ class HubApi:
         return web.json_response(openapi_spec(request.app))
 
     async def devices(self, request: web.Request) -> web.Response:
+        """A page of the devices the hub knows (?limit=&after=, like the chain's health), each with its log."""
+        after, limit = page_query(request.query.items())
+        return web.json_response(await asyncio.to_thread(self._devices_page, after, limit))
+
+    def _devices_page(self, after: bytes, limit: int) -> dict[str, Any]:
+        page = device_page(self.hub.store, after=after, limit=limit)
         out = []
-        damaged = self.hub.store.damaged()
-        for d in self.hub.store.devices():
-            state = self.hub.store.chain_state(d.device_id)
-            item = d.to_json()
+        for standing in page.standings:
+            state = standing.state
+            item = standing.device.to_json()
             item.update({"length": state.length if state else 0, "head": state.head.hex() if state else None,
                          "last_time": state.time if state else None,
-                         "damaged": damaged.get(d.device_id, [])})  # seqs awaiting restore from an edge or peer
+                         "damaged": list(standing.damaged)})  # seqs awaiting restore from an edge or peer
             out.append(item)
-        return web.json_response({"devices": out})
+        return {"devices": out, "device_count": self.hub.store.device_count(), "next": page.next}
 
     def _device_id(self, request: web.Request) -> bytes:
         try:

@@ -138,6 +138,13 @@ def _date(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD (UTC) or a unix time, got {text!r}") from None
 
 
+def _count(text: str) -> int:
+    """A whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _clock_setting(text: str) -> str:
     from hub.clock import clock_setting
 
@@ -216,12 +223,29 @@ def _enroll_request(args: argparse.Namespace) -> int:
     return 0
 
 
+DEVICE_PAGE = 1000  # devices per request to GET /api/devices (the hub allows up to 5000)
+
+
+def _all_devices(base: str, token: str, limit: int | None) -> list[dict[str, Any]]:
+    """The hub's devices a page at a time, following each answer's `next`: all of them, or the first `limit`."""
+    listing: list[dict[str, Any]] = []
+    after = ""
+    while limit is None or len(listing) < limit:
+        size = DEVICE_PAGE if limit is None else min(DEVICE_PAGE, limit - len(listing))
+        page = call("GET", f"{base}?limit={size}" + (f"&after={after}" if after else ""), token=token)
+        listing += page["devices"]
+        if page["next"] is None:
+            break
+        after = page["next"]
+    return listing
+
+
 def _devices(args: argparse.Namespace) -> int:
     """`jejak devices list|approve|revoke`: the operator's side of enrollment, over the hub's HTTP API."""
     token = operator_token(args.token_file)
     base = f"{args.hub_url}/api/devices"
     if args.devices_command == "list":
-        listing = call("GET", base, token=token)["devices"]
+        listing = _all_devices(base, token, args.limit)
         if args.json:
             print(json.dumps(listing, indent=2))
             return 0
@@ -467,6 +491,8 @@ def parser() -> argparse.ArgumentParser:
         one.add_argument("--token-file", help="file holding the operator token (kept off the command line)")
         if verb == "list":
             one.add_argument("--json", action="store_true")
+            one.add_argument("--limit", type=_count, help="only the first N devices, in device id order "
+                                                            "(default: all, read a page at a time)")
         else:
             one.add_argument("device", help="device id (hex), as `jejak devices list` shows it")
         if verb == "revoke":

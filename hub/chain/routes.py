@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from coap_server.params import parse
-
+from ..paging import page_query
 from ..routing import json_route
-from .view import DEFAULT_LIMIT, QUERY, chain_health
+from .view import chain_health
 
 if TYPE_CHECKING:
     from ..views import Views
@@ -20,9 +19,8 @@ class ChainRoutes:
         self.views = views
 
     def health(self, query: Any) -> dict[str, Any]:
-        q = parse(query.items(), QUERY, strict=False)  # a bad limit or after: BAD_REQUEST
-        return chain_health(self.views.hub, self.views.clock(), after=q.get("after", b""),
-                            limit=q.get("limit", DEFAULT_LIMIT))
+        after, limit = page_query(query.items())
+        return chain_health(self.views.hub, self.views.clock(), after=after, limit=limit)
 
     def register(self, app: web.Application) -> None:
         r = app.router

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from coap_server.params import count, device
-
+from ..paging import DEFAULT_LIMIT, device_page
 from ..service import Hub
 from ..store import DeviceStanding
-
-DEFAULT_LIMIT = 500
-MAX_LIMIT = 5000
-# ?limit=N (devices per page) and ?after=<device id>: the page after that device, in device id order.
-QUERY = (count("limit", MAX_LIMIT, lo=1), device("after"))
 
 
 def standing_json(standing: DeviceStanding, now: int) -> dict[str, Any]:
@@ -32,13 +26,12 @@ def chain_health(hub: Hub, now: int, *, after: bytes = b"", limit: int = DEFAULT
     with one page of devices: up to `limit` after device id `after`, and `next` to ask after for the following
     page (None on the last). Everything comes from the store, so it is the same after a restart."""
     store = hub.store
-    page = store.standings(after, limit + 1)
-    devices = [standing_json(s, now) for s in page[:limit]]
+    page = device_page(store, after=after, limit=limit)
     counters = store.counters()
     refused = {k[len("refused_"):]: v for k, v in counters.items() if k.startswith("refused_")}
     cp = hub.latest_checkpoint()
     return {"now": now, "hub": hub.hub_id.hex(), "size": len(hub.tree), "checkpoint": cp.to_json() if cp else None,
             "forks": len(store.forks()), "refused": refused, "refused_total": sum(refused.values()),
             "duplicates": counters.get("duplicates", 0), "device_count": store.device_count(),
-            "records_by_kind": store.record_kinds(), "devices": devices,
-            "next": devices[-1]["device"] if len(page) > limit else None}
+            "records_by_kind": store.record_kinds(),
+            "devices": [standing_json(s, now) for s in page.standings], "next": page.next}

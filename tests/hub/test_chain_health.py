@@ -107,3 +107,44 @@ async def test_health_is_the_same_after_a_restart_and_pages_by_device(config):
                     assert resp.status == 400 and body["error"]["code"] == "BAD_REQUEST", (bad, body)
     finally:
         await running.close()
+
+
+async def _devices(http: aiohttp.ClientSession, query: str = "") -> dict:
+    async with http.get(f"/api/devices{query}") as resp:
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert_documented("GET", "/api/devices", resp.status, body)
+        return body
+
+
+async def test_devices_page_like_the_health_page_and_keep_their_fields(config):
+    """GET /api/devices reads the same pages as the chain's health (one query shape, one parameter parser)."""
+    clock = Clock()
+    running = await start_hub(config, clock=clock)
+    try:
+        async with aiohttp.ClientSession(running.http_url) as http:
+            pushed = await _push(http, running.hub.hub_id, clock, 7)
+            whole = await _devices(http)
+            health = await _health(http)
+            assert whole["next"] is None and whole["device_count"] == health["device_count"] == len(whole["devices"])
+            assert [d["device"] for d in whole["devices"]] == [d["device"] for d in health["devices"]]
+            for d in whole["devices"]:
+                mine = [r for r in pushed if r.device == d["device"]]
+                if mine:
+                    assert (d["length"], d["head"], d["last_time"], d["damaged"], d["status"]) == (
+                        len(mine), mine[-1].id.hex(), mine[-1].time, [], "active")
+            seen, after = [], ""
+            while True:
+                page = await _devices(http, f"?limit=3{'&after=' + after if after else ''}")
+                assert len(page["devices"]) <= 3 and page["device_count"] == whole["device_count"]
+                seen += page["devices"]
+                if page["next"] is None:
+                    break
+                after = page["next"]
+            assert seen == whole["devices"]
+            for bad in ("limit=0", "limit=5001", "limit=ten", "after=zz", "limit=2&limit=3"):
+                async with http.get(f"/api/devices?{bad}") as resp:
+                    body = await resp.json()
+                    assert resp.status == 400 and body["error"]["code"] == "BAD_REQUEST", (bad, body)
+    finally:
+        await running.close()

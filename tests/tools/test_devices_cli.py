@@ -62,6 +62,30 @@ async def test_enroll_from_the_edge_config_then_approve_and_revoke(tmp_path: Pat
         await running.close()
 
 
+async def test_list_follows_the_pages_to_every_device_or_the_first_n(tmp_path: Path, hub, clock, capsys,
+                                                                    monkeypatch) -> None:
+    ids = sorted(enroll(hub, new_device(clock)[0], clock, approve=i % 2 == 0).hex() for i in range(7))
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                                        operator_tokens=(hash_token(TOKEN),)), hub=hub)
+    monkeypatch.setenv("JEJAK_TOKEN", TOKEN)
+    monkeypatch.setattr(cli, "DEVICE_PAGE", 3)  # 7 devices (and the hub's own log): three pages or more
+    try:
+        assert await jejak("devices", "list", "--hub-url", running.http_url, "--json") == 0
+        listing = json.loads(capsys.readouterr().out)
+        known = sorted(d.device_id.hex() for d in hub.store.devices())
+        assert [d["device"] for d in listing] == known and set(ids) <= set(known)
+        assert await jejak("devices", "list", "--hub-url", running.http_url, "--json", "--limit", "4") == 0
+        assert [d["device"] for d in json.loads(capsys.readouterr().out)] == known[:4]
+        assert await jejak("devices", "list", "--hub-url", running.http_url) == 0
+        shown = capsys.readouterr()
+        assert all(i in shown.out for i in ids) and "3 pending" in shown.err
+        with pytest.raises(SystemExit) as refused:
+            await jejak("devices", "list", "--hub-url", running.http_url, "--limit", "0")
+        assert refused.value.code == 2 and "at least 1" in capsys.readouterr().err
+    finally:
+        await running.close()
+
+
 async def test_refusals_are_logged_once_with_the_fix_on_both_sides(tmp_path: Path, hub, clock, caplog) -> None:
     running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False),
                               hub=hub)
