@@ -116,6 +116,7 @@ class HeadsResource(resource.Resource):
 ORDER_WAIT_S = 10.0  # how long a pushed range waits for the ranges before it
 ORDER_WAITERS = 16  # pushed ranges of one log held back at once; more are refused OUT_OF_ORDER
 COALESCE_RECORDS = 2048  # ranges that wait in a row are stored in one receive (one commit) up to this many
+REFUSALS_KEPT = 1024  # logs whose last refusal is remembered (for `order_wait` seconds each); the oldest go first
 
 
 @dataclass(slots=True)
@@ -150,7 +151,10 @@ class RecordsResource(resource.Resource):
     A pusher keeps several POSTs of one log in flight, and they may arrive, or reach this handler, in
     another order than sent. A POST whose `start` is past the log's stored length waits (at most
     `order_wait` seconds) until the ranges before it are stored, then is taken; one whose predecessor was
-    refused, or never came, is answered OUT_OF_ORDER with nothing stored. Needs the holder's `log_length`;
+    refused, or never came, is answered OUT_OF_ORDER with nothing stored. After a refusal, the ranges of that
+    log that start past what it then held are answered OUT_OF_ORDER at once, also those that arrive later
+    (for `order_wait` seconds), until a range that starts at or before that length arrives: the pusher's
+    own, sent again from the head. Needs the holder's `log_length`;
     without it ranges are taken as they come, as before. A holder with `check_ahead(device id, raws) ->
     check` has a range's signatures checked while it waits, and gets that back in `receive(..., check=)`."""
 
@@ -162,6 +166,10 @@ class RecordsResource(resource.Resource):
         # A holder may check a range's signatures while it waits for its turn, and take the check with it.
         self._ahead: Callable[[bytes, Sequence[bytes]], Any] | None = getattr(holder, "check_ahead", None)
         self._orders: dict[bytes, _Order] = {}
+        # device id -> (its length after the last refusal, loop time the mark lapses). Anyone may cause a
+        # refusal of any log (a forged range at its head), so a mark only hastens what would time out: a range
+        # that starts at or before the marked length is never refused by it, and its arrival lifts the mark.
+        self._refused: dict[bytes, tuple[int, float]] = {}
 
     async def render_to_pipe(self, pipe: Any) -> None:
         # A push past the limit is refused at its first block over it, before aiocoap spools the rest.
@@ -216,6 +224,8 @@ class RecordsResource(resource.Resource):
                 if not me.answer.done() and (order.length is None or start > order.length):
                     order.length = await asyncio.to_thread(length_of, device_id)  # others may have stored more
                 try:
+                    if not me.answer.done():
+                        self._after_refusal(device_id, start, order.length)
                     await self._wait_turn(order, device_id, me, length_of)
                 finally:
                     if order.queued.get(start) is me:
@@ -257,6 +267,7 @@ class RecordsResource(resource.Resource):
                 result = await asyncio.to_thread(functools.partial(receive, check=check), device_id, raws)
         except BaseException:
             order.refusals += 1
+            self._mark_refused(device_id, before)  # at least this is held; more lifts the mark (see _after_refusal)
             order.length = None  # read again: the store may have taken part of it
             for part in parts[1:]:
                 part.answer.set_exception(OutOfOrder(
@@ -269,6 +280,7 @@ class RecordsResource(resource.Resource):
         problem = result.get("problem")
         if problem:
             order.refusals += 1
+            self._mark_refused(device_id, order.length if order.length is not None else before)
         order.ready.notify_all()
         if len(parts) == 1:
             return result
@@ -284,6 +296,27 @@ class RecordsResource(resource.Resource):
         # The first range's share: what it stored of its own, and every duplicate.
         return {**result, "accepted": max(0, min(me.end, after) - max(me.start, before)),
                 "problem": problem if after < me.end else None}
+
+    def _mark_refused(self, device_id: bytes, length: int) -> None:
+        self._refused.pop(device_id, None)
+        while len(self._refused) >= REFUSALS_KEPT:
+            del self._refused[next(iter(self._refused))]
+        self._refused[device_id] = (length, asyncio.get_running_loop().time() + self.order_wait)
+
+    def _after_refusal(self, device_id: bytes, start: int, length: int | None) -> None:
+        """Refuse at once a range that waits behind a refused one; lift the mark when a range arrives that
+        may lead past it (one that starts at or before the marked length), when the log grew past it by other
+        means, or when it lapsed."""
+        mark = self._refused.get(device_id)
+        if mark is None:
+            return
+        held, until = mark
+        if start <= held or (length is not None and length > held) or asyncio.get_running_loop().time() > until:
+            del self._refused[device_id]
+            return
+        if length is not None and start > length:
+            raise OutOfOrder(f"range from seq {start} of {device_id.hex()}: the range before it was refused; "
+                             f"the log holds {length} records", hint="push again from the receiver's head")
 
     async def _wait_turn(self, order: _Order, device_id: bytes, me: _Range,
                          length_of: Callable[[bytes], int]) -> None:

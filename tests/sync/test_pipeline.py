@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,9 @@ from tests.wait import wait_for
 
 # Requests of 16 records with 4 in flight from the first one (no slow start): a 200-record log is 13 requests.
 SMALL = Limits(records_per_request=16, bytes_per_request=64 * 1024)
+
+
+WAIT_S = 60.0  # a receiver's wait for a range's predecessors, where a test must not run into it
 
 
 def full_window() -> RequestSize:
@@ -264,20 +268,65 @@ class Forging:
 async def test_a_forged_record_in_the_middle_of_a_window_stops_it_and_nothing_after_is_stored(tmp_path, hub, clock):
     signer, builder, store = own_log(tmp_path / "edge", clock, 200)
     enroll(hub, signer, clock)
-    server, port, records = await serve(HubHolder(hub))
+    holder = HubHolder(hub)
+    server, port, records = await serve(holder, Watched(holder, order_wait=WAIT_S))
     ctx = await aiocoap.Context.create_client_context()
     try:
         # Requests [0,16) [16,32) [32,48) [48,64) go out together; seq 40 is in the third.
+        began = time.monotonic()
         report = await sync_once(ctx, url("coap+tcp", port), Forging(store, 40), pull=False, size=full_window())
+        took = time.monotonic() - began
     finally:
         await ctx.shutdown()
         await server.shutdown()
+    assert took < WAIT_S, f"the ranges behind the refusal were answered after {took:.1f} s: they waited it out"
     assert report.pushed == 40
     assert len(report.problems) == 1 and "INVALID_SIGNATURE" in report.problems[0], report.problems
     assert not report.refused  # the OUT_OF_ORDER answers behind it are not reported again
     assert hub.store.chain_state(builder.device_id).length == 40
     assert hub.store.log_range(builder.device_id, 40, 200) == []
     assert isinstance(records, Watched) and records.peak > 1
+    store.close()
+
+
+async def test_a_range_forged_at_the_head_of_someone_elses_log_costs_its_pusher_one_retry(tmp_path, hub, clock):
+    """Anyone who may push can send a range that opens with another device's record at its log's head, with a
+    broken signature. It is refused, and for a while the ranges of that log past the head are answered
+    OUT_OF_ORDER at once. A range at the head is never refused for it: the pusher's own is taken, lifts the
+    mark (ranges behind wait for their turn again), and the pusher sending again from the head loses nothing."""
+    signer, builder, store = own_log(tmp_path / "edge", clock, 100)
+    enroll(hub, signer, clock)
+    device = builder.device_id
+    raws = store.log_range(device, 0, 100)
+    holder = HubHolder(hub)
+    server, port, records = await serve(holder, Watched(holder, order_wait=WAIT_S))
+    ctx = await aiocoap.Context.create_client_context()
+    uri = f"{url('coap+tcp', port)}/sync/records"
+    try:
+        first = await _post(ctx, uri, encode_records(device, 0, raws[:32]))
+        forged = await _post(ctx, uri, encode_records(device, 32, [raws[32][:-1] + bytes([raws[32][-1] ^ 1])]))
+        began = time.monotonic()
+        behind = await _post(ctx, uri, encode_records(device, 48, raws[48:64]))  # came before its predecessor
+        took = time.monotonic() - began
+        head = await _post(ctx, uri, encode_records(device, 32, raws[32:48]))
+        # The mark is lifted: a range past the head waits for its predecessor again.
+        later = asyncio.ensure_future(_post(ctx, uri, encode_records(device, 64, raws[64:80])))
+        await wait_for(lambda: (o := records._orders.get(device)) is not None and o.waiting == 1,
+                       what="the range after the head waiting for its predecessor")
+        resent = await _post(ctx, uri, encode_records(device, 48, raws[48:64]))
+        waited = await later
+        report = await sync_once(ctx, url("coap+tcp", port), store, pull=False, size=full_window())
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert cbor2.loads(first.payload)["accepted"] == 32
+    assert cbor2.loads(forged.payload)["problem"]["code"] == "INVALID_SIGNATURE"
+    assert (behind.code, cbor2.loads(behind.payload)["code"]) == (Code.CONFLICT, "OUT_OF_ORDER")
+    assert "the log holds 32 records" in cbor2.loads(behind.payload)["message"]
+    assert took < WAIT_S
+    assert [(a.code, cbor2.loads(a.payload)["accepted"]) for a in (head, resent, waited)] == [(Code.CHANGED, 16)] * 3
+    assert (report.pushed, report.problems, report.refused) == (20, [], [])
+    assert hub.store.log_range(device, 0, 100) == raws
     store.close()
 
 
@@ -297,13 +346,19 @@ class Refusing(HubHolder):
 async def test_a_refused_request_in_the_middle_of_a_window_stops_the_rest_cleanly(tmp_path, hub, clock):
     signer, builder, store = own_log(tmp_path / "edge", clock, 200)
     enroll(hub, signer, clock)
-    server, port, _ = await serve(Refusing(hub, 32))
+    holder = Refusing(hub, 32)
+    server, port, records = await serve(holder, Watched(holder, order_wait=WAIT_S))
     ctx = await aiocoap.Context.create_client_context()
     try:
+        began = time.monotonic()
         report = await sync_once(ctx, url("coap+tcp", port), store, pull=False, size=full_window())
+        took = time.monotonic() - began
     finally:
         await ctx.shutdown()
         await server.shutdown()
+    # The ranges behind the refused one are answered OUT_OF_ORDER when it is refused, not when their wait ends.
+    assert isinstance(records, Watched) and records.out_of_order >= 1
+    assert took < WAIT_S, f"the ranges behind the refusal were answered after {took:.1f} s: they waited it out"
     # The refused offer may hold ranges before 32 that waited and were taken along: they are refused with it.
     held = hub.store.chain_state(builder.device_id).length
     assert held <= 32 and held % 16 == 0
