@@ -652,8 +652,13 @@ def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict
     with `devices` devices in the store, each with a log of one record, its arrival and a few damaged records:
     milliseconds per page of 500 (the default) and 5,000 (the most) at the first, middle and last page, a walk
     through every page of 500, and the whole list read the way the page did before (every device, then a point
-    read of each log's state)."""
+    read of each log's state). Also a scrape of /metrics on that store (`device_figures` alone and the whole
+    registry's text) with the lines it makes."""
     import json
+
+    from prometheus_client import generate_latest
+
+    from .metrics import HubMetrics, device_figures
 
     with tempfile.TemporaryDirectory() as tmp:
         if backend == "lmdb":
@@ -715,6 +720,16 @@ def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict
             listed = [(d, store.chain_state(d.device_id)) for d in store.devices()]
             assert len(listed) == devices
             out["before_every_device_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            figures = device_figures(store, 1_763_900_000, own=hub.hub_id)
+            out["metrics_device_figures_ms"] = (time.perf_counter() - t0) * 1000
+            assert figures.reporting == devices and figures.per_device is None
+            metrics = HubMetrics()
+            metrics.watch(hub, store_path=None, derive_seconds=lambda: 0.0)
+            t0 = time.perf_counter()
+            text = generate_latest(metrics.registry)
+            out["metrics_scrape_ms"] = (time.perf_counter() - t0) * 1000
+            out["metrics_lines"] = sum(1 for line in text.splitlines() if not line.startswith(b"#"))
             return out
         finally:
             if backend != "lmdb":

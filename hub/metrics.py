@@ -1,21 +1,25 @@
 """The hub's Prometheus metrics (`GET /metrics`): ingest, verification, refusals, checkpoints, device lag, store, analytics.
 
 Timings are observed as they happen (histograms); everything the store already counts or holds (records,
-refusals by code, forks, checkpoints, devices) is read from it at scrape time, so a restart neither resets nor
-double-counts them. Process metrics (CPU, memory, open files) come from prometheus_client's own collectors.
+refusals by code, forks, checkpoints, devices, each device's last arrival and latest record time) is read from it
+at scrape time, so a restart neither resets nor double-counts them. Devices are summed up (how many are idle past
+each threshold, a histogram of their sync lag) so the series stay few with 50,000 devices; per-device series are
+kept only while the hub knows at most DEVICE_SERIES_CAP devices. Process metrics (CPU, memory, open files) come
+from prometheus_client's own collectors.
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -23,19 +27,65 @@ from prometheus_client.registry import Collector
 from ledger import Record
 
 from .service import Hub
+from .store import HubStore
 
 if TYPE_CHECKING:
     from .views import RefillProgress
 
 SignatureCheck = Callable[[Iterable[tuple[Record, bytes]]], int]
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Per-device series only up to this many devices the hub knows (two series each); past it, the aggregates
+# alone, and /api/chain/health names the devices. Prometheus handles a few thousand series per target well,
+# not 100,000 from one hub.
+DEVICE_SERIES_CAP = 1000
+IDLE_OVER = (900, 3600, 21600, 86400, 604800)  # 15 min, 1 h, 6 h, 1 day, 1 week
+LAG_BUCKETS = (10, 60, 300, 900, 3600, 21600, 86400, 604800)
+_ACTIVITY_PAGE = 5000
+
+
+@dataclass(slots=True)
+class DeviceFigures:
+    """The devices' activity summed up at one hub time: how many have sent records, how many of those are idle
+    past each of IDLE_OVER, their sync lags (arrival minus latest record time) by LAG_BUCKETS, and each device's
+    own (arrival, lag) while they are few enough for per-device series (else None)."""
+
+    reporting: int = 0
+    idle_over: list[int] = field(default_factory=lambda: [0] * len(IDLE_OVER))
+    lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))  # the last: over all
+    lag_sum: int = 0
+    per_device: list[tuple[bytes, int, int]] | None = None
+
+
+def device_figures(store: HubStore, now: int, *, own: bytes, series_cap: int = DEVICE_SERIES_CAP) -> DeviceFigures:
+    """Every device's kept activity read a page at a time and summed up: a few counters, whatever the count.
+    The hub's own log (`own`, written here rather than sent) is no device's."""
+    figures = DeviceFigures()
+    each: list[tuple[bytes, int, int]] | None = [] if store.device_count() <= series_cap else None
+    after = b""
+    while page := store.activity_after(after, _ACTIVITY_PAGE):
+        after = page[-1][0]
+        for device_id, arrived, latest in page:
+            if device_id == own:
+                continue
+            figures.reporting += 1
+            idle, lag = now - arrived, arrived - latest
+            for i, over in enumerate(IDLE_OVER):
+                if idle > over:
+                    figures.idle_over[i] += 1
+            figures.lag_counts[bisect_left(LAG_BUCKETS, lag)] += 1
+            figures.lag_sum += lag
+            if each is not None:
+                each.append((device_id, arrived, lag))
+    figures.per_device = each
+    return figures
 
 
 class HubMetrics:
     """One hub's registry. Build it before the Hub (its `timed_check` wraps the signature check), then
     `watch(hub, ...)` once the hub and its read models exist."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, device_series_cap: int = DEVICE_SERIES_CAP) -> None:
+        self.device_series_cap = device_series_cap
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
@@ -66,9 +116,9 @@ class HubMetrics:
 
     def watch(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float],
               refill: Callable[[], RefillProgress] | None = None) -> None:
-        """Read `hub` at every scrape, and follow its arrivals for the per-device lag."""
+        """Read `hub` and its store at every scrape."""
         self.registry.register(_HubCollector(hub, store_path=store_path, derive_seconds=derive_seconds,
-                                             refill=refill))
+                                             refill=refill, series_cap=self.device_series_cap))
 
     def register(self, app: web.Application) -> None:
         """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app."""
@@ -83,21 +133,12 @@ class _HubCollector(Collector):
     """What the hub's store and read models hold, read when Prometheus scrapes."""
 
     def __init__(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float],
-                 refill: Callable[[], RefillProgress] | None) -> None:
+                 refill: Callable[[], RefillProgress] | None, series_cap: int) -> None:
         self.hub = hub
         self.store_path = store_path
         self.derive_seconds = derive_seconds
         self.refill = refill
-        self._lock = threading.Lock()
-        self._arrived: dict[bytes, tuple[int, int]] = {}  # device -> (arrival time, newest record's device time)
-        hub.listeners.on_records.append(self._on_records)
-
-    def _on_records(self, records: list[Record], arrived_at: int) -> None:
-        if not records:
-            return
-        newest = max(records, key=lambda r: r.seq)
-        with self._lock:
-            self._arrived[newest.device_id] = (arrived_at, newest.time)
+        self.series_cap = series_cap
 
     def describe(self) -> list[Metric]:
         return []  # read at scrape time; nothing to check at registration
@@ -132,18 +173,8 @@ class _HubCollector(Collector):
         for status, n in sorted(by_status.items()):
             devices.add_metric([status], n)
         yield devices
-        with self._lock:
-            arrived = dict(self._arrived)
-        lag = GaugeMetricFamily("jejak_hub_device_lag_seconds", "Per device: how long after its device time the "
-                                "newest record arrived (uplink delay, or a device clock that is off).",
-                                labels=["device"])
-        last = GaugeMetricFamily("jejak_hub_device_last_arrival_timestamp_seconds", "Per device: hub time its "
-                                 "newest records arrived (Unix seconds).", labels=["device"])
-        for device_id, (at, device_time) in sorted(arrived.items()):
-            lag.add_metric([device_id.hex()], at - device_time)
-            last.add_metric([device_id.hex()], at)
-        yield lag
-        yield last
+        yield from self._device_figures(device_figures(hub.store, hub.clock(), own=hub.hub_id,
+                                                         series_cap=self.series_cap))
         yield GaugeMetricFamily("jejak_hub_store_bytes", "Bytes the hub's embedded store takes on disk (0 for "
                                 "PostgreSQL: ask the database).", value=self._store_bytes())
         yield GaugeMetricFamily("jejak_hub_analytics_derive_seconds", "How long the last derivation of the "
@@ -158,6 +189,36 @@ class _HubCollector(Collector):
             for state, n in (("done", progress.done), ("total", progress.total), ("damaged", progress.damaged)):
                 entries.add_metric([state], n)
             yield entries
+
+    def _device_figures(self, figures: DeviceFigures) -> Iterator[Metric]:
+        yield GaugeMetricFamily("jejak_hub_devices_reporting", "Devices whose records have reached the hub.",
+                                value=figures.reporting)
+        idle = GaugeMetricFamily("jejak_hub_devices_idle", "Devices whose last records arrived more than `over` "
+                                 "seconds ago (devices that never sent any are not counted).", labels=["over"])
+        for over, n in zip(IDLE_OVER, figures.idle_over, strict=True):
+            idle.add_metric([str(over)], n)
+        yield idle
+        buckets, seen = [], 0
+        for bound, n in zip([*map(str, LAG_BUCKETS), "+Inf"], figures.lag_counts, strict=True):
+            seen += n
+            buckets.append((bound, seen))
+        yield GaugeHistogramMetricFamily("jejak_hub_device_sync_lag_seconds", "Devices by sync lag: how long after "
+                                         "its latest device time each device's last records arrived (uplink delay, "
+                                         "or a device clock that is off).", buckets=buckets,
+                                         gsum_value=figures.lag_sum)
+        if figures.per_device is None:
+            return  # past the cap: no per-device series (they would be one pair per device)
+        lag = GaugeMetricFamily("jejak_hub_device_lag_seconds", f"Per device, while the hub knows at most "
+                                f"{self.series_cap} devices: how long after its latest device time its last "
+                                "records arrived.", labels=["device"])
+        last = GaugeMetricFamily("jejak_hub_device_last_arrival_timestamp_seconds", f"Per device, while the hub "
+                                 f"knows at most {self.series_cap} devices: hub time its last records arrived "
+                                 "(Unix seconds).", labels=["device"])
+        for device_id, at, behind in figures.per_device:
+            lag.add_metric([device_id.hex()], behind)
+            last.add_metric([device_id.hex()], at)
+        yield lag
+        yield last
 
     def _store_bytes(self) -> int:
         if self.store_path is None or not self.store_path.is_dir():

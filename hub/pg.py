@@ -441,6 +441,11 @@ class PgHubStore:
     def record_kinds(self) -> dict[str, int]:
         return {str(k): int(n) for k, n in self._query("SELECT kind, records FROM record_kinds")}
 
+    def activity_after(self, after: bytes, limit: int) -> list[tuple[bytes, int, int]]:
+        rows = self._query("SELECT device_id, arrived_at, last_time FROM activity WHERE device_id > %s "
+                           "ORDER BY device_id LIMIT %s", (after, limit))
+        return [(bytes(d), int(a), int(t)) for d, a, t in rows]
+
     def chain_state(self, device_id: bytes) -> ChainState | None:
         row = self._query_one("SELECT data FROM states WHERE device_id = %s", (device_id,))
         return ChainState.from_cbor(bytes(row[0])) if row else None

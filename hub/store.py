@@ -215,6 +215,10 @@ class HubStore(Protocol):
     def record_kinds(self) -> dict[str, int]:
         """How many records of each kind the log holds (as accepted; archived records stay counted)."""
         ...
+    def activity_after(self, after: bytes, limit: int) -> list[tuple[bytes, int, int]]:
+        """Up to `limit` (device id, last arrival, latest record time) in device id order after device id `after`
+        (b"": from the first): the figures `commit` keeps, of the devices whose records have arrived."""
+        ...
     def chain_state(self, device_id: bytes) -> ChainState | None: ...
     def states_after(self, after: bytes, limit: int) -> list[ChainState]:
         """Up to `limit` logs' states in device id order, after device id `after` (b"": from the first)."""
@@ -406,6 +410,19 @@ class LmdbHubStore:
     def record_kinds(self) -> dict[str, int]:
         with self._env.begin() as txn:
             return {bytes(k).decode(): _U64.unpack(v)[0] for k, v in txn.cursor(db=self._db["kinds"])}
+
+    def activity_after(self, after: bytes, limit: int) -> list[tuple[bytes, int, int]]:
+        out: list[tuple[bytes, int, int]] = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["activity"])
+            if not cur.set_range(after):
+                return out
+            for key, value in cur:
+                if len(out) >= limit:
+                    break
+                if key != after:
+                    out.append((bytes(key), *_PAIR.unpack(value)))
+        return out
 
     def chain_state(self, device_id: bytes) -> ChainState | None:
         with self._env.begin() as txn:

@@ -119,6 +119,26 @@ def test_pages_follow_device_ids_each_device_once(make_store):  # noqa: F811
     assert chain_health(hub, clock(), after=b"\xff" * 16)["devices"] == []
 
 
+def test_activity_pages_give_each_device_that_sent_records_once(make_store):  # noqa: F811
+    """`activity_after` (what /metrics sums up) holds the figures the health page shows, a page at a time."""
+    clock = Clock()
+    store = make_store()
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x63" * 32), clock=clock)
+    ids = _fill(hub, clock)
+    shown = {s.device.device_id: (s.arrived_at, s.last_time) for s in store.standings(b"", 100)}
+    for limit in (1, 2, 100):
+        seen, after = [], b""
+        while page := store.activity_after(after, limit):
+            assert len(page) <= limit
+            seen += page
+            after = page[-1][0]
+        assert [d for d, _, _ in seen] == sorted({d for d, _, _ in seen}), "in device id order, each once"
+        kept = {d: (arrived, latest) for d, arrived, latest in seen if d != hub.hub_id}
+        assert kept == {d: figures for d, figures in shown.items() if figures[0] is not None}
+        assert set(kept) == {ids.a, ids.b} and kept[ids.a] == (ids.a_arrived, ids.a_latest)
+    assert store.activity_after(b"\xff" * 16, 10) == []
+
+
 def test_an_lmdb_store_of_layout_1_counts_its_records_when_opened(tmp_path):
     clock = Clock()
     hub_key = Ed25519Signer.from_seed(b"\x63" * 32)

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+import uuid
 
 import aiocoap
+import psycopg
+import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coap_server.sync import sync_once
 from edge.metrics import EdgeState, Metrics, prometheus
 from hub.app import start_hub
-from hub.config import HubConfig
+from hub.config import HubConfig, StoreConfig
+from hub.metrics import IDLE_OVER, LAG_BUCKETS, HubMetrics
+from hub.service import Hub
+from hub.store import LmdbHubStore
+from ledger import Ed25519Signer
+from tests.contract.test_hub_store import PG_DSN
 
-from .conftest import enroll, new_device
+from .conftest import Clock, enroll, new_device
 from .test_sync_coap import MemoryHolder
 
 
@@ -113,3 +122,91 @@ def test_grafana_dashboard_queries_only_exposed_metrics():
     missing = sorted(m for m in used if m not in exposed and not m.startswith("process_"))
     assert not missing, f"the dashboard queries metrics nobody exposes: {missing}"
     assert {"jejak_hub_refused_records_total", "jejak_edge_records_total"} <= used
+
+
+DEVICE_FAMILIES = ("jejak_hub_devices_reporting", "jejak_hub_devices_idle", "jejak_hub_device_sync_lag_seconds",
+                   "jejak_hub_device_lag_seconds", "jejak_hub_device_last_arrival_timestamp_seconds")
+
+
+def _device_samples(found: dict[str, object]) -> dict[tuple, float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for name in DEVICE_FAMILIES if name in found
+            for s in found[name].samples}  # type: ignore[attr-defined]
+
+
+def _send(hub: Hub, clock: Clock, lags: list[int]) -> list[bytes]:
+    """One device per lag, whose records arrive `lag` seconds after their device time, 10 s apart."""
+    ids = []
+    for lag in lags:
+        signer, builder = new_device(Clock(clock() - lag))
+        device = enroll(hub, signer, clock)
+        assert hub.ingest(device, [builder.genesis().raw, builder.append("note", {"text": "n"}).raw]).accepted == 2
+        ids.append(device)
+        clock.advance(10)
+    return ids
+
+
+@pytest.fixture(params=["lmdb", "postgres"])
+def config(request, tmp_path):
+    name = f"metrics_{uuid.uuid4().hex[:10]}"
+    yield HubConfig(name=name, data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                    checkpoint_interval=3600, store=StoreConfig(backend=request.param, dsn=PG_DSN))
+    if request.param == "postgres":
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+async def test_device_metrics_are_the_same_after_a_restart(config):
+    """Each device's last arrival and lag come from the figures the store keeps, not from what this process saw."""
+    clock = Clock()
+    running = await start_hub(config, clock=clock)
+    try:
+        ids = _send(running.hub, clock, [5, 120, 4000])
+        clock.advance(1000)
+        before = await scrape(running.http_url)
+    finally:
+        await running.close()
+    assert value(before, "jejak_hub_devices_reporting") == 3
+    assert value(before, "jejak_hub_device_lag_seconds", device=ids[2].hex()) == 4000
+    arrived = value(before, "jejak_hub_device_last_arrival_timestamp_seconds", device=ids[0].hex())
+    assert arrived == clock() - 1030
+    assert value(before, "jejak_hub_devices_idle", over="900") == 3
+    assert value(before, "jejak_hub_devices_idle", over="3600") == 0
+    lag = {s.labels["le"]: s.value for s in before["jejak_hub_device_sync_lag_seconds"].samples}  # type: ignore[attr-defined]
+    assert (lag["10"], lag["300"], lag["3600"], lag["21600"], lag["+Inf"]) == (1, 2, 2, 3, 3)
+    assert value(before, "jejak_hub_device_sync_lag_seconds_gsum") == 5 + 120 + 4000
+
+    running = await start_hub(config, clock=clock)
+    try:
+        after = await scrape(running.http_url)
+    finally:
+        await running.close()
+    assert _device_samples(after) == _device_samples(before)
+
+
+def test_device_series_stay_bounded_with_many_devices(tmp_path):
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "store"), Ed25519Signer.from_seed(b"\x62" * 32), clock=clock)
+    metrics = HubMetrics(device_series_cap=4)
+    metrics.watch(hub, store_path=None, derive_seconds=lambda: 0.0)
+
+    def scraped() -> tuple[dict[str, object], int]:
+        text = generate_latest(metrics.registry).decode()
+        found = families(text)
+        return found, sum(1 for line in text.splitlines() if line.startswith("jejak_hub_dev"))
+
+    first = _send(hub, clock, [1, 2, 3])
+    few, few_series = scraped()
+    assert [value(few, "jejak_hub_device_lag_seconds", device=d.hex()) for d in first] == [1, 2, 3]
+    _send(hub, clock, [30] * 9)
+    clock.advance(7200)
+    many, many_series = scraped()
+    assert "jejak_hub_device_lag_seconds" not in many and "jejak_hub_device_last_arrival_timestamp_seconds" not in many
+    assert value(many, "jejak_hub_devices_reporting") == 12
+    assert value(many, "jejak_hub_devices_idle", over="3600") == 12 and value(many, "jejak_hub_devices_idle",
+                                                                             over="21600") == 0
+    _send(hub, clock, [30] * 20)
+    more, more_series = scraped()
+    assert value(more, "jejak_hub_devices_reporting") == 32
+    # Past the cap the count of series no longer grows with the devices: the idle gauges, the lag buckets, a few
+    # more; below it, two series per device besides.
+    assert many_series == more_series == few_series - 2 * 3 <= len(IDLE_OVER) + len(LAG_BUCKETS) + 6
