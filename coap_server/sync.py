@@ -550,20 +550,20 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
 
     Records requests carry what `size` allows; pass the same `size` to every round with a peer so that it
     follows the link (halved when a request is lost, grown back when they finish quickly). Over UDP the
-    records requests of one log are in flight at once only on `lanes` opened beside `ctx`
-    (coap_server/lanes.py), one on each; without them they go one at a time."""
+    records requests of one log, and the ranges requests of many logs, are in flight at once only on `lanes`
+    opened beside `ctx` (coap_server/lanes.py), one on each; without them they go one at a time."""
     report = SyncReport()
     if size is None:
         size = RequestSize(limits)
     mine = await asyncio.to_thread(local.heads)
     theirs = await remote_heads(ctx, base, limits, report)
     actions = plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull, blocked=blocked)
-    fetches = [a for a in actions if isinstance(a, Fetch)]
-    if len(fetches) > 1:
-        fetches = await _fetch_many(ctx, base, local, fetches, size, limits, report)
     # On one UDP context aiocoap sends a peer one message at a time (NSTART = 1): requests in flight there
     # would only interleave their blocks, and a range held back for its turn holds the one message slot.
     wire = _Wire.to(base, ctx, lanes)
+    fetches = [a for a in actions if isinstance(a, Fetch)]
+    if len(fetches) > 1:
+        fetches = await _fetch_many(wire, base, local, fetches, size, limits, report)
     for fetch in fetches:
         await _fetch(wire, base, local, fetch, size, limits, report)
     for run in _joined([a for a in actions if isinstance(a, Push)]):
@@ -749,43 +749,56 @@ def _count(device_id: bytes, result: dict[str, Any], report: SyncReport) -> bool
     return True
 
 
-async def _fetch_many(ctx: aiocoap.Context, base: str, local: LogHolder, fetches: list[Fetch],
-                      size: RequestSize, limits: Limits, report: SyncReport) -> list[Fetch]:
+async def _fetch_many(wire: _Wire, base: str, local: LogHolder, fetches: list[Fetch], size: RequestSize,
+                      limits: Limits, report: SyncReport) -> list[Fetch]:
     """Fetch the start of many logs' ranges, as many logs a request as `size` allows records; return what is
     left to fetch a log at a time (the rest of long ranges, logs the answer left out, all of them from a peer
-    without /sync/ranges). The next request is on the wire while `local` takes in the last answer."""
+    without /sync/ranges). Requests are in flight as many at once as `wire` carries for one log, and the next
+    answers arrive while `local` takes in the last."""
     left: list[Fetch] = []
+    flight: deque[tuple[list[Fetch], int, asyncio.Task[bytes]]] = deque()  # the logs asked, the body's size
     taking: asyncio.Task[None] | None = None
     at = 0
     try:
-        while at < len(fetches):
-            chunk: list[tuple[Fetch, Fetch]] = []
-            asked = 0  # as many records in all as one request of `size` carries
-            while at < len(fetches) and (not chunk or asked < size.records):
-                f = fetches[at]
-                take = min(f.end - f.start, size.records - asked) if chunk else min(f.end - f.start, size.records)
-                chunk.append((f, Fetch(f.device_id, f.start, f.start + take)))
-                asked += take
-                at += 1
-            body = encode_ranges_request([c for _, c in chunk])
-            try:
-                data = await _sized(ctx, size, Code.POST, f"{base}/sync/ranges", body)
-            except SyncFailed:  # an older peer, or one that refuses: each log on its own, as before
-                left.extend(fetches[at - len(chunk):])
+        while True:
+            while at < len(fetches) and len(flight) < wire.depth(size):
+                chunk: list[Fetch] = []
+                cut: list[Fetch] = []
+                asked = 0  # as many records in all as one request of `size` carries
+                while at < len(fetches) and (not chunk or asked < size.records):
+                    f = fetches[at]
+                    take = min(f.end - f.start, size.records - asked) if chunk else min(f.end - f.start,
+                                                                                          size.records)
+                    chunk.append(f)
+                    cut.append(Fetch(f.device_id, f.start, f.start + take))
+                    asked += take
+                    at += 1
+                body = encode_ranges_request(cut)
+                flight.append((chunk, len(body), asyncio.create_task(
+                    wire.send(size, Code.POST, f"{base}/sync/ranges", body))))
+            if not flight:
                 return left
-            report.bytes_sent += len(body)
+            chunk, sent, task = flight.popleft()
+            try:
+                data = await task
+            except SyncFailed:  # an older peer, or one that refuses: each log on its own, as before
+                left.extend(chunk)
+                left.extend(f for logs, _, _ in flight for f in logs)
+                left.extend(fetches[at:])
+                return left
+            report.bytes_sent += sent
             report.bytes_received += len(data)
             served = {device_id: (start, raws) for device_id, start, raws in decode_ranges(data, limits)}
-            wanted = [(f, served[f.device_id][1]) for f, _ in chunk
+            wanted = [(f, served[f.device_id][1]) for f in chunk
                       if served.get(f.device_id, (-1, []))[0] == f.start and served[f.device_id][1]]
-            left.extend(f for f, _ in chunk if served.get(f.device_id, (-1, []))[0] != f.start)
+            left.extend(f for f in chunk if served.get(f.device_id, (-1, []))[0] != f.start)
             if taking is not None:
                 await taking
             taking = asyncio.create_task(_take(local, wanted, left, report))
     finally:
+        await _drain([task for _, _, task in flight])
         if taking is not None:
             await taking  # a thread cannot be stopped half-way: what it took in is counted
-    return left
 
 
 async def _take(local: LogHolder, wanted: list[tuple[Fetch, list[bytes]]], left: list[Fetch],

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from coap_server import params
 from coap_server.errors import RequestError
+from coap_server.lanes import Lanes
 from coap_server.sync import SyncReport, sync_once
 from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
 from ledger.acceptance import SignatureCheck
@@ -145,10 +146,17 @@ def _refused(exc: LedgerError) -> dict[str, Any]:
 
 
 async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: RequestSize | None = None,
-                    verifier: CrossLogVerifier | None = None) -> SyncReport:
-    """One pull round from `upstream`; pass the same `size` every round so requests follow that link."""
+                    verifier: CrossLogVerifier | None = None, lanes: Lanes | None = None) -> SyncReport:
+    """One pull round from `upstream`; pass the same `size` every round so requests follow that link. Over
+    UDP, requests are in flight together only on `lanes` opened beside `ctx` for this upstream."""
     return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream, verifier), push=False, pull=True,
-                           size=size)
+                           size=size, lanes=lanes)
+
+
+def lanes_for(upstream: str, ctx: aiocoap.Context) -> Lanes | None:
+    """Lanes beside `ctx` for pulls from `upstream`, one pool per upstream so that regions stay parallel;
+    None over TCP, where one context carries requests at once."""
+    return Lanes(ctx) if upstream.startswith("coap://") else None
 
 
 async def pull_all(hub: Hub, upstreams: Sequence[str], ctx: aiocoap.Context, sizes: dict[str, RequestSize],
@@ -157,11 +165,18 @@ async def pull_all(hub: Hub, upstreams: Sequence[str], ctx: aiocoap.Context, siz
     unreachable region holds up none of the others."""
 
     async def one(upstream: str) -> SyncReport | Exception:
+        lanes = lanes_for(upstream, ctx)
         try:
-            report = await pull_once(hub, upstream, ctx, sizes.setdefault(upstream, RequestSize()), verifier)
+            if lanes is not None:
+                await lanes.open()
+            report = await pull_once(hub, upstream, ctx, sizes.setdefault(upstream, RequestSize()), verifier,
+                                     lanes)
         except Exception as exc:  # an unreachable region must not stop the others
             log.warning("pull from %s failed: %s", upstream, exc)
             return exc
+        finally:
+            if lanes is not None:
+                await lanes.close()
         if report.fetched or report.problems:
             log.info("pulled %d records from %s; problems: %s", report.fetched, upstream, report.problems)
         return report
@@ -438,7 +453,7 @@ class SummaryPuller:
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
 
-    async def round(self, ctx: aiocoap.Context, size: RequestSize) -> SummaryRound:
+    async def round(self, ctx: aiocoap.Context, size: RequestSize, lanes: Lanes | None = None) -> SummaryRound:
         out = SummaryRound()
         self.traffic = Traffic()
         try:
@@ -452,7 +467,7 @@ class SummaryPuller:
             changed = summary.changed(self.seen) if summary is not None and self.seen is not None else None
             if changed is None or len(changed) > SUMMARY_DRILL_MAX:
                 out.full = True
-                out.sync = await pull_once(self.hub, self.url, ctx, size, self.verifier)
+                out.sync = await pull_once(self.hub, self.url, ctx, size, self.verifier, lanes)
                 clean = True
             else:
                 assert summary is not None
@@ -529,8 +544,9 @@ SEQ_PARAM = params.seq("seq")
 
 class TierLinks:
     """The national hub's links to its regional hubs: one client context for the regions pulled record by record
-    and those followed by their checkpoints, and the HTTP routes that show the followed regions and drill down
-    into one of their records."""
+    and those followed by their checkpoints, with lanes beside it for each region pulled over UDP (its
+    requests in flight together, as many as over TCP), and the HTTP routes that show the followed regions and
+    drill down into one of their records."""
 
     def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None) -> None:
         self.hub = hub
@@ -545,15 +561,25 @@ class TierLinks:
         self.verifier = CrossLogVerifier()
         self.pullers = [SummaryPuller(hub, url, self.verifier) for url in self.pulled]
         self.contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named
+        self.lanes: dict[str, Lanes] = {}  # url -> lanes that share the context's credentials, OSCORE too
         self._ctx: aiocoap.Context | None = None
         self._opening = asyncio.Lock()
 
     async def context(self) -> aiocoap.Context:
         async with self._opening:
             if self._ctx is None:
-                self._ctx = await aiocoap.Context.create_client_context()
+                ctx = await aiocoap.Context.create_client_context()
                 for url, security in self.contexts.items():
-                    self._ctx.client_credentials[f"{url}/*"] = security
+                    ctx.client_credentials[f"{url}/*"] = security
+                try:
+                    for url in self.pulled:
+                        if (lanes := lanes_for(url, ctx)) is not None:
+                            self.lanes[url] = lanes
+                            await lanes.open()
+                except BaseException:
+                    await self._shut(ctx)
+                    raise
+                self._ctx = ctx
             return self._ctx
 
     async def round(self, sizes: dict[str, RequestSize]) -> tuple[list[SummaryRound | Exception],
@@ -563,7 +589,8 @@ class TierLinks:
 
         async def pull(puller: SummaryPuller) -> SummaryRound | Exception:
             try:
-                report = await puller.round(ctx, sizes.setdefault(puller.url, RequestSize()))
+                report = await puller.round(ctx, sizes.setdefault(puller.url, RequestSize()),
+                                            self.lanes.get(puller.url))
             except Exception as exc:  # an unreachable region must not stop the others
                 log.warning("pull from %s failed: %s", puller.url, exc)
                 return exc
@@ -589,8 +616,14 @@ class TierLinks:
 
     async def close(self) -> None:
         if self._ctx is not None:
-            await self._ctx.shutdown()
-            self._ctx = None
+            ctx, self._ctx = self._ctx, None
+            await self._shut(ctx)
+
+    async def _shut(self, ctx: aiocoap.Context) -> None:
+        lanes, self.lanes = self.lanes, {}
+        for one in lanes.values():
+            await one.close()
+        await ctx.shutdown()
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/regions", self._http_regions)

@@ -7,13 +7,14 @@ import time
 import aiocoap
 import pytest
 
+from coap_server.lanes import WIDTH
 from coap_server.sync import remote_heads
 from hub.app import start_hub
 from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
-from hub.tiers import UpstreamHolder, pull_all, pull_once
+from hub.tiers import TierLinks, UpstreamHolder, pull_all, pull_once
 from hub.verify import CrossLogVerifier
 from ledger import ChainBuilder, Ed25519Signer, verify_bundle
 from ledger.sync import Limits, RequestSize
@@ -139,15 +140,18 @@ def test_many_logs_verified_on_every_core_then_merged_in_order(tmp_path, clock):
 
 async def test_national_pulls_over_oscore_and_an_unpaired_hub_gets_nothing(tmp_path, hub, clock):
     """Tier pulls like every other link: the regional hub requires OSCORE and names the national hub's key
-    (peer_hubs) and what it may read; the national hub names the regional hub's key in `upstream`."""
+    (peer_hubs) and what it may read; the national hub names the regional hub's key in `upstream`. Over UDP
+    the national hub's requests are in flight on several lanes at once, all under its one OSCORE context."""
     from hub.app import load_or_create_key
     from hub.config import SecurityConfig
     from ledger import device_id_for
+    from tests.sync.test_lanes import relay_to
     from tests.wait import wait_for
 
     signer, builder = new_device(clock)
     device_id = enroll(hub, signer, clock)
-    raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(20)]
+    # Enough records that the requests grow to carry the most, and then two are in flight at once.
+    raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(999)]
     assert hub.ingest(device_id, raws).accepted == len(raws)
     national_key = load_or_create_key(tmp_path / "n" / "hub.key").public_key
     stranger_key = load_or_create_key(tmp_path / "s" / "hub.key").public_key
@@ -156,20 +160,43 @@ async def test_national_pulls_over_oscore_and_an_unpaired_hub_gets_nothing(tmp_p
         bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0, coap_port=0, mdns=False,
         security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),), read=("*:self", f"{national_id}:*"))),
         hub=hub)
-    upstream = (f"{regional.coap_url} {hub.signer.public_key.hex()}",)
+    relay, _, listen = await relay_to(int(regional.coap_url.rsplit(":", 1)[1]), set())  # sees the ports apart
     national = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"),
                                          http_port=0, coap_port=0, mdns=False, checkpoint_interval=0.2,
-                                         upstream=upstream))
+                                         upstream=(f"coap://127.0.0.1:{listen} {hub.signer.public_key.hex()}",)))
     stranger = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "s"),
                                          http_port=0, coap_port=0, mdns=False, checkpoint_interval=0.2,
-                                         upstream=upstream))  # names the regional key; the regional not its
+                                         upstream=(f"{regional.coap_url} {hub.signer.public_key.hex()}",)))
+    # the stranger names the regional key; the regional not its
     try:
         assert stranger.hub.signer.public_key == stranger_key
         assert await wait_for(lambda: (s := national.hub.store.chain_state(device_id)) is not None
                               and s.length == len(raws), timeout=30)
         assert stranger.hub.store.chain_state(device_id) is None  # no context at the regional hub: 4.01
         assert regional.security.policy.refused.get("OSCORE_REQUIRED", 0) == 0  # both spoke OSCORE
+        assert len(relay.relays) > 1, "the national hub's requests all came from one port"
     finally:
+        relay.close()
         await stranger.close()
         await national.close()
         await regional.close()
+
+
+async def test_tier_links_give_each_region_pulled_over_udp_lanes_of_its_own(tmp_path):
+    """One pool of lanes per region pulled over UDP, so that regions stay parallel; each shares the client
+    context's credentials (a region's OSCORE context reaches every lane) and is closed with the links."""
+    from tests.sync.test_lanes import sockets
+
+    secret = object()  # stands for the OSCORE context of the region whose key is named
+    links = TierLinks(None, ("coap://127.0.0.1:9", "coap://127.0.0.1:10", "coap+tcp://127.0.0.1:11"),  # type: ignore[arg-type]
+                      {"coap://127.0.0.1:9": secret})
+    before = sockets()
+    ctx = await links.context()
+    a, b = links.lanes["coap://127.0.0.1:9"], links.lanes["coap://127.0.0.1:10"]
+    assert "coap+tcp://127.0.0.1:11" not in links.lanes  # one context carries requests at once over TCP
+    assert a is not b and not set(map(id, a.opened)) & set(map(id, b.opened))
+    assert len(a.contexts) == len(b.contexts) == WIDTH and a.ctx is b.ctx is ctx
+    assert all(c.client_credentials is ctx.client_credentials for c in [*a.contexts, *b.contexts])
+    assert all(c.client_credentials["coap://127.0.0.1:9/*"] is secret for c in a.opened)
+    await links.close()
+    assert sockets() == before and a.opened == [] and b.opened == [] and links.lanes == {}

@@ -16,7 +16,7 @@ from aiocoap.numbers.codes import Code
 
 from coap_server.lanes import Lanes
 from coap_server.ports import serve_coap
-from coap_server.sync import HeadsResource, RecordsResource, sync_once
+from coap_server.sync import HeadsResource, RangesResource, RecordsResource, sync_once
 from edge.store import LmdbLogStore
 from hub.app import HubHolder
 from ledger import LimitExceeded, verify_chain
@@ -25,6 +25,7 @@ from ledger.sync import Limits, RequestSize, encode_records
 from tests.hub.conftest import enroll
 from tests.ports import free_coap
 from tests.sync.test_lossy import own_log
+from tests.sync.test_pages import Logs, _logs
 from tests.wait import wait_for
 
 # Requests of 16 records with 4 in flight from the first one (no slow start): a 200-record log is 13 requests.
@@ -432,3 +433,55 @@ async def test_a_serial_pusher_still_works_against_an_ordering_receiver(tmp_path
     assert isinstance(records, Watched) and records.peak == 1
     assert hub.store.chain_state(builder.device_id).head == store.state(builder.device_id).head
     store.close()
+
+
+class Meeting(RangesResource):
+    """The ranges resource, holding each answer (up to a second) until a second request is in: requests in
+    flight together are then seen together."""
+
+    def __init__(self, holder: Any) -> None:
+        super().__init__(holder, Limits())
+        self.active = 0
+        self.peak = 0
+        self.requests = 0
+        self.met = asyncio.Event()
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.requests += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        if self.active > 1:
+            self.met.set()
+        try:
+            try:
+                async with asyncio.timeout(1.0):
+                    await self.met.wait()
+            except TimeoutError:
+                pass
+            return await super().render_post(request)
+        finally:
+            self.active -= 1
+
+
+@pytest.mark.parametrize("scheme", ["coap", "coap+tcp"])
+async def test_a_pull_of_many_logs_keeps_several_ranges_requests_in_flight(scheme):
+    logs = _logs(40, 3)  # 120 records, 16 a request: 6 logs each (the sixth cut short), 7 requests
+    served = Logs(logs)
+    site = resource.Site()
+    site.add_resource(["sync", "heads"], HeadsResource(served, Limits()))
+    site.add_resource(["sync", "records"], RecordsResource(served, Limits()))
+    ranges = Meeting(served)
+    site.add_resource(["sync", "ranges"], ranges)
+    port = free_coap()
+    server = await serve_coap(site, host="127.0.0.1", port=port, tcp=True, setting="test")
+    mine = Logs()
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        async with Lanes(ctx) as lanes:
+            report = await sync_once(ctx, url(scheme, port), mine, push=False, size=full_window(), lanes=lanes)
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert not report.problems and report.fetched == 120
+    assert ranges.requests == 7 and ranges.peak > 1, "the puller never had two ranges requests in flight"
+    assert {d: [r.raw for r in rs] for d, rs in mine.logs.items()} == {d: [r.raw for r in rs] for d, rs in logs.items()}
