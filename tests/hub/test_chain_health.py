@@ -36,12 +36,29 @@ def config(request, tmp_path):
             conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
-async def _health(http: aiohttp.ClientSession, query: str = "") -> dict:
-    async with http.get(f"/api/chain/health{query}") as resp:
+async def _get(http: aiohttp.ClientSession, path: str, query: str = "") -> dict:
+    async with http.get(f"{path}{query}") as resp:
         body = await resp.json()
         assert resp.status == 200, body
-        assert_documented("GET", "/api/chain/health", resp.status, body)
+        assert_documented("GET", path, resp.status, body)
         return body
+
+
+async def _health(http: aiohttp.ClientSession, query: str = "") -> dict:
+    return await _get(http, "/api/chain/health", query)
+
+
+async def _pages(http: aiohttp.ClientSession, path: str, limit: int, device_count: int) -> tuple[list, int]:
+    """Every page of `limit` devices, followed by `next`: the devices seen in turn and the pages read."""
+    seen, after, pages = [], "", 0
+    while True:
+        page = await _get(http, path, f"?limit={limit}{'&after=' + after if after else ''}")
+        assert page["device_count"] == device_count and len(page["devices"]) <= limit
+        seen += page["devices"]
+        pages += 1
+        if page["next"] is None:
+            return seen, pages
+        after = page["next"]
 
 
 async def _push(http: aiohttp.ClientSession, hub_id: bytes, clock: Clock, devices: int) -> list:
@@ -90,15 +107,7 @@ async def test_health_is_the_same_after_a_restart_and_pages_by_device(config):
             # The hub signs a checkpoint as it stops; everything else the page shows is read from the store.
             assert after_restart.pop("checkpoint")["tree_size"] == before["size"]
             assert after_restart == {k: v for k, v in before.items() if k != "checkpoint"}
-            seen, after, pages = [], "", 0
-            while True:
-                page = await _health(http, f"?limit=5{'&after=' + after if after else ''}")
-                assert page["device_count"] == before["device_count"] and len(page["devices"]) <= 5
-                seen += page["devices"]
-                pages += 1
-                if page["next"] is None:
-                    break
-                after = page["next"]
+            seen, pages = await _pages(http, "/api/chain/health", 5, before["device_count"])
             assert pages == -(-before["device_count"] // 5) == 3 and seen == before["devices"]
             for bad in ("limit=0", "limit=5001", "limit=-1", "limit=ten", "after=zz", "after=00ff",
                         f"after={'0' * 32}&after={'1' * 32}", "limit=2&limit=3"):
@@ -109,14 +118,6 @@ async def test_health_is_the_same_after_a_restart_and_pages_by_device(config):
         await running.close()
 
 
-async def _devices(http: aiohttp.ClientSession, query: str = "") -> dict:
-    async with http.get(f"/api/devices{query}") as resp:
-        body = await resp.json()
-        assert resp.status == 200, body
-        assert_documented("GET", "/api/devices", resp.status, body)
-        return body
-
-
 async def test_devices_page_like_the_health_page_and_keep_their_fields(config):
     """GET /api/devices reads the same pages as the chain's health (one query shape, one parameter parser)."""
     clock = Clock()
@@ -124,7 +125,7 @@ async def test_devices_page_like_the_health_page_and_keep_their_fields(config):
     try:
         async with aiohttp.ClientSession(running.http_url) as http:
             pushed = await _push(http, running.hub.hub_id, clock, 7)
-            whole = await _devices(http)
+            whole = await _get(http, "/api/devices")
             health = await _health(http)
             assert whole["next"] is None and whole["device_count"] == health["device_count"] == len(whole["devices"])
             assert [d["device"] for d in whole["devices"]] == [d["device"] for d in health["devices"]]
@@ -133,15 +134,8 @@ async def test_devices_page_like_the_health_page_and_keep_their_fields(config):
                 if mine:
                     assert (d["length"], d["head"], d["last_time"], d["damaged"], d["status"]) == (
                         len(mine), mine[-1].id.hex(), mine[-1].time, [], "active")
-            seen, after = [], ""
-            while True:
-                page = await _devices(http, f"?limit=3{'&after=' + after if after else ''}")
-                assert len(page["devices"]) <= 3 and page["device_count"] == whole["device_count"]
-                seen += page["devices"]
-                if page["next"] is None:
-                    break
-                after = page["next"]
-            assert seen == whole["devices"]
+            seen, pages = await _pages(http, "/api/devices", 3, whole["device_count"])
+            assert seen == whole["devices"] and pages == -(-len(seen) // 3) >= 3
             for bad in ("limit=0", "limit=5001", "limit=ten", "after=zz", "limit=2&limit=3"):
                 async with http.get(f"/api/devices?{bad}") as resp:
                     body = await resp.json()
