@@ -32,7 +32,11 @@ class _Sharing(aiocoap.Context):
     credentials: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, client_credentials=self.credentials, **kwargs)
+        super().__init__(*args, **kwargs)
+        # Set, not passed: aiocoap keeps `client_credentials or CredentialsMap()`, and a map with nothing
+        # installed yet is empty, so falsy: the lane would get a map of its own that later installs never reach,
+        # and send what should be protected in the clear.
+        self.client_credentials = self.credentials
 
 
 class Lanes:

@@ -168,6 +168,16 @@ async def test_lanes_share_credentials_and_close_the_sockets_they_opened():
             assert sockets() == before + 2  # a socket, so a source port, for each lane beside `ctx`
             assert len(lanes.contexts) == 3 and lanes.contexts[0] is ctx
             assert all(c.client_credentials is ctx.client_credentials for c in lanes.contexts)
+            # What is installed after the lanes opened reaches them too (an edge opens its lanes before its
+            # first round installs the hub's OSCORE context, into a map that is still empty).
+            late = await aiocoap.Context.create_client_context()
+            try:
+                async with Lanes(late, width=2) as fresh:
+                    late.client_credentials["coap://127.0.0.1:9/*"] = object()
+                    assert all(c.client_credentials is late.client_credentials for c in fresh.contexts)
+                    assert all(len(c.client_credentials) == 1 for c in fresh.contexts)
+            finally:
+                await late.shutdown()
             async with lanes.lane() as a, lanes.lane() as b, lanes.lane() as c:
                 assert len({id(a), id(b), id(c)}) == 3  # each request in flight has a context to itself
         assert sockets() == before and lanes.opened == []  # `ctx` is the caller's: still open
