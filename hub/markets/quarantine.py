@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import DecisionConflict, NotFound
@@ -30,6 +30,9 @@ class Decision:
     at: int  # hub time, Unix seconds
     state_before: str
     state_after: str
+    # An operator's decisions in the order they were made, kept across restarts (the validator's are 0): the
+    # audit trail's order within a second, where restored decisions take effect as a refill reaches them.
+    order: int = field(default=0, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"observation": self.observation_id, "action": self.action, "by": self.by, "why": self.why,
@@ -104,6 +107,7 @@ class Quarantine:
                  clock: Callable[[], float] = time.time) -> None:
         self.store: QuarantineStore = store if store is not None else MemoryQuarantineStore()
         self.clock = clock
+        self.made = 0  # operator decisions made or restored: the next one's `order` follows
 
     def hold(self, observation: PriceObservation, verdict: Verdict) -> QuarantineEntry:
         entry = QuarantineEntry(observation=observation, verdict=verdict, quarantined_at=int(self.clock()))
@@ -124,8 +128,9 @@ class Quarantine:
         if action != "reopen" and entry.state != PENDING:
             raise DecisionConflict(f"{action} {observation_id}: expected a pending value, found it "
                                    f"{entry.state}", hint="reopen it first to change the decision")
+        self.made += 1
         decision = Decision(observation_id=observation_id, action=action, by=by, why=why,
-                            at=int(self.clock()), state_before=entry.state, state_after=target)
+                            at=int(self.clock()), state_before=entry.state, state_after=target, order=self.made)
         self.store.set_state(observation_id, target, decision)
         return decision
 
@@ -161,6 +166,7 @@ class Quarantine:
         return self.store.entries(PENDING)
 
     def audit(self, observation_id: str | None = None) -> list[Decision]:
-        """Decisions in the order of their time (decisions restored after a restart take effect as a refill
-        reaches their observations, not in the order they were made)."""
-        return sorted(self.store.decisions(observation_id), key=lambda d: d.at)
+        """Decisions in the order of their time, and within a second the validator's first, then the operators'
+        in the order they were made (decisions restored after a restart take effect as a refill reaches their
+        observations, not in that order)."""
+        return sorted(self.store.decisions(observation_id), key=lambda d: (d.at, d.order))

@@ -7,7 +7,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -269,6 +269,8 @@ class MarketService:
         """Operators' decisions kept from before a restart, oldest first: each takes effect again, with its
         own operator, reason and time, once its observation is held again (now, if it is held already)."""
         for d in decisions:
+            self.quarantine.made += 1
+            d = replace(d, order=self.quarantine.made)
             if d.observation_id in self._kept or self.quarantine.state_of(d.observation_id) is None:
                 self._kept.setdefault(d.observation_id, []).append(d)
             else:
