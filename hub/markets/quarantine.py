@@ -114,7 +114,10 @@ class Quarantine:
         self.store.put(entry)
         return self.store.get(observation.id)
 
-    def decide(self, observation_id: str, action: str, *, by: str, why: str) -> Decision:
+    def decide(self, observation_id: str, action: str, *, by: str, why: str,
+               record: Callable[[Decision], None] | None = None) -> Decision:
+        """Check and make an operator's decision. `record` (to keep it) is called before the decision takes
+        effect: if it raises, nothing changes."""
         if action not in ACTIONS:
             raise DecisionConflict(f"action: expected one of {sorted(ACTIONS)}, got {action!r}")
         if not by.strip() or not why.strip():
@@ -128,9 +131,11 @@ class Quarantine:
         if action != "reopen" and entry.state != PENDING:
             raise DecisionConflict(f"{action} {observation_id}: expected a pending value, found it "
                                    f"{entry.state}", hint="reopen it first to change the decision")
-        self.made += 1
         decision = Decision(observation_id=observation_id, action=action, by=by, why=why,
-                            at=int(self.clock()), state_before=entry.state, state_after=target, order=self.made)
+                            at=int(self.clock()), state_before=entry.state, state_after=target, order=self.made + 1)
+        if record is not None:
+            record(decision)
+        self.made += 1
         self.store.set_state(observation_id, target, decision)
         return decision
 

@@ -4,6 +4,7 @@ the quarantine and its operator decisions, webhook deliveries."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from ..auth import Auth
 from ..http import error_response
 from ..journal import Journal
 from ..routing import json_route
+from ..store import StoreError, StoreFull
 from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .errors import BadInputFile, MarketError, NotFound
 from .importer import ImportDefaults, read_import
@@ -211,13 +213,24 @@ class MarketRoutes:
                     "entries": self.markets.quarantined(None if state == "all" else state or "pending")}
 
     def decide(self, observation_id: str, action: str, by: str, why: str) -> dict[str, Any]:
+        # Kept in the journal before it takes effect, under the lock: the journal keeps the order decisions took
+        # effect in, and a decision the journal refused changes nothing.
         with self.views.fresh():
-            decision = self.markets.decide(observation_id, action, by=by, why=why)
-            if self.decisions is not None:  # under the lock: the journal keeps the order they took effect in
-                self.decisions.append(decision)
+            decision = self.markets.decide(observation_id, action, by=by, why=why,
+                                           record=None if self.decisions is None else self._keep)
             audit = self.markets.audit(observation_id)
         self.views.changed()  # a release or a confirmation changes the alerts
         return {"decision": decision, "audit": audit}
+
+    def _keep(self, decision: dict[str, Any]) -> None:
+        assert self.decisions is not None
+        try:
+            self.decisions.append(decision)
+        except OSError as exc:
+            cls = StoreFull if exc.errno == errno.ENOSPC else StoreError
+            raise cls(f"quarantine decision on {decision['observation']}: the journal {self.decisions.path} "
+                      f"could not be written ({exc.strerror or exc}); nothing changed",
+                      hint="free space or fix the disk, then make the decision again") from None
 
     def audit(self, observation_id: str | None) -> dict[str, Any]:
         with self.views.fresh():
@@ -254,7 +267,7 @@ class MarketRoutes:
         try:
             body = await asyncio.to_thread(self.decide, request.match_info["id"], value["action"],
                                            value["by"][:200], value["why"][:2000])
-        except MarketError as exc:
+        except (MarketError, StoreError) as exc:
             return error_response(exc)
         return web.json_response(body)
 

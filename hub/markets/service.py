@@ -251,9 +251,12 @@ class MarketService:
     def quarantined(self, state: str | None = "pending") -> list[dict[str, Any]]:
         return [e.to_dict() for e in self.quarantine.store.entries(state)]
 
-    def decide(self, observation_id: str, action: str, *, by: str, why: str) -> dict[str, Any]:
-        """Release (counts as a real price from now on), confirm (stays out) or reopen a quarantined value."""
-        decision = self.quarantine.decide(observation_id, action, by=by, why=why)
+    def decide(self, observation_id: str, action: str, *, by: str, why: str,
+               record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Release (counts as a real price from now on), confirm (stays out) or reopen a quarantined value.
+        `record` keeps the decision before it takes effect: if it raises, nothing changes."""
+        decision = self.quarantine.decide(observation_id, action, by=by, why=why,
+                                          record=None if record is None else lambda d: record(d.to_dict()))
         self._enact(decision, decision.state_before)
         return decision.to_dict()
 

@@ -156,6 +156,32 @@ async def _decide_across_restarts(tmp_path: Any, config: Any, plan: Plan, sessio
         await running.close()
 
 
+async def test_a_decision_the_journal_refuses_changes_nothing_and_can_be_made_again(tmp_path) -> None:
+    config = hub_config(tmp_path)
+    running = await start_hub(config, plan=Plan(kitchens=(), schools=()))
+    session = aiohttp.ClientSession()
+    try:
+        env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+        _, fake_last = history_with_outliers(env)
+        await env.push()
+        journal = tmp_path / "hub" / "quarantine" / "decisions.jsonl"
+        assert config.data_dir == str(tmp_path / "hub") and not journal.exists()
+        journal.mkdir(parents=True)  # appending to it fails as a failing disk would (an OSError)
+        body = {"action": "release", "by": "siti", "why": "checked with the trader"}
+        code, answer = await env.post(f"/api/markets/quarantine/{fake_last}/decide", headers=AUTH, json=body)
+        assert code == 500 and answer["error"]["code"] == "STORE_ERROR", answer
+        assert running.views.markets.quarantine.state_of(fake_last) == "pending"
+        code, audit = await env.get("/api/markets/quarantine/audit", headers=AUTH)
+        assert [d for d in audit["audit"] if d["by"] != "validator"] == []
+        journal.rmdir()
+        code, answer = await env.post(f"/api/markets/quarantine/{fake_last}/decide", headers=AUTH, json=body)
+        assert code == 200 and answer["decision"]["to"] == "released", answer
+        assert [d["observation"] for d in Journal(journal).read()] == [fake_last]
+    finally:
+        await session.close()
+        await running.close()
+
+
 async def _receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
     received: list[dict[str, Any]] = []
 
