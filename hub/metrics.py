@@ -167,10 +167,7 @@ class _HubCollector(Collector):
         yield GaugeMetricFamily("jejak_hub_checkpoint_timestamp_seconds", "Hub time of the latest checkpoint "
                                 "(Unix seconds; 0 before the first).", value=latest.time if latest else 0)
         devices = GaugeMetricFamily("jejak_hub_devices", "Devices the hub knows, by status.", labels=["status"])
-        by_status: dict[str, int] = {}
-        for device in hub.store.devices():
-            by_status[device.status] = by_status.get(device.status, 0) + 1
-        for status, n in sorted(by_status.items()):
+        for status, n in sorted(hub.store.device_statuses().items()):
             devices.add_metric([status], n)
         yield devices
         yield from self._device_figures(device_figures(hub.store, hub.clock(), own=hub.hub_id,

@@ -432,6 +432,9 @@ class PgHubStore:
         row = self._query_one("SELECT count(*) FROM devices")
         return int(row[0]) if row else 0
 
+    def device_statuses(self) -> dict[str, int]:
+        return DeviceInfo.count_statuses(bytes(r[0]) for r in self._query("SELECT data FROM devices"))
+
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         return [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),
                                state=shown_state(bytes(state)) if state is not None else None,

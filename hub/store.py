@@ -101,6 +101,11 @@ class DeviceInfo:
         return cls(device_id=d, pubkey=k, site=site, role=role, status=status, revoked_from=rev,
                    enrolled_at=at, name=name)
 
+    @staticmethod
+    def count_statuses(raws: Iterable[bytes]) -> dict[str, int]:
+        """How many of the devices stored as `raws` (`to_cbor`) have each status, reading only the status."""
+        return dict(Counter(cbor2.loads(raw)[4] for raw in raws))
+
     def to_json(self) -> dict[str, object]:
         return {"device": self.device_id.hex(), "pubkey": self.pubkey.hex(), "site": self.site,
                 "role": self.role, "status": self.status, "revoked_from": self.revoked_from,
@@ -208,6 +213,9 @@ class HubStore(Protocol):
     def get_device(self, device_id: bytes) -> DeviceInfo | None: ...
     def devices(self) -> list[DeviceInfo]: ...
     def device_count(self) -> int: ...
+    def device_statuses(self) -> dict[str, int]:
+        """How many devices have each status (statuses no device has are left out)."""
+        ...
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         """Up to `limit` devices in device id order after device id `after` (b"": from the first), each with its
         log's state, last arrival, latest record time and damaged records: one read for a page of them."""
@@ -378,6 +386,10 @@ class LmdbHubStore:
     def device_count(self) -> int:
         with self._env.begin() as txn:
             return int(txn.stat(self._db["devices"])["entries"])
+
+    def device_statuses(self) -> dict[str, int]:
+        with self._env.begin() as txn:
+            return DeviceInfo.count_statuses(txn.cursor(db=self._db["devices"]).iternext(keys=False))
 
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         out: list[DeviceStanding] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 
 import pytest
 
@@ -308,3 +309,15 @@ def test_reads_from_other_threads_while_the_writer_commits(make_store):
     assert not errors, errors[0]
     assert store.chain_state(device_id) == state and store.size() == 400
     assert seen and max(seen) <= 400
+
+
+def test_device_statuses_count_each_status(make_store):
+    store = make_store()
+    assert store.device_statuses() == {}
+    for i, status in enumerate(["active", "active", "pending", "revoked", "active"]):
+        store.put_device(DeviceInfo(device_id=bytes([i + 1]) * 16, pubkey=b"\x02" * 32, site="sppg-01",
+                                    role="kitchen_exit", status=status, revoked_from=3 if status == "revoked" else None))
+    store.put_device(DeviceInfo(device_id=b"\x03" * 16, pubkey=b"\x02" * 32, site="sppg-01", role="kitchen_exit",
+                                status="forked"))  # replaces the pending one
+    assert store.device_statuses() == {"active": 3, "revoked": 1, "forked": 1}
+    assert store.device_statuses() == dict(Counter(d.status for d in store.devices()))
