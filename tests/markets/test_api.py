@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -272,8 +273,9 @@ async def test_dominant_factor_follows_the_inputs_crowd_then_mbg_demand(tmp_path
         await env.running.close()
 
 
-async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_path):
-    received: list[dict] = []
+async def receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
+    """A webhook subscriber on a free port: its runner (clean it up), its URL and what it received."""
+    received: list[dict[str, Any]] = []
 
     async def inbox(request: web.Request) -> web.Response:
         received.append(await request.json())
@@ -283,10 +285,13 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
     app.router.add_post("/hook", inbox)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    hook = {"id": "ops", "kind": "json", "url": f"http://127.0.0.1:{port}/hook", "min_band": "stress"}
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook", received
+
+
+async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_path):
+    runner, url, received = await receiver()
+    hook = {"id": "ops", "kind": "json", "url": url, "min_band": "stress"}
     env = await make_env(tmp_path, webhooks=(hook,))
     try:
         synth_history(env, seed=11, shocks=24.0)

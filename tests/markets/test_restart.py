@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from hub.app import load_or_create_key, open_store, start_hub
 from hub.clock import HubClock, parse_clock
@@ -24,7 +23,7 @@ from hub.service import Hub
 from ledger import decode_record
 from tests.wait import wait_for
 
-from .test_api import COMMODITIES, DAYS, MARKETS, OPERATOR, Device, Env, hub_config, synth_history
+from .test_api import COMMODITIES, DAYS, MARKETS, OPERATOR, Device, Env, hub_config, receiver, synth_history
 
 AUTH = {"Authorization": f"Bearer {OPERATOR}"}
 WAIT_S = 60  # an upper bound; every wait ends as soon as its condition holds
@@ -182,23 +181,8 @@ async def test_a_decision_the_journal_refuses_changes_nothing_and_can_be_made_ag
         await running.close()
 
 
-async def _receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
-    received: list[dict[str, Any]] = []
-
-    async def inbox(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response({"ok": True})
-
-    app = web.Application()
-    app.router.add_post("/hook", inbox)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/hook", received
-
-
 async def test_alerts_are_sent_once_across_a_restart_and_keep_their_time(tmp_path) -> None:
-    runner, url, received = await _receiver()
+    runner, url, received = await receiver()
     config = hub_config(tmp_path, webhooks=({"id": "ops", "kind": "json", "url": url, "min_band": "stress"},))
     plan = Plan(kitchens=(), schools=())
     session = aiohttp.ClientSession()
@@ -249,7 +233,7 @@ def _band(tracker: AlertTracker, band: str, day: int) -> Any:
 
 
 async def test_a_band_told_before_a_restart_is_not_told_again_and_its_easing_is(tmp_path) -> None:
-    runner, url, received = await _receiver()
+    runner, url, received = await receiver()
     sub = Subscriber(id="ops", kind="json", url=url, min_band="alert")
     path = tmp_path / "alerts" / "told.jsonl"
 
