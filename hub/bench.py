@@ -683,7 +683,8 @@ def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict
                     store.put_device(info)
             else:  # one statement for the devices: a transaction each would time PostgreSQL's commits, not the page
                 with store._tx(), store._conn.cursor() as cur:
-                    cur.executemany("INSERT INTO devices VALUES (%s, %s)", [(d.device_id, d.to_cbor()) for d in infos])
+                    cur.executemany("INSERT INTO devices (device_id, data, status) VALUES (%s, %s, %s)",
+                                    [(d.device_id, d.to_cbor(), d.status) for d in infos])
             for i in range(0, devices, 1000):
                 store.commit(Batch(appends=appends[i:i + 1000]))
             for info in infos[::1000]:

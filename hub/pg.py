@@ -76,9 +76,11 @@ MIGRATIONS: tuple[Step, ...] = (
         "CREATE TABLE region_resumes (n bigserial PRIMARY KEY, hub_id bytea NOT NULL, decision bytea NOT NULL)",
     ),
     lambda store: store._keep_activity(),
+    lambda store: store._keep_statuses(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ACTIVITY_VERSION = 7  # the first schema that keeps the chain's figures (activity, record_kinds)
+STATUS_VERSION = 8  # the first schema that keeps each device's status in a column of its own
 PARTITIONED_VERSION = 5  # the first schema whose log is partitioned; the ones before kept records and global_log
 _PAGE = 50_000  # rows per query of a long scan
 _LOCK_ID = 0x4A454A414B  # one writer of the global log at a time, across hub processes
@@ -367,6 +369,26 @@ class PgHubStore:
         with c.cursor() as cur:
             self._put_activity(cur, devices, kinds)
 
+    def _keep_statuses(self) -> None:
+        """Migration 8: each device's status in a column of its own, so devices are counted by status in SQL
+        (`device_statuses`, read by /metrics at every scrape) instead of fetching and decoding every device.
+        The status is inside each device's stored bytes, which SQL cannot read: the rows are read once here, a
+        page at a time, and their statuses written back."""
+        c = self._conn
+        c.execute("ALTER TABLE devices ADD COLUMN status text")
+        after = b""
+        while True:
+            rows = c.execute("SELECT device_id, data FROM devices WHERE device_id > %s ORDER BY device_id LIMIT %s",
+                             (after, _PAGE)).fetchall()
+            if not rows:
+                break
+            c.execute("UPDATE devices SET status = u.status FROM unnest(%s::bytea[], %s::text[]) AS u(id, status) "
+                      "WHERE devices.device_id = u.id",
+                      ([bytes(d) for d, _ in rows], [DeviceInfo.from_cbor(bytes(data)).status for _, data in rows]))
+            after = bytes(rows[-1][0])
+        c.execute("ALTER TABLE devices ALTER COLUMN status SET NOT NULL")
+        c.execute("CREATE INDEX devices_status ON devices (status)")
+
     @staticmethod
     def _put_activity(cur: psycopg.Cursor[Any], devices: dict[bytes, tuple[int, int]],
                       kinds: dict[str, int]) -> None:
@@ -417,8 +439,10 @@ class PgHubStore:
 
     def put_device(self, device: DeviceInfo) -> None:
         with self._tx():
-            self._conn.execute("INSERT INTO devices VALUES (%s, %s) ON CONFLICT (device_id) "
-                               "DO UPDATE SET data = excluded.data", (device.device_id, device.to_cbor()))
+            # The status column is kept with the bytes in one statement, so the two never disagree.
+            self._conn.execute("INSERT INTO devices (device_id, data, status) VALUES (%s, %s, %s) "
+                               "ON CONFLICT (device_id) DO UPDATE SET data = excluded.data, status = excluded.status",
+                               (device.device_id, device.to_cbor(), device.status))
 
     def get_device(self, device_id: bytes) -> DeviceInfo | None:
         row = self._query_one("SELECT data FROM devices WHERE device_id = %s", (device_id,))
@@ -433,7 +457,7 @@ class PgHubStore:
         return int(row[0]) if row else 0
 
     def device_statuses(self) -> dict[str, int]:
-        return DeviceInfo.count_statuses(bytes(r[0]) for r in self._query("SELECT data FROM devices"))
+        return {str(status): int(n) for status, n in self._query("SELECT status, count(*) FROM devices GROUP BY status")}
 
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         return [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),

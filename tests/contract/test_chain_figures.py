@@ -12,7 +12,7 @@ import lmdb
 import psycopg
 
 from hub.chain import chain_health
-from hub.pg import ACTIVITY_VERSION, SCHEMA_VERSION, STANDINGS_SQL, PgHubStore
+from hub.pg import ACTIVITY_VERSION, SCHEMA_VERSION, STANDINGS_SQL, STATUS_VERSION, PgHubStore
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from ledger import ChainBuilder, Ed25519Signer, decode_record
@@ -176,9 +176,11 @@ def test_a_postgres_store_of_the_schema_before_counts_its_records_in_place(tmp_p
             assert hub.ingest(device_id, [r.raw for r in recs]).accepted == len(recs)
         health = chain_health(hub, clock())
         hub.store.close()
-        # What the release before the figures left: the schema before, without their tables.
+        # What the release before the figures left: the schema before, without their tables (nor the status
+        # column that came after them).
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
+            conn.execute(f"ALTER TABLE {schema}.devices DROP COLUMN status")
             conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
                          (str(ACTIVITY_VERSION - 1),))
         upgraded = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), hub_key, clock=clock)
@@ -186,7 +188,7 @@ def test_a_postgres_store_of_the_schema_before_counts_its_records_in_place(tmp_p
         assert health["records_by_kind"]["reading"] == 2 + 40 + 41 + 42
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
-        assert version == str(SCHEMA_VERSION) == str(ACTIVITY_VERSION)
+        assert version == str(SCHEMA_VERSION)
         upgraded.store.close()
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
@@ -220,3 +222,52 @@ def test_a_postgres_page_reads_the_rows_of_its_own_devices_only():
     finally:
         store.drop()
         store.close()
+
+
+def test_postgres_counts_statuses_in_sql_as_lmdb_does_through_changes_and_an_upgrade(tmp_path):
+    """The PostgreSQL store keeps each device's status in a column of its own and counts them in SQL: the
+    counts equal LMDB's for the same devices, after approvals and revocations, and after the upgrade from the
+    schema before the column (which fills it from the stored devices)."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x66" * 32)
+    lm = Hub(LmdbHubStore(tmp_path / "s"), hub_key, clock=clock)
+    pg = Hub(PgHubStore(PG_DSN, schema=schema), hub_key, clock=clock)
+    try:
+        ids = []
+        for i in range(9):
+            signer, _ = new_device(clock)
+            ids += [enroll(hub, signer, clock, approve=i % 3 != 0) for hub in (lm, pg)][:1]
+
+        def counts() -> dict[str, int]:
+            assert pg.store.device_statuses() == lm.store.device_statuses()
+            return pg.store.device_statuses()
+
+        assert counts() == {"pending": 3, "active": 6}
+        for hub in (lm, pg):
+            hub.approve(ids[0])
+            hub.revoke(ids[1])
+            hub.revoke(ids[3])  # a pending device revoked
+            hub.store.put_device(hub.store.get_device(ids[2]).with_status("forked"))
+        assert counts() == {"pending": 1, "active": 5, "revoked": 2, "forked": 1}
+        assert counts() == dict(Counter(d.status for d in pg.store.devices()))
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            kept = dict(conn.execute(f"SELECT device_id, status FROM {schema}.devices").fetchall())
+        assert {bytes(d): s for d, s in kept.items()} == {d.device_id: d.status for d in pg.store.devices()}
+        pg.store.close()
+        # What the release before the column left: statuses only inside each device's bytes.
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE {schema}.devices DROP COLUMN status")
+            conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'", (str(STATUS_VERSION - 1),))
+        pg = Hub(PgHubStore(PG_DSN, schema=schema), hub_key, clock=clock)
+        assert counts() == {"pending": 1, "active": 5, "revoked": 2, "forked": 1}
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
+        assert version == str(SCHEMA_VERSION)
+        for hub in (lm, pg):  # and it follows changes made after the upgrade
+            hub.approve(ids[6])
+        assert counts() == {"active": 6, "revoked": 2, "forked": 1}
+    finally:
+        lm.store.close()
+        pg.store.drop()
+        pg.store.close()

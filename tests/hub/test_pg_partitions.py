@@ -153,7 +153,8 @@ def _old_store(schema: str, source: str) -> None:
         conn.execute(f"INSERT INTO records SELECT device_id, seq, raw FROM {source}.records ORDER BY device_id, seq")
         conn.execute(f"INSERT INTO global_log SELECT idx, record_id, device_id, seq, arrived_at, leaf "
                      f"FROM {source}.records ORDER BY idx")
-        for table in ("devices", "states", "checkpoints", "forks", "counters", "damaged", "tiles",
+        conn.execute(f"INSERT INTO devices SELECT device_id, data FROM {source}.devices")
+        for table in ("states", "checkpoints", "forks", "counters", "damaged", "tiles",
                       "region_checkpoints", "split_views"):
             conn.execute(f"INSERT INTO {table} SELECT * FROM {source}.{table}")
 
