@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,41 @@ if TYPE_CHECKING:
     from .views import Views
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Raised:
+    """When an alert was first raised and, for an early warning, the band it was raised from: a line of the
+    alerts' state journal (raised.jsonl). Lines written before the band was kept have none."""
+
+    id: str
+    time: int
+    previous: str | None = None
+
+    @classmethod
+    def from_line(cls, item: dict[str, Any]) -> Raised | None:
+        alert_id, time, previous = item.get("id"), item.get("time"), item.get("previous")
+        if not isinstance(alert_id, str) or not isinstance(time, int) or isinstance(time, bool):
+            return None
+        return cls(id=alert_id, time=time, previous=previous if isinstance(previous, str) else None)
+
+    def to_line(self) -> dict[str, Any]:
+        line: dict[str, Any] = {"id": self.id, "time": self.time}
+        if self.previous is not None:
+            line["previous"] = self.previous
+        return line
+
+
+def _alert_id(alert: Alert) -> str:
+    """The id an early warning's alert is listed under."""
+    return f"{alert.indicator.lower()}/{alert.id}"
+
+
 class Alerts:
     """`subscribers` are the webhooks (generic JSON, Telegram, WhatsApp) that get ALPS alerts when a series'
     band worsens; `sender` delivers them from the event loop that `bind` names.
 
     With `state_dir`, what survives a restart is kept there: what each subscriber was told (`Told`), so
-    alerts derived again are not sent again, and when each alert was first raised, so it keeps that time."""
+    alerts derived again are not sent again, and when each alert was first raised and the band it was raised
+    from, so it keeps both (a restarted hub judges each series afresh, from normal)."""
 
     def __init__(self, views: Views, *, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, state_dir: Path | None = None) -> None:
@@ -31,25 +61,39 @@ class Alerts:
         self.sender = sender
         self.told = Told(Journal(state_dir / "told.jsonl") if state_dir is not None else None)
         self._raised_journal = Journal(state_dir / "raised.jsonl") if state_dir is not None else None
-        self._raised_at: dict[str, int] = self._kept_raise_times()
+        self._raised_at: dict[str, Raised] = self._kept_raise_times()
         self._seen: set[str] = set()
         self._alerts: list[dict[str, Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sends: set[concurrent.futures.Future[Any]] = set()
 
-    def _kept_raise_times(self) -> dict[str, int]:
-        """When each alert still within the kept window was first raised, from earlier runs."""
+    def _kept_raise_times(self) -> dict[str, Raised]:
+        """When each alert still within the kept window was first raised, and from which band, from earlier
+        runs."""
         if self._raised_journal is None:
             return {}
         lines = self._raised_journal.read()
         cutoff = int(self.views.clock()) - self.views.keep_days * 86400
         kept = {}
         for item in lines:
-            if isinstance(item.get("id"), str) and isinstance(item.get("time"), int) and item["time"] >= cutoff:
-                kept[item["id"]] = item["time"]
+            raised = Raised.from_line(item)
+            if raised is not None and raised.time >= cutoff:
+                kept[raised.id] = raised
         if len(kept) < len(lines):
-            self._raised_journal.rewrite({"id": k, "time": t} for k, t in kept.items())
+            self._raised_journal.rewrite(r.to_line() for r in kept.values())
         return kept
+
+    def _as_raised_before(self, raised: Sequence[Alert]) -> list[Alert]:
+        """The early warning's alerts, each one raised before a restart with the band it was raised from then
+        (judged again, it would say from normal); the tracker's live alerts follow."""
+        out = []
+        for a in raised:
+            kept = self._raised_at.get(_alert_id(a)) if _alert_id(a) not in self._seen else None
+            if kept is not None and kept.previous is not None and kept.previous != a.previous:
+                a = a.since(kept.previous)
+                self.views.markets.tracker.recall(a)
+            out.append(a)
+        return out
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -66,7 +110,7 @@ class Alerts:
         v = self.views
         with v.fresh():
             v.markets.settle(int(v.clock()))  # days past their cut-off get final verdicts
-            raised = v.markets.early_warning()
+            raised = self._as_raised_before(v.markets.early_warning())
         fresh = []
         current = self.current(raised)
         first_raised = []
@@ -76,10 +120,11 @@ class Alerts:
                 # An alert derived again after a restart is the one raised before it, and keeps its time.
                 kept = self._raised_at.get(alert["id"])
                 if kept is None:
-                    self._raised_at[alert["id"]] = int(alert["time"])
-                    first_raised.append({"id": alert["id"], "time": int(alert["time"])})
+                    kept = Raised(id=alert["id"], time=int(alert["time"]), previous=alert.get("previous"))
+                    self._raised_at[alert["id"]] = kept
+                    first_raised.append(kept.to_line())
                 else:
-                    alert["time"] = kept
+                    alert["time"] = kept.time
                 self._alerts.append(alert)
                 fresh.append(alert)
         if self._raised_journal is not None:
@@ -151,7 +196,7 @@ class Alerts:
             out.append({"id": f"mbg/{f.code}/{f.subject}/{f.date}", "domain": "mbg", "code": f.code,
                         "subject": f.subject, "severity": f.severity, "text": f.detail, "time": now})
         for a in raised:
-            out.append({"id": f"{a.indicator.lower()}/{a.id}", "domain": "markets",
+            out.append({"id": _alert_id(a), "domain": "markets",
                         "code": f"{a.indicator.lower()}_{a.band.replace(' ', '_')}", "subject": a.series,
                         "severity": "alert" if a.band in ("alert", "crisis", "abnormally high") else "warning",
                         "text": a.message, "time": now, "band": a.band, "previous": a.previous})

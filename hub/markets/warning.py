@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -198,6 +198,13 @@ class Alert:
                 "band": self.band, "value": round(self.value, 3), "day": self.day,
                 "date": date_of(self.day).isoformat(), "price_idr": self.price_idr, "message": self.message}
 
+    def since(self, previous: str) -> Alert:
+        """This alert as a change from `previous` (the band a subscriber was told, or the one it was raised from
+        before a restart)."""
+        return replace(self, previous=previous, message=alert_message(
+            self.market, self.commodity, self.region, self.indicator, previous, self.band, self.value, self.day,
+            self.price_idr))
+
 
 def alert_message(market: str, commodity: str, region: str, indicator: str, previous: str, band: str,
                   value: float, day: int, price_idr: int) -> str:
@@ -237,6 +244,15 @@ class AlertTracker:
             return None
         self.live[key] = alert
         return alert
+
+    def recall(self, alert: Alert) -> None:
+        """Take back `alert` (this series' live or latest one, judged again) as it was raised before a restart:
+        a new tracker judges each series from normal, so the band it was raised from is known only to what kept
+        it."""
+        key = (alert.series, alert.indicator)
+        for held in (self.live, self.latest):
+            if key in held and held[key].id == alert.id:
+                held[key] = alert
 
     def live_alerts(self) -> list[Alert]:
         return sorted(self.live.values(), key=lambda a: (-_severity(a.indicator, a.band), a.series))

@@ -10,14 +10,14 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from ..journal import Journal
 from .errors import BadObservation
-from .warning import ALPS_BANDS, Alert, _severity, alert_message
+from .warning import ALPS_BANDS, Alert, _severity
 
 KINDS = ("json", "telegram", "whatsapp")
 
@@ -232,14 +232,14 @@ class Told:
                     if sub.wants(a) and told != a.band:
                         eased = told is not None and _severity(a.indicator, told) > _severity(a.indicator, a.band)
                         # Judged afresh after a restart, a series raised from normal may have eased since told.
-                        out.append((sub, _since(a, told) if eased and told is not None else a, told))
+                        out.append((sub, a.since(told) if eased and told is not None else a, told))
                         self._bands[(sub.id, a.series, a.indicator)] = a.band
             by_id = {sub.id: sub for sub in subscribers}
             for (sid, series, indicator), told in list(self._bands.items()):
                 now = latest.get((series, indicator))
                 if sid not in by_id or now is None or _severity(indicator, now.band) >= _severity(indicator, told):
                     continue
-                out.append((by_id[sid], _since(now, told), told))
+                out.append((by_id[sid], now.since(told), told))
                 self._bands[(sid, series, indicator)] = now.band
         return out
 
@@ -257,9 +257,3 @@ class Told:
                 else:
                     self._bands[key] = told_before
 
-
-def _since(alert: Alert, told: str) -> Alert:
-    """`alert` as a change from the band a subscriber was told."""
-    return replace(alert, previous=told, message=alert_message(
-        alert.market, alert.commodity, alert.region, alert.indicator, told, alert.band, alert.value, alert.day,
-        alert.price_idr))

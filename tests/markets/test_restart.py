@@ -15,12 +15,14 @@ import aiohttp
 from hub.app import load_or_create_key, open_store, start_hub
 from hub.clock import HubClock, parse_clock
 from hub.journal import Journal
-from hub.markets import AlertTracker, Subscriber, Told, WebhookSender
+from hub.markets import AlertTracker, MarketConfig, Subscriber, Told, ValidationConfig, WebhookSender
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
 from hub.service import Hub
-from ledger import decode_record
+from hub.store import LmdbHubStore
+from hub.views import Views
+from ledger import Ed25519Signer, decode_record
 from tests.wait import wait_for
 
 from .test_api import COMMODITIES, DAYS, MARKETS, OPERATOR, Device, Env, hub_config, receiver, synth_history
@@ -264,3 +266,66 @@ async def test_a_band_told_before_a_restart_is_not_told_again_and_its_easing_is(
         assert "crisis -> stress" in received[1]["text"]
     finally:
         await runner.cleanup()
+
+
+
+def _rising_series(now: int, days: int) -> list[tuple[int, dict]]:
+    """A price that wanders by the week and rises 1 % a day over its last week, one a day, as (time, body)."""
+    out = []
+    for k in range(days):
+        lift = 1.0 + (0.01 * (k - (days - 8)) if k > days - 8 else 0.0)
+        price = round(40_000 * lift * (1 + 0.01 * ((k // 7 * 3) % 5 - 2)) / 100) * 100
+        out.append((now - (days - k) * 86400 + 3600, {"market": "pasar-senen", "commodity": "cabai-merah",
+                                                        "unit": "kg", "price_idr": price, "reporter": "rep-1",
+                                                        "region": "DKI Jakarta"}))
+    return out
+
+
+def test_an_alert_keeps_the_band_it_was_raised_from_across_a_restart(tmp_path) -> None:
+    """A restarted hub judges each series afresh, from normal: an alert derived again says the band it was
+    raised from before the restart, in its listing, its text and the early warning's live alerts."""
+    now = 1_763_600_000  # November 2025: no Ramadan or Lebaran in the window, which the seasonal trend weighs
+    key = Ed25519Signer.from_seed(b"\x71" * 32)
+    markets = MarketConfig(validation=ValidationConfig(max_age_s=(DAYS + 2) * 86400))
+    plan = Plan(kitchens=(), schools=())
+
+    def open_views(refill: bool) -> Views:
+        hub = Hub(LmdbHubStore(tmp_path / "hub"), key, clock=lambda: now, auto_approve=True)
+        return Views(hub, plan=plan, market_config=markets, state_dir=tmp_path / "alerts", refill=refill)
+
+    def early_warnings(views: Views) -> dict[str, dict[str, Any]]:
+        return {a["id"]: a for a in views.alerts.listing()["alerts"] if a["id"].startswith("alps/")}
+
+    views = open_views(refill=False)
+    device = Device(views.hub, "pasar-senen")
+    device.t = now - DAYS * 86400
+    series = _rising_series(now, DAYS)
+    for t, body in series[:DAYS - 8]:
+        device.sign("price", t, body)
+    device.push()
+    views.alerts.refresh()
+    for t, body in series[DAYS - 8:]:  # the rise a day at a time, judged after each, up to a band worsened again
+        device.sign("price", t, body)
+        device.push()
+        views.alerts.refresh()
+        if any(a["previous"] != "normal" for a in early_warnings(views).values()):
+            break
+    before = early_warnings(views)
+    live_before = views.markets.live_alerts()
+    assert sorted((a["previous"], a["band"]) for a in before.values()) == [("alert", "crisis"), ("normal", "alert")]
+    views.close()
+    views.hub.store.close()
+
+    views = open_views(refill=True)
+    views.refill_from_store()
+    views.alerts.refresh()
+    after = early_warnings(views)
+    assert [(a["previous"], a["band"]) for a in after.values()] == [("alert", "crisis")]
+    kept = next(iter(after))
+    assert (after[kept]["previous"], after[kept]["text"], after[kept]["time"]) == (
+        before[kept]["previous"], before[kept]["text"], before[kept]["time"])
+    assert "alert -> crisis" in after[kept]["text"]
+    assert [(a["id"], a["previous"], a["message"]) for a in views.markets.live_alerts()] == [
+        (a["id"], a["previous"], a["message"]) for a in live_before]
+    views.close()
+    views.hub.store.close()
