@@ -225,6 +225,8 @@ class LmdbLogStore:
         else:
             self._db = {n: self._env.open_db(n.encode()) for n in _DBS}
         self._lock = threading.Lock()
+        self._closed = False
+        self._region: tuple[int, int] | None = None  # (start, length) of the map, once looked up
         self._listeners: list[Listener] = []
         self._blocked: set[bytes] = set()
         self._damaged: set[tuple[bytes, int]] = set()  # (device, seq) never served until a good copy returns
@@ -444,6 +446,7 @@ class LmdbLogStore:
             try:
                 yield txn
                 txn.commit()
+                self._unmap()
             except lmdb.MapFullError:
                 txn.abort()
                 raise StoreFull(f"the store's map of {self.map_size} bytes is full at {self.path}; nothing of "
@@ -569,26 +572,41 @@ class LmdbLogStore:
                 log.exception("store listener failed")
 
     def release_pages(self) -> int:
-        """Unmap the store's pages from this process (madvise MADV_DONTNEED on LMDB's read-only map); how
-        many bytes of the map were resident before.
+        """Unmap the store's pages from this process (`_unmap`) and say how many bytes of the map were resident
+        before. Every write unmaps what it read; this catches what the reads since have mapped in. The count is
+        read before taking the lock, so the writer waits only for the madvise."""
+        region = self._map_region()
+        if region is None:
+            return 0
+        resident = _resident_kb(region[0]) * 1024
+        with self._lock:
+            if not self._closed:
+                self._unmap()
+        return resident
+
+    def _map_region(self) -> tuple[int, int] | None:
+        """Where LMDB maps the file: looked up once, as LMDB maps it once, at the fixed map size."""
+        if self._region is None:
+            self._region = _mapped(self.path / "data.mdb")
+        return self._region
+
+    def _unmap(self) -> None:
+        """madvise(MADV_DONTNEED) on LMDB's read-only map, with the lock held (so the map is not closed
+        meanwhile and the address range is still LMDB's).
 
         Without it the process keeps every page of the store it ever read mapped in, and the id index is read
-        at random, so its resident memory grows with the store. The pages stay in the page cache, which the
-        kernel takes back when memory is short; the few that are read again come back on the next read (a
-        minor fault, no I/O while they are cached). The lock keeps the map from being closed meanwhile, so the
-        address range is still LMDB's when it is advised."""
-        with self._lock:
-            region = _mapped(self.path / "data.mdb")
-            if region is None:
-                return 0
-            start, length = region
-            resident = _resident_kb(start) * 1024
-            if _LIBC is not None:
-                _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(length), _MADV_DONTNEED)
-            return resident
+        and written at random, so its resident memory grows with the store: each read maps in the 64 KB around
+        it (the kernel's fault-around, which MADV_RANDOM does not stop), so a few hundred writes a second keep
+        megabytes mapped. The pages stay in the page cache, which the kernel takes back when memory is short;
+        the few that are read again come back on the next read (a minor fault, no I/O while they are cached).
+        One madvise over a map that is mostly not mapped in costs microseconds."""
+        region = self._map_region()
+        if region is not None and _LIBC is not None:
+            _LIBC.madvise(ctypes.c_void_p(region[0]), ctypes.c_size_t(region[1]), _MADV_DONTNEED)
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._env.close()
 
 
