@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import datetime
 import gzip
 import hashlib
 import logging
@@ -12,7 +13,7 @@ import re
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
@@ -21,6 +22,7 @@ import psycopg
 from ledger import ChainState, LedgerError, Record, decode_record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
+from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
 from .store import (
     ArchiveUnavailable,
     Batch,
@@ -77,6 +79,22 @@ MIGRATIONS: tuple[Step, ...] = (
     ),
     lambda store: store._keep_activity(),
     lambda store: store._keep_statuses(),
+    (
+        # The MBG read model's day aggregates (hub/aggregates.py, hub/mbg/days.py): a row per day with its
+        # counts, findings and violations, and a row per school delivery of the day, for national queries in SQL.
+        "CREATE TABLE IF NOT EXISTS mbg_days (date date PRIMARY KEY, final boolean NOT NULL, scans integer NOT NULL, "
+        "devices integer NOT NULL, deliveries integer NOT NULL, on_time integer NOT NULL, late integer NOT NULL, "
+        "short integer NOT NULL, missing integer NOT NULL, expected_portions bigint NOT NULL, "
+        "received_portions bigint NOT NULL, violations integer NOT NULL, findings integer NOT NULL, "
+        "summary bytea NOT NULL, digest bytea NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS mbg_deliveries (date date NOT NULL, school text NOT NULL, school_name text NOT NULL, "
+        "kitchen text NOT NULL, expected integer NOT NULL, departed_portions integer NOT NULL, "
+        "received_portions integer NOT NULL, containers_out integer NOT NULL, containers_in integer NOT NULL, "
+        "deadline_at bigint NOT NULL, departed_at bigint, arrived_at bigint, received_at bigint, served_at bigint, "
+        "statuses text[] NOT NULL, late_s bigint NOT NULL, shortfall integer NOT NULL, time_basis text NOT NULL, "
+        "PRIMARY KEY (date, school))",
+        "CREATE INDEX IF NOT EXISTS mbg_deliveries_kitchen ON mbg_deliveries (kitchen, date)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ACTIVITY_VERSION = 7  # the first schema that keeps the chain's figures (activity, record_kinds)
@@ -924,3 +942,89 @@ class PgHubStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class PgAggregates:
+    """The read models' day aggregates (hub/aggregates.py) in a PgHubStore's schema, on a connection of their
+    own: a national day's write never holds the connection the hub's writer commits records on. Their tables
+    are made by MIGRATIONS, so the hub's store is opened first."""
+
+    def __init__(self, dsn: str, *, schema: str = "jejak") -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise StoreError(f"schema name {schema!r}: expected lowercase letters, digits and _")
+        self.schema = schema
+        self._lock = threading.Lock()
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=False)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot reach PostgreSQL at {dsn}: {exc}",
+                             hint="start PostgreSQL or set [store] dsn in the hub config") from None
+        with self._conn.transaction():
+            self._conn.execute(f"SET search_path TO {schema}")
+            self._conn.execute("SET jit = off")
+
+    def namespace(self, spec: Namespace) -> PgDayAggregates:
+        return PgDayAggregates(self, spec)
+
+    @contextlib.contextmanager
+    def tx(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._lock, self._conn.transaction():
+            yield self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PgDayAggregates:
+    """One namespace of PgAggregates: a row of `days_table` per date and a row of `rows_table` per subject."""
+
+    def __init__(self, store: PgAggregates, spec: Namespace) -> None:
+        self.spec = spec
+        self._store = store
+        self._figures = ", ".join(c for c, _ in spec.figures)
+        self._rows = ", ".join(c for c, _ in spec.rows)
+        self._where = f"day aggregates {spec.name!r} in schema {store.schema}"
+
+    def put(self, days: Sequence[DayAggregate], *, delete: Iterable[str] = ()) -> None:
+        spec = self.spec
+        gone = sorted({*delete, *(d.date for d in days)})
+        marks = ", ".join(["%s::date"] + ["%s"] * (len(spec.figures) + 2))
+        with self._store.tx() as conn, conn.cursor() as cur:
+            cur.execute(f"DELETE FROM {spec.rows_table} WHERE date = ANY(%s::date[])", (gone,))
+            cur.execute(f"DELETE FROM {spec.days_table} WHERE date = ANY(%s::date[])", (gone,))
+            if not days:
+                return
+            cur.executemany(f"INSERT INTO {spec.days_table} (date, {self._figures}, summary, digest) "
+                            f"VALUES ({marks})",
+                            [(d.date, *d.figures, d.summary, d.digest()) for d in days])
+            with cur.copy(f"COPY {spec.rows_table} (date, {self._rows}) FROM STDIN") as copy:
+                copy.set_types(["date", *(t for _, t in spec.rows)])
+                for d in days:
+                    day = datetime.date.fromisoformat(d.date)
+                    for row in d.rows:
+                        copy.write_row((day, *row))
+
+    def get(self, date: str) -> DayAggregate | None:
+        spec = self.spec
+        with self._store.tx() as conn:
+            found = conn.execute(f"SELECT {self._figures}, summary, digest FROM {spec.days_table} "
+                                 "WHERE date = %s::date", (date,)).fetchone()
+            if found is None:
+                return None
+            key = spec.rows[0][0]
+            rows = conn.execute(f"SELECT {self._rows} FROM {spec.rows_table} WHERE date = %s::date "
+                                f'ORDER BY {key} COLLATE "C"', (date,)).fetchall()
+        *figures, summary, digest = found
+        try:
+            day = DayAggregate(date=date, figures=tuple(figures), summary=bytes(summary), rows=tuple(map(tuple, rows)))
+        except ValueError as exc:
+            raise DamagedAggregate(f"{self._where}: the stored day {date} is not a day ({exc})",
+                                   hint="it is computed again from the records the read models hold") from None
+        return checked(day, bytes(digest), self._where)
+
+    def delete(self, dates: Iterable[str]) -> None:
+        self.put((), delete=dates)
+
+    def dates(self) -> list[str]:
+        with self._store.tx() as conn:
+            return [d.isoformat() for (d,) in conn.execute(f"SELECT date FROM {self.spec.days_table} ORDER BY date")]

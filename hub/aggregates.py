@@ -1,0 +1,188 @@
+"""Day aggregates the read models keep in the hub's store: one store, a namespace per domain (MBG, markets), on
+LMDB beside the hub's log or in PostgreSQL tables with real columns.
+
+The read models write a day's aggregates once its answer no longer changes, and read them back for a day whose
+raw records they no longer hold (pruned, or not refilled yet after a restart). What is stored is derived, never
+truth: the log stays the only source, and a damaged or missing aggregate is computed again from it.
+
+A namespace's day is three parts: `figures` (the day's counts, one real column each on PostgreSQL), `summary`
+(what has no column: CBOR bytes the namespace encodes, e.g. its findings) and `rows` (one per subject of the
+day, e.g. a school's delivery: a real-column table keyed by date and the row's first column). A SHA-256 digest
+over the three is stored with them, so a damaged day is refused (`DamagedAggregate`) rather than answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import cbor2
+import lmdb
+
+from .store import StoreError, StoreFull
+
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class DamagedAggregate(StoreError):
+    """A stored day aggregate whose bytes no longer match their digest or do not decode: it is not answered
+    from, and the read models compute the day again from the records they hold."""
+
+    code = "AGGREGATE_DAMAGED"
+    coap = "5.00"
+    http = 500
+    exit_code = 57
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Namespace:
+    """A domain's day aggregates: its name, and on PostgreSQL its two tables (made by a migration of hub/pg.py)
+    with their columns in the order of `DayAggregate.figures` and of each row, as (name, SQL type).
+
+    `days_table` has the columns `date`, then `figures`, then `summary` and `digest`; `rows_table` has `date`
+    then the row's columns, and (date, first row column) is its key."""
+
+    name: str
+    days_table: str
+    figures: tuple[tuple[str, str], ...]
+    rows_table: str
+    rows: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        for name in (self.name, self.days_table, self.rows_table, *(c for c, _ in self.figures + self.rows)):
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"aggregate namespace {self.name!r}: expected a lowercase name, got {name!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DayAggregate:
+    """One day of one namespace: its figures, its summary bytes and its rows (each a tuple in the namespace's
+    column order; lists inside them are arrays). Rows are kept in the order of their first column."""
+
+    date: str
+    figures: tuple[Any, ...]
+    summary: bytes
+    rows: tuple[tuple[Any, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not _DATE.fullmatch(self.date):
+            raise ValueError(f"day aggregate: expected a YYYY-MM-DD date, got {self.date!r}")
+        keys = [r[0] for r in self.rows]
+        if keys != sorted(keys) or len(set(keys)) != len(keys):
+            raise ValueError(f"day aggregate {self.date}: rows must be in the order of distinct first columns")
+
+    def digest(self) -> bytes:
+        """SHA-256 over the canonical CBOR of figures, summary and rows: what a damaged copy no longer gives."""
+        return hashlib.sha256(cbor2.dumps([self.date, list(self.figures), self.summary,
+                                           [list(r) for r in self.rows]], canonical=True)).digest()
+
+
+def checked(day: DayAggregate, digest: bytes, where: str) -> DayAggregate:
+    """`day` as read back, if it still gives the digest stored with it; else DamagedAggregate."""
+    if day.digest() != digest:
+        raise DamagedAggregate(f"{where}: the stored day {day.date} no longer gives its digest",
+                               hint="it is computed again from the records the read models hold")
+    return day
+
+
+class DayAggregates(Protocol):
+    """A namespace's day aggregates (`AggregateStore.namespace`). Writes are one transaction each."""
+
+    def put(self, days: Sequence[DayAggregate], *, delete: Iterable[str] = ()) -> None:
+        """Delete the days `delete`, then store `days` (replacing what each date held), all or nothing."""
+        ...
+
+    def get(self, date: str) -> DayAggregate | None:
+        """The stored day, None if there is none; DamagedAggregate if its stored bytes are damaged."""
+        ...
+
+    def delete(self, dates: Iterable[str]) -> None: ...
+
+    def dates(self) -> list[str]:
+        """The dates stored, in order."""
+        ...
+
+
+class AggregateStore(Protocol):
+    """Where the read models keep day aggregates: LmdbAggregates or hub.pg.PgAggregates."""
+
+    def namespace(self, spec: Namespace) -> DayAggregates: ...
+    def close(self) -> None: ...
+
+
+class LmdbAggregates:
+    """AggregateStore in an LMDB environment of its own (the hub puts it at `<data_dir>/aggregates`), one named
+    database per namespace, a CBOR value per date.
+
+    Not a database inside the hub's own environment: LMDB has one writer per environment, so a national day's
+    aggregates written there would hold up the hub's commits of records for as long as the write takes, and a
+    full map would refuse records. Apart, the log's commit path is untouched and the aggregates have their
+    own map size; losing them loses nothing the log cannot give again."""
+
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32, durable: bool = False) -> None:
+        os.makedirs(path, exist_ok=True)
+        # Not fsync'd by default: a day lost in a power cut is computed again from the log.
+        try:
+            self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=durable,
+                                  metasync=durable)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the day aggregates at {path}: {exc}",
+                             hint="check the files' owner; the directory can be removed, the read models write "
+                                  "the days again") from None
+        self.path = os.fspath(path)
+
+    def namespace(self, spec: Namespace) -> LmdbDayAggregates:
+        return LmdbDayAggregates(self, spec)
+
+    def close(self) -> None:
+        self._env.close()
+
+
+class LmdbDayAggregates:
+    """One namespace of LmdbAggregates: key the date, value the CBOR array [figures, summary, rows, digest]."""
+
+    def __init__(self, store: LmdbAggregates, spec: Namespace) -> None:
+        self.spec = spec
+        self._env = store._env
+        self._db = self._env.open_db(spec.name.encode())
+        self._where = f"day aggregates {spec.name!r} in {store.path}"
+
+    def put(self, days: Sequence[DayAggregate], *, delete: Iterable[str] = ()) -> None:
+        values = [(d.date.encode(), cbor2.dumps([list(d.figures), d.summary, [list(r) for r in d.rows], d.digest()],
+                                                canonical=True)) for d in days]
+        try:
+            with self._env.begin(write=True) as txn:
+                for date in delete:
+                    txn.delete(date.encode(), db=self._db)
+                for key, value in values:
+                    txn.put(key, value, db=self._db)
+        except lmdb.MapFullError as exc:
+            raise StoreFull(f"{self._where} are full; nothing of the failed write was kept",
+                            hint="the days are answered from the records held; raise the aggregates' map size") \
+                from exc
+
+    def get(self, date: str) -> DayAggregate | None:
+        with self._env.begin() as txn:
+            value = txn.get(date.encode(), db=self._db)
+            data = None if value is None else bytes(value)
+        if data is None:
+            return None
+        try:
+            figures, summary, rows, digest = cbor2.loads(data)
+            day = DayAggregate(date=date, figures=tuple(figures), summary=summary, rows=tuple(map(tuple, rows)))
+        except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
+            raise DamagedAggregate(f"{self._where}: the stored day {date} does not decode ({exc})",
+                                   hint="it is computed again from the records the read models hold") from None
+        return checked(day, digest, self._where)
+
+    def delete(self, dates: Iterable[str]) -> None:
+        self.put((), delete=dates)
+
+    def dates(self) -> list[str]:
+        with self._env.begin() as txn:
+            return [bytes(k).decode() for k in txn.cursor(db=self._db).iternext(values=False)]

@@ -1,0 +1,110 @@
+"""An MBG day's answer as stored day aggregates (hub/aggregates.py): deliveries as rows, counts as figures, and
+findings and violations as canonical CBOR; read back equal to what was written."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, fields
+from typing import Any
+
+import cbor2
+
+from ..aggregates import DamagedAggregate, DayAggregate, Namespace
+from .analysis import Delivery, Finding, FoodSafetyViolation
+
+_COUNTED = ("on_time", "late", "short", "missing")
+
+MBG_DAYS = Namespace(
+    name="mbg", days_table="mbg_days",
+    figures=(("final", "boolean"), ("scans", "integer"), ("devices", "integer"), ("deliveries", "integer"),
+             *((s, "integer") for s in _COUNTED), ("expected_portions", "bigint"), ("received_portions", "bigint"),
+             ("violations", "integer"), ("findings", "integer")),
+    rows_table="mbg_deliveries",
+    rows=(("school", "text"), ("school_name", "text"), ("kitchen", "text"), ("expected", "integer"),
+          ("departed_portions", "integer"), ("received_portions", "integer"), ("containers_out", "integer"),
+          ("containers_in", "integer"), ("deadline_at", "bigint"), ("departed_at", "bigint"),
+          ("arrived_at", "bigint"), ("received_at", "bigint"), ("served_at", "bigint"), ("statuses", "text[]"),
+          ("late_s", "bigint"), ("shortfall", "integer"), ("time_basis", "text")),
+)
+_ROW_FIELDS = tuple(name for name, _ in MBG_DAYS.rows)
+_DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
+_ROW_INDEX = tuple(_DELIVERY_FIELDS.index(n) for n in _ROW_FIELDS)
+FORMAT = 1  # of the summary; a summary of another format is read as damaged and the day computed again
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredDay:
+    """An MBG day as stored: its settled deliveries, findings (with the group and key each was emitted under)
+    and violations, the span of times they hold for, its scans by event and device, and which scans it was
+    computed from (`held`: how many, and the XOR of their marks, `MbgView.mark`). `final` if no timer or
+    deadline of the day could change it any more when it was written."""
+
+    date: str
+    final: bool
+    valid_from: int
+    valid_until: int
+    deliveries: tuple[Delivery, ...]
+    keyed: tuple[tuple[int, tuple[str, ...], Finding], ...]
+    violations: tuple[FoodSafetyViolation, ...]
+    scans: int
+    per_event: Counter[str]
+    devices: int
+    held: tuple[int, int]
+
+
+def mark(key: bytes | str) -> int:
+    """A scan's share of a day's `held` digest: 128 bits of its record id (already a hash; other ids hashed)."""
+    if type(key) is bytes and len(key) >= 16:
+        return int.from_bytes(key[:16], "big")
+    return int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=16).digest(), "big")
+
+
+def _values(obj: Any) -> list[Any]:
+    return [list(v) if isinstance(v, tuple) else v for v in (getattr(obj, f.name) for f in fields(obj))]
+
+
+def _build(cls: type[Any], values: list[Any]) -> Any:
+    names = [f.name for f in fields(cls)]
+    if len(values) != len(names):
+        raise ValueError(f"{cls.__name__}: expected {len(names)} fields, got {len(values)}")
+    return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in zip(names, values, strict=True)})
+
+
+def encode(day: StoredDay) -> DayAggregate:
+    """The day as a DayAggregate of the `mbg` namespace."""
+    counts = Counter(s for d in day.deliveries for s in d.statuses)
+    figures = (day.final, day.scans, day.devices, sum(1 for d in day.deliveries if d.expected > 0),
+               *(counts.get(s, 0) for s in _COUNTED), sum(d.expected for d in day.deliveries),
+               sum(d.received_portions for d in day.deliveries), len(day.violations), len(day.keyed))
+    summary = cbor2.dumps({
+        "format": FORMAT, "valid": [day.valid_from, day.valid_until], "per_event": dict(day.per_event),
+        "keyed": [[g, list(k), _values(f)] for g, k, f in day.keyed],
+        "violations": [_values(v) for v in day.violations],
+        "held": [day.held[0], day.held[1].to_bytes(16, "big")],
+    }, canonical=True)
+    rows = tuple(tuple(_values(d)[i] for i in _ROW_INDEX) for d in sorted(day.deliveries, key=lambda d: d.school))
+    return DayAggregate(date=day.date, figures=figures, summary=summary, rows=rows)
+
+
+def decode(agg: DayAggregate) -> StoredDay:
+    """The day back from its aggregate, equal to the one encoded; DamagedAggregate if it is not one."""
+    try:
+        s = cbor2.loads(agg.summary)
+        if not isinstance(s, dict) or s.get("format") != FORMAT:
+            raise ValueError(f"expected an MBG day summary of format {FORMAT}")
+        deliveries = []
+        for row in agg.rows:
+            named = dict(zip(_ROW_FIELDS, row, strict=True))
+            deliveries.append(_build(Delivery, [agg.date if n == "date" else named[n] for n in _DELIVERY_FIELDS]))
+        count, digest = s["held"]
+        return StoredDay(
+            date=agg.date, final=bool(agg.figures[0]), valid_from=s["valid"][0], valid_until=s["valid"][1],
+            deliveries=tuple(deliveries),
+            keyed=tuple((g, tuple(k), _build(Finding, f)) for g, k, f in s["keyed"]),
+            violations=tuple(_build(FoodSafetyViolation, v) for v in s["violations"]),
+            scans=agg.figures[1], per_event=Counter(s["per_event"]), devices=agg.figures[2],
+            held=(count, int.from_bytes(digest, "big")))
+    except (cbor2.CBORDecodeError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise DamagedAggregate(f"MBG day {agg.date}: its stored aggregate is not a day's answer ({exc})",
+                               hint="it is computed again from the records the read models hold") from None
