@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .journal import Journal
-from .markets import Alert, Subscriber, Told, WebhookSender
+from .markets import Alert, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 from .markets.model import day_of
 
 if TYPE_CHECKING:
@@ -48,18 +48,22 @@ def _alert_id(alert: Alert) -> str:
 
 class Alerts:
     """`subscribers` are the webhooks (generic JSON, Telegram, WhatsApp) that get ALPS alerts when a series'
-    band worsens; `sender` delivers them from the event loop that `bind` names.
+    band worsens; `sender` delivers them from the event loop that `bind` names, and a delivery that failed is
+    sent again while its alert is open (`Redelivery`, after `retry`).
 
     With `state_dir`, what survives a restart is kept there: what each subscriber was told (`Told`), so
     alerts derived again are not sent again, and when each alert was first raised and the band it was raised
     from, so it keeps both (a restarted hub judges each series afresh, from normal)."""
 
     def __init__(self, views: Views, *, subscribers: Sequence[Subscriber] = (),
-                 sender: WebhookSender | None = None, state_dir: Path | None = None) -> None:
+                 sender: WebhookSender | None = None, state_dir: Path | None = None,
+                 retry: RetryPolicy | None = None) -> None:
         self.views = views
         self.subscribers = tuple(subscribers)
         self.sender = sender
         self.told = Told(Journal(state_dir / "told.jsonl") if state_dir is not None else None)
+        self.redelivery = (Redelivery(sender, self.told, still_open=self._still_open, policy=retry)
+                           if sender is not None else None)
         self._raised_journal = Journal(state_dir / "raised.jsonl") if state_dir is not None else None
         self._raised_at: dict[str, Raised] = self._kept_raise_times()
         self._seen: set[str] = set()
@@ -101,6 +105,8 @@ class Alerts:
     async def close(self) -> None:
         for fut in list(self._sends):
             fut.cancel()
+        if self.redelivery is not None:
+            await self.redelivery.close()
         if self.sender is not None:
             await self.sender.close()
 
@@ -167,8 +173,20 @@ class Alerts:
             async with gate:
                 delivery = await sender.send(sub, alert)
             await asyncio.to_thread(self.told.settle, delivery, alert, told_before)
+            if self.redelivery is not None:
+                self.redelivery.add(sub, alert, delivery)
 
         await asyncio.gather(*(one(*job) for job in outbox))
+
+    async def _still_open(self, alert: Alert) -> bool:
+        """Whether `alert` still says where its series stands (its band is the one last judged): what a failed
+        delivery is sent again for."""
+        def judged() -> bool:
+            with self.views.fresh():
+                now = self.views.markets.tracker.latest.get((alert.series, alert.indicator))
+            return now is not None and now.band == alert.band
+
+        return await asyncio.to_thread(judged)
 
     def trigger(self, *, text: str, level: str, subject: str, by: str) -> dict[str, Any]:
         """An alert an operator raises by hand: kept and listed like the derived ones, pushed live at once."""
@@ -239,8 +257,11 @@ class Alerts:
 
     def webhooks(self) -> dict[str, Any]:
         log_ = list(self.sender.log) if self.sender is not None else []
+        again = self.redelivery
         return {"subscribers": [{"id": s.id, "kind": s.kind, "commodities": list(s.commodities),
                                  "regions": list(s.regions), "min_band": s.min_band} for s in self.subscribers],
-                "deliveries": [d.to_dict() for d in reversed(log_[-500:])]}
+                "deliveries": [d.to_dict() for d in reversed(log_[-500:])],
+                "redelivery": {"waiting": again.waiting() if again else 0, "delivered": again.delivered if again else 0,
+                               "dropped": dict(again.dropped) if again else {}}}
 
 

@@ -774,9 +774,18 @@ class WebhookDelivery(TypedDict):
     finished_at: float
 
 
+class Redelivery(TypedDict):
+    """Failed deliveries sent again while their alert is open."""
+
+    waiting: int  # alerts waiting for their next round
+    delivered: int  # alerts delivered by a later round
+    dropped: dict[str, int]  # alerts not sent again, by reason: superseded, queue_full, closed, told, refused
+
+
 class Webhooks(TypedDict):
     subscribers: list[Subscriber]
     deliveries: list[WebhookDelivery]
+    redelivery: Redelivery
 
 
 # --- seed 1 and seed 2 bridges ---------------------------------------------------------------------------

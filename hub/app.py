@@ -203,7 +203,8 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
               if subscribers else None)
     return Views(hub, plan=plan, events=events, market_config=config.markets,
                  kitchen_regions=config.mbg_kitchen_regions, subscribers=subscribers, sender=sender,
-                 keep_days=config.mbg_keep_days, refill=True, state_dir=Path(config.data_dir) / "alerts")
+                 keep_days=config.mbg_keep_days, refill=True, state_dir=Path(config.data_dir) / "alerts",
+                 webhook_retry=config.webhook_retry)
 
 
 async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity,

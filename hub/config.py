@@ -13,6 +13,7 @@ from ledger.errors import CodedError
 from .bridges.config import BridgeConfig
 from .clock import parse_clock
 from .markets.service import MarketConfig
+from .markets.webhooks import RetryPolicy
 
 
 class ConfigError(CodedError):
@@ -122,6 +123,9 @@ class HubConfig:
     webhooks: tuple[dict[str, Any], ...] = ()  # [[webhooks]] alert subscribers: id, kind, url, token, ...
     webhook_attempts: int = 4  # tries per alert delivery (retries back off exponentially)
     webhook_timeout_s: float = 10.0
+    # [webhook_retry] a delivery that failed all its tries is sent again while its alert is open: backoff_s,
+    # max_backoff_s (doubling, with jitter) and queue (alerts waiting per subscriber)
+    webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
     store: StoreConfig = field(default_factory=StoreConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 

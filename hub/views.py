@@ -20,7 +20,7 @@ from ledger.errors import LedgerError
 from ledger.record import peek_kind
 
 from .alerts import Alerts
-from .markets import MarketConfig, Subscriber, WebhookSender
+from .markets import MarketConfig, RetryPolicy, Subscriber, WebhookSender
 from .markets.view import HubMarkets, KitchenDemand
 from .markets.warning import ALPS_BANDS
 from .mbg import MbgView, Plan
@@ -103,7 +103,7 @@ class Views:
                  sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0,
                  refill: bool = False, refill_batch: int = REFILL_BATCH,
                  refill_pause: Callable[[RefillProgress], None] | None = None,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, webhook_retry: RetryPolicy | None = None) -> None:
         self.hub = hub
         # Findings that follow the clock (overdue, unreturned, a timer still open) appear without new records.
         self.rederive_s = rederive_s
@@ -114,7 +114,7 @@ class Views:
         self._fed_at: int | None = None  # the arrival time of the records being fed, which the markets stamp
         self.markets = HubMarkets(market_config, clock=self._feed_time)
         self.demand = KitchenDemand(self.markets, kitchen_regions or {})
-        self.alerts = Alerts(self, subscribers=subscribers, sender=sender, state_dir=state_dir)
+        self.alerts = Alerts(self, subscribers=subscribers, sender=sender, state_dir=state_dir, retry=webhook_retry)
         self._lock = threading.RLock()
         self._dirty = threading.Event()
         self._stop = threading.Event()

@@ -16,14 +16,14 @@ from .sentiment import Lexicon, Sentiment, sentiment
 from .service import MarketConfig, MarketService
 from .validate import CheckResult, ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
-from .webhooks import Delivery, Subscriber, Told, WebhookSender
+from .webhooks import Delivery, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 
 __all__ = [
     "Alert", "AlertTracker", "BadInputFile", "BadObservation", "BadSeries", "Ceiling", "CeilingTable",
     "CheckResult", "Decision", "DecisionConflict", "Delivery", "FieldNote", "Forecast", "Impact",
     "ImpactInputs", "Lexicon", "MacroInputs", "MacroSeries", "MarketConfig", "MarketError", "MarketService",
     "MemoryQuarantineStore", "NotFound", "ObservationBatch", "PriceObservation", "Quarantine",
-    "QuarantineStore", "SensorReading", "Sentiment", "Subscriber", "Told", "ValidationConfig", "Validator", "Verdict",
+    "QuarantineStore", "Redelivery", "RetryPolicy", "SensorReading", "Sentiment", "Subscriber", "Told", "ValidationConfig", "Validator", "Verdict",
     "WebhookSender", "alps", "forecast", "forecast_many", "from_record", "ifpa", "impact",
     "sentiment",
 ]

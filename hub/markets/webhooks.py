@@ -1,14 +1,16 @@
 """Alert delivery to subscribers over webhooks (generic JSON, Telegram sendMessage, WhatsApp Cloud API),
-with retries, back-off and a record of what was sent."""
+with retries, back-off, redelivery of what failed while its alert is open, and a record of what was sent."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
+import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,8 @@ import aiohttp
 from ..journal import Journal
 from .errors import BadObservation
 from .warning import ALPS_BANDS, Alert, _severity
+
+log = logging.getLogger("jejak.hub.webhooks")
 
 KINDS = ("json", "telegram", "whatsapp")
 
@@ -80,6 +84,12 @@ def build_request(sub: Subscriber, alert: Alert) -> tuple[str, dict[str, str], d
     return sub.url, headers, {"type": "jejak.market.alert", "alert": alert.to_dict(), "text": alert_text(alert)}
 
 
+def backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """The wait after `failures` failures: `base_s` doubling each time up to `cap_s`, drawn from half to one and a
+    half times that (jitter, so senders that failed together do not all come back together)."""
+    return min(cap_s, base_s * 2 ** (failures - 1)) * (0.5 + rng.random())
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delivery:
     """What was sent to whom, how often, and how it ended. Secrets are left out of `url`."""
@@ -100,6 +110,13 @@ class Delivery:
         return {"alert": self.alert_id, "subscriber": self.subscriber, "kind": self.kind, "url": self.url,
                 "body_sha256": self.body_sha256, "attempts": self.attempts, "statuses": list(self.statuses),
                 "ok": self.ok, "started_at": self.started_at, "finished_at": self.finished_at}
+
+    @property
+    def worth_retrying(self) -> bool:
+        """A failure that a later try may not meet: no answer, a timeout, 429 or 5xx (a 4xx will not get
+        better by sending the same request again)."""
+        last = self.statuses[-1] if self.statuses else "none"
+        return not self.ok and (isinstance(last, str) or last == 429 or last >= 500)
 
 
 class WebhookSender:
@@ -146,7 +163,7 @@ class WebhookSender:
                 return min(float(retry_after), self.max_backoff_s)
             except ValueError:
                 pass
-        return min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * (0.5 + self.rng.random())
+        return backoff(attempt, self.backoff_s, self.max_backoff_s, self.rng)
 
     async def send(self, sub: Subscriber, alert: Alert) -> Delivery:
         url, headers, body = build_request(sub, alert)
@@ -243,6 +260,17 @@ class Told:
                 self._bands[(sid, series, indicator)] = now.band
         return out
 
+    def claim(self, subscriber: str, alert: Alert) -> tuple[bool, str | None]:
+        """Count `alert` as told to `subscriber` unless that band is already told (sent, or on its way by another
+        delivery): whether it was claimed, and the band told before, for `settle`."""
+        key = (subscriber, alert.series, alert.indicator)
+        with self._lock:
+            told = self._bands.get(key)
+            if told == alert.band:
+                return False, told
+            self._bands[key] = alert.band
+            return True, told
+
     def settle(self, delivery: Delivery, alert: Alert, told_before: str | None) -> None:
         """Keep a delivered alert as told (durably); a failed one is told again when it is raised again."""
         key = (delivery.subscriber, alert.series, alert.indicator)
@@ -257,3 +285,115 @@ class Told:
                 else:
                     self._bands[key] = told_before
 
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """When a failed delivery is sent again: after `backoff_s`, doubling each round up to `max_backoff_s`, with
+    jitter (`backoff`); at most `queue` alerts wait per subscriber."""
+
+    backoff_s: float = 60.0
+    max_backoff_s: float = 3600.0
+    queue: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0 < self.backoff_s <= self.max_backoff_s:
+            raise ValueError(f"webhook_retry: expected 0 < backoff_s <= max_backoff_s, got {self.backoff_s} "
+                             f"and {self.max_backoff_s}")
+        if self.queue < 1:
+            raise ValueError(f"webhook_retry.queue: expected at least 1, got {self.queue}")
+
+    def delay(self, rounds: int, rng: random.Random) -> float:
+        """The wait before round `rounds` + 1, after `rounds` failed rounds."""
+        return backoff(rounds, self.backoff_s, self.max_backoff_s, rng)
+
+
+class Redelivery:
+    """Failed deliveries sent again while their alert is still open, with capped exponential back-off and
+    jitter (`RetryPolicy`), instead of only when the alert is raised again or the hub restarts.
+
+    Each subscriber has a bounded queue of alerts waiting, one per series' indicator (a newer alert for the
+    same series takes the older one's place). A round is skipped for good when the alert is no longer open
+    (`still_open`), when its band was told meanwhile (`Told.claim`: nothing is sent twice once it succeeded),
+    or when the subscriber refuses it (a 4xx); an alert that finds its subscriber's queue full is dropped.
+    Every drop is counted by reason (`dropped`) and logged."""
+
+    def __init__(self, sender: WebhookSender, told: Told, *, still_open: Callable[[Alert], Awaitable[bool]],
+                 policy: RetryPolicy | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 rng: random.Random | None = None) -> None:
+        self.sender = sender
+        self.told = told
+        self.still_open = still_open
+        self.policy = policy or RetryPolicy()
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.dropped: Counter[str] = Counter()
+        self.delivered = 0
+        self._waiting: dict[str, dict[tuple[str, str], asyncio.Task[None]]] = {}
+
+    def waiting(self) -> int:
+        return sum(len(q) for q in self._waiting.values())
+
+    def add(self, sub: Subscriber, alert: Alert, delivery: Delivery) -> None:
+        """Queue `alert`, whose `delivery` failed, to be sent again (call on the event loop); one the subscriber
+        refused is dropped."""
+        if delivery.ok:
+            return
+        if not delivery.worth_retrying:
+            self._drop("refused", sub, alert)
+            return
+        queue = self._waiting.setdefault(sub.id, {})
+        key = (alert.series, alert.indicator)
+        older = queue.pop(key, None)
+        if older is not None:
+            older.cancel()
+            self._drop("superseded", sub, alert)
+        elif len(queue) >= self.policy.queue:
+            self._drop("queue_full", sub, alert)
+            return
+        queue[key] = asyncio.get_running_loop().create_task(self._retry(sub, alert))
+
+    def _drop(self, reason: str, sub: Subscriber, alert: Alert) -> None:
+        self.dropped[reason] += 1
+        log.warning("webhook %s: alert %s (%s %s %s) is not sent again: %s", sub.id, alert.id, alert.series,
+                    alert.indicator, alert.band, {
+                        "superseded": "a newer alert of the series takes its place",
+                        "queue_full": f"{self.policy.queue} alerts already wait for this subscriber",
+                        "closed": "the alert is no longer open",
+                        "told": "its band was told meanwhile",
+                        "refused": "the subscriber refused it"}[reason])
+
+    async def _retry(self, sub: Subscriber, alert: Alert) -> None:
+        rounds, end = 1, "closed"
+        try:
+            while True:
+                await self.sleep(self.policy.delay(rounds, self.rng))
+                if not await self.still_open(alert):
+                    break
+                claimed, told_before = self.told.claim(sub.id, alert)
+                if not claimed:
+                    end = "told"
+                    break
+                delivery = await self.sender.send(sub, alert)
+                await asyncio.to_thread(self.told.settle, delivery, alert, told_before)
+                if delivery.ok:
+                    self.delivered += 1
+                    end = ""
+                    break
+                if not delivery.worth_retrying:
+                    end = "refused"
+                    break
+                rounds += 1
+        finally:
+            queue = self._waiting.get(sub.id, {})
+            if queue.get((alert.series, alert.indicator)) is asyncio.current_task():
+                del queue[(alert.series, alert.indicator)]
+        if end:
+            self._drop(end, sub, alert)
+
+    async def close(self) -> None:
+        tasks = [t for q in self._waiting.values() for t in q.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._waiting.clear()

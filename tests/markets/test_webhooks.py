@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import logging
 import random
+from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from hub.app import start_hub
+from hub.journal import Journal
 from hub.markets.warning import Alert
-from hub.markets.webhooks import Subscriber, WebhookSender
+from hub.markets.webhooks import Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
+from hub.mbg import Plan
+from tests.documented import assert_documented
+from tests.wait import wait_for
+
+from .test_api import MARKETS, OPERATOR, Device, Env, hub_config, synth_history
 
 ALERT = Alert(id="a1", series="pasar-senen/cabai-merah", market="pasar-senen", commodity="cabai-merah",
               region="DKI Jakarta", indicator="ALPS", previous="normal", band="alert", value=1.4, day=19_900,
@@ -114,3 +127,129 @@ async def test_subscriber_filters(server: tuple[Server, str]) -> None:
         deliveries = await sender.broadcast(subs, [ALERT])
     assert [d.subscriber for d in deliveries] == ["jakarta"]
     assert [p for p, _, _ in srv.requests] == ["/c"]
+
+
+class Delays:
+    """The redelivery's waits, recorded and kept short (its back-off is set in hundredths of a second)."""
+
+    def __init__(self) -> None:
+        self.seen: list[float] = []
+
+    async def __call__(self, s: float) -> None:
+        self.seen.append(s)
+        await asyncio.sleep(s)
+
+
+def _alert(series: str, band: str = "alert") -> Alert:
+    return replace(ALERT, id=f"{series}-{band}", series=series, band=band)
+
+
+async def _first_try(sender: WebhookSender, told: Told, again: Redelivery, sub: Subscriber, alert: Alert) -> None:
+    """What `Alerts` does with an alert to tell: claim it, send it once, keep the outcome, queue it if it failed."""
+    claimed, before = told.claim(sub.id, alert)
+    assert claimed
+    delivery = await sender.send(sub, alert)
+    told.settle(delivery, alert, before)
+    again.add(sub, alert, delivery)
+
+
+async def test_a_failed_delivery_is_sent_again_with_capped_backoff_until_it_succeeds_and_then_never(
+        server: tuple[Server, str], tmp_path) -> None:
+    srv, base = server
+    srv.fail_first = 5
+    sub = Subscriber(id="ops", kind="json", url=f"{base}/hook")
+    told = Told(Journal(tmp_path / "told.jsonl"))
+    delays = Delays()
+    policy = RetryPolicy(backoff_s=0.01, max_backoff_s=0.04, queue=4)
+
+    async def still_open(alert: Alert) -> bool:
+        return True
+
+    async with WebhookSender(max_attempts=1) as sender:
+        again = Redelivery(sender, told, still_open=still_open, policy=policy, sleep=delays, rng=random.Random(7))
+        await _first_try(sender, told, again, sub, ALERT)
+        assert again.waiting() == 1 and told.band(sub.id, ALERT.series, "ALPS") is None
+        await wait_for(lambda: again.delivered == 1, 10, what="the alert delivered by a later round")
+        assert [d.statuses for d in sender.log] == [(503,)] * 5 + [(200,)]
+        assert again.waiting() == 0 and not again.dropped
+        # Doubling from 10 ms up to the 40 ms cap, each drawn from half to one and a half times that.
+        assert len(delays.seen) == 5
+        for rounds, waited in enumerate(delays.seen, 1):
+            step = min(0.04, 0.01 * 2 ** (rounds - 1))
+            assert 0.5 * step <= waited <= 1.5 * step, (rounds, waited)
+        assert told.band(sub.id, ALERT.series, "ALPS") == "alert"
+        assert Told(Journal(tmp_path / "told.jsonl")).band(sub.id, ALERT.series, "ALPS") == "alert"
+        # A delivery of the same band that failed elsewhere and is queued after the success is not sent again.
+        again.add(sub, ALERT, replace(sender.log[0], ok=False))
+        await wait_for(lambda: again.dropped["told"] == 1, 10, what="the told band dropped")
+        assert len(srv.requests) == 6 and again.waiting() == 0
+
+
+async def test_redelivery_stops_when_the_alert_closes_and_its_queue_is_bounded(
+        server: tuple[Server, str], tmp_path, caplog) -> None:
+    srv, base = server
+    srv.fail_first = 1_000_000
+    sub = Subscriber(id="ops", kind="json", url=f"{base}/hook")
+    told = Told(Journal(tmp_path / "told.jsonl"))
+    open_series = {"pasar-senen/cabai-merah", "pasar-johar/cabai-merah", "pasar-kosambi/cabai-merah"}
+
+    async def still_open(alert: Alert) -> bool:
+        return alert.series in open_series
+
+    async with WebhookSender(max_attempts=1) as sender:
+        again = Redelivery(sender, told, still_open=still_open, sleep=Delays(), rng=random.Random(7),
+                           policy=RetryPolicy(backoff_s=0.01, max_backoff_s=0.02, queue=2))
+        with caplog.at_level(logging.WARNING, logger="jejak.hub.webhooks"):
+            for series in sorted(open_series):
+                await _first_try(sender, told, again, sub, _alert(series))
+        assert again.waiting() == 2 and again.dropped == Counter({"queue_full": 1})
+        assert "2 alerts already wait for this subscriber" in caplog.text
+        # A newer alert of a waiting series takes its place.
+        await _first_try(sender, told, again, sub, _alert("pasar-johar/cabai-merah", "crisis"))
+        assert again.waiting() == 2 and again.dropped["superseded"] == 1
+        await wait_for(lambda: len(srv.requests) >= 10, 10, what="rounds against the failing subscriber")
+        open_series.clear()  # the bands moved on: nothing waits any more
+        await wait_for(lambda: again.waiting() == 0, 10, what="the closed alerts dropped")
+        assert again.dropped["closed"] == 2 and again.delivered == 0
+        assert told.band(sub.id, "pasar-senen/cabai-merah", "ALPS") is None
+        # A subscriber that refuses an alert (a 4xx) does not get it again.
+        srv.fail_first, srv.status_after = 0, 400
+        open_series.add("pasar-senen/cabai-merah")
+        await _first_try(sender, told, again, sub, _alert("pasar-senen/cabai-merah"))
+        assert again.waiting() == 0 and again.dropped["refused"] == 1
+        await again.close()
+
+
+async def test_the_hub_sends_failed_alerts_again_while_they_are_open(server: tuple[Server, str], tmp_path) -> None:
+    """A running hub: the subscriber fails the first deliveries; each alert arrives once, by a later round, and
+    what was told is kept."""
+    srv, base = server
+    srv.fail_first = 3
+    config = dataclasses.replace(
+        hub_config(tmp_path, webhooks=({"id": "ops", "kind": "json", "url": f"{base}/hook", "min_band": "stress"},)),
+        webhook_retry=RetryPolicy(backoff_s=0.02, max_backoff_s=0.1))
+    running = await start_hub(config, plan=Plan(kitchens=(), schools=()))
+    session = aiohttp.ClientSession()
+    try:
+        env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+        synth_history(env, seed=11, shocks=24.0)
+        await env.push()
+        alerts = running.views.alerts
+        assert alerts.sender is not None and alerts.redelivery is not None
+        again = alerts.redelivery
+        await wait_for(lambda: again.delivered and not again.waiting() and not alerts._sends, 30,
+                       what="the failed deliveries sent again")
+        log_ = alerts.sender.log
+        assert [d.ok for d in log_].count(False) == 3 and not again.dropped
+        received = [body["alert"]["id"] for _, _, body in srv.requests[3:]]
+        assert sorted(received) == sorted(d.alert_id for d in log_ if d.ok), "every alert arrives, once"
+        assert {d.alert_id for d in log_} == set(received)
+        code, hooks = await env.get("/api/markets/webhooks", headers={"Authorization": f"Bearer {OPERATOR}"})
+        assert code == 200 and hooks["redelivery"] == {"waiting": 0, "delivered": again.delivered, "dropped": {}}
+        assert_documented("GET", "/api/markets/webhooks", code, hooks)
+        told = Told(Journal(tmp_path / "hub" / "alerts" / "told.jsonl"))
+        assert all(told.band("ops", b["alert"]["series"], b["alert"]["indicator"]) == b["alert"]["band"]
+                   for _, _, b in srv.requests[3:])
+    finally:
+        await session.close()
+        await running.close()
