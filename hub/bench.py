@@ -33,7 +33,7 @@ from .chain import chain_health
 from .mbg.sim import simulate_days
 from .service import Hub, IngestResult, log_tree
 from .store import _U64, Batch, DeviceInfo, LmdbHubStore, LogAppend
-from .tiers import RegionFollower, UpstreamHolder, pull_once
+from .tiers import RegionFollower, TierLinks, UpstreamHolder
 from .verify import CrossLogVerifier
 from .views import Views
 
@@ -322,7 +322,8 @@ def cross_log(devices: int, per: int) -> dict[str, Any]:
 
 def follow_region(devices: int, per: int, grow: int) -> dict[str, Any]:
     """A national hub taking one region over real CoAP on loopback, two ways side by side: pulling and
-    re-verifying every record, and following the region's signed checkpoints (hub/tiers.py). Three rounds each:
+    re-verifying every record, as a running national hub does (`TierLinks`: the heads summary first, UDP lanes,
+    signatures checked on every core), and following the region's signed checkpoints (hub/tiers.py). Three rounds each:
     the first (`devices` logs of `per` records), one after every log grew by `grow`, and one with nothing new.
     Seconds, bytes received and requests per round; stores skip fsync."""
     return asyncio.run(_follow_region(devices, per, grow))
@@ -355,11 +356,12 @@ async def _follow_region(devices: int, per: int, grow: int) -> dict[str, Any]:
         ctx = await aiocoap.Context.create_client_context()
         stores = [LmdbHubStore(tmp + "/pulled", durable=False), LmdbHubStore(tmp + "/followed", durable=False)]
         pulled = Hub(stores[0], Ed25519Signer.from_seed(b"\x7a" * 32), clock=clock)
+        links = TierLinks(pulled, (served.coap_url,))
         follower = RegionFollower(Hub(stores[1], Ed25519Signer.from_seed(b"\x7b" * 32), clock=clock),
                                   Upstream(url=served.coap_url, key=region.signer.public_key, mode="checkpoints"))
         rounds: dict[str, dict[str, Any]] = {}
         try:
-            size = RequestSize()
+            sizes: dict[str, RequestSize] = {}
             for name in ("first", "grown", "unchanged"):
                 if name == "grown":
                     for builder in builders:
@@ -367,13 +369,18 @@ async def _follow_region(devices: int, per: int, grow: int) -> dict[str, Any]:
                                       [builder.append("note", {"text": str(i)}).raw for i in range(grow)])
                     region.checkpoint()
                 started = time.perf_counter()
-                report = await pull_once(pulled, served.coap_url, ctx, size)
+                [pull_round], _ = await links.round(sizes)
                 pull_s = time.perf_counter() - started
+                assert not isinstance(pull_round, Exception), pull_round
+                report = pull_round.sync
                 started = time.perf_counter()
                 followed = await follower.round(ctx)
                 follow_s = time.perf_counter() - started
                 assert not report.problems and followed.problem is None, (report.problems, followed.problem)
-                rounds[name] = {"reverify_s": pull_s, "reverify_bytes_received": report.bytes_received,
+                # The summary's requests (and a drill-down's records) are counted by the puller, a whole pull's
+                # heads and records by its sync report.
+                pulled_bytes = links.pullers[0].traffic.bytes_received + (report.bytes_received if pull_round.full else 0)
+                rounds[name] = {"reverify_s": pull_s, "reverify_bytes_received": pulled_bytes,
                                 "reverify_records": report.fetched, "checkpoints_s": follow_s,
                                 "checkpoints_bytes_received": followed.bytes_received,
                                 "checkpoints_requests": followed.requests}
@@ -386,6 +393,8 @@ async def _follow_region(devices: int, per: int, grow: int) -> dict[str, Any]:
                                     "bytes_received": follower.traffic.bytes_received - before[1],
                                     "receipt_bytes": len(found.receipt)}
         finally:
+            await links.close()
+            links.verifier.close()
             await ctx.shutdown()
             await served.close()
             for store in stores:

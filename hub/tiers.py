@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiocoap
 import aiocoap.error
@@ -427,7 +427,22 @@ def _consistency_answer(payload: bytes) -> tuple[int, int, list[bytes]]:
 
 
 SUMMARY_DRILL_MAX = 16  # changed buckets fetched one by one; past this a whole heads exchange costs less
+DRILL_WIDTH = 4  # requests of a drill-down in flight at once (over UDP, each on a lane of its own)
 RECORDS_PER_REQUEST = Limits().records_per_request
+
+T = TypeVar("T")
+
+
+async def _all_in_order(jobs: Sequence[Awaitable[T]]) -> list[T]:
+    """The jobs' results in the jobs' order; the first failure cancels the others and is raised as it is."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 @dataclass(slots=True)
@@ -446,10 +461,15 @@ class SummaryPuller:
     The same root and count as after the last clean round: nothing moved, one request. Otherwise the 256
     buckets, and the heads of those that changed, one request each, then their records; the first round, or
     one where more than SUMMARY_DRILL_MAX buckets changed, is a whole pull (`pull_once`). A hub without the
-    summary (4.04) is pulled whole every round, as before."""
+    summary (4.04) is pulled whole every round, as before. A drill-down has up to `width` requests in flight at
+    once (the buckets' heads, then the logs' records, each log's in order); its answer is the same as one made a
+    request at a time."""
 
-    def __init__(self, hub: Hub, url: str, verifier: CrossLogVerifier | None = None) -> None:
-        self.hub, self.url, self.verifier = hub, url, verifier
+    def __init__(self, hub: Hub, url: str, verifier: CrossLogVerifier | None = None, *,
+                 width: int = DRILL_WIDTH) -> None:
+        if width < 1:
+            raise ValueError(f"drill-down width: expected at least 1, got {width}")
+        self.hub, self.url, self.verifier, self.width = hub, url, verifier, width
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
 
@@ -471,50 +491,67 @@ class SummaryPuller:
                 clean = True
             else:
                 assert summary is not None
-                clean = await self._drill(ctx, summary, changed, out)
+                clean = await self._drill(ctx, summary, changed, out, lanes)
             if clean and not out.sync.problems:
                 self.seen = summary
         finally:
             out.requests += self.traffic.requests
         return out
 
-    async def _drill(self, ctx: aiocoap.Context, summary: HeadsSummary, changed: list[int],
-                     out: SummaryRound) -> bool:
+    async def _drill(self, ctx: aiocoap.Context, summary: HeadsSummary, changed: list[int], out: SummaryRound,
+                     lanes: Lanes | None = None) -> bool:
         """Fetch the changed buckets' heads, then what they say is missing; False if the region moved on
         meanwhile (the summary is then not remembered, and the next round looks again)."""
+        gate = asyncio.Semaphore(self.width)
+
+        async def get(path: str) -> bytes:
+            async with gate:
+                if lanes is None:
+                    return await region_get(ctx, self.url, path, self.traffic) or b""
+                async with lanes.lane() as lane:
+                    return await region_get(lane, self.url, path, self.traffic) or b""
+
+        answers = await _all_in_order([get(f"/sync/summary?b={bucket}") for bucket in changed])
         remote: list[Head] = []
         clean = True
-        for bucket in changed:
-            heads = decode_heads(await region_get(ctx, self.url, f"/sync/summary?b={bucket}", self.traffic) or b"")
+        for bucket, answer in zip(changed, answers, strict=True):
+            heads = decode_heads(answer)
             clean = bucket_matches(heads, bucket, summary) and clean
             remote += heads
             out.drilled.append(bucket)
         local = {h.device_id: Head.of(state) for h in remote
                  if (state := self.hub.store.chain_state(h.device_id)) is not None}
         holder = UpstreamHolder(self.hub, self.url, self.verifier)
-        for action in plan(local, remote, push=False, pull=True):
-            if not isinstance(action, Fetch):
-                continue
+
+        async def fetch(action: Fetch) -> SyncReport:
+            got = SyncReport()
             start = action.start
             while start < action.end:
                 end = min(action.end, start + RECORDS_PER_REQUEST)
                 try:
-                    data = await region_get(ctx, self.url, f"/sync/records?d={action.device_id.hex()}"
-                                                           f"&from={start}&to={end}", self.traffic)
+                    data = await get(f"/sync/records?d={action.device_id.hex()}&from={start}&to={end}")
                 except RegionRefused as exc:  # one log refused (a read rule, a damaged record): the others go on
-                    out.sync.problems.append(f"{action.device_id.hex()}: {exc}")
+                    got.problems.append(f"{action.device_id.hex()}: {exc}")
                     break
-                device_id, _, raws = decode_records(data or b"")
+                device_id, _, raws = decode_records(data)
                 if device_id != action.device_id or not raws:
                     break
-                out.sync.bytes_received += len(data or b"")
+                got.bytes_received += len(data)
                 result = await asyncio.to_thread(holder.receive, device_id, raws)
-                out.sync.fetched += result.get("accepted", 0)
-                out.sync.duplicates += result.get("duplicates", 0)
+                got.fetched += result.get("accepted", 0)
+                got.duplicates += result.get("duplicates", 0)
                 if result.get("problem"):
-                    out.sync.problems.append(f"{device_id.hex()}: {result['problem']}")
+                    got.problems.append(f"{device_id.hex()}: {result['problem']}")
                     break
                 start += len(raws)
+            return got
+
+        fetches = [a for a in plan(local, remote, push=False, pull=True) if isinstance(a, Fetch)]
+        for got in await _all_in_order([fetch(action) for action in fetches]):
+            out.sync.fetched += got.fetched
+            out.sync.duplicates += got.duplicates
+            out.sync.bytes_received += got.bytes_received
+            out.sync.problems += got.problems
         return clean
 
 
