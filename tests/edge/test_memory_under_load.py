@@ -1,10 +1,13 @@
 """A real `jejak edge run` process under sustained CoAP requests from another process: its own heap stops
 growing once its deduplication window is full, and nothing is refused below the table's cap (the reduced-size
-run of `jejak bench --only edge-memory`)."""
+run of `jejak bench --only edge-memory`), and the daemon loads no library it does not use at run time."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 from edge.memory_bench import MB, EdgeUnderLoad, Sample
 
@@ -35,3 +38,14 @@ def test_the_edge_heap_stays_flat_under_sustained_requests(tmp_path):
     assert warm[-1].answered - warm[0].answered >= 3000 and len(warm) >= 4, edge.samples
     per_request = _bytes_per_request(warm)
     assert per_request < 400, f"heap grew {per_request:.0f} bytes a request after warm-up: {warm}"
+
+
+def test_the_edge_daemon_loads_no_http_server_email_or_metrics_library():
+    # Each module loaded stays resident as code and objects: prometheus_client and the HTTP and WSGI servers,
+    # email and gzip it brings cost the edge 3 MB of heap, and the edge writes its /metrics text itself.
+    code = ("import sys, edge.cli, edge.daemon; "
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('prometheus_client', 'wsgiref', 'email', 'socketserver', 'gzip') or m == 'http.server')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[2]).stdout.split()
+    assert loaded == [], f"the edge daemon loads {loaded}"

@@ -10,7 +10,7 @@ import uuid
 import aiocoap
 import psycopg
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from coap_server.sync import sync_once
@@ -100,6 +100,38 @@ def test_edge_metrics_have_real_help_counters_and_the_process():
     latency = {s.name: s.value for s in found["jejak_edge_ack_latency_seconds"].samples}  # type: ignore[attr-defined]
     assert latency["jejak_edge_ack_latency_seconds_count"] == 1
     assert "process_resident_memory_bytes" in found and "process_cpu_seconds" in found
+
+
+def test_edge_metrics_parse_as_prometheus_client_writes_the_process_and_escaped_labels():
+    # The edge writes the text format itself (the client library costs it 3 MB of heap); what it writes must
+    # read back as the library's own collectors and families would.
+    counters = Metrics()
+    counters.error('ODD"CODE\\\n')
+    counters.ack_latency.observe(0.0015)
+    counters.ack_latency.observe(0.75)
+    state = EdgeState(log_length=0, logs=1, forked_logs=0, pending=0, commits=0, store_used_bytes=0,
+                      store_map_bytes=1, coap_observers=0, boot=0)
+    ours = families(prometheus(counters, state))
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    theirs = families(generate_latest(registry).decode())
+
+    def shape(found: dict[str, object]) -> set[tuple[str, str, str, tuple[str, ...]]]:
+        return {(name, f.type, f.documentation, tuple(s.name for s in f.samples))  # type: ignore[attr-defined]
+                for name, f in found.items() if not name.startswith("jejak_")}
+
+    assert shape(ours) == shape(theirs) and len(theirs) == 7
+    for name in ("process_max_fds", "python_info", "process_start_time_seconds"):
+        assert value(ours, name) == pytest.approx(value(theirs, name), abs=0.02), name
+    assert value(ours, "process_resident_memory_bytes") == pytest.approx(
+        value(theirs, "process_resident_memory_bytes"), rel=0.2)
+    assert value(ours, "jejak_edge_errors", code='ODD"CODE\\\n') == 1
+    latency = {(s.name, s.labels.get("le")): s.value for s in ours["jejak_edge_ack_latency_seconds"].samples}  # type: ignore[attr-defined]
+    assert latency[("jejak_edge_ack_latency_seconds_bucket", "0.002")] == 1
+    assert latency[("jejak_edge_ack_latency_seconds_bucket", "1.0")] == 2
+    assert latency[("jejak_edge_ack_latency_seconds_bucket", "+Inf")] == 2
+    assert latency[("jejak_edge_ack_latency_seconds_sum", None)] == pytest.approx(0.7515)
 
 
 def test_grafana_dashboard_queries_only_exposed_metrics():
