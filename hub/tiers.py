@@ -4,9 +4,10 @@ follows a region by its signed checkpoints and consistency proofs and fetches si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -466,10 +467,10 @@ class SummaryPuller:
     request at a time."""
 
     def __init__(self, hub: Hub, url: str, verifier: CrossLogVerifier | None = None, *,
-                 width: int = DRILL_WIDTH) -> None:
+                 width: int = DRILL_WIDTH, timeout: float = 30.0) -> None:
         if width < 1:
             raise ValueError(f"drill-down width: expected at least 1, got {width}")
-        self.hub, self.url, self.verifier, self.width = hub, url, verifier, width
+        self.hub, self.url, self.verifier, self.width, self.timeout = hub, url, verifier, width, timeout
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
 
@@ -477,12 +478,13 @@ class SummaryPuller:
         out = SummaryRound()
         self.traffic = Traffic()
         try:
-            data = await region_get(ctx, self.url, "/sync/summary", self.traffic, missing_ok=True)
+            data = await region_get(ctx, self.url, "/sync/summary", self.traffic, missing_ok=True,
+                                    timeout=self.timeout)
             if data is not None and self.seen is not None and decode_root(data) == (self.seen.root, self.seen.count):
                 return out
             summary = None
             if data is not None:
-                answer = await region_get(ctx, self.url, "/sync/summary?level=1", self.traffic)
+                answer = await region_get(ctx, self.url, "/sync/summary?level=1", self.traffic, timeout=self.timeout)
                 summary = decode_buckets(answer or b"")
             changed = summary.changed(self.seen) if summary is not None and self.seen is not None else None
             if changed is None or len(changed) > SUMMARY_DRILL_MAX:
@@ -507,9 +509,9 @@ class SummaryPuller:
         async def get(path: str) -> bytes:
             async with gate:
                 if lanes is None:
-                    return await region_get(ctx, self.url, path, self.traffic) or b""
+                    return await region_get(ctx, self.url, path, self.traffic, timeout=self.timeout) or b""
                 async with lanes.lane() as lane:
-                    return await region_get(lane, self.url, path, self.traffic) or b""
+                    return await region_get(lane, self.url, path, self.traffic, timeout=self.timeout) or b""
 
         answers = await _all_in_order([get(f"/sync/summary?b={bucket}") for bucket in changed])
         remote: list[Head] = []
@@ -574,6 +576,16 @@ async def follow_all(followers: Sequence[RegionFollower], ctx: aiocoap.Context) 
     return list(await asyncio.gather(*(one(f) for f in followers)))
 
 
+# A fresh client context at least this often (rounds); sooner after a round in which a region did not answer.
+RENEW_ROUNDS = 500
+
+
+def _unanswered(result: SummaryRound | Exception) -> bool:
+    """A pull that failed on the way (no answer, a transport or OSCORE error), not one the region refused or
+    whose answer failed a check."""
+    return isinstance(result, Unreachable | TimeoutError | OSError | aiocoap.error.Error)
+
+
 HUB_PARAM = params.device("hub")
 DEVICE_PARAM = params.device("device")
 SEQ_PARAM = params.seq("seq")
@@ -583,9 +595,20 @@ class TierLinks:
     """The national hub's links to its regional hubs: one client context for the regions pulled record by record
     and those followed by their checkpoints, with lanes beside it for each region pulled over UDP (its
     requests in flight together, as many as over TCP), and the HTTP routes that show the followed regions and
-    drill down into one of their records."""
+    drill down into one of their records.
 
-    def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None) -> None:
+    The client context is renewed (a fresh one, with fresh lanes and the same credentials: the OSCORE contexts
+    and their sequence numbers go on) after a round in which a region did not answer, and every `renew_rounds`
+    rounds. A region that did not answer may have gone away under a connection that still looks open (a CoAP
+    over TCP connection whose far end vanished without closing it: a power cut, a NAT or firewall that forgot the
+    flow), and aiocoap sends every later request down that connection; message ids are 16 bits per context, and
+    aiocoap reuses them without asking whether the exchange they named is over. The context in use stays up
+    until the requests on it are done (a drill-down from the HTTP API may be one)."""
+
+    def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None, *,
+                 timeout: float = 30.0, renew_rounds: int = RENEW_ROUNDS) -> None:
+        if renew_rounds < 1:
+            raise ValueError(f"renew_rounds: expected at least 1, got {renew_rounds}")
         self.hub = hub
         self.pulled: list[str] = []
         self.followed: dict[bytes, RegionFollower] = {}
@@ -596,53 +619,99 @@ class TierLinks:
             else:
                 self.pulled.append(upstream.url)
         self.verifier = CrossLogVerifier()
-        self.pullers = [SummaryPuller(hub, url, self.verifier) for url in self.pulled]
+        self.timeout = timeout
+        self.pullers = [SummaryPuller(hub, url, self.verifier, timeout=timeout) for url in self.pulled]
         self.contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named
         self.lanes: dict[str, Lanes] = {}  # url -> lanes that share the context's credentials, OSCORE too
+        self.renew_rounds = renew_rounds
+        self.renewals = 0
         self._ctx: aiocoap.Context | None = None
+        self._rounds = 0  # rounds on the current context
+        self._renew: str | None = None  # why the next use takes a fresh context
+        self._users: dict[aiocoap.Context, int] = {}  # requests under way on each context, the retired ones too
+        self._retired: dict[aiocoap.Context, dict[str, Lanes]] = {}
         self._opening = asyncio.Lock()
+
+    def renew(self, why: str) -> None:
+        """Take a fresh client context at the next use (the one in use is shut once its requests are done)."""
+        if self._ctx is not None and self._renew is None:
+            self._renew = why
 
     async def context(self) -> aiocoap.Context:
         async with self._opening:
+            if self._ctx is not None and self._renew is not None:
+                log.info("tier links: a fresh client context (%s)", self._renew)
+                old, old_lanes = self._ctx, self.lanes
+                self._ctx, self.lanes, self._renew, self._rounds = None, {}, None, 0
+                self.renewals += 1
+                self._retired[old] = old_lanes
+                await self._shut_unused()
             if self._ctx is None:
                 ctx = await aiocoap.Context.create_client_context()
                 for url, security in self.contexts.items():
                     ctx.client_credentials[f"{url}/*"] = security
+                lanes: dict[str, Lanes] = {}
                 try:
                     for url in self.pulled:
-                        if (lanes := lanes_for(url, ctx)) is not None:
-                            self.lanes[url] = lanes
-                            await lanes.open()
+                        if (one := lanes_for(url, ctx)) is not None:
+                            lanes[url] = one
+                            await one.open()
                 except BaseException:
-                    await self._shut(ctx)
+                    await self._shut(ctx, lanes)
                     raise
-                self._ctx = ctx
+                self._ctx, self.lanes = ctx, lanes
             return self._ctx
+
+    @contextlib.asynccontextmanager
+    async def using(self) -> AsyncIterator[aiocoap.Context]:
+        """The client context, kept up while the caller's requests are under way."""
+        ctx = await self.context()
+        self._users[ctx] = self._users.get(ctx, 0) + 1
+        try:
+            yield ctx
+        finally:
+            self._users[ctx] -= 1
+            if not self._users[ctx]:
+                del self._users[ctx]
+                await self._shut_unused()
+
+    async def _shut_unused(self) -> None:
+        unused = {c: self._retired.pop(c) for c in list(self._retired) if c not in self._users}
+        for ctx, lanes in unused.items():
+            await self._shut(ctx, lanes)
 
     async def round(self, sizes: dict[str, RequestSize]) -> tuple[list[SummaryRound | Exception],
                                                                     list[FollowReport]]:
         """One round of every upstream at once: a slow or unreachable region holds up none of the others."""
-        ctx = await self.context()
+        async with self.using() as ctx:
+            lanes = dict(self.lanes)
 
-        async def pull(puller: SummaryPuller) -> SummaryRound | Exception:
-            try:
-                report = await puller.round(ctx, sizes.setdefault(puller.url, RequestSize()),
-                                            self.lanes.get(puller.url))
-            except Exception as exc:  # an unreachable region must not stop the others
-                log.warning("pull from %s failed: %s", puller.url, exc)
-                return exc
-            if report.sync.fetched or report.sync.problems:
-                log.info("pulled %d records from %s (%s); problems: %s", report.sync.fetched, puller.url,
-                         "whole" if report.full else f"{len(report.drilled)} buckets", report.sync.problems)
-            return report
+            async def pull(puller: SummaryPuller) -> SummaryRound | Exception:
+                try:
+                    report = await puller.round(ctx, sizes.setdefault(puller.url, RequestSize(timeout=self.timeout)),
+                                                lanes.get(puller.url))
+                except Exception as exc:  # an unreachable region must not stop the others
+                    log.warning("pull from %s failed: %s", puller.url, exc)
+                    return exc
+                if report.sync.fetched or report.sync.problems:
+                    log.info("pulled %d records from %s (%s); problems: %s", report.sync.fetched, puller.url,
+                             "whole" if report.full else f"{len(report.drilled)} buckets", report.sync.problems)
+                return report
 
-        pulled, followed = await asyncio.gather(asyncio.gather(*(pull(p) for p in self.pullers)),
-                                                follow_all(list(self.followed.values()), ctx))
+            pulled, followed = await asyncio.gather(asyncio.gather(*(pull(p) for p in self.pullers)),
+                                                    follow_all(list(self.followed.values()), ctx))
+        self._rounds += 1
+        silent = [p.url for p, r in zip(self.pullers, pulled, strict=True) if _unanswered(r)]
+        silent += [f.upstream for f in followed if f.problem is not None and f.problem.get("code") == Unreachable.code]
+        if silent:
+            self.renew(f"no answer from {', '.join(silent)}")
+        elif self._rounds >= self.renew_rounds:
+            self.renew(f"{self._rounds} rounds on it")
         return list(pulled), followed
 
     async def run(self, interval: float) -> None:
         """Pull or follow every upstream each `interval`, until cancelled."""
-        sizes = {puller.url: RequestSize() for puller in self.pullers}
+        sizes = {puller.url: RequestSize(timeout=self.timeout) for puller in self.pullers}
         try:
             while True:
                 await self.round(sizes)
@@ -652,12 +721,16 @@ class TierLinks:
             await self.close()
 
     async def close(self) -> None:
-        if self._ctx is not None:
-            ctx, self._ctx = self._ctx, None
-            await self._shut(ctx)
-
-    async def _shut(self, ctx: aiocoap.Context) -> None:
+        ctx, self._ctx = self._ctx, None
         lanes, self.lanes = self.lanes, {}
+        retired, self._retired = self._retired, {}
+        if ctx is not None:
+            await self._shut(ctx, lanes)
+        for old, old_lanes in retired.items():
+            await self._shut(old, old_lanes)
+
+    @staticmethod
+    async def _shut(ctx: aiocoap.Context, lanes: dict[str, Lanes]) -> None:
         for one in lanes.values():
             await one.close()
         await ctx.shutdown()
@@ -695,8 +768,8 @@ class TierLinks:
             raise RequestError("expected JSON {by: the operator's name, why: what was looked at and decided}")
         # One line each in the hub's log and the store: line breaks and runs of spaces become one space.
         by, why = (" ".join(body[k].split()) for k in ("by", "why"))
-        decision = await follower.resume(await self.context(), by=by[:200], why=why[:2000],
-                                         token=token_digest(request)[:16])
+        async with self.using() as ctx:
+            decision = await follower.resume(ctx, by=by[:200], why=why[:2000], token=token_digest(request)[:16])
         return web.json_response(decision.to_json())
 
     async def _http_regions(self, request: web.Request) -> web.Response:
@@ -712,5 +785,6 @@ class TierLinks:
         device_id = DEVICE_PARAM.read(request.match_info["device"])
         at = SEQ_PARAM.read(request.match_info["seq"])
         follower = self.follower(hub_id.hex())
-        found = await follower.record(await self.context(), device_id, at)
+        async with self.using() as ctx:
+            found = await follower.record(ctx, device_id, at)
         return web.json_response(found.to_json())

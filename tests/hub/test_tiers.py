@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import aiocoap
@@ -14,7 +16,7 @@ from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
-from hub.tiers import TierLinks, UpstreamHolder, pull_all, pull_once
+from hub.tiers import SummaryRound, TierLinks, UpstreamHolder, pull_all, pull_once
 from hub.verify import CrossLogVerifier
 from ledger import ChainBuilder, Ed25519Signer, verify_bundle
 from ledger.sync import Limits, RequestSize
@@ -200,3 +202,115 @@ async def test_tier_links_give_each_region_pulled_over_udp_lanes_of_its_own(tmp_
     assert all(c.client_credentials["coap://127.0.0.1:9/*"] is secret for c in a.opened)
     await links.close()
     assert sockets() == before and a.opened == [] and b.opened == [] and links.lanes == {}
+
+
+class BlackHole:
+    """A TCP relay to a regional hub whose `cut` leaves the connections open made so far open but silent both ways
+    (what a power cut at the far end, or a NAT that forgot the flow, leaves a client with); connections made
+    after it are relayed as before."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.cut_before = 0  # connections numbered below this are cut
+        self.made = 0
+        self.held: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    def cut(self) -> None:
+        self.cut_before = self.made
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        number = self.made
+        self.made += 1
+        self.held.append(writer)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            writer.close()
+            return
+        self.held.append(up_writer)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                if number >= self.cut_before:
+                    dst.write(data)
+                    await dst.drain()
+
+        with contextlib.suppress(OSError, ConnectionError):
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.held:
+            writer.close()
+
+
+async def test_tier_links_renew_their_context_after_a_region_went_silent_or_restarted(tmp_path, clock):
+    """A region reached over CoAP over TCP goes silent under an open connection, then restarts: the national hub's
+    links take a fresh client context after a round without an answer and pull again, with no restart of theirs;
+    they renew it every `renew_rounds` rounds too, and shut each context they leave."""
+    from tests.ports import free_coap
+    from tests.sync.test_lanes import sockets
+    from tests.wait import wait_for
+
+    port = free_coap()
+    config = HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0,
+                       coap_port=port, mdns=False, auto_approve=True, checkpoint_interval=3600)
+    regional = await start_hub(config)
+    relay = BlackHole(port)
+    listen = await relay.start()
+    national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6a" * 32), clock=clock)
+    before = sockets()
+    links = TierLinks(national, (f"coap+tcp://127.0.0.1:{listen}",), timeout=2.0, renew_rounds=3)
+    sizes: dict[str, RequestSize] = {}
+    signer, builder = new_device(clock)
+    device_id = enroll(regional.hub, signer, clock)
+
+    async def add(n: int) -> int:
+        records = [builder.genesis()] if builder.state.length == 0 else []
+        records += [builder.append("note", {"text": str(i)}) for i in range(n)]
+        assert regional.hub.ingest(device_id, [r.raw for r in records]).accepted == len(records)
+        return builder.state.length
+
+    def pulled() -> int:
+        state = national.store.chain_state(device_id)
+        return state.length if state is not None else 0
+
+    try:
+        length = await add(30)
+        [first], _ = await links.round(sizes)
+        assert isinstance(first, SummaryRound) and pulled() == length and links.renewals == 0
+
+        relay.cut()  # the connection stays open, and nothing comes back on it
+        length = await add(5)
+        [silent], _ = await links.round(sizes)
+        assert isinstance(silent, Exception), silent
+        [again], _ = await links.round(sizes)  # on a fresh context: a new connection
+        assert isinstance(again, SummaryRound) and links.renewals == 1 and pulled() == length
+
+        await regional.close()  # the region restarts on its port
+        [down], _ = await links.round(sizes)
+        assert isinstance(down, Exception), down
+        regional = await start_hub(config)
+        length = await add(7)
+        [back], _ = await links.round(sizes)
+        assert isinstance(back, SummaryRound) and links.renewals == 2 and pulled() == length, back
+
+        # Rounds that all went well: a fresh context every `renew_rounds`.
+        for _ in range(3):
+            [quiet], _ = await links.round(sizes)
+            assert isinstance(quiet, SummaryRound) and quiet.requests == 1
+        await links.context()
+        assert links.renewals == 3
+    finally:
+        await links.close()
+        links.verifier.close()
+        await relay.close()
+        await regional.close()
+        national.store.close()
+    await wait_for(lambda: sockets() <= before, 10, what="every context the links left shut")
