@@ -788,7 +788,7 @@ def figures_backfill(n: int, backend: str, *, dsn: str = PG_DSN) -> dict[str, An
                 from .pg import ACTIVITY_VERSION
 
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
+                    conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds, {schema}.kind_index")
                     conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
                                  (str(ACTIVITY_VERSION - 1),))
             started = time.perf_counter()

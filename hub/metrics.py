@@ -181,9 +181,10 @@ class _HubCollector(Collector):
             yield GaugeMetricFamily("jejak_hub_refill_running", "1 while the read models are being refilled from "
                                     "the store after a start, else 0.", value=int(progress.running))
             entries = GaugeMetricFamily("jejak_hub_refill_entries", "Log entries of the read models' window "
-                                        "refilled from the store since start: done, total, and damaged (skipped).",
-                                        labels=["state"])
-            for state, n in (("done", progress.done), ("total", progress.total), ("damaged", progress.damaged)):
+                                        "refilled from the store since start: done, total, read (the kinds the "
+                                        "models hold), and damaged (skipped).", labels=["state"])
+            for state, n in (("done", progress.done), ("total", progress.total), ("read", progress.read),
+                             ("damaged", progress.damaged)):
                 entries.add_metric([state], n)
             yield entries
 

@@ -15,6 +15,7 @@ import threading
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Any, BinaryIO
 
 import psycopg
@@ -24,6 +25,7 @@ from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
 from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
 from .store import (
+    KIND_CODES,
     ArchiveUnavailable,
     Batch,
     DeviceInfo,
@@ -34,6 +36,7 @@ from .store import (
     activity_of_log,
     chain_activity,
     intact_prefix,
+    kind_index_of_log,
     refuse_damaged,
     shown_state,
 )
@@ -95,10 +98,12 @@ MIGRATIONS: tuple[Step, ...] = (
         "PRIMARY KEY (date, school))",
         "CREATE INDEX IF NOT EXISTS mbg_deliveries_kitchen ON mbg_deliveries (kitchen, date)",
     ),
+    lambda store: store._index_kinds(),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ACTIVITY_VERSION = 7  # the first schema that keeps the chain's figures (activity, record_kinds)
 STATUS_VERSION = 8  # the first schema that keeps each device's status in a column of its own
+KIND_INDEX_VERSION = 10  # the first schema that keeps the log's indices by record kind (kind_index)
 PARTITIONED_VERSION = 5  # the first schema whose log is partitioned; the ones before kept records and global_log
 _PAGE = 50_000  # rows per query of a long scan
 _LOCK_ID = 0x4A454A414B  # one writer of the global log at a time, across hub processes
@@ -109,6 +114,8 @@ DEFAULT_PARTITION_LEAVES = 1 << 22
 _LOG_COLUMNS = "idx, seq, arrived_at, device_id, record_id, leaf, raw"
 ENTRIES_SQL = ("SELECT idx, device_id, seq, arrived_at, raw, record_id FROM records "
                "WHERE idx >= %s AND idx < %s ORDER BY idx")
+ENTRIES_AT_SQL = ("SELECT idx, device_id, seq, arrived_at, raw, record_id FROM records WHERE idx = ANY(%s) "
+                  "ORDER BY idx")
 LEAVES_SQL = "SELECT idx, leaf FROM records WHERE idx >= %s AND idx < %s ORDER BY idx"
 # The chain's health page: a page of devices with their log's state, last arrival, latest record time and
 # damaged records, in one query (keyset paging by device id). Each joined table gets the page's lower bound
@@ -407,6 +414,27 @@ class PgHubStore:
         c.execute("ALTER TABLE devices ALTER COLUMN status SET NOT NULL")
         c.execute("CREATE INDEX devices_status ON devices (status)")
 
+    def _index_kinds(self) -> None:
+        """Migration 10: the log's indices by record kind, kept with every commit. A table of its own rather than
+        a column of the partitioned log: it stays when a partition goes to an archive, so the records a reader
+        wants are still found there. The rows the log holds are indexed once here, streamed in log order (kind
+        read from each record's fixed fields; a damaged copy is indexed as unreadable); records already archived
+        out of the database are not indexed."""
+        c = self._conn
+        c.execute("CREATE TABLE IF NOT EXISTS kind_index (kind smallint NOT NULL, idx bigint NOT NULL, "
+                  "PRIMARY KEY (kind, idx))")
+        c.execute("TRUNCATE kind_index")  # a schema set back by hand indexes its log again, whole
+        start = 0
+        with c.cursor() as cur:
+            while page := cur.execute("SELECT idx, raw, record_id FROM records WHERE idx >= %s ORDER BY idx LIMIT %s",
+                                      (start, _PAGE)).fetchall():
+                start = int(page[-1][0]) + 1
+                rows = [(int(i), bytes(raw), hashlib.sha256(raw).digest() == bytes(rid)) for i, raw, rid in page]
+                with cur.copy("COPY kind_index (kind, idx) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.set_types(["int2", "int8"])
+                    for row in kind_index_of_log(rows):
+                        copy.write_row(row)
+
     @staticmethod
     def _put_activity(cur: psycopg.Cursor[Any], devices: dict[bytes, tuple[int, int]],
                       kinds: dict[str, int]) -> None:
@@ -522,12 +550,17 @@ class PgHubStore:
             size = self._size()
             self._cover(size + sum(len(part.records) for part in batch.appends))
             # COPY in binary: one statement for a batch's rows, where a row per INSERT cost a round trip.
+            first = size
             with cur.copy(f"COPY records ({_LOG_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["int8", "int8", "int8", "bytea", "bytea", "bytea", "bytea"])
                 for part in batch.appends:
                     for rec, leaf in zip(part.records, part.leaves, strict=True):
                         copy.write_row((size, rec.seq, part.arrived_at, part.device_id, rec.id, leaf, rec.raw))
                         size += 1
+            with cur.copy("COPY kind_index (kind, idx) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int2", "int8"])
+                for index, rec in enumerate(chain.from_iterable(part.records for part in batch.appends), first):
+                    copy.write_row((KIND_CODES[rec.kind], index))
             if batch.appends:
                 cur.executemany("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
                                 "DO UPDATE SET data = excluded.data",
@@ -668,6 +701,25 @@ class PgHubStore:
         out = [e for e, _ in found]
         intact_prefix(self, [(e.device_id, e.seq, intact) for e, intact in found], out)
         return out
+
+    def entries_at(self, indices: Sequence[int]) -> list[Entry]:
+        rows = self._query(ENTRIES_AT_SQL, (list(indices),))
+        found = [(Entry(index=int(i), device_id=bytes(d), seq=int(s), arrived_at=int(a), raw=bytes(raw)),
+                  hashlib.sha256(bytes(raw)).digest() == bytes(rid)) for i, d, s, a, raw, rid in rows]
+        if len(rows) < len(indices):  # archived entries come from their archives, a tile at a time
+            held = {e.index for e, _ in found}
+            missing = {i for i in indices if i not in held}
+            for tile in sorted({i // TILE_LEAVES for i in missing}):
+                found += [(e, True) for e in self._archived_entries(tile * TILE_LEAVES, (tile + 1) * TILE_LEAVES, held)
+                          if e.index in missing]
+            found.sort(key=lambda pair: pair[0].index)
+        out = [e for e, _ in found]
+        intact_prefix(self, [(e.device_id, e.seq, intact) for e, intact in found], out)
+        return out
+
+    def kind_positions(self, kind: str | None, start: int, end: int, limit: int) -> list[int]:
+        return [int(i) for i, in self._query("SELECT idx FROM kind_index WHERE kind = %s AND idx >= %s AND idx < %s "
+                                             "ORDER BY idx LIMIT %s", (KIND_CODES[kind], start, end, limit))]
 
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
         rows = self._query("SELECT device_id, seq, record_id, leaf, raw FROM records "

@@ -16,14 +16,16 @@ from typing import Any, Protocol
 import cbor2
 import lmdb
 
-from ledger import ChainState, Record
+from ledger import KINDS, ChainState, Record
 from ledger.errors import CodedError, LedgerError
 from ledger.merkle import leaf_hash
 from ledger.record import kind_and_time
 
 log = logging.getLogger("jejak.hub.store")
 
-LAYOUT_VERSION = 2  # 2: each device's last arrival and record time, and records by kind (`activity`, `kinds`)
+# 2: each device's last arrival and record time, and records by kind (`activity`, `kinds`);
+# 3: the log's indices by record kind (`kind_index`)
+LAYOUT_VERSION = 3
 STATUSES = ("pending", "active", "revoked", "forked")
 
 
@@ -206,6 +208,24 @@ def activity_of_log(entries: Iterable[tuple[bytes, int, bytes]]) -> tuple[dict[b
     return devices, kinds
 
 
+UNREAD_KIND = 255  # the kind index's code for a record whose kind could not be read from its stored bytes
+KIND_CODES: Mapping[str | None, int] = {**KINDS, None: UNREAD_KIND}
+
+
+def kind_index_of_log(rows: Iterable[tuple[int, bytes, bool]]) -> Iterator[tuple[int, int]]:
+    """(kind code, index) of each stored log entry (index, record bytes, whether they are intact): the kind
+    index recomputed for a store from before it was kept. A damaged copy is indexed as UNREAD_KIND, so a reader of
+    the index still meets it, and reports it, where a reader of the whole log would."""
+    for index, raw, intact in rows:
+        code = UNREAD_KIND
+        if intact:
+            try:
+                code = KINDS[kind_and_time(raw)[0]]
+            except LedgerError:
+                pass
+        yield code, index
+
+
 class HubStore(Protocol):
     """What the hub needs from storage. Implemented by LmdbHubStore and hub.pg.PgHubStore."""
 
@@ -248,6 +268,15 @@ class HubStore(Protocol):
     def size(self) -> int: ...
     def entries(self, start: int, end: int) -> list[Entry]:
         """Global log entries `start` up to `end`, as far as their records are intact (like `log_range`)."""
+        ...
+    def entries_at(self, indices: Sequence[int]) -> list[Entry]:
+        """The global log entries at `indices` (ascending, each below the size), as far as their records are
+        intact: a damaged record ends the list (DamagedRecord if it is the first)."""
+        ...
+    def kind_positions(self, kind: str | None, start: int, end: int, limit: int) -> list[int]:
+        """Up to `limit` global indices from `start` up to `end` that hold records of `kind`, ascending: the kind
+        index, kept in the commit that holds the records. Kind None: the records whose kind could not be read
+        when a store upgrade indexed them (damaged copies)."""
         ...
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
         """(device, seq) of each record at global index `start` up to `end` whose bytes no longer hash to
@@ -300,6 +329,9 @@ class HubStore(Protocol):
 
 _U64 = struct.Struct(">Q")
 _PAIR = struct.Struct(">QQ")  # a device's last arrival and latest record time
+# The kind index's keys: the kind's code (one byte) and the global index (big-endian), so that each kind's
+# indices are one ordered run; the values are empty.
+_KIND_PREFIX = {name: bytes((code,)) for name, code in KINDS.items()}
 
 
 def _seq_key(device_id: bytes, seq: int) -> bytes:
@@ -342,15 +374,17 @@ class LmdbHubStore:
                              hint="check the files' owner and that no other process holds them; a damaged "
                                   "store is restored from a backup (docs/DEPLOY.md)") from None
         names = ("meta", "devices", "states", "records", "ids", "global", "checkpoints", "forks", "counters",
-                 "damaged", "tiles", "regions", "splits", "resumes", "activity", "kinds")
+                 "damaged", "tiles", "regions", "splits", "resumes", "activity", "kinds", "kind_index")
         self._db = {n: self._env.open_db(n.encode()) for n in names}
         with self._guard(), self._env.begin(write=True) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
-            if version is not None and int(version) == 1:
-                self._backfill_activity(txn)
-            elif version is not None and int(version) != LAYOUT_VERSION:
+            if version is not None and int(version) not in (1, 2, LAYOUT_VERSION):
                 raise StoreError(f"hub store layout {int(version)} is not the supported {LAYOUT_VERSION}",
                                  hint="run the matching release or migrate the store")
+            if version is not None and int(version) == 1:
+                self._backfill_activity(txn)
+            if version is not None and int(version) < 3:
+                self._backfill_kind_index(txn)
             txn.put(b"layout", str(LAYOUT_VERSION).encode(), db=self._db["meta"])
 
     def _backfill_activity(self, txn: lmdb.Transaction) -> None:
@@ -366,6 +400,22 @@ class LmdbHubStore:
 
         log.info("hub store layout 1 -> 2: counting the chain's figures from the records held")
         self._put_activity(txn, *activity_of_log(entries()))
+
+    def _backfill_kind_index(self, txn: lmdb.Transaction) -> None:
+        """Layout 2 to 3, at open, in the transaction that marks the store upgraded: the kind index from every
+        record the store holds (one pass over the log, docs/SCALE.md gives its cost; a release that does not keep
+        the index refuses layout 3, so it can never fall behind)."""
+        records = self._db["records"]
+
+        def rows() -> Iterator[tuple[int, bytes, bool]]:
+            for key, value in txn.cursor(db=self._db["global"]):
+                seq_key, _, leaf = cbor2.loads(value)
+                raw = bytes(txn.get(seq_key, b"", db=records))
+                yield _U64.unpack(key)[0], raw, leaf_hash(raw) == leaf
+
+        log.info("hub store layout 2 -> 3: indexing the log by record kind")
+        txn.cursor(db=self._db["kind_index"]).putmulti(
+            (bytes((code,)) + _U64.pack(index), b"") for code, index in kind_index_of_log(rows()))
 
     def _write(self):  # type: ignore[no-untyped-def]
         return self._env.begin(write=True)
@@ -461,7 +511,7 @@ class LmdbHubStore:
         db = self._db
         with self._guard(), self._write() as txn:
             size = int(txn.get(b"size", b"0", db=db["meta"]))
-            records, ids, glob = [], [], []
+            records, ids, glob, kinds = [], [], [], []
             for part in batch.appends:
                 # Each global entry is the CBOR array [seq key (24 bytes), arrival time, leaf hash (32 bytes)],
                 # assembled from its parts: the same bytes as cbor2.dumps of the list.
@@ -473,11 +523,13 @@ class LmdbHubStore:
                     records.append((key, rec.raw))
                     ids.append((rec.id, index))
                     glob.append((index, b"\x83\x58\x18" + key + arrived + leaf))
+                    kinds.append((_KIND_PREFIX[rec.kind] + index, b""))
                     size += 1
             # putmulti loops in C; the global log only grows at its end, so its rows go in with append.
             txn.cursor(db=db["records"]).putmulti(records)
             txn.cursor(db=db["ids"]).putmulti(ids)
             txn.cursor(db=db["global"]).putmulti(glob, append=True)
+            txn.cursor(db=db["kind_index"]).putmulti(kinds)
             for part in batch.appends:
                 txn.put(part.device_id, part.state.to_cbor(), db=db["states"])
             txn.put(b"size", str(size).encode(), db=db["meta"])
@@ -548,24 +600,47 @@ class LmdbHubStore:
             return int(txn.get(b"size", b"0", db=self._db["meta"]))
 
     def entries(self, start: int, end: int) -> list[Entry]:
-        out: list[Entry] = []
-        rows = []
         with self._env.begin() as txn:
             cur = txn.cursor(db=self._db["global"])
-            if cur.set_range(_U64.pack(start)):
-                for key, value in cur:
-                    index = _U64.unpack(key)[0]
-                    if index >= end:
-                        break
-                    seq_key, arrived, leaf = cbor2.loads(value)
-                    data = txn.get(seq_key, db=self._db["records"])
-                    raw = bytes(data) if data is not None else b""
-                    out.append(Entry(index=index, device_id=seq_key[:16], seq=_U64.unpack(seq_key[16:])[0],
-                                     arrived_at=arrived, raw=raw))
-                    rows.append((out[-1].device_id, out[-1].seq, leaf_hash(raw) == leaf))
-                    if not rows[-1][2]:
-                        break
-        intact_prefix(self, rows, out)
+            found = cur.iternext() if cur.set_range(_U64.pack(start)) else iter(())
+            return self._intact_entries(txn, ((_U64.unpack(k)[0], v) for k, v in found), end)
+
+    def entries_at(self, indices: Sequence[int]) -> list[Entry]:
+        glob = self._db["global"]
+        with self._env.begin() as txn:
+            return self._intact_entries(txn, ((i, txn.get(_U64.pack(i), db=glob)) for i in indices))
+
+    def _intact_entries(self, txn: lmdb.Transaction, rows: Iterable[tuple[int, Any]],
+                        end: int | None = None) -> list[Entry]:
+        """The entries of global log `rows` (index, stored value), up to `end`, as far as they are intact."""
+        out: list[Entry] = []
+        checked = []
+        for index, value in rows:
+            if value is None or (end is not None and index >= end):
+                break
+            seq_key, arrived, leaf = cbor2.loads(value)
+            data = txn.get(seq_key, db=self._db["records"])
+            raw = bytes(data) if data is not None else b""
+            out.append(Entry(index=index, device_id=seq_key[:16], seq=_U64.unpack(seq_key[16:])[0],
+                             arrived_at=arrived, raw=raw))
+            checked.append((out[-1].device_id, out[-1].seq, leaf_hash(raw) == leaf))
+            if not checked[-1][2]:
+                break
+        intact_prefix(self, checked, out)
+        return out
+
+    def kind_positions(self, kind: str | None, start: int, end: int, limit: int) -> list[int]:
+        prefix = bytes((KIND_CODES[kind],))
+        out: list[int] = []
+        with self._env.begin() as txn:
+            cur = txn.cursor(db=self._db["kind_index"])
+            if not cur.set_range(prefix + _U64.pack(start)):
+                return out
+            for key in cur.iternext(values=False):
+                index = _U64.unpack(key[1:])[0]
+                if key[:1] != prefix or index >= end or len(out) >= limit:
+                    break
+                out.append(index)
         return out
 
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:

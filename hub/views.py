@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
 from ledger import Record, decode_record
 from ledger.errors import LedgerError
-from ledger.record import peek_kind
 
 from .alerts import Alerts
 from .markets import MarketConfig, RetryPolicy, Subscriber, WebhookSender
@@ -25,7 +26,7 @@ from .markets.view import HubMarkets, KitchenDemand
 from .markets.warning import ALPS_BANDS
 from .mbg import MbgView, Plan
 from .service import Hub
-from .store import DamagedRecord, HubStore
+from .store import DamagedRecord, HubStore, StoreError
 
 log = logging.getLogger("jejak.hub.views")
 
@@ -41,16 +42,19 @@ class Publisher(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RefillProgress:
-    """How far the read models are refilled from the store: `done` of `total` log entries read (the window
-    the read models hold), `damaged` entries skipped because their stored bytes are damaged."""
+    """How far the read models are refilled from the store: `done` of `total` log entries passed (the span of
+    the log the read models' window covers), `read` of them read from the store (the kinds the window wants,
+    found by the store's kind index), `damaged` entries skipped because their stored bytes are damaged."""
 
     running: bool
     done: int
     total: int
     damaged: int
+    read: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"running": self.running, "done": self.done, "total": self.total, "damaged": self.damaged}
+        return {"running": self.running, "done": self.done, "total": self.total, "damaged": self.damaged,
+                "read": self.read}
 
 
 def first_arrival_at(store: HubStore, cutoff: int, end: int) -> int:
@@ -82,6 +86,37 @@ def _arrival(store: HubStore, index: int, end: int) -> int | None:
         if found:
             return found[0].arrived_at
     return None
+
+
+def window_starts(store: HubStore, window: Mapping[str, int], end: int) -> dict[str, int]:
+    """The first log index below `end` to read for each kind of `window` (kind -> earliest arrival time, 0 for
+    the whole log), one binary search (`first_arrival_at`) per distinct arrival time."""
+    found: dict[int, int] = {0: 0}
+    for at in window.values():
+        if at not in found:
+            found[at] = first_arrival_at(store, at, end)
+    return {kind: found[at] for kind, at in window.items()}
+
+
+def wanted_positions(store: HubStore, starts: Mapping[str, int], end: int, *, page: int) -> Iterator[int]:
+    """The log indices below `end` that hold records of each kind of `starts` (kind -> first index), merged in
+    log order, read from the store's kind index a page at a time. With them, from the earliest start, the records
+    whose kind the index could not read (damaged copies), so that a reader meets them where a reader of the whole
+    log would, and reports them."""
+    if not starts:
+        return iter(())
+    runs = [_positions(store, kind, start, end, page) for kind, start in starts.items()]
+    runs.append(_positions(store, None, min(starts.values()), end, page))
+    return heapq.merge(*runs)
+
+
+def _positions(store: HubStore, kind: str | None, start: int, end: int, page: int) -> Iterator[int]:
+    while start < end:
+        found = store.kind_positions(kind, start, end, page)
+        yield from found
+        if len(found) < page:
+            return
+        start = found[-1] + 1
 
 
 class Views:
@@ -217,11 +252,11 @@ class Views:
         """Feed the MBG, markets and kitchen-demand models what the store held when they started listening
         (the chain view answers from the store itself), then the live records that arrived meanwhile.
 
-        Only the window the models hold is read: scans that arrived within `keep_days` of the hub's clock
-        (older ones the MBG view prunes), and other records within the markets' `window_days` (price history
-        and stock movements are kept whole; their analyses look that far back). The log is read in order, a
-        batch at a time, decoded outside the lock and folded in under it with each entry's own arrival time:
-        every answer given during a refill is that of a prefix of the log. Live records wait until the refill
+        Only the records the models hold are read (`refill_window`: scans of `keep_days`, market records of the
+        markets' `window_days`, every stock movement), found through the store's kind index, so older scans
+        in the markets' window are never read. They are read in log order, a batch at a time, decoded outside
+        the lock and folded in under it with each entry's own arrival time: every answer given during a refill
+        is that of a prefix of the log. Live records wait until the refill
         is over and follow it in the order they arrived, so each record is counted once and in log order.
         A damaged entry is logged, counted and skipped."""
         try:
@@ -234,52 +269,62 @@ class Views:
                 held, self._held = self._held or [], None
                 for records, arrived_at in held:
                     self._take_domains(records, arrived_at)
-                self._refill = RefillProgress(running=False, done=self._refill.done, total=self._refill.total,
-                                              damaged=self._refill.damaged)
+                self._refill = replace(self._refill, running=False)
             self.refilled.set()
             self._dirty.set()
 
+    def refill_window(self, now: int) -> dict[str, int]:
+        """What the read models need from the store after a restart, by record kind: the earliest arrival time
+        to read from. Scans within `keep_days` (older ones the MBG view prunes); prices, readings and notes within
+        the markets' `window_days` (their analyses look that far back); every stock movement, whenever it arrived
+        (stock on hand replays them all, and the MBG view never prunes them)."""
+        others = now - self.markets.config.window_days * 86400
+        return {"scan": now - self.keep_days * 86400, "stock": 0, "price": others, "reading": others, "note": others}
+
     def _refill_window(self) -> None:
         store, end = self.hub.store, self._refill_end
-        now = self.clock()
-        scans_from = now - self.keep_days * 86400
-        others_from = now - self.markets.config.window_days * 86400
-        start = first_arrival_at(store, min(scans_from, others_from), end)
-        self._refill = progress = RefillProgress(running=True, done=0, total=end - start, damaged=0)
+        window = self.refill_window(self.clock())
+        starts = window_starts(store, window, end)
+        first = min(starts.values(), default=end)
+        self._refill = progress = RefillProgress(running=True, done=0, total=end - first, damaged=0)
         started = time.perf_counter()
-        index = start
-        while index < end and not self._stop.is_set():
+        wanted = wanted_positions(store, starts, end, page=self.refill_batch)
+        batch: list[int] = []
+        while not self._stop.is_set():
+            if not batch:
+                batch = list(islice(wanted, self.refill_batch))
+                if not batch:
+                    self._refill = progress = replace(progress, done=progress.total)
+                    break
             if self.refill_pause is not None:
                 self.refill_pause(progress)
             try:
-                entries = store.entries(index, min(end, index + self.refill_batch))
+                entries = store.entries_at(batch)
             except DamagedRecord:
-                log.error("refill: log entry %d is damaged; skipped (the store check notes it for restore)", index)
-                index += 1
-                progress = RefillProgress(running=True, done=index - start, total=progress.total,
-                                          damaged=progress.damaged + 1)
-                self._refill = progress
+                log.error("refill: log entry %d is damaged; skipped (the store check notes it for restore)", batch[0])
+                self._refill = progress = replace(progress, done=batch[0] + 1 - first, damaged=progress.damaged + 1)
+                del batch[0]
                 continue
+            if not entries:
+                raise StoreError(f"log entry {batch[0]} is in the store's kind index but not in its log")
+            del batch[:len(entries)]
             runs: list[tuple[list[Record], int]] = []
             damaged = 0
             for entry in entries:
-                # Most of a long window is scans older than the MBG view keeps: their kind alone skips them.
-                kind = peek_kind(entry.raw)
-                if kind is not None and not self._wanted(kind, entry.arrived_at, scans_from, others_from):
-                    continue
                 try:
                     rec = decode_record(entry.raw)
                 except LedgerError:  # bytes that hash right but do not decode: not a record this hub wrote
                     log.error("refill: log entry %d does not decode; skipped", entry.index)
                     damaged += 1
                     continue
-                if not self._wanted(rec.kind, entry.arrived_at, scans_from, others_from):
+                # Within its kind's indices, a record that arrived before the window (a clock set back for a
+                # replay) is left out, as a scan of the whole window would leave it out.
+                if rec.kind not in window or entry.arrived_at < window[rec.kind] or entry.index < starts[rec.kind]:
                     continue
                 if runs and runs[-1][1] == entry.arrived_at:
                     runs[-1][0].append(rec)
                 else:
                     runs.append(([rec], entry.arrived_at))
-            index = entries[-1].index + 1 if entries else min(end, index + self.refill_batch)
             with self._lock:
                 self._replaying = True
                 try:
@@ -287,19 +332,12 @@ class Views:
                         self._take_domains(records, arrived_at)
                 finally:
                     self._replaying = False
-                progress = RefillProgress(running=True, done=index - start, total=progress.total,
-                                          damaged=progress.damaged + damaged)
+                progress = RefillProgress(running=True, done=entries[-1].index + 1 - first, total=progress.total,
+                                          damaged=progress.damaged + damaged, read=progress.read + len(entries))
                 self._refill = progress
         elapsed = time.perf_counter() - started
-        log.info("refilled the read models with %d log entries in %.1f s, %.0f/s (%d damaged, skipped)",
-                 progress.done, elapsed, progress.done / max(elapsed, 1e-9), progress.damaged)
-
-    @staticmethod
-    def _wanted(kind: str, arrived_at: int, scans_from: int, others_from: int) -> bool:
-        """Whether a stored record of `kind` belongs in the refilled window."""
-        if kind == "scan":
-            return arrived_at >= scans_from
-        return kind in MBG_KINDS | MARKET_KINDS and arrived_at >= others_from
+        log.info("refilled the read models with %d of %d log entries in %.1f s, %.0f/s (%d damaged, skipped)",
+                 progress.read, progress.total, elapsed, progress.read / max(elapsed, 1e-9), progress.damaged)
 
     def close(self) -> None:
         """Stop the worker (the alerts' webhook sender is closed on the event loop: `alerts.close()`)."""

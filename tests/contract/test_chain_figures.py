@@ -14,7 +14,7 @@ import psycopg
 from hub.chain import chain_health
 from hub.pg import ACTIVITY_VERSION, SCHEMA_VERSION, STANDINGS_SQL, STATUS_VERSION, PgHubStore
 from hub.service import Hub
-from hub.store import DeviceInfo, LmdbHubStore
+from hub.store import LAYOUT_VERSION, DeviceInfo, LmdbHubStore
 from ledger import ChainBuilder, Ed25519Signer, decode_record
 from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
 from tests.hub.conftest import Clock, enroll, new_device
@@ -158,7 +158,7 @@ def test_an_lmdb_store_of_layout_1_counts_its_records_when_opened(tmp_path):
     assert health["records_by_kind"]["note"] == 5
     assert [d["last_time"] for d in health["devices"] if d["device"] == ids.a.hex()] == [ids.a_latest]
     with upgraded.store._env.begin() as txn:
-        assert txn.get(b"layout", db=upgraded.store._db["meta"]) == b"2"
+        assert txn.get(b"layout", db=upgraded.store._db["meta"]) == str(LAYOUT_VERSION).encode()
     upgraded.store.close()
 
 
@@ -179,7 +179,7 @@ def test_a_postgres_store_of_the_schema_before_counts_its_records_in_place(tmp_p
         # What the release before the figures left: the schema before, without their tables (nor the status
         # column that came after them).
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
+            conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds, {schema}.kind_index")
             conn.execute(f"ALTER TABLE {schema}.devices DROP COLUMN status")
             conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
                          (str(ACTIVITY_VERSION - 1),))

@@ -27,7 +27,7 @@ from hub.mbg import Plan, simulate
 from hub.mbg.plan import WIB, local_midnight
 from hub.pg import PgHubStore
 from hub.service import Hub
-from hub.store import HubStore, LmdbHubStore
+from hub.store import Entry, HubStore, LmdbHubStore
 from hub.views import MARKET_KINDS, MBG_KINDS, RefillProgress, Views, first_arrival_at
 from ledger import ChainBuilder, Ed25519Signer, decode_record
 from tests.contract.test_hub_store import PG_DSN
@@ -307,15 +307,21 @@ def test_the_refill_reads_scans_of_keep_days_and_other_records_of_the_markets_wi
         store.close()
 
 
-def test_a_damaged_entry_is_skipped_logged_and_counted(tmp_path: Path, caplog) -> None:
-    path = tmp_path / "hub"
+def _with_a_damaged_note(path: Path, key: Ed25519Signer) -> tuple[list[Entry], Entry]:
+    """A closed store of 30 notes whose copy of one (returned with the log's entries) is damaged."""
     store = LmdbHubStore(path)
-    key = Ed25519Signer.from_seed(b"\x64" * 32)
     _logged(store, key, [5_000 + 10 * i for i in range(30)])
     entries = store.entries(0, store.size())
     bad = next(e for e in entries if decode_record(e.raw).kind == "note" and e.index > 10)
     store.close()
     _damage(path, bad.device_id, bad.seq)
+    return entries, bad
+
+
+def test_a_damaged_entry_is_skipped_logged_and_counted(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "hub"
+    key = Ed25519Signer.from_seed(b"\x64" * 32)
+    entries, bad = _with_a_damaged_note(path, key)
     store = LmdbHubStore(path)
     try:
         hub = Hub(store, key, clock=Clock(5_400))
@@ -427,3 +433,141 @@ async def test_start_hub_does_not_wait_for_the_refill_and_shows_its_progress(tmp
     finally:
         gate.set()
         await running.close()
+
+
+# --- the kind index -------------------------------------------------------------------------------------
+
+class CountedReads:
+    """A store that counts the log entries its reads hand to the refill thread: by position (the kind index's
+    finds) and by range (the binary search for each window's first index)."""
+
+    def __init__(self, inner: HubStore) -> None:
+        self.inner = inner
+        self.at = self.ranged = 0
+
+    def entries_at(self, indices: Any) -> Any:
+        found = self.inner.entries_at(indices)
+        self.at += len(found)
+        return found
+
+    def entries(self, start: int, end: int) -> Any:
+        found = self.inner.entries(start, end)
+        self.ranged += len(found)
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _kitchen_log(hub: Hub, clock: Clock, plan: list[tuple[int, str, dict[str, Any]]]) -> None:
+    """A kitchen device's records (arrival time, kind, body), each pushed at its own arrival time."""
+    signer = Ed25519Signer.from_seed(b"\x68" * 32)
+    device_id = enroll(hub, signer, clock, site="K1", role="kitchen")
+    builder = ChainBuilder(signer, clock=clock, boot=1)
+    assert hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+    for at, kind, body in plan:
+        clock.now = at
+        assert hub.ingest(device_id, [builder.append(kind, body).raw]).accepted == 1
+
+
+def _stock(movement: str, qty: int) -> dict[str, Any]:
+    return {"site": "K1", "item": "beras", "movement": movement, "qty": qty, "unit": "g"}
+
+
+def _scan(at: int) -> dict[str, Any]:
+    return {"site": "K1", "event": "cooked", "cooked_at": at, "count": 20}
+
+
+@pytest.mark.parametrize("kind", ["lmdb", "postgres"])
+def test_stock_on_hand_after_a_restart_counts_movements_older_than_the_markets_window(tmp_path: Path,
+                                                                                       kind: str) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    day, now = 86400, 1_763_900_000
+    key = Ed25519Signer.from_seed(b"\x69" * 32)
+    clock = Clock(now - 700 * day)
+    store = _open(kind, tmp_path / "hub", schema)
+    try:
+        hub = Hub(store, key, clock=clock)
+        live = Views(hub, plan=Plan(kitchens=(), schools=()))
+        _kitchen_log(hub, clock, [(now - 600 * day, "stock", _stock("receive", 90_000)),
+                                  (now - 2 * day, "stock", _stock("use", 20_000)),
+                                  (now - day, "scan", _scan(now - day))])
+        clock.now = now
+        with live.fresh():
+            before = live.mbg.stock_on_hand()
+        assert [card["on_hand"] for card in before] == [70_000]
+        store.close()
+
+        store = _open(kind, tmp_path / "hub", schema)
+        refilled = Views(Hub(store, key, clock=clock), plan=Plan(kitchens=(), schools=()), refill=True)
+        refilled.refill_from_store()
+        with refilled.fresh():
+            assert refilled.mbg.stock_on_hand() == before
+        assert refilled.refill_progress.read == 3 and refilled.refill_progress.damaged == 0
+    finally:
+        store.close()
+        if kind == "postgres":
+            PgHubStore(PG_DSN, schema=schema).drop()
+
+
+@pytest.mark.parametrize("kind", ["lmdb", "postgres"])
+def test_a_refill_reads_only_the_records_its_window_wants(tmp_path: Path, kind: str) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    day, now = 86400, 1_763_900_000
+    key = Ed25519Signer.from_seed(b"\x6a" * 32)
+    clock = Clock(now - 200 * day)
+    old_scans = [(now - 100 * day + 60 * i, "scan", _scan(now - 100 * day + 60 * i)) for i in range(300)]
+    notes = [(now - 50 * day + i, "note", {"text": str(i)}) for i in range(4)]
+    recent = [(now - day + 60 * i, "scan", _scan(now - day + 60 * i)) for i in range(3)]
+    store = _open(kind, tmp_path / "hub", schema)
+    try:
+        hub = Hub(store, key, clock=clock)
+        _kitchen_log(hub, clock, [(now - 150 * day, "stock", _stock("receive", 5_000)), *old_scans[:150], *notes,
+                                  *old_scans[150:], *recent])
+        clock.now = now
+        counted = CountedReads(store)
+        views = FeedLog(Hub(counted, key, clock=clock), plan=Plan(kitchens=(), schools=()),  # type: ignore[arg-type]
+                        refill=True, refill_batch=2)
+        views.refill_from_store()
+        logged = [(e.index, decode_record(e.raw)) for e in store.entries(0, store.size())]
+        want = [r.id for _, r in logged if r.kind in ("stock", "note") or (r.kind == "scan" and r.body["cooked_at"]
+                                                                            >= now - 8 * day)]
+        assert views.fed == want and len(want) == 1 + 4 + 3
+        progress = views.refill_progress
+        # Every wanted record read once, and none of the 300 old scans; the two binary searches (scans of 8
+        # days, market records of 400) read one entry a step.
+        assert counted.at == progress.read == len(want)
+        assert counted.ranged <= 2 * (len(logged).bit_length() + 1)
+        assert progress.done == progress.total == len(logged) and progress.damaged == 0
+    finally:
+        store.close()
+        if kind == "postgres":
+            PgHubStore(PG_DSN, schema=schema).drop()
+
+
+def test_a_record_damaged_before_the_store_was_indexed_is_reported_by_the_refill(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "hub"
+    key = Ed25519Signer.from_seed(b"\x6b" * 32)
+    entries, bad = _with_a_damaged_note(path, key)
+    # A store of the layout before the kind index: its first open indexes the log, and cannot read the damaged
+    # record's kind.
+    env = lmdb.open(str(path), max_dbs=32, subdir=True)
+    with env.begin(write=True) as txn:
+        txn.drop(env.open_db(b"kind_index", txn=txn), delete=True)
+        txn.put(b"layout", b"2", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    store = LmdbHubStore(path)
+    try:
+        assert store.kind_positions(None, 0, store.size(), 10) == [bad.index]
+        assert bad.index not in store.kind_positions("note", 0, store.size(), 100)
+        views = FeedLog(Hub(store, key, clock=Clock(5_400)), plan=Plan(kitchens=(), schools=()), refill=True,
+                        refill_batch=7)
+        views.refill_from_store()
+        progress = views.refill_progress
+        assert progress.damaged == 1 and progress.done == progress.total == len(entries)
+        notes = [r.id for r in map(decode_record, (e.raw for e in entries)) if r.kind == "note"]
+        assert views.fed == [rid for rid in notes if rid != decode_record(bad.raw).id] and len(views.fed) == 29
+        assert progress.read == 29
+        assert "damaged" in caplog.text and str(bad.index) in caplog.text
+    finally:
+        store.close()

@@ -64,18 +64,17 @@ class HeldAfter:
         self.inner, self.rid, self.go = inner, rid, go
         self.held = False
 
-    def entries(self, start: int, end: int) -> Any:
+    def entries_at(self, indices: Any) -> Any:
         if threading.current_thread().name != "jejak-refill":
-            return self.inner.entries(start, end)
+            return self.inner.entries_at(indices)
         if self.held:
             assert self.go.wait(WAIT_S)
-            return self.inner.entries(start, end)
-        got = self.inner.entries(start, end)
-        if end - start > 1:  # a batch, not the binary search for the window's start
-            ids = [decode_record(e.raw).id.hex() for e in got]
-            if self.rid in ids:
-                self.held = True
-                return got[:ids.index(self.rid) + 1]
+            return self.inner.entries_at(indices)
+        got = self.inner.entries_at(indices)
+        ids = [decode_record(e.raw).id.hex() for e in got]
+        if self.rid in ids:
+            self.held = True
+            return got[:ids.index(self.rid) + 1]
         return got
 
     def __getattr__(self, name: str) -> Any:

@@ -1,0 +1,125 @@
+"""The store's kind index (the log's indices by record kind), kept by every HubStore in the commit that holds the
+records and built from the log for a store from before it: LMDB and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import uuid
+
+import lmdb
+import psycopg
+
+from hub.pg import KIND_INDEX_VERSION, SCHEMA_VERSION, PgHubStore
+from hub.service import Hub
+from hub.store import LAYOUT_VERSION, HubStore, LmdbHubStore
+from ledger import ChainBuilder, Ed25519Signer, decode_record
+from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
+from tests.hub.conftest import Clock, enroll, new_device
+
+KINDS = ("key", "authority", "note", "reading", "scan", "stock")
+
+
+def _fill(hub: Hub, clock: Clock) -> None:
+    """Two devices whose notes, readings, scans and stock movements interleave in the log, a push at a time."""
+    builders = []
+    for _ in range(2):
+        signer, _ = new_device(clock)
+        device_id = enroll(hub, signer, clock, site="K1", role="kitchen")
+        builder = ChainBuilder(signer, clock=clock, boot=1)
+        assert hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+        builders.append((device_id, builder))
+    for i in range(30):
+        device_id, builder = builders[i % 2]
+        raws = [builder.append("note", {"text": str(i)}).raw]
+        if i % 3 == 0:
+            raws.append(builder.append("scan", {"site": "K1", "event": "cooked", "cooked_at": clock(), "count": i}).raw)
+        if i % 7 == 0:
+            raws.append(builder.append("stock", {"site": "K1", "item": "beras", "movement": "use", "qty": i,
+                                                 "unit": "g"}).raw)
+        if i % 2 == 0:
+            raws.append(builder.append("reading", {"site": "K1", "sensor": "p", "temp_cc": i, "rh_cp": 1}).raw)
+        clock.advance(10)
+        assert hub.ingest(device_id, raws).accepted == len(raws)
+
+
+def _by_kind(store: HubStore) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {kind: [] for kind in KINDS}
+    for e in store.entries(0, store.size()):
+        out[decode_record(e.raw).kind].append(e.index)
+    return out
+
+
+def _paged(store: HubStore, kind: str | None, start: int, end: int, limit: int) -> list[int]:
+    seen: list[int] = []
+    while page := store.kind_positions(kind, start, end, limit):
+        assert len(page) <= limit
+        seen += page
+        start = page[-1] + 1
+    return seen
+
+
+def _index(store: HubStore) -> dict[str, list[int]]:
+    return {kind: _paged(store, kind, 0, store.size(), 4) for kind in KINDS}
+
+
+def test_the_kind_index_holds_each_kind_in_log_order_a_page_at_a_time_and_survives_a_reopen(make_store):  # noqa: F811
+    clock = Clock()
+    store = make_store()
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x71" * 32), clock=clock)
+    _fill(hub, clock)
+    want = _by_kind(store)
+    assert _index(store) == want and all(want.values())
+    size = store.size()
+    # A range of the log: the indices from `start` up to `end` only.
+    assert _paged(store, "note", 20, 40, 3) == [i for i in want["note"] if 20 <= i < 40]
+    assert store.kind_positions("scan", size, size + 10, 5) == [] and _paged(store, None, 0, size, 5) == []
+    # The entries at those indices are the log's own, in order.
+    at = want["stock"] + want["scan"][:3]
+    assert store.entries_at(sorted(at)) == [store.entries(i, i + 1)[0] for i in sorted(at)]
+    store.close()
+    again = make_store()
+    assert _index(again) == want
+
+
+def test_an_lmdb_store_of_layout_2_is_indexed_when_opened(tmp_path):
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "s"), Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
+    _fill(hub, clock)
+    want = _by_kind(hub.store)
+    hub.store.close()
+    # What a release before the index left: layout 2, no index.
+    env = lmdb.open(str(tmp_path / "s"), max_dbs=32)
+    with env.begin(write=True) as txn:
+        txn.drop(env.open_db(b"kind_index", txn=txn), delete=True)
+        txn.put(b"layout", b"2", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    store = LmdbHubStore(tmp_path / "s")
+    try:
+        assert _index(store) == want
+        with store._env.begin() as txn:
+            assert txn.get(b"layout", db=store._db["meta"]) == str(LAYOUT_VERSION).encode() == b"3"
+    finally:
+        store.close()
+
+
+def test_a_postgres_store_of_the_schema_before_is_indexed_in_place():
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    clock = Clock()
+    try:
+        hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), Ed25519Signer.from_seed(b"\x73" * 32),
+                  clock=clock)
+        _fill(hub, clock)  # across several partitions
+        want = _by_kind(hub.store)
+        hub.store.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE {schema}.kind_index")
+            conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                         (str(KIND_INDEX_VERSION - 1),))
+        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64)
+        assert _index(store) == want
+        store.close()
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
+        assert version == str(SCHEMA_VERSION)
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
