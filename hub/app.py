@@ -25,6 +25,7 @@ from ledger.chain import check_signatures
 from ledger.errors import CodedError
 from ledger.sync import Head
 
+from .aggregates import AggregateStore, LmdbAggregates
 from .auth import Auth
 from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
 from .bridges.seedapi import SeedApi
@@ -95,6 +96,16 @@ def open_store(config: HubConfig) -> HubStore:
         return PgHubStore(config.store.dsn, schema=config.name.replace("-", "_"),
                           partition_leaves=config.store.partition_leaves)
     return LmdbHubStore(Path(config.data_dir) / "store", map_size=config.store.map_size)
+
+
+def open_aggregates(config: HubConfig) -> AggregateStore:
+    """Where the read models keep their day aggregates: the PostgreSQL store's schema (tables its migrations made),
+    or an LMDB environment of its own beside the hub's (hub/aggregates.py says why apart)."""
+    if config.store.backend == "postgres":
+        from .pg import PgAggregates  # the [pg] extra: open_store has checked it is installed
+
+        return PgAggregates(config.store.dsn, schema=config.name.replace("-", "_"))
+    return LmdbAggregates(Path(config.data_dir) / "aggregates")
 
 
 class HubHolder:
@@ -204,7 +215,7 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
     return Views(hub, plan=plan, events=events, market_config=config.markets,
                  kitchen_regions=config.mbg_kitchen_regions, subscribers=subscribers, sender=sender,
                  keep_days=config.mbg_keep_days, refill=True, state_dir=Path(config.data_dir) / "alerts",
-                 webhook_retry=config.webhook_retry)
+                 webhook_retry=config.webhook_retry, aggregates=open_aggregates(config))
 
 
 async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity,

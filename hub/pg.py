@@ -1020,8 +1020,13 @@ class PgAggregates:
 
     @contextlib.contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._lock, self._conn.transaction():
-            yield self._conn
+        """One transaction on the aggregates' connection; PostgreSQL's errors become StoreError."""
+        try:
+            with self._lock, self._conn.transaction():
+                yield self._conn
+        except psycopg.Error as exc:
+            raise StoreError(f"day aggregates in schema {self.schema}: {exc}",
+                             hint="the days are answered from the records the read models hold") from None
 
     def close(self) -> None:
         self._conn.close()

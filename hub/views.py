@@ -20,11 +20,13 @@ from typing import Any, Protocol
 from ledger import Record, decode_record
 from ledger.errors import LedgerError
 
+from .aggregates import AggregateStore
 from .alerts import Alerts
 from .markets import MarketConfig, RetryPolicy, Subscriber, WebhookSender
 from .markets.view import HubMarkets, KitchenDemand
 from .markets.warning import ALPS_BANDS
 from .mbg import MbgView, Plan
+from .mbg.days import MBG_DAYS, encode
 from .service import Hub
 from .store import DamagedRecord, HubStore, StoreError
 
@@ -130,6 +132,10 @@ class Views:
     already holds (`refill_from_store`), in a thread of its own; `refilled` is set when that is over.
     `refill_pause` is called on that thread before each batch (tests hold a refill midway with it).
     `state_dir` keeps what the alerts cannot derive again after a restart (see `Alerts`).
+
+    With `aggregates` (owned from here on, closed by `close`), the MBG model's past days are kept there once
+    final, and before a prune forgets their scans (`keep_days_stored`, on the worker, outside the lock): a
+    question about a day whose scans are pruned or not refilled yet reads the stored day.
     """
 
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
@@ -138,14 +144,17 @@ class Views:
                  sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0,
                  refill: bool = False, refill_batch: int = REFILL_BATCH,
                  refill_pause: Callable[[RefillProgress], None] | None = None,
-                 state_dir: Path | None = None, webhook_retry: RetryPolicy | None = None) -> None:
+                 state_dir: Path | None = None, webhook_retry: RetryPolicy | None = None,
+                 aggregates: AggregateStore | None = None) -> None:
         self.hub = hub
         # Findings that follow the clock (overdue, unreturned, a timer still open) appear without new records.
         self.rederive_s = rederive_s
         self.clock = clock or hub.clock
         self.events = events
         self.keep_days = keep_days
-        self.mbg = MbgView(plan)
+        self.aggregates = aggregates
+        self.mbg = MbgView(plan, days=aggregates.namespace(MBG_DAYS) if aggregates is not None else None)
+        self.mbg.refilling = refill
         self._fed_at: int | None = None  # the arrival time of the records being fed, which the markets stamp
         self.markets = HubMarkets(market_config, clock=self._feed_time)
         self.demand = KitchenDemand(self.markets, kitchen_regions or {})
@@ -266,6 +275,7 @@ class Views:
                           "every record accepted since start")
         finally:
             with self._lock:
+                self.mbg.refilling = False
                 held, self._held = self._held or [], None
                 for records, arrived_at in held:
                     self._take_domains(records, arrived_at)
@@ -350,6 +360,8 @@ class Views:
             self._unsubscribe = None
         if self._worker is not None:
             self._worker.join(timeout=5)
+        if self.aggregates is not None:
+            self.aggregates.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -367,6 +379,10 @@ class Views:
                 self.alerts.refresh()
             except Exception:
                 log.exception("deriving alerts failed")
+            try:
+                self.keep_days_stored()
+            except Exception:
+                log.exception("keeping the MBG days in the store failed")
             self._last_derive_s = time.perf_counter() - started
             self.prune()
 
@@ -381,10 +397,33 @@ class Views:
         window, not the hub's age."""
         if self.clock() - self._pruned_at < 3600:
             return 0
+        self.keep_days_stored(arrived_before=self.clock() - self.keep_days * 86400)
         with self.fresh():
             self._pruned_at = self.clock()
             self.alerts.prune(self._pruned_at - self.keep_days * 86400)
             return self.mbg.prune(self._pruned_at, self.keep_days)
+
+    def keep_days_stored(self, *, arrived_before: int | None = None) -> int:
+        """Write the MBG days that are final and not stored yet (with `arrived_before`, also those holding scans
+        that arrived before it, which a prune is about to forget), and delete the stored days gone stale, in one
+        write of the store's; return how many days were written. The days are chosen under the lock and written
+        outside it: ingest never waits, and a day that goes stale meanwhile is deleted by the next call."""
+        if self.aggregates is None or self.mbg.days is None:
+            return 0
+        with self.fresh():
+            days = self.mbg.days_to_store(self.clock(), arrived_before=arrived_before)
+            stale = self.mbg.take_stale()
+        if not days and not stale:
+            return 0
+        try:
+            self.mbg.days.put([encode(d) for d in days], delete=stale)
+        except StoreError as exc:
+            log.error("the MBG days %s could not be written to the store (%s: %s); they are answered from the "
+                      "scans held", [d.date for d in days], exc.code, exc.message)
+            with self.fresh():
+                self.mbg.unstored([d.date for d in days], stale)
+            return 0
+        return len(days)
 
     # --- across domains --------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:

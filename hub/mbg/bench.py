@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import gc
 import resource
+import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import cbor2
 
+from ..aggregates import AggregateStore, LmdbAggregates
+from .days import MBG_DAYS, encode
 from .sim import SimRecord, simulate, simulate_days
 from .view import MbgView
 
@@ -156,6 +160,54 @@ def window_figures(kitchens: int, days: int = WINDOW_DAYS) -> dict[str, Any]:
     }
 
 
+def stored_day_figures(kitchens: int, open_store: Callable[[], AggregateStore] | None = None) -> dict[str, Any]:
+    """A past day's answer kept in the store's day aggregates (LMDB by default, in a temporary directory): time to
+    settle it, encode it and write it, its bytes, and the time to answer the day (deliveries, findings,
+    violations) from the stored day against settling it again from its scans, in the same run."""
+    day = _day(kitchens)
+    now = day.now + 86400  # the next day: the day asked about is past and final
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store() if open_store is not None else LmdbAggregates(tmp)
+        try:
+            days = store.namespace(MBG_DAYS)
+            view = MbgView(day.plan, days=days)
+            _ingest(view, day.records)
+            t0 = time.perf_counter()
+            [stored] = view.days_to_store(now)
+            t1 = time.perf_counter()
+            agg = encode(stored)
+            t2 = time.perf_counter()
+            days.put([agg])
+            t3 = time.perf_counter()
+
+            def ask(v: MbgView) -> tuple[float, Any]:
+                t = time.perf_counter()
+                answer = ([d.to_dict() for d in v.deliveries(now, day.date)],
+                          [f.to_dict() for f in v.findings(now, day.date) if not f.code.startswith("stock_")],
+                          [x.to_dict() for x in v.violations(now, day.date)])
+                return time.perf_counter() - t, answer
+
+            held = MbgView(day.plan)  # holds the day's scans, no store: settles the day when asked
+            _ingest(held, day.records)
+            settle_s, settled = ask(held)
+            read_s, read = ask(MbgView(day.plan, days=days))  # holds no scans: reads the stored day
+        finally:
+            store.close()
+    return {
+        "kitchens": kitchens,
+        "schools": len(stored.deliveries),
+        "records": len(day.records),
+        "settle_s": round(t1 - t0, 3),
+        "encode_s": round(t2 - t1, 3),
+        "write_s": round(t3 - t2, 3),
+        "bytes": len(agg.summary) + len(cbor2.dumps([list(r) for r in agg.rows], canonical=True)),
+        "answer_from_store_s": round(read_s, 4),
+        "answer_settled_s": round(settle_s, 4),
+        "settled_over_stored": round(settle_s / read_s, 1) if read_s > 0 else 0,
+        "same_answer": read == settled,
+    }
+
+
 def run(quick: bool, kitchens: list[int] | None = None, window_kitchens: int | None = None,
         traced: bool = True) -> dict[str, Any]:
     """Simulate a province-day (500 kitchens x 3,000 meals, containers of 10; quick: 20 kitchens), then
@@ -166,6 +218,7 @@ def run(quick: bool, kitchens: list[int] | None = None, window_kitchens: int | N
     out["reconcile_ceiling_s"] = round(BUDGET_S_PER_KITCHEN * size, 3)
     out["peak_ceiling_mib"] = round(BUDGET_MIB_PER_KITCHEN * size, 1)
     out["window"] = window_figures(window_kitchens or (QUICK_WINDOW_KITCHENS if quick else FULL_WINDOW_KITCHENS))
+    out["stored_day"] = stored_day_figures(window_kitchens or (QUICK_WINDOW_KITCHENS if quick else FULL_WINDOW_KITCHENS))
     if kitchens:
         out["scaling"] = {str(k): day_figures(k, peak=traced) for k in kitchens}
         out["national_goal"] = {"kitchens": NATIONAL_KITCHENS, "reconcile_s": NATIONAL_S, "peak_mib": NATIONAL_MIB}

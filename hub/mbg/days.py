@@ -60,12 +60,17 @@ def mark(key: bytes | str) -> int:
     return int.from_bytes(hashlib.blake2b(str(key).encode(), digest_size=16).digest(), "big")
 
 
+_NAMES: dict[type[Any], tuple[str, ...]] = {cls: tuple(f.name for f in fields(cls))
+                                             for cls in (Delivery, Finding, FoodSafetyViolation)}
+
+
 def _values(obj: Any) -> list[Any]:
-    return [list(v) if isinstance(v, tuple) else v for v in (getattr(obj, f.name) for f in fields(obj))]
+    """A dataclass's fields in order, tuples as lists (CBOR arrays)."""
+    return [list(v) if isinstance(v, tuple) else v for v in map(obj.__getattribute__, _NAMES[type(obj)])]
 
 
 def _build(cls: type[Any], values: list[Any]) -> Any:
-    names = [f.name for f in fields(cls)]
+    names = _NAMES[cls]
     if len(values) != len(names):
         raise ValueError(f"{cls.__name__}: expected {len(names)} fields, got {len(values)}")
     return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in zip(names, values, strict=True)})
@@ -83,8 +88,12 @@ def encode(day: StoredDay) -> DayAggregate:
         "violations": [_values(v) for v in day.violations],
         "held": [day.held[0], day.held[1].to_bytes(16, "big")],
     }, canonical=True)
-    rows = tuple(tuple(_values(d)[i] for i in _ROW_INDEX) for d in sorted(day.deliveries, key=lambda d: d.school))
+    rows = tuple(_row(_values(d)) for d in sorted(day.deliveries, key=lambda d: d.school))
     return DayAggregate(date=day.date, figures=figures, summary=summary, rows=rows)
+
+
+def _row(values: list[Any]) -> tuple[Any, ...]:
+    return tuple(values[i] for i in _ROW_INDEX)
 
 
 def decode(agg: DayAggregate) -> StoredDay:

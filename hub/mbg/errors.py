@@ -39,3 +39,14 @@ class NotFound(MbgError):
     coap = "4.04"
     http = 404
     exit_code = 43
+
+
+class BeyondWindow(MbgError):
+    """A drill-down (trips, taps, EPCIS) into a day whose scans the read model no longer holds in memory (older
+    than its window, or not refilled yet after a restart): the day's deliveries, findings and violations are
+    answered from its stored aggregates, its taps are not."""
+
+    code = "MBG_BEYOND_WINDOW"
+    coap = "4.04"
+    http = 404
+    exit_code = 44

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from ledger.bodies import SCAN_EVENTS
 
+from ..aggregates import DayAggregates
+from ..store import StoreError
 from . import epcis
 from .analysis import (
     Analysis,
@@ -30,12 +34,15 @@ from .analysis import (
     unknown_site_findings,
     without_cycle_collection,
 )
-from .errors import InputError, NotFound
+from .days import StoredDay, decode, mark
+from .errors import BeyondWindow, InputError, NotFound
 from .events import ScanEvent, StockMovement, from_record
 from .held import HeldScan, pack_tags, record_key, unpack_tags
 from .plan import Plan, local_date
 from .shards import shards
 from .stock import StockCard, stock_cards, stock_findings
+
+log = logging.getLogger("jejak.hub.mbg")
 
 STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending")
 # What seed 1 called the two statuses it logged, for dashboards that still read them.
@@ -45,7 +52,7 @@ LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 class _Day:
     """The scans of one service day, and the day's answer at the last time it was asked for."""
 
-    __slots__ = ("answer", "batches", "oldest", "scans", "shared")
+    __slots__ = ("answer", "batches", "digest", "oldest", "scans", "shared")
 
     def __init__(self) -> None:
         self.scans: list[HeldScan] = []
@@ -53,6 +60,7 @@ class _Day:
         self.answer: _Answer | None = None
         self.batches: set[str] = set()  # batches whose first cook tap the day's reconciliation used
         self.oldest = 2**62  # the earliest arrival of the day's scans: a prune before it leaves the day alone
+        self.digest = 0  # the XOR of the scans' marks (hub.mbg.days.mark): which scans a stored answer was of
 
 
 def _summary(a: Analysis) -> Analysis:
@@ -80,9 +88,17 @@ class MbgView:
     a question about one day reconciles that day's scans only, and a record invalidates only its own day.
     Answers are derived, never stored as truth. `now` is rounded down to `granularity_s`, and a day's answer
     is reused for as long as no deadline, settle time or running timer of the day changes it.
+
+    With `days` (the store's `mbg` day aggregates, hub/aggregates.py), a past day's answer is kept there once
+    it is final (`days_to_store`, written by the caller), and a question about a day whose scans are not all
+    held (pruned, or not refilled yet after a restart) reads the stored answer. A stored answer says which
+    scans it was of (their count and the XOR of their marks): a new scan of its day, or of a batch its day
+    cooked, makes it stale (`take_stale` lists those to delete), except while `refilling`, when the scans fed
+    are ones the store already held. Questions over every day held (`findings()` without a date) and the
+    findings that span days (device clocks, unknown sites) stay those of the window held.
     """
 
-    def __init__(self, plan: Plan, *, granularity_s: int = 60) -> None:
+    def __init__(self, plan: Plan, *, granularity_s: int = 60, days: DayAggregates | None = None) -> None:
         if isinstance(granularity_s, bool) or not isinstance(granularity_s, int) or granularity_s < 1:
             raise InputError(f"granularity_s: expected a whole number of seconds >= 1, got {granularity_s!r}")
         self.plan = plan
@@ -103,6 +119,11 @@ class MbgView:
         self._whole: tuple[tuple[int, tuple[str, ...]], Analysis] | None = None
         self._cards: dict[tuple[str, str], StockCard] | None = None
         self._stock_findings: dict[str | None, list[Finding]] | None = None
+        self.days = days
+        self.refilling = False  # scans fed are a refill of the log: stored days are not made stale by them
+        self._stored: set[str] = set(days.dates()) if days is not None else set()
+        self._stale: list[str] = []  # stored days to delete, in the order they went stale
+        self._retry: dict[str, int] = {}  # a past day not final yet: when to settle it again for the store
 
     # --- input ---------------------------------------------------------------------------------------
 
@@ -140,8 +161,10 @@ class MbgView:
             day = self._days[t.date] = _Day()
         held = HeldScan(scan, day.shared, key)
         day.scans.append(held)
+        day.digest ^= mark(key)
         day.oldest = min(day.oldest, scan.arrived_at)
         self._touch(t.date)
+        self._changed(t.date)
         self._note(t, held)
 
     def _note(self, t: Timed, held: HeldScan) -> None:
@@ -158,11 +181,25 @@ class MbgView:
                 for date, day in self._days.items():
                     if s.batch in day.batches:
                         self._touch(date)
+                        self._changed(date)
 
     def _touch(self, date: str) -> None:
         self._days[date].answer = None
         if self._base is not None and self._base.date == date:
             self._base = None
+
+    def _changed(self, date: str) -> None:
+        """A scan the day's stored answer was not of: the stored answer is stale (unless this is a refill)."""
+        self._retry.pop(date, None)
+        if date in self._stored and not self.refilling:
+            self._unstore(date)
+
+    def _unstore(self, date: str) -> None:
+        self._stored.discard(date)
+        self._stale.append(date)
+        self._unheld.pop(date, None)
+        if date in self._days:
+            self._touch(date)
 
     def prune(self, now: int, keep_days: int) -> int:
         """Forget scans that reached the hub more than `keep_days` days before `now`; return how many.
@@ -183,6 +220,9 @@ class MbgView:
             if kept:
                 day.scans = kept
                 day.oldest = min(s.arrived_at for s in kept)
+                day.digest = 0
+                for s in kept:
+                    day.digest ^= mark(s.key)
                 day.shared = {}
                 for s in kept:
                     s.tags = day.shared.setdefault(s.tags, s.tags)
@@ -270,16 +310,113 @@ class MbgView:
         kept = day.answer if day is not None else self._unheld.get(date)
         if kept is not None and kept.settled.valid_from <= now < kept.settled.valid_until:
             return kept
-        a = self._settle_by_groups(date, now)
-        scans = day.scans if day is not None else []
-        answer = _Answer(settled=_summary(a),
-                         scans=len(scans), per_event=Counter(s.event for s in scans),
-                         devices=len({s.device for s in scans}))
+        answer = self._stored_answer(now, date, day)
+        if answer is None:
+            a = self._settle_by_groups(date, now)
+            scans = day.scans if day is not None else []
+            answer = _Answer(settled=_summary(a),
+                             scans=len(scans), per_event=Counter(s.event for s in scans),
+                             devices=len({s.device for s in scans}))
         if day is not None:
             day.answer = answer
         else:
             self._unheld = {date: answer}
         return answer
+
+    # --- the store's day aggregates ------------------------------------------------------------------
+
+    def _stored_answer(self, now: int, date: str, day: _Day | None) -> _Answer | None:
+        """The day's stored answer, if it is the day's answer at `now`: the day's scans are not all held (fewer
+        than the stored answer was of: pruned, or not refilled yet), or exactly its scans are held and it is
+        final. A stored answer of other scans is stale; a damaged one is logged and dropped. None: settle."""
+        stored = self._read(date)
+        if stored is None:
+            return None
+        held = (len(day.scans), day.digest) if day is not None else (0, 0)
+        if held[0] < stored.held[0]:
+            valid = (-(2**62), 2**62)  # what the store holds is more than the scans held: it stands
+        elif held == stored.held and stored.final and stored.valid_from <= now:
+            valid = (stored.valid_from, 2**62)
+        else:
+            if held != stored.held:
+                log.warning("MBG day %s: its stored answer is of %d scans, %d other ones are held; settled again",
+                            date, stored.held[0], held[0])
+                self._unstore(date)
+            return None
+        keyed = list(stored.keyed)
+        settled = Analysis(plan=self.plan, now=now, deliveries={(d.school, date): d for d in stored.deliveries},
+                           findings=[f for _, _, f in keyed], violations=list(stored.violations), keyed=keyed,
+                           valid_from=valid[0], valid_until=valid[1])
+        return _Answer(settled=settled, scans=stored.scans, per_event=stored.per_event, devices=stored.devices)
+
+    def _read(self, date: str) -> StoredDay | None:
+        if self.days is None or date not in self._stored:
+            return None
+        try:
+            agg = self.days.get(date)
+            return None if agg is None else decode(agg)
+        except StoreError as exc:  # DamagedAggregate among them: settled from the scans held, written again
+            log.error("MBG day %s: its stored answer cannot be read (%s: %s); settled from the scans held",
+                      date, exc.code, exc.message)
+            self._unstore(date)
+            return None
+
+    def stored_dates(self) -> list[str]:
+        """The days the store holds an answer of (as far as this view knows)."""
+        return sorted(self._stored)
+
+    def days_to_store(self, now: int, *, arrived_before: int | None = None) -> list[StoredDay]:
+        """Past days whose answer is final and not in the store yet, settled at `now` if need be; with
+        `arrived_before`, also the days holding scans that arrived before it (what a prune is about to forget),
+        final or not. They count as stored from here on: `unstored` takes back those the write lost."""
+        if self.days is None:
+            return []
+        now -= now % self.granularity_s
+        today = self.today(now)
+        out = []
+        for date, day in sorted(self._days.items()):
+            if date in self._stored or not day.scans:
+                continue
+            doomed = arrived_before is not None and day.oldest < arrived_before
+            if not doomed and (date >= today or self._retry.get(date, now) > now):
+                continue
+            answer = self._answer(now, date)
+            final = answer.settled.valid_until >= 2**62 and date < today
+            if not (final or doomed):
+                self._retry[date] = max(answer.settled.valid_until, now + 600)
+                continue
+            settled = answer.settled
+            out.append(StoredDay(
+                date=date, final=final, valid_from=settled.valid_from, valid_until=settled.valid_until,
+                deliveries=tuple(d for (_, dd), d in sorted(settled.deliveries.items()) if dd == date),
+                keyed=tuple(settled.keyed), violations=tuple(settled.violations), scans=answer.scans,
+                per_event=answer.per_event, devices=answer.devices, held=(len(day.scans), day.digest)))
+            self._stored.add(date)
+            self._retry.pop(date, None)
+        return out
+
+    def unstored(self, dates: Iterable[str], stale: list[str]) -> None:
+        """A write that failed: the days `days_to_store` gave are answered from the scans held again, and the
+        stale days `take_stale` gave wait for the next write."""
+        self._stored.difference_update(dates)
+        self._stale[:0] = stale
+
+    def take_stale(self) -> list[str]:
+        """The stored days gone stale since the last call, for the caller to delete."""
+        stale, self._stale = self._stale, []
+        return stale
+
+    def _held_whole(self, date: str) -> None:
+        """Refuse a drill-down into a day whose stored answer is of more scans than the view holds."""
+        day = self._days.get(date)
+        stored = self._read(date)
+        if stored is not None and (0 if day is None else len(day.scans)) < stored.held[0]:
+            raise BeyondWindow(f"MBG day {date}: {stored.held[0]} scans, the read model holds "
+                               f"{0 if day is None else len(day.scans)} of them (older than its window, or not "
+                               "refilled yet after a restart); its deliveries, findings and violations are answered "
+                               "from the stored day, its taps and trips are not",
+                               hint="export the day's records from the hub's log for an audit, or raise "
+                                    "mbg_keep_days to hold more days in memory")
 
     def _settle_by_groups(self, date: str, now: int) -> Analysis:
         """The day settled at `now` a group of scans at a time (hub.mbg.shards): the answer one reconciliation of
@@ -316,6 +453,8 @@ class MbgView:
         if self._whole is not None and self._whole[0] == key:
             return self._whole[1]
         days = sorted(set(dates) if dates else set(self._days))
+        for d in dates:
+            self._held_whole(d)
         a = merge(self.plan, now, (settle(self._day_base(d), now) for d in days), self._spanning())
         a.findings.extend(self.stock_findings())
         self._whole = (key, a)
@@ -394,7 +533,12 @@ class MbgView:
                 if timeline is not None:
                     timelines.append(timeline_of(timeline))
         if not timelines:
-            raise NotFound(f"container {tag!r}: no scan names this tag", hint="check the tag uid on the ompreng")
+            older = [d for d in self._stored if d not in self._days]
+            hint = "check the tag uid on the ompreng"
+            if older:
+                hint += (f"; the scans of {len(older)} stored days up to {max(older)} are beyond the window held "
+                         "in memory, their containers are not searched")
+            raise NotFound(f"container {tag!r}: no scan names this tag", hint=hint)
         return timelines
 
     def findings(self, now: int, date: str | None = None) -> list[Finding]:
@@ -428,13 +572,15 @@ class MbgView:
         """Scans of `date` (default: all) as an EPCIS 2.0 JSON-LD document; a tap repeated at the same site adds
         no event."""
         dates = [date] if date is not None else sorted(self._days)
+        if date is not None:
+            self._held_whole(date)
         timed = heapq.merge(*(self._day_base(d).timed for d in dates if d in self._days), key=Timed.order)
         return epcis.document((epcis.scan_event(t, self.plan) for t in timed if not t.repeat), created_at=now)
 
-    def summary(self, now: int) -> dict[str, Any]:
-        """The dashboard summary (seed 1's /api/dashboard/summary, extended): today's scans per status,
-        devices, last sync, and today's deliveries and alerts."""
-        date = self.today(now)
+    def summary(self, now: int, date: str | None = None) -> dict[str, Any]:
+        """The dashboard summary (seed 1's /api/dashboard/summary, extended): today's (or `date`'s) scans per
+        status, devices, last sync, and the day's deliveries and alerts."""
+        date = date or self.today(now)
         answer = self._answer(now, date)
         per_status = answer.per_event
         deliveries = [d for (_, dd), d in answer.settled.deliveries.items() if dd == date]

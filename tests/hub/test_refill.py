@@ -23,7 +23,7 @@ from hub.config import HubConfig, StoreConfig
 from hub.config import SecurityConfig as HubSecurityConfig
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.synth import SynthConfig, generate
-from hub.mbg import Plan, simulate
+from hub.mbg import Plan, SimDay, simulate
 from hub.mbg.plan import WIB, local_midnight
 from hub.pg import PgHubStore
 from hub.service import Hub
@@ -72,6 +72,15 @@ class Traffic:
             device.builder = ChainBuilder(device.signer, clock=lambda d=device: d.time, boot=1)
             assert hub.ingest(device.device_id, [device.builder.genesis().raw]).accepted == 1
 
+    def add_mbg(self, day: SimDay) -> None:
+        """The simulated day's records, each device's signed by a device of its site."""
+        for rec in day.records:
+            site = day.devices[rec.device]
+            if site not in self.devices:
+                self.devices[site] = Device(signer=Ed25519Signer.from_seed(rec.device_id.ljust(32, b".")), site=site,
+                                            role="kitchen_exit" if site.startswith("SPPG") else "school_gate")
+            self.pushes.append((rec.arrived_at, site, rec.kind, rec.body, rec.time))
+
     def push(self, hub: Hub, clock: Clock, pushes: list[tuple[int, str, str, dict[str, Any], int]]) -> int:
         accepted = 0
         for arrived_at, site, kind, body, device_time in pushes:
@@ -84,12 +93,7 @@ class Traffic:
 def traffic() -> Traffic:
     day = simulate("late_truck", seed=3, kitchens=1, schools_per_kitchen=3, meals_per_kitchen=600, date=DATE)
     out = Traffic(plan=day.plan, now=day.now)
-    for rec in day.records:
-        site = day.devices[rec.device]
-        if site not in out.devices:
-            out.devices[site] = Device(signer=Ed25519Signer.from_seed(rec.device_id.ljust(32, b".")), site=site,
-                                       role="kitchen_exit" if site.startswith("SPPG") else "school_gate")
-        out.pushes.append((rec.arrived_at, site, rec.kind, rec.body, rec.time))
+    out.add_mbg(day)
     data = generate(SynthConfig(seed=11, start="2025-12-22", days=21, reporters=(1, 2), readings_per_day=2,
                                 markets=tuple(MARKETS_BY_ID[m] for m in MARKETS),
                                 commodities=tuple(COMMODITIES_BY_ID[c] for c in COMMODITIES)))
@@ -190,6 +194,18 @@ class FeedLog(Views):
         super()._take_domains(records, arrived_at)
 
 
+class Midway:
+    """A refill held in its middle: `midway` is set when it gets there, and it goes on once `go` is set."""
+
+    def __init__(self) -> None:
+        self.midway, self.go = threading.Event(), threading.Event()
+
+    def pause(self, progress: RefillProgress) -> None:
+        if progress.done >= progress.total // 2 and not self.go.is_set():
+            self.midway.set()
+            assert self.go.wait(WAIT_S)
+
+
 def _open(kind: str, path: Path, schema: str) -> HubStore:
     return LmdbHubStore(path) if kind == "lmdb" else PgHubStore(PG_DSN, schema=schema)
 
@@ -211,14 +227,9 @@ def test_records_pushed_during_a_refill_are_fed_once_and_in_order(tmp_path: Path
         # The restart: a new Hub and new read models over what the store holds, held in the refill's middle.
         store = _open(kind, tmp_path / "hub", schema)
         hub = Hub(store, key, clock=clock)
-        midway, go = threading.Event(), threading.Event()
-
-        def pause(progress: RefillProgress) -> None:
-            if progress.done >= progress.total // 2 and not go.is_set():
-                midway.set()
-                assert go.wait(WAIT_S)
-
-        views = FeedLog(hub, plan=sent.plan, refill=True, refill_batch=50, refill_pause=pause)
+        held = Midway()
+        midway, go = held.midway, held.go
+        views = FeedLog(hub, plan=sent.plan, refill=True, refill_batch=50, refill_pause=held.pause)
         views.start()
         try:
             assert midway.wait(WAIT_S), "the refill never reached its middle"

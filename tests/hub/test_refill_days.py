@@ -1,0 +1,112 @@
+"""A restarted hub answers about its past MBG days from their stored aggregates while the refill runs (LMDB and
+PostgreSQL): a day the refill has not reached, or has reached only part of, answers as before the restart."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.aggregates import AggregateStore, LmdbAggregates
+from hub.mbg import MbgView
+from hub.mbg.analysis import Timed
+from hub.mbg.sim import simulate_days
+from hub.pg import PgAggregates, PgHubStore
+from hub.service import Hub
+from hub.store import HubStore, LmdbHubStore
+from hub.views import Views
+from ledger import Ed25519Signer
+from tests.contract.test_hub_store import PG_DSN
+from tests.mbg.test_stored_days import answers
+
+from .conftest import Clock
+from .test_refill import WAIT_S, Midway, Traffic
+
+GLOBAL = ("devices", "last_sync", "stock_movements", "rejected_records", "alerts", "findings")
+
+
+def scans_only(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer without what the stock movements and the whole log decide."""
+    return {**answer, "findings": [f for f in answer["findings"] if not f["code"].startswith("stock_")],
+            "summary": {k: v for k, v in answer["summary"].items() if k not in GLOBAL}}
+
+
+def days_traffic() -> tuple[Traffic, list[str]]:
+    """Three simulated days of one kitchen (a late truck each day), as pushes in arrival order."""
+    sims = simulate_days(3, scenario="late_truck", kitchens=1, schools_per_kitchen=3)
+    out = Traffic(plan=sims[0].plan, now=sims[-1].now)
+    for sim in sims:
+        out.add_mbg(sim)
+    out.pushes.sort(key=lambda p: p[0])
+    return out, [sim.date for sim in sims]
+
+
+@pytest.fixture(params=["lmdb", "postgres"])
+def stores(request, tmp_path: Path):
+    """Opens the hub's store and the aggregates over the same place, again after each restart."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+
+    def open_both() -> tuple[HubStore, AggregateStore]:
+        if request.param == "lmdb":
+            return LmdbHubStore(tmp_path / "store"), LmdbAggregates(tmp_path / "aggregates")
+        return PgHubStore(PG_DSN, schema=schema), PgAggregates(PG_DSN, schema=schema)
+
+    yield open_both
+    if request.param == "postgres":
+        PgHubStore(PG_DSN, schema=schema).drop()
+
+
+def test_old_days_answer_from_the_store_while_the_refill_runs(stores) -> None:
+    key = Ed25519Signer.from_seed(b"\x66" * 32)
+    sent, dates = days_traffic()
+    clock = Clock(sent.pushes[0][0] - 600)
+    store, aggregates = stores()
+    hub = Hub(store, key, clock=clock)
+    views = Views(hub, plan=sent.plan, aggregates=aggregates)
+    sent.enroll(hub, clock)
+    assert sent.push(hub, clock, sent.pushes) == len(sent.pushes)
+    clock.now = sent.now
+    past = dates[:2]
+    with views.fresh():
+        before = {d: answers(views.mbg, sent.now, d) for d in past}
+    assert before[past[0]]["late"] and before[past[1]]["late"]
+    assert views.keep_days_stored() == 2 and views.keep_days_stored() == 0
+    views.close()
+    store.close()
+
+    # The restart, with the refill held in its middle: the first day is refilled whole, the second in part.
+    store, aggregates = stores()
+    hub = Hub(store, key, clock=clock)
+    hold = Midway()
+    midway, go = hold.midway, hold.go
+    again = Views(hub, plan=sent.plan, aggregates=aggregates, refill=True, refill_batch=20, refill_pause=hold.pause)
+    again.start()
+    try:
+        assert midway.wait(WAIT_S), "the refill never reached its middle"
+        with again.fresh():
+            scans = again.mbg.scans
+            held = {d: sum(1 for s in scans if Timed(s, sent.plan).date == d) for d in dates}
+            during: dict[str, Any] = {d: answers(again.mbg, sent.now, d) for d in past}
+        assert again.refill_progress.running and held[past[1]] > 0 and held[dates[2]] == 0
+        # What the scans refilled so far give of the second day is not its answer: the stored day is.
+        prefix = MbgView(sent.plan)
+        for scan in scans:
+            prefix.ingest_event(scan)
+        assert answers(prefix, sent.now, past[1])["deliveries"] != before[past[1]]["deliveries"]
+        # The hub-wide figures of the summary (devices, last sync, stock movements) and the stock findings are those
+        # of the log's prefix refilled so far (stock is replayed from its movements, never stored); every figure
+        # of the day's scans is as before.
+        assert {d: scans_only(a) for d, a in during.items()} == {d: scans_only(a) for d, a in before.items()}
+        go.set()
+        assert again.refilled.wait(WAIT_S), "the refill did not end"
+        with again.fresh():
+            after = {d: answers(again.mbg, sent.now, d) for d in past}
+            assert again.mbg.take_stale() == [] and again.mbg.stored_dates() == past
+        assert after == before
+    finally:
+        go.set()
+        again.close()
+        store.close()
+
