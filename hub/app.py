@@ -21,6 +21,7 @@ from coap_server.discovery import Discovery
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
+from ledger.acceptance import SignatureCheck
 from ledger.chain import check_signatures
 from ledger.errors import CodedError
 from ledger.sync import Head
@@ -45,7 +46,7 @@ from .security import HubSecurity
 from .service import Hub
 from .store import HubStore, LmdbHubStore
 from .tiers import TierLinks
-from .verify import AheadCheck
+from .verify import AheadCheck, CrossLogVerifier
 from .views import Views
 
 log = logging.getLogger("jejak.hub")
@@ -111,9 +112,10 @@ def open_aggregates(config: HubConfig) -> AggregateStore:
 class HubHolder:
     """The hub as a sync peer: its heads, its logs, and verified ingest of what it is offered (timed)."""
 
-    def __init__(self, hub: Hub, metrics: HubMetrics | None = None) -> None:
+    def __init__(self, hub: Hub, metrics: HubMetrics | None = None, verifier: CrossLogVerifier | None = None) -> None:
         self.hub = hub
         self.metrics = metrics or HubMetrics()
+        self.verifier = verifier  # checks pushed ranges' signatures on other cores while they wait
 
     def heads(self) -> list[Head]:
         return self.hub.heads()
@@ -128,17 +130,20 @@ class HubHolder:
         state = self.hub.store.chain_state(device_id)
         return state.length if state else 0
 
-    def check_ahead(self, device_id: bytes, raws: Sequence[bytes]) -> AheadCheck:
-        """Signatures of a pushed range checked with the log's key while it waits for its turn."""
+    def check_ahead(self, device_id: bytes, raws: Sequence[bytes]) -> SignatureCheck:
+        """Signatures of a pushed range checked with the log's key while it waits for its turn: on the worker
+        processes when there are some, else on this thread."""
         state = self.hub.store.chain_state(device_id)
         key = state.key if state is not None and state.length else b""
         if not key and raws:  # a new log: its genesis names the key (the merge checks it is the enrolled one)
             device = self.hub.store.get_device(device_id)
             key = device.pubkey if device is not None else b""
+        if self.verifier is not None:
+            return self.verifier.pushed(device_id, raws, key)
         return AheadCheck.of(raws, key)
 
     def receive(self, device_id: bytes, raws: Sequence[bytes], *,
-                check: AheadCheck | None = None) -> dict[str, Any]:
+                check: SignatureCheck | None = None) -> dict[str, Any]:
         timed = None if check is None else self.metrics.timed_check(check)
         result: dict[str, Any] = self.metrics.ingest(lambda: self.hub.ingest(device_id, raws, check=timed).to_json())
         return result
@@ -160,6 +165,7 @@ class RunningHub:
     tasks: tuple[asyncio.Task[Any], ...]
     discovery: Discovery | None
     store_check: StoreCheck
+    verifier: CrossLogVerifier
 
     @property
     def http_url(self) -> str:
@@ -187,6 +193,7 @@ class RunningHub:
         if self.bridges is not None:
             stop_bridges(self.bridges)
         await self.coap.shutdown()
+        await asyncio.to_thread(self.verifier.close)  # after CoAP: no pushed range starts its workers again
         await self.runner.cleanup()
         self.security.close()
         await asyncio.to_thread(self.hub.checkpoint)
@@ -218,11 +225,11 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
                  webhook_retry=config.webhook_retry, aggregates=open_aggregates(config))
 
 
-async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity,
-                      metrics: HubMetrics) -> tuple[aiocoap.Context, int]:
+async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity, metrics: HubMetrics,
+                      verifier: CrossLogVerifier) -> tuple[aiocoap.Context, int]:
     site = resource.Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
-    add_sync_resources(site, HubHolder(hub, metrics), visible=security.policy.visible)
+    add_sync_resources(site, HubHolder(hub, metrics, verifier), visible=security.policy.visible)
     add_proof_resources(site, hub)
     add_summary_resource(site, hub, security.policy.visible)
     for attempt in range(5):
@@ -292,7 +299,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         domain_routes.append(SeedApi(bridges, auth=auth, events=events).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
                            read=config.security.read, peer_hubs=config.security.peer_hubs)
-    tiers = TierLinks(hub, config.upstream, security.upstream_contexts(config.upstream))
+    verifier = CrossLogVerifier()  # signatures of pulled and pushed ranges, on worker processes
+    tiers = TierLinks(hub, config.upstream, security.upstream_contexts(config.upstream), verifier=verifier)
     api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",
                  routes=[*domain_routes, security.register, metrics.register, tiers.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
@@ -300,7 +308,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
                           port=config.http_port, setting="http_port")
     http_port = runner.addresses[0][1]
-    coap, coap_port = await _serve_coap(config, hub, security, metrics)
+    coap, coap_port = await _serve_coap(config, hub, security, metrics, verifier)
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
     if config.upstream:
         tasks.append(asyncio.create_task(tiers.run(config.checkpoint_interval)))
@@ -308,7 +316,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     views.start()  # the refill from the store runs on in its own thread: start-up does not wait for it
     running = RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
                          coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery,
-                         store_check=store_check)
+                         store_check=store_check, verifier=verifier)
     log.info("hub %s: http %s coap %s", hub.hub_id.hex(), running.http_url, running.coap_url)
     return running
 

@@ -606,7 +606,8 @@ class TierLinks:
     until the requests on it are done (a drill-down from the HTTP API may be one)."""
 
     def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None, *,
-                 timeout: float = 30.0, renew_rounds: int = RENEW_ROUNDS) -> None:
+                 timeout: float = 30.0, renew_rounds: int = RENEW_ROUNDS,
+                 verifier: CrossLogVerifier | None = None) -> None:
         if renew_rounds < 1:
             raise ValueError(f"renew_rounds: expected at least 1, got {renew_rounds}")
         self.hub = hub
@@ -618,7 +619,7 @@ class TierLinks:
                 self.followed[follower.hub_id] = follower
             else:
                 self.pulled.append(upstream.url)
-        self.verifier = CrossLogVerifier()
+        self.verifier = verifier or CrossLogVerifier()
         self.timeout = timeout
         self.pullers = [SummaryPuller(hub, url, self.verifier, timeout=timeout) for url in self.pulled]
         self.contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named

@@ -58,6 +58,15 @@ class _Ahead:
         self._raws = raws
         self._parts = parts  # (first record of the piece, its task, where its marks start there, how many)
 
+    def __add__(self, other: object) -> _Ahead:
+        """Ranges merged in one go: their confirmations together. One checked with another key, or in-process,
+        adds nothing (its records are checked by the merge as always)."""
+        if not isinstance(other, _Ahead) or other._key != self._key:
+            return self
+        shift = len(self._raws)
+        return _Ahead(self._key, [*self._raws, *other._raws],
+                      self._parts + [(start + shift, future, at, count) for start, future, at, count in other._parts])
+
     def __call__(self, pairs: Sequence[tuple[Record, bytes]]) -> None:
         ok: set[bytes] = set()
         for start, future, at, count in self._parts:
@@ -104,6 +113,14 @@ class CrossLogVerifier:
         except BrokenProcessPool:  # a worker was killed: the writer checks this call, a new pool the next
             self.close()
             return [check_signatures] * len(items)
+
+    def pushed(self, device_id: bytes, raws: Sequence[bytes], key: bytes) -> AheadCheck | _Ahead:
+        """The check for one pushed range while it waits for its turn: its signatures go to the workers when
+        it is large enough (the writer then links records while other cores verify them, with no GIL between
+        the two), else they are checked on the calling thread (AheadCheck). `key`: the log's current key, or
+        for a new log the enrolled one; empty when unknown."""
+        check = self.ahead([(device_id, raws)], {device_id: key} if key else {})[0]
+        return check if isinstance(check, _Ahead) else AheadCheck.of(raws, key)
 
     def _submit(self, pool: ProcessPoolExecutor, items: Sequence[tuple[bytes, Sequence[bytes]]],
                 keys: dict[bytes, bytes]) -> list[SignatureCheck]:
@@ -223,8 +240,8 @@ class AheadCheck:
                 done.add(parts)
         return cls(key, done)
 
-    def __add__(self, other: AheadCheck) -> AheadCheck:
-        if other.key != self.key:
+    def __add__(self, other: object) -> AheadCheck:
+        if not isinstance(other, AheadCheck) or other.key != self.key:
             return self
         return AheadCheck(self.key, self.done | other.done)
 

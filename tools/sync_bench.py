@@ -2,12 +2,14 @@
 
 The hub runs as its own process (`jejak hub run`); the edge side runs here. Every datagram between them
 passes a counting relay in this process, so the bytes on the wire are counted, not estimated. The hub's
-raw signature-verify rate is measured in the same run: catch-up cannot be faster than the hub verifies.
+raw signature-verify rate is measured in the same run: catch-up cannot be faster than the hub verifies. CPU
+per record is counted on both sides (the hub with its signature workers; over UDP the edge's includes the relay).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import shutil
@@ -25,6 +27,7 @@ import aiocoap
 
 from coap_server.lanes import Lanes
 from coap_server.sync import sync_once
+from edge.memory_bench import cpu_seconds
 from edge.store import LmdbLogStore
 from edge.sync import SyncAgent
 from ledger import ChainBuilder, Ed25519Signer, device_id_for
@@ -79,6 +82,18 @@ class _Front(asyncio.DatagramProtocol):
             lambda: _Back(self.transport, addr, self.counter), remote_addr=self.target)
         self.backs[addr] = back
         back.sendto(first)
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by process `pid` and its children alive now (the hub's signature workers), from
+    Linux's /proc. Unlike a rate, CPU per record barely moves when other jobs share the machine."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):  # a process that ended meanwhile
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if stat.parent.name == str(pid) or parent == pid:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
 
 
 def _free(kind: int) -> int:
@@ -189,9 +204,11 @@ async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
     try:
         await lanes.open()
         hub.enroll(signer)
+        hub_cpu, edge_cpu = _tree_cpu_seconds(hub.proc.pid), time.process_time()
         started = time.perf_counter()
         report = await sync_once(ctx, url, store, pull=False, lanes=lanes)
         seconds = time.perf_counter() - started
+        hub_cpu, edge_cpu = _tree_cpu_seconds(hub.proc.pid) - hub_cpu, time.process_time() - edge_cpu
         held = hub.lengths().get(device_id_for(signer.public_key).hex(), 0)
         if held != n:
             raise RuntimeError(f"catch-up left the hub with {held} of {n} records: {report.problems}")
@@ -202,11 +219,12 @@ async def _catch_up(root: Path, n: int, *, tcp: bool = False) -> dict[str, Any]:
             relay.close()
         hub.stop()
         store.close()
+    cpu = {"hub_cpu_us_per_record": hub_cpu / n * 1e6, "edge_cpu_us_per_record": edge_cpu / n * 1e6}
     if tcp:
-        return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds,
+        return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds, **cpu,
                 "bytes_sent_per_record": report.bytes_sent / n, "stored_bytes_per_record": stored / n}
     wire = counter.bytes + UDP_IP_HEADERS * counter.datagrams
-    return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds,
+    return {"records": n, "seconds": round(seconds, 2), "records_per_s": n / seconds, **cpu,
             "stored_bytes_per_record": stored / n, "coap_bytes_per_record": counter.bytes / n,
             "wire_bytes_per_record": wire / n, "wire_over_stored": wire / stored,
             "datagrams": counter.datagrams, "goal_wire_over_stored": 1.2}
@@ -265,10 +283,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         shutil.rmtree(root, ignore_errors=True)
     catch["hub_raw_verify_per_s"] = raw
     catch["over_raw_verify"] = catch["records_per_s"] / raw
-    catch["goal_over_raw_verify"] = 0.5
+    catch["over_tcp"] = catch["records_per_s"] / catch_tcp["records_per_s"]
+    catch["goal_over_tcp"] = 0.5
     catch_tcp["hub_raw_verify_per_s"] = raw
     catch_tcp["over_raw_verify"] = catch_tcp["records_per_s"] / raw
-    catch_tcp["goal_over_raw_verify"] = 0.5
+    catch_tcp["goal_over_raw_verify"] = 0.7
     return {"catch_up_udp": catch, "catch_up_tcp": catch_tcp, "heal": heal}
 
 

@@ -66,3 +66,47 @@ def test_short_logs_packed_into_shared_tasks_keep_each_record_to_its_own_mark():
                     check([(rec, key)])
     finally:
         verifier.close()
+
+
+def test_pushed_ranges_merged_in_one_go_keep_both_ranges_confirmations(monkeypatch):
+    """Two pushed ranges checked on the workers and taken together (`a + b`): the merge checks in-process only
+    the record the workers did not confirm, the forged one in the second range, and refuses it."""
+    import pytest
+
+    import hub.verify
+    from hub.verify import CrossLogVerifier, _Ahead
+    from ledger import BadSignature, ChainBuilder, decode_record
+
+    signer = Ed25519Signer.from_seed((8 << 40).to_bytes(32, "big"))
+    builder = ChainBuilder(signer, clock=lambda: 1_763_900_000, boot=1)
+    raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(199)]
+    forged = bytearray(raws[150])
+    forged[-3] ^= 0x01
+    raws[150] = bytes(forged)
+    verifier = CrossLogVerifier(workers=2, chunk=32)
+    seen: list[int] = []
+    real = hub.verify.check_signatures
+
+    def counted(pairs):
+        seen.extend(rec.seq for rec, _ in pairs)
+        return real(pairs)
+
+    monkeypatch.setattr(hub.verify, "check_signatures", counted)
+    try:
+        first = verifier.pushed(builder.device_id, raws[:100], signer.public_key)
+        second = verifier.pushed(builder.device_id, raws[100:], signer.public_key)
+        assert isinstance(first, _Ahead) and isinstance(second, _Ahead)
+        both = first + second
+        pairs = [(decode_record(raw), signer.public_key) for raw in raws]
+        with pytest.raises(BadSignature):
+            both(pairs)
+        assert seen == [150]
+        seen.clear()
+        both(pairs[:150])  # every one of them confirmed by the workers
+        assert seen == []
+        # A range too short for the workers is checked on the calling thread, and adds nothing to a pooled one.
+        short = verifier.pushed(builder.device_id, raws[:10], signer.public_key)
+        assert not isinstance(short, _Ahead)
+        assert first + short is first
+    finally:
+        verifier.close()

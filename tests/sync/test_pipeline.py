@@ -19,6 +19,7 @@ from coap_server.ports import serve_coap
 from coap_server.sync import HeadsResource, RangesResource, RecordsResource, sync_once
 from edge.store import LmdbLogStore
 from hub.app import HubHolder
+from hub.verify import CrossLogVerifier, _Ahead
 from ledger import LimitExceeded, verify_chain
 from ledger.record import decode_record
 from ledger.sync import Limits, RequestSize, encode_records
@@ -286,6 +287,45 @@ async def test_a_forged_record_in_the_middle_of_a_window_stops_it_and_nothing_af
     assert not report.refused  # the OUT_OF_ORDER answers behind it are not reported again
     assert hub.store.chain_state(builder.device_id).length == 40
     assert hub.store.log_range(builder.device_id, 40, 200) == []
+    assert isinstance(records, Watched) and records.peak > 1
+    store.close()
+
+
+class Pooled(CrossLogVerifier):
+    """Counts the pushed ranges whose signatures went to the worker processes."""
+
+    pooled = 0
+
+    def pushed(self, device_id: bytes, raws: Sequence[bytes], key: bytes) -> Any:
+        check = super().pushed(device_id, raws, key)
+        self.pooled += isinstance(check, _Ahead)
+        return check
+
+
+async def test_a_forged_record_pushed_while_worker_processes_check_signatures_stops_the_log_there(tmp_path, hub,
+                                                                                                  clock):
+    """The hub's pushed ranges checked on worker processes (hub/verify.py:CrossLogVerifier): the same answers as
+    checked on the receiving thread, the good prefix stored and nothing past the forgery."""
+    signer, builder, store = own_log(tmp_path / "edge", clock, 600)
+    enroll(hub, signer, clock)
+    verifier = Pooled(workers=2)
+    holder = HubHolder(hub, verifier=verifier)
+    server, port, records = await serve(holder, Watched(holder, order_wait=WAIT_S))
+    ctx = await aiocoap.Context.create_client_context()
+    wide = Limits(records_per_request=100)
+    try:
+        report = await sync_once(ctx, url("coap+tcp", port), Forging(store, 450), pull=False,
+                                 size=RequestSize(wide, floor_records=100, floor_bytes=wide.bytes_per_request))
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+        verifier.close()
+    assert verifier.pooled > 1  # ranges went to the workers
+    assert report.pushed == 450
+    assert len(report.problems) == 1 and "INVALID_SIGNATURE" in report.problems[0], report.problems
+    assert hub.store.chain_state(builder.device_id).length == 450
+    assert hub.store.log_range(builder.device_id, 450, 600) == []
+    verify_chain(hub.store.log_range(builder.device_id, 0, 450))
     assert isinstance(records, Watched) and records.peak > 1
     store.close()
 
