@@ -67,15 +67,17 @@ def _ingest_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], chunk: in
 def _batched_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], verifier: CrossLogVerifier | None,
                   chunk: int = 512, per_call: int = 16) -> tuple[float, float, float]:
     """Records/s through Hub.ingest_many: requests of `chunk` records, `per_call` of them merged and committed
-    together (a pull's worth), signatures checked in-process or ahead on the verifier's workers. Also the CPU
+    together (a pull's worth), signatures checked in-process or ahead on the verifier's workers (the next
+    call's while this one is merged and committed: Hub.ingest_stream). Also the CPU
     time per record of the writer's process and of the workers, in microseconds."""
     hub, device_id = _hub_with(store, signer)
     items = [(device_id, raws[i:i + chunk]) for i in range(0, len(raws), chunk)]
     workers = verifier.cpu_seconds() if verifier is not None else 0.0
     cpu = time.process_time()
     started = time.perf_counter()
-    for j in range(0, len(items), per_call):
-        for result in hub.ingest_many(items[j:j + per_call], verifier=verifier):
+    calls = (items[j:j + per_call] for j in range(0, len(items), per_call))
+    for results in hub.ingest_stream(calls, verifier=verifier):
+        for result in results:
             assert isinstance(result, IngestResult) and result.problem is None, result
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu

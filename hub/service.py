@@ -7,7 +7,7 @@ import io
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -469,11 +469,42 @@ class Hub:
 
         With `verifier`, every range's signatures go to the other cores first and the writer decodes and links
         each range while the workers check the next ones (Trillian's sequencer, fed by verifiers)."""
-        checks: list[SignatureCheck | None] = [None] * len(items)
-        if verifier is not None:
-            keys = {device_id: state.key for device_id in {d for d, _ in items}
-                    if (state := self.store.chain_state(device_id)) is not None}
-            checks = list(verifier.ahead(items, keys))
+        return self._merge_many(items, self._checks_ahead(items, verifier, {}))
+
+    def ingest_stream(self, calls: Iterable[Sequence[tuple[bytes, Sequence[bytes]]]], *,
+                      verifier: AheadVerifier | None = None) -> Iterator[list[IngestResult | LedgerError]]:
+        """`ingest_many` for each call in turn, yielding each call's results once it is committed; with
+        `verifier`, the next call's signatures go to the workers before this call is merged, so they check it
+        while the writer links and commits this one instead of waiting for the commit (a pipeline two calls
+        deep). The writer still decides every record in order: a key guessed for the next call before this
+        one is committed (a rotation in this one) costs an in-process check, never acceptance."""
+        guessed: dict[bytes, bytes] = {}
+        calls = iter(calls)
+        current = next(calls, None)
+        checks = self._checks_ahead(current, verifier, guessed) if current is not None else []
+        while current is not None:
+            upcoming = next(calls, None)
+            upcoming_checks = self._checks_ahead(upcoming, verifier, guessed) if upcoming is not None else []
+            yield self._merge_many(current, checks)
+            current, checks = upcoming, upcoming_checks
+
+    def _checks_ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]], verifier: AheadVerifier | None,
+                      guessed: dict[bytes, bytes]) -> list[SignatureCheck | None]:
+        """Each range's signatures sent to the verifier's workers with the key its log is expected to be signed
+        with: the stored log's key, else one a new log's genesis named in an earlier call (`guessed`, which
+        the verifier extends with this call's)."""
+        if verifier is None:
+            return [None] * len(items)
+        keys = dict(guessed)
+        keys.update((device_id, state.key) for device_id in {d for d, _ in items}
+                    if (state := self.store.chain_state(device_id)) is not None)
+        checks = list(verifier.ahead(items, keys))
+        guessed.update(keys)
+        return checks
+
+    def _merge_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
+                    checks: Sequence[SignatureCheck | None]) -> list[IngestResult | LedgerError]:
+        """Merge offered ranges in order and commit them together (see `ingest_many`)."""
         out: list[IngestResult | LedgerError] = []
         told: list[tuple[list[Record], int]] = []
         with self._lock:

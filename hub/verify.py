@@ -103,7 +103,8 @@ class CrossLogVerifier:
 
     def ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
               keys: dict[bytes, bytes]) -> list[SignatureCheck]:
-        """`items`: (device id, raw records) as offered; `keys`: each held log's current key (new logs: none)."""
+        """`items`: (device id, raw records) as offered; `keys`: each held log's current key (new logs: none),
+        to which the key each new log's genesis names is added, for the ranges of a call after this one."""
         if self.workers < 2 or sum(len(raws) for _, raws in items) < 64:
             return [check_signatures] * len(items)
         try:
@@ -140,10 +141,10 @@ class CrossLogVerifier:
             jobs, waiting, held = [], [], 0
 
         checks: list[SignatureCheck] = []
-        guesses: dict[bytes, bytes | None] = dict(keys)
         for device_id, raws in items:
-            key = guesses.get(device_id) or _genesis_key(raws)
-            guesses[device_id] = key  # a new log's later ranges in the same call
+            key = keys.get(device_id) or _genesis_key(raws)
+            if key:
+                keys[device_id] = key  # a new log's later ranges, in this call or the next
             if not key or not raws:
                 checks.append(check_signatures)
                 continue

@@ -180,3 +180,48 @@ def test_a_killed_worker_costs_time_not_records(tmp_path, clock):
         verifier.close()
     assert [r.accepted for r in first + second] == [150, 150]
     assert [r.problem for r in first + second] == [None, None]
+
+
+def test_a_stream_of_calls_keeps_what_each_call_alone_keeps(two_stores):
+    """The next call's signatures go to the workers before this call is merged: a new log begun in one call and
+    continued in the next, a rotation in one call with the next call's ranges guessed under the old key, and a
+    forgery after the rotation keep exactly what one ingest_many per call keeps, with the same tree."""
+    clock = Clock()
+    logs = _logs(clock, 3, 120)
+    serial_hub, ids = _hub(two_stores[0], Clock(), logs)
+    stream_hub, stream_ids = _hub(two_stores[1], Clock(), logs)
+    assert ids == stream_ids
+    rotating = ChainBuilder(logs[0][0], clock=clock, boot=1, state=verify_chain(logs[0][1]))
+    new_key = Ed25519Signer.from_seed(b"\x43" * 32)
+    more = [rotating.rotate(new_key).raw] + [rotating.append("note", {"text": f"new {i}"}).raw for i in range(79)]
+    more[50] = _forge(more[50])  # seq 170, signed after the rotation
+    calls = [[(ids[1], logs[1][1][:70]), (ids[0], logs[0][1][:100])],
+             [(ids[0], logs[0][1][99:]), (ids[1], logs[1][1][69:]), (ids[0], more[:20])],
+             [(ids[2], logs[2][1][:60]), (ids[0], more[19:])],
+             [(ids[2], logs[2][1][59:])]]
+
+    class Spy(CrossLogVerifier):
+        def ahead(self, items, keys):
+            seen.append(dict(keys))
+            return super().ahead(items, keys)
+
+    seen: list[dict[bytes, bytes]] = []
+    serial = [serial_hub.ingest_many(call) for call in calls]
+    verifier = Spy(workers=2)
+    try:
+        streamed = list(stream_hub.ingest_stream(calls, verifier=verifier))
+    finally:
+        verifier.close()
+
+    assert [[r.to_json() for r in rs] for rs in streamed] == [[r.to_json() for r in rs] for rs in serial]
+    assert streamed[2][1].accepted == 30 and streamed[2][1].problem["code"] == "INVALID_SIGNATURE"
+    assert "seq 170" in streamed[2][1].problem["where"]
+    assert seen[3][ids[2]] == logs[2][0].public_key, \
+        "a log begun in one call is checked ahead under its genesis key in the next, before it is committed"
+    assert seen[2][ids[0]] == logs[0][0].public_key, "the next call is guessed before the rotation is committed"
+    assert stream_hub.store.chain_state(ids[0]).length == 170
+    assert stream_hub.store.chain_state(ids[0]).key == new_key.public_key
+    assert len(stream_hub.tree) == stream_hub.store.size() == serial_hub.store.size()
+    assert stream_hub.tree.root() == serial_hub.tree.root()
+    assert stream_hub.store.counters() == serial_hub.store.counters()
+    assert Hub(stream_hub.store, Ed25519Signer.from_seed(HUB_KEY), clock=Clock()).tree.root() == stream_hub.tree.root()
