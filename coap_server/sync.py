@@ -56,8 +56,9 @@ Visible = Callable[[aiocoap.Message, list[Head], list[Head]], list[Head]]
 class LogHolder(Protocol):
     """What a node that holds logs offers to sync: the hub, or an edge with its replicas. A holder of many
     logs may also offer `heads_page(after, limit) -> (heads, next)` (one page read, not all),
-    `receive_many([(device id, raws), ...])` (many logs' ranges in one call) and `log_length(device id)`
-    (how many records of a log it holds: pushed ranges are then taken in order, see RecordsResource)."""
+    `receive_many([(device id, raws), ...], checks)` (many logs' ranges in one call, with `checks` from its
+    `check_ahead([(device id, raws), ...])` where it has one, else None) and `log_length(device id)` (how many
+    records of a log it holds: pushed ranges are then taken in order, see RecordsResource)."""
 
     def heads(self) -> list[Head]: ...
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]: ...
@@ -758,6 +759,7 @@ async def _fetch_many(wire: _Wire, base: str, local: LogHolder, fetches: list[Fe
     left: list[Fetch] = []
     flight: deque[tuple[list[Fetch], int, asyncio.Task[bytes]]] = deque()  # the logs asked, the body's size
     taking: asyncio.Task[None] | None = None
+    waiting: asyncio.Task[None] | None = None  # the take before `taking`
     at = 0
     try:
         while True:
@@ -792,9 +794,10 @@ async def _fetch_many(wire: _Wire, base: str, local: LogHolder, fetches: list[Fe
             wanted = [(f, served[f.device_id][1]) for f in chunk
                       if served.get(f.device_id, (-1, []))[0] == f.start and served[f.device_id][1]]
             left.extend(f for f in chunk if served.get(f.device_id, (-1, []))[0] != f.start)
-            if taking is not None:
-                await taking
-            taking = asyncio.create_task(_take(local, wanted, left, report))
+            if waiting is not None:
+                await waiting  # at most two answers taken in at once: one merged, the next checked ahead
+            waiting = taking
+            taking = asyncio.create_task(_take(local, wanted, left, report, after=taking))
     finally:
         await _drain([task for _, _, task in flight])
         if taking is not None:
@@ -802,10 +805,18 @@ async def _fetch_many(wire: _Wire, base: str, local: LogHolder, fetches: list[Fe
 
 
 async def _take(local: LogHolder, wanted: list[tuple[Fetch, list[bytes]]], left: list[Fetch],
-                report: SyncReport) -> None:
+                report: SyncReport, *, after: asyncio.Task[None] | None = None) -> None:
+    """Take in one answer's ranges after the answer before (`after`). A holder that verifies many logs at once
+    gets the ranges' signatures checked ahead first (`check_ahead`), so its workers check them while it merges
+    and commits the answer before."""
     many = getattr(local, "receive_many", None)  # a holder that verifies many logs at once
+    ahead = getattr(local, "check_ahead", None)
+    items = [(f.device_id, raws) for f, raws in wanted]
+    checks = await asyncio.to_thread(ahead, items) if many is not None and ahead is not None and items else None
+    if after is not None:
+        await after
     if many is not None:
-        results = await asyncio.to_thread(many, [(f.device_id, raws) for f, raws in wanted])
+        results = await asyncio.to_thread(many, items, checks)
     else:
         results = [await asyncio.to_thread(local.receive, f.device_id, raws) for f, raws in wanted]
     for (f, raws), result in zip(wanted, results, strict=True):

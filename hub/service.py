@@ -462,49 +462,17 @@ class Hub:
             self._notify(listeners, records, arrived_at)
         return result
 
-    def ingest_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], *,
-                    verifier: AheadVerifier | None = None) -> list[IngestResult | LedgerError]:
+    def ingest_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], *, verifier: AheadVerifier | None = None,
+                    checks: Sequence[SignatureCheck | None] | None = None) -> list[IngestResult | LedgerError]:
         """Several offered ranges (a pull's logs, a burst of pushes) merged in order by the one writer and
         committed together: each range's result, or the error that refused it as `ingest` would raise it.
 
         With `verifier`, every range's signatures go to the other cores first and the writer decodes and links
-        each range while the workers check the next ones (Trillian's sequencer, fed by verifiers)."""
-        return self._merge_many(items, self._checks_ahead(items, verifier, {}))
-
-    def ingest_stream(self, calls: Iterable[Sequence[tuple[bytes, Sequence[bytes]]]], *,
-                      verifier: AheadVerifier | None = None) -> Iterator[list[IngestResult | LedgerError]]:
-        """`ingest_many` for each call in turn, yielding each call's results once it is committed; with
-        `verifier`, the next call's signatures go to the workers before this call is merged, so they check it
-        while the writer links and commits this one instead of waiting for the commit (a pipeline two calls
-        deep). The writer still decides every record in order: a key guessed for the next call before this
-        one is committed (a rotation in this one) costs an in-process check, never acceptance."""
-        guessed: dict[bytes, bytes] = {}
-        calls = iter(calls)
-        current = next(calls, None)
-        checks = self._checks_ahead(current, verifier, guessed) if current is not None else []
-        while current is not None:
-            upcoming = next(calls, None)
-            upcoming_checks = self._checks_ahead(upcoming, verifier, guessed) if upcoming is not None else []
-            yield self._merge_many(current, checks)
-            current, checks = upcoming, upcoming_checks
-
-    def _checks_ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]], verifier: AheadVerifier | None,
-                      guessed: dict[bytes, bytes]) -> list[SignatureCheck | None]:
-        """Each range's signatures sent to the verifier's workers with the key its log is expected to be signed
-        with: the stored log's key, else one a new log's genesis named in an earlier call (`guessed`, which
-        the verifier extends with this call's)."""
-        if verifier is None:
-            return [None] * len(items)
-        keys = dict(guessed)
-        keys.update((device_id, state.key) for device_id in {d for d, _ in items}
-                    if (state := self.store.chain_state(device_id)) is not None)
-        checks = list(verifier.ahead(items, keys))
-        guessed.update(keys)
-        return checks
-
-    def _merge_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
-                    checks: Sequence[SignatureCheck | None]) -> list[IngestResult | LedgerError]:
-        """Merge offered ranges in order and commit them together (see `ingest_many`)."""
+        each range while the workers check the next ones (Trillian's sequencer, fed by verifiers). `checks`:
+        the ranges' signatures sent ahead earlier (`checks_ahead`), so that the workers checked them while the
+        writer was busy with what came before."""
+        if checks is None:
+            checks = self.checks_ahead(items, verifier)
         out: list[IngestResult | LedgerError] = []
         told: list[tuple[list[Record], int]] = []
         with self._lock:
@@ -523,6 +491,38 @@ class Hub:
         for records, arrived_at in told:
             self._notify(listeners, records, arrived_at)
         return out
+
+    def ingest_stream(self, calls: Iterable[Sequence[tuple[bytes, Sequence[bytes]]]], *,
+                      verifier: AheadVerifier | None = None) -> Iterator[list[IngestResult | LedgerError]]:
+        """`ingest_many` for each call in turn, yielding each call's results once it is committed; with
+        `verifier`, the next call's signatures go to the workers before this call is merged, so they check it
+        while the writer links and commits this one instead of waiting for the commit (a pipeline two calls
+        deep). The writer still decides every record in order: a key guessed for the next call before this
+        one is committed (a rotation in this one) costs an in-process check, never acceptance."""
+        guessed: dict[bytes, bytes] = {}
+        calls = iter(calls)
+        current = next(calls, None)
+        checks = self.checks_ahead(current, verifier, guessed) if current is not None else []
+        while current is not None:
+            upcoming = next(calls, None)
+            upcoming_checks = self.checks_ahead(upcoming, verifier, guessed) if upcoming is not None else []
+            yield self.ingest_many(current, checks=checks)
+            current, checks = upcoming, upcoming_checks
+
+    def checks_ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]], verifier: AheadVerifier | None,
+                     guessed: dict[bytes, bytes] | None = None) -> list[SignatureCheck | None]:
+        """Each range's signatures sent to the verifier's workers with the key its log is expected to be signed
+        with: the stored log's key, else one a new log's genesis named in an earlier call (`guessed`, which
+        the verifier extends with this call's). Takes no lock: a guess decides nothing."""
+        if verifier is None:
+            return [None] * len(items)
+        guessed = {} if guessed is None else guessed
+        keys = dict(guessed)
+        keys.update((device_id, state.key) for device_id in {d for d, _ in items}
+                    if (state := self.store.chain_state(device_id)) is not None)
+        checks = list(verifier.ahead(items, keys))
+        guessed.update(keys)
+        return checks
 
     def _merge(self, device_id: bytes, raws: Sequence[bytes],
                check: SignatureCheck) -> tuple[IngestResult, list[tuple[list[Record], int]]]:

@@ -87,6 +87,7 @@ class UpstreamHolder:
         self.hub = hub
         self.upstream = upstream
         self.verifier = verifier
+        self._guessed: dict[bytes, bytes] = {}  # new logs' genesis keys, for ranges checked ahead
 
     def heads(self) -> list[Head]:
         return self.hub.heads()
@@ -98,9 +99,17 @@ class UpstreamHolder:
         state = self.hub.store.chain_state(device_id)
         return state.length if state else 0
 
-    def receive_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[dict[str, Any]]:
+    def check_ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> list[SignatureCheck | None]:
+        """Send a pull request's ranges to the verifier's workers now, for `receive_many` later: the workers check
+        them while the writer merges and commits the request before. New logs' genesis keys are remembered
+        for their later ranges, which may arrive before the genesis is committed."""
+        return self.hub.checks_ahead(items, self.verifier, self._guessed)
+
+    def receive_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
+                     checks: Sequence[SignatureCheck | None] | None = None) -> list[dict[str, Any]]:
         """Many logs' ranges of one pull request, merged by the hub's one writer in one commit; with a
-        CrossLogVerifier their signatures are checked on every core while the writer links them."""
+        CrossLogVerifier their signatures are checked on every core while the writer links them (`checks`: sent
+        ahead by `check_ahead`)."""
         out: dict[int, dict[str, Any]] = {}
         merged = []
         for i, (device_id, raws) in enumerate(items):
@@ -109,7 +118,8 @@ class UpstreamHolder:
                 merged.append(i)
             else:
                 out[i] = refusal
-        results = self.hub.ingest_many([items[i] for i in merged], verifier=self.verifier)
+        results = self.hub.ingest_many([items[i] for i in merged], verifier=self.verifier,
+                                       checks=None if checks is None else [checks[i] for i in merged])
         for i, result in zip(merged, results, strict=True):
             out[i] = result.to_json() if isinstance(result, IngestResult) else _refused(result)
         return [out[i] for i in range(len(items))]

@@ -525,3 +525,63 @@ async def test_a_pull_of_many_logs_keeps_several_ranges_requests_in_flight(schem
     assert not report.problems and report.fetched == 120
     assert ranges.requests == 7 and ranges.peak > 1, "the puller never had two ranges requests in flight"
     assert {d: [r.raw for r in rs] for d, rs in mine.logs.items()} == {d: [r.raw for r in rs] for d, rs in logs.items()}
+
+
+ANSWERS = 7  # 40 logs of 3 records, 16 records a request
+AHEAD_WAIT_S = 10.0
+
+
+class AheadLogs(Logs):
+    """A holder that verifies many logs at once: each answer's ranges are checked ahead (`check_ahead`) before
+    they are merged (`receive_many`). Merging an answer holds until the next answer has been checked ahead (up
+    to AHEAD_WAIT_S): the puller must not leave the checks of one answer waiting for the merge of the one
+    before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, int]] = []
+        self.checked = threading.Condition()
+
+    def check_ahead(self, items):
+        with self.checked:
+            self.events.append(("checked", len(items)))
+            self.checked.notify_all()
+        return [("ahead", device_id) for device_id, _ in items]
+
+    def receive_many(self, items, checks=None):
+        assert checks == [("ahead", device_id) for device_id, _ in items], "merged without its checks"
+        with self.checked:
+            mine = sum(1 for event, _ in self.events if event == "merged")
+            self.checked.wait_for(lambda: self.count("checked") in (mine + 2, ANSWERS), timeout=AHEAD_WAIT_S)
+            self.events.append(("merged", len(items)))
+        return [self.receive(device_id, raws) for device_id, raws in items]
+
+    def count(self, event: str) -> int:
+        return sum(1 for e, _ in self.events if e == event)
+
+
+@pytest.mark.parametrize("scheme", ["coap", "coap+tcp"])
+async def test_a_pull_checks_the_next_answer_ahead_while_it_merges_the_one_before(scheme):
+    logs = _logs(40, 3)
+    served = Logs(logs)
+    site = resource.Site()
+    site.add_resource(["sync", "heads"], HeadsResource(served, Limits()))
+    site.add_resource(["sync", "records"], RecordsResource(served, Limits()))
+    site.add_resource(["sync", "ranges"], RangesResource(served, Limits()))
+    port = free_coap()
+    server = await serve_coap(site, host="127.0.0.1", port=port, tcp=True, setting="test")
+    mine = AheadLogs()
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        async with Lanes(ctx) as lanes:
+            report = await sync_once(ctx, url(scheme, port), mine, push=False, size=full_window(), lanes=lanes)
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+    assert not report.problems and report.fetched == 120
+    order = [event for event, _ in mine.events]
+    assert order.count("checked") == order.count("merged") == ANSWERS
+    for n in range(ANSWERS - 1):  # answer n is merged only after answer n + 1 was checked ahead
+        merged_at = [i for i, e in enumerate(order) if e == "merged"][n]
+        assert [i for i, e in enumerate(order) if e == "checked"][n + 1] < merged_at, order
+    assert {d: [r.raw for r in rs] for d, rs in mine.logs.items()} == {d: [r.raw for r in rs] for d, rs in logs.items()}
