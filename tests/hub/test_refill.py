@@ -10,6 +10,7 @@ import struct
 import threading
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,13 +196,15 @@ class FeedLog(Views):
 
 
 class Midway:
-    """A refill held in its middle: `midway` is set when it gets there, and it goes on once `go` is set."""
+    """A refill held in its middle (or where `at` first holds): `midway` is set when it gets there, and it goes
+    on once `go` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, at: Callable[[RefillProgress], bool] | None = None) -> None:
         self.midway, self.go = threading.Event(), threading.Event()
+        self.at = at or (lambda progress: progress.done >= progress.total // 2)
 
     def pause(self, progress: RefillProgress) -> None:
-        if progress.done >= progress.total // 2 and not self.go.is_set():
+        if self.at(progress) and not self.go.is_set():
             self.midway.set()
             assert self.go.wait(WAIT_S)
 
