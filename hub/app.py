@@ -282,7 +282,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     events = Events()
     views = build_views(hub, config, events=events, plan=plan)
     metrics.watch(hub, store_path=Path(config.data_dir) / "store" if config.store.backend == "lmdb" else None,
-                  derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress)
+                  derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
+                  redelivery=views.alerts.redelivery)
     markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports",
                            decisions=Journal(Path(config.data_dir) / "quarantine" / "decisions.jsonl"))
     await asyncio.to_thread(markets.restore_decisions)

@@ -30,6 +30,7 @@ from .service import Hub
 from .store import HubStore
 
 if TYPE_CHECKING:
+    from .markets import Redelivery
     from .views import RefillProgress
 
 SignatureCheck = Callable[[Iterable[tuple[Record, bytes]]], int]
@@ -115,10 +116,11 @@ class HubMetrics:
             self.ingest_seconds.labels(code=code).observe(time.perf_counter() - started)
 
     def watch(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float],
-              refill: Callable[[], RefillProgress] | None = None) -> None:
-        """Read `hub` and its store at every scrape."""
+              refill: Callable[[], RefillProgress] | None = None, redelivery: Redelivery | None = None) -> None:
+        """Read `hub` and its store (and the webhooks' redelivery, if there are subscribers) at every scrape."""
         self.registry.register(_HubCollector(hub, store_path=store_path, derive_seconds=derive_seconds,
-                                             refill=refill, series_cap=self.device_series_cap))
+                                             refill=refill, series_cap=self.device_series_cap,
+                                             redelivery=redelivery))
 
     def register(self, app: web.Application) -> None:
         """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app."""
@@ -133,8 +135,10 @@ class _HubCollector(Collector):
     """What the hub's store and read models hold, read when Prometheus scrapes."""
 
     def __init__(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float],
-                 refill: Callable[[], RefillProgress] | None, series_cap: int) -> None:
+                 refill: Callable[[], RefillProgress] | None, series_cap: int,
+                 redelivery: Redelivery | None = None) -> None:
         self.hub = hub
+        self.redelivery = redelivery
         self.store_path = store_path
         self.derive_seconds = derive_seconds
         self.refill = refill
@@ -187,6 +191,18 @@ class _HubCollector(Collector):
                              ("damaged", progress.damaged)):
                 entries.add_metric([state], n)
             yield entries
+        if self.redelivery is not None:
+            again = self.redelivery
+            yield GaugeMetricFamily("jejak_hub_webhook_redelivery_waiting", "Alerts whose delivery failed, waiting "
+                                    "to be sent again while they are open.", value=again.waiting())
+            yield CounterMetricFamily("jejak_hub_webhook_redelivered", "Alerts delivered by a later round after "
+                                      "their delivery failed.", value=again.delivered)
+            dropped = CounterMetricFamily("jejak_hub_webhook_redelivery_dropped", "Failed deliveries not sent "
+                                          "again, by reason: superseded, queue_full, closed, told, refused.",
+                                          labels=["reason"])
+            for reason, n in sorted(again.dropped.items()):
+                dropped.add_metric([reason], n)
+            yield dropped
 
     def _device_figures(self, figures: DeviceFigures) -> Iterator[Metric]:
         yield GaugeMetricFamily("jejak_hub_devices_reporting", "Devices whose records have reached the hub.",

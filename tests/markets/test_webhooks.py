@@ -14,6 +14,7 @@ from dataclasses import replace
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from hub.app import start_hub
 from hub.journal import Journal
@@ -247,6 +248,11 @@ async def test_the_hub_sends_failed_alerts_again_while_they_are_open(server: tup
         code, hooks = await env.get("/api/markets/webhooks", headers={"Authorization": f"Bearer {OPERATOR}"})
         assert code == 200 and hooks["redelivery"] == {"waiting": 0, "delivered": again.delivered, "dropped": {}}
         assert_documented("GET", "/api/markets/webhooks", code, hooks)
+        async with session.get(running.http_url + "/metrics") as resp:
+            scraped = {(f.name, tuple(sorted(s.labels.items()))): s.value
+                       for f in text_string_to_metric_families(await resp.text()) for s in f.samples}
+        assert scraped[("jejak_hub_webhook_redelivered", ())] == again.delivered
+        assert scraped[("jejak_hub_webhook_redelivery_waiting", ())] == 0
         told = Told(Journal(tmp_path / "hub" / "alerts" / "told.jsonl"))
         assert all(told.band("ops", b["alert"]["series"], b["alert"]["indicator"]) == b["alert"]["band"]
                    for _, _, b in srv.requests[3:])
