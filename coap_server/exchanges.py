@@ -12,6 +12,7 @@ with 5.03 and Max-Age saying when the oldest entry frees its place, so nothing i
 from __future__ import annotations
 
 import math
+import socket
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ class DedupBudget:
     always a new request here. Raising `lifetime_s` is the fix for a link with more latency."""
 
     lifetime_s: float = 50.0
-    entries: int = 30_000  # 600 requests/s for a whole lifetime; about 330 bytes each with a small answer
+    entries: int = 30_000  # 600 requests/s for a whole lifetime; about 200 bytes each with a small answer
     # One peer (host and port) may hold at most this many, so a client that floods the edge is refused
     # while the reader, the hub and other phones still get through.
     per_peer: int = 10_000
@@ -66,14 +67,14 @@ class BoundedMessageManager(MessageManager):
 
     def __init__(self, token_manager: Any) -> None:
         super().__init__(token_manager)
-        # (host, port << 16 | mid) -> encoded response, or None until there is one. A remote's equality is
-        # its host and port (aiocoap's UDP6EndpointAddress), so holding those instead of the remote object
-        # (with the datagram's ancillary data) keeps an entry to a small tuple and the response bytes.
-        self._seen: dict[tuple[Any, int], bytes | None] = {}
+        # `_key(remote, mid)` -> encoded response, or None until there is one. A remote's equality is its
+        # host and port (aiocoap's UDP6EndpointAddress), so holding those instead of the remote object (with
+        # the datagram's ancillary data) keeps an entry to one integer and the response bytes.
+        self._seen: dict[Any, bytes | None] = {}
         # (expires_at, keys that arrived in one generation), oldest first: one lifetime for all, so expiry
         # is dropping whole generations from the front instead of a timer per message.
-        self._generations: deque[tuple[float, list[tuple[Any, int]]]] = deque()
-        self._per_peer: dict[Any, int] = {}  # (host, port) or remote -> ids it holds
+        self._generations: deque[tuple[float, list[Any]]] = deque()
+        self._per_peer: dict[Any, int] = {}  # `_peer(key)` -> ids that peer holds
         self.refused = 0
 
     @property
@@ -82,14 +83,25 @@ class BoundedMessageManager(MessageManager):
         return len(self._seen)
 
     @staticmethod
-    def _key(remote: Any, mid: int) -> tuple[Any, int]:
+    def _key(remote: Any, mid: int) -> Any:
+        """The table's key for (remote, message id): for a UDP peer one integer, its IPv6 address (IPv4 peers
+        arrive v4-mapped on the v6 socket), port and message id side by side, which is half the memory of a
+        tuple of host text and number; a host that is not a plain address (a scoped link-local one,
+        "fe80::1%eth0") is kept as its text beside the port and id."""
         sockaddr = getattr(remote, "sockaddr", None)
         if sockaddr is None:  # another transport's remote: it is its own key
             return (remote, mid)
-        return (sys.intern(sockaddr[0]), sockaddr[1] << 16 | mid)
+        try:
+            host = int.from_bytes(socket.inet_pton(socket.AF_INET6, sockaddr[0]), "big")
+        except OSError:
+            return (sys.intern(sockaddr[0]), sockaddr[1] << 16 | mid)
+        return host << 32 | sockaddr[1] << 16 | mid
 
     @staticmethod
-    def _peer(key: tuple[Any, int]) -> Any:
+    def _peer(key: Any) -> Any:
+        """The (host, port) a key belongs to, as the per-peer count holds it."""
+        if isinstance(key, int):
+            return key >> 16
         host, rest = key
         return (host, rest >> 16) if isinstance(host, str) else host
 

@@ -11,7 +11,7 @@ import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
 
-from coap_server.exchanges import BoundedContext, DedupBudget
+from coap_server.exchanges import BoundedContext, BoundedMessageManager, DedupBudget
 from coap_server.ports import serve_coap
 from tests.edge.common import edge_config, running, small_limits
 from tests.ports import free_coap
@@ -39,6 +39,25 @@ async def _serve(budget: DedupBudget) -> tuple[aiocoap.Context, Counting, int]:
     port = free_coap()
     ctx = await serve_coap(site, host="127.0.0.1", port=port, tcp=False, setting="test", budget=budget)
     return ctx, counting, port
+
+
+class _Remote:
+    def __init__(self, host: str, port: int) -> None:
+        self.sockaddr = (host, port, 0, 0)
+
+
+def test_keys_tell_every_host_port_and_message_id_apart() -> None:
+    # A plain address (v4-mapped or v6) is held as one integer, the compact form; a scoped link-local host as
+    # its text. Either way two ids collide only when host, port and message id are all the same.
+    key, peer = BoundedMessageManager._key, BoundedMessageManager._peer
+    hosts = ("::ffff:127.0.0.1", "::ffff:127.0.0.2", "::1", "2001:db8::1", "fe80::1%eth0", "fe80::1%eth1",
+             "127.0.0.1")
+    remotes = [(h, p) for h in hosts for p in (1, 5683, 65535)]
+    keys = {key(_Remote(h, p), mid) for h, p in remotes for mid in (0, 1, 0xFFFF)}
+    assert len(keys) == len(remotes) * 3
+    assert len({peer(key(_Remote(h, p), mid)) for h, p in remotes for mid in (0, 0xFFFF)}) == len(remotes)
+    assert key(_Remote("::ffff:127.0.0.1", 5683), 7) == key(_Remote("::ffff:127.0.0.1", 5683), 7)
+    assert isinstance(key(_Remote("::ffff:10.0.0.1", 5683), 7), int)
 
 
 def _held(ctx: aiocoap.Context) -> int:
