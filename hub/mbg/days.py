@@ -11,7 +11,7 @@ from typing import Any
 import cbor2
 
 from ..aggregates import DamagedAggregate, DayAggregate, Namespace
-from .analysis import Delivery, Finding, FoodSafetyViolation
+from .analysis import Delivery, Finding, FoodSafetyViolation, without_cycle_collection
 
 _COUNTED = ("on_time", "late", "short", "missing")
 
@@ -78,6 +78,11 @@ def _build(cls: type[Any], values: list[Any]) -> Any:
 
 def encode(day: StoredDay) -> DayAggregate:
     """The day as a DayAggregate of the `mbg` namespace."""
+    with without_cycle_collection():
+        return _encode(day)
+
+
+def _encode(day: StoredDay) -> DayAggregate:
     counts = Counter(s for d in day.deliveries for s in d.statuses)
     figures = (day.final, day.scans, day.devices, sum(1 for d in day.deliveries if d.expected > 0),
                *(counts.get(s, 0) for s in _COUNTED), sum(d.expected for d in day.deliveries),
@@ -98,6 +103,11 @@ def _row(values: list[Any]) -> tuple[Any, ...]:
 
 def decode(agg: DayAggregate) -> StoredDay:
     """The day back from its aggregate, equal to the one encoded; DamagedAggregate if it is not one."""
+    with without_cycle_collection():
+        return _decode(agg)
+
+
+def _decode(agg: DayAggregate) -> StoredDay:
     try:
         s = cbor2.loads(agg.summary)
         if not isinstance(s, dict) or s.get("format") != FORMAT:

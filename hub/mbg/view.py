@@ -123,6 +123,7 @@ class MbgView:
         self.refilling = False  # scans fed are a refill of the log: stored days are not made stale by them
         self._stored: set[str] = set(days.dates()) if days is not None else set()
         self._stale: list[str] = []  # stored days to delete, in the order they went stale
+        self._held_of: dict[str, int] = {}  # how many scans a stored day was settled from, once read or written
         self._retry: dict[str, int] = {}  # a past day not final yet: when to settle it again for the store
 
     # --- input ---------------------------------------------------------------------------------------
@@ -196,6 +197,7 @@ class MbgView:
 
     def _unstore(self, date: str) -> None:
         self._stored.discard(date)
+        self._held_of.pop(date, None)
         self._stale.append(date)
         self._unheld.pop(date, None)
         if date in self._days:
@@ -353,13 +355,17 @@ class MbgView:
         if self.days is None or date not in self._stored:
             return None
         try:
-            agg = self.days.get(date)
-            return None if agg is None else decode(agg)
+            with without_cycle_collection():  # a national day is 20,000 rows: no reference cycles among them
+                agg = self.days.get(date)
+            stored = None if agg is None else decode(agg)
         except StoreError as exc:  # DamagedAggregate among them: settled from the scans held, written again
             log.error("MBG day %s: its stored answer cannot be read (%s: %s); settled from the scans held",
                       date, exc.code, exc.message)
             self._unstore(date)
             return None
+        if stored is not None:
+            self._held_of[date] = stored.held[0]
+        return stored
 
     def stored_dates(self) -> list[str]:
         """The days the store holds an answer of (as far as this view knows)."""
@@ -392,13 +398,16 @@ class MbgView:
                 keyed=tuple(settled.keyed), violations=tuple(settled.violations), scans=answer.scans,
                 per_event=answer.per_event, devices=answer.devices, held=(len(day.scans), day.digest)))
             self._stored.add(date)
+            self._held_of[date] = len(day.scans)
             self._retry.pop(date, None)
         return out
 
     def unstored(self, dates: Iterable[str], stale: list[str]) -> None:
         """A write that failed: the days `days_to_store` gave are answered from the scans held again, and the
         stale days `take_stale` gave wait for the next write."""
-        self._stored.difference_update(dates)
+        for date in dates:
+            self._stored.discard(date)
+            self._held_of.pop(date, None)
         self._stale[:0] = stale
 
     def take_stale(self) -> list[str]:
@@ -408,10 +417,14 @@ class MbgView:
 
     def _held_whole(self, date: str) -> None:
         """Refuse a drill-down into a day whose stored answer is of more scans than the view holds."""
+        if date not in self._stored:
+            return
+        if date not in self._held_of:
+            self._read(date)
         day = self._days.get(date)
-        stored = self._read(date)
-        if stored is not None and (0 if day is None else len(day.scans)) < stored.held[0]:
-            raise BeyondWindow(f"MBG day {date}: {stored.held[0]} scans, the read model holds "
+        settled_from = self._held_of.get(date, 0)
+        if (0 if day is None else len(day.scans)) < settled_from:
+            raise BeyondWindow(f"MBG day {date}: {settled_from} scans, the read model holds "
                                f"{0 if day is None else len(day.scans)} of them (older than its window, or not "
                                "refilled yet after a restart); its deliveries, findings and violations are answered "
                                "from the stored day, its taps and trips are not",
