@@ -134,6 +134,7 @@ class SummaryRefill(TypedDict):
     done: int
     total: int
     damaged: int  # entries skipped because their stored bytes are damaged
+    read: int  # entries read from the store: the kinds the window wants, found by the store's kind index
 
 
 class Summary(TypedDict):
