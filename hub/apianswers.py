@@ -493,7 +493,8 @@ class CheckedObservation(Observation):
 
 
 class Prices(TypedDict):
-    """Every observation of the commodity with its verdict, and the impact of each series' last days."""
+    """Every observation of the commodity from `observations_from` (the hub lists its last `raw_days` days; older
+    days are kept as daily aggregates: history), with its verdict, and the impact of each series' last days."""
 
     commodities: list[str]
     markets: list[str]
@@ -501,6 +502,7 @@ class Prices(TypedDict):
     series: list[PriceSeries]
     impact: list[ImpactJson]
     quarantined: list[CheckedObservation]
+    observations_from: str  # YYYY-MM-DD, the first day listed
 
 
 class LivePrice(TypedDict):
@@ -704,7 +706,10 @@ class QuarantineEntry(TypedDict):
 
 
 class Quarantine(TypedDict):
+    """The held values of the days listed (from `observations_from`, the hub's last `raw_days` days)."""
+
     state: Literal["pending", "released", "confirmed", "cleared", "all"]
+    observations_from: str  # YYYY-MM-DD
     entries: list[QuarantineEntry]
 
 
@@ -898,10 +903,13 @@ class PublicLive(TypedDict):
 
 
 class PublicHistory(TypedDict):
+    """Each observation from `observations_from` (the hub's last `raw_days` days; older days are aggregates)."""
+
     commodity: str
     market_id: str
     history: list[PublicPrice]
     trust: TrustCounts
+    observations_from: str  # YYYY-MM-DD
 
 
 class PublicImpact(Impacts):

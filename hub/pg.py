@@ -99,6 +99,17 @@ MIGRATIONS: tuple[Step, ...] = (
         "CREATE INDEX IF NOT EXISTS mbg_deliveries_kitchen ON mbg_deliveries (kitchen, date)",
     ),
     lambda store: store._index_kinds(),
+    (
+        # The markets' day aggregates (hub/markets/days.py): a row per day with its counts, its readings, notes
+        # and demand, and a row per series of the day with its accepted prices, for national queries in SQL.
+        "CREATE TABLE IF NOT EXISTS market_days (date date PRIMARY KEY, series integer NOT NULL, "
+        "accepted integer NOT NULL, sites integer NOT NULL, notes integer NOT NULL, summary bytea NOT NULL, "
+        "digest bytea NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS market_series (date date NOT NULL, series text NOT NULL, market text NOT NULL, "
+        "commodity text NOT NULL, grade text NOT NULL, unit text NOT NULL, region text NOT NULL, "
+        "prices bigint[] NOT NULL, history double precision, reporters text[] NOT NULL, PRIMARY KEY (date, series))",
+        "CREATE INDEX IF NOT EXISTS market_series_commodity ON market_series (commodity, market, date)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ACTIVITY_VERSION = 7  # the first schema that keeps the chain's figures (activity, record_kinds)

@@ -23,6 +23,8 @@ from ledger.errors import LedgerError
 from .aggregates import AggregateStore
 from .alerts import Alerts
 from .markets import MarketConfig, RetryPolicy, Subscriber, WebhookSender
+from .markets.days import MARKET_DAYS
+from .markets.kept import KeptDays
 from .markets.view import HubMarkets, KitchenDemand
 from .markets.warning import ALPS_BANDS
 from .mbg import MbgView, Plan
@@ -36,6 +38,7 @@ log = logging.getLogger("jejak.hub.views")
 REFILL_BATCH = 2000  # records read and folded in per hold of the read models' lock
 MBG_KINDS = frozenset({"scan", "stock"})
 MARKET_KINDS = frozenset({"price", "reading", "note"})
+AGGREGATED_KINDS = MARKET_KINDS | {"stock"}  # what the markets' day aggregates count (stock: kitchen demand)
 
 
 class Publisher(Protocol):
@@ -136,6 +139,8 @@ class Views:
     With `aggregates` (owned from here on, closed by `close`), the MBG model's past days are kept there once
     final, and before a prune forgets their scans (`keep_days_stored`, on the worker, outside the lock): a
     question about a day whose scans are pruned or not refilled yet reads the stored day.
+    The markets' closed days are kept there too (`store_market_days`, on the worker and at close), and a refill
+    loads them instead of reading every price of `window_days` again (`KeptDays`).
     """
 
     def __init__(self, hub: Hub, *, plan: Plan, clock: Callable[[], int] | None = None,
@@ -175,6 +180,11 @@ class Views:
         self._refill = RefillProgress(running=refill, done=0, total=0, damaged=0)
         # While a refill runs, the domain inputs of live records wait here, after the refilled ones.
         self._held: list[tuple[list[Record], int]] | None = [] if refill else None
+        self.aggregates = aggregates
+        self.kept_days = None if aggregates is None else KeptDays(
+            self.markets, self.demand, aggregates.namespace(MARKET_DAYS), hub.store)
+        self._last_fed = b""  # the last record of AGGREGATED_KINDS fed: the log up to it is in the models
+        self._markets_from: int | None = None  # arrival time from which a refill reads the markets' records
         if not refill:
             self.refilled.set()
         # Records below this index are refilled; the listener is told every record from it on.
@@ -220,6 +230,7 @@ class Views:
         markets stamp while they take them (a price's quarantine) carries the records' arrival time, so a
         refill stamps as the live path did."""
         self._fed_at = arrived_at
+        seam = self.markets.seam
         try:
             for rec in records:
                 if rec.kind in MBG_KINDS:
@@ -227,6 +238,12 @@ class Views:
                         self.demand.take(rec)
                 elif rec.kind in MARKET_KINDS:
                     self.markets.ingest(rec, arrived_at)
+                else:
+                    continue
+                if rec.kind in AGGREGATED_KINDS:
+                    self._last_fed = rec.id
+                    if seam is not None and rec.id == seam.mark:
+                        seam.past = True  # the records after it are not in the loaded aggregates
         finally:
             self._fed_at = None
 
@@ -276,6 +293,8 @@ class Views:
         finally:
             with self._lock:
                 self.mbg.refilling = False
+                kept = self.kept_days
+                self.markets.close_seam(kept and kept.observation, kept.reflected if kept else 0)
                 held, self._held = self._held or [], None
                 for records, arrived_at in held:
                     self._take_domains(records, arrived_at)
@@ -283,17 +302,29 @@ class Views:
             self.refilled.set()
             self._dirty.set()
 
+    def store_market_days(self) -> int:
+        """Write the markets' closed days that changed to the aggregate store (`KeptDays.write`); returns the
+        days written. Not while a refill runs: the models hold a prefix of the log then."""
+        if self.kept_days is None or not self.refilled.is_set():
+            return 0
+        with self.fresh():
+            return self.kept_days.write(self.clock(), self._last_fed)
+
     def refill_window(self, now: int) -> dict[str, int]:
         """What the read models need from the store after a restart, by record kind: the earliest arrival time
         to read from. Scans within `keep_days` (older ones the MBG view prunes); prices, readings and notes within
-        the markets' `window_days` (their analyses look that far back); every stock movement, whenever it arrived
-        (stock on hand replays them all, and the MBG view never prunes them)."""
-        others = now - self.markets.config.window_days * 86400
+        the markets' `window_days` (their analyses look that far back), or from where the markets' stored days
+        end once they are loaded (`KeptDays.load`); every stock movement, whenever it arrived (stock on hand
+        replays them all, and the MBG view never prunes them)."""
+        others = now - self.markets.config.window_days * 86400 if self._markets_from is None else self._markets_from
         return {"scan": now - self.keep_days * 86400, "stock": 0, "price": others, "reading": others, "note": others}
 
     def _refill_window(self) -> None:
         store, end = self.hub.store, self._refill_end
-        window = self.refill_window(self.clock())
+        now = self.clock()
+        if self.kept_days is not None:
+            self._markets_from = self.kept_days.load(now)
+        window = self.refill_window(now)
         starts = window_starts(store, window, end)
         first = min(starts.values(), default=end)
         self._refill = progress = RefillProgress(running=True, done=0, total=end - first, damaged=0)
@@ -360,6 +391,10 @@ class Views:
             self._unsubscribe = None
         if self._worker is not None:
             self._worker.join(timeout=5)
+        try:
+            self.store_market_days()
+        except Exception:
+            log.exception("keeping the markets' day aggregates at close failed; the next start reads more records")
         if self.aggregates is not None:
             self.aggregates.close()
 
@@ -385,6 +420,10 @@ class Views:
                 log.exception("keeping the MBG days in the store failed")
             self._last_derive_s = time.perf_counter() - started
             self.prune()
+            try:
+                self.store_market_days()
+            except Exception:
+                log.exception("keeping the markets' day aggregates failed; the next derivation tries again")
 
     @property
     def derive_seconds(self) -> float:
@@ -393,14 +432,15 @@ class Views:
 
     def prune(self) -> int:
         """At most once an hour of the hub's clock, forget the scans that arrived more than `keep_days`
-        ago (the store keeps them) and the alerts over by then: what the read models hold follows the
-        window, not the hub's age."""
+        ago (the store keeps them), the alerts over by then and the price observations of days no longer
+        listed (their days' aggregates stay): what the read models hold follows the window, not the hub's age."""
         if self.clock() - self._pruned_at < 3600:
             return 0
         self.keep_days_stored(arrived_before=self.clock() - self.keep_days * 86400)
         with self.fresh():
             self._pruned_at = self.clock()
             self.alerts.prune(self._pruned_at - self.keep_days * 86400)
+            self.markets.forget_unlisted()
             return self.mbg.prune(self._pruned_at, self.keep_days)
 
     def keep_days_stored(self, *, arrived_before: int | None = None) -> int:
@@ -433,7 +473,7 @@ class Views:
         with self.fresh():
             out = self.mbg.summary(now)
             bands = self.markets.bands()
-            observed = len(self.markets.observed)
+            observed = self.markets.listed_count()
             held = len(self.markets.quarantined("pending"))
         status = self.hub.status()
         out.update({"now": now, "chain": {"size": status["size"], "devices": status["devices"],

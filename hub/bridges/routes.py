@@ -207,14 +207,15 @@ class BridgeRoutes:
         return web.json_response({"commodity": commodity, "prices": prices, "trust": trust_counts(prices)})
 
     async def price_history(self, request: web.Request) -> web.Response:
-        """Seed 2 public API: price history of a commodity at a market, quarantined values marked"""
+        """Seed 2 public API: price history of a commodity at a market, quarantined values marked; each
+        observation of the days the hub lists (`observations_from`, its last `raw_days`), older days are daily aggregates"""
         commodity = self._commodity(_query(request, "commodity") or "")
         market = self._market(_query(request, "market_id"))
         limit = _limit(request, 200, 2000)
         rows = await asyncio.to_thread(self.b.observations, commodity, market)
         history = [_public(o) for o in rows[-limit:]]
         return web.json_response({"commodity": commodity, "market_id": market, "history": history,
-                                  "trust": trust_counts(history)})
+                                  "trust": trust_counts(history), "observations_from": self.b.views.markets.listed_since()})
 
     async def impact(self, request: web.Request) -> web.Response:
         """Seed 2 public API: impact scores with factors and weights, and how many inputs were attested"""

@@ -66,6 +66,8 @@ class QuarantineStore(Protocol):
                   verdict: Verdict | None = None) -> QuarantineEntry: ...
     def entries(self, state: str | None = None) -> list[QuarantineEntry]: ...
     def decisions(self, observation_id: str | None = None) -> list[Decision]: ...
+    def keep(self, decision: Decision) -> None:
+        """Keep a decision on a value not held here (a day kept only as aggregates): for the audit trail."""
 
 
 class MemoryQuarantineStore:
@@ -98,6 +100,9 @@ class MemoryQuarantineStore:
 
     def decisions(self, observation_id: str | None = None) -> list[Decision]:
         return [d for d in self._decisions if observation_id is None or d.observation_id == observation_id]
+
+    def keep(self, decision: Decision) -> None:
+        self._decisions.append(decision)
 
 
 class Quarantine:

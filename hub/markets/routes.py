@@ -94,10 +94,12 @@ class MarketRoutes:
         return self.views.markets
 
     def prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
-        """Every observation of the commodity (accepted and quarantined, with reasons) and the impact of
-        the last days of each series, for the price chart."""
+        """Every observation of the commodity of the days listed (accepted and quarantined, with reasons;
+        `observations_from` is the first day, see HubMarkets.listed_from) and the impact of the last days of
+        each series, for the price chart."""
         with self.views.fresh():
             checked = self.markets.checked()
+            since = self.markets.listed_since()
         rows = [o for o in checked if (not commodity or o["commodity"] == commodity)
                 and (not market or o["market"] == market)]
         series: dict[str, dict[str, Any]] = {}
@@ -112,7 +114,7 @@ class MarketRoutes:
                 "names": {c: COMMODITIES_BY_ID[c].name for c in {o["commodity"] for o in checked}
                           if c in COMMODITIES_BY_ID},
                 "series": list(series.values()), "impact": impact,
-                "quarantined": [o for o in rows if o["quarantined"]]}
+                "quarantined": [o for o in rows if o["quarantined"]], "observations_from": since}
 
     def _series_markets(self, commodity: str, market: str | None) -> list[str]:
         return sorted({p["market"] for p in self.markets.live_prices(commodity, market)})
@@ -209,7 +211,7 @@ class MarketRoutes:
         if state not in (None, "all", "pending", "released", "confirmed", "cleared"):
             raise NotFound(f"state: expected pending, released, confirmed, cleared or all, got {state[:20]!r}")
         with self.views.fresh():
-            return {"state": state or "pending",
+            return {"state": state or "pending", "observations_from": self.markets.listed_since(),
                     "entries": self.markets.quarantined(None if state == "all" else state or "pending")}
 
     def decide(self, observation_id: str, action: str, by: str, why: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -15,6 +15,7 @@ import numpy as np
 from .calendar import date_of
 from .catalog import MARKETS_BY_ID, Market
 from .ceilings import CeilingTable
+from .days import MarketDay, Seam, SeriesDay
 from .errors import BadSeries, NotFound
 from .forecast import forecast as run_forecast
 from .impact import ImpactConfig, ImpactInputs
@@ -40,6 +41,10 @@ class MarketConfig:
     horizon: int = 7
     backtest_origins: int = 3
     window_days: int = 400  # days of history the analyses look at
+    # Days whose individual observations the hub lists and a restart reads again from the log; older days are
+    # kept as per-day aggregates. The validator expects the reporters it saw in the last `expect_days` (14),
+    # and a day takes late reports until its cut-off (up to a day after it ends): 16 covers both.
+    raw_days: int = 16
     tz_offset_s: int = WIB_OFFSET_S
 
 
@@ -54,7 +59,8 @@ class MarketService:
         self.markets = dict(MARKETS_BY_ID if markets is None else markets)
         self.ceilings = ceilings if ceilings is not None else CeilingTable.load()
         self.macro = macro if macro is not None else MacroInputs.load()
-        self.validator = Validator(self.config.validation, ceilings=self.ceilings, markets=self.markets)
+        self.validator = Validator(self.config.validation, ceilings=self.ceilings, markets=self.markets,
+                                   on_commit=self._committed)
         self.quarantine = Quarantine(quarantine_store, clock=clock)
         self.lexicon = lexicon or Lexicon.load()
         self.tracker = AlertTracker()
@@ -62,8 +68,9 @@ class MarketService:
         self._prices: dict[SeriesKey, dict[int, list[tuple[str, int, int]]]] = defaultdict(dict)
         self._region: dict[str, str] = {}
         self._latest: dict[SeriesKey, PriceObservation] = {}
-        self._readings: dict[str, dict[int, list[tuple[float, float, float]]]] = defaultdict(dict)
-        self._notes: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(dict)
+        # A site's readings of a day as the sum and count of temperature, humidity and crowd.
+        self._readings: dict[str, dict[int, list[float]]] = defaultdict(dict)
+        self._notes: dict[tuple[str, str], dict[int, list[float]]] = defaultdict(dict)  # day -> [sum, count]
         self._note_supply: dict[tuple[str, str], set[int]] = defaultdict(set)
         self._mbg: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         self._supply: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
@@ -77,6 +84,11 @@ class MarketService:
         self._impact_memo: dict[SeriesKey, dict[str, Any]] = {}
         self._features: dict[SeriesKey, tuple[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]] = {}
         self._macro_days: dict[tuple[int, int], tuple[np.ndarray | None, ...]] = {}
+        # What the day aggregates keep beside the prices: the validator's daily price and who reported.
+        self._history_days: dict[SeriesKey, dict[int, float]] = defaultdict(dict)
+        self._day_reporters: dict[SeriesKey, dict[int, set[str]]] = defaultdict(dict)
+        self._touched: set[int] = set()  # days whose aggregates changed since they were last kept
+        self.seam: Seam | None = None  # while a restart refills: the days that were loaded as aggregates
 
     # -- input ---------------------------------------------------------------------------------------------
 
@@ -85,6 +97,9 @@ class MarketService:
         not use its kind."""
         item = from_record(record, arrived_at)
         if isinstance(item, PriceObservation):
+            if self.seam is not None and self.summarized(day_of(item.time, self.config.tz_offset_s)):
+                self._warm(item)
+                return None
             return self.add_observation(item).to_dict()
         if isinstance(item, SensorReading):
             self.add_reading(item)
@@ -96,6 +111,13 @@ class MarketService:
     def add_observation(self, obs: PriceObservation) -> Verdict:
         """Validate and file one observation; verdicts of the same day that it changes are applied too."""
         self._region[obs.market] = obs.region
+        day = day_of(obs.time, self.config.tz_offset_s)
+        reporters = self._day_reporters[obs.series]
+        seen = reporters.get(day)
+        if seen is None:
+            seen = reporters[day] = set()
+        seen.add(obs.reporter)
+        self._touched.add(day)
         (first, verdict), *revised = self.validator.observe(obs)
         self._apply(first, verdict, None)
         for o, v in revised:
@@ -103,6 +125,16 @@ class MarketService:
         if self._listeners:
             self._emit(obs, verdict)
         return verdict
+
+    def _warm(self, obs: PriceObservation) -> None:
+        """A value of a day the loaded aggregates already count: judged for the validator's sake only if its
+        day is one of the seam's warm days; verdicts it revises on later days are applied."""
+        assert self.seam is not None
+        if day_of(obs.time, self.config.tz_offset_s) < self.seam.warm_from:
+            return
+        self._region[obs.market] = obs.region
+        for o, v in self.validator.observe(obs)[1:]:
+            self._apply(o, v, self._verdicts.get(o.id))
 
     def settle(self, now: int | None = None) -> int:
         """Make final the days whose cut-off has passed (the hub calls it on a timer); returns how many
@@ -114,7 +146,10 @@ class MarketService:
 
     def _apply(self, obs: PriceObservation, verdict: Verdict, before: Verdict | None) -> None:
         """File an observation by its (new) verdict: accepted ones count in the prices, quarantined ones
-        are held; a value the validator clears or holds on second look moves, with the reason recorded."""
+        are held; a value the validator clears or holds on second look moves, with the reason recorded. A value
+        of a day loaded as aggregates is judged only to bring the validator where it was (see `Seam`)."""
+        if self.seam is not None and self.summarized(day_of(obs.time, self.config.tz_offset_s)):
+            return
         self._verdicts[obs.id] = verdict
         self.on_verdict(obs, verdict)
         if before is None:
@@ -139,10 +174,18 @@ class MarketService:
         """Called with every verdict an observation gets, first and revised (the hub keeps them)."""
 
     def _unstore(self, obs: PriceObservation) -> None:
+        """Take an accepted value out of its day; on a day loaded as aggregates (its values carry no ids) one
+        value of the same price is taken out."""
         day = day_of(obs.time, self.config.tz_offset_s)
-        kept = [x for x in self._prices[obs.series].get(day, []) if x[0] != obs.id]
-        self._prices[obs.series][day] = kept
+        entries = self._prices[obs.series].get(day, [])
+        at = next((k for k, x in enumerate(entries) if x[0] == obs.id), None)
+        if at is None:
+            at = next((k for k, x in enumerate(entries) if not x[0] and x[1] == obs.price_idr), None)
+        if at is None:
+            return
+        del entries[at]
         self._medians[obs.series].pop(day, None)
+        self._touched.add(day)
 
     def import_rows(self, rows: ImportRows, *, progress: Callable[[int], None] | None = None,
                     chunk: int = 200_000) -> dict[str, Any]:
@@ -199,37 +242,136 @@ class MarketService:
         day = day_of(obs.time, self.config.tz_offset_s)
         self._prices[obs.series].setdefault(day, []).append((obs.id, obs.price_idr, obs.time))
         self._medians[obs.series].pop(day, None)
+        self._touched.add(day)
         last = self._latest.get(obs.series)
         if last is None or obs.time >= last.time:
             self._latest[obs.series] = obs
 
     def add_reading(self, r: SensorReading) -> None:
-        self._inputs_version += 1
         day = day_of(r.time, self.config.tz_offset_s)
-        nan = math.nan
-        self._readings[r.site].setdefault(day, []).append((
-            r.temp_cc / 100 if r.temp_cc is not None else nan, r.rh_cp / 100 if r.rh_cp is not None else nan,
-            float(r.crowd) if r.crowd is not None else nan))
+        if self.summarized(day):
+            return
+        self._inputs_version += 1
+        acc = self._readings[r.site].get(day)
+        if acc is None:
+            acc = self._readings[r.site][day] = [0.0, 0, 0.0, 0, 0.0, 0]
+        for k, v in enumerate((None if r.temp_cc is None else r.temp_cc / 100,
+                               None if r.rh_cp is None else r.rh_cp / 100,
+                               None if r.crowd is None else float(r.crowd))):
+            if v is not None:
+                acc[2 * k] += v
+                acc[2 * k + 1] += 1
+        self._touched.add(day)
 
     def add_note(self, note: FieldNote) -> dict[str, Any]:
-        self._inputs_version += 1
         s = self.lexicon.score(note.text)
         day = day_of(note.time, self.config.tz_offset_s)
+        if self.summarized(day):
+            return s.to_dict()
+        self._inputs_version += 1
         key = (note.market, note.commodity)
-        self._notes[key].setdefault(day, []).append(s.score)
+        acc = self._notes[key].setdefault(day, [0.0, 0])
+        acc[0] += s.score
+        acc[1] += 1
         if s.supply_signal:
             self._note_supply[key].add(day)
+        self._touched.add(day)
         return s.to_dict()
 
     def set_mbg_demand(self, region: str, commodity: str, day: int, kg: float) -> None:
         """MBG kitchens' demand for a commodity in a region on a day (the hub derives it from stock records)."""
         self._inputs_version += 1
         self._mbg[(region, commodity)][day] = float(kg)
+        self._touched.add(day)
+
+    def mbg_demand(self, region: str, commodity: str, day: int) -> float:
+        return self._mbg.get((region, commodity), {}).get(day, 0.0)
 
     def set_supply_disruption(self, region: str, commodity: str, day: int, severity: float) -> None:
         """A reported supply disruption (0 none .. 1 severe), e.g. from a regional agency bulletin."""
         self._inputs_version += 1
         self._supply[(region, commodity)][day] = min(1.0, max(0.0, float(severity)))
+
+    # -- day aggregates -------------------------------------------------------------------------------------
+
+    def summarized(self, day: int) -> bool:
+        """Whether a value of `day` is already counted in the aggregates a restart loaded (see `Seam`)."""
+        seam = self.seam
+        return seam is not None and not seam.past and day < seam.first_day
+
+    def _committed(self, key: SeriesKey, day: int, value: float) -> None:
+        self._history_days[key][day] = value
+        self._touched.add(day)
+
+    def changed_days(self, through_day: int) -> list[MarketDay]:
+        """The days up to `through_day` whose aggregates changed since they were last `kept`."""
+        return [self.market_day(d) for d in sorted(d for d in self._touched if d <= through_day)]
+
+    def kept(self, days: Iterable[int]) -> None:
+        """These days' aggregates are stored: they are not given again until they change."""
+        self._touched.difference_update(days)
+
+    def market_day(self, day: int) -> MarketDay:
+        """One day's aggregates as the analyses read them (hub/markets/days.py). Imported rows are left out:
+        the hub imports its kept files again at every start."""
+        out = MarketDay(day=day)
+        for key in self._day_reporters.keys() | self._prices.keys() | self._history_days.keys():
+            entries = self._prices[key].get(day, ()) if key in self._prices else ()
+            prices = tuple(sorted(p for i, p, _ in entries if i not in self._imported))
+            history = self._history_days[key].get(day) if key in self._history_days else None
+            reporters = tuple(sorted(self._day_reporters[key].get(day, ()))) if key in self._day_reporters else ()
+            if prices or history is not None or reporters:
+                out.series[key] = SeriesDay(region=self._region.get(key[0], ""), prices=prices, history=history,
+                                            reporters=reporters)
+        for site, rdays in self._readings.items():
+            if day in rdays:
+                out.readings[site] = tuple(rdays[day])
+        for nkey, ndays in self._notes.items():
+            if day in ndays:
+                total, count = ndays[day]
+                out.notes[nkey] = (total, int(count), day in self._note_supply.get(nkey, ()))
+        for dkey, kg in self._mbg.items():
+            if day in kg:
+                out.demand[dkey] = kg[day]
+        return out
+
+    def load_days(self, days: Iterable[MarketDay], seam: Seam) -> None:
+        """Take the aggregates of the days before `seam.first_day` from the store (a restart), and bring the
+        validator to where those days left it: each series' daily prices it had taken into history and the
+        reporters it expects. The refill that follows judges prices of the days from `seam.warm_from` again
+        for the validator only, and counts those of later days."""
+        self.seam = seam
+        first, warm = seam.first_day, seam.warm_from
+        cfg = self.config.validation
+        history: dict[SeriesKey, list[tuple[int, float]]] = defaultdict(list)
+        reporters: dict[SeriesKey, dict[str, int]] = defaultdict(dict)
+        for d in sorted((d for d in days if d.day < first), key=lambda d: d.day):
+            day = d.day
+            for key, row in d.series.items():
+                self._region[key[0]] = row.region
+                if row.prices:
+                    self._prices[key].setdefault(day, []).extend(("", p, 0) for p in row.prices)
+                    self._medians[key].pop(day, None)
+                if row.history is not None:
+                    self._history_days[key][day] = row.history
+                if row.reporters:
+                    self._day_reporters[key][day] = set(row.reporters)
+                if day < warm:
+                    if row.history is not None:
+                        history[key].append((day, row.history))
+                    if day >= warm - cfg.expect_days:
+                        reporters[key].update(dict.fromkeys(row.reporters, day))
+            for site, sums in d.readings.items():
+                self._readings[site][day] = list(sums)
+            for nkey, (total, count, supply) in d.notes.items():
+                self._notes[nkey][day] = [total, count]
+                if supply:
+                    self._note_supply[nkey].add(day)
+            for dkey, kg in d.demand.items():
+                self._mbg[dkey][day] = kg
+        for key in history.keys() | reporters.keys():
+            self.validator.seed(key, self._region[key[0]], history[key][-cfg.window:], reporters[key])
+        self._inputs_version += 1
 
     def subscribe(self, callback: StreamCallback) -> Callable[[], None]:
         """Call `callback` with every price update and its impact; returns a function that unsubscribes."""
@@ -278,6 +420,30 @@ class MarketService:
                 self._kept.setdefault(d.observation_id, []).append(d)
             else:
                 self._redo(d)
+
+    def close_seam(self, find: Callable[[str], PriceObservation | None] | None, reflected: int) -> None:
+        """The end of a restart's refill: values of every day count from now on. Restored decisions still
+        waiting for their observation (a value of a day loaded as aggregates, or one never seen) join the
+        audit trail; the stored aggregates hold the effect of the first `reflected` decisions, and a later one
+        on a loaded day (made after the aggregates were last kept) takes effect on its day now, `find` giving
+        its observation from the log."""
+        first = None if self.seam is None else self.seam.first_day
+        self.seam = None
+        kept, self._kept = self._kept, {}
+        for oid, decisions in kept.items():
+            for d in decisions:
+                self.quarantine.store.keep(d)
+            fresh = [d for d in decisions if d.order > reflected]
+            obs = find(oid) if fresh and first is not None and find is not None else None
+            if obs is None or first is None or day_of(obs.time, self.config.tz_offset_s) >= first:
+                continue
+            before = next((d.state_after for d in reversed(decisions) if d.order <= reflected),
+                          fresh[0].state_before)
+            after = fresh[-1].state_after
+            if after == RELEASED != before:
+                self._store(obs)
+            elif before == RELEASED != after:
+                self._unstore(obs)
 
     def _hold(self, obs: PriceObservation, verdict: Verdict) -> None:
         self.quarantine.hold(obs, verdict)
@@ -367,15 +533,15 @@ class MarketService:
         rd = self._readings.get(market, {})
         temp = rh = crowd = None
         if rd:
-            means = {d: np.nanmean(np.array(v), axis=0) for d, v in rd.items() if lo <= d < lo + n}
-            temp = daily({d: m[0] for d, m in means.items()})
-            rh = daily({d: m[1] for d, m in means.items()})
-            crowd = daily({d: m[2] for d, m in means.items()})
-        notes: dict[int, list[float]] = defaultdict(list)
+            days_in = [(d, a) for d, a in rd.items() if lo <= d < lo + n]
+            temp, rh, crowd = (daily({d: a[2 * k] / a[2 * k + 1] if a[2 * k + 1] else math.nan for d, a in days_in})
+                               for k in range(3))
+        notes: dict[int, list[float]] = defaultdict(lambda: [0.0, 0])
         supply_days: set[int] = set()
         for k in ((market, commodity), (market, "")):
-            for d, v in self._notes.get(k, {}).items():
-                notes[d].extend(v)
+            for d, (total, count) in self._notes.get(k, {}).items():
+                notes[d][0] += total
+                notes[d][1] += count
             supply_days |= self._note_supply.get(k, set())
         supply_src = dict(self._supply.get((region, commodity), {}))
         for d in supply_days:
@@ -396,7 +562,7 @@ class MarketService:
         return ImpactInputs(
             commodity=commodity, first_day=lo, price=price, temp_c=temp, rh_pct=rh, crowd=crowd,
             supply=supply, mbg_kg=daily(self._mbg.get((region, commodity), {})),
-            sentiment=daily({d: float(np.mean(v)) for d, v in notes.items()}),
+            sentiment=daily({d: total / count for d, (total, count) in notes.items()}),
             inflation_pct=macro[0], fuel_idr=macro[1], usd_idr=macro[2],
             label=f"{commodity} at {market}",
         )

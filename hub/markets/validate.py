@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,11 +266,14 @@ class Validator:
     market, the nearby markets of the region, price ceilings and time rules.
 
     History is the accepted daily median of each series (market, commodity, grade, unit), so quarantined
-    values never move the baseline they are judged against."""
+    values never move the baseline they are judged against. `on_commit(series, day, price)` is told each
+    daily price as it joins a series' history (the hub keeps them with its day aggregates, see `seed`)."""
 
     def __init__(self, config: ValidationConfig | None = None, *, ceilings: CeilingTable | None = None,
-                 markets: Mapping[str, Market] | None = None) -> None:
+                 markets: Mapping[str, Market] | None = None,
+                 on_commit: Callable[[tuple[str, str, str, str], int, float], None] | None = None) -> None:
         self.config = config or ValidationConfig()
+        self.on_commit = on_commit
         self.ceilings = ceilings
         self.markets = dict(MARKETS_BY_ID if markets is None else markets)
         self._keys: dict[tuple[str, str, str, str], int] = {}
@@ -336,13 +339,16 @@ class Validator:
             b = self._base_cache[s] = float(self._baselines(np.array([s]))[0][0])
         return b
 
-    def _commit(self, s: int, day: int, value: float) -> None:
+    def _commit(self, s: int, day: int, value: float, *, tell: bool = True) -> None:
         self._base_cache.pop(s, None)
         self._hist[s, self._pos[s] % self.config.window] = value
         self._pos[s] += 1
         self._last[s] = value
         self._last_day[s] = day
         self._remember(s, day, value)
+        if tell and self.on_commit is not None:
+            market, _, commodity, grade, unit = self._meta[s]
+            self.on_commit((market, commodity, grade, unit), day, value)
 
     def _remember(self, s: int, day: int, value: float) -> None:
         """Keep a week of accepted daily prices by day, so neighbours' moves are measured over the same
@@ -362,6 +368,9 @@ class Validator:
         self._last_day[s] = day
         for u, v in zip(s.tolist(), values.tolist(), strict=True):
             self._remember(u, day, v)
+            if self.on_commit is not None:
+                market, _, commodity, grade, unit = self._meta[u]
+                self.on_commit((market, commodity, grade, unit), day, v)
 
     def _commit_pending(self, s: int, before_day: int) -> None:
         pend = self._pending.get(s)
@@ -392,6 +401,17 @@ class Validator:
         vals = list(values)
         for k, v in enumerate(vals):
             self._commit(s, last_day - len(vals) + 1 + k, float(v))
+
+    def seed(self, key: tuple[str, str, str, str], region: str, history: Sequence[tuple[int, float]],
+             reporters: Mapping[str, int]) -> None:
+        """Bring a series back to where stored days left it (a hub restart): the daily prices it took into
+        history, by day, oldest first, and the last day each reporter it expects reported."""
+        s = self._series(key, region)
+        for day, value in history:
+            self._commit(s, day, float(value), tell=False)
+        seen = self._reporters.setdefault(s, {})
+        for r, day in reporters.items():
+            seen[r] = max(day, seen.get(r, day))
 
     # -- shared helpers ---------------------------------------------------------------------------------
 

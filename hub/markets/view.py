@@ -4,12 +4,13 @@ observation kept with its verdict, and MBG kitchens' ingredient use as market de
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from ledger import Record
 
+from .calendar import date_of
 from .catalog import COMMODITIES_BY_ID
 from .errors import MarketError
 from .model import DAY_S, PriceObservation, day_of
@@ -31,6 +32,7 @@ class HubMarkets(MarketService):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.observed: dict[str, tuple[PriceObservation, Verdict]] = {}
+        self._observed_days: Counter[int] = Counter()  # observations held in `observed`, by day
 
     def ingest(self, record: Any, arrived_at: int) -> dict[str, Any] | None:
         """Like MarketService.ingest, but a body that does not hold is logged and dropped (a listener must
@@ -58,13 +60,52 @@ class HubMarkets(MarketService):
         return verdict
 
     def on_verdict(self, obs: PriceObservation, verdict: Verdict) -> None:
+        if obs.id not in self.observed:
+            self._observed_days[day_of(obs.time, self.config.tz_offset_s)] += 1
         self.observed[obs.id] = (obs, verdict)
 
+    def forget_unlisted(self) -> int:
+        """Forget the observations of days no longer listed (their days' aggregates stay); returns how many."""
+        first = self.listed_from()
+        if not any(d < first for d in self._observed_days):
+            return 0
+        tz = self.config.tz_offset_s
+        gone = [oid for oid, (obs, _) in self.observed.items() if day_of(obs.time, tz) < first]
+        for oid in gone:
+            del self.observed[oid]
+        for d in [d for d in self._observed_days if d < first]:
+            del self._observed_days[d]
+        return len(gone)
+
+    def listed_from(self) -> int:
+        """The first day whose individual observations are listed (`checked`, `quarantined`): the last
+        `raw_days` days by the hub's clock. Older days are kept as per-day aggregates only (history, forecasts,
+        impact and bands still read them), so the lists are the same whether or not the hub restarted."""
+        return day_of(int(self.clock()), self.config.tz_offset_s) - self.config.raw_days + 1
+
+    def listed_since(self) -> str:
+        """`listed_from` as a date, for answers that list observations (they say what they cover)."""
+        return date_of(self.listed_from()).isoformat()
+
+    def listed_count(self) -> int:
+        first = self.listed_from()
+        return sum(n for d, n in self._observed_days.items() if d >= first)
+
+    def quarantined(self, state: str | None = "pending") -> list[dict[str, Any]]:
+        """Held values of the days listed (`listed_from`), in the state asked for (None: every state)."""
+        first = self.listed_from()
+        return [e.to_dict() for e in self.quarantine.store.entries(state)
+                if day_of(e.observation.time, self.config.tz_offset_s) >= first]
+
     def checked(self) -> list[dict[str, Any]]:
-        """Every observation with its day, whether it is out of the analyses now, and the reasons why."""
+        """Every observation of the days listed (`listed_from`) with its day, whether it is out of the
+        analyses now, and the reasons why."""
         states = {e.observation.id: e.state for e in self.quarantine.store.entries(None)}
         out = []
+        first = self.listed_from()
         for obs, verdict in self.observed.values():
+            if day_of(obs.time, self.config.tz_offset_s) < first:
+                continue
             state = states.get(obs.id)
             out.append({**obs.to_dict(), "day": day_of(obs.time, self.config.tz_offset_s),
                         "quarantined": state is not None and state not in ("released", "cleared"),
@@ -94,5 +135,11 @@ class KitchenDemand:
         if region is None or commodity is None or scale is None:
             return
         key = (region, commodity, day_of(rec.time))
+        if self.markets.summarized(key[2]):
+            return  # a day a restart loaded as aggregates: its demand is counted there
         self.kg[key] += body["qty"] * scale
         self.markets.set_mbg_demand(region, commodity, key[2], self.kg[key])
+
+    def load(self, demand: Mapping[tuple[str, str, int], float]) -> None:
+        """Take the demand of the days a restart loaded as aggregates, by (region, commodity, day)."""
+        self.kg.update(demand)

@@ -86,11 +86,15 @@ async def test_attested_and_signed_prices_are_told_apart_in_the_api(hubenv):
     # Forecasts and impact are reachable (unlike in seed 2) and say how much of their input was attested.
     code, fc = await hubenv.get("/api/forecast/cabai", params={"market_id": SIGNED_MARKET})
     assert code == 200, fc
-    assert len(fc["forecast"]) == 7 and fc["inputs"] == {"signed": 60, "attested": 0}
+    # Inputs are counted over the observations the hub lists (its last raw_days days; older days are kept as
+    # daily aggregates): the signed device's prices of the days before today within them.
+    listed = hubenv.views.markets.config.raw_days - 1
+    assert len(fc["forecast"]) == 7 and fc["inputs"] == {"signed": listed, "attested": 0}
     code, conf = await hubenv.get("/api/forecast/confidence", params={"commodity": "cabai"})
     assert code == 200, conf
     assert 0.0 <= conf["confidence"] <= 1.0
-    assert conf["inputs"] == {"signed": 60, "attested": 1} and conf["attested_share"] == round(1 / 61, 3)
+    assert conf["inputs"] == {"signed": listed, "attested": 1}
+    assert conf["attested_share"] == round(1 / (listed + 1), 3)
     code, imp = await hubenv.get("/api/public/impact", params={"commodity": "cabai", "market_id": MARKET})
     assert code == 200 and imp["inputs"] == {"signed": 0, "attested": 1} and "weights" in imp
     code, alerts = await hubenv.get("/api/public/alerts/live")

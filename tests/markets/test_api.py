@@ -132,7 +132,13 @@ async def test_public_paths_answer_from_signed_price_records(env):
     code, hist = await env.get("/api/public/commodity/price/history",
                                params={"commodity": "cabai-merah", "market_id": "pasar-senen", "limit": "2000"})
     assert code == 200, hist
-    assert len(hist["history"]) > DAYS and all(h["record"] in env.signed for h in hist["history"])
+    # Each observation of the days listed (the last raw_days), at least one a day; older days are aggregates.
+    first = env.views.markets.listed_from()
+    assert hist["observations_from"] == dt.date.fromordinal(dt.date(1970, 1, 1).toordinal() + first).isoformat()
+    days = {h["day"] for h in hist["history"]}
+    raw_days = env.views.markets.config.raw_days
+    assert days <= set(range(first, first + raw_days)) and len(days) >= raw_days - 1
+    assert all(h["record"] in env.signed for h in hist["history"])
 
     code, imp = await env.get("/api/public/impact", params={"commodity": "cabai-merah", "market_id": "pasar-senen"})
     assert code == 200, imp

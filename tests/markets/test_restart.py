@@ -38,13 +38,14 @@ def outlier(env: Env, t: int) -> str:
 
 
 def history_with_outliers(env: Env) -> tuple[str, str]:
-    """DAYS of prices and readings ending now, with a tenfold price in the middle and one a minute ago."""
+    """DAYS of prices and readings ending now, with a tenfold price in the middle of the days the hub lists
+    (each observation of its last raw_days; older days are kept as aggregates) and one a minute ago."""
     first = dt.date.today() - dt.timedelta(days=DAYS - 1)
     data = generate(SynthConfig(seed=5, start=first.isoformat(), days=DAYS, reporters=(1, 2),
                                 markets=tuple(MARKETS_BY_ID[m] for m in MARKETS),
                                 commodities=tuple(COMMODITIES_BY_ID[c] for c in COMMODITIES)))
     now = int(time.time())
-    middle = now - DAYS // 2 * 86400
+    middle = now - env.views.markets.config.raw_days // 2 * 86400
     fake_middle = ""
     for t, body in data.price_bodies():
         if t >= middle and not fake_middle:

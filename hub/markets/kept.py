@@ -1,0 +1,97 @@
+"""The markets' closed days kept in the read models' aggregate store as they close, and loaded back at a restart
+so that the refill reads again only the records of the last `raw_days` days."""
+
+from __future__ import annotations
+
+import logging
+
+from ledger import decode_record
+from ledger.errors import LedgerError
+
+from ..aggregates import DayAggregates
+from ..store import DamagedRecord, HubStore, StoreError
+from .calendar import date_of
+from .days import WARM_DAYS, Mark, MarketDay, Seam, demand_of, from_aggregate, latest_mark, to_aggregate
+from .model import DAY_S, PriceObservation, day_of, from_record
+from .view import BACKLOG_S, HubMarkets, KitchenDemand
+
+log = logging.getLogger("jejak.hub.markets")
+
+
+class KeptDays:
+    """Writes the markets' closed days that changed (`write`) and loads them at a restart (`load`). A day is
+    closed once the backlog horizon (BACKLOG_S) has passed its end; a later value or decision for it writes
+    it again. Each write carries a `Mark`: the last closed day, the last record the days hold (`last_fed`,
+    in log order every record before it is in them) and how many operators' decisions."""
+
+    def __init__(self, markets: HubMarkets, demand: KitchenDemand, days: DayAggregates, log_store: HubStore) -> None:
+        self.markets = markets
+        self.demand = demand
+        self.days = days
+        self.log_store = log_store
+        self.reflected = 0  # operators' decisions the loaded days hold
+        self._written = 0  # writes so far, across restarts (Mark.written)
+        self._through: int | None = None  # the last closed day written
+        self._stale: list[str] = []  # stored days older than the window, deleted with the next write
+
+    def load(self, now: int) -> int | None:
+        """Load the stored days before the first one read again from the log (`Seam`); returns the arrival time
+        from which the markets' records are read, or None (nothing stored that the log backs, or a stored day
+        that cannot be read): then every record of the window is."""
+        cfg = self.markets.config
+        today = day_of(now, cfg.tz_offset_s)
+        since = date_of(today - cfg.window_days + 1).isoformat()
+        days: list[MarketDay] = []
+        try:
+            dates = self.days.dates()
+            for date in dates:
+                if date >= since:
+                    agg = self.days.get(date)
+                    if agg is not None:
+                        days.append(from_aggregate(agg))
+        except StoreError as exc:  # DamagedAggregate among them
+            log.error("the markets' stored days cannot be read (%s); every record of their window is read instead",
+                      exc)
+            return None
+        self._stale = [d for d in dates if d < since]
+        mark = latest_mark(days)
+        at = self.log_store.locate(mark.record) if mark is not None and mark.record else None
+        if mark is None or at is None:
+            return None
+        self._written, self._through, self.reflected = mark.written, mark.closed_through, mark.decisions
+        first = min(today - cfg.raw_days + 1, mark.closed_through + 1)
+        seam = Seam(first_day=first, warm_from=first - WARM_DAYS, mark=mark.record)
+        self.markets.load_days(days, seam)
+        self.demand.load(demand_of(days, first))
+        day_starts = seam.warm_from * DAY_S - cfg.tz_offset_s - cfg.validation.max_skew_s
+        return min(day_starts, self.log_store.entries(at, at + 1)[0].arrived_at)
+
+    def write(self, now: int, last_fed: bytes) -> int:
+        """Write the closed days that changed since last written, and the day closed last even if nothing
+        happened on it (it carries the mark). Returns the days written."""
+        through = day_of(now - BACKLOG_S, self.markets.config.tz_offset_s) - 1
+        days = self.markets.changed_days(through)
+        if through != self._through and (not days or days[-1].day != through):
+            days.append(self.markets.market_day(through))
+        if not days:
+            return 0
+        mark = Mark(written=self._written + 1, closed_through=through, record=last_fed,
+                    decisions=self.markets.quarantine.made)
+        for d in days:
+            d.mark = mark
+        self.days.put([to_aggregate(d) for d in days], delete=self._stale)
+        self._written, self._through, self._stale = mark.written, through, []
+        self.markets.kept(d.day for d in days)
+        return len(days)
+
+    def observation(self, observation_id: str) -> PriceObservation | None:
+        """A price observation of the log by its record id (None if the log holds none that reads)."""
+        try:
+            at = self.log_store.locate(bytes.fromhex(observation_id))
+            if at is None:
+                return None
+            entry = self.log_store.entries(at, at + 1)[0]
+            item = from_record(decode_record(entry.raw), entry.arrived_at)
+        except (ValueError, KeyError, TypeError, IndexError, LedgerError, DamagedRecord):
+            return None
+        return item if isinstance(item, PriceObservation) else None

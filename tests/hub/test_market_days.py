@@ -1,0 +1,199 @@
+"""The markets' day aggregates kept in the store (LMDB and PostgreSQL): a restart loads the closed days and reads
+again only the last `raw_days` of price, reading and note records, and answers as before it; operators'
+decisions on values older than that stay in the audit and in the days' prices, also one made after the days
+were last written."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.aggregates import AggregateStore, LmdbAggregates
+from hub.markets import AlertTracker, Decision
+from hub.markets.calendar import day_number
+from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
+from hub.markets.errors import MarketError
+from hub.markets.model import day_of
+from hub.markets.synth import SynthConfig, generate
+from hub.mbg import Plan
+from hub.pg import PgAggregates, PgHubStore
+from hub.service import Hub
+from hub.store import HubStore, LmdbHubStore
+from hub.views import Views
+from ledger import ChainBuilder, Ed25519Signer
+from tests.contract.test_hub_store import PG_DSN
+
+from .conftest import Clock, enroll
+
+MARKETS = ("pasar-kramat-jati", "pasar-senen")
+COMMODITIES = ("beras-medium", "cabai-merah")
+START, DAYS = "2025-09-01", 75
+KITCHEN, REGION = "SPPG-1", "DKI Jakarta"
+OUTLIER_DAYS = (12, 14, 16, 18, DAYS - 4)  # a tenfold cabai price at pasar-senen on these days of the span
+
+
+class Site:
+    """A device that signs one site's records, each with its own time."""
+
+    def __init__(self, hub: Hub, clock: Clock, site: str, role: str) -> None:
+        signer = Ed25519Signer.from_seed(site.encode().ljust(32, b"."))
+        self.time = 0
+        self.device_id = enroll(hub, signer, clock, site=site, role=role)
+        self.builder = ChainBuilder(signer, clock=lambda: self.time, boot=1)
+        assert hub.ingest(self.device_id, [self.builder.genesis().raw]).accepted == 1
+
+    def sign(self, kind: str, body: dict[str, Any], at: int) -> bytes:
+        self.time = at
+        return self.builder.append(kind, body).raw
+
+
+def traffic() -> list[tuple[int, str, str, dict[str, Any], int]]:
+    """(arrival, site, kind, body, device time) of DAYS of two markets' prices (some late by up to two days,
+    some manipulated, and tenfold outliers), readings, field notes and a kitchen's use of rice, by arrival."""
+    data = generate(SynthConfig(seed=21, start=START, days=DAYS, reporters=(1, 2), readings_per_day=2,
+                                manipulation_rate=0.03, shocks_per_year=6.0,
+                                markets=tuple(MARKETS_BY_ID[m] for m in MARKETS),
+                                commodities=tuple(COMMODITIES_BY_ID[c] for c in COMMODITIES)))
+    out = [(o.arrived_at, o.market, "price", o.to_body(), o.time) for o in data.observations()]
+    out += [(r.arrived_at, r.site, "reading", r.to_body(), r.time) for r in data.sensor_readings()]
+    out += [(n.arrived_at, n.market, "note", n.to_body(), n.time) for n in data.notes]
+    first = day_number(START)
+    for k in range(DAYS):
+        t = (first + k) * 86400 - 7 * 3600 + 10 * 3600  # 10:00 WIB
+        out.append((t + 300, KITCHEN, "stock", {"site": KITCHEN, "item": "beras", "movement": "use",
+                                                 "qty": (k % 5 + 1) * 20_000, "unit": "g"}, t))
+    for k in OUTLIER_DAYS:
+        t = (first + k) * 86400 - 7 * 3600 + 8 * 3600
+        out.append((t + 60, "pasar-senen", "price", {"market": "pasar-senen", "commodity": "cabai-merah", "unit": "kg",
+                                                      "price_idr": 500_000, "reporter": "rep-x", "region": REGION}, t))
+    out.sort(key=lambda p: p[0])
+    return out
+
+
+@pytest.fixture(params=["lmdb", "postgres"])
+def stores(request, tmp_path: Path):
+    """Open (hub store, aggregate store) over the same files or schema each time it is called."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+
+    def open_both() -> tuple[HubStore, AggregateStore]:
+        if request.param == "lmdb":
+            return LmdbHubStore(tmp_path / "store"), LmdbAggregates(tmp_path / "aggregates")
+        return PgHubStore(PG_DSN, schema=schema), PgAggregates(PG_DSN, schema=schema)
+    yield open_both
+    if request.param == "postgres":
+        PgHubStore(PG_DSN, schema=schema).drop()
+
+
+class Fed(Views):
+    """Views that count the market records fed to the read models."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.prices_fed = 0
+        super().__init__(*args, **kw)
+
+    def _take_domains(self, records: Any, arrived_at: int) -> None:
+        self.prices_fed += sum(1 for r in records if r.kind == "price")
+        super()._take_domains(records, arrived_at)
+
+
+def views_of(hub: Hub, aggregates: AggregateStore, *, refill: bool) -> Fed:
+    return Fed(hub, plan=Plan(kitchens=(), schools=()), kitchen_regions={KITCHEN: REGION}, refill=refill,
+               aggregates=aggregates)
+
+
+def answers(views: Views) -> dict[str, Any]:
+    """What the markets answer: live prices, history, forecasts, impact of the last days, ALPS bands and the
+    early warnings a fresh tracker raises, the observations and held values listed, operators' decisions."""
+    m = views.markets
+    with views.fresh():
+        out: dict[str, Any] = {"live": m.live_prices(), "bands": m.bands(), "checked": m.checked(),
+                               "held": m.quarantined(None), "listed": m.listed_count(),
+                               "decisions": [d for d in m.audit() if d["by"] != "validator"],
+                               "demand": dict(views.demand.kg)}
+        for c in COMMODITIES:
+            out[f"history/{c}"] = m.history(c)
+            for market in MARKETS:
+                out[f"forecast/{c}/{market}"] = m.forecast(c, market)
+                last = m.live_prices(c, market)[0]["day"]
+                out[f"impact/{c}/{market}"] = [_answer(m.impact, c, market, day=d) for d in range(last - 6, last + 1)]
+        m.tracker = AlertTracker()
+        out["warnings"] = [a.to_dict() for a in m.early_warning()]
+    return out
+
+
+def _answer(question: Any, *args: Any, **kw: Any) -> Any:
+    """The answer, or the error's code and message (a day with gaps in its windows has no impact)."""
+    try:
+        return question(*args, **kw)
+    except MarketError as exc:
+        return {"error": exc.code, "message": str(exc)}
+
+
+def senen_cabai(views: Views, day: int) -> dict[str, Any]:
+    with views.fresh():
+        return next(h for h in views.markets.history("cabai-merah", "pasar-senen") if h["day"] == day)
+
+
+def test_a_restart_loads_closed_days_and_answers_as_before(stores) -> None:
+    key = Ed25519Signer.from_seed(b"\x71" * 32)
+    pushes = traffic()
+    clock = Clock(pushes[0][0] - 3600)
+    store, aggregates = stores()
+    hub = Hub(store, key, clock=clock)
+    sites = {s: Site(hub, clock, s, "market" if s != KITCHEN else "kitchen") for s in (*MARKETS, KITCHEN)}
+    views = views_of(hub, aggregates, refill=False)
+    written_at = pushes[0][0]
+    for arrived_at, site, kind, body, t in pushes:
+        clock.now = arrived_at
+        assert hub.ingest(sites[site].device_id, [sites[site].sign(kind, body, t)]).accepted == 1
+        if arrived_at - written_at > 6 * 3600:  # the worker writes closed days as it derives
+            views.store_market_days()
+            written_at = arrived_at
+    clock.now = pushes[-1][0] + 3600
+    m = views.markets
+    first_listed = m.listed_from()
+    old = sorted((e for e in m.quarantine.store.entries("pending") if e.observation.reporter == "rep-x"
+                  and day_of(e.observation.time) < first_listed - 3), key=lambda e: e.observation.time)
+    recent = [e for e in m.quarantine.store.entries("pending") if day_of(e.observation.time) >= first_listed]
+    assert len(old) >= 3 and recent, "the outliers were not held"
+    journal: list[dict[str, Any]] = []
+    with views.fresh():
+        m.decide(old[0].observation.id, "release", by="siti", why="checked with the trader", record=journal.append)
+        m.decide(old[1].observation.id, "confirm", by="budi", why="a typo", record=journal.append)
+        m.decide(recent[0].observation.id, "confirm", by="budi", why="a typo", record=journal.append)
+    assert views.store_market_days() >= 1  # the released value's day is written again
+    with views.fresh():  # made after the days were last written: the hub stops before writing them again
+        m.decide(old[2].observation.id, "release", by="siti", why="the market's own receipt", record=journal.append)
+    with views.fresh():  # what the hourly prune does: the observations of days no longer listed go
+        listed = views.markets.listed_count()
+        assert views.markets.forget_unlisted() > 0 and len(views.markets.observed) == listed
+    before = answers(views)
+    released = [day_of(old[0].observation.time), day_of(old[2].observation.time)]
+    assert all(senen_cabai(views, d)["max_idr"] == 500_000 for d in released)
+    assert before["checked"] and before["held"] and before["bands"] and len(before["decisions"]) == 4
+    total_prices = sum(1 for p in pushes if p[2] == "price")
+    store.close()
+    aggregates.close()
+
+    store, aggregates = stores()
+    try:
+        hub = Hub(store, key, clock=clock)
+        again = views_of(hub, aggregates, refill=True)
+        again.markets.restore_decisions([Decision.from_dict(d) for d in journal])
+        again.refill_from_store()
+        assert again.refilled.is_set() and again.markets.seam is None and again.markets._kept == {}
+        # Only the last raw_days (and two days before them for the validator) of prices were read again.
+        assert 0 < again.prices_fed < total_prices * (again.markets.config.raw_days + 4) / DAYS
+        after = answers(again)
+        for name, answer in before.items():
+            assert after[name] == answer, name
+        assert all(senen_cabai(again, d)["max_idr"] == 500_000 for d in released)
+        # A decision on a value older than the days listed is in the audit, its observation not listed.
+        assert old[0].observation.id in {d["observation"] for d in after["decisions"]}
+        assert old[0].observation.id not in {e["observation"]["id"] for e in after["held"]}
+    finally:
+        store.close()
+        aggregates.close()
