@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 
@@ -12,8 +11,7 @@ from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from ledger import ChainBuilder, ChainState, Ed25519Signer, ForkEvidence, verify_bundle, verify_receipt
 from tests.hub.conftest import Clock, enroll, new_device
-
-PG_DSN = os.environ.get("JEJAK_TEST_PG", "postgresql://127.0.0.1:5432/test")
+from tests.pg import PG_DSN
 
 
 def _pg_store():

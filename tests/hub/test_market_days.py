@@ -5,13 +5,9 @@ were last written."""
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from hub.aggregates import AggregateStore, LmdbAggregates
+from hub.aggregates import AggregateStore
 from hub.markets import AlertTracker, Decision
 from hub.markets.calendar import day_number
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
@@ -19,12 +15,9 @@ from hub.markets.errors import MarketError
 from hub.markets.model import day_of
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
-from hub.pg import PgAggregates, PgHubStore
 from hub.service import Hub
-from hub.store import HubStore, LmdbHubStore
 from hub.views import Views
 from ledger import ChainBuilder, Ed25519Signer
-from tests.contract.test_hub_store import PG_DSN
 
 from .conftest import Clock, enroll
 
@@ -71,20 +64,6 @@ def traffic() -> list[tuple[int, str, str, dict[str, Any], int]]:
                                                       "price_idr": 500_000, "reporter": "rep-x", "region": REGION}, t))
     out.sort(key=lambda p: p[0])
     return out
-
-
-@pytest.fixture(params=["lmdb", "postgres"])
-def stores(request, tmp_path: Path):
-    """Open (hub store, aggregate store) over the same files or schema each time it is called."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-
-    def open_both() -> tuple[HubStore, AggregateStore]:
-        if request.param == "lmdb":
-            return LmdbHubStore(tmp_path / "store"), LmdbAggregates(tmp_path / "aggregates")
-        return PgHubStore(PG_DSN, schema=schema), PgAggregates(PG_DSN, schema=schema)
-    yield open_both
-    if request.param == "postgres":
-        PgHubStore(PG_DSN, schema=schema).drop()
 
 
 class Fed(Views):

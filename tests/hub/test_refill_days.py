@@ -3,22 +3,14 @@ PostgreSQL): a day the refill has not reached, or has reached only part of, answ
 
 from __future__ import annotations
 
-import uuid
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from hub.aggregates import AggregateStore, LmdbAggregates
 from hub.mbg import MbgView
 from hub.mbg.analysis import Timed
 from hub.mbg.sim import simulate_days
-from hub.pg import PgAggregates, PgHubStore
 from hub.service import Hub
-from hub.store import HubStore, LmdbHubStore
 from hub.views import RefillProgress, Views
 from ledger import Ed25519Signer
-from tests.contract.test_hub_store import PG_DSN
 from tests.mbg.test_stored_days import answers
 
 from .conftest import Clock
@@ -41,21 +33,6 @@ def days_traffic() -> tuple[Traffic, list[str]]:
         out.add_mbg(sim)
     out.pushes.sort(key=lambda p: p[0])
     return out, [sim.date for sim in sims]
-
-
-@pytest.fixture(params=["lmdb", "postgres"])
-def stores(request, tmp_path: Path):
-    """Opens the hub's store and the aggregates over the same place, again after each restart."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-
-    def open_both() -> tuple[HubStore, AggregateStore]:
-        if request.param == "lmdb":
-            return LmdbHubStore(tmp_path / "store"), LmdbAggregates(tmp_path / "aggregates")
-        return PgHubStore(PG_DSN, schema=schema), PgAggregates(PG_DSN, schema=schema)
-
-    yield open_both
-    if request.param == "postgres":
-        PgHubStore(PG_DSN, schema=schema).drop()
 
 
 def test_old_days_answer_from_the_store_while_the_refill_runs(stores) -> None:
