@@ -748,9 +748,12 @@ class Validator:
         return float(statistics.median(changes)), len(changes)
 
     def admit(self, obs: PriceObservation) -> None:
-        """Count an observation that an operator released into its series' history."""
+        """Count an observation that an operator released into its series' history, if its day has not joined
+        the history yet: history moves forward only, and a day already in it stays as it was judged."""
         s = self._series(obs.series, obs.region)
         day = day_of(obs.time, self.config.tz_offset_s)
+        if day <= self._last_day[s]:
+            return
         self._commit_pending(s, day)
         pend = self._pending.get(s)
         if pend is None:

@@ -85,10 +85,12 @@ def views_of(hub: Hub, aggregates: AggregateStore, *, refill: bool) -> Fed:
 
 def answers(views: Views) -> dict[str, Any]:
     """What the markets answer: live prices, history, forecasts, impact of the last days, ALPS bands and the
-    early warnings a fresh tracker raises, the observations and held values listed, operators' decisions."""
+    early warnings a fresh tracker raises, the observations and held values listed, operators' decisions; and
+    each day's aggregates as they would be stored."""
     m = views.markets
+    first = day_number(START)
     with views.fresh():
-        out: dict[str, Any] = {"live": m.live_prices(), "bands": m.bands(), "checked": m.checked(),
+        out: dict[str, Any] = {"days": [m.market_day(d) for d in range(first - 1, first + DAYS + 1)], "live": m.live_prices(), "bands": m.bands(), "checked": m.checked(),
                                "held": m.quarantined(None), "listed": m.listed_count(),
                                "decisions": [d for d in m.audit() if d["by"] != "validator"],
                                "demand": dict(views.demand.kg)}
@@ -146,6 +148,13 @@ def test_a_restart_loads_closed_days_and_answers_as_before(stores) -> None:
     assert views.store_market_days() >= 1  # the released value's day is written again
     with views.fresh():  # made after the days were last written: the hub stops before writing them again
         m.decide(old[2].observation.id, "release", by="siti", why="the market's own receipt", record=journal.append)
+    # So is a reading of a closed day that a sensor sends late: the stored days do not hold it.
+    late_day = day_number(START) + 20
+    raw = sites["pasar-senen"].sign("reading", {"site": "pasar-senen", "temp_cc": 4100, "crowd": 999},
+                                    late_day * 86400 - 7 * 3600 + 12 * 3600)
+    assert hub.ingest(sites["pasar-senen"].device_id, [raw]).accepted == 1
+    with views.fresh():
+        assert m.market_day(late_day).readings["pasar-senen"][4] >= 999  # the crowd counted
     with views.fresh():  # what the hourly prune does: the observations of days no longer listed go
         listed = views.markets.listed_count()
         assert views.markets.forget_unlisted() > 0 and len(views.markets.observed) == listed
