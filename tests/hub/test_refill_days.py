@@ -93,3 +93,67 @@ def test_old_days_answer_from_the_store_while_the_refill_runs(stores) -> None:
         again.close()
         store.close()
 
+
+
+def test_a_prune_writes_the_days_it_forgets_and_they_answer_as_before(stores) -> None:
+    key = Ed25519Signer.from_seed(b"\x67" * 32)
+    sent, dates = days_traffic()
+    clock = Clock(sent.pushes[0][0] - 600)
+    store, aggregates = stores()
+    hub = Hub(store, key, clock=clock)
+    views = Views(hub, plan=sent.plan, aggregates=aggregates, keep_days=1)
+    try:
+        sent.enroll(hub, clock)
+        assert sent.push(hub, clock, sent.pushes) == len(sent.pushes)
+        clock.now = sent.now
+        with views.fresh():
+            before = {d: answers(views.mbg, sent.now, d) for d in dates}
+        # Two days later every day's scans are older than the window: the prune writes each day (the last one
+        # is not today any more) before it forgets their scans, and they answer as before it.
+        clock.now = sent.now + 2 * 86400
+        assert views.prune() == sum(1 for p in sent.pushes if p[2] == "scan")
+        with views.fresh():
+            assert views.mbg.scans == [] and views.mbg.stored_dates() == dates
+            after = {d: answers(views.mbg, sent.now, d) for d in dates}
+        assert after == before
+    finally:
+        views.close()
+        store.close()
+
+
+def test_a_stored_day_the_refill_finds_other_scans_for_is_settled_again(stores) -> None:
+    """A late scan whose stale mark was lost (the hub stopped before its next write): the refilled day holds a scan
+    more than its stored day was settled from, so the day is settled again and its stored day deleted."""
+    key = Ed25519Signer.from_seed(b"\x68" * 32)
+    sent, dates = days_traffic()
+    late = next(p for p in sent.pushes if p[2] == "scan" and p[3].get("event") == "arrived")
+    clock = Clock(sent.pushes[0][0] - 600)
+    store, aggregates = stores()
+    hub = Hub(store, key, clock=clock)
+    views = Views(hub, plan=sent.plan, aggregates=aggregates)
+    sent.enroll(hub, clock)
+    assert sent.push(hub, clock, sent.pushes) == len(sent.pushes)
+    clock.now = sent.now
+    assert views.keep_days_stored() == 2
+    with views.fresh():
+        scans = views.mbg.summary(sent.now, dates[0])["total_scans_today"]
+    views.close()
+    # The late tap reaches the hub with no read models listening, as in a crash before their next write.
+    assert sent.push(hub, clock, [(sent.now, late[1], "scan", {**late[3], "count": 7}, late[4] + 60)]) == 1
+    store.close()
+
+    store, aggregates = stores()
+    again = Views(Hub(store, key, clock=clock), plan=sent.plan, aggregates=aggregates, refill=True)
+    plain = Views(again.hub, plan=sent.plan, refill=True)
+    try:
+        again.refill_from_store()
+        plain.refill_from_store()
+        with again.fresh(), plain.fresh():
+            answer = answers(again.mbg, sent.now, dates[0])
+            assert answer == answers(plain.mbg, sent.now, dates[0])
+            assert answer["summary"]["total_scans_today"] == scans + 1
+            assert again.mbg.take_stale() == [dates[0]] and again.mbg.stored_dates() == [dates[1]]
+    finally:
+        again.close()
+        plain.close()
+        store.close()
