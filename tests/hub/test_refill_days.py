@@ -3,10 +3,15 @@ PostgreSQL): a day the refill has not reached, or has reached only part of, answ
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from hub.mbg import MbgView
 from hub.mbg.analysis import Timed
+from hub.mbg.routes import MbgRoutes
 from hub.mbg.sim import simulate_days
 from hub.service import Hub
 from hub.views import RefillProgress, Views
@@ -116,6 +121,38 @@ def test_a_prune_writes_the_days_it_forgets_and_they_answer_as_before(stores) ->
             assert views.mbg.scans == [] and views.mbg.stored_dates() == dates
             after = {d: answers(views.mbg, sent.now, d) for d in dates}
         assert after == before
+    finally:
+        views.close()
+        store.close()
+
+
+async def test_the_api_answers_a_pruned_day_and_refuses_its_drill_down(stores) -> None:
+    key = Ed25519Signer.from_seed(b"\x69" * 32)
+    sent, dates = days_traffic()
+    clock = Clock(sent.pushes[0][0] - 600)
+    store, aggregates = stores()
+    hub = Hub(store, key, clock=clock)
+    views = Views(hub, plan=sent.plan, aggregates=aggregates, keep_days=1)
+    app = web.Application()
+    MbgRoutes(views).register(app)
+    try:
+        await asyncio.to_thread(sent.enroll, hub, clock)
+        await asyncio.to_thread(sent.push, hub, clock, sent.pushes)
+        clock.now = sent.now
+        async with TestClient(TestServer(app)) as client:
+            async def get(path: str) -> tuple[int, Any]:
+                resp = await client.get(path)
+                return resp.status, await resp.json()
+
+            before = await get(f"/api/mbg/deliveries?date={dates[0]}")
+            assert before[0] == 200 and before[1]["kitchens"]
+            assert (await get(f"/api/mbg/epcis?date={dates[0]}"))[0] == 200
+            clock.now = sent.now + 2 * 86400
+            assert await asyncio.to_thread(views.prune) > 0
+            status, after = await get(f"/api/mbg/deliveries?date={dates[0]}")
+            assert status == 200 and {**after, "now": 0} == {**before[1], "now": 0}
+            status, refused = await get(f"/api/mbg/epcis?date={dates[0]}")
+            assert status == 404 and refused["error"]["code"] == "MBG_BEYOND_WINDOW" and refused["error"]["hint"]
     finally:
         views.close()
         store.close()
