@@ -361,9 +361,9 @@ def market_refill(days: int = 400, *, markets: int = 4, commodities: int = 4, st
             hub_store.close()
     prices = sum(1 for i in inputs if i[2] == "price")
     return {"store": store, "days": days, "series": markets * commodities, "records": len(appends),
-            "prices": prices, "without_aggregates_cpu_s": before_cpu, "days_written": written,
-            "write_cpu_s": write_cpu, "with_aggregates_cpu_s": after_cpu, "ratio": before_cpu / after_cpu,
-            "same_answers": same}
+            "prices": prices, "without_aggregates_cpu_s": before_cpu, "read_without": before.refill_progress.read,
+            "days_written": written, "write_cpu_s": write_cpu, "with_aggregates_cpu_s": after_cpu,
+            "read_with": after.refill_progress.read, "ratio": before_cpu / after_cpu, "same_answers": same}
 
 
 def cross_log(devices: int, per: int) -> dict[str, Any]:
