@@ -235,8 +235,8 @@ def refill(n: int, *, store: str = "lmdb", keep_days: int = 8) -> dict[str, Any]
     82 records a kitchen-day), signed and written straight into a store with their arrival times, then Views
     refilled from it as start_hub does. Records per second of the refill (wall and CPU time: a busy machine
     stretches the first), and how long `Views.start()` took (the refill runs in its own thread: start-up does
-    not wait for it). With a smaller `keep_days` the older days' scans are read and skipped (their kind peeked,
-    not decoded), as a window of price history longer than the scans' makes a refill do."""
+    not wait for it). With a smaller `keep_days` the older days' scans are in the markets' window but not the
+    scans': the store's kind index leaves them unread (`read` counts the log entries read)."""
     days = 8
     sims = simulate_days(days, kitchens=max(1, round(n / (82 * days))), schools_per_kitchen=10,
                          meals_per_kitchen=3000)
@@ -283,7 +283,7 @@ def refill(n: int, *, store: str = "lmdb", keep_days: int = 8) -> dict[str, Any]
             if store != "lmdb":
                 hub_store.drop()
             hub_store.close()
-    return {"store": store, "keep_days": keep_days, "records": progress.done, "refill_s": elapsed,
+    return {"store": store, "keep_days": keep_days, "records": progress.done, "read": progress.read, "refill_s": elapsed,
             "refill_per_s": progress.done / elapsed, "refill_cpu_s": cpu, "refill_per_cpu_s": progress.done / cpu,
             "views_start_s": start_s, "scans_last_day": scans}
 
@@ -828,9 +828,11 @@ def chain_health_pages(devices: int, backend: str, *, dsn: str = PG_DSN) -> dict
             store.close()
 
 
-def figures_backfill(n: int, backend: str, *, dsn: str = PG_DSN) -> dict[str, Any]:
-    """Seconds for the first open of a store written before the chain's figures were kept (PostgreSQL schema 6,
-    LMDB layout 1), which counts them from the `n` records it holds, against an open of the same store after."""
+def figures_backfill(n: int, backend: str, *, what: str = "figures", dsn: str = PG_DSN) -> dict[str, Any]:
+    """Seconds for the first open of a store written before what it keeps was kept, which builds it from the `n`
+    records it holds, against an open of the same store after: `what` is "figures" (the chain's figures, and what
+    came after them: PostgreSQL schema 6, LMDB layout 1) or "kind_index" (the log's indices by record kind alone:
+    PostgreSQL schema 9, LMDB layout 2)."""
     _, raws = _records(n, 6)
     state = ChainState.empty(decode_record(raws[0]).device_id)
     appends = []
@@ -854,28 +856,33 @@ def figures_backfill(n: int, backend: str, *, dsn: str = PG_DSN) -> dict[str, An
             for part in appends:
                 store.commit(Batch(appends=[part]))
             store.close()
+            figures = what == "figures"
             if backend == "lmdb":
                 import lmdb
 
-                env = lmdb.open(f"{tmp}/hub", max_dbs=16)
+                env = lmdb.open(f"{tmp}/hub", max_dbs=32)
                 with env.begin(write=True) as txn:
-                    for name in (b"activity", b"kinds"):
+                    for name in (b"activity", b"kinds", b"kind_index") if figures else (b"kind_index",):
                         txn.drop(env.open_db(name, txn=txn), delete=True)
-                    txn.put(b"layout", b"1", db=env.open_db(b"meta", txn=txn))
+                    txn.put(b"layout", b"1" if figures else b"2", db=env.open_db(b"meta", txn=txn))
                 env.close()
             else:
                 import psycopg
 
-                from .pg import ACTIVITY_VERSION
+                from .pg import ACTIVITY_VERSION, KIND_INDEX_VERSION
 
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds, {schema}.kind_index")
+                    if figures:
+                        conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds")
+                        conn.execute(f"ALTER TABLE {schema}.devices DROP COLUMN status")
+                    conn.execute(f"DROP TABLE {schema}.kind_index")
                     conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
-                                 (str(ACTIVITY_VERSION - 1),))
+                                 (str((ACTIVITY_VERSION if figures else KIND_INDEX_VERSION) - 1),))
             started = time.perf_counter()
             store = open_store()
             upgrade_s = time.perf_counter() - started
             assert store.record_kinds() == {"key": 1, "scan": n - 1}
+            assert len(store.kind_positions("scan", 0, n, n)) == n - 1
             store.close()
             started = time.perf_counter()
             store = open_store()
