@@ -4,6 +4,7 @@ PostgreSQL): a day the refill has not reached, or has reached only part of, answ
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from hub.mbg.analysis import Timed
 from hub.mbg.routes import MbgRoutes
 from hub.mbg.sim import simulate_days
 from hub.service import Hub
+from hub.store import HubStore
 from hub.views import RefillProgress, Views
 from ledger import Ed25519Signer
 from tests.mbg.test_stored_days import answers
@@ -40,16 +42,36 @@ def days_traffic() -> tuple[Traffic, list[str]]:
     return out, [sim.date for sim in sims]
 
 
-def test_old_days_answer_from_the_store_while_the_refill_runs(stores) -> None:
-    key = Ed25519Signer.from_seed(b"\x66" * 32)
+@dataclass
+class Pushed:
+    """Three days pushed into a hub whose read models keep their days in the store, the clock at the last one's
+    end (`days_traffic`)."""
+
+    sent: Traffic
+    dates: list[str]
+    key: Ed25519Signer
+    clock: Clock
+    store: HubStore
+    views: Views
+
+
+def pushed(stores: Any, seed: int, **views: Any) -> Pushed:
+    key = Ed25519Signer.from_seed(bytes([seed]) * 32)
     sent, dates = days_traffic()
     clock = Clock(sent.pushes[0][0] - 600)
     store, aggregates = stores()
     hub = Hub(store, key, clock=clock)
-    views = Views(hub, plan=sent.plan, aggregates=aggregates)
+    out = Pushed(sent=sent, dates=dates, key=key, clock=clock, store=store,
+                 views=Views(hub, plan=sent.plan, aggregates=aggregates, **views))
     sent.enroll(hub, clock)
     assert sent.push(hub, clock, sent.pushes) == len(sent.pushes)
     clock.now = sent.now
+    return out
+
+
+def test_old_days_answer_from_the_store_while_the_refill_runs(stores) -> None:
+    p = pushed(stores, 0x66)
+    sent, dates, key, clock, store, views = p.sent, p.dates, p.key, p.clock, p.store, p.views
     past = dates[:2]
     with views.fresh():
         before = {d: answers(views.mbg, sent.now, d) for d in past}
@@ -101,16 +123,9 @@ def test_old_days_answer_from_the_store_while_the_refill_runs(stores) -> None:
 
 
 def test_a_prune_writes_the_days_it_forgets_and_they_answer_as_before(stores) -> None:
-    key = Ed25519Signer.from_seed(b"\x67" * 32)
-    sent, dates = days_traffic()
-    clock = Clock(sent.pushes[0][0] - 600)
-    store, aggregates = stores()
-    hub = Hub(store, key, clock=clock)
-    views = Views(hub, plan=sent.plan, aggregates=aggregates, keep_days=1)
+    p = pushed(stores, 0x67, keep_days=1)
+    sent, dates, clock, store, views = p.sent, p.dates, p.clock, p.store, p.views
     try:
-        sent.enroll(hub, clock)
-        assert sent.push(hub, clock, sent.pushes) == len(sent.pushes)
-        clock.now = sent.now
         with views.fresh():
             before = {d: answers(views.mbg, sent.now, d) for d in dates}
         # Two days later every day's scans are older than the window: the prune writes each day (the last one
@@ -127,18 +142,11 @@ def test_a_prune_writes_the_days_it_forgets_and_they_answer_as_before(stores) ->
 
 
 async def test_the_api_answers_a_pruned_day_and_refuses_its_drill_down(stores) -> None:
-    key = Ed25519Signer.from_seed(b"\x69" * 32)
-    sent, dates = days_traffic()
-    clock = Clock(sent.pushes[0][0] - 600)
-    store, aggregates = stores()
-    hub = Hub(store, key, clock=clock)
-    views = Views(hub, plan=sent.plan, aggregates=aggregates, keep_days=1)
+    p = pushed(stores, 0x69, keep_days=1)
+    sent, dates, clock, store, views = p.sent, p.dates, p.clock, p.store, p.views
     app = web.Application()
     MbgRoutes(views).register(app)
     try:
-        await asyncio.to_thread(sent.enroll, hub, clock)
-        await asyncio.to_thread(sent.push, hub, clock, sent.pushes)
-        clock.now = sent.now
         async with TestClient(TestServer(app)) as client:
             async def get(path: str) -> tuple[int, Any]:
                 resp = await client.get(path)
@@ -161,16 +169,10 @@ async def test_the_api_answers_a_pruned_day_and_refuses_its_drill_down(stores) -
 def test_a_stored_day_the_refill_finds_other_scans_for_is_settled_again(stores) -> None:
     """A late scan whose stale mark was lost (the hub stopped before its next write): the refilled day holds a scan
     more than its stored day was settled from, so the day is settled again and its stored day deleted."""
-    key = Ed25519Signer.from_seed(b"\x68" * 32)
-    sent, dates = days_traffic()
+    p = pushed(stores, 0x68)
+    sent, dates, key, clock, store, views = p.sent, p.dates, p.key, p.clock, p.store, p.views
+    hub = views.hub
     late = next(p for p in sent.pushes if p[2] == "scan" and p[3].get("event") == "arrived")
-    clock = Clock(sent.pushes[0][0] - 600)
-    store, aggregates = stores()
-    hub = Hub(store, key, clock=clock)
-    views = Views(hub, plan=sent.plan, aggregates=aggregates)
-    sent.enroll(hub, clock)
-    assert sent.push(hub, clock, sent.pushes) == len(sent.pushes)
-    clock.now = sent.now
     assert views.keep_days_stored() == 2
     with views.fresh():
         scans = views.mbg.summary(sent.now, dates[0])["total_scans_today"]
