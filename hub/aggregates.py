@@ -125,12 +125,12 @@ class LmdbAggregates:
     own map size; losing them loses nothing the log cannot give again."""
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32, durable: bool = False) -> None:
-        os.makedirs(path, exist_ok=True)
         # Not fsync'd by default: a day lost in a power cut is computed again from the log.
         try:
+            os.makedirs(path, exist_ok=True)
             self._env = lmdb.open(str(path), map_size=map_size, max_dbs=16, subdir=True, sync=durable,
                                   metasync=durable)
-        except lmdb.Error as exc:
+        except (lmdb.Error, OSError) as exc:
             raise StoreError(f"cannot open the day aggregates at {path}: {exc}",
                              hint="check the files' owner; the directory can be removed, the read models write "
                                   "the days again") from None

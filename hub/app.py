@@ -44,7 +44,7 @@ from .mbg.routes import MbgRoutes
 from .metrics import HubMetrics
 from .security import HubSecurity
 from .service import Hub
-from .store import HubStore, LmdbHubStore
+from .store import HubStore, LmdbHubStore, StoreError
 from .tiers import TierLinks
 from .verify import AheadCheck, CrossLogVerifier
 from .views import Views
@@ -99,14 +99,20 @@ def open_store(config: HubConfig) -> HubStore:
     return LmdbHubStore(Path(config.data_dir) / "store", map_size=config.store.map_size)
 
 
-def open_aggregates(config: HubConfig) -> AggregateStore:
+def open_aggregates(config: HubConfig) -> AggregateStore | None:
     """Where the read models keep their day aggregates: the PostgreSQL store's schema (tables its migrations made),
-    or an LMDB environment of its own beside the hub's (hub/aggregates.py says why apart)."""
-    if config.store.backend == "postgres":
-        from .pg import PgAggregates  # the [pg] extra: open_store has checked it is installed
+    or an LMDB environment of its own beside the hub's (hub/aggregates.py says why apart). They are derived from
+    the log, so a hub whose aggregates cannot be opened logs it and runs without them."""
+    try:
+        if config.store.backend == "postgres":
+            from .pg import PgAggregates  # the [pg] extra: open_store has checked it is installed
 
-        return PgAggregates(config.store.dsn, schema=config.name.replace("-", "_"))
-    return LmdbAggregates(Path(config.data_dir) / "aggregates")
+            return PgAggregates(config.store.dsn, schema=config.name.replace("-", "_"))
+        return LmdbAggregates(Path(config.data_dir) / "aggregates")
+    except StoreError as exc:
+        log.error("the read models' day aggregates cannot be opened (%s: %s); past days are answered from the scans "
+                  "held only. %s", exc.code, exc.message, exc.hint or "")
+        return None
 
 
 class HubHolder:

@@ -121,7 +121,7 @@ class MbgView:
         self._stock_findings: dict[str | None, list[Finding]] | None = None
         self.days = days
         self.refilling = False  # scans fed are a refill of the log: stored days are not made stale by them
-        self._stored: set[str] = set(days.dates()) if days is not None else set()
+        self._stored: set[str] = self._stored_dates() if days is not None else set()
         self._stale: list[str] = []  # stored days to delete, in the order they went stale
         self._held_of: dict[str, int] = {}  # how many scans a stored day was settled from, once read or written
         self._retry: dict[str, int] = {}  # a past day not final yet: when to settle it again for the store
@@ -366,6 +366,15 @@ class MbgView:
         if stored is not None:
             self._held_of[date] = stored.held[0]
         return stored
+
+    def _stored_dates(self) -> set[str]:
+        assert self.days is not None
+        try:
+            return set(self.days.dates())
+        except StoreError as exc:
+            log.error("MBG days: the stored days cannot be listed (%s: %s); past days are settled from the scans "
+                      "held", exc.code, exc.message)
+            return set()
 
     def stored_dates(self) -> list[str]:
         """The days the store holds an answer of (as far as this view knows)."""

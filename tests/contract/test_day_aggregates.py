@@ -7,6 +7,8 @@ import uuid
 import pytest
 
 from hub.aggregates import DamagedAggregate, DayAggregate, LmdbAggregates, Namespace
+from hub.app import open_aggregates
+from hub.config import HubConfig
 from hub.mbg.days import MBG_DAYS
 from hub.pg import PgAggregates, PgHubStore
 from tests.contract.test_hub_store import PG_DSN
@@ -112,3 +114,10 @@ def test_lmdb_aggregates_live_apart_from_the_hub_store(tmp_path) -> None:
         assert store.namespace(MBG_DAYS).dates() == []
     finally:
         store.close()
+
+
+def test_a_hub_whose_aggregates_cannot_be_opened_runs_without_them(tmp_path, caplog) -> None:
+    (tmp_path / "aggregates").write_bytes(b"not a directory")
+    with caplog.at_level("ERROR", logger="jejak.hub"):
+        assert open_aggregates(HubConfig(name="hub", data_dir=str(tmp_path))) is None
+    assert any("STORE_ERROR" in r.getMessage() for r in caplog.records)
