@@ -9,7 +9,7 @@ from ledger import decode_record
 from ledger.errors import LedgerError
 
 from ..aggregates import DayAggregates
-from ..store import DamagedRecord, HubStore, StoreError
+from ..store import DamagedRecord, HubStore
 from .calendar import date_of
 from .days import WARM_DAYS, Mark, MarketDay, Seam, demand_of, from_aggregate, latest_mark, to_aggregate
 from .model import DAY_S, PriceObservation, day_of, from_record
@@ -49,7 +49,7 @@ class KeptDays:
                     agg = self.days.get(date)
                     if agg is not None:
                         days.append(from_aggregate(agg))
-        except StoreError as exc:  # DamagedAggregate among them
+        except Exception as exc:  # DamagedAggregate, or a store that cannot be read at all: the log has it all
             log.error("the markets' stored days cannot be read (%s); every record of their window is read instead",
                       exc)
             return None

@@ -5,17 +5,20 @@ were last written."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from hub.aggregates import AggregateStore
+from hub.aggregates import AggregateStore, DayAggregate, LmdbAggregates
 from hub.markets import AlertTracker, Decision
 from hub.markets.calendar import day_number
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
+from hub.markets.days import MARKET_DAYS, Mark, MarketDay, to_aggregate
 from hub.markets.errors import MarketError
 from hub.markets.model import day_of
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
 from hub.service import Hub
+from hub.store import LmdbHubStore
 from hub.views import Views
 from ledger import ChainBuilder, Ed25519Signer
 
@@ -182,6 +185,26 @@ def test_a_restart_loads_closed_days_and_answers_as_before(stores) -> None:
         # A decision on a value older than the days listed is in the audit, its observation not listed.
         assert old[0].observation.id in {d["observation"] for d in after["decisions"]}
         assert old[0].observation.id not in {e["observation"]["id"] for e in after["held"]}
+    finally:
+        store.close()
+        aggregates.close()
+
+
+def test_a_stored_day_that_does_not_read_makes_the_refill_read_the_whole_window(tmp_path: Path, caplog) -> None:
+    store, aggregates = LmdbHubStore(tmp_path / "store"), LmdbAggregates(tmp_path / "aggregates")
+    try:
+        hub = Hub(store, Ed25519Signer.from_seed(b"\x72" * 32), clock=Clock(day_number(START) * 86400))
+        days = aggregates.namespace(MARKET_DAYS)
+        good = MarketDay(day=day_number(START) - 3, mark=Mark(written=1, closed_through=day_number(START) - 3,
+                                                                record=b"\x01" * 32, decisions=0))
+        bad = DayAggregate(date="2025-08-30", figures=(0, 0, 0, 0), summary=b"\xa0")  # not a market day
+        days.put([to_aggregate(good), bad])
+        views = views_of(hub, aggregates, refill=True)
+        assert views.kept_days is not None and views.kept_days.load(hub.clock()) is None
+        assert "cannot be read" in caplog.text and views.markets.seam is None
+        days.put([to_aggregate(good)], delete=["2025-08-30"])
+        # The mark names a record the log does not hold: nothing stored is trusted either.
+        assert views.kept_days.load(hub.clock()) is None and views.markets.seam is None
     finally:
         store.close()
         aggregates.close()
