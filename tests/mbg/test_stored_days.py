@@ -5,6 +5,7 @@ stored day is logged and settled again; a drill-down beyond the window is refuse
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -16,8 +17,9 @@ from hub.mbg.analysis import Timed
 from hub.mbg.days import MBG_DAYS, encode
 from hub.mbg.errors import BeyondWindow
 from hub.mbg.sim import SimDay, simulate_days
-from hub.pg import PgAggregates
+from hub.pg import PgAggregates, PgHubStore
 from tests.contract.test_day_aggregates import aggregates  # noqa: F401  (the fixture, for both backends)
+from tests.pg import PG_DSN
 
 
 def answers(view: MbgView, now: int, date: str) -> dict[str, Any]:
@@ -173,3 +175,32 @@ def test_a_drill_down_beyond_the_window_is_refused(aggregates) -> None:  # noqa:
     # The days still held drill down as before.
     assert view.epcis_document(now, sims[1].date)["epcisBody"]["eventList"]
 
+
+
+def test_national_questions_run_in_sql_on_the_stored_days() -> None:
+    """On PostgreSQL the stored days are real columns: a question over kitchens and dates is one query."""
+    sims = simulate_days(3, scenario="late_truck", kitchens=3, schools_per_kitchen=2)
+    now = sims[-1].now
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    PgHubStore(PG_DSN, schema=schema).close()
+    store = PgAggregates(PG_DSN, schema=schema)
+    try:
+        view = _fed(sims, store.namespace(MBG_DAYS))
+        past = _store(view, now)
+        with store.tx() as conn:
+            rows = conn.execute(
+                "SELECT date::text, kitchen, count(*) FILTER (WHERE 'late' = ANY(statuses)), "
+                "count(*) FILTER (WHERE 'on_time' = ANY(statuses)), sum(expected), sum(received_portions) "
+                "FROM mbg_deliveries GROUP BY date, kitchen ORDER BY date, kitchen").fetchall()
+            days = conn.execute("SELECT date::text, late, expected_portions FROM mbg_days ORDER BY date").fetchall()
+        want = []
+        for date in past:
+            for kitchen, k in sorted(view.deliveries_by_kitchen(now, date).items()):
+                schools = k["schools"]
+                want.append((date, kitchen, k["counts"]["late"], k["counts"]["on_time"],
+                             sum(d["expected"] for d in schools), sum(d["received_portions"] for d in schools)))
+        assert rows == want and any(r[2] for r in rows)
+        assert days == [(d, sum(r[2] for r in rows if r[0] == d), sum(r[4] for r in rows if r[0] == d)) for d in past]
+    finally:
+        store.close()
+        PgHubStore(PG_DSN, schema=schema).drop()
