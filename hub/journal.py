@@ -62,7 +62,7 @@ class Journal:
                 fh.flush()
                 os.fsync(fh.fileno())
             if new:
-                _sync_dir(self.path.parent)
+                sync_dir(self.path.parent)
 
     def rewrite(self, items: Iterable[dict[str, Any]]) -> None:
         """Replace the whole journal at once (temporary file, fsync, rename): to drop what is no longer needed."""
@@ -75,10 +75,10 @@ class Journal:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
-            _sync_dir(self.path.parent)
+            sync_dir(self.path.parent)
 
 
-def _sync_dir(path: Path) -> None:
+def sync_dir(path: Path) -> None:
     """Make a file's creation or rename durable: the directory entry is data too."""
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -16,6 +16,7 @@ import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import psycopg
@@ -24,8 +25,10 @@ from ledger import ChainState, LedgerError, Record, decode_record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
 from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
+from .journal import sync_dir
 from .store import (
     KIND_CODES,
+    ArchiveMismatch,
     ArchiveUnavailable,
     Batch,
     DeviceInfo,
@@ -158,6 +161,35 @@ class Partition:
                 "last_arrived": self.last_arrived, "archived": self.archived}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArchiveIndexing:
+    """What `PgHubStore.index_archives` did with one archive: `indexed`, `already indexed`, or `refused` with
+    the error's code, message and hint, and the first tile of the log that does not check where there is one.
+    A refused archive was left as it was."""
+
+    archive: str  # the archive's path without suffix, as the store records it
+    outcome: str
+    records: int = 0
+    code: str | None = None
+    message: str | None = None
+    hint: str | None = None
+    tile: int | None = None
+    exit_code: int = 0  # what `jejak hub archive index` exits with for it
+
+    @classmethod
+    def refused(cls, stem: str, error: StoreError, written: Iterable[str]) -> ArchiveIndexing:
+        """The report of a refused archive, once the temporary files its indexing began are removed."""
+        for path in written:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        return cls(archive=stem, outcome="refused", code=error.code, message=error.message, hint=error.hint,
+                   tile=error.tile if isinstance(error, ArchiveMismatch) else None, exit_code=error.exit_code)
+
+    def to_json(self) -> dict[str, object]:
+        return {"archive": self.archive, "outcome": self.outcome, "records": self.records, "code": self.code,
+                "message": self.message, "hint": self.hint, "tile": self.tile}
+
+
 def _sync(fh: BinaryIO) -> None:
     fh.flush()
     os.fsync(fh.fileno())
@@ -200,25 +232,60 @@ def check_archive(path: str | os.PathLike[str], first: int, end: int, tile_roots
     at, fold, seq_fold = first, 0, 0
     for idx, seq, _, device_id, record_id, leaf, raw in read_archive(path):
         if idx != at:
-            raise StoreError(f"archive {path}: expected index {at}, found {idx}")
+            raise ArchiveMismatch(f"archive {path}: expected index {at}, found {idx}", tile=at // TILE_LEAVES)
         if hashlib.sha256(raw).digest() != record_id or leaf_hash(raw) != leaf:
-            raise StoreError(f"archive {path}: device {device_id.hex()} seq {seq} at index {idx} does not hash to "
-                             "its id and leaf", hint="the store holds a damaged record: run `jejak hub verify`, "
-                                                     "restore the record, then archive again")
+            raise ArchiveMismatch(f"archive {path}: device {device_id.hex()} seq {seq} at index {idx} does not "
+                                  "hash to its id and leaf", tile=idx // TILE_LEAVES,
+                                  hint="the store holds a damaged record: run `jejak hub verify`, restore the "
+                                       "record, then archive again")
         fold ^= _fold(record_id, idx)
         seq_fold ^= _fold(_SEQ_ENTRY.pack(device_id, seq, idx), idx)
         tile.append(leaf)
         at += 1
         if len(tile) == TILE_LEAVES:
             if at > end or MerkleTree(tile).root() != tile_roots[(at - first) // TILE_LEAVES - 1]:
-                raise StoreError(f"archive {path}: leaves {at - TILE_LEAVES} to {at - 1} do not give the tile "
-                                 "root the hub keeps")
+                raise ArchiveMismatch(f"archive {path}: leaves {at - TILE_LEAVES} to {at - 1} do not give the "
+                                      "tile root the hub keeps", tile=(at - 1) // TILE_LEAVES)
             if leaves_out is not None:
                 leaves_out.write(b"".join(tile))
             tile.clear()
     if at != end or tile:
-        raise StoreError(f"archive {path}: expected indexes {first} to {end - 1}, it ends at {at - 1}")
+        raise ArchiveMismatch(f"archive {path}: expected indexes {first} to {end - 1}, it ends at {at - 1}",
+                              tile=min(at, end - 1) // TILE_LEAVES)
     return fold, seq_fold
+
+
+def csv_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of CSV text that arrives in chunks of any size. No field of the log's rows holds a line break
+    (integers and hex), so a row is a line; text after the last line break is yielded as a line of its own."""
+    rest = b""
+    for chunk in chunks:
+        rest, *done = (rest + chunk).rsplit(b"\n", 1)[::-1]
+        if done:
+            yield from done[0].split(b"\n")
+    if rest:
+        yield rest
+
+
+def write_tiled_rows(lines: Iterable[bytes], path: str, tiles_path: str, what: str) -> None:
+    """Archive rows (CSV lines, in index order) to `path` one gzip member per tile (still one gzip file to every
+    reader), and the byte offset of each member to `tiles_path`, so a tile is read back on its own; both
+    fsync'd. The one writer of archive rows: a new archive's and an old one's given its tile file."""
+    offsets: list[int] = []
+    tile: list[bytes] = []
+    with open(path, "wb") as fh:
+        for line in lines:
+            tile.append(line)
+            if len(tile) == TILE_LEAVES:
+                offsets.append(fh.tell())
+                fh.write(gzip.compress(b"\n".join(tile) + b"\n", compresslevel=6, mtime=0))
+                tile.clear()
+        if tile:
+            raise StoreError(f"{what}: {len(tile)} rows past its last whole tile")
+        _sync(fh)
+    with open(tiles_path, "wb") as fh:
+        fh.write(b"".join(_U64.pack(o) for o in offsets))
+        _sync(fh)
 
 
 def _fold(record_id: bytes, idx: int) -> int:
@@ -910,54 +977,104 @@ class PgHubStore:
         for part in chosen:
             stem = os.path.abspath(os.path.join(os.fspath(directory), f"records_{part.first}-{part.end}"))
             self._write_rows(part, stem + ROWS_SUFFIX + ".part", stem + TILES_SUFFIX + ".part")
-            roots = [bytes(r[0]) for r in self._query(
-                "SELECT root FROM tiles WHERE idx >= %s AND idx < %s ORDER BY idx",
-                (part.first // TILE_LEAVES, part.end // TILE_LEAVES))]
+            roots = self._tile_roots(part)
             with open(stem + LEAVES_SUFFIX + ".part", "wb") as fh:
                 fold, seq_fold = check_archive(stem + ROWS_SUFFIX + ".part", part.first, part.end, roots, fh)
                 _sync(fh)
             if self._write_ids(part, stem + IDS_SUFFIX + ".part") != fold:
                 raise StoreError(f"archive {stem}: the id file does not hold the rows' ids and indexes; nothing "
                                  "was dropped", hint="run the archive again")
-            if self._write_seqs(part, stem + SEQS_SUFFIX + ".part") != seq_fold:
+            if self._write_seqs(part.name, stem + SEQS_SUFFIX + ".part") != seq_fold:
                 raise StoreError(f"archive {stem}: the seq file does not hold the rows' devices, seqs and indexes; "
                                  "nothing was dropped", hint="run the archive again")
             for suffix in (ROWS_SUFFIX, TILES_SUFFIX, LEAVES_SUFFIX, IDS_SUFFIX, SEQS_SUFFIX):
                 os.replace(stem + suffix + ".part", stem + suffix)
+            sync_dir(Path(stem).parent)
             self._detach(part, stem, keep)
             done.append(replace(part, archived=stem))
         return done
 
-    def _write_rows(self, part: Partition, path: str, tiles_path: str) -> None:
-        """The partition's rows as CSV, one gzip member per tile (still one gzip file to every reader), and the
-        byte offset of each member in `tiles_path`, so a tile is read back on its own."""
-        offsets: list[int] = []
-        with self._tx(), open(path, "wb") as fh, self._conn.cursor() as cur, cur.copy(
-                f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") as copy:
-            rest, lines = b"", []
-            for chunk in copy:
-                # No field holds a line break (integers and hex), so a row is a line.
-                rest, *done = (rest + bytes(chunk)).rsplit(b"\n", 1)[::-1]
-                if done:
-                    lines += done[0].split(b"\n")
-                while len(lines) >= TILE_LEAVES:
-                    offsets.append(fh.tell())
-                    fh.write(gzip.compress(b"\n".join(lines[:TILE_LEAVES]) + b"\n", compresslevel=6, mtime=0))
-                    del lines[:TILE_LEAVES]
-            if lines or rest:
-                raise StoreError(f"partition {part.name}: {len(lines)} rows past its last whole tile")
-            _sync(fh)
-        with open(tiles_path, "wb") as fh:
-            fh.write(b"".join(_U64.pack(o) for o in offsets))
-            _sync(fh)
+    def _tile_roots(self, part: Partition) -> list[bytes]:
+        """The tile roots the hub keeps for a partition's indexes: what its archive must give."""
+        return [bytes(r[0]) for r in self._query("SELECT root FROM tiles WHERE idx >= %s AND idx < %s ORDER BY idx",
+                                                 (part.first // TILE_LEAVES, part.end // TILE_LEAVES))]
 
-    def _write_seqs(self, part: Partition, path: str) -> int:
-        """The partition's (device, seq, index) rows sorted by device and seq, for `log_range` after its rows
-        are gone; streamed like the id file."""
+    def index_archives(self, directory: str | os.PathLike[str] | None = None) -> list[ArchiveIndexing]:
+        """Give each archive that has no tile and seq files (those in `directory`, or every one the store
+        records) the files `archive` writes today, so its records are served again.
+
+        The rows are checked against the tile roots the hub keeps before anything is written; then written
+        again a gzip member per tile (`write_tiled_rows`, the same bytes `archive` would write) with the seq
+        file beside them (`_write_seqs`, sorted by PostgreSQL in a temporary table), read back and checked
+        again, and only then renamed into place, the tile file last, and their directory synced. An archive
+        that is missing or does not check is reported and left as it was."""
+        where = None if directory is None else os.path.abspath(directory)
+        return [self._index_archive(p) for p in self.partitions()
+                if p.archived is not None and (where is None or os.path.dirname(p.archived) == where)]
+
+    def _index_archive(self, part: Partition) -> ArchiveIndexing:
+        stem = str(part.archived)
+        if os.path.exists(stem + TILES_SUFFIX) and os.path.exists(stem + SEQS_SUFFIX):
+            return ArchiveIndexing(archive=stem, outcome="already indexed", records=part.end - part.first)
+        written = [stem + suffix + ".part" for suffix in (ROWS_SUFFIX, SEQS_SUFFIX, TILES_SUFFIX)]
+        try:
+            checked_folds = check_archive(stem + ROWS_SUFFIX, part.first, part.end, self._tile_roots(part))
+            seq_fold = self._write_tiles_and_seqs(stem, *written)
+            if check_archive(written[0], part.first, part.end, self._tile_roots(part)) != checked_folds \
+                    or seq_fold != checked_folds[1]:
+                raise ArchiveMismatch(f"archive {stem}{ROWS_SUFFIX}: its rows changed while they were indexed; "
+                                      "nothing was written", tile=None, hint="run the index again")
+        except FileNotFoundError as exc:
+            return ArchiveIndexing.refused(stem, ArchiveUnavailable(
+                f"archive {stem}{ROWS_SUFFIX} cannot be read: {exc.strerror}",
+                hint="put the archive's files back at that path (their copy from `jejak hub archive --to`)"), written)
+        except (OSError, EOFError, ValueError, zlib.error) as exc:  # gzip and CSV that are not an archive's
+            return ArchiveIndexing.refused(stem, ArchiveMismatch(
+                f"archive {stem}{ROWS_SUFFIX} cannot be read as an archive: {exc}", tile=None,
+                hint="put the archive's good copy back (from `jejak hub archive --to`)"), written)
+        except StoreError as exc:
+            return ArchiveIndexing.refused(stem, exc, written)
+        for path in written:
+            os.replace(path, path.removesuffix(".part"))
+        sync_dir(Path(stem).parent)
+        return ArchiveIndexing(archive=stem, outcome="indexed", records=part.end - part.first)
+
+    def _write_tiles_and_seqs(self, stem: str, rows_path: str, seqs_path: str, tiles_path: str) -> int:
+        """An archive's rows written again a gzip member per tile, and its seq file from the same rows; return
+        the seq file's fold (see `_fold`)."""
+        with self._tx(), self._conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS archive_seqs (device_id bytea, seq bigint, idx bigint)")
+            cur.execute("TRUNCATE archive_seqs")
+            with gzip.open(stem + ROWS_SUFFIX, "rb") as rows, \
+                    cur.copy("COPY archive_seqs FROM STDIN (FORMAT csv)") as copy:
+                def noted(lines: Iterator[bytes]) -> Iterator[bytes]:
+                    # The rows' device, seq and index go to PostgreSQL to be sorted, in CSV as they stand.
+                    for line in lines:
+                        idx, seq, _, device_id, _ = line.split(b",", 4)
+                        copy.write(b"%s,%s,%s\n" % (device_id, seq, idx))
+                        yield line
+
+                write_tiled_rows(noted(csv_lines(iter(lambda: rows.read(1 << 20), b""))), rows_path, tiles_path,
+                                 f"archive {stem}")
+        try:
+            return self._write_seqs("archive_seqs", seqs_path)
+        finally:
+            with self._tx():
+                self._conn.execute("DROP TABLE IF EXISTS archive_seqs")
+
+    def _write_rows(self, part: Partition, path: str, tiles_path: str) -> None:
+        """The partition's rows, streamed from PostgreSQL's COPY into `write_tiled_rows`."""
+        with self._tx(), self._conn.cursor() as cur, cur.copy(
+                f"COPY (SELECT {_LOG_COLUMNS} FROM {part.name} ORDER BY idx) TO STDOUT (FORMAT csv)") as copy:
+            write_tiled_rows(csv_lines(bytes(chunk) for chunk in copy), path, tiles_path, f"partition {part.name}")
+
+    def _write_seqs(self, table: str, path: str) -> int:
+        """The (device, seq, index) rows of `table` (a partition, or an old archive's rows read back) sorted by
+        device and seq, for `log_range` after the rows are gone; streamed like the id file."""
         fold = 0
-        with self._tx(), open(path, "wb") as fh, self._conn.cursor(name=f"seqs_{part.first}") as cur:
+        with self._tx(), open(path, "wb") as fh, self._conn.cursor(name=f"seqs_{table}") as cur:
             cur.itersize = 10_000
-            cur.execute(f"SELECT device_id, seq, idx FROM {part.name} ORDER BY device_id, seq")
+            cur.execute(f"SELECT device_id, seq, idx FROM {table} ORDER BY device_id, seq")
             for device_id, seq, idx in cur:
                 entry = _SEQ_ENTRY.pack(bytes(device_id), seq, idx)
                 fh.write(entry)

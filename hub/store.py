@@ -70,6 +70,21 @@ class ArchiveUnavailable(StoreError):
     retry_after_s = 3600
 
 
+class ArchiveMismatch(StoreError):
+    """An archive file's rows do not give the tile roots the hub keeps (or do not hash to their ids and
+    leaves): it is neither written as an archive nor indexed for serving. `tile` is the first tile of the log
+    that does not check, None when the rows are cut short or out of order."""
+
+    code = "ARCHIVE_MISMATCH"
+    coap = "5.00"
+    http = 500
+    exit_code = 58
+
+    def __init__(self, message: str, *, tile: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint, where=None if tile is None else f"log tile {tile}")
+        self.tile = tile
+
+
 RESTORE_HINT = ("the hub takes the good copy back from the device's edge at its next sync (or from a peer hub); "
                 "`jejak hub verify --config HUB.toml` checks the whole store")
 

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coap_server.logs import setup_logging
 from ledger.failures import Unreachable, UsageError
@@ -25,6 +25,10 @@ from ledger.failures import Unreachable, UsageError
 from .hubclient import HubRefused, bearer_token, call, operator_token
 from .hubclient import open_url as _open
 from .stop import stop, version
+
+if TYPE_CHECKING:
+    from hub.config import HubConfig
+    from hub.pg import PgHubStore
 
 ENROLL_SCHEME = "jejak-enroll"
 
@@ -98,20 +102,33 @@ def _hub_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else DamagedRecord.exit_code
 
 
+def _archive_store(config: HubConfig) -> PgHubStore:
+    """The PostgreSQL store of the hub that `config` describes, for `jejak hub archive` and its index."""
+    from hub.app import open_store
+    from hub.config import ConfigError
+    from hub.pg import PgHubStore
+
+    store = open_store(config)
+    if not isinstance(store, PgHubStore):
+        store.close()
+        raise ConfigError("jejak hub archive works on the PostgreSQL store; this hub's store is LMDB",
+                          where="store.backend", hint="an LMDB hub keeps everything; back its files up instead")
+    return store
+
+
 def _hub_archive(args: argparse.Namespace) -> int:
     """Write the log partitions whose records all arrived before a date to files, check them against the tile
     roots the hub keeps, and drop their rows from the PostgreSQL store (the hub's own log stays)."""
-    from hub.app import load_or_create_key, open_store
-    from hub.config import ConfigError, load
-    from hub.pg import PgHubStore
+    from hub.app import load_or_create_key
+    from hub.config import load
     from ledger import device_id_for
 
+    if args.before is None or args.to is None:
+        raise UsageError("jejak hub archive needs --before DATE and --to DIR",
+                         hint="or `jejak hub archive index` to index archives written before tile files")
     config = load(args.config)
-    store = open_store(config)
+    store = _archive_store(config)
     try:
-        if not isinstance(store, PgHubStore):
-            raise ConfigError("jejak hub archive works on the PostgreSQL store; this hub's store is LMDB",
-                              where="store.backend", hint="an LMDB hub keeps everything; back its files up instead")
         hub_id = device_id_for(load_or_create_key(Path(config.data_dir) / "hub.key").public_key)
         parts = store.archive(args.before, args.to, keep=[hub_id], dry_run=args.dry_run)
     finally:
@@ -126,6 +143,28 @@ def _hub_archive(args: argparse.Namespace) -> int:
         if not parts:
             print("nothing to archive: no full partition whose records all arrived before that date")
     return 0
+
+
+def _hub_archive_index(args: argparse.Namespace) -> int:
+    """Give the archives written before archives had tile and seq files those files, checked against the tile
+    roots the hub keeps first, so their records are served again. Exit 0 when none is refused, else the first
+    refusal's code (ARCHIVE_MISMATCH: its rows do not check; ARCHIVE_UNAVAILABLE: its file is missing)."""
+    from hub.config import load
+
+    store = _archive_store(load(args.config))
+    try:
+        done = store.index_archives(args.dir)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([d.to_json() for d in done]))
+    else:
+        for d in done:
+            print(f"{d.outcome} {d.archive}: " + (f"{d.code}{'' if d.tile is None else f' at log tile {d.tile}'}: "
+                                                  f"{d.message}" if d.code else f"{d.records} records"))
+        if not done:
+            print("no archive to index: the store records none" + ("" if args.dir is None else f" in {args.dir}"))
+    return next((d.exit_code for d in done if d.outcome == "refused"), 0)
 
 
 def _date(text: str) -> int:
@@ -436,13 +475,22 @@ def parser() -> argparse.ArgumentParser:
     verify.set_defaults(func=_hub_verify)
     archive = hub.add_parser("archive", help="move old log partitions of a PostgreSQL store to files")
     archive.add_argument("--config", help="hub TOML config")
-    archive.add_argument("--before", type=_date, required=True, metavar="DATE",
+    archive.add_argument("--before", type=_date, metavar="DATE",
                          help="archive partitions whose records all arrived before this UTC date (YYYY-MM-DD) "
-                              "or unix time")
-    archive.add_argument("--to", required=True, metavar="DIR", help="directory for the archive files")
+                              "or unix time (required)")
+    archive.add_argument("--to", metavar="DIR", help="directory for the archive files (required)")
     archive.add_argument("--dry-run", action="store_true", help="list what would be archived, change nothing")
     archive.add_argument("--json", action="store_true", help="print the partitions as JSON")
     archive.set_defaults(func=_hub_archive)
+    index = archive.add_subparsers(dest="archive_command").add_parser(
+        "index", help="give archives written before tile files their tile and seq files, checked against the "
+                      "tile roots the hub keeps, so their records are served again; exit 58 if one does not "
+                      "check, 56 if one is missing")
+    index.add_argument("--config", help="hub TOML config")
+    index.add_argument("--dir", metavar="DIR", help="only the archives in this directory (default: every archive "
+                                                    "the store records)")
+    index.add_argument("--json", action="store_true", help="print one report per archive as JSON")
+    index.set_defaults(func=_hub_archive_index)
     regions = hub.add_parser("regions", help="regional hubs followed by their checkpoints: their state, split "
                                              "views, and an operator's resume").add_subparsers(
         dest="regions_command", required=True)

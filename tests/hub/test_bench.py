@@ -31,3 +31,4 @@ def test_quick_bench_reports_figures():
     assert isinstance(storage, dict), storage
     assert 0 < storage["partitioned_bytes_per_record"] < storage["unpartitioned_bytes_per_record"]
     assert storage["archive"]["records"] > 0 and storage["archive"]["file.leaves_bytes_per_record"] == 32.0
+    assert storage["archive"]["index_records_per_s"] > 0 and storage["archive"]["index_vs_archive"] > 0

@@ -460,3 +460,149 @@ def test_an_archive_that_is_gone_or_altered_is_refused_with_its_path(schemas, tm
         hub.store.entries(0, 10)
     assert hub.store.entries(LEAVES, LEAVES + 5)[0].index == LEAVES, "another archive's tiles still serve"
     hub.store.close()
+
+
+def _as_written_before_tile_files(stem: str) -> None:
+    """Turn an archive into one written before archives had tile and seq files: its rows one gzip stream (as
+    the old writer's GzipFile over PostgreSQL's COPY wrote them), no .tiles, no .seqs."""
+    from hub.pg import ROWS_SUFFIX, SEQS_SUFFIX, TILES_SUFFIX
+
+    rows = Path(stem + ROWS_SUFFIX)
+    rows.write_bytes(gzip.compress(gzip.decompress(rows.read_bytes()), mtime=0))
+    Path(stem + TILES_SUFFIX).unlink()
+    Path(stem + SEQS_SUFFIX).unlink()
+
+
+def _alter_record(stem: str, line: int) -> None:
+    """Change one byte of the record on row `line` of an archive (a one-stream one): it no longer hashes."""
+    from hub.pg import ROWS_SUFFIX
+
+    lines = gzip.decompress(Path(stem + ROWS_SUFFIX).read_bytes()).decode().splitlines()
+    fields = lines[line].split(",")
+    fields[6] = fields[6][:-2] + ("00" if fields[6][-2:] != "00" else "01")
+    lines[line] = ",".join(fields)
+    Path(stem + ROWS_SUFFIX).write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+
+
+def test_an_archive_written_before_tile_files_is_indexed_checked_and_served_again(schemas, tmp_path):
+    from hub.pg import ROWS_SUFFIX, SEQS_SUFFIX, TILES_SUFFIX
+    from hub.store import ArchiveUnavailable
+
+    clock = Clock()
+    hub_key = Ed25519Signer.from_seed(b"\x5a" * 32)
+    hub = Hub(PgHubStore(PG_DSN, schema=schemas(), partition_leaves=LEAVES), hub_key, clock=clock)
+    logs = _fill(hub, clock, devices=2, per_device=200)
+    cutoff = clock()
+    clock.advance(86_400)
+    _fill(hub, clock, devices=1, per_device=50)
+    cp = hub.checkpoint()
+    store = hub.store
+    size = store.size()
+    before = store.entries(0, size)
+    done = store.archive(cutoff, tmp_path / "a", keep=[hub.hub_id])
+    assert len(done) >= 2
+    suffixes = (ROWS_SUFFIX, TILES_SUFFIX, SEQS_SUFFIX)
+    as_archived = {p.archived + s: Path(p.archived + s).read_bytes() for p in done for s in suffixes}
+    for p in done:
+        _as_written_before_tile_files(p.archived)
+    device_id, sent = logs[0]
+    with pytest.raises(ArchiveUnavailable, match=done[0].archived):
+        store.log_range(device_id, 0, 5)
+    with pytest.raises(ArchiveUnavailable):
+        store.get_raw(device_id, 3)
+    with pytest.raises(ArchiveUnavailable):
+        store.entries(0, 10)
+    with pytest.raises(ArchiveUnavailable):
+        hub.receipt(sent[4].id)  # a receipt reads its record too: a damaged or unservable one gets none
+
+    # One record altered in the second archive's second tile: it is refused at that tile, nothing written.
+    altered = done[1].archived
+    good = Path(altered + ROWS_SUFFIX).read_bytes()
+    _alter_record(altered, 64 + 5)
+    bad = Path(altered + ROWS_SUFFIX).read_bytes()
+    report = store.index_archives()
+    assert [(r.archive, r.outcome) for r in report] == [(done[0].archived, "indexed"), (altered, "refused")] + [
+        (p.archived, "indexed") for p in done[2:]]
+    refused = report[1]
+    assert (refused.code, refused.tile, refused.exit_code) == ("ARCHIVE_MISMATCH", done[1].first // 64 + 1, 58)
+    assert "does not hash to its id and leaf" in (refused.message or "")
+    assert Path(altered + ROWS_SUFFIX).read_bytes() == bad, "a refused archive is left as it was"
+    assert sorted(p.name for p in (tmp_path / "a").iterdir() if p.name.startswith(Path(altered).name)) == [
+        Path(altered).name + s for s in (".csv.gz", ".ids", ".leaves")]
+    with pytest.raises(ArchiveUnavailable):
+        store.entries(done[1].first, done[1].first + 1)
+
+    # The indexed archive is served again, and its files are the ones `archive` wrote, byte for byte.
+    assert {p.archived + s: Path(p.archived + s).read_bytes() for p in done if p is not done[1]
+            for s in suffixes} == {k: v for k, v in as_archived.items() if not k.startswith(altered + ".")}
+    assert store.entries(0, done[0].end) == before[:done[0].end]
+
+    # A byte of the compressed stream altered: refused too, at the tile it spoils or as no gzip of rows at all
+    # (where the stream stops decoding, or at its CRC); nothing written.
+    Path(altered + ROWS_SUFFIX).write_bytes(good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 1])
+                                            + good[len(good) // 2 + 1:])
+    [again] = [r for r in store.index_archives() if r.archive == altered]
+    assert (again.outcome, again.code) == ("refused", "ARCHIVE_MISMATCH")
+    assert again.tile in (None, *range(done[1].first // 64, done[1].end // 64))
+    assert not any(p.name.endswith(".part") for p in (tmp_path / "a").iterdir())
+
+    # The good copy back: indexed; everything archived is served as it was before the archive.
+    Path(altered + ROWS_SUFFIX).write_bytes(good)
+    assert [r.outcome for r in store.index_archives()] == ["already indexed", "indexed"] + ["already indexed"] * (
+        len(done) - 2)
+    assert {k: Path(k).read_bytes() for k in as_archived} == as_archived
+    assert store.entries(0, size) == before
+    for device_id, sent in logs:
+        assert store.log_range(device_id, 0, len(sent)) == [r.raw for r in sent]
+        assert store.log_range(device_id, 61, 70) == [r.raw for r in sent[61:70]]
+        assert store.get_raw(device_id, 7) == sent[7].raw
+    assert store.entries_at([3, done[1].first + 70]) == [before[3], before[done[1].first + 70]]
+    index, receipt = hub.receipt(sent[4].id)
+    assert index < done[0].end and verify_receipt(receipt, sent[4].raw, hub_key.public_key).tree_size == cp.tree_size
+
+    # Running it again changes nothing.
+    stamps = {k: Path(k).stat().st_mtime_ns for k in as_archived}
+    assert {r.outcome for r in store.index_archives(tmp_path / "a")} == {"already indexed"}
+    assert {k: Path(k).stat().st_mtime_ns for k in as_archived} == stamps
+    assert store.index_archives(tmp_path / "elsewhere") == []
+    store.close()
+
+
+def test_jejak_hub_archive_index_command(schemas, tmp_path, capsys):
+    from hub.app import load_or_create_key
+    from hub.pg import ROWS_SUFFIX
+    from tools.cli import main
+
+    schema = schemas()
+    (tmp_path / "hub").mkdir()
+    hub_key = load_or_create_key(tmp_path / "hub" / "hub.key")
+    clock = Clock(1_767_225_600 - 86_400)  # 2025-12-31
+    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    [(device_id, sent)] = _fill(hub, clock, devices=1, per_device=300, step=10)
+    hub.store.close()
+    toml = tmp_path / "hub.toml"
+    toml.write_text(f'name = "{schema}"\ndata_dir = "{tmp_path / "hub"}"\n'
+                    f'[store]\nbackend = "postgres"\ndsn = "{PG_DSN}"\npartition_leaves = {LEAVES}\n')
+    assert main(["hub", "archive", "--config", str(toml), "--before", "2026-01-01", "--to", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    stems = [str(tmp_path / "out" / f"records_{r}") for r in ("0-128", "128-256")]
+    for stem in stems:
+        _as_written_before_tile_files(stem)
+
+    # A missing archive is reported with its path and code; the others are indexed.
+    Path(stems[0] + ROWS_SUFFIX).rename(tmp_path / "moved")
+    assert main(["hub", "archive", "index", "--config", str(toml), "--json"]) == 56
+    report = json.loads(capsys.readouterr().out)
+    assert [(r["archive"], r["outcome"], r["code"]) for r in report] == [
+        (stems[0], "refused", "ARCHIVE_UNAVAILABLE"), (stems[1], "indexed", None)]
+    assert f"{stems[0]}{ROWS_SUFFIX} cannot be read" in report[0]["message"] and report[0]["tile"] is None
+    (tmp_path / "moved").rename(stems[0] + ROWS_SUFFIX)
+    assert main(["hub", "archive", "index", "--config", str(toml), "--dir", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"indexed {stems[0]}: 128 records",
+                                                    f"already indexed {stems[1]}: 128 records"]
+    store = PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES)
+    assert store.log_range(device_id, 0, 300) == [r.raw for r in sent]
+    store.close()
+    assert main(["hub", "archive", "index", "--config", str(toml), "--dir", str(tmp_path)]) == 0
+    assert "no archive to index" in capsys.readouterr().out
+    assert main(["hub", "archive", "--config", str(toml), "--to", str(tmp_path / "out")]) == 2, "--before is needed"
