@@ -177,17 +177,29 @@ class ArchiveIndexing:
     exit_code: int = 0  # what `jejak hub archive index` exits with for it
 
     @classmethod
-    def refused(cls, stem: str, error: StoreError, written: Iterable[str]) -> ArchiveIndexing:
-        """The report of a refused archive, once the temporary files its indexing began are removed."""
-        for path in written:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
+    def refused(cls, stem: str, error: StoreError) -> ArchiveIndexing:
+        """The report of an archive left as it was, with the error that says why."""
         return cls(archive=stem, outcome="refused", code=error.code, message=error.message, hint=error.hint,
                    tile=error.tile if isinstance(error, ArchiveMismatch) else None, exit_code=error.exit_code)
 
     def to_json(self) -> dict[str, object]:
         return {"archive": self.archive, "outcome": self.outcome, "records": self.records, "code": self.code,
                 "message": self.message, "hint": self.hint, "tile": self.tile}
+
+
+def _index_refusal(stem: str, exc: BaseException) -> StoreError:
+    """Why an archive is not indexed, as the error its report carries; anything else (the database gone, an
+    interrupt) stops the command and is raised again."""
+    if isinstance(exc, FileNotFoundError):
+        return ArchiveUnavailable(f"archive {stem}{ROWS_SUFFIX} cannot be read: {exc.strerror}",
+                                  hint="put the archive's files back at that path (their copy from `jejak hub "
+                                       "archive --to`)")
+    if isinstance(exc, OSError | EOFError | ValueError | zlib.error):  # gzip and CSV that are not an archive's
+        return ArchiveMismatch(f"archive {stem}{ROWS_SUFFIX} cannot be read as an archive: {exc}",
+                               hint="put the archive's good copy back (from `jejak hub archive --to`)")
+    if isinstance(exc, StoreError):
+        return exc
+    raise exc
 
 
 def _sync(fh: BinaryIO) -> None:
@@ -1024,16 +1036,11 @@ class PgHubStore:
                     or seq_fold != checked_folds[1]:
                 raise ArchiveMismatch(f"archive {stem}{ROWS_SUFFIX}: its rows changed while they were indexed; "
                                       "nothing was written", tile=None, hint="run the index again")
-        except FileNotFoundError as exc:
-            return ArchiveIndexing.refused(stem, ArchiveUnavailable(
-                f"archive {stem}{ROWS_SUFFIX} cannot be read: {exc.strerror}",
-                hint="put the archive's files back at that path (their copy from `jejak hub archive --to`)"), written)
-        except (OSError, EOFError, ValueError, zlib.error) as exc:  # gzip and CSV that are not an archive's
-            return ArchiveIndexing.refused(stem, ArchiveMismatch(
-                f"archive {stem}{ROWS_SUFFIX} cannot be read as an archive: {exc}", tile=None,
-                hint="put the archive's good copy back (from `jejak hub archive --to`)"), written)
-        except StoreError as exc:
-            return ArchiveIndexing.refused(stem, exc, written)
+        except BaseException as exc:
+            for path in written:  # whatever stopped it, nothing of it stays beside the archive
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            return ArchiveIndexing.refused(stem, _index_refusal(stem, exc))
         for path in written:
             os.replace(path, path.removesuffix(".part"))
         sync_dir(Path(stem).parent)

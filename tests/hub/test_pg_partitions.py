@@ -340,25 +340,30 @@ def test_a_damaged_archive_is_refused(schemas, tmp_path):
     hub.store.close()
 
 
+def _configured_hub(schema: str, tmp_path: Path) -> tuple[Hub, Clock, Path]:
+    """A PostgreSQL hub whose clock stands on 2025-12-31, its key in tmp_path/hub and its TOML config."""
+    from hub.app import load_or_create_key
+
+    (tmp_path / "hub").mkdir()
+    hub_key = load_or_create_key(tmp_path / "hub" / "hub.key")
+    clock = Clock(1_767_225_600 - 86_400)
+    toml = tmp_path / "hub.toml"
+    toml.write_text(f'name = "{schema}"\ndata_dir = "{tmp_path / "hub"}"\n'
+                    f'[store]\nbackend = "postgres"\ndsn = "{PG_DSN}"\npartition_leaves = {LEAVES}\n')
+    return Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock), clock, toml
+
+
 def test_jejak_hub_archive_command(schemas, tmp_path, capsys):
     from tools.cli import main
 
     schema = schemas()
-    from hub.app import load_or_create_key
-
-    (tmp_path / "hub").mkdir()
-
-    hub_key = load_or_create_key(tmp_path / "hub" / "hub.key")
-    clock = Clock(1_767_225_600 - 86_400)  # 2025-12-31
-    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    hub, clock, toml = _configured_hub(schema, tmp_path)
+    hub_key = hub.signer
     _fill(hub, clock, devices=1, per_device=100, step=10)
     assert hub.checkpoint().tree_size < LEAVES, "a checkpoint inside what goes to the archive"
     _fill(hub, clock, devices=1, per_device=200, step=10)
     root = hub.tree.root()
     hub.store.close()
-    toml = tmp_path / "hub.toml"
-    toml.write_text(f'name = "{schema}"\ndata_dir = "{tmp_path / "hub"}"\n'
-                    f'[store]\nbackend = "postgres"\ndsn = "{PG_DSN}"\npartition_leaves = {LEAVES}\n')
 
     assert main(["hub", "archive", "--config", str(toml), "--before", "2026-01-01", "--to",
                  str(tmp_path / "out"), "--dry-run", "--json"]) == 0
@@ -569,20 +574,13 @@ def test_an_archive_written_before_tile_files_is_indexed_checked_and_served_agai
 
 
 def test_jejak_hub_archive_index_command(schemas, tmp_path, capsys):
-    from hub.app import load_or_create_key
     from hub.pg import ROWS_SUFFIX
     from tools.cli import main
 
     schema = schemas()
-    (tmp_path / "hub").mkdir()
-    hub_key = load_or_create_key(tmp_path / "hub" / "hub.key")
-    clock = Clock(1_767_225_600 - 86_400)  # 2025-12-31
-    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=LEAVES), hub_key, clock=clock)
+    hub, clock, toml = _configured_hub(schema, tmp_path)
     [(device_id, sent)] = _fill(hub, clock, devices=1, per_device=300, step=10)
     hub.store.close()
-    toml = tmp_path / "hub.toml"
-    toml.write_text(f'name = "{schema}"\ndata_dir = "{tmp_path / "hub"}"\n'
-                    f'[store]\nbackend = "postgres"\ndsn = "{PG_DSN}"\npartition_leaves = {LEAVES}\n')
     assert main(["hub", "archive", "--config", str(toml), "--before", "2026-01-01", "--to", str(tmp_path / "out")]) == 0
     capsys.readouterr()
     stems = [str(tmp_path / "out" / f"records_{r}") for r in ("0-128", "128-256")]
