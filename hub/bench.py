@@ -643,7 +643,7 @@ def pg_storage(n: int, *, devices: int = 11, batch: int = 16, partition_leaves: 
             # .tiles or .seqs), given their index again as `jejak hub archive index` does.
             for p in gone:
                 stem = str(p.archived)
-                with gzip.open(stem + ROWS_SUFFIX, "rb") as rows, gzip.open(stem + ".old", "wb", mtime=0) as out:
+                with gzip.open(stem + ROWS_SUFFIX, "rb") as rows, gzip.GzipFile(stem + ".old", "wb", mtime=0) as out:
                     shutil.copyfileobj(rows, out, 1 << 20)
                 os.replace(stem + ".old", stem + ROWS_SUFFIX)
                 os.remove(stem + TILES_SUFFIX)
