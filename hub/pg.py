@@ -40,6 +40,7 @@ from .store import (
     chain_activity,
     intact_prefix,
     kind_index_of_log,
+    kind_runs,
     refuse_damaged,
     shown_state,
 )
@@ -509,10 +510,13 @@ class PgHubStore:
         a column of the partitioned log: it stays when a partition goes to an archive, so the records a reader
         wants are still found there. The rows the log holds are indexed once here, streamed in log order (kind
         read from each record's fixed fields; a damaged copy is indexed as unreadable); records already archived
-        out of the database are not indexed."""
+        out of the database are not indexed.
+
+        A row per run of consecutive indices of one kind (`kind_runs`), keyed by the kind and the run's last
+        index, so that the runs reaching a range are found from the range's start."""
         c = self._conn
-        c.execute("CREATE TABLE IF NOT EXISTS kind_index (kind smallint NOT NULL, idx bigint NOT NULL, "
-                  "PRIMARY KEY (kind, idx))")
+        c.execute("CREATE TABLE IF NOT EXISTS kind_index (kind smallint NOT NULL, first bigint NOT NULL, "
+                  "last bigint NOT NULL, PRIMARY KEY (kind, last))")
         c.execute("TRUNCATE kind_index")  # a schema set back by hand indexes its log again, whole
         start = 0
         with c.cursor() as cur:
@@ -520,10 +524,14 @@ class PgHubStore:
                                       (start, _PAGE)).fetchall():
                 start = int(page[-1][0]) + 1
                 rows = [(int(i), bytes(raw), hashlib.sha256(raw).digest() == bytes(rid)) for i, raw, rid in page]
-                with cur.copy("COPY kind_index (kind, idx) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(["int2", "int8"])
-                    for row in kind_index_of_log(rows):
-                        copy.write_row(row)
+                self._put_kind_runs(cur, kind_runs(kind_index_of_log(rows)))
+
+    @staticmethod
+    def _put_kind_runs(cur: psycopg.Cursor[Any], runs: Iterable[tuple[int, int, int]]) -> None:
+        with cur.copy("COPY kind_index (kind, first, last) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int2", "int8", "int8"])
+            for run in runs:
+                copy.write_row(run)
 
     @staticmethod
     def _put_activity(cur: psycopg.Cursor[Any], devices: dict[bytes, tuple[int, int]],
@@ -647,10 +655,8 @@ class PgHubStore:
                     for rec, leaf in zip(part.records, part.leaves, strict=True):
                         copy.write_row((size, rec.seq, part.arrived_at, part.device_id, rec.id, leaf, rec.raw))
                         size += 1
-            with cur.copy("COPY kind_index (kind, idx) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int2", "int8"])
-                for index, rec in enumerate(chain.from_iterable(part.records for part in batch.appends), first):
-                    copy.write_row((KIND_CODES[rec.kind], index))
+            self._put_kind_runs(cur, kind_runs((KIND_CODES[rec.kind], index) for index, rec in enumerate(
+                chain.from_iterable(part.records for part in batch.appends), first)))
             if batch.appends:
                 cur.executemany("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
                                 "DO UPDATE SET data = excluded.data",
@@ -808,8 +814,14 @@ class PgHubStore:
         return out
 
     def kind_positions(self, kind: str | None, start: int, end: int, limit: int) -> list[int]:
-        return [int(i) for i, in self._query("SELECT idx FROM kind_index WHERE kind = %s AND idx >= %s AND idx < %s "
-                                             "ORDER BY idx LIMIT %s", (KIND_CODES[kind], start, end, limit))]
+        # Each run found reaches into the range, so `limit` runs hold at least `limit` indices when there are that many.
+        runs = self._query("SELECT first, last FROM kind_index WHERE kind = %s AND last >= %s AND first < %s "
+                           "ORDER BY last LIMIT %s", (KIND_CODES[kind], start, end, limit))
+        out: list[int] = []
+        for first, last in runs:
+            begin = max(int(first), start)
+            out.extend(range(begin, min(int(last) + 1, end, begin + limit - len(out))))
+        return out
 
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
         rows = self._query("SELECT device_id, seq, record_id, leaf, raw FROM records "

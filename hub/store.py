@@ -241,6 +241,22 @@ def kind_index_of_log(rows: Iterable[tuple[int, bytes, bool]]) -> Iterator[tuple
         yield code, index
 
 
+def kind_runs(codes: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int, int]]:
+    """(kind code, first index, last index) of each run of consecutive log indices holding one kind, from (kind
+    code, index) in log order: the kind index as PostgreSQL keeps it, a row per run (a day's scans arrive in long
+    runs between a few records of other kinds)."""
+    run: list[int] | None = None
+    for code, index in codes:
+        if run is not None and run[0] == code and run[2] == index - 1:
+            run[2] = index
+            continue
+        if run is not None:
+            yield run[0], run[1], run[2]
+        run = [code, index, index]
+    if run is not None:
+        yield run[0], run[1], run[2]
+
+
 class HubStore(Protocol):
     """What the hub needs from storage. Implemented by LmdbHubStore and hub.pg.PgHubStore."""
 

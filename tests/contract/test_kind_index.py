@@ -39,6 +39,8 @@ def _fill(hub: Hub, clock: Clock) -> None:
             raws.append(builder.append("reading", {"site": "K1", "sensor": "p", "temp_cc": i, "rh_cp": 1}).raw)
         clock.advance(10)
         assert hub.ingest(device_id, raws).accepted == len(raws)
+    device_id, builder = builders[0]  # and a long run of one kind in one commit
+    assert hub.ingest(device_id, [builder.append("note", {"text": f"run {i}"}).raw for i in range(25)]).accepted == 25
 
 
 def _by_kind(store: HubStore) -> dict[str, list[int]]:
@@ -69,8 +71,12 @@ def test_the_kind_index_holds_each_kind_in_log_order_a_page_at_a_time_and_surviv
     want = _by_kind(store)
     assert _index(store) == want and all(want.values())
     size = store.size()
-    # A range of the log: the indices from `start` up to `end` only.
+    # A range of the log: the indices from `start` up to `end` only, also where both cut into a run of one kind.
     assert _paged(store, "note", 20, 40, 3) == [i for i in want["note"] if 20 <= i < 40]
+    run = want["note"][-25:]
+    assert run == list(range(run[0], run[0] + 25))
+    assert _paged(store, "note", run[3], run[-3], 4) == run[3:-3]
+    assert store.kind_positions("note", run[2], size, 5) == run[2:7]
     assert store.kind_positions("scan", size, size + 10, 5) == [] and _paged(store, None, 0, size, 5) == []
     # The entries at those indices are the log's own, in order.
     at = want["stock"] + want["scan"][:3]
