@@ -1,8 +1,13 @@
 """`jejak bench --update` replaces the parts it runs and keeps the others' figures."""
 
 import json
+import os
+import subprocess
+import sys
 
+from tests.wait import wait_until
 from tools.bench import main
+from tools.sync_bench import _cpu_of
 
 
 def test_update_keeps_the_other_parts(tmp_path):
@@ -67,3 +72,17 @@ def test_mbg_sizes_and_window_are_options(tmp_path):
     assert mbg["window"]["kitchens"] == 2 and mbg["window"]["same_answer"] is True
     assert mbg["window"]["day_of_window_scans_reconciled"] == mbg["window"]["day_alone_scans_reconciled"]
     assert "| window.day_of_window_s |" in md.read_text()
+
+
+def test_sync_bench_counts_a_process_and_its_children_apart():
+    """The sync part's CPU per record: the hub process's own time, and its signature workers' beside it."""
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                              "while time.process_time() - t < 0.3: pass\nimport sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        # The child's 0.3 s of CPU shows among this process's children, and as its own time, not theirs.
+        wait_until(lambda: _cpu_of(os.getpid())[1] >= 0.25, timeout=30, what="the child's CPU time")
+        own, children = _cpu_of(child.pid)
+        assert own >= 0.25 and children == 0
+    finally:
+        child.communicate(b"")
