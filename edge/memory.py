@@ -15,7 +15,7 @@ TRIM_EVERY_S = 2.0
 
 
 class Releasing(Protocol):
-    def release_pages(self) -> int: ...
+    def release_pages(self) -> None: ...
 
 
 def limit_arenas(arenas: int = 2) -> None:
@@ -39,9 +39,8 @@ def trim_heap() -> None:
 async def keep_flat(store: Releasing, every_s: float = RELEASE_EVERY_S, trim_every_s: float = TRIM_EVERY_S) -> None:
     """Every `every_s`, unmap the store's pages (`LmdbLogStore.release_pages`), and every `trim_every_s` trim
     the C heaps, off the event loop. The store's pages come back 64 KB at a time as requests read it, so what
-    is mapped in grows with the time between two releases; a release is one madvise and a read of
-    /proc/self/smaps, cheap enough to run often. Trimming walks every free chunk of the heaps, so it runs
-    less often."""
+    is mapped in grows with the time between two releases; a release is one madvise, cheap enough to run
+    often. Trimming walks every free chunk of the heaps, so it runs less often."""
     loop = asyncio.get_running_loop()
     trim_at = loop.time() + trim_every_s
     while True:

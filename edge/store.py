@@ -571,18 +571,19 @@ class LmdbLogStore:
             except Exception:
                 log.exception("store listener failed")
 
-    def release_pages(self) -> int:
-        """Unmap the store's pages from this process (`_unmap`) and say how many bytes of the map were resident
-        before. Every write unmaps what it read; this catches what the reads since have mapped in. The count is
-        read before taking the lock, so the writer waits only for the madvise."""
-        region = self._map_region()
-        if region is None:
-            return 0
-        resident = _resident_kb(region[0]) * 1024
+    def release_pages(self) -> None:
+        """Unmap the store's pages from this process (`_unmap`). Every write unmaps what it read; this catches
+        what the reads since have mapped in. It reads nothing from /proc: reading a process's smaps holds its
+        memory map's lock, and on a busy machine the event loop's next allocation would wait for it."""
         with self._lock:
             if not self._closed:
                 self._unmap()
-        return resident
+
+    def mapped_bytes(self) -> int:
+        """How many bytes of the store's map are resident in this process now (from /proc/self/smaps, so for
+        diagnostics and tests, not for a hot path)."""
+        region = self._map_region()
+        return 0 if region is None else _resident_kb(region[0]) * 1024
 
     def _map_region(self) -> tuple[int, int] | None:
         """Where LMDB maps the file: looked up once, as LMDB maps it once, at the fixed map size."""
