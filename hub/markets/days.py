@@ -12,6 +12,7 @@ import cbor2
 
 from ..aggregates import DamagedAggregate, DayAggregate, Namespace
 from .calendar import date_of, day_number
+from .validate import CheckResult, Verdict
 
 SeriesKey = tuple[str, str, str, str]  # market, commodity, grade, unit
 
@@ -22,7 +23,7 @@ MARKET_DAYS = Namespace(
     rows=(("series", "text"), ("market", "text"), ("commodity", "text"), ("grade", "text"), ("unit", "text"),
           ("region", "text"), ("prices", "bigint[]"), ("history", "double precision"), ("reporters", "text[]")),
 )
-FORMAT = 1  # of the summary; a summary of another format is read as damaged
+FORMAT = 2  # of the summary; a summary of another format is read as damaged (format 1 kept no held values)
 # Days before the first one a restart reads again whose prices are judged again for the validator only: a day's
 # verdicts are final by its cut-off, within a day of its end, so two days bring the validator where it was.
 WARM_DAYS = 2
@@ -41,6 +42,18 @@ class SeriesDay:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HeldValue:
+    """A value of the day held in quarantine and not cleared by the validator, as the held list shows it: its
+    verdict (the checks that fired and why, provisional or not), when it was held, and its state (pending, or
+    an operator's release or confirmation, which a reopen may take back). Its observation is the log's record
+    of the same id: a restart reads those records only, not the day's whole log."""
+
+    verdict: Verdict
+    quarantined_at: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Mark:
     """How far the stored days reach when they were written (the `written`-th write): every day up to
     `closed_through` as the records up to and including `record` (a log record id, b"" for none) and the
@@ -56,13 +69,15 @@ class Mark:
 class MarketDay:
     """One day of the markets: each series' prices; each site's readings as the sum and count of
     temperature, humidity and crowd; each (market, commodity) field notes' sentiment sum, count and whether
-    one reported a supply problem; each (region, commodity) MBG demand in kg; and the mark of the write."""
+    one reported a supply problem; each (region, commodity) MBG demand in kg; the values held in quarantine
+    by observation id; and the mark of the write."""
 
     day: int
     series: dict[SeriesKey, SeriesDay] = field(default_factory=dict)
     readings: dict[str, tuple[float, ...]] = field(default_factory=dict)
     notes: dict[tuple[str, str], tuple[float, int, bool]] = field(default_factory=dict)
     demand: dict[tuple[str, str], float] = field(default_factory=dict)
+    held: dict[str, HeldValue] = field(default_factory=dict)
     mark: Mark | None = None
 
 
@@ -78,7 +93,10 @@ def to_aggregate(day: MarketDay) -> DayAggregate:
     summary = cbor2.dumps({
         "format": FORMAT, "mark": mark, "readings": {k: list(v) for k, v in sorted(day.readings.items())},
         "notes": [[m, c, t, n, s] for (m, c), (t, n, s) in sorted(day.notes.items())],
-        "demand": [[r, c, kg] for (r, c), kg in sorted(day.demand.items())]}, canonical=True)
+        "demand": [[r, c, kg] for (r, c), kg in sorted(day.demand.items())],
+        "held": [[oid, h.quarantined_at, h.state, h.verdict.status, h.verdict.summary, h.verdict.provisional,
+                  [[c.name, c.family, c.fired, c.score, c.limit, c.reason] for c in h.verdict.checks]]
+                 for oid, h in sorted(day.held.items())]}, canonical=True)
     figures = (len(rows), sum(len(s.prices) for s in day.series.values()), len(day.readings), len(day.notes))
     return DayAggregate(date=date_of(day.day).isoformat(), figures=figures, summary=summary,
                         rows=tuple(tuple(r) for r in rows))
@@ -99,6 +117,11 @@ def from_aggregate(agg: DayAggregate) -> MarketDay:
         out.readings = {k: tuple(v) for k, v in s["readings"].items()}
         out.notes = {(m_, c): (float(t), int(n), bool(b)) for m_, c, t, n, b in s["notes"]}
         out.demand = {(r, c): float(kg) for r, c, kg in s["demand"]}
+        out.held = {str(oid): HeldValue(quarantined_at=int(at), state=str(state), verdict=Verdict(
+            observation_id=str(oid), status=str(status), summary=str(summary), provisional=bool(provisional),
+            checks=tuple(CheckResult(name=str(n), family=str(f), fired=bool(fired), score=score, limit=limit,
+                                     reason=str(why)) for n, f, fired, score, limit, why in checks)))
+            for oid, at, state, status, summary, provisional, checks in s["held"]}
     except (cbor2.CBORDecodeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise DamagedAggregate(f"market day {agg.date}: not a market day this hub writes ({exc})",
                                hint="the day is read again from the records if they are within the window") from None

@@ -4,12 +4,13 @@ so that the refill reads again only the records of the last `raw_days` days."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from ledger import decode_record
 from ledger.errors import LedgerError
 
 from ..aggregates import DayAggregates
-from ..store import DamagedRecord, HubStore
+from ..store import DamagedRecord, Entry, HubStore
 from .calendar import date_of
 from .days import WARM_DAYS, Mark, MarketDay, Seam, demand_of, from_aggregate, latest_mark, to_aggregate
 from .model import DAY_S, PriceObservation, day_of, from_record
@@ -61,7 +62,7 @@ class KeptDays:
         self._written, self._through, self.reflected = mark.written, mark.closed_through, mark.decisions
         first = min(today - cfg.raw_days + 1, mark.closed_through + 1)
         seam = Seam(first_day=first, warm_from=first - WARM_DAYS, mark=mark.record)
-        self.markets.load_days(days, seam)
+        self.markets.load_days(days, seam, find=self.held_observations)
         self.demand.load(demand_of(days, first))
         day_starts = seam.warm_from * DAY_S - cfg.tz_offset_s - cfg.validation.max_skew_s
         return min(day_starts, self.log_store.entries(at, at + 1)[0].arrived_at)
@@ -86,12 +87,43 @@ class KeptDays:
 
     def observation(self, observation_id: str) -> PriceObservation | None:
         """A price observation of the log by its record id (None if the log holds none that reads)."""
-        try:
-            at = self.log_store.locate(bytes.fromhex(observation_id))
-            if at is None:
-                return None
-            entry = self.log_store.entries(at, at + 1)[0]
-            item = from_record(decode_record(entry.raw), entry.arrived_at)
-        except (ValueError, KeyError, TypeError, IndexError, LedgerError, DamagedRecord):
-            return None
-        return item if isinstance(item, PriceObservation) else None
+        return self.observations([observation_id]).get(observation_id)
+
+    def observations(self, observation_ids: Sequence[str]) -> dict[str, PriceObservation]:
+        """The price observations of the log with these record ids, read in one go: each id is located in the
+        log, then only those entries are read. One the log holds no readable price for is left out."""
+        at: dict[int, str] = {}
+        for oid in observation_ids:
+            try:
+                index = self.log_store.locate(bytes.fromhex(oid))
+            except ValueError:
+                index = None
+            if index is not None:
+                at[index] = oid
+        out: dict[str, PriceObservation] = {}
+        entries: list[Entry] = []
+        wanted = sorted(at)
+        while wanted:  # a damaged entry ends what entries_at reads: it is skipped, the rest read on
+            try:
+                got = self.log_store.entries_at(wanted)
+            except DamagedRecord:
+                got = []
+            entries += got
+            wanted = wanted[len(got) + 1:]
+        for entry in entries:
+            try:
+                item = from_record(decode_record(entry.raw), entry.arrived_at)
+            except (ValueError, KeyError, TypeError, LedgerError):
+                continue
+            if isinstance(item, PriceObservation) and item.id == at.get(entry.index):
+                out[item.id] = item
+        return out
+
+    def held_observations(self, observation_ids: Sequence[str]) -> dict[str, PriceObservation]:
+        """`observations`, for the values the loaded days held: one not found is logged (it is not held again)."""
+        out = self.observations(observation_ids)
+        for oid in observation_ids:
+            if oid not in out:
+                log.warning("held value %s not held again: the log holds no price record of that id that reads",
+                            oid[:16])
+        return out

@@ -15,7 +15,7 @@ import numpy as np
 from .calendar import date_of
 from .catalog import MARKETS_BY_ID, Market
 from .ceilings import CeilingTable
-from .days import MarketDay, Seam, SeriesDay
+from .days import HeldValue, MarketDay, Seam, SeriesDay
 from .errors import BadSeries, NotFound
 from .forecast import forecast as run_forecast
 from .impact import ImpactConfig, ImpactInputs
@@ -24,7 +24,7 @@ from .impact import impact as run_impact
 from .importer import ImportRows
 from .macro import MacroInputs
 from .model import WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
-from .quarantine import CONFIRMED, RELEASED, Decision, Quarantine, QuarantineStore
+from .quarantine import CONFIRMED, PENDING, RELEASED, Decision, Quarantine, QuarantineEntry, QuarantineStore
 from .sentiment import Lexicon
 from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
@@ -78,6 +78,9 @@ class MarketService:
         self._imported: set[str] = set()  # ids of imported rows, so a second import adds nothing
         self._verdicts: dict[str, Verdict] = {}  # each live observation's latest verdict
         self._kept: dict[str, list[Decision]] = {}  # restored decisions waiting for their observation
+        # Held values taken back from a loaded day, with how many operators' decisions that day's aggregates hold.
+        self._reflected: dict[str, int] = {}
+        self._held_days: dict[int, set[str]] = defaultdict(set)  # ids of the values held, by their day
         self._medians: dict[SeriesKey, dict[int, float]] = defaultdict(dict)  # day -> median, until it changes
         self._inputs_version = 0  # counts changes of the non-price inputs of impact
         self._impacts: dict[SeriesKey, tuple[tuple[Any, ...], Any]] = {}  # the last impact and what it used
@@ -148,8 +151,10 @@ class MarketService:
         """File an observation by its (new) verdict: accepted ones count in the prices, quarantined ones
         are held; a value the validator clears or holds on second look moves, with the reason recorded. A value
         of a day loaded as aggregates is judged only to bring the validator where it was (see `Seam`)."""
-        if self.seam is not None and self.summarized(day_of(obs.time, self.config.tz_offset_s)):
+        day = day_of(obs.time, self.config.tz_offset_s)
+        if self.seam is not None and self.summarized(day):
             return
+        self._touched.add(day)  # a held value's reasons are kept with its day
         self._verdicts[obs.id] = verdict
         self.on_verdict(obs, verdict)
         if before is None:
@@ -333,14 +338,22 @@ class MarketService:
         for dkey, kg in self._mbg.items():
             if day in kg:
                 out.demand[dkey] = kg[day]
+        for oid in sorted(self._held_days.get(day, set()) - self._imported):
+            e = self.quarantine.store.get(oid)
+            if e.state in (PENDING, RELEASED, CONFIRMED):  # a value the validator cleared is one of the prices
+                out.held[oid] = HeldValue(verdict=e.verdict, quarantined_at=e.quarantined_at, state=e.state)
         return out
 
-    def load_days(self, days: Iterable[MarketDay], seam: Seam) -> None:
+    def load_days(self, days: Iterable[MarketDay], seam: Seam,
+                  find: Callable[[Sequence[str]], Mapping[str, PriceObservation]] | None = None) -> None:
         """Take the aggregates of the days before `seam.first_day` from the store (a restart), and bring the
         validator to where those days left it: each series' daily prices it had taken into history and the
         reporters it expects. The refill that follows judges prices of the days from `seam.warm_from` again
-        for the validator only, and counts those of later days."""
+        for the validator only, and counts those of later days. The values those days held in quarantine are
+        held again as they were, their observations read from the log by `find` (observation ids in, those
+        found out)."""
         self.seam = seam
+        days = list(days)
         first, warm = seam.first_day, seam.warm_from
         cfg = self.config.validation
         history: dict[SeriesKey, list[tuple[int, float]]] = defaultdict(list)
@@ -372,6 +385,29 @@ class MarketService:
         for key in history.keys() | reporters.keys():
             self.validator.seed(key, self._region[key[0]], history[key][-cfg.window:], reporters[key])
         self._inputs_version += 1
+        held = [d for d in days if d.day < first and d.held]
+        if held and find is not None:
+            self._take_back_held(held, find)
+
+    def _take_back_held(self, days: Sequence[MarketDay],
+                        find: Callable[[Sequence[str]], Mapping[str, PriceObservation]]) -> None:
+        """Hold again the values the loaded days held, in the state their day was kept with. Each day's
+        aggregates hold the effect of the operators' decisions up to its mark: a restored decision up to there
+        joins the audit only, a later one takes effect again (`_take_back`)."""
+        found = find([oid for d in days for oid in d.held])
+        for d in days:
+            reflected = 0 if d.mark is None else d.mark.decisions
+            for oid, h in d.held.items():
+                obs = found.get(oid)
+                if obs is None:  # `find` says which it could not read
+                    continue
+                self.quarantine.store.put(QuarantineEntry(observation=obs, verdict=h.verdict,
+                                                          quarantined_at=h.quarantined_at, state=h.state))
+                self._held_days[d.day].add(oid)
+                self._verdicts[oid] = h.verdict
+                self._reflected[oid] = reflected
+                for decision in self._kept.pop(oid, ()):
+                    self._take_back(decision)
 
     def subscribe(self, callback: StreamCallback) -> Callable[[], None]:
         """Call `callback` with every price update and its impact; returns a function that unsubscribes."""
@@ -404,6 +440,7 @@ class MarketService:
 
     def _enact(self, decision: Decision, state_before: str) -> None:
         entry = self.quarantine.store.get(decision.observation_id)
+        self._touched.add(day_of(entry.observation.time, self.config.tz_offset_s))  # its state is kept there
         if decision.state_after == RELEASED and state_before != RELEASED:
             self._store(entry.observation)
             self.validator.admit(entry.observation)
@@ -419,7 +456,7 @@ class MarketService:
             if d.observation_id in self._kept or self.quarantine.state_of(d.observation_id) is None:
                 self._kept.setdefault(d.observation_id, []).append(d)
             else:
-                self._redo(d)
+                self._take_back(d)
 
     def close_seam(self, find: Callable[[str], PriceObservation | None] | None, reflected: int) -> None:
         """The end of a restart's refill: values of every day count from now on. Restored decisions still
@@ -447,8 +484,17 @@ class MarketService:
 
     def _hold(self, obs: PriceObservation, verdict: Verdict) -> None:
         self.quarantine.hold(obs, verdict)
+        self._held_days[day_of(obs.time, self.config.tz_offset_s)].add(obs.id)
         for d in self._kept.pop(obs.id, ()):
-            self._redo(d)
+            self._take_back(d)
+
+    def _take_back(self, decision: Decision) -> None:
+        """A restored decision on a value held now: in the audit only if the value was taken back from a loaded
+        day whose aggregates already hold the decision's effect, made again otherwise."""
+        if decision.order <= self._reflected.get(decision.observation_id, 0):
+            self.quarantine.store.keep(decision)
+        else:
+            self._redo(decision)
 
     def _redo(self, decision: Decision) -> None:
         # The state it is in now, not the one the decision was made from, says what changes: a refill may

@@ -14,6 +14,7 @@ from .calendar import date_of
 from .catalog import COMMODITIES_BY_ID
 from .errors import MarketError
 from .model import DAY_S, PriceObservation, day_of
+from .quarantine import PENDING
 from .service import MarketService
 from .validate import Verdict
 
@@ -92,10 +93,14 @@ class HubMarkets(MarketService):
         return sum(n for d, n in self._observed_days.items() if d >= first)
 
     def quarantined(self, state: str | None = "pending") -> list[dict[str, Any]]:
-        """Held values of the days listed (`listed_from`), in the state asked for (None: every state)."""
+        """Held values in the state asked for (None: every state): those of the days listed (`listed_from`), and
+        the pending ones of any day, since an operator's queue of values waiting for a decision does not shrink
+        with the days listed (a restart holds them again from the kept days); in the order they were held."""
         first = self.listed_from()
-        return [e.to_dict() for e in self.quarantine.store.entries(state)
-                if day_of(e.observation.time, self.config.tz_offset_s) >= first]
+        held = [e for e in self.quarantine.store.entries(state)
+                if e.state == PENDING or day_of(e.observation.time, self.config.tz_offset_s) >= first]
+        held.sort(key=lambda e: (e.quarantined_at, e.observation.time, e.observation.id))
+        return [e.to_dict() for e in held]
 
     def checked(self) -> list[dict[str, Any]]:
         """Every observation of the days listed (`listed_from`) with its day, whether it is out of the
