@@ -12,6 +12,7 @@ import cbor2
 
 from ..aggregates import DamagedAggregate, DayAggregate, Namespace
 from .calendar import date_of, day_number
+from .quarantine import VALIDATOR, Decision
 from .validate import CheckResult, Verdict
 
 SeriesKey = tuple[str, str, str, str]  # market, commodity, grade, unit
@@ -45,12 +46,14 @@ class SeriesDay:
 class HeldValue:
     """A value of the day held in quarantine and not cleared by the validator, as the held list shows it: its
     verdict (the checks that fired and why, provisional or not), when it was held, and its state (pending, or
-    an operator's release or confirmation, which a reopen may take back). Its observation is the log's record
-    of the same id: a restart reads those records only, not the day's whole log."""
+    an operator's release or confirmation, which a reopen may take back), and the validator's decisions on it
+    (its audit trail besides the operators', whose decisions the journal keeps). Its observation is the log's
+    record of the same id: a restart reads those records only, not the day's whole log."""
 
     verdict: Verdict
     quarantined_at: int
     state: str
+    trail: tuple[Decision, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +98,8 @@ def to_aggregate(day: MarketDay) -> DayAggregate:
         "notes": [[m, c, t, n, s] for (m, c), (t, n, s) in sorted(day.notes.items())],
         "demand": [[r, c, kg] for (r, c), kg in sorted(day.demand.items())],
         "held": [[oid, h.quarantined_at, h.state, h.verdict.status, h.verdict.summary, h.verdict.provisional,
-                  [[c.name, c.family, c.fired, c.score, c.limit, c.reason] for c in h.verdict.checks]]
+                  [[c.name, c.family, c.fired, c.score, c.limit, c.reason] for c in h.verdict.checks],
+                  [[d.action, d.why, d.at, d.state_before, d.state_after] for d in h.trail]]
                  for oid, h in sorted(day.held.items())]}, canonical=True)
     figures = (len(rows), sum(len(s.prices) for s in day.series.values()), len(day.readings), len(day.notes))
     return DayAggregate(date=date_of(day.day).isoformat(), figures=figures, summary=summary,
@@ -120,8 +124,10 @@ def from_aggregate(agg: DayAggregate) -> MarketDay:
         out.held = {str(oid): HeldValue(quarantined_at=int(at), state=str(state), verdict=Verdict(
             observation_id=str(oid), status=str(status), summary=str(summary), provisional=bool(provisional),
             checks=tuple(CheckResult(name=str(n), family=str(f), fired=bool(fired), score=score, limit=limit,
-                                     reason=str(why)) for n, f, fired, score, limit, why in checks)))
-            for oid, at, state, status, summary, provisional, checks in s["held"]}
+                                     reason=str(why)) for n, f, fired, score, limit, why in checks)),
+            trail=tuple(Decision(observation_id=str(oid), action=str(a), by=VALIDATOR, why=str(why), at=int(t),
+                                 state_before=str(was), state_after=str(now)) for a, why, t, was, now in trail))
+            for oid, at, state, status, summary, provisional, checks, trail in s["held"]}
     except (cbor2.CBORDecodeError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
         raise DamagedAggregate(f"market day {agg.date}: not a market day this hub writes ({exc})",
                                hint="the day is read again from the records if they are within the window") from None

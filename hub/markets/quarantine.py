@@ -74,6 +74,7 @@ class MemoryQuarantineStore:
     def __init__(self) -> None:
         self._entries: dict[str, QuarantineEntry] = {}
         self._decisions: list[Decision] = []
+        self._trails: dict[str, list[Decision]] = {}  # the same decisions by observation
 
     def put(self, entry: QuarantineEntry) -> None:
         # The same record arriving twice (sync is idempotent) keeps its first entry and its decisions.
@@ -92,17 +93,20 @@ class MemoryQuarantineStore:
         new = QuarantineEntry(observation=old.observation, verdict=verdict or old.verdict,
                               quarantined_at=old.quarantined_at, state=state)
         self._entries[observation_id] = new
-        self._decisions.append(decision)
+        self.keep(decision)
         return new
 
     def entries(self, state: str | None = None) -> list[QuarantineEntry]:
         return [e for e in self._entries.values() if state is None or e.state == state]
 
     def decisions(self, observation_id: str | None = None) -> list[Decision]:
-        return [d for d in self._decisions if observation_id is None or d.observation_id == observation_id]
+        if observation_id is None:
+            return list(self._decisions)
+        return list(self._trails.get(observation_id, ()))
 
     def keep(self, decision: Decision) -> None:
         self._decisions.append(decision)
+        self._trails.setdefault(decision.observation_id, []).append(decision)
 
 
 class Quarantine:

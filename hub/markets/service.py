@@ -24,7 +24,16 @@ from .impact import impact as run_impact
 from .importer import ImportRows
 from .macro import MacroInputs
 from .model import WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
-from .quarantine import CONFIRMED, PENDING, RELEASED, Decision, Quarantine, QuarantineEntry, QuarantineStore
+from .quarantine import (
+    CONFIRMED,
+    PENDING,
+    RELEASED,
+    VALIDATOR,
+    Decision,
+    Quarantine,
+    QuarantineEntry,
+    QuarantineStore,
+)
 from .sentiment import Lexicon
 from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
@@ -341,7 +350,9 @@ class MarketService:
         for oid in sorted(self._held_days.get(day, set()) - self._imported):
             e = self.quarantine.store.get(oid)
             if e.state in (PENDING, RELEASED, CONFIRMED):  # a value the validator cleared is one of the prices
-                out.held[oid] = HeldValue(verdict=e.verdict, quarantined_at=e.quarantined_at, state=e.state)
+                trail = tuple(d for d in self.quarantine.store.decisions(oid) if d.by == VALIDATOR)
+                out.held[oid] = HeldValue(verdict=e.verdict, quarantined_at=e.quarantined_at, state=e.state,
+                                          trail=trail)
         return out
 
     def load_days(self, days: Iterable[MarketDay], seam: Seam,
@@ -403,6 +414,8 @@ class MarketService:
                     continue
                 self.quarantine.store.put(QuarantineEntry(observation=obs, verdict=h.verdict,
                                                           quarantined_at=h.quarantined_at, state=h.state))
+                for decision in h.trail:
+                    self.quarantine.store.keep(decision)
                 self._held_days[d.day].add(oid)
                 self._verdicts[oid] = h.verdict
                 self._reflected[oid] = reflected

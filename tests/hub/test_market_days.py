@@ -15,6 +15,7 @@ from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.days import MARKET_DAYS, Mark, MarketDay, to_aggregate
 from hub.markets.errors import MarketError
 from hub.markets.model import day_of
+from hub.markets.quarantine import PENDING
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
 from hub.service import Hub
@@ -121,11 +122,10 @@ def senen_cabai(views: Views, day: int) -> dict[str, Any]:
         return next(h for h in views.markets.history("cabai-merah", "pasar-senen") if h["day"] == day)
 
 
-def test_a_restart_loads_closed_days_and_answers_as_before(stores) -> None:
-    key = Ed25519Signer.from_seed(b"\x71" * 32)
-    pushes = traffic()
-    clock = Clock(pushes[0][0] - 3600)
-    store, aggregates = stores()
+def fed(pushes: list[tuple[int, str, str, dict[str, Any], int]], store: Any, aggregates: AggregateStore,
+        key: Ed25519Signer, clock: Clock) -> tuple[Hub, dict[str, Site], Fed]:
+    """A hub fed the pushes as they arrive, its closed days written as the worker writes them; the clock an
+    hour past the last push."""
     hub = Hub(store, key, clock=clock)
     sites = {s: Site(hub, clock, s, "market" if s != KITCHEN else "kitchen") for s in (*MARKETS, KITCHEN)}
     views = views_of(hub, aggregates, refill=False)
@@ -137,6 +137,15 @@ def test_a_restart_loads_closed_days_and_answers_as_before(stores) -> None:
             views.store_market_days()
             written_at = arrived_at
     clock.now = pushes[-1][0] + 3600
+    return hub, sites, views
+
+
+def test_a_restart_loads_closed_days_and_answers_as_before(stores) -> None:
+    key = Ed25519Signer.from_seed(b"\x71" * 32)
+    pushes = traffic()
+    clock = Clock(pushes[0][0] - 3600)
+    store, aggregates = stores()
+    hub, sites, views = fed(pushes, store, aggregates, key, clock)
     m = views.markets
     first_listed = m.listed_from()
     old = sorted((e for e in m.quarantine.store.entries("pending") if e.observation.reporter == "rep-x"
@@ -205,6 +214,86 @@ def test_a_stored_day_that_does_not_read_makes_the_refill_read_the_whole_window(
         days.put([to_aggregate(good)], delete=["2025-08-30"])
         # The mark names a record the log does not hold: nothing stored is trusted either.
         assert views.kept_days.load(hub.clock()) is None and views.markets.seam is None
+    finally:
+        store.close()
+        aggregates.close()
+
+
+def restarted(stores: Any, key: Ed25519Signer, clock: Clock, journal: list[dict[str, Any]]) -> tuple[Any, Any, Fed]:
+    """The hub opened again on the same store: the journal's decisions restored, then the refill."""
+    store, aggregates = stores()
+    views = views_of(Hub(store, key, clock=clock), aggregates, refill=True)
+    views.markets.restore_decisions([Decision.from_dict(d) for d in journal])
+    views.refill_from_store()
+    assert views.refilled.is_set() and views.markets.seam is None
+    return store, aggregates, views
+
+
+def pending(views: Views) -> dict[str, dict[str, Any]]:
+    with views.fresh():
+        return {e["observation"]["id"]: e for e in views.markets.quarantined("pending")}
+
+
+def decided(views: Views, observation_id: str) -> dict[str, Any]:
+    """What a decision on the value shows: its day's aggregates, the series' history, the audit (the
+    operators' decisions, and the value's own trail)."""
+    m = views.markets
+    with views.fresh():
+        day = day_of(m.quarantine.store.get(observation_id).observation.time)
+        return {"day": m.market_day(day), "history": m.history("cabai-merah"), "trail": m.audit(observation_id),
+                "decisions": [d for d in m.audit() if d["by"] != "validator"], "pending": sorted(pending(views))}
+
+
+def test_a_value_held_for_a_decision_is_held_again_after_a_restart(stores) -> None:
+    key = Ed25519Signer.from_seed(b"\x73" * 32)
+    pushes = traffic()
+    back = day_number(START) + DAYS - 30  # a tenfold price 30 days before the last day, held for a decision
+    t = back * 86400 - 7 * 3600 + 9 * 3600
+    pushes.append((t + 60, "pasar-kramat-jati", "price", {
+        "market": "pasar-kramat-jati", "commodity": "cabai-merah", "unit": "kg", "price_idr": 600_000,
+        "reporter": "rep-y", "region": REGION}, t))
+    pushes.sort(key=lambda p: p[0])
+    clock = Clock(pushes[0][0] - 3600)
+    store, aggregates = stores()
+    _, _, views = fed(pushes, store, aggregates, key, clock)
+    m = views.markets
+    assert back < m.listed_from()
+    held = pending(views)
+    value = next(oid for oid, e in held.items() if e["observation"]["reporter"] == "rep-y")
+    kept, late = sorted(oid for oid, e in held.items() if e["observation"]["reporter"] == "rep-x"
+                        and day_of(e["observation"]["time"]) < m.listed_from())[:2]
+    journal: list[dict[str, Any]] = []
+    with views.fresh():  # one decided before its day is written again, one after: neither is pending again
+        m.decide(kept, "confirm", by="budi", why="a typo", record=journal.append)
+    assert views.store_market_days() >= 1
+    with views.fresh():
+        m.decide(late, "release", by="siti", why="the market's own receipt", record=journal.append)
+    before = pending(views)
+    assert value in before and kept not in before and late not in before
+    assert before[value]["verdict"]["fired"] and before[value]["state"] == PENDING
+    with views.fresh():  # the hub that decides without a restart
+        m.decide(value, "release", by="siti", why="checked with the trader", record=lambda d: None)
+    unrestarted = decided(views, value)
+    assert unrestarted["day"].series[("pasar-kramat-jati", "cabai-merah", "", "kg")].prices[-1] == 600_000
+    store.close()
+    aggregates.close()
+
+    store, aggregates, again = restarted(stores, key, clock, journal)
+    try:
+        assert pending(again) == before  # the same values, reasons, verdicts and states
+        with again.fresh():
+            journal.append(again.markets.decide(value, "release", by="siti", why="checked with the trader"))
+        assert decided(again, value) == unrestarted
+        assert again.store_market_days() >= 1
+    finally:
+        store.close()
+        aggregates.close()
+
+    # The release is in that day's aggregates now: a restart after it neither holds the value again nor counts
+    # its price twice.
+    store, aggregates, third = restarted(stores, key, clock, journal)
+    try:
+        assert decided(third, value) == unrestarted
     finally:
         store.close()
         aggregates.close()
