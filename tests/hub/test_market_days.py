@@ -8,14 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hub.aggregates import AggregateStore, DayAggregate, LmdbAggregates
+from hub.auth import Auth
+from hub.journal import Journal
 from hub.markets import AlertTracker, Decision
 from hub.markets.calendar import day_number
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.days import MARKET_DAYS, Mark, MarketDay, to_aggregate
-from hub.markets.errors import MarketError
+from hub.markets.errors import DecisionConflict, MarketError
 from hub.markets.model import day_of
 from hub.markets.quarantine import PENDING
+from hub.markets.routes import MarketRoutes
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
 from hub.service import Hub
@@ -219,32 +224,34 @@ def test_a_stored_day_that_does_not_read_makes_the_refill_read_the_whole_window(
         aggregates.close()
 
 
-def restarted(stores: Any, key: Ed25519Signer, clock: Clock, journal: list[dict[str, Any]]) -> tuple[Any, Any, Fed]:
-    """The hub opened again on the same store: the journal's decisions restored, then the refill."""
+def restarted(stores: Any, key: Ed25519Signer, clock: Clock, journal: Journal) -> tuple[Any, Any, MarketRoutes]:
+    """The hub opened again on the same store as it starts: the journal's decisions restored, then the refill."""
     store, aggregates = stores()
     views = views_of(Hub(store, key, clock=clock), aggregates, refill=True)
-    views.markets.restore_decisions([Decision.from_dict(d) for d in journal])
+    routes = MarketRoutes(views, auth=Auth(), decisions=journal)
+    routes.restore_decisions()
     views.refill_from_store()
     assert views.refilled.is_set() and views.markets.seam is None
-    return store, aggregates, views
+    return store, aggregates, routes
 
 
-def pending(views: Views) -> dict[str, dict[str, Any]]:
-    with views.fresh():
-        return {e["observation"]["id"]: e for e in views.markets.quarantined("pending")}
+def pending(routes: MarketRoutes) -> dict[str, dict[str, Any]]:
+    return {e["observation"]["id"]: e for e in routes.quarantine("pending")["entries"]}
 
 
-def decided(views: Views, observation_id: str) -> dict[str, Any]:
+def decided(routes: MarketRoutes, observation_id: str) -> dict[str, Any]:
     """What a decision on the value shows: its day's aggregates, the series' history, the audit (the
-    operators' decisions, and the value's own trail)."""
-    m = views.markets
-    with views.fresh():
-        day = day_of(m.quarantine.store.get(observation_id).observation.time)
-        return {"day": m.market_day(day), "history": m.history("cabai-merah"), "trail": m.audit(observation_id),
-                "decisions": [d for d in m.audit() if d["by"] != "validator"], "pending": sorted(pending(views))}
+    operators' decisions, and the value's own trail), the values still pending."""
+    m = routes.markets
+    with routes.views.fresh():
+        day = m.market_day(day_of(m.quarantine.store.get(observation_id).observation.time))
+        history = m.history("cabai-merah")
+    return {"day": day, "history": history, "trail": routes.audit(observation_id)["audit"],
+            "decisions": [d for d in routes.audit(None)["audit"] if d["by"] != "validator"],
+            "pending": sorted(pending(routes))}
 
 
-def test_a_value_held_for_a_decision_is_held_again_after_a_restart(stores) -> None:
+def test_a_value_held_for_a_decision_is_held_again_after_a_restart(stores, tmp_path: Path) -> None:
     key = Ed25519Signer.from_seed(b"\x73" * 32)
     pushes = traffic()
     back = day_number(START) + DAYS - 30  # a tenfold price 30 days before the last day, held for a decision
@@ -256,24 +263,23 @@ def test_a_value_held_for_a_decision_is_held_again_after_a_restart(stores) -> No
     clock = Clock(pushes[0][0] - 3600)
     store, aggregates = stores()
     _, _, views = fed(pushes, store, aggregates, key, clock)
-    m = views.markets
-    assert back < m.listed_from()
-    held = pending(views)
+    journal = Journal(tmp_path / "decisions.jsonl")
+    routes = MarketRoutes(views, auth=Auth(), decisions=journal)
+    assert back < views.markets.listed_from()
+    held = pending(routes)
     value = next(oid for oid, e in held.items() if e["observation"]["reporter"] == "rep-y")
     kept, late = sorted(oid for oid, e in held.items() if e["observation"]["reporter"] == "rep-x"
-                        and day_of(e["observation"]["time"]) < m.listed_from())[:2]
-    journal: list[dict[str, Any]] = []
-    with views.fresh():  # one decided before its day is written again, one after: neither is pending again
-        m.decide(kept, "confirm", by="budi", why="a typo", record=journal.append)
+                        and day_of(e["observation"]["time"]) < views.markets.listed_from())[:2]
+    # One decided before its day is written again, one after: neither is pending again after a restart.
+    routes.decide(kept, "confirm", by="budi", why="a typo")
     assert views.store_market_days() >= 1
-    with views.fresh():
-        m.decide(late, "release", by="siti", why="the market's own receipt", record=journal.append)
-    before = pending(views)
+    routes.decide(late, "release", by="siti", why="the market's own receipt")
+    before = pending(routes)
     assert value in before and kept not in before and late not in before
     assert before[value]["verdict"]["fired"] and before[value]["state"] == PENDING
-    with views.fresh():  # the hub that decides without a restart
-        m.decide(value, "release", by="siti", why="checked with the trader", record=lambda d: None)
-    unrestarted = decided(views, value)
+    # The hub that decides without a restart (this decision is not journaled: the restarted hub makes it).
+    MarketRoutes(views, auth=Auth()).decide(value, "release", by="siti", why="checked with the trader")
+    unrestarted = decided(routes, value)
     assert unrestarted["day"].series[("pasar-kramat-jati", "cabai-merah", "", "kg")].prices[-1] == 600_000
     store.close()
     aggregates.close()
@@ -281,10 +287,11 @@ def test_a_value_held_for_a_decision_is_held_again_after_a_restart(stores) -> No
     store, aggregates, again = restarted(stores, key, clock, journal)
     try:
         assert pending(again) == before  # the same values, reasons, verdicts and states
-        with again.fresh():
-            journal.append(again.markets.decide(value, "release", by="siti", why="checked with the trader"))
+        with pytest.raises(DecisionConflict):  # still confirmed: a reopen comes first
+            again.decide(kept, "release", by="siti", why="a second look")
+        again.decide(value, "release", by="siti", why="checked with the trader")
         assert decided(again, value) == unrestarted
-        assert again.store_market_days() >= 1
+        assert again.views.store_market_days() >= 1
     finally:
         store.close()
         aggregates.close()
