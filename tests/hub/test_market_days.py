@@ -26,7 +26,7 @@ from hub.mbg import Plan
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.views import Views
-from ledger import ChainBuilder, Ed25519Signer
+from ledger import ChainBuilder, Ed25519Signer, decode_record
 
 from .conftest import Clock, enroll
 
@@ -301,6 +301,28 @@ def test_a_value_held_for_a_decision_is_held_again_after_a_restart(stores, tmp_p
     store, aggregates, third = restarted(stores, key, clock, journal)
     try:
         assert decided(third, value) == unrestarted
+    finally:
+        store.close()
+        aggregates.close()
+
+
+def test_a_held_value_whose_record_the_log_does_not_give_is_logged_and_left_out(tmp_path: Path, caplog) -> None:
+    clock = Clock(day_number(START) * 86400)
+    store, aggregates = LmdbHubStore(tmp_path / "store"), LmdbAggregates(tmp_path / "aggregates")
+    try:
+        hub = Hub(store, Ed25519Signer.from_seed(b"\x74" * 32), clock=clock)
+        views = views_of(hub, aggregates, refill=False)
+        site = Site(hub, clock, "pasar-senen", "market")
+        raw = site.sign("price", {"market": "pasar-senen", "commodity": "cabai-merah", "unit": "kg",
+                                  "price_idr": 50_000, "reporter": "rep-1", "region": REGION}, clock())
+        assert hub.ingest(site.device_id, [raw]).accepted == 1
+        with views.fresh():
+            (price, (observed, _)), = views.markets.observed.items()
+        genesis = decode_record(store.entries(0, store.size())[-2].raw)  # a record of the log, not a price
+        assert genesis.kind != "price" and views.kept_days is not None
+        found = views.kept_days.held_observations([price, genesis.id.hex(), "ab" * 32, "not an id"])
+        assert found == {price: observed}
+        assert caplog.text.count("not held again") == 3
     finally:
         store.close()
         aggregates.close()
