@@ -706,7 +706,8 @@ class QuarantineEntry(TypedDict):
 
 
 class Quarantine(TypedDict):
-    """The held values of the days listed (from `observations_from`, the hub's last `raw_days` days)."""
+    """The held values of the days listed (from `observations_from`, the hub's last `raw_days` days), and those
+    of older days still pending: a value waiting for an operator's decision stays listed until decided."""
 
     state: Literal["pending", "released", "confirmed", "cleared", "all"]
     observations_from: str  # YYYY-MM-DD
