@@ -6,10 +6,11 @@ import hashlib
 import logging
 import os
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import chain
+from itertools import chain, islice
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -359,10 +360,15 @@ class HubStore(Protocol):
 
 
 _U64 = struct.Struct(">Q")
-_PAIR = struct.Struct(">QQ")  # a device's last arrival and latest record time
+_PAIR = struct.Struct(">QQ")
+_KINDS_FROM = b"kind_index_from"  # meta key: see LmdbHubStore.kind_index_from  # a device's last arrival and latest record time
 # The kind index's keys: the kind's code (one byte) and the global index (big-endian), so that each kind's
 # indices are one ordered run; the values are empty.
 _KIND_PREFIX = {name: bytes((code,)) for name, code in KINDS.items()}
+# Log entries the background pass indexes per write transaction: short enough (~0.1-0.3 s, docs/SCALE.md) that
+# the writer waits for one chunk at most, and a pause between chunks lets it in.
+INDEX_CHUNK = 10_000
+_INDEX_PAUSE_S = 0.01
 
 
 def _seq_key(device_id: bytes, seq: int) -> bytes:
@@ -393,7 +399,10 @@ def intact_prefix(store: HubStore, rows: Iterable[tuple[bytes, int, bool]], serv
 class LmdbHubStore:
     """HubStore on one LMDB environment: durable (fsync per commit), one writer, many readers."""
 
-    def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32, durable: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32, durable: bool = True,
+                 index_behind: bool = True) -> None:
+        """`index_behind`: index the log's records older than a layout 2 -> 3 upgrade in a background thread
+        (off only where a test steps through it with `index_older_kinds`)."""
         os.makedirs(path, exist_ok=True)
         # durable=False (bulk loads, tests): commits skip fsync, so a power cut can lose the last commits but
         # never damages the store (LMDB without a write map keeps its integrity either way).
@@ -415,8 +424,15 @@ class LmdbHubStore:
             if version is not None and int(version) == 1:
                 self._backfill_activity(txn)
             if version is not None and int(version) < 3:
-                self._backfill_kind_index(txn)
+                # The index is complete from the log's size on, as the writer indexes each new record; the
+                # records before it are indexed in the background (`index_older_kinds`), newest first.
+                txn.put(_KINDS_FROM, txn.get(b"size", b"0", db=self._db["meta"]), db=self._db["meta"])
             txn.put(b"layout", str(LAYOUT_VERSION).encode(), db=self._db["meta"])
+        self._stop = threading.Event()
+        self._indexer: threading.Thread | None = None
+        if index_behind and self.kind_index_from() > 0:
+            self._indexer = threading.Thread(target=self._index_behind, name="jejak-kind-index", daemon=True)
+            self._indexer.start()
 
     def _backfill_activity(self, txn: lmdb.Transaction) -> None:
         """Layout 1 to 2, at open, in the transaction that marks the store upgraded: the chain's figures from
@@ -432,21 +448,56 @@ class LmdbHubStore:
         log.info("hub store layout 1 -> 2: counting the chain's figures from the records held")
         self._put_activity(txn, *activity_of_log(entries()))
 
-    def _backfill_kind_index(self, txn: lmdb.Transaction) -> None:
-        """Layout 2 to 3, at open, in the transaction that marks the store upgraded: the kind index from every
-        record the store holds (one pass over the log, docs/SCALE.md gives its cost; a release that does not keep
-        the index refuses layout 3, so it can never fall behind)."""
+    def _log_rows(self, txn: lmdb.Transaction, start: int, end: int) -> Iterator[tuple[int, bytes, bool]]:
+        """(index, record bytes, whether they are intact) of the global log's entries from `start` up to `end`."""
         records = self._db["records"]
+        cur = txn.cursor(db=self._db["global"])
+        if not cur.set_range(_U64.pack(start)):
+            return
+        for key, value in cur:
+            index = _U64.unpack(key)[0]
+            if index >= end:
+                return
+            seq_key, _, leaf = cbor2.loads(value)
+            raw = bytes(txn.get(seq_key, b"", db=records))
+            yield index, raw, leaf_hash(raw) == leaf
 
-        def rows() -> Iterator[tuple[int, bytes, bool]]:
-            for key, value in txn.cursor(db=self._db["global"]):
-                seq_key, _, leaf = cbor2.loads(value)
-                raw = bytes(txn.get(seq_key, b"", db=records))
-                yield _U64.unpack(key)[0], raw, leaf_hash(raw) == leaf
+    def kind_index_from(self) -> int:
+        """The log index from which the kind index is complete: 0 once every record is indexed; above 0 while
+        the records of a store upgraded from layout 2 are still being indexed, newest first."""
+        with self._env.begin() as txn:
+            return int(txn.get(_KINDS_FROM, b"0", db=self._db["meta"]))
 
-        log.info("hub store layout 2 -> 3: indexing the log by record kind")
-        txn.cursor(db=self._db["kind_index"]).putmulti(
-            (bytes((code,)) + _U64.pack(index), b"") for code, index in kind_index_of_log(rows()))
+    def index_older_kinds(self, chunk: int = INDEX_CHUNK) -> int:
+        """Index up to `chunk` records just below `kind_index_from`, and lower it past them in the same write
+        transaction (a stop at any point resumes from there); returns the new `kind_index_from`."""
+        meta = self._db["meta"]
+        with self._guard(), self._write() as txn:
+            behind = int(txn.get(_KINDS_FROM, b"0", db=meta))
+            if behind == 0:
+                return 0
+            start = max(0, behind - chunk)
+            txn.cursor(db=self._db["kind_index"]).putmulti(
+                (bytes((code,)) + _U64.pack(index), b"") for code, index in
+                kind_index_of_log(self._log_rows(txn, start, behind)))
+            if start:
+                txn.put(_KINDS_FROM, str(start).encode(), db=meta)
+            else:
+                txn.delete(_KINDS_FROM, db=meta)
+        return start
+
+    def _index_behind(self) -> None:
+        """The background pass over the records older than the upgrade, a chunk per write transaction and a
+        pause between, until none is left or the store closes."""
+        behind = self.kind_index_from()
+        log.info("hub store: indexing the %d records from before layout 3 by kind, in the background", behind)
+        total, logged = behind, behind
+        while behind and not self._stop.is_set():
+            behind = self.index_older_kinds()
+            if logged - behind >= 100 * INDEX_CHUNK or not behind:
+                log.info("hub store: kind index %d of %d older records done", total - behind, total)
+                logged = behind
+            self._stop.wait(_INDEX_PAUSE_S)
 
     def _write(self):  # type: ignore[no-untyped-def]
         return self._env.begin(write=True)
@@ -661,9 +712,14 @@ class LmdbHubStore:
         return out
 
     def kind_positions(self, kind: str | None, start: int, end: int, limit: int) -> list[int]:
-        prefix = bytes((KIND_CODES[kind],))
-        out: list[int] = []
+        code = KIND_CODES[kind]
+        prefix = bytes((code,))
         with self._env.begin() as txn:
+            # Below `kind_index_from` the index is not complete yet: those records' kinds are read from them.
+            behind = int(txn.get(_KINDS_FROM, b"0", db=self._db["meta"]))
+            out = list(islice((i for c, i in kind_index_of_log(self._log_rows(txn, start, min(end, behind)))
+                               if c == code), limit)) if start < behind else []
+            start = max(start, behind)
             cur = txn.cursor(db=self._db["kind_index"])
             if not cur.set_range(prefix + _U64.pack(start)):
                 return out
@@ -800,6 +856,9 @@ class LmdbHubStore:
             return {bytes(k).decode(): int(v) for k, v in txn.cursor(db=self._db["counters"])}
 
     def close(self) -> None:
+        self._stop.set()
+        if self._indexer is not None:
+            self._indexer.join()
         self._env.close()
 
     def _guard(self):  # type: ignore[no-untyped-def]

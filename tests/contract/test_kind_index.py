@@ -4,6 +4,7 @@ records and built from the log for a store from before it: LMDB and PostgreSQL a
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import lmdb
 import psycopg
@@ -14,6 +15,7 @@ from hub.store import LAYOUT_VERSION, HubStore, LmdbHubStore
 from ledger import ChainBuilder, Ed25519Signer, decode_record
 from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
 from tests.hub.conftest import Clock, enroll, new_device
+from tests.wait import wait_until
 
 KINDS = ("key", "authority", "note", "reading", "scan", "stock")
 
@@ -88,23 +90,71 @@ def test_the_kind_index_holds_each_kind_in_log_order_a_page_at_a_time_and_surviv
     assert _index(again) == want
 
 
-def test_an_lmdb_store_of_layout_2_is_indexed_when_opened(tmp_path):
-    clock = Clock()
-    hub = Hub(LmdbHubStore(tmp_path / "s"), Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
-    _fill(hub, clock)
-    want = _by_kind(hub.store)
-    hub.store.close()
-    # What a release before the index left: layout 2, no index.
-    env = lmdb.open(str(tmp_path / "s"), max_dbs=32)
+def _kind_index_rows(store: LmdbHubStore) -> list[bytes]:
+    with store._env.begin() as txn:
+        return [bytes(k) for k in txn.cursor(db=store._db["kind_index"]).iternext(values=False)]
+
+
+def _as_layout_2(path: Path) -> None:
+    """What a release before the index left: layout 2, no index."""
+    env = lmdb.open(str(path), max_dbs=32)
     with env.begin(write=True) as txn:
         txn.drop(env.open_db(b"kind_index", txn=txn), delete=True)
         txn.put(b"layout", b"2", db=env.open_db(b"meta", txn=txn))
     env.close()
+
+
+def test_an_lmdb_store_of_layout_2_opens_without_reading_its_log_and_is_indexed_newest_first(tmp_path, monkeypatch):
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "s"), Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
+    _fill(hub, clock)
+    want = _by_kind(hub.store)
+    fresh = _kind_index_rows(hub.store)
+    size = hub.store.size()
+    hub.store.close()
+    _as_layout_2(tmp_path / "s")
+    read: list[int] = []
+    rows = LmdbHubStore._log_rows
+    monkeypatch.setattr(LmdbHubStore, "_log_rows", lambda self, txn, start, end: (
+        read.append(index) or row for row in rows(self, txn, start, end) for index in (row[0],)))
+    store = LmdbHubStore(tmp_path / "s", index_behind=False)
+    try:
+        # The open read no record: its work does not grow with the log.
+        assert read == [] and store.kind_index_from() == size and _kind_index_rows(store) == []
+        with store._env.begin() as txn:
+            assert txn.get(b"layout", db=store._db["meta"]) == str(LAYOUT_VERSION).encode() == b"3"
+        assert _index(store) == want  # read from the records themselves
+        # A chunk at a time, newest first; the answers are the same at every step.
+        assert store.index_older_kinds(chunk=20) == size - 20 and _index(store) == want
+        assert store.index_older_kinds(chunk=20) == size - 40 and _index(store) == want
+    finally:
+        store.close()
+    # A stop midway resumes from the marker the last chunk wrote.
+    store = LmdbHubStore(tmp_path / "s", index_behind=False)
+    try:
+        assert store.kind_index_from() == size - 40 and _index(store) == want
+        read.clear()
+        while store.index_older_kinds(chunk=20):
+            pass
+        assert sorted(read) == list(range(size - 40))  # each older record read once
+        assert store.kind_index_from() == 0 and _index(store) == want and _kind_index_rows(store) == fresh
+    finally:
+        store.close()
+
+
+def test_an_lmdb_store_of_layout_2_is_indexed_by_a_background_thread(tmp_path):
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "s"), Ed25519Signer.from_seed(b"\x74" * 32), clock=clock)
+    _fill(hub, clock)
+    want = _by_kind(hub.store)
+    fresh = _kind_index_rows(hub.store)
+    hub.store.close()
+    _as_layout_2(tmp_path / "s")
     store = LmdbHubStore(tmp_path / "s")
     try:
         assert _index(store) == want
-        with store._env.begin() as txn:
-            assert txn.get(b"layout", db=store._db["meta"]) == str(LAYOUT_VERSION).encode() == b"3"
+        wait_until(lambda: store.kind_index_from() == 0, what="the background kind index")
+        assert _index(store) == want and _kind_index_rows(store) == fresh
     finally:
         store.close()
 

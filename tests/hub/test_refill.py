@@ -563,18 +563,23 @@ def test_a_refill_reads_only_the_records_its_window_wants(tmp_path: Path, kind: 
             PgHubStore(PG_DSN, schema=schema).drop()
 
 
-def test_a_record_damaged_before_the_store_was_indexed_is_reported_by_the_refill(tmp_path: Path, caplog) -> None:
+@pytest.mark.parametrize("chunks", [0, 2, 9])
+def test_a_record_damaged_before_the_store_was_indexed_is_reported_by_the_refill(tmp_path: Path, caplog,
+                                                                                   chunks: int) -> None:
     path = tmp_path / "hub"
     key = Ed25519Signer.from_seed(b"\x6b" * 32)
     entries, bad = _with_a_damaged_note(path, key)
-    # A store of the layout before the kind index: its first open indexes the log, and cannot read the damaged
-    # record's kind.
+    # A store of the layout before the kind index: its open leaves the log to a background index, which cannot
+    # read the damaged record's kind; the refill answers alike before that index starts, midway and after it.
     env = lmdb.open(str(path), max_dbs=32, subdir=True)
     with env.begin(write=True) as txn:
         txn.drop(env.open_db(b"kind_index", txn=txn), delete=True)
         txn.put(b"layout", b"2", db=env.open_db(b"meta", txn=txn))
     env.close()
-    store = LmdbHubStore(path)
+    store = LmdbHubStore(path, index_behind=False)
+    for _ in range(chunks):
+        store.index_older_kinds(chunk=7)
+    assert store.kind_index_from() == max(0, len(entries) - 7 * chunks)
     try:
         assert store.kind_positions(None, 0, store.size(), 10) == [bad.index]
         assert bad.index not in store.kind_positions("note", 0, store.size(), 100)
