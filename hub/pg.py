@@ -27,6 +27,7 @@ from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
 from .journal import sync_dir
 from .store import (
+    INDEX_CHUNK,
     KIND_CODES,
     ArchiveMismatch,
     ArchiveUnavailable,
@@ -38,6 +39,7 @@ from .store import (
     StoreError,
     activity_of_log,
     chain_activity,
+    index_behind,
     intact_prefix,
     kind_index_of_log,
     kind_runs,
@@ -390,7 +392,10 @@ class PgHubStore:
     one table partitioned by the global index, `partition_leaves` rows per partition, made one partition
     ahead as the log grows; old partitions go to an archive file and out of the database (`archive`)."""
 
-    def __init__(self, dsn: str, *, schema: str = "jejak", partition_leaves: int = DEFAULT_PARTITION_LEAVES) -> None:
+    def __init__(self, dsn: str, *, schema: str = "jejak", partition_leaves: int = DEFAULT_PARTITION_LEAVES,
+                 index_behind: bool = True) -> None:
+        """`index_behind`: index the log's records older than migration 10 in a background thread on a
+        connection of its own (off only where a test steps through it with `index_older_kinds`)."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise StoreError(f"schema name {schema!r}: expected lowercase letters, digits and _")
         if partition_leaves <= 0 or partition_leaves % TILE_LEAVES:
@@ -415,6 +420,12 @@ class PgHubStore:
             # compiling took ~100 ms of each 64-row read (measured on 1,000,000 records).
             self._conn.execute("SET jit = off")
             self._migrate()
+        self._stop = threading.Event()
+        self._indexer: threading.Thread | None = None
+        if index_behind and self.kind_index_from() > 0:
+            self._indexer = threading.Thread(target=self._index_behind, args=(dsn,), name="jejak-kind-index",
+                                             daemon=True)
+            self._indexer.start()
 
     def _migrate(self) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
@@ -508,23 +519,47 @@ class PgHubStore:
     def _index_kinds(self) -> None:
         """Migration 10: the log's indices by record kind, kept with every commit. A table of its own rather than
         a column of the partitioned log: it stays when a partition goes to an archive, so the records a reader
-        wants are still found there. The rows the log holds are indexed once here, streamed in log order (kind
-        read from each record's fixed fields; a damaged copy is indexed as unreadable); records already archived
-        out of the database are not indexed.
+        wants are still found there.
 
         A row per run of consecutive indices of one kind (`kind_runs`), keyed by the kind and the run's last
-        index, so that the runs reaching a range are found from the range's start."""
+        index, so that the runs reaching a range are found from the range's start.
+
+        The records the log already holds are not read here: the index is complete from the log's size on (meta
+        `kind_index_from`), and the older records are indexed after the start, in the background, newest first
+        (`index_older_kinds`; kind read from each record's fixed fields, a damaged copy indexed as unreadable);
+        records already archived out of the database are not indexed."""
         c = self._conn
         c.execute("CREATE TABLE IF NOT EXISTS kind_index (kind smallint NOT NULL, first bigint NOT NULL, "
                   "last bigint NOT NULL, PRIMARY KEY (kind, last))")
         c.execute("TRUNCATE kind_index")  # a schema set back by hand indexes its log again, whole
-        start = 0
-        with c.cursor() as cur:
-            while page := cur.execute("SELECT idx, raw, record_id FROM records WHERE idx >= %s ORDER BY idx LIMIT %s",
-                                      (start, _PAGE)).fetchall():
-                start = int(page[-1][0]) + 1
-                rows = [(int(i), bytes(raw), hashlib.sha256(raw).digest() == bytes(rid)) for i, raw, rid in page]
-                self._put_kind_runs(cur, kind_runs(kind_index_of_log(rows)))
+        c.execute("INSERT INTO meta (key, value) VALUES ('kind_index_from', %s) "
+                  "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(self._size()),))
+
+    def kind_index_from(self) -> int:
+        """The log index from which the kind index is complete: 0 once every record is indexed; above 0 while
+        the records of a store upgraded by migration 10 are still being indexed, newest first."""
+        with self._tx():
+            return _kinds_from(self._conn)
+
+    def index_older_kinds(self, chunk: int = INDEX_CHUNK) -> int:
+        """Index up to `chunk` records just below `kind_index_from` on the store's connection, and lower it past
+        them in the same transaction; returns the new `kind_index_from`."""
+        with self._tx():
+            return _index_chunk(self._conn, chunk)
+
+    def _index_behind(self, dsn: str) -> None:
+        """The background pass, on a connection of its own so the writer's is never held by it."""
+        try:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"SET search_path TO {self.schema}")
+
+                def step(chunk: int) -> int:
+                    with conn.transaction():
+                        return _index_chunk(conn, chunk)
+
+                index_behind(step, _kinds_from(conn), self._stop)
+        except psycopg.Error as exc:  # the database gone or the schema dropped: the next start resumes
+            log.warning("hub store: the kind index of older records stopped: %s", exc)
 
     @staticmethod
     def _put_kind_runs(cur: psycopg.Cursor[Any], runs: Iterable[tuple[int, int, int]]) -> None:
@@ -820,13 +855,30 @@ class PgHubStore:
         return out
 
     def kind_positions(self, kind: str | None, start: int, end: int, limit: int) -> list[int]:
-        # Each run found reaches into the range, so `limit` runs hold at least `limit` indices when there are that many.
-        runs = self._query("SELECT first, last FROM kind_index WHERE kind = %s AND last >= %s AND first < %s "
-                           "ORDER BY last LIMIT %s", (KIND_CODES[kind], start, end, limit))
-        out: list[int] = []
+        code = KIND_CODES[kind]
+        with self._tx():
+            # Below `kind_index_from` the index is not complete yet: those records' kinds are read from them.
+            behind = _kinds_from(self._conn)
+            out = self._peeked_positions(code, start, min(end, behind), limit) if start < behind else []
+            start = max(start, behind)
+            # Each run found reaches into the range, so `limit` runs hold at least `limit` indices when there are
+            # that many.
+            runs = self._conn.execute("SELECT first, last FROM kind_index WHERE kind = %s AND last >= %s AND "
+                                      "first < %s ORDER BY last LIMIT %s",
+                                      (code, start, end, limit - len(out))).fetchall() if len(out) < limit else []
         for first, last in runs:
             begin = max(int(first), start)
             out.extend(range(begin, min(int(last) + 1, end, begin + limit - len(out))))
+        return out
+
+    def _peeked_positions(self, code: int, start: int, end: int, limit: int) -> list[int]:
+        """Up to `limit` indices from `start` up to `end` whose records are of kind `code`, read from the records."""
+        out: list[int] = []
+        while len(out) < limit and (page := self._conn.execute(
+                "SELECT idx, raw, record_id FROM records WHERE idx >= %s AND idx < %s ORDER BY idx LIMIT %s",
+                (start, end, _PAGE)).fetchall()):
+            start = int(page[-1][0]) + 1
+            out += [i for c, i in kind_index_of_log(_checked_rows(page)) if c == code][:limit - len(out)]
         return out
 
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
@@ -1146,7 +1198,39 @@ class PgHubStore:
             self._conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
 
     def close(self) -> None:
+        self._stop.set()
+        if self._indexer is not None:
+            self._indexer.join()
         self._conn.close()
+
+
+def _kinds_from(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'kind_index_from'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _checked_rows(page: Iterable[tuple[Any, ...]]) -> list[tuple[int, bytes, bool]]:
+    """(index, record bytes, whether they are intact) of rows (idx, raw, record_id) of the log."""
+    return [(int(i), bytes(raw), hashlib.sha256(raw).digest() == bytes(rid)) for i, raw, rid in page]
+
+
+def _index_chunk(conn: psycopg.Connection[Any], chunk: int) -> int:
+    """In the caller's transaction: index up to `chunk` records below `kind_index_from` and lower it past them
+    (the row is locked first, so two passes never index the same records); returns the new `kind_index_from`."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'kind_index_from' FOR UPDATE").fetchone()
+    behind = int(row[0]) if row else 0
+    if not behind:
+        return 0
+    start = max(0, behind - chunk)
+    page = conn.execute("SELECT idx, raw, record_id FROM records WHERE idx >= %s AND idx < %s ORDER BY idx",
+                        (start, behind)).fetchall()
+    with conn.cursor() as cur:
+        PgHubStore._put_kind_runs(cur, kind_runs(kind_index_of_log(_checked_rows(page))))
+    if start:
+        conn.execute("UPDATE meta SET value = %s WHERE key = 'kind_index_from'", (str(start),))
+    else:
+        conn.execute("DELETE FROM meta WHERE key = 'kind_index_from'")
+    return start
 
 
 class PgAggregates:

@@ -8,7 +8,7 @@ import os
 import struct
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 from operator import attrgetter
@@ -258,6 +258,21 @@ def kind_runs(codes: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int, int]
         yield run[0], run[1], run[2]
 
 
+def index_behind(step: Callable[[int], int], behind: int, stop: threading.Event) -> None:
+    """The background pass of a store upgraded to keep the kind index over the records it already held: `step`
+    indexes a chunk below `behind` in one transaction and returns what is left, a pause between chunks lets the
+    writer in, until none is left or `stop` is set. Logs its progress every million records or so."""
+    log.info("hub store: indexing the %d records from before the kind index, newest first, in the background",
+             behind)
+    total, logged = behind, behind
+    while behind and not stop.is_set():
+        behind = step(INDEX_CHUNK)
+        if logged - behind >= 100 * INDEX_CHUNK or not behind:
+            log.info("hub store: kind index of older records %d of %d done", total - behind, total)
+            logged = behind
+        stop.wait(_INDEX_PAUSE_S)
+
+
 class HubStore(Protocol):
     """What the hub needs from storage. Implemented by LmdbHubStore and hub.pg.PgHubStore."""
 
@@ -487,17 +502,7 @@ class LmdbHubStore:
         return start
 
     def _index_behind(self) -> None:
-        """The background pass over the records older than the upgrade, a chunk per write transaction and a
-        pause between, until none is left or the store closes."""
-        behind = self.kind_index_from()
-        log.info("hub store: indexing the %d records from before layout 3 by kind, in the background", behind)
-        total, logged = behind, behind
-        while behind and not self._stop.is_set():
-            behind = self.index_older_kinds()
-            if logged - behind >= 100 * INDEX_CHUNK or not behind:
-                log.info("hub store: kind index %d of %d older records done", total - behind, total)
-                logged = behind
-            self._stop.wait(_INDEX_PAUSE_S)
+        index_behind(self.index_older_kinds, self.kind_index_from(), self._stop)
 
     def _write(self):  # type: ignore[no-untyped-def]
         return self._env.begin(write=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import lmdb
 import psycopg
 
+from hub import pg
 from hub.pg import KIND_INDEX_VERSION, SCHEMA_VERSION, PgHubStore
 from hub.service import Hub
 from hub.store import LAYOUT_VERSION, HubStore, LmdbHubStore
@@ -159,25 +160,76 @@ def test_an_lmdb_store_of_layout_2_is_indexed_by_a_background_thread(tmp_path):
         store.close()
 
 
-def test_a_postgres_store_of_the_schema_before_is_indexed_in_place():
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+def _pg_kind_index_rows(schema: str) -> list[tuple[int, int]]:
+    """The PostgreSQL kind index as (kind, index) pairs: runs split at commits or chunks alike."""
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        runs = conn.execute(f"SELECT kind, first, last FROM {schema}.kind_index").fetchall()
+    return sorted((kind, i) for kind, first, last in runs for i in range(first, last + 1))
+
+
+def _pg_schema_before(schema: str, seed: bytes) -> tuple[dict[str, list[int]], list[tuple[int, int]], int]:
+    """A store of the schema before the kind index (what it wants of `_index`, its fresh index, its size)."""
     clock = Clock()
+    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), Ed25519Signer.from_seed(seed), clock=clock)
+    _fill(hub, clock)  # across several partitions
+    want, size = _by_kind(hub.store), hub.store.size()
+    hub.store.close()
+    fresh = _pg_kind_index_rows(schema)
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {schema}.kind_index")
+        conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                     (str(KIND_INDEX_VERSION - 1),))
+    return want, fresh, size
+
+
+def test_a_postgres_store_of_the_schema_before_opens_without_reading_its_log_and_is_indexed_newest_first(
+        monkeypatch):
+    schema = f"t_{uuid.uuid4().hex[:12]}"
     try:
-        hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), Ed25519Signer.from_seed(b"\x73" * 32),
-                  clock=clock)
-        _fill(hub, clock)  # across several partitions
-        want = _by_kind(hub.store)
-        hub.store.close()
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE {schema}.kind_index")
-            conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
-                         (str(KIND_INDEX_VERSION - 1),))
-        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64)
-        assert _index(store) == want
-        store.close()
+        want, fresh, size = _pg_schema_before(schema, b"\x73" * 32)
+        read: list[int] = []
+        checked = pg._checked_rows
+        monkeypatch.setattr(pg, "_checked_rows", lambda page: [
+            read.append(row[0]) or row for row in checked(page)])
+        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64, index_behind=False)
+        try:
+            # The migration read no record: its work does not grow with the log.
+            assert read == [] and store.kind_index_from() == size and _pg_kind_index_rows(schema) == []
+            assert _index(store) == want  # read from the records themselves
+            assert store.index_older_kinds(chunk=20) == size - 20 and _index(store) == want
+            assert store.index_older_kinds(chunk=20) == size - 40 and _index(store) == want
+        finally:
+            store.close()
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
         assert version == str(SCHEMA_VERSION)
+        # A stop midway resumes from the mark the last chunk wrote.
+        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64, index_behind=False)
+        try:
+            assert store.kind_index_from() == size - 40 and _index(store) == want
+            read.clear()
+            while store.index_older_kinds(chunk=20):
+                pass
+            assert sorted(read) == list(range(size - 40))  # each older record read once
+            assert store.kind_index_from() == 0 and _index(store) == want and _pg_kind_index_rows(schema) == fresh
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_postgres_store_of_the_schema_before_is_indexed_by_a_background_thread():
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        want, fresh, _ = _pg_schema_before(schema, b"\x75" * 32)
+        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64)
+        try:
+            assert _index(store) == want
+            wait_until(lambda: store.kind_index_from() == 0, what="the background kind index")
+            assert _index(store) == want and _pg_kind_index_rows(schema) == fresh
+        finally:
+            store.close()
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

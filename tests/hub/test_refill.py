@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
+import psycopg
 import pytest
 
 from hub.app import start_hub
@@ -27,7 +28,7 @@ from hub.markets.model import day_of
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan, SimDay, simulate
 from hub.mbg.plan import WIB, local_midnight
-from hub.pg import PgHubStore
+from hub.pg import KIND_INDEX_VERSION, PgHubStore
 from hub.service import Hub
 from hub.store import Entry, HubStore, LmdbHubStore
 from hub.views import MARKET_KINDS, MBG_KINDS, RefillProgress, Views, first_arrival_at
@@ -561,6 +562,61 @@ def test_a_refill_reads_only_the_records_its_window_wants(tmp_path: Path, kind: 
         store.close()
         if kind == "postgres":
             PgHubStore(PG_DSN, schema=schema).drop()
+
+
+def _as_store_before_the_kind_index(kind: str, path: Path, schema: str) -> None:
+    """A closed store turned into what a release before the kind index left: no index, the layout or schema
+    before it."""
+    if kind == "lmdb":
+        env = lmdb.open(str(path), max_dbs=32, subdir=True)
+        with env.begin(write=True) as txn:
+            txn.drop(env.open_db(b"kind_index", txn=txn), delete=True)
+            txn.put(b"layout", b"2", db=env.open_db(b"meta", txn=txn))
+        env.close()
+        return
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE {schema}.kind_index")
+        conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                     (str(KIND_INDEX_VERSION - 1),))
+
+
+@pytest.mark.parametrize("chunks", [0, 2, 5])
+@pytest.mark.parametrize("kind", ["lmdb", "postgres"])
+def test_a_refill_during_the_background_kind_index_answers_as_after_it(tmp_path: Path, kind: str,
+                                                                       chunks: int) -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    day, now = 86400, 1_763_900_000
+    key = Ed25519Signer.from_seed(b"\x6c" * 32)
+    clock = Clock(now - 200 * day)
+    old_scans = [(now - 100 * day + 60 * i, "scan", _scan(now - 100 * day + 60 * i)) for i in range(60)]
+    notes = [(now - 50 * day + i, "note", {"text": str(i)}) for i in range(4)]
+    recent = [(now - day + 60 * i, "scan", _scan(now - day + 60 * i)) for i in range(30)]
+    store = _open(kind, tmp_path / "hub", schema)
+    try:
+        _kitchen_log(Hub(store, key, clock=clock), clock, [(now - 150 * day, "stock", _stock("receive", 5_000)),
+                                                           *old_scans[:30], *notes, *old_scans[30:], *recent])
+        logged = [decode_record(e.raw) for e in store.entries(0, store.size())]
+        store.close()
+        _as_store_before_the_kind_index(kind, tmp_path / "hub", schema)
+        # Opened without its background pass, which is stepped by hand: none, part (the recent scans), all.
+        store = (LmdbHubStore(tmp_path / "hub", index_behind=False) if kind == "lmdb" else
+                 PgHubStore(PG_DSN, schema=schema, index_behind=False))
+        for _ in range(chunks):
+            store.index_older_kinds(chunk=20)
+        assert store.kind_index_from() == max(0, len(logged) - 20 * chunks)
+        clock.now = now
+        views = FeedLog(Hub(store, key, clock=clock), plan=Plan(kitchens=(), schools=()), refill=True,
+                        refill_batch=2)
+        views.refill_from_store()
+        want = [r.id for r in logged if r.kind in ("stock", "note") or (r.kind == "scan" and r.body["cooked_at"]
+                                                                         >= now - 8 * day)]
+        assert views.fed == want and len(want) == 1 + 4 + 30
+        progress = views.refill_progress
+        assert progress.done == progress.total == len(logged) and progress.damaged == 0
+    finally:
+        store.close()
+        if kind == "postgres":
+            PgHubStore(PG_DSN, schema=schema, index_behind=False).drop()
 
 
 @pytest.mark.parametrize("chunks", [0, 2, 9])
