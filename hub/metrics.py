@@ -176,6 +176,9 @@ class _HubCollector(Collector):
         yield devices
         yield from self._device_figures(device_figures(hub.store, hub.clock(), own=hub.hub_id,
                                                          series_cap=self.series_cap))
+        yield GaugeMetricFamily("jejak_hub_kind_index_behind", "Records held before the store kept the index by "
+                                "record kind that are not indexed yet (indexed in the background after an upgrade, "
+                                "newest first; 0 when done).", value=hub.store.kind_index_from())
         yield GaugeMetricFamily("jejak_hub_store_bytes", "Bytes the hub's embedded store takes on disk (0 for "
                                 "PostgreSQL: ask the database).", value=self._store_bytes())
         yield GaugeMetricFamily("jejak_hub_analytics_derive_seconds", "How long the last derivation of the "

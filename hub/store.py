@@ -325,6 +325,11 @@ class HubStore(Protocol):
         index, kept in the commit that holds the records. Kind None: the records whose kind could not be read
         when a store upgrade indexed them (damaged copies)."""
         ...
+    def kind_index_from(self) -> int:
+        """The log index from which the kind index is complete: 0 once every record is indexed, above 0 while a
+        store upgraded to keep it still indexes the records it held before, newest first, in the background;
+        `kind_positions` reads the kinds below it from the records themselves."""
+        ...
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
         """(device, seq) of each record at global index `start` up to `end` whose bytes no longer hash to
         its leaf and its id: the store check's scan, which neither raises nor marks."""
