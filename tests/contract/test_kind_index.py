@@ -4,15 +4,18 @@ records and built from the log for a store from before it: LMDB and PostgreSQL a
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 
 import lmdb
 import psycopg
+import pytest
 
 from hub import pg
+from hub import store as store_module
 from hub.pg import KIND_INDEX_VERSION, SCHEMA_VERSION, PgHubStore
 from hub.service import Hub
-from hub.store import LAYOUT_VERSION, HubStore, LmdbHubStore
+from hub.store import LAYOUT_VERSION, HubStore, LmdbHubStore, kind_index_of_log
 from ledger import ChainBuilder, Ed25519Signer, decode_record
 from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
 from tests.hub.conftest import Clock, enroll, new_device
@@ -91,145 +94,105 @@ def test_the_kind_index_holds_each_kind_in_log_order_a_page_at_a_time_and_surviv
     assert _index(again) == want
 
 
-def _kind_index_rows(store: LmdbHubStore) -> list[bytes]:
-    with store._env.begin() as txn:
-        return [bytes(k) for k in txn.cursor(db=store._db["kind_index"]).iternext(values=False)]
+@dataclass
+class OldStore:
+    """A store written the way a release before the kind index left it (LMDB layout 2, PostgreSQL schema 9):
+    what `_index` answers of it, its index as a store written fresh held it ((kind code, index) pairs), its size."""
+
+    want: dict[str, list[int]]
+    fresh: list[tuple[int, int]]
+    size: int
+    open: Callable[..., HubStore]
+    index_rows: Callable[[HubStore], list[tuple[int, int]]]
 
 
-def _as_layout_2(path: Path) -> None:
-    """What a release before the index left: layout 2, no index."""
-    env = lmdb.open(str(path), max_dbs=32)
-    with env.begin(write=True) as txn:
-        txn.drop(env.open_db(b"kind_index", txn=txn), delete=True)
-        txn.put(b"layout", b"2", db=env.open_db(b"meta", txn=txn))
-    env.close()
+@pytest.fixture(params=["lmdb", "postgres"])
+def old_store(request, tmp_path) -> Iterator[OldStore]:
+    """PostgreSQL missing fails, never skips."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    opened: list[HubStore] = []
 
+    def open_store(**kw: object) -> HubStore:
+        store: HubStore = (LmdbHubStore(tmp_path / "s", **kw) if request.param == "lmdb"  # type: ignore[arg-type]
+                           else PgHubStore(PG_DSN, schema=schema, partition_leaves=64, **kw))  # type: ignore[arg-type]
+        opened.append(store)
+        return store
 
-def test_an_lmdb_store_of_layout_2_opens_without_reading_its_log_and_is_indexed_newest_first(tmp_path, monkeypatch):
-    clock = Clock()
-    hub = Hub(LmdbHubStore(tmp_path / "s"), Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
-    _fill(hub, clock)
-    want = _by_kind(hub.store)
-    fresh = _kind_index_rows(hub.store)
-    size = hub.store.size()
-    hub.store.close()
-    _as_layout_2(tmp_path / "s")
-    read: list[int] = []
-    rows = LmdbHubStore._log_rows
-    monkeypatch.setattr(LmdbHubStore, "_log_rows", lambda self, txn, start, end: (
-        read.append(index) or row for row in rows(self, txn, start, end) for index in (row[0],)))
-    store = LmdbHubStore(tmp_path / "s", index_behind=False)
+    def index_rows(store: HubStore) -> list[tuple[int, int]]:
+        if isinstance(store, LmdbHubStore):
+            with store._env.begin() as txn:
+                keys = [bytes(k) for k in txn.cursor(db=store._db["kind_index"]).iternext(values=False)]
+            return sorted((k[0], int.from_bytes(k[1:], "big")) for k in keys)
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:  # runs split at commits or chunks alike
+            runs = conn.execute(f"SELECT kind, first, last FROM {schema}.kind_index").fetchall()
+        return sorted((kind, i) for kind, first, last in runs for i in range(first, last + 1))
+
     try:
-        # The open read no record: its work does not grow with the log.
-        assert read == [] and store.kind_index_from() == size and _kind_index_rows(store) == []
+        clock = Clock()
+        store = open_store()
+        hub = Hub(store, Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
+        _fill(hub, clock)  # on PostgreSQL, across several partitions
+        old = OldStore(want=_by_kind(store), fresh=[], size=store.size(), open=open_store, index_rows=index_rows)
+        old.fresh = index_rows(store)
+        store.close()
+        if request.param == "lmdb":
+            env = lmdb.open(str(tmp_path / "s"), max_dbs=32)
+            with env.begin(write=True) as txn:
+                txn.drop(env.open_db(b"kind_index", txn=txn), delete=True)
+                txn.put(b"layout", b"2", db=env.open_db(b"meta", txn=txn))
+            env.close()
+        else:
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP TABLE {schema}.kind_index")
+                conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                             (str(KIND_INDEX_VERSION - 1),))
+        yield old
+    finally:
+        for store in opened:
+            store.close()
+        if request.param == "postgres":
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_store_from_before_the_index_opens_without_reading_its_log_and_is_indexed_newest_first(old_store,
+                                                                                                monkeypatch):
+    read: list[int] = []
+
+    def counted(rows: Iterable[tuple[int, bytes, bool]]) -> Iterator[tuple[int, int]]:
+        for row in rows:
+            read.append(row[0])
+            yield from kind_index_of_log([row])
+
+    for module in (store_module, pg):
+        monkeypatch.setattr(module, "kind_index_of_log", counted)
+    store, size, want = old_store.open(index_behind=False), old_store.size, old_store.want
+    # The open read no record: its work does not grow with the log; it is marked upgraded.
+    assert read == [] and store.kind_index_from() == size and old_store.index_rows(store) == []
+    if isinstance(store, LmdbHubStore):
         with store._env.begin() as txn:
             assert txn.get(b"layout", db=store._db["meta"]) == str(LAYOUT_VERSION).encode() == b"3"
-        assert _index(store) == want  # read from the records themselves
-        # A chunk at a time, newest first; the answers are the same at every step.
-        assert store.index_older_kinds(chunk=20) == size - 20 and _index(store) == want
-        assert store.index_older_kinds(chunk=20) == size - 40 and _index(store) == want
-    finally:
-        store.close()
-    # A stop midway resumes from the marker the last chunk wrote.
-    store = LmdbHubStore(tmp_path / "s", index_behind=False)
-    try:
-        assert store.kind_index_from() == size - 40 and _index(store) == want
-        read.clear()
-        while store.index_older_kinds(chunk=20):
-            pass
-        assert sorted(read) == list(range(size - 40))  # each older record read once
-        assert store.kind_index_from() == 0 and _index(store) == want and _kind_index_rows(store) == fresh
-    finally:
-        store.close()
-
-
-def test_an_lmdb_store_of_layout_2_is_indexed_by_a_background_thread(tmp_path):
-    clock = Clock()
-    hub = Hub(LmdbHubStore(tmp_path / "s"), Ed25519Signer.from_seed(b"\x74" * 32), clock=clock)
-    _fill(hub, clock)
-    want = _by_kind(hub.store)
-    fresh = _kind_index_rows(hub.store)
-    hub.store.close()
-    _as_layout_2(tmp_path / "s")
-    store = LmdbHubStore(tmp_path / "s")
-    try:
-        assert _index(store) == want
-        wait_until(lambda: store.kind_index_from() == 0, what="the background kind index")
-        assert _index(store) == want and _kind_index_rows(store) == fresh
-    finally:
-        store.close()
-
-
-def _pg_kind_index_rows(schema: str) -> list[tuple[int, int]]:
-    """The PostgreSQL kind index as (kind, index) pairs: runs split at commits or chunks alike."""
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        runs = conn.execute(f"SELECT kind, first, last FROM {schema}.kind_index").fetchall()
-    return sorted((kind, i) for kind, first, last in runs for i in range(first, last + 1))
-
-
-def _pg_schema_before(schema: str, seed: bytes) -> tuple[dict[str, list[int]], list[tuple[int, int]], int]:
-    """A store of the schema before the kind index (what it wants of `_index`, its fresh index, its size)."""
-    clock = Clock()
-    hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), Ed25519Signer.from_seed(seed), clock=clock)
-    _fill(hub, clock)  # across several partitions
-    want, size = _by_kind(hub.store), hub.store.size()
-    hub.store.close()
-    fresh = _pg_kind_index_rows(schema)
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE {schema}.kind_index")
-        conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
-                     (str(KIND_INDEX_VERSION - 1),))
-    return want, fresh, size
-
-
-def test_a_postgres_store_of_the_schema_before_opens_without_reading_its_log_and_is_indexed_newest_first(
-        monkeypatch):
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        want, fresh, size = _pg_schema_before(schema, b"\x73" * 32)
-        read: list[int] = []
-        checked = pg._checked_rows
-        monkeypatch.setattr(pg, "_checked_rows", lambda page: [
-            read.append(row[0]) or row for row in checked(page)])
-        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64, index_behind=False)
-        try:
-            # The migration read no record: its work does not grow with the log.
-            assert read == [] and store.kind_index_from() == size and _pg_kind_index_rows(schema) == []
-            assert _index(store) == want  # read from the records themselves
-            assert store.index_older_kinds(chunk=20) == size - 20 and _index(store) == want
-            assert store.index_older_kinds(chunk=20) == size - 40 and _index(store) == want
-        finally:
-            store.close()
+    else:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
-        assert version == str(SCHEMA_VERSION)
-        # A stop midway resumes from the mark the last chunk wrote.
-        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64, index_behind=False)
-        try:
-            assert store.kind_index_from() == size - 40 and _index(store) == want
-            read.clear()
-            while store.index_older_kinds(chunk=20):
-                pass
-            assert sorted(read) == list(range(size - 40))  # each older record read once
-            assert store.kind_index_from() == 0 and _index(store) == want and _pg_kind_index_rows(schema) == fresh
-        finally:
-            store.close()
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            row = conn.execute(f"SELECT value FROM {store.schema}.meta WHERE key = 'schema_version'").fetchone()
+        assert row == (str(SCHEMA_VERSION),)
+    assert _index(store) == want  # read from the records themselves
+    # A chunk at a time, newest first; the answers are the same at every step.
+    assert store.index_older_kinds(chunk=20) == size - 20 and _index(store) == want
+    assert store.index_older_kinds(chunk=20) == size - 40 and _index(store) == want
+    store.close()
+    # A stop midway resumes from the mark the last chunk wrote.
+    store = old_store.open(index_behind=False)
+    assert store.kind_index_from() == size - 40 and _index(store) == want
+    read.clear()
+    while store.index_older_kinds(chunk=20):
+        pass
+    assert sorted(read) == list(range(size - 40))  # each older record read once
+    assert store.kind_index_from() == 0 and _index(store) == want and old_store.index_rows(store) == old_store.fresh
 
 
-def test_a_postgres_store_of_the_schema_before_is_indexed_by_a_background_thread():
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        want, fresh, _ = _pg_schema_before(schema, b"\x75" * 32)
-        store = PgHubStore(PG_DSN, schema=schema, partition_leaves=64)
-        try:
-            assert _index(store) == want
-            wait_until(lambda: store.kind_index_from() == 0, what="the background kind index")
-            assert _index(store) == want and _pg_kind_index_rows(schema) == fresh
-        finally:
-            store.close()
-    finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+def test_a_store_from_before_the_index_is_indexed_by_a_background_thread(old_store):
+    store = old_store.open()
+    assert _index(store) == old_store.want
+    wait_until(lambda: store.kind_index_from() == 0, what="the background kind index")
+    assert _index(store) == old_store.want and old_store.index_rows(store) == old_store.fresh

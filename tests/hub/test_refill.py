@@ -529,20 +529,26 @@ def test_stock_on_hand_after_a_restart_counts_movements_older_than_the_markets_w
             PgHubStore(PG_DSN, schema=schema).drop()
 
 
+def _windowed_log(hub: Hub, clock: Clock, now: int, *, old: int, recent: int) -> None:
+    """A kitchen's log about `now`: a stock receipt 150 days back, `old` cook scans 100 days back with four notes
+    of 50 days back in their middle, and `recent` scans of the last day."""
+    day = 86400
+    old_scans = [(now - 100 * day + 60 * i, "scan", _scan(now - 100 * day + 60 * i)) for i in range(old)]
+    notes = [(now - 50 * day + i, "note", {"text": str(i)}) for i in range(4)]
+    _kitchen_log(hub, clock, [(now - 150 * day, "stock", _stock("receive", 5_000)), *old_scans[:old // 2], *notes,
+                              *old_scans[old // 2:],
+                              *((now - day + 60 * i, "scan", _scan(now - day + 60 * i)) for i in range(recent))])
+
+
 @pytest.mark.parametrize("kind", ["lmdb", "postgres"])
 def test_a_refill_reads_only_the_records_its_window_wants(tmp_path: Path, kind: str) -> None:
     schema = f"t_{uuid.uuid4().hex[:12]}"
     day, now = 86400, 1_763_900_000
     key = Ed25519Signer.from_seed(b"\x6a" * 32)
     clock = Clock(now - 200 * day)
-    old_scans = [(now - 100 * day + 60 * i, "scan", _scan(now - 100 * day + 60 * i)) for i in range(300)]
-    notes = [(now - 50 * day + i, "note", {"text": str(i)}) for i in range(4)]
-    recent = [(now - day + 60 * i, "scan", _scan(now - day + 60 * i)) for i in range(3)]
     store = _open(kind, tmp_path / "hub", schema)
     try:
-        hub = Hub(store, key, clock=clock)
-        _kitchen_log(hub, clock, [(now - 150 * day, "stock", _stock("receive", 5_000)), *old_scans[:150], *notes,
-                                  *old_scans[150:], *recent])
+        _windowed_log(Hub(store, key, clock=clock), clock, now, old=300, recent=3)
         clock.now = now
         counted = CountedReads(store)
         views = FeedLog(Hub(counted, key, clock=clock), plan=Plan(kitchens=(), schools=()),  # type: ignore[arg-type]
@@ -588,13 +594,9 @@ def test_a_refill_during_the_background_kind_index_answers_as_after_it(tmp_path:
     day, now = 86400, 1_763_900_000
     key = Ed25519Signer.from_seed(b"\x6c" * 32)
     clock = Clock(now - 200 * day)
-    old_scans = [(now - 100 * day + 60 * i, "scan", _scan(now - 100 * day + 60 * i)) for i in range(60)]
-    notes = [(now - 50 * day + i, "note", {"text": str(i)}) for i in range(4)]
-    recent = [(now - day + 60 * i, "scan", _scan(now - day + 60 * i)) for i in range(30)]
     store = _open(kind, tmp_path / "hub", schema)
     try:
-        _kitchen_log(Hub(store, key, clock=clock), clock, [(now - 150 * day, "stock", _stock("receive", 5_000)),
-                                                           *old_scans[:30], *notes, *old_scans[30:], *recent])
+        _windowed_log(Hub(store, key, clock=clock), clock, now, old=60, recent=30)
         logged = [decode_record(e.raw) for e in store.entries(0, store.size())]
         store.close()
         _as_store_before_the_kind_index(kind, tmp_path / "hub", schema)
