@@ -266,7 +266,13 @@ def index_behind(step: Callable[[int], int], behind: int, stop: threading.Event)
              behind)
     total, logged = behind, behind
     while behind and not stop.is_set():
-        behind = step(INDEX_CHUNK)
+        try:
+            behind = step(INDEX_CHUNK)
+        except StoreError as exc:  # a full disk or map: the marker keeps its place and the next start resumes
+            log.error("hub store: the kind index of older records stopped with %d of %d to go (%s: %s); the refill "
+                      "reads their kinds from the log meanwhile, and the next start resumes", behind, total,
+                      exc.code, exc.message)
+            return
         if logged - behind >= 100 * INDEX_CHUNK or not behind:
             log.info("hub store: kind index of older records %d of %d done", total - behind, total)
             logged = behind
