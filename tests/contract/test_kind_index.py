@@ -196,3 +196,21 @@ def test_a_store_from_before_the_index_is_indexed_by_a_background_thread(old_sto
     assert _index(store) == old_store.want
     wait_until(lambda: store.kind_index_from() == 0, what="the background kind index")
     assert _index(store) == old_store.want and old_store.index_rows(store) == old_store.fresh
+
+
+def test_the_background_pass_stops_cleanly_when_the_store_is_full(caplog: pytest.LogCaptureFixture) -> None:
+    """A full store stops the pass with a logged, coded error (no thread traceback); the marker it was at stays
+    for the next start."""
+    import threading
+
+    steps: list[int] = []
+
+    def step(chunk: int) -> int:
+        steps.append(chunk)
+        if len(steps) == 2:
+            raise store_module.StoreFull("hub store is full; nothing was written by the failed transaction")
+        return 5 * chunk
+
+    store_module.index_behind(step, 10 * store_module.INDEX_CHUNK, threading.Event())
+    assert len(steps) == 2
+    assert any("STORE_FULL" in r.getMessage() and "to go" in r.getMessage() for r in caplog.records)
