@@ -3,6 +3,7 @@ records and built from the log for a store from before it: LMDB and PostgreSQL a
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -201,8 +202,6 @@ def test_a_store_from_before_the_index_is_indexed_by_a_background_thread(old_sto
 def test_the_background_pass_stops_cleanly_when_the_store_is_full(caplog: pytest.LogCaptureFixture) -> None:
     """A full store stops the pass with a logged, coded error (no thread traceback); the marker it was at stays
     for the next start."""
-    import threading
-
     steps: list[int] = []
 
     def step(chunk: int) -> int:
