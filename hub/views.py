@@ -180,7 +180,6 @@ class Views:
         self._refill = RefillProgress(running=refill, done=0, total=0, damaged=0)
         # While a refill runs, the domain inputs of live records wait here, after the refilled ones.
         self._held: list[tuple[list[Record], int]] | None = [] if refill else None
-        self.aggregates = aggregates
         self.kept_days = None if aggregates is None else KeptDays(
             self.markets, self.demand, aggregates.namespace(MARKET_DAYS), hub.store)
         self._last_fed = b""  # the last record of AGGREGATED_KINDS fed: the log up to it is in the models
