@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import Install, _clean_env
 
-HUB_ONLY = ("numpy", "scipy", "pandas", "statsmodels", "patsy", "pillow", "qrcode")
+HUB_ONLY = ("numpy", "scipy", "pandas", "statsmodels", "patsy", "pillow", "qrcode", "prometheus_client")
 EDGE_BUDGET_BYTES = 60 * 1024 * 1024
 
 
