@@ -503,25 +503,30 @@ class Meeting(RangesResource):
             self.active -= 1
 
 
+async def _pull_on_lanes(scheme: str, served: Logs, ranges: resource.Resource, mine: Logs) -> Any:
+    """One pull by `mine` on lanes from a server of `served`'s logs whose many-log ranges `ranges` answers."""
+    site = resource.Site()
+    site.add_resource(["sync", "heads"], HeadsResource(served, Limits()))
+    site.add_resource(["sync", "records"], RecordsResource(served, Limits()))
+    site.add_resource(["sync", "ranges"], ranges)
+    port = free_coap()
+    server = await serve_coap(site, host="127.0.0.1", port=port, tcp=True, setting="test")
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        async with Lanes(ctx) as lanes:
+            return await sync_once(ctx, url(scheme, port), mine, push=False, size=full_window(), lanes=lanes)
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()
+
+
 @pytest.mark.parametrize("scheme", ["coap", "coap+tcp"])
 async def test_a_pull_of_many_logs_keeps_several_ranges_requests_in_flight(scheme):
     logs = _logs(40, 3)  # 120 records, 16 a request: 6 logs each (the sixth cut short), 7 requests
     served = Logs(logs)
-    site = resource.Site()
-    site.add_resource(["sync", "heads"], HeadsResource(served, Limits()))
-    site.add_resource(["sync", "records"], RecordsResource(served, Limits()))
     ranges = Meeting(served)
-    site.add_resource(["sync", "ranges"], ranges)
-    port = free_coap()
-    server = await serve_coap(site, host="127.0.0.1", port=port, tcp=True, setting="test")
     mine = Logs()
-    ctx = await aiocoap.Context.create_client_context()
-    try:
-        async with Lanes(ctx) as lanes:
-            report = await sync_once(ctx, url(scheme, port), mine, push=False, size=full_window(), lanes=lanes)
-    finally:
-        await ctx.shutdown()
-        await server.shutdown()
+    report = await _pull_on_lanes(scheme, served, ranges, mine)
     assert not report.problems and report.fetched == 120
     assert ranges.requests == 7 and ranges.peak > 1, "the puller never had two ranges requests in flight"
     assert {d: [r.raw for r in rs] for d, rs in mine.logs.items()} == {d: [r.raw for r in rs] for d, rs in logs.items()}
@@ -564,20 +569,8 @@ class AheadLogs(Logs):
 async def test_a_pull_checks_the_next_answer_ahead_while_it_merges_the_one_before(scheme):
     logs = _logs(40, 3)
     served = Logs(logs)
-    site = resource.Site()
-    site.add_resource(["sync", "heads"], HeadsResource(served, Limits()))
-    site.add_resource(["sync", "records"], RecordsResource(served, Limits()))
-    site.add_resource(["sync", "ranges"], RangesResource(served, Limits()))
-    port = free_coap()
-    server = await serve_coap(site, host="127.0.0.1", port=port, tcp=True, setting="test")
     mine = AheadLogs()
-    ctx = await aiocoap.Context.create_client_context()
-    try:
-        async with Lanes(ctx) as lanes:
-            report = await sync_once(ctx, url(scheme, port), mine, push=False, size=full_window(), lanes=lanes)
-    finally:
-        await ctx.shutdown()
-        await server.shutdown()
+    report = await _pull_on_lanes(scheme, served, RangesResource(served, Limits()), mine)
     assert not report.problems and report.fetched == 120
     order = [event for event, _ in mine.events]
     assert order.count("checked") == order.count("merged") == ANSWERS
