@@ -204,11 +204,13 @@ async def _coap(root: Path, seconds: float, concurrency: int) -> dict[str, float
         refused = sum(m.refused for m in daemon.coap.message_managers())
     finally:
         await daemon.close()
-    # The daemon runs in this process (the load comes from another), so RSS here is the edge's plus the
-    # bench's own few MB; the deduplication table is the part that grew with request rate × lifetime.
+    # The daemon runs in this process (the load comes from another), so RSS here is the bench process's: the
+    # edge plus every part run before it. The edge's own memory under load is the `edge-memory` part, a daemon
+    # in a process of its own, and its 64 MB goal is judged there.
     return {"coap_submissions_per_s": edge, "coap_null_resource_per_s": ceiling,
             "coap_fraction_of_ceiling": edge / ceiling if ceiling else 0.0,
-            "edge_rss_mb_before_load": rss_before / 2**20, "edge_rss_mb_after_load": rss_after / 2**20,
+            "bench_process_rss_mb_before_load": rss_before / 2**20,
+            "bench_process_rss_mb_after_load": rss_after / 2**20,
             "edge_coap_requests": round(edge * seconds), "edge_coap_ids_held": held,
             "edge_coap_refused_5_03": refused}
 
@@ -227,8 +229,7 @@ async def _run(quick: bool) -> dict[str, Any]:
         "appends_fraction_of_build_rate": appends["durable_appends_per_s"] / signing["build_signed_record_per_s"],
         **taps,
         **coap,
-        "goals": {"durable_appends_per_s": 20000, "tap_to_ack_p99_ms": 10, "coap_fraction_of_ceiling": 0.6,
-                  "edge_rss_mb_after_load": 64},
+        "goals": {"durable_appends_per_s": 20000, "tap_to_ack_p99_ms": 10, "coap_fraction_of_ceiling": 0.6},
         "notes": "CoAP load comes from a separate process with one client context per concurrent sender; LMDB with "
                  "sync=True (fsync per commit); signing with libsodium when PyNaCl is installed",
     }
