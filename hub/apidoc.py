@@ -152,11 +152,25 @@ class RegionResumeJson(TypedDict):
     not_in_view: LogStretch | None  # the region's log indexes accepted before and missing from its view
 
 
+class RegionProblemJson(TypedDict):
+    """The run of rounds in which a region's answers were refused or missing, until one goes well again."""
+
+    code: str  # REGION_UNPROTECTED, INVALID_CHECKPOINT, INVALID_PROOF, HUB_REFUSED, SPLIT_VIEW, UNREACHABLE, ...
+    message: str
+    hint: str | None
+    since: int  # this hub's time of the run's first round
+    last: int  # and of its latest
+    rounds: int
+
+
 class RegionJson(TypedDict):
     url: str
     mode: Literal["checkpoints", "records"]
+    # followed or pulled as the last round went; split: a split view stops it until an operator resumes it;
+    # refused: its last answer failed a check or came outside its pinned key's OSCORE context; unreachable
+    state: Literal["followed", "pulled", "split", "refused", "unreachable"]
+    problem: RegionProblemJson | None
     hub: NotRequired[str]
-    state: NotRequired[Literal["followed", "split"]]
     checkpoint: NotRequired[CheckpointJson | None]
     accepted: NotRequired[int]
     split_views: NotRequired[list[SplitViewJson]]
@@ -355,8 +369,9 @@ ROUTES: dict[tuple[str, str], Route] = {
         summary="Consistency proof between two log sizes", answer=ConsistencyProof,
         params=(Param(name="from", type="integer", required=True, minimum=0, description="older tree size"),
                 Param(name="to", type="integer", required=True, minimum=0, description="newer tree size"))),
-    ("GET", "/api/regions"): Route(summary="The regional hubs pulled from, and for those followed by their "
-                                          "checkpoints the last accepted and any split view caught",
+    ("GET", "/api/regions"): Route(summary="The regional hubs pulled from or followed: each one's state and why "
+                                          "its rounds fail, if they do; for those followed by their checkpoints the "
+                                          "last accepted and any split view caught",
                                   answer=Regions),
     ("GET", "/api/regions/{hub}"): Route(
         summary="One region followed by its checkpoints: its state, the checkpoints accepted since its last resume, "

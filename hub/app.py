@@ -308,6 +308,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
                            read=config.security.read, peer_hubs=config.security.peer_hubs)
     verifier = CrossLogVerifier()  # signatures of pulled and pushed ranges, on worker processes
     tiers = TierLinks(hub, config.upstream, security.upstream_contexts(config.upstream), verifier=verifier)
+    if config.upstream:
+        metrics.watch_regions(hub, tiers.states)
     api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",
                  routes=[*domain_routes, security.register, metrics.register, tiers.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +122,10 @@ class HubMetrics:
                                              refill=refill, series_cap=self.device_series_cap,
                                              redelivery=redelivery))
 
+    def watch_regions(self, hub: Hub, states: Callable[[], Mapping[str, int]]) -> None:
+        """Read the upstream regions' states (a national hub's `TierLinks.states`) at every scrape."""
+        self.registry.register(_RegionsCollector(hub, states))
+
     def register(self, app: web.Application) -> None:
         """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app."""
         async def metrics(_: web.Request) -> web.Response:
@@ -129,6 +133,29 @@ class HubMetrics:
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app.router.add_get("/metrics", metrics)
+
+
+class _RegionsCollector(Collector):
+    """The regional hubs a national hub pulls or follows, by the state their last round left them in."""
+
+    def __init__(self, hub: Hub, states: Callable[[], Mapping[str, int]]) -> None:
+        self.hub, self.states = hub, states
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        regions = GaugeMetricFamily("jejak_hub_regions", "Upstream regional hubs by state: followed (by their "
+                                    "checkpoints) or pulled (record by record) as their last round went, split (a "
+                                    "split view stops it until an operator resumes it), refused (its last answer "
+                                    "failed a check or came outside its pinned key's OSCORE context), unreachable.",
+                                    labels=["state"])
+        for state, n in self.states().items():
+            regions.add_metric([state], n)
+        yield regions
+        yield CounterMetricFamily("jejak_hub_region_split_views", "Split views caught of regions followed by their "
+                                  "checkpoints (kept as evidence).",
+                                  value=self.hub.store.counters().get("region_split_views", 0))
 
 
 class _HubCollector(Collector):

@@ -23,7 +23,7 @@ from coap_server.lanes import Lanes
 from coap_server.sync import SyncReport, sync_once
 from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
 from ledger.acceptance import SignatureCheck
-from ledger.errors import BadProof, CodedError, SplitView
+from ledger.errors import BadCheckpoint, BadProof, CodedError, SplitView
 from ledger.failures import Unreachable
 from ledger.follow import (
     Rebase,
@@ -56,6 +56,17 @@ class RegionRefused(CodedError):
     coap = "5.00"
     http = 502
     exit_code = 85
+
+
+class RegionUnprotected(CodedError):
+    """A regional hub answered, but not under the OSCORE context that the key its upstream entry pins derives:
+    its key was replaced (a new hub), it no longer names this hub, it runs without OSCORE, or another host
+    answers at its address."""
+
+    code = "REGION_UNPROTECTED"
+    coap = "5.02"
+    http = 502
+    exit_code = 86
 
 
 class UnknownRegion(HubError):
@@ -208,6 +219,66 @@ class FollowReport:
     problem: dict[str, str] | None = None
 
 
+@dataclass(slots=True, kw_only=True)
+class RegionTrouble:
+    """A run of rounds in which a region's answers were refused (or it did not answer): what an operator is shown
+    until a round goes well again."""
+
+    code: str
+    message: str
+    hint: str | None
+    since: int  # this hub's time of the first round of the run
+    last: int  # and of the latest
+    rounds: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "hint": self.hint, "since": self.since,
+                "last": self.last, "rounds": self.rounds}
+
+
+class RegionHealth:
+    """How the rounds of one region go: the current run of refused or unanswered rounds, and one log line with its
+    code when such a run starts or ends (the rounds in between log at their own level, as before)."""
+
+    def __init__(self, hub: Hub, url: str, hub_id: bytes | None = None) -> None:
+        self.hub, self.url, self.hub_id = hub, url, hub_id
+        self.trouble: RegionTrouble | None = None
+
+    @property
+    def name(self) -> str:
+        return f"regional hub {self.hub_id.hex()} at {self.url}" if self.hub_id is not None else \
+            f"regional hub at {self.url}"
+
+    def went_well(self) -> None:
+        trouble, self.trouble = self.trouble, None
+        if trouble is not None:
+            log.warning("REGION FOLLOWED AGAIN: %s answers and verifies again after %d rounds of %s since %d",
+                        self.name, trouble.rounds, trouble.code, trouble.since)
+
+    def failed(self, problem: dict[str, str]) -> None:
+        now = self.hub.clock()
+        trouble = self.trouble
+        if trouble is not None and trouble.code == problem["code"]:
+            trouble.rounds += 1
+            trouble.last, trouble.message, trouble.hint = now, problem["message"], problem.get("hint")
+            return
+        self.trouble = RegionTrouble(code=problem["code"], message=problem["message"], hint=problem.get("hint"),
+                                     since=now, last=now)
+        if problem["code"] == SplitView.code:
+            return  # logged as SPLIT VIEW when caught, with its evidence
+        if problem["code"] == Unreachable.code:
+            log.warning("REGION UNREACHABLE: %s: %s", self.name, problem["message"])
+            return
+        log.error("REGION REFUSED: %s: %s: %s; nothing it answers is taken until it verifies again (%s)",
+                  self.name, problem["code"], problem["message"], problem.get("hint") or "no hint")
+
+    def state(self, ok: str) -> str:
+        """`ok` when the last round went well; else `unreachable` or `refused`."""
+        if self.trouble is None:
+            return ok
+        return "unreachable" if self.trouble.code == Unreachable.code else "refused"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegionRecord:
     """A record fetched from a followed region, proved to be in its log under a checkpoint consistent with the
@@ -252,6 +323,7 @@ class RegionFollower:
         self.accepted: list[Checkpoint] = [decode_checkpoint(raw)
                                            for raw in hub.store.region_checkpoints(self.hub_id)]
         self.traffic = Traffic()
+        self.health = RegionHealth(hub, self.url, self.hub_id)
         self._resuming = asyncio.Lock()  # two operators at once: the second finds the region followed
 
     def split_views(self) -> list[tuple[bytes, SplitViewEvidence]]:
@@ -283,7 +355,12 @@ class RegionFollower:
                                 "resumes it with `jejak hub regions resume <hub>`")
             payload = await self._get(ctx, "/checkpoint", missing_ok=True)
             if payload is not None:
-                report.step = await self._place(ctx, decode_checkpoint(payload))
+                checkpoint = decode_checkpoint(payload)
+                if checkpoint.hub_id != self.hub_id:
+                    raise BadCheckpoint(f"regional hub at {self.url} signs its checkpoints as hub "
+                                        f"{checkpoint.hub_id.hex()}, not as the pinned hub {self.hub_id.hex()}",
+                                        hint=KEY_CHANGE_HINT)
+                report.step = await self._place(ctx, checkpoint)
         except CodedError as exc:  # the region's refusals and failed checks alike, by their codes
             report.problem = exc.to_dict()
         report.checkpoint = self.latest
@@ -326,6 +403,7 @@ class RegionFollower:
                                          decision.encode())
             self.hub.store.bump("region_resumes")
             self.accepted = [rebase.current]
+            self.health.trouble = None  # its current checkpoint verified: REGION RESUMED below says the rest
         gap = decision.not_in_view
         log.warning("REGION RESUMED: regional hub %s at %s is followed again from its checkpoint of %d records, by "
                     "%s (token %s): %s; %s; the split-view evidence is kept", self.hub_id.hex(), self.url,
@@ -343,9 +421,11 @@ class RegionFollower:
         views = [{"id": eid.hex(), "accepted": e.accepted.to_json(), "offered": e.offered.to_json(),
                   "proof": [p.hex() for p in e.proof], "conclusive": e.conclusive, "resolved": eid in closed}
                  for eid, e in self.split_views()]
+        trouble = self.health.trouble
         out: dict[str, Any] = {
             "url": self.url, "hub": self.hub_id.hex(), "mode": "checkpoints",
-            "state": "split" if any(not v["resolved"] for v in views) else "followed",
+            "state": "split" if any(not v["resolved"] for v in views) else self.health.state("followed"),
+            "problem": trouble.to_json() if trouble is not None else None,
             "checkpoint": latest.to_json() if latest is not None else None, "accepted": len(self.accepted),
             "split_views": views, "resumes": [r.to_json() for r in resumes]}
         if history:
@@ -403,11 +483,21 @@ class RegionFollower:
 
 async def region_get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic, *, missing_ok: bool = False,
                timeout: float = 30.0) -> bytes | None:
-    """GET from a regional hub; None for a 4.04 when `missing_ok`, RegionRefused for any other error answer."""
+    """GET from a regional hub; None for a 4.04 when `missing_ok`, RegionRefused for any other error answer,
+    RegionUnprotected for an answer outside the OSCORE context of the pinned key, Unreachable for none."""
     try:
         async with asyncio.timeout(timeout):
             response = await ctx.request(aiocoap.Message(code=Code.GET, uri=url + path)).response
     except (TimeoutError, aiocoap.error.Error, OSError) as exc:
+        # aiocoap's NotAProtectedMessage carries the answer that came back without OSCORE: the region is up,
+        # and does not prove to be the pinned hub. Nothing of that answer is taken.
+        plain = getattr(exc, "plain_message", None)
+        if isinstance(plain, aiocoap.Message):
+            raise RegionUnprotected(
+                f"regional hub {url} answered GET {path.partition('?')[0]} with {plain.code} outside the OSCORE "
+                f"context of the pinned hub key ({bytes(plain.payload[:120]).decode(errors='replace')!r}): its key "
+                "was replaced, it no longer names this hub in `security.peer_hubs`, or it runs without OSCORE",
+                hint=KEY_CHANGE_HINT) from None
         raise Unreachable(f"regional hub {url} did not answer GET {path.partition('?')[0]}: "
                           f"{exc or type(exc).__name__}",
                           hint="check that it runs and the upstream address") from None
@@ -436,6 +526,10 @@ def _consistency_answer(payload: bytes) -> tuple[int, int, list[bytes]]:
         raise BadProof("consistency answer: expected [first size, second size, [hashes]]")
     return first, second, proof
 
+
+KEY_CHANGE_HINT = ("a hub key never rotates (FORMAT.md §6.2): a region with a new key is a new region. Confirm "
+                   "the new key with its operators out of band, then pin it in a new upstream entry; until then "
+                   "nothing the region answers is taken")
 
 SUMMARY_DRILL_MAX = 16  # changed buckets fetched one by one; past this a whole heads exchange costs less
 DRILL_WIDTH = 4  # requests of a drill-down in flight at once (over UDP, each on a lane of its own)
@@ -483,6 +577,7 @@ class SummaryPuller:
         self.hub, self.url, self.verifier, self.width, self.timeout = hub, url, verifier, width, timeout
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
+        self.health = RegionHealth(hub, url)
 
     async def round(self, ctx: aiocoap.Context, size: RequestSize, lanes: Lanes | None = None) -> SummaryRound:
         out = SummaryRound()
@@ -575,16 +670,26 @@ async def follow_all(followers: Sequence[RegionFollower], ctx: aiocoap.Context) 
             report = await follower.round(ctx)
         except Exception as exc:  # an unreachable region must not stop the others
             log.warning("following %s failed: %s", follower.url, exc)
-            return FollowReport(upstream=follower.url, checkpoint=follower.latest,
-                                problem=Unreachable(f"{follower.url}: {exc}").to_dict())
-        if report.problem is not None:
-            log.warning("following %s: %s", follower.url, report.problem)
-        elif report.step in (Step.FIRST, Step.ADVANCED) and report.checkpoint is not None:
-            log.info("region %s: checkpoint of %d records accepted", follower.url, report.checkpoint.tree_size)
+            report = FollowReport(upstream=follower.url, checkpoint=follower.latest,
+                                  problem=Unreachable(f"{follower.url}: {exc}").to_dict())
+        else:
+            if report.problem is not None:
+                log.warning("following %s: %s", follower.url, report.problem)
+            elif report.step in (Step.FIRST, Step.ADVANCED) and report.checkpoint is not None:
+                log.info("region %s: checkpoint of %d records accepted", follower.url, report.checkpoint.tree_size)
+        if report.problem is None:
+            follower.health.went_well()
+        else:
+            follower.health.failed(report.problem)
         return report
 
     return list(await asyncio.gather(*(one(f) for f in followers)))
 
+
+# What a region is to the national hub: followed by its checkpoints, or pulled record by record, as the last round
+# went; split (a split view stops it until an operator resumes it); refused (its last answer failed a check, or came
+# outside its pinned key's OSCORE context); unreachable (no answer).
+REGION_STATES = ("followed", "pulled", "split", "refused", "unreachable")
 
 # A fresh client context at least this often (rounds); sooner after a round in which a region did not answer.
 RENEW_ROUNDS = 500
@@ -594,6 +699,14 @@ def _unanswered(result: SummaryRound | Exception) -> bool:
     """A pull that failed on the way (no answer, a transport or OSCORE error), not one the region refused or
     whose answer failed a check."""
     return isinstance(result, Unreachable | TimeoutError | OSError | aiocoap.error.Error)
+
+
+def _problem(url: str, exc: Exception) -> dict[str, str]:
+    if isinstance(exc, CodedError):
+        return exc.to_dict()
+    if _unanswered(exc):
+        return Unreachable(f"regional hub {url}: {exc or type(exc).__name__}").to_dict()
+    return {"code": "INTERNAL", "message": f"pull from {url} failed: {type(exc).__name__}: {exc}"}
 
 
 HUB_PARAM = params.device("hub")
@@ -642,6 +755,15 @@ class TierLinks:
         self._users: dict[aiocoap.Context, int] = {}  # requests under way on each context, the retired ones too
         self._retired: dict[aiocoap.Context, dict[str, Lanes]] = {}
         self._opening = asyncio.Lock()
+
+    def states(self) -> dict[str, int]:
+        """How many regions are in each state (as `GET /api/regions` shows them), every state named."""
+        counts = dict.fromkeys(REGION_STATES, 0)
+        for follower in self.followed.values():
+            counts["split" if follower.open_split_views() else follower.health.state("followed")] += 1
+        for puller in self.pullers:
+            counts[puller.health.state("pulled")] += 1
+        return counts
 
     def renew(self, why: str) -> None:
         """Take a fresh client context at the next use (the one in use is shut once its requests are done)."""
@@ -711,6 +833,11 @@ class TierLinks:
 
             pulled, followed = await asyncio.gather(asyncio.gather(*(pull(p) for p in self.pullers)),
                                                     follow_all(list(self.followed.values()), ctx))
+        for puller, result in zip(self.pullers, pulled, strict=True):
+            if isinstance(result, Exception):
+                puller.health.failed(_problem(puller.url, result))
+            else:
+                puller.health.went_well()
         self._rounds += 1
         silent = [p.url for p, r in zip(self.pullers, pulled, strict=True) if _unanswered(r)]
         silent += [f.upstream for f in followed if f.problem is not None and f.problem.get("code") == Unreachable.code]
@@ -784,9 +911,12 @@ class TierLinks:
         return web.json_response(decision.to_json())
 
     async def _http_regions(self, request: web.Request) -> web.Response:
-        """The regions followed by their checkpoints: the last accepted and any split view caught"""
+        """The regions pulled or followed by their checkpoints: each one's state and why its rounds fail, if they
+        do; for those followed the last checkpoint accepted and any split view caught"""
         regions = [f.to_json() for f in self.followed.values()]
-        regions += [{"url": url, "mode": "records"} for url in self.pulled]
+        regions += [{"url": p.url, "mode": "records", "state": p.health.state("pulled"),
+                     "problem": p.health.trouble.to_json() if p.health.trouble is not None else None}
+                    for p in self.pullers]
         return web.json_response({"regions": regions})
 
     async def _http_record(self, request: web.Request) -> web.Response:

@@ -311,7 +311,7 @@ def _regions(args: argparse.Namespace) -> int:
     if args.regions_command == "list":
         for r in call("GET", base)["regions"]:
             size = (r.get("checkpoint") or {}).get("tree_size", "-")
-            print(f"{r.get('hub', '-'):<32}  {r['mode']:<11} {r.get('state', '-'):<8} {size:>10}  {r['url']}")
+            print(f"{r.get('hub', '-'):<32}  {r['mode']:<11} {r.get('state', '-'):<11} {size:>10}  {r['url']}")
         return 0
     if args.regions_command == "show":
         print(json.dumps(call("GET", f"{base}/{args.hub}"), indent=2))

@@ -13,7 +13,7 @@ from hub.bridges import BridgeConfig
 from hub.config import ConfigError, HubConfig, Upstream, parse_upstream
 from hub.service import Hub
 from hub.store import LmdbHubStore
-from hub.tiers import RegionFollower, TierLinks
+from hub.tiers import RegionFollower, TierLinks, follow_all
 from ledger import Ed25519Signer, device_id_for, verify_receipt
 from ledger.errors import BadProof
 from ledger.follow import Step, verify_split_view
@@ -165,10 +165,15 @@ async def test_a_checkpoint_under_another_key_is_refused(tmp_path, clock, ctx):
     pinned = Ed25519Signer.from_seed(b"\x73" * 32).public_key
     try:
         follower = RegionFollower(national, Upstream(url=served.coap_url, key=pinned, mode="checkpoints"))
-        report = await follower.round(ctx)
+        [report] = await follow_all([follower], ctx)
         assert report.problem["code"] == "INVALID_CHECKPOINT" and report.step is None
+        assert region.hub.hub_id.hex() in report.problem["message"] and "new upstream entry" in report.problem["hint"]
         assert follower.accepted == [] and national.store.region_checkpoints(device_id_for(pinned)) == []
         assert national.store.split_views() == [], "a wrong key is a refusal, not evidence against the region"
+        shown = follower.to_json()
+        assert shown["state"] == "refused" and shown["problem"]["code"] == "INVALID_CHECKPOINT"
+        await follow_all([follower], ctx)
+        assert follower.to_json()["problem"]["rounds"] == 2 and follower.accepted == []
     finally:
         await served.close()
         national.store.close()
@@ -360,3 +365,118 @@ async def test_an_operator_resumes_a_split_region_and_learns_what_its_view_no_lo
         await served.close()
         national.store.close()
         region.store.close()
+
+
+async def test_a_region_whose_key_was_replaced_is_refused_and_shown_until_its_pinned_key_signs_again(
+        tmp_path, clock, caplog):
+    """Two real hubs: a region's operators replace its hub key (a hub key never rotates, so the new key is another
+    hub). The running national hub accepts nothing the new key signs, takes no key on the region's word, and
+    says so: the region's state `refused` with the code and since when, one `REGION REFUSED` log line, and the
+    count of refused regions in /metrics. When the pinned key signs again, the region is followed again from
+    where it was, without a restart of the national hub."""
+    import asyncio
+    import json
+    import logging
+    import os
+    import urllib.request
+
+    from hub.app import load_or_create_key
+    from hub.config import SecurityConfig
+    from tests.ports import free_coap
+    from tests.wait import wait_for, wait_until
+
+    caplog.set_level(logging.INFO, logger="jejak.tiers")
+    port = free_coap()
+    data = tmp_path / "r"
+    national_key = load_or_create_key(tmp_path / "n" / "hub.key").public_key
+    region_config = HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(data), http_port=0,
+                              coap_port=port, mdns=False, auto_approve=True, checkpoint_interval=3600,
+                              security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),)))
+    regional = await start_hub(region_config)
+    pinned = regional.hub.signer.public_key
+    pinned_seed = (data / "hub.key").read_bytes()
+    signer, builder = new_device(clock)
+    device_id = enroll(regional.hub, signer, clock)
+    assert regional.hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+    assert regional.hub.checkpoint() is not None
+    national = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"), http_port=0, coap_port=0, mdns=False,
+        checkpoint_interval=0.2, upstream=(f"coap://127.0.0.1:{port} {pinned.hex()} checkpoints",)))
+    hub_hex = device_id_for(pinned).hex()
+    held = lambda: national.hub.store.region_checkpoints(device_id_for(pinned))  # noqa: E731
+
+    def get(path: str) -> tuple[int, bytes]:  # from a thread: the hubs' loop goes on meanwhile
+        with urllib.request.urlopen(national.http_url + path, timeout=30) as response:
+            return response.status, response.read()
+
+    async def region() -> dict:
+        status, body = await asyncio.to_thread(get, "/api/regions")
+        answer = json.loads(body)
+        assert_documented("GET", "/api/regions", status, answer)
+        [shown] = answer["regions"]
+        return shown
+
+    async def metric(state: str) -> float:
+        _, body = await asyncio.to_thread(get, "/metrics")
+        return next(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+                    if line.startswith(f'jejak_hub_regions{{state="{state}"}}'))
+
+    def refused_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage().startswith("REGION REFUSED")]
+
+    try:
+        assert await wait_for(lambda: len(held()) == 1, timeout=30, what="the region's first checkpoint")
+        first = held()[0]
+        shown = await region()
+        assert shown["state"] == "followed" and shown["problem"] is None
+        assert await metric("followed") == 1 and await metric("refused") == 0
+
+        # The region's operators replace its key file and restart it on the same address.
+        await regional.close()
+        (data / "hub.key").unlink()
+        replaced = load_or_create_key(data / "hub.key").public_key
+        assert replaced != pinned
+        regional = await start_hub(region_config)
+        assert regional.hub.signer.public_key == replaced
+        assert regional.hub.checkpoint() is not None  # the new key's own log is a new leaf: a larger log
+
+        def refused() -> dict | None:
+            [shown] = json.loads(get("/api/regions")[1])["regions"]
+            return shown if shown["state"] == "refused" and shown["problem"]["rounds"] >= 3 else None
+
+        await asyncio.to_thread(wait_until, refused, 20, what="three rounds of the region refused")
+        shown = await region()
+        problem = shown["problem"]
+        # The region answers, but outside the OSCORE context the pinned key derives: not "unreachable".
+        assert problem["code"] == "REGION_UNPROTECTED", problem
+        assert "outside the OSCORE context of the pinned hub key" in problem["message"]
+        assert "new upstream entry" in problem["hint"]
+        assert problem["since"] <= problem["last"]
+        assert shown["checkpoint"]["cose"] == first.hex(), "the last checkpoint the pinned key signed stays"
+        assert held() == [first], "nothing the new key signed was accepted"
+        assert national.hub.store.region_checkpoints(device_id_for(replaced)) == []
+        assert national.hub.store.split_views() == [], "another key is refused, not evidence against the region"
+        assert await metric("refused") == 1 and await metric("followed") == 0
+        [line] = refused_lines()  # once when it starts, not every round
+        assert line.levelno == logging.ERROR and "REGION_UNPROTECTED" in line.getMessage()
+        assert hub_hex in line.getMessage()
+
+        # The pinned key back (the operators restored it): followed again from the accepted checkpoint on.
+        await regional.close()
+        (data / "hub.key").unlink()
+        with os.fdopen(os.open(data / "hub.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
+            fh.write(pinned_seed)
+        regional = await start_hub(region_config)
+        assert regional.hub.signer.public_key == pinned
+        assert regional.hub.ingest(device_id, [builder.append("note", {"text": "back"}).raw]).accepted == 1
+        assert regional.hub.checkpoint() is not None
+        assert await wait_for(lambda: len(held()) == 2, timeout=30, what="the pinned key's next checkpoint")
+        assert held()[-1] == regional.hub.latest_checkpoint().raw
+        shown = await region()
+        assert shown["state"] == "followed" and shown["problem"] is None
+        assert await metric("followed") == 1 and await metric("refused") == 0
+        assert any(r.getMessage().startswith("REGION FOLLOWED AGAIN") for r in caplog.records)
+        assert len(refused_lines()) == 1
+    finally:
+        await national.close()
+        await regional.close()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+import urllib.request
 
 import aiocoap
 import pytest
@@ -148,7 +150,7 @@ async def test_national_pulls_over_oscore_and_an_unpaired_hub_gets_nothing(tmp_p
     from hub.config import SecurityConfig
     from ledger import device_id_for
     from tests.sync.test_lanes import relay_to
-    from tests.wait import wait_for
+    from tests.wait import wait_for, wait_until
 
     signer, builder = new_device(clock)
     device_id = enroll(hub, signer, clock)
@@ -175,6 +177,15 @@ async def test_national_pulls_over_oscore_and_an_unpaired_hub_gets_nothing(tmp_p
         assert await wait_for(lambda: (s := national.hub.store.chain_state(device_id)) is not None
                               and s.length == len(raws), timeout=30)
         assert stranger.hub.store.chain_state(device_id) is None  # no context at the regional hub: 4.01
+
+        def refused() -> dict | None:  # the stranger's operator is told why, not that the region is unreachable
+            with urllib.request.urlopen(f"{stranger.http_url}/api/regions", timeout=30) as response:
+                [shown] = json.loads(response.read())["regions"]
+            return shown if shown["state"] == "refused" else None
+
+        shown = await asyncio.to_thread(wait_until, refused, 30, what="the stranger's region refused")
+        assert shown["mode"] == "records" and shown["problem"]["code"] == "REGION_UNPROTECTED", shown
+        assert "security.peer_hubs" in shown["problem"]["message"]
         assert regional.security.policy.refused.get("OSCORE_REQUIRED", 0) == 0  # both spoke OSCORE
         assert len(relay.relays) > 1, "the national hub's requests all came from one port"
     finally:
