@@ -52,8 +52,9 @@ class Alerts:
     sent again while its alert is open (`Redelivery`, after `retry`).
 
     With `state_dir`, what survives a restart is kept there: what each subscriber was told (`Told`), so
-    alerts derived again are not sent again, and when each alert was first raised and the band it was raised
-    from, so it keeps both (a restarted hub judges each series afresh, from normal)."""
+    alerts derived again are not sent again; the deliveries waiting to be sent again (`Redelivery`), so they
+    keep their rounds and due times; and when each alert was first raised and the band it was raised from, so
+    it keeps both (a restarted hub judges each series afresh, from normal)."""
 
     def __init__(self, views: Views, *, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, state_dir: Path | None = None,
@@ -62,8 +63,14 @@ class Alerts:
         self.subscribers = tuple(subscribers)
         self.sender = sender
         self.told = Told(Journal(state_dir / "told.jsonl") if state_dir is not None else None)
-        self.redelivery = (Redelivery(sender, self.told, still_open=self._still_open, policy=retry)
+        self.redelivery = (Redelivery(sender, self.told, still_open=self._still_open, policy=retry,
+                                      subscribers=self.subscribers,
+                                      journal=Journal(state_dir / "redelivery.jsonl") if state_dir is not None else None)
                            if sender is not None else None)
+        # Set on the event loop once alerts are derived (after the refill): whether an alert is still open is
+        # not known before, and a delivery waiting from before a restart must not be dropped as closed.
+        self._derived: asyncio.Event | None = None
+        self._derived_once = False
         self._raised_journal = Journal(state_dir / "raised.jsonl") if state_dir is not None else None
         self._raised_at: dict[str, Raised] = self._kept_raise_times()
         self._seen: set[str] = set()
@@ -100,7 +107,14 @@ class Alerts:
         return out
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver from `loop` (call on it): the waiting deliveries kept before a restart carry on."""
         self._loop = loop
+        if self._derived is None:
+            self._derived = asyncio.Event()
+            if self._derived_once:
+                self._derived.set()
+        if self.redelivery is not None:
+            self.redelivery.resume()
 
     async def close(self) -> None:
         for fut in list(self._sends):
@@ -157,11 +171,16 @@ class Alerts:
         if self.subscribers and self.sender is not None and self._loop is not None:
             with v.fresh():
                 latest = dict(v.markets.tracker.latest)
-            outbox = self.told.outbox(self.subscribers, raised, latest)
+            outbox = self.told.outbox(self.subscribers, raised, latest,
+                                      self.redelivery.held if self.redelivery is not None else None)
             if outbox:
                 fut = asyncio.run_coroutine_threadsafe(self._deliver(self.sender, outbox), self._loop)
                 self._sends.add(fut)
                 fut.add_done_callback(self._sends.discard)
+        if not self._derived_once:
+            self._derived_once = True
+            if self._loop is not None and self._derived is not None:
+                self._loop.call_soon_threadsafe(self._derived.set)
         return fresh
 
     async def _deliver(self, sender: WebhookSender, outbox: list[tuple[Subscriber, Alert, str | None]],
@@ -180,7 +199,10 @@ class Alerts:
 
     async def _still_open(self, alert: Alert) -> bool:
         """Whether `alert` still says where its series stands (its band is the one last judged): what a failed
-        delivery is sent again for."""
+        delivery is sent again for. Not before the alerts are first derived."""
+        if self._derived is not None:
+            await self._derived.wait()
+
         def judged() -> bool:
             with self.views.fresh():
                 now = self.views.markets.tracker.latest.get((alert.series, alert.indicator))

@@ -786,7 +786,8 @@ class Redelivery(TypedDict):
 
     waiting: int  # alerts waiting for their next round
     delivered: int  # alerts delivered by a later round
-    dropped: dict[str, int]  # alerts not sent again, by reason: superseded, queue_full, closed, told, refused
+    # alerts not sent again, by reason: superseded, queue_full, closed, told, refused, expired, unsubscribed
+    dropped: dict[str, int]
 
 
 class Webhooks(TypedDict):

@@ -25,6 +25,10 @@ class Journal:
     def read(self) -> list[dict[str, Any]]:
         """Every whole line, oldest first. A torn last line is cut off the file, so the next append starts
         on a line of its own."""
+        return [item for _, item in self.read_numbered()]
+
+    def read_numbered(self) -> list[tuple[int, dict[str, Any]]]:
+        """As `read`, each line with its number in the file (from 1), for messages about a line's content."""
         with self._lock:
             try:
                 data = self.path.read_bytes()
@@ -46,7 +50,7 @@ class Journal:
             if not isinstance(item, dict):
                 log.warning("%s:%d: not a JSON object; skipped", self.path, n)
                 continue
-            out.append(item)
+            out.append((n, item))
         return out
 
     def append(self, *items: dict[str, Any]) -> None:

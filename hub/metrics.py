@@ -228,7 +228,8 @@ class _HubCollector(Collector):
             yield CounterMetricFamily("jejak_hub_webhook_redelivered", "Alerts delivered by a later round after "
                                       "their delivery failed.", value=again.delivered)
             dropped = CounterMetricFamily("jejak_hub_webhook_redelivery_dropped", "Failed deliveries not sent "
-                                          "again, by reason: superseded, queue_full, closed, told, refused.",
+                                          "again, by reason: superseded, queue_full, closed, told, refused, expired, "
+                                          "unsubscribed.",
                                           labels=["reason"])
             for reason, n in sorted(again.dropped.items()):
                 dropped.add_metric([reason], n)

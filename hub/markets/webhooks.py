@@ -1,5 +1,6 @@
 """Alert delivery to subscribers over webhooks (generic JSON, Telegram sendMessage, WhatsApp Cloud API),
-with retries, back-off, redelivery of what failed while its alert is open, and a record of what was sent."""
+with retries, back-off, redelivery of what failed while its alert is open (kept through a restart), and a record
+of what was sent."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -113,16 +115,22 @@ class Delivery:
 
     @property
     def worth_retrying(self) -> bool:
-        """A failure that a later try may not meet: no answer, a timeout, 429 or 5xx (a 4xx will not get
-        better by sending the same request again)."""
+        """A failure that a later try may not meet: no answer, a timeout, 408, 429 or 5xx (another 4xx will not
+        get better by sending the same request again)."""
         last = self.statuses[-1] if self.statuses else "none"
-        return not self.ok and (isinstance(last, str) or last == 429 or last >= 500)
+        return not self.ok and (isinstance(last, str) or retried(last))
+
+
+def retried(status: int) -> bool:
+    """Whether an HTTP answer is worth trying again: the receiver timed out waiting (408), asks to slow down
+    (429) or failed (5xx)."""
+    return status in (408, 429) or status >= 500
 
 
 class WebhookSender:
-    """Sends alerts with up to `max_attempts` tries. Connection errors, timeouts, 429 and 5xx are retried
-    after an exponential back-off with jitter (or the server's Retry-After); other 4xx are not, because
-    sending the same request again cannot fix it."""
+    """Sends alerts with up to `max_attempts` tries. Connection errors, timeouts, 408, 429 and 5xx are retried
+    after an exponential back-off with jitter (or the server's Retry-After, in seconds); other 4xx are not,
+    because sending the same request again cannot fix it."""
 
     def __init__(self, *, session: aiohttp.ClientSession | None = None, max_attempts: int = 4,
                  backoff_s: float = 0.5, max_backoff_s: float = 30.0, timeout_s: float = 10.0,
@@ -160,9 +168,11 @@ class WebhookSender:
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         if retry_after is not None:
             try:
-                return min(float(retry_after), self.max_backoff_s)
-            except ValueError:
-                pass
+                asked = float(retry_after)
+            except ValueError:  # an HTTP date, or junk: our own back-off
+                asked = -1.0
+            if 0 <= asked < float("inf"):  # NaN and negatives are junk too
+                return min(asked, self.max_backoff_s)
         return backoff(attempt, self.backoff_s, self.max_backoff_s, self.rng)
 
     async def send(self, sub: Subscriber, alert: Alert) -> Delivery:
@@ -182,7 +192,7 @@ class WebhookSender:
                     if 200 <= resp.status < 300:
                         ok = True
                         break
-                    if resp.status != 429 and resp.status < 500:
+                    if not retried(resp.status):
                         break
                     retry_after = resp.headers.get("Retry-After")
             except (aiohttp.ClientError, TimeoutError) as e:
@@ -237,16 +247,19 @@ class Told:
             return self._bands.get((subscriber, series, indicator))
 
     def outbox(self, subscribers: Sequence[Subscriber], raised: Sequence[Alert],
-               latest: Mapping[tuple[str, str], Alert]) -> list[tuple[Subscriber, Alert, str | None]]:
+               latest: Mapping[tuple[str, str], Alert],
+               held: Callable[[str, Alert], bool] | None = None) -> list[tuple[Subscriber, Alert, str | None]]:
         """The alerts to send now, each with the band its subscriber was told before. They count as told at
         once (a derivation while they are on their way does not send them again); `settle` keeps them, or
-        takes them back if the delivery failed."""
+        takes them back if the delivery failed. An alert whose band already waits for its next round
+        (`held(subscriber, alert)`, `Redelivery.held`) is left to that round: a restarted hub, which raises
+        every series again, keeps the back-off."""
         out: list[tuple[Subscriber, Alert, str | None]] = []
         with self._lock:
             for sub in subscribers:
                 for a in raised:
                     told = self._bands.get((sub.id, a.series, a.indicator))
-                    if sub.wants(a) and told != a.band:
+                    if sub.wants(a) and told != a.band and not (held is not None and held(sub.id, a)):
                         eased = told is not None and _severity(a.indicator, told) > _severity(a.indicator, a.band)
                         # Judged afresh after a restart, a series raised from normal may have eased since told.
                         out.append((sub, a.since(told) if eased and told is not None else a, told))
@@ -255,6 +268,8 @@ class Told:
             for (sid, series, indicator), told in list(self._bands.items()):
                 now = latest.get((series, indicator))
                 if sid not in by_id or now is None or _severity(indicator, now.band) >= _severity(indicator, told):
+                    continue
+                if held is not None and held(sid, now):
                     continue
                 out.append((by_id[sid], now.since(told), told))
                 self._bands[(sid, series, indicator)] = now.band
@@ -290,11 +305,13 @@ class Told:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """When a failed delivery is sent again: after `backoff_s`, doubling each round up to `max_backoff_s`, with
-    jitter (`backoff`); at most `queue` alerts wait per subscriber."""
+    jitter (`backoff`); at most `queue` alerts wait per subscriber, and none longer than `max_age_s` after its
+    first failure."""
 
     backoff_s: float = 60.0
     max_backoff_s: float = 3600.0
     queue: int = 256
+    max_age_s: float = 7 * 86400.0  # a week: about as long as the hub lists an early warning (mbg_keep_days)
 
     def __post_init__(self) -> None:
         if not 0 < self.backoff_s <= self.max_backoff_s:
@@ -302,37 +319,195 @@ class RetryPolicy:
                              f"and {self.max_backoff_s}")
         if self.queue < 1:
             raise ValueError(f"webhook_retry.queue: expected at least 1, got {self.queue}")
+        if not self.max_age_s > 0:
+            raise ValueError(f"webhook_retry.max_age_s: expected > 0 seconds, got {self.max_age_s}")
 
     def delay(self, rounds: int, rng: random.Random) -> float:
         """The wait before round `rounds` + 1, after `rounds` failed rounds."""
         return backoff(rounds, self.backoff_s, self.max_backoff_s, rng)
 
 
+_ALERT_FIELDS: dict[str, tuple[type, ...]] = {
+    "id": (str,), "series": (str,), "market": (str,), "commodity": (str,), "region": (str,), "indicator": (str,),
+    "previous": (str,), "band": (str,), "value": (int, float), "day": (int,), "price_idr": (int,),
+    "message": (str,)}
+
+
+def _alert_line(alert: Alert) -> dict[str, Any]:
+    return {name: getattr(alert, name) for name in _ALERT_FIELDS}
+
+
+def _alert_of(item: object) -> Alert:
+    if not isinstance(item, dict):
+        raise ValueError(f"alert: expected an object, got {type(item).__name__}")
+    for name, types in _ALERT_FIELDS.items():
+        value = item.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ValueError(f"alert.{name}: expected {' or '.join(t.__name__ for t in types)}, got {value!r}")
+    alert = Alert(**{name: item[name] for name in _ALERT_FIELDS})
+    try:
+        _severity(alert.indicator, alert.band)
+    except ValueError:
+        raise ValueError(f"alert: expected an ALPS band or an IFPA class, got {alert.indicator} "
+                         f"{alert.band!r}") from None
+    return alert
+
+
+def _number(item: dict[str, Any], name: str) -> float:
+    value = item.get(name)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Waiting:
+    """A failed delivery waiting for its next round, as the redelivery journal keeps it: the subscriber by its
+    id (its URL and token stay in the configuration), the alert, the rounds failed so far (the first delivery
+    is round 1), when the next one is due and when the first one failed (wall-clock seconds)."""
+
+    subscriber: str
+    alert: Alert
+    rounds: int
+    due: float
+    since: float
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.subscriber, self.alert.series, self.alert.indicator
+
+    def to_line(self) -> dict[str, Any]:
+        return {"subscriber": self.subscriber, "alert": _alert_line(self.alert), "rounds": self.rounds,
+                "due": self.due, "since": self.since}
+
+    @classmethod
+    def from_line(cls, item: dict[str, Any]) -> Waiting:
+        """The waiting delivery a journal line holds; ValueError saying what is wrong with it."""
+        subscriber, rounds = item.get("subscriber"), item.get("rounds")
+        if not isinstance(subscriber, str) or not subscriber:
+            raise ValueError(f"subscriber: expected an id, got {subscriber!r}")
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+            raise ValueError(f"rounds: expected a whole number from 1, got {rounds!r}")
+        return cls(subscriber=subscriber, alert=_alert_of(item.get("alert")), rounds=rounds,
+                   due=_number(item, "due"), since=_number(item, "since"))
+
+
+def _ended_line(key: tuple[str, str, str], reason: str) -> dict[str, Any]:
+    return {"subscriber": key[0], "series": key[1], "indicator": key[2], "end": reason}
+
+
+def _ended_key(item: dict[str, Any]) -> tuple[str, str, str]:
+    key = (item.get("subscriber"), item.get("series"), item.get("indicator"))
+    if not all(isinstance(k, str) for k in key) or not isinstance(item.get("end"), str):
+        raise ValueError("expected subscriber, series, indicator and end, as text")
+    return key  # type: ignore[return-value]
+
+
+_DROPS = {
+    "superseded": "a newer alert of the series takes its place",
+    "queue_full": "{queue} alerts already wait for this subscriber",
+    "closed": "the alert is no longer open",
+    "told": "its band was told meanwhile",
+    "refused": "the subscriber refused it",
+    "expired": "it has waited longer than webhook_retry.max_age_s ({max_age_s:g} s)",
+    "unsubscribed": "the subscriber is no longer configured",
+}
+
+
 class Redelivery:
     """Failed deliveries sent again while their alert is still open, with capped exponential back-off and
-    jitter (`RetryPolicy`), instead of only when the alert is raised again or the hub restarts.
+    jitter (`RetryPolicy`), instead of only when the alert is raised again.
 
     Each subscriber has a bounded queue of alerts waiting, one per series' indicator (a newer alert for the
     same series takes the older one's place). A round is skipped for good when the alert is no longer open
     (`still_open`), when its band was told meanwhile (`Told.claim`: nothing is sent twice once it succeeded),
-    or when the subscriber refuses it (a 4xx); an alert that finds its subscriber's queue full is dropped.
-    Every drop is counted by reason (`dropped`) and logged."""
+    when the subscriber refuses it (a 4xx other than 408 and 429) or when it has waited `max_age_s`; an alert
+    that finds its subscriber's queue full is dropped. Every drop is counted by reason (`dropped`) and logged.
+
+    With a `journal` the queue survives a restart: each change (queued, a failed round with its next due time,
+    ended) is a line, written and fsync'd in order by one writer off the event loop. A new `Redelivery` reads
+    it back (a damaged line is logged and skipped), drops what expired, what belongs to a subscriber no longer
+    in `subscribers` and what exceeds the cap, and `resume` carries on with the rest at their due times."""
 
     def __init__(self, sender: WebhookSender, told: Told, *, still_open: Callable[[Alert], Awaitable[bool]],
                  policy: RetryPolicy | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, journal: Journal | None = None,
+                 subscribers: Sequence[Subscriber] = (), clock: Callable[[], float] = time.time) -> None:
         self.sender = sender
         self.told = told
         self.still_open = still_open
         self.policy = policy or RetryPolicy()
         self.sleep = sleep
         self.rng = rng or random.Random()
+        self.journal = journal
+        self.subscribers = {sub.id: sub for sub in subscribers}
+        self.clock = clock
         self.dropped: Counter[str] = Counter()
         self.delivered = 0
-        self._waiting: dict[str, dict[tuple[str, str], asyncio.Task[None]]] = {}
+        # What waits, by (subscriber, series, indicator); read from other threads by `held`, changed on the loop.
+        self._entries: dict[tuple[str, str, str], Waiting] = {}
+        self._tasks: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self._unwritten: list[dict[str, Any]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._lines = 0  # lines in the journal, to know when rewriting it pays
+        if journal is not None:
+            self._load(journal)
+
+    def _load(self, journal: Journal) -> None:
+        try:
+            lines = journal.read_numbered()
+        except OSError as exc:
+            log.error("%s cannot be read (%s): the deliveries that waited before the restart are sent again only "
+                      "as their alerts are derived again", journal.path, exc)
+            return
+        kept: dict[tuple[str, str, str], Waiting] = {}
+        damaged = 0
+        for n, item in lines:
+            try:
+                if "end" in item:
+                    kept.pop(_ended_key(item), None)
+                    continue
+                entry = Waiting.from_line(item)
+            except ValueError as exc:
+                damaged += 1
+                log.warning("%s:%d: not a waiting webhook delivery (%s); skipped, the other lines are replayed",
+                            journal.path, n, exc)
+                continue
+            kept.pop(entry.key, None)  # the newest line of a key is its state
+            kept[entry.key] = entry
+        now = self.clock()
+        per_subscriber: Counter[str] = Counter()
+        for key, entry in sorted(kept.items(), key=lambda kv: kv[1].since):
+            sub = self.subscribers.get(entry.subscriber)
+            if sub is None:
+                self._drop("unsubscribed", entry.subscriber, entry.alert)
+            elif now - entry.since >= self.policy.max_age_s:
+                self._drop("expired", entry.subscriber, entry.alert)
+            elif per_subscriber[entry.subscriber] >= self.policy.queue:
+                self._drop("queue_full", entry.subscriber, entry.alert)
+            else:
+                per_subscriber[entry.subscriber] += 1
+                self._entries[key] = entry
+        if len(lines) != len(self._entries) or damaged:
+            journal.rewrite(e.to_line() for e in self._entries.values())
+        self._lines = len(self._entries)
+        if lines:
+            log.info("%s: %d webhook deliveries wait from before the restart", journal.path, len(self._entries))
+
+    def resume(self) -> None:
+        """Start the rounds of the deliveries read from the journal (call on the event loop, once)."""
+        for key in list(self._entries):
+            if key not in self._tasks:
+                self._tasks[key] = asyncio.get_running_loop().create_task(self._retry(key))
 
     def waiting(self) -> int:
-        return sum(len(q) for q in self._waiting.values())
+        return len(self._entries)
+
+    def held(self, subscriber: str, alert: Alert) -> bool:
+        """Whether a delivery of `alert`'s band to `subscriber` waits here (safe from any thread): one to leave to
+        its next round rather than send at once, so a restart keeps the back-off."""
+        entry = self._entries.get((subscriber, alert.series, alert.indicator))
+        return entry is not None and entry.alert.band == alert.band
 
     def add(self, sub: Subscriber, alert: Alert, delivery: Delivery) -> None:
         """Queue `alert`, whose `delivery` failed, to be sent again (call on the event loop); one the subscriber
@@ -340,60 +515,102 @@ class Redelivery:
         if delivery.ok:
             return
         if not delivery.worth_retrying:
-            self._drop("refused", sub, alert)
+            self._drop("refused", sub.id, alert)
             return
-        queue = self._waiting.setdefault(sub.id, {})
-        key = (alert.series, alert.indicator)
-        older = queue.pop(key, None)
-        if older is not None:
-            older.cancel()
-            self._drop("superseded", sub, alert)
-        elif len(queue) >= self.policy.queue:
-            self._drop("queue_full", sub, alert)
+        key = (sub.id, alert.series, alert.indicator)
+        older = self._tasks.pop(key, None)
+        if key in self._entries:
+            if older is not None:
+                older.cancel()
+            self._drop("superseded", sub.id, alert)
+        elif sum(1 for k in self._entries if k[0] == sub.id) >= self.policy.queue:
+            self._drop("queue_full", sub.id, alert)
             return
-        queue[key] = asyncio.get_running_loop().create_task(self._retry(sub, alert))
+        self.subscribers[sub.id] = sub
+        now = self.clock()
+        self._entries[key] = entry = Waiting(subscriber=sub.id, alert=alert, rounds=1,
+                                             due=now + self.policy.delay(1, self.rng), since=now)
+        self._keep(entry.to_line())
+        self._tasks[key] = asyncio.get_running_loop().create_task(self._retry(key))
 
-    def _drop(self, reason: str, sub: Subscriber, alert: Alert) -> None:
+    def _drop(self, reason: str, subscriber: str, alert: Alert) -> None:
         self.dropped[reason] += 1
-        log.warning("webhook %s: alert %s (%s %s %s) is not sent again: %s", sub.id, alert.id, alert.series,
-                    alert.indicator, alert.band, {
-                        "superseded": "a newer alert of the series takes its place",
-                        "queue_full": f"{self.policy.queue} alerts already wait for this subscriber",
-                        "closed": "the alert is no longer open",
-                        "told": "its band was told meanwhile",
-                        "refused": "the subscriber refused it"}[reason])
+        log.warning("webhook %s: alert %s (%s %s %s) is not sent again: %s", subscriber, alert.id, alert.series,
+                    alert.indicator, alert.band,
+                    _DROPS[reason].format(queue=self.policy.queue, max_age_s=self.policy.max_age_s))
 
-    async def _retry(self, sub: Subscriber, alert: Alert) -> None:
-        rounds, end = 1, "closed"
+    async def _retry(self, key: tuple[str, str, str]) -> None:
+        entry = self._entries[key]
+        sub = self.subscribers[entry.subscriber]
+        end: str | None = None
         try:
             while True:
-                await self.sleep(self.policy.delay(rounds, self.rng))
-                if not await self.still_open(alert):
+                wait = min(entry.due, entry.since + self.policy.max_age_s) - self.clock()
+                if wait > 0:
+                    await self.sleep(wait)
+                if self.clock() - entry.since >= self.policy.max_age_s:
+                    end = "expired"
                     break
-                claimed, told_before = self.told.claim(sub.id, alert)
+                if not await self.still_open(entry.alert):
+                    end = "closed"
+                    break
+                claimed, told_before = self.told.claim(sub.id, entry.alert)
                 if not claimed:
                     end = "told"
                     break
-                delivery = await self.sender.send(sub, alert)
-                await asyncio.to_thread(self.told.settle, delivery, alert, told_before)
+                delivery = await self.sender.send(sub, entry.alert)
+                await asyncio.to_thread(self.told.settle, delivery, entry.alert, told_before)
                 if delivery.ok:
                     self.delivered += 1
-                    end = ""
+                    end = "delivered"
                     break
                 if not delivery.worth_retrying:
                     end = "refused"
                     break
-                rounds += 1
+                rounds = entry.rounds + 1
+                entry = replace(entry, rounds=rounds, due=self.clock() + self.policy.delay(rounds, self.rng))
+                self._entries[key] = entry
+                self._keep(entry.to_line())
         finally:
-            queue = self._waiting.get(sub.id, {})
-            if queue.get((alert.series, alert.indicator)) is asyncio.current_task():
-                del queue[(alert.series, alert.indicator)]
-        if end:
-            self._drop(end, sub, alert)
+            # Cancelled (the hub stops, or a newer alert took the place): the journal keeps what it said.
+            if end is not None and self._tasks.get(key) is asyncio.current_task():
+                del self._tasks[key]
+                del self._entries[key]
+                self._keep(_ended_line(key, end))
+        if end is not None and end != "delivered":
+            self._drop(end, sub.id, entry.alert)
+
+    def _keep(self, line: dict[str, Any]) -> None:
+        """Write `line` to the journal after those before it, off the event loop (call on the loop)."""
+        if self.journal is None:
+            return
+        self._unwritten.append(line)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write(self.journal))
+
+    async def _write(self, journal: Journal) -> None:
+        while self._unwritten:
+            lines, self._unwritten = self._unwritten, []
+            try:
+                await asyncio.to_thread(journal.append, *lines)
+                self._lines += len(lines)
+                if self._lines > 2 * len(self._entries) + 64 and not self._unwritten:
+                    # What waits now is what the lines written so far say: keep only that.
+                    now = [e.to_line() for e in self._entries.values()]
+                    await asyncio.to_thread(journal.rewrite, now)
+                    self._lines = len(now)
+            except OSError as exc:
+                log.error("%s: keeping %d changes of the waiting webhook deliveries failed (%s); they are sent "
+                          "again while the hub runs, and after a restart only as their alerts are derived again",
+                          journal.path, len(lines), exc)
 
     async def close(self) -> None:
-        tasks = [t for q in self._waiting.values() for t in q.values()]
+        """Stop the rounds; what waits stays in the journal for the next start."""
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._waiting.clear()
+        self._tasks.clear()
+        if self._writer is not None:
+            await asyncio.shield(self._writer)
+        self._entries.clear()
