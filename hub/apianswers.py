@@ -711,7 +711,10 @@ class Quarantine(TypedDict):
 
     state: Literal["pending", "released", "confirmed", "cleared", "all"]
     observations_from: str  # YYYY-MM-DD
+    total: int  # held values in that state, of which `entries` is the page from `offset`
+    offset: int
     entries: list[QuarantineEntry]
+    names: dict[str, str]  # the commodities' names by id, of those in `entries`
 
 
 # "from" is a Python keyword: functional form.

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict, Union
 
 from . import apianswers as a
 from .apianswers import CheckpointJson
-from .paging import DEFAULT_LIMIT, MAX_LIMIT
+from .paging import DEFAULT_LIMIT, HELD_LIMIT, MAX_LIMIT
 
 HEX16 = r"^[0-9a-f]{32}$"  # a device id
 HEX32 = r"^[0-9a-f]{64}$"  # a record id, a hash
@@ -447,9 +447,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/markets/alerts"): Route(summary="Market alerts (ALPS bands, manipulation, shocks)", answer=a.Alerts),
     ("GET", "/api/markets/map"): Route(summary="ALPS band per market and commodity, for the map", answer=a.MarketMap),
     ("GET", "/api/markets/quarantine"): Route(
-        summary="Quarantined prices and why", answer=a.Quarantine,
+        summary="Quarantined prices and why, in the order they were held, a page at a time", answer=a.Quarantine,
         params=(Param(name="state", description="default pending",
-                      enum=("pending", "released", "confirmed", "cleared", "all")),)),
+                      enum=("pending", "released", "confirmed", "cleared", "all")),
+                Param(name="offset", type="integer", minimum=0, description="the first value of the page (default 0)"),
+                Param(name="limit", type="integer", minimum=1, maximum=HELD_LIMIT,
+                      description="values per page (default: every one from offset)"))),
     ("GET", "/api/markets/quarantine/audit"): Route(summary="The audit trail of quarantine decisions", answer=a.Audit,
                                                     params=(Param(name="id", description="one quarantined value"),),
                                                     auth="auditor"),

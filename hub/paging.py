@@ -14,6 +14,9 @@ DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
 # ?limit=N (devices per page) and ?after=<device id>: the page after that device, in device id order.
 QUERY = (count("limit", MAX_LIMIT, lo=1), device("after"))
+# The markets' held values come a page at a time by position (?offset=&limit=, hub/markets/routes.py): the list
+# is kept in memory in the order the values were held, and a page is a slice of it.
+HELD_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

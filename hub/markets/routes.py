@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from coap_server.errors import RequestError
+from coap_server.params import count, parse
 
 from ..auth import Auth
 from ..http import error_response
 from ..journal import Journal
+from ..paging import HELD_LIMIT
 from ..routing import json_route
 from ..store import StoreError, StoreFull
 from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
 
 IMPACT_DAYS = 7  # days of impact shown per series on the price chart
 MAX_IMPORT_BYTES = 1 << 30  # an agency export of several million rows
+# ?offset=N&limit=M of the held values: a page of the list (without a limit, the whole list from offset).
+HELD_QUERY = (count("offset", 2**62), count("limit", HELD_LIMIT, lo=1))
 log = logging.getLogger("jejak.hub.markets")
 
 
@@ -207,12 +211,23 @@ class MarketRoutes:
                             "band": worst["band"] if worst else "normal", "worst": worst})
         return {"markets": markets, "bands": list(ALPS_BANDS)}
 
-    def quarantine(self, state: str | None) -> dict[str, Any]:
+    def quarantine(self, state: str | None, *, offset: int = 0, limit: int | None = None) -> dict[str, Any]:
+        """The held values in a state (default pending), in the order they were held: those of the days listed
+        and the pending ones of every day; a page of them from `offset` with `limit`, and how many in all."""
         if state not in (None, "all", "pending", "released", "confirmed", "cleared"):
             raise NotFound(f"state: expected pending, released, confirmed, cleared or all, got {state[:20]!r}")
         with self.views.fresh():
-            return {"state": state or "pending", "observations_from": self.markets.listed_since(),
-                    "entries": self.markets.quarantined(None if state == "all" else state or "pending")}
+            entries, total = self.markets.held_page(None if state == "all" else state or "pending",
+                                                    offset=offset, limit=limit)
+            since = self.markets.listed_since()
+        names = {e["observation"]["commodity"] for e in entries}
+        return {"state": state or "pending", "observations_from": since, "total": total, "offset": offset,
+                "entries": entries, "names": {c: COMMODITIES_BY_ID[c].name for c in sorted(names)
+                                              if c in COMMODITIES_BY_ID}}
+
+    def quarantine_query(self, query: Any) -> dict[str, Any]:
+        page = parse(query.items(), HELD_QUERY, strict=False)
+        return self.quarantine(query.get("state"), offset=page.get("offset", 0), limit=page.get("limit"))
 
     def decide(self, observation_id: str, action: str, by: str, why: str) -> dict[str, Any]:
         # Kept in the journal before it takes effect, under the lock: the journal keeps the order decisions took
@@ -250,7 +265,7 @@ class MarketRoutes:
                   json_route(lambda q, m: self.forecast(m["commodity"], q.get("market"))))
         r.add_get("/api/markets/alerts", json_route(lambda q, m: self.views.alerts.listing()))
         r.add_get("/api/markets/map", json_route(lambda q, m: self.market_map()))
-        r.add_get("/api/markets/quarantine", json_route(lambda q, m: self.quarantine(q.get("state"))))
+        r.add_get("/api/markets/quarantine", json_route(lambda q, m: self.quarantine_query(q)))
         r.add_get("/api/markets/quarantine/audit", json_route(lambda q, m: self.audit(q.get("id"))))
         r.add_post("/api/markets/quarantine/{id}/decide", self.decide_route)
         r.add_post("/api/markets/import", self.import_route)

@@ -92,15 +92,23 @@ class HubMarkets(MarketService):
         first = self.listed_from()
         return sum(n for d, n in self._observed_days.items() if d >= first)
 
-    def quarantined(self, state: str | None = "pending") -> list[dict[str, Any]]:
+    def quarantined(self, state: str | None = "pending", *, offset: int = 0,
+                    limit: int | None = None) -> list[dict[str, Any]]:
         """Held values in the state asked for (None: every state): those of the days listed (`listed_from`), and
         the pending ones of any day, since an operator's queue of values waiting for a decision does not shrink
-        with the days listed (a restart holds them again from the kept days); in the order they were held."""
+        with the days listed (a restart holds them again from the kept days); in the order they were held, from
+        `offset`, at most `limit` of them (None: all)."""
+        return self.held_page(state, offset=offset, limit=limit)[0]
+
+    def held_page(self, state: str | None = "pending", *, offset: int = 0,
+                  limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of `quarantined`, and how many there are in all."""
         first = self.listed_from()
         held = [e for e in self.quarantine.store.entries(state)
                 if e.state == PENDING or day_of(e.observation.time, self.config.tz_offset_s) >= first]
         held.sort(key=lambda e: (e.quarantined_at, e.observation.time, e.observation.id))
-        return [e.to_dict() for e in held]
+        page = held[offset:] if limit is None else held[offset:offset + limit]
+        return [e.to_dict() for e in page], len(held)
 
     def checked(self) -> list[dict[str, Any]]:
         """Every observation of the days listed (`listed_from`) with its day, whether it is out of the

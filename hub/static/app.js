@@ -490,20 +490,28 @@ function alertsPanel(alerts) {
     ${held.length ? `<details class="notices" data-testid="held-alerts"><summary>${esc(t("held_prices", { n: held.length }))}</summary>${table(cols, held, { label: t("quarantined"), stack: true })}</details>` : ""}`;
 }
 
+// Every price waiting for an operator's decision, whatever its commodity, market or age, a page at a time from the
+// hub's own list (the prices answer covers only the days it lists).
+async function heldPage() {
+  const get = () => api(`/api/markets/quarantine?state=pending&offset=${STATE.qpage * PAGE}&limit=${PAGE}`);
+  let h = await get();
+  const last = Math.max(0, Math.ceil(h.total / PAGE) - 1);
+  if (STATE.qpage > last) { STATE.qpage = last; h = await get(); }  // values decided meanwhile: the list is shorter
+  return h;
+}
+
 async function viewMarkets() {
   if (!STATE.outline) STATE.outline = await fetch("/static/indonesia.geojson").then((r) => r.json()).catch(() => null);
   const all = await api("/api/markets/prices");
   if (!STATE.commodity || !all.commodities.includes(STATE.commodity)) STATE.commodity = all.commodities.includes("cabai-merah") ? "cabai-merah" : all.commodities[0];
   const q = `commodity=${encodeURIComponent(STATE.commodity || "")}${STATE.market ? `&market=${encodeURIComponent(STATE.market)}` : ""}`;
-  const [p, m, alerts] = await Promise.all([api(`/api/markets/prices?${q}`), api("/api/markets/map"), api("/api/markets/alerts")]);
+  const [p, m, alerts, h] = await Promise.all([api(`/api/markets/prices?${q}`), api("/api/markets/map"), api("/api/markets/alerts"), heldPage()]);
   let fc = null;
   try { fc = STATE.commodity ? await api(`/api/markets/forecast/${encodeURIComponent(STATE.commodity)}${STATE.market ? `?market=${encodeURIComponent(STATE.market)}` : ""}`) : null; } catch (e) { fc = { error: e.message }; }
-  STATE.data.markets = { p, m, alerts, fc };
+  STATE.data.markets = { p, m, alerts, fc, h };
   const name = (c) => all.names[c] || c;
   const alps = m.markets.flatMap((mk) => mk.alps.map((a) => ({ ...a, name: mk.name }))).filter((a) => a.commodity === STATE.commodity);
-  const held = p.quarantined, pages = Math.max(1, Math.ceil(held.length / PAGE));
-  STATE.qpage = Math.min(STATE.qpage, pages - 1);
-  const shown = held.slice(STATE.qpage * PAGE, (STATE.qpage + 1) * PAGE);
+  const held = (e) => ({ ...e.observation, reasons: e.verdict.checks.filter((c) => c.fired).map((c) => `${c.check}: ${c.reason}`) });
   return `<h1>${t("markets.title")}</h1>
   <div class="row">
     <label>${t("commodity")} <select id="commodity">${all.commodities.map((c) => `<option value="${esc(c)}" ${c === STATE.commodity ? "selected" : ""}>${esc(name(c))}</option>`).join("")}</select></label>
@@ -520,9 +528,10 @@ async function viewMarkets() {
     <div class="panel"><h2>${t("alps")} · ${esc(name(STATE.commodity))}</h2>${table([{ h: "market", f: (a) => esc(a.name) },
       { h: "band", f: (a) => band(a.band) }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
       alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"', label: t("alps") })}</div>
-    <div class="panel"><h2>${t("quarantined")} <span class="muted">(${num(held.length)})</span></h2>${table([{ h: "market", f: (o) => esc(titled(o.market)) }, { h: "time", f: (o) => when(o.time) },
+    <div class="panel"><h2>${t("quarantined")} <span class="muted" data-testid="held-count">(${num(h.total)})</span></h2>${table([{ h: "market", f: (o) => esc(titled(o.market)) },
+      { h: "commodity", f: (o) => esc(h.names[o.commodity] || all.names[o.commodity] || o.commodity) }, { h: "time", f: (o) => when(o.time) },
       { h: "price", num: true, f: (o) => num(o.price_idr) }, { h: "reasons", cls: "muted wrap", f: (o) => `<span title="${esc(STATE.lang === "en" ? o.reasons.join("\n") : reasonWords(o.reasons).join("\n"))}">${reasonWords(o.reasons).map(esc).join("<br>")}</span>` }],
-      shown, { attr: 'data-testid="quarantined"', label: t("quarantined") })}${pager("quarantined", STATE.qpage, held.length)}</div>
+      h.entries.map(held), { attr: 'data-testid="quarantined"', label: t("quarantined"), rowAttr: (o) => `data-id="${esc(o.id)}"` })}${pager("quarantined", STATE.qpage, h.total)}</div>
   </div>`;
 }
 
@@ -640,8 +649,8 @@ async function tick() {
 
 document.addEventListener("change", (ev) => {
   const el = ev.target;
-  if (el.id === "commodity") { STATE.commodity = el.value; STATE.qpage = 0; render(); }
-  if (el.id === "market") { STATE.market = el.value; STATE.qpage = 0; render(); }
+  if (el.id === "commodity") { STATE.commodity = el.value; render(); }
+  if (el.id === "market") { STATE.market = el.value; render(); }
   if (el.id === "tag") { STATE.tag = el.value; render(); }
 });
 function pickCard(row) { STATE.card = row.dataset.card; render(); }

@@ -17,6 +17,8 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 from coap_server.sync import sync_once
+from hub.markets.calendar import date_of
+from hub.markets.model import day_of
 from ledger import ChainBuilder, ChainState, Ed25519Signer, decode_bundle, verify_bundle
 from ledger.enroll import make_enroll_request
 from ledger.sync import Head
@@ -155,17 +157,16 @@ def test_markets_page_marks_quarantine_impact_forecast_and_alps_map(demo, driver
     # Nothing is fetched from outside the hub: no tiles, no CDN.
     hosts = driver.execute_script("return [...new Set(performance.getEntriesByType('resource').map((e) => new URL(e.name).host))]")
     assert set(hosts) == {demo.url.split("//")[1]}
-    # Held prices are listed a page at a time, with the validator's checks in plain words.
-    held = demo.get(f"/api/markets/prices?commodity={commodity}")["quarantined"]
-    if not held:
-        held_any = demo.get("/api/markets/prices")["quarantined"]
-        assert held_any, "the generated reports include manipulated prices"
-        Select(driver.find_element(By.ID, "commodity")).select_by_value(held_any[0]["commodity"])
-        held = demo.get(f"/api/markets/prices?commodity={held_any[0]['commodity']}")["quarantined"]
-    check = held[0]["reasons"][0].split(":")[0]
-    WebDriverWait(driver, 10).until(lambda d: words.get(f"reason.{check}", "") in text_of(d, "[data-testid=quarantined]"))
-    rows = driver.find_elements(By.CSS_SELECTOR, "[data-testid=quarantined] tbody tr")
-    assert len(rows) == min(20, len(held))
+    # Every price waiting for a decision is listed, whatever its commodity and however old (the prices answer covers
+    # only the days it lists), a page at a time, with the validator's checks in plain words.
+    listed_from = demo.get("/api/markets/prices")["observations_from"]
+    waiting = demo.get("/api/markets/quarantine?state=pending")
+    assert any(date_of(day_of(e["observation"]["time"])).isoformat() < listed_from for e in waiting["entries"]), \
+        "the demo's backlog holds prices older than the days listed"
+    page = WebDriverWait(driver, 15).until(lambda d: held_page_matches(d, demo))
+    assert any(date_of(day_of(e["observation"]["time"])).isoformat() < listed_from for e in page["entries"])
+    check = next(c["check"] for c in page["entries"][0]["verdict"]["checks"] if c["fired"])
+    assert words[f"reason.{check}"] in text_of(driver, "[data-testid=quarantined]")
     alerts = demo.get("/api/markets/alerts")
     assert any(a["code"].startswith("alps_") for a in alerts["alerts"]), "the generated shocks raise ALPS alerts"
     assert any(m["band"] != "normal" for m in demo.get("/api/markets/map")["markets"])
@@ -173,17 +174,27 @@ def test_markets_page_marks_quarantine_impact_forecast_and_alps_map(demo, driver
     assert no_js_errors(driver) == []
 
 
+def held_page_matches(driver, demo, page: int = 0):
+    """The held panel's rows, count and page, read in one step once no render is under way, when they are the
+    hub's own page of its pending values (asked for right after): that page, else False."""
+    shown = driver.execute_script(
+        "if (rendering || !STATE.data.markets || !STATE.data.markets.h) return null;"
+        "return {ids: [...document.querySelectorAll('[data-testid=quarantined] tbody tr')].map((r) => r.dataset.id),"
+        " count: (document.querySelector('[data-testid=held-count]') || {}).textContent, page: STATE.qpage};")
+    if not shown or shown["page"] != page:
+        return False
+    answer = demo.get(f"/api/markets/quarantine?state=pending&offset={page * 20}&limit=20")
+    ids = [e["observation"]["id"] for e in answer["entries"]]
+    return answer if shown["ids"] == ids and digits(shown["count"]) == answer["total"] else False
+
+
 def test_long_lists_come_a_page_at_a_time(demo, driver):
     load(driver, demo, "markets", "[data-testid=price-chart]")
-    counts = {c: len(demo.get(f"/api/markets/prices?commodity={c}")["quarantined"])
-              for c in demo.get("/api/markets/prices")["commodities"]}
-    commodity = max(counts, key=counts.get)
-    assert counts[commodity] > 20, "the demo holds more than a page of prices for one commodity"
-    Select(driver.find_element(By.ID, "commodity")).select_by_value(commodity)
+    total = demo.get("/api/markets/quarantine?state=pending&limit=1")["total"]
+    assert total > 40, "the demo holds more than two pages of prices waiting for a decision"
     WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=pager-quarantined]"))
-    rows = "return [...document.querySelectorAll('[data-testid=quarantined] tbody tr')].map((r) => r.textContent)"
-    first = driver.execute_script(rows)
-    assert len(first) == 20
+    first = WebDriverWait(driver, 15).until(lambda d: held_page_matches(d, demo))
+    assert len(first["entries"]) == 20
     buttons = "[data-testid=pager-quarantined] button"
     for _ in range(10):  # a live record may re-render the page between finding the button and pressing it
         try:
@@ -191,10 +202,17 @@ def test_long_lists_come_a_page_at_a_time(demo, driver):
             break
         except (StaleElementReferenceException, ElementNotInteractableException):
             continue
-    # On the second page "previous" leads to the first; live records may change the rows of any page meanwhile.
+    # The second page is the hub's second page; "previous" leads back to the first.
+    second = WebDriverWait(driver, 15).until(lambda d: held_page_matches(d, demo, 1))
+    assert len(second["entries"]) == 20 and second["offset"] == 20
     previous = f"const b = document.querySelector('{buttons}'); return b && [b.dataset.to, b.disabled]"
-    WebDriverWait(driver, 10).until(lambda d: d.execute_script(previous) == ["0", False])
-    assert len(driver.execute_script(rows)) == min(20, counts[commodity] - 20)
+    assert driver.execute_script(previous) == ["0", False]
+    # Another commodity changes the chart, not the list of values waiting for a decision.
+    other = next(o.get_attribute("value") for o in Select(driver.find_element(By.ID, "commodity")).options
+                 if not o.is_selected())
+    Select(driver.find_element(By.ID, "commodity")).select_by_value(other)
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return !rendering && STATE.commodity") == other)
+    WebDriverWait(driver, 15).until(lambda d: held_page_matches(d, demo, 1))
     assert driver.execute_script("return document.body.scrollHeight") < 6000
 
 

@@ -206,6 +206,37 @@ async def test_quarantine_decision_needs_the_operator_token_and_leaves_an_audit_
     assert len(audit["audit"]) == 1
 
 
+async def test_the_held_list_comes_a_page_at_a_time_with_every_pending_value_whatever_its_day(env):
+    synth_history(env)
+    dev = env.devices["pasar-kosambi"]
+    old = int(time.time()) - 40 * 86400  # older than the days listed (raw_days), still waiting for a decision
+    fake = dev.sign("price", old, {"market": "pasar-kosambi", "commodity": "cabai-merah", "unit": "kg",
+                                   "price_idr": 400_000, "reporter": "rep-x", "region": "Jawa Barat"})
+    await env.push()
+    code, held = await env.get("/api/markets/quarantine")
+    assert code == 200, held
+    assert_documented("GET", "/api/markets/quarantine", code, held)
+    ids = [e["observation"]["id"] for e in held["entries"]]
+    assert held["total"] == len(ids) > 7 and held["offset"] == 0 and fake in ids
+    assert day_of(old) < env.views.markets.listed_from()
+    # The prices answer lists the days listed only: the older pending value is not among its held ones.
+    code, prices = await env.get("/api/markets/prices", params={"commodity": "cabai-merah"})
+    assert fake not in {o["id"] for o in prices["quarantined"]}
+    paged: list[str] = []
+    for offset in range(0, len(ids) + 7, 7):
+        code, page = await env.get("/api/markets/quarantine", params={"state": "pending", "offset": str(offset),
+                                                                       "limit": "7"})
+        assert code == 200 and page["total"] == len(ids) and page["offset"] == offset, page
+        assert len(page["entries"]) == max(0, min(7, len(ids) - offset))
+        assert set(page["names"]) == {e["observation"]["commodity"] for e in page["entries"]}
+        paged += [e["observation"]["id"] for e in page["entries"]]
+    assert paged == ids
+    for bad in ({"limit": "0"}, {"limit": "1001"}, {"offset": "-1"}, {"limit": "ten"}):
+        code, answer = await env.get("/api/markets/quarantine", params=bad)
+        assert code == 400 and answer["error"]["code"] == "BAD_REQUEST", (bad, answer)
+        assert next(iter(bad)) in answer["error"]["message"]
+
+
 async def test_price_updates_stream_with_their_impact(env):
     synth_history(env)
     await env.push()
