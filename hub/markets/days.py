@@ -24,7 +24,10 @@ MARKET_DAYS = Namespace(
     rows=(("series", "text"), ("market", "text"), ("commodity", "text"), ("grade", "text"), ("unit", "text"),
           ("region", "text"), ("prices", "bigint[]"), ("history", "double precision"), ("reporters", "text[]")),
 )
-FORMAT = 2  # of the summary; a summary of another format is read as damaged (format 1 kept no held values)
+FORMAT = 2  # of the summary; a summary of another format is read as damaged, but for EARLIER_FORMATS
+# Formats an earlier release wrote, which a restart converts (kept.py): format 1 kept no held values, so its days
+# are read again from the records of the window once and written in this format.
+EARLIER_FORMATS = (1,)
 # Days before the first one a restart reads again whose prices are judged again for the validator only: a day's
 # verdicts are final by its cut-off, within a day of its end, so two days bring the validator where it was.
 WARM_DAYS = 2
@@ -104,6 +107,15 @@ def to_aggregate(day: MarketDay) -> DayAggregate:
     figures = (len(rows), sum(len(s.prices) for s in day.series.values()), len(day.readings), len(day.notes))
     return DayAggregate(date=date_of(day.day).isoformat(), figures=figures, summary=summary,
                         rows=tuple(tuple(r) for r in rows))
+
+
+def summary_format(agg: DayAggregate) -> int | None:
+    """The format a stored day's summary says it has (None if it says none that reads)."""
+    try:
+        s: Any = cbor2.loads(agg.summary)
+        return s.get("format") if isinstance(s, dict) and isinstance(s.get("format"), int) else None
+    except (cbor2.CBORDecodeError, ValueError, TypeError):
+        return None
 
 
 def from_aggregate(agg: DayAggregate) -> MarketDay:

@@ -400,6 +400,26 @@ class MarketService:
         if held and find is not None:
             self._take_back_held(held, find)
 
+    def hold_aged(self, days: Sequence[MarketDay],
+                  find: Callable[[Sequence[str]], Mapping[str, PriceObservation]]) -> set[int]:
+        """Hold again the values waiting for a decision on stored days older than the window (a restart loads
+        nothing else of those days): a value nobody decided does not go with its day. One its day keeps as
+        decided is left out, unless a restored decision made after the day was written acts on it (a reopen).
+        Returns the days that still hold a value waiting for a decision, or one stored as waiting that `find`
+        could not read (logged there): the store keeps those days until it is decided."""
+        picked = []
+        for d in days:
+            reflected = 0 if d.mark is None else d.mark.decisions
+            held = {oid: h for oid, h in d.held.items()
+                    if h.state == PENDING or any(k.order > reflected for k in self._kept.get(oid, ()))}
+            if held:
+                picked.append(replace(d, held=held))
+        if picked:
+            self._take_back_held(picked, find)
+        return {d.day for d in picked for oid, h in d.held.items()
+                if self.quarantine.state_of(oid) == PENDING
+                or (h.state == PENDING and self.quarantine.state_of(oid) is None)}
+
     def _take_back_held(self, days: Sequence[MarketDay],
                         find: Callable[[Sequence[str]], Mapping[str, PriceObservation]]) -> None:
         """Hold again the values the loaded days held, in the state their day was kept with. Each day's
@@ -451,12 +471,17 @@ class MarketService:
         self._enact(decision, decision.state_before)
         return decision.to_dict()
 
+    def _today(self) -> int:
+        return day_of(int(self.clock()), self.config.tz_offset_s)
+
     def _enact(self, decision: Decision, state_before: str) -> None:
         entry = self.quarantine.store.get(decision.observation_id)
         self._touched.add(day_of(entry.observation.time, self.config.tz_offset_s))  # its state is kept there
         if decision.state_after == RELEASED and state_before != RELEASED:
             self._store(entry.observation)
-            self.validator.admit(entry.observation)
+            if day_of(entry.observation.time, self.config.tz_offset_s) > self._today() - self.config.window_days:
+                # A value of a day past the window (held until decided) is not history the validator reads.
+                self.validator.admit(entry.observation)
         elif state_before == RELEASED and decision.state_after != RELEASED:
             self._unstore(entry.observation)
 

@@ -5,18 +5,28 @@ were last written; a value of an older day still waiting for a decision is held 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import pytest
 
 from hub.aggregates import AggregateStore, DayAggregate, LmdbAggregates
 from hub.auth import Auth
 from hub.journal import Journal
-from hub.markets import AlertTracker, Decision
-from hub.markets.calendar import day_number
+from hub.markets import AlertTracker, Decision, MarketConfig
+from hub.markets.calendar import date_of, day_number
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
-from hub.markets.days import MARKET_DAYS, Mark, MarketDay, to_aggregate
+from hub.markets.days import (
+    FORMAT,
+    MARKET_DAYS,
+    Mark,
+    MarketDay,
+    from_aggregate,
+    summary_format,
+    to_aggregate,
+)
 from hub.markets.errors import DecisionConflict, MarketError
 from hub.markets.model import day_of
 from hub.markets.quarantine import PENDING
@@ -87,9 +97,9 @@ class Fed(Views):
         super()._take_domains(records, arrived_at)
 
 
-def views_of(hub: Hub, aggregates: AggregateStore, *, refill: bool) -> Fed:
+def views_of(hub: Hub, aggregates: AggregateStore, *, refill: bool, config: MarketConfig | None = None) -> Fed:
     return Fed(hub, plan=Plan(kitchens=(), schools=()), kitchen_regions={KITCHEN: REGION}, refill=refill,
-               aggregates=aggregates)
+               aggregates=aggregates, market_config=config)
 
 
 def answers(views: Views) -> dict[str, Any]:
@@ -128,12 +138,12 @@ def senen_cabai(views: Views, day: int) -> dict[str, Any]:
 
 
 def fed(pushes: list[tuple[int, str, str, dict[str, Any], int]], store: Any, aggregates: AggregateStore,
-        key: Ed25519Signer, clock: Clock) -> tuple[Hub, dict[str, Site], Fed]:
+        key: Ed25519Signer, clock: Clock, config: MarketConfig | None = None) -> tuple[Hub, dict[str, Site], Fed]:
     """A hub fed the pushes as they arrive, its closed days written as the worker writes them; the clock an
     hour past the last push."""
     hub = Hub(store, key, clock=clock)
     sites = {s: Site(hub, clock, s, "market" if s != KITCHEN else "kitchen") for s in (*MARKETS, KITCHEN)}
-    views = views_of(hub, aggregates, refill=False)
+    views = views_of(hub, aggregates, refill=False, config=config)
     written_at = pushes[0][0]
     for arrived_at, site, kind, body, t in pushes:
         clock.now = arrived_at
@@ -224,10 +234,11 @@ def test_a_stored_day_that_does_not_read_makes_the_refill_read_the_whole_window(
         aggregates.close()
 
 
-def restarted(stores: Any, key: Ed25519Signer, clock: Clock, journal: Journal) -> tuple[Any, Any, MarketRoutes]:
+def restarted(stores: Any, key: Ed25519Signer, clock: Clock, journal: Journal,
+              config: MarketConfig | None = None) -> tuple[Any, Any, MarketRoutes]:
     """The hub opened again on the same store as it starts: the journal's decisions restored, then the refill."""
     store, aggregates = stores()
-    views = views_of(Hub(store, key, clock=clock), aggregates, refill=True)
+    views = views_of(Hub(store, key, clock=clock), aggregates, refill=True, config=config)
     routes = MarketRoutes(views, auth=Auth(), decisions=journal)
     routes.restore_decisions()
     views.refill_from_store()
@@ -323,6 +334,145 @@ def test_a_held_value_whose_record_the_log_does_not_give_is_logged_and_left_out(
         found = views.kept_days.held_observations([price, genesis.id.hex(), "ab" * 32, "not an id"])
         assert found == {price: observed}
         assert caplog.text.count("not held again") == 3
+    finally:
+        store.close()
+        aggregates.close()
+
+
+# A window of 55 days: the traffic's first outliers are older than it when it ends, and the validator's 28 days of
+# history before the days read again (raw_days) are within it.
+AGED = MarketConfig(window_days=55)
+
+
+def test_a_value_waiting_for_a_decision_when_its_day_leaves_the_window_is_held_until_decided(stores, tmp_path,
+                                                                                              caplog) -> None:
+    key = Ed25519Signer.from_seed(b"\x75" * 32)
+    pushes = traffic()
+    clock = Clock(pushes[0][0] - 3600)
+    store, aggregates = stores()
+    _, _, views = fed(pushes, store, aggregates, key, clock, config=AGED)
+    journal = Journal(tmp_path / "decisions.jsonl")
+    routes = MarketRoutes(views, auth=Auth(), decisions=journal)
+
+    def day(e: dict[str, Any]) -> int:
+        return day_of(e["observation"]["time"])
+
+    def past(now: int) -> str:  # the first date of the window
+        return date_of(day_of(now) - AGED.window_days + 1).isoformat()
+
+    window_from = day_of(clock()) - AGED.window_days + 1
+    held = pending(routes)
+    aged = sorted((oid for oid, e in held.items() if e["observation"]["reporter"] == "rep-x"
+                   and day(e) < window_from), key=lambda oid: day(held[oid]))
+    assert len(aged) >= 3 and len({day(held[oid]) for oid in aged}) == len(aged), "the old outliers were not held"
+    waiting, confirmed, released = aged[:3]
+    routes.decide(confirmed, "confirm", by="budi", why="a typo")
+    assert views.store_market_days() >= 1
+    routes.decide(released, "release", by="siti", why="the market's own receipt")  # after the days were written
+    before = pending(routes)
+    assert waiting in before and confirmed not in before and released not in before
+    assert any(day(e) < window_from for oid, e in before.items() if oid != waiting)
+    store.close()
+    aggregates.close()
+
+    caplog.set_level(logging.INFO, logger="jejak.hub.markets")
+    store, aggregates, again = restarted(stores, key, clock, journal, config=AGED)
+    try:
+        # Every value still waiting, of any day, is held again as it was; the decided ones stay decided.
+        assert pending(again) == before
+        assert again.markets.quarantine.state_of(released) == "released"
+        operators = {(d["observation"], d["action"]) for d in again.audit(None)["audit"] if d["by"] != "validator"}
+        assert {(confirmed, "confirm"), (released, "release")} <= operators
+        assert "older than the window are kept" in caplog.text
+        assert again.views.store_market_days() >= 1
+        # The store keeps a day past the window while it holds a value waiting (the released one's day is written
+        # again with its decision); the others go with the window.
+        kept = {d for d in aggregates.namespace(MARKET_DAYS).dates() if d < past(clock())}
+        waits = {date_of(day(e)).isoformat() for e in before.values() if day(e) < window_from}
+        assert kept == waits | {date_of(day(held[released])).isoformat()}
+        assert date_of(day(held[confirmed])).isoformat() not in kept
+        again.decide(waiting, "release", by="siti", why="checked with the trader")
+        assert again.views.store_market_days() >= 1
+    finally:
+        store.close()
+        aggregates.close()
+
+    clock.advance(86400)  # a day on: the next write happens, and deletes what the window no longer holds
+    store, aggregates, third = restarted(stores, key, clock, journal, config=AGED)
+    try:
+        assert waiting not in pending(third)
+        assert (waiting, "release") in {(d["observation"], d["action"]) for d in third.audit(waiting)["audit"]}
+        assert third.views.store_market_days() >= 1
+        waits = {date_of(day(e)).isoformat() for oid, e in before.items()
+                 if oid != waiting and day(e) < day_of(clock()) - AGED.window_days + 1}
+        assert {d for d in aggregates.namespace(MARKET_DAYS).dates() if d < past(clock())} == waits
+    finally:
+        store.close()
+        aggregates.close()
+
+
+def format_one(day: Any) -> DayAggregate:
+    """A stored day as the release before held values were kept wrote it: summary format 1, without `held`."""
+    summary = cbor2.loads(day.summary)
+    del summary["held"]
+    summary["format"] = 1
+    return DayAggregate(date=day.date, figures=day.figures, summary=cbor2.dumps(summary, canonical=True),
+                        rows=day.rows)
+
+
+def test_days_stored_by_the_earlier_release_are_converted_quietly_once(stores, caplog) -> None:
+    key = Ed25519Signer.from_seed(b"\x76" * 32)
+    pushes = traffic()
+    clock = Clock(pushes[0][0] - 3600)
+    store, aggregates = stores()
+    _, _, views = fed(pushes, store, aggregates, key, clock)
+    views.store_market_days()
+    with views.fresh():
+        held = views.markets.quarantined("pending")
+    assert held
+    days = aggregates.namespace(MARKET_DAYS)
+    dates = days.dates()
+    stored = [from_aggregate(days.get(d)) for d in dates]
+    full = {d for d, m in zip(dates, stored, strict=True) if m.series or m.readings or m.notes or m.demand or m.held}
+    assert len(full) > DAYS - 5
+    # And a day that release wrote which the log gives nothing again for: it goes.
+    empty = MarketDay(day=day_number(START) - 5, mark=Mark(written=1, closed_through=day_number(START) - 5,
+                                                             record=b"", decisions=0))
+    days.put([format_one(days.get(d)) for d in dates] + [format_one(to_aggregate(empty))])
+    assert all(summary_format(days.get(d)) == 1 for d in days.dates())
+    total_prices = sum(1 for p in pushes if p[2] == "price")
+    store.close()
+    aggregates.close()
+
+    caplog.set_level(logging.INFO, logger="jejak.hub.markets")
+    store, aggregates = stores()
+    try:
+        again = views_of(Hub(store, key, clock=clock), aggregates, refill=True)
+        again.refill_from_store()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert "earlier format" in caplog.text
+        assert again.prices_fed == total_prices  # the window read once from the records
+        with again.fresh():
+            assert again.markets.quarantined("pending") == held  # held values of every day are held again
+        assert again.store_market_days() >= 1
+        # Every day is written again from the records, or deleted if they give nothing for it (an empty day that
+        # carried an earlier write's mark); none is left in the earlier format.
+        days = aggregates.namespace(MARKET_DAYS)
+        assert full <= set(days.dates()) <= set(dates)
+        assert all(summary_format(days.get(d)) == FORMAT for d in days.dates())
+    finally:
+        store.close()
+        aggregates.close()
+
+    caplog.clear()
+    store, aggregates = stores()
+    try:  # the next restart loads them and reads again only the last days
+        third = views_of(Hub(store, key, clock=clock), aggregates, refill=True)
+        third.refill_from_store()
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert 0 < third.prices_fed < total_prices * (third.markets.config.raw_days + 4) / DAYS
+        with third.fresh():
+            assert third.markets.quarantined("pending") == held
     finally:
         store.close()
         aggregates.close()
