@@ -1,7 +1,8 @@
 """The markets' day aggregates kept in the store (LMDB and PostgreSQL): a restart loads the closed days and reads
 again only the last `raw_days` of price, reading and note records, and answers as before it; operators'
 decisions on values older than that stay in the audit and in the days' prices, also one made after the days
-were last written; a value of an older day still waiting for a decision is held again and decided as before."""
+were last written; a value of an older day still waiting for a decision is held again and decided as before, also
+one whose day has left the window; days stored by the earlier release are converted without an error."""
 
 from __future__ import annotations
 
