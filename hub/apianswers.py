@@ -43,6 +43,9 @@ class DeviceHealth(TypedDict):
     sync_lag_s: int | None
     idle_s: int | None
     damaged: list[int]
+    counting: Annotated[bool, {"description": "true while records of this device from before the store kept the "
+                                              "chain's figures are still being counted after an upgrade: last_time, "
+                                              "last_seen and sync_lag_s are those of its records counted so far"}]
 
 
 class ChainHealth(TypedDict):
@@ -62,6 +65,10 @@ class ChainHealth(TypedDict):
     next: Annotated[str | None, {"description": "the device id to pass as `after` for the next page; null on the "
                                                 "last page"}]
     records_by_kind: dict[str, int]
+    figures_behind: Annotated[int, {"description": "records from before the store kept the chain's figures that are "
+                                                   "not counted in them yet (counted in the background after an "
+                                                   "upgrade, newest first): records_by_kind falls short of the log by "
+                                                   "as many; 0 when every record is counted"}]
 
 
 SCAN_EVENT = Literal["cooked", "packed", "departed", "arrived", "received", "served", "returned", "damaged", "lost",

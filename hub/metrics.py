@@ -203,6 +203,10 @@ class _HubCollector(Collector):
         yield devices
         yield from self._device_figures(device_figures(hub.store, hub.clock(), own=hub.hub_id,
                                                          series_cap=self.series_cap))
+        yield GaugeMetricFamily("jejak_hub_chain_figures_behind", "Records held before the store kept the chain's "
+                                "figures (records by kind, devices' last arrival and record time) that are not "
+                                "counted in them yet (counted in the background after an upgrade, newest first; 0 "
+                                "when done).", value=hub.store.figures_from())
         yield GaugeMetricFamily("jejak_hub_kind_index_behind", "Records held before the store kept the index by "
                                 "record kind that are not indexed yet (indexed in the background after an upgrade, "
                                 "newest first; 0 when done).", value=hub.store.kind_index_from())

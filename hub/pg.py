@@ -27,6 +27,7 @@ from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
 from .journal import sync_dir
 from .store import (
+    FIGURES_MEANWHILE,
     INDEX_CHUNK,
     KIND_CODES,
     ArchiveMismatch,
@@ -143,6 +144,10 @@ STANDINGS_SQL = ("SELECT d.data, s.data, a.arrived_at, a.last_time, "
                  "FROM devices d LEFT JOIN states s ON s.device_id = d.device_id AND s.device_id > %(after)s "
                  "LEFT JOIN activity a ON a.device_id = d.device_id AND a.device_id > %(after)s "
                  "WHERE d.device_id > %(after)s ORDER BY d.device_id LIMIT %(limit)s")
+# While the chain's figures of a store upgraded by migration 7 are counted (`figures_from` above 0): which of a
+# page's devices have records below the mark, found by each one's first record still held.
+COUNTING_SQL = ("SELECT p.id FROM unnest(%s::bytea[]) AS p(id) WHERE (SELECT r.idx FROM records r "
+                "WHERE r.device_id = p.id ORDER BY r.seq LIMIT 1) < %s")
 LOG_RANGE_SQL = ("SELECT seq, raw, record_id FROM records WHERE device_id = %s AND seq >= %s AND seq < %s "
                  "ORDER BY seq")
 
@@ -394,8 +399,9 @@ class PgHubStore:
 
     def __init__(self, dsn: str, *, schema: str = "jejak", partition_leaves: int = DEFAULT_PARTITION_LEAVES,
                  index_behind: bool = True) -> None:
-        """`index_behind`: index the log's records older than migration 10 in a background thread on a
-        connection of its own (off only where a test steps through it with `index_older_kinds`)."""
+        """`index_behind`: count and index the log's records older than migrations 7 and 10 in a background
+        thread on a connection of its own (off only where a test steps through it with `count_older_figures` and
+        `index_older_kinds`)."""
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
             raise StoreError(f"schema name {schema!r}: expected lowercase letters, digits and _")
         if partition_leaves <= 0 or partition_leaves % TILE_LEAVES:
@@ -408,6 +414,7 @@ class PgHubStore:
         self._lock = threading.RLock()
         self._covered = 0  # the log's partitions reach this index (at least)
         self._seen = 0  # the log held this many records (at least)
+        self._figures_counted = False  # `figures_from` seen at 0
         try:
             self._conn = psycopg.connect(dsn, autocommit=False)
         except psycopg.OperationalError as exc:
@@ -422,8 +429,8 @@ class PgHubStore:
             self._migrate()
         self._stop = threading.Event()
         self._indexer: threading.Thread | None = None
-        if index_behind and self.kind_index_from() > 0:
-            self._indexer = threading.Thread(target=self._index_behind, args=(dsn,), name="jejak-kind-index",
+        if index_behind and (self.figures_from() > 0 or self.kind_index_from() > 0):
+            self._indexer = threading.Thread(target=self._index_behind, args=(dsn,), name="jejak-store-behind",
                                              daemon=True)
             self._indexer.start()
 
@@ -482,19 +489,17 @@ class PgHubStore:
     def _keep_activity(self) -> None:
         """Migration 7: each device's last arrival and latest record time, and the records by kind, kept with
         every commit (`_put_activity`). The kind and time are inside each record's signed bytes, which SQL cannot
-        read, so the rows the log holds are counted once here, streamed in log order, from each record's fixed
-        fields (about 25 s per million records, docs/SCALE.md); records already archived out of the database are
-        not counted."""
+        read, and reading them took about 25 s per million records (docs/SCALE.md), so the records the log
+        already holds are not read here: the figures count every record from the log's size on (meta
+        `figures_from`), and the older records are counted after the start, in the background, newest first
+        (`count_older_figures`); records already archived out of the database are not counted."""
         c = self._conn
         c.execute("CREATE TABLE activity (device_id bytea PRIMARY KEY, arrived_at bigint NOT NULL, "
                   "last_time bigint NOT NULL)")
         c.execute("CREATE TABLE record_kinds (kind text PRIMARY KEY, records bigint NOT NULL)")
-        with c.cursor(name="activity_backfill") as cur:
-            cur.itersize = 10_000
-            cur.execute("SELECT device_id, arrived_at, raw FROM records ORDER BY idx")
-            devices, kinds = activity_of_log((bytes(d), int(a), bytes(raw)) for d, a, raw in cur)
-        with c.cursor() as cur:
-            self._put_activity(cur, devices, kinds)
+        if size := self._size():
+            c.execute("INSERT INTO meta (key, value) VALUES ('figures_from', %s) "
+                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(size),))
 
     def _keep_statuses(self) -> None:
         """Migration 8: each device's status in a column of its own, so devices are counted by status in SQL
@@ -535,6 +540,26 @@ class PgHubStore:
         c.execute("INSERT INTO meta (key, value) VALUES ('kind_index_from', %s) "
                   "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(self._size()),))
 
+    def figures_from(self) -> int:
+        """The log index from which the chain's figures count every record: 0 once all are counted; above 0 while
+        the records of a store upgraded by migration 7 are still being counted, newest first."""
+        if self._figures_counted:
+            return 0
+        with self._tx():
+            return self._figures_from()
+
+    def _figures_from(self) -> int:
+        # Once 0 it stays 0 (the migration that sets it runs once), so a store that saw it reach 0 asks no more.
+        behind = _figures_from(self._conn)
+        self._figures_counted = not behind
+        return behind
+
+    def count_older_figures(self, chunk: int = INDEX_CHUNK) -> int:
+        """Count up to `chunk` records just below `figures_from` on the store's connection, and lower it past
+        them in the same transaction; returns the new `figures_from`."""
+        with self._tx():
+            return _count_chunk(self._conn, chunk)
+
     def kind_index_from(self) -> int:
         """The log index from which the kind index is complete: 0 once every record is indexed; above 0 while
         the records of a store upgraded by migration 10 are still being indexed, newest first."""
@@ -548,18 +573,27 @@ class PgHubStore:
             return _index_chunk(self._conn, chunk)
 
     def _index_behind(self, dsn: str) -> None:
-        """The background pass, on a connection of its own so the writer's is never held by it."""
+        """The background passes, on a connection of their own so the writer's is never held by them: the chain's
+        figures first (the health page shows them short until then; the refill reads the kinds not indexed yet
+        from the records and answers the same, only slower), then the kind index."""
         try:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f"SET search_path TO {self.schema}")
 
-                def step(chunk: int) -> int:
+                def counted(chunk: int) -> int:
+                    with conn.transaction():
+                        return _count_chunk(conn, chunk)
+
+                def indexed(chunk: int) -> int:
                     with conn.transaction():
                         return _index_chunk(conn, chunk)
 
-                index_behind(step, _kinds_from(conn), self._stop)
+                if behind := _figures_from(conn):
+                    index_behind(counted, behind, self._stop, what="chain's figures", meanwhile=FIGURES_MEANWHILE)
+                if not self._stop.is_set() and not _figures_from(conn) and (behind := _kinds_from(conn)):
+                    index_behind(indexed, behind, self._stop)
         except psycopg.Error as exc:  # the database gone or the schema dropped: the next start resumes
-            log.warning("hub store: the kind index of older records stopped: %s", exc)
+            log.warning("hub store: the background pass over older records stopped: %s", exc)
 
     @staticmethod
     def _put_kind_runs(cur: psycopg.Cursor[Any], runs: Iterable[tuple[int, int, int]]) -> None:
@@ -582,6 +616,18 @@ class PgHubStore:
             cur.execute("INSERT INTO record_kinds SELECT * FROM unnest(%s::text[], %s::bigint[]) "
                         "ON CONFLICT (kind) DO UPDATE SET records = record_kinds.records + excluded.records",
                         (list(kinds), list(kinds.values())))
+
+    @staticmethod
+    def _put_older_activity(cur: psycopg.Cursor[Any], devices: dict[bytes, tuple[int, int]],
+                            kinds: dict[str, int]) -> None:
+        """Add the figures of records older than every one counted so far (the pass goes newest first): a device's
+        arrival kept stays, as it is of later records; its latest record time only grows; the counts add up."""
+        if devices:
+            cur.execute("INSERT INTO activity SELECT * FROM unnest(%s::bytea[], %s::bigint[], %s::bigint[]) "
+                        "ON CONFLICT (device_id) DO UPDATE SET "
+                        "last_time = greatest(activity.last_time, excluded.last_time)",
+                        (list(devices), [a for a, _ in devices.values()], [t for _, t in devices.values()]))
+        PgHubStore._put_activity(cur, {}, kinds)
 
     def _cover(self, end: int, *, table: str = "records") -> None:
         """Partitions up to `end` and one whole partition past it, inside the caller's transaction.
@@ -639,10 +685,17 @@ class PgHubStore:
         return {str(status): int(n) for status, n in self._query("SELECT status, count(*) FROM devices GROUP BY status")}
 
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
-        return [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),
-                               state=shown_state(bytes(state)) if state is not None else None,
-                               arrived_at=arrived, last_time=latest, damaged=tuple(damaged))
-                for device, state, arrived, latest, damaged in self._query(STANDINGS_SQL, {"after": after, "limit": limit})]
+        with self._tx():
+            out = [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),
+                                  state=shown_state(bytes(state)) if state is not None else None,
+                                  arrived_at=arrived, last_time=latest, damaged=tuple(damaged))
+                   for device, state, arrived, latest, damaged in
+                   self._conn.execute(STANDINGS_SQL, {"after": after, "limit": limit}).fetchall()]
+            behind = 0 if self._figures_counted else self._figures_from()
+            logged = [s.device.device_id for s in out if s.state is not None]
+            counting = {bytes(d) for d, in self._conn.execute(COUNTING_SQL, (logged, behind)).fetchall()} \
+                if behind and logged else set()
+        return [replace(s, counting=True) if s.device.device_id in counting else s for s in out]
 
     def record_kinds(self) -> dict[str, int]:
         return {str(k): int(n) for k, n in self._query("SELECT kind, records FROM record_kinds")}
@@ -1207,6 +1260,31 @@ class PgHubStore:
 def _kinds_from(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = 'kind_index_from'").fetchone()
     return int(row[0]) if row else 0
+
+
+def _figures_from(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'figures_from'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _count_chunk(conn: psycopg.Connection[Any], chunk: int) -> int:
+    """In the caller's transaction: count up to `chunk` records below `figures_from` into the chain's figures and
+    lower it past them (the row is locked first, so two passes never count the same records); returns the new
+    `figures_from`."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'figures_from' FOR UPDATE").fetchone()
+    behind = int(row[0]) if row else 0
+    if not behind:
+        return 0
+    start = max(0, behind - chunk)
+    page = conn.execute("SELECT device_id, arrived_at, raw FROM records WHERE idx >= %s AND idx < %s ORDER BY idx",
+                        (start, behind)).fetchall()
+    with conn.cursor() as cur:
+        PgHubStore._put_older_activity(cur, *activity_of_log((bytes(d), int(a), bytes(raw)) for d, a, raw in page))
+    if start:
+        conn.execute("UPDATE meta SET value = %s WHERE key = 'figures_from'", (str(start),))
+    else:
+        conn.execute("DELETE FROM meta WHERE key = 'figures_from'")
+    return start
 
 
 def _checked_rows(page: Iterable[tuple[Any, ...]]) -> list[tuple[int, bytes, bool]]:

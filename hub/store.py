@@ -25,7 +25,8 @@ from ledger.record import kind_and_time
 log = logging.getLogger("jejak.hub.store")
 
 # 2: each device's last arrival and record time, and records by kind (`activity`, `kinds`);
-# 3: the log's indices by record kind (`kind_index`)
+# 3: the log's indices by record kind (`kind_index`). A store upgraded from either notes in `meta` from which
+# log index on what it adds is complete (`figures_from`, `kind_index_from`); a background pass fills in the rest.
 LAYOUT_VERSION = 3
 STATUSES = ("pending", "active", "revoked", "forked")
 
@@ -182,6 +183,9 @@ class DeviceStanding:
     arrived_at: int | None
     last_time: int | None
     damaged: tuple[int, ...] = ()
+    # Records of this device from before the store kept the figures are not counted yet (`figures_from`): its
+    # figures are those of the records counted so far and may still change.
+    counting: bool = False
 
 
 def shown_state(data: bytes) -> ChainState:
@@ -258,25 +262,28 @@ def kind_runs(codes: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int, int]
         yield run[0], run[1], run[2]
 
 
-def index_behind(step: Callable[[int], int], behind: int, stop: threading.Event) -> None:
-    """The background pass of a store upgraded to keep the kind index over the records it already held: `step`
-    indexes a chunk below `behind` in one transaction and returns what is left, a pause between chunks lets the
-    writer in, until none is left or `stop` is set. Logs its progress every million records or so."""
-    log.info("hub store: indexing the %d records from before the kind index, newest first, in the background",
-             behind)
+def index_behind(step: Callable[[int], int], behind: int, stop: threading.Event, *, what: str = "kind index",
+                 meanwhile: str = "the refill reads their kinds from the log") -> None:
+    """The background pass of a store upgraded to keep something (`what`: the kind index, the chain's figures)
+    over the records it already held: `step` takes in a chunk below `behind` in one transaction and returns what
+    is left, a pause between chunks lets the writer in, until none is left or `stop` is set. Logs its progress
+    every million records or so; `meanwhile` says what readers do until it ends."""
+    log.info("hub store: the %s of the %d records from before it, newest first, in the background", what, behind)
     total, logged = behind, behind
     while behind and not stop.is_set():
         try:
             behind = step(INDEX_CHUNK)
         except StoreError as exc:  # a full disk or map: the marker keeps its place and the next start resumes
-            log.error("hub store: the kind index of older records stopped with %d of %d to go (%s: %s); the refill "
-                      "reads their kinds from the log meanwhile, and the next start resumes", behind, total,
-                      exc.code, exc.message)
+            log.error("hub store: the %s of older records stopped with %d of %d to go (%s: %s); %s meanwhile, and "
+                      "the next start resumes", what, behind, total, exc.code, exc.message, meanwhile)
             return
         if logged - behind >= 100 * INDEX_CHUNK or not behind:
-            log.info("hub store: kind index of older records %d of %d done", total - behind, total)
+            log.info("hub store: %s of older records %d of %d done", what, total - behind, total)
             logged = behind
         stop.wait(_INDEX_PAUSE_S)
+
+
+FIGURES_MEANWHILE = "the chain's health page marks the devices whose figures are still being counted"
 
 
 class HubStore(Protocol):
@@ -336,6 +343,11 @@ class HubStore(Protocol):
         store upgraded to keep it still indexes the records it held before, newest first, in the background;
         `kind_positions` reads the kinds below it from the records themselves."""
         ...
+    def figures_from(self) -> int:
+        """The log index from which the chain's figures (`record_kinds`, `activity_after`, each standing's) count
+        every record: 0 once all are counted, above 0 while a store upgraded to keep them still counts the records
+        it held before, newest first, in the background (`DeviceStanding.counting` marks whom it touches)."""
+        ...
     def damaged_in(self, start: int, end: int) -> list[tuple[bytes, int]]:
         """(device, seq) of each record at global index `start` up to `end` whose bytes no longer hash to
         its leaf and its id: the store check's scan, which neither raises nor marks."""
@@ -387,7 +399,8 @@ class HubStore(Protocol):
 
 _U64 = struct.Struct(">Q")
 _PAIR = struct.Struct(">QQ")
-_KINDS_FROM = b"kind_index_from"  # meta key: see LmdbHubStore.kind_index_from  # a device's last arrival and latest record time
+_KINDS_FROM = b"kind_index_from"  # meta key: see LmdbHubStore.kind_index_from
+_FIGURES_FROM = b"figures_from"  # meta key: see LmdbHubStore.figures_from
 # The kind index's keys: the kind's code (one byte) and the global index (big-endian), so that each kind's
 # indices are one ordered run; the values are empty.
 _KIND_PREFIX = {name: bytes((code,)) for name, code in KINDS.items()}
@@ -427,8 +440,9 @@ class LmdbHubStore:
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32, durable: bool = True,
                  index_behind: bool = True) -> None:
-        """`index_behind`: index the log's records older than a layout 2 -> 3 upgrade in a background thread
-        (off only where a test steps through it with `index_older_kinds`)."""
+        """`index_behind`: count and index the log's records older than an upgrade from layout 1 or 2 in a
+        background thread (off only where a test steps through it with `count_older_figures` and
+        `index_older_kinds`)."""
         os.makedirs(path, exist_ok=True)
         # durable=False (bulk loads, tests): commits skip fsync, so a power cut can lose the last commits but
         # never damages the store (LMDB without a write map keeps its integrity either way).
@@ -447,32 +461,21 @@ class LmdbHubStore:
             if version is not None and int(version) not in (1, 2, LAYOUT_VERSION):
                 raise StoreError(f"hub store layout {int(version)} is not the supported {LAYOUT_VERSION}",
                                  hint="run the matching release or migrate the store")
-            if version is not None and int(version) == 1:
-                self._backfill_activity(txn)
+            # What a layout adds is complete from the log's size on, as the writer keeps it for each new record;
+            # the records before are counted (`count_older_figures`) and indexed (`index_older_kinds`) in the
+            # background, newest first, so that the open reads none of them. A release that does not know these
+            # marks refuses the upgraded layout, so they cannot be left behind.
+            size = txn.get(b"size", b"0", db=self._db["meta"])
+            if version is not None and int(version) == 1 and int(size):
+                txn.put(_FIGURES_FROM, size, db=self._db["meta"])
             if version is not None and int(version) < 3:
-                # The index is complete from the log's size on, as the writer indexes each new record; the
-                # records before it are indexed in the background (`index_older_kinds`), newest first.
-                txn.put(_KINDS_FROM, txn.get(b"size", b"0", db=self._db["meta"]), db=self._db["meta"])
+                txn.put(_KINDS_FROM, size, db=self._db["meta"])
             txn.put(b"layout", str(LAYOUT_VERSION).encode(), db=self._db["meta"])
         self._stop = threading.Event()
         self._indexer: threading.Thread | None = None
-        if index_behind and self.kind_index_from() > 0:
-            self._indexer = threading.Thread(target=self._index_behind, name="jejak-kind-index", daemon=True)
+        if index_behind and (self.figures_from() > 0 or self.kind_index_from() > 0):
+            self._indexer = threading.Thread(target=self._index_behind, name="jejak-store-behind", daemon=True)
             self._indexer.start()
-
-    def _backfill_activity(self, txn: lmdb.Transaction) -> None:
-        """Layout 1 to 2, at open, in the transaction that marks the store upgraded: the chain's figures from
-        every record the store holds (one pass over the log; a release that does not keep them refuses layout 2,
-        so they can never fall behind)."""
-        records = self._db["records"]
-
-        def entries() -> Iterator[tuple[bytes, int, bytes]]:
-            for _, value in txn.cursor(db=self._db["global"]):
-                seq_key, arrived, _ = cbor2.loads(value)
-                yield bytes(seq_key[:16]), arrived, bytes(txn.get(seq_key, b"", db=records))
-
-        log.info("hub store layout 1 -> 2: counting the chain's figures from the records held")
-        self._put_activity(txn, *activity_of_log(entries()))
 
     def _log_rows(self, txn: lmdb.Transaction, start: int, end: int) -> Iterator[tuple[int, bytes, bool]]:
         """(index, record bytes, whether they are intact) of the global log's entries from `start` up to `end`."""
@@ -512,8 +515,60 @@ class LmdbHubStore:
                 txn.delete(_KINDS_FROM, db=meta)
         return start
 
+    def figures_from(self) -> int:
+        """The log index from which the chain's figures count every record: 0 once all are counted; above 0 while
+        the records of a store upgraded from layout 1 are still being counted, newest first."""
+        with self._env.begin() as txn:
+            return int(txn.get(_FIGURES_FROM, b"0", db=self._db["meta"]))
+
+    def count_older_figures(self, chunk: int = INDEX_CHUNK) -> int:
+        """Count up to `chunk` records just below `figures_from` into the chain's figures, and lower it past them
+        in the same write transaction (a stop at any point resumes from there); returns the new `figures_from`."""
+        meta, records = self._db["meta"], self._db["records"]
+        with self._guard(), self._write() as txn:
+            behind = int(txn.get(_FIGURES_FROM, b"0", db=meta))
+            if behind == 0:
+                return 0
+            start = max(0, behind - chunk)
+
+            def entries() -> Iterator[tuple[bytes, int, bytes]]:
+                cur = txn.cursor(db=self._db["global"])
+                if not cur.set_range(_U64.pack(start)):
+                    return
+                for key, value in cur:
+                    if _U64.unpack(key)[0] >= behind:
+                        return
+                    seq_key, arrived, _ = cbor2.loads(value)
+                    yield bytes(seq_key[:16]), arrived, bytes(txn.get(seq_key, b"", db=records))
+
+            self._put_older_activity(txn, *activity_of_log(entries()))
+            if start:
+                txn.put(_FIGURES_FROM, str(start).encode(), db=meta)
+            else:
+                txn.delete(_FIGURES_FROM, db=meta)
+        return start
+
+    def _put_older_activity(self, txn: lmdb.Transaction, devices: Mapping[bytes, tuple[int, int]],
+                            kinds: Mapping[str, int]) -> None:
+        """Add the figures of records older than every one counted so far (the pass goes newest first): a device's
+        arrival kept stays, as it is of later records; its latest record time only grows; the counts add up."""
+        activity = self._db["activity"]
+        for device_id, (arrived, latest) in devices.items():
+            kept = txn.get(device_id, db=activity)
+            if kept is not None:
+                arrived, kept_latest = _PAIR.unpack(kept)
+                latest = max(latest, kept_latest)
+            txn.put(device_id, _PAIR.pack(arrived, latest), db=activity)
+        self._put_activity(txn, {}, kinds)
+
     def _index_behind(self) -> None:
-        index_behind(self.index_older_kinds, self.kind_index_from(), self._stop)
+        # The figures first: the health page shows them short until they are counted, where the refill reads the
+        # kinds not indexed yet from the records themselves and answers the same, only slower.
+        if self.figures_from():
+            index_behind(self.count_older_figures, self.figures_from(), self._stop, what="chain's figures",
+                         meanwhile=FIGURES_MEANWHILE)
+        if not self._stop.is_set() and not self.figures_from() and self.kind_index_from():
+            index_behind(self.index_older_kinds, self.kind_index_from(), self._stop)
 
     def _write(self):  # type: ignore[no-untyped-def]
         return self._env.begin(write=True)
@@ -545,6 +600,7 @@ class LmdbHubStore:
         with self._env.begin() as txn:
             cur = txn.cursor(db=db["devices"])
             damaged = txn.cursor(db=db["damaged"])
+            behind = int(txn.get(_FIGURES_FROM, b"0", db=db["meta"]))
             if not cur.set_range(after):
                 return out
             for key, value in cur:
@@ -564,8 +620,16 @@ class LmdbHubStore:
                         seqs.append(_U64.unpack(dkey[16:])[0])
                 out.append(DeviceStanding(device=DeviceInfo.from_cbor(value),
                                           state=shown_state(state) if state is not None else None,
-                                          arrived_at=arrived, last_time=latest, damaged=tuple(seqs)))
+                                          arrived_at=arrived, last_time=latest, damaged=tuple(seqs),
+                                          counting=bool(behind) and state is not None
+                                          and self._first_index(txn, device_id) < behind))
         return out
+
+    def _first_index(self, txn: lmdb.Transaction, device_id: bytes) -> int:
+        """The global index of a device's first record (0 if its copy is damaged: it is not known where)."""
+        raw = txn.get(_seq_key(device_id, 0), db=self._db["records"])
+        index = txn.get(hashlib.sha256(raw).digest(), db=self._db["ids"]) if raw is not None else None
+        return _U64.unpack(index)[0] if index is not None else 0
 
     def record_kinds(self) -> dict[str, int]:
         with self._env.begin() as txn:

@@ -17,15 +17,20 @@ def standing_json(standing: DeviceStanding, now: int) -> dict[str, Any]:
                  "last_time": latest, "last_seen": arrived,
                  "sync_lag_s": arrived - latest if arrived is not None and latest is not None else None,
                  "idle_s": now - arrived if arrived is not None else None,
-                 "damaged": list(standing.damaged)})  # seqs awaiting restore
+                 "damaged": list(standing.damaged),  # seqs awaiting restore
+                 "counting": standing.counting})
     return item
 
 
 def chain_health(hub: Hub, now: int, *, after: bytes = b"", limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
     """The log's size, latest checkpoint, forks and refusals by code, the records by kind and the device count,
     with one page of devices: up to `limit` after device id `after`, and `next` to ask after for the following
-    page (None on the last). Everything comes from the store, so it is the same after a restart."""
+    page (None on the last). Everything comes from the store, so it is the same after a restart. After an upgrade
+    from a store that did not keep the figures, `figures_behind` records are still to be counted into them: until
+    it is 0 the records by kind fall short of the log, and a device whose records are not all counted yet is
+    marked `counting` (its figures are those of its records counted so far)."""
     store = hub.store
+    behind = store.figures_from()  # read first: once it is 0, every figure read after it is whole
     page = device_page(store, after=after, limit=limit)
     counters = store.counters()
     refused = {k[len("refused_"):]: v for k, v in counters.items() if k.startswith("refused_")}
@@ -33,5 +38,5 @@ def chain_health(hub: Hub, now: int, *, after: bytes = b"", limit: int = DEFAULT
     return {"now": now, "hub": hub.hub_id.hex(), "size": len(hub.tree), "checkpoint": cp.to_json() if cp else None,
             "forks": len(store.forks()), "refused": refused, "refused_total": sum(refused.values()),
             "duplicates": counters.get("duplicates", 0), "device_count": store.device_count(),
-            "records_by_kind": store.record_kinds(),
+            "records_by_kind": store.record_kinds(), "figures_behind": behind,
             "devices": [standing_json(s, now) for s in page.standings], "next": page.next}

@@ -11,7 +11,8 @@ const I18N = {
     "feed.title": "Live", "chain.title": "Chain health", "records": "Records in log", "devices": "Devices",
     "forks": "Forks", "refused": "Refused records", "duplicates": "Duplicates", "checkpoint": "Latest checkpoint",
     "tree_size": "tree size", "root": "root", "signed": "signed", "download": "Download audit bundle",
-    "device": "Device", "site": "Site", "role": "Role", "status": "Status", "restore": "damaged, awaiting restore", "length": "Length", "head": "Head",
+    "device": "Device", "site": "Site", "role": "Role", "status": "Status", "restore": "damaged, awaiting restore", "counting": "counting",
+    "figures_counting": "Counting the records held before the upgrade into these figures: {n} to go. Until then a device marked \u201ccounting\u201d shows its records counted so far.", "length": "Length", "head": "Head",
     "last_seen": "Last seen", "sync_lag": "Sync lag", "no_forks": "No forks: every device shows one history.",
     "fork_seq": "Seq", "mbg.title": "MBG deliveries", "on_time": "On time", "late": "Late", "short": "Short",
     "missing": "Missing", "portions": "Portions received / planned",
@@ -62,7 +63,8 @@ const I18N = {
     "devices": "Perangkat", "forks": "Percabangan", "refused": "Catatan ditolak", "duplicates": "Duplikat",
     "checkpoint": "Checkpoint terakhir", "tree_size": "ukuran pohon", "root": "akar", "signed": "ditandatangani",
     "download": "Unduh bundel audit", "device": "Perangkat", "site": "Lokasi", "role": "Peran", "status": "Status",
-    "restore": "rusak, menunggu pemulihan", "length": "Panjang", "head": "Ujung", "last_seen": "Terakhir terlihat", "sync_lag": "Jeda sinkron",
+    "restore": "rusak, menunggu pemulihan", "counting": "sedang dihitung",
+    "figures_counting": "Catatan yang tersimpan sebelum pembaruan sedang dihitung ke angka-angka ini: {n} lagi. Sampai selesai, perangkat bertanda \u201csedang dihitung\u201d menunjukkan catatannya yang sudah dihitung.", "length": "Panjang", "head": "Ujung", "last_seen": "Terakhir terlihat", "sync_lag": "Jeda sinkron",
     "no_forks": "Tidak ada percabangan: setiap perangkat menunjukkan satu riwayat.", "fork_seq": "Urutan",
     "mbg.title": "Pengiriman MBG", "on_time": "Tepat waktu", "late": "Terlambat", "short": "Kurang",
     "missing": "Tidak datang", "portions": "Porsi diterima / direncanakan", "school": "Sekolah", "expected": "Rencana",
@@ -247,14 +249,15 @@ async function viewChain() {
   <div class="panel" data-testid="checkpoint"><h2>${t("checkpoint")}</h2>
     ${cp ? `<p>${t("tree_size")} <b data-testid="cp-size">${num(cp.tree_size)}</b> · ${t("root")} <span class="mono">${esc(cp.root.slice(0, 32))}…</span> · ${t("signed")} ${when(cp.time)}</p>` : `<p class="empty">${t("none")}</p>`}
     <a class="btn" id="export" href="/api/export" download="jejak-audit.jejak">${t("download")}</a></div>
-  <div class="panel"><h2>${t("devices")}</h2>${table([
+  <div class="panel"><h2>${t("devices")}</h2>${h.figures_behind ? `<p class="muted" data-testid="figures-counting">${t("figures_counting", { n: num(h.figures_behind) })}</p>` : ""}${table([
     { h: "device", f: (d) => `${esc(d.name)}<br><span class="mono muted">${esc(d.device.slice(0, 12))}</span>` },
     { h: "site", f: (d) => esc(d.site) }, { h: "role", f: (d) => esc(tOr(`role.${d.role}`, d.role)) },
     { h: "status", f: (d) => badge(d.status, tOr(`dev.${d.status}`, d.status))
       + (d.damaged && d.damaged.length ? ` ${badge("damaged", t("restore"))} <span class="mono" data-testid="damaged-${esc(d.device)}">${d.damaged.map(num).join(", ")}</span>` : "") },
     { h: "length", num: true, f: (d) => `<span data-testid="len-${esc(d.device)}">${num(d.length)}</span>` },
     { h: "head", f: (d) => `<span class="mono">${short(d.head)}</span>` },
-    { h: "last_seen", f: (d) => hhmm(d.last_seen) }, { h: "sync_lag", num: true, f: (d) => dur(d.sync_lag_s) },
+    { h: "last_seen", f: (d) => hhmm(d.last_seen) + (d.counting ? ` <span class="muted" data-testid="counting-${esc(d.device)}">(${t("counting")})</span>` : "") },
+    { h: "sync_lag", num: true, f: (d) => dur(d.sync_lag_s) },
   ], h.devices, { attr: 'data-testid="devices"' })}${pager("devices", page, h.device_count, DEVICE_PAGE)}</div>
   <div class="panel"><h2>${t("forks")} / ${t("refused")}</h2>
     ${forks.forks.length ? table([{ h: "device", f: (f) => esc(deviceName(f.device)) },

@@ -6,18 +6,26 @@ from __future__ import annotations
 import math
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import lmdb
 import psycopg
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+from hub import pg
+from hub import store as store_module
 from hub.chain import chain_health
+from hub.metrics import HubMetrics
 from hub.pg import ACTIVITY_VERSION, SCHEMA_VERSION, STANDINGS_SQL, STATUS_VERSION, PgHubStore
 from hub.service import Hub
-from hub.store import LAYOUT_VERSION, DeviceInfo, LmdbHubStore
+from hub.store import LAYOUT_VERSION, DeviceInfo, HubStore, LmdbHubStore, activity_of_log
 from ledger import ChainBuilder, Ed25519Signer, decode_record
 from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
 from tests.hub.conftest import Clock, enroll, new_device
+from tests.wait import wait_until
 
 
 def _kinds_in_log(store) -> Counter[str]:
@@ -139,60 +147,182 @@ def test_activity_pages_give_each_device_that_sent_records_once(make_store):  # 
     assert store.activity_after(b"\xff" * 16, 10) == []
 
 
-def test_an_lmdb_store_of_layout_1_counts_its_records_when_opened(tmp_path):
-    clock = Clock()
-    hub_key = Ed25519Signer.from_seed(b"\x63" * 32)
-    hub = Hub(LmdbHubStore(tmp_path / "s"), hub_key, clock=clock)
-    ids = _fill(hub, clock)
-    health = chain_health(hub, clock())
-    hub.store.close()
-    # What a release before the figures left: layout 1, no figures kept.
-    env = lmdb.open(str(tmp_path / "s"), max_dbs=16)
-    with env.begin(write=True) as txn:
-        for name in (b"activity", b"kinds"):
-            txn.drop(env.open_db(name, txn=txn), delete=True)
-        txn.put(b"layout", b"1", db=env.open_db(b"meta", txn=txn))
-    env.close()
-    upgraded = Hub(LmdbHubStore(tmp_path / "s"), hub_key, clock=clock)
-    assert chain_health(upgraded, clock()) == health
-    assert health["records_by_kind"]["note"] == 5
-    assert [d["last_time"] for d in health["devices"] if d["device"] == ids.a.hex()] == [ids.a_latest]
-    with upgraded.store._env.begin() as txn:
-        assert txn.get(b"layout", db=upgraded.store._db["meta"]) == str(LAYOUT_VERSION).encode()
-    upgraded.store.close()
+@dataclass
+class OldStore:
+    """A store written the way a release before the figures left it (LMDB layout 1, PostgreSQL schema 6), with
+    what the chain's health page answered of it before (at `now`), and its size."""
+
+    health: dict
+    size: int
+    now: int
+    hub_key: Ed25519Signer
+    open: Callable[..., HubStore]
 
 
-def test_a_postgres_store_of_the_schema_before_counts_its_records_in_place(tmp_path):
+@pytest.fixture(params=["lmdb", "postgres"])
+def old_store(request, tmp_path) -> Iterator[OldStore]:
+    """PostgreSQL missing fails, never skips."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    clock = Clock()
-    hub_key = Ed25519Signer.from_seed(b"\x64" * 32)
+    opened: list[HubStore] = []
+
+    def open_store(**kw: object) -> HubStore:
+        store: HubStore = (LmdbHubStore(tmp_path / "s", **kw) if request.param == "lmdb"  # type: ignore[arg-type]
+                           else PgHubStore(PG_DSN, schema=schema, partition_leaves=64, **kw))  # type: ignore[arg-type]
+        opened.append(store)
+        return store
+
     try:
-        hub = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), hub_key, clock=clock)
+        clock = Clock()
+        hub_key = Ed25519Signer.from_seed(b"\x63" * 32)
+        hub = Hub(open_store(), hub_key, clock=clock)
         _fill(hub, clock)
-        for i in range(3):  # records across several partitions
+        for i in range(3):  # longer logs, interleaved, across several of PostgreSQL's partitions
             signer, builder = new_device(clock)
             device_id = enroll(hub, signer, clock)
             recs = [builder.genesis()] + [builder.append("reading", _reading(j)) for j in range(40 + i)]
-            assert hub.ingest(device_id, [r.raw for r in recs]).accepted == len(recs)
-        health = chain_health(hub, clock())
+            for k in range(0, len(recs), 9):
+                clock.advance(7)
+                assert hub.ingest(device_id, [r.raw for r in recs[k:k + 9]]).accepted == len(recs[k:k + 9])
+        old = OldStore(health=chain_health(hub, clock()), size=hub.store.size(), now=clock(), hub_key=hub_key,
+                       open=open_store)
         hub.store.close()
-        # What the release before the figures left: the schema before, without their tables (nor the status
-        # column that came after them).
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds, {schema}.kind_index")
-            conn.execute(f"ALTER TABLE {schema}.devices DROP COLUMN status")
-            conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
-                         (str(ACTIVITY_VERSION - 1),))
-        upgraded = Hub(PgHubStore(PG_DSN, schema=schema, partition_leaves=64), hub_key, clock=clock)
-        assert chain_health(upgraded, clock()) == health
-        assert health["records_by_kind"]["reading"] == 2 + 40 + 41 + 42
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            version = conn.execute(f"SELECT value FROM {schema}.meta WHERE key = 'schema_version'").fetchone()[0]
-        assert version == str(SCHEMA_VERSION)
-        upgraded.store.close()
+        if request.param == "lmdb":
+            env = lmdb.open(str(tmp_path / "s"), max_dbs=32)
+            with env.begin(write=True) as txn:
+                for name in (b"activity", b"kinds", b"kind_index"):
+                    txn.drop(env.open_db(name, txn=txn), delete=True)
+                txn.put(b"layout", b"1", db=env.open_db(b"meta", txn=txn))
+            env.close()
+        else:  # the schema before, without the figures' tables nor what came after them
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP TABLE {schema}.activity, {schema}.record_kinds, {schema}.kind_index")
+                conn.execute(f"ALTER TABLE {schema}.devices DROP COLUMN status")
+                conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                             (str(ACTIVITY_VERSION - 1),))
+        yield old
     finally:
+        for store in opened:
+            store.close()
+        if request.param == "postgres":
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogFigures:
+    """The chain's figures recomputed from the log's entries at index `counted_from` and up (0: all of them)."""
+
+    kinds: dict[str, int]
+    activity: dict[bytes, tuple[int, int]]  # device -> (last arrival, latest record time)
+    first_index: dict[bytes, int]  # device -> the index of its first record
+
+
+def _figures_of_log(store: HubStore, counted_from: int = 0) -> LogFigures:
+    kinds: Counter[str] = Counter()
+    activity: dict[bytes, tuple[int, int]] = {}
+    first: dict[bytes, int] = {}
+    for e in store.entries(0, store.size()):
+        first.setdefault(e.device_id, e.index)
+        if e.index < counted_from:
+            continue
+        record = decode_record(e.raw)
+        kinds[record.kind] += 1
+        seen = activity.get(e.device_id)
+        activity[e.device_id] = (e.arrived_at, record.time if seen is None else max(record.time, seen[1]))
+    return LogFigures(kinds=dict(kinds), activity=activity, first_index=first)
+
+
+def _activity(store: HubStore) -> dict[bytes, tuple[int, int]]:
+    return {d: (a, t) for d, a, t in store.activity_after(b"", 1000)}
+
+
+def _scraped_behind(hub: Hub) -> float:
+    metrics = HubMetrics()
+    metrics.watch(hub, store_path=None, derive_seconds=lambda: 0.0)
+    found = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
+    return found["jejak_hub_chain_figures_behind"].samples[0].value
+
+
+def _check_answers_while_counting(hub: Hub, now: int) -> int:
+    """What the health page and /metrics answer at one step of the count: the figures of the records counted so
+    far (those at `figures_from` and up), the devices with records below it marked, and how many are left."""
+    store = hub.store
+    behind = store.figures_from()
+    counted, whole = _figures_of_log(store, behind), _figures_of_log(store)
+    health = chain_health(hub, now)
+    assert health["figures_behind"] == behind == _scraped_behind(hub)
+    assert health["records_by_kind"] == counted.kinds
+    assert sum(health["records_by_kind"].values()) + behind == store.size()
+    assert _activity(store) == counted.activity
+    for row in health["devices"]:
+        device = bytes.fromhex(row["device"])
+        assert row["counting"] is (device in whole.first_index and whole.first_index[device] < behind), row
+        if not row["counting"] and device in whole.activity:  # a device counted whole shows its final figures
+            assert (row["last_seen"], row["last_time"]) == whole.activity[device]
+        elif device in counted.activity:  # its last arrival is already its last: the newest records count first
+            assert row["last_seen"] == whole.activity[device][0]
+            assert row["last_time"] == counted.activity[device][1] <= whole.activity[device][1]
+        else:
+            assert row["last_seen"] is row["last_time"] is None
+    return behind
+
+
+def test_a_store_from_before_the_figures_opens_without_reading_its_log_and_counts_them_newest_first(
+        old_store, monkeypatch):
+    read: list[int] = []
+
+    def counted(entries: Iterable[tuple[bytes, int, bytes]]) -> tuple[dict[bytes, tuple[int, int]], Counter[str]]:
+        rows = list(entries)
+        read.append(len(rows))
+        return activity_of_log(rows)
+
+    for module in (store_module, pg):
+        monkeypatch.setattr(module, "activity_of_log", counted)
+    clock = Clock(old_store.now)
+    store, size = old_store.open(index_behind=False), old_store.size
+    hub = Hub(store, old_store.hub_key, clock=clock)
+    # The open read no record: its work does not grow with the log; it is marked upgraded.
+    assert read == [] and store.figures_from() == size and store.record_kinds() == {}
+    if isinstance(store, LmdbHubStore):
+        with store._env.begin() as txn:
+            assert txn.get(b"layout", db=store._db["meta"]) == str(LAYOUT_VERSION).encode()
+    else:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            row = conn.execute(f"SELECT value FROM {store.schema}.meta WHERE key = 'schema_version'").fetchone()
+        assert row == (str(SCHEMA_VERSION),)
+    assert _check_answers_while_counting(hub, clock()) == size
+    assert all(d["counting"] for d in chain_health(hub, clock())["devices"] if d["length"])
+    # A chunk at a time, newest first: the answers hold at every step.
+    assert store.count_older_figures(chunk=30) == size - 30
+    assert _check_answers_while_counting(hub, clock()) == size - 30
+    assert store.count_older_figures(chunk=30) == size - 60
+    store.close()
+    # A stop midway resumes from the mark the last chunk wrote; records that arrive meanwhile count at once.
+    store = old_store.open(index_behind=False)
+    hub = Hub(store, old_store.hub_key, clock=clock)
+    assert store.figures_from() == size - 60
+    assert _check_answers_while_counting(hub, clock()) == size - 60
+    signer, builder = new_device(clock)
+    late = enroll(hub, signer, clock)
+    clock.advance(50)
+    assert hub.ingest(late, [builder.genesis().raw, builder.append("note", {"text": "x"}).raw]).accepted == 2
+    grown = _figures_of_log(store)
+    assert _check_answers_while_counting(hub, clock()) == size - 60
+    while store.count_older_figures(chunk=30):
+        assert _check_answers_while_counting(hub, clock())
+    assert sum(read) == size  # each older record read once
+    assert store.figures_from() == 0 and _check_answers_while_counting(hub, clock()) == 0
+    assert store.record_kinds() == grown.kinds and _activity(store) == grown.activity
+    assert not any(d["counting"] for d in chain_health(hub, clock())["devices"])
+
+
+def test_a_store_from_before_the_figures_is_counted_by_a_background_thread_to_the_same_answer(old_store):
+    store = old_store.open()
+    hub = Hub(store, old_store.hub_key, clock=Clock(old_store.now))
+    wait_until(lambda: store.figures_from() == 0 == store.kind_index_from(), what="the background passes")
+    assert chain_health(hub, old_store.now) == old_store.health
+    assert old_store.health["records_by_kind"]["reading"] == 2 + 40 + 41 + 42
+    assert old_store.health["figures_behind"] == 0 and _scraped_behind(hub) == 0
 
 
 def test_a_postgres_page_reads_the_rows_of_its_own_devices_only():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import lmdb
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -15,7 +16,7 @@ from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from ledger import Ed25519Signer
-from tests.hub.conftest import Clock
+from tests.hub.conftest import Clock, enroll, new_device
 
 from .harness import browser, digits
 
@@ -84,3 +85,57 @@ async def test_the_chain_page_shows_a_national_hubs_devices_a_page_at_a_time(tmp
     assert [text for _, text, _ in shown] == ["Halaman 1 dari 3", "Halaman 2 dari 3", "Halaman 3 dari 3",
                                              "Halaman 2 dari 3"]
     assert shown[-1][0] == pages[1] and shown[-1][2], "Previous goes back to the page before"
+
+
+def _counting_marks(url: str, marks: int) -> tuple[str, list[str], list[str]]:
+    """The chain page once it shows `marks` devices marked as still being counted: the note above the devices
+    (empty if none), the devices marked, and the i18n keys the page lacked."""
+    driver, close = browser()
+    try:
+        driver.get(f"{url}/#/chain")
+        read = """const note = document.querySelector('[data-testid=figures-counting]');
+return [note ? note.textContent : '', [...document.querySelectorAll('[data-testid^=counting-]')].map(
+  (e) => e.dataset.testid.slice(9)), [...window.__i18nMissing]];"""
+        WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=devices]")
+                                        and len(d.execute_script(read)[1]) == marks)
+        note, marked, missing = driver.execute_script(read)
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        return note, marked, missing
+    finally:
+        close()
+
+
+async def test_the_chain_page_marks_the_figures_still_being_counted_after_an_upgrade(tmp_path):
+    """A store from before the chain's figures (layout 1) opens at once and counts them in the background: until
+    then the page says how many records are left and marks the devices whose records are not all counted."""
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "store", durable=False), Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
+    sent = []
+    for n in (30, 0):
+        signer, builder = new_device(clock)
+        device_id = enroll(hub, signer, clock)
+        if n:
+            recs = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(n)]
+            assert hub.ingest(device_id, [r.raw for r in recs]).accepted == n + 1
+            sent.append(device_id.hex())
+    size = hub.store.size()
+    hub.store.close()
+    env = lmdb.open(str(tmp_path / "store"), max_dbs=32)
+    with env.begin(write=True) as txn:  # what a release before the figures left
+        for name in (b"activity", b"kinds", b"kind_index"):
+            txn.drop(env.open_db(name, txn=txn), delete=True)
+        txn.put(b"layout", b"1", db=env.open_db(b"meta", txn=txn))
+    env.close()
+    store = LmdbHubStore(tmp_path / "store", durable=False, index_behind=False)  # counted below, step by step
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path), http_port=0,
+                                        coap_port=0, mdns=False), hub=hub)
+    try:
+        note, marked, missing = await asyncio.to_thread(_counting_marks, running.http_url, 1)
+        assert digits(note) == size == store.figures_from() and marked == sent and missing == []
+        while store.count_older_figures(chunk=7):
+            pass
+        note, marked, missing = await asyncio.to_thread(_counting_marks, running.http_url, 0)
+        assert note == "" and marked == [] and missing == []
+    finally:
+        await running.close()

@@ -78,6 +78,7 @@ async def test_hub_metrics_follow_ingest_refusals_and_checkpoints(tmp_path, hub,
         for name in ("jejak_hub_store_bytes", "jejak_hub_analytics_derive_seconds", "jejak_hub_verify_seconds"):
             assert name in found
         assert value(found, "jejak_hub_kind_index_behind") == 0  # a store written with the index from its start
+        assert value(found, "jejak_hub_chain_figures_behind") == 0  # and with the figures
         hub.checkpoint(force=True)
         assert value(await scrape(running.http_url), "jejak_hub_checkpoints") == 2  # read afresh at each scrape
     finally:
