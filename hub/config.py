@@ -60,7 +60,9 @@ UPSTREAM_MODES = ("records", "checkpoints")
 class Upstream:
     """One regional hub pulled from: an `upstream` entry "coap://host:port [<hub key hex>] [records|checkpoints]".
 
-    The key pins the regional hub (its OSCORE pair context, and the key its checkpoints must be signed with). In
+    The key pins the regional hub (its OSCORE pair context, the key its checkpoints must be signed with, and its
+    revocation list's, mirrored into this hub's own log for the devices it relays). It is never learnt from the
+    network: a hub key never rotates, and a region with a new key is a new entry. In
     "records" mode (the default) every record is pulled and verified again; in "checkpoints" mode only the
     region's signed checkpoints are followed, each proved consistent with the last one accepted, and records are
     fetched one at a time with their inclusion proofs (hub/tiers.py, docs/SCALE.md)."""

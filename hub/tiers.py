@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from coap_server.lanes import Lanes
 from coap_server.sync import SyncReport, sync_once
 from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
 from ledger.acceptance import SignatureCheck
+from ledger.enroll import read_revocations
 from ledger.errors import BadCheckpoint, BadProof, CodedError, SplitView
 from ledger.failures import Unreachable
 from ledger.follow import (
@@ -94,10 +95,12 @@ class UpstreamHolder:
     seen through a regional hub is registered from its genesis; every record is still verified here.
     """
 
-    def __init__(self, hub: Hub, upstream: str, verifier: CrossLogVerifier | None = None) -> None:
+    def __init__(self, hub: Hub, upstream: str, verifier: CrossLogVerifier | None = None, *,
+                 revoked: Mapping[bytes, int] | None = None) -> None:
         self.hub = hub
         self.upstream = upstream
         self.verifier = verifier
+        self.revoked = revoked or {}  # the region's signed revocation points, read this round
         self._guessed: dict[bytes, bytes] = {}  # new logs' genesis keys, for ranges checked ahead
 
     def heads(self) -> list[Head]:
@@ -156,11 +159,40 @@ class UpstreamHolder:
         if genesis.seq != 0 or genesis.kind != "key" or genesis.body is None:
             return _refused(NotEnrolled("first record of a new log must be genesis"))
         self.hub.store.put_device(DeviceInfo(
-            device_id=device_id, pubkey=genesis.body["pubkey"], site=f"via {self.upstream}", role="relayed",
+            device_id=device_id, pubkey=genesis.body["pubkey"], site=relayed_site(self.upstream), role="relayed",
             status="active", enrolled_at=self.hub.clock(), name=""))
         # The relay's own decision, signed into its log like any approval: a bundle it exports verifies.
         self.hub.approve(device_id)
+        if (point := self.revoked.get(device_id)) is not None:  # before its records: those past it are refused
+            _revoke_relayed(self.hub, self.upstream, device_id, point)
         return None
+
+
+def mirror_revocations(hub: Hub, upstream: str, points: Mapping[bytes, int]) -> list[tuple[bytes, int]]:
+    """Revoke, in this hub's own log, each device relayed from `upstream` that the region's signed revocation list
+    refuses from an earlier seq than this hub does; (device, seq) of those revoked now. Revocations are never
+    lifted, so an older list (a replay) or one that leaves a device out changes nothing."""
+    done = []
+    for device_id, point in sorted(points.items()):
+        info = hub.store.get_device(device_id)
+        if info is None or info.site != relayed_site(upstream):
+            continue  # not a device this region relays here: a region speaks for its own devices only
+        mine = hub.authority.revoked_from(device_id)
+        if mine is None or point < mine:
+            _revoke_relayed(hub, upstream, device_id, point)
+            done.append((device_id, point))
+    return done
+
+
+def relayed_site(upstream: str) -> str:
+    """The site a device first seen through `upstream` is registered with."""
+    return f"via {upstream}"
+
+
+def _revoke_relayed(hub: Hub, upstream: str, device_id: bytes, point: int) -> None:
+    hub.revoke(device_id, point)
+    log.warning("REGION REVOKED: device %s relayed from %s is refused from seq %d on, as the region's signed "
+                "revocation list says", device_id.hex(), upstream, point)
 
 
 def _refused(exc: LedgerError) -> dict[str, Any]:
@@ -168,11 +200,13 @@ def _refused(exc: LedgerError) -> dict[str, Any]:
 
 
 async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: RequestSize | None = None,
-                    verifier: CrossLogVerifier | None = None, lanes: Lanes | None = None) -> SyncReport:
+                    verifier: CrossLogVerifier | None = None, lanes: Lanes | None = None, *,
+                    revoked: Mapping[bytes, int] | None = None) -> SyncReport:
     """One pull round from `upstream`; pass the same `size` every round so requests follow that link. Over
-    UDP, requests are in flight together only on `lanes` opened beside `ctx` for this upstream."""
-    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream, verifier), push=False, pull=True,
-                           size=size, lanes=lanes)
+    UDP, requests are in flight together only on `lanes` opened beside `ctx` for this upstream. `revoked`: the
+    region's verified revocation points, for the logs first seen in this round."""
+    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream, verifier, revoked=revoked), push=False,
+                           pull=True, size=size, lanes=lanes)
 
 
 def lanes_for(upstream: str, ctx: aiocoap.Context) -> Lanes | None:
@@ -571,10 +605,11 @@ class SummaryPuller:
     request at a time."""
 
     def __init__(self, hub: Hub, url: str, verifier: CrossLogVerifier | None = None, *,
-                 width: int = DRILL_WIDTH, timeout: float = 30.0) -> None:
+                 width: int = DRILL_WIDTH, timeout: float = 30.0, key: bytes | None = None) -> None:
         if width < 1:
             raise ValueError(f"drill-down width: expected at least 1, got {width}")
         self.hub, self.url, self.verifier, self.width, self.timeout = hub, url, verifier, width, timeout
+        self.key = key  # the region's pinned hub key: its revocation list must be signed with it
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
         self.health = RegionHealth(hub, url)
@@ -587,6 +622,7 @@ class SummaryPuller:
                                     timeout=self.timeout)
             if data is not None and self.seen is not None and decode_root(data) == (self.seen.root, self.seen.count):
                 return out
+            revoked = await self._revocations(ctx)  # before any record of this round is taken
             summary = None
             if data is not None:
                 answer = await region_get(ctx, self.url, "/sync/summary?level=1", self.traffic, timeout=self.timeout)
@@ -594,19 +630,32 @@ class SummaryPuller:
             changed = summary.changed(self.seen) if summary is not None and self.seen is not None else None
             if changed is None or len(changed) > SUMMARY_DRILL_MAX:
                 out.full = True
-                out.sync = await pull_once(self.hub, self.url, ctx, size, self.verifier, lanes)
+                out.sync = await pull_once(self.hub, self.url, ctx, size, self.verifier, lanes, revoked=revoked)
                 clean = True
             else:
                 assert summary is not None
-                clean = await self._drill(ctx, summary, changed, out, lanes)
+                clean = await self._drill(ctx, summary, changed, out, lanes, revoked)
             if clean and not out.sync.problems:
                 self.seen = summary
         finally:
             out.requests += self.traffic.requests
         return out
 
+    async def _revocations(self, ctx: aiocoap.Context) -> dict[bytes, int] | None:
+        """The region's revocation list, signed with its pinned key (else the round stops with the error), mirrored
+        into this hub's own log; None without a pinned key or from a hub that serves no list."""
+        if self.key is None:
+            return None
+        raw = await region_get(ctx, self.url, "/security/revocations", self.traffic, missing_ok=True,
+                               timeout=self.timeout)
+        if raw is None:
+            return None
+        points = read_revocations(raw, self.key).points
+        await asyncio.to_thread(mirror_revocations, self.hub, self.url, points)
+        return points
+
     async def _drill(self, ctx: aiocoap.Context, summary: HeadsSummary, changed: list[int], out: SummaryRound,
-                     lanes: Lanes | None = None) -> bool:
+                     lanes: Lanes | None = None, revoked: Mapping[bytes, int] | None = None) -> bool:
         """Fetch the changed buckets' heads, then what they say is missing; False if the region moved on
         meanwhile (the summary is then not remembered, and the next round looks again)."""
         gate = asyncio.Semaphore(self.width)
@@ -628,7 +677,7 @@ class SummaryPuller:
             out.drilled.append(bucket)
         local = {h.device_id: Head.of(state) for h in remote
                  if (state := self.hub.store.chain_state(h.device_id)) is not None}
-        holder = UpstreamHolder(self.hub, self.url, self.verifier)
+        holder = UpstreamHolder(self.hub, self.url, self.verifier, revoked=revoked)
 
         async def fetch(action: Fetch) -> SyncReport:
             got = SyncReport()
@@ -736,15 +785,17 @@ class TierLinks:
         self.hub = hub
         self.pulled: list[str] = []
         self.followed: dict[bytes, RegionFollower] = {}
+        keys: dict[str, bytes | None] = {}
         for upstream in map(parse_upstream, entries):
             if upstream.mode == "checkpoints":
                 follower = RegionFollower(hub, upstream)
                 self.followed[follower.hub_id] = follower
             else:
                 self.pulled.append(upstream.url)
+                keys[upstream.url] = upstream.key
         self.verifier = verifier or CrossLogVerifier()
         self.timeout = timeout
-        self.pullers = [SummaryPuller(hub, url, self.verifier, timeout=timeout) for url in self.pulled]
+        self.pullers = [SummaryPuller(hub, url, self.verifier, timeout=timeout, key=keys[url]) for url in self.pulled]
         self.contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named
         self.lanes: dict[str, Lanes] = {}  # url -> lanes that share the context's credentials, OSCORE too
         self.renew_rounds = renew_rounds

@@ -18,9 +18,9 @@ from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
-from hub.tiers import SummaryRound, TierLinks, UpstreamHolder, pull_all, pull_once
+from hub.tiers import SummaryRound, TierLinks, UpstreamHolder, mirror_revocations, pull_all, pull_once
 from hub.verify import CrossLogVerifier
-from ledger import ChainBuilder, Ed25519Signer, verify_bundle
+from ledger import ChainBuilder, Ed25519Signer, LedgerError, verify_bundle
 from ledger.sync import Limits, RequestSize
 
 from .conftest import enroll, new_device
@@ -325,3 +325,82 @@ async def test_tier_links_renew_their_context_after_a_region_went_silent_or_rest
         await regional.close()
         national.store.close()
     await wait_for(lambda: sockets() <= before, 10, what="every context the links left shut")
+
+
+async def test_national_refuses_what_a_region_revoked_by_its_signed_list_and_nothing_else(tmp_path, clock):
+    """Two real hubs: the national hub pulls a region whose key its entry names. A device the region revoked from a
+    seq it had already taken records past (and one revoked before the national hub ever saw it) is refused here
+    from the same seq, by the region's revocation list signed with the pinned key, written into the national
+    hub's own log. A list under another key is refused with its code and nothing is pulled; an older list (a
+    replay) lifts nothing."""
+    from ledger.authority import Authority
+
+    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
+                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
+                                         checkpoint_interval=3600))
+    key = regional.hub.signer.public_key
+    national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6b" * 32), clock=clock)
+    links = TierLinks(national, (f"{regional.coap_url} {key.hex()}",), timeout=10.0)
+    wrong = Hub(LmdbHubStore(tmp_path / "wrong"), Ed25519Signer.from_seed(b"\x6c" * 32), clock=clock)
+    other_key = Ed25519Signer.from_seed(b"\x6d" * 32).public_key
+    wrong_links = TierLinks(wrong, (f"{regional.coap_url} {other_key.hex()}",), timeout=10.0)
+    sizes: dict[str, RequestSize] = {}
+
+    def device(n: int) -> tuple[bytes, ChainBuilder]:
+        signer, builder = new_device(clock)
+        device_id = enroll(regional.hub, signer, clock)
+        records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(n - 1)]
+        assert regional.hub.ingest(device_id, [r.raw for r in records]).accepted == n
+        return device_id, builder
+
+    def held(hub: Hub, device_id: bytes) -> int:
+        state = hub.store.chain_state(device_id)
+        return state.length if state is not None else 0
+
+    try:
+        kept, builder = device(5)
+        [first], _ = await links.round(sizes)
+        assert isinstance(first, SummaryRound) and held(national, kept) == 5
+        assert national.authority.revoked_from(kept) is None
+
+        # The region takes five more records of it, then its operator revokes it from seq 7 (records 7 to 9 are
+        # in the region's log already); a new device is revoked from seq 1 before the national hub sees it.
+        more = [builder.append("note", {"text": f"late {i}"}) for i in range(5)]
+        assert regional.hub.ingest(kept, [r.raw for r in more]).accepted == 5
+        regional.hub.revoke(kept, 7)
+        late, _ = device(3)
+        regional.hub.revoke(late, 1)
+        assert regional.hub.store.chain_state(kept).length == 10, "the region still holds what it took before"
+
+        [second], _ = await links.round(sizes)
+        assert isinstance(second, SummaryRound), second
+        assert held(national, kept) == 7 and national.authority.revoked_from(kept) == 7
+        assert held(national, late) == 1 and national.authority.revoked_from(late) == 1
+        assert national.store.get_device(kept).status == "revoked"
+        # Written into the national hub's own log, so a bundle it exports refuses them like an auditor would.
+        own = Authority.of(national.hub_id, national.own_log())
+        assert (own.revoked_from(kept), own.revoked_from(late)) == (7, 1)
+        assert any("REVOKED" in p for p in second.sync.problems), second.sync.problems
+
+        # An older list (the region's before the revocations) or one without the device lifts nothing.
+        assert mirror_revocations(national, regional.coap_url, {}) == []
+        assert mirror_revocations(national, regional.coap_url, {kept: 9}) == []
+        assert national.authority.revoked_from(kept) == 7
+        # A device this region does not relay here is not the region's to revoke.
+        assert mirror_revocations(national, "coap://another-region:5683", {kept: 0}) == []
+        assert national.authority.revoked_from(kept) == 7
+
+        # A list under another key than the one pinned: refused with its code, and nothing of the region taken.
+        [refused], _ = await wrong_links.round({})
+        assert isinstance(refused, LedgerError) and refused.code in ("INVALID_SIGNATURE", "VERIFICATION_FAILED"), \
+            refused
+        assert held(wrong, kept) == 0 and held(wrong, late) == 0
+        assert wrong_links.pullers[0].health.state("pulled") == "refused"
+    finally:
+        await links.close()
+        links.verifier.close()
+        await wrong_links.close()
+        wrong_links.verifier.close()
+        await regional.close()
+        national.store.close()
+        wrong.store.close()
