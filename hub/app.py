@@ -280,8 +280,13 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     metrics = HubMetrics()
     if hub is None:
         signer = load_or_create_key(Path(config.data_dir) / "hub.key")
-        hub = Hub(open_store(config), signer, clock=clock or HubClock(parse_clock(config.clock)), auto_approve=config.auto_approve,
-                  check=metrics.timed_check(check_signatures))
+        store = open_store(config)
+        try:
+            hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
+                      auto_approve=config.auto_approve, check=metrics.timed_check(check_signatures))
+        except BaseException:
+            store.close()  # refused (another hub's store, say): released before the error stops the start
+            raise
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)

@@ -70,6 +70,17 @@ class NotEnrolled(UnknownKey):
     http = 403
 
 
+class WrongHubKey(LedgerError):
+    """The store was written by a hub with another key than the one this hub was started with: a hub's key is
+    its identity and never rotates, so starting would begin a second, empty own log beside the first and lose
+    every decision of the first (approvals, revocations) without a word."""
+
+    code = "HUB_KEY_MISMATCH"
+    coap = "5.00"
+    http = 500
+    exit_code = 87
+
+
 class DeviceBlocked(LedgerError):
     """A device whose records are held back (pending approval, or its log forked) until an operator acts."""
 
@@ -198,6 +209,12 @@ class Hub:
         self._pending = _Pending()
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
         self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
+        if self._checkpoints and (other := self._checkpoints[-1].hub_id) != self.hub_id:
+            raise WrongHubKey(
+                f"this store was written by hub {other.hex()}, but the key this hub was started with is hub "
+                f"{self.hub_id.hex()}'s",
+                hint="put back the hub.key this store was written with (from the backup of data_dir), or start "
+                     "the other key with a data_dir of its own; a hub's key never changes")
         self._own = self._open_own_log()
 
     # the hub's own log --------------------------------------------------------------------------------------

@@ -375,9 +375,9 @@ async def test_a_region_whose_key_was_replaced_is_refused_and_shown_until_its_pi
     count of refused regions in /metrics. When the pinned key signs again, the region is followed again from
     where it was, without a restart of the national hub."""
     import asyncio
+    import dataclasses
     import json
     import logging
-    import os
     import urllib.request
 
     from hub.app import load_or_create_key
@@ -394,7 +394,6 @@ async def test_a_region_whose_key_was_replaced_is_refused_and_shown_until_its_pi
                               security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),)))
     regional = await start_hub(region_config)
     pinned = regional.hub.signer.public_key
-    pinned_seed = (data / "hub.key").read_bytes()
     signer, builder = new_device(clock)
     device_id = enroll(regional.hub, signer, clock)
     assert regional.hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
@@ -431,12 +430,12 @@ async def test_a_region_whose_key_was_replaced_is_refused_and_shown_until_its_pi
         assert shown["state"] == "followed" and shown["problem"] is None
         assert await metric("followed") == 1 and await metric("refused") == 0
 
-        # The region's operators replace its key file and restart it on the same address.
+        # The region's operators replace its key and restart it on the same address: a hub with another key
+        # is another hub, with a store of its own (its first store refuses the new key: HUB_KEY_MISMATCH).
         await regional.close()
-        (data / "hub.key").unlink()
-        replaced = load_or_create_key(data / "hub.key").public_key
+        replaced = load_or_create_key(tmp_path / "r2" / "hub.key").public_key
         assert replaced != pinned
-        regional = await start_hub(region_config)
+        regional = await start_hub(dataclasses.replace(region_config, data_dir=str(tmp_path / "r2")))
         assert regional.hub.signer.public_key == replaced
         assert regional.hub.checkpoint() is not None  # the new key's own log is a new leaf: a larger log
 
@@ -461,11 +460,9 @@ async def test_a_region_whose_key_was_replaced_is_refused_and_shown_until_its_pi
         assert line.levelno == logging.ERROR and "REGION_UNPROTECTED" in line.getMessage()
         assert hub_hex in line.getMessage()
 
-        # The pinned key back (the operators restored it): followed again from the accepted checkpoint on.
+        # The pinned key back with its store (the operators restored it): followed again from the accepted
+        # checkpoint on.
         await regional.close()
-        (data / "hub.key").unlink()
-        with os.fdopen(os.open(data / "hub.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
-            fh.write(pinned_seed)
         regional = await start_hub(region_config)
         assert regional.hub.signer.public_key == pinned
         assert regional.hub.ingest(device_id, [builder.append("note", {"text": "back"}).raw]).accepted == 1

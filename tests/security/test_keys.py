@@ -74,3 +74,50 @@ def test_hub_key_behind_a_symlink_is_refused(tmp_path):
     (tmp_path / "hub.key").symlink_to(tmp_path / "real.key")
     with pytest.raises(HubKeyFileError, match="regular file"):
         load_or_create_key(tmp_path / "hub.key")
+
+
+def test_a_hub_started_with_another_key_than_its_store_was_written_with_refuses_and_keeps_the_store(tmp_path):
+    """A lost hub.key is created again at the next start; the store under it still names the first hub. Starting
+    would begin a second, empty own log and drop the first one's decisions (here a revocation): refused, with
+    its code and exit code, and the store is left as it was."""
+    import json
+    import subprocess
+    import sys
+
+    from hub.service import Hub
+    from hub.store import LmdbHubStore
+    from ledger import ChainBuilder, Ed25519Signer
+    from ledger.authority import Decision
+    from ledger.enroll import make_enroll_request
+
+    data = tmp_path / "var"
+    signer = load_or_create_key(data / "hub.key")
+    hub = Hub(LmdbHubStore(str(data / "store")), signer, clock=lambda: 1_763_900_000)
+    device = Ed25519Signer.from_seed(b"\x05" * 32)
+    req = make_enroll_request(device, site="sppg-01", role="kitchen_exit", name="d", time=0, hub_id=hub.hub_id)
+    device_id = hub.enroll(req).device_id
+    hub.approve(device_id)
+    builder = ChainBuilder(device, clock=lambda: 1_763_900_000, boot=1)
+    assert hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+    hub._decide(Decision(action="revoke", device_id=device_id, from_seq=1))
+    cp = hub.checkpoint(force=True)
+    hub.store.close()
+
+    (data / "hub.key").unlink()  # lost: the next start makes a new one
+    toml = tmp_path / "hub.toml"
+    toml.write_text(f'data_dir = "{data}"\nhttp_port = 0\ncoap_port = 0\nmdns = false\n[bridges]\nenabled = false\n')
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", "hub", "run", "--config", str(toml)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 87, proc.stderr[-2000:]
+    error = json.loads(proc.stderr.splitlines()[-1])["error"]
+    assert error["code"] == "HUB_KEY_MISMATCH" and hub.hub_id.hex() in error["message"]
+
+    (data / "hub.key").unlink()
+    (data / "hub.key").write_bytes(signer.seed())
+    os.chmod(data / "hub.key", 0o600)
+    again = Hub(LmdbHubStore(str(data / "store")), load_or_create_key(data / "hub.key"), clock=lambda: 1_763_900_000)
+    try:
+        assert again.hub_id == hub.hub_id and len(again.tree) == cp.tree_size  # nothing was added under the new key
+        assert again.authority.revoked_from(device_id) == 1
+    finally:
+        again.store.close()
