@@ -102,15 +102,16 @@ class CrossLogVerifier:
                 future.result()
 
     def ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
-              keys: dict[bytes, bytes]) -> list[SignatureCheck]:
+              keys: dict[bytes, bytes], *, tasks_per_worker: int = 4) -> list[SignatureCheck]:
         """`items`: (device id, raw records) as offered; `keys`: each held log's current key (new logs: none),
-        to which the key each new log's genesis names is added, for the ranges of a call after this one."""
+        to which the key each new log's genesis names is added, for the ranges of a call after this one.
+        `tasks_per_worker`: how many tasks the records are cut into, per worker (see _submit)."""
         if self.workers < 2 or sum(len(raws) for _, raws in items) < 64:
             return [check_signatures] * len(items)
         try:
             self.start()
             assert self._pool is not None
-            return self._submit(self._pool, items, keys)
+            return self._submit(self._pool, items, keys, tasks_per_worker)
         except BrokenProcessPool:  # a worker was killed: the writer checks this call, a new pool the next
             self.close()
             return [check_signatures] * len(items)
@@ -120,14 +121,17 @@ class CrossLogVerifier:
         it is large enough (the writer then links records while other cores verify them, with no GIL between
         the two), else they are checked on the calling thread (AheadCheck). `key`: the log's current key, or
         for a new log the enrolled one; empty when unknown."""
-        check = self.ahead([(device_id, raws)], {device_id: key} if key else {})[0]
+        # One task per worker: the range waits for the ones before it anyway, and each task costs the hub's
+        # process a pickling and a result to take in (a pusher's ranges in flight keep every worker busy).
+        check = self.ahead([(device_id, raws)], {device_id: key} if key else {}, tasks_per_worker=1)[0]
         return check if isinstance(check, _Ahead) else AheadCheck.of(raws, key)
 
     def _submit(self, pool: ProcessPoolExecutor, items: Sequence[tuple[bytes, Sequence[bytes]]],
-                keys: dict[bytes, bytes]) -> list[SignatureCheck]:
+                keys: dict[bytes, bytes], tasks_per_worker: int) -> list[SignatureCheck]:
         # Tasks of about `size` records, short logs packed together: a few per worker, so the writer can start
         # on the first range while the workers check the rest, and no task is a round trip for a handful.
-        size = max(16, min(self.chunk, sum(len(raws) for _, raws in items) // (4 * self.workers)))
+        total = sum(len(raws) for _, raws in items)
+        size = max(16, min(self.chunk, total // (tasks_per_worker * self.workers)))
         jobs: list[tuple[bytes, list[bytes]]] = []
         waiting: list[tuple[list[tuple[int, Future[bytes], int, int]], int, int, int]] = []
         held = 0

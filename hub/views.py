@@ -35,6 +35,8 @@ from .store import DamagedRecord, HubStore, StoreError
 log = logging.getLogger("jejak.hub.views")
 
 
+BURST_QUIET_S = 0.3  # no records for this long: a burst is over, derive (see Views._settle)
+BURST_HOLD_S = 5.0  # the longest a burst of records holds the derivation of alerts back
 REFILL_BATCH = 2000  # records read and folded in per hold of the read models' lock
 MBG_KINDS = frozenset({"scan", "stock"})
 MARKET_KINDS = frozenset({"price", "reading", "note"})
@@ -147,6 +149,7 @@ class Views:
                  events: Publisher | None = None, market_config: MarketConfig | None = None,
                  kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0,
+                 burst_quiet_s: float = BURST_QUIET_S, burst_hold_s: float = BURST_HOLD_S,
                  refill: bool = False, refill_batch: int = REFILL_BATCH,
                  refill_pause: Callable[[RefillProgress], None] | None = None,
                  state_dir: Path | None = None, webhook_retry: RetryPolicy | None = None,
@@ -154,6 +157,7 @@ class Views:
         self.hub = hub
         # Findings that follow the clock (overdue, unreturned, a timer still open) appear without new records.
         self.rederive_s = rederive_s
+        self.burst_quiet_s, self.burst_hold_s = burst_quiet_s, burst_hold_s  # see _settle
         self.clock = clock or hub.clock
         self.events = events
         self.keep_days = keep_days
@@ -402,10 +406,9 @@ class Views:
             self._dirty.wait(self.rederive_s)
             if self._stop.is_set():
                 return
-            # Let a burst of pushes land first, and keep derivation to about a third of one core however
-            # large the day grows: ingest shares the interpreter with this thread.
-            self._stop.wait(max(0.3, 2 * self._last_derive_s))
-            self._dirty.clear()
+            self._settle()
+            if self._stop.is_set():
+                return
             if not self.refilled.is_set():
                 continue  # alerts from part of the log would be raised and resolved again; the refill's end wakes us
             started = time.perf_counter()
@@ -423,6 +426,21 @@ class Views:
                 self.store_market_days()
             except Exception:
                 log.exception("keeping the markets' day aggregates failed; the next derivation tries again")
+
+    def _settle(self) -> None:
+        """Wait for a burst of records to land before deriving: until none arrived for a moment (twice the last
+        derivation, at least `burst_quiet_s`, which also keeps derivation to about a third of one core however
+        large the day grows), or until the burst has held derivation back `burst_hold_s` (at least ten
+        derivations' time). Each derivation settles the whole day again and shares the interpreter with the
+        writer: while an edge's backlog arrives, derivations every fraction of a second cost the hub more
+        than taking the records off the wire, and raise alerts from part of the backlog that the rest then
+        resolves. Records that arrive further apart than `burst_quiet_s` have theirs derived as before."""
+        quiet = max(self.burst_quiet_s, 2 * self._last_derive_s)
+        until = time.monotonic() + max(self.burst_hold_s, 10 * self._last_derive_s)
+        self._dirty.clear()
+        while not self._stop.wait(quiet) and self._dirty.is_set() and time.monotonic() < until:
+            self._dirty.clear()
+        self._dirty.clear()
 
     @property
     def derive_seconds(self) -> float:

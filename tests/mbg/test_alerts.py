@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import pytest
 
 from hub.mbg import Kitchen, Plan, School
@@ -11,7 +14,7 @@ from hub.views import Views
 from ledger import ChainBuilder, Ed25519Signer
 from tests.hub.conftest import Clock, enroll
 from tests.mbg.common import MIDNIGHT, H, M
-from tests.wait import wait_until
+from tests.wait import PATIENCE, wait_until
 
 PLAN = Plan(kitchens=(Kitchen(id="K1"),), schools=(School(id="S1", kitchen="K1", portions=20),))
 TAGS = ["04aa000000000001", "04aa000000000002"]
@@ -90,5 +93,48 @@ def test_time_based_findings_are_derived_without_new_records(hub) -> None:
         clock.now = MIDNIGHT + 16 * H
         alert = wait_until(lambda: _open(views).get("container_unreturned"), what="the unreturned alert")
         assert "2 containers not returned" in alert["text"]
+    finally:
+        views.close()
+
+
+def _stream(hub: Hub, clock: Clock, until: Callable[[], bool], at_least: float) -> int:
+    """Ingest records one at a time, with no pause between them, for `at_least` seconds and then until
+    `until()` holds (or a bound for a busy machine); return how many."""
+    signer = Ed25519Signer.from_seed(b"K1".ljust(32, b"."))
+    device_id = enroll(hub, signer, clock, site="K1")
+    builder = ChainBuilder(signer, clock=clock, boot=1)
+    hub.ingest(device_id, [builder.genesis().raw])
+    started = time.monotonic()
+    n = 0
+    while time.monotonic() - started < at_least or not until():
+        assert time.monotonic() - started < 60 * PATIENCE, "the stream ran out of time"
+        body = {"site": "K1", "event": "cooked", "cooked_at": MIDNIGHT + 5 * H, "count": 20}
+        assert hub.ingest(device_id, [builder.append("scan", body).raw]).accepted == 1
+        n += 1
+    return n
+
+
+def test_a_burst_of_records_is_derived_once_it_pauses(hub) -> None:
+    hub, clock = hub
+    # Records arrive far closer together than `burst_quiet_s` on any machine; the hold is never reached.
+    views = Views(hub, plan=PLAN, clock=clock, burst_quiet_s=3.0, burst_hold_s=3600)
+    views.start()
+    try:
+        n = _stream(hub, clock, lambda: True, at_least=1.0)
+        assert views.derive_seconds == 0, "derived while the records still arrived"
+        wait_until(lambda: views.derive_seconds > 0, what="the derivation once the records paused")
+        with views.fresh():
+            assert views.mbg.summary(clock())["total_scans_today"] == n
+    finally:
+        views.close()
+
+
+def test_a_burst_holds_the_derivation_back_for_a_bounded_time(hub) -> None:
+    hub, clock = hub
+    views = Views(hub, plan=PLAN, clock=clock, burst_quiet_s=2.0, burst_hold_s=1.0)
+    views.start()
+    try:
+        # Without a pause: the derivation comes once the burst has held it back `burst_hold_s`.
+        _stream(hub, clock, lambda: views.derive_seconds > 0, at_least=0.0)
     finally:
         views.close()
