@@ -23,6 +23,7 @@ from aiocoap.message import Direction
 from aiocoap.messagemanager import MessageManager
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import ACK, CON, NON
+from aiocoap.pipe import error_to_message, run_driving_pipe
 from aiocoap.tokenmanager import TokenManager
 
 
@@ -177,6 +178,11 @@ class BoundedContext(aiocoap.Context):
         mman.message_interface = transport
         tman.token_interface = mman
         self.request_interfaces.append(tman)
+
+    def render_to_pipe(self, pipe: Any) -> None:
+        # As aiocoap's, but for the task's name: aiocoap names it after the request's repr (its options and the
+        # addresses written out), which took about 50 µs, for each 1,024-byte block of a request over UDP.
+        run_driving_pipe(error_to_message(pipe, self.log), self._render_to_pipe(pipe), name="CoAP request rendering")
 
     def message_managers(self) -> list[BoundedMessageManager]:
         """The bounded message layers of this context (one per UDP transport)."""

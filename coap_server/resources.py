@@ -43,6 +43,7 @@ from .errors import (
     error_response,
 )
 from .params import check_body_size, coap_query, seq
+from .routing import Site
 
 TEXT = 0
 SUBMITTABLE = ("scan", "reading", "price", "stock", "note")
@@ -334,9 +335,9 @@ class TapResource(_Guarded):
 
 
 def build_site(backend: Backend, limits: ServerLimits = ServerLimits(), *, tap: Any = None) -> tuple[
-        resource.Site, LogSite]:
+        Site, LogSite]:
     """The edge's CoAP site and its log resource (call `.notify(device_id)` on it when a log grows)."""
-    site = resource.Site()
+    site = Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader,
                                                                     impl_info=None))
     site.add_resource(["submit"], SubmitResource(backend, limits))

@@ -40,6 +40,7 @@ from ledger.sync import (
     plan,
 )
 
+from . import blocks
 from .errors import error_response
 from .lanes import Lanes
 from .params import Param, check_body_size, coap_query, device, seq
@@ -473,7 +474,7 @@ async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = 
         # and a sync loop told to stop would carry on.
         try:
             async with asyncio.timeout(timeout):
-                response = await ctx.request(msg).response
+                response = await blocks.request(ctx, msg)
         except NotAProtectedMessage as exc:
             # An OSCORE request answered unprotected 4.01 was refused unread: with requests in flight on several
             # lanes (coap_server/lanes.py), a block retransmitted after a loss can come after the others moved

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from coap_server.discovery import Discovery
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
+from coap_server.routing import Site
 from coap_server.sync import add_sync_resources
 from ledger import Ed25519Signer
 from ledger.acceptance import SignatureCheck
@@ -233,7 +234,7 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
 
 async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity, metrics: HubMetrics,
                       verifier: CrossLogVerifier) -> tuple[aiocoap.Context, int]:
-    site = resource.Site()
+    site = Site()
     site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
     add_sync_resources(site, HubHolder(hub, metrics, verifier), visible=security.policy.visible)
     add_proof_resources(site, hub)

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import aiocoap
-import aiocoap.resource as resource
 import cbor2
 
 from coap_server.ports import serve_coap
+from coap_server.routing import Site
 from coap_server.sync import add_sync_resources
 from edge.config import EdgeConfig
 from edge.daemon import free_udp_port
@@ -79,7 +79,7 @@ async def _sync(root: Path, n: int) -> None:
     device = source.own_device()
     assert device is not None
     port = free_udp_port("127.0.0.1")
-    site = resource.Site()
+    site = Site()
     add_sync_resources(site, source)
     server = await serve_coap(site, host="127.0.0.1", port=port, tcp=False, setting="bench")
     target = LmdbLogStore(root / "b")
