@@ -1,14 +1,15 @@
-"""A request whose body is sent block by block (RFC 7959 Block1) with the peer's address and transport found once.
+"""A request whose body is sent block by block (RFC 7959 Block1) on the transport its first block found.
 
 aiocoap 0.4.17 sends each block of a request body as a request of its own from the start: it deep copies the
-whole request's options to cut the block (`Message._extract_block`), then looks again for the transport and
-the credentials, rebuilding the request's URI and parsing the peer's address for it, and names a task after
-the block's repr, and parses the peer's address again to see whether it is a multicast one. Over UDP, where a block carries 1,024 bytes (the largest RFC 7959 has), a records push of
-100,000 records is about 26,000 blocks, and that work was most of the sender's CPU. `request` does what
-aiocoap's block-wise request does for a body, on the remote and transport the first block found: each block
-a new message with the request's option objects (unchanged, so shared), its Block1 and its slice of the body.
-The answer's own blocks (Block2) are asked for as aiocoap asks for them. What is not sent this way (a body
-of one block, CoAP over TCP, whose blocks are BERT) goes through `ctx.request` as before.
+whole request's options to cut the block (`Message._extract_block`), looks again for the transport and the
+credentials (rebuilding the request's URI and parsing the peer's address for it), names a task after the
+block's repr, and parses the peer's address three more times to see whether it is a multicast one. Over UDP,
+where a block carries 1,024 bytes (the largest RFC 7959 has), a push of 100,000 records is about 26,000
+blocks, and that work was most of the sender's CPU. `request` does what aiocoap's block-wise request does for
+a body: each block a new message with the request's option objects (unchanging, so shared), its Block1 and its
+slice of the body, sent on the transport that took the first block, to where the first block's answer came
+from. The answer's own blocks (Block2) are asked for as aiocoap asks for them. A body of one block, and CoAP
+over TCP (whose blocks are BERT), go through `ctx.request` as before.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ async def request(ctx: aiocoap.Context, msg: aiocoap.Message) -> aiocoap.Message
     exp = remote.maximum_block_size_exp
     if exp >= 7 or len(msg.payload) <= remote.maximum_payload_size:  # BERT, or one block after all
         return await ctx.request(msg).response
-    if isinstance(remote, UDP6EndpointAddress):
-        remote = _Known.of(remote)
     size = 1 << (exp + 4)
     options = list(msg.opt.option_list())
     body = msg.payload
@@ -64,6 +63,9 @@ async def request(ctx: aiocoap.Context, msg: aiocoap.Message) -> aiocoap.Message
             # The peer asks for smaller blocks (none of Jejak's does): aiocoap's own block-wise request sends
             # the body again, which the peer takes as a new one (a block 0 discards what came before it).
             return await ctx.request(msg).response
+        if number == 0:
+            # The rest go where the first block's answer came from, from the address it came to, as aiocoap's.
+            remote = _Known.of(answer.remote) if isinstance(answer.remote, UDP6EndpointAddress) else answer.remote
         number += 1
     answer.opt.block1 = None
     # A large answer comes in blocks of its own: asked for as aiocoap does after its Block1 phase.
