@@ -782,7 +782,7 @@ class WebhookDelivery(TypedDict):
     alert: str
     subscriber: str
     kind: str
-    url: str
+    url: str  # where it went, with what could be a secret masked as *** (docs/DEPLOY.md)
     body_sha256: str
     attempts: int
     statuses: list[int | str]  # HTTP status per attempt, or the error's name

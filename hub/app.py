@@ -38,7 +38,7 @@ from .config import ConfigError, HubConfig
 from .http import Events, HubApi
 from .integrity import StoreCheck, check_store
 from .journal import Journal
-from .markets import Subscriber, WebhookSender
+from .markets import WebhookSender
 from .markets.routes import MarketRoutes
 from .mbg import Plan, load_plan
 from .mbg.routes import MbgRoutes
@@ -221,9 +221,7 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
     started, refilled from the store in the background."""
     if plan is None:
         plan = load_plan(Path(config.mbg_plan)) if config.mbg_plan else Plan(kitchens=(), schools=())
-    hooks: list[dict[str, Any]] = [{k: tuple(v) if isinstance(v, list) else v for k, v in hook.items()}
-                                   for hook in config.webhooks]
-    subscribers = tuple(Subscriber(**hook) for hook in hooks)
+    subscribers = config.subscribers()
     sender = (WebhookSender(max_attempts=config.webhook_attempts, timeout_s=config.webhook_timeout_s)
               if subscribers else None)
     return Views(hub, plan=plan, events=events, market_config=config.markets,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import difflib
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ from ledger.errors import CodedError
 
 from .bridges.config import BridgeConfig
 from .clock import parse_clock
+from .markets.errors import BadObservation
 from .markets.service import MarketConfig
-from .markets.webhooks import RetryPolicy
+from .markets.webhooks import RetryPolicy, Subscriber
 
 
 class ConfigError(CodedError):
@@ -133,6 +135,7 @@ class HubConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def __post_init__(self) -> None:
+        self.subscribers()  # a [[webhooks]] entry that does not hold stops the hub at start, naming the setting
         parse_clock(self.clock)  # a bad clock stops the hub at start, not at its first record
         for entry in self.upstream:
             parse_upstream(entry)
@@ -142,17 +145,70 @@ class HubConfig:
             if not 0 <= port < 65536:
                 raise ValueError(f"port: expected 0..65535, got {port}")
 
+    def subscribers(self) -> tuple[Subscriber, ...]:
+        """The [[webhooks]] entries as the alert subscribers they name; a ConfigError for one that does not
+        hold."""
+        subs = tuple(subscriber_of(hook, n) for n, hook in enumerate(self.webhooks, 1))
+        seen: set[str] = set()
+        for n, sub in enumerate(subs, 1):
+            if sub.id in seen:
+                raise ConfigError(f"[[webhooks]] number {n}: id {sub.id!r} is taken by an earlier entry",
+                                  where=f"webhooks[{n}].id",
+                                  hint="give each subscriber its own id: what it was told is kept by id")
+            seen.add(sub.id)
+        return subs
+
+
+_SUBSCRIBER_LISTS = ("commodities", "regions")
+
+
+def subscriber_of(hook: object, n: int) -> Subscriber:
+    """The `n`-th (from 1) [[webhooks]] entry as a Subscriber. What does not hold is a ConfigError that names the
+    entry and the setting: an unknown one with the closest known one, a missing one, one of the wrong type, or a
+    value the subscriber refuses."""
+    where = f"webhooks[{n}]"
+    if not isinstance(hook, Mapping):
+        raise ConfigError(f"[[webhooks]] number {n}: expected a table of settings (id, kind, url, ...), got "
+                          f"{type(hook).__name__}", where=where)
+    known = {f.name: f for f in fields(Subscriber)}
+    section = f"[[webhooks]] number {n}" + (f" (id {hook['id']!r})" if isinstance(hook.get("id"), str) else "")
+    kwargs: dict[str, Any] = {}
+    for key, value in hook.items():
+        if key not in known:
+            raise _unknown(key, known, section, f"{where}.{key}")
+        if key in _SUBSCRIBER_LISTS:
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{section}: {key}: expected a list of names, got {value!r}",
+                                  where=f"{where}.{key}", hint=f'e.g. {key} = ["..."]; leave it out for every one')
+            kwargs[key] = tuple(value)
+        elif not isinstance(value, str):
+            raise ConfigError(f"{section}: {key}: expected text, got {value!r}", where=f"{where}.{key}",
+                              hint=f'quote it: {key} = "..."')
+        else:
+            kwargs[key] = value
+    missing = [name for name, f in known.items() if f.default is MISSING and name not in kwargs]
+    if missing:
+        raise ConfigError(f"{section}: {', '.join(missing)} not set", where=f"{where}.{missing[0]}",
+                          hint="a subscriber needs an id, a kind (json, telegram or whatsapp) and a url")
+    try:
+        return Subscriber(**kwargs)
+    except BadObservation as exc:
+        raise ConfigError(f"{section}: {exc.message}", where=where, hint=exc.hint) from None
+
+
+def _unknown(key: str, known: Mapping[str, object], section: str, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    return ConfigError(f"unknown setting {key!r}" + (f" in {section}" if section else ""), where=where,
+                       hint=(f"did you mean {close[0]!r}? " if close else "")
+                       + f"known settings: {', '.join(sorted(known))}")
+
 
 def _build(cls: Any, data: dict[str, Any], section: str = "") -> Any:
     known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            raise ConfigError(f"unknown setting {key!r}" + (f" in [{section}]" if section else ""),
-                              where=f"{section}.{key}" if section else key,
-                              hint=(f"did you mean {close[0]!r}? " if close else "")
-                              + f"known settings: {', '.join(sorted(known))}")
+            raise _unknown(key, known, f"[{section}]" if section else "", f"{section}.{key}" if section else key)
         default = known[key].default_factory() if callable(known[key].default_factory) else known[key].default
         if is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{section}.{key}" if section else key)

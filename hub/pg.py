@@ -26,6 +26,7 @@ from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
 from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
 from .journal import sync_dir
+from .redact import mask_url
 from .store import (
     FIGURES_MEANWHILE,
     INDEX_CHUNK,
@@ -193,6 +194,14 @@ class ArchiveIndexing:
     def to_json(self) -> dict[str, object]:
         return {"archive": self.archive, "outcome": self.outcome, "records": self.records, "code": self.code,
                 "message": self.message, "hint": self.hint, "tile": self.tile}
+
+
+def shown_dsn(dsn: str) -> str:
+    """A PostgreSQL address as errors show it: a URL masked (`mask_url`); in libpq's key=value form, the
+    password's value."""
+    if "://" in dsn:
+        return mask_url(dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
 
 
 def _index_refusal(stem: str, exc: BaseException) -> StoreError:
@@ -418,7 +427,7 @@ class PgHubStore:
         try:
             self._conn = psycopg.connect(dsn, autocommit=False)
         except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot reach PostgreSQL at {dsn}: {exc}",
+            raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}",
                              hint="start PostgreSQL or set [store] dsn in the hub config") from None
         with self._tx():
             self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
@@ -1324,7 +1333,7 @@ class PgAggregates:
         try:
             self._conn = psycopg.connect(dsn, autocommit=False)
         except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot reach PostgreSQL at {dsn}: {exc}",
+            raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}",
                              hint="start PostgreSQL or set [store] dsn in the hub config") from None
         with self._conn.transaction():
             self._conn.execute(f"SET search_path TO {schema}")

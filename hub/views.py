@@ -491,7 +491,7 @@ class Views:
             out = self.mbg.summary(now)
             bands = self.markets.bands()
             observed = self.markets.listed_count()
-            held = len(self.markets.quarantined("pending"))
+            held = self.markets.held_count("pending")
         status = self.hub.status()
         out.update({"now": now, "chain": {"size": status["size"], "devices": status["devices"],
                                           "forks": status["forks"], "checkpoint": status["checkpoint"]},

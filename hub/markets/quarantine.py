@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,6 +66,8 @@ class QuarantineStore(Protocol):
     def set_state(self, observation_id: str, state: str, decision: Decision,
                   verdict: Verdict | None = None) -> QuarantineEntry: ...
     def entries(self, state: str | None = None) -> list[QuarantineEntry]: ...
+    def count(self, state: str | None = None) -> int:
+        """How many `entries(state)` holds, without listing them."""
     def decisions(self, observation_id: str | None = None) -> list[Decision]: ...
     def keep(self, decision: Decision) -> None:
         """Keep a decision on a value not held here (a day kept only as aggregates): for the audit trail."""
@@ -73,12 +76,15 @@ class QuarantineStore(Protocol):
 class MemoryQuarantineStore:
     def __init__(self) -> None:
         self._entries: dict[str, QuarantineEntry] = {}
+        self._states: Counter[str] = Counter()  # entries by state, for `count`
         self._decisions: list[Decision] = []
         self._trails: dict[str, list[Decision]] = {}  # the same decisions by observation
 
     def put(self, entry: QuarantineEntry) -> None:
         # The same record arriving twice (sync is idempotent) keeps its first entry and its decisions.
-        self._entries.setdefault(entry.observation.id, entry)
+        if entry.observation.id not in self._entries:
+            self._entries[entry.observation.id] = entry
+            self._states[entry.state] += 1
 
     def get(self, observation_id: str) -> QuarantineEntry:
         try:
@@ -93,11 +99,16 @@ class MemoryQuarantineStore:
         new = QuarantineEntry(observation=old.observation, verdict=verdict or old.verdict,
                               quarantined_at=old.quarantined_at, state=state)
         self._entries[observation_id] = new
+        self._states[old.state] -= 1
+        self._states[state] += 1
         self.keep(decision)
         return new
 
     def entries(self, state: str | None = None) -> list[QuarantineEntry]:
         return [e for e in self._entries.values() if state is None or e.state == state]
+
+    def count(self, state: str | None = None) -> int:
+        return len(self._entries) if state is None else self._states[state]
 
     def decisions(self, observation_id: str | None = None) -> list[Decision]:
         if observation_id is None:

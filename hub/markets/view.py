@@ -110,6 +110,16 @@ class HubMarkets(MarketService):
         page = held[offset:] if limit is None else held[offset:offset + limit]
         return [e.to_dict() for e in page], len(held)
 
+    def held_count(self, state: str | None = "pending") -> int:
+        """How many values `held_page` holds in all (its total), without listing them: every pending value
+        counts whatever its day, so those are the store's count."""
+        if state == PENDING:
+            return self.quarantine.store.count(PENDING)
+        first = self.listed_from()
+        tz = self.config.tz_offset_s
+        return sum(1 for e in self.quarantine.store.entries(state)
+                   if e.state == PENDING or day_of(e.observation.time, tz) >= first)
+
     def checked(self) -> list[dict[str, Any]]:
         """Every observation of the days listed (`listed_from`) with its day, whether it is out of the
         analyses now, and the reasons why."""

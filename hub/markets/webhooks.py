@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from ..journal import Journal
+from ..redact import mask_url
 from .errors import BadObservation
 from .warning import ALPS_BANDS, Alert, _severity
 
@@ -49,7 +50,7 @@ class Subscriber:
         if self.kind not in KINDS:
             raise BadObservation(f"subscriber kind: expected one of {list(KINDS)}, got {self.kind!r}")
         if not self.url.startswith(("http://", "https://")):
-            raise BadObservation(f"subscriber url: expected http:// or https://, got {self.url!r}")
+            raise BadObservation(f"subscriber url: expected http:// or https://, got {mask_url(self.url)!r}")
         if self.kind == "telegram" and not (self.token and self.chat_id):
             raise BadObservation("telegram subscriber: expected token and chat_id")
         if self.kind == "whatsapp" and not (self.token and self.phone_number_id and self.to):
@@ -86,6 +87,12 @@ def build_request(sub: Subscriber, alert: Alert) -> tuple[str, dict[str, str], d
     return sub.url, headers, {"type": "jejak.market.alert", "alert": alert.to_dict(), "text": alert_text(alert)}
 
 
+def shown_url(url: str, token: str = "") -> str:
+    """`url` as the hub shows and logs it: masked (`mask_url`), and the subscriber's token never in it."""
+    shown = mask_url(url)
+    return shown.replace(token, "***") if token else shown
+
+
 def backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> float:
     """The wait after `failures` failures: `base_s` doubling each time up to `cap_s`, drawn from half to one and a
     half times that (jitter, so senders that failed together do not all come back together)."""
@@ -94,7 +101,8 @@ def backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> f
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delivery:
-    """What was sent to whom, how often, and how it ended. Secrets are left out of `url`."""
+    """What was sent to whom, how often, and how it ended. `url` is shown with what could be a secret in it
+    masked (`mask_url`), and the subscriber's token left out."""
 
     alert_id: str
     subscriber: str
@@ -178,7 +186,7 @@ class WebhookSender:
     async def send(self, sub: Subscriber, alert: Alert) -> Delivery:
         url, headers, body = build_request(sub, alert)
         data = json.dumps(body, ensure_ascii=False, sort_keys=True).encode()
-        shown = url.replace(sub.token, "***") if sub.token else url
+        shown = shown_url(url, sub.token)
         session = await self._get_session()
         started = self.clock()
         statuses: list[int | str] = []
@@ -203,6 +211,9 @@ class WebhookSender:
                             body_sha256=hashlib.sha256(data).hexdigest(), body=body, attempts=len(statuses),
                             statuses=tuple(statuses), ok=ok, started_at=started, finished_at=self.clock())
         self.log.append(delivery)
+        if not ok:
+            log.warning("webhook %s: alert %s to %s not delivered; each try answered: %s", sub.id, alert.id, shown,
+                        ", ".join(map(str, statuses)))
         return delivery
 
     async def broadcast(self, subscribers: Sequence[Subscriber], alerts: Sequence[Alert], *,

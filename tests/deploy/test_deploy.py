@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +20,7 @@ import pytest
 from edge import config as edge_config
 from edge.daemon import EdgeDaemon
 from hub import config as hub_config
+from hub.markets.webhooks import RetryPolicy
 from hub.mbg import load_plan
 from tests.edge.common import edge_config as make_edge_config
 
@@ -71,13 +73,22 @@ def test_units_are_hardened_notify_services(unit: str) -> None:
         assert "PrivateDevices=true" in lines
 
 
-def test_example_configs_load_through_the_real_loaders() -> None:
+def test_example_configs_load_through_the_real_loaders(tmp_path: Path) -> None:
     edge = edge_config.load(DEPLOY / "edge.toml")
     assert edge.reader.driver == "pn532_i2c" and edge.feedback.driver == "gpio"
     assert [s.driver for s in edge.sensors] == ["bme280", "dht22"]
     assert edge.data_dir == "/var/lib/jejak/edge" and not edge.sim.enabled
     hub = hub_config.load(DEPLOY / "hub.toml")
     assert hub.store.backend == "postgres" and hub.mbg_plan == "/etc/jejak/mbg.toml"
+    # Its commented examples hold too: uncommented, they load, and the retry block says the defaults.
+    settings = re.compile(r"# ?(\[\[?\w+\]\]?(?: .*)?|\w+ = .*)")
+    lines = [m.group(1) if (m := settings.fullmatch(line)) else line
+             for line in (DEPLOY / "hub.toml").read_text().splitlines()]
+    assert "[webhook_retry]" in lines and any(line.startswith("[[webhooks]]") for line in lines)
+    (tmp_path / "hub.toml").write_text("\n".join(lines) + "\n")
+    every = hub_config.load(tmp_path / "hub.toml")
+    assert every.webhook_retry == RetryPolicy() and every.webhook_attempts == 4
+    assert [s.id for s in every.subscribers()] == ["ops"] and every.security.read == ("*:self",)
     plan = load_plan(DEPLOY / "mbg.toml")
     assert [s.id for s in plan.schools] == ["SDN-001", "SMPN-002"]
     assert {s.kitchen for s in plan.schools} == {k.id for k in plan.kitchens}

@@ -231,6 +231,19 @@ async def test_the_held_list_comes_a_page_at_a_time_with_every_pending_value_wha
         assert set(page["names"]) == {e["observation"]["commodity"] for e in page["entries"]}
         paged += [e["observation"]["id"] for e in page["entries"]]
     assert paged == ids
+    # The front page counts the same held values without listing them, also once a decision took one out.
+    code, summary = await env.get("/api/dashboard/summary")
+    assert code == 200 and summary["markets"]["quarantined"] == held["total"]
+    code, answer = await env.post(f"/api/markets/quarantine/{fake}/decide", headers={"Authorization": f"Bearer {OPERATOR}"},
+                                  json={"action": "confirm", "by": "siti", "why": "a typo of 40,000"})
+    assert code == 200, answer
+    code, summary = await env.get("/api/dashboard/summary")
+    code, held = await env.get("/api/markets/quarantine")
+    assert summary["markets"]["quarantined"] == held["total"] == len(ids) - 1
+    for state in ("pending", "confirmed", "released", "cleared", None):
+        assert env.views.markets.held_count(state) == env.views.markets.held_page(state)[1], state
+    # Decided, the old value is listed no longer (its day is past the days listed), though the store keeps it.
+    assert env.views.markets.quarantine.store.count("confirmed") == 1 and env.views.markets.held_count("confirmed") == 0
     for bad in ({"limit": "0"}, {"limit": "1001"}, {"offset": "-1"}, {"limit": "ten"}):
         code, answer = await env.get("/api/markets/quarantine", params=bad)
         assert code == 400 and answer["error"]["code"] == "BAD_REQUEST", (bad, answer)
@@ -320,6 +333,7 @@ async def receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
 
     app = web.Application()
     app.router.add_post("/hook", inbox)
+    app.router.add_post("/hook/{tail:.*}", inbox)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -328,7 +342,8 @@ async def receiver() -> tuple[web.AppRunner, str, list[dict[str, Any]]]:
 
 async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_path):
     runner, url, received = await receiver()
-    hook = {"id": "ops", "kind": "json", "url": url, "min_band": "stress"}
+    # The subscriber's secret rides in its URL: the operator's answer shows where deliveries went, masked.
+    hook = {"id": "ops", "kind": "json", "url": f"{url}/B0S3CR3T/x?key=hunter2", "min_band": "stress"}
     env = await make_env(tmp_path, webhooks=(hook,))
     try:
         synth_history(env, seed=11, shocks=24.0)
@@ -339,6 +354,8 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
         code, hooks = await env.get("/api/markets/webhooks", headers={"Authorization": f"Bearer {OPERATOR}"})
         assert code == 200 and hooks["subscribers"][0]["id"] == "ops"
         assert hooks["deliveries"] and all(d["ok"] and d["subscriber"] == "ops" for d in hooks["deliveries"])
+        assert all(d["url"] == f"{url}/***/***?key=***" for d in hooks["deliveries"])
+        assert "B0S3CR3T" not in json.dumps(hooks) and "hunter2" not in json.dumps(hooks)
         assert_documented("GET", "/api/markets/webhooks", code, hooks)
         await wait_for(lambda: len(received) >= len(hooks["deliveries"]), timeout=20)
         # What the subscriber got is what the record says was sent: one body per delivery, each an alert that

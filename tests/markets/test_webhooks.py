@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub.app import start_hub
 from hub.journal import Journal
+from hub.markets.errors import BadObservation
 from hub.markets.warning import Alert
 from hub.markets.webhooks import Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 from hub.mbg import Plan
@@ -128,6 +129,32 @@ async def test_subscriber_filters(server: tuple[Server, str]) -> None:
         deliveries = await sender.broadcast(subs, [ALERT])
     assert [d.subscriber for d in deliveries] == ["jakarta"]
     assert [p for p, _, _ in srv.requests] == ["/c"]
+
+
+async def test_a_url_is_shown_and_logged_with_its_secrets_masked(server: tuple[Server, str], caplog) -> None:
+    srv, base = server
+    # Where a secret rides in a webhook URL: the user information's password, the path after an id (Slack's
+    # /services/T.../B.../<secret>) and the query's values.
+    secret_url = base.replace("http://", "http://ops:pa55word@") + "/services/T0A1B2/B3C4D5/hunter2tok?key=k3y&ch=x"
+    sub = Subscriber(id="ops", kind="json", url=secret_url)
+    shown = base.replace("http://", "http://ops:***@") + "/services/***/***/***?key=***&ch=***"
+    srv.fail_first = 1
+    async with WebhookSender(max_attempts=1) as sender:
+        with caplog.at_level(logging.WARNING, logger="jejak.hub.webhooks"):
+            failed = await sender.send(sub, ALERT)
+            sent = await sender.send(sub, ALERT)
+    # The receiver got the real URL; what the hub keeps and logs shows where it went without the secrets.
+    assert [p for p, _, _ in srv.requests] == ["/services/T0A1B2/B3C4D5/hunter2tok"] * 2
+    assert srv.requests[0][1]["Authorization"].startswith("Basic ")  # the password went, as aiohttp sends it
+    assert not failed.ok and sent.ok and failed.url == sent.url == shown
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == f"webhook ops: alert a1 to {shown} not delivered; each try answered: 503"
+    for secret in ("pa55word", "T0A1B2", "B3C4D5", "hunter2tok", "k3y"):
+        assert secret not in json.dumps([d.to_dict() for d in sender.log]) and secret not in caplog.text
+    # A URL the subscriber refuses is named masked too.
+    with pytest.raises(BadObservation, match=r"got 'ftp://ops:\*\*\*@h.example/\*\*\*'") as caught:
+        Subscriber(id="ops", kind="json", url="ftp://ops:pa55word@h.example/hunter2tok")
+    assert "pa55word" not in str(caught.value)
 
 
 class Delays:

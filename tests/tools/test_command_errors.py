@@ -53,6 +53,19 @@ def test_unknown_hub_setting_names_the_key_and_a_close_one(tmp_path: Path) -> No
     assert "checkpoint_interval" in error["hint"]
 
 
+@pytest.mark.parametrize(("text", "key", "where", "close"), [
+    ("[webhook_retry]\nbackof_s = 5\n", "backof_s", "webhook_retry.backof_s", "backoff_s"),
+    ('[[webhooks]]\nid = "ops"\nkind = "json"\nurl = "https://ops.example.org/alerts"\nmin_bnad = "alert"\n',
+     "min_bnad", "webhooks[1].min_bnad", "min_band"),
+])
+def test_a_misspelt_webhook_setting_names_the_key_and_the_close_one_before_anything_starts(
+        tmp_path: Path, text: str, key: str, where: str, close: str) -> None:
+    error = one_line(jejak("hub", "run", "--config", str(hub_config(tmp_path, text)), cwd=tmp_path), "CONFIG", 31)
+    assert f"unknown setting {key!r}" in error["message"] and error["where"] == where
+    assert error["hint"].startswith(f"did you mean {close!r}?")
+    assert not (tmp_path / "hub").exists()  # refused before the store or the key was touched
+
+
 def test_unsupported_store_backend(tmp_path: Path) -> None:
     error = one_line(jejak("hub", "run", "--config", str(hub_config(tmp_path, '[store]\nbackend = "sqlite"\n')),
                            cwd=tmp_path), "CONFIG", 31)
