@@ -180,7 +180,7 @@ def closing_tiles(tree: MerkleTree, leaves: Sequence[bytes]) -> list[bytes]:
     for start in range(0, len(row), width):
         level = row[start:start + width]
         while len(level) > 1:
-            level = [node_hash(level[j], level[j + 1]) for j in range(0, len(level), 2)]
+            level = [*map(node_hash, level[::2], level[1::2])]
         roots.append(level[0])
     return roots
 

@@ -87,19 +87,21 @@ def link(state: ChainState, record: Record) -> tuple[ChainState, bytes]:
 
 
 _new = object.__new__
-_set = object.__setattr__
+# The slots' own setters (a frozen dataclass refuses attribute assignment, its slot descriptors do not).
+_set_device_id, _set_length, _set_head, _set_key, _set_boot, _set_time = (
+    getattr(ChainState, name).__set__ for name in ("device_id", "length", "head", "key", "boot", "time"))
 
 
 def _next_state(device_id: bytes, length: int, head: bytes, key: bytes, boot: int, time: int) -> ChainState:
     """ChainState(...) with its slots set directly, for `link`, which runs for every record verified: the
     device id is the checked state's and the length is a seq plus one, so __post_init__ has nothing to refuse."""
     state = _new(ChainState)
-    _set(state, "device_id", device_id)
-    _set(state, "length", length)
-    _set(state, "head", head)
-    _set(state, "key", key)
-    _set(state, "boot", boot)
-    _set(state, "time", time)
+    _set_device_id(state, device_id)
+    _set_length(state, length)
+    _set_head(state, head)
+    _set_key(state, key)
+    _set_boot(state, boot)
+    _set_time(state, time)
     return state
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
 
 from . import cbor
-from .bodies import kind_code, kind_name, validate_body
+from .bodies import KIND_NAMES, kind_code, kind_name, validate_body
 from .cose import ALG_EDDSA, HDR_ALG, HDR_KID, Signer, parse_sign1, sig_structure, verify_signature
 from .errors import BadSignature, MalformedRecord
 
@@ -180,28 +181,14 @@ def signature_parts(raw: bytes) -> tuple[bytes, bytes] | None:
     return signature, _SIG_PREFIX + _bstr_head(len(payload)) + payload
 
 
-# Shortest-form heads of unsigned integers: (argument bytes, smallest value that needs them).
-_UINT_HEADS = {0x18: (1, 24), 0x19: (2, 0x100), 0x1A: (4, 0x10000), 0x1B: (8, 0x100000000)}
-_PAYLOAD_HEAD = bytes([0x88, VERSION, 0x40 | DEVICE_ID_BYTES])
-_PREV_HEAD = bytes([0x58, 32])
-
-
-def _uint(b: bytes, i: int) -> tuple[int, int] | None:
-    """The shortest-form unsigned integer at b[i] and the index after it, or None for anything else."""
-    if i >= len(b):
-        return None
-    head = b[i]
-    if head < 24:
-        return head, i + 1
-    spec = _UINT_HEADS.get(head)
-    if spec is None:
-        return None
-    n, least = spec
-    end = i + 1 + n
-    value = int.from_bytes(b[i + 1:end], "big")
-    if end > len(b) or value < least:
-        return None
-    return value, end
+# The 7 fixed fields of a payload in canonical form, matched in one C pass: array(8), version 1, bstr(16) device
+# id, seq, bstr(32) prev, time, boot, kind, then the body item. An unsigned integer in its shortest form: the
+# value in the head below 24, else a 1, 2, 4 or 8-byte argument that the next shorter form could not hold (its
+# leading byte or bytes not zero; for 1 byte, at least 24).
+_UINT = rb"([\x00-\x17]|\x18[\x18-\xff]|\x19[\x01-\xff].|\x1a(?!\x00\x00)....|\x1b(?!\x00\x00\x00\x00)........)"
+_FIXED = re.compile(bytes([0x88, VERSION, 0x40 | DEVICE_ID_BYTES]) + rb"(.{16})" + _UINT + rb"\x58\x20(.{32})"
+                    + _UINT * 3, re.DOTALL)
+_from_bytes = int.from_bytes
 
 
 def _split_payload(payload: bytes, kid: bytes) -> tuple[int, bytes, int, int, int, bytes] | None:
@@ -210,28 +197,15 @@ def _split_payload(payload: bytes, kid: bytes) -> tuple[int, bytes, int, int, in
     The fast path reads the fixed fields as bytes; whatever it does not accept goes through the generic
     decoder, which accepts exactly the same records and says precisely what is wrong with the others.
     """
-    if not payload.startswith(_PAYLOAD_HEAD) or payload[3:3 + DEVICE_ID_BYTES] != kid:
+    m = _FIXED.match(payload)
+    if m is None:
         return None
-    r = _uint(payload, 3 + DEVICE_ID_BYTES)
-    if r is None:
+    device_id, seq, prev, time, boot, kind = m.groups()
+    if device_id != kid:
         return None
-    seq, i = r
-    if payload[i:i + 2] != _PREV_HEAD or len(payload) < i + 34:
-        return None
-    prev = payload[i + 2:i + 34]
-    r = _uint(payload, i + 34)
-    if r is None:
-        return None
-    time, i = r
-    r = _uint(payload, i)
-    if r is None:
-        return None
-    boot, i = r
-    r = _uint(payload, i)
-    if r is None:
-        return None
-    kind, i = r
-    return seq, prev, time, boot, kind, payload[i:]
+    # A one-byte integer is its head; a longer one is its argument (the head's slice after it is not empty).
+    return (_from_bytes(seq[1:] or seq), prev, _from_bytes(time[1:] or time), _from_bytes(boot[1:] or boot),
+            _from_bytes(kind[1:] or kind), payload[m.end():])
 
 
 def _fixed_fields(raw: bytes) -> tuple[int, bytes, int, int, int, bytes] | None:
@@ -314,7 +288,7 @@ def _finish(device_id: bytes, seq: int, prev: bytes, time: int, boot: int, kind:
     """The checks every record gets once its fixed fields have the right types."""
     if seq == 0 and prev != ZERO_HASH:
         raise MalformedRecord("record: genesis (seq 0) must have prev = 32 zero bytes")
-    kind_str = kind_name(kind)
+    kind_str = KIND_NAMES.get(kind) or kind_name(kind)  # the lookup alone when the code is known; else its error
     body: dict[str, Any] | None
     body_ref: tuple[bytes, int] | None
     if isinstance(body_item, dict):
@@ -333,7 +307,12 @@ def _finish(device_id: bytes, seq: int, prev: bytes, time: int, boot: int, kind:
 
 
 _new = object.__new__
-_set = object.__setattr__
+# Each slot's own setter: a frozen dataclass refuses attribute assignment, but its slots' descriptors still set
+# them, without the name lookup object.__setattr__ makes for each.
+(_set_version, _set_device_id, _set_seq, _set_prev, _set_time, _set_boot, _set_kind, _set_body, _set_body_ref,
+ _set_payload, _set_signature, _set_raw, _set_id) = (
+    getattr(Record, name).__set__ for name in ("version", "device_id", "seq", "prev", "time", "boot", "kind", "body",
+                                               "body_ref", "payload", "signature", "raw", "id"))
 
 
 def _decoded(device_id: bytes, seq: int, prev: bytes, time: int, boot: int, kind: str, body: dict[str, Any] | None,
@@ -341,17 +320,17 @@ def _decoded(device_id: bytes, seq: int, prev: bytes, time: int, boot: int, kind
     """The Record that Record(...) would build, with its slots set directly: the generated keyword __init__
     costs a third of a hub's decode of a record. Record has no __post_init__, so nothing is skipped."""
     rec = _new(Record)
-    _set(rec, "version", VERSION)
-    _set(rec, "device_id", device_id)
-    _set(rec, "seq", seq)
-    _set(rec, "prev", prev)
-    _set(rec, "time", time)
-    _set(rec, "boot", boot)
-    _set(rec, "kind", kind)
-    _set(rec, "body", body)
-    _set(rec, "body_ref", body_ref)
-    _set(rec, "payload", payload)
-    _set(rec, "signature", signature)
-    _set(rec, "raw", raw)
-    _set(rec, "id", id)
+    _set_version(rec, VERSION)
+    _set_device_id(rec, device_id)
+    _set_seq(rec, seq)
+    _set_prev(rec, prev)
+    _set_time(rec, time)
+    _set_boot(rec, boot)
+    _set_kind(rec, kind)
+    _set_body(rec, body)
+    _set_body_ref(rec, body_ref)
+    _set_payload(rec, payload)
+    _set_signature(rec, signature)
+    _set_raw(rec, raw)
+    _set_id(rec, id)
     return rec
