@@ -43,10 +43,7 @@ def _check_origin(kind: str, item: ScanEvent | StockMovement) -> None:
     _int(f"{kind} arrived_at", item.arrived_at, optional=False)
 
 _JUST_STR = frozenset({str})
-
-
-def _plain_text(value: Any) -> bool:
-    return value is None or (type(value) is str and value != "")
+_TEXT_OR_NONE = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,8 +97,8 @@ class ScanEvent:
                 and self.event in SCAN_EVENTS and type(self.site) is str and self.site != ""
                 and (self.checkpoint is None or self.checkpoint in CHECKPOINTS)
                 and type(self.tags) is tuple and {*map(type, self.tags)} <= _JUST_STR and all(self.tags)
-                and _plain_text(self.staff) and _plain_text(self.parent) and _plain_text(self.batch)
-                and _plain_text(self.school) and _plain_text(self.text) and _plain_text(self.source)
+                and {*map(type, texts := (self.staff, self.parent, self.batch, self.school, self.text,
+                                          self.source))} <= _TEXT_OR_NONE and "" not in texts
                 and (self.count is None or (type(self.count) is int and self.count >= 0))
                 and (self.temp_cc is None or type(self.temp_cc) is int)
                 and (self.cooked_at is None or (type(self.cooked_at) is int and self.cooked_at >= 0)))
@@ -178,19 +175,77 @@ def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | Non
         except MalformedRecord as exc:
             raise InputError(f"record {record.device}/{record.seq}: {exc.message}") from None
     rid = record.id.hex() if isinstance(record.id, bytes | bytearray) else str(record.id)
-    common = {"record_id": rid, "device": _shared(record.device), "seq": record.seq, "boot": record.boot,
-              "device_time": record.time, "arrived_at": arrived_at}
     if kind == "scan":
-        get = body.get
-        return ScanEvent(**common, event=_shared(body["event"]), site=_shared(body["site"]),
-                         checkpoint=_shared(get("checkpoint")), staff=_shared(get("staff")),
-                         tags=tuple(get("tags", ())), parent=_shared(get("parent")), batch=_shared(get("batch")),
-                         school=_shared(get("school")), count=get("count"), temp_cc=get("temp_cc"),
-                         cooked_at=get("cooked_at"), text=get("text"), source=_shared(get("source")))
-    return StockMovement(**common, site=_shared(body["site"]), item=_shared(body["item"]),
-                         movement=_shared(body["movement"]), qty=body["qty"], unit=_shared(body["unit"]),
-                         supplier=_shared(body.get("supplier")), batch=_shared(body.get("batch")),
-                         reason=body.get("reason"))
+        return _scan(record, body, rid, arrived_at)
+    return StockMovement(record_id=rid, device=_shared(record.device), seq=record.seq, boot=record.boot,
+                         device_time=record.time, arrived_at=arrived_at, site=_shared(body["site"]),
+                         item=_shared(body["item"]), movement=_shared(body["movement"]), qty=body["qty"],
+                         unit=_shared(body["unit"]), supplier=_shared(body.get("supplier")),
+                         batch=_shared(body.get("batch")), reason=body.get("reason"))
+
+
+# A scan's slots in the order `_scan` fills them, each by its own setter: every scan the hub accepts is built
+# here, and the frozen class's keyword __init__ (a dict of arguments, then a __setattr__ by name per field)
+# costs about three times as much. `__post_init__` then checks it as __init__ would have.
+_SCAN_FIELDS = ("record_id", "device", "seq", "boot", "device_time", "arrived_at", "event", "site", "checkpoint",
+                "staff", "tags", "parent", "batch", "school", "count", "temp_cc", "cooked_at", "text", "source")
+if sorted(_SCAN_FIELDS) != sorted(ScanEvent.__dataclass_fields__):
+    raise ImportError("hub.mbg.events: _scan does not fill every field of ScanEvent")
+(_SET_ID, _SET_DEVICE, _SET_SEQ, _SET_BOOT, _SET_TIME, _SET_ARRIVED, _SET_EVENT, _SET_SITE, _SET_CHECKPOINT,
+ _SET_STAFF, _SET_TAGS, _SET_PARENT, _SET_BATCH, _SET_SCHOOL, _SET_COUNT, _SET_TEMP, _SET_COOKED, _SET_TEXT,
+ _SET_SOURCE) = (getattr(ScanEvent, name).__set__ for name in _SCAN_FIELDS)
+_intern = sys.intern
+_new = object.__new__
+# The hex id of each device seen, shared: a Record's `device` makes a new text of its id at every call.
+_DEVICES: dict[bytes, str] = {}
+_DEVICES_MAX = 1 << 16
+
+
+def _device(record: Any) -> Any:
+    if type(record) is not Record:
+        return _shared(record.device)
+    device_id = record.device_id
+    device = _DEVICES.get(device_id)
+    if device is None:
+        if len(_DEVICES) >= _DEVICES_MAX:
+            _DEVICES.clear()
+        device = _DEVICES[device_id] = _shared(record.device)
+    return device
+
+
+def _scan(record: Any, body: Any, rid: str, arrived_at: int) -> ScanEvent:
+    """The ScanEvent of a scan record: the fields from_record's docstring names, texts that repeat shared."""
+    get = body.get
+    scan = _new(ScanEvent)
+    _SET_ID(scan, rid)
+    _SET_DEVICE(scan, _device(record))
+    _SET_SEQ(scan, record.seq)
+    _SET_BOOT(scan, record.boot)
+    _SET_TIME(scan, record.time)
+    _SET_ARRIVED(scan, arrived_at)
+    value = body["event"]
+    _SET_EVENT(scan, _intern(value) if type(value) is str else value)
+    value = body["site"]
+    _SET_SITE(scan, _intern(value) if type(value) is str else value)
+    value = get("checkpoint")
+    _SET_CHECKPOINT(scan, _intern(value) if type(value) is str else value)
+    value = get("staff")
+    _SET_STAFF(scan, _intern(value) if type(value) is str else value)
+    _SET_TAGS(scan, tuple(get("tags", ())))
+    value = get("parent")
+    _SET_PARENT(scan, _intern(value) if type(value) is str else value)
+    value = get("batch")
+    _SET_BATCH(scan, _intern(value) if type(value) is str else value)
+    value = get("school")
+    _SET_SCHOOL(scan, _intern(value) if type(value) is str else value)
+    _SET_COUNT(scan, get("count"))
+    _SET_TEMP(scan, get("temp_cc"))
+    _SET_COOKED(scan, get("cooked_at"))
+    _SET_TEXT(scan, get("text"))
+    value = get("source")
+    _SET_SOURCE(scan, _intern(value) if type(value) is str else value)
+    scan.__post_init__()
+    return scan
 
 
 def _shared(value: Any) -> Any:

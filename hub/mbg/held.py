@@ -23,9 +23,12 @@ if sorted(_UNPACKED) != sorted(ScanEvent.__dataclass_fields__):
     raise ImportError("hub.mbg.held: HeldScan.unpack does not fill every field of ScanEvent")
 _PUT = tuple(getattr(ScanEvent, name).__set__ for name in _UNPACKED)
 _Q_LO, _Q_HI, _I_HI = -(2**63), 2**63, 2**31
-# The length byte of an upper-case UID of each even length, as hex, and a text of upper-case hex digits only.
+# The length byte of an upper-case and of a lower-case UID of each even length, as hex, and a text of upper-case
+# and of lower-case hex digits only.
 _UPPER_HEAD = {n: f"{n // 2:02X}" for n in range(2, 127, 2)}
+_LOWER_HEAD = {n: f"{64 + n // 2:02x}" for n in range(2, 127, 2)}
 _HEX_UPPER_TEXT = re.compile(r"[0-9A-F]*")
+_HEX_LOWER_TEXT = re.compile(r"[0-9a-f]*")
 
 
 def _pack_nums(values: tuple[int | None, ...]) -> bytes | tuple[int | None, ...]:
@@ -43,13 +46,18 @@ def _pack_nums(values: tuple[int | None, ...]) -> bytes | tuple[int | None, ...]
 def pack_tags(tags: tuple[str, ...]) -> bytes | tuple[str, ...]:
     """Container tags as one bytes value: an NFC UID (even-length hex) in half its characters, other tags as
     UTF-8, each after a length byte that says which. A tag too long for that stays text."""
-    # The common case in one pass: every tag an upper-case UID, so the whole list is one hex text of length
-    # bytes and tags. Even lengths of 2 to 126 make each tag a whole upper-case UID on its own.
-    heads = list(map(_UPPER_HEAD.get, map(len, tags)))
-    if None not in heads:
-        text = "".join(map(operator.add, heads, tags))
-        if _HEX_UPPER_TEXT.fullmatch(text):
-            return bytes.fromhex(text)
+    # The common cases in one pass: every tag an upper-case UID, or every tag a lower-case one with a letter in
+    # it (a tag of digits only is upper-case), so the whole list is one hex text of length bytes and tags. Even
+    # lengths of 2 to 126 make each tag a whole UID on its own.
+    text = "".join(tags)
+    if _HEX_UPPER_TEXT.fullmatch(text):
+        heads = list(map(_UPPER_HEAD.get, map(len, tags)))
+        if None not in heads:
+            return bytes.fromhex("".join(map(operator.add, heads, tags)))
+    elif _HEX_LOWER_TEXT.fullmatch(text) and not any(map(str.isdigit, tags)):
+        heads = list(map(_LOWER_HEAD.get, map(len, tags)))
+        if None not in heads:
+            return bytes.fromhex("".join(map(operator.add, heads, tags)))
     out = bytearray()
     for tag in tags:
         if _HEX_UPPER.fullmatch(tag):

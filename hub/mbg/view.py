@@ -138,10 +138,14 @@ class MbgView:
         if item is None:
             self.ignored += 1
             return False
-        return self.ingest_event(item)
+        rid = record.id
+        # A SHA-256 id is held as its bytes (record_key), which the record has already: no hex to parse back.
+        return self.ingest_event(item, rid if type(rid) is bytes and len(rid) == 32 else None)
 
-    def ingest_event(self, item: ScanEvent | StockMovement) -> bool:
-        key = record_key(item.record_id)
+    def ingest_event(self, item: ScanEvent | StockMovement, key: bytes | str | None = None) -> bool:
+        """Take one MBG input; `key` is record_key(item.record_id) if the caller has it."""
+        if key is None:
+            key = record_key(item.record_id)
         if key in self._ids:
             return False
         self._ids.add(key)
@@ -151,21 +155,32 @@ class MbgView:
             self.movements.append(item)
             self._cards = None
             self._stock_findings = None
-        self._devices[item.device] = max(self._devices.get(item.device, item.arrived_at), item.arrived_at)
+        device, arrived_at = item.device, item.arrived_at
+        last = self._devices.get(device)
+        if last is None or last < arrived_at:
+            self._devices[device] = arrived_at
         self._whole = None
         return True
 
     def _hold(self, scan: ScanEvent, key: bytes | str) -> None:
         t = Timed(scan, self.plan)
-        day = self._days.get(t.date)
+        date = t.date
+        day = self._days.get(date)
         if day is None:
-            day = self._days[t.date] = _Day()
+            day = self._days[date] = _Day()
         held = HeldScan(scan, day.shared, key)
         day.scans.append(held)
         day.digest ^= mark(key)
-        day.oldest = min(day.oldest, scan.arrived_at)
-        self._touch(t.date)
-        self._changed(t.date)
+        if scan.arrived_at < day.oldest:
+            day.oldest = scan.arrived_at
+        # _touch and _changed written out: this runs for every scan taken in.
+        day.answer = None
+        if self._base is not None and self._base.date == date:
+            self._base = None
+        if self._retry:
+            self._retry.pop(date, None)
+        if date in self._stored and not self.refilling:
+            self._unstore(date)
         self._note(t, held)
 
     def _note(self, t: Timed, held: HeldScan) -> None:

@@ -126,3 +126,31 @@ def test_a_scan_with_a_bad_field_is_refused_by_name(field: str, value: object, m
     assert ScanEvent(**good).tags == ("04A1", "ompreng-2")  # type: ignore[arg-type]
     with pytest.raises(InputError, match=message):
         ScanEvent(**{**good, field: value})  # type: ignore[arg-type]
+
+
+def test_a_ledger_record_reads_as_the_scan_its_fields_make() -> None:
+    builder = ChainBuilder(Ed25519Signer.from_seed(bytes([7]) * 32), clock=lambda: 1_763_900_000, boot=2)
+    builder.genesis()
+    body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
+            "tags": ["e0040150a1b2c3d4"], "school": "sd-01", "count": 30, "source": "nfc"}
+    first = decode_record(builder.append("scan", body).raw)
+    second = decode_record(builder.append("scan", {**body, "batch": "b-1", "temp_cc": 6500}).raw)
+    scans = [from_record(r, 1_763_900_060) for r in (first, second)]
+    assert scans[0] == ScanEvent(record_id=first.id.hex(), device=first.device, seq=1, boot=2,
+                                 device_time=1_763_900_000, arrived_at=1_763_900_060, event="departed",
+                                 site="sppg-01", checkpoint="kitchen_exit", staff="04a1b2c3",
+                                 tags=("e0040150a1b2c3d4",), school="sd-01", count=30, source="nfc")
+    assert scans[1] is not None and scans[1].batch == "b-1" and scans[1].temp_cc == 6500 and scans[1].seq == 2
+    # Texts that repeat are one object across records.
+    assert scans[0].device is scans[1].device and scans[0].site is scans[1].site  # type: ignore[union-attr]
+    view = MbgView(simulate("normal").plan)
+    assert view.ingest(first, 1_763_900_060) and not view.ingest(first, 1_763_900_070)
+    assert view.scans == [scans[0]]
+
+
+def test_a_ledger_record_with_a_bad_scan_field_is_refused_by_name() -> None:
+    builder = ChainBuilder(Ed25519Signer.from_seed(bytes([8]) * 32), clock=lambda: 1_763_900_000, boot=1)
+    builder.genesis()
+    record = decode_record(builder.append("scan", {"event": "packed", "site": "K1", "staff": ""}).raw)
+    with pytest.raises(InputError, match="scan staff"):
+        from_record(record, 1_763_900_060)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,3 +66,35 @@ def test_a_held_scan_unpacks_to_the_scan(record_id: str, device_time: int, lag: 
 def test_a_sha256_record_id_is_held_as_its_bytes() -> None:
     rid = "ab" * 32
     assert record_key(rid) == bytes.fromhex(rid) and record_key("r1") == "r1" and record_key("AB" * 32) == "AB" * 32
+
+
+def _packed_one_by_one(tags: tuple[str, ...]) -> bytes | tuple[str, ...]:
+    """What pack_tags's docstring says, a tag at a time: upper-case UID, lower-case UID, else UTF-8."""
+    out = b""
+    for tag in tags:
+        upper = re.fullmatch(r"(?:[0-9A-F]{2}){1,63}", tag)
+        if upper or re.fullmatch(r"(?:[0-9a-f]{2}){1,63}", tag):
+            out += bytes([(0 if upper else 64) + len(tag) // 2]) + bytes.fromhex(tag)
+        elif len(tag.encode()) > 127:
+            return tags
+        else:
+            out += bytes([128 + len(tag.encode())]) + tag.encode()
+    return out
+
+
+# Lists of one case, with UIDs of digits only among them (they count as upper-case) and odd lengths.
+hex_tags = st.lists(st.one_of(st.from_regex(r"[0-9]{1,10}", fullmatch=True),
+                              st.binary(min_size=1, max_size=63).map(bytes.hex),
+                              st.from_regex(r"[0-9a-f]{1,9}", fullmatch=True)), max_size=12)
+
+
+@ROUND_TRIP
+@given(st.one_of(tags, same_uids, hex_tags))
+def test_a_tag_list_packs_as_the_format_says(values: list[str]) -> None:
+    assert pack_tags(tuple(values)) == _packed_one_by_one(tuple(values))
+
+
+def test_lower_case_uids_pack_in_one_pass_and_digits_only_stay_upper_case() -> None:
+    assert pack_tags(("e0040150a1b2c3d4", "04a1")) == b"\x48\xe0\x04\x01\x50\xa1\xb2\xc3\xd4\x42\x04\xa1"
+    assert pack_tags(("e0040150a1b2c3d4", "0401")) == b"\x48\xe0\x04\x01\x50\xa1\xb2\xc3\xd4\x02\x04\x01"
+    assert unpack_tags(pack_tags(("e0040150a1b2c3d4", "0401"))) == ("e0040150a1b2c3d4", "0401")
