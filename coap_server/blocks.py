@@ -10,15 +10,23 @@ a body: each block a new message with the request's option objects (unchanging, 
 slice of the body, sent on the transport that took the first block, to where the first block's answer came
 from. The answer's own blocks (Block2) are asked for as aiocoap asks for them. A body of one block, and CoAP
 over TCP (whose blocks are BERT), go through `ctx.request` as before.
+
+On the receiving side `Resource` takes such a body in with `Spool`: aiocoap's `Block1Spool` recopies the body
+so far onto each block (`bytes +=`, so a body of n blocks costs n²/2 blocks of copying) and answers each block
+but the last, "2.31 Continue", by raising an exception that its pipe logs and turns into the answer.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
+from typing import Any
 
 import aiocoap
-from aiocoap.error import UnexpectedBlock1Option
+import aiocoap.resource as resource
+from aiocoap import interfaces
+from aiocoap.blockwise import Block1Spool, ContinueException, IncompleteException, _extract_block_key
+from aiocoap.error import BadRequest, UnexpectedBlock1Option
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 from aiocoap.pipe import Pipe
@@ -95,3 +103,90 @@ class _Known(UDP6EndpointAddress):
     @functools.cached_property
     def is_multicast(self) -> bool:  # type: ignore[override]
         return bool(super().is_multicast)
+
+
+class _Assembly:
+    """A request body being assembled: the first block's message, and the body so far in one growing buffer."""
+
+    __slots__ = ("body", "first")
+
+    def __init__(self, first: aiocoap.Message) -> None:
+        self.first = first
+        self.body = bytearray(first.payload)
+
+    def append(self, block: aiocoap.Message) -> None:
+        """aiocoap's `Message._append_request_block`, with its checks and errors, appending without a recopy."""
+        block1 = block.opt.block1
+        if block1.more and len(block.payload) != block1.size and not (
+                block1.size_exponent == 7 and len(block.payload) % block1.size == 0):
+            raise BadRequest("Payload size does not match Block1")
+        if block1.start != len(self.body):
+            raise ValueError()  # a gap or an overlap, refused as aiocoap refuses it
+        self.body += block.payload
+        first = self.first
+        first.opt.block1 = block1
+        first.token = block.token
+        first.mid = block.mid
+        if not block1.more and block.opt.block2 is not None:
+            first.opt.block2 = block.opt.block2
+
+    def whole(self) -> aiocoap.Message:
+        self.first.payload = bytes(self.body)
+        return self.first
+
+
+class Spool(Block1Spool):
+    """aiocoap's `Block1Spool` (same keys, same lifetime, same refusals) assembling each body in one buffer."""
+
+    def feed(self, request: aiocoap.Message) -> aiocoap.Message | None:
+        """The whole request once `request` (which has a Block1 option) is its last block, else None (more is
+        to come). Raises as `feed_and_take`: IncompleteException for a block with no block 0 before it,
+        BadRequest for a block of the wrong size, ValueError for one that does not follow the body so far."""
+        block1 = request.opt.block1
+        key = _extract_block_key(request)
+        if block1.block_number == 0:
+            # silently discarding any old incomplete operation, as aiocoap's
+            self._assemblies[key] = _Assembly(request)
+            return None if block1.more else request
+        try:
+            assembly: _Assembly = self._assemblies[key]
+        except KeyError:
+            raise IncompleteException from None
+        assembly.append(request)
+        return None if block1.more else assembly.whole()
+
+    def feed_and_take(self, req: aiocoap.Message) -> aiocoap.Message:
+        if req.opt.block1 is None:
+            return req
+        whole = self.feed(req)
+        if whole is None:
+            raise ContinueException(req.opt.block1)
+        return whole
+
+
+class Resource(resource.Resource):
+    """aiocoap's resource, but a body's blocks are taken in by `Spool` and each block but the last answered
+    2.31 Continue directly (the answer aiocoap's `ContinueException` renders to: no payload, the block's
+    Block1 option). Everything else (a request without Block1, one the resource assembles itself, an observable
+    resource's) goes through aiocoap's `render_to_pipe`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._block1 = Spool()
+
+    async def render_to_pipe(self, pipe: Any) -> None:
+        request = pipe.request
+        if (request.opt.block1 is None or isinstance(self, interfaces.ObservableResource)
+                or not await self.needs_blockwise_assembly(request)):
+            await super().render_to_pipe(pipe)
+            return
+        whole = self._block1.feed(request)
+        if whole is None:
+            answer = aiocoap.Message(code=Code.CONTINUE)
+            answer.opt.block1 = request.opt.block1
+            pipe.add_response(answer, is_last=True)
+            return
+        # As aiocoap's `Resource._render_to_pipe` from here on.
+        res = await self._block2.extract_or_insert(whole, lambda: self.render(whole))
+        res.opt.block1 = whole.opt.block1
+        pipe.add_response(res, is_last=True)

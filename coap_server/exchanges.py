@@ -16,7 +16,7 @@ import socket
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import aiocoap
 from aiocoap.message import Direction
@@ -25,6 +25,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import ACK, CON, NON
 from aiocoap.pipe import error_to_message, run_driving_pipe
 from aiocoap.tokenmanager import TokenManager
+from aiocoap.transports.udp6 import UDP6EndpointAddress
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +61,36 @@ _READING = b"reading"
 _READ = b"read"
 
 
+class _Encoded(aiocoap.Message):
+    """A message while it is handed to the transport: its encoding is the one just made for the table."""
+
+    _encoded: bytes
+
+    def encode(self) -> bytes:
+        return self._encoded
+
+
+class _Peer(UDP6EndpointAddress):
+    """A UDP peer's address (as a request arrived from it) that looks up whether the request came to a multicast
+    address by the local address: aiocoap's parses the local address text with `ipaddress` each time it is
+    asked, which is each time an answer (or its ACK) to a request is addressed."""
+
+    _multicast: ClassVar[dict[bytes, bool]] = {}  # pktinfo (local address, interface) -> multicast or not
+
+    @property
+    def is_multicast_locally(self) -> bool:  # type: ignore[override]
+        pktinfo = self.pktinfo
+        if pktinfo is None:
+            return bool(super().is_multicast_locally)
+        known = self._multicast.get(pktinfo)
+        if known is None:
+            known = bool(super().is_multicast_locally)
+            if len(self._multicast) >= 64:  # a host has a few local addresses; bounded all the same
+                self._multicast.clear()
+            self._multicast[pktinfo] = known
+        return known
+
+
 class BoundedMessageManager(MessageManager):
     """aiocoap's message layer with `DedupBudget`'s table in place of its timer-per-message dictionary."""
 
@@ -77,6 +108,9 @@ class BoundedMessageManager(MessageManager):
         self._generations: deque[tuple[float, list[Any]]] = deque()
         self._per_peer: dict[Any, int] = {}  # `_peer(key)` -> ids that peer holds
         self.refused = 0
+        # The message whose encoding `_store_response_for_duplicates` just made, and that encoding: the
+        # transport sends those bytes rather than encoding the message a second time.
+        self._encoded: tuple[Any, bytes] | None = None
 
     @property
     def held(self) -> int:
@@ -160,10 +194,33 @@ class BoundedMessageManager(MessageManager):
         answer.remote = request.remote.as_response_address()
         self._send_via_transport(answer)
 
+    def dispatch_message(self, message: Any) -> None:
+        if type(message.remote) is UDP6EndpointAddress:
+            message.remote.__class__ = _Peer  # equal and hashed as before (by host and port)
+        super().dispatch_message(message)
+
     def _store_response_for_duplicates(self, message: Any) -> None:
         key = self._key(message.remote, message.mid)
         if key in self._seen:
-            self._seen[key] = _READ if self._seen[key] is _READING else message.encode()
+            if self._seen[key] is _READING:
+                self._seen[key] = _READ
+            else:
+                self._seen[key] = raw = message.encode()
+                self._encoded = (message, raw)
+
+    def _send_via_transport(self, message: Any) -> None:
+        # aiocoap sends a message right after storing it (`_send_initially`); a retransmission encodes anew.
+        encoded, self._encoded = self._encoded, None
+        if encoded is None or encoded[0] is not message or type(message) is not aiocoap.Message:
+            super()._send_via_transport(message)
+            return
+        message.__class__ = _Encoded
+        message._encoded = encoded[1]
+        try:
+            super()._send_via_transport(message)
+        finally:
+            message.__class__ = aiocoap.Message
+            del message._encoded
 
 
 class BoundedContext(aiocoap.Context):

@@ -32,6 +32,7 @@ from aiocoap.numbers.codes import Code
 from ledger import KINDS, ChainState
 from ledger.sync import encode_records
 
+from . import blocks
 from .errors import (
     CBOR,
     BadCbor,
@@ -143,7 +144,7 @@ def _check_format(request: aiocoap.Message) -> None:
         raise UnsupportedFormat(f"content-format {int(fmt)} is not accepted; expected {CBOR} (application/cbor)")
 
 
-class _Guarded(resource.Resource):
+class _Guarded(blocks.Resource):
     """Renders every typed error through coap_server.errors, so no handler maps codes itself."""
 
     async def render(self, request: aiocoap.Message) -> aiocoap.Message:

@@ -72,7 +72,7 @@ def _ok(code: Code, payload: bytes) -> aiocoap.Message:
     return aiocoap.Message(code=code, content_format=CBOR, payload=payload)
 
 
-class HeadsResource(resource.Resource):
+class HeadsResource(blocks.Resource):
     """POST our heads, get theirs back: all at once, or with ?after=<device hex> (empty for the first) a page
     of `limits.max_devices` in device id order, so a node may hold any number of logs."""
 
@@ -147,7 +147,7 @@ class _Order:
     queued: dict[int, _Range] = field(default_factory=dict)  # ranges that arrived and wait, by start
 
 
-class RecordsResource(resource.Resource):
+class RecordsResource(blocks.Resource):
     """GET a range of a log (?d=<device hex>&from=N&to=M); POST records to be verified and stored.
 
     A pusher keeps several POSTs of one log in flight, and they may arrive, or reach this handler, in
@@ -359,7 +359,7 @@ class RecordsResource(resource.Resource):
                                  f"the log holds {order.length} records", hint="push again from the receiver's head")
 
 
-class RangesResource(resource.Resource):
+class RangesResource(blocks.Resource):
     """POST many logs' ranges, get back as much of them, in order, as one records request may carry."""
 
     def __init__(self, holder: LogHolder, limits: Limits, visible: Visible | None = None) -> None:

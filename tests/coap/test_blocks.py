@@ -1,17 +1,21 @@
 """A request body sent block by block (coap_server/blocks.py) to a site that routes without deep copies
-(coap_server/routing.py) reaches a resource as aiocoap's own block-wise request and site deliver it: the same
-body, path, query and URI, the same large answer, the same refusal of a body over the limit."""
+(coap_server/routing.py) and resources that take bodies in with `blocks.Spool` reaches a resource as aiocoap's
+own block-wise request, site and resource deliver it: the same body, path, query and URI, the same large
+answer, the same refusal of a body over the limit, the same errors for blocks that do not fit."""
 
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
 import aiocoap
 import aiocoap.resource as resource
 import cbor2
 import pytest
+from aiocoap.blockwise import Block1Spool
 from aiocoap.numbers.codes import Code
+from aiocoap.optiontypes import BlockOption
 from aiocoap.transports.udp6 import UDP6EndpointAddress
 
 from coap_server import blocks
@@ -58,10 +62,20 @@ class Logs(resource.Resource, resource.PathCapable):
                                                                       request.get_request_uri()]))
 
 
+class OurEcho(Echo, blocks.Resource):
+    """Echo taking its body in with `blocks.Spool`, as the sync resources do."""
+
+
+class OurLimited(Limited, blocks.Resource):
+    pass
+
+
 def _site(kind: type[resource.Site]) -> resource.Site:
+    """Ours: our site and resources; theirs: aiocoap's."""
+    ours = kind is Site
     site = kind()
-    site.add_resource(["sync", "echo"], Echo())
-    site.add_resource(["limited"], Limited())
+    site.add_resource(["sync", "echo"], OurEcho() if ours else Echo())
+    site.add_resource(["limited"], OurLimited() if ours else Limited())
     site.add_resource(["log"], Logs())
     return site
 
@@ -148,3 +162,106 @@ def test_a_known_address_says_what_aiocoaps_says_about_multicast(host: str) -> N
     assert known.is_multicast == remote.is_multicast == host.startswith(("::ffff:224", "ff"))
     assert known == remote and hash(known) == hash(remote) and known.interface is interface
     assert known.maximum_block_size_exp == remote.maximum_block_size_exp
+
+
+class _Interface:
+    pass
+
+
+_INTERFACE = _Interface()
+_PEER = UDP6EndpointAddress(("::ffff:127.0.0.1", 5683, 0, 0), _INTERFACE)
+
+
+def _block(number: int, more: bool, payload: bytes, *, exp: int = 6, token: bytes = b"t", path: str = "a",
+           size: int | None = None) -> aiocoap.Message:
+    block = aiocoap.Message(code=Code.POST, uri_path=(path,), payload=payload, token=token, mid=100 + number)
+    block.opt.block1 = BlockOption.BlockwiseTuple(number, more, exp)
+    if size is not None:
+        block.opt.size1 = size
+    block.remote = _PEER
+    return block
+
+
+def _fed(spool: Block1Spool, blocks_in: list[aiocoap.Message]) -> list[Any]:
+    """What a spool makes of each block: the whole request's parts, "continue", or the exception's type."""
+    out: list[Any] = []
+    for block in blocks_in:
+        try:
+            whole = spool.feed_and_take(block)
+        except Exception as exc:  # the assertion compares the types with aiocoap's
+            out.append(type(exc).__name__ + ("" if type(exc).__name__ != "ContinueException" else
+                                             f" {tuple(exc.block1)}"))  # type: ignore[attr-defined]
+            continue
+        out.append((whole.payload, whole.token, whole.mid, tuple(whole.opt.block1), whole.opt.size1,
+                    whole.opt.uri_path))
+    return out
+
+
+# Built anew for each spool: a spool keeps, and changes, the first block it is given.
+BODIES: dict[str, Any] = {
+    "in order": lambda: [_block(0, True, b"a" * 1024, size=2100), _block(1, True, b"b" * 1024, token=b"u"),
+                 _block(2, False, b"c" * 52, token=b"v")],
+    "one block": lambda: [_block(0, False, b"x" * 10)],
+    "no block 0": lambda: [_block(1, True, b"b" * 1024), _block(2, False, b"c")],
+    "a block of the wrong size": lambda: [_block(0, True, b"a" * 1024), _block(1, True, b"b" * 1000), _block(2, False, b"c")],
+    "a gap": lambda: [_block(0, True, b"a" * 1024), _block(2, False, b"c")],
+    "an overlap": lambda: [_block(0, True, b"a" * 1024), _block(1, True, b"b" * 1024), _block(1, False, b"c")],
+    "block 0 again starts over": lambda: [_block(0, True, b"a" * 1024), _block(0, True, b"z" * 1024),
+                                  _block(1, False, b"y")],
+    "two bodies side by side": lambda: [_block(0, True, b"a" * 1024), _block(0, True, b"p" * 1024, path="b"),
+                                _block(1, False, b"q", path="b"), _block(1, False, b"c")],
+    "a block after the last": lambda: [_block(0, True, b"a" * 1024), _block(1, False, b"c"), _block(2, False, b"d")],
+    "BERT": lambda: [_block(0, True, b"a" * 2048, exp=7), _block(2, False, b"c", exp=7)],
+}
+
+
+@pytest.mark.parametrize("case", list(BODIES))
+async def test_the_spool_assembles_and_refuses_blocks_as_aiocoaps(case: str) -> None:
+    ours, theirs = _fed(blocks.Spool(), BODIES[case]()), _fed(Block1Spool(), BODIES[case]())
+    assert ours == theirs
+    assert len(ours) == len(BODIES[case]()) and "ValueError" not in ours[:1]
+
+
+async def test_a_large_body_is_assembled_whole_in_order() -> None:
+    body = bytes(range(256)) * 1000 + b"end"  # 251 blocks
+    spool = blocks.Spool()
+    pieces = [body[i:i + 1024] for i in range(0, len(body), 1024)]
+    got = [spool.feed(_block(n, n < len(pieces) - 1, piece)) for n, piece in enumerate(pieces)]
+    assert got[:-1] == [None] * (len(pieces) - 1)
+    whole = got[-1]
+    assert whole is not None and whole.payload == body and isinstance(whole.payload, bytes)
+    assert tuple(whole.opt.block1) == (len(pieces) - 1, False, 6)
+
+
+async def test_each_block_but_the_last_is_answered_continue_as_aiocoap_answers_it(servers: Any) -> None:
+    client, ports = servers
+    got = []
+    for port in ports:
+        first = _post(port, "/sync/echo", BODY[:1024])
+        first.opt.block1 = BlockOption.BlockwiseTuple(0, True, 6)
+        first.opt.size1 = len(BODY)
+        answer = await client.request(first, handle_blockwise=False).response
+        got.append((answer.code, tuple(answer.opt.block1), answer.payload, answer.opt.content_format))
+        stray = _post(port, "/sync/echo", BODY[1024:2048])  # block 1 of a body never begun: 4.08
+        stray.opt.block1 = BlockOption.BlockwiseTuple(1, True, 6)
+        stray.opt.uri_query = ["other"]
+        answer = await client.request(stray, handle_blockwise=False).response
+        got.append((answer.code, answer.opt.block1, answer.payload))
+    assert got[0] == got[2] and got[1] == got[3]
+    assert got[0] == (Code.CONTINUE, (0, True, 6), b"", None)
+    assert got[1][0] == Code.REQUEST_ENTITY_INCOMPLETE
+
+
+@pytest.mark.parametrize("local", ["::ffff:127.0.0.1", "::ffff:224.0.1.187", "::1", "ff02::fd", "ff05::fd"])
+def test_a_peer_says_what_aiocoap_says_about_the_local_address(local: str) -> None:
+    from coap_server.exchanges import _Peer
+
+    pktinfo = struct.pack("16sI", socket.inet_pton(socket.AF_INET6, local), 0)
+    interface = _Interface()  # held: an address keeps only a weak reference to its interface
+    plain = UDP6EndpointAddress(("::ffff:127.0.0.1", 5683, 0, 0), interface, pktinfo=pktinfo)
+    peer = UDP6EndpointAddress(("::ffff:127.0.0.1", 5683, 0, 0), interface, pktinfo=pktinfo)
+    peer.__class__ = _Peer
+    for _ in range(2):  # asked again, from what it looked up
+        assert peer.is_multicast_locally == plain.is_multicast_locally == local.startswith(("::ffff:224", "ff"))
+    answer, theirs = peer.as_response_address(), plain.as_response_address()
+    assert answer == theirs and answer.pktinfo == theirs.pktinfo and hash(peer) == hash(plain) and peer == plain

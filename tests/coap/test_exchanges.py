@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import aiocoap
 import aiocoap.resource as resource
@@ -204,3 +205,37 @@ async def test_the_edge_daemon_keeps_to_its_configured_budget(tmp_path) -> None:
             await client.shutdown()
         assert _held(daemon.coap) == 20
         assert Code.SERVICE_UNAVAILABLE in codes and codes[:19].count(Code.CHANGED) == 19
+
+
+async def test_an_answer_is_encoded_once_and_the_table_keeps_the_bytes_sent(monkeypatch: Any) -> None:
+    ctx, counting, port = await _serve(DedupBudget(lifetime_s=60, entries=50))
+    encoded: list[bytes] = []
+    encode = aiocoap.Message.encode
+
+    def counted(message: aiocoap.Message) -> bytes:
+        raw: bytes = encode(message)
+        if message.code == Code.CREATED:
+            encoded.append(raw)
+        return raw
+
+    monkeypatch.setattr(aiocoap.Message, "encode", counted)
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        raw = bytes([0x42, 0x02]) + (77).to_bytes(2, "big") + b"\x01\x02" + b"\xb1t" + b"\xfftap"
+        await loop.sock_sendto(sock, raw, ("127.0.0.1", port))
+        answer = await asyncio.wait_for(loop.sock_recv(sock, 2048), 10)
+        assert encoded == [answer]  # once, for the table and the wire alike
+        kept = [raw for m in ctx.message_managers() for raw in m._seen.values()]
+        assert answer in kept
+        await loop.sock_sendto(sock, raw, ("127.0.0.1", port))  # a retransmission: the kept bytes again
+        assert await asyncio.wait_for(loop.sock_recv(sock, 2048), 10) == answer and counting.calls == 1
+        # A second request is encoded afresh (nothing of the first answer's is sent for it).
+        other = bytes([0x42, 0x02]) + (78).to_bytes(2, "big") + b"\x01\x03" + b"\xb1t" + b"\xfftap"
+        await loop.sock_sendto(sock, other, ("127.0.0.1", port))
+        second = aiocoap.Message.decode(await asyncio.wait_for(loop.sock_recv(sock, 2048), 10))
+        assert (second.mid, second.token, second.payload) == (78, b"\x01\x03", b"n=2")
+    finally:
+        sock.close()
+        await ctx.shutdown()
