@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -12,6 +16,44 @@ from ledger import BadSignature, LedgerError, Record, check_signatures, decode_r
 from ledger.acceptance import SignatureCheck
 from ledger.cose import verify_signature
 from ledger.record import signature_parts
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes started from a fork server, never forked from the hub itself: a fork would copy the
+    hub's listening sockets and open store into each worker, and a worker of a hub killed with SIGKILL (the
+    OOM killer, say) would hold its ports for as long as it lived, so the restarted hub could not bind them.
+    Each worker exits as soon as the hub is gone (`_exit_with`)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["hub.verify"])  # the workers' code, imported once in the fork server
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),))
+
+
+def _exit_with(hub: int) -> None:
+    """Runs in each worker as it starts: a thread that ends the worker when process `hub` ends. A worker
+    waiting for work would not notice on its own: it holds both ends of its queue, and the fork server's
+    liveness pipe too, so neither ever reads as closed."""
+    try:
+        handle = os.pidfd_open(hub)
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+): look every few seconds instead
+        threading.Thread(target=_poll_alive, args=(hub,), daemon=True, name="exit-with-hub").start()
+        return
+    threading.Thread(target=_wait_readable, args=(handle,), daemon=True, name="exit-with-hub").start()
+
+
+def _wait_readable(handle: int) -> None:
+    select.select([handle], [], [])  # readable once the process has ended
+    os._exit(0)
+
+
+def _poll_alive(hub: int) -> None:
+    while True:
+        time.sleep(2)
+        try:
+            os.kill(hub, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the process exists (under another user): still alive
+            pass
 
 
 def _first_bad(triples: list[tuple[bytes, bytes, bytes]]) -> int:
@@ -113,7 +155,7 @@ class CrossLogVerifier:
     def start(self) -> None:
         """Start the worker processes now (else at the first range that needs them)."""
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers)
+            self._pool = worker_pool(self.workers)
             for future in [self._pool.submit(_verified, bytes(32), []) for _ in range(self.workers)]:
                 future.result()
 
@@ -226,7 +268,7 @@ class ParallelVerifier:
             check_signatures(pairs)
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers)
+            self._pool = worker_pool(self.workers)
         triples = [(key, rec.signature, rec.signed_bytes) for rec, key in pairs]
         size = -(-len(triples) // self.workers)
         chunks = [triples[i:i + size] for i in range(0, len(triples), size)]

@@ -110,3 +110,78 @@ def test_pushed_ranges_merged_in_one_go_keep_both_ranges_confirmations(monkeypat
         assert first + short is first
     finally:
         verifier.close()
+
+
+_HOLDER = """
+import os, socket, sys
+from hub.verify import CrossLogVerifier
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", 0))
+server.listen()
+verifier = CrossLogVerifier(workers=2)
+verifier.start()
+workers = [p.pid for p in verifier._pool._processes.values()]
+print(server.getsockname()[1], *workers, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_workers_of_a_hub_killed_with_sigkill_exit_and_hold_none_of_its_ports(tmp_path):
+    """A hub killed outright (the OOM killer) is started again on the same ports: its signature workers must not
+    have copies of its listening sockets, and must not outlive it."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    from tests.wait import wait_until
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=os.getcwd())
+    try:
+        port, *workers = map(int, proc.stdout.readline().split())
+        assert len(workers) == 2
+        for pid in workers:  # the workers hold no copy of the hub's listening socket
+            fds = os.listdir(f"/proc/{pid}/fd")
+            inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+            hub_socket = os.readlink(f"/proc/{proc.pid}/fd/{_fd_of_port(proc.pid, port)}")
+            assert hub_socket not in inodes
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+
+    def gone() -> bool:
+        return not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in workers)
+
+    wait_until(gone, 60, what="the killed hub's workers to exit")
+    with socket.socket() as again:  # the restarted hub binds the port at once
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))
+        again.listen()
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def _fd_of_port(pid: int, port: int) -> str:
+    """The fd of the socket listening on `port` in process `pid` (from /proc/net/tcp's inode)."""
+    import os
+
+    inode = None
+    with open("/proc/net/tcp") as fh:
+        for line in fh.readlines()[1:]:
+            parts = line.split()
+            if int(parts[1].split(":")[1], 16) == port and parts[3] == "0A":
+                inode = parts[9]
+    assert inode is not None
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+            return fd
+    raise AssertionError(f"no fd of process {pid} is the socket on port {port}")
