@@ -1278,22 +1278,11 @@ def _figures_from(conn: psycopg.Connection[Any]) -> int:
 
 def _count_chunk(conn: psycopg.Connection[Any], chunk: int) -> int:
     """In the caller's transaction: count up to `chunk` records below `figures_from` into the chain's figures and
-    lower it past them (the row is locked first, so two passes never count the same records); returns the new
-    `figures_from`."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'figures_from' FOR UPDATE").fetchone()
-    behind = int(row[0]) if row else 0
-    if not behind:
-        return 0
-    start = max(0, behind - chunk)
-    page = conn.execute("SELECT device_id, arrived_at, raw FROM records WHERE idx >= %s AND idx < %s ORDER BY idx",
-                        (start, behind)).fetchall()
-    with conn.cursor() as cur:
+    lower it past them; returns the new `figures_from`."""
+    def count(cur: psycopg.Cursor[Any], page: list[tuple[Any, ...]]) -> None:
         PgHubStore._put_older_activity(cur, *activity_of_log((bytes(d), int(a), bytes(raw)) for d, a, raw in page))
-    if start:
-        conn.execute("UPDATE meta SET value = %s WHERE key = 'figures_from'", (str(start),))
-    else:
-        conn.execute("DELETE FROM meta WHERE key = 'figures_from'")
-    return start
+
+    return _below_mark(conn, "figures_from", "device_id, arrived_at, raw", chunk, count)
 
 
 def _checked_rows(page: Iterable[tuple[Any, ...]]) -> list[tuple[int, bytes, bool]]:
@@ -1302,21 +1291,33 @@ def _checked_rows(page: Iterable[tuple[Any, ...]]) -> list[tuple[int, bytes, boo
 
 
 def _index_chunk(conn: psycopg.Connection[Any], chunk: int) -> int:
-    """In the caller's transaction: index up to `chunk` records below `kind_index_from` and lower it past them
-    (the row is locked first, so two passes never index the same records); returns the new `kind_index_from`."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'kind_index_from' FOR UPDATE").fetchone()
+    """In the caller's transaction: index up to `chunk` records below `kind_index_from` and lower it past them;
+    returns the new `kind_index_from`."""
+    def index(cur: psycopg.Cursor[Any], page: list[tuple[Any, ...]]) -> None:
+        PgHubStore._put_kind_runs(cur, kind_runs(kind_index_of_log(_checked_rows(page))))
+
+    return _below_mark(conn, "kind_index_from", "idx, raw, record_id", chunk, index)
+
+
+def _below_mark(conn: psycopg.Connection[Any], mark: str, columns: str, chunk: int,
+                apply: Callable[[psycopg.Cursor[Any], list[tuple[Any, ...]]], None]) -> int:
+    """One step of a background pass over the log's older records, newest first: `apply` the up to `chunk`
+    records just below the meta row `mark` (their `columns`, in log order) and lower the mark past them, in the
+    caller's transaction. The row is locked first, so two passes never take the same records; returns the new
+    mark (0: done, the row deleted)."""
+    row = conn.execute(f"SELECT value FROM meta WHERE key = '{mark}' FOR UPDATE").fetchone()
     behind = int(row[0]) if row else 0
     if not behind:
         return 0
     start = max(0, behind - chunk)
-    page = conn.execute("SELECT idx, raw, record_id FROM records WHERE idx >= %s AND idx < %s ORDER BY idx",
+    page = conn.execute(f"SELECT {columns} FROM records WHERE idx >= %s AND idx < %s ORDER BY idx",
                         (start, behind)).fetchall()
     with conn.cursor() as cur:
-        PgHubStore._put_kind_runs(cur, kind_runs(kind_index_of_log(_checked_rows(page))))
+        apply(cur, page)
     if start:
-        conn.execute("UPDATE meta SET value = %s WHERE key = 'kind_index_from'", (str(start),))
+        conn.execute(f"UPDATE meta SET value = %s WHERE key = '{mark}'", (str(start),))
     else:
-        conn.execute("DELETE FROM meta WHERE key = 'kind_index_from'")
+        conn.execute(f"DELETE FROM meta WHERE key = '{mark}'")
     return start
 
 
