@@ -85,16 +85,24 @@ class _Front(asyncio.DatagramProtocol):
 
 
 def _cpu_of(pid: int) -> tuple[float, float]:
-    """CPU seconds used so far by process `pid` and by its children alive now (the hub's signature workers), from
-    Linux's /proc. Unlike a rate, CPU per record barely moves when other jobs share the machine; the process's
-    own is what its one interpreter does in turn, the children's runs beside it."""
-    own = children = 0.0
+    """CPU seconds used so far by process `pid` and by its descendants alive now (the hub's signature workers,
+    children of its fork server), from Linux's /proc. Unlike a rate, CPU per record barely moves when other jobs
+    share the machine; the process's own is what its one interpreter does in turn, the descendants' runs
+    beside it."""
+    parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):  # a process that ended meanwhile
-            if stat.parent.name == str(pid):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    own = children = 0.0
+    for child in parents:
+        ancestor, hops = parents.get(child), 0
+        while ancestor is not None and ancestor != pid and hops < 64:
+            ancestor, hops = parents.get(ancestor), hops + 1
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if child == pid:
                 own = cpu_seconds(pid)
-            elif int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                children += cpu_seconds(int(stat.parent.name))
+            elif ancestor == pid:
+                children += cpu_seconds(child)
     return own, children
 
 
