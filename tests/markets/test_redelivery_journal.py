@@ -35,6 +35,7 @@ from tests.ports import free_coap, free_tcp
 from tests.wait import wait_for
 
 from .test_api import DAYS, MARKETS, OPERATOR, Device, Env, hub_config, synth_history
+from .test_webhooks import _first_try
 
 WAIT_S = 60  # an upper bound; every wait ends as soon as its condition holds
 TOKEN = "s3cret-bearer-token"
@@ -235,15 +236,6 @@ async def test_a_queued_alert_survives_a_stop_and_a_sigkill_and_arrives_once(tmp
         assert waiting_in(journal) == {}
     finally:
         await session.close()
-
-
-async def _first_try(sender: WebhookSender, told: Told, again: Redelivery, sub: Subscriber, alert: Alert) -> None:
-    """What `Alerts` does with an alert to tell: claim it, send it once, keep the outcome, queue it if it failed."""
-    claimed, before = told.claim(sub.id, alert)
-    assert claimed
-    delivery = await sender.send(sub, alert)
-    told.settle(delivery, alert, before)
-    again.add(sub, alert, delivery)
 
 
 async def _open(alert: Alert) -> bool:
