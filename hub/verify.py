@@ -81,16 +81,7 @@ def _confirmed(key: bytes, raws: Iterable[bytes]) -> Iterator[tuple[bytes, bytes
 def _verified(key: bytes, raws: list[bytes]) -> bytes:
     """A byte per record: 1 if its signature verifies with `key`, else 0. Runs in a worker process, which gets
     raw bytes and gives back a byte each: little to pickle either way, and no decode (the sequencer does it)."""
-    marks = bytearray(len(raws))
-    for i, raw in enumerate(raws):
-        parts = signature_parts(raw)
-        if parts is not None:
-            try:
-                verify_signature(key, *parts)
-            except LedgerError:
-                continue
-            marks[i] = 1
-    return bytes(marks)
+    return bytes(parts is not None for parts in _confirmed(key, raws))
 
 
 def _verified_many(jobs: list[tuple[bytes, list[bytes]]]) -> bytes:
