@@ -23,7 +23,7 @@ from hub.pg import ACTIVITY_VERSION, SCHEMA_VERSION, STANDINGS_SQL, STATUS_VERSI
 from hub.service import Hub
 from hub.store import LAYOUT_VERSION, DeviceInfo, HubStore, LmdbHubStore, activity_of_log
 from ledger import ChainBuilder, Ed25519Signer, decode_record
-from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
+from tests.contract.test_hub_store import PG_DSN, make_store, reopenable  # noqa: F401  (the fixture over both stores)
 from tests.hub.conftest import Clock, enroll, new_device
 from tests.wait import wait_until
 
@@ -162,16 +162,7 @@ class OldStore:
 @pytest.fixture(params=["lmdb", "postgres"])
 def old_store(request, tmp_path) -> Iterator[OldStore]:
     """PostgreSQL missing fails, never skips."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    opened: list[HubStore] = []
-
-    def open_store(**kw: object) -> HubStore:
-        store: HubStore = (LmdbHubStore(tmp_path / "s", **kw) if request.param == "lmdb"  # type: ignore[arg-type]
-                           else PgHubStore(PG_DSN, schema=schema, partition_leaves=64, **kw))  # type: ignore[arg-type]
-        opened.append(store)
-        return store
-
-    try:
+    with reopenable(request.param, tmp_path / "s", partition_leaves=64) as (open_store, schema):
         clock = Clock()
         hub_key = Ed25519Signer.from_seed(b"\x63" * 32)
         hub = Hub(open_store(), hub_key, clock=clock)
@@ -200,12 +191,6 @@ def old_store(request, tmp_path) -> Iterator[OldStore]:
                 conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
                              (str(ACTIVITY_VERSION - 1),))
         yield old
-    finally:
-        for store in opened:
-            store.close()
-        if request.param == "postgres":
-            with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

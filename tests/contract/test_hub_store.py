@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import psycopg
 import pytest
 
 from hub.service import Hub
-from hub.store import DeviceInfo, LmdbHubStore
+from hub.store import DeviceInfo, HubStore, LmdbHubStore
 from ledger import ChainBuilder, ChainState, Ed25519Signer, ForkEvidence, verify_bundle, verify_receipt
 from tests.hub.conftest import Clock, enroll, new_device
 from tests.pg import PG_DSN
@@ -22,6 +26,31 @@ def _pg_store():
         return PgHubStore(PG_DSN, schema=f"t_{uuid.uuid4().hex[:12]}")
     except StoreError as exc:  # a missing database is a failure, never a skip
         pytest.fail(f"PostgreSQL is required for the store contract tests: {exc}")
+
+
+@contextmanager
+def reopenable(kind: str, path: Path, **pg_kw: object) -> Iterator[tuple[Callable[..., HubStore], str]]:
+    """A way to open one store ("lmdb" at `path`, or "postgres" in a schema of its own) as often as a test asks,
+    with the schema's name; every store opened is closed, and the schema dropped, at the end."""
+    from hub.pg import PgHubStore
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    opened: list[HubStore] = []
+
+    def open_store(**kw: object) -> HubStore:
+        store: HubStore = (LmdbHubStore(path, **kw) if kind == "lmdb"  # type: ignore[arg-type]
+                           else PgHubStore(PG_DSN, schema=schema, **pg_kw, **kw))  # type: ignore[arg-type]
+        opened.append(store)
+        return store
+
+    try:
+        yield open_store, schema
+    finally:
+        for store in opened:
+            store.close()
+        if kind == "postgres":
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.fixture(params=["lmdb", "postgres"])

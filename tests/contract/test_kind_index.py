@@ -4,7 +4,6 @@ records and built from the log for a store from before it: LMDB and PostgreSQL a
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -14,11 +13,11 @@ import pytest
 
 from hub import pg
 from hub import store as store_module
-from hub.pg import KIND_INDEX_VERSION, SCHEMA_VERSION, PgHubStore
+from hub.pg import KIND_INDEX_VERSION, SCHEMA_VERSION
 from hub.service import Hub
 from hub.store import LAYOUT_VERSION, HubStore, LmdbHubStore, kind_index_of_log
 from ledger import ChainBuilder, Ed25519Signer, decode_record
-from tests.contract.test_hub_store import PG_DSN, make_store  # noqa: F401  (the fixture over both stores)
+from tests.contract.test_hub_store import PG_DSN, make_store, reopenable  # noqa: F401  (the fixture over both stores)
 from tests.hub.conftest import Clock, enroll, new_device
 from tests.wait import wait_until
 
@@ -110,25 +109,16 @@ class OldStore:
 @pytest.fixture(params=["lmdb", "postgres"])
 def old_store(request, tmp_path) -> Iterator[OldStore]:
     """PostgreSQL missing fails, never skips."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    opened: list[HubStore] = []
+    with reopenable(request.param, tmp_path / "s", partition_leaves=64) as (open_store, schema):
+        def index_rows(store: HubStore) -> list[tuple[int, int]]:
+            if isinstance(store, LmdbHubStore):
+                with store._env.begin() as txn:
+                    keys = [bytes(k) for k in txn.cursor(db=store._db["kind_index"]).iternext(values=False)]
+                return sorted((k[0], int.from_bytes(k[1:], "big")) for k in keys)
+            with psycopg.connect(PG_DSN, autocommit=True) as conn:  # runs split at commits or chunks alike
+                runs = conn.execute(f"SELECT kind, first, last FROM {schema}.kind_index").fetchall()
+            return sorted((kind, i) for kind, first, last in runs for i in range(first, last + 1))
 
-    def open_store(**kw: object) -> HubStore:
-        store: HubStore = (LmdbHubStore(tmp_path / "s", **kw) if request.param == "lmdb"  # type: ignore[arg-type]
-                           else PgHubStore(PG_DSN, schema=schema, partition_leaves=64, **kw))  # type: ignore[arg-type]
-        opened.append(store)
-        return store
-
-    def index_rows(store: HubStore) -> list[tuple[int, int]]:
-        if isinstance(store, LmdbHubStore):
-            with store._env.begin() as txn:
-                keys = [bytes(k) for k in txn.cursor(db=store._db["kind_index"]).iternext(values=False)]
-            return sorted((k[0], int.from_bytes(k[1:], "big")) for k in keys)
-        with psycopg.connect(PG_DSN, autocommit=True) as conn:  # runs split at commits or chunks alike
-            runs = conn.execute(f"SELECT kind, first, last FROM {schema}.kind_index").fetchall()
-        return sorted((kind, i) for kind, first, last in runs for i in range(first, last + 1))
-
-    try:
         clock = Clock()
         store = open_store()
         hub = Hub(store, Ed25519Signer.from_seed(b"\x72" * 32), clock=clock)
@@ -148,12 +138,6 @@ def old_store(request, tmp_path) -> Iterator[OldStore]:
                 conn.execute(f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
                              (str(KIND_INDEX_VERSION - 1),))
         yield old
-    finally:
-        for store in opened:
-            store.close()
-        if request.param == "postgres":
-            with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_a_store_from_before_the_index_opens_without_reading_its_log_and_is_indexed_newest_first(old_store,
