@@ -203,13 +203,17 @@ def _unknown(key: str, known: Mapping[str, object], section: str, where: str) ->
                        + f"known settings: {', '.join(sorted(known))}")
 
 
-def _build(cls: Any, data: dict[str, Any], section: str = "") -> Any:
+def _build(cls: Any, data: object, section: str = "") -> Any:
+    if not isinstance(data, dict):  # `store = 5` where a [store] table belongs
+        raise ConfigError(f"[{section}]: expected a table of settings, got {type(data).__name__}", where=section,
+                          hint=f"write the settings under a [{section}] header")
     known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             raise _unknown(key, known, f"[{section}]" if section else "", f"{section}.{key}" if section else key)
-        default = known[key].default_factory() if callable(known[key].default_factory) else known[key].default
+        spec = known[key]
+        default = spec.default_factory() if spec.default_factory is not MISSING else spec.default
         if is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{section}.{key}" if section else key)
         elif isinstance(value, list):
@@ -228,7 +232,7 @@ def load(path: str | Path | None) -> HubConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the TOML syntax at that line") from None
     try:
-        return _build(HubConfig, data)  # type: ignore[no-any-return]
+        return _build(HubConfig, data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc.message}", where=exc.where, hint=exc.hint) from None
     except (ValueError, TypeError) as exc:  # a value the settings' own checks refuse

@@ -54,6 +54,13 @@ def test_a_webhook_entry_that_does_not_hold_stops_the_load_naming_it(
         assert hint in (caught.value.hint or "")
 
 
+@pytest.mark.parametrize(("text", "where"), [("store = 5\n", "store"), ("[markets]\nimpact = 7\n", "markets.impact")])
+def test_a_setting_where_a_table_belongs_is_a_config_error(tmp_path: Path, text: str, where: str) -> None:
+    with pytest.raises(ConfigError, match=r"expected a table of settings, got int") as caught:
+        _load(tmp_path, text)
+    assert caught.value.where == where and f"[{where}]" in (caught.value.hint or "")
+
+
 def test_a_subscriber_the_entry_does_not_make_is_named_with_its_url_masked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, '[[webhooks]]\nid = "ops"\nkind = "json"\nurl = "ftp://ops:pa55@h.example/T0K3N"\n')
