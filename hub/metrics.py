@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from ledger import Record
+from ledger.acceptance import SignatureCheck
 
 from .service import Hub
 from .store import HubStore
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from .markets import Redelivery
     from .views import RefillProgress
 
-SignatureCheck = Callable[[Iterable[tuple[Record, bytes]]], int]
 _SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Per-device series only up to this many devices the hub knows (two series each); past it, the aggregates
 # alone, and /api/chain/health names the devices. Prometheus handles a few thousand series per target well,
@@ -98,7 +98,7 @@ class HubMetrics:
 
     def timed_check(self, check: SignatureCheck) -> SignatureCheck:
         """The hub's signature check, timed into jejak_hub_verify_seconds."""
-        def timed(pairs: Iterable[tuple[Record, bytes]]) -> int:
+        def timed(pairs: Sequence[tuple[Record, bytes]]) -> object:
             with self.verify_seconds.time():
                 return check(pairs)
         return timed

@@ -537,7 +537,7 @@ class Hub:
         keys = dict(guessed)
         keys.update((device_id, state.key) for device_id in {d for d, _ in items}
                     if (state := self.store.chain_state(device_id)) is not None)
-        checks = list(verifier.ahead(items, keys))
+        checks: list[SignatureCheck | None] = list(verifier.ahead(items, keys))
         guessed.update(keys)
         return checks
 

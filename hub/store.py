@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import chain, islice
 from operator import attrgetter
+from types import TracebackType
 from typing import Any, Protocol
 
 import cbor2
@@ -229,7 +230,7 @@ def activity_of_log(entries: Iterable[tuple[bytes, int, bytes]]) -> tuple[dict[b
 
 
 UNREAD_KIND = 255  # the kind index's code for a record whose kind could not be read from its stored bytes
-KIND_CODES: Mapping[str | None, int] = {**KINDS, None: UNREAD_KIND}
+KIND_CODES: Mapping[str | None, int] = dict([*KINDS.items(), (None, UNREAD_KIND)])
 
 
 def kind_index_of_log(rows: Iterable[tuple[int, bytes, bool]]) -> Iterator[tuple[int, int]]:
@@ -570,7 +571,7 @@ class LmdbHubStore:
         if not self._stop.is_set() and not self.figures_from() and self.kind_index_from():
             index_behind(self.index_older_kinds, self.kind_index_from(), self._stop)
 
-    def _write(self):  # type: ignore[no-untyped-def]
+    def _write(self) -> lmdb.Transaction:
         return self._env.begin(write=True)
 
     def put_device(self, device: DeviceInfo) -> None:
@@ -941,7 +942,7 @@ class LmdbHubStore:
             self._indexer.join()
         self._env.close()
 
-    def _guard(self):  # type: ignore[no-untyped-def]
+    def _guard(self) -> _MapFullGuard:
         return _MapFullGuard()
 
 
@@ -949,8 +950,8 @@ class _MapFullGuard:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None and issubclass(exc_type, lmdb.MapFullError):
             raise StoreFull("hub store is full; nothing was written by the failed transaction",
                             hint="raise [store] map_size in the hub config and restart") from exc
-        return False

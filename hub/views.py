@@ -297,7 +297,7 @@ class Views:
             with self._lock:
                 self.mbg.refilling = False
                 kept = self.kept_days
-                self.markets.close_seam(kept and kept.observation, kept.reflected if kept else 0)
+                self.markets.close_seam(kept.observation if kept else None, kept.reflected if kept else 0)
                 held, self._held = self._held or [], None
                 for records, arrived_at in held:
                     self._take_domains(records, arrived_at)

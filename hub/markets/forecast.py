@@ -207,7 +207,7 @@ def arima(L: np.ndarray, h: int, m: int) -> _Fc:
     # psi weights of the differences, summed into the weights of the level: var_h = s^2 sum (sum psi)^2.
     psi = [np.ones(n)]
     for j in range(1, h):
-        psi.append(sum(coef[:, k] * psi[j - k] for k in range(1, pmax + 1) if j - k >= 0))
+        psi.append(sum((coef[:, k] * psi[j - k] for k in range(1, pmax + 1) if j - k >= 0), np.zeros(n)))
     cum = np.cumsum(np.stack(psi, axis=1), axis=1)
     sd = np.sqrt(var[:, None] * np.cumsum(cum**2, axis=1))
     detail = [f"p={_AR_ORDERS[b]} drift={c[0]:.5f}" for b, c in zip(best, coef, strict=True)]
@@ -248,7 +248,7 @@ class ModelScore:
     smape: float
     coverage80: float  # share of backtest actuals inside the 80 % interval
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, float | None]:
         return {"mase": _round(self.mase), "smape": _round(self.smape), "coverage80": _round(self.coverage80, 3)}
 
 

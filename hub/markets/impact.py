@@ -204,7 +204,7 @@ def _holiday_features(first_day: int, n: int, r: int, b: int) -> np.ndarray:
     """The holiday features of days first_day.. (n days): they depend on the calendar only, so every
     series over the same days shares them, and a live update does not compute them again."""
     out = np.empty((n, len(HOLIDAY_FEATURES)))
-    days = first_day + np.arange(n)
+    days = range(first_day, first_day + n)
     for k, name in enumerate(HOLIDAY_FEATURES):
         out[:, k] = [holiday_share(name, d - r + 1, d) - holiday_share(name, d - r - b + 1, d - r) for d in days]
     out.flags.writeable = False

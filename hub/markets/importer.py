@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -165,18 +166,18 @@ class _Columns:
                 r = reps[rep] = len(reps)
             slot[t] = (s, r, f"{source}:{key[0]}:{key[1]}:{rep}:")
         got = [slot[(markets[k], cid[k], reporters[k])] for k in keep]
-        kd = [ds[k] for k in keep]
+        kd = cast(list[int], [ds[k] for k in keep])  # a row without a day was refused above
         keys = [(g[0], g[1], d) for g, d in zip(got, kd, strict=True)]
         # The same reporter's price for the same item, market and day is one observation: a second row
         # does not count it twice.
         fresh = set(keys)
         if len(fresh) != len(keys) or not self._seen.isdisjoint(fresh):
             first: list[int] = []
-            for j, key in enumerate(keys):
-                if key in self._seen:
+            for j, seen in enumerate(keys):
+                if seen in self._seen:
                     out.duplicates += 1
                 else:
-                    self._seen.add(key)
+                    self._seen.add(seen)
                     first.append(j)
             got, kd, keep = [got[j] for j in first], [kd[j] for j in first], [keep[j] for j in first]
         else:
@@ -184,7 +185,7 @@ class _Columns:
         out.series_idx.extend(g[0] for g in got)
         out.reporter_idx.extend(g[1] for g in got)
         out.price.extend(ps[k] for k in keep)  # type: ignore[misc]
-        out.day.extend(kd)  # type: ignore[arg-type]
+        out.day.extend(kd)
         out.ids.extend(g[2] + str(d) for g, d in zip(got, kd, strict=True))
 
 
@@ -272,8 +273,8 @@ def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Pro
         cells = [(text, r[k].strip()) for k, text in date_cols if k < len(r) and r[k].strip() not in ("", "-")]
         if not cells:
             continue
-        markets, regions = _places(1, *([r[c]] if c is not None and c < len(r) else None
-                                        for c in (c_market, c_region, c_city)), defaults)
+        mk, rg, ct = ([r[c]] if c is not None and c < len(r) else None for c in (c_market, c_region, c_city))
+        markets, regions = _places(1, mk, rg, ct, defaults)
         n = len(cells)
         cols.add([line] * n, [r[c_com]] * n, None, [p for _, p in cells], [d for d, _ in cells], markets * n,
                  regions * n, [r[c_rep].strip() if c_rep is not None else defaults.reporter] * n)

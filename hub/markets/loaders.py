@@ -229,8 +229,7 @@ def read_panel_harga_csv(source: str | Path | io.TextIOBase, *, province: str = 
                                   city=cell.get(c_city, city) if c_city else city,
                                   commodity=cell[c_com].strip(), price_idr=p))
         return out
-    date_cols = [(k, parse_date_id(h)) for k, h in enumerate(header)]
-    date_cols = [(k, d) for k, d in date_cols if d is not None]
+    date_cols = [(k, d) for k, d in ((k, parse_date_id(h)) for k, h in enumerate(header)) if d is not None]
     if not date_cols:
         raise BadInputFile(f"{where}: expected a 'Tanggal' column or date columns (dd/mm/yyyy), found {header}")
     for r in body:

@@ -165,7 +165,7 @@ class HeldScan:
 
     @property
     def record_id(self) -> str:
-        return self.key.hex() if type(self.key) is bytes else self.key  # type: ignore[union-attr, return-value]
+        return self.key.hex() if isinstance(self.key, bytes) else self.key
 
     def numbers(self) -> tuple[int | None, ...]:
         if type(self.nums) is tuple:

@@ -237,8 +237,8 @@ class Plan:
         _check_int("plan.tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
         for d in self.service_weekdays:
             _check_int("plan.service_weekdays item", d, minimum=0, maximum=6)
-        for d in self.closed_dates:
-            local_midnight(d, 0)
+        for day in self.closed_dates:
+            local_midnight(day, 0)
         object.__setattr__(self, "_schools", schools)
         object.__setattr__(self, "_kitchens", kitchens)
 

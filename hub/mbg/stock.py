@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .analysis import Finding
@@ -82,26 +82,27 @@ def replay(kitchen: str, item: str, movements: Iterable[StockMovement], plan: Pl
     balance = 0
     lines: list[StockLine] = []
     for choice, m in timed:
-        common = {"time": choice.time, "basis": choice.basis, "movement": m.movement, "record_id": m.record_id,
-                  "supplier": m.supplier, "batch": m.batch, "reason": m.reason}
+        # Every line carries the movement's own fields; each branch sets the quantities and the balance.
+        line = StockLine(time=choice.time, basis=choice.basis, movement=m.movement, record_id=m.record_id,
+                         supplier=m.supplier, batch=m.batch, reason=m.reason, qty_in=0, qty_out=0, balance=balance)
         if m.unit != unit:
             # A quantity in another unit cannot be added without a conversion the record does not carry.
-            lines.append(StockLine(**common, qty_in=0, qty_out=0, balance=balance, flags=("unit_mismatch",)))
+            lines.append(replace(line, flags=("unit_mismatch",)))
             continue
         if m.movement == "receive":
             balance += m.qty
-            lines.append(StockLine(**common, qty_in=m.qty, qty_out=0, balance=balance))
+            lines.append(replace(line, qty_in=m.qty, balance=balance))
         elif m.movement in ("use", "waste"):
             shortfall = max(m.qty - max(balance, 0), 0)
             balance -= m.qty
             # The book goes negative rather than clamping: a debit nobody received for must stay visible.
-            lines.append(StockLine(**common, qty_in=0, qty_out=m.qty, balance=balance, shortfall=shortfall,
-                                   flags=("overdraw",) if shortfall else ()))
+            lines.append(replace(line, qty_out=m.qty, balance=balance, shortfall=shortfall,
+                                 flags=("overdraw",) if shortfall else ()))
         else:
             difference = m.qty - balance
             balance = m.qty
-            lines.append(StockLine(**common, qty_in=0, qty_out=0, balance=balance, counted=m.qty,
-                                   difference=difference, flags=("count_difference",) if difference else ()))
+            lines.append(replace(line, balance=balance, counted=m.qty, difference=difference,
+                                 flags=("count_difference",) if difference else ()))
     return StockCard(kitchen=kitchen, item=item, unit=unit, lines=tuple(lines))
 
 

@@ -230,7 +230,7 @@ class MbgView:
         for date, day in list(self._days.items()):
             if day.oldest >= cutoff:
                 continue
-            kept = []
+            kept: list[HeldScan] = []
             for s in day.scans:
                 (kept if s.arrived_at >= cutoff else removed).append(s)
             self._touch(date)
@@ -551,7 +551,7 @@ class MbgView:
 
     def lost(self, now: int, date: str | None = None) -> list[dict[str, Any]]:
         """Containers reported lost or not back at the kitchen after its return time, one row per container."""
-        rows = []
+        rows: list[dict[str, Any]] = []
         for f in self.findings(now, date):
             if f.code in ("container_lost", "container_unreturned"):
                 rows.extend({"tag": tag, "school": f.subject, "date": f.date, "reason": f.code} for tag in f.containers)
