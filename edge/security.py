@@ -126,6 +126,7 @@ class EnrollRefused(SecurityError):
 
 def _post(url: str, body: bytes) -> bytes:
     import urllib.error
+    import urllib.request
 
     req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/cose"})
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,28 @@ async def test_cli_enrolls_and_pins_the_hub(tmp_path, capsys):
         assert out["hub"] == hub.hub.hub_id.hex() and out["status"] == "active"
         assert load_pin(tmp_path / "edge")["key"] == hub.hub.signer.public_key.hex()
         assert (tmp_path / "hub" / "oscore" / out["device"] / "secret.json").exists()
+
+
+# A program that enrolls through edge.security alone, with nothing else having loaded urllib.request.
+ENROLL_ALONE = """import json, sys
+from pathlib import Path
+from edge.keys import load_or_create
+from edge.security import enroll
+data = Path(sys.argv[2])
+print(json.dumps(enroll(sys.argv[1], load_or_create(data / "device.key"), data, site="s", role="kitchen_exit",
+                        name="s")))
+"""
+
+
+async def test_enrollment_reaches_the_hub_from_a_program_that_loads_only_the_edge(tmp_path):
+    async with secure_hub(tmp_path / "hub") as hub:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", ENROLL_ALONE, qr_text(hub), str(tmp_path / "edge"),
+            cwd=Path(__file__).resolve().parents[2], stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert json.loads(out)["status"] == "active"
+        assert load_pin(tmp_path / "edge")["key"] == hub.hub.signer.public_key.hex()
 
 
 async def test_qr_code_of_another_hub_key_is_refused_nothing_pinned(tmp_path):
