@@ -200,6 +200,7 @@ async def _coap(root: Path, seconds: float, concurrency: int) -> dict[str, float
         rss_before = resident_bytes()
         edge = await _load(daemon.coap_port, seconds, concurrency)
         rss_after = resident_bytes()
+        assert daemon.coap is not None  # started above
         held = sum(m.held for m in daemon.coap.message_managers())
         refused = sum(m.refused for m in daemon.coap.message_managers())
     finally:

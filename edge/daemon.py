@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import aiocoap
@@ -42,7 +43,7 @@ from .inputs import (
 from .memory import keep_flat, limit_arenas
 from .metrics import EdgeState, Metrics, prometheus, resident_bytes
 from .pairing import Pairing, load_or_create_secret, paired
-from .security import EdgeSecurity
+from .security import EdgeSecurity, GuardedHolder
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
 from .systemd import notify, pet_watchdog, watchdog_interval
@@ -152,7 +153,7 @@ class EdgeDaemon:
         self._recent: dict[bytes, tuple[float, Submitted]] = {}
         self.stopped = asyncio.Event()
         self.sync: SyncAgent | None = None
-        self.holder: ReplicaQuota | None = None
+        self.holder: GuardedHolder | None = None
         self.discovery: Discovery | None = None
         self.security: EdgeSecurity | None = None
 
@@ -188,10 +189,10 @@ class EdgeDaemon:
         self.site, self.logs_resource = build_site(self, limits,
                                                    tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None)
         # Peers push to us and pull from us through the same quota the sync agent uses.
-        self.holder = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id)
+        quota = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id)
         # Security hook (edge/security.py): revocations, OSCORE contexts and the access policy.
         self.security = EdgeSecurity(cfg, self.key)
-        self.holder = self.security.holder(self.holder)  # type: ignore[assignment]
+        self.holder = self.security.holder(quota)
         add_sync_resources(self.site, self.holder, visible=self.security.policy.visible)
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
         # udp6 only: aiocoap's default would also listen on TCP 5683 (DESIGN.md pitfalls).
@@ -217,7 +218,7 @@ class EdgeDaemon:
             if sensor_cfg.driver == "sim":
                 sensor = SimSensor(sensor_cfg, cfg.sim.seed)
                 self.supervisor.spawn(f"sensor-{sensor_cfg.name}",
-                                      lambda s=sensor: run_sensor(s, cfg.site, self._append, self.counters, self.tap))
+                                      partial(run_sensor, sensor, cfg.site, self._append, self.counters, self.tap))
                 continue
 
             async def store(values: dict[str, int], sc: Any = sensor_cfg) -> None:
@@ -225,8 +226,8 @@ class EdgeDaemon:
 
             loop = self.sensors[sensor_cfg.name] = SensorLoop(sensor_cfg, self.buses, store, fault=self._fault)
             self.supervisor.spawn(f"sensor-{sensor_cfg.name}", loop.run)
-        store = self.store
-        self.supervisor.spawn("memory", lambda: keep_flat(store))
+        log_store = self.store
+        self.supervisor.spawn("memory", lambda: keep_flat(log_store))
         await self._start_sync()
         if (interval := watchdog_interval()) is not None:
             self.supervisor.spawn("watchdog", lambda: pet_watchdog(interval, self.healthy))
@@ -239,7 +240,7 @@ class EdgeDaemon:
         """Replicate with peers and push to the hub: configured addresses, and whatever mDNS finds."""
         cfg, store = self.config.sync, self.store
         assert store is not None and self.key is not None
-        assert self.security is not None
+        assert self.security is not None and self.holder is not None
         self.sync = self.security.agent(self.holder, hubs=[self.config.hub.address] if self.config.hub.address else [],
                               peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked)
         agent = self.sync

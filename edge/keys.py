@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ledger import Ed25519Signer, device_id_for
 
 from .errors import KeyFileError
 
+_sodium_sign: Callable[[bytes, bytes], bytes] | None
+_sodium_keypair: Callable[[bytes], tuple[bytes, bytes]] | None
 try:  # libsodium signs about 1.6x faster than OpenSSL here; signatures are identical (Ed25519 is deterministic)
     from nacl.bindings import crypto_sign as _sodium_sign
     from nacl.bindings import crypto_sign_seed_keypair as _sodium_keypair

@@ -45,10 +45,10 @@ class ReplicaQuota:
         return self.store.heads()
 
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
-        return self.store.log_range(device_id, start, end)  # type: ignore[no-any-return]
+        return self.store.log_range(device_id, start, end)
 
     def log_length(self, device_id: bytes) -> int:
-        return self.store.log_length(device_id)  # type: ignore[no-any-return]
+        return self.store.log_length(device_id)
 
     def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None) -> dict[str, Any]:
         # The quota is one more input of the store's acceptance: the verified prefix that fits is kept.
