@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import socket
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ledger.failures import failure
@@ -28,7 +31,24 @@ def _run(args: argparse.Namespace) -> int:
                                        tap_interval_ms=args.tap_interval_ms, containers=config.sim.containers)
     if changes:
         config = cfg.replace(config, **changes)
-    return run(config)
+    return run(config, None if args.clock is None else started_clock(args.clock))
+
+
+def started_clock(start: int) -> Callable[[], int]:
+    """A device clock that reads `start` now and runs at the pace of the machine's monotonic clock: a Pi whose
+    clock is set wrong, or a past day replayed through real daemons."""
+    t0 = time.monotonic()
+    return lambda: start + int(time.monotonic() - t0)
+
+
+def _instant(text: str) -> int:
+    try:
+        instant = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO instant like 2026-03-02T05:30+07:00, got {text!r}") from None
+    if instant.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add one, e.g. +07:00 for WIB")
+    return int(instant.timestamp())
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -131,6 +151,9 @@ def add_arguments(subparsers: Any) -> None:
     run.add_argument("--data-dir", help="override data_dir")
     run.add_argument("--port", type=int, help="override coap.port (0 = any free port)")
     run.add_argument("--tap-interval-ms", type=int, help="simulated reader: tap every N ms (0 = off)")
+    run.add_argument("--clock", type=_instant, metavar="INSTANT",
+                     help="the device's time instead of the system's: starts at this ISO instant (e.g. "
+                          "2026-03-02T05:30+07:00) and runs at the wall clock's pace")
     run.set_defaults(func=_run)
     status = sub.add_parser("status", help="status of a running daemon (--url) or of its store")
     status.add_argument("--config")

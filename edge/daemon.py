@@ -500,9 +500,9 @@ class EdgeDaemon:
         return self.metrics_text()
 
 
-async def serve(config: EdgeConfig) -> int:
+async def serve(config: EdgeConfig, clock: Callable[[], int] | None = None) -> int:
     """Run until SIGTERM or SIGINT, then shut down cleanly."""
-    daemon = EdgeDaemon(config)
+    daemon = EdgeDaemon(config, clock=clock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -518,7 +518,7 @@ async def serve(config: EdgeConfig) -> int:
     return 0
 
 
-def run(config: EdgeConfig) -> int:
+def run(config: EdgeConfig, clock: Callable[[], int] | None = None) -> int:
     setup_logging("edge", level=config.log.level, fmt=config.log.format)
     limit_arenas()
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, clock))
