@@ -900,9 +900,8 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
     """A trip's food-safety timers and readings: whether a timer still runs, and the rules it breaks."""
     plan = a.plan
     rules = plan.rules
-    assert trip.school is not None and trip.cooked is not None
+    assert trip.school is not None
     hits: list[_Hit] = []
-    cooked_at, cook_tap = trip.cooked
     own_served = next((t for t in trip.steps if t.scan.event == "served"), None)
     served = own_served or trip.served
     served_at = served.time if served is not None else None
@@ -912,19 +911,24 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
         # was eaten by nobody, so its timer stops (its loss is a container finding, not a food-safety one).
         finished = not any(t.scan.event in _IN and t.school == trip.school for t in trip.steps)
     running = served is None and not finished
-    # Timer: cook-end to serving; an unserved meal still on its way keeps the timer open.
-    if served_at is not None:
-        elapsed = served_at - cooked_at
-        if elapsed > rules.cook_to_serve_max_s:
-            hits.append(("cook_to_serve", elapsed, cooked_at + rules.cook_to_serve_max_s, False,
-                         (cook_tap.scan.record_id, served.scan.record_id)))  # type: ignore[union-attr]
-    elif not finished and a.now - cooked_at > rules.cook_to_serve_max_s:
-        hits.append(("cook_to_serve", a.now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True,
-                     (cook_tap.scan.record_id,)))
-    # Temperatures: the container's own probe readings, the cook tap, and the school's count taps.
     readings: list[tuple[int, int, str]] = []
-    if cook_tap.scan.temp_cc is not None:
-        readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
+    start: int | None = None
+    if trip.cooked is not None:
+        cooked_at, cook_tap = trip.cooked
+        start = cooked_at - plan.order_tolerance_s
+        # Timer: cook-end to serving; an unserved meal still on its way keeps the timer open.
+        if served_at is not None:
+            elapsed = served_at - cooked_at
+            if elapsed > rules.cook_to_serve_max_s:
+                hits.append(("cook_to_serve", elapsed, cooked_at + rules.cook_to_serve_max_s, False,
+                             (cook_tap.scan.record_id, served.scan.record_id)))  # type: ignore[union-attr]
+        elif not finished and a.now - cooked_at > rules.cook_to_serve_max_s:
+            hits.append(("cook_to_serve", a.now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True,
+                         (cook_tap.scan.record_id,)))
+        if cook_tap.scan.temp_cc is not None:
+            readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
+    # Temperatures: the container's own probe readings, the cook tap, and the school's count taps. A kitchen
+    # that taps no cook-end still has its meals' temperatures checked: only the cook-to-serve timer needs it.
     for t in trip.steps:
         if t.scan.temp_cc is not None and t.scan.event in STAGE_INDEX and t.scan.event != "returned":
             readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
@@ -937,10 +941,11 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
                     readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
     end = served_at
     if end is None:
-        end = a.now if not finished else max((r[0] for r in readings), default=cooked_at)
-    readings = sorted(r for r in readings if cooked_at - plan.order_tolerance_s <= r[0] <= end)
+        end = a.now if not finished else max((r[0] for r in readings), default=start or 0)
+    readings = sorted(r for r in readings if (start is None or start <= r[0]) and r[0] <= end)
     if not readings:
-        return running, tuple(hits)
+        # Without a cook-end and a reading no timer runs: nothing here grows with the time of the question.
+        return running and trip.cooked is not None, tuple(hits)
     coldest = min(readings, key=lambda r: r[1])
     if coldest[1] < rules.hot_hold_min_cc:
         hits.append(("hot_holding", coldest[1], coldest[0], served_at is None, (coldest[2],)))
@@ -971,7 +976,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
     # worked out once.
     found: dict[tuple[Any, ...], tuple[bool, tuple[_Hit, ...]]] = {}
     for trip in a.trips.values():
-        if trip.school is None or trip.cooked is None:
+        if trip.school is None:
             continue
         shape = (tuple(trip.steps), trip.school, trip.date, trip.cooked, trip.served)
         safety = found.get(shape)

@@ -78,6 +78,16 @@ def test_chilled_food_is_not_in_the_danger_zone(plan: Plan, scan: Scan) -> None:
     assert {v.rule for v in a.violations} == {"hot_holding"}
 
 
+def test_a_cold_meal_is_flagged_when_the_kitchen_tapped_no_cook_end(plan: Plan, scan: Scan) -> None:
+    # Only the cook-to-serve timer needs a cook-end: a 45 °C reading at the gate is a hot-holding violation
+    # whether or not the kitchen tapped one, and a day without readings has nothing to report.
+    scans = _delivery(scan, temps=(7500, 4500, 7000))[1:]
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    assert {(v.rule, v.measured, v.containers) for v in a.violations} == {("hot_holding", 4500, ("T1", "T2"))}
+    plain = [s for s in scans if s.temp_cc is None]
+    assert analyze(plan, plain, now=MIDNIGHT + 20 * H).violations == []
+
+
 def test_an_unserved_meal_keeps_its_timer_open(plan: Plan, scan: Scan) -> None:
     scans = _delivery(scan)[:5]  # not served yet
     before = analyze(plan, scans, now=MIDNIGHT + 9 * H)
