@@ -1,0 +1,249 @@
+"""A messy school day replayed through real processes: `jejak hub run` and four `jejak edge run` daemons (the
+kitchen exit, two school gates and the return desk), taps on their simulated readers and a phone's submissions
+over CoAP, each edge's own sync, the hub's LMDB. Every expected answer below is worked out by hand from the day.
+
+The day (Monday 12 January 2026, WIB), SD Negeri 1 (S1) and SD Negeri 2 (S2), 30 portions each, due 09:00,
+10 portions an ompreng:
+- 06:00 beras received 10 kg, 06:30 12 kg used: stock would go negative;
+- 06:30 (23:30 UTC the day before) A1-A3 leave the kitchen for S1, 06:35 B1-B3 for S2;
+- 07:10 S1's gate, offline since the morning: A1 tapped twice, B3 (S2's) tapped at the wrong school, A2's tag
+  unreadable; A3 fell off the truck and never comes back. The gate syncs its backlog at 11:00;
+- 09:40 S2's truck arrives 40 minutes late at 45 °C; B1 and B2 tapped in, the gate is killed -9, boots with its
+  clock 5 hours behind and taps B3 in; the teacher counts 25 meals out of three full ompreng;
+- the hub is restarted mid-morning;
+- 13:00 A1, A2, B1, B2 back at the kitchen; 23:30 WIB (16:30 UTC) B3 comes back after the return time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from coap_server.client import EdgeClient
+from tests.harness.faults import EdgeProc, HubProc, http_json
+from tests.mbg.common import DATE, MIDNIGHT, H, M
+from tests.ports import free_udp
+from tests.wait import wait_for
+
+PLAN = """
+[defaults]
+timezone = "WIB"
+deadline = "09:00"
+return_by = "15:00"
+portions_per_container = 10
+service_weekdays = [0, 1, 2, 3, 4, 5]
+[[kitchens]]
+id = "K1"
+name = "SPPG Cibeureum"
+[[schools]]
+id = "S1"
+name = "SD Negeri 1"
+kitchen = "K1"
+portions = 30
+[[schools]]
+id = "S2"
+name = "SD Negeri 2"
+kitchen = "K1"
+portions = 30
+"""
+STAFF = "5a000001"
+A1, A2, A3 = "04a1000000000001", "04a1000000000002", "04a1000000000003"
+B1, B2, B3 = "04b2000000000001", "04b2000000000002", "04b2000000000003"
+EDGES = {  # name: (site, role, event, destination school)
+    "exit": ("K1", "kitchen_exit", None, "S1"),
+    "gate1": ("S1", "school_gate", "received", None),
+    "gate2": ("S2", "school_gate", "received", None),
+    "return": ("K1", "return", None, None),
+}
+
+
+def _iso(t: int) -> str:
+    """An instant in WIB, as `--clock` takes it."""
+    s = t - MIDNIGHT
+    return f"{DATE}T{s // H:02d}:{s % H // M:02d}:{s % M:02d}+07:00"
+
+
+class Edge(EdgeProc):
+    """`jejak edge run` at one checkpoint, its device clock set by --clock at each start."""
+
+    def __init__(self, root: Path, name: str, hub: str) -> None:
+        self.name = name
+        super().__init__(root / name, hub=hub)
+        self.argv = ["-m", "tools.cli", "edge", "run", "--config", str(self.config)]
+
+    def write_config(self, tap_interval_ms: int) -> None:
+        site, role, event, school = EDGES[self.name]
+        extra = "".join(f'{k} = "{v}"\n' for k, v in (("event", event), ("school", school)) if v)
+        self.config.write_text(
+            f'site = "{site}"\nname = "{self.name}"\ndata_dir = "{self.root / "data"}"\nsensors = []\n'
+            f'[checkpoint]\nrole = "{role}"\nstaff = ["{STAFF}"]\ndup_window_s = 0\nportions_per_tag = 0\n{extra}'
+            f'[coap]\nhost = "{self.host}"\nport = {self.port}\n[hub]\naddress = "{self.hub}"\n'
+            f'[sync]\nmdns = false\ninterval_s = 0.3\n[sim]\ntap_interval_ms = 0\n')
+
+    def start_at(self, t: int, *, hub: str | None = None) -> None:
+        if hub is not None:
+            self.hub = hub
+            self.write_config(0)
+        self.argv[6:] = ["--clock", _iso(t)]
+        self.start()
+        self.wait_ready(60)
+
+
+class Day:
+    def __init__(self, root: Path) -> None:
+        self.hub = HubProc(root / "hub", checkpoint_interval=3600)
+        (root / "plan.toml").write_text(PLAN)
+        with (self.hub.root / "hub.toml").open("a") as fh:
+            fh.write(f'mbg_plan = "{root / "plan.toml"}"\n[bridges]\nenabled = false\n')
+        self.dead = f"coap://127.0.0.1:{free_udp()}"  # an uplink that answers nothing
+        self.edges = {name: Edge(root, name, self.hub.coap) for name in EDGES}
+
+    def start_hub(self, t: int) -> None:
+        """The hub's time follows the records it accepts (a past day replayed), starting at `t`."""
+        self.hub.argv = ["-m", "tools.cli", "hub", "run", "--clock", f"{_iso(t)} records",
+                         "--config", str(self.hub.root / "hub.toml")]
+        self.hub.start()
+        self.hub.wait_up(60)
+
+    async def tap(self, name: str, *tags: str) -> list[dict[str, Any]]:
+        """The staff card, the containers, the staff card again; every container tap acknowledged."""
+        edge = self.edges[name]
+        async with EdgeClient(edge.coap, timeout=30) as client:
+            shown = [await client.tap(uid) for uid in (STAFF, *tags, STAFF)]
+        acks = [fb for taps in shown[1:-1] for fb in taps if fb.get("seq") is not None]
+        assert [fb["status"] for fb in acks] == ["accepted"] * len(tags), shown
+        return acks
+
+    async def submit(self, name: str, kind: str, body: dict[str, Any]) -> None:
+        async with EdgeClient(self.edges[name].coap, timeout=30) as client:
+            await client.submit(kind, body)
+
+    def synced(self, *names: str) -> bool:
+        heads = self.hub.heads()
+        return all(heads.get(e.device_id, (0,))[0] == len(e.own_log())
+                   for e in (self.edges[n] for n in names))
+
+    async def wait_synced(self, *names: str) -> None:
+        await wait_for(lambda: self.synced(*names), 60, what=f"{names}'s records at the hub", step=0.1)
+
+    def api(self, path: str) -> Any:
+        sep = "&" if "?" in path else "?"
+        return http_json(f"{self.hub.url}{path}{sep}date={DATE}", timeout=30)
+
+
+def _findings(api: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(f["code"], f["subject"]): f for f in api["findings"]}
+
+
+def _deliveries(day: Day) -> dict[str, dict[str, Any]]:
+    return {d["school"]: d for k in day.api("/api/mbg/deliveries")["kitchens"] for d in k["schools"]}
+
+
+async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None:
+    day = Day(tmp_path)
+    exit_, gate1, gate2, ret = (day.edges[n] for n in EDGES)
+    try:
+        day.start_hub(MIDNIGHT + 5 * H + 50 * M)
+        for e in day.edges.values():
+            day.hub.enroll(e.key, e.name)
+
+        # 06:00 the kitchen takes in 10 kg of rice; 06:30 it uses 12 kg, more than it has.
+        exit_.start_at(MIDNIGHT + 6 * H)
+        await day.submit("exit", "stock", {"site": "K1", "item": "beras", "movement": "receive", "qty": 10_000,
+                                           "unit": "g", "supplier": "KUD Sari"})
+        exit_.stop()
+        exit_.start_at(MIDNIGHT + 6 * H + 30 * M)
+        await day.submit("exit", "stock", {"site": "K1", "item": "beras", "movement": "use", "qty": 12_000,
+                                           "unit": "g"})
+        await day.tap("exit", A1, A2, A3)  # S1's, through the reader (the exit's school is S1)
+        exit_.stop()
+        exit_.start_at(MIDNIGHT + 6 * H + 35 * M)  # S2's trip from the phone at the exit, which names its school
+        await day.submit("exit", "scan", {"event": "departed", "site": "K1", "checkpoint": "kitchen_exit",
+                                          "staff": STAFF, "tags": [B1, B2, B3], "school": "S2", "source": "coap"})
+        await day.wait_synced("exit")
+
+        # 07:10 S1's gate has no uplink: its taps wait on the edge.
+        gate1.start_at(MIDNIGHT + 7 * H + 10 * M, hub=day.dead)
+        await day.tap("gate1", A1, A1, B3)
+        assert day.hub.heads().get(gate1.device_id) is None
+
+        # 09:40 S2's truck, 40 minutes late and lukewarm; its gate dies after B2 and boots 5 hours behind.
+        gate2.start_at(MIDNIGHT + 9 * H + 40 * M)
+        await day.submit("gate2", "scan", {"event": "arrived", "site": "S2", "checkpoint": "school_gate",
+                                           "staff": STAFF, "tags": [B1, B2, B3], "temp_cc": 4500, "source": "coap"})
+        acked = await day.tap("gate2", B1, B2)
+        gate2.kill()
+        gate2.start_at(MIDNIGHT + 4 * H + 41 * M)
+        acked += await day.tap("gate2", B3)
+        await day.submit("gate2", "scan", {"event": "received", "site": "S2", "checkpoint": "school_gate",
+                                           "staff": STAFF, "count": 25, "source": "coap"})
+        await day.wait_synced("gate2")
+        stored = {r.hex() for r in _ids(gate2.own_log())}
+        assert {a["id"] for a in acked} <= stored, "an acknowledged tap was lost by kill -9"
+
+        # The hub restarts mid-morning: its answers after are those from before.
+        before = [day.api(f"/api/mbg/{q}") for q in ("deliveries", "violations", "stock", "lost", "short")]
+        day.hub.stop()
+        day.start_hub(before[0]["now"])  # the hub's replayed time goes on from where it stood
+        after = [day.api(f"/api/mbg/{q}") for q in ("deliveries", "violations", "stock", "lost", "short")]
+        assert after == before
+
+        # 11:00 S1's gate gets its uplink back and sends the morning's taps.
+        gate1.stop()
+        gate1.start_at(MIDNIGHT + 11 * H, hub=day.hub.coap)
+        await day.wait_synced("gate1")
+
+        # 13:00 the empties come back; A2's tag reads again here. 23:30 B3, last.
+        ret.start_at(MIDNIGHT + 13 * H)
+        await day.tap("return", A1, A2, B1, B2)
+        ret.stop()
+        ret.start_at(MIDNIGHT + 23 * H + 30 * M)
+        await day.tap("return", B3)
+        await day.wait_synced("exit", "gate1", "gate2", "return")
+
+        got = _deliveries(day)
+        answers = day.api("/api/mbg/violations")
+        found = _findings(answers)
+        # S1: A1 counted once, B3 not S1's, A2 unread: 10 of 30 portions, received 07:10 (on time: the tap's
+        # time, not the 11:00 sync), short by 20.
+        s1 = got["S1"]
+        assert (s1["statuses"], s1["received_portions"], s1["shortfall"], s1["containers_in"], s1["containers_out"]) \
+            == (["short"], 10, 20, 1, 3)
+        assert _near(s1["received_at"], MIDNIGHT + 7 * H + 10 * M) and _near(s1["departed_at"], MIDNIGHT + 6 * H + 30 * M)
+        # S2: arrived 09:40, 40 minutes late; three ompreng in, the teacher's count of 25 stands: short by 5.
+        s2 = got["S2"]
+        assert (s2["statuses"], s2["received_portions"], s2["shortfall"], s2["containers_in"]) == (["late", "short"], 25, 5, 3)
+        assert _near(s2["arrived_at"], MIDNIGHT + 9 * H + 40 * M) and _near(s2["late_s"], 40 * M)
+        ids = {n: e.device_id.hex()[:32] for n, e in day.edges.items()}
+        expected = {("container_unreturned", "S1"), ("duplicate_scan", "S1"), ("misrouted", "S1"),
+                    ("short_delivery", "S1"), ("short_delivery", "S2"), ("late_delivery", "S2"),
+                    ("hot_holding", "S2"), ("stock_overdraw", "K1/beras"), ("late_sync", ids["gate1"])}
+        assert expected <= set(found), sorted(found)
+        assert found[("container_unreturned", "S1")]["containers"] == [A3]  # B3 came back 23:30 WIB, the same day
+        assert found[("duplicate_scan", "S1")]["containers"] == [A1]
+        assert (found[("misrouted", "S1")]["containers"], found[("misrouted", "S1")]["other_school"]) == ([B3], "S2")
+        assert (found[("hot_holding", "S2")]["measured"], found[("hot_holding", "S2")]["limit"]) == (4500, 6000)
+        assert (found[("stock_overdraw", "K1/beras")]["measured"],
+                found[("stock_overdraw", "K1/beras")]["limit"]) == (12_000, 10_000)
+        # gate1's backlog reached the hub when the replayed hub time stood at S2's taps (09:40): 2 h 30 min late.
+        assert _near(found[("late_sync", ids["gate1"])]["measured"], 2 * H + 30 * M)
+        assert [x["tag"] for x in day.api("/api/mbg/lost")["lost"]] == [A3]
+        assert [(x["item"], x["on_hand"], x["flags"]) for x in day.api("/api/mbg/stock")["on_hand"]] \
+            == [("beras", -2000, ["overdraw"])]
+        [b3] = [t for t in day.api(f"/api/mbg/containers/{B3}")["timelines"] if t["date"] == DATE]
+        assert any(st["event"] == "returned" and _near(st["time"], MIDNIGHT + 23 * H + 30 * M) for st in b3["steps"])
+        assert day.synced(*EDGES) and sum(1 for _ in gate2.own_log()) == day.hub.heads()[gate2.device_id][0]
+    finally:
+        for e in day.edges.values():
+            e.stop()
+        day.hub.stop()
+
+
+def _near(t: int | None, expected: int) -> bool:
+    """A tap lands a little after its edge's clock was set (the daemon starts, then the staff taps)."""
+    return t is not None and expected <= t <= expected + 5 * M
+
+
+def _ids(raws: list[bytes]) -> list[bytes]:
+    return [hashlib.sha256(r).digest() for r in raws]
