@@ -72,6 +72,15 @@ class TooLarge(RequestError):
         self.limit = limit
 
 
+class IncompleteBody(RequestError):
+    """A block of a request body (CoAP Block1) that does not follow the blocks before it: a gap, an overlap, no
+    block 0, or a body forgotten after waiting too long for its next block."""
+
+    code = "INCOMPLETE_BODY"
+    coap = "4.08"
+    http = 400
+
+
 class Internal(CodedError):
     """What any unexpected exception is answered with; the details go to the server log, not the peer."""
 

@@ -43,7 +43,7 @@ from .errors import (
     UnsupportedFormat,
     error_response,
 )
-from .params import check_body_size, coap_query, seq
+from .params import coap_query, seq
 from .routing import Site
 
 TEXT = 0
@@ -166,14 +166,9 @@ class SubmitResource(_Guarded):
         super().__init__()
         self.backend, self.limits = backend, limits
 
-    async def render_to_pipe(self, pipe: Any) -> None:
-        # Refuse an oversize body at its first block that goes past the limit, before it is spooled.
-        try:
-            check_body_size(pipe.request, self.limits.max_submit_bytes, "submission")
-        except RequestError as exc:
-            pipe.add_response(error_response(exc), is_last=True)
-            return
-        await super().render_to_pipe(pipe)
+    def body_limit(self, request: aiocoap.Message) -> tuple[int, str]:
+        # An oversize body is refused at its first block that goes past the limit, before it is spooled.
+        return self.limits.max_submit_bytes, "submission"
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         _check_format(request)
@@ -291,9 +286,6 @@ class LogSite(_Guarded, resource.PathCapable, interfaces.ObservableResource):
 
         serverobservation.accept(cancel)
 
-    async def render_to_pipe(self, pipe: Any) -> None:
-        await interfaces.ObservableResource._render_to_pipe(self, pipe)
-
     def notify(self, device_id: bytes) -> None:
         """A log grew: observers of its head get a notification (several commits may fold into one)."""
         for watcher in list(self._observers.get(device_id, ())):
@@ -339,8 +331,8 @@ def build_site(backend: Backend, limits: ServerLimits = ServerLimits(), *, tap: 
         Site, LogSite]:
     """The edge's CoAP site and its log resource (call `.notify(device_id)` on it when a log grows)."""
     site = Site()
-    site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader,
-                                                                    impl_info=None))
+    site.add_resource([".well-known", "core"], blocks.WellKnownCore(site.get_resources_as_linkheader,
+                                                                   impl_info=None))
     site.add_resource(["submit"], SubmitResource(backend, limits))
     site.add_resource(["logs"], LogsResource(backend))
     logs = LogSite(backend, limits)

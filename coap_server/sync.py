@@ -43,7 +43,7 @@ from ledger.sync import (
 from . import blocks
 from .errors import error_response
 from .lanes import Lanes
-from .params import Param, check_body_size, coap_query, device, seq
+from .params import Param, coap_query, device, seq
 
 log = logging.getLogger("jejak.sync")
 CBOR = 60
@@ -81,13 +81,8 @@ class HeadsResource(blocks.Resource):
         self.holder, self.limits = holder, limits
         self.visible = visible  # security hook: only what the asking peer may read or already holds
 
-    async def render_to_pipe(self, pipe: Any) -> None:
-        try:
-            check_body_size(pipe.request, self.limits.max_devices * 64 + 64, "heads message")
-        except CodedError as exc:
-            pipe.add_response(error_response(exc), is_last=True)
-            return
-        await super().render_to_pipe(pipe)
+    def body_limit(self, request: aiocoap.Message) -> tuple[int, str]:
+        return self.limits.max_devices * 64 + 64, "heads message"
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         paged = getattr(self.holder, "heads_page", None)  # a holder that reads one page of its logs
@@ -173,15 +168,11 @@ class RecordsResource(blocks.Resource):
         # that starts at or before the marked length is never refused by it, and its arrival lifts the mark.
         self._refused: dict[bytes, tuple[int, float]] = {}
 
-    async def render_to_pipe(self, pipe: Any) -> None:
-        # A push past the limit is refused at its first block over it, before aiocoap spools the rest.
-        try:
-            if pipe.request.code == Code.POST:
-                check_body_size(pipe.request, self.limits.bytes_per_request + 1024, "records message")
-        except CodedError as exc:
-            pipe.add_response(error_response(exc), is_last=True)
-            return
-        await super().render_to_pipe(pipe)
+    def body_limit(self, request: aiocoap.Message) -> tuple[int, str]:
+        # A push past the limit is refused at its first block over it, before the rest is spooled.
+        if request.code == Code.POST:
+            return self.limits.bytes_per_request + 1024, "records message"
+        return super().body_limit(request)
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         try:
@@ -366,13 +357,8 @@ class RangesResource(blocks.Resource):
         super().__init__()
         self.holder, self.limits, self.visible = holder, limits, visible
 
-    async def render_to_pipe(self, pipe: Any) -> None:
-        try:
-            check_body_size(pipe.request, self.limits.max_devices * 64 + 64, "ranges request")
-        except CodedError as exc:
-            pipe.add_response(error_response(exc), is_last=True)
-            return
-        await super().render_to_pipe(pipe)
+    def body_limit(self, request: aiocoap.Message) -> tuple[int, str]:
+        return self.limits.max_devices * 64 + 64, "ranges request"
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         try:

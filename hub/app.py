@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import aiocoap
-import aiocoap.resource as resource
 from aiohttp import web
 
+from coap_server import blocks
 from coap_server.discovery import Discovery
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.routing import Site
@@ -233,7 +233,7 @@ def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | Non
 async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity, metrics: HubMetrics,
                       verifier: CrossLogVerifier) -> tuple[aiocoap.Context, int]:
     site = Site()
-    site.add_resource([".well-known", "core"], resource.WKCResource(site.get_resources_as_linkheader))
+    site.add_resource([".well-known", "core"], blocks.WellKnownCore(site.get_resources_as_linkheader))
     add_sync_resources(site, HubHolder(hub, metrics, verifier), visible=security.policy.visible)
     add_proof_resources(site, hub)
     add_summary_resource(site, hub, security.policy.visible)

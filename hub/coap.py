@@ -12,6 +12,7 @@ import aiocoap.resource as resource
 import cbor2
 from aiocoap.numbers.codes import Code
 
+from coap_server import blocks
 from coap_server.errors import error_response
 from coap_server.params import Param, coap_query, count, seq
 from coap_server.security import claimed_device
@@ -29,7 +30,7 @@ INCLUSION_QUERY = (Param(name="r", kind="hex", size=32, required=True),)
 CONSISTENCY_QUERY = (seq("from", required=True), seq("to", required=True))
 
 
-class CheckpointResource(resource.Resource):
+class CheckpointResource(blocks.Resource):
     """GET: the latest signed checkpoint, as its COSE_Sign1 bytes."""
 
     def __init__(self, hub: Hub) -> None:
@@ -43,7 +44,7 @@ class CheckpointResource(resource.Resource):
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=cp.raw)
 
 
-class InclusionResource(resource.Resource):
+class InclusionResource(blocks.Resource):
     """GET ?r=<record id hex>: a COSE Receipt that the record is in the log under the latest checkpoint."""
 
     def __init__(self, hub: Hub) -> None:
@@ -59,7 +60,7 @@ class InclusionResource(resource.Resource):
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=receipt)
 
 
-class ConsistencyResource(resource.Resource):
+class ConsistencyResource(blocks.Resource):
     """GET ?from=M&to=N: the RFC 9162 consistency proof between tree sizes M and N, as a CBOR array."""
 
     def __init__(self, hub: Hub) -> None:
@@ -89,7 +90,7 @@ class _Shown:
     summary: HeadsSummary
 
 
-class HeadsSummaryResource(resource.Resource):
+class HeadsSummaryResource(blocks.Resource):
     """GET: [5, root, number of logs] over the heads the asking peer may read (ledger/summary.py); ?level=1 adds
     the 256 buckets' hashes; ?b=N answers bucket N's heads as a heads message. A peer that finds the root it saw
     last time has nothing to fetch: an unchanged hub costs one small message a round, whatever it holds."""

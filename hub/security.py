@@ -12,6 +12,7 @@ import aiocoap.resource as resource
 from aiocoap.numbers.codes import Code
 from aiohttp import web
 
+from coap_server import blocks
 from coap_server.security import (
     AccessPolicy,
     close_context,
@@ -36,7 +37,7 @@ def make_revocations(hub: Hub) -> bytes:
     return enroll.make_revocations(hub.signer, time=hub.clock(), revoked=hub.authority.revocations())
 
 
-class RevocationsResource(resource.Resource):
+class RevocationsResource(blocks.Resource):
     """GET the hub's signed revocation list (public: it is signed, and says nothing secret)."""
 
     def __init__(self, security: HubSecurity) -> None:
