@@ -30,7 +30,7 @@ from aiocoap import interfaces
 from aiocoap.numbers.codes import Code
 
 from ledger import KINDS, ChainState
-from ledger.sync import encode_records
+from ledger.sync import encode_records, records_within
 
 from . import blocks
 from .errors import (
@@ -260,14 +260,8 @@ class LogSite(_Guarded, resource.PathCapable, interfaces.ObservableResource):
         end = query.get("to", start + self.limits.range_records)
         end = min(end, start + self.limits.range_records, state.length)
         raws = await asyncio.to_thread(self.backend.log_range, device_id, start, end) if end > start else []
-        out, used = [], 0
-        for raw in raws:  # records travel whole and unchanged: cut the range, never a record
-            used += len(raw) + 3
-            if out and used > self.limits.range_bytes:
-                break
-            out.append(raw)
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR,
-                               payload=encode_records(device_id, start, out))
+                               payload=encode_records(device_id, start, records_within(raws, self.limits.range_bytes)))
 
     async def add_observation(self, request: aiocoap.Message, serverobservation: Any) -> None:
         try:

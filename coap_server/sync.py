@@ -38,6 +38,7 @@ from ledger.sync import (
     encode_records,
     page_of,
     plan,
+    records_within,
 )
 
 from . import blocks
@@ -185,7 +186,7 @@ class RecordsResource(blocks.Resource):
             raws = await asyncio.to_thread(self.holder.log_range, device_id, start, end)
         except Exception as exc:  # a damaged record, a store error: answered as the error declares
             return error_response(exc)
-        raws = _fit(raws, self.limits.bytes_per_request)
+        raws = records_within(raws, self.limits.bytes_per_request)
         return _ok(Code.CONTENT, encode_records(device_id, start, raws))
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
@@ -366,8 +367,8 @@ class RangesResource(blocks.Resource):
         except LedgerError as exc:
             return error_response(exc)
         if self.visible is not None:  # the same read policy as the heads: logs it may not read are left out
-            allowed = {h.device_id for h in self.visible(request, [Head(device_id=f.device_id, length=0,
-                                                                         head=bytes(32)) for f in wanted])}
+            asked = [Head(device_id=f.device_id, length=0, head=bytes(32)) for f in wanted]
+            allowed = {h.device_id for h in self.visible(request, asked, [])}
             wanted = [f for f in wanted if f.device_id in allowed]
         try:
             served = await asyncio.to_thread(self._serve, wanted)
@@ -381,7 +382,7 @@ class RangesResource(blocks.Resource):
         for f in wanted:
             if records <= 0:
                 break  # the rest is left out, and asked for again
-            raws = _fit(self.holder.log_range(f.device_id, f.start, min(f.end, f.start + records)), budget)
+            raws = records_within(self.holder.log_range(f.device_id, f.start, min(f.end, f.start + records)), budget)
             if served and raws and len(raws[0]) + 3 > budget:
                 break  # only the first log may go over: a record larger than the budget must still pass
             served.append((f.device_id, f.start, raws))
@@ -398,16 +399,6 @@ def _opens_at(device_id: bytes, start: int, raws: Sequence[bytes]) -> bool:
     except LedgerError:
         return False
     return first.device_id == device_id and first.seq == start
-
-
-def _fit(raws: list[bytes], budget: int) -> list[bytes]:
-    out, used = [], 0
-    for raw in raws:
-        used += len(raw) + 3
-        if out and used > budget:
-            break
-        out.append(raw)
-    return out
 
 
 def add_sync_resources(site: resource.Site, holder: LogHolder, limits: Limits = Limits(), *,
@@ -602,7 +593,7 @@ async def _push(wire: _Wire, base: str, local: LogHolder, push: Push, size: Requ
         while True:
             while not stopped and not reorder and not late and at < push.end and len(flight) < wire.depth(size):
                 end = min(push.end, at + size.records)
-                raws = _fit(await asyncio.to_thread(local.log_range, device, at, end), size.bytes)
+                raws = records_within(await asyncio.to_thread(local.log_range, device, at, end), size.bytes)
                 if not raws:
                     stopped = True
                     break

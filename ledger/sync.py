@@ -116,6 +116,20 @@ def encode_records(device_id: bytes, start: int, raws: Sequence[bytes]) -> bytes
     return cbor.encode([MSG_RECORDS, device_id, start, list(raws)])
 
 
+def records_within(raws: Sequence[bytes], budget: int) -> list[bytes]:
+    """The records from the first on that fit in `budget` bytes of a records message, each counted with its
+    byte string's header. Records travel whole and unchanged, so a range is cut, never a record; the first
+    always goes, or a record larger than the budget would never travel."""
+    out: list[bytes] = []
+    used = 0
+    for raw in raws:
+        used += len(raw) + 3
+        if out and used > budget:
+            break
+        out.append(raw)
+    return out
+
+
 def decode_records(data: bytes, limits: Limits = Limits()) -> tuple[bytes, int, list[bytes]]:
     if len(data) > limits.bytes_per_request + 1024:
         raise LimitExceeded(f"records message of {len(data)} bytes exceeds {limits.bytes_per_request}")
