@@ -119,7 +119,7 @@ class _Known(UDP6EndpointAddress):
         return known
 
     @functools.cached_property
-    def is_multicast(self) -> bool:  # type: ignore[override]
+    def is_multicast(self) -> bool:
         return bool(super().is_multicast)
 
 

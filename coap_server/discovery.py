@@ -9,7 +9,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from zeroconf import IPVersion, ServiceStateChange
+from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from ledger.sync import Head
@@ -81,8 +81,7 @@ class Discovery:
         return props
 
     async def start(self) -> None:
-        kwargs = {"interfaces": self.interfaces} if self.interfaces else {}
-        self._zc = AsyncZeroconf(ip_version=IPVersion.V4Only, **kwargs)
+        self._zc = AsyncZeroconf(ip_version=IPVersion.V4Only, interfaces=self.interfaces or InterfaceChoice.All)
         self._info = AsyncServiceInfo(
             SERVICE, self.name, port=self.port, properties=self._properties(),
             addresses=[socket.inet_aton(a) for a in self.addresses], server=f"{self.name.split('.')[0]}.local.")

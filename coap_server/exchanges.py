@@ -78,7 +78,7 @@ class _Peer(UDP6EndpointAddress):
     _multicast: ClassVar[dict[bytes, bool]] = {}  # pktinfo (local address, interface) -> multicast or not
 
     @property
-    def is_multicast_locally(self) -> bool:  # type: ignore[override]
+    def is_multicast_locally(self) -> bool:
         pktinfo = self.pktinfo
         if pktinfo is None:
             return bool(super().is_multicast_locally)

@@ -62,11 +62,13 @@ class Lanes:
         await self.close()
 
     async def open(self) -> None:
-        sharing = type("SharingContext", (_Sharing,), {"credentials": self.ctx.client_credentials})
+        class SharingContext(_Sharing):
+            credentials = self.ctx.client_credentials
+
         try:
             while len(self.opened) < self.width - 1:
                 # aiocoap's default transports, as `ctx` has: OSCORE among them, so a protected request stays so.
-                lane = await sharing.create_client_context()
+                lane = await SharingContext.create_client_context()
                 self.opened.append(lane)
                 self._free.put_nowait(lane)
         except BaseException:
