@@ -175,7 +175,7 @@ class Spool(Block1Spool):
     def __init__(self, *, most: int = ASSEMBLIES, lifetime_s: float = LIFETIME_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         # Not aiocoap's TimeoutDict: it holds any number of bodies, each as long as blocks keep coming.
-        self._assemblies: OrderedDict[Hashable, _Assembly] = OrderedDict()  # type: ignore[assignment]
+        self._assemblies: OrderedDict[Hashable, _Assembly] = OrderedDict()
         self.most, self.lifetime_s, self.clock = most, lifetime_s, clock
 
     def __len__(self) -> int:
