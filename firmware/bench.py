@@ -14,7 +14,7 @@ def _now_us():
 
 def _elapsed_us(start):
     if hasattr(time, "ticks_diff"):
-        return time.ticks_diff(time.ticks_us(), start)
+        return time.ticks_diff(_now_us(), start)
     return _now_us() - start
 
 

@@ -228,7 +228,7 @@ class SystemClock(Clock):
     def __init__(self):
         self._native = hasattr(time, "ticks_ms") and hasattr(time, "ticks_diff")
         if self._native:
-            self._last = time.ticks_ms()
+            self._last = time.ticks_ms()  # type: ignore[attr-defined]  # MicroPython's time module
         else:
             self._start = time.monotonic()
         self._ms = 0
@@ -241,8 +241,8 @@ class SystemClock(Clock):
 
     def ticks_ms(self):
         if self._native:
-            now = time.ticks_ms()
-            self._ms += time.ticks_diff(now, self._last)
+            now = time.ticks_ms()  # type: ignore[attr-defined]
+            self._ms += time.ticks_diff(now, self._last)  # type: ignore[attr-defined]
             self._last = now
             return self._ms
         return int((time.monotonic() - self._start) * 1000)

@@ -137,7 +137,7 @@ class TapMachine:
     def tap(self, uid, now_ms, wall_s=None, kind=None):
         """A tag was presented. kind overrides the classifier (hal.STAFF, PARENT, CONTAINER)."""
         self.stats["taps"] += 1
-        out = []
+        out = []  # type: list[Feedback | Record]
         self._expire(now_ms, out)
         norm = hal.normalize_uid(uid)
         if norm is None:
@@ -184,7 +184,7 @@ class TapMachine:
 
     def tick(self, now_ms):
         """Time passed: close a timed-out session, write a batch that has waited long enough."""
-        out = []
+        out = []  # type: list[Feedback | Record]
         self._expire(now_ms, out)
         if self._batch and now_ms - self._batch_first_ms >= self.config.batch_linger_ms:
             self._flush(out)
@@ -230,7 +230,7 @@ class TapMachine:
         if event not in self.config.events:
             raise ValueError("event for role %r: expected one of %s, got %r"
                              % (self.config.role, list(self.config.events), event))
-        out = []
+        out = []  # type: list[Feedback | Record]
         if event != self.event:
             self._flush(out)
             self.event = event
@@ -238,14 +238,14 @@ class TapMachine:
 
     def set_school(self, school):
         """Change the destination school written on the following records."""
-        out = []
+        out = []  # type: list[Feedback | Record]
         self._flush(out)
         self.school = school
         return out
 
     def close(self, now_ms, reason=R_SHUTDOWN):
         """End the session (shutdown): write the open batch, if any."""
-        out = []
+        out = []  # type: list[Feedback | Record]
         if self.session is not None:
             self._end_session(out, reason)
         return out
@@ -287,6 +287,7 @@ class TapMachine:
         session = self.session
         self.session = None
         self._timed_out = reason == R_TIMEOUT
+        assert session is not None  # a session is open whenever one is ended
         if not quiet:
             out.append(Feedback(hal.CLOSED, reason, session.staff, session.accepted))
 

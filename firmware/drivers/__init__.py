@@ -32,7 +32,7 @@ def open_reader(kind="auto", clock=None, log=None, **options):
 
         if clock is None:
             clock = hal.SystemClock()
-        reader = SimNfcReader(clock, options.get("script", ()))
+        reader = SimNfcReader(clock, options.get("script", ()))  # type: hal.NfcReader
     elif kind == "nfcpy":
         from firmware.drivers.nfcpy_reader import NfcpyReader
 
@@ -64,7 +64,7 @@ def open_sensor(kind, name, **options):
     if kind == "sim":
         from firmware.sim import SimSensor
 
-        sensor = SimSensor(name, **options)
+        sensor = SimSensor(name, **options)  # type: hal.Sensor
     elif kind == "bme280":
         from firmware.drivers.blinka import Bme280Sensor
 
@@ -87,7 +87,7 @@ def open_indicator(kind="sim", **options):
     if kind == "sim":
         from firmware.sim import SimIndicator
 
-        indicator = SimIndicator()
+        indicator = SimIndicator()  # type: hal.Indicator
     else:
         from firmware.drivers.blinka import GpioIndicator
 

@@ -57,10 +57,9 @@ class NfcpyReader(hal.NfcReader):
         self._clf = clf
 
     def poll(self):
-        clf = self._clf
-        if clf is None:
+        clf, nfc = self._clf, self._nfc
+        if clf is None or nfc is None:
             raise hal.DriverError("nfcpy reader %r is not open" % (self.path,))
-        nfc = self._nfc
         targets = [nfc.clf.RemoteTarget(brty) for brty in self.targets]
         try:
             target = clf.sense(*targets, iterations=1, interval=self.interval_s)

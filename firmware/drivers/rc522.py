@@ -82,16 +82,22 @@ class Rc522Reader(hal.NfcReader):
 
     # -- registers ---------------------------------------------------------------------------------
 
+    def _device(self):
+        dev = self._dev
+        if dev is None:
+            raise hal.DriverError("RC522 reader is not open")
+        return dev
+
     def _write(self, reg, *values):
         out = bytearray([(reg << 1) & 0x7E]) + bytearray(values)
-        with self._dev as spi:
+        with self._device() as spi:
             spi.write(out)
 
     def _read(self, reg, count=1):
         addr = 0x80 | ((reg << 1) & 0x7E)
         out = bytearray([addr] * count + [0])
         into = bytearray(len(out))
-        with self._dev as spi:
+        with self._device() as spi:
             spi.write_readinto(out, into)
         return bytes(into[1:])
 
