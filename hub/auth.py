@@ -233,6 +233,21 @@ def http_query(request: web.Request, *params: Param) -> dict[str, Any]:
                  strict=False)
 
 
+async def private_answers(request: web.Request, response: web.StreamResponse) -> None:
+    """Cache headers of every answer (aiohttp's on_response_prepare, so streamed and file answers too). One to a
+    request that carried a credential is that caller's alone (`Cache-Control: no-store`): a reader's answer holds
+    record bodies, and a cache in front of the hub (a proxy, a browser shared at a kitchen) must not hand it to
+    the next caller. Every other answer `Vary: Authorization`: /api/forks and /api/events show more to a token
+    than to the public, so a cache keeps the public's answer apart from a token's."""
+    if request.headers.get("Authorization") or "token" in request.query:
+        response.headers["Cache-Control"] = "no-store"
+    vary = response.headers.get("Vary")
+    if not vary:
+        response.headers["Vary"] = "Authorization"
+    elif "authorization" not in vary.lower():
+        response.headers["Vary"] = f"{vary}, Authorization"
+
+
 def access_middleware(auth: Auth) -> Any:
     """The one access decision per request, before the handler: the route's rule, on a query already checked
     for repeated names and tokens."""

@@ -21,13 +21,13 @@ from aiohttp import web
 
 from coap_server.errors import Internal, RequestError, TooLarge
 from coap_server.errors import NotFound as RouteNotFound
-from coap_server.params import Param
+from coap_server.params import Param, read_json
 from ledger import Checkpoint, ForkEvidence, Record, decode_record
 from ledger.errors import CodedError
 from ledger.sync import decode_records
 
 from . import apidoc
-from .auth import Auth, access_middleware, http_query, rule_of, template_of
+from .auth import Auth, access_middleware, http_query, private_answers, rule_of, template_of
 from .paging import device_page, page_query
 from .service import Hub, HubError, NotEnrolled, NotFound
 from .webverify import standalone_page
@@ -47,6 +47,24 @@ def coded(exc: BaseException) -> CodedError:
         return RequestError(f"bad request: {exc}")
     log.error("internal error answering a request: %r", exc, exc_info=exc)
     return Internal("internal error; the hub's log has the details")
+
+
+DECISION_BYTES = 16 * 1024  # an operator's decision: who, why, what (the why is kept to 2,000 characters)
+
+
+async def read_decision(request: web.Request, fields: tuple[str, ...], expected: str) -> dict[str, Any]:
+    """An operator's decision: a JSON object whose `fields` are text, not blank. BAD_REQUEST saying `expected`
+    for anything else (not JSON, nested too deep, another shape), TOO_LARGE past DECISION_BYTES."""
+    raw = await request.content.read(DECISION_BYTES + 1)
+    try:
+        value = read_json(raw, max_bytes=DECISION_BYTES, what="decision")
+    except TooLarge:
+        raise
+    except RequestError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip() for k in fields):
+        raise RequestError(expected)
+    return value
 
 
 def error_response(exc: BaseException, *, body: dict[str, Any] | None = None) -> web.Response:
@@ -242,6 +260,7 @@ class HubApi:
             r.add_get("/verify", self.verify_page)
             r.add_static("/static/", STATIC)
         app.on_startup.append(self._bind)
+        app.on_response_prepare.append(private_answers)
         return app
 
     async def _bind(self, app: web.Application) -> None:

@@ -18,7 +18,6 @@ from aiocoap.numbers.codes import Code
 from aiohttp import web
 
 from coap_server import params
-from coap_server.errors import RequestError
 from coap_server.lanes import Lanes
 from coap_server.sync import SyncReport, sync_once
 from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
@@ -43,6 +42,7 @@ from ledger.sync import Fetch, Head, Limits, RequestSize, decode_heads, decode_r
 
 from .auth import token_digest
 from .config import Upstream, parse_upstream
+from .http import read_decision
 from .service import Hub, HubError, IngestResult, NotEnrolled
 from .store import DeviceInfo
 from .verify import CrossLogVerifier
@@ -948,13 +948,8 @@ class TierLinks:
         """Operator: follow a region again after a split view, from its current signed checkpoint; answers the
         decision kept, with what the region's log no longer holds of what was accepted before"""
         follower = self.follower(request.match_info["hub"])
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body[k].strip()
-                                                 for k in ("by", "why")):
-            raise RequestError("expected JSON {by: the operator's name, why: what was looked at and decided}")
+        body = await read_decision(request, ("by", "why"),
+                                   "expected JSON {by: the operator's name, why: what was looked at and decided}")
         # One line each in the hub's log and the store: line breaks and runs of spaces become one space.
         by, why = (" ".join(body[k].split()) for k in ("by", "why"))
         async with self.using() as ctx:

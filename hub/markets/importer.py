@@ -194,27 +194,38 @@ def _day(text: str) -> int | None:
     return parse_date_id(m.group(0)) if m else parse_date_id(text.strip().split(" ")[0])
 
 
-def _rows(fh: Iterable[str]) -> Iterator[list[str]]:
-    it = iter(fh)
-    first = next(it, "")
-    delimiter = ";" if first.count(";") > first.count(",") else ","
-    return csv.reader(itertools.chain((first,), it), delimiter=delimiter)
+def _rows(fh: Iterable[str], where: str) -> Iterator[list[str]]:
+    """The file's rows; a file that is not UTF-8 CSV is BadInputFile with the line it stopped at."""
+    line = 0
+    try:
+        it = iter(fh)
+        first = next(it, "")
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+        reader = csv.reader(itertools.chain((first,), it), delimiter=delimiter)
+        for row in reader:
+            line = reader.line_num
+            yield row
+    except (csv.Error, UnicodeDecodeError) as exc:  # a field over csv's limit (128 KB), bytes that are not UTF-8
+        raise BadInputFile(f"{where}: after line {line}: not readable as UTF-8 CSV ({str(exc)[:200]})",
+                           hint="export the table again as CSV in UTF-8; no cell of a price file is that long"
+                           ) from None
 
 
 def read_import(source: str | Path | io.TextIOBase, defaults: ImportDefaults | None = None, *,
-                progress: Progress | None = None, every: int = 100_000) -> ImportRows:
+                progress: Progress | None = None, every: int = 100_000, name: str | None = None) -> ImportRows:
     """Read a price file in any of the three layouts. Rows that do not hold are refused one by one with
-    their line and reason; a file whose header fits no layout raises BadInputFile."""
+    their line and reason; a file whose header fits no layout raises BadInputFile, naming the file as `name`
+    (default: its path)."""
     defaults = defaults or ImportDefaults()
     if isinstance(source, str | Path):
         with open(source, encoding="utf-8-sig", newline="") as fh:
-            return _read(fh, defaults, str(source), progress, every)
-    return _read(source, defaults, "import file", progress, every)
+            return _read(fh, defaults, name or str(source), progress, every)
+    return _read(source, defaults, name or "import file", progress, every)
 
 
 def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Progress | None,
           every: int) -> ImportRows:
-    rows = _rows(fh)
+    rows = _rows(fh, where)
     header = next(rows, None)
     if not header:
         raise BadInputFile(f"{where}: expected a header row, found an empty file")

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from coap_server.errors import RequestError
 from coap_server.params import count, parse
 
 from ..auth import Auth
-from ..http import error_response
+from ..http import error_response, read_decision
 from ..journal import Journal
 from ..paging import HELD_LIMIT
 from ..routing import json_route
@@ -86,8 +85,8 @@ class MarketRoutes:
                 log.warning("kept import %s not replayed: %s", meta.name, exc)
         return taken
 
-    def import_file(self, path: Path, defaults: ImportDefaults) -> dict[str, Any]:
-        rows = read_import(path, defaults)
+    def import_file(self, path: Path, defaults: ImportDefaults, name: str | None = None) -> dict[str, Any]:
+        rows = read_import(path, defaults, name=name)
         with self.views.fresh():
             report = self.markets.import_rows(rows)
         self.views.changed()
@@ -274,13 +273,8 @@ class MarketRoutes:
     async def decide_route(self, request: web.Request) -> web.Response:
         """Operator: release, confirm or reopen a quarantined price; the decision joins its audit trail"""
         self.auth.require(request, "operator")
-        try:
-            value = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            value = None
-        if not isinstance(value, dict) or not all(isinstance(value.get(k), str) and value[k].strip()
-                                                  for k in ("action", "by", "why")):
-            return error_response(RequestError("expected JSON {action: release|confirm|reopen, by, why}"))
+        value = await read_decision(request, ("action", "by", "why"),
+                                    "expected JSON {action: release|confirm|reopen, by, why}")
         try:
             body = await asyncio.to_thread(self.decide, request.match_info["id"], value["action"],
                                            value["by"][:200], value["why"][:2000])
@@ -310,7 +304,8 @@ class MarketRoutes:
                                                            hint="split the file by year"))
                     digest.update(chunk)
                     fh.write(chunk)
-            report = await asyncio.to_thread(self.import_file, Path(name), defaults)
+            # Refusals name the upload, not where the hub spooled it.
+            report = await asyncio.to_thread(self.import_file, Path(name), defaults, "uploaded file")
             if self.imports is not None and report["taken"]:
                 kept = self.imports / f"{digest.hexdigest()}.csv"
                 os.replace(name, kept)

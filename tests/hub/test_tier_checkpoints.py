@@ -314,6 +314,8 @@ async def test_an_operator_resumes_a_split_region_and_learns_what_its_view_no_lo
                 headers = {"Authorization": f"Bearer {token}"} if token else {}
                 async with http.post(path, json=sent, headers=headers) as response:
                     assert response.status == status and (await response.json())["error"]["code"] == code
+            async with http.post(path, data="[" * 10_000, headers={"Authorization": "Bearer operator"}) as response:
+                assert response.status == 400 and (await response.json())["error"]["code"] == "BAD_REQUEST"
             async with http.post(f"/api/regions/{'00' * 16}/resume", json=body,
                                  headers={"Authorization": "Bearer operator"}) as response:
                 assert response.status == 404 and (await response.json())["error"]["code"] == "UNKNOWN_REGION"
