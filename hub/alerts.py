@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from .journal import Journal
 from .markets import Alert, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 from .markets.model import day_of
+from .markets.webhooks import shown_url
 
 if TYPE_CHECKING:
     from .views import Views
@@ -280,7 +281,8 @@ class Alerts:
     def webhooks(self) -> dict[str, Any]:
         log_ = list(self.sender.log) if self.sender is not None else []
         again = self.redelivery
-        return {"subscribers": [{"id": s.id, "kind": s.kind, "commodities": list(s.commodities),
+        return {"subscribers": [{"id": s.id, "kind": s.kind, "url": shown_url(s.url, s.token),
+                                 "commodities": list(s.commodities),
                                  "regions": list(s.regions), "min_band": s.min_band} for s in self.subscribers],
                 "deliveries": [d.to_dict() for d in reversed(log_[-500:])],
                 "redelivery": {"waiting": again.waiting() if again else 0, "delivered": again.delivered if again else 0,

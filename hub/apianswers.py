@@ -773,6 +773,7 @@ class ImportReport(TypedDict):
 class Subscriber(TypedDict):
     id: str
     kind: str
+    url: str  # where its alerts go, with what could be a secret masked as *** (docs/DEPLOY.md)
     commodities: list[str]
     regions: list[str]
     min_band: str

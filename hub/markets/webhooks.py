@@ -87,6 +87,9 @@ def build_request(sub: Subscriber, alert: Alert) -> tuple[str, dict[str, str], d
     return sub.url, headers, {"type": "jejak.market.alert", "alert": alert.to_dict(), "text": alert_text(alert)}
 
 
+ANSWER_BYTES = 64 * 1024  # of a subscriber's answer read, at most: its status is what counts
+
+
 def shown_url(url: str, token: str = "") -> str:
     """`url` as the hub shows and logs it: masked (`mask_url`), and the subscriber's token never in it."""
     shown = mask_url(url)
@@ -194,8 +197,12 @@ class WebhookSender:
         for attempt in range(1, self.max_attempts + 1):
             retry_after = None
             try:
-                async with session.post(url, data=data, headers=headers, timeout=self.timeout) as resp:
-                    await resp.read()
+                # A redirect is not followed (the subscriber's address is the operator's choice, not the
+                # answering server's: no hop to the hub's own network), and of the answer only its status
+                # counts: its body is read no further than ANSWER_BYTES.
+                async with session.post(url, data=data, headers=headers, timeout=self.timeout,
+                                        allow_redirects=False) as resp:
+                    await resp.content.read(ANSWER_BYTES)
                     statuses.append(resp.status)
                     if 200 <= resp.status < 300:
                         ok = True

@@ -353,6 +353,7 @@ async def test_alps_worsening_is_sent_to_webhook_subscribers_and_recorded(tmp_pa
         assert code == 403
         code, hooks = await env.get("/api/markets/webhooks", headers={"Authorization": f"Bearer {OPERATOR}"})
         assert code == 200 and hooks["subscribers"][0]["id"] == "ops"
+        assert hooks["subscribers"][0]["url"] == f"{url}/***/***?key=***"
         assert hooks["deliveries"] and all(d["ok"] and d["subscriber"] == "ops" for d in hooks["deliveries"])
         assert all(d["url"] == f"{url}/***/***?key=***" for d in hooks["deliveries"])
         assert "B0S3CR3T" not in json.dumps(hooks) and "hunter2" not in json.dumps(hooks)

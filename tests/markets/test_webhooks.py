@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -166,6 +167,48 @@ class Delays:
     async def __call__(self, s: float) -> None:
         self.seen.append(s)
         await asyncio.sleep(s)
+
+
+async def test_a_redirect_is_not_followed_and_an_endless_answer_is_not_read_to_its_end(
+        server: tuple[Server, str]) -> None:
+    """A subscriber's server cannot send the hub's deliveries on to another address (its own network, a cloud
+    metadata service) with a redirect, nor hold the hub reading an answer without end."""
+    srv, inside = server
+    endless = 0
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(f"{inside}/internal")
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        nonlocal endless
+        answer = web.StreamResponse(status=200)
+        await answer.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while endless < 64 << 20:  # 64 MB, far past what the hub reads
+                await answer.write(b"x" * 65536)
+                endless += 65536
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/redirect", redirect)
+    app.router.add_post("/stream", stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    outside = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    try:
+        async with _sender([]) as sender:
+            [moved] = await sender.broadcast([Subscriber(id="moved", kind="json", url=f"{outside}/redirect")],
+                                             [ALERT])
+            [streamed] = await sender.broadcast([Subscriber(id="stream", kind="json", url=f"{outside}/stream")],
+                                                [ALERT])
+        assert (moved.ok, moved.statuses) == (False, (307,))
+        assert srv.requests == []  # the address it was sent on to never heard of it
+        assert streamed.ok and streamed.attempts == 1
+        assert endless < 64 << 20  # the hub stopped reading, and its side of the connection closed
+    finally:
+        await runner.cleanup()
 
 
 def _alert(series: str, band: str = "alert") -> Alert:
