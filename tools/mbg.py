@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import sys
@@ -62,6 +63,8 @@ TEXT: dict[str, dict[str, str]] = {
         "history": "History of container {tag}", "day": "day",
         "flag.overdraw": "used more than received", "flag.count_difference": "count differs from the book",
         "flag.unit_mismatch": "unit differs from the item's",
+        "heading.late": "Late deliveries", "heading.short": "Short deliveries",
+        "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
     },
     "id": {
         "deliveries_on": "Pengiriman {date}", "kitchen": "Dapur", "school": "Sekolah", "status": "Status",
@@ -79,8 +82,16 @@ TEXT: dict[str, dict[str, str]] = {
         "open": "masih berjalan", "unknown": "–", "history": "Riwayat ompreng {tag}", "day": "hari",
         "flag.overdraw": "dipakai melebihi yang diterima", "flag.count_difference": "hitungan beda dengan catatan",
         "flag.unit_mismatch": "satuan beda dengan bahan",
+        "heading.late": "Pengiriman terlambat", "heading.short": "Pengiriman kurang",
+        "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
     },
 }
+
+
+MONTHS_ID = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September", "Oktober",
+             "November", "Desember")
+ZONES = {7 * 3600: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
+WEEKDAYS_ID = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
 
 
 def locale_lang(env: dict[str, str] | None = None) -> str:
@@ -105,6 +116,40 @@ class Speaker:
         text = TEXT[self.lang].get(key) or self.words.get(key) or key
         return text.format(**values) if values else text
 
+    def date(self, iso: str) -> str:
+        """A day as its readers write it: 'Senin, 12 Januari 2026' in Indonesian, the ISO date in English."""
+        try:
+            day = dt.date.fromisoformat(iso)
+        except (TypeError, ValueError):
+            return iso
+        if self.lang != "id":
+            return iso
+        return f"{WEEKDAYS_ID[day.weekday()]}, {day.day} {MONTHS_ID[day.month - 1]} {day.year}"
+
+    def num(self, n: Any, places: int = 0) -> str:
+        """A number in the reader's notation: Indonesian groups thousands with '.' and writes decimals after ','
+        (1.234,5); English keeps the plain digits the hub's JSON has."""
+        if n is None or isinstance(n, bool) or not isinstance(n, int | float):
+            return "–" if n is None else str(n)
+        if self.lang != "id":
+            return f"{n:.{places}f}" if places else str(n)
+        text = f"{n:,.{places}f}"
+        return text.replace(",", " ").replace(".", ",").replace(" ", ".")
+
+    def quantity(self, amount: int, unit: str) -> str:
+        """Stock as a kitchen says it: 13500 g is 13,5 kg (signed data keeps integers in the smallest unit)."""
+        big = {"g": "kg", "ml": "l"}.get(unit)
+        if big and abs(amount) >= 1000:
+            text = self.num(amount / 1000, 3).rstrip("0").rstrip(",.")
+            return f"{text} {big}"
+        return f"{self.num(amount)} {unit}"
+
+    def at(self, key: str) -> str:
+        """A column of times of day, with the zone they are in: 'Tiba (WIB)'."""
+        offset = int(self.names.get("tz_offset_s", 7 * 3600))
+        zone = ZONES.get(offset) or f"UTC{offset / 3600:+g}"
+        return f"{self(key)} ({zone})"
+
     def clock(self, t: int | None) -> str:
         """A Unix time as the plan's local time of day (HH:MM)."""
         if t is None:
@@ -121,9 +166,8 @@ class Speaker:
             return f"{h} {self('unit.h')} {m} {self('unit.min')}"
         return f"{round(seconds / 60)} {self('unit.min')}"
 
-    @staticmethod
-    def celsius(cc: int | None) -> str:
-        return "–" if cc is None else f"{cc / 100:.1f} °C"
+    def celsius(self, cc: int | None) -> str:
+        return "–" if cc is None else f"{self.num(cc / 100, 1)} °C"
 
     def school(self, sid: str | None) -> str:
         if not sid:
@@ -161,7 +205,8 @@ class Speaker:
     def status(self, delivery: dict[str, Any]) -> str:
         return self(f"status.{delivery['status']}")
 
-    def finding(self, f: dict[str, Any], deliveries: dict[str, dict[str, Any]]) -> str:
+    def finding(self, f: dict[str, Any], deliveries: dict[str, dict[str, Any]],
+                units: dict[str, str] | None = None) -> str:
         """What a finding says, from its code and values (the hub's English detail when nothing fits)."""
         code = f["code"]
         d = deliveries.get(f["subject"], {})
@@ -170,9 +215,10 @@ class Speaker:
             "n": len(f.get("containers") or []) or measured or len(f.get("records") or []),
             "other": self.school(f.get("other_school")), "arrived": self.clock(d.get("arrived_at")),
             "due": self.clock(d.get("deadline_at")), "departed": self.clock(d.get("departed_at")),
-            "late": self.minutes(measured), "received": d.get("received_portions", measured),
-            "expected": d.get("expected", limit), "short": d.get("shortfall", "–"),
-            "skew": self.minutes(measured), "lag": self.minutes(measured), "measured": measured, "limit": limit}
+            "late": self.minutes(measured), "received": self.num(d.get("received_portions", measured)),
+            "expected": self.num(d.get("expected", limit)), "short": self.num(d.get("shortfall")),
+            "skew": self.minutes(measured), "lag": self.minutes(measured), "measured": self.num(measured),
+            "limit": self.num(limit)}
         key = f"say.{code}"
         if code in ("cook_to_serve", "danger_zone"):
             values.update(measured=self.minutes(measured), limit=self.minutes(limit))
@@ -180,6 +226,9 @@ class Speaker:
                 key = "say.cook_to_serve_open"
         elif code == "hot_holding":
             values.update(measured=self.celsius(measured), limit=self.celsius(limit))
+        elif code in ("stock_overdraw", "stock_count_difference") and (units or {}).get(f["subject"]):
+            unit = (units or {})[f["subject"]]
+            values.update(measured=self.quantity(measured or 0, unit), limit=self.quantity(limit or 0, unit))
         elif code == "duplicate_scan":
             values["n"] = len(f.get("containers") or []) or len(f.get("records") or [])
         if code in ("late_delivery", "short_delivery", "missing_delivery", "overdue_delivery") and not d:
@@ -204,14 +253,6 @@ def fetch(hub_url: str, path: str, params: dict[str, str] | None = None) -> Any:
         if exc.hint and "?date=" in exc.hint:
             raise HubRefused(exc.message, hint=exc.hint.replace("?date=", "--date ")) from None
         raise
-
-
-def _quantity(amount: int, unit: str) -> str:
-    """Stock as a kitchen says it: 13000 g is 13 kg (signed data keeps integers in the smallest unit)."""
-    big = {"g": "kg", "ml": "l"}.get(unit)
-    if big and abs(amount) >= 1000:
-        return f"{amount / 1000:.3f}".rstrip("0").rstrip(".") + f" {big}"
-    return f"{amount} {unit}"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -243,7 +284,7 @@ def _by_school(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = None) -> str:
     """The hub's answer to query `name` as lines for people."""
-    date = data.get("date", "") if isinstance(data, dict) else ""
+    date = say.date(data.get("date", "")) if isinstance(data, dict) else ""
     if name == "summary":
         d, p = data["deliveries"], data["portions"]
         counts = ", ".join(f"{say(f'status.{s}')} {n}" for s, n in d.items() if s != "expected" and n)
@@ -265,8 +306,9 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
                         else f"{say('left')} {say.clock(d['departed_at'])}" if d["departed_at"] else "–")
                 rows.append([say.school(d["school"]), say.status(d) + (
                     f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""), when, say.clock(d["deadline_at"]),
-                    f"{d['received_portions']}/{d['expected']}", str(d["shortfall"] or "")])
-            lines += ["  " + x for x in _table([say("school"), say("status"), say("arrived"), say("due"),
+                    f"{say.num(d['received_portions'])}/{say.num(d['expected'])}",
+                    say.num(d["shortfall"]) if d["shortfall"] else ""])
+            lines += ["  " + x for x in _table([say("school"), say("status"), say.at("arrived"), say.at("due"),
                                                 f"{say('portions')} {say('received')}/{say('expected')}",
                                                 say("short_by")], rows)]
         return "\n".join(lines)
@@ -275,27 +317,29 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
         if not rows_in:
             return say("none", date=date)
         if name == "late":
-            head = [say("school"), say("kitchen"), say("arrived"), say("due"), say("late_by"), say("portions")]
+            head = [say("school"), say("kitchen"), say.at("arrived"), say.at("due"), say("late_by"), say("portions")]
             rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.clock(d["arrived_at"] or d["received_at"]),
                      say.clock(d["deadline_at"]), say.minutes(d["late_s"]),
-                     f"{d['received_portions']}/{d['expected']}"] for d in rows_in]
+                     f"{say.num(d['received_portions'])}/{say.num(d['expected'])}"] for d in rows_in]
         elif name == "short":
-            head = [say("school"), say("kitchen"), say("received"), say("expected"), say("short_by"), say("arrived")]
-            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), str(d["received_portions"]),
-                     str(d["expected"]), str(d["shortfall"]), say.clock(d["arrived_at"] or d["received_at"])]
+            head = [say("school"), say("kitchen"), say("received"), say("expected"), say("short_by"), say.at("arrived")]
+            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.num(d["received_portions"]),
+                     say.num(d["expected"]), say.num(d["shortfall"]), say.clock(d["arrived_at"] or d["received_at"])]
                     for d in rows_in]
         else:
-            head = [say("school"), say("kitchen"), say("status"), say("left"), say("due"), say("expected")]
+            head = [say("school"), say("kitchen"), say("status"), say.at("left"), say.at("due"), say("expected")]
             rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.status(d), say.clock(d["departed_at"]),
-                     say.clock(d["deadline_at"]), str(d["expected"])] for d in rows_in]
-        return "\n".join([f"{say(f'status.{name}')} — {date}", *_table(head, rows)])
+                     say.clock(d["deadline_at"]), say.num(d["expected"])] for d in rows_in]
+        return "\n".join([f"{say(f'heading.{name}')} — {date}", *_table(head, rows)])
     if name == "lost":
         if not data["lost"]:
             return say("none", date=date)
         rows = [[r["tag"], say.school(r["school"]), say(f"finding.{r['reason']}")] for r in data["lost"]]
-        return "\n".join(_table([say("container"), say("school"), say("reason")], rows))
+        return "\n".join([f"{say('heading.lost')} — {date}",
+                          *_table([say("container"), say("school"), say("reason")], rows)])
     if name == "violations":
         deliveries = _by_school([s for k in (extra or {}).get("kitchens", []) for s in k["schools"]])
+        units = {f"{c['kitchen']}/{c['item']}": c["unit"] for c in (extra or {}).get("on_hand", [])}
         lines = [f"{say('violations')} — {date}"]
         vrows = [[say.school(v["school"]), say(f"finding.{v['rule']}"),
                   say.finding({"code": v["rule"], "subject": v["school"], "measured": v["measured"],
@@ -312,23 +356,23 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             subjects = [say.subject(g["code"], g["subject"]) for g in group]
             about = subjects[0] if len(group) == 1 else f"{len(group)}×: {subjects[0]}, … (+{len(group) - 1})"
             frows.append([say(f"severity.{f['severity']}"), say(f"finding.{f['code']}"), about,
-                          say.finding(f, deliveries)])
+                          say.finding(f, deliveries, units)])
         lines += _table(["!", say("kind"), say("subject"), say("what")], frows) if frows else [
             "  " + say("none", date=date)]
         return "\n".join(lines)
     if name == "stock":
-        rows = [[say.kitchen(c["kitchen"]), c["item"], _quantity(c["on_hand"], c["unit"]),
+        rows = [[say.kitchen(c["kitchen"]), c["item"], say.quantity(c["on_hand"], c["unit"]),
                  ", ".join(say(f"flag.{f}") for f in c["flags"])] for c in data["on_hand"]]
         return "\n".join(_table([say("kitchen"), say("item"), say("on_hand"), say("flags")], rows)) if rows else \
             say("none", date="")
     if name == "container":
         lines = [say("history", tag=data["tag"])]
         for tl in data["timelines"]:
-            lines.append(f"  {tl['date']} → {say.school(tl['school'])}")
+            lines.append(f"  {say.date(tl['date'])} → {say.school(tl['school'])}")
             rows = [[say.clock(s["time"]), say(f"event.{s['event']}"), say.school(s["site"]) if s["site"] in
                      say.names.get("schools", {}) else say.kitchen(s["site"]), say.device(s["device"]),
                      say.celsius(s["temp_cc"])] for s in tl["steps"]]
-            lines += ["    " + x for x in _table([say("time"), say("step"), say("where"), say("device"),
+            lines += ["    " + x for x in _table([say.at("time"), say("step"), say("where"), say("device"),
                                                   say("temp")], rows)]
         return "\n".join(lines)
     return json.dumps(data, indent=2, ensure_ascii=False)
@@ -374,8 +418,11 @@ def main(argv: list[str] | None = None) -> int:
             print(say("no_plan"))
             print(say("no_plan_hint"), file=sys.stderr)
             return 0
-        extra = fetch(hub_url, "/api/mbg/deliveries", {"date": data.get("date", "")}) \
-            if args.query == "violations" else None
+        extra = None
+        if args.query == "violations":
+            extra = fetch(hub_url, "/api/mbg/deliveries", {"date": data.get("date", "")})
+            if any(f["code"].startswith("stock_") for f in data["findings"]):
+                extra["on_hand"] = fetch(hub_url, "/api/mbg/stock")["on_hand"]  # the units stock findings speak in
         print(render(args.query, data, say, extra))
     except CodedError as exc:
         return stop(exc, verbose=False)

@@ -203,7 +203,29 @@ def test_stock_reads_in_kilograms_with_its_flags_in_words():
                {"kitchen": "K1", "item": "telur", "unit": "butir", "on_hand": 1200, "flags": ["count_difference"]}]
     lines = render("stock", {"on_hand": on_hand}, say).splitlines()
     beras, garam, telur = (next(x for x in lines if item in x) for item in ("beras", "garam", "telur"))
-    assert "SPPG Satu (K1)" in beras and "13.5 kg" in beras and "dipakai melebihi yang diterima" in beras
+    assert "SPPG Satu (K1)" in beras and "13,5 kg" in beras and "dipakai melebihi yang diterima" in beras
     assert "250 g" in garam
-    assert "1200 butir" in telur and "hitungan beda dengan catatan" in telur
+    assert "1.200 butir" in telur and "hitungan beda dengan catatan" in telur
     assert "overdraw" not in "\n".join(lines) and "count_difference" not in "\n".join(lines)
+
+
+def test_indonesian_writes_dates_numbers_and_zones_the_indonesian_way():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}}, "kitchens": {"K1": {"name": "SPPG Satu"}}}
+    say = Speaker(lang="id", names=names, words=load_words("id"))
+    assert say.date("2026-12-02") == "Rabu, 2 Desember 2026" and say.num(1234) == "1.234"
+    assert say.num(1234.5, 1) == "1.234,5" and say.celsius(4550) == "45,5 °C" and say.quantity(-2500, "g") == "-2,5 kg"
+    midnight = 1_767_200_400  # 00:00 WIB, 1 January 2026
+    row = {"school": "S1", "kitchen": "K1", "status": "short", "statuses": ["short"], "arrived_at": midnight + 7 * 3600,
+           "received_at": None, "departed_at": None, "deadline_at": midnight + 9 * 3600, "expected": 3000,
+           "received_portions": 2500, "shortfall": 500, "late_s": 0}
+    out = render("deliveries", {"date": "2026-01-01", "totals": {"short": 1},
+                                "kitchens": [{"kitchen": "K1", "schools": [row]}]}, say)
+    assert "Pengiriman Kamis, 1 Januari 2026" in out and "Tiba (WIB)" in out and "2.500/3.000" in out
+    finding = {"code": "stock_overdraw", "subject": "K1/beras", "severity": "alert", "measured": 12_000,
+               "limit": 10_000, "containers": [], "records": [], "detail": "use of 12000 g with only 10000 on hand"}
+    out = render("violations", {"date": "2026-01-01", "violations": [], "findings": [finding]}, say,
+                 {"kitchens": [], "on_hand": [{"kitchen": "K1", "item": "beras", "unit": "g"}]})
+    assert "12 kg dipakai padahal stok hanya 10 kg" in out
+    # English keeps the digits the API has.
+    en = Speaker(lang="en", names=names, words=load_words("en"))
+    assert en.date("2026-12-02") == "2026-12-02" and en.num(1234) == "1234" and en.celsius(4550) == "45.5 °C"
