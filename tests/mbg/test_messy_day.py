@@ -17,6 +17,9 @@ The day (Monday 12 January 2026, WIB), SD Negeri 1 (S1) and SD Negeri 2 (S2), 30
 from __future__ import annotations
 
 import hashlib
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -234,10 +237,32 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
         [b3] = [t for t in day.api(f"/api/mbg/containers/{B3}")["timelines"] if t["date"] == DATE]
         assert any(st["event"] == "returned" and _near(st["time"], MIDNIGHT + 23 * H + 30 * M) for st in b3["steps"])
         assert day.synced(*EDGES) and sum(1 for _ in gate2.own_log()) == day.hub.heads()[gate2.device_id][0]
+
+        # What the kitchen head reads: `jejak mbg` in Indonesian, dates and numbers written the Indonesian way,
+        # times of day in WIB, no English.
+        said = {q: _jejak_mbg(day, q) for q in ("deliveries", "violations", "lost", "stock", "late", "short")}
+        text = "\n".join(said.values())
+        assert "Pengiriman Senin, 12 Januari 2026" in said["deliveries"] and DATE not in text
+        s2_line = next(x for x in said["deliveries"].splitlines() if "(S2)" in x)
+        assert "terlambat +40 menit" in s2_line and "09:40" in s2_line and "25/30" in s2_line
+        assert "45,0 °C, harus tetap di atas 60,0 °C sampai disajikan" in said["violations"]
+        assert "12 kg dipakai padahal stok hanya 10 kg" in said["violations"]
+        assert "-2 kg" in said["stock"] and A3 in said["lost"] and B3 not in said["lost"]
+        english = re.findall(r"\b(late|short|records?|containers?|arrived|due|portions|used|served|note|check|"
+                             r"act now|on time|missing)\b", text)
+        assert english == [], (english, text)
     finally:
         for e in day.edges.values():
             e.stop()
         day.hub.stop()
+
+
+def _jejak_mbg(day: Day, query: str) -> str:
+    """`jejak mbg QUERY` as a kitchen head runs it, in its own process."""
+    done = subprocess.run([sys.executable, "-m", "tools.cli", "mbg", query, "--hub-url", day.hub.url, "--lang", "id",
+                           "--date", DATE], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def _near(t: int | None, expected: int) -> bool:
