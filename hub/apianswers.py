@@ -324,6 +324,7 @@ class Names(TypedDict):
     devices: dict[str, DeviceName]
     now: int
     today: str
+    counting: int  # stored log entries a restarted hub has still to count into its answers
 
 
 class OnHand(TypedDict):

@@ -65,6 +65,8 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.unit_mismatch": "unit differs from the item's",
         "heading.late": "Late deliveries", "heading.short": "Short deliveries",
         "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
+        "counting": "The hub has restarted and is still counting {n} stored records: the figures below are not "
+                    "complete yet; ask again in a moment.",
     },
     "id": {
         "deliveries_on": "Pengiriman {date}", "kitchen": "Dapur", "school": "Sekolah", "status": "Status",
@@ -84,6 +86,8 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.unit_mismatch": "satuan beda dengan bahan",
         "heading.late": "Pengiriman terlambat", "heading.short": "Pengiriman kurang",
         "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
+        "counting": "Hub baru dinyalakan ulang dan masih menghitung {n} catatan tersimpan: angka di bawah belum "
+                    "lengkap; tanyakan lagi sebentar lagi.",
     },
 }
 
@@ -423,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             extra = fetch(hub_url, "/api/mbg/deliveries", {"date": data.get("date", "")})
             if any(f["code"].startswith("stock_") for f in data["findings"]):
                 extra["on_hand"] = fetch(hub_url, "/api/mbg/stock")["on_hand"]  # the units stock findings speak in
+        if names.get("counting"):
+            print(say("counting", n=say.num(names["counting"])))
         print(render(args.query, data, say, extra))
     except CodedError as exc:
         return stop(exc, verbose=False)

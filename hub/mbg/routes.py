@@ -108,7 +108,7 @@ class MbgRoutes:
                 "kitchens": {k.id: {"name": k.name} for k in plan.kitchens},
                 "schools": {s.id: {"name": s.name, "kitchen": s.kitchen, "portions": s.portions,
                                    "deadline_s": s.deadline_s} for s in plan.schools},
-                "devices": devices, "now": v.clock(), "today": v.mbg.today(v.clock())}
+                "devices": devices, "now": v.clock(), "today": v.mbg.today(v.clock()), "counting": _counting(v)}
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -121,3 +121,10 @@ class MbgRoutes:
         r.add_get("/api/mbg/epcis", json_route(lambda q, m: self.epcis(q.get("date"))))
         r.add_get("/api/mbg/{kind:late|short|missing|lost}",
                   json_route(lambda q, m: self.exceptions(m["kind"], q.get("date"))))
+
+
+def _counting(views: Views) -> int:
+    """Stored log entries a restarted hub has still to count into its answers (0 once it has): until then the
+    answers hold part of the day, and whoever reads them is told."""
+    progress = views.refill_progress
+    return max(progress.total - progress.done, 1) if progress.running else 0

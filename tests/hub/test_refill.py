@@ -28,6 +28,7 @@ from hub.markets.model import day_of
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan, SimDay, simulate
 from hub.mbg.plan import WIB, local_midnight
+from hub.mbg.routes import MbgRoutes
 from hub.pg import KIND_INDEX_VERSION, PgHubStore
 from hub.service import Hub
 from hub.store import Entry, HubStore, LmdbHubStore
@@ -240,6 +241,8 @@ def test_records_pushed_during_a_refill_are_fed_once_and_in_order(tmp_path: Path
             assert midway.wait(WAIT_S), "the refill never reached its middle"
             shown = views.summary()
             assert shown["refill"]["running"] and 0 < shown["refill"]["done"] < shown["refill"]["total"]
+            # Whoever asks MBG questions now is told the answers hold part of the log (`jejak mbg` says so).
+            assert MbgRoutes(views).names()["counting"] == shown["refill"]["total"] - shown["refill"]["done"]
             # Live records, and a resend of stored ones (duplicates: not told to the listener).
             assert sent.push(hub, clock, rest[:len(rest) // 2]) == len(rest) // 2
             device = sent.devices[first[-1][1]]
@@ -260,6 +263,7 @@ def test_records_pushed_during_a_refill_are_fed_once_and_in_order(tmp_path: Path
         # of other kinds (the hub's own log, genesis records) are not read into these models.
         assert fed == logged
         assert not views.refill_progress.running and views.refill_progress.done == views.refill_progress.total
+        assert MbgRoutes(views).names()["counting"] == 0
         clock.now = sent.now
         scans = sum(1 for p in sent.pushes if p[2] == "scan")
         assert views.mbg.summary(sent.now)["total_scans_today"] == scans
