@@ -27,7 +27,7 @@ from coap_server.client import EdgeClient
 from tests.harness.faults import EdgeProc, HubProc, http_json
 from tests.mbg.common import DATE, MIDNIGHT, H, M
 from tests.ports import free_udp
-from tests.wait import wait_for
+from tests.wait import PATIENCE, wait_for
 
 PLAN = """
 [defaults]
@@ -90,7 +90,7 @@ class Edge(EdgeProc):
             self.write_config(0)
         self.argv[6:] = ["--clock", _iso(t)]
         self.start()
-        self.wait_ready(60)
+        self.wait_ready(60 * PATIENCE)
 
 
 class Day:
@@ -107,7 +107,7 @@ class Day:
         self.hub.argv = ["-m", "tools.cli", "hub", "run", "--clock", f"{_iso(t)} records",
                          "--config", str(self.hub.root / "hub.toml")]
         self.hub.start()
-        self.hub.wait_up(60)
+        self.hub.wait_up(60 * PATIENCE)
 
     async def tap(self, name: str, *tags: str) -> list[dict[str, Any]]:
         """The staff card, the containers, the staff card again; every container tap acknowledged."""
