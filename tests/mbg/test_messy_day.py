@@ -12,6 +12,10 @@ The day (Monday 12 January 2026, WIB), SD Negeri 1 (S1) and SD Negeri 2 (S2), 30
   clock 5 hours behind and taps B3 in; the teacher counts 25 meals out of three full ompreng;
 - the hub is restarted mid-morning;
 - 13:00 A1, A2, B1, B2 back at the kitchen; 23:30 WIB (16:30 UTC) B3 comes back after the return time.
+
+Time is replayed, not waited for: each edge starts with `--clock` at the moment of its taps, and the hub runs
+`--clock '<instant> records'`, so its time follows the records it accepts (a backlog synced later arrives at
+the hub's time of then). The test waits on conditions only: a daemon ready, a log at the hub, a refill done.
 """
 
 from __future__ import annotations
