@@ -300,6 +300,8 @@ class EdgeDaemon:
     async def _start_http(self) -> None:
         from aiohttp import web
 
+        from coap_server.httpd import guard
+
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(text=self.metrics_text(), content_type="text/plain")
 
@@ -313,6 +315,7 @@ class EdgeDaemon:
         self._mount_bridges(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
+        guard(runner)
         site = web.TCPSite(runner, self.config.http.host, self.config.http.port)
         await start_http_site(site, host=self.config.http.host, port=self.config.http.port, setting="http.port")
         self._http = runner

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from coap_server import blocks
 from coap_server.discovery import Discovery
+from coap_server.httpd import guard
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.routing import Site
 from coap_server.sync import add_sync_resources
@@ -318,6 +319,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
                  routes=[*domain_routes, security.register, metrics.register, tiers.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
+    guard(runner)
     await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
                           port=config.http_port, setting="http_port")
     http_port = runner.addresses[0][1]

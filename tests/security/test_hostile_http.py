@@ -5,7 +5,13 @@ the hub goes on answering."""
 
 from __future__ import annotations
 
+import socket
+import time
+from urllib.parse import urlsplit
+
 import requests
+
+from coap_server.httpd import HEAD_S
 
 from .test_fuzz_routes import AUDITOR, OPERATOR, _get, hub_process
 
@@ -54,3 +60,53 @@ def test_an_answer_to_a_token_is_kept_by_no_cache_and_public_ones_vary_by_token(
     for path in ("/api/forks", "/api/status", "/"):
         answer = requests.get(f"{url}{path}", timeout=30)
         assert "Cache-Control" not in answer.headers and "Authorization" in answer.headers["Vary"], path
+
+
+def test_a_request_line_or_header_over_the_limit_is_refused_in_json_without_a_traceback(hub_process, tmp_path):
+    url, _, proc = hub_process
+    for headers, path in (({"X-Padding": "a" * 20_000}, "/api/status"), ({}, "/api/" + "b" * 20_000)):
+        answer = requests.get(f"{url}{path}", headers=headers, timeout=30)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "BAD_REQUEST"
+    with socket.create_connection(_address(url), timeout=10) as sock:
+        sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not HTTP at all\r\n\r\n")  # TLS to a plain port
+        assert b'"BAD_REQUEST"' in sock.recv(65536)
+    assert proc.poll() is None and _get(f"{url}/api/status")["hub"]
+    assert "Traceback" not in (tmp_path / "hub.log").read_text()
+
+
+def _address(url: str) -> tuple[str, int]:
+    host, port = urlsplit(url).netloc.rsplit(":", 1)
+    return host, int(port)
+
+
+def test_a_connection_that_never_finishes_its_first_request_head_is_closed(hub_process):
+    """Slowloris: connections that send a request line and then a header line now and then. Each is closed
+    once its head is HEAD_S late, while other clients are answered all along."""
+    url, _, proc = hub_process
+    held = []
+    for _ in range(200):
+        sock = socket.create_connection(_address(url), timeout=10)
+        sock.sendall(b"GET /api/status HTTP/1.1\r\nHost: hub\r\n")
+        sock.settimeout(0.01)
+        held.append(sock)
+    started = time.monotonic()
+    try:
+        while held:
+            assert time.monotonic() - started < 3 * HEAD_S, f"{len(held)} connections still open"
+            for sock in list(held):
+                try:
+                    sock.sendall(b"X-Trickle: 1\r\n")
+                    closed = sock.recv(1) == b""
+                except TimeoutError:
+                    closed = False
+                except OSError:
+                    closed = True
+                if closed:
+                    held.remove(sock)
+                    sock.close()
+            assert _get(f"{url}/api/status")["hub"]  # another client, answered while they are held
+        assert time.monotonic() - started >= HEAD_S * 0.9  # closed by the deadline, not at once
+    finally:
+        for sock in held:
+            sock.close()
+    assert proc.poll() is None
