@@ -294,9 +294,9 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
         counts = ", ".join(f"{say(f'status.{s}')} {n}" for s, n in d.items() if s != "expected" and n)
         return "\n".join([
             say("summary_on", date=date),
-            f"  {d['expected']} {say('deliveries')}: {counts or '–'}",
-            f"  {say('portions_line', received=p['received'], expected=p['expected'])}",
-            f"  {data['total_scans_today']} {say('scans')}, {data['devices_today']} {say('devices')}",
+            f"  {say.num(d['expected'])} {say('deliveries')}: {counts or '–'}",
+            f"  {say('portions_line', received=say.num(p['received']), expected=say.num(p['expected']))}",
+            f"  {say.num(data['total_scans_today'])} {say('scans')}, {say.num(data['devices_today'])} {say('devices')}",
             f"  {say('violations')}: {data['food_safety_violations']}; {say('alerts')}: {data['alerts']}"])
     if name == "deliveries":
         lines = [say("deliveries_on", date=date) + ": " + ", ".join(

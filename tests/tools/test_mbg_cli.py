@@ -226,6 +226,10 @@ def test_indonesian_writes_dates_numbers_and_zones_the_indonesian_way():
     out = render("violations", {"date": "2026-01-01", "violations": [], "findings": [finding]}, say,
                  {"kitchens": [], "on_hand": [{"kitchen": "K1", "item": "beras", "unit": "g"}]})
     assert "12 kg dipakai padahal stok hanya 10 kg" in out
+    summary = {"date": "2026-01-01", "deliveries": {"expected": 3, "on_time": 3}, "portions": {"received": 2950,
+               "expected": 3000}, "total_scans_today": 1234, "devices_today": 4, "food_safety_violations": 0, "alerts": 0}
+    out = render("summary", summary, say)
+    assert "MBG Kamis, 1 Januari 2026" in out and "porsi 2.950 dari 3.000 diterima" in out and "1.234 tap" in out
     # English keeps the digits the API has.
     en = Speaker(lang="en", names=names, words=load_words("en"))
     assert en.date("2026-12-02") == "2026-12-02" and en.num(1234) == "1234" and en.celsius(4550) == "45.5 °C"
