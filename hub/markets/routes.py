@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from coap_server.errors import RequestError
 from coap_server.params import count, parse
 
 from ..auth import Auth
@@ -186,7 +187,7 @@ class MarketRoutes:
             if text is None:
                 return None
             if not text.lstrip("-").isdigit():
-                raise NotFound(f"{name}: expected a day number, got {text[:20]!r}")
+                raise RequestError(f"{name}: expected a day number, got {text[:20]!r}")
             return int(text)
         with self.views.fresh():
             return {"commodity": commodity, "market": market,
@@ -214,7 +215,7 @@ class MarketRoutes:
         """The held values in a state (default pending), in the order they were held: those of the days listed
         and the pending ones of every day; a page of them from `offset` with `limit`, and how many in all."""
         if state not in (None, "all", "pending", "released", "confirmed", "cleared"):
-            raise NotFound(f"state: expected pending, released, confirmed, cleared or all, got {state[:20]!r}")
+            raise RequestError(f"state: expected pending, released, confirmed, cleared or all, got {state[:20]!r}")
         with self.views.fresh():
             entries, total = self.markets.held_page(None if state == "all" else state or "pending",
                                                     offset=offset, limit=limit)

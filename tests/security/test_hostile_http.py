@@ -110,3 +110,11 @@ def test_a_connection_that_never_finishes_its_first_request_head_is_closed(hub_p
         for sock in held:
             sock.close()
     assert proc.poll() is None
+
+
+def test_a_malformed_query_value_is_a_bad_request_not_a_missing_thing(hub_process):
+    url, _, _ = hub_process
+    for path in ("/api/markets/quarantine?state=zz", "/api/markets/history/beras?since_day=zz",
+                 "/api/markets/history/beras?until_day=1e3"):
+        answer = requests.get(f"{url}{path}", timeout=30)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (400, "BAD_REQUEST"), path  # was 404
