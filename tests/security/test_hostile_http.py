@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -118,3 +119,31 @@ def test_a_malformed_query_value_is_a_bad_request_not_a_missing_thing(hub_proces
                  "/api/markets/history/beras?until_day=1e3"):
         answer = requests.get(f"{url}{path}", timeout=30)
         assert (answer.status_code, answer.json()["error"]["code"]) == (400, "BAD_REQUEST"), path  # was 404
+
+
+def _first_event(url: str, query: str = "", then: Any = None) -> tuple[str, str]:
+    """(id, event name) of the first event the live stream sends, after `then()` is called on it opening."""
+    with requests.get(f"{url}/api/events{query}", stream=True, timeout=30) as stream:
+        lines = stream.iter_lines(decode_unicode=True)
+        assert next(lines).startswith("retry:")
+        if then is not None:
+            then()
+        event_id = ""
+        for line in lines:
+            if line.startswith("id: "):
+                event_id = line[4:]
+            elif line.startswith("event: "):
+                return event_id, line[7:]
+    raise AssertionError("the stream ended without an event")
+
+
+def test_a_live_stream_asked_to_resume_from_an_id_that_is_no_count_says_resync(hub_process):
+    url, _, proc = hub_process
+    sign = lambda: requests.post(f"{url}/api/checkpoints", headers={"Authorization": f"Bearer {OPERATOR}"},  # noqa: E731
+                                 timeout=30).raise_for_status()
+    event_id, name = _first_event(url, then=sign)
+    boot = event_id.split("-")[0]
+    assert name == "checkpoint" and boot
+    for bad in ("%C2%B2", "9" * 5000, "-1"):  # "²" is a digit to str.isdigit(); int() refuses it and 5,000 digits
+        assert _first_event(url, f"?last_id={boot}-{bad}")[1] == "resync", bad  # the stream ended at once
+    assert proc.poll() is None
