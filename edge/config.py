@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from coap_server.configfile import load_settings
+from ledger.settings import build
 
 from .errors import ConfigError
 
@@ -133,7 +134,8 @@ class Limits:
             value = getattr(self, f.name)
             _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
                   f"limits.{f.name}: expected an integer >= 0, got {value!r}")
-        _need(self.map_size >= 64 * 1024, f"limits.map_size: expected at least 65536 bytes, got {self.map_size}")
+        _need(64 * 1024 <= self.map_size <= 1 << 40,
+              f"limits.map_size: expected 65536 to 1099511627776 bytes (1 TiB), got {self.map_size}")
         for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
                      "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries", "coap_dedup_per_peer"):
             _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
@@ -310,6 +312,8 @@ class EdgeConfig:
     def __post_init__(self) -> None:
         _need(isinstance(self.site, str) and 0 < len(self.site) <= 128,
               f"site: expected a site id of 1 to 128 characters, got {self.site!r}")
+        _need(isinstance(self.data_dir, str) and bool(self.data_dir.strip()),
+              "data_dir: expected a directory, got nothing (the store would be written where the daemon starts)")
         names = [s.name for s in self.sensors]
         _need(len(names) == len(set(names)), f"sensors: names must be unique, got {names}")
 
@@ -318,70 +322,17 @@ class EdgeConfig:
         return Path(self.data_dir).expanduser()
 
 
-_SECTIONS: dict[str, type] = {"checkpoint": CheckpointConfig, "coap": CoapConfig, "http": HttpConfig,
-                              "hub": HubConfig, "sync": SyncConfig, "limits": Limits, "sim": SimConfig, "log": LogConfig,
-                              "security": SecurityConfig, "reader": ReaderConfig, "feedback": FeedbackConfig}
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        raise ConfigError(f"{where}: unknown keys {unknown}", where=f"{where}.{unknown[0]}",
-                          hint=(f"did you mean {close[0]!r}? " if close else "") + f"known keys: {', '.join(sorted(known))}")
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
 def from_dict(data: dict[str, Any]) -> EdgeConfig:
-    """Build the config tree from parsed TOML; unknown keys are refused, missing ones take defaults."""
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in _SECTIONS:
-            kwargs[key] = _build(_SECTIONS[key], value, key)
-        elif key in ("sensor", "sensors"):  # [[sensor]] reads better in a file; [[sensors]] is the field's name
-            if not isinstance(value, list):
-                raise ConfigError(f"{key}: expected an array of tables ([[sensor]])")
-            if "sensors" in kwargs:
-                raise ConfigError("sensor: give the sensors as [[sensor]] or as [[sensors]], not both")
-            kwargs["sensors"] = tuple(_build(SensorConfig, s, f"sensors[{i}]") for i, s in enumerate(value))
-        elif key in ("site", "name", "data_dir"):
-            _need(isinstance(value, str), f"{key}: expected a string, got {type(value).__name__}")
-            kwargs[key] = value
-        else:
-            known_top = sorted([*_SECTIONS, "sensor", "sensors", "site", "name", "data_dir"])
-            close = difflib.get_close_matches(key, known_top, n=1)
-            raise ConfigError(f"unknown key {key!r}", where=key,
-                              hint=(f"did you mean {close[0]!r}? " if close else "") + f"known keys: {', '.join(known_top)}")
-    return EdgeConfig(**kwargs)
+    """Build the config tree from parsed TOML; unknown keys and values of the wrong type are refused, missing
+    ones take defaults. [[sensor]] reads better in a file; [[sensors]] is the field's name: either is taken."""
+    return build(EdgeConfig, data, ConfigError, aliases={"sensor": "sensors"})
 
 
 def load(path: str | os.PathLike[str] | None = None) -> EdgeConfig:
     """Read the TOML config at `path`, or return the defaults when there is none."""
     if path is None:
         return EdgeConfig()
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist",
-                          hint="run without --config for the laptop defaults") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    try:
-        return from_dict(data)
-    except ConfigError as exc:  # name the file: an edge may have several configs (tests, a second reader)
-        raise ConfigError(f"{path}: {exc.message}", where=exc.where, hint=exc.hint) from None
+    return load_settings(path, from_dict, ConfigError, lambda config: (("data_dir", config.data_path),))
 
 
 def replace(config: EdgeConfig, **changes: Any) -> EdgeConfig:

@@ -167,6 +167,9 @@ def _open_env(path: Path, *, map_size: int, max_dbs: int, readonly: bool) -> lmd
     try:
         env = lmdb.open(str(path), map_size=map_size, max_dbs=max_dbs, subdir=True, sync=True, metasync=True,
                         writemap=False, readahead=False, readonly=readonly, lock=True)
+    except lmdb.MemoryError as exc:  # the map does not fit the address space: a setting, not a damaged file
+        raise StoreError(f"store at {path} cannot be mapped with map_size {map_size}: {exc}",
+                         hint="lower limits.map_size (the most the store may hold) to what the disk can hold") from None
     except lmdb.Error as exc:
         if not data.exists() or isinstance(exc, lmdb.DiskError | lmdb.LockError | lmdb.ReadonlyError):
             raise

@@ -98,7 +98,7 @@ def open_store(config: HubConfig) -> HubStore:
 
         return PgHubStore(config.store.dsn, schema=config.name.replace("-", "_"),
                           partition_leaves=config.store.partition_leaves)
-    return LmdbHubStore(Path(config.data_dir) / "store", map_size=config.store.map_size)
+    return LmdbHubStore(config.store_path, map_size=config.store.map_size)
 
 
 def open_aggregates(config: HubConfig) -> AggregateStore | None:
@@ -292,7 +292,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
     events = Events()
     views = build_views(hub, config, events=events, plan=plan)
-    metrics.watch(hub, store_path=Path(config.data_dir) / "store" if config.store.backend == "lmdb" else None,
+    metrics.watch(hub, store_path=config.store_path if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
                   redelivery=views.alerts.redelivery)
     markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports",

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import difflib
-import tomllib
+import re
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from coap_server.configfile import load_settings
 from ledger.errors import CodedError
+from ledger.settings import build, unknown_key
 
 from .bridges.config import BridgeConfig
 from .clock import parse_clock
 from .markets.errors import BadObservation
 from .markets.service import MarketConfig
 from .markets.webhooks import RetryPolicy, Subscriber
+from .redact import shown_dsn
 
 
 class ConfigError(CodedError):
@@ -30,7 +32,7 @@ class ConfigError(CodedError):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreConfig:
     backend: str = "lmdb"  # "lmdb" (embedded) or "postgres"
-    path: str = "var/hub/store"
+    path: str = ""  # lmdb: the store's directory; empty: <data_dir>/store
     dsn: str = "postgresql://127.0.0.1:5432/test"
     map_size: int = 1 << 32
     # PostgreSQL: log rows per partition, the unit of archive (`jejak hub archive`); about a month of records
@@ -40,6 +42,12 @@ class StoreConfig:
         if self.backend not in ("lmdb", "postgres"):
             raise ConfigError(f"store.backend: expected 'lmdb' or 'postgres', got {self.backend!r}",
                               where="store.backend", hint="set backend = \"lmdb\" (embedded) or \"postgres\"")
+        if not 1 << 16 <= self.map_size <= 1 << 42:
+            raise ConfigError(f"store.map_size: expected 65536 to 4398046511104 bytes (4 TiB), got {self.map_size}",
+                              where="store.map_size", hint="the most the LMDB store may hold, e.g. 4294967296 (4 GiB)")
+        if self.backend == "postgres" and not self.dsn.strip():
+            raise ConfigError("store.dsn: expected a PostgreSQL address, got nothing", where="store.dsn",
+                              hint='e.g. dsn = "postgresql://jejak-hub@/jejak?host=/run/postgresql"')
         if self.partition_leaves <= 0 or self.partition_leaves % 64:
             raise ConfigError(f"store.partition_leaves: expected a positive multiple of 64, got {self.partition_leaves}",
                               where="store.partition_leaves",
@@ -53,6 +61,21 @@ class SecurityConfig:
     oscore: bool = False  # refuse unprotected sync requests (4.01 OSCORE_REQUIRED)
     read: tuple[str, ...] = ("*:self",)  # "<peer>:<log>" rules for pulling logs; default: a device its own
     peer_hubs: tuple[str, ...] = ()  # Ed25519 public keys (hex) of hubs that pull from this one over OSCORE
+
+    def __post_init__(self) -> None:
+        for n, key in enumerate(self.peer_hubs, 1):
+            if not _is_hex(key, 64):
+                raise ConfigError(f"security.peer_hubs: expected Ed25519 public keys of 64 hex digits, got "
+                                  f"{key[:80]!r}", where=f"security.peer_hubs[{n}]",
+                                  hint="the key a national hub's `jejak enroll qr` shows, as hex")
+        for n, rule in enumerate(self.read, 1):
+            if rule.count(":") != 1 or not all(rule.split(":")):
+                raise ConfigError(f"security.read: expected \"<peer>:<log>\" rules, got {rule!r}",
+                                  where=f"security.read[{n}]", hint='e.g. "*:self" (a device its own log), "<hub id>:*"')
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
 
 
 UPSTREAM_MODES = ("records", "checkpoints")
@@ -141,9 +164,32 @@ class HubConfig:
             parse_upstream(entry)
         if self.checkpoint_interval <= 0:
             raise ValueError(f"checkpoint_interval: expected > 0 seconds, got {self.checkpoint_interval}")
-        for port in (self.http_port, self.coap_port):
-            if not 0 <= port < 65536:
-                raise ValueError(f"port: expected 0..65535, got {port}")
+        for name in ("http_port", "coap_port"):
+            if not 0 <= getattr(self, name) < 65536:
+                raise ConfigError(f"{name}: expected a port 0..65535 (0 = any free port), got {getattr(self, name)}",
+                                  where=name, hint="UDP and TCP ports end at 65535")
+        for name in ("mbg_keep_days", "webhook_attempts", "webhook_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: expected a number > 0, got {getattr(self, name)}", where=name,
+                                  hint=f"leave {name} out for its default")
+        for name in ("operator_tokens", "auditor_tokens"):
+            for n, digest in enumerate(getattr(self, name), 1):
+                if not _is_hex(digest, 64):
+                    raise ConfigError(f"{name}: expected SHA-256 digests of tokens (64 lowercase hex digits), got "
+                                      f"one of {len(digest)} characters", where=f"{name}[{n}]",
+                                      hint="write the digest, never the token: echo -n TOKEN | sha256sum")
+        if self.store.backend == "postgres" and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", self.name.replace("-", "_")):
+            raise ConfigError(f"name: expected lowercase letters, digits, - and _ (the PostgreSQL store's schema is "
+                              f"named after the hub), got {self.name!r}", where="name", hint='e.g. name = "hub-jabar"')
+        for name in ("http_host", "coap_host", "name", "data_dir"):
+            if not getattr(self, name).strip():
+                raise ConfigError(f"{name}: expected a value, got nothing", where=name,
+                                  hint=f"leave {name} out for its default")
+
+    @property
+    def store_path(self) -> Path:
+        """The LMDB store's directory: `[store] path`, else `store` under data_dir."""
+        return Path(self.store.path or Path(self.data_dir) / "store")
 
     def subscribers(self) -> tuple[Subscriber, ...]:
         """The [[webhooks]] entries as the alert subscribers they name; a ConfigError for one that does not
@@ -175,7 +221,7 @@ def subscriber_of(hook: object, n: int) -> Subscriber:
     kwargs: dict[str, Any] = {}
     for key, value in hook.items():
         if key not in known:
-            raise _unknown(key, known, section, f"{where}.{key}")
+            raise unknown_key(key, known, f"{where}.{key}", ConfigError, section)
         if key in _SUBSCRIBER_LISTS:
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{section}: {key}: expected a list of names, got {value!r}",
@@ -196,44 +242,40 @@ def subscriber_of(hook: object, n: int) -> Subscriber:
         raise ConfigError(f"{section}: {exc.message}", where=where, hint=exc.hint) from None
 
 
-def _unknown(key: str, known: Mapping[str, object], section: str, where: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
-    return ConfigError(f"unknown setting {key!r}" + (f" in {section}" if section else ""), where=where,
-                       hint=(f"did you mean {close[0]!r}? " if close else "")
-                       + f"known settings: {', '.join(sorted(known))}")
+def bad_dsn(dsn: str) -> ConfigError:
+    """The error for a `[store] dsn` psycopg cannot read. Its own message quotes the address whole, password
+    and all, so only the masked address is shown."""
+    return ConfigError(f"store.dsn: not a PostgreSQL address psycopg can read: {shown_dsn(dsn)}", where="store.dsn",
+                       hint='e.g. dsn = "postgresql://user@host:5432/dbname" (a libpq URI; percent-encode special '
+                            'characters of the password)')
 
 
-def _build(cls: Any, data: object, section: str = "") -> Any:
-    if not isinstance(data, dict):  # `store = 5` where a [store] table belongs
-        raise ConfigError(f"[{section}]: expected a table of settings, got {type(data).__name__}", where=section,
-                          hint=f"write the settings under a [{section}] header")
-    known = {f.name: f for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise _unknown(key, known, f"[{section}]" if section else "", f"{section}.{key}" if section else key)
-        spec = known[key]
-        default = spec.default_factory() if spec.default_factory is not MISSING else spec.default
-        if is_dataclass(default):
-            kwargs[key] = _build(type(default), value, f"{section}.{key}" if section else key)
-        elif isinstance(value, list):
-            kwargs[key] = tuple(value)
-        else:
-            kwargs[key] = value
-    return cls(**kwargs)
+def _check_dsn(dsn: str) -> None:
+    try:
+        from psycopg.conninfo import conninfo_to_dict  # the [pg] extra
+    except ImportError:  # open_store says what to install
+        return
+    try:
+        conninfo_to_dict(dsn)
+    except Exception:  # psycopg.ProgrammingError: kept off the message, it holds the password
+        raise bad_dsn(dsn) from None
+
+
+def from_dict(data: dict[str, Any]) -> HubConfig:
+    """The config tree of parsed TOML: unknown keys and values of the wrong type are refused, missing ones take
+    their defaults."""
+    return build(HubConfig, data, ConfigError)
+
+
+def _checked(data: dict[str, Any]) -> HubConfig:
+    config = from_dict(data)
+    if config.store.backend == "postgres":
+        _check_dsn(config.store.dsn)
+    return config
 
 
 def load(path: str | Path | None) -> HubConfig:
     if path is None:
         return HubConfig()
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the TOML syntax at that line") from None
-    try:
-        return _build(HubConfig, data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc.message}", where=exc.where, hint=exc.hint) from None
-    except (ValueError, TypeError) as exc:  # a value the settings' own checks refuse
-        raise ConfigError(f"{path}: {exc}", hint="see the settings in docs/DEPLOY.md") from None
+    return load_settings(path, _checked, ConfigError,
+                         lambda config: (("data_dir", Path(config.data_dir)), ("store.path", config.store_path)))

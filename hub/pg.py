@@ -25,8 +25,9 @@ from ledger import ChainState, LedgerError, Record, decode_record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
 from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
+from .config import bad_dsn
 from .journal import sync_dir
-from .redact import mask_url
+from .redact import shown_dsn
 from .store import (
     FIGURES_MEANWHILE,
     INDEX_CHUNK,
@@ -196,12 +197,16 @@ class ArchiveIndexing:
                 "message": self.message, "hint": self.hint, "tile": self.tile}
 
 
-def shown_dsn(dsn: str) -> str:
-    """A PostgreSQL address as errors show it: a URL masked (`mask_url`); in libpq's key=value form, the
-    password's value."""
-    if "://" in dsn:
-        return mask_url(dsn)
-    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
+def connect(dsn: str) -> psycopg.Connection[Any]:
+    """A connection to the PostgreSQL store at `dsn`; a down server is STORE_ERROR, an address psycopg cannot read
+    a CONFIG error. Neither shows the password: psycopg quotes a malformed address whole, so its text is dropped."""
+    try:
+        return psycopg.connect(dsn, autocommit=False)
+    except psycopg.OperationalError as exc:
+        raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}",
+                         hint="start PostgreSQL or set [store] dsn in the hub config") from None
+    except psycopg.ProgrammingError:
+        raise bad_dsn(dsn) from None
 
 
 def _index_refusal(stem: str, exc: BaseException) -> StoreError:
@@ -424,11 +429,7 @@ class PgHubStore:
         self._covered = 0  # the log's partitions reach this index (at least)
         self._seen = 0  # the log held this many records (at least)
         self._figures_counted = False  # `figures_from` seen at 0
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=False)
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}",
-                             hint="start PostgreSQL or set [store] dsn in the hub config") from None
+        self._conn = connect(dsn)
         with self._tx():
             self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             self._conn.execute(f"SET search_path TO {schema}")
@@ -1331,11 +1332,7 @@ class PgAggregates:
             raise StoreError(f"schema name {schema!r}: expected lowercase letters, digits and _")
         self.schema = schema
         self._lock = threading.Lock()
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=False)
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}",
-                             hint="start PostgreSQL or set [store] dsn in the hub config") from None
+        self._conn = connect(dsn)
         with self._conn.transaction():
             self._conn.execute(f"SET search_path TO {schema}")
             self._conn.execute("SET jit = off")

@@ -57,3 +57,11 @@ def mask_url(url: str) -> str:
     path = "/".join(segments)
     query = "&".join(_masked_item(item) for item in parts.query.split("&") if item)
     return urlunsplit((parts.scheme, netloc, path, query, MASK if parts.fragment else ""))
+
+
+def shown_dsn(dsn: str) -> str:
+    """A PostgreSQL address as errors show it: a URL masked (`mask_url`); in libpq's key=value form, the
+    password's value."""
+    if "://" in dsn:
+        return mask_url(dsn)
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)

@@ -86,6 +86,11 @@ class ImpactConfig:
     prior_weight_days: float = 30.0  # how many days of data the prior elasticities are worth
     full_score_sigmas: float = 4.0  # a change this many typical changes away scores 100
 
+    def __post_init__(self) -> None:
+        for name in ("recent_days", "baseline_days", "prior_weight_days", "full_score_sigmas"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"markets.impact.{name}: expected a number > 0, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FactorContribution:

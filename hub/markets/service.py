@@ -56,6 +56,11 @@ class MarketConfig:
     raw_days: int = 16
     tz_offset_s: int = WIB_OFFSET_S
 
+    def __post_init__(self) -> None:
+        for name in ("horizon", "backtest_origins", "window_days", "raw_days"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"markets.{name}: expected at least 1, got {getattr(self, name)}")
+
 
 class MarketService:
     """One per hub. Pure analytics over what it is given: no I/O except `notify`, which sends webhooks."""

@@ -81,7 +81,10 @@ class ValidationConfig:
             if FAMILY.get(name) != "history":
                 raise BadObservation(f"history_checks: expected names among "
                                      f"{[c for c, f in FAMILY.items() if f == 'history']}, got {name!r}")
-        for name in ("hampel_k", "modz_limit", "z_limit", "iqr_k", "scale_floor", "nearby_tol"):
+        if self.expect_days < 1:
+            raise BadObservation(f"expect_days: expected at least 1, got {self.expect_days}")
+        for name in ("hampel_k", "modz_limit", "z_limit", "iqr_k", "scale_floor", "nearby_tol", "jump_default",
+                     "reporters_tol_default"):
             if not getattr(self, name) > 0:
                 raise BadObservation(f"{name}: expected a positive number, got {getattr(self, name)}")
 

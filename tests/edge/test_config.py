@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
-from edge.config import EdgeConfig, load
+from edge.config import EdgeConfig, from_dict, load
 from edge.errors import ConfigError
+from ledger.failures import MissingFile
+from tests.config_sweep import check_misspelt, check_wrong_values, settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_defaults_work_without_a_file():
@@ -40,9 +50,9 @@ def test_toml_file_read_into_sections(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ('[checkpoint]\nrole = "garage"\n', "checkpoint.role: expected one of"),
     ('[coap]\nport = 70000\n', "coap.port: expected a port"),
-    ('[limits]\nmap_size = 10\n', "limits.map_size: expected at least"),
-    ('colour = "blue"\n', "unknown key 'colour'"),
-    ('[coap]\nhots = "x"\n', "coap: unknown keys ['hots']"),
+    ('[limits]\nmap_size = 10\n', "limits.map_size: expected 65536 to"),
+    ('colour = "blue"\n', "unknown setting 'colour'"),
+    ('[coap]\nhots = "x"\n', "unknown setting 'hots' in [coap]"),
     ('[[sensors]]\nname = "a"\nkind = "sonar"\n', "sensors[a].kind"),
     ('site = [\n', "not valid TOML"),
 ])
@@ -63,8 +73,9 @@ def test_a_typo_names_the_file_the_key_and_the_key_meant(tmp_path):
 
 
 def test_missing_file_is_a_clear_error(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(MissingFile, match="does not exist") as caught:
         load(tmp_path / "nope.toml")
+    assert caught.value.code == "NO_SUCH_FILE" and caught.value.where == str(tmp_path / "nope.toml")
 
 
 def test_hardware_sections(tmp_path):
@@ -87,10 +98,94 @@ def test_hardware_sections(tmp_path):
     ('[[sensor]]\nname = "x"\ndriver = "ds18b20"\n', "sensors[x].driver: expected one of"),
     ('[[sensor]]\nname = "x"\n[[sensors]]\nname = "y"\n', "not both"),
     ('[feedback]\ndriver = "neopixel"\n', "feedback.driver"),
-    ('[feedback]\ngreen = 17\n', "board pin name"),
+    ('[feedback]\ngreen = 17\n', "feedback.green: expected text, got 17"),
 ])
 def test_hardware_sections_refuse_clearly(tmp_path, text, expected):
     path = tmp_path / "edge.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[").replace("]", r"\]")):
         load(path)
+
+
+# -- every setting, every mistake: refused with CONFIG, the setting's path and a hint -------------------------------
+
+EDGE_SETTINGS = list(settings(EdgeConfig))
+
+
+def test_the_sweep_covers_every_setting_of_the_example_config():
+    example = tomllib.loads((ROOT / "deploy" / "edge.toml").read_text())
+    swept = {s.path for s in EDGE_SETTINGS}
+    for key, value in example.items():
+        if isinstance(value, dict):
+            assert {(key, k) for k in value} <= swept
+        else:
+            assert (key,) in swept or key == "sensor"
+    assert from_dict(example).reader.driver == "pn532_i2c"
+
+
+@pytest.mark.parametrize("setting", EDGE_SETTINGS, ids=lambda s: s.dotted)
+def test_a_misspelt_setting_is_refused_naming_its_path_and_the_setting_meant(setting):
+    check_misspelt(setting, from_dict, ConfigError)
+
+
+@pytest.mark.parametrize("setting", EDGE_SETTINGS, ids=lambda s: s.dotted)
+def test_a_value_of_the_wrong_type_is_refused_naming_the_setting(setting):
+    check_wrong_values(setting, from_dict, ConfigError)
+
+
+@pytest.mark.parametrize("text, where", [
+    ('[security]\nosocre = true\n', "security.osocre"),
+    ('[security]\noscore = "yes"\n', "security.oscore"),
+    ('[hub]\nadress = "coap://hub.local"\n', "hub.adress"),
+    ('[log]\nlevel = 10\n', "log.level"),
+    ('[limits]\nmap_size = 4611686018427387904\n', "limits.map_size"),
+    ('[sync]\ninterval_s = "30s"\n', "sync.interval_s"),
+    ('[sync]\ninterval_s = nan\n', "sync.interval_s"),
+    ('[[sensor]]\nname = "box"\ninterval_s = -5\n', "sensor[1].interval_s"),
+    ('[[sensor]]\nkind = "probe"\n', "sensor[1].name"),
+    ('[sensor]\nname = "box"\n', "sensor"),
+    ('data_dir = ""\n', "data_dir"),
+])
+def test_a_mistake_names_its_setting(tmp_path, text, where):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert caught.value.where == where and caught.value.message.startswith(str(path))
+
+
+def test_a_bom_and_crlf_are_read_and_bytes_that_are_not_utf8_named(tmp_path):
+    path = tmp_path / "edge.toml"
+    path.write_bytes('\ufeffsite = "SPPG-001"\r\n[coap]\r\nport = 0\r\n'.encode())
+    assert load(path).site == "SPPG-001"
+    path.write_bytes(b'site = "SPPG-001"\nname = "dapur \xff"\n')
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
+        load(path)
+    assert caught.value.where == "line 2, column 15"
+    with pytest.raises(ConfigError, match="is a directory"):
+        load(tmp_path)
+    path.write_text(f'data_dir = "{path}/data"\n')
+    with pytest.raises(ConfigError, match="is a file") as caught:
+        load(path)
+    assert caught.value.where == "data_dir"
+
+
+def _edge_run(tmp_path, text, *flags):
+    path = tmp_path / "edge.toml"
+    path.write_text(f'data_dir = "{tmp_path}/edge"\n{text}')
+    return subprocess.run([sys.executable, "-m", "tools.cli", "edge", "run", "--config", str(path), *flags],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("text, flags, where", [
+    ('[security]\nosocre = true\n', (), "security.osocre"),
+    ('[log]\nlevel = 10\n', (), "log.level"),  # was INTERNAL: AttributeError
+    ('[coap]\nhost = "127.0.0.1"\n', ("--port", "70000"), None),
+])
+def test_jejak_edge_run_stops_on_a_config_mistake_with_one_line_and_exit_31(tmp_path, text, flags, where):
+    done = _edge_run(tmp_path, text, *flags)
+    assert done.returncode == 31 and "Traceback" not in done.stderr, done.stderr
+    error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == "CONFIG" and error.get("where") == where
+    assert not (tmp_path / "edge").exists()

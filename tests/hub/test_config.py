@@ -3,12 +3,23 @@ is a CONFIG error that names the entry, the setting and, for a misspelt one, the
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from hub.config import ConfigError, HubConfig, load
+from hub.config import ConfigError, HubConfig, from_dict, load
 from hub.markets.webhooks import RetryPolicy, Subscriber
+from ledger.failures import MissingFile
+from tests.config_sweep import Setting, check_misspelt, check_wrong_values, settings
+from tests.ports import free_coap, free_tcp
+
+ROOT = Path(__file__).resolve().parents[2]
 
 OPS = 'id = "ops"\nkind = "json"\nurl = "https://ops.example.org/alerts"\n'
 
@@ -56,7 +67,7 @@ def test_a_webhook_entry_that_does_not_hold_stops_the_load_naming_it(
 
 @pytest.mark.parametrize(("text", "where"), [("store = 5\n", "store"), ("[markets]\nimpact = 7\n", "markets.impact")])
 def test_a_setting_where_a_table_belongs_is_a_config_error(tmp_path: Path, text: str, where: str) -> None:
-    with pytest.raises(ConfigError, match=r"expected a table of settings, got int") as caught:
+    with pytest.raises(ConfigError, match=r"expected a table of settings, got \d+ \(a number\)") as caught:
         _load(tmp_path, text)
     assert caught.value.where == where and f"[{where}]" in (caught.value.hint or "")
 
@@ -76,3 +87,140 @@ def test_a_misspelt_retry_setting_names_the_close_one(tmp_path: Path) -> None:
         _load(tmp_path, "[webhook_retry]\nmax_backof_s = 60\n")
     assert caught.value.where == "webhook_retry.max_backof_s"
     assert (caught.value.hint or "").startswith("did you mean 'max_backoff_s'?")
+
+
+# -- every setting, every mistake: refused with CONFIG, the setting's path and a hint -------------------------------
+
+HUB_SETTINGS = list(settings(HubConfig))
+
+
+def test_the_sweep_covers_every_setting_of_the_example_config() -> None:
+    example = tomllib.loads((ROOT / "deploy" / "hub.toml").read_text())
+    swept = {s.path for s in HUB_SETTINGS}
+
+    def paths(table: dict[str, object], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+        for key, value in table.items():
+            if isinstance(value, dict):
+                yield from paths(value, (*prefix, key))
+            else:
+                yield (*prefix, key)
+
+    assert set(paths(example)) <= swept
+    assert from_dict(example).store.backend == "postgres"
+
+
+@pytest.mark.parametrize("setting", HUB_SETTINGS, ids=lambda s: s.dotted)
+def test_a_misspelt_setting_is_refused_naming_its_path_and_the_setting_meant(setting: Setting) -> None:
+    check_misspelt(setting, from_dict, ConfigError)
+
+
+@pytest.mark.parametrize("setting", HUB_SETTINGS, ids=lambda s: s.dotted)
+def test_a_value_of_the_wrong_type_is_refused_naming_the_setting(setting: Setting) -> None:
+    check_wrong_values(setting, from_dict, ConfigError)
+
+
+@pytest.mark.parametrize(("text", "where", "message"), [
+    ("[webhooks]\nid = \"ops\"\n", "webhooks", "expected an array of tables"),
+    ("operator_tokens = [\"s3cret-token\"]\n", "operator_tokens[1]", "expected SHA-256 digests"),
+    ("operator_token = []\n", "operator_token", "unknown setting"),
+    ("[security]\npeer_hubs = [\"abcd\"]\n", "security.peer_hubs[1]", "64 hex digits"),
+    ("[security]\nread = [\"self\"]\n", "security.read[1]", "<peer>:<log>"),
+    ("http_port = 65536\n", "http_port", "expected a port 0..65535"),
+    ("checkpoint_interval = 0\n", "checkpoint_interval", "expected > 0 seconds"),
+    ("webhook_attempts = 0\n", "webhook_attempts", "expected a number > 0"),
+    ("data_dir = \"\"\n", "data_dir", "expected a value, got nothing"),
+    ("clock = \"yesterday\"\n", "clock", "expected 'wall' or an ISO instant"),
+    ("[store]\nmap_size = 4611686018427387904\n", "store.map_size", "4 TiB"),
+    ("[store]\nbackend = \"postgres\"\ndsn = \"\"\n", "store.dsn", "got nothing"),
+    ("name = \"Hub Jabar\"\n[store]\nbackend = \"postgres\"\n", "name", "schema"),
+    ("[markets]\nhorizon = 0\n", "markets.horizon", "expected at least 1"),
+    ("[markets.impact]\nrecent_days = 0\n", "markets.impact.recent_days", "expected a number > 0"),
+    ("[markets.validation]\nwindow = 2\n", "markets.validation", "window >= 3"),
+    ("[bridges]\nmax_batch = 0\n", "bridges.max_batch", "expected 1..10000"),
+    ("[bridges.mqtt]\nqos = 3\n", "bridges.mqtt.qos", "expected 0, 1 or 2"),
+])
+def test_a_value_its_setting_refuses_is_a_config_error_at_its_path(
+        tmp_path: Path, text: str, where: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, text)
+    assert caught.value.code == "CONFIG" and caught.value.where == where
+    assert message in caught.value.message and caught.value.message.startswith(str(tmp_path / "hub.toml"))
+
+
+def test_store_path_is_where_the_lmdb_store_is_kept(tmp_path: Path) -> None:
+    assert _load(tmp_path, f'data_dir = "{tmp_path}/hub"\n').store_path == tmp_path / "hub" / "store"
+    assert _load(tmp_path, f'[store]\npath = "{tmp_path}/lmdb"\n').store_path == tmp_path / "lmdb"
+
+
+# -- the file itself ---------------------------------------------------------------------------------------------
+
+def test_a_bom_and_crlf_line_ends_are_read_as_an_editor_shows_them(tmp_path: Path) -> None:
+    (tmp_path / "hub.toml").write_bytes("\ufeffname = \"hub-jabar\"\r\n[store]\r\nbackend = \"lmdb\"\r\n".encode())
+    assert load(tmp_path / "hub.toml").name == "hub-jabar"
+
+
+@pytest.mark.parametrize(("data", "where", "message"), [
+    (b'name = "hub"\nregion = "jawa\xe9barat"\n', "line 2, column 15", "not UTF-8 text"),
+    (b'name = "hub"\n[store\nbackend = "lmdb"\n', "line 2, column 7", "not valid TOML"),
+    (b'name = hub\n', "line 1, column 8", "not valid TOML"),
+])
+def test_a_file_that_is_not_toml_names_line_and_column(tmp_path: Path, data: bytes, where: str, message: str) -> None:
+    (tmp_path / "hub.toml").write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path / "hub.toml")
+    assert caught.value.where == where and message in caught.value.message
+
+
+def test_a_missing_config_a_directory_and_a_file_for_data_dir_are_named(tmp_path: Path) -> None:
+    with pytest.raises(MissingFile) as missing:
+        load(tmp_path / "nope.toml")
+    assert missing.value.code == "NO_SUCH_FILE" and missing.value.where == str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load(tmp_path)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="data_dir: expected a directory") as caught:
+        _load(tmp_path, f'data_dir = "{tmp_path}/file/hub"\n')
+    assert caught.value.where == "data_dir"
+
+
+# -- through `jejak hub run`: one JSON line, the exit code of CONFIG, nothing started or written --------------------
+
+def _hub_run(tmp_path: Path, text: str | bytes) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "hub.toml"
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return subprocess.run([sys.executable, "-m", "tools.cli", "hub", "run", "--config", str(config)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize(("text", "where", "hint"), [
+    ("[security]\nosocre = true\n", "security.osocre", "did you mean 'oscore'?"),
+    ("auto_approve = \"false\"\n", "auto_approve", "without quotes"),
+    ("[webhooks]\nid = \"ops\"\nkind = \"json\"\nurl = \"https://h.example/\"\n", "webhooks", "[[webhooks]]"),
+    ("[store]\nbackend = \"postgres\"\ndsn = \"postgresql://hub:pa55w0rd@[::1/jejak\"\n", "store.dsn", "libpq URI"),
+    (b"name = \"hub\"\nregion = \"jawa\xe9barat\"\n", "line 2, column 15", "UTF-8"),
+])
+def test_jejak_hub_run_stops_on_a_config_mistake_with_one_line_and_exit_31(
+        tmp_path: Path, text: str | bytes, where: str, hint: str) -> None:
+    prefix = f'data_dir = "{tmp_path}/hub"\nhttp_port = {free_tcp()}\ncoap_port = {free_coap()}\nmdns = false\n'
+    done = _hub_run(tmp_path, (prefix.encode() + text) if isinstance(text, bytes) else prefix + text)
+    assert done.returncode == ConfigError.exit_code == 31, done.stderr
+    assert "Traceback" not in done.stderr and "pa55w0rd" not in done.stderr
+    error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == "CONFIG" and error["where"] == where.replace("line 2", "line 6") and hint in error["hint"]
+    assert not (tmp_path / "hub").exists()  # no key, no store: the mistake stops it before anything is written
+
+
+def test_jejak_hub_run_takes_a_config_with_a_bom_and_crlf_line_ends(tmp_path: Path) -> None:
+    text = f'\ufeffdata_dir = "{tmp_path}/hub"\r\nhttp_port = {free_tcp()}\r\ncoap_port = {free_coap()}\r\nmdns = false\r\n'
+    (tmp_path / "hub.toml").write_bytes(text.encode())
+    proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "hub", "run", "--config", str(tmp_path / "hub.toml")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("hub "), proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)
+    assert (tmp_path / "hub" / "store").is_dir()
