@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import select
@@ -12,10 +13,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import compress
 
-from ledger import BadSignature, LedgerError, Record, check_signatures, decode_record
+from ledger import LedgerError, Record, check_signatures, decode_record
 from ledger.acceptance import SignatureCheck
 from ledger.cose import verify_signature
 from ledger.record import signature_parts
+
+log = logging.getLogger("jejak.hub")
+BROKEN_POOLS = 3  # pools in a row that break as they start before the hub checks every signature itself
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -54,16 +58,6 @@ def _poll_alive(hub: int) -> None:
             os._exit(0)
         except PermissionError:  # the process exists (under another user): still alive
             pass
-
-
-def _first_bad(triples: list[tuple[bytes, bytes, bytes]]) -> int:
-    """Index of the first signature that does not verify, or -1. Runs in a worker process."""
-    for i, (key, signature, signed) in enumerate(triples):
-        try:
-            verify_signature(key, signature, signed)
-        except Exception:
-            return i
-    return -1
 
 
 def _confirmed(key: bytes, raws: Iterable[bytes]) -> Iterator[tuple[bytes, bytes] | None]:
@@ -142,20 +136,32 @@ class CrossLogVerifier:
         self.workers = workers or os.cpu_count() or 1
         self.chunk = chunk
         self._pool: ProcessPoolExecutor | None = None
+        self._broken = 0  # pools in a row whose workers died before answering their first task
 
     def start(self) -> None:
         """Start the worker processes now (else at the first range that needs them)."""
         if self._pool is None:
             self._pool = worker_pool(self.workers)
-            for future in [self._pool.submit(_verified, bytes(32), []) for _ in range(self.workers)]:
-                future.result()
+            try:
+                for future in [self._pool.submit(_verified, bytes(32), []) for _ in range(self.workers)]:
+                    future.result()
+            except BrokenProcessPool:
+                self._broken += 1
+                if self._broken >= BROKEN_POOLS:  # workers that cannot start at all: stop paying for new ones
+                    log.error("signature workers died %d times in a row as they started; signatures are checked "
+                              "in the hub's own process from now on (a program embedding the hub must guard its "
+                              "main module with `if __name__ == \"__main__\":`, as the workers import it)",
+                              self._broken)
+                    self.workers = 1
+                raise
+            self._broken = 0
 
     def ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]],
               keys: dict[bytes, bytes], *, tasks_per_worker: int = 4) -> list[SignatureCheck]:
         """`items`: (device id, raw records) as offered; `keys`: each held log's current key (new logs: none),
         to which the key each new log's genesis names is added, for the ranges of a call after this one.
         `tasks_per_worker`: how many tasks the records are cut into, per worker (see _submit)."""
-        if self.workers < 2 or sum(len(raws) for _, raws in items) < 64:
+        if self.workers < 2 or sum(len(raws) for _, raws in items) < 64:  # workers < 2: none, or none start
             return [check_signatures] * len(items)
         try:
             self.start()
@@ -244,34 +250,6 @@ def _genesis_key(raws: Sequence[bytes]) -> bytes | None:
         return None
     key = rec.body.get("pubkey")
     return key if isinstance(key, bytes) else None
-
-
-class ParallelVerifier:
-    """A `check` for ledger.acceptance.accept: small batches stay in-process, large ones go to every core."""
-
-    def __init__(self, workers: int | None = None, *, min_batch: int = 256) -> None:
-        self.workers = workers or os.cpu_count() or 1
-        self.min_batch = min_batch
-        self._pool: ProcessPoolExecutor | None = None
-
-    def __call__(self, pairs: Sequence[tuple[Record, bytes]]) -> None:
-        if len(pairs) < self.min_batch or self.workers < 2:
-            check_signatures(pairs)
-            return
-        if self._pool is None:
-            self._pool = worker_pool(self.workers)
-        triples = [(key, rec.signature, rec.signed_bytes) for rec, key in pairs]
-        size = -(-len(triples) // self.workers)
-        chunks = [triples[i:i + size] for i in range(0, len(triples), size)]
-        for n, bad in enumerate(self._pool.map(_first_bad, chunks)):
-            if bad >= 0:
-                rec = pairs[n * size + bad][0]
-                raise BadSignature("Ed25519 signature does not verify", where=rec.where)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
 
 
 class AheadCheck:

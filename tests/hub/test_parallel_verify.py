@@ -2,31 +2,71 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import hub.verify
 from hub.service import Hub
 from hub.store import LmdbHubStore
-from hub.verify import ParallelVerifier
+from hub.verify import BROKEN_POOLS, CrossLogVerifier
 from ledger import Ed25519Signer
 
 from .conftest import enroll, new_device
 
 
+def _forged_at_400(hub: Hub, clock) -> tuple[bytes, list[bytes], bytes]:
+    signer, builder = new_device(clock)
+    device_id = enroll(hub, signer, clock)
+    raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(599)]
+    forged = bytearray(raws[400])
+    forged[-5] ^= 0x10
+    return device_id, raws, bytes(forged)
+
+
+def _keeps_the_good_prefix(hub: Hub, verifier: CrossLogVerifier, clock) -> None:
+    device_id, raws, forged = _forged_at_400(hub, clock)
+    [result] = hub.ingest_many([(device_id, [*raws[:400], forged, *raws[401:]])], verifier=verifier)
+    assert not isinstance(result, Exception)
+    assert result.accepted == 400
+    assert result.problem is not None and result.problem["code"] == "INVALID_SIGNATURE"
+    assert "seq 400" in result.problem["where"]
+    assert hub.store.chain_state(device_id).length == 400
+    [rest] = hub.ingest_many([(device_id, raws[400:])], verifier=verifier)
+    assert not isinstance(rest, Exception) and rest.accepted == 200 and rest.problem is None
+
+
 def test_pool_keeps_good_prefix_and_names_the_forgery(tmp_path, clock):
-    verifier = ParallelVerifier(workers=2, min_batch=64)
+    verifier = CrossLogVerifier(workers=2, chunk=64)
     store = LmdbHubStore(tmp_path / "hub")
-    hub = Hub(store, Ed25519Signer.from_seed(b"\x51" * 32), clock=clock, check=verifier)
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x51" * 32), clock=clock)
     try:
-        signer, builder = new_device(clock)
-        device_id = enroll(hub, signer, clock)
-        raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(599)]
-        forged = bytearray(raws[400])
-        forged[-5] ^= 0x10
-        result = hub.ingest(device_id, [*raws[:400], bytes(forged), *raws[401:]])
-        assert result.accepted == 400
-        assert result.problem["code"] == "INVALID_SIGNATURE"
-        assert "seq 400" in result.problem["where"]
-        assert store.chain_state(device_id).length == 400
-        rest = hub.ingest(device_id, raws[400:])
-        assert rest.accepted == 200 and rest.problem is None
+        _keeps_the_good_prefix(hub, verifier, clock)
+        assert verifier._pool is not None  # the workers did check them
+    finally:
+        verifier.close()
+        store.close()
+
+
+def test_workers_that_die_as_they_start_leave_the_checks_to_the_hub_after_a_few_pools(tmp_path, clock, monkeypatch,
+                                                                                   caplog):
+    """A worker that cannot start (a program embedding the hub whose main module, which each worker imports, exits
+    or fails) breaks every pool at once: the hub checks those ranges itself, stops starting pools after
+    BROKEN_POOLS of them, says why once, and accepts and refuses exactly what it would with workers."""
+    pools: list[ProcessPoolExecutor] = []
+
+    def dying(workers: int) -> ProcessPoolExecutor:
+        pools.append(ProcessPoolExecutor(workers, initializer=os._exit, initargs=(3,)))
+        return pools[-1]
+
+    monkeypatch.setattr(hub.verify, "worker_pool", dying)
+    verifier = CrossLogVerifier(workers=2, chunk=64)
+    store = LmdbHubStore(tmp_path / "hub")
+    hub_ = Hub(store, Ed25519Signer.from_seed(b"\x52" * 32), clock=clock)
+    try:
+        for _ in range(BROKEN_POOLS + 2):
+            _keeps_the_good_prefix(hub_, verifier, clock)
+        assert len(pools) == BROKEN_POOLS and verifier.workers == 1
+        assert [r.levelname for r in caplog.records if "signature workers died" in r.getMessage()] == ["ERROR"]
     finally:
         verifier.close()
         store.close()
