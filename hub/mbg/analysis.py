@@ -25,6 +25,7 @@ SEVERITY: dict[str, Severity] = {
     "container_lost": "alert", "container_unreturned": "alert", "container_damaged": "info",
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
+    "returned_without_arrival": "warning",
     "clock_skew": "warning", "late_sync": "info",
     "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
     "stock_overdraw": "alert", "stock_count_difference": "warning", "stock_unit_mismatch": "warning",
@@ -738,6 +739,10 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
                                       detail=f"received {d.received_portions} of {d.expected} portions",
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in taps.get("received", ())[:5])))
+        if d.containers_out > d.containers_in:
+            back = _returned_without_arrival(a, school_id, date, taps)
+            if back is not None:
+                _emit(a, DELIVERY, key, back)
         if "overdue" in d.statuses:
             running = True
             _emit(a, DELIVERY, key, Finding(code="overdue_delivery", subject=school_id, date=date,
@@ -755,6 +760,31 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in _counting(taps.get("received", []))[-5:])))
     return running
+
+
+def _returned_without_arrival(a: Analysis, school: str, date: str, taps: dict[str, list[Timed]]) -> Finding | None:
+    """Containers that left the kitchen for the school, were tapped in at no school and came back to the kitchen:
+    a tag the gate could not read, most likely. The delivery's count stays what the taps prove; the finding says
+    how many of the containers not tapped in came back."""
+    _, out_tags = _portions(_counting(taps.get("departed", [])), 1)
+    _, in_tags = _portions(_counting(taps.get("arrived", []) + taps.get("received", [])), 1)
+    untapped = out_tags - in_tags
+    back: list[str] = []
+    records: set[str] = set()
+    for tag in sorted(untapped):
+        trip = a.trips.get((tag, date))
+        if trip is None or any(t.scan.event in _IN for t in trip.steps):
+            continue  # tapped in at another school: a misroute, reported as one
+        returns = [t.scan.record_id for t in trip.steps if t.scan.event == "returned"]
+        if returns:
+            back.append(tag)
+            records.update(returns)
+    if not back:
+        return None
+    return Finding(code="returned_without_arrival", subject=school, date=date,
+                   detail=f"{len(back)} of the {len(untapped)} containers not tapped in here came back to the kitchen: "
+                          "most likely delivered but not tapped at the school",
+                   measured=len(back), limit=len(untapped), containers=tuple(back), records=tuple(sorted(records)))
 
 
 def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]], edges: list[int]) -> Delivery:

@@ -30,7 +30,8 @@ MBG_DAYS = Namespace(
 _ROW_FIELDS = tuple(name for name, _ in MBG_DAYS.rows)
 _DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
 _ROW_INDEX = tuple(_DELIVERY_FIELDS.index(n) for n in _ROW_FIELDS)
-FORMAT = 1  # of the summary; a summary of another format is read as damaged and the day computed again
+FORMAT = 2  # of the summary; a summary of another format is read as damaged and the day computed again
+# (2: days stored before returned_without_arrival was a finding are worked out again, so they list it too)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -157,7 +157,7 @@ function subjectName(code, subject) {
 // data-quality notices last and folded.
 const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
   missing_delivery: "delivery", overdue_delivery: "delivery", late_delivery: "delivery", short_delivery: "delivery",
-  over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery",
+  over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery", returned_without_arrival: "delivery",
   container_lost: "container", container_unreturned: "container", container_damaged: "container",
   stock_overdraw: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",
   late_sync: "data", clock_skew: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data" };

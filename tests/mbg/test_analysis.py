@@ -182,3 +182,26 @@ def test_containers_that_part_ways_are_each_judged_on_their_own_taps(plan: Plan,
     assert by_code["out_of_order"].containers == ("T2",)
     served = {tag: [s.derived for s in a.timelines_of(tag)[0].steps if s.event == "served"] for tag in tags}
     assert served == {"T1": [True], "T2": [True], "T3": []}
+
+
+def test_a_container_back_at_the_kitchen_with_no_tap_at_school_is_a_finding(plan: Plan, scan: Scan) -> None:
+    # T1-T4 leave for S1. T2's tag does not read at the gate but is tapped on return; T3 is tapped in at S2, the
+    # wrong school; T4 is never seen again.
+    tags = ["T1", "T2", "T3", "T4"]
+    scans = [scan("departed", 7 * H, tags=tags, school="S1", checkpoint="kitchen_exit"),
+             scan("arrived", 7 * H + 30 * M, site="S1", tags=["T1"], checkpoint="school_gate"),
+             scan("arrived", 7 * H + 40 * M, site="S2", tags=["T3"], checkpoint="school_gate"),
+             scan("returned", 13 * H, tags=["T1", "T2", "T3"], checkpoint="return")]
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    found = {f.key(): f for f in a.findings}
+    back = found[("returned_without_arrival", "S1")]
+    # Of the three containers S1 did not tap in, T2 came back: the count stays what the taps prove.
+    assert (back.containers, back.measured, back.limit, back.severity) == (("T2",), 1, 3, "warning")
+    assert back.records == ("r4",) and "1 of the 3 containers" in back.detail
+    d = a.deliveries[("S1", DATE)]
+    assert (d.containers_in, d.containers_out, d.statuses) == (1, 4, ("short",))
+    assert ("returned_without_arrival", "S2") not in found
+    # Once the gate's tap of T2 arrives, there is nothing left to say.
+    late = scan("arrived", 7 * H + 31 * M, site="S1", tags=["T2"], checkpoint="school_gate")
+    again = analyze(plan, [*scans, late], now=MIDNIGHT + 20 * H)
+    assert "returned_without_arrival" not in {f.code for f in again.findings}
