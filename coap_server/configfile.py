@@ -33,14 +33,20 @@ def load_settings(path: str | os.PathLike[str], build: Callable[[dict[str, Any]]
                     hint="give the TOML file itself, e.g. --config /etc/jejak/hub.toml") from None
     try:
         config = build(settings_from_toml(data, str(path), error))
-        for setting, where in directories(config):
-            for part in (where, *where.parents):
-                if part.exists():
-                    if not part.is_dir():
-                        raise error(f"{setting}: expected a directory, but {part} is a file", where=setting,
-                                    hint=f"point {setting} at a directory (it is created if missing)")
-                    break
+        check_directories(directories(config), error)
         return config
     except error as exc:  # name the file: an operator may keep several
         message = exc.message if exc.message.startswith(str(path)) else f"{path}: {exc.message}"
         raise error(message, where=exc.where, hint=exc.hint) from None
+
+
+def check_directories(settings: Iterable[tuple[str, Path]], error: type[CodedError]) -> None:
+    """Refuse a directory setting (its name and path) that is a file or runs through one: the daemon would stop
+    on it later, when it first writes there, with an error that names no setting."""
+    for setting, where in settings:
+        for part in (where, *where.parents):
+            if part.exists():
+                if not part.is_dir():
+                    raise error(f"{setting}: expected a directory, but {part} is a file", where=setting,
+                                hint=f"point {setting} at a directory (it is created if missing)")
+                break

@@ -11,9 +11,13 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from coap_server.configfile import check_directories
 from ledger.failures import failure
+
+from .errors import ConfigError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -22,7 +26,8 @@ def _run(args: argparse.Namespace) -> int:
 
     config = cfg.load(args.config)
     changes: dict[str, Any] = {}
-    if args.data_dir:
+    if args.data_dir is not None:  # the flag wins over the config's data_dir, checked as that is
+        check_directories([("--data-dir", Path(args.data_dir).expanduser())], ConfigError)
         changes["data_dir"] = args.data_dir
     if args.port is not None:
         changes["coap"] = cfg.CoapConfig(host=config.coap.host, port=args.port)

@@ -75,7 +75,9 @@ def load_or_create_key(path: Path) -> Ed25519Signer:
                                f"run: chmod 600 {path}")
         seed = path.read_bytes()
         if len(seed) != 32:
-            raise KeyFileError(f"key file {path}: expected 32 bytes of Ed25519 seed, got {len(seed)}")
+            raise KeyFileError(f"key file {path}: expected 32 bytes of Ed25519 seed, got {len(seed)}",
+                               hint="restore the hub's key from its backup: a new key is a new hub, and the store "
+                                    "it wrote refuses another")
         return Ed25519Signer.from_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     signer = Ed25519Signer.generate()

@@ -182,6 +182,8 @@ def _edge_run(tmp_path, text, *flags):
     ('[security]\nosocre = true\n', (), "security.osocre"),
     ('[log]\nlevel = 10\n', (), "log.level"),  # was INTERNAL: AttributeError
     ('[coap]\nhost = "127.0.0.1"\n', ("--port", "70000"), None),
+    ('[coap]\nhost = "127.0.0.1"\n', ("--data-dir", "/etc/hostname/edge"), "--data-dir"),  # was INTERNAL
+    ('[coap]\nhost = "127.0.0.1"\n', ("--data-dir", ""), None),  # was ignored: the store went to the config's
 ])
 def test_jejak_edge_run_stops_on_a_config_mistake_with_one_line_and_exit_31(tmp_path, text, flags, where):
     done = _edge_run(tmp_path, text, *flags)
