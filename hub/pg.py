@@ -425,17 +425,17 @@ class PgHubStore:
         self.partition_leaves = partition_leaves
         # One connection, shared by the hub's writer and the threads that serve reads: psycopg nests
         # transactions per connection, not per thread, so each transaction holds the connection to itself.
+        # Commits go on a second one (`_committer`, opened at the first), so that reads go on while a commit's
+        # rows travel and the server syncs them (Hub.ingest_stream merges the next call meanwhile).
         self._lock = threading.RLock()
+        self._dsn = dsn
+        self._committer: psycopg.Connection[Any] | None = None
+        self._commit_lock = threading.Lock()
         self._covered = 0  # the log's partitions reach this index (at least)
         self._seen = 0  # the log held this many records (at least)
         self._figures_counted = False  # `figures_from` seen at 0
-        self._conn = connect(dsn)
+        self._conn = self._connect()
         with self._tx():
-            self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            self._conn.execute(f"SET search_path TO {schema}")
-            # Small indexed reads only: before ANALYZE has seen a big table, its cost guess turns JIT on and
-            # compiling took ~100 ms of each 64-row read (measured on 1,000,000 records).
-            self._conn.execute("SET jit = off")
             self._migrate()
         self._stop = threading.Event()
         self._indexer: threading.Thread | None = None
@@ -443,6 +443,16 @@ class PgHubStore:
             self._indexer = threading.Thread(target=self._index_behind, args=(dsn,), name="jejak-store-behind",
                                              daemon=True)
             self._indexer.start()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = connect(self._dsn)
+        with conn.transaction():
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            conn.execute(f"SET search_path TO {self.schema}")
+            # Small indexed reads only: before ANALYZE has seen a big table, its cost guess turns JIT on and
+            # compiling took ~100 ms of each 64-row read (measured on 1,000,000 records).
+            conn.execute("SET jit = off")
+        return conn
 
     def _migrate(self) -> None:
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
@@ -639,7 +649,7 @@ class PgHubStore:
                         (list(devices), [a for a, _ in devices.values()], [t for _, t in devices.values()]))
         PgHubStore._put_activity(cur, {}, kinds)
 
-    def _cover(self, end: int, *, table: str = "records") -> None:
+    def _cover(self, end: int, *, table: str = "records", conn: psycopg.Connection[Any] | None = None) -> None:
         """Partitions up to `end` and one whole partition past it, inside the caller's transaction.
 
         A partition is made ahead, while empty, as its own table and then attached: attaching an empty table
@@ -647,15 +657,16 @@ class PgHubStore:
         PARTITION OF would lock the whole log against every reader for a moment."""
         if end + self.partition_leaves <= self._covered:
             return
-        row = self._conn.execute('SELECT coalesce(max("end"), 0) FROM partitions').fetchone()
+        conn = conn or self._conn
+        row = conn.execute('SELECT coalesce(max("end"), 0) FROM partitions').fetchone()
         covered = int(row[0]) if row else 0
         while covered < end + self.partition_leaves:
             name = _partition_name(covered)
-            self._conn.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
-            self._conn.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} "
-                               f"FOR VALUES FROM ({covered}) TO ({covered + self.partition_leaves})")
-            self._conn.execute('INSERT INTO partitions (first, "end") VALUES (%s, %s)',
-                               (covered, covered + self.partition_leaves))
+            conn.execute(f"CREATE TABLE {name} (LIKE {table} INCLUDING DEFAULTS)")
+            conn.execute(f"ALTER TABLE {table} ATTACH PARTITION {name} "
+                         f"FOR VALUES FROM ({covered}) TO ({covered + self.partition_leaves})")
+            conn.execute('INSERT INTO partitions (first, "end") VALUES (%s, %s)',
+                         (covered, covered + self.partition_leaves))
             covered += self.partition_leaves
         self._covered = covered
 
@@ -727,45 +738,54 @@ class PgHubStore:
         return self.commit(Batch(appends=[LogAppend.of(device_id, records, state, arrived_at)]))
 
     def commit(self, batch: Batch) -> int:
-        with self._tx(), self._conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            devices = list(dict.fromkeys(part.device_id for part in batch.appends))
-            rows = cur.execute("SELECT device_id, data FROM states WHERE device_id = ANY(%s)",
-                               (devices,)).fetchall() if devices else []
-            lengths = {bytes(d): ChainState.from_cbor(bytes(data)).length for d, data in rows}
+        """On the committer's connection, one commit at a time: reads on the store's own connection go on
+        meanwhile and see the batch once it is committed."""
+        with self._commit_lock:
+            if self._committer is None or self._committer.closed:
+                self._committer = self._connect()
+            conn = self._committer
+            with conn.transaction(), conn.cursor() as cur:
+                return self._commit(conn, cur, batch)
+
+    def _commit(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], batch: Batch) -> int:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        devices = list(dict.fromkeys(part.device_id for part in batch.appends))
+        rows = cur.execute("SELECT device_id, data FROM states WHERE device_id = ANY(%s)",
+                           (devices,)).fetchall() if devices else []
+        lengths = {bytes(d): ChainState.from_cbor(bytes(data)).length for d, data in rows}
+        for part in batch.appends:
+            # The partitioned log cannot hold a unique index on (device, seq): this check is what keeps
+            # it unique (see _partition_log). A second writer with a stale view of the log stops here.
+            length = lengths.get(part.device_id, 0)
+            seqs = [r.seq for r in part.records]
+            if seqs != list(range(length, length + len(seqs))):
+                raise StoreError(f"device {part.device_id.hex()}: records {seqs[:3]}... do not continue its "
+                                 f"stored log of {length}; nothing was written",
+                                 hint="another hub process wrote to this log: reopen the hub on the store")
+            lengths[part.device_id] = length + len(seqs)
+        size = self._size(conn)
+        self._cover(size + sum(len(part.records) for part in batch.appends), conn=conn)
+        # COPY in binary: one statement for a batch's rows, where a row per INSERT cost a round trip.
+        first = size
+        with cur.copy(f"COPY records ({_LOG_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "int8", "int8", "bytea", "bytea", "bytea", "bytea"])
             for part in batch.appends:
-                # The partitioned log cannot hold a unique index on (device, seq): this check is what keeps
-                # it unique (see _partition_log). A second writer with a stale view of the log stops here.
-                length = lengths.get(part.device_id, 0)
-                seqs = [r.seq for r in part.records]
-                if seqs != list(range(length, length + len(seqs))):
-                    raise StoreError(f"device {part.device_id.hex()}: records {seqs[:3]}... do not continue its "
-                                     f"stored log of {length}; nothing was written",
-                                     hint="another hub process wrote to this log: reopen the hub on the store")
-                lengths[part.device_id] = length + len(seqs)
-            size = self._size()
-            self._cover(size + sum(len(part.records) for part in batch.appends))
-            # COPY in binary: one statement for a batch's rows, where a row per INSERT cost a round trip.
-            first = size
-            with cur.copy(f"COPY records ({_LOG_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "int8", "int8", "bytea", "bytea", "bytea", "bytea"])
-                for part in batch.appends:
-                    for rec, leaf in zip(part.records, part.leaves, strict=True):
-                        copy.write_row((size, rec.seq, part.arrived_at, part.device_id, rec.id, leaf, rec.raw))
-                        size += 1
-            self._put_kind_runs(cur, kind_runs((KIND_CODES[rec.kind], index) for index, rec in enumerate(
-                chain.from_iterable(part.records for part in batch.appends), first)))
-            if batch.appends:
-                cur.executemany("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
-                                "DO UPDATE SET data = excluded.data",
-                                [(part.device_id, part.state.to_cbor()) for part in batch.appends])
-            if batch.tiles:
-                cur.executemany("INSERT INTO tiles (idx, root) VALUES (%s, %s) ON CONFLICT (idx) DO UPDATE "
-                                "SET root = excluded.root", list(enumerate(batch.tiles, batch.first_tile)))
-            if batch.counters:
-                cur.executemany("INSERT INTO counters VALUES (%s, %s) ON CONFLICT (name) "
-                                "DO UPDATE SET value = counters.value + excluded.value", list(batch.counters.items()))
-            self._put_activity(cur, *chain_activity(batch.appends))
+                for rec, leaf in zip(part.records, part.leaves, strict=True):
+                    copy.write_row((size, rec.seq, part.arrived_at, part.device_id, rec.id, leaf, rec.raw))
+                    size += 1
+        self._put_kind_runs(cur, kind_runs((KIND_CODES[rec.kind], index) for index, rec in enumerate(
+            chain.from_iterable(part.records for part in batch.appends), first)))
+        if batch.appends:
+            cur.executemany("INSERT INTO states VALUES (%s, %s) ON CONFLICT (device_id) "
+                            "DO UPDATE SET data = excluded.data",
+                            [(part.device_id, part.state.to_cbor()) for part in batch.appends])
+        if batch.tiles:
+            cur.executemany("INSERT INTO tiles (idx, root) VALUES (%s, %s) ON CONFLICT (idx) DO UPDATE "
+                            "SET root = excluded.root", list(enumerate(batch.tiles, batch.first_tile)))
+        if batch.counters:
+            cur.executemany("INSERT INTO counters VALUES (%s, %s) ON CONFLICT (name) "
+                            "DO UPDATE SET value = counters.value + excluded.value", list(batch.counters.items()))
+        self._put_activity(cur, *chain_activity(batch.appends))
         return size
 
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
@@ -877,13 +897,16 @@ class PgHubStore:
         with self._tx():
             return self._size()
 
-    def _size(self) -> int:
+    def _size(self, conn: psycopg.Connection[Any] | None = None) -> int:
         # The log only grows, so a size seen before bounds the search to the last partitions instead of
-        # asking every partition's index for its largest index.
-        row = self._conn.execute("SELECT coalesce(max(idx) + 1, %s) FROM records WHERE idx >= %s",
-                                 (self._seen, self._seen)).fetchone()
-        self._seen = int(row[0]) if row else self._seen
-        return self._seen
+        # asking every partition's index for its largest index. A read beside a commit may see less than the
+        # commit did: the mark only goes up.
+        seen = self._seen
+        row = (conn or self._conn).execute("SELECT coalesce(max(idx) + 1, %s) FROM records WHERE idx >= %s",
+                                           (seen, seen)).fetchone()
+        size = int(row[0]) if row else seen
+        self._seen = max(self._seen, size)
+        return size
 
     def entries(self, start: int, end: int) -> list[Entry]:
         rows = self._query(ENTRIES_SQL, (start, end))
@@ -1264,6 +1287,9 @@ class PgHubStore:
         self._stop.set()
         if self._indexer is not None:
             self._indexer.join()
+        with self._commit_lock:
+            if self._committer is not None:
+                self._committer.close()
         self._conn.close()
 
 
