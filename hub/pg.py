@@ -741,7 +741,9 @@ class PgHubStore:
         """On the committer's connection, one commit at a time: reads on the store's own connection go on
         meanwhile and see the batch once it is committed."""
         with self._commit_lock:
-            if self._committer is None or self._committer.closed:
+            if self._committer is None or self._committer.broken:  # a server restarted since: its own again
+                if self._committer is not None:
+                    self._committer.close()
                 self._committer = self._connect()
             conn = self._committer
             with conn.transaction(), conn.cursor() as cur:
