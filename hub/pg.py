@@ -436,6 +436,7 @@ class PgHubStore:
         self._figures_counted = False  # `figures_from` seen at 0
         self._conn = self._connect()
         with self._tx():
+            self._conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             self._migrate()
         self._stop = threading.Event()
         self._indexer: threading.Thread | None = None
@@ -447,7 +448,6 @@ class PgHubStore:
     def _connect(self) -> psycopg.Connection[Any]:
         conn = connect(self._dsn)
         with conn.transaction():
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
             conn.execute(f"SET search_path TO {self.schema}")
             # Small indexed reads only: before ANALYZE has seen a big table, its cost guess turns JIT on and
             # compiling took ~100 ms of each 64-row read (measured on 1,000,000 records).
