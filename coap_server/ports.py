@@ -17,7 +17,7 @@ from typing import Any
 import aiocoap
 
 from coap_server.exchanges import DedupBudget, bounded_context
-from ledger.failures import PortInUse, port_in_use
+from ledger.failures import PortInUse, bad_address, port_in_use
 
 UDP, TCP = "UDP", "TCP"
 
@@ -32,21 +32,28 @@ def claim(host: str, port: int, transports: Sequence[str], *, setting: str) -> N
     A probe bind with the options the real server uses: none for UDP (a socket holding the port with or
     without SO_REUSEPORT refuses it), SO_REUSEADDR for TCP (as asyncio's listeners do, so a closed
     connection's TIME_WAIT after a restart is not mistaken for a server)."""
-    if port == 0:
-        return
     for transport in transports:
         kind = socket.SOCK_DGRAM if transport == UDP else socket.SOCK_STREAM
         with socket.socket(_family(host), kind) as probe:
             if transport == TCP:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind((host, port))
+                probe.bind((host, port))  # port 0 binds any free one: the address alone is probed
                 if transport == TCP:
                     probe.listen(1)
+            except socket.gaierror as exc:  # a host name that does not resolve
+                raise bad_address(_host_setting(setting), host, str(exc.strerror)) from None
             except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
+                if exc.errno == errno.EADDRINUSE and port:
                     raise port_in_use(setting, host, port, transport) from None
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    raise bad_address(_host_setting(setting), host, str(exc.strerror)) from None
                 raise
+
+
+def _host_setting(port_setting: str) -> str:
+    """The setting that names the address beside a port's (http_port: http_host, coap.port: coap.host)."""
+    return port_setting.replace("port", "host")
 
 
 async def serve_coap(site: Any, *, host: str, port: int, tcp: bool, setting: str,

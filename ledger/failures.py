@@ -32,6 +32,16 @@ class PortInUse(CodedError):
     exit_code = 80
 
 
+class BadAddress(CodedError):
+    """A server address this machine cannot bind: a name that does not resolve, or an address that is on none of
+    its interfaces."""
+
+    code = "BAD_ADDRESS"
+    coap = "5.00"
+    http = 500
+    exit_code = 88
+
+
 class NoPermission(CodedError):
     """A file or directory this process may not read or write (data dir, key, store, output file)."""
 
@@ -83,6 +93,13 @@ def port_in_use(setting: str, host: str, port: int, transport: str) -> PortInUse
                      where=setting,
                      hint=f"stop the other server (find it with: ss -lunpt 'sport = :{port}'), or set {setting} "
                           f"to a free port")
+
+
+def bad_address(setting: str, host: str, reason: str) -> BadAddress:
+    """The error a server raises when it cannot bind `host`, the value of `setting`."""
+    return BadAddress(f"{setting} = {host!r}: this machine cannot listen there ({reason})", where=setting,
+                      hint=f"set {setting} to an address of this machine: 127.0.0.1 (this machine only), 0.0.0.0 or "
+                           ":: (every interface), or one that `ip -brief address` lists")
 
 
 def as_coded(exc: BaseException) -> CodedError:

@@ -224,3 +224,14 @@ def test_jejak_hub_run_takes_a_config_with_a_bom_and_crlf_line_ends(tmp_path: Pa
         proc.terminate()
         proc.communicate(timeout=60)
     assert (tmp_path / "hub" / "store").is_dir()
+
+
+@pytest.mark.parametrize(("setting", "host"), [("http_host", "no-such-host.invalid"), ("coap_host", "192.0.2.7")])
+def test_jejak_hub_run_on_an_address_it_cannot_listen_on_names_the_setting(tmp_path: Path, setting: str,
+                                                                            host: str) -> None:
+    done = _hub_run(tmp_path, f'data_dir = "{tmp_path}/hub"\nhttp_port = 0\ncoap_port = 0\nmdns = false\n'
+                              f'{setting} = "{host}"\n')
+    assert done.returncode == 88 and "Traceback" not in done.stderr, done.stderr  # was INTERNAL (gaierror)
+    error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == "BAD_ADDRESS" and error["where"] == setting and host in error["message"]
+    assert not (tmp_path / "hub").exists()
