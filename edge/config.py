@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,26 @@ DEFAULT_I2C = {"bme280": 0x77, "sht31": 0x44}
 def _default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "jejak", "edge")
+
+
+def _coap_address(url: str, schemes: tuple[str, ...]) -> bool:
+    """Whether `url` is a CoAP address with a host (and a port in range, if it has one)."""
+    if not url.startswith(schemes):
+        return False
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range or not a number
+    except ValueError:
+        return False
+    return bool(parts.hostname)
+
+
+def _ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _need(cond: bool, message: str) -> None:
@@ -91,7 +113,7 @@ class HubConfig:
     address: str = ""  # coap://host:port of the hub, for sites without multicast discovery
 
     def __post_init__(self) -> None:
-        _need(not self.address or self.address.startswith(("coap://", "coap+tcp://")),
+        _need(not self.address or _coap_address(self.address, ("coap://", "coap+tcp://")),
               f"hub.address: expected coap://host:port or empty, got {self.address!r}")
 
 
@@ -110,7 +132,10 @@ class SyncConfig:
         _need(self.interval_s > 0, f"sync.interval_s: expected > 0, got {self.interval_s}")
         _need(self.replica_records > 0, f"sync.replica_records: expected > 0, got {self.replica_records}")
         for peer in self.peers:
-            _need(peer.startswith("coap://"), f"sync.peers: expected coap://host:port, got {peer!r}")
+            _need(_coap_address(peer, ("coap://",)), f"sync.peers: expected coap://host:port, got {peer!r}")
+        for name, addresses in (("announce", (self.announce,) if self.announce else ()), ("interfaces", self.interfaces)):
+            for address in addresses:
+                _need(_ipv4(address), f"sync.{name}: expected an IPv4 address like 192.168.1.20, got {address!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

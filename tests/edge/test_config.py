@@ -145,6 +145,10 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_setting(setting):
     ('[[sensor]]\nkind = "probe"\n', "sensor[1].name"),
     ('[sensor]\nname = "box"\n', "sensor"),
     ('data_dir = ""\n', "data_dir"),
+    ('[sync]\nannounce = "pi-gate.local"\n', "sync.announce"),  # was a warning at start: mDNS off
+    ('[sync]\ninterfaces = ["eth0"]\n', "sync.interfaces"),
+    ('[sync]\npeers = ["coap://"]\n', "sync.peers"),
+    ('[hub]\naddress = "coap://hub.local:99999"\n', "hub.address"),
 ])
 def test_a_mistake_names_its_setting(tmp_path, text, where):
     path = tmp_path / "edge.toml"
