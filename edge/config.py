@@ -303,6 +303,8 @@ class SecurityConfig:
                   f"security: expected hex keys or device ids, got {entry[:80]!r}")
         for rule in self.read:
             _need(":" in rule, f"security.read: expected \"<peer>:<log>\", got {rule!r}")
+        _need(not self.hub_key or (len(self.hub_key) == 64 and all(c in "0123456789abcdefABCDEF" for c in self.hub_key)),
+              f"security.hub_key: expected the hub's public key as 64 hex digits, got {self.hub_key[:80]!r}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -145,6 +145,7 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_setting(setting):
     ('[[sensor]]\nkind = "probe"\n', "sensor[1].name"),
     ('[sensor]\nname = "box"\n', "sensor"),
     ('data_dir = ""\n', "data_dir"),
+    ('[security]\nhub_key = "hub.example.org"\n', "security.hub_key"),  # was ValueError at start, INTERNAL
     ('[sync]\nannounce = "pi-gate.local"\n', "sync.announce"),  # was a warning at start: mDNS off
     ('[sync]\ninterfaces = ["eth0"]\n', "sync.interfaces"),
     ('[sync]\npeers = ["coap://"]\n', "sync.peers"),
