@@ -9,10 +9,10 @@ import cbor2
 import pytest
 
 from ledger import decode_record, verify_chain
-from ledger.sync import Limits, decode_records
+from ledger.sync import Limits, decode_records, encode_records
 from tests.wait import wait_for
 
-from ..edge.common import edge_config, running
+from ..edge.common import edge_config, peer_log, running
 
 COAP_CLIENT = shutil.which("coap-client-notls") or shutil.which("coap-client")
 
@@ -67,6 +67,26 @@ async def test_fetch_multiblock_range(tmp_path, coap_client):
         assert device_id == daemon.key.device_id and start == 0 and len(raws) == 121
         assert raws == daemon.store.log_range(daemon.key.device_id, 0, 121)
         assert verify_chain(raws).length == 121
+
+
+@pytest.mark.parametrize("block", ["1024", "256"])
+async def test_push_a_peers_log_block_by_block(tmp_path, coap_client, block):
+    """libcoap sends a records body block by block: the blocks between the first and the last are taken in by
+    the edge's message layer (coap_server/exchanges.py), and the log arrives whole."""
+    _, records = peer_log(9, 60)
+    device_id = records[0].device_id
+    body = encode_records(device_id, 0, [r.raw for r in records])
+    assert len(body) > 6 * int(block)
+    (tmp_path / "push.cbor").write_bytes(body)
+    async with running(edge_config(tmp_path)) as (daemon, _):
+        code, out = await _run(coap_client, "-B", "10", "-v", "6", "-m", "post", "-t", "60", "-b", block,
+                               "-f", str(tmp_path / "push.cbor"), "-o", str(tmp_path / "answer.cbor"),
+                               f"coap://127.0.0.1:{daemon.coap_port}/sync/records")
+        assert code == 0 and "c:2.04" in out, out[-2000:]
+        assert cbor2.loads((tmp_path / "answer.cbor").read_bytes())["accepted"] == 61
+        assert daemon.store.log_range(device_id, 0, 61) == [r.raw for r in records]
+        (manager,) = daemon.coap.message_managers()
+        assert manager.refused == 0
 
 
 async def test_observe_head_notified_after_a_tap(tmp_path, coap_client):
