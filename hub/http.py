@@ -88,11 +88,29 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except web.HTTPException as exc:
+        if _cut_short(request, exc):
+            return error_response(exc)
         if exc.status < 400 or exc.content_type == "application/json":
             raise  # redirects, and the bridges' own legacy bodies
         return _http_error(request, exc)
     except Exception as exc:  # typed errors answer as they declare; see coded() for the rest
+        _cut_short(request, exc)
         return error_response(exc, body=_legacy_body(request, exc))
+
+
+def _cut_short(request: web.Request, exc: BaseException) -> bool:
+    """A route that fails after its streamed answer began (an export, the event stream) cannot answer again: a
+    second status line and body would be read as part of the first answer. Its connection is closed instead,
+    so the client sees the answer end before its last chunk, and the error goes to the log. The answer then
+    returned is never written: the closed transport refuses it and aiohttp takes that as a reset."""
+    if request.writer is None or request.writer.output_size == 0:
+        return False
+    err = coded(exc)
+    log.warning("%s %s failed after its answer began (%s: %s); connection closed", request.method, request.path,
+                err.code, err.message, exc_info=err.code == "INTERNAL")
+    if request.transport is not None:
+        request.transport.close()
+    return True
 
 
 def _legacy_body(request: web.Request, exc: BaseException) -> dict[str, Any] | None:

@@ -88,3 +88,39 @@ def test_enroll_qr_writes_png_with_hub_fingerprint(tmp_path, capsys):
     assert "jejak-enroll:?hub=http://127.0.0.1:8470&id=" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert oct((tmp_path / "hub.key").stat().st_mode & 0o777) == "0o600"
+
+
+async def test_a_route_that_fails_after_its_streamed_answer_began_ends_the_connection_not_the_answer(caplog):
+    """An error after the first chunk is not written into the stream as a second answer: the connection is
+    closed, the client sees its answer cut short, and the error is logged with its code."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from hub.http import errors_middleware
+    from hub.store import StoreError
+
+    async def export(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        await resp.write(b'{"records": [')
+        raise StoreError("the store went away")
+
+    async def fine(request: web.Request) -> web.StreamResponse:
+        raise StoreError("refused before any byte")
+
+    app = web.Application(middlewares=[errors_middleware])
+    app.router.add_get("/export", export)
+    app.router.add_get("/fine", fine)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/export")
+        assert resp.status == 200
+        try:
+            body = await resp.read()
+        except aiohttp.ClientPayloadError:
+            body = None
+        assert body is None  # cut short, where the error's JSON was appended to the answer's chunks
+        # The same server answers the next request, and an error before any byte is still its JSON answer.
+        resp = await client.get("/fine")
+        assert resp.status == StoreError.http and (await resp.json())["error"]["code"] == StoreError.code
+    assert [r.getMessage() for r in caplog.records if "failed after its answer began" in r.getMessage()] == [
+        f"GET /export failed after its answer began ({StoreError.code}: the store went away); connection closed"]
