@@ -269,6 +269,9 @@ class DeviceReport:
     device: str
     first_seq: int | None = None
     last_seq: int | None = None
+    # The span of the verified records' device times (a device's clock may run backwards across boots).
+    first_time: int | None = None
+    last_time: int | None = None
     records: int = 0
     receipts: int = 0
     duplicates: int = 0  # records repeated in the range (same id): skipped, not a problem
@@ -277,12 +280,14 @@ class DeviceReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"device": self.device, "first_seq": self.first_seq, "last_seq": self.last_seq,
-                "records": self.records, "receipts": self.receipts, "revoked_from": self.revoked_from,
+                "first_time": self.first_time, "last_time": self.last_time, "records": self.records, "receipts": self.receipts, "revoked_from": self.revoked_from,
                 "ok": not self.problems, "problems": [p.to_dict() for p in self.problems]}
 
 
 @dataclass(slots=True, kw_only=True)
 class BundleReport:
+    hub_key: bytes = b""  # the key the checks used: the pinned one, else the one the bundle names
+    pinned: bool = False
     devices: list[DeviceReport] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     hub_log: int = 0  # records of the hub's own log that verified
@@ -310,7 +315,8 @@ class BundleReport:
         return self.ordered[0].exit_code if self.ordered else 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "devices": [d.to_json() for d in self.devices],
+        return {"ok": self.ok, "hub_key": self.hub_key.hex(), "hub_id": device_id_for(self.hub_key).hex(),
+                "hub_key_pinned": self.pinned, "devices": [d.to_json() for d in self.devices],
                 "checkpoints": [c.to_json() for c in self.checkpoints],
                 "hub_log": self.hub_log, "decisions": self.decisions,
                 "receipts_checked": self.receipts_checked,
@@ -399,6 +405,8 @@ def verify_log(log: LogExport, report: DeviceReport, authority: Authority) -> di
         report.records += 1
         report.first_seq = rec.seq if report.first_seq is None else report.first_seq
         report.last_seq = rec.seq
+        report.first_time = rec.time if report.first_time is None else min(report.first_time, rec.time)
+        report.last_time = rec.time if report.last_time is None else max(report.last_time, rec.time)
     if result.problem is not None:
         report.problems.append(result.problem)
         return good
@@ -467,9 +475,9 @@ def _verify_hub_log(bundle: Bundle, hub_id: bytes, checkpoints: list[Checkpoint]
 def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:
     """Verify everything a bundle holds, with nothing else, in the order of FORMAT.md §12.3. `hub_key` pins
     the hub if the auditor knows it."""
-    report = BundleReport()
     bundle = decode_bundle(data)
     key = hub_key or bundle.hub_key
+    report = BundleReport(hub_key=key, pinned=hub_key is not None)
     hub_id = device_id_for(key)
     if hub_key is not None and hub_key != bundle.hub_key:
         report.add(BadCheckpoint("bundle names another hub key than the one pinned"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from ledger import (
     RevokedKey,
     UnknownKey,
     compare_bundles,
+    device_id_for,
     verify_bundle,
 )
 from ledger.failures import UsageError
@@ -58,6 +60,30 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _utc(seconds: int) -> str:
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (OverflowError, OSError, ValueError):  # a device time past year 9999 is still signed data
+        return f"{seconds} (Unix seconds)"
+
+
+def what_was_verified(report: BundleReport) -> list[str]:
+    """What an auditor reads after the verdict: what verified, and the hub key to compare out of band."""
+    devices = [d for d in report.devices if d.records]
+    lines = []
+    if devices and report.checkpoints:
+        first = min(d.first_time for d in devices if d.first_time is not None)
+        last = max(d.last_time for d in devices if d.last_time is not None)
+        cp = report.checkpoints[-1]
+        lines.append(f"verified {_count(sum(d.records for d in devices), 'record')} of "
+                     f"{_count(len(devices), 'device')}, device time {_utc(first)} to {_utc(last)}, "
+                     f"under checkpoint size {cp.tree_size} of {_utc(cp.time)}")
+    hub = f"hub key {report.hub_key.hex()} (hub id {device_id_for(report.hub_key).hex()}): "
+    lines.append(hub + ("pinned with --hub-key" if report.pinned else
+                        "compare it with the key the hub's operator published, or pin it with --hub-key"))
+    return lines
+
+
 def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
     lines = [f"{'ok  ' if report.hub_log else 'FAIL'} hub log: {_count(report.hub_log, 'record')}, "
              f"{_count(report.decisions, 'decision')}"]
@@ -81,6 +107,7 @@ def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
     verdict = "VERIFIED" if report.ok else f"FAILED ({len(report.all_problems)} problems)"
     lines.append(f"{verdict}: {_count(sum(d.records for d in report.devices), 'record')}, "
                  f"{_count(len(report.checkpoints), 'checkpoint')}, {_count(report.receipts_checked, 'receipt')}")
+    lines += what_was_verified(report)
     return "\n".join(lines)
 
 

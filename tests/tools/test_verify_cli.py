@@ -91,6 +91,26 @@ def test_example_verifies_json_output() -> None:
     assert report["problems"] == []
 
 
+def test_report_says_what_was_verified_and_what_to_compare() -> None:
+    """The records, devices and device-time span that verified, the checkpoint, and the hub key to compare out
+    of band (example.py: the kitchen starts at 04:00 UTC, the gate's last return is at 07:30 UTC)."""
+    key = HUB.public_key.hex()
+    hub_id = ledger.device_id_for(HUB.public_key).hex()
+    code, out = run(str(EXAMPLE))
+    assert code == 0
+    assert ("verified 17 records of 3 devices, device time 2025-11-23 04:00 UTC to 2025-11-23 07:30 UTC, "
+            "under checkpoint size 23 of 2025-11-23 08:00 UTC") in out
+    assert (f"hub key {key} (hub id {hub_id}): compare it with the key the hub's operator published, "
+            "or pin it with --hub-key") in out
+    code, out = run(str(EXAMPLE), "--hub-key", key)
+    assert code == 0
+    assert f"hub key {key} (hub id {hub_id}): pinned with --hub-key" in out
+    report = json.loads(run(str(EXAMPLE), "--json")[1])
+    assert (report["hub_key"], report["hub_id"], report["hub_key_pinned"]) == (key, hub_id, False)
+    spans = [(d["first_time"], d["last_time"]) for d in report["devices"]]
+    assert min(a for a, _ in spans) == example.T0 and max(b for _, b in spans) == example.T0 + 12_600
+
+
 def test_pinned_hub_key(tmp_path: Path) -> None:
     assert run(str(EXAMPLE), "--hub-key", HUB.public_key.hex())[0] == 0
     other = example.example_signer("another hub").public_key.hex()
