@@ -24,6 +24,7 @@ from ledger import (
     device_id_for,
     verify_bundle,
 )
+from ledger.bundle import MAX_BUNDLE_BYTES
 from ledger.failures import UsageError
 
 from .stop import stop, version
@@ -121,19 +122,31 @@ def main(argv: list[str] | None = None) -> int:
         return stop(exc, verbose=args.verbose)
 
 
+def _read(path: Path) -> bytes | None:
+    """The file's bytes, or None for a file larger than any bundle (FORMAT.md §12): it is refused as MALFORMED
+    without being read into memory."""
+    if path.stat().st_size > MAX_BUNDLE_BYTES:
+        return None
+    return path.read_bytes()
+
+
 def _check(args: argparse.Namespace) -> int:
     try:
-        data = args.bundle.read_bytes()
-        older = args.against.read_bytes() if args.against else None
+        data = _read(args.bundle)
+        older = _read(args.against) if args.against else None
         hub_key = bytes.fromhex(args.hub_key) if args.hub_key else None
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read the arguments: {exc}",
                          hint="give a bundle file that exists and is readable, and --hub-key as hex") from exc
     consistency = None
     try:
+        if data is None:
+            raise MalformedRecord(f"bundle: larger than {MAX_BUNDLE_BYTES} bytes")
         report = verify_bundle(data, hub_key=hub_key)
         # FORMAT.md §12.4 step 1: a newer bundle that does not verify is its own verdict.
-        if older is not None and report.ok:
+        if args.against and report.ok:
+            if older is None:
+                raise MalformedRecord(f"older bundle: larger than {MAX_BUNDLE_BYTES} bytes")
             old, new = compare_bundles(older, data, hub_key=hub_key)
             consistency = {"from": old.tree_size, "to": new.tree_size}
     except LedgerError as exc:

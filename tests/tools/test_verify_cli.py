@@ -263,3 +263,18 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     with contextlib.redirect_stderr(err):
         assert run(*args)[0] == jejak_verify.EXIT_USAGE
     assert json.loads(err.getvalue())["error"]["code"] == "USAGE"
+
+
+def test_a_file_larger_than_any_bundle_is_refused_unread(tmp_path: Path) -> None:
+    """A file over FORMAT.md §12's 2^30 bytes is MALFORMED without being read: jejak-verify, held to 768 MB of
+    address space, answers it (as bundle and as --against) where reading it would run out of memory."""
+    huge = tmp_path / "huge.jejak"
+    with huge.open("wb") as fh:  # sparse: no disk used
+        fh.truncate(ledger.bundle.MAX_BUNDLE_BYTES + 1)
+    limit = "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20)); "
+    for args in ([str(huge)], [str(EXAMPLE), "--against", str(huge)]):
+        out = subprocess.run([sys.executable, "-c", limit + "from tools.verify import main; sys.exit(main(sys.argv[1:]))",
+                              *args, "--json"], capture_output=True, text=True, check=False, cwd=ROOT)
+        assert out.returncode == ledger.MalformedRecord.exit_code, out.stdout + out.stderr
+        problem = json.loads(out.stdout)["problems"][0]
+        assert problem["code"] == "MALFORMED" and f"larger than {2**30} bytes" in problem["message"]
