@@ -20,7 +20,8 @@ def standalone_page() -> str:
         source = (STATIC / match.group(1)).read_text(encoding="utf-8")
         if "</script" in source.lower():
             raise ValueError(f"{match.group(1)} contains '</script' and cannot be inlined")
-        return f"<script>/* {match.group(1)} */\n{source}\n</script>"
+        # data-src: the page runs its checks in a worker made from these scripts (static/verify/ui.js).
+        return f'<script data-src="{match.group(1)}">/* {match.group(1)} */\n{source}\n</script>'
 
     html = PAGE.read_text(encoding="utf-8")
     page, count = _SCRIPT.subn(inline, html)

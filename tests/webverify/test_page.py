@@ -4,10 +4,13 @@ dropped on it, the verdict and steps in Indonesian and English."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import re
 from pathlib import Path
 
 import aiohttp
+import cbor2
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -15,9 +18,10 @@ from hub.app import start_hub
 from hub.auth import hash_token
 from hub.config import HubConfig
 from hub.webverify import standalone_page
+from ledger import BundleWriter, ChainBuilder, Ed25519Signer
 from tests.dashboard.harness import browser
 from tests.hub.conftest import enroll, new_device
-from tools import cli
+from tools import cli, verify
 
 from .conftest import load, wait_for
 from .tamper import EXAMPLE, OLDER
@@ -112,5 +116,94 @@ async def test_hub_serves_verify_and_export_writes_it(tmp_path: Path, hub, clock
         driver.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
         text, code, exit_code = check_file(driver, out)
         assert (text, code, exit_code) == ("VERIFIED (exit code 0)", "", "0")
+    finally:
+        close()
+
+
+def test_page_says_what_was_verified_and_what_to_compare(page: webdriver.Chrome) -> None:
+    """The same records, devices, device-time span, checkpoint and hub key as `jejak-verify` prints, and the
+    advice to compare the key out of band (or, pinned, that it was)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert verify.main([str(EXAMPLE)]) == 0
+    cli_what, cli_key = out.getvalue().splitlines()[-2:]
+    key = cbor2.loads(EXAMPLE.read_bytes())["hub_key"].hex()
+    page.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+    page.find_element(By.ID, "hubkey").clear()
+    assert check_file(page, EXAMPLE)[0] == "VERIFIED (exit code 0)"
+    what, compare = page.find_element(By.ID, "what").text, page.find_element(By.ID, "compare").text
+    assert what == ("Verified: 17 records of 3 devices, device time 2025-11-23 04:00 UTC to 2025-11-23 07:30 UTC, "
+                    "under checkpoint size 23 of 2025-11-23 08:00 UTC.")
+    assert cli_what == "verified " + what.removeprefix("Verified: ").removesuffix(".")
+    assert compare.startswith(f"Hub key {key} (hub id 99bcd326b3d06b98cfd4ccdf1903bcac): compare it with the key")
+    assert cli_key.startswith(f"hub key {key} (hub id 99bcd326b3d06b98cfd4ccdf1903bcac): compare it with the key")
+    page.find_element(By.CSS_SELECTOR, "[data-lang=id]").click()
+    assert page.find_element(By.ID, "what").text.startswith("Terverifikasi: 17 catatan dari 3 perangkat, waktu perangkat "
+                                                            "2025-11-23 04:00 UTC sampai 2025-11-23 07:30 UTC")
+    assert "cocokkan dengan kunci yang diumumkan operator hub" in page.find_element(By.ID, "compare").text
+    page.find_element(By.ID, "hubkey").send_keys(key)
+    check_file(page, EXAMPLE)
+    assert page.find_element(By.ID, "compare").text == f"Kunci hub {key} (id hub 99bcd326b3d06b98cfd4ccdf1903bcac): dipatok oleh Anda."
+    page.find_element(By.ID, "hubkey").clear()
+
+
+def large_bundle(records: int) -> bytes:
+    """A bundle of `records` notes over four devices, made with ledger alone."""
+    clock = {"now": 1_763_870_400}
+    writer = BundleWriter(Ed25519Signer.from_seed(bytes(32)), clock=lambda: clock["now"])
+    builders = [ChainBuilder(Ed25519Signer.from_seed(bytes([i + 1]) * 32), clock=lambda: clock["now"], boot=1)
+                for i in range(4)]
+    writer.accept(*(b.genesis() for b in builders))
+    for i in range(records):
+        clock["now"] += 1
+        writer.accept(builders[i % 4].append("note", {"text": f"catatan {i}"}), decide=False)
+    writer.checkpoint(clock["now"])
+    return writer.bundle(created=clock["now"] + 60).encode()
+
+
+def test_page_answers_while_it_checks_a_large_bundle(tmp_path: Path) -> None:
+    """The one-file page checks in a worker: while a bundle of thousands of records is being checked (seconds in
+    a browser), the page answers a script at once, says it is checking, and then shows the same verdict."""
+    page = tmp_path / "jejak-verify.html"
+    page.write_text(standalone_page(), encoding="utf-8")
+    bundle = tmp_path / "large.jejak"
+    bundle.write_bytes(large_bundle(3000))
+    driver, close = browser()
+    try:
+        load(driver, page.as_uri())
+        driver.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+        driver.find_element(By.ID, "bundle-file").send_keys(str(bundle))
+        driver.find_element(By.ID, "run").click()
+        busy, disabled, hidden = driver.execute_script(
+            "return [document.getElementById('busy').textContent, document.getElementById('run').disabled,"
+            " document.getElementById('result').hidden]")
+        assert (busy.startswith(f"Checking {bundle.stat().st_size} bytes"), disabled, hidden) == (True, True, True)
+        wait_for(driver, "return !document.getElementById('result').hidden", timeout=300)
+        assert driver.find_element(By.ID, "verdict").text == "VERIFIED (exit code 0)"
+        assert driver.find_element(By.ID, "what").text.startswith("Verified: 3004 records of 4 devices")
+        assert driver.find_element(By.ID, "busy").text == ""
+        assert driver.find_element(By.ID, "run").is_enabled()
+    finally:
+        close()
+
+
+def test_page_refuses_a_file_larger_than_any_bundle_unread(tmp_path: Path) -> None:
+    """A 3 GiB file (sparse), as the bundle and as the older bundle, is MALFORMED as jejak-verify says, without the
+    browser reading it (it cannot hold it)."""
+    page = tmp_path / "jejak-verify.html"
+    page.write_text(standalone_page(), encoding="utf-8")
+    huge = tmp_path / "huge.jejak"
+    with huge.open("wb") as fh:
+        fh.truncate(3 << 30)
+    driver, close = browser()
+    try:
+        load(driver, page.as_uri())
+        driver.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+        assert check_file(driver, huge) == ("FAILED: MALFORMED (exit code 11)", "MALFORMED", "11")
+        assert "bundle larger than 1073741824 bytes" in driver.find_element(By.ID, "meaning").text
+        driver.get(page.as_uri())
+        load(driver, page.as_uri())
+        driver.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+        assert check_file(driver, EXAMPLE, huge) == ("FAILED: MALFORMED (exit code 11)", "MALFORMED", "11")
     finally:
         close()

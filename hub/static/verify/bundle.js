@@ -288,7 +288,7 @@
   }
 
   function verifyLog(log, hubId, decisions, report) {
-    const dev = { device: hex(log.device), firstSeq: null, lastSeq: null, records: 0, receipts: 0, revokedFrom: null, problems: [], schedule: null };
+    const dev = { device: hex(log.device), firstSeq: null, lastSeq: null, firstTime: null, lastTime: null, records: 0, receipts: 0, revokedFrom: null, problems: [], schedule: null };
     report.devices.push(dev);
     const where = "device " + dev.device;
     if (equal(log.device, hubId)) {
@@ -313,6 +313,11 @@
     const good = checked.records;
     dev.records = good.length;
     if (good.length) { dev.firstSeq = good[0].seq; dev.lastSeq = good[good.length - 1].seq; }
+    // The span of device times (a device's clock may run backwards across boots).
+    for (const r of good) {
+      if (dev.firstTime === null || r.time < dev.firstTime) dev.firstTime = r.time;
+      if (dev.lastTime === null || r.time > dev.lastTime) dev.lastTime = r.time;
+    }
     const p = checked.problem || accepted.problem;
     report.step("log.records", { device: dev.device, n: log.records.length, first: dev.firstSeq, last: dev.lastSeq, revoked: st.revokedFrom }, p);
     report.add(checked.problem, dev);
@@ -401,6 +406,7 @@
   // ---- §12.3 in order ----------------------------------------------------------------------------------------
   function verifyParsed(bundle, pinned, report) {
     const hubKey = pinned || bundle.hubKey;
+    Object.assign(report, { hubKey: hex(hubKey), hubId: hex(J.deviceId(hubKey)), pinned: !!pinned });
     const keyProblem = pinned && !equal(pinned, bundle.hubKey)
       ? { code: "INVALID_CHECKPOINT", message: "bundle names another hub key than the one pinned", where: "hub key" } : null;
     report.step("bundle.hubkey", { pinned: !!pinned, key: hex(hubKey), id: hex(J.deviceId(hubKey)) }, keyProblem);
@@ -484,5 +490,20 @@
     problems: (report.againstProblem ? [report.againstProblem] : []).concat(report.problems),
   });
 
-  Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, parseBundle, Report, verifyBundle, summary, keyAt, keySchedule });
+  // What the auditor reads after the verdict (jejak-verify prints the same): the records, devices and
+  // device-time span that verified, under which checkpoint, and the hub key to compare out of band.
+  function verified(report) {
+    const devices = (report.devices || []).filter((d) => d.records > 0);
+    const cp = (report.checkpoints || [])[(report.checkpoints || []).length - 1];
+    const out = { key: report.hubKey || null, id: report.hubId || null, pinned: !!report.pinned, records: null };
+    if (!devices.length || !cp) return out;
+    const min = (a, b) => (b < a ? b : a), max = (a, b) => (b > a ? b : a);
+    return Object.assign(out, {
+      records: devices.reduce((n, d) => n + d.records, 0), devices: devices.length,
+      first: utc(devices.map((d) => d.firstTime).reduce(min)), last: utc(devices.map((d) => d.lastTime).reduce(max)),
+      size: cp.treeSize, time: utc(cp.time),
+    });
+  }
+
+  Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, MAX_BUNDLE, parseBundle, Report, verifyBundle, summary, verified, keyAt, keySchedule });
 })(globalThis.Jejak);
