@@ -1,6 +1,6 @@
 """A daemon's config file from disk: the hub's and the edge's one way to read it and to check its directories.
 
-The settings themselves are checked by `ledger.settings` (pure); this is the part that touches the file system.
+The settings themselves are checked by `coap_server.settings` (pure); this is the part that touches the file system.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from ledger.errors import CodedError
 from ledger.failures import MissingFile
-from ledger.settings import settings_from_toml
+
+from .settings import settings_from_toml
 
 T = TypeVar("T")
 

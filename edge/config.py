@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from coap_server.configfile import load_settings
-from ledger.settings import build
+from coap_server.settings import build
 
 from .errors import ConfigError
 

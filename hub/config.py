@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from coap_server.configfile import load_settings
+from coap_server.settings import build, unknown_key
 from ledger.errors import CodedError
-from ledger.settings import build, unknown_key
 
 from .bridges.config import BridgeConfig
 from .clock import parse_clock

@@ -8,8 +8,8 @@ import typing
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from coap_server.settings import SIGNED
 from ledger.errors import CodedError
-from ledger.settings import SIGNED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from .errors import CodedError
+from ledger.errors import CodedError
 
 T = TypeVar("T")
 
