@@ -59,6 +59,7 @@ TEXT: dict[str, dict[str, str]] = {
                         "(hub/mbg/README.md)",
         "total": "Total", "portions_line": "portions {received} of {expected} received", "violations": "Food safety",
         "findings": "Findings", "scans": "taps today", "devices": "devices", "alerts": "act-now findings",
+        "scans.one": "tap today", "devices.one": "device", "deliveries.one": "delivery",
         "summary_on": "MBG on {date}", "deliveries": "deliveries", "open": "still open", "unknown": "–",
         "history": "History of container {tag}", "day": "day",
         "flag.overdraw": "used more than received", "flag.count_difference": "count differs from the book",
@@ -119,6 +120,14 @@ class Speaker:
     def __call__(self, key: str, **values: Any) -> str:
         text = TEXT[self.lang].get(key) or self.words.get(key) or key
         return text.format(**values) if values else text
+
+    def count(self, key: str, n: Any) -> str:
+        """The word for `n` things: English says '1 container' and '2 containers' (a '.one' key holds the
+        singular); Indonesian does not change the word."""
+        one = f"{key}.one"
+        if n == 1 and (one in TEXT[self.lang] or one in self.words):
+            return self(one)
+        return self(key)
 
     def date(self, iso: str) -> str:
         """A day as its readers write it: 'Senin, 12 Januari 2026' in Indonesian, the ISO date in English."""
@@ -239,6 +248,8 @@ class Speaker:
             return str(f.get("detail", ""))
         if key not in self.words:
             return str(f.get("detail", ""))
+        if values["n"] == 1 and f"{key}.one" in self.words:
+            key = f"{key}.one"
         return self.words[key].format(**values)
 
 
@@ -294,9 +305,10 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
         counts = ", ".join(f"{say(f'status.{s}')} {n}" for s, n in d.items() if s != "expected" and n)
         return "\n".join([
             say("summary_on", date=date),
-            f"  {say.num(d['expected'])} {say('deliveries')}: {counts or '–'}",
+            f"  {say.num(d['expected'])} {say.count('deliveries', d['expected'])}: {counts or '–'}",
             f"  {say('portions_line', received=say.num(p['received']), expected=say.num(p['expected']))}",
-            f"  {say.num(data['total_scans_today'])} {say('scans')}, {say.num(data['devices_today'])} {say('devices')}",
+            f"  {say.num(data['total_scans_today'])} {say.count('scans', data['total_scans_today'])}, "
+            f"{say.num(data['devices_today'])} {say.count('devices', data['devices_today'])}",
             f"  {say('violations')}: {data['food_safety_violations']}; {say('alerts')}: {data['alerts']}"])
     if name == "deliveries":
         lines = [say("deliveries_on", date=date) + ": " + ", ".join(

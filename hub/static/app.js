@@ -191,6 +191,7 @@ function findingText(f) {
   } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
   else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
   if (I18N[STATE.lang][key] == null) return STATE.lang === "en" ? (f.detail || "") : "";
+  if (v.n === 1 && I18N[STATE.lang][`${key}.one`] != null) key = `${key}.one`;  // "1 container", not "1 containers"
   return t(key, v);
 }
 

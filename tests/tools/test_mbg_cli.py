@@ -233,3 +233,23 @@ def test_indonesian_writes_dates_numbers_and_zones_the_indonesian_way():
     # English keeps the digits the API has.
     en = Speaker(lang="en", names=names, words=load_words("en"))
     assert en.date("2026-12-02") == "2026-12-02" and en.num(1234) == "1234" and en.celsius(4550) == "45.5 °C"
+
+
+def test_english_says_one_container_and_two_containers():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}}, "kitchens": {"K1": {"name": "SPPG Satu"}}}
+    say = Speaker(lang="en", names=names, words=load_words("en"))
+    findings = [{"code": "container_unreturned", "subject": "S1", "severity": "alert", "measured": n,
+                 "limit": None, "containers": [f"T{i}" for i in range(n)], "records": [], "detail": ""}
+                for n in (1, 2)]
+    one, two = (render("violations", {"date": "2026-01-01", "violations": [], "findings": [f]}, say, {"kitchens": []})
+                for f in findings)
+    assert "1 container not back at the kitchen" in one and "1 containers" not in one
+    assert "2 containers not back at the kitchen" in two
+    summary = {"date": "2026-01-01", "deliveries": {"expected": 1, "on_time": 1}, "portions": {"received": 30,
+               "expected": 30}, "total_scans_today": 1, "devices_today": 1, "food_safety_violations": 0, "alerts": 0}
+    out = render("summary", summary, say)
+    assert "1 delivery:" in out and "1 tap today, 1 device" in out and "devices" not in out
+    # Indonesian has one form for both.
+    ind = Speaker(lang="id", names=names, words=load_words("id"))
+    one = render("violations", {"date": "2026-01-01", "violations": [], "findings": [findings[0]]}, ind, {"kitchens": []})
+    assert "1 ompreng belum kembali ke dapur" in one
