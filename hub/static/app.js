@@ -126,13 +126,16 @@ function t(k, vars) {
 const tOr = (k, fallback) => (I18N[STATE.lang][k] ?? fallback);
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-const num = (v) => (v == null ? "–" : Number(v).toLocaleString(STATE.lang === "id" ? "id-ID" : "en-US"));
+// Numbers as the reader writes them: 1.234 and 45,0 in Indonesian, 1,234 and 45.0 in English.
+const locale = () => (STATE.lang === "id" ? "id-ID" : "en-US");
+const num = (v) => (v == null ? "–" : Number(v).toLocaleString(locale()));
+const fixed = (v, places) => Number(v).toLocaleString(locale(), { minimumFractionDigits: places, maximumFractionDigits: places });
 const hhmm = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(11, 16));
 const when = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(0, 16).replace("T", " ") + " WIB");
 const mins = (s) => (s == null ? "–" : Math.abs(s) < 5400 ? `${Math.round(Math.abs(s) / 60)} ${t("unit.min")}`
   : `${Math.floor(Math.round(Math.abs(s) / 60) / 60)} ${t("unit.h")} ${Math.round(Math.abs(s) / 60) % 60} ${t("unit.min")}`);
 const dur = (s) => (s == null ? "–" : s < 90 ? `${Math.round(s)} ${t("unit.s")}` : mins(s));
-const celsius = (cc) => (cc == null ? "–" : `${(cc / 100).toFixed(1)} °C`);
+const celsius = (cc) => (cc == null ? "–" : `${fixed(cc / 100, 1)} °C`);
 const dayDate = (d) => new Date(d * 86400 * 1000).toISOString().slice(5, 10);
 const short = (h) => (h ? `${h.slice(0, 10)}…` : "–");
 const badge = (cls, text) => `<span class="badge ${esc(cls)}">${esc(text)}</span>`;
@@ -181,9 +184,9 @@ function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
   const n = (f.containers || []).length || f.measured || (f.records || []).length;
   const v = { n, other: schoolName(f.other_school), arrived: hhmm(d.arrived_at), due: hhmm(d.deadline_at),
-    departed: hhmm(d.departed_at), late: mins(f.measured), received: d.received_portions ?? f.measured,
-    expected: d.expected ?? f.limit, short: d.shortfall ?? "–", skew: mins(f.measured), lag: mins(f.measured),
-    measured: f.measured, limit: f.limit };
+    departed: hhmm(d.departed_at), late: mins(f.measured), received: num(d.received_portions ?? f.measured),
+    expected: num(d.expected ?? f.limit), short: num(d.shortfall), skew: mins(f.measured), lag: mins(f.measured),
+    measured: num(f.measured), limit: num(f.limit) };
   let key = `say.${f.code}`;
   if (f.code === "cook_to_serve" || f.code === "danger_zone") {
     Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });

@@ -311,3 +311,24 @@ def test_language_toggle_and_phone_layout(demo, driver, tmp_path):
         overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"{route}: page is {overflow}px wider than a phone screen"
     driver.save_screenshot(str(tmp_path / "phone.png"))
+
+
+def test_numbers_are_written_the_readers_way_in_each_language(demo, driver):
+    # Indonesian (the default) groups thousands with '.' and writes decimals after ',': 45,0 °C and 2.950;
+    # English 45.0 °C and 2,950.
+    cold = next(v for v in demo.get("/api/mbg/violations")["violations"] if v["unit"] == "cc")
+    # A finding of a school the day does not list speaks from its own values: 2950 of 3000 portions.
+    short = {"code": "short_delivery", "subject": "S-none", "date": "2026-03-02", "measured": 2950, "limit": 3000,
+             "containers": [], "records": [], "severity": "alert", "detail": ""}
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    for lang, point, group in (("id", ",", "."), ("en", ".", ",")):
+        driver.execute_script(f"localStorage.setItem('jejak.lang', '{lang}')")  # the page's own origin
+        driver.refresh()
+        WebDriverWait(driver, 15).until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=findings]")))
+        WebDriverWait(driver, 10).until(lambda d, lang=lang: d.execute_script("return STATE.lang") == lang)
+        degrees = f"{cold['measured'] // 100}{point}{cold['measured'] % 100 // 10} °C"
+        table = text_of(driver, "[data-testid=violations] table")
+        assert degrees in table, (lang, degrees, table)
+        said = driver.execute_script("return findingText(arguments[0])", short)
+        assert f"2{group}950" in said and f"3{group}000" in said, (lang, said)
+    assert no_js_errors(driver) == []
