@@ -204,7 +204,7 @@ class Speaker:
 
     def subject(self, code: str, subject: str) -> str:
         """A finding's subject: a school, a kitchen, a device, a site or 'kitchen/item'."""
-        if code in ("clock_skew", "late_sync"):
+        if code in ("clock_skew", "late_sync", "clock_went_back"):
             return self.device(subject)
         if subject in self.names.get("schools", {}):
             return self.school(subject)

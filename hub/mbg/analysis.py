@@ -26,7 +26,7 @@ SEVERITY: dict[str, Severity] = {
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
     "returned_without_arrival": "warning",
-    "clock_skew": "warning", "late_sync": "info",
+    "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning",
     "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
     "stock_overdraw": "alert", "stock_count_difference": "warning", "stock_unit_mismatch": "warning",
 }
@@ -415,12 +415,14 @@ class Flagged:
         self.worst: tuple[int, tuple[int, str, int], int, str] | None = None  # |skew|, order, skew, date
         self.first: list[tuple[tuple[int, str, int], str]] = []
 
-    def add(self, t: Timed) -> None:
+    def add(self, t: Timed, amount: int | None = None) -> None:
+        """Count `t`, whose size is its skew, or `amount` (how far its clock went back)."""
         self.count += 1
         order = t.order()
+        skew = t.skew if amount is None else amount
         w = self.worst
-        if w is None or abs(t.skew) > w[0] or (abs(t.skew) == w[0] and order < w[1]):
-            self.worst = (abs(t.skew), order, t.skew, t.date)
+        if w is None or abs(skew) > w[0] or (abs(skew) == w[0] and order < w[1]):
+            self.worst = (abs(skew), order, skew, t.date)
         if len(self.first) < 50 or order < self.first[-1][0]:
             insort(self.first, (order, t.scan.record_id))
             del self.first[50:]
@@ -443,6 +445,25 @@ class UnknownSite:
             del self.first[20:]
 
 
+# Each device's scan of the highest sequence number seen: (sequence number, device time).
+LastClock = dict[str, tuple[int, int]]
+
+
+def went_back(plan: Plan, last: LastClock, device: str, seq: int, device_time: int) -> int | None:
+    """How far a device's clock went back from its previous scan along its own chain (record N+1 made well
+    before record N: a clock reset, say a Pi without RTC rebooting hours behind), if by more than
+    `max_skew_s`; `last` is updated. A scan older than the device's latest seen is not judged (a device's
+    records reach the hub in chain order)."""
+    prev = last.get(device)
+    if prev is not None and seq <= prev[0]:
+        return None
+    last[device] = (seq, device_time)
+    if prev is None:
+        return None
+    back = prev[1] - device_time
+    return back if back > plan.clock.max_skew_s else None
+
+
 def is_unknown(plan: Plan, site: str) -> bool:
     return plan.school(site) is None and plan.kitchen(site) is None
 
@@ -455,12 +476,15 @@ def clock_findings(plan: Plan, flagged: dict[tuple[str, str], Flagged]) -> list[
         if flag == "clock_skew":
             detail = (f"device clock disagrees with arrival by up to {skew} s on {fl.count} records; "
                       "arrival time used")
+        elif flag == "clock_went_back":
+            detail = (f"device clock went back by up to {skew} s from one record to the next, {fl.count} times; "
+                      "device time used")
         else:
             detail = f"{fl.count} records arrived up to {-skew} s after they were made; device time used"
         # late_sync measures the delay (arrived N s after it was made); clock_skew the signed disagreement.
         measured = -skew if flag == "late_sync" else skew
         out.append(Finding(code=flag, subject=device, date=date, detail=detail, measured=measured,
-                           limit=plan.clock.max_skew_s if flag == "late_sync" else None,
+                           limit=plan.clock.max_skew_s if flag in ("late_sync", "clock_went_back") else None,
                            records=tuple(r for _, r in fl.first)))
     return out
 
@@ -500,6 +524,11 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
     unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
     first_cook: dict[str, tuple[int, Timed]] = {}
     by_date: dict[str, list[Timed]] = defaultdict(list)
+    last: LastClock = {}
+    for t in sorted(timed, key=lambda t: (t.scan.device, t.scan.seq)):
+        back = went_back(plan, last, t.scan.device, t.scan.seq, t.scan.device_time)
+        if back is not None:
+            flagged[("clock_went_back", t.scan.device)].add(t, back)
     for t in timed:
         by_date[t.date].append(t)
         if t.flag is not None:

@@ -22,6 +22,7 @@ from .analysis import (
     Finding,
     Flagged,
     FoodSafetyViolation,
+    LastClock,
     Timed,
     UnknownSite,
     clock_findings,
@@ -32,6 +33,7 @@ from .analysis import (
     settle,
     timeline_of,
     unknown_site_findings,
+    went_back,
     without_cycle_collection,
 )
 from .days import StoredDay, decode, mark
@@ -112,6 +114,7 @@ class MbgView:
         self._devices: dict[str, int] = {}  # device -> last arrival
         # What spans days, kept as scans arrive: clock findings per device, unknown sites, first cook per batch.
         self._flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
+        self._last_clock: LastClock = {}  # each device's latest scan held, to see its clock go back
         self._unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
         self._cooks: dict[str, tuple[tuple[int, str, int], HeldScan]] = {}
         self._base: DayBase | None = None  # the last day reconciled, for its next question or drill-down
@@ -188,6 +191,9 @@ class MbgView:
         s = t.scan
         if t.flag is not None:
             self._flagged[(t.flag, s.device)].add(t)
+        back = went_back(self.plan, self._last_clock, s.device, s.seq, s.device_time)
+        if back is not None:
+            self._flagged[("clock_went_back", s.device)].add(t, back)
         if is_unknown(self.plan, s.site):
             self._unknown[s.site].add(t)
         if s.event == "cooked" and s.batch is not None:
@@ -266,17 +272,27 @@ class MbgView:
                 sites.add(h.site)
             if h.event == "cooked" and h.batch is not None and self._cooks[h.batch][1] is h:
                 batches.add(h.batch)
+        # A clock that went back is judged between a device's consecutive scans held: its devices are judged
+        # again from the scans still held, as a hub that refills this window would.
+        moved = {h.device for h in removed}
+        for device in moved:
+            self._flagged.pop(("clock_went_back", device), None)
+            self._last_clock.pop(device, None)
         for key in flags:
             del self._flagged[key]
         for site in sites:
             del self._unknown[site]
         for batch in batches:
             del self._cooks[batch]
-        if not (flags or sites or batches):
+        if not (flags or sites or batches or moved):
             return
         devices = {device for _, device in flags}
+        chains: dict[str, list[tuple[int, int, HeldScan]]] = defaultdict(list)
         for day in self._days.values():
             for h in day.scans:
+                if h.device in moved:
+                    device_time, _, seq = h.numbers()[:3]
+                    chains[h.device].append((seq, device_time, h))  # type: ignore[arg-type]
                 cook = h.event == "cooked" and h.batch in batches
                 if h.device not in devices and h.site not in sites and not cook:
                     continue
@@ -289,6 +305,11 @@ class MbgView:
                     first = self._cooks.get(h.batch)  # type: ignore[arg-type]
                     if first is None or t.order() < first[0]:
                         self._cooks[h.batch] = (t.order(), h)  # type: ignore[index]
+        for device, chain in chains.items():
+            for seq, device_time, h in sorted(chain, key=lambda c: c[0]):
+                back = went_back(self.plan, self._last_clock, device, seq, device_time)
+                if back is not None:
+                    self._flagged[("clock_went_back", device)].add(Timed(h.unpack(), self.plan), back)
         for date, day in self._days.items():
             if day.batches & batches:
                 self._touch(date)

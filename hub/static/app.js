@@ -150,7 +150,7 @@ function kitchenName(id) { const k = STATE.names?.kitchens?.[id]; return k && k.
 function deviceName(hex) { const d = STATE.names?.devices?.[hex]; return d ? (d.name || `${d.site} ${hex.slice(0, 6)}`) : (hex || "").slice(0, 8); }
 function siteName(id) { return STATE.names?.schools?.[id] ? schoolName(id) : kitchenName(id); }
 function subjectName(code, subject) {
-  if (code === "clock_skew" || code === "late_sync") return deviceName(subject);
+  if (code === "clock_skew" || code === "late_sync" || code === "clock_went_back") return deviceName(subject);
   if (STATE.names?.schools?.[subject] || STATE.names?.kitchens?.[subject]) return siteName(subject);
   if (subject.includes("/")) { const [k, item] = subject.split("/"); return `${kitchenName(k)}: ${item}`; }
   return subject;
@@ -163,7 +163,7 @@ const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
   over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery", returned_without_arrival: "delivery",
   container_lost: "container", container_unreturned: "container", container_damaged: "container",
   stock_overdraw: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",
-  late_sync: "data", clock_skew: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data" };
+  late_sync: "data", clock_skew: "data", clock_went_back: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data" };
 const RANK = { cook_to_serve: 0, danger_zone: 0, hot_holding: 0, missing_delivery: 1, overdue_delivery: 1 };
 function findingRank(f) {
   if (RANK[f.code] != null) return RANK[f.code];

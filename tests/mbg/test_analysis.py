@@ -205,3 +205,20 @@ def test_a_container_back_at_the_kitchen_with_no_tap_at_school_is_a_finding(plan
     late = scan("arrived", 7 * H + 31 * M, site="S1", tags=["T2"], checkpoint="school_gate")
     again = analyze(plan, [*scans, late], now=MIDNIGHT + 20 * H)
     assert "returned_without_arrival" not in {f.code for f in again.findings}
+
+
+def test_a_device_clock_that_goes_back_along_its_chain_is_flagged(plan: Plan, scan: Scan) -> None:
+    # S1's gate taps T1 at 09:40, is killed, boots 5 hours behind and taps T2 "at 04:41" (it reached the hub
+    # at 09:46): by arrival alone that is a late sync; along the device's chain its clock went back.
+    first = scan("arrived", 9 * H + 40 * M, site="S1", tags=["T1"], device="gate")
+    behind = scan("arrived", 4 * H + 41 * M, site="S1", tags=["T2"], device="gate", lag=5 * H + 5 * M)
+    after = scan("received", 4 * H + 42 * M, site="S1", count=20, device="gate", lag=5 * H + 5 * M)
+    # Another device's taps a few minutes out of order (within max_skew_s) are no clock going back.
+    other = [scan("departed", 7 * H, tags=["T1", "T2"], school="S1"),
+             scan("packed", 6 * H + 50 * M, tags=["T1", "T2"], school="S1")]
+    a = analyze(plan, [after, *other, behind, first], now=MIDNIGHT + 20 * H)
+    [f] = [f for f in a.findings if f.code == "clock_went_back"]
+    assert (f.subject, f.measured, f.limit, f.records) == ("gate", 4 * H + 59 * M, 15 * M, (behind.record_id,))
+    assert f.severity == "warning" and f.date == DATE and "went back by up to 17940 s" in f.detail
+    # The times stay the device's: the late sync is still reported.
+    assert ("late_sync", "gate") in _codes(a)

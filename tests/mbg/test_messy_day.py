@@ -246,8 +246,12 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
         assert _near(found[("late_sync", ids["gate1"])]["measured"], 2 * H + 30 * M)
         # gate2 came back from kill -9 five hours behind. A clock behind by less than max_sync_delay_s cannot be
         # told from an uplink outage by the time rule alone (hub/mbg/README.md, Clocks): it is flagged as records
-        # synced late by 5 h, its B3 tap keeps its device time (04:41) and so reads as received before it arrived.
+        # synced late by 5 h, its B3 tap keeps its device time (04:41) and so reads as received before it arrived;
+        # the chain itself gives the clock away (clock_went_back).
         assert _near(found[("late_sync", ids["gate2"])]["measured"] + 5 * M, 5 * H)
+        # Along gate2's own chain its clock went back: B3's tap was made about 5 hours before B2's.
+        back = found[("clock_went_back", ids["gate2"])]
+        assert 5 * H - 10 * M <= back["measured"] <= 5 * H and back["limit"] == 15 * M
         assert found[("out_of_order", "S2")]["containers"] == [B3]
         assert [x["tag"] for x in day.api("/api/mbg/lost")["lost"]] == [A3]
         assert [(x["item"], x["on_hand"], x["flags"]) for x in day.api("/api/mbg/stock")["on_hand"]] \
@@ -265,7 +269,7 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
         assert "terlambat +40 menit" in s2_line and "09:40" in s2_line and "25/30" in s2_line
         assert "45,0 °C, harus tetap di atas 60,0 °C sampai disajikan" in said["violations"]
         assert "12 kg dipakai padahal stok hanya 10 kg" in said["violations"]
-        assert "ompreng kembali tanpa tap di sekolah" in said["violations"]
+        assert "ompreng kembali tanpa tap di sekolah" in said["violations"] and "jam perangkat mundur" in said["violations"]
         assert "1 dari 2 ompreng yang tidak di-tap masuk di sini kembali ke dapur" in said["violations"]
         assert "-2 kg" in said["stock"] and A3 in said["lost"] and B3 not in said["lost"]
         english = re.findall(r"\b(late|short|records?|containers?|arrived|due|portions|used|served|note|check|"

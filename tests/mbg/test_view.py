@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from hub.mbg import MbgView, NotFound, analyze, from_record, simulate
+from hub.mbg import Kitchen, MbgView, NotFound, Plan, ScanEvent, School, analyze, from_record, simulate
 from hub.mbg.plan import local_midnight
 from hub.mbg.sim import SimDay, simulate_days
 
@@ -184,3 +184,33 @@ def test_prune_counts_what_spans_days_again() -> None:
         assert findings_of(view) == [f.to_dict() for f in analyze(view.plan, view.scans, now=now).findings]
     [after] = [f for f in view.findings(now) if f.code == "clock_skew"]
     assert after.records != skewed.records and set(after.records) <= {s.record_id for s in view.scans}
+
+
+def test_a_clock_that_went_back_is_judged_on_the_scans_held() -> None:
+    plan = Plan(kitchens=(Kitchen(id="K1"),), schools=(School(id="S1", kitchen="K1", portions=10),))
+    day1, day2 = local_midnight("2026-01-12", 7 * 3600), local_midnight("2026-01-14", 7 * 3600)
+
+    def tap(seq: int, made: int, arrived: int) -> ScanEvent:
+        return ScanEvent(record_id=f"g{seq}", device="gate", seq=seq, device_time=made, arrived_at=arrived,
+                         event="arrived", site="S1", tags=(f"T{seq}",))
+
+    # Day 1: 09:40, then a reboot 5 hours behind (04:41). Day 2: 09:00, then 07:00: back 2 hours.
+    taps = [tap(1, day1 + 34800, day1 + 34800), tap(2, day1 + 16860, day1 + 35160),
+            tap(3, day2 + 32400, day2 + 32400), tap(4, day2 + 25200, day2 + 32460)]
+    view = MbgView(plan)
+    for t in taps:
+        view.ingest_event(t)
+    view.ingest_event(replace(taps[0], record_id="g1-again"))  # an older sequence number is not judged
+    now = day2 + 20 * 3600
+    [f] = [f for f in view.findings(now) if f.code == "clock_went_back"]
+    assert (f.measured, f.records, f.date) == (5 * 3600 - 60, ("g2", "g4"), "2026-01-12")
+    assert [g.to_dict() for g in view.findings(now) if g.code == "clock_went_back"] == [
+        g.to_dict() for g in analyze(plan, taps, now=now).findings if g.code == "clock_went_back"]
+    # Day 1 pruned: the window holds day 2's jump alone, as a hub that refilled it would count.
+    assert view.prune(day2 + 86400, keep_days=1) == 3
+    [f] = [f for f in view.findings(now) if f.code == "clock_went_back"]
+    assert (f.measured, f.records, f.date) == (2 * 3600, ("g4",), "2026-01-14")
+    refilled = MbgView(plan)
+    for t in taps[2:]:
+        refilled.ingest_event(t)
+    assert [g.to_dict() for g in view.findings(now)] == [g.to_dict() for g in refilled.findings(now)]
