@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import get_args
 
+from hub.apianswers import FINDING_CODE
 from hub.mbg import FoodSafetyRules, Plan, ScanEvent, analyze
+from hub.mbg.analysis import SEVERITY
 from tests.mbg.common import DATE, MIDNIGHT, H, M
 
 Scan = Callable[..., ScanEvent]
@@ -222,3 +225,7 @@ def test_a_device_clock_that_goes_back_along_its_chain_is_flagged(plan: Plan, sc
     assert f.severity == "warning" and f.date == DATE and "went back by up to 17940 s" in f.detail
     # The times stay the device's: the late sync is still reported.
     assert ("late_sync", "gate") in _codes(a)
+
+
+def test_the_api_schema_lists_every_finding_code() -> None:
+    assert sorted(get_args(FINDING_CODE)) == sorted(SEVERITY)
