@@ -30,8 +30,10 @@ MBG_DAYS = Namespace(
 _ROW_FIELDS = tuple(name for name, _ in MBG_DAYS.rows)
 _DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
 _ROW_INDEX = tuple(_DELIVERY_FIELDS.index(n) for n in _ROW_FIELDS)
-FORMAT = 2  # of the summary; a summary of another format is read as damaged and the day computed again
-# (2: days stored before returned_without_arrival was a finding are worked out again, so they list it too)
+FORMAT = 2  # of the summary written; one of a format not in READABLE is read as damaged and computed again
+# 1: the same shape, from before returned_without_arrival was a finding. Such a day is read as it was stored: its
+# scans may be pruned already, so settling it again could only lose what it says.
+READABLE = frozenset({1, 2})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,8 +113,8 @@ def decode(agg: DayAggregate) -> StoredDay:
 def _decode(agg: DayAggregate) -> StoredDay:
     try:
         s = cbor2.loads(agg.summary)
-        if not isinstance(s, dict) or s.get("format") != FORMAT:
-            raise ValueError(f"expected an MBG day summary of format {FORMAT}")
+        if not isinstance(s, dict) or s.get("format") not in READABLE:
+            raise ValueError(f"expected an MBG day summary of format {', '.join(map(str, sorted(READABLE)))}")
         deliveries = []
         for row in agg.rows:
             named = dict(zip(_ROW_FIELDS, row, strict=True))
