@@ -69,21 +69,25 @@ def _ingest_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], chunk: in
 
 def _batched_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], verifier: CrossLogVerifier | None,
                   chunk: int = 512, per_call: int = 16) -> tuple[float, float, float, float]:
-    """Records/s through Hub.ingest_many: requests of `chunk` records, `per_call` of them merged and committed
-    together (a pull's worth), signatures checked in-process or ahead on the verifier's workers (the next
-    call's while this one is merged and committed: Hub.ingest_stream). Also the CPU
-    time per record of the writer's process, of the workers and of the store's PostgreSQL server processes
-    (`_server_cpu`), in microseconds."""
+    """Records/s through Hub.ingest_many as a national hub's pull of a region calls it: requests of `chunk`
+    records, `per_call` of them merged and committed together (a pull's worth), signatures checked in-process
+    or ahead on the verifier's workers (the next call's sent before this one is merged and committed, as the
+    pull's `check_ahead` does). Also the CPU time per record of the writer's process, of the workers and of the
+    store's PostgreSQL server processes (`_server_cpu`), in microseconds."""
     hub, device_id = _hub_with(store, signer)
     items = [(device_id, raws[i:i + chunk]) for i in range(0, len(raws), chunk)]
     workers = verifier.cpu_seconds() if verifier is not None else 0.0
     server = _server_cpu(store)
     cpu = time.process_time()
     started = time.perf_counter()
-    calls = (items[j:j + per_call] for j in range(0, len(items), per_call))
-    for results in hub.ingest_stream(calls, verifier=verifier):
-        for result in results:
+    calls = [items[j:j + per_call] for j in range(0, len(items), per_call)]
+    guessed: dict[bytes, bytes] = {}
+    checks = hub.checks_ahead(calls[0], verifier, guessed)
+    for k, call in enumerate(calls):
+        following = hub.checks_ahead(calls[k + 1], verifier, guessed) if k + 1 < len(calls) else []
+        for result in hub.ingest_many(call, checks=checks):
             assert isinstance(result, IngestResult) and result.problem is None, result
+        checks = following
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     workers = (verifier.cpu_seconds() - workers) if verifier is not None else 0.0

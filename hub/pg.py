@@ -425,8 +425,8 @@ class PgHubStore:
         self.partition_leaves = partition_leaves
         # One connection, shared by the hub's writer and the threads that serve reads: psycopg nests
         # transactions per connection, not per thread, so each transaction holds the connection to itself.
-        # Commits go on a second one (`_committer`, opened at the first), so that reads go on while a commit's
-        # rows travel and the server syncs them (Hub.ingest_stream merges the next call meanwhile).
+        # Commits go on a second one (`_committer`, opened at the first), so that reads (the dashboard's, the
+        # heads of a sync) go on while a commit's rows travel and the server syncs them.
         self._lock = threading.RLock()
         self._dsn = dsn
         self._committer: psycopg.Connection[Any] | None = None

@@ -7,8 +7,7 @@ import io
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -135,68 +134,30 @@ class _Pending:
         if by:
             self.counters[counter] = self.counters.get(counter, 0) + by
 
-    @classmethod
-    def after(cls, appends: Sequence[LogAppend]) -> _Pending:
-        """Nothing held yet, on top of `appends` being committed: the next merge reads their logs' states and
-        records from here until the store has them."""
-        out = cls()
-        for part in appends:
-            out.states[part.device_id] = part.state
-            out.records.setdefault(part.device_id, []).extend(part.records)
-        return out
-
 
 @dataclass(slots=True)
 class _Commit:
-    """One commit of what the writer held, and the leaves and tile roots the tree takes once it is durable.
-    `running`: the commit going on in another thread beside the writer (Hub.ingest_stream)."""
+    """One commit of what the writer held, and the leaves and tile roots the tree takes once it is durable."""
 
     batch: Batch
     leaves: list[bytes]
     tiles: list[bytes]
-    running: Future[int] | None = None
 
 
-class _CommitFailed(Exception):
-    """The commit running beside the writer failed (`error`): raised through whatever merge waited for it, which
-    takes it for no refusal of its own range."""
-
-    def __init__(self, error: BaseException) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-class _WriterLock:
-    """The writer's lock (re-entrant), counting how often it was taken, re-entries aside: a merge held over from
-    one hold to the next (Hub.ingest_stream) is still the one to commit only if nobody took it in between."""
-
-    __slots__ = ("_depth", "_lock", "taken")
-
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._depth = 0
-        self.taken = 0
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        self._depth += 1
-        if self._depth == 1:
-            self.taken += 1
-
-    def __exit__(self, *exc: object) -> None:
-        self._depth -= 1
-        self._lock.release()
 
 
 @dataclass(slots=True)
-class _Merged:
-    """A call merged while the commit before it ran, to commit at the writer's next hold of its lock (`mark`: the
-    lock's count at this one's end)."""
+class _Offer:
+    """One range offered to `Hub.ingest`, waiting for a commit (its own or another thread's group)."""
 
-    results: list[IngestResult | LedgerError]
-    told: list[tuple[list[Record], int]]
-    pending: _Pending
-    mark: int
+    device_id: bytes
+    raws: Sequence[bytes]
+    check: SignatureCheck
+    result: IngestResult | None = None
+    error: BaseException | None = None
+    told: list[tuple[list[Record], int]] = field(default_factory=list)
+    listeners: list[Callable[[list[Record], int], None]] = field(default_factory=list)
+    done: bool = False
 
 
 class AheadVerifier(Protocol):
@@ -267,11 +228,14 @@ class Hub:
         self.auto_approve = auto_approve
         self.hub_id = device_id_for(signer.public_key)
         self.listeners = Listeners()
-        self._lock = _WriterLock()
+        self._lock = threading.RLock()
+        self._offers: list[_Offer] = []  # ranges offered to `ingest` and not merged yet, oldest first
+        self._offered = threading.Condition(threading.Lock())  # guards the offers and who commits them
+        self._leading = False  # a thread is committing a group of offers
+        self._failed_commits = 0
         self._knocks: dict[tuple[bytes, str], int] = {}  # refused device and cause -> hub time last logged
         self.tree = log_tree(store)
         self._pending = _Pending()
-        self._running: _Commit | None = None  # a commit going on beside the writer, within one hold of its lock
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
         self._checkpoints = sorted(cps, key=lambda c: (c.tree_size, c.time))
         if self._checkpoints and (other := self._checkpoints[-1].hub_id) != self.hub_id:
@@ -340,36 +304,14 @@ class Hub:
 
         The tree follows the store, never runs ahead of it: a failed commit leaves both as they were, and the
         pending work is dropped (the senders' resends are safe)."""
-        self._settle()
         commit = self._prepared()
         if commit is not None:
-            self.store.commit(commit.batch)
+            try:
+                self.store.commit(commit.batch)
+            except BaseException:
+                self._failed_commits += 1
+                raise
             self._grow(commit)
-
-    def _commit_beside(self, runner: ThreadPoolExecutor) -> None:
-        """Start committing what the writer holds on `runner`'s thread and go on: the next merge builds on it as
-        held (`_Pending.after`), and `_settle` gives the tree its leaves once it is durable. Only within one hold
-        of the writer's lock: whoever takes the lock next finds nothing running."""
-        self._settle()
-        commit = self._prepared()
-        if commit is not None:
-            commit.running = runner.submit(self.store.commit, commit.batch)
-            self._running = commit
-            self._pending = _Pending.after(commit.batch.appends)
-
-    def _settle(self) -> None:
-        """Wait for the commit running beside the writer and append its leaves to the tree. If it failed, what
-        was merged on top of it goes too (it built on records the store does not hold) and _CommitFailed says
-        why."""
-        commit, self._running = self._running, None
-        if commit is None or commit.running is None:
-            return
-        try:
-            commit.running.result()
-        except Exception as exc:
-            self._pending = _Pending()
-            raise _CommitFailed(exc) from exc
-        self._grow(commit)
 
     def _prepared(self) -> _Commit | None:
         """What the writer holds as one commit, taken out of its hands: if the commit fails it is dropped."""
@@ -569,17 +511,61 @@ class Hub:
 
     def ingest(self, device_id: bytes, raws: Sequence[bytes], *,
                check: SignatureCheck | None = None) -> IngestResult:
-        """Verify an offered range of one device's log and merge what extends it, in one commit (`check`:
-        signatures checked ahead, see hub/verify.py:CrossLogVerifier)."""
-        with self._lock:
+        """Verify an offered range of one device's log and merge what extends it (`check`: signatures checked
+        ahead, see hub/verify.py:CrossLogVerifier); return once it is durable and told to the listeners.
+
+        Ranges offered by other threads meanwhile (many edges pushing at once) share the commit: whoever takes
+        the writer's lock merges every range waiting, in the order they came, and commits them together, while
+        the others wait for its answer, so a burst of small pushes costs one synced write per group instead of one
+        per push (a group commit)."""
+        me = _Offer(device_id=device_id, raws=raws, check=check or self.check)
+        with self._offered:
+            self._offers.append(me)
+            while self._leading and not me.done:  # another thread is committing a group: wait for it
+                self._offered.wait()
+            lead = not me.done
+            self._leading = self._leading or lead
+        if lead:  # this thread commits every offer waiting, its own among them
             try:
-                result, arrivals = self._merge(device_id, raws, check or self.check)
+                with self._lock:
+                    self._commit_offers()
             finally:
-                self._flush()
+                with self._offered:
+                    self._leading = False
+                    self._offered.notify_all()
+        for records, arrived_at in me.told:
+            self._notify(me.listeners, records, arrived_at)
+        if me.error is not None:
+            raise me.error
+        assert me.result is not None
+        return me.result
+
+    def _commit_offers(self) -> None:
+        """Merge every offered range waiting (`ingest`) and commit them together; each offer gets its result or
+        the error that refused it. A failed commit fails every offer of the group (nothing of it is stored: the
+        senders' resends are safe). Runs under the lock."""
+        with self._offered:
+            group, self._offers = self._offers, []
+        try:
+            for offer in group:
+                failed = self._failed_commits
+                try:
+                    offer.result, offer.told = self._merge(offer.device_id, offer.raws, offer.check)
+                except Exception as exc:  # this range alone is refused (or broke): the others still go,
+                    if self._failed_commits != failed:  # unless a commit within it dropped what they merged
+                        raise
+                    offer.error = exc
+            self._flush()
+        except BaseException as exc:
+            for offer in group:
+                if offer.error is None:
+                    offer.result, offer.told, offer.error = None, [], exc
+            if not isinstance(exc, Exception):
+                raise
+        finally:
             listeners = list(self.listeners.on_records)
-        for records, arrived_at in arrivals:
-            self._notify(listeners, records, arrived_at)
-        return result
+            for offer in group:
+                offer.listeners, offer.done = listeners, True
 
     def ingest_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], *, verifier: AheadVerifier | None = None,
                     checks: Sequence[SignatureCheck | None] | None = None) -> list[IngestResult | LedgerError]:
@@ -618,57 +604,6 @@ class Hub:
             told.extend(arrivals)
         return out, told
 
-    def ingest_stream(self, calls: Iterable[Sequence[tuple[bytes, Sequence[bytes]]]], *,
-                      verifier: AheadVerifier | None = None) -> Iterator[list[IngestResult | LedgerError]]:
-        """`ingest_many` for each call in turn, yielding each call's results once it is committed.
-
-        A call's commit runs on a thread of its own while the writer merges the next call on top of it (the
-        store's reads go on meanwhile: PostgreSQL commits on a connection of its own), so the commit's round
-        trips and the server's sync overlap the next merge instead of following it. Commits still go one at a
-        time in order, each after the one before is durable, and the tree takes a commit's leaves only then.
-        A failed commit raises here as `ingest_many` would raise it, and the next call, merged on top of it, is
-        dropped unanswered: its sender's resend is safe. The next call merged ahead is committed at the next
-        step if nobody took the writer's lock in between, else merged again.
-
-        With `verifier`, the signatures of the calls after the one being merged are on the workers already
-        (two calls ahead), so they check them while the writer links and commits. The writer still decides
-        every record in order: a key guessed for a later call before this one is committed (a rotation in this
-        one) costs an in-process check, never acceptance."""
-        guessed: dict[bytes, bytes] = {}
-        upcoming = iter(calls)
-        window: list[tuple[Sequence[tuple[bytes, Sequence[bytes]]], list[SignatureCheck | None]]] = []
-
-        def fill() -> None:
-            while len(window) < 2 and (call := next(upcoming, None)) is not None:
-                window.append((call, self.checks_ahead(call, verifier, guessed)))
-
-        ahead: _Merged | None = None
-        fill()
-        with ThreadPoolExecutor(1, thread_name_prefix="jejak-commit") as runner:
-            while window:
-                current, checks = window.pop(0)
-                fill()
-                with self._lock:
-                    if ahead is not None and ahead.mark == self._lock.taken - 1:
-                        out, told, self._pending = ahead.results, ahead.told, ahead.pending
-                    else:
-                        out, told = self._merge_many(current, checks)
-                    ahead = None
-                    try:
-                        try:
-                            self._commit_beside(runner)
-                            merged = self._merge_many(*window[0]) if window else None
-                        finally:
-                            held, self._pending = self._pending, _Pending()
-                            self._settle()
-                    except _CommitFailed as exc:
-                        raise exc.error from None
-                    if merged is not None:
-                        ahead = _Merged(results=merged[0], told=merged[1], pending=held, mark=self._lock.taken)
-                    listeners = list(self.listeners.on_records)
-                for records, arrived_at in told:
-                    self._notify(listeners, records, arrived_at)
-                yield out
 
     def checks_ahead(self, items: Sequence[tuple[bytes, Sequence[bytes]]], verifier: AheadVerifier | None,
                      guessed: dict[bytes, bytes] | None = None) -> list[SignatureCheck | None]:
@@ -725,7 +660,7 @@ class Hub:
         for records, arrived_at in arrivals:
             pending.add(LogAppend(device_id=device_id, records=records, state=result.state,
                                   leaves=[leaf_hash(rec.raw) for rec in records], arrived_at=arrived_at))
-        size = len(self.tree) + (len(self._running.leaves) if self._running else 0) + pending.leaves
+        size = len(self.tree) + pending.leaves
         for rec in result.records:
             if rec.kind == "key" and rec.seq > 0 and rec.body is not None:
                 self._decide(Decision(action="rotate", device_id=device_id, from_seq=rec.seq,

@@ -182,10 +182,11 @@ def test_a_killed_worker_costs_time_not_records(tmp_path, clock):
     assert [r.problem for r in first + second] == [None, None]
 
 
-def test_a_stream_of_calls_keeps_what_each_call_alone_keeps(two_stores):
-    """The next call's signatures go to the workers before this call is merged: a new log begun in one call and
-    continued in the next, a rotation in one call with the next call's ranges guessed under the old key, and a
-    forgery after the rotation keep exactly what one ingest_many per call keeps, with the same tree."""
+def test_calls_checked_ahead_keep_what_each_call_alone_keeps(two_stores):
+    """The next call's signatures go to the workers before this call is merged (a pull's `check_ahead`): a new
+    log begun in one call and continued in the next, a rotation in one call with the next call's ranges guessed
+    under the old key, and a forgery after the rotation keep exactly what one ingest_many per call keeps, with
+    the same tree."""
     clock = Clock()
     logs = _logs(clock, 3, 120)
     serial_hub, ids = _hub(two_stores[0], Clock(), logs)
@@ -209,7 +210,13 @@ def test_a_stream_of_calls_keeps_what_each_call_alone_keeps(two_stores):
     serial = [serial_hub.ingest_many(call) for call in calls]
     verifier = Spy(workers=2)
     try:
-        streamed = list(stream_hub.ingest_stream(calls, verifier=verifier))
+        guessed: dict[bytes, bytes] = {}
+        checks = stream_hub.checks_ahead(calls[0], verifier, guessed)
+        streamed = []
+        for k, call in enumerate(calls):
+            following = stream_hub.checks_ahead(calls[k + 1], verifier, guessed) if k + 1 < len(calls) else []
+            streamed.append(stream_hub.ingest_many(call, checks=checks))
+            checks = following
     finally:
         verifier.close()
 
