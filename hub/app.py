@@ -22,7 +22,7 @@ from coap_server.httpd import guard
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.routing import Site
 from coap_server.sync import add_sync_resources
-from ledger import Ed25519Signer
+from ledger import Ed25519Signer, decode_checkpoint
 from ledger.acceptance import SignatureCheck
 from ledger.chain import check_signatures
 from ledger.errors import CodedError
@@ -41,11 +41,11 @@ from .integrity import StoreCheck, check_store
 from .journal import Journal
 from .markets import WebhookSender
 from .markets.routes import MarketRoutes
-from .mbg import Plan, load_plan
+from .mbg import Plan, PlanError, load_plan
 from .mbg.routes import MbgRoutes
 from .metrics import HubMetrics
 from .security import HubSecurity
-from .service import Hub
+from .service import Hub, WrongHubKey
 from .store import HubStore, LmdbHubStore, StoreError
 from .tiers import TierLinks
 from .verify import AheadCheck, CrossLogVerifier
@@ -63,22 +63,30 @@ class KeyFileError(CodedError):
     exit_code = 32
 
 
+def read_key(path: Path) -> Ed25519Signer | None:
+    """The hub's signing key if its file is there, else None; refused if others can read it or it holds no key."""
+    if not (path.exists() or path.is_symlink()):
+        return None
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode):
+        raise KeyFileError(f"key file {path}: expected a regular file, found a symlink or another kind of file")
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise KeyFileError(f"key file {path} is readable by others (mode {oct(mode)}, expected 0600); "
+                           f"run: chmod 600 {path}")
+    seed = path.read_bytes()
+    if len(seed) != 32:
+        raise KeyFileError(f"key file {path}: expected 32 bytes of Ed25519 seed, got {len(seed)}",
+                           hint="restore the hub's key from its backup: a new key is a new hub, and the store "
+                                "it wrote refuses another")
+    return Ed25519Signer.from_seed(seed)
+
+
 def load_or_create_key(path: Path) -> Ed25519Signer:
     """The hub's signing key: created on first start with mode 0600; refused if others can read it."""
-    if path.exists() or path.is_symlink():
-        info = path.lstat()
-        if not stat.S_ISREG(info.st_mode):
-            raise KeyFileError(f"key file {path}: expected a regular file, found a symlink or another kind of file")
-        mode = stat.S_IMODE(info.st_mode)
-        if mode & 0o077:
-            raise KeyFileError(f"key file {path} is readable by others (mode {oct(mode)}, expected 0600); "
-                               f"run: chmod 600 {path}")
-        seed = path.read_bytes()
-        if len(seed) != 32:
-            raise KeyFileError(f"key file {path}: expected 32 bytes of Ed25519 seed, got {len(seed)}",
-                               hint="restore the hub's key from its backup: a new key is a new hub, and the store "
-                                    "it wrote refuses another")
-        return Ed25519Signer.from_seed(seed)
+    signer = read_key(path)
+    if signer is not None:
+        return signer
     path.parent.mkdir(parents=True, exist_ok=True)
     signer = Ed25519Signer.generate()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -89,17 +97,55 @@ def load_or_create_key(path: Path) -> Ed25519Signer:
     return signer
 
 
+def refuse_lost_key(store: HubStore, key_path: Path) -> None:
+    """Refuse to make a new hub key over a store a hub has already signed: the key was lost (a restore without
+    it, say), and a new one would be another hub that the store refuses, with its key file left behind."""
+    signed = store.checkpoints()
+    if signed:
+        hub_id = decode_checkpoint(signed[-1]).hub_id
+        raise WrongHubKey(f"key file {key_path} is missing, but this store was written by hub {hub_id.hex()}",
+                          where="data_dir",
+                          hint="put back the hub.key this store was written with (from the backup of data_dir); a "
+                               "new key would be a new hub, which this store refuses")
+
+
+def preflight(config: HubConfig, *, plan: Plan | None = None, store: bool = True) -> Plan:
+    """Check what the hub needs before it writes anything in data_dir, and return the MBG plan it runs with
+    (`plan`, else the one `config.mbg_plan` names, read and checked). With `store`, also an existing hub.key
+    that must hold and, for the PostgreSQL backend, a server that answers at `store.dsn`.
+
+    A start that stopped on one of these after the key was made left a new hub.key (a new hub) and a store
+    behind a typo; here each stops with its own code, naming its setting, and nothing is written."""
+    if plan is None:
+        if not config.mbg_plan:
+            plan = Plan(kitchens=(), schools=())
+        else:
+            try:
+                plan = load_plan(Path(config.mbg_plan))
+            except PlanError as exc:
+                raise PlanError(f"mbg_plan: {exc.message}", where="mbg_plan", hint=exc.hint) from None
+    if store:
+        read_key(Path(config.data_dir) / "hub.key")
+        if config.store.backend == "postgres":
+            _import_pg().connect(config.store.dsn).close()
+    return plan
+
+
+def _import_pg() -> Any:
+    """hub.pg, or the CONFIG error that names the extra it needs."""
+    try:
+        from . import pg
+    except ImportError as exc:  # psycopg is the [pg] extra
+        raise ConfigError(f"store.backend = 'postgres' needs psycopg, which is not installed ({exc})",
+                          where="store.backend",
+                          hint="pip install 'jejak[pg]', or set backend = \"lmdb\"") from None
+    return pg
+
+
 def open_store(config: HubConfig) -> HubStore:
     if config.store.backend == "postgres":
-        try:
-            from .pg import PgHubStore
-        except ImportError as exc:  # psycopg is the [pg] extra
-            raise ConfigError(f"store.backend = 'postgres' needs psycopg, which is not installed ({exc})",
-                              where="store.backend",
-                              hint="pip install 'jejak[pg]', or set backend = \"lmdb\"") from None
-
-        return PgHubStore(config.store.dsn, schema=config.name.replace("-", "_"),
-                          partition_leaves=config.store.partition_leaves)
+        return _import_pg().PgHubStore(config.store.dsn, schema=config.name.replace("-", "_"),
+                                       partition_leaves=config.store.partition_leaves)
     return LmdbHubStore(config.store_path, map_size=config.store.map_size)
 
 
@@ -279,11 +325,17 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     # Every port first, before the store opens: a second hub on the same ports stops here, touching nothing.
     claim(config.http_host, config.http_port, [TCP], setting="http_port")
     claim(config.coap_host, config.coap_port, [UDP, TCP] if config.coap_tcp else [UDP], setting="coap_port")
+    # Then every file and service it needs, before the first write in data_dir (the key on a first start).
+    plan = await asyncio.to_thread(preflight, config, plan=plan, store=hub is None)
     metrics = HubMetrics()
     if hub is None:
-        signer = load_or_create_key(Path(config.data_dir) / "hub.key")
+        key_path = Path(config.data_dir) / "hub.key"
+        signer = read_key(key_path)
         store = open_store(config)
         try:
+            if signer is None:  # a first start, or a key lost: the store says which before a new key is made
+                refuse_lost_key(store, key_path)
+                signer = load_or_create_key(key_path)
             hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
                       auto_approve=config.auto_approve, check=metrics.timed_check(check_signatures))
         except BaseException:

@@ -203,7 +203,7 @@ def connect(dsn: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(dsn, autocommit=False)
     except psycopg.OperationalError as exc:
-        raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}",
+        raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}", where="store.dsn",
                          hint="start PostgreSQL or set [store] dsn in the hub config") from None
     except psycopg.ProgrammingError:
         raise bad_dsn(dsn) from None

@@ -235,3 +235,33 @@ def test_jejak_hub_run_on_an_address_it_cannot_listen_on_names_the_setting(tmp_p
     error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
     assert error["code"] == "BAD_ADDRESS" and error["where"] == setting and host in error["message"]
     assert not (tmp_path / "hub").exists()
+
+
+# -- the preflight: a file or service the hub needs that is missing stops it before data_dir is written -----------
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(("setting", "code", "exit_code", "where", "hint"), [
+    ('mbg_plan = "{tmp}/plans/mbg.toml"\n', "MBG_PLAN", 41, "mbg_plan", "mbg_plan"),
+    ('mbg_plan = "{tmp}/broken.toml"\n', "MBG_PLAN", 41, "mbg_plan", "TOML"),
+    ('[store]\nbackend = "postgres"\ndsn = "postgresql://jejak:pa55w0rd@127.0.0.1:{port}/test"\n', "STORE_ERROR", 33,
+     "store.dsn", "start PostgreSQL"),
+])
+def test_jejak_hub_run_checks_the_plan_and_the_store_before_it_writes_a_key(
+        tmp_path: Path, setting: str, code: str, exit_code: int, where: str, hint: str) -> None:
+    data = tmp_path / "hub"
+    data.mkdir()
+    (data / "NOTES").write_text("the operator's own file\n")
+    (tmp_path / "broken.toml").write_text("[[kitchens]\nid = \"SPPG-001\"\n")
+    before = _tree(data)
+    closed = free_tcp()  # nothing listens there: PostgreSQL "down"
+    done = _hub_run(tmp_path, f'data_dir = "{data}"\nhttp_port = {free_tcp()}\ncoap_port = {free_coap()}\n'
+                              f'mdns = false\n' + setting.format(tmp=tmp_path, port=closed))
+    assert not (data / "hub.key").exists()  # was written first, then the start stopped: a new hub behind a typo
+    assert _tree(data) == before
+    assert done.returncode == exit_code, done.stderr
+    assert "Traceback" not in done.stderr and "pa55w0rd" not in done.stderr
+    error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == code and error["where"] == where and hint in error["hint"], error

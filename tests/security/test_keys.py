@@ -77,9 +77,9 @@ def test_hub_key_behind_a_symlink_is_refused(tmp_path):
 
 
 def test_a_hub_started_with_another_key_than_its_store_was_written_with_refuses_and_keeps_the_store(tmp_path):
-    """A lost hub.key is created again at the next start; the store under it still names the first hub. Starting
-    would begin a second, empty own log and drop the first one's decisions (here a revocation): refused, with
-    its code and exit code, and the store is left as it was."""
+    """A lost hub.key: the store still names the first hub. A new key would begin a second, empty own log and drop
+    the first one's decisions (here a revocation): refused, with its code and exit code, before a new key is made,
+    and the store is left as it was."""
     import json
     import subprocess
     import sys
@@ -111,8 +111,9 @@ def test_a_hub_started_with_another_key_than_its_store_was_written_with_refuses_
     assert proc.returncode == 87, proc.stderr[-2000:]
     error = json.loads(proc.stderr.splitlines()[-1])["error"]
     assert error["code"] == "HUB_KEY_MISMATCH" and hub.hub_id.hex() in error["message"]
+    assert error["where"] == "data_dir" and "missing" in error["message"]
+    assert not (data / "hub.key").exists()  # no new key made over the store: putting the old one back is all
 
-    (data / "hub.key").unlink()
     (data / "hub.key").write_bytes(signer.seed())
     os.chmod(data / "hub.key", 0o600)
     again = Hub(LmdbHubStore(str(data / "store")), load_or_create_key(data / "hub.key"), clock=lambda: 1_763_900_000)
