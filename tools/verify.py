@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from coap_server.wording import count
 from ledger import (
     BadCheckpoint,
     BadProof,
@@ -57,10 +58,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
 def _utc(seconds: int) -> str:
     try:
         return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -76,8 +73,8 @@ def what_was_verified(report: BundleReport) -> list[str]:
         first = min(d.first_time for d in devices if d.first_time is not None)
         last = max(d.last_time for d in devices if d.last_time is not None)
         cp = report.checkpoints[-1]
-        lines.append(f"verified {_count(sum(d.records for d in devices), 'record')} of "
-                     f"{_count(len(devices), 'device')}, device time {_utc(first)} to {_utc(last)}, "
+        lines.append(f"verified {count(sum(d.records for d in devices), 'record')} of "
+                     f"{count(len(devices), 'device')}, device time {_utc(first)} to {_utc(last)}, "
                      f"under checkpoint size {cp.tree_size} of {_utc(cp.time)}")
     hub = f"hub key {report.hub_key.hex()} (hub id {device_id_for(report.hub_key).hex()}): "
     lines.append(hub + ("pinned with --hub-key" if report.pinned else
@@ -86,14 +83,14 @@ def what_was_verified(report: BundleReport) -> list[str]:
 
 
 def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
-    lines = [f"{'ok  ' if report.hub_log else 'FAIL'} hub log: {_count(report.hub_log, 'record')}, "
-             f"{_count(report.decisions, 'decision')}"]
+    lines = [f"{'ok  ' if report.hub_log else 'FAIL'} hub log: {count(report.hub_log, 'record')}, "
+             f"{count(report.decisions, 'decision')}"]
     for dev in report.devices:
         mark = "ok  " if not dev.problems else "FAIL"
         span = f"seq {dev.first_seq}..{dev.last_seq}" if dev.records else "no verified records"
         revoked = f", revoked from seq {dev.revoked_from}" if dev.revoked_from is not None else ""
-        lines.append(f"{mark} device {dev.device}: {_count(dev.records, 'record')} ({span}), "
-                     f"{_count(dev.receipts, 'receipt')}"
+        lines.append(f"{mark} device {dev.device}: {count(dev.records, 'record')} ({span}), "
+                     f"{count(dev.receipts, 'receipt')}"
                      f"{revoked}")
         for problem in dev.problems:
             lines.append(f"       {problem}")
@@ -106,8 +103,8 @@ def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
     if consistency is not None:
         lines.append(f"ok   log grew consistently from size {consistency['from']} to {consistency['to']}")
     verdict = "VERIFIED" if report.ok else f"FAILED ({len(report.all_problems)} problems)"
-    lines.append(f"{verdict}: {_count(sum(d.records for d in report.devices), 'record')}, "
-                 f"{_count(len(report.checkpoints), 'checkpoint')}, {_count(report.receipts_checked, 'receipt')}")
+    lines.append(f"{verdict}: {count(sum(d.records for d in report.devices), 'record')}, "
+                 f"{count(len(report.checkpoints), 'checkpoint')}, {count(report.receipts_checked, 'receipt')}")
     lines += what_was_verified(report)
     return "\n".join(lines)
 

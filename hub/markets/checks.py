@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
+from coap_server.wording import count
+
 if TYPE_CHECKING:
     from .validate import ValidationConfig
 
@@ -156,7 +158,7 @@ class _HistoryCheck(Check):
     def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
         cfg = ev.config
         if math.isnan(ev.base[i]):
-            return self.limit(cfg), (f"only {int(ev.stats.n[i])} accepted days of history; at least "
+            return self.limit(cfg), (f"only {count(int(ev.stats.n[i]), 'accepted day')} of history; at least "
                                      f"{cfg.min_history} needed")
         return self.limit(cfg), self.reason(ev, i, score)
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from coap_server.wording import count
+
 from .errors import BadSeries
 
 MODELS = ("naive", "snaive", "ets", "theta", "arima", "combo")
@@ -333,8 +335,8 @@ def forecast_many(values: np.ndarray, *, first_day: int = 0, horizon: int = 7, s
         fc = final[chosen]
         mu, sd = fc.mean[i], fc.sd[i]
         confidence = _confidence(bt[chosen], origins) if bt else "low"
-        expl = (f"{chosen} chosen by the lowest mean MASE over {origins} rolling origin"
-                f"{'s' if origins != 1 else ''} of {horizon} days among {', '.join(bt)} (MASE "
+        expl = (f"{chosen} chosen by the lowest mean MASE over {count(origins, 'rolling origin')} of "
+                f"{count(horizon, 'day')} among {', '.join(bt)} (MASE "
                 f"{bt[chosen].mase:.3f}; last value {bt['naive'].mase:.3f}, seasonal naive "
                 f"{bt['snaive'].mase:.3f}; sMAPE {bt[chosen].smape:.2f} %, which sets the confidence); models "
                 f"run on log prices, so the point forecast is the median and intervals are asymmetric in "

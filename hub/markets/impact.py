@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from coap_server.wording import agree, count
+
 from .calendar import holiday_share
 
 FACTORS = ("weather", "crowd", "season", "supply", "mbg", "notes", "macro")
@@ -321,13 +323,13 @@ def impact(inp: ImpactInputs, *, at: int | None = None, config: ImpactConfig | N
     missing = [f for f in FACTORS if not assessed[f]]
     label = f" of {inp.label}" if inp.label else ""
     statement = (
-        f"Price{label}: mean of the last {cfg.recent_days} days {_rp(current)} against {_rp(baseline)} "
-        f"over the {cfg.baseline_days} days before ({change:+.1f} %). Impact score {score}/100: the change is "
-        f"{z:.1f} times the typical {cfg.recent_days}-day change of this series ({100 * typical:.1f} %, "
-        f"1.4826 x MAD over {n_fit} days); {cfg.full_score_sigmas:g} times or more scores 100. "
+        f"Price{label}: mean of the last {count(cfg.recent_days, 'day')} {_rp(current)} against {_rp(baseline)} "
+        f"over the {count(cfg.baseline_days, 'day')} before ({change:+.1f} %). Impact score {score}/100: the change "
+        f"is {z:.1f} times the typical {cfg.recent_days}-day change of this series ({100 * typical:.1f} %, "
+        f"1.4826 x MAD over {count(n_fit, 'day')}); {cfg.full_score_sigmas:g} times or more scores 100. "
         f"Contributions are elasticity x change of each factor between the same windows; elasticities come "
-        f"from a ridge regression over {n_fit} days of this series shrunk toward prior elasticities "
-        f"worth {cfg.prior_weight_days:g} days. "
+        f"from a ridge regression over {count(n_fit, 'day')} of this series shrunk toward prior elasticities "
+        f"worth {cfg.prior_weight_days:g} {agree(cfg.prior_weight_days, 'day', 'days')}. "
         + (f"Largest first: {', '.join(parts)}; " if parts else "No factor moved; ")
         + f"unexplained {100 * math.expm1(unexplained):+.1f} %. Weights are each part's share of the sum of "
         f"absolute parts (they sum to 1). Dominant factor: {dominant}."

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from coap_server.wording import count
+
 from .calendar import date_of, holiday_share
 from .errors import BadSeries
 
@@ -119,7 +121,7 @@ def alps(values: np.ndarray, *, first_day: int, period: str = "week") -> AlpsRes
     band = alps_band(value)
     terms = "linear trend and Ramadan/Lebaran share" + (" and month dummies" if span_years >= 2 else "")
     expl = (f"{period} mean {_rp(means[-1])} against a seasonal trend of {_rp(trend)} ({terms}, fitted on "
-            f"{m - 1} earlier {period}s); gap {value:+.2f} residual sd of {_rp(sigma)} -> {band} "
+            f"{count(m - 1, f'earlier {period}')}); gap {value:+.2f} residual sd of {_rp(sigma)} -> {band} "
             f"(normal < 0.25 <= stress < 1 <= alert < 2 <= crisis)")
     return AlpsResult(value=value, band=band, price=float(means[-1]), trend=trend, sigma=sigma, periods=m - 1,
                       period=period, explanation=expl)
@@ -172,7 +174,7 @@ def ifpa(monthly: np.ndarray) -> IfpaResult:
     value = IFPA_ALPHA * z(cq, float(cq[t])) + (1 - IFPA_ALPHA) * z(ca, float(ca[t]))
     cls = ifpa_class(value)
     expl = (f"quarterly growth {100 * cq[t]:+.2f} %/month and annual growth {100 * ca[t]:+.3f} %/month "
-            f"against their weighted means over {len(hist)} earlier years of this month; "
+            f"against their weighted means over {count(len(hist), 'earlier year')} of this month; "
             f"IFPA = 0.4 zQ + 0.6 zA = {value:+.2f} -> {cls}")
     return IfpaResult(value=value, cls=cls, cqgr=float(cq[t]), cagr=float(ca[t]), years=len(hist), explanation=expl)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import aiohttp
 
+from coap_server.wording import agree, count
+
 from ..journal import Journal
 from ..redact import mask_url
 from .errors import BadObservation
@@ -423,7 +425,7 @@ def _ended_key(item: dict[str, Any]) -> tuple[str, str, str]:
 
 _DROPS = {
     "superseded": "a newer alert of the series takes its place",
-    "queue_full": "{queue} alerts already wait for this subscriber",
+    "queue_full": "{queued} already {wait} for this subscriber",
     "closed": "the alert is no longer open",
     "told": "its band was told meanwhile",
     "refused": "the subscriber refused it",
@@ -555,7 +557,8 @@ class Redelivery:
         self.dropped[reason] += 1
         log.warning("webhook %s: alert %s (%s %s %s) is not sent again: %s", subscriber, alert.id, alert.series,
                     alert.indicator, alert.band,
-                    _DROPS[reason].format(queue=self.policy.queue, max_age_s=self.policy.max_age_s))
+                    _DROPS[reason].format(queued=count(self.policy.queue, "alert"),
+                                          wait=agree(self.policy.queue, "waits", "wait"), max_age_s=self.policy.max_age_s))
 
     async def _retry(self, key: tuple[str, str, str]) -> None:
         entry = self._entries[key]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise, repeat
 from typing import Any, Literal, cast
 
+from coap_server.wording import agree, count
+
 from .events import ScanEvent, chosen_time
 from .plan import Plan, School, local_date, local_midnight
 
@@ -474,13 +476,14 @@ def clock_findings(plan: Plan, flagged: dict[tuple[str, str], Flagged]) -> list[
         assert fl.worst is not None
         _, _, skew, date = fl.worst
         if flag == "clock_skew":
-            detail = (f"device clock disagrees with arrival by up to {skew} s on {fl.count} records; "
+            detail = (f"device clock disagrees with arrival by up to {skew} s on {count(fl.count, 'record')}; "
                       "arrival time used")
         elif flag == "clock_went_back":
-            detail = (f"device clock went back by up to {skew} s from one record to the next, {fl.count} times; "
-                      "device time used")
+            detail = (f"device clock went back by up to {skew} s from one record to the next, "
+                      f"{count(fl.count, 'time')}; device time used")
         else:
-            detail = f"{fl.count} records arrived up to {-skew} s after they were made; device time used"
+            detail = (f"{count(fl.count, 'record')} arrived up to {-skew} s after "
+                      f"{agree(fl.count, 'it was', 'they were')} made; device time used")
         # late_sync measures the delay (arrived N s after it was made); clock_skew the signed disagreement.
         measured = -skew if flag == "late_sync" else skew
         out.append(Finding(code=flag, subject=device, date=date, detail=detail, measured=measured,
@@ -490,7 +493,7 @@ def clock_findings(plan: Plan, flagged: dict[tuple[str, str], Flagged]) -> list[
 
 
 def unknown_site_findings(unknown: dict[str, UnknownSite]) -> list[Finding]:
-    return [Finding(code="unknown_site", subject=site, detail=f"{u.count} scans at a site the plan does not list",
+    return [Finding(code="unknown_site", subject=site, detail=f"{count(u.count, 'scan')} at a site the plan does not list",
                     records=tuple(r for _, r in u.first)) for site, u in sorted(unknown.items())]
 
 
@@ -630,8 +633,10 @@ def _elsewhere(a: Analysis) -> None:
         tags = tuple(sorted({tag for tag, _ in items}))
         name = a.plan.school(other)
         other_text = f"{other} ({name.name})" if name is not None and name.name else other
-        detail = (f"{len(tags)} containers bound for {other_text} were tapped in here" if code == "misrouted" else
-                  f"{len(tags)} containers already tapped in at {other_text} were tapped in here too")
+        were = agree(len(tags), "was", "were")
+        detail = (f"{count(len(tags), 'container')} bound for {other_text} {were} tapped in here"
+                  if code == "misrouted" else
+                  f"{count(len(tags), 'container')} already tapped in at {other_text} {were} tapped in here too")
         _emit(a, ELSEWHERE, (code, school, date, other),
               Finding(code=code, subject=school, date=date, detail=detail, measured=len(tags), containers=tags,
                       records=tuple(sorted({t.scan.record_id for _, t in items})), other_school=other))
@@ -667,7 +672,7 @@ def _duplicate_findings(a: Analysis, repeats: _Repeats) -> None:
     for (subject, date, event), items in sorted(repeats.items()):
         tags = tuple(sorted({tag for tag, _ in items if tag}))
         recs = tuple(sorted({t.scan.record_id for _, t in items}))
-        what = f"{len(tags)} containers" if tags else f"{len(recs)} count taps"
+        what = count(len(tags), "container") if tags else count(len(recs), "count tap")
         _emit(a, DUPLICATE, (subject, date, event),
               Finding(code="duplicate_scan", subject=subject, date=date,
                       detail=f"'{event}' tapped again for {what}; counted once", containers=tags, records=recs))
@@ -765,7 +770,7 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
                                       records=tuple(t.scan.record_id for t in taps.get("arrived", ())[:5])))
         if "short" in d.statuses:
             _emit(a, DELIVERY, key, Finding(code="short_delivery", subject=school_id, date=date,
-                                      detail=f"received {d.received_portions} of {d.expected} portions",
+                                      detail=f"received {d.received_portions} of {count(d.expected, 'portion')}",
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in taps.get("received", ())[:5])))
         if d.containers_out > d.containers_in:
@@ -784,8 +789,8 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
                                       measured=0, limit=d.expected))
         if d.expected and d.received_portions > d.expected:
             _emit(a, DELIVERY, key, Finding(code="over_receipt", subject=school_id, date=date,
-                                      detail=f"received {d.received_portions} of {d.expected} portions "
-                                             f"({d.containers_in} containers in, {d.containers_out} out)",
+                                      detail=f"received {d.received_portions} of {count(d.expected, 'portion')} "
+                                             f"({count(d.containers_in, 'container')} in, {d.containers_out} out)",
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in _counting(taps.get("received", []))[-5:])))
     return running
@@ -811,8 +816,8 @@ def _returned_without_arrival(a: Analysis, school: str, date: str, taps: dict[st
     if not back:
         return None
     return Finding(code="returned_without_arrival", subject=school, date=date,
-                   detail=f"{len(back)} of the {len(untapped)} containers not tapped in here came back to the kitchen: "
-                          "most likely delivered but not tapped at the school",
+                   detail=f"{len(back)} of the {count(len(untapped), 'container')} not tapped in here came back to "
+                          "the kitchen: most likely delivered but not tapped at the school",
                    measured=len(back), limit=len(untapped), containers=tuple(back), records=tuple(sorted(records)))
 
 
@@ -938,14 +943,14 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     for (subject, date), items in sorted(disorder.items()):
         kinds = sorted({k for _, k in items})
         _emit(a, ORDER, (subject, date), Finding(code="out_of_order", subject=subject, date=date,
-                                  detail=f"{len(items)} container steps out of order: {', '.join(kinds)}",
+                                  detail=f"{count(len(items), 'container step')} out of order: {', '.join(kinds)}",
                                   containers=tuple(sorted({t for t, _ in items})),
                                   records=tuple(sorted(disorder_recs[(subject, date)]))))
     for (code, subject, date), ts in sorted(lost.items()):
         verb = {"container_lost": "reported lost", "container_damaged": "reported damaged",
                 "container_unreturned": "not returned to the kitchen"}[code]
         _emit(a, LOST, (code, subject, date),
-              Finding(code=code, subject=subject, date=date, detail=f"{len(ts)} containers {verb}",
+              Finding(code=code, subject=subject, date=date, detail=f"{count(len(ts), 'container')} {verb}",
                       measured=len(ts), containers=tuple(sorted(t.tag for t in ts)),
                       records=tuple(sorted({s.scan.record_id for t in ts for s in t.steps}))[:50]))
     return False

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from coap_server.wording import count
 from ledger.bodies import SCAN_EVENTS
 
 from ..aggregates import DayAggregates
@@ -469,7 +470,7 @@ class MbgView:
         day = self._days.get(date)
         settled_from = self._held_of.get(date, 0)
         if (0 if day is None else len(day.scans)) < settled_from:
-            raise BeyondWindow(f"MBG day {date}: {settled_from} scans, the read model holds "
+            raise BeyondWindow(f"MBG day {date}: {count(settled_from, 'scan')}, the read model holds "
                                f"{0 if day is None else len(day.scans)} of them (older than its window, or not "
                                "refilled yet after a restart); its deliveries, findings and violations are answered "
                                "from the stored day, its taps and trips are not",
@@ -594,7 +595,7 @@ class MbgView:
             older = [d for d in self._stored if d not in self._days]
             hint = "check the tag uid on the ompreng"
             if older:
-                hint += (f"; the scans of {len(older)} stored days up to {max(older)} are beyond the window held "
+                hint += (f"; the scans of {count(len(older), 'stored day')} up to {max(older)} are beyond the window held "
                          "in memory, their containers are not searched")
             raise NotFound(f"container {tag!r}: no scan names this tag", hint=hint)
         return timelines

@@ -229,3 +229,37 @@ def test_a_device_clock_that_goes_back_along_its_chain_is_flagged(plan: Plan, sc
 
 def test_the_api_schema_lists_every_finding_code() -> None:
     assert sorted(get_args(FINDING_CODE)) == sorted(SEVERITY)
+
+
+def test_english_details_say_one_container_and_two_containers(plan: Plan, scan: Scan) -> None:
+    def detail(code: str, scans: list[ScanEvent]) -> str:
+        [f] = [f for f in analyze(plan, scans, now=MIDNIGHT + 20 * H).findings if f.code == code]
+        return f.detail
+
+    back_one = scan("returned", 13 * H, tags=["T2"], school="S1", checkpoint="return")
+    assert detail("container_unreturned", [*_delivery(scan, returned=False), back_one]) == \
+        "1 container not returned to the kitchen"
+    assert detail("container_unreturned", _delivery(scan, returned=False)) == "2 containers not returned to the kitchen"
+    lost = [*_delivery(scan, returned=False), back_one, scan("lost", 16 * H, tags=["T1"], school="S1")]
+    assert detail("container_lost", lost) == "1 container reported lost"
+
+    def misrouted(tags: list[str]) -> str:
+        return detail("misrouted", [scan("departed", 7 * H, tags=tags, school="S1", checkpoint="kitchen_exit"),
+                                    scan("arrived", 7 * H + 30 * M, site="S2", tags=tags, checkpoint="school_gate")])
+
+    assert misrouted(["T1"]) == "1 container bound for S1 (SDN 1) was tapped in here"
+    assert misrouted(["T1", "T2"]) == "2 containers bound for S1 (SDN 1) were tapped in here"
+
+    nowhere = [scan("arrived", 8 * H, site="NOWHERE", tags=["X"]), scan("arrived", 8 * H + M, site="NOWHERE", tags=["Y"])]
+    assert detail("unknown_site", nowhere[:1]) == "1 scan at a site the plan does not list"
+    assert detail("unknown_site", nowhere) == "2 scans at a site the plan does not list"
+
+    late = [scan("arrived", 8 * H, site="S1", tags=["T1"], device="gate", lag=H),
+            scan("arrived", 8 * H + M, site="S1", tags=["T2"], device="gate", lag=H)]
+    assert detail("late_sync", late[:1]).startswith("1 record arrived up to 3600 s after it was made;")
+    assert detail("late_sync", late).startswith("2 records arrived up to 3600 s after they were made;")
+
+    twice = [*_delivery(scan), scan("received", 7 * H + 36 * M, site="S1", count=20, device="phone-2")]
+    assert "tapped again for 1 count tap; counted once" in detail("duplicate_scan", twice)
+    steps = [*_delivery(scan), scan("returned", 7 * H, tags=["T1"], school="S1", checkpoint="return")]
+    assert detail("out_of_order", steps).startswith("1 container step out of order:")
