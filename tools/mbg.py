@@ -244,6 +244,8 @@ class Speaker:
             values.update(measured=self.quantity(measured or 0, unit), limit=self.quantity(limit or 0, unit))
         elif code == "duplicate_scan":
             values["n"] = len(f.get("containers") or []) or len(f.get("records") or [])
+        elif code in ("short_delivery", "missing_delivery", "over_receipt"):
+            values["n"] = d.get("expected", limit)  # their sentences count the portions expected
         if code in ("late_delivery", "short_delivery", "missing_delivery", "overdue_delivery") and not d:
             return str(f.get("detail", ""))
         if key not in self.words:

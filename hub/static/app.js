@@ -179,6 +179,8 @@ function alertRank(a) {
 }
 const bySeverity = (rank) => (x, y) => rank(x) - rank(y) || String(x.code).localeCompare(String(y.code));
 
+// Findings whose sentence counts the portions expected: "of 1 portion", "of 300 portions" in English.
+const DELIVERY_COUNTS = new Set(["short_delivery", "missing_delivery", "over_receipt"]);
 // A finding in words, from its code and values (the same sentences `jejak mbg` prints).
 function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
@@ -193,6 +195,7 @@ function findingText(f) {
     if (f.code === "cook_to_serve" && f.open) key = "say.cook_to_serve_open";
   } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
   else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
+  else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
   if (I18N[STATE.lang][key] == null) return STATE.lang === "en" ? (f.detail || "") : "";
   if (v.n === 1 && I18N[STATE.lang][`${key}.one`] != null) key = `${key}.one`;  // "1 container", not "1 containers"
   return t(key, v);

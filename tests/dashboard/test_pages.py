@@ -332,3 +332,27 @@ def test_numbers_are_written_the_readers_way_in_each_language(demo, driver):
         said = driver.execute_script("return findingText(arguments[0])", short)
         assert f"2{group}950" in said and f"3{group}000" in said, (lang, said)
     assert no_js_errors(driver) == []
+
+
+def test_english_findings_say_one_portion_and_one_container(demo, driver):
+    # A finding of a school the day does not list speaks from its own values.
+    def finding(code: str, n: int) -> dict[str, object]:
+        return {"code": code, "subject": "S-none", "date": "2026-03-02", "measured": 0, "limit": n,
+                "containers": [f"T{i}" for i in range(n)] if code == "misrouted" else [], "records": [],
+                "other_school": "S-other", "severity": "alert", "detail": ""}
+
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    driver.execute_script("localStorage.setItem('jejak.lang', 'en')")
+    driver.refresh()
+    WebDriverWait(driver, 15).until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=findings]")))
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return STATE.lang") == "en")
+
+    def said(code: str, n: int) -> str:
+        return str(driver.execute_script("return findingText(arguments[0])", finding(code, n)))
+
+    assert said("short_delivery", 1).startswith("received 0 of 1 portion:"), said("short_delivery", 1)
+    assert said("short_delivery", 2).startswith("received 0 of 2 portions:"), said("short_delivery", 2)
+    assert "1 portion was due" in said("missing_delivery", 1) and "2 portions were due" in said("missing_delivery", 2)
+    assert said("misrouted", 1).startswith("1 container bound for") and " was tapped in here" in said("misrouted", 1)
+    assert said("misrouted", 2).startswith("2 containers bound for") and " were tapped in here" in said("misrouted", 2)
+    assert no_js_errors(driver) == []

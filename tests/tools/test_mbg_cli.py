@@ -253,3 +253,23 @@ def test_english_says_one_container_and_two_containers():
     ind = Speaker(lang="id", names=names, words=load_words("id"))
     one = render("violations", {"date": "2026-01-01", "violations": [], "findings": [findings[0]]}, ind, {"kitchens": []})
     assert "1 ompreng belum kembali ke dapur" in one
+
+
+def test_english_says_of_one_portion_and_of_two_portions():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}}, "kitchens": {"K1": {"name": "SPPG Satu"}}}
+    midnight = 1_767_200_400  # 00:00 WIB, 1 January 2026
+
+    def said(lang: str, expected: int) -> str:
+        row = {"school": "S1", "kitchen": "K1", "date": "2026-01-01", "status": "short", "statuses": ["short"],
+               "arrived_at": midnight + 7 * 3600, "received_at": None, "departed_at": None,
+               "deadline_at": midnight + 9 * 3600, "expected": expected, "received_portions": 0,
+               "shortfall": expected, "late_s": 0}
+        finding = {"code": "short_delivery", "subject": "S1", "severity": "alert", "measured": 0, "limit": expected,
+                   "containers": [], "records": [], "detail": ""}
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        return render("violations", {"date": "2026-01-01", "violations": [], "findings": [finding]}, say,
+                      {"kitchens": [{"kitchen": "K1", "schools": [row]}]})
+
+    assert "received 0 of 1 portion: 1 short" in said("en", 1)
+    assert "received 0 of 2 portions: 2 short" in said("en", 2)
+    assert "diterima 0 dari 1 porsi" in said("id", 1)  # Indonesian has one form
