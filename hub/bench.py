@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cbor2
@@ -109,6 +110,64 @@ def _server_cpu(store: Any) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def many_pushers(edges: int, pushes: int, size: int) -> dict[str, Any]:
+    """A burst of small pushes from many edges at once (a morning's taps), through `Hub.ingest` on threads as the
+    CoAP resources call it, against the same pushes made one at a time: with a group commit the pushes that
+    wait while one commits share the next commit, so a burst costs fewer synced writes than pushes."""
+    logs = []
+    for e in range(edges):
+        signer = Ed25519Signer.from_seed((e + 1000).to_bytes(32, "big"))
+        builder = ChainBuilder(signer, clock=lambda: 1_763_900_000, boot=1)
+        body = {"event": "departed", "site": "sppg-01", "checkpoint": "kitchen_exit", "staff": "04a1b2c3",
+                "tags": [f"e00401{e:010x}"], "school": "sd-01"}
+        logs.append((signer, [builder.genesis().raw] + [builder.append("scan", body).raw
+                                                         for _ in range(pushes * size - 1)]))
+    out: dict[str, Any] = {"edges": edges, "pushes": edges * pushes, "records_per_push": size}
+    for name, concurrent in (("one_at_a_time", False), ("all_at_once", True)):
+        with tempfile.TemporaryDirectory() as tmp:
+            out[name] = _pushes(LmdbHubStore(tmp + "/hub"), logs, size, concurrent)
+    out["all_at_once_vs_one_at_a_time"] = out["all_at_once"]["pushes_per_s"] / out["one_at_a_time"]["pushes_per_s"]
+    return out
+
+
+def _pushes(store: LmdbHubStore, logs: list[tuple[Ed25519Signer, list[bytes]]], size: int,
+            concurrent: bool) -> dict[str, float]:
+    """Each log pushed in ranges of `size` through `Hub.ingest`, the logs one after another or each from a
+    thread of its own; pushes a second and commits counted."""
+    hub = Hub(store, Ed25519Signer.from_seed(b"\x77" * 32), clock=lambda: 1_763_900_000)
+    ids = []
+    for signer, _ in logs:
+        req = make_enroll_request(signer, site="sppg-01", role="kitchen_exit", name="bench", time=0, hub_id=hub.hub_id)
+        ids.append(hub.enroll(req).device_id)
+        hub.approve(ids[-1])
+    commits = 0
+    commit = store.commit
+
+    def counted(batch: Batch) -> int:
+        nonlocal commits
+        commits += 1
+        return commit(batch)
+
+    def push(device_id: bytes, raws: list[bytes]) -> None:
+        for i in range(0, len(raws), size):
+            assert hub.ingest(device_id, raws[i:i + size]).problem is None
+
+    store.commit = counted  # type: ignore[method-assign]
+    started = time.perf_counter()
+    if concurrent:
+        with ThreadPoolExecutor(len(logs)) as pool:
+            list(pool.map(push, ids, [raws for _, raws in logs]))
+    else:
+        for device_id, (_, raws) in zip(ids, logs, strict=True):
+            push(device_id, raws)
+    elapsed = time.perf_counter() - started
+    assert len(hub.tree) == store.size()
+    store.close()
+    n = sum(len(raws) for _, raws in logs) // size
+    return {"pushes_per_s": n / elapsed, "records_per_s": n * size / elapsed, "commits": commits,
+            "pushes_per_commit": n / commits}
 
 
 def ingest_on_cores(n: int, stores: dict[str, Callable[[], Any]]) -> dict[str, Any]:
@@ -747,6 +806,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["cross_log"] = cross_log(300 if quick else 3000, 8)
     out["follow_region"] = follow_region(20 if quick else 200, 50, 5)
     out["heads_summary"] = heads_summary(500 if quick else 5000)
+    out["many_pushers"] = many_pushers(16 if quick else 64, 5 if quick else 40, 4)
     return out
 
 
