@@ -17,6 +17,7 @@ from typing import Any
 import aiocoap
 
 from coap_server.exchanges import DedupBudget, bounded_context
+from coap_server.tcpguard import TcpLimits, serve_tcp
 from ledger.failures import PortInUse, bad_address, port_in_use
 
 UDP, TCP = "UDP", "TCP"
@@ -57,20 +58,30 @@ def _host_setting(port_setting: str) -> str:
 
 
 async def serve_coap(site: Any, *, host: str, port: int, tcp: bool, setting: str,
-                     budget: DedupBudget = DedupBudget()) -> aiocoap.Context:
+                     budget: DedupBudget = DedupBudget(), tcp_limits: TcpLimits = TcpLimits(),
+                     tcp_setting: str = "") -> aiocoap.Context:
     """A CoAP server context for `site` on `host:port`, UDP (and TCP if `tcp`), owning the port alone, whose
-    deduplication state keeps to `budget` (coap_server/exchanges.py) at any request rate."""
+    deduplication state keeps to `budget` (coap_server/exchanges.py) at any request rate, and whose TCP
+    connections keep to `tcp_limits` (coap_server/tcpguard.py; `tcp_setting` names where to raise them)."""
     transports = [UDP, TCP] if tcp else [UDP]
     claim(host, port, transports, setting=setting)
     # Read by aiocoap at every server bind (udp6 and tcpserver); client sockets never ask for it.
     os.environ["AIOCOAP_REUSE_PORT"] = "0"
     try:
-        return await bounded_context(budget).create_server_context(
-            site, bind=(host, port), transports=["udp6", "tcpserver"] if tcp else ["udp6"])
+        context = await bounded_context(budget).create_server_context(site, bind=(host, port), transports=["udp6"])
     except OSError as exc:  # taken between the check and the bind
         if exc.errno == errno.EADDRINUSE:
-            raise port_in_use(setting, host, port, f"{UDP} or {TCP}" if tcp else UDP) from None
+            raise port_in_use(setting, host, port, UDP) from None
         raise
+    if tcp:
+        try:
+            await serve_tcp(context, (host, port), tcp_limits, setting=tcp_setting)
+        except BaseException as exc:
+            await context.shutdown()
+            if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+                raise port_in_use(setting, host, port, TCP) from None
+            raise
+    return context
 
 
 async def start_http_site(site: Any, *, host: str, port: int, setting: str) -> None:

@@ -1,0 +1,94 @@
+"""How many connections or streams a server holds at once, in all and from one address, and the refusals counted.
+
+A server that takes every connection offered gives its file descriptors, memory and event-loop time to whoever
+opens the most: one host on the LAN that opens connections and never closes them locks out the readers, the
+edges and the dashboard. `Slots` is the count both servers keep of what they hold (CoAP over TCP connections,
+HTTP connections, live event streams): a place is taken when one opens and given back when it ends, and one
+over the total or over an address's share is refused. Refusals are counted and logged at most once per
+`LOG_EVERY_S`, with how many there were since the last line, so a flood of refusals is not a flood of log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+LOG_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cap:
+    """At most `total` at once, and at most `per_address` from any one address (an address in `shared` counts
+    only towards the total: a reverse proxy on the same host speaks for many clients)."""
+
+    total: int
+    per_address: int
+    shared: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.total < 1:
+            raise ValueError(f"total: expected at least 1, got {self.total}")
+        if self.per_address < 1:
+            raise ValueError(f"per_address: expected at least 1, got {self.per_address}")
+
+
+class Slots:
+    """The places `cap` allows, taken by address; `what` names them in the log ("CoAP-TCP connections")."""
+
+    def __init__(self, cap: Cap, what: str, *, log: logging.Logger, clock: Callable[[], float] = time.monotonic,
+                 setting: str = "") -> None:
+        self.cap, self.what, self.log, self.clock, self.setting = cap, what, log, clock, setting
+        self.held = 0
+        self._by_address: dict[str, int] = {}
+        self.refused = 0  # since the server started
+        self._unlogged = 0  # refusals since the last log line
+        self._logged_at: float | None = None
+
+    def take(self, address: str) -> str | None:
+        """Take a place for `address`; None if taken, else why it was refused (counted and maybe logged)."""
+        mine = self._by_address.get(address, 0)
+        if self.held >= self.cap.total:
+            why = f"{self.held} {self.what} open, at most {self.cap.total}"
+        elif mine >= self.cap.per_address and address not in self.cap.shared:
+            why = f"{mine} {self.what} open from {address}, at most {self.cap.per_address} from one address"
+        else:
+            self.held += 1
+            self._by_address[address] = mine + 1
+            return None
+        self._refuse(address, why)
+        return why
+
+    def give(self, address: str) -> None:
+        """Give back a place `take` gave `address`."""
+        mine = self._by_address.get(address, 0)
+        if mine <= 0:
+            return
+        self.held -= 1
+        if mine == 1:
+            del self._by_address[address]
+        else:
+            self._by_address[address] = mine - 1
+
+    def held_by(self, address: str) -> int:
+        return self._by_address.get(address, 0)
+
+    def _refuse(self, address: str, why: str) -> None:
+        self.refused += 1
+        self._unlogged += 1
+        now = self.clock()
+        if self._logged_at is not None and now - self._logged_at < LOG_EVERY_S:
+            return
+        since = f"in the last {LOG_EVERY_S:.0f} s" if self._logged_at is not None else "since the start"
+        self.log.warning("refused %d %s %s (the latest from %s: %s)%s", self._unlogged, self.what, since, address,
+                         why, f"; raise {self.setting} if these are honest clients" if self.setting else "")
+        self._logged_at, self._unlogged = now, 0
+
+
+def addresses(values: Collection[str]) -> frozenset[str]:
+    """Addresses as `Cap.shared` compares them (as a socket gives them: IPv4 dotted, IPv6 compressed)."""
+    return frozenset(v.strip() for v in values if v.strip())
+
+
+__all__ = ["LOG_EVERY_S", "Cap", "Slots", "addresses"]
