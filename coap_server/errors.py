@@ -81,6 +81,27 @@ class IncompleteBody(RequestError):
     http = 400
 
 
+class TooManyConnections(CodedError):
+    """An HTTP connection over the server's limits, in all or from one address (coap_server/limits.py): answered
+    before its request is read, and closed."""
+
+    code = "TOO_MANY_CONNECTIONS"
+    coap = "5.03"
+    http = 503
+    exit_code = 78
+    retry_after_s = 10
+
+
+class TooManyStreams(CodedError):
+    """A live event stream (the hub's /api/events) over the hub's limits, in all or from one client."""
+
+    code = "TOO_MANY_STREAMS"
+    coap = "5.03"
+    http = 503
+    exit_code = 79
+    retry_after_s = 30
+
+
 class Internal(CodedError):
     """What any unexpected exception is answered with; the details go to the server log, not the peer."""
 

@@ -153,6 +153,10 @@ class Limits:
     coap_dedup_lifetime_s: int = 50
     coap_dedup_entries: int = 30_000
     coap_dedup_per_peer: int = 10_000  # so one flooding client cannot lock the reader and the hub out
+    # HTTP connections ([http]: the phones' bridge, /metrics) held at once, in all and from one address (a
+    # browser opens about six); more are answered 503 TOO_MANY_CONNECTIONS and closed (coap_server/limits.py).
+    http_connections: int = 64
+    http_connections_per_address: int = 16
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -162,7 +166,8 @@ class Limits:
         _need(64 * 1024 <= self.map_size <= 1 << 40,
               f"limits.map_size: expected 65536 to 1099511627776 bytes (1 TiB), got {self.map_size}")
         for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
-                     "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries", "coap_dedup_per_peer"):
+                     "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries", "coap_dedup_per_peer",
+                     "http_connections", "http_connections_per_address"):
             _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
 
 

@@ -18,6 +18,7 @@ import cbor2
 
 from coap_server.discovery import Discovery, Peer
 from coap_server.exchanges import DedupBudget
+from coap_server.limits import Cap
 from coap_server.logs import setup_logging
 from coap_server.ports import TCP, UDP, claim, serve_coap, start_http_site
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
@@ -315,7 +316,9 @@ class EdgeDaemon:
         self._mount_bridges(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        guard(runner)
+        guard(runner, Cap(total=self.config.limits.http_connections,
+                          per_address=self.config.limits.http_connections_per_address),
+              setting="limits.http_connections, limits.http_connections_per_address")
         site = web.TCPSite(runner, self.config.http.host, self.config.http.port)
         await start_http_site(site, host=self.config.http.host, port=self.config.http.port, setting="http.port")
         self._http = runner

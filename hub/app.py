@@ -19,9 +19,11 @@ from aiohttp import web
 from coap_server import blocks
 from coap_server.discovery import Discovery
 from coap_server.httpd import guard
+from coap_server.limits import Cap
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.routing import Site
 from coap_server.sync import add_sync_resources
+from coap_server.tcpguard import TcpLimits
 from ledger import Ed25519Signer, decode_checkpoint
 from ledger.acceptance import SignatureCheck
 from ledger.chain import check_signatures
@@ -290,7 +292,11 @@ async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity, metric
         coap_port = config.coap_port or free_coap_port(config.coap_host)
         try:
             coap = await serve_coap(security.wrap(site), host=config.coap_host, port=coap_port,
-                                    tcp=config.coap_tcp, setting="coap_port")
+                                    tcp=config.coap_tcp, setting="coap_port",
+                                    tcp_limits=TcpLimits(connections=config.coap_tcp_connections,
+                                                         per_address=config.coap_tcp_per_address,
+                                                         idle_s=config.coap_tcp_idle_s),
+                                    tcp_setting="coap_tcp_connections, coap_tcp_per_address")
             return coap, coap_port
         except PortInUse:
             # A port picked here can be taken between the check and the bind; a configured one is an error.
@@ -344,7 +350,9 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
-    events = Events()
+    proxies = frozenset(config.http_proxies)
+    events = Events(streams=Cap(total=config.event_streams, per_address=config.event_streams_per_client),
+                    proxies=proxies)
     views = build_views(hub, config, events=events, plan=plan)
     metrics.watch(hub, store_path=config.store_path if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
@@ -373,7 +381,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
                  routes=[*domain_routes, security.register, metrics.register, tiers.register, *routes])
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
-    guard(runner)
+    guard(runner, Cap(total=config.http_connections, per_address=config.http_connections_per_address,
+                      shared=proxies), setting="http_connections, http_connections_per_address")
     await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
                           port=config.http_port, setting="http_port")
     http_port = runner.addresses[0][1]

@@ -132,6 +132,21 @@ class HubConfig:
     coap_host: str = "127.0.0.1"
     coap_port: int = 5683
     coap_tcp: bool = True  # also serve CoAP over TCP (RFC 8323) on the same port: bulk sync without block-wise
+    # What one host on the network may hold open (coap_server/limits.py): more are refused and logged once a
+    # minute. CoAP-TCP connections in all and from one address (an edge keeps one), and the seconds one may go
+    # without a whole message either way before it is closed (a client opens another at its next request).
+    coap_tcp_connections: int = 512
+    coap_tcp_per_address: int = 16
+    coap_tcp_idle_s: float = 120.0
+    # HTTP connections in all and from one address (a browser opens about six), and live event streams
+    # (/api/events, seed 2's WebSockets) in all and from one client; past them 503 TOO_MANY_STREAMS.
+    http_connections: int = 512
+    http_connections_per_address: int = 32
+    event_streams: int = 200
+    event_streams_per_client: int = 8
+    # Reverse proxies on this host (nginx, docs/DEPLOY.md): their connections count only in the totals, and a
+    # stream's client is the last address of the X-Forwarded-For they add.
+    http_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     checkpoint_interval: float = 10.0
     auto_approve: bool = False
     mdns: bool = True
@@ -168,7 +183,9 @@ class HubConfig:
             if not 0 <= getattr(self, name) < 65536:
                 raise ConfigError(f"{name}: expected a port 0..65535 (0 = any free port), got {getattr(self, name)}",
                                   where=name, hint="UDP and TCP ports end at 65535")
-        for name in ("mbg_keep_days", "webhook_attempts", "webhook_timeout_s"):
+        for name in ("mbg_keep_days", "webhook_attempts", "webhook_timeout_s", "coap_tcp_connections",
+                     "coap_tcp_per_address", "coap_tcp_idle_s", "http_connections", "http_connections_per_address",
+                     "event_streams", "event_streams_per_client"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: expected a number > 0, got {getattr(self, name)}", where=name,
                                   hint=f"leave {name} out for its default")

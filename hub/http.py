@@ -13,14 +13,15 @@ import secrets
 import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from coap_server.errors import Internal, RequestError, TooLarge
+from coap_server.errors import Internal, RequestError, TooLarge, TooManyStreams
 from coap_server.errors import NotFound as RouteNotFound
+from coap_server.limits import Cap, Slots
 from coap_server.params import Param, read_json
 from ledger import Checkpoint, ForkEvidence, Record, decode_record
 from ledger.errors import CodedError
@@ -147,7 +148,12 @@ class Events:
     takes to come back.
     """
 
-    def __init__(self, *, keep: int = 1000, linger_s: float = 300.0) -> None:
+    def __init__(self, *, keep: int = 1000, linger_s: float = 300.0, streams: Cap = Cap(total=200, per_address=8),
+                 proxies: frozenset[str] = frozenset()) -> None:
+        # At most `streams` subscribers (both transports) at once, in all and from one client; a client behind
+        # one of `proxies` is the last address of the X-Forwarded-For the proxy adds.
+        self.streams = Slots(streams, "event streams", log=log, setting="event_streams, event_streams_per_client")
+        self._proxies = proxies
         self._queues: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self._strict: dict[asyncio.Queue[tuple[str, dict[str, Any]]], Callable[[int], None]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -216,6 +222,29 @@ class Events:
                         q.put_nowait((f"{self.boot}-{i}", event))
         self._queues.add(q)
         return q
+
+    @contextlib.contextmanager
+    def stream_of(self, request: web.Request, refused: type[CodedError] = TooManyStreams) -> Iterator[str]:
+        """A place for `request`'s live stream while the block runs (its client's address), else `refused`
+        raised before anything is answered: 503 with Retry-After."""
+        client = self.client(request)
+        why = self.streams.take(client)
+        if why is not None:
+            raise refused(f"too many live event streams: {why}; try again later")
+        try:
+            yield client
+        finally:
+            self.streams.give(client)
+
+    def client(self, request: web.Request) -> str:
+        """Whom a request comes from: its peer's address, or behind a proxy of ours the address the proxy saw
+        (the last X-Forwarded-For entry: the ones before it are what the client itself claimed)."""
+        peer = request.remote or "?"
+        if peer in self._proxies:
+            forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+            if forwarded:
+                return forwarded[:64]
+        return peer
 
     def unsubscribe(self, q: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
         self._queues.discard(q)
@@ -469,6 +498,10 @@ class HubApi:
         return name
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
+        with self.events.stream_of(request):
+            return await self._stream(request)
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         q = self.events.subscribe(request.headers.get("Last-Event-ID") or request.query.get("last_id"))

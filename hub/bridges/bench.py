@@ -90,6 +90,8 @@ async def _hub_round(subscribers: int, count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config = HubConfig(name="bench-ws", data_dir=tmp, http_port=0, coap_port=0, mdns=False,
                            checkpoint_interval=3600, operator_tokens=(hash_token(operator),),
+                           # every subscriber is on this host: one client to the per-client cap
+                           event_streams=max(200, subscribers), event_streams_per_client=max(1, subscribers),
                            bridges=BridgeConfig(state_dir=tmp + "/bridges", mqtt=MqttConfig(enabled=False),
                                                 ws_max_subscribers=200, ws_queue=4096))
         running = await start_hub(config)

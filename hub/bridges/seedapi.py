@@ -223,6 +223,12 @@ class SeedApi:
         if self.events.subscribers >= cfg.ws_max_subscribers:
             raise TooManySubscribers(f"{self.events.subscribers} live subscribers, at most "
                                      f"{cfg.ws_max_subscribers}; try again later")
+        with self.events.stream_of(request, TooManySubscribers):  # the hub's own caps, in all and per client
+            return await self._subscribed(request, view, shape, who)
+
+    async def _subscribed(self, request: web.Request, view: str,
+                          shape: Callable[[dict[str, Any]], dict[str, Any] | None], who: str) -> web.StreamResponse:
+        cfg = self.b.config
         # No per-message deflate: it compresses each message once per subscriber, in the event loop; without
         # it one encoding of a message serves them all (_encoded).
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=cfg.ws_max_frame_bytes, compress=False)

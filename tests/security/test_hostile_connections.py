@@ -1,0 +1,306 @@
+"""Connections and streams held open against a running `jejak hub run` and `jejak edge run`: over the caps in all
+and from one address they are refused (CoAP-TCP with an Abort, HTTP with 503 TOO_MANY_CONNECTIONS, live event
+streams with 503 TOO_MANY_STREAMS), an honest client is served once others close, and a CoAP-TCP connection
+that completes no message (none, or half of one) is closed after the idle timeout. Other loopback addresses
+(127.0.0.2, ...) stand for other hosts on the LAN."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import aiocoap
+import pytest
+from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE
+from aiocoap.transports.tcp import _decode_message, _extract_message_size
+
+from hub.auth import hash_token
+from tests.ports import free_coap, free_tcp
+from tests.wait import PATIENCE, wait_until
+
+from .test_fuzz_routes import OPERATOR, ROOT, _get, _wait
+
+HELD = 60.0  # an idle timeout no test reaches
+DEADLINE = 20.0 * PATIENCE  # for a socket's EOF or an answer: generous, never slept
+
+
+@contextmanager
+def hub_running(tmp_path: Path, settings: str) -> Iterator[tuple[str, int]]:
+    """A `jejak hub run` with `settings` (TOML lines) added to its config: (HTTP url, CoAP port)."""
+    http, coap = free_tcp(), free_coap()
+    config = tmp_path / "hub.toml"
+    config.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_port = {http}\ncoap_port = {coap}\nmdns = false\n'
+                      f'operator_tokens = ["{hash_token(OPERATOR)}"]\n{settings}\n'
+                      '[bridges]\n[bridges.mqtt]\nenabled = false\n')
+    with (tmp_path / "hub.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "hub", "run", "--config", str(config)],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{http}"
+    try:
+        _wait(proc, lambda: _get(f"{url}/api/status"))
+        yield url, coap
+        assert proc.poll() is None, "the hub exited"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "Traceback" not in (tmp_path / "hub.log").read_text()
+
+
+def connect(port: int, source: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE, source_address=(source, 0))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+# --- CoAP over TCP ---------------------------------------------------------------------------------------------
+
+class CoapTcp:
+    """A raw CoAP-over-TCP client: sends framed messages, reads the server's messages one at a time."""
+
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
+        self.sock = connect(port, source)
+        self.spool = b""
+        self.sock.sendall(b"\x00" + bytes([int(CSM)]))  # our CSM: an empty 7.01
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def ping(self) -> None:
+        self.sock.sendall(b"\x00" + bytes([int(PING)]))
+
+    def next(self) -> aiocoap.Message | None:
+        """The server's next message, or None at EOF (or a reset: closed either way)."""
+        while True:
+            size = _extract_message_size(self.spool)
+            if size is not None and sum(size) <= len(self.spool):
+                message = _decode_message(self.spool[:sum(size)])
+                self.spool = self.spool[sum(size):]
+                return message
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError:
+                return None
+            if not data:
+                return None
+            self.spool += data
+
+    def until_closed(self) -> list[aiocoap.Message]:
+        """Every message the server sends until it closes the connection (within DEADLINE, or the test fails)."""
+        messages = []
+        while (message := self.next()) is not None:
+            messages.append(message)
+        return messages
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _get_over_tcp(port: int) -> aiocoap.Message:
+    async def run() -> aiocoap.Message:
+        ctx = await aiocoap.Context.create_client_context()
+        try:
+            request = aiocoap.Message(code=aiocoap.GET, uri=f"coap+tcp://127.0.0.1:{port}/.well-known/core")
+            return await asyncio.wait_for(ctx.request(request).response, DEADLINE)
+        finally:
+            await ctx.shutdown()
+    return asyncio.run(run())
+
+
+def test_coap_tcp_connections_over_the_caps_are_aborted_and_an_honest_client_gets_in_after(tmp_path):
+    settings = f"coap_tcp_connections = 3\ncoap_tcp_per_address = 2\ncoap_tcp_idle_s = {HELD}"
+    with hub_running(tmp_path, settings) as (_, port):
+        held = [CoapTcp(port), CoapTcp(port)]
+        for conn in held:
+            assert conn.next().code == CSM  # admitted: the server's CSM, and the connection stays
+        third = CoapTcp(port)  # a third from the same address
+        csm, abort = third.until_closed()
+        assert (csm.code, abort.code) == (CSM, ABORT)
+        assert b"from one address" in abort.payload
+        held.append(CoapTcp(port, "127.0.0.2"))  # another host: within the total
+        assert held[-1].next().code == CSM
+        over = CoapTcp(port, "127.0.0.3")  # a fourth in all
+        assert [m.code for m in over.until_closed()] == [CSM, ABORT]
+        held[0].ping()  # the held ones are still served
+        assert held[0].next().code == PONG
+        held.pop(0).close()
+        answer = wait_until(lambda: _get_over_tcp(port), 20, what="an honest CoAP-TCP GET answered",
+                            tolerate=(aiocoap.error.Error, TimeoutError))
+        assert answer.code == aiocoap.CONTENT and b"</" in answer.payload
+        for conn in (*held, third, over):
+            conn.close()
+
+
+def test_a_coap_tcp_connection_that_completes_no_message_is_closed_after_the_idle_timeout(tmp_path):
+    idle_s = 1.0
+    with hub_running(tmp_path, f"coap_tcp_idle_s = {idle_s}") as (_, port):
+        silent = CoapTcp(port)
+        half = CoapTcp(port)
+        busy = CoapTcp(port)
+        for conn in (silent, half, busy):
+            assert conn.next().code == CSM
+        started = time.monotonic()
+        # A GET announcing 5 bytes of options and sending 2: a message begun and never finished.
+        half.send_raw(b"\x50" + bytes([int(aiocoap.GET)]) + b"\xbb.w")
+        busy.sock.settimeout(0.1)
+        closed: dict[str, float] = {}
+        while len(closed) < 2:
+            assert time.monotonic() - started < DEADLINE, f"still open after {DEADLINE} s: only {sorted(closed)}"
+            busy.ping()  # a whole message now and then: never idle
+            try:
+                while busy.next() is not None and not busy.spool:
+                    pass
+            except TimeoutError:
+                pass
+            for name, conn in (("silent", silent), ("half", half)):
+                if name not in closed:
+                    conn.sock.settimeout(0.05)
+                    try:
+                        if (message := conn.next()) is None:
+                            closed[name] = time.monotonic() - started
+                        else:
+                            assert message.code == RELEASE and b"idle" in message.payload
+                    except TimeoutError:
+                        pass
+        assert min(closed.values()) >= idle_s * 0.9  # closed by the timeout, not at once
+        busy.sock.settimeout(DEADLINE)
+        busy.ping()
+        assert busy.next().code == PONG  # the connection that sent whole messages is open and served
+        for conn in (silent, half, busy):
+            conn.close()
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------------
+
+def http_get(port: int, source: str, path: str) -> tuple[socket.socket, int, dict[str, str], bytes]:
+    """Send GET `path` from `source`; (the socket, status, headers, the body's first bytes)."""
+    sock = connect(port, source)
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hub\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "-1"))
+    while 0 <= len(body) < length or (length < 0 and not body):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return sock, int(lines[0].split()[1]), headers, body
+
+
+@contextmanager
+def sockets() -> Iterator[list[socket.socket]]:
+    """A list of sockets, each closed at the end whatever happened (a server may wait on one at shutdown)."""
+    held: list[socket.socket] = []
+    try:
+        yield held
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def _refused(answer: tuple[socket.socket, int, dict[str, str], bytes], code: str) -> str:
+    sock, status, headers, body = answer
+    sock.close()
+    assert status == 503, (status, body)
+    assert int(headers["retry-after"]) > 0
+    error = json.loads(body)["error"]
+    assert error["code"] == code
+    return str(error["message"])
+
+
+def test_event_streams_over_the_caps_are_answered_503_and_one_is_served_after_another_closes(tmp_path):
+    settings = "event_streams = 3\nevent_streams_per_client = 2\nhttp_proxies = []"
+    with hub_running(tmp_path, settings) as (url, _), sockets() as streams:
+        port = int(url.rsplit(":", 1)[1])
+
+        def opened(source: str) -> bool:
+            sock, status, headers, _ = http_get(port, source, "/api/events")
+            if status != 200:
+                sock.close()
+                return False
+            streams.append(sock)
+            return headers["content-type"] == "text/event-stream"
+        assert opened("127.0.0.1") and opened("127.0.0.1")
+        assert "from 127.0.0.1" in _refused(http_get(port, "127.0.0.1", "/api/events"), "TOO_MANY_STREAMS")
+        assert opened("127.0.0.2")  # another client: within the total
+        assert "at most 3" in _refused(http_get(port, "127.0.0.3", "/api/events"), "TOO_MANY_STREAMS")
+        assert _get(f"{url}/api/status")["hub"]  # other routes are answered all along
+        streams.pop(0).close()
+        wait_until(lambda: opened("127.0.0.1"), 30, what="a stream served after another closed")
+
+
+def test_http_connections_over_the_caps_are_answered_503_and_closed(tmp_path):
+    settings = "http_connections = 6\nhttp_connections_per_address = 3\nhttp_proxies = []"
+    with hub_running(tmp_path, settings) as (url, _), sockets() as held:
+        port = int(url.rsplit(":", 1)[1])
+        held += [connect(port, "127.0.0.2") for _ in range(3)]  # idle: nothing sent, each holds its place
+        held[0].sendall(b"GET /api/status HTTP/1.1\r\nHost: hub\r\n\r\n")
+        assert held[0].recv(65536).startswith(b"HTTP/1.1 200")  # admitted ones are served
+        assert "from one address" in _refused(http_get(port, "127.0.0.2", "/api/status"), "TOO_MANY_CONNECTIONS")
+        held += [connect(port, "127.0.0.3") for _ in range(3)]
+        assert "at most 6" in _refused(http_get(port, "127.0.0.4", "/api/status"), "TOO_MANY_CONNECTIONS")
+        held.pop().close()
+
+        def served() -> bool:
+            sock, status, _, _ = http_get(port, "127.0.0.1", "/api/status")
+            sock.close()
+            return status == 200
+        wait_until(served, 30, what="an honest request served after a connection closed")
+
+
+@pytest.fixture
+def edge_http(tmp_path: Path) -> Iterator[int]:
+    coap, http = free_coap(), free_tcp()
+    config = tmp_path / "edge.toml"
+    config.write_text(f'site = "sppg-limits"\ndata_dir = "{tmp_path / "edge"}"\nsensors = []\n'
+                      f'[coap]\nhost = "127.0.0.1"\nport = {coap}\n[sync]\nmdns = false\n[sim]\ntap_interval_ms = 0\n'
+                      f'[http]\nenabled = true\nport = {http}\n'
+                      '[limits]\nhttp_connections = 4\nhttp_connections_per_address = 2\n')
+    with (tmp_path / "edge.log").open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "edge", "run", "--config", str(config)],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def up() -> bool:
+        sock, status, _, _ = http_get(http, "127.0.0.1", "/status")
+        sock.close()
+        return status == 401  # the pairing secret is asked for: the server answers
+    try:
+        _wait(proc, up)
+        yield http
+        assert proc.poll() is None, "the edge exited"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert "Traceback" not in (tmp_path / "edge.log").read_text()
+
+
+def test_the_edges_http_connections_over_the_caps_are_answered_503(edge_http):
+    port = edge_http
+    with sockets() as held:
+        _edge_caps(port, held)
+
+
+def _edge_caps(port: int, held: list[socket.socket]) -> None:
+    held += [connect(port, "127.0.0.2") for _ in range(2)]
+    assert "from one address" in _refused(http_get(port, "127.0.0.2", "/status"), "TOO_MANY_CONNECTIONS")
+    held += [connect(port, "127.0.0.3") for _ in range(2)]
+    assert "at most 4" in _refused(http_get(port, "127.0.0.4", "/status"), "TOO_MANY_CONNECTIONS")
+    held.pop().close()
+
+    def answered() -> bool:
+        sock, status, _, _ = http_get(port, "127.0.0.1", "/status")
+        sock.close()
+        return status == 401
+    wait_until(answered, 30, what="a phone answered after a connection closed")
