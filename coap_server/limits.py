@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 
 LOG_EVERY_S = 60.0
@@ -86,9 +86,4 @@ class Slots:
         self._logged_at, self._unlogged = now, 0
 
 
-def addresses(values: Collection[str]) -> frozenset[str]:
-    """Addresses as `Cap.shared` compares them (as a socket gives them: IPv4 dotted, IPv6 compressed)."""
-    return frozenset(v.strip() for v in values if v.strip())
-
-
-__all__ = ["LOG_EVERY_S", "Cap", "Slots", "addresses"]
+__all__ = ["LOG_EVERY_S", "Cap", "Slots"]
