@@ -262,6 +262,7 @@ class HubApi:
         self.auth = auth
         self.exports = exports  # exported bundles, kept a day so a cut download resumes (Range) on the same bytes
         self.events = events
+        self._streams: set[asyncio.Task[Any]] = set()  # live event streams' handlers, ended at shutdown
         self.routes = tuple(routes)
         hub.listeners.on_records.append(self._on_records)
         hub.listeners.on_checkpoint.append(self._on_checkpoint)
@@ -281,6 +282,7 @@ class HubApi:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[errors_middleware, access_middleware(self.auth)],
                               client_max_size=4 * 1024 * 1024)
+        app.on_shutdown.append(self._end_streams)
         r = app.router
         r.add_get("/api/status", self.status)
         r.add_get("/api/openapi.json", self.openapi)
@@ -498,8 +500,20 @@ class HubApi:
         return name
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        with self.events.stream_of(request):
-            return await self._stream(request)
+        task = asyncio.current_task()
+        assert task is not None
+        self._streams.add(task)
+        try:
+            with self.events.stream_of(request):
+                return await self._stream(request)
+        finally:
+            self._streams.discard(task)
+
+    async def _end_streams(self, app: web.Application) -> None:
+        """At shutdown: end every live event stream, which would otherwise hold the server's stop until its
+        client leaves (the browser reconnects to the next hub by itself)."""
+        for task in list(self._streams):
+            task.cancel()
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
