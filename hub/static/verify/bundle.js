@@ -46,7 +46,8 @@
 
   function parseBundle(data) {
     if (data.length > MAX_BUNDLE) malformed("bundle larger than " + MAX_BUNDLE + " bytes");
-    const b = J.decode(data);
+    const spans = new Map();
+    const b = J.decode(data, { spans });
     if (!isMap(b)) malformed("bundle is not a map");
     const ok = checkFields(b, BUNDLE_SCHEMA, "bundle");
     if (ok !== true) {
@@ -64,7 +65,7 @@
       hubKey: b.get("hub_key"), hubLog: b.get("hub_log"),
       logs: b.get("logs").map((l) => ({ device: l.get("device"), keys: l.get("keys"), records: l.get("records"), bodies: l.get("bodies") })),
       checkpoints: b.get("checkpoints"), receipts: b.get("receipts"), consistency: b.get("consistency"),
-      forks: b.get("forks"), seal: b.get("seal"),
+      forks: b.get("forks"), seal: b.get("seal"), bytes: data, spans,
     };
   }
 
@@ -72,7 +73,9 @@
   // Steps carry a message key and values; the page translates them. A problem is {code, message, where}; the
   // problems are kept in the order of the checks (§12.3), and the first one is the verdict.
   class Report {
-    constructor() { this.steps = []; this.devices = []; this.problems = []; this.checkpoints = []; this.decisions = []; }
+    constructor() { this.steps = []; this.devices = []; this.problems = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; }
+    // One record or receipt checked: the page shows how far a long check has come (options.progress).
+    tick() { this.done += 1; if (this.onProgress) this.onProgress(this.done, this.total); }
     step(key, vars, problem) { this.steps.push({ key, vars: vars || {}, ok: !problem, problem: problem || null }); }
     add(problem, dev) { if (problem) { this.problems.push(problem); if (dev) dev.problems.push(problem); } return problem; }
     finish() {
@@ -136,7 +139,7 @@
     const onlyDecisions = (r) => {
       if (r.seq > 0 && r.kind !== "authority" && r.kind !== "attest") fail("BROKEN_CHAIN", "seq " + r.seq + " of the hub's own log is a " + r.kind + " record");
     };
-    const accepted = acceptRange({ device: hubId, records: bundle.hubLog }, J.initialState(hubId), null, onlyDecisions);
+    const accepted = acceptRange({ device: hubId, records: bundle.hubLog }, J.initialState(hubId), null, onlyDecisions, report);
     const records = accepted.records;
     const problem = accepted.problem ? Object.assign(accepted.problem, { where: "hub log " + accepted.problem.where.replace(/^device \w+ ?/, "") }) : null;
     report.add(problem);
@@ -237,12 +240,13 @@
 
   // 6.4 §7 over the range, record by record: the verified prefix and the problem that ended it. A record the
   // range already holds (same id) is skipped; another validly signed record at a seq it holds is a fork.
-  function acceptRange(log, start, revokedFrom, check) {
+  function acceptRange(log, start, revokedFrom, check, report) {
     const accepted = [];
     const keys = [];
     let state = start;
     for (const bytes of log.records) {
       let r = null;
+      if (report) report.tick();
       const p = attempt(() => {
         r = J.decodeRecord(bytes);
         if (!equal(r.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(r.device) + " offered as device " + hex(log.device));
@@ -265,10 +269,14 @@
         keys.push(linked.key);
       }, "device " + hex(log.device) + (r ? " seq " + r.seq : ""));
       if (p) return { records: accepted, problem: p };
-      if (r) accepted.push(r);
+      if (r) accepted.push(check ? r : slim(r));
     }
     return { records: accepted, problem: null };
   }
+
+  // What later steps read of a device's record; the rest of the decoded record is let go, as a large bundle holds
+  // hundreds of thousands of them.
+  const slim = (r) => ({ bytes: r.bytes, id: r.id, seq: r.seq, time: r.time, kind: r.kind, bodyRef: r.bodyRef });
 
   // 6.5 key records match the key list, detached bodies match their records: the first failure cuts the prefix.
   function checkPrefix(log, schedule, records) {
@@ -308,7 +316,7 @@
     }, where);
     report.step("log.keys", { device: dev.device, n: log.keys.length }, keyProblem);
     if (report.add(keyProblem, dev) || log.records.length === 0) return [];
-    const accepted = acceptRange(log, start, st.revokedFrom);
+    const accepted = acceptRange(log, start, st.revokedFrom, null, report);
     const checked = checkPrefix(log, schedule, accepted.records);
     const good = checked.records;
     dev.records = good.length;
@@ -360,6 +368,7 @@
     const seen = new Set();
     const problems = [];
     for (const [id, receipt] of bundle.receipts) {
+      report.tick();
       const h = held.get(hex(id));
       const where = "receipt for " + hex(id).slice(0, 16) + "...";
       if (!h || seen.has(hex(id))) {
@@ -396,8 +405,11 @@
     if (!isArray(v) || v.length !== 4 || !isBytes(v[0]) || !equal(v[0], PROTECTED) || !isMap(v[1]) || v[1].size !== 0 || v[2] !== null || !isBytes(v[3], 64)) {
       malformed("the seal is not 18([h'a10127', {}, nil, signature])");
     }
-    const rest = new Map([...bundle.map].filter(([k]) => k !== "seal"));
-    const digest = J.sha256(J.encode(rest));
+    // The bundle without its seal, encoded: its own bytes less the seal's key and value, under a map head one
+    // entry shorter (the decoder took only deterministic CBOR, whose encoding of a value is the one it has).
+    const [from, to] = bundle.spans.get("seal");
+    const entries = [...bundle.spans.values()];
+    const digest = J.sha256Parts([J.head(5, bundle.map.size - 1), bundle.bytes.subarray(entries[0][0], from), bundle.bytes.subarray(to, entries[entries.length - 1][1])]);
     if (!J.ed25519Verify(v[3], J.sigStructure(PROTECTED, SEAL_AAD, digest), hubKey)) {
       fail("INVALID_SIGNATURE", "the hub's seal does not verify: the bundle was changed after export");
     }
@@ -478,6 +490,8 @@
     report.step("bundle.parse", { bytes: bundleBytes.length }, p);
     if (report.add(p)) return report.finish();
     report.bundle = { created: bundle.created, description: bundle.description, logs: bundle.logs.length };
+    report.total = bundle.hubLog.length + bundle.logs.reduce((n, l) => n + l.records.length, 0) + bundle.receipts.length;
+    report.onProgress = opts.progress || null;
     const pinned = opts.hubKey || null;
     verifyParsed(bundle, pinned, report);
     if (opts.against && report.problems.length === 0) verifyAgainst(bundle, report, opts.against, pinned);

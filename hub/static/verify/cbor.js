@@ -52,8 +52,12 @@
   const MAX_DEPTH = 16;
   const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
+  // options: allowTag18; spans, a Map that receives for each key of the outermost map the [start, end) of its
+  // key and value in `data` (the seal is checked over the bundle's own bytes without re-encoding them).
+  // Byte strings are views into `data`, not copies: a large bundle is held once.
   function decode(data, options) {
     const allowTag18 = !!(options && options.allowTag18);
+    const spans = (options && options.spans) || null;
     if (!(data instanceof Uint8Array)) malformed("not bytes");
     let pos = 0;
 
@@ -87,7 +91,7 @@
       switch (major) {
         case 0: return arg(info);
         case 1: { const n = arg(info); return typeof n === "bigint" || n >= Number.MAX_SAFE_INTEGER ? -1n - BigInt(n) : -1 - n; }
-        case 2: { const n = length(info); const v = data.slice(pos, pos + n); pos += n; return v; }
+        case 2: { const n = length(info); const v = data.subarray(pos, pos + n); pos += n; return v; }
         case 3: {
           const n = length(info); const raw = data.subarray(pos, pos + n); pos += n;
           try { return utf8.decode(raw); } catch (e) { return malformed("text string is not valid UTF-8"); }
@@ -110,6 +114,7 @@
             }
             prevKey = kraw;
             out.set(k, item(depth + 1, false));
+            if (spans && outer) spans.set(k, [ks, pos]);
           }
           return out;
         }
@@ -165,6 +170,8 @@
   // --- crypto (vendored @noble, see noble.js) ----------------------------------------------------------------
   const N = globalThis.JejakNoble;
   const sha256 = (b) => N.sha256(b);
+  // SHA-256 of parts taken one after another, without joining them.
+  const sha256Parts = (parts) => { const h = N.sha256Create(); for (const p of parts) h.update(p); return h.digest(); };
   // Verdicts are remembered by H(signature || key || message): an auditor often re-checks the same bundle,
   // and the differential tests check thousands of variants of one, at a few milliseconds per verification.
   const verdicts = new Map();
@@ -188,6 +195,6 @@
     EXIT, JejakError, fail, malformed,
     hex, fromHex, concat, equal, compare, ascii,
     isInt, isUint, isBytes, isText, isMap, isArray,
-    MAX_DEPTH, decode, encode, sha256, ed25519Verify, sigStructure, deviceId,
+    MAX_DEPTH, decode, head, encode, sha256, sha256Parts, ed25519Verify, sigStructure, deviceId,
   });
 })(globalThis.Jejak = globalThis.Jejak || {});

@@ -688,6 +688,7 @@
       etc.sha512Sync = (...m) => sha5122(etc.concatBytes(...m));
       globalThis.JejakNoble = {
         sha256: (b) => sha2562(b),
+        sha256Create: () => sha2562.create(),
         // RFC 8032 checks (not ZIP-215): canonical point encodings, S < L.
         verify: (sig, msg, pub) => {
           try {
