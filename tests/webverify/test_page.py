@@ -207,3 +207,81 @@ def test_page_refuses_a_file_larger_than_any_bundle_unread(tmp_path: Path) -> No
         assert check_file(driver, EXAMPLE, huge) == ("FAILED: MALFORMED (exit code 11)", "MALFORMED", "11")
     finally:
         close()
+
+
+def test_page_shows_progress_and_the_verdict_of_a_mid_size_bundle(tmp_path: Path) -> None:
+    """A bundle of a few MB: while it is checked the page says how many of its records and receipts are done, in
+    increasing steps up to all of them, and then gives the verdict."""
+    page = tmp_path / "jejak-verify.html"
+    page.write_text(standalone_page(), encoding="utf-8")
+    bundle = tmp_path / "mid.jejak"
+    bundle.write_bytes(large_bundle(5000))
+    held = cbor2.loads(bundle.read_bytes())
+    total = len(held["hub_log"]) + sum(len(log["records"]) for log in held["logs"]) + len(held["receipts"])
+    driver, close = browser()
+    try:
+        load(driver, page.as_uri())
+        driver.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+        driver.execute_script(
+            "const busy = document.getElementById('busy'); window.said = [];"
+            "new MutationObserver(() => said.push(busy.textContent)).observe(busy, {childList: true, subtree: true, characterData: true});")
+        driver.find_element(By.ID, "bundle-file").send_keys(str(bundle))
+        driver.find_element(By.ID, "run").click()
+        wait_for(driver, "return !document.getElementById('result').hidden", timeout=600)
+        assert driver.find_element(By.ID, "verdict").text == "VERIFIED (exit code 0)"
+        assert driver.find_element(By.ID, "what").text.startswith("Verified: 5004 records of 4 devices")
+        said = driver.execute_script("return window.said")
+        progress = [re.fullmatch(rf"Checking {bundle.stat().st_size} bytes… (\d+) of (\d+) records and receipts "
+                                 r"checked \((\d+)%\)\.", text) for text in said]
+        steps = [(int(m[1]), int(m[2]), int(m[3])) for m in progress if m]
+        assert len(steps) >= 2, said
+        assert all(t == total for _, t, _ in steps), (steps, total)
+        assert [d for d, _, _ in steps] == sorted({d for d, _, _ in steps}), steps
+        assert steps[-1] == (total, total, 100), steps
+        assert said[-1] == "" and driver.find_element(By.ID, "error").text == ""
+    finally:
+        close()
+
+
+# Scripts the one-file page builds its worker from (the <script data-src> elements); one more, added after the
+# page loaded, runs only in the worker and replaces the checks there with a failure the browser could give.
+HOOKS = {
+    # What a browser throws when it cannot allocate a bundle's buffers.
+    "BROWSER_OUT_OF_MEMORY": ("Jejak.verifyBundle = () => { throw new RangeError('Array buffer allocation failed'); };",
+                              "(RangeError: Array buffer allocation failed)"),
+    # A worker whose script fails: the browser's error event.
+    "BROWSER_FAILED": ("throw new Error('worker script failed');", "worker script failed"),
+    # A worker that stops reporting (as one stopped by the browser does): the page's watchdog.
+    "BROWSER_STALLED": ("Jejak.verifyBundle = () => { for (;;) {} };", "no progress for 3 seconds"),
+}
+
+
+def test_page_says_when_the_browser_stops_the_check(tmp_path: Path) -> None:
+    """A worker that fails, errors or stops reporting ends in no verdict, with a stable code and a message in the
+    auditor's language that says what happened and to use jejak-verify; the page is ready for the next file."""
+    page = tmp_path / "jejak-verify.html"
+    page.write_text(standalone_page(), encoding="utf-8")
+    driver, close = browser()
+    try:
+        for code, (hook, why) in HOOKS.items():
+            load(driver, page.as_uri())
+            driver.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+            driver.execute_script(
+                "const s = document.createElement('script'); s.type = 'text/plain'; s.dataset.src = 'verify/hook.js';"
+                "s.textContent = arguments[0]; document.body.appendChild(s); Jejak.ui.stallMs = 3000;", hook)
+            driver.find_element(By.ID, "bundle-file").send_keys(str(EXAMPLE))
+            driver.find_element(By.ID, "run").click()
+            wait_for(driver, "return document.getElementById('error').dataset.code", timeout=120)
+            error = driver.find_element(By.ID, "error")
+            assert error.get_attribute("data-code") == code
+            assert error.text.startswith(f"NO VERDICT ({code}): "), error.text
+            assert error.text.endswith("Check it with jejak-verify.") or "Check it with jejak-verify, or" in error.text
+            assert "neither verified nor failed" in error.text and why in error.text, error.text
+            assert driver.find_element(By.ID, "result").is_displayed() is False
+            assert driver.find_element(By.ID, "busy").text == ""
+            assert driver.find_element(By.ID, "run").is_enabled()
+            assert driver.execute_script("return Jejak.ui.worker") is None, "the worker is ended"
+            driver.find_element(By.CSS_SELECTOR, "[data-lang=id]").click()
+            assert error.text.startswith(f"TANPA HASIL ({code}): ") and "Periksa dengan jejak-verify" in error.text
+    finally:
+        close()
