@@ -239,6 +239,13 @@ def test_page_shows_progress_and_the_verdict_of_a_mid_size_bundle(tmp_path: Path
         assert [d for d, _, _ in steps] == sorted({d for d, _, _ in steps}), steps
         assert steps[-1] == (total, total, 100), steps
         assert said[-1] == "" and driver.find_element(By.ID, "error").text == ""
+        # With --against, the older bundle's check is shown as its own.
+        driver.execute_script("window.said.length = 0")
+        assert check_file(driver, EXAMPLE, OLDER)[0] == "VERIFIED (exit code 0)"
+        older = cbor2.loads(OLDER.read_bytes())
+        n = len(older["hub_log"]) + sum(len(log["records"]) for log in older["logs"]) + len(older["receipts"])
+        assert f"Checking the older bundle… {n} of {n} records and receipts checked (100%)." in driver.execute_script(
+            "return window.said"), driver.execute_script("return window.said")
     finally:
         close()
 

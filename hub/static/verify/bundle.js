@@ -73,9 +73,10 @@
   // Steps carry a message key and values; the page translates them. A problem is {code, message, where}; the
   // problems are kept in the order of the checks (§12.3), and the first one is the verdict.
   class Report {
-    constructor() { this.steps = []; this.devices = []; this.problems = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; }
-    // One record or receipt checked: the page shows how far a long check has come (options.progress).
-    tick() { this.done += 1; if (this.onProgress) this.onProgress(this.done, this.total); }
+    constructor() { this.steps = []; this.devices = []; this.problems = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; this.stage = "bundle"; }
+    // One record or receipt checked: the page shows how far a long check has come (options.progress), in the
+    // bundle or, for --against, in the older bundle (stage "older").
+    tick() { this.done += 1; if (this.onProgress) this.onProgress(this.done, this.total, this.stage); }
     step(key, vars, problem) { this.steps.push({ key, vars: vars || {}, ok: !problem, problem: problem || null }); }
     add(problem, dev) { if (problem) { this.problems.push(problem); if (dev) dev.problems.push(problem); } return problem; }
     finish() {
@@ -454,7 +455,7 @@
       const old = parseBundle(olderBytes);
       const key = pinned || bundle.hubKey;
       if (!equal(old.hubKey, bundle.hubKey) || (pinned && !equal(pinned, bundle.hubKey))) fail("INVALID_CHECKPOINT", "the two bundles come from different hubs");
-      const oldReport = new Report();
+      const oldReport = Object.assign(new Report(), { total: items(old), stage: "older", onProgress: report.onProgress });
       verifyParsed(old, key, oldReport);
       if (oldReport.problems.length) { const q = oldReport.problems[0]; fail(q.code, "older bundle: " + q.message); }
       const o = oldReport.checkpoints[oldReport.checkpoints.length - 1], n = report.checkpoints[report.checkpoints.length - 1];
@@ -481,7 +482,11 @@
     return isNaN(d) ? String(seconds) : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
   }
 
-  // bundleBytes, options {hubKey: Uint8Array|null, against: Uint8Array|null} -> Report.
+  // What a check ticks through: each record of the hub's log and of the device logs, and each receipt.
+  const items = (bundle) => bundle.hubLog.length + bundle.logs.reduce((n, l) => n + l.records.length, 0) + bundle.receipts.length;
+
+  // bundleBytes, options {hubKey: Uint8Array|null, against: Uint8Array|null, progress: (done, total, stage) => void
+  // or absent} -> Report.
   function verifyBundle(bundleBytes, options) {
     const opts = options || {};
     const report = new Report();
@@ -490,7 +495,7 @@
     report.step("bundle.parse", { bytes: bundleBytes.length }, p);
     if (report.add(p)) return report.finish();
     report.bundle = { created: bundle.created, description: bundle.description, logs: bundle.logs.length };
-    report.total = bundle.hubLog.length + bundle.logs.reduce((n, l) => n + l.records.length, 0) + bundle.receipts.length;
+    report.total = items(bundle);
     report.onProgress = opts.progress || null;
     const pinned = opts.hubKey || null;
     verifyParsed(bundle, pinned, report);

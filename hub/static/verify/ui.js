@@ -81,7 +81,7 @@
     try {
       const bundle = await take(files.bundle);
       const against = files.older ? await take(files.older) : null;
-      const progress = (done, total) => busy("progress", { done, total, percent: Math.floor((100 * done) / Math.max(total, 1)) });
+      const progress = (done, total, stage) => busy(stage === "older" ? "progress.older" : "progress", { done, total, percent: Math.floor((100 * done) / Math.max(total, 1)) });
       last = await verifyOffThread(bundle, { hubKey: keyHex ? J.fromHex(keyHex) : null, against }, progress);
       render(last);
     } catch (e) {
@@ -138,9 +138,9 @@
     }
     const body = sources.join("\n;\n") + "\n;\n" + plain.toString() + "\n" +
       "let said = 0;\n" +
-      "const progress = (done, total) => {\n" +
+      "const progress = (done, total, stage) => {\n" +
       "  const now = Date.now();\n" +
-      "  if (now - said >= " + PROGRESS_MS + " || done === total) { said = now; postMessage({ progress: [done, total] }); }\n" +
+      "  if (now - said >= " + PROGRESS_MS + " || done === total) { said = now; postMessage({ progress: [done, total, stage] }); }\n" +
       "};\n" +
       "onmessage = (e) => {\n" +
       "  postMessage({ progress: [0, 0] });\n" +
@@ -166,7 +166,7 @@
       worker.onmessage = (e) => {
         heard = Date.now();
         const m = e.data;
-        if (m.progress) { if (m.progress[1]) progress(m.progress[0], m.progress[1]); return; }
+        if (m.progress) { if (m.progress[1]) progress(...m.progress); return; }
         if (m.report) return stop(null, m.report);
         // A RangeError in a check is the browser refusing memory ("Array buffer allocation failed") or another
         // of its limits ("Maximum call stack size exceeded"): the bundle is too large for this browser.
