@@ -160,9 +160,12 @@ def _requests(staff: str) -> Callable[[int], aiocoap.Message]:
 
 
 async def load(port: int, rate: float, total: int, devices: int,
-               report: Callable[[dict[str, Any]], None]) -> LoadCounts:
+               report: Callable[[dict[str, Any]], None], window: int | None = None) -> LoadCounts:
     """Send `total` requests of MIX at `rate` a second over `devices` sockets to 127.0.0.1:`port`, then wait
-    for the answers; `report` gets the counts every half second."""
+    for the answers; `report` gets the counts every half second. With a `window`, a device has at most that
+    many requests unanswered (RFC 7252's NSTART is 1), so `rate` is a ceiling: an edge slower than it (on a busy
+    machine) is sent what it answers, where a fixed offered rate would pile requests and retransmissions up in
+    its socket and its memory until they were given up."""
     loop = asyncio.get_running_loop()
     counts = LoadCounts()
     socks = []
@@ -177,7 +180,11 @@ async def load(port: int, rate: float, total: int, devices: int,
         due = min(total, int((now - start) * rate) + 1) - counts.sent
         for _ in range(due):
             n = counts.sent
-            socks[n % devices].send(make(n), now)
+            sock = next((d for d in (socks[(n + i) % devices] for i in range(devices))
+                         if window is None or len(d.pending) < window), None)
+            if sock is None:
+                break  # every device waits for an answer
+            sock.send(make(n), now)
         if now >= next_sweep:
             for sock in socks:
                 sock.sweep(now)
@@ -204,12 +211,13 @@ def _load_main(argv: list[str]) -> int:
     p.add_argument("--rate", type=float, required=True)
     p.add_argument("--total", type=int, required=True)
     p.add_argument("--devices", type=int, default=32)
+    p.add_argument("--window", type=int, help="requests a device may have unanswered (default: no limit)")
     args = p.parse_args(argv)
 
     def report(line: dict[str, Any]) -> None:
         print(json.dumps(line), flush=True)
 
-    counts = asyncio.run(load(args.port, args.rate, args.total, args.devices, report))
+    counts = asyncio.run(load(args.port, args.rate, args.total, args.devices, report, args.window))
     lat = sorted(counts.latencies) or [0.0]
     report({"done": True, "sent": counts.sent, "answered": counts.answered, "ok": counts.ok,
             "refused_5_03": counts.refused_5_03, "other_errors": counts.other_errors,
@@ -315,14 +323,15 @@ class EdgeUnderLoad:
                 self.proc.kill()
                 self.proc.wait(10)
 
-    async def drive(self, rate: float, total: int, devices: int = 32) -> dict[str, Any]:
-        """Load at `rate` until `total` requests are answered or given up; the load process's totals."""
+    async def drive(self, rate: float, total: int, devices: int = 32, window: int | None = None) -> dict[str, Any]:
+        """Load at `rate` (at most `window` unanswered a device, see `load`) until `total` requests are answered
+        or given up; the load process's totals."""
         assert self.proc is not None
         pid = self.proc.pid
         self.samples.append(Sample(at_s=0.0, answered=0, **memory(pid)))
         loader = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge.memory_bench", "--port", str(self.port), "--rate", str(rate),
-            "--total", str(total), "--devices", str(devices),
+            "--total", str(total), "--devices", str(devices), *(("--window", str(window)) if window else ()),
             stdout=asyncio.subprocess.PIPE, cwd=str(Path(__file__).resolve().parents[1]))
         start = time.perf_counter()
         last: dict[str, Any] = {}
