@@ -29,6 +29,7 @@ from typing import Any
 
 from tests.netns.harness import Lan, LanError
 from tests.ports import free_coap, free_tcp, free_udp
+from tests.wait import PATIENCE
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_763_900_000
@@ -158,13 +159,15 @@ class HubProc(Proc):
     def coap(self) -> str:
         return f"coap://{self.host}:{self.coap_port}"
 
-    def wait_up(self, timeout: float = 30.0) -> None:
+    def wait_up(self, timeout: float = 30.0 * PATIENCE) -> None:
+        # Starting (imports, the store opened) takes several times as long on a busy machine, and each probe waits
+        # for an answer that the starting hub may be slow to give.
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise FaultError(f"hub exited with {self.proc.returncode}: {self.tail()}")
             try:
-                http_json(f"{self.url}/api/status", timeout=1)
+                http_json(f"{self.url}/api/status", timeout=5)
                 return
             except (OSError, ValueError):
                 time.sleep(0.05)
@@ -231,7 +234,7 @@ class EdgeProc(Proc):
             f'[sync]\nmdns = false\ninterval_s = 0.5\npeers = [{peers}]\n'
             f'[sim]\ntap_interval_ms = {tap_interval_ms}\nseed = {self.seed}\n{limits}')
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 30.0 * PATIENCE) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(e.get("msg") == "ready" for e in read_log(self.log)[self.offset:]):

@@ -25,6 +25,7 @@ from typing import Any
 from aiocoap.numbers.constants import TransportTuning
 
 from hub.config import HubConfig
+from tests.wait import PATIENCE
 
 RENEW_AFTER = 2000
 EXCHANGE_LIFETIME_S: float = TransportTuning().EXCHANGE_LIFETIME  # how long the hub's CoAP server dedups an exchange
@@ -53,7 +54,10 @@ def _proc(pid: int) -> dict[str, int]:
             "fds": len(os.listdir(f"/proc/{pid}/fd"))}
 
 
-async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: float = 1440.0) -> dict[str, Any]:
+async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: float = 1440.0,
+               records: int = 0) -> dict[str, Any]:
+    """Run for `minutes`, and on until the hub has acknowledged `records` (a busy machine pushes fewer a second),
+    for at most 2 * PATIENCE times `minutes` more; the figures of `summarise`."""
     import aiocoap
     import cbor2
 
@@ -65,13 +69,17 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
     serve = ("-m", "tests.harness.soak", "--serve-hub", "--epoch", repr(clock.epoch), "--scale", repr(scale))
     hub = HubProc(root / "hub", checkpoint_interval=10.0, command=serve)  # the default interval
     hub.start()
-    await asyncio.to_thread(hub.wait_up)
-    assert hub.proc is not None
     builders = []
-    for i in range(devices):
-        signer = Ed25519Signer.from_seed((5000 + i).to_bytes(32, "big"))
-        hub.enroll(signer, f"dev{i}")
-        builders.append(ChainBuilder(signer, clock=clock, boot=1))
+    try:
+        await asyncio.to_thread(hub.wait_up)
+        for i in range(devices):
+            signer = Ed25519Signer.from_seed((5000 + i).to_bytes(32, "big"))
+            hub.enroll(signer, f"dev{i}")
+            builders.append(ChainBuilder(signer, clock=clock, boot=1))
+    except BaseException:
+        hub.stop()  # a hub that never came up, or refused an enrollment, is not left running
+        raise
+    assert hub.proc is not None
     pushed = [0]
     requests = [0]
     failures = [0]
@@ -94,7 +102,7 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
                     body = encode_records(builders[i].device_id, sent[i], state[i])
                     msg = aiocoap.Message(code=aiocoap.POST, uri=f"{hub.coap}/sync/records", payload=body)
                     try:
-                        async with asyncio.timeout(10):
+                        async with asyncio.timeout(10 * PATIENCE):  # a busy machine's hub answers late, not never
                             resp = await ctx.request(msg).response
                         ack = cbor2.loads(resp.payload) if resp.code.is_successful() else {}
                     except Exception:
@@ -119,8 +127,13 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
     groups = [list(range(g, devices, 16)) for g in range(min(16, devices))]
     tasks = [asyncio.create_task(device_loop(g)) for g in groups]
     started = time.monotonic()
+
+    def going() -> bool:
+        elapsed = time.monotonic() - started
+        return elapsed < duration or (pushed[0] < records and elapsed < duration * (1 + 2 * PATIENCE))
+
     try:
-        while time.monotonic() - started < duration:
+        while going():
             await asyncio.sleep(1.0)
             sample = {"t": round(time.monotonic() - started, 1), **_proc(hub.proc.pid),
                       "tasks": len(asyncio.all_tasks()), "records": pushed[0], "requests": requests[0]}
