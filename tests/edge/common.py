@@ -10,6 +10,7 @@ from coap_server.client import EdgeClient
 from edge.config import CoapConfig, EdgeConfig, Limits, SimConfig, SyncConfig
 from edge.daemon import EdgeDaemon
 from ledger import ChainBuilder, Ed25519Signer
+from tests.wait import PATIENCE
 
 
 def edge_config(data_dir: Path, **changes: object) -> EdgeConfig:
@@ -64,7 +65,8 @@ class DaemonProcess:
         self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(config)],
                                      cwd=repo, stdout=self._fh, stderr=self._fh)
 
-    def wait_ready(self, timeout: float = 20.0, after: int = 0) -> dict:
+    def wait_ready(self, timeout: float = 20.0 * PATIENCE, after: int = 0) -> dict:
+        # A process starting on a busy machine takes several times as long to import and open its store.
         import json
         import time
 
