@@ -23,6 +23,7 @@ from hub import config as hub_config
 from hub.markets.webhooks import RetryPolicy
 from hub.mbg import load_plan
 from tests.edge.common import edge_config as make_edge_config
+from tests.wait import wait_for, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -120,6 +121,18 @@ class NotifySocket:
     def count(self, state: str, since: float = 0.0) -> int:
         return sum(1 for at, msg in self.messages if msg == state and at >= since)
 
+    def mark(self) -> int:
+        """How many datagrams came before one sent now: sent here and waited for, so every datagram sent before it
+        has been read too (a time taken when a datagram is read is late by however long this thread waited)."""
+        token = f"MARK={len(self.messages)}:{time.monotonic()}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(token.encode(), str(self.path))
+        wait_until(lambda: any(msg == token for _, msg in self.messages), what="the mark to be read")
+        return next(i for i, (_, msg) in enumerate(self.messages) if msg == token)
+
+    def count_after(self, state: str, mark: int) -> int:
+        return sum(1 for _, msg in self.messages[mark:] if msg == state)
+
     def wait(self, state: str, n: int = 1, timeout: float = 30.0, since: float = 0.0) -> None:
         deadline = time.monotonic() + timeout
         while self.count(state, since) < n:
@@ -166,15 +179,32 @@ async def test_edge_is_not_petted_while_its_commit_path_is_stuck(tmp_path: Path,
     stuck = threading.Event()
     try:
         await asyncio.to_thread(sock.wait, "WATCHDOG=1", 2)
-        assert daemon.commit is not None
+        commit = daemon.commit
+        assert commit is not None
+        # A pet whose check began before the hang may still land, however late a busy machine runs it; the checks
+        # are made one after another, so once a check that began after the hang is answered, none can.
+        hung = False
+        checks_after: list[bool] = []
+        alive = commit.alive
+
+        async def check(timeout: float) -> bool:
+            after = hung
+            answer = await alive(timeout)
+            if after:
+                checks_after.append(answer)
+            return answer
+
+        monkeypatch.setattr(commit, "alive", check)
         # the commit writer hangs, as in an fsync on a failing SD card
-        daemon.commit._executor.submit(stuck.wait, 30)
-        await asyncio.sleep(0.3)  # a pet already on its way may still land
-        since = time.monotonic()
-        await asyncio.sleep(1.0)  # five pet periods
-        assert sock.count("WATCHDOG=1", since) == 0
+        commit._executor.submit(stuck.wait, 30)
+        hung = True
+        await wait_for(lambda: checks_after, what="a watchdog check begun after the hang")
+        mark = await asyncio.to_thread(sock.mark)
+        await asyncio.sleep(1.0)  # five pet periods (or more on a busy machine)
+        assert sock.count_after("WATCHDOG=1", mark) == 0, sock.messages[mark:]
+        assert not any(checks_after), checks_after
         stuck.set()
-        await asyncio.to_thread(sock.wait, "WATCHDOG=1", 1, 10.0, since)
+        await wait_for(lambda: sock.count_after("WATCHDOG=1", mark) >= 1, what="pets once the commit path is back")
     finally:
         stuck.set()
         await daemon.close()
