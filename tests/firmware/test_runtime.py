@@ -7,7 +7,7 @@ import time
 from firmware import bench, drivers, hal, runtime, sim
 from firmware.schedule import SensorSchedule, Watchdog
 from firmware.tap import TapConfig, TapMachine
-from tests.wait import wait_for
+from tests.wait import PATIENCE, wait_for
 
 
 class BlockingReader(hal.NfcReader):
@@ -54,12 +54,12 @@ async def test_blocking_reader_runs_off_the_loop_and_a_hung_poll_is_restarted():
     reader.hang.set()
     ticks = 0
     started = time.monotonic()
-    while reader.restarts == 0 and time.monotonic() - started < 5:
+    while reader.restarts == 0 and time.monotonic() - started < 5 * PATIENCE:
         await asyncio.sleep(0.01)
         ticks += 1  # the event loop keeps running while the poll hangs in its thread
     assert reader.restarts == 1 and ticks > 10
     polls = rt.stats["polls"]
-    while rt.stats["polls"] == polls and time.monotonic() - started < 5:
+    while rt.stats["polls"] == polls and time.monotonic() - started < 5 * PATIENCE:
         await asyncio.sleep(0.01)
     rt.stop()
     await task
