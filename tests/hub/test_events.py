@@ -74,14 +74,13 @@ async def test_a_hub_stopping_ends_its_open_event_streams_instead_of_waiting_for
     own shutdown timeout (60 s, longer than systemd waits before it kills the hub and its final checkpoint)."""
     config = HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False)
     running = await start_hub(config)
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"{running.http_url}/api/events") as resp:
-            assert (await resp.content.readline()).startswith(b"retry:")
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            await asyncio.wait_for(running.close(), 120)
-            took = loop.time() - started
-            async with asyncio.timeout(20):
-                rest = await resp.content.read()  # the stream ended: the rest reads to its end
+    async with aiohttp.ClientSession() as session, session.get(f"{running.http_url}/api/events") as resp:
+        assert (await resp.content.readline()).startswith(b"retry:")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(running.close(), 120)
+        took = loop.time() - started
+        async with asyncio.timeout(20):
+            rest = await resp.content.read()  # the stream ended: the rest reads to its end
     assert b"keep-alive" not in rest
     assert took < 45, f"the hub took {took:.1f} s to stop with an event stream open"
