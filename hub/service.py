@@ -144,8 +144,6 @@ class _Commit:
     tiles: list[bytes]
 
 
-
-
 @dataclass(slots=True)
 class _Offer:
     """One range offered to `Hub.ingest`, waiting for a commit (its own or another thread's group)."""
