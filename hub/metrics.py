@@ -214,6 +214,10 @@ class _HubCollector(Collector):
                                 "PostgreSQL: ask the database).", value=self._store_bytes())
         yield GaugeMetricFamily("jejak_hub_analytics_derive_seconds", "How long the last derivation of the "
                                 "analytics' alerts took (MBG, markets).", value=self.derive_seconds())
+        yield CounterMetricFamily("jejak_hub_writer_busy_seconds", "Seconds the hub's one writer has spent ingesting "
+                                  "(merging, waiting for signature checks, committing); its rate is the share of the "
+                                  "time ingest keeps it busy, and over a half holds the alerts' derivation back.",
+                                  value=hub.writer_busy_s)
         if self.refill is not None:
             progress = self.refill()
             yield GaugeMetricFamily("jejak_hub_refill_running", "1 while the read models are being refilled from "

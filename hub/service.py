@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import itertools
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
@@ -227,6 +229,7 @@ class Hub:
         self.hub_id = device_id_for(signer.public_key)
         self.listeners = Listeners()
         self._lock = threading.RLock()
+        self._busy_s = 0.0  # seconds the writer has held the lock for ingest (`writer_busy_s`)
         self._offers: list[_Offer] = []  # ranges offered to `ingest` and not merged yet, oldest first
         self._offered = threading.Condition(threading.Lock())  # guards the offers and who commits them
         self._leading = False  # a thread is committing a group of offers
@@ -507,6 +510,23 @@ class Hub:
                 out.append(([rec], at))
         return out
 
+    @property
+    def writer_busy_s(self) -> float:
+        """Seconds the writer has spent ingesting so far (merging, waiting for the workers' signature checks,
+        committing): its growth over a stretch of time, divided by that time, is how busy ingest keeps it. The
+        read models hold their derivations back while it stays high (hub/views.py, Views._settle)."""
+        return self._busy_s
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The writer's lock, for ingest, with the time it is held counted in `writer_busy_s`."""
+        with self._lock:
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                self._busy_s += time.perf_counter() - started
+
     def ingest(self, device_id: bytes, raws: Sequence[bytes], *,
                check: SignatureCheck | None = None) -> IngestResult:
         """Verify an offered range of one device's log and merge what extends it (`check`: signatures checked
@@ -525,7 +545,7 @@ class Hub:
             self._leading = self._leading or lead
         if lead:  # this thread commits every offer waiting, its own among them
             try:
-                with self._lock:
+                with self._writing():
                     self._commit_offers()
             finally:
                 with self._offered:
@@ -576,7 +596,7 @@ class Hub:
         writer was busy with what came before."""
         if checks is None:
             checks = self.checks_ahead(items, verifier)
-        with self._lock:
+        with self._writing():
             try:
                 out, told = self._merge_many(items, checks)
             finally:

@@ -37,6 +37,9 @@ log = logging.getLogger("jejak.hub.views")
 
 BURST_QUIET_S = 0.3  # no records for this long: a burst is over, derive (see Views._settle)
 BURST_HOLD_S = 5.0  # the longest a burst of records holds the derivation of alerts back
+BACKLOG_HOLD_S = 60.0  # the longest a burst that keeps the writer busy (a backlog) holds it back
+BACKLOG_BUSY = 0.5  # the share of the time ingest keeps the writer busy from which a burst is a backlog
+BACKLOG_WINDOW_S = 3.0  # over the last this many seconds (a commit's time counts when it ends)
 REFILL_BATCH = 2000  # records read and folded in per hold of the read models' lock
 MBG_KINDS = frozenset({"scan", "stock"})
 MARKET_KINDS = frozenset({"price", "reading", "note"})
@@ -150,6 +153,7 @@ class Views:
                  kitchen_regions: Mapping[str, str] | None = None, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, keep_days: int = 8, rederive_s: float = 60.0,
                  burst_quiet_s: float = BURST_QUIET_S, burst_hold_s: float = BURST_HOLD_S,
+                 backlog_hold_s: float = BACKLOG_HOLD_S, writer_busy: Callable[[], float] | None = None,
                  refill: bool = False, refill_batch: int = REFILL_BATCH,
                  refill_pause: Callable[[RefillProgress], None] | None = None,
                  state_dir: Path | None = None, webhook_retry: RetryPolicy | None = None,
@@ -158,6 +162,8 @@ class Views:
         # Findings that follow the clock (overdue, unreturned, a timer still open) appear without new records.
         self.rederive_s = rederive_s
         self.burst_quiet_s, self.burst_hold_s = burst_quiet_s, burst_hold_s  # see _settle
+        self.backlog_hold_s = backlog_hold_s
+        self._writer_busy = writer_busy or (lambda: hub.writer_busy_s)  # seconds, growing; see _settle
         self.clock = clock or hub.clock
         self.events = events
         self.keep_days = keep_days
@@ -434,12 +440,28 @@ class Views:
         derivations' time). Each derivation settles the whole day again and shares the interpreter with the
         writer: while an edge's backlog arrives, derivations every fraction of a second cost the hub more
         than taking the records off the wire, and raise alerts from part of the backlog that the rest then
-        resolves. Records that arrive further apart than `burst_quiet_s` have theirs derived as before."""
+        resolves. Records that arrive further apart than `burst_quiet_s` have theirs derived as before.
+
+        A burst that keeps the writer busy over `BACKLOG_BUSY` of the last `BACKLOG_WINDOW_S` (edges catching up
+        after an outage, a region pulled) is a backlog: it holds derivation back past `burst_hold_s`, up to
+        `backlog_hold_s`. A derivation in the middle of one costs the writer about as much interpreter time as
+        the records it settles took to ingest, and settles again a day the rest of the backlog changes."""
         quiet = max(self.burst_quiet_s, 2 * self._last_derive_s)
-        until = time.monotonic() + max(self.burst_hold_s, 10 * self._last_derive_s)
+        started = time.monotonic()
+        until = started + max(self.burst_hold_s, 10 * self._last_derive_s)
+        latest = max(until, started + self.backlog_hold_s)
+        seen = deque([(started, self._writer_busy())])  # (when, writer's busy seconds), BACKLOG_WINDOW_S back
         self._dirty.clear()
-        while not self._stop.wait(quiet) and self._dirty.is_set() and time.monotonic() < until:
+        while not self._stop.wait(quiet) and self._dirty.is_set():
             self._dirty.clear()
+            now = time.monotonic()
+            seen.append((now, self._writer_busy()))
+            while len(seen) > 2 and seen[1][0] <= now - BACKLOG_WINDOW_S:
+                seen.popleft()
+            (then, busy_then), (_, busy_now) = seen[0], seen[-1]
+            backlog = busy_now - busy_then > BACKLOG_BUSY * (now - then)
+            if now >= latest or (now >= until and not backlog):
+                break
         self._dirty.clear()
 
     @property

@@ -77,6 +77,7 @@ async def test_hub_metrics_follow_ingest_refusals_and_checkpoints(tmp_path, hub,
         assert value(found, "process_resident_memory_bytes") > 10_000_000
         for name in ("jejak_hub_store_bytes", "jejak_hub_analytics_derive_seconds", "jejak_hub_verify_seconds"):
             assert name in found
+        assert 0 < value(found, "jejak_hub_writer_busy_seconds") <= hub.writer_busy_s  # the records pushed above
         assert value(found, "jejak_hub_kind_index_behind") == 0  # a store written with the index from its start
         assert value(found, "jejak_hub_chain_figures_behind") == 0  # and with the figures
         hub.checkpoint(force=True)

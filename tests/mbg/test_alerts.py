@@ -131,10 +131,40 @@ def test_a_burst_of_records_is_derived_once_it_pauses(hub) -> None:
 
 def test_a_burst_holds_the_derivation_back_for_a_bounded_time(hub) -> None:
     hub, clock = hub
-    views = Views(hub, plan=PLAN, clock=clock, burst_quiet_s=2.0, burst_hold_s=1.0)
+    # A burst that leaves the writer idle most of the time (`writer_busy` does not grow): not a backlog.
+    views = Views(hub, plan=PLAN, clock=clock, burst_quiet_s=2.0, burst_hold_s=1.0, writer_busy=lambda: 0.0)
     views.start()
     try:
         # Without a pause: the derivation comes once the burst has held it back `burst_hold_s`.
         _stream(hub, clock, lambda: views.derive_seconds > 0, at_least=0.0)
     finally:
         views.close()
+
+
+def test_a_backlog_holds_the_derivation_back_longer_but_for_a_bounded_time(hub) -> None:
+    hub, clock = hub
+    # The writer busy all the time (its busy seconds grow as fast as the clock): edges catching up.
+    views = Views(hub, plan=PLAN, clock=clock, burst_quiet_s=2.0, burst_hold_s=0.5, backlog_hold_s=12.0,
+                  writer_busy=time.monotonic)
+    views.start()
+    derived_at_5s: list[float] = []
+
+    def derived() -> bool:
+        if not derived_at_5s:  # `_stream` asks first once `at_least` has passed
+            derived_at_5s.append(views.derive_seconds)
+        return views.derive_seconds > 0
+
+    try:
+        # Past `burst_hold_s` and two quiet periods the backlog still holds the derivation back; it comes by
+        # `backlog_hold_s` although the records never pause.
+        _stream(hub, clock, derived, at_least=5.0)
+        assert derived_at_5s == [0], "derived in the middle of a backlog"
+    finally:
+        views.close()
+
+
+def test_the_writer_counts_the_time_ingest_keeps_it_busy(hub) -> None:
+    hub, clock = hub
+    before = hub.writer_busy_s
+    _stream(hub, clock, lambda: True, at_least=0.2)
+    assert hub.writer_busy_s > before
