@@ -246,13 +246,15 @@ class RunningHub:
         if self.discovery is not None:
             with contextlib.suppress(Exception):
                 await self.discovery.close()
+        # No new work from either listener before what serves it closes: HTTP first (/api/status stops answering,
+        # the start's order reversed; requests in flight end with the read models still open), then CoAP.
+        await self.runner.cleanup()
+        await self.coap.shutdown()
+        await asyncio.to_thread(self.verifier.close)  # after CoAP: no pushed range starts its workers again
         await asyncio.to_thread(self.views.close)
         await self.views.alerts.close()
         if self.bridges is not None:
             stop_bridges(self.bridges)
-        await self.coap.shutdown()
-        await asyncio.to_thread(self.verifier.close)  # after CoAP: no pushed range starts its workers again
-        await self.runner.cleanup()
         self.security.close()
         await asyncio.to_thread(self.hub.checkpoint)
         self.hub.store.close()
@@ -379,14 +381,21 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         metrics.watch_regions(hub, tiers.states)
     api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",
                  routes=[*domain_routes, security.register, metrics.register, tiers.register, *routes])
-    runner = web.AppRunner(api.app(), access_log=None)
-    await runner.setup()
-    guard(runner, Cap(total=config.http_connections, per_address=config.http_connections_per_address,
-                      shared=proxies), setting="http_connections, http_connections_per_address")
-    await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
-                          port=config.http_port, setting="http_port")
-    http_port = runner.addresses[0][1]
+    # CoAP (UDP and TCP) is bound before HTTP accepts a connection: /api/status answering is what a health check,
+    # a readiness probe or an operator takes for "the hub is up", so by then a device's push is taken too.
     coap, coap_port = await _serve_coap(config, hub, security, metrics, verifier)
+    runner = web.AppRunner(api.app(), access_log=None)
+    try:
+        await runner.setup()
+        guard(runner, Cap(total=config.http_connections, per_address=config.http_connections_per_address,
+                          shared=proxies), setting="http_connections, http_connections_per_address")
+        await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
+                              port=config.http_port, setting="http_port")
+    except BaseException:
+        await runner.cleanup()
+        await coap.shutdown()  # its port is free again when the start stops (a port taken since the claim, say)
+        raise
+    http_port = runner.addresses[0][1]
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
     if config.upstream:
         tasks.append(asyncio.create_task(tiers.run(config.checkpoint_interval)))
