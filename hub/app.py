@@ -99,6 +99,41 @@ def load_or_create_key(path: Path) -> Ed25519Signer:
     return signer
 
 
+def existing_key(config: HubConfig) -> Ed25519Signer:
+    """The key of the hub that `config` describes, for a command that reads that hub (`jejak hub verify`, `jejak hub
+    archive`, `jejak enroll qr`): only a hub's first start makes its key, so here a missing one stops the command
+    with KEY_FILE, saying which of three it is (no data_dir there, a store without its key, no hub started there
+    yet), and nothing in data_dir is made or written."""
+    data_dir = Path(config.data_dir)
+    key_path = data_dir / "hub.key"
+    signer = read_key(key_path)
+    if signer is not None:
+        return signer
+    start = "start the hub first (jejak hub run with this config): its first start makes the key"
+    restore = "put back the hub.key this store was written with (from the backup of data_dir)"
+    if not data_dir.is_dir():
+        found, hint = (f"data_dir {data_dir} does not exist",
+                       f"check data_dir in the config (a typo?); if no hub has run with it yet, {start}")
+    elif config.store.backend == "postgres":
+        found, hint = "no hub has started with this data_dir, or its key was lost", f"{start}; if it has run, {restore}"
+    elif config.store_path.exists():
+        found, hint = f"the store at {config.store_path} is there without it", restore
+    else:
+        found, hint = "no hub has started with this data_dir yet", start
+    raise KeyFileError(f"no hub key at {key_path}: {found}; this command reads a hub and never makes its key",
+                       where="data_dir", hint=hint)
+
+
+def open_existing_store(config: HubConfig) -> HubStore:
+    """The store of the hub that `config` describes, for a command that reads it: an LMDB store that is not there
+    stops the command with STORE_ERROR instead of being made empty (and reported as an intact store of nothing)."""
+    if config.store.backend == "lmdb" and not config.store_path.is_dir():
+        setting = "store.path" if config.store.path else "data_dir"
+        raise StoreError(f"no hub store at {config.store_path}", where=setting,
+                         hint=f"check {setting} in the config: a hub's store is made by its first start only")
+    return open_store(config)
+
+
 def refuse_lost_key(store: HubStore, key_path: Path) -> None:
     """Refuse to make a new hub key over a store a hub has already signed: the key was lost (a restore without
     it, say), and a new one would be another hub that the store refuses, with its key file left behind."""

@@ -78,15 +78,16 @@ async def _loop_answers(timeout: float) -> bool:
 def _hub_verify(args: argparse.Namespace) -> int:
     """Check every record of the hub's store against its id and leaf, and every checkpoint's root; damaged
     records are noted for restore as the running hub notes them. Exit 0 when intact, RECORD_DAMAGED's code
-    when not."""
-    from hub.app import load_or_create_key, open_store
+    when not. It reads an existing hub: a missing key or store stops it (KEY_FILE, STORE_ERROR) with nothing made."""
+    from hub.app import existing_key, open_existing_store
     from hub.config import load
     from hub.integrity import check_store
     from hub.service import Hub
     from hub.store import DamagedRecord
 
     config = load(args.config)
-    hub = Hub(open_store(config), load_or_create_key(Path(config.data_dir) / "hub.key"), clock=lambda: 0)
+    key = existing_key(config)
+    hub = Hub(open_existing_store(config), key, clock=lambda: 0)
     try:
         result = check_store(hub, full=True)
     finally:
@@ -102,24 +103,30 @@ def _hub_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else DamagedRecord.exit_code
 
 
+def _postgres_only(config: HubConfig) -> None:
+    """Refuse an LMDB hub's config for `jejak hub archive` before its store is opened (opening would make one)."""
+    from hub.config import ConfigError
+
+    if config.store.backend != "postgres":
+        raise ConfigError("jejak hub archive works on the PostgreSQL store; this hub's store is LMDB",
+                          where="store.backend", hint="an LMDB hub keeps everything; back its files up instead")
+
+
 def _archive_store(config: HubConfig) -> PgHubStore:
     """The PostgreSQL store of the hub that `config` describes, for `jejak hub archive` and its index."""
     from hub.app import open_store
-    from hub.config import ConfigError
     from hub.pg import PgHubStore
 
+    _postgres_only(config)
     store = open_store(config)
-    if not isinstance(store, PgHubStore):
-        store.close()
-        raise ConfigError("jejak hub archive works on the PostgreSQL store; this hub's store is LMDB",
-                          where="store.backend", hint="an LMDB hub keeps everything; back its files up instead")
+    assert isinstance(store, PgHubStore)
     return store
 
 
 def _hub_archive(args: argparse.Namespace) -> int:
     """Write the log partitions whose records all arrived before a date to files, check them against the tile
     roots the hub keeps, and drop their rows from the PostgreSQL store (the hub's own log stays)."""
-    from hub.app import load_or_create_key
+    from hub.app import existing_key
     from hub.config import load
     from ledger import device_id_for
 
@@ -127,9 +134,10 @@ def _hub_archive(args: argparse.Namespace) -> int:
         raise UsageError("jejak hub archive needs --before DATE and --to DIR",
                          hint="or `jejak hub archive index` to index archives written before tile files")
     config = load(args.config)
+    _postgres_only(config)
+    hub_id = device_id_for(existing_key(config).public_key)  # the hub's own log stays: it is never archived
     store = _archive_store(config)
     try:
-        hub_id = device_id_for(load_or_create_key(Path(config.data_dir) / "hub.key").public_key)
         parts = store.archive(args.before, args.to, keep=[hub_id], dry_run=args.dry_run)
     finally:
         store.close()
@@ -198,13 +206,14 @@ def enroll_uri(hub_url: str, hub_pubkey: bytes) -> str:
 
 
 def _enroll_qr(args: argparse.Namespace) -> int:
+    """Print the QR code of a hub that has started once (its first start makes the key the code carries)."""
     import qrcode
 
-    from hub.app import load_or_create_key
+    from hub.app import existing_key
     from hub.config import load
 
     config = load(args.config)
-    signer = load_or_create_key(Path(config.data_dir) / "hub.key")
+    signer = existing_key(config)
     url = args.hub_url or f"http://{config.http_host}:{config.http_port}"
     uri = enroll_uri(url, signer.public_key)
     qr = qrcode.QRCode(border=1)

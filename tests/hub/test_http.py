@@ -78,16 +78,18 @@ async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
 
 
 def test_enroll_qr_writes_png_with_hub_fingerprint(tmp_path, capsys):
+    from hub.app import load_or_create_key
+    from ledger import device_id_for
     from tools.cli import main
 
+    hub_key = load_or_create_key(tmp_path / "hub.key").public_key  # as the hub's first start made it
     config = tmp_path / "hub.toml"
     config.write_text(f'data_dir = "{tmp_path}"\n')
     png = tmp_path / "qr.png"
     assert main(["enroll", "qr", "--config", str(config), "--png", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "jejak-enroll:?hub=http://127.0.0.1:8470&id=" in out
+    assert f"jejak-enroll:?hub=http://127.0.0.1:8470&id={device_id_for(hub_key).hex()}&key={hub_key.hex()}" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert oct((tmp_path / "hub.key").stat().st_mode & 0o777) == "0o600"
 
 
 async def test_a_route_that_fails_after_its_streamed_answer_began_ends_the_connection_not_the_answer(caplog):
