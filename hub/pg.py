@@ -683,12 +683,12 @@ class PgHubStore:
         with self._tx():
             return self._conn.execute(sql, params).fetchall()
 
-    def put_device(self, device: DeviceInfo) -> None:
-        with self._tx():
+    def put_device(self, *devices: DeviceInfo) -> None:
+        with self._tx(), self._conn.cursor() as cur:
             # The status column is kept with the bytes in one statement, so the two never disagree.
-            self._conn.execute("INSERT INTO devices (device_id, data, status) VALUES (%s, %s, %s) "
-                               "ON CONFLICT (device_id) DO UPDATE SET data = excluded.data, status = excluded.status",
-                               (device.device_id, device.to_cbor(), device.status))
+            cur.executemany("INSERT INTO devices (device_id, data, status) VALUES (%s, %s, %s) "
+                            "ON CONFLICT (device_id) DO UPDATE SET data = excluded.data, status = excluded.status",
+                            [(device.device_id, device.to_cbor(), device.status) for device in devices])
 
     def get_device(self, device_id: bytes) -> DeviceInfo | None:
         row = self._query_one("SELECT data FROM devices WHERE device_id = %s", (device_id,))

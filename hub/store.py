@@ -290,7 +290,9 @@ FIGURES_MEANWHILE = "the chain's health page marks the devices whose figures are
 class HubStore(Protocol):
     """What the hub needs from storage. Implemented by LmdbHubStore and hub.pg.PgHubStore."""
 
-    def put_device(self, device: DeviceInfo) -> None: ...
+    def put_device(self, *devices: DeviceInfo) -> None:
+        """Store each device's info (a new one or a new standing), all in one write."""
+        ...
     def get_device(self, device_id: bytes) -> DeviceInfo | None: ...
     def devices(self) -> list[DeviceInfo]: ...
     def device_count(self) -> int: ...
@@ -574,9 +576,10 @@ class LmdbHubStore:
     def _write(self) -> lmdb.Transaction:
         return self._env.begin(write=True)
 
-    def put_device(self, device: DeviceInfo) -> None:
+    def put_device(self, *devices: DeviceInfo) -> None:
         with self._guard(), self._write() as txn:
-            txn.put(device.device_id, device.to_cbor(), db=self._db["devices"])
+            for device in devices:
+                txn.put(device.device_id, device.to_cbor(), db=self._db["devices"])
 
     def get_device(self, device_id: bytes) -> DeviceInfo | None:
         with self._env.begin() as txn:

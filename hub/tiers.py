@@ -124,14 +124,8 @@ class UpstreamHolder:
         """Many logs' ranges of one pull request, merged by the hub's one writer in one commit; with a
         CrossLogVerifier their signatures are checked on every core while the writer links them (`checks`: sent
         ahead by `check_ahead`)."""
-        out: dict[int, dict[str, Any]] = {}
-        merged = []
-        for i, (device_id, raws) in enumerate(items):
-            refusal = self._register(device_id, raws)
-            if refusal is None:
-                merged.append(i)
-            else:
-                out[i] = refusal
+        out = self._register(items)
+        merged = [i for i in range(len(items)) if i not in out]
         results = self.hub.ingest_many([items[i] for i in merged], verifier=self.verifier,
                                        checks=None if checks is None else [checks[i] for i in merged])
         for i, result in zip(merged, results, strict=True):
@@ -140,7 +134,7 @@ class UpstreamHolder:
 
     def receive(self, device_id: bytes, raws: Sequence[bytes], *,
                 check: SignatureCheck | None = None) -> dict[str, Any]:
-        refusal = self._register(device_id, raws)
+        refusal = self._register([(device_id, raws)]).get(0)
         if refusal is not None:
             return refusal
         try:
@@ -148,24 +142,32 @@ class UpstreamHolder:
         except LedgerError as exc:
             return _refused(exc)
 
-    def _register(self, device_id: bytes, raws: Sequence[bytes]) -> dict[str, Any] | None:
-        """Register a log first seen here from its genesis; the refusal if it does not start with one."""
-        if self.hub.store.get_device(device_id) is not None or not raws:
-            return None
-        try:
-            genesis = decode_record(raws[0])
-        except LedgerError as exc:
-            return _refused(exc)
-        if genesis.seq != 0 or genesis.kind != "key" or genesis.body is None:
-            return _refused(NotEnrolled("first record of a new log must be genesis"))
-        self.hub.store.put_device(DeviceInfo(
-            device_id=device_id, pubkey=genesis.body["pubkey"], site=relayed_site(self.upstream), role="relayed",
-            status="active", enrolled_at=self.hub.clock(), name=""))
-        # The relay's own decision, signed into its log like any approval: a bundle it exports verifies.
-        self.hub.approve(device_id)
-        if (point := self.revoked.get(device_id)) is not None:  # before its records: those past it are refused
-            _revoke_relayed(self.hub, self.upstream, device_id, point)
-        return None
+    def _register(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> dict[int, dict[str, Any]]:
+        """Register the logs first seen here from their genesis, all admitted together (`Hub.admit`: one commit
+        of their approvals, one write of their standing); the refusal of each item, by index, of a new log that
+        does not start with one."""
+        refusals: dict[int, dict[str, Any]] = {}
+        new: dict[bytes, DeviceInfo] = {}
+        for i, (device_id, raws) in enumerate(items):
+            if not raws or device_id in new or self.hub.store.get_device(device_id) is not None:
+                continue
+            try:
+                genesis = decode_record(raws[0])
+            except LedgerError as exc:
+                refusals[i] = _refused(exc)
+                continue
+            if genesis.seq != 0 or genesis.kind != "key" or genesis.body is None:
+                refusals[i] = _refused(NotEnrolled("first record of a new log must be genesis"))
+                continue
+            new[device_id] = DeviceInfo(
+                device_id=device_id, pubkey=genesis.body["pubkey"], site=relayed_site(self.upstream),
+                role="relayed", status="active", enrolled_at=self.hub.clock(), name="")
+        # The relay's own decisions, signed into its log like any approval: a bundle it exports verifies.
+        self.hub.admit(list(new.values()))
+        for device_id in new:
+            if (point := self.revoked.get(device_id)) is not None:  # before its records: those past it are refused
+                _revoke_relayed(self.hub, self.upstream, device_id, point)
+        return refusals
 
 
 def mirror_revocations(hub: Hub, upstream: str, points: Mapping[bytes, int]) -> list[tuple[bytes, int]]:

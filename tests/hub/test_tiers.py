@@ -404,3 +404,74 @@ async def test_national_refuses_what_a_region_revoked_by_its_signed_list_and_not
         await regional.close()
         national.store.close()
         wrong.store.close()
+
+
+class _CountingStore(LmdbHubStore):
+    """An LMDB hub store that counts its synced writes, and can fail the next commit."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.writes = 0
+        self.fail_commit = False
+
+    def commit(self, batch):
+        self.writes += 1
+        if self.fail_commit:
+            self.fail_commit = False
+            raise OSError("disk gone")
+        return super().commit(batch)
+
+    def put_device(self, *devices):
+        self.writes += 1
+        return super().put_device(*devices)
+
+
+def _actions(hub: Hub) -> list[str]:
+    return [r.body["action"] for r in hub.own_log()[1:] if r.body is not None]
+
+
+def test_logs_first_seen_from_a_region_are_admitted_together(tmp_path, clock):
+    """A pull request of many new logs: their approvals are one commit of the national hub's own log and their
+    standing one write, not a few synced writes each; a region's revocation still applies to its new log."""
+    logs = []
+    for _ in range(40):
+        _signer, builder = new_device(clock)
+        logs.append((builder.device_id, [builder.genesis().raw]
+                     + [builder.append("note", {"text": str(i)}).raw for i in range(3)]))
+    store = _CountingStore(tmp_path / "national")
+    try:
+        national = Hub(store, Ed25519Signer.from_seed(b"\x65" * 32), clock=clock)
+        holder = UpstreamHolder(national, "coap://r", revoked={logs[5][0]: 2})
+        before = store.writes
+        results = holder.receive_many(logs)
+        # The approvals, the devices, the region's revocation of one of them (a decision and its standing), and
+        # the records.
+        assert store.writes - before == 1 + 1 + 2 + 1
+        assert [r["accepted"] for r in results] == [4] * 5 + [2] + [4] * 34
+        assert _actions(national) == ["approve"] * 40 + ["revoke"]
+        stored = {d.device_id: d for d in store.devices()}
+        assert all(stored[d].status == "active" and stored[d].site == "via coap://r" for d, _ in logs if d != logs[5][0])
+        assert stored[logs[5][0]].status == "revoked" and stored[logs[5][0]].revoked_from == 2
+        assert verify_bundle(national.export()).ok
+    finally:
+        store.close()
+
+
+def test_a_failed_commit_of_the_approvals_stores_no_relayed_device(tmp_path, clock):
+    """No device is stored, nor its records taken, without its approval in the hub's own log: the approvals
+    come first, and the next round admits it."""
+    _signer, builder = new_device(clock)
+    raws = [builder.genesis().raw, builder.append("note", {"text": "1"}).raw]
+    store = _CountingStore(tmp_path / "national")
+    try:
+        national = Hub(store, Ed25519Signer.from_seed(b"\x66" * 32), clock=clock)
+        holder = UpstreamHolder(national, "coap://r")
+        store.fail_commit = True
+        with pytest.raises(OSError):
+            holder.receive_many([(builder.device_id, raws)])
+        assert store.get_device(builder.device_id) is None and len(national.own_log()) == 1
+        assert holder.receive_many([(builder.device_id, raws)])[0]["accepted"] == 2  # the next round takes it
+        assert _actions(national) == ["approve"]
+        assert verify_bundle(national.export()).ok
+    finally:
+        store.close()
