@@ -81,6 +81,15 @@ class IncompleteBody(RequestError):
     http = 400
 
 
+class BodyTooSlow(RequestError):
+    """An HTTP request body that came slower than the server waits for (coap_server/httpd.py `BodyPace`): the
+    request is answered so, if nothing was answered yet, and its connection closed."""
+
+    code = "BODY_TOO_SLOW"
+    coap = "4.08"
+    http = 408
+
+
 class TooManyConnections(CodedError):
     """An HTTP connection over the server's limits, in all or from one address (coap_server/limits.py): answered
     before its request is read, and closed."""

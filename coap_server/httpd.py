@@ -11,6 +11,12 @@ Nor did aiohttp bound how many connections it holds: each one whose head came in
 request ran (a body sent a byte at a time, an event stream). `guard` takes a `Cap`: a connection over the total,
 or over its address's share, is answered 503 TOO_MANY_CONNECTIONS with Retry-After before anything is read, and
 closed; the refusals are counted and logged at most once a minute (coap_server/limits.py).
+
+Nor did it bound how long a request's body may take once its head came: a POST whose body trickled in a byte
+every few seconds held its connection, and a place under the cap, as long as the client liked. A body now comes
+at the pace `BodyPace` sets or its request is answered 408 BODY_TOO_SLOW and its connection closed (counted and
+logged as the refusals are). And a live event stream learns at once that its client left (`closed`), rather
+than at its next write.
 """
 
 from __future__ import annotations
@@ -18,13 +24,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.web_protocol import RequestHandler
 
-from .errors import TooManyConnections
-from .limits import Cap, Slots
+from ledger.errors import CodedError
+
+from .errors import BodyTooSlow, TooManyConnections
+from .limits import Cap, Refusals, Slots
 
 log = logging.getLogger("jejak.http")
 
@@ -32,30 +43,48 @@ HEAD_S = 20.0  # from a connection's opening to the end of its first request's h
 REFUSED_LINGER_S = 1.0  # a refused connection's answer has this long to be read before the socket closes
 
 
-class _Connection(RequestHandler):
-    """aiohttp's connection handler with a deadline on the first request's head; see the module's docstring."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BodyPace:
+    """How slowly a request's body may come: all of it within `grace_s` of its head, plus a second for every
+    `min_rate` bytes that came. A body sent at `min_rate` bytes a second or faster is never cut, whatever its
+    size (a 4 MB push over a weak link), and one that stalls has `grace_s` and what it earned to resume; one
+    trickled slower is closed, so holding a connection costs a client `min_rate` bytes a second."""
 
-    __slots__ = ("_address", "_head_due", "_slots")
+    grace_s: float = 30.0
+    min_rate: int = 1024  # bytes a second
+
+    def __post_init__(self) -> None:
+        if not self.grace_s > 0:
+            raise ValueError(f"grace_s: expected > 0 seconds, got {self.grace_s}")
+        if self.min_rate < 1:
+            raise ValueError(f"min_rate: expected at least 1 byte a second, got {self.min_rate}")
+
+
+class _Connection(RequestHandler):
+    """aiohttp's connection handler with a deadline on the first request's head and a pace for bodies; see the
+    module's docstring."""
+
+    __slots__ = ("_address", "_body", "_body_check", "_body_from", "_closed", "_head_due", "_pace", "_slots",
+                 "_slow")
 
     _slots: Slots
+    _pace: BodyPace
+    _slow: Refusals
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._head_due: asyncio.TimerHandle | None = None
+        self._body: StreamReader | None = None  # the body being received, timed from `_body_from`
+        self._body_from = 0.0
+        self._body_check: asyncio.TimerHandle | None = None
+        self._closed: asyncio.Future[None] = self._loop.create_future()
         peer = transport.get_extra_info("peername")
         self._address: str | None = str(peer[0]) if peer else "?"
         refused = self._slots.take(self._address)
         if refused is not None:  # answered and closed here: aiohttp never sees the connection
             self._address = None
             assert isinstance(transport, asyncio.WriteTransport)
-            transport.write(_refusal(refused))
-            # Closed at once, a socket with the request unread in it resets, and the client may lose the answer
-            # before reading it: the answer is ended, what comes is dropped, and it closes at the client's end or
-            # in REFUSED_LINGER_S, whichever is first.
-            if transport.can_write_eof():
-                transport.write_eof()
-                self._loop.call_later(REFUSED_LINGER_S, transport.close)
-            else:
-                transport.close()
+            transport.write(_answer(TooManyConnections(f"too many connections: {refused}; try again later")))
+            _end(transport, self._loop)
             return
         super().connection_made(transport)
         self._head_due = self._loop.call_later(HEAD_S, self._head_late)
@@ -63,20 +92,68 @@ class _Connection(RequestHandler):
     def data_received(self, data: bytes) -> None:
         if self._address is None:  # refused: whatever it sent before the close is not read
             return
+        heads = self._request_count
         super().data_received(data)
-        if self._head_due is not None and self._request_count:  # a whole head arrived: later ones have
-            self._head_due.cancel()                                 # aiohttp's keep-alive timeout
-            self._head_due = None
+        if self._request_count > heads:  # a whole head arrived: later ones have aiohttp's keep-alive timeout
+            if self._head_due is not None:
+                self._head_due.cancel()
+                self._head_due = None
+            self._stop_body()
+            body = self._messages[-1][1] if self._messages else None
+            if body is not None and not body.is_eof():  # only the last head's body can still be coming
+                self._body, self._body_from = body, self._loop.time()
+                self._check_body()
+        elif self._body is not None and self._body.is_eof():
+            self._stop_body()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_due is not None:
             self._head_due.cancel()
             self._head_due = None
+        self._stop_body()
+        if not self._closed.done():
+            self._closed.set_result(None)
         if self._address is None:
             return
         self._slots.give(self._address)
         self._address = None
         super().connection_lost(exc)
+
+    def _stop_body(self) -> None:
+        self._body = None
+        if self._body_check is not None:
+            self._body_check.cancel()
+            self._body_check = None
+
+    def _check_body(self) -> None:
+        """Close the connection if its body is behind its pace, else look again when it would be."""
+        self._body_check = None
+        body = self._body
+        if body is None or body.is_eof():
+            self._stop_body()
+            return
+        pace = self._pace
+        due = self._body_from + pace.grace_s + body.total_bytes / pace.min_rate
+        if due - self._loop.time() > 0.01:  # a timer may fire a little early
+            self._body_check = self._loop.call_at(due, self._check_body)
+            return
+        self._body = None
+        took = self._loop.time() - self._body_from
+        err = BodyTooSlow(f"request body too slow: {body.total_bytes} bytes in {took:.0f} s after its head, "
+                          f"at least {pace.min_rate} bytes a second wanted after the first {pace.grace_s:.0f} s",
+                          hint="send the request again over a better link")
+        self._slow.refuse(self._address or "?", err.message)
+        request, transport = self._current_request, self.transport
+        # Whatever the route answers from now on goes nowhere: the answer written here is the connection's last.
+        self.transport = None
+        self.force_close()
+        body.set_exception(err)  # the route reading it stops with the coded error, not a reset
+        if transport is None:
+            return
+        assert isinstance(transport, asyncio.WriteTransport)
+        if request is not None and request.content is body and request.writer.output_size == 0:
+            transport.write(_answer(err))  # else an answer, or another request's, is under way: only closed
+        _end(transport, self._loop)
 
     def _head_late(self) -> None:
         self._head_due = None
@@ -86,6 +163,8 @@ class _Connection(RequestHandler):
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
+        if isinstance(exc, BodyTooSlow):  # a route stopped by `_check_body`, which answered already
+            return web.json_response({"error": exc.to_dict()}, status=exc.http)
         if status >= 500:
             return super().handle_error(request, status, exc, message)
         what = message or (str(exc) if exc is not None else "unreadable request")
@@ -96,30 +175,54 @@ class _Connection(RequestHandler):
         return response
 
 
-def _refusal(why: str) -> bytes:
-    """A whole HTTP/1.1 answer 503 TOO_MANY_CONNECTIONS, written before the request is read."""
-    err = TooManyConnections(f"too many connections: {why}; try again later")
+def _answer(err: CodedError) -> bytes:
+    """A whole HTTP/1.1 answer of `err` as its class declares it, written on the transport past aiohttp."""
     body = json.dumps({"error": err.to_dict()}).encode()
-    return (f"HTTP/1.1 {err.http} Service Unavailable\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nRetry-After: {err.retry_after_s}\r\nConnection: close\r\n\r\n"
-            ).encode() + body
+    retry = f"Retry-After: {err.retry_after_s}\r\n" if err.retry_after_s is not None else ""
+    return (f"HTTP/1.1 {err.http} {HTTPStatus(err.http).phrase}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{retry}Connection: close\r\n\r\n").encode() + body
+
+
+def _end(transport: asyncio.WriteTransport, loop: asyncio.AbstractEventLoop) -> None:
+    """Close a connection after its last answer. Closed at once, a socket with the request unread in it resets,
+    and the client may lose the answer before reading it: the answer is ended, what comes is dropped, and it
+    closes at the client's end or in REFUSED_LINGER_S, whichever is first."""
+    if transport.can_write_eof():
+        transport.write_eof()
+        loop.call_later(REFUSED_LINGER_S, transport.close)
+    else:
+        transport.close()
+
+
+def closed(request: web.BaseRequest) -> asyncio.Future[None]:
+    """Done when `request`'s connection is lost: a route that holds its answer open (a live event stream) ends
+    when its client leaves, not at its next write. Never done for a connection `guard` does not serve."""
+    connection = request.protocol
+    if isinstance(connection, _Connection):
+        return connection._closed
+    return asyncio.get_running_loop().create_future()
 
 
 class _Server(web.Server):
     slots: Slots
+    pace: BodyPace
+    slow: Refusals
 
     def __call__(self) -> RequestHandler:
         connection = _Connection(self, loop=self._loop, **self._kwargs)
-        connection._slots = self.slots
+        connection._slots, connection._pace, connection._slow = self.slots, self.pace, self.slow
         return connection
 
 
-def guard(runner: web.BaseRunner, cap: Cap, *, setting: str = "") -> Slots:
-    """Serve `runner`'s connections as above, at most `cap` of them (`setting` names where to raise it); call
-    after `runner.setup()` and before its sites start. The connections' count is returned."""
+def guard(runner: web.BaseRunner, cap: Cap, *, pace: BodyPace = BodyPace(), setting: str = "",
+          pace_setting: str = "", tally: MutableMapping[str, int] | None = None) -> Slots:
+    """Serve `runner`'s connections as above, at most `cap` of them, their bodies at `pace` (`setting` and
+    `pace_setting` name where to change them), the refusals and slow bodies counted in `tally` by reason (for
+    /metrics); call after `runner.setup()` and before its sites start. The connections' count is returned."""
     server = runner.server
     if server is None:
         raise RuntimeError("guard(runner): set the runner up first")
-    slots = Slots(cap, "HTTP connections", log=log, setting=setting)
-    server.__class__ = type("_GuardedServer", (_Server,), {"slots": slots})
+    slots = Slots(cap, "HTTP connections", log=log, setting=setting, tally=tally)
+    slow = Refusals("slow HTTP request bodies", log=log, setting=pace_setting, tally=slots.refusals.tally)
+    server.__class__ = type("_GuardedServer", (_Server,), {"slots": slots, "pace": pace, "slow": slow})
     return slots

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import aiocoap
@@ -59,10 +59,11 @@ def _host_setting(port_setting: str) -> str:
 
 async def serve_coap(site: Any, *, host: str, port: int, tcp: bool, setting: str,
                      budget: DedupBudget = DedupBudget(), tcp_limits: TcpLimits = TcpLimits(),
-                     tcp_setting: str = "") -> aiocoap.Context:
+                     tcp_setting: str = "", tally: MutableMapping[str, int] | None = None) -> aiocoap.Context:
     """A CoAP server context for `site` on `host:port`, UDP (and TCP if `tcp`), owning the port alone, whose
     deduplication state keeps to `budget` (coap_server/exchanges.py) at any request rate, and whose TCP
-    connections keep to `tcp_limits` (coap_server/tcpguard.py; `tcp_setting` names where to raise them)."""
+    connections keep to `tcp_limits` (coap_server/tcpguard.py; `tcp_setting` names where to raise them, and
+    `tally` counts the refusals by reason)."""
     transports = [UDP, TCP] if tcp else [UDP]
     claim(host, port, transports, setting=setting)
     # Read by aiocoap at every server bind (udp6 and tcpserver); client sockets never ask for it.
@@ -75,7 +76,7 @@ async def serve_coap(site: Any, *, host: str, port: int, tcp: bool, setting: str
         raise
     if tcp:
         try:
-            await serve_tcp(context, (host, port), tcp_limits, setting=tcp_setting)
+            await serve_tcp(context, (host, port), tcp_limits, setting=tcp_setting, tally=tally)
         except BaseException as exc:
             await context.shutdown()
             if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:

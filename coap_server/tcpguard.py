@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,14 +117,16 @@ class GuardedTCPServer(TCPServer):
 
     @classmethod
     async def create_guarded(cls, bind: tuple[str, int], tman: Any, log_: Any, loop: asyncio.AbstractEventLoop,
-                             limits: TcpLimits, *, setting: str = "") -> GuardedTCPServer:
-        """As aiocoap's `TCPServer.create_server`, making `GuardedConnection`s (which join the pool once admitted)."""
+                             limits: TcpLimits, *, setting: str = "",
+                             tally: MutableMapping[str, int] | None = None) -> GuardedTCPServer:
+        """As aiocoap's `TCPServer.create_server`, making `GuardedConnection`s (which join the pool once admitted);
+        refusals are counted in `tally` by reason (for /metrics)."""
         self = cls()
         self._tokenmanager = tman
         self.log = log_
         self.limits = limits
         self.slots = Slots(Cap(total=limits.connections, per_address=limits.per_address), "CoAP-TCP connections",
-                           log=log, setting=setting)
+                           log=log, setting=setting, tally=tally)
         host, port = bind
         try:
             self.server = await loop.create_server(
@@ -135,13 +138,16 @@ class GuardedTCPServer(TCPServer):
         return self
 
 
-async def serve_tcp(context: Any, bind: tuple[str, int], limits: TcpLimits, *, setting: str = "") -> GuardedTCPServer:
-    """Add CoAP over TCP on `bind` to the server `context` (as transports=["tcpserver"] would), within `limits`."""
+async def serve_tcp(context: Any, bind: tuple[str, int], limits: TcpLimits, *, setting: str = "",
+                    tally: MutableMapping[str, int] | None = None) -> GuardedTCPServer:
+    """Add CoAP over TCP on `bind` to the server `context` (as transports=["tcpserver"] would), within `limits`,
+    its refusals counted in `tally`."""
     loop = asyncio.get_running_loop()
     made: list[GuardedTCPServer] = []
 
     async def transport(tman: Any) -> GuardedTCPServer:
-        made.append(await GuardedTCPServer.create_guarded(bind, tman, context.log, loop, limits, setting=setting))
+        made.append(await GuardedTCPServer.create_guarded(bind, tman, context.log, loop, limits, setting=setting,
+                                                          tally=tally))
         return made[0]
 
     await context._append_tokenmanaged_transport(transport)

@@ -157,6 +157,10 @@ class Limits:
     # browser opens about six); more are answered 503 TOO_MANY_CONNECTIONS and closed (coap_server/limits.py).
     http_connections: int = 64
     http_connections_per_address: int = 16
+    # A request body must all come within http_body_grace_s of its head plus a second for every
+    # http_body_min_rate bytes; one slower is answered 408 BODY_TOO_SLOW and its connection closed.
+    http_body_grace_s: int = 30
+    http_body_min_rate: int = 1024
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -167,7 +171,7 @@ class Limits:
               f"limits.map_size: expected 65536 to 1099511627776 bytes (1 TiB), got {self.map_size}")
         for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
                      "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries", "coap_dedup_per_peer",
-                     "http_connections", "http_connections_per_address"):
+                     "http_connections", "http_connections_per_address", "http_body_grace_s", "http_body_min_rate"):
             _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
 
 

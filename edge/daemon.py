@@ -301,7 +301,7 @@ class EdgeDaemon:
     async def _start_http(self) -> None:
         from aiohttp import web
 
-        from coap_server.httpd import guard
+        from coap_server.httpd import BodyPace, guard
 
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(text=self.metrics_text(), content_type="text/plain")
@@ -316,9 +316,12 @@ class EdgeDaemon:
         self._mount_bridges(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        guard(runner, Cap(total=self.config.limits.http_connections,
-                          per_address=self.config.limits.http_connections_per_address),
-              setting="limits.http_connections, limits.http_connections_per_address")
+        limits = self.config.limits
+        guard(runner, Cap(total=limits.http_connections, per_address=limits.http_connections_per_address),
+              setting="limits.http_connections, limits.http_connections_per_address",
+              pace=BodyPace(grace_s=limits.http_body_grace_s, min_rate=limits.http_body_min_rate),
+              pace_setting="limits.http_body_grace_s (or lower limits.http_body_min_rate)",
+              tally=self.counters.refused_connections)
         site = web.TCPSite(runner, self.config.http.host, self.config.http.port)
         await start_http_site(site, host=self.config.http.host, port=self.config.http.port, setting="http.port")
         self._http = runner

@@ -39,6 +39,7 @@ class Metrics:
         self.errors: dict[str, int] = defaultdict(int)  # by stable code
         self.feedback: dict[str, int] = defaultdict(int)  # by indicator status
         self.restarts: dict[str, int] = defaultdict(int)  # by supervised task
+        self.refused_connections: dict[str, int] = defaultdict(int)  # by reason (coap_server/limits.py)
         self.duplicates = 0
         self.ack_latency = Histogram()
         self.feedback_latency = Histogram()  # from a tap to its first beep or light, the commit included
@@ -140,7 +141,10 @@ def _edge(m: Metrics, s: EdgeState) -> Iterator[_Family]:
             ("records", m.records, "source", "Records appended durably, by input source (nfc, coap, sensor)."),
             ("errors", m.errors, "code", "Refused or failed inputs, by stable error code (docs/ERRORS.md)."),
             ("feedback", m.feedback, "status", "Indicator feedback shown at the reader, by status."),
-            ("task_restarts", m.restarts, "task", "Supervised task restarts after a crash, by task.")):
+            ("task_restarts", m.restarts, "task", "Supervised task restarts after a crash, by task."),
+            ("refused_connections", m.refused_connections, "reason", "HTTP connections refused or closed for the "
+             "edge's limits, by reason: http_connections (past the total), http_connections_per_address, "
+             "slow_http_request_bodies (answered 408 and closed).")):
         yield _Family(f"jejak_edge_{name}", "counter", text,
                       tuple(("_total", ((label, key),), n) for key, n in sorted(by.items())))
     yield _counter("jejak_edge_duplicates", "Submissions folded into an earlier identical one.", m.duplicates)

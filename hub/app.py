@@ -18,7 +18,7 @@ from aiohttp import web
 
 from coap_server import blocks
 from coap_server.discovery import Discovery
-from coap_server.httpd import guard
+from coap_server.httpd import BodyPace, guard
 from coap_server.limits import Cap
 from coap_server.ports import TCP, UDP, PortInUse, claim, serve_coap, start_http_site
 from coap_server.routing import Site
@@ -333,7 +333,8 @@ async def _serve_coap(config: HubConfig, hub: Hub, security: HubSecurity, metric
                                     tcp_limits=TcpLimits(connections=config.coap_tcp_connections,
                                                          per_address=config.coap_tcp_per_address,
                                                          idle_s=config.coap_tcp_idle_s),
-                                    tcp_setting="coap_tcp_connections, coap_tcp_per_address")
+                                    tcp_setting="coap_tcp_connections, coap_tcp_per_address",
+                                    tally=metrics.refused_connections)
             return coap, coap_port
         except PortInUse:
             # A port picked here can be taken between the check and the bind; a configured one is an error.
@@ -389,7 +390,7 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
     proxies = frozenset(config.http_proxies)
     events = Events(streams=Cap(total=config.event_streams, per_address=config.event_streams_per_client),
-                    proxies=proxies)
+                    proxies=proxies, keepalive_s=config.event_keepalive_s, tally=metrics.refused_connections)
     views = build_views(hub, config, events=events, plan=plan)
     metrics.watch(hub, store_path=config.store_path if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
@@ -423,7 +424,9 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     try:
         await runner.setup()
         guard(runner, Cap(total=config.http_connections, per_address=config.http_connections_per_address,
-                          shared=proxies), setting="http_connections, http_connections_per_address")
+                          shared=proxies), setting="http_connections, http_connections_per_address",
+              pace=BodyPace(grace_s=config.http_body_grace_s, min_rate=config.http_body_min_rate),
+              pace_setting="http_body_grace_s (or lower http_body_min_rate)", tally=metrics.refused_connections)
         await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
                               port=config.http_port, setting="http_port")
     except BaseException:

@@ -144,6 +144,12 @@ class HubConfig:
     http_connections_per_address: int = 32
     event_streams: int = 200
     event_streams_per_client: int = 8
+    event_keepalive_s: float = 15.0  # an idle live stream's comment line, before a proxy takes it for dead
+    # A request body must all come within http_body_grace_s of its head plus a second for every
+    # http_body_min_rate bytes (so a body sent at that many bytes a second or faster is never cut); one slower
+    # is answered 408 BODY_TOO_SLOW and its connection closed (coap_server/httpd.py BodyPace).
+    http_body_grace_s: float = 30.0
+    http_body_min_rate: int = 1024
     # Reverse proxies on this host (nginx, docs/DEPLOY.md): their connections count only in the totals, and a
     # stream's client is the last address of the X-Forwarded-For they add.
     http_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
@@ -185,7 +191,8 @@ class HubConfig:
                                   where=name, hint="UDP and TCP ports end at 65535")
         for name in ("mbg_keep_days", "webhook_attempts", "webhook_timeout_s", "coap_tcp_connections",
                      "coap_tcp_per_address", "coap_tcp_idle_s", "http_connections", "http_connections_per_address",
-                     "event_streams", "event_streams_per_client"):
+                     "event_streams", "event_streams_per_client", "event_keepalive_s", "http_body_grace_s",
+                     "http_body_min_rate"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: expected a number > 0, got {getattr(self, name)}", where=name,
                                   hint=f"leave {name} out for its default")

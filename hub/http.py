@@ -13,7 +13,7 @@ import secrets
 import tempfile
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from aiohttp import web
 
 from coap_server.errors import Internal, RequestError, TooLarge, TooManyStreams
 from coap_server.errors import NotFound as RouteNotFound
+from coap_server.httpd import closed
 from coap_server.limits import Cap, Slots
 from coap_server.params import Param, read_json
 from ledger import Checkpoint, ForkEvidence, Record, decode_record
@@ -145,14 +146,19 @@ class Events:
     connection asks for what it missed (`Last-Event-ID`) and gets it replayed; an id from another boot of the
     hub, or older than what is kept, gets a `resync` event instead (the page reloads its data). Events are
     built while someone watches and for `linger_s` after the last one left, the time a dropped connection
-    takes to come back.
+    takes to come back. An open stream with nothing to send writes a comment every `keepalive_s`, which keeps
+    proxies from closing it as idle.
     """
 
     def __init__(self, *, keep: int = 1000, linger_s: float = 300.0, streams: Cap = Cap(total=200, per_address=8),
-                 proxies: frozenset[str] = frozenset()) -> None:
-        # At most `streams` subscribers (both transports) at once, in all and from one client; a client behind
-        # one of `proxies` is the last address of the X-Forwarded-For the proxy adds.
-        self.streams = Slots(streams, "event streams", log=log, setting="event_streams, event_streams_per_client")
+                 proxies: frozenset[str] = frozenset(), keepalive_s: float = 15.0,
+                 tally: MutableMapping[str, int] | None = None) -> None:
+        # At most `streams` subscribers (both transports) at once, in all and from one client, the refusals
+        # counted in `tally` (/metrics); a client behind one of `proxies` is the last address of the
+        # X-Forwarded-For the proxy adds.
+        self.streams = Slots(streams, "event streams", log=log, setting="event_streams, event_streams_per_client",
+                             tally=tally)
+        self.keepalive_s = keepalive_s
         self._proxies = proxies
         self._queues: set[asyncio.Queue[tuple[str, dict[str, Any]]]] = set()
         self._strict: dict[asyncio.Queue[tuple[str, dict[str, Any]]], Callable[[int], None]] = {}
@@ -503,10 +509,17 @@ class HubApi:
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
+        # A client that leaves ends its stream, and gives back its place, at once, not at the next keep-alive.
+        gone = closed(request)
+
+        def end(_: asyncio.Future[None]) -> None:
+            task.cancel()
+        gone.add_done_callback(end)
         try:
             with self.events.stream_of(request):
                 return await self._stream(request)
         finally:
+            gone.remove_done_callback(end)
             self._streams.discard(task)
 
     async def _end_streams(self, app: web.Application) -> None:
@@ -526,7 +539,7 @@ class HubApi:
             await resp.write(b"retry: 2000\n: connected\n\n")
             while True:
                 try:
-                    async with asyncio.timeout(15):
+                    async with asyncio.timeout(self.events.keepalive_s):
                         event_id, event = await q.get()
                 except TimeoutError:
                     await resp.write(b": keep-alive\n\n")

@@ -95,6 +95,9 @@ class HubMetrics:
                                         ["code"], buckets=_SECONDS, registry=self.registry)
         self.verify_seconds = Histogram("jejak_hub_verify_seconds", "Time to check the signatures of one offered "
                                         "range of records.", buckets=_SECONDS, registry=self.registry)
+        # Connections and streams refused or closed for their limits, by reason: the servers count into it
+        # (coap_server/limits.py), the scrape reads it.
+        self.refused_connections: dict[str, int] = {}
 
     def timed_check(self, check: SignatureCheck) -> SignatureCheck:
         """The hub's signature check, timed into jejak_hub_verify_seconds."""
@@ -120,7 +123,7 @@ class HubMetrics:
         """Read `hub` and its store (and the webhooks' redelivery, if there are subscribers) at every scrape."""
         self.registry.register(_HubCollector(hub, store_path=store_path, derive_seconds=derive_seconds,
                                              refill=refill, series_cap=self.device_series_cap,
-                                             redelivery=redelivery))
+                                             redelivery=redelivery, refused=self.refused_connections))
 
     def watch_regions(self, hub: Hub, states: Callable[[], Mapping[str, int]]) -> None:
         """Read the upstream regions' states (a national hub's `TierLinks.states`) at every scrape."""
@@ -159,12 +162,13 @@ class _RegionsCollector(Collector):
 
 
 class _HubCollector(Collector):
-    """What the hub's store and read models hold, read when Prometheus scrapes."""
+    """What the hub's store and read models hold, and what its servers refused, read when Prometheus scrapes."""
 
     def __init__(self, hub: Hub, *, store_path: Path | None, derive_seconds: Callable[[], float],
                  refill: Callable[[], RefillProgress] | None, series_cap: int,
-                 redelivery: Redelivery | None = None) -> None:
+                 redelivery: Redelivery | None = None, refused: Mapping[str, int] | None = None) -> None:
         self.hub = hub
+        self.refused: Mapping[str, int] = {} if refused is None else refused  # the servers go on counting in it
         self.redelivery = redelivery
         self.store_path = store_path
         self.derive_seconds = derive_seconds
@@ -186,6 +190,14 @@ class _HubCollector(Collector):
             if name.startswith("refused_"):
                 refused.add_metric([name.removeprefix("refused_")], value)
         yield refused
+        connections = CounterMetricFamily("jejak_hub_refused_connections", "Connections and streams refused or "
+                                          "closed for the hub's limits, by reason: http_connections, "
+                                          "coap_tcp_connections, event_streams (past the total; with _per_address, "
+                                          "past one address's share), slow_http_request_bodies (answered 408 and "
+                                          "closed).", labels=["reason"])
+        for reason, n in sorted(self.refused.items()):
+            connections.add_metric([reason], n)
+        yield connections
         yield CounterMetricFamily("jejak_hub_duplicate_records", "Records offered again that the hub already had.",
                                   value=counters.get("duplicates", 0))
         yield CounterMetricFamily("jejak_hub_forks", "Forks detected (two records with one device and sequence "

@@ -44,3 +44,11 @@ def test_refusals_are_logged_at_most_once_a_minute_with_their_count(caplog: pyte
         assert len(caplog.records) == 2
         assert caplog.records[1].getMessage().startswith("refused 1000 CoAP-TCP connections in the last 60 s")
     assert slots.refused == 1001
+
+
+def test_refusals_are_tallied_by_reason_past_the_total_and_past_an_addresss_share():
+    tally: dict[str, int] = {}
+    slots = Slots(Cap(total=2, per_address=1), "CoAP-TCP connections", log=logging.getLogger("test"), tally=tally)
+    assert slots.take("10.0.0.1") is None and slots.take("10.0.0.1") is not None
+    assert slots.take("10.0.0.2") is None and slots.take("10.0.0.3") is not None
+    assert tally == {"coap_tcp_connections_per_address": 1, "coap_tcp_connections": 1}

@@ -1,17 +1,21 @@
 """Connections and streams held open against a running `jejak hub run` and `jejak edge run`: over the caps in all
 and from one address they are refused (CoAP-TCP with an Abort, HTTP with 503 TOO_MANY_CONNECTIONS, live event
-streams with 503 TOO_MANY_STREAMS), an honest client is served once others close, and a CoAP-TCP connection
-that completes no message (none, or half of one) is closed after the idle timeout. Other loopback addresses
-(127.0.0.2, ...) stand for other hosts on the LAN."""
+streams with 503 TOO_MANY_STREAMS) and counted on /metrics, an honest client is served once others close (a
+stream's place as soon as its client leaves), a CoAP-TCP connection that completes no message (none, or half of
+one) is closed after the idle timeout, and a request body trickled slower than the servers wait for is answered
+408 BODY_TOO_SLOW and closed while a slow but steady one is read whole. Other loopback addresses (127.0.0.2,
+...) stand for other hosts on the LAN."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +24,9 @@ import aiocoap
 import pytest
 from aiocoap.numbers.codes import ABORT, CSM, PING, PONG, RELEASE
 from aiocoap.transports.tcp import _decode_message, _extract_message_size
+from prometheus_client.parser import text_string_to_metric_families
 
+from edge.pairing import SECRET_FILE
 from hub.auth import hash_token
 from tests.ports import free_coap, free_tcp
 from tests.wait import PATIENCE, wait_until
@@ -51,6 +57,15 @@ def hub_running(tmp_path: Path, settings: str) -> Iterator[tuple[str, int]]:
         proc.terminate()
         proc.wait(30)
     assert "Traceback" not in (tmp_path / "hub.log").read_text()
+
+
+def refusals(url: str, token: str = "") -> dict[str, float]:
+    """The refused connections a server's /metrics counts, by reason."""
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"} if token else {})
+    with urllib.request.urlopen(request, timeout=DEADLINE) as answer:
+        text = answer.read().decode()
+    return {sample.labels["reason"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name.endswith("_refused_connections_total")}
 
 
 def connect(port: int, source: str) -> socket.socket:
@@ -115,7 +130,7 @@ def _get_over_tcp(port: int) -> aiocoap.Message:
 
 def test_coap_tcp_connections_over_the_caps_are_aborted_and_an_honest_client_gets_in_after(tmp_path):
     settings = f"coap_tcp_connections = 3\ncoap_tcp_per_address = 2\ncoap_tcp_idle_s = {HELD}"
-    with hub_running(tmp_path, settings) as (_, port):
+    with hub_running(tmp_path, settings) as (url, port):
         held = [CoapTcp(port), CoapTcp(port)]
         for conn in held:
             assert conn.next().code == CSM  # admitted: the server's CSM, and the connection stays
@@ -135,6 +150,8 @@ def test_coap_tcp_connections_over_the_caps_are_aborted_and_an_honest_client_get
         assert answer.code == aiocoap.CONTENT and b"</" in answer.payload
         for conn in (*held, third, over):
             conn.close()
+        counted = refusals(url)
+        assert (counted["coap_tcp_connections_per_address"], counted["coap_tcp_connections"]) == (1, 1)
 
 
 def test_a_coap_tcp_connection_that_completes_no_message_is_closed_after_the_idle_timeout(tmp_path):
@@ -176,6 +193,11 @@ def http_get(port: int, source: str, path: str) -> tuple[socket.socket, int, dic
     """Send GET `path` from `source`; (the socket, status, headers, the body's first bytes)."""
     sock = connect(port, source)
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: hub\r\n\r\n".encode())
+    return (sock, *read_answer(sock))
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """An HTTP answer's status, headers and body (its first bytes if it has no length)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
@@ -190,7 +212,7 @@ def http_get(port: int, source: str, path: str) -> tuple[socket.socket, int, dic
         if not chunk:
             break
         body += chunk
-    return sock, int(lines[0].split()[1]), headers, body
+    return int(lines[0].split()[1]), headers, body
 
 
 @contextmanager
@@ -214,8 +236,12 @@ def _refused(answer: tuple[socket.socket, int, dict[str, str], bytes], code: str
     return str(error["message"])
 
 
-def test_event_streams_over_the_caps_are_answered_503_and_one_is_served_after_another_closes(tmp_path):
-    settings = "event_streams = 3\nevent_streams_per_client = 2\nhttp_proxies = []"
+def test_event_streams_over_the_caps_are_answered_503_and_one_is_served_as_soon_as_another_closes(tmp_path):
+    # Nothing written to the streams meanwhile (no keep-alive, no checkpoint event): a dropped stream whose place
+    # waited for a write to fail would keep it for the whole test.
+    keepalive_s = 3600.0
+    settings = (f"event_streams = 3\nevent_streams_per_client = 2\nhttp_proxies = []\nevent_keepalive_s = {keepalive_s}"
+                f"\ncheckpoint_interval = {keepalive_s}")
     with hub_running(tmp_path, settings) as (url, _), sockets() as streams:
         port = int(url.rsplit(":", 1)[1])
 
@@ -231,8 +257,12 @@ def test_event_streams_over_the_caps_are_answered_503_and_one_is_served_after_an
         assert opened("127.0.0.2")  # another client: within the total
         assert "at most 3" in _refused(http_get(port, "127.0.0.3", "/api/events"), "TOO_MANY_STREAMS")
         assert _get(f"{url}/api/status")["hub"]  # other routes are answered all along
+        counted = refusals(url)
+        assert (counted["event_streams_per_address"], counted["event_streams"]) == (1, 1)
         streams.pop(0).close()
+        dropped = time.monotonic()
         wait_until(lambda: opened("127.0.0.1"), 30, what="a stream served after another closed")
+        assert time.monotonic() - dropped < keepalive_s / 10
 
 
 def test_http_connections_over_the_caps_are_answered_503_and_closed(tmp_path):
@@ -252,6 +282,72 @@ def test_http_connections_over_the_caps_are_answered_503_and_closed(tmp_path):
             sock.close()
             return status == 200
         wait_until(served, 30, what="an honest request served after a connection closed")
+        counted = refusals(url)
+        assert (counted["http_connections_per_address"], counted["http_connections"]) == (1, 1)
+
+
+def _trickled(sock: socket.socket, started: float, grace_s: float, trickle: bytes = b"x") -> bytes:
+    """Send `trickle` every 0.2 s (a byte: 5 bytes a second) until the server closes the connection, which must
+    be an answer 408, not sooner than `grace_s` after `started` and within DEADLINE; the answer's body."""
+    sock.settimeout(0.2)
+    answer = b""
+    while True:
+        assert time.monotonic() - started < DEADLINE, f"still open after {DEADLINE} s: {answer!r}"
+        with contextlib.suppress(OSError):
+            sock.sendall(trickle)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            break
+        answer += chunk
+    assert time.monotonic() - started >= grace_s * 0.9  # closed by the pace, not at once
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    return body
+
+
+def _import(port: int, source: str, length: int) -> socket.socket:
+    """A connection that sent the head of an operator's CSV import of `length` bytes, and none of its body."""
+    sock = connect(port, source)
+    sock.sendall(f"POST /api/markets/import?market=pasar-x HTTP/1.1\r\nHost: hub\r\nContent-Type: text/csv\r\n"
+                 f"Authorization: Bearer {OPERATOR}\r\nContent-Length: {length}\r\n\r\n".encode())
+    return sock
+
+
+def test_a_body_trickled_slower_than_the_pace_is_answered_408_and_closed_and_a_steady_one_is_read(tmp_path):
+    grace_s, rate = 2.0, 1000
+    settings = (f"http_body_grace_s = {grace_s}\nhttp_body_min_rate = {rate}\nhttp_connections_per_address = 1\n"
+                "http_proxies = []")
+    with hub_running(tmp_path, settings) as (url, _), sockets() as held:
+        port = int(url.rsplit(":", 1)[1])
+        slow = _import(port, "127.0.0.2", 100_000)
+        held.append(slow)
+        started = time.monotonic()
+        assert "from one address" in _refused(http_get(port, "127.0.0.2", "/api/status"), "TOO_MANY_CONNECTIONS")
+        assert json.loads(_trickled(slow, started, grace_s))["error"]["code"] == "BODY_TOO_SLOW"
+
+        def served() -> bool:  # its address's one place is free again
+            sock, status, _, _ = http_get(port, "127.0.0.2", "/api/status")
+            sock.close()
+            return status == 200
+        wait_until(served, 30, what="a request from the slow body's address served")
+        assert refusals(url)["slow_http_request_bodies"] == 1
+
+        # 16 KB at about 4,000 bytes a second: longer than the grace, never behind the pace.
+        rows = "".join(f"2024-{1 + i // 28 % 12:02d}-{1 + i % 28:02d},beras,{12000 + i}\n" for i in range(700))
+        csv = ("tanggal,komoditas,harga\n" + rows).encode()
+        steady = _import(port, "127.0.0.3", len(csv))
+        held.append(steady)
+        started = time.monotonic()
+        for at in range(0, len(csv), 1000):
+            steady.sendall(csv[at:at + 1000])
+            time.sleep(0.25)  # the client's pace, not a wait for the server
+        assert time.monotonic() - started > grace_s
+        status, _, body = read_answer(steady)
+        assert status == 200, body
+        assert json.loads(body)["bytes"] == len(csv)
 
 
 @pytest.fixture
@@ -261,7 +357,7 @@ def edge_http(tmp_path: Path) -> Iterator[int]:
     config.write_text(f'site = "sppg-limits"\ndata_dir = "{tmp_path / "edge"}"\nsensors = []\n'
                       f'[coap]\nhost = "127.0.0.1"\nport = {coap}\n[sync]\nmdns = false\n[sim]\ntap_interval_ms = 0\n'
                       f'[http]\nenabled = true\nport = {http}\n'
-                      '[limits]\nhttp_connections = 4\nhttp_connections_per_address = 2\n')
+                      '[limits]\nhttp_connections = 4\nhttp_connections_per_address = 2\nhttp_body_grace_s = 2\n')
     with (tmp_path / "edge.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "edge", "run", "--config", str(config)],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -280,10 +376,20 @@ def edge_http(tmp_path: Path) -> Iterator[int]:
     assert "Traceback" not in (tmp_path / "edge.log").read_text()
 
 
-def test_the_edges_http_connections_over_the_caps_are_answered_503(edge_http):
+def test_the_edges_http_connections_over_the_caps_or_too_slow_are_answered_and_counted(edge_http, tmp_path):
     port = edge_http
+    secret = (tmp_path / "edge" / SECRET_FILE).read_text().strip()
     with sockets() as held:
         _edge_caps(port, held)
+        slow = connect(port, "127.0.0.5")
+        held.append(slow)
+        slow.sendall(f"POST /api/log_scan HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+                     f"Authorization: Bearer {secret}\r\nContent-Length: 4000\r\n\r\n".encode())
+        # None of the body: seed 1's route answers whatever first bytes come (400 for a lone "x")
+        assert json.loads(_trickled(slow, time.monotonic(), 2, b""))["error"]["code"] == "BODY_TOO_SLOW"
+    counted = refusals(f"http://127.0.0.1:{port}", secret)
+    assert (counted["http_connections_per_address"], counted["http_connections"]) == (1, 1)
+    assert counted["slow_http_request_bodies"] == 1
 
 
 def _edge_caps(port: int, held: list[socket.socket]) -> None:
