@@ -226,3 +226,18 @@ def guard(runner: web.BaseRunner, cap: Cap, *, pace: BodyPace = BodyPace(), sett
     slow = Refusals("slow HTTP request bodies", log=log, setting=pace_setting, tally=slots.refusals.tally)
     server.__class__ = type("_GuardedServer", (_Server,), {"slots": slots, "pace": pace, "slow": slow})
     return slots
+
+
+async def read_at_most(request: web.BaseRequest, limit: int) -> bytes:
+    """`request`'s body, or its first `limit` + 1 bytes when it is longer (for the caller to refuse as too large):
+    every byte sent up to there, however the network cut the body into packets (one `content.read(n)` returns
+    what has arrived, which may be its first byte alone)."""
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await request.content.read(limit + 1 - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)

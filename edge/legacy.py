@@ -24,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from coap_server.httpd import read_at_most
 from coap_server.params import read_json
 from ledger import LedgerError
 from ledger.errors import CodedError
@@ -59,7 +60,7 @@ def mount(app: Any, daemon: Any) -> None:
         """Seed 1's scan logging: one scan in, one signed record of this edge out."""
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
             return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        raw = await read_at_most(request, MAX_BODY_BYTES)
         if len(raw) > MAX_BODY_BYTES:
             return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
         if request.content_type != "application/json":

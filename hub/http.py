@@ -21,7 +21,7 @@ from aiohttp import web
 
 from coap_server.errors import Internal, RequestError, TooLarge, TooManyStreams
 from coap_server.errors import NotFound as RouteNotFound
-from coap_server.httpd import closed
+from coap_server.httpd import closed, read_at_most
 from coap_server.limits import Cap, Slots
 from coap_server.params import Param, read_json
 from ledger import Checkpoint, ForkEvidence, Record, decode_record
@@ -57,7 +57,7 @@ DECISION_BYTES = 16 * 1024  # an operator's decision: who, why, what (the why is
 async def read_decision(request: web.Request, fields: tuple[str, ...], expected: str) -> dict[str, Any]:
     """An operator's decision: a JSON object whose `fields` are text, not blank. BAD_REQUEST saying `expected`
     for anything else (not JSON, nested too deep, another shape), TOO_LARGE past DECISION_BYTES."""
-    raw = await request.content.read(DECISION_BYTES + 1)
+    raw = await read_at_most(request, DECISION_BYTES)
     try:
         value = read_json(raw, max_bytes=DECISION_BYTES, what="decision")
     except TooLarge:

@@ -13,7 +13,7 @@ from coap_server.client import EdgeClient
 from coap_server.errors import CoapError
 from edge.config import Limits
 from ledger import decode_record, verify_chain
-from tests.wait import wait_for
+from tests.wait import PATIENCE, wait_for
 
 from ..edge.common import edge_config, peer_log, running
 
@@ -83,7 +83,7 @@ async def test_observe_head_notifies_on_new_records(tmp_path):
         first = await client.submit("note", {"text": "one"})
         await wait_for(lambda: len(seen) == 2, what="a notification of the first record")
         second = await client.submit("note", {"text": "two"})
-        await asyncio.wait_for(watcher, 10)
+        await asyncio.wait_for(watcher, 10 * PATIENCE)
         assert seen[0]["length"] == 1
         assert [h["head"] for h in seen[1:]] == [first.id, second.id]
 

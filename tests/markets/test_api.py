@@ -27,7 +27,7 @@ from hub.service import Hub
 from ledger import ChainBuilder, Ed25519Signer
 from ledger.enroll import make_enroll_request
 from tests.documented import assert_documented
-from tests.wait import wait_for
+from tests.wait import PATIENCE, wait_for
 
 OPERATOR = "market-operator-token"
 MARKETS = ("pasar-senen", "pasar-kosambi", "pasar-johar")
@@ -272,7 +272,7 @@ async def test_price_updates_stream_with_their_impact(env):
         "market": "pasar-senen", "commodity": "cabai-merah", "unit": "kg", "price_idr": 52_000,
         "reporter": "rep-live", "region": "DKI Jakarta"})
     await env.push()
-    await asyncio.wait_for(task, 10)
+    await asyncio.wait_for(task, 10 * PATIENCE)
     (update,) = events
     assert update["observation"]["id"] == rid and update["verdict"] in ("accepted", "quarantined")
     assert update["impact"]["score"] >= 0 and "dominant" in update["impact"]
