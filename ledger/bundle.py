@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any
 
 from . import cbor
-from .acceptance import accept
+from .acceptance import Accepted, accept
 from .authority import Authority, AuthorityWriter, Decision, Standing
 from .chain import ChainState, ForkEvidence, link
 from .checkpoint import (
@@ -21,7 +23,7 @@ from .checkpoint import (
 )
 from .cose import ALG_EDDSA, HDR_ALG, TAG_SIGN1, Signer, parse_sign1, sig_structure, verify_signature
 from .errors import BadCheckpoint, BadProof, BrokenChain, LedgerError, MalformedRecord, UnknownKey
-from .merkle import MerkleTree
+from .merkle import MerkleTree, leaf_hash
 from .record import Record, decode_record, device_id_for
 
 FORMAT = "jejak-bundle/2"
@@ -68,7 +70,7 @@ class Bundle:
 
     def sealed(self, signer: Signer) -> Bundle:
         """This bundle with the hub's seal over the rest of it (FORMAT.md §12.3 step 9)."""
-        signature = signer.sign(_seal_signed(cbor.encode(self._map())))
+        signature = signer.sign(_seal_signed(hashlib.sha256(cbor.encode(self._map())).digest()))
         return replace(self, seal=cbor.encode([_SEAL_PROTECTED, {}, None, signature], tag=TAG_SIGN1))
 
     def _map(self) -> dict[str, Any]:
@@ -165,7 +167,7 @@ class BundleEncoder:
     def seal(self, signer: Signer) -> bytes:
         """The seal field's value, to be written at `seal_at` over the placeholder."""
         self._expect(4, "seal")
-        signature = signer.sign(sig_structure(_SEAL_PROTECTED, self._hash.digest(), SEAL_AAD))
+        signature = signer.sign(_seal_signed(self._hash.digest()))
         sealed = cbor.encode(cbor.encode([_SEAL_PROTECTED, {}, None, signature], tag=TAG_SIGN1))
         assert len(sealed) == SEAL_BYTES
         return sealed
@@ -176,24 +178,29 @@ SEAL_KEY = cbor.encode("seal")
 SEAL_BYTES = len(cbor.encode(cbor.encode([_SEAL_PROTECTED, {}, None, bytes(64)], tag=TAG_SIGN1)))
 
 
-def _seal_signed(unsealed: bytes) -> bytes:
+def _seal_signed(unsealed_digest: bytes) -> bytes:
     """Sig_structure over the SHA-256 of the bundle's encoding without its seal entry (a detached payload)."""
-    return sig_structure(_SEAL_PROTECTED, hashlib.sha256(unsealed).digest(), SEAL_AAD)
+    return sig_structure(_SEAL_PROTECTED, unsealed_digest, SEAL_AAD)
 
 
-def check_seal(bundle: Bundle, hub_key: bytes) -> None:
+def check_seal(seal: bytes, unsealed_digest: bytes, hub_key: bytes) -> None:
     """The seal is exactly 18([h'a10127', {}, nil, signature]) (else MALFORMED) and its signature verifies
-    over the rest of the bundle (else INVALID_SIGNATURE)."""
-    msg = parse_sign1(bundle.seal, what="bundle seal")
+    over `unsealed_digest`, the SHA-256 of the rest of the bundle (else INVALID_SIGNATURE)."""
+    msg = parse_sign1(seal, what="bundle seal")
     if msg.protected != _SEAL_PROTECTED or msg.unprotected or msg.payload is not None:
         raise MalformedRecord("bundle seal: expected 18([h'a10127', {}, nil, signature])")
-    verify_signature(hub_key, msg.signature, _seal_signed(cbor.encode(bundle._map())),
+    verify_signature(hub_key, msg.signature, _seal_signed(unsealed_digest),
                      where="bundle seal: the bundle is not what the hub exported")
 
 
 def _expect(cond: bool, what: str) -> None:
     if not cond:
         raise MalformedRecord(f"bundle: {what}")
+
+
+def _expect_deterministic(cond: bool, what: str = "") -> None:
+    if not cond:
+        raise MalformedRecord(f"bundle: {cbor.NOT_DETERMINISTIC}{what}", hint=cbor.DETERMINISTIC_HINT)
 
 
 def _expect_fields(item: dict[Any, Any], fields: frozenset[str], *, optional: set[str], what: str) -> None:
@@ -215,53 +222,253 @@ def _is_pair(x: object, first: type, second: type) -> bool:
     return isinstance(x, list) and len(x) == 2 and isinstance(x[0], first) and isinstance(x[1], second)
 
 
-def decode_bundle(data: bytes) -> Bundle:
-    """The bundle's map, every field present and of exactly its type (FORMAT.md §12.1), or MALFORMED."""
-    _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
-    item = cbor.decode(data, what="bundle")
-    _expect(isinstance(item, dict), "expected a map")
-    _expect(item.get("format") == FORMAT, f"expected format {FORMAT!r}, got {item.get('format')!r}")
-    # Every field is type-checked here, so that the verifier downstream only ever sees well-typed values.
-    _expect_fields(item, BUNDLE_FIELDS, optional={"description"}, what="bundle")
-    hub_key = item["hub_key"]
+Chunks = Iterable[bytes | memoryview]  # a bundle's bytes from the first, in pieces of any size
+
+
+class _Input:
+    """A bundle's bytes taken in order from its pieces, counted, and hashed for the seal (FORMAT.md §12.3 step
+    9) while `hashing` is on; `capture`, when a list, collects what is taken."""
+
+    __slots__ = ("_buf", "_chunks", "_pos", "capture", "hashing", "read", "unsealed")
+
+    def __init__(self, chunks: Chunks) -> None:
+        self._chunks = iter(chunks)
+        self._buf = memoryview(b"")
+        self._pos = 0
+        self.read = 0
+        self.unsealed = hashlib.sha256()
+        self.hashing = True
+        self.capture: list[bytes] | None = None
+
+    def take(self, n: int) -> bytes:
+        _expect(n <= MAX_BUNDLE_BYTES - self.read,
+                f"an item at byte {self.read} claims {n} bytes, past the {MAX_BUNDLE_BYTES} a bundle may hold")
+        end = self._pos + n
+        if end > len(self._buf):
+            rest = self._buf[self._pos:]
+            parts, have = [rest] if len(rest) else [], len(rest)
+            while have < n:
+                chunk = next(self._chunks, None)
+                _expect(chunk is not None, f"cut short: it ends after {self.read + have} bytes, before its map does")
+                assert chunk is not None
+                parts.append(memoryview(chunk))
+                have += len(chunk)
+            # A bundle given whole (one piece) is read in place; pieces are joined only across an item's ends.
+            self._buf = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
+            self._pos, end = 0, n
+        out = bytes(self._buf[self._pos:end])
+        self._pos = end
+        self.read += n
+        if self.hashing:
+            self.unsealed.update(out)
+        if self.capture is not None:
+            self.capture.append(out)
+        return out
+
+    def at_end(self) -> bool:
+        return self._pos == len(self._buf) and not any(len(chunk) for chunk in self._chunks)
+
+    def head(self) -> tuple[int, int]:
+        """The next item's major type and argument; a definite length in its shortest form, as deterministic
+        CBOR has it (RFC 8949 §4.2.1)."""
+        first = self.take(1)[0]
+        major, info = first >> 5, first & 31
+        if info < 24:
+            return major, info
+        _expect_deterministic(info < 28)
+        size = 1 << (info - 24)
+        n = int.from_bytes(self.take(size), "big")
+        _expect_deterministic(major == 7 or n >= (24 if size == 1 else 1 << (4 * size)))
+        return major, n
+
+    def item_bytes(self, depth: int) -> bytes:
+        """One whole item's bytes, as taken (`cbor.decode` checks them)."""
+        self.capture = []
+        self._skip(depth)
+        raw, self.capture = b"".join(self.capture), None
+        return raw
+
+    def key(self, depth: int, after: bytes, fields: frozenset[str], what: str) -> tuple[str, bytes]:
+        """The next key of a map and its bytes: one of `fields`, after the key before it (`after`, its bytes)
+        in deterministic order, which also makes each key appear once."""
+        raw = self.item_bytes(depth)
+        key = cbor.decode(raw, what="bundle", depth=depth)
+        _expect_deterministic(raw > after)
+        _expect(type(key) is str and key in fields, f"{what} has unknown field(s) {key!r}")
+        return key, raw
+
+    def item(self, depth: int) -> Any:
+        """One whole item, decoded strictly at its depth in the bundle."""
+        return cbor.decode(self.item_bytes(depth), what="bundle", depth=depth)
+
+    def _skip(self, depth: int) -> None:
+        _expect(depth <= cbor.MAX_DEPTH + 2, f"CBOR nested deeper than {cbor.MAX_DEPTH} levels")
+        major, n = self.head()
+        if major in (2, 3):
+            self.take(n)
+        elif major in (4, 5):
+            for _ in range(n * (major - 3)):
+                self._skip(depth + 1)
+        elif major == 6:
+            self._skip(depth + 1)
+
+
+class _Reader:
+    """What `_walk` hands a bundle's logs and receipts to as it comes to them; this one lets them pass."""
+
+    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+        """A log's fields, its records (an empty list in `log`) to be taken from `records` as they come."""
+
+    def receipt(self, record_id: bytes, receipt: bytes) -> None:
+        """One entry of `receipts`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Fields:
+    """A bundle's fields but its logs and receipts, which are read as they come: these are small."""
+
+    hub_key: bytes
+    hub_log: list[bytes]
+    checkpoints: list[bytes]
+    consistency: list[tuple[int, int, list[bytes]]]
+    forks: list[bytes]
+    created: int
+    description: str
+    has_description: bool
+    seal: bytes
+    unsealed: bytes  # the SHA-256 of the bundle without its seal entry, what the seal signs
+
+
+def _walk(chunks: Chunks, reader: _Reader) -> _Fields:
+    """Read a bundle once, in order, checking its schema (FORMAT.md §12.1) as its bytes come: every field
+    present and of exactly its type, in deterministic CBOR, else MALFORMED. Each log and receipt goes to
+    `reader` when it is read; the rest is returned."""
+    src = _Input(chunks)
+    src.hashing = False  # the map the seal signs has one entry fewer
+    major, entries = src.head()
+    _expect(major == 5, "expected a map")
+    src.unsealed.update(cbor.map_head(max(entries - 1, 0)))
+    small: dict[str, Any] = {}
+    seen: set[str] = set()
+    last = b""
+    for _ in range(entries):
+        src.hashing = False
+        key, last = src.key(1, last, BUNDLE_FIELDS, "bundle")
+        if key != "seal":
+            src.unsealed.update(last)
+            src.hashing = True
+        seen.add(key)
+        if key == "logs":
+            major, count = src.head()
+            _expect(major == 4, "logs must be an array")
+            for _ in range(count):
+                _log(src, reader)
+        elif key == "receipts":
+            major, count = src.head()
+            _expect(major == 4, "receipts must be an array of [32-byte record id, receipt]")
+            for _ in range(count):
+                reader.receipt(*_receipt(src))
+        else:
+            small[key] = src.item(1)
+    src.hashing = True
+    _expect_deterministic(src.at_end(), ": bytes after the bundle's map")
+    _expect(small.get("format") == FORMAT, f"expected format {FORMAT!r}, got {small.get('format')!r}")
+    _expect_fields(dict.fromkeys(seen), BUNDLE_FIELDS, optional={"description"}, what="bundle")
+    hub_key = small["hub_key"]
     _expect(isinstance(hub_key, bytes) and len(hub_key) == 32, "hub_key must be a 32-byte Ed25519 public key")
-    _expect(_is_bytes_list(item["hub_log"]) and bool(item["hub_log"]),
+    _expect(_is_bytes_list(small["hub_log"]) and bool(small["hub_log"]),
             "hub_log must be a non-empty array of records")
-    _expect(isinstance(item["logs"], list), "logs must be an array")
-    logs = []
-    for entry in item["logs"]:
-        _expect(isinstance(entry, dict), "each log must be a map")
-        _expect_fields(entry, LOG_FIELDS, optional=set(), what="log")
-        device = entry["device"]
+    _expect(_is_bytes_list(small["checkpoints"]) and bool(small["checkpoints"]),
+            "checkpoints must be a non-empty array of byte strings")
+    _expect(_is_bytes_list(small["forks"]), "forks must be an array of byte strings")
+    consistency = small["consistency"]
+    _expect(isinstance(consistency, list) and all(
+        isinstance(x, list) and len(x) == 3 and _is_int(x[0]) and _is_int(x[1]) and _is_bytes_list(x[2])
+        for x in consistency), "consistency must be an array of [first, second, [hashes]]")
+    _expect(_is_int(small["created"]), "created must be a non-negative integer")
+    description = small.get("description", "")
+    _expect(isinstance(description, str), "description must be text")
+    _expect(isinstance(small["seal"], bytes), "seal must be a byte string")
+    return _Fields(hub_key=hub_key, hub_log=small["hub_log"], checkpoints=small["checkpoints"],
+                   consistency=[(a, b, p) for a, b, p in consistency], forks=small["forks"],
+                   created=small["created"], description=description, has_description="description" in small,
+                   seal=small["seal"], unsealed=src.unsealed.digest())
+
+
+def _log(src: _Input, reader: _Reader) -> None:
+    """One log map: its key list, bodies and device (small) first, as deterministic order has them, then its
+    records, handed to `reader` one at a time."""
+    major, entries = src.head()
+    _expect(major == 5, "each log must be a map")
+    item: dict[Any, Any] = {}
+    last = b""
+    for _ in range(entries):
+        key, last = src.key(3, last, LOG_FIELDS, "log")
+        if key != "records":
+            item[key] = src.item(3)
+            continue
+        _expect_fields(item | {"records": None}, LOG_FIELDS, optional=set(), what="log")
+        device = item["device"]
         _expect(isinstance(device, bytes) and len(device) == 16, "log device must be a 16-byte id")
-        _expect(_is_bytes_list(entry["keys"]) and _is_bytes_list(entry["records"]),
-                "log keys and records must be arrays of byte strings")
-        raw_bodies = entry["bodies"]
+        _expect(_is_bytes_list(item["keys"]), "log keys and records must be arrays of byte strings")
+        raw_bodies = item["bodies"]
         _expect(isinstance(raw_bodies, list) and all(_is_pair(x, int, bytes) and _is_int(x[0])
                                                      for x in raw_bodies),
                 "log bodies must be an array of [seq, bytes]")
         _expect(len({s for s, _ in raw_bodies}) == len(raw_bodies), "log bodies must name each seq once")
-        logs.append(LogExport(device_id=device, keys=list(entry["keys"]), records=list(entry["records"]),
-                              bodies={s: b for s, b in raw_bodies}))
-    _expect(_is_bytes_list(item["checkpoints"]) and bool(item["checkpoints"]),
-            "checkpoints must be a non-empty array of byte strings")
-    _expect(_is_bytes_list(item["forks"]), "forks must be an array of byte strings")
-    _expect(isinstance(item["receipts"], list) and all(_is_pair(x, bytes, bytes) and len(x[0]) == 32
-                                                       for x in item["receipts"]),
-            "receipts must be an array of [32-byte record id, receipt]")
-    consistency = item["consistency"]
-    _expect(isinstance(consistency, list) and all(
-        isinstance(x, list) and len(x) == 3 and _is_int(x[0]) and _is_int(x[1]) and _is_bytes_list(x[2])
-        for x in consistency), "consistency must be an array of [first, second, [hashes]]")
-    _expect(_is_int(item["created"]), "created must be a non-negative integer")
-    description = item.get("description", "")
-    _expect(isinstance(description, str), "description must be text")
-    _expect(isinstance(item["seal"], bytes), "seal must be a byte string")
-    return Bundle(hub_key=hub_key, hub_log=list(item["hub_log"]), logs=logs,
-                  checkpoints=list(item["checkpoints"]), receipts=[(a, b) for a, b in item["receipts"]],
-                  consistency=[(a, b, list(p)) for a, b, p in consistency],
-                  forks=list(item["forks"]), created=item["created"], seal=item["seal"], description=description,
-                  has_description="description" in item)
+        major, count = src.head()
+        _expect(major == 4, "log keys and records must be arrays of byte strings")
+        records = _records(src, count)
+        reader.log(LogExport(device_id=device, keys=item["keys"], records=[],
+                             bodies={s: b for s, b in raw_bodies}), records)
+        for _ in records:  # what the reader left is read all the same: the schema covers every byte
+            pass
+        item["records"] = None
+    _expect_fields(item, LOG_FIELDS, optional=set(), what="log")
+
+
+def _receipt(src: _Input) -> tuple[bytes, bytes]:
+    """One [32-byte record id, receipt] entry, read without decoding it as a whole (there is one a record)."""
+    what = "receipts must be an array of [32-byte record id, receipt]"
+    _expect(src.head() == (4, 2), what)
+    pair = []
+    for _ in range(2):
+        major, n = src.head()
+        _expect(major == 2, what)
+        pair.append(src.take(n))
+    _expect(len(pair[0]) == 32, what)
+    return pair[0], pair[1]
+
+
+def _records(src: _Input, count: int) -> Iterator[bytes]:
+    for _ in range(count):
+        major, n = src.head()
+        _expect(major == 2, "log keys and records must be arrays of byte strings")
+        yield src.take(n)
+
+
+class _Collect(_Reader):
+    """Keeps every log and receipt: the whole bundle as values, for `decode_bundle`."""
+
+    def __init__(self) -> None:
+        self.logs: list[LogExport] = []
+        self.receipts: list[tuple[bytes, bytes]] = []
+
+    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+        self.logs.append(replace(log, records=list(records)))
+
+    def receipt(self, record_id: bytes, receipt: bytes) -> None:
+        self.receipts.append((record_id, receipt))
+
+
+def decode_bundle(data: bytes) -> Bundle:
+    """The bundle's map, every field present and of exactly its type (FORMAT.md §12.1), or MALFORMED."""
+    _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
+    kept = _Collect()
+    f = _walk((data,), kept)
+    return Bundle(hub_key=f.hub_key, hub_log=f.hub_log, logs=kept.logs, checkpoints=f.checkpoints,
+                  receipts=kept.receipts, consistency=f.consistency, forks=f.forks, created=f.created,
+                  seal=f.seal, description=f.description, has_description=f.has_description)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -374,60 +581,96 @@ def _check_standing(device_id: bytes, schedule: Sequence[tuple[int, bytes, Recor
     return standing
 
 
-def verify_log(log: LogExport, report: DeviceReport, authority: Authority) -> dict[bytes, Record]:
-    """Verify one exported range by the acceptance path, with the revocation point the hub's verified log
-    gives; record the problem that ends its verified prefix in `report`; return the verified records by id."""
-    good: dict[bytes, Record] = {}
+# Records of a log accepted at a time: the verifier holds a batch of a log, never the log.
+BATCH = 1024
+
+
+class _Earlier:
+    """What a range accepted in earlier batches, as the acceptance path asks for it (`HeldLog`): the key each
+    accepted key record put in force, and a record read again from the bundle by `find(seq)`. Asked only
+    for a record that repeats a seq accepted in an earlier batch."""
+
+    def __init__(self, start: ChainState, find: Callable[[int], bytes | None]) -> None:
+        self.first = self.length = start.length
+        self.keys: list[tuple[int, bytes | None]] = [(start.length, start.key)]
+        self._find = find
+
+    def accepted(self, result: Accepted) -> None:
+        self.keys += [(rec.seq + 1, rec.body["pubkey"]) for rec in result.records
+                      if rec.kind == "key" and rec.body is not None]
+        self.length = result.state.length
+
+    def raw_at(self, seq: int) -> bytes | None:
+        return self._find(seq) if self.first <= seq < self.length else None
+
+    def key_at(self, seq: int) -> bytes | None:
+        if not self.first <= seq < self.length:
+            return None
+        return [key for start, key in self.keys if start <= seq][-1]
+
+
+def verify_log(log: LogExport, records: Iterable[bytes], report: DeviceReport, authority: Authority, *,
+               verified: Callable[[Record], None], find: Callable[[int], bytes | None]) -> None:
+    """Verify one exported range, its records taken from `records` as they come, by the acceptance path a
+    batch at a time, with the revocation point the hub's verified log gives; record the problem that ends
+    its verified prefix in `report` and hand each verified record to `verified`. `find(seq)` reads again the
+    range's record at a seq of an earlier batch, for a record that repeats it."""
+    it = iter(records)
     try:
         schedule = _key_schedule(log.device_id, log.keys)
-        if not log.records:
-            return good
-        start = _range_start(log, schedule)
+        first = next(it, None)
+        if first is None:
+            return
+        start = _range_start(log, first, schedule)
         standing = _check_standing(log.device_id, schedule, authority, start)
         report.revoked_from = standing.revoked_from
     except LedgerError as exc:
         report.problems.append(exc)
-        return good
-    result = accept(start, log.records, revoked_from=standing.revoked_from)
-    report.duplicates = result.duplicates
+        return
     listed = {rec.seq: rec.raw for _, _, rec in schedule}
-    for rec in result.records:
-        try:
-            if rec.kind == "key" and listed.get(rec.seq) != rec.raw:
-                raise BrokenChain("key record of the range is not the key list's entry for its seq",
-                                  where=rec.where)
-            if rec.detached and rec.seq in log.bodies:
-                rec = rec.with_body(log.bodies[rec.seq])
-        except LedgerError as exc:
-            report.problems.append(exc)
-            return good
-        good[rec.id] = rec
-        report.records += 1
-        report.first_seq = rec.seq if report.first_seq is None else report.first_seq
-        report.last_seq = rec.seq
-        report.first_time = rec.time if report.first_time is None else min(report.first_time, rec.time)
-        report.last_time = rec.time if report.last_time is None else max(report.last_time, rec.time)
-    if result.problem is not None:
-        report.problems.append(result.problem)
-        return good
+    earlier = _Earlier(start, find)
+    matched: set[int] = set()  # seqs of body entries whose detached record verified
+    state, batch, later = start, [first, *islice(it, BATCH - 1)], False
+    while batch:
+        result = accept(state, batch, held=earlier, revoked_from=standing.revoked_from)
+        # Only the range's first record may repeat the head without counting: a later batch starts mid-range.
+        report.duplicates += result.duplicates + (later and hashlib.sha256(batch[0]).digest() == state.head)
+        for rec in result.records:
+            try:
+                if rec.kind == "key" and listed.get(rec.seq) != rec.raw:
+                    raise BrokenChain("key record of the range is not the key list's entry for its seq",
+                                      where=rec.where)
+                if rec.detached and rec.seq in log.bodies:
+                    rec = rec.with_body(log.bodies[rec.seq])
+                    matched.add(rec.seq)
+            except LedgerError as exc:
+                report.problems.append(exc)
+                return
+            verified(rec)
+            report.records += 1
+            report.first_seq = rec.seq if report.first_seq is None else report.first_seq
+            report.last_seq = rec.seq
+            report.first_time = rec.time if report.first_time is None else min(report.first_time, rec.time)
+            report.last_time = rec.time if report.last_time is None else max(report.last_time, rec.time)
+        if result.problem is not None:
+            report.problems.append(result.problem)
+            return
+        earlier.accepted(result)
+        state, batch, later = result.state, list(islice(it, BATCH)), True
     # A body entry must belong to a detached record of the range: anything else is not what was exported.
-    detached = {rec.seq for rec in result.records if rec.detached}
     for seq in log.bodies:
-        if seq not in detached:
+        if seq not in matched:
             report.problems.append(MalformedRecord(
                 f"bundle: detached body for seq {seq}, which is not a detached record of the range",
                 where=f"device {log.device_id.hex()}"))
             break
-    return good
 
 
-def _range_start(log: LogExport, schedule: list[tuple[int, bytes, Record]]) -> ChainState:
+def _range_start(log: LogExport, first_raw: bytes, schedule: list[tuple[int, bytes, Record]]) -> ChainState:
     """The state an exported range extends. A range from genesis starts empty; a later one (a time window)
     is taken at its word for its first record's prev link and boot, with the key the key list puts in force
     there: the range proves its own records, not the history before them."""
-    if not log.records:
-        return ChainState.empty(log.device_id)
-    first = decode_record(log.records[0])
+    first = decode_record(first_raw)
     if first.device_id != log.device_id:
         raise BrokenChain(f"record of device {first.device} inside the log of {log.device_id.hex()}",
                           where=first.where)
@@ -439,11 +682,11 @@ def _range_start(log: LogExport, schedule: list[tuple[int, bytes, Record]]) -> C
                       key=_key_at(schedule, first.seq), boot=first.boot, time=first.time)
 
 
-def _verify_hub_log(bundle: Bundle, hub_id: bytes, checkpoints: list[Checkpoint],
-                    report: BundleReport) -> tuple[Authority, dict[bytes, Record]]:
+def _verify_hub_log(hub_log: list[bytes], hub_id: bytes, checkpoints: list[Checkpoint],
+                    report: BundleReport) -> tuple[Authority, list[Record]]:
     """The hub's own log, complete up to the head the largest checkpoint names (FORMAT.md §12.3 step 5)."""
     authority = Authority(hub_id=hub_id)
-    result = accept(ChainState.empty(hub_id), bundle.hub_log)
+    result = accept(ChainState.empty(hub_id), hub_log)
     try:
         for rec in result.records:
             authority.apply(rec)
@@ -451,10 +694,10 @@ def _verify_hub_log(bundle: Bundle, hub_id: bytes, checkpoints: list[Checkpoint]
             report.decisions += rec.kind == "authority"
     except LedgerError as exc:
         report.add(exc)
-        return authority, {}
+        return authority, []
     if result.problem is not None:
         report.add(result.problem)
-        return authority, {r.id: r for r in authority.records}
+        return authority, list(authority.records)
     ids = [r.id for r in authority.records]
     for cp in checkpoints:
         assert cp.authority is not None  # step 3 refuses checkpoints without it
@@ -463,26 +706,211 @@ def _verify_hub_log(bundle: Bundle, hub_id: bytes, checkpoints: list[Checkpoint]
             report.add(BrokenChain(f"the hub's log in the bundle ({len(ids)} records) does not hold the head "
                                    f"that checkpoint {cp.tree_size} names (seq {length - 1})",
                                    hint="a decision of the hub is missing or was replaced"))
-            return authority, {}
+            return authority, []
     if checkpoints and checkpoints[-1].authority != authority.head:
         report.add(BrokenChain(f"the hub's log in the bundle ends at {len(ids)} records, but the largest "
                                f"checkpoint names {checkpoints[-1].authority[0]}",  # type: ignore[index]
                                hint="the bundle dropped the hub's latest decisions"))
-        return authority, {}
-    return authority, {r.id: r for r in authority.records}
+        return authority, []
+    return authority, list(authority.records)
+
+
+class _Held:
+    """Every record id a bundle holds, and of each verified record what its receipt is checked with (FORMAT.md
+    §12.3 step 8): its leaf hash, device and seq. Packed in arrays, about 100 bytes a record, since receipts
+    may come in any order and name records by id: a dict of ids would cost some 250 bytes a record.
+
+    The ids sit in an open-addressing table indexed by Python's hash of the id, which is keyed anew in each
+    process, so that a bundle cannot be made of ids that all land on one bucket."""
+
+    VERIFIED, RECEIPT = 1, 2
+
+    def __init__(self) -> None:
+        self._table = array("q", [-1]) * 1024  # slot of each bucket, -1 for none
+        self._ids = bytearray()  # 32 bytes a slot
+        self.leaves = bytearray()  # 32 bytes a slot
+        self.seqs = array("Q")
+        self.devices = array("L")  # index into `device_ids`
+        self.flags = bytearray()  # VERIFIED | RECEIPT
+        self.order = array("L")  # verified slots in the order they verified
+        self.device_ids: list[bytes] = []
+
+    def _bucket(self, record_id: bytes) -> int:
+        """The bucket that holds `record_id`, or the empty one where it would go."""
+        table, ids, mask = self._table, self._ids, len(self._table) - 1
+        i = hash(record_id) & mask
+        while (slot := table[i]) >= 0 and ids[32 * slot:32 * slot + 32] != record_id:
+            i = (i + 1) & mask
+        return i
+
+    def find(self, record_id: bytes) -> int | None:
+        slot = self._table[self._bucket(record_id)]
+        return slot if slot >= 0 else None
+
+    def hold(self, record_id: bytes) -> int:
+        i = self._bucket(record_id)
+        if (slot := self._table[i]) >= 0:
+            return slot
+        slot = self._table[i] = len(self.flags)
+        self._ids += record_id
+        self.leaves += bytes(32)
+        self.seqs.append(0)
+        self.devices.append(0)
+        self.flags.append(0)
+        if 2 * len(self.flags) > len(self._table):  # at most half full, so that probes stay short
+            self._table = array("q", [-1]) * (2 * len(self._table))
+            for s in range(len(self.flags)):
+                self._table[self._bucket(bytes(self._ids[32 * s:32 * s + 32]))] = s
+        return slot
+
+    def verified(self, rec: Record) -> None:
+        slot = self.hold(rec.id)
+        if self.flags[slot] & self.VERIFIED:
+            return
+        self.flags[slot] |= self.VERIFIED
+        self.order.append(slot)
+        self.leaves[32 * slot:32 * slot + 32] = leaf_hash(rec.raw)
+        self.seqs[slot] = rec.seq
+        if rec.device_id not in self.device_ids[-1:]:  # records come a log at a time
+            self.device_ids.append(rec.device_id)
+        self.devices[slot] = len(self.device_ids) - 1
+
+    def where(self, slot: int) -> tuple[str, str]:
+        """The device (hex) of a verified record, and where it is, as `Record.where` says it."""
+        device = self.device_ids[self.devices[slot]].hex()
+        return device, f"device {device} seq {self.seqs[slot]}"
+
+
+def _holding(records: Iterable[bytes], held: _Held) -> Iterator[bytes]:
+    for raw in records:
+        held.hold(hashlib.sha256(raw).digest())
+        yield raw
+
+
+class _Schema(_Reader):
+    """The first reading of a bundle, for its schema and small fields: keeps the first key list given for each
+    device (fork evidence is checked with it, FORMAT.md §12.3 step 7)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, list[bytes]] = {}
+
+    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+        self.keys.setdefault(log.device_id, log.keys)
+
+
+class _Find(_Reader):
+    """Reads again the first record at `seq` of the bundle's log number `log_index`."""
+
+    def __init__(self, log_index: int, seq: int) -> None:
+        self.log_index, self.seq = log_index, seq
+        self.raw: bytes | None = None
+        self._at = 0
+
+    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+        if self._at == self.log_index:
+            for raw in records:
+                if decode_record(raw).seq == self.seq:
+                    self.raw = raw
+                    break
+        self._at += 1
+
+
+class _Check(_Reader):
+    """The second reading of a bundle: each device log verified (step 6) and each receipt checked (step 8) as
+    they come, the receipts' problems kept to be reported after the forks' (step 7)."""
+
+    def __init__(self, read: Callable[[], Chunks], report: BundleReport, authority: Authority, hub_id: bytes,
+                 key: bytes, by_size: dict[int, Checkpoint], held: _Held) -> None:
+        self.read, self.report, self.authority, self.hub_id = read, report, authority, hub_id
+        self.key, self.by_size, self.held = key, by_size, held
+        self.logs = 0
+        self.later: list[tuple[LedgerError, str | None]] = []  # receipt problems, with the device (hex)
+        self.receipts: dict[str, int] = {}  # receipts checked, by device (hex)
+
+    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+        dev = DeviceReport(device=log.device_id.hex())
+        self.report.devices.append(dev)
+        records = _holding(records, self.held)
+        if log.device_id == self.hub_id:
+            dev.problems.append(MalformedRecord("the hub's own log belongs in hub_log, not in logs"))
+        else:
+            index = self.logs
+            verify_log(log, records, dev, self.authority, verified=self.held.verified,
+                       find=lambda seq: self._find(index, seq))
+        for _ in records:  # the rest of the range is held all the same: a receipt may name it
+            pass
+        self.report.ordered.extend(dev.problems)
+        self.logs += 1
+
+    def _find(self, log_index: int, seq: int) -> bytes | None:
+        found = _Find(log_index, seq)
+        _walk(self.read(), found)
+        return found.raw
+
+    def receipt(self, record_id: bytes, receipt: bytes) -> None:
+        """Each receipt names a record the bundle holds, once, and one that verified leads to the root of a
+        checkpoint the bundle holds (FORMAT.md §12.3 step 8)."""
+        held = self.held
+        slot = held.find(record_id)
+        if slot is None or held.flags[slot] & held.RECEIPT:
+            self.later.append((MalformedRecord(f"receipt for record {record_id.hex()[:16]}... that the bundle "
+                                               "does not hold, or a second receipt for it"), None))
+            return
+        held.flags[slot] |= held.RECEIPT
+        if not held.flags[slot] & held.VERIFIED:
+            return  # past a log's verified prefix: a consequence of the problem already reported
+        device, where = held.where(slot)
+        try:
+            got = verify_receipt(receipt, bytes(held.leaves[32 * slot:32 * slot + 32]), self.key, hashed=True)
+            cp = self.by_size.get(got.tree_size)
+            if cp is None or cp.protected != got.protected or cp.root != got.root:
+                raise BadProof("receipt does not lead to the root of a checkpoint the bundle holds "
+                               "(its header must be that checkpoint's)", where=where)
+            self.report.receipts_checked += 1
+            self.receipts[device] = self.receipts.get(device, 0) + 1
+        except LedgerError as exc:
+            self.later.append((exc, device))
+
+    def finish(self) -> None:
+        """Step 8's problems in their order, then every verified record without a receipt."""
+        by_device = {d.device: d for d in self.report.devices}
+        for device, n in self.receipts.items():
+            if device in by_device:
+                by_device[device].receipts += n
+        for problem, of in self.later:
+            self.report.add(problem, by_device.get(of) if of is not None else None)
+        held = self.held
+        for slot in held.order:
+            if not held.flags[slot] & held.RECEIPT:
+                device, where = held.where(slot)
+                self.report.add(BadProof("record without a receipt: the bundle does not show it in the hub's log",
+                                         where=where), by_device.get(device))
 
 
 def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:
     """Verify everything a bundle holds, with nothing else, in the order of FORMAT.md §12.3. `hub_key` pins
     the hub if the auditor knows it."""
-    bundle = decode_bundle(data)
-    key = hub_key or bundle.hub_key
+    _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
+    return verify_bundle_from(lambda: (data,), hub_key=hub_key)
+
+
+def verify_bundle_from(read: Callable[[], Chunks], *, hub_key: bytes | None = None) -> BundleReport:
+    """`verify_bundle` of a bundle read in pieces: `read()` gives its bytes from the first, each time it is
+    called. What is held is the small fields, a batch of one log, and of each record its id (and of a
+    verified one its leaf hash and seq), never the records, so memory does not follow the bundle's size.
+
+    The bundle is read twice: for the schema, which holds whole before anything is verified (step 1), and
+    for the logs and receipts, verified as they come against the hub's log, which deterministic key order
+    puts after them. A range that repeats a seq accepted long before it has that record read again."""
+    schema = _Schema()
+    fields = _walk(read(), schema)
+    key = hub_key or fields.hub_key
     report = BundleReport(hub_key=key, pinned=hub_key is not None)
     hub_id = device_id_for(key)
-    if hub_key is not None and hub_key != bundle.hub_key:
+    if hub_key is not None and hub_key != fields.hub_key:
         report.add(BadCheckpoint("bundle names another hub key than the one pinned"))
     checkpoints: list[Checkpoint] = []
-    for raw in bundle.checkpoints:
+    for raw in fields.checkpoints:
         try:
             cp = decode_checkpoint(raw)
             if cp.authority is None:
@@ -499,7 +927,7 @@ def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:
         if other.root != cp.root:
             report.add(BadCheckpoint(f"two checkpoints of size {cp.tree_size} with different roots: "
                                      "the hub forked its log"))
-    for first, second, proof in bundle.consistency:
+    for first, second, proof in fields.consistency:
         older_cp, newer_cp = by_size.get(first), by_size.get(second)
         if older_cp is None or newer_cp is None:
             report.add(BadCheckpoint(f"consistency proof {first}->{second} names a checkpoint the bundle "
@@ -512,81 +940,54 @@ def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:
             verify_checkpoints_consistent(older_cp, newer_cp, proof, key)
         except LedgerError as exc:
             report.add(exc)
-    authority, verified = _verify_hub_log(bundle, hub_id, checkpoints, report)
-    held: set[bytes] = {hashlib.sha256(raw).digest() for raw in bundle.hub_log}
-    for log in bundle.logs:
-        dev = DeviceReport(device=log.device_id.hex())
-        report.devices.append(dev)
-        held.update(hashlib.sha256(raw).digest() for raw in log.records)
-        if log.device_id == hub_id:
-            dev.problems.append(MalformedRecord("the hub's own log belongs in hub_log, not in logs"))
-        else:
-            verified.update(verify_log(log, dev, authority))
-        report.ordered.extend(dev.problems)
-    for raw in bundle.forks:
+    authority, hub_records = _verify_hub_log(fields.hub_log, hub_id, checkpoints, report)
+    held = _Held()
+    for raw in fields.hub_log:
+        held.hold(hashlib.sha256(raw).digest())
+    for rec in hub_records:
+        held.verified(rec)
+    check = _Check(read, report, authority, hub_id, key, by_size, held)
+    again = _walk(read(), check)
+    _expect((again.unsealed, again.seal) == (fields.unsealed, fields.seal), "it changed while it was read")
+    for raw in fields.forks:
         try:
             evidence = ForkEvidence.from_cbor(raw)
             key_for = None
             if evidence.seq > 0:
-                logs = [x for x in bundle.logs if x.device_id == evidence.device_id]
-                if not logs:
+                keys = schema.keys.get(evidence.device_id)
+                if keys is None:
                     raise UnknownKey("fork evidence past genesis for a device the bundle has no key list for")
-                key_for = _key_at(_key_schedule(logs[0].device_id, logs[0].keys), evidence.seq)
+                key_for = _key_at(_key_schedule(evidence.device_id, keys), evidence.seq)
             evidence.verify(key_for)
             report.forks.append(evidence)
             report.add(evidence.error())
         except LedgerError as exc:
             report.add(exc)
-    _check_receipts(bundle, key, by_size, verified, held, report)
+    check.finish()
     try:
-        check_seal(bundle, key)
+        check_seal(fields.seal, fields.unsealed, key)
     except LedgerError as exc:
         report.add(exc)
     return report
-
-
-def _check_receipts(bundle: Bundle, key: bytes, by_size: dict[int, Checkpoint], verified: dict[bytes, Record],
-                    held: set[bytes], report: BundleReport) -> None:
-    """Each receipt names a record the bundle holds, once; each verified record has one, and it leads to the
-    root of a checkpoint the bundle holds (FORMAT.md §12.3 step 8)."""
-    by_device = {d.device: d for d in report.devices}
-    seen: set[bytes] = set()
-    for record_id, receipt in bundle.receipts:
-        if record_id not in held or record_id in seen:
-            report.add(MalformedRecord(f"receipt for record {record_id.hex()[:16]}... that the bundle does not "
-                                       "hold, or a second receipt for it"))
-            continue
-        seen.add(record_id)
-        rec = verified.get(record_id)
-        if rec is None:
-            continue  # past a log's verified prefix: a consequence of the problem already reported
-        dev = by_device.get(rec.device)
-        try:
-            got = verify_receipt(receipt, rec.raw, key)
-            cp = by_size.get(got.tree_size)
-            if cp is None or cp.protected != got.protected or cp.root != got.root:
-                raise BadProof("receipt does not lead to the root of a checkpoint the bundle holds "
-                               "(its header must be that checkpoint's)", where=rec.where)
-            report.receipts_checked += 1
-            if dev is not None:
-                dev.receipts += 1
-        except LedgerError as exc:
-            report.add(exc, dev)
-    for record_id, rec in verified.items():
-        if record_id not in seen:
-            report.add(BadProof("record without a receipt: the bundle does not show it in the hub's log",
-                                where=rec.where), by_device.get(rec.device))
 
 
 def compare_bundles(older: bytes, newer: bytes, *, hub_key: bytes | None = None) -> tuple[Checkpoint, Checkpoint]:
     """Prove that the log behind `newer` extends the log behind `older` (FORMAT.md §12.4); `newer` is assumed
     verified on its own already. The older bundle must verify too, with the same hub key: its first problem
     is raised."""
-    a, b = decode_bundle(older), decode_bundle(newer)
+    for data in (older, newer):
+        _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
+    return compare_bundles_from(lambda: (older,), lambda: (newer,), hub_key=hub_key)
+
+
+def compare_bundles_from(older: Callable[[], Chunks], newer: Callable[[], Chunks], *,
+                         hub_key: bytes | None = None) -> tuple[Checkpoint, Checkpoint]:
+    """`compare_bundles` of two bundles read in pieces, as `verify_bundle_from` reads one."""
+    a, b = _walk(older(), _Reader()), _walk(newer(), _Reader())
     key = hub_key or b.hub_key
     if a.hub_key != key or b.hub_key != key:
         raise BadCheckpoint("the two bundles come from different hubs (or not the pinned one)")
-    older_report = verify_bundle(older, hub_key=key)
+    older_report = verify_bundle_from(older, hub_key=key)
     if older_report.ordered:
         raise older_report.ordered[0]
     old = max((decode_checkpoint(x) for x in a.checkpoints), key=lambda c: (c.tree_size, c.time))

@@ -13,6 +13,9 @@ MAX_DEPTH = 16
 _INT_MIN = -(2**64)
 _INT_MAX = 2**64 - 1
 
+NOT_DETERMINISTIC = "not in deterministic CBOR encoding (RFC 8949 §4.2.1)"
+DETERMINISTIC_HINT = "re-encode with sorted map keys, shortest heads, definite lengths and no trailing bytes"
+
 # The only value types signed data may hold. Floats are refused: prices, times and temperatures are integers.
 Value = int | bytes | str | bool | None | list["Value"] | dict[Any, "Value"]
 
@@ -141,8 +144,5 @@ def decode(data: bytes, *, what: str = "CBOR item", tag: int | None = None, dept
     # Re-encoding and comparing catches trailing bytes, non-shortest heads, unsorted or duplicate keys
     # (cbor2 keeps only the last of duplicates, so the re-encoding is shorter).
     if cbor2.dumps(canonical) != data:
-        raise MalformedRecord(
-            f"{what}: not in deterministic CBOR encoding (RFC 8949 §4.2.1)",
-            hint="re-encode with sorted map keys, shortest heads, definite lengths and no trailing bytes",
-        )
+        raise MalformedRecord(f"{what}: {NOT_DETERMINISTIC}", hint=DETERMINISTIC_HINT)
     return canonical

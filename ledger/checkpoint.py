@@ -146,8 +146,9 @@ class VerifiedReceipt:
     authority: tuple[int, bytes] | None = None
 
 
-def verify_receipt(receipt: bytes, leaf: bytes, hub_key: bytes) -> VerifiedReceipt:
-    """Check that `leaf` (a record's raw bytes) is in the hub's log under a signed root."""
+def verify_receipt(receipt: bytes, leaf: bytes, hub_key: bytes, *, hashed: bool = False) -> VerifiedReceipt:
+    """Check that `leaf` (a record's raw bytes, or with `hashed` its leaf hash) is in the hub's log under a
+    signed root."""
     msg = parse_sign1(receipt, what="receipt")
     head = _read_headers(msg.headers, "receipt")
     hub_id, size = head.hub_id, head.size
@@ -165,7 +166,7 @@ def verify_receipt(receipt: bytes, leaf: bytes, hub_key: bytes) -> VerifiedRecei
         raise MalformedRecord("inclusion proof: expected [tree_size, leaf_index, [hashes]]")
     if proof[0] != size:
         raise BadProof(f"inclusion proof has wrong size: expected {size}, got {proof[0]}")
-    root = root_from_inclusion(leaf_hash(leaf), proof[1], proof[0], proof[2])
+    root = root_from_inclusion(leaf if hashed else leaf_hash(leaf), proof[1], proof[0], proof[2])
     if device_id_for(hub_key) != hub_id:
         raise BadCheckpoint("receipt names another hub than the key given")
     try:
