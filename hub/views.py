@@ -444,15 +444,17 @@ class Views:
 
         A burst that keeps the writer busy over `BACKLOG_BUSY` of the last `BACKLOG_WINDOW_S` (edges catching up
         after an outage, a region pulled) is a backlog: it holds derivation back past `burst_hold_s`, up to
-        `backlog_hold_s`. A derivation in the middle of one costs the writer about as much interpreter time as
-        the records it settles took to ingest, and settles again a day the rest of the backlog changes."""
+        `backlog_hold_s`, and no record told for a moment is then no pause (a commit of many records can take
+        longer). A derivation in the middle of one costs the writer about as much interpreter time as the
+        records it settles took to ingest, and settles again a day the rest of the backlog changes."""
         quiet = max(self.burst_quiet_s, 2 * self._last_derive_s)
         started = time.monotonic()
         until = started + max(self.burst_hold_s, 10 * self._last_derive_s)
         latest = max(until, started + self.backlog_hold_s)
         seen = deque([(started, self._writer_busy())])  # (when, writer's busy seconds), BACKLOG_WINDOW_S back
         self._dirty.clear()
-        while not self._stop.wait(quiet) and self._dirty.is_set():
+        while not self._stop.wait(quiet):
+            arrived = self._dirty.is_set()
             self._dirty.clear()
             now = time.monotonic()
             seen.append((now, self._writer_busy()))
@@ -460,7 +462,9 @@ class Views:
                 seen.popleft()
             (then, busy_then), (_, busy_now) = seen[0], seen[-1]
             backlog = busy_now - busy_then > BACKLOG_BUSY * (now - then)
-            if now >= latest or (now >= until and not backlog):
+            # No record told for a moment is a pause, unless the writer was busy: in a backlog, records are
+            # told a commit at a time, and a commit of many can take longer than the moment.
+            if not (arrived or backlog) or now >= latest or (now >= until and not backlog):
                 break
         self._dirty.clear()
 

@@ -163,6 +163,27 @@ def test_a_backlog_holds_the_derivation_back_longer_but_for_a_bounded_time(hub) 
         views.close()
 
 
+def test_a_backlog_told_a_commit_at_a_time_is_not_a_pause(hub) -> None:
+    hub, clock = hub
+    # Records told a commit at a time, further apart than `burst_quiet_s`, while the writer is kept busy (its
+    # busy seconds grow as fast as the clock): the gaps are the commits, not a pause.
+    views = Views(hub, plan=PLAN, clock=clock, burst_quiet_s=0.3, burst_hold_s=0.3, backlog_hold_s=60.0,
+                  writer_busy=time.monotonic)
+    views.start()
+    try:
+        signer = Ed25519Signer.from_seed(b"K2".ljust(32, b"."))
+        device_id = enroll(hub, signer, clock, site="K1")
+        builder = ChainBuilder(signer, clock=clock, boot=1)
+        hub.ingest(device_id, [builder.genesis().raw])
+        body = {"site": "K1", "event": "cooked", "cooked_at": MIDNIGHT + 5 * H, "count": 20}
+        for _ in range(5):
+            time.sleep(0.8)  # a commit of many records takes longer than `burst_quiet_s`
+            hub.ingest(device_id, [builder.append("scan", body).raw])
+        assert views.derive_seconds == 0, "derived between two commits of a backlog"
+    finally:
+        views.close()
+
+
 def test_the_writer_counts_the_time_ingest_keeps_it_busy(hub) -> None:
     hub, clock = hub
     before = hub.writer_busy_s
