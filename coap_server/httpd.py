@@ -1,10 +1,11 @@
-"""The HTTP connections edge and hub serve: a deadline for a connection's first request head, and requests aiohttp
+"""The HTTP connections edge and hub serve: a deadline for every request head, and requests aiohttp
 cannot read refused with a JSON body instead of its plain-text page and a traceback in the log.
 
 aiohttp 3.14 closes a connection that waits too long between requests (keepalive_timeout), but not one that has
 not finished the head of its first request: a client that sends "GET / HTTP/1.1" and then one header line every
 few seconds (slowloris) kept its connection, and a file descriptor of the server's, for as long as it went on, so
-a few thousand of them took every descriptor the process had. A request line or header over aiohttp's limits
+a few thousand of them took every descriptor the process had. Nor, on a connection kept alive, one that answered a
+first request and then trickled the next one's head. A request line or header over aiohttp's limits
 (8,190 bytes), or bytes that are not HTTP, were answered in plain text and logged at ERROR with a traceback.
 
 Nor did aiohttp bound how many connections it holds: each one whose head came in time was kept for as long as its
@@ -39,7 +40,7 @@ from .limits import Cap, Refusals, Slots
 
 log = logging.getLogger("jejak.http")
 
-HEAD_S = 20.0  # from a connection's opening to the end of its first request's head
+HEAD_S = 20.0  # from a connection's opening, or a later request's first byte, to the end of the request's head
 REFUSED_LINGER_S = 1.0  # a refused connection's answer has this long to be read before the socket closes
 
 
@@ -64,8 +65,8 @@ class _Connection(RequestHandler):
     """aiohttp's connection handler with a deadline on the first request's head and a pace for bodies; see the
     module's docstring."""
 
-    __slots__ = ("_address", "_body", "_body_check", "_body_from", "_closed", "_head_due", "_pace", "_slots",
-                 "_slow")
+    __slots__ = ("_address", "_body", "_body_check", "_body_from", "_closed", "_head_due", "_head_from", "_pace",
+                 "_slots", "_slow")
 
     _slots: Slots
     _pace: BodyPace
@@ -73,6 +74,7 @@ class _Connection(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._head_due: asyncio.TimerHandle | None = None
+        self._head_from = 0  # requests whose head had ended when `_head_due` was set
         self._body: StreamReader | None = None  # the body being received, timed from `_body_from`
         self._body_from = 0.0
         self._body_check: asyncio.TimerHandle | None = None
@@ -105,6 +107,10 @@ class _Connection(RequestHandler):
                 self._check_body()
         elif self._body is not None and self._body.is_eof():
             self._stop_body()
+        elif self._body is None and self._head_due is None and self._payload_parser is None and not self._upgraded:
+            # Bytes of a later request's head (not of a body, nor of a WebSocket), not ended yet: it has HEAD_S too.
+            self._head_from = self._request_count
+            self._head_due = self._loop.call_later(HEAD_S, self._head_late)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_due is not None:
@@ -157,8 +163,8 @@ class _Connection(RequestHandler):
 
     def _head_late(self) -> None:
         self._head_due = None
-        if not self._request_count:
-            log.warning("closed a connection whose first request head took over %.0f s", HEAD_S)
+        if self._request_count == self._head_from:
+            log.warning("closed a connection whose request head took over %.0f s", HEAD_S)
             self.force_close()
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,
