@@ -65,7 +65,7 @@ async def test_a_kept_alive_connection_that_trickles_its_next_head_is_closed(ser
             try:
                 if await asyncio.wait_for(reader.read(1), HEAD_S / 5) == b"":
                     break
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             except ConnectionError:
                 break
