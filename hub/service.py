@@ -405,6 +405,8 @@ class Hub:
         one commit, then their standing stored in one write, so a national pull's many logs first seen from a
         region cost two synced writes, not a few each. The approvals come first: no device is stored active
         without its approval in the log. Each keeps its revocation point, as `approve`."""
+        if not devices:  # a pull request with no new log: no write at all
+            return []
         approvals: dict[bytes, Decision] = {}
         for device in devices:
             if device.device_id not in approvals and (decision := self._approval(device)) is not None:
