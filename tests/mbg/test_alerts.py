@@ -97,19 +97,29 @@ def test_time_based_findings_are_derived_without_new_records(hub) -> None:
         views.close()
 
 
-def _stream(hub: Hub, clock: Clock, until: Callable[[], bool], at_least: float) -> int:
-    """Ingest records one at a time, with no pause between them, for `at_least` seconds and then until
-    `until()` holds (or a bound for a busy machine); return how many."""
-    signer = Ed25519Signer.from_seed(b"K1".ljust(32, b"."))
+def _cook_taps(hub: Hub, clock: Clock, seed: bytes) -> Callable[[], None]:
+    """A kitchen device enrolled and begun: each call ingests one more "cooked" tap of it."""
+    signer = Ed25519Signer.from_seed(seed.ljust(32, b"."))
     device_id = enroll(hub, signer, clock, site="K1")
     builder = ChainBuilder(signer, clock=clock, boot=1)
     hub.ingest(device_id, [builder.genesis().raw])
+    body = {"site": "K1", "event": "cooked", "cooked_at": MIDNIGHT + 5 * H, "count": 20}
+
+    def tap() -> None:
+        assert hub.ingest(device_id, [builder.append("scan", body).raw]).accepted == 1
+
+    return tap
+
+
+def _stream(hub: Hub, clock: Clock, until: Callable[[], bool], at_least: float) -> int:
+    """Ingest records one at a time, with no pause between them, for `at_least` seconds and then until
+    `until()` holds (or a bound for a busy machine); return how many."""
+    tap = _cook_taps(hub, clock, b"K1")
     started = time.monotonic()
     n = 0
     while time.monotonic() - started < at_least or not until():
         assert time.monotonic() - started < 60 * PATIENCE, "the stream ran out of time"
-        body = {"site": "K1", "event": "cooked", "cooked_at": MIDNIGHT + 5 * H, "count": 20}
-        assert hub.ingest(device_id, [builder.append("scan", body).raw]).accepted == 1
+        tap()
         n += 1
     return n
 
@@ -171,14 +181,10 @@ def test_a_backlog_told_a_commit_at_a_time_is_not_a_pause(hub) -> None:
                   writer_busy=time.monotonic)
     views.start()
     try:
-        signer = Ed25519Signer.from_seed(b"K2".ljust(32, b"."))
-        device_id = enroll(hub, signer, clock, site="K1")
-        builder = ChainBuilder(signer, clock=clock, boot=1)
-        hub.ingest(device_id, [builder.genesis().raw])
-        body = {"site": "K1", "event": "cooked", "cooked_at": MIDNIGHT + 5 * H, "count": 20}
+        tap = _cook_taps(hub, clock, b"K2")
         for _ in range(5):
             time.sleep(0.8)  # a commit of many records takes longer than `burst_quiet_s`
-            hub.ingest(device_id, [builder.append("scan", body).raw])
+            tap()
         assert views.derive_seconds == 0, "derived between two commits of a backlog"
     finally:
         views.close()
