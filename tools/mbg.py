@@ -226,7 +226,7 @@ class Speaker:
         measured, limit = f.get("measured"), f.get("limit")
         values: dict[str, Any] = {
             "n": len(f.get("containers") or []) or measured or len(f.get("records") or []),
-            "other": self.school(f.get("other_school")), "arrived": self.clock(d.get("arrived_at")),
+            "other": self.school(f.get("other_school")), "arrived": self.clock(d.get("arrived_at") or d.get("received_at")),
             "due": self.clock(d.get("deadline_at")), "departed": self.clock(d.get("departed_at")),
             "late": self.minutes(measured), "received": self.num(d.get("received_portions", measured)),
             "expected": self.num(d.get("expected", limit)), "short": self.num(d.get("shortfall")),

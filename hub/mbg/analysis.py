@@ -764,10 +764,12 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
         off = school.tz_offset_s
         key = (school_id, date)
         if "late" in d.statuses:
+            # A gate that taps only `received` has no arrival tap: its first tap in is when the meals came.
+            came = "arrived" if d.arrived_at is not None else "received"
             _emit(a, DELIVERY, key, Finding(code="late_delivery", subject=school_id, date=date,
-                                      detail=f"arrived {_fmt(d.arrived_at or 0, off)}, due {_fmt(d.deadline_at, off)}",
+                                      detail=f"arrived {_fmt(d.deadline_at + d.late_s, off)}, due {_fmt(d.deadline_at, off)}",
                                       measured=d.late_s, limit=0,
-                                      records=tuple(t.scan.record_id for t in taps.get("arrived", ())[:5])))
+                                      records=tuple(t.scan.record_id for t in taps.get(came, ())[:5])))
         if "short" in d.statuses:
             _emit(a, DELIVERY, key, Finding(code="short_delivery", subject=school_id, date=date,
                                       detail=f"received {d.received_portions} of {count(d.expected, 'portion')}",

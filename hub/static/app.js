@@ -185,7 +185,7 @@ const DELIVERY_COUNTS = new Set(["short_delivery", "missing_delivery", "over_rec
 function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
   const n = (f.containers || []).length || f.measured || (f.records || []).length;
-  const v = { n, other: schoolName(f.other_school), arrived: hhmm(d.arrived_at), due: hhmm(d.deadline_at),
+  const v = { n, other: schoolName(f.other_school), arrived: hhmm(d.arrived_at ?? d.received_at), due: hhmm(d.deadline_at),
     departed: hhmm(d.departed_at), late: mins(f.measured), received: num(d.received_portions ?? f.measured),
     expected: num(d.expected ?? f.limit), short: num(d.shortfall), skew: mins(f.measured), lag: mins(f.measured),
     measured: num(f.measured), limit: num(f.limit) };
@@ -308,7 +308,7 @@ async function viewMbg() {
     <div class="row">${["on_time", "late", "short", "missing"].map((s) => `${badge(s, t(s))} <b data-testid="k-${esc(k.kitchen)}-${s}">${k.counts[s]}</b>`).join(" ")}</div>
     ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map((x) => badge(x, t(`status.${x}`))).join(" ") },
       { h: "expected", num: true, f: (s) => num(s.expected) }, { h: "received", num: true, f: (s) => num(s.received_portions) },
-      { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: (s) => hhmm(s.arrived_at) },
+      { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: (s) => hhmm(s.arrived_at ?? s.received_at) },
       { h: "deadline", f: (s) => hhmm(s.deadline_at) }, { h: "late_by", num: true, f: (s) => (s.late_s ? mins(s.late_s) : "–") }], k.schools, { label: k.name })}</div>`).join("");
   const tags = cont.containers;
   if (!STATE.tag || !tags.some((c) => c.tag === STATE.tag)) STATE.tag = tags.length ? tags[0].tag : null;

@@ -356,3 +356,18 @@ def test_english_findings_say_one_portion_and_one_container(demo, driver):
     assert said("misrouted", 1).startswith("1 container bound for") and " was tapped in here" in said("misrouted", 1)
     assert said("misrouted", 2).startswith("2 containers bound for") and " were tapped in here" in said("misrouted", 2)
     assert no_js_errors(driver) == []
+
+
+def test_a_late_delivery_tapped_in_as_received_says_when_it_came(demo, driver):
+    # A gate that taps only `received` has no arrival tap: its first tap in is when the meals came.
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    midnight = 1_772_384_400  # 00:00 WIB, 2 March 2026
+    row = {"school": "S-late", "date": "2026-03-02", "arrived_at": None, "received_at": midnight + 9 * 3600 + 25 * 60,
+           "deadline_at": midnight + 9 * 3600, "departed_at": None, "expected": 40, "received_portions": 40,
+           "shortfall": 0, "late_s": 25 * 60}
+    finding = {"code": "late_delivery", "subject": "S-late", "date": "2026-03-02", "measured": 25 * 60, "limit": 0,
+               "containers": [], "records": [], "other_school": None, "severity": "alert", "detail": ""}
+    said = driver.execute_script(
+        "const kept = STATE.deliveries; STATE.deliveries = {kitchens: [{schools: [arguments[0]]}]};"
+        "try { return findingText(arguments[1]); } finally { STATE.deliveries = kept; }", row, finding)
+    assert "09:25" in said and "09:00" in said, said

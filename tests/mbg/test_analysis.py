@@ -263,3 +263,13 @@ def test_english_details_say_one_container_and_two_containers(plan: Plan, scan: 
     assert "tapped again for 1 count tap; counted once" in detail("duplicate_scan", twice)
     steps = [*_delivery(scan), scan("returned", 7 * H, tags=["T1"], school="S1", checkpoint="return")]
     assert detail("out_of_order", steps).startswith("1 container step out of order:")
+
+
+def test_a_late_delivery_tapped_in_as_received_says_when_it_came(plan: Plan, scan: Scan) -> None:
+    # Many gates tap only `received`: the delivery's first tap in is its arrival, in the finding as in the row.
+    scans = [scan("departed", 8 * H + 50 * M, tags=TAGS, school="S1"),
+             scan("received", 9 * H + 25 * M, site="S1", tags=TAGS)]
+    a = analyze(plan, scans, now=MIDNIGHT + 10 * H)
+    [late] = [f for f in a.findings if f.code == "late_delivery"]
+    assert (late.detail, late.measured) == ("arrived 09:25, due 09:00", 25 * M)
+    assert late.records == (scans[1].record_id,)

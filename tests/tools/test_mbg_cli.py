@@ -273,3 +273,19 @@ def test_english_says_of_one_portion_and_of_two_portions():
     assert "received 0 of 1 portion: 1 short" in said("en", 1)
     assert "received 0 of 2 portions: 2 short" in said("en", 2)
     assert "diterima 0 dari 1 porsi" in said("id", 1)  # Indonesian has one form
+
+
+def test_a_late_delivery_tapped_in_as_received_says_when_it_came():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S2": {"name": "SD Dua"}}, "kitchens": {"K1": {"name": "SPPG Satu"}}}
+    midnight = 1_767_200_400  # 00:00 WIB, 1 January 2026
+    row = {"school": "S2", "kitchen": "K1", "date": "2026-01-01", "status": "late", "statuses": ["late"],
+           "arrived_at": None, "received_at": midnight + 9 * 3600 + 25 * 60, "departed_at": midnight + 8 * 3600,
+           "deadline_at": midnight + 9 * 3600, "expected": 40, "received_portions": 40, "shortfall": 0,
+           "late_s": 25 * 60}
+    finding = {"code": "late_delivery", "subject": "S2", "severity": "alert", "measured": 25 * 60, "limit": 0,
+               "containers": [], "records": [], "detail": "arrived 09:25, due 09:00"}
+    for lang, says in (("id", "tiba 09:25, batas 09:00"), ("en", "arrived 09:25, due 09:00")):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        out = render("violations", {"date": "2026-01-01", "violations": [], "findings": [finding]}, say,
+                     {"kitchens": [{"kitchen": "K1", "schools": [row]}]})
+        assert says in out, out
