@@ -629,6 +629,10 @@ class _HeldLog:
     def key_at(self, seq: int) -> bytes | None:
         return self.store._key_at(self.txn, self.device_id, seq)
 
+    def id_at(self, seq: int) -> bytes | None:
+        data = self.txn.get(_seq_key(self.device_id, seq), db=self.store._db["records"])
+        return hashlib.sha256(data).digest() if data is not None else None
+
 
 @dataclass(slots=True)
 class _Job:

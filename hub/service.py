@@ -848,6 +848,12 @@ class _HeldLog:
             return self.pending[seq - self.pending[0].seq].raw
         return self.store.get_raw(self.device_id, seq)
 
+    def id_at(self, seq: int) -> bytes | None:
+        if self.pending and seq >= self.pending[0].seq:
+            return self.pending[seq - self.pending[0].seq].id
+        raw = self.store.get_raw(self.device_id, seq)
+        return hashlib.sha256(raw).digest() if raw is not None else None
+
     def key_at(self, seq: int) -> bytes | None:
         # The hub keeps no index of key records: walk the log up to `seq`. Only a record that lands on a
         # held seq with another id (a fork candidate) asks, and it freezes the device once proven.

@@ -25,6 +25,11 @@ class HeldLog(Protocol):
         """The key that signs the record at `seq` > 0 (named by the last key record before it), or None."""
         ...
 
+    def id_at(self, seq: int) -> bytes | None:
+        """The id of the record held at `seq`, or None: a resent record is known as a duplicate by it alone,
+        without reading and decoding the record held there."""
+        ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Accepted:
@@ -73,6 +78,9 @@ def accept(state: ChainState, raws: Sequence[bytes], *, held: HeldLog | None = N
                 if rec.seq == current.length - 1 and rec.id == current.head:
                     if position:  # the overlap a range starts with is how it shows it continues ours
                         duplicates += 1
+                    continue
+                if rec.seq < start and held is not None and held.id_at(rec.seq) == rec.id:
+                    duplicates += 1
                     continue
                 mine = _held_record(rec.seq, start, new, held)
                 if mine is None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from array import array
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from . import cbor
@@ -223,6 +225,8 @@ def _is_pair(x: object, first: type, second: type) -> bool:
 
 
 Chunks = Iterable[bytes | memoryview]  # a bundle's bytes from the first, in pieces of any size
+# Reads a bundle: `read(start)` gives its bytes from byte `start` to the end, in pieces, each time it is called.
+Read = Callable[[int], Chunks]
 
 
 class _Input:
@@ -316,7 +320,7 @@ class _Input:
 class _Reader:
     """What `_walk` hands a bundle's logs and receipts to as it comes to them; this one lets them pass."""
 
-    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+    def log(self, log: LogExport, records: _Records) -> None:
         """A log's fields, its records (an empty list in `log`) to be taken from `records` as they come."""
 
     def receipt(self, record_id: bytes, receipt: bytes) -> None:
@@ -418,7 +422,7 @@ def _log(src: _Input, reader: _Reader) -> None:
         _expect(len({s for s, _ in raw_bodies}) == len(raw_bodies), "log bodies must name each seq once")
         major, count = src.head()
         _expect(major == 4, "log keys and records must be arrays of byte strings")
-        records = _records(src, count)
+        records = _Records(src, count)
         reader.log(LogExport(device_id=device, keys=item["keys"], records=[],
                              bodies={s: b for s, b in raw_bodies}), records)
         for _ in records:  # what the reader left is read all the same: the schema covers every byte
@@ -440,11 +444,28 @@ def _receipt(src: _Input) -> tuple[bytes, bytes]:
     return pair[0], pair[1]
 
 
-def _records(src: _Input, count: int) -> Iterator[bytes]:
-    for _ in range(count):
-        major, n = src.head()
+class _Records:
+    """A log's records as they are read, one at a time; `at` is the byte of the bundle the next one starts at."""
+
+    __slots__ = ("_left", "_src")
+
+    def __init__(self, src: _Input, count: int) -> None:
+        self._src, self._left = src, count
+
+    def __iter__(self) -> _Records:
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._left:
+            raise StopIteration
+        self._left -= 1
+        major, n = self._src.head()
         _expect(major == 2, "log keys and records must be arrays of byte strings")
-        yield src.take(n)
+        return self._src.take(n)
+
+    @property
+    def at(self) -> int:
+        return self._src.read
 
 
 class _Collect(_Reader):
@@ -454,7 +475,7 @@ class _Collect(_Reader):
         self.logs: list[LogExport] = []
         self.receipts: list[tuple[bytes, bytes]] = []
 
-    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+    def log(self, log: LogExport, records: _Records) -> None:
         self.logs.append(replace(log, records=list(records)))
 
     def receipt(self, record_id: bytes, receipt: bytes) -> None:
@@ -586,22 +607,39 @@ BATCH = 1024
 
 
 class _Earlier:
-    """What a range accepted in earlier batches, as the acceptance path asks for it (`HeldLog`): the key each
-    accepted key record put in force, and a record read again from the bundle by `find(seq)`. Asked only
-    for a record that repeats a seq accepted in an earlier batch."""
+    """What a range accepted in earlier batches, as the acceptance path asks for it (`HeldLog`), asked only for
+    a record that repeats a seq accepted in an earlier batch: the key each accepted key record put in force;
+    the id of each accepted record (its slot in `held`), which tells a repeated record (a duplicate) without
+    reading anything again; and where each batch began in the bundle, so that the record held at a seq that
+    another record claims (a fork, which ends the range) is read again from its batch by `find(at, id)`, not
+    from the bundle's first byte. However a range repeats itself, the bundle is read about twice."""
 
-    def __init__(self, start: ChainState, find: Callable[[int], bytes | None]) -> None:
+    def __init__(self, start: ChainState, held: _Held, find: Callable[[int, bytes], bytes | None]) -> None:
         self.first = self.length = start.length
         self.keys: list[tuple[int, bytes | None]] = [(start.length, start.key)]
-        self._find = find
+        self.slots = array("L")  # the slot in `held` of each accepted record, from seq `first` on
+        self.batches: list[tuple[int, int]] = []  # (first seq a batch added, the byte of the bundle it began at)
+        self._held, self._find = held, find
 
-    def accepted(self, result: Accepted) -> None:
+    def verified(self, rec: Record) -> None:
+        self.slots.append(self._held.verified(rec))
+
+    def accepted(self, result: Accepted, at: int) -> None:
+        if result.records:
+            self.batches.append((result.records[0].seq, at))
         self.keys += [(rec.seq + 1, rec.body["pubkey"]) for rec in result.records
                       if rec.kind == "key" and rec.body is not None]
         self.length = result.state.length
 
+    def id_at(self, seq: int) -> bytes | None:
+        return self._held.id_of(self.slots[seq - self.first]) if self.first <= seq < self.length else None
+
     def raw_at(self, seq: int) -> bytes | None:
-        return self._find(seq) if self.first <= seq < self.length else None
+        record_id = self.id_at(seq)
+        if record_id is None:
+            return None
+        batch = bisect_right(self.batches, seq, key=itemgetter(0)) - 1
+        return self._find(self.batches[batch][1], record_id)
 
     def key_at(self, seq: int) -> bytes | None:
         if not self.first <= seq < self.length:
@@ -609,13 +647,14 @@ class _Earlier:
         return [key for start, key in self.keys if start <= seq][-1]
 
 
-def verify_log(log: LogExport, records: Iterable[bytes], report: DeviceReport, authority: Authority, *,
-               verified: Callable[[Record], None], find: Callable[[int], bytes | None]) -> None:
+def verify_log(log: LogExport, records: _Records, report: DeviceReport, authority: Authority, *,
+               held: _Held, find: Callable[[int, bytes], bytes | None]) -> None:
     """Verify one exported range, its records taken from `records` as they come, by the acceptance path a
     batch at a time, with the revocation point the hub's verified log gives; record the problem that ends
-    its verified prefix in `report` and hand each verified record to `verified`. `find(seq)` reads again the
-    range's record at a seq of an earlier batch, for a record that repeats it."""
-    it = iter(records)
+    its verified prefix in `report` and each verified record in `held`. `find(at, id)` reads again the record
+    with that id of the batch that began at byte `at` (see `_Earlier`)."""
+    it = _holding(records, held)
+    at = records.at
     try:
         schedule = _key_schedule(log.device_id, log.keys)
         first = next(it, None)
@@ -628,7 +667,7 @@ def verify_log(log: LogExport, records: Iterable[bytes], report: DeviceReport, a
         report.problems.append(exc)
         return
     listed = {rec.seq: rec.raw for _, _, rec in schedule}
-    earlier = _Earlier(start, find)
+    earlier = _Earlier(start, held, find)
     matched: set[int] = set()  # seqs of body entries whose detached record verified
     state, batch, later = start, [first, *islice(it, BATCH - 1)], False
     while batch:
@@ -646,7 +685,7 @@ def verify_log(log: LogExport, records: Iterable[bytes], report: DeviceReport, a
             except LedgerError as exc:
                 report.problems.append(exc)
                 return
-            verified(rec)
+            earlier.verified(rec)
             report.records += 1
             report.first_seq = rec.seq if report.first_seq is None else report.first_seq
             report.last_seq = rec.seq
@@ -655,7 +694,8 @@ def verify_log(log: LogExport, records: Iterable[bytes], report: DeviceReport, a
         if result.problem is not None:
             report.problems.append(result.problem)
             return
-        earlier.accepted(result)
+        earlier.accepted(result, at)
+        at = records.at
         state, batch, later = result.state, list(islice(it, BATCH)), True
     # A body entry must belong to a detached record of the range: anything else is not what was exported.
     for seq in log.bodies:
@@ -763,10 +803,14 @@ class _Held:
                 self._table[self._bucket(bytes(self._ids[32 * s:32 * s + 32]))] = s
         return slot
 
-    def verified(self, rec: Record) -> None:
+    def id_of(self, slot: int) -> bytes:
+        return bytes(self._ids[32 * slot:32 * slot + 32])
+
+    def verified(self, rec: Record) -> int:
+        """Note `rec` verified; its slot."""
         slot = self.hold(rec.id)
         if self.flags[slot] & self.VERIFIED:
-            return
+            return slot
         self.flags[slot] |= self.VERIFIED
         self.order.append(slot)
         self.leaves[32 * slot:32 * slot + 32] = leaf_hash(rec.raw)
@@ -774,6 +818,7 @@ class _Held:
         if rec.device_id not in self.device_ids[-1:]:  # records come a log at a time
             self.device_ids.append(rec.device_id)
         self.devices[slot] = len(self.device_ids) - 1
+        return slot
 
     def where(self, slot: int) -> tuple[str, str]:
         """The device (hex) of a verified record, and where it is, as `Record.where` says it."""
@@ -794,58 +839,47 @@ class _Schema(_Reader):
     def __init__(self) -> None:
         self.keys: dict[bytes, list[bytes]] = {}
 
-    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+    def log(self, log: LogExport, records: _Records) -> None:
         self.keys.setdefault(log.device_id, log.keys)
-
-
-class _Find(_Reader):
-    """Reads again the first record at `seq` of the bundle's log number `log_index`."""
-
-    def __init__(self, log_index: int, seq: int) -> None:
-        self.log_index, self.seq = log_index, seq
-        self.raw: bytes | None = None
-        self._at = 0
-
-    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
-        if self._at == self.log_index:
-            for raw in records:
-                if decode_record(raw).seq == self.seq:
-                    self.raw = raw
-                    break
-        self._at += 1
 
 
 class _Check(_Reader):
     """The second reading of a bundle: each device log verified (step 6) and each receipt checked (step 8) as
     they come, the receipts' problems kept to be reported after the forks' (step 7)."""
 
-    def __init__(self, read: Callable[[], Chunks], report: BundleReport, authority: Authority, hub_id: bytes,
+    def __init__(self, read: Read, report: BundleReport, authority: Authority, hub_id: bytes,
                  key: bytes, by_size: dict[int, Checkpoint], held: _Held) -> None:
         self.read, self.report, self.authority, self.hub_id = read, report, authority, hub_id
         self.key, self.by_size, self.held = key, by_size, held
-        self.logs = 0
         self.later: list[tuple[LedgerError, str | None]] = []  # receipt problems, with the device (hex)
         self.receipts: dict[str, int] = {}  # receipts checked, by device (hex)
 
-    def log(self, log: LogExport, records: Iterator[bytes]) -> None:
+    def log(self, log: LogExport, records: _Records) -> None:
         dev = DeviceReport(device=log.device_id.hex())
         self.report.devices.append(dev)
-        records = _holding(records, self.held)
         if log.device_id == self.hub_id:
             dev.problems.append(MalformedRecord("the hub's own log belongs in hub_log, not in logs"))
         else:
-            index = self.logs
-            verify_log(log, records, dev, self.authority, verified=self.held.verified,
-                       find=lambda seq: self._find(index, seq))
-        for _ in records:  # the rest of the range is held all the same: a receipt may name it
+            verify_log(log, records, dev, self.authority, held=self.held, find=self._find)
+        for _ in _holding(records, self.held):  # the rest of the range is held all the same: a receipt may name it
             pass
         self.report.ordered.extend(dev.problems)
-        self.logs += 1
 
-    def _find(self, log_index: int, seq: int) -> bytes | None:
-        found = _Find(log_index, seq)
-        _walk(self.read(), found)
-        return found.raw
+    def _find(self, at: int, record_id: bytes) -> bytes | None:
+        """The record with this id among the `BATCH` records from byte `at` of the bundle (where its batch
+        began), or None if the bundle no longer holds it there."""
+        src = _Input(self.read(at))
+        try:
+            for _ in range(BATCH):
+                major, n = src.head()
+                if major != 2:
+                    return None
+                raw = src.take(n)
+                if hashlib.sha256(raw).digest() == record_id:
+                    return raw
+        except LedgerError:  # cut short: the file changed since it was read
+            return None
+        return None
 
     def receipt(self, record_id: bytes, receipt: bytes) -> None:
         """Each receipt names a record the bundle holds, once, and one that verified leads to the root of a
@@ -891,19 +925,20 @@ def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:
     """Verify everything a bundle holds, with nothing else, in the order of FORMAT.md §12.3. `hub_key` pins
     the hub if the auditor knows it."""
     _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
-    return verify_bundle_from(lambda: (data,), hub_key=hub_key)
+    return verify_bundle_from(lambda start: (memoryview(data)[start:],), hub_key=hub_key)
 
 
-def verify_bundle_from(read: Callable[[], Chunks], *, hub_key: bytes | None = None) -> BundleReport:
-    """`verify_bundle` of a bundle read in pieces: `read()` gives its bytes from the first, each time it is
-    called. What is held is the small fields, a batch of one log, and of each record its id (and of a
+def verify_bundle_from(read: Read, *, hub_key: bytes | None = None) -> BundleReport:
+    """`verify_bundle` of a bundle read in pieces: `read(start)` gives its bytes from byte `start`, each time it
+    is called. What is held is the small fields, a batch of one log, and of each record its id (and of a
     verified one its leaf hash and seq), never the records, so memory does not follow the bundle's size.
 
     The bundle is read twice: for the schema, which holds whole before anything is verified (step 1), and
     for the logs and receipts, verified as they come against the hub's log, which deterministic key order
-    puts after them. A range that repeats a seq accepted long before it has that record read again."""
+    puts after them. A range with another record at a seq accepted long before it (a fork) has the record
+    accepted there read again, from where its batch began."""
     schema = _Schema()
-    fields = _walk(read(), schema)
+    fields = _walk(read(0), schema)
     key = hub_key or fields.hub_key
     report = BundleReport(hub_key=key, pinned=hub_key is not None)
     hub_id = device_id_for(key)
@@ -947,7 +982,7 @@ def verify_bundle_from(read: Callable[[], Chunks], *, hub_key: bytes | None = No
     for rec in hub_records:
         held.verified(rec)
     check = _Check(read, report, authority, hub_id, key, by_size, held)
-    again = _walk(read(), check)
+    again = _walk(read(0), check)
     _expect((again.unsealed, again.seal) == (fields.unsealed, fields.seal), "it changed while it was read")
     for raw in fields.forks:
         try:
@@ -977,13 +1012,14 @@ def compare_bundles(older: bytes, newer: bytes, *, hub_key: bytes | None = None)
     is raised."""
     for data in (older, newer):
         _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
-    return compare_bundles_from(lambda: (older,), lambda: (newer,), hub_key=hub_key)
+    return compare_bundles_from(lambda start: (memoryview(older)[start:],),
+                                lambda start: (memoryview(newer)[start:],), hub_key=hub_key)
 
 
-def compare_bundles_from(older: Callable[[], Chunks], newer: Callable[[], Chunks], *,
+def compare_bundles_from(older: Read, newer: Read, *,
                          hub_key: bytes | None = None) -> tuple[Checkpoint, Checkpoint]:
     """`compare_bundles` of two bundles read in pieces, as `verify_bundle_from` reads one."""
-    a, b = _walk(older(), _Reader()), _walk(newer(), _Reader())
+    a, b = _walk(older(0), _Reader()), _walk(newer(0), _Reader())
     key = hub_key or b.hub_key
     if a.hub_key != key or b.hub_key != key:
         raise BadCheckpoint("the two bundles come from different hubs (or not the pinned one)")

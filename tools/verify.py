@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from ledger import (
     UnknownKey,
     device_id_for,
 )
-from ledger.bundle import MAX_BUNDLE_BYTES, Chunks, compare_bundles_from, verify_bundle_from
+from ledger.bundle import MAX_BUNDLE_BYTES, Read, compare_bundles_from, verify_bundle_from
 from ledger.failures import UsageError
 
 from .stop import stop, version
@@ -123,15 +123,16 @@ def main(argv: list[str] | None = None) -> int:
 CHUNK = 1 << 16
 
 
-def _read(path: Path) -> Callable[[], Chunks] | None:
-    """A reader of the file's bytes in pieces from the first, each time it is called, or None for a file larger
+def _read(path: Path) -> Read | None:
+    """A reader of the file's bytes in pieces from a byte on, each time it is called, or None for a file larger
     than any bundle (FORMAT.md §12): it is refused as MALFORMED without being read."""
     if path.stat().st_size > MAX_BUNDLE_BYTES:
         return None
     path.open("rb").close()  # unreadable: a usage error now, not halfway through the check
 
-    def chunks() -> Iterator[bytes]:
+    def chunks(start: int) -> Iterator[bytes]:
         with path.open("rb") as f:
+            f.seek(start)
             while chunk := f.read(CHUNK):
                 yield chunk
     return chunks

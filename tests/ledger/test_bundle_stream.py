@@ -19,8 +19,14 @@ HUB = Ed25519Signer.from_seed(b"\x51" * 32)
 DEVICE = Ed25519Signer.from_seed(b"\x52" * 32)
 
 
-def pieces(data: bytes, size: int) -> Callable[[], Iterator[bytes]]:
-    return lambda: (data[i:i + size] for i in range(0, len(data), size))
+def pieces(data: bytes, size: int, taken: list[int] | None = None) -> Callable[[int], Iterator[bytes]]:
+    """A reader of `data` from a byte on, in pieces of `size`; `taken` counts the bytes of each piece read."""
+    def read(start: int) -> Iterator[bytes]:
+        for i in range(start, len(data), size):
+            if taken is not None:
+                taken.append(len(data[i:i + size]))
+            yield data[i:i + size]
+    return read
 
 
 def outcome(check: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -102,3 +108,31 @@ def test_ranges_across_batches(monkeypatch: pytest.MonkeyPatch,
     for batch in (1, 2, 3):
         monkeypatch.setattr(bundle_module, "BATCH", batch)
         assert outcome(verify_bundle_from, pieces(data, 64)) == whole, batch
+
+
+def test_a_range_that_repeats_itself_is_read_twice_whatever_it_repeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each record of a later batch that repeats one of an earlier batch is known by its id: a bundle made of
+    one range sent over and over costs its two readings, not one reading a record."""
+    monkeypatch.setattr(bundle_module, "BATCH", 2)
+    data = range_bundle(lambda raws, recs, other: raws + raws[1:] * 4)
+    whole = outcome(verify_bundle, data)
+    assert whole[1] == [] and whole[2] == [44]
+    taken: list[int] = []
+    assert outcome(verify_bundle_from, pieces(data, 64, taken)) == whole
+    assert sum(taken) == 2 * len(data)
+
+
+def test_a_fork_of_an_earlier_batch_reads_again_only_that_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundle_module, "BATCH", 2)
+    longest: list[bytes] = []
+
+    def forked(raws: list[bytes], recs: list[Any], other: list[Any]) -> list[bytes]:
+        longest.append(max(raws, key=len))
+        return [*raws, other[3].raw]
+    data = range_bundle(forked)
+    whole = outcome(verify_bundle, data)
+    assert whole[1][0]["code"] == "FORK_DETECTED"
+    taken: list[int] = []
+    assert outcome(verify_bundle_from, pieces(data, 64, taken)) == whole
+    # Two readings, and the batch of two records that held seq 3, in pieces of 64 bytes.
+    assert sum(taken) - 2 * len(data) <= 2 * (len(longest[0]) + 3) + 2 * 64

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +27,9 @@ class Holder:
 
     def key_at(self, seq: int) -> bytes | None:
         return SIGNER.public_key
+
+    def id_at(self, seq: int) -> bytes | None:
+        return hashlib.sha256(self.raws[seq]).digest() if seq < len(self.raws) else None
 
     def offer(self, raws: list[bytes], **kw: int) -> tuple[int, int, str]:
         result = accept(self.state, raws, held=self, **kw)
