@@ -29,6 +29,11 @@ OBSERVED_HOUR = 8  # a day's price without a time of day is filed at 08:00 local
 Progress = Callable[[int], None]
 
 _DATE_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+# A price this many times below or above the catalogue's typical one is not rupiah per the catalogue's unit:
+# a table in thousands of rupiah ("45" for Rp 45.000), a decimal comma read as a separator, a price per ons
+# or per sack. Real moves stay well inside: chilli went from about a half to about three times its typical
+# price in the worst seasons.
+IMPLAUSIBLE = 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +143,13 @@ class _Columns:
                     continue
                 if ps[k] is None and why[k] is None:
                     why[k] = f"price: no rupiah amount in {prices[k][:20]!r}"
+        for k, (c, p) in enumerate(zip(cs, ps, strict=True)):
+            if c is not None and p is not None and why[k] is None and not (
+                    c.base_idr / IMPLAUSIBLE <= p <= c.base_idr * IMPLAUSIBLE):
+                why[k] = (f"price {prices[k].strip()[:20]!r} read as Rp {p:,} ".replace(",", ".")
+                          + f"is not a plausible price of {c.name} per {c.unit} (typically about "
+                          + f"Rp {c.base_idr:,}): ".replace(",", ".")
+                          + "a table in thousands of rupiah, or a decimal or thousands separator read wrong?")
         for k, m in enumerate(markets):
             if not m and why[k] is None:
                 why[k] = "market: the file names none and no --market was given"
@@ -256,8 +268,13 @@ def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Pro
             lines = list(range(line + 1, line + 1 + len(block)))
             line += len(block)
             if any(len(r) != width for r in block):
-                fixed = [(k, r if len(r) >= width else r + [""] * (width - len(r)))
-                         for k, r in zip(lines, block, strict=True) if any(x.strip() for x in r)]
+                fixed = []
+                for k, r in zip(lines, block, strict=True):
+                    if len(r) > width:
+                        out.read += 1
+                        out.refused.append(Refused(line=k, reason=_too_wide(len(r), width)))
+                    elif any(x.strip() for x in r):
+                        fixed.append((k, r + [""] * (width - len(r))))
                 lines, block = [k for k, _ in fixed], [r for _, r in fixed]
                 if not block:
                     continue
@@ -281,6 +298,10 @@ def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Pro
     for line, r in enumerate(rows, start=2):
         if c_com >= len(r) or not r[c_com].strip():
             continue
+        if len(r) > len(header):
+            out.read += 1
+            out.refused.append(Refused(line=line, reason=_too_wide(len(r), len(header))))
+            continue
         cells = [(text, r[k].strip()) for k, text in date_cols if k < len(r) and r[k].strip() not in ("", "-")]
         if not cells:
             continue
@@ -292,6 +313,14 @@ def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Pro
     if progress is not None:
         progress(out.read)
     return out
+
+
+def _too_wide(cells: int, width: int) -> str:
+    """Why a row with more cells than the header is refused rather than read: its cells no longer line up
+    with the columns, and the commonest cause reads a price as a fraction of itself."""
+    return (f"row has {cells} cells, the header {width}: a price with an unquoted thousands separator "
+            f"(45,000 in a comma-separated file) splits in two and would be read as 45; quote the prices or "
+            f"export with ';' between cells")
 
 
 def _places(n: int, mk: list[str] | None, rg: list[str] | None, ct: list[str] | None,

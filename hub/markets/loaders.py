@@ -131,9 +131,11 @@ class PanelPrice:
 
 
 def parse_idr(text: str) -> int | None:
-    """A rupiah amount as Indonesian files write it: "15.250", "Rp 15.250", "15,250", "15250.00"; "-" or
-    empty for no data."""
-    t = text.strip().replace("Rp", "").replace(" ", "")
+    """A rupiah amount as Indonesian files write it: "15.250", "Rp 15.250", "Rp. 15.250,-", "15,250",
+    "15250.00"; "-" or empty for no data."""
+    t = re.sub(r"\s", "", text)  # spaces, and the no-break spaces spreadsheets put after "Rp"
+    t = re.sub(r"^(?:Rp\.?|IDR)", "", t, flags=re.IGNORECASE)
+    t = re.sub(r",-+$", "", t)  # "15.250,-": no sen
     if t in ("", "-", "--", "0"):
         return None
     if re.fullmatch(r"\d{1,3}(\.\d{3})+(,\d+)?", t):

@@ -122,3 +122,40 @@ async def test_operator_bulk_route_imports_keeps_the_file_and_replays_it_after_a
         assert [h["price_idr"] for h in prices] == [41000, 42000]
     finally:
         await running.close()
+
+
+# Prices as Indonesian spreadsheets write them, and the ways a file loses a price's magnitude.
+FORMATS = """Tanggal;Komoditas;Satuan;Harga;Pasar
+2025-01-06;Cabai Merah Keriting;Rp/kg;Rp 45.000;pasar-senen
+2025-01-06;Bawang Merah;Rp/kg;Rp. 36.500,-;pasar-senen
+2025-01-06;Telur Ayam Ras;Rp/kg;28.500,00;pasar-senen
+2025-01-06;Minyak Goreng Curah;Rp./Liter;Rp\u00a017.500;pasar-senen
+2025-01-06;Daging Ayam Ras;Rp/kg;IDR 37,000;pasar-senen
+2025-01-06;Beras Medium;Rp/kg;13,6;pasar-senen
+"""
+
+
+def test_indonesian_number_formats_are_read_as_rupiah() -> None:
+    rows = read_import(io.StringIO(FORMATS))
+    prices = {key[1]: p for key, p in zip(rows.series, rows.price, strict=True)}
+    assert prices == {"cabai-merah": 45_000, "bawang-merah": 36_500, "telur-ayam": 28_500,
+                      "minyak-goreng-curah": 17_500, "daging-ayam": 37_000}
+    # "13,6" (thousands of rupiah with a decimal comma) is refused, never filed as Rp 14.
+    [refused] = rows.refused
+    assert refused.line == 7 and "not a plausible price of Beras Medium per kg" in refused.reason
+
+
+def test_an_unquoted_thousands_separator_is_refused_not_read_as_a_fraction() -> None:
+    text = ("Tanggal,Komoditas,Satuan,Harga,Pasar\n"
+            "2025-01-06,Cabai Merah Keriting,Rp/kg,45,000,pasar-senen\n"
+            "2025-01-06,Bawang Merah,Rp/kg,\"36,500\",pasar-senen\n"
+            "2025-01-06,Telur Ayam Ras,Rp/kg,28,pasar-senen\n")
+    rows = read_import(io.StringIO(text))
+    assert rows.read == 3 and rows.price == [36_500]
+    reasons = {r.line: r.reason for r in rows.refused}
+    assert "row has 6 cells, the header 5" in reasons[2] and "quote the prices" in reasons[3 - 1]
+    assert "thousands of rupiah" in reasons[4]
+    pihps = read_import(io.StringIO("No.,Komoditas (Rp),02/01/2025,03/01/2025\n1,Bawang Merah,36,500,37,000\n"
+                                    "2,Cabai Merah Keriting,\"41.000\",\"42.000\"\n"),
+                        ImportDefaults(market="pasar-kosambi"))
+    assert pihps.price == [41_000, 42_000] and [r.line for r in pihps.refused] == [2]
