@@ -371,20 +371,31 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     claim(config.coap_host, config.coap_port, [UDP, TCP] if config.coap_tcp else [UDP], setting="coap_port")
     # Then every file and service it needs, before the first write in data_dir (the key on a first start).
     plan = await asyncio.to_thread(preflight, config, plan=plan, store=hub is None)
+    # What has started is stopped again, in reverse order, if a later part fails (a port taken since the claim, a
+    # broker or journal refused): a caller that goes on in the same process finds the store and ports free.
+    async with contextlib.AsyncExitStack() as started:
+        running = await _start_parts(config, started, clock=clock, hub=hub, plan=plan, routes=routes)
+        started.pop_all()
+    log.info("hub %s: http %s coap %s", running.hub.hub_id.hex(), running.http_url, running.coap_url)
+    return running
+
+
+async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *, clock: Callable[[], int] | None,
+                       hub: Hub | None, plan: Plan | None,
+                       routes: Sequence[Callable[[web.Application], None]]) -> RunningHub:
+    """`start_hub` past its checks: each part started is entered in `started`, which stops it if a later one
+    fails."""
     metrics = HubMetrics()
     if hub is None:
         key_path = Path(config.data_dir) / "hub.key"
         signer = read_key(key_path)
         store = open_store(config)
-        try:
-            if signer is None:  # a first start, or a key lost: the store says which before a new key is made
-                refuse_lost_key(store, key_path)
-                signer = load_or_create_key(key_path)
-            hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
-                      auto_approve=config.auto_approve, check=metrics.timed_check(check_signatures))
-        except BaseException:
-            store.close()  # refused (another hub's store, say): released before the error stops the start
-            raise
+        started.callback(store.close)
+        if signer is None:  # a first start, or a key lost: the store says which before a new key is made
+            refuse_lost_key(store, key_path)
+            signer = load_or_create_key(key_path)
+        hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
+                  auto_approve=config.auto_approve, check=metrics.timed_check(check_signatures))
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
@@ -392,6 +403,8 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     events = Events(streams=Cap(total=config.event_streams, per_address=config.event_streams_per_client),
                     proxies=proxies, keepalive_s=config.event_keepalive_s, tally=metrics.refused_connections)
     views = build_views(hub, config, events=events, plan=plan)
+    started.push_async_callback(views.alerts.close)
+    started.callback(views.close)
     metrics.watch(hub, store_path=config.store_path if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
                   redelivery=views.alerts.redelivery)
@@ -405,13 +418,16 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
         bridges = Bridges(hub, config.bridges, views=views,
                           state_dir=config.bridges.state_dir or str(Path(config.data_dir) / "bridges"))
         await start_bridges(bridges)
+        started.callback(stop_bridges, bridges)
         # The bridges serve seed 2's public API (prices, impact, alerts, forecasts) from the same read models.
         domain_routes.append(BridgeRoutes(bridges, auth=auth, markets=markets).register)
         # Seed 2's WebSockets carry the dashboard's live events: one event source, two transports.
         domain_routes.append(SeedApi(bridges, auth=auth, events=events).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
                            read=config.security.read, peer_hubs=config.security.peer_hubs)
+    started.callback(security.close)
     verifier = CrossLogVerifier()  # signatures of pulled and pushed ranges, on worker processes
+    started.callback(verifier.close)
     tiers = TierLinks(hub, config.upstream, security.upstream_contexts(config.upstream), verifier=verifier)
     if config.upstream:
         metrics.watch_regions(hub, tiers.states)
@@ -420,30 +436,27 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     # CoAP (UDP and TCP) is bound before HTTP accepts a connection: /api/status answering is what a health check,
     # a readiness probe or an operator takes for "the hub is up", so by then a device's push is taken too.
     coap, coap_port = await _serve_coap(config, hub, security, metrics, verifier)
+    started.push_async_callback(coap.shutdown)
     runner = web.AppRunner(api.app(), access_log=None)
-    try:
-        await runner.setup()
-        guard(runner, Cap(total=config.http_connections, per_address=config.http_connections_per_address,
-                          shared=proxies), setting="http_connections, http_connections_per_address",
-              pace=BodyPace(grace_s=config.http_body_grace_s, min_rate=config.http_body_min_rate),
-              pace_setting="http_body_grace_s (or lower http_body_min_rate)", tally=metrics.refused_connections)
-        await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
-                              port=config.http_port, setting="http_port")
-    except BaseException:
-        await runner.cleanup()
-        await coap.shutdown()  # its port is free again when the start stops (a port taken since the claim, say)
-        raise
+    started.push_async_callback(runner.cleanup)
+    await runner.setup()
+    guard(runner, Cap(total=config.http_connections, per_address=config.http_connections_per_address,
+                      shared=proxies), setting="http_connections, http_connections_per_address",
+          pace=BodyPace(grace_s=config.http_body_grace_s, min_rate=config.http_body_min_rate),
+          pace_setting="http_body_grace_s (or lower http_body_min_rate)", tally=metrics.refused_connections)
+    await start_http_site(web.TCPSite(runner, config.http_host, config.http_port), host=config.http_host,
+                          port=config.http_port, setting="http_port")
     http_port = runner.addresses[0][1]
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
     if config.upstream:
         tasks.append(asyncio.create_task(tiers.run(config.checkpoint_interval)))
+    for task in tasks:
+        started.callback(task.cancel)
     discovery = await _announce(config, hub, coap_port) if config.mdns else None
     views.start()  # the refill from the store runs on in its own thread: start-up does not wait for it
-    running = RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
-                         coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery,
-                         store_check=store_check, verifier=verifier)
-    log.info("hub %s: http %s coap %s", hub.hub_id.hex(), running.http_url, running.coap_url)
-    return running
+    return RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
+                      coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery,
+                      store_check=store_check, verifier=verifier)
 
 
 def free_coap_port(host: str = "127.0.0.1") -> int:

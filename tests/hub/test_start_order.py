@@ -9,8 +9,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +114,12 @@ async def test_an_http_port_taken_after_the_claim_stops_the_start_and_lets_the_c
             await start_hub(config, routes=[take_http_port])
         assert refused.value.where == "http_port"
         claim("127.0.0.1", coap, [UDP, TCP], setting="coap_port")  # CoAP, bound first, is free again for both
+        # Whatever started before the failure stopped with it: the same process starts the hub again on that
+        # data_dir, with no store, read model or worker of the failed start left open.
+        threads = {t.name for t in threading.enumerate()}
+        assert not {"jejak-views", "jejak-refill"} & threads, threads
+        running = await start_hub(replace(config, http_port=free_tcp()))
+        try:
+            assert (await asyncio.to_thread(_status, running.http_url))["hub"]
+        finally:
+            await running.close()
