@@ -109,3 +109,17 @@ def test_plan_of_a_peer_claiming_a_huge_log_is_one_fetch() -> None:
     assert plan({}, claim) == [Fetch(dev, 0, 2**64 - 1)]
     mine = {dev: Head(device_id=dev, length=10, head=bytes(range(32)))}
     assert plan(mine, claim) == [Fetch(dev, 9, 2**64 - 1)]  # one record of overlap
+
+
+def test_receipts_under_the_later_of_two_checkpoints_of_one_size_verify() -> None:
+    # A hub may sign one tree size twice (another iat, FORMAT.md §12.3 step 8 takes any checkpoint of step 3).
+    # Before the fix the verifier kept the first checkpoint of each size and refused receipts under the
+    # later one as INVALID_PROOF.
+    b = ledger.ChainBuilder(ledger.Ed25519Signer.from_seed(bytes(32)), clock=lambda: 1, boot=0)
+    writer = ledger.BundleWriter(HUB, clock=lambda: 1)
+    writer.accept(b.genesis(), b.append("note", {"text": "a"}))
+    first, second = writer.checkpoint(2), writer.checkpoint(3)
+    assert (first.tree_size, first.root) == (second.tree_size, second.root) and first.raw != second.raw
+    report = ledger.verify_bundle(writer.bundle(created=4).encode())
+    assert report.ok, [str(p) for p in report.all_problems]
+    assert report.receipts_checked == 4
