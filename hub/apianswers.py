@@ -259,6 +259,7 @@ class FoodSafetyViolation(TypedDict):
     date: str
     at: int
     open: bool
+    to_arrival: bool
     containers: list[str]
     records: list[str]
 

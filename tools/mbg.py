@@ -237,6 +237,8 @@ class Speaker:
             values.update(measured=self.minutes(measured), limit=self.minutes(limit))
             if code == "cook_to_serve" and "still open" in f.get("detail", ""):
                 key = "say.cook_to_serve_open"
+            elif code == "cook_to_serve" and "not tapped served" in f.get("detail", ""):
+                key = "say.cook_to_serve_arrived"
         elif code == "hot_holding":
             values.update(measured=self.celsius(measured), limit=self.celsius(limit))
         elif code in ("stock_overdraw", "stock_count_difference") and (units or {}).get(f["subject"]):

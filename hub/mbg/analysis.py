@@ -113,11 +113,15 @@ class FoodSafetyViolation:
     date: str
     at: int  # when the limit was crossed (timers) or the offending reading was taken (temperatures)
     open: bool = False  # the timer is still running: the meals were not served yet
+    # cook_to_serve measured to the meals' first tap in at the school, as no serving was tapped: they were
+    # served that late at least.
+    to_arrival: bool = False
     containers: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
 
     def finding(self) -> Finding:
-        what = {"cook_to_serve": "time from cook-end to serving",
+        what = {"cook_to_serve": "time from cook-end to arrival at school (not tapped served)" if self.to_arrival
+                else "time from cook-end to serving",
                 "danger_zone": "time in the 5-60 °C danger zone",
                 "hot_holding": "lowest temperature before serving"}[self.rule]
         return Finding(code=self.rule, subject=self.school, date=self.date,
@@ -129,7 +133,7 @@ class FoodSafetyViolation:
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "limit": self.limit, "measured": self.measured, "unit": self.unit,
                 "source": self.source, "school": self.school, "kitchen": self.kitchen, "date": self.date,
-                "at": self.at, "open": self.open, "containers": list(self.containers),
+                "at": self.at, "open": self.open, "to_arrival": self.to_arrival, "containers": list(self.containers),
                 "records": list(self.records)}
 
 
@@ -958,8 +962,9 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     return False
 
 
-# A food-safety rule a trip breaks: rule, measured, when, whether still open, the records behind it.
-_Hit = tuple[str, int, int, bool, tuple[str, ...]]
+# A food-safety rule a trip breaks: rule, measured, when, whether still open, the records behind it, whether
+# measured to the first tap in at school (no serving tapped).
+_Hit = tuple[str, int, int, bool, tuple[str, ...], bool]
 
 
 def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bool, tuple[_Hit, ...]]:
@@ -987,10 +992,18 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             elapsed = served_at - cooked_at
             if elapsed > rules.cook_to_serve_max_s:
                 hits.append(("cook_to_serve", elapsed, cooked_at + rules.cook_to_serve_max_s, False,
-                             (cook_tap.scan.record_id, served.scan.record_id)))  # type: ignore[union-attr]
+                             (cook_tap.scan.record_id, served.scan.record_id), False))  # type: ignore[union-attr]
         elif not finished and a.now - cooked_at > rules.cook_to_serve_max_s:
             hits.append(("cook_to_serve", a.now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True,
-                         (cook_tap.scan.record_id,)))
+                         (cook_tap.scan.record_id,), False))
+        elif finished:
+            # Back at the kitchen (or lost) with no serving tapped, as at schools that tap nothing when they
+            # serve: the meals were served no earlier than their first tap in at the school.
+            came = min((t for t in trip.steps if t.scan.event in _IN and t.school == trip.school),
+                       key=Timed.order, default=None)
+            if came is not None and came.time - cooked_at > rules.cook_to_serve_max_s:
+                hits.append(("cook_to_serve", came.time - cooked_at, cooked_at + rules.cook_to_serve_max_s, False,
+                             (cook_tap.scan.record_id, came.scan.record_id), True))
         if cook_tap.scan.temp_cc is not None:
             readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
     # Temperatures: the container's own probe readings, the cook tap, and the school's count taps. A kitchen
@@ -1014,7 +1027,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
         return running and trip.cooked is not None, tuple(hits)
     coldest = min(readings, key=lambda r: r[1])
     if coldest[1] < rules.hot_hold_min_cc:
-        hits.append(("hot_holding", coldest[1], coldest[0], served_at is None, (coldest[2],)))
+        hits.append(("hot_holding", coldest[1], coldest[0], served_at is None, (coldest[2],), False))
     # Hold each reading until the next one (or serving): the probe says nothing in between.
     in_zone = 0
     crossed_at = None
@@ -1027,7 +1040,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             in_zone += until - when
             zone_recs.append(rid)
     if in_zone > rules.danger_max_s:
-        hits.append(("danger_zone", in_zone, crossed_at or end, served_at is None, tuple(zone_recs)))
+        hits.append(("danger_zone", in_zone, crossed_at or end, served_at is None, tuple(zone_recs), False))
     return running, tuple(hits)
 
 
@@ -1036,8 +1049,8 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
     plan = a.plan
     running = False
     rules = plan.rules
-    # (rule, school, date) -> [(measured, at, open, tag, records)]
-    hits: dict[tuple[str, str, str], list[tuple[int, int, bool, str, tuple[str, ...]]]] = defaultdict(list)
+    # (rule, school, date) -> [(measured, at, open, tag, records, to_arrival)]
+    hits: dict[tuple[str, str, str], list[tuple[int, int, bool, str, tuple[str, ...], bool]]] = defaultdict(list)
     # The containers of a delivery share their taps, cook and serving tap: their timers and readings are
     # worked out once.
     found: dict[tuple[Any, ...], tuple[bool, tuple[_Hit, ...]]] = {}
@@ -1049,8 +1062,8 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
         if safety is None:
             safety = found[shape] = _trip_safety(a, school_taps, trip)
         running |= safety[0]
-        for rule, measured, at, still_open, records in safety[1]:
-            hits[(rule, trip.school, trip.date)].append((measured, at, still_open, trip.tag, records))
+        for rule, measured, at, still_open, records, to_arrival in safety[1]:
+            hits[(rule, trip.school, trip.date)].append((measured, at, still_open, trip.tag, records, to_arrival))
     for (rule, school_id, date), items in sorted(hits.items()):
         school = plan.school(school_id)
         worst_fn = min if rule == "hot_holding" else max
@@ -1062,7 +1075,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
         }[rule]
         v = FoodSafetyViolation(rule=rule, limit=limit, measured=worst[0], unit=unit, source=source,  # type: ignore[arg-type]
                                 school=school_id, kitchen=school.kitchen if school else "", date=date, at=worst[1],
-                                open=any(i[2] for i in items), containers=tuple(sorted({i[3] for i in items})),
+                                open=any(i[2] for i in items), to_arrival=worst[5], containers=tuple(sorted({i[3] for i in items})),
                                 records=tuple(sorted({r for i in items for r in i[4]}))[:50])
         a.violations.append(v)
         _emit(a, SAFETY, (rule, school_id, date), v.finding())

@@ -192,7 +192,9 @@ function findingText(f) {
   let key = `say.${f.code}`;
   if (f.code === "cook_to_serve" || f.code === "danger_zone") {
     Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });
-    if (f.code === "cook_to_serve" && f.open) key = "say.cook_to_serve_open";
+    // A finding says in its detail how its timer stands, as `jejak mbg` reads it (a violation has `open`).
+    if (f.code === "cook_to_serve" && (f.open || /still open/.test(f.detail || ""))) key = "say.cook_to_serve_open";
+    else if (f.code === "cook_to_serve" && /not tapped served/.test(f.detail || "")) key = "say.cook_to_serve_arrived";
   } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
   else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
   else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected

@@ -371,3 +371,22 @@ def test_a_late_delivery_tapped_in_as_received_says_when_it_came(demo, driver):
         "const kept = STATE.deliveries; STATE.deliveries = {kitchens: [{schools: [arguments[0]]}]};"
         "try { return findingText(arguments[1]); } finally { STATE.deliveries = kept; }", row, finding)
     assert "09:25" in said and "09:00" in said, said
+
+
+def test_cook_to_serve_findings_say_whether_the_meals_were_served(demo, driver):
+    # A finding has no `open` of its own: its detail says how the timer stands, as `jejak mbg` reads it.
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    driver.execute_script("localStorage.setItem('jejak.lang', 'en')")
+    driver.refresh()
+    WebDriverWait(driver, 15).until(ec.presence_of_element_located((By.CSS_SELECTOR, "[data-testid=findings]")))
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return STATE.lang") == "en")
+    base = {"code": "cook_to_serve", "subject": "S-none", "date": "2026-03-02", "measured": 6 * 3600 + 55 * 60,
+            "limit": 4 * 3600, "containers": ["T1"], "records": [], "other_school": None, "severity": "alert"}
+
+    def said(detail: str) -> str:
+        return str(driver.execute_script("return findingText(arguments[0])", {**base, "detail": detail}))
+
+    assert "not served yet" in said("time from cook-end to serving: measured 24900 s, limit 14400 s (still open)")
+    assert "arrived at school 6 h 55 min after cooking" in said(
+        "time from cook-end to arrival at school (not tapped served): measured 24900 s, limit 14400 s")
+    assert said("time from cook-end to serving: measured 24900 s, limit 14400 s").startswith("6 h 55 min from cooking")

@@ -273,3 +273,17 @@ def test_a_late_delivery_tapped_in_as_received_says_when_it_came(plan: Plan, sca
     [late] = [f for f in a.findings if f.code == "late_delivery"]
     assert (late.detail, late.measured) == ("arrived 09:25, due 09:00", 25 * M)
     assert late.records == (scans[1].record_id,)
+
+
+def test_meals_that_reached_school_too_late_stay_a_violation_once_their_ompreng_are_back(plan: Plan,
+                                                                                           scan: Scan) -> None:
+    # Many schools tap nothing when they serve. Meals cooked 02:30 and tapped in at 09:25 were served no earlier
+    # than 09:25: 6 h 55 min after cook-end at least, whenever the empty ompreng come back.
+    scans = [s for s in _delivery(scan, cooked=2 * H + 30 * M, arrive=9 * H + 25 * M) if s.event != "served"]
+    for now in (12 * H, 20 * H):  # before the return (the timer runs) and after it
+        [v] = [v for v in analyze(plan, scans, now=MIDNIGHT + now).violations if v.rule == "cook_to_serve"]
+        assert v.containers == ("T1", "T2")
+        if now == 20 * H:
+            assert (v.measured, v.open, v.at) == (6 * H + 55 * M, False, MIDNIGHT + 6 * H + 30 * M)
+            [f] = [f for f in analyze(plan, scans, now=MIDNIGHT + now).findings if f.code == "cook_to_serve"]
+            assert "arrival" in f.detail and "not tapped served" in f.detail

@@ -289,3 +289,24 @@ def test_a_late_delivery_tapped_in_as_received_says_when_it_came():
         out = render("violations", {"date": "2026-01-01", "violations": [], "findings": [finding]}, say,
                      {"kitchens": [{"kitchen": "K1", "schools": [row]}]})
         assert says in out, out
+
+
+def test_cook_to_serve_says_whether_the_meals_were_served_not_yet_or_untapped():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S2": {"name": "SD Dua"}}, "kitchens": {}}
+    base = {"code": "cook_to_serve", "subject": "S2", "severity": "alert", "measured": 6 * 3600 + 55 * 60,
+            "limit": 4 * 3600, "containers": ["T1"], "records": []}
+    details = {"served": "time from cook-end to serving: measured 24900 s, limit 14400 s; source: x",
+               "open": "time from cook-end to serving: measured 24900 s, limit 14400 s (still open); source: x",
+               "untapped": "time from cook-end to arrival at school (not tapped served): measured 24900 s, limit "
+                           "14400 s; source: x"}
+    said = {}
+    for lang in ("id", "en"):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        for how, detail in details.items():
+            said[(lang, how)] = render("violations", {"date": "2026-01-01", "violations": [],
+                                                      "findings": [{**base, "detail": detail}]}, say, {"kitchens": []})
+    assert "6 jam 55 menit dari masak ke sajian" in said[("id", "served")]
+    assert "belum disajikan" in said[("id", "open")]
+    assert "tiba di sekolah 6 jam 55 menit setelah dimasak" in said[("id", "untapped")]
+    assert "penyajian tidak di-tap" in said[("id", "untapped")]
+    assert "arrived at school 6 h 55 min after cooking" in said[("en", "untapped")]
