@@ -806,7 +806,11 @@ class Hub:
                 ids.extend(rec.id for rec in picked)
                 out.write(encoder.log(LogExport(device_id=device_id, keys=keys, records=[r.raw for r in picked])))
                 del raws, recs, picked
-            out.write(encoder.fields(forks=[ev for _, ev in self.store.forks()], created=self.clock(),
+            # Only the exported devices' forks: evidence past genesis needs the device's key list, which a
+            # bundle holds only for its logs (FORMAT.md §8), so another device's fork made it UNKNOWN_KEY.
+            exported = {device_id for device_id, _ in held}
+            forks = [ev for device_id, ev in self.store.forks() if device_id in exported]
+            out.write(encoder.fields(forks=forks, created=self.clock(),
                                      hub_key=self.signer.public_key, hub_log=[r.raw for r in own]))
             out.write(encoder.receipts(len(ids)))
             for record_id in ids:

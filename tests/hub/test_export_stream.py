@@ -13,6 +13,7 @@ from hub.store import LmdbHubStore
 from ledger import (
     Bundle,
     BundleEncoder,
+    ChainBuilder,
     Ed25519Signer,
     LogExport,
     decode_bundle,
@@ -91,3 +92,26 @@ def test_encoder_refuses_pieces_out_of_order() -> None:
     encoder.log(log)
     with pytest.raises(ValueError, match="more logs than announced"):
         encoder.log(log)
+
+
+def test_an_export_of_some_devices_carries_only_their_forks(tmp_path: Path) -> None:
+    # Before the fix every export carried every fork the hub held: an export of a kitchen that never forked
+    # failed with UNKNOWN_KEY (fork evidence of a device without a log in the bundle).
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=clock)
+    signer, builder = new_device(clock)
+    clean = enroll(hub, signer, clock, site="sppg-1")
+    assert hub.ingest(clean, [builder.genesis().raw, builder.append("note", {"text": "a"}).raw]).accepted == 2
+    signer, builder = new_device(clock)
+    forker = enroll(hub, signer, clock, site="sppg-2")
+    genesis = builder.genesis()
+    assert hub.ingest(forker, [genesis.raw, builder.append("note", {"text": "one"}).raw]).accepted == 2
+    other = ChainBuilder(signer, clock=clock, boot=1)
+    other.genesis()
+    clock.advance(1)
+    assert hub.ingest(forker, [genesis.raw, other.append("note", {"text": "two"}).raw]).problem is not None
+    assert len(hub.store.forks()) == 1
+    for data in (hub.export(devices=[clean]), hub.export(site="sppg-1")):
+        report = verify_bundle(data, hub_key=HUB_KEY.public_key)
+        assert report.ok, [str(p) for p in report.all_problems]
+    assert [p.code for p in verify_bundle(hub.export()).all_problems] == ["FORK_DETECTED"]
