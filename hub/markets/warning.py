@@ -19,6 +19,9 @@ from .errors import BadSeries
 # ALPS bands by the gap to the seasonal trend in residual standard deviations (WFP, 2014).
 ALPS_BANDS = ("normal", "stress", "alert", "crisis")
 ALPS_EDGES = (0.25, 1.0, 2.0)
+# A holiday period counts as learned from an earlier year when it ended this many days before the period
+# judged (this year's Ramadan and Lebaran last about six weeks).
+HOLIDAY_LEARNED_DAYS = 180
 # IFPA classes (FAO, SDG indicator 2.c.1): >= 1 abnormally high, 0.5..1 moderately high, else normal
 # (and, mirrored, moderately and abnormally low).
 IFPA_CLASSES = ("abnormally low", "moderately low", "normal", "moderately high", "abnormally high")
@@ -101,13 +104,21 @@ def alps(values: np.ndarray, *, first_day: int, period: str = "week") -> AlpsRes
     means, pdays = means[ok], [p for p, o in zip(pdays, ok, strict=True) if o]
     m = len(means)
     span_years = (pdays[-1][1] - pdays[0][0]) / 365.25 if m else 0
-    cols = [np.ones(m), np.arange(m, dtype=float),
-            np.array([holiday_share("ramadan", a, b) + holiday_share("lebaran", a, b) for a, b in pdays])]
+    cols = [np.ones(m), np.arange(m, dtype=float)]
+    holiday = np.array([holiday_share("ramadan", a, b) + holiday_share("lebaran", a, b) for a, b in pdays])
+    # The holiday term is learned only from an earlier year's Ramadan and Lebaran. Fitted on the first days of
+    # this year's, its weight is whatever makes those few periods fit exactly, and multiplied by a whole
+    # holiday period it throws the trend anywhere: every series of a market "in crisis" in the first week of
+    # Ramadan. Without an earlier year, this year's rise is judged as a rise.
+    cutoff = pdays[-1][0] - HOLIDAY_LEARNED_DAYS if m else 0
+    learned = any(h > 0 and end < cutoff for h, (_, end) in zip(holiday[:-1], pdays[:-1], strict=True))
+    if learned:
+        cols.append(holiday)
     if span_years >= 2:
         month_of = np.array([date_of((a + b) // 2).month for a, b in pdays])
         cols += [(month_of == k).astype(float) for k in range(2, 13)]
     X = np.stack(cols, axis=1)
-    need = X.shape[1] + 4
+    need = X.shape[1] + 4 + (not learned)  # as many periods with or without the holiday term
     if m - 1 < need:
         raise BadSeries(f"ALPS: expected at least {need + 1} {period}s of prices, got {m}",
                         hint="ALPS needs a history to define the seasonal trend")
@@ -119,7 +130,9 @@ def alps(values: np.ndarray, *, first_day: int, period: str = "week") -> AlpsRes
     sigma = max(sigma, 1e-9 * abs(trend) + 1e-12)
     value = (float(means[-1]) - trend) / sigma
     band = alps_band(value)
-    terms = "linear trend and Ramadan/Lebaran share" + (" and month dummies" if span_years >= 2 else "")
+    terms = ("linear trend" + (", Ramadan/Lebaran share learned from an earlier year" if learned else
+                               " (no earlier Ramadan/Lebaran to learn their effect from)")
+             + (" and month dummies" if span_years >= 2 else ""))
     expl = (f"{period} mean {_rp(means[-1])} against a seasonal trend of {_rp(trend)} ({terms}, fitted on "
             f"{count(m - 1, f'earlier {period}')}); gap {value:+.2f} residual sd of {_rp(sigma)} -> {band} "
             f"(normal < 0.25 <= stress < 1 <= alert < 2 <= crisis)")

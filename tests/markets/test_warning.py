@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hub.markets.calendar import day_number
+from hub.markets.calendar import day_number, in_holiday
 from hub.markets.errors import BadSeries
 from hub.markets.warning import AlertTracker, alps, alps_band, ifpa, ifpa_class
 
@@ -75,3 +75,30 @@ def test_alerts_only_when_the_band_worsens() -> None:
     assert [x.band for x in t.live_alerts()] == ["crisis"]
     t.update(band="normal", day=6, **kw)
     assert t.live_alerts() == []
+
+
+def _sticky(first: str, last: str, seed: int, lift: float = 0.0) -> tuple[int, np.ndarray]:
+    """Daily rice prices between two dates: Rp 13.600 moving by a tick or two now and then, and up by `lift`
+    over every Ramadan and Lebaran in the span."""
+    rng = np.random.default_rng(seed)
+    lo, hi = day_number(first), day_number(last)
+    walk = 13_600 * np.exp(np.cumsum(np.where(rng.random(hi - lo + 1) < 0.12, rng.normal(0, 0.006, hi - lo + 1), 0)))
+    feast = np.array([1 + lift * (in_holiday("ramadan", d) or in_holiday("lebaran", d)) for d in range(lo, hi + 1)])
+    return lo, np.round(walk * feast / 100) * 100
+
+
+def test_the_first_week_of_ramadan_is_not_a_crisis_for_a_price_that_did_not_move() -> None:
+    # Four months of history and Ramadan 2025 began on 1 March: the week to 8 March holds the first full
+    # Ramadan week and the one before it a single day, too little to learn what Ramadan does to a price.
+    for seed in range(5):
+        lo, v = _sticky("2024-11-01", "2025-03-08", seed)
+        got = alps(v, first_day=lo)
+        assert got.band in ("normal", "stress"), (seed, got.explanation)
+        assert "no earlier Ramadan/Lebaran" in got.explanation
+
+
+def test_an_earlier_years_ramadan_teaches_the_holiday_term() -> None:
+    lo, v = _sticky("2024-01-01", "2025-03-15", 1, lift=0.06)
+    got = alps(v, first_day=lo)
+    assert "learned from an earlier year" in got.explanation
+    assert got.band in ("normal", "stress"), got.explanation  # a rise like last year's is the season
