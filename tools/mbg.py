@@ -54,7 +54,10 @@ TEXT: dict[str, dict[str, str]] = {
         "expected": "Planned", "short_by": "Short by", "left": "Left kitchen", "container": "Container",
         "reason": "Reason", "time": "Time", "step": "Step", "where": "Where", "device": "Device", "temp": "Temp",
         "kind": "Finding", "subject": "About", "what": "What", "item": "Item", "on_hand": "On hand", "flags": "Flags",
-        "none": "Nothing to report on {date}.", "no_plan": "The hub has no MBG plan, so it expects no deliveries.",
+        "none": "Nothing to report on {date}.",
+        "no_deliveries": "No deliveries on {date}: the plan expects none that day (a weekend or a closed date) "
+                         "and none was tapped.",
+        "no_plan": "The hub has no MBG plan, so it expects no deliveries.",
         "no_plan_hint": "hint: name the plan in hub.toml (mbg_plan = \"mbg.toml\") and restart the hub "
                         "(hub/mbg/README.md)",
         "total": "Total", "portions_line": "portions {received} of {expected} received", "violations": "Food safety",
@@ -76,6 +79,8 @@ TEXT: dict[str, dict[str, str]] = {
         "reason": "Alasan", "time": "Waktu", "step": "Langkah", "where": "Lokasi", "device": "Perangkat",
         "temp": "Suhu", "kind": "Temuan", "subject": "Tentang", "what": "Keterangan", "item": "Bahan",
         "on_hand": "Stok", "flags": "Tanda", "none": "Tidak ada yang perlu dilaporkan pada {date}.",
+        "no_deliveries": "Tidak ada pengiriman pada {date}: rencana tidak menjadwalkan pengiriman hari itu (akhir "
+                         "pekan atau tanggal libur) dan tidak ada yang di-tap.",
         "no_plan": "Hub belum punya rencana MBG, jadi tidak ada pengiriman yang diharapkan.",
         "no_plan_hint": "petunjuk: sebutkan rencana di hub.toml (mbg_plan = \"mbg.toml\") lalu jalankan ulang hub "
                         "(hub/mbg/README.md)",
@@ -315,6 +320,8 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             f"{say.num(data['devices_today'])} {say.count('devices', data['devices_today'])}",
             f"  {say('violations')}: {data['food_safety_violations']}; {say('alerts')}: {data['alerts']}"])
     if name == "deliveries":
+        if not data["kitchens"]:
+            return say("no_deliveries", date=date)
         lines = [say("deliveries_on", date=date) + ": " + ", ".join(
             f"{say(f'status.{s}')} {n}" for s, n in data["totals"].items() if n)]
         for kitchen in data["kitchens"]:

@@ -310,3 +310,12 @@ def test_cook_to_serve_says_whether_the_meals_were_served_not_yet_or_untapped():
     assert "tiba di sekolah 6 jam 55 menit setelah dimasak" in said[("id", "untapped")]
     assert "penyajian tidak di-tap" in said[("id", "untapped")]
     assert "arrived at school 6 h 55 min after cooking" in said[("en", "untapped")]
+
+
+def test_a_day_without_deliveries_says_so():
+    # A closed date or a weekend: the hub lists no delivery, and the heading alone would end in a bare colon.
+    for lang, says in (("id", "Tidak ada pengiriman pada Sabtu, 17 Januari 2026: rencana tidak menjadwalkan"),
+                       ("en", "No deliveries on 2026-01-17: the plan expects none that day")):
+        say = Speaker(lang=lang, names={"tz_offset_s": 7 * 3600}, words=load_words(lang))
+        out = render("deliveries", {"date": "2026-01-17", "totals": {}, "kitchens": []}, say)
+        assert out.startswith(says) and not out.rstrip().endswith(":"), out
