@@ -37,6 +37,7 @@ from ledger.sync import Head
 
 from . import errors
 from .errors import NotFound
+from .limits import Refusals
 from .params import coap_query
 from .sync import RECORDS_QUERY
 
@@ -342,6 +343,9 @@ class SecureSite(interfaces.Resource):
 
     def __init__(self, inner: Any, policy: AccessPolicy) -> None:
         self.inner, self.policy = inner, policy
+        # Logged at most once a minute with their count: a refusal costs the sender one datagram, which it
+        # need not even send from its own address, and a line per refusal filled the log (an edge's SD card).
+        self.refusals = Refusals("CoAP requests", log=log)
 
     def get_resources_as_linkheader(self) -> Any:
         return self.inner.get_resources_as_linkheader()
@@ -391,8 +395,9 @@ class SecureSite(interfaces.Resource):
         try:
             self.check(pipe.request)
         except CodedError as exc:
-            log.warning("refused %s /%s: %s", pipe.request.code, "/".join(pipe.request.opt.uri_path)[:80],
-                        exc.code)
+            path = "/".join(pipe.request.opt.uri_path)[:80]
+            sender = str(getattr(pipe.request.remote, "hostinfo", "?"))[:80]
+            self.refusals.refuse(sender, f"{pipe.request.code} /{path}: {exc.code}", exc.code.lower())
             pipe.add_response(errors.error_response(exc), is_last=True)
             return
         await self.inner.render_to_pipe(pipe)

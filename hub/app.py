@@ -395,7 +395,8 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
             refuse_lost_key(store, key_path)
             signer = load_or_create_key(key_path)
         hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
-                  auto_approve=config.auto_approve, check=metrics.timed_check(check_signatures))
+                  auto_approve=config.auto_approve, pending_devices=config.pending_devices,
+                  check=metrics.timed_check(check_signatures))
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)

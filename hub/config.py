@@ -155,6 +155,9 @@ class HubConfig:
     http_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     checkpoint_interval: float = 10.0
     auto_approve: bool = False
+    # Enrolled keys waiting for an operator's approval: anyone may send an enrollment request, so past this many
+    # the next is refused (503 TOO_MANY_PENDING) until an operator approves or revokes some.
+    pending_devices: int = 1000
     mdns: bool = True
     operator_tokens: tuple[str, ...] = ()  # SHA-256 hex digests of operator tokens
     auditor_tokens: tuple[str, ...] = ()
@@ -192,7 +195,7 @@ class HubConfig:
         for name in ("mbg_keep_days", "webhook_attempts", "webhook_timeout_s", "coap_tcp_connections",
                      "coap_tcp_per_address", "coap_tcp_idle_s", "http_connections", "http_connections_per_address",
                      "event_streams", "event_streams_per_client", "event_keepalive_s", "http_body_grace_s",
-                     "http_body_min_rate"):
+                     "http_body_min_rate", "pending_devices"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: expected a number > 0, got {getattr(self, name)}", where=name,
                                   hint=f"leave {name} out for its default")

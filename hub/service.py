@@ -35,7 +35,8 @@ from ledger import (
 )
 from ledger.acceptance import Accepted, SignatureCheck, accept
 from ledger.authority import Authority, AuthorityWriter, Decision
-from ledger.enroll import read_enroll_request
+from ledger.enroll import EnrollRequest, read_enroll_request
+from ledger.errors import CodedError
 from ledger.merkle import node_hash
 from ledger.sync import Head
 
@@ -90,6 +91,41 @@ class DeviceBlocked(LedgerError):
     coap = "4.09"
     http = 409
     exit_code = 37
+
+
+class TooManyPending(CodedError):
+    """An enrollment or seed-2 registration while as many devices as the hub's setting allows already wait for
+    an operator's approval: anyone may ask to be enrolled, so without a bound a sender making up keys would fill
+    the store and the device list."""
+
+    code = "TOO_MANY_PENDING"
+    coap = "5.03"
+    http = 503
+    retry_after_s = 600
+
+
+# What an enrollment request may carry in its text fields: a request is anyone's to send, and what it says is
+# stored, listed to the public (/api/devices) and logged.
+ENROLL_TEXT = {"site": 128, "role": 64, "name": 200}
+
+
+def check_enroll_text(req: EnrollRequest) -> None:
+    """HUB_ERROR for a site, role or name past its length in ENROLL_TEXT or holding characters that do not print
+    (line breaks, controls)."""
+    for field_name, most in ENROLL_TEXT.items():
+        value: str = getattr(req, field_name)
+        if len(value) > most or not value.isprintable():
+            shown = value[:40].encode("unicode_escape").decode()
+            raise HubError(f"enrollment request: {field_name} expected at most {most} printable characters, got "
+                           f"{len(value)} starting {shown!r}",
+                           hint=f"shorten the device's {field_name} and enroll again")
+
+
+def pending_check(pending: int, most: int, what: str, setting: str) -> None:
+    """TOO_MANY_PENDING when `pending` devices already wait for approval and `most` may."""
+    if pending >= most:
+        raise TooManyPending(f"{pending} {what} wait for an operator's approval, at most {most}; try again later",
+                             hint=f"an operator approves or revokes the waiting ones, or raises {setting}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -213,6 +249,7 @@ def closing_tiles(tree: MerkleTree, leaves: Sequence[bytes]) -> list[bytes]:
 TILE_HEIGHT = 6
 
 
+PENDING_RECOUNT_S = 5.0  # how stale the count of devices waiting for approval may be when an enrollment asks
 KNOCK_LOG_S = 600  # a refused device is logged at most this often (hub time), per cause
 
 
@@ -220,12 +257,16 @@ class Hub:
     """Single writer of the hub's log. Thread-safe: ingest runs off the event loop."""
 
     def __init__(self, store: HubStore, signer: Signer, *, clock: Callable[[], int],
-                 auto_approve: bool = False, check: SignatureCheck = check_signatures) -> None:
+                 auto_approve: bool = False, pending_devices: int = 1000,
+                 check: SignatureCheck = check_signatures) -> None:
         self.store = store
         self.check = check
         self.signer = signer
         self.clock = clock
         self.auto_approve = auto_approve
+        self.pending_devices = pending_devices  # enrolled keys waiting for approval; more are TOO_MANY_PENDING
+        self._enrolling = threading.Lock()
+        self._pending_seen: tuple[int, float] | None = None  # (pending devices, monotonic time counted)
         self.hub_id = device_id_for(signer.public_key)
         self.listeners = Listeners()
         self._lock = threading.RLock()
@@ -235,6 +276,7 @@ class Hub:
         self._leading = False  # a thread is committing a group of offers
         self._failed_commits = 0
         self._knocks: dict[tuple[bytes, str], int] = {}  # refused device and cause -> hub time last logged
+        self._unlogged: dict[tuple[bytes, str], int] = {}  # refusals since that line, per key of _knocks
         self.tree = log_tree(store)
         self._pending = _Pending()
         cps = [decode_checkpoint(raw) for raw in store.checkpoints()]
@@ -371,15 +413,32 @@ class Hub:
         existing = self.store.get_device(req.device_id)
         if existing is not None:
             return existing
+        check_enroll_text(req)
         device = DeviceInfo(device_id=req.device_id, pubkey=req.pubkey, site=req.site, role=req.role,
                             name=req.name, enrolled_at=self.clock(),
                             status="active" if self.auto_approve else "pending")
         if device.status == "active":
             self._approve(device)
-        self.store.put_device(device)
+            self.store.put_device(device)
+        else:
+            with self._enrolling:
+                waiting, counted_at = self._pending_count()
+                if device.device_id != self.hub_id:  # the hub's own log, listed once at its first start
+                    pending_check(waiting, self.pending_devices, "enrolled keys", "pending_devices")
+                self.store.put_device(device)
+                self._pending_seen = (waiting + 1, counted_at)
         log.info("enrollment request from %s (%s at %s): %s", req.device_id.hex(), req.role, req.site,
                  device.status)
         return device
+
+    def _pending_count(self) -> tuple[int, float]:
+        """How many devices wait for approval, and when the store was counted: at most every PENDING_RECOUNT_S
+        (a count reads every device) and after every change of standing (`_set`), kept up to date in between by
+        the enrollments made here."""
+        now = time.monotonic()
+        if self._pending_seen is None or now - self._pending_seen[1] > PENDING_RECOUNT_S:
+            self._pending_seen = (self.store.device_statuses().get("pending", 0), now)
+        return self._pending_seen
 
     def _approve(self, device: DeviceInfo) -> None:
         """Sign the approval into the hub's own log, once per device: what an auditor checks a log against."""
@@ -421,6 +480,7 @@ class Hub:
     def _set(self, *devices: DeviceInfo) -> list[DeviceInfo]:
         """Store devices' new standing in one write and tell the listeners (the OSCORE contexts follow it)."""
         self.store.put_device(*devices)
+        self._pending_seen = None  # an approval or revocation: the next enrollment counts the waiting again
         for device in devices:
             for listener in self.listeners.on_device:
                 listener(device)
@@ -510,16 +570,21 @@ class Hub:
                 log.warning("record restored: device %s seq %d is intact again from a good copy", device_id.hex(),
                             rec.seq)
 
-    def _knocked(self, device_id: bytes, why: str, fix: str) -> None:
+    def _knocked(self, device_id: bytes, why: str, fix: str, *, any_id: bool = False) -> None:
         """Log a device whose records are refused, at most once per device and cause every KNOCK_LOG_S of hub
-        time: the operator learns of it without a line per push."""
-        key = (device_id, why)
+        time: the operator learns of it without a line per push. With `any_id` (a device id nobody enrolled,
+        which any sender can make up anew for every push) at most once per cause whatever the device, with how
+        many were refused since the last line: neither a log line nor a remembered id per made-up device."""
+        key = (b"" if any_id else device_id, why)
         now = self.clock()
         if now - self._knocks.get(key, now - KNOCK_LOG_S) < KNOCK_LOG_S:
+            self._unlogged[key] = self._unlogged.get(key, 0) + 1
             return
         self._knocks[key] = now
-        log.warning("device %s %s and keeps sending records; they are refused; to accept them: %s",
-                    device_id.hex(), why, fix, extra={"fields": {"device": device_id.hex(), "fix": fix}})
+        others = self._unlogged.pop(key, 0)
+        also = f" ({others} more such pushes since the last line)" if others else ""
+        log.warning("device %s %s and keeps sending records; they are refused; to accept them: %s%s",
+                    device_id.hex(), why, fix, also, extra={"fields": {"device": device_id.hex(), "fix": fix}})
 
     def _arrivals(self, records: list[Record]) -> list[tuple[list[Record], int]]:
         """When the listeners are told each accepted record arrived: all now, or, with a clock that follows
@@ -675,7 +740,7 @@ class Hub:
         if device is None:
             pending.bump("refused_unknown", len(raws))
             self._knocked(device_id, "is not enrolled", "it enrolls with the QR text of `jejak enroll qr`, then "
-                          f"approve it: jejak devices approve {device_id.hex()}")
+                          f"approve it: jejak devices approve {device_id.hex()}", any_id=True)
             raise NotEnrolled(f"device {device_id.hex()} is not enrolled at this hub",
                               hint="enroll it with `jejak enroll` and approve the request")
         if device.status in ("pending", "forked"):

@@ -66,6 +66,7 @@ class BridgeConfig:
     gateway_sites: dict[str, str] = field(default_factory=dict)  # seed-1 gateway_id -> site id
     gateway_tokens: tuple[str, ...] = ()  # SHA-256 hex of tokens seed-1 gateways must send; empty: open
     max_batch: int = 1000  # scans in one seed-1 gateway sync
+    pending_devices: int = 1000  # seed-2 registrations waiting for approval; more are 503 TOO_MANY_PENDING
     max_payload_bytes: int = 16 * 1024
     ws_max_subscribers: int = 200  # live WebSocket subscribers (/ws/prices, /api/alerts/ws) at once
     ws_queue: int = 256  # events a subscriber may be behind before it is closed (1013) as too slow
@@ -74,6 +75,7 @@ class BridgeConfig:
 
     def __post_init__(self) -> None:
         _need(1 <= self.max_batch <= 10000, f"max_batch: expected 1..10000, got {self.max_batch}")
+        _need(self.pending_devices >= 1, f"pending_devices: expected at least 1, got {self.pending_devices}")
         _need(256 <= self.max_payload_bytes <= 1 << 20,
               f"max_payload_bytes: expected 256..1048576, got {self.max_payload_bytes}")
         _need(1 <= self.ws_max_subscribers <= 10000,

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..auth import hash_token
+from ..service import pending_check
 
 STATUSES = ("pending", "active", "revoked")
 
@@ -61,12 +62,16 @@ class Registry:
         return list(self._devices.values())
 
     def register(self, *, device_id: str, market_id: str, market: str, role: str, now: int,
-                 status: str) -> tuple[LegacyDevice, str]:
-        """A new device and its token (returned once; only its digest is kept). None if it exists."""
+                 status: str, pending_at_most: int) -> tuple[LegacyDevice, str]:
+        """A new device and its token (returned once; only its digest is kept). KeyError if it exists,
+        TOO_MANY_PENDING if it would wait for approval beside `pending_at_most` others."""
         token = secrets.token_urlsafe(32)
         with self._lock:
             if device_id in self._devices:
                 raise KeyError(device_id)
+            if status == "pending":
+                waiting = sum(d.status == "pending" for d in self._devices.values())
+                pending_check(waiting, pending_at_most, "seed-2 registrations", "[bridges] pending_devices")
             device = LegacyDevice(device_id=device_id, market_id=market_id, market=market, role=role,
                                   token_sha256=hash_token(token), registered_at=now, status=status)
             self._devices[device_id] = device

@@ -141,10 +141,11 @@ class Bridges:
         role = value.get("role", "operator")
         if role not in ("operator", "sensor", "reporter"):
             raise BridgeInputError(f"role: expected operator, sensor or reporter, got {str(role)[:40]!r}")
+        status = "active" if self.config.auto_approve else "pending"
         try:
             return self.registry.register(device_id=device_id, market_id=value["market_id"], market=market,
-                                          role=role, now=self.hub.clock(),
-                                          status="active" if self.config.auto_approve else "pending")
+                                          role=role, now=self.hub.clock(), status=status,
+                                          pending_at_most=self.config.pending_devices)
         except KeyError:
             raise BridgeInputError("Device already registered") from None
 

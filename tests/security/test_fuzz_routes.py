@@ -6,6 +6,7 @@ that was sent without a credential."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -58,11 +59,21 @@ def _wait(proc: subprocess.Popen[bytes], ready: Any) -> None:
 
 @pytest.fixture
 def hub_process(tmp_path: Path) -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    with running_hub(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_hub(tmp_path: Path, settings: str = "",
+                bridges: str = "") -> Iterator[tuple[str, str, subprocess.Popen[bytes]]]:
+    """`jejak hub run` on free ports with the suite's tokens, `settings` and `bridges` added to its config and its
+    [bridges] table; its output in tmp_path/hub.log."""
     http, coap = free_tcp(), free_coap()
     config = tmp_path / "hub.toml"
     config.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_port = {http}\ncoap_port = {coap}\nmdns = false\n'
                       f'operator_tokens = ["{hash_token(OPERATOR)}"]\nauditor_tokens = ["{hash_token(AUDITOR)}"]\n'
-                      f'[bridges]\ngateway_tokens = ["{hash_token(GATEWAY)}"]\n[bridges.mqtt]\nenabled = false\n')
+                      f'{settings}[bridges]\ngateway_tokens = ["{hash_token(GATEWAY)}"]\n{bridges}'
+                      f'[bridges.mqtt]\nenabled = false\n')
     log = (tmp_path / "hub.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "hub", "run", "--config", str(config)], cwd=ROOT,
                             stdout=log, stderr=subprocess.STDOUT)
