@@ -535,7 +535,8 @@ class BundleWorld:
     stall's rotation and revokes the stall from seq 5 (past its records); two checkpoints."""
 
     def __init__(self, w: World, *, revoke_stall_from: int = 5, withdraw_gate_from: int | None = None,
-                 approve_key: bytes | None = None, rotations: bool = True) -> None:
+                 approve_key: bytes | None = None, rotations: bool = True,
+                 superseding_rotation: bytes | None = None) -> None:
         self.w = w
         self.writer = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
         kitchen = w.basic[0]
@@ -546,6 +547,9 @@ class BundleWorld:
         self.writer.checkpoint(T0 + 3600)
         self.writer.accept(*w.rotation[:2], site="pasar-kosambi")
         self.writer.accept(w.rotation[2], decide=rotations)
+        if superseding_rotation is not None:  # a second rotate decision for seq 2: the last one stands (§6.2)
+            self.writer.decide(Decision(action="rotate", device_id=w.rotation[0].device_id, from_seq=2,
+                                        key=superseding_rotation))
         self.writer.accept(*w.rotation[3:], *w.detached, site="sdn-cibeunying-2")
         if withdraw_gate_from is not None:
             self.writer.decide(Decision(action="withdraw", device_id=w.detached[0].device_id,
@@ -683,6 +687,19 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
            changed(lambda m: m.__setitem__("description", m["description"].replace("test", "Test"))))
     bundle("invalid-signature-bundle-created", "INVALID_SIGNATURE", "the export time moved one second later",
            changed(lambda m: m.__setitem__("created", m["created"] + 1)))
+    bundle("malformed-bundle-seal-signature-63", "MALFORMED",
+           "a seal whose signature lost its last byte: a shape error (§1), not a seal that fails",
+           changed(lambda m: m.__setitem__("seal", _with_signature_bytes(m["seal"], 63))))
+    twice = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
+    twice.accept(*w.basic, site="sppg-bdg-01")
+    twice.checkpoint(T0 + 3600)
+    twice.checkpoint(T0 + 3660)  # the same size and root signed again: the receipts are under this one
+    bundle("invalid-signature-bundle-two-checkpoints-of-one-size", "INVALID_SIGNATURE",
+           "two checkpoints of one size and root (other iat) with every receipt under the second, which step 8 "
+           "accepts (any checkpoint of the bundle with the receipt's header); then the description changed after "
+           "sealing, so the seal is the first problem",
+           dataclasses.replace(twice.bundle(created=T0 + 3700, description="two checkpoints"),
+                               description="Two checkpoints").encode())
 
     # -- hub key, checkpoints and consistency (§12.3 steps 2-4) ---------------------------------------------
     bundle("invalid-checkpoint-bundle-pinned-key", "INVALID_CHECKPOINT",
@@ -751,6 +768,10 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
     bundle("unknown-key-bundle-rotation-not-accepted", "UNKNOWN_KEY",
            "the stall's key rotation at seq 2, with no rotate decision in the hub's log",
            BundleWorld(w, rotations=False).newer.encode())
+    bundle("unknown-key-bundle-rotation-superseded", "UNKNOWN_KEY",
+           "the stall's rotation at seq 2 accepted, then a second rotate decision for seq 2 naming another key: "
+           "the last decision stands, so the key list's rotation is not the accepted one",
+           BundleWorld(w, superseding_rotation=w.stranger.public_key).newer.encode())
     no_approval = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
     no_approval.accept(*w.basic, decide=False)
     no_approval.checkpoint(T0 + 3600)
@@ -780,6 +801,13 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
            changed(lambda m: m["logs"][kitchen]["records"].__setitem__(0, restore.raw)))
     bad_genesis = encode_record(w.stranger, device_id=w.basic[0].device_id, seq=0, prev=bytes(32), time=T0, boot=1,
                                 kind="key", body={"pubkey": w.stranger.public_key})
+    cut = dataclasses.replace(bw.newer.logs[kitchen], records=[r.raw for r in w.basic[2:]] + [w.basic[0].raw])
+    bundle("broken-chain-bundle-record-before-range", "BROKEN_CHAIN",
+           "the kitchen's range from seq 2, then its genesis again: a seq below the range's start, whose record "
+           "the verifier does not hold (even though the key list holds the same bytes)",
+           dataclasses.replace(bw.newer, logs=[cut if i == kitchen else log for i, log in enumerate(bw.newer.logs)],
+                               receipts=[r for r in bw.newer.receipts if r[0] != w.basic[1].id]
+                               ).sealed(w.hub).encode())
     bundle("invalid-signature-bundle-genesis-key", "INVALID_SIGNATURE",
            "a key list whose genesis names a key that does not derive the device id",
            changed(lambda m: m["logs"][kitchen]["keys"].__setitem__(0, bad_genesis.raw)))
@@ -847,6 +875,12 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
             newer, jcbor.encode(_drop_receipt(older, w.basic[3].raw)))
 
 
+def _with_signature_bytes(cose: bytes, length: int) -> bytes:
+    parts = list(cbor2.loads(cose).value)
+    parts[3] = parts[3][:length]
+    return jcbor.encode(parts, tag=18)
+
+
 def _with_payload(seal: bytes) -> bytes:
     parts = list(cbor2.loads(seal).value)
     parts[2] = b""
@@ -881,6 +915,10 @@ def checkpoint_shape_files(w: World, vec: Callable[..., None]) -> None:
         raw = _checkpoint_with(w.hub, headers, root, unprotected)
         vec(f"malformed-checkpoint-{name}", "MALFORMED", "checkpoint", f"a checkpoint with {desc}", raw,
             checkpoint=raw.hex(), hub_key=w.hub.public_key.hex())
+    raw = _with_signature_bytes(_checkpoint_with(w.hub, good, root, None), 63)
+    vec("malformed-checkpoint-signature-63", "MALFORMED", "checkpoint",
+        "a checkpoint whose signature lost its last byte: a shape error (§1), not a signature that fails", raw,
+        checkpoint=raw.hex(), hub_key=w.hub.public_key.hex())
     leaves = [r.raw for r in w.basic]
     tree = MerkleTree(leaf_hash(x) for x in leaves)
     cp = sign_checkpoint(w.hub, tree_size=len(leaves), root=tree.root(), time=T0 + 3600)

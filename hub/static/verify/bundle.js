@@ -175,7 +175,9 @@
   function standing(decisions, device) {
     const mine = decisions.filter((d) => equal(d.device, device));
     const approval = mine.find((d) => d.action === "approve") || null;
-    const rotations = mine.filter((d) => d.action === "rotate");
+    // Several rotate decisions for one seq: the last one in the hub's log stands.
+    const rotations = mine.filter((d, i) => d.action === "rotate"
+      && !mine.slice(i + 1).some((e) => e.action === "rotate" && e.fromSeq === d.fromSeq));
     const points = mine.filter((d) => d.action === "withdraw" || d.action === "revoke").map((d) => d.fromSeq);
     return { approval, rotations, revokedFrom: points.length ? Math.min(...points) : null };
   }
