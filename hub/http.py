@@ -38,6 +38,11 @@ log = logging.getLogger("jejak.hub.http")
 RECORD_ID = Param(name="record", kind="hex", size=32)
 STATIC = Path(__file__).parent / "static"
 EXPORT_KEEP_S = 24 * 3600  # how long an exported bundle stays resumable
+# A bundle may be as large as the store, and each export with other options (a description is enough) is a file
+# of its own: the newest EXPORTS_KEPT are kept, and at most EXPORT_WRITERS are written at once (the others wait),
+# so a reader's token cannot fill the hub's disk with copies of its store.
+EXPORTS_KEPT = 8
+EXPORT_WRITERS = 2
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -267,6 +272,7 @@ class HubApi:
         self.hub = hub
         self.auth = auth
         self.exports = exports  # exported bundles, kept a day so a cut download resumes (Range) on the same bytes
+        self._export_writers = asyncio.Semaphore(EXPORT_WRITERS)
         self.events = events
         self._streams: set[asyncio.Task[Any]] = set()  # live event streams' handlers, ended at shutdown
         self.routes = tuple(routes)
@@ -463,17 +469,18 @@ class HubApi:
         client cut off resumes with a Range request on `/api/export/files/{name}` (X-Jejak-Export)."""
         self.require(request, *self.auth.export_roles())
         q = http_query(request)
-        name = await asyncio.to_thread(
-            self._write_export, devices=q.get("device") or None, site=q.get("site"), since=q.get("since"),
-            until=q.get("until"), description=q.get("description", ""))
+        async with self._export_writers:
+            name = await asyncio.to_thread(
+                self._write_export, devices=q.get("device") or None, site=q.get("site"), since=q.get("since"),
+                until=q.get("until"), description=q.get("description", ""))
         return self._export_file(name)
 
     async def export_file(self, request: web.Request) -> web.StreamResponse:
         self.require(request, *self.auth.export_roles())
         name = request.match_info["name"]
         if not re.fullmatch(r"[0-9a-f]{64}", name) or not (self.exports / f"{name}.jejak").is_file():
-            raise NotFound(f"export {name[:16]}... is not kept here (exports are kept {EXPORT_KEEP_S // 3600} h)",
-                           hint="start the export again")
+            raise NotFound(f"export {name[:16]}... is not kept here (the newest {EXPORTS_KEPT} exports are kept "
+                           f"{EXPORT_KEEP_S // 3600} h)", hint="start the export again")
         return self._export_file(name)
 
     def _export_file(self, name: str) -> web.StreamResponse:
@@ -482,8 +489,9 @@ class HubApi:
             "Content-Disposition": 'attachment; filename="jejak-audit.jejak"'})
 
     def _write_export(self, **options: Any) -> str:
-        """Write a bundle to a file named by its SHA-256 (kept once), forget exports older than EXPORT_KEEP_S;
-        return the name. The hub writes the bundle a log at a time, so its memory does not follow its size."""
+        """Write a bundle to a file named by its SHA-256 (kept once), forget exports older than EXPORT_KEEP_S and
+        all but the newest EXPORTS_KEPT; return the name. The hub writes the bundle a log at a time, so its memory
+        does not follow its size."""
         self.exports.mkdir(parents=True, exist_ok=True)
         now = time.time()
         for old in [*self.exports.glob("*.jejak"), *self.exports.glob("*.part")]:
@@ -503,7 +511,19 @@ class HubApi:
             part.replace(self.exports / f"{name}.jejak")
         finally:
             part.unlink(missing_ok=True)
+        self._forget_exports(keep=name)
         return name
+
+    def _forget_exports(self, keep: str) -> None:
+        """Delete all bundles but `keep` and the newest others, EXPORTS_KEPT in all (one being downloaded goes on:
+        its file is open)."""
+        kept: list[tuple[float, Path]] = []
+        for path in self.exports.glob("*.jejak"):
+            with contextlib.suppress(OSError):
+                if path.stem != keep:
+                    kept.append((path.stat().st_mtime, path))
+        for _, path in sorted(kept, reverse=True)[EXPORTS_KEPT - 1:]:
+            path.unlink(missing_ok=True)
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         task = asyncio.current_task()

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import requests
 
 from coap_server.httpd import HEAD_S
+from hub.http import EXPORTS_KEPT
 
 from .test_fuzz_routes import AUDITOR, OPERATOR, _get, hub_process
 
@@ -147,3 +148,18 @@ def test_a_live_stream_asked_to_resume_from_an_id_that_is_no_count_says_resync(h
     for bad in ("%C2%B2", "9" * 5000, "-1"):  # "²" is a digit to str.isdigit(); int() refuses it and 5,000 digits
         assert _first_event(url, f"?last_id={boot}-{bad}")[1] == "resync", bad  # the stream ended at once
     assert proc.poll() is None
+
+
+def test_a_readers_exports_keep_a_bounded_number_of_bundles_on_the_hubs_disk(hub_process, tmp_path):
+    url, _, _ = hub_process
+    reader = {"Authorization": f"Bearer {AUDITOR}"}
+    names = []
+    for n in range(EXPORTS_KEPT + 4):  # another description is another bundle, as large as the logs it holds
+        answer = requests.get(f"{url}/api/export", params={"description": f"copy {n}"}, headers=reader, timeout=60)
+        assert answer.status_code == 200
+        names.append(answer.headers["X-Jejak-Export"])
+    assert len(set(names)) == len(names)
+    assert len(list((tmp_path / "hub" / "exports").glob("*.jejak"))) == EXPORTS_KEPT  # was one per export
+    resumed = requests.get(f"{url}/api/export/files/{names[-1]}", headers={**reader, "Range": "bytes=0-9"},
+                           timeout=60)
+    assert resumed.status_code == 206 and len(resumed.content) == 10
