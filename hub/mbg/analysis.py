@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 from coap_server.wording import agree, count
 
 from .events import ScanEvent, chosen_time
-from .plan import Plan, School, local_date, local_midnight
+from .plan import Plan, School, local_date, local_midnight, next_date
 
 # The order a container normally sees; "lost", "damaged", "sample" and "incident" stand outside it.
 STAGES = ("cooked", "packed", "departed", "arrived", "received", "served", "returned")
@@ -228,7 +228,7 @@ class Delivery:
 class _Trip:
     """One container's steps on one day (internal)."""
 
-    __slots__ = ("bound", "cooked", "date", "school", "served", "steps", "tag")
+    __slots__ = ("bound", "cooked", "date", "returned", "school", "served", "steps", "tag")
 
     def __init__(self, tag: str, date: str) -> None:
         self.tag = tag
@@ -238,6 +238,7 @@ class _Trip:
         self.steps: list[Timed] = []
         self.cooked: tuple[int, Timed] | None = None  # corrected cook-end time, the cook tap
         self.served: Timed | None = None  # the school's serving tap, when the tag itself was not tapped
+        self.returned: Timed | None = None  # its return tap of the next day, when it came back after midnight
 
 
 @dataclass(slots=True, kw_only=True)
@@ -281,6 +282,8 @@ def timeline_of(trip: _Trip) -> ContainerTimeline:
         steps.append(_step(trip.cooked[1], event="cooked", time=trip.cooked[0], derived=True))
     if trip.served is not None:
         steps.append(_step(trip.served, derived=True))
+    if trip.returned is not None:
+        steps.append(_step(trip.returned, derived=True))
     steps.sort(key=lambda s: (s.time, STAGE_INDEX.get(s.event, 99)))
     return ContainerTimeline(tag=trip.tag, date=trip.date, school=trip.school, steps=tuple(steps))
 
@@ -309,6 +312,27 @@ def _emit(a: Analysis, group: int, key: tuple[str, ...], finding: Finding) -> No
 
 # The first cook tap of a batch (corrected cook-end, the tap), across every day held.
 CookOf = Callable[[str], "tuple[int, Timed] | None"]
+# A container's return tap of the next day that came before anything else the tag did that day (see
+# `early_returns`), by tag.
+ReturnOf = Callable[[str], "Timed | None"]
+# Events that put a container on a trip: a return after one of them on the same day closes that day's trip.
+_OUT = ("packed", "departed")
+
+
+def early_returns(timed: Iterable[Timed]) -> dict[str, Timed]:
+    """Each tag's first return tap of a day that came before any other tap of the tag that day: a container
+    back after midnight closes the trip of the day before (days are local days, and the empties of a late
+    afternoon can reach the kitchen after 00:00)."""
+    out: dict[str, Timed] = {}
+    busy: set[str] = set()
+    for t in sorted(timed, key=Timed.order):
+        if t.scan.event != "returned":
+            busy.update(t.tags)
+            continue
+        for tag in t.tags:
+            if tag not in busy and tag not in out:
+                out[tag] = t
+    return out
 
 
 @dataclass(slots=True, kw_only=True)
@@ -339,6 +363,7 @@ class DayBase:
     school_taps: _SchoolTaps
     keyed: list[tuple[int, tuple[str, ...], Finding]]
     batches: set[str]
+    awaiting: set[str] = field(default_factory=set)  # containers out and not back that day: looked up next day
 
 
 @contextmanager
@@ -354,14 +379,16 @@ def without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf) -> DayBase:
+def day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf,
+             return_of: ReturnOf | None = None) -> DayBase:
     with without_cycle_collection():
-        return _day_base(plan, date, timed, cook_of)
+        return _day_base(plan, date, timed, cook_of, return_of)
 
 
-def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf) -> DayBase:
+def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, return_of: ReturnOf | None) -> DayBase:
     """Reconcile one day's taps (each `Timed` of `date`, used by this base alone) up to the point where `now`
-    matters. `cook_of` finds a batch's first cook tap on any day, as a cook may be tapped the evening before."""
+    matters. `cook_of` finds a batch's first cook tap on any day, as a cook may be tapped the evening before;
+    `return_of` a container's return tap of the next day (`early_returns` of the next day's taps)."""
     a = Analysis(plan=plan, now=0)
     a.timed = sorted(timed, key=Timed.order)
     a.scans_by_date = {date: a.timed} if a.timed else {}
@@ -382,8 +409,14 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf) ->
     _repeated_count_taps(a, school_taps, repeats)
     _duplicate_findings(a, repeats)
     _fill_cook_and_serve(a, cooks, school_taps)
+    awaiting: set[str] = set()
+    for trip in a.trips.values():
+        if any(t.scan.event in _OUT for t in trip.steps) and not any(t.scan.event == "returned" for t in trip.steps):
+            awaiting.add(trip.tag)
+            if return_of is not None:
+                trip.returned = return_of(trip.tag)
     return DayBase(plan=plan, date=date, timed=a.timed, trips=a.trips, school_taps=school_taps, keyed=a.keyed,
-                   batches=batches)
+                   batches=batches, awaiting=awaiting)
 
 
 def settle(base: DayBase, now: int, planned: Collection[str] | None = None) -> Analysis:
@@ -544,7 +577,8 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
             unknown[t.scan.site].add(t)
         if t.scan.event == "cooked" and t.scan.batch is not None and t.scan.batch not in first_cook:
             first_cook[t.scan.batch] = cook_end(t)
-    days = [settle(day_base(plan, d, by_date.get(d, ()), first_cook.get), now)
+    days = [settle(day_base(plan, d, by_date.get(d, ()), first_cook.get,
+                            early_returns(by_date.get(next_date(d), ())).get), now)
             for d in sorted(set(by_date) | set(dates))]
     return merge(plan, now, days, clock_findings(plan, flagged) + unknown_site_findings(unknown))
 
@@ -815,7 +849,8 @@ def _returned_without_arrival(a: Analysis, school: str, date: str, taps: dict[st
         trip = a.trips.get((tag, date))
         if trip is None or any(t.scan.event in _IN for t in trip.steps):
             continue  # tapped in at another school: a misroute, reported as one
-        returns = [t.scan.record_id for t in trip.steps if t.scan.event == "returned"]
+        returns = [t.scan.record_id for t in (*trip.steps, *filter(None, (trip.returned,)))
+                   if t.scan.event == "returned"]
         if returns:
             back.append(tag)
             records.update(returns)
@@ -913,7 +948,7 @@ def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
         code = "container_lost"
     elif "damaged" in first:
         code = "container_damaged"
-    elif went_out and "returned" not in first:
+    elif went_out and "returned" not in first and trip.returned is None:
         school = plan.school(trip.school) if trip.school else None
         kitchen = plan.kitchen(school.kitchen) if school else None
         offset = kitchen.tz_offset_s if kitchen else plan.tz_offset_s
@@ -932,7 +967,7 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     # Trips with the same taps, school and day are in or out of order and back or not alike: worked out once.
     found: dict[tuple[Any, ...], _TripOrder] = {}
     for trip in a.trips.values():
-        shape = (tuple(trip.steps), trip.school, trip.date)
+        shape = (tuple(trip.steps), trip.school, trip.date, trip.returned)
         order = found.get(shape) if trip.steps else None
         if order is None:
             order = _trip_order(a, trip, tol)
@@ -976,7 +1011,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
     own_served = next((t for t in trip.steps if t.scan.event == "served"), None)
     served = own_served or trip.served
     served_at = served.time if served is not None else None
-    finished = any(t.scan.event in ("returned", "lost", "damaged") for t in trip.steps)
+    finished = trip.returned is not None or any(t.scan.event in ("returned", "lost", "damaged") for t in trip.steps)
     if served is None and not finished and school_taps.get((trip.school, trip.date), {}).get("served"):
         # The school has served, and a container that never reached it was not part of that meal: its food
         # was eaten by nobody, so its timer stops (its loss is a container finding, not a food-safety one).
@@ -1057,7 +1092,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
     for trip in a.trips.values():
         if trip.school is None:
             continue
-        shape = (tuple(trip.steps), trip.school, trip.date, trip.cooked, trip.served)
+        shape = (tuple(trip.steps), trip.school, trip.date, trip.cooked, trip.served, trip.returned)
         safety = found.get(shape)
         if safety is None:
             safety = found[shape] = _trip_safety(a, school_taps, trip)

@@ -102,6 +102,18 @@ def _iso_day(day: int) -> str:
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
+@lru_cache(maxsize=4096)
+def next_date(date: str) -> str:
+    """The ISO date of the day after `date`."""
+    return (dt.date.fromisoformat(date) + dt.timedelta(days=1)).isoformat()
+
+
+@lru_cache(maxsize=4096)
+def previous_date(date: str) -> str:
+    """The ISO date of the day before `date`."""
+    return (dt.date.fromisoformat(date) - dt.timedelta(days=1)).isoformat()
+
+
 def local_midnight(date: str, offset_s: int) -> int:
     """Unix time of 00:00 local on an ISO date."""
     try:

@@ -24,11 +24,13 @@ from .analysis import (
     Flagged,
     FoodSafetyViolation,
     LastClock,
+    ReturnOf,
     Timed,
     UnknownSite,
     clock_findings,
     cook_end,
     day_base,
+    early_returns,
     is_unknown,
     merge,
     settle,
@@ -41,7 +43,7 @@ from .days import StoredDay, decode, mark
 from .errors import BeyondWindow, InputError, NotFound
 from .events import ScanEvent, StockMovement, from_record
 from .held import HeldScan, pack_tags, record_key, unpack_tags
-from .plan import Plan, local_date
+from .plan import Plan, local_date, next_date, previous_date
 from .shards import shards
 from .stock import StockCard, stock_cards, stock_findings
 
@@ -55,13 +57,17 @@ LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 class _Day:
     """The scans of one service day, and the day's answer at the last time it was asked for."""
 
-    __slots__ = ("answer", "batches", "digest", "oldest", "scans", "shared")
+    __slots__ = ("answer", "awaiting", "batches", "digest", "early", "oldest", "scans", "shared")
 
     def __init__(self) -> None:
         self.scans: list[HeldScan] = []
         self.shared: dict[Any, Any] = {}  # one copy of each tag list and tap context of the day
         self.answer: _Answer | None = None
         self.batches: set[str] = set()  # batches whose first cook tap the day's reconciliation used
+        # Containers out and not back by the day's end, whose return the next day's taps may hold (None: not
+        # reconciled yet, so any tag tapped the next day may be one).
+        self.awaiting: set[str] | None = None
+        self.early: dict[str, Timed] | None = None  # the day's early_returns, for the day before
         self.oldest = 2**62  # the earliest arrival of the day's scans: a prune before it leaves the day alone
         self.digest = 0  # the XOR of the scans' marks (hub.mbg.days.mark): which scans a stored answer was of
 
@@ -174,6 +180,7 @@ class MbgView:
             day = self._days[date] = _Day()
         held = HeldScan(scan, day.shared, key)
         day.scans.append(held)
+        day.early = None
         day.digest ^= mark(key)
         if scan.arrived_at < day.oldest:
             day.oldest = scan.arrived_at
@@ -185,6 +192,13 @@ class MbgView:
             self._retry.pop(date, None)
         if date in self._stored and not self.refilling:
             self._unstore(date)
+        if scan.tags:
+            # A tap of a container the day before still waits for: it may be its return after midnight, or
+            # the tap that shows a later return is of a new trip.
+            before = self._days.get(previous_date(date))
+            if before is not None and (before.awaiting is None or not before.awaiting.isdisjoint(scan.tags)):
+                self._touch(previous_date(date))
+                self._changed(previous_date(date))
         self._note(t, held)
 
     def _note(self, t: Timed, held: HeldScan) -> None:
@@ -241,6 +255,7 @@ class MbgView:
             for s in day.scans:
                 (kept if s.arrived_at >= cutoff else removed).append(s)
             self._touch(date)
+            day.early = None
             if kept:
                 day.scans = kept
                 day.oldest = min(s.arrived_at for s in kept)
@@ -326,6 +341,17 @@ class MbgView:
         first = self._cooks.get(batch)
         return None if first is None else cook_end(Timed(first[1].unpack(), self.plan))
 
+    def _return_of(self, date: str) -> ReturnOf:
+        """Containers' return taps of the day after `date` (hub.mbg.analysis.early_returns), by tag."""
+        after = self._days.get(next_date(date))
+        if after is None:
+            nothing: dict[str, Timed] = {}
+            return nothing.get
+        if after.early is None:
+            tag_lists: dict[Any, tuple[str, ...]] = {}
+            after.early = early_returns(Timed(s.unpack(tag_lists), self.plan) for s in after.scans if s.tags)
+        return after.early.get
+
     def _day_base(self, date: str) -> DayBase:
         """The day's reconciliation up to where `now` matters; only the day's own scans are read."""
         base = self._base
@@ -334,9 +360,11 @@ class MbgView:
             scans = day.scans if day is not None else []
             self.analysed += len(scans)
             tag_lists: dict[Any, tuple[str, ...]] = {}
-            base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans), self._cook_of)
+            base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans), self._cook_of,
+                            self._return_of(date))
             if day is not None:
                 day.batches = base.batches
+                day.awaiting = base.awaiting
             self._base = base
         return base
 
@@ -483,19 +511,23 @@ class MbgView:
         day = self._days.get(date)
         parts = []
         batches: set[str] = set()
+        awaiting: set[str] = set()
+        return_of = self._return_of(date)
         with without_cycle_collection():
             groups, untouched = shards(self.plan, day.scans if day is not None else [])
             for scans, planned in groups:
                 tag_lists: dict[Any, tuple[str, ...]] = {}
                 self.analysed += len(scans)
                 base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans),
-                                self._cook_of)
+                                self._cook_of, return_of)
                 batches |= base.batches
+                awaiting |= base.awaiting
                 parts.append(_summary(settle(base, now, planned)))
             if untouched:
                 parts.append(settle(day_base(self.plan, date, (), self._cook_of), now, untouched))
         if day is not None:
             day.batches = batches
+            day.awaiting = awaiting
         a = merge(self.plan, now, parts)
         a.valid_from = max((p.valid_from for p in parts), default=-(2**62))
         a.valid_until = min((p.valid_until for p in parts), default=2**62)

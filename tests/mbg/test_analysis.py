@@ -287,3 +287,23 @@ def test_meals_that_reached_school_too_late_stay_a_violation_once_their_ompreng_
             assert (v.measured, v.open, v.at) == (6 * H + 55 * M, False, MIDNIGHT + 6 * H + 30 * M)
             [f] = [f for f in analyze(plan, scans, now=MIDNIGHT + now).findings if f.code == "cook_to_serve"]
             assert "arrival" in f.detail and "not tapped served" in f.detail
+
+
+def test_a_container_back_after_midnight_is_back(plan: Plan, scan: Scan) -> None:
+    # Days are local days: T2 came back at 00:20 the next day, after the empties of the afternoon. It is back,
+    # not lost; T1, which never came back, is not. A return after the tag went out again the next day is of
+    # the new trip.
+    scans = [s for s in _delivery(scan) if s.event != "returned"]
+    scans += [scan("returned", 13 * H, tags=["T1"], checkpoint="return"),
+              scan("returned", 24 * H + 20 * M, tags=["T2"], checkpoint="return")]
+    a = analyze(plan, scans, now=MIDNIGHT + 30 * H)
+    assert ("container_unreturned", "S1") not in _codes(a)
+    t2 = a.timeline("T2", DATE)
+    assert t2 is not None and t2.stage == "returned" and t2.steps[-1].derived
+    assert t2.steps[-1].time == MIDNIGHT + 24 * H + 20 * M
+    again = [s for s in _delivery(scan) if s.event != "returned"]
+    again += [scan("returned", 13 * H, tags=["T1"], checkpoint="return"),
+              scan("packed", 24 * H + 5 * H, tags=["T2"], school="S1"),
+              scan("returned", 24 * H + 13 * H, tags=["T2"], checkpoint="return")]
+    [lost] = [f for f in analyze(plan, again, now=MIDNIGHT + 40 * H).findings if f.code == "container_unreturned"]
+    assert (lost.date, lost.containers) == (DATE, ("T2",))

@@ -214,3 +214,31 @@ def test_a_clock_that_went_back_is_judged_on_the_scans_held() -> None:
     for t in taps[2:]:
         refilled.ingest_event(t)
     assert [g.to_dict() for g in view.findings(now)] == [g.to_dict() for g in refilled.findings(now)]
+
+
+def test_a_return_after_midnight_changes_the_day_before_once_it_arrives() -> None:
+    plan = Plan(kitchens=(Kitchen(id="K1"),), schools=(School(id="S1", kitchen="K1", portions=20),))
+    date = "2026-01-16"
+    midnight = local_midnight(date, plan.tz_offset_s)
+    seq = iter(range(1, 100))
+
+    def scan(event: str, at: int, site: str, tags: list[str], **kw: object) -> ScanEvent:
+        n = next(seq)
+        return ScanEvent(record_id=f"r{n}", device=f"dev-{site}", seq=n, device_time=midnight + at,
+                         arrived_at=midnight + at + 30, event=event, site=site, tags=tuple(tags), **kw)  # type: ignore[arg-type]
+
+    day = [scan("departed", 6 * 3600, "K1", ["T1", "T2"], school="S1"),
+           scan("received", 7 * 3600, "S1", ["T1", "T2"]), scan("returned", 13 * 3600, "K1", ["T1"])]
+    back = scan("returned", 24 * 3600 + 20 * 60, "K1", ["T2"])
+    view = MbgView(plan)
+    for s in day:
+        view.ingest_event(s)
+    late = midnight + 16 * 3600
+    assert [r["tag"] for r in view.lost(late, date)] == ["T2"]
+    view.ingest_event(back)
+    assert view.lost(midnight + 25 * 3600, date) == []
+    assert [f.key() for f in view.findings(midnight + 25 * 3600, date)] == \
+        [f.key() for f in analyze(plan, [*day, back], now=midnight + 25 * 3600, dates=[date]).findings
+         if f.date == date]
+    [timeline] = [t for t in view.container("T2", midnight + 25 * 3600) if t.date == date]
+    assert timeline.stage == "returned"
