@@ -52,6 +52,14 @@ class RevocationList:
     points: dict[bytes, int]
 
 
+def _uint(x: object) -> bool:
+    return type(x) is int and x >= 0  # never true/false, never negative (FORMAT.md §6.1)
+
+
+def _id(x: object, size: int = 16) -> bool:
+    return isinstance(x, bytes) and len(x) == size
+
+
 def _sign(signer: Signer, payload: bytes, aad: bytes) -> bytes:
     return sign1(signer, headers={HDR_ALG: ALG_EDDSA}, unprotected={HDR_KID: device_id_for(signer.public_key)},
                  payload=payload, external_aad=aad)
@@ -65,9 +73,8 @@ def read_enroll_request(data: bytes) -> EnrollRequest:
     """A request whose signature verifies with the key it names; anything else raises a LedgerError."""
     msg = parse_sign1(data, what="enrollment request")
     item = cbor.decode(msg.payload or b"", what="enrollment payload")
-    if (not isinstance(item, list) or len(item) != 6 or not isinstance(item[0], bytes) or len(item[0]) != 32
-            or not all(isinstance(x, str) for x in item[1:4]) or not isinstance(item[4], int)
-            or not isinstance(item[5], bytes)):
+    if (not isinstance(item, list) or len(item) != 6 or not _id(item[0], 32)
+            or not all(isinstance(x, str) for x in item[1:4]) or not _uint(item[4]) or not _id(item[5])):
         raise MalformedRecord("enrollment request: expected [pubkey, site, role, name, time, hub id]")
     msg.verify(item[0], ENROLL_AAD, where="enrollment request")
     return EnrollRequest(pubkey=item[0], site=item[1], role=item[2], name=item[3], time=item[4], hub=item[5])
@@ -85,7 +92,7 @@ def read_grant(raw: bytes, hub_key: bytes) -> Grant:
     msg = parse_sign1(raw, what="enrollment grant")
     msg.verify(hub_key, GRANT_AAD, where="enrollment grant")
     item = cbor.decode(msg.payload or b"", what="enrollment grant")
-    if not (isinstance(item, list) and len(item) == 4 and all(isinstance(x, bytes) for x in item[:3])
+    if not (isinstance(item, list) and len(item) == 4 and _id(item[0]) and _id(item[1]) and _id(item[2], 32)
             and isinstance(item[3], str)):
         raise MalformedRecord("enrollment grant: expected [hub id, device id, request digest, status]")
     if item[0] != device_id_for(hub_key):
@@ -104,15 +111,18 @@ def read_revocations(raw: bytes, hub_key: bytes) -> RevocationList:
     msg = parse_sign1(raw, what="revocation list")
     msg.verify(hub_key, REVOCATIONS_AAD, where="revocation list")
     item = cbor.decode(msg.payload or b"", what="revocation list")
-    if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], bytes)
-            and isinstance(item[1], int) and isinstance(item[2], list)):
+    if not (isinstance(item, list) and len(item) == 3 and _id(item[0]) and _uint(item[1])
+            and isinstance(item[2], list)):
         raise MalformedRecord("revocation list: expected [hub id, time, [[device, from seq], ...]]")
     if item[0] != device_id_for(hub_key):
         raise VerificationError("revocation list names another hub than the pinned key")
     points: dict[bytes, int] = {}
+    last = b""
     for entry in item[2]:
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], bytes)
-                and len(entry[0]) == 16 and isinstance(entry[1], int) and entry[1] >= 0):
+        if not (isinstance(entry, list) and len(entry) == 2 and _id(entry[0]) and _uint(entry[1])):
             raise MalformedRecord("revocation list: an entry is not [16-byte device id, seq]")
+        if entry[0] <= last:  # one entry a device, sorted: a repeated device would shadow its point
+            raise MalformedRecord("revocation list: entries must be sorted by device id, one a device")
         points[entry[0]] = entry[1]
+        last = entry[0]
     return RevocationList(hub_id=item[0], time=item[1], points=points)

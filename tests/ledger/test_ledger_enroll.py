@@ -18,6 +18,8 @@ from ledger import (
 )
 from ledger.cose import ALG_EDDSA, HDR_ALG, HDR_KID, sign1
 from ledger.enroll import (
+    ENROLL_AAD,
+    GRANT_AAD,
     REVOCATIONS_AAD,
     make_enroll_request,
     make_grant,
@@ -94,3 +96,35 @@ def test_a_grant_or_list_naming_another_hub_is_refused() -> None:
                       payload=cbor.encode([device_id_for(hub.public_key), 5, [[b"short", 1]]]), external_aad=REVOCATIONS_AAD)
     with pytest.raises(MalformedRecord, match="16-byte device id"):
         read_revocations(bad_entry, hub.public_key)
+
+
+def _signed(signer: Ed25519Signer, item: list[object], aad: bytes) -> bytes:
+    return sign1(signer, headers={HDR_ALG: ALG_EDDSA}, unprotected={}, payload=cbor.encode(item), external_aad=aad)
+
+
+@pytest.mark.parametrize("entries", [
+    [[b"\x02" * 16, 3], [b"\x01" * 16, 0]],  # not sorted by device id
+    [[b"\x01" * 16, 0], [b"\x01" * 16, 9]],  # one device twice: the later point shadowed the earlier
+    [[b"\x01" * 16, True]],  # a seq that is true, not an integer
+])
+def test_a_revocation_list_is_strict_about_its_entries(entries: list[object]) -> None:
+    # Before the fix each read: unsorted and repeated entries (the last repeat's point won), true as seq 1.
+    hub = Ed25519Signer.generate()
+    raw = _signed(hub, [device_id_for(hub.public_key), 5, entries], REVOCATIONS_AAD)
+    with pytest.raises(MalformedRecord, match="revocation list"):
+        read_revocations(raw, hub.public_key)
+
+
+def test_enrollment_messages_have_exact_types() -> None:
+    # Before the fix: a time of true or -1, a hub id, device id or request digest of any length were read.
+    hub, device = Ed25519Signer.generate(), Ed25519Signer.generate()
+    hub_id = device_id_for(hub.public_key)
+    for time, wanted_hub in ((True, hub_id), (-1, hub_id), (1, hub_id[:15])):
+        raw = _signed(device, [device.public_key, "s", "r", "n", time, wanted_hub], ENROLL_AAD)
+        with pytest.raises(MalformedRecord, match="enrollment request"):
+            read_enroll_request(raw)
+    for device_id, digest in ((device_id_for(device.public_key)[:15], bytes(32)), (bytes(16), bytes(31))):
+        with pytest.raises(MalformedRecord, match="enrollment grant"):
+            read_grant(_signed(hub, [hub_id, device_id, digest, "active"], GRANT_AAD), hub.public_key)
+    with pytest.raises(MalformedRecord, match="revocation list"):
+        read_revocations(_signed(hub, [hub_id, -1, []], REVOCATIONS_AAD), hub.public_key)
