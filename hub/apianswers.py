@@ -1043,6 +1043,7 @@ class Integrity(TypedDict):
     ok: bool
     length: int
     broken_at: NotRequired[int]  # the first damaged seq, or the signed size whose root no longer holds
+    checked_at: str  # when the pass that answers ended: one answers for 10 times as long as it took, 1 min at least
     jejak: StoreCheckJson
 
 

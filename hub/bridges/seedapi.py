@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -45,6 +46,7 @@ PATH_APPEND = "http:/api/blockchain/append"
 PRICE_CHECK_KEYS = ("market_id", "commodity", "price", "region", "timestamp", "device_id")
 LEVELS = ("info", "warning", "critical")
 MAX_DEPTH = 6  # nesting of an appended entry
+INTEGRITY_REUSE_S = 60.0  # the least time a full store pass answers integrity checks for
 
 # WebSocket close codes (RFC 6455 §7.4.1), as docs/ERRORS.md lists them.
 CLOSE_BAD_INPUT = WSCloseCode.UNSUPPORTED_DATA  # 1003: a frame that is not the JSON ping the hub reads
@@ -99,6 +101,8 @@ class SeedApi:
         self.commodity_names = _names(bridges.config.commodity_aliases)
         self.market_names = _names(bridges.config.market_aliases)
         self._integrity: asyncio.Future[StoreCheck] | None = None
+        self._integrity_until = 0.0  # monotonic time until which the last pass answers
+        self._integrity_at = 0  # hub time the last pass ended
         self._sockets: set[web.WebSocketResponse] = set()
         self._texts: OrderedDict[tuple[str, str], str | None] = OrderedDict()  # (event id, view) -> message
 
@@ -369,11 +373,24 @@ class SeedApi:
 
     async def integrity_check(self, request: web.Request) -> web.Response:
         """Seed 2: verify the ledger: every stored record against its id and leaf, every checkpoint's root"""
-        # One full pass at a time: callers that ask while it runs share its result.
-        if self._integrity is None or self._integrity.done():
+        # One full pass at a time: callers that ask while it runs share its result, and so do those that ask
+        # within ten times as long as it took after it (at least INTEGRITY_REUSE_S): a pass reads the whole store,
+        # minutes of a core on a large one, and anyone may ask, so back-to-back asks must not keep a core on it.
+        if self._integrity is None or (self._integrity.done() and time.monotonic() >= self._integrity_until):
             self._integrity = asyncio.ensure_future(asyncio.to_thread(check_store, self.b.hub, full=True))
-        result = await asyncio.shield(self._integrity)
-        return web.json_response(integrity_answer(result))
+            self._integrity_until = math.inf
+        task = self._integrity
+        try:
+            result = await asyncio.shield(task)
+        except Exception:
+            self._integrity_until = 0.0  # a pass that failed answers nobody else
+            raise
+        if task is self._integrity and self._integrity_until == math.inf:
+            self._integrity_until = time.monotonic() + max(INTEGRITY_REUSE_S, 10 * result.seconds)
+            self._integrity_at = self.b.hub.clock()
+        body = integrity_answer(result)
+        body["checked_at"] = iso(self._integrity_at)
+        return web.json_response(body)
 
     # --- dashboard -----------------------------------------------------------------------------------
     async def dashboard_map(self, request: web.Request) -> web.StreamResponse:
