@@ -1,4 +1,5 @@
-"""The README's help block is what the tool really prints, and its two set-up commands exist."""
+"""The README's help block is what the tool really prints, and its two set-up commands exist; the `jejak` commands
+README.md and docs/DEPLOY.md quote are ones the tool takes, run as the user whose files they read."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.tools.docs_commands import Quoted, problems, quoted_commands
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,3 +29,41 @@ def test_setup_commands_exist_and_ci_calls_the_test_command():
     for script in ("scripts/demo", "scripts/test", "scripts/setup"):
         assert os.access(ROOT / script, os.X_OK), f"{script} is not executable"
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+DEPLOY_MD = ROOT / "docs" / "DEPLOY.md"
+
+
+def _quoted() -> list[Quoted]:
+    return [*quoted_commands(DEPLOY_MD), *quoted_commands(ROOT / "README.md", "## A real hub and its first edge"),
+            *quoted_commands(ROOT / "README.md", "## Commands")]
+
+
+def test_quoted_commands_are_ones_the_tool_takes():
+    quoted = _quoted()
+    assert len(quoted) > 40 and any(q.words[:2] == ("devices", "approve") for q in quoted)
+    found = [p for q in quoted for p in problems(q)]
+    assert not found, "\n".join(found)
+    # the check bites: a flag, a subcommand and a synopsis the tool does not have
+    assert problems(Quoted("x", ("devices", "approve", "D", "--token", "T")))
+    assert problems(Quoted("x", ("edge", "init", "--config", "e.toml")))
+    assert problems(Quoted("x", ("devices", "list|approve|enable")))
+    assert not problems(Quoted("x", ("hub", "archive", "index", "--config", "h.toml", "--dir", "D", "--json")))
+
+
+def _unit_user(unit: str) -> str:
+    return next(line.split("=", 1)[1] for line in (ROOT / "deploy" / unit).read_text().splitlines()
+                if line.startswith("User="))
+
+
+def test_deploy_runs_hub_and_edge_commands_as_their_units_users():
+    """`sudo -u USER jejak ...`: the hub's commands read /etc/jejak/hub.toml (mode 0640, group of the hub's user)
+    and its key; the edge's read the device key in its 0700 state directory. Another user gets NO_PERMISSION."""
+    hub, edge = _unit_user("jejak-hub.service"), _unit_user("jejak-edge.service")
+    run_as = [q for q in quoted_commands(DEPLOY_MD) if q.user]
+    assert len(run_as) >= 6
+    for q in run_as:
+        if q.words[0] == "hub" or q.words[:2] == ("enroll", "qr"):
+            assert q.user == hub, f"{q}: run as {q.user}, the hub runs as {hub}"
+        elif q.words[0] == "edge" or q.words[:2] == ("enroll", "request"):
+            assert q.user == edge, f"{q}: run as {q.user}, the edge runs as {edge}"

@@ -1,0 +1,130 @@
+"""The `jejak` command lines a document quotes, checked against the tool's own `--help`: every subcommand exists
+and every flag is one that subcommand takes. What the docs tell an operator to type must be what the tool reads."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# `jejak` as a command (also as /opt/jejak/bin/jejak), never `jejak-verify`, a user named jejak or ~/jejak.
+_COMMAND = re.compile(r"(?:^|(?<=[\s(]))(?:/opt/jejak/bin/)?jejak(?=\s)")
+# Where a command on a shell line ends: a comment, a pipe, a redirection, the next command.
+_END = re.compile(r"\s(?:#|\|\s|\|\||&&|;|>|2>|<)|;")
+
+
+@dataclass(frozen=True)
+class Quoted:
+    """One `jejak` command line a document shows, with where it is."""
+
+    where: str
+    words: tuple[str, ...]  # after `jejak`
+    user: str | None = None  # the user of `sudo -u USER` in front of it
+
+    def __str__(self) -> str:
+        return f"{self.where}: jejak {' '.join(self.words)}"
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """Shell lines of the ```sh blocks (continuations joined) and every inline code span, with line numbers."""
+    out: list[tuple[int, str]] = []
+    in_block = False
+    pending, start = "", 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            in_block = not in_block and line.strip() in ("```sh", "```bash", "```console")
+            continue
+        if in_block:
+            if not pending:
+                start = number
+            if line.rstrip().endswith("\\"):
+                pending += line.rstrip()[:-1] + " "
+                continue
+            out.append((start, pending + line))
+            pending = ""
+        else:
+            out += [(number, span) for span in re.findall(r"`([^`\n]+)`", line)]
+    return out
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        words = text.split()
+    # [--flag VALUE] marks an option in a synopsis; ... a value left to the reader.
+    return tuple(w.strip("[]") for w in words if w.strip("[]") and w != "...")
+
+
+def quoted_commands(path: Path, section: str | None = None) -> list[Quoted]:
+    """Every `jejak ...` command line in the markdown file (only under the heading `section`, if given)."""
+    text = path.read_text()
+    if section is not None:
+        at = text.index(section)
+        nxt = re.search(r"^#{1,2} ", text[at + len(section):], re.M)
+        text = "\n" * text[:at].count("\n") + text[at:at + len(section) + (nxt.start() if nxt else len(text))]
+    found = []
+    for number, line in _lines(text):
+        for match in _COMMAND.finditer(line):
+            rest = line[match.end():]
+            end = _END.search(rest)
+            words = _tokens(rest[:end.start()] if end else rest)
+            user = re.search(r"sudo -u (\S+)\s+$", line[:match.start()] + " ")
+            if words and re.fullmatch(r"[a-z]+", words[0]):
+                found.append(Quoted(f"{path.name}:{number}", words, user[1] if user else None))
+    return found
+
+
+@functools.cache
+def help_text(words: tuple[str, ...]) -> str | None:
+    """What `jejak WORDS --help` prints, or None when the tool refuses WORDS."""
+    result = subprocess.run([sys.executable, "-m", "tools.cli", *words, "--help"], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}, timeout=120)
+    return result.stdout if result.returncode == 0 else None
+
+
+def _choices(help_: str) -> set[str]:
+    """The subcommands a help text lists (its positional `{a,b,c}`, not an option's choices)."""
+    return {c for group in re.findall(r"^ +\{([\w,-]+)\}", help_, re.M) for c in group.split(",")}
+
+
+def problems(command: Quoted) -> list[str]:
+    """What in the quoted command the tool does not take: an unknown subcommand or flag."""
+    path: tuple[str, ...] = ()
+    help_ = help_text(path)
+    assert help_ is not None, "jejak --help failed"
+    found = []
+    words = list(command.words)
+    while words:
+        word = words.pop(0)
+        if word.startswith("-"):
+            flag = word.split("=", 1)[0]
+            if flag in ("-h", "--help"):
+                continue
+            if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", help_):
+                found.append(f"{command}: `jejak {' '.join(path)}` has no {flag}")
+            elif "=" not in word and re.search(rf"{re.escape(flag)} [A-Z][A-Z_]*\b", help_) and words:
+                words.pop(0)  # its value
+            continue
+        choices = _choices(help_)
+        if "|" in word and choices:  # a synopsis: list|approve|revoke
+            found += [f"{command}: `jejak {' '.join(path)}` has no subcommand {alt!r} (it has "
+                      f"{', '.join(sorted(choices))})" for alt in word.split("|") if alt not in choices]
+            break
+        if word in choices:
+            path += (word,)
+            sub = help_text(path)
+            assert sub is not None, f"`jejak {' '.join(path)} --help` failed"
+            help_ = sub
+        elif choices:
+            found.append(f"{command}: `jejak {' '.join(path)}` has no subcommand {word!r} "
+                         f"(it has {', '.join(sorted(choices))})")
+            break
+    return found
