@@ -67,3 +67,28 @@ def test_deploy_runs_hub_and_edge_commands_as_their_units_users():
             assert q.user == hub, f"{q}: run as {q.user}, the hub runs as {hub}"
         elif q.words[0] == "edge" or q.words[:2] == ("enroll", "request"):
             assert q.user == edge, f"{q}: run as {q.user}, the edge runs as {edge}"
+
+
+def _block_after(text: str, heading: str) -> list[str]:
+    """The lines of the first ```sh block under `heading`."""
+    rest = text[text.index(heading):]
+    return rest.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+
+
+def test_deploy_edge_backup_before_an_upgrade_is_readable_by_root_only(tmp_path: Path):
+    """The copy section 8 makes holds the device key: run as DEPLOY.md writes it (root's umask 022), nobody but
+    its owner may read it."""
+    lines = [line.replace("sudo ", "") for line in _block_after(DEPLOY_MD.read_text(), "## 8. Upgrading")
+             if "/var/backups" in line]
+    assert any("tar " in line for line in lines), lines
+    (tmp_path / "lib" / "edge").mkdir(parents=True)
+    (tmp_path / "lib" / "edge" / "device.key").write_bytes(os.urandom(32))
+    (tmp_path / "backups").mkdir()
+    script = "\n".join(line.replace("/var/lib/jejak", str(tmp_path / "lib"))
+                       .replace("/var/backups", str(tmp_path / "backups")) for line in lines)
+    subprocess.run(["bash", "-euc", f"umask 022\n{script}"], check=True, timeout=60)
+    copies = list((tmp_path / "backups").rglob("*.tar.gz"))
+    assert len(copies) == 1, copies
+    below = [copies[0], *copies[0].relative_to(tmp_path / "backups").parents]
+    modes = {str(p): (tmp_path / "backups" / p).stat().st_mode & 0o777 for p in below if str(p) != "."}
+    assert any(mode & 0o077 == 0 for mode in modes.values()), f"the copy is readable by others: {modes}"
