@@ -71,6 +71,13 @@ def verify_split_view(data: bytes, hub_key: bytes) -> SplitViewEvidence:
     evidence.accepted.verify(hub_key)
     evidence.offered.verify(hub_key)
     older, newer = sorted((evidence.accepted, evidence.offered), key=lambda c: c.tree_size)
+    if older.tree_size == newer.tree_size:
+        # One size: the roots alone decide. A proof there (none is needed) must not turn one root into a
+        # "conclusive" split view: any honest checkpoint given twice with a junk entry would have been one.
+        if older.root != newer.root:
+            return evidence
+        raise VerificationError("split-view evidence: two checkpoints of one size with one root show no split "
+                                "view")
     try:
         verify_consistency(older.tree_size, newer.tree_size, older.root, newer.root, evidence.proof)
     except BadProof:

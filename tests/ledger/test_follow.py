@@ -154,3 +154,17 @@ def test_a_resume_decision_round_trips_and_names_the_stretch_not_in_view():
     with pytest.raises(MalformedRecord):
         RegionResume(hub_id=b"\x01" * 16, at=5, by="", why="", token="", pinned=cps[3], kept=(), dropped=(),
                      resolves=(b"\x00" * 32,))
+
+
+def test_one_size_with_one_root_is_no_evidence_whatever_the_proof():
+    # Before the fix an honest checkpoint given twice, with one junk proof entry, verified as conclusive
+    # split-view evidence: the failed proof was taken for the split (FORMAT.md §10.1: one size, two roots).
+    cp = checkpoint(TREE, 7)
+    again = sign_checkpoint(SIGNER, tree_size=7, root=TREE.root(7), time=99)
+    for offered in (cp, again):
+        for proof in ((), (b"\x00" * 32,)):
+            claimed = SplitViewEvidence(accepted=cp, offered=offered, proof=proof)
+            with pytest.raises(VerificationError, match="one root show no split view"):
+                verify_split_view(claimed.encode(), KEY)
+    other = sign_checkpoint(SIGNER, tree_size=7, root=TREE.root(8), time=99)
+    assert verify_split_view(SplitViewEvidence(accepted=cp, offered=other, proof=()).encode(), KEY).conclusive
