@@ -224,6 +224,9 @@ class EdgeSecurity:
         data = config.data_path
         self.pin = load_pin(data)
         self.require = sec.oscore
+        if not sec.oscore:
+            log.warning("[security] oscore is off: any client on the LAN has this edge sign the observations it "
+                        "submits and reads every log the edge holds; turn it on outside a lab (SECURITY.md)")
         self.hub_key = bytes.fromhex(self.pin["key"]) if self.pin else (bytes.fromhex(sec.hub_key)
                                                                         if sec.hub_key else None)
         self.hub_id = device_id_for(self.hub_key) if self.hub_key else None

@@ -67,8 +67,8 @@ class HubSecurity:
         self.hub_contexts: dict[bytes, Any] = {}  # hubs pulling from this one, and hubs this one pulls from
         self.policy = AccessPolicy(require_oscore=require_oscore, read=read, admitted=self.admitted)
         if not require_oscore:
-            log.warning("[security] oscore is off: unprotected CoAP clients are served as anonymous ones; turn it "
-                        "on outside a lab (SECURITY.md)")
+            log.warning("[security] oscore is off: unprotected CoAP clients are served as anonymous ones, who read "
+                        "every device's records; turn it on outside a lab (SECURITY.md)")
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for sub in sorted(self.dir.iterdir()):
             device = _hex_id(sub.name)

@@ -81,6 +81,9 @@ def test_example_configs_load_through_the_real_loaders(tmp_path: Path) -> None:
     assert edge.data_dir == "/var/lib/jejak/edge" and not edge.sim.enabled
     hub = hub_config.load(DEPLOY / "hub.toml")
     assert hub.store.backend == "postgres" and hub.mbg_plan == "/etc/jejak/mbg.toml"
+    # In the field: with OSCORE off any client on the LAN had the edge sign scans it made up, and read every
+    # log's records from the edge and the hub over CoAP.
+    assert edge.security.oscore and hub.security.oscore
     # Its commented examples hold too: uncommented, they load, and the retry block says the defaults.
     settings = re.compile(r"# ?(\[\[?\w+\]\]?(?: .*)?|\w+ = .*)")
     lines = [m.group(1) if (m := settings.fullmatch(line)) else line
