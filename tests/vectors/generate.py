@@ -756,6 +756,20 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
     bundle("invalid-signature-bundle-decision-other-key", "INVALID_SIGNATURE",
            "the revocation re-signed with another key than the hub's",
            changed(lambda m: m["hub_log"].__setitem__(-1, stranger.raw)))
+    lone = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
+    lone.accept(*w.basic, site="sppg-bdg-01")
+    head = lone.own.state
+    detached = encode_record(w.hub, device_id=hub_id, seq=head.length, prev=head.head, time=T0 + 3500,
+                             boot=head.boot, kind="authority", detach=True,
+                             body={"action": "revoke", "device": w.basic[0].device_id, "from_seq": 2})
+    lone.tree.append(detached.raw)
+    lone.leaves.append(detached)
+    lone.checkpoints.append(sign_checkpoint(w.hub, tree_size=len(lone.tree), root=lone.tree.root(), time=T0 + 3600,
+                                            authority=(head.length + 1, detached.id)))
+    bundle("broken-chain-bundle-decision-detached", "BROKEN_CHAIN",
+           "a revocation in the hub's log carried by digest (detached): no decision can be read from it, though "
+           "it is signed, in the tree, under the checkpoint's head and has its receipt",
+           lone.bundle(created=T0 + 3660).encode())
     bundle("revoked-key-bundle", "REVOKED_KEY",
            "the hub revoked the stall from seq 3: its records 3 and 4 are refused",
            BundleWorld(w, revoke_stall_from=3).newer.encode())

@@ -139,6 +139,7 @@
     // the genesis only decisions and attestations (§6.2).
     const onlyDecisions = (r) => {
       if (r.seq > 0 && r.kind !== "authority" && r.kind !== "attest") fail("BROKEN_CHAIN", "seq " + r.seq + " of the hub's own log is a " + r.kind + " record");
+      if (r.kind === "authority" && r.bodyRef) fail("BROKEN_CHAIN", "seq " + r.seq + " of the hub's own log is a decision carried by digest: no decision can be read from it");
     };
     const accepted = acceptRange({ device: hubId, records: bundle.hubLog }, J.initialState(hubId), null, onlyDecisions, report);
     const records = accepted.records;
