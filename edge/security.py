@@ -33,6 +33,7 @@ from coap_server.security import (
 from coap_server.sync import LogHolder
 from ledger import Checkpoint, LedgerError, RevokedKey, decode_checkpoint, device_id_for
 from ledger.enroll import make_enroll_request, read_grant, read_revocations
+from ledger.failures import Unreachable
 from ledger.sync import Head
 
 from .config import EdgeConfig
@@ -53,16 +54,23 @@ class UntrustedHub(SecurityError):
 
 # -- enrollment ------------------------------------------------------------------------------------------
 
+# A shell cuts an unquoted QR text at its first `&`, leaving only the hub's address.
+_WHOLE_TEXT = ("paste the whole text `jejak enroll qr` printed on the hub, in single quotes: "
+               "jejak enroll request 'jejak-enroll:?hub=...&id=...&key=...' --config <edge.toml>")
+
+
 def parse_enroll_uri(uri: str) -> tuple[str, bytes, bytes]:
     """(hub URL, hub id, hub public key) from the QR code's text; the id must be the key's."""
     parts = urlsplit(uri)
     params = {k: v[0] for k, v in parse_qs(parts.query).items()}
     if parts.scheme != ENROLL_SCHEME or not {"hub", "id", "key"} <= set(params):
-        raise UntrustedHub(f"expected {ENROLL_SCHEME}:?hub=<url>&id=<hub id>&key=<hub key>, got another text")
+        missing = sorted({"hub", "id", "key"} - set(params)) if parts.scheme == ENROLL_SCHEME else []
+        raise UntrustedHub(f"expected {ENROLL_SCHEME}:?hub=<url>&id=<hub id>&key=<hub key>, got "
+                           + (f"one without {', '.join(missing)}" if missing else f"{uri[:60]!r}"), hint=_WHOLE_TEXT)
     try:
         hub_id, key = bytes.fromhex(params["id"]), bytes.fromhex(params["key"])
     except ValueError:
-        raise UntrustedHub("QR code: id and key must be hex") from None
+        raise UntrustedHub("QR code: id and key must be hex", hint=_WHOLE_TEXT) from None
     if len(key) != 32 or device_id_for(key) != hub_id:
         raise UntrustedHub("QR code: the hub id is not the id of the hub key it carries",
                            hint="the code was altered; get it again from the hub operator")
@@ -140,6 +148,11 @@ def _post(url: str, body: bytes) -> bytes:
             why = f"HTTP {exc.code}"
         raise EnrollRefused(f"the hub refused the enrollment ({why})",
                             hint="check that the QR code is this hub's current one") from None
+    except (urllib.error.URLError, OSError) as exc:  # the QR code names an address this device cannot reach
+        raise Unreachable(f"no answer from the hub at {url}: {getattr(exc, 'reason', exc)}",
+                          hint="check that the hub runs and that this device reaches the address in the QR code "
+                               "(a hub behind a proxy makes its code with `jejak enroll qr --hub-url "
+                               "https://<its public name>`)") from None
 
 
 def verify_hub_checkpoint(raw: bytes, pin: dict[str, str]) -> Checkpoint:

@@ -83,3 +83,30 @@ def test_a_host_answering_for_the_hub_cannot_forge_the_grant(tmp_path):
         enroll(enroll_uri("http://192.0.2.1:8470", real.public_key), key, tmp_path / "edge", site="s",
                role="kitchen_exit", name="s", post=fake_answer)
     assert load_pin(tmp_path / "edge") is None
+
+
+def _enroll_cli(uri: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:
+    code = main(["enroll", "request", uri, "--key", str(tmp_path / "edge" / "device.key"), "--site", "sppg-01",
+                 "--role", "kitchen_exit", "--data-dir", str(tmp_path / "edge")])
+    return code, json.loads(capsys.readouterr().err.strip().splitlines()[-1])["error"]
+
+
+def test_a_hub_address_the_device_cannot_reach_is_named(tmp_path, capsys):
+    """A QR code made without --hub-url behind a proxy names an address the edge cannot reach: the error says which."""
+    from tests.ports import free_tcp
+
+    url = f"http://127.0.0.1:{free_tcp()}"
+    code, error = _enroll_cli(enroll_uri(url, Ed25519Signer.generate().public_key), tmp_path, capsys)
+    assert code == 82 and error["code"] == "UNREACHABLE"
+    assert url in error["message"] and "--hub-url" in error["hint"]
+    assert load_pin(tmp_path / "edge") is None
+
+
+@pytest.mark.parametrize("text", ["jejak-enroll:?hub=http://hub.example.org",  # unquoted: the shell cut it at &
+                                  "jejak-enroll:?hub=...&id=...&key=...",  # the guide's placeholder
+                                  "https://hub.example.org"])
+def test_a_qr_text_cut_short_or_not_pasted_says_how_to_paste_it(tmp_path, capsys, text):
+    code, error = _enroll_cli(text, tmp_path, capsys)
+    assert code == 74 and error["code"] == "UNTRUSTED_HUB"
+    assert "single quotes" in error["hint"], error
+    assert load_pin(tmp_path / "edge") is None
