@@ -40,6 +40,18 @@ class JejakJsonFormatter(JsonFormatter):
             log_data.update(fields)
 
 
+class OneLineFormatter(logging.Formatter):
+    """The text format (`[log] format = "text"`), one line per record as the JSON one: line breaks and other
+    control characters in a message are escaped, since a message may quote what a request sent (a CoAP path, a
+    device's name), and a line break there wrote a log line of the sender's making. A traceback (`-v`) keeps
+    its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = "".join(c if c.isprintable() else c.encode("unicode_escape").decode()
+                                 for c in record.message)
+        return super().formatMessage(record)
+
+
 def _reserved() -> list[str]:
     from pythonjsonlogger.core import RESERVED_ATTRS
 
@@ -50,7 +62,7 @@ def setup_logging(service: str, *, level: str = "INFO", fmt: str = "json", strea
     """Send Jejak's loggers (and aiocoap's warnings) to `stream` (stderr) in the one format, replacing others."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JejakJsonFormatter(service) if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -21,6 +21,7 @@ from ledger.enroll import make_enroll_request
 from ledger.sync import encode_records
 
 from .test_fuzz_routes import OPERATOR, _get, running_hub
+from .test_hostile_transport import running_edge
 
 PENDING = 3  # the hub's pending_devices and [bridges] pending_devices here
 FLOOD = 200  # requests of each kind; before the bounds, each was a log line (or a stored device)
@@ -127,3 +128,22 @@ def test_integrity_checks_asked_back_to_back_share_one_pass_over_the_store(hub):
     assert _get(f"{url}/api/status")["size"] > first["length"]
     for answer in [_get(f"{url}/api/blockchain/integrity/check") for _ in range(5)]:
         assert answer["length"] == first["length"] and answer["checked_at"] == first["checked_at"]
+
+
+async def _coap_get(url: str, path: tuple[str, ...]) -> str:
+    """The answer code to a GET of `path` (segments as sent, whatever characters they hold)."""
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        msg = aiocoap.Message(code=aiocoap.GET, uri=f"{url}/x")
+        msg.opt.uri_path = path
+        return str((await asyncio.wait_for(ctx.request(msg).response, 10)).code)
+    finally:
+        await ctx.shutdown()
+
+
+def test_a_line_break_a_request_sends_does_not_forge_a_line_of_the_edges_text_log(tmp_path):
+    with running_edge(tmp_path, '[log]\nformat = "text"\n') as (url, log):
+        assert asyncio.run(_coap_get(url, ("x\nWARNING jejak.edge: FORGED by a LAN client",))) == "4.03 Forbidden"
+        refused = _lines(log, "CoAP requests")
+        assert len(refused) == 1 and "x\\nWARNING jejak.edge: FORGED" in refused[0], refused
+        assert not any(line.startswith("WARNING jejak.edge: FORGED") for line in log.read_text().splitlines())

@@ -6,6 +6,7 @@ on answering other clients."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import sys
@@ -28,10 +29,18 @@ __all__ = ["hub_process"]  # a fixture, used by name
 
 @pytest.fixture
 def edge_process(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    with running_edge(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def running_edge(tmp_path: Path, settings: str = "") -> Iterator[tuple[str, Path]]:
+    """`jejak edge run` on a free port with `settings` (TOML tables) added to its config; its URL and log."""
     port = free_coap()
     config = tmp_path / "edge.toml"
     config.write_text(f'site = "sppg-abuse"\ndata_dir = "{tmp_path / "edge"}"\nsensors = []\n'
-                      f'[coap]\nhost = "127.0.0.1"\nport = {port}\n[sync]\nmdns = false\n[sim]\ntap_interval_ms = 0\n')
+                      f'[coap]\nhost = "127.0.0.1"\nport = {port}\n[sync]\nmdns = false\n[sim]\ntap_interval_ms = 0\n'
+                      f'{settings}')
     log = tmp_path / "edge.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "edge", "run", "--config", str(config)],
