@@ -86,6 +86,13 @@ class Evidence:
     peers: tuple[tuple[PeerReport, ...], ...] | None  # per row, the other reporters' reports (streaming)
     near_ref: np.ndarray  # median log change of nearby markets since their last accepted daily price
     near_n: np.ndarray
+    creep_from: np.ndarray  # the series' median of all reports on the day its creep is measured from (NaN: none)
+    creep_day: np.ndarray  # that day
+    near_creep: np.ndarray  # median log change of the nearby markets' median of all reports over the same days
+    near_creep_n: np.ndarray
+    creep_last: np.ndarray  # the series' median of all reports on its latest day before this one
+    creep_steps: np.ndarray  # (n, 4): its two largest day-to-day rises and falls (log) from the creep's first day
+    drift_tol: np.ndarray
     ceiling: np.ndarray  # ceiling or reference price, NaN where none
     ceiling_kind: tuple[str, ...]  # per row, "HET", "HAP" or ""
     ceiling_source: tuple[str, ...]
@@ -106,6 +113,33 @@ class Evidence:
     @property
     def near_ok(self) -> np.ndarray:
         out: np.ndarray = (self.near_n >= 1) & ~np.isnan(self.own)
+        return out
+
+    @property
+    def creep_ok(self) -> np.ndarray:
+        out: np.ndarray = ~np.isnan(self.creep_from) & (self.near_creep_n >= 1)
+        return out
+
+    def stepped(self, price: np.ndarray) -> np.ndarray:
+        """Whether two days' moves the same way made at least half of how far `price` moved apart from the
+        nearby markets since the creep's first day: a step or two, which `nearby` and the history checks
+        judge, not a creep."""
+        with np.errstate(all="ignore"):
+            drift = self.creep_of(price)
+            up = drift > 0
+            today = np.log(price / self.creep_last) * np.where(up, 1, -1)
+            s = self.creep_steps
+            moves = np.stack([np.where(up, s[:, 0], s[:, 2]), np.where(up, s[:, 1], s[:, 3]),
+                              np.maximum(today, 0)], axis=1)
+            top2 = np.sort(moves, axis=1)[:, 1:].sum(axis=1)
+            out: np.ndarray = top2 >= 0.5 * np.abs(drift)
+        return out
+
+    def creep_of(self, price: np.ndarray) -> np.ndarray:
+        """How much more `price` has moved since the creep's first day than the nearby markets moved over
+        the same days, in log terms (NaN where either is unknown)."""
+        with np.errstate(all="ignore"):
+            out: np.ndarray = np.where(self.creep_ok, np.log(price / self.creep_from) - self.near_creep, np.nan)
         return out
 
     @property
@@ -304,6 +338,36 @@ class Nearby(Check):
             f"{cfg.nearby_tol:g})")
 
 
+class Drift(Check):
+    """A market whose price creeps away from the nearby markets' over days. Day-over-day moves (`nearby`)
+    miss it when the steps are small: reporters who push a price up together by a percent or two a day
+    agree with each other and never move much in one day, but over two weeks their market moves apart from
+    every neighbour. The creep is measured on what was reported (held values too) from `drift_days` back,
+    so a market that stepped once and stays there is judged on its step alone, and only for those days."""
+
+    name = "drift"
+    family = "nearby"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        drift = ev.creep_of(ev.x)
+        return drift, ev.creep_ok & (np.abs(drift) > ev.drift_tol) & ~ev.stepped(ev.x)
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        cfg, nn, tol = ev.config, int(ev.near_creep_n[i]), float(ev.drift_tol[i])
+        if math.isnan(ev.creep_from[i]):
+            return tol, f"no reports here from {cfg.drift_days} to {cfg.drift_days + 7} days ago to measure from"
+        days = int(ev.day[i] - ev.creep_day[i])
+        if nn < 1:
+            return tol, f"no nearby market reported both today and {days} days ago"
+        own = math.log(float(ev.x[i]) / float(ev.creep_from[i]))
+        step = ("; most of it in a step or two, which is not a creep" if abs(score) > tol and ev.stepped(ev.x[i:i + 1])[0]
+                else "")
+        return tol, (
+            f"{pct(math.expm1(own))} in {days} days (from {rp(float(ev.creep_from[i]))}) while the median of "
+            f"{nn} nearby market{'s' if nn != 1 else ''} moved {pct(math.expm1(float(ev.near_creep[i])))} over "
+            f"the same days (difference {score:+.3f} in log terms, limit {tol:g}){step}")
+
+
 class Ceiling(Check):
     """A price above a legal ceiling is real (traders do charge it) and breaks a regulation: a compliance
     finding to report, never evidence that the price is wrong."""
@@ -358,5 +422,5 @@ class Future(Check):
 
 
 ALL_CHECKS: tuple[Check, ...] = (
-    Hampel(), ModifiedZ(), ZScore(), Iqr(), Jump(), Reporters(), Nearby(), Ceiling(), Stale(), Future(),
+    Hampel(), ModifiedZ(), ZScore(), Iqr(), Jump(), Reporters(), Nearby(), Drift(), Ceiling(), Stale(), Future(),
 )

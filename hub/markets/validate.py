@@ -4,11 +4,12 @@ verdict that quarantines a value when independent evidence disagrees with it."""
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,6 +42,12 @@ def _default_jumps() -> dict[str, float]:
     return {c.id: c.max_jump for c in COMMODITIES}
 
 
+def _default_drift_tol() -> dict[str, float]:
+    # Markets of a region move together, a few days apart: over two weeks a volatile commodity's markets part
+    # by about twice its daily volatility times the square root of the days; never less than 15 %.
+    return {c.id: max(0.15, round(2 * c.daily_vol * math.sqrt(14), 3)) for c in COMMODITIES}
+
+
 def _default_reporter_tol() -> dict[str, float]:
     # Honest reporters disagree by their quoting noise; allow about five times it, at least 8 %.
     return {c.id: max(0.08, round(5 * c.noise, 3)) for c in COMMODITIES}
@@ -63,6 +70,11 @@ class ValidationConfig:
     reporters_tol: Mapping[str, float] = field(default_factory=_default_reporter_tol)
     nearby_tol: float = 0.15  # difference of day-over-day log changes between a market and its neighbours
     nearby_km: float | None = 150.0  # None: every market of the region counts as nearby
+    # How much more a market's reported price may move than the nearby markets' over `drift_days` (log
+    # terms): wider than one market's own step, narrower than two weeks of reporters pushing a price up.
+    drift_days: int = 14
+    drift_tol_default: float = 0.15
+    drift_tol: Mapping[str, float] = field(default_factory=_default_drift_tol)
     settle_after_s: int = 4 * 3600  # a day's verdicts are final this long after the local day ends
     expect_days: int = 14  # reporters seen for a series this many days back are expected every day
     backlog_window_s: int = 2 * 3600  # a day first heard of late stays open this long for other backlogs
@@ -81,9 +93,11 @@ class ValidationConfig:
             if FAMILY.get(name) != "history":
                 raise BadObservation(f"history_checks: expected names among "
                                      f"{[c for c, f in FAMILY.items() if f == 'history']}, got {name!r}")
-        if self.expect_days < 1:
-            raise BadObservation(f"expect_days: expected at least 1, got {self.expect_days}")
-        for name in ("hampel_k", "modz_limit", "z_limit", "iqr_k", "scale_floor", "nearby_tol", "jump_default",
+        for name in ("expect_days", "drift_days"):
+            if getattr(self, name) < 1:
+                raise BadObservation(f"{name}: expected at least 1, got {getattr(self, name)}")
+        for name in ("hampel_k", "modz_limit", "z_limit", "iqr_k", "scale_floor", "nearby_tol", "drift_tol_default",
+                     "jump_default",
                      "reporters_tol_default"):
             if not getattr(self, name) > 0:
                 raise BadObservation(f"{name}: expected a positive number, got {getattr(self, name)}")
@@ -260,6 +274,8 @@ class Assessment:
     fired: np.ndarray  # bool (n, len(CHECKS))
     hist: np.ndarray  # bool: a deciding history check fired
     near_diverged: np.ndarray  # bool: moved away from its baseline while nearby markets did not
+    drifted: np.ndarray  # bool: crept away from the nearby markets' level over days
+    rep_overruled: np.ndarray  # bool: the other reporters disagree, but they drifted and this one did not
     rep_decides: np.ndarray  # bool: the other reporters' disagreement quarantines it
     quarantined: np.ndarray  # bool
 
@@ -300,6 +316,9 @@ class Validator:
         self._rep_tol_l: list[float] = []
         self._jump_lim = np.zeros(0)
         self._rep_tol = np.zeros(0)
+        self._drift_tol_l: list[float] = []
+        self._drift_tol = np.zeros(0)
+        self._raw: dict[int, dict[int, float]] = {}  # series -> day -> median of all of that day's reports
 
     # -- series registry --------------------------------------------------------------------------------
 
@@ -315,6 +334,8 @@ class Validator:
         self._rep_tol_l.append(cfg.reporters_tol.get(commodity, cfg.reporters_tol_default))
         self._jump_lim = np.array(self._jump_lim_l)
         self._rep_tol = np.array(self._rep_tol_l)
+        self._drift_tol_l.append(cfg.drift_tol.get(commodity, cfg.drift_tol_default))
+        self._drift_tol = np.array(self._drift_tol_l)
         self._groups.setdefault((region, commodity, grade, unit), []).append(s)
         if s >= len(self._hist):
             grow = len(self._hist)
@@ -349,6 +370,7 @@ class Validator:
         self._last[s] = value
         self._last_day[s] = day
         self._remember(s, day, value)
+        self._put_raw(s, day, value, keep=True)
         if tell and self.on_commit is not None:
             market, _, commodity, grade, unit = self._meta[s]
             self.on_commit((market, commodity, grade, unit), day, value)
@@ -462,8 +484,7 @@ class Validator:
         return base, st
 
     def _assess(self, s: np.ndarray, x: np.ndarray, t: np.ndarray, arr: np.ndarray, day: np.ndarray,
-                rep_ref: np.ndarray, rep_n: np.ndarray, near_ref: np.ndarray, near_n: np.ndarray,
-                base: np.ndarray, st: RobustStats,
+                rep_ref: np.ndarray, rep_n: np.ndarray, near: _NearRows, base: np.ndarray, st: RobustStats,
                 peers: tuple[tuple[PeerReport, ...], ...] | None = None, hist_outside: int = 0) -> Assessment:
         """Every check for rows (series s, price x, ...) given their peers, and the verdict."""
         cfg = self.config
@@ -475,8 +496,10 @@ class Validator:
         ev = Evidence(
             config=cfg, series=s, x=x, time=t, arrived=arr, day=day, stats=st, scores=history_scores(x, st), base=base,
             last=self._last[s], last_recent=(day - self._last_day[s]) <= 7, jump_lim=self._jump_lim[s],
-            rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near_ref,
-            near_n=near_n, ceiling=ceiling,
+            rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near.ref,
+            near_n=near.n, creep_from=near.creep_from, creep_day=near.creep_day, near_creep=near.creep,
+            near_creep_n=near.creep_n, creep_last=near.creep_last, creep_steps=near.creep_steps,
+            drift_tol=self._drift_tol[s], ceiling=ceiling,
             ceiling_kind=tuple(found[k][1] for k in of), ceiling_source=tuple(found[k][2] for k in of),
             ceiling_from=tuple(found[k][3] for k in of))
         n = len(x)
@@ -505,6 +528,24 @@ class Validator:
                 rule |= fired[:, k]
             elif check.family == "reporters":
                 rep_fired |= fired[:, k]
+        # Reporters who moved their market away from the nearby markets together are outvoted by those
+        # markets: the one reporter here who stayed with them, at a price ordinary for this market, is not
+        # the one that is wrong.
+        # Only a market that moved the other way from the nearby markets, or further, can have crept away from
+        # them (one neighbour's mistyped price must not make every other market look adrift).
+        drift = fired[:, _C["drift"]]
+        with np.errstate(all="ignore"):
+            near_move = np.nan_to_num(ev.near_creep)
+
+            def apart_of(price: np.ndarray) -> np.ndarray:
+                own: np.ndarray = np.log(price / ev.creep_from)
+                return (own * near_move <= 0) | (np.abs(own) > np.abs(near_move))
+
+            apart, ref_apart = apart_of(ev.x), apart_of(ev.rep_ref)
+        # With one nearby market its own slip would decide; two or more are needed to outvote a market's reporters.
+        rep_overruled = (rep_fired & (ev.near_creep_n >= 2) & ev.creep_ok & ~drift & ref_apart
+                         & ~ev.stepped(ev.rep_ref) & (np.abs(ev.creep_of(ev.rep_ref)) > ev.drift_tol))
+        rep_fired = rep_fired & ~rep_overruled
         one = ev.rep_n == 1
         if (rep_fired & one).any():
             # With one other reporter, a disagreement says only that one of the two is wrong: the one whose
@@ -520,10 +561,12 @@ class Validator:
             away = ~(np.abs(np.log(ev.x / ev.base)) < np.abs(np.log(ev.last / ev.base)))
         near_diverged = (fired[:, _C["nearby"]] & (own_abs > np.abs(np.nan_to_num(ev.near_ref))) & away
                          & hist)
+        drifted = drift & apart & hist & away
         alone = hist & ~near_ok & ~ev.rep_ok
-        quarantined = rule | rep_fired | near_diverged | alone
+        quarantined = rule | rep_fired | near_diverged | drifted | alone
         return Assessment(evidence=ev, score=score, fired=fired, hist=hist, near_diverged=near_diverged,
-                          rep_decides=rep_fired, quarantined=quarantined)
+                          drifted=drifted, rep_overruled=rep_overruled, rep_decides=rep_fired,
+                          quarantined=quarantined)
 
     def _explain(self, a: Assessment, i: int, obs_id: str, *, provisional: bool = False) -> Verdict:
         results = []
@@ -549,6 +592,9 @@ class Validator:
         if status == ACCEPTED and compliance and len(compliance) == len(fired):
             return f"accepted; compliance finding ({', '.join(compliance)}): above the legal ceiling"
         if status == ACCEPTED:
+            if a.rep_overruled[i]:
+                return ("accepted: the other reporters here disagree, but they crept away from the nearby "
+                        "markets and this price did not")
             if a.hist[i]:
                 return (f"accepted: unusual against its own history ({', '.join(fired)}) but "
                         + "; ".join(self._vouchers(a, i)))
@@ -560,6 +606,8 @@ class Validator:
             parts.append("other reporters at this market disagree")
         if a.near_diverged[i]:
             parts.append("it moved away from its last price while nearby markets did not")
+        if a.drifted[i]:
+            parts.append(f"it crept away from the nearby markets over the last {self.config.drift_days} days")
         if a.hist[i] and not ev.near_ok[i] and not ev.rep_ok[i]:
             parts.append("unusual against its history and no peer can confirm it")
         return "quarantined: " + "; ".join(parts)
@@ -689,6 +737,8 @@ class Validator:
 
     def _settle_day(self, s: int, day: int, d: _Day) -> None:
         d.settled = True
+        if d.prices:
+            self._put_raw(s, day, _median_sorted(d.prices))
         accepted = [float(o.price_idr) for o in d.reports if not d.verdicts[o.id].quarantined]
         if not accepted:
             return
@@ -701,7 +751,7 @@ class Validator:
         # An older day than the pending one settled late; history moves forward only.
 
     def _judge(self, s: int, day: int, d: _Day, rows: Sequence[PriceObservation], *,
-               near: tuple[float, int] | None = None, provisional: bool) -> dict[str, Verdict]:
+               near: _Near | None = None, provisional: bool) -> dict[str, Verdict]:
         """Reports `rows` of series s on `day` (all of the day's, or some of them when the others' flags
         were judged against the same history), each against the other reporters' latest reports of that
         day."""
@@ -718,37 +768,71 @@ class Validator:
             rep_n[k] = len(others)
             peers.append(tuple(PeerReport(reporter=p.reporter, price=float(p.price_idr), time=p.time)
                                for p in others))
-        near_ref, near_n = self._nearby_now(s, day) if near is None else near
+        near = self._nearby_now(s, day) if near is None else near
         sa = np.full(n, s, np.int64)
         base, st = self._baselines(sa)
         a = self._assess(sa, x, np.array([o.time for o in rows], np.int64),
                          np.array([o.arrived_at for o in rows], np.int64), np.full(n, day, np.int64),
-                         rep_ref, rep_n, np.full(n, near_ref), np.full(n, near_n), base, st, tuple(peers),
+                         rep_ref, rep_n, _NearRows.repeat(near, n), base, st, tuple(peers),
                          hist_outside=outside)
         for k, o in enumerate(rows):
             d.hist[o.id] = bool(a.hist[k])
         d.unusual = outside + int(a.hist.sum())
         d.judged_at = int(self._pos[s])
-        d.near = (near_ref, near_n)
+        d.near = near
         self.judged += n
         return {o.id: self._explain(a, k, o.id, provisional=provisional) for k, o in enumerate(rows)}
 
-    def _nearby_now(self, s: int, day: int) -> tuple[float, int]:
+    def _nearby_now(self, s: int, day: int) -> _Near:
         """The median log change of the nearby markets' series of s's group from their reports of the same
-        day against their accepted price of the day s last had one (the same span as s's own move). A
-        neighbour that has not reported today does not count: a move that came today would make this
-        market look as if it moved alone."""
-        changes = []
+        day against their accepted price of the day s last had one (the same span as s's own move), and
+        their creep (`_creep`). A neighbour that has not reported today does not count: a move that came
+        today would make this market look as if it moved alone."""
+        changes, today = [], {}
         ref_day = int(self._last_day[s])
         for t in self._neighbours(s):
             other = self._days.get((t, day))
-            then = self._recent.get(t, {}).get(ref_day)
-            if other is None or not other.prices or then is None:
+            if other is None or not other.prices:
                 continue
-            changes.append(math.log(_median_sorted(other.prices) / then))
-        if not changes:
-            return math.nan, 0
-        return float(statistics.median(changes)), len(changes)
+            today[t] = _median_sorted(other.prices)
+            then = self._recent.get(t, {}).get(ref_day)
+            if then is not None:
+                changes.append(math.log(today[t] / then))
+        ref, n = _median_n(changes)
+        return self._creep(s, day, today)._replace(ref=ref, n=n)
+
+    def _creep(self, s: int, day: int, today: Mapping[int, float]) -> _Near:
+        """Where series s's creep is measured from: the median of all its reports on the latest day
+        `drift_days` to `drift_days` + 7 days back, that day, the median log change of the nearby markets
+        from their own reports of that day to `today`'s (series -> median of the day's reports), s's latest
+        day before today and its two largest day-to-day rises and falls since the day measured from (`ref` and
+        `n` are left for the caller)."""
+        raw, lag = self._raw.get(s), self.config.drift_days
+        ref = max((d for d in raw if day - lag - 7 <= d <= day - lag), default=None) if raw else None
+        if raw is None or ref is None:
+            return _NO_CREEP
+        moves = []
+        for t, now in today.items():
+            then = self._raw.get(t, {}).get(ref)
+            if then is not None:
+                moves.append(math.log(now / then))
+        path = [raw[d] for d in sorted(raw) if ref <= d < day]
+        steps = [math.log(b / a) for a, b in itertools.pairwise(path)]
+        up = [*sorted((x for x in steps if x > 0), reverse=True), 0.0, 0.0]
+        down = [*sorted((-x for x in steps if x < 0), reverse=True), 0.0, 0.0]
+        creep, n = _median_n(moves)
+        return _Near(math.nan, 0, raw[ref], ref, creep, n, path[-1], (up[0], up[1], down[0], down[1]))
+
+    def _put_raw(self, s: int, day: int, value: float, *, keep: bool = False) -> None:
+        """Remember the median of all of a day's reports of s (with `keep`, only if none is known: an accepted
+        daily price stands in for a day whose reports are gone, after a restart)."""
+        raw = self._raw.setdefault(s, {})
+        if keep and day in raw:
+            return
+        raw[day] = value
+        if len(raw) > 2 * (self.config.drift_days + 7):
+            for d in [d for d in raw if d < day - self.config.drift_days - 7]:
+                del raw[d]
 
     def admit(self, obs: PriceObservation) -> None:
         """Count an observation that an operator released into its series' history, if its day has not joined
@@ -794,10 +878,9 @@ class Validator:
                     self._commit_pending(u, day)
             rep_ref, rep_n, gmed, gidx, useries = _group_refs(s, x)
             base, st = self._baselines(s)
-            near_ref_u, near_n_u = self._nearby_refs(useries, gmed, day)
-            near_ref, near_n = near_ref_u[gidx], near_n_u[gidx]
+            near = self._nearby_refs(useries, gmed, day).take(gidx)
             a = self._assess(s, x, batch.time[rows], batch.arrived[rows], np.full(len(rows), day),
-                             rep_ref, rep_n, near_ref, near_n, base, st)
+                             rep_ref, rep_n, near, base, st)
             fired[rows] = a.fired
             score[rows] = a.score
             quarantined[rows] = a.quarantined
@@ -811,23 +894,29 @@ class Validator:
                 self._commit_many(acc_series, day, acc_med)
         return BatchResult(fired=fired, score=score, quarantined=quarantined, verdicts=verdicts)
 
-    def _nearby_refs(self, useries: np.ndarray, gmed: np.ndarray, day: int) -> tuple[np.ndarray, np.ndarray]:
+    def _nearby_refs(self, useries: np.ndarray, gmed: np.ndarray, day: int) -> _NearRows:
         """For each series present today, the median log change of the other nearby series of its group
-        that reported today, from their accepted price on the day this series last had one."""
+        that reported today, from their accepted price on the day this series last had one, and their
+        creep (`_creep`)."""
         today = dict(zip(useries.tolist(), gmed.tolist(), strict=True))
-        ref = np.full(len(useries), np.nan)
-        cnt = np.zeros(len(useries), np.int64)
+        out = _NearRows.repeat(_NO_CREEP, len(useries))
         for k, u in enumerate(useries.tolist()):
             ref_day = int(self._last_day[u])
-            vals = []
+            vals, near = [], {}
             for t in self._neighbours(u):
+                if t not in today:
+                    continue
+                near[t] = today[t]
                 then = self._recent.get(t, {}).get(ref_day)
-                if t in today and then is not None:
+                if then is not None:
                     vals.append(math.log(today[t] / then))
-            if vals:
-                ref[k] = vals[0] if len(vals) == 1 else statistics.median(vals)
-                cnt[k] = len(vals)
-        return ref, cnt
+            c = self._creep(u, day, near)._replace(ref=math.nan)
+            out.ref[k], out.n[k] = _median_n(vals)
+            (out.creep_from[k], out.creep_day[k], out.creep[k], out.creep_n[k], out.creep_last[k],
+             out.creep_steps[k]) = c[2:]
+        for u, v in today.items():
+            self._put_raw(u, day, v)
+        return out
 
 
 def _pct_of(x: float, ref: float) -> str:
@@ -849,7 +938,7 @@ class _Day:
     hist: dict[str, bool] = field(default_factory=dict)  # report -> a deciding history check fired
     unusual: int = 0  # reports whose history check fired
     judged_at: int = -1  # the series' history position the flags were judged against
-    near: tuple[float, int] | None = None  # the nearby markets' move the verdicts were judged with
+    near: _Near | None = None  # the nearby markets' move and level the verdicts were judged with
 
     def add(self, obs: PriceObservation) -> bool:
         """Take one report; True when it is now its reporter's latest (what the others are judged by)."""
@@ -868,8 +957,57 @@ def _median_sorted(xs: list[int]) -> float:
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
-def _same_near(a: tuple[float, int], b: tuple[float, int] | None) -> bool:
-    return b is not None and a[1] == b[1] and (a[1] == 0 or a[0] == b[0])
+class _Near(NamedTuple):
+    """What the nearby markets did on a day, as one series' checks see it."""
+
+    ref: float  # median log change since the day this series last had an accepted price
+    n: int
+    creep_from: float  # this series' median of all reports on the day its creep is measured from
+    creep_day: int
+    creep: float  # the nearby markets' median log change since that day
+    creep_n: int
+    creep_last: float  # this series' median of all reports on its latest day before this one
+    creep_steps: tuple[float, float, float, float]  # its two largest day-to-day rises and falls (log) since then
+
+
+_NO_CREEP = _Near(math.nan, 0, math.nan, -1, math.nan, 0, math.nan, (math.nan,) * 4)
+
+
+@dataclass(frozen=True, slots=True)
+class _NearRows:
+    """_Near for each row of a set of rows."""
+
+    ref: np.ndarray
+    n: np.ndarray
+    creep_from: np.ndarray
+    creep_day: np.ndarray
+    creep: np.ndarray
+    creep_n: np.ndarray
+    creep_last: np.ndarray
+    creep_steps: np.ndarray  # (n, 4)
+
+    @staticmethod
+    def repeat(near: _Near, n: int) -> _NearRows:
+        return _NearRows(np.full(n, near.ref), np.full(n, near.n, np.int64), np.full(n, near.creep_from),
+                         np.full(n, near.creep_day, np.int64), np.full(n, near.creep),
+                         np.full(n, near.creep_n, np.int64), np.full(n, near.creep_last), np.tile(np.array(near.creep_steps), (n, 1)))
+
+    def take(self, idx: np.ndarray) -> _NearRows:
+        return _NearRows(self.ref[idx], self.n[idx], self.creep_from[idx], self.creep_day[idx], self.creep[idx],
+                         self.creep_n[idx], self.creep_last[idx], self.creep_steps[idx])
+
+
+def _median_n(values: list[float]) -> tuple[float, int]:
+    if not values:
+        return math.nan, 0
+    return (values[0] if len(values) == 1 else float(statistics.median(values))), len(values)
+
+
+def _same_near(a: _Near, b: _Near | None) -> bool:
+    def same(x: float, y: float) -> bool:
+        return x == y or (math.isnan(x) and math.isnan(y))
+    return (b is not None and a.n == b.n and a.creep_n == b.creep_n and a.creep_day == b.creep_day
+            and same(a.ref, b.ref) and same(a.creep, b.creep) and same(a.creep_from, b.creep_from))
 
 
 def _differs(old: Verdict | None, new: Verdict) -> bool:

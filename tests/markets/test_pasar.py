@@ -1,0 +1,74 @@
+"""Validation on prices shaped like Jakarta's pasar rakyat from November 2024 to Lebaran 2025 (tests/markets/
+pasar.py), streamed through the hub's market service in arrival order: the rainy-season chilli spike and the
+Lebaran rise stand, fat-fingered and per-ons entries are held, and three reporters who push a price up
+together are held once their market has crept away from its neighbours."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.markets.calendar import day_number
+from hub.markets.model import DAY_S, day_of
+from tests.harness.market_eval import _Recorder
+
+from .pasar import CARTEL, FAT_FINGER, NEW, UNIT_ONS, Pasar, generate
+
+
+@pytest.fixture(scope="module")
+def run() -> tuple[Pasar, _Recorder]:
+    data = generate()
+    svc = _Recorder()
+    for o in data.observations:
+        svc.add_observation(o)
+    svc.settle(max(o.arrived_at for o in data.observations) + 3 * DAY_S)
+    return data, svc
+
+
+def test_the_series_have_what_the_field_has(run: tuple[Pasar, _Recorder]) -> None:
+    data, _ = run
+    obs = data.observations
+    days = {day_of(o.time) for o in obs}
+    assert not any(data.closed(d) for d in days)  # no Sunday or holiday reports
+    cabai = [o.price_idr for o in obs if o.commodity == "cabai-merah" and o.market == "pasar-senen"
+             and data.label.get(o.id) != FAT_FINGER]
+    assert min(cabai) < 28_000 and max(cabai) > 85_000
+    beras = [o.price_idr for o in obs if o.commodity == "beras-medium" and o.id not in data.label]
+    assert min(beras) >= 13_000 and max(beras) <= 15_500
+    assert sum(o.arrived_at - o.time > 4 * 3600 for o in obs) > 100  # late uplinks
+    assert len({(o.reporter, o.commodity, o.price_idr, o.time // 3600) for o in obs}) < len(obs)  # sent twice
+    silent = [o for o in obs if o.market == data.config.silent_market
+              and 0 <= day_of(o.time) - day_number(data.config.silent_from) < 7]
+    assert not silent
+    new = [o for o in obs if data.label.get(o.id) == NEW]
+    assert len(new) >= 15 and len({day_of(o.time) for o in new}) <= 3
+
+
+def test_real_spikes_and_lebaran_stand_and_mistakes_are_held(run: tuple[Pasar, _Recorder]) -> None:
+    data, svc = run
+    held = {o.id for o in data.observations if svc.final[o.id].quarantined}
+    assert not any(svc.final[o.id].provisional for o in data.observations)
+    for kind in (FAT_FINGER, UNIT_ONS):
+        ids = {i for i, k in data.label.items() if k == kind}
+        assert ids and ids <= held, kind
+    # Outside the market the cartel works in, no honest report is held: not the chilli going from Rp 25.000
+    # to Rp 90.000 in under four weeks, not Lebaran's 12-18 % on shallots, eggs and chicken.
+    honest_elsewhere = [o for o in data.observations if o.id not in data.label
+                        and (o.market, o.commodity) != (data.config.cartel_market, data.config.cartel_commodity)]
+    assert len(honest_elsewhere) > 7_000
+    assert [(o.market, o.commodity, o.price_idr) for o in honest_elsewhere if o.id in held] == []
+    # A commodity with three days of history and agreeing reporters stands.
+    assert not {i for i, k in data.label.items() if k == NEW} & held
+
+
+def test_reporters_pushing_a_price_up_together_are_held(run: tuple[Pasar, _Recorder]) -> None:
+    data, svc = run
+    cfg = data.config
+    start = day_number(cfg.cartel_from)
+    cartel = [o for o in data.observations if data.label.get(o.id) == CARTEL]
+    late = [o for o in cartel if day_of(o.time) - start >= 11]  # once their market has moved 15 % from the rest
+    assert len(late) >= 20
+    assert all(svc.final[o.id].quarantined for o in late), [
+        (o.price_idr, svc.final[o.id].summary) for o in late if not svc.final[o.id].quarantined]
+    v = svc.final[late[-1].id]
+    assert v.check("drift").fired and "crept away from the nearby markets" in v.summary
+    assert "while the median of 2 nearby markets moved" in v.check("drift").reason
