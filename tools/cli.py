@@ -205,6 +205,26 @@ def enroll_uri(hub_url: str, hub_pubkey: bytes) -> str:
     return f"{ENROLL_SCHEME}:?hub={hub_url}&id={device_id_for(hub_pubkey).hex()}&key={hub_pubkey.hex()}"
 
 
+def _own_http_url(host: str, port: int) -> str:
+    """The hub's address for devices when --hub-url is not given: its http_host, or this machine's name for a hub
+    that listens on every interface (0.0.0.0 or :: is no address to send a request to). A loopback address only
+    this machine reaches is kept, with a note: devices elsewhere need --hub-url."""
+    import ipaddress
+    import socket
+
+    if host in ("0.0.0.0", "::"):
+        host = socket.gethostname()
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    if loopback:
+        print(f"note: {url} is reached from this machine only; for devices on the network give --hub-url with the "
+              "address they reach this hub at (behind a proxy: https://<its public name>)", file=sys.stderr)
+    return url
+
+
 def _enroll_qr(args: argparse.Namespace) -> int:
     """Print the QR code of a hub that has started once (its first start makes the key the code carries)."""
     import qrcode
@@ -214,7 +234,7 @@ def _enroll_qr(args: argparse.Namespace) -> int:
 
     config = load(args.config)
     signer = existing_key(config)
-    url = args.hub_url or f"http://{config.http_host}:{config.http_port}"
+    url = args.hub_url or _own_http_url(config.http_host, config.http_port)
     uri = enroll_uri(url, signer.public_key)
     qr = qrcode.QRCode(border=1)
     qr.add_data(uri)

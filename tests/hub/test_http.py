@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from hub.app import start_hub
 from hub.auth import hash_token
@@ -126,3 +127,22 @@ async def test_a_route_that_fails_after_its_streamed_answer_began_ends_the_conne
         assert resp.status == StoreError.http and (await resp.json())["error"]["code"] == StoreError.code
     assert [r.getMessage() for r in caplog.records if "failed after its answer began" in r.getMessage()] == [
         f"GET /export failed after its answer began ({StoreError.code}: the store went away); connection closed"]
+
+
+@pytest.mark.parametrize(("host", "shown"), [("0.0.0.0", "{name}"), ("::", "{name}"), ("127.0.0.1", "127.0.0.1"),
+                                             ("::1", "[::1]"), ("192.0.2.7", "192.0.2.7")])
+def test_enroll_qr_without_hub_url_names_an_address_a_device_can_use(tmp_path, capsys, host, shown):
+    """A hub on every interface is named by this machine's name, never 0.0.0.0 (no device reaches that); a loopback
+    address stays, with a note that devices elsewhere need --hub-url."""
+    import socket
+
+    from hub.app import load_or_create_key
+    from tools.cli import main
+
+    load_or_create_key(tmp_path / "hub.key")
+    config = tmp_path / "hub.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\nhttp_host = "{host}"\nhttp_port = 8471\n')
+    assert main(["enroll", "qr", "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert f"jejak-enroll:?hub=http://{shown.format(name=socket.gethostname())}:8471&id=" in out
+    assert ("--hub-url" in err) == (shown in ("127.0.0.1", "[::1]")), err
