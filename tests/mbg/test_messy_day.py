@@ -23,16 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
-from coap_server.client import EdgeClient
-from tests.harness.faults import EdgeProc, HubProc, http_json
 from tests.mbg.common import DATE, MIDNIGHT, H, M
-from tests.ports import free_udp
-from tests.wait import PATIENCE, wait_for
+from tests.mbg.replay import Checkpoint, Day, deliveries, findings
 
 PLAN = """
 [defaults]
@@ -58,103 +52,20 @@ portions = 30
 STAFF = "5a000001"
 A1, A2, A3 = "04a1000000000001", "04a1000000000002", "04a1000000000003"
 B1, B2, B3 = "04b2000000000001", "04b2000000000002", "04b2000000000003"
-EDGES = {  # name: (site, role, event, destination school)
-    "exit": ("K1", "kitchen_exit", None, "S1"),
-    "gate1": ("S1", "school_gate", "received", None),
-    "gate2": ("S2", "school_gate", "received", None),
-    "return": ("K1", "return", None, None),
+EDGES = {
+    "exit": Checkpoint(site="K1", role="kitchen_exit", school="S1", staff=STAFF),
+    "gate1": Checkpoint(site="S1", role="school_gate", event="received", staff=STAFF),
+    "gate2": Checkpoint(site="S2", role="school_gate", event="received", staff=STAFF),
+    "return": Checkpoint(site="K1", role="return", staff=STAFF),
 }
 
 
-def _iso(t: int) -> str:
-    """An instant in WIB, as `--clock` takes it."""
-    s = t - MIDNIGHT
-    return f"{DATE}T{s // H:02d}:{s % H // M:02d}:{s % M:02d}+07:00"
-
-
-class Edge(EdgeProc):
-    """`jejak edge run` at one checkpoint, its device clock set by --clock at each start."""
-
-    def __init__(self, root: Path, name: str, hub: str) -> None:
-        self.name = name
-        super().__init__(root / name, hub=hub)
-        self.argv = ["-m", "tools.cli", "edge", "run", "--config", str(self.config)]
-
-    def write_config(self, tap_interval_ms: int) -> None:
-        site, role, event, school = EDGES[self.name]
-        extra = "".join(f'{k} = "{v}"\n' for k, v in (("event", event), ("school", school)) if v)
-        self.config.write_text(
-            f'site = "{site}"\nname = "{self.name}"\ndata_dir = "{self.root / "data"}"\nsensors = []\n'
-            f'[checkpoint]\nrole = "{role}"\nstaff = ["{STAFF}"]\ndup_window_s = 0\nportions_per_tag = 0\n{extra}'
-            f'[coap]\nhost = "{self.host}"\nport = {self.port}\n[hub]\naddress = "{self.hub}"\n'
-            f'[sync]\nmdns = false\ninterval_s = 0.3\n[sim]\ntap_interval_ms = 0\n')
-
-    def start_at(self, t: int, *, hub: str | None = None) -> None:
-        if hub is not None:
-            self.hub = hub
-            self.write_config(0)
-        self.argv[6:] = ["--clock", _iso(t)]
-        self.start()
-        self.wait_ready(60 * PATIENCE)
-
-
-class Day:
-    def __init__(self, root: Path) -> None:
-        self.hub = HubProc(root / "hub", checkpoint_interval=3600)
-        (root / "plan.toml").write_text(PLAN)
-        with (self.hub.root / "hub.toml").open("a") as fh:
-            fh.write(f'mbg_plan = "{root / "plan.toml"}"\n[bridges]\nenabled = false\n')
-        self.dead = f"coap://127.0.0.1:{free_udp()}"  # an uplink that answers nothing
-        self.edges = {name: Edge(root, name, self.hub.coap) for name in EDGES}
-
-    def start_hub(self, t: int) -> None:
-        """The hub's time follows the records it accepts (a past day replayed), starting at `t`."""
-        self.hub.argv = ["-m", "tools.cli", "hub", "run", "--clock", f"{_iso(t)} records",
-                         "--config", str(self.hub.root / "hub.toml")]
-        self.hub.start()
-        self.hub.wait_up(60 * PATIENCE)
-
-    async def tap(self, name: str, *tags: str) -> list[dict[str, Any]]:
-        """The staff card, the containers, the staff card again; every container tap acknowledged."""
-        edge = self.edges[name]
-        async with EdgeClient(edge.coap, timeout=30) as client:
-            shown = [await client.tap(uid) for uid in (STAFF, *tags, STAFF)]
-        acks = [fb for taps in shown[1:-1] for fb in taps if fb.get("seq") is not None]
-        assert [fb["status"] for fb in acks] == ["accepted"] * len(tags), shown
-        return acks
-
-    async def submit(self, name: str, kind: str, body: dict[str, Any]) -> None:
-        async with EdgeClient(self.edges[name].coap, timeout=30) as client:
-            await client.submit(kind, body)
-
-    def synced(self, *names: str) -> bool:
-        heads = self.hub.heads()
-        return all(heads.get(e.device_id, (0,))[0] == len(e.own_log())
-                   for e in (self.edges[n] for n in names))
-
-    async def wait_synced(self, *names: str) -> None:
-        await wait_for(lambda: self.synced(*names), 60, what=f"{names}'s records at the hub", step=0.1)
-
-    def api(self, path: str) -> Any:
-        sep = "&" if "?" in path else "?"
-        return http_json(f"{self.hub.url}{path}{sep}date={DATE}", timeout=30)
-
-
-def _findings(api: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(f["code"], f["subject"]): f for f in api["findings"]}
-
-
-def _deliveries(day: Day) -> dict[str, dict[str, Any]]:
-    return {d["school"]: d for k in day.api("/api/mbg/deliveries")["kitchens"] for d in k["schools"]}
-
-
 async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None:
-    day = Day(tmp_path)
+    day = Day(tmp_path, PLAN, EDGES)
     exit_, gate1, gate2, ret = (day.edges[n] for n in EDGES)
     try:
         day.start_hub(MIDNIGHT + 5 * H + 50 * M)
-        for e in day.edges.values():
-            day.hub.enroll(e.key, e.name)
+        day.enroll()
 
         # 06:00 the kitchen takes in 10 kg of rice; 06:30 it uses 12 kg, more than it has.
         exit_.start_at(MIDNIGHT + 6 * H)
@@ -164,7 +75,7 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
         exit_.start_at(MIDNIGHT + 6 * H + 30 * M)
         await day.submit("exit", "stock", {"site": "K1", "item": "beras", "movement": "use", "qty": 12_000,
                                            "unit": "g"})
-        await day.tap("exit", A1, A2, A3)  # S1's, through the reader (the exit's school is S1)
+        await day.tap_accepted("exit", A1, A2, A3)  # S1's, through the reader (the exit's school is S1)
         exit_.stop()
         exit_.start_at(MIDNIGHT + 6 * H + 35 * M)  # S2's trip from the phone at the exit, which names its school
         await day.submit("exit", "scan", {"event": "departed", "site": "K1", "checkpoint": "kitchen_exit",
@@ -173,17 +84,17 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
 
         # 07:10 S1's gate has no uplink: its taps wait on the edge.
         gate1.start_at(MIDNIGHT + 7 * H + 10 * M, hub=day.dead)
-        await day.tap("gate1", A1, A1, B3)
+        await day.tap_accepted("gate1", A1, A1, B3)
         assert day.hub.heads().get(gate1.device_id) is None
 
         # 09:40 S2's truck, 40 minutes late and lukewarm; its gate dies after B2 and boots 5 hours behind.
         gate2.start_at(MIDNIGHT + 9 * H + 40 * M)
         await day.submit("gate2", "scan", {"event": "arrived", "site": "S2", "checkpoint": "school_gate",
                                            "staff": STAFF, "tags": [B1, B2, B3], "temp_cc": 4500, "source": "coap"})
-        acked = await day.tap("gate2", B1, B2)
+        acked = await day.tap_accepted("gate2", B1, B2)
         gate2.kill()
         gate2.start_at(MIDNIGHT + 4 * H + 41 * M)
-        acked += await day.tap("gate2", B3)
+        acked += await day.tap_accepted("gate2", B3)
         await day.submit("gate2", "scan", {"event": "received", "site": "S2", "checkpoint": "school_gate",
                                            "staff": STAFF, "count": 25, "source": "coap"})
         await day.wait_synced("gate2")
@@ -191,13 +102,9 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
         assert {a["id"] for a in acked} <= stored, "an acknowledged tap was lost by kill -9"
 
         # The hub restarts mid-morning: its answers after are those from before.
-        before = [day.api(f"/api/mbg/{q}") for q in ("deliveries", "violations", "stock", "lost", "short")]
-        day.hub.stop()
-        day.start_hub(before[0]["now"])  # the hub's replayed time goes on from where it stood
-        # A restarted hub answers at once and counts its stored records in behind: compare once it has.
-        await wait_for(lambda: not day.api("/api/dashboard/summary")["refill"]["running"], 60,
-                       what="the restarted hub to count its stored records", step=0.1)
-        after = [day.api(f"/api/mbg/{q}") for q in ("deliveries", "violations", "stock", "lost", "short")]
+        before = [day.api(f"/api/mbg/{q}", DATE) for q in ("deliveries", "violations", "stock", "lost", "short")]
+        await day.restart_hub()  # its replayed time goes on from where it stood
+        after = [day.api(f"/api/mbg/{q}", DATE) for q in ("deliveries", "violations", "stock", "lost", "short")]
         assert after == before
 
         # 11:00 S1's gate gets its uplink back and sends the morning's taps.
@@ -207,15 +114,15 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
 
         # 13:00 the empties come back; A2's tag reads again here. 23:30 B3, last.
         ret.start_at(MIDNIGHT + 13 * H)
-        await day.tap("return", A1, A2, B1, B2)
+        await day.tap_accepted("return", A1, A2, B1, B2)
         ret.stop()
         ret.start_at(MIDNIGHT + 23 * H + 30 * M)
-        await day.tap("return", B3)
+        await day.tap_accepted("return", B3)
         await day.wait_synced("exit", "gate1", "gate2", "return")
 
-        got = _deliveries(day)
-        answers = day.api("/api/mbg/violations")
-        found = _findings(answers)
+        got = deliveries(day, DATE)
+        answers = day.api("/api/mbg/violations", DATE)
+        found = findings(answers)
         # S1: A1 counted once, B3 not S1's, A2 unread: 10 of 30 portions, received 07:10 (on time: the tap's
         # time, not the 11:00 sync), short by 20.
         s1 = got["S1"]
@@ -253,16 +160,16 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
         back = found[("clock_went_back", ids["gate2"])]
         assert 5 * H - 10 * M <= back["measured"] <= 5 * H and back["limit"] == 15 * M
         assert found[("out_of_order", "S2")]["containers"] == [B3]
-        assert [x["tag"] for x in day.api("/api/mbg/lost")["lost"]] == [A3]
-        assert [(x["item"], x["on_hand"], x["flags"]) for x in day.api("/api/mbg/stock")["on_hand"]] \
+        assert [x["tag"] for x in day.api("/api/mbg/lost", DATE)["lost"]] == [A3]
+        assert [(x["item"], x["on_hand"], x["flags"]) for x in day.api("/api/mbg/stock", DATE)["on_hand"]] \
             == [("beras", -2000, ["overdraw"])]
-        [b3] = [t for t in day.api(f"/api/mbg/containers/{B3}")["timelines"] if t["date"] == DATE]
+        [b3] = [t for t in day.api(f"/api/mbg/containers/{B3}", DATE)["timelines"] if t["date"] == DATE]
         assert any(st["event"] == "returned" and _near(st["time"], MIDNIGHT + 23 * H + 30 * M) for st in b3["steps"])
         assert day.synced(*EDGES) and sum(1 for _ in gate2.own_log()) == day.hub.heads()[gate2.device_id][0]
 
         # What the kitchen head reads: `jejak mbg` in Indonesian, dates and numbers written the Indonesian way,
         # times of day in WIB, no English.
-        said = {q: _jejak_mbg(day, q) for q in ("deliveries", "violations", "lost", "stock", "late", "short")}
+        said = {q: day.jejak_mbg(q, DATE) for q in ("deliveries", "violations", "lost", "stock", "late", "short")}
         text = "\n".join(said.values())
         assert "Pengiriman Senin, 12 Januari 2026" in said["deliveries"] and DATE not in text
         s2_line = next(x for x in said["deliveries"].splitlines() if "(S2)" in x)
@@ -276,17 +183,7 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
                              r"act now|on time|missing)\b", text)
         assert english == [], (english, text)
     finally:
-        for e in day.edges.values():
-            e.stop()
-        day.hub.stop()
-
-
-def _jejak_mbg(day: Day, query: str) -> str:
-    """`jejak mbg QUERY` as a kitchen head runs it, in its own process."""
-    done = subprocess.run([sys.executable, "-m", "tools.cli", "mbg", query, "--hub-url", day.hub.url, "--lang", "id",
-                           "--date", DATE], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+        day.stop()
 
 
 def _near(t: int | None, expected: int) -> bool:
