@@ -1,5 +1,6 @@
 """The README's help block is what the tool really prints, and its two set-up commands exist; the `jejak` commands
-README.md and docs/DEPLOY.md quote are ones the tool takes, run as the user whose files they read."""
+README.md and docs/DEPLOY.md quote are ones the tool takes, run as the user whose files they read, and the settings
+DEPLOY.md quotes are ones the hub's or the edge's config loader takes (tests/tools/quoted.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-from tests.tools.docs_commands import Quoted, problems, quoted_commands
+import pytest
+
+from edge import config as edge_config
+from hub import config as hub_config
+from ledger.errors import CodedError
+from tests.tools.quoted import Quoted, problems, quoted_commands, quoted_settings, setting_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,3 +99,38 @@ def test_deploy_edge_backup_before_an_upgrade_is_readable_by_root_only(tmp_path:
     below = [copies[0], *copies[0].relative_to(tmp_path / "backups").parents]
     modes = {str(p): (tmp_path / "backups" / p).stat().st_mode & 0o777 for p in below if str(p) != "."}
     assert any(mode & 0o077 == 0 for mode in modes.values()), f"the copy is readable by others: {modes}"
+
+
+# What DEPLOY.md quotes as settings the loaders refuse, on purpose: its examples of what stops a start.
+REFUSED_ON_PURPOSE = {"[security] osocre", "security.osocre", 'auto_approve = "false"', 'interval_s = "30s"'}
+
+
+def test_settings_deploy_quotes_are_ones_the_loaders_take():
+    quoted = quoted_settings(DEPLOY_MD)
+    assert len(quoted) > 30 and any(span.startswith("[store] dsn = ") for _, span in quoted)
+    found = [f"{where}: `{span}`: {problem}" for where, span in quoted
+             if span not in REFUSED_ON_PURPOSE and (problem := setting_problem(span))]
+    assert not found, "\n".join(found)
+    assert {span for _, span in quoted} >= REFUSED_ON_PURPOSE
+    assert all(setting_problem(span) for span in REFUSED_ON_PURPOSE)
+    # the check bites: a key in the wrong table, a misspelt one, a value of the wrong type, a table nobody has
+    for wrong in ("[hub] dsn", "limits.map_sise", "coap_tcp = 1", "[[sensors2]]", "[reader] spi_cs = 5"):
+        assert setting_problem(wrong), wrong
+
+
+def test_deploy_examples_of_a_refused_start_name_the_key_as_documented():
+    """`where` is the key's path and the hint leads with the closest key, as DEPLOY.md's examples say."""
+    text = " ".join(DEPLOY_MD.read_text().split())
+    for example in ("`security.osocre`", "`webhooks[2].min_bnad`", "`sensor[1].interval_s`",
+                    "`did you mean 'oscore'?`"):
+        assert example in text, example
+    hook = '[[webhooks]]\nid = "{}"\nkind = "json"\nurl = "https://ops.example.org/a"\n'
+    for loader, toml, where, hint in (
+            (hub_config.from_dict, "[security]\nosocre = true\n", "security.osocre", "did you mean 'oscore'?"),
+            (hub_config.from_dict, hook.format("a") + hook.format("b") + 'min_bnad = "alert"\n',
+             "webhooks[2].min_bnad", "did you mean 'min_band'?"),
+            (edge_config.from_dict, '[[sensor]]\nname = "a"\ninterval_s = "30s"\n', "sensor[1].interval_s", None)):
+        with pytest.raises(CodedError) as refused:
+            loader(tomllib.loads(toml))
+        assert refused.value.code == "CONFIG" and refused.value.where == where, refused.value
+        assert hint is None or (refused.value.hint or "").startswith(hint), refused.value.hint

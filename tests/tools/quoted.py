@@ -1,16 +1,28 @@
-"""The `jejak` command lines a document quotes, checked against the tool's own `--help`: every subcommand exists
-and every flag is one that subcommand takes. What the docs tell an operator to type must be what the tool reads."""
+"""What a document quotes, checked against the program: each `jejak` command line against the tool's own `--help`
+(every subcommand exists, every flag is one that subcommand takes), and each setting against the hub's and the
+edge's config loaders (the key exists in the table named, and `key = value` loads). What the docs tell an
+operator to type or write must be what the programs read."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tomllib
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from edge import config as edge_config
+from hub import config as hub_config
+from hub.markets.webhooks import Subscriber
+from ledger.errors import CodedError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,4 +139,88 @@ def problems(command: Quoted) -> list[str]:
             found.append(f"{command}: `jejak {' '.join(path)}` has no subcommand {word!r} "
                          f"(it has {', '.join(sorted(choices))})")
             break
+    return found
+
+
+# -- settings ------------------------------------------------------------------------------------------------------
+
+Loader = Callable[[dict[str, Any]], object]
+PROGRAMS: dict[str, tuple[type, Loader]] = {"hub": (hub_config.HubConfig, hub_config.from_dict),
+                                            "edge": (edge_config.EdgeConfig, edge_config.from_dict)}
+# Tables whose entries are lists of tables, with what an entry needs besides the key under test.
+ENTRY = {"webhooks": {"id": "a", "kind": "json", "url": "https://ops.example.org/a"}, "sensor": {"name": "a"},
+         "sensors": {"name": "a"}}
+FILE_NAMES = {"hub.key"}  # files a document names that read like `table.key`
+
+
+def tables(cls: type, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], set[str]]:
+    """Every table of a config tree (its path) with the keys it takes; [[webhooks]] as its subscribers' keys."""
+    hints = typing.get_type_hints(cls)
+    out = {path: {f.name for f in dataclasses.fields(cls)}}
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple and typing.get_args(hint) else hint
+        if f.name == "webhooks":
+            item = Subscriber
+        if dataclasses.is_dataclass(item) and isinstance(item, type):
+            out.update(tables(item, (*path, f.name)))
+    if cls is edge_config.EdgeConfig:
+        out[("sensor",)] = out[("sensors",)]
+    return out
+
+
+@functools.cache
+def known() -> dict[str, dict[tuple[str, ...], set[str]]]:
+    return {name: tables(cls) for name, (cls, _) in PROGRAMS.items()}
+
+
+def _nest(path: tuple[str, ...], key: str, value: Any) -> dict[str, Any]:
+    entry: Any = {key: value}
+    for name in reversed(path):
+        entry = {name: [{**ENTRY[name], **entry}] if name in ENTRY else entry}
+    return entry
+
+
+def setting_problem(span: str) -> str | None:
+    """Why the quoted setting is not one the hub or the edge takes (None when one of them does): `[table] key`,
+    `table.key`, `[table]` or `[[table]]` must name a real table and key; `[table] key = value` and
+    `key = value` must load through the real loader, in the table named or in any table that has the key."""
+    if m := re.fullmatch(r"\[\[?([\w.]+)\]\]?", span):
+        path = tuple(m[1].split("."))
+        return None if any(path in t for t in known().values()) else f"no program has a table [{m[1]}]"
+    m = re.fullmatch(r"(?:\[([\w.]+)\] )?(\w+)( = .+)?", span) or re.fullmatch(r"()([a-z_]+\.[a-z_]+)()", span)
+    if m is None:
+        return None
+    table, key, value = m[1] or None, m[2], m[3] or None
+    if "." in key:
+        table, key = key.split(".")
+    where = [(program, path) for program, t in known().items() for path, keys in t.items()
+             if key in keys and (table is None or path == tuple(table.split(".")))]
+    if not where:
+        return f"no program has {'a setting ' + repr(key) if table is None else f'[{table}] {key}'}"
+    if value is None:
+        return None
+    try:
+        parsed = tomllib.loads(f"{key}{value}")[key]
+    except tomllib.TOMLDecodeError as exc:
+        return f"not TOML: {exc}"
+    refusals = []
+    for program, path in where:
+        try:
+            PROGRAMS[program][1](_nest(path, key, parsed))
+        except CodedError as exc:  # the loader refuses it: CONFIG
+            refusals.append(f"{program} [{'.'.join(path)}]: {exc}")
+        else:
+            return None
+    return "; ".join(refusals)
+
+
+def quoted_settings(path: Path) -> list[tuple[str, str]]:
+    """(line, span) of every inline code span in the file that reads like a setting."""
+    found = []
+    for number, span in _lines(path.read_text()):
+        if (re.fullmatch(r"(\[\[?[\w.]+\]\]?)( \w+( = .+)?)?|\w+ = .+", span)
+                or (re.fullmatch(r"[a-z_]+\.[a-z_]+", span) and span not in FILE_NAMES
+                    and any((span.split(".")[0],) in t for t in known().values()))):
+            found.append((f"{path.name}:{number}", span))
     return found
