@@ -10,6 +10,7 @@ from prometheus_client's own collectors.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -130,9 +131,16 @@ class HubMetrics:
         self.registry.register(_RegionsCollector(hub, states))
 
     def register(self, app: web.Application) -> None:
-        """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app."""
+        """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app. A scrape reads every device's
+        standing from the store (a third of a second for 100,000 devices), and anyone may ask for one: it runs off
+        the event loop, which went on serving nobody while it ran, and scrapes asked while one runs share it."""
+        scraping: asyncio.Future[bytes] | None = None
+
         async def metrics(_: web.Request) -> web.Response:
-            body = generate_latest(self.registry)
+            nonlocal scraping
+            if scraping is None or scraping.done():
+                scraping = asyncio.ensure_future(asyncio.to_thread(generate_latest, self.registry))
+            body = await asyncio.shield(scraping)
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app.router.add_get("/metrics", metrics)
