@@ -408,14 +408,16 @@ class HubApi:
         return web.json_response(self.hub.resolve_fork(self._device_id(request)).to_json())
 
     async def heads(self, request: web.Request) -> web.Response:
+        # Every device's log read from the store: off the event loop, as every read of all devices (public).
+        heads = await asyncio.to_thread(self.hub.heads)
         return web.json_response({"heads": [{"device": h.device_id.hex(), "length": h.length,
-                                             "head": h.head.hex()} for h in self.hub.heads()]})
+                                             "head": h.head.hex()} for h in heads]})
 
     async def forks(self, request: web.Request) -> web.Response:
         """Forks the hub holds evidence of; the evidence itself (two records) for auditors and operators"""
         reader = self.auth.role(request) in ("auditor", "operator")
         out = []
-        for device_id, raw in self.hub.store.forks():
+        for device_id, raw in await asyncio.to_thread(self.hub.store.forks):
             ev = ForkEvidence.from_cbor(raw)
             item = {"device": device_id.hex(), "seq": ev.seq, "first": ev.first.id.hex(),
                     "second": ev.second.id.hex()}

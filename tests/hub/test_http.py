@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import urllib.request
+from typing import Any
+
 import aiohttp
 import pytest
 
@@ -12,6 +17,7 @@ from hub.config import HubConfig
 from ledger import verify_bundle, verify_receipt
 from ledger.enroll import make_enroll_request
 from ledger.sync import encode_records
+from tests.wait import wait_for
 
 from .conftest import new_device
 
@@ -146,3 +152,37 @@ def test_enroll_qr_without_hub_url_names_an_address_a_device_can_use(tmp_path, c
     out, err = capsys.readouterr()
     assert f"jejak-enroll:?hub=http://{shown.format(name=socket.gethostname())}:8471&id=" in out
     assert ("--hub-url" in err) == (shown in ("127.0.0.1", "[::1]")), err
+
+
+@pytest.mark.parametrize(("path", "read"), [("/metrics", "activity_after"), ("/api/heads", "devices"),
+                                            ("/api/forks", "forks")])
+async def test_public_reads_of_every_device_leave_the_event_loop_serving(tmp_path, path, read):
+    """Public routes that read every device (or every fork) from the store: on a large store a third of a
+    second and more (100,000 devices), at anyone's ask. Others are served while one runs; each ran on the event
+    loop, which served nobody meanwhile."""
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "h"), http_port=0, coap_port=0, mdns=False))
+    store = running.hub.store
+    reading, done = threading.Event(), threading.Event()
+    real = getattr(store, read)
+
+    def slow(*args: Any) -> Any:  # a store with very many devices
+        reading.set()
+        done.wait(30)
+        return real(*args)
+
+    setattr(store, read, slow)
+
+    def get(route: str) -> int:
+        with urllib.request.urlopen(running.http_url + route, timeout=60) as answer:
+            return int(answer.status)
+
+    try:
+        slow_one = asyncio.ensure_future(asyncio.to_thread(get, path))
+        await wait_for(reading.is_set, what=f"{path} to read the store")
+        assert await asyncio.to_thread(get, "/api/checkpoints") == 200
+        assert not slow_one.done()  # answered while the other still reads
+        done.set()
+        assert await slow_one == 200
+    finally:
+        done.set()
+        await running.close()

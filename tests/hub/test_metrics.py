@@ -4,7 +4,6 @@ and values that follow what happened (records in, a refusal by cause, a checkpoi
 from __future__ import annotations
 
 import asyncio
-import threading
 import urllib.request
 import uuid
 
@@ -23,7 +22,6 @@ from hub.service import Hub
 from hub.store import LmdbHubStore
 from ledger import Ed25519Signer
 from tests.contract.test_hub_store import PG_DSN
-from tests.wait import wait_for
 
 from .conftest import Clock, enroll, new_device
 from .test_sync_coap import MemoryHolder
@@ -248,29 +246,3 @@ def test_device_series_stay_bounded_with_many_devices(tmp_path):
     # more; below it, two series per device besides.
     assert many_series == more_series == few_series - 2 * 3 <= len(IDLE_OVER) + len(LAG_BUCKETS) + 6
 
-
-async def test_a_scrape_that_reads_a_slow_store_leaves_the_event_loop_serving(tmp_path):
-    """A scrape reads every device's standing (a third of a second for 100,000 devices here): others are served
-    while it runs (it ran on the event loop, which served nobody meanwhile, at anyone's ask)."""
-    running = await start_hub(HubConfig(data_dir=str(tmp_path / "h"), http_port=0, coap_port=0, mdns=False))
-    store = running.hub.store
-    reading, done = threading.Event(), threading.Event()
-    read = store.activity_after
-
-    def slow(after: bytes, limit: int) -> list[tuple[bytes, int, int]]:  # a store with very many devices
-        reading.set()
-        done.wait(30)
-        return read(after, limit)
-
-    store.activity_after = slow  # type: ignore[method-assign]
-    try:
-        scraped = asyncio.ensure_future(scrape(running.http_url))
-        await wait_for(reading.is_set, what="the scrape to read the store")
-        status = await asyncio.to_thread(
-            lambda: urllib.request.urlopen(running.http_url + "/api/status", timeout=60).status)
-        assert status == 200 and not scraped.done()  # answered while the scrape still reads
-        done.set()
-        assert value(await scraped, "jejak_hub_checkpoints") >= 0
-    finally:
-        done.set()
-        await running.close()
