@@ -676,8 +676,10 @@ def verify_log(log: LogExport, records: _Records, report: DeviceReport, authorit
         report.duplicates += result.duplicates + (later and hashlib.sha256(batch[0]).digest() == state.head)
         for rec in result.records:
             try:
-                if rec.kind == "key" and listed.get(rec.seq) != rec.raw:
-                    raise BrokenChain("key record of the range is not the key list's entry for its seq",
+                # Both ways: a key record missing from the key list, or a key-list entry (a rotation the
+                # hub accepted) whose seq holds another record in the range, a second history of the device.
+                if (rec.kind == "key" or rec.seq in listed) and listed.get(rec.seq) != rec.raw:
+                    raise BrokenChain("the range's record is not the key list's entry for its seq",
                                       where=rec.where)
                 if rec.detached and rec.seq in log.bodies:
                     rec = rec.with_body(log.bodies[rec.seq])

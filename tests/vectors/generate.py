@@ -826,6 +826,22 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
            "a key list whose genesis names a key that does not derive the device id",
            changed(lambda m: m["logs"][kitchen]["keys"].__setitem__(0, bad_genesis.raw)))
 
+    # The stall signs a price at seq 2 on its old key where its key list (and the hub's rotate decision) has
+    # its rotation: the range and the key list show two histories of seq 2.
+    other = ChainBuilder(w.rot_old, clock=clock(T0 + 4000, 61), boot=3, state=state_after(rot[:2]))
+    second = [other.append("price", {"market": "pasar-kosambi", "commodity": "telur", "unit": "kg",
+                                     "price_idr": 28000 + i}) for i in range(2)]
+    split = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
+    split.accept(*rot[:2], *second, site="pasar-kosambi")
+    split.decide(Decision(action="rotate", device_id=rot[0].device_id, from_seq=2, key=w.rot_new.public_key))
+    split.checkpoint(T0 + 3600)
+    made = split.bundle(created=T0 + 3660)
+    listed = dataclasses.replace(made.logs[0], keys=[rot[0].raw, rot[2].raw])
+    bundle("broken-chain-bundle-key-list-entry-not-in-range", "BROKEN_CHAIN",
+           "the stall's key list holds its rotation at seq 2 (accepted by the hub), its range holds another record "
+           "there, a price signed by the old key, and goes on on the old key",
+           dataclasses.replace(made, logs=[listed]).sealed(w.hub).encode())
+
     # -- forks (§12.3 step 7) -----------------------------------------------------------------------------------
     branch = ChainBuilder(w.kitchen, clock=clock(T0 + 5000), boot=2, state=state_after(w.basic[:2]))
     fork_rec = branch.append("note", {"text": "a second history after a restore from backup"})

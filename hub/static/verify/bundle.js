@@ -287,10 +287,10 @@
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
       const p = attempt(() => {
-        if (r.kind === "key") {
-          const k = schedule.find((x) => x.seq === r.seq);
-          if (!k || !equal(k.bytes, r.bytes)) fail("BROKEN_CHAIN", "the key list lacks the key record at seq " + r.seq);
-        }
+        const k = schedule.find((x) => x.seq === r.seq);
+        if (r.kind === "key" && (!k || !equal(k.bytes, r.bytes))) fail("BROKEN_CHAIN", "the key list lacks the key record at seq " + r.seq);
+        // A key-list entry at a seq of the range is that record: else the device has a second history there.
+        if (k && !equal(k.bytes, r.bytes)) fail("BROKEN_CHAIN", "the key list's entry for seq " + r.seq + " is not the range's record there");
         const body = log.bodies.find(([s]) => s === r.seq);
         if (r.bodyRef && body) J.attachBody(r, body[1]);
       }, "device " + hex(log.device) + " seq " + r.seq);
