@@ -24,6 +24,10 @@ SELECTION_MARGIN = 0.75
 # origin gives it that much.
 _NEEDS = {"naive": 2, "snaive": 8, "ets": 14, "theta": 14, "arima": 12, "combo": 14}
 Z80, Z95 = 1.2815516, 1.9599640
+# The least spread a forecast claims, a day, in log terms: a price that did not move in its whole window still
+# moves by a trader's tick or two (Rp 500 on eggs is 1.8 %), and an interval of zero width says it cannot.
+SD_FLOOR = 0.005
+RECENT_DAYS = 28
 
 # ETS(A,Ad,A) on log prices: the grid every series is fitted over (alpha, beta, phi, gamma).
 _ETS_GRID = np.array([(a, b, phi, g)
@@ -61,11 +65,21 @@ def fill_gaps(values: np.ndarray) -> np.ndarray:
 def naive(L: np.ndarray, h: int, m: int) -> _Fc:
     """The last value repeated: the forecast every other model must beat on sticky prices."""
     del m
-    n, _T = L.shape
+    n, T = L.shape
     e = np.diff(L, axis=1)
     j = np.arange(1, h + 1)
     sd = np.sqrt(np.mean(e**2, axis=1))[:, None] * np.sqrt(j)[None, :]
-    return _Fc(np.repeat(L[:, -1:], h, axis=1), sd, ["last value"] * n)
+    # Prices move in runs (a chilli spike rises for weeks, Lebaran for three), so a week's change is wider
+    # than seven independent days' would be: where the history holds them, the j-day changes it saw set the
+    # j-day spread as well.
+    # The last four weeks count on their own as well: a price in the middle of a spike moves as it has lately.
+    recent = L[:, -RECENT_DAYS:]
+    for k in j[j < T]:
+        seen = np.sqrt(np.mean((L[:, k:] - L[:, :-k]) ** 2, axis=1))
+        if k < recent.shape[1]:
+            seen = np.maximum(seen, np.sqrt(np.mean((recent[:, k:] - recent[:, :-k]) ** 2, axis=1)))
+        sd[:, k - 1] = np.maximum(sd[:, k - 1], seen)
+    return _Fc(np.repeat(L[:, -1:], h, axis=1), np.maximum.accumulate(sd, axis=1), ["last value"] * n)
 
 
 def snaive(L: np.ndarray, h: int, m: int) -> _Fc:
@@ -333,7 +347,7 @@ def forecast_many(values: np.ndarray, *, first_day: int = 0, horizon: int = 7, s
               for k, v in scores.items()}
         chosen = _choose(bt) if bt else "naive"
         fc = final[chosen]
-        mu, sd = fc.mean[i], fc.sd[i]
+        mu, sd = fc.mean[i], np.maximum(fc.sd[i], SD_FLOOR * np.sqrt(np.arange(1, horizon + 1)))
         confidence = _confidence(bt[chosen], origins) if bt else "low"
         expl = (f"{chosen} chosen by the lowest mean MASE over {count(origins, 'rolling origin')} of "
                 f"{count(horizon, 'day')} among {', '.join(bt)} (MASE "
