@@ -269,7 +269,7 @@ class FoodSafetyViolation(TypedDict):
 FINDING_CODE = Literal[
     "late_delivery", "short_delivery", "missing_delivery", "overdue_delivery", "container_lost",
     "container_unreturned", "container_damaged", "duplicate_scan", "out_of_order", "unknown_site", "over_receipt",
-    "misrouted", "container_at_two_schools", "returned_without_arrival", "clock_skew", "late_sync",
+    "misrouted", "container_at_two_schools", "returned_without_arrival", "staff_card_tag", "clock_skew", "late_sync",
     "clock_went_back", "cook_to_serve", "danger_zone", "hot_holding", "stock_overdraw", "stock_count_difference",
     "stock_unit_mismatch"]
 

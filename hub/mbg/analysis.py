@@ -25,7 +25,7 @@ Severity = Literal["alert", "warning", "info"]
 SEVERITY: dict[str, Severity] = {
     "late_delivery": "alert", "short_delivery": "alert", "missing_delivery": "alert", "overdue_delivery": "alert",
     "container_lost": "alert", "container_unreturned": "alert", "container_damaged": "info",
-    "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning",
+    "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning", "staff_card_tag": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
     "returned_without_arrival": "warning",
     "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning",
@@ -380,17 +380,19 @@ def without_cycle_collection() -> Iterator[None]:
 
 
 def day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf,
-             return_of: ReturnOf | None = None) -> DayBase:
+             return_of: ReturnOf | None = None, staff: Collection[str] = ()) -> DayBase:
     with without_cycle_collection():
-        return _day_base(plan, date, timed, cook_of, return_of)
+        return _day_base(plan, date, timed, cook_of, return_of, staff)
 
 
-def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, return_of: ReturnOf | None) -> DayBase:
+def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, return_of: ReturnOf | None,
+              staff: Collection[str]) -> DayBase:
     """Reconcile one day's taps (each `Timed` of `date`, used by this base alone) up to the point where `now`
     matters. `cook_of` finds a batch's first cook tap on any day, as a cook may be tapped the evening before;
-    `return_of` a container's return tap of the next day (`early_returns` of the next day's taps)."""
+    `return_of` a container's return tap of the next day (`early_returns` of the next day's taps); `staff` the
+    staff cards known (`staff` of any scan held), which are no containers whoever taps them."""
     a = Analysis(plan=plan, now=0)
-    a.timed = sorted(timed, key=Timed.order)
+    a.timed = _without_staff_cards(a, sorted(timed, key=Timed.order), staff)
     a.scans_by_date = {date: a.timed} if a.timed else {}
     batches: set[str] = set()
 
@@ -417,6 +419,30 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, re
                 trip.returned = return_of(trip.tag)
     return DayBase(plan=plan, date=date, timed=a.timed, trips=a.trips, school_taps=school_taps, keyed=a.keyed,
                    batches=batches, awaiting=awaiting)
+
+
+def _without_staff_cards(a: Analysis, timed: list[Timed], staff: Collection[str]) -> list[Timed]:
+    """The taps with the staff cards among their tags taken out: a reader that does not know a card (a staff
+    member of another kitchen, a new one) takes it for a container, which would count a phantom ompreng's
+    portions in or send it out never to come back. A tap of nothing but staff cards is dropped."""
+    if not staff:
+        return timed
+    kept: list[Timed] = []
+    read: dict[tuple[str, str], list[Timed]] = defaultdict(list)
+    for t in timed:
+        if t.tags and any(tag in staff for tag in t.tags):
+            read[(t.school or t.scan.site, t.date)].append(t)
+            rest = tuple(tag for tag in t.tags if tag not in staff)
+            if not rest:
+                continue
+            t.tags = t.fresh = t.counted = rest
+        kept.append(t)
+    for (subject, date), taps in sorted(read.items()):
+        _emit(a, DUPLICATE, (subject, date, "~staff"), Finding(
+            code="staff_card_tag", subject=subject, date=date,
+            detail=f"a staff card was read as a container on {count(len(taps), 'tap')}; not counted as one",
+            measured=len(taps), records=tuple(t.scan.record_id for t in taps[:50])))
+    return kept
 
 
 def settle(base: DayBase, now: int, planned: Collection[str] | None = None) -> Analysis:
@@ -563,6 +589,7 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
     flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
     unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
     first_cook: dict[str, tuple[int, Timed]] = {}
+    staff = {t.scan.staff for t in timed if t.scan.staff is not None}
     by_date: dict[str, list[Timed]] = defaultdict(list)
     last: LastClock = {}
     for t in sorted(timed, key=lambda t: (t.scan.device, t.scan.seq)):
@@ -578,7 +605,7 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
         if t.scan.event == "cooked" and t.scan.batch is not None and t.scan.batch not in first_cook:
             first_cook[t.scan.batch] = cook_end(t)
     days = [settle(day_base(plan, d, by_date.get(d, ()), first_cook.get,
-                            early_returns(by_date.get(next_date(d), ())).get), now)
+                            early_returns(by_date.get(next_date(d), ())).get, staff), now)
             for d in sorted(set(by_date) | set(dates))]
     return merge(plan, now, days, clock_findings(plan, flagged) + unknown_site_findings(unknown))
 

@@ -124,6 +124,7 @@ class MbgView:
         self._last_clock: LastClock = {}  # each device's latest scan held, to see its clock go back
         self._unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
         self._cooks: dict[str, tuple[tuple[int, str, int], HeldScan]] = {}
+        self._staff: set[str] = set()  # staff cards seen opening a session: no containers, whoever taps them
         self._base: DayBase | None = None  # the last day reconciled, for its next question or drill-down
         self._unheld: dict[str, _Answer] = {}  # the answer of the last day asked about that holds no scans
         self._whole: tuple[tuple[int, tuple[str, ...]], Analysis] | None = None
@@ -211,6 +212,12 @@ class MbgView:
             self._flagged[("clock_went_back", s.device)].add(t, back)
         if is_unknown(self.plan, s.site):
             self._unknown[s.site].add(t)
+        if s.staff is not None and s.staff not in self._staff:
+            # A card first seen as a staff card may have been taken for a container already: the days held
+            # are worked out again when next asked about (the day of this scan is anyway).
+            self._staff.add(s.staff)
+            for date in self._days:
+                self._touch(date)
         if s.event == "cooked" and s.batch is not None:
             first = self._cooks.get(s.batch)
             if first is None or t.order() < first[0]:
@@ -361,7 +368,7 @@ class MbgView:
             self.analysed += len(scans)
             tag_lists: dict[Any, tuple[str, ...]] = {}
             base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans), self._cook_of,
-                            self._return_of(date))
+                            self._return_of(date), self._staff)
             if day is not None:
                 day.batches = base.batches
                 day.awaiting = base.awaiting
@@ -519,7 +526,7 @@ class MbgView:
                 tag_lists: dict[Any, tuple[str, ...]] = {}
                 self.analysed += len(scans)
                 base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans),
-                                self._cook_of, return_of)
+                                self._cook_of, return_of, self._staff)
                 batches |= base.batches
                 awaiting |= base.awaiting
                 parts.append(_summary(settle(base, now, planned)))

@@ -307,3 +307,21 @@ def test_a_container_back_after_midnight_is_back(plan: Plan, scan: Scan) -> None
               scan("returned", 24 * H + 13 * H, tags=["T2"], checkpoint="return")]
     [lost] = [f for f in analyze(plan, again, now=MIDNIGHT + 40 * H).findings if f.code == "container_unreturned"]
     assert (lost.date, lost.containers) == (DATE, ("T2",))
+
+
+def test_a_staff_card_read_as_a_container_counts_nothing(plan: Plan, scan: Scan) -> None:
+    # A reader that does not know a staff card (another kitchen's, a new one) takes it for an ompreng. T2 fell
+    # off the truck; the card tapped at S1's gate must not stand in for it, nor leave the kitchen as one.
+    scans = [scan("departed", 6 * H, tags=["T1", "T2", "5a000002"], school="S1", staff="5a000001"),
+             scan("received", 7 * H, site="S1", tags=["T1", "5a000002"], staff="5a000001"),
+             scan("received", 7 * H + M, site="S1", tags=["5a000002"], staff="5a000001"),
+             scan("returned", 13 * H, tags=["T1"], staff="5a000002")]
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    d = a.deliveries[("S1", DATE)]
+    assert (d.statuses, d.received_portions, d.containers_in, d.containers_out) == (("short",), 10, 1, 2)
+    found = {f.key(): f for f in a.findings}
+    assert found[("container_unreturned", "S1")].containers == ("T2",)
+    # Its three taps are of S1's delivery (the departure names S1).
+    card = found[("staff_card_tag", "S1")]
+    assert (card.measured, card.records) == (3, tuple(s.record_id for s in scans[:3]))
+    assert a.timeline("5a000002", DATE) is None

@@ -242,3 +242,33 @@ def test_a_return_after_midnight_changes_the_day_before_once_it_arrives() -> Non
          if f.date == date]
     [timeline] = [t for t in view.container("T2", midnight + 25 * 3600) if t.date == date]
     assert timeline.stage == "returned"
+
+
+def test_a_card_known_as_a_staff_card_only_later_stops_counting_as_a_container() -> None:
+    plan = Plan(kitchens=(Kitchen(id="K1"), Kitchen(id="K2")),
+                schools=(School(id="S1", kitchen="K1", portions=20), School(id="S4", kitchen="K2", portions=10)))
+    date = "2026-01-16"
+    midnight = local_midnight(date, plan.tz_offset_s)
+    seq = iter(range(1, 100))
+
+    def scan(event: str, at: int, site: str, tags: list[str], **kw: object) -> ScanEvent:
+        n = next(seq)
+        return ScanEvent(record_id=f"r{n}", device=f"dev-{site}", seq=n, device_time=midnight + at,
+                         arrived_at=midnight + at + 30, event=event, site=site, tags=tuple(tags), **kw)  # type: ignore[arg-type]
+
+    # S1's gate took K2's staff card for a second ompreng; K2's staff taps with it only the next day.
+    friday = [scan("departed", 6 * 3600, "K1", ["T1"], school="S1", staff="5a01"),
+              scan("received", 7 * 3600, "S1", ["T1", "5a02"], staff="5a01")]
+    saturday = scan("departed", 30 * 3600, "K2", ["U1"], school="S4", staff="5a02")
+    view = MbgView(plan)
+    for s in friday:
+        view.ingest_event(s)
+    [s1] = view.deliveries(midnight + 20 * 3600, date, school="S1")
+    assert s1.received_portions == 20  # the card is no staff card as far as the hub knows yet
+    view.ingest_event(saturday)
+    [s1] = view.deliveries(midnight + 31 * 3600, date, school="S1")
+    assert (s1.received_portions, s1.statuses) == (10, ("short",))
+    assert ("staff_card_tag", "S1") in {f.key() for f in view.findings(midnight + 31 * 3600, date)}
+    assert [f.to_dict() for f in view.findings(midnight + 31 * 3600, date)] == [
+        f.to_dict() for f in analyze(plan, [*friday, saturday], now=midnight + 31 * 3600, dates=[date]).findings
+        if f.date == date]

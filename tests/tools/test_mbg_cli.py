@@ -319,3 +319,15 @@ def test_a_day_without_deliveries_says_so():
         say = Speaker(lang=lang, names={"tz_offset_s": 7 * 3600}, words=load_words(lang))
         out = render("deliveries", {"date": "2026-01-17", "totals": {}, "kitchens": []}, say)
         assert out.startswith(says) and not out.rstrip().endswith(":"), out
+
+
+def test_a_staff_card_read_as_a_container_is_said_in_both_languages():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}}, "kitchens": {}}
+    finding = {"code": "staff_card_tag", "subject": "S1", "severity": "warning", "measured": 2, "limit": None,
+               "containers": [], "records": ["r1", "r2"], "detail": ""}
+    for lang, says in (("id", "kartu petugas terbaca sebagai ompreng pada 2 tap; tidak dihitung"),
+                       ("en", "a staff card was read as a container on 2 taps; not counted as one")):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        out = render("violations", {"date": "2026-01-16", "violations": [], "findings": [finding]}, say,
+                     {"kitchens": []})
+        assert says in out and "SD Satu (S1)" in out, out
