@@ -856,6 +856,17 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
     bundle("unknown-key-bundle-fork-no-log", "UNKNOWN_KEY",
            "fork evidence at seq 1 of a device the bundle has no key list for",
            changed(lambda m: m["forks"].append(jcbor.encode([o1.raw, o1b.raw]))))
+    # Two logs of the stall, the first ending before its rotation (a key list of the genesis alone): fork
+    # evidence at seq 3 is checked with the first log's key list, so the new key's fork does not verify.
+    short = dataclasses.replace(bw.newer.logs[stall], keys=[rot[0].raw], records=[r.raw for r in rot[:2]])
+    on_new = ChainBuilder(w.rot_new, clock=clock(T0 + 6000), boot=3, state=state_after(rot[:3]))
+    new_fork = ForkEvidence(first=rot[3], second=on_new.append("note", {"text": "a second seq 3"})).to_cbor()
+    logs = list(bw.newer.logs)
+    logs.insert(stall, short)
+    bundle("invalid-signature-bundle-fork-first-log-key-list", "INVALID_SIGNATURE",
+           "two logs of the stall, the first ending before its rotation, and fork evidence at seq 3 signed by the "
+           "rotated key: the first log's key list gives the key (the genesis key), which does not verify it",
+           dataclasses.replace(bw.newer, logs=logs, forks=[new_fork]).sealed(w.hub).encode())
     bad_sig = _with_signature(fork_rec.raw, fork_rec.signature[:-1] + bytes([fork_rec.signature[-1] ^ 1]))
     bundle("invalid-signature-bundle-fork", "INVALID_SIGNATURE",
            "fork evidence whose second record's signature was altered",
