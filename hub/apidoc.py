@@ -529,6 +529,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/api/bridges/devices/{device_id}/approve"): Route(
         summary="Approve a pending legacy device", auth="operator", errors="seed2", answer=a.LegacyDeviceJson,
         params=(Param(name="device_id", where="path", description="legacy device id"),)),
+    ("POST", "/api/bridges/devices/{device_id}/revoke"): Route(
+        summary="Revoke a legacy device: its token stops working; a pending one frees its place",
+        auth="operator", errors="seed2", answer=a.LegacyDeviceJson,
+        params=(Param(name="device_id", where="path", description="legacy device id"),)),
     ("POST", "/api/enroll/grant"): Route(summary="Enroll by signed request; answers a COSE grant signed by the hub",
                                          body=(COSE, BYTES), media=COSE, answer=BYTES),
     ("GET", "/api/revocations"): Route(summary="The signed revocation list", media=COSE, answer=BYTES),

@@ -106,6 +106,7 @@ class BridgeRoutes:
         r.add_get("/api/forecast/{commodity}", seed2(self.forecast))
         r.add_get("/api/bridges/status", self.status)
         r.add_post("/api/bridges/devices/{device_id}/approve", seed2(self.approve))
+        r.add_post("/api/bridges/devices/{device_id}/revoke", seed2(self.revoke))
 
     # --- seed 1 ---------------------------------------------------------------------------------------
     async def sync_gateway_data(self, request: web.Request) -> web.Response:
@@ -156,12 +157,20 @@ class BridgeRoutes:
 
     async def approve(self, request: web.Request) -> web.Response:
         """Approve a pending legacy device (operator)"""
+        return await self._decide(request, "active")
+
+    async def revoke(self, request: web.Request) -> web.Response:
+        """Revoke a legacy device (operator): its token stops working, and a pending registration no longer
+        takes one of the `pending_devices` places"""
+        return await self._decide(request, "revoked")
+
+    async def _decide(self, request: web.Request, status: str) -> web.Response:
         if not self.auth.is_operator(request):
             raise Unauthorized("needs an operator token")
         device_id = request.match_info["device_id"]
         if self.b.registry.get(device_id) is None:
             raise UnknownName("Device not found")
-        device = await asyncio.to_thread(self.b.registry.set_status, device_id, "active")
+        device = await asyncio.to_thread(self.b.registry.set_status, device_id, status)
         return web.json_response(device.to_json())
 
     async def ingest(self, request: web.Request) -> web.Response:

@@ -34,6 +34,10 @@ async def test_operator_and_device_routes_answer_as_documented(tmp_path) -> None
         code, device = await env.post("/api/bridges/devices/DEV-DOC/approve", headers=OP)
         assert_documented("POST", "/api/bridges/devices/{device_id}/approve", code, device)
         assert device["status"] == "active"
+        await env.post("/api/auth/device/register", json={**register, "device_id": "DEV-GONE"})
+        code, gone = await env.post("/api/bridges/devices/DEV-GONE/revoke", headers=OP)
+        assert_documented("POST", "/api/bridges/devices/{device_id}/revoke", code, gone)
+        assert gone["status"] == "revoked"
 
         renew = {"device_id": "DEV-DOC"}
         code, renewed = await env.post("/api/auth/token", json=renew,
@@ -85,7 +89,7 @@ async def test_operator_and_device_routes_answer_as_documented(tmp_path) -> None
             code, answer = await env.get(path, headers=OP)
             assert_documented("GET", path, code, answer)
         code, status = await env.get("/api/bridges/status", headers=OP)
-        assert [d["device_id"] for d in status["legacy_devices"]] == ["DEV-DOC"] and status["mqtt"] is None
+        assert [d["device_id"] for d in status["legacy_devices"]] == ["DEV-DOC", "DEV-GONE"] and status["mqtt"] is None
         code, alerts = await env.get("/api/markets/alerts")
         assert any(a["domain"] == "operator" and a["level"] == "critical" for a in alerts["alerts"])
     finally:

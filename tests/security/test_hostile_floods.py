@@ -80,11 +80,21 @@ def test_seed2_registrations_are_bounded_in_number(hub):
         return requests.post(f"{url}/api/auth/device/register", timeout=30,
                              json={"market_id": "pasar-senen", "device_id": f"flood-{n}", "role": "sensor"})
 
-    assert [register(n).status_code for n in range(PENDING)] == [200] * PENDING
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    registered = [register(n) for n in range(PENDING)]
+    assert [a.status_code for a in registered] == [200] * PENDING
     refused = [register(PENDING + n) for n in range(20)]
     assert {(a.status_code, a.json()["code"]) for a in refused} == {(503, "TOO_MANY_PENDING")}  # seed 2's shape
-    listed = requests.get(f"{url}/api/bridges/status", headers={"Authorization": f"Bearer {OPERATOR}"}, timeout=30)
+    listed = requests.get(f"{url}/api/bridges/status", headers=operator, timeout=30)
     assert len(listed.json()["legacy_devices"]) == PENDING
+    # The operator revokes a registration (there was no way to): it frees its place, and its token stays refused
+    # once approved or not.
+    revoked = requests.post(f"{url}/api/bridges/devices/flood-0/revoke", headers=operator, timeout=30)
+    assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
+    assert requests.post(f"{url}/api/bridges/devices/flood-0/revoke", timeout=30).status_code == 403
+    assert register(PENDING + 100).status_code == 200
+    token = {"Authorization": f"Bearer {registered[0].json()['token']}"}
+    assert requests.post(f"{url}/ingest", json={}, headers=token, timeout=30).status_code == 403
 
 
 def test_pushes_of_made_up_device_ids_are_refused_without_a_log_line_each(hub):
