@@ -64,7 +64,10 @@ class BridgeConfig:
     market_aliases: dict[str, str] = field(default_factory=dict)  # seed-2 market_id -> catalogue market id
     commodity_aliases: dict[str, str] = field(default_factory=lambda: dict(SEED2_COMMODITIES))
     gateway_sites: dict[str, str] = field(default_factory=dict)  # seed-1 gateway_id -> site id
-    gateway_tokens: tuple[str, ...] = ()  # SHA-256 hex of tokens seed-1 gateways must send; empty: open
+    gateway_tokens: tuple[str, ...] = ()  # SHA-256 hex of tokens seed-1 gateways must send; empty: route closed
+    # token digest -> the gateway_ids its batches may name; a token not listed may name any (one gateway's token
+    # would otherwise send scans for every site of gateway_sites)
+    gateway_ids: dict[str, tuple[str, ...]] = field(default_factory=dict)
     max_batch: int = 1000  # scans in one seed-1 gateway sync
     pending_devices: int = 1000  # seed-2 registrations waiting for approval; more are 503 TOO_MANY_PENDING
     max_payload_bytes: int = 16 * 1024
@@ -86,6 +89,10 @@ class BridgeConfig:
         for digest in self.gateway_tokens:
             _need(len(digest) == 64 and all(c in "0123456789abcdef" for c in digest),
                   "gateway_tokens: expected SHA-256 hex digests (64 lowercase hex characters), not tokens")
+        for digest, ids in self.gateway_ids.items():
+            _need(digest in self.gateway_tokens, f"gateway_ids: {digest[:16]}... is not one of gateway_tokens")
+            _need(bool(ids) and all(isinstance(i, str) and i for i in ids),
+                  f"gateway_ids: expected a list of gateway ids for {digest[:16]}..., got {ids!r:.80}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BridgeConfig:
@@ -94,4 +101,6 @@ class BridgeConfig:
         mqtt = MqttConfig(**data.pop("mqtt", {}))
         if "gateway_tokens" in data:
             data["gateway_tokens"] = tuple(data["gateway_tokens"])
+        if "gateway_ids" in data:
+            data["gateway_ids"] = {digest: tuple(ids) for digest, ids in data["gateway_ids"].items()}
         return cls(mqtt=mqtt, **data)

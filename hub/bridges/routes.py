@@ -123,7 +123,7 @@ class BridgeRoutes:
         sender += f" with gateway token sha256:{digest[:16]}"
         raw = await request.read()
         try:
-            records = await asyncio.to_thread(self.b.sync_gateway, raw, sender=sender)
+            records = await asyncio.to_thread(self.b.sync_gateway, raw, sender=sender, token=digest)
         except BridgeInputError:
             self.b.refused["http:/api/sync_gateway_data"] += 1
             raise

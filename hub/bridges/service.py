@@ -198,10 +198,17 @@ class Bridges:
         return record
 
     # --- seed 1: gateway batches ---------------------------------------------------------------------
-    def sync_gateway(self, raw: bytes, *, sender: str) -> list[Record]:
+    def sync_gateway(self, raw: bytes, *, sender: str, token: str) -> list[Record]:
+        """A gateway's batch, from the gateway token whose digest is `token`: every item must name a gateway id
+        `[bridges] gateway_ids` lets that token send for, if it lists the token."""
         value = load_json(raw, limit=GATEWAY_BATCH_BYTES,
                           invalid="Data harus berupa list/array (JSON tidak valid / not valid JSON)")
         items = parse_gateway_batch(value, max_items=self.config.max_batch, sites=self.config.gateway_sites)
+        allowed = self.config.gateway_ids.get(token)
+        for n, item in enumerate(items):
+            if allowed is not None and item["gateway_id"] not in allowed:
+                raise Forbidden(f"item {n}: gateway_id {item['gateway_id']!r} is not this token's; it sends for "
+                                f"{list(allowed)[:5]}", hint="each gateway sends with its own token")
         now = self.hub.clock()
         batch = digest(raw)
         return self.attestor.attest([

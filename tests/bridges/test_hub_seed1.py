@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hub.auth import hash_token
 from ledger import verify_chain
 
-from .conftest import OPERATOR
+from .conftest import GATEWAY, OPERATOR, close_hub, make_hub
 
 NOW = datetime.now(UTC).replace(tzinfo=None)
 
@@ -84,3 +85,18 @@ async def test_empty_batch_is_accepted_and_stores_nothing(hubenv):
                                      headers={"Content-Type": "application/json"})
     assert code == 201 and answer["message"] == "Berhasil menerima 0 data"
     assert hubenv.attest_length() == before
+
+
+async def test_a_gateway_token_bound_to_its_gateways_cannot_send_for_another(tmp_path):
+    # One gateway's token sent scans for any gateway_id, so for any site: bound by [bridges] gateway_ids.
+    env = await make_hub(tmp_path, gateway_ids={hash_token(GATEWAY): ("RASPBERRY_PI_SEKOLAH_A",)})
+    try:
+        before = env.attest_length()
+        other = [{**item, "gateway_id": "RASPBERRY_PI_SEKOLAH_B"} for item in batch("NFC_TAG_GAMMA")]
+        code, answer = await env.post("/api/sync_gateway_data", json=[*batch("NFC_TAG_OK"), *other])
+        assert code == 403 and set(answer) == {"error"} and "item 1" in answer["error"], answer
+        assert env.attest_length() == before  # the whole batch refused
+        code, answer = await env.post("/api/sync_gateway_data", json=batch("NFC_TAG_OK"))
+        assert code == 201 and env.attest_length() == before + 1
+    finally:
+        await close_hub(env)
