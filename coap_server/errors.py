@@ -166,6 +166,17 @@ class CoapError(Exception):
         return cls(response.code.name, response.payload[:200].decode(errors="replace"),
                    coap_code=str(response.code))
 
+    def coded(self, source: str, hint: str | None = None) -> CodedError:
+        """The coded error a command reports for this answer from `source`: of the class that declares its code
+        (one code answers one way everywhere, so the exit code is that code's), with the server's message and
+        `hint` or the server's; INTERNAL for a code no class here declares."""
+        found = [CodedError]
+        while found and found[0].code != self.code:
+            found = found[1:] + found[0].__subclasses__()
+        err = (found[0] if found else Internal).__new__(found[0] if found else Internal)
+        CodedError.__init__(err, f"{source} answered {self.code}: {self.message}", hint=hint or self.hint)
+        return err
+
 
 def describe_failure(exc: BaseException) -> str:
     """A failed request in words for a log line or `edge status`. aiocoap's transport errors print only their

@@ -64,7 +64,8 @@ def _status(args: argparse.Namespace) -> int:
         async def ask() -> dict[str, Any]:
             import aiocoap.error
 
-            from coap_server.errors import describe_failure
+            from coap_server.errors import CoapError, describe_failure
+            from coap_server.security import OscoreRequired
             from ledger.failures import Unreachable
 
             try:
@@ -73,6 +74,12 @@ def _status(args: argparse.Namespace) -> int:
             except (aiocoap.error.NetworkError, aiocoap.error.ResolutionError, TimeoutError) as exc:
                 raise Unreachable(f"no answer from {args.url}: {describe_failure(exc)}",
                                   hint="check that the edge daemon runs and --url names its CoAP port") from None
+            except CoapError as exc:
+                if exc.code == OscoreRequired.code:  # [security] oscore on: it answers only its enrolled peers
+                    raise OscoreRequired(f"{args.url} serves its status over OSCORE only ([security] oscore = true)",
+                                         hint="on that edge, read its store instead: jejak edge status --config "
+                                              "<edge.toml>; or ask its [http] /status with the pairing secret") from None
+                raise exc.coded(args.url) from None
 
         print(json.dumps(asyncio.run(ask()), indent=2, default=str))
         return 0

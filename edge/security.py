@@ -374,6 +374,7 @@ class SecureSyncAgent(SyncAgent):
         self.security = security
         self.revocations_every = security.config.security.revocations_interval_s
         self._revocations_at = -1e18
+        self._told: set[str] = set()  # targets skipped for want of a context, said once each
 
     async def round(self, ctx: aiocoap.Context, lanes: Lanes | None = None) -> dict[str, Any]:
         sec = self.security
@@ -383,6 +384,7 @@ class SecureSyncAgent(SyncAgent):
                 if not sec.can_protect(target.url, target.role):
                     target.next_try = self.monotonic() + self.interval
                     target.last_error = "OSCORE_REQUIRED: no security context for this target"
+                    self._tell_unprotected(target.url, target.role)
         now = self.monotonic()
         if sec.hub_key is not None and now - self._revocations_at >= self.revocations_every:
             for target in self.targets.values():
@@ -393,3 +395,16 @@ class SecureSyncAgent(SyncAgent):
                     except Exception as exc:  # unreachable or refusing: the next round retries
                         log.info("revocation list from %s: %s", target.url, type(exc).__name__)
         return await super().round(ctx, lanes)
+
+    def _tell_unprotected(self, url: str, role: str) -> None:
+        """Say once why nothing goes to a target: with [security] oscore on, requests go only where this edge
+        holds a context (an edge that is not enrolled yet would otherwise keep its records in silence)."""
+        if url in self._told:
+            return
+        self._told.add(url)
+        fix = ("enroll this edge with the hub's QR text: jejak enroll request 'jejak-enroll:?hub=...' --config "
+               "<edge.toml>, then start the edge again" if role == "hub" else
+               "add the peer's key to [security] peer_keys (\"coap://host:port <key hex>\"), then start the edge again")
+        log.warning("%s %s gets nothing from this edge: [security] oscore is on and this edge has no OSCORE context "
+                    "with it; fix: %s", role, url, fix,
+                    extra={"fields": {"peer": url, "code": "OSCORE_REQUIRED", "fix": fix}})

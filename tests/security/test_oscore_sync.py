@@ -4,6 +4,8 @@ requests are refused with OSCORE_REQUIRED; peers read only what the policy allow
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 
 import aiocoap
@@ -151,3 +153,43 @@ async def test_edge_closes_while_its_oscore_request_to_a_silent_hub_is_unanswere
                 await daemon.close()
     await wait_for(lambda: not [t for t in asyncio.all_tasks() if t.get_name().startswith("OSCORE request")],
                    what="the OSCORE request tasks to end")
+
+
+async def test_an_edge_not_enrolled_says_once_why_the_hub_gets_nothing(tmp_path, caplog):
+    """With OSCORE on and no context with the hub (not enrolled yet), nothing is sent: the edge says so once, with
+    the fix, however many rounds pass (it kept its records in silence before)."""
+    caplog.set_level(logging.WARNING, logger="jejak.edge.security")
+    async with secure_hub(tmp_path / "hub") as hub, edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon:
+        agent = daemon.sync
+        assert agent is not None
+        target = next(iter(agent.targets.values()))
+        await wait_for(lambda: any(hub.coap_url in r.getMessage() for r in caplog.records), what="the warning")
+        skips: list[float] = []
+        await wait_for(lambda: skips.append(target.next_try) or len(set(skips)) >= 4, what="three more rounds")
+        told = [r.getMessage() for r in caplog.records if hub.coap_url in r.getMessage()]
+        assert len(told) == 1, told
+        assert "no OSCORE context" in told[0] and "jejak enroll request" in told[0], told
+        assert daemon.status()["sync"][0]["last_error"].startswith("OSCORE_REQUIRED")
+        assert daemon.key is not None and hub.hub.store.chain_state(daemon.key.device_id) is None
+
+
+async def test_edge_status_of_an_oscore_edge_says_how_to_read_it(tmp_path, capsys):
+    """`jejak edge status --url` to an edge that answers only over OSCORE: OSCORE_REQUIRED (exit 72) with the way
+    that works, not an INTERNAL error asking to be reported."""
+    from edge.cli import main
+
+    async with edge(edge_config(tmp_path / "edge")) as daemon:
+        code = await asyncio.to_thread(main, ["status", "--url", f"coap://127.0.0.1:{daemon.coap_port}"])
+    error = json.loads(capsys.readouterr().err.strip().splitlines()[-1])["error"]
+    assert code == 72 and error["code"] == "OSCORE_REQUIRED", error
+    assert "jejak edge status --config" in error["hint"]
+
+
+def test_an_error_answer_becomes_the_error_of_its_code():
+    """What a server answered keeps its code's exit code in a command; a code nothing here declares is INTERNAL."""
+    from coap_server.errors import CoapError, Internal, TooManyConnections
+
+    err = CoapError("TOO_MANY_CONNECTIONS", "full", hint="later").coded("coap://x")
+    assert isinstance(err, TooManyConnections) and err.exit_code == 78
+    assert err.message == "coap://x answered TOO_MANY_CONNECTIONS: full" and err.hint == "later"
+    assert isinstance(CoapError("NO_SUCH_CODE", "?").coded("coap://x"), Internal)
