@@ -273,6 +273,7 @@ class Assessment:
     score: np.ndarray  # (n, len(CHECKS)); NaN where a check could not run
     fired: np.ndarray  # bool (n, len(CHECKS))
     hist: np.ndarray  # bool: a deciding history check fired
+    suspect: np.ndarray  # bool: and no nearby market's move vouches for it
     near_diverged: np.ndarray  # bool: moved away from its baseline while nearby markets did not
     drifted: np.ndarray  # bool: crept away from the nearby markets' level over days
     rep_overruled: np.ndarray  # bool: the other reporters disagree, but they drifted and this one did not
@@ -515,7 +516,7 @@ class Validator:
         from its last price while the nearby markets did not move with it (they cannot all be in on it),
         or when it is unusual against its own history and no peer at all can vouch for it. A history
         outlier that its peers moved with is a real market move; a compliance finding never quarantines.
-        `hist_outside` counts the unusual reports of the same series and day that are not among these rows
+        `hist_outside` counts the suspect reports of the same series and day that are not among these rows
         (one day judged in part)."""
         n = len(ev.x)
         hist = np.zeros(n, bool)
@@ -546,14 +547,17 @@ class Validator:
         rep_overruled = (rep_fired & (ev.near_creep_n >= 2) & ev.creep_ok & ~drift & ref_apart
                          & ~ev.stepped(ev.rep_ref) & (np.abs(ev.creep_of(ev.rep_ref)) > ev.drift_tol))
         rep_fired = rep_fired & ~rep_overruled
+        near_ok = ev.near_ok
+        # Unusual against its history with no nearby market moving with it: on a day the whole region's chilli
+        # jumps, every honest price is unusual against its history and the nearby markets vouch for it.
+        suspect = hist & ~(near_ok & ~fired[:, _C["nearby"]])
         one = ev.rep_n == 1
         if (rep_fired & one).any():
             # With one other reporter, a disagreement says only that one of the two is wrong: the one whose
-            # price is also unusual against the series' history is; the other stands.
-            by_series = np.bincount(ev.series, weights=hist.astype(np.float64))
-            other_unusual = by_series[ev.series] + hist_outside - hist > 0
-            rep_fired = rep_fired & ~(one & ~hist & other_unusual)
-        near_ok = ev.near_ok
+            # price is also a suspect is; the other stands.
+            by_series = np.bincount(ev.series, weights=suspect.astype(np.float64))
+            other_unusual = by_series[ev.series] + hist_outside - suspect > 0
+            rep_fired = rep_fired & ~(one & ~suspect & other_unusual)
         own_abs = np.abs(np.where(near_ok, ev.own, 0.0))
         # Moving back toward its own baseline (the end of a spike) is not moving away alone, and a price
         # that is ordinary against its own history is a market's own step, not a market moving alone.
@@ -564,7 +568,8 @@ class Validator:
         drifted = drift & apart & hist & away
         alone = hist & ~near_ok & ~ev.rep_ok
         quarantined = rule | rep_fired | near_diverged | drifted | alone
-        return Assessment(evidence=ev, score=score, fired=fired, hist=hist, near_diverged=near_diverged,
+        return Assessment(evidence=ev, score=score, fired=fired, hist=hist, suspect=suspect,
+                          near_diverged=near_diverged,
                           drifted=drifted, rep_overruled=rep_overruled, rep_decides=rep_fired,
                           quarantined=quarantined)
 
@@ -776,8 +781,8 @@ class Validator:
                          rep_ref, rep_n, _NearRows.repeat(near, n), base, st, tuple(peers),
                          hist_outside=outside)
         for k, o in enumerate(rows):
-            d.hist[o.id] = bool(a.hist[k])
-        d.unusual = outside + int(a.hist.sum())
+            d.hist[o.id] = bool(a.suspect[k])
+        d.unusual = outside + int(a.suspect.sum())
         d.judged_at = int(self._pos[s])
         d.near = near
         self.judged += n
@@ -935,8 +940,8 @@ class _Day:
     settled: bool = False
     latest: dict[str, PriceObservation] = field(default_factory=dict)  # reporter -> latest by device time
     prices: list[int] = field(default_factory=list)  # every report's price, sorted: the day's median
-    hist: dict[str, bool] = field(default_factory=dict)  # report -> a deciding history check fired
-    unusual: int = 0  # reports whose history check fired
+    hist: dict[str, bool] = field(default_factory=dict)  # report -> a suspect: unusual, no nearby move vouches
+    unusual: int = 0  # suspect reports
     judged_at: int = -1  # the series' history position the flags were judged against
     near: _Near | None = None  # the nearby markets' move and level the verdicts were judged with
 

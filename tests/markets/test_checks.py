@@ -167,6 +167,23 @@ def test_stale_and_future_times() -> None:
     assert not late.check("future").fired
 
 
+def test_a_mistyped_price_beside_an_honest_one_on_a_regional_spike_day() -> None:
+    # Two reporters at Pasar Senen on the day chilli jumps 30 % across Jakarta: one types Rp 520.000 for
+    # Rp 52.000. Both prices are unusual against the history; the nearby markets' move vouches for the honest
+    # one, so the mistyped one is the one that is wrong (both were held).
+    markets = {"pasar-senen": 40_000, "pasar-kramat-jati": 40_000, "pasar-minggu": 40_000}
+    rows = [obs(52_300, reporter="k1", market="pasar-kramat-jati"), obs(51_800, reporter="m1", market="pasar-minggu"),
+            obs(520_000, reporter="r2"), obs(52_000, reporter="r1")]
+    v = validator(markets=markets)
+    for o in rows:
+        v.check(o)
+    honest, typo = v.check(rows[3]), v.check(rows[2])
+    assert honest.status == "accepted" and honest.check("hampel").fired, honest.summary
+    assert typo.quarantined and typo.check("nearby").fired
+    res = validator(markets=markets).validate_batch(ObservationBatch.from_observations(rows))
+    assert res.quarantined.tolist() == [False, False, True, False]
+
+
 def test_batch_and_streaming_agree_on_the_checks() -> None:
     rows = [obs(40_000, reporter="r1"), obs(40_400, reporter="r2"), obs(70_000, reporter="r3"),
             obs(40_100, reporter="k1", market="pasar-kramat-jati"),
