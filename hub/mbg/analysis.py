@@ -889,6 +889,12 @@ def _returned_without_arrival(a: Analysis, school: str, date: str, taps: dict[st
                    measured=len(back), limit=len(untapped), containers=tuple(back), records=tuple(sorted(records)))
 
 
+def _day_over(plan: Plan, school: School, date: str) -> int:
+    """When the school's day is over: the day's containers are due back at its kitchen."""
+    kitchen = plan.kitchen(school.kitchen)
+    return local_midnight(date, school.tz_offset_s) + (kitchen.return_by_s if kitchen else 15 * 3600)
+
+
 def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]], edges: list[int]) -> Delivery:
     plan = a.plan
     ppc = plan.portions_per_container
@@ -913,8 +919,7 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
     statuses: list[str] = []
     late_s = 0
     if first_in is None:
-        kitchen = plan.kitchen(school.kitchen)
-        day_over = local_midnight(date, school.tz_offset_s) + (kitchen.return_by_s if kitchen else 15 * 3600)
+        day_over = _day_over(plan, school, date)
         edges += (deadline + 1, day_over + 1)
         if expected > 0 and a.now > deadline and departed and a.now <= day_over:
             # The truck left and is past its due time: late and still on the road, not yet missing; it is
@@ -1043,7 +1048,11 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
         # The school has served, and a container that never reached it was not part of that meal: its food
         # was eaten by nobody, so its timer stops (its loss is a container finding, not a food-safety one).
         finished = not any(t.scan.event in _IN and t.school == trip.school for t in trip.steps)
-    running = served is None and not finished
+    # An unserved meal's timers run until the day is over (its containers are due back at the kitchen): what
+    # was not served by then was not served that day, and the figures stop growing, so the day's answer is final.
+    school = plan.school(trip.school)
+    now = a.now if school is None else min(a.now, _day_over(plan, school, trip.date))
+    running = served is None and not finished and now == a.now
     readings: list[tuple[int, int, str]] = []
     start: int | None = None
     if trip.cooked is not None:
@@ -1055,8 +1064,8 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             if elapsed > rules.cook_to_serve_max_s:
                 hits.append(("cook_to_serve", elapsed, cooked_at + rules.cook_to_serve_max_s, False,
                              (cook_tap.scan.record_id, served.scan.record_id), False))  # type: ignore[union-attr]
-        elif not finished and a.now - cooked_at > rules.cook_to_serve_max_s:
-            hits.append(("cook_to_serve", a.now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True,
+        elif not finished and now - cooked_at > rules.cook_to_serve_max_s:
+            hits.append(("cook_to_serve", now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True,
                          (cook_tap.scan.record_id,), False))
         elif finished:
             # Back at the kitchen (or lost) with no serving tapped, as at schools that tap nothing when they
@@ -1082,7 +1091,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
                     readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
     end = served_at
     if end is None:
-        end = a.now if not finished else max((r[0] for r in readings), default=start or 0)
+        end = now if not finished else max((r[0] for r in readings), default=start or 0)
     readings = sorted(r for r in readings if (start is None or start <= r[0]) and r[0] <= end)
     if not readings:
         # Without a cook-end and a reading no timer runs: nothing here grows with the time of the question.

@@ -7,7 +7,7 @@ from typing import get_args
 
 from hub.apianswers import FINDING_CODE
 from hub.mbg import FoodSafetyRules, Plan, ScanEvent, analyze
-from hub.mbg.analysis import SEVERITY
+from hub.mbg.analysis import SEVERITY, Timed, day_base, settle
 from tests.mbg.common import DATE, MIDNIGHT, H, M
 
 Scan = Callable[..., ScanEvent]
@@ -325,3 +325,20 @@ def test_a_staff_card_read_as_a_container_counts_nothing(plan: Plan, scan: Scan)
     card = found[("staff_card_tag", "S1")]
     assert (card.measured, card.records) == (3, tuple(s.record_id for s in scans[:3]))
     assert a.timeline("5a000002", DATE) is None
+
+
+def test_an_unserved_meal_timer_stops_when_the_day_is_over(plan: Plan, scan: Scan) -> None:
+    # No serving tapped, no ompreng back: the timer runs until the empties are due back (15:00), and what was not
+    # served by then was not served that day. The figures stop growing and the day's answer is final.
+    scans = [scan("cooked", 2 * H + 30 * M, batch="B1", cooked_at=MIDNIGHT + 2 * H + 30 * M),
+             scan("packed", 3 * H, tags=["T1", "T2"], batch="B1", school="S1"),
+             scan("received", 9 * H + 25 * M, site="S1", tags=["T1"], temp_cc=4500)]
+    during = analyze(plan, scans, now=MIDNIGHT + 12 * H)
+    assert {(v.rule, v.open, v.measured) for v in during.violations} == {
+        ("cook_to_serve", True, 9 * H + 30 * M), ("danger_zone", True, 2 * H + 35 * M), ("hot_holding", True, 4500)}
+    for now in (16 * H, 40 * H):
+        after = analyze(plan, scans, now=MIDNIGHT + now)
+        assert {(v.rule, v.open, v.measured) for v in after.violations} == {
+            ("cook_to_serve", True, 12 * H + 30 * M), ("danger_zone", True, 5 * H + 35 * M), ("hot_holding", True, 4500)}
+        settled = settle(day_base(plan, DATE, [Timed(s, plan) for s in scans], lambda batch: None), MIDNIGHT + now)
+        assert settled.valid_until >= 2**62
