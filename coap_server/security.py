@@ -148,19 +148,30 @@ def peering_transcript(a: bytes, b: bytes) -> bytes:
 
 # -- contexts on disk --------------------------------------------------------------------------------------
 
+def _secret(keys: PairKeys) -> dict[str, str]:
+    return {"secret_hex": keys.secret.hex(), "salt_hex": keys.salt.hex(), "sender-id_hex": keys.sender_id.hex(),
+            "recipient-id_hex": keys.recipient_id.hex(), "peer_hex": keys.peer.hex()}
+
+
+def holds_context(directory: Path, keys: PairKeys) -> bool:
+    """Whether the context directory already holds these keys (writing them again would change nothing)."""
+    path = directory / "secret.json"
+    if not path.exists():
+        return False
+    check_private(path)
+    return bool(json.loads(path.read_text()) == _secret(keys))
+
+
 def write_context(directory: Path, keys: PairKeys) -> None:
     """Create (or keep) the context directory. An unchanged secret keeps its sequence numbers and replay
     window; a new secret starts them over, since nothing protected with the old one can be replayed then."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
-    secret = {"secret_hex": keys.secret.hex(), "salt_hex": keys.salt.hex(),
-              "sender-id_hex": keys.sender_id.hex(), "recipient-id_hex": keys.recipient_id.hex(),
-              "peer_hex": keys.peer.hex()}
+    secret = _secret(keys)
     path = directory / "secret.json"
+    if holds_context(directory, keys):
+        return
     if path.exists():
-        check_private(path)
-        if json.loads(path.read_text()) == secret:
-            return
         with contextlib.suppress(FileNotFoundError):
             (directory / "sequence.json").unlink()
     tmp = directory / "secret.json.new"

@@ -18,6 +18,7 @@ from coap_server.security import (
     close_context,
     credentials_map,
     derive_pair,
+    holds_context,
     open_context,
     peering_transcript,
     secure_site,
@@ -145,8 +146,13 @@ class HubSecurity:
                            hint="a revoked key is not granted a context again")
         keys = derive_pair(self.hub.signer.seed(), self.hub.signer.public_key, req.pubkey,  # type: ignore[attr-defined]
                            transcript=request)
-        self._unload(device.device_id)  # a repeated enrollment: same secret keeps its counters, new starts over
-        write_context(self.dir / device.device_id.hex(), keys)
+        where = self.dir / device.device_id.hex()
+        # A repeated enrollment: the same request (anyone who saw it may send it again) keeps the context as it is
+        # loaded, where closing and opening it again refused the device's requests in between; another request
+        # of the same key starts the counters over.
+        if not holds_context(where, keys):
+            self._unload(device.device_id)
+            write_context(where, keys)
         self._follow(device.device_id)
         log.info("enrollment grant for %s (%s)", device.device_id.hex(), device.status)
         return enroll.make_grant(self.hub.signer, request, device.status)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,12 @@ from aiocoap.oscore import NotAProtectedMessage
 
 from coap_server.security import close_context, open_context
 from edge import keys as keyfile
+from edge.security import enroll
 from ledger import ChainBuilder
 from ledger.sync import encode_heads
 from tests.hub.conftest import Clock
 
-from .common import NOW, coap, edge, edge_config, enroll_edge, secure_hub
+from .common import NOW, coap, edge, edge_config, enroll_edge, qr_text, secure_hub
 
 
 @contextlib.asynccontextmanager
@@ -231,3 +233,27 @@ async def test_edge_closes_a_peer_context_when_the_hub_revokes_that_key(tmp_path
         assert peer_key.device_id not in again.peer_ctx
     finally:
         again.close()
+
+
+async def test_an_enrollment_request_sent_again_leaves_the_devices_context_as_it_is_loaded(tmp_path):
+    """Anyone who saw a device's enrollment request (plain HTTP on a LAN) may send it again. The hub closed and
+    opened the device's context again each time, refusing the device's own requests in between."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        data = tmp_path / "edge"
+        data.mkdir()
+        key = keyfile.load_or_create(data / "device.key")
+        sent: list[tuple[str, bytes]] = []
+
+        def post(url: str, body: bytes) -> bytes:
+            sent.append((url, body))
+            with urllib.request.urlopen(urllib.request.Request(url, data=body, method="POST"), timeout=10) as r:
+                return bytes(r.read())
+
+        await asyncio.to_thread(enroll, qr_text(hub), key, data, site="sppg-01", role="kitchen_exit",
+                                name="sppg-01", post=post)
+        loaded = hub.security.contexts[key.device_id]
+        for url, request in sent * 3:  # the replays
+            await asyncio.to_thread(post, url, request)
+        assert hub.security.contexts[key.device_id] is loaded
+        async with protected(data, hub.coap_url) as ctx:
+            assert await heads_code(ctx, hub.coap_url) == "CONTENT"
