@@ -134,3 +134,20 @@ def test_deploy_examples_of_a_refused_start_name_the_key_as_documented():
             loader(tomllib.loads(toml))
         assert refused.value.code == "CONFIG" and refused.value.where == where, refused.value
         assert hint is None or (refused.value.hint or "").startswith(hint), refused.value.hint
+
+
+def test_deploy_operator_token_lines_give_the_digest_the_hub_checks(tmp_path: Path):
+    """Section 7's two lines, run as written: a token file only its owner reads, and the digest the hub compares
+    the token `jejak devices` sends (stripped, as it reads the file) with."""
+    from hub.auth import hash_token
+
+    text = DEPLOY_MD.read_text()
+    lines = [line for line in _block_after(text, "mbg_plan`. An operator makes a token") if "jejak-operator-token" in line]
+    assert len(lines) == 2, lines
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", "umask 022\n" + "\n".join(lines)], capture_output=True,
+                          text=True, env={**os.environ, "HOME": str(tmp_path)}, check=True, timeout=60)
+    token_file = tmp_path / ".jejak-operator-token"
+    assert token_file.stat().st_mode & 0o077 == 0
+    digest = done.stdout.strip()
+    assert hub_config.from_dict({"operator_tokens": [digest]}).operator_tokens == (digest,)
+    assert digest == hash_token(token_file.read_text().strip())
