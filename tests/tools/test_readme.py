@@ -151,3 +151,34 @@ def test_deploy_operator_token_lines_give_the_digest_the_hub_checks(tmp_path: Pa
     digest = done.stdout.strip()
     assert hub_config.from_dict({"operator_tokens": [digest]}).operator_tokens == (digest,)
     assert digest == hash_token(token_file.read_text().strip())
+
+
+PI_OS_FSTAB = """proc            /proc           proc    defaults          0       0
+PARTUUID=1a2b3c4d-01  /boot/firmware  vfat    defaults          0       2
+PARTUUID=1a2b3c4d-02  /               ext4    defaults,noatime  0       1
+"""
+DEBIAN_FSTAB = """# / was on /dev/sda1 during installation
+UUID=0e2f5a1c-7d3b-4c55-9a6e-8f1d2b3c4d5e /               ext4    errors=remount-ro 0       1
+"""
+
+
+@pytest.mark.parametrize("fstab", [PI_OS_FSTAB, DEBIAN_FSTAB])
+def test_deploy_fstab_edit_adds_noatime_and_commit_once(tmp_path: Path, fstab: str):
+    """Section 5's sed, run twice on Raspberry Pi OS's and Debian's /etc/fstab: the root file system gets noatime and
+    commit=60 once each (Pi OS already has noatime), every other line stays as it was."""
+    line = next(line for line in _block_after(DEPLOY_MD.read_text(), "## 5. Sparing the SD card") if "/etc/fstab" in line)
+    path = tmp_path / "fstab"
+    path.write_text(fstab)
+    command = line.replace("sudo ", "").replace("/etc/fstab", str(path))
+    for _ in range(2):
+        subprocess.run(["bash", "-euc", command], check=True, timeout=30)
+    before, after = fstab.splitlines(), path.read_text().splitlines()
+    assert len(before) == len(after)
+    for old, new in zip(before, after, strict=True):
+        fields = old.split()
+        if fields[:1] != ["#"] and fields[1:3] == ["/", "ext4"]:
+            options = new.split()[3].split(",")
+            assert options.count("noatime") == 1 and options.count("commit=60") == 1, new
+            assert set(options) == set(fields[3].split(",")) | {"noatime", "commit=60"}, new
+        else:
+            assert new == old
