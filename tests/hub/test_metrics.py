@@ -4,6 +4,7 @@ and values that follow what happened (records in, a refusal by cause, a checkpoi
 from __future__ import annotations
 
 import asyncio
+import urllib.error
 import urllib.request
 import uuid
 
@@ -135,6 +136,52 @@ def test_edge_metrics_parse_as_prometheus_client_writes_the_process_and_escaped_
     assert latency[("jejak_edge_ack_latency_seconds_bucket", "1.0")] == 2
     assert latency[("jejak_edge_ack_latency_seconds_bucket", "+Inf")] == 2
     assert latency[("jejak_edge_ack_latency_seconds_sum", None)] == pytest.approx(0.7515)
+
+
+async def test_grafana_readme_scrape_config_reaches_an_edges_metrics(tmp_path):
+    """deploy/grafana/README.md's scrape config, as Prometheus uses it, against a real edge: each edge entry sends
+    the bearer token of its credentials file (the edge's pairing secret; /metrics is 401 without it) and keeps
+    job="jejak-edge", the dashboard's edge_job."""
+    import json
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from edge.config import HttpConfig
+    from edge.daemon import EdgeDaemon
+    from tests.edge.common import edge_config
+
+    root = Path(__file__).resolve().parents[2]
+    block = re.search(r"```yaml\n(.*?)```", (root / "deploy/grafana/README.md").read_text(), re.S)
+    assert block is not None
+    dashboard = json.loads((root / "deploy/grafana/jejak.json").read_text())
+    edge_job = next(v["current"]["value"] for v in dashboard["templating"]["list"] if v["name"] == "edge_job")
+    edges = [s for s in yaml.safe_load(block[1])["scrape_configs"] if s["job_name"] != "jejak-hub"]
+    assert edges
+    daemon = EdgeDaemon(edge_config(tmp_path / "edge", http=HttpConfig(enabled=True, host="127.0.0.1", port=0)))
+    await daemon.start()
+    try:
+        url = f"http://127.0.0.1:{daemon.http_port}/metrics"
+        secret = (tmp_path / "edge" / "pairing.secret").read_text().strip()
+
+        def status(headers: dict[str, str]) -> int:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+                    return int(resp.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert await asyncio.to_thread(status, {}) == 401
+        for scrape in edges:
+            jobs = [r["replacement"] for r in scrape.get("relabel_configs", []) if r.get("target_label") == "job"]
+            assert (jobs or [scrape["job_name"]])[-1] == edge_job, scrape
+            auth = scrape.get("authorization", {})
+            assert auth.get("type", "Bearer") == "Bearer" and auth.get("credentials_file"), scrape
+            # what Prometheus sends: "Bearer " and the file's content, trailing whitespace trimmed
+            assert await asyncio.to_thread(status, {"Authorization": f"Bearer {secret}"}) == 200
+    finally:
+        await daemon.close()
 
 
 def test_grafana_dashboard_queries_only_exposed_metrics():
