@@ -816,10 +816,8 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
     for date in dates:
         if plan.is_service_day(date):
             # A group names its own schools: going through the whole plan for each would cost kitchens squared.
-            if planned is None:
-                keys.update((s.id, date) for s in plan.schools)
-            else:
-                keys.update((school_id, date) for school_id in planned if plan.school(school_id) is not None)
+            schools = plan.schools if planned is None else filter(None, map(plan.school, planned))
+            keys.update((s.id, date) for s in schools if plan.is_service_day(date, s))
     for school_id, date in sorted(keys):
         school = plan.school(school_id)
         assert school is not None
@@ -898,7 +896,7 @@ def _day_over(plan: Plan, school: School, date: str) -> int:
 def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed]], edges: list[int]) -> Delivery:
     plan = a.plan
     ppc = plan.portions_per_container
-    expected = school.portions if plan.is_service_day(date) else 0
+    expected = school.portions if plan.is_service_day(date, school) else 0
     departed = _counting(taps.get("departed", []))
     arrived = _counting(taps.get("arrived", []))
     received = _counting(taps.get("received", []))

@@ -149,6 +149,8 @@ class School:
     portions: int
     deadline_s: int = 9 * HOUR
     tz_offset_s: int = WIB
+    # The school's own days off (an exam week, a local holiday): no delivery is expected, none is missing.
+    closed_dates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require(isinstance(self.id, str) and self.id != "", f"school id: expected a non-empty text, got {self.id!r}")
@@ -157,6 +159,9 @@ class School:
         _check_int(f"school {self.id} portions", self.portions, minimum=0)
         _check_int(f"school {self.id} deadline_s", self.deadline_s, minimum=0, maximum=DAY - 1)
         _check_int(f"school {self.id} tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
+        _require(isinstance(self.closed_dates, tuple), f"school {self.id} closed_dates: expected a list of dates")
+        for day in self.closed_dates:
+            local_midnight(day, 0)
 
     def deadline_at(self, date: str) -> int:
         return local_midnight(date, self.tz_offset_s) + self.deadline_s
@@ -271,9 +276,11 @@ class Plan:
         k = self._kitchens.get(site)
         return k.tz_offset_s if k is not None else self.tz_offset_s
 
-    def is_service_day(self, date: str) -> bool:
+    def is_service_day(self, date: str, school: School | None = None) -> bool:
+        """Whether meals are served on `date`: everywhere, or at `school` (which may have days off of its own)."""
         day = dt.date.fromisoformat(date)
-        return day.weekday() in self.service_weekdays and date not in self.closed_dates
+        return (day.weekday() in self.service_weekdays and date not in self.closed_dates
+                and (school is None or date not in school.closed_dates))
 
 
 def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
@@ -315,13 +322,17 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         where = f"schools[{i}]"
         if not isinstance(s, dict):
             raise PlanError(f"{where}: expected a table, got {type(s).__name__}")
-        _known(where, s, {"id", "name", "kitchen", "portions", "deadline", "timezone"})
+        _known(where, s, {"id", "name", "kitchen", "portions", "deadline", "timezone", "closed_dates"})
+        closed = s.get("closed_dates", [])
+        if not isinstance(closed, list):
+            raise PlanError(f"{where}.closed_dates: expected a list of dates 'YYYY-MM-DD', got {closed!r}")
         if "portions" not in s:
             raise PlanError(f"{where}: missing required key 'portions' (expected portions per day)")
         schools.append(School(
             id=s.get("id", ""), name=s.get("name", ""), kitchen=s.get("kitchen", ""), portions=s["portions"],
             deadline_s=parse_time_of_day(s.get("deadline", deadline), name=f"{where}.deadline"),
             tz_offset_s=parse_timezone(s.get("timezone", tz), name=f"{where}.timezone"),
+            closed_dates=tuple(str(d) for d in closed),
         ))
     rules_t = _table(data, "rules")
     rule_keys = {"cook_to_serve_max_s", "danger_low_cc", "danger_high_cc", "danger_max_s", "hot_hold_min_cc",
@@ -362,6 +373,7 @@ def load_plan(source: str | bytes | Path) -> Plan:
         kitchen = "SPPG-001"
         portions = 300
         deadline = "08:30"
+        closed_dates = ["2026-03-16"]   # the school's own days off; [defaults] closed_dates close every school
 
         [rules]                     # optional; see FoodSafetyRules
         cook_to_serve_max_s = 14400

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import get_args
 
 from hub.apianswers import FINDING_CODE
-from hub.mbg import FoodSafetyRules, Plan, ScanEvent, analyze
+from hub.mbg import FoodSafetyRules, Kitchen, MbgView, Plan, ScanEvent, School, analyze
 from hub.mbg.analysis import SEVERITY, Timed, day_base, settle
 from tests.mbg.common import DATE, MIDNIGHT, H, M
 
@@ -342,3 +342,17 @@ def test_an_unserved_meal_timer_stops_when_the_day_is_over(plan: Plan, scan: Sca
             ("cook_to_serve", True, 12 * H + 30 * M), ("danger_zone", True, 5 * H + 35 * M), ("hot_holding", True, 4500)}
         settled = settle(day_base(plan, DATE, [Timed(s, plan) for s in scans], lambda batch: None), MIDNIGHT + now)
         assert settled.valid_until >= 2**62
+
+
+def test_a_school_closed_that_day_is_not_missing_while_an_open_one_is(scan: Scan) -> None:
+    # S2's exam day: no delivery expected. S1 gets none either: that one is missing.
+    plan = Plan(kitchens=(Kitchen(id="K1"),),
+                schools=(School(id="S1", kitchen="K1", portions=20),
+                         School(id="S2", kitchen="K1", portions=10, closed_dates=(DATE,))))
+    a = analyze(plan, [], now=MIDNIGHT + 20 * H, dates=[DATE])
+    assert {s: d.statuses for (s, _), d in a.deliveries.items()} == {"S1": ("missing",)}
+    view = MbgView(plan)
+    view.ingest_event(scan("departed", 6 * H, tags=["T1"], school="S1"))
+    assert {d.school: d.statuses for d in view.deliveries(MIDNIGHT + 20 * H, DATE)} == {"S1": ("missing",)}
+    assert [f.key() for f in view.findings(MIDNIGHT + 20 * H, DATE)] == [
+        ("missing_delivery", "S1"), ("container_unreturned", "S1")]

@@ -107,3 +107,15 @@ def test_service_days() -> None:
     assert plan.is_service_day("2026-01-12")
     assert not plan.is_service_day("2026-01-13")  # closed
     assert not plan.is_service_day("2026-01-18")  # a Sunday
+
+
+def test_a_school_has_days_off_of_its_own() -> None:
+    plan = load_plan(PLAN.replace('deadline = "08:30"', 'deadline = "08:30"\nclosed_dates = ["2026-01-12"]'))
+    sdn1, sdn2 = plan.schools
+    assert sdn1.closed_dates == ("2026-01-12",)
+    assert plan.is_service_day("2026-01-12") and plan.is_service_day("2026-01-12", sdn2)
+    assert not plan.is_service_day("2026-01-12", sdn1) and plan.is_service_day("2026-01-13", sdn1)
+    with pytest.raises(PlanError, match="closed_dates"):
+        load_plan(PLAN.replace('deadline = "08:30"', 'deadline = "08:30"\nclosed_dates = "2026-01-12"'))
+    with pytest.raises(PlanError, match="YYYY-MM-DD"):
+        load_plan(PLAN.replace('deadline = "08:30"', 'deadline = "08:30"\nclosed_dates = ["12/01/2026"]'))
