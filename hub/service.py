@@ -865,7 +865,12 @@ class Hub:
                 if len(raws) < state.length:  # an audit bundle never leaves out a damaged record silently
                     raise refuse_damaged(self.store, device_id, len(raws))
                 recs = [decode_record(r) for r in raws]
-                picked = _contiguous([r for r in recs if (since is None or r.time >= since)
+                # From a device's revocation point on its records stay in the hub's log but not in a bundle: past
+                # it they would fail as REVOKED_KEY, and an auditor could not tell the hub's own decision from
+                # tampering. The decision is in the bundle's hub log, so the report says where the range ends.
+                revoked = self.authority.revoked_from(device_id)
+                kept = recs if revoked is None else recs[:revoked]
+                picked = _contiguous([r for r in kept if (since is None or r.time >= since)
                                       and (until is None or r.time < until)])
                 keys = [r.raw for r in recs if r.kind == "key" and (not picked or r.seq <= picked[-1].seq)]
                 ids.extend(rec.id for rec in picked)

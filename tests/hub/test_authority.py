@@ -55,8 +55,11 @@ def test_decisions_revocation_list_ingest_and_bundle_agree(tmp_path: Path) -> No
         assert last.boot == again.own_log()[-2].boot + 1 and last.body is not None
         assert last.body["action"] == "withdraw"
         assert again.approve(device_id).status == "revoked"
+        # Withdrawn from seq 3 with seqs 3 and 4 held: the export ends the range before the point, and verifies.
         report = verify_bundle(again.export(), hub_key=HUB_KEY.public_key)
-        assert [p.code for p in report.all_problems] == ["REVOKED_KEY"]  # seq 3 and 4 were exported
+        assert report.ok, [str(p) for p in report.all_problems]
+        assert [(d.records, d.last_seq, d.revoked_from) for d in report.devices] == [(3, 2, 3)]
+        assert len(again.store.log_range(device_id, 0, 10)) == 5  # held all the same
     finally:
         again.store.close()
 
@@ -80,3 +83,19 @@ def test_a_store_with_checkpoints_from_before_the_hub_log_still_exports_a_bundle
         assert old.raw not in decode_bundle(data).checkpoints
     finally:
         reopened.store.close()
+
+
+def test_a_device_revoked_from_its_genesis_exports_no_record_and_the_bundle_verifies(tmp_path: Path) -> None:
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=clock)
+    try:
+        signer, builder = new_device(clock)
+        device_id = enroll(hub, signer, clock)
+        records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(3)]
+        assert hub.ingest(device_id, [r.raw for r in records]).accepted == 4
+        hub.revoke(device_id, from_seq=0)
+        report = verify_bundle(hub.export(), hub_key=HUB_KEY.public_key)
+        assert report.ok, [str(p) for p in report.all_problems]
+        assert [d.records for d in report.devices] == [0] and report.decisions == 2
+    finally:
+        hub.store.close()
