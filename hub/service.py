@@ -457,7 +457,11 @@ class Hub:
     def approve(self, device_id: bytes) -> DeviceInfo:
         """Admit an enrolled device. A revoked or withdrawn device stays refused from its revocation point (its
         key is not trusted again: enroll a new key to re-admit the place)."""
-        return self.admit([self._device(device_id)])[0]
+        device = self.admit([self._device(device_id)])[0]
+        log.info("device %s (%s at %s) approved: %s", device_id.hex(), device.role, device.site,
+                 "its records are accepted from now on" if device.revoked_from is None else
+                 f"still refused from seq {device.revoked_from}, where it was revoked (enroll a new key)")
+        return device
 
     def admit(self, devices: Sequence[DeviceInfo]) -> list[DeviceInfo]:
         """Admit `devices` (known to the store or not) together: their approvals signed into the hub's own log in
@@ -503,7 +507,10 @@ class Hub:
         state = self.store.chain_state(device_id)
         start = from_seq if from_seq is not None else (state.length if state else 0)
         self._decide(Decision(action=action, device_id=device_id, from_seq=start))
-        return self._set(device.with_status("revoked", revoked_from=self.authority.revoked_from(device_id)))[0]
+        point = self.authority.revoked_from(device_id)
+        log.info("device %s (%s at %s): %s from seq %s; its records from there on are refused", device_id.hex(),
+                 device.role, device.site, "revoked" if action == "revoke" else "approval withdrawn", point)
+        return self._set(device.with_status("revoked", revoked_from=point))[0]
 
     def resolve_fork(self, device_id: bytes) -> DeviceInfo:
         """An operator's decision: accept the branch the hub holds and go on merging it."""

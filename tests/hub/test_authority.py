@@ -3,6 +3,7 @@ bundle check all read the revocation point from the same entries, also after a r
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from hub.security import make_revocations
@@ -97,5 +98,25 @@ def test_a_device_revoked_from_its_genesis_exports_no_record_and_the_bundle_veri
         report = verify_bundle(hub.export(), hub_key=HUB_KEY.public_key)
         assert report.ok, [str(p) for p in report.all_problems]
         assert [d.records for d in report.devices] == [0] and report.decisions == 2
+    finally:
+        hub.store.close()
+
+
+def test_an_operators_decisions_are_in_the_hubs_journal(tmp_path: Path, caplog) -> None:
+    """Approving and revoking say so in the hub's log, beside the enrollment that asked (an operator reading the
+    journal after a first start saw the hub's own attestor 'pending' and never that it was approved)."""
+    caplog.set_level(logging.INFO, logger="jejak.hub")
+    clock = Clock()
+    hub = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=clock)
+    try:
+        signer, _ = new_device(clock)
+        device_id = enroll(hub, signer, clock, site="sppg-07")
+        hub.revoke(device_id, from_seq=4)
+        lines = [r.getMessage() for r in caplog.records if device_id.hex() in r.getMessage()]
+        assert lines[0].endswith("(kitchen_exit at sppg-07): pending")
+        assert "approved: its records are accepted from now on" in lines[1]
+        assert "revoked from seq 4" in lines[2]
+        hub.approve(device_id)
+        assert "still refused from seq 4" in caplog.records[-1].getMessage()
     finally:
         hub.store.close()
