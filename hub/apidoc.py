@@ -408,8 +408,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/chain/health"): Route(
         summary="Chain health: log size, checkpoint, forks, refusals, records by kind; a page of devices",
         answer=a.ChainHealth, params=DEVICE_PAGE),
-    ("GET", "/api/dashboard/summary"): Route(summary="The dashboard's front page: today's MBG summary, chain, "
-                                                     "markets and open alerts", answer=a.Summary),
+    ("GET", "/api/dashboard/summary"): Route(summary="The dashboard's front page: the day's MBG summary, chain, "
+                                                     "markets and open alerts", params=(DATE,), answer=a.Summary),
     ("GET", "/api/mbg/deliveries"): Route(summary="MBG deliveries of a day per school: planned, sent, received",
                                           params=(DATE,), answer=a.Deliveries),
     ("GET", "/api/mbg/containers"): Route(summary="Every MBG container (ompreng) and where it was last seen",

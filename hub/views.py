@@ -509,12 +509,12 @@ class Views:
         return len(days)
 
     # --- across domains --------------------------------------------------------------------------------
-    def summary(self) -> dict[str, Any]:
-        """The dashboard's front page: today's MBG summary, the chain's size and forks, the markets'
-        observations, held prices and ALPS bands, and the open alerts."""
+    def summary(self, date: str | None = None) -> dict[str, Any]:
+        """The dashboard's front page: today's (or `date`'s) MBG summary, the chain's size and forks, the
+        markets' observations, held prices and ALPS bands, and the open alerts."""
         now = self.clock()
         with self.fresh():
-            out = self.mbg.summary(now)
+            out = self.mbg.summary(now, date)
             bands = self.markets.bands()
             observed = self.markets.listed_count()
             held = self.markets.held_count("pending")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..mbg.routes import checked_date
 from ..paging import page_query
 from ..routing import json_route
 from .view import chain_health
@@ -25,4 +26,4 @@ class ChainRoutes:
     def register(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/api/chain/health", json_route(lambda q, m: self.health(q)))
-        r.add_get("/api/dashboard/summary", json_route(lambda q, m: self.views.summary()))
+        r.add_get("/api/dashboard/summary", json_route(lambda q, m: self.views.summary(checked_date(q.get("date")))))

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..views import Views
 
 
-def _date(text: str | None) -> str | None:
+def checked_date(text: str | None) -> str | None:
     """A `date` query parameter, checked: an ISO date or nothing."""
     if text:
         try:
@@ -36,7 +36,7 @@ class MbgRoutes:
         v = self.views
         now = v.clock()
         with v.fresh():
-            date = _date(date) or v.mbg.today(now)
+            date = checked_date(date) or v.mbg.today(now)
             per_kitchen = v.mbg.deliveries_by_kitchen(now, date)
         totals: dict[str, int] = defaultdict(int)
         kitchens = []
@@ -72,7 +72,7 @@ class MbgRoutes:
         v = self.views
         now = v.clock()
         with v.fresh():
-            date = _date(date) or v.mbg.today(now)
+            date = checked_date(date) or v.mbg.today(now)
             return {"date": date, "violations": [x.to_dict() for x in v.mbg.violations(now, date)],
                     "findings": [f.to_dict() for f in v.mbg.findings(now, date)]}
 
@@ -83,7 +83,7 @@ class MbgRoutes:
         if kind not in ("late", "short", "missing", "lost"):
             raise NotFound(f"no such list {kind!r}: expected late, short, missing or lost")
         with v.fresh():
-            date = _date(date) or v.mbg.today(now)
+            date = checked_date(date) or v.mbg.today(now)
             rows = getattr(v.mbg, kind)(now, date)
         return {"date": date, kind: [r if isinstance(r, dict) else r.to_dict() for r in rows]}
 
@@ -91,7 +91,7 @@ class MbgRoutes:
         v = self.views
         now = v.clock()
         with v.fresh():
-            return v.mbg.epcis_document(now, _date(date) or v.mbg.today(now))
+            return v.mbg.epcis_document(now, checked_date(date) or v.mbg.today(now))
 
     def stock(self) -> dict[str, Any]:
         v = self.views
