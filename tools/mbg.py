@@ -64,7 +64,7 @@ TEXT: dict[str, dict[str, str]] = {
         "findings": "Findings", "scans": "taps today", "devices": "devices", "alerts": "act-now findings",
         "scans.one": "tap today", "devices.one": "device", "deliveries.one": "delivery",
         "summary_on": "MBG on {date}", "deliveries": "deliveries", "open": "still open", "unknown": "–",
-        "history": "History of container {tag}", "day": "day",
+        "history": "History of container {tag}", "day": "day", "days": "days", "days.one": "day",
         "flag.overdraw": "used more than received", "flag.count_difference": "count differs from the book",
         "flag.unit_mismatch": "unit differs from the item's",
         "heading.late": "Late deliveries", "heading.short": "Short deliveries",
@@ -87,7 +87,7 @@ TEXT: dict[str, dict[str, str]] = {
         "total": "Jumlah", "portions_line": "porsi {received} dari {expected} diterima",
         "violations": "Keamanan pangan", "findings": "Temuan", "scans": "tap hari ini", "devices": "perangkat",
         "alerts": "temuan yang harus segera ditindak", "summary_on": "MBG {date}", "deliveries": "pengiriman",
-        "open": "masih berjalan", "unknown": "–", "history": "Riwayat ompreng {tag}", "day": "hari",
+        "open": "masih berjalan", "unknown": "–", "history": "Riwayat ompreng {tag}", "day": "hari", "days": "hari",
         "flag.overdraw": "dipakai melebihi yang diterima", "flag.count_difference": "hitungan beda dengan catatan",
         "flag.unit_mismatch": "satuan beda dengan bahan",
         "heading.late": "Pengiriman terlambat", "heading.short": "Pengiriman kurang",
@@ -174,6 +174,19 @@ class Speaker:
             return "–"
         s = (t + int(self.names.get("tz_offset_s", 7 * 3600))) % 86_400
         return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+
+    def clock_on(self, t: int | None, iso: str) -> str:
+        """A time of day in a day's history, with how many days from that day it was when on another (empties
+        back after midnight, a batch cooked the evening before): '00:20 (+1 hari)'."""
+        text = self.clock(t)
+        if t is None:
+            return text
+        try:
+            day = dt.date.fromisoformat(iso).toordinal() - dt.date(1970, 1, 1).toordinal()
+        except ValueError:
+            return text
+        apart = (t + int(self.names.get("tz_offset_s", 7 * 3600))) // 86_400 - day
+        return f"{text} ({apart:+d} {self.count('days', abs(apart))})" if apart else text
 
     def minutes(self, seconds: int | None) -> str:
         if seconds is None:
@@ -396,7 +409,7 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
         lines = [say("history", tag=data["tag"])]
         for tl in data["timelines"]:
             lines.append(f"  {say.date(tl['date'])} → {say.school(tl['school'])}")
-            rows = [[say.clock(s["time"]), say(f"event.{s['event']}"), say.school(s["site"]) if s["site"] in
+            rows = [[say.clock_on(s["time"], tl["date"]), say(f"event.{s['event']}"), say.school(s["site"]) if s["site"] in
                      say.names.get("schools", {}) else say.kitchen(s["site"]), say.device(s["device"]),
                      say.celsius(s["temp_cc"])] for s in tl["steps"]]
             lines += ["    " + x for x in _table([say.at("time"), say("step"), say("where"), say("device"),

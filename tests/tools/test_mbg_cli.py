@@ -331,3 +331,15 @@ def test_a_staff_card_read_as_a_container_is_said_in_both_languages():
         out = render("violations", {"date": "2026-01-16", "violations": [], "findings": [finding]}, say,
                      {"kitchens": []})
         assert says in out and "SD Satu (S1)" in out, out
+
+
+def test_a_step_on_another_day_says_which():
+    # Empties back at 00:20 close the day before's trip: its history says the step was a day later.
+    midnight = 1_768_496_400  # 00:00 WIB, 16 January 2026
+    step = {"event": "returned", "site": "K1", "device": "d", "temp_cc": None}
+    data = {"tag": "T1", "timelines": [{"date": "2026-01-16", "school": "S1", "steps": [
+        {**step, "event": "departed", "time": midnight + 8 * 3600}, {**step, "time": midnight + 24 * 3600 + 20 * 60}]}]}
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}}, "kitchens": {"K1": {"name": "SPPG"}}}
+    for lang, says in (("id", "00:20 (+1 hari)"), ("en", "00:20 (+1 day)")):
+        out = render("container", data, Speaker(lang=lang, names=names, words=load_words(lang)))
+        assert says in out and "08:00 " in out and "08:00 (" not in out, out
