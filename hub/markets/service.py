@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .calendar import date_of
-from .catalog import MARKETS_BY_ID, Market
+from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID, Market
 from .ceilings import CeilingTable
 from .days import HeldValue, MarketDay, Seam, SeriesDay
 from .errors import BadSeries, NotFound
@@ -40,6 +40,13 @@ from .warning import Alert, AlertTracker, alps, ifpa
 from .webhooks import Delivery, Subscriber, WebhookSender
 
 SeriesKey = tuple[str, str, str, str]  # market, commodity, grade, unit
+
+
+def weekly_move(commodity: str) -> float:
+    """A commodity's usual move in a week, as a fraction of its price (the catalogue's daily volatility over
+    seven days): the least spread ALPS judges a week's price against. 0 for a commodity the catalogue lacks."""
+    c = COMMODITIES_BY_ID.get(commodity)
+    return 0.0 if c is None else c.daily_vol * math.sqrt(7)
 StreamCallback = Callable[[dict[str, Any]], None]
 
 
@@ -711,7 +718,7 @@ class MarketService:
         for key in sorted(self._prices):
             try:
                 lo, price = self._daily(key)
-                res = alps(price, first_day=lo, period="week")
+                res = alps(price, first_day=lo, period="week", sigma_floor=weekly_move(key[1]))
             except (BadSeries, NotFound):
                 continue
             last_day = lo + len(price) - 1
@@ -738,7 +745,7 @@ class MarketService:
         for key in sorted(self._prices):
             try:
                 lo, price = self._daily(key)
-                res = alps(price, first_day=lo, period="week")
+                res = alps(price, first_day=lo, period="week", sigma_floor=weekly_move(key[1]))
             except (BadSeries, NotFound):
                 continue
             out.append({"market": key[0], "commodity": key[1], "grade": key[2], "unit": key[3],

@@ -72,14 +72,16 @@ class AlpsResult:
                 "periods": self.periods, "period": self.period, "explanation": self.explanation}
 
 
-def alps(values: np.ndarray, *, first_day: int, period: str = "week") -> AlpsResult:
+def alps(values: np.ndarray, *, first_day: int, period: str = "week", sigma_floor: float = 0.0) -> AlpsResult:
     """ALPS of the latest period of a daily price series (NaN = no price that day).
 
     Days are averaged into weeks (or calendar months, WFP's own choice when years of data exist). The
     seasonal trend is a least-squares fit of those averages on a linear time trend, the share of Ramadan
     and Lebaran days in the period, and month-of-year dummies once two years are available; it is fitted on
     every period before the latest one, so the latest is judged out of sample. ALPS is the latest average's
-    gap to the trend, in standard deviations of the fit's residuals."""
+    gap to the trend, in standard deviations of the fit's residuals, never fewer rupiah than `sigma_floor`
+    times the trend: a sticky price's weekly means sit so close to a straight line that a one-tick step or
+    a chilli price's usual weekly swing would count as many deviations (a crisis for a few percent)."""
     v = np.asarray(values, dtype=float)
     days = first_day + np.arange(len(v))
     if period == "week":
@@ -127,14 +129,17 @@ def alps(values: np.ndarray, *, first_day: int, period: str = "week") -> AlpsRes
     resid = yf - Xf @ coef
     sigma = float(np.sqrt(resid @ resid / max(len(yf) - X.shape[1], 1)))
     trend = float(X[-1] @ coef)
-    sigma = max(sigma, 1e-9 * abs(trend) + 1e-12)
+    fitted = sigma
+    sigma = max(sigma, sigma_floor * abs(trend), 1e-9 * abs(trend) + 1e-12)
     value = (float(means[-1]) - trend) / sigma
     band = alps_band(value)
     terms = ("linear trend" + (", Ramadan/Lebaran share learned from an earlier year" if learned else
                                " (no earlier Ramadan/Lebaran to learn their effect from)")
              + (" and month dummies" if span_years >= 2 else ""))
+    floored = (f" (the fit's {_rp(fitted)} raised to {100 * sigma_floor:.1f} % of the trend, this commodity's usual "
+               f"move in a {period})" if sigma > fitted and sigma == sigma_floor * abs(trend) else "")
     expl = (f"{period} mean {_rp(means[-1])} against a seasonal trend of {_rp(trend)} ({terms}, fitted on "
-            f"{count(m - 1, f'earlier {period}')}); gap {value:+.2f} residual sd of {_rp(sigma)} -> {band} "
+            f"{count(m - 1, f'earlier {period}')}); gap {value:+.2f} residual sd of {_rp(sigma)}{floored} -> {band} "
             f"(normal < 0.25 <= stress < 1 <= alert < 2 <= crisis)")
     return AlpsResult(value=value, band=band, price=float(means[-1]), trend=trend, sigma=sigma, periods=m - 1,
                       period=period, explanation=expl)

@@ -11,9 +11,11 @@ import pytest
 from hub.markets.calendar import day_number
 from hub.markets.forecast import forecast
 from hub.markets.model import DAY_S, day_of
+from hub.markets.service import MarketService, weekly_move
+from hub.markets.warning import alps
 from tests.harness.market_eval import _Recorder
 
-from .pasar import CARTEL, FAT_FINGER, MARKETS, NEW, UNIT_ONS, Pasar, generate
+from .pasar import CARTEL, FAT_FINGER, MARKETS, NEW, SPIKE, UNIT_ONS, Pasar, PasarConfig, generate
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +109,29 @@ def test_forecast_intervals_hold_what_happened_and_never_claim_certainty() -> No
                 total += int(seen.sum())
     assert total > 1500
     assert inside / total >= 0.87, inside / total
+
+
+def test_early_warning_fires_for_the_chilli_spike_and_not_for_its_usual_swings() -> None:
+    # From August: the chilli swings by a few percent around Rp 25.000 until mid-December, then rises to
+    # Rp 90.000 by 10 January. Each day's ALPS is what the hub would show that evening.
+    data = generate(PasarConfig(start="2024-08-01", days=day_number("2025-01-10") - day_number("2024-08-01") + 1))
+    rise = day_number(SPIKE[0]) - data.first_day
+    for market in MARKETS:
+        prices = _daily(data, market, "cabai-merah")
+        bands = {}
+        for end in range(70, len(prices) + 1):
+            if not np.isnan(prices[end - 1]):
+                bands[end - 1] = alps(prices[:end], first_day=data.first_day,
+                                      sigma_floor=weekly_move("cabai-merah")).band
+        before = [b for d, b in bands.items() if d < rise]
+        assert "crisis" not in before and before.count("alert") <= 0.1 * len(before), (market, before)
+        # Alert within eight days of the rise (the week's mean up about 12 %), crisis within twelve.
+        assert any(b in ("alert", "crisis") for d, b in bands.items() if rise <= d <= rise + 8), market
+        assert any(b == "crisis" for d, b in bands.items() if rise <= d <= rise + 12), market
+    # The hub's own bands use the floor: on 11 December, before the rise, no chilli series is in crisis.
+    svc = MarketService()
+    for o in data.observations:
+        if day_of(o.time) <= day_number("2024-12-11"):
+            svc.add_observation(o)
+    chilli = [b for b in svc.bands() if b["commodity"] == "cabai-merah"]
+    assert len(chilli) == 3 and all(b["band"] != "crisis" for b in chilli), chilli

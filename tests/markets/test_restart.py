@@ -270,12 +270,14 @@ async def test_a_band_told_before_a_restart_is_not_told_again_and_its_easing_is(
 
 
 def _rising_series(now: int, days: int) -> list[tuple[int, dict]]:
-    """A price that wanders by the week and rises 1 % a day over its last week, one a day, as (time, body)."""
+    """A price that wanders by the week and rises 1 % a day over its last week, one a day, as (time, body).
+    Beef: its usual weekly move (0.5 %, the least spread ALPS judges by) is below this wander's, so the bands
+    follow the wander; chilli's usual swing would make the week's 7 % rise a mere alert."""
     out = []
     for k in range(days):
         lift = 1.0 + (0.01 * (k - (days - 8)) if k > days - 8 else 0.0)
-        price = round(40_000 * lift * (1 + 0.01 * ((k // 7 * 3) % 5 - 2)) / 100) * 100
-        out.append((now - (days - k) * 86400 + 3600, {"market": "pasar-senen", "commodity": "cabai-merah",
+        price = round(135_000 * lift * (1 + 0.01 * ((k // 7 * 3) % 5 - 2)) / 100) * 100
+        out.append((now - (days - k) * 86400 + 3600, {"market": "pasar-senen", "commodity": "daging-sapi",
                                                         "unit": "kg", "price_idr": price, "reporter": "rep-1",
                                                         "region": "DKI Jakarta"}))
     return out
