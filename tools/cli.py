@@ -9,7 +9,6 @@ import datetime
 import http.client
 import importlib
 import json
-import os
 import signal
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from coap_server.logs import setup_logging
 from ledger.failures import Unreachable, UsageError
 
-from .hubclient import HubRefused, bearer_token, call, operator_token
+from .hubclient import HUB_URL_HELP, HubRefused, bearer_token, call, default_hub_url, operator_token
 from .hubclient import open_url as _open
 from .stop import stop, version
 
@@ -528,8 +527,7 @@ def parser() -> argparse.ArgumentParser:
                        ("resume", "follow a region again after a split view, from its current signed checkpoint "
                                   "(operator token from --token-file, $JEJAK_TOKEN_FILE or $JEJAK_TOKEN)")):
         one = regions.add_parser(verb, help=text)
-        one.add_argument("--hub-url", default=os.environ.get("JEJAK_HUB_URL", "http://127.0.0.1:8470"),
-                         help="the national hub's HTTP address (default $JEJAK_HUB_URL, else http://127.0.0.1:8470)")
+        one.add_argument("--hub-url", default=default_hub_url(), help=HUB_URL_HELP.replace("hub's", "national hub's"))
         if verb != "list":
             one.add_argument("hub", help="the regional hub's id (hex), as `jejak hub regions list` shows it")
         if verb == "resume":
@@ -563,8 +561,7 @@ def parser() -> argparse.ArgumentParser:
                        ("approve", "accept a pending device's records"),
                        ("revoke", "stop accepting a device's records (from --from SEQ on, else from now)")):
         one = dev_sub.add_parser(verb, help=text)
-        one.add_argument("--hub-url", default=os.environ.get("JEJAK_HUB_URL", "http://127.0.0.1:8470"),
-                         help="the hub's HTTP address (default $JEJAK_HUB_URL, else http://127.0.0.1:8470)")
+        one.add_argument("--hub-url", default=default_hub_url(), help=HUB_URL_HELP)
         one.add_argument("--token-file", help="file holding the operator token (kept off the command line)")
         if verb == "list":
             one.add_argument("--json", action="store_true")
@@ -577,7 +574,7 @@ def parser() -> argparse.ArgumentParser:
         one.set_defaults(func=_devices)
 
     exp = sub.add_parser("export", help="download an audit bundle from a hub")
-    exp.add_argument("--hub-url", default="http://127.0.0.1:8470", help="the hub's HTTP address (default %(default)s)")
+    exp.add_argument("--hub-url", default=default_hub_url(), help=HUB_URL_HELP)
     exp.add_argument("--out", default="audit.jejak", help="the bundle file to write (default %(default)s)")
     exp.add_argument("--site", help="only this site's devices")
     exp.add_argument("--device", action="append", help="only this device (hex id; repeat for more)")

@@ -14,6 +14,14 @@ from ledger.failures import Unreachable, UsageError
 
 TOKEN_ENV = "JEJAK_TOKEN"
 TOKEN_FILE_ENV = "JEJAK_TOKEN_FILE"
+HUB_URL_ENV = "JEJAK_HUB_URL"
+HUB_URL_HELP = f"the hub's HTTP address (default ${HUB_URL_ENV}, else http://127.0.0.1:8470)"
+
+
+def default_hub_url() -> str:
+    """Where a command asks the hub without --hub-url: $JEJAK_HUB_URL, else a hub on this machine. Every command
+    that talks to a hub reads the same one, so an operator sets it once."""
+    return os.environ.get(HUB_URL_ENV) or "http://127.0.0.1:8470"
 
 
 class HubRefused(CodedError):

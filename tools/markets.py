@@ -20,7 +20,7 @@ from typing import Any
 from ledger.errors import CodedError
 from ledger.failures import Unreachable, failure
 
-from .hubclient import bearer_token
+from .hubclient import HUB_URL_HELP, bearer_token, default_hub_url
 
 IMPORT_ROUTE = "/api/markets/import"
 
@@ -126,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="backfill price history from a file, by observation date")
     imp.add_argument("file", help="CSV: the agency's export (Timestamp, ID, Komoditas, Satuan, Harga, ...), "
                                   "a PIHPS table (Komoditas + one column per date) or the long layout")
-    imp.add_argument("--hub-url", default="http://127.0.0.1:8470", help="the hub's HTTP address (default %(default)s)")
+    imp.add_argument("--hub-url", default=default_hub_url(), help=HUB_URL_HELP)
     imp.add_argument("--token-file", help="file holding the operator token (else $JEJAK_TOKEN_FILE or $JEJAK_TOKEN)")
     imp.add_argument("--token", help=argparse.SUPPRESS)  # on the command line every user can read it: --token-file
     imp.add_argument("--market", help="market id the prices stand for, if the file has no market column")

@@ -16,10 +16,9 @@ from typing import Any
 import hub
 from ledger.errors import CodedError
 
-from .hubclient import HubRefused, open_url
+from .hubclient import HUB_URL_HELP, HubRefused, default_hub_url, open_url
 from .stop import stop
 
-HUB_URL = "http://127.0.0.1:8470"
 # The words the dashboard uses too (statuses, findings, events), so both say the same thing.
 WORDS_FILE = Path(hub.__file__).parent / "static" / "words.json"
 
@@ -422,7 +421,7 @@ def parser() -> argparse.ArgumentParser:
     # The common options are accepted before or after the query: each subcommand repeats them with no default
     # of its own, so a value given after the query wins over the top-level default.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--hub-url", default=argparse.SUPPRESS, help=f"the hub's HTTP address (default {HUB_URL})")
+    common.add_argument("--hub-url", default=argparse.SUPPRESS, help=HUB_URL_HELP)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the hub's JSON as it is")
     common.add_argument("--lang", choices=("id", "en"), default=argparse.SUPPRESS,
                         help="Indonesian or English (default: from the locale)")
@@ -440,7 +439,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    hub_url = getattr(args, "hub_url", HUB_URL)
+    hub_url = getattr(args, "hub_url", None) or default_hub_url()
     lang = getattr(args, "lang", None) or locale_lang()
     as_json = getattr(args, "json", False)
     date = getattr(args, "date", None) or ""

@@ -207,3 +207,22 @@ def test_hub_store_that_is_not_an_lmdb_file(tmp_path: Path) -> None:
     (store / "data.mdb").write_bytes(b"\x00not lmdb\x00" * 2000)
     error = one_line(jejak("hub", "run", "--config", str(hub_config(tmp_path, "")), cwd=tmp_path), "STORE_ERROR", 33)
     assert "not an LMDB file" in error["message"]
+
+
+@pytest.mark.parametrize("command", [("devices", "list"), ("export", "--out", "a.jejak"), ("mbg", "deliveries"),
+                                     ("hub", "regions", "list")])
+def test_every_command_that_asks_a_hub_asks_the_one_jejak_hub_url_names(tmp_path: Path, command: tuple[str, ...]):
+    """$JEJAK_HUB_URL set once is where each of them goes (export and mbg went to 127.0.0.1:8470 whatever it said)."""
+    url = f"http://127.0.0.1:{free_tcp()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JEJAK_HUB_URL": url, "JEJAK_TOKEN": "t"}
+    proc = subprocess.run([sys.executable, "-m", "tools.cli", *command], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    error = one_line(proc, "UNREACHABLE", 82)
+    assert url in error["message"], error
+
+
+def test_markets_import_takes_the_hub_from_jejak_hub_url(monkeypatch: pytest.MonkeyPatch):
+    from tools import markets
+
+    monkeypatch.setenv("JEJAK_HUB_URL", "http://hub.example.org:8470")
+    assert markets.parser().parse_args(["import", "prices.csv"]).hub_url == "http://hub.example.org:8470"
