@@ -227,13 +227,21 @@ def claimed_device(request: aiocoap.Message) -> bytes | None:
     return None
 
 
+def is_phone(request: aiocoap.Message) -> bool:
+    """Whether a request came over a phone's context (`phone_keys` on an edge)."""
+    return any(claim.startswith("phone:") for claim in claims(request))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccessPolicy:
     """Who may do what over CoAP.
 
-    read rules are "<peer>:<log>" strings: peer is a device id in hex or "*" (any authenticated peer); log is
-    a device id in hex, "*" (every log held), "self" (the asking peer's own log) or "own" (this node's own
-    log). The default lets a peer read only its own log (to restore it); operators widen it. Submitters are
+    read rules are "<peer>:<log>" strings: peer is a device id in hex or "*" (any authenticated peer but a
+    phone); log is a device id in hex, "*" (every log held), "self" (the asking peer's own log) or "own" (this
+    node's own log). The default lets a peer read only its own log (to restore it); operators widen it. A phone
+    (a context from `phone_keys`) submits observations: it pushes no records, and reads only what a rule names
+    it for by its id (a phone's key is the least trusted one, in a pocket; "*:own" let it read every staff
+    card the edge logged, and pushes let it fill the edge's store with logs of keys it made up). Submitters are
     the device ids of phones and microcontrollers allowed to POST observations; staff is the allow-list of
     staff card uids a submitted scan may name (empty: any). `admitted` says whether a key that holds a
     context may still use it (the hub: approved and not revoked; an edge: not on the revocation list), so a
@@ -261,12 +269,12 @@ class AccessPolicy:
                                 hint="an operator approves the device at the hub")
         return who
 
-    def may_read(self, who: bytes | None, device_id: bytes) -> bool:
+    def may_read(self, who: bytes | None, device_id: bytes, *, phone: bool = False) -> bool:
         if who is None:
             return not self.require_oscore
         for rule in self.read:
             peer, _, target = rule.partition(":")
-            if peer not in ("*", who.hex()):
+            if peer != who.hex() and (peer != "*" or phone):
                 continue
             if target == "*" or target == device_id.hex() or (target == "self" and device_id == who) or \
                     (target == "own" and self.own is not None and device_id == self.own):
@@ -275,7 +283,7 @@ class AccessPolicy:
 
     def check_read(self, request: aiocoap.Message, device_id: bytes) -> None:
         who = self.peer(request, "reading a log")
-        if not self.may_read(who, device_id):
+        if not self.may_read(who, device_id, phone=is_phone(request)):
             self._refuse("NOT_AUTHORIZED")
             raise SecurityError(f"peer {who.hex() if who else 'unauthenticated'} may not read the log of "
                                 f"{device_id.hex()}", hint="the read rules in [security] decide this")
@@ -284,18 +292,22 @@ class AccessPolicy:
         """The heads to show the asking peer: logs it may read as they are; logs it holds itself (it sent
         their heads) no further than it has them, so it neither fetches a log it may not read nor pushes
         one again from the start; nothing of the others."""
-        who = claimed_device(request)
+        who, phone = claimed_device(request), is_phone(request)
         held = {h.device_id: h for h in theirs}
         out = []
         for h in heads:
-            if self.may_read(who, h.device_id):
+            if self.may_read(who, h.device_id, phone=phone):
                 out.append(h)
             elif h.device_id in held:
                 out.append(held[h.device_id] if held[h.device_id].length <= h.length else h)
         return out
 
     def check_push(self, request: aiocoap.Message) -> None:
-        self.peer(request, "offering records")
+        who = self.peer(request, "offering records")
+        if who is not None and is_phone(request):
+            self._refuse("NOT_AUTHORIZED")
+            raise SecurityError(f"phone {who.hex()} submits observations (POST /submit); it offers no records",
+                                hint="list a neighbouring edge in [security] peer_keys, not phone_keys")
 
     def check_submit(self, request: aiocoap.Message) -> None:
         who = self.peer(request, "submitting observations")

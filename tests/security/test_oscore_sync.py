@@ -94,6 +94,43 @@ async def test_peers_read_by_policy_over_their_pair_context(tmp_path):
             assert b.store.state(third) is None
 
 
+
+async def test_a_phone_submits_but_neither_reads_by_a_wildcard_rule_nor_pushes_records(tmp_path):
+    """A phone (`phone_keys`) is the least trusted key, in a pocket: `*:own`, meant for neighbouring edges, let it
+    read every staff card the edge logged, and a push let it fill the edge's store with logs of made-up keys."""
+    from edge import keys as keyfile
+    from tests.edge.common import peer_log
+
+    a_dir, p_dir = tmp_path / "a", tmp_path / "phone"
+    a_dir.mkdir()
+    p_dir.mkdir()
+    a_key = keyfile.load_or_create(a_dir / "device.key")
+    phone_key = keyfile.load_or_create(p_dir / "device.key")
+    async with edge(edge_config(a_dir, phone_keys=(phone_key.public_key.hex(),), read=("*:own",))) as a:
+        await a.submit([("note", {"text": "a1"})])
+        a_url = f"coap://127.0.0.1:{a.coap_port}"
+        # The phone's end of the pair context, as a peer's is derived.
+        async with edge(edge_config(p_dir, peer_keys=(f"{a_url} {a_key.public_key.hex()}",))) as phone:
+            ctx = await aiocoap.Context.create_client_context()
+            ctx.client_credentials[f"{a_url}/*"] = phone.security.peer_ctx[a_key.device_id]
+            try:
+                own = a_key.device_id.hex()
+                code, body = await coap(ctx, aiocoap.GET, f"{a_url}/sync/records?d={own}&from=0&to=2")
+                assert (code, body["code"]) == ("FORBIDDEN", "NOT_AUTHORIZED")
+                code, body = await coap(ctx, aiocoap.GET, f"{a_url}/log/{own}/records")
+                assert (code, body["code"]) == ("FORBIDDEN", "NOT_AUTHORIZED")
+                _, recs = peer_log(91, 3)
+                made_up = encode_records(recs[0].device_id, 0, [r.raw for r in recs])
+                code, body = await coap(ctx, aiocoap.POST, f"{a_url}/sync/records", made_up)
+                assert (code, body["code"]) == ("FORBIDDEN", "NOT_AUTHORIZED")
+                assert a.store.state(recs[0].device_id) is None
+                code, _ = await coap(ctx, aiocoap.POST, f"{a_url}/submit",
+                                     cbor2.dumps({"kind": "note", "body": {"text": "from the phone"}}))
+                assert code == "CREATED"
+            finally:
+                await ctx.shutdown()
+
+
 async def test_sync_loop_stops_when_cancelled_as_the_hub_answers(tmp_path):
     """Closing an edge while the hub's OSCORE answer to a sync request is on its way stops the sync loop at
     the first cancel. Python 3.11's wait_for drops a cancel that arrives in the same step as what it awaits
