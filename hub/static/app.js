@@ -133,6 +133,12 @@ const locale = () => (STATE.lang === "id" ? "id-ID" : "en-US");
 const num = (v) => (v == null ? "–" : Number(v).toLocaleString(locale()));
 const fixed = (v, places) => Number(v).toLocaleString(locale(), { minimumFractionDigits: places, maximumFractionDigits: places });
 const hhmm = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(11, 16));
+// A step's time in the history of a day, with how many days from that day when on another (empties back after
+// midnight, a batch cooked the evening before): "00:20 (+1 hari)".
+const hhmmOn = (s, date) => {
+  const apart = s == null ? 0 : Math.floor((s + WIB) / 86400) - Math.round(Date.parse(`${date}T00:00:00Z`) / 86400000);
+  return apart ? `${hhmm(s)} (${apart > 0 ? "+" : ""}${apart} ${t("day")})` : hhmm(s);
+};
 const when = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(0, 16).replace("T", " ") + " WIB");
 const mins = (s) => (s == null ? "–" : Math.abs(s) < 5400 ? `${Math.round(Math.abs(s) / 60)} ${t("unit.min")}`
   : `${Math.floor(Math.round(Math.abs(s) / 60) / 60)} ${t("unit.h")} ${Math.round(Math.abs(s) / 60) % 60} ${t("unit.min")}`);
@@ -321,7 +327,7 @@ async function viewMbg() {
   if (STATE.tag) {
     const tl = await api(`/api/mbg/containers/${encodeURIComponent(STATE.tag)}`);
     timeline = tl.timelines.map((x) => `<p class="muted">${esc(x.date)} · ${esc(schoolName(x.school))} · ${x.stage ? badge(x.stage, t(`event.${x.stage}`)) : ""}</p>
-      <ol class="timeline" data-testid="timeline">${x.steps.map((s) => `<li class="${s.derived ? "derived" : ""}" ${s.derived ? `title="${esc(t("derived"))}"` : ""}><b>${esc(t(`event.${s.event}`))}</b>${hhmm(s.time)}<br><small>${esc(siteName(s.site))}${s.temp_cc != null ? ` · ${celsius(s.temp_cc)}` : ""}</small></li>`).join("")}</ol>`).join("");
+      <ol class="timeline" data-testid="timeline">${x.steps.map((s) => `<li class="${s.derived ? "derived" : ""}" ${s.derived ? `title="${esc(t("derived"))}"` : ""}><b>${esc(t(`event.${s.event}`))}</b>${esc(hhmmOn(s.time, x.date))}<br><small>${esc(siteName(s.site))}${s.temp_cc != null ? ` · ${celsius(s.temp_cc)}` : ""}</small></li>`).join("")}</ol>`).join("");
   }
   const cards = stock.cards;
   const sel = cards.find((c) => `${c.kitchen}/${c.item}` === STATE.card) || cards[0];

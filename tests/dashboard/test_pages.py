@@ -390,3 +390,12 @@ def test_cook_to_serve_findings_say_whether_the_meals_were_served(demo, driver):
     assert "arrived at school 6 h 55 min after cooking" in said(
         "time from cook-end to arrival at school (not tapped served): measured 24900 s, limit 14400 s")
     assert said("time from cook-end to serving: measured 24900 s, limit 14400 s").startswith("6 h 55 min from cooking")
+
+
+def test_a_history_step_on_another_day_says_which(demo, driver):
+    # Empties back at 00:20 close the day before's trip: the history says the step was a day later.
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    midnight = 1_772_384_400  # 00:00 WIB, 2 March 2026
+    said = driver.execute_script("return [hhmmOn(arguments[0], '2026-03-02'), hhmmOn(arguments[1], '2026-03-02')]",
+                                 midnight + 8 * 3600, midnight + 24 * 3600 + 20 * 60)
+    assert said[0] == "08:00" and said[1].startswith("00:20 (+1 "), said
