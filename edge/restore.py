@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 from ledger import ChainState, LedgerError, verify_chain
 
 from .errors import EdgeError, StoreCorrupt, StoreError
+from .security import EdgeSecurity
 from .store import LmdbLogStore
 
 
@@ -50,14 +52,19 @@ def check_store(path: Path) -> dict[str, Any]:
         store.close()
 
 
-async def fetch_log(base: str, device_id: bytes, *, timeout: float = 30.0) -> list[bytes]:
-    """A device's whole log as the node at `base` (edge or hub) holds it, by GET /sync/records ranges."""
+async def fetch_log(base: str, device_id: bytes, *, timeout: float = 30.0,
+                    credentials: dict[str, Any] | None = None) -> list[bytes]:
+    """A device's whole log as the node at `base` (edge or hub) holds it, by GET /sync/records ranges; over OSCORE
+    with the context `credentials` has for it (URI pattern -> context), which a node with [security] oscore on
+    requires."""
     import aiocoap
 
+    from coap_server.security import install
     from ledger.sync import Limits, decode_records
 
     out: list[bytes] = []
     ctx = await aiocoap.Context.create_client_context()
+    install(ctx.client_credentials, credentials or {})
     try:
         while True:
             msg = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/sync/records?d={device_id.hex()}"
@@ -74,7 +81,8 @@ async def fetch_log(base: str, device_id: bytes, *, timeout: float = 30.0) -> li
         await ctx.shutdown()
 
 
-async def restore_own_log(store: LmdbLogStore, device_id: bytes, sources: Sequence[str]) -> dict[str, Any]:
+async def restore_own_log(store: LmdbLogStore, device_id: bytes, sources: Sequence[str], *,
+                          credentials: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fill an empty store with this device's own log from the longest verified copy among `sources`.
 
     Every copy is verified as a replica is (signatures from the genesis key, links); a source that is down
@@ -87,7 +95,7 @@ async def restore_own_log(store: LmdbLogStore, device_id: bytes, sources: Sequen
     best: list[bytes] = []
     for base in sources:
         try:
-            raws = await fetch_log(base, device_id)
+            raws = await fetch_log(base, device_id, credentials=credentials)
             verify_chain(raws) if raws else None
         except Exception as exc:  # unreachable or serving a bad copy: try the others
             from coap_server.errors import describe_failure
@@ -131,11 +139,24 @@ def main(argv: list[str] | None = None) -> int:
         if (path / "data.mdb").exists():
             raise StoreError(f"{path} exists; restore only into an empty store",
                              hint=f"move it aside first: mv {path} {path}.corrupt")
+        # The contexts enrollment set up (data_dir/oscore): a hub or peer with [security] oscore on serves a log
+        # only over OSCORE. A source in [security] peer_keys is a peer; any other is the hub.
+        security = EdgeSecurity(config, key)
+        made = not path.exists()
         store = LmdbLogStore(path, map_size=config.limits.map_size)
         try:
-            print(json.dumps(asyncio.run(restore_own_log(store, key.device_id, args.sources))))
+            credentials = {pattern: ctx for url in args.sources for pattern, ctx in security.client_entries(
+                {url: "edge" if url in security.peer_urls else "hub"}).items()}
+            print(json.dumps(asyncio.run(restore_own_log(store, key.device_id, args.sources,
+                                                         credentials=credentials))))
+        except BaseException:
+            store.close()
+            if made:  # what a failed restore made would stop the next try as "a store exists": it holds nothing
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         finally:
             store.close()
+            security.close()
         return 0
     except EdgeError as exc:
         print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)

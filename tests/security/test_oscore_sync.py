@@ -230,3 +230,30 @@ def test_an_error_answer_becomes_the_error_of_its_code():
     assert isinstance(err, TooManyConnections) and err.exit_code == 78
     assert err.message == "coap://x answered TOO_MANY_CONNECTIONS: full" and err.hint == "later"
     assert isinstance(CoapError("NO_SUCH_CODE", "?").coded("coap://x"), Internal)
+
+
+async def test_restore_fetches_the_own_log_over_oscore_from_a_hub_that_requires_it(tmp_path, capsys):
+    """`python -m edge.restore` after a corrupt store, against a hub with OSCORE on: the log comes back over the
+    context enrollment set up (the hub answered the plain request 4.01 and the restore found no source). A try
+    that finds no source leaves no store behind to stop the next one."""
+    from edge import restore
+    from tests.ports import free_udp
+
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        async with edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon:
+            await daemon.submit([("note", {"text": "kept by the hub"})])
+            await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None and s.length == 2,
+                           what="the hub to hold the log")
+        store = tmp_path / "edge" / "store"
+        store.rename(tmp_path / "edge" / "store.corrupt")
+        toml = tmp_path / "edge.toml"
+        toml.write_text(f'data_dir = "{tmp_path / "edge"}"\nsite = "sppg-01"\nsensors = []\n[hub]\naddress = '
+                        f'"{hub.coap_url}"\n[sync]\nmdns = false\n[security]\noscore = true\n')
+        code = await asyncio.to_thread(restore.main, ["--config", str(toml), "--from",
+                                                      f"coap://127.0.0.1:{free_udp()}"])
+        assert code == 33 and not store.exists(), capsys.readouterr().err
+        code = await asyncio.to_thread(restore.main, ["--config", str(toml), "--from", hub.coap_url])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert json.loads(out.strip().splitlines()[-1])["length"] == 2
