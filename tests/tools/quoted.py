@@ -150,7 +150,7 @@ PROGRAMS: dict[str, tuple[type, Loader]] = {"hub": (hub_config.HubConfig, hub_co
 # Tables whose entries are lists of tables, with what an entry needs besides the key under test.
 ENTRY = {"webhooks": {"id": "a", "kind": "json", "url": "https://ops.example.org/a"}, "sensor": {"name": "a"},
          "sensors": {"name": "a"}}
-FILE_NAMES = {"hub.key"}  # files a document names that read like `table.key`
+FILE_NAMES = {"hub.key", "hub.pin"}  # files a document names that read like `table.key`
 
 
 def tables(cls: type, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], set[str]]:
