@@ -7,20 +7,9 @@ import json
 import logging
 import re
 
-import pytest
-
 from coap_server.logs import setup_logging
 
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
-
-
-@pytest.fixture
-def restore_logging():
-    root, jejak = logging.getLogger(), logging.getLogger("jejak")
-    saved = (list(root.handlers), root.level, list(jejak.handlers), jejak.level, jejak.propagate)
-    yield
-    root.handlers[:], root.level = saved[0], saved[1]
-    jejak.handlers[:], jejak.level, jejak.propagate = saved[2], saved[3], saved[4]
 
 
 def lines(service: str) -> list[dict[str, object]]:
@@ -38,7 +27,7 @@ def lines(service: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-def test_edge_and_hub_lines_have_the_same_fields_and_times(restore_logging: None) -> None:
+def test_edge_and_hub_lines_have_the_same_fields_and_times() -> None:
     edge, hub = lines("edge"), lines("hub")
     for ours in (edge, hub):
         info, error = ours
