@@ -356,3 +356,12 @@ def test_a_school_closed_that_day_is_not_missing_while_an_open_one_is(scan: Scan
     assert {d.school: d.statuses for d in view.deliveries(MIDNIGHT + 20 * H, DATE)} == {"S1": ("missing",)}
     assert [f.key() for f in view.findings(MIDNIGHT + 20 * H, DATE)] == [
         ("missing_delivery", "S1"), ("container_unreturned", "S1")]
+
+
+def test_a_gate_clock_minutes_fast_does_not_make_an_on_time_delivery_late(plan: Plan, scan: Scan) -> None:
+    # The truck came at 08:55 and the gate's tap reached the hub a minute later, but the gate's clock is 10
+    # minutes fast: its tap says 09:05.
+    scans = [scan("departed", 8 * H, tags=["T1", "T2"], school="S1"),
+             scan("received", 9 * H + 5 * M, site="S1", tags=["T1", "T2"], lag=-9 * M)]
+    d = analyze(plan, scans, now=MIDNIGHT + 10 * H).deliveries[("S1", DATE)]
+    assert (d.statuses, d.received_at, d.late_s) == (("on_time",), MIDNIGHT + 8 * H + 56 * M, 0)

@@ -154,3 +154,12 @@ def test_a_ledger_record_with_a_bad_scan_field_is_refused_by_name() -> None:
     record = decode_record(builder.append("scan", {"event": "packed", "site": "K1", "staff": ""}).raw)
     with pytest.raises(InputError, match="scan staff"):
         from_record(record, 1_763_900_060)
+
+
+def test_a_clock_a_little_ahead_is_held_to_the_arrival() -> None:
+    # A record is made before it reaches the hub: a device time after its arrival, within the tolerance, is a
+    # clock running fast, and the arrival is the latest it can have been made.
+    fast = choose_time(1600, 1000, ClockPolicy(max_skew_s=900))
+    assert (fast.time, fast.basis, fast.flag, fast.skew_s) == (1000, "arrival", None, 600)
+    assert fast.correct(1500) == 900
+
