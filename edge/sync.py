@@ -88,7 +88,7 @@ REFUSAL_FIXES = {
     "UNKNOWN_DEVICE": "enroll this edge with the hub's QR text: jejak enroll request 'jejak-enroll:?hub=...' "
                       "--config <edge.toml>; then the hub's operator approves it: jejak devices approve <device id>",
     "DEVICE_BLOCKED": "the hub holds this device's records until its operator acts: jejak devices approve "
-                      "<device id> (pending), or resolves the fork (forked)",
+                      "<device id> (pending), or jejak devices resolve-fork <device id> (forked)",
     "REVOKED_KEY": "this device's key was revoked at the hub; enroll a new key",
     "OSCORE_REQUIRED": "the hub serves only OSCORE-protected sync: enroll with --data-dir so the edge pins the "
                        "hub and sets up OSCORE",

@@ -516,6 +516,8 @@ class Hub:
         """An operator's decision: accept the branch the hub holds and go on merging it."""
         device = self._device(device_id)
         point = self.authority.revoked_from(device_id)
+        log.info("device %s (%s at %s): fork resolved, the branch the hub holds stands; its records are merged "
+                 "again", device_id.hex(), device.role, device.site)
         return self._set(device.with_status("active" if point is None else "revoked", revoked_from=point))[0]
 
     def _device(self, device_id: bytes) -> DeviceInfo:
@@ -753,7 +755,8 @@ class Hub:
         if device.status in ("pending", "forked"):
             pending.bump(f"refused_{device.status}", len(raws))
             self._knocked(device_id, f"is {device.status}", f"jejak devices approve {device_id.hex()}"
-                          if device.status == "pending" else "resolve the fork (POST /api/devices/<id>/resolve-fork)")
+                          if device.status == "pending" else "look at its fork evidence (GET /api/forks), then: "
+                          f"jejak devices resolve-fork {device_id.hex()}")
             raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
                                 hint="an operator must approve the device or resolve the fork")
         damaged = self.store.damaged().get(device_id)

@@ -308,7 +308,8 @@ def _all_devices(base: str, token: str, limit: int | None) -> list[dict[str, Any
 
 
 def _devices(args: argparse.Namespace) -> int:
-    """`jejak devices list|approve|revoke`: the operator's side of enrollment, over the hub's HTTP API."""
+    """`jejak devices list|approve|revoke|resolve-fork`: the operator's side of enrollment, over the hub's HTTP
+    API."""
     token = operator_token(args.token_file)
     base = f"{args.hub_url}/api/devices"
     if args.devices_command == "list":
@@ -322,10 +323,14 @@ def _devices(args: argparse.Namespace) -> int:
         pending = [d["device"] for d in listing if d["status"] == "pending"]
         if pending:
             print(f"{len(pending)} pending; approve with: jejak devices approve <device>", file=sys.stderr)
+        forked = [d["device"] for d in listing if d["status"] == "forked"]
+        if forked:
+            print(f"{len(forked)} forked, their records held back; look at the evidence (GET /api/forks), then: "
+                  "jejak devices resolve-fork <device>", file=sys.stderr)
         return 0
     device = args.device
-    if args.devices_command == "approve":
-        answer = call("POST", f"{base}/{device}/approve", token=token)
+    if args.devices_command in ("approve", "resolve-fork"):
+        answer = call("POST", f"{base}/{device}/{args.devices_command}", token=token)
     else:
         answer = call("POST", f"{base}/{device}/revoke" + (f"?from={args.from_seq}" if args.from_seq is not None
                                                            else ""), token=token)
@@ -559,6 +564,8 @@ def parser() -> argparse.ArgumentParser:
     dev_sub = dev.add_subparsers(dest="devices_command", required=True)
     for verb, text in (("list", "every device the hub knows, pending ones included"),
                        ("approve", "accept a pending device's records"),
+                       ("resolve-fork", "accept the branch the hub holds of a forked device and merge its records "
+                                        "again (look at GET /api/forks first)"),
                        ("revoke", "stop accepting a device's records (from --from SEQ on, else from now)")):
         one = dev_sub.add_parser(verb, help=text)
         one.add_argument("--hub-url", default=default_hub_url(), help=HUB_URL_HELP)

@@ -118,5 +118,7 @@ def test_an_operators_decisions_are_in_the_hubs_journal(tmp_path: Path, caplog) 
         assert "revoked from seq 4" in lines[2]
         hub.approve(device_id)
         assert "still refused from seq 4" in caplog.records[-1].getMessage()
+        hub.resolve_fork(device_id)
+        assert "fork resolved" in caplog.records[-1].getMessage()
     finally:
         hub.store.close()

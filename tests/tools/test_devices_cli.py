@@ -125,3 +125,31 @@ async def test_refusals_are_logged_once_with_the_fix_on_both_sides(tmp_path: Pat
 @pytest.fixture(autouse=True)
 def _no_token_env(monkeypatch):
     monkeypatch.delenv("JEJAK_TOKEN_FILE", raising=False)
+
+
+async def test_a_forked_device_is_listed_with_the_way_out_and_resolved_from_the_command_line(tmp_path: Path, hub,
+                                                                                            clock, capsys) -> None:
+    """An edge started on an old copy of its store forks its log; the operator sees it in `jejak devices list`
+    and resolves it with `jejak devices resolve-fork` (it took a hand-made POST before)."""
+    from ledger import ChainBuilder, verify_chain
+
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                                        operator_tokens=(hash_token(TOKEN),)), hub=hub)
+    try:
+        signer, builder = new_device(clock)
+        device_id = enroll(hub, signer, clock)
+        raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(3)]
+        other = ChainBuilder(signer, clock=clock, boot=2, state=verify_chain(raws[:2]))
+        assert hub.ingest(device_id, raws).accepted == 4
+        assert hub.ingest(device_id, [other.append("note", {"text": "after a restore"}).raw]).fork
+        token_file = tmp_path / "token"
+        token_file.write_text(TOKEN)
+        auth = ("--hub-url", running.http_url, "--token-file", str(token_file))
+        assert await jejak("devices", "list", *auth) == 0
+        listing = capsys.readouterr()
+        assert "forked" in listing.out and "jejak devices resolve-fork <device>" in listing.err
+        assert await jejak("devices", "resolve-fork", device_id.hex(), *auth) == 0
+        assert json.loads(capsys.readouterr().out)["status"] == "active"
+        assert hub.store.get_device(device_id).status == "active"
+    finally:
+        await running.close()
