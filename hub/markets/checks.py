@@ -93,6 +93,7 @@ class Evidence:
     creep_last: np.ndarray  # the series' median of all reports on its latest day before this one
     creep_steps: np.ndarray  # (n, 4): its two largest day-to-day rises and falls (log) from the creep's first day
     drift_tol: np.ndarray
+    typical: np.ndarray  # the catalogue's typical price of the commodity in the series' unit, NaN where none
     ceiling: np.ndarray  # ceiling or reference price, NaN where none
     ceiling_kind: tuple[str, ...]  # per row, "HET", "HAP" or ""
     ceiling_source: tuple[str, ...]
@@ -394,6 +395,30 @@ class Ceiling(Check):
                      f"{ev.ceiling_from[i]} [{ev.ceiling_source[i]}]{finding}")
 
 
+class Plausible(Check):
+    """A price many times above or below what the commodity costs anywhere (a zero typed too many or too
+    few, a price per ons or per sack under "kg") is not a market's price. The history checks catch it on an
+    established series; on a new one nothing else can, and once taken as its first price every right price
+    after it would look like a jump."""
+
+    name = "plausible"
+    family = "rule"
+
+    def score(self, ev: Evidence) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(all="ignore"):
+            times = np.exp(np.abs(np.log(ev.x / ev.typical)))
+        return times, times > ev.config.plausible_factor
+
+    def explain(self, ev: Evidence, i: int, score: float) -> tuple[float | None, str]:
+        lim = ev.config.plausible_factor
+        if math.isnan(score):
+            return lim, "no typical price in the catalogue for this commodity and unit"
+        x, typical = float(ev.x[i]), float(ev.typical[i])
+        way = "above" if x > typical else "below"
+        return lim, (f"{rp(x)} is {score:.1f} times {way} the commodity's typical price {rp(typical)} (limit "
+                     f"{lim:g} times): a zero typed too many or too few, or a price for another unit?")
+
+
 class Stale(Check):
     name = "stale"
     family = "rule"
@@ -422,5 +447,5 @@ class Future(Check):
 
 
 ALL_CHECKS: tuple[Check, ...] = (
-    Hampel(), ModifiedZ(), ZScore(), Iqr(), Jump(), Reporters(), Nearby(), Drift(), Ceiling(), Stale(), Future(),
+    Hampel(), ModifiedZ(), ZScore(), Iqr(), Jump(), Reporters(), Nearby(), Drift(), Ceiling(), Plausible(), Stale(), Future(),
 )

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .calendar import date_of
-from .catalog import COMMODITIES, MARKETS_BY_ID, Market, haversine_km
+from .catalog import COMMODITIES, MARKETS_BY_ID, Market, find_commodity, haversine_km
 from .ceilings import CeilingTable
 from .checks import (
     ALL_CHECKS,
@@ -82,6 +82,9 @@ class ValidationConfig:
     max_skew_s: int = 600  # device time this far past arrival is in the future
     history_checks: tuple[str, ...] = ("hampel", "modified_z", "jump")
     ceiling_kinds: tuple[str, ...] = ("HET",)  # kinds whose excess is a compliance finding
+    # Times above or below the catalogue's typical price that no real price goes: chilli has ranged from about
+    # a third to three and a half times its typical price; a mistyped zero is ten.
+    plausible_factor: float = 6.0
     tz_offset_s: int = WIB_OFFSET_S
 
     def __post_init__(self) -> None:
@@ -96,7 +99,7 @@ class ValidationConfig:
         for name in ("expect_days", "drift_days"):
             if getattr(self, name) < 1:
                 raise BadObservation(f"{name}: expected at least 1, got {getattr(self, name)}")
-        for name in ("hampel_k", "modz_limit", "z_limit", "iqr_k", "scale_floor", "nearby_tol", "drift_tol_default",
+        for name in ("hampel_k", "modz_limit", "z_limit", "iqr_k", "scale_floor", "nearby_tol", "drift_tol_default", "plausible_factor",
                      "jump_default",
                      "reporters_tol_default"):
             if not getattr(self, name) > 0:
@@ -319,6 +322,8 @@ class Validator:
         self._rep_tol = np.zeros(0)
         self._drift_tol_l: list[float] = []
         self._drift_tol = np.zeros(0)
+        self._typical_l: list[float] = []
+        self._typical = np.zeros(0)
         self._raw: dict[int, dict[int, float]] = {}  # series -> day -> median of all of that day's reports
 
     # -- series registry --------------------------------------------------------------------------------
@@ -337,6 +342,9 @@ class Validator:
         self._rep_tol = np.array(self._rep_tol_l)
         self._drift_tol_l.append(cfg.drift_tol.get(commodity, cfg.drift_tol_default))
         self._drift_tol = np.array(self._drift_tol_l)
+        c = find_commodity(commodity)
+        self._typical_l.append(float(c.base_idr) if c is not None and c.unit == unit else math.nan)
+        self._typical = np.array(self._typical_l)
         self._groups.setdefault((region, commodity, grade, unit), []).append(s)
         if s >= len(self._hist):
             grow = len(self._hist)
@@ -500,7 +508,7 @@ class Validator:
             rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near.ref,
             near_n=near.n, creep_from=near.creep_from, creep_day=near.creep_day, near_creep=near.creep,
             near_creep_n=near.creep_n, creep_last=near.creep_last, creep_steps=near.creep_steps,
-            drift_tol=self._drift_tol[s], ceiling=ceiling,
+            drift_tol=self._drift_tol[s], typical=self._typical[s], ceiling=ceiling,
             ceiling_kind=tuple(found[k][1] for k in of), ceiling_source=tuple(found[k][2] for k in of),
             ceiling_from=tuple(found[k][3] for k in of))
         n = len(x)

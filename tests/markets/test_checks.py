@@ -184,6 +184,22 @@ def test_a_mistyped_price_beside_an_honest_one_on_a_regional_spike_day() -> None
     assert res.quarantined.tolist() == [False, False, True, False]
 
 
+def test_a_new_series_whose_first_price_is_mistyped() -> None:
+    # Beef starts being reported at three markets; at one the first price has a zero too many. With no
+    # history it was taken, and then each right price after it was held as a jump from it for a week.
+    v = Validator()
+    for k in range(4):
+        t = T0 + k * DAY_S
+        for market, price in (("pasar-senen", 135_000), ("pasar-kramat-jati", 134_000),
+                              ("pasar-minggu", 1_360_000 if k == 0 else 136_000)):
+            verdict = v.check(obs(price, reporter=f"{market}/r0", market=market, commodity="daging-sapi", t=t))
+            if market == "pasar-minggu":
+                assert verdict.quarantined == (k == 0), (k, verdict.summary)
+        v.settle(t + DAY_S)
+    typo = v.preview(obs(13_500, reporter="x", market="pasar-minggu", commodity="daging-sapi", t=T0 + 4 * DAY_S))
+    assert typo.check("plausible").fired and "10.0 times below" in typo.check("plausible").reason
+
+
 def test_batch_and_streaming_agree_on_the_checks() -> None:
     rows = [obs(40_000, reporter="r1"), obs(40_400, reporter="r2"), obs(70_000, reporter="r3"),
             obs(40_100, reporter="k1", market="pasar-kramat-jati"),
