@@ -397,6 +397,9 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
         hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
                   auto_approve=config.auto_approve, pending_devices=config.pending_devices,
                   check=metrics.timed_check(check_signatures))
+    if hub.auto_approve:
+        log.warning("auto_approve is ON: any key that sends an enrollment request is approved at once, with no "
+                    "operator's decision; keep it off outside demos (SECURITY.md)")
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)
     auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)

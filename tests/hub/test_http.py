@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import urllib.request
 from typing import Any
@@ -185,4 +186,16 @@ async def test_public_reads_of_every_device_leave_the_event_loop_serving(tmp_pat
         assert await slow_one == 200
     finally:
         done.set()
+        await running.close()
+
+
+@pytest.mark.parametrize("auto_approve", [True, False])
+async def test_a_hub_that_approves_every_enrollment_says_so_at_start(tmp_path, caplog, auto_approve):
+    caplog.set_level(logging.WARNING, logger="jejak")
+    running = await start_hub(HubConfig(data_dir=str(tmp_path / "h"), http_port=0, coap_port=0, mdns=False,
+                                        auto_approve=auto_approve))
+    try:
+        said = [r.getMessage() for r in caplog.records if "auto_approve is ON" in r.getMessage()]
+        assert len(said) == (1 if auto_approve else 0), said
+    finally:
         await running.close()
