@@ -325,7 +325,11 @@ class AccessPolicy:
             staff = body.get("staff") if kind == "scan" else None
             if kind == "scan" and (not isinstance(staff, str) or staff.lower() not in self.staff):
                 self._refuse("STAFF_NOT_ALLOWED")
-                raise StaffNotAllowed("scan names a staff card that is not on this checkpoint's allow-list", hint="add the card to checkpoint.staff")
+                if not isinstance(staff, str) or not staff:
+                    raise StaffNotAllowed("scan names no staff card; this checkpoint takes scans only from the "
+                                          "staff cards on its allow-list", hint="send the staff card's uid as 'staff'")
+                raise StaffNotAllowed("scan names a staff card that is not on this checkpoint's allow-list",
+                                      hint="add the card to checkpoint.staff")
 
     def _refuse(self, code: str) -> None:
         self.refused[code] = self.refused.get(code, 0) + 1

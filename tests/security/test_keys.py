@@ -66,6 +66,10 @@ async def test_submitted_scan_with_unknown_staff_card_refused(tmp_path):
         with pytest.raises(SecurityError) as info:
             await daemon.submit([("scan", {"staff": "deadbeef", "event": "departed"})])
         assert info.value.code == "STAFF_NOT_ALLOWED"
+        assert "not on this checkpoint's allow-list" in str(info.value)
+        with pytest.raises(SecurityError) as info:  # a scan naming no card is told so, not that its card is unknown
+            await daemon.submit([("scan", {"event": "departed"})])
+        assert info.value.code == "STAFF_NOT_ALLOWED" and "names no staff card" in str(info.value)
         assert daemon.store.state(daemon.key.device_id).length == 1  # the genesis only
 
 
