@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -216,16 +217,22 @@ def test_a_clock_that_went_back_is_judged_on_the_scans_held() -> None:
     assert [g.to_dict() for g in view.findings(now)] == [g.to_dict() for g in refilled.findings(now)]
 
 
-def test_a_return_after_midnight_changes_the_day_before_once_it_arrives() -> None:
-    plan = Plan(kitchens=(Kitchen(id="K1"),), schools=(School(id="S1", kitchen="K1", portions=20),))
-    date = "2026-01-16"
-    midnight = local_midnight(date, plan.tz_offset_s)
+def _scans(midnight: int) -> Callable[..., ScanEvent]:
+    """Scans of one day, numbered from 1: each at `midnight + at` by its site's device, arriving 30 s later."""
     seq = iter(range(1, 100))
 
     def scan(event: str, at: int, site: str, tags: list[str], **kw: object) -> ScanEvent:
         n = next(seq)
         return ScanEvent(record_id=f"r{n}", device=f"dev-{site}", seq=n, device_time=midnight + at,
                          arrived_at=midnight + at + 30, event=event, site=site, tags=tuple(tags), **kw)  # type: ignore[arg-type]
+    return scan
+
+
+def test_a_return_after_midnight_changes_the_day_before_once_it_arrives() -> None:
+    plan = Plan(kitchens=(Kitchen(id="K1"),), schools=(School(id="S1", kitchen="K1", portions=20),))
+    date = "2026-01-16"
+    midnight = local_midnight(date, plan.tz_offset_s)
+    scan = _scans(midnight)
 
     day = [scan("departed", 6 * 3600, "K1", ["T1", "T2"], school="S1"),
            scan("received", 7 * 3600, "S1", ["T1", "T2"]), scan("returned", 13 * 3600, "K1", ["T1"])]
@@ -249,12 +256,7 @@ def test_a_card_known_as_a_staff_card_only_later_stops_counting_as_a_container()
                 schools=(School(id="S1", kitchen="K1", portions=20), School(id="S4", kitchen="K2", portions=10)))
     date = "2026-01-16"
     midnight = local_midnight(date, plan.tz_offset_s)
-    seq = iter(range(1, 100))
-
-    def scan(event: str, at: int, site: str, tags: list[str], **kw: object) -> ScanEvent:
-        n = next(seq)
-        return ScanEvent(record_id=f"r{n}", device=f"dev-{site}", seq=n, device_time=midnight + at,
-                         arrived_at=midnight + at + 30, event=event, site=site, tags=tuple(tags), **kw)  # type: ignore[arg-type]
+    scan = _scans(midnight)
 
     # S1's gate took K2's staff card for a second ompreng; K2's staff taps with it only the next day.
     friday = [scan("departed", 6 * 3600, "K1", ["T1"], school="S1", staff="5a01"),
