@@ -234,7 +234,7 @@ class Alerts:
             quarantined = v.markets.quarantined("pending")
         out = []
         for f in findings:
-            out.append({"id": f"mbg/{f.code}/{f.subject}/{f.date}", "domain": "mbg", "code": f.code,
+            out.append({"id": f"mbg/{f.ref}", "domain": "mbg", "code": f.code,
                         "subject": f.subject, "severity": f.severity, "text": f.detail, "time": now})
         for a in raised:
             out.append({"id": _alert_id(a), "domain": "markets",

@@ -260,6 +260,7 @@ class FoodSafetyViolation(TypedDict):
     at: int
     open: bool
     to_arrival: bool
+    part: Literal["not_served", "arrival"] | None
     containers: list[str]
     records: list[str]
 
@@ -285,6 +286,7 @@ class Finding(TypedDict):
     containers: list[str]
     records: list[str]
     other_school: str | None
+    part: Literal["not_served", "arrival"] | None
 
 
 class Violations(TypedDict):

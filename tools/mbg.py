@@ -252,9 +252,12 @@ class Speaker:
         key = f"say.{code}"
         if code in ("cook_to_serve", "danger_zone"):
             values.update(measured=self.minutes(measured), limit=self.minutes(limit))
-            if code == "cook_to_serve" and "still open" in f.get("detail", ""):
+            # The meals served late, not served yet and timed to their arrival are each a finding of their own
+            # (`part`); a day stored before they were says so in its detail only.
+            part, detail = f.get("part"), f.get("detail", "")
+            if code == "cook_to_serve" and (part == "not_served" or (part is None and "still open" in detail)):
                 key = "say.cook_to_serve_open"
-            elif code == "cook_to_serve" and "not tapped served" in f.get("detail", ""):
+            elif code == "cook_to_serve" and (part == "arrival" or (part is None and "not tapped served" in detail)):
                 key = "say.cook_to_serve_arrived"
         elif code == "hot_holding":
             values.update(measured=self.celsius(measured), limit=self.celsius(limit))
@@ -382,7 +385,8 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
         lines = [f"{say('violations')} — {date}"]
         vrows = [[say.school(v["school"]), say(f"finding.{v['rule']}"),
                   say.finding({"code": v["rule"], "subject": v["school"], "measured": v["measured"],
-                               "limit": v["limit"], "detail": " still open" if v["open"] else ""}, deliveries),
+                               "limit": v["limit"], "containers": v["containers"], "part": v.get("part"),
+                               "detail": " still open" if v["open"] else ""}, deliveries),
                   ", ".join(v["containers"][:3])] for v in data["violations"]]
         lines += _table([say("school"), say("kind"), say("what"), say("container")], vrows) if vrows else [
             "  " + say("none", date=date)]

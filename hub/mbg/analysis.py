@@ -85,10 +85,19 @@ class Finding:
     containers: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
     other_school: str | None = None  # the second school a misroute (the destination) or a container at two schools names
+    # Which of a subject's findings of one code on one day this is, where a day can have several: the meals of a
+    # cook_to_serve violation not served yet ('not_served') or timed to their arrival, no serving being tapped
+    # ('arrival'); None for meals served late.
+    part: str | None = None
 
     @property
     def severity(self) -> Severity:
         return SEVERITY.get(self.code, "warning")
+
+    @property
+    def ref(self) -> str:
+        """The finding's name among the day's: what an alert raised from it is listed under."""
+        return f"{self.code}/{self.subject}/{self.date}" + (f"/{self.part}" if self.part else "")
 
     def key(self) -> tuple[str, str]:
         return (self.code, self.subject)
@@ -96,7 +105,8 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "severity": self.severity, "subject": self.subject, "date": self.date,
                 "detail": self.detail, "measured": self.measured, "limit": self.limit,
-                "containers": list(self.containers), "records": list(self.records), "other_school": self.other_school}
+                "containers": list(self.containers), "records": list(self.records), "other_school": self.other_school,
+                "part": self.part}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,22 +129,34 @@ class FoodSafetyViolation:
     containers: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
 
+    @property
+    def part(self) -> str | None:
+        """Meals of a delivery served late, not served yet, or timed to their arrival are separate violations: a
+        kitchen head reads how many were served late apart from how many were never served."""
+        if self.rule != "cook_to_serve":
+            return None
+        return "not_served" if self.open else "arrival" if self.to_arrival else None
+
     def finding(self) -> Finding:
         what = {"cook_to_serve": "time from cook-end to arrival at school (not tapped served)" if self.to_arrival
                 else "time from cook-end to serving",
                 "danger_zone": "time in the 5-60 °C danger zone",
                 "hot_holding": "lowest temperature before serving"}[self.rule]
+        if self.part == "not_served":
+            what = f"time since cook-end of {count(len(self.containers), 'container')} not served yet"
+        elif self.rule == "cook_to_serve":
+            what = f"{what} of {count(len(self.containers), 'container')}"
         return Finding(code=self.rule, subject=self.school, date=self.date,
                        detail=f"{what}: measured {self.measured} {self.unit}, limit {self.limit} {self.unit}"
                               f"{' (still open)' if self.open else ''}; source: {self.source}",
                        measured=self.measured, limit=self.limit, containers=self.containers,
-                       records=self.records)
+                       records=self.records, part=self.part)
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "limit": self.limit, "measured": self.measured, "unit": self.unit,
                 "source": self.source, "school": self.school, "kitchen": self.kitchen, "date": self.date,
-                "at": self.at, "open": self.open, "to_arrival": self.to_arrival, "containers": list(self.containers),
-                "records": list(self.records)}
+                "at": self.at, "open": self.open, "to_arrival": self.to_arrival, "part": self.part,
+                "containers": list(self.containers), "records": list(self.records)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -578,7 +600,7 @@ def merge(plan: Plan, now: int, days: Iterable[Analysis], head: Iterable[Finding
     keyed.sort(key=lambda k: (k[0], k[1]))
     a.keyed = keyed
     a.findings.extend(f for _, _, f in keyed)
-    a.violations.sort(key=lambda v: (v.rule, v.school, v.date))
+    a.violations.sort(key=lambda v: (v.rule, v.school, v.date, v.part or ""))
     a.timed = list(heapq.merge(*timed, key=Timed.order))
     return a
 
@@ -1118,8 +1140,9 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
     plan = a.plan
     running = False
     rules = plan.rules
-    # (rule, school, date) -> [(measured, at, open, tag, records, to_arrival)]
-    hits: dict[tuple[str, str, str], list[tuple[int, int, bool, str, tuple[str, ...], bool]]] = defaultdict(list)
+    # (rule, school, date, part) -> [(measured, at, open, tag, records, to_arrival)]; a delivery's meals served
+    # late, not served and timed to their arrival are apart (FoodSafetyViolation.part), each with its own count.
+    hits: dict[tuple[str, str, str, str], list[tuple[int, int, bool, str, tuple[str, ...], bool]]] = defaultdict(list)
     # The containers of a delivery share their taps, cook and serving tap: their timers and readings are
     # worked out once.
     found: dict[tuple[Any, ...], tuple[bool, tuple[_Hit, ...]]] = {}
@@ -1132,8 +1155,9 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
             safety = found[shape] = _trip_safety(a, school_taps, trip)
         running |= safety[0]
         for rule, measured, at, still_open, records, to_arrival in safety[1]:
-            hits[(rule, trip.school, trip.date)].append((measured, at, still_open, trip.tag, records, to_arrival))
-    for (rule, school_id, date), items in sorted(hits.items()):
+            part = ("not_served" if still_open else "arrival" if to_arrival else "") if rule == "cook_to_serve" else ""
+            hits[(rule, trip.school, trip.date, part)].append((measured, at, still_open, trip.tag, records, to_arrival))
+    for (rule, school_id, date, part), items in sorted(hits.items()):
         school = plan.school(school_id)
         worst_fn = min if rule == "hot_holding" else max
         worst = worst_fn(items, key=lambda i: i[0])
@@ -1147,5 +1171,5 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
                                 open=any(i[2] for i in items), to_arrival=worst[5], containers=tuple(sorted({i[3] for i in items})),
                                 records=tuple(sorted({r for i in items for r in i[4]}))[:50])
         a.violations.append(v)
-        _emit(a, SAFETY, (rule, school_id, date), v.finding())
+        _emit(a, SAFETY, (rule, school_id, date, part) if part else (rule, school_id, date), v.finding())
     return running

@@ -30,10 +30,14 @@ MBG_DAYS = Namespace(
 _ROW_FIELDS = tuple(name for name, _ in MBG_DAYS.rows)
 _DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
 _ROW_INDEX = tuple(_DELIVERY_FIELDS.index(n) for n in _ROW_FIELDS)
-FORMAT = 2  # of the summary written; one of a format not in READABLE is read as damaged and computed again
-# 1: the same shape, from before returned_without_arrival was a finding. Such a day is read as it was stored: its
-# scans may be pruned already, so settling it again could only lose what it says.
-READABLE = frozenset({1, 2})
+FORMAT = 3  # of the summary written; one of a format not in READABLE is read as damaged and computed again
+# 1: the same shape, from before returned_without_arrival was a finding. 2: findings without `part` (a delivery's
+# meals served late and not served were one cook_to_serve violation). Such a day is read as it was stored, a
+# finding's later fields left at their defaults: its scans may be pruned already, so settling it again could only
+# lose what it says.
+READABLE = frozenset({1, 2, 3})
+# How many fields a finding of each format has.
+_FINDING_FIELDS = {1: 9, 2: 9}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,11 +76,14 @@ def _values(obj: Any) -> list[Any]:
     return [list(v) if isinstance(v, tuple) else v for v in map(obj.__getattribute__, _NAMES[type(obj)])]
 
 
-def _build(cls: type[Any], values: list[Any]) -> Any:
+def _build(cls: type[Any], values: list[Any], stored: int | None = None) -> Any:
+    """An object of `cls` from its fields in order; `stored` fields if it was written with fewer, the rest left
+    at their defaults."""
     names = _NAMES[cls]
-    if len(values) != len(names):
-        raise ValueError(f"{cls.__name__}: expected {len(names)} fields, got {len(values)}")
-    return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in zip(names, values, strict=True)})
+    if len(values) != (len(names) if stored is None else stored):
+        raise ValueError(f"{cls.__name__}: expected {len(names) if stored is None else stored} fields, "
+                         f"got {len(values)}")
+    return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in zip(names, values, strict=False)})
 
 
 def encode(day: StoredDay) -> DayAggregate:
@@ -123,7 +130,7 @@ def _decode(agg: DayAggregate) -> StoredDay:
         return StoredDay(
             date=agg.date, final=bool(agg.figures[0]), valid_from=s["valid"][0], valid_until=s["valid"][1],
             deliveries=tuple(deliveries),
-            keyed=tuple((g, tuple(k), _build(Finding, f)) for g, k, f in s["keyed"]),
+            keyed=tuple((g, tuple(k), _build(Finding, f, _FINDING_FIELDS.get(s["format"]))) for g, k, f in s["keyed"]),
             violations=tuple(_build(FoodSafetyViolation, v) for v in s["violations"]),
             scans=agg.figures[1], per_event=Counter(s["per_event"]), devices=agg.figures[2],
             held=(count, int.from_bytes(digest, "big")))

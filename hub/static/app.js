@@ -190,6 +190,8 @@ const bySeverity = (rank) => (x, y) => rank(x) - rank(y) || String(x.code).local
 
 // Findings whose sentence counts the portions expected: "of 1 portion", "of 300 portions" in English.
 const DELIVERY_COUNTS = new Set(["short_delivery", "missing_delivery", "over_receipt"]);
+// What the hub lists an alert raised from a finding under (hub.mbg.analysis.Finding.ref).
+const findingRef = (f) => `mbg/${f.code}/${f.subject}/${f.date}${f.part ? `/${f.part}` : ""}`;
 // A finding in words, from its code and values (the same sentences `jejak mbg` prints).
 function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
@@ -201,9 +203,11 @@ function findingText(f) {
   let key = `say.${f.code}`;
   if (f.code === "cook_to_serve" || f.code === "danger_zone") {
     Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });
-    // A finding says in its detail how its timer stands, as `jejak mbg` reads it (a violation has `open`).
-    if (f.code === "cook_to_serve" && (f.open || /still open/.test(f.detail || ""))) key = "say.cook_to_serve_open";
-    else if (f.code === "cook_to_serve" && /not tapped served/.test(f.detail || "")) key = "say.cook_to_serve_arrived";
+    // Meals served late, not served yet and timed to their arrival are findings of their own (`part`); a day
+    // stored before they were says in its detail how its timer stands, as `jejak mbg` reads it.
+    const part = f.part ?? (f.open ? "not_served" : null);
+    if (f.code === "cook_to_serve" && (part === "not_served" || (part == null && /still open/.test(f.detail || "")))) key = "say.cook_to_serve_open";
+    else if (f.code === "cook_to_serve" && (part === "arrival" || (part == null && /not tapped served/.test(f.detail || "")))) key = "say.cook_to_serve_arrived";
   } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
   else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
   else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
@@ -312,7 +316,7 @@ async function viewMbg() {
     api("/api/mbg/violations"), api("/api/mbg/stock"), api("/api/mbg/containers"), names()]);
   STATE.data.mbg = { del, sum, viol, stock, cont };
   STATE.deliveries = del;
-  STATE.findings = new Map(viol.findings.map((f) => [`mbg/${f.code}/${f.subject}/${f.date}`, f]));
+  STATE.findings = new Map(viol.findings.map((f) => [findingRef(f), f]));
   const tot = del.totals;
   const kitchens = del.kitchens.map((k) => `<div class="panel" data-testid="kitchen-${esc(k.kitchen)}">
     <h3>${esc(k.name)} <span class="muted mono">${esc(k.kitchen)}</span></h3>
@@ -343,6 +347,8 @@ async function viewMbg() {
     ${table([{ h: "rule", f: (v) => badge("alert", t(`finding.${v.rule}`)) }, { h: "school", f: (v) => `${esc(schoolName(v.school))} <span class="muted mono">${esc(v.school)}</span>` },
       { h: "measured", num: true, f: (v) => (v.unit === "cc" ? celsius(v.measured) : mins(v.measured)) },
       { h: "limit", num: true, f: (v) => (v.unit === "cc" ? celsius(v.limit) : mins(v.limit)) },
+      // Meals of one delivery served late and not served yet are two rows: each says how many containers it is.
+      { h: "detail", cls: "wrap", f: (v) => esc(findingText({ ...v, code: v.rule, subject: v.school })) },
       { h: "source", cls: "muted", f: (v) => `<span title="${esc(STATE.lang === "en" ? v.source : source(v))}">${esc(source(v))}</span>` }],
       [...viol.violations].sort((a, b) => a.rule.localeCompare(b.rule)), { empty: t("no_violations"), label: t("violations"), stack: true })}
     <h3>${t("findings")} (${viol.findings.length})</h3>
@@ -654,7 +660,7 @@ async function loadAlerts() {
     const [alerts, viol, del] = await Promise.all([api("/api/markets/alerts"), api("/api/mbg/violations"),
       api("/api/mbg/deliveries")]);
     STATE.deliveries = del;
-    STATE.findings = new Map(viol.findings.map((f) => [`mbg/${f.code}/${f.subject}/${f.date}`, f]));
+    STATE.findings = new Map(viol.findings.map((f) => [findingRef(f), f]));
     ALERTS.clear();
     alerts.alerts.forEach((a) => ALERTS.set(a.id, a));
     drawAlerts();

@@ -386,10 +386,15 @@ def test_cook_to_serve_findings_say_whether_the_meals_were_served(demo, driver):
     def said(detail: str) -> str:
         return str(driver.execute_script("return findingText(arguments[0])", {**base, "detail": detail}))
 
-    assert "not served yet" in said("time from cook-end to serving: measured 24900 s, limit 14400 s (still open)")
-    assert "arrived at school 6 h 55 min after cooking" in said(
+    assert "1 container not served yet" in said("time from cook-end to serving: measured 24900 s, limit 14400 s (still open)")
+    assert "1 container arrived at school 6 h 55 min after cooking" in said(
         "time from cook-end to arrival at school (not tapped served): measured 24900 s, limit 14400 s")
-    assert said("time from cook-end to serving: measured 24900 s, limit 14400 s").startswith("6 h 55 min from cooking")
+    assert said("time from cook-end to serving: measured 24900 s, limit 14400 s").startswith(
+        "1 container served 6 h 55 min after cooking")
+    # Meals served late and not served yet are findings of their own, each with its count.
+    unserved = driver.execute_script("return findingText(arguments[0])",
+                                     {**base, "part": "not_served", "containers": ["T3", "T4"], "detail": ""})
+    assert unserved.startswith("2 containers not served yet, 6 h 55 min since cooking"), unserved
 
 
 def test_a_history_step_on_another_day_says_which(demo, driver):

@@ -365,3 +365,26 @@ def test_a_gate_clock_minutes_fast_does_not_make_an_on_time_delivery_late(plan: 
              scan("received", 9 * H + 5 * M, site="S1", tags=["T1", "T2"], lag=-9 * M)]
     d = analyze(plan, scans, now=MIDNIGHT + 10 * H).deliveries[("S1", DATE)]
     assert (d.statuses, d.received_at, d.late_s) == (("on_time",), MIDNIGHT + 8 * H + 56 * M, 0)
+
+
+def test_meals_served_late_and_meals_never_served_are_counted_apart(plan: Plan, scan: Scan) -> None:
+    # Four ompreng reach S1 at 07:30. T1 and T2 are served at 10:00, 4 h 30 min after cook-end; T3 and T4 are
+    # never served. The kitchen head must read 2 served late and 2 not served, not 4 'not served yet'.
+    tags = ["T1", "T2", "T3", "T4"]
+    scans = [
+        scan("cooked", 5 * H + 31 * M, batch="B1", cooked_at=MIDNIGHT + 5 * H + 30 * M, count=40),
+        scan("packed", 6 * H, tags=tags, parent="TRK1", batch="B1", school="S1"),
+        scan("departed", 7 * H, tags=tags, parent="TRK1", school="S1", checkpoint="kitchen_exit"),
+        scan("arrived", 7 * H + 30 * M, site="S1", tags=tags, checkpoint="school_gate"),
+        scan("served", 10 * H, site="S1", tags=["T1", "T2"]),
+    ]
+    for now in (12 * H, 20 * H):  # the unserved meals' timer running, then stopped at the day's end
+        a = analyze(plan, scans, now=MIDNIGHT + now)
+        cook = sorted(((v.part, v.containers, v.measured, v.open) for v in a.violations if v.rule == "cook_to_serve"),
+                      key=lambda v: v[0] or "")
+        unserved = min(now, 15 * H) - (5 * H + 30 * M)
+        assert cook == [(None, ("T1", "T2"), 4 * H + 30 * M, False), ("not_served", ("T3", "T4"), unserved, True)]
+        found = {f.part: f for f in a.findings if f.code == "cook_to_serve"}
+        assert "of 2 containers:" in found[None].detail and "still open" not in found[None].detail
+        assert "of 2 containers not served yet" in found["not_served"].detail
+        assert len({f.ref for f in found.values()}) == 2  # two alerts, not one hiding the other

@@ -305,11 +305,30 @@ def test_cook_to_serve_says_whether_the_meals_were_served_not_yet_or_untapped():
         for how, detail in details.items():
             said[(lang, how)] = render("violations", {"date": "2026-01-01", "violations": [],
                                                       "findings": [{**base, "detail": detail}]}, say, {"kitchens": []})
-    assert "6 jam 55 menit dari masak ke sajian" in said[("id", "served")]
-    assert "belum disajikan" in said[("id", "open")]
-    assert "tiba di sekolah 6 jam 55 menit setelah dimasak" in said[("id", "untapped")]
+    # A day stored before the parts were findings of their own says in its detail how its timer stands.
+    assert "1 ompreng disajikan 6 jam 55 menit setelah dimasak" in said[("id", "served")]
+    assert "1 ompreng belum disajikan" in said[("id", "open")]
+    assert "1 ompreng tiba di sekolah 6 jam 55 menit setelah dimasak" in said[("id", "untapped")]
     assert "penyajian tidak di-tap" in said[("id", "untapped")]
-    assert "arrived at school 6 h 55 min after cooking" in said[("en", "untapped")]
+    assert "1 container arrived at school 6 h 55 min after cooking" in said[("en", "untapped")]
+
+
+def test_meals_served_late_and_never_served_are_read_apart_in_both_languages():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S2": {"name": "SD Dua"}}, "kitchens": {}}
+    base = {"rule": "cook_to_serve", "school": "S2", "kitchen": "K1", "date": "2026-01-01", "limit": 4 * 3600,
+            "unit": "s", "source": "x", "at": 0, "to_arrival": False, "records": []}
+    violations = [{**base, "measured": 4 * 3600 + 30 * 60, "open": False, "part": None, "containers": ["T1", "T2"]},
+                  {**base, "measured": 6 * 3600 + 30 * 60, "open": True, "part": "not_served",
+                   "containers": ["T3", "T4", "T5"]}]
+    for lang, served, unserved in (
+            ("id", "2 ompreng disajikan 4 jam 30 menit setelah dimasak, batas 4 jam 0 menit",
+             "3 ompreng belum disajikan, sudah 6 jam 30 menit sejak dimasak, batas 4 jam 0 menit"),
+            ("en", "2 containers served 4 h 30 min after cooking, limit 4 h 0 min",
+             "3 containers not served yet, 6 h 30 min since cooking, limit 4 h 0 min")):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        out = render("violations", {"date": "2026-01-01", "violations": violations, "findings": []}, say,
+                     {"kitchens": []})
+        assert served in out and unserved in out, out
 
 
 def test_a_day_without_deliveries_says_so():
