@@ -872,6 +872,7 @@ class LegacyDeviceJson(TypedDict):
     role: str
     registered_at: int
     status: Literal["pending", "active", "revoked"]
+    source: Annotated[str, {"description": "the address its registration came from (empty if not known)"}]
     trust: Literal["attested"]
 
 

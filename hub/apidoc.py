@@ -44,6 +44,8 @@ class DeviceJson(TypedDict):
     revoked_from: int | None
     enrolled_at: int
     name: str
+    source: NotRequired[Annotated[str, {"description": "the address its enrollment request came from (empty if "
+                                                       "not known); to operators and auditors only"}]]
     length: NotRequired[int]
     head: NotRequired[str | None]
     last_time: NotRequired[int | None]

@@ -304,6 +304,18 @@ async def _checkpoint_loop(hub: Hub, interval: float) -> None:
             log.exception("checkpoint failed")
 
 
+async def _expiry_loop(expire: Sequence[Callable[[], object]], interval: float) -> None:
+    """Drop the enrollment requests and seed-2 registrations that waited for approval too long, every
+    `interval` seconds, so their places free up with no enrollment asking and no operator."""
+    while True:
+        await asyncio.sleep(interval)
+        for step in expire:
+            try:
+                await asyncio.to_thread(step)
+            except Exception:
+                log.exception("dropping expired pending requests failed")
+
+
 def build_views(hub: Hub, config: HubConfig, *, events: Events, plan: Plan | None) -> Views:
     """The read models the dashboard and the public API answer from, fed by the hub's record listener and, once
     started, refilled from the store in the background."""
@@ -395,15 +407,15 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
             refuse_lost_key(store, key_path)
             signer = load_or_create_key(key_path)
         hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
-                  auto_approve=config.auto_approve, pending_devices=config.pending_devices,
+                  auto_approve=config.auto_approve, pending=config.pending,
                   check=metrics.timed_check(check_signatures))
     if hub.auto_approve:
         log.warning("auto_approve is ON: any key that sends an enrollment request is approved at once, with no "
                     "operator's decision; keep it off outside demos (SECURITY.md)")
     # Before anything reads or serves it: a damaged record is noted for restore and never served.
     store_check = await asyncio.to_thread(check_store, hub)
-    auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens)
     proxies = frozenset(config.http_proxies)
+    auth = Auth(operator_tokens=config.operator_tokens, auditor_tokens=config.auditor_tokens, proxies=proxies)
     events = Events(streams=Cap(total=config.event_streams, per_address=config.event_streams_per_client),
                     proxies=proxies, keepalive_s=config.event_keepalive_s, tally=metrics.refused_connections)
     views = build_views(hub, config, events=events, plan=plan)
@@ -428,7 +440,7 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
         # Seed 2's WebSockets carry the dashboard's live events: one event source, two transports.
         domain_routes.append(SeedApi(bridges, auth=auth, events=events).register)
     security = HubSecurity(hub, Path(config.data_dir), require_oscore=config.security.oscore,
-                           read=config.security.read, peer_hubs=config.security.peer_hubs)
+                           read=config.security.read, peer_hubs=config.security.peer_hubs, client=auth.client)
     started.callback(security.close)
     verifier = CrossLogVerifier()  # signatures of pulled and pushed ranges, on worker processes
     started.callback(verifier.close)
@@ -452,6 +464,12 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
                           port=config.http_port, setting="http_port")
     http_port = runner.addresses[0][1]
     tasks = [asyncio.create_task(_checkpoint_loop(hub, config.checkpoint_interval))]
+    expiring: list[tuple[Callable[[], object], int]] = [(hub.expire_pending, hub.pending.expire_s)]
+    if bridges is not None:
+        expiring.append((bridges.expire_pending, config.bridges.pending_expire_s))
+    # Looked at a few times within the shortest wait, and at least hourly.
+    tasks.append(asyncio.create_task(_expiry_loop([step for step, _ in expiring],
+                                                  min(3600.0, max(1.0, min(s for _, s in expiring) / 4)))))
     if config.upstream:
         tasks.append(asyncio.create_task(tiers.run(config.checkpoint_interval)))
     for task in tasks:

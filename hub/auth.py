@@ -45,6 +45,17 @@ def _bearer(request: web.Request) -> str:
     return auth[7:].strip() if auth.startswith("Bearer ") else ""
 
 
+def client_address(request: web.Request, proxies: frozenset[str]) -> str:
+    """Whom a request comes from: its peer's address, or behind a proxy of ours (`proxies`) the address the proxy
+    saw (the last X-Forwarded-For entry: the ones before it are what the client itself claimed)."""
+    peer = request.remote or "?"
+    if peer in proxies:
+        forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return peer
+
+
 def token_digest(request: web.Request) -> str:
     """The SHA-256 (hex) of the request's bearer token, "" without one: names which token made a decision
     without keeping the token."""
@@ -59,6 +70,11 @@ class Auth:
 
     operator_tokens: tuple[str, ...] = ()
     auditor_tokens: tuple[str, ...] = ()
+    proxies: frozenset[str] = frozenset()  # reverse proxies on the hub's host (http_proxies)
+
+    def client(self, request: web.Request) -> str:
+        """The address a request comes from (`client_address` behind `proxies`)."""
+        return client_address(request, self.proxies)
 
     def role(self, request: web.Request) -> str:
         token = _bearer(request)

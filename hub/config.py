@@ -17,6 +17,7 @@ from .clock import parse_clock
 from .markets.errors import BadObservation
 from .markets.service import MarketConfig
 from .markets.webhooks import RetryPolicy, Subscriber
+from .pending import WEEK_S, PendingLimits
 from .redact import shown_dsn
 
 
@@ -156,8 +157,14 @@ class HubConfig:
     checkpoint_interval: float = 10.0
     auto_approve: bool = False
     # Enrolled keys waiting for an operator's approval: anyone may send an enrollment request, so past this many
-    # the next is refused (503 TOO_MANY_PENDING) until an operator approves or revokes some.
+    # the next is refused (503 TOO_MANY_PENDING) until an operator approves or revokes some, or they expire.
     pending_devices: int = 1000
+    # Of them, at most this many sent from one address, and from one network (its /24, or /64 for IPv6): past
+    # them 429 TOO_MANY_PENDING_FROM_SOURCE, so one host cannot take every place (behind a proxy of
+    # http_proxies, the address it forwards). A request nobody approved is dropped after pending_expire_s.
+    pending_per_address: int = 16
+    pending_per_network: int = 64
+    pending_expire_s: int = WEEK_S
     mdns: bool = True
     operator_tokens: tuple[str, ...] = ()  # SHA-256 hex digests of operator tokens
     auditor_tokens: tuple[str, ...] = ()
@@ -195,7 +202,8 @@ class HubConfig:
         for name in ("mbg_keep_days", "webhook_attempts", "webhook_timeout_s", "coap_tcp_connections",
                      "coap_tcp_per_address", "coap_tcp_idle_s", "http_connections", "http_connections_per_address",
                      "event_streams", "event_streams_per_client", "event_keepalive_s", "http_body_grace_s",
-                     "http_body_min_rate", "pending_devices"):
+                     "http_body_min_rate", "pending_devices", "pending_per_address", "pending_per_network",
+                     "pending_expire_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}: expected a number > 0, got {getattr(self, name)}", where=name,
                                   hint=f"leave {name} out for its default")
@@ -217,6 +225,12 @@ class HubConfig:
     def store_path(self) -> Path:
         """The LMDB store's directory: `[store] path`, else `store` under data_dir."""
         return Path(self.store.path or Path(self.data_dir) / "store")
+
+    @property
+    def pending(self) -> PendingLimits:
+        """How many enrollment requests may wait for approval, from where, and for how long."""
+        return PendingLimits(total=self.pending_devices, per_address=self.pending_per_address,
+                             per_network=self.pending_per_network, expire_s=self.pending_expire_s)
 
     def subscribers(self) -> tuple[Subscriber, ...]:
         """The [[webhooks]] entries as the alert subscribers they name; a ConfigError for one that does not

@@ -29,7 +29,7 @@ from ledger.errors import CodedError
 from ledger.sync import decode_records
 
 from . import apidoc
-from .auth import Auth, access_middleware, http_query, private_answers, rule_of, template_of
+from .auth import Auth, access_middleware, client_address, http_query, private_answers, rule_of, template_of
 from .paging import device_page, page_query
 from .service import Hub, HubError, NotEnrolled, NotFound
 from .webverify import standalone_page
@@ -248,14 +248,8 @@ class Events:
             self.streams.give(client)
 
     def client(self, request: web.Request) -> str:
-        """Whom a request comes from: its peer's address, or behind a proxy of ours the address the proxy saw
-        (the last X-Forwarded-For entry: the ones before it are what the client itself claimed)."""
-        peer = request.remote or "?"
-        if peer in self._proxies:
-            forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
-            if forwarded:
-                return forwarded[:64]
-        return peer
+        """Whom a request comes from (`hub.auth.client_address`)."""
+        return client_address(request, self._proxies)
 
     def unsubscribe(self, q: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
         self._queues.discard(q)
@@ -344,16 +338,18 @@ class HubApi:
         return web.json_response(openapi_spec(request.app))
 
     async def devices(self, request: web.Request) -> web.Response:
-        """A page of the devices the hub knows (?limit=&after=, like the chain's health), each with its log."""
+        """A page of the devices the hub knows (?limit=&after=, like the chain's health), each with its log; to an
+        operator or auditor, also the address each one's enrollment request came from."""
         after, limit = page_query(request.query.items())
-        return web.json_response(await asyncio.to_thread(self._devices_page, after, limit))
+        source = self.auth.role(request) in ("operator", "auditor")
+        return web.json_response(await asyncio.to_thread(self._devices_page, after, limit, source))
 
-    def _devices_page(self, after: bytes, limit: int) -> dict[str, Any]:
+    def _devices_page(self, after: bytes, limit: int, source: bool) -> dict[str, Any]:
         page = device_page(self.hub.store, after=after, limit=limit)
         out = []
         for standing in page.standings:
             state = standing.state
-            item = standing.device.to_json()
+            item = standing.device.to_json(source=source)
             item.update({"length": state.length if state else 0, "head": state.head.hex() if state else None,
                          "last_time": state.time if state else None,
                          "damaged": list(standing.damaged)})  # seqs awaiting restore from an edge or peer
@@ -375,7 +371,7 @@ class HubApi:
         if d is None:
             raise NotEnrolled(f"device {device_id.hex()} is not enrolled")
         state = self.hub.store.chain_state(device_id)
-        item = d.to_json()
+        item = d.to_json(source=self.auth.role(request) in ("operator", "auditor"))
         item["length"] = state.length if state else 0
         item["damaged"] = self.hub.store.damaged().get(device_id, [])
         return web.json_response(item)
@@ -390,7 +386,7 @@ class HubApi:
         return web.json_response({"records": [decode_record(r).to_json() for r in raws]})
 
     async def enroll(self, request: web.Request) -> web.Response:
-        device = await asyncio.to_thread(self.hub.enroll, await request.read())
+        device = await asyncio.to_thread(self.hub.enroll, await request.read(), source=self.auth.client(request))
         return web.json_response(device.to_json(), status=201)
 
     async def approve(self, request: web.Request) -> web.Response:

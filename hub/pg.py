@@ -705,6 +705,17 @@ class PgHubStore:
     def device_statuses(self) -> dict[str, int]:
         return {str(status): int(n) for status, n in self._query("SELECT status, count(*) FROM devices GROUP BY status")}
 
+    def pending_devices(self) -> list[DeviceInfo]:
+        return [DeviceInfo.from_cbor(bytes(r[0])) for r in
+                self._query("SELECT data FROM devices WHERE status = 'pending' ORDER BY device_id")]
+
+    def drop_pending(self, *device_ids: bytes) -> list[DeviceInfo]:
+        if not device_ids:
+            return []
+        return [DeviceInfo.from_cbor(bytes(r[0])) for r in
+                self._query("DELETE FROM devices WHERE device_id = ANY(%s) AND status = 'pending' RETURNING data",
+                            (list(device_ids),))]
+
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         with self._tx():
             out = [DeviceStanding(device=DeviceInfo.from_cbor(bytes(device)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,10 @@ class HubSecurity:
     (and deletes it, so re-enrollment with a new key starts over)."""
 
     def __init__(self, hub: Hub, data_dir: Path, *, require_oscore: bool = False,
-                 read: tuple[str, ...] = ("*:self",), peer_hubs: tuple[str, ...] = ()) -> None:
+                 read: tuple[str, ...] = ("*:self",), peer_hubs: tuple[str, ...] = (),
+                 client: Callable[[web.Request], str] = lambda request: request.remote or "") -> None:
         self.hub = hub
+        self.client = client  # the address an HTTP request comes from, kept with its enrollment
         self.dir = Path(data_dir) / "oscore"
         self.credentials = credentials_map()
         self.contexts: dict[bytes, Any] = {}
@@ -119,7 +122,8 @@ class HubSecurity:
             self._unload(device)
         else:
             self.forget(device)
-            log.warning("OSCORE context of %s removed (%s)", device.hex(), status)
+            log.warning("OSCORE context of %s removed (%s)", device.hex(),
+                        "not enrolled" if info is None else status)
 
     def _load(self, device: bytes) -> None:
         if device in self.contexts:
@@ -134,11 +138,11 @@ class HubSecurity:
         if ctx is not None:
             close_context(ctx)
 
-    def grant(self, request: bytes) -> bytes:
+    def grant(self, request: bytes, *, source: str = "") -> bytes:
         """Enroll (signed request, as POST /api/enroll does), derive the device's OSCORE context, answer with a
         grant the device checks against the hub key from its QR code. The context is usable once approved."""
         req = enroll.read_enroll_request(request)
-        device = self.hub.enroll(request)
+        device = self.hub.enroll(request, source=source)
         if device.pubkey != req.pubkey:  # an enrolled device id always keeps its key
             raise HubError("device id is enrolled with another key")
         if device.status == "revoked":
@@ -170,7 +174,7 @@ class HubSecurity:
         import asyncio
 
         body = await request.read()
-        grant = await asyncio.to_thread(self.grant, body)
+        grant = await asyncio.to_thread(self.grant, body, source=self.client(request))
         return web.Response(body=grant, status=201, content_type="application/cose")
 
     async def _http_revocations(self, request: web.Request) -> web.Response:

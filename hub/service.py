@@ -9,6 +9,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
@@ -36,11 +37,11 @@ from ledger import (
 from ledger.acceptance import Accepted, SignatureCheck, accept
 from ledger.authority import Authority, AuthorityWriter, Decision
 from ledger.enroll import EnrollRequest, read_enroll_request
-from ledger.errors import CodedError
 from ledger.merkle import node_hash
 from ledger.sync import Head
 
 from .clock import HubClock
+from .pending import PendingLimits, Waiting, address_of, expired
 from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
 
 log = logging.getLogger("jejak.hub")
@@ -93,17 +94,6 @@ class DeviceBlocked(LedgerError):
     exit_code = 37
 
 
-class TooManyPending(CodedError):
-    """An enrollment or seed-2 registration while as many devices as the hub's setting allows already wait for
-    an operator's approval: anyone may ask to be enrolled, so without a bound a sender making up keys would fill
-    the store and the device list."""
-
-    code = "TOO_MANY_PENDING"
-    coap = "5.03"
-    http = 503
-    retry_after_s = 600
-
-
 # What an enrollment request may carry in its text fields: a request is anyone's to send, and what it says is
 # stored, listed to the public (/api/devices) and logged.
 ENROLL_TEXT = {"site": 128, "role": 64, "name": 200}
@@ -119,13 +109,6 @@ def check_enroll_text(req: EnrollRequest) -> None:
             raise HubError(f"enrollment request: {field_name} expected at most {most} printable characters, got "
                            f"{len(value)} starting {shown!r}",
                            hint=f"shorten the device's {field_name} and enroll again")
-
-
-def pending_check(pending: int, most: int, what: str, setting: str) -> None:
-    """TOO_MANY_PENDING when `pending` devices already wait for approval and `most` may."""
-    if pending >= most:
-        raise TooManyPending(f"{pending} {what} wait for an operator's approval, at most {most}; try again later",
-                             hint=f"an operator approves or revokes the waiting ones, or raises {setting}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,16 +240,16 @@ class Hub:
     """Single writer of the hub's log. Thread-safe: ingest runs off the event loop."""
 
     def __init__(self, store: HubStore, signer: Signer, *, clock: Callable[[], int],
-                 auto_approve: bool = False, pending_devices: int = 1000,
+                 auto_approve: bool = False, pending: PendingLimits = PendingLimits(),
                  check: SignatureCheck = check_signatures) -> None:
         self.store = store
         self.check = check
         self.signer = signer
         self.clock = clock
         self.auto_approve = auto_approve
-        self.pending_devices = pending_devices  # enrolled keys waiting for approval; more are TOO_MANY_PENDING
+        self.pending = pending  # how many enrolled keys may wait for approval, from where, and for how long
         self._enrolling = threading.Lock()
-        self._pending_seen: tuple[int, float] | None = None  # (pending devices, monotonic time counted)
+        self._pending_seen: tuple[Waiting, float] | None = None  # (devices waiting, monotonic time counted)
         self.hub_id = device_id_for(signer.public_key)
         self.listeners = Listeners()
         self._lock = threading.RLock()
@@ -405,7 +388,9 @@ class Hub:
                 log.exception("record listener failed")
 
     # enrollment ---------------------------------------------------------------------------------------------
-    def enroll(self, request: bytes) -> DeviceInfo:
+    def enroll(self, request: bytes, *, source: str = "") -> DeviceInfo:
+        """Store the device a signed enrollment request names, pending an operator's approval (or approved, with
+        `auto_approve`); `source` is the address the request came from, bounded by `pending` and kept."""
         req = read_enroll_request(request)
         if req.hub != self.hub_id:
             raise HubError(f"enrollment request is for hub {req.hub.hex()}, this is hub {self.hub_id.hex()}",
@@ -416,29 +401,58 @@ class Hub:
         check_enroll_text(req)
         device = DeviceInfo(device_id=req.device_id, pubkey=req.pubkey, site=req.site, role=req.role,
                             name=req.name, enrolled_at=self.clock(),
-                            status="active" if self.auto_approve else "pending")
+                            status="active" if self.auto_approve else "pending", source=address_of(source))
         if device.status == "active":
             self._approve(device)
             self.store.put_device(device)
         else:
             with self._enrolling:
-                waiting, counted_at = self._pending_count()
+                waiting = self._waiting()
                 if device.device_id != self.hub_id:  # the hub's own log, listed once at its first start
-                    pending_check(waiting, self.pending_devices, "enrolled keys", "pending_devices")
+                    waiting.check(device.source, self.pending, "enrolled keys")
                 self.store.put_device(device)
-                self._pending_seen = (waiting + 1, counted_at)
-        log.info("enrollment request from %s (%s at %s): %s", req.device_id.hex(), req.role, req.site,
-                 device.status)
+                waiting.add(device.source)
+        log.info("enrollment request from %s (%s at %s): %s%s", req.device_id.hex(), req.role, req.site,
+                 device.status, f", sent from {device.source}" if device.source else "")
         return device
 
-    def _pending_count(self) -> tuple[int, float]:
-        """How many devices wait for approval, and when the store was counted: at most every PENDING_RECOUNT_S
-        (a count reads every device) and after every change of standing (`_set`), kept up to date in between by
-        the enrollments made here."""
+    def _waiting(self) -> Waiting:
+        """The devices waiting for approval, counted in all and by source: recounted at most every
+        PENDING_RECOUNT_S (a count reads every pending device) and after every change of standing (`_set`), kept
+        up to date in between by the enrollments made here. A recount first drops the requests that waited past
+        `pending.expire_s`."""
         now = time.monotonic()
         if self._pending_seen is None or now - self._pending_seen[1] > PENDING_RECOUNT_S:
-            self._pending_seen = (self.store.device_statuses().get("pending", 0), now)
-        return self._pending_seen
+            waiting = self.store.pending_devices()
+            if any(self._expired(d) for d in waiting):
+                dropped = {d.device_id for d in self._drop_expired(waiting)}
+                waiting = [d for d in waiting if d.device_id not in dropped]
+            self._pending_seen = (Waiting.of(d.source for d in waiting if d.device_id != self.hub_id), now)
+        return self._pending_seen[0]
+
+    def _expired(self, device: DeviceInfo) -> bool:
+        return device.device_id != self.hub_id and expired(device.enrolled_at, self.clock(), self.pending)
+
+    def expire_pending(self) -> list[DeviceInfo]:
+        """Drop the enrollment requests that waited for approval past `pending.expire_s`: their places are free
+        again, with no operator. A request that was never approved is no decision (FORMAT.md §6.2), so the hub's
+        own log is not touched; a device approved meanwhile stays."""
+        with self._enrolling:
+            dropped = self._drop_expired(self.store.pending_devices())
+            if dropped:
+                self._pending_seen = None
+        return dropped
+
+    def _drop_expired(self, waiting: Sequence[DeviceInfo]) -> list[DeviceInfo]:
+        dropped = self.store.drop_pending(*(d.device_id for d in waiting if self._expired(d)))
+        if dropped:
+            sources = Counter(d.source or "this host" for d in dropped)
+            log.info("%d enrollment requests nobody approved within %d s dropped (sent from %s)", len(dropped),
+                     self.pending.expire_s, ", ".join(f"{s} ({n})" for s, n in sources.most_common(5)))
+            for device in dropped:
+                for listener in self.listeners.on_device:
+                    listener(device)
+        return dropped
 
     def _approve(self, device: DeviceInfo) -> None:
         """Sign the approval into the hub's own log, once per device: what an auditor checks a log against."""

@@ -104,6 +104,9 @@ class DeviceInfo:
     revoked_from: int | None = None
     enrolled_at: int = 0
     name: str = ""
+    # The address its enrollment request came from ("" if made on the hub itself, or stored before sources were
+    # kept): how an operator tells a flood of requests from one host from the devices of a kitchen.
+    source: str = ""
 
     def __post_init__(self) -> None:
         if len(self.device_id) != 16 or len(self.pubkey) != 32:
@@ -112,24 +115,29 @@ class DeviceInfo:
             raise ValueError(f"device status: expected one of {STATUSES}, got {self.status!r}")
 
     def to_cbor(self) -> bytes:
+        # Eight items without a source, as every row stored before sources were kept, which reads the same.
         return cbor2.dumps([self.device_id, self.pubkey, self.site, self.role, self.status, self.revoked_from,
-                            self.enrolled_at, self.name])
+                            self.enrolled_at, self.name, *([self.source] if self.source else [])])
 
     @classmethod
     def from_cbor(cls, data: bytes) -> DeviceInfo:
-        d, k, site, role, status, rev, at, name = cbor2.loads(data)
+        d, k, site, role, status, rev, at, name, *source = cbor2.loads(data)
         return cls(device_id=d, pubkey=k, site=site, role=role, status=status, revoked_from=rev,
-                   enrolled_at=at, name=name)
+                   enrolled_at=at, name=name, source=source[0] if source else "")
 
     @staticmethod
     def count_statuses(raws: Iterable[bytes]) -> dict[str, int]:
         """How many of the devices stored as `raws` (`to_cbor`) have each status, reading only the status."""
         return dict(Counter(cbor2.loads(raw)[4] for raw in raws))
 
-    def to_json(self) -> dict[str, object]:
-        return {"device": self.device_id.hex(), "pubkey": self.pubkey.hex(), "site": self.site,
-                "role": self.role, "status": self.status, "revoked_from": self.revoked_from,
-                "enrolled_at": self.enrolled_at, "name": self.name}
+    def to_json(self, *, source: bool = False) -> dict[str, object]:
+        """The device as the API shows it; its `source` address only when asked (operators and auditors)."""
+        out: dict[str, object] = {"device": self.device_id.hex(), "pubkey": self.pubkey.hex(), "site": self.site,
+                                  "role": self.role, "status": self.status, "revoked_from": self.revoked_from,
+                                  "enrolled_at": self.enrolled_at, "name": self.name}
+        if source:
+            out["source"] = self.source
+        return out
 
     def with_status(self, status: str, revoked_from: int | None = None) -> DeviceInfo:
         return replace(self, status=status, revoked_from=revoked_from)
@@ -298,6 +306,13 @@ class HubStore(Protocol):
     def device_count(self) -> int: ...
     def device_statuses(self) -> dict[str, int]:
         """How many devices have each status (statuses no device has are left out)."""
+        ...
+    def pending_devices(self) -> list[DeviceInfo]:
+        """The devices waiting for an operator's approval (status pending), in device id order."""
+        ...
+    def drop_pending(self, *device_ids: bytes) -> list[DeviceInfo]:
+        """Delete those of `device_ids` that are still pending, in one write, and return them: requests nobody
+        approved, which no decision of the hub's own log names (a device approved meanwhile stays)."""
         ...
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         """Up to `limit` devices in device id order after device id `after` (b"": from the first), each with its
@@ -597,6 +612,21 @@ class LmdbHubStore:
     def device_statuses(self) -> dict[str, int]:
         with self._env.begin() as txn:
             return DeviceInfo.count_statuses(txn.cursor(db=self._db["devices"]).iternext(keys=False))
+
+    def pending_devices(self) -> list[DeviceInfo]:
+        with self._env.begin() as txn:
+            return [DeviceInfo.from_cbor(v) for v in txn.cursor(db=self._db["devices"]).iternext(keys=False)
+                    if cbor2.loads(v)[4] == "pending"]
+
+    def drop_pending(self, *device_ids: bytes) -> list[DeviceInfo]:
+        dropped = []
+        with self._guard(), self._write() as txn:
+            for device_id in device_ids:
+                data = txn.get(device_id, db=self._db["devices"])
+                if data and (device := DeviceInfo.from_cbor(bytes(data))).status == "pending":
+                    txn.delete(device_id, db=self._db["devices"])
+                    dropped.append(device)
+        return dropped
 
     def standings(self, after: bytes, limit: int) -> list[DeviceStanding]:
         out: list[DeviceStanding] = []

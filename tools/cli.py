@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -318,11 +319,15 @@ def _devices(args: argparse.Namespace) -> int:
             print(json.dumps(listing, indent=2))
             return 0
         for d in listing:
+            sent = f"  (sent from {d['source']})" if d["status"] == "pending" and d.get("source") else ""
             print(f"{d['device']}  {d['status']:<8} {d['site']:<20} {d['role']:<14} {d.get('length', 0):>8} records"
-                  f"  {d.get('name', '')}")
-        pending = [d["device"] for d in listing if d["status"] == "pending"]
+                  f"  {d.get('name', '')}{sent}")
+        pending = [d for d in listing if d["status"] == "pending"]
         if pending:
-            print(f"{len(pending)} pending; approve with: jejak devices approve <device>", file=sys.stderr)
+            sources = Counter(d.get("source") or "unknown" for d in pending).most_common(3)
+            print(f"{len(pending)} pending (sent from {', '.join(f'{s}: {n}' for s, n in sources)}); approve with: "
+                  "jejak devices approve <device>; requests nobody approves expire after the hub's "
+                  "pending_expire_s", file=sys.stderr)
         forked = [d["device"] for d in listing if d["status"] == "forked"]
         if forked:
             print(f"{len(forked)} forked, their records held back; look at the evidence (GET /api/forks), then: "

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..pending import WEEK_S, PendingLimits
+
 # Seed 2's device client reports these commodity names; they map onto the market catalogue's ids.
 SEED2_COMMODITIES: dict[str, str] = {
     "cabai": "cabai-merah", "cabai_rawit": "cabai-rawit", "bawang": "bawang-merah", "bawang_putih": "bawang-putih",
@@ -70,6 +72,10 @@ class BridgeConfig:
     gateway_ids: dict[str, tuple[str, ...]] = field(default_factory=dict)
     max_batch: int = 1000  # scans in one seed-1 gateway sync
     pending_devices: int = 1000  # seed-2 registrations waiting for approval; more are 503 TOO_MANY_PENDING
+    # of them from one address and from one network (/24, /64); more are 429 TOO_MANY_PENDING_FROM_SOURCE
+    pending_per_address: int = 16
+    pending_per_network: int = 64
+    pending_expire_s: int = WEEK_S  # a registration nobody approved is dropped after this long
     max_payload_bytes: int = 16 * 1024
     ws_max_subscribers: int = 200  # live WebSocket subscribers (/ws/prices, /api/alerts/ws) at once
     ws_queue: int = 256  # events a subscriber may be behind before it is closed (1013) as too slow
@@ -78,7 +84,8 @@ class BridgeConfig:
 
     def __post_init__(self) -> None:
         _need(1 <= self.max_batch <= 10000, f"max_batch: expected 1..10000, got {self.max_batch}")
-        _need(self.pending_devices >= 1, f"pending_devices: expected at least 1, got {self.pending_devices}")
+        for name in ("pending_devices", "pending_per_address", "pending_per_network", "pending_expire_s"):
+            _need(getattr(self, name) >= 1, f"{name}: expected at least 1, got {getattr(self, name)}")
         _need(256 <= self.max_payload_bytes <= 1 << 20,
               f"max_payload_bytes: expected 256..1048576, got {self.max_payload_bytes}")
         _need(1 <= self.ws_max_subscribers <= 10000,
@@ -93,6 +100,13 @@ class BridgeConfig:
             _need(digest in self.gateway_tokens, f"gateway_ids: {digest[:16]}... is not one of gateway_tokens")
             _need(bool(ids) and all(isinstance(i, str) and i for i in ids),
                   f"gateway_ids: expected a list of gateway ids for {digest[:16]}..., got {ids!r:.80}")
+
+    @property
+    def pending(self) -> PendingLimits:
+        """How many seed-2 registrations may wait for approval, from where, and for how long."""
+        return PendingLimits(total=self.pending_devices, per_address=self.pending_per_address,
+                             per_network=self.pending_per_network, expire_s=self.pending_expire_s,
+                             settings="[bridges] ")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BridgeConfig:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..auth import hash_token
-from ..service import pending_check
+from ..pending import PendingLimits, Waiting, address_of, expired
 
 STATUSES = ("pending", "active", "revoked")
 
@@ -25,6 +25,7 @@ class LegacyDevice:
     token_sha256: str
     registered_at: int
     status: str = "active"
+    source: str = ""  # the address its registration came from ("" in files written before sources were kept)
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
@@ -62,21 +63,40 @@ class Registry:
         return list(self._devices.values())
 
     def register(self, *, device_id: str, market_id: str, market: str, role: str, now: int,
-                 status: str, pending_at_most: int) -> tuple[LegacyDevice, str]:
-        """A new device and its token (returned once; only its digest is kept). KeyError if it exists,
-        TOO_MANY_PENDING if it would wait for approval beside `pending_at_most` others."""
+                 status: str, limits: PendingLimits, source: str = "") -> tuple[LegacyDevice, str]:
+        """A new device and its token (returned once; only its digest is kept). KeyError if it exists;
+        TOO_MANY_PENDING or TOO_MANY_PENDING_FROM_SOURCE if it would wait for approval past `limits`, counted
+        once the registrations that waited past `limits.expire_s` are dropped."""
         token = secrets.token_urlsafe(32)
         with self._lock:
             if device_id in self._devices:
                 raise KeyError(device_id)
             if status == "pending":
-                waiting = sum(d.status == "pending" for d in self._devices.values())
-                pending_check(waiting, pending_at_most, "seed-2 registrations", "[bridges] pending_devices")
+                self._expire(now, limits)
+                waiting = Waiting.of(d.source for d in self._devices.values() if d.status == "pending")
+                waiting.check(source, limits, "seed-2 registrations")
             device = LegacyDevice(device_id=device_id, market_id=market_id, market=market, role=role,
-                                  token_sha256=hash_token(token), registered_at=now, status=status)
+                                  token_sha256=hash_token(token), registered_at=now, status=status,
+                                  source=address_of(source))
             self._devices[device_id] = device
             self._save()
         return device, token
+
+    def expire(self, now: int, limits: PendingLimits) -> list[LegacyDevice]:
+        """Drop the registrations that waited for approval past `limits.expire_s` at `now`: no operator decided
+        on them, and their places are free again."""
+        with self._lock:
+            dropped = self._expire(now, limits)
+            if dropped:
+                self._save()
+        return dropped
+
+    def _expire(self, now: int, limits: PendingLimits) -> list[LegacyDevice]:
+        dropped = [d for d in self._devices.values()
+                   if d.status == "pending" and expired(d.registered_at, now, limits)]
+        for device in dropped:
+            del self._devices[device.device_id]
+        return dropped
 
     def new_token(self, device_id: str) -> str:
         """Replace a device's token: the old one stops working."""

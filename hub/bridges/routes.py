@@ -135,7 +135,7 @@ class BridgeRoutes:
     async def register_device(self, request: web.Request) -> web.Response:
         """Seed 2: register a market device; answers its token and an onboarding QR code (PNG data URL)"""
         value = await _json(request)
-        device, token = await asyncio.to_thread(self.b.register, value)
+        device, token = await asyncio.to_thread(self.b.register, value, source=self.auth.client(request))
         qr = await asyncio.to_thread(qr_data_url, {"device_id": device.device_id, "market_id": device.market_id,
                                                    "token": token, "hub": self.b.hub.hub_id.hex()})
         return web.json_response({"device_id": device.device_id, "token": token, "qr": qr,

@@ -125,7 +125,9 @@ class Bridges:
         self.views.defer(feed)  # ingest never waits for an analysis in progress
 
     # --- seed 2: registration and tokens -------------------------------------------------------------
-    def register(self, value: Any) -> tuple[LegacyDevice, str]:
+    def register(self, value: Any, *, source: str = "") -> tuple[LegacyDevice, str]:
+        """Register a seed-2 device sent from `source` (its address): pending an operator's approval, within
+        `[bridges]`'s pending limits, unless auto_approve."""
         if not isinstance(value, dict):
             raise BridgeInputError("expected a JSON object {market_id, device_id, role}")
         extra = sorted(set(value) - {"market_id", "device_id", "role"})
@@ -145,9 +147,17 @@ class Bridges:
         try:
             return self.registry.register(device_id=device_id, market_id=value["market_id"], market=market,
                                           role=role, now=self.hub.clock(), status=status,
-                                          pending_at_most=self.config.pending_devices)
+                                          limits=self.config.pending, source=source)
         except KeyError:
             raise BridgeInputError("Device already registered") from None
+
+    def expire_pending(self) -> list[LegacyDevice]:
+        """Drop the seed-2 registrations nobody approved within `[bridges] pending_expire_s`."""
+        dropped = self.registry.expire(self.hub.clock(), self.config.pending)
+        if dropped:
+            log.info("%d seed-2 registrations nobody approved within %d s dropped", len(dropped),
+                     self.config.pending_expire_s)
+        return dropped
 
     def device_for(self, authorization: str | None) -> LegacyDevice:
         """The device a bearer token belongs to; Unauthorized or Forbidden otherwise."""

@@ -348,3 +348,34 @@ def test_device_statuses_count_each_status(make_store):
                                 status="forked"))  # replaces the pending one
     assert store.device_statuses() == {"active": 3, "revoked": 1, "forked": 1}
     assert store.device_statuses() == dict(Counter(d.status for d in store.devices()))
+
+
+def test_pending_devices_are_listed_and_dropped_only_while_pending(make_store):
+    store = make_store()
+    statuses = ["pending", "active", "pending", "revoked", "pending"]
+    for i, status in enumerate(statuses):
+        store.put_device(DeviceInfo(device_id=bytes([i + 1]) * 16, pubkey=b"\x02" * 32, site="sppg-01",
+                                    role="kitchen_exit", status=status, enrolled_at=100 + i,
+                                    source=f"192.0.2.{i}" if i else "",
+                                    revoked_from=3 if status == "revoked" else None))
+    pending = store.pending_devices()
+    assert [d.device_id[0] for d in pending] == [1, 3, 5]
+    assert [d.source for d in pending] == ["", "192.0.2.2", "192.0.2.4"]  # kept, and none is ""
+    # Approved meanwhile (2 is active), or unknown (9): not dropped.
+    dropped = store.drop_pending(b"\x01" * 16, b"\x02" * 16, b"\x03" * 16, b"\x09" * 16)
+    assert sorted(d.device_id[0] for d in dropped) == [1, 3]
+    assert store.get_device(b"\x01" * 16) is None and store.get_device(b"\x02" * 16).status == "active"
+    assert [d.device_id[0] for d in store.pending_devices()] == [5]
+    assert store.device_statuses() == {"active": 1, "revoked": 1, "pending": 1}
+    assert store.drop_pending() == []
+
+
+def test_a_device_stored_before_sources_were_kept_reads_as_one_without(make_store):
+    import cbor2
+
+    old = cbor2.dumps([b"\x01" * 16, b"\x02" * 32, "sppg-01", "kitchen_exit", "pending", None, 5, "dapur"])
+    device = DeviceInfo.from_cbor(old)
+    assert device.source == "" and device.to_cbor() == old
+    store = make_store()
+    store.put_device(DeviceInfo.from_cbor(old))
+    assert store.pending_devices() == [device]
