@@ -624,6 +624,10 @@ class _Earlier:
     def verified(self, rec: Record) -> None:
         self.slots.append(self._held.verified(rec))
 
+    def accepted_only(self, rec: Record) -> None:
+        """A record step 6.4 accepted past the end of the verified prefix (step 6.5): held, not verified."""
+        self.slots.append(self._held.hold(rec.id))
+
     def accepted(self, result: Accepted, at: int) -> None:
         if result.records:
             self.batches.append((result.records[0].seq, at))
@@ -669,24 +673,31 @@ def verify_log(log: LogExport, records: _Records, report: DeviceReport, authorit
     listed = {rec.seq: rec.raw for _, _, rec in schedule}
     earlier = _Earlier(start, held, find)
     matched: set[int] = set()  # seqs of body entries whose detached record verified
+    # Step 6.5's first failure ends the verified prefix before it, but step 6.4 accepts the whole range all the
+    # same: its failure, if any, is reported after this one.
+    cut: LedgerError | None = None
     state, batch, later = start, [first, *islice(it, BATCH - 1)], False
     while batch:
         result = accept(state, batch, held=earlier, revoked_from=standing.revoked_from)
-        # Only the range's first record may repeat the head without counting: a later batch starts mid-range.
-        report.duplicates += result.duplicates + (later and hashlib.sha256(batch[0]).digest() == state.head)
+        if cut is None:
+            # Only the range's first record may repeat the head without counting: a later batch starts mid-range.
+            report.duplicates += result.duplicates + (later and hashlib.sha256(batch[0]).digest() == state.head)
         for rec in result.records:
-            try:
-                # Both ways: a key record missing from the key list, or a key-list entry (a rotation the
-                # hub accepted) whose seq holds another record in the range, a second history of the device.
-                if (rec.kind == "key" or rec.seq in listed) and listed.get(rec.seq) != rec.raw:
-                    raise BrokenChain("the range's record is not the key list's entry for its seq",
-                                      where=rec.where)
-                if rec.detached and rec.seq in log.bodies:
-                    rec = rec.with_body(log.bodies[rec.seq])
-                    matched.add(rec.seq)
-            except LedgerError as exc:
-                report.problems.append(exc)
-                return
+            if cut is None:
+                try:
+                    # Both ways: a key record missing from the key list, or a key-list entry (a rotation the
+                    # hub accepted) whose seq holds another record in the range, a second history of the device.
+                    if (rec.kind == "key" or rec.seq in listed) and listed.get(rec.seq) != rec.raw:
+                        raise BrokenChain("the range's record is not the key list's entry for its seq",
+                                          where=rec.where)
+                    if rec.detached and rec.seq in log.bodies:
+                        rec = rec.with_body(log.bodies[rec.seq])
+                        matched.add(rec.seq)
+                except LedgerError as exc:
+                    cut = exc
+            if cut is not None:
+                earlier.accepted_only(rec)
+                continue
             earlier.verified(rec)
             report.records += 1
             report.first_seq = rec.seq if report.first_seq is None else report.first_seq
@@ -694,11 +705,14 @@ def verify_log(log: LogExport, records: _Records, report: DeviceReport, authorit
             report.first_time = rec.time if report.first_time is None else min(report.first_time, rec.time)
             report.last_time = rec.time if report.last_time is None else max(report.last_time, rec.time)
         if result.problem is not None:
-            report.problems.append(result.problem)
+            report.problems += [p for p in (cut, result.problem) if p is not None]
             return
         earlier.accepted(result, at)
         at = records.at
         state, batch, later = result.state, list(islice(it, BATCH)), True
+    if cut is not None:
+        report.problems.append(cut)
+        return
     # A body entry must belong to a detached record of the range: anything else is not what was exported.
     for seq in log.bodies:
         if seq not in matched:
@@ -726,21 +740,26 @@ def _range_start(log: LogExport, first_raw: bytes, schedule: list[tuple[int, byt
 
 def _verify_hub_log(hub_log: list[bytes], hub_id: bytes, checkpoints: list[Checkpoint],
                     report: BundleReport) -> tuple[Authority, list[Record]]:
-    """The hub's own log, complete up to the head the largest checkpoint names (FORMAT.md §12.3 step 5)."""
+    """The hub's own log, complete up to the head the largest checkpoint names (FORMAT.md §12.3 step 5), and
+    its verified prefix: accepted like an offered range, it ends before the first record that fails. A head
+    that the checkpoints name and the log does not hold is a problem of the log, not of its records, so the
+    prefix stands (step 8 checks its receipts)."""
     authority = Authority(hub_id=hub_id)
     result = accept(ChainState.empty(hub_id), hub_log)
+    verified: list[Record] = []
     try:
         for rec in result.records:
             authority.apply(rec)
+            verified.append(rec)
             report.hub_log += 1
             report.decisions += rec.kind == "authority"
     except LedgerError as exc:
         report.add(exc)
-        return authority, []
+        return authority, verified
     if result.problem is not None:
         report.add(result.problem)
-        return authority, list(authority.records)
-    ids = [r.id for r in authority.records]
+        return authority, verified
+    ids = [r.id for r in verified]
     for cp in checkpoints:
         assert cp.authority is not None  # step 3 refuses checkpoints without it
         length, head = cp.authority
@@ -748,13 +767,12 @@ def _verify_hub_log(hub_log: list[bytes], hub_id: bytes, checkpoints: list[Check
             report.add(BrokenChain(f"the hub's log in the bundle ({len(ids)} records) does not hold the head "
                                    f"that checkpoint {cp.tree_size} names (seq {length - 1})",
                                    hint="a decision of the hub is missing or was replaced"))
-            return authority, []
+            return authority, verified
     if checkpoints and checkpoints[-1].authority != authority.head:
         report.add(BrokenChain(f"the hub's log in the bundle ends at {len(ids)} records, but the largest "
                                f"checkpoint names {checkpoints[-1].authority[0]}",  # type: ignore[index]
                                hint="the bundle dropped the hub's latest decisions"))
-        return authority, []
-    return authority, list(authority.records)
+    return authority, verified
 
 
 class _Held:

@@ -22,6 +22,7 @@ class Verdict:
     exit: int
     code: str | None
     message: str
+    codes: tuple[str, ...] = ()  # the code of every problem listed, sorted (the report groups them by device)
 
 
 def python_verdict(case: Case, workdir: Path | None = None) -> Verdict:
@@ -47,4 +48,5 @@ def python_verdict(case: Case, workdir: Path | None = None) -> Verdict:
     problems = report.get("problems", []) + [p for d in report.get("devices", []) for p in d["problems"]]
     codes = [p for p in problems if EXIT.get(p["code"]) == code]
     first = codes[0] if codes else {"code": None, "message": ""}
-    return Verdict(exit=code, code=first["code"], message=first.get("message", ""))
+    return Verdict(exit=code, code=first["code"], message=first.get("message", ""),
+                   codes=tuple(sorted(p["code"] for p in problems)))

@@ -1,4 +1,5 @@
-"""The web page and `jejak-verify` agree: every vector, and verdict and code on a seeded tamper set of the examples."""
+"""The web page and `jejak-verify` agree: every vector, and verdict, code and every problem listed on a seeded tamper
+set of the examples."""
 
 from __future__ import annotations
 
@@ -59,15 +60,18 @@ def test_invalid_vectors(page: webdriver.Chrome) -> None:
     assert wrong == []
 
 
-def page_verdicts(page: webdriver.Chrome, cases: list[Case]) -> list[tuple[int, str | None, str]]:
+PageVerdict = tuple[int, str | None, str, list[str]]  # exit, code, first message, every problem's code sorted
+
+
+def page_verdicts(page: webdriver.Chrome, cases: list[Case]) -> list[PageVerdict]:
     script = """
       const bytes = (h) => (h === null ? null : Jejak.fromHex(h));
       return arguments[0].map(([bundle, against, hubKey]) => {
         const r = Jejak.verifyBundle(Jejak.fromHex(bundle), {against: bytes(against), hubKey: bytes(hubKey)});
-        const first = Jejak.summary(r).problems[0];
-        return [r.exit, r.code, first ? first.message : ""];
+        const problems = Jejak.summary(r).problems;
+        return [r.exit, r.code, problems.length ? problems[0].message : "", problems.map((p) => p.code).sort()];
       });"""
-    out: list[tuple[int, str | None, str]] = []
+    out: list[PageVerdict] = []
     for at in range(0, len(cases), BATCH):
         batch = [[c.bundle.hex(), None if c.against is None else c.against.hex(),
                   None if c.hub_key is None else c.hub_key.hex()] for c in cases[at:at + BATCH]]
@@ -82,12 +86,16 @@ def test_tamper_set_agrees(page: webdriver.Chrome, tmp_path: Path) -> None:
     disagreements = []
     codes: Counter[str] = Counter()
     verified = []
-    for case, (exit_code, code, message) in zip(cases, web, strict=True):
+    for case, (exit_code, code, message, listed) in zip(cases, web, strict=True):
         py = python_verdict(case, tmp_path)
         codes[code or "VERIFIED"] += 1
         if (exit_code, code) != (py.exit, py.code):
             disagreements.append(f"{case.name}: jejak-verify {py.exit} {py.code} ({py.message}) | "
                                  f"page {exit_code} {code} ({message})")
+        # Past the verdict, each lists the same problems (FORMAT.md §12.3: each step reports its problems),
+        # the consequences a step leaves out included: a receipt past a verified prefix is not checked.
+        elif tuple(listed) != py.codes:
+            disagreements.append(f"{case.name}: jejak-verify lists {list(py.codes)} | page lists {listed}")
         if exit_code == 0 and case.name.startswith(("example bit", "example-older bit")):
             verified.append(case.name)
     print(f"{len(cases)} cases, {len(cases) - len(disagreements)} agree; page codes {dict(codes)}")
