@@ -35,14 +35,17 @@ def mqtt_handler(bridges: Bridges) -> MqttBridge:
 
     def handle(topic: str, payload: bytes) -> None:
         path = f"mqtt:{topic}"
+        # MQTT 3.1.1 does not tell a subscriber who published: the broker authenticated the publisher (per-device
+        # credentials); on a device's own topic its ACL bound the topic to the device, on the shared one the
+        # payload names the device and carries its token.
+        own = topic[len(cfg.topic) + 1:] if topic.startswith(f"{cfg.topic}/") else None
         try:
-            # MQTT 3.1.1 does not tell a subscriber who published: the broker authenticated the publisher
-            # (per-device credentials), the payload names the device, and the hub checks it is registered.
-            bridges.ingest_market(payload, path=path, device=None,
-                                  sender=f"broker {cfg.host}:{cfg.port} topic {topic}, device named in payload")
+            bridges.ingest_market(payload, path=path, device=None, topic_device=own,
+                                  sender=f"broker {cfg.host}:{cfg.port} topic {topic}, device named by "
+                                         f"{'its topic' if own is not None else 'the payload'}")
         except BridgeInputError as exc:
             bridges.refused[path] += 1
-            log.warning("MQTT payload on %s refused: %s", topic, exc.message)
+            log.warning("MQTT payload on %s refused: %s%s", topic, exc.message, f" ({exc.hint})" if exc.hint else "")
 
     return MqttBridge(cfg, handle, client_id=f"jejak-hub-{bridges.hub.hub_id.hex()[:12]}")
 

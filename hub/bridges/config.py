@@ -44,7 +44,13 @@ class MqttConfig:
     keepalive: int = 30
     clean_session: bool = False  # False: the broker keeps QoS 1 messages for the hub while it is away
     qos: int = 1
-    require_token: bool = False  # also demand a "token" field in each payload (seed 2 does not send one)
+    # MQTT does not tell a subscriber who published. A payload on `topic` names its device, and is believed only
+    # with that device's seed-2 token in its "token" field (seed 2's own client sends none: false takes the
+    # device it names from any client the broker lets publish on `topic`, and is warned about at start).
+    require_token: bool = True
+    # Also take payloads on `topic`/<device_id>, as that device's without a token: the broker's ACL binds the topic
+    # to the device's MQTT user (mosquitto `pattern write pasar/data/%u`); the hub's user reads `topic`/+ too.
+    device_topics: bool = False
 
     def __post_init__(self) -> None:
         _need(0 < self.port < 65536, f"mqtt.port: expected 1..65535, got {self.port}")

@@ -55,7 +55,7 @@ class MqttBridge:
         except TimeoutError:
             self.close()
             raise ConnectionError(f"MQTT broker {self.config.host}:{self.config.port} did not accept the "
-                                  f"subscription to {self.config.topic!r} within {timeout} s "
+                                  f"subscription to {self.topics} within {timeout} s "
                                   f"(last connect result {self.stats['last_connect_rc']})") from None
 
     def close(self) -> None:
@@ -81,12 +81,17 @@ class MqttBridge:
             log.warning("MQTT connect to %s:%s refused: %s", self.config.host, self.config.port, rc)
             return
         self.stats["connected"] = True
-        client.subscribe(self.config.topic, qos=self.config.qos)
+        client.subscribe([(topic, self.config.qos) for topic in self.topics])
+
+    @property
+    def topics(self) -> list[str]:
+        """The shared topic, and each device's own under it (`device_topics`)."""
+        return [self.config.topic, *([f"{self.config.topic}/+"] if self.config.device_topics else [])]
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any,
                       properties: Any = None) -> None:
         failed = [rc for rc in reason_codes if rc.is_failure]
-        self._resolve(ConnectionError(f"subscription to {self.config.topic!r} refused: {failed}") if failed else None)
+        self._resolve(ConnectionError(f"subscription to {self.topics} refused: {failed}") if failed else None)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, properties: Any = None) -> None:
         self.stats["connected"] = False

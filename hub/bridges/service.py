@@ -21,6 +21,7 @@ from .payloads import (
     BridgeInputError,
     OutsideLiveWindow,
     PayloadTooLarge,
+    ident,
     load_json,
     parse_gateway_batch,
     parse_market_data,
@@ -70,6 +71,10 @@ class Bridges:
         if config.auto_approve:
             log.warning("[bridges] auto_approve is ON: any seed-2 registration sends prices at once, with no "
                         "operator's approval; keep it off outside demos")
+        if config.mqtt.enabled and not config.mqtt.require_token:
+            log.warning("[bridges.mqtt] require_token is OFF: a payload on %s is taken for the device it names, so "
+                        "any client the broker lets publish there can send prices as another device; turn it on, "
+                        "or use device_topics (SECURITY.md)", config.mqtt.topic)
 
     # --- life cycle ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -136,8 +141,6 @@ class Bridges:
         for name in ("market_id", "device_id"):
             if name not in value:
                 raise BridgeInputError(f"field required: {name}")
-        from .payloads import ident
-
         device_id = ident(value["device_id"], "device_id")
         market = resolve_market(value["market_id"], self.config.market_aliases)
         role = value.get("role", "operator")
@@ -171,24 +174,38 @@ class Bridges:
         return device
 
     # --- seed 2: MarketDataStream --------------------------------------------------------------------
-    def ingest_market(self, raw: bytes, *, path: str, sender: str, device: LegacyDevice | None) -> Record:
+    def ingest_market(self, raw: bytes, *, path: str, sender: str, device: LegacyDevice | None,
+                      topic_device: str | None = None) -> Record:
         """One MarketDataStream payload -> one attest record. `device` is the token's device (HTTP); for MQTT
-        it is None and the payload's device_id must name a registered, active device."""
+        it is None and the payload's device_id, or `topic_device` (the device's own topic, bound to it by the
+        broker's ACL), must name a registered, active device; on the shared topic, with its token."""
         if len(raw) > self.config.max_payload_bytes:
             raise PayloadTooLarge(f"payload of {len(raw)} bytes; at most {self.config.max_payload_bytes}")
         value = load_json(raw, limit=self.config.max_payload_bytes)
         md = parse_market_data(value, markets=self.config.market_aliases,
                                commodities=self.config.commodity_aliases, allow_token=device is None)
         if device is None:
-            if md.device_id is None:
+            named = md.device_id
+            if topic_device is not None:
+                topic_device = ident(topic_device, "topic's device_id")
+                if named is not None and named != topic_device:
+                    raise Forbidden(f"payload device_id {named} is not its topic's device {topic_device}")
+                named = topic_device
+            if named is None:
                 raise Forbidden("payload has no device_id: the hub cannot say who sent it")
-            device = self.registry.get(md.device_id)
+            device = self.registry.get(named)
             if device is None:
-                raise Forbidden(f"device {md.device_id} is not registered at this hub")
+                raise Forbidden(f"device {named} is not registered at this hub")
             if device.status != "active":
-                raise Forbidden(f"device {md.device_id} is {device.status}")
-            wants_token = md.token is not None or self.config.mqtt.require_token
-            if wants_token and (md.token is None or self.registry.by_token(md.token) != device):
+                raise Forbidden(f"device {named} is {device.status}")
+            if md.token is None and topic_device is None and self.config.mqtt.require_token:
+                raise Unauthorized(
+                    f"payload names device {named} but carries no token, and any client the broker lets publish on "
+                    f"{self.config.mqtt.topic} could have sent it",
+                    hint=f"send the device's seed-2 token in the payload's token field, or publish on "
+                         f"{self.config.mqtt.topic}/<device_id> ([bridges.mqtt] device_topics = true, broker ACL "
+                         f"pattern write {self.config.mqtt.topic}/%u)")
+            if md.token is not None and self.registry.by_token(md.token) != device:
                 raise Unauthorized("Invalid token")
         elif md.device_id is not None and md.device_id != device.device_id:
             raise Forbidden(f"payload device_id {md.device_id} is not the token's device {device.device_id}")

@@ -23,7 +23,7 @@ from hub.bridges import MqttConfig
 from tests.ports import free_tcp
 from tests.wait import wait_for, wait_until
 
-from .conftest import MARKET, close_hub, make_hub
+from .conftest import MARKET, close_hub, make_hub, unique_topic
 from .test_hub_seed2 import payload, register
 
 
@@ -49,10 +49,12 @@ def seed2_publish(topic: str, body: dict, *, device_id: str, token: str | None, 
 async def test_mqtt_publish_becomes_an_attested_record(hubenv):
     reg = await register(hubenv)
     before = hubenv.attest_length()
-    await asyncio.to_thread(seed2_publish, hubenv.topic, payload(), device_id="DEV-001", token=reg["token"])
+    await asyncio.to_thread(seed2_publish, hubenv.topic, payload(token=reg["token"]), device_id="DEV-001",
+                            token=reg["token"])
     await wait_for(lambda: hubenv.attest_length() == before + 1)
     rec = hubenv.attested()[-1]
     body = rec.body
+    assert reg["token"] not in json.dumps(body)
     assert rec.device_id == hubenv.hub.hub_id and body["kind"] == "price"
     assert body["path"] == f"mqtt:{hubenv.topic}"
     assert "127.0.0.1:1883" in body["sender"] and body["data"]["device_id"] == "DEV-001"
@@ -80,6 +82,53 @@ async def test_mqtt_payload_from_unregistered_or_bad_device_is_refused(hubenv):
     await asyncio.to_thread(seed2_publish, hubenv.topic, payload(token=reg["token"]), device_id="DEV-001",
                             token=reg["token"])
     await wait_for(lambda: hubenv.attest_length() == before + 1)
+
+
+async def test_a_client_cannot_send_prices_as_another_device_on_the_shared_topic(hubenv):
+    """MQTT does not tell the hub who published: a payload naming a registered device was taken as that device's
+    from any client the broker let publish on the topic. It now needs that device's token (require_token, on
+    unless a config turns it off)."""
+    reg = await register(hubenv)
+    await register(hubenv, device_id="DEV-002")
+    path = f"mqtt:{hubenv.topic}"
+    before = hubenv.attest_length()
+    # Another device's client (or anyone, on an open broker) naming DEV-001: no token, then DEV-002's own token.
+    await asyncio.to_thread(seed2_publish, hubenv.topic, payload(), device_id="DEV-002", token=None)
+    await wait_for(lambda: hubenv.bridges.refused[path] == 1)
+    other = await register(hubenv, device_id="DEV-003")
+    await asyncio.to_thread(seed2_publish, hubenv.topic, payload(token=other["token"]), device_id="DEV-003",
+                            token=None)
+    await wait_for(lambda: hubenv.bridges.refused[path] == 2)
+    assert hubenv.attest_length() == before
+    await asyncio.to_thread(seed2_publish, hubenv.topic, payload(token=reg["token"]), device_id="DEV-001",
+                            token=None)
+    await wait_for(lambda: hubenv.attest_length() == before + 1)
+    assert hubenv.attested()[-1].body["data"]["device_id"] == "DEV-001"
+
+
+async def test_a_device_topic_is_taken_as_that_devices_without_a_token(tmp_path):
+    """With device_topics, a payload on <topic>/<device_id> is that device's (the broker's ACL lets only its user
+    publish there), with no token in it, and may not name another device."""
+    topic = unique_topic()
+    env = await make_hub(tmp_path, mqtt=MqttConfig(enabled=True, topic=topic, clean_session=True, device_topics=True,
+                                                   client_id=f"jejak-hub-test-{uuid.uuid4().hex[:8]}"), topic=topic)
+    try:
+        await register(env)
+        await register(env, device_id="DEV-002")
+        before = env.attest_length()
+        await asyncio.to_thread(seed2_publish, f"{topic}/DEV-002", payload(), device_id="DEV-002", token=None)
+        await wait_for(lambda: env.bridges.refused[f"mqtt:{topic}/DEV-002"] == 1)  # names DEV-001 on DEV-002's
+        await asyncio.to_thread(seed2_publish, topic, payload(), device_id="DEV-002", token=None)
+        await wait_for(lambda: env.bridges.refused[f"mqtt:{topic}"] == 1)  # the shared topic still wants a token
+        no_name = {k: v for k, v in payload().items() if k != "device_id"}
+        for body in (payload(), no_name):
+            await asyncio.to_thread(seed2_publish, f"{topic}/DEV-001", body, device_id="DEV-001", token=None)
+        await wait_for(lambda: env.attest_length() == before + 2)
+        for rec in env.attested()[-2:]:
+            assert rec.body["path"] == f"mqtt:{topic}/DEV-001" and rec.body["data"]["device_id"] == "DEV-001"
+            assert "device named by its topic" in rec.body["sender"]
+    finally:
+        await close_hub(env)
 
 
 # --- TLS and per-device credentials on a broker of our own ------------------------------------------------
@@ -124,7 +173,9 @@ def tls_broker(tmp_path):
         subprocess.run(["mosquitto_passwd", "-b", *([] if n else ["-c"]), str(passwd), user, password],
                        check=True, capture_output=True, timeout=20)
     acl = tmp_path / "acl"
-    acl.write_text("user jejak-hub\ntopic read pasar/data\n\npattern write pasar/data\n")
+    # Each device user may publish on the shared topic and on its own (pasar/data/<its user name>) only.
+    acl.write_text("user jejak-hub\ntopic read pasar/data\ntopic read pasar/data/+\n\n"
+                   "pattern write pasar/data\npattern write pasar/data/%u\n")
     port = free_tcp()
     conf = tmp_path / "mosquitto.conf"
     # As root, mosquitto would drop to its own user, who cannot read pytest's private tmp directory.
@@ -144,14 +195,17 @@ def tls_broker(tmp_path):
 
 async def test_mqtt_over_tls_with_per_device_credentials(tmp_path, tls_broker):
     cfg = MqttConfig(enabled=True, port=tls_broker["port"], topic="pasar/data", tls=True, tls_ca=tls_broker["ca"],
-                     username="jejak-hub", password=tls_broker["users"]["jejak-hub"], clean_session=True)
+                     username="jejak-hub", password=tls_broker["users"]["jejak-hub"], clean_session=True,
+                     device_topics=True)
     env = await make_hub(tmp_path, mqtt=cfg, topic="pasar/data")
     try:
         reg = await register(env, device_id="DEV-TLS")
+        await register(env, device_id="DEV-OTHER")
         before = env.attest_length()
 
         def device_publish(password: str) -> int:
-            """Connect as the device with its own broker password over TLS; publish; return CONNACK code."""
+            """Connect as the device with its own broker password over TLS; publish, as another device on that
+            one's topic (the broker's ACL drops it) and then on its own, with no token; return CONNACK code."""
             result: list[int] = []
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="DEV-TLS")
             c.username_pw_set("DEV-TLS", password)
@@ -162,7 +216,9 @@ async def test_mqtt_over_tls_with_per_device_credentials(tmp_path, tls_broker):
             try:
                 wait_until(lambda: result, what="the broker's CONNACK")
                 if result[0] == 0:
-                    c.publish("pasar/data", json.dumps(payload(device_id="DEV-TLS")), qos=1).wait_for_publish(10)
+                    c.publish("pasar/data/DEV-OTHER", json.dumps(payload(device_id="DEV-OTHER")),
+                              qos=1).wait_for_publish(10)
+                    c.publish("pasar/data/DEV-TLS", json.dumps(payload(device_id="DEV-TLS")), qos=1).wait_for_publish(10)
             finally:
                 c.disconnect()
                 c.loop_stop()
@@ -172,7 +228,8 @@ async def test_mqtt_over_tls_with_per_device_credentials(tmp_path, tls_broker):
         assert await asyncio.to_thread(device_publish, tls_broker["users"]["DEV-TLS"]) == 0
         await wait_for(lambda: env.attest_length() == before + 1)
         rec = env.attested()[-1]
-        assert rec.body["path"] == "mqtt:pasar/data" and rec.body["data"]["device_id"] == "DEV-TLS"
+        assert rec.body["path"] == "mqtt:pasar/data/DEV-TLS" and rec.body["data"]["device_id"] == "DEV-TLS"
+        assert env.attest_length() == before + 1 and not env.bridges.refused  # DEV-OTHER's never reached it
         assert reg["token"] not in json.dumps(rec.body)
         assert env.bridges.mqtt.stats["connected"] is True
     finally:
