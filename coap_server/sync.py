@@ -694,6 +694,20 @@ async def _fetch(wire: _Wire, base: str, local: LogHolder, fetch: Fetch, size: R
             await taking  # a thread cannot be stopped half-way: what it took in is counted
 
 
+async def get_records(ctx: aiocoap.Context, base: str, device_id: bytes, start: int, end: int, *,
+                      limits: Limits = Limits(), timeout: float = 30.0) -> list[bytes]:
+    """Records [start, end) of one log as the node at `base` holds them: fewer (its own limits, or its log ends
+    sooner), none past its end. Unverified: the caller's store verifies what it takes. A refusal raises
+    SyncFailed with the node's code."""
+    data = await _request(ctx, Code.GET, f"{base}/sync/records?d={device_id.hex()}&from={start}&to={end}",
+                          timeout=timeout)
+    got, first, raws = decode_records(data, limits)
+    if raws and (got != device_id or first != start):
+        raise SyncError(f"asked {base} for records of {device_id.hex()} from seq {start}, got {got.hex()} from "
+                        f"seq {first}")
+    return raws
+
+
 async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(),
                        report: SyncReport | None = None) -> list[Head]:
     """The peer's heads, a page at a time (a peer that does not page answers with all of them at once)."""

@@ -127,9 +127,13 @@ class SyncConfig:
     announce: str = ""  # IPv4 address to announce; default: the CoAP bind address, or 127.0.0.1
     interfaces: tuple[str, ...] = ()  # IPv4 addresses of the interfaces mDNS uses; default: all
     replica_records: int = 2_000_000  # most records kept of any one peer's log
+    # At start, records wait this long at most for the hub to confirm this device's head (and for the records
+    # it holds past an old copy of the store to be fetched) before they are signed on the local head.
+    head_wait_s: float = 10.0
 
     def __post_init__(self) -> None:
         _need(self.interval_s > 0, f"sync.interval_s: expected > 0, got {self.interval_s}")
+        _need(self.head_wait_s >= 0, f"sync.head_wait_s: expected >= 0 seconds, got {self.head_wait_s}")
         _need(self.replica_records > 0, f"sync.replica_records: expected > 0, got {self.replica_records}")
         for peer in self.peers:
             _need(_coap_address(peer, ("coap://",)), f"sync.peers: expected coap://host:port, got {peer!r}")

@@ -175,9 +175,14 @@ class EdgeDaemon:
         await asyncio.to_thread(self.store.check)
         own = self.store.state(self.key.device_id)
         self.boot = keyfile.next_boot(data / "boot", at_least=(own.boot + 1) if own else 0)
+        # Security hook (edge/security.py): revocations, OSCORE contexts and the access policy.
+        self.security = EdgeSecurity(cfg, self.key)
         self.commit = GroupCommit(self.store, self.key, clock=self.clock, boot=self.boot,
                                   max_batch=cfg.limits.max_batch, max_pending=cfg.limits.max_pending)
-        state = await self.commit.start()
+        # A store may be an old copy (a card restored from a backup): nothing is signed until the hub has said
+        # how far this device's log goes, or [sync] head_wait_s has passed without an answer.
+        held = self._hub_to_ask() and cfg.sync.head_wait_s > 0
+        state = await self.commit.start(held=held)
         self.store.add_listener(self._grew)
 
         self.feedback = FeedbackPlayer(self._open_indicator(), offline=self._offline)
@@ -191,8 +196,6 @@ class EdgeDaemon:
                                                    tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None)
         # Peers push to us and pull from us through the same quota the sync agent uses.
         quota = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id)
-        # Security hook (edge/security.py): revocations, OSCORE contexts and the access policy.
-        self.security = EdgeSecurity(cfg, self.key)
         self.holder = self.security.holder(quota)
         add_sync_resources(self.site, self.holder, visible=self.security.policy.visible)
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
@@ -230,12 +233,54 @@ class EdgeDaemon:
         log_store = self.store
         self.supervisor.spawn("memory", lambda: keep_flat(log_store))
         await self._start_sync()
+        if held:
+            self.supervisor.spawn("head", self._sign_after_hub)
         if (interval := watchdog_interval()) is not None:
             self.supervisor.spawn("watchdog", lambda: pet_watchdog(interval, self.healthy))
         notify("READY=1")
         log.info("ready", extra={"fields": {
             "device": self.key.device_id.hex(), "coap_port": self.coap_port, "http_port": self.http_port,
-            "seq": state.length, "boot": self.boot, "site": cfg.site, "role": cfg.checkpoint.role}})
+            "seq": state.length, "boot": self.boot, "site": cfg.site, "role": cfg.checkpoint.role,
+            "head_held": held}})
+
+    def _hub_to_ask(self) -> bool:
+        """Whether a hub can confirm this device's head at start: one is configured, or mDNS finds the one this
+        edge enrolled with; and with OSCORE on, this edge holds a context with it (not enrolled: as before)."""
+        cfg, sec = self.config, self.security
+        assert sec is not None
+        known = bool(cfg.hub.address) or (cfg.sync.mdns and sec.hub_key is not None)
+        return known and (not sec.require or sec.hub_ctx is not None)
+
+    async def _sign_after_hub(self) -> None:
+        """Release the held commits once the hub has answered for this device's head, or after [sync] head_wait_s
+        without an answer (offline: said once). A hub that holds more than the store is waited for until its
+        records are in, however long: a record signed before would fork the log."""
+        agent, commit, store, key = self.sync, self.commit, self.store, self.key
+        assert agent is not None and commit is not None and store is not None and key is not None
+        wait = self.config.sync.head_wait_s
+        local = store.log_length(key.device_id)
+        try:
+            async with asyncio.timeout(wait):
+                await agent.head_settled.wait()
+        except TimeoutError:
+            if agent.head_stale:
+                log.warning("the hub holds more of this device's log than this store and they are still being "
+                            "fetched (%s): records wait until they are in", agent.head_error or "in progress")
+                await agent.head_settled.wait()
+            else:
+                fix = ("if this store is an old copy (a card restored from a backup, a store copied back), stop the "
+                       "edge until the hub answers, or its new records fork the log (docs/DEPLOY.md)")
+                log.warning("head not confirmed by the hub: no answer within %g s (%s); records are signed on the "
+                            "local head (%d records) and the edge works offline; %s", wait,
+                            agent.head_error or "no hub found", local, fix,
+                            extra={"fields": {"fix": fix}})
+        own = store.state(key.device_id)
+        if own is not None and own.boot >= self.boot:  # records fetched from the hub were made after this boot's count
+            self.boot = await asyncio.to_thread(keyfile.next_boot, self.config.data_path / "boot",
+                                                at_least=own.boot + 1)
+        state = await commit.release(boot=self.boot)
+        log.info("signing records from seq %d", state.length,
+                 extra={"fields": {"seq": state.length, "boot": self.boot, "head": agent.head_status()}})
 
     async def _start_sync(self) -> None:
         """Replicate with peers and push to the hub: configured addresses, and whatever mDNS finds."""
@@ -243,7 +288,8 @@ class EdgeDaemon:
         assert store is not None and self.key is not None
         assert self.security is not None and self.holder is not None
         self.sync = self.security.agent(self.holder, hubs=[self.config.hub.address] if self.config.hub.address else [],
-                              peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked)
+                                        peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked,
+                                        own=self.key.device_id if self._hub_to_ask() else None)
         agent = self.sync
         self.supervisor.spawn("sync", agent.run)
         if not cfg.mdns:
@@ -279,6 +325,12 @@ class EdgeDaemon:
                 with contextlib.suppress(Exception):
                     await self.discovery.close()
             await self.supervisor.stop()
+            if self.commit is not None and self.commit.held and self.sync is not None and self.sync.head_stale:
+                # Signed now they would fork the log: the hub holds records past this store's head not fetched yet.
+                refused = self.commit.refuse_held(ShuttingDown("the daemon stopped while it fetched this device's "
+                                                               "records from the hub; nothing was signed"))
+                if refused:
+                    log.warning("%d appends that waited for the hub's records were not signed", refused)
             if self.tap is not None:
                 with contextlib.suppress(Exception):
                     await self.tap.close()
@@ -491,6 +543,7 @@ class EdgeDaemon:
             "restarts": dict(self.counters.restarts), "rss_bytes": resident_bytes(),
             "coap_port": self.coap_port, "closing": self._closing,
             "sync": self.sync.status() if self.sync else [],
+            "head": {**(self.sync.head_status() if self.sync else {"state": "no_hub"}), "held": self.commit.held},
             "peers": sorted(p.coap_url for p in self.discovery.peers.values()) if self.discovery else [],
             "security": self.security.status() if self.security else {},
         }
@@ -502,8 +555,13 @@ class EdgeDaemon:
         return prometheus(self.counters, EdgeState(
             log_length=own.length if own else 0, logs=len(self.store.heads()), forked_logs=len(self.store.blocked()),
             pending=self.commit.pending, commits=self.commit.stats["commits"], store_used_bytes=usage["used_bytes"],
-            store_map_bytes=usage["map_size"], boot=self.boot,
+            store_map_bytes=usage["map_size"], boot=self.boot, head_unconfirmed=self._head_unconfirmed(),
             coap_observers=self.logs_resource.observer_count if self.logs_resource else 0))
+
+    def _head_unconfirmed(self) -> bool:
+        """A hub this edge asks has not confirmed its head since start (unreached, still fetching, or forked)."""
+        state = self.sync.head_status()["state"] if self.sync else "no_hub"
+        return state not in ("confirmed", "no_hub", "unknown_to_hub")
 
     def metrics(self) -> str:  # the name the CoAP Backend protocol uses
         return self.metrics_text()

@@ -70,6 +70,7 @@ class EdgeState:
     store_map_bytes: int
     coap_observers: int
     boot: int
+    head_unconfirmed: bool = False  # a hub this edge asks has not confirmed its own log's head since start
 
 
 def _escape(text: str) -> str:
@@ -165,7 +166,10 @@ def _edge(m: Metrics, s: EdgeState) -> Iterator[_Family]:
             ("store_used_bytes", s.store_used_bytes, "Bytes the LMDB store uses."),
             ("store_map_bytes", s.store_map_bytes, "The LMDB map size (limits.map_size): the store's ceiling."),
             ("coap_observers", s.coap_observers, "CoAP clients observing a log on this node."),
-            ("boot", s.boot, "This device's boot counter (records carry it).")):
+            ("boot", s.boot, "This device's boot counter (records carry it)."),
+            ("head_unconfirmed", int(s.head_unconfirmed), "1 while the hub this edge syncs with has not confirmed "
+             "its own log's head since start (not reached, its records still being fetched, or forked): records "
+             "signed meanwhile fork the log if the store is an old copy.")):
         yield _gauge(f"jejak_edge_{name}", text, value)
 
 

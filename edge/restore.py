@@ -60,23 +60,15 @@ async def fetch_log(base: str, device_id: bytes, *, timeout: float = 30.0,
     import aiocoap
 
     from coap_server.security import install
-    from ledger.sync import Limits, decode_records
+    from coap_server.sync import get_records
 
     out: list[bytes] = []
     ctx = await aiocoap.Context.create_client_context()
     install(ctx.client_credentials, credentials or {})
     try:
-        while True:
-            msg = aiocoap.Message(code=aiocoap.GET, uri=f"{base}/sync/records?d={device_id.hex()}"
-                                                        f"&from={len(out)}&to={len(out) + 4096}")
-            async with asyncio.timeout(timeout):
-                response = await ctx.request(msg).response
-            if not response.code.is_successful():
-                raise StoreError(f"{base} answered {response.code} for the log of {device_id.hex()}")
-            got_device, start, raws = decode_records(response.payload, Limits())
-            if got_device != device_id or start != len(out) or not raws:
-                return out
+        while raws := await get_records(ctx, base, device_id, len(out), len(out) + 4096, timeout=timeout):
             out += raws
+        return out
     finally:
         await ctx.shutdown()
 

@@ -37,7 +37,7 @@ from ledger.failures import Unreachable
 from ledger.sync import Head
 
 from .config import EdgeConfig
-from .sync import ReplicaHolder, SyncAgent
+from .sync import ReplicaHolder, SyncAgent, Target
 
 log = logging.getLogger("jejak.edge.security")
 ENROLL_SCHEME = "jejak-enroll"
@@ -378,7 +378,7 @@ class SecureSyncAgent(SyncAgent):
 
     async def round(self, ctx: aiocoap.Context, lanes: Lanes | None = None) -> dict[str, Any]:
         sec = self.security
-        install(ctx.client_credentials, sec.client_entries({t.url: t.role for t in self.targets.values()}))
+        self.protect(ctx)
         if sec.require:
             for target in list(self.targets.values()):
                 if not sec.can_protect(target.url, target.role):
@@ -395,6 +395,12 @@ class SecureSyncAgent(SyncAgent):
                     except Exception as exc:  # unreachable or refusing: the next round retries
                         log.info("revocation list from %s: %s", target.url, type(exc).__name__)
         return await super().round(ctx, lanes)
+
+    def protect(self, ctx: aiocoap.Context) -> None:
+        install(ctx.client_credentials, self.security.client_entries({t.url: t.role for t in self.targets.values()}))
+
+    def reachable(self, target: Target) -> bool:
+        return not self.security.require or self.security.can_protect(target.url, target.role)
 
     def _tell_unprotected(self, url: str, role: str) -> None:
         """Say once why nothing goes to a target: with [security] oscore on, requests go only where this edge

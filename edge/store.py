@@ -700,6 +700,7 @@ class GroupCommit:
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jejak-commit")
         self._builder: ChainBuilder | None = None
+        self._released = asyncio.Event()  # set when records may be signed (start, or release() after a hold)
         self._closing = False
         self._sign_s = 50e-6  # CPU seconds to sign one record, a moving average: sizes batches while taps come
         self.stats = {"records": 0, "commits": 0, "failed": 0, "refused_busy": 0, "commit_us_total": 0}
@@ -722,13 +723,52 @@ class GroupCommit:
         this budget, whatever the card, while a card's slower fsync is still shared by a whole batch."""
         return max(32, min(self.max_batch, int(TAP_SIGN_BUDGET_S / self._sign_s)))
 
-    async def start(self) -> ChainState:
-        """Write genesis if the log is new; then accept appends. Returns the own log's state."""
+    async def start(self, *, held: bool = False) -> ChainState:
+        """Write genesis if the log is new; then accept appends. Returns the own log's state.
+
+        `held`: appends are accepted and wait, but nothing is signed (genesis neither) until `release()`: the
+        daemon first has the hub confirm the head, since records signed on an old copy of the store fork the log.
+        """
         loop = asyncio.get_running_loop()
-        state = await loop.run_in_executor(self._executor, self._ensure_genesis)
         self._wake = asyncio.Event()
+        if held:
+            state = await loop.run_in_executor(self._executor, self._claim)
+        else:
+            state = await loop.run_in_executor(self._executor, self._ensure_genesis)
+            self._released.set()
         self._task = asyncio.create_task(self._run(), name="group-commit")
         return state
+
+    @property
+    def held(self) -> bool:
+        return not self._released.is_set()
+
+    async def release(self, *, boot: int | None = None) -> ChainState:
+        """Sign what waits, and what comes, on the head the store holds now (a catch-up from the hub may have moved
+        it; genesis if it holds none), with boot counter `boot` from here on."""
+        if not self.held:
+            assert self._builder is not None
+            return self._builder.state
+        if boot is not None:
+            self._boot = boot
+        state = await asyncio.get_running_loop().run_in_executor(self._executor, self._ensure_genesis)
+        self._released.set()
+        return state
+
+    def refuse_held(self, error: BaseException) -> int:
+        """Fail every append that waits for `release()` with `error` (they were never signed); how many."""
+        if not self.held:
+            return 0
+        jobs = [*self._urgent, *self._jobs]
+        self._urgent.clear()
+        self._jobs.clear()
+        for job in jobs:
+            self._pending -= len(job.items)
+            if job.urgent:
+                self._pending_urgent -= len(job.items)
+            if not job.future.done():
+                job.future.set_exception(error)
+        return len(jobs)
 
     async def alive(self, timeout: float) -> bool:
         """Whether the commit loop runs and its writer thread answers within `timeout` (the watchdog asks: a
@@ -741,6 +781,11 @@ class GroupCommit:
         except TimeoutError:
             return False
         return True
+
+    def _claim(self) -> ChainState:
+        device_id = self.device_id
+        self._store.claim(device_id)
+        return self._store.state(device_id) or ChainState.empty(device_id)
 
     def _ensure_genesis(self) -> ChainState:
         device_id = self.device_id
@@ -818,6 +863,7 @@ class GroupCommit:
                     if not (self._urgent or self._jobs):
                         await self._wake.wait()
                         continue
+                    await self._released.wait()  # held only before the first batch: none is in flight
                     ready = self._sign(self._take())
                 elif self._urgent:
                     # Taps that came while this batch waited for the one before it go in with it, signed on
@@ -952,6 +998,8 @@ class GroupCommit:
         """Finish every append already queued (they are durable and answered), then stop."""
         self._closing = True
         if self._task is not None and self._wake is not None:
+            if self.held and (self._jobs or self._urgent):  # signed on the local head, as an edge offline does
+                await self.release()
             while self._jobs or self._urgent or self._pending:
                 self._wake.set()
                 await asyncio.sleep(0.005)

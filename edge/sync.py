@@ -1,8 +1,11 @@
-"""The edge's sync agent: push to the hub, replicate peers, on discovery, on new records and on an interval."""
+"""The edge's sync agent: push to the hub, replicate peers, on discovery, on new records and on an interval; at
+start, the own log's head confirmed with the hub (and the records it holds past it fetched) before a record is
+signed."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -11,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiocoap
+from aiocoap.numbers.codes import Code
+from aiocoap.oscore import NotAProtectedMessage
 
 from coap_server.errors import describe_failure
 from coap_server.lanes import Lanes
-from coap_server.sync import LogHolder, SyncReport, sync_once
+from coap_server.sync import LogHolder, SyncFailed, SyncReport, get_records, sync_once
 from ledger import LimitExceeded
 from ledger.sync import Backoff, Limits, RequestSize
 
@@ -83,6 +88,81 @@ class Target:
                 "problems": self.problems[-5:]}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeadCheck:
+    """What the hub said of this device's own log when asked at start, and what was done about it.
+
+    outcome: "current" (the hub's last record is the local head), "caught_up" (the hub held `fetched` more,
+    now in the store), "hub_behind" (the hub holds fewer: sync pushes the rest), "conflict" (the hub holds
+    another record at the local head's seq: the log is forked already) or "unknown_to_hub" (the hub does not
+    serve this device's log: not enrolled, pending or blocked)."""
+
+    hub: str
+    outcome: str
+    local: int  # records of the own log held before
+    length: int  # records of the own log held after
+    fetched: int = 0
+    detail: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hub": self.hub, "outcome": self.outcome, "local": self.local, "length": self.length,
+                "fetched": self.fetched, "detail": self.detail}
+
+
+# The hub's codes for "this device's log is not served to it": go on as if no hub had answered.
+NOT_SERVED = frozenset({"UNKNOWN_DEVICE", "NOT_AUTHORIZED", "DEVICE_BLOCKED", "REVOKED_KEY"})
+
+
+async def ask_head(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, device_id: bytes, *,
+                   limits: Limits = Limits(), timeout: float = 30.0) -> tuple[HeadCheck, list[bytes]]:
+    """Ask the hub at `base` for this device's log from the local head's seq on: one request, whose answer's
+    first record is the hub's copy of the local head (its id is compared) and any more are records the store
+    lacks (an old copy of it). Returns the outcome and those first records past the head ("behind" when there
+    are some; `fetch_past_head` takes them in). Raises what the request raises (unreachable, or SyncFailed with
+    the hub's code)."""
+    local = await asyncio.to_thread(holder.log_length, device_id)
+    at = max(local - 1, 0)
+    raws = await get_records(ctx, base, device_id, at, at + limits.records_per_request, limits=limits,
+                             timeout=timeout)
+    if local:
+        if not raws:
+            return HeadCheck(hub=base, outcome="hub_behind", local=local, length=local,
+                             detail=f"the hub holds fewer than the {local} records held here"), []
+        mine = (await asyncio.to_thread(holder.log_range, device_id, at, local))[0]
+        if hashlib.sha256(raws[0]).digest() != hashlib.sha256(mine).digest():
+            return HeadCheck(hub=base, outcome="conflict", local=local, length=local,
+                             detail=f"the hub holds another record at seq {at}, the head held here"), []
+        raws = raws[1:]
+    outcome = "behind" if raws else "current"
+    return HeadCheck(hub=base, outcome=outcome, local=local, length=local), raws
+
+
+async def fetch_past_head(ctx: aiocoap.Context, check: HeadCheck, holder: ReplicaHolder, device_id: bytes,
+                          raws: list[bytes], *, limits: Limits = Limits(), timeout: float = 30.0) -> HeadCheck:
+    """Take in the records the hub holds past the local head, from the first ones `ask_head` got, a request at
+    a time until the hub has no more; `holder` verifies each range against the stored log (signatures and
+    links: ledger's acceptance, as a restore's). A range the store refuses raises SyncFailed with its code."""
+    length = check.local
+    while raws:
+        got = await asyncio.to_thread(holder.receive, device_id, raws)
+        length = got["length"]
+        if got.get("problem"):
+            problem = str(got["problem"])
+            raise SyncFailed(problem.partition(":")[0], f"the hub's records of this device from seq {length} were "
+                                                        f"refused here: {problem}")
+        raws = await get_records(ctx, check.hub, device_id, length, length + limits.records_per_request,
+                                 limits=limits, timeout=timeout)
+    return HeadCheck(hub=check.hub, outcome="caught_up", local=check.local, length=length,
+                     fetched=length - check.local)
+
+
+def _no_context(exc: NotAProtectedMessage) -> bool:
+    """The hub's OSCORE layer answered in the clear that it holds no context for this device (a pending key's
+    is not loaded); not a replayed sequence number, which a hub that knows the device refuses the same way."""
+    plain = exc.plain_message
+    return plain.code == Code.UNAUTHORIZED and b"context not found" in bytes(plain.payload or b"")
+
+
 # What the operator of an edge does when its hub refuses it, by the hub's code (docs/ERRORS.md).
 REFUSAL_FIXES = {
     "UNKNOWN_DEVICE": "enroll this edge with the hub's QR text: jejak enroll request 'jejak-enroll:?hub=...' "
@@ -102,8 +182,15 @@ class SyncAgent:
     def __init__(self, holder: LogHolder, *, hubs: Sequence[str] = (), peers: Sequence[str] = (),
                  interval: float = 30.0, limits: Limits = Limits(), blocked: Callable[[], frozenset[bytes]] | None = None,
                  rng: random.Random | None = None, monotonic: Callable[[], float] = time.monotonic,
-                 request_timeout: float = 30.0) -> None:
+                 request_timeout: float = 30.0, own: bytes | None = None) -> None:
         self.holder = holder
+        # This device, whose head a hub confirms before its first new record is signed (`ask_head`): the daemon
+        # holds its commits until `head_settled` is set, or for as long as it waits for the hub.
+        self.own = own
+        self.head: HeadCheck | None = None
+        self.head_settled = asyncio.Event()
+        self.head_stale = False  # a hub said it holds more of the own log than the store: signing on it forks
+        self.head_error: str | None = None
         self.interval = interval
         self.limits = limits
         self.request_timeout = request_timeout
@@ -163,6 +250,89 @@ class SyncAgent:
         self.rounds += 1
         return reports
 
+    def reachable(self, target: Target) -> bool:
+        """Whether requests to `target` may go out (SecureSyncAgent: only where OSCORE protects them)."""
+        return True
+
+    def protect(self, ctx: aiocoap.Context) -> None:
+        """Set up `ctx` for this agent's targets before requests go out (SecureSyncAgent: OSCORE contexts)."""
+
+    async def confirm_head(self, ctx: aiocoap.Context) -> HeadCheck | None:
+        """Until a hub has answered, ask each hub whose back-off allows it for this device's log past the local
+        head and fetch what it holds past it (`ask_head`, `fetch_past_head`), on the sync's own client context,
+        so over the OSCORE context a hub that requires it expects. A hub that does not answer is asked again
+        before each round."""
+        if self.own is None or self.head_settled.is_set():
+            return self.head
+        now = self.monotonic()
+        self.protect(ctx)
+        for target in [t for t in self.targets.values() if t.role == "hub"]:
+            if target.next_try > now or not self.reachable(target):
+                continue
+            holder: ReplicaHolder = self.holder  # type: ignore[assignment]  # the edge's store, as sync sees it
+            try:
+                check, past = await ask_head(ctx, target.url, holder, self.own, limits=self.limits,
+                                             timeout=self.request_timeout)
+                if past:
+                    self.head_stale = True  # signing now would fork: the daemon holds taps until these are in
+                    log.info("hub %s holds more of this device's own log than this store (%d records): "
+                             "fetching the rest before a new record is signed", target.url, check.local)
+                    check = await fetch_past_head(ctx, check, holder, self.own, past, limits=self.limits,
+                                                  timeout=self.request_timeout)
+            except SyncFailed as exc:
+                if exc.code in NOT_SERVED:
+                    local = await asyncio.to_thread(holder.log_length, self.own)
+                    check = HeadCheck(hub=target.url, outcome="unknown_to_hub", local=local, length=local,
+                                      detail=f"{exc.code}: {exc.message}")
+                else:
+                    self._head_failed(target, exc)
+                    continue
+            except NotAProtectedMessage as exc:
+                if not _no_context(exc):
+                    self._head_failed(target, exc)
+                    continue
+                local = await asyncio.to_thread(holder.log_length, self.own)
+                check = HeadCheck(hub=target.url, outcome="unknown_to_hub", local=local, length=local,
+                                  detail="the hub holds no OSCORE context for this device (pending, unknown or "
+                                         "revoked)")
+            except Exception as exc:  # unreachable: the round after this backs off, and the next one asks again
+                self._head_failed(target, exc)
+                continue
+            self._head_answered(check)
+            return check
+        return None
+
+    def _head_failed(self, target: Target, exc: BaseException) -> None:
+        self.head_error = f"{target.url}: {describe_failure(exc)}"
+        log.info("hub %s did not confirm this device's head (%s)", target.url, describe_failure(exc))
+
+    def _head_answered(self, check: HeadCheck) -> None:
+        self.head, self.head_error, self.head_stale = check, None, False
+        self.head_settled.set()
+        fields = {"fields": {"head_check": check.to_json()}}
+        if check.outcome == "caught_up":
+            log.warning("this store held %d records of this device's own log and the hub %s holds %d: the %d "
+                        "missing ones are fetched and verified, and new records follow the hub's head (the store "
+                        "was an old copy)", check.local, check.hub, check.length, check.fetched, extra=fields)
+        elif check.outcome == "conflict":
+            log.error("hub %s holds another record of this device at seq %d than this store: the log is forked "
+                      "already; fix: the hub's operator looks at GET /api/forks and runs jejak devices "
+                      "resolve-fork %s", check.hub, check.local - 1, self.own.hex() if self.own else "", extra=fields)
+        else:
+            log.info("head of this device's own log (%d records) checked with hub %s: %s", check.length, check.hub,
+                     check.outcome, extra=fields)
+
+    def head_status(self) -> dict[str, Any]:
+        """Whether a hub confirmed this device's head since start, for `/status`."""
+        if self.own is None:
+            state = "no_hub"
+        elif self.head is not None:
+            state = {"current": "confirmed", "caught_up": "confirmed", "hub_behind": "confirmed"}.get(
+                self.head.outcome, self.head.outcome)
+        else:
+            state = "catching_up" if self.head_stale else "not_confirmed"
+        return {"state": state, "check": self.head.to_json() if self.head else None, "last_error": self.head_error}
+
     def _log_refusals(self, target: Target, report: SyncReport) -> None:
         """Say once per cause why a node refuses this edge's records, with the fix; say again only after it
         stopped refusing and started again (an edge that pushes for hours in silence is what this prevents)."""
@@ -191,6 +361,7 @@ class SyncAgent:
             await lanes.open()
             while True:
                 self._wake.clear()
+                await self.confirm_head(ctx)
                 await self.round(ctx, lanes)
                 requests += 1
                 if requests >= 2000:  # aiocoap runs out of message ids at 65,536 per context

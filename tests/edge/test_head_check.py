@@ -1,0 +1,116 @@
+"""An edge started on an old copy of its store learns its head from the hub before it signs: it fetches the
+records the hub holds past the copy's head, and its next record follows the hub's head (it forked its own log,
+and the hub held the device as `forked`). A hub that cannot be reached leaves it working offline, said once."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+
+from edge.config import SyncConfig
+from tests.ports import free_udp
+from tests.security.common import edge, edge_config, enroll_edge, secure_hub
+from tests.wait import wait_for
+
+STAFF = "5a000001"  # the checkpoint's default staff card
+
+
+async def _notes(daemon, first: int, count: int) -> list[bytes]:
+    return [r.id for r in await daemon.submit([("note", {"text": f"note {i}"}) for i in range(first, first + count)])]
+
+
+async def test_an_edge_started_on_an_old_copy_of_its_store_continues_after_the_hubs_head(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    data = tmp_path / "edge"
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(data, hub)
+        device = key.device_id
+        config = edge_config(data, hub=hub.coap_url)
+
+        def at_hub() -> int:
+            state = hub.hub.store.chain_state(device)
+            return state.length if state is not None else 0
+
+        async with edge(config) as daemon:
+            await _notes(daemon, 0, 5)
+            await wait_for(lambda: at_hub() == 6, what="the first records at the hub")
+        shutil.copytree(data / "store", tmp_path / "store.copy")  # the backup, taken early
+        async with edge(config) as daemon:
+            later = await _notes(daemon, 5, 600)  # more than one records request carries
+            await wait_for(lambda: at_hub() == 606, what="the later records at the hub")
+        held = hub.hub.store.log_range(device, 0, 606)
+        shutil.rmtree(data / "store")
+        shutil.copytree(tmp_path / "store.copy", data / "store")  # the card restored from the backup
+
+        async with edge(config) as daemon:
+            assert daemon.tap is not None
+            await daemon.tap.tap(STAFF)
+            shown = await daemon.tap.tap("04aa000000000001")
+            assert shown and shown[-1]["status"] == "accepted", shown
+            own = daemon.store.state(device)
+            assert own is not None and own.length > 606, own
+            # The records made after the copy came back from the hub, and the new ones follow them.
+            assert daemon.store.log_range(device, 0, 606) == held
+            assert daemon.status()["head"]["state"] == "confirmed"
+            assert daemon.status()["head"]["check"]["fetched"] == 600
+            await wait_for(lambda: at_hub() == own.length, what="the new records at the hub")
+        info = hub.hub.store.get_device(device)
+        assert info is not None and info.status == "active", info
+        assert hub.hub.store.log_range(device, 0, 606) == held
+        assert [hub.hub.store.locate(rid) is not None for rid in later] == [True] * 600
+    caught = [r for r in caplog.records if "records of this device's own log and the hub" in r.getMessage()]
+    assert len(caught) == 1 and caught[0].levelno == logging.WARNING
+
+
+async def test_a_current_store_is_confirmed_and_nothing_is_fetched(tmp_path):
+    data = tmp_path / "edge"
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(data, hub)
+        config = edge_config(data, hub=hub.coap_url)
+        async with edge(config) as daemon:
+            await _notes(daemon, 0, 3)
+            await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None and s.length == 4,
+                           what="the records at the hub")
+        async with edge(config) as daemon:
+            record = (await daemon.submit([("note", {"text": "after a restart"})]))[0]
+            assert record.seq == 4
+            head = daemon.status()["head"]
+            assert head["state"] == "confirmed" and head["check"]["outcome"] == "current", head
+            assert "jejak_edge_head_unconfirmed 0" in daemon.metrics_text()
+
+
+async def test_a_hub_that_cannot_be_reached_leaves_the_edge_offline_and_says_so_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    dead = f"coap://127.0.0.1:{free_udp()}"  # nobody listens there
+    config = edge_config(tmp_path / "edge", hub=dead, oscore=False)
+    config = dataclasses.replace(config, sync=SyncConfig(mdns=False, interval_s=0.2, head_wait_s=1.0))
+    async with edge(config) as daemon:
+        assert daemon.tap is not None
+        await daemon.tap.tap(STAFF)
+        shown = await daemon.tap.tap("04aa000000000001")
+        assert shown and shown[-1]["status"] == "accepted", shown
+        for i in range(3):
+            await daemon.tap.tap(f"04aa00000000010{i}")
+        await wait_for(lambda: daemon.sync is not None and daemon.sync.rounds >= 3, what="a few sync rounds")
+        status = daemon.status()
+        assert status["head"]["state"] == "not_confirmed" and not status["head"]["held"], status["head"]
+        assert status["head"]["last_error"], status["head"]
+        assert "jejak_edge_head_unconfirmed 1" in daemon.metrics_text()
+        assert daemon.store.state(daemon.key.device_id).length >= 5  # genesis, and the taps' records
+    warned = [r for r in caplog.records if r.getMessage().startswith("head not confirmed by the hub")]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING, [r.getMessage() for r in caplog.records]
+
+
+async def test_a_hub_that_does_not_know_the_device_yet_holds_nothing_back(tmp_path):
+    """Enrolled but pending: the hub serves it nothing, and the edge signs on its own head at once (as before)."""
+    data = tmp_path / "edge"
+    async with secure_hub(tmp_path / "hub", auto_approve=False) as hub:
+        await enroll_edge(data, hub)
+        config = edge_config(data, hub=hub.coap_url)
+        config = dataclasses.replace(config, sync=SyncConfig(mdns=False, interval_s=0.2, head_wait_s=600))
+        async with edge(config) as daemon:
+            record = (await daemon.submit([("note", {"text": "while pending"})]))[0]
+            assert record.seq == 1
+            head = daemon.status()["head"]
+            assert head["state"] == "unknown_to_hub" and not head["held"], head
