@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import gc
 import heapq
 from bisect import insort
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
 from typing import Any, Literal, cast
 
 from coap_server.wording import agree, count
 
+from ..collector import without_cycle_collection
 from .events import ScanEvent, chosen_time
 from .plan import Plan, School, local_date, local_midnight, next_date
 
@@ -386,19 +385,6 @@ class DayBase:
     keyed: list[tuple[int, tuple[str, ...], Finding]]
     batches: set[str]
     awaiting: set[str] = field(default_factory=set)  # containers out and not back that day: looked up next day
-
-
-@contextmanager
-def without_cycle_collection() -> Iterator[None]:
-    """Reconciling makes millions of small objects and no reference cycles; the cycle collector, triggered by
-    the allocations, would walk the whole held window again and again for nothing (a third of the time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf,

@@ -11,7 +11,8 @@ from typing import Any
 import cbor2
 
 from ..aggregates import DamagedAggregate, DayAggregate, Namespace
-from .analysis import Delivery, Finding, FoodSafetyViolation, without_cycle_collection
+from ..collector import without_cycle_collection
+from .analysis import Delivery, Finding, FoodSafetyViolation
 
 _COUNTED = ("on_time", "late", "short", "missing")
 

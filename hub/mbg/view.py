@@ -13,6 +13,7 @@ from coap_server.wording import count
 from ledger.bodies import SCAN_EVENTS
 
 from ..aggregates import DayAggregates
+from ..collector import without_cycle_collection
 from ..store import StoreError
 from . import epcis
 from .analysis import (
@@ -37,7 +38,6 @@ from .analysis import (
     timeline_of,
     unknown_site_findings,
     went_back,
-    without_cycle_collection,
 )
 from .days import StoredDay, decode, mark
 from .errors import BeyondWindow, InputError, NotFound
