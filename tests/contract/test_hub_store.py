@@ -8,12 +8,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cbor2
 import psycopg
 import pytest
 
+from hub.pending import PendingLimits, TooManyPendingFromSource
 from hub.service import Hub
 from hub.store import DeviceInfo, HubStore, LmdbHubStore
 from ledger import ChainBuilder, ChainState, Ed25519Signer, ForkEvidence, verify_bundle, verify_receipt
+from ledger.enroll import make_enroll_request
 from tests.hub.conftest import Clock, enroll, new_device
 from tests.pg import PG_DSN
 
@@ -371,11 +374,38 @@ def test_pending_devices_are_listed_and_dropped_only_while_pending(make_store):
 
 
 def test_a_device_stored_before_sources_were_kept_reads_as_one_without(make_store):
-    import cbor2
-
     old = cbor2.dumps([b"\x01" * 16, b"\x02" * 32, "sppg-01", "kitchen_exit", "pending", None, 5, "dapur"])
     device = DeviceInfo.from_cbor(old)
     assert device.source == "" and device.to_cbor() == old
     store = make_store()
     store.put_device(DeviceInfo.from_cbor(old))
     assert store.pending_devices() == [device]
+
+
+def test_a_hub_bounds_pending_requests_by_source_and_drops_them_unsigned_once_expired(make_store):
+    """On each backend: a source holds its places, not the hub's; a request nobody approved is dropped after
+    expire_s, signing nothing into the hub's own log, and a device approved meanwhile stays."""
+    clock = Clock()
+    hub = Hub(make_store(), Ed25519Signer.from_seed(b"\x44" * 32), clock=clock,
+              pending=PendingLimits(total=10, per_address=2, per_network=3, expire_s=3600))
+
+    def request() -> bytes:
+        signer, _ = new_device(clock)
+        return make_enroll_request(signer, site="sppg-01", role="kitchen_exit", name="x", time=clock(),
+                                   hub_id=hub.hub_id)
+
+    first = [hub.enroll(request(), source="192.0.2.7") for _ in range(2)]
+    with pytest.raises(TooManyPendingFromSource, match="pending_per_address"):
+        hub.enroll(request(), source="192.0.2.7")
+    with pytest.raises(TooManyPendingFromSource, match="pending_per_network"):
+        [hub.enroll(request(), source="192.0.2.8") for _ in range(2)]
+    assert hub.enroll(request(), source="198.51.100.1").source == "198.51.100.1"
+    hub.approve(first[0].device_id)
+    own = len(hub.own_log())
+    clock.advance(3600)
+    dropped = hub.expire_pending()
+    assert {d.source for d in dropped} == {"192.0.2.7", "192.0.2.8", "198.51.100.1"} and len(dropped) == 3
+    assert len(hub.own_log()) == own and hub.store.chain_state(hub.hub_id).length == own
+    assert hub.store.get_device(first[0].device_id).status == "active"
+    assert hub.store.get_device(first[1].device_id) is None and hub.store.pending_devices() == []
+    assert [hub.enroll(request(), source="192.0.2.7").status for _ in range(2)] == ["pending", "pending"]
