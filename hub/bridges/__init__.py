@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from coap_server.limits import Refusals
+
 from .attest import Attestation, Attestor
 from .config import BridgeConfig, MqttConfig
 from .feed import ATTESTED, derive, trust_of
@@ -32,6 +34,9 @@ log = logging.getLogger("jejak.hub.bridges")
 def mqtt_handler(bridges: Bridges) -> MqttBridge:
     """The MQTT subscription that turns each `pasar/data` payload into an attest record."""
     cfg = bridges.config.mqtt
+    # Logged at most once a minute with their count: any client the broker lets publish may send refused payloads
+    # as fast as it likes, and a line each filled the hub's log (a seed 2 fleet that sends no token, every price).
+    refusals = Refusals("MQTT payloads", log=log)
 
     def handle(topic: str, payload: bytes) -> None:
         path = f"mqtt:{topic}"
@@ -45,7 +50,7 @@ def mqtt_handler(bridges: Bridges) -> MqttBridge:
                                          f"{'its topic' if own is not None else 'the payload'}")
         except BridgeInputError as exc:
             bridges.refused[path] += 1
-            log.warning("MQTT payload on %s refused: %s%s", topic, exc.message, f" ({exc.hint})" if exc.hint else "")
+            refusals.refuse(f"topic {topic}", f"{exc.code}: {exc.message}" + (f"; fix: {exc.hint}" if exc.hint else ""))
 
     return MqttBridge(cfg, handle, client_id=f"jejak-hub-{bridges.hub.hub_id.hex()[:12]}")
 

@@ -84,7 +84,7 @@ async def test_mqtt_payload_from_unregistered_or_bad_device_is_refused(hubenv):
     await wait_for(lambda: hubenv.attest_length() == before + 1)
 
 
-async def test_a_client_cannot_send_prices_as_another_device_on_the_shared_topic(hubenv):
+async def test_a_client_cannot_send_prices_as_another_device_on_the_shared_topic(hubenv, caplog):
     """MQTT does not tell the hub who published: a payload naming a registered device was taken as that device's
     from any client the broker let publish on the topic. It now needs that device's token (require_token, on
     unless a config turns it off)."""
@@ -100,6 +100,9 @@ async def test_a_client_cannot_send_prices_as_another_device_on_the_shared_topic
                             token=None)
     await wait_for(lambda: hubenv.bridges.refused[path] == 2)
     assert hubenv.attest_length() == before
+    # Said in the log once a minute with their count, the first with its fix: a line each filled the log.
+    said = [r.getMessage() for r in caplog.records if "MQTT payloads" in r.getMessage()]
+    assert len(said) == 1 and "UNAUTHORIZED" in said[0] and "device_topics" in said[0], said
     await asyncio.to_thread(seed2_publish, hubenv.topic, payload(token=reg["token"]), device_id="DEV-001",
                             token=None)
     await wait_for(lambda: hubenv.attest_length() == before + 1)
