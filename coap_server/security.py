@@ -207,6 +207,32 @@ def close_context(ctx: Any) -> None:
         ctx._destroy()
 
 
+def skip_sequence_numbers(ctx: Any, count: int) -> None:
+    """Move a context's sender sequence number `count` ahead, persisted before any of it is used.
+
+    A context restored from an old copy (a card restored from a backup) starts at a number its peer has already
+    seen: the peer refuses each request as a replay ("Replay detected", unprotected 4.01), and a number used
+    twice with one key repeats an AEAD nonce. Ahead of every number it used since, the context works again; the
+    numbers skipped are never used (an OSCORE sender has 2**40)."""
+    ctx.sender_sequence_number += count
+    ctx.sequence_number_persisted = ctx.sender_sequence_number  # the next use reserves and stores the next chunk
+    ctx._store()
+
+
+def replayed(exc: BaseException) -> bool:
+    """Whether a request was refused, unread, as a replay of a sequence number the peer had seen (aiocoap's
+    server answers so in the clear)."""
+    plain = getattr(exc, "plain_message", None)
+    return plain is not None and plain.code == Code.UNAUTHORIZED and bytes(plain.payload or b"") == b"Replay detected"
+
+
+def no_context(exc: BaseException) -> bool:
+    """Whether a request was refused, unread, because the peer holds no context for it (a hub loads a pending
+    device's only once it is approved)."""
+    plain = getattr(exc, "plain_message", None)
+    return plain is not None and plain.code == Code.UNAUTHORIZED and b"context not found" in bytes(plain.payload or b"")
+
+
 # -- who is asking -----------------------------------------------------------------------------------------
 
 def claims(request: aiocoap.Message) -> list[str]:

@@ -27,7 +27,9 @@ from coap_server.security import (
     install,
     open_context,
     peering_transcript,
+    replayed,
     secure_site,
+    skip_sequence_numbers,
     write_context,
 )
 from coap_server.sync import LogHolder
@@ -40,6 +42,7 @@ from .config import EdgeConfig
 from .sync import ReplicaHolder, SyncAgent, Target
 
 log = logging.getLogger("jejak.edge.security")
+SEQUENCE_SKIP = 1 << 24  # OSCORE sequence numbers skipped when the hub says they were used (again while it does)
 ENROLL_SCHEME = "jejak-enroll"
 
 
@@ -401,6 +404,18 @@ class SecureSyncAgent(SyncAgent):
 
     def reachable(self, target: Target) -> bool:
         return not self.security.require or self.security.can_protect(target.url, target.role)
+
+    def recover(self, target: Target, exc: BaseException) -> bool:
+        ctx = self.security.hub_ctx
+        if target.role != "hub" or ctx is None or not replayed(exc):
+            return False
+        # The hub has seen this context's sequence numbers: oscore/hub is an old copy (a card restored from a
+        # backup). Past every number used since, requests are read again; not past them, the next refusal skips
+        # again.
+        skip_sequence_numbers(ctx, SEQUENCE_SKIP)
+        log.warning("hub %s refuses this edge's OSCORE requests as replays: its oscore/hub state is an old copy "
+                    "(restored from a backup?); its sequence number is moved %d ahead", target.url, SEQUENCE_SKIP)
+        return True
 
     def _tell_unprotected(self, url: str, role: str) -> None:
         """Say once why nothing goes to a target: with [security] oscore on, requests go only where this edge

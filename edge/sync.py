@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiocoap
-from aiocoap.numbers.codes import Code
-from aiocoap.oscore import NotAProtectedMessage
 
 from coap_server.errors import describe_failure
 from coap_server.lanes import Lanes
+from coap_server.security import no_context
 from coap_server.sync import LogHolder, SyncFailed, SyncReport, get_records, sync_once
 from ledger import LimitExceeded
 from ledger.sync import Backoff, Limits, RequestSize
@@ -156,13 +155,6 @@ async def fetch_past_head(ctx: aiocoap.Context, check: HeadCheck, holder: Replic
                      fetched=length - check.local)
 
 
-def _no_context(exc: NotAProtectedMessage) -> bool:
-    """The hub's OSCORE layer answered in the clear that it holds no context for this device (a pending key's
-    is not loaded); not a replayed sequence number, which a hub that knows the device refuses the same way."""
-    plain = exc.plain_message
-    return plain.code == Code.UNAUTHORIZED and b"context not found" in bytes(plain.payload or b"")
-
-
 # What the operator of an edge does when its hub refuses it, by the hub's code (docs/ERRORS.md).
 REFUSAL_FIXES = {
     "UNKNOWN_DEVICE": "enroll this edge with the hub's QR text: jejak enroll request 'jejak-enroll:?hub=...' "
@@ -233,6 +225,9 @@ class SyncAgent:
                                          push=True, pull=target.role != "hub", blocked=self.blocked(),
                                          size=target.size, lanes=lanes)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
+                if self.recover(target, exc):
+                    target.next_try = now
+                    continue
                 delay = target.backoff.failed()
                 target.next_try = now + delay
                 target.last_error = describe_failure(exc)
@@ -269,38 +264,49 @@ class SyncAgent:
         for target in [t for t in self.targets.values() if t.role == "hub"]:
             if target.next_try > now or not self.reachable(target):
                 continue
-            holder: ReplicaHolder = self.holder  # type: ignore[assignment]  # the edge's store, as sync sees it
             try:
-                check, past = await ask_head(ctx, target.url, holder, self.own, limits=self.limits,
-                                             timeout=self.request_timeout)
-                if past:
-                    self.head_stale = True  # signing now would fork: the daemon holds taps until these are in
-                    log.info("hub %s holds more of this device's own log than this store (%d records): "
-                             "fetching the rest before a new record is signed", target.url, check.local)
-                    check = await fetch_past_head(ctx, check, holder, self.own, past, limits=self.limits,
-                                                  timeout=self.request_timeout)
-            except SyncFailed as exc:
-                if exc.code in NOT_SERVED:
-                    local = await asyncio.to_thread(holder.log_length, self.own)
-                    check = HeadCheck(hub=target.url, outcome="unknown_to_hub", local=local, length=local,
-                                      detail=f"{exc.code}: {exc.message}")
-                else:
-                    self._head_failed(target, exc)
-                    continue
-            except NotAProtectedMessage as exc:
-                if not _no_context(exc):
-                    self._head_failed(target, exc)
-                    continue
-                local = await asyncio.to_thread(holder.log_length, self.own)
-                check = HeadCheck(hub=target.url, outcome="unknown_to_hub", local=local, length=local,
-                                  detail="the hub holds no OSCORE context for this device (pending, unknown or "
-                                         "revoked)")
+                check = await self._ask_head(ctx, target)
             except Exception as exc:  # unreachable: the round after this backs off, and the next one asks again
-                self._head_failed(target, exc)
-                continue
+                if not self.recover(target, exc):
+                    self._head_failed(target, exc)
+                    continue
+                try:
+                    check = await self._ask_head(ctx, target)
+                except Exception as again:
+                    self._head_failed(target, again)
+                    continue
             self._head_answered(check)
             return check
         return None
+
+    async def _ask_head(self, ctx: aiocoap.Context, target: Target) -> HeadCheck:
+        assert self.own is not None
+        holder: ReplicaHolder = self.holder  # type: ignore[assignment]  # the edge's store, as sync sees it
+        try:
+            check, past = await ask_head(ctx, target.url, holder, self.own, limits=self.limits,
+                                         timeout=self.request_timeout)
+            if past:
+                self.head_stale = True  # signing now would fork: the daemon holds taps until these are in
+                log.info("hub %s holds more of this device's own log than this store (%d records): fetching the "
+                         "rest before a new record is signed", target.url, check.local)
+                check = await fetch_past_head(ctx, check, holder, self.own, past, limits=self.limits,
+                                              timeout=self.request_timeout)
+            return check
+        except SyncFailed as exc:
+            if exc.code not in NOT_SERVED:
+                raise
+            detail = f"{exc.code}: {exc.message}"
+        except Exception as exc:
+            if not no_context(exc):
+                raise
+            detail = "the hub holds no OSCORE context for this device (pending, unknown or revoked)"
+        local = await asyncio.to_thread(holder.log_length, self.own)
+        return HeadCheck(hub=target.url, outcome="unknown_to_hub", local=local, length=local, detail=detail)
+
+    def recover(self, target: Target, exc: BaseException) -> bool:
+        """Mend what made a request to `target` fail, if this agent can; True to try again at once
+        (SecureSyncAgent: an OSCORE sequence number restored from an old copy)."""
+        return False
 
     def _head_failed(self, target: Target, exc: BaseException) -> None:
         self.head_error = f"{target.url}: {describe_failure(exc)}"

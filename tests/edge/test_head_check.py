@@ -114,3 +114,39 @@ async def test_a_hub_that_does_not_know_the_device_yet_holds_nothing_back(tmp_pa
             assert record.seq == 1
             head = daemon.status()["head"]
             assert head["state"] == "unknown_to_hub" and not head["held"], head
+
+
+async def test_a_whole_data_dir_restored_from_a_backup_catches_up_over_oscore(tmp_path, caplog):
+    """The card's image holds oscore/ too, at the sequence number of its day: the hub has seen a week of this
+    context's numbers since and refuses the edge's requests as replays. The edge moves its sequence number past
+    them, then learns its head as above (it stayed offline and forked its log)."""
+    from coap_server.security import skip_sequence_numbers
+
+    caplog.set_level(logging.WARNING, logger="jejak.edge")
+    data = tmp_path / "edge"
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(data, hub)
+        config = edge_config(data, hub=hub.coap_url)
+
+        def at_hub() -> int:
+            state = hub.hub.store.chain_state(key.device_id)
+            return state.length if state is not None else 0
+
+        async with edge(config) as daemon:
+            await _notes(daemon, 0, 2)
+            await wait_for(lambda: at_hub() == 3, what="the first records at the hub")
+        shutil.copytree(data, tmp_path / "image")  # key, boot counter, hub.pin, oscore/ and store
+        async with edge(config) as daemon:
+            assert daemon.security is not None
+            skip_sequence_numbers(daemon.security.hub_ctx, 100_000)  # a week of requests
+            await _notes(daemon, 2, 20)
+            await wait_for(lambda: at_hub() == 23, what="the later records at the hub")
+        shutil.rmtree(data)
+        shutil.copytree(tmp_path / "image", data)
+        async with edge(config) as daemon:
+            record = (await daemon.submit([("note", {"text": "after the card was restored"})]))[0]
+            assert record.seq == 23, daemon.status()["head"]
+            await wait_for(lambda: at_hub() == 24, what="the new record at the hub")
+        info = hub.hub.store.get_device(key.device_id)
+        assert info is not None and info.status == "active", info
+    assert [r for r in caplog.records if "refuses this edge's OSCORE requests as replays" in r.getMessage()]
