@@ -1,11 +1,10 @@
 """Pauses of Python's cycle collector around work that makes many objects and no reference cycles.
 
 The collector runs when allocations outnumber frees by its threshold, and each run walks every tracked object
-not yet promoted, then, less often, everything the process holds. The hub's writer keeps a call's records,
-bodies and tuples until they are committed, and its read models reconcile days of taps into millions of rows:
-neither makes a cycle, and the collector's walks over them found nothing and cost the writer about a tenth of
-its time. Pauses may overlap, from several threads: the collector comes back when the last one ends, if it was
-on when the first began, and then collects what the pause let pass.
+not yet promoted, then, less often, everything the process holds. MBG reconciling makes millions of rows and no
+reference cycles; the walks over them found nothing and took a third of its time. Pauses may overlap, from
+several threads (the hub's views and the stored days' settling): the collector comes back when the last one
+ends, if it was on when the first began.
 """
 
 from __future__ import annotations

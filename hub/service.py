@@ -41,7 +41,6 @@ from ledger.merkle import node_hash
 from ledger.sync import Head
 
 from .clock import HubClock
-from .collector import without_cycle_collection
 from .pending import PendingLimits, Waiting, address_of, expired
 from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
 
@@ -636,9 +635,8 @@ class Hub:
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
-        """The writer's lock, for ingest, with the time it is held counted in `writer_busy_s`. The records merged
-        are held until their commit and make no reference cycles: the cycle collector pauses meanwhile."""
-        with self._lock, without_cycle_collection():
+        """The writer's lock, for ingest, with the time it is held counted in `writer_busy_s`."""
+        with self._lock:
             started = time.perf_counter()
             try:
                 yield
