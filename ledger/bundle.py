@@ -25,7 +25,7 @@ from .checkpoint import (
 )
 from .cose import ALG_EDDSA, HDR_ALG, TAG_SIGN1, Signer, parse_sign1, sig_structure, verify_signature
 from .errors import BadCheckpoint, BadProof, BrokenChain, LedgerError, MalformedRecord, UnknownKey
-from .merkle import MerkleTree, leaf_hash
+from .merkle import EMPTY_ROOT, MerkleTree, leaf_hash
 from .record import Record, decode_record, device_id_for
 
 FORMAT = "jejak-bundle/2"
@@ -512,6 +512,55 @@ class DeviceReport:
                 "ok": not self.problems, "problems": [p.to_dict() for p in self.problems]}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointNote:
+    """What a bundle's checkpoints leave unshown though no check fails (FORMAT.md §12.3, notes): said to the
+    auditor, never a problem, so the verdict and codes stay those of the format. `what` is "untied" (no chain
+    of consistency entries leads from this size to the largest checkpoint's) or "empty_root" (size 0 with a
+    root other than MTH({}))."""
+
+    what: str
+    size: int
+    largest: int
+
+    @property
+    def message(self) -> str:
+        if self.what == "empty_root":
+            return "checkpoint of size 0 names a root that is not the empty tree's: the hub signed a false statement"
+        return (f"checkpoint of size {self.size} is not tied to checkpoint of size {self.largest} by a consistency "
+                "proof: the bundle does not show that the larger log extends it")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"note": self.what, "size": self.size, "largest": self.largest, "message": self.message}
+
+
+def checkpoint_notes(checkpoints: Iterable[Checkpoint], linked: Iterable[tuple[int, int]]) -> list[CheckpointNote]:
+    """The notes on the checkpoints that verified (§12.3 step 3), given the sizes `(first, second)` of the
+    consistency entries that verified (step 4), in size order: a size-0 checkpoint whose root is not MTH({});
+    each other size from which no chain of entries, each to a size at least its first, leads to the largest.
+    The empty tree is a prefix of every tree (§9), so a size-0 checkpoint with its root needs no entry."""
+    roots: dict[int, set[bytes]] = {}
+    for cp in checkpoints:
+        roots.setdefault(cp.tree_size, set()).add(cp.root)
+    if not roots:
+        return []
+    largest = max(roots)
+    later: dict[int, set[int]] = {}
+    for first, second in linked:
+        later.setdefault(first, set()).add(second)
+    tied = {largest}
+    for size in sorted(later, reverse=True):  # an entry leads up, to a size already settled
+        if later[size] & tied:
+            tied.add(size)
+    notes = []
+    for size in sorted(roots):
+        if size == 0 and roots[0] != {EMPTY_ROOT}:
+            notes.append(CheckpointNote(what="empty_root", size=0, largest=largest))
+        elif size not in tied and size != 0:
+            notes.append(CheckpointNote(what="untied", size=size, largest=largest))
+    return notes
+
+
 @dataclass(slots=True, kw_only=True)
 class BundleReport:
     hub_key: bytes = b""  # the key the checks used: the pinned one, else the one the bundle names
@@ -522,6 +571,7 @@ class BundleReport:
     decisions: int = 0  # of which authority decisions
     receipts_checked: int = 0
     forks: list[ForkEvidence] = field(default_factory=list)
+    notes: list[CheckpointNote] = field(default_factory=list)  # not problems: the verdict ignores them
     problems: list[LedgerError] = field(default_factory=list)  # those not about one device
     # Every problem in the order of the checks (FORMAT.md §12.3): the first one is the verdict.
     ordered: list[LedgerError] = field(default_factory=list)
@@ -549,6 +599,7 @@ class BundleReport:
                 "hub_log": self.hub_log, "decisions": self.decisions,
                 "receipts_checked": self.receipts_checked,
                 "forks": [{"device": f.device_id.hex(), "seq": f.seq} for f in self.forks],
+                "notes": [n.to_dict() for n in self.notes],
                 "problems": [p.to_dict() for p in self.problems]}
 
 
@@ -983,6 +1034,7 @@ def verify_bundle_from(read: Read, *, hub_key: bytes | None = None) -> BundleRep
         if other.root != cp.root:
             report.add(BadCheckpoint(f"two checkpoints of size {cp.tree_size} with different roots: "
                                      "the hub forked its log"))
+    linked: list[tuple[int, int]] = []  # the consistency entries that verified
     for first, second, proof in fields.consistency:
         older_cp, newer_cp = by_size.get(first), by_size.get(second)
         if older_cp is None or newer_cp is None:
@@ -994,8 +1046,10 @@ def verify_bundle_from(read: Read, *, hub_key: bytes | None = None) -> BundleRep
             continue
         try:
             verify_checkpoints_consistent(older_cp, newer_cp, proof, key)
+            linked.append((first, second))
         except LedgerError as exc:
             report.add(exc)
+    report.notes = checkpoint_notes(checkpoints, linked)
     authority, hub_records = _verify_hub_log(fields.hub_log, hub_id, checkpoints, report)
     held = _Held()
     for raw in fields.hub_log:

@@ -95,6 +95,8 @@ def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
             lines.append(f"       {problem}")
     for cp in report.checkpoints:
         lines.append(f"ok   checkpoint size {cp.tree_size} root {cp.root.hex()[:16]}... time {cp.time}")
+    # Not problems (FORMAT.md §12.3, notes): what the checkpoints leave unshown, for the auditor to weigh.
+    lines += [f"NOTE {note.message}" for note in report.notes]
     for fork in report.forks:
         lines.append(f"FORK device {fork.device_id.hex()} at seq {fork.seq}: evidence verifies")
     for problem in report.problems:

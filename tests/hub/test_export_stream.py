@@ -115,3 +115,27 @@ def test_an_export_of_some_devices_carries_only_their_forks(tmp_path: Path) -> N
         report = verify_bundle(data, hub_key=HUB_KEY.public_key)
         assert report.ok, [str(p) for p in report.all_problems]
     assert [p.code for p in verify_bundle(hub.export()).all_problems] == ["FORK_DETECTED"]
+
+
+def test_the_hubs_exports_have_no_notes(tmp_path: Path) -> None:
+    # Every checkpoint an export carries is tied to its largest by a consistency proof, whatever the export
+    # holds, so an auditor never reads a note (FORMAT.md §12.3, notes) about an honest hub's bundle.
+    clock = Clock()
+    hub = _hub(tmp_path / "hub", clock, devices=2, records=3)
+    try:
+        signer, builder = new_device(clock)
+        device_id = enroll(hub, signer, clock, site="sppg-0")
+        assert hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+        for i in range(4):
+            for _ in range(2):  # one size signed twice, another iat
+                clock.advance(60)
+                assert hub.checkpoint(force=True) is not None
+            assert hub.ingest(device_id, [builder.append("note", {"text": str(i)}).raw]).accepted == 1
+        hub.revoke(device_id, from_seq=3)
+        since = clock() - 150
+        for data in (hub.export(), hub.export(site="sppg-0"), hub.export(devices=[device_id]), hub.export(since=since)):
+            report = verify_bundle(data, hub_key=HUB_KEY.public_key)
+            assert report.ok, [str(p) for p in report.all_problems]
+            assert len({cp.tree_size for cp in report.checkpoints}) == 5 and report.notes == []
+    finally:
+        hub.store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import subprocess
@@ -109,6 +110,30 @@ def test_report_says_what_was_verified_and_what_to_compare() -> None:
     assert (report["hub_key"], report["hub_id"], report["hub_key_pinned"]) == (key, hub_id, False)
     spans = [(d["first_time"], d["last_time"]) for d in report["devices"]]
     assert min(a for a, _ in spans) == example.T0 and max(b for _, b in spans) == example.T0 + 12_600
+
+
+def test_notes_on_checkpoints_are_said_and_the_bundle_still_verifies(tmp_path: Path) -> None:
+    # FORMAT.md §12.3, notes: checkpoint 12 with its consistency entry dropped, and a size-0 checkpoint over a
+    # root that is not MTH({}), both signed by the hub and sealed: exit 0, and the auditor reads both notes.
+    bundle = ledger.decode_bundle(EXAMPLE.read_bytes())
+    false = ledger.sign_checkpoint(HUB, tree_size=0, root=bytes(32), time=example.T0, authority=(0, bytes(32)))
+    noted = dataclasses.replace(bundle, checkpoints=[false.raw, *bundle.checkpoints],
+                                consistency=[c for c in bundle.consistency if c[0] != 12]).sealed(HUB)
+    path = write(tmp_path, noted.encode())
+    code, out = run(path)
+    assert code == 0, out
+    notes = [line for line in out.splitlines() if line.startswith("NOTE ")]
+    assert notes == [
+        "NOTE checkpoint of size 0 names a root that is not the empty tree's: the hub signed a false statement",
+        "NOTE checkpoint of size 12 is not tied to checkpoint of size 23 by a consistency proof: the bundle does "
+        "not show that the larger log extends it"]
+    assert "VERIFIED: 17 records, 4 checkpoints, 23 receipts" in out
+    code, out = run(path, "--json")
+    report = json.loads(out)
+    assert (code, report["ok"], report["problems"]) == (0, True, [])
+    assert [(n["note"], n["size"], n["largest"]) for n in report["notes"]] == [("empty_root", 0, 23),
+                                                                               ("untied", 12, 23)]
+    assert json.loads(run(str(EXAMPLE), "--json")[1])["notes"] == []
 
 
 def test_pinned_hub_key(tmp_path: Path) -> None:

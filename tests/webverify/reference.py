@@ -23,6 +23,7 @@ class Verdict:
     code: str | None
     message: str
     codes: tuple[str, ...] = ()  # the code of every problem listed, sorted (the report groups them by device)
+    notes: tuple[tuple[str, int], ...] | None = None  # (note, size) of each note; None when no report was printed
 
 
 def python_verdict(case: Case, workdir: Path | None = None) -> Verdict:
@@ -48,5 +49,6 @@ def python_verdict(case: Case, workdir: Path | None = None) -> Verdict:
     problems = report.get("problems", []) + [p for d in report.get("devices", []) for p in d["problems"]]
     codes = [p for p in problems if EXIT.get(p["code"]) == code]
     first = codes[0] if codes else {"code": None, "message": ""}
+    notes = tuple((n["note"], n["size"]) for n in report["notes"]) if "notes" in report else None
     return Verdict(exit=code, code=first["code"], message=first.get("message", ""),
-                   codes=tuple(sorted(p["code"] for p in problems)))
+                   codes=tuple(sorted(p["code"] for p in problems)), notes=notes)

@@ -302,6 +302,15 @@ def resign_checkpoint(checkpoint: bytes, key: Ed25519PrivateKey) -> bytes:
     return encode(cbor2.CBORTag(18, [protected, unprotected, root, sig]))
 
 
+def checkpoint_of_size_0(checkpoint: bytes, root: bytes, key: Ed25519PrivateKey) -> bytes:
+    """A checkpoint like `checkpoint` but of tree size 0 with hub log head [0, 32 zero bytes] over `root`."""
+    protected, unprotected, _, _ = cbor2.loads(checkpoint).value
+    header = cbor2.loads(protected)
+    header[-65537], header[-65538] = 0, [0, bytes(32)]
+    protected = encode(header)
+    return encode(cbor2.CBORTag(18, [protected, unprotected, root, key.sign(sig_structure(protected, b"", root))]))
+
+
 def resign_receipt(receipt: bytes, key: Ed25519PrivateKey) -> bytes:
     protected, unprotected, payload, _ = cbor2.loads(receipt).value
     sig = key.sign(sig_structure(protected, b"", b"\0" * 32))
@@ -441,6 +450,11 @@ def seal_tamperings(base: bytes, older: bytes) -> Iterator[Case]:
         yield edited(base, "fork evidence of one record twice", lambda b: b["forks"].append(
             encode([b["logs"][0]["records"][1], b["logs"][0]["records"][1]])), resealed=resealed)
     yield edited(base, "a log dropped, against older", lambda b: b["logs"].pop(0), against=older, resealed=True)
+    # Checkpoints of size 0 signed by the hub: over the empty tree's root (needs no proof), and over another root,
+    # a false statement that verifies all the same (FORMAT.md §12.3, notes).
+    for what, root in (("the empty tree's root", hashlib.sha256(b"").digest()), ("a false root", bytes(32))):
+        yield edited(base, f"a checkpoint of size 0 over {what}", lambda b, root=root: b["checkpoints"].insert(
+            0, checkpoint_of_size_0(b["checkpoints"][0], root, example_hub())), resealed=True)
     # Two failures in one log: a detached body that does not match (§12.3 step 6.5) before a record signed by a
     # stranger (step 6.4); the earlier seq is the log's verdict.
     for li, log in enumerate(b0["logs"]):

@@ -60,7 +60,8 @@ def test_invalid_vectors(page: webdriver.Chrome) -> None:
     assert wrong == []
 
 
-PageVerdict = tuple[int, str | None, str, list[str]]  # exit, code, first message, every problem's code sorted
+# exit, code, first message, every problem's code sorted, [note, size] of each note
+PageVerdict = tuple[int, str | None, str, list[str], list[list[Any]]]
 
 
 def page_verdicts(page: webdriver.Chrome, cases: list[Case]) -> list[PageVerdict]:
@@ -69,7 +70,8 @@ def page_verdicts(page: webdriver.Chrome, cases: list[Case]) -> list[PageVerdict
       return arguments[0].map(([bundle, against, hubKey]) => {
         const r = Jejak.verifyBundle(Jejak.fromHex(bundle), {against: bytes(against), hubKey: bytes(hubKey)});
         const problems = Jejak.summary(r).problems;
-        return [r.exit, r.code, problems.length ? problems[0].message : "", problems.map((p) => p.code).sort()];
+        const notes = Jejak.summary(r).notes.map((n) => [n.note, n.size]);
+        return [r.exit, r.code, problems.length ? problems[0].message : "", problems.map((p) => p.code).sort(), notes];
       });"""
     out: list[PageVerdict] = []
     for at in range(0, len(cases), BATCH):
@@ -86,7 +88,8 @@ def test_tamper_set_agrees(page: webdriver.Chrome, tmp_path: Path) -> None:
     disagreements = []
     codes: Counter[str] = Counter()
     verified = []
-    for case, (exit_code, code, message, listed) in zip(cases, web, strict=True):
+    noted = 0
+    for case, (exit_code, code, message, listed, notes) in zip(cases, web, strict=True):
         py = python_verdict(case, tmp_path)
         codes[code or "VERIFIED"] += 1
         if (exit_code, code) != (py.exit, py.code):
@@ -96,10 +99,15 @@ def test_tamper_set_agrees(page: webdriver.Chrome, tmp_path: Path) -> None:
         # the consequences a step leaves out included: a receipt past a verified prefix is not checked.
         elif tuple(listed) != py.codes:
             disagreements.append(f"{case.name}: jejak-verify lists {list(py.codes)} | page lists {listed}")
+        # Notes, which no verdict depends on, are the same too (FORMAT.md §12.3, notes).
+        elif py.notes is not None and tuple((n, size) for n, size in notes) != py.notes:
+            disagreements.append(f"{case.name}: jejak-verify notes {list(py.notes)} | page notes {notes}")
+        noted += bool(py.notes)
         if exit_code == 0 and case.name.startswith(("example bit", "example-older bit")):
             verified.append(case.name)
     print(f"{len(cases)} cases, {len(cases) - len(disagreements)} agree; page codes {dict(codes)}")
     print(f"single-bit flips that verify in both: {len(verified)}: {verified[:20]}")
+    assert noted >= 5  # checkpoints dropped or re-signed leave others untied
     assert disagreements == [], "\n".join(disagreements[:50])
 
 

@@ -8,6 +8,7 @@ import contextlib
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import cbor2
@@ -24,7 +25,7 @@ from tests.hub.conftest import enroll, new_device
 from tools import cli, verify
 
 from .conftest import load, wait_for
-from .tamper import EXAMPLE, OLDER
+from .tamper import EXAMPLE, OLDER, checkpoint_of_size_0, edited, example_hub
 
 
 def check_file(driver: webdriver.Chrome, bundle: Path, older: Path | None = None) -> tuple[str, str, str]:
@@ -145,6 +146,35 @@ def test_page_says_what_was_verified_and_what_to_compare(page: webdriver.Chrome)
     check_file(page, EXAMPLE)
     assert page.find_element(By.ID, "compare").text == f"Kunci hub {key} (id hub 99bcd326b3d06b98cfd4ccdf1903bcac): dipatok oleh Anda."
     page.find_element(By.ID, "hubkey").clear()
+
+
+def test_page_shows_notes_on_checkpoints_under_a_verdict_they_do_not_change(page: webdriver.Chrome,
+                                                                              tmp_path: Path) -> None:
+    """A checkpoint no proof ties to the largest, and one of size 0 over a false root: the bundle verifies, and
+    the page says both notes in either language, as `jejak-verify` does (FORMAT.md §12.3, notes)."""
+    def edit(b: dict[str, Any]) -> None:
+        b["consistency"] = [c for c in b["consistency"] if c[0] != 12]
+        b["checkpoints"].insert(0, checkpoint_of_size_0(b["checkpoints"][0], bytes(32), example_hub()))
+    noted = tmp_path / "noted.jejak"
+    noted.write_bytes(edited(EXAMPLE.read_bytes(), "noted", edit, resealed=True).bundle)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert verify.main([str(noted)]) == 0
+    cli = [line.removeprefix("NOTE ") for line in out.getvalue().splitlines() if line.startswith("NOTE ")]
+    page.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+    page.find_element(By.ID, "hubkey").clear()
+    assert check_file(page, noted)[0] == "VERIFIED (exit code 0)"
+    items = page.find_elements(By.CSS_SELECTOR, "#notes li")
+    assert [li.get_attribute("data-note") for li in items] == ["empty_root", "untied"]
+    assert items[1].text == ("⚠ Note: checkpoint of size 12 is not tied to checkpoint of size 23 by a consistency "
+                             "proof: the bundle does not show that the larger log extends it. This is not a failure; "
+                             "ask the hub for the consistency proof.")
+    assert len(cli) == 2 and all(li.text.startswith(f"⚠ Note: {said}. ") for li, said in zip(items, cli, strict=True))
+    page.find_element(By.CSS_SELECTOR, "[data-lang=id]").click()
+    assert page.find_elements(By.CSS_SELECTOR, "#notes li")[0].text.startswith(
+        "⚠ Catatan: checkpoint berukuran 0 menyebut akar yang bukan akar pohon kosong")
+    check_file(page, EXAMPLE)
+    assert page.find_elements(By.CSS_SELECTOR, "#notes li") == []
 
 
 def large_bundle(records: int) -> bytes:

@@ -73,7 +73,7 @@
   // Steps carry a message key and values; the page translates them. A problem is {code, message, where}; the
   // problems are kept in the order of the checks (§12.3), and the first one is the verdict.
   class Report {
-    constructor() { this.steps = []; this.devices = []; this.problems = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; this.stage = "bundle"; }
+    constructor() { this.steps = []; this.devices = []; this.problems = []; this.notes = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; this.stage = "bundle"; }
     // One record or receipt checked: the page shows how far a long check has come (options.progress), in the
     // bundle or, for --against, in the older bundle (stage "older").
     tick() { this.done += 1; if (this.onProgress) this.onProgress(this.done, this.total, this.stage); }
@@ -119,6 +119,7 @@
     }
     // Sorted by size, then iat: the last one is the largest.
     report.checkpoints = good.slice().sort((a, b) => (a.treeSize - b.treeSize) || (a.time - b.time));
+    const linked = [];
     bundle.consistency.forEach(([first, second, proof]) => {
       const p = attempt(() => {
         const a = bySize.get(first), b = bySize.get(second);
@@ -126,9 +127,45 @@
         J.verifyConsistency(first, second, a.root, b.root, proof);
       }, "consistency " + first + "->" + second);
       report.step("consistency", { first, second }, p);
-      report.add(p);
+      if (!report.add(p)) linked.push([first, second]);
     });
+    report.notes = checkpointNotes(good, linked);
     return good;
+  }
+
+  // Notes, not problems (FORMAT.md §12.3; ledger.bundle.checkpoint_notes says the same): what the checkpoints
+  // that verified leave unshown, given the sizes [first, second] of the consistency entries that verified. A
+  // size-0 checkpoint whose root is not MTH({}) ("empty_root"); each other size from which no chain of entries,
+  // each to a size at least its first, leads to the largest ("untied"). The empty tree is a prefix of every tree
+  // (§9), so a size-0 checkpoint with its root needs no entry.
+  const EMPTY_ROOT = J.sha256(new Uint8Array(0));
+  function checkpointNotes(checkpoints, linked) {
+    const roots = new Map();
+    for (const cp of checkpoints) {
+      if (!roots.has(cp.treeSize)) roots.set(cp.treeSize, []);
+      roots.get(cp.treeSize).push(cp.root);
+    }
+    if (!roots.size) return [];
+    const sizes = [...roots.keys()].sort((a, b) => a - b);
+    const largest = sizes[sizes.length - 1];
+    const later = new Map();
+    for (const [first, second] of linked) {
+      if (!later.has(first)) later.set(first, new Set());
+      later.get(first).add(second);
+    }
+    const tied = new Set([largest]);
+    for (const size of [...later.keys()].sort((a, b) => b - a)) {
+      if ([...later.get(size)].some((s) => tied.has(s))) tied.add(size);
+    }
+    const notes = [];
+    for (const size of sizes) {
+      if (size === 0 && !roots.get(0).every((r) => equal(r, EMPTY_ROOT))) {
+        notes.push({ note: "empty_root", size: 0, largest, message: "checkpoint of size 0 names a root that is not the empty tree's: the hub signed a false statement" });
+      } else if (size !== 0 && !tied.has(size)) {
+        notes.push({ note: "untied", size, largest, message: "checkpoint of size " + size + " is not tied to checkpoint of size " + largest + " by a consistency proof: the bundle does not show that the larger log extends it" });
+      }
+    }
+    return notes;
   }
 
   // ---- 5. the hub's own log -----------------------------------------------------------------------------------
@@ -510,6 +547,7 @@
   const summary = (report) => ({
     ok: report.ok, code: report.code, exit: report.exit,
     problems: (report.againstProblem ? [report.againstProblem] : []).concat(report.problems),
+    notes: report.notes || [],
   });
 
   // What the auditor reads after the verdict (jejak-verify prints the same): the records, devices and
@@ -527,5 +565,5 @@
     });
   }
 
-  Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, MAX_BUNDLE, parseBundle, Report, verifyBundle, summary, verified, keyAt, keySchedule });
+  Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, MAX_BUNDLE, parseBundle, Report, verifyBundle, summary, verified, keyAt, keySchedule, checkpointNotes });
 })(globalThis.Jejak);

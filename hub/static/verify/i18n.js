@@ -47,6 +47,8 @@
       "summary.compare": "Kunci hub {key} (id hub {id}): cocokkan dengan kunci yang diumumkan operator hub lewat jalur lain (mis. surat resmi atau situs web), atau patok di kolom kunci hub.",
       "summary.pinned": "Kunci hub {key} (id hub {id}): dipatok oleh Anda.",
       notso: "Tidak terpenuhi:",
+      "note.untied": "Catatan: checkpoint berukuran {size} tidak terikat ke checkpoint berukuran {largest} oleh bukti konsistensi: bundel tidak menunjukkan bahwa log yang lebih besar melanjutkannya. Ini bukan kegagalan; tanyakan bukti konsistensinya ke hub.",
+      "note.empty_root": "Catatan: checkpoint berukuran 0 menyebut akar yang bukan akar pohon kosong: hub menandatangani pernyataan yang salah. Ini bukan kegagalan menurut format, tetapi patut dilaporkan.",
       codes: {
         MALFORMED: "Bita yang bukan struktur Jejak yang utuh dan deterministik.",
         VERIFICATION_FAILED: "Pemeriksaan gagal.",
@@ -104,6 +106,8 @@
       against: "The log grew consistently from size {from} to {to} (compared with the older bundle).",
       none: "none",
       notso: "Does not hold:",
+      "note.untied": "Note: checkpoint of size {size} is not tied to checkpoint of size {largest} by a consistency proof: the bundle does not show that the larger log extends it. This is not a failure; ask the hub for the consistency proof.",
+      "note.empty_root": "Note: checkpoint of size 0 names a root that is not the empty tree's: the hub signed a false statement. This is not a failure by the format, but worth reporting.",
       codes: {
         MALFORMED: "Bytes that are not a well-formed, deterministic Jejak structure.",
         VERIFICATION_FAILED: "A check failed.",

@@ -46,6 +46,15 @@
     const seen = J.verified(report);
     $("what").textContent = seen.records === null ? "" : say("summary.what", seen);
     $("compare").textContent = seen.key === null ? "" : say(seen.pinned ? "summary.pinned" : "summary.compare", seen);
+    // Notes are not problems (FORMAT.md §12.3): the verdict stands, the auditor weighs what they say.
+    const notes = $("notes");
+    notes.textContent = "";
+    for (const n of report.notes || []) {
+      const li = document.createElement("li");
+      li.dataset.note = n.note;
+      li.textContent = "⚠ " + say("note." + n.note, n);
+      notes.appendChild(li);
+    }
     const list = $("steps");
     list.textContent = "";
     for (const s of report.steps) {
