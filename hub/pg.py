@@ -35,6 +35,7 @@ from .store import (
     ArchiveMismatch,
     ArchiveUnavailable,
     Batch,
+    CheckedReads,
     DeviceInfo,
     DeviceStanding,
     Entry,
@@ -404,7 +405,7 @@ def read_tile(path: str | os.PathLike[str], tile: int) -> list[tuple[int, int, i
         raise StoreError(f"archive {stem}: tile {tile} cannot be read: {exc}") from None
 
 
-class PgHubStore:
+class PgHubStore(CheckedReads):
     """HubStore on PostgreSQL. Each store lives in its own schema, so tests and tiers can share a database.
 
     The log (one row per record: its place in the global log, its device and seq, its bytes, id and leaf) is
@@ -801,16 +802,18 @@ class PgHubStore:
         self._put_activity(cur, *chain_activity(batch.appends))
         return size
 
-    def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
+    def _checked(self, device_id: bytes, seq: int) -> tuple[bytes, bytes | None] | None:
+        """The record at `seq` and, from its row, its id, which its bytes must hash to (else DamagedRecord); an
+        archived record comes without its id (the archive checked it against the tile roots)."""
         row = self._query_one("SELECT raw, record_id FROM records WHERE device_id = %s AND seq = %s",
                               (device_id, seq))
         if row is None:
             archived = self._archived_range(device_id, seq, seq + 1)
-            return archived[0] if archived else None
-        raw = bytes(row[0])
-        if hashlib.sha256(raw).digest() != bytes(row[1]):
+            return (archived[0], None) if archived else None
+        raw, record_id = bytes(row[0]), bytes(row[1])
+        if hashlib.sha256(raw).digest() != record_id:
             raise refuse_damaged(self, device_id, seq)
-        return raw
+        return raw, record_id
 
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         rows = self._query(LOG_RANGE_SQL, (device_id, start, end))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import itertools
 import logging
@@ -571,12 +570,12 @@ class Hub:
     def _intact_head(self, device_id: bytes, length: int) -> Head:
         while length:
             try:
-                raw = self.store.get_raw(device_id, length - 1)
+                record_id = self.store.record_id(device_id, length - 1)
             except DamagedRecord:
                 length -= 1
                 continue
-            if raw is not None:
-                return Head(device_id=device_id, length=length, head=hashlib.sha256(raw).digest())
+            if record_id is not None:
+                return Head(device_id=device_id, length=length, head=record_id)
             length -= 1
         return Head.of(ChainState.empty(device_id))
 
@@ -949,8 +948,7 @@ class _HeldLog:
     def id_at(self, seq: int) -> bytes | None:
         if self.pending and seq >= self.pending[0].seq:
             return self.pending[seq - self.pending[0].seq].id
-        raw = self.store.get_raw(self.device_id, seq)
-        return hashlib.sha256(raw).digest() if raw is not None else None
+        return self.store.record_id(self.device_id, seq)  # hashed once, by the check that the copy is intact
 
     def key_at(self, seq: int) -> bytes | None:
         # The hub keeps no index of key records: walk the log up to `seq`. Only a record that lands on a

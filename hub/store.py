@@ -338,6 +338,9 @@ class HubStore(Protocol):
     def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
         """The record at `seq`; raises DamagedRecord if its bytes no longer hash to its id."""
         ...
+    def record_id(self, device_id: bytes, seq: int) -> bytes | None:
+        """The id of the record at `seq` (the SHA-256 of its bytes), checked as `get_raw` checks the record."""
+        ...
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         """Records `start` up to `end` of one log, as far as they are intact: a damaged record ends the range
         (DamagedRecord if it is the first)."""
@@ -453,7 +456,26 @@ def intact_prefix(store: HubStore, rows: Iterable[tuple[bytes, int, bool]], serv
             return
 
 
-class LmdbHubStore:
+class CheckedReads:
+    """A backend's `get_raw` and `record_id`, from its one read of a record that checks it intact, `_checked`: the
+    record at a seq and its id (None where the backend checked the bytes another way), or DamagedRecord."""
+
+    def _checked(self, device_id: bytes, seq: int) -> tuple[bytes, bytes | None] | None:
+        raise NotImplementedError
+
+    def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
+        held = self._checked(device_id, seq)
+        return held[0] if held is not None else None
+
+    def record_id(self, device_id: bytes, seq: int) -> bytes | None:
+        held = self._checked(device_id, seq)
+        if held is None:
+            return None
+        raw, record_id = held
+        return record_id if record_id is not None else hashlib.sha256(raw).digest()
+
+
+class LmdbHubStore(CheckedReads):
     """HubStore on one LMDB environment: durable (fsync per commit), one writer, many readers."""
 
     def __init__(self, path: str | os.PathLike[str], *, map_size: int = 1 << 32, durable: bool = True,
@@ -754,21 +776,27 @@ class LmdbHubStore:
 
     def _intact(self, txn: lmdb.Transaction, key: bytes, raw: bytes) -> bool:
         """Whether `raw` is still the record stored at `key`: its hash is an id the log holds, at this key."""
-        index = txn.get(hashlib.sha256(raw).digest(), db=self._db["ids"])
+        return self._holds(txn, key, hashlib.sha256(raw).digest())
+
+    def _holds(self, txn: lmdb.Transaction, key: bytes, record_id: bytes) -> bool:
+        index = txn.get(record_id, db=self._db["ids"])
         entry = txn.get(index, db=self._db["global"]) if index is not None else None
         return entry is not None and bytes(cbor2.loads(entry)[0]) == key
 
-    def get_raw(self, device_id: bytes, seq: int) -> bytes | None:
+    def _checked(self, device_id: bytes, seq: int) -> tuple[bytes, bytes | None] | None:
+        """The record at `seq` and its id, the one hash that checks it intact (else DamagedRecord)."""
         key = _seq_key(device_id, seq)
         with self._env.begin() as txn:
             data = txn.get(key, db=self._db["records"])
             if data is None:
                 return None
             raw = bytes(data)
-            intact = self._intact(txn, key, raw)
+            record_id = hashlib.sha256(raw).digest()
+            intact = self._holds(txn, key, record_id)
         if not intact:
             raise refuse_damaged(self, device_id, seq)
-        return raw
+        return raw, record_id
+
 
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         out: list[bytes] = []

@@ -104,6 +104,8 @@ def test_append_ranges_and_global_log(make_store):
     assert store.log_range(records[0].device_id, 2, 5) == [r.raw for r in records[2:5]]
     assert store.get_raw(records[0].device_id, 5) == records[5].raw
     assert store.get_raw(records[0].device_id, 6) is None
+    assert store.record_id(records[0].device_id, 5) == records[5].id
+    assert store.record_id(records[0].device_id, 6) is None
     assert store.locate(records[3].id) == 3
     assert store.locate(b"\x00" * 32) is None
     entries = store.entries(1, 4)

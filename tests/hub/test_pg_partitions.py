@@ -284,6 +284,7 @@ def test_archive_round_trip_and_restart(schemas, tmp_path):
     assert store.log_range(logs[0][0], 0, 200) == [r.raw for r in logs[0][1]]
     assert store.log_range(logs[1][0], 37, 45) == [r.raw for r in logs[1][1][37:45]]
     assert store.get_raw(logs[1][0], 3) == logs[1][1][3].raw and store.get_raw(logs[1][0], 200) is None
+    assert store.record_id(logs[1][0], 3) == logs[1][1][3].id and store.record_id(logs[1][0], 200) is None
     assert store.log_range(logs[0][0], 200, 210) == []
     assert [store.locate(r.id) for r in logs[0][1][:3]] == [e.index for e in before_rows
                                                              if e.device_id == logs[0][0]][:3], "from the id file"
