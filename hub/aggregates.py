@@ -1,5 +1,5 @@
 """Day aggregates the read models keep in the hub's store: one store, a namespace per domain (MBG, markets), on
-LMDB beside the hub's log or in PostgreSQL tables with real columns.
+LMDB beside the hub's log or in PostgreSQL tables with real columns; and, in the same store, the hub's alerts.
 
 The read models write a day's aggregates once its answer no longer changes, and read them back for a day whose
 raw records they no longer hold (pruned, or not refilled yet after a restart). What is stored is derived, never
@@ -9,11 +9,16 @@ A namespace's day is three parts: `figures` (the day's counts, one real column e
 (what has no column: CBOR bytes the namespace encodes, e.g. its findings) and `rows` (one per subject of the
 day, e.g. a school's delivery: a real-column table keyed by date and the row's first column). A SHA-256 digest
 over the three is stored with them, so a damaged day is refused (`DamagedAggregate`) rather than answered.
+
+The alerts (`KeptAlerts`) are not derived: when each was raised, resolved or updated, and the ones raised by hand,
+cannot be told again from the log. They are written durably (fsync'd on LMDB, committed on PostgreSQL) as they
+change, and read back when the hub starts, so its alert history and what it has raised go on across a restart.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -24,6 +29,8 @@ import cbor2
 import lmdb
 
 from .store import StoreError, StoreFull
+
+log = logging.getLogger("jejak.hub.aggregates")
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,30}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -108,10 +115,44 @@ class DayAggregates(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeptAlert:
+    """One alert as the hub lists it (`alert`, the listing's JSON object, with its `id`, `time` and, once
+    resolved, `resolved_at`), and `seq`, its place in the order the hub raised them."""
+
+    seq: int
+    alert: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if (not isinstance(self.seq, int) or not isinstance(self.alert, dict) or not isinstance(self.alert.get("id"), str)
+                or not isinstance(self.alert.get("time"), int)):
+            raise ValueError(f"kept alert {self.seq}: expected an id and an integer time, got {self.alert!r}")
+
+    @property
+    def id(self) -> str:
+        return str(self.alert["id"])
+
+
+class KeptAlerts(Protocol):
+    """The hub's alerts, open and resolved, in its store (`AggregateStore.alerts`). Each write is durable when
+    it returns."""
+
+    def put(self, alerts: Sequence[KeptAlert]) -> None:
+        """Store each alert, replacing what its id held, all or nothing."""
+        ...
+
+    def delete(self, ids: Iterable[str]) -> None: ...
+
+    def read(self) -> list[KeptAlert]:
+        """Every alert kept, in `seq` order. One that no longer decodes is logged and left out."""
+        ...
+
+
 class AggregateStore(Protocol):
-    """Where the read models keep day aggregates: LmdbAggregates or hub.pg.PgAggregates."""
+    """Where the read models keep day aggregates and the alerts: LmdbAggregates or hub.pg.PgAggregates."""
 
     def namespace(self, spec: Namespace) -> DayAggregates: ...
+    def alerts(self) -> KeptAlerts: ...
     def close(self) -> None: ...
 
 
@@ -138,6 +179,9 @@ class LmdbAggregates:
 
     def namespace(self, spec: Namespace) -> LmdbDayAggregates:
         return LmdbDayAggregates(self, spec)
+
+    def alerts(self) -> LmdbKeptAlerts:
+        return LmdbKeptAlerts(self)
 
     def close(self) -> None:
         self._env.close()
@@ -186,3 +230,46 @@ class LmdbDayAggregates:
     def dates(self) -> list[str]:
         with self._env.begin() as txn:
             return [bytes(k).decode() for k in txn.cursor(db=self._db).iternext(values=False)]
+
+
+class LmdbKeptAlerts:
+    """KeptAlerts in a named database `alerts` of LmdbAggregates' environment: key the alert's id, value the
+    CBOR array [seq, alert]. The environment is not synced on commit (a lost day is computed again); what is
+    written here is, by `sync` after each write."""
+
+    def __init__(self, store: LmdbAggregates) -> None:
+        self._env = store._env
+        self._db = self._env.open_db(b"alerts")
+        self._where = f"the alerts kept in {store.path}"
+
+    def put(self, alerts: Sequence[KeptAlert]) -> None:
+        self._write([(a.id.encode(), cbor2.dumps([a.seq, a.alert], canonical=True)) for a in alerts], ())
+
+    def delete(self, ids: Iterable[str]) -> None:
+        self._write((), [i.encode() for i in ids])
+
+    def _write(self, puts: Sequence[tuple[bytes, bytes]], deletes: Sequence[bytes]) -> None:
+        if not puts and not deletes:
+            return
+        try:
+            with self._env.begin(write=True) as txn:
+                for key in deletes:
+                    txn.delete(key, db=self._db)
+                for key, value in puts:
+                    txn.put(key, value, db=self._db)
+            self._env.sync(True)
+        except lmdb.MapFullError as exc:
+            raise StoreFull(f"{self._where} are full; nothing of the failed write was kept",
+                            hint="raise the aggregates' map size") from exc
+
+    def read(self) -> list[KeptAlert]:
+        with self._env.begin() as txn:
+            items = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=self._db)]
+        out = []
+        for key, value in items:
+            try:
+                seq, alert = cbor2.loads(value)
+                out.append(KeptAlert(seq=seq, alert=alert))
+            except (cbor2.CBORDecodeError, ValueError, TypeError, AttributeError) as exc:
+                log.warning("%s: the alert %r does not decode (%s); it is left out", self._where, key, exc)
+        return sorted(out, key=lambda a: a.seq)

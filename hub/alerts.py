@@ -5,24 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .aggregates import KeptAlert, KeptAlerts
 from .journal import Journal
 from .markets import Alert, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 from .markets.model import day_of
 from .markets.webhooks import shown_url
+from .store import StoreError
 
 if TYPE_CHECKING:
     from .views import Views
 
+log = logging.getLogger("jejak.hub.alerts")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Raised:
-    """When an alert was first raised and, for an early warning, the band it was raised from: a line of the
-    alerts' state journal (raised.jsonl). Lines written before the band was kept have none."""
+    """When an alert was first raised and, for an early warning, the band it was raised from: kept with the alert
+    in the hub's store, or a line of the alerts' state journal (raised.jsonl) on a hub without one (and on one
+    that kept them there before the store did). Lines written before the band was kept have none."""
 
     id: str
     time: int
@@ -52,14 +58,19 @@ class Alerts:
     band worsens; `sender` delivers them from the event loop that `bind` names, and a delivery that failed is
     sent again while its alert is open (`Redelivery`, after `retry`).
 
-    With `state_dir`, what survives a restart is kept there: what each subscriber was told (`Told`), so
-    alerts derived again are not sent again; the deliveries waiting to be sent again (`Redelivery`), so they
-    keep their rounds and due times; and when each alert was first raised and the band it was raised from, so
-    it keeps both (a restarted hub judges each series afresh, from normal)."""
+    With `kept` (the hub's store, `AggregateStore.alerts`), the alerts themselves survive a restart: each one,
+    open or resolved, with when it was raised, updated and resolved and the band it was raised from, is written
+    there as it changes and listed again after a restart, where an alert derived again is the one kept (it keeps
+    its time and band, and is not published or raised again; a restarted hub judges each series afresh, from
+    normal). Without a store, when each alert was first raised is kept in `state_dir` (raised.jsonl).
+
+    With `state_dir`, what survives a restart is kept there too: what each subscriber was told (`Told`), so
+    alerts derived again are not sent again; and the deliveries waiting to be sent again (`Redelivery`), so
+    they keep their rounds and due times."""
 
     def __init__(self, views: Views, *, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, state_dir: Path | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, kept: KeptAlerts | None = None) -> None:
         self.views = views
         self.subscribers = tuple(subscribers)
         self.sender = sender
@@ -72,10 +83,16 @@ class Alerts:
         # not known before, and a delivery waiting from before a restart must not be dropped as closed.
         self._derived: asyncio.Event | None = None
         self._derived_once = False
+        # With a store, raised.jsonl is only read (what a hub wrote before its store kept the alerts) and pruned.
         self._raised_journal = Journal(state_dir / "raised.jsonl") if state_dir is not None else None
         self._raised_at: dict[str, Raised] = self._kept_raise_times()
-        self._seen: set[str] = set()
+        self.kept = kept
         self._alerts: list[dict[str, Any]] = []
+        self._listed: set[str] = set()  # the ids in _alerts
+        self._seqs: dict[str, int] = {}  # each listed alert's place in the order raised
+        self._seq = 0
+        self._judged: set[str] = set()  # early warnings judged since the start: their band recalled once
+        self._list_kept()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sends: set[concurrent.futures.Future[Any]] = set()
 
@@ -95,12 +112,47 @@ class Alerts:
             self._raised_journal.rewrite(r.to_line() for r in kept.values())
         return kept
 
+    def _list_kept(self) -> None:
+        """List the alerts kept in the store by earlier runs, in the order they were raised."""
+        if self.kept is None:
+            return
+        try:
+            kept = self.kept.read()
+        except StoreError as exc:
+            log.error("the alerts kept in the store cannot be read (%s: %s); the alert history starts again and "
+                      "alerts open before are raised again. %s", exc.code, exc.message, exc.hint or "")
+            return
+        for k in kept:
+            self._list(k.alert, seq=k.seq)
+            previous = k.alert.get("previous")
+            self._raised_at[k.id] = Raised(id=k.id, time=int(k.alert["time"]),
+                                           previous=previous if isinstance(previous, str) else None)
+
+    def _list(self, alert: dict[str, Any], *, seq: int | None = None) -> None:
+        if seq is None:
+            seq = self._seq + 1
+        self._seq = max(self._seq, seq)
+        self._seqs[alert["id"]] = seq
+        self._listed.add(alert["id"])
+        self._alerts.append(alert)
+
+    def _keep(self, alerts: Sequence[dict[str, Any]]) -> None:
+        """Write the alerts that changed to the store, each as it stands now."""
+        if self.kept is None or not alerts:
+            return
+        try:
+            self.kept.put([KeptAlert(seq=self._seqs[a["id"]], alert=dict(a)) for a in alerts])
+        except StoreError as exc:
+            log.error("%d alerts could not be kept in the store (%s: %s); a restart before they are written again "
+                      "forgets what changed. %s", len(alerts), exc.code, exc.message, exc.hint or "")
+
     def _as_raised_before(self, raised: Sequence[Alert]) -> list[Alert]:
         """The early warning's alerts, each one raised before a restart with the band it was raised from then
         (judged again, it would say from normal); the tracker's live alerts follow."""
         out = []
         for a in raised:
-            kept = self._raised_at.get(_alert_id(a)) if _alert_id(a) not in self._seen else None
+            kept = self._raised_at.get(_alert_id(a)) if _alert_id(a) not in self._judged else None
+            self._judged.add(_alert_id(a))
             if kept is not None and kept.previous is not None and kept.previous != a.previous:
                 a = a.since(kept.previous)
                 self.views.markets.tracker.recall(a)
@@ -136,9 +188,9 @@ class Alerts:
         current = self.current(raised)
         first_raised = []
         for alert in current:
-            if alert["id"] not in self._seen:
-                self._seen.add(alert["id"])
-                # An alert derived again after a restart is the one raised before it, and keeps its time.
+            # An alert kept from before a restart is listed already: derived again, it is the same one.
+            if alert["id"] not in self._listed:
+                # One whose raise time outlived it (raised.jsonl) keeps its time.
                 kept = self._raised_at.get(alert["id"])
                 if kept is None:
                     kept = Raised(id=alert["id"], time=int(alert["time"]), previous=alert.get("previous"))
@@ -146,26 +198,28 @@ class Alerts:
                     first_raised.append(kept.to_line())
                 else:
                     alert["time"] = kept.time
-                self._alerts.append(alert)
+                self._list(alert)
                 fresh.append(alert)
-        if self._raised_journal is not None:
+        if self._raised_journal is not None and self.kept is None:
             self._raised_journal.append(*first_raised)
         # A finding or a held price that no longer holds (the containers came back, an operator released the
         # price) is resolved; early-warning alerts are events and stay as raised.
         holding = {a["id"]: a for a in current}
-        updated = []
+        updated, resolved = [], []
         for alert in self._alerts:
             if "resolved_at" in alert:
                 continue
             now_alert = holding.get(alert["id"])
             if now_alert is None and (alert["domain"] == "mbg" or alert["code"] == "quarantined"):
-                alert["resolved_at"] = v.clock()
+                alert["resolved_at"] = int(v.clock())
+                resolved.append(alert)
             elif now_alert is not None and now_alert["text"] != alert["text"]:
                 # An open alert says what holds now (a timer still running keeps counting), not what held
                 # when it was raised.
                 alert["text"] = now_alert["text"]
                 alert["updated_at"] = now_alert["time"]
                 updated.append(alert)
+        self._keep(fresh + updated + resolved)
         if v.events is not None:
             for alert in fresh + updated:  # a copy: the stored alert changes as its values do
                 v.events.publish({"type": "alert", "alert": dict(alert)})
@@ -216,19 +270,19 @@ class Alerts:
         v = self.views
         now = int(v.clock())
         severity = {"critical": "alert", "warning": "warning"}.get(level, "info")
-        alert_id = f"operator/{now}/{len(self._alerts)}"
-        alert: dict[str, Any] = {"id": alert_id, "domain": "operator", "code": "operator_alert",
-                 "subject": subject, "severity": severity, "level": level, "text": text, "time": now, "by": by}
         with v.fresh():
-            self._seen.add(alert_id)
-            self._alerts.append(alert)
+            alert: dict[str, Any] = {"id": f"operator/{now}/{self._seq + 1}", "domain": "operator",
+                                     "code": "operator_alert", "subject": subject, "severity": severity,
+                                     "level": level, "text": text, "time": now, "by": by}
+            self._list(alert)
+        self._keep([alert])
         if v.events is not None:
             v.events.publish({"type": "alert", "alert": dict(alert)})
         return alert
 
     def current(self, raised: Sequence[Any] = ()) -> list[dict[str, Any]]:
         v = self.views
-        now = v.clock()
+        now = int(v.clock())
         with v.fresh():
             findings = [f for f in v.mbg.findings(now, v.mbg.today(now)) if f.severity == "alert"]
             quarantined = v.markets.quarantined("pending")
@@ -264,9 +318,17 @@ class Alerts:
         gone = [a for a in self._alerts if stale(a)]
         if gone:
             self._alerts = [a for a in self._alerts if not stale(a)]
-            self._seen.difference_update(a["id"] for a in gone)
+            self._listed.difference_update(a["id"] for a in gone)
+            self._judged.difference_update(a["id"] for a in gone)
             for a in gone:
                 self._raised_at.pop(a["id"], None)
+                self._seqs.pop(a["id"], None)
+            if self.kept is not None:
+                try:
+                    self.kept.delete(a["id"] for a in gone)
+                except StoreError as exc:
+                    log.error("alerts pruned could not be deleted from the store (%s: %s); they are listed again "
+                              "after a restart, until the next prune. %s", exc.code, exc.message, exc.hint or "")
 
     def open_count(self) -> int:
         return sum(1 for a in self._alerts if "resolved_at" not in a)

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from ledger import ChainState, LedgerError, Record, decode_record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
-from .aggregates import DamagedAggregate, DayAggregate, Namespace, checked
+from .aggregates import DamagedAggregate, DayAggregate, KeptAlert, Namespace, checked
 from .config import bad_dsn
 from .journal import sync_dir
 from .redact import shown_dsn
@@ -119,6 +120,11 @@ MIGRATIONS: tuple[Step, ...] = (
         "commodity text NOT NULL, grade text NOT NULL, unit text NOT NULL, region text NOT NULL, "
         "prices bigint[] NOT NULL, history double precision, reporters text[] NOT NULL, PRIMARY KEY (date, series))",
         "CREATE INDEX IF NOT EXISTS market_series_commodity ON market_series (commodity, market, date)",
+    ),
+    (
+        # The hub's alerts, open and resolved (hub/alerts.py): what a restarted hub lists and does not raise again.
+        "CREATE TABLE IF NOT EXISTS alerts (id text PRIMARY KEY, seq bigint NOT NULL, raised_at bigint NOT NULL, "
+        "resolved_at bigint, alert jsonb NOT NULL)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1382,6 +1388,9 @@ class PgAggregates:
     def namespace(self, spec: Namespace) -> PgDayAggregates:
         return PgDayAggregates(self, spec)
 
+    def alerts(self) -> PgKeptAlerts:
+        return PgKeptAlerts(self)
+
     @contextlib.contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:
         """One transaction on the aggregates' connection; PostgreSQL's errors become StoreError."""
@@ -1394,6 +1403,42 @@ class PgAggregates:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class PgKeptAlerts:
+    """KeptAlerts in the table `alerts` of PgAggregates' schema: a row per alert, with its raised and resolved
+    times as columns beside the alert as listed."""
+
+    def __init__(self, store: PgAggregates) -> None:
+        self._store = store
+        self._where = f"the alerts kept in schema {store.schema}"
+
+    def put(self, alerts: Sequence[KeptAlert]) -> None:
+        if not alerts:
+            return
+        with self._store.tx() as conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO alerts (id, seq, raised_at, resolved_at, alert) VALUES (%s, %s, %s, %s, %s) "
+                            "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, raised_at = excluded.raised_at, "
+                            "resolved_at = excluded.resolved_at, alert = excluded.alert",
+                            [(a.id, a.seq, a.alert["time"], a.alert.get("resolved_at"), Jsonb(a.alert))
+                             for a in alerts])
+
+    def delete(self, ids: Iterable[str]) -> None:
+        gone = list(ids)
+        if gone:
+            with self._store.tx() as conn:
+                conn.execute("DELETE FROM alerts WHERE id = ANY(%s)", (gone,))
+
+    def read(self) -> list[KeptAlert]:
+        with self._store.tx() as conn:
+            rows = conn.execute("SELECT id, seq, alert FROM alerts ORDER BY seq").fetchall()
+        out = []
+        for alert_id, seq, alert in rows:
+            try:
+                out.append(KeptAlert(seq=int(seq), alert=alert))
+            except ValueError as exc:
+                log.warning("%s: the alert %r is not one (%s); it is left out", self._where, alert_id, exc)
+        return out
 
 
 class PgDayAggregates:

@@ -139,7 +139,7 @@ class Views:
     With `refill`, `start()` also refills the MBG, markets and kitchen-demand models from what the store
     already holds (`refill_from_store`), in a thread of its own; `refilled` is set when that is over.
     `refill_pause` is called on that thread before each batch (tests hold a refill midway with it).
-    `state_dir` keeps what the alerts cannot derive again after a restart (see `Alerts`).
+    `state_dir` and `aggregates` keep what the alerts cannot derive again after a restart (see `Alerts`).
 
     With `aggregates` (owned from here on, closed by `close`), the MBG model's past days are kept there once
     final, and before a prune forgets their scans (`keep_days_stored`, on the worker, outside the lock): a
@@ -173,7 +173,8 @@ class Views:
         self._fed_at: int | None = None  # the arrival time of the records being fed, which the markets stamp
         self.markets = HubMarkets(market_config, clock=self._feed_time)
         self.demand = KitchenDemand(self.markets, kitchen_regions or {})
-        self.alerts = Alerts(self, subscribers=subscribers, sender=sender, state_dir=state_dir, retry=webhook_retry)
+        self.alerts = Alerts(self, subscribers=subscribers, sender=sender, state_dir=state_dir, retry=webhook_retry,
+                             kept=aggregates.alerts() if aggregates is not None else None)
         self._lock = threading.RLock()
         self._dirty = threading.Event()
         self._stop = threading.Event()

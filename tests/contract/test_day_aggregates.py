@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from hub.aggregates import DamagedAggregate, DayAggregate, LmdbAggregates, Namespace
+from hub.aggregates import DamagedAggregate, DayAggregate, KeptAlert, LmdbAggregates, Namespace
 from hub.app import open_aggregates
 from hub.config import HubConfig
 from hub.mbg.days import MBG_DAYS
@@ -94,6 +94,26 @@ def test_a_damaged_day_is_refused(aggregates) -> None:
     # Writing the day again mends it.
     days.put([_day("2026-01-12", "SD-1", "SD-2")])
     assert days.get("2026-01-12") == _day("2026-01-12", "SD-1", "SD-2")
+
+
+def test_alerts_are_kept_in_the_order_raised_replaced_by_id_and_deleted(aggregates) -> None:
+    kept = aggregates.alerts()
+    assert kept.read() == []
+    overdue = KeptAlert(seq=2, alert={"id": "mbg/overdue_delivery/S2/2026-01-12", "domain": "mbg", "time": 1_700_000_100,
+                                      "text": "belum tiba", "severity": "alert"})
+    band = KeptAlert(seq=1, alert={"id": "alps/x", "domain": "markets", "time": 1_700_000_000, "band": "alert",
+                                   "previous": None, "text": "stress -> alert ü"})
+    kept.put([overdue, band])
+    assert kept.read() == [band, overdue]
+    resolved = KeptAlert(seq=2, alert={**overdue.alert, "resolved_at": 1_700_003_600})
+    kept.put([resolved])
+    assert kept.read() == [band, resolved]
+    kept.delete([band.id, "never-kept"])
+    assert kept.read() == [resolved]
+    # The day aggregates and the alerts share a store, never a key.
+    assert aggregates.namespace(MBG_DAYS).dates() == []
+    with pytest.raises(ValueError):
+        KeptAlert(seq=3, alert={"id": "x", "time": "noon"})
 
 
 def test_rows_out_of_order_or_repeated_are_refused() -> None:

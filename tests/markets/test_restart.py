@@ -8,21 +8,27 @@ import asyncio
 import datetime as dt
 import threading
 import time
+import uuid
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import pytest
 
 from hub.app import load_or_create_key, open_store, start_hub
 from hub.clock import HubClock, parse_clock
+from hub.config import StoreConfig
 from hub.journal import Journal
 from hub.markets import AlertTracker, MarketConfig, Subscriber, Told, ValidationConfig, WebhookSender
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.synth import SynthConfig, generate
 from hub.mbg import Plan
+from hub.pg import PgHubStore
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.views import Views
 from ledger import Ed25519Signer, decode_record
+from tests.pg import PG_DSN
 from tests.wait import wait_for
 
 from .test_api import COMMODITIES, DAYS, MARKETS, OPERATOR, Device, Env, hub_config, receiver, synth_history
@@ -331,3 +337,79 @@ def test_an_alert_keeps_the_band_it_was_raised_from_across_a_restart(tmp_path) -
         (a["id"], a["previous"], a["message"]) for a in live_before]
     views.close()
     views.hub.store.close()
+
+
+@pytest.fixture(params=["lmdb", "postgres"])
+def backend(request: Any) -> Any:
+    """What the hub's store is: LMDB in data_dir, or a fresh schema in PostgreSQL (dropped after; missing fails)."""
+    name = f"alerts-{uuid.uuid4().hex[:12]}"
+    yield request.param, name
+    if request.param == "postgres":
+        PgHubStore(PG_DSN, schema=name.replace("-", "_")).drop()
+
+
+async def test_the_alerts_listed_before_a_restart_are_listed_after_it_and_nobody_is_told_twice(tmp_path,
+                                                                                             backend) -> None:
+    """Open and resolved alerts, with their raised and resolved times, and one an operator raised by hand, are
+    kept in the hub's store: the restarted hub lists them as it did, before and after it derives its alerts
+    again, and raises and delivers none of them again."""
+    kind, name = backend
+    runner, url, received = await receiver()
+    config = replace(hub_config(tmp_path, webhooks=({"id": "ops", "kind": "json", "url": url, "min_band": "stress"},)),
+                     name=name, store=StoreConfig(backend=kind, dsn=PG_DSN))
+    plan = Plan(kitchens=(), schools=())
+    session = aiohttp.ClientSession()
+
+    async def listing(running: Any) -> dict[str, Any]:
+        code, answer = await _json(session, "GET", f"{running.http_url}/api/markets/alerts")
+        assert code == 200, answer
+        return answer
+
+    def derived(running: Any) -> bool:
+        return running.views.derive_seconds > 0 and not running.views.alerts._sends
+
+    try:
+        running = await start_hub(config, plan=plan)
+        try:
+            env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+            synth_history(env, seed=11, shocks=24.0)
+            held = outlier(env, int(time.time()) - 60)
+            await env.push()
+            sender = running.views.alerts.sender
+            assert sender is not None
+            await wait_for(lambda: sender.log and derived(running), WAIT_S, what="deliveries")
+            await wait_for(lambda: len(received) == len(sender.log), WAIT_S, what="every delivery received")
+            code, answer = await env.post(f"/api/markets/quarantine/{held}/decide", headers=AUTH,
+                                          json={"action": "confirm", "by": "siti", "why": "a typo"})
+            assert code == 200, answer
+            code, answer = await env.post("/api/alerts/trigger", headers=AUTH,
+                                          json={"message": "banjir di Kosambi", "level": "critical"})
+            assert code == 201, answer
+            await wait_for(lambda: any(a["id"] == f"quarantine/{held}" for a in running.views.alerts.listing()["resolved"]),
+                           WAIT_S, what="the held price's alert resolved by the decision")
+            await wait_for(lambda: derived(running), WAIT_S, what="the alerts derived")
+            before = await listing(running)
+        finally:
+            await running.close()
+        assert {a["domain"] for a in before["alerts"]} == {"markets", "operator"}
+        [resolved] = before["resolved"]
+        assert resolved["id"] == f"quarantine/{held}" and resolved["resolved_at"] >= resolved["time"]
+        got = list(received)
+        assert got and all(d.ok for d in sender.log)
+
+        # A minute later by the hub's clock: the listing is the one from before at once, and after the alerts are
+        # derived again; nothing is published or told again.
+        running = await start_hub(config, plan=plan, clock=lambda: int(time.time()) + 60)
+        try:
+            assert {k: v for k, v in (await listing(running)).items() if k != "live"} == \
+                {k: v for k, v in before.items() if k != "live"}
+            assert await asyncio.to_thread(running.views.refilled.wait, WAIT_S), "the refill did not end"
+            await wait_for(lambda: derived(running), WAIT_S, what="the alerts derived after the refill")
+            assert await listing(running) == before
+            assert running.views.alerts.sender is not None and running.views.alerts.sender.log == []
+        finally:
+            await running.close()
+        assert received == got
+    finally:
+        await session.close()
+        await runner.cleanup()
