@@ -6,14 +6,22 @@ import argparse
 import datetime as dt
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_STEP_S = 86_400
+# With a pace, a record moves the clock only if most of the devices heard within a day of the replay agree:
+# its time is at most QUORUM_LEAD_S ahead of the median of what they say now (each one's newest record time,
+# carried forward at the pace since). Asked of QUORUM_DEVICES or more; HEARD_DEVICES are remembered at most.
+QUORUM_DEVICES = 3
+QUORUM_LEAD_S = 300
+HEARD_DEVICES = 256
 CLOCK_HELP = ("'wall' (default), or '<ISO instant> [xSPEED] [records]': start at that instant (e.g. "
               "2026-03-02T05:30+07:00) and run SPEED times as fast as the wall clock (default x1); with 'records' "
               "the clock stands still unless a SPEED is given and moves forward to each accepted record's own "
-              "time, so a past day pushed in bulk is judged as it happened")
+              "time, so a past day pushed in bulk is judged as it happened (with a SPEED, only as far as most "
+              "devices agree: one device's fast clock does not move it)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,7 +72,9 @@ class HubClock:
 
     Wall time by default. With a start it runs from that instant at `speed` times the wall clock, and at 1x
     again after `slow_after` (the demo plays its school day fast, then lets the evening pass in real time).
-    With `follow_records` it never stands behind the newest record time the hub accepted (`saw`). `set(t)`
+    With `follow_records` it never stands behind the newest record time the hub accepted (`saw`), unless it
+    has a pace and that time is one device's alone: a device whose clock runs hours fast does not drag the
+    day forward for the others (their deliveries would look late and their schools' look missing). `set(t)`
     pins it at `t` (tests; `set(None)` lets it run again). Monotonic in between: never goes back on its own.
     """
 
@@ -77,6 +87,7 @@ class HubClock:
         self._newest = self.spec.start or 0
         self._pinned: int | None = None
         self._lock = threading.Lock()
+        self._heard: OrderedDict[bytes, tuple[int, float]] = OrderedDict()  # device: (newest time, ticks heard)
 
     def __call__(self) -> int:
         if self._pinned is not None:
@@ -91,12 +102,33 @@ class HubClock:
             now = int(sim)
         return max(now, self._newest) if self.spec.follow_records else now
 
-    def saw(self, record_time: int) -> None:
-        """A record made at `record_time` was accepted: a clock that follows records moves up to it. A time more
-        than a day ahead of the clock is a device's wrong clock, not time passing, and moves nothing."""
-        if self.spec.follow_records and record_time > self._newest and record_time - self() <= MAX_STEP_S:
-            with self._lock:
-                self._newest = max(self._newest, record_time)
+    def saw(self, record_time: int, device: bytes | None = None) -> None:
+        """A record made at `record_time` (by `device`) was accepted: a clock that follows records moves up to
+        it. A time more than a day ahead of the clock is a device's wrong clock, not time passing, and moves
+        nothing; with a pace, neither does a time well ahead of what most devices heard say (`_outvoted`).
+
+        Without a pace there is no telling a fast clock from a device whose backlog comes first: a day
+        backfilled one device after another moves the clock to each one's times in turn."""
+        if not self.spec.follow_records or record_time - self() > MAX_STEP_S:
+            return
+        with self._lock:
+            if device is not None and self.spec.speed > 0 and self._outvoted(device, record_time):
+                return
+            self._newest = max(self._newest, record_time)
+
+    def _outvoted(self, device: bytes, record_time: int) -> bool:
+        """Note that `device` said `record_time`; whether that is more than QUORUM_LEAD_S ahead of the median of
+        what the devices heard within a day say now. Under the lock."""
+        ticks = self._ticks()
+        newest, _ = self._heard.pop(device, (record_time, ticks))
+        self._heard[device] = (max(newest, record_time), ticks)
+        while len(self._heard) > HEARD_DEVICES:
+            self._heard.popitem(last=False)
+        # Each device's newest time, carried forward at the pace since it was heard: a device idle since its
+        # last tap still says what time it is.
+        says = sorted(t + (ticks - at) * self.spec.speed for t, at in self._heard.values()
+                      if (ticks - at) * self.spec.speed <= MAX_STEP_S)
+        return len(says) >= QUORUM_DEVICES and record_time > says[len(says) // 2] + QUORUM_LEAD_S
 
     def set(self, t: int | None) -> None:
         """Pin the clock at `t` (None: run again from where its spec says)."""

@@ -617,7 +617,7 @@ class Hub:
             return [(records, self.clock())]
         out: list[tuple[list[Record], int]] = []
         for rec in records:
-            self.clock.saw(rec.time)
+            self.clock.saw(rec.time, rec.device_id)
             at = self.clock()
             if out and out[-1][1] == at:
                 out[-1][0].append(rec)

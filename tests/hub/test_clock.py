@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,7 +21,7 @@ from tests.mbg.common import DATE, MIDNIGHT, H, M
 from tests.ports import free_tcp
 from tests.wait import wait_until
 
-PLAN = """
+KITCHEN = """
 [defaults]
 timezone = "WIB"
 deadline = "09:00"
@@ -27,12 +29,16 @@ portions_per_container = 10
 [[kitchens]]
 id = "K1"
 name = "SPPG Cibeureum"
-[[schools]]
-id = "S1"
-name = "SD Negeri 1"
-kitchen = "K1"
-portions = 20
 """
+
+
+def _schools(*numbers: int) -> str:
+    """An MBG plan: K1 and its schools S<n>, 20 portions each."""
+    return KITCHEN + "".join(f'[[schools]]\nid = "S{n}"\nname = "SD Negeri {n}"\nkitchen = "K1"\nportions = 20\n'
+                             for n in numbers)
+
+
+PLAN = _schools(1)
 
 
 class Ticks:
@@ -89,6 +95,33 @@ def test_a_clock_that_follows_records_moves_only_forward_and_not_to_a_wrong_devi
     assert wall() == 1_800_000_000
 
 
+def test_a_paced_clock_that_follows_records_is_moved_by_what_most_devices_say():
+    ticks = Ticks()
+    clock = HubClock(parse_clock("2026-01-12T05:00+07:00 x60 records"), ticks=ticks)
+    # Alone, or two of them, a device moves it: there is no telling which of two clocks is wrong.
+    clock.saw(MIDNIGHT + 6 * H, b"exit")
+    clock.saw(MIDNIGHT + 7 * H, b"gate1")
+    assert clock() == MIDNIGHT + 7 * H
+    # A third says 09:00 while the others, carried forward at the pace, say 07:00 and 07:00: it moves nothing,
+    # and neither do its later records ahead of the others by more than a few minutes.
+    clock.saw(MIDNIGHT + 9 * H, b"gate2")
+    assert clock() == MIDNIGHT + 7 * H
+    ticks.t += 10 * 60 / 60  # ten minutes of the replay
+    clock.saw(MIDNIGHT + 9 * H + 10 * M, b"gate2")
+    assert clock() == MIDNIGHT + 7 * H
+    # Within a few minutes of what the others say, a device moves it (it tapped just now).
+    clock.saw(MIDNIGHT + 7 * H + 14 * M, b"gate1")
+    assert clock() == MIDNIGHT + 7 * H + 14 * M
+    # Once most devices say so, that time is the hub's.
+    clock.saw(MIDNIGHT + 9 * H + 10 * M, b"exit")
+    assert clock() == MIDNIGHT + 9 * H + 10 * M
+    # Unpaced, a day backfilled one device after another moves it to each one's times, as before.
+    bulk = HubClock(parse_clock("2026-01-12T05:00+07:00 records"), ticks=Ticks())
+    for n, device in enumerate((b"a", b"b", b"c")):
+        bulk.saw(MIDNIGHT + (6 + 2 * n) * H, device)
+    assert bulk() == MIDNIGHT + 10 * H
+
+
 async def test_a_past_day_backfilled_in_bulk_is_judged_by_its_own_times(tmp_path):
     (tmp_path / "mbg.toml").write_text(PLAN)
     config = HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False, auto_approve=True,
@@ -140,6 +173,95 @@ async def test_a_past_day_backfilled_in_bulk_is_judged_by_its_own_times(tmp_path
         assert [f["code"] for f in found["findings"]] == [] and found["violations"] == []
     finally:
         await running.close()
+
+
+TAGS = {f"S{n}": [f"04{n:02d}0000000001", f"04{n:02d}0000000002"] for n in (1, 2, 3)}
+
+
+async def _paced_day(tmp_path: Path, *, fast_s: int) -> dict[str, Any]:
+    """A morning replayed at x60 on a clock that follows records, each device pushing as it taps: the exit's
+    trips at 06:00, S1's gate at 08:30, S3's at 08:40 (its clock `fast_s` ahead), S2's at 08:50. What the hub
+    answers at 08:45 and at 09:30."""
+    tmp_path.mkdir()
+    (tmp_path / "mbg.toml").write_text(_schools(1, 2, 3))
+    config = HubConfig(data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False, auto_approve=True,
+                       mbg_plan=str(tmp_path / "mbg.toml"))
+    ticks = Ticks()
+    clock = HubClock(parse_clock(f"{DATE}T05:00+07:00 x60 records"), ticks=ticks)
+    running = await start_hub(config, clock=clock)
+    answers: dict[str, Any] = {}
+    try:
+        hub = running.hub
+
+        def at(t: int) -> None:  # the replay's pace reaches `t`
+            ticks.t = 1000.0 + (t - (MIDNIGHT + 5 * H)) / 60
+
+        def push(name: str, site: str, role: str, t: int, bodies: list[dict[str, Any]], skew: int = 0) -> None:
+            at(t)
+            signer = Ed25519Signer.from_seed(name.encode().ljust(32, b"."))
+            builder = ChainBuilder(signer, clock=lambda: t + skew, boot=1)
+            hub.enroll(make_enroll_request(signer, site=site, role=role, name=name, time=hub.clock(),
+                                           hub_id=hub.hub_id))
+            raws = [builder.genesis().raw] + [builder.append("scan", {"site": site, "source": "nfc", **b}).raw
+                                              for b in bodies]
+            assert hub.ingest(builder.device_id, raws).accepted == len(raws)
+
+        def gate(school: str) -> list[dict[str, Any]]:
+            return [{"event": "arrived", "checkpoint": "school_gate", "tags": TAGS[school]},
+                    {"event": "received", "checkpoint": "school_gate", "tags": TAGS[school], "count": 20}]
+
+        async def ask(http: aiohttp.ClientSession, *queries: str) -> dict[str, Any]:
+            out = {}
+            for q in queries:
+                async with http.get(f"{running.http_url}/api/mbg/{q}?date={DATE}") as resp:
+                    out[q] = await resp.json()
+            return out
+
+        push("exit", "K1", "kitchen_exit", MIDNIGHT + 6 * H, [
+            {"event": "departed", "checkpoint": "kitchen_exit", "tags": TAGS[s], "school": s, "count": 20}
+            for s in ("S1", "S2", "S3")])
+        push("gate1", "S1", "school_gate", MIDNIGHT + 8 * H + 30 * M, gate("S1"))
+        push("gate3", "S3", "school_gate", MIDNIGHT + 8 * H + 40 * M, gate("S3"), skew=fast_s)
+        async with aiohttp.ClientSession() as http:
+            at(MIDNIGHT + 8 * H + 45 * M)
+            answers["now_0845"] = hub.clock()
+            answers["0845"] = await ask(http, "deliveries", "missing")
+            push("gate2", "S2", "school_gate", MIDNIGHT + 8 * H + 50 * M, gate("S2"))
+            at(MIDNIGHT + 9 * H + 30 * M)
+            answers["now_0930"] = hub.clock()
+            answers["0930"] = await ask(http, "deliveries", "missing", "lost", "violations")
+    finally:
+        await running.close()
+    return answers
+
+
+def _judged(answers: dict[str, Any]) -> dict[str, Any]:
+    """What the hub said of each delivery, what it called missing or lost, and what it found, leaving out the
+    basis of each time and the findings about a device's own clock."""
+    def schools(deliveries: dict[str, Any]) -> dict[str, Any]:
+        return {d["school"]: {k: v for k, v in d.items() if k != "time_basis"}
+                for k in deliveries["kitchens"] for d in k["schools"]}
+
+    late = answers["0930"]
+    return {"now": (answers["now_0845"], answers["now_0930"]),
+            "0845": (schools(answers["0845"]["deliveries"]), answers["0845"]["missing"]),
+            "0930": (schools(late["deliveries"]), late["missing"], late["lost"],
+                     sorted((f["code"], f["subject"]) for f in late["violations"]["findings"]
+                            if f["code"] != "clock_skew"))}
+
+
+async def test_one_device_hours_fast_does_not_move_a_paced_replays_clock(tmp_path):
+    """A paced replay whose clock follows records: S3's gate, two hours fast, taps in at 08:40 by the day's
+    time. What the hub says of every delivery, and of what is missing or lost, is what it says with S3's gate
+    right (it dragged the hub to 10:40: S2 looked missing at 08:45, S3 late and S2's taps synced late)."""
+    right = _judged(await _paced_day(tmp_path / "right", fast_s=0))
+    fast = await _paced_day(tmp_path / "fast", fast_s=2 * H)
+    assert right["now"] == (MIDNIGHT + 8 * H + 45 * M, MIDNIGHT + 9 * H + 30 * M)
+    assert [d["statuses"] for d in right["0930"][0].values()] == [["on_time"]] * 3
+    assert _judged(fast) == right
+    # S3's gate is told of by its own clock's finding; its delivery is timed by its arrival.
+    [skew] = [f for f in fast["0930"]["violations"]["findings"] if f["code"] == "clock_skew"]
+    assert skew["measured"] >= 2 * H - 5 * M
 
 
 def test_hub_run_with_a_clock_set_to_a_past_day_answers_for_that_day(tmp_path):
