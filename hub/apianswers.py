@@ -270,9 +270,9 @@ class FoodSafetyViolation(TypedDict):
 FINDING_CODE = Literal[
     "late_delivery", "short_delivery", "missing_delivery", "overdue_delivery", "container_lost",
     "container_unreturned", "container_damaged", "duplicate_scan", "out_of_order", "unknown_site", "over_receipt",
-    "misrouted", "container_at_two_schools", "returned_without_arrival", "staff_card_tag", "clock_skew", "late_sync",
-    "clock_went_back", "cook_to_serve", "danger_zone", "hot_holding", "stock_overdraw", "stock_count_difference",
-    "stock_unit_mismatch"]
+    "misrouted", "container_at_two_schools", "returned_without_arrival", "staff_card_tag", "staff_not_on_roster",
+    "clock_skew", "late_sync", "clock_went_back", "cook_to_serve", "danger_zone", "hot_holding", "stock_overdraw",
+    "stock_count_difference", "stock_unit_mismatch"]
 
 
 class Finding(TypedDict):
@@ -287,6 +287,7 @@ class Finding(TypedDict):
     records: list[str]
     other_school: str | None
     part: Literal["not_served", "arrival"] | None
+    other_kitchen: str | None
 
 
 class Violations(TypedDict):

@@ -248,8 +248,10 @@ class Speaker:
             "late": self.minutes(measured), "received": self.num(d.get("received_portions", measured)),
             "expected": self.num(d.get("expected", limit)), "short": self.num(d.get("shortfall")),
             "skew": self.minutes(measured), "lag": self.minutes(measured), "measured": self.num(measured),
-            "limit": self.num(limit)}
+            "limit": self.num(limit), "kitchen": self.kitchen(f.get("other_kitchen"))}
         key = f"say.{code}"
+        if code == "staff_not_on_roster" and not f.get("other_kitchen"):
+            key = "say.staff_not_on_roster_unknown"
         if code in ("cook_to_serve", "danger_zone"):
             values.update(measured=self.minutes(measured), limit=self.minutes(limit))
             # The meals served late, not served yet and timed to their arrival are each a finding of their own

@@ -25,6 +25,7 @@ SEVERITY: dict[str, Severity] = {
     "late_delivery": "alert", "short_delivery": "alert", "missing_delivery": "alert", "overdue_delivery": "alert",
     "container_lost": "alert", "container_unreturned": "alert", "container_damaged": "info",
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning", "staff_card_tag": "warning",
+    "staff_not_on_roster": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
     "returned_without_arrival": "warning",
     "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning",
@@ -88,6 +89,9 @@ class Finding:
     # cook_to_serve violation not served yet ('not_served') or timed to their arrival, no serving being tapped
     # ('arrival'); None for meals served late.
     part: str | None = None
+    # The kitchen whose roster lists the staff cards of a staff_not_on_roster finding (None: no roster lists them).
+    # A finding names no card: staff cards are personal data, and findings are public; its records say which.
+    other_kitchen: str | None = None
 
     @property
     def severity(self) -> Severity:
@@ -96,7 +100,8 @@ class Finding:
     @property
     def ref(self) -> str:
         """The finding's name among the day's: what an alert raised from it is listed under."""
-        return f"{self.code}/{self.subject}/{self.date}" + (f"/{self.part}" if self.part else "")
+        return (f"{self.code}/{self.subject}/{self.date}" + (f"/{self.part}" if self.part else "")
+                + (f"/{self.other_kitchen}" if self.other_kitchen else ""))
 
     def key(self) -> tuple[str, str]:
         return (self.code, self.subject)
@@ -105,7 +110,7 @@ class Finding:
         return {"code": self.code, "severity": self.severity, "subject": self.subject, "date": self.date,
                 "detail": self.detail, "measured": self.measured, "limit": self.limit,
                 "containers": list(self.containers), "records": list(self.records), "other_school": self.other_school,
-                "part": self.part}
+                "part": self.part, "other_kitchen": self.other_kitchen}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -400,7 +405,9 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, re
     `return_of` a container's return tap of the next day (`early_returns` of the next day's taps); `staff` the
     staff cards known (`staff` of any scan held), which are no containers whoever taps them."""
     a = Analysis(plan=plan, now=0)
-    a.timed = _without_staff_cards(a, sorted(timed, key=Timed.order), staff)
+    ordered = sorted(timed, key=Timed.order)
+    _off_roster(a, ordered)
+    a.timed = _without_staff_cards(a, ordered, staff)
     a.scans_by_date = {date: a.timed} if a.timed else {}
     batches: set[str] = set()
 
@@ -427,6 +434,41 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, re
                 trip.returned = return_of(trip.tag)
     return DayBase(plan=plan, date=date, timed=a.timed, trips=a.trips, school_taps=school_taps, keyed=a.keyed,
                    batches=batches, awaiting=awaiting)
+
+
+def _off_roster(a: Analysis, timed: list[Timed]) -> None:
+    """Taps by a staff card that the roster of the kitchen whose delivery it is does not list, at the kitchen or
+    at one of its schools: a card of another kitchen (lent, or a driver of another kitchen), or one that no roster
+    lists. One finding per site, day and kitchen whose roster lists the cards; a kitchen without a roster judges
+    no card."""
+    plan = a.plan
+    if not plan.has_rosters:
+        return
+    off: dict[tuple[str, str, str], list[Timed]] = defaultdict(list)
+    judged: dict[tuple[str, str], str | None] = {}  # (site, card) -> "" on the roster, else the lending kitchen
+    for t in timed:
+        card = t.scan.staff
+        if card is None:
+            continue
+        site = t.scan.site
+        lender = judged.get((site, card), "")
+        if (site, card) not in judged:
+            kitchen = plan.kitchen_of_site(site)
+            owners = plan.kitchens_listing(card)
+            lender = judged[(site, card)] = ("" if kitchen is None or kitchen.staff is None or kitchen.id in owners
+                                             else owners[0] if owners else None)
+        if lender != "":
+            off[(site, t.date, lender or "")].append(t)
+    for (site, date, lender), taps in sorted(off.items()):
+        kitchen = plan.kitchen_of_site(site)
+        assert kitchen is not None
+        cards = len({t.scan.staff for t in taps})
+        whose = f"of {lender}'s staff" if lender else "that no kitchen's roster lists"
+        _emit(a, DUPLICATE, (site, date, "~roster", lender), Finding(
+            code="staff_not_on_roster", subject=site, date=date,
+            detail=f"{count(len(taps), 'tap')} by {count(cards, 'staff card')} {whose}, for the deliveries of "
+                   f"{kitchen.id}, whose roster does not list {agree(cards, 'it', 'them')}",
+            measured=len(taps), records=tuple(t.scan.record_id for t in taps[:50]), other_kitchen=lender or None))
 
 
 def _without_staff_cards(a: Analysis, timed: list[Timed], staff: Collection[str]) -> list[Timed]:

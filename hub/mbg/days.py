@@ -31,14 +31,14 @@ MBG_DAYS = Namespace(
 _ROW_FIELDS = tuple(name for name, _ in MBG_DAYS.rows)
 _DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
 _ROW_INDEX = tuple(_DELIVERY_FIELDS.index(n) for n in _ROW_FIELDS)
-FORMAT = 3  # of the summary written; one of a format not in READABLE is read as damaged and computed again
+FORMAT = 4  # of the summary written; one of a format not in READABLE is read as damaged and computed again
 # 1: the same shape, from before returned_without_arrival was a finding. 2: findings without `part` (a delivery's
-# meals served late and not served were one cook_to_serve violation). Such a day is read as it was stored, a
-# finding's later fields left at their defaults: its scans may be pruned already, so settling it again could only
-# lose what it says.
-READABLE = frozenset({1, 2, 3})
+# meals served late and not served were one cook_to_serve violation). 3: findings without `other_kitchen`
+# (before kitchens' rosters). Such a day is read as it was stored, a finding's later fields left
+# at their defaults: its scans may be pruned already, so settling it again could only lose what it says.
+READABLE = frozenset({1, 2, 3, 4})
 # How many fields a finding of each format has.
-_FINDING_FIELDS = {1: 9, 2: 9}
+_FINDING_FIELDS = {1: 9, 2: 9, 3: 10}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -132,11 +133,21 @@ class Kitchen:
     tz_offset_s: int = WIB
     # Empty containers are due back at the kitchen by this time of day; later ones count as unreturned.
     return_by_s: int = 15 * HOUR
+    # The kitchen's roster: the staff cards (NFC uids) that may tap for its deliveries, at the kitchen and at its
+    # schools' gates. A tap by any other card is a finding; None: no roster, no card is judged.
+    staff: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _require(isinstance(self.id, str) and self.id != "", f"kitchen id: expected a non-empty text, got {self.id!r}")
         _check_int(f"kitchen {self.id} tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
         _check_int(f"kitchen {self.id} return_by_s", self.return_by_s, minimum=0, maximum=2 * DAY)
+        if self.staff is not None:
+            _require(isinstance(self.staff, tuple) and all(isinstance(c, str) and c != "" for c in self.staff),
+                     f"kitchen {self.id} staff: expected a list of staff card uids, got {self.staff!r}")
+            listed = Counter(c.lower() for c in self.staff)
+            twice = sorted(c for c, n in listed.items() if n > 1)
+            _require(not twice, f"kitchen {self.id} staff: card {twice[0] if twice else ''!r} appears twice",
+                     hint="list each staff card once")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -230,6 +241,8 @@ class Plan:
     clock: ClockPolicy = field(default_factory=ClockPolicy)
     _schools: dict[str, School] = field(init=False, repr=False, compare=False)
     _kitchens: dict[str, Kitchen] = field(init=False, repr=False, compare=False)
+    _rosters: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)  # card -> kitchens listing it
+    has_rosters: bool = field(init=False, repr=False, compare=False)  # a kitchen keeps a roster: cards are judged
 
     def __post_init__(self) -> None:
         _require(isinstance(self.kitchens, tuple) and isinstance(self.schools, tuple),
@@ -256,14 +269,29 @@ class Plan:
             _check_int("plan.service_weekdays item", d, minimum=0, maximum=6)
         for day in self.closed_dates:
             local_midnight(day, 0)
+        rosters: dict[str, tuple[str, ...]] = {}
+        for k in self.kitchens:
+            for card in k.staff or ():
+                rosters[card.lower()] = (*rosters.get(card.lower(), ()), k.id)
         object.__setattr__(self, "_schools", schools)
         object.__setattr__(self, "_kitchens", kitchens)
+        object.__setattr__(self, "_rosters", rosters)
+        object.__setattr__(self, "has_rosters", any(k.staff is not None for k in self.kitchens))
 
     def school(self, school_id: str) -> School | None:
         return self._schools.get(school_id)
 
     def kitchen(self, kitchen_id: str) -> Kitchen | None:
         return self._kitchens.get(kitchen_id)
+
+    def kitchens_listing(self, card: str) -> tuple[str, ...]:
+        """The kitchens whose roster lists a staff card (uids compared without case), in the plan's order."""
+        return self._rosters.get(card.lower(), ())
+
+    def kitchen_of_site(self, site: str) -> Kitchen | None:
+        """The kitchen a site's taps are for: the kitchen itself, or a school's kitchen."""
+        school = self._schools.get(site)
+        return self._kitchens.get(school.kitchen if school is not None else site)
 
     def schools_of(self, kitchen_id: str) -> tuple[School, ...]:
         return tuple(s for s in self.schools if s.kitchen == kitchen_id)
@@ -311,11 +339,15 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         where = f"kitchens[{i}]"
         if not isinstance(k, dict):
             raise PlanError(f"{where}: expected a table, got {type(k).__name__}")
-        _known(where, k, {"id", "name", "timezone", "return_by"})
+        _known(where, k, {"id", "name", "timezone", "return_by", "staff"})
+        staff = k.get("staff")
+        if staff is not None and not isinstance(staff, list):
+            raise PlanError(f"{where}.staff: expected a list of staff card uids, got {staff!r}")
         kitchens.append(Kitchen(
             id=k.get("id", ""), name=k.get("name", ""),
             tz_offset_s=parse_timezone(k.get("timezone", tz), name=f"{where}.timezone"),
             return_by_s=parse_time_of_day(k.get("return_by", return_by), name=f"{where}.return_by"),
+            staff=tuple(staff) if staff is not None else None,
         ))
     schools = []
     for i, s in enumerate(data.get("schools", [])):
@@ -366,6 +398,7 @@ def load_plan(source: str | bytes | Path) -> Plan:
         [[kitchens]]
         id = "SPPG-001"
         name = "SPPG Margamukti"
+        staff = ["5a000001", "5a000002"]   # optional roster: the cards that may tap for its deliveries
 
         [[schools]]
         id = "SDN-001"

@@ -16,7 +16,7 @@ MIN = 60
 SCENARIOS = (
     "normal", "late_truck", "short_delivery", "lost_container", "served_late", "temperature_drop",
     "clock_year_off", "outage", "duplicate_scan", "out_of_order", "missing_delivery", "stock_overdraw",
-    "misrouted", "over_receipt", "lost_in_transit",
+    "misrouted", "over_receipt", "lost_in_transit", "borrowed_card",
 )
 # Ingredient, grams per portion: what a kitchen receives in the morning and uses when cooking.
 INGREDIENTS = (("beras", 100), ("ayam", 70), ("sayur", 50), ("tempe", 40))
@@ -78,16 +78,24 @@ def container_tag(kitchen: str, n: int) -> str:
     return hashlib.sha256(f"{kitchen}/{n}".encode()).hexdigest()[:14].upper()
 
 
+def staff_card(site: str, n: int = 1) -> str:
+    """The staff card of a kitchen's or school's n-th staff member."""
+    return f"STAFF-{site}-{n}"
+
+
 def make_plan(*, kitchens: int = 1, schools_per_kitchen: int = 3, meals_per_kitchen: int = 900,
               portions_per_container: int = 10) -> Plan:
     ks = []
     ss = []
     for k in range(1, kitchens + 1):
         kid = f"SPPG-{k:04d}"
-        ks.append(Kitchen(id=kid, name=f"SPPG {k}", tz_offset_s=WIB))
+        sids = [f"{kid}-S{s:02d}" for s in range(1, schools_per_kitchen + 1)]
+        # The roster: the kitchen's cook and the two receiving staff of each of its schools.
+        ks.append(Kitchen(id=kid, name=f"SPPG {k}", tz_offset_s=WIB,
+                          staff=(staff_card(kid), *(staff_card(sid, n) for sid in sids for n in (1, 2)))))
         base, extra = divmod(meals_per_kitchen, schools_per_kitchen)
-        for s in range(1, schools_per_kitchen + 1):
-            ss.append(School(id=f"{kid}-S{s:02d}", name=f"Sekolah {k}.{s}", kitchen=kid,
+        for s, sid in enumerate(sids, start=1):
+            ss.append(School(id=sid, name=f"Sekolah {k}.{s}", kitchen=kid,
                              portions=base + (1 if s <= extra else 0), deadline_s=9 * HOUR, tz_offset_s=WIB))
     return Plan(kitchens=tuple(ks), schools=tuple(ss), portions_per_container=portions_per_container)
 
@@ -206,7 +214,7 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
     kd.tap(cook_end + rng.randint(60, 180), "scan",
            {"event": "cooked", "site": kitchen.id, "checkpoint": "kitchen", "batch": batch,
             "count": school.portions, "temp_cc": rng.randint(8500, 9500), "cooked_at": cook_end,
-            "staff": f"STAFF-{kitchen.id}-1", "source": "nfc"}, _lag(rng))
+            "staff": staff_card(kitchen.id), "source": "nfc"}, _lag(rng))
     if fault == "missing_delivery":
         day.expected.add(("missing_delivery", school.id))
         return n
@@ -257,19 +265,27 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
         other = day.plan.schools_of(kitchen.id)[1]
         day.device(other.id).tap(arrived - 15 * MIN, "scan", {
             "event": "arrived", "site": other.id, "checkpoint": "school_gate", "tags": [sent_tags[0]],
-            "parent": truck, "staff": f"STAFF-{other.id}-1", "source": "nfc"}, 30)
+            "parent": truck, "staff": staff_card(other.id), "source": "nfc"}, 30)
         day.expected.add(("misrouted", other.id))
+    gate_card = staff_card(school.id)
+    if fault == "borrowed_card":
+        # The driver tapped the containers in at the gate with a card lent by the next kitchen's cook (with one
+        # kitchen, a card no roster lists: a new driver's, never put on it).
+        kitchens = day.plan.kitchens
+        lender = kitchens[(kitchens.index(kitchen) + 1) % len(kitchens)]
+        gate_card = staff_card(lender.id) if lender is not kitchen else staff_card(f"{kitchen.id}-DRIVER")
+        day.expected.add(("staff_not_on_roster", school.id))
     sd.tap(arrived, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
                              "tags": list(came), "parent": truck, "temp_cc": arrive_temp,
-                             "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
+                             "staff": gate_card, "source": "nfc"}, _lag(rng))
     if fault == "duplicate_scan":
         sd.tap(arrived + 90, "scan", {"event": "arrived", "site": school.id, "checkpoint": "school_gate",
                                       "tags": list(sent_tags), "parent": truck, "temp_cc": arrive_temp,
-                                      "staff": f"STAFF-{school.id}-2", "source": "nfc"}, _lag(rng))
+                                      "staff": staff_card(school.id, 2), "source": "nfc"}, _lag(rng))
         day.expected.add(("duplicate_scan", school.id))
     received = arrived + rng.randint(3 * MIN, 8 * MIN)
     sd.tap(received, "scan", {"event": "received", "site": school.id, "checkpoint": "school_gate",
-                              "count": in_portions, "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
+                              "count": in_portions, "staff": staff_card(school.id), "source": "nfc"}, _lag(rng))
     served = received + rng.randint(20 * MIN, 50 * MIN)
     if fault == "late_truck":
         served = received + 10 * MIN
@@ -278,7 +294,7 @@ def _delivery_taps(day: _Day, kitchen: Kitchen, school: School, i: int, first_co
         serve_temp = 6100
         day.expected.add(("cook_to_serve", school.id))
     sd.tap(served, "scan", {"event": "served", "site": school.id, "count": in_portions, "temp_cc": serve_temp,
-                            "staff": f"STAFF-{school.id}-1", "source": "nfc"}, _lag(rng))
+                            "staff": staff_card(school.id), "source": "nfc"}, _lag(rng))
 
     # The empty containers come back to the kitchen.
     back = list(came)

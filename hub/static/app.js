@@ -169,6 +169,7 @@ function subjectName(code, subject) {
 const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
   missing_delivery: "delivery", overdue_delivery: "delivery", late_delivery: "delivery", short_delivery: "delivery",
   over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery", returned_without_arrival: "delivery",
+  staff_not_on_roster: "delivery",
   container_lost: "container", container_unreturned: "container", container_damaged: "container",
   stock_overdraw: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",
   late_sync: "data", clock_skew: "data", clock_went_back: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data",
@@ -199,8 +200,9 @@ function findingText(f) {
   const v = { n, other: schoolName(f.other_school), arrived: hhmm(d.arrived_at ?? d.received_at), due: hhmm(d.deadline_at),
     departed: hhmm(d.departed_at), late: mins(f.measured), received: num(d.received_portions ?? f.measured),
     expected: num(d.expected ?? f.limit), short: num(d.shortfall), skew: mins(f.measured), lag: mins(f.measured),
-    measured: num(f.measured), limit: num(f.limit) };
+    measured: num(f.measured), limit: num(f.limit), kitchen: kitchenName(f.other_kitchen) };
   let key = `say.${f.code}`;
+  if (f.code === "staff_not_on_roster" && !f.other_kitchen) key = "say.staff_not_on_roster_unknown";
   if (f.code === "cook_to_serve" || f.code === "danger_zone") {
     Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });
     // Meals served late, not served yet and timed to their arrival are findings of their own (`part`); a day

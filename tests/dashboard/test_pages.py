@@ -358,6 +358,25 @@ def test_english_findings_say_one_portion_and_one_container(demo, driver):
     assert no_js_errors(driver) == []
 
 
+def test_a_staff_card_off_the_roster_is_said_in_both_languages(demo, driver):
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    base = {"code": "staff_not_on_roster", "subject": "S-none", "date": "2026-03-02", "measured": 3, "limit": None,
+            "containers": [], "records": ["r1", "r2", "r3"], "other_school": None, "severity": "warning",
+            "detail": ""}
+
+    def said(lang: str, other_kitchen: str | None) -> str:
+        return str(driver.execute_script(
+            "const kept = STATE.lang; STATE.lang = arguments[1];"
+            "try { return findingText(arguments[0]); } finally { STATE.lang = kept; }",
+            {**base, "other_kitchen": other_kitchen}, lang))
+
+    assert said("en", "K-other") == "3 taps by staff of K-other, not on the roster of this delivery's kitchen"
+    assert said("id", "K-other") == "3 tap oleh petugas K-other, yang tidak ada di daftar petugas dapur pengiriman ini"
+    assert said("en", None).startswith("3 taps by staff cards on no kitchen's roster")
+    assert said("id", None).startswith("3 tap dengan kartu petugas yang tidak ada di daftar petugas dapur mana pun")
+    assert no_js_errors(driver) == []
+
+
 def test_a_late_delivery_tapped_in_as_received_says_when_it_came(demo, driver):
     # A gate that taps only `received` has no arrival tap: its first tap in is when the meals came.
     load(driver, demo, "mbg", "[data-testid=findings]")

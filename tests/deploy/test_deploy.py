@@ -96,6 +96,7 @@ def test_example_configs_load_through_the_real_loaders(tmp_path: Path) -> None:
     plan = load_plan(DEPLOY / "mbg.toml")
     assert [s.id for s in plan.schools] == ["SDN-001", "SMPN-002"]
     assert {s.kitchen for s in plan.schools} == {k.id for k in plan.kitchens}
+    assert plan.kitchens_listing("5a000001") == ("SPPG-001",)  # deploy/edge.toml's staff card is on the roster
 
 
 class NotifySocket:

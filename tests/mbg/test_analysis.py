@@ -388,3 +388,35 @@ def test_meals_served_late_and_meals_never_served_are_counted_apart(plan: Plan, 
         assert "of 2 containers:" in found[None].detail and "still open" not in found[None].detail
         assert "of 2 containers not served yet" in found["not_served"].detail
         assert len({f.ref for f in found.values()}) == 2  # two alerts, not one hiding the other
+
+
+def test_a_staff_card_off_the_kitchens_roster_is_a_finding(plan: Plan, scan: Scan) -> None:
+    # K1 lists its cook and S1's gate keeper; K2 lists its own cook. K2's cook lends his card to K1's driver, who
+    # taps S1's containers in with it twice; a new driver's card, on no roster, taps the serving. Card uids are
+    # compared without case.
+    rostered = Plan(kitchens=(Kitchen(id="K1", staff=("5a000001", "5A000011")), Kitchen(id="K2", staff=("5a000002",))),
+                    schools=plan.schools)
+    scans = [*_delivery(scan)[:2],
+             scan("departed", 7 * H, tags=TAGS, school="S1", staff="5A000001"),
+             scan("arrived", 7 * H + 30 * M, site="S1", tags=TAGS, staff="5a000002"),
+             scan("received", 7 * H + 35 * M, site="S1", count=20, staff="5a000002"),
+             scan("served", 8 * H, site="S1", count=20, staff="5a0000ff"),
+             scan("returned", 13 * H, tags=TAGS, staff="5a000011")]
+    a = analyze(rostered, scans, now=MIDNIGHT + 20 * H)
+    off = {f.other_kitchen: f for f in a.findings if f.code == "staff_not_on_roster"}
+    assert set(off) == {"K2", None}
+    lent, unknown = off["K2"], off[None]
+    assert (lent.subject, lent.date, lent.measured, lent.severity) == ("S1", DATE, 2, "warning")
+    assert lent.records == (scans[3].record_id, scans[4].record_id)
+    assert lent.detail == "2 taps by 1 staff card of K2's staff, for the deliveries of K1, whose roster does not list it"
+    assert (unknown.measured, unknown.records) == (1, (scans[5].record_id,))
+    assert "that no kitchen's roster lists" in unknown.detail
+    assert lent.ref != unknown.ref
+    # A finding names no card: staff cards are personal data, and findings are public (its records say which).
+    assert not any("5a0000" in str(v).lower() for f in off.values() for v in f.to_dict().values())
+    # The deliveries are counted as before: the finding is about who tapped, not what.
+    assert a.deliveries == analyze(plan, scans, now=MIDNIGHT + 20 * H).deliveries
+    # Without a roster no card is judged; a kitchen without one judges none of the cards tapping for it.
+    assert not [f for f in analyze(plan, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]
+    k2_only = Plan(kitchens=(Kitchen(id="K1"), Kitchen(id="K2", staff=("5a000002",))), schools=plan.schools)
+    assert not [f for f in analyze(k2_only, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]

@@ -31,17 +31,18 @@ def test_a_day_round_trips(scenario: str) -> None:
     back = decode(encode(stored))
     assert back == stored
     # A day stored in an earlier format (the first: before returned_without_arrival; the second: findings without
-    # `part`) reads as it was stored, its findings with no part: its scans may be pruned, so reading it as damaged
-    # would lose it.
+    # `part`; the third: without `other_kitchen`) reads as it was stored, its findings without what they lacked:
+    # its scans may be pruned, so reading it as damaged would lose it.
     first = encode(stored)
     summary = cbor2.loads(first.summary)
-    assert summary["format"] == 3
-    summary["keyed"] = [[g, k, f[:9]] for g, k, f in summary["keyed"]]
-    partless = replace(stored, keyed=tuple((g, k, replace(f, part=None)) for g, k, f in stored.keyed))
-    for earlier in (1, 2):
-        summary["format"] = earlier
+    assert summary["format"] == 4
+    keyed = summary["keyed"]
+    for earlier, fields, lacks in ((3, 10, {"other_kitchen": None}), (2, 9, {"part": None, "other_kitchen": None}),
+                                   (1, 9, {"part": None, "other_kitchen": None})):
+        summary["format"], summary["keyed"] = earlier, [[g, k, f[:fields]] for g, k, f in keyed]
         assert decode(DayAggregate(date=first.date, figures=first.figures, summary=cbor2.dumps(summary),
-                                   rows=first.rows)) == partless
+                                   rows=first.rows)) == replace(
+            stored, keyed=tuple((g, k, replace(f, **lacks)) for g, k, f in stored.keyed))
     assert [d.to_dict() for d in back.deliveries] == [d.to_dict() for d in stored.deliveries]
     # What a second store gives back (lists where tuples went in) decodes the same.
     agg = encode(stored)

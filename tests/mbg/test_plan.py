@@ -119,3 +119,17 @@ def test_a_school_has_days_off_of_its_own() -> None:
         load_plan(PLAN.replace('deadline = "08:30"', 'deadline = "08:30"\nclosed_dates = "2026-01-12"'))
     with pytest.raises(PlanError, match="YYYY-MM-DD"):
         load_plan(PLAN.replace('deadline = "08:30"', 'deadline = "08:30"\nclosed_dates = ["12/01/2026"]'))
+
+
+def test_a_kitchen_may_keep_a_roster_of_staff_cards() -> None:
+    plan = load_plan(PLAN.replace('name = "SPPG Margamukti"', 'name = "SPPG Margamukti"\nstaff = ["5a000001", "5A000002"]'))
+    k1, k2 = plan.kitchens
+    assert k1.staff == ("5a000001", "5A000002") and k2.staff is None and plan.has_rosters
+    assert plan.kitchens_listing("5a000002") == ("SPPG-001",) and plan.kitchens_listing("5a000003") == ()
+    kitchen = plan.kitchen_of_site("SDN-001")
+    assert kitchen is not None and kitchen.id == "SPPG-001"
+    assert not load_plan(PLAN).has_rosters
+    for bad, match in (('staff = "5a000001"', "list of staff card uids"), ("staff = [1]", "list of staff card uids"),
+                       ('staff = ["5a000001", "5A000001"]', "appears twice")):
+        with pytest.raises(PlanError, match=match):
+            load_plan(PLAN.replace('name = "SPPG Margamukti"', f'name = "SPPG Margamukti"\n{bad}'))

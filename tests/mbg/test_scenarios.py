@@ -138,6 +138,15 @@ def test_served_late_violation_names_rule_limit_measured_and_source() -> None:
     assert len(v.containers) == day.plan.school(day.target).portions // 10  # type: ignore[union-attr]
 
 
+def test_a_card_borrowed_from_another_kitchen_names_that_kitchen() -> None:
+    for kitchens, lender in ((2, "SPPG-0002"), (1, None)):  # with one kitchen, a card no roster lists
+        day = simulate("borrowed_card", seed=1, kitchens=kitchens)
+        view = _ingest(day)
+        [f] = [f for f in view.findings(day.now) if f.code == "staff_not_on_roster"]
+        assert (f.subject, f.other_kitchen, f.measured) == (day.target, lender, 1)
+        assert all(d.status == "on_time" for d in view.deliveries(day.now, day.date))
+
+
 def test_temperature_drop_is_a_hot_holding_violation_with_a_who_source() -> None:
     day = simulate("temperature_drop", seed=1)
     view = _ingest(day)

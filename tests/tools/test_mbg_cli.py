@@ -362,3 +362,20 @@ def test_a_step_on_another_day_says_which():
     for lang, says in (("id", "00:20 (+1 hari)"), ("en", "00:20 (+1 day)")):
         out = render("container", data, Speaker(lang=lang, names=names, words=load_words(lang)))
         assert says in out and "08:00 " in out and "08:00 (" not in out, out
+
+
+def test_a_staff_card_off_the_roster_is_said_in_both_languages():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}},
+             "kitchens": {"K2": {"name": "SPPG Dua"}}}
+    lent = {"code": "staff_not_on_roster", "subject": "S1", "severity": "warning", "measured": 3, "limit": None,
+            "containers": [], "records": ["r1", "r2", "r3"], "detail": "", "other_kitchen": "K2"}
+    unknown = {**lent, "measured": 1, "records": ["r4"], "other_kitchen": None}
+    for lang, says in (
+            ("id", ["3 tap oleh petugas SPPG Dua (K2), yang tidak ada di daftar petugas dapur pengiriman ini",
+                    "1 tap dengan kartu petugas yang tidak ada di daftar petugas dapur mana pun"]),
+            ("en", ["3 taps by staff of SPPG Dua (K2), not on the roster of this delivery's kitchen",
+                    "1 tap by a staff card on no kitchen's roster"])):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        out = render("violations", {"date": "2026-01-16", "violations": [], "findings": [lent, unknown]}, say,
+                     {"kitchens": []})
+        assert all(s in out for s in says) and "SD Satu (S1)" in out, out
