@@ -13,7 +13,7 @@ from hub.store import LmdbHubStore
 from hub.views import Views
 from ledger import ChainBuilder, Ed25519Signer
 from tests.hub.conftest import Clock, enroll
-from tests.mbg.common import MIDNIGHT, H, M
+from tests.mbg.common import DATE, MIDNIGHT, H, M
 from tests.wait import PATIENCE, wait_until
 
 PLAN = Plan(kitchens=(Kitchen(id="K1"),), schools=(School(id="S1", kitchen="K1", portions=20),))
@@ -29,8 +29,9 @@ def hub(tmp_path):
     store.close()
 
 
-def _deliver_unserved(hub: Hub, clock: Clock) -> None:
-    """Cooked at 05:30, arrived and received at 07:30; nobody taps "served" and nothing comes back."""
+def _deliver_unserved(hub: Hub, clock: Clock) -> Callable[[str, int, dict], None]:
+    """Cooked at 05:30, arrived and received at 07:30; nobody taps "served" and nothing comes back. Returns the
+    tap of a site, for more."""
     devices = {}
     for site in ("K1", "S1"):
         signer = Ed25519Signer.from_seed(site.encode().ljust(32, b"."))
@@ -48,6 +49,7 @@ def _deliver_unserved(hub: Hub, clock: Clock) -> None:
     tap("K1", MIDNIGHT + 6 * H + 50 * M, {"event": "departed", "tags": TAGS, "school": "S1", "count": 20})
     tap("S1", MIDNIGHT + 7 * H + 30 * M, {"event": "arrived", "tags": TAGS})
     tap("S1", MIDNIGHT + 7 * H + 35 * M, {"event": "received", "count": 20})
+    return tap
 
 
 class _Events:
@@ -79,6 +81,21 @@ def test_an_open_alert_shows_the_current_value(hub) -> None:
     # The live stream carries the update, so an open dashboard shows the current value too.
     texts = [e["alert"]["text"] for e in published if e["alert"]["id"] == raised["id"]]
     assert len(texts) == 2 and "measured 16200 s" in texts[0] and "measured 18000 s" in texts[1]
+
+
+def test_meals_served_late_and_meals_not_served_are_two_alerts(hub) -> None:
+    hub, clock = hub
+    views = Views(hub, plan=PLAN, clock=clock)
+    tap = _deliver_unserved(hub, clock)
+    tap("S1", MIDNIGHT + 10 * H, {"event": "served", "tags": TAGS[:1]})  # 4 h 30 min after cook-end
+    clock.now = MIDNIGHT + 10 * H + 30 * M
+    views.alerts.refresh()
+    alerts = {a["id"]: a["text"] for a in views.alerts.listing()["alerts"] if a["code"] == "cook_to_serve"}
+    # One alert hid the other under the same id: each part is its own alert, with its own count.
+    late, unserved = f"mbg/cook_to_serve/S1/{DATE}", f"mbg/cook_to_serve/S1/{DATE}/not_served"
+    assert sorted(alerts) == [late, unserved]
+    assert "of 1 container:" in alerts[late] and "measured 16200 s" in alerts[late]
+    assert "of 1 container not served yet" in alerts[unserved] and "measured 18000 s" in alerts[unserved]
 
 
 def test_time_based_findings_are_derived_without_new_records(hub) -> None:
