@@ -756,6 +756,12 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
     bundle("invalid-signature-bundle-decision-other-key", "INVALID_SIGNATURE",
            "the revocation re-signed with another key than the hub's",
            changed(lambda m: m["hub_log"].__setitem__(-1, stranger.raw)))
+    note = encode_record(w.stranger, device_id=hub_id, seq=revocation.seq, prev=revocation.prev,
+                         time=revocation.time, boot=revocation.boot, kind="note", body={"text": "revoked"})
+    bundle("invalid-signature-bundle-hub-log-note-other-key", "INVALID_SIGNATURE",
+           "the revocation replaced by a note signed with another key than the hub's: a kind the hub's log may "
+           "not hold, but the signature rule of the acceptance (§7) fails first (§12.3 step 5)",
+           changed(lambda m: m["hub_log"].__setitem__(-1, note.raw)))
     lone = BundleWriter(w.hub, clock=clock(T0 + 3000, 13))
     lone.accept(*w.basic, site="sppg-bdg-01")
     head = lone.own.state

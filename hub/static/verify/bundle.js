@@ -303,9 +303,11 @@
           fail("FORK_DETECTED", "two different records at seq " + r.seq + ": " + hex(mine.id).slice(0, 16) + "... and " + hex(r.id).slice(0, 16) + "...");
         }
         J.checkRevocation(r, revokedFrom);
-        if (check) check(r);
         const linked = J.link(state, r);
         J.checkSignature(r, linked.key);
+        // A rule of its own (the hub's log holds only decisions after its genesis) applies to what §7 accepted:
+        // a record that fails §7 too has §7's code (FORMAT.md §12.3 step 5).
+        if (check) check(r);
         state = linked.state;
         keys.push(linked.key);
       }, "device " + hex(log.device) + (r ? " seq " + r.seq : ""));
