@@ -706,8 +706,9 @@ def verify_log(log: LogExport, records: _Records, report: DeviceReport, authorit
                held: _Held, find: Callable[[int, bytes], bytes | None]) -> None:
     """Verify one exported range, its records taken from `records` as they come, by the acceptance path a
     batch at a time, with the revocation point the hub's verified log gives; record the problem that ends
-    its verified prefix in `report` and each verified record in `held`. `find(at, id)` reads again the record
-    with that id of the batch that began at byte `at` (see `_Earlier`)."""
+    its verified prefix in `report` (and, when step 6.5 ended it, step 6.4's after it) and each verified
+    record in `held`. `find(at, id)` reads again the record with that id of the batch that began at byte
+    `at` (see `_Earlier`)."""
     it = _holding(records, held)
     at = records.at
     try:
