@@ -639,6 +639,7 @@ class _Job:
     items: list[tuple[str, dict[str, Any], bool]]
     future: asyncio.Future[list[Record]]
     urgent: bool
+    made_at: int | None = None  # the clock when it came, for a job that waited while the writer was held
 
 
 @dataclass(slots=True)
@@ -688,6 +689,8 @@ class GroupCommit:
         self._store = store
         self._signer = signer
         self._clock = clock
+        self._made_at: int | None = None  # the time of the job being signed, if it keeps its own (`_time`)
+        self._held_since: int | None = None  # when a held start began: a new log's genesis is of then
         self._boot = boot
         self.max_batch = max_batch
         self.max_pending = max_pending
@@ -732,6 +735,7 @@ class GroupCommit:
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         if held:
+            self._held_since = self._clock()
             state = await loop.run_in_executor(self._executor, self._claim)
         else:
             state = await loop.run_in_executor(self._executor, self._ensure_genesis)
@@ -792,9 +796,10 @@ class GroupCommit:
         self._store.claim(device_id)
         state = self._store.state(device_id)
         if state is None or state.length == 0:
-            builder = ChainBuilder(self._signer, clock=self._clock, boot=self._boot)
+            since = self._held_since
+            builder = ChainBuilder(self._signer, clock=self._clock if since is None else lambda: since, boot=self._boot)
             state = self._store.append_own([builder.genesis()])
-        self._builder = ChainBuilder(self._signer, clock=self._clock, boot=max(self._boot, state.boot),
+        self._builder = ChainBuilder(self._signer, clock=self._time, boot=max(self._boot, state.boot),
                                      state=state)
         return state
 
@@ -825,7 +830,11 @@ class GroupCommit:
             raise StoreBusy(f"{waiting} records are waiting for their commit; the limit is "
                             f"{self.max_pending}", hint="retry in a moment")
         future: asyncio.Future[list[Record]] = asyncio.get_running_loop().create_future()
-        (self._urgent if urgent else self._jobs).append(_Job(items=items, future=future, urgent=urgent))
+        # A record that waits for the hub to confirm the head (`held`) is signed with the time it came: a tap is
+        # when the staff tapped, not when the edge could sign it.
+        made_at = self._clock() if self.held else None
+        (self._urgent if urgent else self._jobs).append(_Job(items=items, future=future, urgent=urgent,
+                                                             made_at=made_at))
         self._pending += len(items)
         if urgent:
             self._pending_urgent += len(items)
@@ -929,12 +938,15 @@ class GroupCommit:
         started = time.thread_time()  # CPU time: other processes on the cores must not shrink the batches
         for job in jobs:
             before = builder.state
+            self._made_at = job.made_at
             try:
                 made = [builder.append(kind, body, detach=detach) for kind, body, detach in job.items]
             except Exception as exc:
                 builder = self._rebuild(before)  # drop what this job signed; the others stand
                 results.append(_signing_error(exc))
                 continue
+            finally:
+                self._made_at = None
             records.extend(made)
             results.append(made)
         if len(records) - signed >= 16:  # a tap or two signed alone would count the call's own overhead as theirs
@@ -989,8 +1001,16 @@ class GroupCommit:
         self._pending -= batch.count
         self._pending_urgent -= sum(len(j.items) for j in batch.jobs if j.urgent)
 
+    def _time(self) -> int:
+        """The time a record is signed with: now, or the time a job that waited for `release()` came, never before
+        the time of the record signed last (urgent jobs go first, so those times may come out of order)."""
+        if self._made_at is None:
+            return self._clock()
+        builder = self._builder
+        return max(self._made_at, builder.state.time if builder is not None else 0)
+
     def _rebuild(self, state: ChainState) -> ChainBuilder:
-        self._builder = ChainBuilder(self._signer, clock=self._clock, boot=max(self._boot, state.boot),
+        self._builder = ChainBuilder(self._signer, clock=self._time, boot=max(self._boot, state.boot),
                                      state=state)
         return self._builder
 

@@ -4,11 +4,14 @@ and the hub held the device as `forked`). A hub that cannot be reached leaves it
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import shutil
 
 from edge.config import SyncConfig
+from edge.daemon import EdgeDaemon
+from ledger import decode_record
 from tests.ports import free_udp
 from tests.security.common import edge, edge_config, enroll_edge, secure_hub
 from tests.wait import wait_for
@@ -150,3 +153,37 @@ async def test_a_whole_data_dir_restored_from_a_backup_catches_up_over_oscore(tm
         info = hub.hub.store.get_device(key.device_id)
         assert info is not None and info.status == "active", info
     assert [r for r in caplog.records if "refuses this edge's OSCORE requests as replays" in r.getMessage()]
+
+
+async def test_a_tap_that_waits_for_the_hub_keeps_the_time_it_was_made(tmp_path):
+    """Signed once the wait for the hub is over, a tap still says when the staff tapped: a school gate whose uplink
+    is down at boot records the delivery's arrival, not the end of the edge's wait."""
+    dead = f"coap://127.0.0.1:{free_udp()}"
+    config = edge_config(tmp_path / "edge", hub=dead, oscore=False)
+    config = dataclasses.replace(config, sync=SyncConfig(mdns=False, interval_s=0.2, head_wait_s=2.0))
+    now = [1_763_960_000]
+    daemon = EdgeDaemon(config, clock=lambda: now[0])
+    await daemon.start()
+    try:
+        assert daemon.tap is not None and daemon.key is not None and daemon.commit is not None
+        assert daemon.commit.held
+        await daemon.tap.tap(STAFF)
+        tapped = now[0]
+        tap = asyncio.create_task(daemon.tap.tap("04aa000000000001"))
+        commit = daemon.commit
+        await wait_for(lambda: commit.pending > 0, what="the tap waiting to be signed")
+        now[0] += 600  # the wait: ten minutes of the edge's clock pass before it may sign
+        shown = await tap
+        assert shown and shown[-1]["status"] == "accepted", shown
+        later = (await daemon.submit([("note", {"text": "after the wait"})]))[0]
+        device = daemon.key.device_id
+        own = daemon.store.state(device)
+        assert own is not None
+        records = [decode_record(raw) for raw in daemon.store.log_range(device, 0, own.length)]
+    finally:
+        await daemon.close()
+    scans = [r for r in records if r.kind == "scan"]
+    assert [r.time for r in scans] == [tapped], [(r.seq, r.time) for r in records]
+    assert records[later.seq].time == tapped + 600
+    times = [r.time for r in records]
+    assert times == sorted(times)  # the log's times never go back
