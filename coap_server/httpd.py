@@ -65,8 +65,8 @@ class _Connection(RequestHandler):
     """aiohttp's connection handler with a deadline on the first request's head and a pace for bodies; see the
     module's docstring."""
 
-    __slots__ = ("_address", "_body", "_body_check", "_body_from", "_closed", "_head_due", "_head_from", "_pace",
-                 "_slots", "_slow")
+    __slots__ = ("_address", "_body", "_body_check", "_body_from", "_closed", "_head_due", "_head_from", "_heard",
+                 "_pace", "_slots", "_slow")
 
     _slots: Slots
     _pace: BodyPace
@@ -75,6 +75,7 @@ class _Connection(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._head_due: asyncio.TimerHandle | None = None
         self._head_from = 0  # requests whose head had ended when `_head_due` was set
+        self._heard = False  # whether any byte came on this connection
         self._body: StreamReader | None = None  # the body being received, timed from `_body_from`
         self._body_from = 0.0
         self._body_check: asyncio.TimerHandle | None = None
@@ -95,6 +96,7 @@ class _Connection(RequestHandler):
         if self._address is None:  # refused: whatever it sent before the close is not read
             return
         heads = self._request_count
+        self._heard = self._heard or bool(data)
         super().data_received(data)
         if self._request_count > heads:  # a whole head arrived: later ones have aiohttp's keep-alive timeout
             if self._head_due is not None:
@@ -164,7 +166,10 @@ class _Connection(RequestHandler):
     def _head_late(self) -> None:
         self._head_due = None
         if self._request_count == self._head_from:
-            log.warning("closed a connection whose request head took over %.0f s", HEAD_S)
+            if self._heard:
+                log.warning("closed a connection whose request head took over %.0f s", HEAD_S)
+            else:  # opened and never used: a browser opens spare connections ahead of the requests it may make
+                log.debug("closed a connection that sent nothing in %.0f s", HEAD_S)
             self.force_close()
 
     def handle_error(self, request: Any, status: int = 500, exc: BaseException | None = None,

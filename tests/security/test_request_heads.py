@@ -95,3 +95,21 @@ async def test_a_websocket_is_not_cut_by_the_head_deadline(server):
             n += 1
             await asyncio.sleep(HEAD_S / 4)
         assert not ws.closed
+
+
+async def test_a_connection_opened_and_never_used_is_closed_without_a_warning(server, caplog):
+    """Browsers open spare connections ahead of requests they may not make: one that sends nothing is closed at
+    the deadline like any other, but it is nobody's slow request, and the operator's log does not say so."""
+    caplog.set_level("DEBUG", logger="jejak.http")
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", server)
+    slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", server)
+    try:
+        slow_writer.write(b"GET /status HTTP/1.1\r\n")  # a head begun and never ended
+        for reader in (idle_reader, slow_reader):
+            assert await asyncio.wait_for(reader.read(), 20 * HEAD_S * PATIENCE) == b""  # closed at the deadline
+    finally:
+        idle_writer.close()
+        slow_writer.close()
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [r.getMessage() for r in warned] == [f"closed a connection whose request head took over {HEAD_S:.0f} s"]
+    assert any(r.getMessage().startswith("closed a connection that sent nothing") for r in caplog.records)
