@@ -501,6 +501,7 @@ class Observation(TypedDict):
     reporter: str
     device: str
     source: str
+    reported: NotRequired[str]  # the price as reported in another unit, before it was converted ("Rp 4.500/ons")
 
 
 QUARANTINE_STATE = Literal["pending", "released", "confirmed", "cleared"]
@@ -514,6 +515,20 @@ class CheckedObservation(Observation):
     reasons: list[str]
 
 
+class RefusedPrice(TypedDict):
+    """A signed price record the analytics do not use: its unit cannot be converted to its commodity's."""
+
+    id: str
+    market: str
+    commodity: str
+    unit: str
+    price_idr: int
+    arrived_at: int
+    code: str
+    message: str
+    hint: NotRequired[str]
+
+
 class Prices(TypedDict):
     """Every observation of the commodity from `observations_from` (the hub lists its last `raw_days` days; older
     days are kept as daily aggregates: history), with its verdict, and the impact of each series' last days."""
@@ -525,6 +540,8 @@ class Prices(TypedDict):
     impact: list[ImpactJson]
     quarantined: list[CheckedObservation]
     observations_from: str  # YYYY-MM-DD, the first day listed
+    refused: list[RefusedPrice]  # the last price records refused (BAD_UNIT), newest last
+    refused_total: int
 
 
 class LivePrice(TypedDict):

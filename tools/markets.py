@@ -111,9 +111,11 @@ def _import(args: argparse.Namespace) -> int:
     else:
         print(f"{report['layout']} layout: {report['rows']:,} rows, {report['taken']:,} taken, "
               f"{report['duplicates']:,} duplicate, {report.get('already_imported', 0):,} already imported, "
+              f"{report.get('converted', 0):,} converted to the commodity's unit, "
               f"{report['refused']:,} refused, {report.get('quarantined', 0):,} quarantined")
         for r in report.get("refused_rows", [])[:20]:
-            print(f"  line {r['line']}: {r['reason']}")
+            coded = f" ({r['code']})" if r.get("code", "BAD_INPUT_FILE") != "BAD_INPUT_FILE" else ""
+            print(f"  line {r['line']}{coded}: {r['reason']}")
         if "rows_per_s" in report:
             print(f"{report['seconds']} s ({report['rows_per_s']:,} rows/s); {report['where']}")
     return 0

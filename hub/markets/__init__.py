@@ -6,7 +6,7 @@ their regulations in `data/ceilings.json`, bulk imports in `importer.py`, HTTP r
 """
 
 from .ceilings import Ceiling, CeilingTable
-from .errors import BadInputFile, BadObservation, BadSeries, DecisionConflict, MarketError, NotFound
+from .errors import BadInputFile, BadObservation, BadSeries, BadUnit, DecisionConflict, MarketError, NotFound
 from .forecast import Forecast, forecast, forecast_many
 from .impact import Impact, ImpactInputs, impact
 from .macro import MacroInputs, MacroSeries
@@ -19,7 +19,7 @@ from .warning import Alert, AlertTracker, alps, ifpa
 from .webhooks import Delivery, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 
 __all__ = [
-    "Alert", "AlertTracker", "BadInputFile", "BadObservation", "BadSeries", "Ceiling", "CeilingTable",
+    "Alert", "AlertTracker", "BadInputFile", "BadObservation", "BadSeries", "BadUnit", "Ceiling", "CeilingTable",
     "CheckResult", "Decision", "DecisionConflict", "Delivery", "FieldNote", "Forecast", "Impact",
     "ImpactInputs", "Lexicon", "MacroInputs", "MacroSeries", "MarketConfig", "MarketError", "MarketService",
     "MemoryQuarantineStore", "NotFound", "ObservationBatch", "PriceObservation", "Quarantine",

@@ -201,16 +201,6 @@ def find_commodity(name: str) -> Commodity | None:
     return _BY_KEY.get(name_key(name))
 
 
-_UNITS = {"kg": "kg", "kilogram": "kg", "l": "liter", "lt": "liter", "ltr": "liter", "liter": "liter",
-          "litre": "liter", "butir": "butir"}
-
-
-def unit_of(text: str) -> str | None:
-    """The catalogue unit a unit column means: "Rp./Kg", "Rp/kg", "Rp./Liter", "kg", "L"; None if unknown."""
-    t = re.sub(r"^\s*rp\.?\s*/\s*", "", text.casefold()).strip().strip(".")
-    return _UNITS.get(t)
-
-
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     r = 6371.0
     p1, p2 = math.radians(lat1), math.radians(lat2)

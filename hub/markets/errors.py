@@ -23,6 +23,16 @@ class BadObservation(MarketError):
     exit_code = 61
 
 
+class BadUnit(BadObservation):
+    """A price in a unit that cannot be converted to its commodity's catalogue unit (per kg of oil sold by the
+    litre, per ikat, per karung)."""
+
+    code = "BAD_UNIT"
+    coap = "4.00"
+    http = 400
+    exit_code = 65
+
+
 class BadSeries(MarketError):
     """A series too short or too broken for the analysis asked of it."""
 

@@ -16,10 +16,11 @@ from typing import cast
 
 import numpy as np
 
-from .catalog import MARKETS_BY_ID, find_commodity, unit_of
-from .errors import BadInputFile
+from .catalog import MARKETS_BY_ID, Commodity, find_commodity
+from .errors import BadInputFile, BadUnit
 from .loaders import parse_date_id, parse_idr, slug
 from .model import DAY_S, WIB_OFFSET_S
+from .units import Conversion, as_reported, conversion
 from .validate import ObservationBatch
 
 # The agency's export (Panel Harga Pangan, "Unduh Data"): one row per commodity and day.
@@ -50,9 +51,10 @@ class ImportDefaults:
 class Refused:
     line: int  # 1-based line in the file (the header is line 1)
     reason: str
+    code: str = BadInputFile.code  # BAD_UNIT for a unit that cannot be converted
 
     def to_dict(self) -> dict[str, object]:
-        return {"line": self.line, "reason": self.reason}
+        return {"line": self.line, "reason": self.reason, "code": self.code}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -69,6 +71,9 @@ class ImportRows:
     day: list[int] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     refused: list[Refused] = field(default_factory=list)
+    # Rows converted to the catalogue's unit (a price per ons or per half kg): each one's id -> the price as
+    # the file gave it ("Rp 4.500/ons"), which the observation keeps beside the converted one.
+    reported: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
     read: int = 0
 
@@ -89,7 +94,8 @@ class ImportRows:
 
     def report(self, limit: int = 100) -> dict[str, object]:
         return {"layout": self.layout, "rows": self.read, "taken": len(self), "duplicates": self.duplicates,
-                "refused": len(self.refused), "refused_rows": [r.to_dict() for r in self.refused[:limit]]}
+                "converted": len(self.reported), "refused": len(self.refused),
+                "refused_rows": [r.to_dict() for r in self.refused[:limit]]}
 
 
 def _key(text: str) -> str:
@@ -118,16 +124,29 @@ class _Columns:
         out, n = self.out, len(lines)
         out.read += n
         why: list[str | None] = [None] * n
+        code: dict[int, str] = {}
         com = {t: find_commodity(t) for t in set(names)}
         cs = [com[t] for t in names]
         for k, c in enumerate(cs):
             if c is None:
                 why[k] = f"unknown commodity {names[k].strip()[:60]!r}"
+        per: list[Conversion | None] = [None] * n  # set where the row's unit is not the catalogue's
         if units is not None:
-            unit_of_text = {t: unit_of(t) for t in set(units)}
+            read: dict[tuple[str, Commodity], Conversion | BadUnit] = {}
             for k, (c, u) in enumerate(zip(cs, units, strict=True)):
-                if c is not None and unit_of_text[u] != c.unit and why[k] is None:
-                    why[k] = f"unit {u!r} for {c.name}: expected rupiah per {c.unit}"
+                if c is None:
+                    continue
+                cv = read.get((u, c))
+                if cv is None:
+                    try:
+                        cv = read[(u, c)] = conversion(u, c)
+                    except BadUnit as exc:
+                        cv = read[(u, c)] = exc
+                if isinstance(cv, BadUnit):
+                    if why[k] is None:
+                        why[k], code[k] = cv.message, cv.code
+                elif not cv.same:
+                    per[k] = cv
         day_of_text = {t: _day(t) for t in set(days)}
         ds = [day_of_text[t] for t in days]
         for k, d in enumerate(ds):
@@ -143,6 +162,12 @@ class _Columns:
                     continue
                 if ps[k] is None and why[k] is None:
                     why[k] = f"price: no rupiah amount in {prices[k][:20]!r}"
+        given: dict[int, str] = {}  # the price as the file gave it, of the rows converted
+        for k, to in enumerate(per):
+            p = ps[k]
+            if to is not None and p is not None and why[k] is None:
+                given[k] = as_reported(p, units[k] if units else "")
+                ps[k] = to.price(p)
         for k, (c, p) in enumerate(zip(cs, ps, strict=True)):
             if c is not None and p is not None and why[k] is None and not (
                     c.base_idr / IMPLAUSIBLE <= p <= c.base_idr * IMPLAUSIBLE):
@@ -156,7 +181,7 @@ class _Columns:
         keep = [k for k in range(n) if why[k] is None] if any(w is not None for w in why) else range(n)
         for k in range(n):
             if why[k] is not None:
-                out.refused.append(Refused(line=lines[k], reason=why[k] or ""))
+                out.refused.append(Refused(line=lines[k], reason=why[k] or "", code=code.get(k, BadInputFile.code)))
         # Each distinct (market, item, reporter) is resolved to its series, reporter and id prefix once.
         series, regs, reps, source = out.series, out.regions, out.reporters, self.source
         cid = [c.id if c is not None else "" for c in cs]  # ids hash in C; the dataclass hashes in Python
@@ -199,6 +224,10 @@ class _Columns:
         out.price.extend(ps[k] for k in keep)  # type: ignore[misc]
         out.day.extend(kd)
         out.ids.extend(g[2] + str(d) for g, d in zip(got, kd, strict=True))
+        if given:
+            for k, g, d in zip(keep, got, kd, strict=True):
+                if k in given:
+                    out.reported[g[2] + str(d)] = given[k]
 
 
 def _day(text: str) -> int | None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .catalog import COMMODITIES_BY_ID
 from .errors import BadObservation
+from .units import as_reported, conversion
 
 # Days are counted in Western Indonesia Time (UTC+7), where most pasar rakyat keep their hours; a day that
 # started at UTC midnight would split one morning's market across two days.
@@ -68,11 +70,14 @@ class PriceObservation:
     reporter: str = ""  # the reporter named in the body, else the signing device
     device: str = ""
     source: str = ""
+    # The price as reported when it was quoted in another unit and converted ("Rp 4.500/ons" for Rp 45.000
+    # per kg); empty when it was reported per `unit`. The signed record or the imported file holds it too.
+    reported: str = ""
 
     def __post_init__(self) -> None:
         for name in ("id", "market", "commodity", "unit"):
             _need_str("PriceObservation", name, getattr(self, name))
-        for name in ("grade", "region", "reporter", "device", "source"):
+        for name in ("grade", "region", "reporter", "device", "source", "reported"):
             _need_str("PriceObservation", name, getattr(self, name), empty_ok=True)
         _need_int("PriceObservation", "price_idr", self.price_idr, minimum=1)
         _need_int("PriceObservation", "time", self.time, minimum=0)
@@ -100,7 +105,7 @@ class PriceObservation:
             "id": self.id, "market": self.market, "region": self.region, "commodity": self.commodity,
             "grade": self.grade, "unit": self.unit, "price_idr": self.price_idr, "time": self.time,
             "arrived_at": self.arrived_at, "reporter": self.reporter, "device": self.device,
-            "source": self.source,
+            "source": self.source, **({"reported": self.reported} if self.reported else {}),
         }
 
 
@@ -181,9 +186,16 @@ def from_record(record: Any, arrived_at: int) -> MarketInput | None:
     rid = record.id.hex() if isinstance(record.id, bytes | bytearray) else str(record.id)
     device = record.device
     if record.kind == "price":
+        unit, price, reported = body["unit"], body["price_idr"], ""
+        c = COMMODITIES_BY_ID.get(body["commodity"])
+        if c is not None and unit != c.unit:
+            # A board's "Rp 4.500/ons" joins the commodity's series per kg; a unit that cannot be converted
+            # raises BadUnit (the record stays in the log as signed; the price counts nowhere).
+            per = conversion(unit, c)
+            unit, price, reported = c.unit, per.price(price), as_reported(price, unit)
         return PriceObservation(
             id=rid, market=body["market"], commodity=body["commodity"], grade=body.get("grade", ""),
-            unit=body["unit"], price_idr=body["price_idr"], arrived_at=arrived_at,
+            unit=unit, price_idr=price, arrived_at=arrived_at, reported=reported,
             # A phone posting a backlog over CoAP names when each price was taken; the record's time is
             # when the edge signed it.
             time=observed_at(body.get("observed_at"), record.time),

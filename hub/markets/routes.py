@@ -104,6 +104,7 @@ class MarketRoutes:
         with self.views.fresh():
             checked = self.markets.checked()
             since = self.markets.listed_since()
+            refused, refused_total = list(self.markets.refused), self.markets.refused_total
         rows = [o for o in checked if (not commodity or o["commodity"] == commodity)
                 and (not market or o["market"] == market)]
         series: dict[str, dict[str, Any]] = {}
@@ -118,7 +119,9 @@ class MarketRoutes:
                 "names": {c: COMMODITIES_BY_ID[c].name for c in {o["commodity"] for o in checked}
                           if c in COMMODITIES_BY_ID},
                 "series": list(series.values()), "impact": impact,
-                "quarantined": [o for o in rows if o["quarantined"]], "observations_from": since}
+                "quarantined": [o for o in rows if o["quarantined"]], "observations_from": since,
+                "refused": [r for r in refused if (not commodity or r["commodity"] == commodity)
+                            and (not market or r["market"] == market)], "refused_total": refused_total}
 
     def _series_markets(self, commodity: str, market: str | None) -> list[str]:
         return sorted({p["market"] for p in self.markets.live_prices(commodity, market)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,7 +16,7 @@ from .calendar import date_of
 from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID, Market
 from .ceilings import CeilingTable
 from .days import HeldValue, MarketDay, Seam, SeriesDay
-from .errors import BadSeries, NotFound
+from .errors import BadSeries, BadUnit, NotFound
 from .forecast import forecast as run_forecast
 from .impact import ImpactConfig, ImpactInputs
 from .impact import features as impact_features
@@ -97,6 +97,9 @@ class MarketService:
         self._supply: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
         self._listeners: list[StreamCallback] = []
         self._imported: set[str] = set()  # ids of imported rows, so a second import adds nothing
+        # The last price records refused for a unit that cannot be converted, newest last, and how many in all.
+        self.refused: deque[dict[str, Any]] = deque(maxlen=200)
+        self.refused_total = 0
         self._verdicts: dict[str, Verdict] = {}  # each live observation's latest verdict
         self._kept: dict[str, list[Decision]] = {}  # restored decisions waiting for their observation
         # Held values taken back from a loaded day, with how many operators' decisions that day's aggregates hold.
@@ -119,7 +122,16 @@ class MarketService:
     def ingest(self, record: Any, arrived_at: int) -> dict[str, Any] | None:
         """Take a verified record with its arrival time; returns what it became, or None if markets do
         not use its kind."""
-        item = from_record(record, arrived_at)
+        try:
+            item = from_record(record, arrived_at)
+        except BadUnit as exc:
+            # The record stays in the log as signed; its price counts nowhere, and the hub lists why.
+            self.refused_total += 1
+            body = record.body
+            self.refused.append({"id": record.id.hex() if isinstance(record.id, bytes) else str(record.id),
+                                 "market": body["market"], "commodity": body["commodity"], "unit": body["unit"],
+                                 "price_idr": body["price_idr"], "arrived_at": arrived_at, **exc.to_dict()})
+            return exc.to_dict()
         if isinstance(item, PriceObservation):
             if self.seam is not None and self.summarized(day_of(item.time, self.config.tz_offset_s)):
                 self._warm(item)
@@ -240,7 +252,8 @@ class MarketService:
                 id=ids[k], market=market, commodity=commodity, grade=grade, unit=unit,
                 price_idr=int(batch.price[k]), time=int(batch.time[k]), arrived_at=int(batch.arrived[k]),
                 region=batch.regions[int(batch.series_idx[k])],
-                reporter=batch.reporters[int(batch.reporter_idx[k])], source=rows.layout), verdict)
+                reporter=batch.reporters[int(batch.reporter_idx[k])], source=rows.layout,
+                reported=rows.reported.get(ids[k], "")), verdict)
         # Accepted rows join their series' days in bulk: sorted by series and day, one extend per day.
         ok = np.flatnonzero(~result.quarantined)
         day = (batch.time[ok] + self.config.tz_offset_s) // 86400

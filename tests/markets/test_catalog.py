@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.markets.catalog import COMMODITIES, find_commodity, name_key, unit_of
+from hub.markets.catalog import COMMODITIES, find_commodity, name_key
+from hub.markets.units import unit_of
 
 PANEL_LIST = (
     "Beras Premium", "Beras Medium", "Beras SPHP", "Jagung Tk Peternak", "Kedelai Biji Kering (Impor)",
@@ -43,4 +44,4 @@ def test_distinct_items_are_never_merged() -> None:
 
 def test_units_as_the_agency_writes_them() -> None:
     assert [unit_of(u) for u in ("Rp./Kg", "Rp/kg", "Rp./Liter", "kg", "L", "Rp./Ons")] == [
-        "kg", "kg", "liter", "kg", "liter", None]
+        "kg", "kg", "liter", "kg", "liter", "kg"]

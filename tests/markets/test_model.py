@@ -10,14 +10,6 @@ from hub.markets.errors import BadObservation
 from hub.markets.model import FieldNote, PriceObservation, SensorReading, from_record
 from ledger.bodies import validate_body
 from ledger.chain import ChainBuilder
-from ledger.cose import Ed25519Signer
-
-
-@pytest.fixture
-def chain() -> ChainBuilder:
-    b = ChainBuilder(Ed25519Signer.from_seed(bytes(32)), clock=lambda: 1_717_200_000, boot=1)
-    b.genesis()
-    return b
 
 
 def test_price_record_becomes_observation(chain: ChainBuilder) -> None:
