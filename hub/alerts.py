@@ -294,7 +294,8 @@ class Alerts:
             out.append({"id": _alert_id(a), "domain": "markets",
                         "code": f"{a.indicator.lower()}_{a.band.replace(' ', '_')}", "subject": a.series,
                         "severity": "alert" if a.band in ("alert", "crisis", "abnormally high") else "warning",
-                        "text": a.message, "time": now, "band": a.band, "previous": a.previous})
+                        "text": a.message, "time": now, "band": a.band, "previous": a.previous,
+                        **({"stale_days": a.stale_days} if a.stale else {})})
         for e in quarantined:
             o = e["observation"]
             if day_of(o["time"]) >= day_of(now) - 1:

@@ -556,6 +556,7 @@ class LivePrice(TypedDict):
     reports: int
     latitude: float | None
     longitude: float | None
+    stale: bool  # the last report is older than the series usually leaves it (see Freshness)
 
 
 class LivePrices(TypedDict):
@@ -626,6 +627,23 @@ class HistoryPoint(TypedDict):
     price: int
 
 
+class StaleWords(TypedDict):
+    id: str
+    en: str
+
+
+class Freshness(TypedDict):
+    """How old the series' last report is: stale past `stale_after_days` (3, or the series' usual gap between
+    reports when longer); a stale forecast starts the day after the last report, and says so in `words`."""
+
+    stale: bool
+    last_report: str  # YYYY-MM-DD
+    last_report_day: int
+    days_since: int
+    stale_after_days: int
+    words: NotRequired[StaleWords]
+
+
 class ForecastJson(TypedDict):
     """7-day forecast, its backtest against the baselines, and the chart's points and last 28 days."""
 
@@ -645,6 +663,7 @@ class ForecastJson(TypedDict):
     forecast: list[ChartPoint]
     history: list[HistoryPoint]
     interval: str
+    freshness: Freshness
 
 
 class HubAlert(TypedDict):
@@ -659,6 +678,7 @@ class HubAlert(TypedDict):
     time: int
     band: NotRequired[str]  # ALPS/IFPA alerts
     previous: NotRequired[str]
+    stale_days: NotRequired[int]  # ALPS/IFPA alerts judged on a silent series: how old its last report was
     level: NotRequired[Literal["info", "warning", "critical"]]  # raised by an operator
     by: NotRequired[str]
     updated_at: NotRequired[int]
@@ -679,6 +699,8 @@ class EarlyWarning(TypedDict):
     date: str
     price_idr: int
     message: str
+    stale: bool  # judged when the series' last report was older than it usually is
+    stale_days: int  # how old it was then; 0 when not stale
 
 
 class Alerts(TypedDict):
@@ -698,8 +720,10 @@ class SeriesBand(TypedDict):
     region: str
     alps: float
     band: ALPS_BAND
-    day: int
+    day: int  # the last day with a report
     price_idr: int
+    stale: bool
+    days_since_report: int
 
 
 class MapMarket(TypedDict):

@@ -35,6 +35,7 @@ from .quarantine import (
     QuarantineStore,
 )
 from .sentiment import Lexicon
+from .staleness import Freshness, freshness
 from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
 from .webhooks import Delivery, Subscriber, WebhookSender
@@ -597,9 +598,15 @@ class MarketService:
                 arr[d - lo] = m
         return lo, arr
 
+    def freshness(self, key: SeriesKey) -> Freshness:
+        """How old the series' last accepted report is today, and whether that is stale."""
+        return freshness(sorted(d for d, v in self._prices[key].items() if v), self._today())
+
     def live_prices(self, commodity: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
-        """Latest accepted daily price of every series (filtered by commodity and market)."""
+        """Latest accepted daily price of every series (filtered by commodity and market), and whether the
+        series is stale."""
         out = []
+        today = self._today()
         for key, days in sorted(self._prices.items()):
             if (commodity and key[1] != commodity) or (market and key[0] != market) or not days:
                 continue
@@ -611,7 +618,8 @@ class MarketService:
             out.append({"market": key[0], "region": self._region.get(key[0], ""), "commodity": key[1],
                         "grade": key[2], "unit": key[3], "day": day, "date": date_of(day).isoformat(),
                         "price_idr": round(float(np.median(vals))), "reports": len(vals),
-                        "latitude": m.latitude if m else None, "longitude": m.longitude if m else None})
+                        "latitude": m.latitude if m else None, "longitude": m.longitude if m else None,
+                        "stale": freshness(sorted(d for d, v in days.items() if v), today).stale})
         return out
 
     def history(self, commodity: str, market: str | None = None, *, since_day: int | None = None,
@@ -721,7 +729,9 @@ class MarketService:
         out = fc.to_dict()
         for p in out["points"]:
             p["date"] = date_of(p["day"]).isoformat()
-        out.update({"market": market, "commodity": commodity, "grade": key[2], "unit": key[3]})
+        # A forecast starts the day after the last report: a silent market's is of days already past.
+        out.update({"market": market, "commodity": commodity, "grade": key[2], "unit": key[3],
+                    "freshness": self.freshness(key).to_dict()})
         return out
 
     def early_warning(self) -> list[Alert]:
@@ -736,8 +746,11 @@ class MarketService:
                 continue
             last_day = lo + len(price) - 1
             region = self._region.get(key[0], "")
+            fresh = self.freshness(key)
+            stale_days = fresh.days if fresh.stale else 0
             a = self.tracker.update(market=key[0], commodity=key[1], region=region, indicator="ALPS",
-                                    band=res.band, value=res.value, day=last_day, price_idr=round(res.price))
+                                    band=res.band, value=res.value, day=last_day, price_idr=round(res.price),
+                                    stale_days=stale_days)
             if a is not None:
                 raised.append(a)
             monthly = self._monthly(lo, price)
@@ -747,7 +760,8 @@ class MarketService:
                 except BadSeries:
                     continue
                 a = self.tracker.update(market=key[0], commodity=key[1], region=region, indicator="IFPA",
-                                        band=r2.cls, value=r2.value, day=last_day, price_idr=round(res.price))
+                                        band=r2.cls, value=r2.value, day=last_day, price_idr=round(res.price),
+                                        stale_days=stale_days)
                 if a is not None:
                     raised.append(a)
         return raised
@@ -761,9 +775,11 @@ class MarketService:
                 res = alps(price, first_day=lo, period="week", sigma_floor=weekly_move(key[1]))
             except (BadSeries, NotFound):
                 continue
+            fresh = self.freshness(key)
             out.append({"market": key[0], "commodity": key[1], "grade": key[2], "unit": key[3],
                         "region": self._region.get(key[0], ""), "alps": round(res.value, 3), "band": res.band,
-                        "day": lo + len(price) - 1, "price_idr": round(res.price)})
+                        "day": lo + len(price) - 1, "price_idr": round(res.price), "stale": fresh.stale,
+                        "days_since_report": fresh.days})
         return out
 
     @staticmethod

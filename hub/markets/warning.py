@@ -211,25 +211,36 @@ class Alert:
     day: int
     price_idr: int
     message: str
+    # Judged on a series whose last report (`day`) was already older than it usually is (the market went
+    # silent, and the band says where it stood then, not now): how many days old it was; 0 when it was not.
+    stale_days: int = 0
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_days > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "series": self.series, "market": self.market, "commodity": self.commodity,
                 "region": self.region, "indicator": self.indicator, "previous": self.previous,
                 "band": self.band, "value": round(self.value, 3), "day": self.day,
-                "date": date_of(self.day).isoformat(), "price_idr": self.price_idr, "message": self.message}
+                "date": date_of(self.day).isoformat(), "price_idr": self.price_idr, "message": self.message,
+                "stale": self.stale, "stale_days": self.stale_days}
 
     def since(self, previous: str) -> Alert:
         """This alert as a change from `previous` (the band a subscriber was told, or the one it was raised from
         before a restart)."""
         return replace(self, previous=previous, message=alert_message(
             self.market, self.commodity, self.region, self.indicator, previous, self.band, self.value, self.day,
-            self.price_idr))
+            self.price_idr, stale_days=self.stale_days))
 
 
 def alert_message(market: str, commodity: str, region: str, indicator: str, previous: str, band: str,
-                  value: float, day: int, price_idr: int) -> str:
-    return (f"{commodity} at {market} ({region}): {indicator} {previous} -> {band} "
+                  value: float, day: int, price_idr: int, *, stale_days: int = 0) -> str:
+    text = (f"{commodity} at {market} ({region}): {indicator} {previous} -> {band} "
             f"({value:+.2f}) on {date_of(day).isoformat()}, price {_rp(price_idr)}")
+    if stale_days:
+        text += f"; stale data: no report since {date_of(day).isoformat()} ({stale_days} days before)"
+    return text
 
 
 def _severity(indicator: str, band: str) -> int:
@@ -249,14 +260,15 @@ class AlertTracker:
         self.latest: dict[tuple[str, str], Alert] = {}
 
     def update(self, *, market: str, commodity: str, region: str, indicator: str, band: str, value: float,
-               day: int, price_idr: int) -> Alert | None:
+               day: int, price_idr: int, stale_days: int = 0) -> Alert | None:
         key = (f"{market}/{commodity}", indicator)
         prev = self._last.get(key, ALPS_BANDS[0] if indicator == "ALPS" else "normal")
         self._last[key] = band
         alert = Alert(id=hashlib.sha256(f"{key}|{day}|{band}".encode()).hexdigest()[:16], series=key[0],
                       market=market, commodity=commodity, region=region, indicator=indicator, previous=prev,
-                      band=band, value=value, day=day, price_idr=price_idr,
-                      message=alert_message(market, commodity, region, indicator, prev, band, value, day, price_idr))
+                      band=band, value=value, day=day, price_idr=price_idr, stale_days=stale_days,
+                      message=alert_message(market, commodity, region, indicator, prev, band, value, day, price_idr,
+                                            stale_days=stale_days))
         self.latest[key] = alert
         if _severity(indicator, band) == 0:
             self.live.pop(key, None)

@@ -23,7 +23,9 @@ from coap_server.wording import agree, count
 
 from ..journal import Journal
 from ..redact import mask_url
+from .calendar import date_of
 from .errors import BadObservation
+from .staleness import WORDS as STALE_WORDS
 from .warning import ALPS_BANDS, Alert, _severity
 
 log = logging.getLogger("jejak.hub.webhooks")
@@ -69,7 +71,11 @@ class Subscriber:
 
 
 def alert_text(alert: Alert) -> str:
-    return f"Jejak early warning [{alert.band.upper()}]\n{alert.message}"
+    text = f"Jejak early warning [{alert.band.upper()}]\n{alert.message}"
+    if alert.stale:  # a chat reader gets the warning in both languages, as the dashboard shows it
+        text += "\n" + "\n".join(STALE_WORDS[lang].format(date=date_of(alert.day).isoformat(), days=alert.stale_days)
+                                 for lang in ("id", "en"))
+    return text
 
 
 def build_request(sub: Subscriber, alert: Alert) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -354,7 +360,7 @@ _ALERT_FIELDS: dict[str, tuple[type, ...]] = {
 
 
 def _alert_line(alert: Alert) -> dict[str, Any]:
-    return {name: getattr(alert, name) for name in _ALERT_FIELDS}
+    return {**{name: getattr(alert, name) for name in _ALERT_FIELDS}, "stale_days": alert.stale_days}
 
 
 def _alert_of(item: object) -> Alert:
@@ -364,7 +370,10 @@ def _alert_of(item: object) -> Alert:
         value = item.get(name)
         if not isinstance(value, types) or isinstance(value, bool):
             raise ValueError(f"alert.{name}: expected {' or '.join(t.__name__ for t in types)}, got {value!r}")
-    alert = Alert(**{name: item[name] for name in _ALERT_FIELDS})
+    stale = item.get("stale_days", 0)  # lines kept before alerts said so have none
+    if not isinstance(stale, int) or isinstance(stale, bool) or stale < 0:
+        raise ValueError(f"alert.stale_days: expected a whole number of days, got {stale!r}")
+    alert = Alert(**{name: item[name] for name in _ALERT_FIELDS}, stale_days=stale)
     try:
         _severity(alert.indicator, alert.band)
     except ValueError:

@@ -52,6 +52,7 @@ const I18N = {
     "factor.supply": "supply", "factor.mbg": "MBG kitchens' buying", "factor.notes": "reporters' notes",
     "factor.macro": "inflation, fuel, exchange rate", "factor.unexplained": "unexplained",
     "band.normal": "normal", "band.stress": "watch", "band.alert": "alert", "band.crisis": "crisis",
+    "stale": "stale data",
     "alps_alert": "price alert", "alps_crisis": "price crisis", "alps_stress": "price watch",
     "dev.active": "active", "dev.pending": "waiting for approval", "dev.forked": "two histories", "dev.revoked": "revoked",
     "role.kitchen": "kitchen", "role.kitchen_exit": "kitchen exit", "role.school_gate": "school gate",
@@ -106,6 +107,7 @@ const I18N = {
     "factor.supply": "pasokan", "factor.mbg": "belanja dapur MBG", "factor.notes": "catatan pelapor",
     "factor.macro": "inflasi, BBM, kurs", "factor.unexplained": "tidak terjelaskan",
     "band.normal": "normal", "band.stress": "waspada", "band.alert": "siaga", "band.crisis": "krisis",
+    "stale": "data lama",
     "alps_alert": "harga siaga", "alps_crisis": "harga krisis", "alps_stress": "harga waspada",
     "dev.active": "aktif", "dev.pending": "menunggu persetujuan", "dev.forked": "dua riwayat", "dev.revoked": "dicabut",
     "role.kitchen": "dapur", "role.kitchen_exit": "pintu keluar dapur", "role.school_gate": "gerbang sekolah",
@@ -440,7 +442,10 @@ function forecastChart(f) {
   for (const p of f.forecast) out += `<circle cx="${x(p.day)}" cy="${y(p.mean)}" r="2.5" fill="#2b6cb0" data-mean="${p.mean}"><title>${dayDate(p.day)}: Rp ${num(p.mean)} (${num(p.low)}–${num(p.high)})</title></circle>`;
   for (const d of [days[0], last.day, days[days.length - 1]]) out += `<text x="${x(d)}" y="${H - 8}" text-anchor="middle">${dayDate(d)}</text>`;
   const conf = f.confidence ? ` · ${t("confidence")}: ${esc(tOr(`confidence.${f.confidence}`, f.confidence))}` : "";
-  return out + `</svg><p class="muted">${t("forecast_note")}${conf}</p>`;
+  // A silent market's forecast is of days already past: say how old its data is, above the chart's note.
+  const fr = f.freshness;
+  const stale = fr && fr.stale ? `<p class="stale" data-testid="forecast-stale">${esc(t("say.stale_series", { date: fr.last_report, days: num(fr.days_since) }))}</p>` : "";
+  return out + `</svg>${stale}<p class="muted">${t("forecast_note")}${conf}</p>`;
 }
 
 // A real map: Leaflet over the bundled province shapes (no tiles from the internet), markers grouped when
@@ -555,7 +560,7 @@ async function viewMarkets() {
   </div>
   <div class="grid2">
     <div class="panel"><h2>${t("alps")} · ${esc(name(STATE.commodity))}</h2>${table([{ h: "market", f: (a) => esc(a.name) },
-      { h: "band", f: (a) => band(a.band) }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
+      { h: "band", f: (a) => band(a.band) + (a.stale ? ` <span class="stale" data-testid="alps-stale" title="${esc(t("say.stale_series", { date: dayDate(a.day), days: num(a.days_since_report) }))}">${esc(t("stale"))}</span>` : "") }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
       alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"', label: t("alps") })}</div>
     <div class="panel"><h2>${t("quarantined")} <span class="muted" data-testid="held-count">(${num(h.total)})</span></h2>${table([{ h: "market", f: (o) => esc(titled(o.market)) },
       { h: "commodity", f: (o) => esc(h.names[o.commodity] || all.names[o.commodity] || o.commodity) }, { h: "time", f: (o) => when(o.time) },
