@@ -92,6 +92,7 @@ class Evidence:
     near_creep_n: np.ndarray
     creep_last: np.ndarray  # the series' median of all reports on its latest day before this one
     creep_steps: np.ndarray  # (n, 4): its two largest day-to-day rises and falls (log) from the creep's first day
+    crept_before: np.ndarray  # its creep past the nearby markets on its previous reported days (NaN: unknown)
     drift_tol: np.ndarray
     typical: np.ndarray  # the catalogue's typical price of the commodity in the series' unit, NaN where none
     ceiling: np.ndarray  # ceiling or reference price, NaN where none
@@ -363,10 +364,13 @@ class Drift(Check):
         own = math.log(float(ev.x[i]) / float(ev.creep_from[i]))
         step = ("; most of it in a step or two, which is not a creep" if abs(score) > tol and ev.stepped(ev.x[i:i + 1])[0]
                 else "")
+        before = float(ev.crept_before[i])
+        kept_on = (f"; {before:+.3f} on its previous {cfg.drift_confirm_days} reported days too"
+                   if abs(before) > tol and before * score > 0 else "")
         return tol, (
             f"{pct(math.expm1(own))} in {days} days (from {rp(float(ev.creep_from[i]))}) while the median of "
             f"{nn} nearby market{'s' if nn != 1 else ''} moved {pct(math.expm1(float(ev.near_creep[i])))} over "
-            f"the same days (difference {score:+.3f} in log terms, limit {tol:g}){step}")
+            f"the same days (difference {score:+.3f} in log terms, limit {tol:g}){step}{kept_on}")
 
 
 class Ceiling(Check):

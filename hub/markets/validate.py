@@ -75,6 +75,10 @@ class ValidationConfig:
     drift_days: int = 14
     drift_tol_default: float = 0.15
     drift_tol: Mapping[str, float] = field(default_factory=_default_drift_tol)
+    # A creep past the limit on the series' previous this many reported days too (the same way, from the same
+    # day) is held even where its price is ordinary against the series' own history: the creeping prices
+    # raised that history as they were accepted, day by day. 0: only with the history checks.
+    drift_confirm_days: int = 2
     settle_after_s: int = 4 * 3600  # a day's verdicts are final this long after the local day ends
     expect_days: int = 14  # reporters seen for a series this many days back are expected every day
     backlog_window_s: int = 2 * 3600  # a day first heard of late stays open this long for other backlogs
@@ -96,6 +100,8 @@ class ValidationConfig:
             if FAMILY.get(name) != "history":
                 raise BadObservation(f"history_checks: expected names among "
                                      f"{[c for c, f in FAMILY.items() if f == 'history']}, got {name!r}")
+        if self.drift_confirm_days < 0:
+            raise ValueError(f"validation.drift_confirm_days: expected at least 0, got {self.drift_confirm_days}")
         for name in ("expect_days", "drift_days"):
             if getattr(self, name) < 1:
                 raise BadObservation(f"{name}: expected at least 1, got {getattr(self, name)}")
@@ -313,7 +319,10 @@ class Validator:
         self._reporters: dict[int, dict[str, int]] = {}  # series -> reporter -> last day reported
         self._km: dict[tuple[str, str], float] = {}
         self._near_cache: dict[int, tuple[int, list[int]]] = {}
-        self._recent: dict[int, dict[int, float]] = {}  # series -> day -> accepted daily price (a week)
+        # series -> day -> accepted daily price, over the creep's span: the nearby markets' moves are measured
+        # from these (a neighbour's held mistakes and held creep do not move them), the day-over-day ones over
+        # the same days as this series' own.
+        self._recent: dict[int, dict[int, float]] = {}
         self._ceiling_runs: dict[int, tuple[list[int], list[tuple[float, str, str, str] | None]]] = {}
         self._base_cache: dict[int, float] = {}
         self._jump_lim_l: list[float] = []
@@ -385,12 +394,13 @@ class Validator:
             self.on_commit((market, commodity, grade, unit), day, value)
 
     def _remember(self, s: int, day: int, value: float) -> None:
-        """Keep a week of accepted daily prices by day, so neighbours' moves are measured over the same
-        days as this series' own."""
+        """Keep the accepted daily prices of the creep's span by day, so neighbours' moves are measured over
+        the same days as this series' own."""
         recent = self._recent.setdefault(s, {})
         recent[day] = value
-        if len(recent) > 8:
-            del recent[min(recent)]
+        if len(recent) > 2 * (self.config.drift_days + 7):
+            for d in [d for d in recent if d < day - self.config.drift_days - 7]:
+                del recent[d]
 
     def _commit_many(self, s: np.ndarray, day: int, values: np.ndarray) -> None:
         """_commit for distinct series s at once."""
@@ -508,6 +518,7 @@ class Validator:
             rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near.ref,
             near_n=near.n, creep_from=near.creep_from, creep_day=near.creep_day, near_creep=near.creep,
             near_creep_n=near.creep_n, creep_last=near.creep_last, creep_steps=near.creep_steps,
+            crept_before=near.crept_before,
             drift_tol=self._drift_tol[s], typical=self._typical[s], ceiling=ceiling,
             ceiling_kind=tuple(found[k][1] for k in of), ceiling_source=tuple(found[k][2] for k in of),
             ceiling_from=tuple(found[k][3] for k in of))
@@ -573,7 +584,12 @@ class Validator:
             away = ~(np.abs(np.log(ev.x / ev.base)) < np.abs(np.log(ev.last / ev.base)))
         near_diverged = (fired[:, _C["nearby"]] & (own_abs > np.abs(np.nan_to_num(ev.near_ref))) & away
                          & hist)
-        drifted = drift & apart & hist & away
+        # A creep that had gone past the limit on the days before as well is held though its price is ordinary
+        # against its own history: the creeping prices accepted on those days raised that history.
+        with np.errstate(all="ignore"):
+            before, now = ev.crept_before, ev.creep_of(ev.x)
+            kept_on = (np.abs(before) > ev.drift_tol) & (before * now > 0)
+        drifted = drift & apart & away & (hist | kept_on)
         alone = hist & ~near_ok & ~ev.rep_ok
         quarantined = rule | rep_fired | near_diverged | drifted | alone
         return Assessment(evidence=ev, score=score, fired=fired, hist=hist, suspect=suspect,
@@ -826,15 +842,44 @@ class Validator:
             return _NO_CREEP
         moves = []
         for t, now in today.items():
-            then = self._raw.get(t, {}).get(ref)
+            then = self._settled(t, ref)
             if then is not None:
                 moves.append(math.log(now / then))
-        path = [raw[d] for d in sorted(raw) if ref <= d < day]
+        days = [d for d in sorted(raw) if ref <= d < day]
+        path = [raw[d] for d in days]
         steps = [math.log(b / a) for a, b in itertools.pairwise(path)]
         up = [*sorted((x for x in steps if x > 0), reverse=True), 0.0, 0.0]
         down = [*sorted((-x for x in steps if x < 0), reverse=True), 0.0, 0.0]
         creep, n = _median_n(moves)
-        return _Near(math.nan, 0, raw[ref], ref, creep, n, path[-1], (up[0], up[1], down[0], down[1]))
+        return _Near(math.nan, 0, raw[ref], ref, creep, n, path[-1], (up[0], up[1], down[0], down[1]),
+                     self._crept_before(raw, ref, days[1:], today))
+
+    def _settled(self, t: int, day: int) -> float | None:
+        """Series t's price of `day` as a neighbour's reference: its accepted daily price, else the median of
+        all its reports (a day whose accepted price is not known yet)."""
+        got = self._recent.get(t, {}).get(day)
+        return self._raw.get(t, {}).get(day) if got is None else got
+
+    def _crept_before(self, raw: Mapping[int, float], ref: int, days: list[int], today: Mapping[int, float]) -> float:
+        """How far the series had crept from `ref` past the nearby markets (those that reported today) on each
+        of its last `drift_confirm_days` reported days before today: the least of them, signed; 0 when they
+        went both ways, NaN when there are not that many days or a day without a nearby market's price."""
+        k = self.config.drift_confirm_days
+        if not k or len(days) < k:
+            return math.nan
+        crept = []
+        for d in days[-k:]:
+            moves = []
+            for t in today:
+                a, b = self._settled(t, d), self._settled(t, ref)
+                if a is not None and b is not None:
+                    moves.append(math.log(a / b))
+            if not moves:
+                return math.nan
+            crept.append(math.log(raw[d] / raw[ref]) - _median_n(moves)[0])
+        if all(c > 0 for c in crept):
+            return min(crept)
+        return max(crept) if all(c < 0 for c in crept) else 0.0
 
     def _put_raw(self, s: int, day: int, value: float, *, keep: bool = False) -> None:
         """Remember the median of all of a day's reports of s (with `keep`, only if none is known: an accepted
@@ -926,7 +971,7 @@ class Validator:
             c = self._creep(u, day, near)._replace(ref=math.nan)
             out.ref[k], out.n[k] = _median_n(vals)
             (out.creep_from[k], out.creep_day[k], out.creep[k], out.creep_n[k], out.creep_last[k],
-             out.creep_steps[k]) = c[2:]
+             out.creep_steps[k], out.crept_before[k]) = c[2:]
         for u, v in today.items():
             self._put_raw(u, day, v)
         return out
@@ -981,9 +1026,10 @@ class _Near(NamedTuple):
     creep_n: int
     creep_last: float  # this series' median of all reports on its latest day before this one
     creep_steps: tuple[float, float, float, float]  # its two largest day-to-day rises and falls (log) since then
+    crept_before: float  # its creep past the nearby markets on its previous reported days (`_crept_before`)
 
 
-_NO_CREEP = _Near(math.nan, 0, math.nan, -1, math.nan, 0, math.nan, (math.nan,) * 4)
+_NO_CREEP = _Near(math.nan, 0, math.nan, -1, math.nan, 0, math.nan, (math.nan,) * 4, math.nan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -998,16 +1044,18 @@ class _NearRows:
     creep_n: np.ndarray
     creep_last: np.ndarray
     creep_steps: np.ndarray  # (n, 4)
+    crept_before: np.ndarray
 
     @staticmethod
     def repeat(near: _Near, n: int) -> _NearRows:
         return _NearRows(np.full(n, near.ref), np.full(n, near.n, np.int64), np.full(n, near.creep_from),
                          np.full(n, near.creep_day, np.int64), np.full(n, near.creep),
-                         np.full(n, near.creep_n, np.int64), np.full(n, near.creep_last), np.tile(np.array(near.creep_steps), (n, 1)))
+                         np.full(n, near.creep_n, np.int64), np.full(n, near.creep_last), np.tile(np.array(near.creep_steps), (n, 1)),
+                         np.full(n, near.crept_before))
 
     def take(self, idx: np.ndarray) -> _NearRows:
         return _NearRows(self.ref[idx], self.n[idx], self.creep_from[idx], self.creep_day[idx], self.creep[idx],
-                         self.creep_n[idx], self.creep_last[idx], self.creep_steps[idx])
+                         self.creep_n[idx], self.creep_last[idx], self.creep_steps[idx], self.crept_before[idx])
 
 
 def _median_n(values: list[float]) -> tuple[float, int]:
@@ -1020,7 +1068,8 @@ def _same_near(a: _Near, b: _Near | None) -> bool:
     def same(x: float, y: float) -> bool:
         return x == y or (math.isnan(x) and math.isnan(y))
     return (b is not None and a.n == b.n and a.creep_n == b.creep_n and a.creep_day == b.creep_day
-            and same(a.ref, b.ref) and same(a.creep, b.creep) and same(a.creep_from, b.creep_from))
+            and same(a.ref, b.ref) and same(a.creep, b.creep) and same(a.creep_from, b.creep_from)
+            and same(a.crept_before, b.crept_before))
 
 
 def _differs(old: Verdict | None, new: Verdict) -> bool:

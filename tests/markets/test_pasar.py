@@ -78,6 +78,29 @@ def test_reporters_pushing_a_price_up_together_are_held(run: tuple[Pasar, _Recor
     assert "while the median of 2 nearby markets moved" in v.check("drift").reason
 
 
+def test_reporters_pushing_a_price_up_while_the_region_falls_are_held() -> None:
+    # Another year: the region's shallots fall about 12 % over the three weeks the reporters push theirs up.
+    # Their market parts from its neighbours by more than the limit from the tenth day on, but each day's
+    # pushed price is accepted into its own history and raises it, so against that history it never looks
+    # unusual. It is held once it has been past the limit on its two previous reported days too.
+    data = generate(PasarConfig(seed=2))
+    svc = _Recorder()
+    for o in data.observations:
+        svc.add_observation(o)
+    svc.settle(max(o.arrived_at for o in data.observations) + 3 * DAY_S)
+    cfg = data.config
+    start = day_number(cfg.cartel_from)
+    cartel = [o for o in data.observations if data.label.get(o.id) == CARTEL]
+    held = [o for o in cartel if svc.final[o.id].quarantined]
+    assert min(day_of(o.time) - start for o in held) <= 11
+    assert all(svc.final[o.id].quarantined for o in cartel if day_of(o.time) - start >= 16)
+    reason = svc.final[held[-1].id].check("drift").reason
+    assert "on its previous 2 reported days too" in reason, reason
+    honest_elsewhere = [o for o in data.observations if o.id not in data.label
+                        and (o.market, o.commodity) != (cfg.cartel_market, cfg.cartel_commodity)]
+    assert [(o.market, o.commodity, o.price_idr) for o in honest_elsewhere if svc.final[o.id].quarantined] == []
+
+
 def _daily(data: Pasar, market: str, commodity: str) -> np.ndarray:
     """The day's median of the honest reports, NaN on the days without any (Sundays, holidays, silence)."""
     out = np.full(data.config.days, np.nan)
