@@ -2,7 +2,8 @@
 
 A new validation check is one class in `checks.py` (it scores a day's rows and explains one row) added to
 `ALL_CHECKS`; its family says how it counts in the verdict. Commodities are in `catalog.py`, ceilings with
-their regulations in `data/ceilings.json`, bulk imports in `importer.py`, HTTP routes in `routes.py`.
+their regulations in `data/ceilings.json`, bulk imports in `importer.py`, HTTP routes in `routes.py`. README.md
+says what the units, stale data and creep rules do and what was measured behind them.
 """
 
 from .ceilings import Ceiling, CeilingTable
