@@ -75,5 +75,7 @@ def test_heap_stays_flat_as_days_pass(tmp_path):
     assert alerts["alerts"] and alerts["resolved"], "the plan raises and resolves alerts"
     assert len(views.alerts.listing()["resolved"]) == len(alerts["resolved"]) <= KEEP_DAYS + 1, "old alerts are kept"
     assert hub.tree.held < 2 * 64 + hub.tree.size // 32, "the Merkle tree keeps whole tiles in the store"
-    # A kept scan costs hundreds of bytes: a heap growing with the log would show 1,680 of them here.
-    assert (later - settled) / records_since < 16, f"heap grew {later - settled} bytes over {records_since} records"
+    # A kept scan costs hundreds of bytes: a heap growing with the log would show 1,680 of them here. What does
+    # grow is a few bytes a record at most (6 in most runs; once 16, from a dict or list that happened to resize
+    # between the two snapshots), far below one scan.
+    assert (later - settled) / records_since < 32, f"heap grew {later - settled} bytes over {records_since} records"
