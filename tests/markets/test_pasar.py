@@ -131,7 +131,8 @@ def test_forecast_intervals_hold_what_happened_and_never_claim_certainty() -> No
                 inside += int(((lo <= truth) & (truth <= hi))[seen].sum())
                 total += int(seen.sum())
     assert total > 1500
-    assert inside / total >= 0.87, inside / total
+    # 88.6 % before the spread knew Ramadan, Lebaran and Nataru; the misses are where a trend starts.
+    assert inside / total >= 0.91, inside / total
 
 
 def test_early_warning_fires_for_the_chilli_spike_and_not_for_its_usual_swings() -> None:
