@@ -41,6 +41,7 @@ from .config import ConfigError, HubConfig
 from .http import Events, HubApi
 from .integrity import StoreCheck, check_store
 from .journal import Journal
+from .lastsigned import LastSigned
 from .markets import WebhookSender
 from .markets.routes import MarketRoutes
 from .mbg import Plan, PlanError, load_plan
@@ -368,7 +369,7 @@ async def _announce(config: HubConfig, hub: Hub, coap_port: int) -> Discovery | 
 
 
 async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None, hub: Hub | None = None,
-                    plan: Plan | None = None,
+                    plan: Plan | None = None, accept_older_store: bool = False,
                     routes: Sequence[Callable[[web.Application], None]] = ()) -> RunningHub:
     """Build and start the whole hub that `config` describes: store and key, the Hub service, the domain read
     models (MBG plan, markets, alerts, webhooks), the bridges, the HTTP API and dashboard, CoAP, mDNS, tiers
@@ -377,6 +378,10 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     What a caller may inject instead of the config's: `clock` (the hub's time, else `config.clock`: wall time,
     or a past instant for replay and backfill, hub/clock.py), `hub` (a Hub service already open over its store and key), `plan` (the MBG plan, else
     loaded from `config.mbg_plan`), and `routes` (the caller's own HTTP routes, e.g. the demo's progress).
+
+    A store that does not hold the latest checkpoint this hub signed (`data_dir/last-checkpoint.json`, written at
+    each one) was restored from an older copy: the start stops with HUB_STORE_OLDER, unless `accept_older_store`
+    (`jejak hub run --accept-older-store`), which logs it CRITICAL, sets the file aside and goes on.
     """
     # Every port first, before the store opens: a second hub on the same ports stops here, touching nothing.
     claim(config.http_host, config.http_port, [TCP], setting="http_port")
@@ -386,14 +391,15 @@ async def start_hub(config: HubConfig, *, clock: Callable[[], int] | None = None
     # What has started is stopped again, in reverse order, if a later part fails (a port taken since the claim, a
     # broker or journal refused): a caller that goes on in the same process finds the store and ports free.
     async with contextlib.AsyncExitStack() as started:
-        running = await _start_parts(config, started, clock=clock, hub=hub, plan=plan, routes=routes)
+        running = await _start_parts(config, started, clock=clock, hub=hub, plan=plan, routes=routes,
+                                     accept_older_store=accept_older_store)
         started.pop_all()
     log.info("hub %s: http %s coap %s", running.hub.hub_id.hex(), running.http_url, running.coap_url)
     return running
 
 
 async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *, clock: Callable[[], int] | None,
-                       hub: Hub | None, plan: Plan | None,
+                       hub: Hub | None, plan: Plan | None, accept_older_store: bool,
                        routes: Sequence[Callable[[web.Application], None]]) -> RunningHub:
     """`start_hub` past its checks: each part started is entered in `started`, which stops it if a later one
     fails."""
@@ -408,7 +414,8 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
             signer = load_or_create_key(key_path)
         hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
                   auto_approve=config.auto_approve, pending=config.pending,
-                  check=metrics.timed_check(check_signatures))
+                  check=metrics.timed_check(check_signatures),
+                  last_signed=LastSigned(Path(config.data_dir), signer.public_key, accept_older=accept_older_store))
     if hub.auto_approve:
         log.warning("auto_approve is ON: any key that sends an enrollment request is approved at once, with no "
                     "operator's decision; keep it off outside demos (SECURITY.md)")

@@ -73,13 +73,18 @@ class Journal:
         data = b"".join(json.dumps(i, ensure_ascii=False, sort_keys=True).encode() + b"\n" for i in items)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            sync_dir(self.path.parent)
+            replace_file(self.path, data)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` whole or not at all: a temporary file beside it, fsync'd, renamed over it."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    sync_dir(path.parent)
 
 
 def sync_dir(path: Path) -> None:

@@ -40,6 +40,7 @@ from ledger.merkle import node_hash
 from ledger.sync import Head
 
 from .clock import HubClock
+from .lastsigned import LastSigned
 from .pending import PendingLimits, Waiting, address_of, expired
 from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
 
@@ -240,7 +241,7 @@ class Hub:
 
     def __init__(self, store: HubStore, signer: Signer, *, clock: Callable[[], int],
                  auto_approve: bool = False, pending: PendingLimits = PendingLimits(),
-                 check: SignatureCheck = check_signatures) -> None:
+                 check: SignatureCheck = check_signatures, last_signed: LastSigned | None = None) -> None:
         self.store = store
         self.check = check
         self.signer = signer
@@ -269,6 +270,11 @@ class Hub:
                 f"{self.hub_id.hex()}'s",
                 hint="put back the hub.key this store was written with (from the backup of data_dir), or start "
                      "the other key with a data_dir of its own; a hub's key never changes")
+        # Before anything is signed or written: a store restored from an older copy than the last checkpoint
+        # signed (kept outside the store) is refused here, not found out by the national hub as a split view.
+        self._last_signed = last_signed
+        if last_signed is not None:
+            last_signed.hold(self.tree, self._checkpoints[-1] if self._checkpoints else None)
         self._own = self._open_own_log()
 
     # the hub's own log --------------------------------------------------------------------------------------
@@ -826,6 +832,12 @@ class Hub:
                                  authority=self.authority.head)
             self.store.put_checkpoint(cp.tree_size, cp.time, cp.raw)
             self._checkpoints.append(cp)
+            if self._last_signed is not None:
+                try:
+                    self._last_signed.keep(cp)
+                except OSError as exc:  # signed and stored: a restore of an older store goes unnoticed until the next
+                    log.error("the checkpoint of size %d is signed but could not be kept in %s (%s); a restore of "
+                              "an older store is not caught until one is", cp.tree_size, self._last_signed.path, exc)
         for listener in self.listeners.on_checkpoint:
             try:
                 listener(cp)

@@ -34,11 +34,11 @@ ENROLL_SCHEME = "jejak-enroll"
 
 
 def _hub_run(args: argparse.Namespace) -> int:
-    return serve_hub(args.config, clock_setting=args.clock)
+    return serve_hub(args.config, clock_setting=args.clock, accept_older_store=args.accept_older_store)
 
 
 def serve_hub(config_path: str | None, *, clock: Callable[[], int] | None = None,
-              clock_setting: str | None = None) -> int:
+              clock_setting: str | None = None, accept_older_store: bool = False) -> int:
     """Run the hub that the config describes until SIGINT or SIGTERM. Its time is `clock` if given (a soak
     run's), else `clock_setting` (--clock) or the config's `clock`: wall time, or a past day replayed."""
     from edge import systemd  # sd_notify and the watchdog: stdlib only, shared by both daemons
@@ -50,7 +50,7 @@ def serve_hub(config_path: str | None, *, clock: Callable[[], int] | None = None
         config = dataclasses.replace(config, clock=clock_setting)
 
     async def main() -> None:
-        running = await start_hub(config, clock=clock)
+        running = await start_hub(config, clock=clock, accept_older_store=accept_older_store)
         print(f"hub {running.hub.hub_id.hex()} http {running.http_url} coap {running.coap_url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -506,6 +506,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="hub TOML config")
     run.add_argument("--clock", type=_clock_setting, help="the hub's time instead of the config's `clock`: "
                      "'wall', or '<ISO instant> [xSPEED] [records]' to replay or backfill a past day")
+    run.add_argument("--accept-older-store", action="store_true",
+                     help="start on a store older than the last checkpoint this hub signed (restored from an older "
+                          "copy), knowing the national hub and auditors will see the log rewritten; logged CRITICAL")
     run.set_defaults(func=_hub_run)
     verify = hub.add_parser("verify", help="check every stored record and checkpoint; exit 52 if damaged")
     verify.add_argument("--config", help="hub TOML config")
