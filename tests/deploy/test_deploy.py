@@ -74,6 +74,19 @@ def test_units_are_hardened_notify_services(unit: str) -> None:
         assert "PrivateDevices=true" in lines
 
 
+def test_the_hub_unit_stops_on_the_exits_a_restart_cannot_mend() -> None:
+    """A wrong config, a bad key file, a store of another key or older than the last signed checkpoint, and an
+    unreadable last-checkpoint.json: each is refused again on every start, so the unit stops on them."""
+    from hub.app import KeyFileError
+    from hub.lastsigned import LastCheckpointFileError, OlderStore
+    from hub.service import WrongHubKey
+
+    lines = (DEPLOY / "jejak-hub.service").read_text().splitlines()
+    listed = next(line.split("=", 1)[1].split() for line in lines if line.startswith("RestartPreventExitStatus="))
+    wanted = (hub_config.ConfigError, KeyFileError, WrongHubKey, OlderStore, LastCheckpointFileError)
+    assert sorted(map(int, listed)) == sorted(cls.exit_code for cls in wanted)
+
+
 def test_example_configs_load_through_the_real_loaders(tmp_path: Path) -> None:
     edge = edge_config.load(DEPLOY / "edge.toml")
     assert edge.reader.driver == "pn532_i2c" and edge.feedback.driver == "gpio"
