@@ -253,16 +253,17 @@ class EdgeDaemon:
 
     async def _sign_after_hub(self) -> None:
         """Release the held commits once the hub has answered for this device's head, or after [sync] head_wait_s
-        without an answer (offline: said once). A hub that holds more than the store is waited for until its
+        without an answer, or at once when the hub's host refused the connection (offline: said once). A hub that holds more than the store is waited for until its
         records are in, however long: a record signed before would fork the log."""
         agent, commit, store, key = self.sync, self.commit, self.store, self.key
         assert agent is not None and commit is not None and store is not None and key is not None
         wait = self.config.sync.head_wait_s
         local = store.log_length(key.device_id)
-        try:
+        started = time.monotonic()
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
-                await agent.head_settled.wait()
-        except TimeoutError:
+                await agent.head_decided.wait()
+        if not agent.head_settled.is_set():
             if agent.head_stale:
                 log.warning("the hub holds more of this device's log than this store and they are still being "
                             "fetched (%s): records wait until they are in", agent.head_error or "in progress")
@@ -270,9 +271,9 @@ class EdgeDaemon:
             else:
                 fix = ("if this store is an old copy (a card restored from a backup, a store copied back), stop the "
                        "edge until the hub answers, or its new records fork the log (docs/DEPLOY.md)")
-                log.warning("head not confirmed by the hub: no answer within %g s (%s); records are signed on the "
-                            "local head (%d records) and the edge works offline; %s", wait,
-                            agent.head_error or "no hub found", local, fix,
+                log.warning("head not confirmed by the hub: no answer after %.1f s (%s); records are signed on the "
+                            "local head (%d records) and the edge works offline; %s", time.monotonic() - started,
+                            agent.head_error or "no answer yet", local, fix,
                             extra={"fields": {"fix": fix}})
         own = store.state(key.device_id)
         if own is not None and own.boot >= self.boot:  # records fetched from the hub were made after this boot's count

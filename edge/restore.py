@@ -1,9 +1,11 @@
 """Check an edge store end to end, and restore a lost or corrupt one from peers' and the hub's replicas.
 
-After a restore the device must learn its own head before it appends, or its next record forks its own
-log. So the restore runs before the daemon starts: it fetches the device's log from every source given,
-verifies it (signatures and links, as any replica), keeps the longest, and only then is the daemon
-started, which continues that chain instead of writing a new genesis.
+A device must learn its own head before it appends, or its next record forks its own log. The daemon asks
+its hub at start (edge/sync.py: `ask_head`, `fetch_past_head`), which covers an old copy of the store and a
+lost one; this command is for a store the daemon does not start on (STORE_CORRUPT), and for sources the
+daemon does not ask (neighbours). It runs before the daemon starts: it fetches the device's log from every
+source given, verifies it (signatures and links, as any replica), keeps the longest, and only then is the
+daemon started, which continues that chain instead of writing a new genesis.
 
     python -m edge.restore --config edge.toml --check
     python -m edge.restore --config edge.toml --from coap://hub:5683 --from coap://peer:5683

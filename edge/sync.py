@@ -155,6 +155,17 @@ async def fetch_past_head(ctx: aiocoap.Context, check: HeadCheck, holder: Replic
                      fetched=length - check.local)
 
 
+def _refused(exc: BaseException) -> bool:
+    """Whether a request failed because the node's host refused it (ICMP port unreachable: up, but nothing
+    listens), not for want of a route or an answer, which a network still coming up gives too."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 # What the operator of an edge does when its hub refuses it, by the hub's code (docs/ERRORS.md).
 REFUSAL_FIXES = {
     "UNKNOWN_DEVICE": "enroll this edge with the hub's QR text: jejak enroll request 'jejak-enroll:?hub=...' "
@@ -181,6 +192,9 @@ class SyncAgent:
         self.own = own
         self.head: HeadCheck | None = None
         self.head_settled = asyncio.Event()
+        # Set with head_settled, or when every hub asked refused the connection (its host up, nothing listening):
+        # a wait for an answer that cannot come only delays the taps, and their records' times with them.
+        self.head_decided = asyncio.Event()
         self.head_stale = False  # a hub said it holds more of the own log than the store: signing on it forks
         self.head_error: str | None = None
         self.interval = interval
@@ -261,22 +275,26 @@ class SyncAgent:
             return self.head
         now = self.monotonic()
         self.protect(ctx)
-        for target in [t for t in self.targets.values() if t.role == "hub"]:
-            if target.next_try > now or not self.reachable(target):
-                continue
+        hubs = [t for t in self.targets.values() if t.role == "hub" and t.next_try <= now and self.reachable(t)]
+        refused = 0
+        for target in hubs:
             try:
                 check = await self._ask_head(ctx, target)
             except Exception as exc:  # unreachable: the round after this backs off, and the next one asks again
                 if not self.recover(target, exc):
                     self._head_failed(target, exc)
+                    refused += _refused(exc)
                     continue
                 try:
                     check = await self._ask_head(ctx, target)
                 except Exception as again:
                     self._head_failed(target, again)
+                    refused += _refused(again)
                     continue
             self._head_answered(check)
             return check
+        if hubs and refused == len(hubs):
+            self.head_decided.set()
         return None
 
     async def _ask_head(self, ctx: aiocoap.Context, target: Target) -> HeadCheck:
@@ -315,6 +333,7 @@ class SyncAgent:
     def _head_answered(self, check: HeadCheck) -> None:
         self.head, self.head_error, self.head_stale = check, None, False
         self.head_settled.set()
+        self.head_decided.set()
         fields = {"fields": {"head_check": check.to_json()}}
         if check.outcome == "caught_up":
             log.warning("this store held %d records of this device's own log and the hub %s holds %d: the %d "
