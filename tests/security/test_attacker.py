@@ -31,6 +31,7 @@ from hub.bridges import BridgeConfig
 from ledger import ChainBuilder
 from ledger.sync import encode_heads, encode_records
 from tests.hub.conftest import Clock
+from tests.wait import wait_for
 
 from .common import NOW, edge, edge_config, enroll_edge, secure_hub
 
@@ -132,7 +133,10 @@ async def test_every_route_refuses_every_attacker(tmp_path):
                                       http=HttpConfig(enabled=True, host="127.0.0.1", port=0))
         async with edge(econfig) as daemon:
             edge_coap = f"coap://127.0.0.1:{daemon.coap_port}"
+            # The edge starts on an empty store of a log the hub holds 3 records of: it fetches them first.
+            await wait_for(lambda: daemon.status()["head"]["state"] == "confirmed", what="the head confirmed")
             edge_own = len(daemon.store.log_range(daemon.key.device_id, 0, 10**6))
+            assert edge_own == 3
             report: list[str] = []
 
             # -- CoAP, hub and edge: every listed resource, by each attacker ------------------------------
