@@ -817,6 +817,7 @@ class ImportReport(TypedDict):
     rows: int
     taken: int
     duplicates: int
+    converted: int  # rows priced per ons, per gram or per part of a kilo or litre, taken in the commodity's unit
     refused: int
     refused_rows: list[RefusedRow]  # the first 100
     already_imported: int
