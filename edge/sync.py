@@ -5,7 +5,6 @@ signed."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import time
@@ -128,7 +127,7 @@ async def ask_head(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, devic
             return HeadCheck(hub=base, outcome="hub_behind", local=local, length=local,
                              detail=f"the hub holds fewer than the {local} records held here"), []
         mine = (await asyncio.to_thread(holder.log_range, device_id, at, local))[0]
-        if hashlib.sha256(raws[0]).digest() != hashlib.sha256(mine).digest():
+        if raws[0] != mine:
             return HeadCheck(hub=base, outcome="conflict", local=local, length=local,
                              detail=f"the hub holds another record at seq {at}, the head held here"), []
         raws = raws[1:]
@@ -278,21 +277,17 @@ class SyncAgent:
         hubs = [t for t in self.targets.values() if t.role == "hub" and t.next_try <= now and self.reachable(t)]
         refused = 0
         for target in hubs:
-            try:
-                check = await self._ask_head(ctx, target)
-            except Exception as exc:  # unreachable: the round after this backs off, and the next one asks again
-                if not self.recover(target, exc):
-                    self._head_failed(target, exc)
-                    refused += _refused(exc)
-                    continue
+            for first in (True, False):  # asked again once, when `recover` mended what failed
                 try:
                     check = await self._ask_head(ctx, target)
-                except Exception as again:
-                    self._head_failed(target, again)
-                    refused += _refused(again)
-                    continue
-            self._head_answered(check)
-            return check
+                except Exception as exc:  # unreachable: the round after this backs off, and the next one asks again
+                    if first and self.recover(target, exc):
+                        continue
+                    self._head_failed(target, exc)
+                    refused += _refused(exc)
+                    break
+                self._head_answered(check)
+                return check
         if hubs and refused == len(hubs):
             self.head_decided.set()
         return None

@@ -124,6 +124,8 @@ class HubClock:
         self._heard[device] = (max(newest, record_time), ticks)
         while len(self._heard) > HEARD_DEVICES:
             self._heard.popitem(last=False)
+        if record_time <= self._newest:  # it would not move the clock: nothing to vote on
+            return False
         # Each device's newest time, carried forward at the pace since it was heard: a device idle since its
         # last tap still says what time it is.
         says = sorted(t + (ticks - at) * self.spec.speed for t, at in self._heard.values()
