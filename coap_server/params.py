@@ -78,8 +78,8 @@ def device(name: str, *, required: bool = False, many: bool = False) -> Param:
     return Param(name=name, kind="hex", size=16, required=required, many=many)
 
 
-def text(name: str, size: int = 200) -> Param:
-    return Param(name=name, kind="text", size=size)
+def text(name: str, size: int = 200, *, required: bool = False) -> Param:
+    return Param(name=name, kind="text", size=size, required=required)
 
 
 def parse(pairs: Iterable[tuple[str, str]], params: Iterable[Param], *, strict: bool = True,

@@ -52,6 +52,12 @@ class DeviceJson(TypedDict):
     damaged: NotRequired[list[int]]
 
 
+class Rejected(TypedDict):
+    """The enrollment requests dropped: each as it waited, with the address it came from."""
+
+    rejected: list[DeviceJson]
+
+
 class Devices(TypedDict):
     """One page of the devices the hub knows, in device id order, and how many it knows in all."""
 
@@ -355,6 +361,14 @@ ROUTES: dict[tuple[str, str], Route] = {
         summary="Refuse a device's records from a sequence number on", answer=DeviceJson, auth="operator",
         params=(DEVICE, Param(name="from", type="integer", minimum=0, description="first refused seq (default: "
                                                                                     "after its head)"))),
+    ("POST", "/api/devices/{device}/reject"): Route(
+        summary="Drop a pending device's enrollment request, signing nothing (NOT_PENDING if it is not waiting)",
+        params=(DEVICE,), answer=Rejected, auth="operator"),
+    ("POST", "/api/devices/reject"): Route(
+        summary="Drop every pending enrollment request sent from an address or network, signing nothing",
+        answer=Rejected, auth="operator",
+        params=(Param(name="source", required=True, description="an IP address, or a network such as 10.1.2.0/24",
+                      example="10.1.2.0/24"),)),
     ("POST", "/api/devices/{device}/resolve-fork"): Route(summary="Release a forked device after an operator's "
                                                                   "review", params=(DEVICE,), answer=DeviceJson,
                                                           auth="operator"),

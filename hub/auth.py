@@ -138,6 +138,8 @@ ACCESS: dict[str, str] = {
     "POST /api/enroll/grant": SIGNED,
     "POST /api/devices/{device}/approve": OPERATOR,
     "POST /api/devices/{device}/revoke": OPERATOR,
+    "POST /api/devices/{device}/reject": OPERATOR,  # drops a pending request; signs nothing
+    "POST /api/devices/reject": OPERATOR,
     "POST /api/devices/{device}/resolve-fork": OPERATOR,
     "GET /api/heads": PUBLIC,
     "GET /api/forks": PUBLIC,  # the evidence (two records) only with an auditor or operator token
@@ -233,6 +235,7 @@ def _template(request: web.Request) -> str:
 QUERY: dict[str, tuple[Param, ...]] = {
     "GET /api/devices/{device}/records": (seq("from"), seq("to")),
     "POST /api/devices/{device}/revoke": (seq("from"),),
+    "POST /api/devices/reject": (text("source", 64, required=True),),
     "GET /api/proofs/consistency": (seq("from", required=True), seq("to", required=True)),
     "GET /api/export": (device("device", many=True), text("site"), seq("since"), seq("until"),
                         text("description", 2000)),

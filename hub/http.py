@@ -298,6 +298,8 @@ class HubApi:
         r.add_post("/api/enroll", self.enroll)
         r.add_post("/api/devices/{device}/approve", self.approve)
         r.add_post("/api/devices/{device}/revoke", self.revoke)
+        r.add_post("/api/devices/{device}/reject", self.reject)
+        r.add_post("/api/devices/reject", self.reject_source)
         r.add_post("/api/devices/{device}/resolve-fork", self.resolve)
         r.add_get("/api/heads", self.heads)
         r.add_get("/api/forks", self.forks)
@@ -398,6 +400,17 @@ class HubApi:
         from_seq = http_query(request).get("from")
         device = self.hub.revoke(self._device_id(request), from_seq)
         return web.json_response(device.to_json())
+
+    async def reject(self, request: web.Request) -> web.Response:
+        self.require(request, "operator")
+        dropped = await asyncio.to_thread(self.hub.reject, self._device_id(request))
+        return web.json_response({"rejected": [d.to_json(source=True) for d in dropped]})
+
+    async def reject_source(self, request: web.Request) -> web.Response:
+        """Every enrollment request waiting that was sent from an address or network (a flood of made-up keys)"""
+        self.require(request, "operator")
+        dropped = await asyncio.to_thread(self.hub.reject, source=http_query(request)["source"])
+        return web.json_response({"rejected": [d.to_json(source=True) for d in dropped]})
 
     async def resolve(self, request: web.Request) -> web.Response:
         self.require(request, "operator")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ledger.errors import CodedError
@@ -58,6 +58,19 @@ def network_of(address: str) -> str:
     return str(ipaddress.ip_network(f"{ip}/{24 if ip.version == 4 else 64}", strict=False))
 
 
+def sent_from(source: str) -> Callable[[str], bool]:
+    """Whether a request's source is within `source`: an address (that address alone) or a network in CIDR form
+    (`10.1.2.0/24`, `fd00::/64`), as an operator names a flood to reject; ValueError for anything else."""
+    network = ipaddress.ip_network(address_of(source.strip()) if "/" not in source else source.strip(), strict=False)
+
+    def within(sent: str) -> bool:
+        try:
+            return ipaddress.ip_address(address_of(sent)) in network
+        except ValueError:  # kept as text: not an address, so in no network
+            return False
+    return within
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PendingLimits:
     """How many requests may wait in all (`total`), from one address (`per_address`) and from one network
@@ -101,7 +114,8 @@ class Waiting:
     def check(self, source: str, limits: PendingLimits, what: str) -> None:
         """TOO_MANY_PENDING_FROM_SOURCE when `source` (or its network) already has as many requests waiting as
         `limits` lets one hold, TOO_MANY_PENDING when the total is reached."""
-        fix = "an operator approves or revokes the waiting ones (jejak devices list shows each one's source), or "
+        fix = ("an operator approves the waiting ones or rejects them (jejak devices list shows each one's source; "
+               "jejak devices reject --source ADDRESS_OR_NETWORK), or ")
         if source:
             address, network = address_of(source), network_of(source)
             for place, held, most, setting in ((address, self.by_address[address], limits.per_address,

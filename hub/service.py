@@ -41,7 +41,7 @@ from ledger.sync import Head
 
 from .clock import HubClock
 from .lastsigned import LastSigned
-from .pending import PendingLimits, Waiting, address_of, expired
+from .pending import PendingLimits, Waiting, address_of, expired, sent_from
 from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
 
 log = logging.getLogger("jejak.hub")
@@ -83,6 +83,15 @@ class WrongHubKey(LedgerError):
     coap = "5.00"
     http = 500
     exit_code = 87
+
+
+class NotPending(HubError):
+    """A rejection of a device whose request is not waiting: approved (revoke it instead), forked or revoked. A
+    request already rejected or expired is gone: UNKNOWN_DEVICE."""
+
+    code = "NOT_PENDING"
+    coap = "4.09"
+    http = 409
 
 
 class DeviceBlocked(LedgerError):
@@ -443,17 +452,47 @@ class Hub:
         again, with no operator. A request that was never approved is no decision (FORMAT.md §6.2), so the hub's
         own log is not touched; a device approved meanwhile stays."""
         with self._enrolling:
-            dropped = self._drop_expired(self.store.pending_devices())
-            if dropped:
-                self._pending_seen = None
-        return dropped
+            return self._drop_expired(self.store.pending_devices())
+
+    def reject(self, device_id: bytes | None = None, *, source: str | None = None) -> list[DeviceInfo]:
+        """An operator's no to enrollment requests: drop the request of `device_id`, or every request waiting
+        that was sent from `source` (an address, or a network as `10.1.2.0/24`): a LAN host's flood of made-up
+        keys is cleared in one go instead of holding its places until they expire. As with expiry nothing is
+        signed: a request never approved is no decision (FORMAT.md §6.2), whereas revoking each made-up key would
+        keep it in the hub's log and its revocation list for good. A real device rejected by mistake enrolls
+        again. NOT_PENDING for a device that is not waiting (an approved one is revoked instead)."""
+        if (device_id is None) == (source is None):
+            raise HubError("reject: name one device or one source, not both")
+        with self._enrolling:
+            if device_id is not None:
+                device = self._device(device_id)
+                if device.status != "pending" or device_id == self.hub_id:
+                    raise NotPending(f"device {device_id.hex()} is {device.status}, not waiting for approval",
+                                     hint="an approved device is stopped with `jejak devices revoke`")
+                chosen = [device_id]
+            else:
+                assert source is not None
+                try:
+                    within = sent_from(source)
+                except ValueError:
+                    raise HubError(f"reject: source must be an IP address or a network such as 10.1.2.0/24, got "
+                                   f"{source[:64]!r}") from None
+                chosen = [d.device_id for d in self.store.pending_devices()
+                          if d.device_id != self.hub_id and d.source and within(d.source)]
+            return self._dropped(chosen, "rejected by an operator")
 
     def _drop_expired(self, waiting: Sequence[DeviceInfo]) -> list[DeviceInfo]:
-        dropped = self.store.drop_pending(*(d.device_id for d in waiting if self._expired(d)))
+        return self._dropped([d.device_id for d in waiting if self._expired(d)],
+                             f"nobody approved within {self.pending.expire_s} s")
+
+    def _dropped(self, device_ids: Sequence[bytes], why: str) -> list[DeviceInfo]:
+        """Drop those of `device_ids` still pending, say so, and tell the listeners (their OSCORE contexts go)."""
+        dropped = self.store.drop_pending(*device_ids) if device_ids else []
         if dropped:
+            self._pending_seen = None
             sources = Counter(d.source or "this host" for d in dropped)
-            log.info("%d enrollment requests nobody approved within %d s dropped (sent from %s)", len(dropped),
-                     self.pending.expire_s, ", ".join(f"{s} ({n})" for s, n in sources.most_common(5)))
+            log.info("%d enrollment requests dropped, %s (sent from %s)", len(dropped), why,
+                     ", ".join(f"{s} ({n})" for s, n in sources.most_common(5)))
             for device in dropped:
                 for listener in self.listeners.on_device:
                     listener(device)

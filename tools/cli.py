@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -309,7 +310,7 @@ def _all_devices(base: str, token: str, limit: int | None) -> list[dict[str, Any
 
 
 def _devices(args: argparse.Namespace) -> int:
-    """`jejak devices list|approve|revoke|resolve-fork`: the operator's side of enrollment, over the hub's HTTP
+    """`jejak devices list|approve|revoke|reject|resolve-fork`: the operator's side of enrollment, over the hub's HTTP
     API."""
     token = operator_token(args.token_file)
     base = f"{args.hub_url}/api/devices"
@@ -326,14 +327,25 @@ def _devices(args: argparse.Namespace) -> int:
         if pending:
             sources = Counter(d.get("source") or "unknown" for d in pending).most_common(3)
             print(f"{len(pending)} pending (sent from {', '.join(f'{s}: {n}' for s, n in sources)}); approve with: "
-                  "jejak devices approve <device>; requests nobody approves expire after the hub's "
-                  "pending_expire_s", file=sys.stderr)
+                  "jejak devices approve <device>, or drop a flood with: jejak devices reject --source <address>; "
+                  "requests nobody approves expire after the hub's pending_expire_s", file=sys.stderr)
         forked = [d["device"] for d in listing if d["status"] == "forked"]
         if forked:
             print(f"{len(forked)} forked, their records held back; look at the evidence (GET /api/forks), then: "
                   "jejak devices resolve-fork <device>", file=sys.stderr)
         return 0
     device = args.device
+    if args.devices_command == "reject":
+        if (device is None) == (args.source is None):
+            raise UsageError("jejak devices reject: name one device, or --source ADDRESS_OR_NETWORK, not both")
+        where = (f"{base}/{device}/reject" if device is not None
+                 else f"{base}/reject?{urllib.parse.urlencode({'source': args.source})}")
+        rejected = call("POST", where, token=token)["rejected"]
+        for d in rejected:
+            print(f"{d['device']}  rejected  {d['site']:<20} {d['role']:<14} (sent from {d.get('source') or 'unknown'})")
+        print(f"{len(rejected)} enrollment requests rejected; nothing was signed, and a real device among them "
+              "enrolls again", file=sys.stderr)
+        return 0
     if args.devices_command in ("approve", "resolve-fork"):
         answer = call("POST", f"{base}/{device}/{args.devices_command}", token=token)
     else:
@@ -574,7 +586,9 @@ def parser() -> argparse.ArgumentParser:
                        ("approve", "accept a pending device's records"),
                        ("resolve-fork", "accept the branch the hub holds of a forked device and merge its records "
                                         "again (look at GET /api/forks first)"),
-                       ("revoke", "stop accepting a device's records (from --from SEQ on, else from now)")):
+                       ("revoke", "stop accepting a device's records (from --from SEQ on, else from now)"),
+                       ("reject", "drop a pending enrollment request, or with --source every one sent from an "
+                                  "address or network (a flood of made-up keys); signs nothing")):
         one = dev_sub.add_parser(verb, help=text)
         one.add_argument("--hub-url", default=default_hub_url(), help=HUB_URL_HELP)
         one.add_argument("--token-file", help="file holding the operator token (kept off the command line)")
@@ -582,6 +596,10 @@ def parser() -> argparse.ArgumentParser:
             one.add_argument("--json", action="store_true")
             one.add_argument("--limit", type=_count, help="only the first N devices, in device id order "
                                                             "(default: all, read a page at a time)")
+        elif verb == "reject":
+            one.add_argument("device", nargs="?", help="device id (hex), as `jejak devices list` shows it")
+            one.add_argument("--source", help="every pending request sent from this address or network "
+                                              "(10.1.2.7, 10.1.2.0/24), as `jejak devices list` shows them")
         else:
             one.add_argument("device", help="device id (hex), as `jejak devices list` shows it")
         if verb == "revoke":

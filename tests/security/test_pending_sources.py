@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from ledger import Ed25519Signer
-from ledger.enroll import make_enroll_request
+from ledger.enroll import make_enroll_request, read_revocations
 from tests.wait import wait_until
 
 from .test_fuzz_routes import OPERATOR, ROOT, _get, running_hub
@@ -134,6 +134,61 @@ def test_one_host_holds_a_few_enrollment_places_not_all_of_them(hub):
     wait_until(lambda: _enroll(url, hub_id, source="127.0.0.5")[0] == 201, what="the network's place back")
 
 
+def _revocations(url: str, hub_id: bytes) -> dict[bytes, int]:
+    """The devices the hub's signed revocation list names, with their points."""
+    with urllib.request.urlopen(f"{url}/api/revocations", timeout=10) as answer:
+        return read_revocations(answer.read(), bytes.fromhex(_get(f"{url}/api/status")["pubkey"])).points
+
+
+def _reject(url: str, token_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tools.cli", "devices", "reject", *args, "--hub-url", url,
+                           "--token-file", str(token_file)], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_an_operator_rejects_a_hosts_flood_in_one_go_signing_nothing(hub):
+    """The flood's places come back at once, not after pending_expire_s, and the hub's own log and revocation list
+    stay as they were: revoking each made-up key would have signed it into both for good."""
+    url, tmp_path = hub
+    hub_id = bytes.fromhex(_get(f"{url}/api/status")["hub"])
+    assert [_enroll(url, hub_id, source="127.0.0.2")[0] for _ in range(PER_ADDRESS)] == [201] * PER_ADDRESS
+    assert _enroll(url, hub_id, source="127.0.0.3")[0] == 201
+    assert _enroll(url, hub_id, forwarded="10.20.30.40")[0] == 201
+    assert _enroll(url, hub_id, forwarded="10.20.31.7")[0] == 201
+    own_log, revocations = _get(f"{url}/api/status")["size"], _revocations(url, hub_id)
+    token_file = tmp_path / "operator.token"
+    token_file.write_text(OPERATOR)
+    token_file.chmod(0o600)
+    done = _reject(url, token_file, "--source", "127.0.0.2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(sent from 127.0.0.2)") == PER_ADDRESS and "4 enrollment requests rejected" in done.stderr
+    assert sorted(d["source"] for d in _pending(url)) == ["10.20.30.40", "10.20.31.7", "127.0.0.3"]
+    assert _enroll(url, hub_id, source="127.0.0.2")[0] == 201  # its places are free again at once
+    # A network in CIDR form takes every address of it, and nothing outside it.
+    assert _reject(url, token_file, "--source", "10.20.30.0/24").returncode == 0
+    assert sorted(d["source"] for d in _pending(url)) == ["10.20.31.7", "127.0.0.2", "127.0.0.3"]
+    # One device by its id; a device that is not waiting is NOT_PENDING (an approved one is revoked instead).
+    one = next(d["device"] for d in _pending(url) if d["source"] == "127.0.0.3")
+    assert _reject(url, token_file, one).returncode == 0
+    assert one not in {d["device"] for d in _pending(url)}
+    gone = _reject(url, token_file, one)
+    assert gone.returncode != 0 and "is not enrolled at this hub" in gone.stderr
+    assert _get(f"{url}/api/status")["size"] == own_log and _revocations(url, hub_id) == revocations
+    kept = next(d["device"] for d in _pending(url) if d["source"] == "10.20.31.7")
+    conn = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=30)
+    for path in (f"/api/devices/{kept}/approve", f"/api/devices/{kept}/reject"):
+        conn.request("POST", path, headers={"Authorization": f"Bearer {OPERATOR}"})
+        answer = conn.getresponse()
+        body = json.loads(answer.read())
+    conn.close()
+    assert (answer.status, body["error"]["code"]) == (409, "NOT_PENDING")  # approved: revoked, not rejected
+    # What is not an address or network, and a request without a token, are refused and drop nothing.
+    bad = _reject(url, token_file, "--source", "kitchen-7")
+    assert bad.returncode != 0 and "10.1.2.0/24" in bad.stderr
+    assert _post(url, "/api/devices/reject?source=127.0.0.2", b"")[0] in (401, 403)
+    assert [d["source"] for d in _pending(url)] == ["127.0.0.2"]
+
+
 def test_one_host_holds_a_few_seed2_registrations_not_all_of_them(hub):
     url, _ = hub
     assert [_register(url, f"flood-{n}", source="127.0.0.2") for n in range(PER_ADDRESS)] == [(200, "")] * 4
@@ -167,5 +222,5 @@ def test_requests_nobody_approves_expire_without_a_decision(tmp_path):
         assert _enroll(url, hub_id)[0] == 201
         assert _register(url, "pasar-2") == (200, "")
         log = (tmp_path / "hub.log").read_text()
-        assert "2 enrollment requests nobody approved within 3 s dropped" in log
+        assert "2 enrollment requests dropped, nobody approved within 3 s" in log
         assert proc.poll() is None
