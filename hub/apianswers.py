@@ -838,6 +838,7 @@ class Subscriber(TypedDict):
 
 class WebhookDelivery(TypedDict):
     alert: str
+    delivery: str  # the id every try of it carries (X-Jejak-Delivery), the same after a restart (docs/DEPLOY.md)
     subscriber: str
     kind: str
     url: str  # where it went, with what could be a secret masked as *** (docs/DEPLOY.md)

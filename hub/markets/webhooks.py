@@ -78,9 +78,21 @@ def alert_text(alert: Alert) -> str:
     return text
 
 
+DELIVERY_HEADER = "X-Jejak-Delivery"
+
+
+def delivery_id(subscriber: str, alert: Alert) -> str:
+    """The id of telling `alert` (a series' band on a day, told as a change from `previous`) to `subscriber`:
+    derived from them, not kept, so it is the same on every try, on every round of redelivery and after a
+    restart, and a receiver that has seen it drops the request as one it already has. Another subscriber, another
+    band or day, or the same band told from another one (eased to it, not raised) is another delivery."""
+    return hashlib.sha256(f"jejak-delivery|{subscriber}|{alert.id}|{alert.previous}".encode()).hexdigest()[:32]
+
+
 def build_request(sub: Subscriber, alert: Alert) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """URL, headers and JSON body of the request that tells `sub` about `alert`."""
-    headers = {"Content-Type": "application/json"}
+    """URL, headers and JSON body of the request that tells `sub` about `alert`. Every kind carries the delivery's
+    id in DELIVERY_HEADER; the generic JSON body has it as `delivery` too."""
+    headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_id(sub.id, alert)}
     base = sub.url.rstrip("/")
     if sub.kind == "telegram":
         return (f"{base}/bot{sub.token}/sendMessage", headers,
@@ -92,7 +104,8 @@ def build_request(sub: Subscriber, alert: Alert) -> tuple[str, dict[str, str], d
                  "type": "text", "text": {"preview_url": False, "body": alert_text(alert)}})
     if sub.token:
         headers["Authorization"] = f"Bearer {sub.token}"
-    return sub.url, headers, {"type": "jejak.market.alert", "alert": alert.to_dict(), "text": alert_text(alert)}
+    return sub.url, headers, {"type": "jejak.market.alert", "delivery": headers[DELIVERY_HEADER],
+                              "alert": alert.to_dict(), "text": alert_text(alert)}
 
 
 ANSWER_BYTES = 64 * 1024  # of a subscriber's answer read, at most: its status is what counts
@@ -113,9 +126,11 @@ def backoff(failures: int, base_s: float, cap_s: float, rng: random.Random) -> f
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delivery:
     """What was sent to whom, how often, and how it ended. `url` is shown with what could be a secret in it
-    masked (`mask_url`), and the subscriber's token left out."""
+    masked (`mask_url`), and the subscriber's token left out; `delivery` is the id the request carried
+    (`delivery_id`)."""
 
     alert_id: str
+    delivery: str
     subscriber: str
     kind: str
     url: str
@@ -128,9 +143,10 @@ class Delivery:
     finished_at: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"alert": self.alert_id, "subscriber": self.subscriber, "kind": self.kind, "url": self.url,
-                "body_sha256": self.body_sha256, "attempts": self.attempts, "statuses": list(self.statuses),
-                "ok": self.ok, "started_at": self.started_at, "finished_at": self.finished_at}
+        return {"alert": self.alert_id, "delivery": self.delivery, "subscriber": self.subscriber, "kind": self.kind,
+                "url": self.url, "body_sha256": self.body_sha256, "attempts": self.attempts,
+                "statuses": list(self.statuses), "ok": self.ok, "started_at": self.started_at,
+                "finished_at": self.finished_at}
 
     @property
     def worth_retrying(self) -> bool:
@@ -222,13 +238,13 @@ class WebhookSender:
                 statuses.append(type(e).__name__)
             if attempt < self.max_attempts:
                 await self.sleep(self._delay(attempt, retry_after))
-        delivery = Delivery(alert_id=alert.id, subscriber=sub.id, kind=sub.kind, url=shown,
-                            body_sha256=hashlib.sha256(data).hexdigest(), body=body, attempts=len(statuses),
+        delivery = Delivery(alert_id=alert.id, delivery=headers[DELIVERY_HEADER], subscriber=sub.id, kind=sub.kind,
+                            url=shown, body_sha256=hashlib.sha256(data).hexdigest(), body=body, attempts=len(statuses),
                             statuses=tuple(statuses), ok=ok, started_at=started, finished_at=self.clock())
         self.log.append(delivery)
         if not ok:
-            log.warning("webhook %s: alert %s to %s not delivered; each try answered: %s", sub.id, alert.id, shown,
-                        ", ".join(map(str, statuses)))
+            log.warning("webhook %s: alert %s to %s not delivered (delivery %s); each try answered: %s", sub.id,
+                        alert.id, shown, delivery.delivery, ", ".join(map(str, statuses)))
         return delivery
 
     async def broadcast(self, subscribers: Sequence[Subscriber], alerts: Sequence[Alert], *,

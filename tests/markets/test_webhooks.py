@@ -21,7 +21,7 @@ from hub.app import start_hub
 from hub.journal import Journal
 from hub.markets.errors import BadObservation
 from hub.markets.warning import Alert
-from hub.markets.webhooks import Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
+from hub.markets.webhooks import Redelivery, RetryPolicy, Subscriber, Told, WebhookSender, delivery_id
 from hub.mbg import Plan
 from tests.documented import assert_documented
 from tests.wait import wait_for
@@ -91,6 +91,11 @@ async def test_three_formats(server: tuple[Server, str]) -> None:
     tg = next(d for d in deliveries if d.subscriber == "tg")
     assert "123:ABC" not in tg.url and "***" in tg.url  # the record keeps no secrets
     assert len(tg.body_sha256) == 64 and json.dumps(tg.to_dict())
+    # Every kind says which delivery it is, each subscriber's its own; the generic JSON body says it too.
+    ids = {p: h["X-Jejak-Delivery"] for p, h, _ in srv.requests}
+    assert by_path["/hook"][1]["delivery"] == ids["/hook"]
+    assert sorted(ids.values()) == sorted(d.delivery for d in deliveries) and len(set(ids.values())) == 3
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids.values())
 
 
 async def test_retries_with_backoff_then_success(server: tuple[Server, str]) -> None:
@@ -102,6 +107,19 @@ async def test_retries_with_backoff_then_success(server: tuple[Server, str]) -> 
     assert d.ok and d.attempts == 3 and d.statuses == (503, 503, 200)
     assert len(sleeps) == 2 and 0.25 <= sleeps[0] <= 0.75 and sleeps[1] == 0.0  # second honours Retry-After: 0
     assert sender.log == [d]
+    # Each try is the same delivery, by its header and its body: a receiver that took one drops the others.
+    assert [h["X-Jejak-Delivery"] for _, h, _ in srv.requests] == [d.delivery] * 3
+    assert [b["delivery"] for _, _, b in srv.requests] == [d.delivery] * 3
+
+
+def test_a_delivery_id_names_the_subscriber_and_the_change_told() -> None:
+    """The same alert to the same subscriber is the same delivery whenever it is built; another subscriber, day,
+    band or band told from is another one (a band eased to is not the same news as that band raised to)."""
+    same = delivery_id("ops", ALERT)
+    assert same == delivery_id("ops", replace(ALERT, value=1.5, message="judged again")) == delivery_id("ops", ALERT)
+    others = {delivery_id("tg", ALERT), delivery_id("ops", ALERT.since("crisis")),
+              delivery_id("ops", replace(ALERT, id="a2", day=19_901))}
+    assert len(others) == 3 and same not in others
 
 
 async def test_gives_up_after_max_attempts_and_on_client_errors(server: tuple[Server, str]) -> None:
@@ -149,7 +167,7 @@ async def test_a_url_is_shown_and_logged_with_its_secrets_masked(server: tuple[S
     assert srv.requests[0][1]["Authorization"].startswith("Basic ")  # the password went, as aiohttp sends it
     assert not failed.ok and sent.ok and failed.url == sent.url == shown
     (line,) = [r.getMessage() for r in caplog.records]
-    assert line == f"webhook ops: alert a1 to {shown} not delivered; each try answered: 503"
+    assert line == f"webhook ops: alert a1 to {shown} not delivered (delivery {failed.delivery}); each try answered: 503"
     for secret in ("pa55word", "T0A1B2", "B3C4D5", "hunter2tok", "k3y"):
         assert secret not in json.dumps([d.to_dict() for d in sender.log]) and secret not in caplog.text
     # A URL the subscriber refuses is named masked too.
