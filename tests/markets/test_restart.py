@@ -1,6 +1,6 @@
 """What an operator relies on holds through a restart of the hub: quarantine decisions (made before it, or while
-the read models refill), alerts told to webhook subscribers (not told again, and their time kept), and what
-changes after (an eased band is told)."""
+the read models refill), alerts told to webhook subscribers (not told again, and their time kept), a delivery the
+stop cut (sent after it, with the same delivery id), and what changes after (an eased band is told)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from hub.app import load_or_create_key, open_store, start_hub
 from hub.clock import HubClock, parse_clock
@@ -22,6 +23,7 @@ from hub.journal import Journal
 from hub.markets import AlertTracker, MarketConfig, Subscriber, Told, ValidationConfig, WebhookSender
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.synth import SynthConfig, generate
+from hub.markets.webhooks import RetryPolicy
 from hub.mbg import Plan
 from hub.pg import PgHubStore
 from hub.service import Hub
@@ -91,6 +93,14 @@ class HeldAfter:
 async def _json(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
     async with session.request(method, url, **kw) as resp:
         return resp.status, await resp.json(content_type=None)
+
+
+async def _derived(running: Any, what: str) -> None:
+    """Wait until a started hub has refilled its read models and derived its alerts, none on its way to a
+    subscriber."""
+    views = running.views
+    assert await asyncio.to_thread(views.refilled.wait, WAIT_S), "the refill did not end"
+    await wait_for(lambda: views.derive_seconds > 0 and not views.alerts._sends, WAIT_S, what=what)
 
 
 async def test_quarantine_decisions_hold_through_restarts_also_those_made_during_a_refill(tmp_path) -> None:
@@ -218,9 +228,7 @@ async def test_alerts_are_sent_once_across_a_restart_and_keep_their_time(tmp_pat
         running = await start_hub(config, plan=plan, clock=lambda: int(time.time()) + 60)
         try:
             views = running.views
-            assert await asyncio.to_thread(views.refilled.wait, WAIT_S), "the refill did not end"
-            await wait_for(lambda: views.derive_seconds > 0 and not views.alerts._sends, WAIT_S,
-                           what="the alerts derived after the refill")
+            await _derived(running, "the alerts derived after the refill")
             after = {a["id"]: a["time"] for a in views.alerts.listing()["alerts"]
                      if a["domain"] == "markets" and a["code"] != "quarantined"}
             assert set(before) <= set(after)
@@ -396,6 +404,7 @@ async def test_the_alerts_listed_before_a_restart_are_listed_after_it_and_nobody
         assert resolved["id"] == f"quarantine/{held}" and resolved["resolved_at"] >= resolved["time"]
         got = list(received)
         assert got and all(d.ok for d in sender.log)
+        assert sorted(b["delivery"] for b in got) == sorted(d.delivery for d in sender.log)
 
         # A minute later by the hub's clock: the listing is the one from before at once, and after the alerts are
         # derived again; nothing is published or told again.
@@ -413,3 +422,121 @@ async def test_the_alerts_listed_before_a_restart_are_listed_after_it_and_nobody
     finally:
         await session.close()
         await runner.cleanup()
+
+
+class Inbox:
+    """A webhook receiver on loopback that keeps each request's delivery id (header and body) and alert, and
+    answers as `mode` says: "accepts" (200), "fails" (503) or "hangs" (no answer until `release`)."""
+
+    def __init__(self) -> None:
+        self.mode = "accepts"
+        self.got: list[tuple[str, str, dict[str, Any]]] = []  # (mode it met, X-Jejak-Delivery, body)
+        self.release = asyncio.Event()
+        self.runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        mode, body = self.mode, await request.json()
+        self.got.append((mode, request.headers.get("X-Jejak-Delivery", ""), body))
+        if mode == "hangs":
+            await self.release.wait()
+        return web.json_response({"ok": mode != "fails"}, status=503 if mode == "fails" else 200)
+
+    def ids(self, mode: str) -> list[str]:
+        return [i for m, i, _ in self.got if m == mode]
+
+    async def __aenter__(self) -> Inbox:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}/hook"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release.set()
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
+@pytest.mark.parametrize("cut", ["hangs", "fails"])
+async def test_a_delivery_cut_by_a_stop_arrives_after_the_restart_with_the_id_of_its_first_try(
+        tmp_path, backend, cut) -> None:
+    """The receiver hangs on its requests (the hub stops while they wait for an answer) or fails them (they wait
+    for their next round); nothing was confirmed, so the restarted hub delivers each alert once, with the delivery
+    id its first try carried, and the ones it never got to try as well. Confirmed then, none is sent at the next
+    start."""
+    kind, name = backend
+    async with Inbox() as inbox:
+        config = replace(hub_config(tmp_path, webhooks=({"id": "ops", "kind": "json", "url": inbox.url,
+                                                          "min_band": "stress"},)),
+                         name=name, store=StoreConfig(backend=kind, dsn=PG_DSN),
+                         webhook_timeout_s=3600.0,  # a hung try is cut by the stop, not by its timeout
+                         webhook_retry=RetryPolicy(backoff_s=0.2, max_backoff_s=0.8))
+        plan = Plan(kitchens=(), schools=())
+        session = aiohttp.ClientSession()
+        try:
+            inbox.mode = cut
+            running = await start_hub(config, plan=plan)
+            try:
+                env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+                synth_history(env, seed=11, shocks=24.0)
+                await env.push()
+                alerts, again = running.views.alerts, running.views.alerts.redelivery
+                assert again is not None
+                meant: dict[tuple[str, str], str] = {}
+                if cut == "hangs":
+                    await wait_for(lambda: inbox.got, WAIT_S, what="a delivery waiting for the receiver's answer")
+                else:
+                    await wait_for(lambda: again.waiting() and not alerts._sends and all(
+                        w.rounds >= 2 for w in again._entries.values()), WAIT_S,
+                        what="every failed delivery waiting, after a failed round")
+                # What the hub set out to tell, (series, indicator) -> band: on its way (counted as told until it
+                # fails), or failed and waiting for its next round.
+                meant = {(w.alert.series, w.alert.indicator): w.alert.band for w in again._entries.values()}
+            finally:
+                await running.close()
+            meant |= {(s, i): b for (sub, s, i), b in alerts.told._bands.items() if sub == "ops"}
+            cut_ids = set(inbox.ids(cut))
+            assert meant and cut_ids and not inbox.ids("accepts")
+            kept = Told(Journal(tmp_path / "hub" / "alerts" / "told.jsonl"))
+            assert all(kept.band("ops", s, i) is None for s, i in meant)
+
+            inbox.mode = "accepts"
+            running = await start_hub(config, plan=plan, clock=lambda: int(time.time()) + 60)
+            try:
+                views = running.views
+                again = views.alerts.redelivery
+                assert again is not None and await asyncio.to_thread(views.refilled.wait, WAIT_S)
+                await wait_for(lambda: {(b["alert"]["series"], b["alert"]["indicator"]): b["alert"]["band"]
+                                        for m, _, b in inbox.got if m == "accepts"} == meant
+                               and views.derive_seconds > 0 and not views.alerts._sends and not again.waiting(),
+                               WAIT_S, what="every alert told after the restart")
+            finally:
+                await running.close()
+            told_once = len(inbox.got)
+
+            # Confirmed now: a third start sends none of it again.
+            running = await start_hub(config, plan=plan, clock=lambda: int(time.time()) + 120)
+            try:
+                views = running.views
+                await _derived(running, "the alerts derived after the second restart")
+                assert views.alerts.sender is not None and views.alerts.sender.log == []
+                assert views.alerts.redelivery is not None and not views.alerts.redelivery.waiting()
+            finally:
+                await running.close()
+            assert len(inbox.got) == told_once
+        finally:
+            await session.close()
+    accepted = inbox.ids("accepts")
+    # Each delivery arrives once; each one cut by the stop with the id of its first try, in header and body.
+    assert len(accepted) == len(set(accepted)) == len(meant)
+    assert cut_ids <= set(accepted)
+    assert all(b["delivery"] == i for _, i, b in inbox.got)
+    ids_of = {}
+    for _, i, b in inbox.got:
+        ids_of.setdefault(i, set()).add((b["alert"]["id"], b["alert"]["previous"]))
+    assert all(len(alert) == 1 for alert in ids_of.values()), "one delivery id, one alert"
+    kept = Told(Journal(tmp_path / "hub" / "alerts" / "told.jsonl"))
+    assert all(kept.band("ops", s, i) == b for (s, i), b in meant.items())
