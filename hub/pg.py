@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import psycopg
 from psycopg.types.json import Jsonb
+from psycopg.types.string import BytesBinaryDumper
 
 from ledger import ChainState, LedgerError, Record, decode_record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
@@ -208,12 +209,16 @@ def connect(dsn: str) -> psycopg.Connection[Any]:
     """A connection to the PostgreSQL store at `dsn`; a down server is STORE_ERROR, an address psycopg cannot read
     a CONFIG error. Neither shows the password: psycopg quotes a malformed address whole, so its text is dropped."""
     try:
-        return psycopg.connect(dsn, autocommit=False)
+        conn = psycopg.connect(dsn, autocommit=False)
     except psycopg.OperationalError as exc:
         raise StoreError(f"cannot reach PostgreSQL at {shown_dsn(dsn)}: {exc}", where="store.dsn",
                          hint="start PostgreSQL or set [store] dsn in the hub config") from None
     except psycopg.ProgrammingError:
         raise bad_dsn(dsn) from None
+    # COPY's columns are typed by oid (set_types), and psycopg's DB-API module puts a Python dumper first for
+    # bytea there: four Python calls per record row. The C one takes bytes as they are (1.17 -> 0.30 us a row).
+    conn.adapters.register_dumper(None, BytesBinaryDumper)
+    return conn
 
 
 def _index_refusal(stem: str, exc: BaseException) -> StoreError:
