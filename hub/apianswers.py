@@ -260,7 +260,9 @@ class FoodSafetyViolation(TypedDict):
     at: int
     open: bool
     to_arrival: bool
-    part: Literal["not_served", "arrival"] | None
+    # Which of the delivery's meals: not served yet; for cook_to_serve timed to their arrival (no serving tapped)
+    # or, None, served late; for danger_zone and hot_holding served (None: a day stored before they were apart).
+    part: Literal["not_served", "arrival", "served"] | None
     containers: list[str]
     records: list[str]
 
@@ -286,7 +288,7 @@ class Finding(TypedDict):
     containers: list[str]
     records: list[str]
     other_school: str | None
-    part: Literal["not_served", "arrival"] | None
+    part: Literal["not_served", "arrival", "served"] | None  # as FoodSafetyViolation's
     other_kitchen: str | None
 
 

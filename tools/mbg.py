@@ -113,6 +113,10 @@ def locale_lang(env: dict[str, str] | None = None) -> str:
     return "en"
 
 
+# The parts of a danger_zone or hot_holding finding (hub.mbg.analysis.safety_part), by the words that say them.
+_TEMPERATURE_PARTS = {"served": "served", "not_served": "open"}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Speaker:
     """Turns the hub's ids, seconds and centi-degrees into names, times of day, minutes and °C in one language."""
@@ -270,6 +274,10 @@ class Speaker:
             values["n"] = len(f.get("containers") or []) or len(f.get("records") or [])
         elif code in ("short_delivery", "missing_delivery", "over_receipt"):
             values["n"] = d.get("expected", limit)  # their sentences count the portions expected
+        if code in ("danger_zone", "hot_holding") and f.get("part") in _TEMPERATURE_PARTS:
+            # The meals served and the meals not served yet are findings of their own; a day stored before they
+            # were has one finding of both, said without a count.
+            key = f"say.{code}_{_TEMPERATURE_PARTS[f['part']]}"
         if code in ("late_delivery", "short_delivery", "missing_delivery", "overdue_delivery") and not d:
             return str(f.get("detail", ""))
         if key not in self.words:

@@ -86,8 +86,9 @@ class Finding:
     records: tuple[str, ...] = ()
     other_school: str | None = None  # the second school a misroute (the destination) or a container at two schools names
     # Which of a subject's findings of one code on one day this is, where a day can have several: the meals of a
-    # cook_to_serve violation not served yet ('not_served') or timed to their arrival, no serving being tapped
-    # ('arrival'); None for meals served late.
+    # food-safety violation not served yet ('not_served'); of a cook_to_serve one timed to their arrival, no serving
+    # being tapped ('arrival'), or served late (None); of a danger_zone or hot_holding one served ('served'), None
+    # in a day stored before those were apart (FoodSafetyViolation.part).
     part: str | None = None
     # The kitchen whose roster lists the staff cards of a staff_not_on_roster finding (None: no roster lists them).
     # A finding names no card: staff cards are personal data, and findings are public; its records say which.
@@ -113,6 +114,17 @@ class Finding:
                 "part": self.part, "other_kitchen": self.other_kitchen}
 
 
+def safety_part(rule: str, still_open: bool, to_arrival: bool) -> str | None:
+    """Which of a delivery's meals a food-safety violation is about: those not served yet ('not_served'); for
+    cook_to_serve those timed to their arrival, no serving being tapped ('arrival'), or served late (None); for the
+    temperature rules those served, or back at the kitchen with no serving tapped ('served')."""
+    if still_open:
+        return "not_served"
+    if rule == "cook_to_serve":
+        return "arrival" if to_arrival else None
+    return "served"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FoodSafetyViolation:
     """A food-safety rule broken for the meals of one delivery; `measured` is the worst container's value."""
@@ -132,24 +144,23 @@ class FoodSafetyViolation:
     to_arrival: bool = False
     containers: tuple[str, ...] = ()
     records: tuple[str, ...] = ()
-
-    @property
-    def part(self) -> str | None:
-        """Meals of a delivery served late, not served yet, or timed to their arrival are separate violations: a
-        kitchen head reads how many were served late apart from how many were never served."""
-        if self.rule != "cook_to_serve":
-            return None
-        return "not_served" if self.open else "arrival" if self.to_arrival else None
+    # Which of the delivery's meals (safety_part): the meals served and the meals not served yet of one delivery are
+    # violations of their own, so a kitchen head reads a food-safety incident that happened apart from meals to act
+    # on now. None for a danger_zone or hot_holding violation of a day stored before they were apart.
+    part: str | None = None
 
     def finding(self) -> Finding:
         what = {"cook_to_serve": "time from cook-end to arrival at school (not tapped served)" if self.to_arrival
                 else "time from cook-end to serving",
                 "danger_zone": "time in the 5-60 °C danger zone",
                 "hot_holding": "lowest temperature before serving"}[self.rule]
-        if self.part == "not_served":
-            what = f"time since cook-end of {count(len(self.containers), 'container')} not served yet"
+        containers = count(len(self.containers), "container")
+        if self.rule == "cook_to_serve" and self.part == "not_served":
+            what = f"time since cook-end of {containers} not served yet"
         elif self.rule == "cook_to_serve":
-            what = f"{what} of {count(len(self.containers), 'container')}"
+            what = f"{what} of {containers}"
+        elif self.part is not None:
+            what = f"{what} of {containers} {'not served yet' if self.part == 'not_served' else 'served'}"
         return Finding(code=self.rule, subject=self.school, date=self.date,
                        detail=f"{what}: measured {self.measured} {self.unit}, limit {self.limit} {self.unit}"
                               f"{' (still open)' if self.open else ''}; source: {self.source}",
@@ -1100,7 +1111,9 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
     # was not served by then was not served that day, and the figures stop growing, so the day's answer is final.
     school = plan.school(trip.school)
     now = a.now if school is None else min(a.now, _day_over(plan, school, trip.date))
-    running = served is None and not finished and now == a.now
+    # The meals are not served yet: a reading that breaks a rule is something to act on now, not one that happened.
+    unserved = served is None and not finished
+    running = unserved and now == a.now
     readings: list[tuple[int, int, str]] = []
     start: int | None = None
     if trip.cooked is not None:
@@ -1146,7 +1159,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
         return running and trip.cooked is not None, tuple(hits)
     coldest = min(readings, key=lambda r: r[1])
     if coldest[1] < rules.hot_hold_min_cc:
-        hits.append(("hot_holding", coldest[1], coldest[0], served_at is None, (coldest[2],), False))
+        hits.append(("hot_holding", coldest[1], coldest[0], unserved, (coldest[2],), False))
     # Hold each reading until the next one (or serving): the probe says nothing in between.
     in_zone = 0
     crossed_at = None
@@ -1159,7 +1172,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             in_zone += until - when
             zone_recs.append(rid)
     if in_zone > rules.danger_max_s:
-        hits.append(("danger_zone", in_zone, crossed_at or end, served_at is None, tuple(zone_recs), False))
+        hits.append(("danger_zone", in_zone, crossed_at or end, unserved, tuple(zone_recs), False))
     return running, tuple(hits)
 
 
@@ -1169,7 +1182,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
     running = False
     rules = plan.rules
     # (rule, school, date, part) -> [(measured, at, open, tag, records, to_arrival)]; a delivery's meals served
-    # late, not served and timed to their arrival are apart (FoodSafetyViolation.part), each with its own count.
+    # (late), not served and timed to their arrival are apart (safety_part), each with its own count.
     hits: dict[tuple[str, str, str, str], list[tuple[int, int, bool, str, tuple[str, ...], bool]]] = defaultdict(list)
     # The containers of a delivery share their taps, cook and serving tap: their timers and readings are
     # worked out once.
@@ -1183,7 +1196,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
             safety = found[shape] = _trip_safety(a, school_taps, trip)
         running |= safety[0]
         for rule, measured, at, still_open, records, to_arrival in safety[1]:
-            part = ("not_served" if still_open else "arrival" if to_arrival else "") if rule == "cook_to_serve" else ""
+            part = safety_part(rule, still_open, to_arrival) or ""
             hits[(rule, trip.school, trip.date, part)].append((measured, at, still_open, trip.tag, records, to_arrival))
     for (rule, school_id, date, part), items in sorted(hits.items()):
         school = plan.school(school_id)
@@ -1197,7 +1210,7 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
         v = FoodSafetyViolation(rule=rule, limit=limit, measured=worst[0], unit=unit, source=source,  # type: ignore[arg-type]
                                 school=school_id, kitchen=school.kitchen if school else "", date=date, at=worst[1],
                                 open=any(i[2] for i in items), to_arrival=worst[5], containers=tuple(sorted({i[3] for i in items})),
-                                records=tuple(sorted({r for i in items for r in i[4]}))[:50])
+                                records=tuple(sorted({r for i in items for r in i[4]}))[:50], part=part or None)
         a.violations.append(v)
         _emit(a, SAFETY, (rule, school_id, date, part) if part else (rule, school_id, date), v.finding())
     return running

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import cbor2
 
 from ..aggregates import DamagedAggregate, DayAggregate, Namespace
 from ..collector import without_cycle_collection
-from .analysis import Delivery, Finding, FoodSafetyViolation
+from .analysis import Delivery, Finding, FoodSafetyViolation, safety_part
 
 _COUNTED = ("on_time", "late", "short", "missing")
 
@@ -31,14 +31,17 @@ MBG_DAYS = Namespace(
 _ROW_FIELDS = tuple(name for name, _ in MBG_DAYS.rows)
 _DELIVERY_FIELDS = tuple(f.name for f in fields(Delivery))
 _ROW_INDEX = tuple(_DELIVERY_FIELDS.index(n) for n in _ROW_FIELDS)
-FORMAT = 4  # of the summary written; one of a format not in READABLE is read as damaged and computed again
+FORMAT = 5  # of the summary written; one of a format not in READABLE is read as damaged and computed again
 # 1: the same shape, from before returned_without_arrival was a finding. 2: findings without `part` (a delivery's
 # meals served late and not served were one cook_to_serve violation). 3: findings without `other_kitchen`
-# (before kitchens' rosters). Such a day is read as it was stored, a finding's later fields left
-# at their defaults: its scans may be pruned already, so settling it again could only lose what it says.
-READABLE = frozenset({1, 2, 3, 4})
-# How many fields a finding of each format has.
+# (before kitchens' rosters). 4: violations without `part` (a delivery's meals served and not served yet were one
+# danger_zone or hot_holding violation; a cook_to_serve one's part followed from `open` and `to_arrival`). Such a
+# day is read as it was stored, a finding's later fields left at their defaults: its scans may be pruned already,
+# so settling it again could only lose what it says.
+READABLE = frozenset({1, 2, 3, 4, 5})
+# How many fields a finding and a violation of each format have.
 _FINDING_FIELDS = {1: 9, 2: 9, 3: 10}
+_VIOLATION_FIELDS = {1: 13, 2: 13, 3: 13, 4: 13}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +90,14 @@ def _build(cls: type[Any], values: list[Any], stored: int | None = None) -> Any:
     return cls(**{n: tuple(v) if isinstance(v, list) else v for n, v in zip(names, values, strict=False)})
 
 
+def _violation(values: list[Any], stored: int) -> FoodSafetyViolation:
+    """A stored violation; one of a format before `part` was stored has the part it was read with then."""
+    v: FoodSafetyViolation = _build(FoodSafetyViolation, values, _VIOLATION_FIELDS.get(stored))
+    if stored in _VIOLATION_FIELDS and v.rule == "cook_to_serve":
+        v = replace(v, part=safety_part(v.rule, v.open, v.to_arrival))
+    return v
+
+
 def encode(day: StoredDay) -> DayAggregate:
     """The day as a DayAggregate of the `mbg` namespace."""
     with without_cycle_collection():
@@ -132,7 +143,7 @@ def _decode(agg: DayAggregate) -> StoredDay:
             date=agg.date, final=bool(agg.figures[0]), valid_from=s["valid"][0], valid_until=s["valid"][1],
             deliveries=tuple(deliveries),
             keyed=tuple((g, tuple(k), _build(Finding, f, _FINDING_FIELDS.get(s["format"]))) for g, k, f in s["keyed"]),
-            violations=tuple(_build(FoodSafetyViolation, v) for v in s["violations"]),
+            violations=tuple(_violation(v, s["format"]) for v in s["violations"]),
             scans=agg.figures[1], per_event=Counter(s["per_event"]), devices=agg.figures[2],
             held=(count, int.from_bytes(digest, "big")))
     except (cbor2.CBORDecodeError, ValueError, TypeError, KeyError, IndexError) as exc:

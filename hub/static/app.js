@@ -195,6 +195,8 @@ const bySeverity = (rank) => (x, y) => rank(x) - rank(y) || String(x.code).local
 const DELIVERY_COUNTS = new Set(["short_delivery", "missing_delivery", "over_receipt"]);
 // What the hub lists an alert raised from a finding under (hub.mbg.analysis.Finding.ref).
 const findingRef = (f) => `mbg/${f.code}/${f.subject}/${f.date}${f.part ? `/${f.part}` : ""}`;
+// The parts of a danger_zone or hot_holding finding (hub.mbg.analysis.safety_part), by the words that say them.
+const TEMPERATURE_PARTS = { served: "served", not_served: "open" };
 // A finding in words, from its code and values (the same sentences `jejak mbg` prints).
 function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
@@ -215,6 +217,9 @@ function findingText(f) {
   } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
   else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
   else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
+  // The meals served and the meals not served yet are danger_zone and hot_holding findings of their own (`part`);
+  // a day stored before they were has one finding of both, said without a count.
+  if ((f.code === "danger_zone" || f.code === "hot_holding") && TEMPERATURE_PARTS[f.part]) key = `say.${f.code}_${TEMPERATURE_PARTS[f.part]}`;
   if (I18N[STATE.lang][key] == null) return STATE.lang === "en" ? (f.detail || "") : "";
   if (v.n === 1 && I18N[STATE.lang][`${key}.one`] != null) key = `${key}.one`;  // "1 container", not "1 containers"
   return t(key, v);

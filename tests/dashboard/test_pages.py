@@ -416,6 +416,31 @@ def test_cook_to_serve_findings_say_whether_the_meals_were_served(demo, driver):
     assert unserved.startswith("2 containers not served yet, 6 h 55 min since cooking"), unserved
 
 
+def test_temperature_findings_say_whether_the_meals_were_served(demo, driver):
+    # A served meal that sat in the danger zone and meals still in it are findings of their own, each with its
+    # count; a day stored before they were has one finding of both, said without a count.
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    zone = {"code": "danger_zone", "subject": "S-none", "date": "2026-03-02", "measured": 2 * 3600 + 30 * 60,
+            "limit": 2 * 3600, "containers": ["T1"], "records": [], "other_school": None, "severity": "alert",
+            "detail": ""}
+    cold = {**zone, "code": "hot_holding", "measured": 4500, "limit": 6000}
+
+    def said(lang: str, f: dict, part: str | None, containers: list[str]) -> str:
+        return str(driver.execute_script(
+            "const kept = STATE.lang; STATE.lang = arguments[1];"
+            "try { return findingText(arguments[0]); } finally { STATE.lang = kept; }",
+            {**f, "part": part, "containers": containers}, lang))
+
+    assert said("en", zone, "served", ["T1"]) == "1 container served after 2 h 30 min between 5 and 60 °C, limit 2 h 0 min"
+    assert said("en", zone, "not_served", ["T2", "T3"]).startswith("2 containers not served yet, 2 h 30 min between")
+    assert said("id", zone, "not_served", ["T2", "T3"]).startswith(
+        "2 ompreng belum disajikan, sudah 2 jam 30 menit di antara 5 dan 60 °C")
+    assert said("en", cold, "served", ["T1"]).startswith("1 container served after cooling to 45.0 °C")
+    assert said("id", cold, "not_served", ["T2", "T3"]).startswith("2 ompreng belum disajikan, suhunya turun ke 45,0 °C")
+    assert said("en", zone, None, ["T1", "T2", "T3"]) == "2 h 30 min between 5 and 60 °C, limit 2 h 0 min"
+    assert no_js_errors(driver) == []
+
+
 def test_a_history_step_on_another_day_says_which(demo, driver):
     # Empties back at 00:20 close the day before's trip: the history says the step was a day later.
     load(driver, demo, "mbg", "[data-testid=findings]")

@@ -29,9 +29,9 @@ def hub(tmp_path):
     store.close()
 
 
-def _deliver_unserved(hub: Hub, clock: Clock) -> Callable[[str, int, dict], None]:
-    """Cooked at 05:30, arrived and received at 07:30; nobody taps "served" and nothing comes back. Returns the
-    tap of a site, for more."""
+def _deliver_unserved(hub: Hub, clock: Clock, arrived: dict | None = None) -> Callable[[str, int, dict], None]:
+    """Cooked at 05:30, arrived and received at 07:30 (the arrival tap with `arrived` too); nobody taps "served"
+    and nothing comes back. Returns the tap of a site, for more."""
     devices = {}
     for site in ("K1", "S1"):
         signer = Ed25519Signer.from_seed(site.encode().ljust(32, b"."))
@@ -47,7 +47,7 @@ def _deliver_unserved(hub: Hub, clock: Clock) -> Callable[[str, int, dict], None
 
     tap("K1", MIDNIGHT + 5 * H + 31 * M, {"event": "cooked", "cooked_at": MIDNIGHT + 5 * H + 30 * M, "count": 20})
     tap("K1", MIDNIGHT + 6 * H + 50 * M, {"event": "departed", "tags": TAGS, "school": "S1", "count": 20})
-    tap("S1", MIDNIGHT + 7 * H + 30 * M, {"event": "arrived", "tags": TAGS})
+    tap("S1", MIDNIGHT + 7 * H + 30 * M, {"event": "arrived", "tags": TAGS, **(arrived or {})})
     tap("S1", MIDNIGHT + 7 * H + 35 * M, {"event": "received", "count": 20})
     return tap
 
@@ -96,6 +96,24 @@ def test_meals_served_late_and_meals_not_served_are_two_alerts(hub) -> None:
     assert sorted(alerts) == [late, unserved]
     assert "of 1 container:" in alerts[late] and "measured 16200 s" in alerts[late]
     assert "of 1 container not served yet" in alerts[unserved] and "measured 18000 s" in alerts[unserved]
+
+
+def test_meals_served_after_the_danger_zone_and_meals_still_in_it_are_alerts_of_their_own(hub) -> None:
+    hub, clock = hub
+    views = Views(hub, plan=PLAN, clock=clock)
+    tap = _deliver_unserved(hub, clock, arrived={"temp_cc": 4500})  # 45 °C at the gate: in the danger zone
+    tap("S1", MIDNIGHT + 10 * H, {"event": "served", "tags": TAGS[:1]})  # 2 h 30 min in the zone
+    clock.now = MIDNIGHT + 10 * H + 30 * M
+    views.alerts.refresh()
+    alerts = {a["id"]: a["text"] for a in views.alerts.listing()["alerts"]
+              if a["code"] in ("danger_zone", "hot_holding")}
+    # A served meal that sat in the danger zone and one still in it are two alerts, each with its own count.
+    assert sorted(alerts) == [f"mbg/{code}/S1/{DATE}/{part}" for code in ("danger_zone", "hot_holding")
+                              for part in ("not_served", "served")]
+    served, unserved = alerts[f"mbg/danger_zone/S1/{DATE}/served"], alerts[f"mbg/danger_zone/S1/{DATE}/not_served"]
+    assert "of 1 container served:" in served and "measured 9000 s" in served
+    assert "of 1 container not served yet:" in unserved and "measured 10800 s" in unserved
+    assert "of 1 container served:" in alerts[f"mbg/hot_holding/S1/{DATE}/served"]
 
 
 def test_time_based_findings_are_derived_without_new_records(hub) -> None:

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from typing import get_args
 
 from hub.apianswers import FINDING_CODE
+from hub.apidoc import ROUTES
 from hub.mbg import FoodSafetyRules, Kitchen, MbgView, Plan, ScanEvent, School, analyze
 from hub.mbg.analysis import SEVERITY, Timed, day_base, settle
+from tests.documented import problems, strict
 from tests.mbg.common import DATE, MIDNIGHT, H, M
 
 Scan = Callable[..., ScanEvent]
@@ -420,3 +422,35 @@ def test_a_staff_card_off_the_kitchens_roster_is_a_finding(plan: Plan, scan: Sca
     assert not [f for f in analyze(plan, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]
     k2_only = Plan(kitchens=(Kitchen(id="K1"), Kitchen(id="K2", staff=("5a000002",))), schools=plan.schools)
     assert not [f for f in analyze(k2_only, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]
+
+
+def test_meals_served_after_the_danger_zone_and_meals_still_in_it_are_counted_apart(plan: Plan, scan: Scan) -> None:
+    # T1, T2 and T3 reach S1 at 07:30 at 45 °C, in the danger zone and below hot holding. T1 is served at 10:00,
+    # 2 h 30 min later: a food-safety incident that happened. T2 and T3 are not served yet at 11:00, 3 h 30 min in
+    # the zone: meals to act on now. A kitchen head must read one of each, not 3 containers of either.
+    tags = ["T1", "T2", "T3"]
+    scans = [
+        scan("cooked", 6 * H + 1 * M, batch="B1", cooked_at=MIDNIGHT + 6 * H, count=30),
+        scan("packed", 6 * H + 20 * M, tags=tags, parent="TRK1", batch="B1", school="S1"),
+        scan("departed", 7 * H, tags=tags, parent="TRK1", school="S1", checkpoint="kitchen_exit"),
+        scan("arrived", 7 * H + 30 * M, site="S1", tags=tags, temp_cc=4500, checkpoint="school_gate"),
+        scan("served", 10 * H, site="S1", tags=["T1"]),
+    ]
+    a = analyze(plan, scans, now=MIDNIGHT + 11 * H)
+    violations = {(v.rule, v.part): (v.containers, v.measured, v.open) for v in a.violations
+                  if v.rule in ("danger_zone", "hot_holding")}
+    assert violations == {("danger_zone", "served"): (("T1",), 2 * H + 30 * M, False),
+                          ("danger_zone", "not_served"): (("T2", "T3"), 3 * H + 30 * M, True),
+                          ("hot_holding", "served"): (("T1",), 4500, False),
+                          ("hot_holding", "not_served"): (("T2", "T3"), 4500, True)}
+    found = {(f.code, f.part): f for f in a.findings if f.code in ("danger_zone", "hot_holding")}
+    assert sorted(found) == sorted(violations)
+    for code in ("danger_zone", "hot_holding"):
+        served, unserved = found[(code, "served")], found[(code, "not_served")]
+        assert (served.ref, unserved.ref) == (f"{code}/S1/{DATE}/served", f"{code}/S1/{DATE}/not_served")
+        assert "of 1 container served:" in served.detail and "still open" not in served.detail
+        assert "of 2 containers not served yet:" in unserved.detail and "still open" in unserved.detail
+    # The day's answer (GET /api/mbg/violations) is as documented, with each part.
+    answer = {"date": DATE, "violations": [v.to_dict() for v in a.violations],
+              "findings": [f.to_dict() for f in a.findings]}
+    assert not problems(strict(ROUTES[("GET", "/api/mbg/violations")].answer_schema()), answer)

@@ -331,6 +331,39 @@ def test_meals_served_late_and_never_served_are_read_apart_in_both_languages():
         assert served in out and unserved in out, out
 
 
+def test_meals_served_after_the_danger_zone_and_meals_still_in_it_are_read_apart_in_both_languages():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S2": {"name": "SD Dua"}}, "kitchens": {}}
+    base = {"school": "S2", "kitchen": "K1", "date": "2026-01-01", "source": "x", "at": 0, "to_arrival": False,
+            "records": []}
+    zone = {**base, "rule": "danger_zone", "limit": 2 * 3600, "unit": "s"}
+    cold = {**base, "rule": "hot_holding", "limit": 6000, "unit": "cc", "measured": 4500}
+    violations = [{**zone, "measured": 2 * 3600 + 30 * 60, "open": False, "part": "served", "containers": ["T1"]},
+                  {**zone, "measured": 3 * 3600, "open": True, "part": "not_served", "containers": ["T2", "T3"]},
+                  {**cold, "open": False, "part": "served", "containers": ["T1"]},
+                  {**cold, "open": True, "part": "not_served", "containers": ["T2", "T3"]}]
+    # A day stored before the parts were apart has one violation of both, said without a count.
+    stored_before = [{**zone, "measured": 3 * 3600, "open": True, "part": None, "containers": ["T1", "T2", "T3"]}]
+    for lang, said, before in (
+            ("id", ["1 ompreng disajikan setelah 2 jam 30 menit di antara 5 dan 60 °C, batas 2 jam 0 menit",
+                    "2 ompreng belum disajikan, sudah 3 jam 0 menit di antara 5 dan 60 °C, batas 2 jam 0 menit",
+                    "1 ompreng disajikan setelah suhunya turun ke 45,0 °C",
+                    "2 ompreng belum disajikan, suhunya turun ke 45,0 °C"],
+             "  3 jam 0 menit di antara 5 dan 60 °C, batas 2 jam 0 menit"),
+            ("en", ["1 container served after 2 h 30 min between 5 and 60 °C, limit 2 h 0 min",
+                    "2 containers not served yet, 3 h 0 min between 5 and 60 °C so far, limit 2 h 0 min",
+                    "1 container served after cooling to 45.0 °C, must stay above 60.0 °C until served",
+                    "2 containers not served yet, cooled to 45.0 °C"],
+             "  3 h 0 min between 5 and 60 °C, limit 2 h 0 min")):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        out = render("violations", {"date": "2026-01-01", "violations": violations, "findings": []}, say,
+                     {"kitchens": []})
+        assert all(s in out for s in said), out
+        out = render("violations", {"date": "2026-01-01", "violations": stored_before, "findings": []}, say,
+                     {"kitchens": []})
+        [row] = [line for line in out.splitlines() if "(S2)" in line]
+        assert before in row and not any(w in row for w in ("disajikan", "served")), row
+
+
 def test_a_day_without_deliveries_says_so():
     # A closed date or a weekend: the hub lists no delivery, and the heading alone would end in a bare colon.
     for lang, says in (("id", "Tidak ada pengiriman pada Sabtu, 17 Januari 2026: rencana tidak menjadwalkan"),
