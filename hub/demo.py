@@ -132,13 +132,17 @@ def _rename(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def build_mbg(date: str) -> tuple[Plan, dict[str, SimDevice]]:
-    """Kitchens and schools for the day, each kitchen with its own fault, as signing devices with taps."""
+def build_mbg(date: str, faults: tuple[tuple[str, str, str], ...] = KITCHENS) -> tuple[Plan, dict[str, SimDevice]]:
+    """Kitchens and schools for the day, each kitchen with its own fault (`faults`: id, name, scenario), as signing
+    devices with taps. Each kitchen keeps the simulator's roster of its staff cards, so a card it did not list
+    (the borrowed_card fault) is a finding and its own staff's taps are not."""
     kitchens, schools = [], []
     devices: dict[str, SimDevice] = {}
-    for i, (kid, kname, scenario) in enumerate(KITCHENS):
+    for i, (kid, kname, scenario) in enumerate(faults):
         day = simulate(scenario, seed=i + 1, kitchens=1, schools_per_kitchen=3, meals_per_kitchen=900, date=date)
-        kitchens.append(Kitchen(id=kid, name=kname, tz_offset_s=WIB))
+        roster = day.plan.kitchens[0].staff
+        kitchens.append(Kitchen(id=kid, name=kname, tz_offset_s=WIB,
+                                staff=None if roster is None else tuple(_rename(list(roster), "SPPG-0001", kid))))
         for s in day.plan.schools:
             sid = s.id.replace("SPPG-0001", kid)
             n = int(sid[-2:])
