@@ -425,6 +425,7 @@ class SyncReport:
     duplicates: int = 0
     problems: list[str] = field(default_factory=list)
     refused: list[SyncFailed] = field(default_factory=list)  # what the other side refused, with its code and hint
+    stopped: dict[bytes, str] = field(default_factory=dict)  # device id -> the code that stopped its log's push
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -623,6 +624,7 @@ async def _push(wire: _Wire, base: str, local: LogHolder, push: Push, size: Requ
                 elif not stopped:
                     report.problems.append(f"{device.hex()}: {exc}")
                     report.refused.append(exc)
+                    report.stopped[device] = exc.code
                     stopped = True
                 continue
             report.pushed += ack.get("accepted", 0)
@@ -639,6 +641,7 @@ async def _push(wire: _Wire, base: str, local: LogHolder, push: Push, size: Requ
                 reorder = True  # taken before the range that leads to it: not the records' fault
             elif not stopped:
                 report.problems.append(f"{device.hex()}: {problem}")
+                report.stopped[device] = _problem_code(problem) or str(problem)
                 stopped = True
     finally:
         await _drain([task for _, _, task in flight])

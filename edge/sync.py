@@ -17,8 +17,8 @@ import aiocoap
 from coap_server.errors import describe_failure
 from coap_server.lanes import Lanes
 from coap_server.security import no_context
-from coap_server.sync import LogHolder, SyncFailed, SyncReport, get_records, sync_once
-from ledger import LimitExceeded
+from coap_server.sync import LogHolder, SyncFailed, SyncReport, get_records, remote_heads, sync_once
+from ledger import ForkDetected, LimitExceeded, SyncError, decode_record
 from ledger.sync import Backoff, Limits, RequestSize
 
 log = logging.getLogger("jejak.edge.sync")
@@ -91,9 +91,9 @@ class HeadCheck:
     """What the hub said of this device's own log when asked at start, and what was done about it.
 
     outcome: "current" (the hub's last record is the local head), "caught_up" (the hub held `fetched` more,
-    now in the store), "hub_behind" (the hub holds fewer: sync pushes the rest), "conflict" (the hub holds
-    another record at the local head's seq: the log is forked already) or "unknown_to_hub" (the hub does not
-    serve this device's log: not enrolled, pending or blocked)."""
+    now in the store), "hub_behind" (the hub holds fewer, and its last record is this log's at that seq: sync
+    pushes the rest), "conflict" (the hub holds another record at a seq this store holds: the log is forked
+    already) or "unknown_to_hub" (the hub does not serve this device's log: not enrolled, pending or blocked)."""
 
     hub: str
     outcome: str
@@ -109,23 +109,24 @@ class HeadCheck:
 
 # The hub's codes for "this device's log is not served to it": go on as if no hub had answered.
 NOT_SERVED = frozenset({"UNKNOWN_DEVICE", "NOT_AUTHORIZED", "DEVICE_BLOCKED", "REVOKED_KEY"})
+CONFIRMED = frozenset({"current", "caught_up", "hub_behind"})  # a hub's outcomes that confirm the head
 
 
 async def ask_head(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, device_id: bytes, *,
                    limits: Limits = Limits(), timeout: float = 30.0) -> tuple[HeadCheck, list[bytes]]:
     """Ask the hub at `base` for this device's log from the local head's seq on: one request, whose answer's
     first record is the hub's copy of the local head (its id is compared) and any more are records the store
-    lacks (an old copy of it). Returns the outcome and those first records past the head ("behind" when there
-    are some; `fetch_past_head` takes them in). Raises what the request raises (unreachable, or SyncFailed with
-    the hub's code)."""
+    lacks (an old copy of it). A hub that holds fewer is asked for its heads, and its last record compared with
+    this log's at that seq. Returns the outcome and those first records past the head ("behind" when there are
+    some; `fetch_past_head` takes them in). Raises what the requests raise (unreachable, or SyncFailed with the
+    hub's code)."""
     local = await asyncio.to_thread(holder.log_length, device_id)
     at = max(local - 1, 0)
     raws = await get_records(ctx, base, device_id, at, at + limits.records_per_request, limits=limits,
                              timeout=timeout)
     if local:
         if not raws:
-            return HeadCheck(hub=base, outcome="hub_behind", local=local, length=local,
-                             detail=f"the hub holds fewer than the {local} records held here"), []
+            return await _behind(ctx, base, holder, device_id, local, limits), []
         mine = (await asyncio.to_thread(holder.log_range, device_id, at, local))[0]
         if raws[0] != mine:
             return HeadCheck(hub=base, outcome="conflict", local=local, length=local,
@@ -133,6 +134,26 @@ async def ask_head(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, devic
         raws = raws[1:]
     outcome = "behind" if raws else "current"
     return HeadCheck(hub=base, outcome=outcome, local=local, length=local), raws
+
+
+async def _behind(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, device_id: bytes, local: int,
+                  limits: Limits) -> HeadCheck:
+    """The outcome with a hub that holds fewer records than the `local` held here: "hub_behind" when its last
+    one is this log's at that seq, "conflict" when it is another (records signed here on an old copy of the
+    store, offline, while the hub held the ones made after the copy: the next push forks the log)."""
+    theirs = next((h for h in await remote_heads(ctx, base, limits) if h.device_id == device_id), None)
+    length = theirs.length if theirs is not None else 0
+    if theirs is not None and length:
+        if length >= local:
+            raise SyncError(f"{base} says it holds {length} records of {device_id.hex()} but served none from "
+                            f"seq {local - 1}")
+        mine = (await asyncio.to_thread(holder.log_range, device_id, length - 1, length))[0]
+        if decode_record(mine).id != theirs.head:
+            return HeadCheck(hub=base, outcome="conflict", local=local, length=local,
+                             detail=f"the hub holds {length} records and another one at seq {length - 1} than "
+                                    "this store: records signed here on an old copy of it fork the log")
+    return HeadCheck(hub=base, outcome="hub_behind", local=local, length=local,
+                     detail=f"the hub holds {length} of the {local} records held here")
 
 
 async def fetch_past_head(ctx: aiocoap.Context, check: HeadCheck, holder: ReplicaHolder, device_id: bytes,
@@ -195,6 +216,7 @@ class SyncAgent:
         # a wait for an answer that cannot come only delays the taps, and their records' times with them.
         self.head_decided = asyncio.Event()
         self.head_stale = False  # a hub said it holds more of the own log than the store: signing on it forks
+        self.forked: str | None = None  # why this device's log is known forked (a hub holds another record)
         self.head_error: str | None = None
         self.interval = interval
         self.limits = limits
@@ -248,6 +270,8 @@ class SyncAgent:
                          target.url, target.last_error, delay, target.size.records)
                 continue
             target.backoff.succeeded()
+            if target.role == "hub" and self.own is not None:
+                self._pushed(target, report)
             target.last_ok = time.time()
             target.last_error = None
             target.pushed += report.pushed
@@ -335,23 +359,45 @@ class SyncAgent:
                         "missing ones are fetched and verified, and new records follow the hub's head (the store "
                         "was an old copy)", check.local, check.hub, check.length, check.fetched, extra=fields)
         elif check.outcome == "conflict":
-            log.error("hub %s holds another record of this device at seq %d than this store: the log is forked "
-                      "already; fix: the hub's operator looks at GET /api/forks and runs jejak devices "
-                      "resolve-fork %s", check.hub, check.local - 1, self.own.hex() if self.own else "", extra=fields)
+            self._fork_found(check)
         else:
             log.info("head of this device's own log (%d records) checked with hub %s: %s", check.length, check.hub,
                      check.outcome, extra=fields)
 
+    def _fork_found(self, check: HeadCheck) -> None:
+        self.forked = f"{check.hub}: {check.detail}"
+        log.error("hub %s holds another record of this device than this store: the log is forked already (%s); fix: "
+                  "the hub's operator looks at GET /api/forks and runs jejak devices resolve-fork %s", check.hub,
+                  check.detail, self.own.hex() if self.own else "", extra={"fields": {"head_check": check.to_json()}})
+
+    def _pushed(self, target: Target, report: SyncReport) -> None:
+        """A hub that refuses this device's own records as a fork says its head is not this store's: once
+        confirmed, a hub that holds them back (DEVICE_BLOCKED) says so too (it served the log: not pending)."""
+        assert self.own is not None
+        code = report.stopped.get(self.own)
+        confirmed = self.head is not None and self.head.outcome in CONFIRMED
+        if self.forked is None and (code == ForkDetected.code or (code == "DEVICE_BLOCKED" and confirmed)):
+            self.forked = f"{target.url}: refused this device's records ({code})"
+            log.error("hub %s refuses this device's records as a fork (%s): another copy of this store signed "
+                      "other records at the same seqs; fix: the hub's operator looks at GET /api/forks and runs "
+                      "jejak devices resolve-fork %s", target.url, code, self.own.hex(),
+                      extra={"fields": {"peer": target.url, "code": code}})
+
     def head_status(self) -> dict[str, Any]:
-        """Whether a hub confirmed this device's head since start, for `/status`."""
+        """Whether a hub confirmed this device's head since start, for `/status`: "confirmed" only on a hub's
+        answer that its records are all in this log, "forked" once a hub holds another record of it (or refuses a
+        push as a fork), "not_confirmed" until then, "catching_up" while the hub's records past the store's head
+        are still coming."""
         if self.own is None:
             state = "no_hub"
+        elif self.forked is not None:
+            state = "forked"
         elif self.head is not None:
-            state = {"current": "confirmed", "caught_up": "confirmed", "hub_behind": "confirmed"}.get(
-                self.head.outcome, self.head.outcome)
+            state = "confirmed" if self.head.outcome in CONFIRMED else self.head.outcome
         else:
             state = "catching_up" if self.head_stale else "not_confirmed"
-        return {"state": state, "check": self.head.to_json() if self.head else None, "last_error": self.head_error}
+        return {"state": state, "check": self.head.to_json() if self.head else None, "forked": self.forked,
+                "last_error": self.head_error}
 
     def _log_refusals(self, target: Target, report: SyncReport) -> None:
         """Say once per cause why a node refuses this edge's records, with the fix; say again only after it

@@ -15,7 +15,7 @@ import pytest
 from edge.config import SyncConfig
 from edge.daemon import EdgeDaemon
 from ledger import decode_record
-from tests.ports import free_udp
+from tests.ports import free_coap, free_udp
 from tests.security.common import edge, edge_config, enroll_edge, secure_hub
 from tests.wait import wait_for
 
@@ -28,9 +28,30 @@ async def _synced(data, hub, notes: int):
     config = edge_config(data, hub=hub.coap_url)
     async with edge(config) as daemon:
         await _notes(daemon, 0, notes)
-        await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None and s.length == notes + 1,
+        await wait_for(lambda: _held(hub, key.device_id) == notes + 1,
                        what="the records at the hub")
     return key, config
+
+
+async def _states_until_answered(daemon) -> list[str]:
+    """The head's states, from `not_confirmed` until it is another."""
+    seen = [daemon.status()["head"]["state"]]
+    assert seen == ["not_confirmed"], daemon.status()["head"]
+
+    def answered() -> bool:
+        now = daemon.status()["head"]["state"]
+        if now != seen[-1]:
+            seen.append(now)
+        return now != "not_confirmed"
+
+    await wait_for(answered, what="an answer from the hub")
+    return seen
+
+
+def _held(hub, device: bytes) -> int:
+    """How many records of `device`'s log the hub holds."""
+    state = hub.hub.store.chain_state(device)
+    return state.length if state is not None else 0
 
 
 async def _notes(daemon, first: int, count: int) -> list[bytes]:
@@ -44,18 +65,13 @@ async def test_an_edge_started_on_an_old_copy_of_its_store_continues_after_the_h
         key = await enroll_edge(data, hub)
         device = key.device_id
         config = edge_config(data, hub=hub.coap_url)
-
-        def at_hub() -> int:
-            state = hub.hub.store.chain_state(device)
-            return state.length if state is not None else 0
-
         async with edge(config) as daemon:
             await _notes(daemon, 0, 5)
-            await wait_for(lambda: at_hub() == 6, what="the first records at the hub")
+            await wait_for(lambda: _held(hub, key.device_id) == 6, what="the first records at the hub")
         shutil.copytree(data / "store", tmp_path / "store.copy")  # the backup, taken early
         async with edge(config) as daemon:
             later = await _notes(daemon, 5, 600)  # more than one records request carries
-            await wait_for(lambda: at_hub() == 606, what="the later records at the hub")
+            await wait_for(lambda: _held(hub, key.device_id) == 606, what="the later records at the hub")
         held = hub.hub.store.log_range(device, 0, 606)
         shutil.rmtree(data / "store")
         shutil.copytree(tmp_path / "store.copy", data / "store")  # the card restored from the backup
@@ -71,7 +87,7 @@ async def test_an_edge_started_on_an_old_copy_of_its_store_continues_after_the_h
             assert daemon.store.log_range(device, 0, 606) == held
             assert daemon.status()["head"]["state"] == "confirmed"
             assert daemon.status()["head"]["check"]["fetched"] == 600
-            await wait_for(lambda: at_hub() == own.length, what="the new records at the hub")
+            await wait_for(lambda: _held(hub, key.device_id) == own.length, what="the new records at the hub")
         info = hub.hub.store.get_device(device)
         assert info is not None and info.status == "active", info
         assert hub.hub.store.log_range(device, 0, 606) == held
@@ -147,26 +163,21 @@ async def test_a_whole_data_dir_restored_from_a_backup_catches_up_over_oscore(tm
     async with secure_hub(tmp_path / "hub") as hub:
         key = await enroll_edge(data, hub)
         config = edge_config(data, hub=hub.coap_url)
-
-        def at_hub() -> int:
-            state = hub.hub.store.chain_state(key.device_id)
-            return state.length if state is not None else 0
-
         async with edge(config) as daemon:
             await _notes(daemon, 0, 2)
-            await wait_for(lambda: at_hub() == 3, what="the first records at the hub")
+            await wait_for(lambda: _held(hub, key.device_id) == 3, what="the first records at the hub")
         shutil.copytree(data, tmp_path / "image")  # key, boot counter, hub.pin, oscore/ and store
         async with edge(config) as daemon:
             assert daemon.security is not None
             skip_sequence_numbers(daemon.security.hub_ctx, 100_000)  # a week of requests
             await _notes(daemon, 2, 20)
-            await wait_for(lambda: at_hub() == 23, what="the later records at the hub")
+            await wait_for(lambda: _held(hub, key.device_id) == 23, what="the later records at the hub")
         shutil.rmtree(data)
         shutil.copytree(tmp_path / "image", data)
         async with edge(config) as daemon:
             record = (await daemon.submit([("note", {"text": "after the card was restored"})]))[0]
             assert record.seq == 23, daemon.status()["head"]
-            await wait_for(lambda: at_hub() == 24, what="the new record at the hub")
+            await wait_for(lambda: _held(hub, key.device_id) == 24, what="the new record at the hub")
         info = hub.hub.store.get_device(key.device_id)
         assert info is not None and info.status == "active", info
     assert [r for r in caplog.records if "refuses this edge's OSCORE requests as replays" in r.getMessage()]
@@ -219,6 +230,88 @@ async def test_a_lost_store_is_fetched_from_the_hub_before_genesis(tmp_path):
             record = (await daemon.submit([("note", {"text": "on the fetched log"})]))[0]
             assert record.seq == 4, daemon.status()["head"]
             assert daemon.status()["head"]["check"]["fetched"] == 4
-            await wait_for(lambda: hub.hub.store.chain_state(key.device_id).length == 5, what="the new record")
+            await wait_for(lambda: _held(hub, key.device_id) == 5, what="the new record")
         info = hub.hub.store.get_device(key.device_id)
         assert info is not None and info.status == "active", info
+
+
+async def test_records_signed_offline_on_an_old_copy_are_forked_not_confirmed_when_the_hub_is_back(tmp_path):
+    """The hub down at start, the edge signs on the old copy's head; the hub, back, holds fewer records than the
+    store now has but another one at a seq they share: its head is not in this log, so the head is `forked` (it
+    said `confirmed`, and the next push was refused as a fork)."""
+    data = tmp_path / "edge"
+    port = free_coap()
+    async with secure_hub(tmp_path / "hub", coap_port=port) as hub:
+        key = await enroll_edge(data, hub)
+        config = edge_config(data, hub=hub.coap_url)
+        async with edge(config) as daemon:
+            await _notes(daemon, 0, 3)
+            await wait_for(lambda: _held(hub, key.device_id) == 4, what="the first records at the hub")
+        shutil.copytree(data / "store", tmp_path / "store.copy")
+        async with edge(config) as daemon:
+            await _notes(daemon, 3, 5)
+            await wait_for(lambda: _held(hub, key.device_id) == 9, what="the later records at the hub")
+    shutil.rmtree(data / "store")
+    shutil.copytree(tmp_path / "store.copy", data / "store")
+    config = dataclasses.replace(config, sync=dataclasses.replace(config.sync, head_wait_s=600))
+    async with edge(config) as daemon:  # the hub is down: nothing listens on its port
+        await _notes(daemon, 3, 10)
+        async with secure_hub(tmp_path / "hub", coap_port=port) as hub:
+            seen = await _states_until_answered(daemon)
+            assert seen == ["not_confirmed", "forked"], (seen, daemon.status()["head"])
+            assert "jejak_edge_head_unconfirmed 1" in daemon.metrics_text()
+
+
+async def test_records_signed_offline_on_a_current_store_are_confirmed_when_the_hub_is_back(tmp_path):
+    """Not an old copy: the hub, back, holds fewer records than the store, and its last one (from its heads) is
+    this log's at that seq. The head goes from `not_confirmed` to `confirmed`, and the records signed offline
+    reach the hub."""
+    data = tmp_path / "edge"
+    port = free_coap()
+    async with secure_hub(tmp_path / "hub", coap_port=port) as hub:
+        key, config = await _synced(data, hub, 3)
+    config = dataclasses.replace(config, sync=dataclasses.replace(config.sync, head_wait_s=600))
+    async with edge(config) as daemon:
+        await _notes(daemon, 3, 4)
+        async with secure_hub(tmp_path / "hub", coap_port=port) as hub:
+            seen = await _states_until_answered(daemon)
+            assert seen == ["not_confirmed", "confirmed"], (seen, daemon.status()["head"])
+            check = daemon.status()["head"]["check"]
+            assert (check["outcome"], check["length"]) == ("hub_behind", 8), check
+            assert check["detail"] == "the hub holds 4 of the 8 records held here", check  # its head was compared
+            assert "jejak_edge_head_unconfirmed 0" in daemon.metrics_text()
+            await wait_for(lambda: _held(hub, key.device_id) == 8, what="the offline records")
+            assert daemon.status()["head"]["state"] == "confirmed"
+
+
+async def test_a_copy_whose_push_the_hub_refuses_as_a_fork_says_forked(tmp_path, caplog):
+    """Two cards of one device run at once (a copy started while the first still runs): both heads are confirmed
+    at start, then each signs its own records from the same seq. The hub takes the first's and refuses the
+    second's as a fork; the second says `forked` (it said `confirmed`), and so does the first once the hub holds
+    its records back."""
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    data = tmp_path / "edge"
+    async with secure_hub(tmp_path / "hub", oscore=False) as hub:
+        key = await enroll_edge(data, hub)
+        config = edge_config(data, hub=hub.coap_url, oscore=False)
+        async with edge(config) as daemon:
+            await _notes(daemon, 0, 3)
+            await wait_for(lambda: _held(hub, key.device_id) == 4, what="the first records")
+        shutil.copytree(data, tmp_path / "copy")
+        copy = dataclasses.replace(config, data_dir=str(tmp_path / "copy"))
+        async with edge(config) as first, edge(copy) as second:
+            for daemon in (first, second):
+                await wait_for(lambda d=daemon: d.status()["head"]["state"] == "confirmed", what="the head confirmed")
+            await _notes(first, 3, 1)
+            await wait_for(lambda: _held(hub, key.device_id) == 5, what="the first's record")
+            await _notes(second, 10, 2)  # longer than the hub's copy: pushed
+            await wait_for(lambda: second.status()["head"]["state"] == "forked", what="the second's push refused")
+            assert second.status()["head"]["forked"].endswith("(FORK_DETECTED)"), second.status()["head"]
+            assert "jejak_edge_head_unconfirmed 1" in second.metrics_text()
+            assert first.status()["head"]["state"] == "confirmed"
+            await _notes(first, 4, 1)
+            await wait_for(lambda: first.status()["head"]["state"] == "forked", what="the first's push held back")
+        info = hub.hub.store.get_device(key.device_id)
+        assert info is not None and info.status == "forked", info
+    refused = [r for r in caplog.records if "refuses this device's records as a fork" in r.getMessage()]
+    assert len(refused) == 2 and {r.levelno for r in refused} == {logging.ERROR}

@@ -28,7 +28,8 @@ NOW = 1_763_900_000
 async def secure_hub(data: Path, *, oscore: bool = True, auto_approve: bool = True,
                      **settings: Any) -> AsyncIterator[RunningHub]:
     settings.setdefault("bridges", BridgeConfig(enabled=False))
-    config = HubSettings(data_dir=str(data), http_port=0, coap_port=0, mdns=False, auto_approve=auto_approve,
+    settings.setdefault("coap_port", 0)
+    config = HubSettings(data_dir=str(data), http_port=0, mdns=False, auto_approve=auto_approve,
                          checkpoint_interval=3600, security=HubSecurityConfig(oscore=oscore), **settings)
     running = await start_hub(config, clock=lambda: NOW)
     try:
