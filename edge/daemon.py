@@ -232,7 +232,7 @@ class EdgeDaemon:
             self.supervisor.spawn(f"sensor-{sensor_cfg.name}", loop.run)
         log_store = self.store
         self.supervisor.spawn("memory", lambda: keep_flat(log_store))
-        await self._start_sync()
+        await self._start_sync(held=held)
         if held:
             self.supervisor.spawn("head", self._sign_after_hub)
         if (interval := watchdog_interval()) is not None:
@@ -253,38 +253,40 @@ class EdgeDaemon:
 
     async def _sign_after_hub(self) -> None:
         """Release the held commits once the hub has answered for this device's head, or after [sync] head_wait_s
-        without an answer, or at once when the hub's host refused the connection (offline: said once). A hub that holds more than the store is waited for until its
-        records are in, however long: a record signed before would fork the log."""
+        without an answer, or at once when the hub's host refused the connection and the neighbours asked meanwhile
+        have answered (offline: said once). A hub that holds more than the store is waited for until its records
+        are in, however long, and a neighbour while it sends them: a record signed before would fork the log."""
         agent, commit, store, key = self.sync, self.commit, self.store, self.key
         assert agent is not None and commit is not None and store is not None and key is not None
         wait = self.config.sync.head_wait_s
-        local = store.log_length(key.device_id)
         started = time.monotonic()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait):
                 await agent.head_decided.wait()
+        if not agent.head_settled.is_set() and agent.head_stale:
+            log.warning("a node holds more of this device's log than this store and they are still being fetched "
+                        "(%s): records wait until they are in", agent.head_error or "in progress")
+            await agent.fetched()
         if not agent.head_settled.is_set():
-            if agent.head_stale:
-                log.warning("the hub holds more of this device's log than this store and they are still being "
-                            "fetched (%s): records wait until they are in", agent.head_error or "in progress")
-                await agent.head_settled.wait()
-            else:
-                fix = ("if this store is an old copy (a card restored from a backup, a store copied back), stop the "
-                       "edge until the hub answers, or its new records fork the log (docs/DEPLOY.md)")
-                log.warning("head not confirmed by the hub: no answer after %.1f s (%s); records are signed on the "
-                            "local head (%d records) and the edge works offline; %s", time.monotonic() - started,
-                            agent.head_error or "no answer yet", local, fix,
-                            extra={"fields": {"fix": fix}})
+            fix = ("if this store is an old copy (a card restored from a backup, a store copied back), stop the "
+                   "edge until the hub answers, or its new records fork the log (docs/DEPLOY.md)")
+            fetched = sum(c.fetched for c in agent.neighbours.values())
+            log.warning("head not confirmed by the hub: no answer after %.1f s (%s); records are signed on the "
+                        "local head (%d records, %d of them fetched from neighbours) and the edge works offline; %s",
+                        time.monotonic() - started, agent.head_error or "no answer yet",
+                        store.log_length(key.device_id), fetched, fix, extra={"fields": {"fix": fix}})
         own = store.state(key.device_id)
         if own is not None and own.boot >= self.boot:  # records fetched from the hub were made after this boot's count
             self.boot = await asyncio.to_thread(keyfile.next_boot, self.config.data_path / "boot",
                                                 at_least=own.boot + 1)
         state = await commit.release(boot=self.boot)
+        agent.head_decided.set()  # signing: a neighbour's longer copy would now be a fork, not a catch-up
         log.info("signing records from seq %d", state.length,
                  extra={"fields": {"seq": state.length, "boot": self.boot, "head": agent.head_status()}})
 
-    async def _start_sync(self) -> None:
-        """Replicate with peers and push to the hub: configured addresses, and whatever mDNS finds."""
+    async def _start_sync(self, *, held: bool) -> None:
+        """Replicate with peers and push to the hub: configured addresses, and whatever mDNS finds. `held`: no
+        record is signed until the head is settled (`_sign_after_hub`)."""
         cfg, store = self.config.sync, self.store
         assert store is not None and self.key is not None
         assert self.security is not None and self.holder is not None
@@ -292,6 +294,8 @@ class EdgeDaemon:
                                         peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked,
                                         own=self.key.device_id if self._hub_to_ask() else None)
         agent = self.sync
+        if not held:  # records are signed already: neighbours' copies are not fetched into the own log
+            agent.head_decided.set()
         self.supervisor.spawn("sync", agent.run)
         if not cfg.mdns:
             return
@@ -327,9 +331,11 @@ class EdgeDaemon:
                     await self.discovery.close()
             await self.supervisor.stop()
             if self.commit is not None and self.commit.held and self.sync is not None and self.sync.head_stale:
-                # Signed now they would fork the log: the hub holds records past this store's head not fetched yet.
+                # Signed now they would fork the log: the hub or a neighbour holds records past this store's head
+                # not fetched yet.
                 refused = self.commit.refuse_held(ShuttingDown("the daemon stopped while it fetched this device's "
-                                                               "records from the hub; nothing was signed"))
+                                                               "records from the hub or a neighbour; nothing was "
+                                                               "signed"))
                 if refused:
                     log.warning("%d appends that waited for the hub's records were not signed", refused)
             if self.tap is not None:

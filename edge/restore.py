@@ -1,9 +1,10 @@
 """Check an edge store end to end, and restore a lost or corrupt one from peers' and the hub's replicas.
 
 A device must learn its own head before it appends, or its next record forks its own log. The daemon asks
-its hub at start (edge/sync.py: `ask_head`, `fetch_past_head`), which covers an old copy of the store and a
-lost one; this command is for a store the daemon does not start on (STORE_CORRUPT), and for sources the
-daemon does not ask (neighbours). It runs before the daemon starts: it fetches the device's log from every
+its hub and its neighbours at start (edge/sync.py: `ask_head`, `fetch_past_head`), which covers an old copy of
+the store and a lost one; this command is for a store the daemon does not start on (STORE_CORRUPT), and for
+sources the daemon does not know (a neighbour off the LAN). It runs before the daemon starts: it fetches the
+device's log from every
 source given, verifies it (signatures and links, as any replica), keeps the longest, and only then is the
 daemon started, which continues that chain instead of writing a new genesis.
 

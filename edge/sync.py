@@ -88,23 +88,26 @@ class Target:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeadCheck:
-    """What the hub said of this device's own log when asked at start, and what was done about it.
+    """What a node (the hub, or a neighbour holding a copy) said of this device's own log when asked at start, and
+    what was done about it.
 
-    outcome: "current" (the hub's last record is the local head), "caught_up" (the hub held `fetched` more,
-    now in the store), "hub_behind" (the hub holds fewer, and its last record is this log's at that seq: sync
-    pushes the rest), "conflict" (the hub holds another record at a seq this store holds: the log is forked
-    already) or "unknown_to_hub" (the hub does not serve this device's log: not enrolled, pending or blocked)."""
+    outcome: "current" (the node's last record is the local head), "caught_up" (the node held `fetched` more, now
+    in the store), "hub_behind" (the node holds fewer, and its last record is this log's at that seq: sync pushes
+    the rest), "conflict" (the node holds another record at a seq this store holds: the log is forked already),
+    "unknown_to_hub" (the node does not serve this device's log: not enrolled, pending or blocked) or, for a
+    neighbour only, "refused" (the records it offered did not verify here: none was kept)."""
 
-    hub: str
+    source: str  # the node's coap:// address
     outcome: str
     local: int  # records of the own log held before
     length: int  # records of the own log held after
     fetched: int = 0
     detail: str = ""
+    role: str = "hub"  # or "edge": a neighbour
 
     def to_json(self) -> dict[str, Any]:
-        return {"hub": self.hub, "outcome": self.outcome, "local": self.local, "length": self.length,
-                "fetched": self.fetched, "detail": self.detail}
+        return {"source": self.source, "role": self.role, "outcome": self.outcome, "local": self.local,
+                "length": self.length, "fetched": self.fetched, "detail": self.detail}
 
 
 # The hub's codes for "this device's log is not served to it": go on as if no hub had answered.
@@ -113,34 +116,35 @@ CONFIRMED = frozenset({"current", "caught_up", "hub_behind"})  # a hub's outcome
 
 
 async def ask_head(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, device_id: bytes, *,
-                   limits: Limits = Limits(), timeout: float = 30.0) -> tuple[HeadCheck, list[bytes]]:
-    """Ask the hub at `base` for this device's log from the local head's seq on: one request, whose answer's
-    first record is the hub's copy of the local head (its id is compared) and any more are records the store
-    lacks (an old copy of it). A hub that holds fewer is asked for its heads, and its last record compared with
-    this log's at that seq. Returns the outcome and those first records past the head ("behind" when there are
-    some; `fetch_past_head` takes them in). Raises what the requests raise (unreachable, or SyncFailed with the
-    hub's code)."""
+                   limits: Limits = Limits(), timeout: float = 30.0, role: str = "hub"
+                   ) -> tuple[HeadCheck, list[bytes]]:
+    """Ask the node at `base` (a hub, or a neighbour: `role` "edge") for this device's log from the local head's
+    seq on: one request, whose answer's first record is the node's copy of the local head (its id is compared)
+    and any more are records the store lacks (an old copy of it). A node that holds fewer is asked for its heads,
+    and its last record compared with this log's at that seq. Returns the outcome and those first records past
+    the head ("behind" when there are some; `fetch_past_head` takes them in). Raises what the requests raise
+    (unreachable, or SyncFailed with the node's code)."""
     local = await asyncio.to_thread(holder.log_length, device_id)
     at = max(local - 1, 0)
     raws = await get_records(ctx, base, device_id, at, at + limits.records_per_request, limits=limits,
                              timeout=timeout)
     if local:
         if not raws:
-            return await _behind(ctx, base, holder, device_id, local, limits), []
+            return await _behind(ctx, base, holder, device_id, local, limits, role), []
         mine = (await asyncio.to_thread(holder.log_range, device_id, at, local))[0]
         if raws[0] != mine:
-            return HeadCheck(hub=base, outcome="conflict", local=local, length=local,
-                             detail=f"the hub holds another record at seq {at}, the head held here"), []
+            return HeadCheck(source=base, role=role, outcome="conflict", local=local, length=local,
+                             detail=f"the {role} holds another record at seq {at}, the head held here"), []
         raws = raws[1:]
     outcome = "behind" if raws else "current"
-    return HeadCheck(hub=base, outcome=outcome, local=local, length=local), raws
+    return HeadCheck(source=base, role=role, outcome=outcome, local=local, length=local), raws
 
 
 async def _behind(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, device_id: bytes, local: int,
-                  limits: Limits) -> HeadCheck:
-    """The outcome with a hub that holds fewer records than the `local` held here: "hub_behind" when its last
+                  limits: Limits, role: str) -> HeadCheck:
+    """The outcome with a node that holds fewer records than the `local` held here: "hub_behind" when its last
     one is this log's at that seq, "conflict" when it is another (records signed here on an old copy of the
-    store, offline, while the hub held the ones made after the copy: the next push forks the log)."""
+    store, offline, while the node held the ones made after the copy: the next push forks the log)."""
     theirs = next((h for h in await remote_heads(ctx, base, limits) if h.device_id == device_id), None)
     length = theirs.length if theirs is not None else 0
     if theirs is not None and length:
@@ -149,30 +153,34 @@ async def _behind(ctx: aiocoap.Context, base: str, holder: ReplicaHolder, device
                             f"seq {local - 1}")
         mine = (await asyncio.to_thread(holder.log_range, device_id, length - 1, length))[0]
         if decode_record(mine).id != theirs.head:
-            return HeadCheck(hub=base, outcome="conflict", local=local, length=local,
-                             detail=f"the hub holds {length} records and another one at seq {length - 1} than "
+            return HeadCheck(source=base, role=role, outcome="conflict", local=local, length=local,
+                             detail=f"the {role} holds {length} records and another one at seq {length - 1} than "
                                     "this store: records signed here on an old copy of it fork the log")
-    return HeadCheck(hub=base, outcome="hub_behind", local=local, length=local,
-                     detail=f"the hub holds {length} of the {local} records held here")
+    return HeadCheck(source=base, role=role, outcome="hub_behind", local=local, length=local,
+                     detail=f"the {role} holds {length} of the {local} records held here")
 
 
 async def fetch_past_head(ctx: aiocoap.Context, check: HeadCheck, holder: ReplicaHolder, device_id: bytes,
                           raws: list[bytes], *, limits: Limits = Limits(), timeout: float = 30.0) -> HeadCheck:
-    """Take in the records the hub holds past the local head, from the first ones `ask_head` got, a request at
-    a time until the hub has no more; `holder` verifies each range against the stored log (signatures and
-    links: ledger's acceptance, as a restore's). A range the store refuses raises SyncFailed with its code."""
+    """Take in the records the node holds past the local head, from the first ones `ask_head` got, a request at
+    a time until the node has no more; `holder` verifies each range against the stored log (signatures and
+    links: ledger's acceptance, as a restore's). A range the store refuses raises SyncFailed with its code (the
+    verified records before the refused one are kept)."""
     length = check.local
+    fetched = 0
     while raws:
         got = await asyncio.to_thread(holder.receive, device_id, raws)
-        length = got["length"]
+        fetched += got["accepted"]
         if got.get("problem"):
             problem = str(got["problem"])
-            raise SyncFailed(problem.partition(":")[0], f"the hub's records of this device from seq {length} were "
+            raise SyncFailed(problem.partition(":")[0], f"the records of this device the {check.role} "
+                                                        f"{check.source} holds from seq {got['length']} were "
                                                         f"refused here: {problem}")
-        raws = await get_records(ctx, check.hub, device_id, length, length + limits.records_per_request,
+        length = got["length"]
+        raws = await get_records(ctx, check.source, device_id, length, length + limits.records_per_request,
                                  limits=limits, timeout=timeout)
-    return HeadCheck(hub=check.hub, outcome="caught_up", local=check.local, length=length,
-                     fetched=length - check.local)
+    return HeadCheck(source=check.source, role=check.role, outcome="caught_up", local=check.local, length=length,
+                     fetched=fetched)
 
 
 def _refused(exc: BaseException) -> bool:
@@ -210,12 +218,18 @@ class SyncAgent:
         # This device, whose head a hub confirms before its first new record is signed (`ask_head`): the daemon
         # holds its commits until `head_settled` is set, or for as long as it waits for the hub.
         self.own = own
-        self.head: HeadCheck | None = None
+        self.head: HeadCheck | None = None  # the hub's answer
         self.head_settled = asyncio.Event()
-        # Set with head_settled, or when every hub asked refused the connection (its host up, nothing listening):
-        # a wait for an answer that cannot come only delays the taps, and their records' times with them.
+        # Set with head_settled, or when every hub asked refused the connection (its host up, nothing listening)
+        # and every neighbour asked has answered: a wait for an answer that cannot come only delays the taps, and
+        # their records' times with them. The daemon sets it once it signs: neighbours are asked only before.
         self.head_decided = asyncio.Event()
-        self.head_stale = False  # a hub said it holds more of the own log than the store: signing on it forks
+        # Nodes that said they hold more of the own log than the store, while their records come: signing now
+        # forks the log. A hub stays here until it sends them; a neighbour only while it does.
+        self._behind: set[str] = set()
+        self._moved = asyncio.Event()  # set when `_behind` shrinks
+        self.neighbours: dict[str, HeadCheck] = {}  # what each neighbour asked said, or why its records were refused
+        self._distrusted: set[str] = set()  # neighbours whose records did not verify: not asked again
         self.forked: str | None = None  # why this device's log is known forked (a hub holds another record)
         self.head_error: str | None = None
         self.interval = interval
@@ -289,46 +303,92 @@ class SyncAgent:
     def protect(self, ctx: aiocoap.Context) -> None:
         """Set up `ctx` for this agent's targets before requests go out (SecureSyncAgent: OSCORE contexts)."""
 
-    async def confirm_head(self, ctx: aiocoap.Context) -> HeadCheck | None:
+    @property
+    def _store(self) -> ReplicaHolder:
+        return self.holder  # type: ignore[return-value]  # the edge's store, as sync sees it
+
+    @property
+    def head_stale(self) -> bool:
+        """A node said it holds more of the own log than the store and its records are not all in: signing forks."""
+        return bool(self._behind)
+
+    async def fetched(self) -> None:
+        """Return once no node that said it holds more of the own log than the store is still to send it."""
+        while self._behind:
+            self._moved.clear()
+            await self._moved.wait()
+
+    async def confirm_head(self, ctx: aiocoap.Context, lanes: Lanes | None = None) -> HeadCheck | None:
         """Until a hub has answered, ask each hub whose back-off allows it for this device's log past the local
         head and fetch what it holds past it (`ask_head`, `fetch_past_head`), on the sync's own client context,
         so over the OSCORE context a hub that requires it expects. A hub that does not answer is asked again
-        before each round."""
+        before each round. Until records are signed, the neighbours are asked the same at once (a hub whose
+        uplink is down answers only after the request's timeout): one that holds a longer copy sends the rest,
+        verified the same way, but only a hub's answer confirms the head. Each node is asked on a lane of its own
+        (`lanes`, opened beside `ctx`; without them one at a time): a UDP socket that one node's host refused
+        fails the next request sent on it, whatever node it goes to."""
         if self.own is None or self.head_settled.is_set():
             return self.head
         now = self.monotonic()
         self.protect(ctx)
         hubs = [t for t in self.targets.values() if t.role == "hub" and t.next_try <= now and self.reachable(t)]
+        neighbours = [] if self.head_decided.is_set() else [
+            t for t in self.targets.values() if t.role == "edge" and t.url not in self._distrusted
+            and t.next_try <= now and self.reachable(t)]
+        lanes = lanes or Lanes(ctx, width=1)
+        asking = [asyncio.create_task(self._ask_neighbour(lanes, t)) for t in neighbours]
+        try:
+            check, refused = await self._ask_hubs(lanes, hubs)
+        except BaseException:
+            for task in asking:
+                task.cancel()
+            await asyncio.gather(*asking, return_exceptions=True)
+            raise
+        # The hub's answer is taken once the neighbours' records are in: it releases the held commits.
+        await asyncio.gather(*asking)
+        if check is not None:
+            self._head_answered(check)
+            return check
+        if hubs and refused == len(hubs) and not self._behind:
+            self.head_decided.set()
+        return None
+
+    async def _ask_hubs(self, lanes: Lanes, hubs: list[Target]) -> tuple[HeadCheck | None, int]:
+        """The first hub's answer, and how many refused the connection."""
         refused = 0
         for target in hubs:
             for first in (True, False):  # asked again once, when `recover` mended what failed
                 try:
-                    check = await self._ask_head(ctx, target)
+                    async with lanes.lane() as ctx:
+                        return await self._ask_head(ctx, target), refused
                 except Exception as exc:  # unreachable: the round after this backs off, and the next one asks again
                     if first and self.recover(target, exc):
                         continue
                     self._head_failed(target, exc)
                     refused += _refused(exc)
                     break
-                self._head_answered(check)
-                return check
-        if hubs and refused == len(hubs):
-            self.head_decided.set()
-        return None
+        return None, refused
+
+    async def _take_copy(self, ctx: aiocoap.Context, target: Target) -> HeadCheck:
+        """Ask `target` (a hub or a neighbour) for this device's log past the local head and fetch what it holds
+        past it (`ask_head`, `fetch_past_head`); while those records come, it is in `_behind`."""
+        assert self.own is not None
+        holder = self._store
+        check, past = await ask_head(ctx, target.url, holder, self.own, limits=self.limits,
+                                     timeout=self.request_timeout, role=target.role)
+        if past:
+            self._behind.add(target.url)  # signing now would fork: the daemon holds taps until these are in
+            log.info("%s %s holds more of this device's own log than this store (%d records): fetching the rest "
+                     "before a new record is signed", "hub" if target.role == "hub" else "neighbour", target.url,
+                     check.local)
+            check = await fetch_past_head(ctx, check, holder, self.own, past, limits=self.limits,
+                                          timeout=self.request_timeout)
+        return check
 
     async def _ask_head(self, ctx: aiocoap.Context, target: Target) -> HeadCheck:
         assert self.own is not None
-        holder: ReplicaHolder = self.holder  # type: ignore[assignment]  # the edge's store, as sync sees it
         try:
-            check, past = await ask_head(ctx, target.url, holder, self.own, limits=self.limits,
-                                         timeout=self.request_timeout)
-            if past:
-                self.head_stale = True  # signing now would fork: the daemon holds taps until these are in
-                log.info("hub %s holds more of this device's own log than this store (%d records): fetching the "
-                         "rest before a new record is signed", target.url, check.local)
-                check = await fetch_past_head(ctx, check, holder, self.own, past, limits=self.limits,
-                                              timeout=self.request_timeout)
-            return check
+            return await self._take_copy(ctx, target)
         except SyncFailed as exc:
             if exc.code not in NOT_SERVED:
                 raise
@@ -337,8 +397,54 @@ class SyncAgent:
             if not no_context(exc):
                 raise
             detail = "the hub holds no OSCORE context for this device (pending, unknown or revoked)"
-        local = await asyncio.to_thread(holder.log_length, self.own)
-        return HeadCheck(hub=target.url, outcome="unknown_to_hub", local=local, length=local, detail=detail)
+        local = await asyncio.to_thread(self._store.log_length, self.own)
+        return HeadCheck(source=target.url, outcome="unknown_to_hub", local=local, length=local, detail=detail)
+
+    async def _ask_neighbour(self, lanes: Lanes, target: Target) -> None:
+        async with lanes.lane() as ctx:
+            await self._ask_copy(ctx, target)  # takes every failure but a cancel
+        # Its records are in, or it stopped sending them. A cancel (the daemon stops) leaves it in `_behind`: a
+        # copy half fetched still forbids signing what waits (the daemon's close refuses it).
+        if target.url in self._behind:
+            self._behind.discard(target.url)
+            self._moved.set()
+
+    async def _ask_copy(self, ctx: aiocoap.Context, target: Target) -> None:
+        """Ask a neighbour as a hub is asked (`ask_head`, `fetch_past_head`: the same verification), and keep what
+        it said. A neighbour that does not answer, or serves no copy, is passed over; one whose records do not
+        verify here is named in the log and not asked again."""
+        assert self.own is not None
+        local = await asyncio.to_thread(self._store.log_length, self.own)
+        try:
+            check = await self._take_copy(ctx, target)
+        except SyncFailed as exc:
+            if exc.code in NOT_SERVED:
+                log.info("neighbour %s serves no copy of this device's own log (%s)", target.url, exc)
+                return
+            before, local = local, await asyncio.to_thread(self._store.log_length, self.own)
+            self.neighbours[target.url] = HeadCheck(source=target.url, role="edge", outcome="refused",
+                                                    local=before, length=local, detail=f"{exc.code}: {exc.message}")
+            if target.url in self._behind:  # it sent records, and they failed verification here
+                self._distrusted.add(target.url)
+                log.warning("neighbour %s offered records of this device's own log that are refused here (%s: %s); "
+                            "the store keeps %d records and this neighbour is not asked again", target.url, exc.code,
+                            exc.message, local, extra={"fields": {"peer": target.url, "code": exc.code}})
+            else:
+                log.info("neighbour %s did not confirm this device's head (%s)", target.url, exc)
+            return
+        except Exception as exc:  # unreachable: asked again before the next round, while records wait
+            log.info("neighbour %s did not answer for this device's head (%s)", target.url, describe_failure(exc))
+            return
+        self.neighbours[target.url] = check
+        if check.outcome == "caught_up":
+            log.warning("this store held %d records of this device's own log and the neighbour %s holds %d: the %d "
+                        "missing ones are fetched and verified, and new records follow them (the store was an old "
+                        "copy); the hub is still to confirm the head", check.local, check.source, check.length,
+                        check.fetched, extra={"fields": {"head_check": check.to_json()}})
+        elif check.outcome == "conflict":  # its word only (the record is not verified here): the hub's decides
+            log.warning("neighbour %s says it holds another record of this device than this store (%s): if this "
+                        "device signed it, the log is forked already; the hub's answer says", target.url,
+                        check.detail, extra={"fields": {"head_check": check.to_json()}})
 
     def recover(self, target: Target, exc: BaseException) -> bool:
         """Mend what made a request to `target` fail, if this agent can; True to try again at once
@@ -350,24 +456,26 @@ class SyncAgent:
         log.info("hub %s did not confirm this device's head (%s)", target.url, describe_failure(exc))
 
     def _head_answered(self, check: HeadCheck) -> None:
-        self.head, self.head_error, self.head_stale = check, None, False
+        self.head, self.head_error = check, None
+        self._behind.clear()
+        self._moved.set()
         self.head_settled.set()
         self.head_decided.set()
         fields = {"fields": {"head_check": check.to_json()}}
         if check.outcome == "caught_up":
             log.warning("this store held %d records of this device's own log and the hub %s holds %d: the %d "
                         "missing ones are fetched and verified, and new records follow the hub's head (the store "
-                        "was an old copy)", check.local, check.hub, check.length, check.fetched, extra=fields)
+                        "was an old copy)", check.local, check.source, check.length, check.fetched, extra=fields)
         elif check.outcome == "conflict":
             self._fork_found(check)
         else:
-            log.info("head of this device's own log (%d records) checked with hub %s: %s", check.length, check.hub,
-                     check.outcome, extra=fields)
+            log.info("head of this device's own log (%d records) checked with hub %s: %s", check.length,
+                     check.source, check.outcome, extra=fields)
 
     def _fork_found(self, check: HeadCheck) -> None:
-        self.forked = f"{check.hub}: {check.detail}"
+        self.forked = f"{check.source}: {check.detail}"
         log.error("hub %s holds another record of this device than this store: the log is forked already (%s); fix: "
-                  "the hub's operator looks at GET /api/forks and runs jejak devices resolve-fork %s", check.hub,
+                  "the hub's operator looks at GET /api/forks and runs jejak devices resolve-fork %s", check.source,
                   check.detail, self.own.hex() if self.own else "", extra={"fields": {"head_check": check.to_json()}})
 
     def _pushed(self, target: Target, report: SyncReport) -> None:
@@ -386,8 +494,8 @@ class SyncAgent:
     def head_status(self) -> dict[str, Any]:
         """Whether a hub confirmed this device's head since start, for `/status`: "confirmed" only on a hub's
         answer that its records are all in this log, "forked" once a hub holds another record of it (or refuses a
-        push as a fork), "not_confirmed" until then, "catching_up" while the hub's records past the store's head
-        are still coming."""
+        push as a fork), "not_confirmed" until then (also when neighbours sent records), "catching_up" while a
+        node's records past the store's head are still coming."""
         if self.own is None:
             state = "no_hub"
         elif self.forked is not None:
@@ -396,8 +504,9 @@ class SyncAgent:
             state = "confirmed" if self.head.outcome in CONFIRMED else self.head.outcome
         else:
             state = "catching_up" if self.head_stale else "not_confirmed"
-        return {"state": state, "check": self.head.to_json() if self.head else None, "forked": self.forked,
-                "last_error": self.head_error}
+        return {"state": state, "check": self.head.to_json() if self.head else None,
+                "neighbours": [c.to_json() for c in self.neighbours.values()],
+                "forked": self.forked, "last_error": self.head_error}
 
     def _log_refusals(self, target: Target, report: SyncReport) -> None:
         """Say once per cause why a node refuses this edge's records, with the fix; say again only after it
@@ -427,7 +536,7 @@ class SyncAgent:
             await lanes.open()
             while True:
                 self._wake.clear()
-                await self.confirm_head(ctx)
+                await self.confirm_head(ctx, lanes)
                 await self.round(ctx, lanes)
                 requests += 1
                 if requests >= 2000:  # aiocoap runs out of message ids at 65,536 per context

@@ -10,11 +10,16 @@ import logging
 import shutil
 import socket
 
+import aiocoap
+import aiocoap.resource as resource
 import pytest
 
+from coap_server.sync import add_sync_resources
+from edge import keys as keyfile
 from edge.config import SyncConfig
 from edge.daemon import EdgeDaemon
-from ledger import decode_record
+from ledger import Ed25519Signer, decode_record
+from tests.netns.evil_peer import Holder, other_history
 from tests.ports import free_coap, free_udp
 from tests.security.common import edge, edge_config, enroll_edge, secure_hub
 from tests.wait import wait_for
@@ -260,6 +265,93 @@ async def test_records_signed_offline_on_an_old_copy_are_forked_not_confirmed_wh
             seen = await _states_until_answered(daemon)
             assert seen == ["not_confirmed", "forked"], (seen, daemon.status()["head"])
             assert "jejak_edge_head_unconfirmed 1" in daemon.metrics_text()
+
+
+def _replica(daemon, device: bytes) -> int:
+    return daemon.store.log_length(device)
+
+
+def keyfile_id(data) -> bytes:
+    data.mkdir(parents=True, exist_ok=True)
+    return keyfile.load_or_create(data / "device.key").device_id
+
+
+@pytest.mark.parametrize("hub", ["refusing", "silent"])
+async def test_an_old_copy_catches_up_from_a_neighbour_when_the_hub_is_down(tmp_path, caplog, hub):
+    """The hub unreachable (its host refuses, or its uplink is down and nothing answers), a neighbour holds the
+    records made after the copy: they are fetched from it and verified before a record is signed, and the new
+    records follow them, where they forked the log. Only a hub's answer confirms the head."""
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1] if hub == "silent" else free_udp()
+        async with edge(edge_config(tmp_path / "neighbour", oscore=False)) as neighbour:
+            data = tmp_path / "edge"
+            config = edge_config(data, hub=f"coap://127.0.0.1:{free_udp()}", oscore=False,
+                                 peers=(f"coap://127.0.0.1:{neighbour.coap_port}",))
+            device = keyfile_id(data)
+            async with edge(config) as daemon:
+                await _notes(daemon, 0, 3)
+                await wait_for(lambda: _replica(neighbour, device) == 4, what="the first records at the neighbour")
+            shutil.copytree(data / "store", tmp_path / "store.copy")
+            async with edge(config) as daemon:
+                await _notes(daemon, 3, 5)
+                await wait_for(lambda: _replica(neighbour, device) == 9, what="the later records at the neighbour")
+            held = neighbour.store.log_range(device, 0, 9)
+            shutil.rmtree(data / "store")
+            shutil.copytree(tmp_path / "store.copy", data / "store")
+
+            config = dataclasses.replace(config, hub=dataclasses.replace(config.hub, address=f"coap://127.0.0.1:{port}"),
+                                         sync=dataclasses.replace(config.sync, head_wait_s=10))
+            async with edge(config) as daemon:
+                record = (await daemon.submit([("note", {"text": "on the fetched log"})]))[0]
+                assert record.seq == 9, daemon.status()["head"]
+                assert daemon.store.log_range(device, 0, 9) == held
+                head = daemon.status()["head"]
+                assert head["state"] == "not_confirmed" and head["check"] is None, head
+                assert [(c["source"], c["outcome"], c["fetched"]) for c in head["neighbours"]] == [
+                    (f"coap://127.0.0.1:{neighbour.coap_port}", "caught_up", 5)], head
+                assert "jejak_edge_head_unconfirmed 1" in daemon.metrics_text()
+                if hub == "refusing":  # a silent hub holds the sync rounds for its request's timeout
+                    await wait_for(lambda: _replica(neighbour, device) == 10, what="the new record at the neighbour")
+            assert neighbour.store.blocked() == frozenset()  # no fork: the neighbour took the new record
+    caught = [r for r in caplog.records if "records of this device's own log and the neighbour" in r.getMessage()]
+    assert len(caught) == 1 and caught[0].levelno == logging.WARNING
+
+
+async def test_a_neighbour_offering_forged_records_of_the_own_log_is_refused_and_the_store_untouched(tmp_path,
+                                                                                                     caplog):
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    data = tmp_path / "edge"
+    config = edge_config(data, hub=f"coap://127.0.0.1:{free_udp()}", oscore=False)
+    async with edge(config) as daemon:
+        await _notes(daemon, 0, 3)
+        device = daemon.key.device_id
+        genuine = daemon.store.log_range(device, 0, 4)
+    forger = Holder(other_history(genuine, 4, Ed25519Signer.generate(), 3))  # forged: another key signs them
+    site = resource.Site()
+    add_sync_resources(site, forger)
+    port = free_coap()
+    server = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
+    try:
+        config = dataclasses.replace(config, sync=dataclasses.replace(
+            config.sync, peers=(f"coap://127.0.0.1:{port}",), head_wait_s=600))
+        async with edge(config) as daemon:
+            head = await wait_for(lambda: (h := daemon.status()["head"])["neighbours"] and h, what="the neighbour")
+            assert daemon.store.log_range(device, 0, 10) == genuine
+            assert daemon.store.blocked() == frozenset() and daemon.store.forks() == []
+            (check,) = head["neighbours"]
+            assert check["outcome"] == "refused" and check["length"] == 4, check
+            assert check["detail"].startswith("INVALID_SIGNATURE: "), check
+            record = (await daemon.submit([("note", {"text": "on the own head"})]))[0]
+            assert record.seq == 4
+            assert daemon.status()["head"]["state"] == "not_confirmed"
+    finally:
+        await server.shutdown()
+    warned = [r for r in caplog.records if "offered records of this device's own log that are refused here"
+              in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert "INVALID_SIGNATURE" in warned[0].getMessage()
 
 
 async def test_records_signed_offline_on_a_current_store_are_confirmed_when_the_hub_is_back(tmp_path):

@@ -31,6 +31,17 @@ class Holder:
         return {"accepted": 0, "duplicates": 0, "length": 0, "problem": None}
 
 
+def other_history(raws: list[bytes], cut: int, signer: Ed25519Signer, count: int) -> list[bytes]:
+    """`raws[:cut]`, then `count` records that link to it, signed by `signer`."""
+    state = ChainState.empty(decode_record(raws[0]).device_id)
+    for raw in raws[:cut]:
+        state, _ = link(state, decode_record(raw))
+    builder = ChainBuilder(signer, clock=lambda: 1, boot=state.boot, state=state.__class__(
+        device_id=state.device_id, length=state.length, head=state.head, key=signer.public_key, boot=state.boot,
+        time=state.time))
+    return raws[:cut] + [builder.append("note", {"text": f"other history {i}"}).raw for i in range(count)]
+
+
 async def copy_log(ctx: aiocoap.Context, victim: str) -> list[bytes]:
     msg = aiocoap.Message(code=aiocoap.POST, uri=f"{victim}/sync/heads", payload=encode_heads([]))
     from ledger.sync import decode_heads
@@ -57,15 +68,8 @@ async def main() -> None:
     # Forge: a continuation of the log that links correctly but is signed by a key that is not the device's.
     # Fork: the device's own key signs a second history from the middle of the log on.
     cut = len(raws) if args.mode == "forge" else len(raws) // 2
-    state = ChainState.empty(decode_record(raws[0]).device_id)
-    for raw in raws[:cut]:
-        state, _ = link(state, decode_record(raw))
     signer = Ed25519Signer.generate() if args.mode == "forge" else Ed25519Signer.from_seed(Path(args.key).read_bytes())
-    builder = ChainBuilder(signer, clock=lambda: 1, boot=state.boot, state=state.__class__(
-        device_id=state.device_id, length=state.length, head=state.head, key=signer.public_key, boot=state.boot,
-        time=state.time))
-    raws = raws[:cut] + [builder.append("note", {"text": f"other history {i}"}).raw
-                         for i in range(len(raws) - cut + 200)]
+    raws = other_history(raws, cut, signer, len(raws) - cut + 200)
     holder = Holder(raws)
     site = resource.Site()
     add_sync_resources(site, holder)
