@@ -922,6 +922,12 @@ class LegacyDeviceJson(TypedDict):
     trust: Literal["attested"]
 
 
+class LegacyRejected(TypedDict):
+    """The pending legacy registrations dropped, each as it waited."""
+
+    rejected: list[LegacyDeviceJson]
+
+
 class MarketDataStream(TypedDict):
     """Seed 2's payload: prices by commodity name; one price that does not hold is refused on its own."""
 

@@ -549,6 +549,11 @@ ROUTES: dict[tuple[str, str], Route] = {
         summary="Revoke a legacy device: its token stops working; a pending one frees its place",
         auth="operator", errors="seed2", answer=a.LegacyDeviceJson,
         params=(Param(name="device_id", where="path", description="legacy device id"),)),
+    ("POST", "/api/bridges/devices/reject"): Route(
+        summary="Drop every pending legacy registration sent from an address or network", auth="operator",
+        errors="seed2", answer=a.LegacyRejected,
+        params=(Param(name="source", required=True, description="an IP address, or a network such as 10.1.2.0/24",
+                      example="10.1.2.0/24"),)),
     ("POST", "/api/enroll/grant"): Route(summary="Enroll by signed request; answers a COSE grant signed by the hub",
                                          body=(COSE, BYTES), media=COSE, answer=BYTES),
     ("GET", "/api/revocations"): Route(summary="The signed revocation list", media=COSE, answer=BYTES),

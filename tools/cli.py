@@ -338,13 +338,24 @@ def _devices(args: argparse.Namespace) -> int:
     if args.devices_command == "reject":
         if (device is None) == (args.source is None):
             raise UsageError("jejak devices reject: name one device, or --source ADDRESS_OR_NETWORK, not both")
-        where = (f"{base}/{device}/reject" if device is not None
-                 else f"{base}/reject?{urllib.parse.urlencode({'source': args.source})}")
-        rejected = call("POST", where, token=token)["rejected"]
+        query = urllib.parse.urlencode({"source": args.source or ""})
+        rejected = call("POST", f"{base}/{device}/reject" if device is not None else f"{base}/reject?{query}",
+                        token=token)["rejected"]
         for d in rejected:
             print(f"{d['device']}  rejected  {d['site']:<20} {d['role']:<14} (sent from {d.get('source') or 'unknown'})")
-        print(f"{len(rejected)} enrollment requests rejected; nothing was signed, and a real device among them "
-              "enrolls again", file=sys.stderr)
+        legacy = []
+        if args.source is not None:  # seed 2's registrations from there too, where the hub runs the bridges
+            try:
+                legacy = call("POST", f"{args.hub_url}/api/bridges/devices/reject?{query}", token=token)["rejected"]
+            except HubRefused as exc:
+                if exc.status != 404:
+                    raise
+            for d in legacy:
+                print(f"{d['device_id']}  rejected  {d['market_id']:<20} {d['role']:<14} (seed 2, sent from "
+                      f"{d.get('source') or 'unknown'})")
+        also = f" and {len(legacy)} seed-2 registrations" if legacy else ""
+        print(f"{len(rejected)} enrollment requests{also} rejected; nothing was signed, and a real device among "
+              "them asks again", file=sys.stderr)
         return 0
     if args.devices_command in ("approve", "resolve-fork"):
         answer = call("POST", f"{base}/{device}/{args.devices_command}", token=token)

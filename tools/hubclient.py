@@ -31,6 +31,7 @@ class HubRefused(CodedError):
     coap = "5.00"
     http = 502
     exit_code = 85
+    status = 0  # the HTTP status the hub answered with
 
 
 def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
@@ -44,8 +45,11 @@ def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
             said, hint = f"{answer['code']}: {answer['message']}", answer.get("hint")
         except (ValueError, KeyError, TypeError):
             said, hint = body[:200], None
-        raise HubRefused(f"{req.full_url} answered {exc.code}: {said}",
-                         hint=hint or f"check the token (--token-file, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}) and the request") from None
+        refused = HubRefused(f"{req.full_url} answered {exc.code}: {said}",
+                             hint=hint or f"check the token (--token-file, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}) and the "
+                                          "request")
+        refused.status = exc.code
+        raise refused from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise Unreachable(f"no answer from {req.full_url}: {reason}",

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -96,6 +97,17 @@ class Registry:
                    if d.status == "pending" and expired(d.registered_at, now, limits)]
         for device in dropped:
             del self._devices[device.device_id]
+        return dropped
+
+    def drop_pending(self, sent_from: Callable[[str], bool]) -> list[LegacyDevice]:
+        """Drop the registrations waiting for approval whose source `sent_from` takes (an operator's rejection of
+        a flood): no decision, and their places are free again."""
+        with self._lock:
+            dropped = [d for d in self._devices.values() if d.status == "pending" and d.source and sent_from(d.source)]
+            for device in dropped:
+                del self._devices[device.device_id]
+            if dropped:
+                self._save()
         return dropped
 
     def new_token(self, device_id: str) -> str:

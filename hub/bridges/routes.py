@@ -24,6 +24,7 @@ from ..markets.catalog import MARKETS_BY_ID
 from ..markets.errors import MarketError
 from ..markets.model import LATE_S, observed_at
 from ..markets.routes import MarketRoutes
+from ..pending import sent_from
 from .feed import trust_of
 from .payloads import (
     BadQuery,
@@ -107,6 +108,7 @@ class BridgeRoutes:
         r.add_get("/api/bridges/status", self.status)
         r.add_post("/api/bridges/devices/{device_id}/approve", seed2(self.approve))
         r.add_post("/api/bridges/devices/{device_id}/revoke", seed2(self.revoke))
+        r.add_post("/api/bridges/devices/reject", seed2(self.reject))
 
     # --- seed 1 ---------------------------------------------------------------------------------------
     async def sync_gateway_data(self, request: web.Request) -> web.Response:
@@ -163,6 +165,22 @@ class BridgeRoutes:
         """Revoke a legacy device (operator): its token stops working, and a pending registration no longer
         takes one of the `pending_devices` places"""
         return await self._decide(request, "revoked")
+
+    async def reject(self, request: web.Request) -> web.Response:
+        """Drop every pending legacy registration sent from an address or network (operator): a flood's places
+        back at once"""
+        if not self.auth.is_operator(request):
+            raise Unauthorized("needs an operator token")
+        source = _query(request, "source") or ""
+        try:
+            within = sent_from(source[:64])
+        except ValueError:
+            raise BadQuery(f"source: expected an IP address or a network such as 10.1.2.0/24, got "
+                           f"{source[:64]!r}") from None
+        dropped = await asyncio.to_thread(self.b.registry.drop_pending, within)
+        if dropped:
+            log.info("%d seed-2 registrations dropped, rejected by an operator (sent from %s)", len(dropped), source)
+        return web.json_response({"rejected": [d.to_json() for d in dropped]})
 
     async def _decide(self, request: web.Request, status: str) -> web.Response:
         if not self.auth.is_operator(request):

@@ -155,13 +155,19 @@ def test_an_operator_rejects_a_hosts_flood_in_one_go_signing_nothing(hub):
     assert _enroll(url, hub_id, source="127.0.0.3")[0] == 201
     assert _enroll(url, hub_id, forwarded="10.20.30.40")[0] == 201
     assert _enroll(url, hub_id, forwarded="10.20.31.7")[0] == 201
+    assert [_register(url, f"flood-{n}", source="127.0.0.2")[0] for n in range(2)] == [200, 200]
+    assert _register(url, "pasar-1", source="127.0.0.3")[0] == 200
     own_log, revocations = _get(f"{url}/api/status")["size"], _revocations(url, hub_id)
     token_file = tmp_path / "operator.token"
     token_file.write_text(OPERATOR)
     token_file.chmod(0o600)
     done = _reject(url, token_file, "--source", "127.0.0.2")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("(sent from 127.0.0.2)") == PER_ADDRESS and "4 enrollment requests rejected" in done.stderr
+    assert done.stdout.count("(sent from 127.0.0.2)") == PER_ADDRESS and "(seed 2, sent from 127.0.0.2)" in done.stdout
+    assert "4 enrollment requests and 2 seed-2 registrations rejected" in done.stderr
+    legacy = _get(f"{url}/api/bridges/status")["legacy_devices"]
+    assert [(d["device_id"], d["source"]) for d in legacy] == [("pasar-1", "127.0.0.3")]
+    assert _register(url, "flood-0", source="127.0.0.2")[0] == 200  # its name and place are free again
     assert sorted(d["source"] for d in _pending(url)) == ["10.20.30.40", "10.20.31.7", "127.0.0.3"]
     assert _enroll(url, hub_id, source="127.0.0.2")[0] == 201  # its places are free again at once
     # A network in CIDR form takes every address of it, and nothing outside it.
