@@ -94,10 +94,15 @@ def parse_time(value: Any, name: str = "timestamp") -> int:
 
 
 def number(value: Any, name: str, *, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # An integer is compared as it is: JSON's 10**400 is a Python int that math.isfinite() and float() refuse
+    # with OverflowError (a 500 to the sender, a traceback per MQTT message).
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)):
         raise BridgeInputError(f"{name}: expected a number, got {type(value).__name__} {str(value)[:20]}")
     if not low <= value <= high:
-        raise BridgeInputError(f"{name}: expected {low} to {high}, got {value}")
+        text = str(value)
+        shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+        raise BridgeInputError(f"{name}: expected {low} to {high}, got {shown}")
     return float(value)
 
 

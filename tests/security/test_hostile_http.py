@@ -163,3 +163,28 @@ def test_a_readers_exports_keep_a_bounded_number_of_bundles_on_the_hubs_disk(hub
     resumed = requests.get(f"{url}/api/export/files/{names[-1]}", headers={**reader, "Range": "bytes=0-9"},
                            timeout=60)
     assert resumed.status_code == 206 and len(resumed.content) == 10
+
+
+def test_a_number_past_a_floats_range_is_refused_as_bad_input_not_a_500(hub_process, tmp_path):
+    """JSON holds integers of any size: 10**400 is a Python int that float() and math.isfinite() refuse with
+    OverflowError, which seed 2's price check answered 500 INTERNAL to anyone, and /ingest to a device."""
+    url, _, proc = hub_process
+    huge = "1" + "0" * 400
+    check = requests.post(f"{url}/api/validation/price/check", timeout=30,
+                          data=f'{{"commodity": "beras", "market_id": "pasar-senen", "price": {huge}}}')
+    assert check.status_code == 400, check.text  # was 500 INTERNAL
+    assert "expected 1 to 1000000000" in check.json()["detail"] and huge not in check.text
+    requests.post(f"{url}/api/auth/device/register", timeout=30,
+                  json={"market_id": "pasar-senen", "device_id": "big-numbers", "role": "sensor"})
+    token = requests.post(f"{url}/api/auth/token", json={"device_id": "big-numbers"}, timeout=30,
+                          headers={"Authorization": f"Bearer {OPERATOR}"}).json()["token"]
+    approve = requests.post(f"{url}/api/bridges/devices/big-numbers/approve", timeout=30,
+                            headers={"Authorization": f"Bearer {OPERATOR}"})
+    assert approve.status_code == 200
+    device = {"Authorization": f"Bearer {token}"}
+    for body in (f'{{"market_id": "pasar-senen", "prices": {{"beras": 12000}}, "crowd": {huge}}}',
+                 f'{{"market_id": "pasar-senen", "prices": {{"beras": 12000}}, "temperature": -{huge}}}',
+                 f'{{"market_id": "pasar-senen", "prices": {{"beras": {huge}}}}}'):
+        ingest = requests.post(f"{url}/ingest", data=body, headers=device, timeout=30)
+        assert ingest.status_code == 400 and "expected" in ingest.json()["detail"], ingest.text  # was 500
+    assert proc.poll() is None and "Traceback" not in (tmp_path / "hub.log").read_text()
