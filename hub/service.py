@@ -573,6 +573,11 @@ class Hub:
     def resolve_fork(self, device_id: bytes) -> DeviceInfo:
         """An operator's decision: accept the branch the hub holds and go on merging it."""
         device = self._device(device_id)
+        if self._approval(device) is not None:
+            # Resolving stores the device active: a key never approved would be admitted (its records taken, an
+            # OSCORE context loaded) with no approval in the hub's own log, and every export would fail to verify.
+            raise HubError(f"device {device_id.hex()} is {device.status} and its key was never approved; there is "
+                           "no fork to resolve", hint=f"approve it: jejak devices approve {device_id.hex()}")
         point = self.authority.revoked_from(device_id)
         log.info("device %s (%s at %s): fork resolved, the branch the hub holds stands; its records are merged "
                  "again", device_id.hex(), device.role, device.site)
@@ -816,7 +821,8 @@ class Hub:
                           if device.status == "pending" else "look at its fork evidence (GET /api/forks), then: "
                           f"jejak devices resolve-fork {device_id.hex()}")
             raise DeviceBlocked(f"device {device_id.hex()} is {device.status}; records are held back",
-                                hint="an operator must approve the device or resolve the fork")
+                                hint="an operator must approve the device" if device.status == "pending" else
+                                "an operator must resolve the fork")
         damaged = self.store.damaged().get(device_id)
         if damaged:
             self._flush()

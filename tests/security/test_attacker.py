@@ -235,3 +235,29 @@ def expect_http(rule: str, who: str) -> set[int] | None:
     if rule in ("device", "gateway") and who == "no token":
         return {401}
     return None
+
+
+async def test_resolving_a_fork_of_a_key_never_approved_does_not_admit_it(tmp_path):
+    """`resolve-fork` stores a device active: on a pending key it admitted it (records taken, an OSCORE context
+    loaded) with no approval in the hub's own log, so every export then failed jejak-verify (UNKNOWN_KEY)."""
+    async with secure_hub(tmp_path / "hub", auto_approve=False, operator_tokens=(hash_token(OPERATOR),)) as hub:
+        pending = await enroll_edge(tmp_path / "pending", hub)
+        url = f"{hub.http_url}/api/devices/{pending.device_id.hex()}"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {OPERATOR}"}) as http:
+            async with http.post(f"{url}/resolve-fork") as resp:
+                assert resp.status == 400, await resp.text()
+                error = (await resp.json())["error"]
+            assert error["code"] == "HUB_ERROR" and "never approved" in error["message"]
+            assert error["hint"] == f"approve it: jejak devices approve {pending.device_id.hex()}"
+            async with http.get(url) as resp:
+                assert (await resp.json())["status"] == "pending"
+            assert pending.device_id not in hub.security.contexts
+            async with http.post(f"{hub.http_url}/api/ingest/{pending.device_id.hex()}",
+                                 data=encode_records(pending.device_id, 0, own_log(pending, 2))) as resp:
+                assert resp.status == 409 and (await resp.json())["error"]["hint"] == \
+                    "an operator must approve the device"
+            # the control: an approved key, forked or not, is resolved as before
+            async with http.post(f"{url}/approve") as resp:
+                assert (await resp.json())["status"] == "active"
+            async with http.post(f"{url}/resolve-fork") as resp:
+                assert resp.status == 200 and (await resp.json())["status"] == "active"
