@@ -4,7 +4,9 @@ Resource tree (CBOR, content-format 60, unless noted):
 
     POST /submit                     {"kind", "body"} or [{"kind", "body"}, ...] -> 2.01 {id, seq}
     GET  /logs                       [{device, length, head, time, boot, own, forked}, ...]
-    GET  /log/<device hex | own>     {device, length, head, time, boot} (observable: notifies on new records)
+    GET  /log/<device hex | own>     {device, length, head, time, boot} (observable: notifies on new records;
+                                     past `observers` in all or `observers_per_address` from one address, the
+                                     head is answered without Observe: RFC 7641 §4.1)
     GET  /log/<device>/records?from=N&to=M   [2, device, N, [raw record, ...]] (block-wise when large)
     GET  /status                     the node's status map
     GET  /metrics                    Prometheus text (content-format 0)
@@ -19,7 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Sequence
+import logging
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,8 +46,11 @@ from .errors import (
     UnsupportedFormat,
     error_response,
 )
+from .limits import Cap, Slots
 from .params import coap_query, seq
 from .routing import Site
+
+log = logging.getLogger("jejak.coap")
 
 TEXT = 0
 SUBMITTABLE = ("scan", "reading", "price", "stock", "note")
@@ -71,6 +77,9 @@ class ServerLimits:
     max_submit_items: int = 256
     range_records: int = 512
     range_bytes: int = 256 * 1024
+    # Observations of log heads held at once: each costs the node about 12 KB and a notification per record.
+    observers: int = 256
+    observers_per_address: int = 16
 
 
 class Backend(Protocol):
@@ -222,10 +231,16 @@ def head_map(state: ChainState) -> dict[str, Any]:
 class LogSite(_Guarded, resource.PathCapable, interfaces.ObservableResource):
     """/log/<device>: the head of one log (observable), and /log/<device>/records: a range of it."""
 
-    def __init__(self, backend: Backend, limits: ServerLimits) -> None:
+    def __init__(self, backend: Backend, limits: ServerLimits,
+                 tally: MutableMapping[str, int] | None = None) -> None:
         super().__init__()
         self.backend, self.limits = backend, limits
         self._observers: dict[bytes, set[Any]] = {}
+        # Every other thing a client holds open is capped; observations were not, and one host registering
+        # them with new tokens grew an edge by 12 KB each (60 MB for 5,000) and made every tap notify them all.
+        self._slots = Slots(Cap(total=limits.observers, per_address=limits.observers_per_address),
+                            "CoAP observations", log=log, tally=tally,
+                            setting="[limits] coap_observers or coap_observers_per_address")
 
     def _device(self, request: aiocoap.Message) -> tuple[bytes, tuple[str, ...]]:
         path = tuple(request.opt.uri_path)
@@ -267,14 +282,22 @@ class LogSite(_Guarded, resource.PathCapable, interfaces.ObservableResource):
         try:
             device_id, rest = self._device(request)
         except RequestError:
-            return
-        if rest:
+            device_id, rest = b"", ("",)
+        address = peer_address(request.remote)
+        if rest or self._slots.take(address) is not None:
+            # Answered once, without Observe (RFC 7641 §4.1). aiocoap calls the cancellation of every observation
+            # it offered, so one not accepted raised AttributeError: a traceback in the log per such request.
+            serverobservation.accept(lambda: None)
+            serverobservation.deregister()
             return
         watchers = self._observers.setdefault(device_id, set())
         watchers.add(serverobservation)
 
         def cancel() -> None:
+            if serverobservation not in watchers:
+                return
             watchers.discard(serverobservation)
+            self._slots.give(address)
             if not watchers:
                 self._observers.pop(device_id, None)
 
@@ -321,15 +344,23 @@ class TapResource(_Guarded):
         return _cbor(feedback, Code.CHANGED)
 
 
-def build_site(backend: Backend, limits: ServerLimits = ServerLimits(), *, tap: Any = None) -> tuple[
-        Site, LogSite]:
-    """The edge's CoAP site and its log resource (call `.notify(device_id)` on it when a log grows)."""
+def peer_address(remote: Any) -> str:
+    """The host a CoAP request came from, without its port (an OSCORE request's, the host under it)."""
+    remote = getattr(remote, "underlying_address", remote)
+    sockaddr = getattr(remote, "sockaddr", None)
+    return str(sockaddr[0]) if sockaddr else str(getattr(remote, "hostinfo", remote))
+
+
+def build_site(backend: Backend, limits: ServerLimits = ServerLimits(), *, tap: Any = None,
+               tally: MutableMapping[str, int] | None = None) -> tuple[Site, LogSite]:
+    """The edge's CoAP site and its log resource (call `.notify(device_id)` on it when a log grows); refusals
+    past the observation limits are counted in `tally` by reason."""
     site = Site()
     site.add_resource([".well-known", "core"], blocks.WellKnownCore(site.get_resources_as_linkheader,
                                                                    impl_info=None))
     site.add_resource(["submit"], SubmitResource(backend, limits))
     site.add_resource(["logs"], LogsResource(backend))
-    logs = LogSite(backend, limits)
+    logs = LogSite(backend, limits, tally)
     site.add_resource(["log"], logs)
     site.add_resource(["status"], StatusResource(backend))
     site.add_resource(["metrics"], MetricsResource(backend))

@@ -165,6 +165,10 @@ class Limits:
     # http_body_min_rate bytes; one slower is answered 408 BODY_TOO_SLOW and its connection closed.
     http_body_grace_s: int = 30
     http_body_min_rate: int = 1024
+    # Observations of log heads (GET /log/<device> with Observe) held at once, in all and from one address; past
+    # them the head is answered once, without Observe (coap_server/resources.py).
+    coap_observers: int = 256
+    coap_observers_per_address: int = 16
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -175,7 +179,8 @@ class Limits:
               f"limits.map_size: expected 65536 to 1099511627776 bytes (1 TiB), got {self.map_size}")
         for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
                      "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries", "coap_dedup_per_peer",
-                     "http_connections", "http_connections_per_address", "http_body_grace_s", "http_body_min_rate"):
+                     "http_connections", "http_connections_per_address", "http_body_grace_s", "http_body_min_rate",
+                     "coap_observers", "coap_observers_per_address"):
             _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
 
 

@@ -191,9 +191,12 @@ class EdgeDaemon:
                             indicator=self._indicate, wall=self.clock)
         limits = ServerLimits(max_submit_bytes=cfg.limits.max_submit_bytes,
                               max_submit_items=cfg.limits.max_submit_items,
-                              range_records=cfg.limits.range_records, range_bytes=cfg.limits.range_bytes)
+                              range_records=cfg.limits.range_records, range_bytes=cfg.limits.range_bytes,
+                              observers=cfg.limits.coap_observers,
+                              observers_per_address=cfg.limits.coap_observers_per_address)
         self.site, self.logs_resource = build_site(self, limits,
-                                                   tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None)
+                                                   tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None,
+                                                   tally=self.counters.refused_connections)
         # Peers push to us and pull from us through the same quota the sync agent uses.
         quota = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id)
         self.holder = self.security.holder(quota)

@@ -145,7 +145,8 @@ def _edge(m: Metrics, s: EdgeState) -> Iterator[_Family]:
             ("task_restarts", m.restarts, "task", "Supervised task restarts after a crash, by task."),
             ("refused_connections", m.refused_connections, "reason", "HTTP connections refused or closed for the "
              "edge's limits, by reason: http_connections (past the total), http_connections_per_address, "
-             "slow_http_request_bodies (answered 408 and closed).")):
+             "slow_http_request_bodies (answered 408 and closed); and CoAP observations answered without "
+             "Observe: coap_observations, coap_observations_per_address.")):
         yield _Family(f"jejak_edge_{name}", "counter", text,
                       tuple(("_total", ((label, key),), n) for key, n in sorted(by.items())))
     yield _counter("jejak_edge_duplicates", "Submissions folded into an earlier identical one.", m.duplicates)

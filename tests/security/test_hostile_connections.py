@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -351,13 +352,14 @@ def test_a_body_trickled_slower_than_the_pace_is_answered_408_and_closed_and_a_s
 
 
 @pytest.fixture
-def edge_http(tmp_path: Path) -> Iterator[int]:
+def edge_http(tmp_path: Path) -> Iterator[tuple[int, int]]:
     coap, http = free_coap(), free_tcp()
     config = tmp_path / "edge.toml"
     config.write_text(f'site = "sppg-limits"\ndata_dir = "{tmp_path / "edge"}"\nsensors = []\n'
                       f'[coap]\nhost = "127.0.0.1"\nport = {coap}\n[sync]\nmdns = false\n[sim]\ntap_interval_ms = 0\n'
                       f'[http]\nenabled = true\nport = {http}\n'
-                      '[limits]\nhttp_connections = 4\nhttp_connections_per_address = 2\nhttp_body_grace_s = 2\n')
+                      '[limits]\nhttp_connections = 4\nhttp_connections_per_address = 2\nhttp_body_grace_s = 2\n'
+                      'coap_observers = 4\ncoap_observers_per_address = 2\n')
     with (tmp_path / "edge.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "edge", "run", "--config", str(config)],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -368,7 +370,7 @@ def edge_http(tmp_path: Path) -> Iterator[int]:
         return status == 401  # the pairing secret is asked for: the server answers
     try:
         _wait(proc, up)
-        yield http
+        yield http, coap
         assert proc.poll() is None, "the edge exited"
     finally:
         proc.terminate()
@@ -377,7 +379,7 @@ def edge_http(tmp_path: Path) -> Iterator[int]:
 
 
 def test_the_edges_http_connections_over_the_caps_or_too_slow_are_answered_and_counted(edge_http, tmp_path):
-    port = edge_http
+    port, _ = edge_http
     secret = (tmp_path / "edge" / SECRET_FILE).read_text().strip()
     with sockets() as held:
         _edge_caps(port, held)
@@ -404,3 +406,39 @@ def _edge_caps(port: int, held: list[socket.socket]) -> None:
         sock.close()
         return status == 401
     wait_until(answered, 30, what="a phone answered after a connection closed")
+
+
+def observe(port: int, source: str, *path: str) -> aiocoap.Message:
+    """The answer to one GET /log/<path> (/log/own without one) with Observe, sent from `source` (a raw UDP
+    socket, never read again: the observation, if accepted, stays registered)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.settimeout(DEADLINE)
+    request = aiocoap.Message(mtype=aiocoap.CON, code=aiocoap.GET, mid=1, observe=0)
+    request.token = os.urandom(8)
+    request.opt.uri_path = ("log", *(path or ("own",)))
+    sock.sendto(request.encode(), ("127.0.0.1", port))
+    try:
+        return aiocoap.Message.decode(sock.recv(65536))
+    finally:
+        sock.close()
+
+
+def test_the_edges_coap_observations_over_the_caps_are_answered_without_observe_and_counted(edge_http, tmp_path):
+    """Observations were not capped: one host registering them with new tokens grew an edge by 12 KB each, and
+    every record notified them all. Past the caps the head is still answered, once, without Observe."""
+    http, coap = edge_http
+    secret = (tmp_path / "edge" / SECRET_FILE).read_text().strip()
+    for _ in range(3):  # an observation answered 4.04 gives its place back at once
+        assert observe(coap, "127.0.0.5", "00" * 16).code == aiocoap.NOT_FOUND
+    # a range is not observable: answered once (it was, with a traceback in the edge's log for each)
+    ranged = observe(coap, "127.0.0.5", "own", "records")
+    assert ranged.code == aiocoap.CONTENT and ranged.opt.observe is None
+    first = [observe(coap, "127.0.0.2") for _ in range(3)]
+    assert [m.code for m in first] == [aiocoap.CONTENT] * 3
+    assert [m.opt.observe is not None for m in first] == [True, True, False]  # two from one address
+    more = [observe(coap, "127.0.0.3") for _ in range(2)] + [observe(coap, "127.0.0.4")]
+    assert [m.code for m in more] == [aiocoap.CONTENT] * 3
+    assert [m.opt.observe is not None for m in more] == [True, True, False]  # four in all
+    counted = refusals(f"http://127.0.0.1:{http}", secret)
+    assert (counted["coap_observations_per_address"], counted["coap_observations"]) == (1, 1)
