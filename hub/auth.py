@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -32,6 +33,15 @@ class Forbidden(CodedError):
     """A route that needs another role than the caller's."""
 
     code = "FORBIDDEN"
+    coap = "4.03"
+    http = 403
+
+
+class CrossOrigin(CodedError):
+    """A request that changes something, sent by a browser from a page of another site (its Origin names
+    another host than the hub's)."""
+
+    code = "CROSS_ORIGIN"
     coap = "4.03"
     http = 403
 
@@ -269,6 +279,31 @@ async def private_answers(request: web.Request, response: web.StreamResponse) ->
         response.headers["Vary"] = f"{vary}, Authorization"
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def cross_origin(request: web.Request) -> str | None:
+    """The Origin of a request that changes something and that a browser sent from a page of another host; None
+    for every other request. Browsers send Origin with every POST; edges, seed apps and scripts send none. The
+    hub answers no CORS preflight, so the only cross-origin POSTs a page can make are "simple" ones whose answer
+    it never reads: the dashboard makes none, and they are how any page a kitchen's browser opens could register
+    devices from the kitchen's address."""
+    origin = request.headers.get("Origin")
+    if origin is None or request.method in SAFE_METHODS:
+        return None
+    # Hosts only: behind the reverse proxy of docs/DEPLOY.md, Host is nginx's $host, without the port.
+    host = _hostname(origin)
+    return None if host and host == _hostname(f"//{request.host}") else origin[:100]
+
+
+def _hostname(url: str) -> str:
+    """The host of a URL ("null", an Origin without one, and malformed ones: "")."""
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 def access_middleware(auth: Auth) -> Any:
     """The one access decision per request, before the handler: the route's rule, on a query already checked
     for repeated names and tokens."""
@@ -278,6 +313,11 @@ def access_middleware(auth: Auth) -> Any:
         if isinstance(request.match_info.http_exception, web.HTTPException):
             return await handler(request)  # no route: aiohttp's own 404/405
         template = _template(request)
+        origin = cross_origin(request)
+        if origin is not None:
+            raise CrossOrigin(f"{request.method} {template} from a page of {origin!r}: the hub takes no request "
+                              "that changes something from another site's page",
+                              hint="send it from a program (no Origin header), not from a browser page")
         key = f"{'GET' if request.method == 'HEAD' else request.method} {template}"
         repeatable = REPEATABLE.get(key, ())
         parse(request.query.items(), [Param(name=n, kind="text", size=4096, many=True) for n in repeatable],

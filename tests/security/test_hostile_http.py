@@ -188,3 +188,26 @@ def test_a_number_past_a_floats_range_is_refused_as_bad_input_not_a_500(hub_proc
         ingest = requests.post(f"{url}/ingest", data=body, headers=device, timeout=30)
         assert ingest.status_code == 400 and "expected" in ingest.json()["detail"], ingest.text  # was 500
     assert proc.poll() is None and "Traceback" not in (tmp_path / "hub.log").read_text()
+
+
+def test_a_post_a_browser_sends_from_another_sites_page_is_refused_before_anything_is_done(hub_process):
+    """The hub answers no CORS preflight, so a page of another site can still send "simple" POSTs (text/plain, no
+    header of its own) that it never reads the answer of: any page a kitchen's browser opened registered seed 2
+    devices, or enrolled keys, from the kitchen's address, filling its network's pending places."""
+    url, _, proc = hub_process
+    register = f"{url}/api/auth/device/register"
+    body = b'{"market_id": "pasar-senen", "device_id": "from-a-page", "role": "sensor"}'
+    plain = {"Content-Type": "text/plain"}
+    for origin in ("http://evil.example", "null", f"http://127.0.0.2:{url.rsplit(':', 1)[1]}"):
+        answer = requests.post(register, data=body, headers={**plain, "Origin": origin}, timeout=30)
+        assert (answer.status_code, answer.json()["code"]) == (403, "CROSS_ORIGIN"), answer.text  # was 200
+    for path, headers in (("/api/enroll/grant", {}), ("/api/devices/" + "00" * 16 + "/approve",
+                                                       {"Authorization": f"Bearer {OPERATOR}"})):
+        answer = requests.post(f"{url}{path}", data=b"x", headers={**headers, "Origin": "http://evil.example"},
+                               timeout=30)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (403, "CROSS_ORIGIN"), path
+    # reading is not changing: a page may GET (it cannot read the answer), and the hub's own pages may POST
+    assert requests.get(f"{url}/api/status", headers={"Origin": "http://evil.example"}, timeout=30).ok
+    same = requests.post(register, data=body, headers={**plain, "Origin": url}, timeout=30)
+    assert same.status_code == 200 and same.json()["device_id"] == "from-a-page"  # nothing stored before
+    assert proc.poll() is None
