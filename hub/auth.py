@@ -204,7 +204,7 @@ ACCESS: dict[str, str] = {
     "GET /api/forecast/{commodity}": PUBLIC,
     "GET /api/bridges/status": READER,
     "POST /api/bridges/devices/{device_id}/approve": OPERATOR,
-    "POST /api/bridges/devices/{device_id}/revoke": OPERATOR,  # its token stops working
+    "POST /api/bridges/devices/{device_id}/revoke": OPERATOR,  # its token stops working, for good
     "POST /api/bridges/devices/reject": OPERATOR,  # drops the pending registrations from a source
     # the rest of seed 2's API (hub/bridges/seedapi.py)
     "POST /api/validation/price/check": PUBLIC,  # runs the validator on the body; stores nothing

@@ -120,10 +120,14 @@ class Registry:
         return token
 
     def set_status(self, device_id: str, status: str) -> LegacyDevice:
+        """An operator's decision. Revoking forgets the device's token for good: approving it again took the
+        token it was revoked for (one that leaked) back; it then needs a new one (`new_token`)."""
         if status not in STATUSES:
             raise ValueError(f"status: expected one of {STATUSES}, got {status!r}")
         with self._lock:
             device = replace(self._devices[device_id], status=status)
+            if status == "revoked":
+                device = replace(device, token_sha256="")  # no token's digest is empty: none matches
             self._devices[device_id] = device
             self._save()
         return device

@@ -211,3 +211,26 @@ def test_a_post_a_browser_sends_from_another_sites_page_is_refused_before_anythi
     same = requests.post(register, data=body, headers={**plain, "Origin": url}, timeout=30)
     assert same.status_code == 200 and same.json()["device_id"] == "from-a-page"  # nothing stored before
     assert proc.poll() is None
+
+
+def test_a_seed2_device_approved_again_after_its_revocation_does_not_take_its_old_token_back(hub_process):
+    """Revoking a seed 2 device stops its token for good: approving the device again made the token it was
+    revoked for (one that leaked) work again. An operator gives it a new one."""
+    url, _, _ = hub_process
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    old = requests.post(f"{url}/api/auth/device/register", timeout=30,
+                        json={"market_id": "pasar-senen", "device_id": "leaked-token", "role": "sensor"}).json()["token"]
+    price = {"market_id": "pasar-senen", "prices": {"beras": 12000}}
+
+    def ingest(token: str) -> int:
+        return requests.post(f"{url}/ingest", json=price, headers={"Authorization": f"Bearer {token}"},
+                             timeout=30).status_code
+    decide = f"{url}/api/bridges/devices/leaked-token"
+    assert requests.post(f"{decide}/approve", headers=operator, timeout=30).json()["status"] == "active"
+    assert ingest(old) == 200
+    assert requests.post(f"{decide}/revoke", headers=operator, timeout=30).json()["status"] == "revoked"
+    assert requests.post(f"{decide}/approve", headers=operator, timeout=30).json()["status"] == "active"
+    assert ingest(old) == 401  # was 200
+    new = requests.post(f"{url}/api/auth/token", json={"device_id": "leaked-token"}, headers=operator,
+                        timeout=30).json()["token"]
+    assert ingest(new) == 200
