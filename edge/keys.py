@@ -8,6 +8,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from coap_server.files import sync_dir
 from ledger import Ed25519Signer, device_id_for
 
 from .errors import KeyFileError
@@ -60,14 +61,6 @@ class DeviceKey:
     __str__ = __repr__
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def check_private(path: Path) -> None:
     """Refuse a key file that is not a regular file or that group or others may read or write."""
     try:
@@ -105,7 +98,7 @@ def load_or_create(path: str | os.PathLike[str]) -> DeviceKey:
     finally:
         os.close(fd)
     os.replace(tmp, path)  # the key appears whole or not at all
-    _fsync_dir(path.parent)
+    sync_dir(path.parent)
     return DeviceKey(seed)
 
 
@@ -131,5 +124,5 @@ def next_boot(path: str | os.PathLike[str], *, at_least: int = 0) -> int:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    sync_dir(path.parent)
     return boot

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from coap_server.files import replace_file, sync_dir
+
 log = logging.getLogger("jejak.hub.journal")
 
 
@@ -74,23 +76,3 @@ class Journal:
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             replace_file(self.path, data)
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` whole or not at all: a temporary file beside it, fsync'd, renamed over it."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    sync_dir(path.parent)
-
-
-def sync_dir(path: Path) -> None:
-    """Make a file's creation or rename durable: the directory entry is data too."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

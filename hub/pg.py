@@ -23,12 +23,12 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg.types.string import BytesBinaryDumper
 
+from coap_server.files import sync_dir
 from ledger import ChainState, LedgerError, Record, decode_record
 from ledger.merkle import HASH_SIZE, MerkleTree, leaf_hash
 
 from .aggregates import DamagedAggregate, DayAggregate, KeptAlert, Namespace, checked
 from .config import bad_dsn
-from .journal import sync_dir
 from .redact import shown_dsn
 from .store import (
     FIGURES_MEANWHILE,
