@@ -711,6 +711,12 @@ async def get_records(ctx: aiocoap.Context, base: str, device_id: bytes, start: 
     return raws
 
 
+async def present_checkpoint(ctx: aiocoap.Context, base: str, held: bytes, *, timeout: float = 30.0) -> bytes:
+    """POST the hub checkpoint this node holds (its COSE_Sign1 bytes; empty when it holds none) to the hub at
+    `base`; the answer's bytes (FORMAT.md §10.2), unverified. A refusal raises SyncFailed with the hub's code."""
+    return await _request(ctx, Code.POST, f"{base}/checkpoint", held, timeout=timeout)
+
+
 async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(),
                        report: SyncReport | None = None) -> list[Head]:
     """The peer's heads, a page at a time (a peer that does not page answers with all of them at once)."""

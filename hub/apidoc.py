@@ -119,6 +119,7 @@ class Status(TypedDict):
     counters: dict[str, int]
     forks: int
     damaged: dict[str, list[int]]
+    signing_stopped: ErrorDetail | None  # HUB_STORE_OLDER found at run time: no checkpoint is signed (DEPLOY.md)
 
 
 class InclusionProof(TypedDict):

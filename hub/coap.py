@@ -18,6 +18,7 @@ from coap_server.params import Param, coap_query, count, seq
 from coap_server.security import claimed_device
 from coap_server.sync import Visible
 from ledger.errors import LimitExceeded
+from ledger.follow import encode_witness_answer
 from ledger.summary import HeadsSummary, bucket_of, encode_buckets, encode_root
 from ledger.sync import Head, Limits, encode_heads
 
@@ -31,7 +32,9 @@ CONSISTENCY_QUERY = (seq("from", required=True), seq("to", required=True))
 
 
 class CheckpointResource(blocks.Resource):
-    """GET: the latest signed checkpoint, as its COSE_Sign1 bytes."""
+    """GET: the latest signed checkpoint, as its COSE_Sign1 bytes. POST <the checkpoint of this hub the asking
+    edge holds, or nothing>: [the checkpoint to hold from now on, consistency proof from the presented one]
+    (FORMAT.md §10.2); a presented checkpoint the hub's log does not hold stops its signing (HUB_STORE_OLDER)."""
 
     def __init__(self, hub: Hub) -> None:
         super().__init__()
@@ -42,6 +45,13 @@ class CheckpointResource(blocks.Resource):
         if cp is None:
             return error_response(NotFound("no checkpoint signed yet"))
         return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=cp.raw)
+
+    async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        try:
+            cp, proof = await asyncio.to_thread(self.hub.witness, bytes(request.payload))
+        except Exception as exc:  # typed errors answer as they declare
+            return error_response(exc)
+        return aiocoap.Message(code=Code.CONTENT, content_format=CBOR, payload=encode_witness_answer(cp, proof))
 
 
 class InclusionResource(blocks.Resource):

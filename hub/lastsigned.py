@@ -18,10 +18,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from coap_server.files import replace_file, sync_dir
 from ledger import Checkpoint, LedgerError, MerkleTree, decode_checkpoint
 from ledger.errors import CodedError
-
-from .journal import replace_file, sync_dir
 
 log = logging.getLogger("jejak.hub")
 
@@ -106,31 +105,44 @@ class LastSigned:
                 raise
             self._set_aside(f"{exc.message}; started with --accept-older-store")
             signed = None
-        if signed is not None and not _holds(tree, signed):
+        if signed is not None and not holds(tree, signed):
             if not self.accept_older:
                 raise self._older(tree, signed)
             self._set_aside(f"{self._story(tree, signed)}; started with --accept-older-store: this hub will sign "
                             "checkpoints that contradict the ones it signed before")
             signed = None
-        if signed is None and stored is not None and _holds(tree, stored):
+        if signed is None and stored is not None and holds(tree, stored):
             self.keep(stored)
 
-    def _story(self, tree: MerkleTree, signed: Checkpoint) -> str:
+    def _story(self, tree: MerkleTree, signed: Checkpoint, found: str = "") -> str:
         held = (f"holds {len(tree)} records" if len(tree) < signed.tree_size else
                 f"holds another log (its root at size {signed.tree_size} is {tree.root(signed.tree_size).hex()[:16]}"
                 f", not the signed {signed.root.hex()[:16]})")
         return (f"this hub's store {held}, but this hub signed a checkpoint of {signed.tree_size} records at "
-                f"{_when(signed.time)} (root {signed.root.hex()[:16]}..., kept in {self.path}): the store was restored "
-                "from an older copy")
+                f"{_when(signed.time)} (root {signed.root.hex()[:16]}..., {found or f'kept in {self.path}'}): the "
+                "store was restored from an older copy")
 
-    def _older(self, tree: MerkleTree, signed: Checkpoint) -> OlderStore:
+    def _older(self, tree: MerkleTree, signed: Checkpoint, found: str = "") -> OlderStore:
         return OlderStore(
-            f"{self._story(tree, signed)}. Signing on it would give "
+            f"{self._story(tree, signed, found)}. Signing on it would give "
             "other roots for sizes already signed, a split view to the national hub that follows this one and to "
             "every auditor holding an earlier checkpoint", where="store",
             hint=f"restore a newer copy of the store (one taken after {_when(signed.time)}) and start again; only "
                  f"if none exists, start once with `{OVERRIDE}`, knowing the national hub and auditors will see "
                  "this hub's log rewritten (docs/DEPLOY.md, Backups)")
+
+    def presented(self, tree: MerkleTree, cp: Checkpoint) -> OlderStore:
+        """A checkpoint this hub signed that its running `tree` does not hold, presented by an edge that holds
+        it (hub/witness.py): the store is older than it, though the file at start said otherwise (the whole
+        data_dir, this file with it, was restored). Unless the operator started the hub knowingly with
+        `--accept-older-store`, `cp` is kept as the latest signed, so that a restart refuses the store too."""
+        if not self.accept_older:
+            try:
+                self.keep(cp)
+            except OSError as exc:
+                log.error("the checkpoint of size %d an edge presented could not be kept in %s (%s): a restart "
+                          "does not refuse this store", cp.tree_size, self.path, exc)
+        return self._older(tree, cp, found="an edge presented it at run time")
 
     def _set_aside(self, why: str) -> None:
         aside = self.path.with_name(f"{FILE_NAME}.set-aside-{int(time.time())}")
@@ -140,6 +152,6 @@ class LastSigned:
         log.critical("%s; %s moved to %s", why, self.path.name, aside)
 
 
-def _holds(tree: MerkleTree, cp: Checkpoint) -> bool:
+def holds(tree: MerkleTree, cp: Checkpoint) -> bool:
     """The tree has `cp`'s size and, at that size, its root."""
     return cp.tree_size <= len(tree) and tree.root(cp.tree_size) == cp.root

@@ -217,6 +217,10 @@ class _HubCollector(Collector):
                                 value=latest.tree_size if latest else 0)
         yield GaugeMetricFamily("jejak_hub_checkpoint_timestamp_seconds", "Hub time of the latest checkpoint "
                                 "(Unix seconds; 0 before the first).", value=latest.time if latest else 0)
+        yield GaugeMetricFamily("jejak_hub_signing_stopped", "1 once an edge presented a checkpoint this hub signed "
+                                "that its log does not hold (HUB_STORE_OLDER found at run time: the data_dir was "
+                                "restored from an older copy); no checkpoint is signed until the operator acts.",
+                                value=int(hub.signing_stopped is not None))
         devices = GaugeMetricFamily("jejak_hub_devices", "Devices the hub knows, by status.", labels=["status"])
         for status, n in sorted(hub.store.device_statuses().items()):
             devices.add_metric([status], n)

@@ -36,11 +36,12 @@ from ledger import (
 from ledger.acceptance import Accepted, SignatureCheck, accept
 from ledger.authority import Authority, AuthorityWriter, Decision
 from ledger.enroll import EnrollRequest, read_enroll_request
+from ledger.errors import BadCheckpoint
 from ledger.merkle import node_hash
 from ledger.sync import Head
 
 from .clock import HubClock
-from .lastsigned import LastSigned
+from .lastsigned import LastSigned, OlderStore, holds
 from .pending import PendingLimits, Waiting, address_of, expired, sent_from
 from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
 
@@ -282,6 +283,8 @@ class Hub:
         # Before anything is signed or written: a store restored from an older copy than the last checkpoint
         # signed (kept outside the store) is refused here, not found out by the national hub as a split view.
         self._last_signed = last_signed
+        self.signing_stopped: OlderStore | None = None  # an edge presented a checkpoint this log does not hold
+        self._older_told = False
         if last_signed is not None:
             last_signed.hold(self.tree, self._checkpoints[-1] if self._checkpoints else None)
         self._own = self._open_own_log()
@@ -868,7 +871,11 @@ class Hub:
 
     # checkpoints and proofs ---------------------------------------------------------------------------------
     def checkpoint(self, *, force: bool = False) -> Checkpoint | None:
+        """Sign the log's size and root if it grew (or with `force`); None when it did not, or while signing is
+        stopped (`witness` found the store older than a checkpoint this hub signed)."""
         with self._lock:
+            if self.signing_stopped is not None:
+                return None
             size = len(self.tree)
             latest = self.latest_checkpoint()
             if latest is not None and latest.tree_size == size and not force:
@@ -889,6 +896,52 @@ class Hub:
             except Exception:
                 log.exception("checkpoint listener failed")
         return cp
+
+    def witness(self, presented: bytes) -> tuple[Checkpoint, list[bytes]]:
+        """Answer an edge that presents the checkpoint of this hub it holds (FORMAT.md §10.2; empty: none): the
+        checkpoint it should hold from now on, no smaller than its own, and the consistency proof from its own
+        to that one. A checkpoint this hub signed whose size and root its log does not hold shows the log was
+        restored from an older copy (the whole data_dir, so the check at start passed): signing stops, said
+        once CRITICAL, and the edge is answered HUB_STORE_OLDER; records are still taken."""
+        with self._lock:
+            latest = self.latest_checkpoint()
+            if not presented:
+                if self.signing_stopped is not None:  # its log is not the one it signed for: show none of it
+                    raise self.signing_stopped
+                if latest is None:
+                    raise NotFound("no checkpoint signed yet", hint="ask again after the hub's next checkpoint")
+                return latest, []
+            cp = decode_checkpoint(presented)
+            try:
+                cp.verify(self.signer.public_key)
+            except BadCheckpoint as exc:
+                raise BadCheckpoint(f"the presented checkpoint is not this hub's: {exc.message}",
+                                    hint="an edge presents only checkpoints of the hub it is enrolled with") from None
+            if not holds(self.tree, cp):
+                raise self._older_store(cp)
+            if latest is None or latest.tree_size < cp.tree_size:
+                return cp, []  # signed before the restore and held again, in the same order: nothing to prove
+            return latest, self.tree.consistency_proof(cp.tree_size, latest.tree_size)
+
+    def _older_store(self, cp: Checkpoint) -> OlderStore:
+        if self.signing_stopped is not None:
+            return self.signing_stopped  # said once
+        if self._last_signed is not None:
+            err = self._last_signed.presented(self.tree, cp)
+            if self._last_signed.accept_older:  # the operator started this hub knowing: signing goes on
+                if not self._older_told:
+                    self._older_told = True
+                    log.warning("%s; this hub was started with --accept-older-store, so it goes on signing; edges "
+                                "holding a checkpoint of the old log are answered HUB_STORE_OLDER", err.message)
+                return err
+        else:
+            err = OlderStore(f"an edge presented a checkpoint of this hub of size {cp.tree_size} that its log of "
+                             f"{len(self.tree)} records does not hold: the store was restored from an older copy",
+                             where="store")
+        self.signing_stopped = err
+        log.critical("signing stopped: %s; records are still accepted; fix: %s", err.message, err.hint,
+                     extra={"fields": {"code": err.code, "presented": cp.to_json(), "size": len(self.tree)}})
+        return err
 
     def latest_checkpoint(self) -> Checkpoint | None:
         return self._checkpoints[-1] if self._checkpoints else None
@@ -926,6 +979,8 @@ class Hub:
         first if the log grew, so that everything exported is covered. Written a log at a time: the hub holds
         one log and the exported record ids in memory, never the bundle."""
         with self._lock:
+            if self.signing_stopped is not None:
+                raise self.signing_stopped
             cp = self.checkpoint() or self.latest_checkpoint()
             if cp is None or cp.authority is None:  # a store from before checkpoints named the hub log's head
                 cp = self.checkpoint(force=True)
@@ -985,7 +1040,8 @@ class Hub:
                 "own_log": len(self._own.authority.records),
                 "devices": self.store.device_count(), "checkpoint": cp.to_json() if cp else None,
                 "counters": self.store.counters(), "forks": len(self.store.forks()),
-                "damaged": {d.hex(): seqs for d, seqs in self.store.damaged().items()}}
+                "damaged": {d.hex(): seqs for d, seqs in self.store.damaged().items()},
+                "signing_stopped": self.signing_stopped.to_dict() if self.signing_stopped else None}
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,6 +121,36 @@ def follow(accepted: Sequence[Checkpoint], new: Checkpoint, proof: Sequence[byte
     return Step.ADVANCED if new.tree_size > last.tree_size else Step.BEHIND
 
 
+WITNESS_MAX_PROOF = 2 * 64  # hashes: an RFC 9162 consistency proof between two sizes below 2**64 is shorter
+
+
+def encode_witness_answer(checkpoint: Checkpoint, proof: Sequence[bytes]) -> bytes:
+    """The hub's answer to a presented checkpoint (FORMAT.md §10.2): its checkpoint to hold from now on and the
+    consistency proof from the presented one to it."""
+    return cbor.encode([checkpoint.raw, list(proof)])
+
+
+def decode_witness_answer(data: bytes) -> tuple[Checkpoint, tuple[bytes, ...]]:
+    """`[checkpoint, [hash, ...]]`, each part of its own shape; anything else is MALFORMED."""
+    item = cbor.decode(data, what="witness answer")
+    if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], bytes)
+            or not isinstance(item[1], list) or len(item[1]) > WITNESS_MAX_PROOF
+            or not all(isinstance(p, bytes) and len(p) == HASH_SIZE for p in item[1])):
+        raise MalformedRecord(f"witness answer: expected [checkpoint, [at most {WITNESS_MAX_PROOF} 32-byte hashes]]")
+    return decode_checkpoint(item[0]), tuple(item[1])
+
+
+def witness(held: Checkpoint | None, shown: Checkpoint, proof: Sequence[bytes], hub_key: bytes) -> Step:
+    """Judge the checkpoint `shown` a hub answered to the one a witness `held` (FORMAT.md §10.2): the pinned
+    key's (else INVALID_CHECKPOINT), not smaller than the held one (a hub answers its latest, which extends what
+    it signed before: smaller is SPLIT_VIEW) and consistent with it (else SPLIT_VIEW, carrying the evidence)."""
+    if held is not None and shown.tree_size < held.tree_size:
+        shown.verify(hub_key)
+        raise _split(held, shown, proof, f"it answered a checkpoint of size {shown.tree_size} to one of size "
+                                         f"{held.tree_size} it signed before: its log went backwards")
+    return follow([held] if held is not None else [], shown, proof, hub_key)
+
+
 def _split(accepted: Checkpoint, offered: Checkpoint, proof: Sequence[bytes], why: str) -> SplitView:
     evidence = SplitViewEvidence(accepted=accepted, offered=offered, proof=tuple(proof))
     return SplitView(f"hub {offered.hub_id.hex()} signed two views of its log: {why}", evidence=evidence,

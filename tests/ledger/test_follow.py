@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 
 from ledger import Ed25519Signer, MerkleTree, make_receipt, sign_checkpoint
-from ledger.errors import BadCheckpoint, BadProof, SplitView, VerificationError
-from ledger.follow import SplitViewEvidence, Step, follow, proof_needed, receipt_checkpoint, verify_split_view
+from ledger.errors import BadCheckpoint, BadProof, MalformedRecord, SplitView, VerificationError
+from ledger.follow import (
+    SplitViewEvidence,
+    Step,
+    decode_witness_answer,
+    encode_witness_answer,
+    follow,
+    proof_needed,
+    receipt_checkpoint,
+    verify_split_view,
+    witness,
+)
 
 SIGNER = Ed25519Signer.from_seed(b"\x31" * 32)
 KEY = SIGNER.public_key
@@ -168,3 +179,29 @@ def test_one_size_with_one_root_is_no_evidence_whatever_the_proof():
                 verify_split_view(claimed.encode(), KEY)
     other = sign_checkpoint(SIGNER, tree_size=7, root=TREE.root(8), time=99)
     assert verify_split_view(SplitViewEvidence(accepted=cp, offered=other, proof=()).encode(), KEY).conclusive
+
+
+def test_a_witness_takes_the_hubs_answer_only_if_it_extends_the_held_checkpoint():
+    held = checkpoint(TREE, 19)
+    answer = encode_witness_answer(checkpoint(TREE, 40), TREE.consistency_proof(19, 40))
+    shown, proof = decode_witness_answer(answer)
+    assert witness(held, shown, proof, KEY) is Step.ADVANCED
+    assert witness(None, shown, (), KEY) is Step.FIRST
+    assert witness(held, held, (), KEY) is Step.UNCHANGED
+    # Smaller than the held one, even with a proof that holds: a hub answers its latest, so it went backwards.
+    with pytest.raises(SplitView) as caught:
+        witness(held, checkpoint(TREE, 11), TREE.consistency_proof(11, 19), KEY)
+    assert "backwards" in caught.value.message
+    rewritten = tree_of([*LEAVES[:5], b"rewritten", *LEAVES[6:]])
+    with pytest.raises(SplitView):
+        witness(held, checkpoint(rewritten, 40), rewritten.consistency_proof(19, 40), KEY)
+    with pytest.raises(BadCheckpoint):
+        witness(held, checkpoint(TREE, 40, Ed25519Signer.from_seed(b"\x32" * 32)), (), KEY)
+
+
+@pytest.mark.parametrize("answer", [cbor2.dumps([b"not a checkpoint", []]), cbor2.dumps([checkpoint(TREE, 4).raw]),
+                                    cbor2.dumps([checkpoint(TREE, 4).raw, [b"short"]]),
+                                    cbor2.dumps([checkpoint(TREE, 4).raw, [b"\0" * 32] * 129]), b"\xff"])
+def test_a_witness_answer_of_another_shape_is_malformed(answer):
+    with pytest.raises(MalformedRecord):
+        decode_witness_answer(answer)
