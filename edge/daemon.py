@@ -44,10 +44,11 @@ from .inputs import (
 from .memory import keep_flat, limit_arenas
 from .metrics import EdgeState, Metrics, prometheus, resident_bytes
 from .pairing import Pairing, load_or_create_secret, paired
-from .security import EdgeSecurity, GuardedHolder
+from .security import EdgeSecurity, GuardedHolder, SecureSyncAgent
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
 from .systemd import notify, pet_watchdog, watchdog_interval
+from .witness import HubWitness
 
 log = logging.getLogger("jejak.edge")
 
@@ -556,6 +557,7 @@ class EdgeDaemon:
             "head": {**(self.sync.head_status() if self.sync else {"state": "no_hub"}), "held": self.commit.held},
             "peers": sorted(p.coap_url for p in self.discovery.peers.values()) if self.discovery else [],
             "security": self.security.status() if self.security else {},
+            "hub_witness": witness.status() if (witness := self._witness()) else {"state": "no_hub_key"},
         }
 
     def metrics_text(self) -> str:
@@ -566,7 +568,12 @@ class EdgeDaemon:
             log_length=own.length if own else 0, logs=len(self.store.heads()), forked_logs=len(self.store.blocked()),
             pending=self.commit.pending, commits=self.commit.stats["commits"], store_used_bytes=usage["used_bytes"],
             store_map_bytes=usage["map_size"], boot=self.boot, head_unconfirmed=self._head_unconfirmed(),
-            coap_observers=self.logs_resource.observer_count if self.logs_resource else 0))
+            coap_observers=self.logs_resource.observer_count if self.logs_resource else 0,
+            hub_split_view=(witness := self._witness()) is not None and witness.evidence is not None,
+            hub_store_older=witness is not None and witness.hub_store_older is not None))
+
+    def _witness(self) -> HubWitness | None:
+        return self.sync.witness if isinstance(self.sync, SecureSyncAgent) else None
 
     def _head_unconfirmed(self) -> bool:
         """A hub this edge asks has not confirmed its head since start (unreached, still fetching, or forked)."""

@@ -71,6 +71,8 @@ class EdgeState:
     coap_observers: int
     boot: int
     head_unconfirmed: bool = False  # a hub this edge asks has not confirmed its own log's head since start
+    hub_split_view: bool = False  # the hub showed a checkpoint that does not extend the held one (edge/witness.py)
+    hub_store_older: bool = False  # the hub answered that it runs on an older copy than the held checkpoint
 
 
 def _escape(text: str) -> str:
@@ -170,7 +172,13 @@ def _edge(m: Metrics, s: EdgeState) -> Iterator[_Family]:
             ("boot", s.boot, "This device's boot counter (records carry it)."),
             ("head_unconfirmed", int(s.head_unconfirmed), "1 while the hub this edge syncs with has not confirmed "
              "its own log's head since start (not reached, its records still being fetched, or forked): records "
-             "signed meanwhile fork the log if the store is an old copy.")):
+             "signed meanwhile fork the log if the store is an old copy."),
+            ("hub_split_view", int(s.hub_split_view), "1 while data_dir/hub-evidence.json holds a checkpoint of the "
+             "hub that does not extend the one it showed before (not its key's, smaller, or not consistent): a "
+             "split view; the operator removes the file once it is explained."),
+            ("hub_store_older", int(s.hub_store_older), "1 while the hub answers that it runs on an older copy of "
+             "its data than the checkpoint this edge held (HUB_STORE_OLDER): it signs nothing until its operator "
+             "acts.")):
         yield _gauge(f"jejak_edge_{name}", text, value)
 
 

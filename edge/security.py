@@ -40,6 +40,7 @@ from ledger.sync import Head
 
 from .config import EdgeConfig
 from .sync import ReplicaHolder, SyncAgent, Target
+from .witness import HubWitness
 
 log = logging.getLogger("jejak.edge.security")
 SEQUENCE_SKIP = 1 << 24  # OSCORE sequence numbers skipped when the hub says they were used (again while it does)
@@ -378,6 +379,9 @@ class SecureSyncAgent(SyncAgent):
         self.revocations_every = security.config.security.revocations_interval_s
         self._revocations_at = -1e18
         self._told: set[str] = set()  # targets skipped for want of a context, said once each
+        # The hub's checkpoints, checked after each sync with it (edge/witness.py); none without a pinned key.
+        self.witness = HubWitness(security.config.data_path, security.hub_key, every=self.interval,
+                                  timeout=self.request_timeout) if security.hub_key is not None else None
 
     async def round(self, ctx: aiocoap.Context, lanes: Lanes | None = None) -> dict[str, Any]:
         sec = self.security
@@ -397,7 +401,12 @@ class SecureSyncAgent(SyncAgent):
                         self._revocations_at = now
                     except Exception as exc:  # unreachable or refusing: the next round retries
                         log.info("revocation list from %s: %s", target.url, type(exc).__name__)
-        return await super().round(ctx, lanes)
+        reports = await super().round(ctx, lanes)
+        if self.witness is not None:
+            for url in reports:
+                if url in self.targets and self.targets[url].role == "hub":
+                    await self.witness.after_sync(ctx, url)
+        return reports
 
     def protect(self, ctx: aiocoap.Context) -> None:
         install(ctx.client_credentials, self.security.client_entries({t.url: t.role for t in self.targets.values()}))
