@@ -178,7 +178,8 @@ class MarketRoutes:
         out["forecast"] = [{"day": p["day"], "date": p["date"], "mean": p["price_idr"], "low": p["lo95"],
                             "high": p["hi95"], "low80": p["lo80"], "high80": p["hi80"]} for p in out["points"]]
         out["history"] = [{"day": h["day"], "price": h["price_idr"]} for h in history]
-        out["interval"] = "95 % (shaded), 80 % in the points; from the chosen model's residuals"
+        out["interval"] = ("95 % (shaded), 80 % in the points; the chosen model's spread, calibrated on the "
+                           "series' own past forecast errors")
         return out
 
     def live_prices(self, commodity: str | None, market: str | None) -> dict[str, Any]:
