@@ -464,7 +464,7 @@ function mapPanel(m) {
 }
 
 function marketTip(mk) {
-  return `${mk.name} (${mk.city})\n${mk.alps.map((a) => `${a.commodity}: ${t(`band.${a.band}`)}`).join("\n")}`;
+  return `${mk.name} (${mk.city})\n${mk.alps.map((a) => `${a.commodity}: ${t(`band.${a.band}`)}${a.stale ? ` (${t("stale")})` : ""}`).join("\n")}`;
 }
 
 function drawMarkers() {

@@ -18,6 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from coap_server.sync import sync_once
 from hub.markets.calendar import date_of
+from hub.markets.catalog import MARKETS_BY_ID
 from hub.markets.model import day_of
 from ledger import ChainBuilder, ChainState, Ed25519Signer, decode_bundle, verify_bundle
 from ledger.enroll import make_enroll_request
@@ -171,6 +172,57 @@ def test_markets_page_marks_quarantine_impact_forecast_and_alps_map(demo, driver
     assert any(a["code"].startswith("alps_") for a in alerts["alerts"]), "the generated shocks raise ALPS alerts"
     assert any(m["band"] != "normal" for m in demo.get("/api/markets/map")["markets"])
     driver.save_screenshot(str(tmp_path / "markets.png"))
+    assert no_js_errors(driver) == []
+
+
+def stale_marks(driver, market):
+    """The markets page's stale marks, read in one step once no render is under way and the forecast of
+    `market` is drawn: the ALPS rows marked stale, the forecast's sentence and the market's map tooltip."""
+    return driver.execute_script(
+        "if (rendering || !STATE.data.markets || STATE.market !== arguments[0]) return null;"
+        "const fc = document.querySelector('[data-testid=forecast-stale]'); if (!fc) return null;"
+        "const marker = document.querySelector(`[data-testid=map] [data-market='${arguments[0]}']`);"
+        "return {rows: [...document.querySelectorAll('[data-testid=alps] tbody tr')].filter((r) =>"
+        "  r.querySelector('[data-testid=alps-stale]')).map((r) => ({name: r.cells[0].textContent,"
+        "  word: r.querySelector('[data-testid=alps-stale]').textContent,"
+        "  title: r.querySelector('[data-testid=alps-stale]').getAttribute('title')})),"
+        " forecast: fc.textContent, tip: marker ? marker.getAttribute('aria-label') : null, lang: STATE.lang};",
+        market) or False
+
+
+def test_a_series_whose_data_is_old_is_shown_stale_in_both_languages(demo, driver, tmp_path):
+    # In the demo some series' last accepted price is days old (a shock's prices wait for an operator, and a
+    # held price is no report): the hub says so in their map band, live price and forecast, and the page says so
+    # beside each of them, in Indonesian and in English, and beside no other series.
+    commodity = "cabai-merah"  # the page's first commodity
+    bands = [a for m in demo.get("/api/markets/map")["markets"] for a in m["alps"] if a["commodity"] == commodity]
+    stale = {a["market"]: a["days_since_report"] for a in bands if a["stale"]}
+    assert stale and len(stale) < len(bands), "the demo has chilli series both stale and current"
+    live = demo.get(f"/api/markets/live?commodity={commodity}")["prices"]
+    assert {p["market"] for p in live if p["stale"]} == set(stale)
+    market = min(stale)
+    fresh = demo.get(f"/api/markets/forecast/{commodity}?market={market}")["freshness"]
+    assert fresh["stale"] and fresh["days_since"] == stale[market] > 3
+    load(driver, demo, "markets", "[data-testid=price-chart]")
+    for lang, word, ago in (("id", "data lama", "hari lalu"), ("en", "stale data", "days ago")):
+        driver.execute_script(f"localStorage.setItem('jejak.lang', '{lang}')")
+        driver.refresh()
+        WebDriverWait(driver, 15).until(lambda d, lang=lang: d.execute_script("return STATE.lang") == lang)
+        WebDriverWait(driver, 15).until(ec.presence_of_element_located((By.ID, "market")))
+        Select(driver.find_element(By.ID, "market")).select_by_value(market)
+        WebDriverWait(driver, 20).until(lambda d: stale_marks(d, market))
+        # Close enough that the market has a marker of its own, not a group's.
+        m = MARKETS_BY_ID[market]
+        driver.execute_script(f"MAP.map.setView([{m.latitude}, {m.longitude}], 11, {{animate: false}})")
+        seen = WebDriverWait(driver, 20).until(lambda d: (s := stale_marks(d, market)) and s["tip"] and s)
+        assert seen["lang"] == lang
+        names = {MARKETS_BY_ID[k].name: days for k, days in stale.items()}
+        assert sorted(r["name"] for r in seen["rows"]) == sorted(names), seen["rows"]
+        for row in seen["rows"]:
+            assert row["word"] == word and f"{names[row['name']]} {ago}" in row["title"], row
+        assert seen["forecast"] == fresh["words"][lang]
+        assert f"{commodity}: " in seen["tip"] and f"({word})" in seen["tip"], seen["tip"]
+        driver.save_screenshot(str(tmp_path / f"stale-{lang}.png"))
     assert no_js_errors(driver) == []
 
 
