@@ -547,8 +547,8 @@ ROUTES: dict[tuple[str, str], Route] = {
         summary="Approve a pending legacy device", auth="operator", errors="seed2", answer=a.LegacyDeviceJson,
         params=(Param(name="device_id", where="path", description="legacy device id"),)),
     ("POST", "/api/bridges/devices/{device_id}/revoke"): Route(
-        summary="Revoke a legacy device: its token stops working for good (approved again, it needs a new one "
-                "from /api/auth/token); a pending one frees its place",
+        summary="Revoke a legacy device: its token stops working, also once it is approved again (it needs a "
+                "new one from /api/auth/token); a pending one frees its place",
         auth="operator", errors="seed2", answer=a.LegacyDeviceJson,
         params=(Param(name="device_id", where="path", description="legacy device id"),)),
     ("POST", "/api/bridges/devices/reject"): Route(

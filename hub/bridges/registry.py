@@ -120,13 +120,15 @@ class Registry:
         return token
 
     def set_status(self, device_id: str, status: str) -> LegacyDevice:
-        """An operator's decision. Revoking forgets the device's token for good: approving it again took the
-        token it was revoked for (one that leaked) back; it then needs a new one (`new_token`)."""
+        """An operator's decision. A revoked device approved again keeps no token: it took the token it was
+        revoked for (one that leaked) back; it needs a new one (`new_token`). While revoked, its token is still
+        known, to be answered that the device is revoked."""
         if status not in STATUSES:
             raise ValueError(f"status: expected one of {STATUSES}, got {status!r}")
         with self._lock:
-            device = replace(self._devices[device_id], status=status)
-            if status == "revoked":
+            before = self._devices[device_id]
+            device = replace(before, status=status)
+            if before.status == "revoked" and status != "revoked":
                 device = replace(device, token_sha256="")  # no token's digest is empty: none matches
             self._devices[device_id] = device
             self._save()

@@ -214,8 +214,8 @@ def test_a_post_a_browser_sends_from_another_sites_page_is_refused_before_anythi
 
 
 def test_a_seed2_device_approved_again_after_its_revocation_does_not_take_its_old_token_back(hub_process):
-    """Revoking a seed 2 device stops its token for good: approving the device again made the token it was
-    revoked for (one that leaked) work again. An operator gives it a new one."""
+    """A revoked seed 2 device approved again has no token: the token it was revoked for (one that leaked)
+    worked again. An operator gives it a new one."""
     url, _, _ = hub_process
     operator = {"Authorization": f"Bearer {OPERATOR}"}
     old = requests.post(f"{url}/api/auth/device/register", timeout=30,
@@ -229,6 +229,7 @@ def test_a_seed2_device_approved_again_after_its_revocation_does_not_take_its_ol
     assert requests.post(f"{decide}/approve", headers=operator, timeout=30).json()["status"] == "active"
     assert ingest(old) == 200
     assert requests.post(f"{decide}/revoke", headers=operator, timeout=30).json()["status"] == "revoked"
+    assert ingest(old) == 403  # "device leaked-token is revoked"
     assert requests.post(f"{decide}/approve", headers=operator, timeout=30).json()["status"] == "active"
     assert ingest(old) == 401  # was 200
     new = requests.post(f"{url}/api/auth/token", json={"device_id": "leaked-token"}, headers=operator,
