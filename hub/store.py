@@ -131,10 +131,15 @@ class DeviceInfo:
         return dict(Counter(cbor2.loads(raw)[4] for raw in raws))
 
     def to_json(self, *, source: bool = False) -> dict[str, object]:
-        """The device as the API shows it; its `source` address only when asked (operators and auditors)."""
-        out: dict[str, object] = {"device": self.device_id.hex(), "pubkey": self.pubkey.hex(), "site": self.site,
-                                  "role": self.role, "status": self.status, "revoked_from": self.revoked_from,
-                                  "enrolled_at": self.enrolled_at, "name": self.name}
+        """The device as the API shows it; its `source` address only when asked (operators and auditors). To
+        everyone else a pending device's site, role and name are blank: they are what an enrollment request
+        nobody approved says of itself, which anyone on the network may send (a kitchen's name on the public
+        dashboard, or any text)."""
+        claims = source or self.status != "pending"
+        out: dict[str, object] = {"device": self.device_id.hex(), "pubkey": self.pubkey.hex(),
+                                  "site": self.site if claims else "", "role": self.role if claims else "",
+                                  "status": self.status, "revoked_from": self.revoked_from,
+                                  "enrolled_at": self.enrolled_at, "name": self.name if claims else ""}
         if source:
             out["source"] = self.source
         return out

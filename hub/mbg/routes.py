@@ -103,7 +103,7 @@ class MbgRoutes:
         v = self.views
         plan = v.mbg.plan
         devices = {d.device_id.hex(): {"name": d.name or "", "site": d.site, "role": d.role}
-                   for d in v.hub.store.devices()}
+                   for d in v.hub.store.devices() if d.status != "pending"}  # unapproved claims: DeviceInfo.to_json
         return {"planned": bool(plan.kitchens or plan.schools), "tz_offset_s": plan.tz_offset_s,
                 "kitchens": {k.id: {"name": k.name} for k in plan.kitchens},
                 "schools": {s.id: {"name": s.name, "kitchen": s.kitchen, "portions": s.portions,

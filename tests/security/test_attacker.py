@@ -24,8 +24,10 @@ import cbor2
 from aiocoap.oscore import NotAProtectedMessage
 
 from coap_server.security import PUBLIC, close_context, open_context, rule_for
+from edge import keys as keyfile
 from edge.config import HttpConfig
 from edge.pairing import load_or_create_secret
+from edge.security import enroll
 from hub.auth import TOKEN_IN_QUERY, hash_token
 from hub.bridges import BridgeConfig
 from ledger import ChainBuilder
@@ -33,7 +35,7 @@ from ledger.sync import encode_heads, encode_records
 from tests.hub.conftest import Clock
 from tests.wait import wait_for
 
-from .common import NOW, edge, edge_config, enroll_edge, secure_hub
+from .common import NOW, edge, edge_config, enroll_edge, qr_text, secure_hub
 
 OPERATOR, AUDITOR, GATEWAY = "op-token-attack-suite", "aud-token-attack-suite", "gw-token-attack-suite"
 STAFF = "STAFF-CARD-0451-PERSONAL"  # a staff card number: personal data no public answer may carry
@@ -261,3 +263,29 @@ async def test_resolving_a_fork_of_a_key_never_approved_does_not_admit_it(tmp_pa
                 assert (await resp.json())["status"] == "active"
             async with http.post(f"{url}/resolve-fork") as resp:
                 assert resp.status == 200 and (await resp.json())["status"] == "active"
+
+
+async def test_what_a_pending_enrollment_says_of_itself_is_shown_only_to_readers(tmp_path):
+    """An enrollment request nobody approved names its own site, role and name; anyone on the network may send
+    one, and the public dashboard (devices, chain health, the names its answers use) showed them as sent."""
+    claim = "pintu keluar SPPG Cibinong 1: HUBUNGI 0812-0000-0000"
+    async with secure_hub(tmp_path / "hub", auto_approve=False, operator_tokens=(hash_token(OPERATOR),),
+                          auditor_tokens=(hash_token(AUDITOR),)) as hub:
+        key = keyfile.load_or_create(tmp_path / "pending" / "device.key")
+        await asyncio.to_thread(enroll, qr_text(hub), key, tmp_path / "pending", site="SPPG-0001",
+                                role="kitchen_exit", name=claim)
+        device = key.device_id.hex()
+        async with aiohttp.ClientSession() as http:
+            async def text(path: str, token: str | None = None) -> str:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                async with http.get(f"{hub.http_url}{path}", headers=headers) as resp:
+                    assert resp.status == 200, path
+                    return await resp.text()
+            for path in ("/api/devices", f"/api/devices/{device}", "/api/chain/health", "/api/mbg/names"):
+                shown = await text(path)
+                assert claim not in shown and "SPPG-0001" not in shown, path  # was shown as sent
+            public = json.loads(await text(f"/api/devices/{device}"))
+            assert (public["status"], public["name"], public["site"], public["role"]) == ("pending", "", "", "")
+            assert claim in await text("/api/devices", AUDITOR)  # an operator or auditor sees what it asked
+            await asyncio.to_thread(hub.hub.approve, key.device_id)  # approved: its name is the hub's word
+            assert claim in await text(f"/api/devices/{device}") and claim in await text("/api/mbg/names")
