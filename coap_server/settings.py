@@ -43,13 +43,52 @@ def settings_from_toml(data: bytes, source: str, error: type[CodedError]) -> dic
         raise error(f"{source}: not UTF-8 text at line {line}, column {column} (byte 0x{data[exc.start]:02x})",
                     where=f"line {line}, column {column}",
                     hint="save the file as UTF-8 (in Notepad: Save as, Encoding UTF-8)") from None
+    text = text.removeprefix(BOM)
     try:
-        return tomllib.loads(text.removeprefix(BOM))
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         at = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        raise error(f"{source}: not valid TOML: {exc}", where=f"line {at[1]}, column {at[2]}" if at else None,
+        where = f"line {at[1]}, column {at[2]}" if at else None
+        twice = _given_twice(str(exc), text.splitlines(), int(at[1])) if at else None
+        if twice is not None:
+            raise error(f"{source}: {twice[0]}", where=where, hint=twice[1]) from None
+        raise error(f"{source}: not valid TOML: {exc}", where=where,
                     hint="fix the TOML syntax there: text in \"quotes\", [table] headers on their own line, "
                          "one key = value a line") from None
+
+
+_HEADER = re.compile(r"\s*\[(\[?)\s*([^\]]+?)\s*\]")
+
+
+def _given_twice(problem: str, lines: list[str], line: int) -> tuple[str, str] | None:
+    """What tomllib calls "Cannot overwrite a value" or "Cannot declare ('x',) twice", said with the key or table
+    and the line where it was first given; None for another problem, or when that line is not found. A key pasted
+    twice, or a [sensor] header copied for a second sensor where [[sensor]] makes a list, is the commonest slip in
+    a hand-edited file."""
+    here = lines[line - 1] if 0 < line <= len(lines) else ""
+    header = _HEADER.match(here)
+    if problem.startswith("Cannot declare") and header:
+        name = header[2].replace(" ", "")
+        first = next((n for n, text in enumerate(lines[:line - 1], 1)
+                      if (h := _HEADER.match(text)) and h[2].replace(" ", "") == name), None)
+        if first is None:
+            return None
+        return (f"[{name}] at line {line} is given twice (first at line {first}); a table is written once",
+                f"put all of [{name}]'s settings under one header; for a list of them write [[{name}]] at each one")
+    if problem.startswith("Cannot overwrite") and "=" in here and not header:
+        key = here.split("=", 1)[0].strip()
+        section, first = "", None
+        for n, text in enumerate(lines[:line - 1], 1):
+            if (h := _HEADER.match(text)) and "=" not in text.split("]", 1)[0]:
+                section, first = f"[{h[1]}{h[2].replace(' ', '')}]{h[1] and ']'}", None
+            elif first is None and "=" in text and text.split("=", 1)[0].strip() == key:
+                first = n
+        if first is None:
+            return None
+        place = f" in {section}" if section else ""
+        return (f"{key} at line {line} is set twice{place} (first at line {first}); a setting is given once",
+                f"delete one of the two {key} lines")
+    return None
 
 
 def _position(before: bytes) -> tuple[int, int]:

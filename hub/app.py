@@ -28,6 +28,7 @@ from ledger import Ed25519Signer, decode_checkpoint
 from ledger.acceptance import SignatureCheck
 from ledger.chain import check_signatures
 from ledger.errors import CodedError
+from ledger.failures import MissingFile
 from ledger.sync import Head
 
 from .aggregates import AggregateStore, LmdbAggregates
@@ -160,8 +161,8 @@ def preflight(config: HubConfig, *, plan: Plan | None = None, store: bool = True
         else:
             try:
                 plan = load_plan(Path(config.mbg_plan))
-            except PlanError as exc:
-                raise PlanError(f"mbg_plan: {exc.message}", where="mbg_plan", hint=exc.hint) from None
+            except (PlanError, MissingFile) as exc:
+                raise type(exc)(f"mbg_plan: {exc.message}", where="mbg_plan", hint=exc.hint) from None
     if store:
         read_key(Path(config.data_dir) / "hub.key")
         if config.store.backend == "postgres":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from coap_server.settings import settings_from_toml, unknown_key
+from ledger.failures import MissingFile
 
 from .errors import PlanError
 
@@ -321,7 +323,8 @@ def _table(data: dict[str, Any], name: str) -> dict[str, Any]:
 def _known(where: str, table: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise PlanError(f"{where}: unexpected keys {unknown}; allowed keys are {sorted(allowed)}")
+        raise unknown_key(unknown[0], allowed, where if where == "plan" else f"{where}.{unknown[0]}", PlanError,
+                          "the plan" if where == "plan" else where)
 
 
 def plan_from_dict(data: dict[str, Any]) -> Plan:
@@ -384,6 +387,9 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
                 rules=FoodSafetyRules(**rules_t), clock=ClockPolicy(**clock_t), **extra)
 
 
+_WHERE_SET = "set mbg_plan in the hub's config to the plan's path (deploy/mbg.toml is an example; hub/mbg/README.md)"
+
+
 def load_plan(source: str | bytes | Path) -> Plan:
     """Load a plan from TOML text or a TOML file path.
 
@@ -416,18 +422,20 @@ def load_plan(source: str | bytes | Path) -> Plan:
     """
     if isinstance(source, Path):
         try:
-            text = source.read_text(encoding="utf-8")
+            data = source.read_bytes()
+        except FileNotFoundError:
+            raise MissingFile(f"plan file {source} does not exist", where=str(source), hint=_WHERE_SET) from None
+        except PermissionError:
+            raise  # NO_PERMISSION, as for the config file
         except OSError as exc:
-            raise PlanError(f"plan file {str(source)!r}: cannot read ({exc.strerror})",
-                            hint="set mbg_plan in the hub's config to the plan's path (deploy/mbg.toml is an example; "
-                                 "hub/mbg/README.md)") from None
-    elif isinstance(source, bytes):
-        text = source.decode("utf-8")
+            raise PlanError(f"plan file {source}: cannot read ({exc.strerror})", where=str(source),
+                            hint=_WHERE_SET) from None
+        name = f"plan file {source}"
     else:
-        text = source
+        data, name = (source if isinstance(source, bytes) else source.encode("utf-8")), "plan"
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PlanError(f"plan: expected valid TOML, got a parse error: {exc}",
-                        hint="fix the TOML syntax at that line") from None
-    return plan_from_dict(data)
+        return plan_from_dict(settings_from_toml(data, name, PlanError))
+    except PlanError as exc:  # name the file: the hub's config names it, an operator keeps several
+        if isinstance(source, Path) and not exc.message.startswith(name):
+            raise PlanError(f"{name}: {exc.message}", where=exc.where, hint=exc.hint) from None
+        raise

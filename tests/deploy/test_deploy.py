@@ -75,15 +75,19 @@ def test_units_are_hardened_notify_services(unit: str) -> None:
 
 
 def test_the_hub_unit_stops_on_the_exits_a_restart_cannot_mend() -> None:
-    """A wrong config, a bad key file, a store of another key or older than the last signed checkpoint, and an
-    unreadable last-checkpoint.json: each is refused again on every start, so the unit stops on them."""
+    """A wrong config or plan, a config or plan file that is not there, a bad key file, a store of another key or
+    older than the last signed checkpoint, and an unreadable last-checkpoint.json: each is refused again on every
+    start, so the unit stops on them."""
     from hub.app import KeyFileError
     from hub.lastsigned import LastCheckpointFileError, OlderStore
+    from hub.mbg import PlanError
     from hub.service import WrongHubKey
+    from ledger.failures import MissingFile
 
     lines = (DEPLOY / "jejak-hub.service").read_text().splitlines()
     listed = next(line.split("=", 1)[1].split() for line in lines if line.startswith("RestartPreventExitStatus="))
-    wanted = (hub_config.ConfigError, KeyFileError, WrongHubKey, OlderStore, LastCheckpointFileError)
+    wanted = (hub_config.ConfigError, KeyFileError, PlanError, MissingFile, WrongHubKey, OlderStore,
+              LastCheckpointFileError)
     assert sorted(map(int, listed)) == sorted(cls.exit_code for cls in wanted)
 
 

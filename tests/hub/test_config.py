@@ -244,7 +244,7 @@ def _tree(root: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(("setting", "code", "exit_code", "where", "hint"), [
-    ('mbg_plan = "{tmp}/plans/mbg.toml"\n', "MBG_PLAN", 41, "mbg_plan", "mbg_plan"),
+    ('mbg_plan = "{tmp}/plans/mbg.toml"\n', "NO_SUCH_FILE", 84, "mbg_plan", "mbg_plan"),  # docs/ERRORS.md
     ('mbg_plan = "{tmp}/broken.toml"\n', "MBG_PLAN", 41, "mbg_plan", "TOML"),
     ('[store]\nbackend = "postgres"\ndsn = "postgresql://jejak:pa55w0rd@127.0.0.1:{port}/test"\n', "STORE_ERROR", 33,
      "store.dsn", "start PostgreSQL"),
@@ -265,3 +265,22 @@ def test_jejak_hub_run_checks_the_plan_and_the_store_before_it_writes_a_key(
     assert "Traceback" not in done.stderr and "pa55w0rd" not in done.stderr
     error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
     assert error["code"] == code and error["where"] == where and hint in error["hint"], error
+
+
+@pytest.mark.parametrize(("data", "where", "said", "hint"), [
+    # a key pasted twice: tomllib says only "Cannot overwrite a value"
+    (b'name = "hub"\nhttp_port = 8470\nhttp_port = 8471\n', "line 3, column 17",
+     "http_port at line 3 is set twice (first at line 2)", "delete one of the two http_port lines"),
+    (b'[store]\nbackend = "lmdb"\n[security]\noscore = true\noscore = false\n', "line 5, column 15",
+     "oscore at line 5 is set twice in [security] (first at line 4)", "delete one"),
+    # a section header copied where a list was meant: tomllib says "Cannot declare ('webhooks',) twice"
+    (b"[webhooks]\nurl = \"http://a\"\n[webhooks]\nurl = \"http://b\"\n", "line 3, column 10",
+     "[webhooks] at line 3 is given twice (first at line 1)", "write [[webhooks]] at each one"),
+])
+def test_a_key_or_table_given_twice_is_named_with_both_lines(tmp_path: Path, data: bytes, where: str, said: str,
+                                                              hint: str) -> None:
+    (tmp_path / "hub.toml").write_bytes(data)
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path / "hub.toml")
+    assert caught.value.where == where and said in caught.value.message
+    assert str(tmp_path / "hub.toml") in caught.value.message and hint in (caught.value.hint or "")

@@ -8,6 +8,7 @@ import pytest
 
 from hub.mbg import PlanError, load_plan
 from hub.mbg.plan import format_offset, local_date, local_midnight, parse_time_of_day, parse_timezone
+from ledger.failures import MissingFile
 
 PLAN = """
 [defaults]
@@ -71,7 +72,7 @@ def test_plan_refuses_a_school_of_an_unknown_kitchen() -> None:
     ('deadline = "9am"', "HH:MM"),
     ('portions = -1', "at least 0"),
     ('timezone = "CET"', "WIB"),
-    ('colour = "red"', "unexpected keys"),
+    ('colour = "red"', "unknown setting 'colour'"),
 ])
 def test_plan_errors_say_expected_and_found(bad: str, match: str) -> None:
     text = PLAN.replace('portions = 250', f'portions = 250\n{bad}' if not bad.startswith("portions") else bad)
@@ -87,9 +88,30 @@ def test_plan_refuses_bad_toml_and_duplicate_ids() -> None:
 
 
 def test_a_plan_file_that_is_not_there_says_where_the_path_is_set(tmp_path: Path) -> None:
-    with pytest.raises(PlanError, match="cannot read") as caught:
+    # NO_SUCH_FILE (exit 84), as for a missing config: docs/ERRORS.md lists the plan there
+    with pytest.raises(MissingFile, match="does not exist") as caught:
         load_plan(tmp_path / "nope.toml")
     assert caught.value.hint and "mbg_plan" in caught.value.hint
+    assert caught.value.where == str(tmp_path / "nope.toml")
+
+
+def test_a_plan_file_is_read_as_the_configs_are(tmp_path: Path) -> None:
+    """Notepad's byte order mark, bytes that are not UTF-8, a key set twice and a misspelt key: each named with
+    the file, and the bytes a clear MBG_PLAN, not a UnicodeDecodeError that stopped the hub as INTERNAL."""
+    path = tmp_path / "mbg.toml"
+    path.write_bytes("\ufeff".encode() + PLAN.encode())
+    assert load_plan(path).schools
+    path.write_bytes(PLAN.replace("SDN 1", "SDN \u00e9").encode("latin-1"))
+    with pytest.raises(PlanError, match="not UTF-8 text at line") as caught:
+        load_plan(path)
+    assert str(path) in caught.value.message and "UTF-8" in (caught.value.hint or "")
+    path.write_text(PLAN.replace('portions = 250', 'portions = 250\nportions = 260'))
+    with pytest.raises(PlanError, match=r"portions at line 26 is set twice in \[\[schools\]\] \(first at line 25\)"):
+        load_plan(path)
+    path.write_text(PLAN.replace('portions = 250', 'portion = 250'))
+    with pytest.raises(PlanError, match="unknown setting 'portion'") as caught:
+        load_plan(path)
+    assert (caught.value.hint or "").startswith("did you mean 'portions'?")
 
 
 def test_time_helpers_round_trip() -> None:
