@@ -197,7 +197,7 @@ class Speaker:
         seconds = abs(seconds)
         if seconds >= 5400:
             h, m = divmod(round(seconds / 60), 60)
-            return f"{h} {self('unit.h')} {m} {self('unit.min')}"
+            return f"{self.num(h)} {self('unit.h')} {m} {self('unit.min')}"
         return f"{round(seconds / 60)} {self('unit.min')}"
 
     def celsius(self, cc: int | None) -> str:
@@ -343,7 +343,8 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             f"  {say('portions_line', received=say.num(p['received']), expected=say.num(p['expected']))}",
             f"  {say.num(data['total_scans_today'])} {say.count('scans', data['total_scans_today'])}, "
             f"{say.num(data['devices_today'])} {say.count('devices', data['devices_today'])}",
-            f"  {say('violations')}: {data['food_safety_violations']}; {say('alerts')}: {data['alerts']}"])
+            f"  {say('violations')}: {say.num(data['food_safety_violations'])}; {say('alerts')}: "
+            f"{say.num(data['alerts'])}"])
     if name == "deliveries":
         if not data["kitchens"]:
             return say("no_deliveries", date=date)

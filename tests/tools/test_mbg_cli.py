@@ -227,9 +227,16 @@ def test_indonesian_writes_dates_numbers_and_zones_the_indonesian_way():
                  {"kitchens": [], "on_hand": [{"kitchen": "K1", "item": "beras", "unit": "g"}]})
     assert "12 kg dipakai padahal stok hanya 10 kg" in out
     summary = {"date": "2026-01-01", "deliveries": {"expected": 3, "on_time": 3}, "portions": {"received": 2950,
-               "expected": 3000}, "total_scans_today": 1234, "devices_today": 4, "food_safety_violations": 0, "alerts": 0}
+               "expected": 3000}, "total_scans_today": 1234, "devices_today": 4, "food_safety_violations": 1200,
+               "alerts": 3400}
     out = render("summary", summary, say)
     assert "MBG Kamis, 1 Januari 2026" in out and "porsi 2.950 dari 3.000 diterima" in out and "1.234 tap" in out
+    assert "Keamanan pangan: 1.200; temuan yang harus segera ditindak: 3.400" in out
+    # A Pi that booted a year in the past (simulator's clock_year_off): its hours are grouped as every number is.
+    skew = {"code": "clock_skew", "subject": "ab" * 16, "severity": "warning", "measured": 8760 * 3600 + 60,
+            "limit": 900, "containers": [], "records": [], "detail": "clock off by 31536060 s"}
+    out = render("violations", {"date": "2026-01-01", "violations": [], "findings": [skew]}, say, {"kitchens": []})
+    assert "jam meleset 8.760 jam 1 menit" in out
     # English keeps the digits the API has.
     en = Speaker(lang="en", names=names, words=load_words("en"))
     assert en.date("2026-12-02") == "2026-12-02" and en.num(1234) == "1234" and en.celsius(4550) == "45.5 °C"
