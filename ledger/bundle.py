@@ -272,11 +272,14 @@ class _Input:
     def at_end(self) -> bool:
         return self._pos == len(self._buf) and not any(len(chunk) for chunk in self._chunks)
 
-    def head(self) -> tuple[int, int]:
+    def head(self, bundle: bool = False) -> tuple[int, int]:
         """The next item's major type and argument; a definite length in its shortest form, as deterministic
-        CBOR has it (RFC 8949 §4.2.1)."""
+        CBOR has it (RFC 8949 §4.2.1). With `bundle`, the item is the bundle's map: a file that does not start
+        with one is no bundle, whatever its first byte would be as CBOR."""
         first = self.take(1)[0]
         major, info = first >> 5, first & 31
+        _expect(not bundle or major == 5, f"expected a map: this file is not a Jejak bundle (it starts with byte "
+                                          f"0x{first:02x})")
         if info < 24:
             return major, info
         _expect_deterministic(info < 28)
@@ -349,8 +352,7 @@ def _walk(chunks: Chunks, reader: _Reader) -> _Fields:
     `reader` when it is read; the rest is returned."""
     src = _Input(chunks)
     src.hashing = False  # the map the seal signs has one entry fewer
-    major, entries = src.head()
-    _expect(major == 5, "expected a map")
+    _, entries = src.head(bundle=True)
     src.unsealed.update(cbor.map_head(max(entries - 1, 0)))
     small: dict[str, Any] = {}
     seen: set[str] = set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,33 @@ def test_page_says_when_the_browser_stops_the_check(tmp_path: Path) -> None:
             assert error.text.startswith(f"TANPA HASIL ({code}): ") and "Periksa dengan jejak-verify" in error.text
     finally:
         close()
+
+
+def test_a_file_that_is_no_bundle_or_is_cut_short_is_said_as_jejak_verify_says_it(page: webdriver.Chrome,
+                                                                                   tmp_path: Path) -> None:
+    """An auditor given an empty file, a download cut short, some other file, or a bundle with bytes after it: the
+    page's reason is jejak-verify's, word for word, where it said the decoder's "truncated CBOR (length 288)",
+    "tag 7 is not allowed" (a random file's first byte) or "reserved additional information 28" (an HTML page),
+    and the browser logs no error."""
+    example = EXAMPLE.read_bytes()
+    cases = {"empty": b"", "cut": example[: len(example) // 2], "cut-last-byte": example[:-1],
+             "text": b"hello auditor\n", "html": b"<!doctype html><title>x</title>\n", "random": bytes([0xC7]) + b"\x01" * 64,
+             "trailing": example + b"\x00"}
+    page.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+    page.get_log("browser")
+    for name, data in cases.items():
+        bundle = tmp_path / f"{name}.jejak"
+        bundle.write_bytes(data)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert verify.main(["--json", str(bundle)]) == 11
+        [problem] = json.loads(out.getvalue())["problems"]
+        assert check_file(page, bundle) == ("FAILED: MALFORMED (exit code 11)", "MALFORMED", "11"), name
+        meaning = page.find_element(By.ID, "meaning").text
+        said = problem["message"].removeprefix("bundle: ")
+        if name == "trailing":  # jejak-verify names the rule (deterministic CBOR) the bytes break
+            assert said.endswith("bytes after the bundle's map") and meaning.endswith(
+                "[bundle] bytes after the bundle's map (1), where a bundle ends"), meaning
+        else:
+            assert meaning.endswith(f"[bundle] {said}"), (name, meaning, said)
+    assert [e for e in page.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -46,8 +46,22 @@
 
   function parseBundle(data) {
     if (data.length > MAX_BUNDLE) malformed("bundle larger than " + MAX_BUNDLE + " bytes");
+    // A file that is no bundle, and a bundle cut short, are said as jejak-verify says them (ledger/bundle.py),
+    // not as the decoder meets them: a random file's first byte read as a tag, "truncated CBOR (length 288)".
+    if (data.length && data[0] >> 5 !== 5) {
+      malformed("expected a map: this file is not a Jejak bundle (it starts with byte 0x" +
+        data[0].toString(16).padStart(2, "0") + ")");
+    }
     const spans = new Map();
-    const b = J.decode(data, { spans });
+    let b;
+    try {
+      b = J.decode(data, { spans });
+    } catch (e) {
+      const after = e.code === "MALFORMED" && /^trailing bytes after the CBOR item \((\d+)\)$/.exec(e.message);
+      if (after) malformed("bytes after the bundle's map (" + after[1] + "), where a bundle ends");
+      if (data.length && !(e.code === "MALFORMED" && e.message.startsWith("truncated CBOR"))) throw e;
+      malformed("cut short: it ends after " + data.length + " bytes, before its map does");
+    }
     if (!isMap(b)) malformed("bundle is not a map");
     const ok = checkFields(b, BUNDLE_SCHEMA, "bundle");
     if (ok !== true) {
