@@ -234,6 +234,7 @@ def _enroll_qr(args: argparse.Namespace) -> int:
     from hub.config import load
 
     config = load(args.config)
+    png = output_file(args.png, "--png") if args.png else None
     signer = existing_key(config)
     url = args.hub_url or _own_http_url(config.http_host, config.http_port)
     uri = enroll_uri(url, signer.public_key)
@@ -242,9 +243,9 @@ def _enroll_qr(args: argparse.Namespace) -> int:
     qr.make(fit=True)
     qr.print_ascii(invert=True)
     print(uri)
-    if args.png:
-        qr.make_image().save(args.png)
-        print(f"QR code written to {args.png}")
+    if png is not None:
+        qr.make_image().save(png)
+        print(f"QR code written to {png}")
     return 0
 
 
@@ -410,7 +411,7 @@ def _export(args: argparse.Namespace) -> int:
 
         raise Unauthorized("jejak export needs an auditor or operator token",
                            hint="pass --token-file, or set JEJAK_TOKEN_FILE or JEJAK_TOKEN")
-    out = Path(args.out)
+    out = output_file(args.out, "--out")
     size = download(url, out, headers={"Authorization": f"Bearer {token}"},
                     resume_url=f"{args.hub_url}/api/export/files/{{name}}")
     print(f"wrote {size} bytes to {out}; check it with: jejak-verify {out}")
@@ -424,6 +425,21 @@ def _export(args: argparse.Namespace) -> int:
 
 
 CHUNK = 1 << 16
+
+
+def output_file(name: str, option: str) -> Path:
+    """The file a command is told to write, checked before anything is asked of a hub: a directory that does
+    not exist, or a directory given as the file, was found only at the first write, named by a temporary file
+    (`audit.jejak.part.id: no such file or directory`) after the hub had made the export."""
+    path = Path(name)
+    if path.is_dir():
+        raise UsageError(f"{option} {name}: is a directory, expected the file to write",
+                         hint=f"name the file in it: {option} {path / '<file>'}")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {name}: the directory {parent} does not exist",
+                         hint=f"create it first (mkdir -p {parent}) or write elsewhere")
+    return path
 
 
 def download(url: str, out: Path, *, headers: dict[str, str], resume_url: str) -> int:

@@ -153,6 +153,25 @@ def test_export_without_a_token(tmp_path: Path) -> None:
     assert "token" in error["message"] and not (tmp_path / "a.jejak").exists()
 
 
+@pytest.mark.parametrize(("out", "said"), [("audit/a.jejak", "--out audit/a.jejak: the directory audit does not exist"),
+                                         (".", "--out .: is a directory, expected the file to write")])
+def test_export_to_a_directory_that_is_not_there_is_refused_before_the_hub_is_asked(tmp_path: Path, out: str,
+                                                                                    said: str) -> None:
+    """A hub that answers would have made the export, and the first write then failed naming a temporary file
+    (`audit/a.jejak.part.id: no such file or directory`, NO_SUCH_FILE); nothing listens here, so an answer from
+    the hub's side would be UNREACHABLE."""
+    error = one_line(jejak("export", "--hub-url", f"http://127.0.0.1:{free_tcp()}", "--out", out, "--token", "t",
+                           cwd=tmp_path), "USAGE", 2)
+    assert error["message"] == said and not (tmp_path / "audit").exists()
+
+
+def test_a_qr_png_into_a_directory_that_is_not_there_is_refused_first(tmp_path: Path) -> None:
+    error = one_line(jejak("enroll", "qr", "--config", str(hub_config(tmp_path, "")), "--png", "codes/hub.png",
+                           cwd=tmp_path), "USAGE", 2)
+    assert error["message"] == "--png codes/hub.png: the directory codes does not exist"
+    assert "mkdir -p codes" in error["hint"]
+
+
 def test_verify_into_a_closed_pipe(tmp_path: Path) -> None:
     """`jejak-verify bundle | head -0`: the reader is gone before the report is written."""
     read, write = os.pipe()
