@@ -13,7 +13,10 @@ from typing import Any
 from ledger import BundleWriter, ChainBuilder, Ed25519Signer, Record, cbor
 from ledger.authority import Decision
 
-DEFAULT_DIR = Path(__file__).resolve().parents[1] / "docs" / "examples"
+# In a source checkout the shipped examples beside the spec; installed from a wheel there is no docs/ beside the
+# package, and they went into site-packages (or stopped on NO_PERMISSION there): docs/examples where it runs.
+CHECKOUT_DIR = Path(__file__).resolve().parents[1] / "docs" / "examples"
+DEFAULT_DIR = CHECKOUT_DIR if CHECKOUT_DIR.is_dir() else Path("docs") / "examples"
 NEWER = "example.jejak"
 OLDER = "example-older.jejak"
 T0 = 1_763_870_400  # 2025-11-23 04:00 UTC: the kitchen starts cooking

@@ -133,3 +133,18 @@ def test_demo_plays_a_day_from_the_wheel(wheel_install: Install, tmp_path: Path)
                           capture_output=True, text=True, timeout=540)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-4000:]
     assert "ceilings" not in demo.stderr  # the market data files were found in the installed package
+
+
+def test_example_from_the_wheel_writes_where_it_runs_and_verifies(wheel_install: Install, tmp_path: Path) -> None:
+    """`jejak example` writes docs/examples/ as the README says: from a wheel that is under the current directory
+    (it wrote into site-packages/docs/, or stopped on NO_PERMISSION for a user who may not write /opt/jejak)."""
+    done = subprocess.run([str(wheel_install.bin / "jejak"), "example"], cwd=tmp_path, env=_clean_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    written = sorted(p.name for p in (tmp_path / "docs" / "examples").iterdir())
+    assert written == ["example-older.jejak", "example.jejak"]
+    assert not (wheel_install.site_packages() / "docs").exists()
+    check = subprocess.run([str(wheel_install.bin / "jejak-verify"), "docs/examples/example.jejak", "--against",
+                            "docs/examples/example-older.jejak"], cwd=tmp_path, env=_clean_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
