@@ -338,7 +338,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     deadline = parse_time_of_day(defaults.get("deadline", "09:00"), name="defaults.deadline")
     return_by = parse_time_of_day(defaults.get("return_by", "15:00"), name="defaults.return_by")
     kitchens = []
-    for i, k in enumerate(data.get("kitchens", [])):
+    for i, k in enumerate(data.get("kitchens", []), 1):  # counted from 1, as the configs count [[webhooks]]
         where = f"kitchens[{i}]"
         if not isinstance(k, dict):
             raise PlanError(f"{where}: expected a table, got {type(k).__name__}")
@@ -353,7 +353,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
             staff=tuple(staff) if staff is not None else None,
         ))
     schools = []
-    for i, s in enumerate(data.get("schools", [])):
+    for i, s in enumerate(data.get("schools", []), 1):
         where = f"schools[{i}]"
         if not isinstance(s, dict):
             raise PlanError(f"{where}: expected a table, got {type(s).__name__}")

@@ -109,7 +109,8 @@ def test_a_plan_file_is_read_as_the_configs_are(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match=r"portions at line 26 is set twice in \[\[schools\]\] \(first at line 25\)"):
         load_plan(path)
     path.write_text(PLAN.replace('portions = 250', 'portion = 250'))
-    with pytest.raises(PlanError, match="unknown setting 'portion'") as caught:
+    # the second school, counted from 1 as the configs count their [[webhooks]] (it said schools[1])
+    with pytest.raises(PlanError, match=r"unknown setting 'portion' in schools\[2\]") as caught:
         load_plan(path)
     assert (caught.value.hint or "").startswith("did you mean 'portions'?")
 
