@@ -34,7 +34,8 @@ class ConfigError(CodedError):
 class StoreConfig:
     backend: str = "lmdb"  # "lmdb" (embedded) or "postgres"
     path: str = ""  # lmdb: the store's directory; empty: <data_dir>/store
-    dsn: str = "postgresql://127.0.0.1:5432/test"
+    # No default: a hub whose [store] names postgres without a dsn ran on the local server's `test` database.
+    dsn: str = ""
     map_size: int = 1 << 32
     # PostgreSQL: log rows per partition, the unit of archive (`jejak hub archive`); about a month of records
     partition_leaves: int = 1 << 22
@@ -47,7 +48,8 @@ class StoreConfig:
             raise ConfigError(f"store.map_size: expected 65536 to 4398046511104 bytes (4 TiB), got {self.map_size}",
                               where="store.map_size", hint="the most the LMDB store may hold, e.g. 4294967296 (4 GiB)")
         if self.backend == "postgres" and not self.dsn.strip():
-            raise ConfigError("store.dsn: expected a PostgreSQL address, got nothing", where="store.dsn",
+            raise ConfigError("store.dsn: expected a PostgreSQL address for backend = \"postgres\", got nothing",
+                              where="store.dsn",
                               hint='e.g. dsn = "postgresql://jejak-hub@/jejak?host=/run/postgresql"')
         if self.partition_leaves <= 0 or self.partition_leaves % 64:
             raise ConfigError(f"store.partition_leaves: expected a positive multiple of 64, got {self.partition_leaves}",

@@ -132,7 +132,9 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_setting(setting: Settin
     ("clock = \"yesterday\"\n", "clock", "expected 'wall' or an ISO instant"),
     ("[store]\nmap_size = 4611686018427387904\n", "store.map_size", "4 TiB"),
     ("[store]\nbackend = \"postgres\"\ndsn = \"\"\n", "store.dsn", "got nothing"),
-    ("name = \"Hub Jabar\"\n[store]\nbackend = \"postgres\"\n", "name", "schema"),
+    # no dsn: the hub ran on the local server's `test` database, the default a test suite uses
+    ("[store]\nbackend = \"postgres\"\n", "store.dsn", "got nothing"),
+    ("name = \"Hub Jabar\"\n[store]\nbackend = \"postgres\"\ndsn = \"postgresql://127.0.0.1/jejak\"\n", "name", "schema"),
     ("[markets]\nhorizon = 0\n", "markets.horizon", "expected at least 1"),
     ("[markets.impact]\nrecent_days = 0\n", "markets.impact.recent_days", "expected a number > 0"),
     ("[markets.validation]\nwindow = 2\n", "markets.validation", "window >= 3"),

@@ -388,7 +388,7 @@ def test_jejak_hub_archive_command(schemas, tmp_path, capsys):
 
 def test_partition_leaves_must_be_whole_tiles():
     with pytest.raises(ConfigError, match="multiple of 64"):
-        StoreConfig(backend="postgres", partition_leaves=100)
+        StoreConfig(backend="postgres", dsn=PG_DSN, partition_leaves=100)
     with pytest.raises(StoreError, match="multiple of 64"):
         PgHubStore(PG_DSN, schema="unused", partition_leaves=0)
 

@@ -209,6 +209,8 @@ def setting_problem(span: str) -> str | None:
         try:
             PROGRAMS[program][1](_nest(path, key, parsed))
         except CodedError as exc:  # the loader refuses it: CONFIG
+            if exc.where and exc.where.rsplit(".", 1)[-1] != key:
+                return None  # taken; what is refused is another setting it needs (backend = "postgres": a dsn)
             refusals.append(f"{program} [{'.'.join(path)}]: {exc}")
         else:
             return None
