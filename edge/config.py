@@ -50,9 +50,18 @@ def _ipv4(text: str) -> bool:
     return True
 
 
-def _need(cond: bool, message: str) -> None:
+def _need(cond: bool, message: str, hint: str | None = None) -> None:
     if not cond:
-        raise ConfigError(message)
+        raise ConfigError(message, hint=hint)
+
+
+def _coap_hint(setting: str, url: str, *, listed: bool = False) -> str:
+    """The fix for an address without its scheme or port, the commonest slip: a host name as a browser takes it,
+    or the hub's HTTP address."""
+    host = urllib.parse.urlsplit(url if "://" in url else f"//{url}").hostname or "hub.example.org"
+    value = f'"coap://{host}:5683"'
+    return (f"write {setting} = {f'[{value}]' if listed else value} (the scheme, the host, and the CoAP port the "
+            "other side listens on)")
 
 
 def _port(name: str, value: int) -> None:
@@ -114,7 +123,8 @@ class HubConfig:
 
     def __post_init__(self) -> None:
         _need(not self.address or _coap_address(self.address, ("coap://", "coap+tcp://")),
-              f"hub.address: expected coap://host:port or empty, got {self.address!r}")
+              f"hub.address: expected coap://host:port or empty, got {self.address!r}",
+              _coap_hint("address", self.address))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,7 +146,8 @@ class SyncConfig:
         _need(self.head_wait_s >= 0, f"sync.head_wait_s: expected >= 0 seconds, got {self.head_wait_s}")
         _need(self.replica_records > 0, f"sync.replica_records: expected > 0, got {self.replica_records}")
         for peer in self.peers:
-            _need(_coap_address(peer, ("coap://",)), f"sync.peers: expected coap://host:port, got {peer!r}")
+            _need(_coap_address(peer, ("coap://",)), f"sync.peers: expected coap://host:port, got {peer!r}",
+                  _coap_hint("peers", peer, listed=True))
         for name, addresses in (("announce", (self.announce,) if self.announce else ()), ("interfaces", self.interfaces)):
             for address in addresses:
                 _need(_ipv4(address), f"sync.{name}: expected an IPv4 address like 192.168.1.20, got {address!r}")

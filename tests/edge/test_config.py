@@ -159,6 +159,19 @@ def test_a_mistake_names_its_setting(tmp_path, text, where):
     assert caught.value.where == where and caught.value.message.startswith(str(path))
 
 
+@pytest.mark.parametrize(("text", "hint"), [
+    ('[hub]\naddress = "hub.example.org"\n', 'write address = "coap://hub.example.org:5683"'),
+    ('[hub]\naddress = "http://10.0.0.5:8470"\n', 'write address = "coap://10.0.0.5:5683"'),  # the hub's HTTP
+    ('[sync]\npeers = ["dapur-2.local"]\n', 'write peers = ["coap://dapur-2.local:5683"]'),
+])
+def test_an_address_without_its_scheme_says_how_to_write_it(tmp_path, text, hint):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert (caught.value.hint or "").startswith(hint), caught.value.hint
+
+
 def test_a_bom_and_crlf_are_read_and_bytes_that_are_not_utf8_named(tmp_path):
     path = tmp_path / "edge.toml"
     path.write_bytes('\ufeffsite = "SPPG-001"\r\n[coap]\r\nport = 0\r\n'.encode())
