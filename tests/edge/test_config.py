@@ -152,11 +152,16 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_setting(setting):
     ('[hub]\naddress = "coap://hub.local:99999"\n', "hub.address"),
 ])
 def test_a_mistake_names_its_setting(tmp_path, text, where):
+    refused = _refused(tmp_path, text)
+    assert refused.where == where and refused.message.startswith(str(tmp_path / "edge.toml"))
+
+
+def _refused(tmp_path: Path, text: str) -> ConfigError:
     path = tmp_path / "edge.toml"
     path.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load(path)
-    assert caught.value.where == where and caught.value.message.startswith(str(path))
+    return caught.value
 
 
 @pytest.mark.parametrize(("text", "hint"), [
@@ -165,11 +170,7 @@ def test_a_mistake_names_its_setting(tmp_path, text, where):
     ('[sync]\npeers = ["dapur-2.local"]\n', 'write peers = ["coap://dapur-2.local:5683"]'),
 ])
 def test_an_address_without_its_scheme_says_how_to_write_it(tmp_path, text, hint):
-    path = tmp_path / "edge.toml"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as caught:
-        load(path)
-    assert (caught.value.hint or "").startswith(hint), caught.value.hint
+    assert (_refused(tmp_path, text).hint or "").startswith(hint)
 
 
 def test_a_bom_and_crlf_are_read_and_bytes_that_are_not_utf8_named(tmp_path):
