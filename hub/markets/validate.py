@@ -607,7 +607,8 @@ class Validator:
         status = QUARANTINED if a.quarantined[i] else ACCEPTED
         summary = self._summary(a, i, status)
         if provisional:
-            summary += "; provisional until the other reporters here report today or the day's cut-off"
+            summary += ("; provisional until the other reporters here (and, for an unusual price, the nearby markets) "
+                        "report today or the day's cut-off")
         return Verdict(observation_id=obs_id, status=status, checks=tuple(results), summary=summary,
                        provisional=provisional)
 
@@ -727,12 +728,44 @@ class Validator:
             # reporters is wrong, for every report of the day.
             rows = d.reports
             verdicts = self._judge(s, day, d, rows, near=near, provisional=not done)
+        if done and d.unusual and not self._nearby_reported(s, day):
+            # A price unusual against its history waits for the nearby markets that report here lately: on a
+            # regional move the first market to report it has nobody to vouch for it yet, and judged final
+            # then, a lone reporter's honest price was held for good whichever market came first.
+            done, rows = False, d.reports
+            verdicts = self._judge(s, day, d, rows, near=near, provisional=True)
         changed = [(o, verdicts[o.id]) for o in rows
                    if o.id != obs.id and _differs(d.verdicts.get(o.id), verdicts[o.id])]
         d.verdicts.update(verdicts)
         if done:
             self._settle_day(s, day, d)
-        return [(obs, verdicts[obs.id]), *changed, *out]
+        return [(obs, verdicts[obs.id]), *changed, *self._vouched(s, day), *out]
+
+    def _nearby_reported(self, s: int, day: int) -> bool:
+        """Whether every nearby market's series of s's group that reported in the last `expect_days` days has
+        reported `day`."""
+        since = day - self.config.expect_days
+        for t in self._neighbours(s):
+            other = self._days.get((t, day))
+            if (other is None or not other.prices) and max(self._reporters.get(t, {}).values(), default=since - 1) >= since:
+                return False
+        return True
+
+    def _vouched(self, s: int, day: int) -> list[tuple[PriceObservation, Verdict]]:
+        """Series s reported `day`: the nearby series' days that waited for it (an unusual price, see `observe`)
+        judged again with its move, and made final once nobody else is awaited; the verdicts that changed."""
+        out: list[tuple[PriceObservation, Verdict]] = []
+        for u in self._neighbours(s):
+            d = self._days.get((u, day))
+            if d is None or d.settled or not d.unusual:
+                continue
+            done = self._complete(u, day, d) and self._nearby_reported(u, day)
+            verdicts = self._judge(u, day, d, d.reports, provisional=not done)
+            out.extend((o, v) for o in d.reports if _differs(d.verdicts.get(o.id), v := verdicts[o.id]))
+            d.verdicts.update(verdicts)
+            if done:
+                self._settle_day(u, day, d)
+        return out
 
     def settle(self, now: int) -> list[tuple[PriceObservation, Verdict]]:
         """Make final every open day whose cut-off has passed by hub time `now`; returns the verdicts that
@@ -824,7 +857,7 @@ class Validator:
             if other is None or not other.prices:
                 continue
             today[t] = _median_sorted(other.prices)
-            then = self._recent.get(t, {}).get(ref_day)
+            then = self._accepted_by(t, ref_day)
             if then is not None:
                 changes.append(math.log(today[t] / then))
         ref, n = _median_n(changes)
@@ -853,6 +886,21 @@ class Validator:
         creep, n = _median_n(moves)
         return _Near(math.nan, 0, raw[ref], ref, creep, n, path[-1], (up[0], up[1], down[0], down[1]),
                      self._crept_before(raw, ref, days[1:], today))
+
+    def _accepted_by(self, t: int, day: int) -> float | None:
+        """Series t's latest accepted daily price on or before `day`, within the span kept (`_remember`): a
+        neighbour's reference for a move since `day`. Its price of that very day alone would do only while the
+        neighbour never has a day held: one outlier of its own held, it could vouch for nobody the next day,
+        and two markets of a region then held each other's honest prices for good, as each waited for the
+        other's accepted price of its own last day."""
+        recent = self._recent.get(t)
+        if not recent:
+            return None
+        got = recent.get(day)
+        if got is not None:
+            return got
+        before = [d for d in recent if d <= day]
+        return recent[max(before)] if before else None
 
     def _settled(self, t: int, day: int) -> float | None:
         """Series t's price of `day` as a neighbour's reference: its accepted daily price, else the median of
@@ -965,7 +1013,7 @@ class Validator:
                 if t not in today:
                     continue
                 near[t] = today[t]
-                then = self._recent.get(t, {}).get(ref_day)
+                then = self._accepted_by(t, ref_day)
                 if then is not None:
                     vals.append(math.log(today[t] / then))
             c = self._creep(u, day, near)._replace(ref=math.nan)

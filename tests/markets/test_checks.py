@@ -221,3 +221,28 @@ def test_every_check_is_one_object_that_scores_and_explains() -> None:
     verdict = v.check(obs(52_000, reporter="r2"))
     # The reporters check names what the peer actually reported.
     assert "r1 Rp 40.000" in verdict.check("reporters").reason
+
+
+def test_a_regional_move_is_accepted_at_both_markets_whichever_reports_first() -> None:
+    """One reporter a market, two markets of a region. The first to report a regional move waits for the other
+    (its day was final at once, held with nobody to vouch for it), and a day one market's outlier was held does
+    not leave the other without a neighbour's reference the next day (each then held the other's honest prices
+    for good, as each waited for the other's accepted price of its own last day)."""
+    from hub.markets.model import DAY_S
+
+    v = validator(markets={"pasar-senen": 40_000, "pasar-kramat-jati": 40_000})
+    plan = [(("k", 40_100), ("s", 40_000)), (("s", 40_200), ("k", 39_900)),  # both report: each expects the other
+            (("k", 52_300), ("s", 52_000)), (("s", 52_200), ("k", 70_000)), (("s", 52_100), ("k", 52_300)),
+            (("k", 52_400), ("s", 52_200)), (("s", 52_000), ("k", 52_100))]
+    final: list[dict[str, str]] = []
+    for day, reports in enumerate(plan):
+        t = T0 + day * DAY_S
+        status: dict[str, str] = {}
+        for who, price in reports:
+            market = "pasar-kramat-jati" if who == "k" else "pasar-senen"
+            for o, verdict in v.observe(obs(price, reporter=f"{who}1", market=market, t=t)):
+                status[o.market] = verdict.status if not verdict.provisional else "provisional"
+        final.append(status)
+    assert final[2] == {"pasar-kramat-jati": "accepted", "pasar-senen": "accepted"}  # the move, k first
+    assert final[3] == {"pasar-senen": "accepted", "pasar-kramat-jati": "quarantined"}  # k's mistyped price
+    assert final[4:] == [{"pasar-kramat-jati": "accepted", "pasar-senen": "accepted"}] * 3
