@@ -393,12 +393,13 @@ class HubApi:
 
     async def approve(self, request: web.Request) -> web.Response:
         self.require(request, "operator")
-        return web.json_response(self.hub.approve(self._device_id(request)).to_json())
+        device = await asyncio.to_thread(self.hub.approve, self._device_id(request))  # signs and writes the store
+        return web.json_response(device.to_json())
 
     async def revoke(self, request: web.Request) -> web.Response:
         self.require(request, "operator")
         from_seq = http_query(request).get("from")
-        device = self.hub.revoke(self._device_id(request), from_seq)
+        device = await asyncio.to_thread(self.hub.revoke, self._device_id(request), from_seq)
         return web.json_response(device.to_json())
 
     async def reject(self, request: web.Request) -> web.Response:
@@ -414,7 +415,8 @@ class HubApi:
 
     async def resolve(self, request: web.Request) -> web.Response:
         self.require(request, "operator")
-        return web.json_response(self.hub.resolve_fork(self._device_id(request)).to_json())
+        device = await asyncio.to_thread(self.hub.resolve_fork, self._device_id(request))
+        return web.json_response(device.to_json())
 
     async def heads(self, request: web.Request) -> web.Response:
         # Every device's log read from the store: off the event loop, as every read of all devices (public).

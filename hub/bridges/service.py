@@ -216,8 +216,8 @@ class Bridges:
         claimed = md.data.get("claimed_time")
         if claimed is not None and not now - MAX_BACKDATE_S <= claimed <= now + MAX_AHEAD_S:
             raise OutsideLiveWindow(
-                f"timestamp: {md.data['timestamp']} is {(now - claimed) / 3600:+.1f} h from the hub's arrival "
-                f"time; live data may be at most {MAX_BACKDATE_S // 3600} h old and {MAX_AHEAD_S} s ahead (send "
+                f"timestamp: {md.data['timestamp']} is {abs(now - claimed) / 3600:.1f} h "
+                f"{'before' if claimed < now else 'after'} the hub's arrival time; live data may be at most {MAX_BACKDATE_S // 3600} h old and {MAX_AHEAD_S} s ahead (send "
                 f"history with `jejak markets import`, or fix the device clock)")
         data = {**md.data, "device_id": device.device_id, "raw_sha256": digest(raw)}
         (record,) = self.attestor.attest([Attestation(path=path, sender=sender, kind="price", data=data,
