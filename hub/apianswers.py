@@ -48,6 +48,15 @@ class DeviceHealth(TypedDict):
                                               "last_seen and sync_lag_s are those of its records counted so far"}]
 
 
+class SigningStopped(TypedDict):
+    """HUB_STORE_OLDER found at run time (an edge presented a checkpoint of this hub its store does not hold)."""
+
+    code: str
+    message: str
+    where: NotRequired[str]
+    hint: NotRequired[str]
+
+
 class ChainHealth(TypedDict):
     """The log's size, checkpoint, forks, refusals by code, records by kind and device count; one page of
     devices (each device's log, last record time, last arrival and sync lag), in device id order."""
@@ -69,6 +78,9 @@ class ChainHealth(TypedDict):
                                                    "not counted in them yet (counted in the background after an "
                                                    "upgrade, newest first): records_by_kind falls short of the log by "
                                                    "as many; 0 when every record is counted"}]
+    signing_stopped: Annotated[SigningStopped | None, {"description": "why the hub signs no checkpoint (its store is "
+                                                                      "an older copy, docs/DEPLOY.md); null while it "
+                                                                      "signs"}]
 
 
 SCAN_EVENT = Literal["cooked", "packed", "departed", "arrived", "received", "served", "returned", "damaged", "lost",

@@ -12,6 +12,7 @@ const I18N = {
     "forks": "Forks", "refused": "Refused records", "duplicates": "Duplicates", "checkpoint": "Latest checkpoint",
     "tree_size": "tree size", "root": "root", "signed": "signed", "download": "Download audit bundle",
     "device": "Device", "site": "Site", "role": "Role", "status": "Status", "restore": "damaged, awaiting restore", "counting": "counting",
+    "signing_stopped": "Signing stopped: a device holds a checkpoint of this hub that its store does not hold, so the store is an older copy. Records are still taken; no checkpoint is signed until the operator acts (docs/DEPLOY.md, Backups).",
     "figures_counting": "Counting the records held before the upgrade into these figures: {n} to go. Until then a device marked \u201ccounting\u201d shows its records counted so far.", "length": "Length", "head": "Head",
     "last_seen": "Last seen", "sync_lag": "Sync lag", "no_forks": "No forks: every device shows one history.",
     "fork_seq": "Seq", "mbg.title": "MBG deliveries", "on_time": "On time", "late": "Late", "short": "Short",
@@ -66,6 +67,7 @@ const I18N = {
     "checkpoint": "Checkpoint terakhir", "tree_size": "ukuran pohon", "root": "akar", "signed": "ditandatangani",
     "download": "Unduh bundel audit", "device": "Perangkat", "site": "Lokasi", "role": "Peran", "status": "Status",
     "restore": "rusak, menunggu pemulihan", "counting": "sedang dihitung",
+    "signing_stopped": "Penandatanganan berhenti: sebuah perangkat memegang checkpoint hub ini yang tidak ada di penyimpanannya, jadi penyimpanan ini salinan lama. Catatan tetap diterima; tidak ada checkpoint yang ditandatangani sampai operator bertindak (docs/DEPLOY.md, Backups).",
     "figures_counting": "Catatan yang tersimpan sebelum pembaruan sedang dihitung ke angka-angka ini: {n} lagi. Sampai selesai, perangkat bertanda \u201csedang dihitung\u201d menunjukkan catatannya yang sudah dihitung.", "length": "Panjang", "head": "Ujung", "last_seen": "Terakhir terlihat", "sync_lag": "Jeda sinkron",
     "no_forks": "Tidak ada percabangan: setiap perangkat menunjukkan satu riwayat.", "fork_seq": "Urutan",
     "mbg.title": "Pengiriman MBG", "on_time": "Tepat waktu", "late": "Terlambat", "short": "Kurang",
@@ -278,6 +280,7 @@ async function viewChain() {
     ${card(t("duplicates"), num(h.duplicates), "", "chain-duplicates")}
   </div>
   <div class="panel" data-testid="checkpoint"><h2>${t("checkpoint")}</h2>
+    ${h.signing_stopped ? `<p class="bad" role="alert" data-testid="signing-stopped"><b>${t("signing_stopped")}</b> <span class="mono">${esc(h.signing_stopped.code)}</span></p>` : ""}
     ${cp ? `<p>${t("tree_size")} <b data-testid="cp-size">${num(cp.tree_size)}</b> · ${t("root")} <span class="mono">${esc(cp.root.slice(0, 32))}…</span> · ${t("signed")} ${when(cp.time)}</p>` : `<p class="empty">${t("none")}</p>`}
     <a class="btn" id="export" href="/api/export" download="jejak-audit.jejak">${t("download")}</a></div>
   <div class="panel"><h2>${t("devices")}</h2>${h.figures_behind ? `<p class="muted" data-testid="figures-counting">${t("figures_counting", { n: num(h.figures_behind) })}</p>` : ""}${table([

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import lmdb
+import pytest
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -13,9 +14,10 @@ from selenium.webdriver.support.ui import WebDriverWait
 from hub.app import start_hub
 from hub.bridges import BridgeConfig
 from hub.config import HubConfig
+from hub.lastsigned import OlderStore
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
-from ledger import Ed25519Signer
+from ledger import Ed25519Signer, sign_checkpoint
 from tests.hub.conftest import Clock, enroll, new_device
 
 from .harness import browser, digits
@@ -137,5 +139,47 @@ async def test_the_chain_page_marks_the_figures_still_being_counted_after_an_upg
             pass
         note, marked, missing = await asyncio.to_thread(_counting_marks, running.http_url, 0)
         assert note == "" and marked == [] and missing == []
+    finally:
+        await running.close()
+
+
+def _stopped_note(url: str) -> tuple[str, str, list[str]]:
+    """The chain page's note that signing stopped (its text and code; empty when none) and the i18n keys it
+    lacked."""
+    driver, close = browser()
+    try:
+        driver.get(f"{url}/#/chain")
+        read = """const note = document.querySelector('[data-testid=signing-stopped]');
+return [note ? note.querySelector('b').textContent : '', note ? note.querySelector('.mono').textContent : '',
+        [...window.__i18nMissing]];"""
+        WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=devices]"))
+        text, code, missing = driver.execute_script(read)
+        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+        return text, code, missing
+    finally:
+        close()
+
+
+async def test_the_chain_page_says_when_the_hub_stopped_signing(tmp_path):
+    """A device presented a checkpoint of this hub its store does not hold (the store is an older copy of the one
+    it signed for): the hub signs no checkpoint until its operator acts, and the chain page says so, in the
+    page's language, above the latest checkpoint."""
+    clock = Clock()
+    signer = Ed25519Signer.from_seed(b"\x73" * 32)
+    hub = Hub(LmdbHubStore(tmp_path / "store", durable=False), signer, clock=clock)
+    device, builder = new_device(clock)
+    device_id = enroll(hub, device, clock)
+    assert hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+    assert hub.checkpoint() is not None
+    running = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path), http_port=0,
+                                        coap_port=0, mdns=False), hub=hub)
+    try:
+        assert await asyncio.to_thread(_stopped_note, running.http_url) == ("", "", [])
+        later = sign_checkpoint(signer, tree_size=len(hub.tree) + 5, root=bytes(32), time=clock())  # lost records'
+        with pytest.raises(OlderStore):
+            hub.witness(later.raw)
+        assert hub.checkpoint(force=True) is None
+        text, code, missing = await asyncio.to_thread(_stopped_note, running.http_url)
+        assert text.startswith("Penandatanganan berhenti") and code == "HUB_STORE_OLDER" and missing == []
     finally:
         await running.close()
