@@ -525,8 +525,10 @@ class _Wire:
 
 async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits: Limits = Limits(),
                     push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset(),
-                    size: RequestSize | None = None, lanes: Lanes | None = None) -> SyncReport:
-    """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push.
+                    size: RequestSize | None = None, lanes: Lanes | None = None,
+                    own: bytes | None = None) -> SyncReport:
+    """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push. `own` is
+    the log this node signs, whose last record is pushed where the node holds as many but another (`plan`).
 
     Records requests carry what `size` allows; pass the same `size` to every round with a peer so that it
     follows the link (halved when a request is lost, grown back when they finish quickly). Over UDP the
@@ -537,7 +539,8 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
         size = RequestSize(limits)
     mine = await asyncio.to_thread(local.heads)
     theirs = await remote_heads(ctx, base, limits, report)
-    actions = plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull, blocked=blocked)
+    actions = plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull, blocked=blocked,
+                   own=own)
     # On one UDP context aiocoap sends a peer one message at a time (NSTART = 1): requests in flight there
     # would only interleave their blocks, and a range held back for its turn holds the one message slot.
     wire = _Wire.to(base, ctx, lanes)

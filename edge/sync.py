@@ -272,7 +272,7 @@ class SyncAgent:
             try:
                 report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
                                          push=True, pull=target.role != "hub", blocked=self.blocked(),
-                                         size=target.size, lanes=lanes)
+                                         size=target.size, lanes=lanes, own=self.own)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
                 if self.recover(target, exc):
                     target.next_try = now

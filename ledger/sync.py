@@ -215,12 +215,19 @@ class Push:
 
 
 def plan(local: Mapping[bytes, Head], remote: Iterable[Head], *, limits: Limits = Limits(),
-         push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset()) -> list[Fetch | Push]:
+         push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset(),
+         own: bytes | None = None) -> list[Fetch | Push]:
     """Compare heads and say what to fetch and what to push.
 
     Pushes are chunked to the per-request limit. A fetch is one range per log, which the caller asks for
     request by request until the peer has no more: the peer's length is only its word until its records
     arrive, and chunking a claimed 2**64 records up front would take the node's memory and time.
+
+    Where both hold as many records of a log but not the same last one, the log is forked. Pulling, the
+    peer's last record is fetched and the evidence kept here. Pushing only, the last record of `own` (the
+    log this node signs) is pushed and the peer keeps the evidence: going by length alone, a copy of the
+    device that signed as many records as the peer holds from another copy would stay silent until it
+    signs again. Any other log's fork is between two other copies, left to the nodes that pull it.
     """
     actions: list[Fetch | Push] = []
     seen: set[bytes] = set()
@@ -231,15 +238,18 @@ def plan(local: Mapping[bytes, Head], remote: Iterable[Head], *, limits: Limits 
             continue
         mine = local.get(r.device_id)
         have = mine.length if mine else 0
+        other_head = mine is not None and have > 0 and r.length == have and r.head != mine.head
         if pull and r.length > have:
             # One record of overlap lets the receiver check the peer's history continues ours.
             actions.append(Fetch(r.device_id, have - 1 if have else 0, r.length))
-        elif pull and mine is not None and r.length == have and have and r.head != mine.head:
+        elif pull and other_head:
             actions.append(Fetch(r.device_id, have - 1, have))  # same length, other head: get the evidence
         elif push and mine is not None and mine.length > r.length:
             start = r.length - 1 if r.length else 0
             for s in range(start, mine.length, step):
                 actions.append(Push(r.device_id, s, min(s + step, mine.length)))
+        elif push and other_head and r.device_id == own:
+            actions.append(Push(r.device_id, have - 1, have))  # same length, other head: give the evidence
     if push:
         for device_id, mine in local.items():
             if device_id not in seen and device_id not in blocked and mine.length:

@@ -5,6 +5,7 @@ and the hub held the device as `forked`). A hub that cannot be reached leaves it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import shutil
@@ -18,7 +19,7 @@ from coap_server.sync import add_sync_resources
 from edge import keys as keyfile
 from edge.config import SyncConfig
 from edge.daemon import EdgeDaemon
-from ledger import Ed25519Signer, decode_record
+from ledger import Ed25519Signer, ForkEvidence, decode_record
 from tests.netns.evil_peer import Holder, other_history
 from tests.ports import free_coap, free_udp
 from tests.security.common import edge, edge_config, enroll_edge, secure_hub
@@ -376,12 +377,10 @@ async def test_records_signed_offline_on_a_current_store_are_confirmed_when_the_
             assert daemon.status()["head"]["state"] == "confirmed"
 
 
-async def test_a_copy_whose_push_the_hub_refuses_as_a_fork_says_forked(tmp_path, caplog):
-    """Two cards of one device run at once (a copy started while the first still runs): both heads are confirmed
-    at start, then each signs its own records from the same seq. The hub takes the first's and refuses the
-    second's as a fork; the second says `forked` (it said `confirmed`), and so does the first once the hub holds
-    its records back."""
-    caplog.set_level(logging.INFO, logger="jejak.edge")
+@contextlib.asynccontextmanager
+async def _two_copies(tmp_path):
+    """A hub holding 4 records of a device, and two cards of it running at once (a copy started while the first
+    still runs), both heads confirmed: (hub, device id, first, second)."""
     data = tmp_path / "edge"
     async with secure_hub(tmp_path / "hub", oscore=False) as hub:
         key = await enroll_edge(data, hub)
@@ -394,16 +393,44 @@ async def test_a_copy_whose_push_the_hub_refuses_as_a_fork_says_forked(tmp_path,
         async with edge(config) as first, edge(copy) as second:
             for daemon in (first, second):
                 await wait_for(lambda d=daemon: d.status()["head"]["state"] == "confirmed", what="the head confirmed")
-            await _notes(first, 3, 1)
-            await wait_for(lambda: _held(hub, key.device_id) == 5, what="the first's record")
-            await _notes(second, 10, 2)  # longer than the hub's copy: pushed
-            await wait_for(lambda: second.status()["head"]["state"] == "forked", what="the second's push refused")
-            assert second.status()["head"]["forked"].endswith("(FORK_DETECTED)"), second.status()["head"]
-            assert "jejak_edge_head_unconfirmed 1" in second.metrics_text()
-            assert first.status()["head"]["state"] == "confirmed"
-            await _notes(first, 4, 1)
-            await wait_for(lambda: first.status()["head"]["state"] == "forked", what="the first's push held back")
-        info = hub.hub.store.get_device(key.device_id)
+            yield hub, key.device_id, first, second
+
+
+async def test_a_copy_whose_push_the_hub_refuses_as_a_fork_says_forked(tmp_path, caplog):
+    """Two cards of one device run at once: both heads are confirmed at start, then each signs its own records from
+    the same seq. The hub takes the first's and refuses the second's as a fork; the second says `forked` (it said
+    `confirmed`), and so does the first once the hub holds its records back."""
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    async with _two_copies(tmp_path) as (hub, device, first, second):
+        await _notes(first, 3, 1)
+        await wait_for(lambda: _held(hub, device) == 5, what="the first's record")
+        await _notes(second, 10, 2)  # longer than the hub's copy: pushed
+        await wait_for(lambda: second.status()["head"]["state"] == "forked", what="the second's push refused")
+        assert second.status()["head"]["forked"].endswith("(FORK_DETECTED)"), second.status()["head"]
+        assert "jejak_edge_head_unconfirmed 1" in second.metrics_text()
+        assert first.status()["head"]["state"] == "confirmed"
+        await _notes(first, 4, 1)
+        await wait_for(lambda: first.status()["head"]["state"] == "forked", what="the first's push held back")
+        info = hub.hub.store.get_device(device)
         assert info is not None and info.status == "forked", info
     refused = [r for r in caplog.records if "refuses this device's records as a fork" in r.getMessage()]
     assert len(refused) == 2 and {r.levelno for r in refused} == {logging.ERROR}
+
+
+async def test_a_copy_that_signed_as_many_records_as_the_hub_holds_says_forked(tmp_path):
+    """Two cards of one device run at once, and each signs one record at the same seq: the hub takes the first's,
+    and the second then holds as many records as the hub, with another last one. Its next round pushes that record:
+    the hub keeps the fork evidence, and the second says `forked` (it said `confirmed` until it signed again)."""
+    async with _two_copies(tmp_path) as (hub, device, first, second):
+        (mine,) = await _notes(first, 3, 1)
+        await wait_for(lambda: _held(hub, device) == 5, what="the first's record")
+        (theirs,) = await _notes(second, 10, 1)  # as many records as the hub holds
+        head = await wait_for(lambda: (h := second.status()["head"])["state"] != "confirmed" and h,
+                              what="the second's record pushed")
+        assert head["state"] == "forked" and head["forked"].endswith("(FORK_DETECTED)"), head
+        [(held, raw)] = hub.hub.store.forks()
+        evidence = ForkEvidence.from_cbor(raw)
+        assert (held, evidence.seq, evidence.first.id, evidence.second.id) == (device, 4, mine, theirs)
+        assert _held(hub, device) == 5 and hub.hub.store.record_id(device, 4) == mine
+        info = hub.hub.store.get_device(device)
+        assert info is not None and info.status == "forked", info

@@ -111,6 +111,27 @@ def test_plan_of_a_peer_claiming_a_huge_log_is_one_fetch() -> None:
     assert plan(mine, claim) == [Fetch(dev, 9, 2**64 - 1)]  # one record of overlap
 
 
+def test_plan_pushes_the_own_logs_last_record_where_the_peer_holds_as_many_with_another_head() -> None:
+    # Before the fix: plan() pushed only a log longer than the peer's, so a copy of a device's card that signed as
+    # many records as the hub held from the other copy pushed nothing, and the hub never saw the fork.
+    from ledger.sync import Fetch, Head, Push, plan
+
+    own, replica = bytes(range(16)), bytes(range(1, 17))
+    mine = {d: Head(device_id=d, length=5, head=b"\x01" * 32) for d in (own, replica)}
+    theirs = [Head(device_id=d, length=5, head=b"\x02" * 32) for d in (own, replica)]
+    # Pushing only (an edge to its hub): the own log's last record, as the range [4, 5). Another log's fork is
+    # between two other copies: nothing goes.
+    assert plan(mine, theirs, pull=False, own=own) == [Push(own, 4, 5)]
+    assert plan(mine, theirs, pull=False) == []
+    # Pulling (edge to edge), as before: the peer's last record of each is fetched, the evidence kept here.
+    assert plan(mine, theirs, own=own) == [Fetch(own, 4, 5), Fetch(replica, 4, 5)]
+    assert plan(mine, theirs, push=False, pull=False, own=own) == []
+    assert plan(mine, theirs, pull=False, own=own, blocked=frozenset({own})) == []  # forked here already
+    # The same head: nothing to do.
+    same = [Head(device_id=d, length=5, head=b"\x01" * 32) for d in (own, replica)]
+    assert plan(mine, same, own=own) == plan(mine, same, pull=False, own=own) == []
+
+
 def test_receipts_under_the_later_of_two_checkpoints_of_one_size_verify() -> None:
     # A hub may sign one tree size twice (another iat, FORMAT.md §12.3 step 8 takes any checkpoint of step 3).
     # Before the fix the verifier kept the first checkpoint of each size and refused receipts under the

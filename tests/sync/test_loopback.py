@@ -12,8 +12,9 @@ from edge.sync import ReplicaQuota, SyncAgent
 from hub.app import start_hub
 from hub.bridges import BridgeConfig
 from hub.config import HubConfig
-from ledger import ChainBuilder, ChainState, verify_records
+from ledger import ChainBuilder, ChainState, ForkEvidence, verify_records
 from ledger.record import decode_record
+from ledger.sync import encode_heads, encode_records
 from tests.hub.conftest import enroll, new_device
 from tests.ports import free_coap
 
@@ -148,3 +149,50 @@ async def test_an_unreachable_hub_is_reported_with_its_cause(tmp_path, clock):
     finally:
         await ctx.shutdown()
         await edge.close()
+
+
+async def test_a_copy_holding_as_many_records_as_the_hub_with_another_last_one_pushes_it(net, hub, clock, tmp_path):
+    """Two copies of one card: the hub holds the first's records, and the copy as many with another last one.
+    Pushing by length alone, the copy pushed nothing and the hub never saw the fork. Now its first round pushes
+    that record (the hub keeps the fork evidence and says FORK_DETECTED), and each round after sends it once more,
+    refused DEVICE_BLOCKED, as a longer log's push is. A peer that holds the first's records is not pushed to: the
+    copy fetches the peer's last record, as before, and keeps the evidence itself."""
+    (a, b, _), running, ctx = net
+    device = a.builder.device_id
+    first = SyncAgent(a.store, hubs=[running.coap_url], own=device)
+    await first.round(ctx)
+    assert hub.store.chain_state(device).head == a.records[-1].id
+    heads_only = len(encode_heads([]))
+    # The same head at the same length: the heads are asked, and nothing is sent.
+    assert [(r.bytes_sent, r.pushed, r.stopped) for r in (await first.round(ctx)).values()] == [(heads_only, 0, {})]
+
+    copy = LmdbLogStore(tmp_path / "copy")
+    try:
+        copy.claim(device)
+        copy.append_own(a.records[:-1])
+        other = ChainBuilder(a.signer, clock=clock, boot=1, state=copy.state(device))
+        last = other.append("note", {"text": "signed on the other copy"})
+        copy.append_own([last])
+        n = len(a.records)
+        agent = SyncAgent(copy, hubs=[running.coap_url], own=device, blocked=copy.blocked)
+        one_record = heads_only + len(encode_records(device, n - 1, [last.raw]))
+        for code in ("FORK_DETECTED", "DEVICE_BLOCKED", "DEVICE_BLOCKED"):
+            (report,) = (await agent.round(ctx)).values()
+            assert (report.stopped, report.bytes_sent) == ({device: code}, one_record), report
+            assert agent.head_status()["state"] == "forked"
+            [(held, evidence)] = hub.store.forks()
+            fork = ForkEvidence.from_cbor(evidence)
+            assert (held, fork.seq, {fork.first.id, fork.second.id}) == (device, n - 1, {a.records[-1].id, last.id})
+        assert hub.store.get_device(device).status == "forked"
+
+        # b holds the first's records; a round with it fetches its last one and keeps the evidence here.
+        await SyncAgent(b.store, peers=[a.url]).round(ctx)
+        assert b.store.state(device).head == a.records[-1].id
+        peer = SyncAgent(copy, peers=[b.url], own=device, blocked=copy.blocked)
+        for _ in range(2):
+            (report,) = (await peer.round(ctx)).values()
+            assert report.pushed == 0 and not report.stopped, report
+        assert [(f.seq, f.first.id, f.second.id) for f in copy.forks()] == [(n - 1, last.id, a.records[-1].id)]
+        assert b.store.forks() == [] and b.store.state(device).head == a.records[-1].id
+    finally:
+        copy.close()
