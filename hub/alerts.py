@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coap_server.wording import count
+
 from .aggregates import KeptAlert, KeptAlerts
 from .journal import Journal
 from .markets import Alert, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
+from .markets.calendar import date_of
 from .markets.model import day_of
 from .markets.webhooks import shown_url
 from .store import StoreError
@@ -46,6 +49,11 @@ class Raised:
         if self.previous is not None:
             line["previous"] = self.previous
         return line
+
+
+# The markets' alerts that hold while their cause does (a price held, a series' run of held reports), resolved
+# when it ends; the early warnings are events.
+DERIVED_MARKET_CODES = frozenset({"quarantined", "held_series"})
 
 
 def _alert_id(alert: Alert) -> str:
@@ -210,7 +218,7 @@ class Alerts:
             if "resolved_at" in alert:
                 continue
             now_alert = holding.get(alert["id"])
-            if now_alert is None and (alert["domain"] == "mbg" or alert["code"] == "quarantined"):
+            if now_alert is None and (alert["domain"] == "mbg" or alert["code"] in DERIVED_MARKET_CODES):
                 alert["resolved_at"] = int(v.clock())
                 resolved.append(alert)
             elif now_alert is not None and now_alert["text"] != alert["text"]:
@@ -286,6 +294,7 @@ class Alerts:
         with v.fresh():
             findings = [f for f in v.mbg.findings(now, v.mbg.today(now)) if f.severity == "alert"]
             quarantined = v.markets.quarantined("pending")
+            held = v.markets.held_runs()
         out = []
         for f in findings:
             out.append({"id": f"mbg/{f.ref}", "domain": "mbg", "code": f.code,
@@ -296,6 +305,17 @@ class Alerts:
                         "severity": "alert" if a.band in ("alert", "crisis", "abnormally high") else "warning",
                         "text": a.message, "time": now, "band": a.band, "previous": a.previous,
                         **({"stale_days": a.stale_days} if a.stale else {})})
+        for key, run in held:
+            # One alert for the run, open while it lasts: a lone market's honest move that nobody nearby vouches
+            # for is held day after day, and its series counts as silent until an operator decides.
+            market, commodity, grade = key[0], key[1], key[2]
+            since = date_of(run.first_day).isoformat()
+            out.append({"id": f"held/{market}/{commodity}{f'/{grade}' if grade else ''}/{since}", "domain": "markets",
+                        "code": "held_series", "subject": f"{market}/{commodity}", "severity": "warning",
+                        "text": f"{count(run.reports, 'report')} of {commodity} at {market} held in quarantine on "
+                                f"{run.days} reported days in a row since {since}, waiting for a decision: review "
+                                f"them (quarantine page, POST /api/markets/quarantine/{{id}}/decide)",
+                        "time": now, "held_reports": run.reports, "held_days": run.days, "held_since": since})
         for e in quarantined:
             o = e["observation"]
             if day_of(o["time"]) >= day_of(now) - 1:
@@ -313,7 +333,8 @@ class Alerts:
             if "resolved_at" in alert:
                 return int(alert["resolved_at"]) < cutoff
             # Early warnings and operators' alerts are events: they go with their time.
-            event = alert["domain"] == "operator" or (alert["domain"] == "markets" and alert["code"] != "quarantined")
+            event = alert["domain"] == "operator" or (alert["domain"] == "markets"
+                                                      and alert["code"] not in DERIVED_MARKET_CODES)
             return event and int(alert["time"]) < cutoff
 
         gone = [a for a in self._alerts if stale(a)]

@@ -571,6 +571,11 @@ class LivePrice(TypedDict):
     latitude: float | None
     longitude: float | None
     stale: bool  # the last report is older than the series usually leaves it (see Freshness)
+    held: bool  # reports arrive but wait in quarantine for a decision (see Freshness): held, not stale
+    held_reports: NotRequired[int]  # when held
+    held_days: NotRequired[int]
+    held_since: NotRequired[str]
+    held_since_day: NotRequired[int]
 
 
 class LivePrices(TypedDict):
@@ -647,10 +652,17 @@ class StaleWords(TypedDict):
 
 
 class Freshness(TypedDict):
-    """How old the series' last report is: stale past `stale_after_days` (3, or the series' usual gap between
-    reports when longer); a stale forecast starts the day after the last report, and says so in `words`."""
+    """How old the series' last accepted report is: stale past `stale_after_days` (3, or the series' usual gap
+    between reports when longer); a stale forecast starts the day after the last report, and says so in `words`.
+    Held instead of stale while its reports since arrive but wait in quarantine for an operator's decision: the
+    held_* fields say how many reports on how many reported days in a row since when, and `words` says so."""
 
     stale: bool
+    held: bool
+    held_reports: NotRequired[int]
+    held_days: NotRequired[int]
+    held_since: NotRequired[str]  # YYYY-MM-DD, the first reported day held
+    held_since_day: NotRequired[int]
     last_report: str  # YYYY-MM-DD
     last_report_day: int
     days_since: int
@@ -693,6 +705,11 @@ class HubAlert(TypedDict):
     band: NotRequired[str]  # ALPS/IFPA alerts
     previous: NotRequired[str]
     stale_days: NotRequired[int]  # ALPS/IFPA alerts judged on a silent series: how old its last report was
+    # held_series: a series' reports held on held_days reported days in a row since held_since (YYYY-MM-DD),
+    # held_reports in all, still waiting for a decision; resolved when decided or accepted again
+    held_reports: NotRequired[int]
+    held_days: NotRequired[int]
+    held_since: NotRequired[str]
     level: NotRequired[Literal["info", "warning", "critical"]]  # raised by an operator
     by: NotRequired[str]
     updated_at: NotRequired[int]
@@ -715,6 +732,9 @@ class EarlyWarning(TypedDict):
     message: str
     stale: bool  # judged when the series' last report was older than it usually is
     stale_days: int  # how old it was then; 0 when not stale
+    held: bool  # judged when the series' reports since `date` were held in quarantine, waiting for a decision
+    held_reports: int  # how many; 0 when not held
+    held_since: str | None  # YYYY-MM-DD of the first; None when not held
 
 
 class Alerts(TypedDict):
@@ -737,6 +757,11 @@ class SeriesBand(TypedDict):
     day: int  # the last day with a report
     price_idr: int
     stale: bool
+    held: bool  # see Freshness
+    held_reports: NotRequired[int]
+    held_days: NotRequired[int]
+    held_since: NotRequired[str]
+    held_since_day: NotRequired[int]
     days_since_report: int
 
 

@@ -35,7 +35,7 @@ from .quarantine import (
     QuarantineStore,
 )
 from .sentiment import Lexicon
-from .staleness import Freshness, freshness
+from .staleness import Freshness, HeldRun, freshness, held_run
 from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, ifpa
 from .webhooks import Delivery, Subscriber, WebhookSender
@@ -63,9 +63,12 @@ class MarketConfig:
     # and a day takes late reports until its cut-off (up to a day after it ends): 16 covers both.
     raw_days: int = 16
     tz_offset_s: int = WIB_OFFSET_S
+    # A series whose reports were held on this many reported days in a row, and are still waiting for a
+    # decision, is one alert to the operator: a lone market's honest move that nobody nearby can vouch for.
+    held_alert_days: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "backtest_origins", "window_days", "raw_days"):
+        for name in ("horizon", "backtest_origins", "window_days", "raw_days", "held_alert_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"markets.{name}: expected at least 1, got {getattr(self, name)}")
 
@@ -598,15 +601,45 @@ class MarketService:
                 arr[d - lo] = m
         return lo, arr
 
-    def freshness(self, key: SeriesKey) -> Freshness:
-        """How old the series' last accepted report is today, and whether that is stale."""
-        return freshness(sorted(d for d, v in self._prices[key].items() if v), self._today())
+    def _waiting(self) -> dict[SeriesKey, dict[int, int]]:
+        """Each series' reports waiting in quarantine for a decision, counted by their day."""
+        out: dict[SeriesKey, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for e in self.quarantine.pending():
+            out[e.observation.series][day_of(e.observation.time, self.config.tz_offset_s)] += 1
+        return out
+
+    def _held_run(self, key: SeriesKey, waiting: Mapping[SeriesKey, Mapping[int, int]]) -> HeldRun | None:
+        """The series' reported days since its last accepted price that hold reports waiting for a decision."""
+        held = waiting.get(key)
+        if not held:
+            return None
+        accepted = [d for d, v in self._prices.get(key, {}).items() if v]
+        reported = {d: 0 for d in self._day_reporters.get(key, {})}
+        reported.update(held)
+        return held_run(reported, max(accepted) if accepted else min(reported) - 1)
+
+    def freshness(self, key: SeriesKey, waiting: Mapping[SeriesKey, Mapping[int, int]] | None = None) -> Freshness:
+        """How old the series' last accepted report is today, and whether that is stale or its reports since
+        are held (`waiting`: what `_waiting` gives, when the caller judges many series)."""
+        return freshness(sorted(d for d, v in self._prices[key].items() if v), self._today(),
+                         self._held_run(key, self._waiting() if waiting is None else waiting))
+
+    def held_runs(self) -> list[tuple[SeriesKey, HeldRun]]:
+        """The series whose reports were held on at least `held_alert_days` reported days in a row since their
+        last accepted price, all still waiting for a decision: what the operator is asked to review."""
+        waiting = self._waiting()
+        out = []
+        for key in sorted(waiting):
+            run = self._held_run(key, waiting)
+            if run is not None and run.days >= self.config.held_alert_days:
+                out.append((key, run))
+        return out
 
     def live_prices(self, commodity: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
         """Latest accepted daily price of every series (filtered by commodity and market), and whether the
-        series is stale."""
+        series is stale or its reports since are held."""
         out = []
-        today = self._today()
+        waiting = self._waiting()
         for key, days in sorted(self._prices.items()):
             if (commodity and key[1] != commodity) or (market and key[0] != market) or not days:
                 continue
@@ -619,7 +652,7 @@ class MarketService:
                         "grade": key[2], "unit": key[3], "day": day, "date": date_of(day).isoformat(),
                         "price_idr": round(float(np.median(vals))), "reports": len(vals),
                         "latitude": m.latitude if m else None, "longitude": m.longitude if m else None,
-                        "stale": freshness(sorted(d for d, v in days.items() if v), today).stale})
+                        **self._flags(self.freshness(key, waiting))})
         return out
 
     def history(self, commodity: str, market: str | None = None, *, since_day: int | None = None,
@@ -738,6 +771,7 @@ class MarketService:
         """Compute ALPS (and IFPA where three years of months exist) for every series; returns the alerts
         raised now, i.e. the series whose band worsened since the last run."""
         raised = []
+        waiting = self._waiting()
         for key in sorted(self._prices):
             try:
                 lo, price = self._daily(key)
@@ -746,11 +780,12 @@ class MarketService:
                 continue
             last_day = lo + len(price) - 1
             region = self._region.get(key[0], "")
-            fresh = self.freshness(key)
+            fresh = self.freshness(key, waiting)
             stale_days = fresh.days if fresh.stale else 0
+            held = fresh.run if fresh.held else None
             a = self.tracker.update(market=key[0], commodity=key[1], region=region, indicator="ALPS",
                                     band=res.band, value=res.value, day=last_day, price_idr=round(res.price),
-                                    stale_days=stale_days)
+                                    stale_days=stale_days, held=held)
             if a is not None:
                 raised.append(a)
             monthly = self._monthly(lo, price)
@@ -761,7 +796,7 @@ class MarketService:
                     continue
                 a = self.tracker.update(market=key[0], commodity=key[1], region=region, indicator="IFPA",
                                         band=r2.cls, value=r2.value, day=last_day, price_idr=round(res.price),
-                                        stale_days=stale_days)
+                                        stale_days=stale_days, held=held)
                 if a is not None:
                     raised.append(a)
         return raised
@@ -769,17 +804,28 @@ class MarketService:
     def bands(self) -> list[dict[str, Any]]:
         """Current ALPS value and band of every series with enough weeks (read only: raises no alert)."""
         out = []
+        waiting = self._waiting()
         for key in sorted(self._prices):
             try:
                 lo, price = self._daily(key)
                 res = alps(price, first_day=lo, period="week", sigma_floor=weekly_move(key[1]))
             except (BadSeries, NotFound):
                 continue
-            fresh = self.freshness(key)
+            fresh = self.freshness(key, waiting)
             out.append({"market": key[0], "commodity": key[1], "grade": key[2], "unit": key[3],
                         "region": self._region.get(key[0], ""), "alps": round(res.value, 3), "band": res.band,
-                        "day": lo + len(price) - 1, "price_idr": round(res.price), "stale": fresh.stale,
+                        "day": lo + len(price) - 1, "price_idr": round(res.price), **self._flags(fresh),
                         "days_since_report": fresh.days})
+        return out
+
+    @staticmethod
+    def _flags(fresh: Freshness) -> dict[str, Any]:
+        """What a live price or a map band says of its series' freshness: stale, or held with how many reports
+        since when."""
+        out: dict[str, Any] = {"stale": fresh.stale, "held": fresh.held}
+        if fresh.held:
+            assert fresh.run is not None
+            out.update(fresh.run.to_dict())
         return out
 
     @staticmethod

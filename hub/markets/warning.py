@@ -15,6 +15,7 @@ from coap_server.wording import count
 
 from .calendar import date_of, holiday_share
 from .errors import BadSeries
+from .staleness import HeldRun
 
 # ALPS bands by the gap to the seasonal trend in residual standard deviations (WFP, 2014).
 ALPS_BANDS = ("normal", "stress", "alert", "crisis")
@@ -214,32 +215,46 @@ class Alert:
     # Judged on a series whose last report (`day`) was already older than it usually is (the market went
     # silent, and the band says where it stood then, not now): how many days old it was; 0 when it was not.
     stale_days: int = 0
+    # Judged on a series whose reports since `day` arrived but wait in quarantine for a decision (held, not
+    # stale): how many, and the day of the first; 0 when they were not.
+    held_reports: int = 0
+    held_since: int = 0
 
     @property
     def stale(self) -> bool:
         return self.stale_days > 0
+
+    @property
+    def held(self) -> bool:
+        return self.held_reports > 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "series": self.series, "market": self.market, "commodity": self.commodity,
                 "region": self.region, "indicator": self.indicator, "previous": self.previous,
                 "band": self.band, "value": round(self.value, 3), "day": self.day,
                 "date": date_of(self.day).isoformat(), "price_idr": self.price_idr, "message": self.message,
-                "stale": self.stale, "stale_days": self.stale_days}
+                "stale": self.stale, "stale_days": self.stale_days, "held": self.held,
+                "held_reports": self.held_reports,
+                "held_since": date_of(self.held_since).isoformat() if self.held else None}
 
     def since(self, previous: str) -> Alert:
         """This alert as a change from `previous` (the band a subscriber was told, or the one it was raised from
         before a restart)."""
         return replace(self, previous=previous, message=alert_message(
             self.market, self.commodity, self.region, self.indicator, previous, self.band, self.value, self.day,
-            self.price_idr, stale_days=self.stale_days))
+            self.price_idr, stale_days=self.stale_days, held_reports=self.held_reports, held_since=self.held_since))
 
 
 def alert_message(market: str, commodity: str, region: str, indicator: str, previous: str, band: str,
-                  value: float, day: int, price_idr: int, *, stale_days: int = 0) -> str:
+                  value: float, day: int, price_idr: int, *, stale_days: int = 0, held_reports: int = 0,
+                  held_since: int = 0) -> str:
     text = (f"{commodity} at {market} ({region}): {indicator} {previous} -> {band} "
             f"({value:+.2f}) on {date_of(day).isoformat()}, price {_rp(price_idr)}")
     if stale_days:
         text += f"; stale data: no report since {date_of(day).isoformat()} ({stale_days} days before)"
+    if held_reports:
+        text += (f"; {count(held_reports, 'report')} since {date_of(held_since).isoformat()} held in quarantine, "
+                 f"waiting for a decision")
     return text
 
 
@@ -260,15 +275,17 @@ class AlertTracker:
         self.latest: dict[tuple[str, str], Alert] = {}
 
     def update(self, *, market: str, commodity: str, region: str, indicator: str, band: str, value: float,
-               day: int, price_idr: int, stale_days: int = 0) -> Alert | None:
+               day: int, price_idr: int, stale_days: int = 0, held: HeldRun | None = None) -> Alert | None:
         key = (f"{market}/{commodity}", indicator)
         prev = self._last.get(key, ALPS_BANDS[0] if indicator == "ALPS" else "normal")
         self._last[key] = band
         alert = Alert(id=hashlib.sha256(f"{key}|{day}|{band}".encode()).hexdigest()[:16], series=key[0],
                       market=market, commodity=commodity, region=region, indicator=indicator, previous=prev,
                       band=band, value=value, day=day, price_idr=price_idr, stale_days=stale_days,
+                      held_reports=held.reports if held else 0, held_since=held.first_day if held else 0,
                       message=alert_message(market, commodity, region, indicator, prev, band, value, day, price_idr,
-                                            stale_days=stale_days))
+                                            stale_days=stale_days, held_reports=held.reports if held else 0,
+                                            held_since=held.first_day if held else 0))
         self.latest[key] = alert
         if _severity(indicator, band) == 0:
             self.live.pop(key, None)

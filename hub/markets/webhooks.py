@@ -25,6 +25,7 @@ from ..journal import Journal
 from ..redact import mask_url
 from .calendar import date_of
 from .errors import BadObservation
+from .staleness import HELD_WORDS
 from .staleness import WORDS as STALE_WORDS
 from .warning import ALPS_BANDS, Alert, _severity
 
@@ -74,6 +75,10 @@ def alert_text(alert: Alert) -> str:
     text = f"Jejak early warning [{alert.band.upper()}]\n{alert.message}"
     if alert.stale:  # a chat reader gets the warning in both languages, as the dashboard shows it
         text += "\n" + "\n".join(STALE_WORDS[lang].format(date=date_of(alert.day).isoformat(), days=alert.stale_days)
+                                 for lang in ("id", "en"))
+    if alert.held:
+        text += "\n" + "\n".join(HELD_WORDS[lang].format(reports=alert.held_reports,
+                                                          date=date_of(alert.held_since).isoformat())
                                  for lang in ("id", "en"))
     return text
 
@@ -376,7 +381,8 @@ _ALERT_FIELDS: dict[str, tuple[type, ...]] = {
 
 
 def _alert_line(alert: Alert) -> dict[str, Any]:
-    return {**{name: getattr(alert, name) for name in _ALERT_FIELDS}, "stale_days": alert.stale_days}
+    return {**{name: getattr(alert, name) for name in _ALERT_FIELDS}, "stale_days": alert.stale_days,
+            "held_reports": alert.held_reports, "held_since": alert.held_since}
 
 
 def _alert_of(item: object) -> Alert:
@@ -386,10 +392,14 @@ def _alert_of(item: object) -> Alert:
         value = item.get(name)
         if not isinstance(value, types) or isinstance(value, bool):
             raise ValueError(f"alert.{name}: expected {' or '.join(t.__name__ for t in types)}, got {value!r}")
-    stale = item.get("stale_days", 0)  # lines kept before alerts said so have none
-    if not isinstance(stale, int) or isinstance(stale, bool) or stale < 0:
-        raise ValueError(f"alert.stale_days: expected a whole number of days, got {stale!r}")
-    alert = Alert(**{name: item[name] for name in _ALERT_FIELDS}, stale_days=stale)
+    counts = {}
+    for name in ("stale_days", "held_reports", "held_since"):
+        value = item.get(name, 0)  # lines kept before alerts said so have none
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"alert.{name}: expected a whole number, got {value!r}")
+        counts[name] = value
+    alert = Alert(**{name: item[name] for name in _ALERT_FIELDS}, stale_days=counts["stale_days"],
+                  held_reports=counts["held_reports"], held_since=counts["held_since"])
     try:
         _severity(alert.indicator, alert.band)
     except ValueError:

@@ -53,7 +53,7 @@ const I18N = {
     "factor.supply": "supply", "factor.mbg": "MBG kitchens' buying", "factor.notes": "reporters' notes",
     "factor.macro": "inflation, fuel, exchange rate", "factor.unexplained": "unexplained",
     "band.normal": "normal", "band.stress": "watch", "band.alert": "alert", "band.crisis": "crisis",
-    "stale": "stale data",
+    "stale": "stale data", "held_series": "reports held for review",
     "alps_alert": "price alert", "alps_crisis": "price crisis", "alps_stress": "price watch",
     "dev.active": "active", "dev.pending": "waiting for approval", "dev.forked": "two histories", "dev.revoked": "revoked",
     "role.kitchen": "kitchen", "role.kitchen_exit": "kitchen exit", "role.school_gate": "school gate",
@@ -109,7 +109,7 @@ const I18N = {
     "factor.supply": "pasokan", "factor.mbg": "belanja dapur MBG", "factor.notes": "catatan pelapor",
     "factor.macro": "inflasi, BBM, kurs", "factor.unexplained": "tidak terjelaskan",
     "band.normal": "normal", "band.stress": "waspada", "band.alert": "siaga", "band.crisis": "krisis",
-    "stale": "data lama",
+    "stale": "data lama", "held_series": "laporan ditahan, menunggu keputusan",
     "alps_alert": "harga siaga", "alps_crisis": "harga krisis", "alps_stress": "harga waspada",
     "dev.active": "aktif", "dev.pending": "menunggu persetujuan", "dev.forked": "dua riwayat", "dev.revoked": "dicabut",
     "role.kitchen": "dapur", "role.kitchen_exit": "pintu keluar dapur", "role.school_gate": "gerbang sekolah",
@@ -435,6 +435,9 @@ function reasonWords(reasons) {
   return [...new Set(reasons.map((r) => { const k = r.split(":")[0].trim(); return I18N[STATE.lang][`reason.${k}`] ?? t("reason.other"); }))];
 }
 
+// What a series whose reports wait in quarantine says beside its figures (hub/markets/staleness.py).
+const heldWords = (h) => t("say.held_series", { date: h.held_since, reports: num(h.held_reports) });
+
 function forecastChart(f) {
   const W = chartWidth(), H = W < 500 ? 220 : 240, L = 58, R = 10, T = 12, B = 26;
   const all = [...f.history.map((h) => h.price), ...f.forecast.flatMap((p) => [p.low, p.high])];
@@ -452,7 +455,9 @@ function forecastChart(f) {
   const conf = f.confidence ? ` · ${t("confidence")}: ${esc(tOr(`confidence.${f.confidence}`, f.confidence))}` : "";
   // A silent market's forecast is of days already past: say how old its data is, above the chart's note.
   const fr = f.freshness;
-  const stale = fr && fr.stale ? `<p class="stale" data-testid="forecast-stale">${esc(t("say.stale_series", { date: fr.last_report, days: num(fr.days_since) }))}</p>` : "";
+  // One whose reports arrive but wait in quarantine says so instead: what it lacks is a decision, not a report.
+  const stale = fr && fr.stale ? `<p class="stale" data-testid="forecast-stale">${esc(t("say.stale_series", { date: fr.last_report, days: num(fr.days_since) }))}</p>`
+    : fr && fr.held ? `<p class="stale" data-testid="forecast-held">${esc(heldWords(fr))}</p>` : "";
   return out + `</svg>${stale}<p class="muted">${t("forecast_note")}${conf}</p>`;
 }
 
@@ -467,7 +472,7 @@ function mapPanel(m) {
 }
 
 function marketTip(mk) {
-  return `${mk.name} (${mk.city})\n${mk.alps.map((a) => `${a.commodity}: ${t(`band.${a.band}`)}${a.stale ? ` (${t("stale")})` : ""}`).join("\n")}`;
+  return `${mk.name} (${mk.city})\n${mk.alps.map((a) => `${a.commodity}: ${t(`band.${a.band}`)}${a.stale ? ` (${t("stale")})` : a.held ? ` (${t("held")})` : ""}`).join("\n")}`;
 }
 
 function drawMarkers() {
@@ -520,6 +525,7 @@ function alertLine(a) {
     return { what: t(`finding.${a.code}`), about: subjectName(a.code, a.subject), text: f ? findingText(f) : (STATE.lang === "en" ? a.text : "") };
   }
   if (a.code === "quarantined") return { what: t("held"), about: marketSubject(a.subject), text: `Rp ${num(parseInt(a.text, 10))}` };
+  if (a.code === "held_series") return { what: t("held_series"), about: marketSubject(a.subject), text: t("say.held_run", { reports: num(a.held_reports), days: num(a.held_days), date: a.held_since }) };
   return { what: tOr(a.code, a.code), about: marketSubject(a.subject), text: STATE.lang === "en" ? a.text : "" };
 }
 
@@ -568,7 +574,8 @@ async function viewMarkets() {
   </div>
   <div class="grid2">
     <div class="panel"><h2>${t("alps")} · ${esc(name(STATE.commodity))}</h2>${table([{ h: "market", f: (a) => esc(a.name) },
-      { h: "band", f: (a) => band(a.band) + (a.stale ? ` <span class="stale" data-testid="alps-stale" title="${esc(t("say.stale_series", { date: dayDate(a.day), days: num(a.days_since_report) }))}">${esc(t("stale"))}</span>` : "") }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
+      { h: "band", f: (a) => band(a.band) + (a.stale ? ` <span class="stale" data-testid="alps-stale" title="${esc(t("say.stale_series", { date: dayDate(a.day), days: num(a.days_since_report) }))}">${esc(t("stale"))}</span>`
+        : a.held ? ` <span class="stale" data-testid="alps-held" title="${esc(heldWords(a))}">${esc(t("held"))}</span>` : "") }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
       alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"', label: t("alps") })}</div>
     <div class="panel"><h2>${t("quarantined")} <span class="muted" data-testid="held-count">(${num(h.total)})</span></h2>${table([{ h: "market", f: (o) => esc(titled(o.market)) },
       { h: "commodity", f: (o) => esc(h.names[o.commodity] || all.names[o.commodity] || o.commodity) }, { h: "time", f: (o) => when(o.time) },

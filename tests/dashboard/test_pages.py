@@ -176,35 +176,46 @@ def test_markets_page_marks_quarantine_impact_forecast_and_alps_map(demo, driver
 
 
 def stale_marks(driver, market):
-    """The markets page's stale marks, read in one step once no render is under way and the forecast of
-    `market` is drawn: the ALPS rows marked stale, the forecast's sentence and the market's map tooltip."""
+    """The markets page's stale and held marks, read in one step once no render is under way and the forecast of
+    `market` is drawn with its sentence: the ALPS rows marked stale or held, the forecast's sentence and the
+    market's map tooltip."""
     return driver.execute_script(
         "if (rendering || !STATE.data.markets || STATE.market !== arguments[0]) return null;"
-        "const fc = document.querySelector('[data-testid=forecast-stale]'); if (!fc) return null;"
+        "const fc = document.querySelector('[data-testid=forecast-stale], [data-testid=forecast-held]');"
+        "if (!fc) return null;"
         "const marker = document.querySelector(`[data-testid=map] [data-market='${arguments[0]}']`);"
-        "return {rows: [...document.querySelectorAll('[data-testid=alps] tbody tr')].filter((r) =>"
-        "  r.querySelector('[data-testid=alps-stale]')).map((r) => ({name: r.cells[0].textContent,"
-        "  word: r.querySelector('[data-testid=alps-stale]').textContent,"
-        "  title: r.querySelector('[data-testid=alps-stale]').getAttribute('title')})),"
-        " forecast: fc.textContent, tip: marker ? marker.getAttribute('aria-label') : null, lang: STATE.lang};",
+        "const marks = (kind) => [...document.querySelectorAll('[data-testid=alps] tbody tr')].filter((r) =>"
+        "  r.querySelector(`[data-testid=alps-${kind}]`)).map((r) => ({name: r.cells[0].textContent,"
+        "  word: r.querySelector(`[data-testid=alps-${kind}]`).textContent,"
+        "  title: r.querySelector(`[data-testid=alps-${kind}]`).getAttribute('title')}));"
+        "return {rows: marks('stale'), held: marks('held'), forecast: fc.textContent,"
+        " forecast_kind: fc.dataset.testid, tip: marker ? marker.getAttribute('aria-label') : null, lang: STATE.lang};",
         market) or False
 
 
 def test_a_series_whose_data_is_old_is_shown_stale_in_both_languages(demo, driver, tmp_path):
-    # In the demo some series' last accepted price is days old (a shock's prices wait for an operator, and a
-    # held price is no report): the hub says so in their map band, live price and forecast, and the page says so
+    # In the demo some series' last accepted price is days old. A market that stopped reporting is stale; one
+    # whose reports after a shock wait for an operator (alone in its province, nobody vouches for the move) is
+    # held, not stale: the hub says which in their map band, live price and forecast, and the page says so
     # beside each of them, in Indonesian and in English, and beside no other series.
     commodity = "cabai-merah"  # the page's first commodity
     bands = [a for m in demo.get("/api/markets/map")["markets"] for a in m["alps"] if a["commodity"] == commodity]
     stale = {a["market"]: a["days_since_report"] for a in bands if a["stale"]}
-    assert stale and len(stale) < len(bands), "the demo has chilli series both stale and current"
+    held = {a["market"]: a for a in bands if a["held"]}
+    assert held and len(stale) + len(held) < len(bands), "the demo has chilli series held and current"
+    assert not stale.keys() & held.keys()
     live = demo.get(f"/api/markets/live?commodity={commodity}")["prices"]
     assert {p["market"] for p in live if p["stale"]} == set(stale)
-    market = min(stale)
+    assert {p["market"] for p in live if p["held"]} == set(held)
+    market = min(held)
     fresh = demo.get(f"/api/markets/forecast/{commodity}?market={market}")["freshness"]
-    assert fresh["stale"] and fresh["days_since"] == stale[market] > 3
+    # Its last accepted price is older than a stale series' (it was shown stale before held was told apart).
+    assert fresh["held"] and not fresh["stale"] and fresh["days_since"] == held[market]["days_since_report"] > 3
+    assert fresh["held_reports"] == held[market]["held_reports"] and fresh["held_since"] == held[market]["held_since"]
+    silent = min(a["market"] for a in bands if not a["stale"] and not a["held"])
     load(driver, demo, "markets", "[data-testid=price-chart]")
-    for lang, word, ago in (("id", "data lama", "hari lalu"), ("en", "stale data", "days ago")):
+    for lang, word, ago, held_word in (("id", "data lama", "hari lalu", "ditahan untuk diperiksa"),
+                                       ("en", "stale data", "days ago", "held for checking")):
         driver.execute_script(f"localStorage.setItem('jejak.lang', '{lang}')")
         driver.refresh()
         WebDriverWait(driver, 15).until(lambda d, lang=lang: d.execute_script("return STATE.lang") == lang)
@@ -220,10 +231,44 @@ def test_a_series_whose_data_is_old_is_shown_stale_in_both_languages(demo, drive
         assert sorted(r["name"] for r in seen["rows"]) == sorted(names), seen["rows"]
         for row in seen["rows"]:
             assert row["word"] == word and f"{names[row['name']]} {ago}" in row["title"], row
-        assert seen["forecast"] == fresh["words"][lang]
-        assert f"{commodity}: " in seen["tip"] and f"({word})" in seen["tip"], seen["tip"]
+        held_names = {MARKETS_BY_ID[k].name: a for k, a in held.items()}
+        assert sorted(r["name"] for r in seen["held"]) == sorted(held_names), seen["held"]
+        for row in seen["held"]:
+            a = held_names[row["name"]]
+            assert row["word"] == held_word and a["held_since"] in row["title"], row
+            assert f"{a['held_reports']} {'laporan' if lang == 'id' else 'in all'}" in row["title"], row
+        assert seen["forecast_kind"] == "forecast-held" and seen["forecast"] == fresh["words"][lang]
+        assert f"{commodity}: " in seen["tip"] and f"({held_word})" in seen["tip"] and word not in seen["tip"], seen["tip"]
         driver.save_screenshot(str(tmp_path / f"stale-{lang}.png"))
+        # Every demo market keeps reporting: a current one is made silent in the page's answers, as the hub
+        # answers for a market silent six days (tests/markets/test_staleness.py), and the page says stale there.
+        driver.execute_script(SILENT_JS, silent)
+        Select(driver.find_element(By.ID, "market")).select_by_value(silent)
+        m = MARKETS_BY_ID[silent]
+        driver.execute_script(f"MAP.map.setView([{m.latitude}, {m.longitude}], 11, {{animate: false}})")
+        seen = WebDriverWait(driver, 20).until(lambda d: (s := stale_marks(d, silent)) and s["tip"] and s)
+        assert [(r["name"], r["word"]) for r in seen["rows"]] == [(m.name, word)]
+        assert f"6 {ago}" in seen["rows"][0]["title"]
+        assert seen["forecast_kind"] == "forecast-stale" and seen["forecast"].startswith(
+            {"id": "Data lama: laporan terakhir 2026-02-24 (6 hari lalu)",
+             "en": "Stale data: last report 2026-02-24 (6 days ago)"}[lang]), seen["forecast"]
+        assert f"({word})" in seen["tip"] and held_word not in seen["tip"], seen["tip"]
+        assert sorted(r["name"] for r in seen["held"]) == sorted(held_names)
     assert no_js_errors(driver) == []
+
+
+# The page's answers with `arguments[0]`'s chilli series as the hub gives a market silent since 24 February.
+SILENT_JS = """
+const market = arguments[0], orig = api;
+api = async (path) => {
+  const answer = await orig(path);
+  if (path === "/api/markets/map") for (const m of answer.markets) for (const a of m.alps)
+    if (a.market === market && a.commodity === "cabai-merah") Object.assign(a, { stale: true, days_since_report: 6 });
+  if (path.startsWith("/api/markets/forecast/cabai-merah?market=" + market))
+    Object.assign(answer.freshness, { stale: true, held: false, last_report: "2026-02-24", days_since: 6 });
+  return answer;
+};
+"""
 
 
 def held_page_matches(driver, demo, page: int = 0):
