@@ -81,21 +81,33 @@ def fill_gaps(values: np.ndarray) -> np.ndarray:
 def naive(L: np.ndarray, h: int, m: int) -> _Fc:
     """The last value repeated: the forecast every other model must beat on sticky prices."""
     del m
+    return naive_at(L, h, (L.shape[1],))[0]
+
+
+def naive_at(L: np.ndarray, h: int, origins: Sequence[int]) -> list[_Fc]:
+    """naive fitted on the days before each origin, L[:, :o]: each j-day change is taken once for all of
+    them, and each origin averages its own part."""
     n, T = L.shape
-    e = np.diff(L, axis=1)
     j = np.arange(1, h + 1)
-    sd = np.sqrt(np.mean(e**2, axis=1))[:, None] * np.sqrt(j)[None, :]
-    # Prices move in runs (a chilli spike rises for weeks, Lebaran for three), so a week's change is wider
-    # than seven independent days' would be: where the history holds them, the j-day changes it saw set the
-    # j-day spread as well.
-    # The last four weeks count on their own as well: a price in the middle of a spike moves as it has lately.
-    recent = L[:, -RECENT_DAYS:]
+    sd = np.full((len(origins), n, h), np.nan)
     for k in j[j < T]:
-        seen = np.sqrt(np.mean((L[:, k:] - L[:, :-k]) ** 2, axis=1))
-        if k < recent.shape[1]:
-            seen = np.maximum(seen, np.sqrt(np.mean((recent[:, k:] - recent[:, :-k]) ** 2, axis=1)))
-        sd[:, k - 1] = np.maximum(sd[:, k - 1], seen)
-    return _Fc(np.repeat(L[:, -1:], h, axis=1), np.maximum.accumulate(sd, axis=1), ["last value"] * n)
+        changes = (L[:, k:] - L[:, :-k]) ** 2
+        for i, o in enumerate(origins):
+            if k >= o:
+                continue
+            seen = np.sqrt(np.mean(changes[:, :o - k], axis=1))
+            if k == 1:
+                sd[i] = seen[:, None] * np.sqrt(j)[None, :]
+            # Prices move in runs (a chilli spike rises for weeks, Lebaran for three), so a week's change is
+            # wider than seven independent days' would be: where the history holds them, the j-day changes
+            # it saw set the j-day spread as well. The last four weeks count on their own as well: a price in
+            # the middle of a spike moves as it has lately.
+            recent = max(o - RECENT_DAYS, 0)
+            if k < o - recent:
+                seen = np.maximum(seen, np.sqrt(np.mean(changes[:, recent:o - k], axis=1)))
+            sd[i, :, k - 1] = np.maximum(sd[i, :, k - 1], seen)
+    return [_Fc(np.repeat(L[:, o - 1:o], h, axis=1), np.maximum.accumulate(sd[i], axis=1), ["last value"] * n)
+            for i, o in enumerate(origins)]
 
 
 def snaive(L: np.ndarray, h: int, m: int) -> _Fc:
@@ -110,14 +122,22 @@ def snaive(L: np.ndarray, h: int, m: int) -> _Fc:
 def ets(L: np.ndarray, h: int, m: int) -> _Fc:
     """ETS(A,Ad,A) (additive error, damped trend, additive season) on each row, parameters picked from a
     grid by the one-step sum of squared errors."""
-    n, T = L.shape
+    return ets_at(L, h, m, (L.shape[1],))[0]
+
+
+def ets_at(L: np.ndarray, h: int, m: int, origins: Sequence[int]) -> list[_Fc]:
+    """ets fitted on the days before each origin (ascending, each at least m), L[:, :o], in one run of the
+    filter: what it holds after day o - 1 is what a fit on those days ends with."""
+    n, _T = L.shape
     K = len(_ETS_GRID)
     a, b, phi, g = (_ETS_GRID[:, i][None, :] for i in range(4))
     lvl = np.repeat(L[:, :m].mean(axis=1, keepdims=True), K, axis=1)
     trd = np.zeros((n, K))
     season = np.repeat((L[:, :m] - L[:, :m].mean(axis=1, keepdims=True))[:, None, :], K, axis=1)
     sse = np.zeros((n, K))
-    for t in range(T):
+    out = []
+    stops = set(origins)
+    for t in range(max(origins)):
         k = t % m
         fit = lvl + phi * trd + season[:, :, k]
         e = L[:, t][:, None] - fit
@@ -126,6 +146,15 @@ def ets(L: np.ndarray, h: int, m: int) -> _Fc:
         lvl = lvl + phi * trd + a * e
         trd = phi * trd + b * e
         season[:, :, k] += g * e
+        if t + 1 in stops:
+            out.append(_ets_forecast(lvl, trd, season, sse, t + 1, h, m))
+    return out
+
+
+def _ets_forecast(lvl: np.ndarray, trd: np.ndarray, season: np.ndarray, sse: np.ndarray, T: int, h: int,
+                  m: int) -> _Fc:
+    """The h days after day T - 1 from the filter's state then, each row with its best parameters."""
+    n = lvl.shape[0]
     best = np.argmin(sse, axis=1)
     r = np.arange(n)
     lv, tr, se = lvl[r, best], trd[r, best], season[r, best]
@@ -160,27 +189,50 @@ def seasonal_indices(L: np.ndarray, m: int) -> np.ndarray:
     return idx - idx.mean(axis=1, keepdims=True)
 
 
-def ses_filter(z: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ses_filter(z: np.ndarray, alphas: np.ndarray, season: np.ndarray | None = None,
+               ends: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Simple exponential smoothing of each row for each alpha: final levels (n, A) and one-step SSE (n, A).
-    The level starts at the first value."""
-    _n, T = z.shape
-    lvl = np.repeat(z[:, :1], len(alphas), axis=1)
+    The level starts at the first value. Given `season` (O, n, m) and `ends` (O,), what is smoothed is O
+    seasonally adjusted copies of the rows, copy o being z[:, t] - season[o, :, t % m] up to day ends[o] - 1,
+    all in one pass; levels and SSE are then (O, n, A)."""
+    if season is None:
+        lvl, sse = ses_filter(z, alphas, np.zeros((1, z.shape[0], 1)), (z.shape[1],))
+        return lvl[0], sse[0]
+    m = season.shape[2]
+    stop = np.asarray(ends)[:, None, None]
+    lvl = np.repeat((z[:, 0] - season[:, :, 0])[..., None], len(alphas), axis=2)
     sse = np.zeros_like(lvl)
-    a = alphas[None, :]
-    for t in range(1, T):
-        e = z[:, t][:, None] - lvl
-        sse += e * e
-        lvl = lvl + a * e
+    a = alphas[None, None, :]
+    for t in range(1, int(stop.max())):
+        e = (z[:, t] - season[:, :, t % m])[..., None] - lvl
+        if t < stop.min():
+            sse += e * e
+            lvl = lvl + a * e
+        else:
+            live = t < stop
+            sse += np.where(live, e * e, 0.0)
+            lvl = np.where(live, lvl + a * e, lvl)
     return lvl, sse
 
 
 def theta(L: np.ndarray, h: int, m: int) -> _Fc:
     """The Theta method (Assimakopoulos and Nikolopoulos) as Hyndman and Billah showed it to be: SES with
     drift of half the linear-trend slope, on seasonally adjusted data."""
+    return theta_at(L, h, m, (L.shape[1],))[0]
+
+
+def theta_at(L: np.ndarray, h: int, m: int, origins: Sequence[int]) -> list[_Fc]:
+    """theta fitted on the days before each origin, L[:, :o]: each origin's own seasonal indices, and one
+    pass of the smoothing for all of them."""
+    s = np.stack([seasonal_indices(L[:, :o], m) for o in origins])
+    lvl, sse = ses_filter(L, _SES_ALPHAS, s, origins)
+    return [_theta_forecast(L[:, :o], s[k], lvl[k], sse[k], h, m) for k, o in enumerate(origins)]
+
+
+def _theta_forecast(L: np.ndarray, s: np.ndarray, lvl: np.ndarray, sse: np.ndarray, h: int, m: int) -> _Fc:
+    """The h days after L from its seasonal indices s and the smoothing's levels and SSE per alpha."""
     n, T = L.shape
-    s = seasonal_indices(L, m)
     z = L - s[:, np.arange(T) % m]
-    lvl, sse = ses_filter(z, _SES_ALPHAS)
     best = np.argmin(sse, axis=1)
     r = np.arange(n)
     alpha = _SES_ALPHAS[best]
@@ -253,11 +305,20 @@ def _combo(parts: Sequence[_Fc]) -> _Fc:
 
 
 def _all_models(L: np.ndarray, h: int, m: int, models: Sequence[str] = MODELS) -> dict[str, _Fc]:
-    fit = {"naive": naive, "snaive": snaive, "ets": ets, "theta": theta, "arima": arima}
-    out = {k: f(L, h, m) for k, f in fit.items() if k in models or (k in ("ets", "theta", "arima")
-                                                                       and "combo" in models)}
+    return {k: v[0] for k, v in _models_at(L, h, m, models, (L.shape[1],)).items()}
+
+
+def _models_at(L: np.ndarray, h: int, m: int, models: Sequence[str],
+               origins: Sequence[int]) -> dict[str, list[_Fc]]:
+    """Each of `models` fitted on the days before each origin (ascending), L[:, :o], as if on L[:, :o] alone:
+    ets's and theta's filters run once for all the origins and naive takes the changes once, so an origin
+    costs a forecast from a state, not a fit."""
+    fit = {"naive": lambda: naive_at(L, h, origins), "snaive": lambda: [snaive(L[:, :o], h, m) for o in origins],
+           "ets": lambda: ets_at(L, h, m, origins), "theta": lambda: theta_at(L, h, m, origins),
+           "arima": lambda: [arima(L[:, :o], h, m) for o in origins]}
+    out = {k: f() for k, f in fit.items() if k in models or (k in ("ets", "theta", "arima") and "combo" in models)}
     if "combo" in models:
-        out["combo"] = _combo([out["ets"], out["theta"], out["arima"]])
+        out["combo"] = [_combo(parts) for parts in zip(out["ets"], out["theta"], out["arima"], strict=True)]
     return {k: v for k, v in out.items() if k in models}
 
 
@@ -324,11 +385,13 @@ def _scores(Y: np.ndarray, h: int, m: int, origins: int,
     and score against what happened. Returns per model (MASE, sMAPE, 80 % coverage), each per series."""
     _n, T = Y.shape
     acc: dict[str, list[list[np.ndarray]]] = {k: [[], [], []] for k in models}
-    for k in range(origins, 0, -1):
-        o = T - h * k
-        train, actual = Y[:, :o], Y[:, o:o + h]
-        scale = _mase_scale(train, m)
-        for name, fc in _all_models(np.log(train), h, m, models).items():
+    ends = [T - h * k for k in range(origins, 0, -1)]
+    fits = _models_at(np.log(Y), h, m, models, ends)
+    for i, o in enumerate(ends):
+        actual = Y[:, o:o + h]
+        scale = _mase_scale(Y[:, :o], m)
+        for name, fcs in fits.items():
+            fc = fcs[i]
             f = np.exp(fc.mean)
             acc[name][0].append(np.mean(np.abs(f - actual), axis=1) / scale)
             acc[name][1].append(np.mean(200 * np.abs(f - actual) / (np.abs(f) + np.abs(actual)), axis=1))
@@ -416,36 +479,38 @@ def calibrate(L: np.ndarray, seen: np.ndarray, chosen: Sequence[str], *, horizon
     and the number of origins behind them per series (0: too few scores at every horizon, the normal quantiles
     stay)."""
     n, T = L.shape
-    first = max(MIN_DAYS, T - CALIBRATION_DAYS)
-    err = np.full((n, max(T - first, 0), horizon), np.nan)
-    # Each model fitted on the rows that chose it only: an origin costs what one forecast of them costs.
-    groups = [(name, np.flatnonzero(np.array(chosen) == name)) for name in sorted(set(chosen), key=MODELS.index)]
-    mu, sd = np.empty((n, horizon)), np.empty((n, horizon))
-    for k, o in enumerate(range(first, T)):
-        for name, rows in groups:
-            fc = _all_models(L[rows, :o], horizon, season, (name,))[name]
-            mu[rows], sd[rows] = fc.mean, fc.sd
-        spread = _spread(sd, first_day + o)
+    origins = range(max(MIN_DAYS, T - CALIBRATION_DAYS), T)
+    err = np.full((n, horizon, len(origins)), np.nan)
+    mu, sd = np.empty((len(origins), n, horizon)), np.empty((len(origins), n, horizon))
+    # Each model fitted on the rows that chose it only, for all the origins at once.
+    for name in sorted(set(chosen) if origins else (), key=MODELS.index):
+        rows = np.flatnonzero(np.array(chosen) == name)
+        for k, fc in enumerate(_models_at(L[rows], horizon, season, (name,), origins)[name]):
+            mu[k, rows], sd[k, rows] = fc.mean, fc.sd
+    for k, o in enumerate(origins):
+        spread = _spread(sd[k], first_day + o)
         h = min(horizon, T - o)
-        err[:, k, :h] = np.where(seen[:, o:o + h], np.abs(L[:, o:o + h] - mu[:, :h]) / spread[:, :h], np.nan)
-    q80 = np.full((n, horizon), Z80)
-    q95 = np.full((n, horizon), Z95)
-    scored = np.sum(~np.isnan(err), axis=1)
-    for i, j in zip(*np.nonzero(scored >= MIN_SCORES), strict=True):
-        q80[i, j], q95[i, j] = conformal_quantiles(err[i, :, j][~np.isnan(err[i, :, j])], (0.80, 0.95))
-    q80 = np.clip(q80, BOUNDS80[0] * Z80, BOUNDS80[1] * Z80)
+        err[:, :h, k] = np.where(seen[:, o:o + h], np.abs(L[:, o:o + h] - mu[k, :, :h]) / spread[:, :h], np.nan)
+    scored = np.sum(~np.isnan(err), axis=2)
+    enough = scored >= MIN_SCORES
+    c80, c95 = conformal_quantiles(err, (0.80, 0.95))
+    q80 = np.clip(np.where(enough, c80, Z80), BOUNDS80[0] * Z80, BOUNDS80[1] * Z80)
     # A few dozen scores cannot show a 1-in-20 tail thinner than the normal one: measured on
     # tests/markets/pasar.py, letting the 95 % interval narrow held fewer prices than before calibration.
-    q95 = np.maximum(np.clip(q95, BOUNDS95[0] * Z95, BOUNDS95[1] * Z95), q80 * (Z95 / Z80))
-    return q80, q95, np.where(scored.max(axis=1) >= MIN_SCORES, err.shape[1], 0)
+    q95 = np.maximum(np.clip(np.where(enough, c95, Z95), BOUNDS95[0] * Z95, BOUNDS95[1] * Z95), q80 * (Z95 / Z80))
+    return q80, q95, np.where(enough.any(axis=1), len(origins), 0)
 
 
-def conformal_quantiles(scores: np.ndarray, levels: Sequence[float]) -> tuple[float, ...]:
-    """The split-conformal quantile of `scores` for each level: the ceil(level * (n + 1))-th smallest of the n,
-    which a new score exchangeable with them stays under with at least that probability; the largest where
-    that rank is past n."""
-    s = np.sort(scores)
-    return tuple(float(s[min(len(s), math.ceil(lv * (len(s) + 1))) - 1]) for lv in levels)
+def conformal_quantiles(scores: np.ndarray, levels: Sequence[float]) -> tuple[np.ndarray, ...]:
+    """The split-conformal quantile of the scores along the last axis (NaN: no score) for each level: the
+    ceil(level * (n + 1))-th smallest of the n, which a new score exchangeable with them stays under with at
+    least that probability; the largest where that rank is past n, NaN where there is no score."""
+    if scores.shape[-1] == 0:
+        return tuple(np.full(scores.shape[:-1], np.nan) for _ in levels)
+    s = np.sort(scores, axis=-1)  # NaN last
+    n = np.sum(~np.isnan(s), axis=-1, keepdims=True)
+    return tuple(np.take_along_axis(s, np.maximum(np.minimum(n, np.ceil(lv * (n + 1)).astype(int)) - 1, 0),
+                                    axis=-1)[..., 0] for lv in levels)
 
 
 def _choose(bt: dict[str, ModelScore]) -> str:

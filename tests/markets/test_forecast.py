@@ -3,6 +3,8 @@ against statsmodels."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from statsmodels.tsa.ar_model import AutoReg
@@ -10,13 +12,27 @@ from statsmodels.tsa.holtwinters import SimpleExpSmoothing
 
 from hub.markets.errors import BadSeries
 from hub.markets.forecast import (
+    BOUNDS80,
+    BOUNDS95,
+    CALIBRATION_DAYS,
+    MIN_DAYS,
+    MIN_SCORES,
     MODELS,
     SELECTION_MARGIN,
+    Z80,
+    Z95,
+    _spread,
     ar_fit,
+    arima,
+    calibrate,
+    ets,
     fill_gaps,
     forecast,
     forecast_many,
+    naive,
     ses_filter,
+    snaive,
+    theta,
 )
 
 
@@ -102,3 +118,52 @@ def test_ar_on_differences_matches_statsmodels_autoreg() -> None:
     coef, _, _ = ar_fit(d[None, :], 2)
     sm = AutoReg(d, lags=2, trend="c").fit()
     assert coef[0] == pytest.approx(sm.params, rel=1e-6, abs=1e-10)
+
+
+def _calibrate_by_origin(L: np.ndarray, seen: np.ndarray, chosen: list[str],
+                         first_day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The calibration written the plain way: each series' chosen model fitted afresh on a copy of the days
+    before each origin, and each horizon's scores sorted on their own."""
+    fit = {"naive": naive, "snaive": snaive, "ets": ets, "theta": theta, "arima": arima}
+    n, T = L.shape
+    origins = range(max(MIN_DAYS, T - CALIBRATION_DAYS), T)
+    q80, q95, used = np.full((n, 7), Z80), np.full((n, 7), Z95), np.zeros(n, dtype=int)
+    for i, name in enumerate(chosen):
+        err = np.full((len(origins), 7), np.nan)
+        for k, o in enumerate(origins):
+            train = L[i:i + 1, :o].copy()
+            parts = [fit[p](train, 7, 7) for p in (("ets", "theta", "arima") if name == "combo" else (name,))]
+            mu = np.mean([p.mean for p in parts], axis=0)[0]
+            spread = _spread(np.mean([p.sd for p in parts], axis=0), first_day + o)[0]
+            for j in range(min(7, T - o)):
+                if seen[i, o + j]:
+                    err[k, j] = abs(L[i, o + j] - mu[j]) / spread[j]
+        for j in range(7):
+            s = np.sort(err[:, j][~np.isnan(err[:, j])])
+            if len(s) >= MIN_SCORES:
+                used[i] = len(origins)
+                q80[i, j] = s[min(len(s), math.ceil(0.80 * (len(s) + 1))) - 1]
+                q95[i, j] = s[min(len(s), math.ceil(0.95 * (len(s) + 1))) - 1]
+    q80 = np.clip(q80, BOUNDS80[0] * Z80, BOUNDS80[1] * Z80)
+    q95 = np.maximum(np.clip(q95, BOUNDS95[0] * Z95, BOUNDS95[1] * Z95), q80 * (Z95 / Z80))
+    return q80, q95, used
+
+
+@pytest.mark.parametrize("days", [40, 120])
+def test_calibration_fitted_once_for_all_origins_equals_a_fit_per_origin(days: int) -> None:
+    # Every model, over Ramadan and Lebaran (the spread widens on some origins' days and not others'), with
+    # missing days, a spike and a price that sticks; 40 days leaves 26 origins, fewer than 20 scores at
+    # the longer horizons.
+    values = np.stack([_series(days, seed=s, weekly=w) for s, w in zip(range(12), [0.0, 0.05] * 6, strict=True)])
+    values[1, days // 2:days // 2 + 10] *= np.exp(0.06 * np.arange(10))
+    values[2] = np.round(values[2], -3)
+    values[np.random.default_rng(9).random(values.shape) < 0.12] = np.nan
+    values[:, 0] = 30_000.0
+    L, seen = np.log(fill_gaps(values)), ~np.isnan(values)
+    chosen = [MODELS[i % len(MODELS)] for i in range(len(values))]
+    q80, q95, used = calibrate(L, seen, chosen, horizon=7, season=7, first_day=18_300)
+    r80, r95, r_used = _calibrate_by_origin(L, seen, chosen, first_day=18_300)
+    assert used.tolist() == r_used.tolist()
+    assert q80 == pytest.approx(r80, rel=1e-12, abs=0) and q95 == pytest.approx(r95, rel=1e-12, abs=0)
+    # The comparison means something: the multipliers moved from the normal ones, both ways.
+    assert (q80 < Z80).any() and (q80 > Z80).any() and (q95 > Z95).any() and (used > 0).all()
