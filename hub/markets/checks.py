@@ -79,6 +79,7 @@ class Evidence:
     base: np.ndarray  # the series' baseline (NaN without enough history)
     last: np.ndarray  # the series' last accepted daily price
     last_recent: np.ndarray  # bool: that price is at most 7 days old
+    last_kept: np.ndarray  # bool: that price is no older than the days the nearby markets' prices are kept for
     jump_lim: np.ndarray
     rep_ref: np.ndarray  # the other reporters' reference price
     rep_n: np.ndarray  # how many other reporters
@@ -107,9 +108,12 @@ class Evidence:
 
     @property
     def own(self) -> np.ndarray:
-        """Each row's log change since its series' last accepted daily price (NaN without a recent one)."""
+        """Each row's log change since its series' last accepted daily price, compared with the nearby markets'
+        move over the same days (NaN when that price is older than the days their prices are kept for). Not
+        only a week back: a series held for longer (a lone reporter's step on days no neighbour reported)
+        could otherwise never be vouched for again, its history never moving past its last accepted price."""
         with np.errstate(all="ignore"):
-            out: np.ndarray = np.where(self.last_recent, np.log(self.x / self.last), np.nan)
+            out: np.ndarray = np.where(self.last_kept, np.log(self.x / self.last), np.nan)
         return out
 
     @property
@@ -331,7 +335,7 @@ class Nearby(Check):
         cfg, nn = ev.config, int(ev.near_n[i])
         if not ev.near_ok[i]:
             return cfg.nearby_tol, ("no nearby market in the region reported today" if nn < 1
-                                    else "this series has no accepted price of the last 7 days")
+                                    else "this series has no accepted price of the days the nearby markets' prices are kept for")
         own, ref = float(ev.own[i]), float(ev.near_ref[i])
         return cfg.nearby_tol, (
             f"this market moved {pct(math.expm1(own))} since its last accepted daily price "

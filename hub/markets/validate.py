@@ -514,7 +514,8 @@ class Validator:
         ceiling = np.array([f[0] for f in found], np.float64)[inv.ravel()]
         ev = Evidence(
             config=cfg, series=s, x=x, time=t, arrived=arr, day=day, stats=st, scores=history_scores(x, st), base=base,
-            last=self._last[s], last_recent=(day - self._last_day[s]) <= 7, jump_lim=self._jump_lim[s],
+            last=self._last[s], last_recent=(day - self._last_day[s]) <= 7,
+            last_kept=(day - self._last_day[s]) <= cfg.drift_days + 7, jump_lim=self._jump_lim[s],
             rep_ref=rep_ref, rep_n=rep_n, rep_tol=self._rep_tol[s], peers=peers, near_ref=near.ref,
             near_n=near.n, creep_from=near.creep_from, creep_day=near.creep_day, near_creep=near.creep,
             near_creep_n=near.creep_n, creep_last=near.creep_last, creep_steps=near.creep_steps,

@@ -246,3 +246,29 @@ def test_a_regional_move_is_accepted_at_both_markets_whichever_reports_first() -
     assert final[2] == {"pasar-kramat-jati": "accepted", "pasar-senen": "accepted"}  # the move, k first
     assert final[3] == {"pasar-senen": "accepted", "pasar-kramat-jati": "quarantined"}  # k's mistyped price
     assert final[4:] == [{"pasar-kramat-jati": "accepted", "pasar-senen": "accepted"}] * 3
+
+
+def test_a_step_held_while_the_nearby_market_was_silent_is_vouched_for_when_it_reports_again() -> None:
+    """Pasar Senen's one reporter steps up 30 % while Kramat Jati sends nothing for ten days: nobody can vouch for
+    the step, so it is held. When Kramat Jati reports again, at the same new level, Senen's price is compared with
+    its move since Senen's last accepted price, eleven days back: accepted. Measured from a week back only, Senen
+    could never be vouched for again and was held for good."""
+    from hub.markets.model import DAY_S
+
+    v = validator(markets={"pasar-senen": 40_000, "pasar-kramat-jati": 40_000})
+    final: list[dict[str, str]] = []
+    for day in range(13):
+        t = T0 + day * DAY_S
+        status: dict[str, str] = {}
+        reports = [("s", 40_100 if day < 2 else 52_000)]
+        if day < 2 or day >= 12:
+            reports.append(("k", 40_000 if day < 2 else 52_300))
+        for who, price in reports:
+            market = "pasar-kramat-jati" if who == "k" else "pasar-senen"
+            for o, verdict in v.observe(obs(price, reporter=f"{who}1", market=market, t=t)):
+                status[o.market] = verdict.status
+        for o, verdict in v.settle(t + DAY_S):
+            status[o.market] = verdict.status
+        final.append(status)
+    assert [f["pasar-senen"] for f in final[2:12]] == ["quarantined"] * 10  # nobody to vouch for the step
+    assert final[12] == {"pasar-senen": "accepted", "pasar-kramat-jati": "accepted"}
