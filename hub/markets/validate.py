@@ -729,10 +729,11 @@ class Validator:
             # reporters is wrong, for every report of the day.
             rows = d.reports
             verdicts = self._judge(s, day, d, rows, near=near, provisional=not done)
-        if done and d.unusual and not self._nearby_reported(s, day):
-            # A price unusual against its history waits for the nearby markets that report here lately: on a
-            # regional move the first market to report it has nobody to vouch for it yet, and judged final
-            # then, a lone reporter's honest price was held for good whichever market came first.
+        if done and d.unusual and (not self._nearby_reported(s, day) or self._backlog_alone(s, day, d)):
+            # A price unusual against its history waits for the nearby markets that report here lately (and, for
+            # a day heard of late, for their backlogs): on a regional move the first market to report it has
+            # nobody to vouch for it yet, and judged final then, a lone reporter's honest price was held for good
+            # whichever market came first.
             done, rows = False, d.reports
             verdicts = self._judge(s, day, d, rows, near=near, provisional=True)
         changed = [(o, verdicts[o.id]) for o in rows
@@ -751,6 +752,15 @@ class Validator:
             if (other is None or not other.prices) and max(self._reporters.get(t, {}).values(), default=since - 1) >= since:
                 return False
         return True
+
+    def _backlog_alone(self, s: int, day: int, d: _Day) -> bool:
+        """Whether `day` was first heard of after its own cut-off (a backlog: devices back after an outage, or a
+        hub that has seen none of the region yet) and no nearby market has reported it: their backlogs of it may
+        follow within `backlog_window_s` (the day's cut-off), so an unusual price waits for them."""
+        cfg = self.config
+        if d.first_arrival <= (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s:
+            return False
+        return not any((other := self._days.get((t, day))) is not None and other.prices for t in self._neighbours(s))
 
     def _vouched(self, s: int, day: int) -> list[tuple[PriceObservation, Verdict]]:
         """Series s reported `day`: the nearby series' days that waited for it (an unusual price, see `observe`)
