@@ -4,6 +4,8 @@ Next and Previous following the hub's `next` cursor (headless Chromium)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import lmdb
 import pytest
@@ -89,22 +91,29 @@ async def test_the_chain_page_shows_a_national_hubs_devices_a_page_at_a_time(tmp
     assert shown[-1][0] == pages[1] and shown[-1][2], "Previous goes back to the page before"
 
 
-def _counting_marks(url: str, marks: int) -> tuple[str, list[str], list[str]]:
-    """The chain page once it shows `marks` devices marked as still being counted: the note above the devices
-    (empty if none), the devices marked, and the i18n keys the page lacked."""
+def _read_chain_page(url: str, read: str, ready: Callable[[list[Any]], bool] = lambda _: True) -> list[Any]:
+    """What script `read` returns on the chain page once its devices are shown and `ready` holds for it; the page
+    must log no error."""
     driver, close = browser()
     try:
         driver.get(f"{url}/#/chain")
-        read = """const note = document.querySelector('[data-testid=figures-counting]');
-return [note ? note.textContent : '', [...document.querySelectorAll('[data-testid^=counting-]')].map(
-  (e) => e.dataset.testid.slice(9)), [...window.__i18nMissing]];"""
         WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=devices]")
-                                        and len(d.execute_script(read)[1]) == marks)
-        note, marked, missing = driver.execute_script(read)
+                                        and ready(d.execute_script(read)))
+        values: list[Any] = driver.execute_script(read)
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
-        return note, marked, missing
+        return values
     finally:
         close()
+
+
+def _counting_marks(url: str, marks: int) -> tuple[str, list[str], list[str]]:
+    """The chain page once it shows `marks` devices marked as still being counted: the note above the devices
+    (empty if none), the devices marked, and the i18n keys the page lacked."""
+    read = """const note = document.querySelector('[data-testid=figures-counting]');
+return [note ? note.textContent : '', [...document.querySelectorAll('[data-testid^=counting-]')].map(
+  (e) => e.dataset.testid.slice(9)), [...window.__i18nMissing]];"""
+    note, marked, missing = _read_chain_page(url, read, lambda values: len(values[1]) == marks)
+    return note, marked, missing
 
 
 async def test_the_chain_page_marks_the_figures_still_being_counted_after_an_upgrade(tmp_path):
@@ -146,18 +155,11 @@ async def test_the_chain_page_marks_the_figures_still_being_counted_after_an_upg
 def _stopped_note(url: str) -> tuple[str, str, list[str]]:
     """The chain page's note that signing stopped (its text and code; empty when none) and the i18n keys it
     lacked."""
-    driver, close = browser()
-    try:
-        driver.get(f"{url}/#/chain")
-        read = """const note = document.querySelector('[data-testid=signing-stopped]');
+    read = """const note = document.querySelector('[data-testid=signing-stopped]');
 return [note ? note.querySelector('b').textContent : '', note ? note.querySelector('.mono').textContent : '',
         [...window.__i18nMissing]];"""
-        WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=devices]"))
-        text, code, missing = driver.execute_script(read)
-        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
-        return text, code, missing
-    finally:
-        close()
+    text, code, missing = _read_chain_page(url, read)
+    return text, code, missing
 
 
 async def test_the_chain_page_says_when_the_hub_stopped_signing(tmp_path):
