@@ -56,6 +56,12 @@ class Raised:
 DERIVED_MARKET_CODES = frozenset({"quarantined", "held_series"})
 
 
+def _derived(alert: dict[str, Any]) -> bool:
+    """Whether the alert holds while its cause does (an MBG finding, a held price): it says what holds now and is
+    resolved when it ends. Early warnings and operators' alerts are events: they stay as raised."""
+    return alert["domain"] == "mbg" or alert["code"] in DERIVED_MARKET_CODES
+
+
 def _alert_id(alert: Alert) -> str:
     """The id an early warning's alert is listed under."""
     return f"{alert.indicator.lower()}/{alert.id}"
@@ -217,11 +223,13 @@ class Alerts:
         for alert in self._alerts:
             if "resolved_at" in alert:
                 continue
+            if not _derived(alert):
+                continue  # an event: derived again after a restart, it is listed as it was raised
             now_alert = holding.get(alert["id"])
-            if now_alert is None and (alert["domain"] == "mbg" or alert["code"] in DERIVED_MARKET_CODES):
+            if now_alert is None:
                 alert["resolved_at"] = int(v.clock())
                 resolved.append(alert)
-            elif now_alert is not None and now_alert["text"] != alert["text"]:
+            elif now_alert["text"] != alert["text"]:
                 # An open alert says what holds now (a timer still running keeps counting), not what held
                 # when it was raised.
                 alert["text"] = now_alert["text"]
@@ -333,9 +341,7 @@ class Alerts:
             if "resolved_at" in alert:
                 return int(alert["resolved_at"]) < cutoff
             # Early warnings and operators' alerts are events: they go with their time.
-            event = alert["domain"] == "operator" or (alert["domain"] == "markets"
-                                                      and alert["code"] not in DERIVED_MARKET_CODES)
-            return event and int(alert["time"]) < cutoff
+            return not _derived(alert) and int(alert["time"]) < cutoff
 
         gone = [a for a in self._alerts if stale(a)]
         if gone:

@@ -289,6 +289,10 @@ class AlertTracker:
         self.latest[key] = alert
         if _severity(indicator, band) == 0:
             self.live.pop(key, None)
+        elif key in self.live and self.live[key].id == alert.id:
+            # The live alert judged again: whether its series is stale or held is what holds now (an operator's
+            # decision ends a held run), from the band it was raised from.
+            self.live[key] = alert.since(self.live[key].previous)
         if _severity(indicator, band) <= _severity(indicator, prev):
             return None
         self.live[key] = alert

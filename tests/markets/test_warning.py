@@ -7,6 +7,7 @@ import pytest
 
 from hub.markets.calendar import day_number, in_holiday
 from hub.markets.errors import BadSeries
+from hub.markets.staleness import HeldRun
 from hub.markets.warning import AlertTracker, alps, alps_band, ifpa, ifpa_class
 
 FIRST = day_number("2024-05-06")
@@ -75,6 +76,20 @@ def test_alerts_only_when_the_band_worsens() -> None:
     assert [x.band for x in t.live_alerts()] == ["crisis"]
     t.update(band="normal", day=6, **kw)
     assert t.live_alerts() == []
+
+
+def test_a_live_alert_says_whether_its_series_is_held_now() -> None:
+    # Raised while a report after its day waited in quarantine; judged again on the same day and band once an
+    # operator decided it: the live alert no longer says a report is waiting, and keeps the band it came from.
+    t = AlertTracker()
+    kw = {"market": "pasar-kosambi", "commodity": "cabai-merah", "region": "Jawa Barat", "indicator": "ALPS",
+          "value": 0.9, "price_idr": 43_500, "band": "stress", "day": 10}
+    a = t.update(held=HeldRun(first_day=11, last_day=11, days=1, reports=1), **kw)
+    assert a is not None and a.held and "held in quarantine" in a.message
+    assert t.update(**kw) is None  # no new page
+    [live] = t.live_alerts()
+    assert live.id == a.id and (live.previous, live.band) == ("normal", "stress")
+    assert not live.held and "held in quarantine" not in live.message and "normal -> stress" in live.message
 
 
 def _sticky(first: str, last: str, seed: int, lift: float = 0.0) -> tuple[int, np.ndarray]:
