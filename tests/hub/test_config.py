@@ -136,6 +136,7 @@ def test_a_value_of_the_wrong_type_is_refused_naming_the_setting(setting: Settin
     ("[store]\nbackend = \"postgres\"\n", "store.dsn", "got nothing"),
     ("name = \"Hub Jabar\"\n[store]\nbackend = \"postgres\"\ndsn = \"postgresql://127.0.0.1/jejak\"\n", "name", "schema"),
     ("[markets]\nhorizon = 0\n", "markets.horizon", "expected at least 1"),
+    ("[markets]\nheld_alert_days = 0\n", "markets.held_alert_days", "expected at least 1"),
     ("[markets.impact]\nrecent_days = 0\n", "markets.impact.recent_days", "expected a number > 0"),
     ("[markets.validation]\nwindow = 2\n", "markets.validation", "window >= 3"),
     ("[bridges]\nmax_batch = 0\n", "bridges.max_batch", "expected 1..10000"),
