@@ -52,6 +52,15 @@ class OutsideLiveWindow(BridgeInputError):
     http = 422
 
 
+class ClockAhead(BridgeInputError):
+    """A gateway's scan dated further ahead of the hub's clock than a right clock can be (the plan's
+    `[clock] max_skew_s`): the hub would sign that it received a scan made in the future."""
+
+    code = "CLOCK_AHEAD"
+    coap = "4.22"
+    http = 422
+
+
 class PayloadTooLarge(BridgeInputError):
     """A body or batch over the bridge's limit."""
 

@@ -19,6 +19,7 @@ from .config import BridgeConfig
 from .feed import DerivedInput, derive, trust_of
 from .payloads import (
     BridgeInputError,
+    ClockAhead,
     OutsideLiveWindow,
     PayloadTooLarge,
     ident,
@@ -237,6 +238,16 @@ class Bridges:
                 raise Forbidden(f"item {n}: gateway_id {item['gateway_id']!r} is not this token's; it sends for "
                                 f"{list(allowed)[:5]}", hint="each gateway sends with its own token")
         now = self.hub.clock()
+        # A signed record's device time further ahead than this is the device's word, kept and timed by its
+        # arrival (clock_skew); a gateway's scan is the hub's word once attested, so the hub refuses to sign one
+        # dated past the same bound (the gateway keeps the batch and sends it again).
+        ahead = self.views.mbg.plan.clock.max_skew_s
+        for n, item in enumerate(items):
+            if item["time"] - now > ahead:
+                raise ClockAhead(
+                    f"item {n}: timestamp {item['timestamp']!r} is {(item['time'] - now) / 3600:.1f} h after the "
+                    f"hub's clock; a scan may be at most {ahead} s ahead ([clock] max_skew_s of the hub's plan)",
+                    hint="fix the gateway's clock: seed 1 sends UTC, so its clock must be set to UTC, not local time")
         batch = digest(raw)
         return self.attestor.attest([
             Attestation(path=PATH_GATEWAY, sender=sender, kind="scan",

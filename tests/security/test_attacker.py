@@ -15,6 +15,7 @@ import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,3 +290,29 @@ async def test_what_a_pending_enrollment_says_of_itself_is_shown_only_to_readers
             assert claim in await text("/api/devices", AUDITOR)  # an operator or auditor sees what it asked
             await asyncio.to_thread(hub.hub.approve, key.device_id)  # approved: its name is the hub's word
             assert claim in await text(f"/api/devices/{device}") and claim in await text("/api/mbg/names")
+
+
+async def test_a_gateway_scan_dated_ahead_of_the_hub_clock_is_refused_whole(tmp_path):
+    """A seed 1 gateway's token (or its wrong clock) put scans made in 9999 into the hub's signed log; the hub
+    attests only scans at most the plan's [clock] max_skew_s (15 min) ahead of its own clock, as far as its
+    analytics believe a signed record's device time."""
+    bridges = BridgeConfig(state_dir=str(tmp_path / "bridges"), gateway_tokens=(hash_token(GATEWAY),))
+    async with secure_hub(tmp_path / "hub", bridges=bridges) as hub:
+        def scan(t: str, tag: str = "NFC_TAG_AHEAD") -> dict[str, str]:
+            return {"nfc_tag_id": tag, "timestamp": t, "status_scan": "makanan_keluar", "gateway_id": "GW_1"}
+
+        def at(offset: int) -> str:
+            return datetime.fromtimestamp(NOW + offset, UTC).replace(tzinfo=None).isoformat()
+        stored = hub.hub.store.size()
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {GATEWAY}"}) as http:
+            for batch in ([scan("9999-12-31T23:59:59")], [scan(at(0)), scan(at(3600), "NFC_TAG_LATER")],
+                          [scan("9999-12-31T23:59:59-14:00")]):
+                async with http.post(f"{hub.http_url}/api/sync_gateway_data", json=batch) as resp:
+                    assert resp.status == 422, await resp.text()
+                    message = (await resp.json())["error"]
+                assert "after the hub's clock" in message and "at most 900 s ahead" in message, message
+            assert hub.hub.store.size() == stored  # nothing attested, not even the batch's good scan
+            # the control: a clock a few minutes fast (within the bound), and a batch synced a day late, are taken
+            async with http.post(f"{hub.http_url}/api/sync_gateway_data",
+                                 json=[scan(at(600)), scan(at(-86400), "NFC_TAG_EARLIER")]) as resp:
+                assert resp.status == 201, await resp.text()
