@@ -43,6 +43,9 @@ class Registry:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._devices: dict[str, LegacyDevice] = {}
+        # Told of every device whose status or token changed (from the thread that changed it): what a token
+        # held open, a WebSocket, ends when the token stops working.
+        self.listeners: list[Callable[[LegacyDevice], None]] = []
         if self.path.exists():
             for item in json.loads(self.path.read_text(encoding="utf-8"))["devices"]:
                 self._devices[item["device_id"]] = LegacyDevice(**item)
@@ -115,8 +118,9 @@ class Registry:
         token = secrets.token_urlsafe(32)
         with self._lock:
             device = self._devices[device_id]
-            self._devices[device_id] = replace(device, token_sha256=hash_token(token))
+            changed = self._devices[device_id] = replace(device, token_sha256=hash_token(token))
             self._save()
+        self._tell(changed)
         return token
 
     def set_status(self, device_id: str, status: str) -> LegacyDevice:
@@ -132,7 +136,17 @@ class Registry:
                 device = replace(device, token_sha256="")  # no token's digest is empty: none matches
             self._devices[device_id] = device
             self._save()
+        self._tell(device)
         return device
+
+    def _tell(self, device: LegacyDevice) -> None:
+        for listener in self.listeners:
+            listener(device)
+
+    def admits(self, held: LegacyDevice) -> bool:
+        """Whether the token `held` was taken with still works: its device active, the token not replaced."""
+        device = self._devices.get(held.device_id)
+        return device is not None and device.status == "active" and device.token_sha256 == held.token_sha256
 
     def by_token(self, token: str) -> LegacyDevice | None:
         digest = hash_token(token)

@@ -37,6 +37,7 @@ from .payloads import (
     number,
     parse_time,
 )
+from .registry import LegacyDevice
 from .routes import _json, seed2
 from .service import Bridges, Forbidden, Unauthorized
 
@@ -52,6 +53,7 @@ INTEGRITY_REUSE_S = 60.0  # the least time a full store pass answers integrity c
 CLOSE_BAD_INPUT = WSCloseCode.UNSUPPORTED_DATA  # 1003: a frame that is not the JSON ping the hub reads
 CLOSE_TOO_SLOW = WSCloseCode.TRY_AGAIN_LATER  # 1013: fell `ws_queue` events behind; reconnect and re-read
 CLOSE_GOING_AWAY = WSCloseCode.GOING_AWAY  # 1001: the hub is stopping
+CLOSE_TOKEN_ENDED = WSCloseCode.POLICY_VIOLATION  # 1008: its device was revoked, or its token replaced
 
 
 class TooManySubscribers(BridgeInputError):
@@ -103,7 +105,10 @@ class SeedApi:
         self._integrity: asyncio.Future[StoreCheck] | None = None
         self._integrity_until = 0.0  # monotonic time until which the last pass answers
         self._integrity_at = 0  # hub time the last pass ended
-        self._sockets: set[web.WebSocketResponse] = set()
+        # Every open WebSocket, with the device whose token opened it (None: an operator's or auditor's).
+        self._sockets: dict[web.WebSocketResponse, tuple[web.Request, LegacyDevice | None]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._texts: OrderedDict[tuple[str, str], str | None] = OrderedDict()  # (event id, view) -> message
 
     def register(self, app: web.Application) -> None:
@@ -117,6 +122,7 @@ class SeedApi:
         r.add_get("/dashboard/map/", self.dashboard_map)
         r.add_get("/dashboard/map", self.dashboard_map)
         app.on_shutdown.append(self._close_sockets)
+        self.b.registry.listeners.append(self._token_changed)
 
     def _commodity(self, name: Any) -> str:
         return known_commodity(name, self.b.config.commodity_aliases)
@@ -170,8 +176,9 @@ class SeedApi:
             "stored": False, "jejak": verdict.to_dict()})
 
     # --- WebSockets ----------------------------------------------------------------------------------
-    def _subscriber(self, request: web.Request) -> str:
-        """Who subscribes: an active seed-2 device's token, or an operator's or auditor's (the dashboard)."""
+    def _subscriber(self, request: web.Request) -> tuple[str, LegacyDevice | None]:
+        """Who subscribes: an active seed-2 device's token (with the device), or an operator's or auditor's (the
+        dashboard)."""
         auth = request.headers.get("Authorization", "")
         token = auth[7:].strip() if auth.startswith("Bearer ") else request.query.get("token", "")
         if not token:
@@ -179,9 +186,9 @@ class SeedApi:
                                "/api/auth/device/register")
         role = self.auth.role(request)
         if role in ("operator", "auditor"):
-            return role
+            return role, None
         device = self.b.device_for(f"Bearer {token}")
-        return f"device {device.device_id}"
+        return f"device {device.device_id}", device
 
     async def ws_prices(self, request: web.Request) -> web.StreamResponse:
         """Seed 2: live `price_update` messages with impact metadata (WebSocket; device token)"""
@@ -223,15 +230,16 @@ class SeedApi:
         """Serve `shape(event)` of every live event (None: not for this route) to one subscriber; `view` names
         the route and its filter, so subscribers of the same view share one encoding of each message."""
         cfg = self.b.config
-        who = self._subscriber(request)
+        who, device = self._subscriber(request)
         if self.events.subscribers >= cfg.ws_max_subscribers:
             raise TooManySubscribers(f"{self.events.subscribers} live subscribers, at most "
                                      f"{cfg.ws_max_subscribers}; try again later")
         with self.events.stream_of(request, TooManySubscribers):  # the hub's own caps, in all and per client
-            return await self._subscribed(request, view, shape, who)
+            return await self._subscribed(request, view, shape, who, device)
 
     async def _subscribed(self, request: web.Request, view: str,
-                          shape: Callable[[dict[str, Any]], dict[str, Any] | None], who: str) -> web.StreamResponse:
+                          shape: Callable[[dict[str, Any]], dict[str, Any] | None], who: str,
+                          device: LegacyDevice | None) -> web.StreamResponse:
         cfg = self.b.config
         # No per-message deflate: it compresses each message once per subscriber, in the event loop; without
         # it one encoding of a message serves them all (_encoded).
@@ -243,25 +251,20 @@ class SeedApi:
             if not behind.done():
                 behind.set_result(missed)
         q = self.events.subscribe(maxsize=cfg.ws_queue, on_overflow=overflow)
-        self._sockets.add(ws)
-        pump = asyncio.create_task(self._pump(ws, q, view, shape))
-        reader = asyncio.create_task(self._read(ws))
+        self._loop = asyncio.get_running_loop()
+        self._sockets[ws] = (request, device)
+        pump = asyncio.create_task(self._pump(ws, q, view, shape, device))
+        reader = asyncio.create_task(self._read(ws, device))
         log.info("WebSocket %s: %s subscribed", request.path, who)
         try:
             await asyncio.wait({pump, reader, behind}, return_when=asyncio.FIRST_COMPLETED)
             if behind.done():
                 # The pump may be stuck writing to a socket nobody reads: closing politely gets a moment.
                 pump.cancel()
-                reason = f"too slow: {behind.result()} events behind; reconnect".encode()
-                try:
-                    async with asyncio.timeout(1.0):
-                        await ws.close(code=CLOSE_TOO_SLOW, message=reason)
-                except TimeoutError:
-                    if request.transport is not None:
-                        request.transport.abort()
+                await self._close(ws, CLOSE_TOO_SLOW, f"too slow: {behind.result()} events behind; reconnect")
         finally:
             self.events.unsubscribe(q)
-            self._sockets.discard(ws)
+            self._sockets.pop(ws, None)
             for task in (pump, reader):
                 task.cancel()
             if not behind.done():
@@ -271,13 +274,52 @@ class SeedApi:
                     await ws.close()
         return ws
 
+    async def _close(self, ws: web.WebSocketResponse, code: int, reason: str) -> None:
+        """Close with `code` and `reason`; a client that does not take the close frame within a second (its
+        socket full, nobody reading) loses the connection."""
+        held = self._sockets.get(ws)
+        try:
+            async with asyncio.timeout(1.0):
+                await ws.close(code=code, message=reason.encode()[:123])  # RFC 6455 §5.5: at most 123 bytes
+        except TimeoutError:
+            if held is not None and held[0].transport is not None:
+                held[0].transport.abort()
+
+    def _ended(self, device: LegacyDevice | None) -> str | None:
+        """Why the token a WebSocket was opened with no longer works (None: it does)."""
+        if device is None or self.b.registry.admits(device):
+            return None
+        now = self.b.registry.get(device.device_id)
+        if now is not None and now.status == "active":
+            return f"token replaced: device {device.device_id} has a new one; connect with it"
+        return f"device {device.device_id} is {now.status if now is not None else 'no longer registered'}"
+
+    def _token_changed(self, device: LegacyDevice) -> None:
+        """Registry listener (any thread): close at once what a token that stopped working holds open."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._end_stale, device.device_id)
+
+    def _end_stale(self, device_id: str) -> None:
+        for ws, (_, held) in list(self._sockets.items()):
+            reason = self._ended(held) if held is not None and held.device_id == device_id else None
+            if reason is not None:
+                log.info("WebSocket of device %s closed: %s", device_id, reason)
+                task = asyncio.create_task(self._close(ws, CLOSE_TOKEN_ENDED, reason))
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
     async def _pump(self, ws: web.WebSocketResponse, q: asyncio.Queue[tuple[str, dict[str, Any]]], view: str,
-                    shape: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+                    shape: Callable[[dict[str, Any]], dict[str, Any] | None], device: LegacyDevice | None) -> None:
         with contextlib.suppress(ConnectionResetError):
             while not ws.closed:
                 event_id, event = await q.get()
                 text = self._encoded(event_id, event, view, shape)
-                if text is not None:
+                if text is not None and not ws.closed:
+                    ended = self._ended(device)
+                    if ended is not None:
+                        await self._close(ws, CLOSE_TOKEN_ENDED, ended)
+                        return
                     await ws.send_str(text)
 
     def _encoded(self, event_id: str, event: dict[str, Any], view: str,
@@ -294,9 +336,14 @@ class SeedApi:
             self._texts.popitem(last=False)
         return text
 
-    async def _read(self, ws: web.WebSocketResponse) -> None:
-        """What a subscriber may send: "ping" or {"type": "ping"} (answered "pong"); anything else closes."""
+    async def _read(self, ws: web.WebSocketResponse, device: LegacyDevice | None) -> None:
+        """What a subscriber may send: "ping" or {"type": "ping"} (answered "pong"); anything else closes, and so
+        does anything at all once its token stopped working."""
         async for msg in ws:
+            ended = self._ended(device)
+            if ended is not None:
+                await self._close(ws, CLOSE_TOKEN_ENDED, ended)
+                return
             if msg.type == WSMsgType.TEXT:
                 text = msg.data.strip()
                 if text == "ping" or _is_ping(text):

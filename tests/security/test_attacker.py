@@ -316,3 +316,55 @@ async def test_a_gateway_scan_dated_ahead_of_the_hub_clock_is_refused_whole(tmp_
             async with http.post(f"{hub.http_url}/api/sync_gateway_data",
                                  json=[scan(at(600)), scan(at(-86400), "NFC_TAG_EARLIER")]) as resp:
                 assert resp.status == 201, await resp.text()
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> tuple[int | None, str]:
+    """The close code and reason a WebSocket ends with (messages before it skipped)."""
+    async with asyncio.timeout(30):
+        while True:
+            msg = await ws.receive()
+            if msg.type == aiohttp.WSMsgType.CLOSE:  # the code the hub sent (the socket's own may read 1006
+                return int(msg.data), str(msg.extra or "")  # once the connection is gone)
+            if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+                return ws.close_code, ""
+
+
+async def test_a_seed2_websocket_ends_when_its_device_is_revoked_or_its_token_replaced(tmp_path):
+    """A seed 2 device's WebSocket stayed open after an operator revoked the device (or after its token, the one
+    that leaked, was replaced): it went on being served live prices and answered, with nothing to end it."""
+    bridges = BridgeConfig(state_dir=str(tmp_path / "bridges"))
+    async with secure_hub(tmp_path / "hub", operator_tokens=(hash_token(OPERATOR),), bridges=bridges) as hub:
+        ws_url = hub.http_url.replace("http://", "ws://")
+        op = {"Authorization": f"Bearer {OPERATOR}"}
+        async with aiohttp.ClientSession() as http:
+            async def onboard(device: str) -> str:
+                async with http.post(f"{hub.http_url}/api/auth/device/register",
+                                     json={"market_id": "pasar-minggu", "device_id": device}) as resp:
+                    token = (await resp.json())["token"]
+                async with http.post(f"{hub.http_url}/api/bridges/devices/{device}/approve", headers=op) as resp:
+                    assert resp.status == 200, await resp.text()
+                return str(token)
+
+            token = await onboard("DEV-LEAKED")
+            bearer = {"Authorization": f"Bearer {token}"}
+            prices = await http.ws_connect(f"{ws_url}/ws/prices", headers=bearer)
+            alerts = await http.ws_connect(f"{ws_url}/api/alerts/ws?token={token}")
+            other_token = await onboard("DEV-OK")
+            other = await http.ws_connect(f"{ws_url}/ws/prices", headers={"Authorization": f"Bearer {other_token}"})
+            await alerts.send_str("ping")  # the control: served while the device is active
+            assert json.loads((await alerts.receive()).data) == {"type": "pong"}
+            async with http.post(f"{hub.http_url}/api/bridges/devices/DEV-LEAKED/revoke", headers=op) as resp:
+                assert resp.status == 200
+            for ws in (prices, alerts):
+                assert await closed_with(ws) == (1008, "device DEV-LEAKED is revoked")
+            async with http.post(f"{hub.http_url}/ingest", headers=bearer,
+                                 json={"market_id": "pasar-minggu", "prices": {"cabai": 41000}}) as resp:
+                assert resp.status == 403  # and nothing else it sends is taken
+            await other.send_str("ping")  # another device's socket is left as it was
+            assert json.loads((await other.receive()).data) == {"type": "pong"}
+
+            # A token replaced (the way to cut off a leaked one) ends what the old one holds open.
+            async with http.post(f"{hub.http_url}/api/auth/token", headers=op, json={"device_id": "DEV-OK"}) as resp:
+                assert resp.status == 200
+            code, reason = await closed_with(other)
+            assert code == 1008 and reason.startswith("token replaced"), (code, reason)
