@@ -230,6 +230,8 @@ class SyncAgent:
         self._moved = asyncio.Event()  # set when `_behind` shrinks
         self.neighbours: dict[str, HeadCheck] = {}  # what each neighbour asked said, or why its records were refused
         self._distrusted: set[str] = set()  # neighbours whose records did not verify: not asked again
+        # Neighbours found (mDNS) once records were signed, while no hub has confirmed the head: each is asked once.
+        self._late: set[str] = set()
         self.forked: str | None = None  # why this device's log is known forked (a hub holds another record)
         self.head_error: str | None = None
         self.interval = interval
@@ -249,6 +251,9 @@ class SyncAgent:
 
     def add(self, url: str, role: str) -> None:
         if url not in self.targets:
+            if role == "edge" and self.own is not None and self.head_decided.is_set() \
+                    and not self.head_settled.is_set():
+                self._late.add(url)
             self.targets[url] = Target(url=url, role=role, backoff=Backoff(base=0.5, cap=60.0, rng=self.rng),
                                        size=RequestSize(self.limits, timeout=self.request_timeout))
         self.targets[url].next_try = 0.0
@@ -256,6 +261,7 @@ class SyncAgent:
 
     def remove(self, url: str) -> None:
         self.targets.pop(url, None)
+        self._late.discard(url)
 
     def trigger(self) -> None:
         """Ask for a round soon: a peer appeared, or a new record was stored."""
@@ -324,7 +330,8 @@ class SyncAgent:
         so over the OSCORE context a hub that requires it expects. A hub that does not answer is asked again
         before each round. Until records are signed, the neighbours are asked the same at once (a hub whose
         uplink is down answers only after the request's timeout): one that holds a longer copy sends the rest,
-        verified the same way, but only a hub's answer confirms the head. Each node is asked on a lane of its own
+        verified the same way, but only a hub's answer confirms the head. A neighbour found after that (mDNS), while
+        no hub has confirmed the head, is asked once the same way. Each node is asked on a lane of its own
         (`lanes`, opened beside `ctx`; without them one at a time): a UDP socket that one node's host refused
         fails the next request sent on it, whatever node it goes to."""
         if self.own is None or self.head_settled.is_set():
@@ -332,9 +339,13 @@ class SyncAgent:
         now = self.monotonic()
         self.protect(ctx)
         hubs = [t for t in self.targets.values() if t.role == "hub" and t.next_try <= now and self.reachable(t)]
-        neighbours = [] if self.head_decided.is_set() else [
-            t for t in self.targets.values() if t.role == "edge" and t.url not in self._distrusted
-            and t.next_try <= now and self.reachable(t)]
+        if self.head_decided.is_set():  # signing: only a neighbour found since is asked, once
+            neighbours = [t for url in sorted(self._late) if (t := self.targets.get(url)) is not None
+                          and url not in self._distrusted and self.reachable(t)]
+            self._late.clear()
+        else:
+            neighbours = [t for t in self.targets.values() if t.role == "edge" and t.url not in self._distrusted
+                          and t.next_try <= now and self.reachable(t)]
         lanes = lanes or Lanes(ctx, width=1)
         asking = [asyncio.create_task(self._ask_neighbour(lanes, t)) for t in neighbours]
         try:

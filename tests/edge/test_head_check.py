@@ -277,6 +277,25 @@ def keyfile_id(data) -> bytes:
     return keyfile.load_or_create(data / "device.key").device_id
 
 
+async def _old_copy_and_neighbour(tmp_path, neighbour):
+    """An edge's data dir holding an old copy of its store (4 records), and the `neighbour` the 9 it made since:
+    (its config, with the neighbour as its peer and a hub whose host refuses; its device id; the 9 records)."""
+    data = tmp_path / "edge"
+    url = f"coap://127.0.0.1:{neighbour.coap_port}"
+    config = edge_config(data, hub=f"coap://127.0.0.1:{free_udp()}", oscore=False, peers=(url,))
+    device = keyfile_id(data)
+    async with edge(config) as daemon:
+        await _notes(daemon, 0, 3)
+        await wait_for(lambda: _replica(neighbour, device) == 4, what="the first records at the neighbour")
+    shutil.copytree(data / "store", tmp_path / "store.copy")
+    async with edge(config) as daemon:
+        await _notes(daemon, 3, 5)
+        await wait_for(lambda: _replica(neighbour, device) == 9, what="the later records at the neighbour")
+    shutil.rmtree(data / "store")
+    shutil.copytree(tmp_path / "store.copy", data / "store")
+    return config, device, neighbour.store.log_range(device, 0, 9)
+
+
 @pytest.mark.parametrize("hub", ["refusing", "silent"])
 async def test_an_old_copy_catches_up_from_a_neighbour_when_the_hub_is_down(tmp_path, caplog, hub):
     """The hub unreachable (its host refuses, or its uplink is down and nothing answers), a neighbour holds the
@@ -287,21 +306,7 @@ async def test_an_old_copy_catches_up_from_a_neighbour_when_the_hub_is_down(tmp_
         silent.bind(("127.0.0.1", 0))
         port = silent.getsockname()[1] if hub == "silent" else free_udp()
         async with edge(edge_config(tmp_path / "neighbour", oscore=False)) as neighbour:
-            data = tmp_path / "edge"
-            config = edge_config(data, hub=f"coap://127.0.0.1:{free_udp()}", oscore=False,
-                                 peers=(f"coap://127.0.0.1:{neighbour.coap_port}",))
-            device = keyfile_id(data)
-            async with edge(config) as daemon:
-                await _notes(daemon, 0, 3)
-                await wait_for(lambda: _replica(neighbour, device) == 4, what="the first records at the neighbour")
-            shutil.copytree(data / "store", tmp_path / "store.copy")
-            async with edge(config) as daemon:
-                await _notes(daemon, 3, 5)
-                await wait_for(lambda: _replica(neighbour, device) == 9, what="the later records at the neighbour")
-            held = neighbour.store.log_range(device, 0, 9)
-            shutil.rmtree(data / "store")
-            shutil.copytree(tmp_path / "store.copy", data / "store")
-
+            config, device, held = await _old_copy_and_neighbour(tmp_path, neighbour)
             config = dataclasses.replace(config, hub=dataclasses.replace(config.hub, address=f"coap://127.0.0.1:{port}"),
                                          sync=dataclasses.replace(config.sync, head_wait_s=10))
             async with edge(config) as daemon:
@@ -320,9 +325,11 @@ async def test_an_old_copy_catches_up_from_a_neighbour_when_the_hub_is_down(tmp_
     assert len(caught) == 1 and caught[0].levelno == logging.WARNING
 
 
-async def test_a_neighbour_offering_forged_records_of_the_own_log_is_refused_and_the_store_untouched(tmp_path,
-                                                                                                     caplog):
-    caplog.set_level(logging.INFO, logger="jejak.edge")
+@contextlib.asynccontextmanager
+async def _forger(tmp_path):
+    """An edge that made 4 records and stopped, and a neighbour serving them with 3 more signed by another key:
+    (the edge's config, whose hub's host refuses, waiting for it up to 600 s; its device id; its 4 records; the
+    neighbour's address)."""
     data = tmp_path / "edge"
     config = edge_config(data, hub=f"coap://127.0.0.1:{free_udp()}", oscore=False)
     async with edge(config) as daemon:
@@ -335,8 +342,25 @@ async def test_a_neighbour_offering_forged_records_of_the_own_log_is_refused_and
     port = free_coap()
     server = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
     try:
-        config = dataclasses.replace(config, sync=dataclasses.replace(
-            config.sync, peers=(f"coap://127.0.0.1:{port}",), head_wait_s=600))
+        yield (dataclasses.replace(config, sync=dataclasses.replace(config.sync, head_wait_s=600)), device, genuine,
+               f"coap://127.0.0.1:{port}")
+    finally:
+        await server.shutdown()
+
+
+def _named_once(caplog) -> None:
+    """The forging neighbour was named once, with the code of its records' refusal."""
+    warned = [r for r in caplog.records if "offered records of this device's own log that are refused here"
+              in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert "INVALID_SIGNATURE" in warned[0].getMessage()
+
+
+async def test_a_neighbour_offering_forged_records_of_the_own_log_is_refused_and_the_store_untouched(tmp_path,
+                                                                                                     caplog):
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    async with _forger(tmp_path) as (config, device, genuine, url):
+        config = dataclasses.replace(config, sync=dataclasses.replace(config.sync, peers=(url,)))
         async with edge(config) as daemon:
             head = await wait_for(lambda: (h := daemon.status()["head"])["neighbours"] and h, what="the neighbour")
             assert daemon.store.log_range(device, 0, 10) == genuine
@@ -347,12 +371,7 @@ async def test_a_neighbour_offering_forged_records_of_the_own_log_is_refused_and
             record = (await daemon.submit([("note", {"text": "on the own head"})]))[0]
             assert record.seq == 4
             assert daemon.status()["head"]["state"] == "not_confirmed"
-    finally:
-        await server.shutdown()
-    warned = [r for r in caplog.records if "offered records of this device's own log that are refused here"
-              in r.getMessage()]
-    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
-    assert "INVALID_SIGNATURE" in warned[0].getMessage()
+    _named_once(caplog)
 
 
 async def test_records_signed_offline_on_a_current_store_are_confirmed_when_the_hub_is_back(tmp_path):
@@ -434,3 +453,53 @@ async def test_a_copy_that_signed_as_many_records_as_the_hub_holds_says_forked(t
         assert _held(hub, device) == 5 and hub.hub.store.record_id(device, 4) == mine
         info = hub.hub.store.get_device(device)
         assert info is not None and info.status == "forked", info
+
+
+async def test_a_neighbour_found_after_the_start_is_asked_for_a_longer_copy_of_the_own_log(tmp_path, caplog):
+    """mDNS finds a neighbour only after the edge released its records (the hub's host refused, no neighbour was
+    known): while the hub has not confirmed the head, the neighbour is asked once, as at start, and the records it
+    holds past the store's head are fetched and verified; the next record follows them."""
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    async with edge(edge_config(tmp_path / "neighbour", oscore=False)) as neighbour:
+        config, device, held = await _old_copy_and_neighbour(tmp_path, neighbour)
+        url = f"coap://127.0.0.1:{neighbour.coap_port}"
+        # The hub's host refuses (the edge signs at once), and the neighbour is not configured: found later.
+        config = dataclasses.replace(config, sync=dataclasses.replace(config.sync, peers=(), head_wait_s=600))
+        async with edge(config) as daemon:
+            assert daemon.commit is not None and daemon.sync is not None
+            await wait_for(lambda: not daemon.commit.held, what="the records released")
+            assert daemon.store.log_length(device) == 4 and daemon.status()["head"]["neighbours"] == []
+            daemon.sync.add(url, "edge")  # what discovery does when it finds the neighbour
+            head = await wait_for(lambda: (h := daemon.status()["head"])["neighbours"] and h, what="the neighbour")
+            assert [(c["source"], c["outcome"], c["fetched"]) for c in head["neighbours"]] == [(url, "caught_up", 5)]
+            assert head["state"] == "not_confirmed", head
+            record = (await daemon.submit([("note", {"text": "on the fetched log"})]))[0]
+            assert record.seq == 9
+            assert daemon.store.log_range(device, 0, 9) == held
+            await wait_for(lambda: _replica(neighbour, device) == 10, what="the new record at the neighbour")
+        assert neighbour.store.blocked() == frozenset()
+    caught = [r for r in caplog.records if "records of this device's own log and the neighbour" in r.getMessage()]
+    assert len(caught) == 1 and caught[0].levelno == logging.WARNING
+
+
+async def test_a_neighbour_found_after_the_start_offering_forged_records_is_named_and_not_asked_again(tmp_path,
+                                                                                                     caplog):
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    async with _forger(tmp_path) as (config, device, genuine, url), edge(config) as daemon:
+        agent = daemon.sync
+        assert daemon.commit is not None and agent is not None
+        await wait_for(lambda: not daemon.commit.held, what="the records released")
+        agent.add(url, "edge")  # found by mDNS
+        head = await wait_for(lambda: (h := daemon.status()["head"])["neighbours"] and h, what="the neighbour")
+        (check,) = head["neighbours"]
+        assert (check["source"], check["outcome"], check["length"]) == (url, "refused", 4), check
+        assert check["detail"].startswith("INVALID_SIGNATURE: "), check
+        assert daemon.store.log_range(device, 0, 10) == genuine
+        assert daemon.store.blocked() == frozenset() and daemon.store.forks() == []
+        agent.remove(url)  # gone from the LAN, and found again
+        agent.add(url, "edge")
+        rounds = agent.rounds
+        await wait_for(lambda: agent.rounds >= rounds + 2, what="two rounds after it was found again")
+        record = (await daemon.submit([("note", {"text": "on the own head"})]))[0]
+        assert record.seq == 4 and daemon.status()["head"]["state"] == "not_confirmed"
+    _named_once(caplog)
