@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +17,23 @@ if TYPE_CHECKING:
     from ..views import Views
 
 
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(2999, 12, 31)  # the days a `date` parameter may name
+
+
 def checked_date(text: str | None) -> str | None:
-    """A `date` query parameter, checked: an ISO date or nothing."""
-    if text:
-        try:
-            local_midnight(text, 0)
-        except PlanError:
-            raise InputError(f"date: expected YYYY-MM-DD, got {text!r}", hint="e.g. ?date=2026-03-02") from None
-    return text or None
+    """A `date` query parameter, checked: an ISO date from 1970 to 2999, as YYYY-MM-DD, or nothing. (Python's
+    dates end at 9999-12-31: the day after it, which a day's answer reads, was a 500 for anyone asking.)"""
+    if not text:
+        return None
+    try:
+        local_midnight(text, 0)
+        day = dt.date.fromisoformat(text)
+    except PlanError:
+        raise InputError(f"date: expected YYYY-MM-DD, got {text[:40]!r}", hint="e.g. ?date=2026-03-02") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InputError(f"date: expected a day from {FIRST_DAY} to {LAST_DAY}, got {day}",
+                         hint="e.g. ?date=2026-03-02")
+    return day.isoformat()
 
 
 class MbgRoutes:

@@ -368,3 +368,18 @@ async def test_a_seed2_websocket_ends_when_its_device_is_revoked_or_its_token_re
                 assert resp.status == 200
             code, reason = await closed_with(other)
             assert code == 1008 and reason.startswith("token replaced"), (code, reason)
+
+
+async def test_a_day_at_the_end_of_the_calendar_is_a_bad_request_on_every_public_day_answer(tmp_path):
+    """`?date=9999-12-31` on the public MBG answers and the dashboard summary was a 500 with a traceback in the
+    hub's log: a day's answer reads the day after it, past Python's last date."""
+    async with secure_hub(tmp_path / "hub") as hub, aiohttp.ClientSession() as http:
+        for path in ("/api/dashboard/summary", "/api/mbg/deliveries", "/api/mbg/violations", "/api/mbg/epcis",
+                     "/api/mbg/late", "/api/mbg/short", "/api/mbg/missing", "/api/mbg/lost"):
+            for day in ("9999-12-31", "0001-01-01", "3000-01-01"):
+                async with http.get(f"{hub.http_url}{path}", params={"date": day}) as resp:
+                    assert resp.status == 400, (path, day, resp.status)
+                    assert (await resp.json())["error"]["code"] == "MBG_INPUT"
+            async with http.get(f"{hub.http_url}{path}", params={"date": "20251123"}) as resp:
+                assert resp.status == 200, (path, await resp.text())  # the control: a day of this century
+                assert (await resp.json()).get("date", "2025-11-23") == "2025-11-23"
