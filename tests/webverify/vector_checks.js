@@ -2,6 +2,12 @@
 "use strict";
 (function (J) {
   const b = (h) => (h === null || h === undefined ? null : J.fromHex(h));
+  // A report that fails throws its first problem, as a check does.
+  const failed = (r) => {
+    if (r.ok) return;
+    const why = J.summary(r).problems[0].why;
+    J.fail(r.code, why.key.slice("why.".length), why.vars);
+  };
   const CHECKS = {
     cbor_decode: (i) => J.decode(b(i.data)),
     decode_record: (i) => J.decodeRecord(b(i.record)),
@@ -10,15 +16,15 @@
     verify_records: (i) => J.verifyChain(i.records.map(b), i.revoked_from),
     verify_bundle: (i) => {
       const r = J.verifyBundle(b(i.bundle), { hubKey: b(i.hub_key), against: b(i.against) });
-      if (!r.ok) J.fail(r.code, "bundle");
+      failed(r);
     },
     verify_against: (i) => {
       const r = J.verifyBundle(b(i.newer), { against: b(i.older) });
-      if (!r.ok) J.fail(r.code, "bundle");
+      failed(r);
     },
     fork_evidence: (i) => {
       J.checkForkEvidence(b(i.evidence), () => b(i.public_key));
-      J.fail("FORK_DETECTED", "valid fork evidence");
+      J.fail("FORK_DETECTED", "fork.found", {});
     },
     inclusion: (i) => J.verifyInclusion(b(i.leaf), i.index, i.size, i.path.map(b), b(i.root)),
     receipt: (i) => J.verifyReceipt(b(i.receipt), b(i.leaf), b(i.hub_key)),
@@ -28,7 +34,7 @@
       const key = b(i.hub_key);
       const older = J.verifyCheckpoint(b(i.older), key), newer = J.verifyCheckpoint(b(i.newer), key);
       // §10: two signed checkpoints of one size with different roots prove on their own that the hub rewrote its log.
-      if (older.treeSize === newer.treeSize && !J.equal(older.root, newer.root)) J.fail("INVALID_CHECKPOINT", "same size, different roots");
+      if (older.treeSize === newer.treeSize && !J.equal(older.root, newer.root)) J.fail("INVALID_CHECKPOINT", "against.split", { size: older.treeSize });
       // §9, §10: a consistency proof between two checkpoints that fails is INVALID_PROOF, like every proof.
       J.verifyConsistency(older.treeSize, newer.treeSize, older.root, newer.root, i.proof.map(b));
     },

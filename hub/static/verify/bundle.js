@@ -31,13 +31,15 @@
     seal: [bytes(), true],
   };
 
+  // true, or the sentence that says what is wrong: [key, vars] (what: "bundle" or "log").
   function checkFields(map, schema, what) {
+    const named = { key: "what." + what };
     for (const k of map.keys()) {
-      if (!Object.prototype.hasOwnProperty.call(schema, k)) return what + " has unknown field " + JSON.stringify(String(k));
+      if (!Object.prototype.hasOwnProperty.call(schema, k)) return ["fields.unknown", { what: named, field: JSON.stringify(String(k)) }];
     }
     for (const [field, [check, required]] of Object.entries(schema)) {
-      if (!map.has(field)) { if (required) return what + " lacks field '" + field + "'"; continue; }
-      if (!check(map.get(field))) return what + " field '" + field + "' has the wrong type or value";
+      if (!map.has(field)) { if (required) return ["fields.lacks", { what: named, field }]; continue; }
+      if (!check(map.get(field))) return ["fields.type", { what: named, field }];
     }
     return true;
   }
@@ -45,34 +47,33 @@
   const MAX_BUNDLE = 2 ** 30;
 
   function parseBundle(data) {
-    if (data.length > MAX_BUNDLE) malformed("bundle larger than " + MAX_BUNDLE + " bytes");
+    if (data.length > MAX_BUNDLE) malformed("bundle.large", { max: MAX_BUNDLE });
     // A file that is no bundle, and a bundle cut short, are said as jejak-verify says them (ledger/bundle.py),
     // not as the decoder meets them: a random file's first byte read as a tag, "truncated CBOR (length 288)".
     if (data.length && data[0] >> 5 !== 5) {
-      malformed("expected a map: this file is not a Jejak bundle (it starts with byte 0x" +
-        data[0].toString(16).padStart(2, "0") + ")");
+      malformed("bundle.other", { byte: data[0].toString(16).padStart(2, "0") });
     }
     const spans = new Map();
     let b;
     try {
       b = J.decode(data, { spans });
     } catch (e) {
-      const after = e.code === "MALFORMED" && /^trailing bytes after the CBOR item \((\d+)\)$/.exec(e.message);
-      if (after) malformed("bytes after the bundle's map (" + after[1] + "), where a bundle ends");
-      if (data.length && !(e.code === "MALFORMED" && e.message.startsWith("truncated CBOR"))) throw e;
-      malformed("cut short: it ends after " + data.length + " bytes, before its map does");
+      const why = e instanceof JejakError ? e.why.key : "";
+      if (why === "why.cbor.trailing") malformed("bundle.trailing", e.why.vars);
+      if (data.length && !/^why\.cbor\.(truncated|length|items)$/.test(why)) throw e;
+      malformed("bundle.cut", { n: data.length });
     }
-    if (!isMap(b)) malformed("bundle is not a map");
+    if (!isMap(b)) malformed("bundle.map");
     const ok = checkFields(b, BUNDLE_SCHEMA, "bundle");
     if (ok !== true) {
       // Name the log field that failed, if that is where the problem is.
       if (isArray(b.get("logs"))) {
         for (const log of b.get("logs")) {
-          const why = isMap(log) ? checkFields(log, LOG_SCHEMA, "log") : "log is not a map";
-          if (why !== true) malformed(why);
+          const why = isMap(log) ? checkFields(log, LOG_SCHEMA, "log") : ["fields.log"];
+          if (why !== true) malformed(...why);
         }
       }
-      malformed(ok);
+      malformed(...ok);
     }
     return {
       map: b, created: b.get("created"), description: b.has("description") ? b.get("description") : "",
@@ -84,8 +85,10 @@
   }
 
   // ---- report ----------------------------------------------------------------------------------------------
-  // Steps carry a message key and values; the page translates them. A problem is {code, message, where}; the
-  // problems are kept in the order of the checks (§12.3), and the first one is the verdict.
+  // Steps carry a message key and values; the page translates them. A problem is {code, message, where, why, at}:
+  // `why` and `at` are the sentence and the place in the page's words ({key, vars}, i18n.js), `message` and
+  // `where` the same in English (as jejak-verify says them). The problems are kept in the order of the checks
+  // (§12.3), and the first one is the verdict.
   class Report {
     constructor() { this.steps = []; this.devices = []; this.problems = []; this.notes = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; this.stage = "bundle"; }
     // One record or receipt checked: the page shows how far a long check has come (options.progress), in the
@@ -101,12 +104,19 @@
       return this;
     }
   }
-  const asProblem = (e, where) => {
+  // A place in the bundle, as the page says it (the "at." words).
+  const at = (key, vars) => ({ key: "at." + key, vars: vars || {} });
+  const asProblem = (e, place) => {
     if (!(e instanceof JejakError)) throw e;
-    return { code: e.code, message: e.message, where: where || "" };
+    return { code: e.code, message: e.message, why: e.why, where: place ? J.i18n.words("en", place) : "", at: place || null };
   };
-  // Runs `fn`; a typed failure becomes a problem (returned), anything else is a bug and propagates.
-  const attempt = (fn, where) => { try { fn(); return null; } catch (e) { return asProblem(e, where); } };
+  // The problem a check finds without throwing: code, the key of its sentence and its values, and its place.
+  const problem = (code, key, vars, place) => asProblem(new JejakError(code, key, vars), place);
+  // Runs `fn`; a typed failure becomes a problem (returned), anything else is a bug and propagates. A place that
+  // `fn` learns (the seq of the record it decoded) is given as a function, asked after the failure.
+  const attempt = (fn, place) => {
+    try { fn(); return null; } catch (e) { return asProblem(e, typeof place === "function" ? place() : place); }
+  };
 
   // ---- 3. checkpoints, 4. consistency -----------------------------------------------------------------------
   function verifyCheckpoints(bundle, hubKey, report) {
@@ -115,9 +125,9 @@
       let cp = null;
       const p = attempt(() => {
         const shape = J.parseCheckpoint(bytes);
-        if (shape.head === null) malformed("checkpoint lacks the head of the hub's own log (label -65538)");
+        if (shape.head === null) malformed("checkpoint.head");
         cp = J.verifyCheckpoint(bytes, hubKey);
-      }, "checkpoint " + i);
+      }, at("checkpoint", { i }));
       report.step("checkpoint", { i, size: cp ? cp.treeSize : "?", root: cp ? hex(cp.root).slice(0, 16) : "", time: cp ? utc(cp.time) : "", hub: cp ? cp.head.length : "" }, p);
       if (!report.add(p)) good.push(cp);
     });
@@ -125,7 +135,7 @@
     for (const cp of good) {
       const other = bySize.get(cp.treeSize);
       if (other && !equal(other.root, cp.root)) {
-        const p = { code: "INVALID_CHECKPOINT", message: "two checkpoints of size " + cp.treeSize + " with different roots: the hub rewrote its log", where: "checkpoints" };
+        const p = problem("INVALID_CHECKPOINT", "checkpoints.split", { size: cp.treeSize }, at("checkpoints"));
         report.step("checkpoints.split", { size: cp.treeSize }, p);
         report.add(p);
       }
@@ -137,9 +147,9 @@
     bundle.consistency.forEach(([first, second, proof]) => {
       const p = attempt(() => {
         const a = bySize.get(first), b = bySize.get(second);
-        if (!a || !b) fail("INVALID_CHECKPOINT", "consistency entry " + first + "->" + second + " names a size no verified checkpoint has");
+        if (!a || !b) fail("INVALID_CHECKPOINT", "consistency.size", { first, second });
         J.verifyConsistency(first, second, a.root, b.root, proof);
-      }, "consistency " + first + "->" + second);
+      }, at("consistency", { first, second }));
       report.step("consistency", { first, second }, p);
       if (!report.add(p)) linked.push([first, second]);
     });
@@ -189,29 +199,32 @@
     // A whole log from the empty state, accepted like any offered range (a repeated record is skipped); after
     // the genesis only decisions and attestations (§6.2).
     const onlyDecisions = (r) => {
-      if (r.seq > 0 && r.kind !== "authority" && r.kind !== "attest") fail("BROKEN_CHAIN", "seq " + r.seq + " of the hub's own log is a " + r.kind + " record");
-      if (r.kind === "authority" && r.bodyRef) fail("BROKEN_CHAIN", "seq " + r.seq + " of the hub's own log is a decision carried by digest: no decision can be read from it");
+      if (r.seq > 0 && r.kind !== "authority" && r.kind !== "attest") fail("BROKEN_CHAIN", "hublog.kind", { seq: r.seq, kind: r.kind });
+      if (r.kind === "authority" && r.bodyRef) fail("BROKEN_CHAIN", "hublog.digest", { seq: r.seq });
     };
     const accepted = acceptRange({ device: hubId, records: bundle.hubLog }, J.initialState(hubId), null, onlyDecisions, report);
     const records = accepted.records;
-    const problem = accepted.problem ? Object.assign(accepted.problem, { where: "hub log " + accepted.problem.where.replace(/^device \w+ ?/, "") }) : null;
-    report.add(problem);
+    // The place of a problem in the hub's own log: the hub log, at a seq where one is named.
+    const hubAt = (p) => (p.at.vars.seq === undefined ? at("hublog") : at("hublog.seq", { seq: p.at.vars.seq }));
+    const logProblem = accepted.problem ? Object.assign(accepted.problem, { at: hubAt(accepted.problem) }) : null;
+    if (logProblem) logProblem.where = J.i18n.words("en", logProblem.at);
+    report.add(logProblem);
     const ids = records.map((r) => r.id);
     let headProblem = null;
-    for (const cp of problem ? [] : checkpoints) {
+    for (const cp of logProblem ? [] : checkpoints) {
       const { length, id } = cp.head;
       const want = length === 0 ? J.ZERO32 : ids[length - 1];
       if (length > ids.length || !equal(want, id)) {
-        headProblem = { code: "BROKEN_CHAIN", message: "checkpoint of size " + cp.treeSize + " names hub log head " + length + " that the bundle's hub log does not hold", where: "hub log" };
+        headProblem = problem("BROKEN_CHAIN", "hublog.head", { size: cp.treeSize, n: length }, at("hublog"));
         break;
       }
     }
     const largest = report.checkpoints[report.checkpoints.length - 1];
-    if (!problem && !headProblem && largest && largest.head.length !== ids.length) {
-      headProblem = { code: "BROKEN_CHAIN", message: "the hub log holds " + ids.length + " records, its largest checkpoint names " + largest.head.length, where: "hub log" };
+    if (!logProblem && !headProblem && largest && largest.head.length !== ids.length) {
+      headProblem = problem("BROKEN_CHAIN", "hublog.length", { n: ids.length, named: largest.head.length }, at("hublog"));
     }
     report.add(headProblem);
-    report.step("hublog", { n: bundle.hubLog.length, ok: records.length, id: hex(hubId) }, problem || headProblem);
+    report.step("hublog", { n: bundle.hubLog.length, ok: records.length, id: hex(hubId) }, logProblem || headProblem);
     const decisions = records.filter((r) => r.kind === "authority").map((r) => ({
       seq: r.seq, action: r.body.get("action"), device: r.body.get("device"), fromSeq: r.body.get("from_seq"),
       key: r.body.get("key") || null, site: r.body.get("site") || "", role: r.body.get("role") || "",
@@ -237,7 +250,7 @@
   // ---- 6. device logs ----------------------------------------------------------------------------------------
   // 6.1 the key list -> [{seq, key, bytes}] (a key signs from the seq after its key record on).
   function keySchedule(log) {
-    const noGenesis = () => fail("UNKNOWN_KEY", "the key list of device " + hex(log.device) + " does not start with a genesis key record");
+    const noGenesis = () => fail("UNKNOWN_KEY", "keys.genesis", { device: hex(log.device) });
     if (log.keys.length === 0) noGenesis();
     const g = J.decodeRecord(log.keys[0]);
     if (g.kind !== "key" || g.seq !== 0) noGenesis();
@@ -245,13 +258,13 @@
     let prev = null;
     for (const bytes of log.keys) {
       const r = prev === null ? g : J.decodeRecord(bytes);
-      if (r.kind !== "key" || !equal(r.device, log.device)) fail("BROKEN_CHAIN", "the key list holds a record that is not a key record of this device");
+      if (r.kind !== "key" || !equal(r.device, log.device)) fail("BROKEN_CHAIN", "keys.other");
       if (prev === null) {
         J.genesisKey(r, "INVALID_SIGNATURE");
       } else {
-        if (r.seq <= prev.seq) fail("BROKEN_CHAIN", "the key list is not in increasing seq order");
-        if (r.seq === prev.seq + 1 && !equal(r.prev, J.sha256(prev.bytes))) fail("BROKEN_CHAIN", "key record at seq " + r.seq + " does not name seq " + prev.seq + " as prev");
-        if (r.boot < prev.boot) fail("BROKEN_CHAIN", "boot counter went backwards in the key list");
+        if (r.seq <= prev.seq) fail("BROKEN_CHAIN", "keys.order");
+        if (r.seq === prev.seq + 1 && !equal(r.prev, J.sha256(prev.bytes))) fail("BROKEN_CHAIN", "keys.prev", { seq: r.seq, before: prev.seq });
+        if (r.boot < prev.boot) fail("BROKEN_CHAIN", "keys.boot");
       }
       J.checkSignature(r, prev === null ? r.body.get("pubkey") : prev.key);
       prev = { seq: r.seq, key: r.body.get("pubkey"), bytes, boot: r.boot };
@@ -271,9 +284,9 @@
   // a later one is taken at its word for its first record's prev and boot, with the key in force there.
   function rangeStart(log, schedule) {
     const first = J.decodeRecord(log.records[0]);
-    if (!equal(first.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(first.device) + " inside the log of " + hex(log.device));
+    if (!equal(first.device, log.device)) fail("BROKEN_CHAIN", "range.inside", { device: hex(first.device), log: hex(log.device) });
     if (first.seq === 0) {
-      if (!equal(first.bytes, log.keys[0])) fail("BROKEN_CHAIN", "genesis record differs from the genesis in the key list");
+      if (!equal(first.bytes, log.keys[0])) fail("BROKEN_CHAIN", "range.genesis");
       return J.initialState(log.device);
     }
     return { device: log.device, length: first.seq, head: first.prev, key: keyAt(schedule, first.seq), boot: first.boot };
@@ -281,14 +294,14 @@
 
   // 6.3 the hub's decisions admit the device, its key list and the key in force at the range's start.
   function checkStanding(log, schedule, st, firstSeq) {
-    if (!st.approval) fail("UNKNOWN_KEY", "device " + hex(log.device) + " has no approval in the hub's own log");
-    if (!equal(st.approval.key, schedule[0].key)) fail("UNKNOWN_KEY", "device " + hex(log.device) + " was approved with another key");
+    if (!st.approval) fail("UNKNOWN_KEY", "standing.none", { device: hex(log.device) });
+    if (!equal(st.approval.key, schedule[0].key)) fail("UNKNOWN_KEY", "standing.key", { device: hex(log.device) });
     for (const k of schedule.slice(1)) {
-      if (!st.rotations.some((d) => d.fromSeq === k.seq && equal(d.key, k.key))) fail("UNKNOWN_KEY", "the rotation at seq " + k.seq + " was not accepted by the hub");
+      if (!st.rotations.some((d) => d.fromSeq === k.seq && equal(d.key, k.key))) fail("UNKNOWN_KEY", "standing.rotation", { seq: k.seq });
     }
     for (const d of st.rotations) {
       if (d.fromSeq < firstSeq && !schedule.some((k) => k.seq === d.fromSeq && equal(k.key, d.key))) {
-        fail("BROKEN_CHAIN", "the key list lacks the rotation at seq " + d.fromSeq + " the hub accepted");
+        fail("BROKEN_CHAIN", "standing.lacks", { seq: d.fromSeq });
       }
     }
   }
@@ -304,17 +317,17 @@
       if (report) report.tick();
       const p = attempt(() => {
         r = J.decodeRecord(bytes);
-        if (!equal(r.device, log.device)) fail("BROKEN_CHAIN", "record of device " + hex(r.device) + " offered as device " + hex(log.device));
+        if (!equal(r.device, log.device)) fail("BROKEN_CHAIN", "range.offered", { device: hex(r.device), log: hex(log.device) });
         if (r.seq < state.length) {
           const mine = r.seq >= start.length ? accepted[r.seq - start.length] : null;
           if (!mine) {
             if (r.seq === state.length - 1 && equal(r.id, state.head)) { r = null; return; }
-            fail("BROKEN_CHAIN", "seq " + r.seq + " is below the range's first seq " + start.length);
+            fail("BROKEN_CHAIN", "range.below", { seq: r.seq, first: start.length });
           }
           if (equal(mine.id, r.id)) { r = null; return; }
           const signer = keys[r.seq - start.length];
           J.checkForkEvidence(J.encode([mine.bytes, r.bytes]), () => signer);
-          fail("FORK_DETECTED", "two different records at seq " + r.seq + ": " + hex(mine.id).slice(0, 16) + "... and " + hex(r.id).slice(0, 16) + "...");
+          fail("FORK_DETECTED", "range.fork", { seq: r.seq, a: hex(mine.id).slice(0, 16), b: hex(r.id).slice(0, 16) });
         }
         J.checkRevocation(r, revokedFrom);
         const linked = J.link(state, r);
@@ -324,7 +337,7 @@
         if (check) check(r);
         state = linked.state;
         keys.push(linked.key);
-      }, "device " + hex(log.device) + (r ? " seq " + r.seq : ""));
+      }, () => (r ? at("device.seq", { device: hex(log.device), seq: r.seq }) : at("device", { device: hex(log.device) })));
       if (p) return { records: accepted, problem: p };
       if (r) accepted.push(check ? r : slim(r));
     }
@@ -341,12 +354,12 @@
       const r = records[i];
       const p = attempt(() => {
         const k = schedule.find((x) => x.seq === r.seq);
-        if (r.kind === "key" && (!k || !equal(k.bytes, r.bytes))) fail("BROKEN_CHAIN", "the key list lacks the key record at seq " + r.seq);
+        if (r.kind === "key" && (!k || !equal(k.bytes, r.bytes))) fail("BROKEN_CHAIN", "prefix.key", { seq: r.seq });
         // A key-list entry at a seq of the range is that record: else the device has a second history there.
-        if (k && !equal(k.bytes, r.bytes)) fail("BROKEN_CHAIN", "the key list's entry for seq " + r.seq + " is not the range's record there");
+        if (k && !equal(k.bytes, r.bytes)) fail("BROKEN_CHAIN", "prefix.entry", { seq: r.seq });
         const body = log.bodies.find(([s]) => s === r.seq);
         if (r.bodyRef && body) J.attachBody(r, body[1]);
-      }, "device " + hex(log.device) + " seq " + r.seq);
+      }, at("device.seq", { device: hex(log.device), seq: r.seq }));
       if (p) return { records: records.slice(0, i), problem: p };
     }
     return { records, problem: null };
@@ -355,9 +368,9 @@
   function verifyLog(log, hubId, decisions, report) {
     const dev = { device: hex(log.device), firstSeq: null, lastSeq: null, firstTime: null, lastTime: null, records: 0, receipts: 0, revokedFrom: null, problems: [], schedule: null };
     report.devices.push(dev);
-    const where = "device " + dev.device;
+    const where = at("device", { device: dev.device });
     if (equal(log.device, hubId)) {
-      const p = report.add({ code: "MALFORMED", message: "a log of the hub id: the hub's own log belongs in hub_log", where }, dev);
+      const p = report.add(problem("MALFORMED", "log.hub", {}, where), dev);
       report.step("log.keys", { device: dev.device, n: log.keys.length }, p);
       return [];
     }
@@ -391,8 +404,8 @@
     const bodies = attempt(() => {
       for (const [seq] of log.bodies) {
         const r = good.find((x) => x.seq === seq);
-        if (!r) malformed("detached body for seq " + seq + ", which is not a record of the range");
-        if (!r.bodyRef) malformed("detached body for seq " + seq + ", whose record carries its body inline");
+        if (!r) malformed("bodies.stray", { seq });
+        if (!r.bodyRef) malformed("bodies.inline", { seq });
       }
     }, where);
     report.step("log.bodies", { device: dev.device, n: log.bodies.length }, bodies);
@@ -411,8 +424,8 @@
           return dev ? keyAt(dev.schedule, seq) : null;
         });
         report.forks.push({ device: hex(fork.device), seq: fork.seq });
-        fail("FORK_DETECTED", "device " + hex(fork.device) + " signed two different records at seq " + fork.seq);
-      }, "fork evidence " + i);
+        fail("FORK_DETECTED", "fork.found", { device: hex(fork.device), seq: fork.seq });
+      }, at("fork", { i }));
       report.step("fork", { i, device: fork ? hex(fork.device) : "", seq: fork ? fork.seq : "" }, p);
       report.add(p);
     });
@@ -427,9 +440,9 @@
     for (const [id, receipt] of bundle.receipts) {
       report.tick();
       const h = held.get(hex(id));
-      const where = "receipt for " + hex(id).slice(0, 16) + "...";
+      const where = at("receipt", { id: hex(id).slice(0, 16) });
       if (!h || seen.has(hex(id))) {
-        problems.push(report.add({ code: "MALFORMED", message: h ? "a second receipt for one record" : "receipt for a record the bundle does not hold", where }));
+        problems.push(report.add(problem("MALFORMED", h ? "receipt.second" : "receipt.stray", {}, where)));
         continue;
       }
       seen.add(hex(id));
@@ -437,7 +450,7 @@
       const p = attempt(() => {
         const got = J.verifyReceipt(receipt, h.bytes, hubKey);
         if (!checkpoints.some((cp) => equal(cp.prot, got.prot) && equal(cp.root, got.root))) {
-          fail("INVALID_PROOF", "the receipt is not under a checkpoint of the bundle");
+          fail("INVALID_PROOF", "receipt.checkpoint");
         }
       }, where);
       if (p) { problems.push(report.add(p, h.dev)); continue; }
@@ -446,7 +459,7 @@
     }
     for (const [idHex, h] of held) {
       if (h.verified && !seen.has(idHex)) {
-        problems.push(report.add({ code: "INVALID_PROOF", message: "record " + idHex.slice(0, 16) + "... has no receipt: the bundle does not show it in the hub's log", where: h.dev ? "device " + h.dev.device : "hub log" }, h.dev));
+        problems.push(report.add(problem("INVALID_PROOF", "receipt.missing", { id: idHex.slice(0, 16) }, h.dev ? at("device", { device: h.dev.device }) : at("hublog")), h.dev));
       }
     }
     report.receiptsChecked = checked;
@@ -460,7 +473,7 @@
     const c = J.decode(bundle.seal, { allowTag18: true });
     const v = c && c.tag === 18 ? c.value : null;
     if (!isArray(v) || v.length !== 4 || !isBytes(v[0]) || !equal(v[0], PROTECTED) || !isMap(v[1]) || v[1].size !== 0 || v[2] !== null || !isBytes(v[3], 64)) {
-      malformed("the seal is not 18([h'a10127', {}, nil, signature])");
+      malformed("seal.shape");
     }
     // The bundle without its seal, encoded: its own bytes less the seal's key and value, under a map head one
     // entry shorter (the decoder took only deterministic CBOR, whose encoding of a value is the one it has).
@@ -468,7 +481,7 @@
     const entries = [...bundle.spans.values()];
     const digest = J.sha256Parts([J.head(5, bundle.map.size - 1), bundle.bytes.subarray(entries[0][0], from), bundle.bytes.subarray(to, entries[entries.length - 1][1])]);
     if (!J.ed25519Verify(v[3], J.sigStructure(PROTECTED, SEAL_AAD, digest), hubKey)) {
-      fail("INVALID_SIGNATURE", "the hub's seal does not verify: the bundle was changed after export");
+      fail("INVALID_SIGNATURE", "seal.signature");
     }
   }
 
@@ -477,7 +490,7 @@
     const hubKey = pinned || bundle.hubKey;
     Object.assign(report, { hubKey: hex(hubKey), hubId: hex(J.deviceId(hubKey)), pinned: !!pinned });
     const keyProblem = pinned && !equal(pinned, bundle.hubKey)
-      ? { code: "INVALID_CHECKPOINT", message: "bundle names another hub key than the one pinned", where: "hub key" } : null;
+      ? problem("INVALID_CHECKPOINT", "hubkey.pinned", {}, at("hubkey")) : null;
     report.step("bundle.hubkey", { pinned: !!pinned, key: hex(hubKey), id: hex(J.deviceId(hubKey)) }, keyProblem);
     report.add(keyProblem);
     const checkpoints = verifyCheckpoints(bundle, hubKey, report);
@@ -499,7 +512,7 @@
     }
     verifyForks(bundle, report);
     verifyReceipts(bundle, hubKey, checkpoints, held, report);
-    const seal = attempt(() => verifySeal(bundle, hubKey), "seal");
+    const seal = attempt(() => verifySeal(bundle, hubKey), at("seal"));
     report.step("seal", {}, seal);
     report.add(seal);
     return hubKey;
@@ -510,24 +523,24 @@
     const p = attempt(() => {
       const old = parseBundle(olderBytes);
       const key = pinned || bundle.hubKey;
-      if (!equal(old.hubKey, bundle.hubKey) || (pinned && !equal(pinned, bundle.hubKey))) fail("INVALID_CHECKPOINT", "the two bundles come from different hubs");
+      if (!equal(old.hubKey, bundle.hubKey) || (pinned && !equal(pinned, bundle.hubKey))) fail("INVALID_CHECKPOINT", "against.hubs");
       const oldReport = Object.assign(new Report(), { total: items(old), stage: "older", onProgress: report.onProgress });
       verifyParsed(old, key, oldReport);
-      if (oldReport.problems.length) { const q = oldReport.problems[0]; fail(q.code, "older bundle: " + q.message); }
+      if (oldReport.problems.length) { const q = oldReport.problems[0]; fail(q.code, "against.older", { why: q.why }); }
       const o = oldReport.checkpoints[oldReport.checkpoints.length - 1], n = report.checkpoints[report.checkpoints.length - 1];
       report.against = { from: o.treeSize, to: n.treeSize };
-      if (o.treeSize > n.treeSize) fail("INVALID_CHECKPOINT", "the older bundle's log is larger: the bundles are given the wrong way round");
+      if (o.treeSize > n.treeSize) fail("INVALID_CHECKPOINT", "against.larger");
       if (o.treeSize === n.treeSize) {
-        if (!equal(o.root, n.root)) fail("INVALID_CHECKPOINT", "two checkpoints of size " + o.treeSize + " with different roots");
+        if (!equal(o.root, n.root)) fail("INVALID_CHECKPOINT", "against.split", { size: o.treeSize });
       } else {
         const entry = bundle.consistency.find(([f, s]) => f === o.treeSize && s === n.treeSize);
-        if (!entry) fail("INVALID_PROOF", "the newer bundle carries no consistency proof from size " + o.treeSize + " to " + n.treeSize);
+        if (!entry) fail("INVALID_PROOF", "against.proof", { from: o.treeSize, to: n.treeSize });
         J.verifyConsistency(o.treeSize, n.treeSize, o.root, n.root, entry[2]);
       }
       if (old.hubLog.length > bundle.hubLog.length || !old.hubLog.every((r, i) => equal(r, bundle.hubLog[i]))) {
-        fail("BROKEN_CHAIN", "the older bundle's hub log is not a prefix of the newer one's");
+        fail("BROKEN_CHAIN", "against.prefix");
       }
-    }, "against");
+    }, at("against"));
     report.step("against", report.against || {}, p);
     report.againstProblem = p;
   }
@@ -547,7 +560,7 @@
     const opts = options || {};
     const report = new Report();
     let bundle = null;
-    const p = attempt(() => { bundle = parseBundle(bundleBytes); }, "bundle");
+    const p = attempt(() => { bundle = parseBundle(bundleBytes); }, at("bundle"));
     report.step("bundle.parse", { bytes: bundleBytes.length }, p);
     if (report.add(p)) return report.finish();
     report.bundle = { created: bundle.created, description: bundle.description, logs: bundle.logs.length };

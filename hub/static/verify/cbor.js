@@ -7,15 +7,20 @@
     INVALID_PROOF: 16, INVALID_CHECKPOINT: 17, UNKNOWN_KEY: 18, REVOKED_KEY: 19,
   };
 
+  // A check that does not hold: its code, and `why`, the key of its sentence in the page's words (i18n.js, the
+  // "why." keys) with the values the sentence names. The message is that sentence in English, as jejak-verify
+  // says it; the page says it in the auditor's language.
   class JejakError extends Error {
-    constructor(code, message) {
-      super(message);
+    constructor(code, key, vars) {
+      const why = { key: "why." + key, vars: vars || {} };
+      super(J.i18n.words("en", why));
       if (!(code in EXIT)) throw new Error("unknown code " + code);
       this.code = code;
+      this.why = why;
     }
   }
-  const fail = (code, message) => { throw new JejakError(code, message); };
-  const malformed = (message) => fail("MALFORMED", message);
+  const fail = (code, key, vars) => { throw new JejakError(code, key, vars); };
+  const malformed = (key, vars) => fail("MALFORMED", key, vars);
 
   // --- bytes -----------------------------------------------------------------------------------------------
   const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
@@ -58,30 +63,30 @@
   function decode(data, options) {
     const allowTag18 = !!(options && options.allowTag18);
     const spans = (options && options.spans) || null;
-    if (!(data instanceof Uint8Array)) malformed("not bytes");
+    if (!(data instanceof Uint8Array)) malformed("cbor.bytes");
     let pos = 0;
 
-    const need = (n) => { if (pos + n > data.length) malformed("truncated CBOR"); };
+    const need = (n) => { if (pos + n > data.length) malformed("cbor.truncated"); };
     const arg = (info) => {
       // Shortest head (rule 1): a longer argument than the value needs is refused.
       if (info < 24) return info;
-      if (info === 24) { need(1); const v = data[pos++]; if (v < 24) malformed("integer or length not in shortest form"); return v; }
-      if (info === 25) { need(2); const v = (data[pos] << 8) | data[pos + 1]; pos += 2; if (v < 256) malformed("integer or length not in shortest form"); return v; }
+      if (info === 24) { need(1); const v = data[pos++]; if (v < 24) malformed("cbor.shortest"); return v; }
+      if (info === 25) { need(2); const v = (data[pos] << 8) | data[pos + 1]; pos += 2; if (v < 256) malformed("cbor.shortest"); return v; }
       if (info === 26) {
         need(4); const v = ((data[pos] << 24) >>> 0) + (data[pos + 1] << 16) + (data[pos + 2] << 8) + data[pos + 3]; pos += 4;
-        if (v < 65536) malformed("integer or length not in shortest form"); return v;
+        if (v < 65536) malformed("cbor.shortest"); return v;
       }
       if (info === 27) {
         need(8); let v = 0n; for (let i = 0; i < 8; i++) v = (v << 8n) | BigInt(data[pos + i]); pos += 8;
-        if (v < 4294967296n) malformed("integer or length not in shortest form");
+        if (v < 4294967296n) malformed("cbor.shortest");
         return v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
       }
-      if (info === 31) malformed("indefinite length is not deterministic CBOR");
-      malformed("reserved additional information " + info);
+      if (info === 31) malformed("cbor.indefinite");
+      malformed("cbor.reserved", { info });
     };
     const length = (info) => {
       const n = arg(info);
-      if (typeof n === "bigint" || n > data.length - pos) malformed("truncated CBOR (length " + n + ")");
+      if (typeof n === "bigint" || n > data.length - pos) malformed("cbor.length", { n });
       return n;
     };
 
@@ -94,23 +99,23 @@
         case 2: { const n = length(info); const v = data.subarray(pos, pos + n); pos += n; return v; }
         case 3: {
           const n = length(info); const raw = data.subarray(pos, pos + n); pos += n;
-          try { return utf8.decode(raw); } catch (e) { return malformed("text string is not valid UTF-8"); }
+          try { return utf8.decode(raw); } catch (e) { return malformed("cbor.utf8"); }
         }
         case 4: case 5: {
           // Rule 6: containers nested deeper than MAX_DEPTH are refused (the outermost counts as 1).
-          if (depth + 1 > MAX_DEPTH) malformed("nested deeper than " + MAX_DEPTH);
+          if (depth + 1 > MAX_DEPTH) malformed("cbor.deep", { max: MAX_DEPTH });
           const n = arg(info);
-          if (typeof n === "bigint" || n > data.length - pos) malformed("truncated CBOR (" + n + " items)");
+          if (typeof n === "bigint" || n > data.length - pos) malformed("cbor.items", { n });
           if (major === 4) { const out = []; for (let i = 0; i < n; i++) out.push(item(depth + 1, false)); return out; }
           const out = new Map(); let prevKey = null;
           for (let i = 0; i < n; i++) {
             const ks = pos; const k = item(depth + 1, false); const kraw = data.subarray(ks, pos);
-            if (!(isInt(k) || isText(k))) malformed("map key is neither an integer nor a text string");
+            if (!(isInt(k) || isText(k))) malformed("cbor.key");
             // Rule 3: keys unique and in bytewise order of their (already deterministic) encodings.
             if (prevKey !== null) {
               const c = compare(prevKey, kraw);
-              if (c === 0) malformed("duplicate map key");
-              if (c > 0) malformed("map keys not in deterministic order");
+              if (c === 0) malformed("cbor.duplicate");
+              if (c > 0) malformed("cbor.order");
             }
             prevKey = kraw;
             out.set(k, item(depth + 1, false));
@@ -121,21 +126,21 @@
         case 6: {
           const t = arg(info);
           // Rule 5: the only tag is 18 (COSE_Sign1), and only as the outermost item.
-          if (!(allowTag18 && outer && t === 18)) malformed("tag " + t + " is not allowed");
+          if (!(allowTag18 && outer && t === 18)) malformed("cbor.tag", { tag: t });
           return { tag: 18, value: item(depth, false) };
         }
         default:
           if (info === 20) return false;
           if (info === 21) return true;
           if (info === 22) return null;
-          if (info >= 25 && info <= 27) malformed("floating-point values are not allowed");
-          malformed("simple value " + (info === 24 ? "(extended)" : info) + " is not allowed");
+          if (info >= 25 && info <= 27) malformed("cbor.float");
+          malformed("cbor.simple", { value: info === 24 ? "(extended)" : info });
       }
     }
 
-    if (data.length === 0) malformed("no bytes");
+    if (data.length === 0) malformed("cbor.empty");
     const value = item(0, true);
-    if (pos !== data.length) malformed("trailing bytes after the CBOR item (" + (data.length - pos) + ")");
+    if (pos !== data.length) malformed("cbor.trailing", { n: data.length - pos });
     return value;
   }
 

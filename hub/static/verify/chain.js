@@ -6,10 +6,10 @@
 
   // §7.5: a genesis names the key that signs it, and that key must derive the device id.
   function genesisKey(record, codeIfNotDerived) {
-    if (record.kind !== "key") fail("BROKEN_CHAIN", "seq 0 is a " + record.kind + " record, not a key record");
+    if (record.kind !== "key") fail("BROKEN_CHAIN", "chain.genesiskind", { kind: record.kind });
     const pubkey = record.body.get("pubkey");
     if (!equal(J.deviceId(pubkey), record.device)) {
-      fail(codeIfNotDerived, "genesis key does not derive device id " + hex(record.device));
+      fail(codeIfNotDerived, "chain.genesiskey", { device: hex(record.device) });
     }
     return pubkey;
   }
@@ -17,13 +17,12 @@
   // §7 steps 1–5, 7 and 9 for a decoded record (everything but the signature and the revocation point).
   // `state` is {device, length, head, key, boot}. Returns the next state and the key that must verify `r`.
   function link(state, r) {
-    const at = "seq " + r.seq;
-    if (!equal(r.device, state.device)) fail("BROKEN_CHAIN", at + " belongs to device " + hex(r.device));
+    if (!equal(r.device, state.device)) fail("BROKEN_CHAIN", "chain.device", { seq: r.seq, device: hex(r.device) });
     if (r.seq !== state.length) {
-      fail("BROKEN_CHAIN", (r.seq < state.length ? "seq already present: " : "gap: ") + "expected seq " + state.length + ", got " + r.seq);
+      fail("BROKEN_CHAIN", r.seq < state.length ? "chain.present" : "chain.gap", { want: state.length, seq: r.seq });
     }
-    if (!equal(r.prev, state.head)) fail("BROKEN_CHAIN", at + ": prev is not the id of seq " + (r.seq - 1));
-    if (r.seq > 0 && r.boot < state.boot) fail("BROKEN_CHAIN", at + ": boot counter went backwards");
+    if (!equal(r.prev, state.head)) fail("BROKEN_CHAIN", "chain.prev", { seq: r.seq, before: r.seq - 1 });
+    if (r.seq > 0 && r.boot < state.boot) fail("BROKEN_CHAIN", "chain.boot", { seq: r.seq });
     const key = r.seq === 0 ? genesisKey(r, "INVALID_SIGNATURE") : state.key;
     const next = {
       device: state.device, length: r.seq + 1, head: r.id, boot: r.boot,
@@ -35,19 +34,19 @@
   // §7.8: the operator's revocation point; checked before the signature.
   function checkRevocation(r, revokedFrom) {
     if (revokedFrom !== null && revokedFrom !== undefined && r.seq >= revokedFrom) {
-      fail("REVOKED_KEY", "seq " + r.seq + ": the device key is revoked from seq " + revokedFrom);
+      fail("REVOKED_KEY", "chain.revoked", { seq: r.seq, from: revokedFrom });
     }
   }
 
   function checkSignature(r, key) {
-    if (!J.signatureValid(r, key)) fail("INVALID_SIGNATURE", "seq " + r.seq + ": signature does not verify with the key in force");
+    if (!J.signatureValid(r, key)) fail("INVALID_SIGNATURE", "chain.signature", { seq: r.seq });
   }
 
   const initialState = (device) => ({ device, length: 0, head: ZERO32, key: null, boot: 0 });
 
   // A whole log from genesis (the `verify_chain` / `verify_records` vectors).
   function verifyChain(recordBytes, revokedFrom) {
-    if (recordBytes.length === 0) fail("BROKEN_CHAIN", "empty log: no genesis");
+    if (recordBytes.length === 0) fail("BROKEN_CHAIN", "chain.empty");
     let state = null;
     for (const bytes of recordBytes) {
       const r = J.decodeRecord(bytes);
@@ -63,15 +62,15 @@
   // gives the device's key at a seq > 0 (from the bundle), or null when nothing says.
   function checkForkEvidence(bytes, keyAt) {
     const ev = J.decode(bytes);
-    if (!J.isArray(ev) || ev.length !== 2 || !J.isBytes(ev[0]) || !J.isBytes(ev[1])) malformed("fork evidence is not [record, record]");
+    if (!J.isArray(ev) || ev.length !== 2 || !J.isBytes(ev[0]) || !J.isBytes(ev[1])) malformed("fork.shape");
     const a = J.decodeRecord(ev[0]), b = J.decodeRecord(ev[1]);
-    if (!equal(a.device, b.device) || a.seq !== b.seq) malformed("fork evidence: both records must have the same device and seq");
-    if (equal(a.id, b.id)) malformed("fork evidence: the two records are the same record");
+    if (!equal(a.device, b.device) || a.seq !== b.seq) malformed("fork.same");
+    if (equal(a.id, b.id)) malformed("fork.identical");
     const shared = a.seq === 0 ? null : keyAt(a.device, a.seq);
     for (const r of [a, b]) {
       const key = r.seq === 0 ? genesisKey(r, "INVALID_SIGNATURE") : shared;
-      if (key === null) fail("UNKNOWN_KEY", "fork evidence past genesis for a device the bundle has no log of");
-      if (!J.signatureValid(r, key)) fail("INVALID_SIGNATURE", "fork evidence: a signature does not verify");
+      if (key === null) fail("UNKNOWN_KEY", "fork.nolog");
+      if (!J.signatureValid(r, key)) fail("INVALID_SIGNATURE", "fork.signature");
     }
     return { device: a.device, seq: a.seq, ids: [a.id, b.id] };
   }

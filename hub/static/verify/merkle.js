@@ -5,11 +5,11 @@
 
   const leafHash = (data) => sha256(concat(Uint8Array.of(0), data));
   const nodeHash = (l, r) => sha256(concat(Uint8Array.of(1), l, r));
-  const badProof = (why) => fail("INVALID_PROOF", why);
+  const badProof = (key, vars) => fail("INVALID_PROOF", key, vars);
 
   // Sizes and indexes fit in Number for any log this verifier can hold in memory; BigInt values are refused.
   const checkHashes = (path) => {
-    if (!J.isArray(path) || !path.every((h) => J.isBytes(h, 32))) badProof("proof entries must be 32-byte hashes");
+    if (!J.isArray(path) || !path.every((h) => J.isBytes(h, 32))) badProof("proof.hashes");
   };
   const isNum = (v) => typeof v === "number" && Number.isInteger(v) && v >= 0;
   const lsb = (n) => n % 2 === 1;
@@ -19,10 +19,10 @@
   // RFC 9162 §2.1.3.2: the root an inclusion proof leads to.
   function rootFromInclusion(leaf, index, size, path) {
     checkHashes(path);
-    if (!isNum(index) || !isNum(size) || index >= size) badProof("leaf index " + index + " is not below tree size " + size);
+    if (!isNum(index) || !isNum(size) || index >= size) badProof("proof.index", { index, size });
     let fn = index, sn = size - 1, r = leaf;
     for (const p of path) {
-      if (sn === 0) badProof("inclusion proof has too many entries");
+      if (sn === 0) badProof("proof.inclusion.many");
       if (lsb(fn) || fn === sn) {
         r = nodeHash(p, r);
         while (!lsb(fn) && fn !== 0) { fn = half(fn); sn = half(sn); }
@@ -31,37 +31,37 @@
       }
       fn = half(fn); sn = half(sn);
     }
-    if (sn !== 0) badProof("inclusion proof has too few entries");
+    if (sn !== 0) badProof("proof.inclusion.few");
     return r;
   }
 
   function verifyInclusion(leaf, index, size, path, root) {
-    if (!equal(rootFromInclusion(leaf, index, size, path), root)) badProof("inclusion proof does not lead to the root");
+    if (!equal(rootFromInclusion(leaf, index, size, path), root)) badProof("proof.inclusion.root");
   }
 
   // RFC 9162 §2.1.4.2.
   function verifyConsistency(first, second, firstRoot, secondRoot, proof) {
     checkHashes(proof);
-    if (!isNum(first) || !isNum(second) || first > second) badProof("consistency proof needs first <= second, got " + first + " and " + second);
+    if (!isNum(first) || !isNum(second) || first > second) badProof("proof.order", { first, second });
     // §9: the empty tree is a prefix of every tree, with an empty proof.
     if (first === 0) {
-      if (proof.length !== 0) badProof("consistency proof from size 0 must be empty");
-      if (!equal(firstRoot, sha256(new Uint8Array(0)))) badProof("the root of size 0 is not MTH({})");
+      if (proof.length !== 0) badProof("proof.zero.empty");
+      if (!equal(firstRoot, sha256(new Uint8Array(0)))) badProof("proof.zero.root");
       return;
     }
     if (first === second) {
-      if (proof.length !== 0) badProof("consistency proof between equal sizes must be empty");
-      if (!equal(firstRoot, secondRoot)) badProof("equal sizes with different roots");
+      if (proof.length !== 0) badProof("proof.equal.empty");
+      if (!equal(firstRoot, secondRoot)) badProof("proof.equal.roots");
       return;
     }
-    if (proof.length === 0) badProof("empty consistency proof");
+    if (proof.length === 0) badProof("proof.empty");
     let path = proof;
     if (isPowerOfTwo(first)) path = [firstRoot, ...proof];
     let fn = first - 1, sn = second - 1;
     while (lsb(fn)) { fn = half(fn); sn = half(sn); }
     let fr = path[0], sr = path[0];
     for (const c of path.slice(1)) {
-      if (sn === 0) badProof("consistency proof has too many entries");
+      if (sn === 0) badProof("proof.consistency.many");
       if (lsb(fn) || fn === sn) {
         fr = nodeHash(c, fr); sr = nodeHash(c, sr);
         while (!lsb(fn) && fn !== 0) { fn = half(fn); sn = half(sn); }
@@ -70,8 +70,8 @@
       }
       fn = half(fn); sn = half(sn);
     }
-    if (sn !== 0) badProof("consistency proof has too few entries");
-    if (!equal(fr, firstRoot) || !equal(sr, secondRoot)) badProof("consistency proof does not lead to both roots");
+    if (sn !== 0) badProof("proof.consistency.few");
+    if (!equal(fr, firstRoot) || !equal(sr, secondRoot)) badProof("proof.consistency.roots");
   }
 
   // MTH over leaf data (RFC 9162 §2.1.1), for the published test data.

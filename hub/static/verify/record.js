@@ -15,9 +15,10 @@
 
   // §4 body schemas: field -> [type, required, constraint]. Types: int, text, bytes, texts (array of
   // text), arrays (array of arrays), map.
-  const oneOf = (...values) => (v) => values.includes(v) || "one of " + values.join(", ");
-  const atLeast = (n) => (v) => v >= n || ">= " + n;
-  const size = (n) => (v) => v.length === n || "exactly " + n + " bytes";
+  // A constraint holds (true) or names the sentence that says what it wants ("why.body.KEY").
+  const oneOf = (...values) => (v) => values.includes(v) || ["oneof", { values: values.join(", ") }];
+  const atLeast = (n) => (v) => v >= n || ["atleast", { min: n }];
+  const size = (n) => (v) => v.length === n || ["size", { n }];
   const SCHEMAS = {
     key: {
       pubkey: ["bytes", true, size(32)], alg: ["text", false], reason: ["text", false],
@@ -75,59 +76,59 @@
   };
 
   function checkBody(kind, body) {
-    if (!isMap(body)) malformed(kind + " body is not a map");
+    if (!isMap(body)) malformed("body.map", { kind });
     const schema = SCHEMAS[kind];
     for (const k of body.keys()) {
-      if (!isText(k)) malformed(kind + " body has a key that is not text");
-      if (!Object.prototype.hasOwnProperty.call(schema, k)) malformed(kind + " body has unknown field '" + k + "'");
+      if (!isText(k)) malformed("body.key", { kind });
+      if (!Object.prototype.hasOwnProperty.call(schema, k)) malformed("body.unknown", { kind, field: k });
     }
     for (const [field, [type, required, constraint]] of Object.entries(schema)) {
       if (!body.has(field)) {
-        if (required) malformed(kind + " body lacks required field '" + field + "'");
+        if (required) malformed("body.lacks", { kind, field });
         continue;
       }
       const v = body.get(field);
-      if (!TYPE_CHECK[type](v)) malformed(kind + " field '" + field + "' is not " + type + " (or too long)");
+      if (!TYPE_CHECK[type](v)) malformed("body.type", { kind, field, type });
       const ok = constraint ? constraint(v) : true;
-      if (ok !== true) malformed(kind + " field '" + field + "' must be " + ok);
+      if (ok !== true) malformed("body." + ok[0], Object.assign({ kind, field }, ok[1]));
     }
     if (kind === "authority") {
       const want = AUTHORITY_FIELDS[body.get("action")];
       const have = ["key", "site", "role"].filter((f) => body.has(f));
-      if (have.join() !== want.join()) malformed("authority " + body.get("action") + " takes exactly the optional fields [" + want.join(", ") + "]");
+      if (have.join() !== want.join()) malformed("body.authority", { action: body.get("action"), fields: "[" + want.join(", ") + "]" });
     }
   }
 
   // §3.0–3.4: bytes -> record, or MALFORMED. The signature is not checked here (the chain gives the key).
   function decodeRecord(bytes) {
-    if (!isBytes(bytes)) malformed("record is not a byte string");
-    if (bytes.length > MAX_RECORD) malformed("record of " + bytes.length + " bytes exceeds " + MAX_RECORD);
+    if (!isBytes(bytes)) malformed("record.bytes");
+    if (bytes.length > MAX_RECORD) malformed("record.size", { n: bytes.length, max: MAX_RECORD });
     const cose = J.decode(bytes, { allowTag18: true });
-    if (!(cose && cose.tag === 18)) malformed("record is not a tagged COSE_Sign1");
+    if (!(cose && cose.tag === 18)) malformed("record.cose");
     const m = cose.value;
-    if (!isArray(m) || m.length !== 4) malformed("COSE_Sign1 is not an array of 4");
+    if (!isArray(m) || m.length !== 4) malformed("record.array");
     const [prot, unprot, payload, signature] = m;
-    if (!isBytes(prot) || !equal(prot, PROTECTED)) malformed("protected header is not exactly {1: -8}");
-    if (!isMap(unprot) || unprot.size !== 1 || !isBytes(unprot.get(4), 16)) malformed("unprotected header is not exactly {4: kid}");
-    if (!isBytes(payload)) malformed("payload is not a byte string (detached payloads are refused)");
-    if (!isBytes(signature, 64)) malformed("signature is not 64 bytes");
+    if (!isBytes(prot) || !equal(prot, PROTECTED)) malformed("record.protected");
+    if (!isMap(unprot) || unprot.size !== 1 || !isBytes(unprot.get(4), 16)) malformed("record.unprotected");
+    if (!isBytes(payload)) malformed("record.payload");
+    if (!isBytes(signature, 64)) malformed("record.signature");
     const kid = unprot.get(4);
     const p = J.decode(payload);
-    if (!isArray(p) || p.length !== 8) malformed("payload is not an array of 8");
+    if (!isArray(p) || p.length !== 8) malformed("record.fields");
     const [version, device, seq, prev, time, boot, kind, body] = p;
-    if (version !== 1) malformed("unknown format version " + String(version));
-    if (!isBytes(device, 16) || !equal(device, kid)) malformed("payload device id does not match the kid");
-    if (!isUint(seq) || !isUint(time) || !isUint(boot) || !isUint(kind)) malformed("seq, time, boot and kind must be unsigned integers");
-    if (!isBytes(prev, 32)) malformed("prev is not 32 bytes");
-    if (seq === 0 && !prev.every((x) => x === 0)) malformed("genesis prev is not 32 zero bytes");
-    if (typeof kind !== "number" || kind >= KINDS.length) malformed("unknown kind code " + String(kind));
+    if (version !== 1) malformed("record.version", { version: String(version) });
+    if (!isBytes(device, 16) || !equal(device, kid)) malformed("record.kid");
+    if (!isUint(seq) || !isUint(time) || !isUint(boot) || !isUint(kind)) malformed("record.uints");
+    if (!isBytes(prev, 32)) malformed("record.prev");
+    if (seq === 0 && !prev.every((x) => x === 0)) malformed("record.genesis");
+    if (typeof kind !== "number" || kind >= KINDS.length) malformed("record.kind", { kind: String(kind) });
     const kindName = KINDS[kind];
     let bodyRef = null;
     if (isArray(body)) {
       if (body.length !== 2 || !isBytes(body[0], 32) || !isUint(body[1]) || !(body[1] > 0 && body[1] <= MAX_DETACHED)) {
-        malformed("detached body reference is not [bstr(32), 0 < length <= " + MAX_DETACHED + "]");
+        malformed("record.reference", { max: MAX_DETACHED });
       }
-      if (kindName === "key") malformed("key records must carry their body inline");
+      if (kindName === "key") malformed("record.keyinline");
       bodyRef = { digest: body[0], length: body[1] };
     } else {
       checkBody(kindName, body);
@@ -140,10 +141,10 @@
 
   // §5: a detached body must match the signed digest and length and satisfy the kind's schema.
   function attachBody(record, bodyBytes) {
-    if (!record.bodyRef) malformed("record seq " + record.seq + " carries its body inline");
-    if (!isBytes(bodyBytes)) malformed("detached body is not a byte string");
-    if (bodyBytes.length !== record.bodyRef.length) malformed("detached body has " + bodyBytes.length + " bytes, the record says " + record.bodyRef.length);
-    if (!equal(J.sha256(bodyBytes), record.bodyRef.digest)) malformed("detached body does not hash to the signed digest");
+    if (!record.bodyRef) malformed("detached.inline", { seq: record.seq });
+    if (!isBytes(bodyBytes)) malformed("detached.bytes");
+    if (bodyBytes.length !== record.bodyRef.length) malformed("detached.length", { n: bodyBytes.length, want: record.bodyRef.length });
+    if (!equal(J.sha256(bodyBytes), record.bodyRef.digest)) malformed("detached.digest");
     const body = J.decode(bodyBytes);
     checkBody(record.kind, body);
     return body;

@@ -34,6 +34,7 @@
 
   function render(report) {
     const say = (key, vars) => J.i18n.say(lang, key, vars || {});
+    const words = (w) => J.i18n.words(lang, w);
     const verdict = $("verdict");
     verdict.className = report.ok ? "verdict ok" : "verdict fail";
     verdict.dataset.code = report.code || "";
@@ -42,7 +43,7 @@
       ? say("verified") + " (" + say("exit") + " 0)"
       : say("failed") + ": " + report.code + " (" + say("exit") + " " + report.exit + ")";
     const first = J.summary(report).problems[0];
-    $("meaning").textContent = report.ok ? "" : J.i18n.T[lang].codes[report.code] + " " + (first.where ? "[" + first.where + "] " : "") + first.message;
+    $("meaning").textContent = report.ok ? "" : J.i18n.T[lang].codes[report.code] + " " + (first.at ? "[" + words(first.at) + "] " : "") + words(first.why);
     const seen = J.verified(report);
     $("what").textContent = seen.records === null ? "" : say("summary.what", seen);
     $("compare").textContent = seen.key === null ? "" : say(seen.pinned ? "summary.pinned" : "summary.compare", seen);
@@ -65,7 +66,7 @@
       if (s.problem) {
         const why = document.createElement("div");
         why.className = "why";
-        why.textContent = s.problem.code + ": " + s.problem.message;
+        why.textContent = s.problem.code + ": " + words(s.problem.why);
         li.appendChild(why);
       }
       list.appendChild(li);
