@@ -178,6 +178,14 @@ class Speaker:
         s = (t + int(self.names.get("tz_offset_s", 7 * 3600))) % 86_400
         return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
+    def arrival(self, d: dict[str, Any]) -> str:
+        """When a delivery came in: its first tap in, and where a later vehicle came late, that one too."""
+        first = d["arrived_at"] or d["received_at"]
+        if first is None:
+            return "–"
+        last = d["deadline_at"] + d["late_s"] if d["late_s"] else first
+        return self.clock(first) if last == first else f"{self.clock(first)}, {self.clock(last)}"
+
     def clock_on(self, t: int | None, iso: str) -> str:
         """A time of day in a day's history, with how many days from that day it was when on another (empties
         back after midnight, a batch cooked the evening before): '00:20 (+1 hari)'."""
@@ -254,6 +262,11 @@ class Speaker:
             "skew": self.minutes(measured), "lag": self.minutes(measured), "measured": self.num(measured),
             "limit": self.num(limit), "kitchen": self.kitchen(f.get("other_kitchen"))}
         key = f"say.{code}"
+        if code == "late_delivery" and d and measured:
+            # When the meals came late: the first vehicle's arrival, or a later vehicle's (its containers named).
+            values.update(arrived=self.clock(d["deadline_at"] + measured), first=values["arrived"])
+            if f.get("containers"):
+                key = "say.late_delivery_part"
         if code == "staff_not_on_roster" and not f.get("other_kitchen"):
             key = "say.staff_not_on_roster_unknown"
         if code in ("cook_to_serve", "danger_zone"):
@@ -270,6 +283,8 @@ class Speaker:
         elif code in ("stock_overdraw", "stock_count_difference") and (units or {}).get(f["subject"]):
             unit = (units or {})[f["subject"]]
             values.update(measured=self.quantity(measured or 0, unit), limit=self.quantity(limit or 0, unit))
+        elif code == "stock_unit_mismatch":
+            values["unit"] = (units or {}).get(f["subject"], "")
         elif code == "duplicate_scan":
             values["n"] = len(f.get("containers") or []) or len(f.get("records") or [])
         elif code in ("short_delivery", "missing_delivery", "over_receipt"):
@@ -355,7 +370,7 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             lines.append(say.kitchen(kitchen["kitchen"]))
             rows = []
             for d in sorted(kitchen["schools"], key=lambda d: d["school"]):
-                when = (say.clock(d["arrived_at"] or d["received_at"]) if d["arrived_at"] or d["received_at"]
+                when = (say.arrival(d) if d["arrived_at"] or d["received_at"]
                         else f"{say('left')} {say.clock(d['departed_at'])}" if d["departed_at"] else "–")
                 rows.append([say.school(d["school"]), say.status(d) + (
                     f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""), when, say.clock(d["deadline_at"]),
@@ -371,13 +386,13 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             return say("none", date=date)
         if name == "late":
             head = [say("school"), say("kitchen"), say.at("arrived"), say.at("due"), say("late_by"), say("portions")]
-            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.clock(d["arrived_at"] or d["received_at"]),
+            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.arrival(d),
                      say.clock(d["deadline_at"]), say.minutes(d["late_s"]),
                      f"{say.num(d['received_portions'])}/{say.num(d['expected'])}"] for d in rows_in]
         elif name == "short":
             head = [say("school"), say("kitchen"), say("received"), say("expected"), say("short_by"), say.at("arrived")]
             rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.num(d["received_portions"]),
-                     say.num(d["expected"]), say.num(d["shortfall"]), say.clock(d["arrived_at"] or d["received_at"])]
+                     say.num(d["expected"]), say.num(d["shortfall"]), say.arrival(d)]
                     for d in rows_in]
         else:
             head = [say("school"), say("kitchen"), say("status"), say.at("left"), say.at("due"), say("expected")]

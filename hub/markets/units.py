@@ -43,7 +43,8 @@ class Conversion:
         return max(1, round(Fraction(reported_idr) / self.holds))
 
 
-def _parse(text: str) -> tuple[str, Fraction] | None:
+def measure(text: str) -> tuple[str, Fraction] | None:
+    """The unit a unit text measures in and how many of it the text holds ("250 gr" is 1/4 kg); None if unknown."""
     t = text.casefold().strip()
     for k, v in _HALF.items():
         t = t.replace(k, v)
@@ -64,7 +65,7 @@ def conversion(text: str, commodity: Commodity) -> Conversion:
     """How a price reported per `text` becomes a price per the commodity's catalogue unit; BadUnit when it
     cannot: a unit nobody quotes in, or one that measures something else (oil is sold by the litre, and a
     litre's weight depends on the oil and its temperature, so a price per kg of it is refused, not guessed)."""
-    got = _parse(text)
+    got = measure(text)
     if got is None:
         raise BadUnit(f"unit {text.strip()[:30]!r} for {commodity.name}: expected rupiah per {commodity.unit} "
                       f"or per a part of it (Rp/kg, Rp/ons, Rp/0,5 kg, Rp/ltr), got a unit this hub cannot read",
@@ -85,5 +86,5 @@ def as_reported(price_idr: int, unit: str) -> str:
 
 def unit_of(text: str) -> str | None:
     """The catalogue unit a unit text measures in ("Rp./Kg", "Rp/ons" and "250 gr" are kg); None if unknown."""
-    got = _parse(text)
+    got = measure(text)
     return None if got is None else got[0]

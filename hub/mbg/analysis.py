@@ -590,8 +590,14 @@ def went_back(plan: Plan, last: LastClock, device: str, seq: int, device_time: i
     return back if back > plan.clock.max_skew_s else None
 
 
-def is_unknown(plan: Plan, site: str) -> bool:
-    return plan.school(site) is None and plan.kitchen(site) is None
+def unknown_place(plan: Plan, site: str, school: str | None) -> str | None:
+    """The site of a scan that the plan does not list, or the school a kitchen's tap names that it does not list
+    (a kitchen cooking for a school added to the plan later that day): None if the plan knows both."""
+    if plan.school(site) is None and plan.kitchen(site) is None:
+        return site
+    if school is not None and plan.school(school) is None:
+        return school
+    return None
 
 
 def clock_findings(plan: Plan, flagged: dict[tuple[str, str], Flagged]) -> list[Finding]:
@@ -616,9 +622,12 @@ def clock_findings(plan: Plan, flagged: dict[tuple[str, str], Flagged]) -> list[
     return out
 
 
-def unknown_site_findings(unknown: dict[str, UnknownSite]) -> list[Finding]:
-    return [Finding(code="unknown_site", subject=site, detail=f"{count(u.count, 'scan')} at a site the plan does not list",
-                    records=tuple(r for _, r in u.first)) for site, u in sorted(unknown.items())]
+def unknown_site_findings(unknown: dict[tuple[str, str], UnknownSite]) -> list[Finding]:
+    """One finding per site the plan does not list and day of its scans, so that the day's findings show it."""
+    return [Finding(code="unknown_site", subject=site, date=date,
+                    detail=f"{count(u.count, 'scan')} at or for a site the plan does not list",
+                    measured=u.count, records=tuple(r for _, r in u.first))
+            for (site, date), u in sorted(unknown.items())]
 
 
 def merge(plan: Plan, now: int, days: Iterable[Analysis], head: Iterable[Finding] = ()) -> Analysis:
@@ -648,7 +657,7 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
     """Reconcile every delivery seen in `scans` plus every planned delivery on `dates`."""
     timed = sorted((Timed(s, plan) for s in scans), key=Timed.order)
     flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
-    unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
+    unknown: dict[tuple[str, str], UnknownSite] = defaultdict(UnknownSite)
     first_cook: dict[str, tuple[int, Timed]] = {}
     staff = {t.scan.staff for t in timed if t.scan.staff is not None}
     by_date: dict[str, list[Timed]] = defaultdict(list)
@@ -661,8 +670,9 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
         by_date[t.date].append(t)
         if t.flag is not None:
             flagged[(t.flag, t.scan.device)].add(t)
-        if is_unknown(plan, t.scan.site):
-            unknown[t.scan.site].add(t)
+        place = unknown_place(plan, t.scan.site, t.scan.school)
+        if place is not None:
+            unknown[(place, t.date)].add(t)
         if t.scan.event == "cooked" and t.scan.batch is not None and t.scan.batch not in first_cook:
             first_cook[t.scan.batch] = cook_end(t)
     days = [settle(day_base(plan, d, by_date.get(d, ()), first_cook.get,
@@ -888,12 +898,7 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
         off = school.tz_offset_s
         key = (school_id, date)
         if "late" in d.statuses:
-            # A gate that taps only `received` has no arrival tap: its first tap in is when the meals came.
-            came = "arrived" if d.arrived_at is not None else "received"
-            _emit(a, DELIVERY, key, Finding(code="late_delivery", subject=school_id, date=date,
-                                      detail=f"arrived {_fmt(d.deadline_at + d.late_s, off)}, due {_fmt(d.deadline_at, off)}",
-                                      measured=d.late_s, limit=0,
-                                      records=tuple(t.scan.record_id for t in taps.get(came, ())[:5])))
+            _emit(a, DELIVERY, key, _late_finding(d, taps, off))
         if "short" in d.statuses:
             _emit(a, DELIVERY, key, Finding(code="short_delivery", subject=school_id, date=date,
                                       detail=f"received {d.received_portions} of {count(d.expected, 'portion')}",
@@ -920,6 +925,35 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in _counting(taps.get("received", []))[-5:])))
     return running
+
+
+def _containers_in(taps: list[Timed]) -> dict[str, tuple[int, str]]:
+    """When each container counted at a school first came in (a delivery split across vehicles comes in parts),
+    and the record that says so."""
+    out: dict[str, tuple[int, str]] = {}
+    for t in taps:
+        for tag in t.counted:
+            if tag not in out or t.time < out[tag][0]:
+                out[tag] = (t.time, t.scan.record_id)
+    return out
+
+
+def _late_finding(d: Delivery, taps: dict[str, list[Timed]], off: int) -> Finding:
+    """A late delivery: when it came, or, where an earlier vehicle came on time, which containers came late."""
+    first_in = d.arrived_at if d.arrived_at is not None else d.received_at
+    if first_in is not None and first_in <= d.deadline_at:
+        firsts = _containers_in(_counting(taps.get("arrived", []) + taps.get("received", [])))
+        late = sorted((tag, rec) for tag, (time, rec) in firsts.items() if time > d.deadline_at)
+        return Finding(code="late_delivery", subject=d.school, date=d.date,
+                       detail=f"{count(len(late), 'container')} of {d.containers_in} arrived by "
+                              f"{_fmt(d.deadline_at + d.late_s, off)}, due {_fmt(d.deadline_at, off)}; the first "
+                              f"arrived {_fmt(first_in, off)}", measured=d.late_s, limit=0,
+                       containers=tuple(tag for tag, _ in late), records=tuple(sorted({r for _, r in late}))[:5])
+    # A gate that taps only `received` has no arrival tap: its first tap in is when the meals came.
+    came = "arrived" if d.arrived_at is not None else "received"
+    return Finding(code="late_delivery", subject=d.school, date=d.date,
+                   detail=f"arrived {_fmt(d.deadline_at + d.late_s, off)}, due {_fmt(d.deadline_at, off)}",
+                   measured=d.late_s, limit=0, records=tuple(t.scan.record_id for t in taps.get(came, ())[:5]))
 
 
 def _returned_without_arrival(a: Analysis, school: str, date: str, taps: dict[str, list[Timed]]) -> Finding | None:
@@ -977,6 +1011,7 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
     last_in = max((t.time for t in arrived + received), default=None)
     statuses: list[str] = []
     late_s = 0
+    last_container_in = max((time for time, _ in _containers_in(arrived + received).values()), default=None)
     if first_in is None:
         day_over = _day_over(plan, school, date)
         edges += (deadline + 1, day_over + 1)
@@ -994,6 +1029,11 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
         if first_in > deadline:
             statuses.append("late")
             late_s = first_in - deadline
+        elif last_container_in is not None and last_container_in > deadline:
+            # The first vehicle came on time, a later one did not: the meals it brought were late, by as long as
+            # the last of them (the late_delivery finding names its containers).
+            statuses.append("late")
+            late_s = last_container_in - deadline
         if received_portions < expected:
             # Containers are still being tapped in: not short until the gate has been quiet for a while.
             settled = served_at is not None or last_in is None or a.now - last_in >= plan.settle_s

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from typing import Any
 
+from ..markets.units import measure
 from .analysis import Finding
 from .events import StockMovement, choose_time
 from .plan import Plan, local_date
@@ -30,6 +32,9 @@ class StockLine:
     supplier: str | None = None
     batch: str | None = None
     reason: str | None = None
+    # A movement not applied (unit_mismatch): the quantity and unit it was recorded in.
+    unit: str | None = None
+    qty: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"time": self.time, "basis": self.basis, "movement": self.movement, "qty_in": self.qty_in,
@@ -73,35 +78,57 @@ class StockCard:
                 "adjustments": self.adjustments, "lines": [line.to_dict() for line in self.lines]}
 
 
+# A card that mixes units of one measure is kept in grams or millilitres, so that every quantity stays whole.
+_BASES = {"kg": ("g", Fraction(1, 1000)), "liter": ("ml", Fraction(1, 1000))}
+
+
+def _card_unit(units: list[str]) -> tuple[str, dict[str, int]]:
+    """The unit a card is kept in, and each of its movements' units that converts to it, by how much it is
+    multiplied: rice received as 50 kg and used by the 3.000 g is one card, as markets read 'Rp/ons' (an ons is
+    100 g). The first movement's unit decides the measure. A karung or a sak has no weight the record carries,
+    so it only adds to movements in the same word."""
+    first = units[0] if units else ""
+    got = measure(first)
+    if got is None:
+        return first, {first: 1}
+    same = {u: m[1] for u in units if (m := measure(u)) is not None and m[0] == got[0]}
+    if len({*same.values()}) == 1:
+        return first, dict.fromkeys(same, 1)
+    base, size = _BASES.get(got[0], (first, got[1]))
+    return base, {u: int(holds / size) for u, holds in same.items() if (holds / size).denominator == 1}
+
+
 def replay(kitchen: str, item: str, movements: Iterable[StockMovement], plan: Plan) -> StockCard:
     """Replay one item's movements at one kitchen in time order into a stock card."""
     timed = sorted(((choose_time(m.device_time, m.arrived_at, plan.clock), m) for m in movements
                     if m.site == kitchen and m.item == item),
                    key=lambda cm: (cm[0].time, cm[1].device, cm[1].seq))
-    unit = timed[0][1].unit if timed else ""
+    unit, scales = _card_unit([m.unit for _, m in timed])
     balance = 0
     lines: list[StockLine] = []
     for choice, m in timed:
         # Every line carries the movement's own fields; each branch sets the quantities and the balance.
         line = StockLine(time=choice.time, basis=choice.basis, movement=m.movement, record_id=m.record_id,
                          supplier=m.supplier, batch=m.batch, reason=m.reason, qty_in=0, qty_out=0, balance=balance)
-        if m.unit != unit:
+        scale = scales.get(m.unit)
+        if scale is None:
             # A quantity in another unit cannot be added without a conversion the record does not carry.
-            lines.append(replace(line, flags=("unit_mismatch",)))
+            lines.append(replace(line, flags=("unit_mismatch",), unit=m.unit, qty=m.qty))
             continue
+        qty = m.qty * scale
         if m.movement == "receive":
-            balance += m.qty
-            lines.append(replace(line, qty_in=m.qty, balance=balance))
+            balance += qty
+            lines.append(replace(line, qty_in=qty, balance=balance))
         elif m.movement in ("use", "waste"):
-            shortfall = max(m.qty - max(balance, 0), 0)
-            balance -= m.qty
+            shortfall = max(qty - max(balance, 0), 0)
+            balance -= qty
             # The book goes negative rather than clamping: a debit nobody received for must stay visible.
-            lines.append(replace(line, qty_out=m.qty, balance=balance, shortfall=shortfall,
+            lines.append(replace(line, qty_out=qty, balance=balance, shortfall=shortfall,
                                  flags=("overdraw",) if shortfall else ()))
         else:
-            difference = m.qty - balance
-            balance = m.qty
-            lines.append(replace(line, balance=balance, counted=m.qty, difference=difference,
+            difference = qty - balance
+            balance = qty
+            lines.append(replace(line, balance=balance, counted=qty, difference=difference,
                                  flags=("count_difference",) if difference else ()))
     return StockCard(kitchen=kitchen, item=item, unit=unit, lines=tuple(lines))
 
@@ -134,6 +161,7 @@ def stock_findings(cards: Iterable[StockCard], plan: Plan) -> list[Finding]:
                                    measured=line.counted, limit=book, records=(line.record_id,)))
             if "unit_mismatch" in line.flags:
                 out.append(Finding(code="stock_unit_mismatch", subject=subject, date=date,
-                                   detail=f"movement in another unit than the card's {card.unit!r}; not applied",
-                                   records=(line.record_id,)))
+                                   detail=f"{line.movement} of {line.qty} {line.unit} on a card kept in {card.unit}: "
+                                          f"{line.unit} does not convert to {card.unit}, not applied; record it "
+                                          f"in {card.unit}", measured=line.qty, records=(line.record_id,)))
     return out

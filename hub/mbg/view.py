@@ -32,10 +32,10 @@ from .analysis import (
     cook_end,
     day_base,
     early_returns,
-    is_unknown,
     merge,
     settle,
     timeline_of,
+    unknown_place,
     unknown_site_findings,
     went_back,
 )
@@ -122,7 +122,7 @@ class MbgView:
         # What spans days, kept as scans arrive: clock findings per device, unknown sites, first cook per batch.
         self._flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
         self._last_clock: LastClock = {}  # each device's latest scan held, to see its clock go back
-        self._unknown: dict[str, UnknownSite] = defaultdict(UnknownSite)
+        self._unknown: dict[tuple[str, str], UnknownSite] = defaultdict(UnknownSite)  # by site and day
         self._cooks: dict[str, tuple[tuple[int, str, int], HeldScan]] = {}
         self._staff: set[str] = set()  # staff cards seen opening a session: no containers, whoever taps them
         self._base: DayBase | None = None  # the last day reconciled, for its next question or drill-down
@@ -210,8 +210,9 @@ class MbgView:
         back = went_back(self.plan, self._last_clock, s.device, s.seq, s.device_time)
         if back is not None:
             self._flagged[("clock_went_back", s.device)].add(t, back)
-        if is_unknown(self.plan, s.site):
-            self._unknown[s.site].add(t)
+        place = unknown_place(self.plan, s.site, s.school)
+        if place is not None:
+            self._unknown[(place, t.date)].add(t)
         if s.staff is not None and s.staff not in self._staff:
             # A card first seen as a staff card may have been taken for a container already: the days held
             # are worked out again when next asked about (the day of this scan is anyway).
@@ -291,8 +292,9 @@ class MbgView:
             t = Timed(h.unpack(), self.plan)
             if t.flag is not None:
                 flags.add((t.flag, h.device))
-            if is_unknown(self.plan, h.site):
-                sites.add(h.site)
+            place = unknown_place(self.plan, h.site, h.school)
+            if place is not None:
+                sites.add(place)
             if h.event == "cooked" and h.batch is not None and self._cooks[h.batch][1] is h:
                 batches.add(h.batch)
         # A clock that went back is judged between a device's consecutive scans held: its devices are judged
@@ -303,8 +305,8 @@ class MbgView:
             self._last_clock.pop(device, None)
         for key in flags:
             del self._flagged[key]
-        for site in sites:
-            del self._unknown[site]
+        for key in [key for key in self._unknown if key[0] in sites]:
+            del self._unknown[key]
         for batch in batches:
             del self._cooks[batch]
         if not (flags or sites or batches or moved):
@@ -317,13 +319,14 @@ class MbgView:
                     device_time, _, seq = h.numbers()[:3]
                     chains[h.device].append((seq, device_time, h))  # type: ignore[arg-type]
                 cook = h.event == "cooked" and h.batch in batches
-                if h.device not in devices and h.site not in sites and not cook:
+                place = unknown_place(self.plan, h.site, h.school)
+                if h.device not in devices and place not in sites and not cook:
                     continue
                 t = Timed(h.unpack(), self.plan)
                 if t.flag is not None and (t.flag, h.device) in flags:
                     self._flagged[(t.flag, h.device)].add(t)
-                if h.site in sites:
-                    self._unknown[h.site].add(t)
+                if place is not None and place in sites:
+                    self._unknown[(place, t.date)].add(t)
                 if cook:
                     first = self._cooks.get(h.batch)  # type: ignore[arg-type]
                     if first is None or t.order() < first[0]:

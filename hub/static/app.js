@@ -135,6 +135,11 @@ const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "
 // Numbers as the reader writes them: 1.234 and 45,0 in Indonesian, 1,234 and 45.0 in English.
 const locale = () => (STATE.lang === "id" ? "id-ID" : "en-US");
 const num = (v) => (v == null ? "–" : Number(v).toLocaleString(locale()));
+// Stock as a kitchen says it, as `jejak mbg` does: 13500 g is 13,5 kg (signed data keeps the smallest unit).
+const quantity = (v, unit) => {
+  const big = { g: "kg", ml: "l" }[unit];
+  return big && Math.abs(v) >= 1000 ? `${Number(v / 1000).toLocaleString(locale(), { maximumFractionDigits: 3 })} ${big}` : `${num(v)} ${unit}`;
+};
 const fixed = (v, places) => Number(v).toLocaleString(locale(), { minimumFractionDigits: places, maximumFractionDigits: places });
 const hhmm = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(11, 16));
 // A step's time in the history of a day, with how many days from that day when on another (empties back after
@@ -199,6 +204,12 @@ const DELIVERY_COUNTS = new Set(["short_delivery", "missing_delivery", "over_rec
 const findingRef = (f) => `mbg/${f.code}/${f.subject}/${f.date}${f.part ? `/${f.part}` : ""}`;
 // The parts of a danger_zone or hot_holding finding (hub.mbg.analysis.safety_part), by the words that say them.
 const TEMPERATURE_PARTS = { served: "served", not_served: "open" };
+// When a delivery came in: its first tap in, and where a later vehicle came late, that one too (as `jejak mbg`).
+function arrival(d) {
+  const first = d.arrived_at ?? d.received_at;
+  const last = d.late_s ? d.deadline_at + d.late_s : first;
+  return first == null || last === first ? hhmm(first) : `${hhmm(first)}, ${hhmm(last)}`;
+}
 // A finding in words, from its code and values (the same sentences `jejak mbg` prints).
 function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
@@ -208,6 +219,11 @@ function findingText(f) {
     expected: num(d.expected ?? f.limit), short: num(d.shortfall), skew: mins(f.measured), lag: mins(f.measured),
     measured: num(f.measured), limit: num(f.limit), kitchen: kitchenName(f.other_kitchen) };
   let key = `say.${f.code}`;
+  if (f.code === "late_delivery" && d.deadline_at != null && f.measured) {
+    // When the meals came late: the first vehicle's arrival, or a later vehicle's (its containers named).
+    Object.assign(v, { arrived: hhmm(d.deadline_at + f.measured), first: v.arrived });
+    if ((f.containers || []).length) key = "say.late_delivery_part";
+  }
   if (f.code === "staff_not_on_roster" && !f.other_kitchen) key = "say.staff_not_on_roster_unknown";
   if (f.code === "cook_to_serve" || f.code === "danger_zone") {
     Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });
@@ -217,6 +233,11 @@ function findingText(f) {
     if (f.code === "cook_to_serve" && (part === "not_served" || (part == null && /still open/.test(f.detail || "")))) key = "say.cook_to_serve_open";
     else if (f.code === "cook_to_serve" && (part === "arrival" || (part == null && /not tapped served/.test(f.detail || "")))) key = "say.cook_to_serve_arrived";
   } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
+  else if (f.code.startsWith("stock_")) {
+    // Stock findings speak in their card's unit, which the stock list gives.
+    const unit = (STATE.data.mbg?.stock?.on_hand || []).find((s) => `${s.kitchen}/${s.item}` === f.subject)?.unit;
+    if (unit) Object.assign(v, { unit, measured: quantity(f.measured ?? 0, unit), limit: quantity(f.limit ?? 0, unit) });
+  }
   else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
   else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
   // The meals served and the meals not served yet are danger_zone and hot_holding findings of their own (`part`);
@@ -335,7 +356,7 @@ async function viewMbg() {
     <div class="row">${["on_time", "late", "short", "missing"].map((s) => `${badge(s, t(s))} <b data-testid="k-${esc(k.kitchen)}-${s}">${k.counts[s]}</b>`).join(" ")}</div>
     ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map((x) => badge(x, t(`status.${x}`))).join(" ") },
       { h: "expected", num: true, f: (s) => num(s.expected) }, { h: "received", num: true, f: (s) => num(s.received_portions) },
-      { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: (s) => hhmm(s.arrived_at ?? s.received_at) },
+      { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: arrival },
       { h: "deadline", f: (s) => hhmm(s.deadline_at) }, { h: "late_by", num: true, f: (s) => (s.late_s ? mins(s.late_s) : "–") }], k.schools, { label: k.name })}</div>`).join("");
   const tags = cont.containers;
   if (!STATE.tag || !tags.some((c) => c.tag === STATE.tag)) STATE.tag = tags.length ? tags[0].tag : null;
@@ -371,7 +392,7 @@ async function viewMbg() {
       <label>${t("container")} <select id="tag">${tags.map((c) => `<option value="${esc(c.tag)}" ${c.tag === STATE.tag ? "selected" : ""}>${esc(c.tag)} · ${esc(schoolName(c.school))} · ${esc(c.stage ? t(`event.${c.stage}`) : "")}</option>`).join("")}</select></label>
       ${timeline}</div>
     <div class="panel"><h2>${t("stock")}</h2>${table([{ h: "kitchen", f: (s) => esc(kitchenName(s.kitchen)) }, { h: "item", f: (s) => esc(s.item) },
-      { h: "on_hand", num: true, f: (s) => `${num(s.on_hand)} ${esc(s.unit)}` }, { h: "flags", f: (s) => s.flags.map((f) => badge("alert", t(`finding.stock_${f}`))).join(" ") }],
+      { h: "on_hand", num: true, f: (s) => esc(quantity(s.on_hand, s.unit)) }, { h: "flags", f: (s) => s.flags.map((f) => badge("alert", t(`finding.stock_${f}`))).join(" ") }],
       stock.on_hand, { attr: 'data-testid="stock"', label: t("stock"), rowAttr: (s) => `tabindex="0" class="click ${sel && sel.kitchen === s.kitchen && sel.item === s.item ? "sel" : ""}" data-card="${esc(s.kitchen)}/${esc(s.item)}"` })}</div>
   </div>
   <div class="panel"><h2>${t("stock_card")} ${sel ? `<span class="muted">${esc(kitchenName(sel.kitchen))} / ${esc(sel.item)}</span>` : ""}</h2>

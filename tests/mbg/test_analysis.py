@@ -253,8 +253,8 @@ def test_english_details_say_one_container_and_two_containers(plan: Plan, scan: 
     assert misrouted(["T1", "T2"]) == "2 containers bound for S1 (SDN 1) were tapped in here"
 
     nowhere = [scan("arrived", 8 * H, site="NOWHERE", tags=["X"]), scan("arrived", 8 * H + M, site="NOWHERE", tags=["Y"])]
-    assert detail("unknown_site", nowhere[:1]) == "1 scan at a site the plan does not list"
-    assert detail("unknown_site", nowhere) == "2 scans at a site the plan does not list"
+    assert detail("unknown_site", nowhere[:1]) == "1 scan at or for a site the plan does not list"
+    assert detail("unknown_site", nowhere) == "2 scans at or for a site the plan does not list"
 
     late = [scan("arrived", 8 * H, site="S1", tags=["T1"], device="gate", lag=H),
             scan("arrived", 8 * H + M, site="S1", tags=["T2"], device="gate", lag=H)]

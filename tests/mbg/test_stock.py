@@ -43,10 +43,22 @@ def test_a_count_resets_the_book_after_an_overdraw(plan: Plan, move: Move) -> No
     assert card.lines[1].difference == 1_000
 
 
-def test_a_movement_in_another_unit_is_not_added(plan: Plan, move: Move) -> None:
-    card = replay("K1", "beras", [move("receive", 5_000, 4 * H), move("receive", 5, 5 * H, unit="kg")], plan)
+def test_a_movement_in_a_unit_that_does_not_convert_is_not_added(plan: Plan, move: Move) -> None:
+    card = replay("K1", "beras", [move("receive", 5_000, 4 * H), move("receive", 1, 5 * H, unit="karung")], plan)
     assert card.on_hand == 5_000 and card.lines[-1].flags == ("unit_mismatch",)
     assert [f.code for f in stock_findings([card], plan)] == ["stock_unit_mismatch"]
+
+
+def test_weights_and_volumes_convert_into_one_card(plan: Plan, move: Move) -> None:
+    card = replay("K1", "beras", [move("receive", 5_000, 4 * H), move("receive", 5, 5 * H, unit="kg"),
+                                  move("use", 3, 6 * H, unit="ons"), move("count", 9_700, 7 * H, unit="gram")], plan)
+    assert (card.unit, card.on_hand, [line.flags for line in card.lines]) == ("g", 9_700, [()] * 4)
+    assert [line.qty_in + line.qty_out for line in card.lines[:3]] == [5_000, 5_000, 300]
+    kg = replay("K1", "beras", [move("receive", 5, 4 * H, unit="kg"), move("use", 2, 5 * H, unit="kg")], plan)
+    assert (kg.unit, kg.on_hand) == ("kg", 3)  # a card of one unit keeps it
+    oil = replay("K1", "minyak", [move("receive", 2, 4 * H, unit="L", item="minyak"),
+                                  move("use", 250, 5 * H, unit="ml", item="minyak")], plan)
+    assert (oil.unit, oil.on_hand) == ("ml", 1_750)
 
 
 def test_on_hand_does_not_depend_on_arrival_order(plan: Plan, move: Move) -> None:
