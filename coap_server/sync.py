@@ -27,7 +27,7 @@ from ledger.sync import (
     Push,
     RequestSize,
     decode_heads,
-    decode_heads_page,
+    decode_heads_page_forked,
     decode_ranges,
     decode_ranges_request,
     decode_records,
@@ -50,7 +50,9 @@ log = logging.getLogger("jejak.sync")
 CBOR = 60
 # GET /sync/records: the access check (coap_server.security) and the handler read the query with these.
 RECORDS_QUERY = (device("d", required=True), seq("from"), seq("to"))
-HEADS_QUERY = (Param(name="after", kind="text", size=32),)  # a device id in hex, empty for the first page
+# ?after=: a device id in hex, empty for the first page; ?forked=: a log the peer asks whether this node holds as
+# forked (the page then says, where the holder can tell: its `forked(device ids)`).
+HEADS_QUERY = (Param(name="after", kind="text", size=32), device("forked"))
 # The heads a peer is shown: ours, the asking peer's own, and the request (for who is asking).
 Visible = Callable[[aiocoap.Message, list[Head], list[Head]], list[Head]]
 
@@ -75,7 +77,9 @@ def _ok(code: Code, payload: bytes) -> aiocoap.Message:
 
 class HeadsResource(blocks.Resource):
     """POST our heads, get theirs back: all at once, or with ?after=<device hex> (empty for the first) a page
-    of `limits.max_devices` in device id order, so a node may hold any number of logs."""
+    of `limits.max_devices` in device id order, so a node may hold any number of logs. A page asked with
+    ?forked=<device hex> also says whether this node holds that log as forked, where its holder can tell (the
+    hub): a copy of a device whose records the hub kept has nothing to push, and learns of the fork so."""
 
     def __init__(self, holder: LogHolder, limits: Limits, visible: Visible | None = None) -> None:
         super().__init__()
@@ -87,8 +91,10 @@ class HeadsResource(blocks.Resource):
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
         paged = getattr(self.holder, "heads_page", None)  # a holder that reads one page of its logs
+        forks: Callable[[list[bytes]], list[bytes]] | None = getattr(self.holder, "forked", None)
         try:
-            after = coap_query(request, *HEADS_QUERY).get("after")
+            query = coap_query(request, *HEADS_QUERY)
+            after, asked = query.get("after"), query.get("forked")
             start = bytes.fromhex(after) if after is not None else None
             theirs = decode_heads(request.payload, self.limits)
             if start is not None and paged is not None:
@@ -108,7 +114,8 @@ class HeadsResource(blocks.Resource):
             page, more = page_of(heads, start, self.limits.max_devices)
         else:
             page = heads  # filtered: `more` still follows the logs read, so the next page moves on
-        return _ok(Code.CONTENT, encode_heads_page(page, more))
+        forked = None if asked is None or forks is None else await asyncio.to_thread(forks, [asked])
+        return _ok(Code.CONTENT, encode_heads_page(page, more, forked=forked))
 
 
 ORDER_WAIT_S = 10.0  # how long a pushed range waits for the ranges before it
@@ -426,6 +433,9 @@ class SyncReport:
     problems: list[str] = field(default_factory=list)
     refused: list[SyncFailed] = field(default_factory=list)  # what the other side refused, with its code and hint
     stopped: dict[bytes, str] = field(default_factory=dict)  # device id -> the code that stopped its log's push
+    # Of the log asked about (`sync_once`'s ask_forked), whether the peer holds it as forked: None when it did not
+    # say (not asked, or a peer from before it could).
+    forked: bool | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -526,9 +536,10 @@ class _Wire:
 async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits: Limits = Limits(),
                     push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset(),
                     size: RequestSize | None = None, lanes: Lanes | None = None,
-                    own: bytes | None = None) -> SyncReport:
+                    own: bytes | None = None, ask_forked: bool = False) -> SyncReport:
     """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push. `own` is
-    the log this node signs, whose last record is pushed where the node holds as many but another (`plan`).
+    the log this node signs, whose last record is pushed where the node holds as many but another (`plan`);
+    with `ask_forked` the node is also asked whether it holds that log as forked (`report.forked`).
 
     Records requests carry what `size` allows; pass the same `size` to every round with a peer so that it
     follows the link (halved when a request is lost, grown back when they finish quickly). Over UDP the
@@ -538,7 +549,7 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
     if size is None:
         size = RequestSize(limits)
     mine = await asyncio.to_thread(local.heads)
-    theirs = await remote_heads(ctx, base, limits, report)
+    theirs = await remote_heads(ctx, base, limits, report, forked=own if ask_forked else None)
     actions = plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull, blocked=blocked,
                    own=own)
     # On one UDP context aiocoap sends a peer one message at a time (NSTART = 1): requests in flight there
@@ -721,17 +732,28 @@ async def present_checkpoint(ctx: aiocoap.Context, base: str, held: bytes, *, ti
 
 
 async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(),
-                       report: SyncReport | None = None) -> list[Head]:
-    """The peer's heads, a page at a time (a peer that does not page answers with all of them at once)."""
+                       report: SyncReport | None = None, *, forked: bytes | None = None) -> list[Head]:
+    """The peer's heads, a page at a time (a peer that does not page answers with all of them at once). With
+    `forked` (a device id), the first page also asks whether the peer holds that log as forked, and `report`
+    says (`report.forked`); a peer from before it could refuses the question (4.00), and is asked without it."""
     heads: list[Head] = []
     after = b""
     body = encode_heads([])  # the peer answers with its own heads whatever ours are: spare the bytes
     while True:
-        data = await _request(ctx, Code.POST, f"{base}/sync/heads?after={after.hex()}", body)
+        uri = f"{base}/sync/heads?after={after.hex()}"
+        ask = forked is not None and not after
+        try:
+            data = await _request(ctx, Code.POST, f"{uri}&forked={forked.hex()}" if ask and forked else uri, body)
+        except SyncFailed as exc:
+            if not ask or exc.code != "BAD_REQUEST":
+                raise
+            data = await _request(ctx, Code.POST, uri, body)
         if report is not None:
             report.bytes_sent += len(body)
             report.bytes_received += len(data)
-        page, more = decode_heads_page(data, after, limits)
+        page, more, held = decode_heads_page_forked(data, after, limits)
+        if ask and held is not None and report is not None:
+            report.forked = forked in held
         heads.extend(page)
         if len(heads) > limits.max_logs:
             raise LimitExceeded(f"the peer offers more than {limits.max_logs} logs")

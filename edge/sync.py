@@ -78,6 +78,7 @@ class Target:
     fetched: int = 0
     problems: list[str] = field(default_factory=list)
     refusing: set[str] = field(default_factory=set)  # codes it refuses us with, each logged once until it stops
+    asks_forked: bool = True  # a hub is asked whether it holds this device as forked, until one does not say
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "role": self.role, "last_ok": self.last_ok, "last_error": self.last_error,
@@ -275,10 +276,11 @@ class SyncAgent:
         for target in sorted(self.targets.values(), key=lambda t: t.role != "hub"):
             if target.next_try > now:
                 continue
+            ask = target.role == "hub" and target.asks_forked and self.own is not None
             try:
                 report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
                                          push=True, pull=target.role != "hub", blocked=self.blocked(),
-                                         size=target.size, lanes=lanes, own=self.own)
+                                         size=target.size, lanes=lanes, own=self.own, ask_forked=ask)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
                 if self.recover(target, exc):
                     target.next_try = now
@@ -290,6 +292,8 @@ class SyncAgent:
                          target.url, target.last_error, delay, target.size.records)
                 continue
             target.backoff.succeeded()
+            if ask and report.forked is None:  # a hub from before it could say: not asked again
+                target.asks_forked = False
             if target.role == "hub" and self.own is not None:
                 self._pushed(target, report)
             target.last_ok = time.time()
@@ -491,9 +495,19 @@ class SyncAgent:
 
     def _pushed(self, target: Target, report: SyncReport) -> None:
         """A hub that refuses this device's own records as a fork says its head is not this store's: once
-        confirmed, a hub that holds them back (DEVICE_BLOCKED) says so too (it served the log: not pending)."""
+        confirmed, a hub that holds them back (DEVICE_BLOCKED) says so too (it served the log: not pending). A hub
+        that says it holds this device as forked does too, also when it kept this copy's records (nothing to push):
+        two copies of the card signed at one seq, and the device's identity is forked at the hub."""
         assert self.own is not None
         code = report.stopped.get(self.own)
+        if self.forked is None and report.forked and code is None:
+            self.forked = f"{target.url}: holds fork evidence against this device (forked at the hub)"
+            log.error("hub %s holds fork evidence against this device: another copy of this card (a cloned or restored "
+                      "SD card) signed other records at seqs this log holds, and the hub holds this device's records "
+                      "back; fix: stop the other copy; the hub's operator looks at GET /api/forks and runs jejak "
+                      "devices resolve-fork %s", target.url, self.own.hex(),
+                      extra={"fields": {"peer": target.url, "code": "forked"}})
+            return
         confirmed = self.head is not None and self.head.outcome in CONFIRMED
         if self.forked is None and (code == ForkDetected.code or (code == "DEVICE_BLOCKED" and confirmed)):
             self.forked = f"{target.url}: refused this device's records ({code})"

@@ -221,6 +221,11 @@ class HubHolder:
     def log_range(self, device_id: bytes, start: int, end: int) -> list[bytes]:
         return self.hub.store.log_range(device_id, start, end)
 
+    def forked(self, device_ids: Sequence[bytes]) -> list[bytes]:
+        """Which of these logs the hub holds as forked: fork evidence on record, records held back until an
+        operator resolves it (sync's heads answer tells the copy whose records the hub kept)."""
+        return [d for d in device_ids if (info := self.hub.store.get_device(d)) is not None and info.status == "forked"]
+
     def log_length(self, device_id: bytes) -> int:
         state = self.hub.store.chain_state(device_id)
         return state.length if state else 0

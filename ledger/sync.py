@@ -50,21 +50,32 @@ def encode_heads(heads: Iterable[Head]) -> bytes:
 
 
 def decode_heads(data: bytes, limits: Limits = Limits()) -> list[Head]:
-    heads, _, paged = _decode_heads(data, limits)
+    heads, _, paged, _ = _decode_heads(data, limits)
     if paged:
         raise SyncError("heads message: expected [1, protocol, [[device, length, head], ...]], got a page")
     return heads
 
 
-def encode_heads_page(heads: Sequence[Head], more: bytes | None) -> bytes:
-    """One page of heads, in device id order; `more` is the device id to ask after for the next page."""
-    return cbor.encode([MSG_HEADS, PROTOCOL, [[h.device_id, h.length, h.head] for h in heads], more])
+def encode_heads_page(heads: Sequence[Head], more: bytes | None, *, forked: Sequence[bytes] | None = None) -> bytes:
+    """One page of heads, in device id order; `more` is the device id to ask after for the next page. `forked`,
+    given only to a peer that asked (`?forked=`), lists which of the logs it asked about this node holds as
+    forked (fork evidence on record, the log held back until an operator resolves it)."""
+    page = [MSG_HEADS, PROTOCOL, [[h.device_id, h.length, h.head] for h in heads], more]
+    return cbor.encode(page if forked is None else [*page, list(forked)])
 
 
 def decode_heads_page(data: bytes, after: bytes, limits: Limits = Limits()) -> tuple[list[Head], bytes | None]:
     """A page of heads asked for after device id `after` (b"" for the first): its heads and where the next
     page starts, or None at the end. A whole heads message (a peer that does not page) is the last page."""
-    heads, more, paged = _decode_heads(data, limits)
+    heads, more, _ = decode_heads_page_forked(data, after, limits)
+    return heads, more
+
+
+def decode_heads_page_forked(data: bytes, after: bytes, limits: Limits = Limits()
+                             ) -> tuple[list[Head], bytes | None, frozenset[bytes] | None]:
+    """`decode_heads_page`, and the logs the peer says it holds as forked among those asked about (None when the
+    page does not say: a peer that was not asked, or does not tell)."""
+    heads, more, paged, forked = _decode_heads(data, limits)
     if paged:
         last = after
         for h in heads:
@@ -74,7 +85,7 @@ def decode_heads_page(data: bytes, after: bytes, limits: Limits = Limits()) -> t
         if more is not None and more < last:
             # Not always the page's last id: logs the asker may not read are left out of a page.
             raise SyncError("heads page: the next page must start after this page's last device id")
-    return heads, more
+    return heads, more, forked
 
 
 def page_of(heads: Sequence[Head], after: bytes, size: int) -> tuple[list[Head], bytes | None]:
@@ -86,18 +97,25 @@ def page_of(heads: Sequence[Head], after: bytes, size: int) -> tuple[list[Head],
     return page, (page[-1].device_id if at + size < len(ordered) else None)
 
 
-def _decode_heads(data: bytes, limits: Limits) -> tuple[list[Head], bytes | None, bool]:
+def _decode_heads(data: bytes, limits: Limits) -> tuple[list[Head], bytes | None, bool, frozenset[bytes] | None]:
     item = cbor.decode(data, what="heads message")
     # `type(...) is int`: True == 1 in Python, and [1, true, []] is not a heads message.
-    if (not isinstance(item, list) or len(item) not in (3, 4) or type(item[0]) is not int
+    if (not isinstance(item, list) or len(item) not in (3, 4, 5) or type(item[0]) is not int
             or item[0] != MSG_HEADS):
         raise SyncError("heads message: expected [1, protocol, [[device, length, head], ...]]")
     if type(item[1]) is not int or item[1] != PROTOCOL:
         raise SyncError(f"heads message: expected protocol {PROTOCOL}, got {item[1]!r}",
                         hint="both sides must run the same sync protocol version")
-    more = item[3] if len(item) == 4 else None
+    more = item[3] if len(item) >= 4 else None
     if more is not None and (not isinstance(more, bytes) or len(more) != 16):
         raise SyncError("heads page: the next page must be named by a 16-byte device id or null")
+    forked = None
+    if len(item) == 5:
+        if (not isinstance(item[4], list) or len(item[4]) > limits.max_devices
+                or not all(isinstance(d, bytes) and len(d) == 16 for d in item[4])):
+            raise SyncError(f"heads page: the forked logs must be a list of at most {limits.max_devices} 16-byte "
+                            "device ids")
+        forked = frozenset(item[4])
     entries = item[2]
     if not isinstance(entries, list) or len(entries) > limits.max_devices:
         raise LimitExceeded(f"heads message: at most {limits.max_devices} logs, got "
@@ -109,7 +127,7 @@ def _decode_heads(data: bytes, limits: Limits) -> tuple[list[Head], bytes | None
                 or not isinstance(entry[1], int) or isinstance(entry[1], bool) or not isinstance(entry[2], bytes)):
             raise SyncError("heads message: each entry must be [device id, length, head id]")
         heads.append(Head(device_id=entry[0], length=entry[1], head=entry[2]))
-    return heads, more, len(item) == 4
+    return heads, more, len(item) >= 4, forked
 
 
 def encode_records(device_id: bytes, start: int, raws: Sequence[bytes]) -> bytes:

@@ -418,7 +418,8 @@ async def _two_copies(tmp_path):
 async def test_a_copy_whose_push_the_hub_refuses_as_a_fork_says_forked(tmp_path, caplog):
     """Two cards of one device run at once: both heads are confirmed at start, then each signs its own records from
     the same seq. The hub takes the first's and refuses the second's as a fork; the second says `forked` (it said
-    `confirmed`), and so does the first once the hub holds its records back."""
+    `confirmed`), and so does the first, whose records the hub kept, at its next round: the hub says it holds the
+    device as forked (the first said `confirmed` until it signed again and the hub held that record back)."""
     caplog.set_level(logging.INFO, logger="jejak.edge")
     async with _two_copies(tmp_path) as (hub, device, first, second):
         await _notes(first, 3, 1)
@@ -427,19 +428,32 @@ async def test_a_copy_whose_push_the_hub_refuses_as_a_fork_says_forked(tmp_path,
         await wait_for(lambda: second.status()["head"]["state"] == "forked", what="the second's push refused")
         assert second.status()["head"]["forked"].endswith("(FORK_DETECTED)"), second.status()["head"]
         assert "jejak_edge_head_unconfirmed 1" in second.metrics_text()
-        assert first.status()["head"]["state"] == "confirmed"
-        await _notes(first, 4, 1)
-        await wait_for(lambda: first.status()["head"]["state"] == "forked", what="the first's push held back")
+        await _forked_at_the_hub(first)
         info = hub.hub.store.get_device(device)
         assert info is not None and info.status == "forked", info
     refused = [r for r in caplog.records if "refuses this device's records as a fork" in r.getMessage()]
-    assert len(refused) == 2 and {r.levelno for r in refused} == {logging.ERROR}
+    assert len(refused) == 1 and refused[0].levelno == logging.ERROR
+    told = [r for r in caplog.records if "holds fork evidence against this device" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelno == logging.ERROR, [r.getMessage() for r in told]
+    assert "resolve-fork " + device.hex() in told[0].getMessage()
+
+
+async def _forked_at_the_hub(daemon) -> None:
+    """`daemon`, the copy whose records the hub kept, says `forked` without signing again."""
+    length = daemon.store.log_length(daemon.key.device_id)
+    head = await wait_for(lambda: (h := daemon.status()["head"])["state"] != "confirmed" and h,
+                          what="the hub's word on the fork")
+    assert head["state"] == "forked", head
+    assert head["forked"].endswith("holds fork evidence against this device (forked at the hub)"), head
+    assert "jejak_edge_head_unconfirmed 1" in daemon.metrics_text()
+    assert daemon.store.log_length(daemon.key.device_id) == length
 
 
 async def test_a_copy_that_signed_as_many_records_as_the_hub_holds_says_forked(tmp_path):
     """Two cards of one device run at once, and each signs one record at the same seq: the hub takes the first's,
     and the second then holds as many records as the hub, with another last one. Its next round pushes that record:
-    the hub keeps the fork evidence, and the second says `forked` (it said `confirmed` until it signed again)."""
+    the hub keeps the fork evidence, and the second says `forked` (it said `confirmed` until it signed again); so
+    does the first, whose record the hub kept: the device's identity is forked at the hub."""
     async with _two_copies(tmp_path) as (hub, device, first, second):
         (mine,) = await _notes(first, 3, 1)
         await wait_for(lambda: _held(hub, device) == 5, what="the first's record")
@@ -453,6 +467,7 @@ async def test_a_copy_that_signed_as_many_records_as_the_hub_holds_says_forked(t
         assert _held(hub, device) == 5 and hub.hub.store.record_id(device, 4) == mine
         info = hub.hub.store.get_device(device)
         assert info is not None and info.status == "forked", info
+        await _forked_at_the_hub(first)
 
 
 async def test_a_neighbour_found_after_the_start_is_asked_for_a_longer_copy_of_the_own_log(tmp_path, caplog):

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import aiocoap
 import aiocoap.resource as resource
+import cbor2
 import pytest
 from aiocoap.numbers.codes import Code
 
-from coap_server.sync import HeadsResource, RecordsResource, add_sync_resources, remote_heads, sync_once
+from coap_server.errors import error_response
+from coap_server.params import Param, coap_query
+from coap_server.sync import (
+    HeadsResource,
+    RecordsResource,
+    SyncReport,
+    add_sync_resources,
+    remote_heads,
+    sync_once,
+)
 from ledger import ChainState, SyncError
 from ledger.sync import (
     Head,
     Limits,
     decode_heads,
     decode_heads_page,
+    decode_heads_page_forked,
     encode_heads,
     encode_heads_page,
     page_of,
@@ -128,3 +139,64 @@ async def test_a_pull_waits_out_a_peer_whose_message_table_is_full():
     finally:
         await ctx.shutdown()
         await server.shutdown()
+
+
+def test_a_page_says_which_logs_asked_about_are_forked_only_when_asked():
+    heads = [Head(device_id=bytes([i]) * 16, length=1, head=bytes(32)) for i in (1, 2)]
+    forked = bytes([2]) * 16
+    assert decode_heads_page_forked(encode_heads_page(heads, None, forked=[forked]), b"") == (
+        heads, None, frozenset({forked}))
+    assert decode_heads_page_forked(encode_heads_page(heads, None, forked=[]), b"") == (heads, None, frozenset())
+    assert decode_heads_page_forked(encode_heads_page(heads, None), b"") == (heads, None, None)  # not asked
+    assert decode_heads_page(encode_heads_page(heads, None, forked=[forked]), b"") == (heads, None)
+    for bad in ([b"short"], [1], b"not a list"):
+        page = cbor2.dumps([1, 1, [[h.device_id, h.length, h.head] for h in heads], None, bad])
+        with pytest.raises(SyncError, match="forked logs"):
+            decode_heads_page_forked(page, b"")
+
+
+class Forks(Logs):
+    """Logs, some of which this node holds as forked (the hub's `forked`)."""
+
+    def __init__(self, logs, forked) -> None:
+        super().__init__(logs)
+        self.held_forked = set(forked)
+
+    def forked(self, device_ids):
+        return [d for d in device_ids if d in self.held_forked]
+
+
+class AsksNoForks(HeadsResource):
+    """A peer from before ?forked=: its strict query parser refuses it (4.00 BAD_REQUEST)."""
+
+    async def render_post(self, request):
+        try:
+            coap_query(request, Param(name="after", kind="text", size=32))
+        except Exception as exc:
+            return error_response(exc)
+        return await super().render_post(request)
+
+
+async def test_a_peer_says_whether_it_holds_a_log_as_forked_and_one_from_before_is_asked_without():
+    logs = _logs(3, 2)
+    forked, other, _ = sorted(logs)
+    hub, edge, old = resource.Site(), resource.Site(), resource.Site()
+    add_sync_resources(hub, Forks(logs, [forked]))
+    add_sync_resources(edge, Logs(logs))  # a holder that cannot tell: the page does not say
+    old.add_resource(["sync", "heads"], AsksNoForks(Forks(logs, [forked]), Limits()))
+    served = [await _serve(site) for site in (hub, edge, old)]
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        (_, hub_url), (_, edge_url), (_, old_url) = served
+        for url, device, said in [(hub_url, forked, True), (hub_url, other, False), (edge_url, forked, None),
+                                  (old_url, forked, None)]:
+            report = SyncReport()
+            heads = await remote_heads(ctx, url, report=report, forked=device)
+            assert ({h.device_id for h in heads}, report.forked) == (set(logs), said), url
+        report = SyncReport()
+        await remote_heads(ctx, hub_url, report=report)  # not asked: not said
+        assert report.forked is None
+    finally:
+        await ctx.shutdown()
+        for server, _ in served:
+            await server.shutdown()
