@@ -858,7 +858,9 @@ class ImportReport(TypedDict):
     duplicates: int
     converted: int  # rows priced per ons, per gram or per part of a kilo or litre, taken in the commodity's unit
     refused: int
-    refused_rows: list[RefusedRow]  # the first 100
+    # Rows (of a PIHPS table, cells) whose price is "-", empty or 0: no price that day, neither taken nor refused.
+    no_price: int
+    refused_rows: list[RefusedRow]  # the first 100; a PIHPS row's reason once, with how many of its dates
     already_imported: int
     stored: int
     quarantined: int

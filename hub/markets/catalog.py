@@ -81,10 +81,11 @@ MARKETS: tuple[Market, ...] = (
 COMMODITIES: tuple[Commodity, ...] = (
     Commodity(id="beras-premium", name="Beras Premium", wfp_name="Rice (premium quality)",
               category="cereals and tubers", unit="kg", grade="premium", base_idr=14_300, daily_vol=0.002,
-              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0),
+              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0,
+              aliases=("Beras Kualitas Super I",)),
     Commodity(id="beras-medium", name="Beras Medium", wfp_name="Rice (medium quality)",
               category="cereals and tubers", unit="kg", grade="medium", base_idr=12_300, daily_vol=0.002,
-              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0, aliases=("Beras",)),
+              noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0, aliases=("Beras", "Beras Kualitas Medium I")),
     Commodity(id="beras-sphp", name="Beras SPHP", wfp_name="Rice (SPHP stabilisation)",
               category="cereals and tubers", unit="kg", grade="sphp", base_idr=12_500, daily_vol=0.001,
               noise=0.004, tick_idr=100, max_jump=0.10, ramadan_lift=0.0, weekly=0.0),
@@ -98,10 +99,11 @@ COMMODITIES: tuple[Commodity, ...] = (
               aliases=("Kedelai Biji Kering Impor", "Kedelai Impor")),
     Commodity(id="bawang-merah", name="Bawang Merah", wfp_name="Shallots",
               category="vegetables and fruits", unit="kg", grade="", base_idr=36_000, daily_vol=0.015,
-              noise=0.015, tick_idr=500, max_jump=0.25, ramadan_lift=0.10, weekly=0.005),
+              noise=0.015, tick_idr=500, max_jump=0.25, ramadan_lift=0.10, weekly=0.005,
+              aliases=("Bawang Merah Ukuran Sedang",)),
     Commodity(id="bawang-putih", name="Bawang Putih Bonggol", wfp_name="Garlic",
               category="vegetables and fruits", unit="kg", grade="", base_idr=38_000, daily_vol=0.008,
-              noise=0.012, tick_idr=500, max_jump=0.20, ramadan_lift=0.05, weekly=0.0, aliases=("Bawang Putih",)),
+              noise=0.012, tick_idr=500, max_jump=0.20, ramadan_lift=0.05, weekly=0.0, aliases=("Bawang Putih", "Bawang Putih Ukuran Sedang")),
     Commodity(id="cabai-merah", name="Cabai Merah Keriting", wfp_name="Chili (red)",
               category="vegetables and fruits", unit="kg", grade="", base_idr=42_000, daily_vol=0.025,
               noise=0.02, tick_idr=1000, max_jump=0.35, ramadan_lift=0.15, weekly=0.01),
@@ -113,7 +115,7 @@ COMMODITIES: tuple[Commodity, ...] = (
               noise=0.02, tick_idr=1000, max_jump=0.35, ramadan_lift=0.15, weekly=0.01),
     Commodity(id="daging-sapi", name="Daging Sapi Murni", wfp_name="Meat (beef)",
               category="meat, fish and eggs", unit="kg", grade="", base_idr=135_000, daily_vol=0.002,
-              noise=0.01, tick_idr=1000, max_jump=0.10, ramadan_lift=0.06, weekly=0.0, aliases=("Daging Sapi",)),
+              noise=0.01, tick_idr=1000, max_jump=0.10, ramadan_lift=0.06, weekly=0.0, aliases=("Daging Sapi", "Daging Sapi Kualitas 1")),
     Commodity(id="daging-ayam", name="Daging Ayam Ras", wfp_name="Meat (chicken)",
               category="meat, fish and eggs", unit="kg", grade="", base_idr=35_000, daily_vol=0.007,
               noise=0.012, tick_idr=500, max_jump=0.15, ramadan_lift=0.10, weekly=0.004,
@@ -132,11 +134,11 @@ COMMODITIES: tuple[Commodity, ...] = (
               aliases=("Telur Ayam Ras Segar",)),
     Commodity(id="gula-pasir", name="Gula Konsumsi", wfp_name="Sugar", category="miscellaneous food",
               unit="kg", grade="", base_idr=17_000, daily_vol=0.002, noise=0.006, tick_idr=100,
-              max_jump=0.10, ramadan_lift=0.03, weekly=0.0, aliases=("Gula Pasir", "Gula Konsumsi (GKP)")),
+              max_jump=0.10, ramadan_lift=0.03, weekly=0.0, aliases=("Gula Pasir", "Gula Konsumsi (GKP)", "Gula Pasir Lokal")),
     Commodity(id="minyak-goreng-kemasan", name="Minyak Goreng Kemasan", wfp_name="Oil (cooking, packaged)",
               category="oil and fats", unit="liter", grade="kemasan", base_idr=20_500, daily_vol=0.002,
               noise=0.006, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0,
-              aliases=("Minyak Goreng Kemasan Premium",)),
+              aliases=("Minyak Goreng Kemasan Premium", "Minyak Goreng Kemasan Bermerk 1")),
     Commodity(id="minyak-goreng-curah", name="Minyak Goreng Curah", wfp_name="Oil (cooking, bulk)",
               category="oil and fats", unit="liter", grade="curah", base_idr=17_500, daily_vol=0.003,
               noise=0.008, tick_idr=100, max_jump=0.10, ramadan_lift=0.02, weekly=0.0),
@@ -175,10 +177,15 @@ CORE_COMMODITIES = tuple(COMMODITIES_BY_ID[c] for c in (
     "daging-ayam", "minyak-goreng", "gula-pasir"))
 
 
+# "Cabe" is how markets, and many a district's sheet, spell cabai.
+_CABE = re.compile(r"\bcabe\b")
+
+
 def name_key(text: str) -> str:
     """A commodity name as the catalogue matches it: case, spacing, brackets and hyphens do not count
-    ("Cabai  merah keriting", "cabai-merah-keriting" and "CABAI MERAH KERITING" are one key)."""
-    return re.sub(r"[\s()\-_.]+", "", text.casefold())
+    ("Cabai  merah keriting", "cabai-merah-keriting", "CABAI MERAH KERITING" and "Cabe Merah Keriting" are
+    one key)."""
+    return re.sub(r"[\s()\-_.]+", "", _CABE.sub("cabai", text.casefold()))
 
 
 def _name_index() -> dict[str, Commodity]:

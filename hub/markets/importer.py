@@ -16,6 +16,8 @@ from typing import cast
 
 import numpy as np
 
+from coap_server.wording import count
+
 from .catalog import MARKETS_BY_ID, Commodity, find_commodity
 from .errors import BadInputFile, BadUnit
 from .loaders import parse_date_id, parse_idr, slug
@@ -35,6 +37,11 @@ _DATE_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 # or per sack. Real moves stay well inside: chilli went from about a half to about three times its typical
 # price in the worst seasons.
 IMPLAUSIBLE = 20
+# PIHPS numbers its commodity groups I, II, III ... and their items 1, 2 ...: a group's row ("Beras", "Cabai
+# Merah") averages its items (six qualities of rice, two chillies), so it is no price of any one of them; read as
+# the item of the same name it would stand in for that item's own row, which then counts as a duplicate.
+_HEADING = re.compile(r"[IVXLC]+\.?")
+_MARKET_NAMES = {**{slug(m.name): m.id for m in MARKETS_BY_ID.values()}, **{m: m for m in MARKETS_BY_ID}}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +83,8 @@ class ImportRows:
     reported: dict[str, str] = field(default_factory=dict)
     duplicates: int = 0
     read: int = 0
+    folded: int = 0  # refused cells of a PIHPS row listed under an earlier cell's entry (same line, same reason)
+    no_price: int = 0  # rows (or PIHPS cells) whose price is "-", empty or 0: no price that day, not an error
 
     def batch(self, *, start: int = 0, stop: int | None = None) -> ObservationBatch:
         """Rows start..stop as an ObservationBatch filed at their observation day (arrival = observation:
@@ -94,7 +103,7 @@ class ImportRows:
 
     def report(self, limit: int = 100) -> dict[str, object]:
         return {"layout": self.layout, "rows": self.read, "taken": len(self), "duplicates": self.duplicates,
-                "converted": len(self.reported), "refused": len(self.refused),
+                "converted": len(self.reported), "refused": len(self.refused) + self.folded, "no_price": self.no_price,
                 "refused_rows": [r.to_dict() for r in self.refused[:limit]]}
 
 
@@ -160,8 +169,12 @@ class _Columns:
                 except BadInputFile as exc:
                     why[k] = why[k] or str(exc)
                     continue
-                if ps[k] is None and why[k] is None:
-                    why[k] = f"price: no rupiah amount in {prices[k][:20]!r}"
+        # "-" (or an empty cell, or 0) is how the agency's and PIHPS's tables say a market had no price that day:
+        # a day missing, as a Sunday or Lebaran's closed week is, not a row to correct.
+        blank = [k for k in range(n) if ps[k] is None and why[k] is None]
+        for k in blank:
+            why[k] = ""
+        out.no_price += len(blank)
         given: dict[int, str] = {}  # the price as the file gave it, of the rows converted
         for k, to in enumerate(per):
             p = ps[k]
@@ -180,7 +193,7 @@ class _Columns:
                 why[k] = "market: the file names none and no --market was given"
         keep = [k for k in range(n) if why[k] is None] if any(w is not None for w in why) else range(n)
         for k in range(n):
-            if why[k] is not None:
+            if why[k]:
                 out.refused.append(Refused(line=lines[k], reason=why[k] or "", code=code.get(k, BadInputFile.code)))
         # Each distinct (market, item, reporter) is resolved to its series, reporter and id prefix once.
         series, regs, reps, source = out.series, out.regions, out.reporters, self.source
@@ -231,8 +244,10 @@ class _Columns:
 
 
 def _day(text: str) -> int | None:
-    m = _DATE_ISO.match(text.strip())
-    return parse_date_id(m.group(0)) if m else parse_date_id(text.strip().split(" ")[0])
+    t = text.strip()
+    m = _DATE_ISO.match(t)
+    # "01/ 12/ 2025" as PIHPS writes it, else a date before its time of day ("02/01/2025 00:00").
+    return parse_date_id(m.group(0)) if m else parse_date_id(t) or parse_date_id(t.split(" ")[0])
 
 
 def _rows(fh: Iterable[str], where: str) -> Iterator[list[str]]:
@@ -324,24 +339,45 @@ def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Pro
                            f"(dd/mm/yyyy), found {header[:12]}")
     out = ImportRows(layout="pihps")
     cols = _Columns(out, defaults)
+    c_no = _find(header, "no")
     for line, r in enumerate(rows, start=2):
         if c_com >= len(r) or not r[c_com].strip():
+            continue
+        if c_no is not None and c_no < len(r) and _HEADING.fullmatch(r[c_no].strip()):
             continue
         if len(r) > len(header):
             out.read += 1
             out.refused.append(Refused(line=line, reason=_too_wide(len(r), len(header))))
             continue
         cells = [(text, r[k].strip()) for k, text in date_cols if k < len(r) and r[k].strip() not in ("", "-")]
+        out.read += len(date_cols) - len(cells)
+        out.no_price += len(date_cols) - len(cells)
         if not cells:
             continue
         mk, rg, ct = ([r[c]] if c is not None and c < len(r) else None for c in (c_market, c_region, c_city))
         markets, regions = _places(1, mk, rg, ct, defaults)
         n = len(cells)
+        before = len(out.refused)
         cols.add([line] * n, [r[c_com]] * n, None, [p for _, p in cells], [d for d, _ in cells], markets * n,
                  regions * n, [r[c_rep].strip() if c_rep is not None else defaults.reporter] * n)
+        if len(out.refused) > before + 1:
+            listed = _once_a_row(out.refused[before:])
+            out.folded += len(out.refused) - before - len(listed)
+            out.refused[before:] = listed
     if progress is not None:
         progress(out.read)
     return out
+
+
+def _once_a_row(refused: list[Refused]) -> list[Refused]:
+    """A table row's refusals, each reason once with how many of its dates it holds for: an item the catalogue
+    lacks is refused on every date of a year's table, and listed 365 times it would hide every other row's reason
+    from the report's first hundred."""
+    dates: dict[tuple[str, str], int] = {}
+    for r in refused:
+        dates[(r.reason, r.code)] = dates.get((r.reason, r.code), 0) + 1
+    return [Refused(line=refused[0].line, reason=reason + (f" ({count(n, 'date')})" if n > 1 else ""), code=code)
+            for (reason, code), n in dates.items()]
 
 
 def _too_wide(cells: int, width: int) -> str:
@@ -371,7 +407,9 @@ def _places(n: int, mk: list[str] | None, rg: list[str] | None, ct: list[str] | 
 def _place(market: str, city: str, region: str, defaults: ImportDefaults) -> tuple[str, str]:
     region = region.strip() or defaults.region
     if market.strip():
-        market = market.strip()
+        # A sheet names its market as people do ("Pasar Senen", "PASAR INDUK KRAMAT JATI"): the catalogue's
+        # market of that id or name, else the name as an id, so two spellings of one market are one series.
+        market = _MARKET_NAMES.get(slug(market), slug(market))
     elif city.strip():
         market = "panel-" + slug(city)
     else:

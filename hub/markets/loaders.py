@@ -163,7 +163,8 @@ def parse_date_id(text: str) -> int | None:
     if m:
         y, mo, d = map(int, m.groups())
     else:
-        m = re.fullmatch(r"(\d{1,2})[/-](\d{1,2})[/-](\d{4})", t)
+        # PIHPS's table heads its columns "01/ 12/ 2025", a space after each slash.
+        m = re.fullmatch(r"(\d{1,2})\s*[/-]\s*(\d{1,2})\s*[/-]\s*(\d{4})", t)
         if m:
             d, mo, y = map(int, m.groups())
         else:

@@ -584,12 +584,14 @@ class MarketService:
                            hint="check the commodity id (e.g. 'cabai-merah') and market id")
         return sorted(keys)
 
-    def _daily(self, key: SeriesKey, last_day: int | None = None) -> tuple[int, np.ndarray]:
+    def _daily(self, key: SeriesKey, last_day: int | None = None, *, whole: bool = False) -> tuple[int, np.ndarray]:
+        """The series' daily medians (NaN: no accepted price) over the window up to `last_day` (its latest),
+        or over all it holds (`whole`: IFPA's years of imported history)."""
         days = self._prices[key]
         if not days:
             raise NotFound(f"series {key}: no accepted prices")
         hi = max(d for d, v in days.items() if v) if last_day is None else last_day
-        lo = max(min(days), hi - self.config.window_days + 1)
+        lo = min(days) if whole else max(min(days), hi - self.config.window_days + 1)
         arr = np.full(hi - lo + 1, np.nan)
         # Each day's median is kept until that day's prices change: a live update recomputes one day.
         medians = self._medians[key]
@@ -788,7 +790,10 @@ class MarketService:
                                     stale_days=stale_days, held=held)
             if a is not None:
                 raised.append(a)
-            monthly = self._monthly(lo, price)
+            # IFPA compares a month with the same month of earlier years: three years of history, longer than
+            # the window the other analyses read (only imported history is that long).
+            monthly = (self._monthly(*self._daily(key, whole=True)) if last_day - min(self._prices[key]) >= 1000
+                       else None)
             if monthly is not None:
                 try:
                     r2 = ifpa(monthly)

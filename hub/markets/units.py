@@ -43,11 +43,18 @@ class Conversion:
         return max(1, round(Fraction(reported_idr) / self.holds))
 
 
+# A package named with its contents ("Rp/karung 50 kg", "per sak (25 kg)", "Rp/botol 2 liter"): its contents are
+# the unit. A package without them (a karung of rice holds 25 or 50 kg) is refused as unreadable.
+_PACKAGE = re.compile(r"(?:karung|sak|zak|kemasan|bungkus|botol|jeriken|jerigen|pouch)\s*\(?\s*(?=\d)")
+
+
 def measure(text: str) -> tuple[str, Fraction] | None:
     """The unit a unit text measures in and how many of it the text holds ("250 gr" is 1/4 kg); None if unknown."""
     t = text.casefold().strip()
     for k, v in _HALF.items():
         t = t.replace(k, v)
+    if _PACKAGE.search(t):
+        t = _PACKAGE.sub("", t, count=1).replace(")", "")
     m = _UNIT.match(t)
     if m is None or m.group("word") not in _WORDS:
         return None

@@ -27,6 +27,17 @@ HOLIDAY_LEARNED_DAYS = 180
 # (and, mirrored, moderately and abnormally low).
 IFPA_CLASSES = ("abnormally low", "moderately low", "normal", "moderately high", "abnormally high")
 IFPA_ALPHA = 0.4  # weight of the quarterly growth rate; 0.6 goes to the annual one
+# Market prices are quoted in steps (rice by Rp 500, chilli by Rp 1.000) and held for weeks between them: a
+# sticky price's weekly means sit on a line, the fit's residual sd is a few rupiah, and the one move the price
+# can make, one step, would count as tens of sd (a Rp 500 step of Rp 12.000 rice read crisis). So the sd is at
+# least STEP_SD steps: one step held a week reads stress, two alert, three crisis. A step is the largest of
+# QUOTE_STEPS that nine in ten of the window's moves (from one reported price to the next) are whole multiples
+# of, and no more than STEP_MAX of the price: larger round numbers (a chilli price that happens to move by
+# Rp 10.000s) are no quoting habit, and a rice price that moved once, by Rp 1.000, moved two steps of Rp 500.
+STEP_SD = 1.4
+QUOTE_STEPS = (1000, 500, 250, 200, 100, 50, 25, 20, 10, 5, 2, 1)
+STEP_SHARE = 0.9
+STEP_MAX = 0.06
 
 
 def _rp(v: float) -> str:
@@ -73,6 +84,21 @@ class AlpsResult:
                 "periods": self.periods, "period": self.period, "explanation": self.explanation}
 
 
+def quote_step(values: np.ndarray) -> int:
+    """The step a price series moves in: the largest of QUOTE_STEPS, at most STEP_MAX of its median price, that
+    STEP_SHARE of its moves from one reported price (NaN: none that day) to the next are whole multiples of; 0 for
+    a price that never moved or moves by fractions of a rupiah."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    d = np.diff(v)
+    d = np.abs(d[d != 0])
+    whole = np.round(d)
+    if not len(d) or np.mean(np.abs(d - whole) < 1e-6) < STEP_SHARE:
+        return 0
+    most = STEP_MAX * float(np.median(v))
+    return next((s for s in QUOTE_STEPS if s <= most and np.mean(whole % s == 0) >= STEP_SHARE), 1)
+
+
 def alps(values: np.ndarray, *, first_day: int, period: str = "week", sigma_floor: float = 0.0) -> AlpsResult:
     """ALPS of the latest period of a daily price series (NaN = no price that day).
 
@@ -82,7 +108,8 @@ def alps(values: np.ndarray, *, first_day: int, period: str = "week", sigma_floo
     every period before the latest one, so the latest is judged out of sample. ALPS is the latest average's
     gap to the trend, in standard deviations of the fit's residuals, never fewer rupiah than `sigma_floor`
     times the trend: a sticky price's weekly means sit so close to a straight line that a one-tick step or
-    a chilli price's usual weekly swing would count as many deviations (a crisis for a few percent)."""
+    a chilli price's usual weekly swing would count as many deviations (a crisis for a few percent), and never
+    fewer than STEP_SD of the steps the price is quoted in (`quote_step`)."""
     v = np.asarray(values, dtype=float)
     days = first_day + np.arange(len(v))
     if period == "week":
@@ -131,14 +158,17 @@ def alps(values: np.ndarray, *, first_day: int, period: str = "week", sigma_floo
     sigma = float(np.sqrt(resid @ resid / max(len(yf) - X.shape[1], 1)))
     trend = float(X[-1] @ coef)
     fitted = sigma
-    sigma = max(sigma, sigma_floor * abs(trend), 1e-9 * abs(trend) + 1e-12)
+    step = quote_step(v)
+    sigma = max(sigma, sigma_floor * abs(trend), STEP_SD * step, 1e-9 * abs(trend) + 1e-12)
     value = (float(means[-1]) - trend) / sigma
     band = alps_band(value)
     terms = ("linear trend" + (", Ramadan/Lebaran share learned from an earlier year" if learned else
                                " (no earlier Ramadan/Lebaran to learn their effect from)")
              + (" and month dummies" if span_years >= 2 else ""))
     floored = (f" (the fit's {_rp(fitted)} raised to {100 * sigma_floor:.1f} % of the trend, this commodity's usual "
-               f"move in a {period})" if sigma > fitted and sigma == sigma_floor * abs(trend) else "")
+               f"move in a {period})" if sigma > fitted and sigma == sigma_floor * abs(trend) else
+               f" (the fit's {_rp(fitted)} raised to {STEP_SD:g} times the {_rp(step)} steps the price is quoted in)"
+               if sigma > fitted and sigma == STEP_SD * step else "")
     expl = (f"{period} mean {_rp(means[-1])} against a seasonal trend of {_rp(trend)} ({terms}, fitted on "
             f"{count(m - 1, f'earlier {period}')}); gap {value:+.2f} residual sd of {_rp(sigma)}{floored} -> {band} "
             f"(normal < 0.25 <= stress < 1 <= alert < 2 <= crisis)")

@@ -60,7 +60,9 @@ def test_pihps_table_with_the_market_given() -> None:
     rows = read_import(io.StringIO(PIHPS), ImportDefaults(market="pasar-kosambi", reporter="pihps"))
     assert rows.layout == "pihps" and len(rows) == 3
     assert sorted(rows.day) == [day_number("2025-01-02"), day_number("2025-01-03"), day_number("2025-01-03")]
-    assert [r.reason for r in rows.refused] == ["unknown commodity 'Beras Kualitas Bawah I'"] * 2
+    # One entry for the row, with how many of its dates it holds for; the report still counts both cells.
+    assert [(r.line, r.reason) for r in rows.refused] == [(4, "unknown commodity 'Beras Kualitas Bawah I' (2 dates)")]
+    assert rows.report()["refused"] == 2
     assert rows.regions == ["Jawa Barat", "Jawa Barat"]
 
 
