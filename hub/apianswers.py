@@ -286,7 +286,7 @@ FINDING_CODE = Literal[
     "container_unreturned", "container_damaged", "duplicate_scan", "out_of_order", "unknown_site", "over_receipt",
     "misrouted", "container_at_two_schools", "returned_without_arrival", "staff_card_tag", "staff_not_on_roster",
     "clock_skew", "late_sync", "clock_went_back", "cook_to_serve", "danger_zone", "hot_holding", "stock_overdraw",
-    "stock_count_difference", "stock_unit_mismatch"]
+    "stock_receipt_late", "stock_count_difference", "stock_unit_mismatch"]
 
 
 class Finding(TypedDict):

@@ -64,7 +64,8 @@ TEXT: dict[str, dict[str, str]] = {
         "scans.one": "tap today", "devices.one": "device", "deliveries.one": "delivery",
         "summary_on": "MBG on {date}", "deliveries": "deliveries", "open": "still open", "unknown": "–",
         "history": "History of container {tag}", "day": "day", "days": "days", "days.one": "day",
-        "flag.overdraw": "used more than received", "flag.count_difference": "count differs from the book",
+        "flag.overdraw": "used more than received", "flag.receipt_late": "received after it was used",
+        "flag.count_difference": "count differs from the book",
         "flag.unit_mismatch": "unit differs from the item's",
         "heading.late": "Late deliveries", "heading.short": "Short deliveries",
         "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
@@ -87,7 +88,8 @@ TEXT: dict[str, dict[str, str]] = {
         "violations": "Keamanan pangan", "findings": "Temuan", "scans": "tap hari ini", "devices": "perangkat",
         "alerts": "temuan yang harus segera ditindak", "summary_on": "MBG {date}", "deliveries": "pengiriman",
         "open": "masih berjalan", "unknown": "–", "history": "Riwayat ompreng {tag}", "day": "hari", "days": "hari",
-        "flag.overdraw": "dipakai melebihi yang diterima", "flag.count_difference": "hitungan beda dengan catatan",
+        "flag.overdraw": "dipakai melebihi yang diterima", "flag.receipt_late": "penerimaan dicatat setelah dipakai",
+        "flag.count_difference": "hitungan beda dengan catatan",
         "flag.unit_mismatch": "satuan beda dengan bahan",
         "heading.late": "Pengiriman terlambat", "heading.short": "Pengiriman kurang",
         "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
@@ -280,7 +282,7 @@ class Speaker:
                 key = "say.cook_to_serve_arrived"
         elif code == "hot_holding":
             values.update(measured=self.celsius(measured), limit=self.celsius(limit))
-        elif code in ("stock_overdraw", "stock_count_difference") and (units or {}).get(f["subject"]):
+        elif code in ("stock_overdraw", "stock_receipt_late", "stock_count_difference") and (units or {}).get(f["subject"]):
             unit = (units or {})[f["subject"]]
             values.update(measured=self.quantity(measured or 0, unit), limit=self.quantity(limit or 0, unit))
         elif code == "stock_unit_mismatch":

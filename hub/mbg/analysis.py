@@ -30,7 +30,8 @@ SEVERITY: dict[str, Severity] = {
     "returned_without_arrival": "warning",
     "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning",
     "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
-    "stock_overdraw": "alert", "stock_count_difference": "warning", "stock_unit_mismatch": "warning",
+    "stock_overdraw": "alert", "stock_receipt_late": "warning", "stock_count_difference": "warning",
+    "stock_unit_mismatch": "warning",
 }
 
 
@@ -325,7 +326,8 @@ def timeline_of(trip: _Trip) -> ContainerTimeline:
     return ContainerTimeline(tag=trip.tag, date=trip.date, school=trip.school, steps=tuple(steps))
 
 
-def _fmt(t: int, offset: int) -> str:
+def clock_text(t: int, offset: int) -> str:
+    """A time as the local time of day (HH:MM) at `offset` seconds from UTC, as findings' details write it."""
     s = (t + offset) % 86_400
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
@@ -911,12 +913,12 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
         if "overdue" in d.statuses:
             running = True
             _emit(a, DELIVERY, key, Finding(code="overdue_delivery", subject=school_id, date=date,
-                                      detail=f"left the kitchen {_fmt(d.departed_at or 0, off)}, not arrived by "
-                                             f"{_fmt(d.deadline_at, off)}", measured=a.now - d.deadline_at, limit=0,
+                                      detail=f"left the kitchen {clock_text(d.departed_at or 0, off)}, not arrived by "
+                                             f"{clock_text(d.deadline_at, off)}", measured=a.now - d.deadline_at, limit=0,
                                       records=tuple(t.scan.record_id for t in taps.get("departed", ())[:5])))
         if "missing" in d.statuses:
             _emit(a, DELIVERY, key, Finding(code="missing_delivery", subject=school_id, date=date,
-                                      detail=f"no arrival recorded by {_fmt(d.deadline_at, off)}",
+                                      detail=f"no arrival recorded by {clock_text(d.deadline_at, off)}",
                                       measured=0, limit=d.expected))
         if d.expected and d.received_portions > d.expected:
             _emit(a, DELIVERY, key, Finding(code="over_receipt", subject=school_id, date=date,
@@ -946,13 +948,13 @@ def _late_finding(d: Delivery, taps: dict[str, list[Timed]], off: int) -> Findin
         late = sorted((tag, rec) for tag, (time, rec) in firsts.items() if time > d.deadline_at)
         return Finding(code="late_delivery", subject=d.school, date=d.date,
                        detail=f"{count(len(late), 'container')} of {d.containers_in} arrived by "
-                              f"{_fmt(d.deadline_at + d.late_s, off)}, due {_fmt(d.deadline_at, off)}; the first "
-                              f"arrived {_fmt(first_in, off)}", measured=d.late_s, limit=0,
+                              f"{clock_text(d.deadline_at + d.late_s, off)}, due {clock_text(d.deadline_at, off)}; the first "
+                              f"arrived {clock_text(first_in, off)}", measured=d.late_s, limit=0,
                        containers=tuple(tag for tag, _ in late), records=tuple(sorted({r for _, r in late}))[:5])
     # A gate that taps only `received` has no arrival tap: its first tap in is when the meals came.
     came = "arrived" if d.arrived_at is not None else "received"
     return Finding(code="late_delivery", subject=d.school, date=d.date,
-                   detail=f"arrived {_fmt(d.deadline_at + d.late_s, off)}, due {_fmt(d.deadline_at, off)}",
+                   detail=f"arrived {clock_text(d.deadline_at + d.late_s, off)}, due {clock_text(d.deadline_at, off)}",
                    measured=d.late_s, limit=0, records=tuple(t.scan.record_id for t in taps.get(came, ())[:5]))
 
 

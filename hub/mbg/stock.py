@@ -9,7 +9,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..markets.units import measure
-from .analysis import Finding
+from .analysis import Finding, clock_text
 from .events import StockMovement, choose_time
 from .plan import Plan, local_date
 
@@ -28,13 +28,15 @@ class StockLine:
     counted: int | None = None  # physical count, for movement "count"
     difference: int | None = None  # count minus book balance before it
     shortfall: int = 0  # how much a debit exceeded the stock on hand
-    flags: tuple[str, ...] = ()  # overdraw, count_difference, unit_mismatch
+    flags: tuple[str, ...] = ()  # overdraw, receipt_late, count_difference, unit_mismatch
     supplier: str | None = None
     batch: str | None = None
     reason: str | None = None
     # A movement not applied (unit_mismatch): the quantity and unit it was recorded in.
     unit: str | None = None
     qty: int | None = None
+    # A debit beyond the stock on hand that a receipt recorded later that day covers (receipt_late): the receipt.
+    covered_by: StockLine | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"time": self.time, "basis": self.basis, "movement": self.movement, "qty_in": self.qty_in,
@@ -130,7 +132,25 @@ def replay(kitchen: str, item: str, movements: Iterable[StockMovement], plan: Pl
             balance = qty
             lines.append(replace(line, balance=balance, counted=qty, difference=difference,
                                  flags=("count_difference",) if difference else ()))
-    return StockCard(kitchen=kitchen, item=item, unit=unit, lines=tuple(lines))
+    return StockCard(kitchen=kitchen, item=item, unit=unit, lines=tuple(_receipts_late(lines, plan.site_offset(kitchen))))
+
+
+def _receipts_late(lines: list[StockLine], offset: int) -> list[StockLine]:
+    """A debit beyond the stock on hand that a receipt recorded later the same day brings back to stock (no count
+    between them) is receipt_late, not overdraw: the goods most likely came before they were used and their
+    receipt was entered late. The book still went negative in between; the lines keep their balances."""
+    out = list(lines)
+    for i, line in enumerate(lines):
+        if "overdraw" not in line.flags:
+            continue
+        day = local_date(line.time, offset)
+        for later in lines[i + 1:]:
+            if later.movement == "count" or local_date(later.time, offset) != day:
+                break
+            if later.movement == "receive" and later.balance >= 0 and "unit_mismatch" not in later.flags:
+                out[i] = replace(line, flags=("receipt_late",), covered_by=later)
+                break
+    return out
 
 
 def stock_cards(movements: Iterable[StockMovement], plan: Plan) -> dict[tuple[str, str], StockCard]:
@@ -154,6 +174,15 @@ def stock_findings(cards: Iterable[StockCard], plan: Plan) -> list[Finding]:
                                           f"{line.qty_out - line.shortfall} on hand",
                                    measured=line.qty_out, limit=line.qty_out - line.shortfall,
                                    records=(line.record_id,)))
+            if "receipt_late" in line.flags and line.covered_by is not None:
+                receipt = line.covered_by
+                out.append(Finding(code="stock_receipt_late", subject=subject, date=date,
+                                   detail=f"{line.movement} of {line.qty_out} {card.unit} at {clock_text(line.time, off)} "
+                                          f"with only {line.qty_out - line.shortfall} on hand; a receipt of "
+                                          f"{receipt.qty_in} recorded at {clock_text(receipt.time, off)} covers it: was it "
+                                          "received earlier and recorded late?",
+                                   measured=line.qty_out, limit=line.qty_out - line.shortfall,
+                                   records=(line.record_id, receipt.record_id)))
             if "count_difference" in line.flags:
                 book = (line.counted or 0) - (line.difference or 0)
                 out.append(Finding(code="stock_count_difference", subject=subject, date=date,

@@ -148,3 +148,25 @@ async def test_a_school_the_plan_does_not_list_yet_is_in_that_days_findings(kitc
             if f["code"] == "unknown_site"] == [("unknown_site", "S5", DATE, 2)]
     said = await kitchen.jejak_mbg("violations")
     assert "2 tap di atau untuk lokasi yang tidak ada di rencana: tambahkan ke rencana bila memang dilayani" in said
+
+
+async def test_eggs_used_before_their_receipt_was_entered_are_a_late_entry_not_an_overdraw(kitchen: Kitchen) -> None:
+    # 06:00 the cook uses 60 eggs; the storekeeper enters the morning's 100 eggs only at 09:30.
+    kitchen.stock("telur", "use", 60, "butir", at=MIDNIGHT + 6 * H)
+    kitchen.stock("telur", "receive", 100, "butir", at=MIDNIGHT + 9 * H + 30 * M)
+    # Rice used beyond what came, and no receipt covers it that day: still an overdraw.
+    kitchen.stock("beras", "receive", 10, "kg", at=MIDNIGHT + 5 * H)
+    kitchen.stock("beras", "use", 12, "kg", at=MIDNIGHT + 6 * H)
+    kitchen.stock("beras", "receive", 20, "kg", at=MIDNIGHT + 31 * H)
+    stock = {s["item"]: s for s in (await kitchen.api("/api/mbg/stock"))["on_hand"]}
+    assert (stock["telur"]["on_hand"], stock["telur"]["flags"]) == (40, ["receipt_late"])
+    assert (stock["beras"]["on_hand"], stock["beras"]["flags"]) == (18, ["overdraw"])
+    findings = (await kitchen.api(f"/api/mbg/violations?date={DATE}"))["findings"]
+    got = {f["subject"]: f for f in findings if f["code"].startswith("stock_")}
+    assert (got["K1/telur"]["code"], got["K1/telur"]["severity"], got["K1/telur"]["measured"],
+            got["K1/telur"]["limit"]) == ("stock_receipt_late", "warning", 60, 0)
+    assert "recorded at 09:30 covers it" in got["K1/telur"]["detail"]
+    assert (got["K1/beras"]["code"], got["K1/beras"]["severity"]) == ("stock_overdraw", "alert")
+    said = await kitchen.jejak_mbg("violations")
+    assert "60 butir dipakai padahal stok hanya 0 butir; penerimaan yang dicatat kemudian hari itu menutupinya" in said
+    assert "penerimaan dicatat setelah dipakai" in await kitchen.jejak_mbg("stock")
