@@ -817,6 +817,10 @@ def _verify_hub_log(hub_log: list[bytes], hub_id: bytes, checkpoints: list[Check
     for cp in checkpoints:
         assert cp.authority is not None  # step 3 refuses checkpoints without it
         length, head = cp.authority
+        if length > cp.tree_size:
+            report.add(BrokenChain(f"checkpoint {cp.tree_size} names {length} records of the hub's log among its "
+                                   f"{cp.tree_size} leaves", hint="the hub signed a false head of its own log"))
+            return authority, verified
         if length > len(ids) or (ids[length - 1] if length else bytes(32)) != head:
             report.add(BrokenChain(f"the hub's log in the bundle ({len(ids)} records) does not hold the head "
                                    f"that checkpoint {cp.tree_size} names (seq {length - 1})",
@@ -1037,6 +1041,11 @@ def verify_bundle_from(read: Read, *, hub_key: bytes | None = None) -> BundleRep
         if other.root != cp.root:
             report.add(BadCheckpoint(f"two checkpoints of size {cp.tree_size} with different roots: "
                                      "the hub forked its log"))
+        elif other.authority != cp.authority:
+            # One tree has one head of the hub's own log among its leaves: two heads for one size and root are a
+            # false statement of the hub, and either could pass for the largest checkpoint in step 5.
+            report.add(BadCheckpoint(f"two checkpoints of size {cp.tree_size} name different heads of the hub's "
+                                     "own log: the hub signed a false statement"))
     linked: list[tuple[int, int]] = []  # the consistency entries that verified
     for first, second, proof in fields.consistency:
         older_cp, newer_cp = by_size.get(first), by_size.get(second)

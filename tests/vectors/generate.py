@@ -711,6 +711,20 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
     bundle("invalid-checkpoint-bundle-same-size", "INVALID_CHECKPOINT",
            "a second genuine checkpoint of the first checkpoint's size with another root",
            changed(lambda m: m["checkpoints"].append(same_size.raw)))
+    own_ids = [hashlib.sha256(raw).digest() for raw in bw.newer.hub_log]
+    assert last.authority == (len(own_ids), own_ids[-1])
+    other_head = sign_checkpoint(w.hub, tree_size=last.tree_size, root=last.root, time=last.time - 1,
+                                 authority=(len(own_ids) - 1, own_ids[-2]))
+    bundle("invalid-checkpoint-bundle-same-size-other-head", "INVALID_CHECKPOINT",
+           "a second genuine checkpoint of the largest size and root, one second earlier, naming the head of the "
+           "hub's log one decision before the end: one tree has one head, so the hub signed a false statement",
+           changed(lambda m: m["checkpoints"].append(other_head.raw)))
+    head_past_size = sign_checkpoint(w.hub, tree_size=2, root=bw.writer.tree.root(2), time=first.time - 60,
+                                     authority=(3, own_ids[2]))
+    bundle("broken-chain-bundle-head-past-tree-size", "BROKEN_CHAIN",
+           "a genuine checkpoint of size 2 naming 3 records of the hub's log (a head the hub log holds): more "
+           "records of the hub's log than the tree has leaves",
+           changed(lambda m: m["checkpoints"].insert(0, head_past_size.raw)))
     bundle("invalid-checkpoint-bundle-consistency-unknown-size", "INVALID_CHECKPOINT",
            "a consistency entry from size 3, which no checkpoint of the bundle has",
            changed(lambda m: m["consistency"].append([3, last.tree_size, bw.writer.tree.consistency_proof(3)])))
