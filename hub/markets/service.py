@@ -835,17 +835,19 @@ class MarketService:
 
     @staticmethod
     def _monthly(lo: int, price: np.ndarray) -> np.ndarray | None:
-        first = date_of(lo)
-        months: dict[tuple[int, int], list[float]] = defaultdict(list)
-        for i, p in enumerate(price):
-            if not math.isnan(p):
-                d = date_of(lo + i)
-                months[(d.year, d.month)].append(p)
-        if len(months) < 37:
+        """Monthly means of a daily series from January of its first year (NaN: a month without a price); None
+        with fewer than 37 months that have one. In numpy: IFPA reads years of each series at every refresh."""
+        ok = ~np.isnan(price)
+        # Months since January 1970 of each day with a price (day numbers count from 1970-01-01).
+        month = (np.arange(lo, lo + len(price))[ok]).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+        if not len(month):
             return None
-        keys = [(y, m) for y in range(first.year, max(months)[0] + 1) for m in range(1, 13)
-                if (y, m) <= max(months)]
-        return np.array([np.mean(months[k]) if months.get(k) else np.nan for k in keys])
+        month -= 12 * (date_of(lo).year - 1970)
+        n = np.bincount(month)
+        if np.count_nonzero(n) < 37:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, np.bincount(month, weights=price[ok]) / n, np.nan)
 
     def live_alerts(self) -> list[dict[str, Any]]:
         return [a.to_dict() for a in self.tracker.live_alerts()]
