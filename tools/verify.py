@@ -75,6 +75,11 @@ def what_was_verified(report: BundleReport) -> list[str]:
         lines.append(f"verified {count(sum(d.records for d in devices), 'record')} of "
                      f"{count(len(devices), 'device')}, device time {_utc(first)} to {_utc(last)}, "
                      f"under checkpoint size {cp.tree_size} of {_utc(cp.time)}")
+        # A record is in the hub's log before a checkpoint over it is signed: a later device time is a clock
+        # that ran ahead, which no check refuses (the device's time is its own word, FORMAT.md §3).
+        if last > cp.time:
+            lines.append(f"device time runs to {_utc(last)}, after the latest checkpoint ({_utc(cp.time)}): a device's "
+                         "clock ran ahead of the hub's; device times are the devices' own word")
     hub = f"hub key {report.hub_key.hex()} (hub id {device_id_for(report.hub_key).hex()}): "
     lines.append(hub + ("pinned with --hub-key" if report.pinned else
                         "compare it with the key the hub's operator published, or pin it with --hub-key"))

@@ -149,6 +149,47 @@ def test_page_says_what_was_verified_and_what_to_compare(page: webdriver.Chrome)
     page.find_element(By.ID, "hubkey").clear()
 
 
+def test_a_device_clock_ahead_of_the_hub_is_said_by_both(page: webdriver.Chrome, tmp_path: Path) -> None:
+    """A device whose clock runs a day ahead: its records verify (a device's time is its own word), and both
+    jejak-verify and the page say that the device time runs past the latest checkpoint, which no record can
+    truly follow; it read 'device time 2025-11-24 04:00 UTC to 04:03 UTC, under checkpoint of 2025-11-23' alone."""
+    clock = {"now": 1_763_870_400}
+    writer = BundleWriter(Ed25519Signer.from_seed(bytes(32)), clock=lambda: clock["now"])
+    ahead = ChainBuilder(Ed25519Signer.from_seed(b"\x07" * 32), clock=lambda: clock["now"] + 86400, boot=1)
+    writer.accept(ahead.genesis())
+    for i in range(3):
+        clock["now"] += 60
+        writer.accept(ahead.append("note", {"text": f"catatan {i}"}), decide=False)
+    writer.checkpoint(clock["now"])
+    bundle = tmp_path / "ahead.jejak"
+    bundle.write_bytes(writer.bundle(created=clock["now"] + 60).encode())
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert verify.main([str(bundle)]) == 0
+    said = ("device time runs to 2025-11-24 04:03 UTC, after the latest checkpoint (2025-11-23 04:03 UTC): a device's "
+            "clock ran ahead of the hub's; device times are the devices' own word")
+    assert said in out.getvalue().splitlines()
+    page.find_element(By.ID, "hubkey").clear()
+    page.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+    assert check_file(page, bundle)[0] == "VERIFIED (exit code 0)"
+    assert page.find_element(By.ID, "what").text.endswith(" D" + said[1:] + ".")
+    page.find_element(By.CSS_SELECTOR, "[data-lang=id]").click()
+    assert page.find_element(By.ID, "what").text.endswith(
+        " Waktu perangkat sampai 2025-11-24 04:03 UTC, setelah checkpoint terakhir (2025-11-23 04:03 UTC): jam sebuah "
+        "perangkat lebih cepat dari jam hub; waktu perangkat adalah pernyataan perangkat itu sendiri.")
+    check_file(page, EXAMPLE)
+    assert "checkpoint terakhir" not in page.find_element(By.ID, "what").text
+    # Compared with another hub's bundle: the step that fails says what it checks, not "from size none to none".
+    try:
+        assert check_file(page, EXAMPLE, bundle)[1] == "INVALID_CHECKPOINT"
+        assert page.find_element(By.CSS_SELECTOR, "#steps li.fail").text.startswith(
+            "✘ Tidak terpenuhi: Log bundel ini melanjutkan log bundel lama dari hub yang sama.\n"
+            "INVALID_CHECKPOINT: kedua bundel")
+    finally:  # the next check on this page compares with nothing
+        page.execute_script("const o = document.getElementById('older-file'); o.value = '';"
+                            "o.dispatchEvent(new Event('change'));")
+
+
 def test_page_shows_notes_on_checkpoints_under_a_verdict_they_do_not_change(page: webdriver.Chrome,
                                                                               tmp_path: Path) -> None:
     """A checkpoint no proof ties to the largest, and one of size 0 over a false root: the bundle verifies, and
