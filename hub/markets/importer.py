@@ -412,8 +412,10 @@ def _place(market: str, city: str, region: str, defaults: ImportDefaults) -> tup
         market = _MARKET_NAMES.get(slug(market), slug(market))
     elif city.strip():
         market = "panel-" + slug(city)
+    elif defaults.market:
+        market = _MARKET_NAMES.get(slug(defaults.market), slug(defaults.market))
     else:
-        market = defaults.market
+        market = ""
     m = MARKETS_BY_ID.get(market)
     if m is not None and not region:
         region = m.admin1

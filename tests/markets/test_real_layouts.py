@@ -235,3 +235,29 @@ def test_one_quote_step_of_rice_reads_stress_two_alert_three_crisis() -> None:
         v[-7:] += 500 * steps
         got = alps(v, first_day=lo, sigma_floor=weekly_move("beras-medium"))
         assert got.band == band, got.explanation
+
+
+async def test_the_hub_takes_a_pihps_table_as_excel_saves_it(tmp_path: Path) -> None:
+    import aiohttp
+
+    from hub.app import start_hub
+    from hub.auth import hash_token
+    from hub.config import HubConfig
+
+    config = HubConfig(name="pihps", data_dir=str(tmp_path / "hub"), http_port=0, coap_port=0, mdns=False,
+                       checkpoint_interval=3600, operator_tokens=(hash_token("op-token"),))
+    running = await start_hub(config)
+    try:
+        async with aiohttp.ClientSession() as session:
+            # The market as the office names it, in the query as in the sheet's column.
+            url = f"{running.http_url}/api/markets/import?source=pihps&market=Pasar%20Kosambi"
+            async with session.post(url, data=PIHPS.encode("utf-8"),
+                                    headers={"Authorization": "Bearer op-token"}) as resp:
+                report = await resp.json()
+                assert resp.status == 200, report
+        assert report["layout"] == "pihps" and report["taken"] == 23 and report["no_price"] == 2
+        assert [r["line"] for r in report["refused_rows"]] == [3, 4]
+        prices = running.views.markets.history("beras-medium", "pasar-kosambi")
+        assert [h["price_idr"] for h in prices] == [14_800] * 4
+    finally:
+        await running.close()
