@@ -249,7 +249,7 @@ def test_page_answers_while_it_checks_a_large_bundle(tmp_path: Path) -> None:
         busy, disabled, hidden = driver.execute_script(
             "return [document.getElementById('busy').textContent, document.getElementById('run').disabled,"
             " document.getElementById('result').hidden]")
-        assert (busy.startswith(f"Checking {bundle.stat().st_size} bytes"), disabled, hidden) == (True, True, True)
+        assert (busy.startswith(f"Checking {bundle.stat().st_size:,} bytes"), disabled, hidden) == (True, True, True)
         wait_for(driver, "return !document.getElementById('result').hidden", timeout=300)
         assert driver.find_element(By.ID, "verdict").text == "VERIFIED (exit code 0)"
         assert driver.find_element(By.ID, "what").text.startswith("Verified: 3004 records of 4 devices")
@@ -303,7 +303,7 @@ def test_page_shows_progress_and_the_verdict_of_a_mid_size_bundle(tmp_path: Path
         assert driver.find_element(By.ID, "verdict").text == "VERIFIED (exit code 0)"
         assert driver.find_element(By.ID, "what").text.startswith("Verified: 5004 records of 4 devices")
         said = driver.execute_script("return window.said")
-        progress = [re.fullmatch(rf"Checking {bundle.stat().st_size} bytes… (\d+) of (\d+) records and receipts "
+        progress = [re.fullmatch(rf"Checking {bundle.stat().st_size:,} bytes… (\d+) of (\d+) records and receipts "
                                  r"checked \((\d+)%\)\.", text) for text in said]
         steps = [(int(m[1]), int(m[2]), int(m[3])) for m in progress if m]
         assert len(steps) >= 2, said

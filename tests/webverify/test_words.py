@@ -104,7 +104,15 @@ def test_page_says_every_line_in_the_chosen_language(page: webdriver.Chrome, tmp
         "seq 6: the device key is revoked from seq 6")
     assert page.find_element(By.CSS_SELECTOR, "#steps li.fail .why").text == (
         "REVOKED_KEY: seq 6: the device key is revoked from seq 6")
+    size = bad.stat().st_size
+    assert size > 10000
+    # Sizes in bytes with their thousands grouped as each language writes them.
+    assert page.find_element(By.ID, "bundle-name").text == f"revoked.jejak ({size:,} bytes)"
+    assert page.find_element(By.CSS_SELECTOR, "[data-step='bundle.parse']").text.startswith(f"✔ Bundle read: {size:,} bytes")
     page.find_element(By.CSS_SELECTOR, "[data-lang=id]").click()
+    assert page.find_element(By.ID, "bundle-name").text == f"revoked.jejak ({size:,} bita)".replace(",", ".")
+    assert page.find_element(By.CSS_SELECTOR, "[data-step='bundle.parse']").text.startswith(
+        f"✔ Bundel dibaca: {size:,} bita".replace(",", "."))
     assert page.find_element(By.ID, "meaning").text == (
         f"Catatan pada atau setelah titik pencabutan kuncinya. [perangkat {gate} seq 6] "
         "seq 6: kunci perangkat dicabut mulai seq 6")

@@ -9,6 +9,7 @@
       older: "Bundel lama untuk dibandingkan (opsional, --against)",
       hubkey: "Kunci publik hub yang Anda percaya (hex, opsional, --hub-key)",
       drop: "Pilih berkas atau jatuhkan di sini",
+      file: "{name} ({bytes} bita)",
       run: "Periksa",
       verified: "TERVERIFIKASI",
       failed: "GAGAL",
@@ -238,6 +239,7 @@
       older: "Older bundle to compare with (optional, --against)",
       hubkey: "Hub public key you trust (hex, optional, --hub-key)",
       drop: "Choose a file or drop it here",
+      file: "{name} ({bytes} bytes)",
       run: "Check",
       verified: "VERIFIED",
       failed: "FAILED",
@@ -472,6 +474,8 @@
       if (name === "pinned") return vars.pinned ? words.pinned : "";
       const v = vars[name];
       if (v && typeof v === "object" && typeof v.key === "string") return said(lang, v);
+      // A size in bytes is read with its thousands grouped as each language writes them (4.180.781, 4,180,781).
+      if (name === "bytes" && typeof v === "number") return v.toLocaleString(lang === "id" ? "id-ID" : "en-US");
       return v === null || v === undefined || v === "" ? words.none : String(v);
     });
   }

@@ -22,6 +22,7 @@
     document.documentElement.lang = lang;
     for (const el of document.querySelectorAll("[data-t]")) el.textContent = J.i18n.say(lang, el.dataset.t, { tested: TESTED_MB });
     for (const b of document.querySelectorAll("[data-lang]")) b.setAttribute("aria-pressed", String(b.dataset.lang === lang));
+    for (const slot of ["bundle", "older"]) named(slot);
     if (last) render(last);
     if (stopped) showStopped();
   }
@@ -192,9 +193,15 @@
     });
   }
 
+  // The chosen file's name and size, beside its picker.
+  function named(slot) {
+    const file = files[slot];
+    $(slot + "-name").textContent = file ? J.i18n.say(lang, "file", { name: file.name, bytes: file.size }) : "";
+  }
+
   function wireDrop(slot) {
-    const zone = $(slot + "-zone"), input = $(slot + "-file"), name = $(slot + "-name");
-    const take = (file) => { files[slot] = file || null; name.textContent = file ? file.name + " (" + file.size + " B)" : ""; };
+    const zone = $(slot + "-zone"), input = $(slot + "-file");
+    const take = (file) => { files[slot] = file || null; named(slot); };
     input.addEventListener("change", () => take(input.files[0]));
     zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
     zone.addEventListener("dragleave", () => zone.classList.remove("over"));
