@@ -48,6 +48,10 @@ def test_a_pihps_table_as_excel_saves_it(tmp_path: Path, capsys) -> None:
         (3, "unknown commodity 'Beras Kualitas Bawah I' (4 dates)"),
         (4, "unknown commodity 'Beras Kualitas Bawah II' (3 dates)")]
     assert report["refused"] == 7 and report["rows"] == report["taken"] + report["refused"] + report["no_price"]
+    assert markets_main(["import", str(path), "--check", "--market", "pasar-kosambi"]) == 0
+    said = capsys.readouterr().out
+    assert "23 taken" in said and "7 refused, 2 without a price ('-')" in said
+    assert "line 4: unknown commodity 'Beras Kualitas Bawah II' (3 dates)" in said
 
     svc = MarketService()
     svc.import_rows(read_import(path, ImportDefaults(market="pasar-kosambi")))
