@@ -112,9 +112,24 @@ def verify_signature(public_key: bytes, signature: bytes, signed: bytes, *, wher
         else:
             _public_key(public_key).verify(signature, signed)
     except (InvalidSignature, _SodiumBad, ValueError):
-        raise BadSignature(
-            f"Ed25519 signature does not verify with key {public_key.hex()[:16]}...", where=where
-        ) from None
+        raise _bad_signature(public_key, where) from None
+
+
+def verify_signed_message(public_key: bytes, message: bytes) -> None:
+    """Raise BadSignature unless `message` is `public_key`'s 64-byte Ed25519 signature followed by the bytes it
+    signs (libsodium's signed-message form): `verify_signature` for a caller that holds both in one buffer, as
+    a record's signature checked ahead does (ledger.record.signed_message), with no copy to join them."""
+    if _sodium_open is None or len(public_key) != 32 or len(message) < 64:
+        verify_signature(public_key, message[:64], message[64:])
+        return
+    try:
+        _sodium_open(message, public_key)
+    except (_SodiumBad, ValueError):
+        raise _bad_signature(public_key, None) from None
+
+
+def _bad_signature(public_key: bytes, where: str | None) -> BadSignature:
+    return BadSignature(f"Ed25519 signature does not verify with key {public_key.hex()[:16]}...", where=where)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

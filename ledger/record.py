@@ -181,6 +181,21 @@ def signature_parts(raw: bytes) -> tuple[bytes, bytes] | None:
     return signature, _SIG_PREFIX + _bstr_head(len(payload)) + payload
 
 
+_PAYLOAD_AT = len(_ENVELOPE_HEAD) + DEVICE_ID_BYTES  # where the payload's byte-string head starts
+_SIGNED_MIN = _PAYLOAD_AT + 1 + 66
+
+
+def signed_message(raw: bytes) -> bytes | None:
+    """A record's signature followed by the bytes it signs (libsodium's signed-message form), cut from its
+    envelope by position alone, for checking signatures ahead of the decode that decides the record: for every
+    record `decode_record` accepts (its envelope in the one canonical shape), exactly `signature +
+    signed_bytes`. The envelope is not checked here: bytes that are not a record get either None or a message
+    whose confirmation decides nothing, as `decode_record` refuses them."""
+    if type(raw) is not bytes or len(raw) < _SIGNED_MIN or not raw.startswith(_ENVELOPE_HEAD):
+        return None
+    return raw[-64:] + _SIG_PREFIX + raw[_PAYLOAD_AT:-66]
+
+
 # The 7 fixed fields of a payload in canonical form, matched in one C pass: array(8), version 1, bstr(16) device
 # id, seq, bstr(32) prev, time, boot, kind, then the body item. An unsigned integer in its shortest form: the
 # value in the head below 24, else a 1, 2, 4 or 8-byte argument that the next shorter form could not hold (its

@@ -12,10 +12,11 @@ import pytest
 import ledger
 from ledger import cbor
 from ledger.checkpoint import decode_checkpoint, verify_checkpoints_consistent, verify_receipt
+from ledger.cose import verify_signed_message
 from ledger.errors import LedgerError, MalformedRecord
 from ledger.follow import verify_split_view
 from ledger.merkle import verify_consistency, verify_inclusion
-from ledger.record import kind_and_time, peek_kind
+from ledger.record import kind_and_time, peek_kind, signed_message
 from tests.vectors import generate
 
 VECTORS = Path(generate.__file__).resolve().parent
@@ -311,6 +312,40 @@ def test_a_peeked_kind_is_the_decoded_one_and_bad_bytes_never_raise() -> None:
             assert kind is None or kind in ledger.KINDS
             peeked += 1
     assert peeked >= 10 and peek_kind(b"") is None and peek_kind(b"\xd2\x84" * 50) is None
+
+
+def test_a_signed_message_cut_by_position_is_the_decoded_records_and_bad_bytes_never_raise() -> None:
+    """`signed_message` (what the hub's signature workers check, without a decode) is, on every valid record,
+    exactly the signature and the signed bytes `decode_record` gives, and verifies with the record's key; on
+    malformed bytes it gives None or a message, never an error (the decode that decides refuses them)."""
+    doc = load(VECTORS / "valid" / "records.json")
+    keys = [h(k["public_key"]) for k in load(VECTORS / "keys.json")["keys"].values()]
+    verified = 0
+    for entry in doc["records"]:
+        raw = (VECTORS / "valid" / entry["file"]).read_bytes()
+        rec = ledger.decode_record(raw)
+        message = signed_message(raw)
+        assert message == rec.signature + rec.signed_bytes
+        for key in keys:  # the same verdict as the record's own check, with every test key
+            try:
+                rec.verify_signature(key)
+            except ledger.BadSignature:
+                with pytest.raises(ledger.BadSignature):
+                    verify_signed_message(key, message)
+                continue
+            verify_signed_message(key, message)
+            with pytest.raises(ledger.BadSignature):
+                verify_signed_message(key, message[:-1] + bytes([message[-1] ^ 1]))
+            verified += 1
+    assert verified >= 5
+    cut = 0
+    for path in INVALID:
+        vec = load(path)
+        if vec["check"] == "decode_record":
+            message = signed_message(_inp(vec, "record"))
+            assert message is None or isinstance(message, bytes)
+            cut += 1
+    assert cut >= 10 and signed_message(b"") is None and signed_message(b"\xd2\x84" * 50) is None
 
 
 def test_readme_documents_every_file_and_check() -> None:
