@@ -31,12 +31,14 @@ def _progress(rows: int) -> None:
 
 def _import_local(args: argparse.Namespace) -> dict[str, Any]:
     from hub.markets.importer import ImportDefaults, read_import
-    from hub.markets.service import MarketService
+    from hub.markets.model import day_of
+    from hub.markets.service import MarketConfig, MarketService
 
     t0 = time.perf_counter()
     rows = read_import(args.file, ImportDefaults(market=args.market or "", region=args.region or "",
                                                  reporter=args.reporter or "", source=args.source),
-                       progress=None if args.quiet else _progress)
+                       progress=None if args.quiet else _progress,
+                       latest_day=day_of(int(time.time()), MarketConfig().tz_offset_s))
     t_read = time.perf_counter() - t0
     report = MarketService().import_rows(rows, progress=None if args.quiet else _progress)
     elapsed = time.perf_counter() - t0

@@ -18,6 +18,7 @@ import numpy as np
 
 from coap_server.wording import count
 
+from .calendar import date_of
 from .catalog import MARKETS_BY_ID, Commodity, find_commodity
 from .errors import BadInputFile, BadUnit
 from .loaders import parse_date_id, parse_idr, slug
@@ -123,9 +124,10 @@ class _Columns:
     """Turns rows of cells into kept rows and refusals column by column: a file repeats a few dozen names,
     units, dates, markets and reporters a million times, so each distinct text is resolved once."""
 
-    def __init__(self, out: ImportRows, defaults: ImportDefaults) -> None:
+    def __init__(self, out: ImportRows, defaults: ImportDefaults, latest_day: int | None) -> None:
         self.out = out
         self.source = defaults.source
+        self.latest_day = latest_day
         self._seen: set[tuple[int, int, int]] = set()
 
     def add(self, lines: list[int], names: list[str], units: list[str] | None, prices: list[str],
@@ -158,9 +160,19 @@ class _Columns:
                     per[k] = cv
         day_of_text = {t: _day(t) for t in set(days)}
         ds = [day_of_text[t] for t in days]
+        latest = self.latest_day
         for k, d in enumerate(ds):
-            if d is None and why[k] is None:
+            if why[k] is not None:
+                continue
+            if d is None:
                 why[k] = f"date: expected a date such as 2025-01-31, got {days[k][:40]!r}"
+            elif d < 0:
+                why[k] = f"date: {days[k].strip()[:40]!r} is before 1970"
+            elif latest is not None and d > latest:
+                # A price file is history: a day after the hub's today is a wrong date (a typo, a clock), and
+                # one at the end of the calendar left the forecasts unable to count days past it.
+                why[k] = (f"date: {days[k].strip()[:40]!r} is after today ({date_of(latest)}): a price file holds "
+                          f"prices already seen")
         ps: list[int | None] = [int(t) if t.isdigit() else None for t in prices]
         for k, p in enumerate(ps):
             if p is None or p == 0:
@@ -268,19 +280,21 @@ def _rows(fh: Iterable[str], where: str) -> Iterator[list[str]]:
 
 
 def read_import(source: str | Path | io.TextIOBase, defaults: ImportDefaults | None = None, *,
-                progress: Progress | None = None, every: int = 100_000, name: str | None = None) -> ImportRows:
+                progress: Progress | None = None, every: int = 100_000, name: str | None = None,
+                latest_day: int | None = None) -> ImportRows:
     """Read a price file in any of the three layouts. Rows that do not hold are refused one by one with
-    their line and reason; a file whose header fits no layout raises BadInputFile, naming the file as `name`
-    (default: its path)."""
+    their line and reason, among them rows dated before 1970 or after `latest_day` (the reader's today, a day
+    number); a file whose header fits no layout raises BadInputFile, naming the file as `name` (default: its
+    path)."""
     defaults = defaults or ImportDefaults()
     if isinstance(source, str | Path):
         with open(source, encoding="utf-8-sig", newline="") as fh:
-            return _read(fh, defaults, name or str(source), progress, every)
-    return _read(source, defaults, name or "import file", progress, every)
+            return _read(fh, defaults, name or str(source), progress, every, latest_day)
+    return _read(source, defaults, name or "import file", progress, every, latest_day)
 
 
 def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Progress | None,
-          every: int) -> ImportRows:
+          every: int, latest_day: int | None) -> ImportRows:
     rows = _rows(fh, where)
     header = next(rows, None)
     if not header:
@@ -302,7 +316,7 @@ def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Pro
         c_unit = _find(header, "satuan", "unit")
         layout = "agency" if _find(header, "harga_kemarin") is not None else "long"
         out = ImportRows(layout=layout)
-        cols = _Columns(out, defaults)
+        cols = _Columns(out, defaults, latest_day)
         width = len(header)
         line = 1
         while True:
@@ -338,7 +352,7 @@ def _read(fh: Iterable[str], defaults: ImportDefaults, where: str, progress: Pro
         raise BadInputFile(f"{where}: expected a 'Timestamp' or 'Tanggal' column or date columns "
                            f"(dd/mm/yyyy), found {header[:12]}")
     out = ImportRows(layout="pihps")
-    cols = _Columns(out, defaults)
+    cols = _Columns(out, defaults, latest_day)
     c_no = _find(header, "no")
     for line, r in enumerate(rows, start=2):
         if c_com >= len(r) or not r[c_com].strip():

@@ -27,6 +27,7 @@ from ..store import StoreError, StoreFull
 from .catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from .errors import BadInputFile, MarketError, NotFound
 from .importer import ImportDefaults, read_import
+from .model import day_of
 from .quarantine import Decision
 from .view import HubMarkets
 from .warning import ALPS_BANDS
@@ -87,7 +88,8 @@ class MarketRoutes:
         return taken
 
     def import_file(self, path: Path, defaults: ImportDefaults, name: str | None = None) -> dict[str, Any]:
-        rows = read_import(path, defaults, name=name)
+        rows = read_import(path, defaults, name=name,
+                           latest_day=day_of(self.views.clock(), self.markets.config.tz_offset_s))
         with self.views.fresh():
             report = self.markets.import_rows(rows)
         self.views.changed()

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +383,29 @@ async def test_a_day_at_the_end_of_the_calendar_is_a_bad_request_on_every_public
             async with http.get(f"{hub.http_url}{path}", params={"date": "20251123"}) as resp:
                 assert resp.status == 200, (path, await resp.text())  # the control: a day of this century
                 assert (await resp.json()).get("date", "2025-11-23") == "2025-11-23"
+
+
+async def test_a_price_file_row_dated_after_today_is_refused_and_the_forecasts_still_answer(tmp_path):
+    """An import row dated 9999-12-31 (a typo in the operator's file) was taken, shown on the live map, and made
+    every forecast of its series a 500, again at every start as kept imports are replayed."""
+    bridges = BridgeConfig(state_dir=str(tmp_path / "bridges"))
+    async with secure_hub(tmp_path / "hub", operator_tokens=(hash_token(OPERATOR),), bridges=bridges) as hub:
+        today = datetime.fromtimestamp(NOW, UTC).date()
+        rows = [f"{date.fromordinal(today.toordinal() - d)},Cabai Merah Keriting,Rp./Kg,{40000 + 10 * d},pasar-senen,r1"
+                for d in range(21)]
+        rows += [f"{day},Cabai Merah Keriting,Rp./Kg,40000,pasar-senen,r1"
+                 for day in ("9999-12-31", "0001-01-01", date.fromordinal(today.toordinal() + 2))]
+        csv = "Timestamp,Komoditas,Satuan,Harga,Pasar,Pelapor\n" + "\n".join(rows) + "\n"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {OPERATOR}"}) as http:
+            async with http.post(f"{hub.http_url}/api/markets/import", data=csv.encode()) as resp:
+                report = await resp.json()
+            assert resp.status == 200 and report["taken"] == 21, report
+            assert [(r["line"], r["reason"].split(":")[0]) for r in report["refused_rows"]] == \
+                [(23, "date"), (24, "date"), (25, "date")]
+            assert "after today" in report["refused_rows"][0]["reason"]
+            assert "before 1970" in report["refused_rows"][1]["reason"]
+            for path in ("/api/forecast/cabai?market_id=pasar-senen", "/api/markets/forecast/cabai-merah",
+                         "/api/forecast/confidence?commodity=cabai", "/api/markets/live"):
+                async with http.get(f"{hub.http_url}{path}") as resp:
+                    text = await resp.text()
+                    assert resp.status == 200 and "9999" not in text, (path, resp.status, text[:200])
