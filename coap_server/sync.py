@@ -731,6 +731,24 @@ async def present_checkpoint(ctx: aiocoap.Context, base: str, held: bytes, *, ti
     return await _request(ctx, Code.POST, f"{base}/checkpoint", held, timeout=timeout)
 
 
+async def held_checkpoint(ctx: aiocoap.Context, base: str, *, timeout: float = 30.0) -> bytes | None:
+    """GET the hub checkpoint the node at `base` holds (a hub: its latest; an edge: the one of its hub it verified
+    last, FORMAT.md §10.2), as COSE_Sign1 bytes, unverified; None when it holds none."""
+    try:
+        return await _request(ctx, Code.GET, f"{base}/checkpoint", timeout=timeout)
+    except SyncFailed as exc:
+        if exc.code == "NOT_FOUND" or exc.code.startswith("4.04"):  # none held, or a node without the resource
+            return None
+        raise
+
+
+async def consistency_answer(ctx: aiocoap.Context, base: str, first: int, second: int, *,
+                             timeout: float = 30.0) -> bytes:
+    """GET the hub's consistency proof between tree sizes `first` and `second`: the answer's bytes, unverified
+    (`ledger.follow.decode_consistency_answer`)."""
+    return await _request(ctx, Code.GET, f"{base}/proofs/consistency?from={first}&to={second}", timeout=timeout)
+
+
 async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(),
                        report: SyncReport | None = None, *, forked: bytes | None = None) -> list[Head]:
     """The peer's heads, a page at a time (a peer that does not page answers with all of them at once). With

@@ -48,7 +48,7 @@ from .security import EdgeSecurity, GuardedHolder, SecureSyncAgent
 from .store import LAYOUT_VERSION, GroupCommit, LmdbLogStore
 from .sync import ReplicaQuota, SyncAgent
 from .systemd import notify, pet_watchdog, watchdog_interval
-from .witness import HubWitness
+from .witness import HeldCheckpointResource, HubWitness
 
 log = logging.getLogger("jejak.edge")
 
@@ -298,6 +298,9 @@ class EdgeDaemon:
                                         peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked,
                                         own=self.key.device_id if self._hub_to_ask() else None)
         agent = self.sync
+        if (witness := self._witness()) is not None:  # its neighbours compare the hub checkpoint it holds with theirs
+            assert self.site is not None
+            self.site.add_resource(["checkpoint"], HeldCheckpointResource(witness))
         if not held:  # records are signed already: neighbours' copies are not fetched into the own log
             agent.head_decided.set()
         self.supervisor.spawn("sync", agent.run)

@@ -403,9 +403,13 @@ class SecureSyncAgent(SyncAgent):
                         log.info("revocation list from %s: %s", target.url, type(exc).__name__)
         reports = await super().round(ctx, lanes)
         if self.witness is not None:
+            hubs = [url for url in reports if url in self.targets and self.targets[url].role == "hub"]
+            for url in hubs:
+                await self.witness.after_sync(ctx, url)
+            hub = hubs[0] if hubs else None  # a hub that took this round answers the consistency proofs
             for url in reports:
-                if url in self.targets and self.targets[url].role == "hub":
-                    await self.witness.after_sync(ctx, url)
+                if url in self.targets and self.targets[url].role == "edge":
+                    await self.witness.compare(ctx, url, hub)
         return reports
 
     def protect(self, ctx: aiocoap.Context) -> None:

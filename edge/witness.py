@@ -21,13 +21,23 @@ from pathlib import Path
 from typing import Any
 
 import aiocoap
+from aiocoap.numbers.codes import Code
 
-from coap_server.errors import describe_failure
+from coap_server import blocks
+from coap_server.errors import NotFound, describe_failure, error_response
 from coap_server.files import replace_file
-from coap_server.sync import SyncFailed, present_checkpoint
+from coap_server.sync import SyncFailed, consistency_answer, held_checkpoint, present_checkpoint
 from ledger import Checkpoint, LedgerError, decode_checkpoint
 from ledger.errors import SplitView
-from ledger.follow import SplitViewEvidence, Step, decode_witness_answer, witness
+from ledger.follow import (
+    SplitViewEvidence,
+    Step,
+    decode_consistency_answer,
+    decode_witness_answer,
+    follow,
+    proof_needed,
+    witness,
+)
 
 from .errors import EdgeError
 
@@ -59,7 +69,9 @@ class HubWitness:
         self.hub_store_older: str | None = None  # the hub's message, while it answers HUB_STORE_OLDER
         self.last_error: str | None = None
         self.checked = 0  # answers verified since start
+        self.compared = 0  # neighbours' held checkpoints found consistent with the held one since start
         self._next = 0.0
+        self._next_from: dict[str, float] = {}  # per neighbour: when its held checkpoint is asked for again
 
     def _read_held(self) -> Checkpoint | None:
         path = self.data / HELD
@@ -119,6 +131,55 @@ class HubWitness:
         if step in (Step.FIRST, Step.ADVANCED):
             await self._keep(shown)
 
+    async def compare(self, ctx: aiocoap.Context, peer: str, hub: str | None) -> None:
+        """After a sync with the neighbour at `peer`, at most once every `every` seconds: ask it for the checkpoint
+        of this hub it holds and check that it and the held one are one log (FORMAT.md §10.2, edges witness each
+        other's view): the same root at one size, else the consistency proof between their sizes, asked of the
+        `hub`. A hub that showed each edge another view, each consistent in itself, is a split view here; the
+        neighbour's checkpoint is its word only until the pinned key's signature on it is checked, and one of
+        another hub, or none, is passed over. One that extends the held checkpoint is held from then on."""
+        now = self.monotonic()
+        held = self.held
+        if held is None or self.evidence is not None or now < self._next_from.get(peer, 0.0):
+            return
+        self._next_from[peer] = now + self.every
+        proof: tuple[bytes, ...] = ()
+        theirs: Checkpoint | None = None
+        try:
+            raw = await held_checkpoint(ctx, peer, timeout=self.timeout)
+            if raw is None:
+                return
+            theirs = decode_checkpoint(raw)
+            theirs.verify(self.hub_key)
+        except LedgerError as exc:  # another hub's, or not a checkpoint: nothing the pinned hub signed
+            log.info("neighbour %s holds no checkpoint of this edge's hub (%s)", peer, exc.code)
+            return
+        except Exception as exc:  # unreachable now: asked again after a later sync
+            log.info("neighbour %s did not say which hub checkpoint it holds (%s)", peer, describe_failure(exc))
+            return
+        need = proof_needed([held], theirs)
+        try:
+            if need is not None:
+                if hub is None:
+                    return
+                proof = decode_consistency_answer(
+                    await consistency_answer(ctx, hub, *need, timeout=self.timeout), *need)
+            step = follow([held], theirs, proof, self.hub_key)
+        except SplitView as exc:
+            await self._split(hub or "", held, theirs, proof, raw, exc, via=peer)
+            return
+        except LedgerError as exc:  # a proof answer of the wrong shape proves nothing, either way
+            self.last_error = f"consistency proof from {hub}: {exc.code}: {exc.message}"
+            return
+        except Exception as exc:  # the hub is unreachable, or refuses (sizes it does not hold): asked again later
+            self.last_error = f"consistency proof from {hub}: {describe_failure(exc)}"
+            log.info("hub %s gave no consistency proof between the checkpoint held here (size %d) and neighbour %s's "
+                     "(size %d): %s", hub, held.tree_size, peer, theirs.tree_size, self.last_error)
+            return
+        self.compared += 1
+        if step is Step.ADVANCED:
+            await self._keep(theirs)
+
     async def _keep(self, cp: Checkpoint) -> None:
         text = json.dumps({**cp.to_json(), "kept_at": int(time.time())}, indent=1) + "\n"
         try:
@@ -129,9 +190,11 @@ class HubWitness:
         self.held = cp
 
     async def _split(self, hub: str, held: Checkpoint | None, shown: Checkpoint | None, proof: tuple[bytes, ...],
-                     answer: bytes, exc: LedgerError) -> None:
+                     answer: bytes, exc: LedgerError, *, via: str | None = None) -> None:
+        """Keep the evidence of a split view: `shown` came from the hub, or with `via` from that neighbour, which
+        holds it from the hub."""
         evidence: dict[str, Any] = {
-            "code": HubSplitView.code, "cause": exc.code, "message": exc.message, "hub": hub,
+            "code": HubSplitView.code, "cause": exc.code, "message": exc.message, "hub": hub, "via": via,
             "hub_id": held.hub_id.hex() if held else None, "time": int(time.time()),
             "held": held.to_json() if held else None, "shown": shown.to_json() if shown else None,
             "proof": [p.hex() for p in proof], "answer": answer.hex() if shown is None else None,
@@ -150,8 +213,9 @@ class HubWitness:
                       exc_io.strerror, json.dumps(evidence))
         fix = ("keep hub-evidence.json and give it to the hub's operator and the auditors: the hub signed two views "
                "of its log (or something answers in its place); once they have explained it, remove the file")
-        log.error("%s: hub %s showed this edge a log that does not extend the one it signed before: %s: %s; the held "
-                  "checkpoint (size %s) stays, both are kept in %s; fix: %s", HubSplitView.code, hub, exc.code,
+        whom = "this edge" if via is None else f"the neighbour {via}"
+        log.error("%s: hub %s showed %s a log that does not extend the one it signed before: %s: %s; the held "
+                  "checkpoint (size %s) stays, both are kept in %s; fix: %s", HubSplitView.code, hub, whom, exc.code,
                   exc.message, held.tree_size if held else "none", self.data / EVIDENCE, fix,
                   extra={"fields": {"code": HubSplitView.code, "cause": exc.code, "fix": fix}})
 
@@ -178,6 +242,22 @@ class HubWitness:
                  else "held" if self.held is not None else "none")
         return {"state": state, "held": {"tree_size": self.held.tree_size, "root": self.held.root.hex(),
                                          "time": self.held.time} if self.held else None,
-                "checked": self.checked, "last_error": self.last_error, "hub_store_older": self.hub_store_older,
+                "checked": self.checked, "compared": self.compared, "last_error": self.last_error,
+                "hub_store_older": self.hub_store_older,
                 "evidence": str(self.data / EVIDENCE) if self.evidence is not None else None,
                 "evidence_cause": self.evidence.get("cause") if self.evidence else None}
+
+
+class HeldCheckpointResource(blocks.Resource):
+    """GET /checkpoint on an edge: the checkpoint of its hub it holds (COSE_Sign1 bytes, FORMAT.md §10.2), so that
+    its neighbours compare it with theirs (`HubWitness.compare`); 4.04 when it holds none."""
+
+    def __init__(self, witness: HubWitness) -> None:
+        super().__init__()
+        self.witness = witness
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        held = self.witness.held
+        if held is None:
+            return error_response(NotFound("this edge holds no checkpoint of its hub yet"))
+        return aiocoap.Message(code=Code.CONTENT, content_format=60, payload=held.raw)

@@ -30,6 +30,7 @@ from ledger.follow import (
     RegionResume,
     SplitViewEvidence,
     Step,
+    decode_consistency_answer,
     decode_resume,
     decode_split_view,
     evidence_id,
@@ -507,11 +508,7 @@ class RegionFollower:
     async def _consistency(self, ctx: aiocoap.Context, first: int, second: int) -> list[bytes]:
         payload = await self._get(ctx, f"/proofs/consistency?from={first}&to={second}")
         assert payload is not None
-        got_first, got_second, proof = _consistency_answer(payload)
-        if (got_first, got_second) != (first, second):
-            raise BadProof(f"asked for the consistency proof from {first} to {second}, got {got_first} to "
-                           f"{got_second}")
-        return proof
+        return list(decode_consistency_answer(payload, first, second))
 
     async def _get(self, ctx: aiocoap.Context, path: str, *, missing_ok: bool = False) -> bytes | None:
         return await region_get(ctx, self.url, path, self.traffic, missing_ok=missing_ok)
@@ -550,17 +547,6 @@ async def region_get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic
         raise RegionRefused(f"regional hub {url} answered GET {path.partition('?')[0]} with {response.code}: "
                             f"{said}", hint=hint)
     return bytes(response.payload)
-
-
-def _consistency_answer(payload: bytes) -> tuple[int, int, list[bytes]]:
-    try:
-        first, second, proof = cbor2.loads(payload)
-    except (ValueError, TypeError, cbor2.CBORDecodeError):
-        raise BadProof("consistency answer: expected [first size, second size, [hashes]]") from None
-    if (type(first) is not int or type(second) is not int or not isinstance(proof, list)
-            or not all(isinstance(p, bytes) for p in proof)):
-        raise BadProof("consistency answer: expected [first size, second size, [hashes]]")
-    return first, second, proof
 
 
 KEY_CHANGE_HINT = ("a hub key never rotates (FORMAT.md §6.2): a region with a new key is a new region. Confirm "

@@ -140,6 +140,21 @@ def decode_witness_answer(data: bytes) -> tuple[Checkpoint, tuple[bytes, ...]]:
     return decode_checkpoint(item[0]), tuple(item[1])
 
 
+def decode_consistency_answer(data: bytes, first: int, second: int) -> tuple[bytes, ...]:
+    """A hub's answer to GET /proofs/consistency?from=`first`&to=`second`: `[first, second, [hash, ...]]` for the
+    sizes asked; else INVALID_PROOF (the answer proves nothing)."""
+    try:
+        item = cbor.decode(data, what="consistency answer")
+    except MalformedRecord:
+        item = None
+    if (not isinstance(item, list) or len(item) != 3 or type(item[0]) is not int or type(item[1]) is not int
+            or not isinstance(item[2], list) or not all(isinstance(p, bytes) for p in item[2])):
+        raise BadProof("consistency answer: expected [first size, second size, [hashes]]")
+    if (item[0], item[1]) != (first, second):
+        raise BadProof(f"asked for the consistency proof from {first} to {second}, got {item[0]} to {item[1]}")
+    return tuple(item[2])
+
+
 def witness(held: Checkpoint | None, shown: Checkpoint, proof: Sequence[bytes], hub_key: bytes) -> Step:
     """Judge the checkpoint `shown` a hub answered to the one a witness `held` (FORMAT.md §10.2): the pinned
     key's (else INVALID_CHECKPOINT), not smaller than the held one (a hub answers its latest, which extends what

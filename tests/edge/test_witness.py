@@ -196,3 +196,73 @@ async def test_a_forged_or_inconsistent_checkpoint_is_kept_as_evidence_and_the_h
             assert "jejak_edge_hub_split_view 1" in daemon.metrics_text()
     said = [r for r in caplog.records if r.levelno >= logging.ERROR and "HUB_SPLIT_VIEW" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in said]
+
+
+async def _neighbours(*daemons) -> None:
+    """Each edge finds the others (as mDNS would)."""
+    for daemon in daemons:
+        for other in daemons:
+            if other is not daemon:
+                daemon.sync.add(f"coap://127.0.0.1:{other.coap_port}", "edge")
+
+
+async def test_two_edges_shown_two_views_by_one_hub_key_find_the_split_view_when_they_sync(tmp_path):
+    """Edges that sync with each other compare the hub checkpoints they hold. On one hub they are one log (the
+    hub's consistency proof joins them). Then the hub's data dir is copied and runs twice under its one key, each
+    copy serving one edge and signing its own records: each edge's view is consistent in itself, and the hub's
+    witness exchange finds nothing; the edges find the split view when they next sync with each other, and
+    each keeps both checkpoints as evidence."""
+    from tests.security.common import secure_hub
+
+    port = free_coap()
+    async with secure_hub(tmp_path / "hub", oscore=False, coap_port=port) as hub:
+        keys = [await enroll_edge(tmp_path / name, hub) for name in ("a", "b")]
+        configs = [edge_config(tmp_path / name, hub=hub.coap_url, oscore=False) for name in ("a", "b")]
+        async with edge(configs[0]) as a, edge(configs[1]) as b:
+            await _notes(a, 1, "a")
+            await _notes(b, 2, "b")
+            await wait_for(lambda: [_length(hub, k.device_id) for k in keys] == [2, 3], WAIT, what="the records")
+            first = hub.hub.checkpoint()
+            assert first is not None
+            await wait_for(lambda: _held(a) == _held(b) == first.tree_size, WAIT, what="the checkpoint held")
+            await _notes(a, 1, "a later")  # the hub's next checkpoint is larger: a proof joins the two
+            await wait_for(lambda: _length(hub, keys[0].device_id) == 3, WAIT, what="the later record")
+            second = hub.hub.checkpoint()
+            assert second is not None
+            await wait_for(lambda: _held(a) == second.tree_size, WAIT, what="the later checkpoint held by a")
+            await _neighbours(a, b)
+            await wait_for(lambda: b.status()["hub_witness"]["compared"] >= 1, WAIT, what="b comparing a's")
+            await wait_for(lambda: a.status()["hub_witness"]["compared"] >= 1, WAIT, what="a comparing b's")
+            for daemon in (a, b):
+                assert daemon.status()["hub_witness"]["state"] == "held", daemon.status()["hub_witness"]
+            assert _held(b) == second.tree_size  # a's checkpoint extends b's: held from then on
+    shutil.copytree(tmp_path / "hub", tmp_path / "hub2")
+    other = free_coap()
+    async with secure_hub(tmp_path / "hub", oscore=False, coap_port=port) as hub, \
+            secure_hub(tmp_path / "hub2", oscore=False, coap_port=other) as hub2:
+        assert hub.hub.signer.public_key == hub2.hub.signer.public_key
+        configs[1] = edge_config(tmp_path / "b", hub=hub2.coap_url, oscore=False)
+        async with edge(configs[0]) as a, edge(configs[1]) as b:
+            for daemon, running, key in ((a, hub, keys[0]), (b, hub2, keys[1])):  # each copy takes its edge's record
+                before = _length(running, key.device_id)
+                await _notes(daemon, 1, "split")
+                await wait_for(lambda r=running, k=key, n=before: _length(r, k.device_id) == n + 1, WAIT,
+                               what="the record at its copy of the hub")
+            views = [hub.hub.checkpoint(), hub2.hub.checkpoint()]
+            assert views[0] is not None and views[1] is not None
+            assert views[0].tree_size == views[1].tree_size and views[0].root != views[1].root
+            await wait_for(lambda: (_held(a), _held(b)) == (views[0].tree_size,) * 2, WAIT, what="each view held")
+            assert [d.status()["hub_witness"]["state"] for d in (a, b)] == ["held", "held"]
+            await _neighbours(a, b)
+            for daemon in (a, b):
+                await wait_for(lambda d=daemon: d.status()["hub_witness"]["state"] == "split_view", WAIT,
+                               what="the split view found")
+                assert "jejak_edge_hub_split_view 1" in daemon.metrics_text()
+    for name, view, seen in (("a", views[0], views[1]), ("b", views[1], views[0])):
+        evidence = json.loads((tmp_path / name / EVIDENCE).read_text())
+        assert (evidence["code"], evidence["cause"]) == ("HUB_SPLIT_VIEW", "SPLIT_VIEW"), evidence
+        assert evidence["held"]["cose"] == view.raw.hex() and evidence["shown"]["cose"] == seen.raw.hex()
+        assert evidence["via"].startswith("coap://127.0.0.1:")
+        assert verify_split_view(bytes.fromhex(evidence["split_view"]), hub.hub.signer.public_key).conclusive
+        assert decode_checkpoint(bytes.fromhex(json.loads((tmp_path / name / HELD).read_text())["cose"])).raw == \
+            view.raw

@@ -10,6 +10,7 @@ from ledger.errors import BadCheckpoint, BadProof, MalformedRecord, SplitView, V
 from ledger.follow import (
     SplitViewEvidence,
     Step,
+    decode_consistency_answer,
     decode_witness_answer,
     encode_witness_answer,
     follow,
@@ -205,3 +206,14 @@ def test_a_witness_takes_the_hubs_answer_only_if_it_extends_the_held_checkpoint(
 def test_a_witness_answer_of_another_shape_is_malformed(answer):
     with pytest.raises(MalformedRecord):
         decode_witness_answer(answer)
+
+
+def test_a_consistency_answer_proves_only_the_sizes_asked():
+    tree = tree_of([bytes([i]) * 8 for i in range(7)])
+    proof = tree.consistency_proof(3, 7)
+    assert decode_consistency_answer(cbor2.dumps([3, 7, proof]), 3, 7) == tuple(proof)
+    with pytest.raises(BadProof, match="from 3 to 7, got 2 to 7"):
+        decode_consistency_answer(cbor2.dumps([2, 7, proof]), 3, 7)
+    for bad in (b"", b"\xff", cbor2.dumps([3, 7]), cbor2.dumps([3, True, proof]), cbor2.dumps([3, 7, ["x"]])):
+        with pytest.raises(BadProof, match="expected \\[first size, second size, \\[hashes\\]\\]"):
+            decode_consistency_answer(bad, 3, 7)
