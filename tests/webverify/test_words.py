@@ -120,6 +120,16 @@ def test_page_says_every_line_in_the_chosen_language(page: webdriver.Chrome, tmp
         "REVOKED_KEY: seq 6: kunci perangkat dicabut mulai seq 6")
 
 
+def test_the_file_pickers_speak_the_page_language(page: webdriver.Chrome) -> None:
+    """The browser's own file picker says "Choose File" and "No file chosen" in the browser's language, whatever
+    the page's: it is not shown, and a label in the page's language opens it."""
+    for lang, choose in (("id", "Pilih berkas…"), ("en", "Choose a file…")):
+        page.find_element(By.CSS_SELECTOR, f"[data-lang={lang}]").click()
+        for slot in ("bundle", "older"):
+            assert not page.find_element(By.ID, f"{slot}-file").is_displayed()
+            assert page.find_element(By.CSS_SELECTOR, f"label.pick[for={slot}-file]").text == choose
+
+
 def test_a_bundle_from_another_hub_is_said_in_both_languages(page: webdriver.Chrome) -> None:
     """The auditor pins the key of the hub they trust and is given another hub's bundle: the page says so in the
     auditor's language, at the hub key, as jejak-verify does (INVALID_CHECKPOINT, exit 17)."""
