@@ -141,7 +141,7 @@
       } else if (other && (other.head.length !== cp.head.length || !equal(other.head.id, cp.head.id))) {
         // One tree has one head of the hub's own log: two heads for one size are a false statement of the hub,
         // and either could pass for the largest checkpoint in step 5.
-        const p = { code: "INVALID_CHECKPOINT", message: "two checkpoints of size " + cp.treeSize + " name different heads of the hub's own log: the hub signed a false statement", where: "checkpoints" };
+        const p = problem("INVALID_CHECKPOINT", "checkpoints.heads", { size: cp.treeSize }, at("checkpoints"));
         report.step("checkpoints.heads", { size: cp.treeSize }, p);
         report.add(p);
       }
@@ -221,7 +221,7 @@
       const { length, id } = cp.head;
       const want = length === 0 ? J.ZERO32 : ids[length - 1];
       if (length > cp.treeSize) {
-        headProblem = { code: "BROKEN_CHAIN", message: "checkpoint of size " + cp.treeSize + " names " + length + " records of the hub log among its " + cp.treeSize + " leaves", where: "hub log" };
+        headProblem = problem("BROKEN_CHAIN", "hublog.size", { size: cp.treeSize, n: length }, at("hublog"));
         break;
       }
       if (length > ids.length || !equal(want, id)) {
