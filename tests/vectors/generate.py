@@ -310,6 +310,8 @@ def invalid_files(w: World) -> dict[str, bytes]:
     bad_cbor("malformed-cbor-indefinite-bytes", "indefinite-length byte string", b"\x5f\x41\x00\xff")
     bad_cbor("malformed-cbor-indefinite-map", "indefinite-length map {_ 1: 2}", b"\xbf\x01\x02\xff")
     bad_cbor("malformed-cbor-unsorted-map", "map keys out of bytewise order {2: 0, 1: 0}", b"\xa2\x02\x00\x01\x00")
+    bad_cbor("malformed-cbor-map-keys-length-first", "map keys in RFC 7049 length-first order {-1: 0, 24: 0}: "
+             "bytewise, 24 (0x18 0x18) comes before -1 (0x20)", b"\xa2\x20\x00\x18\x18\x00")
     bad_cbor("malformed-cbor-duplicate-key", "map with key 1 twice", b"\xa2\x01\x00\x01\x01")
     bad_cbor("malformed-cbor-float16", "half-precision float 1.0", b"\xf9\x3c\x00")
     bad_cbor("malformed-cbor-float64", "double-precision float 1.5", b"\xfb\x3f\xf8\x00\x00\x00\x00\x00\x00")
@@ -825,6 +827,13 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
            changed(lambda m: m["logs"][stall].__setitem__("keys", [rot[0].raw, rot[1].raw, rot[2].raw])))
     bundle("broken-chain-bundle-key-list-out-of-order", "BROKEN_CHAIN", "a key list holding the genesis twice",
            changed(lambda m: m["logs"][stall].__setitem__("keys", [rot[0].raw, rot[2].raw, rot[0].raw])))
+    assert rot[0].boot > 0
+    backwards = encode_record(w.stranger, device_id=rot[2].device_id, seq=rot[2].seq, prev=rot[2].prev,
+                              time=rot[2].time, boot=rot[0].boot - 1, kind="key", body=dict(rot[2].body or {}))
+    bundle("broken-chain-bundle-key-list-boot-backwards-bad-signature", "BROKEN_CHAIN",
+           "a key list whose rotation entry has a boot counter below the genesis's and is signed by another key: an "
+           "entry's boot is checked before its signature, as in a chain (§12.3 step 6.1)",
+           changed(lambda m: m["logs"][stall].__setitem__("keys", [rot[0].raw, backwards.raw])))
     bundle("broken-chain-bundle-key-list-other-device", "BROKEN_CHAIN",
            "the stall's key list followed by the kitchen's genesis",
            changed(lambda m: m["logs"][stall]["keys"].append(w.basic[0].raw)))
