@@ -27,7 +27,7 @@ SEVERITY: dict[str, Severity] = {
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning", "staff_card_tag": "warning",
     "staff_not_on_roster": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
-    "returned_without_arrival": "warning",
+    "returned_without_arrival": "warning", "returned_to_other_kitchen": "warning",
     "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning",
     "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
     "stock_overdraw": "alert", "stock_receipt_late": "warning", "stock_count_difference": "warning",
@@ -1063,6 +1063,7 @@ class _TripOrder:
     disorder: tuple[tuple[str, tuple[str, str]], ...]  # (what came before what, the two records)
     lost: str | None  # the container finding's code, if any
     due: int | None  # when the container is due back at the kitchen, if it went out and is not back
+    elsewhere: Timed | None = None  # its return at a kitchen other than its school's
 
 
 def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
@@ -1088,7 +1089,11 @@ def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
         due = local_midnight(trip.date, offset) + (kitchen.return_by_s if kitchen else 15 * 3600)
         if a.now > due:
             code = "container_unreturned"
-    return _TripOrder(subject=subject, disorder=disorder, lost=code, due=due)
+    back = first.get("returned") or trip.returned
+    school = plan.school(trip.school) if trip.school and back is not None else None
+    elsewhere = (back if back is not None and school is not None and back.scan.site != school.kitchen
+                 and plan.kitchen(back.scan.site) is not None else None)
+    return _TripOrder(subject=subject, disorder=disorder, lost=code, due=due, elsewhere=elsewhere)
 
 
 def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
@@ -1097,6 +1102,7 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     disorder: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     disorder_recs: dict[tuple[str, str], set[str]] = defaultdict(set)
     lost: dict[tuple[str, str, str], list[_Trip]] = defaultdict(list)
+    elsewhere: dict[tuple[str, str, str], list[tuple[str, Timed]]] = defaultdict(list)
     # Trips with the same taps, school and day are in or out of order and back or not alike: worked out once.
     found: dict[tuple[Any, ...], _TripOrder] = {}
     for trip in a.trips.values():
@@ -1114,12 +1120,22 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
             edges.append(order.due + 1)
         if order.lost is not None:
             lost[(order.lost, subject, trip.date)].append(trip)
+        if order.elsewhere is not None:
+            elsewhere[(subject, trip.date, order.elsewhere.scan.site)].append((trip.tag, order.elsewhere))
     for (subject, date), items in sorted(disorder.items()):
         kinds = sorted({k for _, k in items})
         _emit(a, ORDER, (subject, date), Finding(code="out_of_order", subject=subject, date=date,
                                   detail=f"{count(len(items), 'container step')} out of order: {', '.join(kinds)}",
                                   containers=tuple(sorted({t for t, _ in items})),
                                   records=tuple(sorted(disorder_recs[(subject, date)]))))
+    for (subject, date, kitchen), back in sorted(elsewhere.items()):
+        # Back, but at another kitchen than the one that sent it: that kitchen holds it, and its own is short of it.
+        tags = tuple(sorted({tag for tag, _ in back}))
+        _emit(a, LOST, ("returned_to_other_kitchen", subject, date, kitchen),
+              Finding(code="returned_to_other_kitchen", subject=subject, date=date,
+                      detail=f"{count(len(tags), 'container')} returned to {kitchen}, not to the kitchen that sent "
+                             f"{agree(len(tags), 'it', 'them')}", measured=len(tags), containers=tags,
+                      records=tuple(sorted({t.scan.record_id for _, t in back}))[:50], other_kitchen=kitchen))
     for (code, subject, date), ts in sorted(lost.items()):
         verb = {"container_lost": "reported lost", "container_damaged": "reported damaged",
                 "container_unreturned": "not returned to the kitchen"}[code]

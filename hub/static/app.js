@@ -179,7 +179,7 @@ const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
   missing_delivery: "delivery", overdue_delivery: "delivery", late_delivery: "delivery", short_delivery: "delivery",
   over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery", returned_without_arrival: "delivery",
   staff_not_on_roster: "delivery",
-  container_lost: "container", container_unreturned: "container", container_damaged: "container",
+  container_lost: "container", container_unreturned: "container", returned_to_other_kitchen: "container", container_damaged: "container",
   stock_overdraw: "stock", stock_receipt_late: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",
   late_sync: "data", clock_skew: "data", clock_went_back: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data",
   staff_card_tag: "data" };

@@ -19,7 +19,9 @@ from hub.mbg import load_plan
 from ledger import ChainBuilder, Ed25519Signer
 from tests.hub.conftest import Clock, enroll
 from tests.mbg.common import DATE, MIDNIGHT, H, M
-from tests.mbg.test_messy_day import PLAN  # K1 feeds S1 and S2, 30 portions each, due 09:00
+from tests.mbg.test_messy_day import PLAN as K1_PLAN  # K1 feeds S1 and S2, 30 portions each, due 09:00
+
+PLAN = K1_PLAN + '[[kitchens]]\nid = "K2"\nname = "SPPG Dua"\n[[schools]]\nid = "S4"\nkitchen = "K2"\nportions = 20\n'
 
 
 @dataclass
@@ -170,3 +172,21 @@ async def test_eggs_used_before_their_receipt_was_entered_are_a_late_entry_not_a
     said = await kitchen.jejak_mbg("violations")
     assert "60 butir dipakai padahal stok hanya 0 butir; penerimaan yang dicatat kemudian hari itu menutupinya" in said
     assert "penerimaan dicatat setelah dipakai" in await kitchen.jejak_mbg("stock")
+
+
+async def test_a_container_returned_to_another_kitchen_is_back_there_not_lost(kitchen: Kitchen) -> None:
+    d1, d2 = "04d4000000000001", "04d4000000000002"
+    kitchen.scan("exit2", "departed", "K2", d1, d2, at=MIDNIGHT + 6 * H, school="S4")
+    kitchen.scan("gate4", "received", "S4", d1, d2, at=MIDNIGHT + 7 * H)
+    # The driver drops D1 at K1's return desk; D2 goes home to K2.
+    kitchen.scan("return1", "returned", "K1", d1, at=MIDNIGHT + 13 * H)
+    kitchen.scan("return2", "returned", "K2", d2, at=MIDNIGHT + 13 * H + 10 * M)
+    kitchen.clock.now = MIDNIGHT + 16 * H
+    assert (await kitchen.api(f"/api/mbg/lost?date={DATE}"))["lost"] == []
+    [f] = [f for f in (await kitchen.api(f"/api/mbg/violations?date={DATE}"))["findings"]
+           if f["code"] == "returned_to_other_kitchen"]
+    assert (f["subject"], f["containers"], f["other_kitchen"], f["severity"]) == ("S4", [d1], "K1", "warning")
+    said = await kitchen.jejak_mbg("violations")
+    assert "1 ompreng dikembalikan ke SPPG Cibeureum (K1), bukan ke dapur yang mengirimnya: ambil kembali" in said, said
+    said = await kitchen.jejak_mbg("violations", lang="en")
+    assert "1 container returned to SPPG Cibeureum (K1), not to the kitchen that sent it: fetch it" in said, said
