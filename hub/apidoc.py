@@ -109,6 +109,16 @@ class Checkpoints(TypedDict):
     checkpoints: list[CheckpointJson]
 
 
+class LostCheckpoint(TypedDict):
+    """A checkpoint this hub signed whose records its operator accepted as lost (`--accept-older-store`, the store
+    restored from an older copy), and the checkpoint it stood by instead: both signed by the hub (FORMAT.md §10.2)."""
+
+    lost: CheckpointJson
+    kept: CheckpointJson | None  # null when the restored store held no checkpoint
+    accepted_at: int  # seconds
+    store_size: int  # the records the restored store held when the loss was accepted
+
+
 class Status(TypedDict):
     hub: str
     pubkey: str
@@ -120,6 +130,7 @@ class Status(TypedDict):
     forks: int
     damaged: dict[str, list[int]]
     signing_stopped: ErrorDetail | None  # HUB_STORE_OLDER found at run time: no checkpoint is signed (DEPLOY.md)
+    lost_checkpoints: list[LostCheckpoint]  # checkpoints whose records the operator accepted as lost (DEPLOY.md)
 
 
 class InclusionProof(TypedDict):

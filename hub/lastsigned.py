@@ -17,6 +17,7 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from coap_server.files import replace_file, sync_dir
 from ledger import Checkpoint, LedgerError, MerkleTree, decode_checkpoint
@@ -25,6 +26,7 @@ from ledger.errors import CodedError
 log = logging.getLogger("jejak.hub")
 
 FILE_NAME = "last-checkpoint.json"
+LOST_FILE = "lost-checkpoints.json"
 OVERRIDE = "jejak hub run --accept-older-store"
 
 
@@ -57,8 +59,20 @@ class LastSigned:
 
     def __init__(self, data_dir: Path, hub_key: bytes, *, accept_older: bool = False) -> None:
         self.path = Path(data_dir) / FILE_NAME
+        self.lost_path = Path(data_dir) / LOST_FILE
         self.hub_key = hub_key
         self.accept_older = accept_older
+        self.lost: list[dict[str, Any]] = []  # the checkpoints its operator accepted as lost (`lost-checkpoints.json`)
+
+    def _checkpoint(self, fields: Any) -> Checkpoint:
+        """The checkpoint in the JSON `fields` (`Checkpoint.to_json`), its signature verified with the hub's key and
+        its size and root as the fields say; LedgerError, ValueError, TypeError, KeyError or AttributeError."""
+        cp = decode_checkpoint(bytes.fromhex(fields["cose"]))
+        cp.verify(self.hub_key)
+        if fields.get("tree_size") != cp.tree_size or fields.get("root") != cp.root.hex():
+            raise ValueError(f"says size {fields.get('tree_size')!r} root {fields.get('root')!r}, but its signed "
+                             f"checkpoint is of size {cp.tree_size} root {cp.root.hex()}")
+        return cp
 
     def read(self) -> Checkpoint | None:
         """The checkpoint the file names, its signature verified with the hub's key; None when there is no file
@@ -70,21 +84,55 @@ class LastSigned:
         except OSError as exc:
             raise self._bad(f"cannot be read ({exc.strerror})") from None
         try:
-            fields = json.loads(text)
-            cp = decode_checkpoint(bytes.fromhex(fields["cose"]))
-            cp.verify(self.hub_key)
+            return self._checkpoint(json.loads(text))
         except LedgerError as exc:
             raise self._bad(f"holds no checkpoint of this hub ({exc.code}: {exc.message})") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise self._bad(f"is not the JSON of a signed checkpoint ({type(exc).__name__}: {exc})") from None
-        if fields.get("tree_size") != cp.tree_size or fields.get("root") != cp.root.hex():
-            raise self._bad(f"says size {fields.get('tree_size')!r} root {fields.get('root')!r}, but its signed "
-                            f"checkpoint is of size {cp.tree_size} root {cp.root.hex()}")
-        return cp
 
-    def _bad(self, what: str) -> LastCheckpointFileError:
+    def read_lost(self) -> list[dict[str, Any]]:
+        """The entries of `lost-checkpoints.json`, each checkpoint in them verified with the hub's key; [] when
+        there is no file (no loss was ever accepted)."""
+        try:
+            text = self.lost_path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._bad(f"cannot be read ({exc.strerror})", self.lost_path) from None
+        try:
+            entries = list(json.loads(text)["lost"])
+            for entry in entries:
+                self._checkpoint(entry["lost"])
+                if entry["kept"] is not None:
+                    self._checkpoint(entry["kept"])
+                int(entry["accepted_at"]), int(entry["store_size"])
+        except LedgerError as exc:
+            raise self._bad(f"holds a checkpoint that is not this hub's ({exc.code}: {exc.message})",
+                            self.lost_path) from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise self._bad(f"is not a list of lost checkpoints ({type(exc).__name__}: {exc})", self.lost_path) from None
+        return entries
+
+    def lost_entry(self, cp: Checkpoint) -> dict[str, Any] | None:
+        """The entry by which the operator accepted `cp`'s records as lost (its size and root), or None."""
+        root = cp.root.hex()
+        return next((e for e in self.lost if e["lost"]["tree_size"] == cp.tree_size and e["lost"]["root"] == root),
+                    None)
+
+    def accept_lost(self, lost: Checkpoint, tree: MerkleTree, kept: Checkpoint | None) -> None:
+        """Record, for good, that the operator accepted the records under `lost` as lost (`--accept-older-store`):
+        `lost` and the checkpoint `kept` this hub stands by instead (both signed by it) go in `lost-checkpoints.json`
+        beside the store's size, so that `lost` presented again later is answered without stopping the signing."""
+        if self.lost_entry(lost) is not None:
+            return
+        entry = {"lost": lost.to_json(), "kept": kept.to_json() if kept is not None else None,
+                 "accepted_at": int(time.time()), "store_size": len(tree)}
+        replace_file(self.lost_path, json.dumps({"lost": [*self.lost, entry]}, indent=1).encode() + b"\n")
+        self.lost.append(entry)
+
+    def _bad(self, what: str, path: Path | None = None) -> LastCheckpointFileError:
         return LastCheckpointFileError(
-            f"{self.path} {what}", where="data_dir",
+            f"{path or self.path} {what}", where="data_dir",
             hint=f"the hub writes this file at each checkpoint it signs and checks its store against it at start; "
                  f"if the store is the newest copy there is, start once with `{OVERRIDE}` to set the file aside "
                  "(the store is not checked at that start; the next checkpoint writes the file again)")
@@ -97,7 +145,15 @@ class LastSigned:
 
     def hold(self, tree: MerkleTree, stored: Checkpoint | None) -> None:
         """Refuse (OlderStore) a store whose `tree` does not hold the checkpoint the file names: a smaller tree,
-        or another root at that size. With no file, the store's latest checkpoint `stored` is written to it."""
+        or another root at that size. With no file, the store's latest checkpoint `stored` is written to it.
+        The checkpoints accepted as lost before are read from `lost-checkpoints.json`."""
+        try:
+            self.lost = self.read_lost()
+        except LastCheckpointFileError as exc:
+            if not self.accept_older:
+                raise
+            self._set_aside(f"{exc.message}; started with --accept-older-store", self.lost_path)
+            self.lost = []
         try:
             signed = self.read()
         except LastCheckpointFileError as exc:
@@ -108,8 +164,11 @@ class LastSigned:
         if signed is not None and not holds(tree, signed):
             if not self.accept_older:
                 raise self._older(tree, signed)
+            kept = stored if stored is not None and holds(tree, stored) else None
+            self.accept_lost(signed, tree, kept)
             self._set_aside(f"{self._story(tree, signed)}; started with --accept-older-store: this hub will sign "
-                            "checkpoints that contradict the ones it signed before")
+                            f"checkpoints that contradict the ones it signed before (the checkpoint is recorded as "
+                            f"lost in {self.lost_path})")
             signed = None
         if signed is None and stored is not None and holds(tree, stored):
             self.keep(stored)
@@ -131,12 +190,20 @@ class LastSigned:
                  f"if none exists, start once with `{OVERRIDE}`, knowing the national hub and auditors will see "
                  "this hub's log rewritten (docs/DEPLOY.md, Backups)")
 
-    def presented(self, tree: MerkleTree, cp: Checkpoint) -> OlderStore:
+    def presented(self, tree: MerkleTree, cp: Checkpoint, latest: Checkpoint | None) -> OlderStore:
         """A checkpoint this hub signed that its running `tree` does not hold, presented by an edge that holds
         it (hub/witness.py): the store is older than it, though the file at start said otherwise (the whole
         data_dir, this file with it, was restored). Unless the operator started the hub knowingly with
-        `--accept-older-store`, `cp` is kept as the latest signed, so that a restart refuses the store too."""
-        if not self.accept_older:
+        `--accept-older-store`, `cp` is kept as the latest signed, so that a restart refuses the store too; with
+        it, `cp` is recorded as lost, `latest` kept instead."""
+        if self.accept_older:
+            try:
+                self.accept_lost(cp, tree, latest)
+            except OSError as exc:
+                log.error("the checkpoint of size %d an edge presented could not be recorded as lost in %s (%s): a "
+                          "restart without --accept-older-store stops signing when it is presented again",
+                          cp.tree_size, self.lost_path, exc)
+        else:
             try:
                 self.keep(cp)
             except OSError as exc:
@@ -144,12 +211,24 @@ class LastSigned:
                           "does not refuse this store", cp.tree_size, self.path, exc)
         return self._older(tree, cp, found="an edge presented it at run time")
 
-    def _set_aside(self, why: str) -> None:
-        aside = self.path.with_name(f"{FILE_NAME}.set-aside-{int(time.time())}")
+    def lost_answer(self, tree: MerkleTree, cp: Checkpoint, entry: dict[str, Any]) -> OlderStore:
+        """The answer to an edge presenting `cp`, whose records the operator accepted as lost (`entry`): the edge
+        sets it aside and holds this hub's next checkpoint; signing goes on."""
+        return OlderStore(
+            f"this hub's log of {len(tree)} records does not hold the checkpoint of {cp.tree_size} records it signed "
+            f"at {_when(cp.time)} (root {cp.root.hex()[:16]}...): its operator accepted those records as lost at "
+            f"{_when(int(entry['accepted_at']))}, when the store was restored from an older copy holding "
+            f"{entry['store_size']} ({self.lost_path.name})", where="store",
+            hint="set the checkpoint aside and hold this hub's next one; records this node holds that the hub "
+                 "lacks are pushed again by the sync")
+
+    def _set_aside(self, why: str, path: Path | None = None) -> None:
+        path = path or self.path
+        aside = path.with_name(f"{path.name}.set-aside-{int(time.time())}")
         with contextlib.suppress(FileNotFoundError):
-            os.replace(self.path, aside)
-            sync_dir(self.path.parent)
-        log.critical("%s; %s moved to %s", why, self.path.name, aside)
+            os.replace(path, aside)
+            sync_dir(path.parent)
+        log.critical("%s; %s moved to %s", why, path.name, aside)
 
 
 def holds(tree: MerkleTree, cp: Checkpoint) -> bool:

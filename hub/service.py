@@ -918,6 +918,10 @@ class Hub:
                 raise BadCheckpoint(f"the presented checkpoint is not this hub's: {exc.message}",
                                     hint="an edge presents only checkpoints of the hub it is enrolled with") from None
             if not holds(self.tree, cp):
+                lost = self._last_signed.lost_entry(cp) if self._last_signed is not None else None
+                if lost is not None:  # accepted as lost by the operator: said to the edge, signing goes on
+                    assert self._last_signed is not None
+                    raise self._last_signed.lost_answer(self.tree, cp, lost)
                 raise self._older_store(cp)
             if latest is None or latest.tree_size < cp.tree_size:
                 return cp, []  # signed before the restore and held again, in the same order: nothing to prove
@@ -927,7 +931,7 @@ class Hub:
         if self.signing_stopped is not None:
             return self.signing_stopped  # said once
         if self._last_signed is not None:
-            err = self._last_signed.presented(self.tree, cp)
+            err = self._last_signed.presented(self.tree, cp, self.latest_checkpoint())
             if self._last_signed.accept_older:  # the operator started this hub knowing: signing goes on
                 if not self._older_told:
                     self._older_told = True
@@ -1041,7 +1045,8 @@ class Hub:
                 "devices": self.store.device_count(), "checkpoint": cp.to_json() if cp else None,
                 "counters": self.store.counters(), "forks": len(self.store.forks()),
                 "damaged": {d.hex(): seqs for d, seqs in self.store.damaged().items()},
-                "signing_stopped": self.signing_stopped.to_dict() if self.signing_stopped else None}
+                "signing_stopped": self.signing_stopped.to_dict() if self.signing_stopped else None,
+                "lost_checkpoints": list(self._last_signed.lost) if self._last_signed is not None else []}
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from hub.app import load_or_create_key
-from hub.lastsigned import FILE_NAME, LastCheckpointFileError, LastSigned, OlderStore
+from hub.lastsigned import FILE_NAME, LOST_FILE, LastCheckpointFileError, LastSigned, OlderStore
 from hub.pg import PgHubStore
 from hub.service import Hub
 from hub.store import HubStore, LmdbHubStore
-from ledger import Ed25519Signer, sign_checkpoint
+from ledger import Ed25519Signer, decode_checkpoint, sign_checkpoint
 from tests.pg import PG_DSN
 from tests.ports import free_coap, free_tcp
 from tests.wait import wait_until
@@ -207,3 +207,69 @@ def test_a_store_grown_past_the_file_is_not_refused(tmp_path: Path) -> None:
         assert hub.ingest(enroll(hub, device_signer, clock), [builder.genesis().raw]).accepted == 1
     with _store(data) as store:  # no checkpoint since
         assert len(_open(store, data, signer, clock).tree) > size and _signed_size(data) == size
+
+
+def _ingest_one(hub: Hub, clock: Clock) -> None:
+    device_signer, builder = new_device(clock)
+    assert hub.ingest(enroll(hub, device_signer, clock), [builder.genesis().raw]).accepted == 1
+    clock.advance(60)
+
+
+def test_an_accepted_loss_is_kept_and_only_that_checkpoint_is_answered_later(tmp_path: Path) -> None:
+    """The operator's --accept-older-store is recorded with the checkpoints it accepted as lost: a later start
+    without the flag answers them (the edge sets its own aside) and goes on signing; another checkpoint the log
+    does not hold still stops the signing."""
+    data, signer, clock, old_size = _signed(tmp_path, 5)
+    shutil.copytree(data / "store", tmp_path / "monday")
+    _grow(LmdbHubStore(data / "store"), data, signer, clock, 4)
+    middle = LastSigned(data, signer.public_key).read()  # held by an edge offline since
+    _grow(LmdbHubStore(data / "store"), data, signer, clock, 4)
+    latest = LastSigned(data, signer.public_key).read()
+    assert middle is not None and latest is not None and old_size < middle.tree_size < latest.tree_size
+    shutil.rmtree(data / "store")
+    shutil.copytree(tmp_path / "monday", data / "store")
+
+    with _store(data) as store:
+        hub = _open(store, data, signer, clock, accept_older=True)
+        assert [e["lost"]["tree_size"] for e in hub.status()["lost_checkpoints"]] == [latest.tree_size]
+        with pytest.raises(OlderStore):  # presented while the flag is on: recorded as lost too
+            hub.witness(middle.raw)
+        assert hub.signing_stopped is None
+    with _store(data) as store:
+        hub = _open(store, data, signer, clock)  # restarted later, without the flag
+        for cp in (latest, middle):
+            with pytest.raises(OlderStore, match="accepted those records as lost") as answered:
+                hub.witness(cp.raw)
+            assert answered.value.code == "HUB_STORE_OLDER"
+        assert hub.signing_stopped is None
+        _ingest_one(hub, clock)
+        assert hub.checkpoint() is not None  # still signing
+        status = hub.status()
+        assert status["signing_stopped"] is None
+        lost = status["lost_checkpoints"]
+        assert [(e["lost"]["tree_size"], e["lost"]["root"]) for e in lost] == [
+            (latest.tree_size, latest.root.hex()), (middle.tree_size, middle.root.hex())]
+        assert lost[0]["kept"]["tree_size"] == old_size and lost[0]["store_size"] == old_size
+        for entry in lost:  # the evidence is the hub's own signatures
+            decode_checkpoint(bytes.fromhex(entry["lost"]["cose"])).verify(signer.public_key)
+            decode_checkpoint(bytes.fromhex(entry["kept"]["cose"])).verify(signer.public_key)
+
+        unknown = sign_checkpoint(signer, tree_size=latest.tree_size + 3, root=b"\x07" * 32, time=clock())
+        with pytest.raises(OlderStore, match="an edge presented it at run time"):
+            hub.witness(unknown.raw)
+        assert hub.signing_stopped is not None
+        _ingest_one(hub, clock)
+        assert hub.checkpoint() is None
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"lost": [{"lost": {"cose": "00"}}]}'])
+def test_a_junk_lost_checkpoints_file_is_a_typed_error(tmp_path: Path, content: bytes) -> None:
+    data, signer, clock, _ = _signed(tmp_path, 3)
+    path = data / LOST_FILE
+    path.write_bytes(content)
+    with _store(data) as store:
+        with pytest.raises(LastCheckpointFileError) as bad:
+            _open(store, data, signer, clock)
+        assert str(path) in bad.value.message
+        hub = _open(store, data, signer, clock, accept_older=True)
+        assert hub.status()["lost_checkpoints"] == [] and not path.exists()
