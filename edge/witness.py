@@ -206,11 +206,8 @@ class HubWitness:
                      "is kept in %s", hub, exc.code, EVIDENCE)
             return
         self.evidence = evidence
-        try:
-            await asyncio.to_thread(replace_file, self.data / EVIDENCE, (json.dumps(evidence, indent=1) + "\n").encode())
-        except OSError as exc_io:
-            log.error("%s could not be written (%s): the evidence is only in this log line: %s", EVIDENCE,
-                      exc_io.strerror, json.dumps(evidence))
+        # Said before the file is written: a daemon stopped while it writes has the state and the file, and the
+        # line too.
         fix = ("keep hub-evidence.json and give it to the hub's operator and the auditors: the hub signed two views "
                "of its log (or something answers in its place); once they have explained it, remove the file")
         whom = "this edge" if via is None else f"the neighbour {via}"
@@ -218,6 +215,11 @@ class HubWitness:
                   "checkpoint (size %s) stays, both are kept in %s; fix: %s", HubSplitView.code, hub, whom, exc.code,
                   exc.message, held.tree_size if held else "none", self.data / EVIDENCE, fix,
                   extra={"fields": {"code": HubSplitView.code, "cause": exc.code, "fix": fix}})
+        try:
+            await asyncio.to_thread(replace_file, self.data / EVIDENCE, (json.dumps(evidence, indent=1) + "\n").encode())
+        except OSError as exc_io:
+            log.error("%s could not be written (%s): the evidence is only in this log line: %s", EVIDENCE,
+                      exc_io.strerror, json.dumps(evidence))
 
     async def _older(self, hub: str, held: Checkpoint, exc: SyncFailed) -> None:
         """The hub found by the held checkpoint that it runs on an older copy of its data: it stops signing. The

@@ -206,7 +206,7 @@ async def _neighbours(*daemons) -> None:
                 daemon.sync.add(f"coap://127.0.0.1:{other.coap_port}", "edge")
 
 
-async def test_two_edges_shown_two_views_by_one_hub_key_find_the_split_view_when_they_sync(tmp_path):
+async def test_two_edges_shown_two_views_by_one_hub_key_find_the_split_view_when_they_sync(tmp_path, caplog):
     """Edges that sync with each other compare the hub checkpoints they hold. On one hub they are one log (the
     hub's consistency proof joins them). Then the hub's data dir is copied and runs twice under its one key, each
     copy serving one edge and signing its own records: each edge's view is consistent in itself, and the hub's
@@ -214,6 +214,7 @@ async def test_two_edges_shown_two_views_by_one_hub_key_find_the_split_view_when
     each keeps both checkpoints as evidence."""
     from tests.security.common import secure_hub
 
+    caplog.set_level(logging.INFO, logger="jejak.edge")
     port = free_coap()
     async with secure_hub(tmp_path / "hub", oscore=False, coap_port=port) as hub:
         keys = [await enroll_edge(tmp_path / name, hub) for name in ("a", "b")]
@@ -254,9 +255,9 @@ async def test_two_edges_shown_two_views_by_one_hub_key_find_the_split_view_when
             await wait_for(lambda: (_held(a), _held(b)) == (views[0].tree_size,) * 2, WAIT, what="each view held")
             assert [d.status()["hub_witness"]["state"] for d in (a, b)] == ["held", "held"]
             await _neighbours(a, b)
-            for daemon in (a, b):
-                await wait_for(lambda d=daemon: d.status()["hub_witness"]["state"] == "split_view", WAIT,
-                               what="the split view found")
+            for daemon, name in ((a, "a"), (b, "b")):
+                await wait_for(lambda d=daemon, n=name: d.status()["hub_witness"]["state"] == "split_view"
+                               and (tmp_path / n / EVIDENCE).exists(), WAIT, what="the split view found and kept")
                 assert "jejak_edge_hub_split_view 1" in daemon.metrics_text()
     for name, view, seen in (("a", views[0], views[1]), ("b", views[1], views[0])):
         evidence = json.loads((tmp_path / name / EVIDENCE).read_text())
@@ -266,3 +267,5 @@ async def test_two_edges_shown_two_views_by_one_hub_key_find_the_split_view_when
         assert verify_split_view(bytes.fromhex(evidence["split_view"]), hub.hub.signer.public_key).conclusive
         assert decode_checkpoint(bytes.fromhex(json.loads((tmp_path / name / HELD).read_text())["cose"])).raw == \
             view.raw
+    said = [r for r in caplog.records if r.levelno >= logging.ERROR and "HUB_SPLIT_VIEW" in r.getMessage()]
+    assert len(said) == 2 and all("showed the neighbour coap://" in r.getMessage() for r in said), said
