@@ -180,6 +180,17 @@ class Speaker:
         s = (t + int(self.names.get("tz_offset_s", 7 * 3600))) % 86_400
         return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
 
+    def steps(self, detail: str) -> str:
+        """The steps an out_of_order finding's detail names ('... out of order: received before departed'), in
+        words; '' if it names none this command knows."""
+        said = []
+        for pair in detail.partition(": ")[2].split(", "):
+            later, _, earlier = pair.partition(" before ")
+            if f"event.{later}" not in self.words or f"event.{earlier}" not in self.words:
+                return ""
+            said.append(self("say.step_before", later=self(f"event.{later}"), earlier=self(f"event.{earlier}")))
+        return ", ".join(said)
+
     def arrival(self, d: dict[str, Any]) -> str:
         """When a delivery came in: its first tap in, and where a later vehicle came late, that one too."""
         first = d["arrived_at"] or d["received_at"]
@@ -287,6 +298,8 @@ class Speaker:
             values.update(measured=self.quantity(measured or 0, unit), limit=self.quantity(limit or 0, unit))
         elif code == "stock_unit_mismatch":
             values["unit"] = (units or {}).get(f["subject"], "")
+        elif code == "out_of_order" and (steps := self.steps(str(f.get("detail", "")))):
+            key, values["steps"] = "say.out_of_order_steps", steps
         elif code == "duplicate_scan":
             values["n"] = len(f.get("containers") or []) or len(f.get("records") or [])
         elif code in ("short_delivery", "missing_delivery", "over_receipt"):

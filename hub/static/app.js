@@ -210,6 +210,13 @@ function arrival(d) {
   const last = d.late_s ? d.deadline_at + d.late_s : first;
   return first == null || last === first ? hhmm(first) : `${hhmm(first)}, ${hhmm(last)}`;
 }
+// The steps an out_of_order finding's detail names ('... out of order: received before departed'), in words, as
+// `jejak mbg` says them; '' if it names none the page knows.
+function stepsSaid(detail) {
+  const pairs = String(detail || "").split(": ").slice(1).join(": ").split(", ").map((p) => p.split(" before "));
+  if (!pairs.every((p) => p.length === 2 && I18N[STATE.lang][`event.${p[0]}`] != null && I18N[STATE.lang][`event.${p[1]}`] != null)) return "";
+  return pairs.map(([later, earlier]) => t("say.step_before", { later: t(`event.${later}`), earlier: t(`event.${earlier}`) })).join(", ");
+}
 // A finding in words, from its code and values (the same sentences `jejak mbg` prints).
 function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
@@ -238,6 +245,7 @@ function findingText(f) {
     const unit = (STATE.data.mbg?.stock?.on_hand || []).find((s) => `${s.kitchen}/${s.item}` === f.subject)?.unit;
     if (unit) Object.assign(v, { unit, measured: quantity(f.measured ?? 0, unit), limit: quantity(f.limit ?? 0, unit) });
   }
+  else if (f.code === "out_of_order" && (v.steps = stepsSaid(f.detail))) key = "say.out_of_order_steps";
   else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
   else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
   // The meals served and the meals not served yet are danger_zone and hot_holding findings of their own (`part`);

@@ -190,3 +190,17 @@ async def test_a_container_returned_to_another_kitchen_is_back_there_not_lost(ki
     assert "1 ompreng dikembalikan ke SPPG Cibeureum (K1), bukan ke dapur yang mengirimnya: ambil kembali" in said, said
     said = await kitchen.jejak_mbg("violations", lang="en")
     assert "1 container returned to SPPG Cibeureum (K1), not to the kitchen that sent it: fetch it" in said, said
+
+
+async def test_a_gate_tap_before_the_kitchen_exit_says_which_steps(kitchen: Kitchen) -> None:
+    kitchen.scan("exit", "departed", "K1", A1, A2, A3, at=MIDNIGHT + 6 * H + 30 * M, school="S1")
+    # S1's gate clock runs 10 minutes slow: the truck came at 06:35 and the gate says 06:25, before the exit.
+    kitchen.record("gate1", "scan", {"event": "received", "site": "S1", "tags": [A1, A2, A3]},
+                   at=MIDNIGHT + 6 * H + 25 * M, arrives=MIDNIGHT + 6 * H + 36 * M)
+    [f] = [f for f in (await kitchen.api(f"/api/mbg/violations?date={DATE}"))["findings"] if f["code"] == "out_of_order"]
+    assert (f["subject"], f["containers"]) == ("S1", [A1, A2, A3])
+    said = await kitchen.jejak_mbg("violations")
+    assert ("3 langkah ompreng tidak berurutan: diterima sebelum berangkat dari dapur; mungkin jam salah satu "
+            "perangkat salah") in said, said
+    said = await kitchen.jejak_mbg("violations", lang="en")
+    assert "3 container steps out of order: received before left the kitchen; a device's clock may be wrong" in said
