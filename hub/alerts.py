@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coap_server.wording import count
-
 from .aggregates import KeptAlert, KeptAlerts
 from .journal import Journal
 from .markets import Alert, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 from .markets.calendar import date_of
 from .markets.model import day_of
+from .markets.warning import HELD, held_message
 from .markets.webhooks import shown_url
 from .store import StoreError
 
@@ -107,6 +106,8 @@ class Alerts:
         self._seq = 0
         self._judged: set[str] = set()  # early warnings judged since the start: their band recalled once
         self._list_kept()
+        # The held runs as last derived, and the ended ones of series told held (`MarketService.held_alerts`).
+        self._held: dict[tuple[str, str], Alert] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sends: set[concurrent.futures.Future[Any]] = set()
 
@@ -242,8 +243,11 @@ class Alerts:
         if self.subscribers and self.sender is not None and self._loop is not None:
             with v.fresh():
                 latest = dict(v.markets.tracker.latest)
-            outbox = self.told.outbox(self.subscribers, raised, latest,
-                                      self.redelivery.held if self.redelivery is not None else None)
+                # Held runs are told as a band of their own, and their end to whoever was told them.
+                self._held = v.markets.held_alerts(self.told.series(HELD, "held"))
+            latest.update(self._held)
+            outbox = self.told.outbox(self.subscribers, [*raised, *(a for a in self._held.values() if a.held)],
+                                      latest, self.redelivery.held if self.redelivery is not None else None)
             if outbox:
                 fut = asyncio.run_coroutine_threadsafe(self._deliver(self.sender, outbox), self._loop)
                 self._sends.add(fut)
@@ -275,8 +279,11 @@ class Alerts:
             await self._derived.wait()
 
         def judged() -> bool:
-            with self.views.fresh():
-                now = self.views.markets.tracker.latest.get((alert.series, alert.indicator))
+            if alert.indicator == HELD:
+                now = self._held.get((alert.series, alert.indicator))
+            else:
+                with self.views.fresh():
+                    now = self.views.markets.tracker.latest.get((alert.series, alert.indicator))
             return now is not None and now.band == alert.band
 
         return await asyncio.to_thread(judged)
@@ -320,9 +327,8 @@ class Alerts:
             since = date_of(run.first_day).isoformat()
             out.append({"id": f"held/{market}/{commodity}{f'/{grade}' if grade else ''}/{since}", "domain": "markets",
                         "code": "held_series", "subject": f"{market}/{commodity}", "severity": "warning",
-                        "text": f"{count(run.reports, 'report')} of {commodity} at {market} held in quarantine on "
-                                f"{run.days} reported days in a row since {since}, waiting for a decision: review "
-                                f"them (quarantine page, POST /api/markets/quarantine/{{id}}/decide)",
+                        "text": held_message(market, commodity, reports=run.reports, days=run.days,
+                                             since=run.first_day),
                         "time": now, "held_reports": run.reports, "held_days": run.days, "held_since": since})
         for e in quarantined:
             o = e["observation"]

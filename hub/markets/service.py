@@ -37,7 +37,7 @@ from .quarantine import (
 from .sentiment import Lexicon
 from .staleness import Freshness, HeldRun, freshness, held_run
 from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
-from .warning import Alert, AlertTracker, alps, ifpa
+from .warning import Alert, AlertTracker, alps, held_alert, ifpa
 from .webhooks import Delivery, Subscriber, WebhookSender
 
 SeriesKey = tuple[str, str, str, str]  # market, commodity, grade, unit
@@ -49,6 +49,12 @@ def weekly_move(commodity: str) -> float:
     c = COMMODITIES_BY_ID.get(commodity)
     return 0.0 if c is None else c.daily_vol * math.sqrt(7)
 StreamCallback = Callable[[dict[str, Any]], None]
+
+
+def _series_name(key: SeriesKey) -> str:
+    """A series as alerts name it: market/commodity, and /grade when it has one."""
+    market, commodity, grade = key[0], key[1], key[2]
+    return f"{market}/{commodity}{f'/{grade}' if grade else ''}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -636,6 +642,30 @@ class MarketService:
             if run is not None and run.days >= self.config.held_alert_days:
                 out.append((key, run))
         return out
+
+    def held_alerts(self, told: Iterable[str] = ()) -> dict[tuple[str, str], Alert]:
+        """The held runs of `held_runs` as alerts for subscribers (`held_alert`, band "held"), and a "normal" one
+        for each series of `told` (series told held) whose run has ended, by (series, indicator) as the early
+        warning's `tracker.latest`."""
+        out: dict[tuple[str, str], Alert] = {}
+        for key, run in self.held_runs():
+            alert = self._held_alert(key, run)
+            out.setdefault((alert.series, alert.indicator), alert)
+        ended = set(told) - {series for series, _ in out}
+        for key in sorted(self._prices) if ended else ():
+            if _series_name(key) in ended and any(self._prices[key].values()):
+                ended.discard(_series_name(key))
+                alert = self._held_alert(key, None)
+                out[(alert.series, alert.indicator)] = alert
+        return out
+
+    def _held_alert(self, key: SeriesKey, run: HeldRun | None) -> Alert:
+        market, commodity = key[0], key[1]
+        accepted = [d for d, v in self._prices.get(key, {}).items() if v]
+        day = max(accepted) if accepted else 0
+        price = round(float(np.median([p for _, p, _ in self._prices[key][day]]))) if accepted else 0
+        return held_alert(series=_series_name(key), market=market,
+                          commodity=commodity, region=self._region.get(market, ""), run=run, day=day, price_idr=price)
 
     def live_prices(self, commodity: str | None = None, market: str | None = None) -> list[dict[str, Any]]:
         """Latest accepted daily price of every series (filtered by commodity and market), and whether the

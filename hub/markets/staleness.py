@@ -26,6 +26,9 @@ USUAL_GAP_SHARE = 0.95  # the usual gap: the one 95 % of the gaps are no longer 
 _DASHBOARD_WORDS = json.loads((Path(__file__).parents[1] / "static" / "words.json").read_text(encoding="utf-8"))
 WORDS: dict[str, str] = {lang: words["say.stale_series"] for lang, words in _DASHBOARD_WORDS.items()}
 HELD_WORDS: dict[str, str] = {lang: words["say.held_series"] for lang, words in _DASHBOARD_WORDS.items()}
+# A series' run of held reports told to a webhook subscriber, and its end.
+HELD_RUN_WORDS: dict[str, str] = {lang: words["say.held_run"] for lang, words in _DASHBOARD_WORDS.items()}
+HELD_ENDED_WORDS: dict[str, str] = {lang: words["say.held_run_ended"] for lang, words in _DASHBOARD_WORDS.items()}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,11 @@ STEP_SD = 1.4
 QUOTE_STEPS = (1000, 500, 250, 200, 100, 50, 25, 20, 10, 5, 2, 1)
 STEP_SHARE = 0.9
 STEP_MAX = 0.06
+# A series' run of reports held in quarantine for a decision (`held_alert`), told to subscribers as a band of
+# its own indicator: "held" (as severe as an ALPS stress, the listing's warning) while the run lasts, "normal"
+# once nothing of it waits.
+HELD = "HELD"
+HELD_BANDS = ("normal", "held")
 
 
 def _rp(v: float) -> str:
@@ -270,6 +275,8 @@ class Alert:
     def since(self, previous: str) -> Alert:
         """This alert as a change from `previous` (the band a subscriber was told, or the one it was raised from
         before a restart)."""
+        if self.indicator == HELD:  # its message says where the run stands, not what it was before
+            return replace(self, previous=previous)
         return replace(self, previous=previous, message=alert_message(
             self.market, self.commodity, self.region, self.indicator, previous, self.band, self.value, self.day,
             self.price_idr, stale_days=self.stale_days, held_reports=self.held_reports, held_since=self.held_since))
@@ -288,9 +295,38 @@ def alert_message(market: str, commodity: str, region: str, indicator: str, prev
     return text
 
 
+def held_message(market: str, commodity: str, *, reports: int, days: int, since: int) -> str:
+    """What a held run asks of the operator, in the alerts' listing and a subscriber's message alike."""
+    return (f"{count(reports, 'report')} of {commodity} at {market} held in quarantine on {days} reported days in a "
+            f"row since {date_of(since).isoformat()}, waiting for a decision: review them (quarantine page, "
+            f"POST /api/markets/quarantine/{{id}}/decide)")
+
+
+def held_alert(*, series: str, market: str, commodity: str, region: str, run: HeldRun | None, day: int,
+               price_idr: int) -> Alert:
+    """A series' run of reports held for a decision as an alert for subscribers, told like an early warning's
+    band: "held" while `run` lasts (one id for the run, from its first day, however many reports it gathers),
+    "normal" once it ended (run None; `day`, the series' latest accepted day, names it). `price_idr` is the
+    series' latest accepted price, the one its figures still stand on."""
+    if run is None:
+        band, value, day_, reports, since = "normal", 0.0, day, 0, 0
+        message = (f"{commodity} at {market} ({region}): no report waits in quarantine for a decision any more; "
+                   f"the latest accepted price is {_rp(price_idr)} of {date_of(day).isoformat()}")
+    else:
+        band, value, day_, reports, since = "held", float(run.days), run.last_day, run.reports, run.first_day
+        message = f"{held_message(market, commodity, reports=run.reports, days=run.days, since=run.first_day)} " \
+                  f"({region}); the latest accepted price is {_rp(price_idr)}"
+    return Alert(id=hashlib.sha256(f"{series}|{HELD}|{band}|{since or day}".encode()).hexdigest()[:16],
+                 series=series, market=market, commodity=commodity, region=region, indicator=HELD,
+                 previous=HELD_BANDS[1 - HELD_BANDS.index(band)], band=band, value=value, day=day_,
+                 price_idr=price_idr, message=message, held_reports=reports, held_since=since)
+
+
 def _severity(indicator: str, band: str) -> int:
     if indicator == "ALPS":
         return ALPS_BANDS.index(band)
+    if indicator == HELD:
+        return HELD_BANDS.index(band)
     return max(0, IFPA_CLASSES.index(band) - 2)
 
 

@@ -25,9 +25,9 @@ from ..journal import Journal
 from ..redact import mask_url
 from .calendar import date_of
 from .errors import BadObservation
-from .staleness import HELD_WORDS
+from .staleness import HELD_ENDED_WORDS, HELD_RUN_WORDS, HELD_WORDS
 from .staleness import WORDS as STALE_WORDS
-from .warning import ALPS_BANDS, Alert, _severity
+from .warning import ALPS_BANDS, HELD, Alert, _severity
 
 log = logging.getLogger("jejak.hub.webhooks")
 
@@ -49,7 +49,8 @@ class Subscriber:
     to: str = ""  # whatsapp: recipient in international format without "+"
     commodities: tuple[str, ...] = ()  # empty: every commodity
     regions: tuple[str, ...] = ()  # empty: every region
-    min_band: str = "stress"  # ALPS band from which to notify (IFPA "moderately high" counts as stress)
+    # ALPS band from which to notify (IFPA "moderately high" and a series held for a decision count as stress)
+    min_band: str = "stress"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -72,6 +73,11 @@ class Subscriber:
 
 
 def alert_text(alert: Alert) -> str:
+    if alert.indicator == HELD:  # a chat reader gets what the run asks in both languages, as the dashboard says it
+        said = (HELD_RUN_WORDS[lang].format(reports=alert.held_reports, days=int(alert.value),
+                                            date=date_of(alert.held_since).isoformat()) if alert.held
+                else HELD_ENDED_WORDS[lang].format(date=date_of(alert.day).isoformat()) for lang in ("id", "en"))
+        return f"Jejak held reports [{alert.band.upper()}]\n{alert.message}\n" + "\n".join(said)
     text = f"Jejak early warning [{alert.band.upper()}]\n{alert.message}"
     if alert.stale:  # a chat reader gets the warning in both languages, as the dashboard shows it
         text += "\n" + "\n".join(STALE_WORDS[lang].format(date=date_of(alert.day).isoformat(), days=alert.stale_days)
@@ -288,6 +294,11 @@ class Told:
     @staticmethod
     def _line(subscriber: str, series: str, indicator: str, band: str) -> dict[str, Any]:
         return {"subscriber": subscriber, "series": series, "indicator": indicator, "band": band}
+
+    def series(self, indicator: str, band: str) -> set[str]:
+        """The series whose `indicator` some subscriber was last told at `band`."""
+        with self._lock:
+            return {s for (_, s, i), b in self._bands.items() if i == indicator and b == band}
 
     def band(self, subscriber: str, series: str, indicator: str) -> str | None:
         with self._lock:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from hub.app import start_hub
 from hub.markets import MarketConfig, ValidationConfig
@@ -165,3 +166,92 @@ async def test_the_operator_is_alerted_once_and_the_release_resolves_it(tmp_path
         assert fc["freshness"]["days_since"] == 0
     finally:
         await asyncio.gather(session.close(), running.close())
+
+
+async def test_subscribers_that_want_it_are_told_a_held_run_once_and_its_end(tmp_path) -> None:
+    """The held run goes to the webhook subscribers whose filters take it (a held series counts as stress), once:
+    not again after a restart; the release is told to those told the run, once, in both languages."""
+    got: list[tuple[str, dict[str, Any]]] = []
+
+    async def inbox(request: web.Request) -> web.Response:
+        got.append((request.match_info["who"], await request.json()))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/hook/{who}", inbox)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    filters: dict[str, dict[str, Any]] = {
+        "ops": {}, "sulsel": {"regions": ["Sulawesi Selatan"], "commodities": ["cabai-merah"], "min_band": "normal"},
+        "chiefs": {"min_band": "alert"}, "beef": {"commodities": ["daging-sapi"]}, "bali": {"regions": ["Bali"]}}
+    hooks = tuple({"id": who, "kind": "json", "url": f"{url}/{who}", **f} for who, f in filters.items())
+    config = replace(hub_config(tmp_path, webhooks=hooks), markets=MarketConfig(validation=ValidationConfig(
+        max_age_s=(STEP + 8) * DAY_S)))
+    plan = Plan(kitchens=(), schools=())
+    session = aiohttp.ClientSession()
+
+    def held_told() -> list[tuple[str, str, str]]:
+        return sorted((who, b["alert"]["previous"], b["alert"]["band"]) for who, b in got
+                      if b["alert"]["indicator"] == "HELD")
+
+    async def settled(running: Any) -> None:
+        views = running.views
+        assert await asyncio.to_thread(views.refilled.wait, WAIT_S), "the refill did not end"
+        await wait_for(lambda: views.derive_seconds > 0 and not views.alerts._sends, WAIT_S, what="alerts derived")
+
+    try:
+        running = await start_hub(config, plan=plan)
+        try:
+            env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in REGIONS})
+            now = int(time.time())
+            for k in range(STEP + 4, -1, -1):  # the step five days ago
+                t = now - k * DAY_S - 60
+                env.devices[LONE].sign("price", t, body(LONE, price(STEP + 4 - k, STEP)))
+                if k >= 6:
+                    env.devices[SILENT].sign("price", t, body(SILENT, price(STEP + 4 - k, STEP + 5)))
+            await env.push()
+            since = date_of(day_of(now - 4 * DAY_S - 60)).isoformat()
+            await wait_for(lambda: len(held_told()) == 2, WAIT_S, what="the held run told")
+            await settled(running)
+        finally:
+            await running.close()
+        assert held_told() == [("ops", "normal", "held"), ("sulsel", "normal", "held")]
+        [(_, told)] = [(who, b) for who, b in got if who == "ops" and b["alert"]["indicator"] == "HELD"]
+        assert told["alert"]["series"] == f"{LONE}/cabai-merah" and told["alert"]["held_reports"] == 5
+        assert told["alert"]["held_since"] == since and told["text"].startswith("Jejak held reports [HELD]")
+        assert f"5 laporan ditahan pada 5 hari lapor berturut-turut sejak {since}" in told["text"]
+        assert f"5 reports held on 5 reported days in a row since {since}" in told["text"]
+
+        # Restarted: the run is derived again, and told to nobody again.
+        running = await start_hub(config, plan=plan)
+        try:
+            env = Env(running.hub, running.views, running, session, env.devices)
+            await settled(running)
+            assert len(held_told()) == 2
+            code, held = await env.get("/api/markets/quarantine?limit=100", headers=AUTH)
+            for oid in [e["observation"]["id"] for e in held["entries"] if e["observation"]["market"] == LONE]:
+                code, answer = await env.post(f"/api/markets/quarantine/{oid}/decide", headers=AUTH,
+                                              json={"action": "release", "by": "siti", "why": "harga naik"})
+                assert code == 200, answer
+            await wait_for(lambda: len(held_told()) == 4, WAIT_S, what="the run's end told")
+            await settled(running)
+        finally:
+            await running.close()
+        assert held_told() == [("ops", "held", "normal"), ("ops", "normal", "held"),
+                               ("sulsel", "held", "normal"), ("sulsel", "normal", "held")]
+        [ended] = [b for who, b in got if who == "sulsel" and b["alert"]["band"] == "normal"]
+        assert ended["text"].startswith("Jejak held reports [NORMAL]")
+        assert "Tidak ada lagi laporan yang menunggu keputusan" in ended["text"]
+        assert "No report waits in quarantine for a decision any more" in ended["text"]
+
+        running = await start_hub(config, plan=plan)
+        try:
+            await settled(running)
+        finally:
+            await running.close()
+        assert len(held_told()) == 4
+    finally:
+        await session.close()
+        await runner.cleanup()

@@ -20,8 +20,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.app import start_hub
 from hub.journal import Journal
 from hub.markets.errors import BadObservation
-from hub.markets.warning import Alert
-from hub.markets.webhooks import Redelivery, RetryPolicy, Subscriber, Told, WebhookSender, delivery_id
+from hub.markets.staleness import HeldRun
+from hub.markets.warning import Alert, held_alert
+from hub.markets.webhooks import (
+    Redelivery,
+    RetryPolicy,
+    Subscriber,
+    Told,
+    Waiting,
+    WebhookSender,
+    delivery_id,
+)
 from hub.mbg import Plan
 from tests.documented import assert_documented
 from tests.wait import wait_for
@@ -120,6 +129,26 @@ def test_a_delivery_id_names_the_subscriber_and_the_change_told() -> None:
     others = {delivery_id("tg", ALERT), delivery_id("ops", ALERT.since("crisis")),
               delivery_id("ops", replace(ALERT, id="a2", day=19_901))}
     assert len(others) == 3 and same not in others
+
+
+def test_a_held_run_is_a_band_subscribers_filter_and_a_waiting_delivery_keeps() -> None:
+    """A series held for a decision counts as stress for min_band; its run and its end are two deliveries, and
+    either waits in the redelivery journal as it was told."""
+    run = HeldRun(first_day=19_900, last_day=19_903, days=4, reports=5)
+    held = held_alert(series="pasar-senen/cabai-merah", market="pasar-senen", commodity="cabai-merah",
+                      region="DKI Jakarta", run=run, day=19_899, price_idr=41_000)
+    ended = held_alert(series="pasar-senen/cabai-merah", market="pasar-senen", commodity="cabai-merah",
+                       region="DKI Jakarta", run=None, day=19_904, price_idr=56_000)
+    assert (held.previous, held.band, ended.previous, ended.band) == ("normal", "held", "held", "normal")
+    assert "5 reports of cabai-merah at pasar-senen held in quarantine on 4 reported days" in held.message
+    wanted = {band: Subscriber(id=band, kind="json", url="http://x/", min_band=band).wants(held)
+              for band in ("normal", "stress", "alert", "crisis")}
+    assert wanted == {"normal": True, "stress": True, "alert": False, "crisis": False}
+    assert not Subscriber(id="bali", kind="json", url="http://x/", regions=("Bali",)).wants(held)
+    assert delivery_id("ops", held) != delivery_id("ops", ended)
+    for alert in (held, ended):
+        line = Waiting(subscriber="ops", alert=alert, rounds=2, due=1.0, since=0.5).to_line()
+        assert Waiting.from_line(json.loads(json.dumps(line))).alert == alert
 
 
 async def test_gives_up_after_max_attempts_and_on_client_errors(server: tuple[Server, str]) -> None:
