@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import cbor2
 import lmdb
 
+from .journal import Lines
 from .store import StoreError, StoreFull
 
 log = logging.getLogger("jejak.hub.aggregates")
@@ -147,6 +148,12 @@ class KeptAlerts(Protocol):
         """Every alert kept, in `seq` order. One that no longer decodes is logged and left out."""
         ...
 
+    def journal(self, name: str) -> Lines | None:
+        """Where the alerts' journal `name` (what subscribers were told, the deliveries waiting) is kept with them:
+        in a database (PostgreSQL, which outlives the hub's host and its state dir), or None for a file in the
+        state dir (LMDB: the store is in data_dir itself, so the two go together)."""
+        ...
+
 
 class AggregateStore(Protocol):
     """Where the read models keep day aggregates and the alerts: LmdbAggregates or hub.pg.PgAggregates."""
@@ -261,6 +268,10 @@ class LmdbKeptAlerts:
         except lmdb.MapFullError as exc:
             raise StoreFull(f"{self._where} are full; nothing of the failed write was kept",
                             hint="raise the aggregates' map size") from exc
+
+    def journal(self, name: str) -> None:
+        """None: the journals stay files in the state dir, which lives in data_dir beside this store."""
+        return None
 
     def read(self) -> list[KeptAlert]:
         with self._env.begin() as txn:

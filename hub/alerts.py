@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .aggregates import KeptAlert, KeptAlerts
-from .journal import Journal
+from .journal import Journal, Lines, carried_over
 from .markets import Alert, Redelivery, RetryPolicy, Subscriber, Told, WebhookSender
 from .markets.calendar import date_of
 from .markets.model import day_of
@@ -77,9 +77,10 @@ class Alerts:
     its time and band, and is not published or raised again; a restarted hub judges each series afresh, from
     normal). Without a store, when each alert was first raised is kept in `state_dir` (raised.jsonl).
 
-    With `state_dir`, what survives a restart is kept there too: what each subscriber was told (`Told`), so
-    alerts derived again are not sent again; and the deliveries waiting to be sent again (`Redelivery`), so
-    they keep their rounds and due times."""
+    What each subscriber was told (`Told`), so alerts derived again are not sent again, and the deliveries
+    waiting to be sent again (`Redelivery`), so they keep their rounds and due times, survive a restart too: kept
+    with the alerts in a store that keeps them (PostgreSQL: a hub that moves host, or loses its state dir, tells
+    nobody twice and drops no waiting delivery), else in `state_dir` (told.jsonl, redelivery.jsonl)."""
 
     def __init__(self, views: Views, *, subscribers: Sequence[Subscriber] = (),
                  sender: WebhookSender | None = None, state_dir: Path | None = None,
@@ -87,10 +88,10 @@ class Alerts:
         self.views = views
         self.subscribers = tuple(subscribers)
         self.sender = sender
-        self.told = Told(Journal(state_dir / "told.jsonl") if state_dir is not None else None)
+        self.kept = kept
+        self.told = Told(self._journal(state_dir, "told.jsonl"))
         self.redelivery = (Redelivery(sender, self.told, still_open=self._still_open, policy=retry,
-                                      subscribers=self.subscribers,
-                                      journal=Journal(state_dir / "redelivery.jsonl") if state_dir is not None else None)
+                                      subscribers=self.subscribers, journal=self._journal(state_dir, "redelivery.jsonl"))
                            if sender is not None else None)
         # Set on the event loop once alerts are derived (after the refill): whether an alert is still open is
         # not known before, and a delivery waiting from before a restart must not be dropped as closed.
@@ -99,7 +100,6 @@ class Alerts:
         # With a store, raised.jsonl is only read (what a hub wrote before its store kept the alerts) and pruned.
         self._raised_journal = Journal(state_dir / "raised.jsonl") if state_dir is not None else None
         self._raised_at: dict[str, Raised] = self._kept_raise_times()
-        self.kept = kept
         self._alerts: list[dict[str, Any]] = []
         self._listed: set[str] = set()  # the ids in _alerts
         self._seqs: dict[str, int] = {}  # each listed alert's place in the order raised
@@ -110,6 +110,15 @@ class Alerts:
         self._held: dict[tuple[str, str], Alert] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sends: set[concurrent.futures.Future[Any]] = set()
+
+    def _journal(self, state_dir: Path | None, name: str) -> Lines | None:
+        """The journal `name` of the webhook deliveries: in the store where it keeps them (PostgreSQL, carrying
+        over once what a file in `state_dir` held), else that file."""
+        file = Journal(state_dir / name) if state_dir is not None else None
+        in_store = self.kept.journal(name) if self.kept is not None else None
+        if in_store is None:
+            return file
+        return carried_over(in_store, file) if file is not None else in_store
 
     def _kept_raise_times(self) -> dict[str, Raised]:
         """When each alert still within the kept window was first raised, and from which band, from earlier

@@ -185,7 +185,8 @@ class HubConfig:
     webhook_timeout_s: float = 10.0
     # [webhook_retry] a delivery that failed all its tries is sent again while its alert is open: backoff_s,
     # max_backoff_s (doubling, with jitter), queue (alerts waiting per subscriber) and max_age_s (none waits
-    # longer); what waits is kept in data_dir/alerts/redelivery.jsonl and carries on after a restart
+    # longer); what waits is kept in data_dir/alerts/redelivery.jsonl (on PostgreSQL in the store) and carries on
+    # after a restart
     webhook_retry: RetryPolicy = field(default_factory=RetryPolicy)
     store: StoreConfig = field(default_factory=StoreConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)

@@ -9,11 +9,42 @@ import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from coap_server.files import replace_file, sync_dir
 
 log = logging.getLogger("jejak.hub.journal")
+
+
+class Lines(Protocol):
+    """A journal of JSON objects, oldest first: a `Journal` file, or the hub's store (`hub.pg.PgJournal`) where
+    the hub keeps its state in a database that outlives its host. Each `append` and `rewrite` is durable when it
+    returns; a failure is an OSError or a StoreError."""
+
+    @property
+    def where(self) -> str:
+        """Where the lines are kept, for messages."""
+        ...
+
+    def read(self) -> list[dict[str, Any]]: ...
+    def read_numbered(self) -> list[tuple[int, dict[str, Any]]]: ...
+    def append(self, *items: dict[str, Any]) -> None: ...
+    def rewrite(self, items: Iterable[dict[str, Any]]) -> None: ...
+
+
+def carried_over(kept: Lines, file: Journal) -> Lines:
+    """`kept`, holding what the journal `file` held when `kept` was never written: a hub that kept it in a file
+    before its store did carries it over once, and the file is renamed `<name>.in-store` (left for the
+    operator, never read again)."""
+    moved = file.path.with_name(file.path.name + ".in-store")
+    lines = file.read() if file.path.exists() else []
+    if lines and not kept.read():
+        kept.rewrite(lines)
+        log.info("%s: %d lines carried over to %s", file.path, len(lines), kept.where)
+    if file.path.exists():
+        os.replace(file.path, moved)
+        sync_dir(file.path.parent)
+    return kept
 
 
 class Journal:
@@ -23,6 +54,10 @@ class Journal:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def read(self) -> list[dict[str, Any]]:
         """Every whole line, oldest first. A torn last line is cut off the file, so the next append starts

@@ -127,6 +127,13 @@ MIGRATIONS: tuple[Step, ...] = (
         "CREATE TABLE IF NOT EXISTS alerts (id text PRIMARY KEY, seq bigint NOT NULL, raised_at bigint NOT NULL, "
         "resolved_at bigint, alert jsonb NOT NULL)",
     ),
+    (
+        # The alerts' webhook journals (hub/alerts.py: what each subscriber was told, the deliveries waiting to be
+        # sent again), a row per line in the order written: kept with the alerts, not in the hub's state dir, so
+        # a hub that moves host or loses that directory tells nobody twice and drops no waiting delivery.
+        "CREATE TABLE IF NOT EXISTS journal_lines (journal text NOT NULL, n bigint GENERATED ALWAYS AS IDENTITY, "
+        "line jsonb NOT NULL, PRIMARY KEY (journal, n))",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 ACTIVITY_VERSION = 7  # the first schema that keeps the chain's figures (activity, record_kinds)
@@ -1434,6 +1441,10 @@ class PgKeptAlerts:
             with self._store.tx() as conn:
                 conn.execute("DELETE FROM alerts WHERE id = ANY(%s)", (gone,))
 
+    def journal(self, name: str) -> PgJournal:
+        """The alerts' journal `name` (told.jsonl, redelivery.jsonl), kept in the database with them."""
+        return PgJournal(self._store, name)
+
     def read(self) -> list[KeptAlert]:
         with self._store.tx() as conn:
             rows = conn.execute("SELECT id, seq, alert FROM alerts ORDER BY seq").fetchall()
@@ -1444,6 +1455,45 @@ class PgKeptAlerts:
             except ValueError as exc:
                 log.warning("%s: the alert %r is not one (%s); it is left out", self._where, alert_id, exc)
         return out
+
+
+class PgJournal:
+    """A journal (hub/journal.py `Lines`) as the rows of table `journal_lines` named `name`, on PgAggregates'
+    connection; each append and rewrite is one transaction."""
+
+    def __init__(self, store: PgAggregates, name: str) -> None:
+        self._store = store
+        self.name = name
+
+    @property
+    def where(self) -> str:
+        return f"journal {self.name!r} in schema {self._store.schema}"
+
+    def read(self) -> list[dict[str, Any]]:
+        return [item for _, item in self.read_numbered()]
+
+    def read_numbered(self) -> list[tuple[int, dict[str, Any]]]:
+        with self._store.tx() as conn:
+            rows = conn.execute("SELECT line FROM journal_lines WHERE journal = %s ORDER BY n", (self.name,)).fetchall()
+        out = []
+        for n, (item,) in enumerate(rows, 1):
+            if not isinstance(item, dict):
+                log.warning("%s:%d: not a JSON object; skipped", self.where, n)
+                continue
+            out.append((n, item))
+        return out
+
+    def append(self, *items: dict[str, Any]) -> None:
+        if items:
+            with self._store.tx() as conn, conn.cursor() as cur:
+                cur.executemany("INSERT INTO journal_lines (journal, line) VALUES (%s, %s)",
+                                [(self.name, Jsonb(i)) for i in items])
+
+    def rewrite(self, items: Iterable[dict[str, Any]]) -> None:
+        lines = [(self.name, Jsonb(i)) for i in items]
+        with self._store.tx() as conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM journal_lines WHERE journal = %s", (self.name,))
+            cur.executemany("INSERT INTO journal_lines (journal, line) VALUES (%s, %s)", lines)
 
 
 class PgDayAggregates:

@@ -21,8 +21,9 @@ import aiohttp
 
 from coap_server.wording import agree, count
 
-from ..journal import Journal
+from ..journal import Lines
 from ..redact import mask_url
+from ..store import StoreError
 from .calendar import date_of
 from .errors import BadObservation
 from .staleness import HELD_ENDED_WORDS, HELD_RUN_WORDS, HELD_WORDS
@@ -278,7 +279,7 @@ class Told:
     worse band when the early warning raises it, a better one (eased, or back to normal) as soon as it is
     judged, to every subscriber that was told the worse one."""
 
-    def __init__(self, journal: Journal | None = None) -> None:
+    def __init__(self, journal: Lines | None = None) -> None:
         self.journal = journal
         self._lock = threading.Lock()
         self._bands: dict[tuple[str, str, str], str] = {}  # (subscriber, series, indicator) -> band
@@ -497,7 +498,7 @@ class Redelivery:
 
     def __init__(self, sender: WebhookSender, told: Told, *, still_open: Callable[[Alert], Awaitable[bool]],
                  policy: RetryPolicy | None = None, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 rng: random.Random | None = None, journal: Journal | None = None,
+                 rng: random.Random | None = None, journal: Lines | None = None,
                  subscribers: Sequence[Subscriber] = (), clock: Callable[[], float] = time.time) -> None:
         self.sender = sender
         self.told = told
@@ -519,12 +520,12 @@ class Redelivery:
         if journal is not None:
             self._load(journal)
 
-    def _load(self, journal: Journal) -> None:
+    def _load(self, journal: Lines) -> None:
         try:
             lines = journal.read_numbered()
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             log.error("%s cannot be read (%s): the deliveries that waited before the restart are sent again only "
-                      "as their alerts are derived again", journal.path, exc)
+                      "as their alerts are derived again", journal.where, exc)
             return
         kept: dict[tuple[str, str, str], Waiting] = {}
         damaged = 0
@@ -537,7 +538,7 @@ class Redelivery:
             except ValueError as exc:
                 damaged += 1
                 log.warning("%s:%d: not a waiting webhook delivery (%s); skipped, the other lines are replayed",
-                            journal.path, n, exc)
+                            journal.where, n, exc)
                 continue
             kept.pop(entry.key, None)  # the newest line of a key is its state
             kept[entry.key] = entry
@@ -558,7 +559,7 @@ class Redelivery:
             journal.rewrite(e.to_line() for e in self._entries.values())
         self._lines = len(self._entries)
         if lines:
-            log.info("%s: %d webhook deliveries wait from before the restart", journal.path, len(self._entries))
+            log.info("%s: %d webhook deliveries wait from before the restart", journal.where, len(self._entries))
 
     def resume(self) -> None:
         """Start the rounds of the deliveries read from the journal (call on the event loop, once)."""
@@ -655,7 +656,7 @@ class Redelivery:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write(self.journal))
 
-    async def _write(self, journal: Journal) -> None:
+    async def _write(self, journal: Lines) -> None:
         while self._unwritten:
             lines, self._unwritten = self._unwritten, []
             try:
@@ -666,10 +667,10 @@ class Redelivery:
                     now = [e.to_line() for e in self._entries.values()]
                     await asyncio.to_thread(journal.rewrite, now)
                     self._lines = len(now)
-            except OSError as exc:
+            except (OSError, StoreError) as exc:
                 log.error("%s: keeping %d changes of the waiting webhook deliveries failed (%s); they are sent "
                           "again while the hub runs, and after a restart only as their alerts are derived again",
-                          journal.path, len(lines), exc)
+                          journal.where, len(lines), exc)
 
     async def close(self) -> None:
         """Stop the rounds; what waits stays in the journal for the next start."""

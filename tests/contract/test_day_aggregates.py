@@ -9,6 +9,7 @@ import pytest
 from hub.aggregates import DamagedAggregate, DayAggregate, KeptAlert, LmdbAggregates, Namespace
 from hub.app import open_aggregates
 from hub.config import HubConfig
+from hub.journal import Journal, carried_over
 from hub.mbg.days import MBG_DAYS
 from hub.pg import PgAggregates, PgHubStore
 from tests.contract.test_hub_store import PG_DSN
@@ -114,6 +115,35 @@ def test_alerts_are_kept_in_the_order_raised_replaced_by_id_and_deleted(aggregat
     assert aggregates.namespace(MBG_DAYS).dates() == []
     with pytest.raises(ValueError):
         KeptAlert(seq=3, alert={"id": "x", "time": "noon"})
+
+
+def test_the_alerts_journals_are_kept_where_the_store_says(aggregates, tmp_path) -> None:
+    """PostgreSQL keeps the webhook journals with the alerts, each apart, as a file journal reads; LMDB leaves
+    them to files in the state dir beside it. A hub that kept them in files carries them over once."""
+    told = aggregates.alerts().journal("told.jsonl")
+    if isinstance(aggregates, LmdbAggregates):
+        assert told is None
+        return
+    again = aggregates.alerts().journal("redelivery.jsonl")
+    assert told.read() == [] and "told.jsonl" in told.where
+    told.append({"subscriber": "ops", "band": "alert"}, {"subscriber": "tg", "band": "crisis"})
+    told.append({"subscriber": "ops", "band": "normal", "ü": [1.5, None]})
+    again.append({"end": "delivered"})
+    assert [n for n, _ in told.read_numbered()] == [1, 2, 3]
+    assert told.read()[2] == {"subscriber": "ops", "band": "normal", "ü": [1.5, None]}
+    told.rewrite([{"subscriber": "tg", "band": "crisis"}])
+    assert told.read() == [{"subscriber": "tg", "band": "crisis"}] and again.read() == [{"end": "delivered"}]
+
+    file = Journal(tmp_path / "alerts" / "redelivery.jsonl")
+    file.append({"subscriber": "ops", "rounds": 3}, {"subscriber": "tg", "rounds": 1})
+    fresh = aggregates.alerts().journal("waiting.jsonl")
+    assert carried_over(fresh, file).read() == [{"subscriber": "ops", "rounds": 3}, {"subscriber": "tg", "rounds": 1}]
+    assert not file.path.exists() and file.path.with_name("redelivery.jsonl.in-store").exists()
+    # A file found again beside a journal the store holds (a crash before the rename) adds nothing.
+    file.append({"subscriber": "ops", "rounds": 1})
+    fresh.rewrite([])
+    fresh.append({"end": "delivered"})
+    assert carried_over(fresh, file).read() == [{"end": "delivered"}] and not file.path.exists()
 
 
 def test_rows_out_of_order_or_repeated_are_refused() -> None:

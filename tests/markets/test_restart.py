@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import shutil
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.synth import SynthConfig, generate
 from hub.markets.webhooks import RetryPolicy
 from hub.mbg import Plan
-from hub.pg import PgHubStore
+from hub.pg import PgAggregates, PgHubStore
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.views import Views
@@ -351,6 +352,24 @@ def test_an_alert_keeps_the_band_it_was_raised_from_across_a_restart(tmp_path) -
     views.hub.store.close()
 
 
+def lose_state_dir_on_postgres(kind: str, tmp_path: Any) -> None:
+    """A hub on PostgreSQL keeps what its subscribers were told and what waits in the store: restarted on another
+    host, or with its state dir lost, it goes on from there. On LMDB the state dir lives beside the store."""
+    if kind == "postgres":
+        shutil.rmtree(tmp_path / "hub" / "alerts", ignore_errors=True)
+
+
+def told_kept(kind: str, name: str, tmp_path: Any) -> Told:
+    """What the hub keeps as told: the state dir's journal (LMDB), or the store's (PostgreSQL)."""
+    if kind == "lmdb":
+        return Told(Journal(tmp_path / "hub" / "alerts" / "told.jsonl"))
+    store = PgAggregates(PG_DSN, schema=name.replace("-", "_"))
+    try:
+        return Told(store.alerts().journal("told.jsonl"))
+    finally:
+        store.close()
+
+
 @pytest.fixture(params=["lmdb", "postgres"])
 def backend(request: Any) -> Any:
     """What the hub's store is: LMDB in data_dir, or a fresh schema in PostgreSQL (dropped after; missing fails)."""
@@ -364,7 +383,7 @@ async def test_the_alerts_listed_before_a_restart_are_listed_after_it_and_nobody
                                                                                              backend) -> None:
     """Open and resolved alerts, with their raised and resolved times, and one an operator raised by hand, are
     kept in the hub's store: the restarted hub lists them as it did, before and after it derives its alerts
-    again, and raises and delivers none of them again."""
+    again, and raises and delivers none of them again (on PostgreSQL with a fresh state dir)."""
     kind, name = backend
     runner, url, received = await receiver()
     config = replace(hub_config(tmp_path, webhooks=({"url": url, **OPS},)),
@@ -409,6 +428,7 @@ async def test_the_alerts_listed_before_a_restart_are_listed_after_it_and_nobody
         got = list(received)
         assert got and all(d.ok for d in sender.log)
         assert sorted(b["delivery"] for b in got) == sorted(d.delivery for d in sender.log)
+        lose_state_dir_on_postgres(kind, tmp_path)
 
         # A minute later by the hub's clock: the listing is the one from before at once, and after the alerts are
         # derived again; nothing is published or told again.
@@ -470,7 +490,7 @@ async def test_a_delivery_cut_by_a_stop_arrives_after_the_restart_with_the_id_of
     """The receiver hangs on its requests (the hub stops while they wait for an answer) or fails them (they wait
     for their next round); nothing was confirmed, so the restarted hub delivers each alert once, with the delivery
     id its first try carried, and the ones it never got to try as well. Confirmed then, none is sent at the next
-    start."""
+    start. On PostgreSQL each restart has a fresh state dir."""
     kind, name = backend
     async with Inbox() as inbox:
         config = replace(hub_config(tmp_path, webhooks=({"url": inbox.url, **OPS},)),
@@ -503,8 +523,9 @@ async def test_a_delivery_cut_by_a_stop_arrives_after_the_restart_with_the_id_of
             meant |= {(s, i): b for (sub, s, i), b in alerts.told._bands.items() if sub == "ops"}
             cut_ids = set(inbox.ids(cut))
             assert meant and cut_ids and not inbox.ids("accepts")
-            kept = Told(Journal(tmp_path / "hub" / "alerts" / "told.jsonl"))
+            kept = told_kept(kind, name, tmp_path)
             assert all(kept.band("ops", s, i) is None for s, i in meant)
+            lose_state_dir_on_postgres(kind, tmp_path)
 
             inbox.mode = "accepts"
             running = await start_hub(config, plan=plan, clock=lambda: int(time.time()) + 60)
@@ -519,6 +540,7 @@ async def test_a_delivery_cut_by_a_stop_arrives_after_the_restart_with_the_id_of
             finally:
                 await running.close()
             told_once = len(inbox.got)
+            lose_state_dir_on_postgres(kind, tmp_path)
 
             # Confirmed now: a third start sends none of it again.
             running = await start_hub(config, plan=plan, clock=lambda: int(time.time()) + 120)
@@ -541,5 +563,5 @@ async def test_a_delivery_cut_by_a_stop_arrives_after_the_restart_with_the_id_of
     for _, i, b in inbox.got:
         ids_of.setdefault(i, set()).add((b["alert"]["id"], b["alert"]["previous"]))
     assert all(len(alert) == 1 for alert in ids_of.values()), "one delivery id, one alert"
-    kept = Told(Journal(tmp_path / "hub" / "alerts" / "told.jsonl"))
+    kept = told_kept(kind, name, tmp_path)
     assert all(kept.band("ops", s, i) == b for (s, i), b in meant.items())
