@@ -194,6 +194,7 @@ class Alerts:
             self.redelivery.resume()
 
     async def close(self) -> None:
+        self._loop = None  # a derivation meanwhile sends nothing more
         for fut in list(self._sends):
             fut.cancel()
         if self.redelivery is not None:

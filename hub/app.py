@@ -293,8 +293,10 @@ class RunningHub:
         await self.runner.cleanup()
         await self.coap.shutdown()
         await asyncio.to_thread(self.verifier.close)  # after CoAP: no pushed range starts its workers again
-        await asyncio.to_thread(self.views.close)
+        # The webhook deliveries end, and keep what they told and what waits, before the read models close the
+        # store they keep it in (PostgreSQL).
         await self.views.alerts.close()
+        await asyncio.to_thread(self.views.close)
         if self.bridges is not None:
             stop_bridges(self.bridges)
         self.security.close()
@@ -432,8 +434,9 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
     events = Events(streams=Cap(total=config.event_streams, per_address=config.event_streams_per_client),
                     proxies=proxies, keepalive_s=config.event_keepalive_s, tally=metrics.refused_connections)
     views = build_views(hub, config, events=events, plan=plan)
-    started.push_async_callback(views.alerts.close)
+    # Closed in reverse: the webhook deliveries end, and keep what they told, before the store they keep it in.
     started.callback(views.close)
+    started.push_async_callback(views.alerts.close)
     metrics.watch(hub, store_path=config.store_path if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
                   redelivery=views.alerts.redelivery)
