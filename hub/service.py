@@ -48,6 +48,16 @@ from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse
 log = logging.getLogger("jejak.hub")
 
 
+class TailRefused(LedgerError):
+    """Records offered to make a restored hub's log whole again (`Hub.take_back`) are not the tail of the
+    checkpoint it lost: not as many as it names, another root with them, or records its log refuses."""
+
+    code = "RESTORE_TAIL"
+    coap = "4.22"
+    http = 422
+    exit_code = 91
+
+
 class HubError(LedgerError):
     """A request the hub refuses: an enrollment for another hub, a bad device id, a message that names
     another device than its URL."""
@@ -949,6 +959,54 @@ class Hub:
 
     def latest_checkpoint(self) -> Checkpoint | None:
         return self._checkpoints[-1] if self._checkpoints else None
+
+    def take_back(self, lost: Checkpoint, tail: Sequence[tuple[bytes, bytes]]) -> Checkpoint:
+        """Make the log whole again after a restore from an older copy: append `tail`, the `(device id, record)`
+        pairs of the leaves from this log's size to `lost.tree_size` in the lost log's order (a follower's copy),
+        after checking that with them the tree's root at that size is the root of `lost`, a checkpoint this hub
+        signed. Every record is verified again as it is merged, through the acceptance path. `lost` is then the latest checkpoint signed, and signing goes on
+        where it stood. Nothing is written when the root differs (TailRefused)."""
+        with self._lock:
+            lost.verify(self.signer.public_key)
+            size = len(self.tree)
+            if holds(self.tree, lost):
+                return self._held_again(lost)
+            if size + len(tail) != lost.tree_size:
+                raise TailRefused(f"the lost checkpoint is of {lost.tree_size} records and this log holds {size}: "
+                                  f"{lost.tree_size - size} are missing, {len(tail)} were offered",
+                                  hint="offer the follower's records from this log's size to the checkpoint's")
+            own = sum(1 for device_id, _raw in tail if device_id == self.hub_id)
+            if own:  # its decisions stand only as the hub wrote them, in its own log, which no follower pulls
+                raise TailRefused(f"the lost log holds {own} records of this hub's own log (enrollments, decisions) "
+                                  "from after the copy", hint="restore a newer copy of the store that holds them, or "
+                                  "start with --accept-older-store (docs/DEPLOY.md, Backups)")
+            scratch = log_tree(self.store)
+            for _device, raw in tail:
+                scratch.append_hash(leaf_hash(raw))
+            if scratch.root() != lost.root:
+                raise TailRefused(f"with the {len(tail)} records offered, this log's root at size {lost.tree_size} "
+                                  f"is {scratch.root().hex()[:16]}..., not the lost checkpoint's "
+                                  f"{lost.root.hex()[:16]}...: they are not its records, or not in its order",
+                                  hint="take the tail from a follower that kept this hub's records in its order")
+            for device_id, group in itertools.groupby(tail, key=lambda pair: pair[0]):
+                raws = [raw for _device, raw in group]
+                result = self.ingest(device_id, raws)
+                if result.accepted != len(raws):
+                    raise TailRefused(f"device {device_id.hex()} took {result.accepted} of the {len(raws)} records "
+                                      f"of the lost log offered for it ({result.problem})",
+                                      hint="the log now holds the records before them; see the problem")
+            assert holds(self.tree, lost)
+            return self._held_again(lost)
+
+    def _held_again(self, cp: Checkpoint) -> Checkpoint:
+        """`cp`, a checkpoint of this log signed before a restore, is the latest signed again."""
+        latest = self.latest_checkpoint()
+        if latest is None or latest.tree_size < cp.tree_size:
+            self.store.put_checkpoint(cp.tree_size, cp.time, cp.raw)
+            self._checkpoints.append(cp)
+            if self._last_signed is not None:
+                self._last_signed.keep(cp)
+        return self.latest_checkpoint() or cp
 
     def checkpoints(self) -> list[Checkpoint]:
         return list(self._checkpoints)
