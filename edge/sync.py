@@ -79,6 +79,7 @@ class Target:
     problems: list[str] = field(default_factory=list)
     refusing: set[str] = field(default_factory=set)  # codes it refuses us with, each logged once until it stops
     asks_forked: bool = True  # a hub is asked whether it holds this device as forked, until one does not say
+    tells_time: bool = True  # a hub is told this device's time (it measures the clock), until one refuses it
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "role": self.role, "last_ok": self.last_ok, "last_error": self.last_error,
@@ -214,8 +215,10 @@ class SyncAgent:
     def __init__(self, holder: LogHolder, *, hubs: Sequence[str] = (), peers: Sequence[str] = (),
                  interval: float = 30.0, limits: Limits = Limits(), blocked: Callable[[], frozenset[bytes]] | None = None,
                  rng: random.Random | None = None, monotonic: Callable[[], float] = time.monotonic,
-                 request_timeout: float = 30.0, own: bytes | None = None) -> None:
+                 request_timeout: float = 30.0, own: bytes | None = None,
+                 wall: Callable[[], int] | None = None) -> None:
         self.holder = holder
+        self.wall = wall or (lambda: int(time.time()))  # the clock this device's records are signed with
         # This device, whose head a hub confirms before its first new record is signed (`ask_head`): the daemon
         # holds its commits until `head_settled` is set, or for as long as it waits for the hub.
         self.own = own
@@ -277,10 +280,12 @@ class SyncAgent:
             if target.next_try > now:
                 continue
             ask = target.role == "hub" and target.asks_forked and self.own is not None
+            tell = target.role == "hub" and target.tells_time and self.own is not None
             try:
                 report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
                                          push=True, pull=target.role != "hub", blocked=self.blocked(),
-                                         size=target.size, lanes=lanes, own=self.own, ask_forked=ask)
+                                         size=target.size, lanes=lanes, own=self.own, ask_forked=ask,
+                                         now=self.wall if tell else None)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
                 if self.recover(target, exc):
                     target.next_try = now
@@ -294,6 +299,8 @@ class SyncAgent:
             target.backoff.succeeded()
             if ask and report.forked is None:  # a hub from before it could say: not asked again
                 target.asks_forked = False
+            if report.now_refused:  # a hub from before it measured device clocks: not told again
+                target.tells_time = False
             if target.role == "hub" and self.own is not None:
                 self._pushed(target, report)
             target.last_ok = time.time()

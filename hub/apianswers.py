@@ -57,6 +57,13 @@ class SigningStopped(TypedDict):
     hint: NotRequired[str]
 
 
+class DeviceClockOff(TypedDict):
+    device: str
+    offset_s: Annotated[int, {"description": "the device's clock minus the hub's at its last sync, seconds "
+                                             "(negative: behind, its records dated that much too early)"}]
+    measured_at: Annotated[int, {"description": "hub time of that sync (Unix seconds)"}]
+
+
 class ChainHealth(TypedDict):
     """The log's size, checkpoint, forks, refusals by code, records by kind and device count; one page of
     devices (each device's log, last record time, last arrival and sync lag), in device id order."""
@@ -81,6 +88,10 @@ class ChainHealth(TypedDict):
     signing_stopped: Annotated[SigningStopped | None, {"description": "why the hub signs no checkpoint (its store is "
                                                                       "an older copy, docs/DEPLOY.md); null while it "
                                                                       "signs"}]
+    clocks_off: Annotated[list[DeviceClockOff], {"description": "the devices whose clock was off the hub's by more "
+                                                                "than [clock] max_skew_s either way when they last "
+                                                                "synced (an edge says its time in each sync round; "
+                                                                "kept in memory), by device id"}]
 
 
 SCAN_EVENT = Literal["cooked", "packed", "departed", "arrived", "received", "served", "returned", "damaged", "lost",
@@ -285,7 +296,7 @@ FINDING_CODE = Literal[
     "late_delivery", "short_delivery", "missing_delivery", "overdue_delivery", "container_lost",
     "container_unreturned", "container_damaged", "duplicate_scan", "out_of_order", "unknown_site", "over_receipt",
     "misrouted", "container_at_two_schools", "returned_without_arrival", "returned_to_other_kitchen", "staff_card_tag", "staff_not_on_roster",
-    "clock_skew", "late_sync", "clock_went_back", "cook_to_serve", "danger_zone", "hot_holding", "stock_overdraw",
+    "clock_skew", "late_sync", "clock_went_back", "device_clock", "cook_to_serve", "danger_zone", "hot_holding", "stock_overdraw",
     "stock_receipt_late", "stock_count_difference", "stock_unit_mismatch"]
 
 
@@ -300,7 +311,8 @@ class Finding(TypedDict):
     containers: list[str]
     records: list[str]
     other_school: str | None
-    part: Literal["not_served", "arrival", "served"] | None  # as FoodSafetyViolation's
+    # as FoodSafetyViolation's; of a device_clock one, which way the clock is off ('behind' or 'ahead')
+    part: Literal["not_served", "arrival", "served", "behind", "ahead"] | None
     other_kitchen: str | None
 
 

@@ -226,6 +226,12 @@ class HubHolder:
         operator resolves it (sync's heads answer tells the copy whose records the hub kept)."""
         return [d for d in device_ids if (info := self.hub.store.get_device(d)) is not None and info.status == "forked"]
 
+    def device_clock(self, device_id: bytes, device_now: int) -> None:
+        """A device said its time in its sync request (`?now=`): the hub keeps how far it is from its own clock,
+        for a device it knows (MBG's device_clock finding, /api/chain/health, /metrics)."""
+        if self.hub.store.get_device(device_id) is not None:
+            self.hub.device_clocks.saw(device_id, device_now, self.hub.clock())
+
     def log_length(self, device_id: bytes) -> int:
         state = self.hub.store.chain_state(device_id)
         return state.length if state else 0

@@ -150,3 +150,40 @@ def clock_setting(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceClock:
+    """What a device's clock said when it last synced: its offset from the hub's clock (device now minus hub now,
+    at the request; the request's latency, milliseconds on a LAN, makes it that much early) and the hub time."""
+
+    offset_s: int
+    measured_at: int
+
+
+class DeviceClocks:
+    """Each device's clock as measured at its last sync (sync's heads request says the device's time), kept in
+    memory: a restarted hub knows again at the device's next round. Thread-safe; at most `cap` devices, the
+    longest unheard dropped first. `limit_s` is how far off a clock may be before it is said (the MBG plan's
+    `[clock] max_skew_s`, set by the read models)."""
+
+    def __init__(self, cap: int = 100_000, limit_s: int = 900) -> None:
+        self.cap, self.limit_s = cap, limit_s
+        self._lock = threading.Lock()
+        self._clocks: OrderedDict[bytes, DeviceClock] = OrderedDict()
+
+    def saw(self, device_id: bytes, device_now: int, hub_now: int) -> DeviceClock:
+        clock = DeviceClock(offset_s=device_now - hub_now, measured_at=hub_now)
+        with self._lock:
+            self._clocks.pop(device_id, None)
+            self._clocks[device_id] = clock
+            while len(self._clocks) > self.cap:
+                self._clocks.popitem(last=False)
+        return clock
+
+    def off(self, limit_s: int | None = None) -> list[tuple[bytes, DeviceClock]]:
+        """The devices whose clock was off by more than `limit_s` (default `self.limit_s`) either way at their last
+        sync, by device id."""
+        limit_s = self.limit_s if limit_s is None else limit_s
+        with self._lock:
+            return sorted((d, c) for d, c in self._clocks.items() if abs(c.offset_s) > limit_s)

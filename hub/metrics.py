@@ -208,6 +208,7 @@ class _HubCollector(Collector):
         yield connections
         yield CounterMetricFamily("jejak_hub_duplicate_records", "Records offered again that the hub already had.",
                                   value=counters.get("duplicates", 0))
+        yield from self._device_clocks()
         yield CounterMetricFamily("jejak_hub_forks", "Forks detected (two records with one device and sequence "
                                   "number).", value=counters.get("forks", 0))
         checkpoints = hub.checkpoints()
@@ -296,6 +297,19 @@ class _HubCollector(Collector):
             last.add_metric([device_id.hex()], at)
         yield lag
         yield last
+
+    def _device_clocks(self) -> Iterator[Metric]:
+        clocks = self.hub.device_clocks
+        off = clocks.off()
+        yield GaugeMetricFamily("jejak_hub_devices_clock_off", f"Devices whose clock was off the hub's by more than "
+                                f"{clocks.limit_s} s ([clock] max_skew_s) either way at their last sync.",
+                                value=len(off))
+        each = GaugeMetricFamily("jejak_hub_device_clock_offset_seconds", f"Per device whose clock was off at its "
+                                 f"last sync, up to {self.series_cap} devices: its clock minus the hub's, seconds "
+                                 "(negative: behind, its records dated too early).", labels=["device"])
+        for device_id, clock in off[:self.series_cap]:
+            each.add_metric([device_id.hex()], clock.offset_s)
+        yield each
 
     def _store_bytes(self) -> int:
         if self.store_path is None or not self.store_path.is_dir():

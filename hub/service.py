@@ -40,7 +40,7 @@ from ledger.errors import BadCheckpoint
 from ledger.merkle import node_hash
 from ledger.sync import Head
 
-from .clock import HubClock
+from .clock import DeviceClocks, HubClock
 from .lastsigned import LastSigned, OlderStore, holds
 from .pending import PendingLimits, Waiting, address_of, expired, sent_from
 from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
@@ -266,6 +266,7 @@ class Hub:
         self.check = check
         self.signer = signer
         self.clock = clock
+        self.device_clocks = DeviceClocks()  # each device's clock at its last sync (`HubHolder.device_clock`)
         self.auto_approve = auto_approve
         self.pending = pending  # how many enrolled keys may wait for approval, from where, and for how long
         self._enrolling = threading.Lock()

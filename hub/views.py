@@ -170,6 +170,9 @@ class Views:
         self.aggregates = aggregates
         self.mbg = MbgView(plan, days=aggregates.namespace(MBG_DAYS) if aggregates is not None else None)
         self.mbg.refilling = refill
+        hub.device_clocks.limit_s = plan.clock.max_skew_s
+        self.mbg.device_clocks = lambda limit_s: [(d.hex(), c.offset_s, c.measured_at)
+                                                  for d, c in hub.device_clocks.off(limit_s)]
         self._fed_at: int | None = None  # the arrival time of the records being fed, which the markets stamp
         self.markets = HubMarkets(market_config, clock=self._feed_time)
         self.demand = KitchenDemand(self.markets, kitchen_regions or {})

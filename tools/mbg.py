@@ -246,7 +246,7 @@ class Speaker:
 
     def subject(self, code: str, subject: str) -> str:
         """A finding's subject: a school, a kitchen, a device, a site or 'kitchen/item'."""
-        if code in ("clock_skew", "late_sync", "clock_went_back"):
+        if code in ("clock_skew", "late_sync", "clock_went_back", "device_clock"):
             return self.device(subject)
         if subject in self.names.get("schools", {}):
             return self.school(subject)
@@ -280,6 +280,8 @@ class Speaker:
             values.update(arrived=self.clock(d["deadline_at"] + measured), first=values["arrived"])
             if f.get("containers"):
                 key = "say.late_delivery_part"
+        if code == "device_clock" and f.get("part") in ("behind", "ahead"):
+            key = f"say.device_clock_{f['part']}"
         if code == "staff_not_on_roster" and not f.get("other_kitchen"):
             key = "say.staff_not_on_roster_unknown"
         if code in ("cook_to_serve", "danger_zone"):

@@ -40,4 +40,6 @@ def chain_health(hub: Hub, now: int, *, after: bytes = b"", limit: int = DEFAULT
             "duplicates": counters.get("duplicates", 0), "device_count": store.device_count(),
             "records_by_kind": store.record_kinds(), "figures_behind": behind,
             "signing_stopped": hub.signing_stopped.to_dict() if hub.signing_stopped is not None else None,
-            "devices": [standing_json(s, now) for s in page.standings], "next": page.next}
+            "devices": [standing_json(s, now) for s in page.standings], "next": page.next,
+            "clocks_off": [{"device": d.hex(), "offset_s": c.offset_s, "measured_at": c.measured_at}
+                           for d, c in hub.device_clocks.off()]}

@@ -28,7 +28,7 @@ SEVERITY: dict[str, Severity] = {
     "staff_not_on_roster": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
     "returned_without_arrival": "warning", "returned_to_other_kitchen": "warning",
-    "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning",
+    "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning", "device_clock": "warning",
     "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
     "stock_overdraw": "alert", "stock_receipt_late": "warning", "stock_count_difference": "warning",
     "stock_unit_mismatch": "warning",
@@ -621,6 +621,21 @@ def clock_findings(plan: Plan, flagged: dict[tuple[str, str], Flagged]) -> list[
         out.append(Finding(code=flag, subject=device, date=date, detail=detail, measured=measured,
                            limit=plan.clock.max_skew_s if flag in ("late_sync", "clock_went_back") else None,
                            records=tuple(r for _, r in fl.first)))
+    return out
+
+
+def device_clock_findings(plan: Plan, clocks: Iterable[tuple[str, int, int]]) -> list[Finding]:
+    """One finding per device whose clock was off by more than `[clock] max_skew_s` when it last synced (`clocks`:
+    device hex, offset in seconds, negative behind, and the hub time it was measured), on the day it was measured:
+    a clock behind dates its taps too early, on the day before if it is a day behind, and nothing on that day's
+    own findings says so. `part` says which way: 'behind' or 'ahead'."""
+    out = []
+    for device, offset, at in clocks:
+        way = "behind" if offset < 0 else "ahead"
+        out.append(Finding(code="device_clock", subject=device, date=local_date(at, plan.tz_offset_s),
+                           detail=f"device clock {abs(offset)} s {way} the hub's at its last sync; its taps are "
+                                  f"dated {abs(offset)} s too {'early' if offset < 0 else 'late'}",
+                           measured=offset, limit=plan.clock.max_skew_s, part=way))
     return out
 
 

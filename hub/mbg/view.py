@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from .analysis import (
     clock_findings,
     cook_end,
     day_base,
+    device_clock_findings,
     early_returns,
     merge,
     settle,
@@ -121,6 +122,8 @@ class MbgView:
         self._devices: dict[str, int] = {}  # device -> last arrival
         # What spans days, kept as scans arrive: clock findings per device, unknown sites, first cook per batch.
         self._flagged: dict[tuple[str, str], Flagged] = defaultdict(Flagged)
+        # The devices whose clock was off past a limit at their last sync: (device hex, offset s, hub time measured).
+        self.device_clocks: Callable[[int], list[tuple[str, int, int]]] = lambda limit_s: []
         self._last_clock: LastClock = {}  # each device's latest scan held, to see its clock go back
         self._unknown: dict[tuple[str, str], UnknownSite] = defaultdict(UnknownSite)  # by site and day
         self._cooks: dict[str, tuple[tuple[int, str, int], HeldScan]] = {}
@@ -544,8 +547,10 @@ class MbgView:
         return a
 
     def _spanning(self) -> list[Finding]:
-        """Findings over every day held: device clocks, then unknown sites."""
-        return clock_findings(self.plan, self._flagged) + unknown_site_findings(self._unknown)
+        """Findings over every day held: device clocks (as their records and their last sync show), then unknown
+        sites."""
+        return (device_clock_findings(self.plan, self.device_clocks(self.plan.clock.max_skew_s))
+                + clock_findings(self.plan, self._flagged) + unknown_site_findings(self._unknown))
 
     def analysis(self, now: int, dates: tuple[str, ...] = ()) -> Analysis:
         """The full reconciliation (trips, taps, findings) of `dates`, or of every day held, for drill-down."""

@@ -167,7 +167,7 @@ function kitchenName(id) { const k = STATE.names?.kitchens?.[id]; return k && k.
 function deviceName(hex) { const d = STATE.names?.devices?.[hex]; return d ? (d.name || `${d.site} ${hex.slice(0, 6)}`) : (hex || "").slice(0, 8); }
 function siteName(id) { return STATE.names?.schools?.[id] ? schoolName(id) : kitchenName(id); }
 function subjectName(code, subject) {
-  if (code === "clock_skew" || code === "late_sync" || code === "clock_went_back") return deviceName(subject);
+  if (code === "clock_skew" || code === "late_sync" || code === "clock_went_back" || code === "device_clock") return deviceName(subject);
   if (STATE.names?.schools?.[subject] || STATE.names?.kitchens?.[subject]) return siteName(subject);
   if (subject.includes("/")) { const [k, item] = subject.split("/"); return `${kitchenName(k)}: ${item}`; }
   return subject;
@@ -181,7 +181,7 @@ const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
   staff_not_on_roster: "delivery",
   container_lost: "container", container_unreturned: "container", returned_to_other_kitchen: "container", container_damaged: "container",
   stock_overdraw: "stock", stock_receipt_late: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",
-  late_sync: "data", clock_skew: "data", clock_went_back: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data",
+  late_sync: "data", clock_skew: "data", clock_went_back: "data", device_clock: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data",
   staff_card_tag: "data" };
 const RANK = { cook_to_serve: 0, danger_zone: 0, hot_holding: 0, missing_delivery: 1, overdue_delivery: 1 };
 function findingRank(f) {
@@ -232,6 +232,7 @@ function findingText(f) {
     if ((f.containers || []).length) key = "say.late_delivery_part";
   }
   if (f.code === "staff_not_on_roster" && !f.other_kitchen) key = "say.staff_not_on_roster_unknown";
+  if (f.code === "device_clock" && (f.part === "behind" || f.part === "ahead")) key = `say.device_clock_${f.part}`;
   if (f.code === "cook_to_serve" || f.code === "danger_zone") {
     Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });
     // Meals served late, not served yet and timed to their arrival are findings of their own (`part`); a day

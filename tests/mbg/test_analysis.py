@@ -454,3 +454,24 @@ def test_meals_served_after_the_danger_zone_and_meals_still_in_it_are_counted_ap
     answer = {"date": DATE, "violations": [v.to_dict() for v in a.violations],
               "findings": [f.to_dict() for f in a.findings]}
     assert not problems(strict(ROUTES[("GET", "/api/mbg/violations")].answer_schema()), answer)
+
+
+def test_a_device_clock_measured_off_at_its_sync_is_a_finding_of_the_day_it_was_measured(plan: Plan) -> None:
+    """The hub measures a device's clock when it syncs (MbgView.device_clocks): past `[clock] max_skew_s` either
+    way it is a finding of that day, the device named, however its records are dated (a day behind dates them the
+    day before: nothing of that day would say it)."""
+    view = MbgView(plan)
+    device = "ab" * 16
+    asked: list[int] = []
+
+    def clocks(limit_s: int) -> list[tuple[str, int, int]]:
+        asked.append(limit_s)
+        return [(device, -86_410, MIDNIGHT + 7 * H)]
+
+    view.device_clocks = clocks
+    (finding,) = [f for f in view.findings(MIDNIGHT + 8 * H, DATE) if f.code == "device_clock"]
+    assert (finding.subject, finding.date, finding.measured, finding.limit, finding.part, finding.severity) == (
+        device, DATE, -86_410, plan.clock.max_skew_s, "behind", "warning")
+    assert finding.detail == "device clock 86410 s behind the hub's at its last sync; its taps are dated 86410 s too early"
+    assert asked[-1] == plan.clock.max_skew_s
+    assert not [f for f in view.findings(MIDNIGHT + 8 * H, "2000-01-01") if f.code == "device_clock"]

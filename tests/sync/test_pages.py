@@ -9,7 +9,7 @@ import pytest
 from aiocoap.numbers.codes import Code
 
 from coap_server.errors import error_response
-from coap_server.params import Param, coap_query
+from coap_server.params import Param, coap_query, device
 from coap_server.sync import (
     HeadsResource,
     RecordsResource,
@@ -196,6 +196,56 @@ async def test_a_peer_says_whether_it_holds_a_log_as_forked_and_one_from_before_
         report = SyncReport()
         await remote_heads(ctx, hub_url, report=report)  # not asked: not said
         assert report.forked is None
+    finally:
+        await ctx.shutdown()
+        for server, _ in served:
+            await server.shutdown()
+
+
+class Clocks(Forks):
+    """Forks, keeping the clocks the asking devices say (the hub's `device_clock`)."""
+
+    def __init__(self, logs, forked) -> None:
+        super().__init__(logs, forked)
+        self.told: list[tuple[bytes, int]] = []
+
+    def device_clock(self, device_id, now):
+        self.told.append((device_id, now))
+
+
+class TakesNoTime(HeadsResource):
+    """A peer from before ?now= (it knows ?forked=): its strict query parser refuses it (4.00 BAD_REQUEST)."""
+
+    async def render_post(self, request):
+        try:
+            coap_query(request, Param(name="after", kind="text", size=32), device("forked"))
+        except Exception as exc:
+            return error_response(exc)
+        return await super().render_post(request)
+
+
+async def test_a_node_tells_its_time_and_one_from_before_is_asked_without_it():
+    """The first heads page tells the node's time (?now=) to a peer that keeps it, as the device ?forked= names
+    (no OSCORE here); a peer from before refuses it and is asked again without it, still told about the fork; a
+    node that does not tell its time (one from before) is served as ever."""
+    logs = _logs(3, 2)
+    forked = sorted(logs)[0]
+    keeps, before = Clocks(logs, [forked]), Clocks(logs, [forked])
+    hub, old = resource.Site(), resource.Site()
+    add_sync_resources(hub, keeps)
+    old.add_resource(["sync", "heads"], TakesNoTime(before, Limits()))
+    served = [await _serve(site) for site in (hub, old)]
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        (_, hub_url), (_, old_url) = served
+        for url, refused in [(hub_url, False), (old_url, True)]:
+            report = SyncReport()
+            heads = await remote_heads(ctx, url, report=report, forked=forked, now=lambda: 1_763_900_000)
+            assert ({h.device_id for h in heads}, report.forked, report.now_refused) == (set(logs), True, refused)
+        assert (keeps.told, before.told) == ([(forked, 1_763_900_000)], [])
+        report = SyncReport()
+        assert len(await remote_heads(ctx, hub_url, report=report, forked=forked)) == len(logs)
+        assert (report.forked, report.now_refused, keeps.told) == (True, False, [(forked, 1_763_900_000)])
     finally:
         await ctx.shutdown()
         for server, _ in served:

@@ -419,3 +419,23 @@ def test_a_staff_card_off_the_roster_is_said_in_both_languages():
         out = render("violations", {"date": "2026-01-16", "violations": [], "findings": [lent, unknown]}, say,
                      {"kitchens": []})
         assert all(s in out for s in says) and "SD Satu (S1)" in out, out
+
+
+def test_a_device_clock_off_names_the_device_and_the_offset_in_both_languages():
+    device = "ab" * 16
+    names = {"tz_offset_s": 7 * 3600, "devices": {device: {"name": "Meja kembali", "site": "K1"}}}
+    behind = {"code": "device_clock", "subject": device, "severity": "warning", "measured": -86_410, "limit": 900,
+              "part": "behind", "containers": [], "records": [], "date": "2026-01-01",
+              "detail": "device clock 86410 s behind the hub's at its last sync; its taps are dated 86410 s too early"}
+    ahead = {**behind, "measured": 1_200, "part": "ahead", "detail": "device clock 1200 s ahead"}
+    said = {}
+    for lang in ("id", "en"):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        said[lang] = [render("violations", {"date": "2026-01-01", "violations": [], "findings": [f]}, say)
+                      for f in (behind, ahead)]
+    (id_behind, id_ahead), (en_behind, en_ahead) = said["id"], said["en"]
+    assert "Meja kembali (K1)" in id_behind and "terlambat 24 jam 0 menit dari jam hub" in id_behind, id_behind
+    assert "hari sebelumnya" in id_behind and "minta teknisi menyetel jamnya" in id_behind
+    assert "lebih cepat 20 menit dari jam hub" in id_ahead, id_ahead
+    assert "Meja kembali (K1)" in en_behind and "24 h 0 min behind the hub's" in en_behind, en_behind
+    assert "20 min ahead of the hub's" in en_ahead, en_ahead

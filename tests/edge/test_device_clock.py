@@ -1,0 +1,73 @@
+"""An edge tells its hub its clock in each sync round; the hub measures how far it is off and says so today, naming
+the device: a clock behind dates the taps too early (a Raspberry Pi without its real-time clock boots at the time
+it was shut down), which looked like a backlog sent late."""
+
+from __future__ import annotations
+
+import contextlib
+
+import aiohttp
+
+from edge.daemon import EdgeDaemon
+from tests.security.common import NOW, edge_config, enroll_edge, secure_hub
+from tests.wait import wait_for
+
+DAY = 86_400
+
+
+@contextlib.asynccontextmanager
+async def _edge_at(config, clock):
+    daemon = EdgeDaemon(config, clock=clock)
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.close()
+
+
+async def _health(hub) -> dict:
+    async with aiohttp.ClientSession() as http, http.get(f"{hub.http_url}/api/chain/health") as resp:
+        assert resp.status == 200
+        return await resp.json()
+
+
+async def _metrics(hub) -> str:
+    async with aiohttp.ClientSession() as http, http.get(f"{hub.http_url}/metrics") as resp:
+        return await resp.text()
+
+
+async def test_an_edge_a_day_behind_is_named_today_with_its_offset(tmp_path):
+    """Over OSCORE, as deployed: the hub's clock reads NOW, the edge's a day and 10 s less. Today's MBG findings name
+    the device with the offset, /api/chain/health lists it, /metrics gives it; back on time, it is no longer said."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        config = edge_config(tmp_path / "edge", hub=hub.coap_url)
+        async with _edge_at(config, lambda: NOW - DAY - 10):
+            off = await wait_for(lambda: hub.hub.device_clocks.off(),
+                                 what="the edge's clock measured")
+        assert [(d, c.offset_s, c.measured_at) for d, c in off] == [(key.device_id, -DAY - 10, NOW)]
+        health = await _health(hub)
+        assert health["clocks_off"] == [{"device": key.device_id.hex(), "offset_s": -DAY - 10, "measured_at": NOW}]
+        today = hub.views.mbg.today(NOW)
+        (finding,) = [f for f in hub.views.mbg.findings(NOW, today) if f.code == "device_clock"]
+        assert (finding.subject, finding.date, finding.measured, finding.limit, finding.part) == (
+            key.device_id.hex(), today, -DAY - 10, 900, "behind")
+        assert finding.severity == "warning"
+        text = await _metrics(hub)
+        assert "jejak_hub_devices_clock_off 1.0" in text
+        assert f'jejak_hub_device_clock_offset_seconds{{device="{key.device_id.hex()}"}} -86410.0' in text
+        async with _edge_at(config, lambda: NOW + 30):  # set right: within max_skew_s
+            await wait_for(lambda: not hub.hub.device_clocks.off(), what="the clock measured right")
+        assert (await _health(hub))["clocks_off"] == []
+        assert not [f for f in hub.views.mbg.findings(NOW, today) if f.code == "device_clock"]
+        assert "jejak_hub_devices_clock_off 0.0" in await _metrics(hub)
+
+
+async def test_an_edge_ahead_without_oscore_is_named_too(tmp_path):
+    """Without OSCORE the device is the one the request names (its own log, `?forked=`); a clock ahead is said so."""
+    async with secure_hub(tmp_path / "hub", oscore=False) as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        async with _edge_at(edge_config(tmp_path / "edge", hub=hub.coap_url, oscore=False), lambda: NOW + 3600):
+            await wait_for(lambda: hub.hub.device_clocks.off(), what="the edge's clock measured")
+        (finding,) = [f for f in hub.views.mbg.findings(NOW, hub.views.mbg.today(NOW)) if f.code == "device_clock"]
+        assert (finding.subject, finding.measured, finding.part) == (key.device_id.hex(), 3600, "ahead")
