@@ -5,11 +5,20 @@ it was shut down), which looked like a backlog sent late."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
+import aiocoap
+import aiocoap.resource as resource
 import aiohttp
 
+from coap_server.errors import error_response
+from coap_server.params import Param, coap_pairs, coap_query, device
+from coap_server.sync import HeadsResource, RecordsResource
 from edge.daemon import EdgeDaemon
-from tests.security.common import NOW, edge_config, enroll_edge, secure_hub
+from ledger.sync import Limits
+from tests.netns.evil_peer import Holder
+from tests.ports import free_coap, free_udp
+from tests.security.common import NOW, edge, edge_config, enroll_edge, secure_hub
 from tests.wait import wait_for
 
 DAY = 86_400
@@ -71,3 +80,57 @@ async def test_an_edge_ahead_without_oscore_is_named_too(tmp_path):
             await wait_for(lambda: hub.hub.device_clocks.off(), what="the edge's clock measured")
         (finding,) = [f for f in hub.views.mbg.findings(NOW, hub.views.mbg.today(NOW)) if f.code == "device_clock"]
         assert (finding.subject, finding.measured, finding.part) == (key.device_id.hex(), 3600, "ahead")
+
+
+class Held(Holder):
+    """A hub's logs: it says which it holds as forked (none)."""
+
+    def forked(self, device_ids):
+        return []
+
+
+class HubFromBefore(HeadsResource):
+    """A hub's heads resource from before ?now= (it knows ?forked=): its strict query parser refuses it (4.00). It
+    keeps the queries it was asked with."""
+
+    def __init__(self, holder, limits) -> None:
+        super().__init__(holder, limits)
+        self.asked: list[set[str]] = []
+
+    async def render_post(self, request):
+        self.asked.append({name for name, _ in coap_pairs(request)})
+        try:
+            coap_query(request, Param(name="after", kind="text", size=32), device("forked"))
+        except Exception as exc:
+            return error_response(exc)
+        return await super().render_post(request)
+
+
+async def test_an_edge_stops_telling_its_time_to_a_hub_from_before_and_goes_on_syncing(tmp_path):
+    """A hub from before refuses ?now= as a query it does not know: the edge asks again without it in that round,
+    is still told about the fork (?forked=), and does not tell its time again."""
+    config = edge_config(tmp_path / "edge", hub=f"coap://127.0.0.1:{free_udp()}", oscore=False)
+    async with edge(config) as daemon:
+        await daemon.submit([("note", {"text": "before the hub"})])
+        own = daemon.key.device_id
+        records = daemon.store.log_range(own, 0, 10)
+    holder = Held(records)
+    heads = HubFromBefore(holder, Limits())
+    site = resource.Site()
+    site.add_resource(["sync", "heads"], heads)
+    site.add_resource(["sync", "records"], RecordsResource(holder, Limits()))
+    port = free_coap()
+    server = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
+    url = f"coap://127.0.0.1:{port}"
+    try:
+        async with edge(dataclasses.replace(config, hub=dataclasses.replace(config.hub, address=url))) as daemon:
+            target = await wait_for(lambda: (t := daemon.sync.targets.get(url)) is not None and not t.tells_time and t,
+                                    what="the hub's refusal of the time")
+            rounds = daemon.sync.rounds
+            await wait_for(lambda: daemon.sync.rounds > rounds + 2, what="more rounds")
+            assert target.asks_forked and target.last_error is None, target.to_json()
+        told = [q for q in heads.asked if "now" in q]
+        assert len(told) == 1 and told[0] == {"after", "forked", "now"}, heads.asked
+        assert {"after", "forked"} in heads.asked[heads.asked.index(told[0]) + 1:]
+    finally:
+        await server.shutdown()
