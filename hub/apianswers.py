@@ -876,6 +876,9 @@ class ImportReport(TypedDict):
     already_imported: int
     stored: int
     quarantined: int
+    # Of those stored, rows held at first and then taken as a series' level shift (no nearby market to compare,
+    # the new level held on `level_days` reported days): hub/markets/README.md.
+    level_shift: int
     sha256: str
     bytes: int
 

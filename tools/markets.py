@@ -115,7 +115,8 @@ def _import(args: argparse.Namespace) -> int:
               f"{report['duplicates']:,} duplicate, {report.get('already_imported', 0):,} already imported, "
               f"{report.get('converted', 0):,} converted to the commodity's unit, "
               f"{report['refused']:,} refused, {report.get('no_price', 0):,} without a price ('-'), "
-              f"{report.get('quarantined', 0):,} quarantined")
+              f"{report.get('quarantined', 0):,} quarantined"
+              + (f", {report['level_shift']:,} taken as a level shift" if report.get("level_shift") else ""))
         for r in report.get("refused_rows", [])[:20]:
             coded = f" ({r['code']})" if r.get("code", "BAD_INPUT_FILE") != "BAD_INPUT_FILE" else ""
             print(f"  line {r['line']}{coded}: {r['reason']}")

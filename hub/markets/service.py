@@ -284,8 +284,9 @@ class MarketService:
             if progress is not None and g % 10_000 == 0 and g:
                 progress(b)
         held = len(result.verdicts)
+        leveled = 0 if result.leveled is None else int(result.leveled.sum())
         return {**rows.report(), "already_imported": skipped, "stored": len(batch) - held,
-                "quarantined": held}
+                "quarantined": held, "level_shift": leveled}
 
     def _store(self, obs: PriceObservation) -> None:
         day = day_of(obs.time, self.config.tz_offset_s)

@@ -8,7 +8,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -89,6 +89,10 @@ class ValidationConfig:
     # Times above or below the catalogue's typical price that no real price goes: chilli has ranged from about
     # a third to three and a half times its typical price; a mistyped zero is ten.
     plausible_factor: float = 6.0
+    # A series with no nearby market reporting within `expect_days` whose held prices stay at a new level (within
+    # its usual day-to-day spread) on this many reported days in a row has shifted level: the run's held prices
+    # are taken and its history measured from the new level. 0: every such run waits for an operator.
+    level_days: int = 3
     tz_offset_s: int = WIB_OFFSET_S
 
     def __post_init__(self) -> None:
@@ -100,6 +104,8 @@ class ValidationConfig:
             if FAMILY.get(name) != "history":
                 raise BadObservation(f"history_checks: expected names among "
                                      f"{[c for c, f in FAMILY.items() if f == 'history']}, got {name!r}")
+        if self.level_days < 0:
+            raise BadObservation(f"level_days: expected at least 0, got {self.level_days}")
         if self.drift_confirm_days < 0:
             raise ValueError(f"validation.drift_confirm_days: expected at least 0, got {self.drift_confirm_days}")
         for name in ("expect_days", "drift_days"):
@@ -216,6 +222,7 @@ class BatchResult:
     score: np.ndarray  # float32 (n, len(CHECKS)); NaN where a check could not run
     quarantined: np.ndarray  # bool (n,)
     verdicts: dict[int, Verdict] = field(default_factory=dict)  # row -> verdict, for the rows explained
+    leveled: np.ndarray | None = None  # bool (n,): held at first, then taken as a level shift (`_level_run`)
 
     def fired_by(self, name: str) -> np.ndarray:
         return self.fired[:, _C[name]]
@@ -288,6 +295,7 @@ class Assessment:
     rep_overruled: np.ndarray  # bool: the other reporters disagree, but they drifted and this one did not
     rep_decides: np.ndarray  # bool: the other reporters' disagreement quarantines it
     quarantined: np.ndarray  # bool
+    alone: np.ndarray  # bool: quarantined only as unusual against its history with no peer to confirm it
 
 
 class Validator:
@@ -334,6 +342,9 @@ class Validator:
         self._typical_l: list[float] = []
         self._typical = np.zeros(0)
         self._raw: dict[int, dict[int, float]] = {}  # series -> day -> median of all of that day's reports
+        # series -> its reported days since its last accepted one, each held only as unusual with nobody nearby
+        # to compare (`_level_run`)
+        self._runs: dict[int, list[_HeldDay]] = {}
 
     # -- series registry --------------------------------------------------------------------------------
 
@@ -592,11 +603,12 @@ class Validator:
             kept_on = (np.abs(before) > ev.drift_tol) & (before * now > 0)
         drifted = drift & apart & away & (hist | kept_on)
         alone = hist & ~near_ok & ~ev.rep_ok
-        quarantined = rule | rep_fired | near_diverged | drifted | alone
+        others = rule | rep_fired | near_diverged | drifted
+        quarantined = others | alone
         return Assessment(evidence=ev, score=score, fired=fired, hist=hist, suspect=suspect,
                           near_diverged=near_diverged,
                           drifted=drifted, rep_overruled=rep_overruled, rep_decides=rep_fired,
-                          quarantined=quarantined)
+                          quarantined=quarantined, alone=alone & ~others)
 
     def _explain(self, a: Assessment, i: int, obs_id: str, *, provisional: bool = False) -> Verdict:
         results = []
@@ -740,7 +752,11 @@ class Validator:
                    if o.id != obs.id and _differs(d.verdicts.get(o.id), verdicts[o.id])]
         d.verdicts.update(verdicts)
         if done:
-            self._settle_day(s, day, d)
+            for o, v in self._settle_day(s, day, d):
+                if o.id == obs.id:
+                    verdicts[obs.id] = v
+                else:
+                    changed.append((o, v))
         return [(obs, verdicts[obs.id]), *changed, *self._vouched(s, day), *out]
 
     def _nearby_reported(self, s: int, day: int) -> bool:
@@ -775,7 +791,7 @@ class Validator:
             out.extend((o, v) for o in d.reports if _differs(d.verdicts.get(o.id), v := verdicts[o.id]))
             d.verdicts.update(verdicts)
             if done:
-                self._settle_day(u, day, d)
+                out.extend(self._settle_day(u, day, d))
         return out
 
     def settle(self, now: int) -> list[tuple[PriceObservation, Verdict]]:
@@ -788,7 +804,7 @@ class Validator:
             verdicts = self._judge(s, day, d, d.reports, provisional=False)
             out.extend((o, verdicts[o.id]) for o in d.reports)
             d.verdicts.update(verdicts)
-            self._settle_day(s, day, d)
+            out.extend(self._settle_day(s, day, d))
         if due:
             oldest = max(k[1] for k in due) - 7
             for key in [k for k, d in self._days.items() if d.settled and k[1] < oldest]:
@@ -808,13 +824,32 @@ class Validator:
         since = day - self.config.expect_days
         return all(r in d.latest for r, last in self._reporters.get(s, {}).items() if last >= since)
 
-    def _settle_day(self, s: int, day: int, d: _Day) -> None:
+    def _settle_day(self, s: int, day: int, d: _Day) -> list[tuple[PriceObservation, Verdict]]:
+        """Make a day final: its accepted prices join the history, or, all held, it joins the series' run of held
+        days (`_level_run`); the verdicts of the run's reports taken as a level shift."""
         d.settled = True
         if d.prices:
             self._put_raw(s, day, _median_sorted(d.prices))
         accepted = [float(o.price_idr) for o in d.reports if not d.verdicts[o.id].quarantined]
         if not accepted:
-            return
+            if not d.reports:
+                return []
+            alone = all(d.alone.get(o.id, False) for o in d.reports)
+            taken = self._level_run(s, _HeldDay(day, _median_sorted(d.prices), tuple(
+                (o, d.verdicts[o.id]) for o in d.reports)) if alone else None)
+            if not taken:
+                return []
+            why = self._level_summary(s, taken)
+            out = []
+            for h in taken:
+                for o, v in h.held:
+                    v = replace(v, status=ACCEPTED, summary=why, provisional=False)
+                    out.append((o, v))
+                    other = self._days.get((s, h.day))
+                    if other is not None and o.id in other.verdicts:
+                        other.verdicts[o.id] = v
+            return out
+        self._level_run(s, None)
         self._commit_pending(s, day)
         pend = self._pending.get(s)
         if pend is None:
@@ -822,6 +857,7 @@ class Validator:
         elif pend[0] == day:
             pend[1].extend(accepted)
         # An older day than the pending one settled late; history moves forward only.
+        return []
 
     def _judge(self, s: int, day: int, d: _Day, rows: Sequence[PriceObservation], *,
                near: _Near | None = None, provisional: bool) -> dict[str, Verdict]:
@@ -850,6 +886,7 @@ class Validator:
                          hist_outside=outside)
         for k, o in enumerate(rows):
             d.hist[o.id] = bool(a.suspect[k])
+            d.alone[o.id] = bool(a.alone[k])
         d.unusual = outside + int(a.suspect.sum())
         d.judged_at = int(self._pos[s])
         d.near = near
@@ -951,6 +988,68 @@ class Validator:
             for d in [d for d in raw if d < day - self.config.drift_days - 7]:
                 del raw[d]
 
+    def _lone(self, s: int, day: int) -> bool:
+        """Whether no nearby market of s's group reported within `expect_days` up to `day`: nobody could vouch
+        for a move of s's price, or dispute it."""
+        since = day - self.config.expect_days
+        for t in self._neighbours(s):
+            if any(since <= d <= day for d in self._raw.get(t, ())):
+                return False
+            if max(self._reporters.get(t, {}).values(), default=since - 1) >= since:
+                return False
+        return True
+
+    def _spread(self, s: int) -> float:
+        """Series s's usual day-to-day move (log terms): nine in ten of its history's moves are no larger; at
+        least `scale_floor` (a sticky price's moves are mostly 0)."""
+        n, w = int(self._pos[s]), self.config.window
+        vals = self._hist[s, [(n - k) % w for k in range(min(n, w), 0, -1)]]
+        moves = np.abs(np.diff(np.log(vals[~np.isnan(vals)])))
+        return max(self.config.scale_floor, float(np.quantile(moves, 0.9)) if len(moves) else 0.0)
+
+    def _level_run(self, s: int, held: _HeldDay | None) -> list[_HeldDay]:
+        """Follow series s's run of held days: `held` is a day whose reports were all held only as unusual with
+        no peer to confirm them (None: the day ended the run, accepted or held for another reason). When no
+        nearby market reported and the run's last `level_days` days stay within the series' usual day-to-day
+        spread of each other, the series has shifted level: the run's days at that level (the latest ones, each
+        within the spread of it) are returned, its history is moved to the new level and those days join it.
+        A day that went back, a spike still moving or a mistyped price breaks the run or never joins it."""
+        k = self.config.level_days
+        if held is None or not k or not self._lone(s, held.day):
+            self._runs.pop(s, None)
+            return []
+        run = self._runs.setdefault(s, [])
+        run.append(held)
+        if len(run) < k:
+            return []
+        spread = self._spread(s)
+        last = np.log([h.price for h in run[-k:]])
+        if float(last.max() - last.min()) > spread:
+            return []
+        level = float(np.exp(np.median(last)))
+        base = self._base_median(s)
+        if not math.isnan(base) and not 1 / _LEVEL_FACTOR < level / base < _LEVEL_FACTOR:
+            return []  # a wrong unit or a mistyped digit kept up, not a market's move: an operator decides
+        at = len(run)
+        while at > 0 and abs(math.log(run[at - 1].price / level)) <= spread:
+            at -= 1
+        taken = run[at:]
+        del self._runs[s]
+        self._commit_pending(s, 10**12)
+        taken = [h for h in taken if h.day > self._last_day[s]]
+        if not math.isnan(base):
+            self._hist[s] *= level / base  # later prices are measured from the new level, with the old spread
+            self._base_cache.pop(s, None)
+        for h in taken:
+            self._commit(s, h.day, h.price)
+        return taken
+
+    def _level_summary(self, s: int, taken: Sequence[_HeldDay]) -> str:
+        n = self.config.level_days
+        since = date_of(taken[0].day).isoformat()
+        return (f"accepted: level held on {n} reported days with no nearby market to compare (Rp "
+                f"{taken[-1].price:,.0f} since {since}); a level shift, taken without an operator".replace(",", "."))
+
     def admit(self, obs: PriceObservation) -> None:
         """Count an observation that an operator released into its series' history, if its day has not joined
         the history yet: history moves forward only, and a day already in it stays as it was judged."""
@@ -977,8 +1076,9 @@ class Validator:
         fired = np.zeros((n, len(CHECKS)), bool)
         score = np.full((n, len(CHECKS)), np.nan, np.float32)
         quarantined = np.zeros(n, bool)
+        leveled = np.zeros(n, bool)
         if n == 0:
-            return BatchResult(fired=fired, score=score, quarantined=quarantined)
+            return BatchResult(fired=fired, score=score, quarantined=quarantined, leveled=leveled)
         local = np.array([self._series(k, r) for k, r in zip(batch.series, batch.regions, strict=True)],
                          np.int64)
         s_all = local[batch.series_idx]
@@ -1006,10 +1106,38 @@ class Validator:
                     row = int(rows[k])
                     verdicts[row] = self._explain(a, k, batch.ids[row] if batch.ids else str(row))
             ok = ~a.quarantined
+            for taken in self._level_runs(s, x, a, rows, day):
+                got = np.array([r for h in taken for r in h.rows], np.int64)
+                quarantined[got] = False
+                leveled[got] = True
+                for r in got.tolist():
+                    verdicts.pop(r, None)
+                ok[np.isin(rows, got)] = False  # already in the history
             if ok.any():
                 _, _, acc_med, _, acc_series = _group_refs(s[ok], x[ok])
                 self._commit_many(acc_series, day, acc_med)
-        return BatchResult(fired=fired, score=score, quarantined=quarantined, verdicts=verdicts)
+        return BatchResult(fired=fired, score=score, quarantined=quarantined, verdicts=verdicts, leveled=leveled)
+
+    def _level_runs(self, s: np.ndarray, x: np.ndarray, a: Assessment, rows: np.ndarray,
+                    day: int) -> list[list[_HeldDay]]:
+        """One batch day's part in each series' run of held days (`_level_run`): the runs taken as level shifts."""
+        out = []
+        present = np.unique(s)
+        running = [u for u in present.tolist() if u in self._runs] if self._runs else []
+        for u in sorted({*np.unique(s[a.quarantined]).tolist(), *running}):
+            mine = s == u
+            if not a.quarantined[mine].all():
+                if u in self._runs:
+                    self._level_run(u, None)
+                continue
+            held = None
+            if a.alone[mine].all():
+                held = _HeldDay(day, float(np.median(x[mine])), rows=tuple(rows[mine].tolist()))
+            if held is not None or u in self._runs:
+                taken = self._level_run(u, held)
+                if taken:
+                    out.append(taken)
+        return out
 
     def _nearby_refs(self, useries: np.ndarray, gmed: np.ndarray, day: int) -> _NearRows:
         """For each series present today, the median log change of the other nearby series of its group
@@ -1053,6 +1181,7 @@ class _Day:
     latest: dict[str, PriceObservation] = field(default_factory=dict)  # reporter -> latest by device time
     prices: list[int] = field(default_factory=list)  # every report's price, sorted: the day's median
     hist: dict[str, bool] = field(default_factory=dict)  # report -> a suspect: unusual, no nearby move vouches
+    alone: dict[str, bool] = field(default_factory=dict)  # report -> held only as unusual with no peer to confirm
     unusual: int = 0  # suspect reports
     judged_at: int = -1  # the series' history position the flags were judged against
     near: _Near | None = None  # the nearby markets' move and level the verdicts were judged with
@@ -1066,6 +1195,21 @@ class _Day:
             self.latest[obs.reporter] = obs
             return True
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class _HeldDay:
+    """One reported day of a series whose reports were all held as unusual with no peer to confirm them."""
+
+    day: int
+    price: float  # the median of the day's reports
+    held: tuple[tuple[PriceObservation, Verdict], ...] = ()  # streamed: its reports and their final verdicts
+    rows: tuple[int, ...] = ()  # validated in a batch: its rows
+
+
+# A held run whose new level is this many times its old one, or less than its inverse, is no level shift a market
+# makes in days but a wrong unit (per ons as per kg) or a digit too many kept up: it waits for an operator.
+_LEVEL_FACTOR = 3.0
 
 
 def _median_sorted(xs: list[int]) -> float:

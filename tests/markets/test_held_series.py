@@ -1,5 +1,5 @@
-"""A lone market with one reporter, hit by a genuine price step: nobody nearby can vouch for its move, so each
-report after it waits in quarantine. Its series says held (how many reports, since when), not stale as if the
+"""A lone market with one reporter, hit by a genuine price shock whose price has not settled at a level yet: nobody
+nearby can vouch for its move, so each report after it waits in quarantine. Its series says held (how many reports, since when), not stale as if the
 market had gone silent, and a run of three held days is one alert to the operator, resolved by the decision; a
 market that really stops reporting is still stale."""
 
@@ -35,9 +35,11 @@ STEP = 94  # the day of the step: enough weeks before it for the early warning t
 
 
 def price(i: int, step_from: int) -> int:
-    """Day `i`'s chilli price: steady near Rp 40.000, then 40 % up from day `step_from` (a regional shock)."""
+    """Day `i`'s chilli price: steady near Rp 40.000, then from day `step_from` (a regional shock) 40 % and 60 %
+    up on alternate days: a price that has not settled at a level yet (one that does is a level shift, taken
+    after `level_days`, test_level_shift.py)."""
     p = 40_000 + (i * 7919 % 5) * 200
-    return p if i < step_from else int(round(p * 1.4, -2))
+    return p if i < step_from else int(round(p * (1.4 if (i - step_from) % 2 == 0 else 1.6), -2))
 
 
 def body(market: str, price_idr: int) -> dict[str, Any]:
