@@ -316,7 +316,10 @@ def held_alert(*, series: str, market: str, commodity: str, region: str, run: He
         band, value, day_, reports, since = "held", float(run.days), run.last_day, run.reports, run.first_day
         message = f"{held_message(market, commodity, reports=run.reports, days=run.days, since=run.first_day)} " \
                   f"({region}); the latest accepted price is {_rp(price_idr)}"
-    return Alert(id=hashlib.sha256(f"{series}|{HELD}|{band}|{since or day}".encode()).hexdigest()[:16],
+    # Held: the id the alerts listing gives the run after "held/", so a delivery names the alert listed.
+    alert_id = (f"{series}/{date_of(since).isoformat()}" if run is not None
+                else hashlib.sha256(f"{series}|{HELD}|{band}|{day}".encode()).hexdigest()[:16])
+    return Alert(id=alert_id,
                  series=series, market=market, commodity=commodity, region=region, indicator=HELD,
                  previous=HELD_BANDS[1 - HELD_BANDS.index(band)], band=band, value=value, day=day_,
                  price_idr=price_idr, message=message, held_reports=reports, held_since=since)
