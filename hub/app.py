@@ -36,7 +36,7 @@ from .auth import Auth
 from .bridges import BridgeRoutes, Bridges, start_bridges, stop_bridges
 from .bridges.seedapi import SeedApi
 from .chain import ChainRoutes
-from .clock import HubClock, parse_clock
+from .clock import ClockSpec, DeviceClocks, HubClock, parse_clock
 from .coap import add_proof_resources, add_summary_resource
 from .config import ConfigError, HubConfig
 from .http import Events, HubApi
@@ -228,7 +228,12 @@ class HubHolder:
 
     def device_clock(self, device_id: bytes, device_now: int) -> None:
         """A device said its time in its sync request (`?now=`): the hub keeps how far it is from its own clock,
-        for a device it knows (MBG's device_clock finding, /api/chain/health, /metrics)."""
+        for a device it knows (MBG's device_clock finding, /api/chain/health, /metrics). Not on a replayed clock
+        (`[hub] clock` a start and a pace, or following the records): each device plays its own, and no offset
+        from it says anything of the device's real clock."""
+        spec = getattr(self.hub.clock, "spec", None)
+        if isinstance(spec, ClockSpec) and not spec.wall:
+            return
         if self.hub.store.get_device(device_id) is not None:
             self.hub.device_clocks.saw(device_id, device_now, self.hub.clock())
 
@@ -430,6 +435,7 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
                   auto_approve=config.auto_approve, pending=config.pending,
                   check=metrics.timed_check(check_signatures),
                   last_signed=LastSigned(Path(config.data_dir), signer.public_key, accept_older=accept_older_store))
+        hub.device_clocks = DeviceClocks(path=Path(config.data_dir) / "device-clocks.json")
     if hub.auto_approve:
         log.warning("auto_approve is ON: any key that sends an enrollment request is approved at once, with no "
                     "operator's decision; keep it off outside demos (SECURITY.md)")

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("jejak.hub")
 
 MAX_STEP_S = 86_400
 # With a pace, a record moves the clock only if most of the devices heard within a day of the replay agree:
@@ -162,15 +168,49 @@ class DeviceClock:
 
 
 class DeviceClocks:
-    """Each device's clock as measured at its last sync (sync's heads request says the device's time), kept in
-    memory: a restarted hub knows again at the device's next round. Thread-safe; at most `cap` devices, the
-    longest unheard dropped first. `limit_s` is how far off a clock may be before it is said (the MBG plan's
-    `[clock] max_skew_s`, set by the read models)."""
+    """Each device's clock as measured at its last sync (sync's heads request says the device's time). Thread-safe;
+    at most `cap` devices, the longest unheard dropped first. `limit_s` is how far off a clock may be before it is
+    said (the MBG plan's `[clock] max_skew_s`, set by the read models). With `path`, the clocks found off are kept
+    in that file as they change, so a restarted hub says what it said before; the others are known again at each
+    device's next round."""
 
-    def __init__(self, cap: int = 100_000, limit_s: int = 900) -> None:
-        self.cap, self.limit_s = cap, limit_s
+    def __init__(self, cap: int = 100_000, limit_s: int = 900, path: Path | None = None) -> None:
+        self.cap, self.limit_s, self.path = cap, limit_s, path
         self._lock = threading.Lock()
         self._clocks: OrderedDict[bytes, DeviceClock] = OrderedDict()
+        self._kept: dict[bytes, DeviceClock] = {}
+        if path is not None:
+            self._kept = self._read(path)
+            self._clocks.update(self._kept)
+
+    @staticmethod
+    def _read(path: Path) -> dict[bytes, DeviceClock]:
+        """The off clocks kept in `path`; none when it is missing or not ours (it only says what is wrong)."""
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+            return {bytes.fromhex(d): DeviceClock(offset_s=int(o), measured_at=int(t)) for d, o, t in items}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError) as exc:
+            log.warning("the device clocks kept in %s cannot be read (%s); each device's clock is known again at "
+                        "its next sync", path, exc)
+            return {}
+
+    def _keep(self) -> None:
+        """Write the off clocks when which devices are off, or by how many minutes, changed."""
+        assert self.path is not None
+        off = {d: c for d, c in self._clocks.items() if abs(c.offset_s) > self.limit_s}
+        if {d: c.offset_s // 60 for d, c in off.items()} == {d: c.offset_s // 60 for d, c in self._kept.items()}:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(sorted([d.hex(), c.offset_s, c.measured_at] for d, c in off.items())),
+                           encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._kept = off
+        except OSError as exc:
+            log.warning("the device clocks could not be kept in %s (%s); a restart knows them again at each "
+                        "device's next sync", self.path, exc)
 
     def saw(self, device_id: bytes, device_now: int, hub_now: int) -> DeviceClock:
         clock = DeviceClock(offset_s=device_now - hub_now, measured_at=hub_now)
@@ -179,6 +219,8 @@ class DeviceClocks:
             self._clocks[device_id] = clock
             while len(self._clocks) > self.cap:
                 self._clocks.popitem(last=False)
+            if self.path is not None:
+                self._keep()
         return clock
 
     def off(self, limit_s: int | None = None) -> list[tuple[bytes, DeviceClock]]:

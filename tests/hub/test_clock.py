@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from hub.app import start_hub
-from hub.clock import ClockSpec, HubClock, parse_clock
+from hub.clock import ClockSpec, DeviceClocks, HubClock, parse_clock
 from hub.config import HubConfig
 from ledger import ChainBuilder, Ed25519Signer
 from ledger.enroll import make_enroll_request
@@ -296,3 +296,18 @@ def test_hub_run_refuses_a_bad_clock_as_a_usage_error(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "hub.demo", "--help"], capture_output=True, text=True,
                                timeout=60).stdout
     assert "--clock" in help_text and "records" in help_text
+
+
+def test_device_clocks_found_off_are_kept_across_a_restart(tmp_path) -> None:
+    # A return desk a day behind, a gate on time: a restarted hub still names the desk, and forgets it once the
+    # desk syncs with its clock right.
+    path = tmp_path / "device-clocks.json"
+    clocks = DeviceClocks(limit_s=900, path=path)
+    clocks.saw(b"\x01" * 16, 1_768_000_000 - 86_400, 1_768_000_000)
+    clocks.saw(b"\x02" * 16, 1_768_000_005, 1_768_000_000)
+    again = DeviceClocks(limit_s=900, path=path)
+    assert [(d, c.offset_s, c.measured_at) for d, c in again.off()] == [(b"\x01" * 16, -86_400, 1_768_000_000)]
+    again.saw(b"\x01" * 16, 1_768_003_600, 1_768_003_600)
+    assert DeviceClocks(limit_s=900, path=path).off() == []
+    path.write_text("not json")
+    assert DeviceClocks(limit_s=900, path=path).off() == []  # said in the log; known again at the next sync
