@@ -776,17 +776,17 @@ async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(
     while True:
         uri = f"{base}/sync/heads?after={after.hex()}"
         ask = forked is not None and not after
-        asking = [f"{uri}&forked={forked.hex()}"] if ask and forked else []
-        if now is not None and not after:
-            asking.insert(0, f"{asking[0] if asking else uri}&now={now()}")
-        for query in [*asking, uri]:
+        ask_q = f"&forked={forked.hex()}" if ask and forked is not None else ""
+        tell_q = f"&now={now()}" if now is not None and not after else ""
+        # A peer from before a query refuses it (4.00): the time is dropped first, then the question.
+        for query in dict.fromkeys((uri + ask_q + tell_q, uri + ask_q, uri)):
             try:
                 data = await _request(ctx, Code.POST, query, body)
                 break
             except SyncFailed as exc:
                 if query == uri or exc.code != "BAD_REQUEST":
                     raise
-                if "&now=" in query and report is not None:
+                if tell_q and query.endswith(tell_q) and report is not None:
                     report.now_refused = True
         if report is not None:
             report.bytes_sent += len(body)

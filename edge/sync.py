@@ -526,8 +526,8 @@ class SyncAgent:
     def head_status(self) -> dict[str, Any]:
         """Whether a hub confirmed this device's head since start, for `/status`: "confirmed" only on a hub's
         answer that its records are all in this log, "forked" once a hub holds another record of it (or refuses a
-        push as a fork, or says it holds this device as forked), "not_confirmed" until then (also when neighbours sent records), "catching_up" while a
-        node's records past the store's head are still coming."""
+        push as a fork, or says it holds this device as forked), "not_confirmed" until then (also when neighbours
+        sent records), "catching_up" while a node's records past the store's head are still coming."""
         if self.own is None:
             state = "no_hub"
         elif self.forked is not None:

@@ -434,8 +434,8 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
         hub = Hub(store, signer, clock=clock or HubClock(parse_clock(config.clock)),
                   auto_approve=config.auto_approve, pending=config.pending,
                   check=metrics.timed_check(check_signatures),
-                  last_signed=LastSigned(Path(config.data_dir), signer.public_key, accept_older=accept_older_store))
-        hub.device_clocks = DeviceClocks(path=Path(config.data_dir) / "device-clocks.json")
+                  last_signed=LastSigned(Path(config.data_dir), signer.public_key, accept_older=accept_older_store),
+                  device_clocks=DeviceClocks(path=Path(config.data_dir) / "device-clocks.json"))
     if hub.auto_approve:
         log.warning("auto_approve is ON: any key that sends an enrollment request is approved at once, with no "
                     "operator's decision; keep it off outside demos (SECURITY.md)")

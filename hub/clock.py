@@ -196,18 +196,20 @@ class DeviceClocks:
                         "its next sync", path, exc)
             return {}
 
-    def _keep(self) -> None:
-        """Write the off clocks when which devices are off, or by how many minutes, changed."""
+    def _keep(self, device_id: bytes, clock: DeviceClock) -> None:
+        """Write the off clocks when this device's changed: it went off, came right, or moved by a minute."""
         assert self.path is not None
-        off = {d: c for d, c in self._clocks.items() if abs(c.offset_s) > self.limit_s}
-        if {d: c.offset_s // 60 for d, c in off.items()} == {d: c.offset_s // 60 for d, c in self._kept.items()}:
+        was = self._kept.get(device_id)
+        off = abs(clock.offset_s) > self.limit_s
+        if (was.offset_s // 60 if was else None) == (clock.offset_s // 60 if off else None):
             return
+        kept = {**self._kept, device_id: clock} if off else {d: c for d, c in self._kept.items() if d != device_id}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(sorted([d.hex(), c.offset_s, c.measured_at] for d, c in off.items())),
+            tmp.write_text(json.dumps(sorted([d.hex(), c.offset_s, c.measured_at] for d, c in kept.items())),
                            encoding="utf-8")
             os.replace(tmp, self.path)
-            self._kept = off
+            self._kept = kept
         except OSError as exc:
             log.warning("the device clocks could not be kept in %s (%s); a restart knows them again at each "
                         "device's next sync", self.path, exc)
@@ -220,7 +222,7 @@ class DeviceClocks:
             while len(self._clocks) > self.cap:
                 self._clocks.popitem(last=False)
             if self.path is not None:
-                self._keep()
+                self._keep(device_id, clock)
         return clock
 
     def off(self, limit_s: int | None = None) -> list[tuple[bytes, DeviceClock]]:

@@ -261,12 +261,14 @@ class Hub:
 
     def __init__(self, store: HubStore, signer: Signer, *, clock: Callable[[], int],
                  auto_approve: bool = False, pending: PendingLimits = PendingLimits(),
-                 check: SignatureCheck = check_signatures, last_signed: LastSigned | None = None) -> None:
+                 check: SignatureCheck = check_signatures, last_signed: LastSigned | None = None,
+                 device_clocks: DeviceClocks | None = None) -> None:
         self.store = store
         self.check = check
         self.signer = signer
         self.clock = clock
-        self.device_clocks = DeviceClocks()  # each device's clock at its last sync (`HubHolder.device_clock`)
+        # Each device's clock at its last sync (`HubHolder.device_clock`).
+        self.device_clocks = device_clocks if device_clocks is not None else DeviceClocks()
         self.auto_approve = auto_approve
         self.pending = pending  # how many enrolled keys may wait for approval, from where, and for how long
         self._enrolling = threading.Lock()
@@ -965,8 +967,9 @@ class Hub:
         """Make the log whole again after a restore from an older copy: append `tail`, the `(device id, record)`
         pairs of the leaves from this log's size to `lost.tree_size` in the lost log's order (a follower's copy),
         after checking that with them the tree's root at that size is the root of `lost`, a checkpoint this hub
-        signed. Every record is verified again as it is merged, through the acceptance path. `lost` is then the latest checkpoint signed, and signing goes on
-        where it stood. Nothing is written when the root differs (TailRefused)."""
+        signed. Every record is verified again as it is merged, through the acceptance path. `lost` is then the
+        latest checkpoint signed, and signing goes on where it stood. Nothing is written when the root differs
+        (TailRefused)."""
         with self._lock:
             lost.verify(self.signer.public_key)
             size = len(self.tree)

@@ -113,6 +113,19 @@ def test_a_held_run_counts_back_from_the_latest_reported_day() -> None:
     assert freshness(list(range(11)), 16, old).stale
 
 
+async def push_lone_step(env: Env) -> str:
+    """Sign and push the lone market's daily prices with the step five days ago (and the silent market's, which
+    stop before it); the date of the first held day."""
+    now = int(time.time())
+    for k in range(STEP + 4, -1, -1):  # the step five days ago
+        t = now - k * DAY_S - 60
+        env.devices[LONE].sign("price", t, body(LONE, price(STEP + 4 - k, STEP)))
+        if k >= 6:
+            env.devices[SILENT].sign("price", t, body(SILENT, price(STEP + 4 - k, STEP + 5)))
+    await env.push()
+    return date_of(day_of(now - 4 * DAY_S - 60)).isoformat()
+
+
 async def test_the_operator_is_alerted_once_and_the_release_resolves_it(tmp_path) -> None:
     """Through a running hub: the held run is one `held_series` alert naming the count, the first day and where
     to decide; the forecast, live prices and map say held; releasing the reports resolves the alert."""
@@ -123,14 +136,7 @@ async def test_the_operator_is_alerted_once_and_the_release_resolves_it(tmp_path
     session = aiohttp.ClientSession()
     env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in REGIONS})
     try:
-        now = int(time.time())
-        for k in range(STEP + 4, -1, -1):  # the step five days ago
-            t = now - k * DAY_S - 60
-            env.devices[LONE].sign("price", t, body(LONE, price(STEP + 4 - k, STEP)))
-            if k >= 6:
-                env.devices[SILENT].sign("price", t, body(SILENT, price(STEP + 4 - k, STEP + 5)))
-        await env.push()
-        since = date_of(day_of(now - 4 * DAY_S - 60)).isoformat()
+        since = await push_lone_step(env)
 
         def held_alerts(kind: str = "alerts") -> list[dict[str, Any]]:
             return [a for a in running.views.alerts.listing()[kind] if a["code"] == "held_series"]
@@ -207,14 +213,7 @@ async def test_subscribers_that_want_it_are_told_a_held_run_once_and_its_end(tmp
         running = await start_hub(config, plan=plan)
         try:
             env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in REGIONS})
-            now = int(time.time())
-            for k in range(STEP + 4, -1, -1):  # the step five days ago
-                t = now - k * DAY_S - 60
-                env.devices[LONE].sign("price", t, body(LONE, price(STEP + 4 - k, STEP)))
-                if k >= 6:
-                    env.devices[SILENT].sign("price", t, body(SILENT, price(STEP + 4 - k, STEP + 5)))
-            await env.push()
-            since = date_of(day_of(now - 4 * DAY_S - 60)).isoformat()
+            since = await push_lone_step(env)
             await wait_for(lambda: len(held_told()) == 2, WAIT_S, what="the held run told")
             await settled(running)
         finally:
