@@ -32,3 +32,24 @@ def test_quick_bench_reports_figures():
     assert 0 < storage["partitioned_bytes_per_record"] < storage["unpartitioned_bytes_per_record"]
     assert storage["archive"]["records"] > 0 and storage["archive"]["file.leaves_bytes_per_record"] == 32.0
     assert storage["archive"]["index_records_per_s"] > 0 and storage["archive"]["index_vs_archive"] > 0
+
+
+def test_ingest_on_cores_gives_the_median_of_its_rounds(tmp_path):
+    import statistics
+    import uuid
+
+    from hub.bench import ingest_on_cores
+    from hub.store import LmdbHubStore
+
+    made = []
+
+    def make():
+        made.append(LmdbHubStore(str(tmp_path / uuid.uuid4().hex)))
+        return made[-1]
+
+    figures = ingest_on_cores(400, {"lmdb": make}, rounds=3)
+    lmdb = figures["lmdb"]
+    assert figures["rounds"] == 3 and len(lmdb["one_core_vs_raw_verify_rounds"]) == 3
+    assert len(made) == 1 + 3 * 2  # the warm-up's store, then one core and every core in each round
+    assert round(lmdb["one_core_vs_raw_verify"], 3) == round(statistics.median(lmdb["one_core_vs_raw_verify_rounds"]), 3)
+    assert lmdb["one_core_per_s"] > 0 and lmdb["cores_workers_cpu_us"] > 0
