@@ -4,7 +4,7 @@ Seed 1 (an Android app and a Flask gateway on a Raspberry Pi) posts one NFC scan
 
     POST /api/log_scan  {"nfc_tag_id": "NFC_TAG_ALPHA", "status_scan": "makanan_keluar"}
     201 {"message": "Scan berhasil dicatat di gateway lokal"}        (seed 1's own answer, plus id and seq)
-    400 {"error": "Data tidak lengkap. ..."}                          (seed 1's error shape)
+    400 {"error": "Data tidak lengkap. ...", "code": "LEGACY_INPUT"}    (seed 1's error shape, plus a stable code)
 
 Here every accepted scan becomes a signed record of this edge (kind "scan", body source "legacy-http", or
 "checkin-page" for the page below), appended durably before the 201. Input is checked as strictly as the
@@ -48,31 +48,33 @@ def mount(app: Any, daemon: Any) -> None:
     role = daemon.config.checkpoint.role
     submit: Callable[[Sequence[tuple[str, dict[str, Any]]]], Awaitable[Sequence[Any]]] = daemon.submit
 
-    def error(message: str, status: int = 400) -> web.Response:
-        return web.json_response({"error": message}, status=status)
+    def error(message: str, code: str, status: int = 400) -> web.Response:
+        """Seed 1's error shape, with the stable code of docs/ERRORS.md beside the message."""
+        return web.json_response({"error": message, "code": code}, status=status)
 
     def refusal(exc: CodedError, message: str | None = None) -> web.Response:
         """A typed error in seed 1's shape, with the status (and retry time) its class declares."""
         headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
-        return web.json_response({"error": message or exc.message}, status=exc.http, headers=headers)
+        return web.json_response({"error": message or exc.message, "code": exc.code}, status=exc.http,
+                                 headers=headers)
 
     async def log_scan(request: web.Request) -> web.Response:
         """Seed 1's scan logging: one scan in, one signed record of this edge out."""
         if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+            return error(f"body larger than {MAX_BODY_BYTES} bytes", "TOO_LARGE", 413)
         raw = await read_at_most(request, MAX_BODY_BYTES)
         if len(raw) > MAX_BODY_BYTES:
-            return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+            return error(f"body larger than {MAX_BODY_BYTES} bytes", "TOO_LARGE", 413)
         if request.content_type != "application/json":
             return error(f"Content-Type harus application/json / must be application/json, got "
-                         f"{request.content_type!r}")
+                         f"{request.content_type!r}", "LEGACY_INPUT")
         try:
             data = read_json(raw, max_bytes=MAX_BODY_BYTES)
         except CodedError as exc:
-            return error(f"JSON tidak valid / not valid JSON: {exc.message}")
+            return error(f"JSON tidak valid / not valid JSON: {exc.message}", exc.code, exc.http)
         source = request.headers.get(SOURCE_HEADER, "legacy-http")
         if source not in SOURCES:
-            return error(f"{SOURCE_HEADER}: expected one of {sorted(SOURCES)}, got {source[:40]!r}")
+            return error(f"{SOURCE_HEADER}: expected one of {sorted(SOURCES)}, got {source[:40]!r}", "LEGACY_INPUT")
         try:
             tag, event = parse_log_scan(data)
             body = scan_body(tag=tag, event=event, site=site, role=role, source=source)
@@ -87,7 +89,7 @@ def mount(app: Any, daemon: Any) -> None:
             return refusal(exc, f"scan tidak tercatat / not recorded: {exc.message}")
         except Exception as exc:
             log.warning("legacy scan not recorded: %s", exc)
-            return error(f"scan tidak tercatat / not recorded: {exc}", 503)
+            return error(f"scan tidak tercatat / not recorded: {exc}", "EDGE_ERROR", 503)
         return web.json_response({"message": "Scan berhasil dicatat di gateway lokal", "id": stored.id.hex(),
                                   "seq": stored.seq, "event": event, "duplicate": stored.duplicate},
                                  status=201)

@@ -579,6 +579,8 @@ ROUTES: dict[tuple[str, str], Route] = {
 
 ERROR_BODIES: dict[str, dict[str, Any]] = {
     "api": {"$ref": "#/components/schemas/Error"},
-    "seed1": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
-    "seed2": {"type": "object", "properties": {"detail": {}, "code": {"type": "string"}}, "required": ["detail"]},
+    "seed1": {"type": "object", "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+              "required": ["error", "code"]},
+    "seed2": {"type": "object", "properties": {"detail": {}, "code": {"type": "string"}},
+              "required": ["detail", "code"]},
 }

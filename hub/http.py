@@ -128,7 +128,7 @@ def _legacy_body(request: web.Request, exc: BaseException) -> dict[str, Any] | N
     if doc is None or doc.errors not in ("seed1", "seed2"):
         return None
     err = coded(exc)
-    return {"error": err.message} if doc.errors == "seed1" else {"detail": err.message, "code": err.code}
+    return {"error" if doc.errors == "seed1" else "detail": err.message, "code": err.code}
 
 
 def _http_error(request: web.Request, exc: web.HTTPException) -> web.Response:

@@ -1,7 +1,8 @@
 """HTTP routes of the bridges: seed 1's gateway sync, seed 2's registration, token, ingest and public API.
 
 Errors use each legacy system's own shape: seed 1 (Flask) answers {"error": "..."}, seed 2 (FastAPI)
-answers {"detail": "..."}; the status codes are theirs (400 bad input, 401 bad token, 404 not found).
+answers {"detail": "..."}; the status codes are theirs (400 bad input, 401 bad token, 404 not found). Beside
+the message each carries the stable code of docs/ERRORS.md ("code"), which the legacy clients ignore.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def seed1(fn: Handler) -> Handler:
         try:
             return await fn(request)
         except BridgeInputError as exc:
-            return error_response(exc, body={"error": exc.message})
+            return error_response(exc, body={"error": exc.message, "code": exc.code})
     handler.__doc__ = fn.__doc__
     return handler
 
@@ -54,9 +55,7 @@ def seed2(fn: Handler) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
             return await fn(request)
-        except BridgeInputError as exc:
-            return error_response(exc, body={"detail": exc.message})
-        except MarketError as exc:
+        except (BridgeInputError, MarketError) as exc:
             return error_response(exc, body={"detail": exc.message, "code": exc.code})
     handler.__doc__ = fn.__doc__
     return handler

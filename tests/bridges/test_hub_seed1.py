@@ -68,7 +68,7 @@ async def test_bad_batch_refused_whole_with_seed1_error(hubenv, payload, says):
     before = hubenv.attest_length()
     code, answer = await hubenv.post("/api/sync_gateway_data", json=payload)
     assert code == 400
-    assert set(answer) == {"error"} and says in answer["error"]
+    assert set(answer) == {"error", "code"} and says in answer["error"] and answer["code"] == "BRIDGE_INPUT"
     assert hubenv.attest_length() == before
 
 
@@ -94,7 +94,8 @@ async def test_a_gateway_token_bound_to_its_gateways_cannot_send_for_another(tmp
         before = env.attest_length()
         other = [{**item, "gateway_id": "RASPBERRY_PI_SEKOLAH_B"} for item in batch("NFC_TAG_GAMMA")]
         code, answer = await env.post("/api/sync_gateway_data", json=[*batch("NFC_TAG_OK"), *other])
-        assert code == 403 and set(answer) == {"error"} and "item 1" in answer["error"], answer
+        assert code == 403 and set(answer) == {"error", "code"} and "item 1" in answer["error"], answer
+        assert answer["code"] == "FORBIDDEN"
         assert env.attest_length() == before  # the whole batch refused
         code, answer = await env.post("/api/sync_gateway_data", json=batch("NFC_TAG_OK"))
         assert code == 201 and env.attest_length() == before + 1

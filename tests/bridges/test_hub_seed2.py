@@ -125,7 +125,8 @@ async def test_unauthorised_token_refused_and_nothing_stored(hubenv, headers, sa
     await register(hubenv)
     before = hubenv.attest_length()
     code, answer = await hubenv.post("/ingest", json=payload(), headers=headers)
-    assert code == 401 and set(answer) == {"detail"} and says in answer["detail"]
+    assert code == 401 and set(answer) == {"detail", "code"} and says in answer["detail"]
+    assert answer["code"] == "UNAUTHORIZED"
     assert hubenv.attest_length() == before
     assert hubenv.bridges.refused["http:/ingest"] == 1
 
@@ -150,14 +151,15 @@ async def test_malformed_or_foreign_payload_refused_and_nothing_stored(hubenv, b
     code, answer = await hubenv.post("/ingest", data=json.dumps(body),
                                      headers={**bearer(reg["token"]), "Content-Type": "application/json"})
     assert code == code_, answer
-    assert set(answer) == {"detail"} and says in answer["detail"]
+    assert set(answer) == {"detail", "code"} and says in answer["detail"]
+    assert answer["code"] == ("FORBIDDEN" if code_ == 403 else "BRIDGE_INPUT"), answer
     assert hubenv.attest_length() == before
 
 
 async def test_registration_rules_and_token_renewal(hubenv):
     reg = await register(hubenv)
     code, answer = await hubenv.post("/api/auth/device/register", json={"market_id": MARKET, "device_id": "DEV-001"})
-    assert code == 400 and answer == {"detail": "Device already registered"}
+    assert code == 400 and answer == {"detail": "Device already registered", "code": "BRIDGE_INPUT"}
     code, answer = await hubenv.post("/api/auth/device/register", json={"market_id": "PASAR-X", "device_id": "DEV-2"})
     assert code == 400 and "unknown market" in answer["detail"]
     # Seed 2 handed a token to anyone who knew a device id; here renewal needs the current token.
