@@ -1096,8 +1096,13 @@ class PriceChecked(TypedDict):
     jejak: VerdictJson
 
 
+_HIDDEN = r"\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"  # what /api/alerts/trigger refuses in a message
+_LINE = f"[^{_HIDDEN}]"
+
+
 class AlertTrigger(TypedDict):
-    message: Annotated[str, {"minLength": 1, "maxLength": 500, "pattern": r"\S"}]
+    # One line: no control characters, no bidirectional overrides, and something besides spaces.
+    message: Annotated[str, {"minLength": 1, "maxLength": 500, "pattern": rf"^{_LINE}*[^\s{_HIDDEN}]{_LINE}*$"}]
     level: NotRequired[Literal["info", "warning", "critical"]]  # default warning
     commodity: NotRequired[str]
     market_id: NotRequired[str]

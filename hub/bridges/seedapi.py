@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ from .registry import LegacyDevice
 from .routes import _json, seed2
 from .service import Bridges, Forbidden, Unauthorized
 
+# Unicode's directional embeddings, overrides and isolates: text that reads in another order than it is stored.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 log = logging.getLogger("jejak.hub.bridges")
 
 PATH_APPEND = "http:/api/blockchain/append"
@@ -382,6 +385,10 @@ class SeedApi:
         text = value.get("message")
         if not isinstance(text, str) or not 0 < len(text.strip()) <= 500:
             raise BridgeInputError("message: expected text of 1 to 500 characters")
+        hidden = next((c for c in text if unicodedata.category(c) == "Cc" or c in BIDI_CONTROLS), None)
+        if hidden is not None:  # a line break or escape sequence would forge lines in logs, webhooks and the page
+            raise BridgeInputError(f"message: one line of text without control characters, got U+{ord(hidden):04X} "
+                                   f"at character {text.index(hidden) + 1}")
         level = value.get("level", "warning")
         if level not in LEVELS:
             raise BridgeInputError(f"level: expected one of {list(LEVELS)}, got {str(level)[:40]!r}")

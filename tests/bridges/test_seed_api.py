@@ -206,6 +206,14 @@ async def test_bad_input_is_4xx_or_a_close_code_never_5xx(seedenv):
     assert code == 400, answer
     code, answer = await env.post("/api/alerts/trigger", json={"message": 5}, headers=bearer(OPERATOR))
     assert code == 400, answer
+    # A forged second line (a log line, a webhook's next field) or text shown in another order than stored.
+    for forged, at in [("harga normal\n2026-12-01 INFO all clear", "U+000A at character 13"),
+                       ("cabai \x1b[2Knaik", "U+001B"), ("harga \u202enaik", "U+202E")]:
+        code, answer = await env.post("/api/alerts/trigger", json={"message": forged}, headers=bearer(OPERATOR))
+        assert code == 400 and answer["code"] == "BRIDGE_INPUT" and at in answer["detail"], answer
+    code, _ = await env.post("/api/alerts/trigger", json={"message": "Harga cabai naik 20% — periksa pasar"},
+                             headers=bearer(OPERATOR))
+    assert code == 201
 
     ws_url = env.url.replace("http://", "ws://")
     for path, status in [("/ws/prices", 401), (f"/ws/prices?token={'x' * 40}", 401),
