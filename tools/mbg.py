@@ -295,6 +295,8 @@ class Speaker:
                 key = "say.cook_to_serve_arrived"
         elif code == "hot_holding":
             values.update(measured=self.celsius(measured), limit=self.celsius(limit))
+        elif code == "no_temperature" and measured is not None and measured == limit:
+            key = "say.no_temperature_all"  # none of the delivery's containers: 'all 30', not '30 of the 30'
         elif code in ("stock_overdraw", "stock_receipt_late", "stock_count_difference") and (units or {}).get(f["subject"]):
             unit = (units or {})[f["subject"]]
             values.update(measured=self.quantity(measured or 0, unit), limit=self.quantity(limit or 0, unit))

@@ -29,7 +29,7 @@ SEVERITY: dict[str, Severity] = {
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
     "returned_without_arrival": "warning", "returned_to_other_kitchen": "warning",
     "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning", "device_clock": "warning",
-    "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert",
+    "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert", "no_temperature": "warning",
     "stock_overdraw": "alert", "stock_receipt_late": "warning", "stock_count_difference": "warning",
     "stock_unit_mismatch": "warning",
 }
@@ -1166,8 +1166,9 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
 _Hit = tuple[str, int, int, bool, tuple[str, ...], bool]
 
 
-def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bool, tuple[_Hit, ...]]:
-    """A trip's food-safety timers and readings: whether a timer still runs, and the rules it breaks."""
+def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bool, tuple[_Hit, ...], bool]:
+    """A trip's food-safety timers and readings: whether a timer still runs, the rules it breaks, and whether its
+    meals have a temperature reading at all."""
     plan = a.plan
     rules = plan.rules
     assert trip.school is not None
@@ -1187,7 +1188,6 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
     # The meals are not served yet: a reading that breaks a rule is something to act on now, not one that happened.
     unserved = served is None and not finished
     running = unserved and now == a.now
-    readings: list[tuple[int, int, str]] = []
     start: int | None = None
     if trip.cooked is not None:
         cooked_at, cook_tap = trip.cooked
@@ -1209,27 +1209,15 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             if came is not None and came.time - cooked_at > rules.cook_to_serve_max_s:
                 hits.append(("cook_to_serve", came.time - cooked_at, cooked_at + rules.cook_to_serve_max_s, False,
                              (cook_tap.scan.record_id, came.scan.record_id), True))
-        if cook_tap.scan.temp_cc is not None:
-            readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
-    # Temperatures: the container's own probe readings, the cook tap, and the school's count taps. A kitchen
-    # that taps no cook-end still has its meals' temperatures checked: only the cook-to-serve timer needs it.
-    for t in trip.steps:
-        if t.scan.temp_cc is not None and t.scan.event in STAGE_INDEX and t.scan.event != "returned":
-            readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
-    arrived = [t.time for t in trip.steps if t.scan.event in ("arrived", "received")]
-    if arrived:
-        first_in = min(arrived) - plan.order_tolerance_s
-        for event in ("received", "served"):
-            for t in school_taps.get((trip.school, trip.date), {}).get(event, ()):
-                if not t.tags and t.scan.temp_cc is not None and t.time >= first_in:
-                    readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
+    readings = _readings(plan, school_taps, trip)
+    measured = bool(readings)
     end = served_at
     if end is None:
         end = now if not finished else max((r[0] for r in readings), default=start or 0)
     readings = sorted(r for r in readings if (start is None or start <= r[0]) and r[0] <= end)
     if not readings:
         # Without a cook-end and a reading no timer runs: nothing here grows with the time of the question.
-        return running and trip.cooked is not None, tuple(hits)
+        return running and trip.cooked is not None, tuple(hits), measured
     coldest = min(readings, key=lambda r: r[1])
     if coldest[1] < rules.hot_hold_min_cc:
         hits.append(("hot_holding", coldest[1], coldest[0], unserved, (coldest[2],), False))
@@ -1246,7 +1234,29 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             zone_recs.append(rid)
     if in_zone > rules.danger_max_s:
         hits.append(("danger_zone", in_zone, crossed_at or end, unserved, tuple(zone_recs), False))
-    return running, tuple(hits)
+    return running, tuple(hits), measured
+
+
+def _readings(plan: Plan, school_taps: _SchoolTaps, trip: _Trip) -> list[tuple[int, int, str]]:
+    """Every temperature reading of a trip's meals, as (time, centi-degrees, record): its batch's cook tap, the
+    container's own probe readings, and the school's count taps from its arrival on. A kitchen that taps no
+    cook-end still has its meals' temperatures checked: only the cook-to-serve timer needs it."""
+    readings: list[tuple[int, int, str]] = []
+    if trip.cooked is not None:
+        cooked_at, cook_tap = trip.cooked
+        if cook_tap.scan.temp_cc is not None:
+            readings.append((cooked_at, cook_tap.scan.temp_cc, cook_tap.scan.record_id))
+    for t in trip.steps:
+        if t.scan.temp_cc is not None and t.scan.event in STAGE_INDEX and t.scan.event != "returned":
+            readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
+    arrived = [t.time for t in trip.steps if t.scan.event in _IN]
+    if arrived:
+        first_in = min(arrived) - plan.order_tolerance_s
+        for event in ("received", "served"):
+            for t in school_taps.get((trip.school or "", trip.date), {}).get(event, ()):
+                if not t.tags and t.scan.temp_cc is not None and t.time >= first_in:
+                    readings.append((t.time, t.scan.temp_cc, t.scan.record_id))
+    return readings
 
 
 def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[Timed]]]) -> bool:
@@ -1259,18 +1269,27 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
     hits: dict[tuple[str, str, str, str], list[tuple[int, int, bool, str, tuple[str, ...], bool]]] = defaultdict(list)
     # The containers of a delivery share their taps, cook and serving tap: their timers and readings are
     # worked out once.
-    found: dict[tuple[Any, ...], tuple[bool, tuple[_Hit, ...]]] = {}
+    found: dict[tuple[Any, ...], tuple[tuple[bool, tuple[_Hit, ...], bool], bool]] = {}
+    # (school, date) -> the containers that left for it whose kitchen takes temperatures, and those of them with
+    # no reading at all.
+    judged: dict[tuple[str, str], list[_Trip]] = defaultdict(list)
+    unmeasured: dict[tuple[str, str], list[_Trip]] = defaultdict(list)
     for trip in a.trips.values():
         if trip.school is None:
             continue
         shape = (tuple(trip.steps), trip.school, trip.date, trip.cooked, trip.served, trip.returned)
-        safety = found.get(shape)
-        if safety is None:
-            safety = found[shape] = _trip_safety(a, school_taps, trip)
+        known = found.get(shape)
+        if known is None:
+            known = found[shape] = (_trip_safety(a, school_taps, trip), _left_for_school(trip))
+        safety, left = known
         running |= safety[0]
         for rule, measured, at, still_open, records, to_arrival in safety[1]:
             part = safety_part(rule, still_open, to_arrival) or ""
             hits[(rule, trip.school, trip.date, part)].append((measured, at, still_open, trip.tag, records, to_arrival))
+        if left and _takes_temperatures(plan, trip.school):
+            judged[(trip.school, trip.date)].append(trip)
+            if not safety[2]:
+                unmeasured[(trip.school, trip.date)].append(trip)
     for (rule, school_id, date, part), items in sorted(hits.items()):
         school = plan.school(school_id)
         worst_fn = min if rule == "hot_holding" else max
@@ -1286,4 +1305,35 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
                                 records=tuple(sorted({r for i in items for r in i[4]}))[:50], part=part or None)
         a.violations.append(v)
         _emit(a, SAFETY, (rule, school_id, date, part) if part else (rule, school_id, date), v.finding())
+    for (school_id, date), trips in sorted(unmeasured.items()):
+        # Not a rule broken but a measurement missing: a reader cannot tell meals kept hot from meals never measured.
+        tags = tuple(sorted({t.tag for t in trips}))
+        out_of = len({t.tag for t in judged[(school_id, date)]})
+        _emit(a, SAFETY, ("no_temperature", school_id, date), Finding(
+            code="no_temperature", subject=school_id, date=date,
+            detail=f"no temperature reading for {len(tags)} of the {count(out_of, 'container')} of this delivery, "
+                   "at the kitchen or at the school; whether the meals were kept hot is not known",
+            measured=len(tags), limit=out_of, containers=tags,
+            records=tuple(sorted({s.scan.record_id for t in trips for s in t.steps}))[:50]))
     return running
+
+
+# A container that was tapped with one of these left its kitchen for a school: its meals were on their way.
+_ON_THE_WAY = frozenset(("departed", "arrived", "received", "served"))
+
+
+def _left_for_school(trip: _Trip) -> bool:
+    """Whether a trip took meals out of the kitchen: tapped leaving it or in at a school, or packed and then
+    back, lost or damaged. Empties that are only tapped back, and containers still being packed, took none."""
+    events = {t.scan.event for t in trip.steps}
+    if not events.isdisjoint(_ON_THE_WAY):
+        return True
+    return "packed" in events and (trip.returned is not None or not events.isdisjoint(("returned", "lost", "damaged")))
+
+
+def _takes_temperatures(plan: Plan, school_id: str) -> bool:
+    """Whether the plan asks for temperature readings of a school's deliveries (its kitchen's
+    `temperature_required`); a school the plan does not list is asked for none."""
+    school = plan.school(school_id)
+    kitchen = plan.kitchen(school.kitchen) if school is not None else None
+    return kitchen is not None and kitchen.temperature_required

@@ -138,11 +138,16 @@ class Kitchen:
     # The kitchen's roster: the staff cards (NFC uids) that may tap for its deliveries, at the kitchen and at its
     # schools' gates. A tap by any other card is a finding; None: no roster, no card is judged.
     staff: tuple[str, ...] | None = None
+    # Its deliveries carry temperature readings (a probe at the kitchen or at its schools' gates): a container that
+    # left for a school with none is a finding. False for a kitchen with no probe, whose days would say it daily.
+    temperature_required: bool = True
 
     def __post_init__(self) -> None:
         _require(isinstance(self.id, str) and self.id != "", f"kitchen id: expected a non-empty text, got {self.id!r}")
         _check_int(f"kitchen {self.id} tz_offset_s", self.tz_offset_s, minimum=-14 * HOUR, maximum=14 * HOUR)
         _check_int(f"kitchen {self.id} return_by_s", self.return_by_s, minimum=0, maximum=2 * DAY)
+        _require(type(self.temperature_required) is bool,
+                 f"kitchen {self.id} temperature_required: expected true or false, got {self.temperature_required!r}")
         if self.staff is not None:
             _require(isinstance(self.staff, tuple) and all(isinstance(c, str) and c != "" for c in self.staff),
                      f"kitchen {self.id} staff: expected a list of staff card uids, got {self.staff!r}")
@@ -333,16 +338,19 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
     defaults = _table(data, "defaults")
     _known("[defaults]", defaults, {"timezone", "portions_per_container", "deadline", "return_by",
                                     "service_weekdays", "closed_dates", "duplicate_window_s",
-                                    "order_tolerance_s", "settle_s"})
+                                    "order_tolerance_s", "settle_s", "temperature_required"})
     tz = parse_timezone(defaults.get("timezone", "WIB"), name="defaults.timezone")
     deadline = parse_time_of_day(defaults.get("deadline", "09:00"), name="defaults.deadline")
     return_by = parse_time_of_day(defaults.get("return_by", "15:00"), name="defaults.return_by")
+    temperature_required = defaults.get("temperature_required", True)
+    if type(temperature_required) is not bool:
+        raise PlanError(f"defaults.temperature_required: expected true or false, got {temperature_required!r}")
     kitchens = []
     for i, k in enumerate(data.get("kitchens", []), 1):  # counted from 1, as the configs count [[webhooks]]
         where = f"kitchens[{i}]"
         if not isinstance(k, dict):
             raise PlanError(f"{where}: expected a table, got {type(k).__name__}")
-        _known(where, k, {"id", "name", "timezone", "return_by", "staff"})
+        _known(where, k, {"id", "name", "timezone", "return_by", "staff", "temperature_required"})
         staff = k.get("staff")
         if staff is not None and not isinstance(staff, list):
             raise PlanError(f"{where}.staff: expected a list of staff card uids, got {staff!r}")
@@ -351,6 +359,7 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
             tz_offset_s=parse_timezone(k.get("timezone", tz), name=f"{where}.timezone"),
             return_by_s=parse_time_of_day(k.get("return_by", return_by), name=f"{where}.return_by"),
             staff=tuple(staff) if staff is not None else None,
+            temperature_required=k.get("temperature_required", temperature_required),
         ))
     schools = []
     for i, s in enumerate(data.get("schools", []), 1):
@@ -400,11 +409,13 @@ def load_plan(source: str | bytes | Path) -> Plan:
         deadline = "09:00"          # default delivery deadline at schools, local time
         return_by = "15:00"         # empty containers due back at the kitchen
         portions_per_container = 10
+        temperature_required = true # deliveries carry temperature readings; one without is a finding
 
         [[kitchens]]
         id = "SPPG-001"
         name = "SPPG Margamukti"
         staff = ["5a000001", "5a000002"]   # optional roster: the cards that may tap for its deliveries
+        temperature_required = false       # this kitchen has no probe yet: its deliveries are not asked for one
 
         [[schools]]
         id = "SDN-001"

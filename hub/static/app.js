@@ -175,7 +175,7 @@ function subjectName(code, subject) {
 
 // Findings in order of what to act on first: food safety, then deliveries that did not come, then the rest;
 // data-quality notices last and folded.
-const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
+const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food", no_temperature: "food",
   missing_delivery: "delivery", overdue_delivery: "delivery", late_delivery: "delivery", short_delivery: "delivery",
   over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery", returned_without_arrival: "delivery",
   staff_not_on_roster: "delivery",
@@ -241,6 +241,7 @@ function findingText(f) {
     if (f.code === "cook_to_serve" && (part === "not_served" || (part == null && /still open/.test(f.detail || "")))) key = "say.cook_to_serve_open";
     else if (f.code === "cook_to_serve" && (part === "arrival" || (part == null && /not tapped served/.test(f.detail || "")))) key = "say.cook_to_serve_arrived";
   } else if (f.code === "hot_holding") Object.assign(v, { measured: celsius(f.measured), limit: celsius(f.limit) });
+  else if (f.code === "no_temperature" && f.measured != null && f.measured === f.limit) key = "say.no_temperature_all";  // "all 30", not "30 of the 30"
   else if (f.code.startsWith("stock_")) {
     // Stock findings speak in their card's unit, which the stock list gives.
     const unit = (STATE.data.mbg?.stock?.on_hand || []).find((s) => `${s.kitchen}/${s.item}` === f.subject)?.unit;

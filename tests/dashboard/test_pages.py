@@ -474,6 +474,28 @@ def test_a_staff_card_off_the_roster_is_said_in_both_languages(demo, driver):
     assert no_js_errors(driver) == []
 
 
+def test_a_delivery_with_no_temperature_is_said_in_both_languages(demo, driver):
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    base = {"code": "no_temperature", "subject": "S-none", "date": "2026-03-02", "measured": 1, "limit": 3,
+            "containers": ["T3"], "records": ["r1"], "other_school": None, "other_kitchen": None,
+            "severity": "warning", "detail": ""}
+
+    def said(lang: str, **values: object) -> str:
+        return str(driver.execute_script(
+            "const kept = STATE.lang; STATE.lang = arguments[1];"
+            "try { return findingText(arguments[0]); } finally { STATE.lang = kept; }", {**base, **values}, lang))
+
+    assert said("en").startswith("no temperature reading for 1 of the 3 containers:"), said("en")
+    assert said("id").startswith("suhu tidak tercatat untuk 1 dari 3 ompreng:"), said("id")
+    every = {"measured": 2, "limit": 2, "containers": ["T1", "T2"]}
+    assert said("en", **every).startswith("no temperature reading for any of the 2 containers:"), said("en", **every)
+    assert said("id", **every).startswith("suhu tidak tercatat untuk semua 2 ompreng:"), said("id", **every)
+    assert said("en", measured=1, limit=1).startswith("no temperature reading for the 1 container:")
+    words = driver.execute_script("return {en: I18N.en['finding.no_temperature'], id: I18N.id['finding.no_temperature']}")
+    assert words == {"en": "temperature not recorded", "id": "suhu tidak tercatat"}
+    assert no_js_errors(driver) == []
+
+
 def test_a_late_delivery_tapped_in_as_received_says_when_it_came(demo, driver):
     # A gate that taps only `received` has no arrival tap: its first tap in is when the meals came.
     load(driver, demo, "mbg", "[data-testid=findings]")

@@ -7,12 +7,14 @@ from typing import get_args
 
 from hub.apianswers import FINDING_CODE
 from hub.apidoc import ROUTES
-from hub.mbg import FoodSafetyRules, Kitchen, MbgView, Plan, ScanEvent, School, analyze
-from hub.mbg.analysis import SEVERITY, Timed, day_base, settle
+from hub.mbg import FoodSafetyRules, Kitchen, MbgView, Plan, ScanEvent, School, StockMovement, analyze
+from hub.mbg.analysis import SEVERITY, Finding, Timed, day_base, settle
 from tests.documented import problems, strict
 from tests.mbg.common import DATE, MIDNIGHT, H, M
+from tools.mbg import Speaker, load_words, render
 
 Scan = Callable[..., ScanEvent]
+Move = Callable[..., StockMovement]
 TAGS = ["T1", "T2"]
 
 
@@ -212,6 +214,75 @@ def test_a_container_back_at_the_kitchen_with_no_tap_at_school_is_a_finding(plan
     assert "returned_without_arrival" not in {f.code for f in again.findings}
 
 
+def _said(f: Finding, lang: str) -> str:
+    """A finding as `jejak mbg violations` prints it, in `lang`."""
+    say = Speaker(lang=lang, names={"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SDN 1"}}},
+                  words=load_words(lang))
+    return render("violations", {"date": DATE, "violations": [], "findings": [f.to_dict()]}, say, {"kitchens": []})
+
+
+def test_a_container_with_no_temperature_reading_is_a_finding_in_both_languages(plan: Plan, scan: Scan,
+                                                                                 move: Move) -> None:
+    # T1-T3 leave for S1 with no probe reading; the gate's probe reads T1 and T2 at 71 °C, T3 comes in on a tap
+    # of its own with none. T9 is an empty only tapped back, and the morning's rice is stock: neither is judged.
+    scans = [scan("departed", 7 * H, tags=["T1", "T2", "T3"], school="S1", checkpoint="kitchen_exit"),
+             scan("arrived", 7 * H + 30 * M, site="S1", tags=["T1", "T2"], temp_cc=7100, checkpoint="school_gate"),
+             scan("arrived", 7 * H + 32 * M, site="S1", tags=["T3"], checkpoint="school_gate"),
+             scan("returned", 8 * H, tags=["T9"], school="S2", checkpoint="return")]
+    a = analyze(plan, scans, now=MIDNIGHT + 20 * H)
+    [f] = [f for f in a.findings if f.code == "no_temperature"]
+    assert (f.code, f.severity, f.subject, f.date, f.ref) == (
+        "no_temperature", "warning", "S1", DATE, f"no_temperature/S1/{DATE}")
+    assert (f.containers, f.measured, f.limit, f.records) == (("T3",), 1, 3, ("r1", "r3"))
+    assert "no temperature reading for 1 of the 3 containers" in f.detail
+    assert a.violations == [], "a missing reading is no rule broken"
+    view = MbgView(plan)
+    for s in scans:
+        view.ingest_event(s)
+    view.ingest_event(move("receive", 50_000, 4 * H))
+    assert [x.key() for x in view.findings(MIDNIGHT + 20 * H, DATE) if x.code == "no_temperature"] == [
+        ("no_temperature", "S1")]
+    ind, en = _said(f, "id"), _said(f, "en")
+    assert "suhu tidak tercatat" in ind and "suhu tidak tercatat untuk 1 dari 3 ompreng" in ind, ind
+    assert "tidak diketahui apakah makanannya tetap panas" in ind and "periksa" in ind.split("ompreng: ")[1]
+    assert "temperature not recorded" in en and "no temperature reading for 1 of the 3 containers" in en, en
+    assert "check" in en and "SDN 1 (S1)" in en
+    # T3's own reading at the gate, or a count tap's probe at S1 from the arrival on, is a reading of its meals.
+    for late in (scan("received", 7 * H + 33 * M, site="S1", tags=["T3"], temp_cc=6900, checkpoint="school_gate"),
+                 scan("served", 8 * H, site="S1", count=30, temp_cc=6500)):
+        assert "no_temperature" not in {x.code for x in analyze(plan, [*scans, late], now=MIDNIGHT + 20 * H).findings}
+
+
+def test_a_delivery_never_measured_says_so_for_all_its_containers(plan: Plan, scan: Scan) -> None:
+    # Neither the kitchen nor the gate has a probe: all of S1's containers, said as all, not '2 of the 2'.
+    scans = [scan("departed", 7 * H, tags=["T1", "T2"], school="S1", checkpoint="kitchen_exit"),
+             scan("arrived", 7 * H + 30 * M, site="S1", tags=["T1", "T2"], checkpoint="school_gate")]
+    [f] = [f for f in analyze(plan, scans, now=MIDNIGHT + 20 * H).findings if f.code == "no_temperature"]
+    assert (f.containers, f.measured, f.limit) == (("T1", "T2"), 2, 2)
+    assert "suhu tidak tercatat untuk semua 2 ompreng" in _said(f, "id")
+    assert "no temperature reading for any of the 2 containers" in _said(f, "en")
+    [one] = [x for x in analyze(plan, [*scans[:1], scan("departed", 7 * H, tags=["T5"], school="S2")],
+                                now=MIDNIGHT + 20 * H).findings if x.code == "no_temperature" and x.subject == "S2"]
+    assert "no temperature reading for the 1 container:" in _said(one, "en")
+    # The batch's cook tap read the pot at 92 °C: the meals were measured, if only at cook-end.
+    cooked = [scan("cooked", 6 * H, batch="B1", cooked_at=MIDNIGHT + 6 * H, temp_cc=9200),
+              scan("packed", 6 * H + 20 * M, tags=["T1", "T2"], batch="B1", school="S1")]
+    assert "no_temperature" not in {x.code for x in analyze(plan, [*cooked, *scans], now=MIDNIGHT + 20 * H).findings}
+    # Containers packed and not gone yet carry no meals out: nothing is said of them until they leave.
+    assert "no_temperature" not in {x.code for x in analyze(plan, cooked[1:], now=MIDNIGHT + 7 * H).findings}
+
+
+def test_a_kitchen_with_no_probe_is_not_asked_for_temperatures(scan: Scan) -> None:
+    scans = [scan("departed", 7 * H, tags=["T1"], school="S1", checkpoint="kitchen_exit"),
+             scan("departed", 7 * H, tags=["T2"], school="S2", checkpoint="kitchen_exit", site="K2"),
+             scan("arrived", 7 * H + 30 * M, site="S3", tags=["T3"], checkpoint="school_gate")]
+    plan = Plan(kitchens=(Kitchen(id="K1", temperature_required=False), Kitchen(id="K2")),
+                schools=(School(id="S1", kitchen="K1", portions=10), School(id="S2", kitchen="K2", portions=10)))
+    # K1 has no probe; K2 does and its delivery is judged; S3 is a school the plan does not list.
+    assert [f.subject for f in analyze(plan, scans, now=MIDNIGHT + 20 * H).findings
+            if f.code == "no_temperature"] == ["S2"]
+
+
 def test_a_device_clock_that_goes_back_along_its_chain_is_flagged(plan: Plan, scan: Scan) -> None:
     # S1's gate taps T1 at 09:40, is killed, boots 5 hours behind and taps T2 "at 04:41" (it reached the hub
     # at 09:46): by arrival alone that is a late sync; along the device's chain its clock went back.
@@ -356,8 +427,9 @@ def test_a_school_closed_that_day_is_not_missing_while_an_open_one_is(scan: Scan
     view = MbgView(plan)
     view.ingest_event(scan("departed", 6 * H, tags=["T1"], school="S1"))
     assert {d.school: d.statuses for d in view.deliveries(MIDNIGHT + 20 * H, DATE)} == {"S1": ("missing",)}
+    # T1 left for S1 with no temperature reading, which S1's kitchen is expected to take.
     assert [f.key() for f in view.findings(MIDNIGHT + 20 * H, DATE)] == [
-        ("missing_delivery", "S1"), ("container_unreturned", "S1")]
+        ("missing_delivery", "S1"), ("container_unreturned", "S1"), ("no_temperature", "S1")]
 
 
 def test_a_gate_clock_minutes_fast_does_not_make_an_on_time_delivery_late(plan: Plan, scan: Scan) -> None:

@@ -156,3 +156,18 @@ def test_a_kitchen_may_keep_a_roster_of_staff_cards() -> None:
                        ('staff = ["5a000001", "5A000001"]', "appears twice")):
         with pytest.raises(PlanError, match=match):
             load_plan(PLAN.replace('name = "SPPG Margamukti"', f'name = "SPPG Margamukti"\n{bad}'))
+
+
+def test_a_kitchen_with_no_probe_says_so_in_the_plan() -> None:
+    # Deliveries are expected to carry temperature readings unless the plan says a kitchen has no probe.
+    assert [k.temperature_required for k in load_plan(PLAN).kitchens] == [True, True]
+    plan = load_plan(PLAN.replace('name = "SPPG Margamukti"', 'name = "SPPG Margamukti"\ntemperature_required = false'))
+    assert [k.temperature_required for k in plan.kitchens] == [False, True]
+    # [defaults] sets it for every kitchen; a kitchen's own entry overrides it.
+    plan = load_plan(PLAN.replace('return_by = "15:30"', 'return_by = "15:30"\ntemperature_required = false')
+                     .replace('timezone = "WITA"', 'timezone = "WITA"\ntemperature_required = true'))
+    assert [k.temperature_required for k in plan.kitchens] == [False, True]
+    with pytest.raises(PlanError, match=r"kitchen SPPG-001 temperature_required: expected true or false, got 'no'"):
+        load_plan(PLAN.replace('name = "SPPG Margamukti"', 'name = "SPPG Margamukti"\ntemperature_required = "no"'))
+    with pytest.raises(PlanError, match=r"defaults.temperature_required: expected true or false, got 1"):
+        load_plan(PLAN.replace('return_by = "15:30"', 'return_by = "15:30"\ntemperature_required = 1'))

@@ -21,7 +21,9 @@ from tests.mbg.common import DATE, MIDNIGHT, H, M
 
 PPC = 10  # portions per ompreng, as the plan and every device's tap machine say
 SCHOOLS = ("S1", "S2", "S3", "S4", "S5")
-PLAN = Plan(kitchens=(Kitchen(id="K1", name="SPPG Cibeureum"),),
+# The tap machines below are given no probe reading, so no tap carries a temperature: the plan says the kitchen has
+# no probe, and the day's findings are the counting anomalies alone.
+PLAN = Plan(kitchens=(Kitchen(id="K1", name="SPPG Cibeureum", temperature_required=False),),
             schools=tuple(School(id=s, name=f"SD Negeri {s[1]}", kitchen="K1", portions=100, deadline_s=9 * H)
                           for s in SCHOOLS),
             portions_per_container=PPC)

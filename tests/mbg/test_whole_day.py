@@ -16,6 +16,7 @@ K1 feeds S1 (30), S2 (40), S3 (30); K2 feeds S4 (20). Gates tap `received` only,
 - 13:00 A1-A3, B1, B2 come back; 00:20 on Saturday B3 comes back; B4, D1 and D2 never do.
 S2 taps nothing when it serves: its meals reached school 6 h 55 min after cook-end, so they were served that
 late at least.
+Only S1's gate has a probe: no temperature is recorded for S2's and S4's containers.
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ async def test_a_whole_day_of_two_kitchens_through_real_processes(tmp_path: Path
             ("duplicate_scan", "S1"), ("cook_to_serve", "S1"), ("danger_zone", "S1"), ("hot_holding", "S1"),
             ("late_delivery", "S2"), ("short_delivery", "S2"), ("container_unreturned", "S2"), ("cook_to_serve", "S2"),
             ("misrouted", "S3"), ("missing_delivery", "S3"), ("container_unreturned", "S4"),
-            ("stock_overdraw", "K1/beras"), ("late_sync", ids["gate4"])}, sorted(found)
+            ("stock_overdraw", "K1/beras"), ("late_sync", ids["gate4"]),
+            ("no_temperature", "S2"), ("no_temperature", "S4")}, sorted(found)
         assert found[("duplicate_scan", "S1")]["containers"] == [A1]
         measured = {k: (f["measured"], f["limit"]) for k, f in found.items()}
         # Cook-end 02:30 WIB, the evening before in UTC: Friday's meals, served at 09:30.
@@ -205,6 +207,13 @@ async def test_a_whole_day_of_two_kitchens_through_real_processes(tmp_path: Path
         assert measured[("danger_zone", "S1")] == (2 * H + 25 * M, 2 * H)
         assert measured[("hot_holding", "S1")] == (5500, 6000)
         assert measured[("stock_overdraw", "K1/beras")] == (25_000, 20_000)
+        # Only S1's gate has a probe: S2's and S4's containers left and came in with no temperature reading (B3 at
+        # S3's gate too), and a kitchen head cannot tell whether their meals were kept hot.
+        assert (found[("no_temperature", "S2")]["containers"], measured[("no_temperature", "S2")]) == (
+            [B1, B2, B3, B4], (4, 4))
+        assert (found[("no_temperature", "S4")]["containers"], measured[("no_temperature", "S4")]) == (
+            [D1, D2], (2, 2))
+        assert found[("no_temperature", "S2")]["severity"] == "warning"
         assert found[("late_delivery", "S2")]["detail"].startswith("arrived 09:2")
         assert (found[("misrouted", "S3")]["containers"], found[("misrouted", "S3")]["other_school"]) == ([B3], "S2")
         assert found[("container_unreturned", "S2")]["containers"] == [B4]  # B3 came back after midnight
@@ -246,7 +255,9 @@ def _check_words(said: dict[tuple[str, str, str], Any]) -> None:
     assert "1 ompreng belum disajikan" in violations_id, violations_id
     assert "1 ompreng tujuan SD Dua (S2) di-tap masuk di sini" in violations_id
     assert "25 kg dipakai padahal stok hanya 20 kg" in violations_id
+    assert "suhu tidak tercatat untuk semua 4 ompreng" in violations_id, violations_id
     assert B3 not in said[("id", "lost", FRI)] and B4 in said[("id", "lost", FRI)]
     assert said[("id", "deliveries", SAT)].startswith("Tidak ada pengiriman pada Sabtu, 17 Januari 2026")
     assert "arrived 09:25, due 09:00: 25 min late" in said[("en", "violations", FRI)]
+    assert "no temperature reading for any of the 4 containers" in said[("en", "violations", FRI)]
     assert said[("en", "deliveries", SAT)].startswith("No deliveries on 2026-01-17")
