@@ -1047,8 +1047,9 @@ class Validator:
     def _level_summary(self, s: int, taken: Sequence[_HeldDay]) -> str:
         n = self.config.level_days
         since = date_of(taken[0].day).isoformat()
-        return (f"accepted: level held on {n} reported days with no nearby market to compare (Rp "
-                f"{taken[-1].price:,.0f} since {since}); a level shift, taken without an operator".replace(",", "."))
+        price = f"{taken[-1].price:,.0f}".replace(",", ".")
+        return (f"accepted: level held on {n} reported days with no nearby market to compare (Rp {price} since "
+                f"{since}); a level shift, taken without an operator")
 
     def admit(self, obs: PriceObservation) -> None:
         """Count an observation that an operator released into its series' history, if its day has not joined
@@ -1215,7 +1216,8 @@ _LEVEL_FACTOR = 3.0
 def _median_sorted(xs: list[int]) -> float:
     """The median of a sorted list, as statistics.median computes it."""
     n = len(xs)
-    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+    # A float either way: a level shift takes it into history, which the day aggregates keep as a float.
+    return float(xs[n // 2]) if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
 class _Near(NamedTuple):
