@@ -5,7 +5,7 @@ behind it. Read back equal to what was written."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cbor2
@@ -13,7 +13,7 @@ import cbor2
 from ..aggregates import DamagedAggregate, DayAggregate, Namespace
 from .calendar import date_of, day_number
 from .quarantine import VALIDATOR, Decision
-from .validate import CheckResult, Verdict
+from .validate import CheckResult, LevelMark, Verdict
 
 SeriesKey = tuple[str, str, str, str]  # market, commodity, grade, unit
 
@@ -37,12 +37,14 @@ WARM_DAYS = 2
 class SeriesDay:
     """One series' day: every accepted price (a multiset, so a decision that releases or takes back one value
     later updates the median, minimum and maximum exactly), the daily price the validator took into the
-    series' history from that day, and who reported (the validator expects them on the next days)."""
+    series' history from that day, who reported (the validator expects them on the next days), and what the day
+    did to the series' run of held days and level (a lone market's level shift)."""
 
     region: str
     prices: tuple[int, ...]
     history: float | None
     reporters: tuple[str, ...]
+    level: LevelMark | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +102,8 @@ def to_aggregate(day: MarketDay) -> DayAggregate:
         "format": FORMAT, "mark": mark, "readings": {k: list(v) for k, v in sorted(day.readings.items())},
         "notes": [[m, c, t, n, s] for (m, c), (t, n, s) in sorted(day.notes.items())],
         "demand": [[r, c, kg] for (r, c), kg in sorted(day.demand.items())],
+        "levels": [[_series_id(k), s.level.joined, s.level.taken, list(s.level.shifts)]
+                   for k, s in sorted(day.series.items()) if s.level is not None],
         "held": [[oid, h.quarantined_at, h.state, h.verdict.status, h.verdict.summary, h.verdict.provisional,
                   [[c.name, c.family, c.fired, c.score, c.limit, c.reason] for c in h.verdict.checks],
                   [[d.action, d.why, d.at, d.state_before, d.state_after] for d in h.trail]]
@@ -130,6 +134,12 @@ def from_aggregate(agg: DayAggregate) -> MarketDay:
         for _, market, commodity, grade, unit, region, prices, history, reporters in agg.rows:
             out.series[(market, commodity, grade, unit)] = SeriesDay(
                 region=region, prices=tuple(int(p) for p in prices), history=history, reporters=tuple(reporters))
+        ids = {_series_id(k): k for k in out.series}
+        for sid, joined, taken, shifts in s.get("levels", ()):  # days written before levels were kept have none
+            key = ids[sid]
+            out.series[key] = replace(out.series[key], level=LevelMark(
+                joined=None if joined is None else float(joined), taken=bool(taken),
+                shifts=tuple(float(f) for f in shifts)))
         out.readings = {k: tuple(v) for k, v in s["readings"].items()}
         out.notes = {(m_, c): (float(t), int(n), bool(b)) for m_, c, t, n, b in s["notes"]}
         out.demand = {(r, c): float(kg) for r, c, kg in s["demand"]}

@@ -36,11 +36,12 @@ from .quarantine import (
 )
 from .sentiment import Lexicon
 from .staleness import Freshness, HeldRun, freshness, held_run
-from .validate import ObservationBatch, ValidationConfig, Validator, Verdict
+from .validate import LevelMark, ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, held_alert, ifpa
 from .webhooks import Delivery, Subscriber, WebhookSender
 
 SeriesKey = tuple[str, str, str, str]  # market, commodity, grade, unit
+_NO_MARK = LevelMark()  # a reported day that ended a run of held days
 
 
 def weekly_move(commodity: str) -> float:
@@ -91,7 +92,7 @@ class MarketService:
         self.ceilings = ceilings if ceilings is not None else CeilingTable.load()
         self.macro = macro if macro is not None else MacroInputs.load()
         self.validator = Validator(self.config.validation, ceilings=self.ceilings, markets=self.markets,
-                                   on_commit=self._committed)
+                                   on_commit=self._committed, on_level=self._leveled)
         self.quarantine = Quarantine(quarantine_store, clock=clock)
         self.lexicon = lexicon or Lexicon.load()
         self.tracker = AlertTracker()
@@ -124,6 +125,7 @@ class MarketService:
         # What the day aggregates keep beside the prices: the validator's daily price and who reported.
         self._history_days: dict[SeriesKey, dict[int, float]] = defaultdict(dict)
         self._day_reporters: dict[SeriesKey, dict[int, set[str]]] = defaultdict(dict)
+        self._levels: dict[SeriesKey, dict[int, LevelMark]] = defaultdict(dict)  # what each day did to a held run
         self._touched: set[int] = set()  # days whose aggregates changed since they were last kept
         self.seam: Seam | None = None  # while a restart refills: the days that were loaded as aggregates
 
@@ -353,6 +355,12 @@ class MarketService:
         self._history_days[key][day] = value
         self._touched.add(day)
 
+    def _leveled(self, key: SeriesKey, day: int, mark: LevelMark) -> None:
+        days = self._levels[key]
+        was = days.get(day)
+        days[day] = mark if was is None else was.merged(mark)
+        self._touched.add(day)
+
     def changed_days(self, through_day: int) -> list[MarketDay]:
         """The days up to `through_day` whose aggregates changed since they were last `kept`."""
         return [self.market_day(d) for d in sorted(d for d in self._touched if d <= through_day)]
@@ -365,14 +373,15 @@ class MarketService:
         """One day's aggregates as the analyses read them (hub/markets/days.py). Imported rows are left out:
         the hub imports its kept files again at every start."""
         out = MarketDay(day=day)
-        for key in self._day_reporters.keys() | self._prices.keys() | self._history_days.keys():
+        for key in self._day_reporters.keys() | self._prices.keys() | self._history_days.keys() | self._levels.keys():
             entries = self._prices[key].get(day, ()) if key in self._prices else ()
             prices = tuple(sorted(p for i, p, _ in entries if i not in self._imported))
             history = self._history_days[key].get(day) if key in self._history_days else None
             reporters = tuple(sorted(self._day_reporters[key].get(day, ()))) if key in self._day_reporters else ()
-            if prices or history is not None or reporters:
+            level = self._levels[key].get(day) if key in self._levels else None
+            if prices or history is not None or reporters or level is not None:
                 out.series[key] = SeriesDay(region=self._region.get(key[0], ""), prices=prices, history=history,
-                                            reporters=reporters)
+                                            reporters=reporters, level=level)
         for site, rdays in self._readings.items():
             if day in rdays:
                 out.readings[site] = tuple(rdays[day])
@@ -394,17 +403,20 @@ class MarketService:
     def load_days(self, days: Iterable[MarketDay], seam: Seam,
                   find: Callable[[Sequence[str]], Mapping[str, PriceObservation]] | None = None) -> None:
         """Take the aggregates of the days before `seam.first_day` from the store (a restart), and bring the
-        validator to where those days left it: each series' daily prices it had taken into history and the
-        reporters it expects. The refill that follows judges prices of the days from `seam.warm_from` again
-        for the validator only, and counts those of later days. The values those days held in quarantine are
-        held again as they were, their observations read from the log by `find` (observation ids in, those
-        found out)."""
+        validator to where those days left it: each series' daily prices it had taken into history, the
+        reporters it expects, and the level shifts it took and the run of held days it had open (`LevelMark`).
+        The refill that follows judges prices of the days from `seam.warm_from` again for the validator only, and
+        counts those of later days. The values those days held in quarantine are held again as they were, their
+        observations read from the log by `find` (observation ids in, those found out)."""
         self.seam = seam
         days = list(days)
         first, warm = seam.first_day, seam.warm_from
         cfg = self.config.validation
         history: dict[SeriesKey, list[tuple[int, float]]] = defaultdict(list)
         reporters: dict[SeriesKey, dict[str, int]] = defaultdict(dict)
+        # Each series' marks, and an empty one for a day it reported that ended a run (only after a mark: before
+        # the first one there is no run to end).
+        levels: dict[SeriesKey, list[tuple[int, LevelMark]]] = defaultdict(list)
         for d in sorted((d for d in days if d.day < first), key=lambda d: d.day):
             day = d.day
             for key, row in d.series.items():
@@ -421,6 +433,12 @@ class MarketService:
                         history[key].append((day, row.history))
                     if day >= warm - cfg.expect_days:
                         reporters[key].update(dict.fromkeys(row.reporters, day))
+                    # The days judged again make their own marks.
+                    if row.level is not None:
+                        self._levels[key][day] = row.level
+                        levels[key].append((day, row.level))
+                    elif row.reporters and levels.get(key) and levels[key][-1][1] != _NO_MARK:
+                        levels[key].append((day, _NO_MARK))
             for site, sums in d.readings.items():
                 self._readings[site][day] = list(sums)
             for nkey, (total, count, supply) in d.notes.items():
@@ -429,12 +447,28 @@ class MarketService:
                     self._note_supply[nkey].add(day)
             for dkey, kg in d.demand.items():
                 self._mbg[dkey][day] = kg
-        for key in history.keys() | reporters.keys():
-            self.validator.seed(key, self._region[key[0]], history[key][-cfg.window:], reporters[key])
-        self._inputs_version += 1
         held = [d for d in days if d.day < first and d.held]
+        found = find([oid for d in held for oid in d.held]) if held and find is not None else {}
+        for key in history.keys() | reporters.keys() | levels.keys():
+            self.validator.seed(key, self._region[key[0]], history[key][-cfg.window:], reporters[key], levels[key],
+                                held=self._run_reports(key, levels[key], held, found))
+        self._inputs_version += 1
         if held and find is not None:
-            self._take_back_held(held, find)
+            self._take_back_held(held, found)
+
+    def _run_reports(self, key: SeriesKey, levels: Sequence[tuple[int, LevelMark]], days: Sequence[MarketDay],
+                     found: Mapping[str, PriceObservation]) -> dict[int, list[tuple[PriceObservation, Verdict]]]:
+        """The reports of series `key` on the loaded days that joined a run of held days, with their verdicts, in
+        the order they were held: what a level shift that takes the run clears."""
+        joined = {day for day, mark in levels if mark.joined is not None and not mark.taken}
+        out: dict[int, list[tuple[PriceObservation, Verdict]]] = {}
+        for d in days:
+            if d.day not in joined:
+                continue
+            mine = [(h, found[oid]) for oid, h in d.held.items() if oid in found and found[oid].series == key]
+            mine.sort(key=lambda x: (x[0].quarantined_at, x[1].time, x[1].id))
+            out[d.day] = [(obs, h.verdict) for h, obs in mine]
+        return out
 
     def hold_aged(self, days: Sequence[MarketDay],
                   find: Callable[[Sequence[str]], Mapping[str, PriceObservation]]) -> set[int]:
@@ -451,17 +485,15 @@ class MarketService:
             if held:
                 picked.append(replace(d, held=held))
         if picked:
-            self._take_back_held(picked, find)
+            self._take_back_held(picked, find([oid for d in picked for oid in d.held]))
         return {d.day for d in picked for oid, h in d.held.items()
                 if self.quarantine.state_of(oid) == PENDING
                 or (h.state == PENDING and self.quarantine.state_of(oid) is None)}
 
-    def _take_back_held(self, days: Sequence[MarketDay],
-                        find: Callable[[Sequence[str]], Mapping[str, PriceObservation]]) -> None:
-        """Hold again the values the loaded days held, in the state their day was kept with. Each day's
-        aggregates hold the effect of the operators' decisions up to its mark: a restored decision up to there
-        joins the audit only, a later one takes effect again (`_take_back`)."""
-        found = find([oid for d in days for oid in d.held])
+    def _take_back_held(self, days: Sequence[MarketDay], found: Mapping[str, PriceObservation]) -> None:
+        """Hold again the values the loaded days held, in the state their day was kept with, their observations
+        those the log gave (`found`). Each day's aggregates hold the effect of the operators' decisions up to its
+        mark: a restored decision up to there joins the audit only, a later one takes effect again (`_take_back`)."""
         for d in days:
             reflected = 0 if d.mark is None else d.mark.decisions
             for oid, h in d.held.items():

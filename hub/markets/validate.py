@@ -228,6 +228,23 @@ class BatchResult:
         return self.fired[:, _C[name]]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LevelMark:
+    """What one reported day of a series did to its run of held days (`Validator._level_run`), kept with the day so
+    that a restart brings the run and the series' level back (`Validator.seed`). A day the series reported that
+    carries none ended any run."""
+
+    joined: float | None = None  # its reports were all held alone and it joined the run, at its reports' median
+    taken: bool = False  # it was taken with its run as a level shift
+    # The factors the history kept before this day was moved by to a new level, in the order they were applied.
+    shifts: tuple[float, ...] = ()
+
+    def merged(self, later: LevelMark) -> LevelMark:
+        """This mark with what the day did later added."""
+        return LevelMark(joined=self.joined if later.joined is None else later.joined,
+                         taken=self.taken or later.taken, shifts=self.shifts + later.shifts)
+
+
 def _sorted_quantile(a: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
     """Quantile q of each row of `a` (sorted ascending, NaN last, n valid values), interpolated linearly
     as numpy's default; NaN for rows without values."""
@@ -304,13 +321,16 @@ class Validator:
 
     History is the accepted daily median of each series (market, commodity, grade, unit), so quarantined
     values never move the baseline they are judged against. `on_commit(series, day, price)` is told each
-    daily price as it joins a series' history (the hub keeps them with its day aggregates, see `seed`)."""
+    daily price as it joins a series' history, and `on_level(series, day, mark)` what a day did to the series' run
+    of held days and level (`LevelMark`); the hub keeps both with its day aggregates, see `seed`."""
 
     def __init__(self, config: ValidationConfig | None = None, *, ceilings: CeilingTable | None = None,
                  markets: Mapping[str, Market] | None = None,
-                 on_commit: Callable[[tuple[str, str, str, str], int, float], None] | None = None) -> None:
+                 on_commit: Callable[[tuple[str, str, str, str], int, float], None] | None = None,
+                 on_level: Callable[[tuple[str, str, str, str], int, LevelMark], None] | None = None) -> None:
         self.config = config or ValidationConfig()
         self.on_commit = on_commit
+        self.on_level = on_level
         self.ceilings = ceilings
         self.markets = dict(MARKETS_BY_ID if markets is None else markets)
         self._keys: dict[tuple[str, str, str, str], int] = {}
@@ -458,12 +478,36 @@ class Validator:
             self._commit(s, last_day - len(vals) + 1 + k, float(v))
 
     def seed(self, key: tuple[str, str, str, str], region: str, history: Sequence[tuple[int, float]],
-             reporters: Mapping[str, int]) -> None:
+             reporters: Mapping[str, int], levels: Sequence[tuple[int, LevelMark]] = (),
+             held: Mapping[int, Sequence[tuple[PriceObservation, Verdict]]] | None = None) -> None:
         """Bring a series back to where stored days left it (a hub restart): the daily prices it took into
-        history, by day, oldest first, and the last day each reporter it expects reported."""
+        history, by day, oldest first, and the last day each reporter it expects reported. `levels` gives, oldest
+        first, what each day the series reported did to its run of held days (`on_level`: an empty mark for a day
+        that ended the run), so the history is moved to each new level it was moved to, before the days after it
+        join, and the run of held days still open is open again, its days' reports and verdicts from `held`."""
         s = self._series(key, region)
-        for day, value in history:
-            self._commit(s, day, float(value), tell=False)
+        marks = dict(levels)
+        values = dict(history)
+        run: list[_HeldDay] = []
+        for day in sorted(marks.keys() | values.keys()):
+            mark = marks.get(day)
+            if mark is not None and mark.shifts:
+                for factor in mark.shifts:  # one at a time, as they were applied
+                    self._hist[s] *= factor
+                self._base_cache.pop(s, None)
+                run = []  # taking a run ends it
+            if day in values:
+                self._commit(s, day, float(values[day]), tell=False)
+            if mark is None or mark.taken or mark.shifts:  # not reported, or the run's end as a level shift
+                continue
+            if mark.joined is None:
+                run = []
+            else:
+                run.append(_HeldDay(day, mark.joined, tuple((held or {}).get(day, ()))))
+        if run:
+            self._runs[s] = run
+        else:
+            self._runs.pop(s, None)
         seen = self._reporters.setdefault(s, {})
         for r, day in reporters.items():
             seen[r] = max(day, seen.get(r, day))
@@ -1020,6 +1064,7 @@ class Validator:
             return []
         run = self._runs.setdefault(s, [])
         run.append(held)
+        self._tell_level(s, held.day, LevelMark(joined=held.price))
         if len(run) < k:
             return []
         spread = self._spread(s)
@@ -1038,11 +1083,21 @@ class Validator:
         self._commit_pending(s, 10**12)
         taken = [h for h in taken if h.day > self._last_day[s]]
         if not math.isnan(base):
-            self._hist[s] *= level / base  # later prices are measured from the new level, with the old spread
+            factor = level / base
+            self._hist[s] *= factor  # later prices are measured from the new level, with the old spread
             self._base_cache.pop(s, None)
+            # Kept with the first day committed after the move (history moves forward only, so every day before it
+            # was committed before the move), for a restart to move the same days (`seed`).
+            self._tell_level(s, taken[0].day if taken else held.day, LevelMark(shifts=(factor,)))
         for h in taken:
+            self._tell_level(s, h.day, LevelMark(taken=True))
             self._commit(s, h.day, h.price)
         return taken
+
+    def _tell_level(self, s: int, day: int, mark: LevelMark) -> None:
+        if self.on_level is not None:
+            market, _, commodity, grade, unit = self._meta[s]
+            self.on_level((market, commodity, grade, unit), day, mark)
 
     def _level_summary(self, s: int, taken: Sequence[_HeldDay]) -> str:
         n = self.config.level_days
