@@ -11,12 +11,14 @@ from ..markets.catalog import COMMODITIES_BY_ID
 from ..markets.model import observed_at
 
 ATTESTED = "attested:"  # prefix of the `source` of every input derived from an attestation
+GATEWAY = "gateway:"  # prefix of the device of a scan a seed 1 gateway sent: its gateway id follows
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DerivedInput:
     """Looks like a verified record to the MBG and market adapters, but is derived from an attestation:
-    its id is the attest record's id plus a suffix, its device is the hub, its source says "attested:"."""
+    its id is the attest record's id plus a suffix, its device is the hub (for a seed 1 gateway's scan,
+    "gateway:" and the gateway's id), its source says "attested:"."""
 
     kind: str
     body: dict[str, Any]
@@ -42,7 +44,11 @@ def derive(record: Record) -> list[DerivedInput]:
     out: list[DerivedInput] = []
     if kind == "scan":
         body = {"event": data["event"], "site": data["site"], "tags": [data["nfc_tag_id"]], "source": source}
-        # MBG's clock policy compares the claimed time with the arrival time and flags skew itself.
+        # MBG's clock policy compares the claimed time with the arrival time and flags skew itself. The time is
+        # the gateway's clock, so the scan is the gateway's in MBG: a clock finding names it, and one gateway's
+        # times are judged in order among its own scans, not among every gateway's.
+        if data.get("gateway_id"):
+            common["device"] = GATEWAY + data["gateway_id"]
         out.append(DerivedInput(kind="scan", body=body, id=rid, time=data["time"], **common))
     elif kind == "price":
         reporter = data.get("device_id") or b["sender"][:120]

@@ -101,3 +101,21 @@ async def test_a_gateway_token_bound_to_its_gateways_cannot_send_for_another(tmp
         assert code == 201 and env.attest_length() == before + 1
     finally:
         await close_hub(env)
+
+
+async def test_a_gateway_clock_off_is_named_by_the_gateway_not_the_hub(hubenv):
+    # A gateway whose clock reset to 1970 after a power cut: its scans are kept, timed by their arrival, and
+    # the clock finding names that gateway; another gateway's scans in the same minutes are not flagged.
+    reset = [{**item, "timestamp": "1970-01-01T00:05:00"} for item in batch("NFC_TAG_RESET")]
+    right = [{**item, "gateway_id": "RASPBERRY_PI_SEKOLAH_B"} for item in batch("NFC_TAG_RIGHT")]
+    for sent in (reset, right, reset):
+        code, answer = await hubenv.post("/api/sync_gateway_data", json=sent)
+        assert code == 201, answer
+    mbg = hubenv.views.mbg
+    with hubenv.views.fresh():
+        now = int(datetime.now(UTC).timestamp())
+        skews = [f for f in mbg.findings(now, mbg.today(now)) if f.code in ("clock_skew", "clock_went_back")]
+        scans = {s.tags[0]: s for s in mbg.scans if s.tags[0] in ("NFC_TAG_RESET", "NFC_TAG_RIGHT")}
+    assert [(f.code, f.subject) for f in skews] == [("clock_skew", "gateway:RASPBERRY_PI_SEKOLAH_A")]
+    assert scans["NFC_TAG_RIGHT"].device == "gateway:RASPBERRY_PI_SEKOLAH_B"
+    assert skews[0].measured < -50 * 365 * 86400  # the gateway's clock, about 56 years behind
