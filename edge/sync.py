@@ -237,6 +237,8 @@ class SyncAgent:
         # Neighbours found (mDNS) once records were signed, while no hub has confirmed the head: each is asked once.
         self._late: set[str] = set()
         self.forked: str | None = None  # why this device's log is known forked (a hub holds another record)
+        self._forked_by: str | None = None  # the hub whose answer said so
+        self._not_resolved: tuple[str, int] | None = None  # (hub, log length) whose head was found another branch
         self.head_error: str | None = None
         self.interval = interval
         self.limits = limits
@@ -303,6 +305,9 @@ class SyncAgent:
                 target.tells_time = False
             if target.role == "hub" and self.own is not None:
                 self._pushed(target, report)
+                if (self.forked is not None and self._forked_by == target.url and report.forked is False
+                        and not report.stopped.get(self.own)):
+                    await self._resolved(ctx, target)
             target.last_ok = time.time()
             target.last_error = None
             target.pushed += report.pushed
@@ -495,7 +500,7 @@ class SyncAgent:
                      check.source, check.outcome, extra=fields)
 
     def _fork_found(self, check: HeadCheck) -> None:
-        self.forked = f"{check.source}: {check.detail}"
+        self.forked, self._forked_by = f"{check.source}: {check.detail}", check.source
         log.error("hub %s holds another record of this device than this store: the log is forked already (%s); fix: "
                   "the hub's operator looks at GET /api/forks and runs jejak devices resolve-fork %s", check.source,
                   check.detail, self.own.hex() if self.own else "", extra={"fields": {"head_check": check.to_json()}})
@@ -507,21 +512,48 @@ class SyncAgent:
         two copies of the card signed at one seq, and the device's identity is forked at the hub."""
         assert self.own is not None
         code = report.stopped.get(self.own)
+        confirmed = self.head is not None and self.head.outcome in CONFIRMED
         if self.forked is None and report.forked and code is None:
             self.forked = f"{target.url}: holds fork evidence against this device (forked at the hub)"
+            self._forked_by = target.url
             log.error("hub %s holds fork evidence against this device: another copy of this card (a cloned or restored "
                       "SD card) signed other records at seqs this log holds, and the hub holds this device's records "
                       "back; fix: stop the other copy; the hub's operator looks at GET /api/forks and runs jejak "
                       "devices resolve-fork %s", target.url, self.own.hex(),
                       extra={"fields": {"peer": target.url, "code": "forked"}})
             return
-        confirmed = self.head is not None and self.head.outcome in CONFIRMED
         if self.forked is None and (code == ForkDetected.code or (code == "DEVICE_BLOCKED" and confirmed)):
-            self.forked = f"{target.url}: refused this device's records ({code})"
+            self.forked, self._forked_by = f"{target.url}: refused this device's records ({code})", target.url
             log.error("hub %s refuses this device's records as a fork (%s): another copy of this store signed "
                       "other records at the same seqs; fix: the hub's operator looks at GET /api/forks and runs "
                       "jejak devices resolve-fork %s", target.url, code, self.own.hex(),
                       extra={"fields": {"peer": target.url, "code": code}})
+
+    async def _resolved(self, ctx: aiocoap.Context, target: Target) -> None:
+        """The hub that said this device's log is forked no longer holds it as forked and took this round's push:
+        the operator resolved the fork. The log is this store's again only if the hub holds this store's head (or
+        all it holds is in this store): asked as at start, the head is compared, and the fork is cleared then.
+        Another copy's branch kept at the hub stays a fork here (this copy's next records are refused again)."""
+        assert self.own is not None
+        local = await asyncio.to_thread(self._store.log_length, self.own)
+        if self._not_resolved == (target.url, local):
+            return  # compared already: asked again once this log grows
+        try:
+            check, past = await ask_head(ctx, target.url, self._store, self.own, limits=self.limits,
+                                         timeout=self.request_timeout)
+        except Exception as exc:  # asked again at the next round
+            log.info("hub %s no longer holds this device as forked; its head was not compared (%s)", target.url,
+                     describe_failure(exc))
+            return
+        if check.outcome not in ("current", "hub_behind") or past:
+            log.info("hub %s no longer holds this device as forked, but its branch is not this store's (%s): the log "
+                     "stays forked here", target.url, check.detail or check.outcome)
+            self._not_resolved = (target.url, local)
+            return
+        log.warning("hub %s no longer holds this device as forked and holds this store's head: the fork was resolved "
+                    "with the branch this store holds (it said: %s)", target.url, self.forked,
+                    extra={"fields": {"peer": target.url, "code": "fork_resolved", "head_check": check.to_json()}})
+        self.forked = self._forked_by = None
 
     def head_status(self) -> dict[str, Any]:
         """Whether a hub confirmed this device's head since start, for `/status`: "confirmed" only on a hub's

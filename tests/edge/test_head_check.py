@@ -470,6 +470,49 @@ async def test_a_copy_that_signed_as_many_records_as_the_hub_holds_says_forked(t
         await _forked_at_the_hub(first)
 
 
+async def test_a_fork_resolved_at_the_hub_is_cleared_on_the_copy_whose_branch_it_kept_without_a_restart(tmp_path,
+                                                                                                          caplog):
+    """The way out the forked copies name: stop the other card, and the hub's operator resolves the fork keeping
+    the branch the hub holds. The copy whose records those are says `confirmed` again at its next round, and its
+    next record is taken; before, it said `forked` until it was restarted."""
+    caplog.set_level(logging.INFO, logger="jejak.edge")
+    async with _two_copies(tmp_path) as (hub, device, first, second):
+        await _notes(first, 3, 1)
+        await wait_for(lambda: _held(hub, device) == 5, what="the first's record")
+        await _notes(second, 10, 2)
+        await wait_for(lambda: second.status()["head"]["state"] == "forked", what="the second's push refused")
+        await _forked_at_the_hub(first)
+        await second.close()  # the other card stopped
+        hub.hub.resolve_fork(device)
+        head = await wait_for(lambda: (h := first.status()["head"])["state"] != "forked" and h,
+                              what="the first's word after the fork was resolved")
+        assert head["state"] == "confirmed" and head["forked"] is None, head
+        assert "jejak_edge_head_unconfirmed 0" in first.metrics_text()
+        (after,) = await _notes(first, 20, 1)
+        await wait_for(lambda: _held(hub, device) == 6, what="the first's next record taken")
+        assert hub.hub.store.record_id(device, 5) == after
+    resolved = [r for r in caplog.records if "the fork was resolved" in r.getMessage()]
+    assert len(resolved) == 1 and resolved[0].levelno == logging.WARNING
+
+
+async def test_the_copy_whose_branch_the_hub_did_not_keep_stays_forked_after_the_fork_is_resolved(tmp_path):
+    """Each card signed one record at one seq and the hub kept the first's. The first card is the one stopped, and
+    the fork is resolved keeping the branch the hub holds: the second, whose record at that seq is another, stays
+    `forked` round after round, and the hub keeps the first's record."""
+    async with _two_copies(tmp_path) as (hub, device, first, second):
+        (mine,) = await _notes(first, 3, 1)
+        await wait_for(lambda: _held(hub, device) == 5, what="the first's record")
+        await _notes(second, 10, 1)
+        await wait_for(lambda: second.status()["head"]["state"] == "forked", what="the second's record pushed")
+        await first.close()
+        hub.hub.resolve_fork(device)
+        assert second.sync is not None
+        rounds = second.sync.rounds
+        await wait_for(lambda: second.sync.rounds >= rounds + 3, what="three rounds of the second after it")
+        assert second.status()["head"]["state"] == "forked", second.status()["head"]
+        assert hub.hub.store.record_id(device, 4) == mine
+
+
 async def test_a_neighbour_found_after_the_start_is_asked_for_a_longer_copy_of_the_own_log(tmp_path, caplog):
     """mDNS finds a neighbour only after the edge released its records (the hub's host refused, no neighbour was
     known): while the hub has not confirmed the head, the neighbour is asked once, as at start, and the records it
