@@ -232,3 +232,34 @@ def test_calls_checked_ahead_keep_what_each_call_alone_keeps(two_stores):
     assert stream_hub.tree.root() == serial_hub.tree.root()
     assert stream_hub.store.counters() == serial_hub.store.counters()
     assert Hub(stream_hub.store, Ed25519Signer.from_seed(HUB_KEY), clock=Clock()).tree.root() == stream_hub.tree.root()
+
+
+def test_the_garbage_collector_waits_while_the_writer_merges_and_runs_after(tmp_path):
+    import gc
+
+    from ledger import check_signatures
+
+    clock = Clock()
+    store = LmdbHubStore(tmp_path / "hub")
+    try:
+        logs = _logs(clock, 2, 5)
+        hub, ids = _hub(store, clock, logs)
+        during: list[bool] = []
+
+        def check(pairs):
+            during.append(gc.isenabled())
+            return check_signatures(pairs)
+
+        hub.check = check
+        assert gc.isenabled()
+        assert hub.ingest(ids[0], logs[0][1]).accepted == 5
+        assert [r.accepted for r in hub.ingest_many([(ids[1], logs[1][1][:3])])] == [3]
+        assert during == [False, False] and gc.isenabled()
+        gc.disable()  # turned off by the program embedding the hub: it stays off
+        try:
+            assert hub.ingest(ids[1], logs[1][1][3:]).accepted == 2
+            assert during[-1] is False and not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        store.close()
