@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import urllib.parse
 import urllib.request
@@ -17,6 +16,7 @@ import hub
 from ledger.errors import CodedError
 
 from .hubclient import HUB_URL_HELP, HubRefused, default_hub_url, open_url
+from .lang import LANGUAGES, locale_lang
 from .stop import stop
 
 # The words the dashboard uses too (statuses, findings, events), so both say the same thing.
@@ -103,16 +103,6 @@ MONTHS_ID = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Ag
              "November", "Desember")
 ZONES = {7 * 3600: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
 WEEKDAYS_ID = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
-
-
-def locale_lang(env: dict[str, str] | None = None) -> str:
-    """'id' when the locale is Indonesian (id_ID.UTF-8, id), else 'en'."""
-    env = dict(os.environ) if env is None else env
-    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = env.get(name, "")
-        if value:
-            return "id" if value.lower().startswith(("id_", "id.", "in_")) or value.lower() == "id" else "en"
-    return "en"
 
 
 # The parts of a danger_zone or hot_holding finding (hub.mbg.analysis.safety_part), by the words that say them.
@@ -472,7 +462,7 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--hub-url", default=argparse.SUPPRESS, help=HUB_URL_HELP)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print the hub's JSON as it is")
-    common.add_argument("--lang", choices=("id", "en"), default=argparse.SUPPRESS,
+    common.add_argument("--lang", choices=LANGUAGES, default=argparse.SUPPRESS,
                         help="Indonesian or English (default: from the locale)")
     common.add_argument("--date", default=argparse.SUPPRESS, help="YYYY-MM-DD (default: today at the hub)")
     p = argparse.ArgumentParser(prog="jejak mbg", description=__doc__, epilog=EXAMPLES, parents=[common],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from coap_server.wording import count
 from ledger import (
     BadCheckpoint,
     BadProof,
@@ -25,8 +25,11 @@ from ledger import (
     device_id_for,
 )
 from ledger.bundle import MAX_BUNDLE_BYTES, Read, compare_bundles_from, verify_bundle_from
+from ledger.errors import CodedError
 from ledger.failures import UsageError
 
+from .lang import LANGUAGES, locale_lang
+from .pagewords import Speaker
 from .stop import stop, version
 
 EXIT_OK = 0
@@ -47,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                + "; ".join(f"{error.exit_code} {what}" for error, what in REPORTED) + ".",
     )
     p.add_argument("bundle", type=Path, help="bundle file (.jejak) exported by a hub or `jejak export`")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (codes and English messages)")
+    p.add_argument("--lang", choices=LANGUAGES, default=None,
+                   help="the report in Indonesian or English, in the web page's words (default: from the "
+                        "locale, LC_ALL, LC_MESSAGES or LANG: Indonesian for id_*, else English)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of an unexpected failure")
     p.add_argument("--version", action="version", version=f"jejak-verify {version()}")
     p.add_argument("--hub-key", metavar="HEX", help="pin the hub's Ed25519 public key (hex) instead of the "
@@ -64,7 +70,11 @@ def _utc(seconds: int) -> str:
         return f"{seconds} (Unix seconds)"
 
 
-def what_was_verified(report: BundleReport) -> list[str]:
+# Marks of a step that holds, one that does not, and a note: the page's.
+HOLDS, FAILS, NOTE = "\u2714", "\u2718", "\u26a0"
+
+
+def what_was_verified(report: BundleReport, say: Speaker) -> list[str]:
     """What an auditor reads after the verdict: what verified, and the hub key to compare out of band."""
     devices = [d for d in report.devices if d.records]
     lines = []
@@ -72,51 +82,105 @@ def what_was_verified(report: BundleReport) -> list[str]:
         first = min(d.first_time for d in devices if d.first_time is not None)
         last = max(d.last_time for d in devices if d.last_time is not None)
         cp = report.checkpoints[-1]
-        lines.append(f"verified {count(sum(d.records for d in devices), 'record')} of "
-                     f"{count(len(devices), 'device')}, device time {_utc(first)} to {_utc(last)}, "
-                     f"under checkpoint size {cp.tree_size} of {_utc(cp.time)}")
+        lines.append(say("summary.what", records=sum(d.records for d in devices), devices=len(devices),
+                         first=_utc(first), last=_utc(last), size=cp.tree_size, time=_utc(cp.time)))
         # A record is in the hub's log before a checkpoint over it is signed: a later device time is a clock
         # that ran ahead, which no check refuses (the device's time is its own word, FORMAT.md §3).
         if last > cp.time:
-            lines.append(f"device time runs to {_utc(last)}, after the latest checkpoint ({_utc(cp.time)}): a device's "
-                         "clock ran ahead of the hub's; device times are the devices' own word")
-    hub = f"hub key {report.hub_key.hex()} (hub id {device_id_for(report.hub_key).hex()}): "
-    lines.append(hub + ("pinned with --hub-key" if report.pinned else
-                        "compare it with the key the hub's operator published, or pin it with --hub-key"))
+            lines.append(say("summary.ahead", last=_utc(last), time=_utc(cp.time)))
+    key, hub_id = report.hub_key.hex(), device_id_for(report.hub_key).hex()
+    lines.append(say("summary.pinned" if report.pinned else "cli.compare", key=key, id=hub_id))
     return lines
 
 
-def render(report: BundleReport, consistency: dict[str, Any] | None) -> str:
-    lines = [f"{'ok  ' if report.hub_log else 'FAIL'} hub log: {count(report.hub_log, 'record')}, "
-             f"{count(report.decisions, 'decision')}"]
+class _Problems:
+    """Says a problem as the page does, "CODE: [where] why", in the auditor's language. The checks word their
+    problems in English; one the page has words for is said in those, another by what its code means, and the
+    auditor is told once where its own words are."""
+
+    def __init__(self, say: Speaker) -> None:
+        self.say = say
+        self.unsaid = False
+
+    def why(self, problem: CodedError) -> str | None:
+        said = self.say.again(problem.message, ("why.",))
+        self.unsaid |= said is None
+        return said
+
+    def where(self, problem: CodedError) -> str:
+        if problem.where is None:
+            return ""
+        said = self.say.again(problem.where, ("at.", "cli.at."))
+        self.unsaid |= said is None
+        return "" if said is None else f"[{said}] "
+
+    def __call__(self, problem: CodedError) -> str:
+        return f"{problem.code}: {self.where(problem)}{self.why(problem) or self.say.code(problem.code)}"
+
+    def meaning(self, problem: CodedError) -> str:
+        """The verdict's reason, as the page says it: what the code means, then where and why."""
+        return f"{self.say.code(problem.code)} {self.where(problem)}{self.why(problem) or ''}".rstrip()
+
+
+def _step(say: Speaker, holds: bool, sentence: str) -> str:
+    return f"{HOLDS} {sentence}" if holds else f"{FAILS} {say('notso')} {sentence}"
+
+
+def render(report: BundleReport, consistency: dict[str, Any] | None, say: Speaker) -> str:
+    said = _Problems(say)
+    lines = [_step(say, report.hub_log > 0, say("cli.hublog", id=device_id_for(report.hub_key).hex(),
+                                                 records=say.count(report.hub_log, "cli.n.record"),
+                                                 decisions=say.count(report.decisions, "cli.n.decision")))]
     for dev in report.devices:
-        mark = "ok  " if not dev.problems else "FAIL"
-        span = f"seq {dev.first_seq}..{dev.last_seq}" if dev.records else "no verified records"
-        revoked = f", revoked from seq {dev.revoked_from}" if dev.revoked_from is not None else ""
-        lines.append(f"{mark} device {dev.device}: {count(dev.records, 'record')} ({span}), "
-                     f"{count(dev.receipts, 'receipt')}"
-                     f"{revoked}")
-        for problem in dev.problems:
-            lines.append(f"       {problem}")
+        lines.append(_step(say, not dev.problems, say("log.records", device=dev.device, n=dev.records,
+                                                       first=dev.first_seq, last=dev.last_seq,
+                                                       revoked=dev.revoked_from)))
+        lines += [f"    {said(problem)}" for problem in dev.problems]
     for cp in report.checkpoints:
-        lines.append(f"ok   checkpoint size {cp.tree_size} root {cp.root.hex()[:16]}... time {cp.time}")
+        lines.append(_step(say, True, say("cli.checkpoint", size=cp.tree_size, root=cp.root.hex()[:16],
+                                          time=_utc(cp.time), hub=cp.authority[0] if cp.authority else None)))
     # Not problems (FORMAT.md §12.3, notes): what the checkpoints leave unshown, for the auditor to weigh.
-    lines += [f"NOTE {note.message}" for note in report.notes]
+    lines += [f"{NOTE} {say(f'note.{note.what}', size=note.size, largest=note.largest)}" for note in report.notes]
     for fork in report.forks:
-        lines.append(f"FORK device {fork.device_id.hex()} at seq {fork.seq}: evidence verifies")
-    for problem in report.problems:
-        lines.append(f"FAIL {problem}")
+        lines.append(_step(say, False, say("why.fork.found", device=fork.device_id.hex(), seq=fork.seq)))
+    lines += [f"{FAILS} {said(problem)}" for problem in report.problems]
     if consistency is not None:
-        lines.append(f"ok   log grew consistently from size {consistency['from']} to {consistency['to']}")
-    verdict = "VERIFIED" if report.ok else f"FAILED ({len(report.all_problems)} problems)"
-    lines.append(f"{verdict}: {count(sum(d.records for d in report.devices), 'record')}, "
-                 f"{count(len(report.checkpoints), 'checkpoint')}, {count(report.receipts_checked, 'receipt')}")
-    lines += what_was_verified(report)
+        lines.append(_step(say, True, say("against", **{"from": consistency["from"], "to": consistency["to"]})))
+    counts = ", ".join(say.count(n, f"cli.n.{noun}") for n, noun in (
+        (sum(d.records for d in report.devices), "record"), (len(report.checkpoints), "checkpoint"),
+        (report.receipts_checked, "receipt")))
+    if report.ok:
+        lines.append(f"{say('verified')}: {counts}")
+    else:
+        first = report.all_problems[0]
+        lines.append(f"{verdict(say, first)}, {say.count(len(report.all_problems), 'cli.n.problem')}: {counts}")
+        lines.append(said.meaning(first))
+    lines += what_was_verified(report, say)
+    if said.unsaid:
+        lines.append(say("cli.english"))
+    return "\n".join(lines)
+
+
+def verdict(say: Speaker, problem: CodedError) -> str:
+    """'FAILED: CODE (exit code N)', as the page says a failed verdict."""
+    return f"{say('failed')}: {problem.code} ({say('exit')} {problem.exit_code})"
+
+
+def failed(say: Speaker, problem: CodedError) -> str:
+    """A bundle the checks stopped on before any report: the verdict and its reason."""
+    said = _Problems(say)
+    lines = [verdict(say, problem), said.meaning(problem)]
+    if said.unsaid:
+        lines.append(say("cli.english"))
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.lang = args.lang or locale_lang()
+    # The page's marks (\u2714 \u2718 \u26a0) on a console whose encoding lacks them read as "?", not a crash.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="replace")
     try:
         return _check(args)
     except KeyboardInterrupt:
@@ -168,7 +232,7 @@ def _check(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"ok": False, "problems": [exc.to_dict()]}, indent=2))
         else:
-            print(f"FAIL {exc}")
+            print(failed(Speaker(args.lang), exc))
         return exc.exit_code
     if args.json:
         out = report.to_json()
@@ -176,7 +240,7 @@ def _check(args: argparse.Namespace) -> int:
             out["consistency"] = consistency
         print(json.dumps(out, indent=2))
     else:
-        print(render(report, consistency))
+        print(render(report, consistency, Speaker(args.lang)))
     return report.exit_code
 
 if __name__ == "__main__":

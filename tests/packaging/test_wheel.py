@@ -77,6 +77,7 @@ def test_wheel_holds_the_package_data(wheel_install: Install) -> None:
     names = set(zipfile.ZipFile(wheel_install.wheel).namelist())
     for path in ("hub/static/index.html", "hub/static/app.js", "hub/static/app.css", "hub/static/indonesia.geojson",
                  "hub/static/verify.html", "hub/static/verify/noble.js", "hub/static/verify/bundle.js",
+                 "hub/static/verify/i18n.js",
                  "hub/static/verify/LICENSE-noble.txt", "hub/markets/data/ceilings.json", "hub/markets/data/lexicon_id.json",
                  "hub/markets/data/macro_fx.csv", "firmware/README.md"):
         assert path in names, f"{path} missing from {wheel_install.wheel.name}"
@@ -148,3 +149,8 @@ def test_example_from_the_wheel_writes_where_it_runs_and_verifies(wheel_install:
                             "docs/examples/example-older.jejak"], cwd=tmp_path, env=_clean_env(),
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stdout + check.stderr
+    # In Indonesian, from the words file installed with the page (hub/static/verify/i18n.js).
+    said = subprocess.run([str(wheel_install.bin / "jejak-verify"), "docs/examples/example.jejak", "--lang", "id"],
+                          cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=120)
+    assert said.returncode == 0, said.stdout + said.stderr
+    assert "TERVERIFIKASI: 17 catatan, 3 checkpoint, 23 tanda terima" in said.stdout.splitlines()

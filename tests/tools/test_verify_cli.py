@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,13 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / example.NEWER
 OLDER = ROOT / "docs" / "examples" / example.OLDER
 HUB = example.example_signer("hub-jawa-barat")
+
+
+@pytest.fixture(autouse=True)
+def english_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report in English whatever the machine's locale (an Indonesian one makes Indonesian the default)."""
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        monkeypatch.delenv(name, raising=False)
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -72,12 +80,14 @@ def test_example_content() -> None:
 
 
 def test_example_verifies_human_output_via_console_script() -> None:
-    out = subprocess.run([str(Path(sys.executable).with_name("jejak-verify")), str(EXAMPLE)],
-                         capture_output=True, text=True, check=False)
+    # The tree under test ahead of the installed copy, which an editable install may take from another checkout.
+    out = subprocess.run([str(Path(sys.executable).with_name("jejak-verify")), str(EXAMPLE), "--lang", "en"],
+                         capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.count("ok   device") == 3
-    assert "ok   hub log: 6 records, 5 decisions" in out.stdout
-    assert "revoked from seq 6" in out.stdout
+    assert out.stdout.count("\u2714 Device ") == 3
+    assert "\u2714 The hub's own log (hub id 99bcd326b3d06b98cfd4ccdf1903bcac): 6 records verified, 5 decisions " \
+           "among them." in out.stdout
+    assert "revocation point from the hub's decisions (6) and signatures." in out.stdout
     assert "VERIFIED: 17 records, 3 checkpoints, 23 receipts" in out.stdout
 
 
@@ -97,15 +107,16 @@ def test_report_says_what_was_verified_and_what_to_compare() -> None:
     of band (example.py: the kitchen starts at 04:00 UTC, the gate's last return is at 07:30 UTC)."""
     key = HUB.public_key.hex()
     hub_id = ledger.device_id_for(HUB.public_key).hex()
-    code, out = run(str(EXAMPLE))
+    code, out = run(str(EXAMPLE), "--lang", "en")
     assert code == 0
-    assert ("verified 17 records of 3 devices, device time 2025-11-23 04:00 UTC to 2025-11-23 07:30 UTC, "
-            "under checkpoint size 23 of 2025-11-23 08:00 UTC") in out
-    assert (f"hub key {key} (hub id {hub_id}): compare it with the key the hub's operator published, "
-            "or pin it with --hub-key") in out
-    code, out = run(str(EXAMPLE), "--hub-key", key)
+    assert out.splitlines()[-2:] == [
+        "Verified: 17 records of 3 devices, device time 2025-11-23 04:00 UTC to 2025-11-23 07:30 UTC, "
+        "under checkpoint size 23 of 2025-11-23 08:00 UTC.",
+        f"Hub key {key} (hub id {hub_id}): compare it with the key the hub's operator published through another "
+        "channel (an official letter, a website), or pin it with --hub-key."]
+    code, out = run(str(EXAMPLE), "--hub-key", key, "--lang", "en")
     assert code == 0
-    assert f"hub key {key} (hub id {hub_id}): pinned with --hub-key" in out
+    assert out.splitlines()[-1] == f"Hub key {key} (hub id {hub_id}): pinned by you."
     report = json.loads(run(str(EXAMPLE), "--json")[1])
     assert (report["hub_key"], report["hub_id"], report["hub_key_pinned"]) == (key, hub_id, False)
     spans = [(d["first_time"], d["last_time"]) for d in report["devices"]]
@@ -120,13 +131,14 @@ def test_notes_on_checkpoints_are_said_and_the_bundle_still_verifies(tmp_path: P
     noted = dataclasses.replace(bundle, checkpoints=[false.raw, *bundle.checkpoints],
                                 consistency=[c for c in bundle.consistency if c[0] != 12]).sealed(HUB)
     path = write(tmp_path, noted.encode())
-    code, out = run(path)
+    code, out = run(path, "--lang", "en")
     assert code == 0, out
-    notes = [line for line in out.splitlines() if line.startswith("NOTE ")]
+    notes = [line for line in out.splitlines() if line.startswith("\u26a0 ")]
     assert notes == [
-        "NOTE checkpoint of size 0 names a root that is not the empty tree's: the hub signed a false statement",
-        "NOTE checkpoint of size 12 is not tied to checkpoint of size 23 by a consistency proof: the bundle does "
-        "not show that the larger log extends it"]
+        "\u26a0 Note: checkpoint of size 0 names a root that is not the empty tree's: the hub signed a false "
+        "statement. This is not a failure by the format, but worth reporting.",
+        "\u26a0 Note: checkpoint of size 12 is not tied to checkpoint of size 23 by a consistency proof: the bundle "
+        "does not show that the larger log extends it. This is not a failure; ask the hub for the consistency proof."]
     assert "VERIFIED: 17 records, 4 checkpoints, 23 receipts" in out
     code, out = run(path, "--json")
     report = json.loads(out)
@@ -259,9 +271,9 @@ def test_every_tamper_class_has_a_distinct_meaning() -> None:
 
 
 def test_against_older_bundle() -> None:
-    code, out = run(str(EXAMPLE), "--against", str(OLDER))
+    code, out = run(str(EXAMPLE), "--against", str(OLDER), "--lang", "en")
     assert code == 0
-    assert "log grew consistently from size 18 to 23" in out
+    assert "\u2714 The log grew consistently from size 18 to 23 (compared with the older bundle)." in out
     code, out = run(str(EXAMPLE), "--against", str(OLDER), "--json")
     assert json.loads(out)["consistency"] == {"from": 18, "to": 23}
 

@@ -14,6 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 
 from tools import verify
+from tools.pagewords import page_words
 
 from .conftest import ROOT
 from .tamper import EXAMPLE, device_tamperings, public, stranger
@@ -23,7 +24,7 @@ SCRIPTS = ROOT / "hub" / "static" / "verify"
 # The scripts that check a bundle (noble.js is the vendored cryptography, which names no sentence).
 CHECKS = ("cbor.js", "record.js", "chain.js", "merkle.js", "checkpoint.js", "bundle.js")
 # Words that are the same in both languages: names of the format's own things.
-SAME = {"what.checkpoint", "what.log", "at.checkpoint", "at.checkpoints"}
+SAME = {"what.checkpoint", "what.log", "at.checkpoint", "at.checkpoints", "cli.n.checkpoint.one"}
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # English words no Indonesian line of the page holds (hex ids, site names and the format's field names aside).
 ENGLISH = re.compile(r"\b(the|is|not|does|of|with|and|has|its|by|from|to|record|records|signature|key|bundle|device|"
@@ -32,6 +33,11 @@ ENGLISH = re.compile(r"\b(the|is|not|does|of|with|and|has|its|by|from|to|record|
 
 def words(page: webdriver.Chrome) -> dict[str, dict[str, object]]:
     return page.execute_script("return Jejak.i18n.T")  # type: ignore[no-any-return]
+
+
+def test_jejak_verify_reads_the_words_the_page_shows(page: webdriver.Chrome) -> None:
+    """jejak-verify's reader of i18n.js gives the very object the browser builds from it, in both languages."""
+    assert page_words() == words(page)
 
 
 def test_every_sentence_the_checks_name_has_words_in_both_languages(page: webdriver.Chrome) -> None:
@@ -118,6 +124,16 @@ def test_page_says_every_line_in_the_chosen_language(page: webdriver.Chrome, tmp
         "seq 6: kunci perangkat dicabut mulai seq 6")
     assert page.find_element(By.CSS_SELECTOR, "#steps li.fail .why").text == (
         "REVOKED_KEY: seq 6: kunci perangkat dicabut mulai seq 6")
+    # jejak-verify gives the same reason from the same words: what the code means and where, then its own why
+    # (here said by the code alone, as the page's Indonesian for its English is not the page's).
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert verify.main([str(bad), "--lang", "id"]) == 19
+    lines = out.getvalue().splitlines()
+    reason = lines[lines.index("GAGAL: REVOKED_KEY (kode keluar 19), 1 masalah: 17 catatan, 3 checkpoint, "
+                               "23 tanda terima") + 1]
+    assert reason == f"Catatan pada atau setelah titik pencabutan kuncinya. [perangkat {gate} seq 6]"
+    assert page.find_element(By.ID, "meaning").text.startswith(reason + " ")
 
 
 def test_the_file_pickers_speak_the_page_language(page: webdriver.Chrome) -> None:
