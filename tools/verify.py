@@ -103,7 +103,7 @@ class _Problems:
         self.unsaid = False
 
     def why(self, problem: CodedError) -> str | None:
-        said = self.say.again(problem.message, ("why.",))
+        said = self.say.again(problem.message, ("why.", "cli.why."))
         self.unsaid |= said is None
         return said
 
