@@ -82,7 +82,8 @@ def what_was_verified(report: BundleReport, say: Speaker) -> list[str]:
         first = min(d.first_time for d in devices if d.first_time is not None)
         last = max(d.last_time for d in devices if d.last_time is not None)
         cp = report.checkpoints[-1]
-        lines.append(say("summary.what", records=sum(d.records for d in devices), devices=len(devices),
+        lines.append(say("summary.what", records=say.count(sum(d.records for d in devices), "cli.n.record"),
+                         devices=say.count(len(devices), "cli.n.device"),
                          first=_utc(first), last=_utc(last), size=cp.tree_size, time=_utc(cp.time)))
         # A record is in the hub's log before a checkpoint over it is signed: a later device time is a clock
         # that ran ahead, which no check refuses (the device's time is its own word, FORMAT.md §3).

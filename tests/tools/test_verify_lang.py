@@ -203,3 +203,11 @@ def test_each_problem_wording_of_jejak_verify_in_the_words_file_is_one_it_gives(
     assert sorted(keys - used) == []
     print(f"said in Indonesian: {said} of {said + unsaid} problems")
     assert said >= 0.8 * (said + unsaid)
+
+
+def test_counts_in_the_summary_take_their_number() -> None:
+    tiny = Path(__file__).parents[2] / "docs" / "examples" / "tiny.jejak"
+    code, lines = run(str(tiny), "--lang", "en")
+    assert code == 0 and any(line.startswith("Verified: 2 records of 1 device, ") for line in lines), lines
+    code, lines = run(str(tiny), "--lang", "id")
+    assert code == 0 and any(line.startswith("Terverifikasi: 2 catatan dari 1 perangkat, ") for line in lines), lines

@@ -47,7 +47,7 @@
       against: "Log tumbuh secara konsisten dari ukuran {from} ke {to} (dibanding bundel lama).",
       "against.unsized": "Log bundel ini melanjutkan log bundel lama dari hub yang sama.",
       none: "tidak ada",
-      "summary.what": "Terverifikasi: {records} catatan dari {devices} perangkat, waktu perangkat {first} sampai {last}, di bawah checkpoint berukuran {size} pada {time}.",
+      "summary.what": "Terverifikasi: {records} dari {devices}, waktu perangkat {first} sampai {last}, di bawah checkpoint berukuran {size} pada {time}.",
       "summary.ahead": "Waktu perangkat sampai {last}, setelah checkpoint terakhir ({time}): jam sebuah perangkat lebih cepat dari jam hub; waktu perangkat adalah pernyataan perangkat itu sendiri.",
       "summary.compare": "Kunci hub {key} (id hub {id}): cocokkan dengan kunci yang diumumkan operator hub lewat jalur lain (mis. surat resmi atau situs web), atau patok di kolom kunci hub.",
       "summary.pinned": "Kunci hub {key} (id hub {id}): dipatok oleh Anda.",
@@ -243,6 +243,8 @@
       "cli.at.seal": "segel bundel: bundel ini bukan yang diekspor hub",
       "cli.n.record": "catatan",
       "cli.n.record.one": "catatan",
+      "cli.n.device": "perangkat",
+      "cli.n.device.one": "perangkat",
       "cli.n.decision": "keputusan",
       "cli.n.decision.one": "keputusan",
       "cli.n.checkpoint": "checkpoint",
@@ -312,7 +314,7 @@
       "checkpoints.heads": "Two checkpoints of size {size} name different heads of the hub's own log.",
       checkpoint: "Checkpoint {i}: size {size}, root {root}..., time {time}, hub log head {hub}, signed by the hub.",
       consistency: "Consistency proof from size {first} to {second}.",
-      "summary.what": "Verified: {records} records of {devices} devices, device time {first} to {last}, under checkpoint size {size} of {time}.",
+      "summary.what": "Verified: {records} of {devices}, device time {first} to {last}, under checkpoint size {size} of {time}.",
       "summary.ahead": "Device time runs to {last}, after the latest checkpoint ({time}): a device's clock ran ahead of the hub's; device times are the devices' own word.",
       "summary.compare": "Hub key {key} (hub id {id}): compare it with the key the hub's operator published through another channel (an official letter, a website), or pin it in the hub key field.",
       "summary.pinned": "Hub key {key} (hub id {id}): pinned by you.",
@@ -513,6 +515,8 @@
       "cli.at.seal": "bundle seal: the bundle is not what the hub exported",
       "cli.n.record": "records",
       "cli.n.record.one": "record",
+      "cli.n.device": "devices",
+      "cli.n.device.one": "device",
       "cli.n.decision": "decisions",
       "cli.n.decision.one": "decision",
       "cli.n.checkpoint": "checkpoints",
@@ -552,6 +556,11 @@
       if (name === "pinned") return vars.pinned ? words.pinned : "";
       const v = vars[name];
       if (v && typeof v === "object" && typeof v.key === "string") return said(lang, v);
+      // A count of things ({n, noun}): English takes the noun's ".one" words for one (1 device, 2 devices).
+      if (v && typeof v === "object" && typeof v.noun === "string") {
+        const one = v.noun + ".one";
+        return v.n + " " + (v.n === 1 && words[one] ? words[one] : words[v.noun]);
+      }
       // A size in bytes is read with its thousands grouped as each language writes them (4.180.781, 4,180,781).
       if (name === "bytes" && typeof v === "number") return v.toLocaleString(lang === "id" ? "id-ID" : "en-US");
       return v === null || v === undefined || v === "" ? words.none : String(v);

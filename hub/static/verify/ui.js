@@ -46,7 +46,8 @@
     const first = J.summary(report).problems[0];
     $("meaning").textContent = report.ok ? "" : J.i18n.T[lang].codes[report.code] + " " + (first.at ? "[" + words(first.at) + "] " : "") + words(first.why);
     const seen = J.verified(report);
-    $("what").textContent = seen.records === null ? "" : say("summary.what", seen) + (seen.ahead ? " " + say("summary.ahead", seen) : "");
+    const counted = {...seen, records: {n: seen.records, noun: "cli.n.record"}, devices: {n: seen.devices, noun: "cli.n.device"}};
+    $("what").textContent = seen.records === null ? "" : say("summary.what", counted) + (seen.ahead ? " " + say("summary.ahead", seen) : "");
     $("compare").textContent = seen.key === null ? "" : say(seen.pinned ? "summary.pinned" : "summary.compare", seen);
     // Notes are not problems (FORMAT.md §12.3): the verdict stands, the auditor weighs what they say.
     const notes = $("notes");
