@@ -160,6 +160,13 @@ class AggregateStore(Protocol):
 
     def namespace(self, spec: Namespace) -> DayAggregates: ...
     def alerts(self) -> KeptAlerts: ...
+
+    def journal(self, name: str) -> Lines | None:
+        """Where the hub's journal `name` (the operators' quarantine decisions) is kept: in a database
+        (PostgreSQL, which outlives the hub's host and its data_dir), or None for its file in data_dir (LMDB: the
+        store is in data_dir itself, so the two go together)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -189,6 +196,10 @@ class LmdbAggregates:
 
     def alerts(self) -> LmdbKeptAlerts:
         return LmdbKeptAlerts(self)
+
+    def journal(self, name: str) -> None:
+        """None: the journals stay files in data_dir, beside this store."""
+        return None
 
     def close(self) -> None:
         self._env.close()

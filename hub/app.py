@@ -41,7 +41,7 @@ from .coap import add_proof_resources, add_summary_resource
 from .config import ConfigError, HubConfig
 from .http import Events, HubApi
 from .integrity import StoreCheck, check_store
-from .journal import Journal
+from .journal import Journal, Lines, carried_over
 from .lastsigned import LastSigned
 from .markets import WebhookSender
 from .markets.routes import MarketRoutes
@@ -453,7 +453,7 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
                   redelivery=views.alerts.redelivery)
     markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports",
-                           decisions=Journal(Path(config.data_dir) / "quarantine" / "decisions.jsonl"))
+                           decisions=await asyncio.to_thread(_decisions_journal, config, views))
     await asyncio.to_thread(markets.restore_decisions)
     await asyncio.to_thread(markets.replay_imports)
     domain_routes = [ChainRoutes(views).register, MbgRoutes(views).register, markets.register]
@@ -507,6 +507,15 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
     return RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
                       coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery,
                       store_check=store_check, verifier=verifier)
+
+
+def _decisions_journal(config: HubConfig, views: Views) -> Lines:
+    """The operators' quarantine decisions: in the store where it keeps journals (PostgreSQL: a hub that moves
+    host, or starts on a fresh data_dir, keeps them), carrying over once what data_dir's file held; else that
+    file (blocking)."""
+    file = Journal(Path(config.data_dir) / "quarantine" / "decisions.jsonl")
+    in_store = views.aggregates.journal("quarantine/decisions.jsonl") if views.aggregates is not None else None
+    return file if in_store is None else carried_over(in_store, file)
 
 
 def free_coap_port(host: str = "127.0.0.1") -> int:

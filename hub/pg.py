@@ -1403,6 +1403,10 @@ class PgAggregates:
     def alerts(self) -> PgKeptAlerts:
         return PgKeptAlerts(self)
 
+    def journal(self, name: str) -> PgJournal:
+        """The hub's journal `name` (quarantine/decisions.jsonl), kept in the database, not in data_dir."""
+        return PgJournal(self, name)
+
     @contextlib.contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:
         """One transaction on the aggregates' connection; PostgreSQL's errors become StoreError."""

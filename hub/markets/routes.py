@@ -20,7 +20,7 @@ from coap_server.params import count, parse
 
 from ..auth import Auth
 from ..http import error_response, read_decision
-from ..journal import Journal
+from ..journal import Lines
 from ..paging import HELD_LIMIT
 from ..routing import json_route
 from ..store import StoreError, StoreFull
@@ -47,14 +47,15 @@ class MarketRoutes:
     are for operators (`auth`)."""
 
     def __init__(self, views: Views, *, auth: Auth, imports: Path | None = None,
-                 decisions: Journal | None = None) -> None:
+                 decisions: Lines | None = None) -> None:
         self.views = views
         self.auth = auth
         # Imported files are kept here under their SHA-256, with the defaults they were read with, and
         # imported again when the hub starts: the market analytics are rebuilt from what the hub holds.
         self.imports = imports
-        # Operators' quarantine decisions, one line each: the validator's verdicts are derived again from
-        # the records after a restart, an operator's work is not.
+        # Operators' quarantine decisions, one line each (a file in data_dir, or the store's journal on
+        # PostgreSQL): the validator's verdicts are derived again from the records after a restart, an operator's
+        # work is not.
         self.decisions = decisions
 
     def restore_decisions(self) -> int:
@@ -251,9 +252,13 @@ class MarketRoutes:
             self.decisions.append(decision)
         except OSError as exc:
             cls = StoreFull if exc.errno == errno.ENOSPC else StoreError
-            raise cls(f"quarantine decision on {decision['observation']}: the journal {self.decisions.path} "
+            raise cls(f"quarantine decision on {decision['observation']}: the journal {self.decisions.where} "
                       f"could not be written ({exc.strerror or exc}); nothing changed",
                       hint="free space or fix the disk, then make the decision again") from None
+        except StoreError as exc:
+            raise type(exc)(f"quarantine decision on {decision['observation']}: the journal "
+                            f"{self.decisions.where} could not be written ({exc.message}); nothing changed",
+                            hint="check the database, then make the decision again") from None
 
     def audit(self, observation_id: str | None) -> dict[str, Any]:
         with self.views.fresh():

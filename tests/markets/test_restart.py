@@ -1,5 +1,5 @@
 """What an operator relies on holds through a restart of the hub: quarantine decisions (made before it, or while
-the read models refill), alerts told to webhook subscribers (not told again, and their time kept), a delivery the
+the read models refill; on PostgreSQL also with a fresh data_dir), alerts told to webhook subscribers (not told again, and their time kept), a delivery the
 stop cut (sent after it, with the same delivery id), and what changes after (an eased band is told)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,7 +20,7 @@ from aiohttp import web
 
 from hub.app import load_or_create_key, open_store, start_hub
 from hub.clock import HubClock, parse_clock
-from hub.config import StoreConfig
+from hub.config import HubConfig, StoreConfig
 from hub.journal import Journal
 from hub.markets import AlertTracker, MarketConfig, Subscriber, Told, ValidationConfig, WebhookSender
 from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
@@ -176,6 +177,135 @@ async def _decide_across_restarts(tmp_path: Any, config: Any, plan: Plan, sessio
         assert code == 409, answer
     finally:
         await running.close()
+
+
+@pytest.fixture
+def pg_name() -> Any:
+    """The name of a hub whose store is a fresh schema in PostgreSQL (dropped after; missing fails)."""
+    name = f"decisions-{uuid.uuid4().hex[:12]}"
+    yield name
+    PgHubStore(PG_DSN, schema=name.replace("-", "_")).drop()
+
+
+def on_postgres(tmp_path: Any, name: str) -> HubConfig:
+    return replace(hub_config(tmp_path), name=name, store=StoreConfig(backend="postgres", dsn=PG_DSN))
+
+
+def on_fresh_data_dir(config: HubConfig, data_dir: Path) -> HubConfig:
+    """The same hub, its key and its schema, started on an empty data_dir (a container on a new volume, the key
+    given to it as before)."""
+    data_dir.mkdir()
+    shutil.copy(Path(config.data_dir) / "hub.key", data_dir / "hub.key")
+    return replace(config, data_dir=str(data_dir))
+
+
+def decisions_in_store(name: str) -> list[dict[str, Any]]:
+    store = PgAggregates(PG_DSN, schema=name.replace("-", "_"))
+    try:
+        return store.journal("quarantine/decisions.jsonl").read()
+    finally:
+        store.close()
+
+
+async def _states_and_audit(session: aiohttp.ClientSession, url: str) -> tuple[dict[str, str], list[Any]]:
+    """Each quarantined observation's state, and the operators' decisions in the audit trail."""
+    code, entries = await _json(session, "GET", f"{url}/api/markets/quarantine?state=all")
+    assert code == 200, entries
+    code, audit = await _json(session, "GET", f"{url}/api/markets/quarantine/audit", headers=AUTH)
+    assert code == 200, audit
+    return ({e["observation"]["id"]: e["state"] for e in entries["entries"]},
+            [d for d in audit["audit"] if d["by"] != "validator"])
+
+
+async def test_quarantine_decisions_on_postgres_stand_after_a_restart_on_an_empty_data_dir(tmp_path,
+                                                                                          pg_name) -> None:
+    """A hub on PostgreSQL keeps its operators' decisions in the store: restarted on a new, empty data_dir, the
+    released report is released and the confirmed one confirmed, with the same audit trail, and neither is
+    pending again."""
+    config = on_postgres(tmp_path, pg_name)
+    plan = Plan(kitchens=(), schools=())
+    session = aiohttp.ClientSession()
+    try:
+        running = await start_hub(config, plan=plan)
+        try:
+            env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+            fake_middle, fake_last = history_with_outliers(env)
+            await env.push()
+            states, _ = await _states_and_audit(session, running.http_url)
+            assert states[fake_middle] == states[fake_last] == "pending", states
+            code, answer = await env.post(f"/api/markets/quarantine/{fake_last}/decide", headers=AUTH,
+                                          json={"action": "release", "by": "siti", "why": "checked with the trader"})
+            assert code == 200 and answer["decision"]["to"] == "released", answer
+            released = answer["decision"]
+            code, answer = await env.post(f"/api/markets/quarantine/{fake_middle}/decide", headers=AUTH,
+                                          json={"action": "confirm", "by": "budi", "why": "a typo"})
+            assert code == 200 and answer["decision"]["to"] == "confirmed", answer
+            confirmed = answer["decision"]
+        finally:
+            await running.close()
+        assert [d["observation"] for d in decisions_in_store(pg_name)] == [fake_last, fake_middle]
+        assert not (tmp_path / "hub" / "quarantine").exists()
+
+        running = await start_hub(on_fresh_data_dir(config, tmp_path / "new-volume"), plan=plan)
+        try:
+            assert await asyncio.to_thread(running.views.refilled.wait, WAIT_S), "the refill did not end"
+            states, decided = await _states_and_audit(session, running.http_url)
+            assert states[fake_last] == "released" and states[fake_middle] == "confirmed", states
+            assert decided == [released, confirmed]
+            code, answer = await _json(session, "POST", f"{running.http_url}/api/markets/quarantine/{fake_last}/decide",
+                                       headers=AUTH, json={"action": "release", "by": "siti", "why": "again"})
+            assert code == 409, answer
+        finally:
+            await running.close()
+    finally:
+        await session.close()
+
+
+async def test_quarantine_decisions_a_hub_kept_in_data_dir_are_carried_into_postgres_once(tmp_path,
+                                                                                          pg_name) -> None:
+    """A hub that kept its decisions in data_dir's file before its store did carries them into the store at its
+    next start, once: the file is set aside as decisions.jsonl.in-store, and a copy of it put back later is not
+    carried again over what the store holds."""
+    config = on_postgres(tmp_path, pg_name)
+    plan = Plan(kitchens=(), schools=())
+    session = aiohttp.ClientSession()
+    try:
+        running = await start_hub(config, plan=plan)
+        try:
+            env = Env(running.hub, running.views, running, session, {m: Device(running.hub, m) for m in MARKETS})
+            _, fake_last = history_with_outliers(env)
+            await env.push()
+            code, answer = await env.post(f"/api/markets/quarantine/{fake_last}/decide", headers=AUTH,
+                                          json={"action": "release", "by": "siti", "why": "checked with the trader"})
+            assert code == 200, answer
+            released = answer["decision"]
+        finally:
+            await running.close()
+        # As an earlier hub left them: the decision in data_dir's file, none in the store.
+        lines = decisions_in_store(pg_name)
+        assert [d["observation"] for d in lines] == [fake_last]
+        store = PgAggregates(PG_DSN, schema=pg_name.replace("-", "_"))
+        try:
+            store.journal("quarantine/decisions.jsonl").rewrite([])
+        finally:
+            store.close()
+        file = tmp_path / "hub" / "quarantine" / "decisions.jsonl"
+        Journal(file).rewrite(lines)
+        set_aside = file.with_name("decisions.jsonl.in-store")
+
+        for start in ("carried over", "a copy put back"):
+            running = await start_hub(config, plan=plan)
+            try:
+                assert await asyncio.to_thread(running.views.refilled.wait, WAIT_S), "the refill did not end"
+                states, decided = await _states_and_audit(session, running.http_url)
+                assert states[fake_last] == "released" and decided == [released], (start, states, decided)
+            finally:
+                await running.close()
+            assert decisions_in_store(pg_name) == lines, start
+            assert not file.exists() and Journal(set_aside).read() == lines, start
+            shutil.copy(set_aside, file)
+    finally:
+        await session.close()
 
 
 async def test_a_decision_the_journal_refuses_changes_nothing_and_can_be_made_again(tmp_path) -> None:
