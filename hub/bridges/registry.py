@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import secrets
 import threading
@@ -11,9 +12,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from coap_server.files import sync_dir
+
 from ..auth import hash_token
+from ..journal import Lines
 from ..pending import PendingLimits, Waiting, address_of, expired
 
+log = logging.getLogger("jejak.hub.bridges")
 STATUSES = ("pending", "active", "revoked")
 
 
@@ -36,21 +41,39 @@ class LegacyDevice:
 
 
 class Registry:
-    """A small JSON file, rewritten atomically (temporary file, fsync, rename) on every change."""
+    """A small JSON file in `state_dir` (legacy-devices.json), rewritten atomically (temporary file, fsync,
+    rename) on every change. With `kept`, the hub's store where it keeps journals (PostgreSQL, which outlives the
+    hub's host and its data_dir), a line per device there instead, all rewritten in one transaction on every
+    change; the devices a file held when the store held none are carried over once, and the file is renamed
+    `legacy-devices.json.in-store` (left for the operator, never read again)."""
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str], *, kept: Lines | None = None) -> None:
         self.path = Path(state_dir) / "legacy-devices.json"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.kept = kept
         self._lock = threading.Lock()
         self._devices: dict[str, LegacyDevice] = {}
         # Told of every device whose status or token changed (from the thread that changed it): what a token
         # held open, a WebSocket, ends when the token stops working.
         self.listeners: list[Callable[[LegacyDevice], None]] = []
-        if self.path.exists():
-            for item in json.loads(self.path.read_text(encoding="utf-8"))["devices"]:
-                self._devices[item["device_id"]] = LegacyDevice(**item)
+        items = json.loads(self.path.read_text(encoding="utf-8"))["devices"] if self.path.exists() else []
+        if kept is not None:
+            stored = kept.read()
+            if items and not stored:
+                kept.rewrite(items)
+                log.info("%s: %d devices carried over to %s", self.path, len(items), kept.where)
+                stored = items
+            if self.path.exists():
+                os.replace(self.path, self.path.with_name(self.path.name + ".in-store"))
+                sync_dir(self.path.parent)
+            items = stored
+        for item in items:
+            self._devices[item["device_id"]] = LegacyDevice(**item)
 
     def _save(self) -> None:
+        if self.kept is not None:
+            self.kept.rewrite(asdict(d) for d in self._devices.values())
+            return
         tmp = self.path.with_suffix(".tmp")
         data = json.dumps({"devices": [asdict(d) for d in self._devices.values()]}, indent=1).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -57,7 +57,8 @@ class Bridges:
     """One per hub. Unsigned data becomes "attest" records of the hub's own log; nothing else is stored.
 
     `views` are the hub's read models: attested inputs reach the same MBG and market analytics as signed
-    ones, marked by their source. `state_dir` holds the legacy device registrations.
+    ones, marked by their source. `state_dir` holds the legacy device registrations, unless the hub's store
+    keeps them (PostgreSQL: `Registry`).
     """
 
     def __init__(self, hub: Hub, config: BridgeConfig, *, views: Views, state_dir: str) -> None:
@@ -65,7 +66,8 @@ class Bridges:
         self.config = config
         self.views = views
         self.attestor = Attestor(hub)
-        self.registry = Registry(state_dir)
+        self.registry = Registry(state_dir, kept=None if views.aggregates is None
+                                 else views.aggregates.journal("bridges/legacy-devices.json"))
         self.attested: Counter[str] = Counter()  # attest records by path
         self.refused: Counter[str] = Counter()  # refused inputs by path
         self.mqtt: Any = None
