@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,14 +36,18 @@ def carried_over(kept: Lines, file: Journal) -> Lines:
     """`kept`, holding what the journal `file` held when `kept` was never written: a hub that kept it in a file
     before its store did carries it over once, and the file is renamed `<name>.in-store` (left for the
     operator, never read again)."""
-    moved = file.path.with_name(file.path.name + ".in-store")
-    lines = file.read() if file.path.exists() else []
+    return carried_from(kept, file.path, file.read)
+
+
+def carried_from(kept: Lines, path: Path, read: Callable[[], list[dict[str, Any]]]) -> Lines:
+    """`carried_over` for a file of any shape: `read` gives its items, asked only when `path` exists."""
+    lines = read() if path.exists() else []
     if lines and not kept.read():
         kept.rewrite(lines)
-        log.info("%s: %d lines carried over to %s", file.path, len(lines), kept.where)
-    if file.path.exists():
-        os.replace(file.path, moved)
-        sync_dir(file.path.parent)
+        log.info("%s: %d lines carried over to %s", path, len(lines), kept.where)
+    if path.exists():
+        os.replace(path, path.with_name(path.name + ".in-store"))
+        sync_dir(path.parent)
     return kept
 
 

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import hmac
 import json
-import logging
 import os
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-
-from coap_server.files import sync_dir
+from typing import Any
 
 from ..auth import hash_token
-from ..journal import Lines
+from ..journal import Lines, carried_from
 from ..pending import PendingLimits, Waiting, address_of, expired
 
-log = logging.getLogger("jejak.hub.bridges")
 STATUSES = ("pending", "active", "revoked")
 
 
@@ -56,17 +53,13 @@ class Registry:
         # Told of every device whose status or token changed (from the thread that changed it): what a token
         # held open, a WebSocket, ends when the token stops working.
         self.listeners: list[Callable[[LegacyDevice], None]] = []
-        items = json.loads(self.path.read_text(encoding="utf-8"))["devices"] if self.path.exists() else []
+        def from_file() -> list[dict[str, Any]]:
+            return list(json.loads(self.path.read_text(encoding="utf-8"))["devices"])
+
         if kept is not None:
-            stored = kept.read()
-            if items and not stored:
-                kept.rewrite(items)
-                log.info("%s: %d devices carried over to %s", self.path, len(items), kept.where)
-                stored = items
-            if self.path.exists():
-                os.replace(self.path, self.path.with_name(self.path.name + ".in-store"))
-                sync_dir(self.path.parent)
-            items = stored
+            items = carried_from(kept, self.path, from_file).read()
+        else:
+            items = from_file() if self.path.exists() else []
         for item in items:
             self._devices[item["device_id"]] = LegacyDevice(**item)
 
