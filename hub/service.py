@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import io
 import itertools
 import logging
@@ -42,6 +41,7 @@ from ledger.merkle import node_hash
 from ledger.sync import Head
 
 from .clock import DeviceClocks, HubClock
+from .collector import collection_deferred
 from .lastsigned import LastSigned, OlderStore, holds
 from .pending import PendingLimits, Waiting, address_of, expired, sent_from
 from .store import Batch, DamagedRecord, DeviceInfo, HubStore, LogAppend, refuse_damaged
@@ -59,23 +59,6 @@ class TailRefused(LedgerError):
     exit_code = 91
 
 
-
-@contextlib.contextmanager
-def _collection_deferred() -> Iterator[None]:
-    """Python's cyclic garbage collector held off while the writer merges and commits: each record merged
-    allocates a few container objects (the record, its body, its lists), so a collection would run every hundred
-    or so records, walking the young objects to find no cycle (reference counting frees what a merge drops), and
-    now and then a full one walking every object the hub holds (its read models: days of taps and prices). The
-    collection runs at the first allocation after the merge instead; nothing is collected later than that. A
-    collector turned off by someone else stays off."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 class HubError(LedgerError):
     """A request the hub refuses: an enrollment for another hub, a bad device id, a message that names
@@ -720,8 +703,8 @@ class Hub:
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:
         """The writer's lock, for ingest, with the time it is held counted in `writer_busy_s`, and Python's cyclic
-        garbage collector held off meanwhile (`_collection_deferred`)."""
-        with self._lock, _collection_deferred():
+        garbage collector held off meanwhile (`collection_deferred`)."""
+        with self._lock, collection_deferred():
             started = time.perf_counter()
             try:
                 yield

@@ -45,3 +45,23 @@ def test_pauses_from_many_threads_end_with_the_collector_on() -> None:
     for thread in threads:
         thread.join()
     assert gc.isenabled()
+
+
+def test_a_deferral_ends_with_its_own_block_even_while_another_runs() -> None:
+    """The writer's deferral never keeps the collector off past the block that turned it off: a stream of
+    overlapping merges cannot hold it off for as long as the stream lasts."""
+    from hub.collector import collection_deferred
+
+    first, second = collection_deferred(), collection_deferred()
+    first.__enter__()
+    second.__enter__()  # the collector is already off: this one changes nothing
+    assert not gc.isenabled()
+    first.__exit__(None, None, None)
+    assert gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+    with without_cycle_collection():
+        with collection_deferred():
+            pass
+        assert not gc.isenabled()  # the counted pause around it still holds the collector off
+    assert gc.isenabled()
