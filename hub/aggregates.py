@@ -162,10 +162,9 @@ class AggregateStore(Protocol):
     def alerts(self) -> KeptAlerts: ...
 
     def journal(self, name: str) -> Lines | None:
-        """Where the hub's journal `name` (the operators' quarantine decisions, the seed-2 device registrations)
-        is kept: in a database
-        (PostgreSQL, which outlives the hub's host and its data_dir), or None for its file in data_dir (LMDB: the
-        store is in data_dir itself, so the two go together)."""
+        """Where the hub's journal `name` (the operators' quarantine decisions, the seed-2 device registrations,
+        the clocks found off) is kept: in a database (PostgreSQL, which outlives the hub's host and its data_dir),
+        or None for its file in data_dir (LMDB: the store is in data_dir itself, so the two go together)."""
         ...
 
     def close(self) -> None: ...

@@ -41,7 +41,7 @@ from .coap import add_proof_resources, add_summary_resource
 from .config import ConfigError, HubConfig
 from .http import Events, HubApi
 from .integrity import StoreCheck, check_store
-from .journal import Journal, Lines, carried_over
+from .journal import Journal, Lines, carried_from, carried_over
 from .lastsigned import LastSigned
 from .markets import WebhookSender
 from .markets.routes import MarketRoutes
@@ -452,6 +452,7 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
     metrics.watch(hub, store_path=config.store_path if config.store.backend == "lmdb" else None,
                   derive_seconds=lambda: views.derive_seconds, refill=lambda: views.refill_progress,
                   redelivery=views.alerts.redelivery)
+    await asyncio.to_thread(_clocks_in_store, hub, views)
     markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports",
                            decisions=await asyncio.to_thread(_decisions_journal, config, views))
     await asyncio.to_thread(markets.restore_decisions)
@@ -507,6 +508,15 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
     return RunningHub(hub=hub, api=api, views=views, bridges=bridges, security=security, http_port=http_port,
                       coap_port=coap_port, coap=coap, runner=runner, tasks=tuple(tasks), discovery=discovery,
                       store_check=store_check, verifier=verifier)
+
+
+def _clocks_in_store(hub: Hub, views: Views) -> None:
+    """The devices' clocks found off, kept in the store where it keeps journals (PostgreSQL: a hub on a fresh
+    data_dir still names the clocks it named), carrying over once what data_dir's file held (blocking)."""
+    clocks = hub.device_clocks
+    in_store = views.aggregates.journal("device-clocks.json") if views.aggregates is not None else None
+    if in_store is not None and clocks.path is not None:
+        clocks.keep_in(carried_from(in_store, clocks.path, clocks.file_items))
 
 
 def _decisions_journal(config: HubConfig, views: Views) -> Lines:

@@ -13,6 +13,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from .journal import Lines
+from .store import StoreError
 
 log = logging.getLogger("jejak.hub")
 
@@ -167,18 +171,23 @@ class DeviceClock:
     measured_at: int
 
 
+def _lines_of(kept: dict[bytes, DeviceClock]) -> list[dict[str, Any]]:
+    return [{"device": d.hex(), "offset_s": c.offset_s, "measured_at": c.measured_at} for d, c in sorted(kept.items())]
+
+
 class DeviceClocks:
     """Each device's clock as measured at its last sync (sync's heads request says the device's time). Thread-safe;
     at most `cap` devices, the longest unheard dropped first. `limit_s` is how far off a clock may be before it is
     said (the MBG plan's `[clock] max_skew_s`, set by the read models). With `path`, the clocks found off are kept
     in that file as they change, so a restarted hub says what it said before; the others are known again at each
-    device's next round."""
+    device's next round. A hub whose store keeps journals (PostgreSQL) keeps them there instead (`keep_in`)."""
 
     def __init__(self, cap: int = 100_000, limit_s: int = 900, path: Path | None = None) -> None:
         self.cap, self.limit_s, self.path = cap, limit_s, path
         self._lock = threading.Lock()
         self._clocks: OrderedDict[bytes, DeviceClock] = OrderedDict()
         self._kept: dict[bytes, DeviceClock] = {}
+        self._lines: Lines | None = None
         if path is not None:
             self._kept = self._read(path)
             self._clocks.update(self._kept)
@@ -196,23 +205,48 @@ class DeviceClocks:
                         "its next sync", path, exc)
             return {}
 
+    def file_items(self) -> list[dict[str, Any]]:
+        """The off clocks the file `path` holds, as the lines `keep_in` keeps (for carrying the file over)."""
+        return _lines_of(self._read(self.path)) if self.path is not None else []
+
+    def keep_in(self, lines: Lines) -> None:
+        """Keep the off clocks in `lines` (the hub's store) from now on, instead of the file: what they hold is
+        known at once, as the file's was at start."""
+        kept: dict[bytes, DeviceClock] = {}
+        try:
+            for item in lines.read():
+                kept[bytes.fromhex(item["device"])] = DeviceClock(offset_s=int(item["offset_s"]),
+                                                                  measured_at=int(item["measured_at"]))
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("the device clocks kept in %s cannot be read (%s); each device's clock is known again at "
+                        "its next sync", lines.where, exc)
+            kept = {}
+        with self._lock:
+            for device_id, clock in kept.items():
+                if device_id not in self._clocks:  # a clock measured since start is newer
+                    self._clocks[device_id] = clock
+            self._kept, self._lines = kept, lines
+
     def _keep(self, device_id: bytes, clock: DeviceClock) -> None:
         """Write the off clocks when this device's changed: it went off, came right, or moved by a minute."""
-        assert self.path is not None
         was = self._kept.get(device_id)
         off = abs(clock.offset_s) > self.limit_s
         if (was.offset_s // 60 if was else None) == (clock.offset_s // 60 if off else None):
             return
         kept = {**self._kept, device_id: clock} if off else {d: c for d, c in self._kept.items() if d != device_id}
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(sorted([d.hex(), c.offset_s, c.measured_at] for d, c in kept.items())),
-                           encoding="utf-8")
-            os.replace(tmp, self.path)
+            if self._lines is not None:
+                self._lines.rewrite(_lines_of(kept))
+            else:
+                assert self.path is not None
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_text(json.dumps(sorted([d.hex(), c.offset_s, c.measured_at] for d, c in kept.items())),
+                               encoding="utf-8")
+                os.replace(tmp, self.path)
             self._kept = kept
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             log.warning("the device clocks could not be kept in %s (%s); a restart knows them again at each "
-                        "device's next sync", self.path, exc)
+                        "device's next sync", self._lines.where if self._lines is not None else self.path, exc)
 
     def saw(self, device_id: bytes, device_now: int, hub_now: int) -> DeviceClock:
         clock = DeviceClock(offset_s=device_now - hub_now, measured_at=hub_now)
@@ -221,7 +255,7 @@ class DeviceClocks:
             self._clocks[device_id] = clock
             while len(self._clocks) > self.cap:
                 self._clocks.popitem(last=False)
-            if self.path is not None:
+            if self.path is not None or self._lines is not None:
                 self._keep(device_id, clock)
         return clock
 

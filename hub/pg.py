@@ -1404,8 +1404,8 @@ class PgAggregates:
         return PgKeptAlerts(self)
 
     def journal(self, name: str) -> PgJournal:
-        """The hub's journal `name` (quarantine/decisions.jsonl, bridges/legacy-devices.json), kept in the
-        database, not in data_dir."""
+        """The hub's journal `name` (quarantine/decisions.jsonl, bridges/legacy-devices.json,
+        device-clocks.json), kept in the database, not in data_dir."""
         return PgJournal(self, name)
 
     @contextlib.contextmanager

@@ -1,0 +1,78 @@
+"""On PostgreSQL the devices' clocks found off are kept in the hub's store: a hub restarted on a fresh data_dir
+still names the clock it named, and a device-clocks.json an earlier hub kept in data_dir is carried over once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hub.app import start_hub
+from hub.config import HubConfig, StoreConfig
+from hub.mbg import Plan
+from hub.pg import PgAggregates, PgHubStore
+from tests.pg import PG_DSN
+
+JOURNAL = "device-clocks.json"
+DESK, GATE = b"\x01" * 16, b"\x02" * 16
+NOW = 1_768_000_000
+
+
+@pytest.fixture
+def pg_name() -> Any:
+    """The name of a hub whose store is a fresh schema in PostgreSQL (dropped after)."""
+    name = f"clocks-{uuid.uuid4().hex[:12]}"
+    yield name
+    PgHubStore(PG_DSN, schema=name.replace("-", "_")).drop()
+
+
+def config_at(data_dir: Path, name: str) -> HubConfig:
+    return HubConfig(name=name, data_dir=str(data_dir), http_port=0, coap_port=0, mdns=False,
+                     checkpoint_interval=3600, store=StoreConfig(backend="postgres", dsn=PG_DSN))
+
+
+def clocks_in_store(name: str) -> list[dict[str, Any]]:
+    store = PgAggregates(PG_DSN, schema=name.replace("-", "_"))
+    try:
+        return store.journal(JOURNAL).read()
+    finally:
+        store.close()
+
+
+async def test_clocks_found_off_on_postgres_outlive_the_data_dir_and_a_file_is_carried_over_once(tmp_path,
+                                                                                                pg_name) -> None:
+    first = tmp_path / "hub"
+    first.mkdir()
+    # A return desk a day behind, named by an earlier hub in data_dir's file.
+    (first / JOURNAL).write_text(json.dumps([[DESK.hex(), -86_400, NOW]]))
+    plan = Plan(kitchens=(), schools=())
+    running = await start_hub(config_at(first, pg_name), plan=plan)
+    try:
+        clocks = running.hub.device_clocks
+        assert [(d, c.offset_s) for d, c in clocks.off()] == [(DESK, -86_400)]
+        assert not (first / JOURNAL).exists() and (first / f"{JOURNAL}.in-store").exists()
+        clocks.saw(GATE, NOW + 7_200, NOW)  # a gate two hours fast, found by this hub
+    finally:
+        await running.close()
+    assert [(i["device"], i["offset_s"]) for i in clocks_in_store(pg_name)] == [(DESK.hex(), -86_400),
+                                                                                   (GATE.hex(), 7_200)]
+    # The file put back is neither carried over again nor read: the store holds the clocks.
+    shutil.copy(first / f"{JOURNAL}.in-store", first / JOURNAL)
+
+    # The same hub, its key and its schema, on an empty data_dir (a container on a new volume).
+    fresh = tmp_path / "new-volume"
+    fresh.mkdir()
+    shutil.copy(first / "hub.key", fresh / "hub.key")
+    running = await start_hub(config_at(fresh, pg_name), plan=plan)
+    try:
+        clocks = running.hub.device_clocks
+        assert [(d, c.offset_s) for d, c in clocks.off()] == [(DESK, -86_400), (GATE, 7_200)]
+        clocks.saw(DESK, NOW + 3_600, NOW + 3_600)  # the desk's clock set right: it is forgotten
+        assert not (fresh / JOURNAL).exists()
+    finally:
+        await running.close()
+    assert [i["device"] for i in clocks_in_store(pg_name)] == [GATE.hex()]
