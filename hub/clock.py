@@ -206,8 +206,9 @@ class DeviceClocks:
             return {}
 
     def file_items(self) -> list[dict[str, Any]]:
-        """The off clocks the file `path` holds, as the lines `keep_in` keeps (for carrying the file over)."""
-        return _lines_of(self._read(self.path)) if self.path is not None else []
+        """The off clocks the file `path` holds (read at start, written since), as the lines `keep_in` keeps: for
+        carrying the file over."""
+        return _lines_of(self._kept)
 
     def keep_in(self, lines: Lines) -> None:
         """Keep the off clocks in `lines` (the hub's store) from now on, instead of the file: what they hold is

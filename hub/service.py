@@ -59,7 +59,6 @@ class TailRefused(LedgerError):
     exit_code = 91
 
 
-
 class HubError(LedgerError):
     """A request the hub refuses: an enrollment for another hub, a bad device id, a message that names
     another device than its URL."""

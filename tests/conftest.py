@@ -4,6 +4,7 @@ with the log handlers it began with."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,7 @@ from hub.service import Hub
 from hub.store import LmdbHubStore
 from ledger import Ed25519Signer
 from tests.hub.conftest import Clock
+from tests.pg import PG_DSN
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +39,13 @@ def hub(tmp_path, clock) -> Hub:
     h = Hub(store, Ed25519Signer.from_seed(b"\x99" * 32), clock=clock)
     yield h
     store.close()
+
+
+@pytest.fixture
+def pg_name() -> Iterator[str]:
+    """The name of a hub whose store is a fresh schema in PostgreSQL (dropped after; missing fails)."""
+    from hub.pg import PgHubStore
+
+    name = f"hub-{uuid.uuid4().hex[:12]}"
+    yield name
+    PgHubStore(PG_DSN, schema=name.replace("-", "_")).drop()

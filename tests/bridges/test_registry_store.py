@@ -4,12 +4,10 @@ still knows each device, its status and its token, and a registry file an earlie
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from hub.app import start_hub
 from hub.auth import hash_token
@@ -18,21 +16,12 @@ from hub.bridges.registry import Registry
 from hub.config import HubConfig, StoreConfig
 from hub.mbg import Plan
 from hub.pending import PendingLimits
-from hub.pg import PgAggregates, PgHubStore
-from tests.pg import PG_DSN
+from tests.pg import PG_DSN, journal_in_store
 
 from .conftest import MARKET, OPERATOR
 from .test_hub_seed2 import payload
 
 JOURNAL = "bridges/legacy-devices.json"
-
-
-@pytest.fixture
-def pg_name() -> Any:
-    """The name of a hub whose store is a fresh schema in PostgreSQL (dropped after; missing fails)."""
-    name = f"registry-{uuid.uuid4().hex[:12]}"
-    yield name
-    PgHubStore(PG_DSN, schema=name.replace("-", "_")).drop()
 
 
 def config_at(data_dir: Path, name: str) -> HubConfig:
@@ -43,11 +32,7 @@ def config_at(data_dir: Path, name: str) -> HubConfig:
 
 
 def devices_in_store(name: str) -> list[dict[str, Any]]:
-    store = PgAggregates(PG_DSN, schema=name.replace("-", "_"))
-    try:
-        return store.journal(JOURNAL).read()
-    finally:
-        store.close()
+    return journal_in_store(name, JOURNAL)
 
 
 async def _post(session: aiohttp.ClientSession, url: str, token: str, **kw: Any) -> tuple[int, Any]:

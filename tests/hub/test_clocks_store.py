@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from hub.app import start_hub
 from hub.config import HubConfig, StoreConfig
 from hub.mbg import Plan
-from hub.pg import PgAggregates, PgHubStore
-from tests.pg import PG_DSN
+from tests.pg import PG_DSN, journal_in_store
 
 JOURNAL = "device-clocks.json"
 DESK, GATE = b"\x01" * 16, b"\x02" * 16
 NOW = 1_768_000_000
-
-
-@pytest.fixture
-def pg_name() -> Any:
-    """The name of a hub whose store is a fresh schema in PostgreSQL (dropped after)."""
-    name = f"clocks-{uuid.uuid4().hex[:12]}"
-    yield name
-    PgHubStore(PG_DSN, schema=name.replace("-", "_")).drop()
 
 
 def config_at(data_dir: Path, name: str) -> HubConfig:
@@ -36,11 +24,7 @@ def config_at(data_dir: Path, name: str) -> HubConfig:
 
 
 def clocks_in_store(name: str) -> list[dict[str, Any]]:
-    store = PgAggregates(PG_DSN, schema=name.replace("-", "_"))
-    try:
-        return store.journal(JOURNAL).read()
-    finally:
-        store.close()
+    return journal_in_store(name, JOURNAL)
 
 
 async def test_clocks_found_off_on_postgres_outlive_the_data_dir_and_a_file_is_carried_over_once(tmp_path,

@@ -33,7 +33,7 @@ from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.views import Views
 from ledger import Ed25519Signer, decode_record
-from tests.pg import PG_DSN
+from tests.pg import PG_DSN, journal_in_store
 from tests.wait import wait_for
 
 from .test_api import COMMODITIES, DAYS, MARKETS, OPERATOR, Device, Env, hub_config, receiver, synth_history
@@ -180,14 +180,6 @@ async def _decide_across_restarts(tmp_path: Any, config: Any, plan: Plan, sessio
         await running.close()
 
 
-@pytest.fixture
-def pg_name() -> Any:
-    """The name of a hub whose store is a fresh schema in PostgreSQL (dropped after; missing fails)."""
-    name = f"decisions-{uuid.uuid4().hex[:12]}"
-    yield name
-    PgHubStore(PG_DSN, schema=name.replace("-", "_")).drop()
-
-
 def on_postgres(tmp_path: Any, name: str) -> HubConfig:
     return replace(hub_config(tmp_path), name=name, store=StoreConfig(backend="postgres", dsn=PG_DSN))
 
@@ -201,11 +193,7 @@ def on_fresh_data_dir(config: HubConfig, data_dir: Path) -> HubConfig:
 
 
 def decisions_in_store(name: str) -> list[dict[str, Any]]:
-    store = PgAggregates(PG_DSN, schema=name.replace("-", "_"))
-    try:
-        return store.journal("quarantine/decisions.jsonl").read()
-    finally:
-        store.close()
+    return journal_in_store(name, "quarantine/decisions.jsonl")
 
 
 async def _states_and_audit(session: aiohttp.ClientSession, url: str) -> tuple[dict[str, str], list[Any]]:
