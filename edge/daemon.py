@@ -296,7 +296,8 @@ class EdgeDaemon:
         assert self.security is not None and self.holder is not None
         self.sync = self.security.agent(self.holder, hubs=[self.config.hub.address] if self.config.hub.address else [],
                                         peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked,
-                                        own=self.key.device_id if self._hub_to_ask() else None, wall=self.clock)
+                                        own=self.key.device_id if self._hub_to_ask() else None, wall=self.clock,
+                                        boot=lambda: self.boot)
         agent = self.sync
         if (witness := self._witness()) is not None:  # its neighbours compare the hub checkpoint it holds with theirs
             assert self.site is not None

@@ -214,7 +214,7 @@ class Delivery(TypedDict):
     received_at: int | None
     served_at: int | None
     late_s: int
-    time_basis: str  # device, arrival or mixed
+    time_basis: str  # device, arrival, corrected (the device clock set right by its measured offset) or mixed
 
 
 class KitchenDeliveries(TypedDict):

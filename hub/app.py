@@ -226,16 +226,18 @@ class HubHolder:
         operator resolves it (sync's heads answer tells the copy whose records the hub kept)."""
         return [d for d in device_ids if (info := self.hub.store.get_device(d)) is not None and info.status == "forked"]
 
-    def device_clock(self, device_id: bytes, device_now: int) -> None:
-        """A device said its time in its sync request (`?now=`): the hub keeps how far it is from its own clock,
-        for a device it knows (MBG's device_clock finding, /api/chain/health, /metrics). Not on a replayed clock
+    def device_clock(self, device_id: bytes, device_now: int, *, boot: int | None = None,
+                     proved: bool = False) -> None:
+        """A device said its time (and its boot) in its sync request (`?now=`, `?boot=`), on a request its OSCORE
+        context proved or not: the hub keeps how far it is from its own clock, for a device it knows (MBG's
+        device_clock finding and the times of its records, /api/chain/health, /metrics). Not on a replayed clock
         (`[hub] clock` a start and a pace, or following the records): each device plays its own, and no offset
         from it says anything of the device's real clock."""
         spec = getattr(self.hub.clock, "spec", None)
         if isinstance(spec, ClockSpec) and not spec.wall:
             return
         if self.hub.store.get_device(device_id) is not None:
-            self.hub.device_clocks.saw(device_id, device_now, self.hub.clock())
+            self.hub.device_clocks.saw(device_id, device_now, self.hub.clock(), boot=boot, proved=proved)
 
     def log_length(self, device_id: bytes) -> int:
         state = self.hub.store.chain_state(device_id)

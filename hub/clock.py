@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -171,93 +172,160 @@ class DeviceClock:
     measured_at: int
 
 
-def _lines_of(kept: dict[bytes, DeviceClock]) -> list[dict[str, Any]]:
-    return [{"device": d.hex(), "offset_s": c.offset_s, "measured_at": c.measured_at} for d, c in sorted(kept.items())]
+# A device's clock measured off by about the same offset (within SPAN_SLACK_S) in one boot is one span; at most
+# SPANS_KEPT spans a device are kept, and a closed one for SPAN_KEPT_S after it closed (records arriving later
+# than that are not timed by it: the analytics window and a sync's longest delay are shorter).
+SPAN_SLACK_S = 60
+SPANS_KEPT = 8
+SPAN_KEPT_S = 45 * 86_400
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockSpan:
+    """A stretch of hub time over which a device's clock was measured off by `offset_s`: from `since` to `until`
+    (None: still so at its last sync), in the boot the device said it was in (`boot`, None if it did not say), on
+    requests its OSCORE context proved or not (`proved`). A record of that boot that arrived within the span was
+    made by that clock (`DeviceClocks.offset_at`)."""
+
+    offset_s: int
+    since: int
+    until: int | None
+    boot: int | None
+    proved: bool
+
+    def line(self, device_id: bytes) -> dict[str, Any]:
+        return {"device": device_id.hex(), "offset_s": self.offset_s, "measured_at": self.since,
+                "since": self.since, "until": self.until, "boot": self.boot, "proved": self.proved}
+
+
+def _span_of(item: Any) -> tuple[bytes, ClockSpan]:
+    """A kept line back: a dict as `ClockSpan.line` writes it, or an earlier hub's (device, offset, measured at)
+    of a clock found off (a span open since then, its boot unknown). Raises KeyError, ValueError or TypeError."""
+    if isinstance(item, list):
+        device, offset, at = item
+        item = {"device": device, "offset_s": offset, "measured_at": at}
+    until, boot = item.get("until"), item.get("boot")
+    span = ClockSpan(offset_s=int(item["offset_s"]), since=int(item.get("since", item["measured_at"])),
+                     until=None if until is None else int(until), boot=None if boot is None else int(boot),
+                     proved=item.get("proved") is True)
+    return bytes.fromhex(item["device"]), span
+
+
+def _lines_of(spans: dict[bytes, tuple[ClockSpan, ...]]) -> list[dict[str, Any]]:
+    return [s.line(d) for d, kept in sorted(spans.items()) for s in kept]
 
 
 class DeviceClocks:
-    """Each device's clock as measured at its last sync (sync's heads request says the device's time). Thread-safe;
-    at most `cap` devices, the longest unheard dropped first. `limit_s` is how far off a clock may be before it is
-    said (the MBG plan's `[clock] max_skew_s`, set by the read models). With `path`, the clocks found off are kept
-    in that file as they change, so a restarted hub says what it said before; the others are known again at each
-    device's next round. A hub whose store keeps journals (PostgreSQL) keeps them there instead (`keep_in`)."""
+    """Each device's clock as measured at its last sync (sync's heads request says the device's time, and its
+    boot). Thread-safe; at most `cap` devices, the longest unheard dropped first. `limit_s` is how far off a clock
+    may be before it is said (the MBG plan's `[clock] max_skew_s`, set by the read models).
+
+    The stretches of time over which a device's clock was off (`ClockSpan`) are kept, so that its records are
+    timed by the hub's measure of its clock (`offset_at`). With `path` they are kept in that file as they
+    change, so a restarted hub says and corrects what it did before; the clocks found right are known again at
+    each device's next round. A hub whose store keeps journals (PostgreSQL) keeps them there instead
+    (`keep_in`)."""
 
     def __init__(self, cap: int = 100_000, limit_s: int = 900, path: Path | None = None) -> None:
         self.cap, self.limit_s, self.path = cap, limit_s, path
         self._lock = threading.Lock()
         self._clocks: OrderedDict[bytes, DeviceClock] = OrderedDict()
-        self._kept: dict[bytes, DeviceClock] = {}
+        # Replaced, never changed in place: `offset_at` reads it without the lock.
+        self._spans: dict[bytes, tuple[ClockSpan, ...]] = {}
         self._lines: Lines | None = None
         if path is not None:
-            self._kept = self._read(path)
-            self._clocks.update(self._kept)
+            self._spans = self._read(path)
+            self._clocks.update(self._open(self._spans))
 
     @staticmethod
-    def _read(path: Path) -> dict[bytes, DeviceClock]:
-        """The off clocks kept in `path`; none when it is missing or not ours (it only says what is wrong)."""
+    def _open(spans: dict[bytes, tuple[ClockSpan, ...]]) -> dict[bytes, DeviceClock]:
+        """The clocks off at their last sync, by the spans still open."""
+        return {d: DeviceClock(offset_s=kept[-1].offset_s, measured_at=kept[-1].since)
+                for d, kept in sorted(spans.items()) if kept and kept[-1].until is None}
+
+    @staticmethod
+    def _spans_of(items: Any, where: Any) -> dict[bytes, tuple[ClockSpan, ...]]:
+        spans: dict[bytes, list[ClockSpan]] = {}
+        try:
+            for item in items:
+                device_id, span = _span_of(item)
+                spans.setdefault(device_id, []).append(span)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            log.warning("the device clocks kept in %s cannot be read (%s); each device's clock is known again at "
+                        "its next sync", where, exc)
+            return {}
+        return {d: tuple(sorted(kept, key=lambda s: s.since)) for d, kept in spans.items()}
+
+    @classmethod
+    def _read(cls, path: Path) -> dict[bytes, tuple[ClockSpan, ...]]:
+        """The spans kept in `path`; none when it is missing or not ours (it only says what is wrong)."""
         try:
             items = json.loads(path.read_text(encoding="utf-8"))
-            return {bytes.fromhex(d): DeviceClock(offset_s=int(o), measured_at=int(t)) for d, o, t in items}
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             log.warning("the device clocks kept in %s cannot be read (%s); each device's clock is known again at "
                         "its next sync", path, exc)
             return {}
+        return cls._spans_of(items if isinstance(items, list) else [None], path)
 
     def file_items(self) -> list[dict[str, Any]]:
-        """The off clocks the file `path` holds (read at start, written since), as the lines `keep_in` keeps: for
+        """The spans the file `path` holds (read at start, written since), as the lines `keep_in` keeps: for
         carrying the file over."""
-        return _lines_of(self._kept)
+        return _lines_of(self._spans)
 
     def keep_in(self, lines: Lines) -> None:
-        """Keep the off clocks in `lines` (the hub's store) from now on, instead of the file: what they hold is
-        known at once, as the file's was at start."""
-        kept: dict[bytes, DeviceClock] = {}
-        try:
-            for item in lines.read():
-                kept[bytes.fromhex(item["device"])] = DeviceClock(offset_s=int(item["offset_s"]),
-                                                                  measured_at=int(item["measured_at"]))
-        except (KeyError, ValueError, TypeError) as exc:
-            log.warning("the device clocks kept in %s cannot be read (%s); each device's clock is known again at "
-                        "its next sync", lines.where, exc)
-            kept = {}
+        """Keep the spans in `lines` (the hub's store) from now on, instead of the file: what they hold is known
+        at once, as the file's was at start."""
+        kept = self._spans_of(lines.read(), lines.where)
         with self._lock:
-            for device_id, clock in kept.items():
+            for device_id, clock in self._open(kept).items():
                 if device_id not in self._clocks:  # a clock measured since start is newer
                     self._clocks[device_id] = clock
-            self._kept, self._lines = kept, lines
+            self._spans, self._lines = {**kept, **self._spans}, lines
 
-    def _keep(self, device_id: bytes, clock: DeviceClock) -> None:
-        """Write the off clocks when this device's changed: it went off, came right, or moved by a minute."""
-        was = self._kept.get(device_id)
+    def _track(self, device_id: bytes, clock: DeviceClock, boot: int | None, proved: bool) -> None:
+        """Open a span when the device's clock goes off, or moves by more than SPAN_SLACK_S, or the device booted
+        again; close it when the clock comes right. Written when a span opens or closes."""
+        kept = self._spans.get(device_id, ())
+        last = kept[-1] if kept and kept[-1].until is None else None
         off = abs(clock.offset_s) > self.limit_s
-        if (was.offset_s // 60 if was else None) == (clock.offset_s // 60 if off else None):
+        if last is None and not off:
             return
-        kept = {**self._kept, device_id: clock} if off else {d: c for d, c in self._kept.items() if d != device_id}
+        if (last is not None and off and abs(clock.offset_s - last.offset_s) <= SPAN_SLACK_S and last.boot == boot
+                and last.proved == proved):
+            return  # the same span goes on
+        at = clock.measured_at
+        spans = [s for s in kept if s.until is None or s.until >= at - SPAN_KEPT_S]
+        if last is not None:
+            spans[-1] = dataclasses.replace(last, until=at)
+        if off:
+            spans.append(ClockSpan(offset_s=clock.offset_s, since=at, until=None, boot=boot, proved=proved))
+        changed = {**self._spans, device_id: tuple(spans[-SPANS_KEPT:])}
+        while len(changed) > self.cap:
+            del changed[next(iter(changed))]
         try:
             if self._lines is not None:
-                self._lines.rewrite(_lines_of(kept))
-            else:
-                assert self.path is not None
+                self._lines.rewrite(_lines_of(changed))
+            elif self.path is not None:
                 tmp = self.path.with_name(self.path.name + ".tmp")
-                tmp.write_text(json.dumps(sorted([d.hex(), c.offset_s, c.measured_at] for d, c in kept.items())),
-                               encoding="utf-8")
+                tmp.write_text(json.dumps(_lines_of(changed)), encoding="utf-8")
                 os.replace(tmp, self.path)
-            self._kept = kept
         except (OSError, StoreError) as exc:
             log.warning("the device clocks could not be kept in %s (%s); a restart knows them again at each "
                         "device's next sync", self._lines.where if self._lines is not None else self.path, exc)
+        self._spans = changed
 
-    def saw(self, device_id: bytes, device_now: int, hub_now: int) -> DeviceClock:
+    def saw(self, device_id: bytes, device_now: int, hub_now: int, *, boot: int | None = None,
+            proved: bool = False) -> DeviceClock:
+        """A device said its time (and its boot) at `hub_now`, on a request its OSCORE context proved or not."""
         clock = DeviceClock(offset_s=device_now - hub_now, measured_at=hub_now)
         with self._lock:
             self._clocks.pop(device_id, None)
             self._clocks[device_id] = clock
             while len(self._clocks) > self.cap:
                 self._clocks.popitem(last=False)
-            if self.path is not None or self._lines is not None:
-                self._keep(device_id, clock)
+            self._track(device_id, clock, boot, proved)
         return clock
 
     def off(self, limit_s: int | None = None) -> list[tuple[bytes, DeviceClock]]:
@@ -266,3 +334,21 @@ class DeviceClocks:
         limit_s = self.limit_s if limit_s is None else limit_s
         with self._lock:
             return sorted((d, c) for d, c in self._clocks.items() if abs(c.offset_s) > limit_s)
+
+    def offset_at(self, device_id: bytes, boot: int, device_time: int, arrived_at: int) -> int | None:
+        """The offset of the device's clock that made a record of boot `boot`, dated `device_time` by it, that
+        arrived at `arrived_at`: that of the span the arrival falls in, if the span's boot is the record's (or
+        unknown). A span measured on requests that no OSCORE context proved (anyone on the network may say a
+        device's time) times only the records its offset explains: dated that far off from their arrival, within
+        `limit_s`. None: the record is timed as the analytics' clock policy says."""
+        kept = self._spans.get(device_id)
+        if not kept:
+            return None
+        for span in reversed(kept):
+            if span.since - 1 <= arrived_at and (span.until is None or arrived_at <= span.until):
+                if span.boot is not None and span.boot != boot:
+                    return None
+                if not span.proved and abs(device_time - arrived_at - span.offset_s) > self.limit_s:
+                    return None
+                return span.offset_s
+        return None

@@ -244,10 +244,12 @@ class Views:
         refill stamps as the live path did."""
         self._fed_at = arrived_at
         seam = self.markets.seam
+        offset_at = self.hub.device_clocks.offset_at
         try:
             for rec in records:
                 if rec.kind in MBG_KINDS:
-                    if self.mbg.ingest(rec, arrived_at) and rec.kind == "stock":
+                    offset = offset_at(rec.device_id, rec.boot, rec.time, arrived_at)
+                    if self.mbg.ingest(rec, arrived_at, offset) and rec.kind == "stock":
                         self.demand.take(rec)
                 elif rec.kind in MARKET_KINDS:
                     self.markets.ingest(rec, arrived_at)

@@ -42,7 +42,8 @@ class Timed:
 
     def __init__(self, scan: ScanEvent, plan: Plan) -> None:
         self.scan = scan
-        self.time, self.basis, self.skew, self.flag = chosen_time(scan.device_time, scan.arrived_at, plan.clock)
+        self.time, self.basis, self.skew, self.flag = chosen_time(scan.device_time, scan.arrived_at, plan.clock,
+                                                                  scan.clock_offset)
         school = scan.school
         if school is None and plan.school(scan.site) is not None:
             school = scan.site
@@ -61,7 +62,8 @@ class Timed:
         return (self.time, self.scan.device, self.scan.seq)
 
     def correct(self, device_time: int) -> int:
-        return device_time if self.basis == "device" else device_time - self.skew
+        """Another device timestamp of the scan (its cook-end) on the clock chosen for the scan."""
+        return device_time - (self.scan.device_time - self.time)
 
     def portions(self, tags: tuple[str, ...]) -> int | None:
         """This tap's count for some of its tags: a count is spread evenly over the tags it names."""
@@ -243,7 +245,7 @@ class Delivery:
     statuses: tuple[str, ...]
     late_s: int
     shortfall: int
-    time_basis: str  # device, arrival or mixed: which clock the times above came from
+    time_basis: str  # device, arrival, corrected or mixed: which clock the times above came from
 
     @property
     def status(self) -> str:
@@ -634,7 +636,8 @@ def device_clock_findings(plan: Plan, clocks: Iterable[tuple[str, int, int]]) ->
         way = "behind" if offset < 0 else "ahead"
         out.append(Finding(code="device_clock", subject=device, date=local_date(at, plan.tz_offset_s),
                            detail=f"device clock {abs(offset)} s {way} the hub's at its last sync; its taps are "
-                                  f"dated {abs(offset)} s too {'early' if offset < 0 else 'late'}",
+                                  f"signed {abs(offset)} s too {'early' if offset < 0 else 'late'}, and timed by the "
+                                  "clock set right",
                            measured=offset, limit=plan.clock.max_skew_s, part=way))
     return out
 

@@ -13,7 +13,7 @@ from ledger.errors import MalformedRecord
 from .errors import InputError
 from .plan import ClockPolicy
 
-Basis = Literal["device", "arrival"]
+Basis = Literal["device", "arrival", "corrected"]
 
 
 def _text(name: str, value: Any, *, optional: bool = True) -> None:
@@ -69,6 +69,9 @@ class ScanEvent:
     cooked_at: int | None = None
     text: str | None = None
     source: str | None = None
+    # How far the device's clock was off when it made the scan, as the hub measured it (`DeviceClocks.offset_at`);
+    # None when the hub has no measure of it.
+    clock_offset: int | None = None
 
     def __post_init__(self) -> None:
         if self._plain():
@@ -86,6 +89,7 @@ class ScanEvent:
         _int("scan count", self.count, minimum=0)
         _int("scan temp_cc", self.temp_cc)
         _int("scan cooked_at", self.cooked_at, minimum=0)
+        _int("scan clock_offset", self.clock_offset)
 
     def _plain(self) -> bool:
         """True if every field has exactly the type and range the checks below want: the common case, tested
@@ -101,7 +105,8 @@ class ScanEvent:
                                           self.source))} <= _TEXT_OR_NONE and "" not in texts
                 and (self.count is None or (type(self.count) is int and self.count >= 0))
                 and (self.temp_cc is None or type(self.temp_cc) is int)
-                and (self.cooked_at is None or (type(self.cooked_at) is int and self.cooked_at >= 0)))
+                and (self.cooked_at is None or (type(self.cooked_at) is int and self.cooked_at >= 0))
+                and (self.clock_offset is None or type(self.clock_offset) is int))
 
     def body(self) -> dict[str, Any]:
         """The record body this scan came from (or would go into)."""
@@ -134,9 +139,11 @@ class StockMovement:
     supplier: str | None = None
     batch: str | None = None
     reason: str | None = None
+    clock_offset: int | None = None  # as a ScanEvent's
 
     def __post_init__(self) -> None:
         _check_origin("stock", self)
+        _int("stock clock_offset", self.clock_offset)
         _text("stock site", self.site, optional=False)
         _text("stock item", self.item, optional=False)
         if self.movement not in STOCK_MOVEMENTS:
@@ -156,8 +163,9 @@ class StockMovement:
         return out
 
 
-def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | None:
-    """Turn a verified record (kind, body, device, seq, time, boot, id) into an MBG input.
+def from_record(record: Any, arrived_at: int, clock_offset: int | None = None) -> ScanEvent | StockMovement | None:
+    """Turn a verified record (kind, body, device, seq, time, boot, id) into an MBG input; `clock_offset` is how far
+    the device's clock was off when it made the record, where the hub measured it.
 
     Returns None for kinds MBG does not read and for records whose body was purged (carried by digest
     only): a purged tap is a known gap, not an error. Raises InputError for a scan or stock body that
@@ -176,24 +184,25 @@ def from_record(record: Any, arrived_at: int) -> ScanEvent | StockMovement | Non
             raise InputError(f"record {record.device}/{record.seq}: {exc.message}") from None
     rid = record.id.hex() if isinstance(record.id, bytes | bytearray) else str(record.id)
     if kind == "scan":
-        return _scan(record, body, rid, arrived_at)
+        return _scan(record, body, rid, arrived_at, clock_offset)
     return StockMovement(record_id=rid, device=_shared(record.device), seq=record.seq, boot=record.boot,
                          device_time=record.time, arrived_at=arrived_at, site=_shared(body["site"]),
                          item=_shared(body["item"]), movement=_shared(body["movement"]), qty=body["qty"],
                          unit=_shared(body["unit"]), supplier=_shared(body.get("supplier")),
-                         batch=_shared(body.get("batch")), reason=body.get("reason"))
+                         batch=_shared(body.get("batch")), reason=body.get("reason"), clock_offset=clock_offset)
 
 
 # A scan's slots in the order `_scan` fills them, each by its own setter: every scan the hub accepts is built
 # here, and the frozen class's keyword __init__ (a dict of arguments, then a __setattr__ by name per field)
 # costs about three times as much. `__post_init__` then checks it as __init__ would have.
 _SCAN_FIELDS = ("record_id", "device", "seq", "boot", "device_time", "arrived_at", "event", "site", "checkpoint",
-                "staff", "tags", "parent", "batch", "school", "count", "temp_cc", "cooked_at", "text", "source")
+                "staff", "tags", "parent", "batch", "school", "count", "temp_cc", "cooked_at", "text", "source",
+                "clock_offset")
 if sorted(_SCAN_FIELDS) != sorted(ScanEvent.__dataclass_fields__):
     raise ImportError("hub.mbg.events: _scan does not fill every field of ScanEvent")
 (_SET_ID, _SET_DEVICE, _SET_SEQ, _SET_BOOT, _SET_TIME, _SET_ARRIVED, _SET_EVENT, _SET_SITE, _SET_CHECKPOINT,
  _SET_STAFF, _SET_TAGS, _SET_PARENT, _SET_BATCH, _SET_SCHOOL, _SET_COUNT, _SET_TEMP, _SET_COOKED, _SET_TEXT,
- _SET_SOURCE) = (getattr(ScanEvent, name).__set__ for name in _SCAN_FIELDS)
+ _SET_SOURCE, _SET_OFFSET) = (getattr(ScanEvent, name).__set__ for name in _SCAN_FIELDS)
 _intern = sys.intern
 _new = object.__new__
 # The hex id of each device seen, shared: a Record's `device` makes a new text of its id at every call.
@@ -213,7 +222,7 @@ def _device(record: Any) -> Any:
     return device
 
 
-def _scan(record: Any, body: Any, rid: str, arrived_at: int) -> ScanEvent:
+def _scan(record: Any, body: Any, rid: str, arrived_at: int, clock_offset: int | None) -> ScanEvent:
     """The ScanEvent of a scan record: the fields from_record's docstring names, texts that repeat shared."""
     get = body.get
     scan = _new(ScanEvent)
@@ -223,6 +232,7 @@ def _scan(record: Any, body: Any, rid: str, arrived_at: int) -> ScanEvent:
     _SET_BOOT(scan, record.boot)
     _SET_TIME(scan, record.time)
     _SET_ARRIVED(scan, arrived_at)
+    _SET_OFFSET(scan, clock_offset)
     value = body["event"]
     _SET_EVENT(scan, _intern(value) if type(value) is str else value)
     value = body["site"]
@@ -263,22 +273,33 @@ class TimeChoice:
     basis: Basis
     skew_s: int  # device time minus arrival time
     flag: Literal["clock_skew", "late_sync"] | None = None
+    shift_s: int = 0  # device time minus the time chosen
 
     def correct(self, device_time: int) -> int:
         """Map another device timestamp of the same record (e.g. cooked_at) onto the chosen clock."""
-        return device_time if self.basis == "device" else device_time - self.skew_s
+        return device_time - self.shift_s
 
 
-def choose_time(device_time: int, arrived_at: int, policy: ClockPolicy) -> TimeChoice:
-    """Pick device or arrival time per the ClockPolicy and say whether the record is flagged."""
-    time, basis, skew, flag = chosen_time(device_time, arrived_at, policy)
-    return TimeChoice(time=time, basis=basis, skew_s=skew, flag=flag)
+def choose_time(device_time: int, arrived_at: int, policy: ClockPolicy,
+                clock_offset: int | None = None) -> TimeChoice:
+    """Pick device, corrected device or arrival time per the ClockPolicy and say whether the record is flagged."""
+    time, basis, skew, flag = chosen_time(device_time, arrived_at, policy, clock_offset)
+    return TimeChoice(time=time, basis=basis, skew_s=skew, flag=flag, shift_s=device_time - time)
 
 
-def chosen_time(device_time: int, arrived_at: int,
-                policy: ClockPolicy) -> tuple[int, Basis, int, Literal["clock_skew", "late_sync"] | None]:
-    """choose_time's answer as a plain tuple (time, basis, skew, flag), for the analytics that time every scan."""
+def chosen_time(device_time: int, arrived_at: int, policy: ClockPolicy, clock_offset: int | None = None
+                ) -> tuple[int, Basis, int, Literal["clock_skew", "late_sync"] | None]:
+    """choose_time's answer as a plain tuple (time, basis, skew, flag), for the analytics that time every scan.
+
+    A record whose device's clock the hub measured off (`clock_offset`, at a sync in the boot it was made in) is
+    timed by that clock set right: its device time less the offset, by its arrival at the latest, when that is
+    no further from its arrival than the policy allows a right clock. A gate hours slow that syncs at once is then
+    neither a backlog sent late nor timed hours early."""
     skew = device_time - arrived_at
+    if clock_offset is not None:
+        made = device_time - clock_offset
+        if -policy.max_sync_delay_s <= made - arrived_at <= policy.max_skew_s:
+            return (made if made < arrived_at else arrived_at), "corrected", skew, None
     if 0 < skew <= policy.max_skew_s:
         # A little ahead of its arrival: a record is made before it arrives, so it was made by its arrival at the
         # latest. A gate clock minutes fast must not make a delivery that came on time late.

@@ -18,7 +18,8 @@ _HEX_LOWER = re.compile(r"(?:[0-9a-f]{2}){1,63}")
 # The slots of a ScanEvent in the order `HeldScan.unpack` fills them, each by its own setter: a day's scans are
 # unpacked at every reconciliation, and going through the frozen class's __setattr__ by name costs more.
 _UNPACKED = ("record_id", "device", "seq", "boot", "device_time", "arrived_at", "event", "site", "checkpoint",
-             "staff", "tags", "parent", "batch", "school", "count", "temp_cc", "cooked_at", "text", "source")
+             "staff", "tags", "parent", "batch", "school", "count", "temp_cc", "cooked_at", "text", "source",
+             "clock_offset")
 if sorted(_UNPACKED) != sorted(ScanEvent.__dataclass_fields__):
     raise ImportError("hub.mbg.held: HeldScan.unpack does not fill every field of ScanEvent")
 _PUT = tuple(getattr(ScanEvent, name).__set__ for name in _UNPACKED)
@@ -142,8 +143,8 @@ def record_key(record_id: str) -> bytes | str:
 class HeldScan:
     """One scan as the window holds it. Texts that repeat (sites, devices, events) are shared objects, the
     numbers and the container tags are packed, and what rarely differs between a device's taps (boot,
-    checkpoint, staff card, text, source) is one tuple shared by the taps of a day that have the same.
-    `unpack()` gives the ScanEvent back, equal to the one that came in."""
+    checkpoint, staff card, text, source, its clock's measured offset) is one tuple shared by the taps of a day
+    that have the same. `unpack()` gives the ScanEvent back, equal to the one that came in."""
 
     __slots__ = ("batch", "device", "event", "extra", "key", "nums", "parent", "school", "site", "tags")
 
@@ -160,7 +161,7 @@ class HeldScan:
                                 scan.temp_cc, cooked))
         tags = pack_tags(scan.tags) if scan.tags else ()
         self.tags = shared.setdefault(tags, tags)
-        extra = (scan.boot, scan.checkpoint, scan.staff, scan.text, scan.source)
+        extra = (scan.boot, scan.checkpoint, scan.staff, scan.text, scan.source, scan.clock_offset)
         self.extra = shared.setdefault(extra, extra)
 
     @property
@@ -189,10 +190,11 @@ class HeldScan:
             tags = tag_lists.get(self.tags)  # type: ignore[assignment]
             if tags is None:
                 tags = tag_lists[self.tags] = unpack_tags(self.tags)
-        boot, checkpoint, staff, text, source = self.extra
+        boot, checkpoint, staff, text, source, clock_offset = self.extra
         values = (self.record_id, self.device, seq, boot, device_time, device_time + lag,  # type: ignore[operator]
                   self.event, self.site, checkpoint, staff, tags, self.parent, self.batch, self.school, count,
-                  temp_cc, None if cooked is None else device_time + cooked, text, source)  # type: ignore[operator]
+                  temp_cc, None if cooked is None else device_time + cooked, text, source,  # type: ignore[operator]
+                  clock_offset)
         scan = object.__new__(ScanEvent)
         for put, value in zip(_PUT, values, strict=True):
             put(scan, value)

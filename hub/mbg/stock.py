@@ -102,7 +102,7 @@ def _card_unit(units: list[str]) -> tuple[str, dict[str, int]]:
 
 def replay(kitchen: str, item: str, movements: Iterable[StockMovement], plan: Plan) -> StockCard:
     """Replay one item's movements at one kitchen in time order into a stock card."""
-    timed = sorted(((choose_time(m.device_time, m.arrived_at, plan.clock), m) for m in movements
+    timed = sorted(((choose_time(m.device_time, m.arrived_at, plan.clock, m.clock_offset), m) for m in movements
                     if m.site == kitchen and m.item == item),
                    key=lambda cm: (cm[0].time, cm[1].device, cm[1].seq))
     unit, scales = _card_unit([m.unit for _, m in timed])

@@ -142,10 +142,11 @@ class MbgView:
 
     # --- input ---------------------------------------------------------------------------------------
 
-    def ingest(self, record: Any, arrived_at: int) -> bool:
-        """Take one verified record and the time it reached the hub; True if it added an MBG input."""
+    def ingest(self, record: Any, arrived_at: int, clock_offset: int | None = None) -> bool:
+        """Take one verified record and the time it reached the hub (and how far its device's clock was off when it
+        made it, where the hub measured that); True if it added an MBG input."""
         try:
-            item = from_record(record, arrived_at)
+            item = from_record(record, arrived_at, clock_offset)
         except InputError as exc:
             self.rejected.append({"device": str(record.device), "seq": str(record.seq), **exc.to_dict()})
             return False

@@ -4,8 +4,10 @@ it was shut down), which looked like a backlog sent late."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import time
 
 import aiocoap
 import aiocoap.resource as resource
@@ -15,11 +17,12 @@ from coap_server.errors import error_response
 from coap_server.params import Param, coap_pairs, coap_query, device
 from coap_server.sync import HeadsResource, RecordsResource
 from edge.daemon import EdgeDaemon
+from ledger.record import decode_record
 from ledger.sync import Limits
 from tests.netns.evil_peer import Holder
 from tests.ports import free_coap, free_udp
 from tests.security.common import NOW, edge, edge_config, enroll_edge, secure_hub
-from tests.wait import wait_for
+from tests.wait import PATIENCE, wait_for
 
 DAY = 86_400
 
@@ -90,32 +93,34 @@ class Held(Holder):
 
 
 class HubFromBefore(HeadsResource):
-    """A hub's heads resource from before ?now= (it knows ?forked=): its strict query parser refuses it (4.00). It
-    keeps the queries it was asked with."""
+    """A hub's heads resource from before ?now= (it knows ?forked=), or with `now` from before ?boot=: its strict
+    query parser refuses what it does not know (4.00). It keeps the queries it was asked with."""
 
-    def __init__(self, holder, limits) -> None:
+    def __init__(self, holder, limits, now: bool = False) -> None:
         super().__init__(holder, limits)
         self.asked: list[set[str]] = []
+        self.known = (Param(name="after", kind="text", size=32), device("forked"),
+                      *((Param(name="now", hi=2**40),) if now else ()))
 
     async def render_post(self, request):
         self.asked.append({name for name, _ in coap_pairs(request)})
         try:
-            coap_query(request, Param(name="after", kind="text", size=32), device("forked"))
+            coap_query(request, *self.known)
         except Exception as exc:
             return error_response(exc)
         return await super().render_post(request)
 
 
-async def test_an_edge_stops_telling_its_time_to_a_hub_from_before_and_goes_on_syncing(tmp_path):
-    """A hub from before refuses ?now= as a query it does not know: the edge asks again without it in that round,
-    is still told about the fork (?forked=), and does not tell its time again."""
+async def _rounds_with(tmp_path, heads_of, refused):
+    """An edge syncing with a hub whose heads resource is `heads_of(holder, limits)`, until `refused(target)` and
+    three more rounds: the target as it stands then, and the queries the hub was asked with."""
     config = edge_config(tmp_path / "edge", hub=f"coap://127.0.0.1:{free_udp()}", oscore=False)
     async with edge(config) as daemon:
         await daemon.submit([("note", {"text": "before the hub"})])
         own = daemon.key.device_id
         records = daemon.store.log_range(own, 0, 10)
     holder = Held(records)
-    heads = HubFromBefore(holder, Limits())
+    heads = heads_of(holder, Limits())
     site = resource.Site()
     site.add_resource(["sync", "heads"], heads)
     site.add_resource(["sync", "records"], RecordsResource(holder, Limits()))
@@ -124,13 +129,67 @@ async def test_an_edge_stops_telling_its_time_to_a_hub_from_before_and_goes_on_s
     url = f"coap://127.0.0.1:{port}"
     try:
         async with edge(dataclasses.replace(config, hub=dataclasses.replace(config.hub, address=url))) as daemon:
-            target = await wait_for(lambda: (t := daemon.sync.targets.get(url)) is not None and not t.tells_time and t,
-                                    what="the hub's refusal of the time")
+            target = await wait_for(lambda: (t := daemon.sync.targets.get(url)) is not None and refused(t) and t,
+                                    what="the hub's refusal")
             rounds = daemon.sync.rounds
             await wait_for(lambda: daemon.sync.rounds > rounds + 2, what="more rounds")
             assert target.asks_forked and target.last_error is None, target.to_json()
-        told = [q for q in heads.asked if "now" in q]
-        assert len(told) == 1 and told[0] == {"after", "forked", "now"}, heads.asked
-        assert {"after", "forked"} in heads.asked[heads.asked.index(told[0]) + 1:]
+            return target, heads.asked
     finally:
         await server.shutdown()
+
+
+async def test_an_edge_stops_telling_its_time_to_a_hub_from_before_and_goes_on_syncing(tmp_path):
+    """A hub from before refuses ?now= as a query it does not know: the edge asks again without its boot, then
+    without its time in that round, is still told about the fork (?forked=), and does not tell its time again."""
+    target, asked = await _rounds_with(tmp_path, HubFromBefore, lambda t: not t.tells_time)
+    assert not target.tells_time
+    told = [q for q in asked if "now" in q]
+    assert told == [{"after", "forked", "now", "boot"}, {"after", "forked", "now"}], asked
+    assert {"after", "forked"} in asked[asked.index(told[-1]) + 1:]
+
+
+async def test_an_edge_stops_telling_its_boot_to_a_hub_that_takes_only_its_time(tmp_path):
+    """A hub that measures clocks but from before ?boot=: the edge drops the boot once and goes on telling its
+    time in every round."""
+    target, asked = await _rounds_with(tmp_path, lambda holder, limits: HubFromBefore(holder, limits, now=True),
+                                       lambda t: not t.tells_boot)
+    assert target.tells_time
+    booted = [i for i, q in enumerate(asked) if "boot" in q]
+    assert len(booted) == 1 and asked[booted[0] + 1] == {"after", "forked", "now"}, asked
+    assert asked[booted[0] + 2:] and all(q == {"after", "forked", "now"} for q in asked[booted[0] + 2:]), asked
+
+
+async def _steps(hub, tag: str) -> list[dict]:
+    """The steps of a container's timelines in the hub's MBG answer, once it has any."""
+    deadline = time.monotonic() + 10 * PATIENCE
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(f"{hub.http_url}/api/mbg/containers/{tag}") as resp:
+                assert resp.status in (200, 404), resp.status  # 404: no tap of it yet
+                steps = [s for t in (await resp.json())["timelines"] for s in t["steps"]] if resp.status == 200 else []
+            if steps:
+                return steps
+            assert time.monotonic() < deadline, f"no tap of {tag} at the hub"
+            await asyncio.sleep(0.05)
+
+
+async def test_the_taps_of_an_edge_two_hours_slow_are_timed_by_its_clock_set_right(tmp_path):
+    """A kitchen's edge boots two hours behind and syncs at once, over OSCORE: its taps are signed with its own
+    time, and the hub times them by that time less the offset it measured in that boot (`corrected`), not as a
+    backlog sent two hours late. Its clock set right, a tap is timed by its device again."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        await enroll_edge(tmp_path / "edge", hub)
+        config = edge_config(tmp_path / "edge", hub=hub.coap_url)
+        async with _edge_at(config, lambda: NOW - 7_200) as daemon:
+            await wait_for(lambda: hub.hub.device_clocks.off(), what="the edge's clock measured")
+            await daemon.submit([("scan", {"event": "departed", "site": "sppg-01", "staff": "5a000001", "tags": ["04A1B2C3"]})])
+            steps = await _steps(hub, "04A1B2C3")
+            (signed,) = [r for r in hub.hub.store.log_range(daemon.key.device_id, 0, 100) if b"04A1B2C3" in r]
+        assert decode_record(signed).time == NOW - 7_200
+        assert [(s["event"], s["time"], s["basis"]) for s in steps] == [("departed", NOW, "corrected")]
+        async with _edge_at(config, lambda: NOW + 5) as daemon:
+            await wait_for(lambda: not hub.hub.device_clocks.off(), what="the clock measured right")
+            await daemon.submit([("scan", {"event": "departed", "site": "sppg-01", "staff": "5a000001", "tags": ["04D4E5F6"]})])
+            steps = await _steps(hub, "04D4E5F6")
+        assert [(s["event"], s["time"], s["basis"]) for s in steps] == [("departed", NOW, "arrival")]

@@ -311,3 +311,42 @@ def test_device_clocks_found_off_are_kept_across_a_restart(tmp_path) -> None:
     assert DeviceClocks(limit_s=900, path=path).off() == []
     path.write_text("not json")
     assert DeviceClocks(limit_s=900, path=path).off() == []  # said in the log; known again at the next sync
+
+
+def test_a_clock_off_times_the_records_of_its_boot_that_arrive_while_it_is_off(tmp_path) -> None:
+    """The spans of a device's clock off: a record of the boot measured, arriving within the span, is timed by the
+    offset; another boot's, or one arriving outside the span, is not. Kept across a restart."""
+    t, gate, desk = 1_768_000_000, b"\x01" * 16, b"\x02" * 16
+    path = tmp_path / "device-clocks.json"
+    clocks = DeviceClocks(limit_s=900, path=path)
+    clocks.saw(gate, t - 7_200, t, boot=3, proved=True)
+    clocks.saw(gate, t + 600 - 7_190, t + 600, boot=3, proved=True)  # 10 s off what it was: the same span
+    clocks.saw(gate, t + 3_605, t + 3_600, boot=3, proved=True)  # set right an hour later
+
+    def answers(c: DeviceClocks) -> list[int | None]:
+        return [c.offset_at(gate, 3, t - 7_000, t + 200),  # made and sent within the span
+                c.offset_at(gate, 3, t - 86_400, t + 3_000),  # made a day before, sent within it: proved, so timed
+                c.offset_at(gate, 2, t - 7_000, t + 200),  # of the boot before
+                c.offset_at(gate, 3, t - 7_000, t - 100),  # arrived before it was measured
+                c.offset_at(gate, 3, t + 3_700, t + 3_700),  # after it came right
+                c.offset_at(desk, 0, t, t)]  # never measured
+
+    assert answers(clocks) == [-7_200, -7_200, None, None, None, None]
+    again = DeviceClocks(limit_s=900, path=path)
+    assert answers(again) == answers(clocks) and again.off() == []
+    # Without OSCORE anyone may say a device's time: a span times only the records its offset explains.
+    again.saw(desk, t - 3_600, t, boot=1)
+    assert again.offset_at(desk, 1, t - 3_500, t + 100) == -3_600
+    assert again.offset_at(desk, 1, t - 86_400, t + 100) is None
+    # A new boot, or an offset moved by more than a minute, opens another span.
+    again.saw(desk, t + 200 - 1_800, t + 200, boot=2, proved=True)
+    assert [again.offset_at(desk, b, t - 1_700, t + 300) for b in (1, 2)] == [None, -1_800]
+    kept = json.loads(path.read_text())
+    assert [(i["device"], i["offset_s"], i["since"], i["until"], i["boot"], i["proved"]) for i in kept] == [
+        (gate.hex(), -7_200, t, t + 3_600, 3, True), (desk.hex(), -3_600, t, t + 200, 1, False),
+        (desk.hex(), -1_800, t + 200, None, 2, True)]
+    # A file an earlier hub wrote, (device, offset, measured at): a span open since then, of any boot.
+    path.write_text(json.dumps([[gate.hex(), -7_200, t]]))
+    earlier = DeviceClocks(limit_s=900, path=path)
+    assert earlier.offset_at(gate, 9, t - 7_100, t + 100) == -7_200
+    assert [(d, c.offset_s) for d, c in earlier.off()] == [(gate, -7_200)]

@@ -55,8 +55,10 @@ async def test_clocks_found_off_on_postgres_outlive_the_data_dir_and_a_file_is_c
     try:
         clocks = running.hub.device_clocks
         assert [(d, c.offset_s) for d, c in clocks.off()] == [(DESK, -86_400), (GATE, 7_200)]
-        clocks.saw(DESK, NOW + 3_600, NOW + 3_600)  # the desk's clock set right: it is forgotten
+        clocks.saw(DESK, NOW + 3_600, NOW + 3_600)  # the desk's clock set right: no longer said
         assert not (fresh / JOURNAL).exists()
     finally:
         await running.close()
-    assert [i["device"] for i in clocks_in_store(pg_name)] == [GATE.hex()]
+    # The desk's span is closed, kept to time what it sent meanwhile; the gate's is still open.
+    assert [(i["device"], i["until"]) for i in clocks_in_store(pg_name)] == [(DESK.hex(), NOW + 3_600),
+                                                                             (GATE.hex(), None)]

@@ -544,6 +544,7 @@ def test_a_device_clock_measured_off_at_its_sync_is_a_finding_of_the_day_it_was_
     (finding,) = [f for f in view.findings(MIDNIGHT + 8 * H, DATE) if f.code == "device_clock"]
     assert (finding.subject, finding.date, finding.measured, finding.limit, finding.part, finding.severity) == (
         device, DATE, -86_410, plan.clock.max_skew_s, "behind", "warning")
-    assert finding.detail == "device clock 86410 s behind the hub's at its last sync; its taps are dated 86410 s too early"
+    assert finding.detail == ("device clock 86410 s behind the hub's at its last sync; its taps are signed 86410 s "
+                              "too early, and timed by the clock set right")
     assert asked[-1] == plan.clock.max_skew_s
     assert not [f for f in view.findings(MIDNIGHT + 8 * H, "2000-01-01") if f.code == "device_clock"]

@@ -93,6 +93,26 @@ def test_choose_time_device_late_sync_and_wrong_clock() -> None:
     assert behind.correct(900) == 900 + 365 * 86400 and ok.correct(900) == 900
 
 
+def test_choose_time_by_a_clock_the_hub_measured_off() -> None:
+    p = ClockPolicy(max_skew_s=600, max_sync_delay_s=10 * 86400)
+    # Two hours behind and synced at once: the device time less the offset, not a sync two hours late.
+    slow = choose_time(1_000_000 - 7_200, 1_000_000 + 5, p, clock_offset=-7_200)
+    assert (slow.time, slow.basis, slow.flag, slow.skew_s) == (1_000_000, "corrected", None, -7_205)
+    assert slow.correct(1_000_000 - 7_200 - 1_800) == 1_000_000 - 1_800  # its cook-end moves with it
+    # Sent a day late in the same boot: still timed by the clock set right.
+    later = choose_time(1_000_000 - 7_200, 1_000_000 + 86_400, p, clock_offset=-7_200)
+    assert (later.time, later.basis, later.flag) == (1_000_000, "corrected", None)
+    # An hour fast: set right, and never after its arrival.
+    fast = choose_time(1_000_000 + 3_600, 1_000_000 - 30, p, clock_offset=3_600)
+    assert (fast.time, fast.basis, fast.flag) == (1_000_000 - 30, "corrected", None)
+    # An offset that would put the record after its arrival or before the longest sync delay explains nothing:
+    # the policy times it as without one.
+    wrong = choose_time(1_000_000, 1_000_000, p, clock_offset=-7_200)
+    assert (wrong.time, wrong.basis, wrong.flag) == (1_000_000, "device", None)
+    old = choose_time(1_000_000 - 7_200, 1_000_000 + 20 * 86_400, p, clock_offset=-7_200)
+    assert (old.time, old.basis, old.flag) == (1_000_000 + 20 * 86_400, "arrival", "clock_skew")
+
+
 class _Text(str):
     pass
 

@@ -207,10 +207,10 @@ class Clocks(Forks):
 
     def __init__(self, logs, forked) -> None:
         super().__init__(logs, forked)
-        self.told: list[tuple[bytes, int]] = []
+        self.told: list[tuple[bytes, int, int | None, bool]] = []
 
-    def device_clock(self, device_id, now):
-        self.told.append((device_id, now))
+    def device_clock(self, device_id, now, *, boot=None, proved=False):
+        self.told.append((device_id, now, boot, proved))
 
 
 class TakesNoTime(HeadsResource):
@@ -225,9 +225,10 @@ class TakesNoTime(HeadsResource):
 
 
 async def test_a_node_tells_its_time_and_one_from_before_is_asked_without_it():
-    """The first heads page tells the node's time (?now=) to a peer that keeps it, as the device ?forked= names
-    (no OSCORE here); a peer from before refuses it and is asked again without it, still told about the fork; a
-    node that does not tell its time (one from before) is served as ever."""
+    """The first heads page tells the node's time and boot (?now=, ?boot=) to a peer that keeps them, as the
+    device ?forked= names (no OSCORE here: not proved); a peer from before refuses them and is asked again without
+    the boot, then without the time, still told about the fork; a node that does not tell its time (one from
+    before) is served as ever."""
     logs = _logs(3, 2)
     forked = sorted(logs)[0]
     keeps, before = Clocks(logs, [forked]), Clocks(logs, [forked])
@@ -240,12 +241,14 @@ async def test_a_node_tells_its_time_and_one_from_before_is_asked_without_it():
         (_, hub_url), (_, old_url) = served
         for url, refused in [(hub_url, False), (old_url, True)]:
             report = SyncReport()
-            heads = await remote_heads(ctx, url, report=report, forked=forked, now=lambda: 1_763_900_000)
-            assert ({h.device_id for h in heads}, report.forked, report.now_refused) == (set(logs), True, refused)
-        assert (keeps.told, before.told) == ([(forked, 1_763_900_000)], [])
+            heads = await remote_heads(ctx, url, report=report, forked=forked, now=lambda: 1_763_900_000,
+                                       boot=lambda: 7)
+            assert ({h.device_id for h in heads}, report.forked, report.now_refused, report.boot_refused) == (
+                set(logs), True, refused, refused)
+        assert (keeps.told, before.told) == ([(forked, 1_763_900_000, 7, False)], [])
         report = SyncReport()
         assert len(await remote_heads(ctx, hub_url, report=report, forked=forked)) == len(logs)
-        assert (report.forked, report.now_refused, keeps.told) == (True, False, [(forked, 1_763_900_000)])
+        assert (report.forked, report.now_refused, keeps.told) == (True, False, [(forked, 1_763_900_000, 7, False)])
     finally:
         await ctx.shutdown()
         for server, _ in served:

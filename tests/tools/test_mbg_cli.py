@@ -426,7 +426,8 @@ def test_a_device_clock_off_names_the_device_and_the_offset_in_both_languages():
     names = {"tz_offset_s": 7 * 3600, "devices": {device: {"name": "Meja kembali", "site": "K1"}}}
     behind = {"code": "device_clock", "subject": device, "severity": "warning", "measured": -86_410, "limit": 900,
               "part": "behind", "containers": [], "records": [], "date": "2026-01-01",
-              "detail": "device clock 86410 s behind the hub's at its last sync; its taps are dated 86410 s too early"}
+              "detail": "device clock 86410 s behind the hub's at its last sync; its taps are signed 86410 s too "
+                        "early, and timed by the clock set right"}
     ahead = {**behind, "measured": 1_200, "part": "ahead", "detail": "device clock 1200 s ahead"}
     said = {}
     for lang in ("id", "en"):
