@@ -177,7 +177,8 @@ async def _steps(hub, tag: str) -> list[dict]:
 async def test_the_taps_of_an_edge_two_hours_slow_are_timed_by_its_clock_set_right(tmp_path):
     """A kitchen's edge boots two hours behind and syncs at once, over OSCORE: its taps are signed with its own
     time, and the hub times them by that time less the offset it measured in that boot (`corrected`), not as a
-    backlog sent two hours late. Its clock set right, a tap is timed by its device again."""
+    backlog sent two hours late. Its clock set right, a tap is timed by its device again. A restarted hub times
+    them as it did."""
     async with secure_hub(tmp_path / "hub") as hub:
         await enroll_edge(tmp_path / "edge", hub)
         config = edge_config(tmp_path / "edge", hub=hub.coap_url)
@@ -193,3 +194,6 @@ async def test_the_taps_of_an_edge_two_hours_slow_are_timed_by_its_clock_set_rig
             await daemon.submit([("scan", {"event": "departed", "site": "sppg-01", "staff": "5a000001", "tags": ["04D4E5F6"]})])
             steps = await _steps(hub, "04D4E5F6")
         assert [(s["event"], s["time"], s["basis"]) for s in steps] == [("departed", NOW, "arrival")]
+    async with secure_hub(tmp_path / "hub") as hub:  # restarted: the records refilled are timed as before
+        assert [(s["time"], s["basis"]) for s in await _steps(hub, "04A1B2C3")] == [(NOW, "corrected")]
+        assert [(s["time"], s["basis"]) for s in await _steps(hub, "04D4E5F6")] == [(NOW, "arrival")]
