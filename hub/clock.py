@@ -296,6 +296,8 @@ class DeviceClocks:
                 and last.proved == proved):
             return  # the same span goes on
         at = clock.measured_at
+        if not proved and kept and at - max(kept[-1].since, kept[-1].until or 0) < SPAN_SLACK_S:
+            return  # anyone may say an unproved time: it changes a device's spans at most once a minute
         spans = [s for s in kept if s.until is None or s.until >= at - SPAN_KEPT_S]
         if last is not None:
             spans[-1] = dataclasses.replace(last, until=at)

@@ -338,6 +338,8 @@ def test_a_clock_off_times_the_records_of_its_boot_that_arrive_while_it_is_off(t
     again.saw(desk, t - 3_600, t, boot=1)
     assert again.offset_at(desk, 1, t - 3_500, t + 100) == -3_600
     assert again.offset_at(desk, 1, t - 86_400, t + 100) is None
+    again.saw(desk, t + 30, t + 30, boot=1)  # said again within the minute: the span stands
+    assert again.offset_at(desk, 1, t - 3_500, t + 100) == -3_600
     # A new boot, or an offset moved by more than a minute, opens another span.
     again.saw(desk, t + 200 - 1_800, t + 200, boot=2, proved=True)
     assert [again.offset_at(desk, b, t - 1_700, t + 300) for b in (1, 2)] == [None, -1_800]
