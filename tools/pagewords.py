@@ -117,6 +117,8 @@ def page_words() -> dict[str, Words]:
 
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# A list of names as the checks write one ("['action', 'device']"): data, which reads the same in every language.
+DATA_LIST = re.compile(r"\[(?:'[\w-]*'(?:, '[\w-]*')*)?\]")
 
 
 class Speaker:
@@ -192,7 +194,7 @@ class Speaker:
         sentence of its own, or data (a number, an id, a field's name), which reads the same in every language."""
         if (name := self._thing(value)) is not None:
             return name
-        if " " not in value:
+        if " " not in value or DATA_LIST.fullmatch(value):
             return value
         return self.again(value, ("why.",))
 

@@ -95,7 +95,7 @@ def test_indonesian_report_holds_no_english(revoked: Path, tmp_path: Path) -> No
 def test_a_problem_without_indonesian_words_is_said_by_its_code() -> None:
     """A problem the words file has no Indonesian for: what its code means, and a line saying where its own words
     are; in English, its own words."""
-    problem = MalformedRecord("record payload: not in deterministic CBOR encoding (RFC 8949 \u00a74.2.1)",
+    problem = MalformedRecord("record: unprotected header must be exactly {4: 16-byte device id} (kid)",
                               where="device 38e4d4dff6603b0a5f7c6ed4145e5fb9 seq 2")
     assert verify.failed(Speaker("id"), problem).splitlines() == [
         "GAGAL: MALFORMED (kode keluar 11)",
@@ -104,7 +104,14 @@ def test_a_problem_without_indonesian_words_is_said_by_its_code() -> None:
     assert verify.failed(Speaker("en"), problem).splitlines() == [
         "FAILED: MALFORMED (exit code 11)",
         "Bytes that are not a well-formed, deterministic Jejak structure. [device 38e4d4dff6603b0a5f7c6ed4145e5fb9 "
-        "seq 2] record payload: not in deterministic CBOR encoding (RFC 8949 \u00a74.2.1)"]
+        "seq 2] record: unprotected header must be exactly {4: 16-byte device id} (kid)"]
+    # The checks' own words for the thing and the sentence after it: said in Indonesian in full.
+    worded = MalformedRecord("record payload: not in deterministic CBOR encoding (RFC 8949 \u00a74.2.1)",
+                             where="device 38e4d4dff6603b0a5f7c6ed4145e5fb9 seq 2")
+    assert verify.failed(Speaker("id"), worded).splitlines() == [
+        "GAGAL: MALFORMED (kode keluar 11)",
+        "Bita yang bukan struktur Jejak yang utuh dan deterministik. [perangkat 38e4d4dff6603b0a5f7c6ed4145e5fb9 seq 2] "
+        "payload catatan: bukan pengodean CBOR deterministik (RFC 8949 \u00a74.2.1)"]
 
 
 def test_the_failure_reason_is_the_pages_words_for_its_code(revoked: Path) -> None:
@@ -193,8 +200,9 @@ def test_each_problem_wording_of_jejak_verify_in_the_words_file_is_one_it_gives(
     said = unsaid = 0
     for case in tamper_set(flips=60):
         for problem in python_problems(case):
-            for key in keys - used:
-                if say.again(problem, (key,)) is not None:
+            for key in keys - used:  # said by the key, alone or after the name of the thing it is about
+                if say.again(problem, (key,)) is not None or (say.again(problem, ("why.", key)) is not None
+                                                              and say.again(problem, ("why.",)) is None):
                     used.add(key)
             if say.again(problem, ("why.", "cli.why.")) is None:
                 unsaid += 1
@@ -202,7 +210,7 @@ def test_each_problem_wording_of_jejak_verify_in_the_words_file_is_one_it_gives(
                 said += 1
     assert sorted(keys - used) == []
     print(f"said in Indonesian: {said} of {said + unsaid} problems")
-    assert said >= 0.8 * (said + unsaid)
+    assert said >= 0.95 * (said + unsaid)
 
 
 def test_counts_in_the_summary_take_their_number() -> None:
