@@ -23,7 +23,8 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 import cbor2
 import lmdb
@@ -155,6 +156,26 @@ class KeptAlerts(Protocol):
         ...
 
 
+class ImportedFiles(Protocol):
+    """Price files operators imported, kept where the hub keeps its state (hub.pg.PgImports): each under its
+    SHA-256 with what it was read with (`meta`), imported again at every start."""
+
+    @property
+    def where(self) -> str: ...
+
+    def kept(self) -> list[tuple[str, dict[str, Any]]]:
+        """(SHA-256 in hex, meta) of each file kept, by SHA-256."""
+        ...
+
+    def keep(self, sha256: str, meta: dict[str, Any], path: Path) -> None:
+        """Keep the file at `path`, durably when it returns; a failure is a StoreError."""
+        ...
+
+    def write_to(self, sha256: str, out: BinaryIO) -> None:
+        """The kept file's bytes into `out`."""
+        ...
+
+
 class AggregateStore(Protocol):
     """Where the read models keep day aggregates and the alerts: LmdbAggregates or hub.pg.PgAggregates."""
 
@@ -165,6 +186,10 @@ class AggregateStore(Protocol):
         """Where the hub's journal `name` (the operators' quarantine decisions, the seed-2 device registrations,
         the clocks found off) is kept: in a database (PostgreSQL, which outlives the hub's host and its data_dir),
         or None for its file in data_dir (LMDB: the store is in data_dir itself, so the two go together)."""
+        ...
+
+    def imports(self) -> ImportedFiles | None:
+        """Where imported price files are kept: in the database, or None for data_dir/imports (LMDB)."""
         ...
 
     def close(self) -> None: ...
@@ -199,6 +224,10 @@ class LmdbAggregates:
 
     def journal(self, name: str) -> None:
         """None: the journals stay files in data_dir, beside this store."""
+        return None
+
+    def imports(self) -> None:
+        """None: imported files stay in data_dir/imports, beside this store."""
         return None
 
     def close(self) -> None:

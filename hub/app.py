@@ -456,7 +456,8 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
                   redelivery=views.alerts.redelivery)
     await asyncio.to_thread(_clocks_in_store, hub, views)
     markets = MarketRoutes(views, auth=auth, imports=Path(config.data_dir) / "imports",
-                           decisions=await asyncio.to_thread(_decisions_journal, config, views))
+                           decisions=await asyncio.to_thread(_decisions_journal, config, views),
+                           kept_imports=views.aggregates.imports() if views.aggregates is not None else None)
     await asyncio.to_thread(markets.restore_decisions)
     await asyncio.to_thread(markets.replay_imports)
     domain_routes = [ChainRoutes(views).register, MbgRoutes(views).register, markets.register]

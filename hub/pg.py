@@ -134,8 +134,16 @@ MIGRATIONS: tuple[Step, ...] = (
         "CREATE TABLE IF NOT EXISTS journal_lines (journal text NOT NULL, n bigint GENERATED ALWAYS AS IDENTITY, "
         "line jsonb NOT NULL, PRIMARY KEY (journal, n))",
     ),
+    (
+        # The price files operators imported (hub/markets/routes.py), imported again at every start: the markets'
+        # history they hold outlives the hub's state dir. A file is its parts, each compressed on its own.
+        "CREATE TABLE IF NOT EXISTS imported_files (sha256 text PRIMARY KEY, meta jsonb NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS imported_parts (sha256 text NOT NULL REFERENCES imported_files ON DELETE CASCADE, "
+        "part integer NOT NULL, data bytea NOT NULL, PRIMARY KEY (sha256, part))",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+IMPORT_PART = 8 << 20  # bytes of an imported file in one row of imported_parts
 ACTIVITY_VERSION = 7  # the first schema that keeps the chain's figures (activity, record_kinds)
 STATUS_VERSION = 8  # the first schema that keeps each device's status in a column of its own
 KIND_INDEX_VERSION = 10  # the first schema that keeps the log's indices by record kind (kind_index)
@@ -1408,6 +1416,10 @@ class PgAggregates:
         device-clocks.json), kept in the database, not in data_dir."""
         return PgJournal(self, name)
 
+    def imports(self) -> PgImports:
+        """The price files operators imported, kept in the database, not in data_dir."""
+        return PgImports(self)
+
     @contextlib.contextmanager
     def tx(self) -> Iterator[psycopg.Connection[Any]]:
         """One transaction on the aggregates' connection; PostgreSQL's errors become StoreError."""
@@ -1499,6 +1511,49 @@ class PgJournal:
         with self._store.tx() as conn, conn.cursor() as cur:
             cur.execute("DELETE FROM journal_lines WHERE journal = %s", (self.name,))
             cur.executemany("INSERT INTO journal_lines (journal, line) VALUES (%s, %s)", lines)
+
+
+class PgImports:
+    """Imported files in the tables `imported_files` (its SHA-256 and what it was read with) and `imported_parts`
+    (its bytes, in parts of IMPORT_PART bytes, each zlib-compressed), on PgAggregates' connection: a file of up to
+    a gigabyte is written and read a part at a time, never held whole."""
+
+    def __init__(self, store: PgAggregates) -> None:
+        self._store = store
+
+    @property
+    def where(self) -> str:
+        return f"the imported files kept in schema {self._store.schema}"
+
+    def kept(self) -> list[tuple[str, dict[str, Any]]]:
+        """(SHA-256 in hex, what it was read with) of each file kept, by SHA-256 (the order data_dir's files
+        were imported in at start)."""
+        with self._store.tx() as conn:
+            return [(sha, meta) for sha, meta in
+                    conn.execute("SELECT sha256, meta FROM imported_files ORDER BY sha256").fetchall()]
+
+    def keep(self, sha256: str, meta: dict[str, Any], path: Path) -> None:
+        """Keep the file at `path` under `sha256` (again: its parts are replaced), in one transaction."""
+        with self._store.tx() as conn, conn.cursor() as cur, open(path, "rb") as fh:
+            cur.execute("INSERT INTO imported_files (sha256, meta) VALUES (%s, %s) ON CONFLICT (sha256) DO UPDATE "
+                        "SET meta = excluded.meta", (sha256, Jsonb(meta)))
+            cur.execute("DELETE FROM imported_parts WHERE sha256 = %s", (sha256,))
+            part = 0
+            while chunk := fh.read(IMPORT_PART):
+                cur.execute("INSERT INTO imported_parts (sha256, part, data) VALUES (%s, %s, %s)",
+                            (sha256, part, zlib.compress(chunk, 1)))
+                part += 1
+
+    def write_to(self, sha256: str, out: BinaryIO) -> None:
+        """The kept file's bytes into `out`, a part at a time; StoreError if a part does not decompress."""
+        with self._store.tx() as conn, conn.cursor(name="imported_parts") as cur:
+            cur.execute("SELECT data FROM imported_parts WHERE sha256 = %s ORDER BY part", (sha256,))
+            for (data,) in cur:
+                try:
+                    out.write(zlib.decompress(data))
+                except zlib.error as exc:
+                    raise StoreError(f"{self.where}: the file {sha256[:16]}... is damaged ({exc})",
+                                     hint="import the file again") from None
 
 
 class PgDayAggregates:

@@ -18,6 +18,7 @@ from aiohttp import web
 from coap_server.errors import RequestError
 from coap_server.params import count, parse
 
+from ..aggregates import ImportedFiles
 from ..auth import Auth
 from ..http import error_response, read_decision
 from ..journal import Lines
@@ -47,12 +48,15 @@ class MarketRoutes:
     are for operators (`auth`)."""
 
     def __init__(self, views: Views, *, auth: Auth, imports: Path | None = None,
-                 decisions: Lines | None = None) -> None:
+                 decisions: Lines | None = None, kept_imports: ImportedFiles | None = None) -> None:
         self.views = views
         self.auth = auth
-        # Imported files are kept here under their SHA-256, with the defaults they were read with, and
-        # imported again when the hub starts: the market analytics are rebuilt from what the hub holds.
+        # Imported files are kept under their SHA-256, with the defaults they were read with, and imported again
+        # when the hub starts: the market analytics are rebuilt from what the hub holds. Kept in `kept_imports`
+        # where the store keeps them (PostgreSQL), else in `imports` (data_dir/imports), which is also where an
+        # upload is spooled while it is read.
         self.imports = imports
+        self.kept_imports = kept_imports
         # Operators' quarantine decisions, one line each (a file in data_dir, or the store's journal on
         # PostgreSQL): the validator's verdicts are derived again from the records after a restart, an operator's
         # work is not.
@@ -77,6 +81,9 @@ class MarketRoutes:
     def replay_imports(self) -> int:
         """Import again every file kept from earlier imports (blocking; the hub calls it at start).
         Returns the rows taken."""
+        if self.kept_imports is not None:
+            self._carry_imports(self.kept_imports)
+            return self._replay_kept(self.kept_imports)
         if self.imports is None or not self.imports.is_dir():
             return 0
         taken = 0
@@ -86,6 +93,39 @@ class MarketRoutes:
                 taken += int(self.import_file(meta.with_suffix(".csv"), ImportDefaults(**kept["defaults"]))["taken"])
             except (OSError, ValueError, KeyError, TypeError, MarketError) as exc:
                 log.warning("kept import %s not replayed: %s", meta.name, exc)
+        return taken
+
+    def _carry_imports(self, kept: ImportedFiles) -> None:
+        """Files data_dir/imports kept before the store did, into the store once: each is renamed
+        `<name>.in-store` (left for the operator, never read again)."""
+        if self.imports is None or not self.imports.is_dir():
+            return
+        held = {sha for sha, _ in kept.kept()}
+        for meta in sorted(self.imports.glob("*.json")):
+            data = meta.with_suffix(".csv")
+            try:
+                if meta.stem not in held:
+                    kept.keep(meta.stem, json.loads(meta.read_text("utf-8")), data)
+                    log.info("kept import %s carried over to %s", meta.stem, kept.where)
+                for path in (data, meta):
+                    os.replace(path, path.with_name(path.name + ".in-store"))
+            except (OSError, ValueError, StoreError) as exc:
+                log.warning("kept import %s not carried over to %s: %s", meta.name, kept.where, exc)
+
+    def _replay_kept(self, kept: ImportedFiles) -> int:
+        spool = self.imports if self.imports is not None else Path(tempfile.gettempdir())
+        spool.mkdir(parents=True, exist_ok=True)
+        taken = 0
+        for sha, meta in kept.kept():
+            fd, name = tempfile.mkstemp(dir=spool, suffix=".replay")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    kept.write_to(sha, fh)
+                taken += int(self.import_file(Path(name), ImportDefaults(**meta["defaults"]))["taken"])
+            except (OSError, KeyError, TypeError, ValueError, MarketError, StoreError) as exc:
+                log.warning("kept import %s in %s not replayed: %s", sha[:16], kept.where, exc)
+            finally:
+                os.unlink(name)
         return taken
 
     def import_file(self, path: Path, defaults: ImportDefaults, name: str | None = None) -> dict[str, Any]:
@@ -318,12 +358,17 @@ class MarketRoutes:
                     fh.write(chunk)
             # Refusals name the upload, not where the hub spooled it.
             report = await asyncio.to_thread(self.import_file, Path(name), defaults, "uploaded file")
-            if self.imports is not None and report["taken"]:
+            meta = {"defaults": {"market": defaults.market, "region": defaults.region, "reporter": defaults.reporter,
+                                 "source": defaults.source}, "bytes": size}
+            if self.kept_imports is not None and report["taken"]:
+                await asyncio.to_thread(self.kept_imports.keep, digest.hexdigest(), meta, Path(name))
+            elif self.imports is not None and report["taken"]:
                 kept = self.imports / f"{digest.hexdigest()}.csv"
                 os.replace(name, kept)
-                kept.with_suffix(".json").write_text(json.dumps({"defaults": {
-                    "market": defaults.market, "region": defaults.region, "reporter": defaults.reporter,
-                    "source": defaults.source}, "bytes": size}), "utf-8")
+                kept.with_suffix(".json").write_text(json.dumps(meta), "utf-8")
+        except StoreError as exc:  # its rows are in the analytics until a restart, which does not import it again
+            return error_response(StoreError(f"the import was read, but could not be kept: {exc.message}",
+                                             hint="import the file again once the store is back"))
         except MarketError as exc:
             return error_response(exc)
         finally:
