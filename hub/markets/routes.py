@@ -113,11 +113,9 @@ class MarketRoutes:
                 log.warning("kept import %s not carried over to %s: %s", meta.name, kept.where, exc)
 
     def _replay_kept(self, kept: ImportedFiles) -> int:
-        spool = self.imports if self.imports is not None else Path(tempfile.gettempdir())
-        spool.mkdir(parents=True, exist_ok=True)
         taken = 0
         for sha, meta in kept.kept():
-            fd, name = tempfile.mkstemp(dir=spool, suffix=".replay")
+            fd, name = self._spooled(".replay")
             try:
                 with os.fdopen(fd, "wb") as fh:
                     kept.write_to(sha, fh)
@@ -127,6 +125,13 @@ class MarketRoutes:
             finally:
                 os.unlink(name)
         return taken
+
+    def _spooled(self, suffix: str) -> tuple[int, str]:
+        """A new file to spool an import into (data_dir/imports, else the system's temporary directory): its
+        descriptor and path."""
+        spool = self.imports if self.imports is not None else Path(tempfile.gettempdir())
+        spool.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=spool, suffix=suffix)
 
     def import_file(self, path: Path, defaults: ImportDefaults, name: str | None = None) -> dict[str, Any]:
         rows = read_import(path, defaults, name=name,
@@ -342,9 +347,7 @@ class MarketRoutes:
         q = request.query
         defaults = ImportDefaults(market=q.get("market", "")[:64], region=q.get("region", "")[:64],
                                   reporter=q.get("reporter", "")[:64], source=q.get("source", "import")[:64])
-        spool = self.imports if self.imports is not None else Path(tempfile.gettempdir())
-        spool.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=spool, suffix=".upload")
+        fd, name = self._spooled(".upload")
         digest, size = hashlib.sha256(), 0
         try:
             # Streamed to disk: an export of a million rows is far larger than a JSON request may be.
