@@ -152,8 +152,10 @@ class AlpsCounts(TypedDict):
 
 
 class SummaryMarkets(TypedDict):
-    observations: int
-    quarantined: int
+    observations: int  # of the days listed, from `observations_from`
+    quarantined: int  # of those `observations`, how many are held out of the analyses now (pending or confirmed)
+    awaiting_decision: int  # the operator's queue: held values waiting for a decision, of any day
+    observations_from: str  # YYYY-MM-DD, the first day listed
     alps: AlpsCounts
 
 

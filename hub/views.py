@@ -25,6 +25,7 @@ from .alerts import Alerts
 from .markets import MarketConfig, RetryPolicy, Subscriber, WebhookSender
 from .markets.days import MARKET_DAYS
 from .markets.kept import KeptDays
+from .markets.quarantine import PENDING
 from .markets.view import HubMarkets, KitchenDemand
 from .markets.warning import ALPS_BANDS
 from .mbg import MbgView, Plan
@@ -523,11 +524,14 @@ class Views:
             out = self.mbg.summary(now, date)
             bands = self.markets.bands()
             observed = self.markets.listed_count()
-            held = self.markets.held_count("pending")
+            held = self.markets.listed_held_count()
+            waiting = self.markets.held_count(PENDING)
+            listed_from = self.markets.listed_since()
         status = self.hub.status()
         out.update({"now": now, "chain": {"size": status["size"], "devices": status["devices"],
                                           "forks": status["forks"], "checkpoint": status["checkpoint"]},
-                    "markets": {"observations": observed, "quarantined": held,
+                    "markets": {"observations": observed, "quarantined": held, "awaiting_decision": waiting,
+                                "observations_from": listed_from,
                                 "alps": {band: sum(1 for a in bands if a["band"] == band) for band in ALPS_BANDS}},
                     "live_alerts": self.alerts.open_count(), "refill": self._refill.to_json()})
         return out

@@ -14,7 +14,7 @@ from .calendar import date_of
 from .catalog import COMMODITIES_BY_ID
 from .errors import MarketError
 from .model import DAY_S, PriceObservation, day_of
-from .quarantine import PENDING
+from .quarantine import CLEARED, PENDING, RELEASED
 from .service import MarketService
 from .validate import Verdict
 
@@ -120,6 +120,14 @@ class HubMarkets(MarketService):
         return sum(1 for e in self.quarantine.store.entries(state)
                    if e.state == PENDING or day_of(e.observation.time, tz) >= first)
 
+    def listed_held_count(self) -> int:
+        """How many observations of the days listed are out of the analyses now (pending or confirmed): the held
+        part of `listed_count`, as `checked` marks them."""
+        first = self.listed_from()
+        tz = self.config.tz_offset_s
+        return sum(1 for e in self.quarantine.store.entries(None)
+                   if e.state not in (RELEASED, CLEARED) and day_of(e.observation.time, tz) >= first)
+
     def checked(self) -> list[dict[str, Any]]:
         """Every observation of the days listed (`listed_from`) with its day, whether it is out of the
         analyses now, and the reasons why."""
@@ -131,7 +139,7 @@ class HubMarkets(MarketService):
                 continue
             state = states.get(obs.id)
             out.append({**obs.to_dict(), "day": day_of(obs.time, self.config.tz_offset_s),
-                        "quarantined": state is not None and state not in ("released", "cleared"),
+                        "quarantined": state is not None and state not in (RELEASED, CLEARED),
                         "state": state or "accepted", "provisional": verdict.provisional,
                         "reasons": [f"{c.name}: {c.reason}" for c in verdict.checks if c.fired]})
         out.sort(key=lambda o: (o["time"], o["id"]))

@@ -231,15 +231,24 @@ async def test_the_held_list_comes_a_page_at_a_time_with_every_pending_value_wha
         assert set(page["names"]) == {e["observation"]["commodity"] for e in page["entries"]}
         paged += [e["observation"]["id"] for e in page["entries"]]
     assert paged == ids
-    # The front page counts the same held values without listing them, also once a decision took one out.
+    # The front page counts the same queue without listing it, also once a decision took one out; beside the
+    # observations of the days listed it counts how many of those are held, as the prices answers mark them.
     code, summary = await env.get("/api/dashboard/summary")
-    assert code == 200 and summary["markets"]["quarantined"] == held["total"]
+    assert code == 200 and summary["markets"]["awaiting_decision"] == held["total"]
+    assert_documented("GET", "/api/dashboard/summary", code, summary)
+    listed = env.views.markets.checked()
+    assert summary["markets"]["observations"] == len(listed)
+    assert summary["markets"]["observations_from"] == env.views.markets.listed_since()
+    in_days = sum(o["quarantined"] for o in listed)
+    assert summary["markets"]["quarantined"] == in_days
+    assert 0 < in_days < held["total"]  # the queue holds values of older days too, the old one among them
     code, answer = await env.post(f"/api/markets/quarantine/{fake}/decide", headers={"Authorization": f"Bearer {OPERATOR}"},
                                   json={"action": "confirm", "by": "siti", "why": "a typo of 40,000"})
     assert code == 200, answer
     code, summary = await env.get("/api/dashboard/summary")
     code, held = await env.get("/api/markets/quarantine")
-    assert summary["markets"]["quarantined"] == held["total"] == len(ids) - 1
+    assert summary["markets"]["awaiting_decision"] == held["total"] == len(ids) - 1
+    assert summary["markets"]["quarantined"] == in_days  # the value decided was of no day listed
     for state in ("pending", "confirmed", "released", "cleared", None):
         assert env.views.markets.held_count(state) == env.views.markets.held_page(state)[1], state
     # Decided, the old value is listed no longer (its day is past the days listed), though the store keeps it.
