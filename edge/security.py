@@ -25,6 +25,7 @@ from coap_server.security import (
     credentials_map,
     derive_pair,
     install,
+    no_context,
     open_context,
     peering_transcript,
     replayed,
@@ -43,6 +44,9 @@ from .sync import ReplicaHolder, SyncAgent, Target
 from .witness import HubWitness
 
 log = logging.getLogger("jejak.edge.security")
+# The least time between two enrollments an edge sends on its own, when its pinned hub holds no context for it
+# (`EdgeSecurity.enroll_again`): a pending device's requests find none either, until it is approved.
+ENROLL_AGAIN_S = 600.0
 SEQUENCE_SKIP = 1 << 24  # OSCORE sequence numbers skipped when the hub says they were used (again while it does)
 ENROLL_SCHEME = "jejak-enroll"
 
@@ -101,6 +105,11 @@ def enroll(uri: str, key: Any, data: Path, *, site: str, role: str, name: str,
     """Send the signed enrollment request to the hub named by the QR code, check the hub's grant against the
     key the QR code carries, pin that key and derive the device's OSCORE context with the hub."""
     url, hub_id, hub_key = parse_enroll_uri(uri)
+    return _enroll_at(url, hub_id, hub_key, key, data, site=site, role=role, name=name, post=post, now=now)
+
+
+def _enroll_at(url: str, hub_id: bytes, hub_key: bytes, key: Any, data: Path, *, site: str, role: str, name: str,
+               post: Any = None, now: int | None = None) -> dict[str, Any]:
     request = make_enroll_request(key, site=site, role=role, name=name, time=now or int(time.time()),
                                   hub_id=hub_id)
     raw = (post or _post)(f"{url}/api/enroll/grant", request)
@@ -280,6 +289,27 @@ class EdgeSecurity:
             self.peer_urls = {u: d for u, d in self.peer_urls.items() if d != device}
             log.warning("OSCORE context of %s closed: the hub revoked its key", device.hex())
 
+    def enroll_again(self) -> dict[str, Any]:
+        """Enroll with the pinned hub again, with a new signed request, and load the context derived from it: the
+        hub holds none for this edge (its oscore directory was lost, as when a hub that keeps its state in
+        PostgreSQL starts on a new data_dir). A hub that keeps the device approved grants a new context at once;
+        the new request makes new keys, so no sequence number of the old ones is used with them. The grant is
+        believed only if the pinned key signed it. Blocking (an HTTP request): run it in a thread."""
+        if self.pin is None:
+            raise UntrustedHub("no hub is pinned: this edge was never enrolled", hint=_WHOLE_TEXT)
+        cfg, data = self.config, self.config.data_path
+        old, self.hub_ctx = self.hub_ctx, None
+        self.credentials.pop(":hub", None)
+        if old is not None:
+            close_context(old)
+        try:
+            return _enroll_at(self.pin["url"], bytes.fromhex(self.pin["id"]), bytes.fromhex(self.pin["key"]), self.key,
+                              data, site=cfg.site, role=cfg.checkpoint.role, name=cfg.name or cfg.site)
+        finally:  # the new context, or the old one if the hub did not answer
+            if (data / "oscore" / "hub" / "secret.json").exists():
+                self.hub_ctx = open_context(data / "oscore" / "hub", f"hub:{self.pin['id']}")
+                self.credentials[":hub"] = self.hub_ctx
+
     def _peer(self, pub: bytes, url: str | None, kind: str = "peer") -> None:
         peer = device_id_for(pub)
         if not self.admitted(peer):
@@ -379,6 +409,7 @@ class SecureSyncAgent(SyncAgent):
         self.revocations_every = security.config.security.revocations_interval_s
         self._revocations_at = -1e18
         self._told: set[str] = set()  # targets skipped for want of a context, said once each
+        self._enroll_again_at = -1e18  # the monotonic time from which this edge may enroll again on its own
         # The hub's checkpoints, checked after each sync with it (edge/witness.py); none without a pinned key.
         self.witness = HubWitness(security.config.data_path, security.hub_key, every=self.interval,
                                   timeout=self.request_timeout) if security.hub_key is not None else None
@@ -418,9 +449,13 @@ class SecureSyncAgent(SyncAgent):
     def reachable(self, target: Target) -> bool:
         return not self.security.require or self.security.can_protect(target.url, target.role)
 
-    def recover(self, target: Target, exc: BaseException) -> bool:
+    async def recover(self, target: Target, exc: BaseException) -> bool:
         ctx = self.security.hub_ctx
-        if target.role != "hub" or ctx is None or not replayed(exc):
+        if target.role != "hub" or ctx is None:
+            return False
+        if no_context(exc):
+            return await self._enroll_again(target)
+        if not replayed(exc):
             return False
         # The hub has seen this context's sequence numbers: oscore/hub is an old copy (a card restored from a
         # backup). Past every number used since, requests are read again; not past them, the next refusal skips
@@ -429,6 +464,25 @@ class SecureSyncAgent(SyncAgent):
         log.warning("hub %s refuses this edge's OSCORE requests as replays: its oscore/hub state is an old copy "
                     "(restored from a backup?); its sequence number is moved %d ahead", target.url, SEQUENCE_SKIP)
         return True
+
+    async def _enroll_again(self, target: Target) -> bool:
+        """The hub holds no context for this edge: enroll again (`EdgeSecurity.enroll_again`), at most once every
+        ENROLL_AGAIN_S; True once a grant came (the request is tried again at once)."""
+        now = self.monotonic()
+        if now < self._enroll_again_at:
+            return False
+        self._enroll_again_at = now + ENROLL_AGAIN_S
+        try:
+            answer = await asyncio.to_thread(self.security.enroll_again)
+        except Exception as exc:  # unreachable, refused (a revoked key) or not the pinned hub: said, tried later
+            log.warning("hub %s holds no OSCORE context for this edge, and enrolling again failed (%s: %s); next try "
+                        "in %.0f s", target.url, getattr(exc, "code", type(exc).__name__), exc, ENROLL_AGAIN_S)
+            return False
+        log.log(logging.WARNING if answer["status"] == "active" else logging.INFO,
+                "hub %s held no OSCORE context for this edge (its oscore state was lost, or the device waits for "
+                "approval): enrolled again with a new request, %s", target.url, answer["status"],
+                extra={"fields": {"peer": target.url, "code": "ENROLLED_AGAIN", "status": answer["status"]}})
+        return answer["status"] == "active"
 
     def _tell_unprotected(self, url: str, role: str) -> None:
         """Say once why nothing goes to a target: with [security] oscore on, requests go only where this edge

@@ -292,7 +292,7 @@ class SyncAgent:
                                          now=self.wall if tell else None,
                                          boot=self.boot if tell and target.tells_boot else None)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
-                if self.recover(target, exc):
+                if await self.recover(target, exc):
                     target.next_try = now
                     continue
                 delay = target.backoff.failed()
@@ -394,7 +394,7 @@ class SyncAgent:
                     async with lanes.lane() as ctx:
                         return await self._ask_head(ctx, target), refused
                 except Exception as exc:  # unreachable: the round after this backs off, and the next one asks again
-                    if first and self.recover(target, exc):
+                    if first and await self.recover(target, exc):
                         continue
                     self._head_failed(target, exc)
                     refused += _refused(exc)
@@ -478,9 +478,9 @@ class SyncAgent:
                         "device signed it, the log is forked already; the hub's answer says", target.url,
                         check.detail, extra={"fields": {"head_check": check.to_json()}})
 
-    def recover(self, target: Target, exc: BaseException) -> bool:
+    async def recover(self, target: Target, exc: BaseException) -> bool:
         """Mend what made a request to `target` fail, if this agent can; True to try again at once
-        (SecureSyncAgent: an OSCORE sequence number restored from an old copy)."""
+        (SecureSyncAgent: an OSCORE sequence number restored from an old copy, a hub that lost its context)."""
         return False
 
     def _head_failed(self, target: Target, exc: BaseException) -> None:

@@ -29,7 +29,8 @@ async def secure_hub(data: Path, *, oscore: bool = True, auto_approve: bool = Tr
                      **settings: Any) -> AsyncIterator[RunningHub]:
     settings.setdefault("bridges", BridgeConfig(enabled=False))
     settings.setdefault("coap_port", 0)
-    config = HubSettings(data_dir=str(data), http_port=0, mdns=False, auto_approve=auto_approve,
+    settings.setdefault("http_port", 0)
+    config = HubSettings(data_dir=str(data), mdns=False, auto_approve=auto_approve,
                          checkpoint_interval=3600, security=HubSecurityConfig(oscore=oscore), **settings)
     running = await start_hub(config, clock=lambda: NOW)
     try:

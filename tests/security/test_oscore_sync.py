@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import socket
 
 import aiocoap
@@ -13,6 +14,7 @@ import cbor2
 
 from edge.daemon import EdgeDaemon
 from ledger.sync import encode_heads, encode_records
+from tests.ports import free_coap, free_tcp
 from tests.wait import wait_for
 
 from .common import NOW, coap, edge, edge_config, enroll_edge, secure_hub
@@ -50,6 +52,37 @@ async def test_enrolled_edge_pushes_over_oscore_and_plain_requests_are_refused(t
             assert daemon.store.state(key.device_id).length == 2  # the spoofed submission stored nothing
             assert hub.security.policy.refused["OSCORE_REQUIRED"] >= 2
             assert daemon.security.policy.refused["OSCORE_REQUIRED"] >= 2
+
+
+async def test_an_edge_enrolls_again_when_its_hub_lost_its_oscore_state(tmp_path, caplog):
+    """A hub whose store kept its devices approved (PostgreSQL's, say) but whose data_dir lost the OSCORE contexts
+    answers each edge's protected requests with "context not found". The edge enrolls again on its own, with a new
+    signed request to the pinned hub: the hub grants a new context at once, the edge believes the grant by the
+    pinned key, and its records arrive again, with no visit to the device."""
+    http, coap_port = free_tcp(), free_coap()
+    async with secure_hub(tmp_path / "hub", http_port=http, coap_port=coap_port) as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        async with edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon:
+            await daemon.submit([("note", {"text": "before"})])
+            await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None and s.length == 2,
+                           what="the first note at the hub")
+        hub_url = hub.coap_url
+        enrolled = hub.hub.store.get_device(key.device_id)
+    secret = tmp_path / "edge" / "oscore" / "hub" / "secret.json"
+    before = secret.read_bytes()
+    shutil.rmtree(tmp_path / "hub" / "oscore")  # lost; the store still holds the device, approved
+    caplog.set_level(logging.WARNING, logger="jejak")
+    async with secure_hub(tmp_path / "hub", http_port=http, coap_port=coap_port) as hub:
+        assert hub.coap_url == hub_url and key.device_id not in hub.security.contexts
+        async with edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon:
+            await daemon.submit([("note", {"text": "after the hub lost its contexts"})])
+            await wait_for(lambda: hub.hub.store.chain_state(key.device_id).length == 3,
+                           what="the note sent after the loss at the hub")
+        assert key.device_id in hub.security.contexts
+        assert hub.hub.store.get_device(key.device_id) == enrolled  # the same device, approved as it was
+    assert secret.read_bytes() != before  # new keys: no sequence number of the old ones is used again
+    again = [r for r in caplog.records if getattr(r, "fields", {}).get("code") == "ENROLLED_AGAIN"]
+    assert len(again) == 1 and again[0].fields["status"] == "active", [r.getMessage() for r in again]
 
 
 async def test_peers_read_by_policy_over_their_pair_context(tmp_path):
