@@ -117,8 +117,9 @@ def page_words() -> dict[str, Words]:
 
 
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
-# A list of names as the checks write one ("['action', 'device']"): data, which reads the same in every language.
-DATA_LIST = re.compile(r"\[(?:'[\w-]*'(?:, '[\w-]*')*)?\]")
+# A list of names or numbers as the checks write one ("['action', 'device']", "[1, 4, 15]"): data, which reads
+# the same in every language.
+DATA_LIST = re.compile(r"\[(?:(?:'[\w-]*'|-?\d+)(?:, (?:'[\w-]*'|-?\d+))*)?\]")
 
 
 class Speaker:

@@ -95,7 +95,7 @@ def test_indonesian_report_holds_no_english(revoked: Path, tmp_path: Path) -> No
 def test_a_problem_without_indonesian_words_is_said_by_its_code() -> None:
     """A problem the words file has no Indonesian for: what its code means, and a line saying where its own words
     are; in English, its own words."""
-    problem = MalformedRecord("record: unprotected header must be exactly {4: 16-byte device id} (kid)",
+    problem = MalformedRecord("record: envelope is not in its canonical form",
                               where="device 38e4d4dff6603b0a5f7c6ed4145e5fb9 seq 2")
     assert verify.failed(Speaker("id"), problem).splitlines() == [
         "GAGAL: MALFORMED (kode keluar 11)",
@@ -104,7 +104,7 @@ def test_a_problem_without_indonesian_words_is_said_by_its_code() -> None:
     assert verify.failed(Speaker("en"), problem).splitlines() == [
         "FAILED: MALFORMED (exit code 11)",
         "Bytes that are not a well-formed, deterministic Jejak structure. [device 38e4d4dff6603b0a5f7c6ed4145e5fb9 "
-        "seq 2] record: unprotected header must be exactly {4: 16-byte device id} (kid)"]
+        "seq 2] record: envelope is not in its canonical form"]
     # The checks' own words for the thing and the sentence after it: said in Indonesian in full.
     worded = MalformedRecord("record payload: not in deterministic CBOR encoding (RFC 8949 \u00a74.2.1)",
                              where="device 38e4d4dff6603b0a5f7c6ed4145e5fb9 seq 2")
@@ -210,7 +210,7 @@ def test_each_problem_wording_of_jejak_verify_in_the_words_file_is_one_it_gives(
                 said += 1
     assert sorted(keys - used) == []
     print(f"said in Indonesian: {said} of {said + unsaid} problems")
-    assert said >= 0.95 * (said + unsaid)
+    assert said >= 0.99 * (said + unsaid)
 
 
 def test_counts_in_the_summary_take_their_number() -> None:
