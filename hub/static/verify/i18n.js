@@ -308,7 +308,7 @@
       "cli.why.bundle.logs": "keys dan records tiap log harus array string bita",
       "cli.why.bundle.bodies": "bodies tiap log harus menyebut tiap seq sekali saja",
       "cli.why.bundle.format": "diharapkan format 'jejak-bundle/2', didapat {got}",
-      "cli.why.bundle.claims": "sebuah butir pada bita {at} mengaku {n} bita, melebihi {max} yang boleh dimuat bundel",
+      "cli.why.bundle.claims": "sebuah butir pada bita {at} menyatakan panjang {n} bita, melebihi {max} bita yang boleh dimuat bundel",
       "cli.why.bundle.trailing": "bukan pengodean CBOR deterministik (RFC 8949 §4.2.1): ada bita setelah map bundel",
       "cli.why.against.larger": "log bundel lama ({n} catatan) lebih besar dari log bundel baru ({m})",
       "cli.why.keys.entry": "catatan rentang ini bukan entri daftar kunci untuk seq-nya",
