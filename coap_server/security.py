@@ -226,6 +226,13 @@ def replayed(exc: BaseException) -> bool:
     return plain is not None and plain.code == Code.UNAUTHORIZED and bytes(plain.payload or b"") == b"Replay detected"
 
 
+def keys_differ(exc: BaseException) -> bool:
+    """Whether a request was refused, unread, because the peer's context for it holds other keys than the sender's
+    (RFC 8613 §8.2, "Decryption failed"): one side enrolled again and the other kept the keys from before."""
+    plain = getattr(exc, "plain_message", None)
+    return plain is not None and plain.code == Code.BAD_REQUEST and b"Decryption failed" in bytes(plain.payload or b"")
+
+
 def no_context(exc: BaseException) -> bool:
     """Whether a request was refused, unread, because the peer holds no context for it (a hub loads a pending
     device's only once it is approved)."""

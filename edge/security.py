@@ -25,6 +25,7 @@ from coap_server.security import (
     credentials_map,
     derive_pair,
     install,
+    keys_differ,
     no_context,
     open_context,
     peering_transcript,
@@ -110,8 +111,16 @@ def enroll(uri: str, key: Any, data: Path, *, site: str, role: str, name: str,
 
 def _enroll_at(url: str, hub_id: bytes, hub_key: bytes, key: Any, data: Path, *, site: str, role: str, name: str,
                post: Any = None, now: int | None = None) -> dict[str, Any]:
-    request = make_enroll_request(key, site=site, role=role, name=name, time=now or int(time.time()),
-                                  hub_id=hub_id)
+    # Each request to the same hub is dated after the one before, whatever the clock says (a Pi without its
+    # real-time clock boots in the past): the hub takes no request older than the one whose keys it holds, so
+    # an old request sent again by someone who saw it cannot put the old keys back.
+    try:
+        pinned = load_pin(data)
+    except (UntrustedHub, ValueError, KeyError):
+        pinned = None
+    before = int(pinned.get("time", 0)) if pinned is not None and pinned["id"] == hub_id.hex() else 0
+    dated = max(now or int(time.time()), before + 1)
+    request = make_enroll_request(key, site=site, role=role, name=name, time=dated, hub_id=hub_id)
     raw = (post or _post)(f"{url}/api/enroll/grant", request)
     try:
         grant = read_grant(raw, hub_key)
@@ -125,7 +134,7 @@ def _enroll_at(url: str, hub_id: bytes, hub_key: bytes, key: Any, data: Path, *,
     tmp = pin_path(data).with_suffix(".new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"id": hub_id.hex(), "key": hub_key.hex(), "url": url}, fh)
+        json.dump({"id": hub_id.hex(), "key": hub_key.hex(), "url": url, "time": dated}, fh)
     os.replace(tmp, pin_path(data))
     return {"device": key.device_id.hex(), "hub": hub_id.hex(), "status": grant.status}
 
@@ -453,7 +462,7 @@ class SecureSyncAgent(SyncAgent):
         ctx = self.security.hub_ctx
         if target.role != "hub" or ctx is None:
             return False
-        if no_context(exc):
+        if no_context(exc) or keys_differ(exc):
             return await self._enroll_again(target)
         if not replayed(exc):
             return False
@@ -481,7 +490,7 @@ class SecureSyncAgent(SyncAgent):
         log.log(logging.WARNING if answer["status"] == "active" else logging.INFO,
                 "hub %s held no OSCORE context for this edge (its oscore state was lost, or the device waits for "
                 "approval): enrolled again with a new request, %s", target.url, answer["status"],
-                extra={"fields": {"peer": target.url, "code": "ENROLLED_AGAIN", "status": answer["status"]}})
+                extra={"fields": {"peer": target.url, "event": "enrolled_again", "status": answer["status"]}})
         return answer["status"] == "active"
 
     def _tell_unprotected(self, url: str, role: str) -> None:

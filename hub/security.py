@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -48,6 +50,16 @@ class RevocationsResource(blocks.Resource):
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
         return aiocoap.Message(code=Code.CONTENT, content_format=60, payload=make_revocations(self.security.hub))
+
+
+class StaleEnrollment(HubError):
+    """An enrollment request dated no later than the one whose keys the hub holds for the device: an old request
+    sent again (anyone who saw it may), which would put back keys the device no longer uses."""
+
+    code = "ENROLL_STALE"
+    coap = "4.09"
+    http = 409
+    exit_code = 59
 
 
 ADMITTED = ("active", "forked")  # approved keys; a forked device still restores and is read by its rules
@@ -155,8 +167,14 @@ class HubSecurity:
         # loaded, where closing and opening it again refused the device's requests in between; another request
         # of the same key starts the counters over.
         if not holds_context(where, keys):
+            in_force = _granted_time(where)
+            if in_force is not None and req.time <= in_force:
+                raise StaleEnrollment(f"enrollment request of {device.device_id.hex()} dated {req.time}, not after "
+                                      f"the one whose keys this hub holds ({in_force}): the context is kept",
+                                      hint="an edge dates each request after its last (hub.pin); enroll it again")
             self._unload(device.device_id)
             write_context(where, keys)
+            _keep_granted_time(where, req.time)
         self._follow(device.device_id)
         log.info("enrollment grant for %s (%s)", device.device_id.hex(), device.status)
         return enroll.make_grant(self.hub.signer, request, device.status)
@@ -194,6 +212,23 @@ class HubSecurity:
         """Drop a device's context and delete it (after revocation of its key)."""
         self._unload(device)
         shutil.rmtree(self.dir / device.hex(), ignore_errors=True)
+
+
+GRANTED = "granted.json"  # beside a device's context: the time of the request its keys were derived from
+
+
+def _granted_time(where: Path) -> int | None:
+    """The time of the enrollment request whose keys the context at `where` holds; None for none kept."""
+    try:
+        return int(json.loads((where / GRANTED).read_text())["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _keep_granted_time(where: Path, at: int) -> None:
+    tmp = where / (GRANTED + ".new")
+    tmp.write_text(json.dumps({"time": at}))
+    os.replace(tmp, where / GRANTED)
 
 
 def _hex_id(name: str) -> bytes | None:

@@ -10,9 +10,12 @@ import shutil
 import socket
 
 import aiocoap
+import aiohttp
 import cbor2
 
 from edge.daemon import EdgeDaemon
+from edge.security import EdgeSecurity, _enroll_at
+from ledger.enroll import make_enroll_request, read_enroll_request
 from ledger.sync import encode_heads, encode_records
 from tests.ports import free_coap, free_tcp
 from tests.wait import wait_for
@@ -70,6 +73,7 @@ async def test_an_edge_enrolls_again_when_its_hub_lost_its_oscore_state(tmp_path
         enrolled = hub.hub.store.get_device(key.device_id)
     secret = tmp_path / "edge" / "oscore" / "hub" / "secret.json"
     before = secret.read_bytes()
+    shutil.copytree(tmp_path / "hub" / "oscore", tmp_path / "old-oscore")
     shutil.rmtree(tmp_path / "hub" / "oscore")  # lost; the store still holds the device, approved
     caplog.set_level(logging.WARNING, logger="jejak")
     async with secure_hub(tmp_path / "hub", http_port=http, coap_port=coap_port) as hub:
@@ -81,8 +85,62 @@ async def test_an_edge_enrolls_again_when_its_hub_lost_its_oscore_state(tmp_path
         assert key.device_id in hub.security.contexts
         assert hub.hub.store.get_device(key.device_id) == enrolled  # the same device, approved as it was
     assert secret.read_bytes() != before  # new keys: no sequence number of the old ones is used again
-    again = [r for r in caplog.records if getattr(r, "fields", {}).get("code") == "ENROLLED_AGAIN"]
+    again = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "enrolled_again"]
     assert len(again) == 1 and again[0].fields["status"] == "active", [r.getMessage() for r in again]
+    # The hub's oscore directory put back from an old copy holds the keys of before: the edge's requests fail to
+    # decrypt there ("Decryption failed"), and the edge enrolls again with a request dated after its last.
+    shutil.rmtree(tmp_path / "hub" / "oscore")
+    shutil.copytree(tmp_path / "old-oscore", tmp_path / "hub" / "oscore")
+    async with (secure_hub(tmp_path / "hub", http_port=http, coap_port=coap_port) as hub,
+                edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon):
+        await daemon.submit([("note", {"text": "after the old copy came back"})])
+        await wait_for(lambda: hub.hub.store.chain_state(key.device_id).length == 4,
+                       what="the note sent after the old copy came back at the hub")
+    again = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "enrolled_again"]
+    assert len(again) == 2
+
+
+async def test_an_old_enrollment_request_sent_again_does_not_put_old_keys_back(tmp_path):
+    """Whoever saw an edge's enrollment request may send it again. After the edge enrolled again (new keys), the
+    old request is refused (ENROLL_STALE, 409) and the hub keeps the keys in force; each request the edge sends
+    is dated after its last, even with its clock set back."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        data = tmp_path / "edge"
+        key = await enroll_edge(data, hub)
+        first = json.loads((data / "hub.pin").read_text())["time"]
+        config = edge_config(data, hub=hub.coap_url)
+        security = EdgeSecurity(config, key)
+        try:
+            sent: list[bytes] = []
+
+            def post(url: str, body: bytes) -> bytes:
+                sent.append(body)
+                return hub.security.grant(body)
+
+            answer = await asyncio.to_thread(_enroll_at_with, security, post, first - 3600)  # clock set back
+            assert answer["status"] == "active"
+        finally:
+            security.close()
+        assert read_enroll_request(sent[0]).time == first + 1
+        assert json.loads((data / "hub.pin").read_text())["time"] == first + 1
+        held = (tmp_path / "hub" / "oscore" / key.device_id.hex() / "secret.json").read_bytes()
+        old = make_enroll_request(key, site="sppg-01", role="kitchen_exit", name="sppg-01", time=first,
+                                  hub_id=hub.hub.hub_id)
+        async with aiohttp.ClientSession() as http, http.post(f"{hub.http_url}/api/enroll/grant", data=old) as resp:
+            assert resp.status == 409
+            assert (await resp.json())["error"]["code"] == "ENROLL_STALE"
+        assert (tmp_path / "hub" / "oscore" / key.device_id.hex() / "secret.json").read_bytes() == held
+        async with edge(config) as daemon:  # the edge still talks to the hub with the keys in force
+            await daemon.submit([("note", {"text": "still heard"})])
+            await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None and s.length == 2,
+                           what="the note at the hub")
+
+
+def _enroll_at_with(security, post, now: int) -> dict:
+    pin = security.pin
+    return _enroll_at(pin["url"], bytes.fromhex(pin["id"]), bytes.fromhex(pin["key"]), security.key,
+                      security.config.data_path, site="sppg-01", role="kitchen_exit", name="sppg-01", post=post,
+                      now=now)
 
 
 async def test_peers_read_by_policy_over_their_pair_context(tmp_path):
