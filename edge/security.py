@@ -301,7 +301,7 @@ class EdgeSecurity:
     def enroll_again(self) -> dict[str, Any]:
         """Enroll with the pinned hub again, with a new signed request, and load the context derived from it: the
         hub holds none for this edge (its oscore directory was lost, as when a hub that keeps its state in
-        PostgreSQL starts on a new data_dir). A hub that keeps the device approved grants a new context at once;
+        PostgreSQL starts on a new data_dir), or one of keys from before (an old copy of it). A hub that keeps the device approved grants a new context at once;
         the new request makes new keys, so no sequence number of the old ones is used with them. The grant is
         believed only if the pinned key signed it. Blocking (an HTTP request): run it in a thread."""
         if self.pin is None:
@@ -475,8 +475,9 @@ class SecureSyncAgent(SyncAgent):
         return True
 
     async def _enroll_again(self, target: Target) -> bool:
-        """The hub holds no context for this edge: enroll again (`EdgeSecurity.enroll_again`), at most once every
-        ENROLL_AGAIN_S; True once a grant came (the request is tried again at once)."""
+        """The hub holds no context for this edge, or one of other keys: enroll again (`EdgeSecurity.enroll_again`),
+        at most once every ENROLL_AGAIN_S; True once an approved device's grant came (the request is tried again
+        at once)."""
         now = self.monotonic()
         if now < self._enroll_again_at:
             return False
@@ -484,12 +485,14 @@ class SecureSyncAgent(SyncAgent):
         try:
             answer = await asyncio.to_thread(self.security.enroll_again)
         except Exception as exc:  # unreachable, refused (a revoked key) or not the pinned hub: said, tried later
-            log.warning("hub %s holds no OSCORE context for this edge, and enrolling again failed (%s: %s); next try "
-                        "in %.0f s", target.url, getattr(exc, "code", type(exc).__name__), exc, ENROLL_AGAIN_S)
+            log.warning("hub %s holds no OSCORE context with this edge's keys, and enrolling again failed (%s: %s); "
+                        "next try in %.0f s", target.url, getattr(exc, "code", type(exc).__name__), exc,
+                        ENROLL_AGAIN_S)
             return False
         log.log(logging.WARNING if answer["status"] == "active" else logging.INFO,
-                "hub %s held no OSCORE context for this edge (its oscore state was lost, or the device waits for "
-                "approval): enrolled again with a new request, %s", target.url, answer["status"],
+                "hub %s held no OSCORE context with this edge's keys (its oscore state was lost or is an old copy, "
+                "or the device waits for approval): enrolled again with a new request, %s", target.url,
+                answer["status"],
                 extra={"fields": {"peer": target.url, "event": "enrolled_again", "status": answer["status"]}})
         return answer["status"] == "active"
 
