@@ -428,6 +428,9 @@ class SecureSyncAgent(SyncAgent):
         self.protect(ctx)
         if sec.require:
             for target in list(self.targets.values()):
+                if (target.role == "hub" and sec.hub_ctx is None and sec.pin is not None
+                        and await self._enroll_again(target)):  # its oscore/hub lost, its pin and key kept
+                    self.protect(ctx)
                 if not sec.can_protect(target.url, target.role):
                     target.next_try = self.monotonic() + self.interval
                     target.last_error = "OSCORE_REQUIRED: no security context for this target"
@@ -475,9 +478,9 @@ class SecureSyncAgent(SyncAgent):
         return True
 
     async def _enroll_again(self, target: Target) -> bool:
-        """The hub holds no context for this edge, or one of other keys: enroll again (`EdgeSecurity.enroll_again`),
-        at most once every ENROLL_AGAIN_S; True once an approved device's grant came (the request is tried again
-        at once)."""
+        """The hub holds no context for this edge, or one of other keys, or this edge lost its own (`oscore/hub`,
+        its pin and key kept): enroll again (`EdgeSecurity.enroll_again`), at most once every ENROLL_AGAIN_S; True
+        once an approved device's grant came (the request is tried again at once)."""
         now = self.monotonic()
         if now < self._enroll_again_at:
             return False

@@ -100,6 +100,19 @@ async def test_an_edge_enrolls_again_when_its_hub_lost_its_oscore_state(tmp_path
     assert len(again) == 2
 
 
+async def test_an_edge_that_lost_its_own_context_enrolls_again_by_its_pin(tmp_path):
+    """An edge whose oscore/hub is gone (a card restored without it) but whose key and pinned hub are kept enrolls
+    again on its own, as a technician would with the QR code, and its records flow again."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        shutil.rmtree(tmp_path / "edge" / "oscore" / "hub")
+        async with edge(edge_config(tmp_path / "edge", hub=hub.coap_url)) as daemon:
+            await daemon.submit([("note", {"text": "after the card lost its context"})])
+            await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None and s.length == 2,
+                           what="the note at the hub")
+        assert (tmp_path / "edge" / "oscore" / "hub" / "secret.json").exists()
+
+
 async def test_an_old_enrollment_request_sent_again_does_not_put_old_keys_back(tmp_path):
     """Whoever saw an edge's enrollment request may send it again. After the edge enrolled again (new keys), the
     old request is refused (ENROLL_STALE, 409) and the hub keeps the keys in force; each request the edge sends
