@@ -275,9 +275,7 @@ class EdgeSecurity:
         self.policy = AccessPolicy(require_oscore=sec.oscore, read=sec.read, own=key.device_id, staff=staff,
                                    submitters=frozenset(bytes.fromhex(s) for s in sec.submitters),
                                    admitted=self.admitted)
-        if (data / "oscore" / "hub" / "secret.json").exists():
-            self.hub_ctx = open_context(data / "oscore" / "hub", f"hub:{self.hub_id.hex() if self.hub_id else ''}")
-            self.credentials[":hub"] = self.hub_ctx
+        self._open_hub_context()
         for entry in sec.peer_keys:
             url, _, pub = entry.rpartition(" ")
             self._peer(bytes.fromhex(pub), url or None)
@@ -315,9 +313,14 @@ class EdgeSecurity:
             return _enroll_at(self.pin["url"], bytes.fromhex(self.pin["id"]), bytes.fromhex(self.pin["key"]), self.key,
                               data, site=cfg.site, role=cfg.checkpoint.role, name=cfg.name or cfg.site)
         finally:  # the new context, or the old one if the hub did not answer
-            if (data / "oscore" / "hub" / "secret.json").exists():
-                self.hub_ctx = open_context(data / "oscore" / "hub", f"hub:{self.pin['id']}")
-                self.credentials[":hub"] = self.hub_ctx
+            self._open_hub_context()
+
+    def _open_hub_context(self) -> None:
+        """Load the context with the hub (data_dir/oscore/hub) if enrollment left one."""
+        where = self.config.data_path / "oscore" / "hub"
+        if (where / "secret.json").exists():
+            self.hub_ctx = open_context(where, f"hub:{self.hub_id.hex() if self.hub_id else ''}")
+            self.credentials[":hub"] = self.hub_ctx
 
     def _peer(self, pub: bytes, url: str | None, kind: str = "peer") -> None:
         peer = device_id_for(pub)
