@@ -70,15 +70,17 @@ def _ingest_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], chunk: in
 
 
 def _batched_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], verifier: CrossLogVerifier | None,
-                  chunk: int = 512, per_call: int = 16) -> tuple[float, float, float, float]:
+                  chunk: int = 512, per_call: int = 16) -> tuple[float, float, float, float, float]:
     """Records/s through Hub.ingest_many as a national hub's pull of a region calls it: requests of `chunk`
     records, `per_call` of them merged and committed together (a pull's worth), signatures checked in-process
     or ahead on the verifier's workers (the next call's sent before this one is merged and committed, as the
     pull's `check_ahead` does). Also the CPU time per record of the writer's process, of the workers and of the
-    store's PostgreSQL server processes (`_server_cpu`), in microseconds."""
+    store's PostgreSQL server processes (`_server_cpu`), in microseconds, and the share of the records whose
+    signatures the writer checked itself, taken back from the workers (CrossLogVerifier._help)."""
     hub, device_id = _hub_with(store, signer)
     items = [(device_id, raws[i:i + chunk]) for i in range(0, len(raws), chunk)]
     workers = verifier.cpu_seconds() if verifier is not None else 0.0
+    taken = verifier.taken if verifier is not None else 0
     server = _server_cpu(store)
     cpu = time.process_time()
     started = time.perf_counter()
@@ -93,8 +95,10 @@ def _batched_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], verifier
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu
     workers = (verifier.cpu_seconds() - workers) if verifier is not None else 0.0
+    taken = (verifier.taken - taken) if verifier is not None else 0
     server = _server_cpu(store) - server
-    return len(raws) / elapsed, cpu / len(raws) * 1e6, workers / len(raws) * 1e6, server / len(raws) * 1e6
+    n = len(raws)
+    return n / elapsed, cpu / n * 1e6, workers / n * 1e6, server / n * 1e6, taken / n
 
 
 def _server_cpu(store: Any) -> float:
@@ -212,14 +216,14 @@ def _ingest_round(make: Callable[[], Any], signer: Ed25519Signer, raws: list[byt
                   cores: int) -> dict[str, float]:
     """One round of `ingest_on_cores`: raw verify, then one core, then every core, each on a new store."""
     raw, raw_cpu_us = raw_verify(min(len(raws), 20_000))
-    one, one_cpu, _, server = _measured(make, lambda store: _batched_rate(store, signer, raws, None))
-    every, writer, workers, _ = _measured(make, lambda store: _batched_rate(store, signer, raws, verifier))
+    one, one_cpu, _, server, _ = _measured(make, lambda store: _batched_rate(store, signer, raws, None))
+    every, writer, workers, _, taken = _measured(make, lambda store: _batched_rate(store, signer, raws, verifier))
     bound = 1e6 / max(writer, (writer + workers) / cores)
     return {"raw_verify_per_s": raw, "one_core_per_s": one, "one_core_vs_raw_verify": one / raw,
             "cores_per_s": every, "cores_vs_one_core": every / one, "cores_vs_raw_verify_of_cores": every / (raw * cores),
             "raw_verify_cpu_us": raw_cpu_us, "one_core_cpu_us": one_cpu, "one_core_server_cpu_us": server,
             "one_core_cpu_vs_raw_verify_cpu": raw_cpu_us / one_cpu,
-            "cores_writer_cpu_us": writer, "cores_workers_cpu_us": workers,
+            "cores_writer_cpu_us": writer, "cores_workers_cpu_us": workers, "cores_taken_by_writer": taken,
             "cores_cpu_bound_per_s": bound, "cores_cpu_bound_vs_one_core": bound * one_cpu / 1e6,
             "cores_cpu_bound_vs_raw_verify_of_cores": bound * raw_cpu_us / 1e6 / cores}
 
@@ -841,7 +845,8 @@ def summary(figures: dict[str, Any]) -> list[str]:
         lines.append(
             f"  CPU per record: raw verify {f['raw_verify_cpu_us']:.1f} us, 1 core {f['one_core_cpu_us']:.1f} us "
             f"(= {f['one_core_cpu_vs_raw_verify_cpu']:.2f}); {cores['cores']} cores writer "
-            f"{f['cores_writer_cpu_us']:.1f} us + workers {f['cores_workers_cpu_us']:.1f} us: on idle cores at most "
+            f"{f['cores_writer_cpu_us']:.1f} us (checking {f.get('cores_taken_by_writer', 0):.0%} of the signatures) "
+            f"+ workers {f['cores_workers_cpu_us']:.1f} us: on idle cores at most "
             f"{f['cores_cpu_bound_vs_one_core']:.2f}x 1 core, {f['cores_cpu_bound_vs_raw_verify_of_cores']:.2f} of "
             "raw verify of the cores used")
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -9,7 +10,8 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from itertools import compress
@@ -24,6 +26,7 @@ BROKEN_POOLS = 3  # pools in a row that break as they start before the hub check
 # The GIL switch interval while signature workers run (`CrossLogVerifier.start`): 0.5 ms against the default 5 ms
 # left the cores idle 3-4 % of a two-core ingest instead of about 6 %.
 POOL_SWITCH_S = 0.0005
+IN_FLIGHT = 2  # tasks sent to a worker and not yet answered: one it checks, one waiting in its pipe
 
 
 def worker_pool(workers: int) -> ProcessPoolExecutor:
@@ -98,16 +101,44 @@ def _verified_many(jobs: list[tuple[bytes, list[bytes]]]) -> bytes:
     return b"".join(_verified(key, raws) for key, raws in jobs)
 
 
+class _Task:
+    """Signature checks for the workers as one task (`jobs`: (key, raws) pieces). It waits in the verifier's
+    queue until a worker has room for it (`future` set then), unless the writer takes it first (`marks`)."""
+
+    __slots__ = ("future", "jobs", "marks")
+
+    def __init__(self, jobs: list[tuple[bytes, list[bytes]]]) -> None:
+        self.jobs = jobs
+        self.future: Future[bytes] | None = None  # once sent to a worker
+        self.marks: bytes | None = None  # once checked by the writer
+
+    @property
+    def finished(self) -> bool:
+        return self.marks is not None or (self.future is not None and self.future.done())
+
+    def result(self) -> bytes:
+        """Its marks, waiting for the worker that checks it. Raises when it never will: the pool broke or closed
+        before it was sent or while it ran (its records are then checked by the merge)."""
+        if self.marks is not None:
+            return self.marks
+        if self.future is None:
+            raise LookupError("signature task dropped before it was sent")
+        return self.future.result()
+
+
 class _Ahead:
     """The `check` for one log's range whose signatures were sent ahead to the workers: it waits for them and
-    checks in-process only what they did not confirm with the key the chain says (a rotation, a bad record)."""
+    checks in-process only what they did not confirm with the key the chain says (a rotation, a bad record).
+    While it would wait, the writer checks tasks that no worker has started, the newest first (`help`)."""
 
-    __slots__ = ("_key", "_parts", "_raws")
+    __slots__ = ("_help", "_key", "_parts", "_raws")
 
-    def __init__(self, key: bytes, raws: Sequence[bytes], parts: list[tuple[int, Future[bytes], int, int]]) -> None:
+    def __init__(self, key: bytes, raws: Sequence[bytes], parts: list[tuple[int, _Task, int, int]],
+                 help: Callable[[], bool]) -> None:
         self._key = key
         self._raws = raws
         self._parts = parts  # (first record of the piece, its task, where its marks start there, how many)
+        self._help = help
 
     def __add__(self, other: object) -> _Ahead:
         """Ranges merged in one go: their confirmations together. One checked with another key, or in-process,
@@ -116,17 +147,20 @@ class _Ahead:
             return self
         shift = len(self._raws)
         return _Ahead(self._key, [*self._raws, *other._raws],
-                      self._parts + [(start + shift, future, at, count) for start, future, at, count in other._parts])
+                      self._parts + [(start + shift, task, at, count) for start, task, at, count in other._parts],
+                      self._help)
 
     def __call__(self, pairs: Sequence[tuple[Record, bytes]]) -> None:
         # Confirmed records are known by the identity of their raw bytes: a record decoded from the very object
         # a worker checked (this range's, kept alive here, so no other object has its id) holds those bytes.
         # Equal bytes in another object are checked here again: that costs time, never acceptance.
         ok: set[int] = set()
-        for start, future, at, count in self._parts:
+        for start, task, at, count in self._parts:
+            while not task.finished and self._help():
+                pass  # the writer would wait for the workers: it checks a task of theirs meanwhile
             try:
-                marks = future.result()[at:at + count]
-            except Exception:  # a worker died: its records are checked here instead
+                marks = task.result()[at:at + count]
+            except Exception:  # a worker died, or the pool closed: its records are checked here instead
                 continue
             raws = self._raws[start:start + count]
             if len(marks) != len(raws):
@@ -147,10 +181,22 @@ class CrossLogVerifier:
     """
 
     def __init__(self, workers: int | None = None, *, chunk: int = 256) -> None:
-        self.workers = workers or os.cpu_count() or 1
+        # A worker on every core, though the writer has one too: on a machine shared with other work, a core
+        # fewer gave the hub a smaller share of the cores (about 0.8 of the rate with one other busy process on
+        # two cores), and on idle cores the rate was the same. The writer checks the tasks that wait whenever it
+        # would wait for the workers (`_help`). On one core, none: the writer checks every signature itself.
+        cores = os.cpu_count() or 1
+        self.workers = (cores if cores > 1 else 0) if workers is None else workers
         self.chunk = chunk
         self._pool: ProcessPoolExecutor | None = None
         self._broken = 0  # pools in a row whose workers died before answering their first task
+        # Tasks wait here, oldest first, until a worker has room (at most IN_FLIGHT tasks a worker sent and not
+        # yet answered): whatever is still here when the writer would wait, it may take and check itself.
+        self._queued: deque[_Task] = deque()
+        self._in_flight = 0
+        self._pool_broken = False  # a task could not be sent: the pool is replaced at the next call
+        self._queue_lock = threading.Lock()
+        self.taken = 0  # records whose signatures were meant for the workers and checked by the writer instead
 
     def start(self) -> None:
         """Start the worker processes now (else at the first range that needs them).
@@ -173,7 +219,7 @@ class CrossLogVerifier:
                               "in the hub's own process from now on (a program embedding the hub must guard its "
                               "main module with `if __name__ == \"__main__\":`, as the workers import it)",
                               self._broken)
-                    self.workers = 1
+                    self.workers = 0
                 raise
             self._broken = 0
 
@@ -182,9 +228,11 @@ class CrossLogVerifier:
         """`items`: (device id, raw records) as offered; `keys`: each held log's current key (new logs: none),
         to which the key each new log's genesis names is added, for the ranges of a call after this one.
         `tasks_per_worker`: how many tasks the records are cut into, per worker (see _submit)."""
-        if self.workers < 2 or sum(len(raws) for _, raws in items) < 64:  # workers < 2: none, or none start
+        if self.workers < 1 or sum(len(raws) for _, raws in items) < 64:  # no workers, or none start
             return [check_signatures] * len(items)
         try:
+            if self._pool_broken:
+                self.close()
             self.start()
             assert self._pool is not None
             return self._submit(self._pool, items, keys, tasks_per_worker)
@@ -209,15 +257,16 @@ class CrossLogVerifier:
         total = sum(len(raws) for _, raws in items)
         size = max(16, min(self.chunk, total // (tasks_per_worker * self.workers)))
         jobs: list[tuple[bytes, list[bytes]]] = []
-        waiting: list[tuple[list[tuple[int, Future[bytes], int, int]], int, int, int]] = []
+        waiting: list[tuple[list[tuple[int, _Task, int, int]], int, int, int]] = []
         held = 0
+        tasks: list[_Task] = []
 
         def flush() -> None:
             nonlocal jobs, waiting, held
             if jobs:
-                future = pool.submit(_verified_many, jobs)
+                tasks.append(_Task(jobs))
                 for parts, start, at, count in waiting:
-                    parts.append((start, future, at, count))
+                    parts.append((start, tasks[-1], at, count))
             jobs, waiting, held = [], [], 0
 
         checks: list[SignatureCheck] = []
@@ -228,7 +277,7 @@ class CrossLogVerifier:
             if not key or not raws:
                 checks.append(check_signatures)
                 continue
-            parts: list[tuple[int, Future[bytes], int, int]] = []
+            parts: list[tuple[int, _Task, int, int]] = []
             i = 0
             while i < len(raws):
                 piece = list(raws[i:i + size - held])
@@ -238,9 +287,51 @@ class CrossLogVerifier:
                 i += len(piece)
                 if held >= size:
                     flush()
-            checks.append(_Ahead(key, raws, parts))
+            checks.append(_Ahead(key, raws, parts, self._help))
         flush()
+        with self._queue_lock:
+            self._queued.extend(tasks)
+        self._send(pool)
         return checks
+
+    def _send(self, pool: ProcessPoolExecutor) -> None:
+        """Send the oldest tasks waiting to the workers, as far as they have room. Runs on the thread that
+        queued them and, as each answer comes, on the pool's thread that takes it in (`_answered`)."""
+        sent = []
+        with self._queue_lock:
+            while self._queued and self._in_flight < IN_FLIGHT * self.workers:
+                task = self._queued.popleft()
+                try:
+                    task.future = pool.submit(_verified_many, task.jobs)
+                except (BrokenProcessPool, RuntimeError):  # broken or shut down: the writer checks what waits,
+                    self._queued.appendleft(task)  # and the next call starts a new pool
+                    self._pool_broken = pool is self._pool
+                    break
+                task.jobs = []
+                self._in_flight += 1
+                sent.append(task.future)
+        for future in sent:  # outside the lock: a future done already calls back at once
+            future.add_done_callback(functools.partial(self._answered, pool))
+
+    def _answered(self, pool: ProcessPoolExecutor, _: Future[bytes]) -> None:
+        with self._queue_lock:
+            if pool is not self._pool:  # a closed pool's task, cancelled or ended: not counted any more
+                return
+            self._in_flight -= 1
+        self._send(pool)
+
+    def _help(self) -> bool:
+        """Check here the newest task that no worker has yet (the writer would wait for the workers otherwise);
+        False when there is none. The workers are sent the oldest first, so what the writer takes is what they
+        would come to last."""
+        with self._queue_lock:
+            if not self._queued:
+                return False
+            task = self._queued.pop()
+        task.marks, task.jobs = _verified_many(task.jobs), []
+        with self._queue_lock:
+            self.taken += len(task.marks)
+        return True
 
     def cpu_seconds(self) -> float:
         """CPU time the worker processes have used so far (Linux /proc; 0 elsewhere): for the benchmark's
@@ -256,9 +347,13 @@ class CrossLogVerifier:
         return total
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        with self._queue_lock:
+            pool, self._pool = self._pool, None
+            self._queued.clear()  # their ranges' records are checked by the merge
+            self._in_flight = 0
+            self._pool_broken = False
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _genesis_key(raws: Sequence[bytes]) -> bytes | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from concurrent.futures import ProcessPoolExecutor
 
 import hub.verify
@@ -10,6 +12,7 @@ from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.verify import BROKEN_POOLS, CrossLogVerifier
 from ledger import Ed25519Signer
+from tests.wait import wait_until
 
 from .conftest import enroll, new_device
 
@@ -65,9 +68,47 @@ def test_workers_that_die_as_they_start_leave_the_checks_to_the_hub_after_a_few_
     try:
         for _ in range(BROKEN_POOLS + 2):
             _keeps_the_good_prefix(hub_, verifier, clock)
-        assert len(pools) == BROKEN_POOLS and verifier.workers == 1
+        assert len(pools) == BROKEN_POOLS and verifier.workers == 0
         assert [r.levelname for r in caplog.records if "signature workers died" in r.getMessage()] == ["ERROR"]
     finally:
+        verifier.close()
+        store.close()
+
+
+def test_the_writer_checks_the_tasks_no_worker_has_started_instead_of_waiting(tmp_path, clock):
+    """The one worker held busy: the writer takes back every task of the range that no worker has started and
+    checks it itself (a forgery in them refused as always), and waits only for the tasks a worker already has."""
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    verifier = CrossLogVerifier(workers=1, chunk=64)
+    store = LmdbHubStore(tmp_path / "hub")
+    hub_ = Hub(store, Ed25519Signer.from_seed(b"\x53" * 32), clock=clock)
+    results: list = []
+    held = None
+    try:
+        verifier.start()
+        held = verifier._pool.submit(fifo.read_bytes)  # the worker waits until the FIFO is opened for writing
+        device_id, raws, forged = _forged_at_400(hub_, clock)
+        offered = [*raws[:400], forged, *raws[401:]]
+        checks = hub_.checks_ahead([(device_id, offered)], verifier)  # 10 tasks of at most 64 records
+        merge = threading.Thread(target=lambda: results.extend(hub_.ingest_many([(device_id, offered)],
+                                                                                checks=checks)))
+        merge.start()
+        # At most two of the tasks can be the worker's (its queue holds two); the writer takes the rest.
+        wait_until(lambda: verifier.taken >= 600 - 2 * 64 - 64, 120, what="the writer to take the tasks back")
+        assert merge.is_alive() and not held.done()  # it waits for the worker's, which wait behind the held one
+        with open(fifo, "wb"):
+            pass
+        merge.join(120)
+        assert not merge.is_alive()
+        [result] = results
+        assert result.accepted == 400 and result.problem["code"] == "INVALID_SIGNATURE"
+        assert "seq 400" in result.problem["where"]
+        assert verifier.taken < 600  # the worker's tasks were still the worker's
+    finally:
+        if held is not None and not held.done():
+            with contextlib.suppress(OSError):  # no reader (the worker is gone): nothing to let go
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         verifier.close()
         store.close()
 
@@ -184,8 +225,12 @@ def test_the_workers_of_a_hub_killed_with_sigkill_exit_and_hold_none_of_its_port
         port, *workers = map(int, proc.stdout.readline().split())
         assert len(workers) == 2
         for pid in workers:  # the workers hold no copy of the hub's listening socket
-            fds = os.listdir(f"/proc/{pid}/fd")
-            inodes = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds}
+            inodes = set()
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    inodes.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except FileNotFoundError:  # closed since it was listed (a worker's own short-lived file)
+                    pass
             hub_socket = os.readlink(f"/proc/{proc.pid}/fd/{_fd_of_port(proc.pid, port)}")
             assert hub_socket not in inodes
     finally:
