@@ -76,7 +76,7 @@ def _batched_rate(store: Any, signer: Ed25519Signer, raws: list[bytes], verifier
     or ahead on the verifier's workers (the next call's sent before this one is merged and committed, as the
     pull's `check_ahead` does). Also the CPU time per record of the writer's process, of the workers and of the
     store's PostgreSQL server processes (`_server_cpu`), in microseconds, and the share of the records whose
-    signatures the writer checked itself, taken back from the workers (CrossLogVerifier._help)."""
+    signatures the writer checked itself, of tasks not yet sent to the workers (CrossLogVerifier._help)."""
     hub, device_id = _hub_with(store, signer)
     items = [(device_id, raws[i:i + chunk]) for i in range(0, len(raws), chunk)]
     workers = verifier.cpu_seconds() if verifier is not None else 0.0

@@ -129,7 +129,7 @@ class _Task:
 class _Ahead:
     """The `check` for one log's range whose signatures were sent ahead to the workers: it waits for them and
     checks in-process only what they did not confirm with the key the chain says (a rotation, a bad record).
-    While it would wait, the writer checks tasks that no worker has started, the newest first (`help`)."""
+    While it would wait, the writer checks tasks not yet sent to a worker, the newest first (`help`)."""
 
     __slots__ = ("_help", "_key", "_parts", "_raws")
 

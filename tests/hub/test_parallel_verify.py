@@ -75,9 +75,9 @@ def test_workers_that_die_as_they_start_leave_the_checks_to_the_hub_after_a_few_
         store.close()
 
 
-def test_the_writer_checks_the_tasks_no_worker_has_started_instead_of_waiting(tmp_path, clock):
-    """The one worker held busy: the writer takes back every task of the range that no worker has started and
-    checks it itself (a forgery in them refused as always), and waits only for the tasks a worker already has."""
+def test_the_writer_checks_the_tasks_not_sent_to_a_worker_instead_of_waiting(tmp_path, clock):
+    """The one worker held busy: the writer takes every task of the range that was not sent to the worker and
+    checks it itself (a forgery in them refused as always), and waits only for the tasks the worker has."""
     fifo = tmp_path / "hold"
     os.mkfifo(fifo)
     verifier = CrossLogVerifier(workers=1, chunk=64)
@@ -92,9 +92,9 @@ def test_the_writer_checks_the_tasks_no_worker_has_started_instead_of_waiting(tm
         offered = [*raws[:400], forged, *raws[401:]]
         checks = hub_.checks_ahead([(device_id, offered)], verifier)  # 10 tasks of at most 64 records
         merge = threading.Thread(target=lambda: results.extend(hub_.ingest_many([(device_id, offered)],
-                                                                                checks=checks)))
+                                                                                checks=checks)), daemon=True)
         merge.start()
-        # At most two of the tasks can be the worker's (its queue holds two); the writer takes the rest.
+        # Two tasks are sent to the one worker at a time (hub.verify.IN_FLIGHT); the writer takes the rest.
         wait_until(lambda: verifier.taken >= 600 - 2 * 64 - 64, 120, what="the writer to take the tasks back")
         assert merge.is_alive() and not held.done()  # it waits for the worker's, which wait behind the held one
         with open(fifo, "wb"):
@@ -104,7 +104,7 @@ def test_the_writer_checks_the_tasks_no_worker_has_started_instead_of_waiting(tm
         [result] = results
         assert result.accepted == 400 and result.problem["code"] == "INVALID_SIGNATURE"
         assert "seq 400" in result.problem["where"]
-        assert verifier.taken < 600  # the worker's tasks were still the worker's
+        assert verifier.taken < 600  # the tasks sent to the worker were left to it
     finally:
         if held is not None and not held.done():
             with contextlib.suppress(OSError):  # no reader (the worker is gone): nothing to let go
