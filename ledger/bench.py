@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import multiprocessing
 import os
 import platform
+import queue
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,21 +38,62 @@ def _rate(n: int, fn: Callable[[], object], *, repeat: int = 3) -> float:
     return n / best
 
 
+def _signed_messages(n: int, seed: int = 1) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A key and `n` (signature, message) pairs of distinct record-sized messages it signed."""
+    signer = Ed25519Signer.from_seed(bytes([seed]) * 32)
+    pairs = []
+    for i in range(n):
+        msg = sig_structure(b"\xa1\x01\x27", b"x" * 152 + i.to_bytes(8, "big"), b"jejak/record/v1")
+        pairs.append((signer.sign(msg), msg))
+    return signer.public_key, pairs
+
+
 def raw_verify(n: int) -> tuple[float, float]:
     """Ed25519 verifications per second on one core through the verifier the ledger uses, and the CPU time of
     one in microseconds: the ceiling that every ingest and sync figure is compared with. Each of the `n`
     signatures is a different record-sized message's, checked once, as an ingest checks them (one signature
     checked over and over runs about 4 % faster than any stream of records can)."""
-    signer = Ed25519Signer.from_seed(b"\x01" * 32)
-    pairs = []
-    for i in range(n):
-        msg = sig_structure(b"\xa1\x01\x27", b"x" * 152 + i.to_bytes(8, "big"), b"jejak/record/v1")
-        pairs.append((signer.sign(msg), msg))
-    key = signer.public_key
+    key, pairs = _signed_messages(n)
     cpu, started = time.process_time(), time.perf_counter()
     for sig, msg in pairs:
         verify_signature(key, sig, msg)
     return n / (time.perf_counter() - started), (time.process_time() - cpu) / n * 1e6
+
+
+def _verify_when_all_ready(n: int, seed: int, ready: Any, out: Any) -> None:
+    key, pairs = _signed_messages(n, seed)
+    ready.wait()
+    cpu, started = time.process_time(), time.perf_counter()
+    for sig, msg in pairs:
+        verify_signature(key, sig, msg)
+    out.put((started, time.perf_counter(), time.process_time() - cpu))
+
+
+def raw_verify_on_cores(n: int, cores: int) -> tuple[float, float]:
+    """`raw_verify` on `cores` processes at once, each checking `n` signatures of its own from the same
+    moment: the verifications per second those cores give together (from the first start to the last end),
+    and the CPU time of one in microseconds. Cores that share a cache, a memory bus or a host's other work
+    give less than `cores` times one core's rate, and this says how much less."""
+    ctx = multiprocessing.get_context("forkserver")
+    ready, out = ctx.Barrier(cores), ctx.Queue()
+    procs = [ctx.Process(target=_verify_when_all_ready, args=(n, 2 + i, ready, out), daemon=True)
+             for i in range(cores)]
+    for proc in procs:
+        proc.start()
+    spans: list[tuple[float, float, float]] = []
+    try:
+        while len(spans) < cores:
+            try:
+                spans.append(out.get(timeout=1))
+            except queue.Empty:
+                if any(proc.exitcode not in (None, 0) for proc in procs):
+                    ready.abort()  # the others stop waiting for the one that died
+                    raise RuntimeError("a raw verify process died") from None
+    finally:
+        for proc in procs:
+            proc.join()
+    wall = max(end for _, end, _ in spans) - min(start for start, _, _ in spans)
+    return cores * n / wall, sum(cpu for _, _, cpu in spans) / (cores * n) * 1e6
 
 
 def raw_verify_rate(n: int) -> float:

@@ -19,6 +19,7 @@ def test_quick_bench_reports_figures():
         assert isinstance(cores, dict), cores  # a missing store is a failure, not a note
         assert cores["one_core_per_s"] > 0 and cores["cores_per_s"] > 0
         assert cores["cores_vs_raw_verify_of_cores"] > 0 and cores["cores_workers_cpu_us"] > 0
+        assert cores["raw_verify_on_cores_per_s"] > 0 and cores["cores_vs_raw_verify_on_cores"] > 0
     assert figures["cross_log"]["ingest_all_cores_per_s"] > 0 and figures["cross_log"]["all_cores_vs_one"] > 0
     follow = figures["follow_region"]
     assert follow["first"]["reverify_records"] == 20 * 50 and follow["grown"]["reverify_records"] == 20 * 5
@@ -52,4 +53,6 @@ def test_ingest_on_cores_gives_the_median_of_its_rounds(tmp_path):
     assert figures["rounds"] == 3 and len(lmdb["one_core_vs_raw_verify_rounds"]) == 3
     assert len(made) == 1 + 3 * 2  # the warm-up's store, then one core and every core in each round
     assert round(lmdb["one_core_vs_raw_verify"], 3) == round(statistics.median(lmdb["one_core_vs_raw_verify_rounds"]), 3)
+    for key in ("cores_vs_raw_verify_of_cores", "cores_vs_raw_verify_on_cores"):
+        assert round(lmdb[key], 3) == round(statistics.median(lmdb[f"{key}_rounds"]), 3)
     assert lmdb["one_core_per_s"] > 0 and lmdb["cores_workers_cpu_us"] > 0

@@ -21,3 +21,12 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     # Overhead beyond the body: envelope, signature and the seven fixed payload fields.
     assert 0 < figures["overhead_bytes"] < 200
     assert figures["record_bytes"] == figures["overhead_bytes"] + figures["body_bytes"]
+
+
+def test_raw_verify_on_cores_checks_every_signature_on_each_core() -> None:
+    rate, cpu_us = bench.raw_verify_on_cores(300, 2)
+    one, _ = bench.raw_verify(300)
+    assert rate > 0 and cpu_us > 0
+    # Two processes at once checked 600 signatures: their rate is at most about twice one core's, never a
+    # hundred times it (as a span measured from the wrong clocks would give).
+    assert rate < one * 2 * 20
