@@ -151,7 +151,10 @@ class HubClock:
         """Run on from `t` at the same pace (the demo's --once jumps to the end of its day)."""
         if self.spec.start is None or self.spec.speed <= 0:
             raise ValueError("clock: only a clock started at an instant with a speed can skip ahead")
-        self._t0 = self._ticks() - (t - self.spec.start) / self.spec.speed
+        sim: float = t
+        if self.slow_after is not None and t > self.slow_after:  # past it the clock runs `speed` times slower
+            sim = self.slow_after + (t - self.slow_after) * self.spec.speed
+        self._t0 = self._ticks() - (sim - self.spec.start) / self.spec.speed
 
 
 def clock_setting(text: str) -> str:

@@ -237,6 +237,18 @@ class Demo:
         await asyncio.to_thread(self.running.hub.checkpoint)
         self.day_done = True
 
+    def close_backlog_window(self) -> int:
+        """Move the clock past the markets' backlog window and make final the days it held open. The devices
+        sent their past days' prices late (the whole window, in a demo), so each of those days waits for the
+        other markets' backlogs; two hours of a real evening later they are judged with all of them in.
+        Returns how many verdicts became final."""
+        views = self.running.views
+        self.clock.skip_to(self.clock() + views.markets.validator.config.backlog_window_s + 1)
+        with views.fresh():
+            settled = views.markets.settle()
+        views.changed()  # the alerts are derived again from the final verdicts
+        return settled
+
     def _unsent(self, d: SimDevice) -> bool:
         state = self.running.hub.store.chain_state(d.device_id)
         return (state.length if state else 0) < len(d.records)
@@ -330,7 +342,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", type=clock_setting,
                    help="start the hub's clock here instead (its day is the demo's day): " + CLOCK_HELP)
     p.add_argument("--duration", type=float, help="stop after this many real seconds (default: run until Ctrl-C)")
-    p.add_argument("--once", action="store_true", help="play the whole day at once, print a summary and exit")
+    p.add_argument("--once", action="store_true", help="play the whole day at once, let the markets' backlog window close (two hours on the "
+                   "clock), print a summary and exit")
     p.add_argument("--progress-s", type=float, default=10.0, help="seconds between progress lines (default 10)")
     return p
 
@@ -355,6 +368,9 @@ async def _amain(args: argparse.Namespace) -> int:
         if args.once:
             await day
             await progress
+            settled = await asyncio.to_thread(demo.close_backlog_window)
+            print(f"demo: {_clock_text(demo.clock())} WIB, the markets' backlog window closed: {settled} prices "
+                  "judged final", flush=True)
         else:
             waiter = asyncio.create_task(stop.wait())
             await asyncio.wait([waiter], timeout=args.duration)

@@ -186,11 +186,11 @@ class MarketService:
 
     def settle(self, now: int | None = None) -> int:
         """Make final the days whose cut-off has passed (the hub calls it on a timer); returns how many
-        verdicts became final."""
+        observations got their final verdict."""
         revised = self.validator.settle(int(self.clock()) if now is None else now)
         for o, v in revised:
             self._apply(o, v, self._verdicts.get(o.id))
-        return len(revised)
+        return len({o.id for o, _ in revised})
 
     def _apply(self, obs: PriceObservation, verdict: Verdict, before: Verdict | None) -> None:
         """File an observation by its (new) verdict: accepted ones count in the prices, quarantined ones

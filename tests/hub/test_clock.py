@@ -80,6 +80,10 @@ def test_a_started_clock_runs_at_its_pace_then_at_one_x_after_the_day():
     assert clock() == MIDNIGHT + 17 * H + 10
     clock.skip_to(MIDNIGHT + 6 * H)
     assert clock() == MIDNIGHT + 6 * H
+    clock.skip_to(MIDNIGHT + 19 * H)  # past 17:00, where it runs at 1x: it stands where it was sent
+    assert clock() == MIDNIGHT + 19 * H
+    ticks.t += 10
+    assert clock() == MIDNIGHT + 19 * H + 10
 
 
 def test_a_clock_that_follows_records_moves_only_forward_and_not_to_a_wrong_device_clock():

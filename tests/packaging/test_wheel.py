@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -134,6 +135,13 @@ def test_demo_plays_a_day_from_the_wheel(wheel_install: Install, tmp_path: Path)
                           capture_output=True, text=True, timeout=540)
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-4000:]
     assert "ceilings" not in demo.stderr  # the market data files were found in the installed package
+    # The devices sent the markets' past days late, all at 17:00: the summary is read once the backlog window
+    # those days wait in has closed, and their prices are final.
+    closed = re.search(r"^demo: 19:\d\d WIB, the markets' backlog window closed: (\d+) prices judged final$",
+                       demo.stdout, re.MULTILINE)
+    assert closed is not None and int(closed.group(1)) > 0, demo.stdout[-2000:]
+    summary = json.loads(demo.stdout.splitlines()[-1])
+    assert summary["demo"]["day_done"] and summary["summary"]["markets"]["observations"] > 0
 
 
 def test_example_from_the_wheel_writes_where_it_runs_and_verifies(wheel_install: Install, tmp_path: Path) -> None:
