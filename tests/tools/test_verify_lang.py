@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
 import contextlib
+import importlib
 import io
+import itertools
 import json
 import re
 import tempfile
@@ -11,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger import MalformedRecord
+from ledger import MalformedRecord, errors
 from tests.webverify.tamper import EXAMPLE, Case, device_tamperings, tamper_set
 from tools import verify
 from tools.pagewords import WORDS_FILE, Speaker, WordsFileError, page_words, parse_object
@@ -19,8 +23,8 @@ from tools.pagewords import WORDS_FILE, Speaker, WordsFileError, page_words, par
 # English words no Indonesian line holds, as the page's own test has them (tests/webverify/test_words.py).
 ENGLISH = re.compile(r"\b(the|is|not|does|of|with|and|has|its|by|from|to|record|records|signature|key|bundle|device|"
                      r"checked|verified|failed|exit code)\b", re.IGNORECASE)
-# What reads the same in both: hex ids, the command's options, quoted field names.
-DATA = re.compile(r"\b[0-9a-f]{16,}\b|--[a-z-]+|'[a-z_]+'")
+# What reads the same in both: hex ids, the command's options, quoted names ('hub_log', 'jejak-bundle/2').
+DATA = re.compile(r"\b[0-9a-f]{16,}\b|--[a-z-]+|'[\w./-]+'")
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +99,7 @@ def test_indonesian_report_holds_no_english(revoked: Path, tmp_path: Path) -> No
 def test_a_problem_without_indonesian_words_is_said_by_its_code() -> None:
     """A problem the words file has no Indonesian for: what its code means, and a line saying where its own words
     are; in English, its own words."""
-    problem = MalformedRecord("record: envelope is not in its canonical form",
+    problem = MalformedRecord("record: a check this file has no words for",
                               where="device 38e4d4dff6603b0a5f7c6ed4145e5fb9 seq 2")
     assert verify.failed(Speaker("id"), problem).splitlines() == [
         "GAGAL: MALFORMED (kode keluar 11)",
@@ -104,7 +108,7 @@ def test_a_problem_without_indonesian_words_is_said_by_its_code() -> None:
     assert verify.failed(Speaker("en"), problem).splitlines() == [
         "FAILED: MALFORMED (exit code 11)",
         "Bytes that are not a well-formed, deterministic Jejak structure. [device 38e4d4dff6603b0a5f7c6ed4145e5fb9 "
-        "seq 2] record: envelope is not in its canonical form"]
+        "seq 2] record: a check this file has no words for"]
     # The checks' own words for the thing and the sentence after it: said in Indonesian in full.
     worded = MalformedRecord("record payload: not in deterministic CBOR encoding (RFC 8949 \u00a74.2.1)",
                              where="device 38e4d4dff6603b0a5f7c6ed4145e5fb9 seq 2")
@@ -219,3 +223,191 @@ def test_counts_in_the_summary_take_their_number() -> None:
     assert code == 0 and any(line.startswith("Verified: 2 records of 1 device, ") for line in lines), lines
     code, lines = run(str(tiny), "--lang", "id")
     assert code == 0 and any(line.startswith("Terverifikasi: 2 catatan dari 1 perangkat, ") for line in lines), lines
+
+
+# Every problem a bundle can make jejak-verify report, read from the source of the code that checks a bundle
+# (tools/verify.py: verify_bundle_from, compare_bundles_from): each coded error it makes, raised or listed.
+ROOT = Path(__file__).parents[2]
+VERIFYING = ("ledger/acceptance.py", "ledger/authority.py", "ledger/bodies.py", "ledger/bundle.py", "ledger/cbor.py",
+             "ledger/chain.py", "ledger/checkpoint.py", "ledger/cose.py", "ledger/merkle.py", "ledger/record.py",
+             "tools/verify.py")
+# Coded errors in them that a bundle's check never makes: (file, function or class, the message's start, why).
+# Errors of other types (ValueError: a caller's misuse, as of the hub's BundleEncoder or a signer's seed) are not
+# what jejak-verify reports, and are not read.
+NOT_VERIFYING = (
+    ("ledger/acceptance.py", "accept", "the log is at its quota", "a replica's quota: a bundle's check sets none"),
+    ("ledger/acceptance.py", "accept", "unusable record", "Python's own words for a fault of the checks"),
+    ("ledger/chain.py", "ChainState.from_cbor", "", "a chain state the hub stores, never in a bundle"),
+    ("ledger/chain.py", "ChainBuilder", "", "building a log, which edges and the hub do"),
+    ("ledger/record.py", "encode_record", "", "signing a record, which edges and the hub do"),
+    ("ledger/cbor.py", "_head", "", "the heads the hub's bundle encoder writes"),
+    ("ledger/merkle.py", "MerkleTree", "", "the hub's tree and its store, which make proofs; a bundle's proofs are "
+                                           "checked by root_from_inclusion and verify_consistency"),
+)
+CODED = {name for name, value in vars(errors).items()
+         if isinstance(value, type) and issubclass(value, errors.LedgerError)}
+VALUE = "7"  # a value only known when the check runs: data, which reads the same in both languages
+
+
+def _excluded(path: str, qual: str, message: str) -> bool:
+    return any(path == p and (qual == q or qual.startswith(q + ".")) and message.startswith(start)
+               for p, q, start, _ in NOT_VERIFYING)
+
+
+class _Source:
+    """The files' syntax trees, each node with the file, function (qualified name) and function node it is in."""
+
+    def __init__(self) -> None:
+        self.trees = {path: ast.parse((ROOT / path).read_text(encoding="utf-8")) for path in VERIFYING}
+        self.modules = {path: importlib.import_module(path.removesuffix(".py").replace("/", ".")) for path in VERIFYING}
+        self.inside: dict[ast.AST, tuple[str, str, ast.FunctionDef | None]] = {}
+        for path, tree in self.trees.items():
+            self._index(path, tree, "", None)
+
+    def _index(self, path: str, node: ast.AST, qual: str, func: ast.FunctionDef | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.ClassDef):
+                name = f"{qual}.{child.name}" if qual else child.name
+                self.inside[child] = (path, name, child if isinstance(child, ast.FunctionDef) else func)
+                self._index(path, child, name, child if isinstance(child, ast.FunctionDef) else func)
+            else:
+                self.inside[child] = (path, qual, func)
+                self._index(path, child, qual, func)
+
+    def texts(self, expr: ast.expr | None, at: ast.AST, depth: int = 0) -> list[str]:
+        """What the text `expr` (in the code of `at`) can be: literal text as it is; a name bound to text (a local,
+        or a parameter, as its callers in these files give it) as that text; a value of the module alone (its
+        constants, "{MAX_DEPTH}", "{sorted(KINDS)}") as it is; any other value as VALUE."""
+        path, _, func = self.inside[at]
+        if expr is None or depth > 6:
+            return [VALUE]
+        if isinstance(expr, ast.Constant):
+            return [expr.value] if isinstance(expr.value, str) else [VALUE]
+        if isinstance(expr, ast.JoinedStr):
+            parts = [self.texts(v, at, depth + 1) if isinstance(v, ast.Constant) else self._formatted(v, at, depth)
+                     for v in expr.values if isinstance(v, ast.Constant | ast.FormattedValue)]
+            return ["".join(p) for p in itertools.islice(itertools.product(*parts), 500)]
+        if (value := self._constant(expr, at)) is not None:
+            return [value if isinstance(value, str) else str(value)]
+        if isinstance(expr, ast.Name) and func is not None:
+            for node in ast.walk(func):  # a local given text
+                if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [expr.id]:
+                    return self.texts(node.value, node, depth + 1)
+            if expr.id in [a.arg for a in func.args.args + func.args.kwonlyargs]:
+                return self._given(func, expr.id, depth + 1)
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name):  # a function of the file that says a text
+            said = [t for node in self.inside if isinstance(node, ast.FunctionDef) and node.name == expr.func.id
+                    and self.inside[node][0] == path
+                    for r in ast.walk(node) if isinstance(r, ast.Return) for t in self.texts(r.value, r, depth + 1)]
+            return said or [VALUE]
+        return [VALUE]
+
+    def _constant(self, expr: ast.expr, at: ast.AST) -> object | None:
+        """The value of an expression of the module's own names alone ("MAX_DEPTH", "sorted(KINDS)"), else None."""
+        path, _, func = self.inside[at]
+        names = {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+        module = vars(self.modules[path])
+        if names & _locals(func) or not names <= module.keys() | set(dir(builtins)):
+            return None
+        try:
+            return eval(compile(ast.Expression(expr), path, "eval"), dict(module))  # our own source, its constants
+        except Exception:
+            return None
+
+    def _formatted(self, value: ast.FormattedValue, at: ast.AST, depth: int) -> list[str]:
+        """A "{...}" of an f-string: its texts, converted (!r) and formatted as it says."""
+        spec = "".join(self.texts(value.format_spec, at, depth + 1)) if value.format_spec else ""
+        convert = {ord("r"): repr, ord("a"): ascii}.get(value.conversion, lambda x: x)
+        if (constant := self._constant(value.value, at)) is not None:
+            return [format(convert(constant), spec)]
+        texts = self.texts(value.value, at, depth + 1)
+        return [VALUE if t == VALUE else format(convert(t), spec) for t in texts]
+
+    def _given(self, func: ast.FunctionDef, param: str, depth: int) -> list[str]:
+        """What the calls in these files give `func`'s parameter `param` (its default where a call leaves it out)."""
+        path, qual, _ = self.inside[func]
+        method = "." in qual and func.args.args and func.args.args[0].arg in ("self", "cls")
+        positional = [a.arg for a in func.args.args][1 if method else 0:]
+        defaults = dict(zip([a.arg for a in func.args.args][::-1], func.args.defaults[::-1], strict=False))
+        defaults |= {a.arg: d for a, d in zip(func.args.kwonlyargs, func.args.kw_defaults, strict=True) if d}
+        out: list[str] = []
+        for node, (at_path, at_qual, _) in self.inside.items():
+            if not isinstance(node, ast.Call) or _excluded(at_path, at_qual, ""):
+                continue
+            f = node.func
+            if method:  # self.key(...), src.key(...)
+                calls = isinstance(f, ast.Attribute) and f.attr == func.name
+            else:  # decode(...) in its own file, cbor.decode(...) in another
+                calls = (isinstance(f, ast.Name) and f.id == func.name) or (
+                    isinstance(f, ast.Attribute) and f.attr == func.name and isinstance(f.value, ast.Name)
+                    and path.endswith(f"/{f.value.id}.py"))
+            if not calls:
+                continue
+            given = next((k.value for k in node.keywords if k.arg == param), None)
+            if given is None and param in positional and positional.index(param) < len(node.args):
+                given = node.args[positional.index(param)]
+            if given is not None:
+                out += self.texts(given, node, depth)
+            elif param in defaults:
+                out += self.texts(defaults[param], func.args, depth)
+        return list(dict.fromkeys(out)) or [VALUE]
+
+
+def _locals(func: ast.FunctionDef | None) -> set[str]:
+    if func is None:
+        return set()
+    args = func.args
+    return ({a.arg for a in args.args + args.kwonlyargs + args.posonlyargs}
+            | {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+            | {n.id for n in ast.walk(func) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)})
+
+
+def bundle_problems() -> tuple[list[tuple[str, list[str], list[str]]], set[tuple[str, str, str, str]]]:
+    """(file:line, what its message can be, where it can be) of each coded error a bundle's check makes, and the
+    entries of NOT_VERIFYING that left one out."""
+    src = _Source()
+    found, used = [], set()
+    for node, (path, qual, _) in src.inside.items():
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CODED and node.args):
+            continue
+        messages = src.texts(node.args[0], node)
+        left_out = {e for e in NOT_VERIFYING if path == e[0] and (qual == e[1] or qual.startswith(e[1] + "."))
+                    and all(m.startswith(e[2]) for m in messages)}
+        if left_out:
+            used.update(left_out)
+            continue
+        where = next((k.value for k in node.keywords if k.arg == "where"), None)
+        places = [] if where is None else [p for p in src.texts(where, node) if p != VALUE]
+        found.append((f"{path}:{node.lineno}", messages, places))
+    return sorted(found), used
+
+
+def test_every_problem_a_bundle_can_have_is_said_in_indonesian() -> None:
+    """Each coded error the checks of a bundle can make, in each form its message can take (values known only
+    when it runs stand as data), is said in Indonesian with no English left, and so is where it is: a new
+    problem, or a reworded one, cannot reach an auditor in English."""
+    found, used = bundle_problems()
+    assert len(found) > 130
+    assert used == set(NOT_VERIFYING)  # each leaves out a problem that is still there
+    messages = {m for _, ms, _ in found for m in ms}
+    # The reader follows a text through names and calls to the words an auditor reads.
+    assert {"record protected header: empty input", "bundle: log bodies must name each seq once",
+            "bundle: expected format 'jejak-bundle/2', got 7", "7 body field 7: expected 7, got 7",
+            "checkpoint: expected an array of 4 items, got an array of 7 items"} <= messages
+    say = Speaker("id")
+    unsaid, english = [], []
+    for at, ms, places in found:
+        for message in ms:
+            said = say.again(message, ("why.", "cli.why."))
+            if said is None:
+                unsaid.append(f"{at}: {message}")
+            elif english_in([said]):
+                english.append(f"{at}: {said}")
+        for place in places:
+            said = say.again(place, ("at.", "cli.at."))
+            if said is None:
+                unsaid.append(f"{at}: [{place}]")
+            elif english_in([said]):
+                english.append(f"{at}: [{said}]")
+    assert unsaid == [], "\n".join(["without Indonesian words:", *unsaid])
+    assert english == [], "\n".join(["English left:", *english])

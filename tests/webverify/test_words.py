@@ -24,7 +24,8 @@ SCRIPTS = ROOT / "hub" / "static" / "verify"
 # The scripts that check a bundle (noble.js is the vendored cryptography, which names no sentence).
 CHECKS = ("cbor.js", "record.js", "chain.js", "merkle.js", "checkpoint.js", "bundle.js")
 # Words that are the same in both languages: names of the format's own things.
-SAME = {"what.checkpoint", "what.log", "at.checkpoint", "at.checkpoints", "cli.n.checkpoint.one"}
+SAME = {"what.checkpoint", "what.log", "at.checkpoint", "at.checkpoints", "cli.n.checkpoint.one", "what.cbor.array",
+        "what.cbor.map"}
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 # English words no Indonesian line of the page holds (hex ids, site names and the format's field names aside).
 ENGLISH = re.compile(r"\b(the|is|not|does|of|with|and|has|its|by|from|to|record|records|signature|key|bundle|device|"
