@@ -397,17 +397,12 @@ def test_every_problem_a_bundle_can_have_is_said_in_indonesian() -> None:
     say = Speaker("id")
     unsaid, english = [], []
     for at, ms, places in found:
-        for message in ms:
-            said = say.again(message, ("why.", "cli.why."))
+        for text, prefixes, shown in ([(m, ("why.", "cli.why."), "{}") for m in ms]
+                                      + [(p, ("at.", "cli.at."), "[{}]") for p in places]):
+            said = say.again(text, prefixes)
             if said is None:
-                unsaid.append(f"{at}: {message}")
+                unsaid.append(f"{at}: {shown.format(text)}")
             elif english_in([said]):
-                english.append(f"{at}: {said}")
-        for place in places:
-            said = say.again(place, ("at.", "cli.at."))
-            if said is None:
-                unsaid.append(f"{at}: [{place}]")
-            elif english_in([said]):
-                english.append(f"{at}: [{said}]")
+                english.append(f"{at}: {shown.format(said)}")
     assert unsaid == [], "\n".join(["without Indonesian words:", *unsaid])
     assert english == [], "\n".join(["English left:", *english])
