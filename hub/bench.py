@@ -177,9 +177,9 @@ def _pushes(store: LmdbHubStore, logs: list[tuple[Ed25519Signer, list[bytes]]], 
 
 def ingest_on_cores(n: int, stores: dict[str, Callable[[], Any]], *, rounds: int = 3) -> dict[str, Any]:
     """Ingest on one core and on every core against the raw verify rate of the cores used (as cores times one
-    core's rate, and as measured on all of them at once), per store, side by side in one run. One core: signatures checked in the writer's process. Every core: checked ahead by one
-    worker process per core while the writer decodes, links, commits and appends to the tree (the writer shares
-    the cores with the workers).
+    core's rate, and as measured on all of them at once), per store, side by side in one run. One core:
+    signatures checked in the writer's process. Every core: checked ahead by one worker process per core while
+    the writer decodes, links, commits and appends to the tree (the writer shares the cores with the workers).
 
     A running hub is warm: its heap has grown and its code has run. So each store first ingests once uncounted
     (a fresh process's first ingest pays for its heap's page faults, about a fifth more here), then `rounds`

@@ -241,7 +241,7 @@ class Demo:
         """Move the clock past the markets' backlog window and make final the days it held open. The devices
         sent their past days' prices late (the whole window, in a demo), so each of those days waits for the
         other markets' backlogs; two hours of a real evening later they are judged with all of them in.
-        Returns how many verdicts became final."""
+        Returns how many prices got their final verdict."""
         views = self.running.views
         self.clock.skip_to(self.clock() + views.markets.validator.config.backlog_window_s + 1)
         with views.fresh():
@@ -342,8 +342,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", type=clock_setting,
                    help="start the hub's clock here instead (its day is the demo's day): " + CLOCK_HELP)
     p.add_argument("--duration", type=float, help="stop after this many real seconds (default: run until Ctrl-C)")
-    p.add_argument("--once", action="store_true", help="play the whole day at once, let the markets' backlog window close (two hours on the "
-                   "clock), print a summary and exit")
+    p.add_argument("--once", action="store_true", help="play the whole day at once, let the markets' backlog "
+                   "window close (two hours on the clock), print a summary and exit")
     p.add_argument("--progress-s", type=float, default=10.0, help="seconds between progress lines (default 10)")
     return p
 
