@@ -249,9 +249,10 @@ CODED = {name for name, value in vars(errors).items()
 VALUE = "7"  # a value only known when the check runs: data, which reads the same in both languages
 
 
-def _excluded(path: str, qual: str, message: str) -> bool:
-    return any(path == p and (qual == q or qual.startswith(q + ".")) and message.startswith(start)
-               for p, q, start, _ in NOT_VERIFYING)
+def _left_out(path: str, qual: str, messages: list[str]) -> set[tuple[str, str, str, str]]:
+    """The entries of NOT_VERIFYING that leave out an error of `qual` in `path` whose message can be `messages`."""
+    return {e for e in NOT_VERIFYING if path == e[0] and (qual == e[1] or qual.startswith(e[1] + "."))
+            and all(m.startswith(e[2]) for m in messages)}
 
 
 class _Source:
@@ -332,7 +333,7 @@ class _Source:
         defaults |= {a.arg: d for a, d in zip(func.args.kwonlyargs, func.args.kw_defaults, strict=True) if d}
         out: list[str] = []
         for node, (at_path, at_qual, _) in self.inside.items():
-            if not isinstance(node, ast.Call) or _excluded(at_path, at_qual, ""):
+            if not isinstance(node, ast.Call) or _left_out(at_path, at_qual, [""]):
                 continue
             f = node.func
             if method:  # self.key(...), src.key(...)
@@ -371,8 +372,7 @@ def bundle_problems() -> tuple[list[tuple[str, list[str], list[str]]], set[tuple
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CODED and node.args):
             continue
         messages = src.texts(node.args[0], node)
-        left_out = {e for e in NOT_VERIFYING if path == e[0] and (qual == e[1] or qual.startswith(e[1] + "."))
-                    and all(m.startswith(e[2]) for m in messages)}
+        left_out = _left_out(path, qual, messages)
         if left_out:
             used.update(left_out)
             continue
