@@ -28,6 +28,7 @@ log = logging.getLogger("jejak.hub")
 FILE_NAME = "last-checkpoint.json"
 LOST_FILE = "lost-checkpoints.json"
 OVERRIDE = "jejak hub run --accept-older-store"
+TAKE_BACK = "jejak hub take-back BUNDLE..."
 
 
 class OlderStore(CodedError):
@@ -186,9 +187,10 @@ class LastSigned:
             f"{self._story(tree, signed, found)}. Signing on it would give "
             "other roots for sizes already signed, a split view to the national hub that follows this one and to "
             "every auditor holding an earlier checkpoint", where="store",
-            hint=f"restore a newer copy of the store (one taken after {_when(signed.time)}) and start again; only "
-                 f"if none exists, start once with `{OVERRIDE}`, knowing the national hub and auditors will see "
-                 "this hub's log rewritten (docs/DEPLOY.md, Backups)")
+            hint=f"restore a newer copy of the store (one taken after {_when(signed.time)}) and start again, or "
+                 f"take the lost records back from audit bundles this hub exported since the copy (`{TAKE_BACK}`); "
+                 f"only if neither exists, start once with `{OVERRIDE}`, knowing the national hub and auditors "
+                 "will see this hub's log rewritten (docs/DEPLOY.md, Backups)")
 
     def presented(self, tree: MerkleTree, cp: Checkpoint, latest: Checkpoint | None) -> OlderStore:
         """A checkpoint this hub signed that its running `tree` does not hold, presented by an edge that holds

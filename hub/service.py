@@ -253,6 +253,7 @@ def closing_tiles(tree: MerkleTree, leaves: Sequence[bytes]) -> list[bytes]:
 TILE_HEIGHT = 6
 
 
+TAKE_BACK_BATCH = 4096  # records of a restore's tail merged and committed together
 PENDING_RECOUNT_S = 5.0  # how stale the count of devices waiting for approval may be when an enrollment asks
 KNOCK_LOG_S = 600  # a refused device is logged at most this often (hub time), per cause
 
@@ -301,6 +302,7 @@ class Hub:
         self._older_told = False
         if last_signed is not None:
             last_signed.hold(self.tree, self._checkpoints[-1] if self._checkpoints else None)
+        self._taking_back = False  # merging a restore's lost tail (`take_back`)
         self._own = self._open_own_log()
 
     # the hub's own log --------------------------------------------------------------------------------------
@@ -779,9 +781,12 @@ class Hub:
                 offer.listeners, offer.done = listeners, True
 
     def ingest_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], *, verifier: AheadVerifier | None = None,
-                    checks: Sequence[SignatureCheck | None] | None = None) -> list[IngestResult | LedgerError]:
+                    checks: Sequence[SignatureCheck | None] | None = None, whole: bool = False
+                    ) -> list[IngestResult | LedgerError]:
         """Several offered ranges (a pull's logs, a burst of pushes) merged in order by the one writer and
-        committed together: each range's result, or the error that refused it as `ingest` would raise it.
+        committed together: each range's result, or the error that refused it as `ingest` would raise it. With
+        `whole`, the first range not taken whole ends the merge: the results stop at it (a restore's tail, whose
+        order is the point).
 
         With `verifier`, every range's signatures go to the other cores first and the writer decodes and links
         each range while the workers check the next ones (Trillian's sequencer, fed by verifiers). `checks`:
@@ -792,7 +797,7 @@ class Hub:
         with collection_deferred():
             with self._writing():
                 try:
-                    out, told = self._merge_many(items, checks)
+                    out, told = self._merge_many(items, checks, whole=whole)
                 finally:
                     self._flush()
                 listeners = list(self.listeners.on_records)
@@ -800,10 +805,10 @@ class Hub:
             del told
         return out
 
-    def _merge_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], checks: Sequence[SignatureCheck | None]
-                    ) -> tuple[list[IngestResult | LedgerError], list[tuple[list[Record], int]]]:
+    def _merge_many(self, items: Sequence[tuple[bytes, Sequence[bytes]]], checks: Sequence[SignatureCheck | None],
+                    *, whole: bool = False) -> tuple[list[IngestResult | LedgerError], list[tuple[list[Record], int]]]:
         """Each range merged in order (`_merge`): its result or the error that refused it, and the records to tell
-        the listeners once committed. Runs under the lock."""
+        the listeners once committed; with `whole`, up to the first range not taken whole. Runs under the lock."""
         out: list[IngestResult | LedgerError] = []
         told: list[tuple[list[Record], int]] = []
         for (device_id, raws), check in zip(items, checks, strict=True):
@@ -811,9 +816,13 @@ class Hub:
                 result, arrivals = self._merge(device_id, raws, check or self.check)
             except LedgerError as exc:
                 out.append(exc)
+                if whole:
+                    break
                 continue
             out.append(result)
             told.extend(arrivals)
+            if whole and result.accepted != len(raws):
+                break
         return out, told
 
 
@@ -876,7 +885,7 @@ class Hub:
                                   leaves=[leaf_hash(rec.raw) for rec in records], arrived_at=arrived_at))
         size = len(self.tree) + pending.leaves
         for rec in result.records:
-            if rec.kind == "key" and rec.seq > 0 and rec.body is not None:
+            if rec.kind == "key" and rec.seq > 0 and rec.body is not None and not self._taking_back:
                 self._decide(Decision(action="rotate", device_id=device_id, from_seq=rec.seq,
                                       key=rec.body["pubkey"]))
         problem = None
@@ -978,9 +987,11 @@ class Hub:
 
     def take_back(self, lost: Checkpoint, tail: Sequence[tuple[bytes, bytes]]) -> Checkpoint:
         """Make the log whole again after a restore from an older copy: append `tail`, the `(device id, record)`
-        pairs of the leaves from this log's size to `lost.tree_size` in the lost log's order (a follower's copy),
-        after checking that with them the tree's root at that size is the root of `lost`, a checkpoint this hub
-        signed. Every record is verified again as it is merged, through the acceptance path. `lost` is then the
+        pairs of the leaves from this log's size to `lost.tree_size` in the lost log's order (from audit bundles
+        exported before the loss, hub/restore.py), after checking that with them the tree's root at that size is
+        the root of `lost`, a checkpoint this hub signed. Every record is verified again as it is merged, through
+        the acceptance path: a device's against its log, the hub's own (approvals, revocations, attestations)
+        against the hub's key, and each decision taken back takes effect again (`_stand`). `lost` is then the
         latest checkpoint signed, and signing goes on where it stood. Nothing is written when the root differs
         (TailRefused)."""
         with self._lock:
@@ -991,12 +1002,11 @@ class Hub:
             if size + len(tail) != lost.tree_size:
                 raise TailRefused(f"the lost checkpoint is of {lost.tree_size} records and this log holds {size}: "
                                   f"{lost.tree_size - size} are missing, {len(tail)} were offered",
-                                  hint="offer the follower's records from this log's size to the checkpoint's")
-            own = sum(1 for device_id, _raw in tail if device_id == self.hub_id)
-            if own:  # its decisions stand only as the hub wrote them, in its own log, which no follower pulls
-                raise TailRefused(f"the lost log holds {own} records of this hub's own log (enrollments, decisions) "
-                                  "from after the copy", hint="restore a newer copy of the store that holds them, or "
-                                  "start with --accept-older-store (docs/DEPLOY.md, Backups)")
+                                  hint="offer the records from this log's size to the checkpoint's")
+            for i, (device_id, raw) in enumerate(tail):
+                if (of := decode_record(raw).device_id) != device_id:
+                    raise TailRefused(f"the record at leaf {size + i} is of device {of.hex()}, offered as device "
+                                      f"{device_id.hex()}", hint="offer each record with its own device id")
             scratch = log_tree(self.store)
             for _device, raw in tail:
                 scratch.append_hash(leaf_hash(raw))
@@ -1004,16 +1014,81 @@ class Hub:
                 raise TailRefused(f"with the {len(tail)} records offered, this log's root at size {lost.tree_size} "
                                   f"is {scratch.root().hex()[:16]}..., not the lost checkpoint's "
                                   f"{lost.root.hex()[:16]}...: they are not its records, or not in its order",
-                                  hint="take the tail from a follower that kept this hub's records in its order")
-            for device_id, group in itertools.groupby(tail, key=lambda pair: pair[0]):
-                raws = [raw for _device, raw in group]
-                result = self.ingest(device_id, raws)
-                if result.accepted != len(raws):
-                    raise TailRefused(f"device {device_id.hex()} took {result.accepted} of the {len(raws)} records "
-                                      f"of the lost log offered for it ({result.problem})",
-                                      hint="the log now holds the records before them; see the problem")
+                                  hint="take the tail from bundles this hub exported, which give its log's order")
+            ranges = [(device_id, [raw for _device, raw in group])
+                      for device_id, group in itertools.groupby(tail, key=lambda pair: pair[0])]
+            self._taking_back = True  # a device's key record brings no new decision: the tail holds the one made
+            try:
+                batch: list[tuple[bytes, list[bytes]]] = []
+                for device_id, raws in [*ranges, (self.hub_id, [])]:
+                    if device_id != self.hub_id:
+                        batch.append((device_id, raws))
+                        if sum(len(r) for _d, r in batch) < TAKE_BACK_BATCH:
+                            continue
+                    if batch:  # a commit each: a day's tail is not a fsync a range
+                        self._take_back_devices(batch)
+                    batch = []
+                    if raws:
+                        self._take_back_own(raws)
+            finally:
+                self._taking_back = False
             assert holds(self.tree, lost)
             return self._held_again(lost)
+
+    def _take_back_devices(self, ranges: Sequence[tuple[bytes, list[bytes]]]) -> None:
+        """Merge devices' ranges of a lost tail in order and commit them together, each taken whole."""
+        for (device_id, raws), result in zip(ranges, self.ingest_many(ranges, whole=True), strict=False):
+            taken, problem = ((0, f"{result.code}: {result.message}") if isinstance(result, LedgerError)
+                              else (result.accepted, result.problem))
+            if taken != len(raws):
+                raise TailRefused(f"device {device_id.hex()} took {taken} of the {len(raws)} records of the lost "
+                                  f"log offered for it ({problem})",
+                                  hint="the log now holds the records before them; see the problem")
+
+    def _take_back_own(self, raws: list[bytes]) -> None:
+        """Merge a range of the hub's own log from a lost tail: verified with the hub's key as the next records of
+        its log, committed, and its decisions in force again."""
+        state = self.store.chain_state(self.hub_id) or ChainState.empty(self.hub_id)
+        result = accept(state, raws, check=self.check)
+        if len(result.records) != len(raws):
+            raise TailRefused(f"the hub's own log took {len(result.records)} of the {len(raws)} records of it "
+                              f"offered ({result.problem})",
+                              hint="the log now holds the records before them; see the problem")
+        try:
+            for rec in result.records:
+                self._own.follow(rec)
+            self._append_own(self._own, result.records)
+        except Exception:
+            self._own = self._open_own_log()
+            raise
+        self._stand(result.records)
+        self._notify(list(self.listeners.on_records), result.records, self.clock())
+
+    def _stand(self, records: Sequence[Record]) -> None:
+        """Store the standing the decisions among `records` (the hub's own, taken back) give their devices: an
+        approval admits the device (made from the decision, without its name, where the store lost its
+        enrollment), a revocation or withdrawal refuses it from its point. A forked device stays forked."""
+        changed: dict[bytes, DeviceInfo] = {}
+        for rec in records:
+            if rec.kind != "authority":
+                continue
+            decision = Decision.of(rec)
+            if decision.action == "rotate":
+                continue
+            device = changed.get(decision.device_id) or self.store.get_device(decision.device_id)
+            if device is None:
+                standing = self.authority.devices.get(decision.device_id)
+                if standing is None or standing.key is None:
+                    continue
+                device = DeviceInfo(device_id=decision.device_id, pubkey=standing.key, site=standing.site or "",
+                                    role=standing.role or "", enrolled_at=rec.time)
+            if device.status == "forked":
+                continue
+            point = self.authority.revoked_from(decision.device_id)
+            changed[decision.device_id] = device.with_status("active" if point is None else "revoked",
+                                                             revoked_from=point)
+        if changed:
+            self._set(*changed.values())
 
     def _held_again(self, cp: Checkpoint) -> Checkpoint:
         """`cp`, a checkpoint of this log signed before a restore, is the latest signed again."""

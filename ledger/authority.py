@@ -151,3 +151,8 @@ class AuthorityWriter:
         record = self._builder.append(kind, body)
         self.authority.apply(record)
         return record
+
+    def follow(self, record: Record) -> None:
+        """Fold `record`, the log's next record as this hub signed it before (its lost tail, taken back)."""
+        self._builder.follow(record)
+        self.authority.apply(record)

@@ -168,6 +168,12 @@ class ChainBuilder:
             raise LedgerError("key records are made by genesis() or rotate()")
         return self._sign(kind, body, detach=detach)
 
+    def follow(self, record: Record) -> None:
+        """Take `record`, the log's next record signed before with its key (a restored hub's own log taking its
+        lost tail back), as the head: the next record signed here extends it."""
+        self._state, _ = link(self._state, record)
+        self._boot = max(self._boot, record.boot)
+
     def rotate(self, new_signer: Signer) -> Record:
         """Sign, with the current key, a record that hands the log over to `new_signer`."""
         record = self._sign("key", {"pubkey": new_signer.public_key, "alg": "Ed25519", "reason": "rotation"})

@@ -104,6 +104,49 @@ def _hub_verify(args: argparse.Namespace) -> int:
     return 0 if result.ok else DamagedRecord.exit_code
 
 
+def _hub_take_back(args: argparse.Namespace) -> int:
+    """Merge back the records a hub's store lost to a restore from an older copy, from bundles the hub exported
+    (hub/restore.py), up to the last checkpoint it signed (`data_dir/last-checkpoint.json`). Exit 0 when the log
+    holds that checkpoint again, HUB_STORE_OLDER's code when records are still missing, RESTORE_TAIL's when the
+    bundles' records are refused. Run with the hub stopped: it writes to the hub's store."""
+    from hub.app import existing_key, open_existing_store
+    from hub.clock import ClockSpec, HubClock
+    from hub.config import load
+    from hub.lastsigned import LastSigned, OlderStore, holds
+    from hub.restore import take_back_from
+    from hub.service import Hub
+    from ledger import decode_checkpoint
+
+    config = load(args.config)
+    key = existing_key(config)
+    lost = LastSigned(Path(config.data_dir), key.public_key).read()
+    for path in args.bundles:
+        path.open("rb").close()  # unreadable: a usage error now, before the store is opened
+    store = open_existing_store(config)
+    try:
+        signed = store.checkpoints()[-1:]
+        copied = decode_checkpoint(signed[0]).time if signed else lost.time if lost else 0
+        # A bundle holds no arrival times: the records taken back arrive at their own (a day backfilled).
+        hub = Hub(store, key, clock=HubClock(ClockSpec(start=copied, speed=0.0, follow_records=True)))
+        if lost is None or holds(hub.tree, lost):
+            print("nothing to take back: " + (f"{Path(config.data_dir) / 'last-checkpoint.json'} names no checkpoint"
+                                              if lost is None else "the store holds the last checkpoint signed"))
+            return 0
+        done = take_back_from(hub, lost, ((str(path), path.read_bytes()) for path in args.bundles))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(done.to_json()))
+    elif done.whole:
+        print(f"the log is whole again: {done.taken} records taken back, it holds the checkpoint of "
+              f"{lost.tree_size} records this hub signed last; start it as usual")
+    else:
+        print(f"{done.taken} records taken back, to the checkpoint of {done.checkpoint.tree_size} records; the "
+              f"bundles hold none past it, and this hub signed one of {lost.tree_size}: a bundle exported later "
+              f"takes the rest back, else start once with --accept-older-store (docs/DEPLOY.md, Backups)")
+    return 0 if done.whole else OlderStore.exit_code
+
+
 def _postgres_only(config: HubConfig) -> None:
     """Refuse an LMDB hub's config for `jejak hub archive` before its store is opened (opening would make one)."""
     from hub.config import ConfigError
@@ -571,6 +614,14 @@ def parser() -> argparse.ArgumentParser:
                                                     "the store records)")
     index.add_argument("--json", action="store_true", help="print one report per archive as JSON")
     index.set_defaults(func=_hub_archive_index)
+    take = hub.add_parser("take-back", help="make a hub whose store was restored from an older copy whole "
+                          "again, from audit bundles it exported after that copy (the hub stopped); exit 89 if "
+                          "records are still missing, 91 if the bundles' records are refused")
+    take.add_argument("--config", help="hub TOML config")
+    take.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE",
+                      help="bundle files (.jejak) this hub exported (`jejak export`), in any order")
+    take.add_argument("--json", action="store_true", help="print the result as JSON")
+    take.set_defaults(func=_hub_take_back)
     regions = hub.add_parser("regions", help="regional hubs followed by their checkpoints: their state, split "
                                              "views, and an operator's resume").add_subparsers(
         dest="regions_command", required=True)

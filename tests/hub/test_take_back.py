@@ -4,6 +4,7 @@ before; it then starts without --accept-older-store and signs on."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hub.service import Hub, TailRefused
 from hub.store import LmdbHubStore
 from hub.tiers import pull_once
 from ledger import Ed25519Signer
+from tools.cli import main
 
 from .conftest import Clock, enroll, new_device
 
@@ -84,7 +86,7 @@ async def test_a_restored_region_takes_its_lost_tail_back_from_the_national_hub(
         assert len(restored.tree) == copied and store.size() == copied  # nothing written
         with pytest.raises(TailRefused, match="missing"):
             restored.take_back(lost, tail[:-1])
-        with pytest.raises(TailRefused, match="own log"):
+        with pytest.raises(TailRefused, match="offered as device"):
             restored.take_back(lost, [*tail[:-1], (restored.hub_id, tail[-1][1])])
         assert store.size() == copied
         assert restored.take_back(lost, tail) == lost
@@ -100,6 +102,96 @@ async def test_a_restored_region_takes_its_lost_tail_back_from_the_national_hub(
         clock.advance(60)
         later = hub.checkpoint()
         assert later is not None and later.tree_size == lost.tree_size + 1
+        assert hub.tree.root(lost.tree_size) == lost.root
+    finally:
+        store.close()
+
+
+def _region(data: Path, signer: Ed25519Signer, clock: Clock) -> tuple[LmdbHubStore, Hub]:
+    store = LmdbHubStore(data / "store")
+    return store, Hub(store, signer, clock=clock, last_signed=LastSigned(data, signer.public_key))
+
+
+def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: Path, capsys) -> None:
+    """The operator's command: a region restored from Monday's copy takes back, from the audit bundles it
+    exported since, everything it lost, its own decisions among them (a device enrolled and approved after the
+    copy, a key rotated, a device revoked), in its log's order; a bundle exported before the last checkpoint takes
+    it part of the way (exit 89), a tampered one nothing (exit 91), and then the hub starts without the flag."""
+    clock, data = Clock(), tmp_path / "region"
+    toml = tmp_path / "hub.toml"
+    toml.write_text(f'data_dir = "{data}"\nmdns = false\n')
+    signer = load_or_create_key(data / "hub.key")
+    store, region = _region(data, signer, clock)
+    devices = {}
+    for site in ("sppg-01", "sppg-02"):
+        device_signer, builder = new_device(clock)
+        device_id = enroll(region, device_signer, clock, site=site)
+        assert region.ingest(device_id, [builder.genesis().raw, *_notes(builder, 3, "before")]).accepted == 4
+        devices[site] = (device_id, builder)
+    clock.advance(60)
+    assert region.checkpoint() is not None
+    store.close()
+    shutil.copytree(data / "store", tmp_path / "monday")
+
+    store, region = _region(data, signer, clock)
+    copied = len(region.tree)
+    new_signer, new_builder = new_device(clock)
+    new_id = enroll(region, new_signer, clock, site="sppg-03")  # enrolled and approved after the copy
+    devices["sppg-03"] = (new_id, new_builder)
+    assert region.ingest(new_id, [new_builder.genesis().raw]).accepted == 1
+    rotated_id, rotated = devices["sppg-01"]
+    assert region.ingest(rotated_id, [rotated.rotate(Ed25519Signer.from_seed(b"\x52" * 32)).raw]).accepted == 1
+    for round_ in range(2):
+        for device_id, builder in devices.values():
+            assert region.ingest(device_id, _notes(builder, 1 + round_, f"after {round_}")).accepted == 1 + round_
+    revoked_id = devices["sppg-02"][0]
+    region.revoke(revoked_id)
+    clock.advance(60)
+    monday_bundle = tmp_path / "tuesday.jejak"
+    monday_bundle.write_bytes(region.export())  # signs the checkpoint it covers
+    middle = region.latest_checkpoint()
+    assert middle is not None
+    for device_id, builder in (devices["sppg-01"], devices["sppg-03"]):
+        assert region.ingest(device_id, _notes(builder, 2, "later")).accepted == 2
+    clock.advance(60)
+    later_bundle = tmp_path / "wednesday.jejak"
+    later_bundle.write_bytes(region.export())
+    lost = region.latest_checkpoint()
+    assert lost is not None and lost.tree_size > middle.tree_size > copied
+    own = sum(1 for e in store.entries(copied, lost.tree_size) if e.device_id == region.hub_id)
+    assert own == 3, "the approval, the rotation and the revocation are in the lost tail"
+    store.close()
+
+    shutil.rmtree(data / "store")
+    shutil.copytree(tmp_path / "monday", data / "store")
+    tampered = tmp_path / "tampered.jejak"
+    raw = bytearray(later_bundle.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    tampered.write_bytes(bytes(raw))
+    take = ["hub", "take-back", "--config", str(toml), "--json"]
+    assert main([*take, str(tampered)]) == TailRefused.exit_code
+    assert "RESTORE_TAIL" in capsys.readouterr().err
+    assert main([*take, str(monday_bundle)]) == OlderStore.exit_code
+    assert json.loads(capsys.readouterr().out) == {
+        "taken": middle.tree_size - copied, "whole": False, "tree_size": middle.tree_size,
+        "root": middle.root.hex(), "lost_tree_size": lost.tree_size, "lost_root": lost.root.hex()}
+    with pytest.raises(OlderStore):
+        _region(data, signer, clock)[0].close()
+    assert main([*take, str(later_bundle), str(monday_bundle)]) == 0
+    assert json.loads(capsys.readouterr().out)["taken"] == lost.tree_size - middle.tree_size
+
+    store, hub = _region(data, signer, clock)  # no flag needed: the log holds what the hub signed
+    try:
+        assert hub.latest_checkpoint() == lost and hub.tree.root(lost.tree_size) == lost.root
+        assert hub.store.get_device(new_id).status == "active"
+        assert hub.store.get_device(revoked_id).status == "revoked"
+        assert hub.authority.devices[rotated_id].rotations, "the rotation stands in the hub's own log again"
+        assert hub.ingest(new_id, _notes(new_builder, 1, "next")).accepted == 1
+        assert hub.ingest(rotated_id, _notes(rotated, 1, "next")).accepted == 1, "signed with the rotated key"
+        assert hub.ingest(revoked_id, _notes(devices["sppg-02"][1], 1, "next")).problem is not None
+        hub.revoke(new_id)  # the hub's own log goes on from the records taken back
+        clock.advance(60)
+        assert hub.checkpoint() is not None
         assert hub.tree.root(lost.tree_size) == lost.root
     finally:
         store.close()

@@ -1,0 +1,89 @@
+"""Taking the records a hub lost back from audit bundles it exported before the loss (`jejak hub take-back`).
+
+A store restored from an older copy lacks the records the hub took after the copy, and the hub refuses to sign
+on it (hub/lastsigned.py): the checkpoints it signed cover those records in its log's order. An audit bundle the
+hub exported after the copy holds them with a receipt each, and a receipt names the record's place in the log.
+So bundles give the lost tail in the log's order, and `Hub.take_back` merges it again, each record verified
+again, once the tail gives the root the hub signed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ledger import Checkpoint, decode_bundle, device_id_for, verify_bundle, verify_receipt
+
+from .lastsigned import holds
+from .service import Hub, TailRefused
+
+
+@dataclass(frozen=True, slots=True)
+class TakenBack:
+    """What `take_back_from` did: the records merged again, the checkpoint the log holds again (the lost one when
+    `whole`, else the largest one of the bundles' that their records reach), and the lost checkpoint."""
+
+    taken: int
+    checkpoint: Checkpoint
+    lost: Checkpoint
+
+    @property
+    def whole(self) -> bool:
+        return self.checkpoint.tree_size >= self.lost.tree_size
+
+    def to_json(self) -> dict[str, object]:
+        return {"taken": self.taken, "whole": self.whole, "tree_size": self.checkpoint.tree_size,
+                "root": self.checkpoint.root.hex(), "lost_tree_size": self.lost.tree_size,
+                "lost_root": self.lost.root.hex()}
+
+
+def leaves_from(bundles: Iterable[tuple[str, bytes]], hub_key: bytes, start: int
+                ) -> tuple[dict[int, tuple[bytes, bytes]], list[Checkpoint]]:
+    """The `(device id, record)` at each leaf index from `start` on that the bundles (name, bytes) hold, as their
+    receipts place them, and the bundles' checkpoints. Each bundle is verified whole with the hub's key pinned
+    first: one with any problem is refused (RESTORE_TAIL, naming its first problem)."""
+    hub_id = device_id_for(hub_key)
+    leaves: dict[int, tuple[bytes, bytes]] = {}
+    checkpoints: list[Checkpoint] = []
+    for name, data in bundles:
+        report = verify_bundle(data, hub_key=hub_key)
+        if not report.ok:
+            first = report.all_problems[0]
+            raise TailRefused(f"{name} does not verify as a bundle of this hub: {first.code}: {first.message}",
+                              hint=f"jejak-verify --hub-key {hub_key.hex()} {name} says all of it; take the "
+                                   "records back from bundles that verify")
+        bundle = decode_bundle(data)
+        held = {hashlib.sha256(raw).digest(): (hub_id, raw) for raw in bundle.hub_log}
+        held.update((hashlib.sha256(raw).digest(), (log.device_id, raw)) for log in bundle.logs for raw in log.records)
+        for record_id, receipt in bundle.receipts:
+            device_id, raw = held[record_id]  # the bundle verified: every receipt names a record it holds
+            index = verify_receipt(receipt, raw, hub_key).index
+            if index >= start:
+                leaves[index] = (device_id, raw)
+        checkpoints.extend(report.checkpoints)
+    return leaves, checkpoints
+
+
+def take_back_from(hub: Hub, lost: Checkpoint, bundles: Iterable[tuple[str, bytes]]) -> TakenBack:
+    """Merge back into `hub`'s log, restored from an older copy, the records from its size to the checkpoint
+    `lost` it signed, taken from audit bundles it exported (`leaves_from`). When the bundles' records stop
+    short of `lost` (exported before it was signed), the log is taken as far as the largest checkpoint of theirs
+    that they reach, which still leaves the hub short of `lost` (`TakenBack.whole` is false). RESTORE_TAIL when
+    the bundles hold no leaf from the log's size on, or the tail they give is refused (`Hub.take_back`)."""
+    size = len(hub.tree)
+    if holds(hub.tree, lost):
+        return TakenBack(taken=0, checkpoint=lost, lost=lost)
+    leaves, checkpoints = leaves_from(bundles, hub.signer.public_key, size)
+    reach = size
+    while reach in leaves:
+        reach += 1
+    target = max((cp for cp in [lost, *checkpoints] if size < cp.tree_size <= min(reach, lost.tree_size)),
+                 key=lambda cp: cp.tree_size, default=None)
+    if target is None:
+        held = f"from leaf {size} to {reach - 1}" if reach > size else f"not leaf {size}, where this log ends"
+        raise TailRefused(f"this log holds {size} records and lost those up to the checkpoint of {lost.tree_size}; "
+                          f"the bundles hold {held}, which reaches no checkpoint signed after the copy",
+                          hint="take the records back from a bundle exported after the copy of the store was "
+                               "taken (a whole export: `jejak export` with no --site)")
+    taken = hub.take_back(target, [leaves[i] for i in range(size, target.tree_size)])
+    return TakenBack(taken=target.tree_size - size, checkpoint=taken, lost=lost)
