@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ledger import Checkpoint, decode_bundle, device_id_for, verify_bundle, verify_receipt
+from ledger import Checkpoint, decode_bundle, device_id_for, verify_bundle
 
 from .lastsigned import holds
 from .service import Hub, TailRefused
@@ -46,20 +46,19 @@ def leaves_from(bundles: Iterable[tuple[str, bytes]], hub_key: bytes, start: int
     leaves: dict[int, tuple[bytes, bytes]] = {}
     checkpoints: list[Checkpoint] = []
     for name, data in bundles:
-        report = verify_bundle(data, hub_key=hub_key)
+        places: dict[bytes, int] = {}
+        report = verify_bundle(data, hub_key=hub_key, placed=places.__setitem__)
         if not report.ok:
             first = report.all_problems[0]
             raise TailRefused(f"{name} does not verify as a bundle of this hub: {first.code}: {first.message}",
                               hint=f"jejak-verify --hub-key {hub_key.hex()} {name} says all of it; take the "
                                    "records back from bundles that verify")
         bundle = decode_bundle(data)
-        held = {hashlib.sha256(raw).digest(): (hub_id, raw) for raw in bundle.hub_log}
-        held.update((hashlib.sha256(raw).digest(), (log.device_id, raw)) for log in bundle.logs for raw in log.records)
-        for record_id, receipt in bundle.receipts:
-            device_id, raw = held[record_id]  # the bundle verified: every receipt names a record it holds
-            index = verify_receipt(receipt, raw, hub_key).index
-            if index >= start:
-                leaves[index] = (device_id, raw)
+        logs = [(hub_id, bundle.hub_log), *((log.device_id, log.records) for log in bundle.logs)]
+        for device_id, raws in logs:
+            for raw in raws:
+                if (index := places[hashlib.sha256(raw).digest()]) >= start:  # a bundle that verified places all
+                    leaves[index] = (device_id, raw)
         checkpoints.extend(report.checkpoints)
     return leaves, checkpoints
 

@@ -1028,7 +1028,7 @@ class Hub:
                     if batch:  # a commit each: a day's tail is not a fsync a range
                         self._take_back_devices(batch)
                     batch = []
-                    if raws:
+                    if device_id == self.hub_id and raws:
                         self._take_back_own(raws)
             finally:
                 self._taking_back = False

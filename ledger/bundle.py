@@ -926,9 +926,10 @@ class _Check(_Reader):
     they come, the receipts' problems kept to be reported after the forks' (step 7)."""
 
     def __init__(self, read: Read, report: BundleReport, authority: Authority, hub_id: bytes,
-                 key: bytes, by_header: dict[bytes, Checkpoint], held: _Held) -> None:
+                 key: bytes, by_header: dict[bytes, Checkpoint], held: _Held,
+                 placed: Callable[[bytes, int], None] | None) -> None:
         self.read, self.report, self.authority, self.hub_id = read, report, authority, hub_id
-        self.key, self.by_header, self.held = key, by_header, held
+        self.key, self.by_header, self.held, self.placed = key, by_header, held, placed
         self.later: list[tuple[LedgerError, str | None]] = []  # receipt problems, with the device (hex)
         self.receipts: dict[str, int] = {}  # receipts checked, by device (hex)
 
@@ -981,6 +982,8 @@ class _Check(_Reader):
                                "(its header must be that checkpoint's)", where=where)
             self.report.receipts_checked += 1
             self.receipts[device] = self.receipts.get(device, 0) + 1
+            if self.placed is not None:
+                self.placed(record_id, got.index)
         except LedgerError as exc:
             self.later.append((exc, device))
 
@@ -1000,14 +1003,17 @@ class _Check(_Reader):
                                          where=where), by_device.get(device))
 
 
-def verify_bundle(data: bytes, *, hub_key: bytes | None = None) -> BundleReport:
+def verify_bundle(data: bytes, *, hub_key: bytes | None = None,
+                  placed: Callable[[bytes, int], None] | None = None) -> BundleReport:
     """Verify everything a bundle holds, with nothing else, in the order of FORMAT.md §12.3. `hub_key` pins
-    the hub if the auditor knows it."""
+    the hub if the auditor knows it. `placed(record id, leaf index)` is told where each receipt that verified
+    puts its record in the hub's log."""
     _expect(len(data) <= MAX_BUNDLE_BYTES, f"larger than {MAX_BUNDLE_BYTES} bytes")
-    return verify_bundle_from(lambda start: (memoryview(data)[start:],), hub_key=hub_key)
+    return verify_bundle_from(lambda start: (memoryview(data)[start:],), hub_key=hub_key, placed=placed)
 
 
-def verify_bundle_from(read: Read, *, hub_key: bytes | None = None) -> BundleReport:
+def verify_bundle_from(read: Read, *, hub_key: bytes | None = None,
+                       placed: Callable[[bytes, int], None] | None = None) -> BundleReport:
     """`verify_bundle` of a bundle read in pieces: `read(start)` gives its bytes from byte `start`, each time it
     is called. What is held is the small fields, a batch of one log, and of each record its id (and of a
     verified one its leaf hash and seq), never the records, so memory does not follow the bundle's size.
@@ -1068,7 +1074,7 @@ def verify_bundle_from(read: Read, *, hub_key: bytes | None = None) -> BundleRep
         held.hold(hashlib.sha256(raw).digest())
     for rec in hub_records:
         held.verified(rec)
-    check = _Check(read, report, authority, hub_id, key, {cp.protected: cp for cp in checkpoints}, held)
+    check = _Check(read, report, authority, hub_id, key, {cp.protected: cp for cp in checkpoints}, held, placed)
     again = _walk(read(0), check)
     _expect((again.unsealed, again.seal) == (fields.unsealed, fields.seal), "it changed while it was read")
     for raw in fields.forks:

@@ -1,6 +1,7 @@
-"""A regional hub restored from an older copy of its store takes back the records it lost from the national hub
-that pulled them: verified, in the lost log's order, until its root is the root of the checkpoint it signed
-before; it then starts without --accept-older-store and signs on."""
+"""A hub restored from an older copy of its store takes back the records it lost: verified, in the lost log's
+order, until its root is the root of the checkpoint it signed before; it then starts without
+--accept-older-store and signs on. The order comes from the receipts of the audit bundles it exported
+(`jejak hub take-back`); `Hub.take_back` refuses any other."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from hub.app import load_or_create_key, start_hub
 from hub.bridges import BridgeConfig
+from hub.bridges.attest import Attestation
 from hub.config import HubConfig
 from hub.lastsigned import LastSigned, OlderStore
 from hub.service import Hub, TailRefused
@@ -28,7 +30,9 @@ def _notes(builder, count: int, tag: str) -> list[bytes]:
     return [builder.append("note", {"text": f"{tag} {i}"}).raw for i in range(count)]
 
 
-async def test_a_restored_region_takes_its_lost_tail_back_from_the_national_hub(tmp_path: Path) -> None:
+async def test_a_restored_region_takes_its_lost_tail_back_from_the_national_hubs_copies(tmp_path: Path) -> None:
+    """The national hub's copies of the records, put in the region's order, are taken back; the same records in
+    another order, short of the checkpoint, or offered as another device's are refused and nothing is written."""
     clock, data = Clock(), tmp_path / "region"
     signer = load_or_create_key(data / "hub.key")
     store = LmdbHubStore(data / "store")
@@ -112,10 +116,10 @@ def _region(data: Path, signer: Ed25519Signer, clock: Clock) -> tuple[LmdbHubSto
     return store, Hub(store, signer, clock=clock, last_signed=LastSigned(data, signer.public_key))
 
 
-def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: Path, capsys) -> None:
+def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: Path, capsys, monkeypatch) -> None:
     """The operator's command: a region restored from Monday's copy takes back, from the audit bundles it
-    exported since, everything it lost, its own decisions among them (a device enrolled and approved after the
-    copy, a key rotated, a device revoked), in its log's order; a bundle exported before the last checkpoint takes
+    exported since, everything it lost, its own records among them (a device enrolled and approved after the
+    copy, a key rotated, a device revoked, an attestation), in its log's order; a bundle exported before the last checkpoint takes
     it part of the way (exit 89), a tampered one nothing (exit 91), and then the hub starts without the flag."""
     clock, data = Clock(), tmp_path / "region"
     toml = tmp_path / "hub.toml"
@@ -146,6 +150,9 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
             assert region.ingest(device_id, _notes(builder, 1 + round_, f"after {round_}")).accepted == 1 + round_
     revoked_id = devices["sppg-02"][0]
     region.revoke(revoked_id)
+    attested = Attestation(path="http:/ingest", sender="10.0.0.9", kind="note", data={"text": "unsigned"},
+                           received_at=clock())
+    region.append_own("attest", [attested.body()])
     clock.advance(60)
     monday_bundle = tmp_path / "tuesday.jejak"
     monday_bundle.write_bytes(region.export())  # signs the checkpoint it covers
@@ -159,7 +166,7 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
     lost = region.latest_checkpoint()
     assert lost is not None and lost.tree_size > middle.tree_size > copied
     own = sum(1 for e in store.entries(copied, lost.tree_size) if e.device_id == region.hub_id)
-    assert own == 3, "the approval, the rotation and the revocation are in the lost tail"
+    assert own == 4, "the approval, the rotation, the revocation and the attestation are in the lost tail"
     store.close()
 
     shutil.rmtree(data / "store")
@@ -168,6 +175,7 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
     raw = bytearray(later_bundle.read_bytes())
     raw[len(raw) // 2] ^= 1
     tampered.write_bytes(bytes(raw))
+    monkeypatch.setattr("hub.service.TAKE_BACK_BATCH", 3)  # commits cut the tail between the hub's own records
     take = ["hub", "take-back", "--config", str(toml), "--json"]
     assert main([*take, str(tampered)]) == TailRefused.exit_code
     assert "RESTORE_TAIL" in capsys.readouterr().err
@@ -186,6 +194,7 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
         assert hub.store.get_device(new_id).status == "active"
         assert hub.store.get_device(revoked_id).status == "revoked"
         assert hub.authority.devices[rotated_id].rotations, "the rotation stands in the hub's own log again"
+        assert hub.own_log()[-1].body == attested.body()
         assert hub.ingest(new_id, _notes(new_builder, 1, "next")).accepted == 1
         assert hub.ingest(rotated_id, _notes(rotated, 1, "next")).accepted == 1, "signed with the rotated key"
         assert hub.ingest(revoked_id, _notes(devices["sppg-02"][1], 1, "next")).problem is not None
