@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ledger import Checkpoint, decode_bundle, device_id_for, verify_bundle
+from ledger import Checkpoint, ForkDetected, decode_bundle, device_id_for, verify_bundle
 
 from .lastsigned import holds
 from .service import Hub, TailRefused
@@ -41,15 +41,17 @@ def leaves_from(bundles: Iterable[tuple[str, bytes]], hub_key: bytes, start: int
                 ) -> tuple[dict[int, tuple[bytes, bytes]], list[Checkpoint]]:
     """The `(device id, record)` at each leaf index from `start` on that the bundles (name, bytes) hold, as their
     receipts place them, and the bundles' checkpoints. Each bundle is verified whole with the hub's key pinned
-    first: one with any problem is refused (RESTORE_TAIL, naming its first problem)."""
+    first: one with any problem but the forks it carries as the hub's evidence (FORMAT.md §8) is refused
+    (RESTORE_TAIL, naming its first problem)."""
     hub_id = device_id_for(hub_key)
     leaves: dict[int, tuple[bytes, bytes]] = {}
     checkpoints: list[Checkpoint] = []
     for name, data in bundles:
         places: dict[bytes, int] = {}
         report = verify_bundle(data, hub_key=hub_key, placed=places.__setitem__)
-        if not report.ok:
-            first = report.all_problems[0]
+        problems = report.all_problems  # the forks the hub holds evidence of are about devices, not this bundle
+        if len(problems) != len(report.forks) or not all(isinstance(p, ForkDetected) for p in problems):
+            first = next((p for p in problems if not isinstance(p, ForkDetected)), problems[0])
             raise TailRefused(f"{name} does not verify as a bundle of this hub: {first.code}: {first.message}",
                               hint=f"jejak-verify --hub-key {hub_key.hex()} {name} says all of it; take the "
                                    "records back from bundles that verify")
@@ -57,7 +59,8 @@ def leaves_from(bundles: Iterable[tuple[str, bytes]], hub_key: bytes, start: int
         logs = [(hub_id, bundle.hub_log), *((log.device_id, log.records) for log in bundle.logs)]
         for device_id, raws in logs:
             for raw in raws:
-                if (index := places[hashlib.sha256(raw).digest()]) >= start:  # a bundle that verified places all
+                index = places.get(hashlib.sha256(raw).digest(), -1)  # a bundle that verified places them all
+                if index >= start:
                     leaves[index] = (device_id, raw)
         checkpoints.extend(report.checkpoints)
     return leaves, checkpoints

@@ -20,7 +20,7 @@ from hub.lastsigned import LastSigned, OlderStore
 from hub.service import Hub, TailRefused
 from hub.store import LmdbHubStore
 from hub.tiers import pull_once
-from ledger import Ed25519Signer
+from ledger import ChainBuilder, Ed25519Signer, verify_chain
 from tools.cli import main
 
 from .conftest import Clock, enroll, new_device
@@ -118,7 +118,7 @@ def _region(data: Path, signer: Ed25519Signer, clock: Clock) -> tuple[LmdbHubSto
 
 def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: Path, capsys, monkeypatch) -> None:
     """The operator's command: a region restored from Monday's copy takes back, from the audit bundles it
-    exported since, everything it lost, its own records among them (a device enrolled and approved after the
+    exported since (which carry its fork evidence), everything it lost, its own records among them (a device enrolled and approved after the
     copy, a key rotated, a device revoked, an attestation), in its log's order; a bundle exported before the last checkpoint takes
     it part of the way (exit 89), a tampered one nothing (exit 91), and then the hub starts without the flag."""
     clock, data = Clock(), tmp_path / "region"
@@ -132,6 +132,12 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
         device_id = enroll(region, device_signer, clock, site=site)
         assert region.ingest(device_id, [builder.genesis().raw, *_notes(builder, 3, "before")]).accepted == 4
         devices[site] = (device_id, builder)
+    forked_signer, forked = new_device(clock)  # the hub's fork evidence goes in every bundle it exports
+    forked_id = enroll(region, forked_signer, clock, site="sppg-09")
+    held = [forked.genesis().raw, *_notes(forked, 2, "held")]
+    other = ChainBuilder(forked_signer, clock=clock, boot=1, state=verify_chain(held[:2]))
+    assert region.ingest(forked_id, held).accepted == 3
+    assert region.ingest(forked_id, [other.append("note", {"text": "another history"}).raw]).fork
     clock.advance(60)
     assert region.checkpoint() is not None
     store.close()
