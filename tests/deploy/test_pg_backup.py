@@ -1,5 +1,6 @@
 """docs/DEPLOY.md's PostgreSQL backup and restore, run as written (paths and names moved to the test's own) against
-a hub's real store: the restore succeeds and the hub verifies what it brought back."""
+a hub's real store: the restore succeeds, the hub verifies what it brought back, and `jejak hub take-back` takes
+what the dump lacked back from a bundle the hub exported after it."""
 
 from __future__ import annotations
 
@@ -9,15 +10,19 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from hub.app import start_hub
 from hub.bridges import BridgeConfig
 from hub.config import HubConfig, StoreConfig
+from hub.lastsigned import OlderStore
+from tests.hub.conftest import Clock, enroll, new_device
 from tests.pg import PG_DSN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,6 +79,19 @@ async def test_the_documented_restore_brings_back_a_store_the_hub_verifies(tmp_p
         assert done.returncode == 0, done.stderr
         made = list((tmp_path / "backups").glob("*.dump"))
         assert len(made) == 1, made
+        running = await start_hub(config)  # a day after the dump: a device enrolled, its records, a bundle exported
+        try:
+            clock = Clock(int(time.time()))
+            signer, builder = new_device(clock)
+            device_id = enroll(running.hub, signer, clock)
+            assert running.hub.ingest(device_id, [builder.genesis().raw] + [
+                builder.append("note", {"text": f"after the dump {i}"}).raw for i in range(20)]).accepted == 21
+            bundle = tmp_path / "exported.jejak"
+            bundle.write_bytes(running.hub.export())
+            lost = running.hub.latest_checkpoint()
+            assert lost is not None and lost.tree_size > before
+        finally:
+            await running.close()
         restore = re.sub(r"\S+\.dump", str(made[0]), restore)
         done = await asyncio.to_thread(subprocess.run, ["bash", "-euo", "pipefail", "-c", restore], env=env,
                                        capture_output=True, text=True, timeout=120)
@@ -86,6 +104,19 @@ async def test_the_documented_restore_brings_back_a_store_the_hub_verifies(tmp_p
             subprocess.run, [sys.executable, "-m", "tools.cli", "hub", "verify", "--config", str(toml)], cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
         assert verified.returncode == 0 and verified.stdout.startswith("ok"), verified.stdout + verified.stderr
+        with pytest.raises(OlderStore):
+            await start_hub(config)
+        taken = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "tools.cli", "hub", "take-back", "--config", str(toml), str(bundle)],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+        assert taken.returncode == 0 and taken.stdout.startswith("the log is whole again"), taken.stdout + taken.stderr
+        running = await start_hub(config)  # without --accept-older-store: the log holds what the hub signed
+        try:
+            assert running.hub.latest_checkpoint() == lost and running.hub.tree.root(lost.tree_size) == lost.root
+            assert running.hub.store.get_device(device_id).status == "active"
+            assert running.hub.ingest(device_id, [builder.append("note", {"text": "next"}).raw]).accepted == 1
+        finally:
+            await running.close()
     finally:
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
