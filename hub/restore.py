@@ -20,16 +20,13 @@ from .service import Hub, TailRefused
 
 @dataclass(frozen=True, slots=True)
 class TakenBack:
-    """What `take_back_from` did: the records merged again, the checkpoint the log holds again (the lost one when
-    `whole`, else the largest one of the bundles' that their records reach), and the lost checkpoint."""
+    """What `take_back_from` did: the records merged again, the largest checkpoint of the hub's that the log holds
+    again, the lost checkpoint, and whether the log holds that one again (`whole`)."""
 
     taken: int
     checkpoint: Checkpoint
     lost: Checkpoint
-
-    @property
-    def whole(self) -> bool:
-        return self.checkpoint.tree_size >= self.lost.tree_size
+    whole: bool
 
     def to_json(self) -> dict[str, object]:
         return {"taken": self.taken, "whole": self.whole, "tree_size": self.checkpoint.tree_size,
@@ -70,16 +67,17 @@ def take_back_from(hub: Hub, lost: Checkpoint, bundles: Iterable[tuple[str, byte
     """Merge back into `hub`'s log, restored from an older copy, the records from its size to the checkpoint
     `lost` it signed, taken from audit bundles it exported (`leaves_from`). When the bundles' records stop
     short of `lost` (exported before it was signed), the log is taken as far as the largest checkpoint of theirs
-    that they reach, which still leaves the hub short of `lost` (`TakenBack.whole` is false). RESTORE_TAIL when
+    that they reach, which still leaves the hub short of `lost` (`TakenBack.whole` is false); when they go past
+    it (`lost` is older than the last checkpoint signed, whose keeping failed), as far as they reach. RESTORE_TAIL when
     the bundles hold no leaf from the log's size on, or the tail they give is refused (`Hub.take_back`)."""
     size = len(hub.tree)
     if holds(hub.tree, lost):
-        return TakenBack(taken=0, checkpoint=lost, lost=lost)
+        return TakenBack(taken=0, checkpoint=lost, lost=lost, whole=True)
     leaves, checkpoints = leaves_from(bundles, hub.signer.public_key, size)
     reach = size
     while reach in leaves:
         reach += 1
-    target = max((cp for cp in [lost, *checkpoints] if size < cp.tree_size <= min(reach, lost.tree_size)),
+    target = max((cp for cp in [lost, *checkpoints] if size < cp.tree_size <= reach),
                  key=lambda cp: cp.tree_size, default=None)
     if target is None:
         held = f"from leaf {size} to {reach - 1}" if reach > size else f"not leaf {size}, where this log ends"
@@ -88,4 +86,4 @@ def take_back_from(hub: Hub, lost: Checkpoint, bundles: Iterable[tuple[str, byte
                           hint="take the records back from a bundle exported after the copy of the store was "
                                "taken (a whole export: `jejak export` with no --site)")
     taken = hub.take_back(target, [leaves[i] for i in range(size, target.tree_size)])
-    return TakenBack(taken=target.tree_size - size, checkpoint=taken, lost=lost)
+    return TakenBack(taken=target.tree_size - size, checkpoint=taken, lost=lost, whole=holds(hub.tree, lost))

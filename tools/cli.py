@@ -139,7 +139,7 @@ def _hub_take_back(args: argparse.Namespace) -> int:
         print(json.dumps(done.to_json()))
     elif done.whole:
         print(f"the log is whole again: {done.taken} records taken back, it holds the checkpoint of "
-              f"{lost.tree_size} records this hub signed last; start it as usual")
+              f"{done.checkpoint.tree_size} records this hub signed; start it as usual")
     else:
         print(f"{done.taken} records taken back, to the checkpoint of {done.checkpoint.tree_size} records; the "
               f"bundles hold none past it, and this hub signed one of {lost.tree_size}: a bundle exported later "
