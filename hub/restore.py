@@ -63,13 +63,15 @@ def leaves_from(bundles: Iterable[tuple[str, bytes]], hub_key: bytes, start: int
     return leaves, checkpoints
 
 
-def take_back_from(hub: Hub, lost: Checkpoint, bundles: Iterable[tuple[str, bytes]]) -> TakenBack:
+def take_back_from(hub: Hub, lost: Checkpoint, bundles: Iterable[tuple[str, bytes]], *,
+                   dry_run: bool = False) -> TakenBack:
     """Merge back into `hub`'s log, restored from an older copy, the records from its size to the checkpoint
     `lost` it signed, taken from audit bundles it exported (`leaves_from`). When the bundles' records stop
     short of `lost` (exported before it was signed), the log is taken as far as the largest checkpoint of theirs
     that they reach, which still leaves the hub short of `lost` (`TakenBack.whole` is false); when they go past
     it (`lost` is older than the last checkpoint signed, whose keeping failed), as far as they reach. RESTORE_TAIL when
-    the bundles hold no leaf from the log's size on, or the tail they give is refused (`Hub.take_back`)."""
+    the bundles hold no leaf from the log's size on, or the tail they give is refused (`Hub.take_back`). With
+    `dry_run`, everything is checked up to the tail's root and nothing is written: what would be taken back."""
     size = len(hub.tree)
     if holds(hub.tree, lost):
         return TakenBack(taken=0, checkpoint=lost, lost=lost, whole=True)
@@ -85,5 +87,6 @@ def take_back_from(hub: Hub, lost: Checkpoint, bundles: Iterable[tuple[str, byte
                           f"the bundles hold {held}, which reaches no checkpoint signed after the copy",
                           hint="take the records back from a bundle exported after the copy of the store was "
                                "taken (a whole export: `jejak export` with no --site)")
-    taken = hub.take_back(target, [leaves[i] for i in range(size, target.tree_size)])
-    return TakenBack(taken=target.tree_size - size, checkpoint=taken, lost=lost, whole=holds(hub.tree, lost))
+    taken = hub.take_back(target, [leaves[i] for i in range(size, target.tree_size)], dry_run=dry_run)
+    whole = holds(hub.tree, lost) if not dry_run else target.tree_size >= lost.tree_size
+    return TakenBack(taken=target.tree_size - size, checkpoint=taken, lost=lost, whole=whole)

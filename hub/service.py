@@ -985,7 +985,8 @@ class Hub:
     def latest_checkpoint(self) -> Checkpoint | None:
         return self._checkpoints[-1] if self._checkpoints else None
 
-    def take_back(self, lost: Checkpoint, tail: Sequence[tuple[bytes, bytes]]) -> Checkpoint:
+    def take_back(self, lost: Checkpoint, tail: Sequence[tuple[bytes, bytes]], *, dry_run: bool = False
+                  ) -> Checkpoint:
         """Make the log whole again after a restore from an older copy: append `tail`, the `(device id, record)`
         pairs of the leaves from this log's size to `lost.tree_size` in the lost log's order (from audit bundles
         exported before the loss, hub/restore.py), after checking that with them the tree's root at that size is
@@ -993,7 +994,7 @@ class Hub:
         the acceptance path: a device's against its log, the hub's own (approvals, revocations, attestations)
         against the hub's key, and each decision taken back takes effect again (`_stand`). `lost` is then the
         latest checkpoint signed, and signing goes on where it stood. Nothing is written when the root differs
-        (TailRefused)."""
+        (TailRefused), nor with `dry_run`, which stops once the root is checked."""
         with self._lock:
             lost.verify(self.signer.public_key)
             size = len(self.tree)
@@ -1015,6 +1016,8 @@ class Hub:
                                   f"is {scratch.root().hex()[:16]}..., not the lost checkpoint's "
                                   f"{lost.root.hex()[:16]}...: they are not its records, or not in its order",
                                   hint="take the tail from bundles this hub exported, which give its log's order")
+            if dry_run:
+                return lost
             ranges = [(device_id, [raw for _device, raw in group])
                       for device_id, group in itertools.groupby(tail, key=lambda pair: pair[0])]
             self._taking_back = True  # a device's key record brings no new decision: the tail holds the one made

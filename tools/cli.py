@@ -132,11 +132,16 @@ def _hub_take_back(args: argparse.Namespace) -> int:
             print("nothing to take back: " + (f"{Path(config.data_dir) / 'last-checkpoint.json'} names no checkpoint"
                                               if lost is None else "the store holds the last checkpoint signed"))
             return 0
-        done = take_back_from(hub, lost, ((str(path), path.read_bytes()) for path in args.bundles))
+        done = take_back_from(hub, lost, ((str(path), path.read_bytes()) for path in args.bundles),
+                              dry_run=args.dry_run)
     finally:
         store.close()
     if args.json:
-        print(json.dumps(done.to_json()))
+        print(json.dumps(done.to_json() | {"dry_run": args.dry_run}))
+    elif args.dry_run:
+        print(f"would take back {done.taken} records, to the checkpoint of {done.checkpoint.tree_size} records "
+              f"({'the last one signed' if done.whole else f'short of the last one signed, of {lost.tree_size}'}); "
+              "the tail gives its root; nothing written")
     elif done.whole:
         print(f"the log is whole again: {done.taken} records taken back, it holds the checkpoint of "
               f"{done.checkpoint.tree_size} records this hub signed; start it as usual")
@@ -620,6 +625,8 @@ def parser() -> argparse.ArgumentParser:
     take.add_argument("--config", help="hub TOML config")
     take.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE",
                       help="bundle files (.jejak) this hub exported (`jejak export`), in any order")
+    take.add_argument("--dry-run", action="store_true", help="check the bundles and the tail they give against "
+                                                              "the signed root, write nothing")
     take.add_argument("--json", action="store_true", help="print the result as JSON")
     take.set_defaults(func=_hub_take_back)
     regions = hub.add_parser("regions", help="regional hubs followed by their checkpoints: their state, split "

@@ -185,10 +185,14 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
     take = ["hub", "take-back", "--config", str(toml), "--json"]
     assert main([*take, str(tampered)]) == TailRefused.exit_code
     assert "RESTORE_TAIL" in capsys.readouterr().err
-    assert main([*take, str(monday_bundle)]) == OlderStore.exit_code
-    assert json.loads(capsys.readouterr().out) == {
-        "taken": middle.tree_size - copied, "whole": False, "tree_size": middle.tree_size,
-        "root": middle.root.hex(), "lost_tree_size": lost.tree_size, "lost_root": lost.root.hex()}
+    partly = {"taken": middle.tree_size - copied, "whole": False, "tree_size": middle.tree_size,
+              "root": middle.root.hex(), "lost_tree_size": lost.tree_size, "lost_root": lost.root.hex()}
+    assert main([*take, "--dry-run", str(monday_bundle)]) == OlderStore.exit_code
+    assert json.loads(capsys.readouterr().out) == partly | {"dry_run": True}
+    assert main([*take, "--dry-run", str(later_bundle)]) == 0
+    assert json.loads(capsys.readouterr().out)["taken"] == lost.tree_size - copied
+    assert main([*take, str(monday_bundle)]) == OlderStore.exit_code  # the dry runs wrote nothing
+    assert json.loads(capsys.readouterr().out) == partly | {"dry_run": False}
     with pytest.raises(OlderStore):
         _region(data, signer, clock)[0].close()
     assert main([*take, str(later_bundle), str(monday_bundle)]) == 0
