@@ -26,7 +26,7 @@ class Param:
     """One query parameter a resource or route accepts: its kind and bounds.
 
     kind: "int" (lo <= value < hi), "hex" (exactly `size` bytes), "text" (at most `size` characters),
-    "flag" ("1"/"true"/"0"/"false"). `many` lets it repeat (a list of devices); everything else is refused
+    "flag" ("1"/"true"/"0"/"false"), "steps" (at most `size` `seq:seconds` pairs, `_steps`). `many` lets it repeat (a list of devices); everything else is refused
     when named twice."""
 
     name: str
@@ -59,11 +59,37 @@ class Param:
             if len(text) > self.size:
                 raise RequestError(f"query {self.name}: expected at most {self.size} characters, got {len(text)}")
             return text
+        if self.kind == "steps":
+            return _steps(self.name, text, self.size)
         if self.kind == "flag":
             if text not in ("1", "true", "0", "false", ""):
                 raise RequestError(f"query {self.name}: expected 1, true, 0 or false, got {text[:40]!r}")
             return text in ("1", "true", "")
         raise AssertionError(f"unknown parameter kind {self.kind}")
+
+
+STEP_SECONDS = 2**40  # a clock step is less than this either way (some 34,000 years)
+
+
+def _steps(name: str, text: str, most: int) -> tuple[tuple[int, int], ...]:
+    """`seq:seconds,seq:seconds,...`: where a device's wall clock stepped (the first record made after it, and by
+    how many seconds, signed, not 0), seqs increasing, at most `most` of them."""
+    parts = text.split(",")
+    if len(parts) > most:
+        raise RequestError(f"query {name}: expected at most {most} steps, got {len(parts)}")
+    out: list[tuple[int, int]] = []
+    for part in parts:
+        at, _, seconds = part.partition(":")
+        digits = seconds[1:] if seconds[:1] == "-" else seconds
+        if not (at.isascii() and at.isdigit() and len(at) <= DIGITS and digits.isascii() and digits.isdigit()
+                and len(digits) <= DIGITS):
+            raise RequestError(f"query {name}: expected seq:seconds pairs separated by commas, got {part[:40]!r}")
+        step = (int(at), int(seconds))
+        if step[0] >= SEQ_LIMIT or not 0 < abs(step[1]) < STEP_SECONDS or (out and step[0] <= out[-1][0]):
+            raise RequestError(f"query {name}: expected seqs below 2**63 in increasing order, each with a step of "
+                               f"1 to {STEP_SECONDS - 1} seconds either way, got {part[:40]!r}")
+        out.append(step)
+    return tuple(out)
 
 
 def seq(name: str, *, required: bool = False) -> Param:

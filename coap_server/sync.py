@@ -52,10 +52,13 @@ CBOR = 60
 RECORDS_QUERY = (device("d", required=True), seq("from"), seq("to"))
 # ?after=: a device id in hex, empty for the first page; ?forked=: a log the peer asks whether this node holds as
 # forked (the page then says, where the holder can tell: its `forked(device ids)`); ?now=: the asking device's
-# clock, Unix seconds, and ?boot=: its boot count (a holder that keeps them: its `device_clock(device id, now,
-# boot=, proved=)`; the device is the one the request's OSCORE context proves, else the one ?forked= names).
+# clock, Unix seconds, ?boot=: its boot count, and ?steps=: where its wall clock stepped in that boot, as
+# `seq:seconds` pairs (a holder that keeps them: its `device_clock(device id, now, boot=, proved=[, steps=])`; the
+# device is the one the request's OSCORE context proves, else the one ?forked= names). At most MAX_STEPS steps:
+# a Uri-Query option holds 255 bytes.
+MAX_STEPS = 6
 HEADS_QUERY = (Param(name="after", kind="text", size=32), device("forked"), Param(name="now", hi=2**40),
-               Param(name="boot", hi=2**32))
+               Param(name="boot", hi=2**32), Param(name="steps", kind="steps", size=MAX_STEPS))
 # The heads a peer is shown: ours, the asking peer's own, and the request (for who is asking).
 Visible = Callable[[aiocoap.Message, list[Head], list[Head]], list[Head]]
 
@@ -100,7 +103,8 @@ class HeadsResource(blocks.Resource):
             query = coap_query(request, *HEADS_QUERY)
             after, asked, told = query.get("after"), query.get("forked"), query.get("now")
             if told is not None and clocks is not None and (who := (proved := _claimed(request)) or asked):
-                await asyncio.to_thread(clocks, who, told, boot=query.get("boot"), proved=proved is not None)
+                stepped = {"steps": query["steps"]} if "steps" in query and "boot" in query else {}
+                await asyncio.to_thread(clocks, who, told, boot=query.get("boot"), proved=proved is not None, **stepped)
             start = bytes.fromhex(after) if after is not None else None
             theirs = decode_heads(request.payload, self.limits)
             if start is not None and paged is not None:
@@ -450,6 +454,7 @@ class SyncReport:
     # Whether the peer refused this node's time (`sync_once`'s now) as a query it does not know: a peer from before.
     now_refused: bool = False
     boot_refused: bool = False
+    steps_refused: bool = False
     bytes_sent: int = 0
     bytes_received: int = 0
 
@@ -551,12 +556,14 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
                     push: bool = True, pull: bool = True, blocked: frozenset[bytes] = frozenset(),
                     size: RequestSize | None = None, lanes: Lanes | None = None,
                     own: bytes | None = None, ask_forked: bool = False, now: Callable[[], int] | None = None,
-                    boot: Callable[[], int] | None = None) -> SyncReport:
+                    boot: Callable[[], int] | None = None,
+                    steps: Callable[[], Sequence[tuple[int, int]]] | None = None) -> SyncReport:
     """One anti-entropy round with the node at `base` (coap://host:port): exchange heads, fetch, push. `own` is
     the log this node signs, whose last record is pushed where the node holds as many but another (`plan`);
     with `ask_forked` the node is also asked whether it holds that log as forked (`report.forked`), and with `now`
-    (this node's clock) told this node's time, so that a hub measures how far its clock is off, and with `boot`
-    (this node's boot count) which boot that clock is of.
+    (this node's clock) told this node's time, so that a hub measures how far its clock is off, with `boot`
+    (this node's boot count) which boot that clock is of, and with `steps` where that clock stepped in that boot
+    (`(seq, seconds)`: the first record made after it moved by that much; the last MAX_STEPS are told).
 
     Records requests carry what `size` allows; pass the same `size` to every round with a peer so that it
     follows the link (halved when a request is lost, grown back when they finish quickly). Over UDP the
@@ -566,7 +573,8 @@ async def sync_once(ctx: aiocoap.Context, base: str, local: LogHolder, *, limits
     if size is None:
         size = RequestSize(limits)
     mine = await asyncio.to_thread(local.heads)
-    theirs = await remote_heads(ctx, base, limits, report, forked=own if ask_forked else None, now=now, boot=boot)
+    theirs = await remote_heads(ctx, base, limits, report, forked=own if ask_forked else None, now=now, boot=boot,
+                                steps=steps)
     actions = plan({h.device_id: h for h in mine}, theirs, limits=limits, push=push, pull=pull, blocked=blocked,
                    own=own)
     # On one UDP context aiocoap sends a peer one message at a time (NSTART = 1): requests in flight there
@@ -768,12 +776,15 @@ async def consistency_answer(ctx: aiocoap.Context, base: str, first: int, second
 
 async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(),
                        report: SyncReport | None = None, *, forked: bytes | None = None,
-                       now: Callable[[], int] | None = None, boot: Callable[[], int] | None = None) -> list[Head]:
+                       now: Callable[[], int] | None = None, boot: Callable[[], int] | None = None,
+                       steps: Callable[[], Sequence[tuple[int, int]]] | None = None) -> list[Head]:
     """The peer's heads, a page at a time (a peer that does not page answers with all of them at once). With
     `forked` (a device id), the first page also asks whether the peer holds that log as forked, and `report`
-    says (`report.forked`); with `now`, it also tells the peer this node's time, read as the request leaves, and
-    with `boot` this node's boot count. A peer from before it could refuses any of them (4.00), and is asked
-    without the boot (`report.boot_refused`), then without the time (`report.now_refused`)."""
+    says (`report.forked`); with `now`, it also tells the peer this node's time, read as the request leaves,
+    with `boot` this node's boot count, and with `steps` where its clock stepped in that boot (the last MAX_STEPS,
+    when there are any). A peer from before it could refuses any of them (4.00), and is asked without the steps
+    (`report.steps_refused`), then without the boot (`report.boot_refused`), then without the time
+    (`report.now_refused`)."""
     heads: list[Head] = []
     after = b""
     body = encode_heads([])  # the peer answers with its own heads whatever ours are: spare the bytes
@@ -783,15 +794,21 @@ async def remote_heads(ctx: aiocoap.Context, base: str, limits: Limits = Limits(
         ask_q = f"&forked={forked.hex()}" if ask and forked is not None else ""
         tell_q = f"&now={now()}" if now is not None and not after else ""
         boot_q = f"&boot={boot()}" if boot is not None and tell_q else ""
-        # A peer from before a query refuses it (4.00): the boot is dropped first, then the time, then the question.
-        for query in dict.fromkeys((uri + ask_q + tell_q + boot_q, uri + ask_q + tell_q, uri + ask_q, uri)):
+        stepped = list(steps())[-MAX_STEPS:] if steps is not None and boot_q else []
+        steps_q = "&steps=" + ",".join(f"{at}:{seconds}" for at, seconds in stepped) if stepped else ""
+        # A peer from before a query refuses it (4.00): the steps are dropped first, then the boot, then the time,
+        # then the question.
+        for query in dict.fromkeys((uri + ask_q + tell_q + boot_q + steps_q, uri + ask_q + tell_q + boot_q,
+                                    uri + ask_q + tell_q, uri + ask_q, uri)):
             try:
                 data = await _request(ctx, Code.POST, query, body)
                 break
             except SyncFailed as exc:
                 if query == uri or exc.code != "BAD_REQUEST":
                     raise
-                if boot_q and query.endswith(boot_q) and report is not None:
+                if steps_q and query.endswith(steps_q) and report is not None:
+                    report.steps_refused = True
+                elif boot_q and query.endswith(boot_q) and report is not None:
                     report.boot_refused = True
                 elif tell_q and query.endswith(tell_q) and report is not None:
                     report.now_refused = True

@@ -28,6 +28,7 @@ from ledger import ChainState, Record
 from ledger.cbor import canonical
 
 from . import keys as keyfile
+from .clockwatch import ClockWatch
 from .config import EdgeConfig
 from .errors import EdgeError
 from .hardware import Buses, FeedbackPlayer, ReaderLoop, SensorLoop, not_answering, open_indicator
@@ -130,7 +131,8 @@ class EdgeDaemon:
     def __init__(self, config: EdgeConfig, *, clock: Callable[[], int] | None = None,
                  buses: Buses | None = None) -> None:
         self.config = config
-        self.clock = clock or (lambda: int(time.time()))
+        # The wall clock, watched for steps (edge/clockwatch.py); an injected clock (a replayed day) is its own.
+        self.clock = clock or ClockWatch()
         self.buses = buses or Buses()  # the board's own I2C/SPI/UART and pins, or fakes in tests
         self.feedback: FeedbackPlayer | None = None
         self.reader: ReaderLoop | None = None
@@ -179,7 +181,8 @@ class EdgeDaemon:
         # Security hook (edge/security.py): revocations, OSCORE contexts and the access policy.
         self.security = EdgeSecurity(cfg, self.key)
         self.commit = GroupCommit(self.store, self.key, clock=self.clock, boot=self.boot,
-                                  max_batch=cfg.limits.max_batch, max_pending=cfg.limits.max_pending)
+                                  max_batch=cfg.limits.max_batch, max_pending=cfg.limits.max_pending,
+                                  moved=self.clock.moved if isinstance(self.clock, ClockWatch) else None)
         # A store may be an old copy (a card restored from a backup): nothing is signed until the hub has said
         # how far this device's log goes, or [sync] head_wait_s has passed without an answer.
         held = self._hub_to_ask() and cfg.sync.head_wait_s > 0
@@ -247,6 +250,10 @@ class EdgeDaemon:
             "seq": state.length, "boot": self.boot, "site": cfg.site, "role": cfg.checkpoint.role,
             "head_held": held}})
 
+    def _clock_steps(self) -> list[tuple[int, int]]:
+        """Where the wall clock stepped in this boot: (the first record signed after it, seconds)."""
+        return self.commit.told_steps() if self.commit is not None else []
+
     def _hub_to_ask(self) -> bool:
         """Whether a hub can confirm this device's head at start: one is configured, or mDNS finds the one this
         edge enrolled with; and with OSCORE on, this edge holds a context with it (not enrolled: as before)."""
@@ -297,7 +304,7 @@ class EdgeDaemon:
         self.sync = self.security.agent(self.holder, hubs=[self.config.hub.address] if self.config.hub.address else [],
                                         peers=cfg.peers, interval=cfg.interval_s, blocked=store.blocked,
                                         own=self.key.device_id if self._hub_to_ask() else None, wall=self.clock,
-                                        boot=lambda: self.boot)
+                                        boot=lambda: self.boot, steps=self._clock_steps)
         agent = self.sync
         if (witness := self._witness()) is not None:  # its neighbours compare the hub checkpoint it holds with theirs
             assert self.site is not None
@@ -541,6 +548,7 @@ class EdgeDaemon:
         return {
             "device": self.key.device_id.hex(), "site": self.config.site, "name": self.config.name,
             "role": self.config.checkpoint.role, "boot": self.boot, "layout": LAYOUT_VERSION,
+            "clock_steps": [{"seq": seq, "seconds": seconds} for seq, seconds in self._clock_steps()],
             "uptime_s": int(time.monotonic() - self.counters.started),
             "own": {"length": own.length if own else 0, "head": own.head.hex() if own else ""},
             "logs": len(self.store.heads()), "forked": sorted(d.hex() for d in self.store.blocked()),

@@ -640,6 +640,7 @@ class _Job:
     future: asyncio.Future[list[Record]]
     urgent: bool
     made_at: int | None = None  # the clock when it came, for a job that waited while the writer was held
+    moved: float = 0.0  # with it, how far the clock had stepped by then (edge/clockwatch.py)
 
 
 @dataclass(slots=True)
@@ -672,6 +673,7 @@ def _settle(future: asyncio.Future[None]) -> None:
 TAP_SIGN_BUDGET_S = 0.004
 # Batches stay small this long after the last tap: taps come in bursts at a door.
 TAP_WINDOW_S = 1.0
+STEPS_KEPT = 64  # clock steps noted in one boot (the sync tells the last few)
 
 
 class GroupCommit:
@@ -685,10 +687,15 @@ class GroupCommit:
     """
 
     def __init__(self, store: LmdbLogStore, signer: Signer, *, clock: Callable[[], int], boot: int,
-                 max_batch: int = 4096, max_pending: int = 20000) -> None:
+                 max_batch: int = 4096, max_pending: int = 20000, moved: Callable[[], float] | None = None) -> None:
         self._store = store
         self._signer = signer
         self._clock = clock
+        # How far `clock` has stepped in all, read right after it dates a record (edge/clockwatch.py): where it
+        # differs from the record signed before, the clock stepped between them, noted in `steps` (seq, seconds).
+        self._moved = moved
+        self._moved_last: float | None = None
+        self.steps: list[tuple[int, int]] = []
         self._made_at: int | None = None  # the time of the job being signed, if it keeps its own (`_time`)
         self._held_since: int | None = None  # when a held start began: a new log's genesis is of then
         self._boot = boot
@@ -833,8 +840,9 @@ class GroupCommit:
         # A record that waits for the hub to confirm the head (`held`) is signed with the time it came: a tap is
         # when the staff tapped, not when the edge could sign it.
         made_at = self._clock() if self.held else None
+        moved = self._moved() if made_at is not None and self._moved is not None else 0.0
         (self._urgent if urgent else self._jobs).append(_Job(items=items, future=future, urgent=urgent,
-                                                             made_at=made_at))
+                                                             made_at=made_at, moved=moved))
         self._pending += len(items)
         if urgent:
             self._pending_urgent += len(items)
@@ -940,7 +948,11 @@ class GroupCommit:
             before = builder.state
             self._made_at = job.made_at
             try:
-                made = [builder.append(kind, body, detach=detach) for kind, body, detach in job.items]
+                made = []
+                for kind, body, detach in job.items:
+                    made.append(builder.append(kind, body, detach=detach))
+                    if self._moved is not None:
+                        self._dated(made[-1].seq, job.moved if job.made_at is not None else self._moved())
             except Exception as exc:
                 builder = self._rebuild(before)  # drop what this job signed; the others stand
                 results.append(_signing_error(exc))
@@ -958,6 +970,33 @@ class GroupCommit:
             return into
         return _Batch(jobs=jobs, results=results, records=records, base=base,
                       count=sum(len(j.items) for j in jobs), attempts=attempts)
+
+    def told_steps(self) -> list[tuple[int, int]]:
+        """`steps`, and a step since the record signed last, noted at the seq the next record will have: the records
+        before it were dated by the clock as it was, whether or not one was signed after."""
+        steps = list(self.steps)
+        builder, last = self._builder, self._moved_last
+        if self._moved is not None and builder is not None and last is not None and (
+                seconds := round(self._moved() - last)):
+            steps.append((builder.state.length, seconds))
+        return steps
+
+    def _dated(self, seq: int, moved: float) -> None:
+        """Record `seq` was dated by the clock when it had stepped by `moved` in all: a step since the record
+        signed before it is noted at it."""
+        last, self._moved_last = self._moved_last, moved
+        if last is not None and (seconds := round(moved - last)):
+            self._step(seq, seconds)
+
+    def _step(self, seq: int, seconds: int) -> None:
+        """The clock stepped by `seconds` before record `seq` was dated."""
+        log.warning("the wall clock stepped by %+d s before record %d was signed; the records before it were "
+                    "dated by the clock as it was (the hub is told, and times them by it)", seconds, seq)
+        if self.steps and self.steps[-1][0] >= seq:  # records signed again after a failed commit: seqs again
+            seconds += self.steps.pop()[1]
+        if seconds:
+            self.steps.append((seq, seconds))
+            del self.steps[:-STEPS_KEPT]
 
     def _store_batch(self, records: list[Record], staged: Callable[[], None]) -> BaseException | None:
         """Commit signed records in one transaction (writer thread); the error if nothing was stored."""

@@ -81,6 +81,7 @@ class Target:
     asks_forked: bool = True  # a hub is asked whether it holds this device as forked, until one does not say
     tells_time: bool = True  # a hub is told this device's time (it measures the clock), until one refuses it
     tells_boot: bool = True  # and its boot count, until one refuses that
+    tells_steps: bool = True  # and where its clock stepped in that boot, until one refuses that
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "role": self.role, "last_ok": self.last_ok, "last_error": self.last_error,
@@ -217,10 +218,12 @@ class SyncAgent:
                  interval: float = 30.0, limits: Limits = Limits(), blocked: Callable[[], frozenset[bytes]] | None = None,
                  rng: random.Random | None = None, monotonic: Callable[[], float] = time.monotonic,
                  request_timeout: float = 30.0, own: bytes | None = None,
-                 wall: Callable[[], int] | None = None, boot: Callable[[], int] | None = None) -> None:
+                 wall: Callable[[], int] | None = None, boot: Callable[[], int] | None = None,
+                 steps: Callable[[], Sequence[tuple[int, int]]] | None = None) -> None:
         self.holder = holder
         self.wall = wall or (lambda: int(time.time()))  # the clock this device's records are signed with
         self.boot = boot  # the boot count this device's records are signed with
+        self.steps = steps  # where that clock stepped in this boot: (first seq after, seconds)
         # This device, whose head a hub confirms before its first new record is signed (`ask_head`): the daemon
         # holds its commits until `head_settled` is set, or for as long as it waits for the hub.
         self.own = own
@@ -290,7 +293,9 @@ class SyncAgent:
                                          push=True, pull=target.role != "hub", blocked=self.blocked(),
                                          size=target.size, lanes=lanes, own=self.own, ask_forked=ask,
                                          now=self.wall if tell else None,
-                                         boot=self.boot if tell and target.tells_boot else None)
+                                         boot=self.boot if tell and target.tells_boot else None,
+                                         steps=self.steps if tell and target.tells_boot and target.tells_steps
+                                         else None)
             except Exception as exc:  # unreachable or refusing: back off, keep the others going
                 if await self.recover(target, exc):
                     target.next_try = now
@@ -308,6 +313,8 @@ class SyncAgent:
                 target.tells_time = False
             if report.boot_refused:  # a hub from before it took the boot with the time
                 target.tells_boot = False
+            if report.steps_refused:  # a hub from before it took the clock's steps with the boot
+                target.tells_steps = False
             if target.role == "hub" and self.own is not None:
                 self._pushed(target, report)
                 if (self.forked is not None and self._forked_by == target.url and report.forked is False

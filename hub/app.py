@@ -227,9 +227,10 @@ class HubHolder:
         return [d for d in device_ids if (info := self.hub.store.get_device(d)) is not None and info.status == "forked"]
 
     def device_clock(self, device_id: bytes, device_now: int, *, boot: int | None = None,
-                     proved: bool = False) -> None:
-        """A device said its time (and its boot) in its sync request (`?now=`, `?boot=`), on a request its OSCORE
-        context proved or not: the hub keeps how far it is from its own clock, for a device it knows (MBG's
+                     proved: bool = False, steps: tuple[tuple[int, int], ...] = ()) -> None:
+        """A device said its time (and its boot, and where its clock stepped in that boot) in its sync request
+        (`?now=`, `?boot=`, `?steps=`), on a request its OSCORE context proved or not: the hub keeps how far it is
+        from its own clock, and the steps, for a device it knows (MBG's
         device_clock finding and the times of its records, /api/chain/health, /metrics). Not on a replayed clock
         (`[hub] clock` a start and a pace, or following the records): each device plays its own, and no offset
         from it says anything of the device's real clock."""
@@ -237,7 +238,8 @@ class HubHolder:
         if isinstance(spec, ClockSpec) and not spec.wall:
             return
         if self.hub.store.get_device(device_id) is not None:
-            self.hub.device_clocks.saw(device_id, device_now, self.hub.clock(), boot=boot, proved=proved)
+            self.hub.device_clocks.saw(device_id, device_now, self.hub.clock(), boot=boot, proved=proved,
+                                       steps=steps)
 
     def log_length(self, device_id: bytes) -> int:
         state = self.hub.store.chain_state(device_id)

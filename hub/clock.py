@@ -201,6 +201,40 @@ class ClockSpan:
                 "since": self.since, "until": self.until, "boot": self.boot, "proved": self.proved}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BootSteps:
+    """Where a device's wall clock stepped within its boot `boot`, as it said at a sync (`?steps=`): each `(seq,
+    seconds)` names the first record it made after its clock moved by that many seconds (a Raspberry Pi without a
+    real-time clock boots at the time it last saved, and NTP sets it right once the network comes, or someone does
+    by hand). `offset_s` is its clock's offset measured at that sync, after the last step: a record made before a
+    step was made by a clock off by that offset less the steps after it."""
+
+    boot: int
+    offset_s: int
+    measured_at: int
+    steps: tuple[tuple[int, int], ...]  # (seq, seconds), seq increasing
+    proved: bool
+
+    def offset_before(self, seq: int) -> int | None:
+        """The offset of the clock that made record `seq` of the boot, when a step came after it; None from the
+        last step on (the clock measured at the sync made those)."""
+        if not self.steps or seq >= self.steps[-1][0]:
+            return None
+        return self.offset_s - sum(seconds for at, seconds in self.steps if at > seq)
+
+    def line(self, device_id: bytes) -> dict[str, Any]:
+        return {"device": device_id.hex(), "boot": self.boot, "steps_offset_s": self.offset_s,
+                "measured_at": self.measured_at, "steps": [list(step) for step in self.steps], "proved": self.proved}
+
+
+def _steps_of(item: dict[str, Any]) -> tuple[bytes, BootSteps]:
+    """A kept line of `BootSteps.line` back. Raises KeyError, ValueError or TypeError."""
+    steps = tuple((int(at), int(seconds)) for at, seconds in item["steps"])
+    return bytes.fromhex(item["device"]), BootSteps(boot=int(item["boot"]), offset_s=int(item["steps_offset_s"]),
+                                                    measured_at=int(item["measured_at"]), steps=steps,
+                                                    proved=item.get("proved") is True)
+
+
 def _span_of(item: Any) -> tuple[bytes, ClockSpan]:
     """A kept line back: a dict as `ClockSpan.line` writes it, or an earlier hub's (device, offset, measured at)
     of a clock found off (a span open since then, its boot unknown). Raises KeyError, ValueError or TypeError."""
@@ -214,8 +248,8 @@ def _span_of(item: Any) -> tuple[bytes, ClockSpan]:
     return bytes.fromhex(item["device"]), span
 
 
-def _lines_of(spans: dict[bytes, tuple[ClockSpan, ...]]) -> list[dict[str, Any]]:
-    return [s.line(d) for d, kept in sorted(spans.items()) for s in kept]
+def _lines_of(spans: dict[bytes, tuple[ClockSpan, ...]], steps: dict[bytes, BootSteps]) -> list[dict[str, Any]]:
+    return [s.line(d) for d, kept in sorted(spans.items()) for s in kept] + [b.line(d) for d, b in sorted(steps.items())]
 
 
 class DeviceClocks:
@@ -233,11 +267,12 @@ class DeviceClocks:
         self.cap, self.limit_s, self.path = cap, limit_s, path
         self._lock = threading.Lock()
         self._clocks: OrderedDict[bytes, DeviceClock] = OrderedDict()
-        # Replaced, never changed in place: `offset_at` reads it without the lock.
+        # Replaced, never changed in place: `offset_at` reads them without the lock.
         self._spans: dict[bytes, tuple[ClockSpan, ...]] = {}
+        self._steps: dict[bytes, BootSteps] = {}  # each device's steps in its latest boot that said any
         self._lines: Lines | None = None
         if path is not None:
-            self._spans = self._read(path)
+            self._spans, self._steps = self._read(path)
             self._clocks.update(self._open(self._spans))
 
     @staticmethod
@@ -247,45 +282,50 @@ class DeviceClocks:
                 for d, kept in sorted(spans.items()) if kept and kept[-1].until is None}
 
     @staticmethod
-    def _spans_of(items: Any, where: Any) -> dict[bytes, tuple[ClockSpan, ...]]:
+    def _kept_of(items: Any, where: Any) -> tuple[dict[bytes, tuple[ClockSpan, ...]], dict[bytes, BootSteps]]:
         spans: dict[bytes, list[ClockSpan]] = {}
+        steps: dict[bytes, BootSteps] = {}
         try:
             for item in items:
-                device_id, span = _span_of(item)
-                spans.setdefault(device_id, []).append(span)
+                if isinstance(item, dict) and "steps" in item:
+                    device_id, said = _steps_of(item)
+                    steps[device_id] = said
+                else:
+                    device_id, span = _span_of(item)
+                    spans.setdefault(device_id, []).append(span)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             log.warning("the device clocks kept in %s cannot be read (%s); each device's clock is known again at "
                         "its next sync", where, exc)
-            return {}
-        return {d: tuple(sorted(kept, key=lambda s: s.since)) for d, kept in spans.items()}
+            return {}, {}
+        return {d: tuple(sorted(kept, key=lambda s: s.since)) for d, kept in spans.items()}, steps
 
     @classmethod
-    def _read(cls, path: Path) -> dict[bytes, tuple[ClockSpan, ...]]:
-        """The spans kept in `path`; none when it is missing or not ours (it only says what is wrong)."""
+    def _read(cls, path: Path) -> tuple[dict[bytes, tuple[ClockSpan, ...]], dict[bytes, BootSteps]]:
+        """The spans and steps kept in `path`; none when it is missing or not ours (it only says what is wrong)."""
         try:
             items = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except (OSError, ValueError) as exc:
             log.warning("the device clocks kept in %s cannot be read (%s); each device's clock is known again at "
                         "its next sync", path, exc)
-            return {}
-        return cls._spans_of(items if isinstance(items, list) else [None], path)
+            return {}, {}
+        return cls._kept_of(items if isinstance(items, list) else [None], path)
 
     def file_items(self) -> list[dict[str, Any]]:
-        """The spans the file `path` holds (read at start, written since), as the lines `keep_in` keeps: for
-        carrying the file over."""
-        return _lines_of(self._spans)
+        """The spans and steps the file `path` holds (read at start, written since), as the lines `keep_in` keeps:
+        for carrying the file over."""
+        return _lines_of(self._spans, self._steps)
 
     def keep_in(self, lines: Lines) -> None:
-        """Keep the spans in `lines` (the hub's store) from now on, instead of the file: what they hold is known
-        at once, as the file's was at start."""
-        kept = self._spans_of(lines.read(), lines.where)
+        """Keep the spans and steps in `lines` (the hub's store) from now on, instead of the file: what they hold
+        is known at once, as the file's was at start."""
+        kept, steps = self._kept_of(lines.read(), lines.where)
         with self._lock:
             for device_id, clock in self._open(kept).items():
                 if device_id not in self._clocks:  # a clock measured since start is newer
                     self._clocks[device_id] = clock
-            self._spans, self._lines = {**kept, **self._spans}, lines
+            self._spans, self._steps, self._lines = {**kept, **self._spans}, {**steps, **self._steps}, lines
 
     def _track(self, device_id: bytes, clock: DeviceClock, boot: int | None, proved: bool) -> None:
         """Open a span when the device's clock goes off, or moves by more than SPAN_SLACK_S, or the device booted
@@ -309,21 +349,44 @@ class DeviceClocks:
         changed = {**self._spans, device_id: tuple(spans[-SPANS_KEPT:])}
         while len(changed) > self.cap:
             del changed[next(iter(changed))]
+        self._spans = changed
+        self._write()
+
+    def _track_steps(self, device_id: bytes, clock: DeviceClock, boot: int, steps: tuple[tuple[int, int], ...],
+                     proved: bool) -> None:
+        """Keep the steps a device said of its boot `boot` with the offset measured with them; written when they
+        change (other steps, another boot, or an offset moved by more than SPAN_SLACK_S)."""
+        known = self._steps.get(device_id)
+        if (known is not None and known.boot == boot and known.steps == steps and known.proved == proved
+                and abs(known.offset_s - clock.offset_s) <= SPAN_SLACK_S):
+            return
+        if not proved and known is not None and clock.measured_at - known.measured_at < SPAN_SLACK_S:
+            return  # as for spans: an unproved sayer changes them at most once a minute
+        said = BootSteps(boot=boot, offset_s=clock.offset_s, measured_at=clock.measured_at, steps=steps,
+                         proved=proved)
+        changed = {**self._steps, device_id: said}
+        while len(changed) > self.cap:
+            del changed[next(iter(changed))]
+        self._steps = changed
+        self._write()
+
+    def _write(self) -> None:
+        lines = _lines_of(self._spans, self._steps)
         try:
             if self._lines is not None:
-                self._lines.rewrite(_lines_of(changed))
+                self._lines.rewrite(lines)
             elif self.path is not None:
                 tmp = self.path.with_name(self.path.name + ".tmp")
-                tmp.write_text(json.dumps(_lines_of(changed)), encoding="utf-8")
+                tmp.write_text(json.dumps(lines), encoding="utf-8")
                 os.replace(tmp, self.path)
         except (OSError, StoreError) as exc:
             log.warning("the device clocks could not be kept in %s (%s); a restart knows them again at each "
                         "device's next sync", self._lines.where if self._lines is not None else self.path, exc)
-        self._spans = changed
 
     def saw(self, device_id: bytes, device_now: int, hub_now: int, *, boot: int | None = None,
-            proved: bool = False) -> DeviceClock:
-        """A device said its time (and its boot) at `hub_now`, on a request its OSCORE context proved or not."""
+            proved: bool = False, steps: tuple[tuple[int, int], ...] = ()) -> DeviceClock:
+        """A device said its time (and its boot, and where its clock stepped in that boot) at `hub_now`, on a
+        request its OSCORE context proved or not."""
         clock = DeviceClock(offset_s=device_now - hub_now, measured_at=hub_now)
         with self._lock:
             self._clocks.pop(device_id, None)
@@ -331,6 +394,8 @@ class DeviceClocks:
             while len(self._clocks) > self.cap:
                 self._clocks.popitem(last=False)
             self._track(device_id, clock, boot, proved)
+            if steps and boot is not None:
+                self._track_steps(device_id, clock, boot, steps, proved)
         return clock
 
     def off(self, limit_s: int | None = None) -> list[tuple[bytes, DeviceClock]]:
@@ -340,12 +405,17 @@ class DeviceClocks:
         with self._lock:
             return sorted((d, c) for d, c in self._clocks.items() if abs(c.offset_s) > limit_s)
 
-    def offset_at(self, device_id: bytes, boot: int, device_time: int, arrived_at: int) -> int | None:
+    def offset_at(self, device_id: bytes, boot: int, device_time: int, arrived_at: int,
+                  seq: int | None = None) -> int | None:
         """The offset of the device's clock that made a record of boot `boot`, dated `device_time` by it, that
-        arrived at `arrived_at`: that of the span the arrival falls in, if the span's boot is the record's (or
-        unknown). A span measured on requests that no OSCORE context proved (anyone on the network may say a
-        device's time) times only the records its offset explains: dated that far off from their arrival, within
-        `limit_s`. None: the record is timed as the analytics' clock policy says."""
+        arrived at `arrived_at`: for record `seq` made before a step its device said of that boot (`BootSteps`),
+        the offset of the clock before the step; else that of the span the arrival falls in, if the span's boot
+        is the record's (or unknown). Steps or a span measured on requests that no OSCORE context proved (anyone on
+        the network may say a device's time) time only the records their offset explains: dated that far off from
+        their arrival, within `limit_s`. None: the record is timed as the analytics' clock policy says."""
+        said = self._steps.get(device_id) if seq is not None else None
+        if said is not None and said.boot == boot and seq is not None and (off := said.offset_before(seq)) is not None:
+            return off if said.proved or abs(device_time - arrived_at - off) <= self.limit_s else None
         kept = self._spans.get(device_id)
         if not kept:
             return None

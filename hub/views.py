@@ -249,7 +249,7 @@ class Views:
         try:
             for rec in records:
                 if rec.kind in MBG_KINDS:
-                    offset = offset_at(rec.device_id, rec.boot, rec.time, arrived_at)
+                    offset = offset_at(rec.device_id, rec.boot, rec.time, arrived_at, rec.seq)
                     if self.mbg.ingest(rec, arrived_at, offset) and rec.kind == "stock":
                         self.demand.take(rec)
                 elif rec.kind in MARKET_KINDS:

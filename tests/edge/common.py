@@ -108,3 +108,19 @@ def read_log(path: Path) -> list[dict]:
         except ValueError:
             continue  # a line cut by SIGKILL, or a traceback
     return out
+
+
+class Clocks:
+    """A wall clock and a boot-time clock that tick together, and the wall clock set by hand."""
+
+    def __init__(self, wall: float) -> None:
+        self.ticks, self.offset = 1000.0, wall - 1000.0
+
+    def tick(self, seconds: float) -> None:
+        self.ticks += seconds
+
+    def set_wall(self, wall: float) -> None:
+        self.offset = wall - self.ticks
+
+    def wall(self) -> float:
+        return self.ticks + self.offset

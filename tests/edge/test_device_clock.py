@@ -15,10 +15,13 @@ import aiohttp
 
 from coap_server.errors import error_response
 from coap_server.params import Param, coap_pairs, coap_query, device
-from coap_server.sync import HeadsResource, RecordsResource
+from coap_server.sync import HeadsResource, RecordsResource, SyncReport, remote_heads
+from edge.clockwatch import ClockWatch
 from edge.daemon import EdgeDaemon
+from ledger import ChainBuilder, Ed25519Signer
 from ledger.record import decode_record
 from ledger.sync import Limits
+from tests.edge.common import Clocks
 from tests.netns.evil_peer import Holder
 from tests.ports import free_coap, free_udp
 from tests.security.common import NOW, edge, edge_config, enroll_edge, secure_hub
@@ -93,14 +96,15 @@ class Held(Holder):
 
 
 class HubFromBefore(HeadsResource):
-    """A hub's heads resource from before ?now= (it knows ?forked=), or with `now` from before ?boot=: its strict
+    """A hub's heads resource from before ?now= (it knows ?forked=), or with `now` from before ?boot=, or with
+    `boot` too from before ?steps=: its strict
     query parser refuses what it does not know (4.00). It keeps the queries it was asked with."""
 
-    def __init__(self, holder, limits, now: bool = False) -> None:
+    def __init__(self, holder, limits, now: bool = False, boot: bool = False) -> None:
         super().__init__(holder, limits)
         self.asked: list[set[str]] = []
         self.known = (Param(name="after", kind="text", size=32), device("forked"),
-                      *((Param(name="now", hi=2**40),) if now else ()))
+                      *((Param(name="now", hi=2**40),) if now else ()), *((Param(name="boot", hi=2**32),) if boot else ()))
 
     async def render_post(self, request):
         self.asked.append({name for name, _ in coap_pairs(request)})
@@ -197,3 +201,53 @@ async def test_the_taps_of_an_edge_two_hours_slow_are_timed_by_its_clock_set_rig
     async with secure_hub(tmp_path / "hub") as hub:  # restarted: the records refilled are timed as before
         assert [(s["time"], s["basis"]) for s in await _steps(hub, "04A1B2C3")] == [(NOW, "corrected")]
         assert [(s["time"], s["basis"]) for s in await _steps(hub, "04D4E5F6")] == [(NOW, "arrival")]
+
+
+async def test_the_taps_made_before_ntp_set_the_clock_right_are_timed_by_the_clock_as_it_was(tmp_path):
+    """A kitchen's Pi boots three hours slow (no real-time clock) with its hub out of reach, and a tap is signed
+    with that time; then NTP sets its clock right and the hub comes back. The edge tells the hub its time (now
+    right) and where its clock stepped in this boot: the tap is timed by its clock less the three hours, not as a
+    backlog of three hours (nor at its arrival), and the edge's /status shows the step."""
+    port = free_coap()
+    async with secure_hub(tmp_path / "hub", coap_port=port) as hub:
+        await enroll_edge(tmp_path / "edge", hub)
+    config = edge_config(tmp_path / "edge", hub=f"coap://127.0.0.1:{port}")
+    clocks = Clocks(NOW - 3 * 3600)
+    async with _edge_at(config, ClockWatch(wall=clocks.wall, ticks=lambda: clocks.ticks)) as daemon:
+        await daemon.submit([("scan", {"event": "departed", "site": "sppg-01", "staff": "5a000001",
+                                       "tags": ["04C0FFEE"]})])
+        clocks.tick(60)
+        clocks.set_wall(NOW)
+        async with secure_hub(tmp_path / "hub", coap_port=port) as hub:
+            daemon.sync.add(f"coap://127.0.0.1:{port}", "hub")  # back: asked at once, past the backoff
+            steps = await _steps(hub, "04C0FFEE")
+            own = daemon.key.device_id
+            (signed,) = [r for r in hub.hub.store.log_range(own, 0, 100) if b"04C0FFEE" in r]
+            status = daemon.status()
+    assert decode_record(signed).time == NOW - 3 * 3600
+    assert [(s["time"], s["basis"]) for s in steps] == [(NOW - 60, "corrected")]
+    assert status["clock_steps"] == [{"seq": decode_record(signed).seq + 1, "seconds": 3 * 3600 - 60}]
+
+
+async def test_a_hub_from_before_steps_is_told_the_time_and_boot_without_them(tmp_path):
+    """A hub that takes the time and the boot but not ?steps= refuses the query (4.00): asked again without the
+    steps in the same request, it is told the rest, and the report says the steps were refused."""
+    genesis = ChainBuilder(Ed25519Signer.from_seed(b"\x31" * 32), clock=lambda: NOW, boot=1).genesis().raw
+    heads = HubFromBefore(Held([genesis]), Limits(), now=True, boot=True)
+    site = resource.Site()
+    site.add_resource(["sync", "heads"], heads)
+    port = free_coap()
+    server = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port), transports=["udp6"])
+    ctx = await aiocoap.Context.create_client_context()
+    try:
+        report = SyncReport()
+        await remote_heads(ctx, f"coap://127.0.0.1:{port}", Limits(), report, now=lambda: NOW, boot=lambda: 3,
+                           steps=lambda: [(7, 10_800)])
+        assert heads.asked == [{"after", "now", "boot", "steps"}, {"after", "now", "boot"}]
+        assert report.steps_refused and not report.boot_refused and not report.now_refused
+        await remote_heads(ctx, f"coap://127.0.0.1:{port}", Limits(), SyncReport(), now=lambda: NOW,
+                           boot=lambda: 3, steps=lambda: [])
+        assert heads.asked[-1] == {"after", "now", "boot"}, "no step: none told"
+    finally:
+        await ctx.shutdown()
+        await server.shutdown()

@@ -356,3 +356,38 @@ def test_a_clock_off_times_the_records_of_its_boot_that_arrive_while_it_is_off(t
     earlier = DeviceClocks(limit_s=900, path=path)
     assert earlier.offset_at(gate, 9, t - 7_100, t + 100) == -7_200
     assert [(d, c.offset_s) for d, c in earlier.off()] == [(gate, -7_200)]
+
+
+def test_the_records_made_before_a_clock_stepped_are_timed_by_the_clock_as_it_was(tmp_path) -> None:
+    """A gate booted three hours slow (no real-time clock), tapped offline, then NTP set it right; it syncs with
+    its clock right and says where it stepped: the records before the step are timed by the clock as it was, those
+    after by the span logic (none: it is right). Two steps add up backwards. Kept across a restart, in the same
+    file as the spans; an unproved sayer times only the records it explains, as for spans."""
+    t, gate, desk = 1_768_000_000, b"\x01" * 16, b"\x02" * 16
+    path = tmp_path / "device-clocks.json"
+    clocks = DeviceClocks(limit_s=900, path=path)
+    clocks.saw(gate, t + 4, t, boot=5, proved=True, steps=((40, 10_800), (52, -600)))
+    assert clocks.off() == [], "its clock is right now"
+
+    def answers(c: DeviceClocks) -> list[int | None]:
+        return [c.offset_at(gate, 5, t - 12_000, t + 60, 10),  # before both steps: 3 h slow, then 10 min back
+                c.offset_at(gate, 5, t - 1_000, t + 60, 45),  # between them: 10 min fast
+                c.offset_at(gate, 5, t - 100, t + 60, 52),  # from the last step on: the clock as measured
+                c.offset_at(gate, 4, t - 12_000, t + 60, 10),  # another boot's record
+                c.offset_at(gate, 5, t - 12_000, t + 60)]  # no seq given: spans only
+
+    assert answers(clocks) == [4 - 10_800 + 600, 4 + 600, None, None, None]
+    again = DeviceClocks(limit_s=900, path=path)
+    assert answers(again) == answers(clocks)
+    kept = [i for i in json.loads(path.read_text()) if "steps" in i]
+    assert kept == [{"device": gate.hex(), "boot": 5, "steps_offset_s": 4, "measured_at": t,
+                     "steps": [[40, 10_800], [52, -600]], "proved": True}]
+    # A new boot's steps replace the old ones; without OSCORE they time only the records they explain.
+    again.saw(desk, t, t, boot=1, steps=((3, 7_200),))
+    assert again.offset_at(desk, 1, t - 7_000, t + 100, 2) == -7_200
+    assert again.offset_at(desk, 1, t - 20_000, t + 100, 2) is None
+    again.saw(desk, t + 30, t + 30, boot=1, steps=((3, 100_000),))  # said again within the minute: not taken
+    assert again.offset_at(desk, 1, t - 7_000, t + 100, 2) == -7_200
+    again.saw(gate, t + 200, t + 200, boot=6, proved=True, steps=((2, 60),))
+    assert again.offset_at(gate, 5, t - 12_000, t + 60, 10) is None
+    assert again.offset_at(gate, 6, t - 60, t + 260, 1) == -60
