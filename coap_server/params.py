@@ -26,8 +26,8 @@ class Param:
     """One query parameter a resource or route accepts: its kind and bounds.
 
     kind: "int" (lo <= value < hi), "hex" (exactly `size` bytes), "text" (at most `size` characters),
-    "flag" ("1"/"true"/"0"/"false"), "steps" (at most `size` `seq:seconds` pairs, `_steps`). `many` lets it repeat (a list of devices); everything else is refused
-    when named twice."""
+    "flag" ("1"/"true"/"0"/"false"), "steps" (at most `size` `seq:seconds` pairs, `_steps`). `many` lets it
+    repeat (a list of devices); everything else is refused when named twice."""
 
     name: str
     kind: str = "int"

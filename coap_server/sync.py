@@ -104,7 +104,8 @@ class HeadsResource(blocks.Resource):
             after, asked, told = query.get("after"), query.get("forked"), query.get("now")
             if told is not None and clocks is not None and (who := (proved := _claimed(request)) or asked):
                 stepped = {"steps": query["steps"]} if "steps" in query and "boot" in query else {}
-                await asyncio.to_thread(clocks, who, told, boot=query.get("boot"), proved=proved is not None, **stepped)
+                await asyncio.to_thread(clocks, who, told, boot=query.get("boot"), proved=proved is not None,
+                                        **stepped)
             start = bytes.fromhex(after) if after is not None else None
             theirs = decode_heads(request.payload, self.limits)
             if start is not None and paged is not None:

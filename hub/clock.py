@@ -249,7 +249,8 @@ def _span_of(item: Any) -> tuple[bytes, ClockSpan]:
 
 
 def _lines_of(spans: dict[bytes, tuple[ClockSpan, ...]], steps: dict[bytes, BootSteps]) -> list[dict[str, Any]]:
-    return [s.line(d) for d, kept in sorted(spans.items()) for s in kept] + [b.line(d) for d, b in sorted(steps.items())]
+    return ([s.line(d) for d, kept in sorted(spans.items()) for s in kept]
+            + [b.line(d) for d, b in sorted(steps.items())])
 
 
 class DeviceClocks:

@@ -104,7 +104,8 @@ class HubFromBefore(HeadsResource):
         super().__init__(holder, limits)
         self.asked: list[set[str]] = []
         self.known = (Param(name="after", kind="text", size=32), device("forked"),
-                      *((Param(name="now", hi=2**40),) if now else ()), *((Param(name="boot", hi=2**32),) if boot else ()))
+                      *((Param(name="now", hi=2**40),) if now else ()),
+                      *((Param(name="boot", hi=2**32),) if boot else ()))
 
     async def render_post(self, request):
         self.asked.append({name for name, _ in coap_pairs(request)})
