@@ -10,6 +10,7 @@ import http.client
 import importlib
 import json
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -118,6 +119,7 @@ def _hub_take_back(args: argparse.Namespace) -> int:
     from ledger import decode_checkpoint
 
     config = load(args.config)
+    _refuse_running(config)
     key = existing_key(config)
     lost = LastSigned(Path(config.data_dir), key.public_key).read()
     for path in args.bundles:
@@ -150,6 +152,22 @@ def _hub_take_back(args: argparse.Namespace) -> int:
               f"bundles hold none past it, and this hub signed one of {lost.tree_size}: a bundle exported later "
               f"takes the rest back, else start once with --accept-older-store (docs/DEPLOY.md, Backups)")
     return 0 if done.whole else OlderStore.exit_code
+
+
+def _refuse_running(config: HubConfig) -> None:
+    """Refuse to write a hub's store while something answers on the hub's HTTP port: the hub itself, most likely,
+    which writes to the same store and would interleave its records with the ones taken back."""
+    if not config.http_port:
+        return
+    host = "127.0.0.1" if config.http_host in ("", "0.0.0.0", "::") else config.http_host
+    try:
+        with socket.create_connection((host, config.http_port), timeout=2):
+            pass
+    except OSError:
+        return
+    raise UsageError(f"something answers on {host}:{config.http_port}, this config's hub's HTTP address: a running "
+                     "hub writes to the store this command writes to", where="http_port",
+                     hint="stop the hub first (sudo systemctl stop jejak-hub), then run the command again")
 
 
 def _postgres_only(config: HubConfig) -> None:

@@ -98,8 +98,8 @@ async def test_the_documented_restore_brings_back_a_store_the_hub_verifies(tmp_p
         assert done.returncode == 0, f"{restore}\n{done.stderr}"
         assert _count(dsn, "hub_restore") == before
         toml = tmp_path / "hub.toml"
-        toml.write_text(f'name = "hub-restore"\ndata_dir = "{tmp_path / "hub"}"\n[store]\nbackend = "postgres"\n'
-                        f'dsn = "{dsn}"\n')
+        toml.write_text(f'name = "hub-restore"\ndata_dir = "{tmp_path / "hub"}"\nhttp_port = 0\n[store]\n'
+                        f'backend = "postgres"\ndsn = "{dsn}"\n')
         verified = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "tools.cli", "hub", "verify", "--config", str(toml)], cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 
 import aiocoap
@@ -21,6 +22,7 @@ from hub.service import Hub, TailRefused
 from hub.store import LmdbHubStore
 from hub.tiers import pull_once
 from ledger import ChainBuilder, Ed25519Signer, verify_chain
+from ledger.failures import UsageError
 from tools.cli import main
 
 from .conftest import Clock, enroll, new_device
@@ -123,7 +125,7 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
     it part of the way (exit 89), a tampered one nothing (exit 91), and then the hub starts without the flag."""
     clock, data = Clock(), tmp_path / "region"
     toml = tmp_path / "hub.toml"
-    toml.write_text(f'data_dir = "{data}"\nmdns = false\n')
+    toml.write_text(f'data_dir = "{data}"\nmdns = false\nhttp_port = 0\n')  # no running hub to look for
     signer = load_or_create_key(data / "hub.key")
     store, region = _region(data, signer, clock)
     devices = {}
@@ -214,3 +216,17 @@ def test_take_back_merges_the_lost_tail_from_bundles_the_hub_exported(tmp_path: 
         assert hub.tree.root(lost.tree_size) == lost.root
     finally:
         store.close()
+
+
+def test_take_back_refuses_to_write_while_the_hub_answers_on_its_port(tmp_path: Path, capsys) -> None:
+    """A running hub writes to the same store: the command stops before it opens it, saying what to do."""
+    data = tmp_path / "region"
+    load_or_create_key(data / "hub.key")
+    with socket.create_server(("127.0.0.1", 0)) as running:
+        port = running.getsockname()[1]
+        toml = tmp_path / "hub.toml"
+        toml.write_text(f'data_dir = "{data}"\nmdns = false\nhttp_port = {port}\n')
+        assert main(["hub", "take-back", "--config", str(toml), str(tmp_path / "any.jejak")]) == UsageError.exit_code
+    err = capsys.readouterr().err
+    assert "USAGE" in err and "stop the hub first" in err
+    assert not (data / "store").exists(), "the store was not opened"
