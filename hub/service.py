@@ -1022,17 +1022,19 @@ class Hub:
                       for device_id, group in itertools.groupby(tail, key=lambda pair: pair[0])]
             self._taking_back = True  # a device's key record brings no new decision: the tail holds the one made
             try:
-                batch: list[tuple[bytes, list[bytes]]] = []
-                for device_id, raws in [*ranges, (self.hub_id, [])]:
+                batch: list[tuple[bytes, list[bytes]]] = []  # devices' ranges, committed together: not a fsync each
+                held = 0
+                for device_id, raws in ranges:
                     if device_id != self.hub_id:
                         batch.append((device_id, raws))
-                        if sum(len(r) for _d, r in batch) < TAKE_BACK_BATCH:
-                            continue
-                    if batch:  # a commit each: a day's tail is not a fsync a range
+                        held += len(raws)
+                    if batch and (device_id == self.hub_id or held >= TAKE_BACK_BATCH):
                         self._take_back_devices(batch)
-                    batch = []
-                    if device_id == self.hub_id and raws:
+                        batch, held = [], 0
+                    if device_id == self.hub_id:
                         self._take_back_own(raws)
+                if batch:
+                    self._take_back_devices(batch)
             finally:
                 self._taking_back = False
             assert holds(self.tree, lost)
