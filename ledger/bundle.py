@@ -716,13 +716,19 @@ def verify_log(log: LogExport, records: _Records, report: DeviceReport, authorit
     try:
         schedule = _key_schedule(log.device_id, log.keys)
         first = next(it, None)
-        if first is None:
-            return
-        start = _range_start(log, first, schedule)
+        # A key list with no range is vouched for all the same: the hub admitted its genesis and rotations.
+        start = ChainState.empty(log.device_id) if first is None else _range_start(log, first, schedule)
         standing = _check_standing(log.device_id, schedule, authority, start)
         report.revoked_from = standing.revoked_from
     except LedgerError as exc:
         report.problems.append(exc)
+        return
+    if first is None:
+        if log.bodies:  # a body needs a detached record of the range, and there is none
+            report.problems.append(MalformedRecord(
+                f"bundle: detached body for seq {next(iter(log.bodies))}, which is not a detached record of the "
+                "range (the log carries no records)",
+                where=f"device {log.device_id.hex()}"))
         return
     listed = {rec.seq: rec.raw for _, _, rec in schedule}
     earlier = _Earlier(start, held, find)

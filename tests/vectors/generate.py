@@ -815,6 +815,23 @@ def invalid_bundle_files(w: World, vec: Callable[..., None]) -> None:
            no_approval.bundle(created=T0 + 3660).encode())
 
     # -- device logs and their key lists (§12.3 step 6) ------------------------------------------------------
+    def drop_range(i: int) -> Callable[[dict[str, Any]], None]:
+        def fn(m: dict[str, Any]) -> None:
+            gone = {hashlib.sha256(raw).digest() for raw in m["logs"][i]["records"]}
+            m["logs"][i]["records"] = []
+            m["receipts"] = [r for r in m["receipts"] if r[0] not in gone]
+        return fn
+
+    stranger_genesis = ChainBuilder(w.stranger, clock=clock(T0 + 30), boot=1).genesis().raw
+    bundle("unknown-key-bundle-key-list-only-no-approval", "UNKNOWN_KEY",
+           "a log of a device the hub's log never approved, with its genesis as key list and no records: a key "
+           "list is vouched for by the hub's decisions whether or not a range follows",
+           changed(lambda m: m["logs"].append({"device": device_id_for(w.stranger.public_key), "keys": [stranger_genesis],
+                                               "records": [], "bodies": []})))
+    bundle("malformed-bundle-body-without-records", "MALFORMED",
+           "a bodies entry in the school gate's log with its records emptied (their receipts dropped): no "
+           "detached record for it to belong to",
+           changed(drop_range(gate)))
     rot = w.rotation
     bundle("unknown-key-no-genesis", "UNKNOWN_KEY",
            "a key list that starts at the rotation (seq 2): nothing says who the device is",

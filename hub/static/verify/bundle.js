@@ -390,12 +390,21 @@
     const keyProblem = attempt(() => {
       schedule = keySchedule(log);
       dev.schedule = schedule;
-      if (log.records.length === 0) return;
-      start = rangeStart(log, schedule);
-      checkStanding(log, schedule, st, start.length);
+      // A key list with no range is vouched for all the same: the hub admitted its genesis and rotations.
+      start = log.records.length === 0 ? null : rangeStart(log, schedule);
+      checkStanding(log, schedule, st, start ? start.length : 0);
     }, where);
     report.step("log.keys", { device: dev.device, n: log.keys.length }, keyProblem);
-    if (report.add(keyProblem, dev) || log.records.length === 0) return [];
+    if (report.add(keyProblem, dev)) return [];
+    if (log.records.length === 0) {
+      // A body needs a detached record of the range, and there is none.
+      const bodies = attempt(() => {
+        if (log.bodies.length) malformed("bodies.stray", { seq: log.bodies[0][0] });
+      }, where);
+      if (bodies) report.step("log.bodies", { device: dev.device, n: log.bodies.length }, bodies);
+      report.add(bodies, dev);
+      return [];
+    }
     const accepted = acceptRange(log, start, st.revokedFrom, null, report);
     const checked = checkPrefix(log, schedule, accepted.records);
     const good = checked.records;
