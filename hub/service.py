@@ -1121,6 +1121,15 @@ class Hub:
         return index, make_receipt(cp, index, self.tree.inclusion_proof(index, cp.tree_size))
 
     def consistency(self, first: int, second: int) -> list[bytes]:
+        """The RFC 9162 consistency proof from tree size `first` to `second`: a size past the log is one it does
+        not have yet (NotFound), sizes the wrong way round a request that names no proof (HubError)."""
+        size = len(self.tree)
+        if first > second:
+            raise HubError(f"a consistency proof goes from a smaller tree size to a larger one, got {first} to "
+                           f"{second}", hint="ask with from <= to")
+        if second > size:
+            raise NotFound(f"tree size {second} is larger than the log ({size} records)",
+                           hint="ask up to the size of the latest checkpoint (GET /api/checkpoints/latest)")
         return self.tree.consistency_proof(first, second)
 
     # export -------------------------------------------------------------------------------------------------

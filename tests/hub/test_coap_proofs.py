@@ -43,6 +43,11 @@ async def test_receipts_and_consistency_over_coap(tmp_path, hub, clock):
         assert str(missing.code).startswith("4.04") and cbor2.loads(missing.payload)["code"] == "NOT_FOUND"
         bad = await get("/proofs/consistency?from=x")
         assert str(bad.code).startswith("4.00")
+        # A size the log does not have yet is not found; sizes the wrong way round name no proof.
+        ahead = await get(f"/proofs/consistency?from=1&to={len(hub.tree) + 1}")
+        assert str(ahead.code).startswith("4.04") and cbor2.loads(ahead.payload)["code"] == "NOT_FOUND"
+        backwards = await get(f"/proofs/consistency?from={newer.tree_size}&to={older.tree_size}")
+        assert str(backwards.code).startswith("4.00") and cbor2.loads(backwards.payload)["code"] == "HUB_ERROR"
         # libcoap's client fetches the same receipt bytes.
         client = shutil.which("coap-client-notls") or shutil.which("coap-client")
         assert client, "libcoap3-bin is installed by scripts/setup"

@@ -51,7 +51,7 @@ async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
                                  headers={"Authorization": "Bearer wrong"}) as resp:
                 assert resp.status == 401
             async with http.post(f"/api/devices/{device['device']}/approve",
-                                 headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
+                                 headers={"Authorization": f"bearer {OPERATOR}"}) as resp:  # any case (RFC 9110)
                 assert resp.status == 200 and (await resp.json())["status"] == "active"
             async with http.post(f"/api/ingest/{device['device']}", data=body) as resp:
                 result = await resp.json()
@@ -74,6 +74,8 @@ async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
             async with http.get("/api/proofs/inclusion/" + "00" * 32) as resp:
                 assert resp.status == 404
                 assert (await resp.json())["error"]["code"] == "NOT_FOUND"
+            async with http.get(f"/api/proofs/consistency?from=1&to={cp['tree_size'] + 1}") as resp:
+                assert resp.status == 404 and (await resp.json())["error"]["code"] == "NOT_FOUND"
             async with http.post("/api/enroll", data=b"\xff\x00garbage") as resp:
                 assert resp.status == 400
                 assert (await resp.json())["error"]["code"] == "MALFORMED"
