@@ -50,9 +50,15 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header (the scheme's name in any case, RFC 9110 §11.1),
+    or "" for any other header or none."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
 def _bearer(request: web.Request) -> str:
-    auth = request.headers.get("Authorization", "")
-    return auth[7:].strip() if auth.startswith("Bearer ") else ""
+    return bearer_token(request.headers.get("Authorization"))
 
 
 def client_address(request: web.Request, proxies: frozenset[str]) -> str:

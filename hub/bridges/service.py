@@ -10,6 +10,7 @@ from typing import Any
 
 from ledger import Record, decode_record
 
+from ..auth import bearer_token
 from ..markets.model import MAX_AHEAD_S, MAX_BACKDATE_S
 from ..service import Hub
 from ..store import DamagedRecord
@@ -167,9 +168,10 @@ class Bridges:
 
     def device_for(self, authorization: str | None) -> LegacyDevice:
         """The device a bearer token belongs to; Unauthorized or Forbidden otherwise."""
-        if not authorization or not authorization.startswith("Bearer ") or len(authorization) < 8:
+        token = bearer_token(authorization)
+        if not token:
             raise Unauthorized("Not authenticated: send Authorization: Bearer <token> from /api/auth/device/register")
-        device = self.registry.by_token(authorization[7:].strip())
+        device = self.registry.by_token(token)
         if device is None:
             raise Unauthorized("Invalid token")
         if device.status != "active":

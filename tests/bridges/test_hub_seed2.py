@@ -120,6 +120,7 @@ async def test_forecast_without_prices_answers_seed2_detail(hubenv):
     ({}, "Not authenticated"),
     ({"Authorization": "Bearer not-a-token-anyone-was-given"}, "Invalid token"),
     ({"Authorization": "Basic REVWLTAwMTpzZWNyZXQ="}, "Not authenticated"),
+    ({"Authorization": "bearer not-a-token-anyone-was-given"}, "Invalid token"),  # the scheme in any case
 ])
 async def test_unauthorised_token_refused_and_nothing_stored(hubenv, headers, says):
     await register(hubenv)
