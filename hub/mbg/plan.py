@@ -435,7 +435,9 @@ def load_plan(source: str | bytes | Path) -> Plan:
         try:
             data = source.read_bytes()
         except FileNotFoundError:
-            raise MissingFile(f"plan file {source} does not exist", where=str(source), hint=_WHERE_SET) from None
+            shown = source if source.is_absolute() else f"{source} ({source.absolute()}: a relative path starts from " \
+                "the directory the hub was started in)"
+            raise MissingFile(f"plan file {shown} does not exist", where=str(source), hint=_WHERE_SET) from None
         except PermissionError:
             raise  # NO_PERMISSION, as for the config file
         except OSError as exc:

@@ -95,6 +95,14 @@ def test_a_plan_file_that_is_not_there_says_where_the_path_is_set(tmp_path: Path
     assert caught.value.where == str(tmp_path / "nope.toml")
 
 
+def test_a_relative_plan_path_that_is_not_there_says_where_it_was_looked_for(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MissingFile) as caught:
+        load_plan(Path("mbg.toml"))
+    assert str(tmp_path / "mbg.toml") in caught.value.message and "started in" in caught.value.message
+
+
 def test_a_plan_file_is_read_as_the_configs_are(tmp_path: Path) -> None:
     """Notepad's byte order mark, bytes that are not UTF-8, a key set twice and a misspelt key: each named with
     the file, and the bytes a clear MBG_PLAN, not a UnicodeDecodeError that stopped the hub as INTERNAL."""
