@@ -49,7 +49,13 @@ def settings_from_toml(data: bytes, source: str, error: type[CodedError]) -> dic
     except tomllib.TOMLDecodeError as exc:
         at = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         where = f"line {at[1]}, column {at[2]}" if at else None
-        twice = _given_twice(str(exc), text.splitlines(), int(at[1])) if at else None
+        lines = text.splitlines()
+        here = lines[int(at[1]) - 1].split("#", 1)[0].strip() if at and 0 < int(at[1]) <= len(lines) else ""
+        if _UNCLOSED.fullmatch(here):  # tomllib reads "[coap" as the header it would name twice, if it names one
+            raise error(f"{source}: the table header {here} at line {at[1]} has no closing ]",
+                        where=f"line {at[1]}", hint=f"write it as {here.rstrip()}]"
+                        + ("]" if here.startswith("[[") else "")) from None
+        twice = _given_twice(str(exc), lines, int(at[1])) if at else None
         if twice is not None:
             raise error(f"{source}: {twice[0]}", where=where, hint=twice[1]) from None
         raise error(f"{source}: not valid TOML: {exc}", where=where,
@@ -58,6 +64,7 @@ def settings_from_toml(data: bytes, source: str, error: type[CodedError]) -> dic
 
 
 _HEADER = re.compile(r"\s*\[(\[?)\s*([^\]]+?)\s*\]")
+_UNCLOSED = re.compile(r"\[\[?\s*[A-Za-z0-9_.-]+\s*")  # a table header without its ], comment cut off
 
 
 def _given_twice(problem: str, lines: list[str], line: int) -> tuple[str, str] | None:

@@ -279,6 +279,9 @@ def test_jejak_hub_run_checks_the_plan_and_the_store_before_it_writes_a_key(
     # a section header copied where a list was meant: tomllib says "Cannot declare ('webhooks',) twice"
     (b"[webhooks]\nurl = \"http://a\"\n[webhooks]\nurl = \"http://b\"\n", "line 3, column 10",
      "[webhooks] at line 3 is given twice (first at line 1)", "write [[webhooks]] at each one"),
+    # a header whose ] was lost: tomllib reads "[store" as [store] declared twice
+    (b'[store]\nbackend = "lmdb"\n[store\n', "line 3", "the table header [store at line 3 has no closing ]",
+     "write it as [store]"),
 ])
 def test_a_key_or_table_given_twice_is_named_with_both_lines(tmp_path: Path, data: bytes, where: str, said: str,
                                                               hint: str) -> None:
