@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import urllib.parse
@@ -55,6 +56,18 @@ def _need(cond: bool, message: str, hint: str | None = None) -> None:
         raise ConfigError(message, hint=hint)
 
 
+def _one_of(setting: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Refuse a value that is none of `choices`, with the ones it was probably meant as ("kitchen-exit",
+    "Kitchen_Exit": kitchen_exit; "pn532": the three PN532 drivers)."""
+    if value in choices:
+        return
+    said = str(value).strip().lower().replace("-", "_").replace(" ", "_")
+    close = [c for c in choices if said and (c == said or c.startswith(said + "_"))] \
+        or difflib.get_close_matches(said, choices, n=2, cutoff=0.6)
+    raise ConfigError(f"{setting}: expected one of {list(choices)}, got {value!r}",
+                      hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None)
+
+
 def _coap_hint(setting: str, url: str, *, listed: bool = False) -> str:
     """The fix for an address without its scheme or port, the commonest slip: a host name as a browser takes it,
     or the hub's HTTP address."""
@@ -87,7 +100,7 @@ class CheckpointConfig:
     portions_per_tag: int = 1
 
     def __post_init__(self) -> None:
-        _need(self.role in ROLES, f"checkpoint.role: expected one of {list(ROLES)}, got {self.role!r}")
+        _one_of("checkpoint.role", self.role, ROLES)
         for name in ("dup_window_s", "session_timeout_s", "batch_linger_ms", "portions_per_tag"):
             value = getattr(self, name)
             _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0,
@@ -233,8 +246,7 @@ class ReaderConfig:
     retry_s: float = 2.0  # how often a missing or unplugged reader is looked for again
 
     def __post_init__(self) -> None:
-        _need(self.driver in READER_DRIVERS, f"reader.driver: expected one of {list(READER_DRIVERS)}, "
-                                             f"got {self.driver!r}")
+        _one_of("reader.driver", self.driver, READER_DRIVERS)
         _need(isinstance(self.i2c_address, int) and 0x03 <= self.i2c_address <= 0x77,
               f"reader.i2c_address: expected an I2C address 0x03..0x77, got {self.i2c_address!r}")
         _pin_name("reader.spi_cs", self.spi_cs)
@@ -265,10 +277,8 @@ class SensorConfig:
 
     def __post_init__(self) -> None:
         _need(isinstance(self.name, str) and bool(self.name), "sensors[].name: expected a non-empty name")
-        _need(self.kind in SENSOR_KINDS, f"sensors[{self.name}].kind: expected one of {list(SENSOR_KINDS)}, "
-                                         f"got {self.kind!r}")
-        _need(self.driver in SENSOR_DRIVERS, f"sensors[{self.name}].driver: expected one of "
-                                             f"{list(SENSOR_DRIVERS)}, got {self.driver!r}")
+        _one_of(f"sensors[{self.name}].kind", self.kind, SENSOR_KINDS)
+        _one_of(f"sensors[{self.name}].driver", self.driver, SENSOR_DRIVERS)
         _need(self.driver == "sim" or self.kind != "crowd",
               f"sensors[{self.name}]: a {self.driver} measures temperature and humidity, not kind \"crowd\"")
         _need(isinstance(self.interval_s, int) and self.interval_s >= 1,
@@ -299,8 +309,7 @@ class FeedbackConfig:
     offline_after_s: int = 600  # a stored tap shows "offline" when the hub was not reached for this long (0 = never)
 
     def __post_init__(self) -> None:
-        _need(self.driver in FEEDBACK_DRIVERS, f"feedback.driver: expected one of {list(FEEDBACK_DRIVERS)}, "
-                                               f"got {self.driver!r}")
+        _one_of("feedback.driver", self.driver, FEEDBACK_DRIVERS)
         for name in ("green", "amber", "red", "buzzer"):
             _pin_name(f"feedback.{name}", getattr(self, name))
         _need(isinstance(self.offline_after_s, int) and self.offline_after_s >= 0,
@@ -344,7 +353,7 @@ class LogConfig:
     def __post_init__(self) -> None:
         _need(self.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
               f"log.level: expected DEBUG, INFO, WARNING or ERROR, got {self.level!r}")
-        _need(self.format in LOG_FORMATS, f"log.format: expected one of {list(LOG_FORMATS)}, got {self.format!r}")
+        _one_of("log.format", self.format, LOG_FORMATS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -210,3 +210,17 @@ def test_jejak_edge_run_stops_on_a_config_mistake_with_one_line_and_exit_31(tmp_
     error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
     assert error["code"] == "CONFIG" and error.get("where") == where
     assert not (tmp_path / "edge").exists()
+
+
+@pytest.mark.parametrize(("text", "meant"), [
+    ('[checkpoint]\nrole = "kitchen-exit"\n', "did you mean 'kitchen_exit'?"),
+    ('[checkpoint]\nrole = "School_Gate"\n', "did you mean 'school_gate'?"),
+    ('[reader]\ndriver = "pn532"\n', "did you mean 'pn532_i2c' or 'pn532_spi' or 'pn532_uart'?"),
+    ('[[sensor]]\nname = "x"\ndriver = "bme208"\n', "did you mean 'bme280'?"),
+])
+def test_a_value_almost_right_is_refused_with_the_one_meant(tmp_path, text, meant):
+    path = tmp_path / "edge.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert "expected one of" in caught.value.message and caught.value.hint == meant
