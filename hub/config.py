@@ -283,7 +283,8 @@ def subscriber_of(hook: object, n: int) -> Subscriber:
     try:
         return Subscriber(**kwargs)
     except BadObservation as exc:
-        raise ConfigError(f"{section}: {exc.message}", where=where, hint=exc.hint) from None
+        raise ConfigError(f"{section}: {exc.message}", where=f"{where}.{exc.where}" if exc.where else where,
+                          hint=exc.hint) from None
 
 
 def bad_dsn(dsn: str) -> ConfigError:

@@ -5,6 +5,7 @@ of what was sent."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import hashlib
 import json
 import logging
@@ -54,16 +55,24 @@ class Subscriber:
     min_band: str = "stress"
 
     def __post_init__(self) -> None:
+        # `where` is the setting at fault, which a config's error names within its entry.
         if self.kind not in KINDS:
-            raise BadObservation(f"subscriber kind: expected one of {list(KINDS)}, got {self.kind!r}")
+            close = difflib.get_close_matches(self.kind.lower(), KINDS, n=1, cutoff=0.6)
+            raise BadObservation(f"subscriber kind: expected one of {list(KINDS)}, got {self.kind!r}", where="kind",
+                                 hint=f"did you mean {close[0]!r}?" if close else None)
         if not self.url.startswith(("http://", "https://")):
-            raise BadObservation(f"subscriber url: expected http:// or https://, got {mask_url(self.url)!r}")
+            raise BadObservation(f"subscriber url: expected http:// or https://, got {mask_url(self.url)!r}",
+                                 where="url", hint='e.g. url = "https://example.org/alerts"')
         if self.kind == "telegram" and not (self.token and self.chat_id):
-            raise BadObservation("telegram subscriber: expected token and chat_id")
+            raise BadObservation("telegram subscriber: expected token and chat_id",
+                                 where="chat_id" if self.token else "token")
         if self.kind == "whatsapp" and not (self.token and self.phone_number_id and self.to):
-            raise BadObservation("whatsapp subscriber: expected token, phone_number_id and to")
+            raise BadObservation("whatsapp subscriber: expected token, phone_number_id and to",
+                                 where=next(n for n in ("token", "phone_number_id", "to") if not getattr(self, n)))
         if self.min_band not in ALPS_BANDS:
-            raise BadObservation(f"min_band: expected one of {list(ALPS_BANDS)}, got {self.min_band!r}")
+            close = difflib.get_close_matches(self.min_band.lower(), ALPS_BANDS, n=1, cutoff=0.6)
+            raise BadObservation(f"min_band: expected one of {list(ALPS_BANDS)}, got {self.min_band!r}",
+                                 where="min_band", hint=f"did you mean {close[0]!r}?" if close else None)
 
     def wants(self, alert: Alert) -> bool:
         if self.commodities and alert.commodity not in self.commodities:

@@ -54,6 +54,13 @@ def test_webhook_entries_load_as_the_subscribers_they_name(tmp_path: Path) -> No
     (f'[[webhooks]]\n{OPS}[[webhooks]]\n{OPS}', "webhooks[2].id", "id 'ops' is taken by an earlier entry",
      "its own id"),
     ('webhooks = ["https://ops.example.org/alerts"]\n', "webhooks[1]", "expected a table of settings", None),
+    # a value the subscriber refuses is named with its setting, and the one meant where one is close
+    ('[[webhooks]]\nid = "ops"\nkind = "jsn"\nurl = "https://h.example/"\n', "webhooks[1].kind",
+     "subscriber kind: expected one of", "did you mean 'json'?"),
+    (f'[[webhooks]]\n{OPS}min_band = "alrt"\n', "webhooks[1].min_band", "min_band: expected one of",
+     "did you mean 'alert'?"),
+    ('[[webhooks]]\nid = "tg"\nkind = "telegram"\nurl = "https://api.telegram.org"\ntoken = "1:A"\n',
+     "webhooks[1].chat_id", "expected token and chat_id", None),
 ])
 def test_a_webhook_entry_that_does_not_hold_stops_the_load_naming_it(
         tmp_path: Path, text: str, where: str, message: str, hint: str | None) -> None:
@@ -75,7 +82,7 @@ def test_a_setting_where_a_table_belongs_is_a_config_error(tmp_path: Path, text:
 def test_a_subscriber_the_entry_does_not_make_is_named_with_its_url_masked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, '[[webhooks]]\nid = "ops"\nkind = "json"\nurl = "ftp://ops:pa55@h.example/T0K3N"\n')
-    assert caught.value.where == "webhooks[1]"
+    assert caught.value.where == "webhooks[1].url"
     assert "expected http:// or https://, got 'ftp://ops:***@h.example/***'" in caught.value.message
     assert "pa55" not in caught.value.message and "T0K3N" not in caught.value.message
     with pytest.raises(ConfigError, match=r"expected one of \['json', 'telegram', 'whatsapp'\], got 'jsn'"):
