@@ -475,7 +475,8 @@ class HubApi:
         if dev != device_id:
             raise HubError("records message names another device than the URL")
         result = await asyncio.to_thread(self.hub.ingest, device_id, raws)
-        return web.json_response(result.to_json(), status=200 if result.problem is None else 409)
+        # The result whole (what was accepted before the refusal), under the status of the problem's class.
+        return web.json_response(result.to_json(), status=result.http)
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         """The bundle is written to a file once and served from it: sent in chunks with its length, and a

@@ -141,6 +141,7 @@ class IngestResult:
     size: int
     problem: dict[str, str] | None = None
     fork: bool = False
+    http: int = 200  # the HTTP status of the problem's class (docs/ERRORS.md), 200 without one
 
     def to_json(self) -> dict[str, Any]:
         return {"device": self.device, "accepted": self.accepted, "duplicates": self.duplicates,
@@ -888,21 +889,22 @@ class Hub:
             if rec.kind == "key" and rec.seq > 0 and rec.body is not None and not self._taking_back:
                 self._decide(Decision(action="rotate", device_id=device_id, from_seq=rec.seq,
                                       key=rec.body["pubkey"]))
-        problem = None
+        problem, status = None, 200
         if result.fork is not None:
             self._flush()  # the evidence names a record the store must hold
             self.store.put_fork(device_id, result.fork.to_cbor())
             self.store.put_device(device.with_status("forked"))
             self._pending.bump("forks")
-            problem = result.fork.error().to_dict()
+            error = result.fork.error()
+            problem, status = error.to_dict(), error.http
         elif result.problem is not None:
             code = "revoked" if isinstance(result.problem, RevokedKey) else "invalid"
             self._pending.bump(f"refused_{code}", len(raws) - len(result.records) - result.duplicates)
-            problem = result.problem.to_dict()
+            problem, status = result.problem.to_dict(), result.problem.http
         self._pending.bump("duplicates", result.duplicates)
         return IngestResult(device=device_id.hex(), accepted=len(result.records), duplicates=result.duplicates,
                             length=result.state.length, size=size, problem=problem,
-                            fork=result.fork is not None), arrivals
+                            fork=result.fork is not None, http=status), arrivals
 
     # checkpoints and proofs ---------------------------------------------------------------------------------
     def checkpoint(self, *, force: bool = False) -> Checkpoint | None:

@@ -56,6 +56,15 @@ async def test_enroll_approve_ingest_prove_export(tmp_path, hub, clock):
             async with http.post(f"/api/ingest/{device['device']}", data=body) as resp:
                 result = await resp.json()
                 assert resp.status == 200 and result["accepted"] == len(records)
+            # A record whose signature does not verify: the result whole, under the status of its problem's class.
+            forged = builder.append("price", {"market": "pasar-minggu", "commodity": "beras", "unit": "kg",
+                                              "price_idr": 15000})
+            bad = forged.raw[:-1] + bytes([forged.raw[-1] ^ 1])
+            async with http.post(f"/api/ingest/{device['device']}",
+                                 data=encode_records(forged.device_id, forged.seq, [bad])) as resp:
+                result = await resp.json()
+                assert resp.status == 422 and result["problem"]["code"] == "INVALID_SIGNATURE"
+                assert result["accepted"] == 0 and result["length"] == len(records)
             async with http.post("/api/checkpoints", headers={"Authorization": f"Bearer {OPERATOR}"}) as resp:
                 assert resp.status == 201
                 cp = await resp.json()
