@@ -50,10 +50,11 @@ def settings_from_toml(data: bytes, source: str, error: type[CodedError]) -> dic
         at = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         where = f"line {at[1]}, column {at[2]}" if at else None
         lines = text.splitlines()
-        here = lines[int(at[1]) - 1].split("#", 1)[0].strip() if at and 0 < int(at[1]) <= len(lines) else ""
+        line = int(at[1]) if at else 0
+        here = lines[line - 1].split("#", 1)[0].strip() if 0 < line <= len(lines) else ""
         if _UNCLOSED.fullmatch(here):  # tomllib reads "[coap" as the header it would name twice, if it names one
-            raise error(f"{source}: the table header {here} at line {at[1]} has no closing ]",
-                        where=f"line {at[1]}", hint=f"write it as {here.rstrip()}]"
+            raise error(f"{source}: the table header {here} at line {line} has no closing ]",
+                        where=f"line {line}", hint=f"write it as {here.rstrip()}]"
                         + ("]" if here.startswith("[[") else "")) from None
         twice = _given_twice(str(exc), lines, int(at[1])) if at else None
         if twice is not None:
