@@ -53,8 +53,11 @@ class DedupBudget:
 
     lifetime_s: float = 50.0
     entries: int = 30_000  # 600 requests/s for a whole lifetime; about 200 bytes each with a small answer
-    # One peer (host and port) may hold at most this many, so a client that floods the edge is refused
-    # while the reader, the hub and other phones still get through.
+    # One sender may hold at most this many, so a client that floods the edge is refused while the reader, the
+    # hub and other phones still get through. A sender is its address whatever the source port (an IPv4
+    # address; an IPv6 one's /64, as one host may take any address of its /64), so that a host sending from
+    # many ports holds one share (counted by host and port, 3 ports filled the whole table and every other
+    # client got 5.03 for as long as it kept on).
     per_peer: int = 10_000
 
     def __post_init__(self) -> None:
@@ -162,11 +165,22 @@ class BoundedMessageManager(MessageManager):
 
     @staticmethod
     def _peer(key: Any) -> Any:
-        """The (host, port) a key belongs to, as the per-peer count holds it."""
+        """The sender a key is counted against (`DedupBudget.per_peer`), whatever its source port: an IPv4
+        address (v4-mapped) as it is, an IPv6 one by its /64 (a scoped link-local one with its scope), a host
+        that is not an address by its text. Its ports need no count of their own: however many it sends from,
+        its ids are counted in one share, so what it holds stays within `per_peer`."""
         if isinstance(key, int):
-            return key >> 16
-        host, rest = key
-        return (host, rest >> 16) if isinstance(host, str) else host
+            host = key >> 32
+            return host if host >> 32 == 0xFFFF else host >> 64 << 64  # ::ffff:0:0/96, else the /64
+        host = key[0]
+        if not isinstance(host, str):
+            return host  # another transport's remote
+        address, _, scope = host.partition("%")
+        try:
+            prefix = int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big") >> 64 << 64
+        except OSError:
+            return host
+        return (prefix, scope)
 
     def _deduplicate_message(self, message: Any) -> bool:
         key = self._key(message.remote, message.mid)

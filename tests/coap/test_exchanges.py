@@ -50,15 +50,32 @@ class _Remote:
 def test_keys_tell_every_host_port_and_message_id_apart() -> None:
     # A plain address (v4-mapped or v6) is held as one integer, the compact form; a scoped link-local host as
     # its text. Either way two ids collide only when host, port and message id are all the same.
-    key, peer = BoundedMessageManager._key, BoundedMessageManager._peer
+    key = BoundedMessageManager._key
     hosts = ("::ffff:127.0.0.1", "::ffff:127.0.0.2", "::1", "2001:db8::1", "fe80::1%eth0", "fe80::1%eth1",
              "127.0.0.1")
     remotes = [(h, p) for h in hosts for p in (1, 5683, 65535)]
     keys = {key(_Remote(h, p), mid) for h, p in remotes for mid in (0, 1, 0xFFFF)}
     assert len(keys) == len(remotes) * 3
-    assert len({peer(key(_Remote(h, p), mid)) for h, p in remotes for mid in (0, 0xFFFF)}) == len(remotes)
     assert key(_Remote("::ffff:127.0.0.1", 5683), 7) == key(_Remote("::ffff:127.0.0.1", 5683), 7)
     assert isinstance(key(_Remote("::ffff:10.0.0.1", 5683), 7), int)
+
+
+def test_a_sender_is_counted_by_its_address_whatever_its_port() -> None:
+    # Each host above is one sender, from any port; IPv6 ones by their /64 (link-local ones per scope), so one
+    # host taking more addresses of its /64 or more ports holds no more than one share.
+    key, peer = BoundedMessageManager._key, BoundedMessageManager._peer
+    hosts = ("::ffff:127.0.0.1", "::ffff:127.0.0.2", "::1", "2001:db8::1", "fe80::1%eth0", "fe80::1%eth1",
+             "127.0.0.1", "::ffff:0.0.0.0", "::")
+    senders = {h: {peer(key(_Remote(h, p), mid)) for p in (1, 5683, 65535) for mid in (0, 0xFFFF)} for h in hosts}
+    assert all(len(s) == 1 for s in senders.values()), senders
+    assert len(set().union(*senders.values())) == len(hosts) - 1  # "::" and "::1" share ::/64
+    same = [("2001:db8::1", "2001:db8::ffff:2"), ("fe80::1%eth0", "fe80::2%eth0"), ("::1", "::")]
+    for a, b in same:
+        assert peer(key(_Remote(a, 1), 0)) == peer(key(_Remote(b, 2), 3)), (a, b)
+    apart = [("2001:db8::1", "2001:db8:0:1::1"), ("::ffff:10.0.0.1", "::ffff:10.0.0.2"),
+             ("::ffff:10.0.0.1", "::a00:1"), ("fe80::1%eth0", "fe80::1%eth1")]
+    for a, b in apart:
+        assert peer(key(_Remote(a, 1), 0)) != peer(key(_Remote(b, 1), 0)), (a, b)
 
 
 def _held(ctx: aiocoap.Context) -> int:
@@ -85,9 +102,15 @@ async def test_held_ids_stay_under_the_cap_and_the_rest_are_told_when_to_retry()
         await ctx.shutdown()
 
 
+async def _client_at(host: str) -> aiocoap.Context:
+    """An aiocoap context that sends its requests from `host` (Linux routes all of 127/8 to loopback, so
+    127.0.0.2 is another client than 127.0.0.1, which every other client here sends from)."""
+    return await aiocoap.Context.create_server_context(resource.Site(), bind=(host, 0), transports=["udp6"])
+
+
 async def test_one_flooding_peer_is_refused_while_others_get_through() -> None:
     ctx, counting, port = await _serve(DedupBudget(lifetime_s=60, entries=100, per_peer=10))
-    flood, other = await aiocoap.Context.create_client_context(), await aiocoap.Context.create_client_context()
+    flood, other = await aiocoap.Context.create_client_context(), await _client_at("127.0.0.2")
     try:
         async def post(client: aiocoap.Context) -> Code:
             msg = aiocoap.Message(code=Code.POST, uri=f"coap://127.0.0.1:{port}/t", payload=b"x")
@@ -99,6 +122,44 @@ async def test_one_flooding_peer_is_refused_while_others_get_through() -> None:
         assert counting.calls == 15
     finally:
         await flood.shutdown()
+        await other.shutdown()
+        await ctx.shutdown()
+
+
+async def test_a_host_flooding_from_many_ports_holds_one_share_and_others_get_through() -> None:
+    # The attack: NON GET /x (50 01 <mid> B1 78) from 6 source ports of one host. Counted by host and port,
+    # 3 ports filled the table, and every other client's request got 5.03 for as long as the flood went on.
+    ctx, counting, port = await _serve(DedupBudget(lifetime_s=60, entries=30, per_peer=10))
+    loop = asyncio.get_running_loop()
+    socks = []
+    for _ in range(6):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    other = await _client_at("127.0.0.2")
+    try:
+        codes = []
+        for n, sock in enumerate(socks):
+            for mid in range(n * 5, n * 5 + 5):
+                await loop.sock_sendto(sock, bytes([0x50, 0x01]) + mid.to_bytes(2, "big") + b"\xb1x",
+                                       ("127.0.0.1", port))
+                codes.append(aiocoap.Message.decode(await asyncio.wait_for(loop.sock_recv(sock, 2048), 10)).code)
+        msg = aiocoap.Message(code=Code.POST, uri=f"coap://127.0.0.1:{port}/t", payload=b"x")
+        answer = await asyncio.wait_for(other.request(msg).response, 10)
+        assert answer.code != Code.SERVICE_UNAVAILABLE, "another client is locked out by one host's flood"
+        assert answer.code == Code.CREATED and counting.calls == 1
+        assert codes.count(Code.NOT_FOUND) == 10 and codes.count(Code.SERVICE_UNAVAILABLE) == 20, codes
+        assert _held(ctx) == 11  # the flooding host's one share and the other client's request
+        # A 7th port of the flooding host is still that host.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            await loop.sock_sendto(sock, bytes([0x50, 0x01, 0x7F, 0x00, 0xB1]) + b"x", ("127.0.0.1", port))
+            again = aiocoap.Message.decode(await asyncio.wait_for(loop.sock_recv(sock, 2048), 10))
+        assert again.code == Code.SERVICE_UNAVAILABLE and again.payload == b""
+    finally:
+        for sock in socks:
+            sock.close()
         await other.shutdown()
         await ctx.shutdown()
 
