@@ -6,7 +6,9 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from ledger.errors import CodedError
@@ -25,13 +27,48 @@ def default_hub_url() -> str:
 
 
 class HubRefused(CodedError):
-    """The hub answered a command's request with an error; its code and message are in this one's message."""
+    """The hub answered a command's request with an error; its code and message are in this one's message, and
+    apart (`said`), for a command that words them in its reader's language."""
 
     code = "HUB_REFUSED"
     coap = "5.00"
     http = 502
     exit_code = 85
     status = 0  # the HTTP status the hub answered with
+    url = ""
+    said: Mapping[str, str] = MappingProxyType({})  # the hub's error as sent (code, message, hint); empty if not JSON
+
+
+class HubUnreachable(Unreachable):
+    """No answer from the hub to a command's request; `reason` is the socket's error behind it."""
+
+    url = ""
+    reason: BaseException | None = None
+
+
+def unreachable(url: str, reason: BaseException) -> HubUnreachable:
+    gone = HubUnreachable(f"no answer from {url}: {getattr(reason, 'reason', reason)}",
+                          hint="check that the hub runs and --hub-url points at its HTTP port")
+    gone.url, gone.reason = url, reason
+    return gone
+
+
+def hub_refused(url: str, status: int, body: str) -> HubRefused:
+    """The error for the hub's error answer to `url`: its code, message and hint kept apart (`said`) when the
+    body is the hub's JSON error, else the body's start."""
+    try:
+        answer = json.loads(body)["error"]
+        said = {"code": str(answer["code"]), "message": str(answer["message"])}
+        if answer.get("hint"):
+            said["hint"] = str(answer["hint"])
+        text = f"{said['code']}: {said['message']}"
+    except (ValueError, KeyError, TypeError):
+        said, text = {}, body[:200]
+    refused = HubRefused(f"{url} answered {status}: {text}",
+                         hint=said.get("hint") or f"check the token (--token-file, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}) "
+                                                  "and the request")
+    refused.status, refused.url, refused.said = status, url, said
+    return refused
 
 
 def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
@@ -39,21 +76,11 @@ def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
     try:
         return urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")
-        try:
-            answer = json.loads(body)["error"]
-            said, hint = f"{answer['code']}: {answer['message']}", answer.get("hint")
-        except (ValueError, KeyError, TypeError):
-            said, hint = body[:200], None
-        refused = HubRefused(f"{req.full_url} answered {exc.code}: {said}",
-                             hint=hint or f"check the token (--token-file, ${TOKEN_FILE_ENV} or ${TOKEN_ENV}) and the "
-                                          "request")
-        refused.status = exc.code
-        raise refused from None
+        raise hub_refused(req.full_url, exc.code, exc.read().decode(errors="replace")) from None
     except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise Unreachable(f"no answer from {req.full_url}: {reason}",
-                          hint="check that the hub runs and --hub-url points at its HTTP port") from None
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException) \
+            else exc
+        raise unreachable(req.full_url, reason) from None
 
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
+import socket
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from typing import Any
 import hub
 from ledger.errors import CodedError
 
-from .hubclient import HUB_URL_HELP, HubRefused, default_hub_url, open_url
+from .hubclient import HUB_URL_HELP, HubRefused, HubUnreachable, default_hub_url, open_url, unreachable
 from .lang import LANGUAGES, locale_lang
 from .stop import stop
 
@@ -50,7 +53,8 @@ TEXT: dict[str, dict[str, str]] = {
     "en": {
         "deliveries_on": "Deliveries on {date}", "kitchen": "Kitchen", "school": "School", "status": "Status",
         "arrived": "Arrived", "due": "Due", "late_by": "Late by", "portions": "Portions", "received": "Received",
-        "expected": "Planned", "short_by": "Short by", "left": "Left kitchen", "container": "Container",
+        "expected": "Planned", "short_by": "Short by", "left": "Left kitchen", "departed": "Left",
+        "container": "Container",
         "reason": "Reason", "time": "Time", "step": "Step", "where": "Where", "device": "Device", "temp": "Temp",
         "kind": "Finding", "subject": "About", "what": "What", "item": "Item", "on_hand": "On hand", "flags": "Flags",
         "none": "Nothing to report on {date}.",
@@ -75,7 +79,8 @@ TEXT: dict[str, dict[str, str]] = {
     "id": {
         "deliveries_on": "Pengiriman {date}", "kitchen": "Dapur", "school": "Sekolah", "status": "Status",
         "arrived": "Tiba", "due": "Batas", "late_by": "Terlambat", "portions": "Porsi", "received": "Diterima",
-        "expected": "Rencana", "short_by": "Kurang", "left": "Berangkat", "container": "Ompreng",
+        "expected": "Rencana", "short_by": "Kurang", "left": "Berangkat", "departed": "Berangkat",
+        "container": "Ompreng",
         "reason": "Alasan", "time": "Waktu", "step": "Langkah", "where": "Lokasi", "device": "Perangkat",
         "temp": "Suhu", "kind": "Temuan", "subject": "Tentang", "what": "Keterangan", "item": "Bahan",
         "on_hand": "Stok", "flags": "Tanda", "none": "Tidak ada yang perlu dilaporkan pada {date}.",
@@ -97,6 +102,65 @@ TEXT: dict[str, dict[str, str]] = {
                     "lengkap; tanyakan lagi sebentar lagi.",
     },
 }
+
+
+# How the command says it stopped, in each language. The error's code and exit code stay the class's; only its
+# words change. The hub answers in English: its refusals are said here by their code (the hub's words kept after
+# them, for whoever helps), and a code this table does not know by a sentence that quotes them.
+FAILURES: dict[str, dict[str, str]] = {
+    "en": {
+        "unreachable": "no answer from {url}: {reason}",
+        "unreachable.hint": "check that the hub runs and --hub-url points at its HTTP port",
+        "reason.refused": "connection refused, nothing listens on that port",
+        "reason.timeout": "no answer within {s} s",
+        "reason.name": "the name {host} does not resolve",
+        "reason.route": "no route to that address (the network is down or does not reach it)",
+        "reason.reset": "the connection was cut by the other side",
+        "reason.other": "{text}",
+    },
+    "id": {
+        "unreachable": "hub tidak menjawab di {url}: {reason}",
+        "unreachable.hint": "periksa bahwa hub berjalan dan --hub-url menunjuk ke port HTTP-nya",
+        "reason.refused": "sambungan ditolak, tidak ada program yang mendengarkan di port itu",
+        "reason.timeout": "tidak ada jawaban dalam {s} detik",
+        "reason.name": "nama {host} tidak dikenal (DNS)",
+        "reason.route": "alamat itu tidak terjangkau (jaringan mati atau tidak sampai ke sana)",
+        "reason.reset": "sambungan diputus oleh pihak sana",
+        "reason.other": "{text}",
+        "hub_said": "{said} (jawaban hub {url}: {status} {english})",
+        "MBG_INPUT.date": "hub tidak bisa membaca tanggal {date}: tulis TTTT-BB-HH, hari antara 1970-01-01 dan "
+                          "2999-12-31",
+        "MBG_INPUT.date.hint": "mis. --date {example}",
+        "MBG_INPUT": "hub tidak bisa memakai pertanyaan ini",
+        "MBG_INPUT.hint": "periksa pilihan yang diberikan (--date TTTT-BB-HH)",
+        "MBG_NOT_FOUND": "tidak ada tap yang menyebut ompreng {tag}: hub belum pernah melihat tag ini",
+        "MBG_NOT_FOUND.hint": "periksa UID tag pada ompreng",
+        "MBG_BEYOND_WINDOW": "hub tidak lagi menyimpan tap hari itu di memori (lebih lama dari batas simpannya, atau "
+                             "belum dimuat ulang setelah hub dinyalakan ulang): pengiriman, temuan dan pelanggarannya "
+                             "tetap bisa ditanyakan, tap dan perjalanannya tidak",
+        "MBG_BEYOND_WINDOW.hint": "ekspor catatan hari itu dari log hub untuk audit, atau naikkan mbg_keep_days agar "
+                                  "hub menyimpan lebih banyak hari",
+        "NOT_FOUND": "hub tidak mengenal pertanyaan ini: mungkin bukan hub Jejak, atau versinya lebih lama dari "
+                     "perintah ini",
+        "NOT_FOUND.hint": "periksa --hub-url, atau minta operator memperbarui hub",
+        "UNAUTHORIZED": "hub meminta token untuk pertanyaan ini",
+        "UNAUTHORIZED.hint": "pertanyaan MBG biasanya terbuka untuk siapa saja; tanyakan operator hub",
+        "FORBIDDEN": "hub tidak mengizinkan pertanyaan ini",
+        "FORBIDDEN.hint": "tanyakan operator hub",
+        "BUSY": "hub sedang sibuk",
+        "BUSY.hint": "coba lagi sebentar lagi",
+        "INTERNAL": "hub gagal menjawab karena kesalahan di dalam hub",
+        "INTERNAL.hint": "coba lagi; jika tetap gagal, laporkan ke operator hub (log hub memuat rinciannya)",
+        "refused": "hub menolak pertanyaan ini",
+        "refused.hint": "periksa --hub-url dan pertanyaannya",
+        "refused.hub_hint": "petunjuk hub: {hint}",
+    },
+}
+
+TIMEOUT_S = 30  # how long a question waits for the hub
+# The hub's hint for a container no scan names (hub.mbg.view.TAG_HINT, whose package this command does not load:
+# a second of imports), said here in the reader's language.
+TAG_HINT = "check the tag uid on the ompreng"
 
 
 MONTHS_ID = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September", "Oktober",
@@ -152,7 +216,7 @@ class Speaker:
     def quantity(self, amount: int, unit: str) -> str:
         """Stock as a kitchen says it: 13500 g is 13,5 kg (signed data keeps integers in the smallest unit)."""
         big = {"g": "kg", "ml": "l"}.get(unit)
-        if big and abs(amount) >= 1000:
+        if big and (abs(amount) >= 1000 or amount == 0):  # nothing left reads '0 kg' beside the other kilograms
             text = self.num(amount / 1000, 3).rstrip("0").rstrip(",.")
             return f"{text} {big}"
         return f"{self.num(amount)} {unit}"
@@ -320,12 +384,67 @@ def fetch(hub_url: str, path: str, params: dict[str, str] | None = None) -> Any:
     query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v})
     url = f"{hub_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
     try:
-        with open_url(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=30) as resp:
-            return json.loads(resp.read())
+        with open_url(urllib.request.Request(url, headers={"Accept": "application/json"}), timeout=TIMEOUT_S) as resp:
+            try:
+                body = resp.read()
+            except OSError as exc:  # the hub went quiet or away in the middle of its answer
+                raise unreachable(url, exc) from None
+        return json.loads(body)
     except HubRefused as exc:  # the hub's hint speaks of its query (?date=); this command's user types --date
         if exc.hint and "?date=" in exc.hint:
-            raise HubRefused(exc.message, hint=exc.hint.replace("?date=", "--date ")) from None
+            exc.hint = exc.hint.replace("?date=", "--date ")
         raise
+
+
+def _reason(cause: BaseException | None, url: str) -> tuple[str, dict[str, Any]]:
+    """Why the hub did not answer, as a FAILURES key and its values, from the socket's error behind it."""
+    if isinstance(cause, ConnectionRefusedError):
+        return "reason.refused", {}
+    if isinstance(cause, TimeoutError):
+        return "reason.timeout", {"s": TIMEOUT_S}
+    if isinstance(cause, socket.gaierror):
+        return "reason.name", {"host": urllib.parse.urlsplit(url).hostname or url}
+    if isinstance(cause, OSError) and cause.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "reason.route", {}
+    if isinstance(cause, ConnectionError):
+        return "reason.reset", {}
+    text = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
+    return "reason.other", {"text": text}
+
+
+def spoken(exc: CodedError, lang: str, *, tag: str | None = None, date: str | None = None) -> CodedError:
+    """`exc` in the reader's language: an error of the same class (its code and exit code unchanged) with the
+    message and hint said in `lang`. `tag` and `date` are what the reader typed, for the sentences that name them."""
+    words = FAILURES.get(lang, FAILURES["en"])
+
+    def say(key: str, **values: Any) -> str:
+        return (words.get(key) or FAILURES["en"][key]).format(**values)
+
+    if isinstance(exc, HubUnreachable):
+        key, values = _reason(exc.reason, exc.url)
+        gone = unreachable(exc.url, exc.reason or exc)
+        gone.message, gone.hint = say("unreachable", url=exc.url, reason=say(key, **values)), say("unreachable.hint")
+        return gone
+    if not isinstance(exc, HubRefused) or lang == "en" or not exc.url:
+        return exc
+    code, message, hub_hint = exc.said.get("code", ""), exc.said.get("message", ""), exc.said.get("hint")
+    if code == "MBG_INPUT" and message.startswith("date:"):
+        said = say("MBG_INPUT.date", date=repr(date) if date else "itu")
+        hint = say("MBG_INPUT.date.hint", example="2026-03-02")
+    elif code == "MBG_NOT_FOUND" and tag is not None:
+        said, hint = say("MBG_NOT_FOUND", tag=repr(tag)), say("MBG_NOT_FOUND.hint")
+        if hub_hint and hub_hint != TAG_HINT:  # the hub says more (days beyond its window): its words follow
+            hint += "; " + say("refused.hub_hint", hint=hub_hint)
+    elif code in words and f"{code}.hint" in words:
+        said, hint = say(code), say(f"{code}.hint")
+    else:
+        said = say("refused")
+        hint = say("refused.hub_hint", hint=hub_hint) if hub_hint else say("refused.hint")
+    english = f"{code}: {message}" if code else exc.message.split(": ", 1)[-1]
+    refused = HubRefused(say("hub_said", said=said, url=exc.url, status=exc.status, english=english), hint=hint,
+                         where=exc.where)
+    refused.status, refused.url, refused.said = exc.status, exc.url, exc.said
+    return refused
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
@@ -379,14 +498,15 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             lines.append(say.kitchen(kitchen["kitchen"]))
             rows = []
             for d in sorted(kitchen["schools"], key=lambda d: d["school"]):
-                when = (say.arrival(d) if d["arrived_at"] or d["received_at"]
-                        else f"{say('left')} {say.clock(d['departed_at'])}" if d["departed_at"] else "–")
+                # Left and arrived in columns of their own: a truck still on the road has left and not arrived,
+                # and a time under 'Arrived' is always an arrival.
                 rows.append([say.school(d["school"]), say.status(d) + (
-                    f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""), when, say.clock(d["deadline_at"]),
+                    f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""), say.clock(d.get("departed_at")),
+                    say.arrival(d), say.clock(d["deadline_at"]),
                     f"{say.num(d['received_portions'])}/{say.num(d['expected'])}",
                     say.num(d["shortfall"]) if d["shortfall"] else ""])
-            lines += ["  " + x for x in _table([say("school"), say("status"), say.at("arrived"), say.at("due"),
-                                                f"{say('portions')} {say('received')}/{say('expected')}",
+            lines += ["  " + x for x in _table([say("school"), say("status"), say.at("departed"), say.at("arrived"),
+                                                say.at("due"), f"{say('portions')} {say('received')}/{say('expected')}",
                                                 say("short_by")], rows)]
         return "\n".join(lines)
     if name in ("late", "short", "missing"):
@@ -505,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             print(say("counting", n=say.num(names["counting"])))
         print(render(args.query, data, say, extra))
     except CodedError as exc:
-        return stop(exc, verbose=False)
+        return stop(spoken(exc, lang, tag=getattr(args, "tag", None), date=date), verbose=False)
     return 0
 
 

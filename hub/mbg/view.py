@@ -54,6 +54,8 @@ STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_t
 # What seed 1 called the two statuses it logged, for dashboards that still read them.
 LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 
+TAG_HINT = "check the tag uid on the ompreng"  # a container no scan names (`jejak mbg` words it again)
+
 
 class _Day:
     """The scans of one service day, and the day's answer at the last time it was asked for."""
@@ -641,7 +643,7 @@ class MbgView:
                     timelines.append(timeline_of(timeline))
         if not timelines:
             older = [d for d in self._stored if d not in self._days]
-            hint = "check the tag uid on the ompreng"
+            hint = TAG_HINT
             if older:
                 hint += (f"; the scans of {count(len(older), 'stored day')} up to {max(older)} are beyond the window held "
                          "in memory, their containers are not searched")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,9 +11,11 @@ import urllib.request
 
 import pytest
 
+from hub.mbg import view as mbg_view
 from tests.ports import free_tcp
 from tests.wait import wait_until
-from tools.mbg import Speaker, load_words, locale_lang, main, render
+from tools.hubclient import HubRefused, hub_refused
+from tools.mbg import TAG_HINT, Speaker, load_words, locale_lang, main, render, spoken
 
 DAY = "2026-03-02"  # a Monday: the demo's hub clock is set to it, whatever day the tests run
 
@@ -440,3 +443,101 @@ def test_a_device_clock_off_names_the_device_and_the_offset_in_both_languages():
     assert "lebih cepat 20 menit dari jam hub" in id_ahead, id_ahead
     assert "Meja kembali (K1)" in en_behind and "24 h 0 min behind the hub's" in en_behind, en_behind
     assert "20 min ahead of the hub's" in en_ahead, en_ahead
+
+
+def _error(err: str) -> dict[str, str]:
+    return json.loads(err)["error"]
+
+
+def test_a_refusal_by_the_hub_is_said_in_indonesian_with_its_code_and_exit_code_kept(demo, capsys, monkeypatch):
+    code, _, err = _run(capsys, "container", "ZZZ", "--lang", "id", "--hub-url", demo)
+    error = _error(err)
+    assert code == 85 and error["code"] == "HUB_REFUSED"
+    assert error["message"].startswith("tidak ada tap yang menyebut ompreng 'ZZZ'"), error
+    assert "MBG_NOT_FOUND: container 'ZZZ'" in error["message"]  # the hub's own words kept, for whoever helps
+    assert error["hint"] == "periksa UID tag pada ompreng"
+    # Under an Indonesian locale, without --lang.
+    monkeypatch.setenv("LC_ALL", "id_ID.UTF-8")
+    code, _, err = _run(capsys, "late", "--date", "2026-13-45", "--hub-url", demo)
+    error = _error(err)
+    assert code == 85 and error["code"] == "HUB_REFUSED"
+    assert error["message"].startswith("hub tidak bisa membaca tanggal '2026-13-45': tulis TTTT-BB-HH"), error
+    assert error["hint"] == "mis. --date 2026-03-02"
+    # English stays as the hub says it.
+    code, _, err = _run(capsys, "container", "ZZZ", "--lang", "en", "--hub-url", demo)
+    assert code == 85 and _error(err)["hint"] == "check the tag uid on the ompreng"
+
+
+def test_no_answer_is_said_in_words_in_both_languages_not_as_an_errno():
+    url = f"http://127.0.0.1:{free_tcp()}"  # nothing listens there
+    for lang, says, hint in (("id", "hub tidak menjawab di", "periksa bahwa hub berjalan"),
+                             ("en", "no answer from", "check that the hub runs")):
+        proc = subprocess.run([sys.executable, "-m", "tools.cli", "mbg", "summary", "--hub-url", url, "--lang", lang],
+                              capture_output=True, text=True, timeout=60)
+        error = _error(proc.stderr)
+        assert proc.returncode == 82 and error["code"] == "UNREACHABLE", proc.stderr
+        assert error["message"].startswith(f"{says} {url}/api/dashboard/summary: "), error
+        assert "Errno" not in error["message"] and hint in error["hint"], error
+    assert "sambungan ditolak" in _error(subprocess.run(
+        [sys.executable, "-m", "tools.cli", "mbg", "summary", "--hub-url", url], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "LC_ALL": "", "LC_MESSAGES": "", "LANG": "id_ID.UTF-8"}).stderr)["message"]
+
+
+def test_refusals_are_said_by_their_code_and_an_unknown_code_quotes_the_hub():
+    def refused(status: int, said: str, hint: str | None) -> HubRefused:
+        code, _, message = said.partition(": ")
+        body = json.dumps({"error": {"code": code, "message": message, "hint": hint}}) if message else said
+        return hub_refused("http://hub/api/mbg/late", status, body)
+
+    busy = spoken(refused(503, "BUSY: too many appends wait", "try again shortly"), "id")
+    assert isinstance(busy, HubRefused) and busy.code == "HUB_REFUSED" and busy.exit_code == 85 and busy.status == 503
+    assert busy.message == "hub sedang sibuk (jawaban hub http://hub/api/mbg/late: 503 BUSY: too many appends wait)"
+    assert busy.hint == "coba lagi sebentar lagi"
+    odd = spoken(refused(418, "TEAPOT: short and stout", "tip it over"), "id")
+    assert odd.message.startswith("hub menolak pertanyaan ini (jawaban hub") and "TEAPOT: short and stout" in odd.message
+    assert odd.hint == "petunjuk hub: tip it over"
+    html = spoken(refused(502, "<html>Bad Gateway</html>", "check the token"), "id")
+    assert html.hint == "periksa --hub-url dan pertanyaannya"  # not the default hint about a token mbg never sends
+    older = spoken(refused(404, "MBG_NOT_FOUND: container 'T9': no scan names this tag",
+                           "check the tag uid on the ompreng; the scans of 3 stored days up to 2026-02-27 are beyond "
+                           "the window held in memory, their containers are not searched"), "id", tag="T9")
+    assert older.hint == ("periksa UID tag pada ompreng; petunjuk hub: check the tag uid on the ompreng; the scans of 3 "
+                          "stored days up to 2026-02-27 are beyond the window held in memory, their containers are not "
+                          "searched")
+    assert TAG_HINT == mbg_view.TAG_HINT  # the hub's words, known to the command without loading the hub's MBG
+    english = refused(503, "BUSY: too many appends wait", "try again shortly")
+    assert spoken(english, "en") is english
+
+
+def test_a_truck_on_the_road_has_left_and_has_not_arrived():
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}, "S2": {"name": "SD Dua"}},
+             "kitchens": {"K1": {"name": "SPPG Satu"}}}
+    midnight = 1_767_200_400  # 00:00 WIB, 1 January 2026
+    base = {"kitchen": "K1", "received_at": None, "deadline_at": midnight + 9 * 3600, "expected": 300,
+            "received_portions": 0, "shortfall": 0, "late_s": 0}
+    rows = [{**base, "school": "S1", "status": "in_transit", "statuses": ["in_transit"], "arrived_at": None,
+             "departed_at": midnight + 6 * 3600 + 9 * 60},
+            {**base, "school": "S2", "status": "on_time", "statuses": ["on_time"], "received_portions": 300,
+             "departed_at": midnight + 6 * 3600, "arrived_at": midnight + 6 * 3600 + 40 * 60}]
+    for lang, left, arrived in (("id", "Berangkat (WIB)", "Tiba (WIB)"), ("en", "Left (WIB)", "Arrived (WIB)")):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        out = render("deliveries", {"date": "2026-01-01", "totals": {"in_transit": 1, "on_time": 1},
+                                    "kitchens": [{"kitchen": "K1", "schools": rows}]}, say)
+        lines = out.splitlines()
+        head = next(x for x in lines if arrived in x)
+        cells = [dict(zip(re.split(r"\s{2,}", head.strip()), re.split(r"\s{2,}", x.strip()), strict=False))
+                 for x in lines if "SD Satu" in x or "SD Dua" in x]
+        on_road, arrived_row = cells
+        assert on_road[left] == "06:09" and on_road[arrived] == "–", out
+        assert arrived_row[left] == "06:00" and arrived_row[arrived] == "06:40", out
+        assert "Berangkat 06:09" not in out and "Left kitchen 06:09" not in out
+
+
+def test_no_stock_reads_0_kg_beside_the_kilograms():
+    say = Speaker(lang="id", names={"kitchens": {"K1": {"name": "SPPG Satu"}}}, words=load_words("id"))
+    on_hand = [{"kitchen": "K1", "item": "ayam", "unit": "g", "on_hand": 0, "flags": []},
+               {"kitchen": "K1", "item": "beras", "unit": "g", "on_hand": 10_000, "flags": []},
+               {"kitchen": "K1", "item": "minyak", "unit": "ml", "on_hand": 0, "flags": []}]
+    lines = render("stock", {"on_hand": on_hand}, say).splitlines()
+    ayam, beras, minyak = (next(x for x in lines if item in x) for item in ("ayam", "beras", "minyak"))
+    assert ayam.endswith("0 kg") and "0 g" not in ayam and beras.endswith("10 kg") and minyak.endswith("0 l")
