@@ -124,7 +124,7 @@ def _id(args: argparse.Namespace) -> int:
     from .keys import load_or_create
 
     config = cfg.load(args.config)
-    key = load_or_create(config.data_path / "device.key")
+    key = load_or_create(config.data_path / "device.key", store=config.data_path / "store")
     print(json.dumps({"device": key.device_id.hex(), "pubkey": key.public_key.hex(),
                       "key_file": str(config.data_path / "device.key")}))
     return 0

@@ -172,7 +172,8 @@ class EdgeDaemon:
         if cfg.http.enabled:
             claim(cfg.http.host, cfg.http.port, [TCP], setting="http.port")
         data.mkdir(parents=True, exist_ok=True)
-        self.key = keyfile.load_or_create(data / "device.key")
+        # A key file lost beside a store its device claimed stops here (WRONG_DEVICE), before a new key is made.
+        self.key = keyfile.load_or_create(data / "device.key", store=data / "store")
         self.store = LmdbLogStore(data / "store", map_size=cfg.limits.map_size)
         # Damage at rest is found before a peer or the hub asks; a damaged record is never served to them.
         await asyncio.to_thread(self.store.check)

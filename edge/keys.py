@@ -11,7 +11,7 @@ from pathlib import Path
 from coap_server.files import sync_dir
 from ledger import Ed25519Signer, device_id_for
 
-from .errors import KeyFileError
+from .errors import KeyFileError, WrongDevice
 
 _sodium_sign: Callable[[bytes, bytes], bytes] | None
 _sodium_keypair: Callable[[bytes], tuple[bytes, bytes]] | None
@@ -76,8 +76,12 @@ def check_private(path: Path) -> None:
                            hint=f"run: chmod 600 {path}  (and consider the key exposed if others used it)")
 
 
-def load_or_create(path: str | os.PathLike[str]) -> DeviceKey:
-    """Load the device key, creating it with mode 0600 on first start."""
+def load_or_create(path: str | os.PathLike[str], *, store: str | os.PathLike[str] | None = None) -> DeviceKey:
+    """Load the device key, creating it with mode 0600 on first start.
+
+    With `store` (the data dir's LMDB store), a missing key over a store that a device has already claimed
+    stops with WRONG_DEVICE before anything is written: the key was lost, and a new one would be another
+    device, which that store refuses, with its key file left behind looking like the real one."""
     path = Path(path)
     if path.exists() or path.is_symlink():
         check_private(path)
@@ -86,6 +90,8 @@ def load_or_create(path: str | os.PathLike[str]) -> DeviceKey:
             raise KeyFileError(f"key file {path}: expected {SEED_BYTES} bytes of Ed25519 seed, found {len(seed)}",
                                hint="restore the key from its backup; a new key is a new device")
         return DeviceKey(seed)
+    if store is not None:
+        refuse_lost_key(path, Path(store))
     path.parent.mkdir(parents=True, exist_ok=True)
     seed = Ed25519Signer.generate().seed()
     tmp = path.with_name(path.name + ".new")
@@ -100,6 +106,30 @@ def load_or_create(path: str | os.PathLike[str]) -> DeviceKey:
     os.replace(tmp, path)  # the key appears whole or not at all
     sync_dir(path.parent)
     return DeviceKey(seed)
+
+
+def refuse_lost_key(path: Path, store: Path) -> None:
+    """WRONG_DEVICE when the store at `store` belongs to a device (its first start claimed it for its key) while
+    that device's key file `path` is missing. The owner is read from the store opened read-only; a store not
+    there yet, or never claimed, lets a first start make its key."""
+    if not (store / "data.mdb").exists():
+        return
+    from .store import LmdbLogStore  # lmdb only when there is a store to read
+
+    opened = LmdbLogStore(store, readonly=True)
+    try:
+        owner = opened.own_device()
+    finally:
+        opened.close()
+    if owner is not None:
+        raise WrongDevice(
+            f"key file {path} is missing, but the store at {store} belongs to device {owner.hex()}; no key was made",
+            where="data_dir",
+            hint="put back the device.key this store was written with (from the backup of the data dir, e.g. "
+                 "/var/backups/jejak-edge); a new key would be a new device, which this store refuses. If the key "
+                 "is lost for good, so is this device's identity: start a new device on an empty data_dir and "
+                 "enroll it with the hub's QR code (python -m edge.restore fetches a log by its device's key, so "
+                 "it cannot bring this one back)")
 
 
 def next_boot(path: str | os.PathLike[str], *, at_least: int = 0) -> int:

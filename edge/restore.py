@@ -26,7 +26,7 @@ from typing import Any
 
 from ledger import ChainState, LedgerError, verify_chain
 
-from .errors import EdgeError, StoreCorrupt, StoreError
+from .errors import EdgeError, KeyFileError, StoreCorrupt, StoreError
 from .security import EdgeSecurity
 from .store import LmdbLogStore
 
@@ -128,12 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(json.dumps(check_store(path)))
             return 0
-        key = keys.load_or_create(config.data_path / "device.key")
+        # Every refusal comes before the key is read, and none makes one: the log is fetched by this device's
+        # key, so a new key would fetch nothing and be left behind looking like the device's own.
         if not args.sources:
             raise StoreError("nothing to restore from", hint="give --from coap://host:port (a peer or the hub)")
+        key_path = config.data_path / "device.key"
+        if not (key_path.exists() or key_path.is_symlink()):
+            raise KeyFileError(f"no device key at {key_path}: restore fetches this device's own log by its key and "
+                               "never makes one", where="data_dir",
+                               hint="put back the device.key from the backup of the data dir (e.g. "
+                                    "/var/backups/jejak-edge); without it the log cannot be fetched as this "
+                                    "device's: a new device starts on an empty data_dir instead")
         if (path / "data.mdb").exists():
             raise StoreError(f"{path} exists; restore only into an empty store",
                              hint=f"move it aside first: mv {path} {path}.corrupt")
+        key = keys.load_or_create(key_path)
         # The contexts enrollment set up (data_dir/oscore): a hub or peer with [security] oscore on serves a log
         # only over OSCORE. A source in [security] peer_keys is a peer; any other is the hub.
         security = EdgeSecurity(config, key)
