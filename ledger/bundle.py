@@ -727,7 +727,7 @@ def verify_log(log: LogExport, records: _Records, report: DeviceReport, authorit
         if log.bodies:  # a body needs a detached record of the range, and there is none
             report.problems.append(MalformedRecord(
                 f"bundle: detached body for seq {next(iter(log.bodies))}, which is not a detached record of the "
-                "range (the log carries no records)",
+                "range",
                 where=f"device {log.device_id.hex()}"))
         return
     listed = {rec.seq: rec.raw for _, _, rec in schedule}

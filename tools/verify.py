@@ -75,10 +75,12 @@ HOLDS, FAILS, NOTE = "\u2714", "\u2718", "\u26a0"
 
 
 def what_was_verified(report: BundleReport, say: Speaker) -> list[str]:
-    """What an auditor reads after the verdict: what verified, and the hub key to compare out of band."""
+    """What an auditor reads after the verdict: what verified, and the hub key to compare out of band. A bundle
+    that failed has no such line: "Verified: ..." under a FAILED verdict reads as a second verdict (the page
+    says none either)."""
     devices = [d for d in report.devices if d.records]
     lines = []
-    if devices and report.checkpoints:
+    if report.ok and devices and report.checkpoints:
         first = min(d.first_time for d in devices if d.first_time is not None)
         last = max(d.last_time for d in devices if d.last_time is not None)
         cp = report.checkpoints[-1]
@@ -118,9 +120,11 @@ class _Problems:
     def __call__(self, problem: CodedError) -> str:
         return f"{problem.code}: {self.where(problem)}{self.why(problem) or self.say.code(problem.code)}"
 
-    def meaning(self, problem: CodedError) -> str:
-        """The verdict's reason, as the page says it: what the code means, then where and why."""
-        return f"{self.say.code(problem.code)} {self.where(problem)}{self.why(problem) or ''}".rstrip()
+    def meaning(self, problem: CodedError, older: str | None = None) -> str:
+        """The verdict's reason, as the page says it: what the code means, then where and why; a problem of the
+        older bundle (`--against`) says so first, so that it is not taken for one of the bundle checked."""
+        whose = "" if older is None else f"[{self.say('cli.older', path=older)}] "
+        return f"{self.say.code(problem.code)} {whose}{self.where(problem)}{self.why(problem) or ''}".rstrip()
 
 
 def _step(say: Speaker, holds: bool, sentence: str) -> str:
@@ -167,10 +171,11 @@ def verdict(say: Speaker, problem: CodedError) -> str:
     return f"{say('failed')}: {problem.code} ({say('exit')} {problem.exit_code})"
 
 
-def failed(say: Speaker, problem: CodedError) -> str:
-    """A bundle the checks stopped on before any report: the verdict and its reason."""
+def failed(say: Speaker, problem: CodedError, older: str | None = None) -> str:
+    """A bundle the checks stopped on before any report: the verdict and its reason. `older` is the path given
+    with --against when the problem is the older bundle's own."""
     said = _Problems(say)
-    lines = [verdict(say, problem), said.meaning(problem)]
+    lines = [verdict(say, problem), said.meaning(problem, older)]
     if said.unsaid:
         lines.append(say("cli.english"))
     return "\n".join(lines)
@@ -210,33 +215,98 @@ def _read(path: Path) -> Read | None:
     return chunks
 
 
-def _check(args: argparse.Namespace) -> int:
+def _file(path: Path, argument: str, say: Speaker) -> Read | None:
+    """`_read` of the file an argument names ("bundle", "--against"), its failure a usage error that says which
+    argument, what is wrong with it and the path, in the auditor's language."""
+    what = say("cli.usage.older" if argument == "--against" else "cli.usage.bundle")
     try:
-        bundle = _read(args.bundle)
-        older = _read(args.against) if args.against else None
-        hub_key = bytes.fromhex(args.hub_key) if args.hub_key else None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read the arguments: {exc}",
-                         hint="give a bundle file that exists and is readable, and --hub-key as hex") from exc
+        return _read(path)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            message = say("cli.usage.missing", what=what, path=path)
+        elif isinstance(exc, IsADirectoryError):
+            message = say("cli.usage.directory", what=what, path=path)
+        elif isinstance(exc, PermissionError):
+            message = say("cli.usage.permission", what=what, path=path)
+        else:
+            message = say("cli.usage.unreadable", what=what, path=path, why=exc.strerror or type(exc).__name__)
+        raise UsageError(message, where=argument, hint=say("cli.usage.hint.file")) from exc
+
+
+def _hub_key(text: str | None, say: Speaker) -> bytes | None:
+    """The pinned hub key: an Ed25519 public key, 32 bytes in 64 hex digits, as the page's hub key field takes."""
+    if text is None:
+        return None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise UsageError(say("cli.usage.hubkey", got=repr(text)), where="--hub-key", hint=say("cli.usage.hint.hubkey"))
+    return key
+
+
+def _older_fails(older: Read, key: bytes) -> bool:
+    """Whether the older bundle fails on its own (FORMAT.md §12.4 steps 2 and 3): its schema, or its checks with
+    the hub's key. Asked only once the comparison failed, so that a good pair is not read three times."""
+    try:
+        report = verify_bundle_from(older, hub_key=None)
+    except LedgerError:  # not a bundle at all (§12.1)
+        return True
+    # Another hub's bundle is the comparison's problem (step 2), whatever it holds.
+    return report.hub_key == key and not report.ok
+
+
+def older_problem(problem: CodedError, path: str) -> dict[str, str]:
+    """A problem of the older bundle in --json: its message and where say that it is the older bundle's, and the
+    path given with --against, as the text does."""
+    out = problem.to_dict()
+    out["message"] = f"older bundle: {problem.message.removeprefix('bundle: ')}"
+    out["where"] = f"older bundle (--against {path})" + (f": {problem.where}" if problem.where else "")
+    return out
+
+
+def _verdict(code: str | None, exit_code: int) -> dict[str, Any]:
+    """The top of a --json report: the verdict's code (the first problem's, §12.3 order; null when all holds) and
+    the exit code it gives."""
+    return {"ok": code is None, "code": code, "exit_code": exit_code}
+
+
+def _check(args: argparse.Namespace) -> int:
+    # Usage errors in the report's language; --json keeps to English, as its report does.
+    say = Speaker("en" if args.json else args.lang)
+    bundle = _file(args.bundle, "bundle", say)
+    older = _file(args.against, "--against", say) if args.against else None
+    hub_key = _hub_key(args.hub_key, say)
     consistency = None
+    whose: str | None = None  # the --against path, when the problem is the older bundle's own
     try:
         if bundle is None:
             raise MalformedRecord(f"bundle: larger than {MAX_BUNDLE_BYTES} bytes")
         report = verify_bundle_from(bundle, hub_key=hub_key)
         # FORMAT.md §12.4 step 1: a newer bundle that does not verify is its own verdict.
         if args.against and report.ok:
+            whose = str(args.against)
             if older is None:
-                raise MalformedRecord(f"older bundle: larger than {MAX_BUNDLE_BYTES} bytes")
-            old, new = compare_bundles_from(older, bundle, hub_key=hub_key)
+                raise MalformedRecord(f"bundle: larger than {MAX_BUNDLE_BYTES} bytes")
+            try:
+                old, new = compare_bundles_from(older, bundle, hub_key=hub_key)
+            except LedgerError:
+                if not _older_fails(older, report.hub_key):
+                    whose = None  # the comparison's own problem (§12.4 steps 2, 4, 5), which names both bundles
+                raise
+            whose = None
             consistency = {"from": old.tree_size, "to": new.tree_size}
     except LedgerError as exc:
         if args.json:
-            print(json.dumps({"ok": False, "problems": [exc.to_dict()]}, indent=2))
+            problem = exc.to_dict() if whose is None else older_problem(exc, whose)
+            print(json.dumps({**_verdict(exc.code, exc.exit_code), "problems": [problem]}, indent=2))
         else:
-            print(failed(Speaker(args.lang), exc))
+            print(failed(Speaker(args.lang), exc, whose))
         return exc.exit_code
     if args.json:
-        out = report.to_json()
+        first = report.all_problems[0].code if report.all_problems else None
+        out = {**_verdict(first, report.exit_code), **report.to_json()}
         if consistency is not None:
             out["consistency"] = consistency
         print(json.dumps(out, indent=2))

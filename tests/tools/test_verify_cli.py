@@ -315,3 +315,110 @@ def test_a_file_larger_than_any_bundle_is_refused_unread(tmp_path: Path) -> None
         assert out.returncode == ledger.MalformedRecord.exit_code, out.stdout + out.stderr
         problem = json.loads(out.stdout)["problems"][0]
         assert problem["code"] == "MALFORMED" and f"larger than {2**30} bytes" in problem["message"]
+
+
+def _resealed_older(tmp_path: Path) -> str:
+    """The older example with its `created` changed after the hub sealed it: its seal no longer holds."""
+    older = cbor.decode(OLDER.read_bytes())
+    assert isinstance(older, dict)
+    older["created"] += 1
+    return write(tmp_path, older, "older-edited.jejak")
+
+
+def test_a_broken_older_bundle_is_said_to_be_the_older(tmp_path: Path) -> None:
+    """An older bundle (--against) that is empty or whose seal fails: the problem says it is the older bundle's,
+    with the path given, in the text and in --json, so that the auditor does not take the new export for damaged;
+    the exit code is the problem's own."""
+    empty = write(tmp_path, b"", "older-empty.jejak")
+    resealed = _resealed_older(tmp_path)
+    for older, error in ((empty, ledger.MalformedRecord), (resealed, ledger.BadSignature)):
+        code, out = run(str(EXAMPLE), "--against", older, "--lang", "en")
+        assert code == error.exit_code, out
+        verdict, reason = out.splitlines()
+        assert verdict == f"FAILED: {error.code} (exit code {error.exit_code})"
+        assert f" [older bundle (--against {older})] " in reason
+        code, out = run(str(EXAMPLE), "--against", older, "--json")
+        report = json.loads(out)
+        assert code == error.exit_code and report["code"] == error.code and report["exit_code"] == code
+        [problem] = report["problems"]
+        assert problem["message"].startswith("older bundle: ")
+        assert problem["where"].startswith(f"older bundle (--against {older})")
+    assert json.loads(run(str(EXAMPLE), "--against", empty, "--json")[1])["problems"][0]["message"] == \
+        "older bundle: cut short: it ends after 0 bytes, before its map does"
+    # A problem of the comparison names both bundles itself and is not put on the older one.
+    code, out = run(str(OLDER), "--against", str(EXAMPLE), "--json")
+    assert code == ledger.BadCheckpoint.exit_code
+    assert "older bundle (--against" not in out
+
+
+def test_a_failed_report_says_nothing_verified(tmp_path: Path) -> None:
+    """Under a FAILED verdict no line reads "Verified: ..." as a second verdict; the hub key to compare stays."""
+    item = bundle_map()
+    raw = bytearray(_log(item)["records"][2])
+    raw[-3] ^= 0x04
+    _log(item)["records"][2] = bytes(raw)
+    code, out = run(write(tmp_path, item), "--lang", "en")
+    assert code == ledger.BadSignature.exit_code
+    assert [line for line in out.splitlines() if "Verified" in line or "VERIFIED" in line] == []
+    assert out.splitlines()[-1].startswith(f"Hub key {HUB.public_key.hex()} ")
+    assert run(str(EXAMPLE), "--lang", "en")[1].splitlines()[-2].startswith("Verified: 17 records of 3 devices, ")
+
+
+def test_json_gives_the_verdict_code_and_exit_code(tmp_path: Path) -> None:
+    """--json's `code` is the verdict's (the first problem in FORMAT.md §12.3 order, null when all holds) and
+    `exit_code` is what the command exits with: on a good bundle, a report with problems, a bundle the checks
+    stop on, and --against."""
+    item = bundle_map()
+    raw = bytearray(_log(item)["records"][2])
+    raw[-3] ^= 0x04
+    _log(item)["records"][2] = bytes(raw)
+    data = EXAMPLE.read_bytes()
+    cases = [([str(EXAMPLE)], None, 0), ([str(EXAMPLE), "--against", str(OLDER)], None, 0),
+             ([write(tmp_path, item)], "INVALID_SIGNATURE", 13),
+             ([write(tmp_path, data[: len(data) // 2], "cut.jejak")], "MALFORMED", 11),
+             ([str(EXAMPLE), "--hub-key", example.example_signer("another hub").public_key.hex()],
+              "INVALID_CHECKPOINT", 17)]
+    for args, verdict, exit_code in cases:
+        code, out = run(*args, "--json")
+        report = json.loads(out)
+        assert (code, report["ok"], report["code"], report["exit_code"]) == (exit_code, verdict is None, verdict,
+                                                                             exit_code), args
+        assert list(report)[:3] == ["ok", "code", "exit_code"]
+
+
+def usage_error(*args: str) -> tuple[int, dict[str, str]]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = run(*args)[0]
+    error: dict[str, str] = json.loads(err.getvalue())["error"]
+    return code, error
+
+
+def test_usage_errors_name_the_argument_in_plain_words(tmp_path: Path) -> None:
+    """A missing file, a directory, a key that is not 64 hex digits: exit 2 with what is wrong with which argument,
+    and no Python exception text ("[Errno 2]", "fromhex()"); in Indonesian with --lang id, English with --json."""
+    missing = str(tmp_path / "nothere.jejak")
+    cases = [
+        (["--lang", "en", missing], "bundle", f"the bundle file does not exist: {missing}"),
+        (["--lang", "id", missing], "bundle", f"berkas bundel tidak ada: {missing}"),
+        (["--lang", "id", "--json", missing], "bundle", f"the bundle file does not exist: {missing}"),
+        (["--lang", "en", str(EXAMPLE), "--against", missing], "--against",
+         f"the older bundle file (--against) does not exist: {missing}"),
+        (["--lang", "id", str(EXAMPLE), "--against", missing], "--against",
+         f"berkas bundel lama (--against) tidak ada: {missing}"),
+        (["--lang", "en", str(tmp_path)], "bundle", f"the bundle file is a directory, not a file: {tmp_path}"),
+        (["--lang", "id", str(tmp_path)], "bundle", f"berkas bundel adalah direktori, bukan berkas: {tmp_path}"),
+        (["--lang", "en", str(EXAMPLE), "--hub-key", "zz"], "--hub-key",
+         "--hub-key must be the hub's Ed25519 public key as 64 hex digits, got 'zz'"),
+        (["--lang", "id", str(EXAMPLE), "--hub-key", "zz"], "--hub-key",
+         "--hub-key harus kunci publik Ed25519 hub dalam 64 digit hex, didapat 'zz'"),
+        # Hex, but not a key: refused as the page's hub key field refuses it, not checked as one.
+        (["--lang", "en", str(EXAMPLE), "--hub-key", "abcd"], "--hub-key",
+         "--hub-key must be the hub's Ed25519 public key as 64 hex digits, got 'abcd'"),
+    ]
+    for args, where, message in cases:
+        code, error = usage_error(*args)
+        assert (code, error["code"], error["where"], error["message"]) == (2, "USAGE", where, message), args
+        assert "Errno" not in error["hint"] and error["hint"]
+    assert usage_error("--lang", "id", missing)[1]["hint"] == \
+        "berikan jalur berkas bundel (.jejak) yang ada dan dapat dibaca pengguna ini"

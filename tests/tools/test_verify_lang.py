@@ -406,3 +406,22 @@ def test_every_problem_a_bundle_can_have_is_said_in_indonesian() -> None:
                 english.append(f"{at}: {shown.format(said)}")
     assert unsaid == [], "\n".join(["without Indonesian words:", *unsaid])
     assert english == [], "\n".join(["English left:", *english])
+
+
+def test_a_broken_older_bundle_is_said_to_be_the_older_in_indonesian(tmp_path: Path) -> None:
+    """An empty older bundle (--against): the reason says it is the older bundle, in Indonesian too."""
+    older = tmp_path / "lama.jejak"
+    older.write_bytes(b"")
+    code, lines = run(str(EXAMPLE), "--against", str(older), "--lang", "id")
+    assert code == MalformedRecord.exit_code
+    assert lines == ["GAGAL: MALFORMED (kode keluar 11)",
+                     f"Bita yang bukan struktur Jejak yang utuh dan deterministik. [bundel lama (--against {older})] "
+                     "bundel: terpotong: berakhir setelah 0 bita, sebelum map-nya selesai"]
+    assert english_in([line.replace(str(older), "") for line in lines]) == []  # the path is the auditor's
+
+
+def test_a_failed_report_in_indonesian_says_nothing_verified(revoked: Path) -> None:
+    code, lines = run(str(revoked), "--lang", "id")
+    assert code == 19
+    assert [line for line in lines if line.lower().startswith("terverifikasi")] == []
+    assert run(str(EXAMPLE), "--lang", "id")[1][-2].startswith("Terverifikasi: 17 catatan dari 3 perangkat, ")

@@ -26,7 +26,7 @@ from tests.hub.conftest import enroll, new_device
 from tools import cli, verify
 
 from .conftest import load, wait_for
-from .tamper import EXAMPLE, OLDER, checkpoint_of_size_0, edited, example_hub
+from .tamper import EXAMPLE, OLDER, checkpoint_of_size_0, device_tamperings, edited, example_hub
 
 
 def check_file(driver: webdriver.Chrome, bundle: Path, older: Path | None = None) -> tuple[str, str, str]:
@@ -149,6 +149,30 @@ def test_page_says_what_was_verified_and_what_to_compare(page: webdriver.Chrome)
     assert page.find_element(By.ID, "compare").text == f"Kunci hub {key} (id hub 99bcd326b3d06b98cfd4ccdf1903bcac): dipatok oleh Anda."
     page.find_element(By.ID, "hubkey").clear()
 
+
+
+def test_a_failed_verdict_says_nothing_verified(page: webdriver.Chrome, tmp_path: Path) -> None:
+    """Under a FAILED verdict the page, as jejak-verify, has no "Verified: ..." line that reads as a second verdict,
+    in either language; the hub key to compare stays."""
+    revoked = next(c for c in device_tamperings(EXAMPLE.read_bytes())
+                   if c.name == "the gate signs a record past its revocation point (resealed)")
+    bad = tmp_path / "revoked.jejak"
+    bad.write_bytes(revoked.bundle)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert verify.main([str(bad), "--lang", "en"]) == 19
+    assert not any(line.startswith("Verified") for line in out.getvalue().splitlines())
+    page.find_element(By.ID, "hubkey").clear()
+    for lang in ("en", "id"):
+        page.find_element(By.CSS_SELECTOR, f"[data-lang={lang}]").click()
+        assert check_file(page, bad)[1] == "REVOKED_KEY"
+        assert page.find_element(By.ID, "what").text == ""
+        assert page.find_element(By.ID, "compare").text.startswith(("Hub key ", "Kunci hub "))
+    # The language switched after the check says it again, without the line too.
+    page.find_element(By.CSS_SELECTOR, "[data-lang=en]").click()
+    assert page.find_element(By.ID, "what").text == ""
+    check_file(page, EXAMPLE)
+    assert page.find_element(By.ID, "what").text.startswith("Verified: 17 records of 3 devices")
 
 def test_a_device_clock_ahead_of_the_hub_is_said_by_both(page: webdriver.Chrome, tmp_path: Path) -> None:
     """A device whose clock runs a day ahead: its records verify (a device's time is its own word), and both

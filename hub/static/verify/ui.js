@@ -47,7 +47,9 @@
     $("meaning").textContent = report.ok ? "" : J.i18n.T[lang].codes[report.code] + " " + (first.at ? "[" + words(first.at) + "] " : "") + words(first.why);
     const seen = J.verified(report);
     const counted = {...seen, records: {n: seen.records, noun: "cli.n.record"}, devices: {n: seen.devices, noun: "cli.n.device"}};
-    $("what").textContent = seen.records === null ? "" : say("summary.what", counted) + (seen.ahead ? " " + say("summary.ahead", seen) : "");
+    // "Verified: ..." only under a verified verdict: under a failed one it reads as a second verdict (jejak-verify
+    // leaves it out too).
+    $("what").textContent = !report.ok || seen.records === null ? "" : say("summary.what", counted) + (seen.ahead ? " " + say("summary.ahead", seen) : "");
     $("compare").textContent = seen.key === null ? "" : say(seen.pinned ? "summary.pinned" : "summary.compare", seen);
     // Notes are not problems (FORMAT.md §12.3): the verdict stands, the auditor weighs what they say.
     const notes = $("notes");
