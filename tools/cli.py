@@ -9,6 +9,7 @@ import datetime
 import http.client
 import importlib
 import json
+import logging
 import signal
 import socket
 import sys
@@ -53,7 +54,10 @@ def serve_hub(config_path: str | None, *, clock: Callable[[], int] | None = None
 
     async def main() -> None:
         running = await start_hub(config, clock=clock, accept_older_store=accept_older_store)
-        print(f"hub {running.hub.hub_id.hex()} http {running.http_url} coap {running.coap_url}", flush=True)
+        # A log line as every other (JSON on stderr), so that `journalctl -o cat | jq` reads the whole log.
+        logging.getLogger("jejak.hub").info(
+            "hub %s started: http %s coap %s", running.hub.hub_id.hex(), running.http_url, running.coap_url,
+            extra={"fields": {"hub": running.hub.hub_id.hex(), "http": running.http_url, "coap": running.coap_url}})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -228,8 +228,10 @@ def test_jejak_hub_run_takes_a_config_with_a_bom_and_crlf_line_ends(tmp_path: Pa
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("hub "), proc.stderr.read() if proc.stderr else ""
+        assert proc.stderr is not None
+        lines = iter(proc.stderr.readline, "")  # the log, JSON line by line, up to its "started" line
+        started = next(line for line in map(json.loads, lines) if "http" in line)
+        assert started["msg"].startswith("hub ") and started["http"].startswith("http://"), started
     finally:
         proc.terminate()
         proc.communicate(timeout=60)

@@ -114,8 +114,8 @@ def test_hub_runs_from_the_wheel_with_its_dashboard(wheel_install: Install, tmp_
     config.write_text(f'data_dir = "{tmp_path / "hub"}"\nhttp_port = 0\ncoap_port = 0\nmdns = false\n'
                       f'[store]\npath = "{tmp_path / "hub" / "store"}"\n')
     hub = Running([str(wheel_install.bin / "jejak"), "hub", "run", "--config", str(config)], cwd=tmp_path)
-    line = hub.wait_for(lambda text: text.startswith("hub ") and " http " in text)
-    url = line.split(" http ")[1].split()[0]
+    line = hub.wait_for(lambda text: '"http": "http' in text)  # the hub's "started" log line, JSON as every line
+    url = json.loads(line)["http"]
     try:
         with urllib.request.urlopen(url + "/", timeout=10) as resp:
             assert b"<html" in resp.read().lower()
