@@ -91,6 +91,18 @@ def test_the_hub_unit_stops_on_the_exits_a_restart_cannot_mend() -> None:
     assert sorted(map(int, listed)) == sorted(cls.exit_code for cls in wanted)
 
 
+def test_the_edge_unit_stops_on_the_exits_a_restart_cannot_mend() -> None:
+    """A wrong config, a bad key file, a data dir of another device (or whose key is missing) and a config file
+    that is not there: each is refused again on every start, so the unit stops on them."""
+    from edge.errors import ConfigError, KeyFileError, WrongDevice
+    from ledger.failures import MissingFile
+
+    lines = (DEPLOY / "jejak-edge.service").read_text().splitlines()
+    listed = next(line.split("=", 1)[1].split() for line in lines if line.startswith("RestartPreventExitStatus="))
+    assert sorted(map(int, listed)) == sorted(cls.exit_code for cls in (ConfigError, KeyFileError, WrongDevice,
+                                                                        MissingFile))
+
+
 def test_example_configs_load_through_the_real_loaders(tmp_path: Path) -> None:
     edge = edge_config.load(DEPLOY / "edge.toml")
     assert edge.reader.driver == "pn532_i2c" and edge.feedback.driver == "gpio"
