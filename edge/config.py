@@ -58,12 +58,13 @@ def _need(cond: bool, message: str, hint: str | None = None) -> None:
 
 def _one_of(setting: str, value: Any, choices: tuple[str, ...]) -> None:
     """Refuse a value that is none of `choices`, with the ones it was probably meant as ("kitchen-exit",
-    "Kitchen_Exit": kitchen_exit; "pn532": the three PN532 drivers)."""
+    "Kitchen_Exit": kitchen_exit; "pn532": the three PN532 drivers; "simulated": sim)."""
     if value in choices:
         return
     said = str(value).strip().lower().replace("-", "_").replace(" ", "_")
     close = [c for c in choices if said and (c == said or c.startswith(said + "_"))] \
-        or difflib.get_close_matches(said, choices, n=2, cutoff=0.6)
+        or difflib.get_close_matches(said, choices, n=2, cutoff=0.6) \
+        or [c for c in choices if len(c) >= 3 and said.startswith(c)]  # "simulated": sim
     raise ConfigError(f"{setting}: expected one of {list(choices)}, got {value!r}",
                       hint=f"did you mean {' or '.join(repr(c) for c in close)}?" if close else None)
 

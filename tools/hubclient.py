@@ -72,7 +72,12 @@ def hub_refused(url: str, status: int, body: str) -> HubRefused:
 
 
 def open_url(req: urllib.request.Request, *, timeout: float) -> Any:
-    """urlopen with the hub's failures as coded errors: no answer is UNREACHABLE, an error answer HUB_REFUSED."""
+    """urlopen with the hub's failures as coded errors: no answer is UNREACHABLE, an error answer HUB_REFUSED, a
+    hub address without its scheme (127.0.0.1:8470) a usage error that says how to write it."""
+    if req.type not in ("http", "https"):
+        host = req.full_url.split("://", 1)[-1].split("/", 1)[0] or "127.0.0.1:8470"
+        raise UsageError(f"the hub's address must start with http:// or https://, got {req.full_url!r}",
+                         where="--hub-url", hint=f"e.g. --hub-url http://{host} (or set ${HUB_URL_ENV} so)")
     try:
         return urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as exc:

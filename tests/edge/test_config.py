@@ -217,6 +217,7 @@ def test_jejak_edge_run_stops_on_a_config_mistake_with_one_line_and_exit_31(tmp_
     ('[checkpoint]\nrole = "School_Gate"\n', "did you mean 'school_gate'?"),
     ('[reader]\ndriver = "pn532"\n', "did you mean 'pn532_i2c' or 'pn532_spi' or 'pn532_uart'?"),
     ('[[sensor]]\nname = "x"\ndriver = "bme208"\n', "did you mean 'bme280'?"),
+    ('[reader]\ndriver = "simulated"\n', "did you mean 'sim'?"),
 ])
 def test_a_value_almost_right_is_refused_with_the_one_meant(tmp_path, text, meant):
     path = tmp_path / "edge.toml"

@@ -146,6 +146,12 @@ def test_export_with_the_hub_down(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in error["message"]
 
 
+def test_a_hub_address_without_its_scheme_is_a_usage_error_that_says_how_to_write_it(tmp_path: Path) -> None:
+    error = one_line(jejak("mbg", "summary", "--hub-url", "127.0.0.1:8470", cwd=tmp_path), "USAGE", 2)
+    assert error["where"] == "--hub-url" and "http://" in error["message"]
+    assert error["hint"].startswith("e.g. --hub-url http://127.0.0.1:8470"), error
+
+
 def test_export_without_a_token(tmp_path: Path) -> None:
     port = free_tcp()
     error = one_line(jejak("export", "--hub-url", f"http://127.0.0.1:{port}", "--out", str(tmp_path / "a.jejak"),
