@@ -6,7 +6,9 @@ Seed 1 (an Android app and a Flask gateway on a Raspberry Pi) posts one NFC scan
     201 {"message": "Scan berhasil dicatat di gateway lokal"}        (seed 1's own answer, plus id and seq)
     400 {"error": "Data tidak lengkap. ...", "code": "LEGACY_INPUT"}    (seed 1's error shape, plus a stable code)
 
-Here every accepted scan becomes a signed record of this edge (kind "scan", body source "legacy-http", or
+A scan may also name the staff card of whoever scanned (`"staff": "a1b2c3d4"`): a checkpoint whose
+`checkpoint.staff` lists its staff cards takes no scan without one of them, as its reader takes no tap before a
+staff card's. Here every accepted scan becomes a signed record of this edge (kind "scan", body source "legacy-http", or
 "checkin-page" for the page below), appended durably before the 201. Input is checked as strictly as the
 CoAP path checks its observations: unknown keys, unknown statuses and malformed tag ids are refused with
 400 and nothing is stored.
@@ -76,8 +78,8 @@ def mount(app: Any, daemon: Any) -> None:
         if source not in SOURCES:
             return error(f"{SOURCE_HEADER}: expected one of {sorted(SOURCES)}, got {source[:40]!r}", "LEGACY_INPUT")
         try:
-            tag, event = parse_log_scan(data)
-            body = scan_body(tag=tag, event=event, site=site, role=role, source=source)
+            tag, event, staff = parse_log_scan(data)
+            body = scan_body(tag=tag, event=event, site=site, role=role, source=source, staff=staff)
         except LedgerError as exc:  # LegacyInputError among them
             return refusal(exc)
         try:
@@ -151,6 +153,10 @@ button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{backgro
 <input id="pair" autocomplete="off"><button type="button" id="pairsave">Simpan / Save</button>
 </div>
 <form id="form" autocomplete="off">
+<label for="staff">Kartu petugas / staff card</label>
+<input id="staff" name="staff" maxlength="128" pattern="[A-Za-z0-9][A-Za-z0-9_.:\\-]{0,127}"
+ placeholder="a1b2c3d4">
+<button type="button" class="nfc" id="nfcstaff" hidden>Tempelkan kartu petugas / Tap staff card</button>
 <button type="button" class="nfc" id="nfc" hidden>Tempelkan kartu NFC / Tap NFC tag</button>
 <label for="tag">Kode ompreng / container code</label>
 <input id="tag" name="nfc_tag_id" required maxlength="128" pattern="[A-Za-z0-9][A-Za-z0-9_.:\\-]{0,127}"
@@ -179,6 +185,15 @@ button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{backgro
   function queue() { try { return JSON.parse(localStorage.getItem(KEY) || '[]'); } catch (e) { return []; } }
   function save(q) { localStorage.setItem(KEY, JSON.stringify(q));
     qdiv.textContent = q.length ? q.length + ' scan menunggu dikirim / waiting to be sent' : ''; }
+  // The staff card stays on the phone: each scan names it, as a tap at the reader follows a staff card's tap.
+  const STAFF = 'jejak-checkin-staff', staffInput = document.getElementById('staff');
+  staffInput.value = localStorage.getItem(STAFF) || '';
+  staffInput.addEventListener('change', function () { localStorage.setItem(STAFF, staffInput.value.trim()); });
+  function item(code) {
+    const it = {nfc_tag_id: code, status_scan: status.value}, who = staffInput.value.trim();
+    if (who) { it.staff = who; }
+    return it;
+  }
   const PAIR = 'jejak-checkin-pair';
   const pairing = document.getElementById('pairing'), pairInput = document.getElementById('pair');
   // The QR code from `jejak edge pair` opens /checkin#pair=<secret>: the fragment never reaches a server.
@@ -230,18 +245,25 @@ button{background:#1d6b45;color:#fff;border:0;margin-top:1rem}button.nfc{backgro
     ev.preventDefault();
     const code = tag.value.trim();
     if (!code) { show('err', 'Kode kosong / Code is empty'); return; }
-    await send({nfc_tag_id: code, status_scan: status.value});
+    await send(item(code));
     tag.value = ''; tag.focus();
   });
   if ('NDEFReader' in window) {
-    const btn = document.getElementById('nfc'); btn.hidden = false;
+    const btn = document.getElementById('nfc'), staffBtn = document.getElementById('nfcstaff');
+    btn.hidden = false; staffBtn.hidden = false;
+    let forStaff = false;  // the next card read is the staff card
+    staffBtn.addEventListener('click', function () { forStaff = true; btn.click(); });
     btn.addEventListener('click', async function () {
       try {
         const reader = new NDEFReader(); await reader.scan();
         show('wait', 'Tempelkan kartu / Tap the tag now');
         reader.onreading = function (e) {
-          const code = (e.serialNumber || '').replace(/:/g, '').toUpperCase();
-          if (code) { send({nfc_tag_id: code, status_scan: status.value}); }
+          const code = (e.serialNumber || '').replace(/:/g, '');
+          if (!code) { return; }
+          if (forStaff) {
+            forStaff = false; staffInput.value = code.toLowerCase();
+            localStorage.setItem(STAFF, staffInput.value); show('ok', 'Petugas / Staff: ' + staffInput.value);
+          } else { send(item(code.toUpperCase())); }
         };
       } catch (e) { show('err', 'NFC: ' + e.message); }
     });

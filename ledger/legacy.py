@@ -27,6 +27,7 @@ _CHECKPOINT_FOR = {"cooked": "kitchen", "packed": "kitchen", "departed": "kitche
                    "returned": "return", "damaged": "return", "lost": "return"}
 TAG_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")
 ALLOWED_KEYS = ("nfc_tag_id", "status_scan")
+OPTIONAL_KEYS = ("staff",)  # the staff card of whoever scanned (a checkpoint with a staff allow-list needs it)
 
 
 class LegacyInputError(LedgerError, ValueError):
@@ -58,17 +59,23 @@ def check_tag(tag: Any, name: str = "nfc_tag_id") -> str:
     return tag
 
 
-def parse_log_scan(data: Any) -> tuple[str, str]:
-    """(tag, scan event) from a seed-1 `/api/log_scan` JSON value; LegacyInputError says what is wrong."""
+def parse_log_scan(data: Any) -> tuple[str, str, str | None]:
+    """(tag, scan event, staff card or None) from a seed-1 `/api/log_scan` JSON value; LegacyInputError says what
+    is wrong. Seed 1 sends the first two; `staff` is Jejak's, for a checkpoint that takes scans only from the
+    staff cards on its allow-list."""
     if not isinstance(data, dict) or "nfc_tag_id" not in data or "status_scan" not in data:
         raise LegacyInputError('Data tidak lengkap. Butuh "nfc_tag_id" dan "status_scan".')
-    extra = sorted(set(data) - set(ALLOWED_KEYS))
+    extra = sorted(set(data) - set(ALLOWED_KEYS) - set(OPTIONAL_KEYS))
     if extra:
-        raise LegacyInputError(f"unexpected keys {extra[:5]}; expected exactly {list(ALLOWED_KEYS)}")
-    return check_tag(data["nfc_tag_id"]), scan_event(data["status_scan"])
+        raise LegacyInputError(f"unexpected keys {extra[:5]}; expected {list(ALLOWED_KEYS)} and optionally "
+                               f"{list(OPTIONAL_KEYS)}")
+    staff = data.get("staff")
+    return (check_tag(data["nfc_tag_id"]), scan_event(data["status_scan"]),
+            None if staff is None else check_tag(staff, "staff").lower())
 
 
-def scan_body(*, tag: str, event: str, site: str, role: str | None, source: str) -> dict[str, Any]:
+def scan_body(*, tag: str, event: str, site: str, role: str | None, source: str,
+              staff: str | None = None) -> dict[str, Any]:
     """The "scan" record body for one legacy scan at this edge."""
     checkpoint = role if role in CHECKPOINTS else _CHECKPOINT_FOR.get(event)
     if source == "checkin-page":
@@ -76,5 +83,7 @@ def scan_body(*, tag: str, event: str, site: str, role: str | None, source: str)
     body: dict[str, Any] = {"event": event, "site": site, "tags": [tag], "source": source}
     if checkpoint is not None:
         body["checkpoint"] = checkpoint
+    if staff is not None:
+        body["staff"] = staff
     validate_body("scan", body)
     return body

@@ -13,11 +13,13 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
+from edge.config import CheckpointConfig, HttpConfig, SecurityConfig
 from edge.pairing import load_or_create_secret
 from ledger import verify_chain
 from ledger.legacy import LEGACY_STATUS
 
 from ..dashboard.harness import browser
+from ..edge.common import edge_config, running
 from .conftest import own_records
 
 
@@ -241,3 +243,61 @@ async def test_a_body_split_across_packets_is_read_whole(edge):
         writer.close()
     assert status.split()[1] == b"201", status
     assert own_records(edge)[-1].body["tags"] == ["NFC_TAG_SPLIT"] and len(own_records(edge)) == before + 1
+
+
+@pytest.fixture
+async def staffed_edge(tmp_path):
+    """An edge whose checkpoint takes scans only from the staff cards on its allow-list, as deploy/edge.toml's."""
+    config = edge_config(tmp_path / "edge", http=HttpConfig(enabled=True, host="127.0.0.1", port=0),
+                         checkpoint=CheckpointConfig(role="kitchen_exit", staff=("a1b2c3d4",)),
+                         security=SecurityConfig(oscore=True))
+    async with running(config) as (daemon, _client):
+        yield daemon
+
+
+async def test_a_staffed_checkpoint_takes_a_scan_that_names_its_staff_card(staffed_edge):
+    before = len(own_records(staffed_edge))
+    scan = {"nfc_tag_id": "OMPRENG-0009", "status_scan": "makanan_keluar"}
+    code, answer = await asyncio.to_thread(raw_post, url(staffed_edge), json.dumps(scan).encode(),
+                                           pairing=secret(staffed_edge))
+    assert code == 403 and answer["code"] == "STAFF_NOT_ALLOWED", answer  # seed 1's two keys alone name no one
+    for staff, status in (("FFFF0000", 403), ("A1B2C3D4", 201)):  # the card's uid in either case
+        code, answer = await asyncio.to_thread(raw_post, url(staffed_edge),
+                                               json.dumps({**scan, "staff": staff}).encode(),
+                                               pairing=secret(staffed_edge))
+        assert code == status, answer
+    records = own_records(staffed_edge)
+    assert len(records) == before + 1 and records[-1].body["staff"] == "a1b2c3d4"
+    code, answer = await asyncio.to_thread(raw_post, url(staffed_edge),
+                                           json.dumps({**scan, "staff": "not a uid"}).encode(),
+                                           pairing=secret(staffed_edge))
+    assert code == 400 and answer["code"] == "LEGACY_INPUT" and '"staff"' in answer["error"]
+
+
+async def test_the_checkin_page_sends_the_staff_card_it_keeps(staffed_edge):
+    before = len(own_records(staffed_edge))
+
+    def use_page() -> tuple[str, str]:
+        driver, close = browser(420, 800)
+        try:
+            driver.get(url(staffed_edge, "/checkin") + f"#pair={secret(staffed_edge)}")
+            wait = WebDriverWait(driver, 15)
+            driver.find_element(By.ID, "tag").send_keys("OMPRENG-PHONE-2")
+            driver.find_element(By.ID, "send").click()
+            wait.until(lambda d: "err" in d.find_element(By.ID, "feedback").get_attribute("class"))
+            refused = driver.find_element(By.ID, "feedback").text
+            driver.find_element(By.ID, "staff").send_keys("a1b2c3d4")
+            driver.find_element(By.ID, "tag").send_keys("OMPRENG-PHONE-2")
+            driver.find_element(By.ID, "send").click()
+            wait.until(lambda d: "ok" in d.find_element(By.ID, "feedback").get_attribute("class"))
+            driver.refresh()  # the phone keeps the card for the next scans
+            wait.until(lambda d: d.find_element(By.ID, "staff").get_attribute("value") == "a1b2c3d4")
+            return refused, driver.find_element(By.ID, "staff").get_attribute("value")
+        finally:
+            close()
+
+    refused, kept = await asyncio.to_thread(use_page)
+    assert "staff card" in refused and kept == "a1b2c3d4"
+    records = own_records(staffed_edge)
+    assert len(records) == before + 1
+    assert records[-1].body["staff"] == "a1b2c3d4" and records[-1].body["source"] == "checkin-page"
