@@ -51,6 +51,15 @@ class NoPermission(CodedError):
     exit_code = 81
 
 
+class NotInstalled(CodedError):
+    """A command that needs a part of Jejak this machine did not install (an extra: `jejak[hub]` on an edge)."""
+
+    code = "NOT_INSTALLED"
+    coap = "5.00"
+    http = 500
+    exit_code = 92
+
+
 class MissingFile(CodedError):
     """A file a command was told to read that does not exist (config, plan, bundle)."""
 

@@ -42,6 +42,10 @@ class HubRefused(CodedError):
 class HubUnreachable(Unreachable):
     """No answer from the hub to a command's request; `reason` is the socket's error behind it."""
 
+    code = "UNREACHABLE"
+    coap = "5.04"
+    http = 504
+    exit_code = 82
     url = ""
     reason: BaseException | None = None
 

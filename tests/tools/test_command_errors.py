@@ -251,3 +251,14 @@ def test_markets_import_takes_the_hub_from_jejak_hub_url(monkeypatch: pytest.Mon
 
     monkeypatch.setenv("JEJAK_HUB_URL", "http://hub.example.org:8470")
     assert markets.parser().parse_args(["import", "prices.csv"]).hub_url == "http://hub.example.org:8470"
+
+
+def test_the_hub_on_an_install_without_its_extra_says_what_to_install(tmp_path: Path) -> None:
+    """An edge's install has no numpy: `jejak hub run` there names the extra, not an INTERNAL error to report."""
+    config = hub_config(tmp_path, "", http_port=free_tcp(), coap_port=free_coap())
+    blocked = ("import sys; sys.modules['numpy'] = None; from tools.cli import main; "
+               f"sys.exit(main(['hub', 'run', '--config', {str(config)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", blocked], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    error = one_line(proc, "NOT_INSTALLED", 92)
+    assert "numpy" in error["message"] and "jejak[hub]" in error["hint"], error
