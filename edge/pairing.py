@@ -111,11 +111,13 @@ class Pairing:
             self.refused["RATE_LIMITED"] = self.refused.get("RATE_LIMITED", 0) + 1
             raise RateLimited(f"too many requests from {address}; try again later")
         requests.append(now)
-        token = authorization[7:].strip() if authorization.startswith("Bearer ") else ""
+        scheme, _, token = authorization.strip().partition(" ")  # the scheme's name in any case (RFC 9110)
+        token = token.strip() if scheme.lower() == "bearer" else ""
         if not token or not hmac.compare_digest(token.encode(), self._secret):
             failures.append(now)
             self.refused["PAIRING_REQUIRED"] = self.refused.get("PAIRING_REQUIRED", 0) + 1
-            raise PairingRequired("this edge takes scans only from paired phones" if not token else
+            raise PairingRequired("this edge answers only requests that carry its pairing secret (paired phones, "
+                                  "its status and metrics read with it)" if not token else
                                   "pairing secret not recognised",
                                   hint="scan the QR code `jejak edge pair` shows on the edge, once per phone")
 

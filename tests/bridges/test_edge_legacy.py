@@ -182,6 +182,10 @@ async def test_unpaired_requests_get_401_and_store_nothing(edge):
             raise AssertionError(f"{path} answered without the pairing secret")
         except urllib.error.HTTPError as exc:
             assert exc.code == 401
+    # The secret under the scheme's name in another case (RFC 9110) is the secret all the same.
+    req = urllib.request.Request(url(edge, "/metrics"), headers={"Authorization": f"bearer {secret(edge)}"})
+    with await asyncio.to_thread(urllib.request.urlopen, req, timeout=5) as resp:
+        assert resp.status == 200
     # The page itself is open: it is how a phone gets to enter the secret; it holds no data.
     with await asyncio.to_thread(urllib.request.urlopen, url(edge, "/checkin"), timeout=5) as resp:
         assert resp.status == 200
