@@ -75,6 +75,30 @@ TEXT: dict[str, dict[str, str]] = {
         "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
         "counting": "The hub has restarted and is still counting {n} stored records: the figures below are not "
                     "complete yet; ask again in a moment.",
+        **{
+            "status.unplanned": "not planned that day",
+            "say.over_receipt_unplanned": "no delivery planned that day (school closed): {sent} portions sent, "
+                                          "{received} received",
+            "say.missing_delivery_returned": "no tap at the gate; {n} of its {out} containers came back to the "
+                                             "kitchen, so it was most likely delivered untapped: check with the school",
+            "say.returned_without_arrival": "{measured} of the {limit} containers not tapped in here came back to the "
+                                            "kitchen: most likely delivered but not tapped",
+            "say.duplicate_scan": "{n} containers tapped again, {extra} extra reads; counted once",
+            "say.duplicate_scan.one": "1 container read {times} times; counted once",
+            "say.duplicate_scan_twice": "{n} containers read twice; counted once",
+            "say.duplicate_scan_twice.one": "1 container read twice; counted once",
+            "say.duplicate_scan_taps": "{n} count taps read again; counted once",
+            "say.duplicate_scan_taps.one": "1 count tap read again; counted once",
+            "say.hot_holding": "{measured}, must stay at {limit} or above until served",
+            "say.hot_holding_served": "{n} containers served after cooling to {measured}, must stay at {limit} or "
+                                      "above until served",
+            "say.hot_holding_served.one": "1 container served after cooling to {measured}, must stay at {limit} or "
+                                          "above until served",
+            "say.hot_holding_open": "{n} containers not served yet, cooled to {measured}, must stay at {limit} or "
+                                    "above until served",
+            "say.hot_holding_open.one": "1 container not served yet, cooled to {measured}, must stay at {limit} or "
+                                        "above until served",
+        },
     },
     "id": {
         "deliveries_on": "Pengiriman {date}", "kitchen": "Dapur", "school": "Sekolah", "status": "Status",
@@ -100,6 +124,24 @@ TEXT: dict[str, dict[str, str]] = {
         "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
         "counting": "Hub baru dinyalakan ulang dan masih menghitung {n} catatan tersimpan: angka di bawah belum "
                     "lengkap; tanyakan lagi sebentar lagi.",
+        **{
+            "status.unplanned": "tidak dijadwalkan hari itu",
+            "say.over_receipt_unplanned": "tidak ada pengiriman yang dijadwalkan hari itu (sekolah libur): {sent} "
+                                          "porsi dikirim, {received} diterima",
+            "say.missing_delivery_returned": "tidak ada tap di gerbang; {n} dari {out} ompreng kembali ke dapur, jadi "
+                                             "kemungkinan besar sampai tetapi tidak di-tap: tanyakan ke sekolah",
+            "say.duplicate_scan": "{n} ompreng di-tap lagi, {extra} kali tambahan; dihitung sekali",
+            "say.duplicate_scan.one": "1 ompreng terbaca {times} kali; dihitung sekali",
+            "say.duplicate_scan_twice": "{n} ompreng terbaca dua kali; dihitung sekali",
+            "say.duplicate_scan_twice.one": "1 ompreng terbaca dua kali; dihitung sekali",
+            "say.duplicate_scan_taps": "{n} tap hitungan terbaca lagi; dihitung sekali",
+            "say.duplicate_scan_taps.one": "1 tap hitungan terbaca lagi; dihitung sekali",
+            "say.hot_holding": "{measured}, harus tetap {limit} atau lebih sampai disajikan",
+            "say.hot_holding_served": "{n} ompreng disajikan setelah suhunya turun ke {measured}, harus tetap {limit} "
+                                      "atau lebih sampai disajikan",
+            "say.hot_holding_open": "{n} ompreng belum disajikan, suhunya turun ke {measured}, harus tetap {limit} "
+                                    "atau lebih sampai disajikan",
+        },
     },
 }
 
@@ -359,7 +401,22 @@ class Speaker:
         elif code == "out_of_order" and (steps := self.steps(str(f.get("detail", "")))):
             key, values["steps"] = "say.out_of_order_steps", steps
         elif code == "duplicate_scan":
-            values["n"] = len(f.get("containers") or []) or len(f.get("records") or [])
+            # `measured` is the extra reads (a day stored before it was says none: one extra read each).
+            tags = len(f.get("containers") or [])
+            values["n"] = tags or len(f.get("records") or [])
+            extra = measured if isinstance(measured, int) and measured > 0 else values["n"]
+            values.update(extra=self.num(extra), times=self.num(extra + 1))
+            if not tags:
+                key = "say.duplicate_scan_taps"
+            elif extra == tags:
+                key = "say.duplicate_scan_twice"
+        elif code == "missing_delivery" and f.get("containers"):
+            # Nothing tapped in, but its containers came back to the kitchen (returned_without_arrival).
+            key = "say.missing_delivery_returned"
+            values.update(n=len(f["containers"]), out=self.num(d.get("containers_out", len(f["containers"]))))
+        elif code == "over_receipt" and limit == 0:
+            key = "say.over_receipt_unplanned"  # meals to a school closed that day
+            values.update(sent=self.num(d.get("departed_portions", 0)))
         elif code in ("short_delivery", "missing_delivery", "over_receipt"):
             values["n"] = d.get("expected", limit)  # their sentences count the portions expected
         if code in ("danger_zone", "hot_holding") and f.get("part") in _TEMPERATURE_PARTS:
@@ -368,11 +425,15 @@ class Speaker:
             key = f"say.{code}_{_TEMPERATURE_PARTS[f['part']]}"
         if code in ("late_delivery", "short_delivery", "missing_delivery", "overdue_delivery") and not d:
             return str(f.get("detail", ""))
-        if key not in self.words:
+        # This command's own words for a finding come first (TEXT), then the dashboard's (WORDS_FILE); a singular
+        # is taken from the same table as its plural.
+        own = TEXT[self.lang]
+        table = own if key in own else self.words
+        if key not in table:
             return str(f.get("detail", ""))
-        if values["n"] == 1 and f"{key}.one" in self.words:
+        if values["n"] == 1 and f"{key}.one" in table:
             key = f"{key}.one"
-        return self.words[key].format(**values)
+        return table[key].format(**values)
 
 
 def load_words(lang: str) -> dict[str, str]:
@@ -480,9 +541,12 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
     if name == "summary":
         d, p = data["deliveries"], data["portions"]
         counts = ", ".join(f"{say(f'status.{s}')} {n}" for s, n in d.items() if s != "expected" and n)
+        # The planned deliveries and those where none was planned (a closed school that got meals): each is counted
+        # in its statuses.
+        total = d["expected"] + d.get("unplanned", 0)
         return "\n".join([
             say("summary_on", date=date),
-            f"  {say.num(d['expected'])} {say.count('deliveries', d['expected'])}: {counts or '–'}",
+            f"  {say.num(total)} {say.count('deliveries', total)}: {counts or '–'}",
             f"  {say('portions_line', received=say.num(p['received']), expected=say.num(p['expected']))}",
             f"  {say.num(data['total_scans_today'])} {say.count('scans', data['total_scans_today'])}, "
             f"{say.num(data['devices_today'])} {say.count('devices', data['devices_today'])}",
@@ -502,7 +566,7 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
                 # and a time under 'Arrived' is always an arrival.
                 rows.append([say.school(d["school"]), say.status(d) + (
                     f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""), say.clock(d.get("departed_at")),
-                    say.arrival(d), say.clock(d["deadline_at"]),
+                    say.arrival(d), say.clock(d["deadline_at"]) if d["expected"] or d["status"] != "unplanned" else "–",
                     f"{say.num(d['received_portions'])}/{say.num(d['expected'])}",
                     say.num(d["shortfall"]) if d["shortfall"] else ""])
             lines += ["  " + x for x in _table([say("school"), say("status"), say.at("departed"), say.at("arrived"),

@@ -117,11 +117,11 @@ class Finding:
                 "part": self.part, "other_kitchen": self.other_kitchen}
 
 
-def safety_part(rule: str, still_open: bool, to_arrival: bool) -> str | None:
+def safety_part(rule: str, unserved: bool, to_arrival: bool) -> str | None:
     """Which of a delivery's meals a food-safety violation is about: those not served yet ('not_served'); for
     cook_to_serve those timed to their arrival, no serving being tapped ('arrival'), or served late (None); for the
     temperature rules those served, or back at the kitchen with no serving tapped ('served')."""
-    if still_open:
+    if unserved:
         return "not_served"
     if rule == "cook_to_serve":
         return "arrival" if to_arrival else None
@@ -241,7 +241,8 @@ class Delivery:
     received_at: int | None
     served_at: int | None
     # on_time, late, short, receiving (still tapping in), missing, overdue (on the road past its due time),
-    # pending, in_transit
+    # pending, in_transit; unplanned: meals sent to or tapped in at a school on a day the plan has no delivery for it
+    # (closed, or no service day), judged against no deadline
     statuses: tuple[str, ...]
     late_s: int
     shortfall: int
@@ -249,7 +250,7 @@ class Delivery:
 
     @property
     def status(self) -> str:
-        for s in ("missing", "overdue", "late", "short", "receiving", "in_transit", "pending"):
+        for s in ("missing", "overdue", "late", "short", "receiving", "in_transit", "pending", "unplanned"):
             if s in self.statuses:
                 return s
         return "on_time"
@@ -378,7 +379,11 @@ def early_returns(timed: Iterable[Timed]) -> dict[str, Timed]:
 
 @dataclass(slots=True, kw_only=True)
 class _Cooks:
-    """Cook taps with their corrected cook-end: by batch (any day), and by kitchen and day for untagged batches."""
+    """Cook taps with their corrected cook-end: by batch (any day), and by kitchen and day for untagged batches.
+
+    A container whose taps name a batch is timed from that batch's cook tap only; one whose taps name none from the
+    cook taps of its kitchen that name none. A batch's cook tap times its own containers, not every container of
+    the kitchen: a kitchen that tags some batches and not others keeps the two apart."""
 
     by_batch: CookOf
     by_kitchen: dict[tuple[str, str], list[tuple[int, Timed]]] = field(default_factory=lambda: defaultdict(list))
@@ -432,7 +437,7 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, re
 
     cooks = _Cooks(by_batch=by_batch)
     for t in a.timed:
-        if t.scan.event == "cooked":
+        if t.scan.event == "cooked" and t.scan.batch is None:
             cooks.by_kitchen[(t.scan.site, t.date)].append(cook_end(t))
     repeats: _Repeats = defaultdict(list)
     _build_trips(a, cooks, repeats)
@@ -824,14 +829,22 @@ def _repeated_count_taps(a: Analysis, school_taps: _SchoolTaps, repeats: _Repeat
 
 
 def _duplicate_findings(a: Analysis, repeats: _Repeats) -> None:
-    """One duplicate_scan finding per school, day and event; the repeated taps count nothing."""
+    """One duplicate_scan finding per school, day and event; the repeated taps count nothing. `measured` is how
+    many reads were extra: a container read three times is one container and two extra reads."""
     for (subject, date, event), items in sorted(repeats.items()):
         tags = tuple(sorted({tag for tag, _ in items if tag}))
         recs = tuple(sorted({t.scan.record_id for _, t in items}))
-        what = count(len(tags), "container") if tags else count(len(recs), "count tap")
+        extra = sum(1 for tag, _ in items if tag) if tags else len(items)
+        if tags:
+            what = count(len(tags), "container")
+            again = ("tapped again" if extra == len(tags) else f"read {extra + 1} times" if len(tags) == 1
+                     else f"tapped again ({extra} extra reads)")
+        else:
+            what, again = count(extra, "count tap"), "tapped again"
         _emit(a, DUPLICATE, (subject, date, event),
               Finding(code="duplicate_scan", subject=subject, date=date,
-                      detail=f"'{event}' tapped again for {what}; counted once", containers=tags, records=recs))
+                      detail=f"'{event}' {again} for {what}; counted once", measured=extra, containers=tags,
+                      records=recs))
 
 
 def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -> None:
@@ -854,9 +867,10 @@ def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -
 
 
 def _kitchen_cook(plan: Plan, cooks: _Cooks, trip: _Trip) -> tuple[int, Timed] | None:
-    """The last cook tap of the school's kitchen that day before the container went out."""
+    """The last untagged cook tap of the school's kitchen that day before the container went out, for a container
+    whose taps name no batch (one that names a batch is timed from that batch's cook tap, or not at all)."""
     school = plan.school(trip.school)  # type: ignore[arg-type]
-    if school is None:
+    if school is None or any(t.scan.batch is not None for t in trip.steps):
         return None
     out = [t.time for t in trip.steps if t.scan.event in ("packed", "departed")]
     cutoff = min(out) if out else None
@@ -924,10 +938,9 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
                                       detail=f"received {d.received_portions} of {count(d.expected, 'portion')}",
                                       measured=d.received_portions, limit=d.expected,
                                       records=tuple(t.scan.record_id for t in taps.get("received", ())[:5])))
-        if d.containers_out > d.containers_in:
-            back = _returned_without_arrival(a, school_id, date, taps)
-            if back is not None:
-                _emit(a, DELIVERY, key, back)
+        back = _returned_without_arrival(a, school_id, date, taps) if d.containers_out > d.containers_in else None
+        if back is not None:
+            _emit(a, DELIVERY, key, back)
         if "overdue" in d.statuses:
             running = True
             _emit(a, DELIVERY, key, Finding(code="overdue_delivery", subject=school_id, date=date,
@@ -935,10 +948,29 @@ def _deliveries(a: Analysis, school_taps: _SchoolTaps, dates: set[str], edges: l
                                              f"{clock_text(d.deadline_at, off)}", measured=a.now - d.deadline_at, limit=0,
                                       records=tuple(t.scan.record_id for t in taps.get("departed", ())[:5])))
         if "missing" in d.statuses:
-            _emit(a, DELIVERY, key, Finding(code="missing_delivery", subject=school_id, date=date,
-                                      detail=f"no arrival recorded by {clock_text(d.deadline_at, off)}",
-                                      measured=0, limit=d.expected))
-        if d.expected and d.received_portions > d.expected:
+            detail = f"no arrival recorded by {clock_text(d.deadline_at, off)}"
+            if back is not None:
+                # The count stays what the taps prove, but its containers came back: the meals most likely reached
+                # the school and its gate did not tap them. The finding names those containers.
+                detail = (f"no tap at the school by {clock_text(d.deadline_at, off)}; {back.measured} of its "
+                          f"{count(d.containers_out, 'container')} came back to the kitchen, so it was most likely "
+                          "delivered but not tapped: check with the school")
+            _emit(a, DELIVERY, key, Finding(code="missing_delivery", subject=school_id, date=date, detail=detail,
+                                      measured=0, limit=d.expected, containers=back.containers if back else ()))
+        if "unplanned" in d.statuses and (d.containers_out or d.departed_portions or d.received_portions
+                                          or d.containers_in):
+            # Meals went to a school that expected none that day: food nobody planned to eat there.
+            why = ("the school is closed that day" if date in plan.closed_dates or date in school.closed_dates
+                   else "not a service day")
+            _emit(a, DELIVERY, key, Finding(
+                code="over_receipt", subject=school_id, date=date,
+                detail=f"no delivery planned ({why}): {count(d.departed_portions, 'portion')} sent, "
+                       f"{d.received_portions} received ({count(d.containers_out, 'container')} out, "
+                       f"{d.containers_in} in)",
+                measured=d.received_portions, limit=0,
+                records=tuple(t.scan.record_id for t in _counting(taps.get("departed", []) + taps.get("received", [])
+                                                                  + taps.get("arrived", []))[:5])))
+        elif d.expected and d.received_portions > d.expected:
             _emit(a, DELIVERY, key, Finding(code="over_receipt", subject=school_id, date=date,
                                       detail=f"received {d.received_portions} of {count(d.expected, 'portion')} "
                                              f"({count(d.containers_in, 'container')} in, {d.containers_out} out)",
@@ -1032,7 +1064,12 @@ def _delivery(a: Analysis, school: School, date: str, taps: dict[str, list[Timed
     statuses: list[str] = []
     late_s = 0
     last_container_in = max((time for time, _ in _containers_in(arrived + received).values()), default=None)
-    if first_in is None:
+    if expected == 0:
+        # No delivery is planned that day (the school is closed, or it is no service day): the row is here because
+        # something was tapped for the school, and there is no deadline to be late for nor portions to be short of.
+        # The over_receipt finding says what was sent and received.
+        statuses.append("unplanned")
+    elif first_in is None:
         day_over = _day_over(plan, school, date)
         edges += (deadline + 1, day_over + 1)
         if expected > 0 and a.now > deadline and departed and a.now <= day_over:
@@ -1164,9 +1201,10 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     return False
 
 
-# A food-safety rule a trip breaks: rule, measured, when, whether still open, the records behind it, whether
-# measured to the first tap in at school (no serving tapped).
-_Hit = tuple[str, int, int, bool, tuple[str, ...], bool]
+# A food-safety rule a trip breaks: rule, measured, when, whether its meals were not served (safety_part), the
+# records behind it, whether measured to the first tap in at school (no serving tapped), and whether it is still open
+# (its figure grows with the time of the question: not served, and the day not over yet).
+_Hit = tuple[str, int, int, bool, tuple[str, ...], bool, bool]
 
 
 def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bool, tuple[_Hit, ...], bool]:
@@ -1200,10 +1238,11 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             elapsed = served_at - cooked_at
             if elapsed > rules.cook_to_serve_max_s:
                 hits.append(("cook_to_serve", elapsed, cooked_at + rules.cook_to_serve_max_s, False,
-                             (cook_tap.scan.record_id, served.scan.record_id), False))  # type: ignore[union-attr]
+                             (cook_tap.scan.record_id, served.scan.record_id), False, False))  # type: ignore[union-attr]
         elif not finished and now - cooked_at > rules.cook_to_serve_max_s:
+            # Not served: open while the day runs, frozen at its end (then `now` was capped and nothing grows).
             hits.append(("cook_to_serve", now - cooked_at, cooked_at + rules.cook_to_serve_max_s, True,
-                         (cook_tap.scan.record_id,), False))
+                         (cook_tap.scan.record_id,), False, running))
         elif finished:
             # Back at the kitchen (or lost) with no serving tapped, as at schools that tap nothing when they
             # serve: the meals were served no earlier than their first tap in at the school.
@@ -1211,7 +1250,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
                        key=Timed.order, default=None)
             if came is not None and came.time - cooked_at > rules.cook_to_serve_max_s:
                 hits.append(("cook_to_serve", came.time - cooked_at, cooked_at + rules.cook_to_serve_max_s, False,
-                             (cook_tap.scan.record_id, came.scan.record_id), True))
+                             (cook_tap.scan.record_id, came.scan.record_id), True, False))
     readings = _readings(plan, school_taps, trip)
     measured = bool(readings)
     end = served_at
@@ -1223,7 +1262,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
         return running and trip.cooked is not None, tuple(hits), measured
     coldest = min(readings, key=lambda r: r[1])
     if coldest[1] < rules.hot_hold_min_cc:
-        hits.append(("hot_holding", coldest[1], coldest[0], unserved, (coldest[2],), False))
+        hits.append(("hot_holding", coldest[1], coldest[0], unserved, (coldest[2],), False, running))
     # Hold each reading until the next one (or serving): the probe says nothing in between.
     in_zone = 0
     crossed_at = None
@@ -1236,7 +1275,7 @@ def _trip_safety(a: Analysis, school_taps: _SchoolTaps, trip: _Trip) -> tuple[bo
             in_zone += until - when
             zone_recs.append(rid)
     if in_zone > rules.danger_max_s:
-        hits.append(("danger_zone", in_zone, crossed_at or end, unserved, tuple(zone_recs), False))
+        hits.append(("danger_zone", in_zone, crossed_at or end, unserved, tuple(zone_recs), False, running))
     return running, tuple(hits), measured
 
 
@@ -1286,8 +1325,8 @@ def _food_safety(a: Analysis, school_taps: dict[tuple[str, str], dict[str, list[
             known = found[shape] = (_trip_safety(a, school_taps, trip), _left_for_school(trip))
         safety, left = known
         running |= safety[0]
-        for rule, measured, at, still_open, records, to_arrival in safety[1]:
-            part = safety_part(rule, still_open, to_arrival) or ""
+        for rule, measured, at, unserved, records, to_arrival, still_open in safety[1]:
+            part = safety_part(rule, unserved, to_arrival) or ""
             hits[(rule, trip.school, trip.date, part)].append((measured, at, still_open, trip.tag, records, to_arrival))
         if left and _takes_temperatures(plan, trip.school):
             judged[(trip.school, trip.date)].append(trip)

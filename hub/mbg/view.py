@@ -50,7 +50,8 @@ from .stock import StockCard, stock_cards, stock_findings
 
 log = logging.getLogger("jejak.hub.mbg")
 
-STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending")
+# unplanned: meals sent to a school on a day the plan has no delivery for it (closed, or no service day).
+STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending", "unplanned")
 # What seed 1 called the two statuses it logged, for dashboards that still read them.
 LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
 
@@ -79,6 +80,15 @@ def _summary(a: Analysis) -> Analysis:
     """A settled group without the trips and taps it was derived from."""
     return Analysis(plan=a.plan, now=a.now, deliveries=a.deliveries, findings=a.findings, violations=a.violations,
                     keyed=a.keyed, valid_from=a.valid_from, valid_until=a.valid_until)
+
+
+def _closes_day_before(before: list[ContainerTimeline], timeline: ContainerTimeline) -> bool:
+    """Whether a day's timeline of a container holds nothing but the return that closed the day before's trip (empties
+    back after midnight): that return is a step of the day before's trip, and opens no trip of its own."""
+    if not before or not timeline.steps:
+        return False
+    closing = {s.record_id for s in before[-1].steps if s.derived and s.event == "returned"}
+    return all(s.event == "returned" and s.record_id in closing for s in timeline.steps)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -631,7 +641,7 @@ class MbgView:
 
     def container(self, tag: str, now: int) -> list[ContainerTimeline]:
         """The container's history, one timeline per day it travelled; NotFound if no tap ever named it."""
-        timelines = []
+        timelines: list[ContainerTimeline] = []
         packed = pack_tags((tag,))
         for date, day in sorted(self._days.items()):
             # A packed tag list holds the packed tag wherever it names the tag (and rarely where it does not,
@@ -639,7 +649,7 @@ class MbgView:
             if any(packed in s.tags if type(s.tags) is type(packed) is bytes else tag in unpack_tags(s.tags)
                    for s in day.scans):
                 timeline = self._day_base(date).trips.get((tag, date))
-                if timeline is not None:
+                if timeline is not None and not _closes_day_before(timelines, timeline_of(timeline)):
                     timelines.append(timeline_of(timeline))
         if not timelines:
             older = [d for d in self._stored if d not in self._days]
@@ -703,10 +713,13 @@ class MbgView:
             "devices": len(self._devices),
             "devices_today": answer.devices,
             "last_sync": max(self._devices.values(), default=None),
+            # `expected` counts the planned deliveries; one the plan has none for that day (a closed school that got
+            # meals anyway) is counted in `unplanned` alone, so the statuses add up to expected + unplanned.
             "deliveries": {"expected": sum(1 for d in deliveries if d.expected > 0),
                            **{s: counts.get(s, 0) for s in STATUSES}},
+            # Of the planned deliveries: what came in where none was planned is in its over_receipt finding.
             "portions": {"expected": sum(d.expected for d in deliveries),
-                         "received": sum(d.received_portions for d in deliveries)},
+                         "received": sum(d.received_portions for d in deliveries if d.expected > 0)},
             "food_safety_violations": sum(1 for v in answer.settled.violations if v.date == date),
             "alerts": sum(1 for f in findings if f.severity == "alert"),
             "findings": len(findings),

@@ -411,8 +411,12 @@ def test_an_unserved_meal_timer_stops_when_the_day_is_over(plan: Plan, scan: Sca
         ("cook_to_serve", True, 9 * H + 30 * M), ("danger_zone", True, 2 * H + 35 * M), ("hot_holding", True, 4500)}
     for now in (16 * H, 40 * H):
         after = analyze(plan, scans, now=MIDNIGHT + now)
-        assert {(v.rule, v.open, v.measured) for v in after.violations} == {
-            ("cook_to_serve", True, 12 * H + 30 * M), ("danger_zone", True, 5 * H + 35 * M), ("hot_holding", True, 4500)}
+        # Frozen at the day's end, so no longer open: still the meals not served (their part), said without
+        # "(still open)".
+        assert {(v.rule, v.open, v.part, v.measured) for v in after.violations} == {
+            ("cook_to_serve", False, "not_served", 12 * H + 30 * M),
+            ("danger_zone", False, "not_served", 5 * H + 35 * M), ("hot_holding", False, "not_served", 4500)}
+        assert not [f for f in after.findings if "still open" in f.detail]
         settled = settle(day_base(plan, DATE, [Timed(s, plan) for s in scans], lambda batch: None), MIDNIGHT + now)
         assert settled.valid_until >= 2**62
 
@@ -457,7 +461,9 @@ def test_meals_served_late_and_meals_never_served_are_counted_apart(plan: Plan, 
         cook = sorted(((v.part, v.containers, v.measured, v.open) for v in a.violations if v.rule == "cook_to_serve"),
                       key=lambda v: v[0] or "")
         unserved = min(now, 15 * H) - (5 * H + 30 * M)
-        assert cook == [(None, ("T1", "T2"), 4 * H + 30 * M, False), ("not_served", ("T3", "T4"), unserved, True)]
+        # Open while the day runs; frozen, and no longer open, once it is over.
+        assert cook == [(None, ("T1", "T2"), 4 * H + 30 * M, False),
+                        ("not_served", ("T3", "T4"), unserved, now < 15 * H)]
         found = {f.part: f for f in a.findings if f.code == "cook_to_serve"}
         assert "of 2 containers:" in found[None].detail and "still open" not in found[None].detail
         assert "of 2 containers not served yet" in found["not_served"].detail

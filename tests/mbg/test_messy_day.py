@@ -174,7 +174,7 @@ async def test_a_messy_school_day_through_real_processes(tmp_path: Path) -> None
         assert "Pengiriman Senin, 12 Januari 2026" in said["deliveries"] and DATE not in text
         s2_line = next(x for x in said["deliveries"].splitlines() if "(S2)" in x)
         assert "terlambat +40 menit" in s2_line and "09:40" in s2_line and "25/30" in s2_line
-        assert "45,0 °C, harus tetap di atas 60,0 °C sampai disajikan" in said["violations"]
+        assert "45,0 °C, harus tetap 60,0 °C atau lebih sampai disajikan" in said["violations"]
         assert "12 kg dipakai padahal stok hanya 10 kg" in said["violations"]
         assert "ompreng kembali tanpa tap di sekolah" in said["violations"] and "jam perangkat mundur" in said["violations"]
         assert "1 dari 2 ompreng yang tidak di-tap masuk di sini kembali ke dapur" in said["violations"]

@@ -220,11 +220,12 @@ async def test_a_whole_day_of_two_kitchens_through_real_processes(tmp_path: Path
         assert found[("container_unreturned", "S4")]["containers"] == [D1, D2]
         assert _near(found[("late_sync", ids["gate4"])]["measured"], 20 * M)
         violations = {(v["rule"], v["school"], v["part"]): v for v in day.api("/api/mbg/violations", FRI)["violations"]}
-        # B1 and B2 reached S2 6 h 55 min after cook-end; B4's meals went nowhere and their timer still runs: two
-        # violations, each with its own containers.
+        # B1 and B2 reached S2 6 h 55 min after cook-end; B4's meals went nowhere, their timer stopped at the day's
+        # end (its containers were due back by then, as B4 is unreturned): two violations, each with its own
+        # containers, neither still open.
         arrived, unserved = violations[("cook_to_serve", "S2", "arrival")], violations[("cook_to_serve", "S2", "not_served")]
         assert (arrived["containers"], arrived["open"], unserved["containers"], unserved["open"]) == (
-            [B1, B2], False, [B4], True)
+            [B1, B2], False, [B4], False)
         assert _near(arrived["measured"], 6 * H + 55 * M)
         assert sorted(x["tag"] for x in day.api("/api/mbg/lost", FRI)["lost"]) == [B4, D1, D2]
         [b3] = [t for t in day.api(f"/api/mbg/containers/{B3}")["timelines"] if t["date"] == FRI]

@@ -361,7 +361,7 @@ def test_meals_served_after_the_danger_zone_and_meals_still_in_it_are_read_apart
              "  3 jam 0 menit di antara 5 dan 60 °C, batas 2 jam 0 menit"),
             ("en", ["1 container served after 2 h 30 min between 5 and 60 °C, limit 2 h 0 min",
                     "2 containers not served yet, 3 h 0 min between 5 and 60 °C so far, limit 2 h 0 min",
-                    "1 container served after cooling to 45.0 °C, must stay above 60.0 °C until served",
+                    "1 container served after cooling to 45.0 °C, must stay at 60.0 °C or above until served",
                     "2 containers not served yet, cooled to 45.0 °C"],
              "  3 h 0 min between 5 and 60 °C, limit 2 h 0 min")):
         say = Speaker(lang=lang, names=names, words=load_words(lang))
