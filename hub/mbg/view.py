@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -54,6 +55,18 @@ log = logging.getLogger("jejak.hub.mbg")
 STATUSES = ("on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending", "unplanned")
 # What seed 1 called the two statuses it logged, for dashboards that still read them.
 LEGACY_STATUS = {"departed": "makanan_keluar", "received": "makanan_diterima"}
+
+_UID = re.compile(r"[0-9A-Fa-f]{2}(?:[:\- ]?[0-9A-Fa-f]{2})+")
+
+
+def _spellings(tag: str) -> list[str]:
+    """`tag` as typed, then, if it is an NFC UID, bare and in either case: the ways a tap may have stored it."""
+    out = [tag]
+    if _UID.fullmatch(tag):
+        bare = re.sub(r"[:\- ]", "", tag)
+        out += [t for t in dict.fromkeys((bare, bare.upper(), bare.lower())) if t != tag]
+    return out
+
 
 TAG_HINT = "check the tag uid on the ompreng"  # a container no scan names (`jejak mbg` words it again)
 
@@ -640,7 +653,21 @@ class MbgView:
         return rows
 
     def container(self, tag: str, now: int) -> list[ContainerTimeline]:
-        """The container's history, one timeline per day it travelled; NotFound if no tap ever named it."""
+        """The container's history, one timeline per day it travelled; NotFound if no tap ever named it. A UID is
+        found however it is written: in either case, and with the colons, dashes or spaces a phone's NFC app puts
+        between its bytes (04:A1:B2:... is 04A1B2...)."""
+        for spelling in _spellings(tag):
+            timelines = self._timelines(spelling)
+            if timelines:
+                return timelines
+        older = [d for d in self._stored if d not in self._days]
+        hint = TAG_HINT
+        if older:
+            hint += (f"; the scans of {count(len(older), 'stored day')} up to {max(older)} are beyond the window held "
+                     "in memory, their containers are not searched")
+        raise NotFound(f"container {tag!r}: no scan names this tag", hint=hint)
+
+    def _timelines(self, tag: str) -> list[ContainerTimeline]:
         timelines: list[ContainerTimeline] = []
         packed = pack_tags((tag,))
         for date, day in sorted(self._days.items()):
@@ -651,13 +678,6 @@ class MbgView:
                 timeline = self._day_base(date).trips.get((tag, date))
                 if timeline is not None and not _closes_day_before(timelines, timeline_of(timeline)):
                     timelines.append(timeline_of(timeline))
-        if not timelines:
-            older = [d for d in self._stored if d not in self._days]
-            hint = TAG_HINT
-            if older:
-                hint += (f"; the scans of {count(len(older), 'stored day')} up to {max(older)} are beyond the window held "
-                         "in memory, their containers are not searched")
-            raise NotFound(f"container {tag!r}: no scan names this tag", hint=hint)
         return timelines
 
     def findings(self, now: int, date: str | None = None) -> list[Finding]:
