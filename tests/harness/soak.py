@@ -59,6 +59,7 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
     """Run for `minutes`, and on until the hub has acknowledged `records` (a busy machine pushes fewer a second),
     for at most 2 * PATIENCE times `minutes` more; the figures of `summarise`."""
     import aiocoap
+    import aiocoap.resource
     import cbor2
 
     from ledger import ChainBuilder, Ed25519Signer
@@ -87,8 +88,15 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
     duration = minutes * 60
     stop = asyncio.Event()
 
+    async def client(host: str) -> aiocoap.Context:
+        # Each group of devices sends from an address of its own, as devices on a LAN do: the hub counts a sender's
+        # share of its message ids by address (coap_server/exchanges.py), and Linux routes all of 127/8 to loopback.
+        return await aiocoap.Context.create_server_context(aiocoap.resource.Site(), bind=(host, 0),
+                                                           transports=["udp6"])
+
     async def device_loop(group: list[int]) -> None:
-        ctx = await aiocoap.Context.create_client_context()
+        host = f"127.0.0.{2 + group[0]}"
+        ctx = await client(host)
         used = 0
         state: dict[int, list[bytes]] = {i: [builders[i].genesis().raw] for i in group}
         sent = dict.fromkeys(group, 0)
@@ -118,7 +126,7 @@ async def soak(root: Path, *, minutes: float, devices: int, rate: float, scale: 
                         failures[0] += 1
                     if used >= RENEW_AFTER:
                         await ctx.shutdown()
-                        ctx = await aiocoap.Context.create_client_context()
+                        ctx = await client(host)
                         used = 0
                 await asyncio.sleep(max(0.0, 1.0 / rate - (time.monotonic() - tick)))
         finally:
