@@ -126,6 +126,7 @@ class StatusCounts(TypedDict):
     overdue: int
     in_transit: int
     pending: int
+    unplanned: int  # meals sent to a school on a day the plan has no delivery for it
 
 
 class DeliveryCounts(StatusCounts):
@@ -194,7 +195,10 @@ class Summary(TypedDict):
 
 
 # --- MBG -------------------------------------------------------------------------------------------------
-DELIVERY_STATUS = Literal["on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending"]
+# unplanned: meals sent to or tapped in at a school on a day the plan has no delivery for it (closed, or no
+# service day), judged against no deadline.
+DELIVERY_STATUS = Literal["on_time", "late", "short", "receiving", "missing", "overdue", "in_transit", "pending",
+                          "unplanned"]
 
 
 class Delivery(TypedDict):

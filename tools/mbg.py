@@ -75,30 +75,6 @@ TEXT: dict[str, dict[str, str]] = {
         "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
         "counting": "The hub has restarted and is still counting {n} stored records: the figures below are not "
                     "complete yet; ask again in a moment.",
-        **{
-            "status.unplanned": "not planned that day",
-            "say.over_receipt_unplanned": "no delivery planned that day (school closed): {sent} portions sent, "
-                                          "{received} received",
-            "say.missing_delivery_returned": "no tap at the gate; {n} of its {out} containers came back to the "
-                                             "kitchen, so it was most likely delivered untapped: check with the school",
-            "say.returned_without_arrival": "{measured} of the {limit} containers not tapped in here came back to the "
-                                            "kitchen: most likely delivered but not tapped",
-            "say.duplicate_scan": "{n} containers tapped again, {extra} extra reads; counted once",
-            "say.duplicate_scan.one": "1 container read {times} times; counted once",
-            "say.duplicate_scan_twice": "{n} containers read twice; counted once",
-            "say.duplicate_scan_twice.one": "1 container read twice; counted once",
-            "say.duplicate_scan_taps": "{n} count taps read again; counted once",
-            "say.duplicate_scan_taps.one": "1 count tap read again; counted once",
-            "say.hot_holding": "{measured}, must stay at {limit} or above until served",
-            "say.hot_holding_served": "{n} containers served after cooling to {measured}, must stay at {limit} or "
-                                      "above until served",
-            "say.hot_holding_served.one": "1 container served after cooling to {measured}, must stay at {limit} or "
-                                          "above until served",
-            "say.hot_holding_open": "{n} containers not served yet, cooled to {measured}, must stay at {limit} or "
-                                    "above until served",
-            "say.hot_holding_open.one": "1 container not served yet, cooled to {measured}, must stay at {limit} or "
-                                        "above until served",
-        },
     },
     "id": {
         "deliveries_on": "Pengiriman {date}", "kitchen": "Dapur", "school": "Sekolah", "status": "Status",
@@ -124,24 +100,6 @@ TEXT: dict[str, dict[str, str]] = {
         "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
         "counting": "Hub baru dinyalakan ulang dan masih menghitung {n} catatan tersimpan: angka di bawah belum "
                     "lengkap; tanyakan lagi sebentar lagi.",
-        **{
-            "status.unplanned": "tidak dijadwalkan hari itu",
-            "say.over_receipt_unplanned": "tidak ada pengiriman yang dijadwalkan hari itu (sekolah libur): {sent} "
-                                          "porsi dikirim, {received} diterima",
-            "say.missing_delivery_returned": "tidak ada tap di gerbang; {n} dari {out} ompreng kembali ke dapur, jadi "
-                                             "kemungkinan besar sampai tetapi tidak di-tap: tanyakan ke sekolah",
-            "say.duplicate_scan": "{n} ompreng di-tap lagi, {extra} kali tambahan; dihitung sekali",
-            "say.duplicate_scan.one": "1 ompreng terbaca {times} kali; dihitung sekali",
-            "say.duplicate_scan_twice": "{n} ompreng terbaca dua kali; dihitung sekali",
-            "say.duplicate_scan_twice.one": "1 ompreng terbaca dua kali; dihitung sekali",
-            "say.duplicate_scan_taps": "{n} tap hitungan terbaca lagi; dihitung sekali",
-            "say.duplicate_scan_taps.one": "1 tap hitungan terbaca lagi; dihitung sekali",
-            "say.hot_holding": "{measured}, harus tetap {limit} atau lebih sampai disajikan",
-            "say.hot_holding_served": "{n} ompreng disajikan setelah suhunya turun ke {measured}, harus tetap {limit} "
-                                      "atau lebih sampai disajikan",
-            "say.hot_holding_open": "{n} ompreng belum disajikan, suhunya turun ke {measured}, harus tetap {limit} "
-                                    "atau lebih sampai disajikan",
-        },
     },
 }
 
@@ -425,15 +383,11 @@ class Speaker:
             key = f"say.{code}_{_TEMPERATURE_PARTS[f['part']]}"
         if code in ("late_delivery", "short_delivery", "missing_delivery", "overdue_delivery") and not d:
             return str(f.get("detail", ""))
-        # This command's own words for a finding come first (TEXT), then the dashboard's (WORDS_FILE); a singular
-        # is taken from the same table as its plural.
-        own = TEXT[self.lang]
-        table = own if key in own else self.words
-        if key not in table:
+        if key not in self.words:
             return str(f.get("detail", ""))
-        if values["n"] == 1 and f"{key}.one" in table:
+        if values["n"] == 1 and f"{key}.one" in self.words:
             key = f"{key}.one"
-        return table[key].format(**values)
+        return self.words[key].format(**values)
 
 
 def load_words(lang: str) -> dict[str, str]:

@@ -248,8 +248,22 @@ function findingText(f) {
     if (unit) Object.assign(v, { unit, measured: quantity(f.measured ?? 0, unit), limit: quantity(f.limit ?? 0, unit) });
   }
   else if (f.code === "out_of_order" && (v.steps = stepsSaid(f.detail))) key = "say.out_of_order_steps";
-  else if (f.code === "duplicate_scan") v.n = (f.containers || []).length || (f.records || []).length;
-  else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
+  else if (f.code === "duplicate_scan") {
+    // `measured` is the extra reads (a day stored before it was says none: one extra read each).
+    const tags = (f.containers || []).length;
+    v.n = tags || (f.records || []).length;
+    const extra = Number.isInteger(f.measured) && f.measured > 0 ? f.measured : v.n;
+    Object.assign(v, { extra: num(extra), times: num(extra + 1) });
+    if (!tags) key = "say.duplicate_scan_taps";
+    else if (extra === tags) key = "say.duplicate_scan_twice";
+  } else if (f.code === "missing_delivery" && (f.containers || []).length) {
+    // Nothing tapped in, but its containers came back to the kitchen (returned_without_arrival).
+    key = "say.missing_delivery_returned";
+    Object.assign(v, { n: f.containers.length, out: num(d.containers_out ?? f.containers.length) });
+  } else if (f.code === "over_receipt" && f.limit === 0) {
+    key = "say.over_receipt_unplanned";  // meals to a school closed that day
+    v.sent = num(d.departed_portions ?? 0);
+  } else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
   // The meals served and the meals not served yet are danger_zone and hot_holding findings of their own (`part`);
   // a day stored before they were has one finding of both, said without a count.
   if ((f.code === "danger_zone" || f.code === "hot_holding") && TEMPERATURE_PARTS[f.part]) key = `say.${f.code}_${TEMPERATURE_PARTS[f.part]}`;
@@ -354,6 +368,10 @@ function findingsPanel(findings) {
         { h: "detail", cls: "wrap", f: (g) => esc(findingText(g)) }], folded, { label: t("group.data"), stack: true })}</details>` : ""}`;
 }
 
+// A delivery status as a badge coloured by its class (app.css: meals sent where none was planned, `unplanned`, in
+// the colour of a warning, as its over_receipt finding).
+const statusBadge = (x) => badge(x, t(`status.${x}`));
+
 async function viewMbg() {
   const [del, sum, viol, stock, cont] = await Promise.all([api("/api/mbg/deliveries"), api("/api/dashboard/summary"),
     api("/api/mbg/violations"), api("/api/mbg/stock"), api("/api/mbg/containers"), names()]);
@@ -364,10 +382,10 @@ async function viewMbg() {
   const kitchens = del.kitchens.map((k) => `<div class="panel" data-testid="kitchen-${esc(k.kitchen)}">
     <h3>${esc(k.name)} <span class="muted mono">${esc(k.kitchen)}</span></h3>
     <div class="row">${["on_time", "late", "short", "missing"].map((s) => `${badge(s, t(s))} <b data-testid="k-${esc(k.kitchen)}-${s}">${k.counts[s]}</b>`).join(" ")}</div>
-    ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map((x) => badge(x, t(`status.${x}`))).join(" ") },
+    ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map(statusBadge).join(" ") },
       { h: "expected", num: true, f: (s) => num(s.expected) }, { h: "received", num: true, f: (s) => num(s.received_portions) },
       { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: arrival },
-      { h: "deadline", f: (s) => hhmm(s.deadline_at) }, { h: "late_by", num: true, f: (s) => (s.late_s ? mins(s.late_s) : "–") }], k.schools, { label: k.name })}</div>`).join("");
+      { h: "deadline", f: (s) => (s.expected || s.status !== "unplanned" ? hhmm(s.deadline_at) : "–") }, { h: "late_by", num: true, f: (s) => (s.late_s ? mins(s.late_s) : "–") }], k.schools, { label: k.name })}</div>`).join("");
   const tags = cont.containers;
   if (!STATE.tag || !tags.some((c) => c.tag === STATE.tag)) STATE.tag = tags.length ? tags[0].tag : null;
   let timeline = `<p class="empty">${t("none")}</p>`;

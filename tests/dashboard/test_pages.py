@@ -567,3 +567,106 @@ def test_a_history_step_on_another_day_says_which(demo, driver):
     said = driver.execute_script("return [hhmmOn(arguments[0], '2026-03-02'), hhmmOn(arguments[1], '2026-03-02')]",
                                  midnight + 8 * 3600, midnight + 24 * 3600 + 20 * 60)
     assert said[0] == "08:00" and said[1].startswith("00:20 (+1 "), said
+
+
+def test_a_closed_schools_meals_a_gate_that_missed_a_delivery_rereads_and_cooled_meals_are_said_as_jejak_mbg_says(
+        demo, driver):
+    """The finding words `jejak mbg` and the page share (words.json): a school closed that day that got meals anyway
+    (status `unplanned`, over_receipt with limit 0), a delivery with no tap in whose containers came back, a container
+    read three times, meals below 60 °C. The page shows them in its findings and deliveries tables, and says every
+    finding, in both languages, with the very sentence `jejak mbg` prints for it (the same key and values)."""
+    from tools.mbg import Speaker, load_words
+
+    t1, t2, t3 = "04a1000000000001", "04a1000000000002", "04a1000000000003"
+    template = demo.get("/api/mbg/deliveries")["kitchens"][0]["schools"][0]
+    date = template["date"]
+    closed = {**template, "school": "S-closed", "school_name": "SDN Libur", "status": "unplanned",
+              "statuses": ["unplanned"], "expected": 0, "departed_portions": 30, "received_portions": 20,
+              "shortfall": 0, "containers_out": 3, "containers_in": 2, "late_s": 0}
+    untapped = {**template, "school": "S-untapped", "school_name": "SDN Gerbang", "status": "missing",
+                "statuses": ["missing"], "expected": 20, "departed_portions": 20, "received_portions": 0,
+                "shortfall": 20, "containers_out": 3, "containers_in": 0, "arrived_at": None, "received_at": None,
+                "served_at": None, "late_s": 0}
+
+    def finding(code: str, subject: str, severity: str, **values: object) -> dict[str, object]:
+        return {"code": code, "subject": subject, "date": date, "severity": severity, "measured": None,
+                "limit": None, "containers": [], "records": [], "other_school": None, "other_kitchen": None,
+                "part": None, "detail": "", **values}
+
+    shown = [finding("over_receipt", "S-closed", "warning", measured=20, limit=0),
+             finding("missing_delivery", "S-untapped", "alert", measured=0, limit=20, containers=[t1, t2]),
+             finding("returned_without_arrival", "S-untapped", "warning", measured=2, limit=3, containers=[t1, t2]),
+             finding("hot_holding", "S-closed", "alert", measured=5500, limit=6000, containers=[t1], part="served"),
+             finding("hot_holding", "S-closed", "alert", measured=5500, limit=6000, containers=[t1, t2],
+                     part="not_served")]
+    # Data-quality notices fold into one line per kind: each way a reread is said is asked of the page's sentence.
+    rereads = [finding("duplicate_scan", "S-untapped", "info", measured=2, containers=[t1], records=["r1", "r2"]),
+               finding("duplicate_scan", "S-untapped", "info", measured=2, containers=[t1, t2]),
+               finding("duplicate_scan", "S-untapped", "info", measured=3, containers=[t1, t2]),
+               finding("duplicate_scan", "S-untapped", "info", containers=[t1, t2, t3]),  # a day stored before
+               finding("duplicate_scan", "S-untapped", "info", measured=2, records=["r1", "r2"]),
+               finding("duplicate_scan", "S-untapped", "info", measured=1, records=["r1"]),
+               finding("hot_holding", "S-closed", "alert", measured=5500, limit=6000, containers=[t1, t2])]
+    rows = {d["school"]: d for d in (closed, untapped)}
+    names = demo.get("/api/mbg/names")
+
+    def cli(lang: str, f: dict[str, object]) -> str:
+        return Speaker(lang=lang, names=names, words=load_words(lang)).finding(f, rows)
+
+    assert [cli("en", f) for f in shown + rereads] == [
+        "no delivery planned that day (school closed): 30 portions sent, 20 received",
+        "no tap at the gate; 2 of its 3 containers came back to the kitchen, so it was most likely delivered "
+        "untapped: check with the school",
+        "2 of the 3 containers not tapped in here came back to the kitchen: most likely delivered but not tapped",
+        "1 container served after cooling to 55.0 °C, must stay at 60.0 °C or above until served",
+        "2 containers not served yet, cooled to 55.0 °C, must stay at 60.0 °C or above until served",
+        "1 container read 3 times; counted once",
+        "2 containers read twice; counted once",
+        "2 containers tapped again, 3 extra reads; counted once",
+        "3 containers read twice; counted once",
+        "2 count taps read again; counted once",
+        "1 count tap read again; counted once",
+        "55.0 °C, must stay at 60.0 °C or above until served"]
+
+    # The page asks the hub through api(): its deliveries and findings get these rows too.
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    driver.execute_script("""
+        const [rows, findings] = arguments, asked = api;
+        window.api = async (path) => {
+          const body = await asked(path);
+          if (path.startsWith("/api/mbg/deliveries")) body.kitchens[0].schools.push(...rows);
+          if (path.startsWith("/api/mbg/violations")) body.findings.push(...findings);
+          return body;
+        };""", [closed, untapped], shown)
+    for lang in ("en", "id"):
+        driver.execute_script("STATE.lang = arguments[0]; render();", lang)
+        # Shown once a render in this language has the rows (a live record may re-render the page meanwhile).
+        WebDriverWait(driver, 15).until(lambda d, lang=lang: d.execute_script(
+            "const tr = document.querySelector('[data-testid=findings] tr[data-code=over_receipt][data-subject=S-closed]');"
+            "return document.getElementById('view').dataset.lang === arguments[0] && !!tr"
+            " && tr.textContent.includes(arguments[1])", lang, cli(lang, shown[0])))
+        said = driver.execute_script("return arguments[0].map((f) => findingText(f))", shown + rereads)
+        assert said == [cli(lang, f) for f in shown + rereads], lang
+        details = [text_of(driver, f"[data-testid=findings] tr[data-code={f['code']}][data-subject={f['subject']}]")
+                   for f in shown[:3]]
+        for f, row in zip(shown[:3], details, strict=True):
+            assert cli(lang, f) in row, (lang, row)
+        cooled = driver.execute_script(
+            "return [...document.querySelectorAll('[data-testid=findings] tr[data-code=hot_holding][data-subject=S-closed]')]"
+            ".map((r) => r.textContent)")
+        assert [any(cli(lang, f) in text for text in cooled) for f in shown[3:]] == [True, True], (lang, cooled)
+        # The closed school's row: its status in words, coloured as a warning, and no deadline it could miss.
+        row = driver.execute_script("""
+            const tr = [...document.querySelectorAll('[data-testid^=kitchen-] tbody tr')]
+              .find((r) => r.textContent.includes('SDN Libur'));
+            const badge = tr.querySelector('.badge'), late = document.createElement('span');
+            late.className = 'badge late';  // a warning's colour, as app.css gives it
+            badge.parentNode.appendChild(late);
+            const colour = (el) => getComputedStyle(el).backgroundColor;
+            const out = {status: badge.textContent, cls: badge.className, warning: colour(badge) === colour(late),
+                         due: tr.querySelector('td[data-h="' + I18N[STATE.lang].deadline + '"]').textContent};
+            late.remove();
+            return out;""")
+        assert row == {"status": load_words(lang)["status.unplanned"], "cls": "badge unplanned", "warning": True,
+                       "due": "–"}, row
+    assert no_js_errors(driver) == []

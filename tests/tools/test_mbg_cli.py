@@ -245,6 +245,25 @@ def test_indonesian_writes_dates_numbers_and_zones_the_indonesian_way():
     assert en.date("2026-12-02") == "2026-12-02" and en.num(1234) == "1234" and en.celsius(4550) == "45.5 °C"
 
 
+def test_the_shared_words_say_the_same_things_in_both_languages():
+    """words.json, which `jejak mbg` and the dashboard both speak, has every key in English and in Indonesian with the
+    same placeholders (a singular may write 1 for {n}); the command's own words (TEXT) repeat none of its keys: each
+    sentence has one home."""
+    from tools.mbg import TEXT
+
+    placeholder = re.compile(r"\{(\w+)\}")
+    en, ind = load_words("en"), load_words("id")
+    assert sorted(en) == sorted(ind)
+    differ = {k: (v, ind[k]) for k, v in en.items()
+              if set(placeholder.findall(v)) - {"n"} != set(placeholder.findall(ind[k])) - {"n"}
+              or (not k.endswith(".one") and set(placeholder.findall(v)) != set(placeholder.findall(ind[k])))}
+    assert differ == {}, "placeholders differ between the languages"
+    for lang, words in (("en", en), ("id", ind)):
+        assert sorted(set(TEXT[lang]) & set(words)) == [], lang
+        # A singular has its plural.
+        assert [k for k in words if k.endswith(".one") and k[:-4] not in words] == [], lang
+
+
 def test_english_says_one_container_and_two_containers():
     names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}}, "kitchens": {"K1": {"name": "SPPG Satu"}}}
     say = Speaker(lang="en", names=names, words=load_words("en"))
