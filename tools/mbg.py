@@ -57,7 +57,7 @@ TEXT: dict[str, dict[str, str]] = {
         "container": "Container",
         "reason": "Reason", "time": "Time", "step": "Step", "where": "Where", "device": "Device", "temp": "Temp",
         "kind": "Finding", "subject": "About", "what": "What", "item": "Item", "on_hand": "On hand", "flags": "Flags",
-        "none": "Nothing to report on {date}.",
+        "none": "Nothing to report on {date}.", "no_stock": "No stock recorded at any kitchen yet.",
         "no_deliveries": "No deliveries on {date}: the plan expects none that day (a weekend or a closed date) "
                          "and none was tapped.",
         "no_plan": "The hub has no MBG plan, so it expects no deliveries.",
@@ -84,6 +84,7 @@ TEXT: dict[str, dict[str, str]] = {
         "reason": "Alasan", "time": "Waktu", "step": "Langkah", "where": "Lokasi", "device": "Perangkat",
         "temp": "Suhu", "kind": "Temuan", "subject": "Tentang", "what": "Keterangan", "item": "Bahan",
         "on_hand": "Stok", "flags": "Tanda", "none": "Tidak ada yang perlu dilaporkan pada {date}.",
+        "no_stock": "Belum ada stok tercatat di dapur mana pun.",
         "no_deliveries": "Tidak ada pengiriman pada {date}: rencana tidak menjadwalkan pengiriman hari itu (akhir "
                          "pekan atau tanggal libur) dan tidak ada yang di-tap.",
         "no_plan": "Hub belum punya rencana MBG, jadi tidak ada pengiriman yang diharapkan.",
@@ -579,8 +580,9 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
     if name == "stock":
         rows = [[say.kitchen(c["kitchen"]), c["item"], say.quantity(c["on_hand"], c["unit"]),
                  ", ".join(say(f"flag.{f}") for f in c["flags"])] for c in data["on_hand"]]
+        # Stock is what is on hand now, whatever day is asked: none is said without a day.
         return "\n".join(_table([say("kitchen"), say("item"), say("on_hand"), say("flags")], rows)) if rows else \
-            say("none", date="")
+            say("no_stock")
     if name == "container":
         lines = [say("history", tag=data["tag"])]
         for tl in data["timelines"]:

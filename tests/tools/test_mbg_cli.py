@@ -560,3 +560,9 @@ def test_no_stock_reads_0_kg_beside_the_kilograms():
     lines = render("stock", {"on_hand": on_hand}, say).splitlines()
     ayam, beras, minyak = (next(x for x in lines if item in x) for item in ("ayam", "beras", "minyak"))
     assert ayam.endswith("0 kg") and "0 g" not in ayam and beras.endswith("10 kg") and minyak.endswith("0 l")
+
+
+def test_no_stock_at_all_is_said_without_a_day():
+    for lang, says in (("id", "Belum ada stok tercatat"), ("en", "No stock recorded")):
+        said = render("stock", {"on_hand": []}, Speaker(lang=lang, names={}, words=load_words(lang)))
+        assert said.startswith(says) and " ." not in said and "{" not in said, said
