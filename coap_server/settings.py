@@ -54,7 +54,7 @@ def settings_from_toml(data: bytes, source: str, error: type[CodedError]) -> dic
         here = lines[line - 1].split("#", 1)[0].strip() if 0 < line <= len(lines) else ""
         if _UNCLOSED.fullmatch(here):  # tomllib reads "[coap" as the header it would name twice, if it names one
             raise error(f"{source}: the table header {here} at line {line} has no closing ]",
-                        where=f"line {line}", hint=f"write it as {here.rstrip()}]"
+                        where=f"line {line}, column {at[2] if at else 1}", hint=f"write it as {here.rstrip()}]"
                         + ("]" if here.startswith("[[") else "")) from None
         twice = _given_twice(str(exc), lines, int(at[1])) if at else None
         if twice is not None:

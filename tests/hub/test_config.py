@@ -171,7 +171,8 @@ def test_a_bom_and_crlf_line_ends_are_read_as_an_editor_shows_them(tmp_path: Pat
 
 @pytest.mark.parametrize(("data", "where", "message"), [
     (b'name = "hub"\nregion = "jawa\xe9barat"\n', "line 2, column 15", "not UTF-8 text"),
-    (b'name = "hub"\n[store\nbackend = "lmdb"\n', "line 2, column 7", "not valid TOML"),
+    (b'name = "hub"\n[store\nbackend = "lmdb"\n', "line 2, column 7", "the table header [store at line 2 has no "
+                                                                       "closing ]"),
     (b'name = hub\n', "line 1, column 8", "not valid TOML"),
 ])
 def test_a_file_that_is_not_toml_names_line_and_column(tmp_path: Path, data: bytes, where: str, message: str) -> None:
@@ -289,7 +290,7 @@ def test_jejak_hub_run_checks_the_plan_and_the_store_before_it_writes_a_key(
     (b"[webhooks]\nurl = \"http://a\"\n[webhooks]\nurl = \"http://b\"\n", "line 3, column 10",
      "[webhooks] at line 3 is given twice (first at line 1)", "write [[webhooks]] at each one"),
     # a header whose ] was lost: tomllib reads "[store" as [store] declared twice
-    (b'[store]\nbackend = "lmdb"\n[store\n', "line 3", "the table header [store at line 3 has no closing ]",
+    (b'[store]\nbackend = "lmdb"\n[store\n', "line 3, column 7", "the table header [store at line 3 has no closing ]",
      "write it as [store]"),
 ])
 def test_a_key_or_table_given_twice_is_named_with_both_lines(tmp_path: Path, data: bytes, where: str, said: str,
