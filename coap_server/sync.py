@@ -484,10 +484,17 @@ async def _request(ctx: aiocoap.Context, code: Code, uri: str, payload: bytes = 
             async with asyncio.timeout(timeout):
                 response = await blocks.request(ctx, msg)
         except NotAProtectedMessage as exc:
+            plain = exc.plain_message
+            # A peer whose table of recent message ids is full answers before OSCORE reads the request, so its
+            # 5.03 is unprotected: busy, as below (it can only make the sender wait, BUSY_RETRIES times at most).
+            if plain.code == Code.SERVICE_UNAVAILABLE and busy < BUSY_RETRIES:
+                busy += 1
+                await asyncio.sleep(min(float(plain.opt.max_age or 1), BUSY_WAIT_S))
+                continue
             # An OSCORE request answered unprotected 4.01 was refused unread: with requests in flight on several
             # lanes (coap_server/lanes.py), a block retransmitted after a loss can come after the others moved
             # the peer's replay window (32 sequence numbers) past it. Sent again it gets a new number.
-            if exc.plain_message.code != Code.UNAUTHORIZED or replays == REPLAY_RETRIES:
+            if plain.code != Code.UNAUTHORIZED or replays == REPLAY_RETRIES:
                 raise
             replays += 1
             continue

@@ -141,6 +141,37 @@ async def test_a_pull_waits_out_a_peer_whose_message_table_is_full():
         await server.shutdown()
 
 
+async def test_an_oscore_request_waits_out_the_unprotected_503_of_a_full_message_table(monkeypatch):
+    """Over OSCORE the full table's 5.03 comes unprotected (the table answers before OSCORE reads the request):
+    aiocoap raises NotAProtectedMessage carrying it, and the request waits its Max-Age as for a plain 5.03."""
+    from aiocoap.oscore import NotAProtectedMessage
+
+    from coap_server import sync
+
+    busy = aiocoap.Message(code=Code.SERVICE_UNAVAILABLE, max_age=0)
+    answers = [NotAProtectedMessage("No Object-Security option present", busy)] * 2
+    answers.append(aiocoap.Message(code=Code.CONTENT, payload=b"\xa0"))
+    asked = []
+
+    async def request(ctx, msg):
+        asked.append(msg.code)
+        answer = answers[len(asked) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(sync.blocks, "request", request)
+    monkeypatch.setattr(sync, "BUSY_WAIT_S", 0.0)  # the Max-Age waited is the code's; no need to sit it out here
+    assert await sync._request(None, Code.GET, "coap://peer/sync/heads") == b"\xa0"
+    assert len(asked) == 3
+    # Not forever: past BUSY_RETRIES it is the failure it is.
+    asked.clear()
+    answers[:] = [NotAProtectedMessage("No Object-Security option present", busy)] * (sync.BUSY_RETRIES + 1)
+    with pytest.raises(NotAProtectedMessage):
+        await sync._request(None, Code.GET, "coap://peer/sync/heads")
+    assert len(asked) == sync.BUSY_RETRIES + 1
+
+
 def test_a_page_says_which_logs_asked_about_are_forked_only_when_asked():
     heads = [Head(device_id=bytes([i]) * 16, length=1, head=bytes(32)) for i in (1, 2)]
     forked = bytes([2]) * 16
