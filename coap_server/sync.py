@@ -7,6 +7,8 @@ import functools
 import itertools
 import logging
 import operator
+import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -439,6 +441,7 @@ class SyncFailed(Exception):
         self.code = code
         self.message = message
         self.hint = hint
+        self.device: bytes | None = None  # the log whose push it refused (`_push`), if it was one
 
 
 @dataclass(slots=True)
@@ -616,6 +619,65 @@ async def _drain(tasks: Sequence[asyncio.Future[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+REFUSAL_MEMORY_S = 3600.0  # how long a node's refusal of a log as unknown keeps it from being pushed there again
+REFUSALS_HELD = 4096  # (node, log) refusals remembered at once, per holder; the oldest go first
+REMEMBERED = frozenset({"UNKNOWN_DEVICE"})  # the refusals remembered: the node will not take that log at all
+
+
+class PushRefusals:
+    """The logs that nodes refused as unknown to them (UNKNOWN_DEVICE: a hub that never enrolled that device),
+    so that `_push` does not send them there again every round: made-up logs a LAN host pushed to an edge would
+    otherwise go to the hub each round, forever. A refusal is held for `hold_s` (an hour), or until `forget`
+    (the owner's enrollment changed); at most `most` at once, the oldest dropped first. Which refusals to
+    remember is the caller's choice (an edge does not remember them of its own log, `edge.sync`)."""
+
+    def __init__(self, *, hold_s: float = REFUSAL_MEMORY_S, most: int = REFUSALS_HELD,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.hold_s, self.most, self.clock = hold_s, most, clock
+        self._until: dict[tuple[str, bytes], float] = {}  # (node's base url, device id) -> when it lapses
+
+    def remember(self, base: str, device_id: bytes) -> None:
+        key = (base, device_id)
+        self._until.pop(key, None)
+        while len(self._until) >= self.most:
+            del self._until[next(iter(self._until))]
+        self._until[key] = self.clock() + self.hold_s
+
+    def holds(self, base: str, device_id: bytes) -> bool:
+        until = self._until.get((base, device_id))
+        if until is None:
+            return False
+        if until <= self.clock():
+            del self._until[(base, device_id)]
+            return False
+        return True
+
+    def forget(self, base: str | None = None) -> None:
+        """Drop what `base` refused (every node's, without it): pushed again at the next round."""
+        for key in [k for k in self._until if base is None or k[0] == base]:
+            del self._until[key]
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+
+# Each holder's memory, beside it rather than in it: the holder is whatever the node syncs through (the edge's
+# store behind its quota and revocation guard), and what it refused elsewhere is not the store's business.
+_REFUSALS: weakref.WeakKeyDictionary[Any, PushRefusals] = weakref.WeakKeyDictionary()
+
+
+def push_refusals(holder: Any) -> PushRefusals:
+    """The memory of what nodes refused of `holder`'s logs: `_push` sends nothing of a log it holds for a node.
+    A holder that cannot be weakly referred to or hashed gets one that nothing reads (it remembers nothing)."""
+    try:
+        memory = _REFUSALS.get(holder)
+        if memory is None:
+            memory = _REFUSALS[holder] = PushRefusals()
+    except TypeError:
+        memory = PushRefusals()
+    return memory
+
+
 async def _push(wire: _Wire, base: str, local: LogHolder, push: Push, size: RequestSize,
                 report: SyncReport) -> None:
     """Send records [start, end) of a log, up to `size.in_flight` requests in flight (as many as `wire`
@@ -627,8 +689,15 @@ async def _push(wire: _Wire, base: str, local: LogHolder, push: Push, size: Requ
     otherwise (their predecessor came later than the peer waits: a block lost and sent again) are sent again
     from the head the peer reported, as many at once as before; refused again from the same head, or taken
     before their predecessor (a receiver that does not keep order: BROKEN_CHAIN with its length short of the
-    range), the rest goes one request at a time."""
+    range), the rest goes one request at a time. A log the peer refused before as unknown to it, and that is
+    remembered so (`push_refusals`), is not sent."""
     device = push.device_id
+    try:
+        memory = _REFUSALS.get(local)
+    except TypeError:  # a holder that cannot be weakly referred to or hashed: it has no memory
+        memory = None
+    if memory is not None and memory.holds(base, device):
+        return
     uri = f"{base}/sync/records"
     flight: deque[tuple[int, int, asyncio.Task[bytes]]] = deque()
     at = push.start  # next seq to send
@@ -669,6 +738,7 @@ async def _push(wire: _Wire, base: str, local: LogHolder, push: Push, size: Requ
                 if exc.code == OutOfOrder.code:
                     late = True  # behind a refusal it says nothing new
                 elif not stopped:
+                    exc.device = device
                     report.problems.append(f"{device.hex()}: {exc}")
                     report.refused.append(exc)
                     report.stopped[device] = exc.code

@@ -194,6 +194,12 @@ class Limits:
     # them the head is answered once, without Observe (coap_server/resources.py).
     coap_observers: int = 256
     coap_observers_per_address: int = 16
+    # Other devices' logs this edge keeps (replicas, pushed by peers or fetched from them): at most this many logs
+    # and bytes of their records, and never more than half of map_size, so that made-up logs (a key costs nothing)
+    # cannot fill the card its own log is on. Past them new ones are refused LIMIT_EXCEEDED; none is dropped. A
+    # quarter of each is kept for the logs of devices vouched for (`edge.sync.ReplicaQuota`).
+    replica_logs: int = 512
+    replica_bytes: int = 256 << 20
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -205,7 +211,7 @@ class Limits:
         for name in ("max_submit_bytes", "max_submit_items", "max_pending", "max_batch", "range_records",
                      "range_bytes", "coap_dedup_lifetime_s", "coap_dedup_entries", "coap_dedup_per_peer",
                      "http_connections", "http_connections_per_address", "http_body_grace_s", "http_body_min_rate",
-                     "coap_observers", "coap_observers_per_address"):
+                     "coap_observers", "coap_observers_per_address", "replica_logs", "replica_bytes"):
             _need(getattr(self, name) >= 1, f"limits.{name}: expected at least 1")
 
 

@@ -24,7 +24,7 @@ from coap_server.ports import TCP, UDP, claim, serve_coap, start_http_site
 from coap_server.resources import LogSite, ServerLimits, Submitted, build_site
 from coap_server.sync import add_sync_resources
 from firmware import hal
-from ledger import ChainState, Record
+from ledger import ChainState, Record, device_id_for
 from ledger.cbor import canonical
 
 from . import keys as keyfile
@@ -203,7 +203,10 @@ class EdgeDaemon:
                                                    tap=self.tap.tap if (self.tap and cfg.sim.enabled) else None,
                                                    tally=self.counters.refused_connections)
         # Peers push to us and pull from us through the same quota the sync agent uses.
-        quota = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id)
+        quota = ReplicaQuota(self.store, max_records=cfg.sync.replica_records, own=self.key.device_id,
+                             max_logs=cfg.limits.replica_logs, max_bytes=cfg.limits.replica_bytes)
+        for entry in cfg.security.peer_keys:  # neighbours the site named: their logs may use the share kept for them
+            quota.vouch(device_id_for(bytes.fromhex(entry.rpartition(" ")[2])))
         self.holder = self.security.holder(quota)
         add_sync_resources(self.site, self.holder, visible=self.security.policy.visible)
         self.coap_port = cfg.coap.port or free_udp_port(cfg.coap.host)
@@ -323,7 +326,9 @@ class EdgeDaemon:
             if change == "removed":
                 agent.remove(peer.coap_url)
             elif security.admit(peer.role, peer.device, peer.coap_url):  # an announcement proves nothing
-                agent.add(peer.coap_url, "hub" if peer.role == "hub" else "edge")
+                # One hub target per hub id and a bounded number of peers (`SyncAgent.add`): announcing more
+                # slows nothing down.
+                agent.add(peer.coap_url, "hub" if peer.role == "hub" else "edge", device=peer.device)
 
         self.discovery = Discovery(role="edge", device_id=self.key.device_id, port=self.coap_port,
                                    addresses=[announce], heads=store.heads, on_change=seen,

@@ -18,6 +18,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 
 from coap_server.lanes import Lanes
+from coap_server.limits import Refusals
 from coap_server.security import (
     AccessPolicy,
     SecurityError,
@@ -271,6 +272,9 @@ class EdgeSecurity:
         self.peer_ctx: dict[bytes, Any] = {}  # peer device id -> context
         self.peer_urls: dict[str, bytes] = {}  # url -> peer device id
         self.refused: dict[str, int] = {}
+        # Refused announcements, counted by code in `refused` and logged at most once a minute with their count:
+        # anyone on the LAN announces as many as it likes, and a line each filled the log (an edge's SD card).
+        self.refusals = Refusals("mDNS announcements", log=log, tally=self.refused)
         staff = frozenset(s.lower() for s in config.checkpoint.staff) if sec.oscore else frozenset()
         self.policy = AccessPolicy(require_oscore=sec.oscore, read=sec.read, own=key.device_id, staff=staff,
                                    submitters=frozenset(bytes.fromhex(s) for s in sec.submitters),
@@ -354,23 +358,23 @@ class EdgeSecurity:
             device = b""
         if role == "hub":
             if self.hub_id is not None and device != self.hub_id:
-                self._refuse("UNTRUSTED_HUB", f"announced hub {device_hex[:32]} at {url} is not the pinned hub "
-                                              f"{self.hub_id.hex()}")
+                self._refuse("UNTRUSTED_HUB", url, f"announced hub {device_hex[:32]} is not the pinned hub "
+                                                   f"{self.hub_id.hex()}")
                 return False
             if self.require and self.hub_ctx is None:
-                self._refuse("UNTRUSTED_HUB", f"hub at {url}: no security context with it (not enrolled)")
+                self._refuse("UNTRUSTED_HUB", url, "no security context with this hub (not enrolled)")
                 return False
             return True
         if self.require and device not in self.peer_ctx:
-            self._refuse("UNTRUSTED_PEER", f"peer {device_hex[:32]} at {url}: not in [security] peer_keys")
+            self._refuse("UNTRUSTED_PEER", url, f"peer {device_hex[:32]} not in [security] peer_keys")
             return False
         if device in self.peer_ctx:
             self.peer_urls[url] = device
         return True
 
-    def _refuse(self, code: str, message: str) -> None:
-        self.refused[code] = self.refused.get(code, 0) + 1
-        log.warning("%s: %s", code, message)
+    def _refuse(self, code: str, url: str, message: str) -> None:
+        """Count a refused announcement under its code; the log gets at most a line a minute (`Refusals`)."""
+        self.refusals.refuse(url, f"{code}: {message}", code)
 
     def client_entries(self, targets: dict[str, str]) -> dict[str, Any]:
         """URL pattern -> context for each sync target (url -> role) we can protect requests to."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -28,6 +29,7 @@ from ledger import (
     ChainState,
     ForkEvidence,
     LedgerError,
+    LimitExceeded,
     MalformedRecord,
     Record,
     Signer,
@@ -82,6 +84,22 @@ class LogInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReplicaRoom:
+    """How much of other devices' logs a store may hold when it takes in more of one (`receive`'s `room`): at
+    most `logs` replica logs and `bytes` bytes of their records. A new log past `logs`, or any new record once
+    the replicas hold `bytes`, is refused with LIMIT_EXCEEDED and nothing of it is stored; what is stored stays.
+    `setting` names what raises them, for the refusal's message."""
+
+    logs: int
+    bytes: int
+    setting: str = "[limits] replica_logs and replica_bytes"
+
+    def __post_init__(self) -> None:
+        if self.logs < 0 or self.bytes < 0:
+            raise ValueError(f"replica room: expected logs and bytes >= 0, got {self.logs} and {self.bytes}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Received:
     """What `receive` made of records offered for a peer's log."""
 
@@ -114,7 +132,7 @@ class LogStore(Protocol):
     def append_own(self, records: Sequence[Record], *,
                    staged: Callable[[], None] | None = None) -> ChainState: ...
     def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None,
-                max_length: int | None = None) -> dict[str, Any]: ...
+                max_length: int | None = None, room: ReplicaRoom | None = None) -> dict[str, Any]: ...
     def forks(self) -> list[ForkEvidence]: ...
     def blocked(self) -> frozenset[bytes]: ...
     def cursor(self, peer: str, device_id: bytes) -> int: ...
@@ -233,6 +251,9 @@ class LmdbLogStore:
         self._listeners: list[Listener] = []
         self._blocked: set[bytes] = set()
         self._damaged: set[tuple[bytes, int]] = set()  # (device, seq) never served until a good copy returns
+        # device id -> bytes of its records held, for each log but the own one: counted once (`_replica_bytes`),
+        # then kept by each commit that takes records in, so that `receive`'s room costs no scan.
+        self._replica: dict[bytes, int] | None = None
         with self._env.begin(write=not readonly) as txn:
             version = txn.get(b"layout", db=self._db["meta"])
             if version is None and not readonly:
@@ -263,7 +284,9 @@ class LmdbLogStore:
             return
         with self._write() as txn:
             txn.put(b"own", device_id, db=self._db["meta"])
-        self._own = device_id
+            self._own = device_id
+            if self._replica is not None:
+                self._replica.pop(device_id, None)
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(device_id, new_state)` after each commit that extends a log (from the writer's
@@ -503,18 +526,65 @@ class LmdbLogStore:
         return state
 
     def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None,
-                max_length: int | None = None) -> dict[str, Any]:
+                max_length: int | None = None, room: ReplicaRoom | None = None) -> dict[str, Any]:
         """Verify and store records offered for `device_id`'s log (sync's LogHolder contract)."""
-        return self.receive_records(device_id, raws, revoked_from=revoked_from, max_length=max_length).to_json()
+        return self.receive_records(device_id, raws, revoked_from=revoked_from, max_length=max_length,
+                                    room=room).to_json()
+
+    def replicas(self) -> tuple[int, int]:
+        """The logs of other devices than this one the store holds, and the bytes of their records."""
+        with self._lock, self._env.begin() as txn:
+            held = self._replica_bytes(txn)
+            return len(held), sum(held.values())
+
+    def _replica_bytes(self, txn: lmdb.Transaction) -> dict[bytes, int]:
+        """Bytes held of each replica log (not the own one), counted on first use (one pass over them; the own
+        log's records are skipped, not read). Called with `_lock` held."""
+        if self._replica is None:
+            held: dict[bytes, int] = {}
+            records = txn.cursor(db=self._db["records"])
+            for key in txn.cursor(db=self._db["heads"]).iternext(keys=True, values=False):
+                device = bytes(key)
+                if device == self._own:
+                    continue
+                total = 0
+                if records.set_range(device):
+                    for where, raw in records:
+                        if where[:16] != device:
+                            break
+                        total += len(raw)
+                held[device] = total
+            self._replica = held
+        return self._replica
+
+    def _no_room(self, txn: lmdb.Transaction, device_id: bytes, room: ReplicaRoom) -> str | None:
+        """Why `room` leaves no place for more records of `device_id`'s log, or None: a log not held yet past
+        `room.logs` logs, or any log once the replicas hold `room.bytes`. Never the own log."""
+        if device_id == self._own:
+            return None
+        held = self._replica_bytes(txn)
+        used = sum(held.values())
+        fix = f"raise {room.setting}, or free room on this edge"
+        if device_id not in held and len(held) >= room.logs:
+            return str(LimitExceeded(
+                f"this edge keeps at most {room.logs} logs of other devices and holds {len(held)}: the log of "
+                f"{device_id.hex()} is not kept here ({fix})"))
+        if used >= room.bytes:
+            return str(LimitExceeded(
+                f"this edge keeps at most {room.bytes} bytes of other devices' logs and holds {used}: no more of "
+                f"{device_id.hex()} is kept here ({fix})"))
+        return None
 
     def receive_records(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None,
-                        max_length: int | None = None) -> Received:
+                        max_length: int | None = None, room: ReplicaRoom | None = None) -> Received:
         """Verify offered records against the stored log (ledger's `accept`) and keep the good prefix, durably.
 
         A record we hold (same id) is a duplicate: resending is always safe. A validly signed record at a
         seq we hold with another id is a fork: both are kept as evidence and the device is blocked. Records
         at or past `revoked_from` are refused with REVOKED_KEY, and past a quota of `max_length` records with
-        LIMIT_EXCEEDED.
+        LIMIT_EXCEEDED; so are new records of another device's log that `room` leaves no place for (see
+        `ReplicaRoom`): none of them is stored, and duplicates are still counted. A request that starts below the
+        bytes bound is taken whole, so the replicas may pass it by one request's records.
         """
         if len(device_id) != 16:
             raise MalformedRecord(f"device id: expected 16 bytes, got {len(device_id)}")
@@ -527,12 +597,20 @@ class LmdbLogStore:
             restored = self._restore(txn, device_id, raws)
             result = accept(start_state, raws, held=_HeldLog(self, txn, device_id), revoked_from=revoked_from,
                             max_length=max_length)
+            full = None
+            if room is not None and result.records and result.fork is None:
+                full = self._no_room(txn, device_id, room)
+            if full is not None:  # none of them is stored: the log stays as it was
+                result = dataclasses.replace(result, records=[], state=start_state)
             for record in result.records:
                 self._put(txn, record)
             if result.fork is not None:
                 txn.put(_seq_key(device_id, result.fork.seq), result.fork.to_cbor(), db=self._db["forks"])
             if result.state != start_state:
                 txn.put(device_id, result.state.to_cbor(), db=self._db["heads"])
+            if self._replica is not None and device_id != self._own and result.state != start_state:
+                # Counted before the commit, under the writer's lock: a commit that fails leaves it high, not low.
+                self._replica[device_id] = self._replica.get(device_id, 0) + sum(len(r.raw) for r in result.records)
         for seq in restored:
             self._damaged.discard((device_id, seq))
             log.warning("record restored: device %s seq %d is intact again from a good copy", device_id.hex(), seq)
@@ -542,7 +620,7 @@ class LmdbLogStore:
         if result.records:
             self._notify(device_id, result.state)
         return Received(accepted=len(result.records), duplicates=result.duplicates, length=result.state.length,
-                        problem=None if result.problem is None else str(result.problem),
+                        problem=full if full is not None else None if result.problem is None else str(result.problem),
                         fork=result.fork is not None)
 
     def _restore(self, txn: lmdb.Transaction, device_id: bytes, raws: Sequence[bytes]) -> list[int]:

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,9 +17,21 @@ import aiocoap
 from coap_server.errors import describe_failure
 from coap_server.lanes import Lanes
 from coap_server.security import no_context
-from coap_server.sync import LogHolder, SyncFailed, SyncReport, get_records, remote_heads, sync_once
+from coap_server.sync import (
+    REFUSAL_MEMORY_S,
+    REMEMBERED,
+    LogHolder,
+    SyncFailed,
+    SyncReport,
+    get_records,
+    push_refusals,
+    remote_heads,
+    sync_once,
+)
 from ledger import ForkDetected, LimitExceeded, SyncError, decode_record
 from ledger.sync import Backoff, Limits, RequestSize
+
+from .store import ReplicaRoom
 
 log = logging.getLogger("jejak.edge.sync")
 
@@ -32,17 +44,34 @@ class ReplicaHolder(LogHolder, Protocol):
     def log_length(self, device_id: bytes) -> int: ...
 
 
+# Other devices' logs an edge keeps, by default ([limits] replica_logs and replica_bytes in the config).
+REPLICA_LOGS = 512
+REPLICA_BYTES = 256 << 20
+VOUCHED_SHARE = 4  # 1/this of the logs and bytes is kept for devices vouched for: unknown ones take the rest
+REPLICA_REFUSALS_SAID = 1024  # (target, log, code) refusals of other devices' logs already logged, per target
+
+
 class ReplicaQuota:
-    """The store as sync sees it, with a ceiling on how much of each peer's log this edge keeps.
+    """The store as sync sees it, with a ceiling on how much of other devices' logs this edge keeps.
 
     A full replica is refused with LIMIT_EXCEEDED (and the prefix that fits is kept), so one chatty or hostile
-    peer cannot fill the SD card that also holds this device's own log.
+    peer cannot fill the SD card that also holds this device's own log. Since a device id costs nothing (a fresh
+    key signs a valid log of its own), the replicas together are bounded too: at most `max_logs` logs and
+    `max_bytes` bytes of their records (and at most half the store's map). A new log past them, or more records
+    once the bytes are held, is refused LIMIT_EXCEEDED with nothing of it stored; nothing held is dropped.
+    Devices in `vouched` (the peers this edge was told of, or any a hub took) may use all of it; others only
+    what leaves 1/VOUCHED_SHARE of it free for them. The own log is never bounded here.
     """
 
-    def __init__(self, store: Any, *, max_records: int, own: bytes | None) -> None:
+    def __init__(self, store: Any, *, max_records: int, own: bytes | None, max_logs: int = REPLICA_LOGS,
+                 max_bytes: int = REPLICA_BYTES, vouched: Iterable[bytes] = ()) -> None:
         self.store = store
         self.max_records = max_records
         self.own = own
+        self.max_logs = max_logs
+        map_size = getattr(store, "map_size", None)
+        self.max_bytes = min(max_bytes, map_size // 2) if isinstance(map_size, int) else max_bytes
+        self.vouched: set[bytes] = set(vouched)
 
     def heads(self) -> Any:
         return self.store.heads()
@@ -53,12 +82,25 @@ class ReplicaQuota:
     def log_length(self, device_id: bytes) -> int:
         return self.store.log_length(device_id)
 
+    def vouch(self, device_id: bytes) -> None:
+        """Count `device_id` among the devices vouched for: its log may use the share kept for them."""
+        self.vouched.add(device_id)
+
+    def room(self, device_id: bytes) -> ReplicaRoom:
+        """What the replicas may hold when more of `device_id`'s log comes in."""
+        if device_id in self.vouched:
+            return ReplicaRoom(logs=self.max_logs, bytes=self.max_bytes)
+        return ReplicaRoom(logs=self.max_logs - self.max_logs // VOUCHED_SHARE,
+                           bytes=self.max_bytes - self.max_bytes // VOUCHED_SHARE)
+
     def receive(self, device_id: bytes, raws: Sequence[bytes], *, revoked_from: int | None = None) -> dict[str, Any]:
-        # The quota is one more input of the store's acceptance: the verified prefix that fits is kept.
-        quota = None if device_id == self.own else self.max_records
-        result: dict[str, Any] = self.store.receive(device_id, raws, revoked_from=revoked_from, max_length=quota)
+        # The quotas are more inputs of the store's acceptance: the verified prefix that fits is kept.
+        if device_id == self.own:
+            return dict(self.store.receive(device_id, raws, revoked_from=revoked_from))
+        result: dict[str, Any] = self.store.receive(device_id, raws, revoked_from=revoked_from,
+                                                    max_length=self.max_records, room=self.room(device_id))
         problem = result.get("problem")
-        if quota is not None and problem and problem.startswith(LimitExceeded.code):
+        if problem and problem.startswith(LimitExceeded.code) and "[limits] replica_" not in problem:
             result["problem"] = f"{problem}; raise [sync] replica_records to keep more of {device_id.hex()}"
         return result
 
@@ -78,6 +120,8 @@ class Target:
     fetched: int = 0
     problems: list[str] = field(default_factory=list)
     refusing: set[str] = field(default_factory=set)  # codes it refuses us with, each logged once until it stops
+    # (device, code) of the other devices' logs it refused, each logged once (the oldest forgotten first)
+    refused_logs: dict[tuple[bytes, str], None] = field(default_factory=dict)
     asks_forked: bool = True  # a hub is asked whether it holds this device as forked, until one does not say
     tells_time: bool = True  # a hub is told this device's time (it measures the clock), until one refuses it
     tells_boot: bool = True  # and its boot count, until one refuses that
@@ -210,6 +254,15 @@ REFUSAL_FIXES = {
 }
 
 
+# Announcements prove nothing and cost nothing to make (SECURITY.md): what they add to an agent's targets is bounded.
+MAX_ANNOUNCED_PEERS = 32  # peer targets added from announcements ([sync] peers come on top)
+MAX_ANNOUNCED_HUBS = 4  # hub ids taken from announcements, with no hub pinned; a pinned hub admits only its id
+MAX_HUB_CANDIDATES = 8  # addresses kept per announced hub id, one of them the target at a time
+# The share of a round the peers may take after the hubs: a peer that never answers costs at most this, and a record
+# stored meanwhile goes to the hub at the next round.
+PEER_ROUND_BUDGET_S = 10.0
+
+
 class SyncAgent:
     """Runs anti-entropy rounds with the hub (push: the edge initiates, so NAT is no obstacle) and with peers
     (push and pull, so each keeps verified replicas of the others). Idempotent: a round can always be re-run."""
@@ -255,12 +308,22 @@ class SyncAgent:
         self.started = time.time()
         self._wake = asyncio.Event()
         self.rounds = 0
+        self._hub_of: dict[str, str] = {}  # announced hub target url -> the hub id it announced
+        self._hub_urls: dict[str, dict[str, None]] = {}  # announced hub id -> its addresses, the most recent last
+        self._peer_urls: set[str] = set()  # peer targets added from announcements
+        self.peers_refused = 0  # announced peers not added: MAX_ANNOUNCED_PEERS were targets already
+        self.peer_round_budget = PEER_ROUND_BUDGET_S
         for url in hubs:
             self.add(url, "hub")
         for url in peers:
             self.add(url, "edge")
 
-    def add(self, url: str, role: str) -> None:
+    def add(self, url: str, role: str, *, device: str | None = None) -> None:
+        """Sync with `url` from the next round. `device`: the id a node announced over mDNS, which proves nothing
+        (SECURITY.md): announced nodes get at most one hub target per hub id, none where a [hub] address is
+        configured, and at most MAX_ANNOUNCED_PEERS peer targets, so announcing more slows nothing down."""
+        if device is not None and not self._announced(url, role, device):
+            return
         if url not in self.targets:
             if role == "edge" and self.own is not None and self.head_decided.is_set() \
                     and not self.head_settled.is_set():
@@ -270,9 +333,76 @@ class SyncAgent:
         self.targets[url].next_try = 0.0
         self.trigger()
 
-    def remove(self, url: str) -> None:
+    def _announced(self, url: str, role: str, device: str) -> bool:
+        """Whether an announced node becomes (or stays) a target; a hub's announcement may replace its id's target."""
+        if role != "hub":
+            if url not in self.targets and url not in self._hub_of \
+                    and sum(1 for u in self._peer_urls if u in self.targets) >= MAX_ANNOUNCED_PEERS:
+                self.peers_refused += 1
+                if self.peers_refused == 1:
+                    log.warning("%d peers announced over mDNS are sync targets already, at most %d: %s and any "
+                                "more announced are not (say a peer in [sync] peers to sync with it whatever is "
+                                "announced)", MAX_ANNOUNCED_PEERS, MAX_ANNOUNCED_PEERS, url)
+                return False
+            if url not in self.targets:
+                self._peer_urls.add(url)
+            return True
+        if any(t.role == "hub" and t.url not in self._hub_of for t in self.targets.values()):
+            return False  # the [hub] address configured is the hub's; an announcement adds no second one
+        if device not in self._hub_urls and len(self._hub_urls) >= MAX_ANNOUNCED_HUBS:
+            return False  # no hub is pinned (else `admit` refused another id): a few hubs, not one per announcement
+        candidates = self._hub_urls.setdefault(device, {})
+        candidates.pop(url, None)
+        candidates[url] = None  # the most recent last
+        while len(candidates) > MAX_HUB_CANDIDATES:  # the oldest goes, unless it is the target now
+            oldest = next(u for u in candidates if u not in self.targets or u == url)
+            del candidates[oldest]
+        current = next((u for u, d in self._hub_of.items() if d == device and u in self.targets), None)
+        if current == url:
+            return True
+        if current is not None and self._answering(self.targets[current]):
+            return False  # the one that last answered is kept: an announcement cannot take the hub's place
+        if current is not None:
+            self._drop(current)
+        self._hub_of[url] = device
+        return True
+
+    @staticmethod
+    def _answering(target: Target) -> bool:
+        return target.last_ok is not None and target.backoff.failures == 0
+
+    def _drop(self, url: str) -> None:
         self.targets.pop(url, None)
         self._late.discard(url)
+        self._hub_of.pop(url, None)
+        self._peer_urls.discard(url)
+
+    def _next_hub(self, target: Target) -> None:
+        """An announced hub target that failed gives its place to the most recent other address announced with
+        its id, if any (the failed one goes last in line): one hub target per id, tried one at a time."""
+        device = self._hub_of.get(target.url)
+        candidates = self._hub_urls.get(device or "", {})
+        if device is None or len(candidates) < 2:
+            return
+        candidates.pop(target.url, None)
+        nxt = next(reversed(candidates))
+        self._hub_urls[device] = {target.url: None, **candidates}
+        self._drop(target.url)
+        self._hub_of[nxt] = device
+        self.targets[nxt] = Target(url=nxt, role="hub", backoff=target.backoff,
+                                   size=RequestSize(self.limits, timeout=self.request_timeout),
+                                   next_try=target.next_try)
+
+    def remove(self, url: str) -> None:
+        device = self._hub_of.get(url)
+        for candidates in self._hub_urls.values():  # an address announced with a hub id is gone from the LAN
+            candidates.pop(url, None)
+        self._drop(url)
+        if device is not None and url not in self.targets:
+            rest = list(self._hub_urls.get(device, {}))
+            if rest and not any(d == device for d in self._hub_of.values()):
+                self._hub_of[rest[-1]] = device  # another address announced with the hub's id takes its place
+                self.add(rest[-1], "hub")
 
     def trigger(self) -> None:
         """Ask for a round soon: a peer appeared, or a new record was stored."""
@@ -283,20 +413,34 @@ class SyncAgent:
         several records requests to a target over UDP are in flight at once (coap_server/lanes.py)."""
         reports: dict[str, SyncReport] = {}
         now = self.monotonic()
-        for target in sorted(self.targets.values(), key=lambda t: t.role != "hub"):
-            if target.next_try > now:
+        loop = asyncio.get_running_loop()
+        peers_until: float | None = None  # the peers share PEER_ROUND_BUDGET_S after the hubs (`peer_round_budget`)
+        # Hubs first; then the peers that waited longest, so those a budget left out go first the round after.
+        for target in sorted(self.targets.values(), key=lambda t: (t.role != "hub", t.next_try)):
+            if target.next_try > now or self.targets.get(target.url) is not target:
                 continue
+            if target.role != "hub":
+                if peers_until is None:
+                    peers_until = loop.time() + self.peer_round_budget
+                if loop.time() >= peers_until:  # the rest wait for the next round, which begins with the hubs
+                    break
             ask = target.role == "hub" and target.asks_forked and self.own is not None
             tell = target.role == "hub" and target.tells_time and self.own is not None
+            budget = asyncio.timeout(None if peers_until is None else max(peers_until - loop.time(), 0.01))
             try:
-                report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
-                                         push=True, pull=target.role != "hub", blocked=self.blocked(),
-                                         size=target.size, lanes=lanes, own=self.own, ask_forked=ask,
-                                         now=self.wall if tell else None,
-                                         boot=self.boot if tell and target.tells_boot else None,
-                                         steps=self.steps if tell and target.tells_boot and target.tells_steps
-                                         else None)
-            except Exception as exc:  # unreachable or refusing: back off, keep the others going
+                async with budget:
+                    report = await sync_once(ctx, target.url, self.holder, limits=self.limits,
+                                             push=True, pull=target.role != "hub", blocked=self.blocked(),
+                                             size=target.size, lanes=lanes, own=self.own, ask_forked=ask,
+                                             now=self.wall if tell else None,
+                                             boot=self.boot if tell and target.tells_boot else None,
+                                             steps=self.steps if tell and target.tells_boot and target.tells_steps
+                                             else None)
+            except Exception as exc:  # unreachable, refusing or past the budget: back off, keep the others going
+                if budget.expired() and self._answering(target):
+                    log.info("sync with %s stopped after the round's %.0f s for peers; it goes on next round",
+                             target.url, self.peer_round_budget)
+                    break  # a peer that answers, with much to sync: not a failure, first again next round
                 if await self.recover(target, exc):
                     target.next_try = now
                     continue
@@ -305,6 +449,8 @@ class SyncAgent:
                 target.last_error = describe_failure(exc)
                 log.info("sync with %s failed (%s); next try in %.1fs, with up to %d records a request",
                          target.url, target.last_error, delay, target.size.records)
+                if target.role == "hub":
+                    self._next_hub(target)
                 continue
             target.backoff.succeeded()
             if ask and report.forked is None:  # a hub from before it could say: not asked again
@@ -585,12 +731,21 @@ class SyncAgent:
                 "forked": self.forked, "last_error": self.head_error}
 
     def _log_refusals(self, target: Target, report: SyncReport) -> None:
-        """Say once per cause why a node refuses this edge's records, with the fix; say again only after it
-        stopped refusing and started again (an edge that pushes for hours in silence is what this prevents)."""
-        codes = {exc.code for exc in report.refused}
+        """Say once per cause why a node refuses this edge's own records, with the fix; say again only after it
+        stopped refusing and started again (an edge that pushes for hours in silence is what this prevents).
+        Refusals of other devices' logs kept here (replicas) are said apart, naming the device, without the own
+        log's fix, once per log and cause (REPLICA_REFUSALS_SAID at once); a log a node refused as unknown to it
+        is not pushed there again for a while (`coap_server.sync.push_refusals`)."""
+        mine = [exc for exc in report.refused if exc.device is None or exc.device == self.own]
+        theirs = [exc for exc in report.refused if exc.device is not None and exc.device != self.own]
+        codes = {exc.code for exc in mine}
         if report.refused:  # the round ran, but what it carried was refused: `edge status` says so too
-            target.last_error = "; ".join(sorted({f"{exc.code}: {exc.message}" for exc in report.refused}))
-        for exc in report.refused:
+            errors = {f"{exc.code}: {exc.message}" for exc in mine}
+            for code in sorted({exc.code for exc in theirs}):
+                count = sum(1 for exc in theirs if exc.code == code)
+                errors.add(f"{code}: {count} log{'s' if count > 1 else ''} of other devices kept here")
+            target.last_error = "; ".join(sorted(errors))
+        for exc in mine:
             if exc.code in target.refusing:
                 continue
             target.refusing.add(exc.code)
@@ -603,6 +758,25 @@ class SyncAgent:
             else:
                 log.info("%s %s accepts this device's records again (was %s)", target.role, target.url, code)
         target.refusing &= codes
+        for exc in theirs:
+            assert exc.device is not None
+            self._replica_refused(target, exc.device, exc)
+
+    def _replica_refused(self, target: Target, device: bytes, exc: SyncFailed) -> None:
+        remembered = exc.code in REMEMBERED
+        if remembered:
+            push_refusals(self.holder).remember(target.url, device)
+        said = (device, exc.code)
+        if said in target.refused_logs:
+            return
+        while len(target.refused_logs) >= REPLICA_REFUSALS_SAID:
+            del target.refused_logs[next(iter(target.refused_logs))]
+        target.refused_logs[said] = None
+        then = (f"not pushed there again for {REFUSAL_MEMORY_S / 60:.0f} min" if remembered
+                else "pushed again next round")
+        log.info("%s %s refuses the log of device %s that this edge keeps for its peers (not this device's): "
+                 "%s: %s; it stays here, %s", target.role, target.url, device.hex(), exc.code, exc.message, then,
+                 extra={"fields": {"peer": target.url, "code": exc.code, "device": device.hex(), "replica": True}})
 
     async def run(self) -> None:
         ctx = await aiocoap.Context.create_client_context()

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,13 @@ async def main() -> dict[str, Any]:
             await daemon.submit([("note", {"text": "for the real hub"})])
             assert await wait_for(lambda: (s := hub.hub.store.chain_state(key.device_id)) is not None
                                   and s.length == 2)
-            await wait_for(lambda: any(str(fake_port) in t["url"] and t["last_error"]
-                                       for t in daemon.sync.status()), timeout=15)
+            # Both fakes are announced together: once the one with another id is refused, both were seen. The one
+            # claiming the pinned id is no target either, as the edge's [hub] address names the hub.
+            assert await wait_for(lambda: daemon.security.status()["refused"].get("UNTRUSTED_HUB", 0) >= 1,
+                                  timeout=30)
+            seen_at = time.time()
+            assert await wait_for(lambda: all((t["last_ok"] or 0) > seen_at for t in daemon.sync.status()),
+                                  timeout=30)  # a round after both were seen
             report["edge_targets"] = daemon.sync.status()
             report["edge_security"] = daemon.security.status()
             # 2. The fake hub's checkpoint: signed by a key that is not the pinned one.
