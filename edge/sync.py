@@ -736,8 +736,10 @@ class SyncAgent:
         Refusals of other devices' logs kept here (replicas) are said apart, naming the device, without the own
         log's fix, once per log and cause (REPLICA_REFUSALS_SAID at once); a log a node refused as unknown to it
         is not pushed there again for a while (`coap_server.sync.push_refusals`)."""
-        mine = [exc for exc in report.refused if exc.device is None or exc.device == self.own]
-        theirs = [exc for exc in report.refused if exc.device is not None and exc.device != self.own]
+        # An agent told no own device (a holder of one log) takes every refusal as its own log's.
+        theirs = [exc for exc in report.refused
+                  if self.own is not None and exc.device is not None and exc.device != self.own]
+        mine = [exc for exc in report.refused if exc not in theirs]
         codes = {exc.code for exc in mine}
         if report.refused:  # the round ran, but what it carried was refused: `edge status` says so too
             errors = {f"{exc.code}: {exc.message}" for exc in mine}
