@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coap_server.httpd import bearer_token
+
 from .errors import EdgeError, KeyFileError
 
 SECRET_FILE = "pairing.secret"
@@ -111,8 +113,7 @@ class Pairing:
             self.refused["RATE_LIMITED"] = self.refused.get("RATE_LIMITED", 0) + 1
             raise RateLimited(f"too many requests from {address}; try again later")
         requests.append(now)
-        scheme, _, token = authorization.strip().partition(" ")  # the scheme's name in any case (RFC 9110)
-        token = token.strip() if scheme.lower() == "bearer" else ""
+        token = bearer_token(authorization)
         if not token or not hmac.compare_digest(token.encode(), self._secret):
             failures.append(now)
             self.refused["PAIRING_REQUIRED"] = self.refused.get("PAIRING_REQUIRED", 0) + 1

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from coap_server.httpd import bearer_token
 from coap_server.params import Param, device, parse, seq, text
 from ledger.errors import CodedError
 
@@ -48,13 +49,6 @@ class CrossOrigin(CodedError):
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header (the scheme's name in any case, RFC 9110 §11.1),
-    or "" for any other header or none."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 def _bearer(request: web.Request) -> str:

@@ -8,9 +8,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from coap_server.httpd import bearer_token
 from ledger import Record, decode_record
 
-from ..auth import bearer_token
 from ..markets.model import MAX_AHEAD_S, MAX_BACKDATE_S
 from ..service import Hub
 from ..store import DamagedRecord
