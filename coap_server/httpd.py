@@ -44,13 +44,6 @@ HEAD_S = 20.0  # from a connection's opening, or a later request's first byte, t
 REFUSED_LINGER_S = 1.0  # a refused connection's answer has this long to be read before the socket closes
 
 
-def bearer_token(authorization: str | None) -> str:
-    """The token of an `Authorization: Bearer <token>` header (the scheme's name in any case, RFC 9110 §11.1),
-    or "" for any other header or none: the hub's operator and seed-2 tokens and the edge's pairing secret."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BodyPace:
     """How slowly a request's body may come: all of it within `grace_s` of its head, plus a second for every

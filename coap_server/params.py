@@ -1,4 +1,5 @@
-"""Query parameters read once, by type and range, before anything uses them: CoAP's helper, and the rules HTTP reuses.
+"""Query parameters read once, by type and range, before anything uses them: CoAP's helper, and the rules HTTP reuses
+(with the one header both the hub and the edge read, a Bearer token).
 
 A parameter named twice is refused rather than resolved: an access check that reads the first `d` and a
 handler that reads the last would decide about one log and serve another. Numbers are digits only (no sign,
@@ -19,6 +20,13 @@ from .errors import RequestError, TooLarge
 
 SEQ_LIMIT = 2**63  # sequence numbers, tree sizes and times are unsigned 63-bit on every wire format
 DIGITS = 19  # len(str(2**63 - 1))
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header (the scheme's name in any case, RFC 9110 §11.1),
+    or "" for any other header or none: the hub's operator and seed-2 tokens and the edge's pairing secret."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

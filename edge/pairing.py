@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coap_server.httpd import bearer_token
+from coap_server.params import bearer_token
 
 from .errors import EdgeError, KeyFileError
 

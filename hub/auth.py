@@ -17,8 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from coap_server.httpd import bearer_token
-from coap_server.params import Param, device, parse, seq, text
+from coap_server.params import Param, bearer_token, device, parse, seq, text
 from ledger.errors import CodedError
 
 

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from coap_server.httpd import bearer_token
+from coap_server.params import bearer_token
 from ledger import Record, decode_record
 
 from ..markets.model import MAX_AHEAD_S, MAX_BACKDATE_S
