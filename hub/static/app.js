@@ -371,6 +371,11 @@ function findingsPanel(findings) {
 // A delivery status as a badge coloured by its class (app.css: meals sent where none was planned, `unplanned`, in
 // the colour of a warning, as its over_receipt finding).
 const statusBadge = (x) => badge(x, t(`status.${x}`));
+// The four statuses always counted, then any other the day has (a truck still on the road, meals not left yet or
+// still being received, a delivery nobody planned), so the cards add up to what the table below lists.
+const MAIN_STATUS = { on_time: 1, late: 1, short: 1, missing: 1 };
+const STATUS_CARD = { overdue: "warn", unplanned: "warn", receiving: "", in_transit: "", pending: "" };
+const shownStatuses = (counts) => [...Object.keys(MAIN_STATUS), ...Object.keys(STATUS_CARD).filter((s) => counts[s])];
 
 async function viewMbg() {
   const [del, sum, viol, stock, cont] = await Promise.all([api("/api/mbg/deliveries"), api("/api/dashboard/summary"),
@@ -381,7 +386,7 @@ async function viewMbg() {
   const tot = del.totals;
   const kitchens = del.kitchens.map((k) => `<div class="panel" data-testid="kitchen-${esc(k.kitchen)}">
     <h3>${esc(k.name)} <span class="muted mono">${esc(k.kitchen)}</span></h3>
-    <div class="row">${["on_time", "late", "short", "missing"].map((s) => `${badge(s, t(s))} <b data-testid="k-${esc(k.kitchen)}-${s}">${k.counts[s]}</b>`).join(" ")}</div>
+    <div class="row">${shownStatuses(k.counts).map((s) => `${badge(s, t(s in MAIN_STATUS ? s : `status.${s}`))} <b data-testid="k-${esc(k.kitchen)}-${s}">${k.counts[s]}</b>`).join(" ")}</div>
     ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map(statusBadge).join(" ") },
       { h: "expected", num: true, f: (s) => num(s.expected) }, { h: "received", num: true, f: (s) => num(s.received_portions) },
       { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: arrival },
@@ -401,6 +406,7 @@ async function viewMbg() {
   <div class="cards">
     ${card(t("on_time"), num(tot.on_time || 0), "ok", "mbg-on_time")}${card(t("late"), num(tot.late || 0), "late", "mbg-late")}
     ${card(t("short"), num(tot.short || 0), "warn", "mbg-short")}${card(t("missing"), num(tot.missing || 0), "bad", "mbg-missing")}
+    ${shownStatuses(tot).filter((s) => !(s in MAIN_STATUS)).map((s) => card(t(`status.${s}`), num(tot[s]), STATUS_CARD[s], `mbg-${s}`)).join("")}
     ${card(t("portions"), `${num(sum.portions.received)} / ${num(sum.portions.expected)}`, "", "mbg-portions")}
     ${card(t("scans_today"), num(sum.total_scans_today), "", "mbg-scans")}
   </div>

@@ -634,7 +634,14 @@ def test_a_closed_schools_meals_a_gate_that_missed_a_delivery_rereads_and_cooled
         const [rows, findings] = arguments, asked = api;
         window.api = async (path) => {
           const body = await asked(path);
-          if (path.startsWith("/api/mbg/deliveries")) body.kitchens[0].schools.push(...rows);
+          if (path.startsWith("/api/mbg/deliveries")) {
+            body.kitchens[0].schools.push(...rows);
+            for (const counts of [body.totals, body.kitchens[0].counts]) {
+              counts.unplanned = (counts.unplanned || 0) + 1;
+              counts.missing = (counts.missing || 0) + 1;
+            }
+            window.asked = {totals: body.totals, kitchen: body.kitchens[0].counts};
+          }
           if (path.startsWith("/api/mbg/violations")) body.findings.push(...findings);
           return body;
         };""", [closed, untapped], shown)
@@ -669,4 +676,18 @@ def test_a_closed_schools_meals_a_gate_that_missed_a_delivery_rereads_and_cooled
             return out;""")
         assert row == {"status": load_words(lang)["status.unplanned"], "cls": "badge unplanned", "warning": True,
                        "due": "–"}, row
+        # The cards count every status the day has, the unplanned delivery among them, and the kitchen's row too:
+        # the four usual ones always, any other only when there is one.
+        cards = driver.execute_script("""
+            const n = (sel) => { const el = document.querySelector(sel); return el && el.textContent; };
+            const kitchen = document.querySelector('[data-testid^=kitchen-]').dataset.testid.slice(8);
+            return {asked: window.asked, unplanned: n('[data-testid=mbg-unplanned]'),
+                    missing: n('[data-testid=mbg-missing] .n'), overdue: n('[data-testid=mbg-overdue]'),
+                    k_unplanned: n(`[data-testid=k-${kitchen}-unplanned]`)}""")
+        asked = cards.pop("asked")
+        totals = asked["totals"]
+        assert cards == {"unplanned": f"{totals['unplanned']}{load_words(lang)['status.unplanned']}",
+                         "missing": str(totals["missing"]), "k_unplanned": str(asked["kitchen"]["unplanned"]),
+                         "overdue": (f"{totals['overdue']}{load_words(lang)['status.overdue']}"
+                                     if totals.get("overdue") else None)}, (lang, cards, totals)
     assert no_js_errors(driver) == []
