@@ -11,7 +11,12 @@ first request and then trickled the next one's head. A request line or header ov
 Nor did aiohttp bound how many connections it holds: each one whose head came in time was kept for as long as its
 request ran (a body sent a byte at a time, an event stream). `guard` takes a `Cap`: a connection over the total,
 or over its address's share, is answered 503 TOO_MANY_CONNECTIONS with Retry-After before anything is read, and
-closed; the refusals are counted and logged at most once a minute (coap_server/limits.py).
+closed; the refusals are counted and logged at most once a minute (coap_server/limits.py). Before refusing, a
+connection that waits for a request (opened and not yet used, half a head sent, or kept alive after its answer)
+gives its place up: the oldest of them, of the same address when that address's share is what is full. A few
+hosts opening connections and sending nothing, or half a head, once held every place for HEAD_S at a time and
+kept phones and operators out with a few connections a second; now they only push each other out, and a place
+is refused only when every connection is busy with a request.
 
 Nor did it bound how long a request's body may take once its head came: a POST whose body trickled in a byte
 every few seconds held its connection, and a place under the cap, as long as the client liked. A body now comes
@@ -66,11 +71,12 @@ class _Connection(RequestHandler):
     module's docstring."""
 
     __slots__ = ("_address", "_body", "_body_check", "_body_from", "_closed", "_head_due", "_head_from", "_heard",
-                 "_pace", "_slots", "_slow")
+                 "_held", "_open", "_pace", "_slots", "_slow")
 
     _slots: Slots
     _pace: BodyPace
     _slow: Refusals
+    _open: dict[_Connection, None]  # the server's connections holding a place, the oldest first
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._head_due: asyncio.TimerHandle | None = None
@@ -82,6 +88,8 @@ class _Connection(RequestHandler):
         self._closed: asyncio.Future[None] = self._loop.create_future()
         peer = transport.get_extra_info("peername")
         self._address: str | None = str(peer[0]) if peer else "?"
+        self._held = False  # whether it holds a place under the cap
+        self._make_room(self._address)
         refused = self._slots.take(self._address)
         if refused is not None:  # answered and closed here: aiohttp never sees the connection
             self._address = None
@@ -89,8 +97,42 @@ class _Connection(RequestHandler):
             transport.write(_answer(TooManyConnections(f"too many connections: {refused}; try again later")))
             _end(transport, self._loop)
             return
+        self._held = True
+        self._open[self] = None
         super().connection_made(transport)
         self._head_due = self._loop.call_later(HEAD_S, self._head_late)
+
+    def _waiting(self) -> bool:
+        """Whether it waits for a request: none read yet, or the last one answered and none begun, or a head under
+        way. A request being handled, or its body coming, is not waiting."""
+        waiter = self._waiter
+        return self._body is None and not self._messages and not self._upgraded and (
+            self._head_due is not None or (waiter is not None and not waiter.done()))
+
+    def _make_room(self, address: str) -> None:
+        """When the cap, or `address`'s share of it, is full: close the oldest connection that waits for a request
+        (of `address`, when its share is what is full), so the new one takes its place."""
+        slots, cap = self._slots, self._slots.cap
+        if slots.held >= cap.total:
+            mine = None
+        elif slots.held_by(address) >= cap.per_address and address not in cap.shared:
+            mine = address
+        else:
+            return
+        for other in self._open:
+            if (mine is None or other._address == mine) and other._waiting():
+                other._release()
+                other.force_close()
+                log.debug("closed a connection from %s waiting for a request, for a new one from %s",
+                          other._address, address)
+                return
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self._open.pop(self, None)
+            assert self._address is not None
+            self._slots.give(self._address)
 
     def data_received(self, data: bytes) -> None:
         if self._address is None:  # refused: whatever it sent before the close is not read
@@ -123,7 +165,7 @@ class _Connection(RequestHandler):
             self._closed.set_result(None)
         if self._address is None:
             return
-        self._slots.give(self._address)
+        self._release()
         self._address = None
         super().connection_lost(exc)
 
@@ -176,6 +218,11 @@ class _Connection(RequestHandler):
                      message: str | None = None) -> web.StreamResponse:
         if isinstance(exc, BodyTooSlow):  # a route stopped by `_check_body`, which answered already
             return web.json_response({"error": exc.to_dict()}, status=exc.http)
+        if isinstance(exc, ConnectionResetError):  # the client left while its body came: nobody reads an answer
+            log.debug("a client left before its request's body came: %s", exc)
+            response = web.Response(status=400)
+            response.force_close()
+            return response
         if status >= 500:
             return super().handle_error(request, status, exc, message)
         what = message or (str(exc) if exc is not None else "unreadable request")
@@ -218,10 +265,12 @@ class _Server(web.Server):
     slots: Slots
     pace: BodyPace
     slow: Refusals
+    open: dict[_Connection, None]
 
     def __call__(self) -> RequestHandler:
         connection = _Connection(self, loop=self._loop, **self._kwargs)
         connection._slots, connection._pace, connection._slow = self.slots, self.pace, self.slow
+        connection._open = self.open
         return connection
 
 
@@ -235,7 +284,7 @@ def guard(runner: web.BaseRunner, cap: Cap, *, pace: BodyPace = BodyPace(), sett
         raise RuntimeError("guard(runner): set the runner up first")
     slots = Slots(cap, "HTTP connections", log=log, setting=setting, tally=tally)
     slow = Refusals("slow HTTP request bodies", log=log, setting=pace_setting, tally=slots.refusals.tally)
-    server.__class__ = type("_GuardedServer", (_Server,), {"slots": slots, "pace": pace, "slow": slow})
+    server.__class__ = type("_GuardedServer", (_Server,), {"slots": slots, "pace": pace, "slow": slow, "open": {}})
     return slots
 
 

@@ -100,6 +100,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400 or exc.content_type == "application/json":
             raise  # redirects, and the bridges' own legacy bodies
         return _http_error(request, exc)
+    except ConnectionResetError:  # its client left while the body came: no answer reaches it, no error to log
+        raise  # (the connection's handler notes it, coap_server/httpd.py)
     except Exception as exc:  # typed errors answer as they declare; see coded() for the rest
         _cut_short(request, exc)
         return error_response(exc, body=_legacy_body(request, exc))

@@ -267,14 +267,14 @@ def test_event_streams_over_the_caps_are_answered_503_and_one_is_served_as_soon_
 
 
 def test_http_connections_over_the_caps_are_answered_503_and_closed(tmp_path):
-    settings = "http_connections = 6\nhttp_connections_per_address = 3\nhttp_proxies = []"
+    # Places held by requests under way (an operator's import whose body has not come yet, within its pace): a
+    # connection waiting for a request would give its place up instead (the next test).
+    settings = "http_connections = 6\nhttp_connections_per_address = 3\nhttp_proxies = []\nhttp_body_grace_s = 600"
     with hub_running(tmp_path, settings) as (url, _), sockets() as held:
         port = int(url.rsplit(":", 1)[1])
-        held += [connect(port, "127.0.0.2") for _ in range(3)]  # idle: nothing sent, each holds its place
-        held[0].sendall(b"GET /api/status HTTP/1.1\r\nHost: hub\r\n\r\n")
-        assert held[0].recv(65536).startswith(b"HTTP/1.1 200")  # admitted ones are served
+        held += [_import(port, "127.0.0.2", 100_000, under_way=True) for _ in range(3)]
         assert "from one address" in _refused(http_get(port, "127.0.0.2", "/api/status"), "TOO_MANY_CONNECTIONS")
-        held += [connect(port, "127.0.0.3") for _ in range(3)]
+        held += [_import(port, "127.0.0.3", 100_000, under_way=True) for _ in range(3)]
         assert "at most 6" in _refused(http_get(port, "127.0.0.4", "/api/status"), "TOO_MANY_CONNECTIONS")
         held.pop().close()
 
@@ -285,6 +285,54 @@ def test_http_connections_over_the_caps_are_answered_503_and_closed(tmp_path):
         wait_until(served, 30, what="an honest request served after a connection closed")
         counted = refusals(url)
         assert (counted["http_connections_per_address"], counted["http_connections"]) == (1, 1)
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed `sock` (an answer, if any, read and dropped), waiting for it at most DEADLINE."""
+    sock.settimeout(DEADLINE)
+    try:
+        while chunk := sock.recv(65536):
+            del chunk
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_connections_waiting_for_a_request_give_their_place_to_a_new_one(tmp_path):
+    # A few hosts opening connections that send nothing, or half a request head, and opening another as soon as
+    # one closes, once held every place for the head's deadline (20 s) at a time: phones and operators were
+    # answered 503 with a few connections a second. A connection that waits for a request now gives its place up
+    # to a new one, the oldest first, of the same address when that address's share is what is full.
+    settings = "http_connections = 6\nhttp_connections_per_address = 3\nhttp_proxies = []"
+    with hub_running(tmp_path, settings) as (url, _), sockets() as held:
+        port = int(url.rsplit(":", 1)[1])
+        silent = [connect(port, "127.0.0.2") for _ in range(3)]
+        held += silent
+        sock, status, _, _ = http_get(port, "127.0.0.2", "/api/status")  # its address's share was full
+        held.append(sock)
+        assert status == 200
+        assert closed_by_server(silent[0])  # the oldest of that address gave its place
+        half = [connect(port, "127.0.0.3") for _ in range(3)]
+        held += half
+        for conn in half:
+            conn.sendall(b"GET /api/status HTTP/1.1\r\nHost: hu")  # a head never finished
+        busy = _import(port, "127.0.0.5", 100_000, under_way=True)  # a request under way keeps its place
+        held.append(busy)
+        for source in ("127.0.0.4", "127.0.0.6", "127.0.0.7", "127.0.0.8"):
+            sock, status, _, body = http_get(port, source, "/api/status")
+            sock.close()
+            assert status == 200, body
+        # Four places given up, the oldest waiting first: 127.0.0.2's two silent ones and the one that was
+        # answered, then the first half head. The request under way and the rest of the half heads are open.
+        assert [closed_by_server(conn) for conn in silent[1:]] == [True, True]
+        assert closed_by_server(half[0])
+        busy.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            busy.recv(1)
+        counted = refusals(url)
+        assert (counted.get("http_connections_per_address"), counted.get("http_connections")) == (None, None), counted
 
 
 def _trickled(sock: socket.socket, started: float, grace_s: float, trickle: bytes = b"x") -> bytes:
@@ -309,11 +357,25 @@ def _trickled(sock: socket.socket, started: float, grace_s: float, trickle: byte
     return body
 
 
-def _import(port: int, source: str, length: int) -> socket.socket:
-    """A connection that sent the head of an operator's CSV import of `length` bytes, and none of its body."""
+def _import(port: int, source: str, length: int, *, under_way: bool = False) -> socket.socket:
+    """A connection that sent the head of an operator's CSV import of `length` bytes, and none of its body;
+    `under_way`: once the server has read the head and its route waits for the body (`_continued`)."""
     sock = connect(port, source)
+    expect = "Expect: 100-continue\r\n" if under_way else ""
     sock.sendall(f"POST /api/markets/import?market=pasar-x HTTP/1.1\r\nHost: hub\r\nContent-Type: text/csv\r\n"
-                 f"Authorization: Bearer {OPERATOR}\r\nContent-Length: {length}\r\n\r\n".encode())
+                 f"Authorization: Bearer {OPERATOR}\r\nContent-Length: {length}\r\n{expect}\r\n".encode())
+    return _continued(sock) if under_way else sock
+
+
+def _continued(sock: socket.socket) -> socket.socket:
+    """`sock` once the server answered its `Expect: 100-continue`: its route is running and reads the body."""
+    sock.settimeout(DEADLINE)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(1)  # a byte at a time: nothing past the interim answer is read
+        assert chunk, f"closed before 100 Continue: {data!r}"
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 100 "), data
     return sock
 
 
@@ -323,7 +385,7 @@ def test_a_body_trickled_slower_than_the_pace_is_answered_408_and_closed_and_a_s
                 "http_proxies = []")
     with hub_running(tmp_path, settings) as (url, _), sockets() as held:
         port = int(url.rsplit(":", 1)[1])
-        slow = _import(port, "127.0.0.2", 100_000)
+        slow = _import(port, "127.0.0.2", 100_000, under_way=True)
         held.append(slow)
         started = time.monotonic()
         assert "from one address" in _refused(http_get(port, "127.0.0.2", "/api/status"), "TOO_MANY_CONNECTIONS")
@@ -358,7 +420,7 @@ def edge_http(tmp_path: Path) -> Iterator[tuple[int, int]]:
     config.write_text(f'site = "sppg-limits"\ndata_dir = "{tmp_path / "edge"}"\nsensors = []\n'
                       f'[coap]\nhost = "127.0.0.1"\nport = {coap}\n[sync]\nmdns = false\n[sim]\ntap_interval_ms = 0\n'
                       f'[http]\nenabled = true\nport = {http}\n'
-                      '[limits]\nhttp_connections = 4\nhttp_connections_per_address = 2\nhttp_body_grace_s = 2\n'
+                      '[limits]\nhttp_connections = 4\nhttp_connections_per_address = 2\nhttp_body_grace_s = 6\n'
                       'coap_observers = 4\ncoap_observers_per_address = 2\n')
     with (tmp_path / "edge.log").open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tools.cli", "edge", "run", "--config", str(config)],
@@ -382,22 +444,29 @@ def test_the_edges_http_connections_over_the_caps_or_too_slow_are_answered_and_c
     port, _ = edge_http
     secret = (tmp_path / "edge" / SECRET_FILE).read_text().strip()
     with sockets() as held:
-        _edge_caps(port, held)
-        slow = connect(port, "127.0.0.5")
+        _edge_caps(port, held, secret)
+        slow = _scan(port, "127.0.0.5", secret)
         held.append(slow)
-        slow.sendall(f"POST /api/log_scan HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-                     f"Authorization: Bearer {secret}\r\nContent-Length: 4000\r\n\r\n".encode())
         # None of the body: seed 1's route answers whatever first bytes come (400 for a lone "x")
-        assert json.loads(_trickled(slow, time.monotonic(), 2, b""))["error"]["code"] == "BODY_TOO_SLOW"
+        assert json.loads(_trickled(slow, time.monotonic(), 6, b""))["error"]["code"] == "BODY_TOO_SLOW"
     counted = refusals(f"http://127.0.0.1:{port}", secret)
     assert (counted["http_connections_per_address"], counted["http_connections"]) == (1, 1)
     assert counted["slow_http_request_bodies"] == 1
 
 
-def _edge_caps(port: int, held: list[socket.socket]) -> None:
-    held += [connect(port, "127.0.0.2") for _ in range(2)]
+def _scan(port: int, source: str, secret: str) -> socket.socket:
+    """A connection that sent the head of a phone's scan of 4,000 bytes, and none of its body: a request under way
+    for the body's grace (6 s), which holds its place as a connection waiting for a request would not."""
+    sock = connect(port, source)
+    sock.sendall(f"POST /api/log_scan HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+                 f"Authorization: Bearer {secret}\r\nContent-Length: 4000\r\nExpect: 100-continue\r\n\r\n".encode())
+    return _continued(sock)
+
+
+def _edge_caps(port: int, held: list[socket.socket], secret: str) -> None:
+    held += [_scan(port, "127.0.0.2", secret) for _ in range(2)]
     assert "from one address" in _refused(http_get(port, "127.0.0.2", "/status"), "TOO_MANY_CONNECTIONS")
-    held += [connect(port, "127.0.0.3") for _ in range(2)]
+    held += [_scan(port, "127.0.0.3", secret) for _ in range(2)]
     assert "at most 4" in _refused(http_get(port, "127.0.0.4", "/status"), "TOO_MANY_CONNECTIONS")
     held.pop().close()
 
@@ -406,6 +475,8 @@ def _edge_caps(port: int, held: list[socket.socket]) -> None:
         sock.close()
         return status == 401
     wait_until(answered, 30, what="a phone answered after a connection closed")
+    while held:  # closed before their bodies' grace ends: not counted as slow bodies
+        held.pop().close()
 
 
 def observe(port: int, source: str, *path: str) -> aiocoap.Message:
