@@ -94,6 +94,10 @@ class Evidence:
     creep_last: np.ndarray  # the series' median of all reports on its latest day before this one
     creep_steps: np.ndarray  # (n, 4): its two largest day-to-day rises and falls (log) from the creep's first day
     crept_before: np.ndarray  # its creep past the nearby markets on its previous reported days (NaN: unknown)
+    # The median log distance of the nearby markets' latest accepted daily prices of the last few days from their
+    # own history medians (NaN: none), and how many: where the region's level stands while none reported today.
+    level_ref: np.ndarray
+    level_n: np.ndarray
     drift_tol: np.ndarray
     typical: np.ndarray  # the catalogue's typical price of the commodity in the series' unit, NaN where none
     ceiling: np.ndarray  # ceiling or reference price, NaN where none

@@ -179,7 +179,7 @@ class _Columns:
                 try:
                     ps[k] = parse_idr(prices[k]) or None
                 except BadInputFile as exc:
-                    why[k] = why[k] or str(exc)
+                    why[k] = why[k] or exc.message  # the row's code is listed beside its reason
                     continue
         # "-" (or an empty cell, or 0) is how the agency's and PIHPS's tables say a market had no price that day:
         # a day missing, as a Sunday or Lebaran's closed week is, not a row to correct.
@@ -196,7 +196,7 @@ class _Columns:
         for k, (c, p) in enumerate(zip(cs, ps, strict=True)):
             if c is not None and p is not None and why[k] is None and not (
                     c.base_idr / IMPLAUSIBLE <= p <= c.base_idr * IMPLAUSIBLE):
-                why[k] = (f"price {prices[k].strip()[:20]!r} read as Rp {p:,} ".replace(",", ".")
+                why[k] = (f"price {prices[k].strip()[:20]!r} read as " + f"Rp {p:,} ".replace(",", ".")
                           + f"is not a plausible price of {c.name} per {c.unit} (typically about "
                           + f"Rp {c.base_idr:,}): ".replace(",", ".")
                           + "a table in thousands of rupiah, or a decimal or thousands separator read wrong?")

@@ -23,7 +23,7 @@ from .impact import features as impact_features
 from .impact import impact as run_impact
 from .importer import ImportRows
 from .macro import MacroInputs
-from .model import WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
+from .model import DAY_S, WIB_OFFSET_S, FieldNote, PriceObservation, SensorReading, day_of, from_record
 from .quarantine import (
     CONFIRMED,
     PENDING,
@@ -36,7 +36,7 @@ from .quarantine import (
 )
 from .sentiment import Lexicon
 from .staleness import Freshness, HeldRun, freshness, held_run
-from .validate import LevelMark, ObservationBatch, ValidationConfig, Validator, Verdict
+from .validate import ACCEPTED, LevelMark, ObservationBatch, ValidationConfig, Validator, Verdict
 from .warning import Alert, AlertTracker, alps, held_alert, ifpa
 from .webhooks import Delivery, Subscriber, WebhookSender
 
@@ -221,7 +221,13 @@ class MarketService:
             self._store(obs)
 
     def on_verdict(self, obs: PriceObservation, verdict: Verdict) -> None:
-        """Called with every verdict an observation gets, first and revised (the hub keeps them)."""
+        """Called with every verdict an observation gets, first and revised (the hub keeps them), and with each
+        imported row of the days from `listed_from`."""
+
+    def listed_from(self) -> int:
+        """The first day whose imported rows `on_verdict` is told of (the hub lists its last days' observations
+        one by one); none here."""
+        return 2**40
 
     def _unstore(self, obs: PriceObservation) -> None:
         """Take an accepted value out of its day; on a day loaded as aggregates (its values carry no ids) one
@@ -258,14 +264,31 @@ class MarketService:
         known.update(ids)
         for m, market in enumerate(k[0] for k in batch.series):
             self._region.setdefault(market, batch.regions[m])
-        for k, verdict in result.verdicts.items():
+        def observation(k: int) -> PriceObservation:
             market, commodity, grade, unit = batch.series[int(batch.series_idx[k])]
-            self._hold(PriceObservation(
+            return PriceObservation(
                 id=ids[k], market=market, commodity=commodity, grade=grade, unit=unit,
                 price_idr=int(batch.price[k]), time=int(batch.time[k]), arrived_at=int(batch.arrived[k]),
                 region=batch.regions[int(batch.series_idx[k])],
                 reporter=batch.reporters[int(batch.reporter_idx[k])], source=rows.layout,
-                reported=rows.reported.get(ids[k], "")), verdict)
+                reported=rows.reported.get(ids[k], ""))
+
+        for k, verdict in result.verdicts.items():
+            self._hold(observation(k), verdict)
+        # The rows of the days the hub lists one by one are told as a device's observations are, the accepted
+        # ones with the verdict the import gave them.
+        listed = np.flatnonzero((batch.time + self.config.tz_offset_s) // DAY_S >= self.listed_from())
+        for k in listed.tolist():
+            obs = observation(k)
+            explained = result.verdicts.get(k)
+            if explained is not None:
+                verdict = explained
+            else:
+                shift = result.leveled is not None and bool(result.leveled[k])
+                verdict = Verdict(observation_id=obs.id, status=ACCEPTED, checks=(), provisional=False,
+                                  summary="accepted: imported" + ("; held at first, then taken as a level shift"
+                                                                  if shift else ""))
+            self.on_verdict(obs, verdict)
         # Accepted rows join their series' days in bulk: sorted by series and day, one extend per day.
         ok = np.flatnonzero(~result.quarantined)
         day = (batch.time[ok] + self.config.tz_offset_s) // 86400

@@ -93,6 +93,11 @@ class ValidationConfig:
     # its usual day-to-day spread) on this many reported days in a row has shifted level: the run's held prices
     # are taken and its history measured from the new level. 0: every such run waits for an operator.
     level_days: int = 3
+    # A price unusual against its own history on a day no nearby market reported is confirmed by the nearby
+    # markets' latest accepted prices of this many days back when they stand as far from their own histories, the
+    # same way: a market whose neighbour reports three days a week is not left alone on the other three. 0: only
+    # the nearby markets' reports of the same day confirm.
+    region_days: int = 3
     tz_offset_s: int = WIB_OFFSET_S
 
     def __post_init__(self) -> None:
@@ -106,6 +111,8 @@ class ValidationConfig:
                                      f"{[c for c, f in FAMILY.items() if f == 'history']}, got {name!r}")
         if self.level_days < 0:
             raise BadObservation(f"level_days: expected at least 0, got {self.level_days}")
+        if self.region_days < 0:
+            raise BadObservation(f"region_days: expected at least 0, got {self.region_days}")
         if self.drift_confirm_days < 0:
             raise ValueError(f"validation.drift_confirm_days: expected at least 0, got {self.drift_confirm_days}")
         for name in ("expect_days", "drift_days"):
@@ -307,6 +314,8 @@ class Assessment:
     fired: np.ndarray  # bool (n, len(CHECKS))
     hist: np.ndarray  # bool: a deciding history check fired
     suspect: np.ndarray  # bool: and no nearby market's move vouches for it
+    region_ok: np.ndarray  # bool: and the nearby markets' latest accepted prices stand where it does (`_region_level`)
+    in_line: np.ndarray  # bool: and it is within the usual day-to-day spread of a confirmed last price (`_in_line`)
     near_diverged: np.ndarray  # bool: moved away from its baseline while nearby markets did not
     drifted: np.ndarray  # bool: crept away from the nearby markets' level over days
     rep_overruled: np.ndarray  # bool: the other reporters disagree, but they drifted and this one did not
@@ -567,6 +576,7 @@ class Validator:
         found = [self._ceiling(int(a), int(b)) for a, b in pairs.T]
         of = inv.ravel().tolist()
         ceiling = np.array([f[0] for f in found], np.float64)[inv.ravel()]
+        levels = [self._region_level(int(a), int(b)) for a, b in pairs.T]
         ev = Evidence(
             config=cfg, series=s, x=x, time=t, arrived=arr, day=day, stats=st, scores=history_scores(x, st), base=base,
             last=self._last[s], last_recent=(day - self._last_day[s]) <= 7,
@@ -575,6 +585,8 @@ class Validator:
             near_n=near.n, creep_from=near.creep_from, creep_day=near.creep_day, near_creep=near.creep,
             near_creep_n=near.creep_n, creep_last=near.creep_last, creep_steps=near.creep_steps,
             crept_before=near.crept_before,
+            level_ref=np.array([v[0] for v in levels], np.float64)[inv.ravel()],
+            level_n=np.array([v[1] for v in levels], np.int64)[inv.ravel()],
             drift_tol=self._drift_tol[s], typical=self._typical[s], ceiling=ceiling,
             ceiling_kind=tuple(found[k][1] for k in of), ceiling_source=tuple(found[k][2] for k in of),
             ceiling_from=tuple(found[k][3] for k in of))
@@ -646,13 +658,72 @@ class Validator:
             before, now = ev.crept_before, ev.creep_of(ev.x)
             kept_on = (np.abs(before) > ev.drift_tol) & (before * now > 0)
         drifted = drift & apart & away & (hist | kept_on)
-        alone = hist & ~near_ok & ~ev.rep_ok
+        region_ok = hist & ~near_ok & self._region_confirms(ev, fired)
+        in_line = self._in_line(ev, hist & ~near_ok & ~ev.rep_ok & ~region_ok)
+        alone = hist & ~near_ok & ~ev.rep_ok & ~region_ok & ~in_line
         others = rule | rep_fired | near_diverged | drifted
         quarantined = others | alone
-        return Assessment(evidence=ev, score=score, fired=fired, hist=hist, suspect=suspect,
+        return Assessment(evidence=ev, score=score, fired=fired, hist=hist, suspect=suspect, region_ok=region_ok,
+                          in_line=in_line,
                           near_diverged=near_diverged,
                           drifted=drifted, rep_overruled=rep_overruled, rep_decides=rep_fired,
                           quarantined=quarantined, alone=alone & ~others)
+
+    def _region_confirms(self, ev: Evidence, fired: np.ndarray) -> np.ndarray:
+        """Whether the nearby markets' latest accepted prices of the last `region_days` days (`level_ref`) account
+        for each row's price being unusual against its history: they stand away from their own history medians the
+        same way, and the price measured from its history moved by as much is ordinary for every deciding history
+        check. A market pushing its price alone has neighbours at their usual level, so its price is judged by its
+        history as before, however small each day's step; one day's jump past the commodity's limit is not a level."""
+        jumped = fired[:, _C["jump"]] if "jump" in self.config.history_checks else np.zeros(len(ev.x), bool)
+        out: np.ndarray = (ev.level_n >= 1) & _explained_by(ev.x, ev.level_ref, ev.base, ev.stats, self.config) & ~jumped
+        return out
+
+    def _in_line(self, ev: Evidence, rows: np.ndarray) -> np.ndarray:
+        """Of `rows`, those whose price is within the series' usual day-to-day spread (`_spread`) of its last
+        accepted daily price of the last 7 days, where that price was itself confirmed: ordinary against the
+        history, or accounted for by the nearby markets' latest accepted prices of its own day (`_region_confirms`).
+        A price held where it was when a peer last confirmed it is the market's price still, though nobody nearby
+        reported today. A price accepted this way confirms nothing after it, so a reporter stepping a price up a
+        little each day gets one step past what the history allows and is held from the next."""
+        out = np.zeros(len(ev.x), bool)
+        for i in np.flatnonzero(rows & ev.last_recent & ~np.isnan(ev.last)).tolist():
+            s, last = int(ev.series[i]), float(ev.last[i])
+            if abs(math.log(float(ev.x[i]) / last)) > self._spread(s):
+                continue
+            one = np.array([i])
+            st = _take_stats(ev.stats, one)
+            ordinary = bool(_explained_by(np.array([last]), np.zeros(1), ev.base[one], st, self.config)[0])
+            if not ordinary:
+                level, n = self._region_level(s, int(self._last_day[s]))
+                ordinary = n >= 1 and bool(_explained_by(np.array([last]), np.array([level]), ev.base[one], st,
+                                                         self.config)[0])
+            out[i] = ordinary
+        return out
+
+    def _region_level(self, s: int, day: int) -> tuple[float, int]:
+        """The median log distance of the nearby markets' latest accepted daily prices of the last `region_days`
+        days up to `day` from their own history medians, and how many had one (NaN, 0: none)."""
+        back = self.config.region_days
+        if not back:
+            return math.nan, 0
+        moves = []
+        for t in self._neighbours(s):
+            price = self._accepted_since(t, day - back, day)
+            base = self._base_median(t)
+            if price is not None and not math.isnan(base):
+                moves.append(math.log(price / base))
+        return _median_n(moves)
+
+    def _accepted_since(self, t: int, since: int, day: int) -> float | None:
+        """Series t's latest accepted daily price from `since` to `day`, the day waiting to join its history
+        included."""
+        pend = self._pending.get(t)
+        if pend is not None and since <= pend[0] <= day and pend[1]:
+            return float(np.median(pend[1]))
+        recent = self._recent.get(t)
+        got = max((d for d in recent if since <= d <= day), default=None) if recent else None
+        return None if got is None or recent is None else recent[got]
 
     def _explain(self, a: Assessment, i: int, obs_id: str, *, provisional: bool = False) -> Verdict:
         results = []
@@ -717,6 +788,12 @@ class Validator:
                        f"this market {100 * math.expm1(float(ev.own[i])):+.1f} %")
         elif ev.near_ok[i] and not a.near_diverged[i]:
             out.append("it moved back toward its usual level or stays ordinary against its history")
+        if a.region_ok[i]:
+            n = int(ev.level_n[i])
+            out.append(f"no nearby market reported today, but the latest accepted price{'s' if n != 1 else ''} of "
+                       f"{n} nearby market{'s' if n != 1 else ''} in the last {a.evidence.config.region_days} days "
+                       f"stand {100 * math.expm1(float(ev.level_ref[i])):+.1f} % from their usual level, this "
+                       f"price {100 * math.expm1(math.log(float(ev.x[i]) / float(ev.base[i]))):+.1f} %")
         return out or ["no check that decides fired"]
 
     # -- streaming ----------------------------------------------------------------------------------------
@@ -941,19 +1018,27 @@ class Validator:
         """The median log change of the nearby markets' series of s's group from their reports of the same
         day against their accepted price of the day s last had one (the same span as s's own move), and
         their creep (`_creep`). A neighbour that has not reported today does not count: a move that came
-        today would make this market look as if it moved alone."""
+        today would make this market look as if it moved alone. A neighbour's day that came in by an import
+        (`validate_batch`) has no reports here, and counts by the daily price it accepted."""
         changes, today = [], {}
         ref_day = int(self._last_day[s])
         for t in self._neighbours(s):
             other = self._days.get((t, day))
-            if other is None or not other.prices:
+            if other is not None and other.prices:
+                today[t] = _median_sorted(other.prices)
+            elif (imported := self._imported_day(t, day)) is not None:
+                today[t] = imported
+            else:
                 continue
-            today[t] = _median_sorted(other.prices)
             then = self._accepted_by(t, ref_day)
             if then is not None:
                 changes.append(math.log(today[t] / then))
         ref, n = _median_n(changes)
         return self._creep(s, day, today)._replace(ref=ref, n=n)
+
+    def _imported_day(self, t: int, day: int) -> float | None:
+        """Series t's accepted daily price of `day` where no report of that day came in live: an import's."""
+        return self._recent.get(t, {}).get(day)
 
     def _creep(self, s: int, day: int, today: Mapping[int, float]) -> _Near:
         """Where series s's creep is measured from: the median of all its reports on the latest day
@@ -1218,6 +1303,29 @@ class Validator:
         for u, v in today.items():
             self._put_raw(u, day, v)
         return out
+
+
+def _explained_by(x: np.ndarray, level: np.ndarray, base: np.ndarray, st: RobustStats,
+                  cfg: ValidationConfig) -> np.ndarray:
+    """Whether each price `x`, moved back by `level` (log terms; NaN or 0: not moved), is ordinary against its
+    history for the deciding history checks that measure from the median, and the move is the price's own way."""
+    lv = np.nan_to_num(level)
+    with np.errstate(all="ignore"):
+        own = np.log(x / base)
+        moved = history_scores(x * np.exp(-lv), st)
+    still = np.zeros(len(x), bool)
+    if "hampel" in cfg.history_checks:
+        still |= moved.hampel > cfg.hampel_k
+    if "modified_z" in cfg.history_checks:
+        still |= moved.modified_z > cfg.modz_limit
+    same_way: np.ndarray = (lv == 0) | (own * lv > 0)
+    out: np.ndarray = same_way & ~still & ~np.isnan(base)
+    return out
+
+
+def _take_stats(st: RobustStats, idx: np.ndarray) -> RobustStats:
+    return RobustStats(median=st.median[idx], mad=st.mad[idx], meanad=st.meanad[idx], mean=st.mean[idx],
+                       sd=st.sd[idx], q1=st.q1[idx], q3=st.q3[idx], n=st.n[idx], floor=st.floor[idx])
 
 
 def _pct_of(x: float, ref: float) -> str:

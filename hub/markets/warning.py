@@ -27,15 +27,15 @@ HOLIDAY_LEARNED_DAYS = 180
 # (and, mirrored, moderately and abnormally low).
 IFPA_CLASSES = ("abnormally low", "moderately low", "normal", "moderately high", "abnormally high")
 IFPA_ALPHA = 0.4  # weight of the quarterly growth rate; 0.6 goes to the annual one
-# Market prices are quoted in steps (rice by Rp 500, chilli by Rp 1.000) and held for weeks between them: a
-# sticky price's weekly means sit on a line, the fit's residual sd is a few rupiah, and the one move the price
+# Market prices are quoted in steps (rice by Rp 500, chilli by Rp 1.000, beef by Rp 5.000) and held for weeks
+# between them: a sticky price's weekly means sit on a line, the fit's residual sd is a few rupiah, and the one move the price
 # can make, one step, would count as tens of sd (a Rp 500 step of Rp 12.000 rice read crisis). So the sd is at
 # least STEP_SD steps: one step held a week reads stress, two alert, three crisis. A step is the largest of
 # QUOTE_STEPS that nine in ten of the window's moves (from one reported price to the next) are whole multiples
 # of, and no more than STEP_MAX of the price: larger round numbers (a chilli price that happens to move by
 # Rp 10.000s) are no quoting habit, and a rice price that moved once, by Rp 1.000, moved two steps of Rp 500.
 STEP_SD = 1.4
-QUOTE_STEPS = (1000, 500, 250, 200, 100, 50, 25, 20, 10, 5, 2, 1)
+QUOTE_STEPS = (10000, 5000, 2500, 2000, 1000, 500, 250, 200, 100, 50, 25, 20, 10, 5, 2, 1)
 STEP_SHARE = 0.9
 STEP_MAX = 0.06
 # A series' run of reports held in quarantine for a decision (`held_alert`), told to subscribers as a band of

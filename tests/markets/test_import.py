@@ -161,3 +161,18 @@ def test_an_unquoted_thousands_separator_is_refused_not_read_as_a_fraction() -> 
                                     "2,Cabai Merah Keriting,\"41.000\",\"42.000\"\n"),
                         ImportDefaults(market="pasar-kosambi"))
     assert pihps.price == [41_000, 42_000] and [r.line for r in pihps.refused] == [2]
+
+
+def test_a_refused_price_is_quoted_as_the_file_wrote_it_and_coded_once() -> None:
+    text = ("Tanggal;Pasar;Komoditas;Satuan;Harga\n"
+            "2026-03-06;Pasar Senen;Bawang Merah;Rp/kg;45,5\n"
+            "2026-03-06;Pasar Senen;Cabai Merah Keriting;Rp/kg;45rb\n")
+    rows = read_import(io.StringIO(text))
+    reasons = {r.line: r for r in rows.refused}
+    # The cell as written, its comma kept; the amount read from it in the rupiah's own notation.
+    assert reasons[2].reason.startswith("price '45,5' read as Rp 46 is not a plausible price of Bawang Merah")
+    assert "Rp 36.000" in reasons[2].reason
+    # The code is the row's own field; the reason does not repeat it.
+    assert reasons[3].code == "BAD_INPUT_FILE"
+    assert reasons[3].reason == "price: expected a rupiah amount, got '45rb'"
+    assert "BAD_INPUT_FILE" not in json.dumps(rows.report()["refused_rows"][1]["reason"])

@@ -241,6 +241,22 @@ def test_one_quote_step_of_rice_reads_stress_two_alert_three_crisis() -> None:
         assert got.band == band, got.explanation
 
 
+def test_one_quote_step_of_beef_reads_stress_as_rice_does() -> None:
+    # Beef is quoted in Rp 5.000 steps: one step of Rp 135.000 beef (3.7 %) held a week is the same move as one
+    # Rp 500 step of Rp 13.000 rice, and reads the same band; two steps alert, three crisis.
+    lo, beef = _rice_years("2024-03-11", "2024-09-08")
+    beef[~np.isnan(beef)] = 135_000
+    assert quote_step(np.r_[beef, np.full(7, 140_000.0)]) == 5000
+    assert quote_step(np.r_[np.full(60, 180_000.0), np.full(7, 190_000.0)]) == 10_000
+    assert quote_step(np.r_[np.full(60, 100_000.0), np.full(7, 110_000.0)]) == 5000  # Rp 10.000 is past 6 %
+    for steps, band in ((1, "stress"), (2, "alert"), (3, "crisis")):
+        v = beef.copy()
+        v[-7:] += 5000 * steps
+        got = alps(v, first_day=lo, sigma_floor=weekly_move("daging-sapi"))
+        assert got.band == band, got.explanation
+    assert "Rp 5.000 steps" in alps(v, first_day=lo, sigma_floor=weekly_move("daging-sapi")).explanation
+
+
 async def test_the_hub_takes_a_pihps_table_as_excel_saves_it(tmp_path: Path) -> None:
     import aiohttp
 
