@@ -301,7 +301,8 @@ class FoodSafetyViolation(TypedDict):
 FINDING_CODE = Literal[
     "late_delivery", "short_delivery", "missing_delivery", "overdue_delivery", "container_lost",
     "container_unreturned", "container_damaged", "duplicate_scan", "out_of_order", "unknown_site", "over_receipt",
-    "misrouted", "container_at_two_schools", "returned_without_arrival", "returned_to_other_kitchen", "staff_card_tag", "staff_not_on_roster",
+    "misrouted", "container_at_two_schools", "returned_without_arrival", "returned_to_other_kitchen", "tag_not_sent",
+    "sent_by_other_kitchen", "staff_card_tag", "staff_not_on_roster",
     "clock_skew", "late_sync", "clock_went_back", "device_clock", "cook_to_serve", "danger_zone", "hot_holding", "no_temperature",
     "stock_overdraw", "stock_receipt_late", "stock_count_difference", "stock_unit_mismatch"]
 

@@ -14,7 +14,7 @@ from coap_server.wording import agree, count
 
 from ..collector import without_cycle_collection
 from .events import ScanEvent, chosen_time
-from .plan import Plan, School, local_date, local_midnight, next_date
+from .plan import Plan, School, local_date, local_midnight, next_date, previous_date
 
 # The order a container normally sees; "lost", "damaged", "sample" and "incident" stand outside it.
 STAGES = ("cooked", "packed", "departed", "arrived", "received", "served", "returned")
@@ -27,7 +27,8 @@ SEVERITY: dict[str, Severity] = {
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning", "staff_card_tag": "warning",
     "staff_not_on_roster": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
-    "returned_without_arrival": "warning", "returned_to_other_kitchen": "warning",
+    "returned_without_arrival": "warning", "returned_to_other_kitchen": "warning", "tag_not_sent": "warning",
+    "sent_by_other_kitchen": "info",
     "clock_skew": "warning", "late_sync": "info", "clock_went_back": "warning", "device_clock": "warning",
     "cook_to_serve": "alert", "danger_zone": "alert", "hot_holding": "alert", "no_temperature": "warning",
     "stock_overdraw": "alert", "stock_receipt_late": "warning", "stock_count_difference": "warning",
@@ -269,7 +270,7 @@ class Delivery:
 class _Trip:
     """One container's steps on one day (internal)."""
 
-    __slots__ = ("bound", "cooked", "date", "returned", "school", "served", "steps", "tag")
+    __slots__ = ("bound", "cooked", "date", "early", "returned", "school", "served", "steps", "tag")
 
     def __init__(self, tag: str, date: str) -> None:
         self.tag = tag
@@ -280,6 +281,9 @@ class _Trip:
         self.cooked: tuple[int, Timed] | None = None  # corrected cook-end time, the cook tap
         self.served: Timed | None = None  # the school's serving tap, when the tag itself was not tapped
         self.returned: Timed | None = None  # its return tap of the next day, when it came back after midnight
+        # Its taps in at a school made before it left its kitchen that day (a card tapped at the gate by mistake, or
+        # a gate clock far behind): in its history and its out_of_order finding, but no arrival of its meals.
+        self.early: list[Timed] = []
 
 
 @dataclass(slots=True, kw_only=True)
@@ -318,7 +322,7 @@ def _step(t: Timed, *, event: str | None = None, time: int | None = None, derive
 
 
 def timeline_of(trip: _Trip) -> ContainerTimeline:
-    steps = [_step(t) for t in trip.steps]
+    steps = [_step(t) for t in (*trip.steps, *trip.early)]
     if trip.cooked is not None and not any(t.scan.event == "cooked" for t in trip.steps):
         steps.append(_step(trip.cooked[1], event="cooked", time=trip.cooked[0], derived=True))
     if trip.served is not None:
@@ -377,6 +381,35 @@ def early_returns(timed: Iterable[Timed]) -> dict[str, Timed]:
     return out
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DayEnd:
+    """What a day leaves to the next: the containers out and not back at its end (a tap of one the next day is of
+    a trip a kitchen made), and each kitchen's cook tap naming no batch made after its last container went out
+    that day (the next morning's meals, cooked before midnight)."""
+
+    out: frozenset[str] = frozenset()
+    cooks: dict[str, tuple[int, Timed]] = field(default_factory=dict)
+
+
+def day_end(timed: Iterable[Timed]) -> DayEnd:
+    """The `DayEnd` of one day's taps."""
+    out: dict[str, bool] = {}
+    cooks: dict[str, tuple[int, Timed]] = {}
+    for t in sorted(timed, key=Timed.order):
+        event = t.scan.event
+        if event in _OUT:
+            out.update(zip(t.tags, repeat(True)))
+            cooks.pop(t.scan.site, None)  # cooked for this trip, not for the next day
+        elif event in ("returned", "lost"):
+            out.update(zip(t.tags, repeat(False)))
+        elif event == "cooked" and t.scan.batch is None:
+            cooked = cook_end(t)
+            kept = cooks.get(t.scan.site)
+            if kept is None or cooked[0] >= kept[0]:
+                cooks[t.scan.site] = cooked
+    return DayEnd(out=frozenset(tag for tag, still in out.items() if still), cooks=cooks)
+
+
 @dataclass(slots=True, kw_only=True)
 class _Cooks:
     """Cook taps with their corrected cook-end: by batch (any day), and by kitchen and day for untagged batches.
@@ -387,6 +420,9 @@ class _Cooks:
 
     by_batch: CookOf
     by_kitchen: dict[tuple[str, str], list[tuple[int, Timed]]] = field(default_factory=lambda: defaultdict(list))
+    # By kitchen, its cook tap of the evening before (DayEnd.cooks): a kitchen that cooks before midnight times the
+    # next morning's meals from it.
+    evening: dict[str, tuple[int, Timed]] = field(default_factory=dict)
 
 
 def cook_end(t: Timed) -> tuple[int, Timed]:
@@ -413,21 +449,22 @@ class DayBase:
 
 
 def day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf,
-             return_of: ReturnOf | None = None, staff: Collection[str] = ()) -> DayBase:
+             return_of: ReturnOf | None = None, staff: Collection[str] = (), before: DayEnd | None = None) -> DayBase:
     with without_cycle_collection():
-        return _day_base(plan, date, timed, cook_of, return_of, staff)
+        return _day_base(plan, date, timed, cook_of, return_of, staff, before or DayEnd())
 
 
 def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, return_of: ReturnOf | None,
-              staff: Collection[str]) -> DayBase:
+              staff: Collection[str], before: DayEnd) -> DayBase:
     """Reconcile one day's taps (each `Timed` of `date`, used by this base alone) up to the point where `now`
     matters. `cook_of` finds a batch's first cook tap on any day, as a cook may be tapped the evening before;
     `return_of` a container's return tap of the next day (`early_returns` of the next day's taps); `staff` the
-    staff cards known (`staff` of any scan held), which are no containers whoever taps them."""
+    staff cards known (`staff` of any scan held), which are no containers whoever taps them; `before` what the day
+    before left open (`day_end` of its taps)."""
     a = Analysis(plan=plan, now=0)
     ordered = sorted(timed, key=Timed.order)
     _off_roster(a, ordered)
-    a.timed = _without_staff_cards(a, ordered, staff)
+    a.timed = _without_closing_returns(_without_staff_cards(a, ordered, staff), before.out)
     a.scans_by_date = {date: a.timed} if a.timed else {}
     batches: set[str] = set()
 
@@ -435,12 +472,14 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, re
         batches.add(batch)
         return cook_of(batch)
 
-    cooks = _Cooks(by_batch=by_batch)
+    cooks = _Cooks(by_batch=by_batch, evening=before.cooks)
     for t in a.timed:
         if t.scan.event == "cooked" and t.scan.batch is None:
             cooks.by_kitchen[(t.scan.site, t.date)].append(cook_end(t))
     repeats: _Repeats = defaultdict(list)
     _build_trips(a, cooks, repeats)
+    _not_sent(a, before.out)
+    _other_kitchens(a)
     _elsewhere(a)
     school_taps = _school_taps(a)
     _repeated_count_taps(a, school_taps, repeats)
@@ -513,6 +552,102 @@ def _without_staff_cards(a: Analysis, timed: list[Timed], staff: Collection[str]
             detail=f"a staff card was read as a container on {count(len(taps), 'tap')}; not counted as one",
             measured=len(taps), records=tuple(t.scan.record_id for t in taps[:50])))
     return kept
+
+
+def _without_closing_returns(timed: list[Timed], out: Collection[str]) -> list[Timed]:
+    """The taps without the returns that closed a trip of the day before (`early_returns` of a container still out
+    at that day's end): such a return is a step of that trip (`return_of`), not a tap of this day's trip, where it
+    would read as back before it left and make its real return of the day a repeat. A tap of nothing else is
+    dropped."""
+    if not out:
+        return timed
+    closing = {tag: t for tag, t in early_returns(timed).items() if tag in out}
+    if not closing:
+        return timed
+    kept: list[Timed] = []
+    for t in timed:
+        if t.scan.event == "returned" and t.tags:
+            rest = tuple(tag for tag in t.tags if closing.get(tag) is not t)
+            if not rest:
+                continue
+            if len(rest) < len(t.tags):
+                t.tags = t.fresh = t.counted = rest
+        kept.append(t)
+    return kept
+
+
+def _first_out(trip: _Trip) -> Timed | None:
+    """The tap that sent the container out of a kitchen that day: its first departure, else its first packing."""
+    return (next((t for t in trip.steps if t.scan.event == "departed"), None)
+            or next((t for t in trip.steps if t.scan.event == "packed"), None))
+
+
+def _sender(plan: Plan, trip: _Trip) -> str | None:
+    """The kitchen that sent a trip's container out: the site of its tap out if a kitchen, else its school's."""
+    out = _first_out(trip)
+    if out is not None and plan.kitchen(out.scan.site) is not None:
+        return out.scan.site
+    school = plan.school(trip.school) if trip.school is not None else None
+    return school.kitchen if school is not None else None
+
+
+def _not_sent(a: Analysis, carried: Collection[str]) -> None:
+    """Tags tapped in at a school that kitchens sent containers to that day, which no kitchen tapped that day and
+    no trip of the day before left out (`carried`): a card that is no container (a student's card, a stray tag)
+    read at the gate. It brings no portions and is no container of the delivery; one finding per school says so.
+    A school whose kitchen's taps have not reached the hub yet (an edge offline) has no departure to compare with,
+    and its taps count as they are until the kitchen's arrive."""
+    plan = a.plan
+    sent = {trip.school for trip in a.trips.values()
+            if trip.school is not None and any(t.scan.event in _OUT for t in trip.steps)}
+    if not sent:
+        return
+    found: dict[str, list[tuple[str, Timed]]] = defaultdict(list)
+    for trip in a.trips.values():
+        if trip.tag in carried or trip.early or not trip.steps:
+            continue
+        if any(plan.school(t.scan.site) is None for t in trip.steps):
+            continue  # a kitchen tapped it that day: a container
+        taps = [t for t in trip.steps if t.school in sent]
+        if not taps or not any(t.scan.event in _IN for t in taps):
+            continue
+        for t in taps:
+            t.counted = tuple(tag for tag in t.counted if tag != trip.tag)
+            found[t.school or ""].append((trip.tag, t))
+        trip.school = None
+    for school, items in sorted(found.items()):
+        tags = tuple(sorted({tag for tag, _ in items}))
+        date = items[0][1].date
+        _emit(a, ELSEWHERE, ("tag_not_sent", school, date), Finding(
+            code="tag_not_sent", subject=school, date=date,
+            detail=f"{count(len(tags), 'tag')} tapped in here that no kitchen sent; not counted as "
+                   f"{agree(len(tags), 'a container', 'containers')}",
+            measured=len(tags), containers=tags, records=tuple(sorted({t.scan.record_id for _, t in items}))[:50]))
+
+
+def _other_kitchens(a: Analysis) -> None:
+    """Containers that a kitchen other than the plan's for their school sent there (a school two kitchens feed, or
+    one helping out): the school's delivery counts them, and a finding per school and sending kitchen says which
+    kitchen sent what, as the delivery is listed under the plan's kitchen."""
+    plan = a.plan
+    found: dict[tuple[str, str], list[tuple[str, Timed]]] = defaultdict(list)
+    for trip in a.trips.values():
+        school = plan.school(trip.school) if trip.school is not None else None
+        out = _first_out(trip)
+        if school is None or out is None or out.scan.site == school.kitchen or plan.kitchen(out.scan.site) is None:
+            continue
+        found[(school.id, out.scan.site)].append((trip.tag, out))
+    ppc = plan.portions_per_container
+    for (school_id, kitchen), items in sorted(found.items()):
+        tags = tuple(sorted({tag for tag, _ in items}))
+        portions, _ = _portions(list({id(t): t for _, t in items}.values()), ppc)
+        date = items[0][1].date
+        _emit(a, ELSEWHERE, ("sent_by_other_kitchen", school_id, date, kitchen), Finding(
+            code="sent_by_other_kitchen", subject=school_id, date=date,
+            detail=f"{count(len(tags), 'container')} ({count(portions, 'portion')}) sent by {kitchen}, not by the "
+                   f"school's kitchen {plan.school(school_id).kitchen}; counted in its delivery",  # type: ignore[union-attr]
+            measured=len(tags), containers=tags, records=tuple(sorted({t.scan.record_id for _, t in items}))[:50],
+            other_kitchen=kitchen))
 
 
 def settle(base: DayBase, now: int, planned: Collection[str] | None = None) -> Analysis:
@@ -700,8 +835,10 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
             unknown[(place, t.date)].add(t)
         if t.scan.event == "cooked" and t.scan.batch is not None and t.scan.batch not in first_cook:
             first_cook[t.scan.batch] = cook_end(t)
+    # What each day leaves open, worked out before any day's reconciliation takes a closing return out of its taps.
+    ends = {d: day_end(by_date.get(previous_date(d), ())) for d in set(by_date) | set(dates)}
     days = [settle(day_base(plan, d, by_date.get(d, ()), first_cook.get,
-                            early_returns(by_date.get(next_date(d), ())).get, staff), now)
+                            early_returns(by_date.get(next_date(d), ())).get, staff, ends[d]), now)
             for d in sorted(set(by_date) | set(dates))]
     return merge(plan, now, days, clock_findings(plan, flagged) + unknown_site_findings(unknown))
 
@@ -714,10 +851,16 @@ def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
     # tag: looked up once per tag of every tap, so without building a key for each.
     by_tag: dict[str, dict[str, _Trip]] = {}
     seen: dict[tuple[str, str, str, str | None], dict[str, Timed]] = {}
+    leaves = _stray_taps(a)
     for t in a.timed:
         s = t.scan
         if not t.tags or s.event == "cooked":
             continue
+        tags = t.tags
+        if leaves and s.event in _IN and any(leaves.get((tag, s.site), t.time) > t.time for tag in tags):
+            tags = _early(a, t, leaves, by_tag)
+            if not tags:
+                continue
         cooked = cooks.by_batch(s.batch) if s.batch is not None else None
         date = t.date
         binds = s.school is not None and a.plan.school(s.site) is None  # a kitchen tap naming the school
@@ -730,7 +873,6 @@ def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
             seen_here = seen[(date, s.event, s.site, parent)] = {}
         school = t.school
         record_id = s.record_id
-        tags = t.tags
         # The lookups of a tap's tags run through map(): a delivery's tap names tens of containers.
         found = list(map(day_trips.get, tags))
         if None in found:
@@ -772,6 +914,54 @@ def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
         if len(fresh) < len(t.tags):
             t.fresh = t.counted = tuple(fresh)
             t.repeat = not fresh
+
+
+def _stray_taps(a: Analysis) -> dict[tuple[str, str], int]:
+    """By container and school, the time before which a tap of it in there is a stray: it was tapped in there
+    before it left its kitchen that day (its first departure, else its packing, by more than
+    `order_tolerance_s`) and again after it left. The tap after is its arrival; the one before, a card read at the
+    gate by mistake, would make meals that came late look on time. A container tapped in before it left and never
+    after keeps that tap as its arrival: a kitchen that taps its containers out once the truck has gone, or a gate
+    clock behind, puts the one tap of a real arrival there."""
+    leaves: dict[str, int] = {}
+    for event in ("departed", "packed"):
+        for t in a.timed:
+            if t.scan.event == event:
+                for tag in t.tags:
+                    leaves.setdefault(tag, t.time - a.plan.order_tolerance_s)
+    if not leaves:
+        return {}
+    early: set[tuple[str, str]] = set()
+    out: dict[tuple[str, str], int] = {}
+    for t in a.timed:
+        if t.scan.event not in _IN:
+            continue
+        for tag in t.tags:
+            left = leaves.get(tag)
+            if left is None:
+                continue
+            if t.time < left:
+                early.add((tag, t.scan.site))
+            elif (tag, t.scan.site) in early:
+                out[(tag, t.scan.site)] = left
+    return out
+
+
+def _early(a: Analysis, t: Timed, leaves: dict[tuple[str, str], int],
+           by_tag: dict[str, dict[str, _Trip]]) -> tuple[str, ...]:
+    """Park a stray tap in at a school (`_stray_taps`) in its containers' trips' `early`, where it counts nothing;
+    the tap's other tags."""
+    early = {tag for tag in t.tags if leaves.get((tag, t.scan.site), t.time) > t.time}
+    day_trips = by_tag.setdefault(t.date, {})
+    for tag in early:
+        trip = day_trips.get(tag)
+        if trip is None:
+            trip = day_trips[tag] = a.trips[(tag, t.date)] = _Trip(tag, t.date)
+        if t not in trip.early:
+            trip.early.append(t)
+    rest = tuple(tag for tag in t.tags if tag not in early)
+    t.fresh = t.counted = rest
+    return rest
 
 
 def _elsewhere(a: Analysis) -> None:
@@ -867,15 +1057,19 @@ def _fill_cook_and_serve(a: Analysis, cooks: _Cooks, school_taps: _SchoolTaps) -
 
 
 def _kitchen_cook(plan: Plan, cooks: _Cooks, trip: _Trip) -> tuple[int, Timed] | None:
-    """The last untagged cook tap of the school's kitchen that day before the container went out, for a container
-    whose taps name no batch (one that names a batch is timed from that batch's cook tap, or not at all)."""
+    """The last untagged cook tap of the kitchen that sent the container before it went out (that day, or the
+    evening before after that kitchen's last trip), for a container whose taps name no batch (one that names a batch is timed from that batch's cook tap, or not at all)."""
     school = plan.school(trip.school)  # type: ignore[arg-type]
     if school is None or any(t.scan.batch is not None for t in trip.steps):
         return None
+    kitchen = _sender(plan, trip) or school.kitchen
     out = [t.time for t in trip.steps if t.scan.event in ("packed", "departed")]
     cutoff = min(out) if out else None
-    candidates = [c for c in cooks.by_kitchen.get((school.kitchen, trip.date), ())
+    candidates = [c for c in cooks.by_kitchen.get((kitchen, trip.date), ())
                   if cutoff is None or c[0] <= cutoff]
+    evening = cooks.evening.get(kitchen)
+    if evening is not None and (cutoff is None or evening[0] <= cutoff):
+        candidates.append(evening)  # cooked before midnight: the day before's last cook tap, after its trips
     return max(candidates, key=lambda c: c[0]) if candidates else None
 
 
@@ -1124,7 +1318,7 @@ class _TripOrder:
 def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
     plan = a.plan
     first: dict[str, Timed] = {}
-    for t in trip.steps:
+    for t in sorted((*trip.steps, *trip.early), key=Timed.order) if trip.early else trip.steps:
         first.setdefault(t.scan.event, t)
     staged = sorted((STAGE_INDEX[e], t) for e, t in first.items() if e in STAGE_INDEX)
     subject = trip.school or (trip.steps[0].scan.site if trip.steps else trip.tag)
@@ -1145,8 +1339,9 @@ def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
         if a.now > due:
             code = "container_unreturned"
     back = first.get("returned") or trip.returned
-    school = plan.school(trip.school) if trip.school and back is not None else None
-    elsewhere = (back if back is not None and school is not None and back.scan.site != school.kitchen
+    # Back at a kitchen, but not at the one that sent it (the site of its tap out, else its school's kitchen).
+    sender = _sender(plan, trip) if back is not None else None
+    elsewhere = (back if back is not None and sender is not None and back.scan.site != sender
                  and plan.kitchen(back.scan.site) is not None else None)
     return _TripOrder(subject=subject, disorder=disorder, lost=code, due=due, elsewhere=elsewhere)
 
@@ -1161,7 +1356,7 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     # Trips with the same taps, school and day are in or out of order and back or not alike: worked out once.
     found: dict[tuple[Any, ...], _TripOrder] = {}
     for trip in a.trips.values():
-        shape = (tuple(trip.steps), trip.school, trip.date, trip.returned)
+        shape = (tuple(trip.steps), tuple(trip.early), trip.school, trip.date, trip.returned)
         order = found.get(shape) if trip.steps else None
         if order is None:
             order = _trip_order(a, trip, tol)

@@ -21,6 +21,7 @@ from .analysis import (
     Analysis,
     ContainerTimeline,
     DayBase,
+    DayEnd,
     Delivery,
     Finding,
     Flagged,
@@ -32,6 +33,7 @@ from .analysis import (
     clock_findings,
     cook_end,
     day_base,
+    day_end,
     device_clock_findings,
     early_returns,
     merge,
@@ -74,7 +76,7 @@ TAG_HINT = "check the tag uid on the ompreng"  # a container no scan names (`jej
 class _Day:
     """The scans of one service day, and the day's answer at the last time it was asked for."""
 
-    __slots__ = ("answer", "awaiting", "batches", "digest", "early", "oldest", "scans", "shared")
+    __slots__ = ("answer", "awaiting", "batches", "digest", "early", "end", "oldest", "scans", "shared")
 
     def __init__(self) -> None:
         self.scans: list[HeldScan] = []
@@ -85,6 +87,7 @@ class _Day:
         # reconciled yet, so any tag tapped the next day may be one).
         self.awaiting: set[str] | None = None
         self.early: dict[str, Timed] | None = None  # the day's early_returns, for the day before
+        self.end: DayEnd | None = None  # the day's day_end, for the day after
         self.oldest = 2**62  # the earliest arrival of the day's scans: a prune before it leaves the day alone
         self.digest = 0  # the XOR of the scans' marks (hub.mbg.days.mark): which scans a stored answer was of
 
@@ -211,6 +214,7 @@ class MbgView:
         held = HeldScan(scan, day.shared, key)
         day.scans.append(held)
         day.early = None
+        day.end = None
         day.digest ^= mark(key)
         if scan.arrived_at < day.oldest:
             day.oldest = scan.arrived_at
@@ -229,6 +233,10 @@ class MbgView:
             if before is not None and (before.awaiting is None or not before.awaiting.isdisjoint(scan.tags)):
                 self._touch(previous_date(date))
                 self._changed(previous_date(date))
+        if (scan.tags or (scan.event == "cooked" and scan.batch is None)) and next_date(date) in self._days:
+            # The day after reads what this day left open (containers out, an evening's cook tap): it may change.
+            self._touch(next_date(date))
+            self._changed(next_date(date))
         self._note(t, held)
 
     def _note(self, t: Timed, held: HeldScan) -> None:
@@ -391,6 +399,17 @@ class MbgView:
             after.early = early_returns(Timed(s.unpack(tag_lists), self.plan) for s in after.scans if s.tags)
         return after.early.get
 
+    def _end_before(self, date: str) -> DayEnd:
+        """What the day before `date` left open (hub.mbg.analysis.day_end)."""
+        before = self._days.get(previous_date(date))
+        if before is None:
+            return DayEnd()
+        if before.end is None:
+            tag_lists: dict[Any, tuple[str, ...]] = {}
+            before.end = day_end(Timed(s.unpack(tag_lists), self.plan) for s in before.scans
+                                 if s.tags or s.event == "cooked")
+        return before.end
+
     def _day_base(self, date: str) -> DayBase:
         """The day's reconciliation up to where `now` matters; only the day's own scans are read."""
         base = self._base
@@ -400,7 +419,7 @@ class MbgView:
             self.analysed += len(scans)
             tag_lists: dict[Any, tuple[str, ...]] = {}
             base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans), self._cook_of,
-                            self._return_of(date), self._staff)
+                            self._return_of(date), self._staff, self._end_before(date))
             if day is not None:
                 day.batches = base.batches
                 day.awaiting = base.awaiting
@@ -552,13 +571,14 @@ class MbgView:
         batches: set[str] = set()
         awaiting: set[str] = set()
         return_of = self._return_of(date)
+        end = self._end_before(date)
         with without_cycle_collection():
             groups, untouched = shards(self.plan, day.scans if day is not None else [])
             for scans, planned in groups:
                 tag_lists: dict[Any, tuple[str, ...]] = {}
                 self.analysed += len(scans)
                 base = day_base(self.plan, date, (Timed(s.unpack(tag_lists), self.plan) for s in scans),
-                                self._cook_of, return_of, self._staff)
+                                self._cook_of, return_of, self._staff, end)
                 batches |= base.batches
                 awaiting |= base.awaiting
                 parts.append(_summary(settle(base, now, planned)))

@@ -178,6 +178,7 @@ function subjectName(code, subject) {
 const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food", no_temperature: "food",
   missing_delivery: "delivery", overdue_delivery: "delivery", late_delivery: "delivery", short_delivery: "delivery",
   over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery", returned_without_arrival: "delivery",
+  tag_not_sent: "delivery", sent_by_other_kitchen: "delivery",
   staff_not_on_roster: "delivery",
   container_lost: "container", container_unreturned: "container", returned_to_other_kitchen: "container", container_damaged: "container",
   stock_overdraw: "stock", stock_receipt_late: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",

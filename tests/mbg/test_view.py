@@ -266,11 +266,14 @@ def test_a_card_known_as_a_staff_card_only_later_stops_counting_as_a_container()
     for s in friday:
         view.ingest_event(s)
     [s1] = view.deliveries(midnight + 20 * 3600, date, school="S1")
-    assert s1.received_portions == 20  # the card is no staff card as far as the hub knows yet
+    # The card is no staff card as far as the hub knows yet, but no kitchen sent it: it counts nothing already.
+    assert s1.received_portions == 10
+    assert {f.key() for f in view.findings(midnight + 20 * 3600, date)} >= {("tag_not_sent", "S1")}
     view.ingest_event(saturday)
     [s1] = view.deliveries(midnight + 31 * 3600, date, school="S1")
     assert (s1.received_portions, s1.statuses) == (10, ("short",))
-    assert ("staff_card_tag", "S1") in {f.key() for f in view.findings(midnight + 31 * 3600, date)}
+    keys = {f.key() for f in view.findings(midnight + 31 * 3600, date)}
+    assert ("staff_card_tag", "S1") in keys and ("tag_not_sent", "S1") not in keys
     assert [f.to_dict() for f in view.findings(midnight + 31 * 3600, date)] == [
         f.to_dict() for f in analyze(plan, [*friday, saturday], now=midnight + 31 * 3600, dates=[date]).findings
         if f.date == date]
