@@ -230,6 +230,30 @@ class IngestResult(TypedDict):
     fork: bool
 
 
+class DatedStock(a.Stock):
+    """Stock on hand per kitchen and item, replayed from every movement recorded or from those up to a day's end."""
+
+    date: Annotated[str | None, {"description": "the day asked: movements up to the end of it at each kitchen, in "
+                                               "the kitchen's own time zone; null: every movement recorded"}]
+
+
+class SiteZone(TypedDict):
+    tz_offset_s: Annotated[int, {"description": "the site's offset from UTC in seconds (WIB 25200, WITA 28800, WIT "
+                                                "32400): its times of day are said in it"}]
+
+
+def _zoned_names() -> dict[str, Any]:
+    """The names answer (`a.Names`) with each kitchen's and school's own time zone (`SiteZone`) beside its name: a
+    plan may hold sites in WIB and in WIT, and the plan-wide `tz_offset_s` is only the default."""
+    names = schema_of(a.Names)
+    zone = schema_of(SiteZone)
+    for part in ("kitchens", "schools"):
+        site = names["properties"][part]["additionalProperties"]
+        site["properties"].update(zone["properties"])
+        site["required"] = sorted({*site["required"], *zone["required"]})
+    return names
+
+
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
@@ -447,8 +471,14 @@ ROUTES: dict[tuple[str, str], Route] = {
                                                 answer=a.Container),
     ("GET", "/api/mbg/violations"): Route(summary="Food-safety violations of a day (time since cooking, "
                                                   "temperature)", params=(DATE,), answer=a.Violations),
-    ("GET", "/api/mbg/names"): Route(summary="Names of kitchens, schools and devices from the plan", answer=a.Names),
-    ("GET", "/api/mbg/stock"): Route(summary="Stock on hand per kitchen, derived from movements", answer=a.Stock),
+    ("GET", "/api/mbg/names"): Route(summary="Names and time zones of kitchens and schools from the plan, and names "
+                                             "of devices", answer=_zoned_names()),
+    ("GET", "/api/mbg/stock"): Route(
+        summary="Stock on hand per kitchen, derived from movements: all of them, or up to the end of a day",
+        answer=DatedStock,
+        params=(Param(name="date", description="stock as it stood at the end of this day, YYYY-MM-DD, at each "
+                                               "kitchen in its own time zone (default: every movement recorded)",
+                      pattern=r"^\d{4}-\d{2}-\d{2}$"),)),
     ("GET", "/api/mbg/epcis"): Route(summary="A day's MBG events as a GS1 EPCIS 2.0 JSON-LD document",
                                      params=(DATE,), answer=a.EpcisDocument),
     ("GET", "/api/mbg/{kind}"): Route(summary="MBG exceptions of a day: late, short or missing deliveries, lost "

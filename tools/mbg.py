@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ QUERIES = {
     "missing": ("/api/mbg/missing", "deliveries not arrived after their due time (missing, or truck overdue)"),
     "lost": ("/api/mbg/lost", "containers lost or not back at the kitchen"),
     "violations": ("/api/mbg/violations", "food-safety violations and every other finding"),
-    "stock": ("/api/mbg/stock", "stock on hand per kitchen"),
+    "stock": ("/api/mbg/stock", "stock on hand per kitchen (with --date: as it stood at the end of that day)"),
     "epcis": ("/api/mbg/epcis", "the day's scans as GS1 EPCIS 2.0 JSON-LD (always JSON)"),
 }
 
@@ -71,6 +72,8 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.overdraw": "used more than received", "flag.receipt_late": "received after it was used",
         "flag.count_difference": "count differs from the book",
         "flag.unit_mismatch": "unit differs from the item's",
+        "stock_on": "Stock at the end of {date}", "no_stock_on": "No stock recorded at any kitchen by the end of {date}.",
+        "recorded_as": "recorded as {amount}", "local_time": "local time",
         "heading.late": "Late deliveries", "heading.short": "Short deliveries",
         "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
         "counting": "The hub has restarted and is still counting {n} stored records: the figures below are not "
@@ -97,6 +100,8 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.overdraw": "dipakai melebihi yang diterima", "flag.receipt_late": "penerimaan dicatat setelah dipakai",
         "flag.count_difference": "hitungan beda dengan catatan",
         "flag.unit_mismatch": "satuan beda dengan bahan",
+        "stock_on": "Stok pada akhir {date}", "no_stock_on": "Belum ada stok tercatat di dapur mana pun sampai akhir {date}.",
+        "recorded_as": "tercatat {amount}", "local_time": "waktu setempat",
         "heading.late": "Pengiriman terlambat", "heading.short": "Pengiriman kurang",
         "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
         "counting": "Hub baru dinyalakan ulang dan masih menghitung {n} catatan tersimpan: angka di bawah belum "
@@ -166,7 +171,8 @@ TAG_HINT = "check the tag uid on the ompreng"
 
 MONTHS_ID = ("Januari", "Februari", "Maret", "April", "Mei", "Juni", "Juli", "Agustus", "September", "Oktober",
              "November", "Desember")
-ZONES = {7 * 3600: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
+WIB = 7 * 3600
+ZONES = {WIB: "WIB", 8 * 3600: "WITA", 9 * 3600: "WIT"}
 WEEKDAYS_ID = ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu")
 
 
@@ -222,18 +228,38 @@ class Speaker:
             return f"{text} {big}"
         return f"{self.num(amount)} {unit}"
 
-    def at(self, key: str) -> str:
-        """A column of times of day, with the zone they are in: 'Tiba (WIB)'."""
-        offset = int(self.names.get("tz_offset_s", 7 * 3600))
-        zone = ZONES.get(offset) or f"UTC{offset / 3600:+g}"
-        return f"{self(key)} ({zone})"
+    def offset(self, site: str | None = None) -> int:
+        """A kitchen's or school's offset from UTC in seconds, as the hub's names carry it from the plan: a school
+        in Papua keeps WIT in a plan whose default is WIB. The plan's default for a site the names do not list (and
+        for every site when a hub older than per-site zones answers)."""
+        for part in ("schools", "kitchens"):
+            known = self.names.get(part, {}).get(site) if site else None
+            if known and isinstance(known.get("tz_offset_s"), int):
+                return int(known["tz_offset_s"])
+        return int(self.names.get("tz_offset_s", WIB))
 
-    def clock(self, t: int | None) -> str:
-        """A Unix time as the plan's local time of day (HH:MM)."""
+    def zoned(self, sites: Iterable[str | None]) -> bool:
+        """Whether a table's rows are in more than one time zone: then each time says its zone beside it."""
+        return len({self.offset(site) for site in sites}) > 1
+
+    def at(self, key: str, sites: Iterable[str | None] = ()) -> str:
+        """A column of times of day, with the zone they are in: 'Tiba (WIT)' when every row's site keeps WIT; 'Tiba
+        (waktu setempat)' when the rows are in different zones (each time then names its own)."""
+        offsets = {self.offset(site) for site in sites} or {self.offset()}
+        if len(offsets) > 1:
+            return f"{self(key)} ({self('local_time')})"
+        offset = offsets.pop()
+        return f"{self(key)} ({ZONES.get(offset) or f'UTC{offset / 3600:+g}'})"
+
+    def clock(self, t: int | None, site: str | None = None, *, zoned: bool = False) -> str:
+        """A Unix time as the local time of day (HH:MM) at `site` (a kitchen or a school; the plan's zone without
+        one); with `zoned`, the zone follows it ('09:00 WIT'), for a table whose rows are in different zones."""
         if t is None:
             return "–"
-        s = (t + int(self.names.get("tz_offset_s", 7 * 3600))) % 86_400
-        return f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+        offset = self.offset(site)
+        s = (t + offset) % 86_400
+        text = f"{s // 3600:02d}:{s % 3600 // 60:02d}"
+        return f"{text} {ZONES.get(offset) or f'UTC{offset / 3600:+g}'}" if zoned else text
 
     def steps(self, detail: str) -> str:
         """The steps an out_of_order finding's detail names ('... out of order: received before departed'), in
@@ -246,25 +272,28 @@ class Speaker:
             said.append(self("say.step_before", later=self(f"event.{later}"), earlier=self(f"event.{earlier}")))
         return ", ".join(said)
 
-    def arrival(self, d: dict[str, Any]) -> str:
-        """When a delivery came in: its first tap in, and where a later vehicle came late, that one too."""
+    def arrival(self, d: dict[str, Any], *, zoned: bool = False) -> str:
+        """When a delivery came in, at its school's time: its first tap in, and where a later vehicle came late,
+        that one too."""
         first = d["arrived_at"] or d["received_at"]
         if first is None:
             return "–"
         last = d["deadline_at"] + d["late_s"] if d["late_s"] else first
-        return self.clock(first) if last == first else f"{self.clock(first)}, {self.clock(last)}"
+        school = d.get("school")
+        return self.clock(first, school, zoned=zoned) if last == first else \
+            f"{self.clock(first, school)}, {self.clock(last, school, zoned=zoned)}"
 
-    def clock_on(self, t: int | None, iso: str) -> str:
-        """A time of day in a day's history, with how many days from that day it was when on another (empties
-        back after midnight, a batch cooked the evening before): '00:20 (+1 hari)'."""
-        text = self.clock(t)
+    def clock_on(self, t: int | None, iso: str, site: str | None = None, *, zoned: bool = False) -> str:
+        """A time of day at `site` in a day's history, with how many days from that day it was when on another
+        (empties back after midnight, a batch cooked the evening before): '00:20 (+1 hari)'."""
+        text = self.clock(t, site, zoned=zoned)
         if t is None:
             return text
         try:
             day = dt.date.fromisoformat(iso).toordinal() - dt.date(1970, 1, 1).toordinal()
         except ValueError:
             return text
-        apart = (t + int(self.names.get("tz_offset_s", 7 * 3600))) // 86_400 - day
+        apart = (t + self.offset(site)) // 86_400 - day
         return f"{text} ({apart:+d} {self.count('days', abs(apart))})" if apart else text
 
     def minutes(self, seconds: int | None) -> str:
@@ -321,10 +350,13 @@ class Speaker:
         code = f["code"]
         d = deliveries.get(f["subject"], {})
         measured, limit = f.get("measured"), f.get("limit")
+        site = d.get("school") or f["subject"]  # a delivery's times are said at its school, as the hub judges them
+        tail = ""  # words said after the finding's sentence
         values: dict[str, Any] = {
             "n": len(f.get("containers") or []) or measured or len(f.get("records") or []),
-            "other": self.school(f.get("other_school")), "arrived": self.clock(d.get("arrived_at") or d.get("received_at")),
-            "due": self.clock(d.get("deadline_at")), "departed": self.clock(d.get("departed_at")),
+            "other": self.school(f.get("other_school")),
+            "arrived": self.clock(d.get("arrived_at") or d.get("received_at"), site),
+            "due": self.clock(d.get("deadline_at"), site), "departed": self.clock(d.get("departed_at"), site),
             "late": self.minutes(measured), "received": self.num(d.get("received_portions", measured)),
             "expected": self.num(d.get("expected", limit)), "short": self.num(d.get("shortfall")),
             "skew": self.minutes(measured), "lag": self.minutes(measured), "measured": self.num(measured),
@@ -332,7 +364,7 @@ class Speaker:
         key = f"say.{code}"
         if code == "late_delivery" and d and measured:
             # When the meals came late: the first vehicle's arrival, or a later vehicle's (its containers named).
-            values.update(arrived=self.clock(d["deadline_at"] + measured), first=values["arrived"])
+            values.update(arrived=self.clock(d["deadline_at"] + measured, site), first=values["arrived"])
             if f.get("containers"):
                 key = "say.late_delivery_part"
         if code == "device_clock" and f.get("part") in ("behind", "ahead"):
@@ -357,6 +389,10 @@ class Speaker:
             values.update(measured=self.quantity(measured or 0, unit), limit=self.quantity(limit or 0, unit))
         elif code == "stock_unit_mismatch":
             values["unit"] = (units or {}).get(f["subject"], "")
+            # The sentence names the card's unit; the unit the movement was recorded in ('Ikat', 'kg') is said after
+            # it, so whoever records it again sees which one the card did not take.
+            if recorded := _recorded_unit(f):
+                tail = f" ({self('recorded_as', amount=f'{self.num(measured)} {recorded}')})"
         elif code == "out_of_order" and (steps := self.steps(str(f.get("detail", "")))):
             key, values["steps"] = "say.out_of_order_steps", steps
         elif code == "duplicate_scan":
@@ -388,7 +424,16 @@ class Speaker:
             return str(f.get("detail", ""))
         if values["n"] == 1 and f"{key}.one" in self.words:
             key = f"{key}.one"
-        return self.words[key].format(**values)
+        return self.words[key].format(**values) + tail
+
+
+def _recorded_unit(f: dict[str, Any]) -> str:
+    """The unit a stock_unit_mismatch movement was recorded in, as the hub's detail writes it ('use of 2 Ikat on a
+    card kept in ikat: ...', hub.mbg.stock.stock_findings); '' if the detail does not say it that way."""
+    head = str(f.get("detail", "")).partition(" on a card kept in ")[0]
+    _, of, rest = head.partition(" of ")
+    qty, _, unit = rest.partition(" ")
+    return unit if of and unit and qty == str(f.get("measured")) else ""
 
 
 def load_words(lang: str) -> dict[str, str]:
@@ -516,36 +561,47 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
             lines.append("")
             lines.append(say.kitchen(kitchen["kitchen"]))
             rows = []
+            # Each delivery's times at its school, in the school's zone (a WIT school's 09:00 is not 07:00 WIB).
+            sites = [d["school"] for d in kitchen["schools"]]
+            z = say.zoned(sites)
             for d in sorted(kitchen["schools"], key=lambda d: d["school"]):
                 # Left and arrived in columns of their own: a truck still on the road has left and not arrived,
                 # and a time under 'Arrived' is always an arrival.
                 rows.append([say.school(d["school"]), say.status(d) + (
-                    f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""), say.clock(d.get("departed_at")),
-                    say.arrival(d), say.clock(d["deadline_at"]) if d["expected"] or d["status"] != "unplanned" else "–",
-                    f"{say.num(d['received_portions'])}/{say.num(d['expected'])}",
+                    f" +{say.minutes(d['late_s'])}" if d["late_s"] else ""),
+                    say.clock(d.get("departed_at"), d["school"], zoned=z), say.arrival(d, zoned=z),
+                    say.clock(d["deadline_at"], d["school"], zoned=z) if d["expected"] or d["status"] != "unplanned"
+                    else "–", f"{say.num(d['received_portions'])}/{say.num(d['expected'])}",
                     say.num(d["shortfall"]) if d["shortfall"] else ""])
-            lines += ["  " + x for x in _table([say("school"), say("status"), say.at("departed"), say.at("arrived"),
-                                                say.at("due"), f"{say('portions')} {say('received')}/{say('expected')}",
+            lines += ["  " + x for x in _table([say("school"), say("status"), say.at("departed", sites),
+                                                say.at("arrived", sites), say.at("due", sites),
+                                                f"{say('portions')} {say('received')}/{say('expected')}",
                                                 say("short_by")], rows)]
         return "\n".join(lines)
     if name in ("late", "short", "missing"):
         rows_in = data[name]
         if not rows_in:
             return say("none", date=date)
+        sites = [d["school"] for d in rows_in]  # each row's times at its school, in the school's zone
+        z = say.zoned(sites)
         if name == "late":
-            head = [say("school"), say("kitchen"), say.at("arrived"), say.at("due"), say("late_by"), say("portions")]
-            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.arrival(d),
-                     say.clock(d["deadline_at"]), say.minutes(d["late_s"]),
+            head = [say("school"), say("kitchen"), say.at("arrived", sites), say.at("due", sites), say("late_by"),
+                    say("portions")]
+            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.arrival(d, zoned=z),
+                     say.clock(d["deadline_at"], d["school"], zoned=z), say.minutes(d["late_s"]),
                      f"{say.num(d['received_portions'])}/{say.num(d['expected'])}"] for d in rows_in]
         elif name == "short":
-            head = [say("school"), say("kitchen"), say("received"), say("expected"), say("short_by"), say.at("arrived")]
+            head = [say("school"), say("kitchen"), say("received"), say("expected"), say("short_by"),
+                    say.at("arrived", sites)]
             rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.num(d["received_portions"]),
-                     say.num(d["expected"]), say.num(d["shortfall"]), say.arrival(d)]
+                     say.num(d["expected"]), say.num(d["shortfall"]), say.arrival(d, zoned=z)]
                     for d in rows_in]
         else:
-            head = [say("school"), say("kitchen"), say("status"), say.at("left"), say.at("due"), say("expected")]
-            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.status(d), say.clock(d["departed_at"]),
-                     say.clock(d["deadline_at"]), say.num(d["expected"])] for d in rows_in]
+            head = [say("school"), say("kitchen"), say("status"), say.at("left", sites), say.at("due", sites),
+                    say("expected")]
+            rows = [[say.school(d["school"]), say.kitchen(d["kitchen"]), say.status(d),
+                     say.clock(d["departed_at"], d["school"], zoned=z), say.clock(d["deadline_at"], d["school"], zoned=z),
+                     say.num(d["expected"])] for d in rows_in]
         return "\n".join([f"{say(f'heading.{name}')} — {date}", *_table(head, rows)])
     if name == "lost":
         if not data["lost"]:
@@ -580,17 +636,23 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
     if name == "stock":
         rows = [[say.kitchen(c["kitchen"]), c["item"], say.quantity(c["on_hand"], c["unit"]),
                  ", ".join(say(f"flag.{f}") for f in c["flags"])] for c in data["on_hand"]]
-        # Stock is what is on hand now, whatever day is asked: none is said without a day.
-        return "\n".join(_table([say("kitchen"), say("item"), say("on_hand"), say("flags")], rows)) if rows else \
-            say("no_stock")
+        # Without a day the stock is every movement recorded, said with no day; with one (--date), the book as it
+        # stood at the end of that day, which the heading names.
+        table = _table([say("kitchen"), say("item"), say("on_hand"), say("flags")], rows)
+        if data.get("date"):
+            return "\n".join([say("stock_on", date=date), *table]) if rows else say("no_stock_on", date=date)
+        return "\n".join(table) if rows else say("no_stock")
     if name == "container":
         lines = [say("history", tag=data["tag"])]
         for tl in data["timelines"]:
             lines.append(f"  {say.date(tl['date'])} → {say.school(tl['school'])}")
-            rows = [[say.clock_on(s["time"], tl["date"]), say(f"event.{s['event']}"), say.school(s["site"]) if s["site"] in
-                     say.names.get("schools", {}) else say.kitchen(s["site"]), say.device(s["device"]),
-                     say.celsius(s["temp_cc"])] for s in tl["steps"]]
-            lines += ["    " + x for x in _table([say.at("time"), say("step"), say("where"), say("device"),
+            # Each step at its own site's time: the kitchen's and the school's zones may differ.
+            sites = [s["site"] for s in tl["steps"]]
+            z = say.zoned(sites)
+            rows = [[say.clock_on(s["time"], tl["date"], s["site"], zoned=z), say(f"event.{s['event']}"),
+                     say.school(s["site"]) if s["site"] in say.names.get("schools", {}) else say.kitchen(s["site"]),
+                     say.device(s["device"]), say.celsius(s["temp_cc"])] for s in tl["steps"]]
+            lines += ["    " + x for x in _table([say.at("time", sites), say("step"), say("where"), say("device"),
                                                   say("temp")], rows)]
         return "\n".join(lines)
     return json.dumps(data, indent=2, ensure_ascii=False)

@@ -12,6 +12,7 @@ from ..markets.errors import NotFound
 from ..routing import json_route
 from .errors import InputError, PlanError
 from .plan import local_midnight
+from .stock import cards_on
 
 if TYPE_CHECKING:
     from ..views import Views
@@ -103,10 +104,17 @@ class MbgRoutes:
         with v.fresh():
             return v.mbg.epcis_document(now, checked_date(date) or v.mbg.today(now))
 
-    def stock(self) -> dict[str, Any]:
+    def stock(self, date: str | None = None) -> dict[str, Any]:
+        """Stock on hand per kitchen and item: every movement recorded, or with `date` those up to the end of that
+        day at each kitchen (its own time zone), as the book stood then. The answer's `date` is the day asked, or
+        null."""
         v = self.views
+        day = checked_date(date)
         with v.fresh():
-            return {"on_hand": v.mbg.stock_on_hand(), "cards": [c.to_dict() for c in v.mbg.cards().values()]}
+            cards = list(v.mbg.cards().values())
+            if day is not None:
+                cards = cards_on(cards, day, v.mbg.plan)
+            return {"date": day, "on_hand": [c.on_hand_row() for c in cards], "cards": [c.to_dict() for c in cards]}
 
     def names(self) -> dict[str, Any]:
         """What people call the plan's kitchens and schools and the enrolled devices, for answers in plain words."""
@@ -115,9 +123,10 @@ class MbgRoutes:
         devices = {d.device_id.hex(): {"name": d.name or "", "site": d.site, "role": d.role}
                    for d in v.hub.store.devices() if d.status != "pending"}  # unapproved claims: DeviceInfo.to_json
         return {"planned": bool(plan.kitchens or plan.schools), "tz_offset_s": plan.tz_offset_s,
-                "kitchens": {k.id: {"name": k.name} for k in plan.kitchens},
+                # Each site's own time zone: a WIT school's 09:00 deadline is said as 09:00, not as 07:00 WIB.
+                "kitchens": {k.id: {"name": k.name, "tz_offset_s": k.tz_offset_s} for k in plan.kitchens},
                 "schools": {s.id: {"name": s.name, "kitchen": s.kitchen, "portions": s.portions,
-                                   "deadline_s": s.deadline_s} for s in plan.schools},
+                                   "deadline_s": s.deadline_s, "tz_offset_s": s.tz_offset_s} for s in plan.schools},
                 "devices": devices, "now": v.clock(), "today": v.mbg.today(v.clock()), "counting": _counting(v)}
 
     def register(self, app: web.Application) -> None:
@@ -127,7 +136,7 @@ class MbgRoutes:
         r.add_get("/api/mbg/containers/{tag}", json_route(lambda q, m: self.container(m["tag"])))
         r.add_get("/api/mbg/violations", json_route(lambda q, m: self.violations(q.get("date"))))
         r.add_get("/api/mbg/names", json_route(lambda q, m: self.names()))
-        r.add_get("/api/mbg/stock", json_route(lambda q, m: self.stock()))
+        r.add_get("/api/mbg/stock", json_route(lambda q, m: self.stock(q.get("date"))))
         r.add_get("/api/mbg/epcis", json_route(lambda q, m: self.epcis(q.get("date"))))
         r.add_get("/api/mbg/{kind:late|short|missing|lost}",
                   json_route(lambda q, m: self.exceptions(m["kind"], q.get("date"))))

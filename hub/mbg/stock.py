@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -11,7 +12,7 @@ from typing import Any
 from ..markets.units import measure
 from .analysis import Finding, clock_text
 from .events import StockMovement, choose_time
-from .plan import Plan, local_date
+from .plan import Plan, local_date, local_midnight, next_date
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,6 +75,16 @@ class StockCard:
     def adjustments(self) -> int:
         return sum(line.difference or 0 for line in self.lines)
 
+    def until(self, time: int) -> StockCard:
+        """The card as it stood at `time`: its lines up to then (a line at `time` included), later ones dropped.
+        It keeps the card's unit, so a day's stock reads in the unit today's does."""
+        return replace(self, lines=self.lines[:bisect_left(self.lines, time + 1, key=lambda line: line.time)])
+
+    def on_hand_row(self) -> dict[str, Any]:
+        """The card's line in a list of stock on hand: its balance and every flag its lines carry."""
+        return {"kitchen": self.kitchen, "item": self.item, "unit": self.unit, "on_hand": self.on_hand,
+                "flags": sorted({f for line in self.lines for f in line.flags})}
+
     def to_dict(self) -> dict[str, Any]:
         return {"kitchen": self.kitchen, "item": self.item, "unit": self.unit, "on_hand": self.on_hand,
                 "received": self.total("receive"), "used": self.total("use"), "wasted": self.total("waste"),
@@ -84,11 +95,17 @@ class StockCard:
 _BASES = {"kg": ("g", Fraction(1, 1000)), "liter": ("ml", Fraction(1, 1000))}
 
 
+def unit_word(unit: str) -> str:
+    """A unit as cards compare it: 'Ikat', 'ikat' and ' ikat ' are one word, whether or not it converts."""
+    return unit.casefold().strip()
+
+
 def _card_unit(units: list[str]) -> tuple[str, dict[str, int]]:
-    """The unit a card is kept in, and each of its movements' units that converts to it, by how much it is
-    multiplied: rice received as 50 kg and used by the 3.000 g is one card, as markets read 'Rp/ons' (an ons is
-    100 g). The first movement's unit decides the measure. A karung or a sak has no weight the record carries,
-    so it only adds to movements in the same word."""
+    """The unit a card is kept in, and each of its movements' units that converts to it (as `unit_word` writes
+    them), by how much it is multiplied: rice received as 50 kg and used by the 3.000 g is one card, as markets
+    read 'Rp/ons' (an ons is 100 g). The first movement's unit decides the measure. A karung or a sak has no
+    weight the record carries, so it only adds to movements in the same word, however its case is typed."""
+    units = [unit_word(u) for u in units]
     first = units[0] if units else ""
     got = measure(first)
     if got is None:
@@ -112,7 +129,7 @@ def replay(kitchen: str, item: str, movements: Iterable[StockMovement], plan: Pl
         # Every line carries the movement's own fields; each branch sets the quantities and the balance.
         line = StockLine(time=choice.time, basis=choice.basis, movement=m.movement, record_id=m.record_id,
                          supplier=m.supplier, batch=m.batch, reason=m.reason, qty_in=0, qty_out=0, balance=balance)
-        scale = scales.get(m.unit)
+        scale = scales.get(unit_word(m.unit))
         if scale is None:
             # A quantity in another unit cannot be added without a conversion the record does not carry.
             lines.append(replace(line, flags=("unit_mismatch",), unit=m.unit, qty=m.qty))
@@ -151,6 +168,16 @@ def _receipts_late(lines: list[StockLine], offset: int) -> list[StockLine]:
                 out[i] = replace(line, flags=("receipt_late",), covered_by=later)
                 break
     return out
+
+
+def kitchen_day_end(date: str, kitchen: str, plan: Plan) -> int:
+    """The last second of `date` at a kitchen, in its own time zone: stock 'on 2 March' is stock then."""
+    return local_midnight(next_date(date), plan.site_offset(kitchen)) - 1
+
+
+def cards_on(cards: Iterable[StockCard], date: str, plan: Plan) -> list[StockCard]:
+    """Each card as it stood at the end of `date` at its kitchen; a card with no movement by then is left out."""
+    return [c for card in cards if (c := card.until(kitchen_day_end(date, card.kitchen, plan))).lines]
 
 
 def stock_cards(movements: Iterable[StockMovement], plan: Plan) -> dict[tuple[str, str], StockCard]:
