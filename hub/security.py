@@ -31,6 +31,7 @@ from ledger import enroll
 
 from .config import parse_upstream
 from .service import Hub, HubError
+from .store import DeviceInfo
 
 log = logging.getLogger("jejak.hub.security")
 
@@ -70,7 +71,8 @@ class HubSecurity:
 
     A context is derived when the device enrolls (its signed request is the transcript) but loaded only
     while the device is approved: a pending key's requests find no context, and revocation drops it at once
-    (and deletes it, so re-enrollment with a new key starts over)."""
+    (and deletes it, so re-enrollment with a new key starts over), unless the revocation point is past what the
+    hub holds of the device's log (`_owed`)."""
 
     def __init__(self, hub: Hub, data_dir: Path, *, require_oscore: bool = False,
                  read: tuple[str, ...] = ("*:self",), peer_hubs: tuple[str, ...] = (),
@@ -121,13 +123,23 @@ class HubSecurity:
         if device in self.hub_contexts:
             return True
         info = self.hub.store.get_device(device)
-        return info is not None and info.status in ADMITTED
+        return info is not None and (info.status in ADMITTED or self._owed(info))
+
+    def _owed(self, info: DeviceInfo) -> bool:
+        """Whether a revoked device still has records the hub accepts and does not hold: revoked from a seq past
+        the hub's copy of its log (a stolen device whose last records had not come in). It keeps its context
+        until the hub holds its log up to that point; its records from there on are refused as any revoked
+        record is."""
+        if info.status != "revoked" or info.revoked_from is None:
+            return False
+        state = self.hub.store.chain_state(info.device_id)
+        return (state.length if state is not None else 0) < info.revoked_from
 
     def _follow(self, device: bytes) -> None:
         """Load, keep or drop the device's context to match its status."""
         info = self.hub.store.get_device(device)
         status = info.status if info is not None else "unknown"
-        if status in ADMITTED:
+        if status in ADMITTED or (info is not None and self._owed(info)):
             if (self.dir / device.hex() / "secret.json").exists():
                 self._load(device)
         elif status == "pending":

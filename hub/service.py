@@ -588,6 +588,11 @@ class Hub:
             # then refuse as malformed: later genuine revocations would never reach them.
             raise HubError(f"revocation point: expected a seq from 0 to 2**63 - 1, got {from_seq!r}")
         device = self._device(device_id)
+        if device_id == self.hub_id:
+            # Its own log attests the bridges' unsigned data: revoked, the hub could never start again, and a
+            # revocation is never lifted.
+            raise HubError(f"device {device_id.hex()} is this hub's own attestation log, not a device it can revoke",
+                           hint="to stop the legacy bridges, set [bridges] enabled = false in the hub's config")
         state = self.store.chain_state(device_id)
         start = from_seq if from_seq is not None else (state.length if state else 0)
         self._decide(Decision(action=action, device_id=device_id, from_seq=start))

@@ -122,3 +122,21 @@ def test_an_operators_decisions_are_in_the_hubs_journal(tmp_path: Path, caplog) 
         assert "fork resolved" in caplog.records[-1].getMessage()
     finally:
         hub.store.close()
+
+
+def test_the_hubs_own_attestation_log_cannot_be_revoked(tmp_path: Path) -> None:
+    # Revoked, the hub could never start again (its bridges attest under that log), and a revocation is never lifted.
+    from hub.bridges.attest import Attestor
+    from hub.service import HubError
+
+    hub = Hub(LmdbHubStore(tmp_path / "hub"), HUB_KEY, clock=Clock())
+    Attestor(hub).start()
+    assert hub.store.get_device(hub.hub_id).status == "active"
+    for withdraw in (hub.revoke, hub.withdraw):
+        try:
+            withdraw(hub.hub_id, 0)
+            raise AssertionError("the hub's own log was revoked")
+        except HubError as exc:
+            assert "own attestation log" in exc.message and "[bridges] enabled = false" in (exc.hint or "")
+    assert hub.store.get_device(hub.hub_id).status == "active"
+    assert hub.authority.revoked_from(hub.hub_id) is None

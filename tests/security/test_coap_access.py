@@ -257,3 +257,22 @@ async def test_an_enrollment_request_sent_again_leaves_the_devices_context_as_it
         assert hub.security.contexts[key.device_id] is loaded
         async with protected(data, hub.coap_url) as ctx:
             assert await heads_code(ctx, hub.coap_url) == "CONTENT"
+
+
+async def test_a_key_revoked_from_a_seq_the_hub_has_not_reached_still_pushes_the_records_before_it(tmp_path):
+    """A stolen device revoked from the seq it was taken at, while the hub's copy of its log is behind: its records
+    before that seq are accepted, so it keeps its context to push them; once the hub holds them, it is refused."""
+    async with secure_hub(tmp_path / "hub") as hub:
+        key = await enroll_edge(tmp_path / "edge", hub)
+        chain = ChainBuilder(key, clock=Clock(NOW), boot=1)
+        raws = [chain.genesis().raw] + [chain.append("note", {"text": str(i)}).raw for i in range(7)]
+        hub.hub.ingest(key.device_id, raws[:3])
+        await asyncio.to_thread(hub.hub.revoke, key.device_id, 6)
+        assert hub.hub.store.get_device(key.device_id).status == "revoked"
+        assert key.device_id in hub.security.contexts
+        async with protected(tmp_path / "edge", hub.coap_url) as ctx:
+            assert await heads_code(ctx, hub.coap_url) == "CONTENT"
+            result = hub.hub.ingest(key.device_id, raws[3:])
+            assert hub.hub.store.chain_state(key.device_id).length == 6, result  # seq 6 and 7 refused
+            code, body = await coap(ctx, aiocoap.POST, f"{hub.coap_url}/sync/heads", encode_heads([]))
+            assert (code, body["code"]) == ("FORBIDDEN", "NOT_AUTHORIZED")
