@@ -348,6 +348,8 @@ class Exceptions(TypedDict):
 
 class KitchenName(TypedDict):
     name: str
+    tz_offset_s: Annotated[int, {"description": "the site's offset from UTC in seconds (WIB 25200, WITA 28800, WIT "
+                                                "32400): its times of day are said in it"}]
 
 
 class SchoolName(TypedDict):
@@ -355,6 +357,8 @@ class SchoolName(TypedDict):
     kitchen: str
     portions: int
     deadline_s: int
+    tz_offset_s: Annotated[int, {"description": "the site's offset from UTC in seconds (WIB 25200, WITA 28800, WIT "
+                                                "32400): its times of day are said in it"}]
 
 
 class DeviceName(TypedDict):
@@ -365,7 +369,7 @@ class DeviceName(TypedDict):
 
 class Names(TypedDict):
     planned: bool
-    tz_offset_s: int
+    tz_offset_s: int  # the plan's default, for a site that names no zone of its own
     kitchens: dict[str, KitchenName]
     schools: dict[str, SchoolName]
     devices: dict[str, DeviceName]

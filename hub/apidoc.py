@@ -237,23 +237,6 @@ class DatedStock(a.Stock):
                                                "the kitchen's own time zone; null: every movement recorded"}]
 
 
-class SiteZone(TypedDict):
-    tz_offset_s: Annotated[int, {"description": "the site's offset from UTC in seconds (WIB 25200, WITA 28800, WIT "
-                                                "32400): its times of day are said in it"}]
-
-
-def _zoned_names() -> dict[str, Any]:
-    """The names answer (`a.Names`) with each kitchen's and school's own time zone (`SiteZone`) beside its name: a
-    plan may hold sites in WIB and in WIT, and the plan-wide `tz_offset_s` is only the default."""
-    names = schema_of(a.Names)
-    zone = schema_of(SiteZone)
-    for part in ("kitchens", "schools"):
-        site = names["properties"][part]["additionalProperties"]
-        site["properties"].update(zone["properties"])
-        site["required"] = sorted({*site["required"], *zone["required"]})
-    return names
-
-
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
 
 
@@ -472,7 +455,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/mbg/violations"): Route(summary="Food-safety violations of a day (time since cooking, "
                                                   "temperature)", params=(DATE,), answer=a.Violations),
     ("GET", "/api/mbg/names"): Route(summary="Names and time zones of kitchens and schools from the plan, and names "
-                                             "of devices", answer=_zoned_names()),
+                                             "of devices", answer=a.Names),
     ("GET", "/api/mbg/stock"): Route(
         summary="Stock on hand per kitchen, derived from movements: all of them, or up to the end of a day",
         answer=DatedStock,

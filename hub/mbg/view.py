@@ -716,9 +716,7 @@ class MbgView:
 
     def stock_on_hand(self, kitchen: str | None = None) -> list[dict[str, Any]]:
         """Stock on hand per kitchen and item, replayed from the movements."""
-        return [{"kitchen": c.kitchen, "item": c.item, "unit": c.unit, "on_hand": c.on_hand,
-                 "flags": sorted({f for line in c.lines for f in line.flags})}
-                for (k, _), c in self.cards().items() if kitchen is None or k == kitchen]
+        return [c.on_hand_row() for (k, _), c in self.cards().items() if kitchen is None or k == kitchen]
 
     def stock_card(self, kitchen: str, item: str) -> StockCard:
         card = self.cards().get((kitchen, item))

@@ -1,7 +1,9 @@
 // Jejak dashboard: a single page with hash routes, plain JS, no build step and no external assets.
 "use strict";
 
+// Indonesia's three time zones by their offset from UTC, named as `jejak mbg` names them (tools/mbg.py ZONES).
 const WIB = 7 * 3600;
+const ZONES = { [WIB]: "WIB", [8 * 3600]: "WITA", [9 * 3600]: "WIT" };
 // Every visible word in both languages. Statuses, findings and container steps come from words.json, which
 // `jejak mbg` speaks too; t() records any key the current language lacks (window.__i18nMissing, checked by
 // the browser tests), so an untranslated string fails a test instead of leaking into a page.
@@ -141,14 +143,42 @@ const quantity = (v, unit) => {
   return big && Math.abs(v) >= 1000 ? `${Number(v / 1000).toLocaleString(locale(), { maximumFractionDigits: 3 })} ${big}` : `${num(v)} ${unit}`;
 };
 const fixed = (v, places) => Number(v).toLocaleString(locale(), { minimumFractionDigits: places, maximumFractionDigits: places });
+const zoneName = (offset) => ZONES[offset] ?? `UTC${offset >= 0 ? "+" : ""}${offset / 3600}`;
+// The hub's own times (its clock, checkpoints, a device's last sync, the live feed, market reports) are said in
+// WIB, the zone markets' days are judged in (hub/markets), and the hub clock's label names.
 const hhmm = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(11, 16));
-// A step's time in the history of a day, with how many days from that day when on another (empties back after
-// midnight, a batch cooked the evening before): "00:20 (+1 hari)".
-const hhmmOn = (s, date) => {
-  const apart = s == null ? 0 : Math.floor((s + WIB) / 86400) - Math.round(Date.parse(`${date}T00:00:00Z`) / 86400000);
-  return apart ? `${hhmm(s)} (${apart > 0 ? "+" : ""}${apart} ${t("day")})` : hhmm(s);
-};
 const when = (s) => (s == null ? "–" : new Date((s + WIB) * 1000).toISOString().slice(0, 16).replace("T", " ") + " WIB");
+// An MBG kitchen's or school's offset from UTC, as /api/mbg/names carries it from the plan (`jejak mbg`'s
+// Speaker.offset): a school in Papua keeps WIT in a plan whose default is WIB. The plan's default for a site the
+// names do not list, and WIB when the names say no zone at all (a hub older than per-site zones).
+function offset(site) {
+  for (const part of ["schools", "kitchens"]) {
+    const o = site ? STATE.names?.[part]?.[site]?.tz_offset_s : undefined;
+    if (Number.isInteger(o)) return o;
+  }
+  return Number.isInteger(STATE.names?.tz_offset_s) ? STATE.names.tz_offset_s : WIB;
+}
+// Whether a table's rows are in more than one zone: then each time says its zone beside it ("09:00 WIT").
+const zoned = (sites) => new Set(sites.map(offset)).size > 1;
+// A column of times with the zone they are in: "Due (WIT)" when every row's site keeps WIT, "Due (local time)"
+// when the rows are in different zones and each time names its own (Speaker.at).
+function at(key, sites) {
+  const offsets = new Set(sites.map(offset));
+  if (!offsets.size) offsets.add(offset());
+  return `${t(key)} (${offsets.size > 1 ? t("local_time") : zoneName([...offsets][0])})`;
+}
+// A time of day at an MBG site, in that site's zone; with `z`, the zone follows it (Speaker.clock).
+const clock = (s, site, z = false) => {
+  if (s == null) return "–";
+  const o = offset(site);
+  return new Date((s + o) * 1000).toISOString().slice(11, 16) + (z ? ` ${zoneName(o)}` : "");
+};
+// A step's time at its site in the history of a day, with how many days from that day when on another (empties
+// back after midnight, a batch cooked the evening before): "00:20 (+1 hari)".
+const hhmmOn = (s, date, site, z = false) => {
+  const apart = s == null ? 0 : Math.floor((s + offset(site)) / 86400) - Math.round(Date.parse(`${date}T00:00:00Z`) / 86400000);
+  return apart ? `${clock(s, site, z)} (${apart > 0 ? "+" : ""}${apart} ${t("day")})` : clock(s, site, z);
+};
 const mins = (s) => (s == null ? "–" : Math.abs(s) < 5400 ? `${Math.round(Math.abs(s) / 60)} ${t("unit.min")}`
   : `${Math.floor(Math.round(Math.abs(s) / 60) / 60)} ${t("unit.h")} ${Math.round(Math.abs(s) / 60) % 60} ${t("unit.min")}`);
 const dur = (s) => (s == null ? "–" : s < 90 ? `${Math.round(s)} ${t("unit.s")}` : mins(s));
@@ -205,11 +235,12 @@ const DELIVERY_COUNTS = new Set(["short_delivery", "missing_delivery", "over_rec
 const findingRef = (f) => `mbg/${f.code}/${f.subject}/${f.date}${f.part ? `/${f.part}` : ""}`;
 // The parts of a danger_zone or hot_holding finding (hub.mbg.analysis.safety_part), by the words that say them.
 const TEMPERATURE_PARTS = { served: "served", not_served: "open" };
-// When a delivery came in: its first tap in, and where a later vehicle came late, that one too (as `jejak mbg`).
-function arrival(d) {
+// When a delivery came in, at its school's time: its first tap in, and where a later vehicle came late, that one
+// too (as `jejak mbg`); with `z`, the last time names the zone.
+function arrival(d, z = false) {
   const first = d.arrived_at ?? d.received_at;
   const last = d.late_s ? d.deadline_at + d.late_s : first;
-  return first == null || last === first ? hhmm(first) : `${hhmm(first)}, ${hhmm(last)}`;
+  return first == null || last === first ? clock(first, d.school, z) : `${clock(first, d.school)}, ${clock(last, d.school, z)}`;
 }
 // The steps an out_of_order finding's detail names ('... out of order: received before departed'), in words, as
 // `jejak mbg` says them; '' if it names none the page knows.
@@ -222,14 +253,15 @@ function stepsSaid(detail) {
 function findingText(f) {
   const d = (STATE.deliveries?.kitchens || []).flatMap((k) => k.schools).find((s) => s.school === f.subject && s.date === f.date) || {};
   const n = (f.containers || []).length || f.measured || (f.records || []).length;
-  const v = { n, other: schoolName(f.other_school), arrived: hhmm(d.arrived_at ?? d.received_at), due: hhmm(d.deadline_at),
-    departed: hhmm(d.departed_at), late: mins(f.measured), received: num(d.received_portions ?? f.measured),
+  const site = d.school || f.subject;  // a delivery's times are said at its school, as the hub judges them
+  const v = { n, other: schoolName(f.other_school), arrived: clock(d.arrived_at ?? d.received_at, site),
+    due: clock(d.deadline_at, site), departed: clock(d.departed_at, site), late: mins(f.measured), received: num(d.received_portions ?? f.measured),
     expected: num(d.expected ?? f.limit), short: num(d.shortfall), skew: mins(f.measured), lag: mins(f.measured),
     measured: num(f.measured), limit: num(f.limit), kitchen: kitchenName(f.other_kitchen) };
   let key = `say.${f.code}`;
   if (f.code === "late_delivery" && d.deadline_at != null && f.measured) {
     // When the meals came late: the first vehicle's arrival, or a later vehicle's (its containers named).
-    Object.assign(v, { arrived: hhmm(d.deadline_at + f.measured), first: v.arrived });
+    Object.assign(v, { arrived: clock(d.deadline_at + f.measured, site), first: v.arrived });
     if ((f.containers || []).length) key = "say.late_delivery_part";
   }
   if (f.code === "staff_not_on_roster" && !f.other_kitchen) key = "say.staff_not_on_roster_unknown";
@@ -282,11 +314,13 @@ async function api(path) {
 
 function table(cols, rows, opts = {}) {
   if (!rows.length) return `<p class="empty">${esc(opts.empty || t("none"))}</p>`;
-  const head = cols.map((c) => `<th scope="col" class="${c.num ? "num" : ""}">${esc(t(c.h))}</th>`).join("");
+  // A column of times says its heading with the zone they are in (`head`); the others by their word (`h`).
+  const said = (c) => c.head ?? t(c.h);
+  const head = cols.map((c) => `<th scope="col" class="${c.num ? "num" : ""}">${esc(said(c))}</th>`).join("");
   const body = rows.map((r, i) => `<tr ${opts.rowAttr ? opts.rowAttr(r, i) : ""}>${cols.map((c) =>
-    `<td class="${c.num ? "num" : ""} ${c.cls || ""}" data-h="${esc(t(c.h))}">${c.f(r)}</td>`).join("")}</tr>`).join("");
+    `<td class="${c.num ? "num" : ""} ${c.cls || ""}" data-h="${esc(said(c))}">${c.f(r)}</td>`).join("")}</tr>`).join("");
   // A wide table scrolls inside its own region, which the keyboard can reach too.
-  return `<div class="scroll" tabindex="0" role="region" aria-label="${esc(opts.label || t(cols[0].h))}"><table class="${opts.stack ? "stack" : ""}" ${opts.attr || ""}><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
+  return `<div class="scroll" tabindex="0" role="region" aria-label="${esc(opts.label || said(cols[0]))}"><table class="${opts.stack ? "stack" : ""}" ${opts.attr || ""}><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table></div>`;
 }
 const card = (label, value, cls = "", id = "") => `<div class="card ${cls}" ${id ? `data-testid="${id}"` : ""}><div class="n">${value}</div><div class="l">${esc(label)}</div></div>`;
 
@@ -385,20 +419,30 @@ async function viewMbg() {
   STATE.deliveries = del;
   STATE.findings = new Map(viol.findings.map((f) => [findingRef(f), f]));
   const tot = del.totals;
-  const kitchens = del.kitchens.map((k) => `<div class="panel" data-testid="kitchen-${esc(k.kitchen)}">
+  // Each delivery's times at its school, in the school's zone (a WIT school's 09:00 is not 07:00 WIB), as `jejak mbg`
+  // says them: the heading names the zone when every school of the kitchen keeps one, else each time names its own.
+  const kitchens = del.kitchens.map((k) => {
+    const sites = k.schools.map((s) => s.school), z = zoned(sites);
+    return `<div class="panel" data-testid="kitchen-${esc(k.kitchen)}">
     <h3>${esc(k.name)} <span class="muted mono">${esc(k.kitchen)}</span></h3>
     <div class="row">${shownStatuses(k.counts).map((s) => `${badge(s, t(s in MAIN_STATUS ? s : `status.${s}`))} <b data-testid="k-${esc(k.kitchen)}-${s}">${k.counts[s]}</b>`).join(" ")}</div>
     ${table([{ h: "school", f: (s) => esc(s.school_name || s.school) }, { h: "status", f: (s) => s.statuses.map(statusBadge).join(" ") },
       { h: "expected", num: true, f: (s) => num(s.expected) }, { h: "received", num: true, f: (s) => num(s.received_portions) },
-      { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", f: arrival },
-      { h: "deadline", f: (s) => (s.expected || s.status !== "unplanned" ? hhmm(s.deadline_at) : "–") }, { h: "late_by", num: true, f: (s) => (s.late_s ? mins(s.late_s) : "–") }], k.schools, { label: k.name })}</div>`).join("");
+      { h: "shortfall", num: true, f: (s) => (s.shortfall ? num(s.shortfall) : "–") }, { h: "arrived", head: at("arrived", sites), f: (s) => arrival(s, z) },
+      { h: "deadline", head: at("deadline", sites), f: (s) => (s.expected || s.status !== "unplanned" ? clock(s.deadline_at, s.school, z) : "–") }, { h: "late_by", num: true, f: (s) => (s.late_s ? mins(s.late_s) : "–") }], k.schools, { label: k.name })}</div>`;
+  }).join("");
   const tags = cont.containers;
   if (!STATE.tag || !tags.some((c) => c.tag === STATE.tag)) STATE.tag = tags.length ? tags[0].tag : null;
   let timeline = `<p class="empty">${t("none")}</p>`;
   if (STATE.tag) {
     const tl = await api(`/api/mbg/containers/${encodeURIComponent(STATE.tag)}`);
-    timeline = tl.timelines.map((x) => `<p class="muted">${esc(x.date)} · ${esc(schoolName(x.school))} · ${x.stage ? badge(x.stage, t(`event.${x.stage}`)) : ""}</p>
-      <ol class="timeline" data-testid="timeline">${x.steps.map((s) => `<li class="${s.derived ? "derived" : ""}" ${s.derived ? `title="${esc(t("derived"))}"` : ""}><b>${esc(t(`event.${s.event}`))}</b>${esc(hhmmOn(s.time, x.date))}<br><small>${esc(siteName(s.site))}${s.temp_cc != null ? ` · ${celsius(s.temp_cc)}` : ""}</small></li>`).join("")}</ol>`).join("");
+    // Each step at its own site's time: the kitchen's and the school's zones may differ. The line above the steps
+    // names the zone, as `jejak mbg`'s "Time" heading does.
+    timeline = tl.timelines.map((x) => {
+      const sites = x.steps.map((s) => s.site), z = zoned(sites);
+      return `<p class="muted">${esc(x.date)} · ${esc(schoolName(x.school))}${x.stage ? ` · ${badge(x.stage, t(`event.${x.stage}`))}` : ""} · <span data-testid="timeline-zone">${esc(at("time", sites))}</span></p>
+      <ol class="timeline" data-testid="timeline">${x.steps.map((s) => `<li class="${s.derived ? "derived" : ""}" ${s.derived ? `title="${esc(t("derived"))}"` : ""}><b>${esc(t(`event.${s.event}`))}</b>${esc(hhmmOn(s.time, x.date, s.site, z))}<br><small>${esc(siteName(s.site))}${s.temp_cc != null ? ` · ${celsius(s.temp_cc)}` : ""}</small></li>`).join("")}</ol>`;
+    }).join("");
   }
   const cards = stock.cards;
   const sel = cards.find((c) => `${c.kitchen}/${c.item}` === STATE.card) || cards[0];
@@ -431,7 +475,7 @@ async function viewMbg() {
       stock.on_hand, { attr: 'data-testid="stock"', label: t("stock"), rowAttr: (s) => `tabindex="0" class="click ${sel && sel.kitchen === s.kitchen && sel.item === s.item ? "sel" : ""}" data-card="${esc(s.kitchen)}/${esc(s.item)}"` })}</div>
   </div>
   <div class="panel"><h2>${t("stock_card")} ${sel ? `<span class="muted">${esc(kitchenName(sel.kitchen))} / ${esc(sel.item)}</span>` : ""}</h2>
-    ${sel ? table([{ h: "time", f: (l) => hhmm(l.time) }, { h: "movement", f: (l) => esc(tOr(`movement.${l.movement}`, l.movement)) },
+    ${sel ? table([{ h: "time", head: at("time", [sel.kitchen]), f: (l) => clock(l.time, sel.kitchen) },  // the kitchen's own time { h: "movement", f: (l) => esc(tOr(`movement.${l.movement}`, l.movement)) },
       { h: "in", num: true, f: (l) => (l.qty_in ? num(l.qty_in) : "") }, { h: "out", num: true, f: (l) => (l.qty_out ? num(l.qty_out) : "") },
       { h: "balance", num: true, f: (l) => num(l.balance) }, { h: "flags", f: (l) => l.flags.map((f) => badge("alert", t(`finding.stock_${f}`))).join(" ") }], sel.lines, { label: t("stock_card") }) : ""}</div>`;
 }

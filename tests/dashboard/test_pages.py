@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import urllib.error
 import urllib.request
@@ -671,7 +672,7 @@ def test_a_closed_schools_meals_a_gate_that_missed_a_delivery_rereads_and_cooled
             badge.parentNode.appendChild(late);
             const colour = (el) => getComputedStyle(el).backgroundColor;
             const out = {status: badge.textContent, cls: badge.className, warning: colour(badge) === colour(late),
-                         due: tr.querySelector('td[data-h="' + I18N[STATE.lang].deadline + '"]').textContent};
+                         due: tr.querySelector('td[data-h^="' + I18N[STATE.lang].deadline + ' ("]').textContent};
             late.remove();
             return out;""")
         assert row == {"status": load_words(lang)["status.unplanned"], "cls": "badge unplanned", "warning": True,
@@ -690,4 +691,120 @@ def test_a_closed_schools_meals_a_gate_that_missed_a_delivery_rereads_and_cooled
                          "missing": str(totals["missing"]), "k_unplanned": str(asked["kitchen"]["unplanned"]),
                          "overdue": (f"{totals['overdue']}{load_words(lang)['status.overdue']}"
                                      if totals.get("overdue") else None)}, (lang, cards, totals)
+    assert no_js_errors(driver) == []
+
+
+def test_a_wit_schools_times_are_said_at_its_own_time_as_jejak_mbg_says(demo, driver):
+    """A plan in WIB with a kitchen and a school in Papua (WIT, UTC+9), and a WIT school served by a WIB kitchen. The
+    page says each delivery's times at its school's time, as `jejak mbg` does: a WIT school's 09:00 deadline is 09:00,
+    not 07:00. A table whose rows share one zone names it in its heading ("Due (WIT)"); one whose rows are in
+    different zones says "(local time)" and each time names its own ("09:00 WIT"). The finding sentences, the
+    container history and the stock card are said the same way, in both languages, with the words of `jejak mbg`."""
+    from tools.mbg import TEXT, Speaker, load_words
+
+    kitchens = demo.get("/api/mbg/deliveries")["kitchens"]
+    template, home = kitchens[0]["schools"][0], kitchens[0]["kitchen"]
+    date = template["date"]
+    nine_wit = int(dt.datetime.fromisoformat(f"{date}T09:00+09:00").timestamp())  # 07:00 WIB
+    late = {**template, "status": "late", "statuses": ["late"], "expected": 40, "departed_portions": 40,
+            "received_portions": 40, "shortfall": 0, "departed_at": nine_wit - 3600, "arrived_at": nine_wit + 25 * 60,
+            "received_at": nine_wit + 26 * 60, "served_at": None, "deadline_at": nine_wit, "late_s": 25 * 60}
+    papua = {**late, "school": "S-papua", "school_name": "SDN Jayapura", "kitchen": "K-papua"}  # a WIT kitchen's
+    sorong = {**late, "school": "S-sorong", "school_name": "SDN Sorong", "kitchen": home}  # of the WIB kitchen
+    names = demo.get("/api/mbg/names")
+    wit = 9 * 3600
+    assert names["schools"][template["school"]]["tz_offset_s"] == 7 * 3600  # the demo's schools keep WIB
+    names["kitchens"]["K-papua"] = {"name": "Dapur Jayapura", "tz_offset_s": wit}
+    for d in (papua, sorong):
+        names["schools"][d["school"]] = {"name": d["school_name"], "kitchen": d["kitchen"], "portions": 40,
+                                         "deadline_s": 9 * 3600, "tz_offset_s": wit}
+    findings = [{"code": "late_delivery", "subject": d["school"], "date": date, "severity": "warning",
+                 "measured": 25 * 60, "limit": 0, "containers": [], "records": [], "other_school": None,
+                 "other_kitchen": None, "part": None, "detail": ""} for d in (papua, sorong)]
+
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    driver.execute_script("""
+        const [names, papua, sorong, findings] = arguments, asked = api;
+        window.api = async (path) => {
+          const body = await asked(path);
+          if (path === "/api/mbg/names") return names;
+          if (path.startsWith("/api/mbg/deliveries")) {
+            body.kitchens[0].schools.push(sorong);
+            body.kitchens.push({kitchen: "K-papua", name: "Dapur Jayapura", date: papua.date,
+                                counts: {on_time: 0, late: 1, short: 0, missing: 0}, schools: [papua]});
+            window.asked = {kitchens: body.kitchens};
+          }
+          if (path.startsWith("/api/mbg/violations")) body.findings.push(...findings);
+          if (path.startsWith("/api/mbg/containers/")) {
+            // The container's history gets a step at the WIT school: its steps are in two zones.
+            const x = body.timelines[0];
+            x.steps.push({...x.steps[x.steps.length - 1], event: "received", site: "S-papua", time: papua.received_at,
+                          derived: false, temp_cc: null});
+            window.askedTimeline = x;
+          }
+          if (path.startsWith("/api/mbg/stock")) window.askedStock = body;
+          return body;
+        };""", names, papua, sorong, findings)
+    rows = {d["school"]: d for d in (papua, sorong)}
+    for lang in ("en", "id"):
+        say = Speaker(lang=lang, names=names, words=load_words(lang))
+        assert load_words(lang)["local_time"] == TEXT[lang]["local_time"]  # the page's words are the command's
+        driver.execute_script("STATE.lang = arguments[0]; render();", lang)
+        WebDriverWait(driver, 15).until(lambda d, lang=lang: d.execute_script(
+            "return document.getElementById('view').dataset.lang === arguments[0]"
+            " && !!document.querySelector('[data-testid=kitchen-K-papua]')"
+            " && !!document.querySelector('[data-testid=findings] tr[data-code=late_delivery][data-subject=S-papua]')",
+            lang))
+        shown = driver.execute_script("""
+            const tables = {};
+            for (const panel of document.querySelectorAll('[data-testid^=kitchen-]')) {
+              const heads = [...panel.querySelectorAll('th')].map((th) => th.textContent);
+              tables[panel.dataset.testid.slice(8)] = {heads, rows: Object.fromEntries([...panel.querySelectorAll('tbody tr')]
+                .map((tr) => [tr.cells[0].textContent, [...tr.cells].map((td) => td.textContent)]))};
+            }
+            const stock = document.querySelectorAll('.panel')[document.querySelectorAll('.panel').length - 1];
+            const zone = document.querySelector('[data-testid=timeline-zone]');
+            return {tables, zone: zone && zone.textContent,
+                    steps: [...document.querySelector('[data-testid=timeline]').children].map((li) => li.textContent),
+                    stockHead: stock.querySelector('th') && stock.querySelector('th').textContent,
+                    stockTime: stock.querySelector('tbody td') && stock.querySelector('tbody td').textContent,
+                    kitchens: window.asked.kitchens, timeline: window.askedTimeline, stock: window.askedStock,
+                    said: arguments[0].map((f) => findingText(f)),
+                    findings: arguments[0].map((f) => document.querySelector(
+                      `[data-testid=findings] tr[data-code=late_delivery][data-subject=${f.subject}]`).textContent)};
+            """, findings)
+        # The WIT kitchen's table: one zone, named in its heading; its school's times at WIT.
+        papua_table = shown["tables"]["K-papua"]
+        assert papua_table["rows"]["SDN Jayapura"][5:7] == ["09:25", "09:00"], papua_table
+        arrived, due = papua_table["heads"][5:7]
+        assert (arrived, due) == (say.at("arrived", ["S-papua"]), say.at("due", ["S-papua"])), papua_table["heads"]
+        assert due.endswith("(WIT)"), due
+        # The WIB kitchen's table with a WIT school: "(local time)", and each time with its zone.
+        home_table = shown["tables"][home]
+        home_rows = next(k for k in shown["kitchens"] if k["kitchen"] == home)["schools"]
+        sites = [d["school"] for d in home_rows]
+        assert home_table["heads"][5:7] == [say.at("arrived", sites), say.at("due", sites)], home_table["heads"]
+        assert home_table["heads"][6].endswith(f"({TEXT[lang]['local_time']})"), home_table["heads"]
+        assert home_table["rows"]["SDN Sorong"][5:7] == ["09:25 WIT", "09:00 WIT"], home_table
+        for d in home_rows:  # the demo's WIB schools keep their WIB times, now saying WIB
+            due_at = "–" if not d["expected"] and d["status"] == "unplanned" else say.clock(d["deadline_at"], d["school"], zoned=True)
+            assert home_table["rows"][d["school_name"]][5:7] == [say.arrival(d, zoned=True), due_at], (d, home_table)
+            if d["school"] != "S-sorong":
+                wib = dt.datetime.fromtimestamp(d["deadline_at"], dt.timezone(dt.timedelta(hours=7)))
+                assert due_at == f"{wib:%H:%M} WIB", due_at
+        # The findings: the very sentence `jejak mbg` prints, with the WIT school's 09:25 and 09:00.
+        assert shown["said"] == [say.finding(f, rows) for f in findings], shown["said"]
+        assert "09:25" in shown["said"][0] and "09:00" in shown["said"][0], shown["said"]
+        assert all(s in row for s, row in zip(shown["said"], shown["findings"], strict=True)), shown["findings"]
+        # The container history: its steps at the kitchen's WIB and the school's WIT, each time saying which.
+        tl = shown["timeline"]
+        steps = [s["site"] for s in tl["steps"]]
+        assert shown["zone"] == say.at("time", steps) == f"{say('time')} ({say('local_time')})", shown["zone"]
+        assert [say.clock_on(s["time"], tl["date"], s["site"], zoned=True) in li
+                for s, li in zip(tl["steps"], shown["steps"], strict=True)] == [True] * len(steps), shown["steps"]
+        assert any("09:26 WIT" in li for li in shown["steps"]), shown["steps"]
+        # The stock card: its times at its kitchen's, the zone in the heading.
+        card = shown["stock"]["cards"][0]
+        assert shown["stockHead"] == say.at("time", [card["kitchen"]]), shown["stockHead"]
+        assert shown["stockTime"] == say.clock(card["lines"][0]["time"], card["kitchen"]), shown["stockTime"]
     assert no_js_errors(driver) == []
