@@ -318,8 +318,9 @@ class Finding(TypedDict):
     containers: list[str]
     records: list[str]
     other_school: str | None
-    # as FoodSafetyViolation's; of a device_clock one, which way the clock is off ('behind' or 'ahead')
-    part: Literal["not_served", "arrival", "served", "behind", "ahead"] | None
+    # as FoodSafetyViolation's; of a device_clock one, which way the clock is off ('behind' or 'ahead'); of a
+    # staff_not_on_roster one, whether the card's roster entry had ended ('until') or not begun ('from')
+    part: Literal["not_served", "arrival", "served", "behind", "ahead", "until", "from"] | None
     other_kitchen: str | None
 
 

@@ -73,7 +73,7 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.count_difference": "count differs from the book",
         "flag.unit_mismatch": "unit differs from the item's",
         "stock_on": "Stock at the end of {date}", "no_stock_on": "No stock recorded at any kitchen by the end of {date}.",
-        "recorded_as": "recorded as {amount}", "local_time": "local time",
+        "recorded_as": "recorded as {amount}",
         "heading.late": "Late deliveries", "heading.short": "Short deliveries",
         "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
         "counting": "The hub has restarted and is still counting {n} stored records: the figures below are not "
@@ -101,7 +101,7 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.count_difference": "hitungan beda dengan catatan",
         "flag.unit_mismatch": "satuan beda dengan bahan",
         "stock_on": "Stok pada akhir {date}", "no_stock_on": "Belum ada stok tercatat di dapur mana pun sampai akhir {date}.",
-        "recorded_as": "tercatat {amount}", "local_time": "waktu setempat",
+        "recorded_as": "tercatat {amount}",
         "heading.late": "Pengiriman terlambat", "heading.short": "Pengiriman kurang",
         "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
         "counting": "Hub baru dinyalakan ulang dan masih menghitung {n} catatan tersimpan: angka di bawah belum "
@@ -369,7 +369,10 @@ class Speaker:
                 key = "say.late_delivery_part"
         if code == "device_clock" and f.get("part") in ("behind", "ahead"):
             key = f"say.device_clock_{f['part']}"
-        if code == "staff_not_on_roster" and not f.get("other_kitchen"):
+        if code == "staff_not_on_roster" and f.get("part") in ("until", "from"):
+            # A card its kitchen's roster lists only for a while (`limit` when that ended or begins): no advice to add it.
+            key, values["at"] = f"say.staff_not_on_roster_{f['part']}", self.clock_on(limit, f.get("date") or "", site)
+        elif code == "staff_not_on_roster" and not f.get("other_kitchen"):
             key = "say.staff_not_on_roster_unknown"
         if code in ("cook_to_serve", "danger_zone"):
             values.update(measured=self.minutes(measured), limit=self.minutes(limit))

@@ -14,7 +14,7 @@ from coap_server.wording import agree, count
 
 from ..collector import without_cycle_collection
 from .events import ScanEvent, chosen_time
-from .plan import Plan, School, local_date, local_midnight, next_date, previous_date
+from .plan import Plan, School, format_local, local_date, local_midnight, next_date, previous_date
 
 # The order a container normally sees; "lost", "damaged", "sample" and "incident" stand outside it.
 STAGES = ("cooked", "packed", "departed", "arrived", "received", "served", "returned")
@@ -92,7 +92,8 @@ class Finding:
     # Which of a subject's findings of one code on one day this is, where a day can have several: the meals of a
     # food-safety violation not served yet ('not_served'); of a cook_to_serve one timed to their arrival, no serving
     # being tapped ('arrival'), or served late (None); of a danger_zone or hot_holding one served ('served'), None
-    # in a day stored before those were apart (FoodSafetyViolation.part).
+    # in a day stored before those were apart (FoodSafetyViolation.part); of a staff_not_on_roster one, taps by cards
+    # its kitchen's roster lists only until (or from) the time in `limit` ('until', 'from').
     part: str | None = None
     # The kitchen whose roster lists the staff cards of a staff_not_on_roster finding (None: no roster lists them).
     # A finding names no card: staff cards are personal data, and findings are public; its records say which.
@@ -499,35 +500,67 @@ def _off_roster(a: Analysis, timed: list[Timed]) -> None:
     """Taps by a staff card that the roster of the kitchen whose delivery it is does not list, at the kitchen or
     at one of its schools: a card of another kitchen (lent, or a driver of another kitchen), or one that no roster
     lists. One finding per site, day and kitchen whose roster lists the cards; a kitchen without a roster judges
-    no card."""
+    no card. A roster entry valid for a while only judges each tap at its time: a tap by a card the kitchen took
+    off its roster (or has not put on it yet) is a finding of its own, with `part` 'until' (or 'from') and `limit`
+    the time its entry ended (or begins), so that it says so rather than that no roster lists the card."""
     plan = a.plan
     if not plan.has_rosters:
         return
-    off: dict[tuple[str, str, str], list[Timed]] = defaultdict(list)
-    judged: dict[tuple[str, str], str | None] = {}  # (site, card) -> "" on the roster, else the lending kitchen
+    off: dict[tuple[str, str, str, str, int], list[Timed]] = defaultdict(list)
+    # (site, card) -> its verdict, for cards whose entries are valid at any time: the same for every tap.
+    judged: dict[tuple[str, str], tuple[str, str, int] | None] = {}
     for t in timed:
         card = t.scan.staff
         if card is None:
             continue
         site = t.scan.site
-        lender = judged.get((site, card), "")
-        if (site, card) not in judged:
-            kitchen = plan.kitchen_of_site(site)
-            owners = plan.kitchens_listing(card)
-            lender = judged[(site, card)] = ("" if kitchen is None or kitchen.staff is None or kitchen.id in owners
-                                             else owners[0] if owners else None)
-        if lender != "":
-            off[(site, t.date, lender or "")].append(t)
-    for (site, date, lender), taps in sorted(off.items()):
+        if (site, card) in judged:
+            verdict = judged[(site, card)]
+        else:
+            verdict = _roster_verdict(plan, site, card, t.time)
+            if not plan.roster_windowed(card):
+                judged[(site, card)] = verdict
+        if verdict is not None:
+            lender, part, when = verdict
+            off[(site, t.date, lender, part, when)].append(t)
+    for (site, date, lender, part, when), taps in sorted(off.items()):
         kitchen = plan.kitchen_of_site(site)
         assert kitchen is not None
         cards = len({t.scan.staff for t in taps})
-        whose = f"of {lender}'s staff" if lender else "that no kitchen's roster lists"
-        _emit(a, DUPLICATE, (site, date, "~roster", lender), Finding(
-            code="staff_not_on_roster", subject=site, date=date,
-            detail=f"{count(len(taps), 'tap')} by {count(cards, 'staff card')} {whose}, for the deliveries of "
-                   f"{kitchen.id}, whose roster does not list {agree(cards, 'it', 'them')}",
-            measured=len(taps), records=tuple(t.scan.record_id for t in taps[:50]), other_kitchen=lender or None))
+        if part:
+            # The plan's own words for the time: what its head wrote for the entry, in the kitchen's zone.
+            detail = (f"{count(len(taps), 'tap')} {'after' if part == 'until' else 'before'} "
+                      f"{format_local(when, kitchen.tz_offset_s)}, for the deliveries of {kitchen.id}, by "
+                      f"{count(cards, 'staff card')} its roster lists only {part} then")
+        else:
+            whose = f"of {lender}'s staff" if lender else "that no kitchen's roster lists"
+            detail = (f"{count(len(taps), 'tap')} by {count(cards, 'staff card')} {whose}, for the deliveries of "
+                      f"{kitchen.id}, whose roster does not list {agree(cards, 'it', 'them')}")
+        _emit(a, DUPLICATE, (site, date, "~roster", lender, *((part, str(when)) if part else ())), Finding(
+            code="staff_not_on_roster", subject=site, date=date, detail=detail, measured=len(taps),
+            limit=when if part else None, records=tuple(t.scan.record_id for t in taps[:50]),
+            other_kitchen=lender or None, part=part or None))
+
+
+def _roster_verdict(plan: Plan, site: str, card: str, at: int) -> tuple[str, str, int] | None:
+    """How a tap by `card` at `site` at Unix time `at` stands with the roster of the kitchen whose delivery it is:
+    None on it (or no roster); else (the kitchen whose roster lists the card, or '', the part 'until' or 'from'
+    when the kitchen's own entry for the card ended or had not begun, or '', the time it did so, or 0)."""
+    kitchen = plan.kitchen_of_site(site)
+    if kitchen is None or kitchen.staff is None:
+        return None
+    entry = plan.roster_entry(kitchen.id, card)
+    if entry is not None:
+        if entry.valid_at(at):
+            return None
+        # Taken off this roster (or not on it yet) on purpose: said so, never "add it to the roster".
+        if entry.valid_until is not None and at >= entry.valid_until:
+            return ("", "until", entry.valid_until)
+        assert entry.valid_from is not None
+        return ("", "from", entry.valid_from)
+    # The kitchen whose staff the card is now, else one whose roster had it for a while: it is someone's staff.
+    owners = plan.kitchens_listing(card, at) or plan.kitchens_listing(card)
+    return (owners[0] if owners else "", "", 0)
 
 
 def _without_staff_cards(a: Analysis, timed: list[Timed], staff: Collection[str]) -> list[Timed]:

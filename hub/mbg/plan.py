@@ -126,6 +126,70 @@ def local_midnight(date: str, offset_s: int) -> int:
     return (day.toordinal() - dt.date(1970, 1, 1).toordinal()) * DAY - offset_s
 
 
+def format_local(time_s: int, offset_s: int) -> str:
+    """A Unix time as the plan writes a local date-time in a zone: '2026-03-02T10:00' (':SS' when not on a minute)."""
+    s = (time_s + offset_s) % DAY
+    text = f"{_iso_day((time_s + offset_s) // DAY)}T{s // HOUR:02d}:{s % HOUR // 60:02d}"
+    return f"{text}:{s % 60:02d}" if s % 60 else text
+
+
+def parse_local_time(value: Any, offset_s: int, *, name: str, end_of_day: bool = False) -> int:
+    """A local date 'YYYY-MM-DD' or date-time 'YYYY-MM-DDTHH:MM[:SS]' in a zone (or TOML's own local date or
+    date-time) -> Unix time. A date alone is its 00:00, or with `end_of_day` the 00:00 after it: a roster entry
+    valid `until` a date is valid through that day."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:  # the zone is the kitchen's: a second zone written here would be a mistake
+            raise PlanError(f"{name}: expected a local date-time in the kitchen's zone, got one with an offset "
+                            f"{value.isoformat()!r}", hint="drop the offset: times are in the kitchen's timezone")
+        value = value.isoformat(timespec="seconds")
+    elif isinstance(value, dt.date):
+        value = value.isoformat()
+    if not isinstance(value, str):
+        raise PlanError(f"{name}: expected a local date 'YYYY-MM-DD' or date-time 'YYYY-MM-DDTHH:MM', "
+                        f"got {type(value).__name__} {value!r}")
+    day, sep, time_of_day = value.partition("T")
+    # fromisoformat takes forms the plan never writes ('20260302'): the date's own shape is checked first.
+    if len(day) != 10 or day[4] != "-" or day[7] != "-" or (sep and not time_of_day):
+        raise PlanError(f"{name}: expected a local date 'YYYY-MM-DD' or date-time 'YYYY-MM-DDTHH:MM', got {value!r}")
+    try:
+        midnight = local_midnight(day, offset_s)
+    except PlanError:
+        raise PlanError(f"{name}: expected a local date 'YYYY-MM-DD' or date-time 'YYYY-MM-DDTHH:MM', "
+                        f"got {value!r}") from None
+    if sep:
+        return midnight + parse_time_of_day(time_of_day, name=name)
+    return midnight + DAY if end_of_day else midnight
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaffCard:
+    """A roster entry valid for a while: a staff card, and the times (Unix seconds) it may tap from (included) and
+    until (not included); None is no bound. A card taken off the roster at 10:00 stays right for its morning taps."""
+
+    card: str
+    valid_from: int | None = None
+    valid_until: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.card, str) and self.card != "",
+                 f"staff card: expected a non-empty card uid, got {self.card!r}")
+        for name, value in (("valid_from", self.valid_from), ("valid_until", self.valid_until)):
+            if value is not None:
+                _check_int(f"staff card {self.card} {name}", value)
+        _require(self.valid_from is None or self.valid_until is None or self.valid_from < self.valid_until,
+                 f"staff card {self.card}: expected until after from, got until {self.valid_until} <= from "
+                 f"{self.valid_from}")
+
+    def valid_at(self, time_s: int) -> bool:
+        return ((self.valid_from is None or self.valid_from <= time_s)
+                and (self.valid_until is None or time_s < self.valid_until))
+
+
+def roster_card(entry: str | StaffCard) -> StaffCard:
+    """A roster entry as a StaffCard: a card uid alone is valid at any time."""
+    return entry if isinstance(entry, StaffCard) else StaffCard(card=entry)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Kitchen:
     """A central kitchen (SPPG)."""
@@ -136,8 +200,9 @@ class Kitchen:
     # Empty containers are due back at the kitchen by this time of day; later ones count as unreturned.
     return_by_s: int = 15 * HOUR
     # The kitchen's roster: the staff cards (NFC uids) that may tap for its deliveries, at the kitchen and at its
-    # schools' gates. A tap by any other card is a finding; None: no roster, no card is judged.
-    staff: tuple[str, ...] | None = None
+    # schools' gates; a StaffCard may do so for a while only. A tap by any other card, or by a card outside its
+    # while, is a finding; None: no roster, no card is judged.
+    staff: tuple[str | StaffCard, ...] | None = None
     # Its deliveries carry temperature readings (a probe at the kitchen or at its schools' gates): a container that
     # left for a school with none is a finding. False for a kitchen with no probe, whose days would say it daily.
     temperature_required: bool = True
@@ -149,9 +214,11 @@ class Kitchen:
         _require(type(self.temperature_required) is bool,
                  f"kitchen {self.id} temperature_required: expected true or false, got {self.temperature_required!r}")
         if self.staff is not None:
-            _require(isinstance(self.staff, tuple) and all(isinstance(c, str) and c != "" for c in self.staff),
+            _require(isinstance(self.staff, tuple)
+                     and all(isinstance(c, StaffCard) or (isinstance(c, str) and c != "") for c in self.staff),
                      f"kitchen {self.id} staff: expected a list of staff card uids, got {self.staff!r}")
-            listed = Counter(c.lower() for c in self.staff)
+            # One entry a card: a tap is judged by the card's one window at this kitchen.
+            listed = Counter(roster_card(c).card.lower() for c in self.staff)
             twice = sorted(c for c, n in listed.items() if n > 1)
             _require(not twice, f"kitchen {self.id} staff: card {twice[0] if twice else ''!r} appears twice",
                      hint="list each staff card once")
@@ -248,7 +315,8 @@ class Plan:
     clock: ClockPolicy = field(default_factory=ClockPolicy)
     _schools: dict[str, School] = field(init=False, repr=False, compare=False)
     _kitchens: dict[str, Kitchen] = field(init=False, repr=False, compare=False)
-    _rosters: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)  # card -> kitchens listing it
+    # card (lower case) -> (kitchen id, its entry) of each kitchen listing it, in the plan's order
+    _rosters: dict[str, tuple[tuple[str, StaffCard], ...]] = field(init=False, repr=False, compare=False)
     has_rosters: bool = field(init=False, repr=False, compare=False)  # a kitchen keeps a roster: cards are judged
 
     def __post_init__(self) -> None:
@@ -276,10 +344,11 @@ class Plan:
             _check_int("plan.service_weekdays item", d, minimum=0, maximum=6)
         for day in self.closed_dates:
             local_midnight(day, 0)
-        rosters: dict[str, tuple[str, ...]] = {}
+        rosters: dict[str, tuple[tuple[str, StaffCard], ...]] = {}
         for k in self.kitchens:
-            for card in k.staff or ():
-                rosters[card.lower()] = (*rosters.get(card.lower(), ()), k.id)
+            for entry in map(roster_card, k.staff or ()):
+                card = entry.card.lower()
+                rosters[card] = (*rosters.get(card, ()), (k.id, entry))
         object.__setattr__(self, "_schools", schools)
         object.__setattr__(self, "_kitchens", kitchens)
         object.__setattr__(self, "_rosters", rosters)
@@ -291,9 +360,18 @@ class Plan:
     def kitchen(self, kitchen_id: str) -> Kitchen | None:
         return self._kitchens.get(kitchen_id)
 
-    def kitchens_listing(self, card: str) -> tuple[str, ...]:
-        """The kitchens whose roster lists a staff card (uids compared without case), in the plan's order."""
-        return self._rosters.get(card.lower(), ())
+    def kitchens_listing(self, card: str, at: int | None = None) -> tuple[str, ...]:
+        """The kitchens whose roster lists a staff card (uids compared without case), in the plan's order; with `at`,
+        only those whose entry is valid at that Unix time."""
+        return tuple(k for k, entry in self._rosters.get(card.lower(), ()) if at is None or entry.valid_at(at))
+
+    def roster_entry(self, kitchen_id: str, card: str) -> StaffCard | None:
+        """A kitchen's roster entry for a staff card (uids compared without case), valid or not; None if unlisted."""
+        return next((entry for k, entry in self._rosters.get(card.lower(), ()) if k == kitchen_id), None)
+
+    def roster_windowed(self, card: str) -> bool:
+        """Whether any roster entry of a card is valid for a while only: its taps are judged at their times."""
+        return any(e.valid_from is not None or e.valid_until is not None for _, e in self._rosters.get(card.lower(), ()))
 
     def kitchen_of_site(self, site: str) -> Kitchen | None:
         """The kitchen a site's taps are for: the kitchen itself, or a school's kitchen."""
@@ -332,6 +410,29 @@ def _known(where: str, table: dict[str, Any], allowed: set[str]) -> None:
                           "the plan" if where == "plan" else where)
 
 
+def _roster_entry(where: str, entry: Any, tz_offset_s: int) -> str | StaffCard:
+    """A roster entry as the plan writes it: a card uid, or a table {card, from, until} with times local to the
+    kitchen (a date alone: `from` its 00:00, `until` through its end)."""
+    if isinstance(entry, str):
+        return entry
+    if not isinstance(entry, dict):
+        raise PlanError(f"{where}: expected a staff card uid or a table {{card, from, until}}, "
+                        f"got {type(entry).__name__} {entry!r}")
+    _known(where, entry, {"card", "from", "until"})
+    card = entry.get("card")
+    if not isinstance(card, str) or card == "":
+        raise PlanError(f"{where}: expected 'card' as a staff card uid, got {card!r}"
+                        if "card" in entry else f"{where}: missing required key 'card' (the staff card uid)")
+    start = entry.get("from")
+    end = entry.get("until")
+    valid_from = None if start is None else parse_local_time(start, tz_offset_s, name=f"{where}.from")
+    valid_until = None if end is None else parse_local_time(end, tz_offset_s, name=f"{where}.until", end_of_day=True)
+    if valid_from is not None and valid_until is not None and valid_until <= valid_from:
+        raise PlanError(f"{where}: expected until after from, got from {start!s} and until {end!s}",
+                        hint="a card on the roster for a while is written {card, from, until} with from first")
+    return StaffCard(card=card, valid_from=valid_from, valid_until=valid_until)
+
+
 def plan_from_dict(data: dict[str, Any]) -> Plan:
     """Build a Plan from the parsed TOML layout documented in `load_plan`."""
     _known("plan", data, {"defaults", "kitchens", "schools", "rules", "clock"})
@@ -354,11 +455,12 @@ def plan_from_dict(data: dict[str, Any]) -> Plan:
         staff = k.get("staff")
         if staff is not None and not isinstance(staff, list):
             raise PlanError(f"{where}.staff: expected a list of staff card uids, got {staff!r}")
+        k_tz = parse_timezone(k.get("timezone", tz), name=f"{where}.timezone")
         kitchens.append(Kitchen(
-            id=k.get("id", ""), name=k.get("name", ""),
-            tz_offset_s=parse_timezone(k.get("timezone", tz), name=f"{where}.timezone"),
+            id=k.get("id", ""), name=k.get("name", ""), tz_offset_s=k_tz,
             return_by_s=parse_time_of_day(k.get("return_by", return_by), name=f"{where}.return_by"),
-            staff=tuple(staff) if staff is not None else None,
+            staff=tuple(_roster_entry(f"{where}.staff[{j}]", e, k_tz) for j, e in enumerate(staff, 1))
+            if staff is not None else None,
             temperature_required=k.get("temperature_required", temperature_required),
         ))
     schools = []
@@ -414,7 +516,9 @@ def load_plan(source: str | bytes | Path) -> Plan:
         [[kitchens]]
         id = "SPPG-001"
         name = "SPPG Margamukti"
-        staff = ["5a000001", "5a000002"]   # optional roster: the cards that may tap for its deliveries
+        staff = ["5a000001", "5a000002",  # optional roster: the cards that may tap for its deliveries
+                 {card = "5a000009", until = "2026-03-02T10:00"},  # taken off it at 10:00 (local time)
+                 {card = "5a000010", from = "2026-03-09"}]         # a new cook, on it from that day
         temperature_required = false       # this kitchen has no probe yet: its deliveries are not asked for one
 
         [[schools]]

@@ -264,7 +264,9 @@ function findingText(f) {
     Object.assign(v, { arrived: clock(d.deadline_at + f.measured, site), first: v.arrived });
     if ((f.containers || []).length) key = "say.late_delivery_part";
   }
-  if (f.code === "staff_not_on_roster" && !f.other_kitchen) key = "say.staff_not_on_roster_unknown";
+  // A card its kitchen's roster lists only for a while (`limit` when that ended or begins), as `jejak mbg` says it.
+  if (f.code === "staff_not_on_roster" && (f.part === "until" || f.part === "from")) { key = `say.staff_not_on_roster_${f.part}`; v.at = hhmmOn(f.limit, f.date, site); }
+  else if (f.code === "staff_not_on_roster" && !f.other_kitchen) key = "say.staff_not_on_roster_unknown";
   if (f.code === "device_clock" && (f.part === "behind" || f.part === "ahead")) key = `say.device_clock_${f.part}`;
   if (f.code === "cook_to_serve" || f.code === "danger_zone") {
     Object.assign(v, { measured: mins(f.measured), limit: mins(f.limit) });

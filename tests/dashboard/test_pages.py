@@ -808,3 +808,26 @@ def test_a_wit_schools_times_are_said_at_its_own_time_as_jejak_mbg_says(demo, dr
         assert shown["stockHead"] == say.at("time", [card["kitchen"]]), shown["stockHead"]
         assert shown["stockTime"] == say.clock(card["lines"][0]["time"], card["kitchen"]), shown["stockTime"]
     assert no_js_errors(driver) == []
+
+
+def test_a_roster_entry_that_ended_or_had_not_begun_is_said_as_jejak_mbg_says(demo, driver):
+    """A staff card on a kitchen's roster only until (or from) a time: its taps past that time are said with that
+    time and no advice to add the card back, the same sentence on the page and in `jejak mbg`, in both languages."""
+    from tools.mbg import Speaker, load_words
+
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    names = demo.get("/api/mbg/names")
+    ten = 1772420400  # 2026-03-02 10:00 WIB
+    base = {"code": "staff_not_on_roster", "subject": "S-none", "date": "2026-03-02", "measured": 3, "limit": ten,
+            "part": "until", "containers": [], "records": ["r1", "r2", "r3"], "other_school": None,
+            "other_kitchen": None, "severity": "warning", "detail": ""}
+    shown = [base, {**base, "part": "from", "measured": 1, "records": ["r1"], "limit": ten - 3600},
+             {**base, "date": "2026-03-03"}, {**base, "part": None, "limit": None}]
+    for lang in ("en", "id"):
+        page = driver.execute_script(
+            "const kept = STATE.lang; STATE.lang = arguments[1];"
+            "try { return arguments[0].map((f) => findingText(f)); } finally { STATE.lang = kept; }", shown, lang)
+        cli = [Speaker(lang=lang, names=names, words=load_words(lang)).finding(f, {}) for f in shown]
+        assert page == cli, (lang, page, cli)
+        assert "10:00" in page[0] and "09:00" in page[1], page
+    assert no_js_errors(driver) == []

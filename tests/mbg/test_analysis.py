@@ -9,6 +9,7 @@ from hub.apianswers import FINDING_CODE
 from hub.apidoc import ROUTES
 from hub.mbg import FoodSafetyRules, Kitchen, MbgView, Plan, ScanEvent, School, StockMovement, analyze
 from hub.mbg.analysis import SEVERITY, Finding, Timed, day_base, settle
+from hub.mbg.plan import StaffCard
 from tests.documented import problems, strict
 from tests.mbg.common import DATE, MIDNIGHT, H, M
 from tools.mbg import Speaker, load_words, render
@@ -500,6 +501,77 @@ def test_a_staff_card_off_the_kitchens_roster_is_a_finding(plan: Plan, scan: Sca
     assert not [f for f in analyze(plan, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]
     k2_only = Plan(kitchens=(Kitchen(id="K1"), Kitchen(id="K2", staff=("5a000002",))), schools=plan.schools)
     assert not [f for f in analyze(k2_only, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]
+
+
+def test_a_card_taken_off_the_roster_is_judged_at_each_taps_time(plan: Plan, scan: Scan) -> None:
+    # ST9 was on K1's roster until 10:00: its three taps out at 06:00 were right, its three returns at 13:00 were
+    # not. The returns are a finding that says the card's entry ended at 10:00 (not that no roster lists it, whose
+    # words would tell the head to add back a card taken off on purpose); the morning's taps are none.
+    st1, st9 = "5a000001", "5a000009"
+    until = MIDNIGHT + 10 * H
+    rostered = Plan(kitchens=(Kitchen(id="K1", staff=(st1, StaffCard(card=st9, valid_until=until))),),
+                    schools=plan.schools)
+    three = [*TAGS, "T3"]
+    scans = [*(scan("departed", 6 * H + i * M, tags=[tag], school="S1", staff=st9) for i, tag in enumerate(three)),
+             scan("arrived", 7 * H, site="S1", tags=three, staff=st1),
+             *(scan("returned", 13 * H + i * M, tags=[tag], staff=st9.upper()) for i, tag in enumerate(three))]
+    a = analyze(rostered, scans, now=MIDNIGHT + 20 * H)
+    [off] = [f for f in a.findings if f.code == "staff_not_on_roster"]
+    assert (off.subject, off.date, off.measured, off.part, off.limit, off.other_kitchen) == ("K1", DATE, 3, "until",
+                                                                                            until, None)
+    assert off.records == tuple(s.record_id for s in scans[4:])
+    assert off.detail == ("3 taps after 2026-01-12T10:00, for the deliveries of K1, by 1 staff card its roster lists "
+                          "only until then")
+    assert "5a0000" not in str(off.to_dict()).lower()  # staff cards are personal data: the records say which
+    for lang, says in (("en", "3 taps after 10:00 by staff on the roster of this delivery's kitchen only until then"),
+                       ("id", "3 tap setelah pukul 10:00 oleh petugas yang ada di daftar petugas dapur pengiriman ini "
+                              "hanya sampai saat itu")):
+        said = Speaker(lang=lang, names={"tz_offset_s": 7 * H}, words=load_words(lang)).finding(off.to_dict(), {})
+        assert said == says and "tambahkan" not in said and "add" not in said
+    # The taps count as before: the finding is about who tapped.
+    assert a.deliveries == analyze(plan, scans, now=MIDNIGHT + 20 * H).deliveries
+    # Kept on the roster all day (as the plan the hub read at 06:00 said), no tap is a finding.
+    always = Plan(kitchens=(Kitchen(id="K1", staff=(st1, st9)),), schools=plan.schools)
+    assert not [f for f in analyze(always, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]
+    # Taken off at 14:00 instead, every tap of the day was right.
+    later = Plan(kitchens=(Kitchen(id="K1", staff=(st1, StaffCard(card=st9, valid_until=MIDNIGHT + 14 * H))),),
+                 schools=plan.schools)
+    assert not [f for f in analyze(later, scans, now=MIDNIGHT + 20 * H).findings if f.code == "staff_not_on_roster"]
+    # A card taken off the roster is still a staff card: read as a container at 14:00, it is none.
+    read = [*scans, scan("returned", 14 * H, tags=["T1", st9], staff=st1)]
+    b = analyze(rostered, read, now=MIDNIGHT + 20 * H)
+    assert ("staff_card_tag", "K1") in _codes(b) and not b.timelines_of(st9) and b.timelines_of("T1")
+
+
+def test_a_card_on_a_roster_from_a_time_and_a_card_moved_between_kitchens(plan: Plan, scan: Scan) -> None:
+    # A new cook is on K1's roster from 09:00: his 08:00 tap is a finding saying so. ST9 moved from K2 to K1 at
+    # 10:00: its 12:00 tap at K2's school is K2's card taken off K2's roster; its 11:00 tap at K1 is right. A card K2
+    # had until 10:00 and no roster has since, tapping at K1, is a card of K2's staff, not one no roster lists.
+    new, st9, old = "5a000010", "5a000009", "5a000020"
+    k1_from, moved = MIDNIGHT + 9 * H, MIDNIGHT + 10 * H
+    schools = (*plan.schools, School(id="S3", kitchen="K2", portions=10, deadline_s=9 * H))
+    rostered = Plan(kitchens=(Kitchen(id="K1", staff=(StaffCard(card=new, valid_from=k1_from),
+                                                      StaffCard(card=st9, valid_from=moved))),
+                              Kitchen(id="K2", staff=(StaffCard(card=st9, valid_until=moved),
+                                                      StaffCard(card=old, valid_until=moved)))),
+                    schools=schools)
+    scans = [scan("departed", 8 * H, tags=TAGS, school="S1", staff=new),
+             scan("departed", 9 * H, tags=["T3"], school="S1", staff=new),
+             scan("departed", 11 * H, tags=["T4"], school="S2", staff=st9),
+             scan("arrived", 12 * H, site="S3", tags=["T9"], staff=st9),
+             scan("returned", 13 * H, tags=TAGS, staff=old)]
+    found = {(f.subject, f.part, f.other_kitchen): f for f in analyze(rostered, scans, now=MIDNIGHT + 20 * H).findings
+             if f.code == "staff_not_on_roster"}
+    assert set(found) == {("K1", "from", None), ("S3", "until", None), ("K1", None, "K2")}
+    early, gone, lent = found[("K1", "from", None)], found[("S3", "until", None)], found[("K1", None, "K2")]
+    assert (early.measured, early.limit, early.records) == (1, k1_from, (scans[0].record_id,))
+    assert early.detail == ("1 tap before 2026-01-12T09:00, for the deliveries of K1, by 1 staff card its roster "
+                            "lists only from then")
+    assert (gone.measured, gone.limit, gone.records) == (1, moved, (scans[3].record_id,))
+    assert (lent.measured, lent.limit, lent.records) == (1, None, (scans[4].record_id,))
+    en = Speaker(lang="en", names={"tz_offset_s": 7 * H}, words=load_words("en"))
+    assert en.finding(early.to_dict(), {}) == ("1 tap before 09:00 by staff on the roster of this delivery's kitchen "
+                                               "only from then")
 
 
 def test_meals_served_after_the_danger_zone_and_meals_still_in_it_are_counted_apart(plan: Plan, scan: Scan) -> None:

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from hub.mbg import PlanError, load_plan
-from hub.mbg.plan import format_offset, local_date, local_midnight, parse_time_of_day, parse_timezone
+from hub.mbg.plan import (
+    StaffCard,
+    format_local,
+    format_offset,
+    local_date,
+    local_midnight,
+    parse_time_of_day,
+    parse_timezone,
+)
 from ledger.failures import MissingFile
 
 PLAN = """
@@ -160,10 +168,73 @@ def test_a_kitchen_may_keep_a_roster_of_staff_cards() -> None:
     kitchen = plan.kitchen_of_site("SDN-001")
     assert kitchen is not None and kitchen.id == "SPPG-001"
     assert not load_plan(PLAN).has_rosters
-    for bad, match in (('staff = "5a000001"', "list of staff card uids"), ("staff = [1]", "list of staff card uids"),
+    for bad, match in (('staff = "5a000001"', "list of staff card uids"), ("staff = [1]", "staff card uid"),
                        ('staff = ["5a000001", "5A000001"]', "appears twice")):
         with pytest.raises(PlanError, match=match):
             load_plan(PLAN.replace('name = "SPPG Margamukti"', f'name = "SPPG Margamukti"\n{bad}'))
+
+
+def _roster(entries: str) -> str:
+    return PLAN.replace('name = "SPPG Margamukti"', f'name = "SPPG Margamukti"\nstaff = [{entries}]')
+
+
+def test_a_roster_entry_may_hold_a_card_for_a_while() -> None:
+    # A card taken off the roster at 10:00 and a new one put on it from a day are entries with `until` and `from`,
+    # local times in the kitchen's zone written as the plan writes its dates and times; a uid alone is valid always.
+    plan = load_plan(_roster('"5a000001", {card = "5a000009", until = "2026-03-02T10:00"}, '
+                             '{card = "5a000010", from = "2026-03-09"}, '
+                             '{card = "5a000011", from = "2026-03-02T06:30:15", until = "2026-03-06"}, '
+                             '{card = "5a000012"}'))
+    wib = 7 * 3600
+    day1, day5 = local_midnight("2026-03-02", wib), local_midnight("2026-03-06", wib)
+    k1 = plan.kitchens[0]
+    assert k1.staff == ("5a000001", StaffCard(card="5a000009", valid_until=day1 + 10 * 3600),
+                        StaffCard(card="5a000010", valid_from=local_midnight("2026-03-09", wib)),
+                        # A date alone: `from` is its 00:00, `until` takes in the whole day.
+                        StaffCard(card="5a000011", valid_from=day1 + 6 * 3600 + 30 * 60 + 15, valid_until=day5 + 86_400),
+                        StaffCard(card="5a000012"))
+    assert plan.kitchens_listing("5A000009") == ("SPPG-001",)  # whether it is valid or not
+    assert plan.kitchens_listing("5a000009", day1 + 10 * 3600 - 1) == ("SPPG-001",)
+    assert plan.kitchens_listing("5a000009", day1 + 10 * 3600) == ()  # `until` is not included
+    assert plan.kitchens_listing("5a000001", day1) == ("SPPG-001",)
+    assert plan.roster_entry("SPPG-001", "5A000009") == StaffCard(card="5a000009", valid_until=day1 + 10 * 3600)
+    assert plan.roster_entry("SPPG-002", "5a000009") is None
+    assert plan.roster_windowed("5a000009") and not plan.roster_windowed("5a000001")
+    assert not plan.roster_windowed("5a000012")
+    assert format_local(day1 + 10 * 3600, wib) == "2026-03-02T10:00"
+    assert format_local(day1 + 6 * 3600 + 30 * 60 + 15, wib) == "2026-03-02T06:30:15"
+    # The kitchen's own zone, and TOML's own local dates and date-times, read alike.
+    wit = load_plan(_roster('{card = "5a000009", until = 2026-03-02T10:00:00, from = 2026-03-01}')
+                    .replace('name = "SPPG Margamukti"', 'name = "SPPG Margamukti"\ntimezone = "WIT"'))
+    assert wit.kitchens[0].staff == (StaffCard(card="5a000009", valid_from=local_midnight("2026-03-01", 9 * 3600),
+                                               valid_until=local_midnight("2026-03-02", 9 * 3600) + 10 * 3600),)
+
+
+def test_a_roster_entry_that_cannot_be_used_is_refused_with_what_was_expected() -> None:
+    for bad, match in (
+            ('{card = "5a000009", to = "2026-03-02"}', r"kitchens\[1\]\.staff\[1\]\.to"),
+            ('{until = "2026-03-02"}', r"staff\[1\]: missing required key 'card'"),
+            ('{card = "", until = "2026-03-02"}', "expected 'card' as a staff card uid"),
+            ('{card = 5, until = "2026-03-02"}', "expected 'card' as a staff card uid"),
+            ('"5a000001", {card = "5a000009", from = "2026-03-02T10:00", until = "2026-03-02T09:00"}',
+             r"staff\[2\]: expected until after from, got from 2026-03-02T10:00 and until 2026-03-02T09:00"),
+            ('{card = "5a000009", from = "2026-03-02T10:00", until = "2026-03-02T10:00"}', "expected until after from"),
+            # A date alone in `until` takes in that day: until the day before `from` is before it.
+            ('{card = "5a000009", from = "2026-03-02", until = "2026-03-01"}', "expected until after from"),
+            ('{card = "5a000009", until = "2026-03-02T25:00"}', r"staff\[1\]\.until: expected a time between"),
+            ('{card = "5a000009", until = "2026-03-02T10"}', r"staff\[1\]\.until: expected 'HH:MM'"),
+            ('{card = "5a000009", until = "2026-03-02T"}', "expected a local date 'YYYY-MM-DD' or date-time"),
+            ('{card = "5a000009", from = "02/03/2026"}', r"staff\[1\]\.from: expected a local date 'YYYY-MM-DD'"),
+            ('{card = "5a000009", from = "20260302"}', "expected a local date 'YYYY-MM-DD'"),
+            ('{card = "5a000009", from = "2026-02-30"}', "expected a local date 'YYYY-MM-DD'"),
+            ('{card = "5a000009", from = "10:00"}', "expected a local date 'YYYY-MM-DD'"),
+            ('{card = "5a000009", until = 10}', "got int 10"),
+            ('{card = "5a000009", until = 10:00:00}', "got time"),
+            ('{card = "5a000009", until = 2026-03-02T10:00:00+07:00}', "one with an offset"),
+            ('"5a000009", {card = "5A000009", until = "2026-03-02"}', "appears twice"),
+            ("1", "expected a staff card uid or a table {card, from, until}, got int 1")):
+        with pytest.raises(PlanError, match=match):
+            load_plan(_roster(bad))
 
 
 def test_a_kitchen_with_no_probe_says_so_in_the_plan() -> None:

@@ -443,6 +443,37 @@ def test_a_staff_card_off_the_roster_is_said_in_both_languages():
         assert all(s in out for s in says) and "SD Satu (S1)" in out, out
 
 
+def test_a_staff_card_on_the_roster_for_a_while_only_is_said_with_its_time_in_both_languages():
+    # A card taken off the kitchen's roster at 10:00 (`part` until, `limit` that time) that tapped after it, and a
+    # card put on it from 09:00 that tapped before: said with the time, and never with advice to add it back.
+    names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}, "S6": {"name": "SD Papua", "tz_offset_s": 9 * 3600}},
+             "kitchens": {"K1": {"name": "SPPG Satu"}}}
+    ten = 1772420400  # 2026-03-02 10:00 WIB
+    until = {"code": "staff_not_on_roster", "subject": "K1", "severity": "warning", "measured": 3, "limit": ten,
+             "part": "until", "date": "2026-03-02", "containers": [], "records": ["r1", "r2", "r3"], "detail": "",
+             "other_kitchen": None}
+    since = {**until, "subject": "S1", "measured": 1, "records": ["r4"], "part": "from", "limit": ten - 3600}
+    night = {**until, "limit": ten - 10 * 3600}  # a date alone: the card was on it through the day before
+    papua = {**until, "subject": "S6"}  # a school's times are said in its own zone
+    said = {lang: [Speaker(lang=lang, names=names, words=load_words(lang)).finding(f, {}) for f in (until, since, night, papua)]
+            for lang in ("en", "id")}
+    assert said["en"] == ["3 taps after 10:00 by staff on the roster of this delivery's kitchen only until then",
+                          "1 tap before 09:00 by staff on the roster of this delivery's kitchen only from then",
+                          "3 taps after 00:00 by staff on the roster of this delivery's kitchen only until then",
+                          "3 taps after 12:00 by staff on the roster of this delivery's kitchen only until then"]
+    assert said["id"] == [
+        "3 tap setelah pukul 10:00 oleh petugas yang ada di daftar petugas dapur pengiriman ini hanya sampai saat itu",
+        "1 tap sebelum pukul 09:00 oleh petugas yang baru ada di daftar petugas dapur pengiriman ini mulai saat itu",
+        "3 tap setelah pukul 00:00 oleh petugas yang ada di daftar petugas dapur pengiriman ini hanya sampai saat itu",
+        "3 tap setelah pukul 12:00 oleh petugas yang ada di daftar petugas dapur pengiriman ini hanya sampai saat itu"]
+    # Taken off days before: the day is said too.
+    week = Speaker(lang="id", names=names, words=load_words("id")).finding({**until, "date": "2026-03-05"}, {})
+    assert "setelah pukul 10:00 (-3 hari)" in week, week
+    out = render("violations", {"date": "2026-03-02", "violations": [], "findings": [until, since]},
+                 Speaker(lang="id", names=names, words=load_words("id")), {"kitchens": []})
+    assert "hanya sampai saat itu" in out and "mulai saat itu" in out and "tambahkan" not in out, out
+
+
 def test_a_device_clock_off_names_the_device_and_the_offset_in_both_languages():
     device = "ab" * 16
     names = {"tz_offset_s": 7 * 3600, "devices": {device: {"name": "Meja kembali", "site": "K1"}}}
