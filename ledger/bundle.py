@@ -242,7 +242,8 @@ class _Input:
         self.read = 0
         self.unsealed = hashlib.sha256()
         self.hashing = True
-        self.capture: list[bytes] | None = None
+        # A bytearray, not a list of pieces: an array of a million one-byte items would be a million objects.
+        self.capture: bytearray | None = None
 
     def take(self, n: int) -> bytes:
         _expect(n <= MAX_BUNDLE_BYTES - self.read,
@@ -266,7 +267,7 @@ class _Input:
         if self.hashing:
             self.unsealed.update(out)
         if self.capture is not None:
-            self.capture.append(out)
+            self.capture += out
         return out
 
     def at_end(self) -> bool:
@@ -290,9 +291,9 @@ class _Input:
 
     def item_bytes(self, depth: int) -> bytes:
         """One whole item's bytes, as taken (`cbor.decode` checks them)."""
-        self.capture = []
+        self.capture = bytearray()
         self._skip(depth)
-        raw, self.capture = b"".join(self.capture), None
+        raw, self.capture = bytes(self.capture), None
         return raw
 
     def key(self, depth: int, after: bytes, fields: frozenset[str], what: str) -> tuple[str, bytes]:
@@ -337,7 +338,7 @@ class _Fields:
     hub_key: bytes
     hub_log: list[bytes]
     checkpoints: list[bytes]
-    consistency: list[tuple[int, int, list[bytes]]]
+    consistency: Iterable[tuple[int, int, list[bytes]]]
     forks: list[bytes]
     created: int
     description: str
@@ -374,6 +375,10 @@ def _walk(chunks: Chunks, reader: _Reader) -> _Fields:
             _expect(major == 4, "receipts must be an array of [32-byte record id, receipt]")
             for _ in range(count):
                 reader.receipt(*_receipt(src))
+        elif key == "consistency":
+            raw = src.item_bytes(1)
+            # Held as its bytes when it has the schema's shape; anything else is decoded whole, for its error.
+            small[key] = _Entries.of(raw) or cbor.decode(raw, what="bundle", depth=1)
         else:
             small[key] = src.item(1)
     src.hashing = True
@@ -388,17 +393,88 @@ def _walk(chunks: Chunks, reader: _Reader) -> _Fields:
             "checkpoints must be a non-empty array of byte strings")
     _expect(_is_bytes_list(small["forks"]), "forks must be an array of byte strings")
     consistency = small["consistency"]
-    _expect(isinstance(consistency, list) and all(
-        isinstance(x, list) and len(x) == 3 and _is_int(x[0]) and _is_int(x[1]) and _is_bytes_list(x[2])
-        for x in consistency), "consistency must be an array of [first, second, [hashes]]")
+    if not isinstance(consistency, _Entries):
+        _expect(isinstance(consistency, list) and all(
+            isinstance(x, list) and len(x) == 3 and _is_int(x[0]) and _is_int(x[1]) and _is_bytes_list(x[2])
+            for x in consistency), "consistency must be an array of [first, second, [hashes]]")
+        consistency = [(a, b, p) for a, b, p in consistency]
     _expect(_is_int(small["created"]), "created must be a non-negative integer")
     description = small.get("description", "")
     _expect(isinstance(description, str), "description must be text")
     _expect(isinstance(small["seal"], bytes), "seal must be a byte string")
     return _Fields(hub_key=hub_key, hub_log=small["hub_log"], checkpoints=small["checkpoints"],
-                   consistency=[(a, b, p) for a, b, p in consistency], forks=small["forks"],
+                   consistency=consistency, forks=small["forks"],
                    created=small["created"], description=description, has_description="description" in small,
                    seal=small["seal"], unsealed=src.unsealed.digest())
+
+
+class _Entries:
+    """A bundle's `consistency` entries [first, second, [hashes]], held as their encoding and read again each time
+    they are gone through: a million entries held as Python lists take some 400 MB, their bytes 4 MB."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    @classmethod
+    def of(cls, raw: bytes) -> _Entries | None:
+        """`raw` as entries if it is exactly an array of [uint, uint, [byte strings]] in deterministic CBOR; else
+        None, and the caller decodes it whole to say what is wrong, as for any other field."""
+        try:
+            for _ in _entries(raw, keep=False):
+                pass
+        except (ValueError, IndexError):
+            return None
+        return cls(raw)
+
+    def __iter__(self) -> Iterator[tuple[int, int, list[bytes]]]:
+        return _entries(self.raw, keep=True)
+
+
+def _head(raw: bytes, i: int) -> tuple[int, int, int]:
+    """The major type and argument of the item at byte `i`, and where its content starts: a definite length in its
+    shortest form (RFC 8949 §4.2.1), else ValueError (IndexError past the end)."""
+    first = raw[i]
+    major, info = first >> 5, first & 31
+    if info < 24:
+        return major, info, i + 1
+    if info > 27 or major == 7:
+        raise ValueError
+    size = 1 << (info - 24)
+    if i + 1 + size > len(raw):
+        raise IndexError
+    n = int.from_bytes(raw[i + 1:i + 1 + size], "big")
+    if n < (24 if size == 1 else 1 << (4 * size)):
+        raise ValueError
+    return major, n, i + 1 + size
+
+
+def _entries(raw: bytes, *, keep: bool) -> Iterator[tuple[int, int, list[bytes]]]:
+    """The entries of a `consistency` array, decoded by hand (a tight loop: a million of them is a hostile bundle's
+    1 MB); ValueError or IndexError if `raw` is not exactly such an array in deterministic CBOR."""
+    major, count, i = _head(raw, 0)
+    if major != 4:
+        raise ValueError
+    for _ in range(count):
+        if raw[i] != 0x83:  # an array of three
+            raise ValueError
+        major, first, i = _head(raw, i + 1)
+        major2, second, i = _head(raw, i)
+        major3, n, i = _head(raw, i)
+        if major or major2 or major3 != 4:
+            raise ValueError
+        proof = []
+        for _ in range(n):
+            major, size, i = _head(raw, i)
+            if major != 2 or i + size > len(raw):
+                raise ValueError
+            if keep:
+                proof.append(raw[i:i + size])
+            i += size
+        yield first, second, proof
+    if i != len(raw):
+        raise ValueError
 
 
 def _log(src: _Input, reader: _Reader) -> None:
@@ -449,10 +525,10 @@ def _receipt(src: _Input) -> tuple[bytes, bytes]:
 class _Records:
     """A log's records as they are read, one at a time; `at` is the byte of the bundle the next one starts at."""
 
-    __slots__ = ("_left", "_src")
+    __slots__ = ("_left", "_src", "count")
 
     def __init__(self, src: _Input, count: int) -> None:
-        self._src, self._left = src, count
+        self._src, self._left, self.count = src, count, count
 
     def __iter__(self) -> _Records:
         return self
@@ -490,7 +566,7 @@ def decode_bundle(data: bytes) -> Bundle:
     kept = _Collect()
     f = _walk((data,), kept)
     return Bundle(hub_key=f.hub_key, hub_log=f.hub_log, logs=kept.logs, checkpoints=f.checkpoints,
-                  receipts=kept.receipts, consistency=f.consistency, forks=f.forks, created=f.created,
+                  receipts=kept.receipts, consistency=list(f.consistency), forks=f.forks, created=f.created,
                   seal=f.seal, description=f.description, has_description=f.has_description)
 
 
@@ -502,7 +578,8 @@ class DeviceReport:
     # The span of the verified records' device times (a device's clock may run backwards across boots).
     first_time: int | None = None
     last_time: int | None = None
-    records: int = 0
+    records: int = 0  # verified
+    in_bundle: int = 0  # records the log's range holds, verified or not (repeats included)
     receipts: int = 0
     duplicates: int = 0  # records repeated in the range (same id): skipped, not a problem
     revoked_from: int | None = None  # as the hub's verified log says
@@ -510,7 +587,8 @@ class DeviceReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"device": self.device, "first_seq": self.first_seq, "last_seq": self.last_seq,
-                "first_time": self.first_time, "last_time": self.last_time, "records": self.records, "receipts": self.receipts, "revoked_from": self.revoked_from,
+                "first_time": self.first_time, "last_time": self.last_time, "records": self.records,
+                "in_bundle": self.in_bundle, "receipts": self.receipts, "revoked_from": self.revoked_from,
                 "ok": not self.problems, "problems": [p.to_dict() for p in self.problems]}
 
 
@@ -563,6 +641,13 @@ def checkpoint_notes(checkpoints: Iterable[Checkpoint], linked: Iterable[tuple[i
     return notes
 
 
+# A step that checks a list the bundle gives (checkpoints, consistency entries, fork evidence, receipts) lists
+# its first problems and counts the rest: a bundle of a million bad entries would otherwise give a report of a
+# million problems (gigabytes held, a million lines said). The verdict is the first problem, always listed.
+MAX_LISTED = 20
+LISTED_STEPS = ("checkpoints", "consistency", "forks", "receipts")
+
+
 @dataclass(slots=True, kw_only=True)
 class BundleReport:
     hub_key: bytes = b""  # the key the checks used: the pinned one, else the one the bundle names
@@ -575,16 +660,38 @@ class BundleReport:
     forks: list[ForkEvidence] = field(default_factory=list)
     notes: list[CheckpointNote] = field(default_factory=list)  # not problems: the verdict ignores them
     problems: list[LedgerError] = field(default_factory=list)  # those not about one device
-    # Every problem in the order of the checks (FORMAT.md §12.3): the first one is the verdict.
+    # Every problem listed, in the order of the checks (FORMAT.md §12.3): the first one is the verdict.
     ordered: list[LedgerError] = field(default_factory=list)
+    # Problems of a step of LISTED_STEPS past its first MAX_LISTED: counted, not listed.
+    more: dict[str, int] = field(default_factory=dict)
+    _listed: dict[str, int] = field(default_factory=dict)
 
-    def add(self, problem: LedgerError, device: DeviceReport | None = None) -> None:
+    def add(self, problem: LedgerError, device: DeviceReport | None = None, *, step: str | None = None) -> bool:
+        """List `problem`, or, past the first MAX_LISTED of its `step`, count it in `more`; whether it is listed."""
+        if step is not None:
+            if self._listed.get(step, 0) >= MAX_LISTED:
+                self.count_more(step)
+                return False
+            self._listed[step] = self._listed.get(step, 0) + 1
+        # A raised error keeps its frames, and their locals (a bundle's bytes among them), alive: not needed here.
+        problem.__traceback__ = None
         (device.problems if device is not None else self.problems).append(problem)
         self.ordered.append(problem)
+        return True
+
+    def count_more(self, step: str, n: int = 1) -> None:
+        if n:
+            self.more[step] = self.more.get(step, 0) + n
 
     @property
     def all_problems(self) -> list[LedgerError]:
+        """The problems listed (see `problem_count` for how many there are)."""
         return list(self.ordered)
+
+    @property
+    def problem_count(self) -> int:
+        """Every problem found, those counted in `more` included."""
+        return len(self.ordered) + sum(self.more.values())
 
     @property
     def ok(self) -> bool:
@@ -602,7 +709,8 @@ class BundleReport:
                 "receipts_checked": self.receipts_checked,
                 "forks": [{"device": f.device_id.hex(), "seq": f.seq} for f in self.forks],
                 "notes": [n.to_dict() for n in self.notes],
-                "problems": [p.to_dict() for p in self.problems]}
+                "problems": [p.to_dict() for p in self.problems],
+                "more": {step: self.more[step] for step in LISTED_STEPS if step in self.more}}
 
 
 def _key_schedule(device_id: bytes, keys: Sequence[bytes]) -> list[tuple[int, bytes, Record]]:
@@ -937,10 +1045,11 @@ class _Check(_Reader):
         self.read, self.report, self.authority, self.hub_id = read, report, authority, hub_id
         self.key, self.by_header, self.held, self.placed = key, by_header, held, placed
         self.later: list[tuple[LedgerError, str | None]] = []  # receipt problems, with the device (hex)
+        self.later_more = 0  # receipt problems past the MAX_LISTED kept in `later`, counted only
         self.receipts: dict[str, int] = {}  # receipts checked, by device (hex)
 
     def log(self, log: LogExport, records: _Records) -> None:
-        dev = DeviceReport(device=log.device_id.hex())
+        dev = DeviceReport(device=log.device_id.hex(), in_bundle=records.count)
         self.report.devices.append(dev)
         if log.device_id == self.hub_id:
             dev.problems.append(MalformedRecord("the hub's own log belongs in hub_log, not in logs"))
@@ -972,8 +1081,8 @@ class _Check(_Reader):
         held = self.held
         slot = held.find(record_id)
         if slot is None or held.flags[slot] & held.RECEIPT:
-            self.later.append((MalformedRecord(f"receipt for record {record_id.hex()[:16]}... that the bundle "
-                                               "does not hold, or a second receipt for it"), None))
+            self._later(MalformedRecord(f"receipt for record {record_id.hex()[:16]}... that the bundle does not "
+                                        "hold, or a second receipt for it"), None)
             return
         held.flags[slot] |= held.RECEIPT
         if not held.flags[slot] & held.VERIFIED:
@@ -991,7 +1100,15 @@ class _Check(_Reader):
             if self.placed is not None:
                 self.placed(record_id, got.index)
         except LedgerError as exc:
-            self.later.append((exc, device))
+            self._later(exc, device)
+
+    def _later(self, problem: LedgerError, device: str | None) -> None:
+        """Keep a receipt's problem for step 8, or only count it past the MAX_LISTED that step lists."""
+        if len(self.later) < MAX_LISTED:
+            problem.__traceback__ = None
+            self.later.append((problem, device))
+        else:
+            self.later_more += 1
 
     def finish(self) -> None:
         """Step 8's problems in their order, then every verified record without a receipt."""
@@ -1000,13 +1117,14 @@ class _Check(_Reader):
             if device in by_device:
                 by_device[device].receipts += n
         for problem, of in self.later:
-            self.report.add(problem, by_device.get(of) if of is not None else None)
+            self.report.add(problem, by_device.get(of) if of is not None else None, step="receipts")
+        self.report.count_more("receipts", self.later_more)
         held = self.held
         for slot in held.order:
             if not held.flags[slot] & held.RECEIPT:
                 device, where = held.where(slot)
                 self.report.add(BadProof("record without a receipt: the bundle does not show it in the hub's log",
-                                         where=where), by_device.get(device))
+                                         where=where), by_device.get(device), step="receipts")
 
 
 def verify_bundle(data: bytes, *, hub_key: bytes | None = None,
@@ -1044,7 +1162,7 @@ def verify_bundle_from(read: Read, *, hub_key: bytes | None = None,
             cp.verify(key)
             checkpoints.append(cp)
         except LedgerError as exc:
-            report.add(exc)
+            report.add(exc, step="checkpoints")
     checkpoints.sort(key=lambda c: (c.tree_size, c.time))
     report.checkpoints = checkpoints
     by_size: dict[int, Checkpoint] = {}
@@ -1052,27 +1170,28 @@ def verify_bundle_from(read: Read, *, hub_key: bytes | None = None,
         other = by_size.setdefault(cp.tree_size, cp)
         if other.root != cp.root:
             report.add(BadCheckpoint(f"two checkpoints of size {cp.tree_size} with different roots: "
-                                     "the hub forked its log"))
+                                     "the hub forked its log"), step="checkpoints")
         elif other.authority != cp.authority:
             # One tree has one head of the hub's own log among its leaves: two heads for one size and root are a
             # false statement of the hub, and either could pass for the largest checkpoint in step 5.
             report.add(BadCheckpoint(f"two checkpoints of size {cp.tree_size} name different heads of the hub's "
-                                     "own log: the hub signed a false statement"))
+                                     "own log: the hub signed a false statement"), step="checkpoints")
     linked: list[tuple[int, int]] = []  # the consistency entries that verified
     for first, second, proof in fields.consistency:
         older_cp, newer_cp = by_size.get(first), by_size.get(second)
         if older_cp is None or newer_cp is None:
             report.add(BadCheckpoint(f"consistency proof {first}->{second} names a checkpoint the bundle "
-                                     "does not hold"))
+                                     "does not hold"), step="consistency")
             continue
         if first > second:  # FORMAT.md §9: a first size larger than the second is a failed proof
-            report.add(BadProof(f"consistency proof {first}->{second}: the first size is larger than the second"))
+            report.add(BadProof(f"consistency proof {first}->{second}: the first size is larger than the second"),
+                       step="consistency")
             continue
         try:
             verify_checkpoints_consistent(older_cp, newer_cp, proof, key)
             linked.append((first, second))
         except LedgerError as exc:
-            report.add(exc)
+            report.add(exc, step="consistency")
     report.notes = checkpoint_notes(checkpoints, linked)
     authority, hub_records = _verify_hub_log(fields.hub_log, hub_id, checkpoints, report)
     held = _Held()
@@ -1093,10 +1212,10 @@ def verify_bundle_from(read: Read, *, hub_key: bytes | None = None,
                     raise UnknownKey("fork evidence past genesis for a device the bundle has no key list for")
                 key_for = _key_at(_key_schedule(evidence.device_id, keys), evidence.seq)
             evidence.verify(key_for)
-            report.forks.append(evidence)
-            report.add(evidence.error())
+            if report.add(evidence.error(), step="forks"):  # the forks said are those listed
+                report.forks.append(evidence)
         except LedgerError as exc:
-            report.add(exc)
+            report.add(exc, step="forks")
     check.finish()
     try:
         check_seal(fields.seal, fields.unsealed, key)
@@ -1118,6 +1237,46 @@ def compare_bundles(older: bytes, newer: bytes, *, hub_key: bytes | None = None)
 def compare_bundles_from(older: Read, newer: Read, *,
                          hub_key: bytes | None = None) -> tuple[Checkpoint, Checkpoint]:
     """`compare_bundles` of two bundles read in pieces, as `verify_bundle_from` reads one."""
+    compared = comparison_from(older, newer, hub_key=hub_key)
+    return compared.old, compared.new
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevokedSince:
+    """A device the newer bundle's hub log revokes from a seq at or below the last the older bundle verified
+    (FORMAT.md §12.4, notes): records the older bundle vouched for that the hub no longer accepts. A note, not a
+    problem: the comparison proves only that the log extends, and a revocation is a decision the log may add."""
+
+    device: str
+    revoked_from: int
+    first: int  # the first and last seq the older bundle verified
+    last: int
+
+    @property
+    def records(self) -> int:
+        return self.last - max(self.revoked_from, self.first) + 1
+
+    @property
+    def message(self) -> str:
+        return (f"device {self.device}: revoked from seq {self.revoked_from} since the older bundle, which verified "
+                f"up to {self.last}: {self.records} records it vouched for are no longer accepted")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"note": "revoked", "device": self.device, "revoked_from": self.revoked_from,
+                "verified_to": self.last, "records": self.records, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    """What `comparison_from` proved: the largest checkpoints of the older and newer bundles, and the notes."""
+
+    old: Checkpoint
+    new: Checkpoint
+    revoked: list[RevokedSince]
+
+
+def comparison_from(older: Read, newer: Read, *, hub_key: bytes | None = None) -> Comparison:
+    """`compare_bundles_from`, with the devices revoked since the older bundle below what it verified."""
     a, b = _walk(older(0), _Reader()), _walk(newer(0), _Reader())
     key = hub_key or b.hub_key
     if a.hub_key != key or b.hub_key != key:
@@ -1128,6 +1287,12 @@ def compare_bundles_from(older: Read, newer: Read, *,
     old = max((decode_checkpoint(x) for x in a.checkpoints), key=lambda c: (c.tree_size, c.time))
     new = max((decode_checkpoint(x) for x in b.checkpoints), key=lambda c: (c.tree_size, c.time))
     if old.tree_size > new.tree_size:
+        # The same code either way (§12.4 step 4); what it means depends on which bundle the hub made later.
+        if b.created >= a.created:
+            raise BadCheckpoint(f"the hub's log shrank since the older bundle: its log ({old.tree_size} records) "
+                                f"is larger than the newer's ({new.tree_size}), which was created no earlier "
+                                "(a rollback or rewrite of the hub's log)",
+                                hint="keep both bundles as evidence and ask the hub's operator")
         raise BadCheckpoint(f"the older bundle's log ({old.tree_size} records) is larger than the newer's "
                             f"({new.tree_size})", hint="give the newer bundle first and the older with --against")
     if old.tree_size == new.tree_size:
@@ -1141,7 +1306,16 @@ def compare_bundles_from(older: Read, newer: Read, *,
     if b.hub_log[:len(a.hub_log)] != a.hub_log:
         raise BrokenChain("the newer bundle's hub log does not extend the older's: a decision was dropped or "
                           "replaced")
-    return old, new
+    # The newer bundle verified, so its hub log does: its decisions give each device's revocation point now.
+    hub_id = device_id_for(key)
+    authority = Authority.of(hub_id, accept(ChainState.empty(hub_id), b.hub_log).records)
+    revoked = []
+    for dev in older_report.devices:
+        standing = authority.devices.get(bytes.fromhex(dev.device))
+        point = standing.revoked_from if standing is not None else None
+        if point is not None and dev.first_seq is not None and dev.last_seq is not None and point <= dev.last_seq:
+            revoked.append(RevokedSince(device=dev.device, revoked_from=point, first=dev.first_seq, last=dev.last_seq))
+    return Comparison(old=old, new=new, revoked=revoked)
 
 
 class BundleWriter:

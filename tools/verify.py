@@ -24,7 +24,7 @@ from ledger import (
     UnknownKey,
     device_id_for,
 )
-from ledger.bundle import MAX_BUNDLE_BYTES, Read, compare_bundles_from, verify_bundle_from
+from ledger.bundle import MAX_BUNDLE_BYTES, Read, comparison_from, verify_bundle_from
 from ledger.errors import CodedError
 from ledger.failures import UsageError
 
@@ -137,8 +137,11 @@ def render(report: BundleReport, consistency: dict[str, Any] | None, say: Speake
                                                  records=say.count(report.hub_log, "cli.n.record"),
                                                  decisions=say.count(report.decisions, "cli.n.decision")))]
     for dev in report.devices:
-        lines.append(_step(say, not dev.problems, say("log.records", device=dev.device, n=dev.records,
-                                                       first=dev.first_seq, last=dev.last_seq,
+        # How many records the range holds and how many of them verified: they differ when a record fails.
+        verified = (say("log.verified", n=dev.records, first=dev.first_seq, last=dev.last_seq) if dev.records
+                    else say("log.verified.none"))
+        lines.append(_step(say, not dev.problems, say("log.records", device=dev.device, verified=verified,
+                                                       records=say.count(dev.in_bundle, "cli.n.record"),
                                                        revoked=dev.revoked_from)))
         lines += [f"    {said(problem)}" for problem in dev.problems]
     for cp in report.checkpoints:
@@ -149,8 +152,14 @@ def render(report: BundleReport, consistency: dict[str, Any] | None, say: Speake
     for fork in report.forks:
         lines.append(_step(say, False, say("why.fork.found", device=fork.device_id.hex(), seq=fork.seq)))
     lines += [f"{FAILS} {said(problem)}" for problem in report.problems]
+    # A step's problems past the first it lists (FORMAT.md §12.3): how many more, said once.
+    lines += [f"{FAILS} {say(f'more.{step}', more=_grouped(n, say))}" for step, n in report.more.items()]
     if consistency is not None:
         lines.append(_step(say, True, say("against", **{"from": consistency["from"], "to": consistency["to"]})))
+        # Not problems (FORMAT.md §12.4, notes): records the older bundle vouched for that the hub since revoked.
+        for n in consistency["notes"]:
+            lines.append(f"{NOTE} " + say("note.revoked", device=n["device"], revoked=n["revoked_from"],
+                                          last=n["verified_to"], records=say.count(n["records"], "cli.n.record")))
     counts = ", ".join(say.count(n, f"cli.n.{noun}") for n, noun in (
         (sum(d.records for d in report.devices), "record"), (len(report.checkpoints), "checkpoint"),
         (report.receipts_checked, "receipt")))
@@ -158,12 +167,17 @@ def render(report: BundleReport, consistency: dict[str, Any] | None, say: Speake
         lines.append(f"{say('verified')}: {counts}")
     else:
         first = report.all_problems[0]
-        lines.append(f"{verdict(say, first)}, {say.count(len(report.all_problems), 'cli.n.problem')}: {counts}")
+        lines.append(f"{verdict(say, first)}, {say.count(report.problem_count, 'cli.n.problem')}: {counts}")
         lines.append(said.meaning(first))
     lines += what_was_verified(report, say)
     if said.unsaid:
         lines.append(say("cli.english"))
     return "\n".join(lines)
+
+
+def _grouped(n: int, say: Speaker) -> str:
+    """A count with its thousands grouped as the page writes them (999,980; 999.980 in Indonesian)."""
+    return f"{n:,}".replace(",", "." if say.lang == "id" else ",")
 
 
 def verdict(say: Speaker, problem: CodedError) -> str:
@@ -266,10 +280,12 @@ def older_problem(problem: CodedError, path: str) -> dict[str, str]:
     return out
 
 
-def _verdict(code: str | None, exit_code: int) -> dict[str, Any]:
-    """The top of a --json report: the verdict's code (the first problem's, §12.3 order; null when all holds) and
-    the exit code it gives."""
-    return {"ok": code is None, "code": code, "exit_code": exit_code}
+def _verdict(problem: dict[str, Any] | None, exit_code: int) -> dict[str, Any]:
+    """The top of a --json report: the verdict's code (the first problem's, §12.3 order; null when all holds), the
+    exit code it gives, and that problem itself. `problems` below lists only the problems of no one device (a
+    device's are in its entry of `devices`), so its first entry need not be the verdict's: `problem` is."""
+    return {"ok": problem is None, "code": None if problem is None else problem["code"], "exit_code": exit_code,
+            "problem": problem}
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -290,22 +306,23 @@ def _check(args: argparse.Namespace) -> int:
             if older is None:
                 raise MalformedRecord(f"bundle: larger than {MAX_BUNDLE_BYTES} bytes")
             try:
-                old, new = compare_bundles_from(older, bundle, hub_key=hub_key)
+                compared = comparison_from(older, bundle, hub_key=hub_key)
             except LedgerError:
                 if not _older_fails(older, report.hub_key):
                     whose = None  # the comparison's own problem (§12.4 steps 2, 4, 5), which names both bundles
                 raise
             whose = None
-            consistency = {"from": old.tree_size, "to": new.tree_size}
+            consistency = {"from": compared.old.tree_size, "to": compared.new.tree_size,
+                           "notes": [n.to_dict() for n in compared.revoked]}
     except LedgerError as exc:
         if args.json:
             problem = exc.to_dict() if whose is None else older_problem(exc, whose)
-            print(json.dumps({**_verdict(exc.code, exc.exit_code), "problems": [problem]}, indent=2))
+            print(json.dumps({**_verdict(problem, exc.exit_code), "problems": [problem]}, indent=2))
         else:
             print(failed(Speaker(args.lang), exc, whose))
         return exc.exit_code
     if args.json:
-        first = report.all_problems[0].code if report.all_problems else None
+        first = report.all_problems[0].to_dict() if report.all_problems else None
         out = {**_verdict(first, report.exit_code), **report.to_json()}
         if consistency is not None:
             out["consistency"] = consistency

@@ -88,9 +88,23 @@
   // Steps carry a message key and values; the page translates them. A problem is {code, message, where, why, at}:
   // `why` and `at` are the sentence and the place in the page's words ({key, vars}, i18n.js), `message` and
   // `where` the same in English (as jejak-verify says them). The problems are kept in the order of the checks
-  // (§12.3), and the first one is the verdict.
+  // (§12.3), and the first one is the verdict. A step that checks a list the bundle gives (checkpoints,
+  // consistency entries, fork evidence, receipts) lists its first MAX_LISTED problems and counts the rest in
+  // `more`, as jejak-verify does (ledger/bundle.py): a million bad entries would otherwise be a million steps.
+  const MAX_LISTED = 20;
   class Report {
-    constructor() { this.steps = []; this.devices = []; this.problems = []; this.notes = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; this.stage = "bundle"; }
+    constructor() { this.steps = []; this.devices = []; this.problems = []; this.notes = []; this.checkpoints = []; this.decisions = []; this.done = 0; this.total = 0; this.stage = "bundle"; this.more = {}; this.listed = {}; }
+    // Whether a problem of `step` is listed (and shown as a step of its own); past the first MAX_LISTED it is
+    // counted in `more` instead.
+    counted(step) {
+      const n = (this.listed[step] || 0) + 1;
+      this.listed[step] = n;
+      if (n <= MAX_LISTED) return true;
+      this.more[step] = n - MAX_LISTED;
+      return false;
+    }
+    // The line that says how many problems of `step` were counted and not listed, if any.
+    stepMore(step) { if (this.more[step]) this.steps.push({ key: "more." + step, vars: { more: this.more[step] }, ok: false, problem: null }); }
     // One record or receipt checked: the page shows how far a long check has come (options.progress), in the
     // bundle or, for --against, in the older bundle (stage "older").
     tick() { this.done += 1; if (this.onProgress) this.onProgress(this.done, this.total, this.stage); }
@@ -128,25 +142,26 @@
         if (shape.head === null) malformed("checkpoint.head");
         cp = J.verifyCheckpoint(bytes, hubKey);
       }, at("checkpoint", { i }));
+      if (!p) good.push(cp);
+      if (p && !report.counted("checkpoints")) return;
       report.step("checkpoint", { i, size: cp ? cp.treeSize : "?", root: cp ? hex(cp.root).slice(0, 16) : "", time: cp ? utc(cp.time) : "", hub: cp ? cp.head.length : "" }, p);
-      if (!report.add(p)) good.push(cp);
+      report.add(p);
     });
     const bySize = new Map();
     for (const cp of good) {
       const other = bySize.get(cp.treeSize);
       if (other && !equal(other.root, cp.root)) {
         const p = problem("INVALID_CHECKPOINT", "checkpoints.split", { size: cp.treeSize }, at("checkpoints"));
-        report.step("checkpoints.split", { size: cp.treeSize }, p);
-        report.add(p);
+        if (report.counted("checkpoints")) { report.step("checkpoints.split", { size: cp.treeSize }, p); report.add(p); }
       } else if (other && (other.head.length !== cp.head.length || !equal(other.head.id, cp.head.id))) {
         // One tree has one head of the hub's own log: two heads for one size are a false statement of the hub,
         // and either could pass for the largest checkpoint in step 5.
         const p = problem("INVALID_CHECKPOINT", "checkpoints.heads", { size: cp.treeSize }, at("checkpoints"));
-        report.step("checkpoints.heads", { size: cp.treeSize }, p);
-        report.add(p);
+        if (report.counted("checkpoints")) { report.step("checkpoints.heads", { size: cp.treeSize }, p); report.add(p); }
       }
       if (!other) bySize.set(cp.treeSize, cp);
     }
+    report.stepMore("checkpoints");
     // Sorted by size, then iat: the last one is the largest.
     report.checkpoints = good.slice().sort((a, b) => (a.treeSize - b.treeSize) || (a.time - b.time));
     const linked = [];
@@ -156,9 +171,12 @@
         if (!a || !b) fail("INVALID_CHECKPOINT", "consistency.size", { first, second });
         J.verifyConsistency(first, second, a.root, b.root, proof);
       }, at("consistency", { first, second }));
+      if (!p) linked.push([first, second]);
+      if (p && !report.counted("consistency")) return;
       report.step("consistency", { first, second }, p);
-      if (!report.add(p)) linked.push([first, second]);
+      report.add(p);
     });
+    report.stepMore("consistency");
     report.notes = checkpointNotes(good, linked);
     return good;
   }
@@ -416,7 +434,9 @@
       if (dev.lastTime === null || r.time > dev.lastTime) dev.lastTime = r.time;
     }
     const p = checked.problem || accepted.problem;
-    report.step("log.records", { device: dev.device, n: log.records.length, first: dev.firstSeq, last: dev.lastSeq, revoked: st.revokedFrom }, p);
+    // How many records the range holds and how many of them verified: they differ when a record fails.
+    const verified = dev.records ? { key: "log.verified", vars: { n: dev.records, first: dev.firstSeq, last: dev.lastSeq } } : { key: "log.verified.none" };
+    report.step("log.records", { device: dev.device, records: { n: log.records.length, noun: "cli.n.record" }, verified, revoked: st.revokedFrom }, p);
     report.add(checked.problem, dev);
     report.add(accepted.problem, dev);
     if (p) return good;
@@ -442,12 +462,15 @@
           const dev = report.devices.find((d) => d.device === hex(device) && d.schedule);
           return dev ? keyAt(dev.schedule, seq) : null;
         });
-        report.forks.push({ device: hex(fork.device), seq: fork.seq });
         fail("FORK_DETECTED", "fork.found", { device: hex(fork.device), seq: fork.seq });
       }, at("fork", { i }));
+      if (!report.counted("forks")) return;
+      // The forks said are those listed.
+      if (fork) report.forks.push({ device: hex(fork.device), seq: fork.seq });
       report.step("fork", { i, device: fork ? hex(fork.device) : "", seq: fork ? fork.seq : "" }, p);
       report.add(p);
     });
+    report.stepMore("forks");
   }
 
   // ---- 8. receipts ---------------------------------------------------------------------------------------------
@@ -461,7 +484,7 @@
       const h = held.get(hex(id));
       const where = at("receipt", { id: hex(id).slice(0, 16) });
       if (!h || seen.has(hex(id))) {
-        problems.push(report.add(problem("MALFORMED", h ? "receipt.second" : "receipt.stray", {}, where)));
+        if (report.counted("receipts")) problems.push(report.add(problem("MALFORMED", h ? "receipt.second" : "receipt.stray", {}, where)));
         continue;
       }
       seen.add(hex(id));
@@ -472,17 +495,18 @@
           fail("INVALID_PROOF", "receipt.checkpoint");
         }
       }, where);
-      if (p) { problems.push(report.add(p, h.dev)); continue; }
+      if (p) { if (report.counted("receipts")) problems.push(report.add(p, h.dev)); continue; }
       if (h.dev) h.dev.receipts += 1;
       checked += 1;
     }
     for (const [idHex, h] of held) {
-      if (h.verified && !seen.has(idHex)) {
+      if (h.verified && !seen.has(idHex) && report.counted("receipts")) {
         problems.push(report.add(problem("INVALID_PROOF", "receipt.missing", { id: idHex.slice(0, 16) }, h.dev ? at("device", { device: h.dev.device }) : at("hublog")), h.dev));
       }
     }
     report.receiptsChecked = checked;
     report.step("receipts", { n: bundle.receipts.length, ok: checked }, problems[0] || null);
+    report.stepMore("receipts");
   }
 
   // ---- 9. seal -------------------------------------------------------------------------------------------------
@@ -548,7 +572,11 @@
       if (oldReport.problems.length) { const q = oldReport.problems[0]; fail(q.code, "against.older", { why: q.why }); }
       const o = oldReport.checkpoints[oldReport.checkpoints.length - 1], n = report.checkpoints[report.checkpoints.length - 1];
       report.against = { from: o.treeSize, to: n.treeSize };
-      if (o.treeSize > n.treeSize) fail("INVALID_CHECKPOINT", "against.larger");
+      // The same code either way (§12.4 step 4); what it means depends on which bundle the hub made later.
+      if (o.treeSize > n.treeSize) {
+        if (bundle.created >= old.created) fail("INVALID_CHECKPOINT", "against.shrank", { n: o.treeSize, m: n.treeSize });
+        fail("INVALID_CHECKPOINT", "against.larger");
+      }
       if (o.treeSize === n.treeSize) {
         if (!equal(o.root, n.root)) fail("INVALID_CHECKPOINT", "against.split", { size: o.treeSize });
       } else {
@@ -559,11 +587,29 @@
       if (old.hubLog.length > bundle.hubLog.length || !old.hubLog.every((r, i) => equal(r, bundle.hubLog[i]))) {
         fail("BROKEN_CHAIN", "against.prefix");
       }
+      report.against.notes = revokedSince(oldReport, report);
     }, at("against"));
     // Failed before the two sizes were known (another hub, an older bundle that fails): the step says what it
     // checks without them.
     report.step(report.against ? "against" : "against.unsized", report.against || {}, p);
     report.againstProblem = p;
+  }
+
+  // Notes, not problems (FORMAT.md §12.4, notes; ledger.bundle.RevokedSince says the same): each device the newer
+  // bundle's decisions revoke from a seq at or below the last one the older bundle verified, so that records the
+  // older bundle vouched for are no longer accepted.
+  function revokedSince(oldReport, report) {
+    const notes = [];
+    for (const d of oldReport.devices) {
+      const point = standing(report.decisions, J.fromHex(d.device)).revokedFrom;
+      if (point === null || d.lastSeq === null || point > d.lastSeq) continue;
+      const records = d.lastSeq - Math.max(point, d.firstSeq) + 1;
+      notes.push({
+        note: "revoked", device: d.device, revoked_from: point, verified_to: d.lastSeq, records,
+        message: "device " + d.device + ": revoked from seq " + point + " since the older bundle, which verified up to " + d.lastSeq + ": " + records + " records it vouched for are no longer accepted",
+      });
+    }
+    return notes;
   }
 
   // A time as people read it (the hub signs Unix seconds), the same in every browser's zone.
@@ -597,6 +643,7 @@
   const summary = (report) => ({
     ok: report.ok, code: report.code, exit: report.exit,
     problems: (report.againstProblem ? [report.againstProblem] : []).concat(report.problems),
+    more: report.more || {},
     notes: report.notes || [],
   });
 
@@ -618,5 +665,5 @@
     });
   }
 
-  Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, MAX_BUNDLE, parseBundle, Report, verifyBundle, summary, verified, keyAt, keySchedule, checkpointNotes });
+  Object.assign(J, { BUNDLE_SCHEMA, LOG_SCHEMA, MAX_BUNDLE, MAX_LISTED, parseBundle, Report, verifyBundle, summary, verified, keyAt, keySchedule, checkpointNotes });
 })(globalThis.Jejak);

@@ -30,7 +30,9 @@
       "bundle.hubkey": "Kunci hub: {key} (id hub {id}){pinned}.",
       pinned: ", dipatok oleh Anda",
       "log.keys": "Perangkat {device}: daftar kunci ({n} catatan) dimulai dari genesis yang kuncinya menurunkan id perangkat, tiap rotasi ditandatangani kunci sebelumnya.",
-      "log.records": "Perangkat {device}: {n} catatan (seq terverifikasi {first}..{last}) — urutan seq, tautan prev, penghitung boot, titik pencabutan menurut keputusan hub ({revoked}) dan tanda tangan.",
+      "log.verified": "{n} terverifikasi (seq {first}..{last})",
+      "log.verified.none": "tidak satu pun terverifikasi",
+      "log.records": "Perangkat {device}: {records} dalam bundel, {verified} — urutan seq, tautan prev, penghitung boot, titik pencabutan menurut keputusan hub ({revoked}) dan tanda tangan.",
       "log.bodies": "Perangkat {device}: {n} isi terpisah, masing-masing cocok dengan ringkasan yang ditandatangani dan milik catatan yang isinya terpisah.",
       hublog: "Log hub sendiri (id hub {id}): {ok} dari {n} catatan terverifikasi sebagai rantai dari genesis kunci hub, dan kepala yang disebut tiap checkpoint ada di dalamnya.",
       "decision.approve": "Keputusan hub #{seq}: menyetujui perangkat {device} (lokasi {site}, peran {role}, kunci {key}...) mulai seq {from}.",
@@ -52,6 +54,11 @@
       "summary.compare": "Kunci hub {key} (id hub {id}): cocokkan dengan kunci yang diumumkan operator hub lewat jalur lain (mis. surat resmi atau situs web), atau patok di kolom kunci hub.",
       "summary.pinned": "Kunci hub {key} (id hub {id}): dipatok oleh Anda.",
       notso: "Tidak terpenuhi:",
+      "more.checkpoints": "… dan {more} masalah checkpoint lagi, tidak dicantumkan satu per satu",
+      "more.consistency": "… dan {more} masalah bukti konsistensi lagi, tidak dicantumkan satu per satu",
+      "more.forks": "… dan {more} masalah bukti fork lagi, tidak dicantumkan satu per satu",
+      "more.receipts": "… dan {more} masalah tanda terima lagi, tidak dicantumkan satu per satu",
+      "note.revoked": "Catatan: perangkat {device} dicabut mulai seq {revoked} sejak bundel lama, yang memverifikasinya sampai seq {last}: {records} yang dijamin bundel lama kini tidak diterima lagi. Ini bukan kegagalan: log yang baru tetap melanjutkan log yang lama.",
       "note.untied": "Catatan: checkpoint berukuran {size} tidak terikat ke checkpoint berukuran {largest} oleh bukti konsistensi: bundel tidak menunjukkan bahwa log yang lebih besar melanjutkannya. Ini bukan kegagalan; tanyakan bukti konsistensinya ke hub.",
       "note.empty_root": "Catatan: checkpoint berukuran 0 menyebut akar yang bukan akar pohon kosong: hub menandatangani pernyataan yang salah. Ini bukan kegagalan menurut format, tetapi patut dilaporkan.",
       codes: {
@@ -214,6 +221,7 @@
       "why.against.hubs": "kedua bundel berasal dari hub yang berbeda",
       "why.against.older": "bundel lama: {why}",
       "why.against.larger": "log bundel lama lebih besar: urutan kedua bundel terbalik",
+      "why.against.shrank": "log hub menyusut sejak bundel lama: log bundel lama ({n} catatan) lebih besar dari log bundel baru ({m}), yang dibuat tidak lebih awal (log hub digulung balik atau ditulis ulang)",
       "why.against.split": "dua checkpoint berukuran {size} dengan akar berbeda",
       "why.against.proof": "bundel baru tidak membawa bukti konsistensi dari ukuran {from} ke {to}",
       "why.against.prefix": "log hub bundel lama bukan awal dari log hub bundel baru",
@@ -482,7 +490,9 @@
       "bundle.hubkey": "Hub key: {key} (hub id {id}){pinned}.",
       pinned: ", pinned by you",
       "log.keys": "Device {device}: the key list (records: {n}) starts at a genesis whose key derives the device id; each rotation is signed by the key before it.",
-      "log.records": "Device {device}: records: {n} (verified seq {first}..{last}) — seq order, prev links, boot counter, revocation point from the hub's decisions ({revoked}) and signatures.",
+      "log.verified": "{n} verified (seq {first}..{last})",
+      "log.verified.none": "none verified",
+      "log.records": "Device {device}: {records} in the bundle, {verified} — seq order, prev links, boot counter, revocation point from the hub's decisions ({revoked}) and signatures.",
       "log.bodies": "Device {device}: detached bodies: {n}, each matching its signed digest and belonging to a detached record.",
       hublog: "The hub's own log (hub id {id}): {ok} of {n} records verified as a chain from the hub key's genesis, and it holds the head every checkpoint names.",
       "decision.approve": "Hub decision #{seq}: approves device {device} (site {site}, role {role}, key {key}...) from seq {from}.",
@@ -504,6 +514,11 @@
       "against.unsized": "This bundle's log extends the older bundle's, from the same hub.",
       none: "none",
       notso: "Does not hold:",
+      "more.checkpoints": "… and {more} more problems with checkpoints like these, not listed one by one",
+      "more.consistency": "… and {more} more problems with consistency proofs like these, not listed one by one",
+      "more.forks": "… and {more} more problems with fork evidence like these, not listed one by one",
+      "more.receipts": "… and {more} more problems with receipts like these, not listed one by one",
+      "note.revoked": "Note: device {device} was revoked from seq {revoked} since the older bundle, which verified it up to seq {last}: {records} it vouched for are no longer accepted. This is not a failure: the newer log still extends the older one.",
       "note.untied": "Note: checkpoint of size {size} is not tied to checkpoint of size {largest} by a consistency proof: the bundle does not show that the larger log extends it. This is not a failure; ask the hub for the consistency proof.",
       "note.empty_root": "Note: checkpoint of size 0 names a root that is not the empty tree's: the hub signed a false statement. This is not a failure by the format, but worth reporting.",
       codes: {
@@ -667,6 +682,7 @@
       "why.against.hubs": "the two bundles come from different hubs",
       "why.against.older": "older bundle: {why}",
       "why.against.larger": "the older bundle's log is larger: the bundles are given the wrong way round",
+      "why.against.shrank": "the hub's log shrank since the older bundle: its log ({n} records) is larger than the newer's ({m}), which was created no earlier (a rollback or rewrite of the hub's log)",
       "why.against.split": "two checkpoints of size {size} with different roots",
       "why.against.proof": "the newer bundle carries no consistency proof from size {from} to {to}",
       "why.against.prefix": "the older bundle's hub log is not a prefix of the newer one's",
@@ -924,7 +940,8 @@
         return v.n + " " + (v.n === 1 && words[one] ? words[one] : words[v.noun]);
       }
       // A size in bytes is read with its thousands grouped as each language writes them (4.180.781, 4,180,781).
-      if (name === "bytes" && typeof v === "number") return v.toLocaleString(lang === "id" ? "id-ID" : "en-US");
+      // So is a count of problems not listed (999.980, 999,980).
+      if ((name === "bytes" || name === "more") && typeof v === "number") return v.toLocaleString(lang === "id" ? "id-ID" : "en-US");
       return v === null || v === undefined || v === "" ? words.none : String(v);
     });
   }

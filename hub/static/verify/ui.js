@@ -60,13 +60,22 @@
       li.textContent = "⚠ " + say("note." + n.note, n);
       notes.appendChild(li);
     }
+    // --against: devices revoked since the older bundle below what it verified (FORMAT.md §12.4, notes).
+    for (const n of (report.against && report.against.notes) || []) {
+      const li = document.createElement("li");
+      li.dataset.note = n.note;
+      li.textContent = "⚠ " + say("note.revoked", { device: n.device, revoked: n.revoked_from, last: n.verified_to, records: { n: n.records, noun: "cli.n.record" } });
+      notes.appendChild(li);
+    }
     const list = $("steps");
     list.textContent = "";
     for (const s of report.steps) {
       const li = document.createElement("li");
       li.className = s.ok ? "ok" : "fail";
       li.dataset.step = s.key;
-      li.textContent = (s.ok ? "✔ " : "✘ " + say("notso") + " ") + say(s.key, s.vars);
+      // A count of problems not listed ("more.*") is no statement that does not hold: it says how many more failed.
+      const mark = s.ok ? "✔ " : s.key.startsWith("more.") ? "✘ " : "✘ " + say("notso") + " ";
+      li.textContent = mark + say(s.key, s.vars);
       if (s.problem) {
         const why = document.createElement("div");
         why.className = "why";
