@@ -270,6 +270,8 @@ class ContainerTimeline(TypedDict):
     school: str | None
     stage: str | None
     steps: list[ContainerStep]
+    # the date of the trip this day's first return closes days late, when that trip's taps are beyond the window held
+    closes: NotRequired[str]
 
 
 class Container(TypedDict):
@@ -300,7 +302,7 @@ class FoodSafetyViolation(TypedDict):
 # lists equal).
 FINDING_CODE = Literal[
     "late_delivery", "short_delivery", "missing_delivery", "overdue_delivery", "container_lost",
-    "container_unreturned", "container_damaged", "duplicate_scan", "out_of_order", "unknown_site", "over_receipt",
+    "container_unreturned", "container_returned_late", "container_damaged", "duplicate_scan", "out_of_order", "unknown_site", "over_receipt",
     "misrouted", "container_at_two_schools", "returned_without_arrival", "returned_to_other_kitchen", "tag_not_sent",
     "sent_by_other_kitchen", "staff_card_tag", "staff_not_on_roster",
     "clock_skew", "late_sync", "clock_went_back", "device_clock", "cook_to_serve", "danger_zone", "hot_holding", "no_temperature",

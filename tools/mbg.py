@@ -415,6 +415,10 @@ class Speaker:
         elif code == "over_receipt" and limit == 0:
             key = "say.over_receipt_unplanned"  # meals to a school closed that day
             values.update(sent=self.num(d.get("departed_portions", 0)))
+        elif code == "container_returned_late":
+            # Back days after its day: `measured` the days late, `limit` when it came back (the day said at the school).
+            on = "–" if limit is None else dt.datetime.fromtimestamp(limit + self.offset(site), dt.UTC).date().isoformat()
+            values.update(days=self.num(measured), on=on)
         elif code in ("short_delivery", "missing_delivery", "over_receipt"):
             values["n"] = d.get("expected", limit)  # their sentences count the portions expected
         if code in ("danger_zone", "hot_holding") and f.get("part") in _TEMPERATURE_PARTS:

@@ -24,6 +24,7 @@ Severity = Literal["alert", "warning", "info"]
 SEVERITY: dict[str, Severity] = {
     "late_delivery": "alert", "short_delivery": "alert", "missing_delivery": "alert", "overdue_delivery": "alert",
     "container_lost": "alert", "container_unreturned": "alert", "container_damaged": "info",
+    "container_returned_late": "info",
     "duplicate_scan": "warning", "out_of_order": "warning", "unknown_site": "warning", "staff_card_tag": "warning",
     "staff_not_on_roster": "warning",
     "over_receipt": "warning", "misrouted": "alert", "container_at_two_schools": "warning",
@@ -207,6 +208,9 @@ class ContainerTimeline:
     date: str
     school: str | None
     steps: tuple[ContainerStep, ...]
+    # The date of the container's trip this day's first return closes days late (late_trips) when that trip's taps are
+    # beyond the window held: the return is all this history can show of it.
+    closes: str | None = None
 
     def first(self, event: str) -> ContainerStep | None:
         return next((s for s in self.steps if s.event == event), None)
@@ -220,8 +224,11 @@ class ContainerTimeline:
         return STAGES[max(reached)] if reached else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"tag": self.tag, "date": self.date, "school": self.school, "stage": self.stage,
-                "steps": [s.to_dict() for s in self.steps]}
+        out = {"tag": self.tag, "date": self.date, "school": self.school, "stage": self.stage,
+               "steps": [s.to_dict() for s in self.steps]}
+        if self.closes is not None:
+            out["closes"] = self.closes
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -390,6 +397,9 @@ class DayEnd:
 
     out: frozenset[str] = frozenset()
     cooks: dict[str, tuple[int, Timed]] = field(default_factory=dict)
+    # Containers out at the end of an earlier day still (no tap of them since) whose first tap of this day is a return
+    # (`late_trips`): that return closes the trip of that day, days late, as `out`'s close the day before's.
+    late: frozenset[str] = frozenset()
 
 
 def day_end(timed: Iterable[Timed]) -> DayEnd:
@@ -409,6 +419,33 @@ def day_end(timed: Iterable[Timed]) -> DayEnd:
             if kept is None or cooked[0] >= kept[0]:
                 cooks[t.scan.site] = cooked
     return DayEnd(out=frozenset(tag for tag, still in out.items() if still), cooks=cooks)
+
+
+def late_trips(early: Collection[str], earlier: Iterable[tuple[str, DayEnd, Callable[[], Iterable[tuple[str, ...]]]]],
+               ) -> dict[str, str]:
+    """Of the tags whose first tap of a day is a return (`early`, see `early_returns`), those a trip of a day before
+    the day before left out and that no tap named since: by tag, the date of that trip, which the return closes days
+    late. `earlier` are the days before, one per date from the day before back to the oldest held, each with its
+    `DayEnd` and its taps' tag lists (read only when needed). A container sent out again in between is of that later
+    trip, and a tag whose last day held left it back (or that no day held names) closes nothing: the trip may be
+    older than the days held, which cannot tell."""
+    out: dict[str, str] = {}
+    left: set[str] | None = None
+    for i, (date, end, taps) in enumerate(earlier):
+        if left is None:
+            # Those out at the day before's end close its trip (`early_returns`), and it named them: not looked for.
+            left = set(early) - end.out
+        if not left:
+            break
+        seen: set[str] = set()
+        for tags in taps():
+            if not left.isdisjoint(tags):
+                seen.update(tags)
+        found = left & seen
+        if i > 0:
+            out.update((tag, date) for tag in found & end.out)
+        left -= found
+    return out
 
 
 @dataclass(slots=True, kw_only=True)
@@ -465,7 +502,8 @@ def _day_base(plan: Plan, date: str, timed: Iterable[Timed], cook_of: CookOf, re
     a = Analysis(plan=plan, now=0)
     ordered = sorted(timed, key=Timed.order)
     _off_roster(a, ordered)
-    a.timed = _without_closing_returns(_without_staff_cards(a, ordered, staff), before.out)
+    a.timed = _without_closing_returns(_without_staff_cards(a, ordered, staff),
+                                       before.out | before.late if before.late else before.out)
     a.scans_by_date = {date: a.timed} if a.timed else {}
     batches: set[str] = set()
 
@@ -869,11 +907,38 @@ def analyze(plan: Plan, scans: Iterable[ScanEvent], *, now: int, dates: Iterable
         if t.scan.event == "cooked" and t.scan.batch is not None and t.scan.batch not in first_cook:
             first_cook[t.scan.batch] = cook_end(t)
     # What each day leaves open, worked out before any day's reconciliation takes a closing return out of its taps.
-    ends = {d: day_end(by_date.get(previous_date(d), ())) for d in set(by_date) | set(dates)}
+    wanted = set(by_date) | set(dates)
+    end_of = {d: day_end(ts) for d, ts in by_date.items()}
+    early = {d: early_returns(ts) for d, ts in by_date.items()}
+    oldest = min(by_date, default="")
+    ends: dict[str, DayEnd] = {}
+    late_back: dict[str, dict[str, Timed]] = defaultdict(dict)  # by trip date, each tag's return days late
+    for d in wanted:
+        closing = late_trips(early.get(d, {}), _earlier(d, oldest, end_of, by_date)) if d in early else {}
+        end = end_of.get(previous_date(d), DayEnd())
+        ends[d] = DayEnd(out=end.out, cooks=end.cooks, late=frozenset(closing)) if closing else end
+        for tag, trip_date in closing.items():
+            late_back[trip_date][tag] = early[d][tag]
     days = [settle(day_base(plan, d, by_date.get(d, ()), first_cook.get,
-                            early_returns(by_date.get(next_date(d), ())).get, staff, ends[d]), now)
-            for d in sorted(set(by_date) | set(dates))]
+                            _either(early.get(next_date(d), {}), late_back.get(d, {})), staff, ends[d]), now)
+            for d in sorted(wanted)]
     return merge(plan, now, days, clock_findings(plan, flagged) + unknown_site_findings(unknown))
+
+
+def _earlier(date: str, oldest: str, end_of: dict[str, DayEnd], by_date: dict[str, list[Timed]],
+             ) -> Iterable[tuple[str, DayEnd, Callable[[], Iterable[tuple[str, ...]]]]]:
+    """The days before `date` back to `oldest`, as `late_trips` reads them."""
+    d = previous_date(date)
+    while d >= oldest:
+        yield d, end_of.get(d, DayEnd()), (lambda d=d: (t.tags for t in by_date.get(d, ()) if t.tags))  # type: ignore[misc]
+        d = previous_date(d)
+
+
+def _either(next_day: dict[str, Timed], later: dict[str, Timed]) -> ReturnOf:
+    """A trip's return: of the next day (`early_returns`), else of a later day (`late_trips`)."""
+    if not later:
+        return next_day.get
+    return lambda tag: next_day.get(tag) or later.get(tag)
 
 
 def _build_trips(a: Analysis, cooks: _Cooks, repeats: _Repeats) -> None:
@@ -1346,6 +1411,22 @@ class _TripOrder:
     lost: str | None  # the container finding's code, if any
     due: int | None  # when the container is due back at the kitchen, if it went out and is not back
     elsewhere: Timed | None = None  # its return at a kitchen other than its school's
+    late: Timed | None = None  # its return of a day after the next (`late_trips`)
+
+
+def returned_late(subject: str, date: str, on: str, back: list[tuple[str, Timed]]) -> Finding:
+    """The container_returned_late finding of `subject`'s trips of `date` that returns of `on` closed (tag, return)."""
+    tags = tuple(sorted({tag for tag, _ in back}))
+    days = _day_number(on) - _day_number(date)
+    return Finding(code="container_returned_late", subject=subject, date=date,
+                   detail=f"{count(len(tags), 'container')} returned {count(days, 'day')} late, on {on}",
+                   measured=days, limit=min(t.time for _, t in back), containers=tags,
+                   records=tuple(sorted({t.scan.record_id for _, t in back}))[:50])
+
+
+def _day_number(iso: str) -> int:
+    """A local date as a count of days, to tell how many days apart two dates are."""
+    return local_midnight(iso, 0) // 86_400
 
 
 def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
@@ -1376,7 +1457,9 @@ def _trip_order(a: Analysis, trip: _Trip, tol: int) -> _TripOrder:
     sender = _sender(plan, trip) if back is not None else None
     elsewhere = (back if back is not None and sender is not None and back.scan.site != sender
                  and plan.kitchen(back.scan.site) is not None else None)
-    return _TripOrder(subject=subject, disorder=disorder, lost=code, due=due, elsewhere=elsewhere)
+    late = (trip.returned if trip.returned is not None and "returned" not in first
+            and trip.returned.date > next_date(trip.date) else None)
+    return _TripOrder(subject=subject, disorder=disorder, lost=code, due=due, elsewhere=elsewhere, late=late)
 
 
 def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
@@ -1386,6 +1469,7 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
     disorder_recs: dict[tuple[str, str], set[str]] = defaultdict(set)
     lost: dict[tuple[str, str, str], list[_Trip]] = defaultdict(list)
     elsewhere: dict[tuple[str, str, str], list[tuple[str, Timed]]] = defaultdict(list)
+    late: dict[tuple[str, str, str], list[tuple[str, Timed]]] = defaultdict(list)
     # Trips with the same taps, school and day are in or out of order and back or not alike: worked out once.
     found: dict[tuple[Any, ...], _TripOrder] = {}
     for trip in a.trips.values():
@@ -1405,6 +1489,8 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
             lost[(order.lost, subject, trip.date)].append(trip)
         if order.elsewhere is not None:
             elsewhere[(subject, trip.date, order.elsewhere.scan.site)].append((trip.tag, order.elsewhere))
+        if order.late is not None:
+            late[(subject, trip.date, order.late.date)].append((trip.tag, order.late))
     for (subject, date), items in sorted(disorder.items()):
         kinds = sorted({k for _, k in items})
         _emit(a, ORDER, (subject, date), Finding(code="out_of_order", subject=subject, date=date,
@@ -1419,6 +1505,10 @@ def _order_and_returns(a: Analysis, edges: list[int]) -> bool:
                       detail=f"{count(len(tags), 'container')} returned to {kitchen}, not to the kitchen that sent "
                              f"{agree(len(tags), 'it', 'them')}", measured=len(tags), containers=tags,
                       records=tuple(sorted({t.scan.record_id for _, t in back}))[:50], other_kitchen=kitchen))
+    for (subject, date, on), back in sorted(late.items()):
+        # Back days after its day (a return closes the container's last trip still open, `late_trips`): the day says
+        # so instead of not returned. `measured` the days late, `limit` the first return's time.
+        _emit(a, LOST, ("container_returned_late", subject, date, on), returned_late(subject, date, on, back))
     for (code, subject, date), ts in sorted(lost.items()):
         verb = {"container_lost": "reported lost", "container_damaged": "reported damaged",
                 "container_unreturned": "not returned to the kitchen"}[code]

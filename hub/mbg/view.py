@@ -6,8 +6,9 @@ import heapq
 import logging
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from coap_server.wording import count
@@ -36,7 +37,9 @@ from .analysis import (
     day_end,
     device_clock_findings,
     early_returns,
+    late_trips,
     merge,
+    returned_late,
     settle,
     timeline_of,
     unknown_place,
@@ -76,7 +79,8 @@ TAG_HINT = "check the tag uid on the ompreng"  # a container no scan names (`jej
 class _Day:
     """The scans of one service day, and the day's answer at the last time it was asked for."""
 
-    __slots__ = ("answer", "awaiting", "batches", "digest", "early", "end", "oldest", "scans", "shared")
+    __slots__ = ("answer", "awaiting", "batches", "closed_late", "digest", "early", "end", "late", "oldest", "scans",
+                 "shared")
 
     def __init__(self) -> None:
         self.scans: list[HeldScan] = []
@@ -88,6 +92,12 @@ class _Day:
         self.awaiting: set[str] | None = None
         self.early: dict[str, Timed] | None = None  # the day's early_returns, for the day before
         self.end: DayEnd | None = None  # the day's day_end, for the day after
+        # Containers whose first tap of the day is a return closing a trip of a day before the day before
+        # (hub.mbg.analysis.late_trips): the date of that trip, by tag. None: not worked out since the days changed.
+        self.late: dict[str, str] | None = None
+        # The containers of the day's trips that a return of a later day closed (the last late_trips read), whose
+        # trips a tap of them on a day in between would reopen. None: not read since the day was reconciled.
+        self.closed_late: set[str] | None = None
         self.oldest = 2**62  # the earliest arrival of the day's scans: a prune before it leaves the day alone
         self.digest = 0  # the XOR of the scans' marks (hub.mbg.days.mark): which scans a stored answer was of
 
@@ -167,6 +177,9 @@ class MbgView:
         self._stale: list[str] = []  # stored days to delete, in the order they went stale
         self._held_of: dict[str, int] = {}  # how many scans a stored day was settled from, once read or written
         self._retry: dict[str, int] = {}  # a past day not final yet: when to settle it again for the store
+        # The containers a stored day's answer has not returned (its container_unreturned findings), for the days
+        # whose scans are not all held: a return days later closes their trips (`_stored_answer`).
+        self._out_of_stored: dict[str, frozenset[str]] = {}
 
     # --- input ---------------------------------------------------------------------------------------
 
@@ -216,6 +229,8 @@ class MbgView:
         day.early = None
         day.end = None
         day.digest ^= mark(key)
+        if scan.tags:
+            self._late_changed(date, scan)
         if scan.arrived_at < day.oldest:
             day.oldest = scan.arrived_at
         # _touch and _changed written out: this runs for every scan taken in.
@@ -238,6 +253,43 @@ class MbgView:
             self._touch(next_date(date))
             self._changed(next_date(date))
         self._note(t, held)
+
+    def _late_changed(self, date: str, scan: ScanEvent) -> None:
+        """A tap of containers on `date`: the later days' late returns are read again, and an earlier day (before the
+        day before, which the caller sees to) whose trip it may close days late (a return of a container that day
+        left out), or whose late-closed trip a tap in between reopens, is worked out again."""
+        for d, day in list(self._days.items()):
+            if d <= date:
+                continue
+            day.late = None
+            # Only a later day whose first tap of one of these containers is a return may close another trip with it.
+            if day.early is None and self.refilling:
+                self._touch(d)
+            elif not self._early_of(d).keys().isdisjoint(scan.tags):
+                self._touch(d)
+                self._changed(d)
+        self._days[date].late = None
+        oldest = previous_date(date)
+        if scan.event == "returned":
+            # A stored day whose scans are not all held answers from the store: a return of a container it left out
+            # is read over it (`_stored_answer`).
+            for d in [d for d, out in self._out_of_stored.items() if d < oldest and not out.isdisjoint(scan.tags)]:
+                self._unheld.pop(d, None)
+                if d in self._days:
+                    self._touch(d)
+        for d, day in self._days.items():
+            if d >= oldest or not self._all_held(d):
+                continue  # the day before is seen to by the caller
+            if scan.event == "returned":
+                if day.end is None and self.refilling:
+                    self._touch(d)
+                    continue
+                hit = not self._end_of(d).out.isdisjoint(scan.tags)
+            else:
+                hit = day.closed_late is not None and not day.closed_late.isdisjoint(scan.tags)
+            if hit:
+                self._touch(d)
+                self._changed(d)
 
     def _note(self, t: Timed, held: HeldScan) -> None:
         """Fold one scan into what spans days."""
@@ -277,6 +329,7 @@ class MbgView:
             self._unstore(date)
 
     def _unstore(self, date: str) -> None:
+        self._out_of_stored.pop(date, None)
         self._stored.discard(date)
         self._held_of.pop(date, None)
         self._stale.append(date)
@@ -314,6 +367,11 @@ class MbgView:
             else:
                 del self._days[date]
         if removed:
+            # A trip whose day is no longer held closes with no late return (the window cannot tell it).
+            for date, day in self._days.items():
+                if day.late:
+                    self._touch(date)
+                day.late = None
             self._ids.difference_update(s.key for s in removed)
             self._whole = None
             self._forget(removed)
@@ -388,27 +446,113 @@ class MbgView:
         first = self._cooks.get(batch)
         return None if first is None else cook_end(Timed(first[1].unpack(), self.plan))
 
-    def _return_of(self, date: str) -> ReturnOf:
-        """Containers' return taps of the day after `date` (hub.mbg.analysis.early_returns), by tag."""
-        after = self._days.get(next_date(date))
-        if after is None:
-            nothing: dict[str, Timed] = {}
-            return nothing.get
-        if after.early is None:
+    def _early_of(self, date: str) -> dict[str, Timed]:
+        """Containers' return taps of `date` made before any other tap of them that day (early_returns), by tag."""
+        day = self._days.get(date)
+        if day is None:
+            return {}
+        if day.early is None:
             tag_lists: dict[Any, tuple[str, ...]] = {}
-            after.early = early_returns(Timed(s.unpack(tag_lists), self.plan) for s in after.scans if s.tags)
-        return after.early.get
+            day.early = early_returns(Timed(s.unpack(tag_lists), self.plan) for s in day.scans if s.tags)
+        return day.early
+
+    def _return_of(self, date: str) -> ReturnOf:
+        """Containers' return taps closing trips of `date`: of the day after (hub.mbg.analysis.early_returns), else of
+        a later day held (late_trips), by tag."""
+        after = self._early_of(next_date(date))
+        later: dict[str, Timed] = {}
+        for d in sorted(self._days):
+            if d > next_date(date):
+                for tag, trip_date in self._late_of(d).items():
+                    if trip_date == date:
+                        later[tag] = self._early_of(d)[tag]
+        day = self._days.get(date)
+        if day is not None:
+            day.closed_late = set(later)
+        if not later:
+            return after.get
+        return lambda tag: after.get(tag) or later.get(tag)
+
+    def _end_of(self, date: str) -> DayEnd:
+        """What `date` left open (hub.mbg.analysis.day_end)."""
+        day = self._days.get(date)
+        if day is None:
+            return DayEnd()
+        if day.end is None:
+            tag_lists: dict[Any, tuple[str, ...]] = {}
+            day.end = day_end(Timed(s.unpack(tag_lists), self.plan) for s in day.scans
+                              if s.tags or s.event == "cooked")
+        return day.end
+
+    def _all_held(self, date: str) -> bool:
+        """Whether every scan of `date` its stored answer was of (if it has one) is held."""
+        if date not in self._stored:
+            return True
+        if date not in self._held_of:
+            self._read(date)
+        day = self._days.get(date)
+        return (0 if day is None else len(day.scans)) >= self._held_of.get(date, 0)
+
+    def _stored_out(self, date: str) -> frozenset[str]:
+        """The containers the stored answer of `date` says are not back (its container_unreturned findings)."""
+        out = self._out_of_stored.get(date)
+        if out is None:
+            stored = self._read(date)
+            out = frozenset() if stored is None else frozenset(
+                tag for _, _, f in stored.keyed if f.code == "container_unreturned" for tag in f.containers)
+            if date in self._stored:
+                self._out_of_stored[date] = out
+        return out
+
+    def _late_of(self, date: str) -> dict[str, str]:
+        """Containers whose first tap of `date` is a return closing a trip of a day before the day before
+        (late_trips): that trip's date, by tag. The trip's day may be a stored day whose scans are not all held."""
+        day = self._days.get(date)
+        if day is None:
+            return {}
+        if day.late is None:
+            early = self._early_of(date)
+            day.late = late_trips(early, self._earlier(date)) if early else {}
+        return day.late
+
+    def _earlier(self, date: str) -> Iterator[tuple[str, DayEnd, Callable[[], Iterator[tuple[str, ...]]]]]:
+        """The days before `date` back to the oldest held (a day pruned in part ends them: its trips are not all
+        held), as late_trips reads them."""
+        oldest = min(self._days.keys() | self._stored)
+        d = previous_date(date)
+        while d >= oldest:
+            day = self._days.get(d)
+            if d in self._stored and not self._all_held(d):
+                # Older than the window held: what its stored answer left out is all it tells. A container it does not
+                # name may have been tapped there, so the days before it are not looked at.
+                out = self._stored_out(d)
+                yield d, DayEnd(out=out), partial(self._stored_tags, day, out)
+                return
+            yield d, self._end_of(d), partial(self._tags_of, day)
+            d = previous_date(d)
+
+    @classmethod
+    def _stored_tags(cls, day: _Day | None, out: frozenset[str]) -> Iterator[tuple[str, ...]]:
+        yield tuple(out)
+        yield from cls._tags_of(day)
+
+    @staticmethod
+    def _tags_of(day: _Day | None) -> Iterator[tuple[str, ...]]:
+        if day is None:
+            return
+        seen: set[int] = set()
+        for s in day.scans:
+            if s.tags and id(s.tags) not in seen:
+                seen.add(id(s.tags))
+                yield unpack_tags(s.tags)
 
     def _end_before(self, date: str) -> DayEnd:
-        """What the day before `date` left open (hub.mbg.analysis.day_end)."""
-        before = self._days.get(previous_date(date))
-        if before is None:
-            return DayEnd()
-        if before.end is None:
-            tag_lists: dict[Any, tuple[str, ...]] = {}
-            before.end = day_end(Timed(s.unpack(tag_lists), self.plan) for s in before.scans
-                                 if s.tags or s.event == "cooked")
-        return before.end
+        """What the day before `date` left open (hub.mbg.analysis.day_end), with the trips of earlier days that a
+        return of `date` closes days late (late_trips). A return closing a trip of a day not held whole stays a tap
+        of `date`: that trip's taps are beyond the window, and the container's history shows the return alone."""
+        end = self._end_of(previous_date(date))
+        late = {tag for tag, d in self._late_of(date).items() if self._all_held(d)}
+        return DayEnd(out=end.out, cooks=end.cooks, late=frozenset(late)) if late else end
 
     def _day_base(self, date: str) -> DayBase:
         """The day's reconciliation up to where `now` matters; only the day's own scans are read."""
@@ -469,10 +613,46 @@ class MbgView:
                 self._unstore(date)
             return None
         keyed = list(stored.keyed)
+        if held[0] < stored.held[0]:
+            keyed = self._returned_late(date, keyed)
         settled = Analysis(plan=self.plan, now=now, deliveries={(d.school, date): d for d in stored.deliveries},
                            findings=[f for _, _, f in keyed], violations=list(stored.violations), keyed=keyed,
                            valid_from=valid[0], valid_until=valid[1])
         return _Answer(settled=settled, scans=stored.scans, per_event=stored.per_event, devices=stored.devices)
+
+    def _returned_late(self, date: str, keyed: list[tuple[int, tuple[str, ...], Finding]],
+                       ) -> list[tuple[int, tuple[str, ...], Finding]]:
+        """A stored day's findings with the returns of later days held that close its trips (late_trips) read over
+        them: those containers leave its container_unreturned findings, and container_returned_late findings say
+        when they came back. Its deliveries and other findings stay as stored."""
+        if not self._stored_out(date):
+            return keyed
+        back: dict[str, Timed] = {}
+        for d in sorted(self._days):
+            if d > next_date(date):
+                for tag, trip_date in self._late_of(d).items():
+                    if trip_date == date:
+                        back[tag] = self._early_of(d)[tag]
+        if not back:
+            return keyed
+        out: list[tuple[int, tuple[str, ...], Finding]] = []
+        for group, key, f in keyed:
+            if f.code == "container_unreturned" and not back.keys().isdisjoint(f.containers):
+                by_return: dict[str, list[tuple[str, Timed]]] = defaultdict(list)
+                for tag in f.containers:
+                    if tag in back:
+                        by_return[back[tag].date].append((tag, back[tag]))
+                for on, items in sorted(by_return.items()):
+                    out.append((group, ("container_returned_late", f.subject, date, on),
+                                returned_late(f.subject, date, on, items)))
+                left = tuple(t for t in f.containers if t not in back)
+                if not left:
+                    continue
+                f = replace(f, containers=left, measured=len(left),
+                            detail=f"{count(len(left), 'container')} not returned to the kitchen")
+            out.append((group, key, f))
+        out.sort(key=lambda k: (k[0], k[1]))
+        return out
 
     def _read(self, date: str) -> StoredDay | None:
         if self.days is None or date not in self._stored:
@@ -697,7 +877,9 @@ class MbgView:
                    for s in day.scans):
                 timeline = self._day_base(date).trips.get((tag, date))
                 if timeline is not None and not _closes_day_before(timelines, timeline_of(timeline)):
-                    timelines.append(timeline_of(timeline))
+                    closes = self._late_of(date).get(tag)
+                    timelines.append(timeline_of(timeline) if closes is None or self._all_held(closes)
+                                     else replace(timeline_of(timeline), closes=closes))
         return timelines
 
     def findings(self, now: int, date: str | None = None) -> list[Finding]:

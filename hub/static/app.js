@@ -210,7 +210,7 @@ const GROUP = { cook_to_serve: "food", danger_zone: "food", hot_holding: "food",
   over_receipt: "delivery", misrouted: "delivery", container_at_two_schools: "delivery", returned_without_arrival: "delivery",
   tag_not_sent: "delivery", sent_by_other_kitchen: "delivery",
   staff_not_on_roster: "delivery",
-  container_lost: "container", container_unreturned: "container", returned_to_other_kitchen: "container", container_damaged: "container",
+  container_lost: "container", container_unreturned: "container", container_returned_late: "container", returned_to_other_kitchen: "container", container_damaged: "container",
   stock_overdraw: "stock", stock_receipt_late: "stock", stock_count_difference: "stock", stock_unit_mismatch: "stock",
   late_sync: "data", clock_skew: "data", clock_went_back: "data", device_clock: "data", duplicate_scan: "data", out_of_order: "data", unknown_site: "data",
   staff_card_tag: "data" };
@@ -298,6 +298,9 @@ function findingText(f) {
   } else if (f.code === "over_receipt" && f.limit === 0) {
     key = "say.over_receipt_unplanned";  // meals to a school closed that day
     v.sent = num(d.departed_portions ?? 0);
+  } else if (f.code === "container_returned_late") {
+    // Back days after its day: `measured` the days late, `limit` when it came back (the day said at the school).
+    Object.assign(v, { days: num(f.measured), on: f.limit == null ? "–" : new Date((f.limit + offset(site)) * 1000).toISOString().slice(0, 10) });
   } else if (DELIVERY_COUNTS.has(f.code)) v.n = d.expected ?? f.limit;  // "of 1 portion": the portions expected
   // The meals served and the meals not served yet are danger_zone and hot_holding findings of their own (`part`);
   // a day stored before they were has one finding of both, said without a count.

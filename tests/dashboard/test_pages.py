@@ -700,7 +700,7 @@ def test_a_wit_schools_times_are_said_at_its_own_time_as_jejak_mbg_says(demo, dr
     not 07:00. A table whose rows share one zone names it in its heading ("Due (WIT)"); one whose rows are in
     different zones says "(local time)" and each time names its own ("09:00 WIT"). The finding sentences, the
     container history and the stock card are said the same way, in both languages, with the words of `jejak mbg`."""
-    from tools.mbg import TEXT, Speaker, load_words
+    from tools.mbg import Speaker, load_words
 
     kitchens = demo.get("/api/mbg/deliveries")["kitchens"]
     template, home = kitchens[0]["schools"][0], kitchens[0]["kitchen"]
@@ -748,7 +748,6 @@ def test_a_wit_schools_times_are_said_at_its_own_time_as_jejak_mbg_says(demo, dr
     rows = {d["school"]: d for d in (papua, sorong)}
     for lang in ("en", "id"):
         say = Speaker(lang=lang, names=names, words=load_words(lang))
-        assert load_words(lang)["local_time"] == TEXT[lang]["local_time"]  # the page's words are the command's
         driver.execute_script("STATE.lang = arguments[0]; render();", lang)
         WebDriverWait(driver, 15).until(lambda d, lang=lang: d.execute_script(
             "return document.getElementById('view').dataset.lang === arguments[0]"
@@ -784,7 +783,7 @@ def test_a_wit_schools_times_are_said_at_its_own_time_as_jejak_mbg_says(demo, dr
         home_rows = next(k for k in shown["kitchens"] if k["kitchen"] == home)["schools"]
         sites = [d["school"] for d in home_rows]
         assert home_table["heads"][5:7] == [say.at("arrived", sites), say.at("due", sites)], home_table["heads"]
-        assert home_table["heads"][6].endswith(f"({TEXT[lang]['local_time']})"), home_table["heads"]
+        assert home_table["heads"][6].endswith(f"({say('local_time')})"), home_table["heads"]
         assert home_table["rows"]["SDN Sorong"][5:7] == ["09:25 WIT", "09:00 WIT"], home_table
         for d in home_rows:  # the demo's WIB schools keep their WIB times, now saying WIB
             due_at = "–" if not d["expected"] and d["status"] == "unplanned" else say.clock(d["deadline_at"], d["school"], zoned=True)
@@ -807,6 +806,29 @@ def test_a_wit_schools_times_are_said_at_its_own_time_as_jejak_mbg_says(demo, dr
         card = shown["stock"]["cards"][0]
         assert shown["stockHead"] == say.at("time", [card["kitchen"]]), shown["stockHead"]
         assert shown["stockTime"] == say.clock(card["lines"][0]["time"], card["kitchen"]), shown["stockTime"]
+    assert no_js_errors(driver) == []
+
+
+def test_a_container_returned_days_late_is_said_as_jejak_mbg_says(demo, driver):
+    """A container back days after its trip's day: how many days late and on which day, the same sentence on the page
+    and in `jejak mbg`, in both languages."""
+    from tools.mbg import Speaker, load_words
+
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    names = demo.get("/api/mbg/names")
+    back = 1773111600  # 2026-03-10 10:00 WIB
+    base = {"code": "container_returned_late", "subject": "S-none", "date": "2026-03-02", "measured": 8,
+            "limit": back, "containers": ["T3"], "records": ["r1"], "other_school": None, "other_kitchen": None,
+            "part": None, "severity": "info", "detail": ""}
+    shown = [base, {**base, "containers": ["T3", "T4"], "records": ["r1", "r2"], "measured": 2, "limit": back - 7 * 86400}]
+    for lang in ("en", "id"):
+        page = driver.execute_script(
+            "const kept = STATE.lang; STATE.lang = arguments[1];"
+            "try { return arguments[0].map((f) => findingText(f)); } finally { STATE.lang = kept; }", shown, lang)
+        cli = [Speaker(lang=lang, names=names, words=load_words(lang)).finding(f, {}) for f in shown]
+        assert page == cli, (lang, page, cli)
+    assert page == ["1 ompreng kembali ke dapur 8 hari terlambat, pada 2026-03-10",
+                    "2 ompreng kembali ke dapur 2 hari terlambat, pada 2026-03-03"], page
     assert no_js_errors(driver) == []
 
 

@@ -5,10 +5,13 @@ no container read at the gate."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from hub.aggregates import LmdbAggregates
 from hub.mbg import Kitchen, MbgView, Plan, School
 from hub.mbg.analysis import analyze
+from hub.mbg.days import MBG_DAYS, encode
 from tests.mbg.common import DATE, MIDNIGHT, H, M
 from tools.mbg import Speaker, load_words
 
@@ -134,3 +137,137 @@ def test_a_card_no_kitchen_sent_is_no_container_at_the_gate(plan: Plan, scan: An
     [after] = view.deliveries(MIDNIGHT + 8 * H, DATE, school="S2")
     assert (after.received_portions, after.containers_in) == (10, 1)
     assert ("tag_not_sent", "S2") in {f.key() for f in view.findings(MIDNIGHT + 8 * H, DATE)}
+
+
+# A container back days after its day: D1 is DATE (a Monday), D9 the Tuesday of the week after.
+D9 = "2026-01-20"
+
+
+def test_a_container_back_days_later_closes_its_trip_and_clears_its_day(plan: Plan, scan: Any) -> None:
+    # T1 and T2 leave for S2 on D1 and arrive; T2 is back that afternoon, T1 only on D9 at 10:00. A D2 trip of
+    # another container keeps the days between held.
+    d1 = [scan("departed", 6 * H + 30 * M, tags=[T1, T2], school="S2", temp_cc=7000),
+          scan("received", 7 * H, site="S2", tags=[T1, T2], temp_cc=6800),
+          scan("returned", 13 * H, tags=[T2])]
+    back = scan("returned", 8 * 24 * H + 10 * H, tags=[T1])
+    before = MbgView(plan)
+    for s in d1:
+        before.ingest_event(s)
+    assert [r["tag"] for r in before.lost(MIDNIGHT + 8 * 24 * H, DATE)] == [T1]
+    now = MIDNIGHT + 8 * 24 * H + 12 * H
+    a, view = _both(plan, [*d1, back], now)
+    found = {f.code: f for f in a.findings if f.date == DATE and f.subject == "S2"}
+    assert "container_unreturned" not in found
+    late = found["container_returned_late"]
+    assert (late.containers, late.measured, late.limit, late.severity) == ((T1,), 8, MIDNIGHT + 8 * 24 * H + 10 * H,
+                                                                           "info")
+    assert late.detail == f"1 container returned 8 days late, on {D9}"
+    assert _say("en", late) == f"1 container returned 8 days late, on {D9}"
+    assert _say("id", late) == f"1 ompreng kembali ke dapur 8 hari terlambat, pada {D9}"
+    assert view.lost(now, DATE) == []
+    # D9 holds no trip of T1: its return is a step of D1's.
+    assert [f.to_dict() for f in view.findings(now, D9)] == [f.to_dict() for f in a.findings if f.date == D9]
+    [trip] = view.container(T1, now)
+    assert (trip.date, trip.school, trip.stage) == (DATE, "S2", "returned")
+    assert [(s.event, s.time) for s in trip.steps] == [
+        ("departed", MIDNIGHT + 6 * H + 30 * M), ("received", MIDNIGHT + 7 * H),
+        ("returned", MIDNIGHT + 8 * 24 * H + 10 * H)]
+    # The view that had worked out D1 before the return came works it out again once it does.
+    before.ingest_event(back)
+    assert before.lost(now, DATE) == []
+    assert [f.to_dict() for f in before.findings(now, DATE)] == [f.to_dict() for f in view.findings(now, DATE)]
+
+
+def test_a_container_sent_out_again_in_between_is_not_taken_for_a_late_return(plan: Plan, scan: Any) -> None:
+    # T1 leaves for S2 on D1 and is not tapped back; on D3 it leaves again, arrives and is back; on D9 a return of
+    # it closes no trip: D1 keeps its unreturned container, D3 its own trip.
+    d1 = [scan("departed", 6 * H + 30 * M, tags=[T1], school="S2", temp_cc=7000),
+          scan("received", 7 * H, site="S2", tags=[T1], temp_cc=6800)]
+    d3 = [scan("departed", 2 * 24 * H + 6 * H + 30 * M, tags=[T1], school="S2", temp_cc=7000),
+          scan("received", 2 * 24 * H + 7 * H, site="S2", tags=[T1], temp_cc=6800),
+          scan("returned", 2 * 24 * H + 13 * H, tags=[T1])]
+    back = scan("returned", 8 * 24 * H + 10 * H, tags=[T1])
+    now = MIDNIGHT + 8 * 24 * H + 12 * H
+    a, view = _both(plan, [*d1, *d3, back], now)
+    codes = {f.code for f in a.findings}
+    assert "container_returned_late" not in codes
+    assert [r["tag"] for r in view.lost(now, DATE)] == [T1]
+    assert [t.date for t in view.container(T1, now)] == [DATE, "2026-01-14", D9]
+    # Sent out again on D3 and not back: the D9 return closes D3's trip, the last one open, not D1's.
+    d3_open = d3[:2]
+    b, view = _both(plan, [*d1, *d3_open, back], now, "2026-01-14")
+    [late] = [f for f in b.findings if f.code == "container_returned_late"]
+    assert (late.date, late.measured, late.containers) == ("2026-01-14", 6, (T1,))
+    assert [r["tag"] for r in view.lost(now, DATE)] == [T1] and view.lost(now, "2026-01-14") == []
+    assert [t.date for t in view.container(T1, now)] == [DATE, "2026-01-14"]
+    # A container no trip held left out (its trip older than the days held) stays a return of its own day.
+    c, view = _both(plan, [back], now, D9)
+    assert [f.code for f in c.findings if f.code.startswith("container_")] == []
+    assert [t.date for t in view.container(T1, now)] == [D9]
+
+
+def test_a_late_return_makes_the_stored_day_of_its_trip_be_worked_out_again(plan: Plan, scan: Any,
+                                                                           tmp_path: Path) -> None:
+    # D1 is stored final with T1 not returned; T1's return on D9 makes that answer stale, and the day written again
+    # says it came back 8 days late. D2, with no such return, keeps its stored answer.
+    store = LmdbAggregates(tmp_path / "aggregates")
+    try:
+        days = store.namespace(MBG_DAYS)
+        view = MbgView(plan, days=days)
+        for s in [scan("departed", 6 * H + 30 * M, tags=[T1], school="S2", temp_cc=7000),
+                  scan("received", 7 * H, site="S2", tags=[T1], temp_cc=6800),
+                  scan("departed", 30 * H + 30 * M, tags=[T2], school="S2", temp_cc=7000),
+                  scan("received", 31 * H, site="S2", tags=[T2], temp_cc=6800),
+                  scan("returned", 37 * H, tags=[T2])]:
+            view.ingest_event(s)
+        now = MIDNIGHT + 8 * 24 * H
+        written = view.days_to_store(now)
+        assert [d.date for d in written] == [DATE, NEXT]
+        days.put([encode(d) for d in written], delete=view.take_stale())
+        kept = days.get(NEXT)
+        assert [r["tag"] for r in view.lost(now, DATE)] == [T1]
+        view.ingest_event(scan("returned", 8 * 24 * H + 10 * H, tags=[T1]))
+        assert view.take_stale() == [DATE]
+        later = now + 12 * H
+        assert view.lost(later, DATE) == []
+        assert [d.date for d in view.days_to_store(later)] == [DATE]
+        assert days.get(NEXT) == kept
+        assert "container_returned_late" in {f.code for f in view.findings(later, DATE)}
+    finally:
+        store.close()
+
+
+def test_a_late_return_of_a_trip_beyond_the_window_is_read_over_its_stored_day(plan: Plan, scan: Any,
+                                                                              tmp_path: Path) -> None:
+    # D1's scans are stored and then pruned (older than the window held); T1's return on D9 clears D1's lost list
+    # from the stored answer, and the container's history says the return closes a trip beyond the window.
+    store = LmdbAggregates(tmp_path / "aggregates")
+    try:
+        days = store.namespace(MBG_DAYS)
+        view = MbgView(plan, days=days)
+        d1 = [scan("departed", 6 * H + 30 * M, tags=[T1, T2], school="S2", temp_cc=7000),
+              scan("received", 7 * H, site="S2", tags=[T1, T2], temp_cc=6800)]
+        for s in [*d1, scan("departed", 30 * H + 30 * M, tags=[G1], school="S1", temp_cc=7000),
+                  scan("returned", 37 * H, tags=[G1])]:
+            view.ingest_event(s)
+        now = MIDNIGHT + 8 * 24 * H + 9 * H
+        cutoff = now - 8 * 86400
+        written = view.days_to_store(now, arrived_before=cutoff)
+        days.put([encode(d) for d in written], delete=view.take_stale())
+        assert view.prune(now, keep_days=8) == 2
+        stored = [f.to_dict() for f in view.findings(now, DATE)]
+        assert [r["tag"] for r in view.lost(now, DATE)] == [T1, T2]
+        view.ingest_event(scan("returned", 8 * 24 * H + 10 * H, tags=[T1]))
+        later = now + 3 * H
+        assert [r["tag"] for r in view.lost(later, DATE)] == [T2]
+        found = {f.code: f for f in view.findings(later, DATE)}
+        assert (found["container_returned_late"].containers, found["container_returned_late"].measured) == ((T1,), 8)
+        assert (found["container_unreturned"].containers, found["container_unreturned"].measured) == ((T2,), 1)
+        assert found["container_unreturned"].detail == "1 container not returned to the kitchen"
+        assert view.take_stale() == []  # the stored day keeps what it stored; the return is read over it
+        [trip] = view.container(T1, later)
+        assert (trip.date, trip.closes, [s.event for s in trip.steps]) == (D9, DATE, ["returned"])
+        assert trip.to_dict()["closes"] == DATE
+        assert [f.to_dict() for f in view.findings(later, DATE)] != stored
+    finally:
+        store.close()
