@@ -11,7 +11,7 @@ import pytest
 from ledger import BadCheckpoint
 from ledger.bundle import MAX_LISTED, compare_bundles, comparison_from, verify_bundle
 
-from .audit_bundles import failing_device, many_bad_checkpoints, revoked_since, shrunk
+from .hostile_bundles import failing_device, many_bad_checkpoints, revoked_since, shrunk
 
 
 @pytest.mark.parametrize(("field", "n", "code"), [

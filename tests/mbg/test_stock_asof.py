@@ -19,7 +19,7 @@ Move = Callable[..., StockMovement]
 
 
 def test_a_unit_the_converter_does_not_know_adds_up_whatever_its_case(plan: Plan, move: Move) -> None:
-    # The audit's bayam: 10 "ikat" and 4 "Ikat" were 10 ikat and a unit_mismatch; they are 14 ikat.
+    # Bayam in two spellings of one unit: 10 "ikat" and 4 "Ikat" were 10 ikat and a unit_mismatch; they are 14 ikat.
     card = replay("K1", "bayam", [move("receive", 10, 4 * H, item="bayam", unit="ikat"),
                                   move("receive", 4, 5 * H, item="bayam", unit="Ikat"),
                                   move("use", 3, 6 * H, item="bayam", unit=" IKAT ")], plan)

@@ -15,7 +15,7 @@ from tools.mbg import Speaker, load_words, render
 H = 3600
 DAY = "2026-03-03"
 WIB_MIDNIGHT, WIT_MIDNIGHT = local_midnight(DAY, 7 * H), local_midnight(DAY, 9 * H)
-# The audit's plan, as the hub's names route gives it: WIB by default, SPPG Jayapura and SD Papua on WIT.
+# A plan across zones, as the hub's names route gives it: WIB by default, SPPG Jayapura and SD Papua on WIT.
 NAMES = {"tz_offset_s": 7 * H,
          "kitchens": {"K1": {"name": "SPPG Satu", "tz_offset_s": 7 * H},
                       "K3": {"name": "SPPG Jayapura", "tz_offset_s": 9 * H}},

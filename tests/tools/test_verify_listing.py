@@ -1,4 +1,4 @@
-"""`jejak-verify` on the audit's bundles: a million-problem bundle is said in a few lines and little memory, a
+"""`jejak-verify` on hostile and telling bundles: a million-problem bundle is said in a few lines and little memory, a
 failing device says how many records it holds and how many verified, --against notes a device revoked since the
 older bundle and tells a log that shrank from swapped files, and --json names the verdict's own problem."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from ledger import decode_bundle
 from ledger.bundle import MAX_LISTED
-from tests.ledger.audit_bundles import failing_device, many_bad_checkpoints, revoked_since, shrunk
+from tests.ledger.hostile_bundles import failing_device, many_bad_checkpoints, revoked_since, shrunk
 
 from .test_verify_cli import EXAMPLE, run
 from .test_verify_memory import verify

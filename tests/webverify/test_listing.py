@@ -1,4 +1,4 @@
-"""The page on the audit's bundles, against jejak-verify: a step lists its first problems and counts the rest, a
+"""The page on hostile and telling bundles, against jejak-verify: a step lists its first problems and counts the rest, a
 failing device says how many records it holds and how many verified, and --against notes a device revoked since
 the older bundle and tells a log that shrank from swapped files: the same verdict, code, counts and words."""
 
@@ -14,7 +14,7 @@ from typing import Any
 from selenium import webdriver
 
 from ledger.bundle import MAX_LISTED
-from tests.ledger.audit_bundles import failing_device, many_bad_checkpoints, revoked_since, shrunk
+from tests.ledger.hostile_bundles import failing_device, many_bad_checkpoints, revoked_since, shrunk
 from tools import verify
 
 N = 200_000

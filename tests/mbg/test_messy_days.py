@@ -1,4 +1,4 @@
-"""Wrong answers an audit of messy school days found (real hub and edge processes replaying them), each with the
+"""Wrong answers messy school days gave (real hub and edge processes replaying them), each with the
 answer worked out by hand: a stray gate tap before the container left the kitchen, meals cooked before midnight,
 a container back after midnight and sent out again that morning, a school two kitchens feed, and a card that is
 no container read at the gate."""

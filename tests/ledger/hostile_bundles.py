@@ -1,4 +1,4 @@
-"""Bundles the audit of jejak-verify and the page was run on, made with ledger alone: one with a great many bad
+"""Hostile and telling bundles for jejak-verify and the page, made with ledger alone: one with a great many bad
 checkpoint entries, one whose device log fails part way, and pairs for --against (a device revoked since the
 older bundle; a hub log that shrank)."""
 
