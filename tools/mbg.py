@@ -73,7 +73,6 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.count_difference": "count differs from the book",
         "flag.unit_mismatch": "unit differs from the item's",
         "stock_on": "Stock at the end of {date}", "no_stock_on": "No stock recorded at any kitchen by the end of {date}.",
-        "recorded_as": "recorded as {amount}",
         "heading.late": "Late deliveries", "heading.short": "Short deliveries",
         "heading.missing": "Deliveries not arrived", "heading.lost": "Containers lost or not back",
         "counting": "The hub has restarted and is still counting {n} stored records: the figures below are not "
@@ -101,7 +100,6 @@ TEXT: dict[str, dict[str, str]] = {
         "flag.count_difference": "hitungan beda dengan catatan",
         "flag.unit_mismatch": "satuan beda dengan bahan",
         "stock_on": "Stok pada akhir {date}", "no_stock_on": "Belum ada stok tercatat di dapur mana pun sampai akhir {date}.",
-        "recorded_as": "tercatat {amount}",
         "heading.late": "Pengiriman terlambat", "heading.short": "Pengiriman kurang",
         "heading.missing": "Pengiriman belum tiba", "heading.lost": "Ompreng hilang atau belum kembali",
         "counting": "Hub baru dinyalakan ulang dan masih menghitung {n} catatan tersimpan: angka di bawah belum "

@@ -258,7 +258,7 @@ function findingText(f) {
     due: clock(d.deadline_at, site), departed: clock(d.departed_at, site), late: mins(f.measured), received: num(d.received_portions ?? f.measured),
     expected: num(d.expected ?? f.limit), short: num(d.shortfall), skew: mins(f.measured), lag: mins(f.measured),
     measured: num(f.measured), limit: num(f.limit), kitchen: kitchenName(f.other_kitchen) };
-  let key = `say.${f.code}`;
+  let key = `say.${f.code}`, tail = "";  // tail: words said after the finding's sentence
   if (f.code === "late_delivery" && d.deadline_at != null && f.measured) {
     // When the meals came late: the first vehicle's arrival, or a later vehicle's (its containers named).
     Object.assign(v, { arrived: clock(d.deadline_at + f.measured, site), first: v.arrived });
@@ -281,6 +281,9 @@ function findingText(f) {
     // Stock findings speak in their card's unit, which the stock list gives.
     const unit = (STATE.data.mbg?.stock?.on_hand || []).find((s) => `${s.kitchen}/${s.item}` === f.subject)?.unit;
     if (unit) Object.assign(v, { unit, measured: quantity(f.measured ?? 0, unit), limit: quantity(f.limit ?? 0, unit) });
+    // The unit a movement the card did not take was recorded in ('Ikat', 'kg') is said after the sentence.
+    const recorded = f.code === "stock_unit_mismatch" ? recordedUnit(f) : "";
+    if (recorded) tail = ` (${t("recorded_as", { amount: `${num(f.measured)} ${recorded}` })})`;
   }
   else if (f.code === "out_of_order" && (v.steps = stepsSaid(f.detail))) key = "say.out_of_order_steps";
   else if (f.code === "duplicate_scan") {
@@ -307,7 +310,18 @@ function findingText(f) {
   if ((f.code === "danger_zone" || f.code === "hot_holding") && TEMPERATURE_PARTS[f.part]) key = `say.${f.code}_${TEMPERATURE_PARTS[f.part]}`;
   if (I18N[STATE.lang][key] == null) return STATE.lang === "en" ? (f.detail || "") : "";
   if (v.n === 1 && I18N[STATE.lang][`${key}.one`] != null) key = `${key}.one`;  // "1 container", not "1 containers"
-  return t(key, v);
+  return t(key, v) + tail;
+}
+
+// The unit a stock_unit_mismatch movement was recorded in, as the hub's detail writes it ("use of 2 Ikat on a card
+// kept in ikat: ..."), as `jejak mbg` reads it; "" when the detail does not say it that way.
+function recordedUnit(f) {
+  const head = String(f.detail || "").split(" on a card kept in ")[0];
+  const at = head.indexOf(" of ");
+  if (at < 0) return "";
+  const rest = head.slice(at + 4), space = rest.indexOf(" ");
+  if (space < 0) return "";
+  return rest.slice(0, space) === String(f.measured) ? rest.slice(space + 1) : "";
 }
 
 async function api(path) {

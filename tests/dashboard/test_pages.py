@@ -853,3 +853,26 @@ def test_a_roster_entry_that_ended_or_had_not_begun_is_said_as_jejak_mbg_says(de
         assert page == cli, (lang, page, cli)
         assert "10:00" in page[0] and "09:00" in page[1], page
     assert no_js_errors(driver) == []
+
+
+def test_a_stock_movement_in_a_unit_its_card_does_not_take_names_that_unit_as_jejak_mbg_does(demo, driver):
+    """A use recorded in a unit the item's card does not take: the sentence names the card's unit, and the unit it
+    was recorded in after it ("(recorded as 2 Ikat)"), the same on the page and in `jejak mbg`."""
+    from tools.mbg import Speaker, load_words
+
+    load(driver, demo, "mbg", "[data-testid=findings]")
+    card = demo.get("/api/mbg/stock")["on_hand"][0]
+    subject = f"{card['kitchen']}/{card['item']}"
+    f = {"code": "stock_unit_mismatch", "subject": subject, "date": "2026-03-02", "severity": "warning",
+         "measured": 2, "limit": None, "containers": [], "records": ["r1"], "other_school": None,
+         "other_kitchen": None, "part": None,
+         "detail": f"use of 2 Ikat on a card kept in {card['unit']}: record it again in {card['unit']}"}
+    for lang in ("en", "id"):
+        page = driver.execute_script(
+            "const kept = STATE.lang; STATE.lang = arguments[1];"
+            "try { return findingText(arguments[0]); } finally { STATE.lang = kept; }", f, lang)
+        cli = Speaker(lang=lang, names=demo.get("/api/mbg/names"), words=load_words(lang)).finding(
+            f, {}, {subject: card["unit"]})
+        assert page == cli, (lang, page, cli)
+        assert page.endswith(f"({load_words(lang)['recorded_as'].format(amount='2 Ikat')})"), page
+    assert no_js_errors(driver) == []
