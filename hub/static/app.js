@@ -31,7 +31,7 @@ const I18N = {
     "map": "Price early warning by market", "alerts": "Alerts", "no_alerts": "No alerts yet.",
     "alps": "Early warning", "band": "Level", "observations": "Reports", "scans_today": "Taps today",
     "select": "Select a row to see its history.", "none": "Nothing yet.", "subject": "About",
-    "detail": "What", "kind": "Finding", "day": "day", "language": "ID: switch the language to Indonesian",
+    "detail": "What", "kind": "Finding", "day": "day", "days": "days", "language": "ID: switch the language to Indonesian",
     "switch_to": "ID", "hub_time": "Hub time (WIB)", "page": "Page {n} of {of}", "prev": "Previous", "next": "Next",
     "data_notices": "{n} data-quality notices (not urgent)", "more_alerts": "{n} more", "held_prices":
     "{n} prices held for checking", "held": "held for checking", "checkpoint_event": "checkpoint",
@@ -86,7 +86,7 @@ const I18N = {
     "map": "Peringatan dini harga per pasar", "alerts": "Peringatan", "no_alerts": "Belum ada peringatan.",
     "alps": "Peringatan dini", "band": "Tingkat", "observations": "Laporan", "scans_today": "Tap hari ini",
     "select": "Pilih baris untuk melihat riwayatnya.", "none": "Belum ada.", "subject": "Tentang",
-    "detail": "Keterangan", "kind": "Temuan", "day": "hari", "language": "EN: ganti bahasa ke bahasa Inggris",
+    "detail": "Keterangan", "kind": "Temuan", "day": "hari", "days": "hari", "language": "EN: ganti bahasa ke bahasa Inggris",
     "switch_to": "EN", "hub_time": "Waktu hub (WIB)", "page": "Halaman {n} dari {of}", "prev": "Sebelumnya",
     "next": "Berikutnya", "data_notices": "{n} catatan mutu data (tidak mendesak)", "more_alerts": "{n} lagi",
     "held_prices": "{n} harga ditahan untuk diperiksa", "held": "ditahan untuk diperiksa",
@@ -177,7 +177,7 @@ const clock = (s, site, z = false) => {
 // back after midnight, a batch cooked the evening before): "00:20 (+1 hari)".
 const hhmmOn = (s, date, site, z = false) => {
   const apart = s == null ? 0 : Math.floor((s + offset(site)) / 86400) - Math.round(Date.parse(`${date}T00:00:00Z`) / 86400000);
-  return apart ? `${clock(s, site, z)} (${apart > 0 ? "+" : ""}${apart} ${t("day")})` : clock(s, site, z);
+  return apart ? `${clock(s, site, z)} (${apart > 0 ? "+" : ""}${apart} ${t(Math.abs(apart) === 1 ? "day" : "days")})` : clock(s, site, z);
 };
 const mins = (s) => (s == null ? "–" : Math.abs(s) < 5400 ? `${Math.round(Math.abs(s) / 60)} ${t("unit.min")}`
   : `${Math.floor(Math.round(Math.abs(s) / 60) / 60)} ${t("unit.h")} ${Math.round(Math.abs(s) / 60) % 60} ${t("unit.min")}`);

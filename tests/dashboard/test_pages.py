@@ -844,7 +844,7 @@ def test_a_roster_entry_that_ended_or_had_not_begun_is_said_as_jejak_mbg_says(de
             "part": "until", "containers": [], "records": ["r1", "r2", "r3"], "other_school": None,
             "other_kitchen": None, "severity": "warning", "detail": ""}
     shown = [base, {**base, "part": "from", "measured": 1, "records": ["r1"], "limit": ten - 3600},
-             {**base, "date": "2026-03-03"}, {**base, "part": None, "limit": None}]
+             {**base, "date": "2026-03-03"}, {**base, "date": "2026-03-05"}, {**base, "part": None, "limit": None}]
     for lang in ("en", "id"):
         page = driver.execute_script(
             "const kept = STATE.lang; STATE.lang = arguments[1];"
@@ -852,6 +852,7 @@ def test_a_roster_entry_that_ended_or_had_not_begun_is_said_as_jejak_mbg_says(de
         cli = [Speaker(lang=lang, names=names, words=load_words(lang)).finding(f, {}) for f in shown]
         assert page == cli, (lang, page, cli)
         assert "10:00" in page[0] and "09:00" in page[1], page
+        assert ("(-1 day)" in page[2] and "(-3 days)" in page[3]) if lang == "en" else "(-3 hari)" in page[3], page
     assert no_js_errors(driver) == []
 
 
