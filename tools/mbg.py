@@ -651,6 +651,8 @@ def render(name: str, data: Any, say: Speaker, extra: dict[str, Any] | None = No
         lines = [say("history", tag=data["tag"])]
         for tl in data["timelines"]:
             lines.append(f"  {say.date(tl['date'])} → {say.school(tl['school'])}")
+            if tl.get("closes"):  # a return days late whose trip's taps the hub no longer holds
+                lines.append(f"  {say('closes_trip', date=say.date(tl['closes']))}")
             # Each step at its own site's time: the kitchen's and the school's zones may differ.
             sites = [s["site"] for s in tl["steps"]]
             z = say.zoned(sites)

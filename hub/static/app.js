@@ -460,6 +460,7 @@ async function viewMbg() {
     timeline = tl.timelines.map((x) => {
       const sites = x.steps.map((s) => s.site), z = zoned(sites);
       return `<p class="muted">${esc(x.date)} · ${esc(schoolName(x.school))}${x.stage ? ` · ${badge(x.stage, t(`event.${x.stage}`))}` : ""} · <span data-testid="timeline-zone">${esc(at("time", sites))}</span></p>
+      ${x.closes ? `<p class="muted" data-testid="timeline-closes">${esc(t("closes_trip", { date: x.closes }))}</p>` : ""}
       <ol class="timeline" data-testid="timeline">${x.steps.map((s) => `<li class="${s.derived ? "derived" : ""}" ${s.derived ? `title="${esc(t("derived"))}"` : ""}><b>${esc(t(`event.${s.event}`))}</b>${esc(hhmmOn(s.time, x.date, s.site, z))}<br><small>${esc(siteName(s.site))}${s.temp_cc != null ? ` · ${celsius(s.temp_cc)}` : ""}</small></li>`).join("")}</ol>`;
     }).join("");
   }

@@ -877,3 +877,25 @@ def test_a_stock_movement_in_a_unit_its_card_does_not_take_names_that_unit_as_je
         assert page == cli, (lang, page, cli)
         assert page.endswith(f"({load_words(lang)['recorded_as'].format(amount='2 Ikat')})"), page
     assert no_js_errors(driver) == []
+
+
+def test_a_return_closing_a_trip_the_hub_no_longer_holds_says_which_trip(demo, driver):
+    """A container back days late whose trip is beyond the days the hub holds: its history has the return alone,
+    and says which trip it closes, in the words `jejak mbg` uses."""
+    from tools.mbg import load_words
+
+    load(driver, demo, "mbg", "[data-testid=timeline]")
+    driver.execute_script("""
+        const asked = api;
+        window.api = async (path) => {
+          const body = await asked(path);
+          if (path.startsWith("/api/mbg/containers/")) body.timelines[0].closes = "2026-03-02";
+          return body;
+        };""")
+    for lang in ("en", "id"):
+        driver.execute_script("STATE.lang = arguments[0]; render();", lang)
+        said = load_words(lang)["closes_trip"].format(date="2026-03-02")
+        WebDriverWait(driver, 15).until(lambda d, said=said: d.execute_script(
+            "const el = document.querySelector('[data-testid=timeline-closes]'); return !!el && el.textContent === arguments[0]",
+            said))
+    assert no_js_errors(driver) == []

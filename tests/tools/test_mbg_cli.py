@@ -426,6 +426,21 @@ def test_a_step_on_another_day_says_which():
         assert says in out and "08:00 " in out and "08:00 (" not in out, out
 
 
+def test_a_return_closing_a_trip_the_hub_no_longer_holds_says_which_trip():
+    # Back eight days late: the trip's departure and arrival are beyond the days the hub holds, so the history
+    # has the return alone and says which trip it closes.
+    step = {"event": "returned", "site": "K1", "device": "d", "temp_cc": None, "time": 1_773_115_200}
+    data = {"tag": "T1", "timelines": [{"date": "2026-03-10", "school": None, "closes": "2026-03-02",
+                                        "steps": [step]}]}
+    names = {"tz_offset_s": 7 * 3600, "schools": {}, "kitchens": {"K1": {"name": "SPPG"}}}
+    for lang, says in (("id", "kembali dari perjalanan Senin, 2 Maret 2026, yang tap-nya tidak disimpan hub lagi"),
+                       ("en", "back from its trip of 2026-03-02, whose taps the hub no longer holds")):
+        out = render("container", data, Speaker(lang=lang, names=names, words=load_words(lang)))
+        assert says in out, out
+    del data["timelines"][0]["closes"]
+    assert "2026-03-02" not in render("container", data, Speaker(lang="en", names=names, words=load_words("en")))
+
+
 def test_a_staff_card_off_the_roster_is_said_in_both_languages():
     names = {"tz_offset_s": 7 * 3600, "schools": {"S1": {"name": "SD Satu"}},
              "kitchens": {"K2": {"name": "SPPG Dua"}}}
