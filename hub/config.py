@@ -125,6 +125,23 @@ def parse_upstream(entry: str) -> Upstream:
     return Upstream(url=url, key=key, mode=mode)
 
 
+def _one_entry_per_region(entries: tuple[str, ...]) -> None:
+    """Each upstream entry parses, and no two pin the same regional hub key: both would open (and lock) the one
+    OSCORE context kept for that key, and the start failed as UNREACHABLE "file lock ... could not be acquired"."""
+    pinned: dict[bytes, tuple[int, str]] = {}
+    for n, entry in enumerate(entries, 1):
+        upstream = parse_upstream(entry)
+        if upstream.key is None:
+            continue
+        if upstream.key in pinned:
+            first, url = pinned[upstream.key]
+            raise ConfigError(f"upstream entries {first} ({url}) and {n} ({upstream.url}) both name regional hub key "
+                              f"{upstream.key.hex()}: one region key belongs to one entry",
+                              where=f"upstream[{n}]",
+                              hint="keep the entry with the regional hub's right address and delete the other")
+        pinned[upstream.key] = (n, upstream.url)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HubConfig:
     name: str = "hub"
@@ -194,8 +211,7 @@ class HubConfig:
     def __post_init__(self) -> None:
         self.subscribers()  # a [[webhooks]] entry that does not hold stops the hub at start, naming the setting
         parse_clock(self.clock)  # a bad clock stops the hub at start, not at its first record
-        for entry in self.upstream:
-            parse_upstream(entry)
+        _one_entry_per_region(self.upstream)
         if self.checkpoint_interval <= 0:
             raise ValueError(f"checkpoint_interval: expected > 0 seconds, got {self.checkpoint_interval}")
         for name in ("http_port", "coap_port"):

@@ -29,7 +29,7 @@ from coap_server.security import (
 )
 from ledger import enroll
 
-from .config import parse_upstream
+from .config import ConfigError, parse_upstream
 from .service import Hub, HubError
 from .store import DeviceInfo
 
@@ -111,7 +111,12 @@ class HubSecurity:
         """Client contexts for the regional hubs a national hub pulls from: url -> context, for the entries
         that name the regional hub's key ("coap://host:port <key hex>"); a bare address is pulled in the clear."""
         out = {}
-        for upstream in map(parse_upstream, upstreams):
+        for n, upstream in enumerate(map(parse_upstream, upstreams), 1):
+            if upstream.key == self.hub.signer.public_key:
+                raise ConfigError(f"upstream entry {n} ({upstream.url}) names this hub's own key "
+                                  f"{upstream.key.hex()}, not a regional hub's", where=f"upstream[{n}]",
+                                  hint="pin the regional hub's key (hex), as its operators give it: this hub's own "
+                                       "never goes in upstream")
             if upstream.key is not None:
                 out[upstream.url] = self.hub_contexts[self._hub_context(upstream.key, "upstream")]
             else:

@@ -438,15 +438,23 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _regions(args: argparse.Namespace) -> int:
-    """`jejak hub regions list|show|resume`: the regions a national hub follows by their checkpoints."""
+    """`jejak hub regions list|show|resume`: the regional hubs a national hub pulls or follows by their
+    checkpoints."""
     base = f"{args.hub_url}/api/regions"
     if args.regions_command == "list":
         for r in call("GET", base)["regions"]:
-            size = (r.get("checkpoint") or {}).get("tree_size", "-")
-            print(f"{r.get('hub', '-'):<32}  {r['mode']:<11} {r.get('state', '-'):<11} {size:>10}  {r['url']}")
+            print(_region_line(r))
         return 0
     if args.regions_command == "show":
-        print(json.dumps(call("GET", f"{base}/{args.hub}"), indent=2))
+        try:
+            print(json.dumps(call("GET", f"{base}/{args.hub}"), indent=2))
+        except HubRefused as refused:
+            # The hub keeps checkpoints, split views and resumes only for the regions it follows by their
+            # checkpoints (hub/tiers.py TierLinks.follower): any other id is UNKNOWN_REGION, a pulled one too,
+            # with a hint to a listing that shows it.
+            if refused.said.get("code") != "UNKNOWN_REGION":
+                raise
+            print(_not_followed(args.hub, call("GET", base)["regions"]))
         return 0
     body = json.dumps({"by": args.by, "why": args.why}).encode()
     decision = call("POST", f"{base}/{args.hub}/resume", token=operator_token(args.token_file), body=body,
@@ -458,6 +466,62 @@ def _regions(args: argparse.Namespace) -> int:
               f"{len(decision['dropped'])} checkpoints accepted before, are not in its current view",
               file=sys.stderr)
     return 0
+
+
+# How much of a region's problem `jejak hub regions list` shows on its line; `show` has it whole.
+PROBLEM_WIDTH = 100
+
+
+def _region_hub(region: dict[str, Any]) -> str:
+    """The region's hub id: as the hub answers it, else derived from the pinned key it answers, else "-" (a
+    region pulled by its address alone)."""
+    if region.get("hub"):
+        return str(region["hub"])
+    key = region.get("key")
+    if isinstance(key, str) and len(key) == 64:
+        from ledger import device_id_for
+
+        return device_id_for(bytes.fromhex(key)).hex()
+    return "-"
+
+
+def _local_time(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "?"
+    return datetime.datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _region_line(region: dict[str, Any]) -> str:
+    """One region as `jejak hub regions list` prints it: hub id, mode, state, log size and address, then, while
+    its rounds fail, the problem's code and message (shortened) and since when."""
+    size = (region.get("checkpoint") or {}).get("tree_size", "-")
+    line = (f"{_region_hub(region):<32}  {region.get('mode', '-'):<11} {region.get('state', '-'):<11} {size:>10}  "
+            f"{region.get('url', '-')}")
+    problem = region.get("problem")
+    if not problem:
+        return line
+    message = " ".join(str(problem.get("message", "")).split())
+    if len(message) > PROBLEM_WIDTH:
+        message = message[:PROBLEM_WIDTH - 1] + "…"
+    return f"{line}  {problem.get('code', '?')}: {message} (since {_local_time(problem.get('since'))})"
+
+
+def _not_followed(hub: str, regions: list[dict[str, Any]]) -> str:
+    """What `show` says of a hub id that the hub does not follow by its checkpoints: a region it pulls record by
+    record has no checkpoints, split views or resumes to show, and `list` shows all there is of it."""
+    pulled = [r for r in regions if r.get("mode") != "checkpoints"]
+    mine = [r for r in pulled if _region_hub(r) == hub.lower()]
+    if mine:
+        lines = [f"regional hub {hub} is pulled record by record (mode records), not followed by its checkpoints: "
+                 "the national hub keeps no checkpoints, split views or resumes of it. `jejak hub regions list` "
+                 "shows it as:"]
+        return "\n".join(lines + [_region_line(r) for r in mine])
+    unnamed = [str(r.get("url", "?")) for r in pulled if _region_hub(r) == "-"]
+    raise HubRefused(f"no region with hub id {hub} is followed by its checkpoints"
+                     + (f"; if it is one of those pulled record by record ({', '.join(unnamed)}), it has no "
+                        "checkpoints, split views or resumes to show" if unnamed else ""),
+                     hint="`jejak hub regions list` shows every region with its state and problem; `show` covers "
+                          "those followed by their checkpoints (mode checkpoints)")
 
 
 # The offline verifier page `jejak export --with-verifier` writes beside the bundle.
@@ -654,7 +718,7 @@ def parser() -> argparse.ArgumentParser:
     regions = hub.add_parser("regions", help="regional hubs followed by their checkpoints: their state, split "
                                              "views, and an operator's resume").add_subparsers(
         dest="regions_command", required=True)
-    for verb, text in (("list", "every region and its state (followed or split)"),
+    for verb, text in (("list", "every region, how it is taken (pulled or followed) and its state, with the problem and since when"),
                        ("show", "one region: its accepted checkpoints, split views and resumes"),
                        ("resume", "follow a region again after a split view, from its current signed checkpoint "
                                   "(operator token from --token-file, $JEJAK_TOKEN_FILE or $JEJAK_TOKEN)")):

@@ -15,6 +15,7 @@ import pytest
 
 from hub.config import ConfigError, HubConfig, from_dict, load
 from hub.markets.webhooks import RetryPolicy, Subscriber
+from hub.security import HubSecurity
 from ledger.failures import MissingFile
 from tests.config_sweep import Setting, check_misspelt, check_wrong_values, settings
 from tests.ports import free_coap, free_tcp
@@ -300,3 +301,45 @@ def test_a_key_or_table_given_twice_is_named_with_both_lines(tmp_path: Path, dat
         load(tmp_path / "hub.toml")
     assert caught.value.where == where and said in caught.value.message
     assert str(tmp_path / "hub.toml") in caught.value.message and hint in (caught.value.hint or "")
+
+
+# -- upstream: one entry per regional hub key ------------------------------------------------------------------------
+
+REGION_KEY = "5a" * 32
+
+
+def test_two_upstream_entries_with_one_region_key_are_refused_naming_both(tmp_path: Path) -> None:
+    """Both opened (and locked) the one OSCORE context of that key: the start failed as UNREACHABLE "file lock"."""
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, f'upstream = ["coap://10.0.0.9:5683", "coap://10.0.0.2:5693 {REGION_KEY}", '
+                        f'"coap://region-b.invalid:5683 {REGION_KEY} checkpoints"]\n')
+    assert caught.value.where == "upstream[3]"
+    message = caught.value.message
+    assert "entries 2 (coap://10.0.0.2:5693) and 3 (coap://region-b.invalid:5683)" in message, message
+    assert REGION_KEY in message and "one region key belongs to one entry" in message
+
+
+def test_upstream_entries_with_different_keys_or_none_load(tmp_path: Path) -> None:
+    entries = ("coap://a:5683", "coap://b:5683", f"coap://c:5683 {REGION_KEY}", f"coap://d:5683 {'6b' * 32}")
+    assert HubConfig(upstream=entries).upstream == entries
+
+
+def test_jejak_hub_run_with_one_region_key_twice_stops_with_exit_31_not_unreachable(tmp_path: Path) -> None:
+    done = _hub_run(tmp_path, f'data_dir = "{tmp_path}/hub"\nhttp_port = {free_tcp()}\ncoap_port = {free_coap()}\n'
+                              f'mdns = false\nupstream = ["coap://127.0.0.1:1 {REGION_KEY}", '
+                              f'"coap://no-such-host.invalid:5683 {REGION_KEY}"]\n')
+    assert done.returncode == ConfigError.exit_code == 31, done.stderr
+    error = json.loads(done.stderr.strip().splitlines()[-1])["error"]
+    assert error["code"] == "CONFIG" and error["where"] == "upstream[2]" and "one region key" in error["message"]
+    assert not (tmp_path / "hub").exists()
+
+
+def test_an_upstream_entry_with_this_hubs_own_key_is_a_config_error(tmp_path: Path, hub) -> None:
+    security = HubSecurity(hub, tmp_path / "data")
+    try:
+        with pytest.raises(ConfigError) as caught:
+            security.upstream_contexts((f"coap://10.0.0.2:5683 {REGION_KEY}",
+                                        f"coap://10.0.0.3:5683 {hub.signer.public_key.hex()}"))
+        assert caught.value.where == "upstream[2]" and "this hub's own key" in caught.value.message
+    finally:
+        security.close()
