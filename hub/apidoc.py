@@ -190,7 +190,7 @@ class RegionJson(TypedDict):
     # refused: its last answer failed a check or came outside its pinned key's OSCORE context; unreachable
     state: Literal["followed", "pulled", "split", "refused", "unreachable"]
     problem: RegionProblemJson | None
-    hub: NotRequired[str]
+    hub: NotRequired[str]  # the region's hub id; of a pulled one, its pinned key's, when its entry pins one
     checkpoint: NotRequired[CheckpointJson | None]
     accepted: NotRequired[int]
     split_views: NotRequired[list[SplitViewJson]]

@@ -23,7 +23,7 @@ from coap_server.sync import SyncReport, sync_once
 from ledger import Checkpoint, LedgerError, Record, decode_checkpoint, decode_record, device_id_for
 from ledger.acceptance import SignatureCheck
 from ledger.enroll import read_revocations
-from ledger.errors import BadCheckpoint, BadProof, CodedError, SplitView
+from ledger.errors import BadCheckpoint, BadProof, CodedError, RevokedKey, SplitView
 from ledger.failures import Unreachable
 from ledger.follow import (
     Rebase,
@@ -103,6 +103,9 @@ class UpstreamHolder:
         self.verifier = verifier
         self.revoked = revoked or {}  # the region's signed revocation points, read this round
         self._guessed: dict[bytes, bytes] = {}  # new logs' genesis keys, for ranges checked ahead
+        # Logs whose records past their revocation point here were refused (REVOKED_KEY): what a revocation
+        # means, not a failed round.
+        self.revoked_refused: set[bytes] = set()
 
     def heads(self) -> list[Head]:
         return self.hub.heads()
@@ -131,17 +134,26 @@ class UpstreamHolder:
                                        checks=None if checks is None else [checks[i] for i in merged])
         for i, result in zip(merged, results, strict=True):
             out[i] = result.to_json() if isinstance(result, IngestResult) else _refused(result)
-        return [out[i] for i in range(len(items))]
+        answers = [out[i] for i in range(len(items))]
+        for (device_id, _), answer in zip(items, answers, strict=True):
+            self._note(device_id, answer)
+        return answers
 
     def receive(self, device_id: bytes, raws: Sequence[bytes], *,
                 check: SignatureCheck | None = None) -> dict[str, Any]:
-        refusal = self._register([(device_id, raws)]).get(0)
-        if refusal is not None:
-            return refusal
-        try:
-            return self.hub.ingest(device_id, raws, check=check).to_json()
-        except LedgerError as exc:
-            return _refused(exc)
+        result = self._register([(device_id, raws)]).get(0)
+        if result is None:
+            try:
+                result = self.hub.ingest(device_id, raws, check=check).to_json()
+            except LedgerError as exc:
+                result = _refused(exc)
+        self._note(device_id, result)
+        return result
+
+    def _note(self, device_id: bytes, result: dict[str, Any]) -> None:
+        problem = result.get("problem")
+        if isinstance(problem, dict) and problem.get("code") == RevokedKey.code:
+            self.revoked_refused.add(device_id)
 
     def _register(self, items: Sequence[tuple[bytes, Sequence[bytes]]]) -> dict[int, dict[str, Any]]:
         """Register the logs first seen here from their genesis, all admitted together (`Hub.admit`: one commit
@@ -187,6 +199,43 @@ def mirror_revocations(hub: Hub, upstream: str, points: Mapping[bytes, int]) -> 
     return done
 
 
+def revoked_complete(hub: Hub) -> frozenset[bytes]:
+    """The logs revoked at this hub that it holds up to their revocation point: complete, nothing more of them
+    is fetched (every record past the point would be refused as REVOKED_KEY, round after round)."""
+    done = set()
+    for device_id, point in hub.authority.revocations():
+        state = hub.store.chain_state(device_id)
+        if (state.length if state is not None else 0) >= point:
+            done.add(device_id)
+    return frozenset(done)
+
+
+def pull_plan(hub: Hub, local: Mapping[bytes, Head], remote: Sequence[Head],
+              region: Mapping[bytes, int] | None = None) -> list[Fetch]:
+    """What to fetch of the `remote` heads: a log revoked at this hub, or by the region's list (`region`: a log
+    first seen this round is revoked here as it is registered), is complete at the seq it is revoked from, so no
+    fetch reaches past that point."""
+    points = {}
+    for head in remote:
+        mine, theirs = hub.authority.revoked_from(head.device_id), (region or {}).get(head.device_id)
+        if mine is not None or theirs is not None:
+            points[head.device_id] = min(p for p in (mine, theirs) if p is not None)
+    blocked = frozenset(d for d, p in points.items() if (local[d].length if d in local else 0) >= p)
+    fetches = []
+    for action in plan(local, remote, push=False, pull=True, blocked=blocked):
+        if isinstance(action, Fetch):
+            point = points.get(action.device_id)
+            fetches.append(action if point is None else Fetch(action.device_id, action.start, min(action.end, point)))
+    return fetches
+
+
+def unexpected_problems(problems: Sequence[str], revoked: set[bytes]) -> list[str]:
+    """A round's problems but the refusals of `revoked` logs' records past their revocation point (a sync
+    problem names its log first: `<device hex>: ...`)."""
+    names = {d.hex() for d in revoked}
+    return [p for p in problems if p.partition(": ")[0] not in names]
+
+
 def relayed_site(upstream: str) -> str:
     """The site a device first seen through `upstream` is registered with."""
     return f"via {upstream}"
@@ -208,8 +257,9 @@ async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: Request
     """One pull round from `upstream`; pass the same `size` every round so requests follow that link. Over
     UDP, requests are in flight together only on `lanes` opened beside `ctx` for this upstream. `revoked`: the
     region's verified revocation points, for the logs first seen in this round."""
+    complete = await asyncio.to_thread(revoked_complete, hub)
     return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream, verifier, revoked=revoked), push=False,
-                           pull=True, size=size, lanes=lanes)
+                           pull=True, size=size, lanes=lanes, blocked=complete)
 
 
 def lanes_for(upstream: str, ctx: aiocoap.Context) -> Lanes | None:
@@ -531,8 +581,7 @@ async def region_get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic
                 f"context of the pinned hub key ({bytes(plain.payload[:120]).decode(errors='replace')!r}): its key "
                 "was replaced, it no longer names this hub in `security.peer_hubs`, or it runs without OSCORE",
                 hint=KEY_CHANGE_HINT) from None
-        raise Unreachable(f"regional hub {url} did not answer GET {path.partition('?')[0]}: "
-                          f"{exc or type(exc).__name__}",
+        raise Unreachable(f"regional hub {url} did not answer GET {path.partition('?')[0]}: {_why(exc, timeout)}",
                           hint="check that it runs and the upstream address") from None
     traffic.requests += 1
     traffic.bytes_received += len(response.payload)
@@ -600,7 +649,7 @@ class SummaryPuller:
         self.key = key  # the region's pinned hub key: its revocation list must be signed with it
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
-        self.health = RegionHealth(hub, url)
+        self.health = RegionHealth(hub, url, device_id_for(key) if key is not None else None)
 
     async def round(self, ctx: aiocoap.Context, size: RequestSize, lanes: Lanes | None = None) -> SummaryRound:
         out = SummaryRound()
@@ -616,14 +665,19 @@ class SummaryPuller:
                 answer = await region_get(ctx, self.url, "/sync/summary?level=1", self.traffic, timeout=self.timeout)
                 summary = decode_buckets(answer or b"")
             changed = summary.changed(self.seen) if summary is not None and self.seen is not None else None
+            holder = UpstreamHolder(self.hub, self.url, self.verifier, revoked=revoked)
             if changed is None or len(changed) > SUMMARY_DRILL_MAX:
                 out.full = True
-                out.sync = await pull_once(self.hub, self.url, ctx, size, self.verifier, lanes, revoked=revoked)
+                complete = await asyncio.to_thread(revoked_complete, self.hub)
+                out.sync = await sync_once(ctx, self.url, holder, push=False, pull=True, size=size, lanes=lanes,
+                                           blocked=complete)
                 clean = True
             else:
                 assert summary is not None
-                clean = await self._drill(ctx, summary, changed, out, lanes, revoked)
-            if clean and not out.sync.problems:
+                clean = await self._drill(ctx, summary, changed, out, holder, lanes)
+            # Records past a revocation point refused here are the revocation at work, not a reason to look at
+            # the same buckets again next round (they are not fetched again: `pull_plan`, `revoked_complete`).
+            if clean and not unexpected_problems(out.sync.problems, holder.revoked_refused):
                 self.seen = summary
         finally:
             out.requests += self.traffic.requests
@@ -643,7 +697,7 @@ class SummaryPuller:
         return points
 
     async def _drill(self, ctx: aiocoap.Context, summary: HeadsSummary, changed: list[int], out: SummaryRound,
-                     lanes: Lanes | None = None, revoked: Mapping[bytes, int] | None = None) -> bool:
+                     holder: UpstreamHolder, lanes: Lanes | None = None) -> bool:
         """Fetch the changed buckets' heads, then what they say is missing; False if the region moved on
         meanwhile (the summary is then not remembered, and the next round looks again)."""
         gate = asyncio.Semaphore(self.width)
@@ -665,7 +719,6 @@ class SummaryPuller:
             out.drilled.append(bucket)
         local = {h.device_id: Head.of(state) for h in remote
                  if (state := self.hub.store.chain_state(h.device_id)) is not None}
-        holder = UpstreamHolder(self.hub, self.url, self.verifier, revoked=revoked)
 
         async def fetch(action: Fetch) -> SyncReport:
             got = SyncReport()
@@ -690,7 +743,7 @@ class SummaryPuller:
                 start += len(raws)
             return got
 
-        fetches = [a for a in plan(local, remote, push=False, pull=True) if isinstance(a, Fetch)]
+        fetches = pull_plan(self.hub, local, remote, holder.revoked)
         for got in await _all_in_order([fetch(action) for action in fetches]):
             out.sync.fetched += got.fetched
             out.sync.duplicates += got.duplicates
@@ -738,11 +791,20 @@ def _unanswered(result: SummaryRound | Exception) -> bool:
     return isinstance(result, Unreachable | TimeoutError | OSError | aiocoap.error.Error)
 
 
+def _why(exc: BaseException, timeout: float | None = None) -> str:
+    """What an exception says, or what it is: a timeout says nothing of its own."""
+    if str(exc):
+        return str(exc)
+    if isinstance(exc, TimeoutError) and timeout is not None:
+        return f"no answer in {timeout:g} s"
+    return type(exc).__name__
+
+
 def _problem(url: str, exc: Exception) -> dict[str, str]:
     if isinstance(exc, CodedError):
         return exc.to_dict()
     if _unanswered(exc):
-        return Unreachable(f"regional hub {url}: {exc or type(exc).__name__}").to_dict()
+        return Unreachable(f"regional hub {url}: {_why(exc)}").to_dict()
     return {"code": "INTERNAL", "message": f"pull from {url} failed: {type(exc).__name__}: {exc}"}
 
 
@@ -763,7 +825,8 @@ class TierLinks:
     over TCP connection whose far end vanished without closing it: a power cut, a NAT or firewall that forgot the
     flow), and aiocoap sends every later request down that connection; message ids are 16 bits per context, and
     aiocoap reuses them without asking whether the exchange they named is over. The context in use stays up
-    until the requests on it are done (a drill-down from the HTTP API may be one)."""
+    until the requests on it are done (a drill-down from the HTTP API, or a hung region's round, may be one).
+    `run` gives each region a loop of its own, so a region that does not answer holds up none of the others."""
 
     def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None, *,
                  timeout: float = 30.0, renew_rounds: int = RENEW_ROUNDS,
@@ -794,6 +857,7 @@ class TierLinks:
         self._users: dict[aiocoap.Context, int] = {}  # requests under way on each context, the retired ones too
         self._retired: dict[aiocoap.Context, dict[str, Lanes]] = {}
         self._opening = asyncio.Lock()
+        self._loops = 1  # rounds counted per fresh context: one per `round`, one per region's loop in `run`
 
     def states(self) -> dict[str, int]:
         """How many regions are in each state (as `GET /api/regions` shows them), every state named."""
@@ -854,48 +918,91 @@ class TierLinks:
 
     async def round(self, sizes: dict[str, RequestSize]) -> tuple[list[SummaryRound | Exception],
                                                                     list[FollowReport]]:
-        """One round of every upstream at once: a slow or unreachable region holds up none of the others."""
+        """One round of every upstream at once (`run` gives each region a loop of its own instead)."""
         async with self.using() as ctx:
             lanes = dict(self.lanes)
+            pulled, followed = await asyncio.gather(
+                asyncio.gather(*(self._pull(p, ctx, sizes, lanes.get(p.url)) for p in self.pullers)),
+                follow_all(list(self.followed.values()), ctx))
+        self._settle(list(zip(self.pullers, pulled, strict=True)), followed)
+        return list(pulled), followed
 
-            async def pull(puller: SummaryPuller) -> SummaryRound | Exception:
-                try:
-                    report = await puller.round(ctx, sizes.setdefault(puller.url, RequestSize(timeout=self.timeout)),
-                                                lanes.get(puller.url))
-                except Exception as exc:  # an unreachable region must not stop the others
-                    log.warning("pull from %s failed: %s", puller.url, exc)
-                    return exc
-                if report.sync.fetched or report.sync.problems:
-                    log.info("pulled %d records from %s (%s); problems: %s", report.sync.fetched, puller.url,
-                             "whole" if report.full else f"{len(report.drilled)} buckets", report.sync.problems)
-                return report
+    async def _pull(self, puller: SummaryPuller, ctx: aiocoap.Context, sizes: dict[str, RequestSize],
+                    lanes: Lanes | None) -> SummaryRound | Exception:
+        try:
+            report = await puller.round(ctx, sizes.setdefault(puller.url, RequestSize(timeout=self.timeout)), lanes)
+        except Exception as exc:  # an unreachable region must not stop the others
+            log.warning("pull from %s failed: %s", puller.url, _why(exc, self.timeout))
+            return exc
+        if report.sync.fetched or report.sync.problems:
+            log.info("pulled %d records from %s (%s); problems: %s", report.sync.fetched, puller.url,
+                     "whole" if report.full else f"{len(report.drilled)} buckets", report.sync.problems)
+        return report
 
-            pulled, followed = await asyncio.gather(asyncio.gather(*(pull(p) for p in self.pullers)),
-                                                    follow_all(list(self.followed.values()), ctx))
-        for puller, result in zip(self.pullers, pulled, strict=True):
+    def _settle(self, pulled: Sequence[tuple[SummaryPuller, SummaryRound | Exception]],
+                followed: Sequence[FollowReport]) -> None:
+        """The regions' health after their rounds, and a fresh context after silence or many rounds."""
+        for puller, result in pulled:
             if isinstance(result, Exception):
                 puller.health.failed(_problem(puller.url, result))
             else:
                 puller.health.went_well()
         self._rounds += 1
-        silent = [p.url for p, r in zip(self.pullers, pulled, strict=True) if _unanswered(r)]
+        silent = [p.url for p, r in pulled if _unanswered(r)]
         silent += [f.upstream for f in followed if f.problem is not None and f.problem.get("code") == Unreachable.code]
         if silent:
             self.renew(f"no answer from {', '.join(silent)}")
-        elif self._rounds >= self.renew_rounds:
+        elif self._rounds >= self.renew_rounds * self._loops:
             self.renew(f"{self._rounds} rounds on it")
-        return list(pulled), followed
 
     async def run(self, interval: float) -> None:
-        """Pull or follow every upstream each `interval`, until cancelled."""
+        """Pull or follow every upstream each `interval`, until cancelled: each region on a loop of its own, so a
+        slow or unreachable region holds up none of the others; one whose round is still under way after
+        `interval` is shown `unreachable` meanwhile."""
         sizes = {puller.url: RequestSize(timeout=self.timeout) for puller in self.pullers}
+        loops = [self._region_loop(interval, sizes, puller=p) for p in self.pullers]
+        loops += [self._region_loop(interval, sizes, follower=f) for f in self.followed.values()]
+        self._loops = max(1, len(loops))
         try:
-            while True:
-                await self.round(sizes)
-                await asyncio.sleep(interval)
+            await asyncio.gather(*loops)  # each loop runs until cancelled: its failures are its region's health
         finally:
             self.verifier.close()
             await self.close()
+
+    async def _region_loop(self, interval: float, sizes: dict[str, RequestSize], *,
+                           puller: SummaryPuller | None = None, follower: RegionFollower | None = None) -> None:
+        while True:
+            await self._region_round(interval, sizes, puller=puller, follower=follower)
+            await asyncio.sleep(interval)
+
+    async def _region_round(self, interval: float, sizes: dict[str, RequestSize], *,
+                            puller: SummaryPuller | None = None, follower: RegionFollower | None = None) -> None:
+        """One round of one region; if it is still under way after `interval`, the region is shown unreachable
+        until it ends (a hung host, or one dropping packets, answers nothing for up to the request timeout)."""
+        async with self.using() as ctx:
+            if puller is not None:
+                health, url = puller.health, puller.url
+                job: Awaitable[Any] = self._pull(puller, ctx, sizes, self.lanes.get(puller.url))
+            else:
+                assert follower is not None
+                health, url = follower.health, follower.url
+                job = follow_all([follower], ctx)
+            task = asyncio.ensure_future(job)
+            try:
+                done, _ = await asyncio.wait({task}, timeout=interval)
+                if not done:
+                    health.failed(Unreachable(
+                        f"regional hub {url} has not answered a round under way for {interval:g} s (requests time "
+                        f"out after {self.timeout:g} s)", hint="check that it runs and the upstream address").to_dict())
+                result = await task
+            except BaseException:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+        if puller is not None:
+            self._settle([(puller, result)], [])
+        else:
+            self._settle([], result)
 
     async def close(self) -> None:
         ctx, self._ctx = self._ctx, None
@@ -948,7 +1055,9 @@ class TierLinks:
         """The regions pulled or followed by their checkpoints: each one's state and why its rounds fail, if they
         do; for those followed the last checkpoint accepted and any split view caught"""
         regions = [f.to_json() for f in self.followed.values()]
+        # A pulled region's hub id is its pinned key's, when its entry pins one (`jejak hub regions list` shows it).
         regions += [{"url": p.url, "mode": "records", "state": p.health.state("pulled"),
+                     **({"hub": p.health.hub_id.hex()} if p.health.hub_id is not None else {}),
                      "problem": p.health.trouble.to_json() if p.health.trouble is not None else None}
                     for p in self.pullers]
         return web.json_response({"regions": regions})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 import urllib.request
 
@@ -185,6 +186,7 @@ async def test_national_pulls_over_oscore_and_an_unpaired_hub_gets_nothing(tmp_p
 
         shown = await asyncio.to_thread(wait_until, refused, 30, what="the stranger's region refused")
         assert shown["mode"] == "records" and shown["problem"]["code"] == "REGION_UNPROTECTED", shown
+        assert shown["hub"] == hub.hub_id.hex()  # the pinned key's: the region as its entry names it
         assert "security.peer_hubs" in shown["problem"]["message"]
         assert regional.security.policy.refused.get("OSCORE_REQUIRED", 0) == 0  # both spoke OSCORE
         assert len(relay.relays) > 1, "the national hub's requests all came from one port"
@@ -380,7 +382,9 @@ async def test_national_refuses_what_a_region_revoked_by_its_signed_list_and_not
         # Written into the national hub's own log, so a bundle it exports refuses them like an auditor would.
         own = Authority.of(national.hub_id, national.own_log())
         assert (own.revoked_from(kept), own.revoked_from(late)) == (7, 1)
-        assert any("REVOKED" in p for p in second.sync.problems), second.sync.problems
+        # Nothing past a revocation point is asked for (the list is read before the records): none to refuse.
+        assert not second.sync.problems and not national.store.counters().get("refused_revoked"), \
+            second.sync.problems
 
         # An older list (the region's before the revocations) or one without the device lifts nothing.
         assert mirror_revocations(national, regional.coap_url, {}) == []
@@ -404,6 +408,120 @@ async def test_national_refuses_what_a_region_revoked_by_its_signed_list_and_not
         await regional.close()
         national.store.close()
         wrong.store.close()
+
+
+async def test_a_log_revoked_here_is_complete_at_its_revocation_point_and_not_fetched_again(tmp_path, clock):
+    """A device the region revoked from seq 12 while it holds 20 of its records: the national hub takes the 12 and
+    holds the log complete at its revocation point. Later rounds fetch nothing of it and the refused count stays
+    put (before, every round drilled into its bucket, fetched the 8 records again and refused them again,
+    forever, while the region showed healthy). The same for a national hub that first pulls the region whole,
+    which refuses the records past the point once."""
+    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
+                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
+                                         checkpoint_interval=3600))
+    key = regional.hub.signer.public_key
+    national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6e" * 32), clock=clock)
+    links = TierLinks(national, (f"{regional.coap_url} {key.hex()}",), timeout=10.0)
+    fresh = Hub(LmdbHubStore(tmp_path / "fresh"), Ed25519Signer.from_seed(b"\x6f" * 32), clock=clock)
+    fresh_links = TierLinks(fresh, (f"{regional.coap_url} {key.hex()}",), timeout=10.0)
+    sizes: dict[str, RequestSize] = {}
+    fresh_sizes: dict[str, RequestSize] = {}
+
+    def refused(hub: Hub) -> int:
+        return hub.store.counters().get("refused_revoked", 0)
+
+    try:
+        signer, builder = new_device(clock)
+        device_id = enroll(regional.hub, signer, clock)
+        records = [builder.genesis()] + [builder.append("note", {"text": str(i)}) for i in range(9)]
+        assert regional.hub.ingest(device_id, [r.raw for r in records]).accepted == 10
+        [first], _ = await links.round(sizes)
+        assert isinstance(first, SummaryRound) and national.store.chain_state(device_id).length == 10
+
+        more = [builder.append("note", {"text": f"late {i}"}) for i in range(10)]
+        assert regional.hub.ingest(device_id, [r.raw for r in more]).accepted == 10
+        regional.hub.revoke(device_id, 12)
+        [second], _ = await links.round(sizes)
+        assert isinstance(second, SummaryRound), second
+        assert national.store.chain_state(device_id).length == 12 and national.authority.revoked_from(device_id) == 12
+        assert not second.sync.problems, "the list is read first: nothing past the point is asked for"
+        once = refused(national)
+        for _ in range(2):
+            [later], _ = await links.round(sizes)
+            assert isinstance(later, SummaryRound), later
+            assert (later.sync.fetched, later.sync.problems, later.drilled, later.full) == (0, [], [], False)
+            assert later.requests == 1, "an unchanged region costs its summary only"
+        assert refused(national) == once
+        assert links.pullers[0].health.state("pulled") == "pulled"
+
+        # Pulled whole (a first round): the records past the point refused once, then nothing.
+        [whole], _ = await fresh_links.round(fresh_sizes)
+        assert isinstance(whole, SummaryRound) and whole.full, whole
+        assert fresh.store.chain_state(device_id).length == 12
+        fresh_once = refused(fresh)
+        for _ in range(2):
+            [later], _ = await fresh_links.round(fresh_sizes)
+            assert isinstance(later, SummaryRound), later
+            assert (later.sync.fetched, later.sync.problems, later.full) == (0, [], False), later
+        assert refused(fresh) == fresh_once
+    finally:
+        await links.close()
+        links.verifier.close()
+        await fresh_links.close()
+        fresh_links.verifier.close()
+        await regional.close()
+        national.store.close()
+        fresh.store.close()
+
+
+async def test_a_silent_region_holds_up_no_other_and_shows_unreachable_with_its_reason(tmp_path, clock):
+    """A region that never answers (a bound UDP socket: a hung host, or one dropping packets) beside a real one:
+    the real region's records arrive within a round or two of being taken in while the silent one's requests are
+    outstanding (before, every round waited for the silent one's timeout), and the silent one is shown
+    unreachable once its round has been under way for the interval, then with the timeout as its reason."""
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    silent_url = f"coap://127.0.0.1:{silent.getsockname()[1]}"
+    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
+                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
+                                         checkpoint_interval=3600))
+    national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x70" * 32), clock=clock)
+    links = TierLinks(national, (silent_url, regional.coap_url), timeout=4.0)
+    [quiet, real] = links.pullers
+    running = asyncio.create_task(links.run(0.3))
+
+    async def until(what, within: float) -> float:
+        start = time.monotonic()
+        while not what():
+            assert time.monotonic() - start < within, "not within the time"
+            await asyncio.sleep(0.05)
+        return time.monotonic() - start
+
+    def held(device_id: bytes) -> int:
+        state = national.store.chain_state(device_id)
+        return state.length if state is not None else 0
+
+    try:
+        signer, builder = new_device(clock)
+        device_id = enroll(regional.hub, signer, clock)
+        assert regional.hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+        await until(lambda: held(device_id) == 1, 3.0)
+        await until(lambda: quiet.health.state("pulled") == "unreachable", 2.0)
+        assert quiet.health.trouble is not None and "has not answered a round under way for 0.3 s" in \
+            quiet.health.trouble.message, quiet.health.trouble
+        assert real.health.state("pulled") == "pulled"
+        for n in range(2, 4):  # the silent region's first round is still under way (4 s)
+            assert regional.hub.ingest(device_id, [builder.append("note", {"text": str(n)}).raw]).accepted == 1
+            await until(lambda n=n: held(device_id) == n, 1.5)
+        await until(lambda: quiet.health.trouble is not None and "no answer in 4 s" in quiet.health.trouble.message,
+                    8.0)
+        assert links.states()["unreachable"] == 1 and links.states()["pulled"] == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await regional.close()
+        national.store.close()
+        silent.close()
 
 
 class _CountingStore(LmdbHubStore):
