@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -604,6 +605,9 @@ KEY_CHANGE_HINT = ("a hub key never rotates (FORMAT.md §6.2): a region with a n
 
 SUMMARY_DRILL_MAX = 16  # changed buckets fetched one by one; past this a whole heads exchange costs less
 DRILL_WIDTH = 4  # requests of a drill-down in flight at once (over UDP, each on a lane of its own)
+# A region's revocation is a decision of its own, in none of the logs it serves: while its logs stay as they were,
+# its signed list is still read this often, so a device it revokes is refused here without waiting for a record.
+REVOCATIONS_EVERY_S = 60.0
 RECORDS_PER_REQUEST = Limits().records_per_request
 
 T = TypeVar("T")
@@ -650,6 +654,8 @@ class SummaryPuller:
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
         self.health = RegionHealth(hub, url, device_id_for(key) if key is not None else None)
+        self.revocations_every_s = REVOCATIONS_EVERY_S
+        self._revocations_at = -REVOCATIONS_EVERY_S  # time.monotonic() of the last list read
 
     async def round(self, ctx: aiocoap.Context, size: RequestSize, lanes: Lanes | None = None) -> SummaryRound:
         out = SummaryRound()
@@ -658,6 +664,8 @@ class SummaryPuller:
             data = await region_get(ctx, self.url, "/sync/summary", self.traffic, missing_ok=True,
                                     timeout=self.timeout)
             if data is not None and self.seen is not None and decode_root(data) == (self.seen.root, self.seen.count):
+                if self.key is not None and time.monotonic() - self._revocations_at >= self.revocations_every_s:
+                    await self._revocations(ctx)
                 return out
             revoked = await self._revocations(ctx)  # before any record of this round is taken
             summary = None
@@ -690,6 +698,7 @@ class SummaryPuller:
             return None
         raw = await region_get(ctx, self.url, "/security/revocations", self.traffic, missing_ok=True,
                                timeout=self.timeout)
+        self._revocations_at = time.monotonic()
         if raw is None:
             return None
         points = read_revocations(raw, self.key).points

@@ -464,6 +464,13 @@ async def test_a_log_revoked_here_is_complete_at_its_revocation_point_and_not_fe
             assert isinstance(later, SummaryRound), later
             assert (later.sync.fetched, later.sync.problems, later.full) == (0, [], False), later
         assert refused(fresh) == fresh_once
+        # A revocation at a quiet region (no record since) is its own decision, in none of its logs: its signed
+        # list is read all the same, every REVOCATIONS_EVERY_S (here every round).
+        regional.hub.revoke(device_id, 8)
+        links.pullers[0].revocations_every_s = 0
+        [quiet], _ = await links.round(sizes)
+        assert isinstance(quiet, SummaryRound) and quiet.requests == 2, quiet
+        assert national.authority.revoked_from(device_id) == 8
     finally:
         await links.close()
         links.verifier.close()
