@@ -328,8 +328,9 @@ class RegionHealth:
     """How the rounds of one region go: the current run of refused or unanswered rounds, and one log line with its
     code when such a run starts or ends (the rounds in between log at their own level, as before)."""
 
-    def __init__(self, hub: Hub, url: str, hub_id: bytes | None = None) -> None:
+    def __init__(self, hub: Hub, url: str, hub_id: bytes | None = None, *, taken: str = "followed") -> None:
         self.hub, self.url, self.hub_id = hub, url, hub_id
+        self.taken = taken  # "followed" (by its checkpoints) or "pulled" (record by record), for its log line
         self.trouble: RegionTrouble | None = None
 
     @property
@@ -340,8 +341,9 @@ class RegionHealth:
     def went_well(self) -> None:
         trouble, self.trouble = self.trouble, None
         if trouble is not None:
-            log.warning("REGION FOLLOWED AGAIN: %s answers and verifies again after %d rounds of %s since %d",
-                        self.name, trouble.rounds, trouble.code, trouble.since)
+            log.warning("REGION %s AGAIN: %s answers and verifies again after %d rounds of %s since %s",
+                        self.taken.upper(), self.name, trouble.rounds, trouble.code,
+                        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(trouble.since)))
 
     def failed(self, problem: dict[str, str]) -> None:
         now = self.hub.clock()
@@ -653,7 +655,7 @@ class SummaryPuller:
         self.key = key  # the region's pinned hub key: its revocation list must be signed with it
         self.seen: HeadsSummary | None = None  # as of the start of the last round that took everything in
         self.traffic = Traffic()
-        self.health = RegionHealth(hub, url, device_id_for(key) if key is not None else None)
+        self.health = RegionHealth(hub, url, device_id_for(key) if key is not None else None, taken="pulled")
         self.revocations_every_s = REVOCATIONS_EVERY_S
         self._revocations_at = -REVOCATIONS_EVERY_S  # time.monotonic() of the last list read
 

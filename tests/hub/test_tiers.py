@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import time
 import urllib.request
@@ -19,7 +20,15 @@ from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
-from hub.tiers import SummaryRound, TierLinks, UpstreamHolder, mirror_revocations, pull_all, pull_once
+from hub.tiers import (
+    RegionHealth,
+    SummaryRound,
+    TierLinks,
+    UpstreamHolder,
+    mirror_revocations,
+    pull_all,
+    pull_once,
+)
 from hub.verify import CrossLogVerifier
 from ledger import ChainBuilder, Ed25519Signer, LedgerError, verify_bundle
 from ledger.sync import Limits, RequestSize
@@ -600,3 +609,20 @@ def test_a_failed_commit_of_the_approvals_stores_no_relayed_device(tmp_path, clo
         assert verify_bundle(national.export()).ok
     finally:
         store.close()
+
+
+def test_a_region_that_answers_again_is_logged_as_it_is_taken_with_when_its_trouble_began(tmp_path, clock, caplog):
+    national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x71" * 32), clock=clock)
+    try:
+        for taken, word in (("pulled", "REGION PULLED AGAIN"), ("followed", "REGION FOLLOWED AGAIN")):
+            health = RegionHealth(national, "coap://127.0.0.1:1", taken=taken)
+            health.failed({"code": "UNREACHABLE", "message": "no answer in 30 s"})
+            with caplog.at_level(logging.WARNING, logger="jejak.hub"):
+                health.went_well()
+            [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("REGION ")
+                      and "AGAIN" in r.getMessage()]
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(national.clock()))
+            assert line.startswith(word) and line.endswith(f"since {since}"), line
+            caplog.clear()
+    finally:
+        national.store.close()
