@@ -55,4 +55,7 @@ def test_ingest_on_cores_gives_the_median_of_its_rounds(tmp_path):
     assert round(lmdb["one_core_vs_raw_verify"], 3) == round(statistics.median(lmdb["one_core_vs_raw_verify_rounds"]), 3)
     for key in ("cores_vs_raw_verify_of_cores", "cores_vs_raw_verify_on_cores"):
         assert round(lmdb[key], 3) == round(statistics.median(lmdb[f"{key}_rounds"]), 3)
-    assert lmdb["one_core_per_s"] > 0 and lmdb["cores_workers_cpu_us"] > 0
+    # The writer checks the tasks no worker has taken yet rather than wait (hub/verify.py `_Ahead`): of 400
+    # records on a busy machine it may check every signature itself, and the workers' share is then nothing.
+    assert lmdb["one_core_per_s"] > 0 and lmdb["cores_writer_cpu_us"] > 0 and lmdb["cores_workers_cpu_us"] >= 0
+    assert 0 <= lmdb["cores_taken_by_writer"] <= 1
