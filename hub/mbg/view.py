@@ -456,16 +456,21 @@ class MbgView:
             day.early = early_returns(Timed(s.unpack(tag_lists), self.plan) for s in day.scans if s.tags)
         return day.early
 
-    def _return_of(self, date: str) -> ReturnOf:
-        """Containers' return taps closing trips of `date`: of the day after (hub.mbg.analysis.early_returns), else of
-        a later day held (late_trips), by tag."""
-        after = self._early_of(next_date(date))
+    def _closed_late(self, date: str) -> dict[str, Timed]:
+        """The return taps of days after the day after `date` that close its trips days late (late_trips), by tag."""
         later: dict[str, Timed] = {}
         for d in sorted(self._days):
             if d > next_date(date):
                 for tag, trip_date in self._late_of(d).items():
                     if trip_date == date:
                         later[tag] = self._early_of(d)[tag]
+        return later
+
+    def _return_of(self, date: str) -> ReturnOf:
+        """Containers' return taps closing trips of `date`: of the day after (hub.mbg.analysis.early_returns), else of
+        a later day held (late_trips), by tag."""
+        after = self._early_of(next_date(date))
+        later = self._closed_late(date)
         day = self._days.get(date)
         if day is not None:
             day.closed_late = set(later)
@@ -627,12 +632,7 @@ class MbgView:
         when they came back. Its deliveries and other findings stay as stored."""
         if not self._stored_out(date):
             return keyed
-        back: dict[str, Timed] = {}
-        for d in sorted(self._days):
-            if d > next_date(date):
-                for tag, trip_date in self._late_of(d).items():
-                    if trip_date == date:
-                        back[tag] = self._early_of(d)[tag]
+        back = self._closed_late(date)
         if not back:
             return keyed
         out: list[tuple[int, tuple[str, ...], Finding]] = []

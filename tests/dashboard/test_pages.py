@@ -570,6 +570,13 @@ def test_a_history_step_on_another_day_says_which(demo, driver):
     assert said[0] == "08:00" and said[1].startswith("00:20 (+1 "), said
 
 
+def page_says(driver, findings: list[dict[str, object]], lang: str) -> list[str]:
+    """The page's sentence for each finding in `lang` (`findingText`), the page's own language left as it was."""
+    return driver.execute_script(
+        "const kept = STATE.lang; STATE.lang = arguments[1];"
+        "try { return arguments[0].map((f) => findingText(f)); } finally { STATE.lang = kept; }", findings, lang)
+
+
 def test_a_closed_schools_meals_a_gate_that_missed_a_delivery_rereads_and_cooled_meals_are_said_as_jejak_mbg_says(
         demo, driver):
     """The finding words `jejak mbg` and the page share (words.json): a school closed that day that got meals anyway
@@ -822,9 +829,7 @@ def test_a_container_returned_days_late_is_said_as_jejak_mbg_says(demo, driver):
             "part": None, "severity": "info", "detail": ""}
     shown = [base, {**base, "containers": ["T3", "T4"], "records": ["r1", "r2"], "measured": 2, "limit": back - 7 * 86400}]
     for lang in ("en", "id"):
-        page = driver.execute_script(
-            "const kept = STATE.lang; STATE.lang = arguments[1];"
-            "try { return arguments[0].map((f) => findingText(f)); } finally { STATE.lang = kept; }", shown, lang)
+        page = page_says(driver, shown, lang)
         cli = [Speaker(lang=lang, names=names, words=load_words(lang)).finding(f, {}) for f in shown]
         assert page == cli, (lang, page, cli)
     assert page == ["1 ompreng kembali ke dapur 8 hari terlambat, pada 2026-03-10",
@@ -846,9 +851,7 @@ def test_a_roster_entry_that_ended_or_had_not_begun_is_said_as_jejak_mbg_says(de
     shown = [base, {**base, "part": "from", "measured": 1, "records": ["r1"], "limit": ten - 3600},
              {**base, "date": "2026-03-03"}, {**base, "date": "2026-03-05"}, {**base, "part": None, "limit": None}]
     for lang in ("en", "id"):
-        page = driver.execute_script(
-            "const kept = STATE.lang; STATE.lang = arguments[1];"
-            "try { return arguments[0].map((f) => findingText(f)); } finally { STATE.lang = kept; }", shown, lang)
+        page = page_says(driver, shown, lang)
         cli = [Speaker(lang=lang, names=names, words=load_words(lang)).finding(f, {}) for f in shown]
         assert page == cli, (lang, page, cli)
         assert "10:00" in page[0] and "09:00" in page[1], page
@@ -869,9 +872,7 @@ def test_a_stock_movement_in_a_unit_its_card_does_not_take_names_that_unit_as_je
          "other_kitchen": None, "part": None,
          "detail": f"use of 2 Ikat on a card kept in {card['unit']}: record it again in {card['unit']}"}
     for lang in ("en", "id"):
-        page = driver.execute_script(
-            "const kept = STATE.lang; STATE.lang = arguments[1];"
-            "try { return findingText(arguments[0]); } finally { STATE.lang = kept; }", f, lang)
+        [page] = page_says(driver, [f], lang)
         cli = Speaker(lang=lang, names=demo.get("/api/mbg/names"), words=load_words(lang)).finding(
             f, {}, {subject: card["unit"]})
         assert page == cli, (lang, page, cli)
