@@ -243,8 +243,8 @@ class Demo:
         other markets' backlogs; two hours of a real evening later they are judged with all of them in.
         Returns how many prices got their final verdict."""
         views = self.running.views
-        self.clock.skip_to(self.clock() + views.markets.validator.config.backlog_window_s + 1)
-        with views.fresh():
+        with views.fresh():  # the clock moves under the read models' lock: no derivation settles these first
+            self.clock.skip_to(self.clock() + views.markets.validator.config.backlog_window_s + 1)
             settled = views.markets.settle()
         views.changed()  # the alerts are derived again from the final verdicts
         return settled

@@ -82,6 +82,10 @@ class ValidationConfig:
     settle_after_s: int = 4 * 3600  # a day's verdicts are final this long after the local day ends
     expect_days: int = 14  # reporters seen for a series this many days back are expected every day
     backlog_window_s: int = 2 * 3600  # a day first heard of late stays open this long for other backlogs
+    # A day whose first report arrived this long after it was taken came in a backlog (a device back from an
+    # outage, a phone sending the morning's prices in the evening), though before the day's cut-off: the nearby
+    # markets' devices may be sending theirs too, so an unusual price of it waits for them as a late day's does.
+    late_after_s: int = 3600
     max_age_s: int = 3 * 86400  # older than this on arrival is stale
     max_skew_s: int = 600  # device time this far past arrival is in the future
     history_checks: tuple[str, ...] = ("hampel", "modified_z", "jump")
@@ -113,6 +117,8 @@ class ValidationConfig:
             raise BadObservation(f"level_days: expected at least 0, got {self.level_days}")
         if self.region_days < 0:
             raise BadObservation(f"region_days: expected at least 0, got {self.region_days}")
+        if self.late_after_s < 0:
+            raise BadObservation(f"late_after_s: expected at least 0 seconds, got {self.late_after_s}")
         if self.drift_confirm_days < 0:
             raise ValueError(f"validation.drift_confirm_days: expected at least 0, got {self.drift_confirm_days}")
         for name in ("expect_days", "drift_days"):
@@ -835,7 +841,8 @@ class Validator:
         self._commit_pending(s, day)
         d = self._days.get((s, day))
         if d is None:
-            d = self._days[(s, day)] = _Day(first_arrival=obs.arrived_at)
+            d = self._days[(s, day)] = _Day(first_arrival=obs.arrived_at,
+                                            late=obs.arrived_at - obs.time > cfg.late_after_s)
         elif obs.id in d.verdicts:
             return [(obs, d.verdicts[obs.id]), *out]  # the same record again: sync is idempotent
         replaced = d.add(obs)
@@ -891,11 +898,13 @@ class Validator:
         return True
 
     def _backlog_alone(self, s: int, day: int, d: _Day) -> bool:
-        """Whether `day` was first heard of after its own cut-off (a backlog: devices back after an outage, or a
-        hub that has seen none of the region yet) and no nearby market has reported it: their backlogs of it may
-        follow within `backlog_window_s` (the day's cut-off), so an unusual price waits for them."""
+        """Whether `day` came in a backlog (devices back after an outage, or a hub that has seen none of the region
+        yet: first heard of after its own cut-off, or its first report `late_after_s` after it was taken) and no
+        nearby market has reported it: their backlogs of it may follow before the day's cut-off, and a nearby
+        market whose backlog the hub has not begun to hear is not known to report here yet, so an unusual price
+        waits for them, whichever device's backlog came first."""
         cfg = self.config
-        if d.first_arrival <= (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s:
+        if not d.late and d.first_arrival <= (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s:
             return False
         return not any((other := self._days.get((t, day))) is not None and other.prices for t in self._neighbours(s))
 
@@ -920,7 +929,9 @@ class Validator:
         became final (the hub calls it on a timer as well as on every arrival)."""
         out: list[tuple[PriceObservation, Verdict]] = []
         due = [key for key, d in self._days.items() if not d.settled and now >= self._cutoff(key[1], d)]
-        for s, day in sorted(due, key=lambda k: k[1]):
+        # In day order, and within a day by series (market, commodity, ...), not by which came first: a neighbour
+        # settled before it on the same day vouches with its accepted price, whichever device's backlog came first.
+        for s, day in sorted(due, key=lambda k: (k[1], self._meta[k[0]])):
             d = self._days[(s, day)]
             verdicts = self._judge(s, day, d, d.reports, provisional=False)
             out.extend((o, verdicts[o.id]) for o in d.reports)
@@ -1339,6 +1350,7 @@ class _Day:
     running summaries one arrival needs (so its cost does not grow with the day's reports)."""
 
     first_arrival: int = 0  # hub time the day's first report arrived
+    late: bool = False  # that report arrived `late_after_s` after it was taken: the day came in a backlog
     reports: list[PriceObservation] = field(default_factory=list)
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     settled: bool = False

@@ -147,3 +147,37 @@ def test_preview_gives_the_verdict_observe_would_and_keeps_nothing() -> None:
     # Asked again, or then observed, it gets the same verdict: the preview left nothing behind.
     assert v.preview(outlier).status == "quarantined"
     assert v.observe(outlier)[0][1].status == preview.status
+
+
+@pytest.mark.parametrize("first", ["pasar-senen", "pasar-kramat-jati"])
+def test_a_days_prices_sent_late_wait_for_a_neighbour_whose_backlog_has_not_begun(first: str) -> None:
+    # Two markets of a region, each with one reporter, both see chilli rise 20 % this morning; their devices
+    # are offline until the evening and then send everything, one device's backlog after the other's. The first
+    # to arrive is unusual against its history and its neighbour is not known here yet: judged final then, it
+    # was held for good while the second, vouched for by the first, was accepted.
+    v = Validator(ceilings=CeilingTable.load())
+    evening = MORNING + 10 * 3600
+
+    def backlog(market: str) -> list[PriceObservation]:
+        key = (market, KEY[1], "", "kg")
+        v.seed_history(key, "DKI Jakarta", [40_000] * 28, DAY - 2)
+        yesterday = obs(40_000, f"r-{market}", day=DAY - 1)
+        return [PriceObservation(id=f"{market}-{o.time}", market=market, region="DKI Jakarta", commodity=KEY[1],
+                                 unit="kg", price_idr=o.price_idr, time=o.time, arrived_at=evening,
+                                 reporter=o.reporter)
+                for o in (yesterday, obs(48_000, f"r-{market}", hour=1))]
+
+    latest = {}
+    for market in (first, *({"pasar-senen", "pasar-kramat-jati"} - {first})):
+        for o in backlog(market):
+            for seen, verdict in v.observe(o):
+                if seen.time >= MORNING:
+                    latest[seen.market] = verdict
+        if market == first:  # its price waits for the other backlogs of its day
+            assert latest[first].provisional and latest[first].quarantined, latest[first].summary
+    final = {seen.market: verdict for seen, verdict in v.settle(evening + v.config.backlog_window_s + 24 * 3600)
+             if seen.time >= MORNING}
+    latest.update(final)
+    assert {m: (x.status, x.provisional) for m, x in latest.items()} == {
+        "pasar-senen": ("accepted", False), "pasar-kramat-jati": ("accepted", False)}, {
+        m: x.summary for m, x in latest.items()}
