@@ -254,13 +254,15 @@ def _refused(exc: LedgerError) -> dict[str, Any]:
 
 async def pull_once(hub: Hub, upstream: str, ctx: aiocoap.Context, size: RequestSize | None = None,
                     verifier: CrossLogVerifier | None = None, lanes: Lanes | None = None, *,
-                    revoked: Mapping[bytes, int] | None = None) -> SyncReport:
+                    revoked: Mapping[bytes, int] | None = None, holder: UpstreamHolder | None = None) -> SyncReport:
     """One pull round from `upstream`; pass the same `size` every round so requests follow that link. Over
     UDP, requests are in flight together only on `lanes` opened beside `ctx` for this upstream. `revoked`: the
-    region's verified revocation points, for the logs first seen in this round."""
+    region's verified revocation points, for the logs first seen in this round; or `holder`, one made with them
+    (it keeps which logs' records were refused past their revocation point). Logs complete at their revocation
+    point here are not asked for (`revoked_complete`)."""
+    holder = holder or UpstreamHolder(hub, upstream, verifier, revoked=revoked)
     complete = await asyncio.to_thread(revoked_complete, hub)
-    return await sync_once(ctx, upstream, UpstreamHolder(hub, upstream, verifier, revoked=revoked), push=False,
-                           pull=True, size=size, lanes=lanes, blocked=complete)
+    return await sync_once(ctx, upstream, holder, push=False, pull=True, size=size, lanes=lanes, blocked=complete)
 
 
 def lanes_for(upstream: str, ctx: aiocoap.Context) -> Lanes | None:
@@ -678,9 +680,7 @@ class SummaryPuller:
             holder = UpstreamHolder(self.hub, self.url, self.verifier, revoked=revoked)
             if changed is None or len(changed) > SUMMARY_DRILL_MAX:
                 out.full = True
-                complete = await asyncio.to_thread(revoked_complete, self.hub)
-                out.sync = await sync_once(ctx, self.url, holder, push=False, pull=True, size=size, lanes=lanes,
-                                           blocked=complete)
+                out.sync = await pull_once(self.hub, self.url, ctx, size, lanes=lanes, holder=holder)
                 clean = True
             else:
                 assert summary is not None

@@ -330,8 +330,7 @@ async def test_tier_links_renew_their_context_after_a_region_went_silent_or_rest
         await links.context()
         assert links.renewals == 3
     finally:
-        await links.close()
-        links.verifier.close()
+        await close_links(links)
         await relay.close()
         await regional.close()
         national.store.close()
@@ -410,10 +409,7 @@ async def test_national_refuses_what_a_region_revoked_by_its_signed_list_and_not
         assert held(wrong, kept) == 0 and held(wrong, late) == 0
         assert wrong_links.pullers[0].health.state("pulled") == "refused"
     finally:
-        await links.close()
-        links.verifier.close()
-        await wrong_links.close()
-        wrong_links.verifier.close()
+        await close_links(links, wrong_links)
         await regional.close()
         national.store.close()
         wrong.store.close()
@@ -481,10 +477,7 @@ async def test_a_log_revoked_here_is_complete_at_its_revocation_point_and_not_fe
         assert isinstance(quiet, SummaryRound) and quiet.requests == 2, quiet
         assert national.authority.revoked_from(device_id) == 8
     finally:
-        await links.close()
-        links.verifier.close()
-        await fresh_links.close()
-        fresh_links.verifier.close()
+        await close_links(links, fresh_links)
         await regional.close()
         national.store.close()
         fresh.store.close()
@@ -558,6 +551,13 @@ class _CountingStore(LmdbHubStore):
     def put_device(self, *devices):
         self.writes += 1
         return super().put_device(*devices)
+
+
+async def close_links(*links: TierLinks) -> None:
+    """Shut tier links a test drove round by round: their contexts and their signature workers."""
+    for each in links:
+        await each.close()
+        each.verifier.close()
 
 
 def _actions(hub: Hub) -> list[str]:
