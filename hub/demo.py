@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from aiohttp import web
 from coap_server.sync import sync_once
 from ledger import ChainBuilder, ChainState, Ed25519Signer, Record
 from ledger.enroll import make_enroll_request
+from ledger.failures import PortInUse
 from ledger.sync import Head
 
 from .app import RunningHub, free_coap_port, start_hub
@@ -306,8 +308,6 @@ async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None
     hub_clock = HubClock(spec, slow_after=midnight + DAY_END)
     plan, devices = build_mbg(date)
     devices.update(build_markets(date))
-    # The webhook inbox's address names the HTTP port, so the demo settles it before the hub starts.
-    config = demo_config(path, port=port or free_coap_port(), coap_port=coap_port or free_coap_port())
     demos: list[Demo] = []
 
     async def demo_status(request: web.Request) -> web.Response:
@@ -318,7 +318,8 @@ async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None
         app.router.add_get("/api/demo", demo_status)
         app.router.add_post("/api/demo/webhook", webhook_inbox)
 
-    running = await start_hub(config, clock=hub_clock, plan=plan, routes=[routes])
+    running = await _start_demo_hub(path, port=port, coap_port=coap_port, clock=hub_clock, plan=plan,
+                                    routes=routes)
     hub = running.hub
     now = hub_clock()
     for d in devices.values():
@@ -327,6 +328,21 @@ async def start_demo(*, data_dir: str, port: int, speed: float, date: str | None
         await asyncio.to_thread(hub.enroll, req)
     demos.append(Demo(running, hub_clock, devices, date))
     return demos[0]
+
+
+async def _start_demo_hub(path: Path, *, port: int, coap_port: int, clock: HubClock, plan: Plan,
+                          routes: Callable[[web.Application], None]) -> RunningHub:
+    """The demo's hub on `port` and `coap_port`, either 0 for any free one. The webhook inbox's address names the
+    HTTP port, so a free one is picked before the hub starts; another process can take it in between (a second
+    demo started at once), and then another is picked. A port asked for and taken stops the demo (PORT_IN_USE)."""
+    for attempt in range(5):
+        config = demo_config(path, port=port or free_coap_port(), coap_port=coap_port)
+        try:
+            return await start_hub(config, clock=clock, plan=plan, routes=[routes])
+        except PortInUse as exc:
+            if port or exc.where != "http_port" or attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def parser() -> argparse.ArgumentParser:
