@@ -81,10 +81,12 @@ class ValidationConfig:
     drift_confirm_days: int = 2
     settle_after_s: int = 4 * 3600  # a day's verdicts are final this long after the local day ends
     expect_days: int = 14  # reporters seen for a series this many days back are expected every day
-    backlog_window_s: int = 2 * 3600  # a day first heard of late stays open this long for other backlogs
+    # A day that came in a backlog stays open this long after its first report for the other devices' backlogs,
+    # and is judged with them when it ends, whichever came first.
+    backlog_window_s: int = 2 * 3600
     # A day whose first report arrived this long after it was taken came in a backlog (a device back from an
     # outage, a phone sending the morning's prices in the evening), though before the day's cut-off: the nearby
-    # markets' devices may be sending theirs too, so an unusual price of it waits for them as a late day's does.
+    # markets' devices may be sending theirs too, so it waits for them as a day first heard of late does.
     late_after_s: int = 3600
     max_age_s: int = 3 * 86400  # older than this on arrival is stale
     max_skew_s: int = 600  # device time this far past arrival is in the future
@@ -358,6 +360,7 @@ class Validator:
         self._last_day = np.full(cap, -(10**9), np.int64)
         self._pending: dict[int, tuple[int, list[float]]] = {}
         self._days: dict[tuple[int, int], _Day] = {}  # (series, day) -> that day's reports and verdicts
+        self._open: dict[int, set[int]] = {}  # series -> its days not yet final
         self.judged = 0  # reports judged by the streaming path so far: the work arrivals cost
         self._reporters: dict[int, dict[str, int]] = {}  # series -> reporter -> last day reported
         self._km: dict[tuple[str, str], float] = {}
@@ -827,7 +830,9 @@ class Validator:
         reports are judged together, each against the others of the same day (each reporter's latest
         report is theirs), and judged again as reports come in. They stay provisional until every reporter
         seen for the series lately has reported that day, or the cut-off (`settle_after_s` after the local
-        day ends) has passed; then they are final and the day's accepted median joins the history.
+        day ends) has passed; then they are final and the day's accepted median joins the history. A day that
+        came in a backlog stays provisional until its backlog window ends (`_due`), and a day waits while an
+        earlier day of its series is open (`_final_now`).
 
         One arrival judges only the reports whose verdict it can change, so its cost does not grow with
         the day's reports: the new one, and each reporter's latest when the new one replaces its
@@ -843,6 +848,7 @@ class Validator:
         if d is None:
             d = self._days[(s, day)] = _Day(first_arrival=obs.arrived_at,
                                             late=obs.arrived_at - obs.time > cfg.late_after_s)
+            self._open.setdefault(s, set()).add(day)
         elif obs.id in d.verdicts:
             return [(obs, d.verdicts[obs.id]), *out]  # the same record again: sync is idempotent
         replaced = d.add(obs)
@@ -855,7 +861,7 @@ class Validator:
             verdict = self._judge(s, day, d, d.reports if whole else [obs], near=near, provisional=False)[obs.id]
             d.verdicts[obs.id] = verdict
             return [(obs, verdict), *out]
-        done = self._complete(s, day, d)
+        done = self._final_now(s, day, d)
         if done or whole:
             rows = d.reports
         elif replaced or not _same_near(near, d.near):
@@ -869,11 +875,10 @@ class Validator:
             # reporters is wrong, for every report of the day.
             rows = d.reports
             verdicts = self._judge(s, day, d, rows, near=near, provisional=not done)
-        if done and d.unusual and (not self._nearby_reported(s, day) or self._backlog_alone(s, day, d)):
-            # A price unusual against its history waits for the nearby markets that report here lately (and, for
-            # a day heard of late, for their backlogs): on a regional move the first market to report it has
-            # nobody to vouch for it yet, and judged final then, a lone reporter's honest price was held for good
-            # whichever market came first.
+        if done and d.unusual and not self._nearby_reported(s, day):
+            # A price unusual against its history waits for the nearby markets that report here lately: on a
+            # regional move the first market to report it has nobody to vouch for it yet, and judged final then,
+            # a lone reporter's honest price was held for good whichever market came first.
             done, rows = False, d.reports
             verdicts = self._judge(s, day, d, rows, near=near, provisional=True)
         changed = [(o, verdicts[o.id]) for o in rows
@@ -897,16 +902,21 @@ class Validator:
                 return False
         return True
 
-    def _backlog_alone(self, s: int, day: int, d: _Day) -> bool:
-        """Whether `day` came in a backlog (devices back after an outage, or a hub that has seen none of the region
-        yet: first heard of after its own cut-off, or its first report `late_after_s` after it was taken) and no
-        nearby market has reported it: their backlogs of it may follow before the day's cut-off, and a nearby
-        market whose backlog the hub has not begun to hear is not known to report here yet, so an unusual price
-        waits for them, whichever device's backlog came first."""
+    def _final_now(self, s: int, day: int, d: _Day) -> bool:
+        """Whether a day can be made final as a report arrives: every reporter seen lately has reported it, it did
+        not come in a backlog (`_backlog`), and no earlier day of the series is still open (its accepted prices
+        would never join the history: history moves forward only)."""
+        return (self._complete(s, day, d) and not self._backlog(day, d)
+                and not any(other < day for other in self._open.get(s, ())))
+
+    def _backlog(self, day: int, d: _Day) -> bool:
+        """Whether `day` came in a backlog (devices back after an outage, a hub that has seen none of the region
+        yet): first heard of after its own cut-off, or its first report `late_after_s` after it was taken. Such a
+        day is final only when its backlog window ends (`_due`), judged then in day and series order with the
+        nearby markets' backlogs of it and of the days before: judged as it arrived, its verdict followed which
+        device's backlog the hub happened to take first."""
         cfg = self.config
-        if not d.late and d.first_arrival <= (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s:
-            return False
-        return not any((other := self._days.get((t, day))) is not None and other.prices for t in self._neighbours(s))
+        return d.late or d.first_arrival > (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s
 
     def _vouched(self, s: int, day: int) -> list[tuple[PriceObservation, Verdict]]:
         """Series s reported `day`: the nearby series' days that waited for it (an unusual price, see `observe`)
@@ -916,7 +926,7 @@ class Validator:
             d = self._days.get((u, day))
             if d is None or d.settled or not d.unusual:
                 continue
-            done = self._complete(u, day, d) and self._nearby_reported(u, day)
+            done = self._final_now(u, day, d) and self._nearby_reported(u, day)
             verdicts = self._judge(u, day, d, d.reports, provisional=not done)
             out.extend((o, v) for o in d.reports if _differs(d.verdicts.get(o.id), v := verdicts[o.id]))
             d.verdicts.update(verdicts)
@@ -928,28 +938,55 @@ class Validator:
         """Make final every open day whose cut-off has passed by hub time `now`; returns the verdicts that
         became final (the hub calls it on a timer as well as on every arrival)."""
         out: list[tuple[PriceObservation, Verdict]] = []
-        due = [key for key, d in self._days.items() if not d.settled and now >= self._cutoff(key[1], d)]
+        due = [key for key, d in self._days.items() if not d.settled and self._due(key[0], key[1], d, now)]
         # In day order, and within a day by series (market, commodity, ...), not by which came first: a neighbour
         # settled before it on the same day vouches with its accepted price, whichever device's backlog came first.
         for s, day in sorted(due, key=lambda k: (k[1], self._meta[k[0]])):
             d = self._days[(s, day)]
+            self._commit_pending(s, day)  # the series' day before, settled in this same pass, is its history now
             verdicts = self._judge(s, day, d, d.reports, provisional=False)
             out.extend((o, verdicts[o.id]) for o in d.reports)
             d.verdicts.update(verdicts)
             out.extend(self._settle_day(s, day, d))
         if due:
+            out.extend(self._rejudge_open({s for s, _ in due}))
             oldest = max(k[1] for k in due) - 7
             for key in [k for k, d in self._days.items() if d.settled and k[1] < oldest]:
                 del self._days[key]
         return out
 
-    def _cutoff(self, day: int, d: _Day) -> int:
-        """Hub time after which a day's verdicts are final whoever has not reported: `settle_after_s`
-        after the local day ends, and for a day whose reports come in later (devices sending a backlog
-        after an outage), `backlog_window_s` after its first report arrived, so the devices' backlogs are
-        judged together whichever came first."""
+    def _rejudge_open(self, series: set[int]) -> list[tuple[PriceObservation, Verdict]]:
+        """The open days of `series`, after days of theirs were just made final: judged again against the history
+        those moved (a live price that came with a backlog is judged by the backlog's days, not only at its own
+        day's next report), and made final where `observe` would have made them so but for the earlier days
+        that were open then; the verdicts that changed."""
+        out: list[tuple[PriceObservation, Verdict]] = []
+        for (s, day), d in sorted(self._days.items(), key=lambda kv: kv[0][1]):
+            if s not in series or d.settled or not d.reports:
+                continue
+            self._commit_pending(s, day)
+            done = self._final_now(s, day, d)
+            if not done and d.judged_at == int(self._pos[s]):
+                continue
+            verdicts = self._judge(s, day, d, d.reports, provisional=not done)
+            if done and d.unusual and not self._nearby_reported(s, day):
+                done, verdicts = False, self._judge(s, day, d, d.reports, provisional=True)
+            out.extend((o, v) for o in d.reports if _differs(d.verdicts.get(o.id), v := verdicts[o.id]))
+            d.verdicts.update(verdicts)
+            if done:
+                out.extend(self._settle_day(s, day, d))
+        return out
+
+    def _due(self, s: int, day: int, d: _Day, now: int) -> bool:
+        """Whether a day's verdicts are final by hub time `now` whoever has not reported: from `settle_after_s`
+        after the local day ends, and not before `backlog_window_s` after its first report arrived, so the
+        devices' backlogs of a day whose reports came in later are judged together whichever came first. A day
+        of today sent late (`late_after_s`) whose reporters have all reported is final when that window ends."""
         cfg = self.config
-        return max((day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s, d.first_arrival + cfg.backlog_window_s)
+        if now < d.first_arrival + cfg.backlog_window_s:
+            return False
+        return now >= (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s or (
+            d.late and self._complete(s, day, d))
 
     def _complete(self, s: int, day: int, d: _Day) -> bool:
         """Every reporter seen for this series in the last `expect_days` days has reported this day."""
@@ -960,6 +997,7 @@ class Validator:
         """Make a day final: its accepted prices join the history, or, all held, it joins the series' run of held
         days (`_level_run`); the verdicts of the run's reports taken as a level shift."""
         d.settled = True
+        self._open.get(s, set()).discard(day)
         if d.prices:
             self._put_raw(s, day, _median_sorted(d.prices))
         accepted = [float(o.price_idr) for o in d.reports if not d.verdicts[o.id].quarantined]

@@ -24,7 +24,7 @@ from hub.mbg import Plan
 from tests.documented import assert_documented
 from tests.wait import wait_for
 
-from .test_api import OPERATOR, Device, Env, hub_config
+from .test_api import OPERATOR, Device, Env, close_backlog_window, hub_config
 
 AUTH = {"Authorization": f"Bearer {OPERATOR}"}
 WAIT_S = 60  # an upper bound; every wait ends as soon as its condition holds
@@ -123,6 +123,7 @@ async def push_lone_step(env: Env) -> str:
         if k >= 6:
             env.devices[SILENT].sign("price", t, body(SILENT, price(STEP + 4 - k, STEP + 5)))
     await env.push()
+    close_backlog_window(env.running)
     return date_of(day_of(now - 4 * DAY_S - 60)).isoformat()
 
 
