@@ -5,13 +5,19 @@ reporter's outlier is quarantined whoever reported first."""
 from __future__ import annotations
 
 import itertools
+import random
+from dataclasses import replace
 
 import pytest
 
+from hub.demo import MARKETS as DEMO_MARKETS
+from hub.markets import MarketConfig
 from hub.markets.calendar import day_number
+from hub.markets.catalog import COMMODITIES_BY_ID, MARKETS_BY_ID
 from hub.markets.ceilings import CeilingTable
 from hub.markets.model import DAY_S, WIB_OFFSET_S, PriceObservation
 from hub.markets.service import MarketService
+from hub.markets.synth import SynthConfig, generate
 from hub.markets.validate import ValidationConfig, Validator
 
 DAY = day_number("2024-06-03")
@@ -181,3 +187,41 @@ def test_a_days_prices_sent_late_wait_for_a_neighbour_whose_backlog_has_not_begu
     assert {m: (x.status, x.provisional) for m, x in latest.items()} == {
         "pasar-senen": ("accepted", False), "pasar-kramat-jati": ("accepted", False)}, {
         m: x.summary for m, x in latest.items()}
+
+
+def test_backlogs_of_many_markets_get_the_same_verdicts_whichever_device_sent_first() -> None:
+    # A fresh hub hears a month of eight markets' prices at once, each market's device sending its backlog in
+    # parts as its uplink allows, the parts of different devices interleaved. Which device's part came first
+    # must not decide a verdict: each day is judged when the backlog window ends, in day and series order.
+    markets = tuple(MARKETS_BY_ID[m] for m in DEMO_MARKETS)
+    data = generate(SynthConfig(seed=11, start="2024-05-01", days=30, markets=markets, reporters=(1, 1),
+                                shocks_per_year=12.0, commodities=tuple(COMMODITIES_BY_ID[c] for c in (
+                                    "cabai-merah", "bawang-merah", "beras-medium"))))
+    sent = MORNING + 40 * DAY_S
+    by_market: dict[str, list[PriceObservation]] = {}
+    for k in range(len(data.batch)):
+        o = data.observation(k)
+        by_market.setdefault(o.market, []).append(o)
+
+    def verdicts(seed: int) -> dict[str, tuple[str, bool]]:
+        rnd = random.Random(seed)
+        parts = {m: [sorted(rows, key=lambda o: o.time)[i:i + 15] for i in range(0, len(rows), 15)]
+                 for m, rows in by_market.items()}
+        svc = MarketService(MarketConfig(validation=ValidationConfig(max_age_s=80 * DAY_S)))
+        minute = 0
+        while parts:
+            market = rnd.choice(sorted(parts))
+            for o in parts[market].pop(0):
+                svc.add_observation(replace(o, arrived_at=sent + minute))
+            minute += 1
+            if not parts[market]:
+                del parts[market]
+        svc.settle(sent + minute + svc.config.validation.backlog_window_s)
+        return {k: (v.status, v.provisional) for k, v in svc._verdicts.items()}
+
+    first = verdicts(0)
+    assert not any(provisional for _, provisional in first.values())
+    assert sum(status != "accepted" for status, _ in first.values()) > 0  # some are held: the orders can differ
+    for seed in (1, 2, 3):
+        got = verdicts(seed)
+        assert sum(got[k] != first[k] for k in first) == 0, seed
