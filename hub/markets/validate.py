@@ -981,12 +981,13 @@ class Validator:
         """Whether a day's verdicts are final by hub time `now` whoever has not reported: from `settle_after_s`
         after the local day ends, and not before `backlog_window_s` after its first report arrived, so the
         devices' backlogs of a day whose reports came in later are judged together whichever came first. A day
-        of today sent late (`late_after_s`) whose reporters have all reported is final when that window ends."""
+        of today sent late (`late_after_s`) whose reporters have all reported is final when that window ends,
+        unless an earlier day of its series is still open."""
         cfg = self.config
         if now < d.first_arrival + cfg.backlog_window_s:
             return False
         return now >= (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s or (
-            d.late and self._complete(s, day, d))
+            d.late and self._complete(s, day, d) and not any(other < day for other in self._open.get(s, ())))
 
     def _complete(self, s: int, day: int, d: _Day) -> bool:
         """Every reporter seen for this series in the last `expect_days` days has reported this day."""

@@ -225,3 +225,26 @@ def test_backlogs_of_many_markets_get_the_same_verdicts_whichever_device_sent_fi
     for seed in (1, 2, 3):
         got = verdicts(seed)
         assert sum(got[k] != first[k] for k in first) == 0, seed
+
+
+def test_todays_price_sent_with_a_backlog_waits_for_the_backlogs_days_to_join_the_history() -> None:
+    # A device back from a three-day outage sends those days' prices and this morning's together. This morning's
+    # day is complete at once, but were it final before the backlog's days, their prices could never join the
+    # history (it moves forward only), and the next days would be judged without them.
+    v = Validator(ValidationConfig(max_age_s=10 * DAY_S), ceilings=CeilingTable.load())
+    v.seed_history(KEY, "DKI Jakarta", [40_000] * 28, DAY - 5)
+    back = MORNING + 30
+
+    def sent(price: int, day: int) -> PriceObservation:
+        o = obs(price, "r1", day=day)
+        return replace(o, id=f"c{next(_ids)}", reporter="r1", arrived_at=back)
+
+    reports = [sent(41_000, DAY - 3 + k) for k in range(3)] + [sent(41_500, DAY)]
+    before = len(v.history(KEY))
+    for o in reports:
+        v.observe(o)
+    assert len(v.history(KEY)) == before  # nothing final while the backlog window is open
+    settled = {o.id: verdict for o, verdict in v.settle(back + v.config.backlog_window_s)}
+    assert all(not x.provisional and x.status == "accepted" for x in settled.values())
+    assert settled.keys() == {o.id for o in reports}  # today's too, once no earlier day is open
+    assert v.history(KEY)[-3:] == [41_000.0, 41_000.0, 41_000.0]  # then today's joins it, as history moves on
