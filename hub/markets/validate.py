@@ -938,19 +938,23 @@ class Validator:
         """Make final every open day whose cut-off has passed by hub time `now`; returns the verdicts that
         became final (the hub calls it on a timer as well as on every arrival)."""
         out: list[tuple[PriceObservation, Verdict]] = []
-        due = [key for key, d in self._days.items() if not d.settled and self._due(key[0], key[1], d, now)]
-        # In day order, and within a day by series (market, commodity, ...), not by which came first: a neighbour
-        # settled before it on the same day vouches with its accepted price, whichever device's backlog came first.
-        for s, day in sorted(due, key=lambda k: (k[1], self._meta[k[0]])):
-            d = self._days[(s, day)]
-            self._commit_pending(s, day)  # the series' day before, settled in this same pass, is its history now
-            verdicts = self._judge(s, day, d, d.reports, provisional=False)
-            out.extend((o, verdicts[o.id]) for o in d.reports)
-            d.verdicts.update(verdicts)
-            out.extend(self._settle_day(s, day, d))
-        if due:
-            out.extend(self._rejudge_open({s for s, _ in due}))
-            oldest = max(k[1] for k in due) - 7
+        settled: set[tuple[int, int]] = set()
+        # A day sent late waits for its series' earlier days (`_due`): once they are final, another pass.
+        while due := [key for key, d in self._days.items() if not d.settled and self._due(key[0], key[1], d, now)]:
+            # In day order, and within a day by series (market, commodity, ...), not by which came first: a
+            # neighbour settled before it on the same day vouches with its accepted price, whichever device's
+            # backlog came first.
+            for s, day in sorted(due, key=lambda k: (k[1], self._meta[k[0]])):
+                d = self._days[(s, day)]
+                self._commit_pending(s, day)  # the series' day before, settled in this pass, is its history now
+                verdicts = self._judge(s, day, d, d.reports, provisional=False)
+                out.extend((o, verdicts[o.id]) for o in d.reports)
+                d.verdicts.update(verdicts)
+                out.extend(self._settle_day(s, day, d))
+            settled.update(due)
+        if settled:
+            out.extend(self._rejudge_open({s for s, _ in settled}))
+            oldest = max(k[1] for k in settled) - 7
             for key in [k for k, d in self._days.items() if d.settled and k[1] < oldest]:
                 del self._days[key]
         return out
