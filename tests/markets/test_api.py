@@ -275,6 +275,8 @@ async def test_the_held_list_comes_a_page_at_a_time_with_every_pending_value_wha
 async def test_price_updates_stream_with_their_impact(env):
     synth_history(env)
     await env.push()
+    with env.views.fresh():  # the history's prices are in, and told, before the stream is watched
+        pass
     events: list[dict] = []
 
     async def listen() -> None:
