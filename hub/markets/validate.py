@@ -906,8 +906,11 @@ class Validator:
         """Whether a day can be made final as a report arrives: every reporter seen lately has reported it, it did
         not come in a backlog (`_backlog`), and no earlier day of the series is still open (its accepted prices
         would never join the history: history moves forward only)."""
-        return (self._complete(s, day, d) and not self._backlog(day, d)
-                and not any(other < day for other in self._open.get(s, ())))
+        return self._complete(s, day, d) and not self._backlog(day, d) and not self._earlier_open(s, day)
+
+    def _earlier_open(self, s: int, day: int) -> bool:
+        """Whether a day of series s before `day` is not final yet."""
+        return any(other < day for other in self._open.get(s, ()))
 
     def _backlog(self, day: int, d: _Day) -> bool:
         """Whether `day` came in a backlog (devices back after an outage, a hub that has seen none of the region
@@ -991,7 +994,7 @@ class Validator:
         if now < d.first_arrival + cfg.backlog_window_s:
             return False
         return now >= (day + 1) * DAY_S - cfg.tz_offset_s + cfg.settle_after_s or (
-            d.late and self._complete(s, day, d) and not any(other < day for other in self._open.get(s, ())))
+            d.late and self._complete(s, day, d) and not self._earlier_open(s, day))
 
     def _complete(self, s: int, day: int, d: _Day) -> bool:
         """Every reporter seen for this series in the last `expect_days` days has reported this day."""
