@@ -334,6 +334,9 @@ class RegionHealth:
         self.hub, self.url, self.hub_id = hub, url, hub_id
         self.taken = taken  # "followed" (by its checkpoints) or "pulled" (record by record), for its log line
         self.trouble: RegionTrouble | None = None
+        # A round went well under the pinned key (a followed region: a checkpoint of it is held): a region that
+        # then stops proving to be that key changed, where one that never did more likely has a mistyped pin.
+        self.proved = False
 
     @property
     def name(self) -> str:
@@ -341,6 +344,7 @@ class RegionHealth:
             f"regional hub at {self.url}"
 
     def went_well(self) -> None:
+        self.proved = True
         trouble, self.trouble = self.trouble, None
         if trouble is not None:
             log.warning("REGION %s AGAIN: %s answers and verifies again after %d rounds of %s since %s",
@@ -348,6 +352,8 @@ class RegionHealth:
                         time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(trouble.since)))
 
     def failed(self, problem: dict[str, str]) -> None:
+        if not self.proved and (problem["code"] == RegionUnprotected.code or problem.get("hint") == KEY_CHANGE_HINT):
+            problem = {**problem, "hint": FIRST_KEY_HINT}
         now = self.hub.clock()
         trouble = self.trouble
         if trouble is not None and trouble.code == problem["code"]:
@@ -416,6 +422,7 @@ class RegionFollower:
                                            for raw in hub.store.region_checkpoints(self.hub_id)]
         self.traffic = Traffic()
         self.health = RegionHealth(hub, self.url, self.hub_id)
+        self.health.proved = bool(self.accepted)
         self._resuming = asyncio.Lock()  # two operators at once: the second finds the region followed
 
     def split_views(self) -> list[tuple[bytes, SplitViewEvidence]]:
@@ -583,8 +590,9 @@ async def region_get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic
         if isinstance(plain, aiocoap.Message):
             raise RegionUnprotected(
                 f"regional hub {url} answered GET {path.partition('?')[0]} with {plain.code} outside the OSCORE "
-                f"context of the pinned hub key ({bytes(plain.payload[:120]).decode(errors='replace')!r}): its key "
-                "was replaced, it no longer names this hub in `security.peer_hubs`, or it runs without OSCORE",
+                f"context of the pinned hub key ({bytes(plain.payload[:120]).decode(errors='replace')!r}): the key "
+                "pinned here is not its key (mistyped, or its key was replaced), it no longer names this hub in "
+                "`security.peer_hubs`, or it runs without OSCORE",
                 hint=KEY_CHANGE_HINT) from None
         raise Unreachable(f"regional hub {url} did not answer GET {path.partition('?')[0]}: {_why(exc, timeout)}",
                           hint="check that it runs and the upstream address") from None
@@ -606,6 +614,11 @@ async def region_get(ctx: aiocoap.Context, url: str, path: str, traffic: Traffic
 KEY_CHANGE_HINT = ("a hub key never rotates (FORMAT.md §6.2): a region with a new key is a new region. Confirm "
                    "the new key with its operators out of band, then pin it in a new upstream entry; until then "
                    "nothing the region answers is taken")
+# For a region that has not once proved to be its pinned key since this hub started: a mistyped pin is likelier.
+FIRST_KEY_HINT = ("no round has verified under the pinned key since this hub started: first compare the key in "
+                  "this hub's upstream entry with the region's own (`pubkey` in its GET /api/status, `key=` in its "
+                  "`jejak enroll qr`) and fix a mistyped one there; if the region's key really is new, "
+                  + KEY_CHANGE_HINT)
 
 SUMMARY_DRILL_MAX = 16  # changed buckets fetched one by one; past this a whole heads exchange costs less
 DRILL_WIDTH = 4  # requests of a drill-down in flight at once (over UDP, each on a lane of its own)

@@ -479,3 +479,48 @@ async def test_a_region_whose_key_was_replaced_is_refused_and_shown_until_its_pi
     finally:
         await national.close()
         await regional.close()
+
+
+@pytest.mark.parametrize("mode", ["checkpoints", "records"])
+async def test_a_mistyped_region_key_is_said_to_be_checked_first_not_blamed_on_the_region(tmp_path, clock, mode):
+    """An operator pins a region's key with one hex digit wrong. The region answers outside the OSCORE context
+    that key derives, as a region whose key was replaced would; but no round has ever verified under the pin, so
+    `/api/regions` tells the operator to compare the pinned key with the region's own first."""
+    import asyncio
+    import json
+    import urllib.request
+
+    from hub.app import load_or_create_key
+    from hub.config import SecurityConfig
+    from tests.ports import free_coap
+    from tests.wait import wait_until
+
+    port = free_coap()
+    national_key = load_or_create_key(tmp_path / "n" / "hub.key").public_key
+    regional = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0, coap_port=port, mdns=False,
+        checkpoint_interval=3600, security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),))))
+    assert regional.hub.checkpoint() is not None
+    key = regional.hub.signer.public_key.hex()
+    typo = key[:10] + ("0" if key[10] != "0" else "1") + key[11:]
+    national = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"), http_port=0, coap_port=0, mdns=False,
+        checkpoint_interval=0.2, upstream=(f"coap://127.0.0.1:{port} {typo} {mode}",)))
+
+    def refused() -> dict | None:
+        with urllib.request.urlopen(national.http_url + "/api/regions", timeout=30) as response:
+            shown = json.loads(response.read())["regions"]
+        return shown[0] if shown and shown[0]["state"] == "refused" else None
+
+    try:
+        shown = await asyncio.to_thread(wait_until, refused, 30, what="the region refused")
+        problem = shown["problem"]
+        assert problem["code"] == "REGION_UNPROTECTED", problem
+        assert "mistyped" in problem["message"]
+        assert problem["hint"].startswith("no round has verified under the pinned key since this hub started: "
+                                          "first compare the key in this hub's upstream entry with the region's own")
+        assert "new upstream entry" in problem["hint"]  # and what to do if the key really is new
+        assert national.hub.store.split_views() == []
+    finally:
+        await national.close()
+        await regional.close()
