@@ -791,6 +791,26 @@ class SeriesBand(TypedDict):
     days_since_report: int
 
 
+class UnbandedSeries(TypedDict):
+    """A series with accepted prices, but too few weeks of them for an ALPS band: its latest accepted price."""
+
+    market: str
+    commodity: str
+    grade: str
+    unit: str
+    region: str
+    day: int  # the last day with an accepted price
+    price_idr: int
+    stale: bool
+    held: bool  # see Freshness
+    held_reports: NotRequired[int]
+    held_days: NotRequired[int]
+    held_since: NotRequired[str]
+    held_since_day: NotRequired[int]
+    days_since_report: int
+    no_band: str  # why: how many weeks ALPS needs and has
+
+
 class MapMarket(TypedDict):
     id: str
     name: str
@@ -799,6 +819,7 @@ class MapMarket(TypedDict):
     lat: float
     lon: float
     alps: list[SeriesBand]
+    unbanded: list[UnbandedSeries]  # the market's series without a band yet
     band: ALPS_BAND
     worst: SeriesBand | None
 

@@ -248,7 +248,7 @@ class MarketRoutes:
 
     def market_map(self) -> dict[str, Any]:
         with self.views.fresh():
-            bands = self.markets.bands()
+            bands, unbanded = self.markets.map_series()
             seen = {p["market"] for p in self.markets.live_prices()}
         order = {band: i for i, band in enumerate(ALPS_BANDS)}
         markets = []
@@ -260,6 +260,7 @@ class MarketRoutes:
             worst = max(mine, key=lambda a: (order[a["band"]], a["alps"]), default=None)
             markets.append({"id": mid, "name": m.name, "province": m.admin1, "city": m.admin2,
                             "lat": m.latitude, "lon": m.longitude, "alps": mine,
+                            "unbanded": [a for a in unbanded if a["market"] == mid],
                             "band": worst["band"] if worst else "normal", "worst": worst})
         return {"markets": markets, "bands": list(ALPS_BANDS)}
 

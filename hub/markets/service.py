@@ -894,20 +894,33 @@ class MarketService:
 
     def bands(self) -> list[dict[str, Any]]:
         """Current ALPS value and band of every series with enough weeks (read only: raises no alert)."""
-        out = []
+        return self.map_series()[0]
+
+    def map_series(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """`bands`, and the series with an accepted price but too few weeks of them for a band (`no_band`: the
+        reason), each with its latest accepted day's price and its freshness: a series held for weeks since
+        its first few has no band, and is still to be shown held."""
+        banded, unbanded = [], []
         waiting = self._waiting()
         for key in sorted(self._prices):
             try:
                 lo, price = self._daily(key)
-                res = alps(price, first_day=lo, period="week", sigma_floor=weekly_move(key[1]))
-            except (BadSeries, NotFound):
+            except NotFound:
                 continue
             fresh = self.freshness(key, waiting)
-            out.append({"market": key[0], "commodity": key[1], "grade": key[2], "unit": key[3],
-                        "region": self._region.get(key[0], ""), "alps": round(res.value, 3), "band": res.band,
-                        "day": lo + len(price) - 1, "price_idr": round(res.price), **self._flags(fresh),
-                        "days_since_report": fresh.days})
-        return out
+            series = {"market": key[0], "commodity": key[1], "grade": key[2], "unit": key[3],
+                      "region": self._region.get(key[0], "")}
+            flags = {**self._flags(fresh), "days_since_report": fresh.days}
+            last = lo + len(price) - 1
+            try:
+                res = alps(price, first_day=lo, period="week", sigma_floor=weekly_move(key[1]))
+            except BadSeries as exc:
+                unbanded.append({**series, "day": last, "price_idr": round(float(price[-1])), **flags,
+                                 "no_band": exc.message})
+                continue
+            banded.append({**series, "alps": round(res.value, 3), "band": res.band, "day": last,
+                           "price_idr": round(res.price), **flags})
+        return banded, unbanded
 
     @staticmethod
     def _flags(fresh: Freshness) -> dict[str, Any]:

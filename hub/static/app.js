@@ -55,6 +55,7 @@ const I18N = {
     "factor.supply": "supply", "factor.mbg": "MBG kitchens' buying", "factor.notes": "reporters' notes",
     "factor.macro": "inflation, fuel, exchange rate", "factor.unexplained": "unexplained",
     "band.normal": "normal", "band.stress": "watch", "band.alert": "alert", "band.crisis": "crisis",
+    "band.none": "no band yet (too short a price history)",
     "stale": "stale data", "held_series": "reports held for review",
     "alps_alert": "price alert", "alps_crisis": "price crisis", "alps_stress": "price watch",
     "dev.active": "active", "dev.pending": "waiting for approval", "dev.forked": "two histories", "dev.revoked": "revoked",
@@ -111,6 +112,7 @@ const I18N = {
     "factor.supply": "pasokan", "factor.mbg": "belanja dapur MBG", "factor.notes": "catatan pelapor",
     "factor.macro": "inflasi, BBM, kurs", "factor.unexplained": "tidak terjelaskan",
     "band.normal": "normal", "band.stress": "waspada", "band.alert": "siaga", "band.crisis": "krisis",
+    "band.none": "belum ada status (riwayat harga belum cukup panjang)",
     "stale": "data lama", "held_series": "laporan ditahan, menunggu keputusan",
     "alps_alert": "harga siaga", "alps_crisis": "harga krisis", "alps_stress": "harga waspada",
     "dev.active": "aktif", "dev.pending": "menunggu persetujuan", "dev.forked": "dua riwayat", "dev.revoked": "dicabut",
@@ -591,8 +593,11 @@ function mapPanel(m) {
     <div class="legend">${m.bands.map((b) => `<span><i style="background:${BAND_COLOR[b]}"></i>${esc(t(`band.${b}`))}</span>`).join("")}</div>`;
 }
 
+// A series with too few weeks of accepted prices has no band yet: it is listed after the banded ones, and says so.
+const bandWord = (a) => (a.band ? t(`band.${a.band}`) : t("band.none"));
+
 function marketTip(mk) {
-  return `${mk.name} (${mk.city})\n${mk.alps.map((a) => `${a.commodity}: ${t(`band.${a.band}`)}${a.stale ? ` (${t("stale")})` : a.held ? ` (${t("held")})` : ""}`).join("\n")}`;
+  return `${mk.name} (${mk.city})\n${[...mk.alps, ...(mk.unbanded || [])].map((a) => `${a.commodity}: ${bandWord(a)}${a.stale ? ` (${t("stale")})` : a.held ? ` (${t("held")})` : ""}`).join("\n")}`;
 }
 
 function drawMarkers() {
@@ -678,7 +683,8 @@ async function viewMarkets() {
   try { fc = STATE.commodity ? await api(`/api/markets/forecast/${encodeURIComponent(STATE.commodity)}${STATE.market ? `?market=${encodeURIComponent(STATE.market)}` : ""}`) : null; } catch (e) { fc = { error: e.message }; }
   STATE.data.markets = { p, m, alerts, fc, h };
   const name = (c) => all.names[c] || c;
-  const alps = m.markets.flatMap((mk) => mk.alps.map((a) => ({ ...a, name: mk.name }))).filter((a) => a.commodity === STATE.commodity);
+  const mine = (list) => m.markets.flatMap((mk) => (list(mk) || []).map((a) => ({ ...a, name: mk.name }))).filter((a) => a.commodity === STATE.commodity);
+  const alps = [...mine((mk) => mk.alps).sort((a, b) => b.alps - a.alps), ...mine((mk) => mk.unbanded)];
   const held = (e) => ({ ...e.observation, reasons: e.verdict.checks.filter((c) => c.fired).map((c) => `${c.check}: ${c.reason}`) });
   return `<h1>${t("markets.title")}</h1>
   <div class="row">
@@ -694,9 +700,9 @@ async function viewMarkets() {
   </div>
   <div class="grid2">
     <div class="panel"><h2>${t("alps")} · ${esc(name(STATE.commodity))}</h2>${table([{ h: "market", f: (a) => esc(a.name) },
-      { h: "band", f: (a) => band(a.band) + (a.stale ? ` <span class="stale" data-testid="alps-stale" title="${esc(t("say.stale_series", { date: dayDate(a.day), days: num(a.days_since_report) }))}">${esc(t("stale"))}</span>`
+      { h: "band", f: (a) => (a.band ? band(a.band) : `<span class="muted" data-testid="alps-none" title="${esc(a.no_band)}">${esc(t("band.none"))}</span>`) + (a.stale ? ` <span class="stale" data-testid="alps-stale" title="${esc(t("say.stale_series", { date: dayDate(a.day), days: num(a.days_since_report) }))}">${esc(t("stale"))}</span>`
         : a.held ? ` <span class="stale" data-testid="alps-held" title="${esc(heldWords(a))}">${esc(t("held"))}</span>` : "") }, { h: "price", num: true, f: (a) => num(a.price_idr) }],
-      alps.sort((a, b) => b.alps - a.alps), { attr: 'data-testid="alps"', label: t("alps") })}</div>
+      alps, { attr: 'data-testid="alps"', label: t("alps") })}</div>
     <div class="panel"><h2>${t("quarantined")} <span class="muted" data-testid="held-count">(${num(h.total)})</span></h2>${table([{ h: "market", f: (o) => esc(titled(o.market)) },
       { h: "commodity", f: (o) => esc(h.names[o.commodity] || all.names[o.commodity] || o.commodity) }, { h: "time", f: (o) => when(o.time) },
       { h: "price", num: true, f: (o) => num(o.price_idr) }, { h: "reasons", cls: "muted wrap", f: (o) => `<span title="${esc(STATE.lang === "en" ? o.reasons.join("\n") : reasonWords(o.reasons).join("\n"))}">${reasonWords(o.reasons).map(esc).join("<br>")}</span>` }],

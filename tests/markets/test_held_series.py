@@ -159,6 +159,12 @@ async def test_the_operator_is_alerted_once_and_the_release_resolves_it(tmp_path
         assert prices[SILENT]["stale"] and not prices[SILENT]["held"]
         code, answer = await env.get("/api/markets/map")
         assert_documented("GET", "/api/markets/map", code, answer)
+        # Every live series is on the map, with a band or without one yet (too few weeks), held or stale as live.
+        mapped = {a["market"]: a for m in answer["markets"] for a in m["alps"] + m["unbanded"]
+                  if a["commodity"] == "cabai-merah"}
+        assert mapped.keys() == prices.keys()
+        assert mapped[LONE]["held"] and mapped[LONE]["held_since"] == since and not mapped[LONE]["stale"]
+        assert mapped[SILENT]["stale"] and not mapped[SILENT]["held"]
 
         code, held = await env.get("/api/markets/quarantine?limit=100", headers=AUTH)
         assert code == 200, held
