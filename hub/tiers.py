@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -816,7 +818,14 @@ def _unanswered(result: SummaryRound | Exception) -> bool:
 
 
 def _why(exc: BaseException, timeout: float | None = None) -> str:
-    """What an exception says, or what it is: a timeout says nothing of its own."""
+    """What an exception says, or what it is: a timeout says nothing of its own, and aiocoap's network errors
+    name only their class (the system's reason is their cause)."""
+    cause = exc.__cause__
+    if isinstance(exc, aiocoap.error.NetworkError) and isinstance(cause, OSError) and cause.errno:
+        said = f"{os.strerror(cause.errno)} ({errno.errorcode.get(cause.errno, cause.errno)})"
+        if cause.errno == errno.ECONNREFUSED:
+            said += ": the host answers, and nothing listens on that port"
+        return said
     if str(exc):
         return str(exc)
     if isinstance(exc, TimeoutError) and timeout is not None:
@@ -837,87 +846,65 @@ DEVICE_PARAM = params.device("device")
 SEQ_PARAM = params.seq("seq")
 
 
-class TierLinks:
-    """The national hub's links to its regional hubs: one client context for the regions pulled record by record
-    and those followed by their checkpoints, with lanes beside it for each region pulled over UDP (its
-    requests in flight together, as many as over TCP), and the HTTP routes that show the followed regions and
-    drill down into one of their records.
+class RegionLink:
+    """One regional hub's client context, shared with no other region: a socket of its own over UDP (with lanes
+    beside it for a region pulled record by record: its requests in flight together, as many as over TCP) or a
+    connection of its own over TCP, with that region's credentials (its OSCORE context, when its key is named).
 
-    The client context is renewed (a fresh one, with fresh lanes and the same credentials: the OSCORE contexts
-    and their sequence numbers go on) after a round in which a region did not answer, and every `renew_rounds`
-    rounds. A region that did not answer may have gone away under a connection that still looks open (a CoAP
-    over TCP connection whose far end vanished without closing it: a power cut, a NAT or firewall that forgot the
-    flow), and aiocoap sends every later request down that connection; message ids are 16 bits per context, and
-    aiocoap reuses them without asking whether the exchange they named is over. The context in use stays up
-    until the requests on it are done (a drill-down from the HTTP API, or a hung region's round, may be one).
-    `run` gives each region a loop of its own, so a region that does not answer holds up none of the others."""
+    Over UDP a region that is down answers with ICMP errors, queued on the socket that sent to it, and Linux hands a
+    queued error to whichever send on that socket comes next: aiocoap blames the address of that send. On a socket
+    shared by every region, one region down made the others' requests fail and their state flip to unreachable.
 
-    def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None, *,
-                 timeout: float = 30.0, renew_rounds: int = RENEW_ROUNDS,
-                 verifier: CrossLogVerifier | None = None) -> None:
-        if renew_rounds < 1:
-            raise ValueError(f"renew_rounds: expected at least 1, got {renew_rounds}")
-        self.hub = hub
-        self.pulled: list[str] = []
-        self.followed: dict[bytes, RegionFollower] = {}
-        keys: dict[str, bytes | None] = {}
-        for upstream in map(parse_upstream, entries):
-            if upstream.mode == "checkpoints":
-                follower = RegionFollower(hub, upstream)
-                self.followed[follower.hub_id] = follower
-            else:
-                self.pulled.append(upstream.url)
-                keys[upstream.url] = upstream.key
-        self.verifier = verifier or CrossLogVerifier()
-        self.timeout = timeout
-        self.pullers = [SummaryPuller(hub, url, self.verifier, timeout=timeout, key=keys[url]) for url in self.pulled]
-        self.contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named
-        self.lanes: dict[str, Lanes] = {}  # url -> lanes that share the context's credentials, OSCORE too
-        self.renew_rounds = renew_rounds
+    The context is renewed (a fresh one, with fresh lanes and the same credentials: the OSCORE context and its
+    sequence numbers go on) after a round in which the region did not answer, and every `renew_rounds` rounds. A
+    region that did not answer may have gone away under a connection that still looks open (a CoAP over TCP
+    connection whose far end vanished without closing it: a power cut, a NAT or firewall that forgot the flow),
+    and aiocoap sends every later request down that connection; message ids are 16 bits per context, and aiocoap
+    reuses them without asking whether the exchange they named is over. The context in use stays up until the
+    requests on it are done (a drill-down from the HTTP API, or a hung round, may be one)."""
+
+    def __init__(self, url: str, credentials: Any | None, *, pulled: bool, renew_rounds: int) -> None:
+        self.url, self.credentials, self.pulled, self.renew_rounds = url, credentials, pulled, renew_rounds
+        self.lanes: Lanes | None = None  # of the context in use, for a region pulled over UDP
         self.renewals = 0
         self._ctx: aiocoap.Context | None = None
         self._rounds = 0  # rounds on the current context
         self._renew: str | None = None  # why the next use takes a fresh context
         self._users: dict[aiocoap.Context, int] = {}  # requests under way on each context, the retired ones too
-        self._retired: dict[aiocoap.Context, dict[str, Lanes]] = {}
+        self._retired: dict[aiocoap.Context, Lanes | None] = {}
         self._opening = asyncio.Lock()
-        self._loops = 1  # rounds counted per fresh context: one per `round`, one per region's loop in `run`
-
-    def states(self) -> dict[str, int]:
-        """How many regions are in each state (as `GET /api/regions` shows them), every state named."""
-        counts = dict.fromkeys(REGION_STATES, 0)
-        for follower in self.followed.values():
-            counts["split" if follower.open_split_views() else follower.health.state("followed")] += 1
-        for puller in self.pullers:
-            counts[puller.health.state("pulled")] += 1
-        return counts
 
     def renew(self, why: str) -> None:
         """Take a fresh client context at the next use (the one in use is shut once its requests are done)."""
         if self._ctx is not None and self._renew is None:
             self._renew = why
 
+    def settled(self, answered: bool) -> None:
+        """A round of the region ended: a fresh context after one without an answer, or after many rounds."""
+        self._rounds += 1
+        if not answered:
+            self.renew(f"no answer from {self.url}")
+        elif self._rounds >= self.renew_rounds:
+            self.renew(f"{self._rounds} rounds on it")
+
     async def context(self) -> aiocoap.Context:
         async with self._opening:
             if self._ctx is not None and self._renew is not None:
-                log.info("tier links: a fresh client context (%s)", self._renew)
-                old, old_lanes = self._ctx, self.lanes
-                self._ctx, self.lanes, self._renew, self._rounds = None, {}, None, 0
+                log.info("tier links: a fresh client context for %s (%s)", self.url, self._renew)
+                self._retired[self._ctx] = self.lanes
+                self._ctx, self.lanes, self._renew, self._rounds = None, None, None, 0
                 self.renewals += 1
-                self._retired[old] = old_lanes
                 await self._shut_unused()
             if self._ctx is None:
                 ctx = await aiocoap.Context.create_client_context()
-                for url, security in self.contexts.items():
-                    ctx.client_credentials[f"{url}/*"] = security
-                lanes: dict[str, Lanes] = {}
+                if self.credentials is not None:
+                    ctx.client_credentials[f"{self.url}/*"] = self.credentials
+                lanes = lanes_for(self.url, ctx) if self.pulled else None
                 try:
-                    for url in self.pulled:
-                        if (one := lanes_for(url, ctx)) is not None:
-                            lanes[url] = one
-                            await one.open()
+                    if lanes is not None:
+                        await lanes.open()
                 except BaseException:
-                    await self._shut(ctx, lanes)
+                    await _shut(ctx, lanes)
                     raise
                 self._ctx, self.lanes = ctx, lanes
             return self._ctx
@@ -938,18 +925,87 @@ class TierLinks:
     async def _shut_unused(self) -> None:
         unused = {c: self._retired.pop(c) for c in list(self._retired) if c not in self._users}
         for ctx, lanes in unused.items():
-            await self._shut(ctx, lanes)
+            await _shut(ctx, lanes)
+
+    async def close(self) -> None:
+        ctx, self._ctx = self._ctx, None
+        lanes, self.lanes = self.lanes, None
+        retired, self._retired = self._retired, {}
+        if ctx is not None:
+            await _shut(ctx, lanes)
+        for old, old_lanes in retired.items():
+            await _shut(old, old_lanes)
+
+
+async def _shut(ctx: aiocoap.Context, lanes: Lanes | None) -> None:
+    if lanes is not None:
+        await lanes.close()
+    await ctx.shutdown()
+
+
+class TierLinks:
+    """The national hub's links to its regional hubs (a `RegionLink` each: a client context of its own, renewed
+    after a round without an answer and every `renew_rounds` rounds), and the HTTP routes that show the regions
+    and drill down into one of their records. `run` gives each region a loop of its own, so a region that does not
+    answer holds up none of the others."""
+
+    def __init__(self, hub: Hub, entries: Sequence[str], contexts: dict[str, Any] | None = None, *,
+                 timeout: float = 30.0, renew_rounds: int = RENEW_ROUNDS,
+                 verifier: CrossLogVerifier | None = None) -> None:
+        if renew_rounds < 1:
+            raise ValueError(f"renew_rounds: expected at least 1, got {renew_rounds}")
+        self.hub = hub
+        self.pulled: list[str] = []
+        self.followed: dict[bytes, RegionFollower] = {}
+        keys: dict[str, bytes | None] = {}
+        for upstream in map(parse_upstream, entries):
+            if upstream.mode == "checkpoints":
+                follower = RegionFollower(hub, upstream)
+                self.followed[follower.hub_id] = follower
+            else:
+                self.pulled.append(upstream.url)
+                keys[upstream.url] = upstream.key
+        self.verifier = verifier or CrossLogVerifier()
+        self.timeout = timeout
+        self.pullers = [SummaryPuller(hub, url, self.verifier, timeout=timeout, key=keys[url]) for url in self.pulled]
+        contexts = contexts or {}  # url -> OSCORE context, for the regional hubs whose keys are named
+        self.links = {url: RegionLink(url, contexts.get(url), pulled=url in keys, renew_rounds=renew_rounds)
+                      for url in [*self.pulled, *(f.url for f in self.followed.values())]}
+
+    @property
+    def renewals(self) -> int:
+        """Fresh client contexts taken so far, every region's."""
+        return sum(link.renewals for link in self.links.values())
+
+    def states(self) -> dict[str, int]:
+        """How many regions are in each state (as `GET /api/regions` shows them), every state named."""
+        counts = dict.fromkeys(REGION_STATES, 0)
+        for follower in self.followed.values():
+            counts["split" if follower.open_split_views() else follower.health.state("followed")] += 1
+        for puller in self.pullers:
+            counts[puller.health.state("pulled")] += 1
+        return counts
+
+    def using(self, url: str) -> contextlib.AbstractAsyncContextManager[aiocoap.Context]:
+        """Region `url`'s client context, kept up while the caller's requests are under way."""
+        return self.links[url].using()
 
     async def round(self, sizes: dict[str, RequestSize]) -> tuple[list[SummaryRound | Exception],
                                                                     list[FollowReport]]:
         """One round of every upstream at once (`run` gives each region a loop of its own instead)."""
-        async with self.using() as ctx:
-            lanes = dict(self.lanes)
-            pulled, followed = await asyncio.gather(
-                asyncio.gather(*(self._pull(p, ctx, sizes, lanes.get(p.url)) for p in self.pullers)),
-                follow_all(list(self.followed.values()), ctx))
+        async def pull(puller: SummaryPuller) -> SummaryRound | Exception:
+            async with self.using(puller.url) as ctx:
+                return await self._pull(puller, ctx, sizes, self.links[puller.url].lanes)
+
+        async def follow(follower: RegionFollower) -> FollowReport:
+            async with self.using(follower.url) as ctx:
+                [report] = await follow_all([follower], ctx)
+                return report
+
+        pulled, followed = await asyncio.gather(asyncio.gather(*map(pull, self.pullers)),
+                                                asyncio.gather(*map(follow, self.followed.values())))
         self._settle(list(zip(self.pullers, pulled, strict=True)), followed)
-        return list(pulled), followed
+        return list(pulled), list(followed)
 
     async def _pull(self, puller: SummaryPuller, ctx: aiocoap.Context, sizes: dict[str, RequestSize],
                     lanes: Lanes | None) -> SummaryRound | Exception:
@@ -965,19 +1021,16 @@ class TierLinks:
 
     def _settle(self, pulled: Sequence[tuple[SummaryPuller, SummaryRound | Exception]],
                 followed: Sequence[FollowReport]) -> None:
-        """The regions' health after their rounds, and a fresh context after silence or many rounds."""
+        """The regions' health after their rounds, and a fresh context for each after silence or many rounds."""
         for puller, result in pulled:
             if isinstance(result, Exception):
                 puller.health.failed(_problem(puller.url, result))
             else:
                 puller.health.went_well()
-        self._rounds += 1
-        silent = [p.url for p, r in pulled if _unanswered(r)]
-        silent += [f.upstream for f in followed if f.problem is not None and f.problem.get("code") == Unreachable.code]
-        if silent:
-            self.renew(f"no answer from {', '.join(silent)}")
-        elif self._rounds >= self.renew_rounds * self._loops:
-            self.renew(f"{self._rounds} rounds on it")
+            self.links[puller.url].settled(not _unanswered(result))
+        for report in followed:
+            self.links[report.upstream].settled(
+                report.problem is None or report.problem.get("code") != Unreachable.code)
 
     async def run(self, interval: float) -> None:
         """Pull or follow every upstream each `interval`, until cancelled: each region on a loop of its own, so a
@@ -986,7 +1039,6 @@ class TierLinks:
         sizes = {puller.url: RequestSize(timeout=self.timeout) for puller in self.pullers}
         loops = [self._region_loop(interval, sizes, puller=p) for p in self.pullers]
         loops += [self._region_loop(interval, sizes, follower=f) for f in self.followed.values()]
-        self._loops = max(1, len(loops))
         try:
             await asyncio.gather(*loops)  # each loop runs until cancelled: its failures are its region's health
         finally:
@@ -1003,13 +1055,14 @@ class TierLinks:
                             puller: SummaryPuller | None = None, follower: RegionFollower | None = None) -> None:
         """One round of one region; if it is still under way after `interval`, the region is shown unreachable
         until it ends (a hung host, or one dropping packets, answers nothing for up to the request timeout)."""
-        async with self.using() as ctx:
+        url = puller.url if puller is not None else follower.url if follower is not None else ""
+        async with self.using(url) as ctx:
             if puller is not None:
-                health, url = puller.health, puller.url
-                job: Awaitable[Any] = self._pull(puller, ctx, sizes, self.lanes.get(puller.url))
+                health = puller.health
+                job: Awaitable[Any] = self._pull(puller, ctx, sizes, self.links[url].lanes)
             else:
                 assert follower is not None
-                health, url = follower.health, follower.url
+                health = follower.health
                 job = follow_all([follower], ctx)
             task = asyncio.ensure_future(job)
             try:
@@ -1029,19 +1082,8 @@ class TierLinks:
             self._settle([], result)
 
     async def close(self) -> None:
-        ctx, self._ctx = self._ctx, None
-        lanes, self.lanes = self.lanes, {}
-        retired, self._retired = self._retired, {}
-        if ctx is not None:
-            await self._shut(ctx, lanes)
-        for old, old_lanes in retired.items():
-            await self._shut(old, old_lanes)
-
-    @staticmethod
-    async def _shut(ctx: aiocoap.Context, lanes: dict[str, Lanes]) -> None:
-        for one in lanes.values():
-            await one.close()
-        await ctx.shutdown()
+        for link in self.links.values():
+            await link.close()
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/api/regions", self._http_regions)
@@ -1071,7 +1113,7 @@ class TierLinks:
                                    "expected JSON {by: the operator's name, why: what was looked at and decided}")
         # One line each in the hub's log and the store: line breaks and runs of spaces become one space.
         by, why = (" ".join(body[k].split()) for k in ("by", "why"))
-        async with self.using() as ctx:
+        async with self.using(follower.url) as ctx:
             decision = await follower.resume(ctx, by=by[:200], why=why[:2000], token=token_digest(request)[:16])
         return web.json_response(decision.to_json())
 
@@ -1093,6 +1135,6 @@ class TierLinks:
         device_id = DEVICE_PARAM.read(request.match_info["device"])
         at = SEQ_PARAM.read(request.match_info["seq"])
         follower = self.follower(hub_id.hex())
-        async with self.using() as ctx:
+        async with self.using(follower.url) as ctx:
             found = await follower.record(ctx, device_id, at)
         return web.json_response(found.to_json())

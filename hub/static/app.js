@@ -56,6 +56,10 @@ const I18N = {
     "factor.macro": "inflation, fuel, exchange rate", "factor.unexplained": "unexplained",
     "band.normal": "normal", "band.stress": "watch", "band.alert": "alert", "band.crisis": "crisis",
     "band.none": "no band yet (too short a price history)",
+    "regions": "Regional hubs", "regions_troubled": "regions not answering or refused", "region": "Region",
+    "region.mode": "How", "region.mode.checkpoints": "followed by its checkpoints", "region.mode.records": "pulled record by record",
+    "region.followed": "followed", "region.pulled": "pulled", "region.split": "split view", "region.refused": "refused",
+    "region.unreachable": "not answering", "region.problem": "Why", "region.since": "since {since}, {rounds} rounds",
     "stale": "stale data", "held_series": "reports held for review",
     "alps_alert": "price alert", "alps_crisis": "price crisis", "alps_stress": "price watch",
     "dev.active": "active", "dev.pending": "waiting for approval", "dev.forked": "two histories", "dev.revoked": "revoked",
@@ -113,6 +117,10 @@ const I18N = {
     "factor.macro": "inflasi, BBM, kurs", "factor.unexplained": "tidak terjelaskan",
     "band.normal": "normal", "band.stress": "waspada", "band.alert": "siaga", "band.crisis": "krisis",
     "band.none": "belum ada status (riwayat harga belum cukup panjang)",
+    "regions": "Hub regional", "regions_troubled": "region tidak menjawab atau ditolak", "region": "Region",
+    "region.mode": "Cara", "region.mode.checkpoints": "diikuti lewat checkpoint-nya", "region.mode.records": "ditarik per rekaman",
+    "region.followed": "diikuti", "region.pulled": "ditarik", "region.split": "tampilan ganda", "region.refused": "ditolak",
+    "region.unreachable": "tidak menjawab", "region.problem": "Sebab", "region.since": "sejak {since}, {rounds} putaran",
     "stale": "data lama", "held_series": "laporan ditahan, menunggu keputusan",
     "alps_alert": "harga siaga", "alps_crisis": "harga krisis", "alps_stress": "harga waspada",
     "dev.active": "aktif", "dev.pending": "menunggu persetujuan", "dev.forked": "dua riwayat", "dev.revoked": "dicabut",
@@ -362,13 +370,31 @@ async function names() {
 }
 
 // ---- chain health ------------------------------------------------------------------------------------
+// A national hub's regional hubs (GET /api/regions; a hub with no `upstream` lists none and shows no panel): each
+// one's state as its last round went and, while its rounds fail, why, since when and what to do.
+const REGION_BADGE = { followed: "on_time", pulled: "on_time", unreachable: "late", refused: "missing", split: "missing" };
+const troubled = (r) => r.state !== "followed" && r.state !== "pulled";
+function regionsPanel(regions) {
+  if (!regions.length) return "";
+  const problem = (r) => (r.problem ? `<span class="mono">${esc(r.problem.code)}</span> ${esc(r.problem.message)}
+    <br><small class="muted" data-testid="region-since">${esc(t("region.since", { since: when(r.problem.since), rounds: num(r.problem.rounds) }))}</small>
+    ${r.problem.hint ? `<br><small data-testid="region-hint">${esc(r.problem.hint)}</small>` : ""}` : "–");
+  return `<div class="panel"><h2>${t("regions")}</h2>${table([
+    { h: "region", f: (r) => `${esc(r.url)}${r.hub ? `<br><span class="mono muted">${esc(r.hub.slice(0, 12))}</span>` : ""}` },
+    { h: "region.mode", f: (r) => esc(t(`region.mode.${r.mode}`)) },
+    { h: "status", f: (r) => badge(REGION_BADGE[r.state] || "info", t(`region.${r.state}`)) },
+    { h: "tree_size", num: true, f: (r) => (r.checkpoint ? num(r.checkpoint.tree_size) : "–") },
+    { h: "region.problem", cls: "wrap", f: problem },
+  ], regions, { attr: 'data-testid="regions"', rowAttr: (r) => `data-state="${esc(r.state)}" data-url="${esc(r.url)}"`, label: t("regions"), stack: true })}</div>`;
+}
+
 // The hub answers its devices a page at a time in device id order (a national hub holds tens of thousands);
 // devAfter[n] is the `after` that asks for page n, learnt from the `next` of page n - 1.
 const DEVICE_PAGE = 100;
 async function viewChain() {
   const page = STATE.devPage, after = STATE.devAfter[page];
-  const [h, forks] = await Promise.all([
-    api(`/api/chain/health?limit=${DEVICE_PAGE}${after ? `&after=${after}` : ""}`), api("/api/forks")]);
+  const [h, forks, regions] = await Promise.all([
+    api(`/api/chain/health?limit=${DEVICE_PAGE}${after ? `&after=${after}` : ""}`), api("/api/forks"), api("/api/regions")]);
   STATE.data.chain = h;
   if (h.next) STATE.devAfter[page + 1] = h.next;
   const cp = h.checkpoint;
@@ -379,7 +405,9 @@ async function viewChain() {
     ${card(t("forks"), num(h.forks), h.forks ? "bad" : "ok", "chain-forks")}
     ${card(t("refused"), num(h.refused_total), h.refused_total ? "warn" : "ok", "chain-refused")}
     ${card(t("duplicates"), num(h.duplicates), "", "chain-duplicates")}
+    ${regions.regions.length ? card(t("regions_troubled"), num(regions.regions.filter(troubled).length), regions.regions.some(troubled) ? "bad" : "ok", "chain-regions") : ""}
   </div>
+  ${regionsPanel(regions.regions)}
   <div class="panel" data-testid="checkpoint"><h2>${t("checkpoint")}</h2>
     ${h.signing_stopped ? `<p class="bad" role="alert" data-testid="signing-stopped"><b>${t("signing_stopped")}</b> <span class="mono">${esc(h.signing_stopped.code)}</span></p>` : ""}
     ${cp ? `<p>${t("tree_size")} <b data-testid="cp-size">${num(cp.tree_size)}</b> · ${t("root")} <span class="mono">${esc(cp.root.slice(0, 32))}…</span> · ${t("signed")} ${when(cp.time)}</p>` : `<p class="empty">${t("none")}</p>`}

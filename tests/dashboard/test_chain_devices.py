@@ -91,13 +91,14 @@ async def test_the_chain_page_shows_a_national_hubs_devices_a_page_at_a_time(tmp
     assert shown[-1][0] == pages[1] and shown[-1][2], "Previous goes back to the page before"
 
 
-def _read_chain_page(url: str, read: str, ready: Callable[[list[Any]], bool] = lambda _: True) -> list[Any]:
-    """What script `read` returns on the chain page once its devices are shown and `ready` holds for it; the page
-    must log no error."""
+def _read_chain_page(url: str, read: str, ready: Callable[[list[Any]], bool] = lambda _: True,
+                     shown: str = "[data-testid=devices]") -> list[Any]:
+    """What script `read` returns on the chain page once `shown` (its devices) is and `ready` holds for it; the
+    page must log no error."""
     driver, close = browser()
     try:
         driver.get(f"{url}/#/chain")
-        WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=devices]")
+        WebDriverWait(driver, 15).until(lambda d: d.find_elements(By.CSS_SELECTOR, shown)
                                         and ready(d.execute_script(read)))
         values: list[Any] = driver.execute_script(read)
         assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
@@ -185,3 +186,57 @@ async def test_the_chain_page_says_when_the_hub_stopped_signing(tmp_path):
         assert text.startswith("Penandatanganan berhenti") and code == "HUB_STORE_OLDER" and missing == []
     finally:
         await running.close()
+
+
+async def test_a_national_hubs_chain_page_shows_its_regions_and_why_one_fails(tmp_path):
+    """A national hub follows one regional hub by its checkpoints and pulls another that does not answer: the chain
+    page lists both with their state, says how many regions are in trouble, and for the one not answering why,
+    since when and what to do, in the page's words (no key missing)."""
+    import json
+    import urllib.request
+
+    from hub.app import load_or_create_key
+    from hub.config import SecurityConfig
+    from hub.tiers import Unreachable
+    from tests.ports import free_coap
+    from tests.wait import wait_until
+
+    clock = Clock()
+    port, dead = free_coap(), free_coap()
+    national_key = load_or_create_key(tmp_path / "n" / "hub.key").public_key
+    regional = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0, coap_port=port, mdns=False,
+        checkpoint_interval=3600, security=SecurityConfig(oscore=True, peer_hubs=(national_key.hex(),))))
+    signer, builder = new_device(clock)
+    device_id = enroll(regional.hub, signer, clock)
+    assert regional.hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+    assert regional.hub.checkpoint() is not None
+    key = regional.hub.signer.public_key.hex()
+    national = await start_hub(HubConfig(
+        bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "n"), http_port=0, coap_port=0, mdns=False,
+        checkpoint_interval=0.2, upstream=(f"coap://127.0.0.1:{port} {key} checkpoints",
+                                           f"coap://127.0.0.1:{dead} records")))
+
+    def regions() -> dict[str, str] | None:  # from a thread: the hubs' loop goes on meanwhile
+        with urllib.request.urlopen(national.http_url + "/api/regions", timeout=30) as response:
+            shown = {r["url"]: r["state"] for r in json.loads(response.read())["regions"]}
+        return shown if sorted(shown.values()) == ["followed", "unreachable"] else None
+
+    read = """return [[...document.querySelectorAll('[data-testid=regions] tbody tr')].map((r) => [r.dataset.url,
+  r.dataset.state, r.textContent]), document.querySelector('[data-testid=chain-regions] .n').textContent,
+  document.querySelector('[data-testid=chain-regions]').className, [...window.__i18nMissing]];"""
+    try:
+        await asyncio.to_thread(wait_until, regions, 60, what="one region followed, the other unreachable")
+        rows, troubled, card_class, missing = await asyncio.to_thread(
+            _read_chain_page, national.http_url, read, lambda values: len(values[0]) == 2, "[data-testid=regions]")
+    finally:
+        await national.close()
+        await regional.close()
+    shown = {url: (state, text) for url, state, text in rows}
+    followed, down = shown[f"coap://127.0.0.1:{port}"], shown[f"coap://127.0.0.1:{dead}"]
+    assert followed[0] == "followed" and "diikuti lewat checkpoint-nya" in followed[1]
+    assert "putaran" not in followed[1]  # no problem to say
+    assert down[0] == "unreachable" and "tidak menjawab" in down[1] and Unreachable.code in down[1]
+    assert "putaran" in down[1] and "check that it runs" in down[1]  # since when, how many rounds, and the hint
+    assert (troubled, "bad" in card_class.split()) == ("1", True)
+    assert missing == []

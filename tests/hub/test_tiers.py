@@ -206,24 +206,30 @@ async def test_national_pulls_over_oscore_and_an_unpaired_hub_gets_nothing(tmp_p
         await regional.close()
 
 
-async def test_tier_links_give_each_region_pulled_over_udp_lanes_of_its_own(tmp_path):
-    """One pool of lanes per region pulled over UDP, so that regions stay parallel; each shares the client
-    context's credentials (a region's OSCORE context reaches every lane) and is closed with the links."""
+async def test_tier_links_give_each_region_a_context_of_its_own_and_lanes_over_udp(tmp_path):
+    """Each region its own client context (no socket, connection or message id shared with another region), with
+    only that region's credentials; one pool of lanes per region pulled over UDP, so that regions stay parallel,
+    each sharing its context's credentials (a region's OSCORE context reaches every lane); all closed with the
+    links."""
     from tests.sync.test_lanes import sockets
 
     secret = object()  # stands for the OSCORE context of the region whose key is named
-    links = TierLinks(None, ("coap://127.0.0.1:9", "coap://127.0.0.1:10", "coap+tcp://127.0.0.1:11"),  # type: ignore[arg-type]
-                      {"coap://127.0.0.1:9": secret})
+    urls = ("coap://127.0.0.1:9", "coap://127.0.0.1:10", "coap+tcp://127.0.0.1:11")
+    links = TierLinks(None, urls, {"coap://127.0.0.1:9": secret})  # type: ignore[arg-type]
     before = sockets()
-    ctx = await links.context()
-    a, b = links.lanes["coap://127.0.0.1:9"], links.lanes["coap://127.0.0.1:10"]
-    assert "coap+tcp://127.0.0.1:11" not in links.lanes  # one context carries requests at once over TCP
-    assert a is not b and not set(map(id, a.opened)) & set(map(id, b.opened))
-    assert len(a.contexts) == len(b.contexts) == WIDTH and a.ctx is b.ctx is ctx
-    assert all(c.client_credentials is ctx.client_credentials for c in [*a.contexts, *b.contexts])
+    ctxs = [await links.links[url].context() for url in urls]
+    assert len({id(c) for c in ctxs}) == 3
+    a, b = links.links[urls[0]].lanes, links.links[urls[1]].lanes
+    assert a is not None and b is not None
+    assert links.links[urls[2]].lanes is None  # one context carries requests at once over TCP
+    assert not set(map(id, a.opened)) & set(map(id, b.opened))
+    assert len(a.contexts) == len(b.contexts) == WIDTH and a.ctx is ctxs[0] and b.ctx is ctxs[1]
+    assert all(c.client_credentials is ctxs[0].client_credentials for c in a.contexts)
     assert all(c.client_credentials["coap://127.0.0.1:9/*"] is secret for c in a.opened)
+    assert [dict(c.client_credentials) for c in ctxs[1:]] == [{}, {}], "no other region's credentials"
     await links.close()
-    assert sockets() == before and a.opened == [] and b.opened == [] and links.lanes == {}
+    assert sockets() == before and a.opened == [] and b.opened == []
+    assert all(link.lanes is None for link in links.links.values())
 
 
 class BlackHole:
@@ -327,7 +333,7 @@ async def test_tier_links_renew_their_context_after_a_region_went_silent_or_rest
         for _ in range(3):
             [quiet], _ = await links.round(sizes)
             assert isinstance(quiet, SummaryRound) and quiet.requests == 1
-        await links.context()
+        await links.links[f"coap+tcp://127.0.0.1:{listen}"].context()
         assert links.renewals == 3
     finally:
         await close_links(links)
@@ -531,6 +537,48 @@ async def test_a_silent_region_holds_up_no_other_and_shows_unreachable_with_its_
         await regional.close()
         national.store.close()
         silent.close()
+
+
+async def test_a_region_whose_port_is_closed_fails_no_round_of_another(tmp_path, clock):
+    """A region that answers every request with an ICMP port unreachable (its hub is down, the host up) beside a
+    real one, pulled over UDP in loops of their own: each ICMP error is queued on the socket that sent to the dead
+    region, and Linux hands it to the next send on that socket, whoever it is to. On one socket for every region
+    the real region's rounds failed too, now and then, and its state flipped to unreachable and back; with a
+    context per region it never fails a round."""
+    from tests.ports import free_coap
+    from tests.wait import wait_for
+
+    dead_url = f"coap://127.0.0.1:{free_coap()}"  # nothing listens there
+    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
+                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
+                                         checkpoint_interval=3600))
+    national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6f" * 32), clock=clock)
+    links = TierLinks(national, (dead_url, regional.coap_url), timeout=10.0)
+    [dead, real] = links.pullers
+    failed: list[dict[str, str]] = []
+    real_failed = real.health.failed
+    real.health.failed = lambda problem: (failed.append(problem), real_failed(problem))  # type: ignore[method-assign]
+    signer, builder = new_device(clock)
+    device_id = enroll(regional.hub, signer, clock)
+    assert regional.hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
+    running = asyncio.create_task(links.run(0.05))
+    try:
+        assert await wait_for(lambda: dead.health.trouble is not None and dead.health.trouble.rounds >= 40,
+                              timeout=120, what="forty rounds of the dead region")
+        assert dead.health.trouble is not None and dead.health.trouble.code == "UNREACHABLE"
+        # The system's reason, not aiocoap's class name alone.
+        assert "Connection refused (ECONNREFUSED): the host answers, and nothing listens on that port" in \
+            dead.health.trouble.message, dead.health.trouble.message
+        state = national.store.chain_state(device_id)
+        assert state is not None and state.length == 1
+        assert failed == [], failed
+        assert real.health.state("pulled") == "pulled"
+        assert links.links[regional.coap_url].renewals == 0, "no round of the real region went unanswered"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await regional.close()
+        national.store.close()
 
 
 class _CountingStore(LmdbHubStore):
