@@ -867,6 +867,7 @@ class RegionLink:
         self.url, self.credentials, self.pulled, self.renew_rounds = url, credentials, pulled, renew_rounds
         self.lanes: Lanes | None = None  # of the context in use, for a region pulled over UDP
         self.renewals = 0
+        self.answered = 0  # CoAP answers from the region (each block of a blockwise one), on any of its contexts
         self._ctx: aiocoap.Context | None = None
         self._rounds = 0  # rounds on the current context
         self._renew: str | None = None  # why the next use takes a fresh context
@@ -906,8 +907,27 @@ class RegionLink:
                 except BaseException:
                     await _shut(ctx, lanes)
                     raise
+                for one in [ctx, *(lanes.opened if lanes is not None else [])]:
+                    self._count_answers(one)
                 self._ctx, self.lanes = ctx, lanes
             return self._ctx
+
+    def _count_answers(self, ctx: aiocoap.Context) -> None:
+        """Count in `answered` every answer that comes to `ctx`: a round under way whose answers keep coming is
+        a region that answers, however long the round (a first pull, a slow link). aiocoap sends each block of a
+        blockwise exchange through the context's `request` too, so a large answer counts as it comes."""
+        request = ctx.request
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            sent = request(*args, **kwargs)
+            sent.response.add_done_callback(self._answer)
+            return sent
+
+        ctx.request = counted
+
+    def _answer(self, response: asyncio.Future[aiocoap.Message]) -> None:
+        if not response.cancelled() and response.exception() is None:
+            self.answered += 1
 
     @contextlib.asynccontextmanager
     async def using(self) -> AsyncIterator[aiocoap.Context]:
@@ -1053,25 +1073,33 @@ class TierLinks:
 
     async def _region_round(self, interval: float, sizes: dict[str, RequestSize], *,
                             puller: SummaryPuller | None = None, follower: RegionFollower | None = None) -> None:
-        """One round of one region; if it is still under way after `interval`, the region is shown unreachable
-        until it ends (a hung host, or one dropping packets, answers nothing for up to the request timeout)."""
-        url = puller.url if puller is not None else follower.url if follower is not None else ""
-        async with self.using(url) as ctx:
+        """One round of one region; if the region has answered nothing for `interval` of a round under way, it is
+        shown unreachable until the round ends (a hung host, or one dropping packets, answers nothing for up to the
+        request timeout). A round that takes longer, its answers coming (a region's first pull, a slow link), is
+        no reason: the region answers."""
+        region: SummaryPuller | RegionFollower | None = puller or follower
+        assert region is not None
+        async with self.using(region.url) as ctx:
+            job: Awaitable[Any]
             if puller is not None:
-                health = puller.health
-                job: Awaitable[Any] = self._pull(puller, ctx, sizes, self.links[url].lanes)
+                job = self._pull(puller, ctx, sizes, self.links[puller.url].lanes)
             else:
                 assert follower is not None
-                health = follower.health
                 job = follow_all([follower], ctx)
             task = asyncio.ensure_future(job)
             try:
-                done, _ = await asyncio.wait({task}, timeout=interval)
-                if not done:
-                    health.failed(Unreachable(
-                        f"regional hub {url} has not answered a round under way for {interval:g} s (requests time "
-                        f"out after {self.timeout:g} s)", hint="check that it runs and the upstream address").to_dict())
-                result = await task
+                link = self.links[region.url]
+                seen, told = link.answered, False
+                while not (await asyncio.wait({task}, timeout=interval))[0]:
+                    answered = link.answered
+                    if answered == seen and not told:
+                        region.health.failed(Unreachable(
+                            f"regional hub {region.url} has not answered a round under way for {interval:g} s "
+                            f"(requests time out after {self.timeout:g} s)",
+                            hint="check that it runs and the upstream address").to_dict())
+                        told = True
+                    seen = answered
+                result: Any = await task
             except BaseException:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

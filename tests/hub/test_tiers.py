@@ -581,6 +581,54 @@ async def test_a_region_whose_port_is_closed_fails_no_round_of_another(tmp_path,
         national.store.close()
 
 
+async def test_a_slow_region_whose_answers_keep_coming_is_not_shown_unreachable(tmp_path, clock):
+    """A region behind a slow link (every datagram held 25 ms each way) whose first pull takes several times the
+    round interval, each block of its answers well within it: its answers keep coming, so it is never shown unreachable
+    on the way (before, it was once a round had been under way for the interval, and pulled again at its end), and
+    every record arrives."""
+    from tests.harness.faults import start_impairment
+    from tests.ports import free_coap
+    from tests.wait import wait_for
+
+    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
+                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
+                                         checkpoint_interval=3600))
+    target = int(regional.coap_url.rsplit(":", 1)[1])
+    listen = free_coap()
+    relay = await start_impairment(("127.0.0.1", listen), ("127.0.0.1", target), loss=0, delay_ms=25, jitter_ms=0)
+    devices = []
+    for _ in range(48):
+        signer, builder = new_device(clock)
+        device_id = enroll(regional.hub, signer, clock)
+        raws = [builder.genesis().raw] + [builder.append("note", {"text": str(i)}).raw for i in range(5)]
+        assert regional.hub.ingest(device_id, raws).accepted == 6
+        devices.append(device_id)
+    national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6e" * 32), clock=clock)
+    links = TierLinks(national, (f"coap://127.0.0.1:{listen}",), timeout=10.0)
+    [slow] = links.pullers
+    failed: list[dict[str, str]] = []
+    slow_failed = slow.health.failed
+    slow.health.failed = lambda problem: (failed.append(problem), slow_failed(problem))  # type: ignore[method-assign]
+    started = time.monotonic()
+    running = asyncio.create_task(links.run(0.3))
+
+    def held() -> int:
+        return sum(state.length for d in devices if (state := national.store.chain_state(d)) is not None)
+
+    try:
+        assert await wait_for(lambda: held() == 48 * 6, timeout=120, what="every record of the slow region")
+        took = time.monotonic() - started
+        assert took > 0.9, f"the first pull took {took:.2f} s: not several round intervals, the test proves nothing"
+        assert failed == [], failed
+        assert slow.health.state("pulled") == "pulled"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        relay.close()
+        await regional.close()
+        national.store.close()
+
+
 class _CountingStore(LmdbHubStore):
     """An LMDB hub store that counts its synced writes, and can fail the next commit."""
 
