@@ -383,7 +383,7 @@ function regionsPanel(regions) {
     { h: "region", f: (r) => `${esc(r.url)}${r.hub ? `<br><span class="mono muted">${esc(r.hub.slice(0, 12))}</span>` : ""}` },
     { h: "region.mode", f: (r) => esc(t(`region.mode.${r.mode}`)) },
     { h: "status", f: (r) => badge(REGION_BADGE[r.state] || "info", t(`region.${r.state}`)) },
-    { h: "tree_size", num: true, f: (r) => (r.checkpoint ? num(r.checkpoint.tree_size) : "–") },
+    { h: "tree_size", num: true, f: (r) => (r.checkpoint ? `${num(r.checkpoint.tree_size)}<br><small class="muted" data-testid="region-signed">${esc(t("signed"))} ${when(r.checkpoint.time)}</small>` : "–") },
     { h: "region.problem", cls: "wrap", f: problem },
   ], regions, { attr: 'data-testid="regions"', rowAttr: (r) => `data-state="${esc(r.state)}" data-url="${esc(r.url)}"`, label: t("regions"), stack: true })}</div>`;
 }

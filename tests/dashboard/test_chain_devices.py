@@ -236,6 +236,8 @@ async def test_a_national_hubs_chain_page_shows_its_regions_and_why_one_fails(tm
     followed, down = shown[f"coap://127.0.0.1:{port}"], shown[f"coap://127.0.0.1:{dead}"]
     assert followed[0] == "followed" and "diikuti lewat checkpoint-nya" in followed[1]
     assert "putaran" not in followed[1]  # no problem to say
+    assert "ditandatangani" in followed[1]  # when the region signed the checkpoint held: a region that stopped
+    # signing (its store restored from an older copy, say) shows an old time here
     assert down[0] == "unreachable" and "tidak menjawab" in down[1] and Unreachable.code in down[1]
     assert "putaran" in down[1] and "check that it runs" in down[1]  # since when, how many rounds, and the hint
     assert (troubled, "bad" in card_class.split()) == ("1", True)
