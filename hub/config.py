@@ -126,11 +126,19 @@ def parse_upstream(entry: str) -> Upstream:
 
 
 def _one_entry_per_region(entries: tuple[str, ...]) -> None:
-    """Each upstream entry parses, and no two pin the same regional hub key: both would open (and lock) the one
-    OSCORE context kept for that key, and the start failed as UNREACHABLE "file lock ... could not be acquired"."""
+    """Each upstream entry parses, no two name the same address (one regional hub would be pulled twice, or one
+    entry's key refused as the other's region), and no two pin the same regional hub key: both would open (and
+    lock) the one OSCORE context kept for that key, and the start failed as UNREACHABLE "file lock ... could not be
+    acquired"."""
     pinned: dict[bytes, tuple[int, str]] = {}
+    addressed: dict[str, int] = {}
     for n, entry in enumerate(entries, 1):
         upstream = parse_upstream(entry)
+        if upstream.url in addressed:
+            raise ConfigError(f"upstream entries {addressed[upstream.url]} and {n} both name {upstream.url}: one "
+                              "entry a regional hub", where=f"upstream[{n}]",
+                              hint="keep the entry with the regional hub's right key and mode, and delete the other")
+        addressed[upstream.url] = n
         if upstream.key is None:
             continue
         if upstream.key in pinned:

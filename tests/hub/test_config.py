@@ -319,6 +319,16 @@ def test_two_upstream_entries_with_one_region_key_are_refused_naming_both(tmp_pa
     assert REGION_KEY in message and "one region key belongs to one entry" in message
 
 
+def test_two_upstream_entries_with_one_address_are_refused_naming_both(tmp_path: Path) -> None:
+    """One regional hub pulled twice, or, with two keys, one of them refused each round as if the region's own."""
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, f'upstream = ["coap://10.0.0.2:5683", "coap://10.0.0.9:5683", '
+                        f'"coap://10.0.0.2:5683 {REGION_KEY} checkpoints"]\n')
+    assert caught.value.where == "upstream[3]"
+    assert "entries 1 and 3 both name coap://10.0.0.2:5683" in caught.value.message, caught.value.message
+    assert "delete the other" in (caught.value.hint or "")
+
+
 def test_upstream_entries_with_different_keys_or_none_load(tmp_path: Path) -> None:
     entries = ("coap://a:5683", "coap://b:5683", f"coap://c:5683 {REGION_KEY}", f"coap://d:5683 {'6b' * 32}")
     assert HubConfig(upstream=entries).upstream == entries
