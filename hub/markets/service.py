@@ -650,9 +650,11 @@ class MarketService:
         """The series' daily medians (NaN: no accepted price) over the window up to `last_day` (its latest),
         or over all it holds (`whole`: IFPA's years of imported history)."""
         days = self._prices[key]
-        if not days:
+        # A day can be left empty when its one accepted price is taken back (`_unstore`): no price, no day.
+        latest = max((d for d, v in days.items() if v), default=None)
+        if latest is None:
             raise NotFound(f"series {key}: no accepted prices")
-        hi = max(d for d, v in days.items() if v) if last_day is None else last_day
+        hi = latest if last_day is None else last_day
         lo = min(days) if whole else max(min(days), hi - self.config.window_days + 1)
         arr = np.full(hi - lo + 1, np.nan)
         # Each day's median is kept until that day's prices change: a live update recomputes one day.

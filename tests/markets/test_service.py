@@ -122,3 +122,22 @@ def test_records_stream_and_operator_release() -> None:
     unsubscribe()
     svc.ingest(rec, t + 31)
     assert len(updates) == 136
+
+
+def test_a_series_whose_one_price_is_taken_back_breaks_no_answer() -> None:
+    # A new market's first price is held, an operator releases it, then reopens it: its day is left with no
+    # accepted price. Every answer that reads the series' prices goes on, without it (a ValueError before).
+    svc = MarketService()
+    t = 19_945 * DAY_S - WIB_OFFSET_S + 9 * 3600
+    builder = ChainBuilder(Ed25519Signer.from_seed(b"\x08" * 32), clock=lambda: t, boot=1)
+    builder.genesis()
+    rec = builder.append("price", {"market": "pasar-senen", "commodity": "cabai-merah", "unit": "kg",
+                                   "price_idr": 400_000, "reporter": "a", "region": "DKI Jakarta"})
+    assert svc.ingest(rec, t + 30)["status"] == "quarantined"
+    assert svc.decide(rec.id.hex(), "release", by="op-sari", why="verified at the stall")["to"] == "released"
+    assert [p["price_idr"] for p in svc.live_prices()] == [400_000]
+    assert svc.decide(rec.id.hex(), "reopen", by="op-sari", why="wrong stall")["to"] == "pending"
+    assert svc.live_prices() == [] and svc.bands() == [] and svc.map_series() == ([], [])
+    assert svc.early_warning() == []
+    with pytest.raises(NotFound):
+        svc.forecast("cabai-merah", "pasar-senen")
