@@ -60,6 +60,13 @@ const I18N = {
     "region.mode": "How", "region.mode.checkpoints": "followed by its checkpoints", "region.mode.records": "pulled record by record",
     "region.followed": "followed", "region.pulled": "pulled", "region.split": "split view", "region.refused": "refused",
     "region.unreachable": "not answering", "region.problem": "Why", "region.since": "since {since}, {rounds} rounds",
+    "region.detail": "the hub's message",
+    "region.why.UNREACHABLE": "no answer: check that the regional hub runs, and its address in upstream",
+    "region.why.REGION_UNPROTECTED": "answered outside the OSCORE context of the key pinned here: a mistyped key, a new key, or this hub missing from its peer_hubs",
+    "region.why.INVALID_CHECKPOINT": "a checkpoint that does not verify with the key pinned here",
+    "region.why.INVALID_PROOF": "a proof that does not hold: nothing it sent is taken",
+    "region.why.SPLIT_VIEW": "caught signing two views of its log: followed again only when an operator resumes it",
+    "region.why.HUB_REFUSED": "refused this hub's request",
     "stale": "stale data", "held_series": "reports held for review",
     "alps_alert": "price alert", "alps_crisis": "price crisis", "alps_stress": "price watch",
     "dev.active": "active", "dev.pending": "waiting for approval", "dev.forked": "two histories", "dev.revoked": "revoked",
@@ -121,6 +128,13 @@ const I18N = {
     "region.mode": "Cara", "region.mode.checkpoints": "diikuti lewat checkpoint-nya", "region.mode.records": "ditarik per rekaman",
     "region.followed": "diikuti", "region.pulled": "ditarik", "region.split": "tampilan ganda", "region.refused": "ditolak",
     "region.unreachable": "tidak menjawab", "region.problem": "Sebab", "region.since": "sejak {since}, {rounds} putaran",
+    "region.detail": "pesan hub",
+    "region.why.UNREACHABLE": "tidak ada jawaban: periksa bahwa hub regional berjalan, dan alamatnya di upstream",
+    "region.why.REGION_UNPROTECTED": "menjawab di luar konteks OSCORE kunci yang dipasang di sini: kunci salah ketik, kunci baru, atau hub ini tidak ada di peer_hubs-nya",
+    "region.why.INVALID_CHECKPOINT": "checkpoint yang tidak sah dengan kunci yang dipasang di sini",
+    "region.why.INVALID_PROOF": "bukti yang tidak berlaku: tidak ada kirimannya yang diterima",
+    "region.why.SPLIT_VIEW": "tertangkap menandatangani dua versi log-nya: diikuti lagi hanya setelah operator melanjutkannya",
+    "region.why.HUB_REFUSED": "menolak permintaan hub ini",
     "stale": "data lama", "held_series": "laporan ditahan, menunggu keputusan",
     "alps_alert": "harga siaga", "alps_crisis": "harga krisis", "alps_stress": "harga waspada",
     "dev.active": "aktif", "dev.pending": "menunggu persetujuan", "dev.forked": "dua riwayat", "dev.revoked": "dicabut",
@@ -376,9 +390,11 @@ const REGION_BADGE = { followed: "on_time", pulled: "on_time", unreachable: "lat
 const troubled = (r) => r.state !== "followed" && r.state !== "pulled";
 function regionsPanel(regions) {
   if (!regions.length) return "";
-  const problem = (r) => (r.problem ? `<span class="mono">${esc(r.problem.code)}</span> ${esc(r.problem.message)}
+  // The code's meaning in the page's words where it has them; the hub's own message and hint (English, as its log
+  // and `jejak hub regions list` say them) one click away.
+  const problem = (r) => (r.problem ? `<span class="mono">${esc(r.problem.code)}</span> ${esc(tOr(`region.why.${r.problem.code}`, r.problem.message))}
     <br><small class="muted" data-testid="region-since">${esc(t("region.since", { since: when(r.problem.since), rounds: num(r.problem.rounds) }))}</small>
-    ${r.problem.hint ? `<br><small data-testid="region-hint">${esc(r.problem.hint)}</small>` : ""}` : "–");
+    <details data-testid="region-detail"><summary>${esc(t("region.detail"))}</summary><small>${esc(r.problem.message)}${r.problem.hint ? `<br>${esc(r.problem.hint)}` : ""}</small></details>` : "–");
   return `<div class="panel"><h2>${t("regions")}</h2>${table([
     { h: "region", f: (r) => `${esc(r.url)}${r.hub ? `<br><span class="mono muted">${esc(r.hub.slice(0, 12))}</span>` : ""}` },
     { h: "region.mode", f: (r) => esc(t(`region.mode.${r.mode}`)) },

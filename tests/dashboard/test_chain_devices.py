@@ -239,6 +239,9 @@ async def test_a_national_hubs_chain_page_shows_its_regions_and_why_one_fails(tm
     assert "ditandatangani" in followed[1]  # when the region signed the checkpoint held: a region that stopped
     # signing (its store restored from an older copy, say) shows an old time here
     assert down[0] == "unreachable" and "tidak menjawab" in down[1] and Unreachable.code in down[1]
-    assert "putaran" in down[1] and "check that it runs" in down[1]  # since when, how many rounds, and the hint
+    assert "tidak ada jawaban: periksa bahwa hub regional berjalan" in down[1]  # what the code means
+    # since when and how many rounds; the hub's own message and hint behind "pesan hub"
+    assert "putaran" in down[1] and "pesan hub" in down[1]
+    assert "did not answer GET /sync/summary" in down[1] and "check that it runs" in down[1]
     assert (troubled, "bad" in card_class.split()) == ("1", True)
     assert missing == []
