@@ -587,15 +587,16 @@ def _roster_verdict(plan: Plan, site: str, card: str, at: int) -> tuple[str, str
     kitchen = plan.kitchen_of_site(site)
     if kitchen is None or kitchen.staff is None:
         return None
-    entry = plan.roster_entry(kitchen.id, card)
-    if entry is not None:
-        if entry.valid_at(at):
+    entries = plan.roster_entries(kitchen.id, card)
+    if entries:
+        if any(entry.valid_at(at) for entry in entries):
             return None
-        # Taken off this roster (or not on it yet) on purpose: said so, never "add it to the roster".
-        if entry.valid_until is not None and at >= entry.valid_until:
-            return ("", "until", entry.valid_until)
-        assert entry.valid_from is not None
-        return ("", "from", entry.valid_from)
+        # Taken off this roster (or not on it yet, or not again yet) on purpose: said so, never "add it to the
+        # roster". The latest of its entries that ended before the tap, else the first that begins after it.
+        ended = [e.valid_until for e in entries if e.valid_until is not None and at >= e.valid_until]
+        if ended:
+            return ("", "until", max(ended))
+        return ("", "from", min(e.valid_from for e in entries if e.valid_from is not None))
     # The kitchen whose staff the card is now, else one whose roster had it for a while: it is someone's staff.
     owners = plan.kitchens_listing(card, at) or plan.kitchens_listing(card)
     return (owners[0] if owners else "", "", 0)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -217,11 +217,19 @@ class Kitchen:
             _require(isinstance(self.staff, tuple)
                      and all(isinstance(c, StaffCard) or (isinstance(c, str) and c != "") for c in self.staff),
                      f"kitchen {self.id} staff: expected a list of staff card uids, got {self.staff!r}")
-            # One entry a card: a tap is judged by the card's one window at this kitchen.
-            listed = Counter(roster_card(c).card.lower() for c in self.staff)
-            twice = sorted(c for c, n in listed.items() if n > 1)
-            _require(not twice, f"kitchen {self.id} staff: card {twice[0] if twice else ''!r} appears twice",
-                     hint="list each staff card once")
+            # A card may be listed again for another while (a driver back after months at another kitchen), never
+            # for a while that meets one it has: a tap is judged by the one window it falls in.
+            windows: dict[str, list[StaffCard]] = {}
+            for entry in map(roster_card, self.staff):
+                windows.setdefault(entry.card.lower(), []).append(entry)
+            for card, entries in windows.items():
+                if len(entries) < 2:
+                    continue
+                ordered = sorted(entries, key=lambda e: -(2**63) if e.valid_from is None else e.valid_from)
+                for a, b in pairwise(ordered):
+                    _require(a.valid_until is not None and b.valid_from is not None and a.valid_until <= b.valid_from,
+                             f"kitchen {self.id} staff: card {card!r} is listed twice for times that meet",
+                             hint="list a card once, or again only for a while after its entry's `until`")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -365,9 +373,10 @@ class Plan:
         only those whose entry is valid at that Unix time."""
         return tuple(k for k, entry in self._rosters.get(card.lower(), ()) if at is None or entry.valid_at(at))
 
-    def roster_entry(self, kitchen_id: str, card: str) -> StaffCard | None:
-        """A kitchen's roster entry for a staff card (uids compared without case), valid or not; None if unlisted."""
-        return next((entry for k, entry in self._rosters.get(card.lower(), ()) if k == kitchen_id), None)
+    def roster_entries(self, kitchen_id: str, card: str) -> tuple[StaffCard, ...]:
+        """A kitchen's roster entries for a staff card (uids compared without case), valid or not, each for a
+        while of its own; none if unlisted."""
+        return tuple(entry for k, entry in self._rosters.get(card.lower(), ()) if k == kitchen_id)
 
     def roster_windowed(self, card: str) -> bool:
         """Whether any roster entry of a card is valid for a while only: its taps are judged at their times."""

@@ -574,6 +574,28 @@ def test_a_card_on_a_roster_from_a_time_and_a_card_moved_between_kitchens(plan: 
                                                "only from then")
 
 
+def test_a_card_back_on_a_roster_for_a_second_while_is_judged_by_the_while_each_tap_falls_in(
+        plan: Plan, scan: Scan) -> None:
+    # ST9 is on K1's roster from 07:00 to 10:00, then again from 12:00 (lent to another kitchen in between). Its taps
+    # at 08:00 and 13:00 are right; its tap at 11:00 is a finding that its entry ended at 10:00, and its tap at 06:00
+    # one that its first entry begins at 07:00: never "no roster lists it".
+    st9 = "5a000009"
+    first, second = (MIDNIGHT + 7 * H, MIDNIGHT + 10 * H), MIDNIGHT + 12 * H
+    rostered = Plan(kitchens=(Kitchen(id="K1", staff=(StaffCard(card=st9, valid_from=first[0], valid_until=first[1]),
+                                                      StaffCard(card=st9, valid_from=second))),),
+                    schools=plan.schools)
+    scans = [scan("departed", 6 * H, tags=["T1"], school="S1", staff=st9),
+             scan("departed", 8 * H, tags=["T2"], school="S1", staff=st9),
+             scan("returned", 11 * H, tags=["T1"], staff=st9),
+             scan("returned", 13 * H, tags=["T2"], staff=st9)]
+    found = {f.part: f for f in analyze(rostered, scans, now=MIDNIGHT + 20 * H).findings
+             if f.code == "staff_not_on_roster"}
+    assert set(found) == {"from", "until"}
+    assert (found["from"].limit, found["from"].records) == (first[0], (scans[0].record_id,))
+    assert (found["until"].limit, found["until"].records) == (first[1], (scans[2].record_id,))
+    assert all(f.other_kitchen is None for f in found.values())
+
+
 def test_meals_served_after_the_danger_zone_and_meals_still_in_it_are_counted_apart(plan: Plan, scan: Scan) -> None:
     # T1, T2 and T3 reach S1 at 07:30 at 45 °C, in the danger zone and below hot holding. T1 is served at 10:00,
     # 2 h 30 min later: a food-safety incident that happened. T2 and T3 are not served yet at 11:00, 3 h 30 min in

@@ -169,7 +169,7 @@ def test_a_kitchen_may_keep_a_roster_of_staff_cards() -> None:
     assert kitchen is not None and kitchen.id == "SPPG-001"
     assert not load_plan(PLAN).has_rosters
     for bad, match in (('staff = "5a000001"', "list of staff card uids"), ("staff = [1]", "staff card uid"),
-                       ('staff = ["5a000001", "5A000001"]', "appears twice")):
+                       ('staff = ["5a000001", "5A000001"]', "listed twice for times that meet")):
         with pytest.raises(PlanError, match=match):
             load_plan(PLAN.replace('name = "SPPG Margamukti"', f'name = "SPPG Margamukti"\n{bad}'))
 
@@ -197,8 +197,8 @@ def test_a_roster_entry_may_hold_a_card_for_a_while() -> None:
     assert plan.kitchens_listing("5a000009", day1 + 10 * 3600 - 1) == ("SPPG-001",)
     assert plan.kitchens_listing("5a000009", day1 + 10 * 3600) == ()  # `until` is not included
     assert plan.kitchens_listing("5a000001", day1) == ("SPPG-001",)
-    assert plan.roster_entry("SPPG-001", "5A000009") == StaffCard(card="5a000009", valid_until=day1 + 10 * 3600)
-    assert plan.roster_entry("SPPG-002", "5a000009") is None
+    assert plan.roster_entries("SPPG-001", "5A000009") == (StaffCard(card="5a000009", valid_until=day1 + 10 * 3600),)
+    assert plan.roster_entries("SPPG-002", "5a000009") == ()
     assert plan.roster_windowed("5a000009") and not plan.roster_windowed("5a000001")
     assert not plan.roster_windowed("5a000012")
     assert format_local(day1 + 10 * 3600, wib) == "2026-03-02T10:00"
@@ -231,7 +231,12 @@ def test_a_roster_entry_that_cannot_be_used_is_refused_with_what_was_expected() 
             ('{card = "5a000009", until = 10}', "got int 10"),
             ('{card = "5a000009", until = 10:00:00}', "got time"),
             ('{card = "5a000009", until = 2026-03-02T10:00:00+07:00}', "one with an offset"),
-            ('"5a000009", {card = "5A000009", until = "2026-03-02"}', "appears twice"),
+            ('"5a000009", {card = "5A000009", until = "2026-03-02"}', "listed twice for times that meet"),
+            # Two whiles that overlap, or one with no end before another: a tap would fall in two.
+            ('{card = "5a000009", until = "2026-03-05"}, {card = "5a000009", from = "2026-03-05"}',
+             "listed twice for times that meet"),
+            ('{card = "5a000009", from = "2026-03-09"}, {card = "5a000009", from = "2026-03-01", until = "2026-03-10"}',
+             "listed twice for times that meet"),
             ("1", "expected a staff card uid or a table {card, from, until}, got int 1")):
         with pytest.raises(PlanError, match=match):
             load_plan(_roster(bad))
