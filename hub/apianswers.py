@@ -772,27 +772,8 @@ class Alerts(TypedDict):
 ALPS_BAND = Literal["normal", "stress", "alert", "crisis"]
 
 
-class SeriesBand(TypedDict):
-    market: str
-    commodity: str
-    grade: str
-    unit: str
-    region: str
-    alps: float
-    band: ALPS_BAND
-    day: int  # the last day with a report
-    price_idr: int
-    stale: bool
-    held: bool  # see Freshness
-    held_reports: NotRequired[int]
-    held_days: NotRequired[int]
-    held_since: NotRequired[str]
-    held_since_day: NotRequired[int]
-    days_since_report: int
-
-
-class UnbandedSeries(TypedDict):
-    """A series with accepted prices, but too few weeks of them for an ALPS band: its latest accepted price."""
+class MapSeries(TypedDict):
+    """A series on the markets map: its latest day and price, and whether it is stale or held."""
 
     market: str
     commodity: str
@@ -808,6 +789,18 @@ class UnbandedSeries(TypedDict):
     held_since: NotRequired[str]
     held_since_day: NotRequired[int]
     days_since_report: int
+
+
+class SeriesBand(MapSeries):
+    """A series with its current ALPS value and band."""
+
+    alps: float
+    band: ALPS_BAND
+
+
+class UnbandedSeries(MapSeries):
+    """A series with accepted prices, but too few weeks of them for an ALPS band: its latest accepted price."""
+
     no_band: str  # why: how many weeks ALPS needs and has
 
 
