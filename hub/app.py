@@ -480,7 +480,7 @@ async def _start_parts(config: HubConfig, started: contextlib.AsyncExitStack, *,
     started.callback(verifier.close)
     tiers = TierLinks(hub, config.upstream, security.upstream_contexts(config.upstream), verifier=verifier)
     if config.upstream:
-        metrics.watch_regions(hub, tiers.states)
+        metrics.watch_regions(hub, tiers.states, tiers.signed_at)
     api = HubApi(hub, auth=auth, events=events, exports=Path(config.data_dir) / "exports",
                  routes=[*domain_routes, security.register, metrics.register, tiers.register, *routes])
     # CoAP (UDP and TCP) is bound before HTTP accepts a connection: /api/status answering is what a health check,

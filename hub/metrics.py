@@ -126,9 +126,11 @@ class HubMetrics:
                                              refill=refill, series_cap=self.device_series_cap,
                                              redelivery=redelivery, refused=self.refused_connections))
 
-    def watch_regions(self, hub: Hub, states: Callable[[], Mapping[str, int]]) -> None:
-        """Read the upstream regions' states (a national hub's `TierLinks.states`) at every scrape."""
-        self.registry.register(_RegionsCollector(hub, states))
+    def watch_regions(self, hub: Hub, states: Callable[[], Mapping[str, int]],
+                      signed: Callable[[], Mapping[str, int]] = dict) -> None:
+        """Read the upstream regions' states (a national hub's `TierLinks.states`) and when each region followed by
+        its checkpoints signed the latest one accepted (`TierLinks.signed_at`) at every scrape."""
+        self.registry.register(_RegionsCollector(hub, states, signed))
 
     def register(self, app: web.Application) -> None:
         """Mount `GET /metrics` (Prometheus text format) on the hub's HTTP app. A scrape reads every device's
@@ -149,8 +151,9 @@ class HubMetrics:
 class _RegionsCollector(Collector):
     """The regional hubs a national hub pulls or follows, by the state their last round left them in."""
 
-    def __init__(self, hub: Hub, states: Callable[[], Mapping[str, int]]) -> None:
-        self.hub, self.states = hub, states
+    def __init__(self, hub: Hub, states: Callable[[], Mapping[str, int]],
+                 signed: Callable[[], Mapping[str, int]]) -> None:
+        self.hub, self.states, self.signed = hub, states, signed
 
     def describe(self) -> list[Metric]:
         return []
@@ -167,6 +170,14 @@ class _RegionsCollector(Collector):
         yield CounterMetricFamily("jejak_hub_region_split_views", "Split views caught of regions followed by their "
                                   "checkpoints (kept as evidence).",
                                   value=self.hub.store.counters().get("region_split_views", 0))
+        # A region that answers but signs nothing new (its store restored from an older copy stops its signing, a
+        # stopped checkpoint loop) stays `followed`: its latest checkpoint's age says so.
+        signed = GaugeMetricFamily("jejak_hub_region_checkpoint_time_seconds", "When each region followed by its "
+                                   "checkpoints signed the latest one this hub accepted (Unix time, the region's "
+                                   "clock), by the region's hub id.", labels=["region"])
+        for region, at in sorted(self.signed().items()):
+            signed.add_metric([region], at)
+        yield signed
 
 
 class _HubCollector(Collector):

@@ -1006,6 +1006,10 @@ class TierLinks:
             counts[puller.health.state("pulled")] += 1
         return counts
 
+    def signed_at(self) -> dict[str, int]:
+        """When each region followed by its checkpoints signed the latest one accepted, by its hub id (hex)."""
+        return {hub_id.hex(): f.latest.time for hub_id, f in self.followed.items() if f.latest is not None}
+
     def using(self, url: str) -> contextlib.AbstractAsyncContextManager[aiocoap.Context]:
         """Region `url`'s client context, kept up while the caller's requests are under way."""
         return self.links[url].using()

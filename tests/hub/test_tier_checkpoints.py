@@ -14,7 +14,7 @@ from hub.config import ConfigError, HubConfig, Upstream, parse_upstream
 from hub.service import Hub
 from hub.store import LmdbHubStore
 from hub.tiers import RegionFollower, TierLinks, follow_all
-from ledger import Ed25519Signer, device_id_for, verify_receipt
+from ledger import Ed25519Signer, decode_checkpoint, device_id_for, verify_receipt
 from ledger.errors import BadProof
 from ledger.follow import Step, verify_split_view
 from tests.documented import assert_documented
@@ -431,6 +431,11 @@ async def test_a_region_whose_key_was_replaced_is_refused_and_shown_until_its_pi
         shown = await region()
         assert shown["state"] == "followed" and shown["problem"] is None
         assert await metric("followed") == 1 and await metric("refused") == 0
+        # When the region signed its latest checkpoint accepted: a region that stops signing shows it getting old.
+        _, body = await asyncio.to_thread(get, "/metrics")
+        [signed] = [line for line in body.decode().splitlines()
+                    if line.startswith(f'jejak_hub_region_checkpoint_time_seconds{{region="{hub_hex}"}}')]
+        assert float(signed.rsplit(" ", 1)[1]) == decode_checkpoint(first).time
 
         # The region's operators replace its key and restart it on the same address: a hub with another key
         # is another hub, with a store of its own (its first store refuses the new key: HUB_KEY_MISMATCH).
