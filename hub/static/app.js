@@ -413,7 +413,7 @@ async function viewChain() {
     api(`/api/chain/health?limit=${DEVICE_PAGE}${after ? `&after=${after}` : ""}`), api("/api/forks"), api("/api/regions")]);
   STATE.data.chain = h;
   if (h.next) STATE.devAfter[page + 1] = h.next;
-  const cp = h.checkpoint;
+  const cp = h.checkpoint, inTrouble = regions.regions.filter(troubled).length;
   return `<h1>${t("chain.title")}</h1>
   <div class="cards">
     ${card(t("records"), num(h.size), "", "chain-size")}
@@ -421,7 +421,7 @@ async function viewChain() {
     ${card(t("forks"), num(h.forks), h.forks ? "bad" : "ok", "chain-forks")}
     ${card(t("refused"), num(h.refused_total), h.refused_total ? "warn" : "ok", "chain-refused")}
     ${card(t("duplicates"), num(h.duplicates), "", "chain-duplicates")}
-    ${regions.regions.length ? card(t("regions_troubled"), num(regions.regions.filter(troubled).length), regions.regions.some(troubled) ? "bad" : "ok", "chain-regions") : ""}
+    ${regions.regions.length ? card(t("regions_troubled"), num(inTrouble), inTrouble ? "bad" : "ok", "chain-regions") : ""}
   </div>
   ${regionsPanel(regions.regions)}
   <div class="panel" data-testid="checkpoint"><h2>${t("checkpoint")}</h2>

@@ -15,13 +15,14 @@ import pytest
 
 from coap_server.lanes import WIDTH
 from coap_server.sync import remote_heads
-from hub.app import start_hub
+from hub.app import RunningHub, start_hub
 from hub.bridges import BridgeConfig
 from hub.config import HubConfig
 from hub.service import Hub
 from hub.store import DeviceInfo, LmdbHubStore
 from hub.tiers import (
     RegionHealth,
+    SummaryPuller,
     SummaryRound,
     TierLinks,
     UpstreamHolder,
@@ -351,9 +352,7 @@ async def test_national_refuses_what_a_region_revoked_by_its_signed_list_and_not
     replay) lifts nothing."""
     from ledger.authority import Authority
 
-    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
-                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
-                                         checkpoint_interval=3600))
+    regional = await _regional(tmp_path)
     key = regional.hub.signer.public_key
     national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6b" * 32), clock=clock)
     links = TierLinks(national, (f"{regional.coap_url} {key.hex()}",), timeout=10.0)
@@ -427,9 +426,7 @@ async def test_a_log_revoked_here_is_complete_at_its_revocation_point_and_not_fe
     put (before, every round drilled into its bucket, fetched the 8 records again and refused them again,
     forever, while the region showed healthy). The same for a national hub that first pulls the region whole,
     which refuses the records past the point once."""
-    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
-                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
-                                         checkpoint_interval=3600))
+    regional = await _regional(tmp_path)
     key = regional.hub.signer.public_key
     national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6e" * 32), clock=clock)
     links = TierLinks(national, (f"{regional.coap_url} {key.hex()}",), timeout=10.0)
@@ -497,9 +494,7 @@ async def test_a_silent_region_holds_up_no_other_and_shows_unreachable_with_its_
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     silent_url = f"coap://127.0.0.1:{silent.getsockname()[1]}"
-    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
-                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
-                                         checkpoint_interval=3600))
+    regional = await _regional(tmp_path)
     national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x70" * 32), clock=clock)
     links = TierLinks(national, (silent_url, regional.coap_url), timeout=4.0)
     [quiet, real] = links.pullers
@@ -549,15 +544,11 @@ async def test_a_region_whose_port_is_closed_fails_no_round_of_another(tmp_path,
     from tests.wait import wait_for
 
     dead_url = f"coap://127.0.0.1:{free_coap()}"  # nothing listens there
-    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
-                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
-                                         checkpoint_interval=3600))
+    regional = await _regional(tmp_path)
     national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6f" * 32), clock=clock)
     links = TierLinks(national, (dead_url, regional.coap_url), timeout=10.0)
     [dead, real] = links.pullers
-    failed: list[dict[str, str]] = []
-    real_failed = real.health.failed
-    real.health.failed = lambda problem: (failed.append(problem), real_failed(problem))  # type: ignore[method-assign]
+    failed = _failures(real)
     signer, builder = new_device(clock)
     device_id = enroll(regional.hub, signer, clock)
     assert regional.hub.ingest(device_id, [builder.genesis().raw]).accepted == 1
@@ -590,9 +581,7 @@ async def test_a_slow_region_whose_answers_keep_coming_is_not_shown_unreachable(
     from tests.ports import free_coap
     from tests.wait import wait_for
 
-    regional = await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"),
-                                         http_port=0, coap_port=0, mdns=False, auto_approve=True,
-                                         checkpoint_interval=3600))
+    regional = await _regional(tmp_path)
     target = int(regional.coap_url.rsplit(":", 1)[1])
     listen = free_coap()
     relay = await start_impairment(("127.0.0.1", listen), ("127.0.0.1", target), loss=0, delay_ms=25, jitter_ms=0)
@@ -606,9 +595,7 @@ async def test_a_slow_region_whose_answers_keep_coming_is_not_shown_unreachable(
     national = Hub(LmdbHubStore(tmp_path / "national"), Ed25519Signer.from_seed(b"\x6e" * 32), clock=clock)
     links = TierLinks(national, (f"coap://127.0.0.1:{listen}",), timeout=10.0)
     [slow] = links.pullers
-    failed: list[dict[str, str]] = []
-    slow_failed = slow.health.failed
-    slow.health.failed = lambda problem: (failed.append(problem), slow_failed(problem))  # type: ignore[method-assign]
+    failed = _failures(slow)
     started = time.monotonic()
     running = asyncio.create_task(links.run(0.3))
 
@@ -647,6 +634,20 @@ class _CountingStore(LmdbHubStore):
     def put_device(self, *devices):
         self.writes += 1
         return super().put_device(*devices)
+
+
+async def _regional(tmp_path) -> RunningHub:
+    """A regional hub on loopback that takes any device's enrollment and signs when told to."""
+    return await start_hub(HubConfig(bridges=BridgeConfig(enabled=False), data_dir=str(tmp_path / "r"), http_port=0,
+                                     coap_port=0, mdns=False, auto_approve=True, checkpoint_interval=3600))
+
+
+def _failures(puller: SummaryPuller) -> list[dict[str, str]]:
+    """Every problem a region's rounds report from now on, as its health is told them (and still told them)."""
+    failed: list[dict[str, str]] = []
+    told = puller.health.failed
+    puller.health.failed = lambda problem: (failed.append(problem), told(problem))  # type: ignore[method-assign]
+    return failed
 
 
 async def close_links(*links: TierLinks) -> None:
